@@ -1,14 +1,16 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
-StringConstantMultiline, BOOLConstant), batch ranges (GetImageRangeFromBatch,
-GetLatentRangeFromBatch, InsertImagesToBatchIndexed, ReplaceImagesInBatch), ImageBatchMulti, ImageConcanate (sic), ImageConcatMulti, ImagePadKJ and ImageResizeKJv2, GrowMaskWithBlur, ColorMatch (its 'mkl' method), and its CUDA speed patches (PathchSageAttentionKJ,
-TorchCompileModelWanVideoV2, ModelPatchTorchSettings), which pass the model on unchanged here."""
+StringConstantMultiline, BOOLConstant); batches (GetImageRangeFromBatch, GetLatentRangeFromBatch,
+InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcanate (sic) and
+ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur; ColorMatch (its 'mkl'
+method); and its CUDA speed patches (PathchSageAttentionKJ (sic), the TorchCompile* nodes,
+ModelPatchTorchSettings), which pass the model on unchanged here."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, Bool, Choice, ComfyAlias, \
+from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, \
     Float, Int, Node, NodeInputError, Text, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image
@@ -544,8 +546,8 @@ class ImageResizeKJv2(Node):
             raise NodeInputError("keep_proportion", "pillarbox_blur is not supported by graphflow: expected stretch, "
                                                     "resize, pad, pad_edge, pad_edge_pixel, crop or total_pixels")
         if self.upscale_method == "nvidia_rtx_vsr":
-            raise NodeInputError("upscale_method", "nvidia_rtx_vsr (NVIDIA's video super resolution) is not "
-                                                   "supported by graphflow: expected one of " + ", ".join(RESIZE_METHODS))
+            raise NodeInputError("upscale_method", "nvidia_rtx_vsr (NVIDIA's video super resolution) is not supported "
+                                                   "by graphflow: expected one of " + ", ".join(RESIZE_METHODS))
         image, mask = _image(self.image, "image"), self.mask
         _, oh, ow, _ = image.shape
         if mask is not None and mask.shape[-2:] == (64, 64) and (oh, ow) != (64, 64):
@@ -740,8 +742,90 @@ class TorchCompileModelWanVideoV2(Node):
     comfy = ComfyAlias(("TorchCompileModelWanVideoV2",), optional=("force_parameter_static_shapes",))
 
     def run(self):
-        warn("the model is passed on uncompiled: use the TorchCompileModel node or --compile to compile it")
-        return self.model
+        return uncompiled(self.model)
+
+
+def uncompiled(value, what: str = "model"):
+    """A KJNodes torch.compile node's input given on as it is, with a warning."""
+    warn(f"the {what} is passed on uncompiled: use the TorchCompileModel node or --compile to compile it")
+    return value
+
+
+class TorchCompileModelAdvanced(Node):
+    """KJNodes' TorchCompileModelAdvanced, which torch.compiles a model's transformer blocks: here
+    the model is passed on unchanged, with a warning. To compile in graphflow use the core
+    TorchCompileModel node or the --compile option; the images are the same either way."""
+    category = "KJNodes/torchcompile"
+    model: MODEL
+    backend: str = Choice(("inductor", "cudagraphs"), "inductor")
+    fullgraph: bool = Bool(False)
+    mode: str = Choice(COMPILE_MODES, "default")
+    dynamic: str = Choice(("auto", "true", "false"), "auto")
+    compile_transformer_blocks_only: bool = Bool(True)
+    dynamo_cache_size_limit: int = Int(64, min=0, max=1024)
+    debug_compile_keys: bool = Bool(False)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("TorchCompileModelAdvanced",))
+
+    def run(self):
+        return uncompiled(self.model)
+
+
+class TorchCompileModelQwenImage(Node):
+    """KJNodes' TorchCompileModelQwenImage, which torch.compiles a Qwen-Image model's blocks: here
+    the model is passed on unchanged, with a warning (use TorchCompileModel or --compile)."""
+    category = "KJNodes/torchcompile"
+    model: MODEL
+    backend: str = Choice(("inductor", "cudagraphs"), "inductor")
+    fullgraph: bool = Bool(False)
+    mode: str = Choice(COMPILE_MODES, "default")
+    dynamic: bool = Bool(False)
+    compile_transformer_blocks_only: bool = Bool(True)
+    dynamo_cache_size_limit: int = Int(64, min=0, max=1024)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("TorchCompileModelQwenImage",))
+
+    def run(self):
+        return uncompiled(self.model)
+
+
+class TorchCompileModelFluxAdvancedV2(Node):
+    """KJNodes' TorchCompileModelFluxAdvancedV2, which torch.compiles a Flux model's double and
+    single blocks: here the model is passed on unchanged, with a warning (use TorchCompileModel or
+    --compile)."""
+    category = "KJNodes/torchcompile"
+    model: MODEL
+    backend: str = Choice(("inductor", "cudagraphs"), "inductor")
+    fullgraph: bool = Bool(False)
+    mode: str = Choice(COMPILE_MODES, "default")
+    double_blocks: bool = Bool(True)
+    single_blocks: bool = Bool(True)
+    dynamic: bool = Bool(False)
+    dynamo_cache_size_limit: int = Int(64, min=0, max=1024)
+    force_parameter_static_shapes: bool = Bool(True)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("TorchCompileModelFluxAdvancedV2",),
+                       optional=("dynamo_cache_size_limit", "force_parameter_static_shapes"))
+
+    def run(self):
+        return uncompiled(self.model)
+
+
+class TorchCompileVAE(Node):
+    """KJNodes' TorchCompileVAE, which torch.compiles a VAE's encoder and decoder: here the VAE is
+    passed on unchanged, with a warning."""
+    category = "KJNodes/torchcompile"
+    vae: VAE
+    backend: str = Choice(("inductor", "cudagraphs"), "inductor")
+    fullgraph: bool = Bool(False)
+    mode: str = Choice(COMPILE_MODES, "default")
+    compile_encoder: bool = Bool(True)
+    compile_decoder: bool = Bool(True)
+    outputs = {"VAE": VAE}
+    comfy = ComfyAlias(("TorchCompileVAE",))
+
+    def run(self):
+        return uncompiled(self.vae, "VAE")
 
 
 class ModelPatchTorchSettings(Node):

@@ -1,6 +1,7 @@
-"""KJNodes' constants, batch ranges, ImageBatchMulti, ImagePadKJ, ImageResizeKJv2, GrowMaskWithBlur
-and CUDA speed patches (nodes/pack_nodes_kj.py): read from graphs as the pack's editor saves them (UI format, widgets in the pack's input order)
-and from API graphs, checked against closed forms and the core nodes."""
+"""KJNodes' nodes in nodes/pack_nodes_kj.py (constants, batches, concatenation, pad and resize, masks,
+ColorMatch, CUDA speed patches): read from graphs as the pack's editor saves them (UI format,
+widgets in the pack's input order) and from API graphs, checked against closed forms and the core
+nodes."""
 
 import logging
 
@@ -84,7 +85,8 @@ def test_get_image_range_from_batch(registry):
 
 def test_get_image_range_from_batch_ui_graph(registry):
     nodes = [ui_node(1, "EmptyImage", [8, 8, 5, 0], outputs=[("IMAGE", "IMAGE", [1])]),
-             ui_node(2, "GetImageRangeFromBatch", [-1, 2], [("images", "IMAGE", 1, False), ("masks", "MASK", None, False)],
+             ui_node(2, "GetImageRangeFromBatch", [-1, 2],
+                     [("images", "IMAGE", 1, False), ("masks", "MASK", None, False)],
                      [("IMAGE", "IMAGE", []), ("MASK", "MASK", [])])]
     workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]]), ["2"])
     assert workflow.nodes["2"].inputs["start_index"] == -1 and values["2"][0].shape == (2, 8, 8, 3)
@@ -134,6 +136,12 @@ def test_image_batch_multi_equals_image_batch_in_turn(registry):
      {"backend": "inductor", "mode": "max-autotune", "compile_transformer_blocks_only": True,
       "dynamo_cache_size_limit": 64, "force_parameter_static_shapes": False}),
     ("ModelPatchTorchSettings", [True], {"enable_fp16_accumulation": True}),
+    ("TorchCompileModelAdvanced", ["inductor", False, "default", "auto", True, 64, False],
+     {"dynamic": "auto", "debug_compile_keys": False}),
+    ("TorchCompileModelQwenImage", ["cudagraphs", True, "default", False, False, 32],
+     {"backend": "cudagraphs", "compile_transformer_blocks_only": False, "dynamo_cache_size_limit": 32}),
+    ("TorchCompileModelFluxAdvancedV2", ["inductor", False, "default", True, False, False, 64, True],
+     {"double_blocks": True, "single_blocks": False, "force_parameter_static_shapes": True}),
 ])
 def test_speed_patches_read_the_packs_widgets_and_pass_the_model_on(registry, caplog, node_type, widgets, settings):
     nodes = [ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
@@ -154,6 +162,13 @@ def test_speed_patches_left_off_say_nothing(registry, caplog):
         assert call(registry, "PathchSageAttentionKJ", model=model, sage_attention="disabled") is model
         assert call(registry, "ModelPatchTorchSettings", model=model, enable_fp16_accumulation=False) is model
     assert "passed on" not in caplog.text
+
+
+def test_torch_compile_vae_passes_the_vae_on(registry, caplog):
+    vae = object()
+    with caplog.at_level(logging.WARNING):
+        assert call(registry, "TorchCompileVAE", vae=vae, compile_decoder=False) is vae
+    assert "VAE is passed on uncompiled" in caplog.text
 
 
 def picture(h=12, w=20, b=2, seed=0):
@@ -225,7 +240,8 @@ def test_image_pad_kj_modes(registry):
     assert out.shape == (1, 6, 7, 3) and torch.allclose(out[0, 0, 0], torch.tensor([1.0, 128 / 255, 0.0]))
     out, mask = call(registry, "ImagePadKJ", image=image, target_width=9, target_height=6, pad_mode="color")
     assert out.shape == (1, 6, 9, 3) and torch.equal(out[:, 1:5, 2:7], image) and out[:, 0].max() == 0
-    for widgets, name in (({"pad_mode": "pillarbox_blur"}, "pad_mode"), ({"pad_mode": "color", "color": "red"}, "color")):
+    for widgets, name in (({"pad_mode": "pillarbox_blur"}, "pad_mode"),
+                          ({"pad_mode": "color", "color": "red"}, "color")):
         with pytest.raises(NodeInputError) as caught:
             call(registry, "ImagePadKJ", image=image, left=1, **widgets)
         assert caught.value.input == name
@@ -325,7 +341,8 @@ def test_image_concanate_directions_batches_and_sizes(registry):
 
 def test_image_concanate_reads_the_packs_graph(registry):
     nodes = [ui_node(1, "EmptyImage", [16, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1, 2])]),
-             ui_node(2, "ImageConcanate", ["down", False], [("image1", "IMAGE", 1, False), ("image2", "IMAGE", 2, False)],
+             ui_node(2, "ImageConcanate", ["down", False],
+                     [("image1", "IMAGE", 1, False), ("image2", "IMAGE", 2, False)],
                      [("IMAGE", "IMAGE", [])])]
     _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"]]), ["2"])
     assert values["2"][0].shape == (1, 16, 16, 3)
@@ -363,7 +380,8 @@ def test_color_match_node_strength_batches_and_refusals(registry):
     want = torch.stack([t + 0.5 * (mkl_transfer(t, ref[0]) - t) for t in target]).clamp(0, 1)
     assert torch.allclose(out, want, atol=1e-6) and out.dtype == torch.float32
     assert call(registry, "ColorMatch", image_ref=ref, image_target=target, strength=0.0) is target
-    for inputs, name in (({"method": "reinhard"}, "method"), ({"image_ref": colour_cast(3, n=2)[:, :, :, :2]}, "image_ref")):
+    for inputs, name in (({"method": "reinhard"}, "method"),
+                         ({"image_ref": colour_cast(3, n=2)[:, :, :, :2]}, "image_ref")):
         with pytest.raises(NodeInputError) as caught:
             call(registry, "ColorMatch", **{"image_ref": ref, "image_target": target, **inputs})
         assert caught.value.input == name
