@@ -2,7 +2,7 @@
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant); batches (GetImageRangeFromBatch, GetLatentRangeFromBatch,
 InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcanate (sic) and
-ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur; ColorMatch (its 'mkl'
+ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur and ResizeMask; ColorMatch (its 'mkl'
 method); and its CUDA speed patches (PathchSageAttentionKJ (sic), the TorchCompile* nodes,
 ModelPatchTorchSettings), which pass the model on unchanged here."""
 
@@ -420,9 +420,9 @@ def kj_pad(image, mask, left: int, right: int, top: int, bottom: int, mode: str,
     return out, out_mask
 
 
-def _mask_to(mask, width: int, height: int, method: str):
+def _mask_to(mask, width: int, height: int, method: str, crop: bool = False):
     """A MASK batch resized as an IMAGE is (each of its 3 copies alike)."""
-    return _resize_image(mask[..., None].expand(-1, -1, -1, 3), width, height, method)[..., 0]
+    return _resize_image(mask[..., None].expand(-1, -1, -1, 3), width, height, method, crop=crop)[..., 0]
 
 
 class ImagePadKJ(Node):
@@ -632,6 +632,35 @@ class GrowMaskWithBlur(Node):
             out = [kj_blur_mask(m, self.blur_radius) for m in out]
         result = torch.stack(out)
         return result, 1.0 - result
+
+
+class ResizeMask(Node):
+    """Resize masks, as KJNodes' Resize Mask does: to width x height, or with keep_proportions to
+    the largest size of the mask's aspect inside it (a 0 side: the mask's own); crop "center" cuts
+    to the new aspect first instead of stretching. Resampling is ImageScale's. Gives the masks
+    with their width and height."""
+    category = "KJNodes/masking"
+    mask: MASK
+    width: int = Int(512, min=0, max=MAX_SIZE)
+    height: int = Int(512, min=0, max=MAX_SIZE)
+    keep_proportions: bool = Bool(False)
+    upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
+    crop: str = Choice(("disabled", "center"), "disabled")
+    outputs = {"mask": MASK, "width": INT, "height": INT}
+    comfy = ComfyAlias(("ResizeMask",))
+
+    def run(self):
+        mask = self.mask[None] if self.mask.ndim == 2 else self.mask
+        _, oh, ow = mask.shape
+        width, height = self.width, self.height
+        if self.keep_proportions:
+            ratio = min((width or ow) / ow, (height or oh) / oh)
+            width, height = round(ow * ratio), round(oh * ratio)
+        if width < 1 or height < 1:
+            raise NodeInputError("width" if width < 1 else "height", f"the {ow}x{oh} mask would be resized to "
+                                 f"{width}x{height}: expected at least 1x1 (a 0 side only with keep_proportions)")
+        out = _mask_to(mask, width, height, self.upscale_method, crop=self.crop == "center")
+        return out, out.shape[2], out.shape[1]
 
 
 # -- colour ----------------------------------------------------------------------------------

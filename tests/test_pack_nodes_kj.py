@@ -452,3 +452,22 @@ def test_replace_images_in_batch(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "ReplaceImagesInBatch", start_index=4, original_images=original, replacement_images=new)
     assert caught.value.input == "start_index"
+
+
+def test_resize_mask_is_image_scale_on_the_mask(registry):
+    masks = torch.rand(2, 12, 20, generator=torch.Generator().manual_seed(4))
+    for method in ("bilinear", "lanczos", "area"):
+        out, w, h = call(registry, "ResizeMask", mask=masks, width=10, height=10, upscale_method=method, crop="center")
+        scaled = call(registry, "ImageScale", image=masks[..., None].expand(-1, -1, -1, 3), width=10, height=10,
+                      upscale_method=method, crop="center")
+        assert (w, h) == (10, 10) and torch.equal(out, scaled[..., 0])
+    out, w, h = call(registry, "ResizeMask", mask=masks, width=10, height=0, keep_proportions=True)
+    assert (w, h) == (10, 6) and out.shape == (2, 6, 10)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ResizeMask", mask=masks, width=0, height=8)
+    assert caught.value.input == "width"
+    nodes = [ui_node(1, "SolidMask", [1.0, 16, 8], outputs=[("MASK", "MASK", [1])]),
+             ui_node(2, "ResizeMask", [8, 8, True, "bilinear", "disabled"], [("mask", "MASK", 1, False)],
+                     [("mask", "MASK", []), ("width", "INT", []), ("height", "INT", [])])]
+    _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]]), ["2"])
+    assert values["2"][1:] == (8, 4)
