@@ -2,7 +2,7 @@
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant); batches (GetImageRangeFromBatch, GetLatentRangeFromBatch,
 InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcanate (sic) and
-ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur and ResizeMask; ColorMatch (its 'mkl'
+ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur, ResizeMask and CreateShapeMask; ColorMatch (its 'mkl'
 method); and its CUDA speed patches (PathchSageAttentionKJ (sic), the TorchCompile* nodes,
 ModelPatchTorchSettings), which pass the model on unchanged here."""
 
@@ -661,6 +661,45 @@ class ResizeMask(Node):
                                  f"{width}x{height}: expected at least 1x1 (a 0 side only with keep_proportions)")
         out = _mask_to(mask, width, height, self.upscale_method, crop=self.crop == "center")
         return out, out.shape[2], out.shape[1]
+
+
+class CreateShapeMask(Node):
+    """Draw a white circle, square or triangle on black masks, as KJNodes' Create Shape Mask does
+    (with PIL): centred at location_x, location_y, shape_width x shape_height, each next frame
+    grow pixels bigger (or smaller; never below 0). The circle and square fill the box from centre
+    - size // 2 to centre + size // 2, both ends included; the triangle points up from the box's
+    bottom corners. Gives the masks and 1 - masks."""
+    category = "KJNodes/masking/generate"
+    shape: str = Choice(("circle", "square", "triangle"), "circle")
+    frames: int = Int(1, min=1, max=4096)
+    location_x: int = Int(256, min=0, max=4096)
+    location_y: int = Int(256, min=0, max=4096)
+    grow: int = Int(0, min=-512, max=512)
+    frame_width: int = Int(512, min=16, max=4096)
+    frame_height: int = Int(512, min=16, max=4096)
+    shape_width: int = Int(128, min=8, max=4096)
+    shape_height: int = Int(128, min=8, max=4096)
+    outputs = {"mask": MASK, "mask_inverted": MASK}
+    comfy = ComfyAlias(("CreateShapeMask",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw
+        x, y, out = self.location_x, self.location_y, []
+        for i in range(self.frames):
+            w, h = max(0, self.shape_width + i * self.grow) // 2, max(0, self.shape_height + i * self.grow) // 2
+            picture = Image.new("L", (self.frame_width, self.frame_height), 0)
+            draw = ImageDraw.Draw(picture)
+            if self.shape == "circle":
+                draw.ellipse([(x - w, y - h), (x + w, y + h)], fill=255)
+            elif self.shape == "square":
+                draw.rectangle([(x - w, y - h), (x + w, y + h)], fill=255)
+            else:
+                draw.polygon([(x, y - h), (x - w, y + h), (x + w, y + h)], fill=255)
+            out.append(torch.from_numpy(np.asarray(picture).astype(np.float32) / 255.0))
+        masks = torch.stack(out)
+        return masks, 1.0 - masks
 
 
 # -- colour ----------------------------------------------------------------------------------

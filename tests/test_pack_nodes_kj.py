@@ -4,6 +4,7 @@ widgets in the pack's input order) and from API graphs, checked against closed f
 nodes."""
 
 import logging
+import math
 
 import numpy
 import pytest
@@ -471,3 +472,30 @@ def test_resize_mask_is_image_scale_on_the_mask(registry):
                      [("mask", "MASK", []), ("width", "INT", []), ("height", "INT", [])])]
     _, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]]), ["2"])
     assert values["2"][1:] == (8, 4)
+
+
+def test_create_shape_mask(registry):
+    masks, inverted = call(registry, "CreateShapeMask", shape="square", frames=3, location_x=10, location_y=12,
+                           grow=4, frame_width=32, frame_height=24, shape_width=8, shape_height=10)
+    assert masks.shape == (3, 24, 32) and torch.equal(inverted, 1 - masks)
+    for i, (w, h) in enumerate([(4, 5), (6, 7), (8, 9)]):  # half sizes, growing by 2 each side
+        want = torch.zeros(24, 32)
+        want[max(12 - h, 0):12 + h + 1, max(10 - w, 0):10 + w + 1] = 1
+        assert torch.equal(masks[i], want)
+    circle, _ = call(registry, "CreateShapeMask", shape="circle", location_x=20, location_y=20, frame_width=40,
+                     frame_height=40, shape_width=20, shape_height=20)
+    box = circle[0, 10:31, 10:31]  # the box 10..30, both ends included, holds all of it
+    assert circle.sum() == box.sum() and torch.equal(box, box.flip(0)) and torch.equal(box, box.T)
+    assert abs(circle.sum() - math.pi * 10.5 ** 2) < 20 and circle[0, 20, 20] == 1 and circle[0, 20, 31] == 0
+    triangle, _ = call(registry, "CreateShapeMask", shape="triangle", location_x=20, location_y=20, frame_width=40,
+                       frame_height=40, shape_width=20, shape_height=20)
+    rows = triangle[0].sum(1)
+    box = triangle[0, :, 10:31]
+    assert rows[10] <= 2 and rows[30] == 21 and triangle.sum() == box.sum() and torch.equal(box, box.flip(1))
+
+
+def test_create_shape_mask_reads_the_packs_graph(registry):
+    nodes = [ui_node(1, "CreateShapeMask", ["square", 2, 8, 8, -2, 16, 16, 8, 8],
+                     outputs=[("mask", "MASK", []), ("mask_inverted", "MASK", [])])]
+    _, values = run(registry, ui_graph(nodes), ["1"])
+    assert [int(m.sum()) for m in values["1"][0]] == [81, 49]  # 9x9, then 7x7
