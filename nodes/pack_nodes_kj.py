@@ -2,9 +2,10 @@
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant); batches (GetImageRangeFromBatch, GetLatentRangeFromBatch,
 InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcanate (sic) and
-ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur, ResizeMask and CreateShapeMask; ColorMatch (its 'mkl'
-method); and its CUDA speed patches (PathchSageAttentionKJ (sic), the TorchCompile* nodes,
-ModelPatchTorchSettings), which pass the model on unchanged here."""
+ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur, ResizeMask and
+CreateShapeMask; ColorMatch (its 'mkl', 'hm' and 'hm-mkl-hm' methods); and its CUDA speed patches
+(PathchSageAttentionKJ (sic), the TorchCompile* nodes, ModelPatchTorchSettings), which pass the
+model on unchanged here."""
 
 from __future__ import annotations
 
@@ -707,6 +708,22 @@ class CreateShapeMask(Node):
 COLOR_MATCH_METHODS = ("mkl", "hm", "reinhard", "mvgd", "hm-mvgd-hm", "hm-mkl-hm")
 
 
+def histogram_match(target, ref):
+    """target [H, W, C] with each channel's histogram matched to ref's, as color-matcher's 'hm':
+    every distinct value goes to the reference value at its cumulative share (linearly between
+    the reference's distinct values)."""
+    import numpy as np
+    import torch
+    t, r = target.double().numpy(), ref.double().numpy()
+    out = np.empty_like(t)
+    for c in range(t.shape[-1]):
+        _, where, counts = np.unique(t[..., c], return_inverse=True, return_counts=True)
+        ref_values, ref_counts = np.unique(r[..., c], return_counts=True)
+        mapped = np.interp(np.cumsum(counts) / counts.sum(), np.cumsum(ref_counts) / ref_counts.sum(), ref_values)
+        out[..., c] = mapped[where.reshape(-1)].reshape(t.shape[:-1])
+    return torch.from_numpy(out).to(target.dtype)
+
+
 def mkl_transfer(target, ref):
     """The colours of target [H, W, 3] moved onto ref's by the Monge-Kantorovich linearisation
     (Pitie et al.), as the color-matcher library's 'mkl' does: x -> (x - mean_t) T + mean_r with
@@ -730,8 +747,9 @@ def mkl_transfer(target, ref):
 class ColorMatch(Node):
     """Match image_target's colours to image_ref's, as KJNodes' Color Match does with the
     color-matcher library: 'mkl' (Monge-Kantorovich linearisation: the result gets the reference's
-    mean colour and colour covariance) is built in; the library's other methods (hm, reinhard,
-    mvgd and the hm compounds) are refused here. Each target image is matched to the reference of
+    mean colour and colour covariance), 'hm' (each channel's histogram matched to the reference's)
+    and 'hm-mkl-hm' (the three in turn) are built in; 'reinhard', 'mvgd' and 'hm-mvgd-hm' are
+    refused here. Each target image is matched to the reference of
     the same index (a single reference serves all); strength mixes the result with the target
     (1: all of it; above 1 goes further), then it is clipped to 0..1. multithread does nothing
     here."""
@@ -746,8 +764,11 @@ class ColorMatch(Node):
 
     def run(self):
         import torch
-        if self.method != "mkl":
-            raise NodeInputError("method", f"{self.method!r} is not built into graphflow: expected 'mkl'")
+        steps = {"mkl": (mkl_transfer,), "hm": (histogram_match,),
+                 "hm-mkl-hm": (histogram_match, mkl_transfer, histogram_match)}.get(self.method)
+        if steps is None:
+            raise NodeInputError("method", f"{self.method!r} is not built into graphflow: expected mkl, hm or "
+                                           "hm-mkl-hm")
         target, ref = _image(self.image_target, "image_target"), _image(self.image_ref, "image_ref")
         if self.strength == 0:
             return target
@@ -759,7 +780,9 @@ class ColorMatch(Node):
                                               "per target image")
         out = []
         for i, image in enumerate(target):
-            matched = mkl_transfer(image, ref[0 if len(ref) == 1 else i])
+            matched = image
+            for step in steps:
+                matched = step(matched, ref[0 if len(ref) == 1 else i])
             out.append(image + self.strength * (matched - image))
         return torch.stack(out).float().clamp(0, 1)
 

@@ -499,3 +499,20 @@ def test_create_shape_mask_reads_the_packs_graph(registry):
                      outputs=[("mask", "MASK", []), ("mask_inverted", "MASK", [])])]
     _, values = run(registry, ui_graph(nodes), ["1"])
     assert [int(m.sum()) for m in values["1"][0]] == [81, 49]  # 9x9, then 7x7
+
+
+def test_color_match_histogram_methods(registry):
+    from nodes.pack_nodes_kj import histogram_match, mkl_transfer
+    g = torch.Generator().manual_seed(7)
+    target = torch.randperm(48, generator=g).reshape(4, 4, 3).double() / 48
+    ref = torch.rand(4, 4, 3, generator=g, dtype=torch.float64)
+    out = histogram_match(target, ref)
+    # distinct values, as many of each: each channel takes exactly the reference's values, in target's order
+    for c in range(3):
+        assert torch.equal(out[..., c].flatten().sort().values, ref[..., c].flatten().sort().values)
+        assert torch.equal(out[..., c].flatten().argsort(), target[..., c].flatten().argsort())
+    assert torch.equal(histogram_match(ref, ref), ref)
+    image, reference = colour_cast(1), colour_cast(4)
+    out = call(registry, "ColorMatch", image_ref=reference, image_target=image, method="hm-mkl-hm")
+    want = histogram_match(mkl_transfer(histogram_match(image[0], reference[0]), reference[0]), reference[0])
+    assert torch.allclose(out[0], want.clamp(0, 1).float(), atol=1e-6)
