@@ -5,16 +5,17 @@ InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcana
 ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur, ResizeMask and
 CreateShapeMask; ColorMatch (its 'mkl', 'hm' and 'hm-mkl-hm' methods); and its CUDA speed patches
 (PathchSageAttentionKJ (sic), the TorchCompile* nodes, ModelPatchTorchSettings), which pass the
-model on unchanged here."""
+model on unchanged here, and DiffusionModelLoaderKJ (UNETLoader with a compute dtype)."""
 
 from __future__ import annotations
 
 import math
 
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, warn
+    Float, Int, Node, NodeInputError, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image
+from nodes.loaders import _find
 from nodes.mask import grow_mask
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
@@ -834,6 +835,51 @@ class TorchCompileModelWanVideoV2(Node):
 
     def run(self):
         return uncompiled(self.model)
+
+
+class DiffusionModelLoaderKJ(Node):
+    """Load a diffusion model as UNETLoader does, as KJNodes' Diffusion Model Loader KJ does:
+    weight_dtype fp8_* as there, fp16 / bf16 / fp32 a copy of the weights in that dtype;
+    compute_dtype as ModelComputeDtype. Its CUDA switches (patch_cublaslinear, sage_attention,
+    enable_fp16_accumulation) change nothing here but a warning; an extra_state_dict to merge in
+    (a VACE module, say) is refused."""
+    category = "KJNodes/experimental"
+    model_name: str = Choice(lambda: folders.list_models("diffusion_models"))
+    weight_dtype: str = Choice(("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2", "fp16", "bf16", "fp32"),
+                               "default")
+    compute_dtype: str = Choice(("default", "fp16", "bf16", "fp32"), "default")
+    patch_cublaslinear: bool = Bool(False)
+    sage_attention: str = Choice(SAGE_ATTENTION_MODES, "disabled")
+    enable_fp16_accumulation: bool = Bool(False)
+    extra_state_dict: STRING = None
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("DiffusionModelLoaderKJ",))
+
+    @classmethod
+    def fingerprint(cls, model_name, **widgets):
+        return folders.model_state("diffusion_models", model_name)
+
+    def run(self):
+        from graphflow.models.speed import with_compute_dtype
+        if self.extra_state_dict is not None:
+            raise NodeInputError("extra_state_dict", "merging another state dict into the model is not supported by "
+                                                     "graphflow: expected it unconnected")
+        switches = [name for name, on in (("patch_cublaslinear", self.patch_cublaslinear),
+                                          ("sage_attention", self.sage_attention != "disabled"),
+                                          ("enable_fp16_accumulation", self.enable_fp16_accumulation)) if on]
+        if switches:
+            warn(", ".join(switches) + " changes nothing in graphflow: the model runs with its own attention backend")
+        from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
+        fp8 = self.weight_dtype.startswith("fp8")
+        stored = self.weight_dtype.replace("_fast", "") if fp8 else "default"  # as UNETLoader: _fast is plain
+        path = _find("diffusion_models", self.model_name, "model_name")
+        try:
+            model = load_diffusion_model(path, weight_dtype=stored)
+        except CheckpointError as e:
+            raise NodeInputError("model_name", str(e)) from None
+        if not fp8 and self.weight_dtype != "default":
+            model = with_compute_dtype(model, self.weight_dtype)
+        return model if self.compute_dtype == "default" else with_compute_dtype(model, self.compute_dtype)
 
 
 def uncompiled(value, what: str = "model"):

@@ -516,3 +516,31 @@ def test_color_match_histogram_methods(registry):
     out = call(registry, "ColorMatch", image_ref=reference, image_target=image, method="hm-mkl-hm")
     want = histogram_match(mkl_transfer(histogram_match(image[0], reference[0]), reference[0]), reference[0])
     assert torch.allclose(out[0], want.clamp(0, 1).float(), atol=1e-6)
+
+
+def test_diffusion_model_loader_kj_is_unet_loader_with_a_compute_dtype(registry, tmp_folders, caplog):
+    from graphflow.testing import write_checkpoint
+    (tmp_folders.models / "diffusion_models").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "diffusion_models" / "tiny.safetensors", "sd1")
+    core = call(registry, "LoadDiffusionModel", unet_name="tiny.safetensors")
+    model = call(registry, "DiffusionModelLoaderKJ", model_name="tiny.safetensors")
+    assert model.dtype == core.dtype
+    assert all(torch.equal(a, b) for a, b in zip(model.unet.state_dict().values(), core.unet.state_dict().values()))
+    with caplog.at_level(logging.WARNING):
+        bf16 = call(registry, "DiffusionModelLoaderKJ", model_name="tiny.safetensors", compute_dtype="bf16",
+                    sage_attention="auto")
+    assert "sage_attention changes nothing" in caplog.text
+    want = call(registry, "ModelComputeDtype", model=core, dtype="bf16")
+    assert bf16.dtype == torch.bfloat16
+    assert all(torch.equal(a, b) for a, b in zip(bf16.unet.state_dict().values(), want.unet.state_dict().values()))
+    fp8 = call(registry, "DiffusionModelLoaderKJ", model_name="tiny.safetensors", weight_dtype="fp8_e4m3fn_fast")
+    fp8_core = call(registry, "LoadDiffusionModel", unet_name="tiny.safetensors", weight_dtype="fp8_e4m3fn")
+    assert all(torch.equal(a, b) for a, b in zip(fp8.unet.state_dict().values(), fp8_core.unet.state_dict().values()))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "DiffusionModelLoaderKJ", model_name="tiny.safetensors", extra_state_dict="/x/vace.safetensors")
+    assert caught.value.input == "extra_state_dict"
+    nodes = [ui_node(1, "DiffusionModelLoaderKJ", ["tiny.safetensors", "default", "fp32", False, "disabled", False],
+                     [("extra_state_dict", "STRING", None, False)], [("MODEL", "MODEL", [])])]
+    workflow = parse_workflow(ui_graph(nodes), registry)
+    assert workflow.nodes["1"].inputs["compute_dtype"] == "fp32" and workflow.nodes["1"].inputs["model_name"] == \
+        "tiny.safetensors"
