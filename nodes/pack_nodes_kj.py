@@ -5,7 +5,7 @@ InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcana
 ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur, ResizeMask and
 CreateShapeMask; ColorMatch (its 'mkl', 'hm' and 'hm-mkl-hm' methods); and its CUDA speed patches
 (PathchSageAttentionKJ (sic), the TorchCompile* nodes, ModelPatchTorchSettings), which pass the
-model on unchanged here, and DiffusionModelLoaderKJ (UNETLoader with a compute dtype)."""
+model on unchanged here, DiffusionModelLoaderKJ (UNETLoader with a compute dtype) and VAELoaderKJ (VAELoader)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRIN
     Float, Int, Node, NodeInputError, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image
-from nodes.loaders import _find
+from nodes.loaders import LoadVAE, _find
 from nodes.mask import grow_mask
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
@@ -880,6 +880,26 @@ class DiffusionModelLoaderKJ(Node):
         if not fp8 and self.weight_dtype != "default":
             model = with_compute_dtype(model, self.weight_dtype)
         return model if self.compute_dtype == "default" else with_compute_dtype(model, self.compute_dtype)
+
+
+class VAELoaderKJ(LoadVAE):
+    """Load a VAE as VAELoader does, as KJNodes' VAELoader KJ does. Its device and weight_dtype
+    choices are not followed: graphflow runs the VAE on its device in the dtype it picks there
+    (a warning says so when they ask for a dtype other than the pack's fp32 default or the CPU)."""
+    category = "KJNodes/vae"
+    device: str = Choice(("main_device", "cpu"), "main_device")
+    weight_dtype: str = Choice(("bf16", "fp16", "fp32"), "fp32")
+    comfy = ComfyAlias(("VAELoaderKJ",))
+
+    @classmethod
+    def fingerprint(cls, vae_name, **widgets):
+        return super().fingerprint(vae_name)
+
+    def run(self):
+        if self.device != "main_device" or self.weight_dtype != "fp32":
+            warn(f"device {self.device} and weight_dtype {self.weight_dtype} are not followed: the VAE runs where "
+                 "and in the dtype graphflow picks")
+        return super().run()
 
 
 def uncompiled(value, what: str = "model"):

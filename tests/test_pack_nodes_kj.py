@@ -544,3 +544,19 @@ def test_diffusion_model_loader_kj_is_unet_loader_with_a_compute_dtype(registry,
     workflow = parse_workflow(ui_graph(nodes), registry)
     assert workflow.nodes["1"].inputs["compute_dtype"] == "fp32" and workflow.nodes["1"].inputs["model_name"] == \
         "tiny.safetensors"
+
+
+def test_vae_loader_kj_is_vae_loader(registry, tmp_folders, caplog):
+    from graphflow.testing import write_vae
+    (tmp_folders.models / "vae").mkdir(exist_ok=True)
+    write_vae(tmp_folders.models / "vae" / "tiny_vae.safetensors")
+    core = call(registry, "LoadVAE", vae_name="tiny_vae.safetensors")
+    with caplog.at_level(logging.WARNING):
+        vae = call(registry, "VAELoaderKJ", vae_name="tiny_vae.safetensors", weight_dtype="bf16")
+    assert "weight_dtype bf16 are not followed" in caplog.text
+    assert type(vae) is type(core)
+    core_weights, weights = core.module.state_dict(), vae.module.state_dict()
+    assert core_weights.keys() == weights.keys() and all(torch.equal(core_weights[k], weights[k]) for k in weights)
+    nodes = [ui_node(1, "VAELoaderKJ", ["tiny_vae.safetensors", "main_device", "bf16"], outputs=[("vae", "VAE", [])])]
+    workflow = parse_workflow(ui_graph(nodes), registry)
+    assert workflow.nodes["1"].inputs["weight_dtype"] == "bf16"
