@@ -1,18 +1,20 @@
 """ComfyUI-KJNodes' (kijai's) backend nodes beyond those in nodes/pack_nodes.py, under the pack's
 class names, inputs and outputs: its constants (INTConstant, FloatConstant, StringConstant,
 StringConstantMultiline, BOOLConstant); batches (GetImageRangeFromBatch, GetLatentRangeFromBatch,
-InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti); ImageConcanate (sic) and
+InsertImagesToBatchIndexed, ReplaceImagesInBatch, ImageBatchMulti, MaskBatchMulti, the indexed and
+reversed batches, ImageBatchRepeatInterleaving, the pass-throughs); ImageConcanate (sic) and
 ImageConcatMulti; ImagePadKJ and ImageResizeKJv2; GrowMaskWithBlur, ResizeMask and
-CreateShapeMask; ColorMatch (its 'mkl', 'hm' and 'hm-mkl-hm' methods); and its CUDA speed patches
+CreateShapeMask; ColorMatch (its 'mkl', 'hm' and 'hm-mkl-hm' methods); DiffusionModelLoaderKJ
+(UNETLoader with a compute dtype) and VAELoaderKJ (VAELoader); and its CUDA speed patches
 (PathchSageAttentionKJ (sic), the TorchCompile* nodes, ModelPatchTorchSettings), which pass the
-model on unchanged here, DiffusionModelLoaderKJ (UNETLoader with a compute dtype) and VAELoaderKJ (VAELoader)."""
+model on unchanged here."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, folders, warn
+from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
+    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.loaders import LoadVAE, _find
@@ -231,6 +233,160 @@ class ReplaceImagesInBatch(Node):
             masks = self.replaced(self.original_masks[..., None], self.replacement_masks[..., None], "masks",
                                   "nearest-exact")[..., 0]
         return images, masks
+
+
+class GetImagesFromBatchIndexed(Node):
+    """The images at the listed indexes ("0, 1, 2"; negative ones count from the end), in that
+    order, as KJNodes' Get Images From Batch Indexed gives them."""
+    category = "KJNodes/image"
+    images: IMAGE
+    indexes: str = Text("0, 1, 2", multiline=True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("GetImagesFromBatchIndexed",))
+
+    def run(self):
+        indexes = kj_indexes(self.indexes)
+        count = len(self.images)
+        if not all(-count <= i < count for i in indexes):
+            raise NodeInputError("indexes", f"{self.indexes!r} reaches outside the batch of {count}")
+        return self.images[indexes]
+
+
+class GetLatentsFromBatchIndexed(Node):
+    """The latents at the listed indexes, as KJNodes' Get Latents From Batch Indexed gives them:
+    along the batch (latent_format BCHW), or the frames of a video latent stored BTCHW or BCTHW
+    (graphflow's video latents are BCTHW). The latent's other entries are kept as they are."""
+    category = "KJNodes/latents"
+    latents: LATENT
+    indexes: str = Text("0, 1, 2", multiline=True)
+    latent_format: str = Choice(("BCHW", "BTCHW", "BCTHW"), "BCHW")
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("GetLatentsFromBatchIndexed",))
+
+    def run(self):
+        x = self.latents.get("samples") if isinstance(self.latents, dict) else None
+        axis = {"BCHW": 0, "BTCHW": 1, "BCTHW": 2}[self.latent_format]
+        if x is None or x.ndim <= axis:
+            raise NodeInputError("latents", f"expected a LATENT with samples laid out {self.latent_format}")
+        indexes, count = kj_indexes(self.indexes), x.shape[axis]
+        if not all(-count <= i < count for i in indexes):
+            where = "batch" if axis == 0 else "frames"
+            raise NodeInputError("indexes", f"{self.indexes!r} reaches outside the {count} {where} of the latent")
+        return {**self.latents, "samples": x.index_select(axis, torch_index(indexes, count))}
+
+
+def torch_index(indexes: list[int], count: int):
+    """Python-style indexes (negative from the end) as a tensor for index_select."""
+    import torch
+    return torch.tensor([i % count for i in indexes], dtype=torch.long)
+
+
+class ReverseImageBatch(Node):
+    """The batch in reverse order, as KJNodes' Reverse Image Batch gives it."""
+    category = "KJNodes/image"
+    images: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ReverseImageBatch",))
+
+    def run(self):
+        return self.images.flip(0)
+
+
+class ImageBatchRepeatInterleaving(Node):
+    """Each image repeated `repeats` times in place (0, 1 -> 0, 0, 1, 1), as KJNodes' Image Batch
+    Repeat Interleaving does, with the mask repeated alike; without a mask, one that is 1 on the
+    first of each image's copies and 0 elsewhere."""
+    category = "KJNodes/image"
+    images: IMAGE
+    repeats: int = Int(1, min=1, max=4096)
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("ImageBatchRepeatInterleaving",))
+
+    def run(self):
+        images = self.images.repeat_interleave(self.repeats, dim=0)
+        if self.mask is not None:
+            return images, self.mask.repeat_interleave(self.repeats, dim=0)
+        mask = images.new_zeros(images.shape[:3])
+        mask[::self.repeats] = 1.0
+        return images, mask
+
+
+class ImagePass(Node):
+    """Pass the image on unchanged (nothing when unconnected), as KJNodes' ImagePass does."""
+    category = "KJNodes/image"
+    image: IMAGE = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImagePass",))
+
+    def run(self):
+        return self.image
+
+
+class ModelPassThrough(Node):
+    """Pass the model on unchanged (nothing when unconnected), as KJNodes' ModelPassThrough does: a stand-in
+    for a bypassed input of a Set node."""
+    category = "KJNodes/misc"
+    model: MODEL = None
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ModelPassThrough",))
+
+    def run(self):
+        return self.model
+
+
+class CondPassThrough(Node):
+    """Pass positive and negative conditioning on unchanged, as KJNodes' CondPassThrough does."""
+    category = "KJNodes/misc"
+    positive: CONDITIONING = None
+    negative: CONDITIONING = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("CondPassThrough",))
+
+    def run(self):
+        return self.positive, self.negative
+
+
+class MaskBatchMulti(Node):
+    """Join mask_1 ... mask_<inputcount> into one batch, as KJNodes' Mask Batch Multi does: a mask
+    of another size is first resized to mask_1's (bicubic, stretched). Up to 20 inputs here (the
+    pack allows 1000)."""
+    category = "KJNodes/masking"
+    inputcount: int = Int(2, min=2, max=20)
+    mask_1: MASK
+    mask_2: MASK
+    mask_3: MASK = None
+    mask_4: MASK = None
+    mask_5: MASK = None
+    mask_6: MASK = None
+    mask_7: MASK = None
+    mask_8: MASK = None
+    mask_9: MASK = None
+    mask_10: MASK = None
+    mask_11: MASK = None
+    mask_12: MASK = None
+    mask_13: MASK = None
+    mask_14: MASK = None
+    mask_15: MASK = None
+    mask_16: MASK = None
+    mask_17: MASK = None
+    mask_18: MASK = None
+    mask_19: MASK = None
+    mask_20: MASK = None
+    outputs = {"masks": MASK}
+    comfy = ComfyAlias(("MaskBatchMulti",))
+
+    def run(self):
+        import torch
+        parts = [self.mask_1]
+        for i in range(2, self.inputcount + 1):
+            mask = getattr(self, f"mask_{i}")
+            if mask is None:
+                raise NodeInputError(f"mask_{i}", f"not connected, but inputcount is {self.inputcount}")
+            if mask.shape[1:] != parts[0].shape[1:]:
+                mask = _mask_to(mask, parts[0].shape[2], parts[0].shape[1], "bicubic")
+            parts.append(mask.to(parts[0].dtype))
+        return torch.cat(parts)
 
 
 class ImageBatchMulti(Node):

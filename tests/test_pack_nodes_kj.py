@@ -560,3 +560,36 @@ def test_vae_loader_kj_is_vae_loader(registry, tmp_folders, caplog):
     nodes = [ui_node(1, "VAELoaderKJ", ["tiny_vae.safetensors", "main_device", "bf16"], outputs=[("vae", "VAE", [])])]
     workflow = parse_workflow(ui_graph(nodes), registry)
     assert workflow.nodes["1"].inputs["weight_dtype"] == "bf16"
+
+
+def test_indexed_reversed_and_interleaved_batches(registry):
+    images = frames(5)
+    assert torch.equal(call(registry, "GetImagesFromBatchIndexed", images=images, indexes="4, 0, -2"),
+                       images[[4, 0, 3]])
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "GetImagesFromBatchIndexed", images=images, indexes="5")
+    assert caught.value.input == "indexes"
+    video = {"samples": torch.randn(1, 4, 6, 2, 2), "noise_mask": torch.ones(1, 1, 6, 2, 2)}
+    out = call(registry, "GetLatentsFromBatchIndexed", latents=video, indexes="0, 5", latent_format="BCTHW")
+    assert torch.equal(out["samples"], video["samples"][:, :, [0, 5]]) and out["noise_mask"] is video["noise_mask"]
+    assert torch.equal(call(registry, "ReverseImageBatch", images=images), images[[4, 3, 2, 1, 0]])
+    out, mask = call(registry, "ImageBatchRepeatInterleaving", images=images[:2], repeats=3)
+    assert torch.equal(out, images[[0, 0, 0, 1, 1, 1]]) and mask[:, 0, 0].tolist() == [1, 0, 0, 1, 0, 0]
+    given = torch.rand(2, 4, 6)
+    _, mask = call(registry, "ImageBatchRepeatInterleaving", images=images[:2], repeats=2, mask=given)
+    assert torch.equal(mask, given[[0, 0, 1, 1]])
+
+
+def test_mask_batch_multi_and_pass_throughs(registry):
+    import torch.nn.functional as F
+    a, b = torch.rand(2, 8, 8), torch.rand(1, 4, 6)
+    out = call(registry, "MaskBatchMulti", inputcount=2, mask_1=a, mask_2=b)
+    want = F.interpolate(b[:, None], size=(8, 8), mode="bicubic")[:, 0]
+    assert out.shape == (3, 8, 8) and torch.equal(out[:2], a) and torch.allclose(out[2], want[0], atol=1e-6)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "MaskBatchMulti", inputcount=3, mask_1=a, mask_2=b)
+    assert caught.value.input == "mask_3"
+    image, model, cond = frames(1), object(), [["c", {}]]
+    assert call(registry, "ImagePass", image=image) is image and call(registry, "ImagePass") is None
+    assert call(registry, "ModelPassThrough", model=model) is model
+    assert call(registry, "CondPassThrough", positive=cond) == (cond, None)
