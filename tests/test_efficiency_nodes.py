@@ -20,6 +20,7 @@ from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from nodes.efficiency_nodes import efficiency_encode
 from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +38,11 @@ def models(tmp_folders):
     return tmp_folders
 
 
-def run(registry, graph, outputs):
-    result = Executor(registry).run(parse_workflow(graph, registry), outputs=outputs)
-    assert result.ok, (result.problems, result.error)
-    return result
-
-
 def ui_node(id, type, widgets, inputs=(), outputs=()):
     return {"id": id, "type": type, "pos": [0, 0], "size": [300, 200], "flags": {}, "order": id, "mode": 0,
             "inputs": [{"name": n, "type": t, "link": link} for n, t, link in inputs],
             "outputs": [{"name": n, "type": t, "links": links} for n, t, links in outputs],
             "properties": {"Node name for S&R": type}, "widgets_values": widgets}
-
-
-def ui_graph(nodes, links):
-    return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {}, "version": 0.4}
 
 
 def stacker_widgets(mode, count, rows):
@@ -117,7 +107,7 @@ def test_ui_workflow_equals_the_core_nodes(registry, models):
     assert (inputs["seed"], inputs["steps"], inputs["scheduler"], inputs["vae_decode"]) == (5, 2, "normal", "true")
     result = Executor(registry).run(workflow, outputs=["3"])
     assert result.ok, (result.problems, result.error)
-    want = run(registry, core_chain(), ["c8", "c9"])
+    want = run_graph(registry, core_chain(), ["c8", "c9"])
     model, positive, negative, latent, vae, image = result.values["3"]
     assert torch.equal(latent["samples"], want.values["c8"][0]["samples"])
     assert torch.equal(image, want.values["c9"][0])
@@ -129,7 +119,7 @@ def test_api_workflow_and_the_old_control_word(registry, models):
     """An API graph runs as well, and a save whose editor kept control_after_generate (the pack's
     script not loaded) reads the same; denoise 0 passes the latent through."""
     graph = eff_ui_graph([5, "fixed", 2, 7.0, "euler", "normal", 0.0, "none", "false"])
-    result = run(registry, graph, ["3"])
+    result = run_graph(registry, graph, ["3"])
     latent, image = result.values["3"][3], result.values["3"][5]
     assert torch.equal(latent["samples"], torch.zeros(2, 4, 8, 8))
     assert image.shape == (1, 1, 1, 4) and not image.any()  # the pack's 1x1 transparent image
@@ -148,8 +138,8 @@ def test_api_workflow_and_the_old_control_word(registry, models):
                "model": ["1", 0], "positive": ["1", 1], "negative": ["1", 2], "latent_image": ["1", 3],
                "optional_vae": ["1", 4], "seed": 5, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
                "scheduler": "normal", "denoise": 0.6, "preview_method": "auto", "vae_decode": "true (tiled)"}}}
-    got = run(registry, api, ["3"])
-    want = run(registry, {**core_chain(denoise=0.6),
+    got = run_graph(registry, api, ["3"])
+    want = run_graph(registry, {**core_chain(denoise=0.6),
                           "c9": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["c8", 0], "vae": ["c1", 2],
                                                                             "tile_size": 320, "overlap": 64,
                                                                             "temporal_size": 64,
@@ -168,14 +158,14 @@ def test_adv_sampler_ui_with_the_seed_fed_by_a_primitive(registry, models):
     graph["nodes"][2]["inputs"][-1]["widget"] = {"name": "noise_seed"}
     graph["nodes"].append(ui_node(4, "PrimitiveNode", [5, "fixed"], [], [("INT", "INT", [8])]))
     graph["links"].append([8, 4, 0, 3, 6, "INT"])
-    result = run(registry, graph, ["3"])
+    result = run_graph(registry, graph, ["3"])
     core = core_chain()
     core["c8"] = {"class_type": "KSamplerAdvanced", "inputs": {
         **{k: core["c8"]["inputs"][k] for k in ("model", "positive", "negative", "latent_image", "cfg",
                                                 "sampler_name", "scheduler")},
         "add_noise": "enable", "noise_seed": 5, "steps": 4, "start_at_step": 1, "end_at_step": 3,
         "return_with_leftover_noise": "disable"}}
-    want = run(registry, core, ["c8", "c9"])
+    want = run_graph(registry, core, ["c8", "c9"])
     assert torch.equal(result.values["3"][3]["samples"], want.values["c8"][0]["samples"])
     assert torch.equal(result.values["3"][5], want.values["c9"][0])
     assert not result.outputs.get("3", {}).get("images")  # preview_method none: nothing shown
@@ -193,8 +183,8 @@ def test_saves_of_the_packs_2023_versions(registry, models):
         graph = eff_ui_graph(sampler, stacker)
         graph["nodes"][0]["widgets_values"] = loader
         graph["nodes"][1]["type"] = stacker_type
-        result = run(registry, graph, ["3"])
-        want = run(registry, core_chain(), ["c8"])
+        result = run_graph(registry, graph, ["3"])
+        want = run_graph(registry, core_chain(), ["c8"])
         assert torch.equal(result.values["3"][3]["samples"], want.values["c8"][0]["samples"]), stacker_type
         # written back (in today's layout, under the class it was) it reads the same
         workflow = parse_workflow(graph, registry)
@@ -318,7 +308,7 @@ def test_adv_sampler_equals_ksampler_advanced(registry, models):
         "model", "positive", "negative", "latent_image", "add_noise", "noise_seed", "steps", "cfg", "sampler_name",
         "scheduler", "start_at_step", "end_at_step", "return_with_leftover_noise")}}}
     decode = {"class_type": "VAEDecode", "inputs": {"samples": ["r", 0], "vae": ["c1", 2]}}
-    result = run(registry, {**core, "e": adv, "r": ref, "d": decode}, ["e", "d"])
+    result = run_graph(registry, {**core, "e": adv, "r": ref, "d": decode}, ["e", "d"])
     assert torch.equal(result.values["e"][3]["samples"], result.values["r"][0]["samples"])
     assert torch.equal(result.values["e"][5], result.values["d"][0])
     assert not result.outputs.get("e", {}).get("images")  # "output only": decoded, not previewed
@@ -344,7 +334,7 @@ def test_sdxl_loader_and_sampler_equal_base_then_refiner(registry, tmp_folders):
                                          ("REFINER_CONDITIONING+", "CONDITIONING"),
                                          ("REFINER_CONDITIONING-", "CONDITIONING"))]),
     ], [[1, 1, 0, 2, 0, "SDXL_TUPLE"], [2, 1, 1, 2, 1, "LATENT"], [3, 2, 0, 3, 0, "SDXL_TUPLE"]])
-    got = run(registry, graph, ["2", "3"])
+    got = run_graph(registry, graph, ["2", "3"])
 
     def encode(clip, text, refiner_score=None):
         if refiner_score is None:
@@ -367,7 +357,7 @@ def test_sdxl_loader_and_sampler_equal_base_then_refiner(registry, tmp_folders):
             "l": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
             "k1": advanced("b", "bp", "bn", "l", "enable", 0, 2, "enable"),
             "k2": advanced("r", "rp", "rn", "k1", "disable", 2, 3, "disable")}
-    want = run(registry, core, ["k2"])
+    want = run_graph(registry, core, ["k2"])
     assert torch.equal(got.values["2"][1]["samples"], want.values["k2"][0]["samples"])
     parts = got.values["3"]
     assert [torch.equal(parts[i][0][0], want.values[k][0][0][0]) for i, k in ((2, "bp"), (3, "bn"), (6, "rp"),
@@ -412,7 +402,7 @@ def test_controlnet_stack_equals_apply_controlnet_advanced_in_turn(registry, mod
     for name, source in (("ka", "a"), ("kx", "x2")):
         graph[name] = {"class_type": "KSampler", "inputs": {**graph["c8"]["inputs"], "positive": [source, 0],
                                                              "negative": [source, 1]}}
-    result = run(registry, graph, ["ka", "kx", "c8", "s1"])
+    result = run_graph(registry, graph, ["ka", "kx", "c8", "s1"])
     assert len(result.values["s1"][0]) == 1  # the second stacker made a new list, the first's is untouched
     got, want = result.values["ka"][0]["samples"], result.values["kx"][0]["samples"]
     assert torch.equal(got, want) and not torch.equal(got, result.values["c8"][0]["samples"])
@@ -442,7 +432,7 @@ def test_the_packs_ays_and_gits_schedulers(registry, models, scheduler, sigmas, 
                                                          "cfg", "sampler_name")},
                  "steps": 3, "scheduler": scheduler, "denoise": denoise, "preview_method": "none",
                  "vae_decode": "false"}}}
-    result = run(registry, graph, ["eff", "ref"])
+    result = run_graph(registry, graph, ["eff", "ref"])
     assert torch.equal(result.values["eff"][3]["samples"], result.values["ref"][0]["samples"])
 
 

@@ -130,6 +130,19 @@ def test_simple_math_node_outputs_and_refusals(registry):
     assert caught.value.input == "b"
 
 
+def ui_graph(nodes, links=()):
+    """A UI-format file of these nodes and links, as ComfyUI's editor saves one."""
+    return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes,
+            "links": list(links), "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def run_graph(registry, graph, outputs=None):
+    """Run a graph (ours, or ComfyUI's in either format) and check it ran."""
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=outputs)
+    assert result.ok, (result.problems, result.error)
+    return result
+
+
 def ui_node(id, type, widgets, inputs=(), outputs=()):
     return {"id": id, "type": type, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": id, "mode": 0,
             "inputs": [{"name": n, "type": t, "link": link, **({"widget": {"name": n}} if w else {})}

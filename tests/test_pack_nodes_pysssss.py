@@ -21,7 +21,7 @@ from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_pysssss import comfy_widgets, constrain_size, math_expression, string_function
 from tests.test_nodes_image_mask import call
-from tests.test_pack_nodes import ui_node
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +36,6 @@ def models(tmp_folders):
     write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
     write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
     return tmp_folders
-
-
-def ui_graph(nodes, links):
-    return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes,
-            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
-
-
-def run(registry, graph, outputs=None):
-    result = Executor(registry).run(parse_workflow(graph, registry), outputs=outputs)
-    assert result.ok, (result.problems, result.error)
-    return result
 
 
 def weights(model, clip):
@@ -77,7 +66,7 @@ def test_loaders_read_the_packs_ui_graph_and_equal_the_core_loaders(registry, mo
             "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
                                                          "lora_name": "first.safetensors", "strength_model": 0.7,
                                                          "strength_clip": -0.4}}}
-    want = run(registry, core, ["2"]).values
+    want = run_graph(registry, core, ["2"]).values
     assert got.values["1"][3] == "" and got.values["2"][2] == "first.safetensors"
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}  # items kept
     assert saved[1][:2] == [{"content": "tiny.safetensors", "image": None}, "[none]"]
@@ -94,7 +83,7 @@ def test_loaders_read_the_packs_ui_graph_and_equal_the_core_loaders(registry, mo
     # an API graph as the pack's editor queues it: the file item as it is, the example's prompt text
     api = {"1": {"class_type": "CheckpointLoader|pysssss", "inputs": {
         "ckpt_name": {"content": "tiny.safetensors", "image": None}, "example": "best", "prompt": "a cat"}}}
-    assert run(registry, api, ["1"]).values["1"][3] == "a cat"
+    assert run_graph(registry, api, ["1"]).values["1"][3] == "a cat"
 
 
 @pytest.mark.parametrize("action, tidy, texts, expected", [
@@ -135,7 +124,7 @@ def test_string_function_stops_backtracking_and_refuses_huge_results(monkeypatch
 def test_string_function_node(registry):
     graph = {"1": {"class_type": "StringFunction|pysssss", "inputs": {
         "action": "append", "tidy_tags": "yes", "text_a": "red", "text_b": "undefined", "text_c": "cube"}}}
-    result = run(registry, graph)
+    result = run_graph(registry, graph)
     assert result.values["1"] == ("red, cube",)
     assert result.outputs["1"]["text"] == ["red, cube"]
     with pytest.raises(NodeInputError, match="regular expression") as caught:
@@ -226,7 +215,7 @@ def test_math_expression_reads_another_nodes_widget_in_a_ui_graph(registry):
         ui_node(3, "MathExpression|pysssss", ["Blank.width * 2 + a.height\n+ Small.height"],
                 [("a", "INT,FLOAT,IMAGE,LATENT", 1, False)], [("INT", "INT", []), ("FLOAT", "FLOAT", [])]),
     ]
-    result = run(registry, ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"]]), ["3"])
+    result = run_graph(registry, ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"]]), ["3"])
     assert result.values["3"] == (96, 96.0) and result.outputs["3"]["value"] == [96]
 
 
@@ -273,7 +262,7 @@ def test_repeater_gives_a_list_the_next_nodes_run_over(registry):
              "2": {"class_type": "Repeater|pysssss", "inputs": {"source": ["1", 0], "repeats": 3, "output": "single",
                                                                "node_mode": "reuse"}},
              "3": {"class_type": "MathExpression|pysssss", "inputs": {"expression": "a * 2", "a": ["2", 0]}}}
-    result = run(registry, graph, ["3"])
+    result = run_graph(registry, graph, ["3"])
     assert result.values["2"][0] == [5, 5, 5]
     assert result.values["3"][0] == [10, 10, 10]
     with pytest.raises(NodeInputError, match="multi") as caught:
@@ -300,9 +289,9 @@ def test_save_and_load_text_stay_in_their_folders(registry, tmp_folders):
              "2": {"class_type": "SaveText|pysssss", "inputs": {"root_dir": "temp", "file": "copy.txt",
                                                                 "append": "append", "insert": True,
                                                                 "text": ["1", 0]}}}
-    result = run(registry, graph)
+    result = run_graph(registry, graph)
     assert (tmp_folders.temp / "copy.txt").read_text() == "from input"
-    run(registry, graph)  # an output node that writes runs again, though nothing changed
+    run_graph(registry, graph)  # an output node that writes runs again, though nothing changed
     assert (tmp_folders.temp / "copy.txt").read_text() == "from input\nfrom input"
     assert result.values["2"] == ("from input", "copy")
     for name in ("../outside.txt", "/etc/passwd", "[none]", ""):
@@ -351,7 +340,7 @@ def test_sound_and_notification_pass_values_on(registry):
              "3": {"class_type": "SystemNotification|pysssss", "inputs": {"message": "done", "any": ["2", 0],
                                                                           "mode": "on empty queue"}},
              "4": {"class_type": "MathExpression|pysssss", "inputs": {"expression": "a + 1", "a": ["3", 0]}}}
-    result = run(registry, graph)
+    result = run_graph(registry, graph)
     assert result.values["4"][0] == [5] and result.outputs["2"] == {"a": []} and result.outputs["3"] == {"a": []}
 
 
@@ -371,10 +360,10 @@ def test_reroute_primitive_forwards_or_holds_a_value(registry):
              "2": {"class_type": "ReroutePrimitive|pysssss", "inputs": {"value": ["1", 0]}},
              "3": {"class_type": "EmptyImage", "inputs": {"width": ["2", 0], "height": 8, "batch_size": 1,
                                                           "color": 0}}}
-    assert run(registry, graph, ["3"]).values["3"][0].shape == (1, 8, 40, 3)
+    assert run_graph(registry, graph, ["3"]).values["3"][0].shape == (1, 8, 40, 3)
     # queued by the pack's editor, one holding a widget sends its value: read as a Primitive of it
     graph["2"]["inputs"]["value"] = 48
-    assert run(registry, graph, ["3"]).values["3"][0].shape == (1, 8, 48, 3)
+    assert run_graph(registry, graph, ["3"]).values["3"][0].shape == (1, 8, 48, 3)
     graph["2"]["inputs"]["value"] = "48"  # text where a number goes: the Primitive's type is refused there
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["3"])
     assert not result.ok and result.problems[0].node_id == "3"

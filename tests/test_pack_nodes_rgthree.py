@@ -18,7 +18,7 @@ from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_rgthree import CONTEXT_FIELDS, SDXL_DIMENSIONS, lora_tags
 from tests.test_nodes_image_mask import call
-from tests.test_pack_nodes import ui_node
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +35,6 @@ def models(tmp_folders):
     write_lora(tmp_folders.models / "loras" / "styles" / "first.safetensors", "sd1", seed=1)
     write_lora(tmp_folders.models / "loras" / "second.safetensors", "sd1", seed=2)
     return tmp_folders
-
-
-def run(registry, graph, outputs):
-    result = Executor(registry).run(parse_workflow(graph, registry), outputs=outputs)
-    assert result.ok, (result.problems, result.error)
-    return result
-
-
-def ui_graph(nodes, links):
-    return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes,
-            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
 def test_context_nodes_follow_the_packs_rules(registry):
@@ -139,7 +128,7 @@ def test_ui_graph_context_switch_skips_a_muted_branch_and_drives_a_sampler(regis
             "5": {"class_type": "KSampler", "inputs": {
                 "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "seed": 3,
                 "steps": 3, "cfg": 6.5, "sampler_name": "euler_ancestral", "scheduler": "karras", "denoise": 1.0}}}
-    want = run(registry, core, ["5"]).values["5"][0]["samples"]
+    want = run_graph(registry, core, ["5"]).values["5"][0]["samples"]
     assert want.shape == (1, 4, 6, 8)
     assert torch.equal(result.values["9"][0]["samples"], want)
 
@@ -199,13 +188,13 @@ def test_power_prompt_applies_its_lora_tags_as_lora_loaders(registry, models):
         "4": {"class_type": "Power Prompt (rgthree)", "inputs": {"prompt": prompt, "opt_model": ["1", 0],
                                                                  "opt_clip": ["1", 1], "insert_lora": "DISABLE LORAS"}},
         "5": {"class_type": "Power Prompt (rgthree)", "inputs": {"prompt": prompt}}}
-    got = run(registry, graph, ["2", "3", "4", "5"]).values
+    got = run_graph(registry, graph, ["2", "3", "4", "5"]).values
     core = {"1": ckpt, "2": {"class_type": "LoraLoader", "inputs": {
         "model": ["1", 0], "clip": ["1", 1], "lora_name": "styles/first.safetensors", "strength_model": 0.7,
         "strength_clip": 0.7}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red cube ,  ", "clip": ["2", 1]}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}}}
-    want = run(registry, core, ["3", "4"]).values
+    want = run_graph(registry, core, ["3", "4"]).values
     cond, model, clip, text = got["2"]
     assert text == "a red cube ,  "
     (unet, tower), (unet_want, tower_want) = weights(model, clip), weights(*want["2"])
@@ -278,7 +267,7 @@ def test_sdxl_power_prompts_encode_as_clip_text_encode_sdxl(registry, tmp_folder
              "12": {"class_type": "SDXL Power Prompt - Simple / Negative (rgthree)", "inputs": {
                  "prompt_g": "a", "prompt_l": "b", "opt_clip": ["7", 1], "opt_clip_width": ["2", 1],
                  "opt_clip_height": ["2", 2]}}}
-    values = run(registry, graph, ["3", "4", "5", "6", "8", "9", "10", "11", "12"]).values
+    values = run_graph(registry, graph, ["3", "4", "5", "6", "8", "9", "10", "11", "12"]).values
     for got, want in ((values["3"][0], values["5"][0]), (values["4"][0], values["6"][0])):
         [(tokens, options)], [(tokens_want, options_want)] = got, want
         assert torch.equal(tokens, tokens_want) and options.keys() == options_want.keys()
@@ -309,7 +298,7 @@ def test_any_switch_skips_muted_inputs_and_takes_what_a_bypass_passes(registry):
     nodes[1]["outputs"][0]["links"] = [2, 6]
     links = [[1, 1, 0, 5, 0, "IMAGE"], [2, 2, 0, 5, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 4, 0, 6, 0, "IMAGE"],
              [5, 5, 0, 7, 0, "IMAGE"], [6, 2, 0, 6, 1, "IMAGE"]]
-    result = run(registry, ui_graph(nodes, links), ["6", "7"])
+    result = run_graph(registry, ui_graph(nodes, links), ["6", "7"])
     assert tuple(result.values["7"])[:2] == (24, 8)  # the muted first input is skipped
     assert result.values["6"][0] is result.values["3"][0]  # the bypass passes its input, not inverted
 
@@ -326,7 +315,7 @@ def test_big_contexts_in_an_api_graph(registry):
         "5": {"class_type": "Context Merge Big (rgthree)", "inputs": {"ctx_01": ["2", 0], "ctx_02": ["4", 0]}},
         "6": {"class_type": "Context Switch Big (rgthree)", "inputs": {"ctx_02": ["5", 0]}},
         "7": {"class_type": "Display Int (rgthree)", "inputs": {"input": ["6", 9]}}}
-    result = run(registry, graph, ["6", "7"])
+    result = run_graph(registry, graph, ["6", "7"])
     _, *fields = result.values["6"]
     got = dict(zip(CONTEXT_FIELDS, fields))
     assert {k: got[k] for k in ("seed", "steps", "step_refiner", "cfg", "sampler", "scheduler", "model")} == \
