@@ -34,6 +34,7 @@ broadcasts become links, and it returns the problems found.
 import json
 import re
 
+from graphflow.regex_trial import backtracks
 from graphflow.workflow import Problem
 
 MUTED, BYPASSED = 2, 4
@@ -67,6 +68,7 @@ VHS_LIST_WIDGETS = {
 SEED_REGEX = "seed|seed"
 PROMPT_REGEXES = (r"(_|\b)pos(itive|_|\b)|positive", r"(_|\b)neg(ative|_|\b)|negative")
 REGEX_KINDS = ("title", "input", "prompt", "negative", "group")
+REGEX_SECONDS = 1.0  # the most a broadcast's regex may take over the graph's labels
 
 
 def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
@@ -263,17 +265,35 @@ def _priority(node: dict, settings: dict) -> float:
     return priority
 
 
-def _regex(node_id, node_type, settings, kind, problems, default=None):
-    """(compiled regex, inverted) for one of the node's regexes, or None."""
+def _regex(node_id, node_type, settings, kind, problems, labels, default=None):
+    """(compiled regex, inverted) for one of the node's regexes, or None. `labels`: the texts it
+    will search (the graph's titles and input names), on which a file's regex must not backtrack
+    without end (graphflow.regex_trial): reading a stranger's file must not hold the server."""
     pattern = settings.get(f"{kind}_regex") or default
     if not pattern:
         return None
     try:
-        return re.compile(str(pattern)), bool(settings.get(f"{kind}_regex_invert"))
-    except re.error as e:
+        compiled = re.compile(str(pattern))
+    except (re.error, ValueError, OverflowError, RecursionError) as e:
         problems.append(Problem(node_id, node_type, None, f"its {kind} regex {pattern!r} is not a valid regular "
                                                           f"expression: {e}"))
         return None
+    if pattern != default and backtracks(compiled, labels, REGEX_SECONDS):
+        problems.append(Problem(node_id, node_type, None, f"its {kind} regex {pattern!r} took longer than "
+                                                          f"{REGEX_SECONDS:g} s on the graph's titles and input names "
+                                                          "and was stopped: it backtracks too much"))
+        return None
+    return compiled, bool(settings.get(f"{kind}_regex_invert"))
+
+
+def _labels(nodes: dict) -> list[str]:
+    """Every node title and input name a broadcast's regexes may search."""
+    labels = {_label(node) for node in nodes.values()}
+    for node in nodes.values():
+        for socket in node.get("inputs") or []:
+            if isinstance(socket, dict):
+                labels.add(socket.get("label") or socket.get("localized_name") or socket.get("name") or "")
+    return sorted(str(label) for label in labels)
 
 
 def _live(node: dict) -> bool:
@@ -287,6 +307,7 @@ def _label(node: dict) -> str:
 
 def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
     sources = []  # one per broadcast input: a dict of what it sends, where, and how strongly
+    labels = _labels(nodes)
     for node_id, node in nodes.items():
         node_type = node.get("type")
         if node_type not in BROADCASTERS or not _live(node):
@@ -300,12 +321,12 @@ def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
             continue
         common = {"id": node_id, "type": node_type, "settings": settings, "node": node,
                   "priority": _priority(node, settings),
-                  "title": _regex(node_id, node_type, settings, "title", problems)}
+                  "title": _regex(node_id, node_type, settings, "title", problems, labels)}
         if node_type == "Seed Everywhere":  # it gives its own seed (the pack turns it into a PrimitiveInt)
             values = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
             node.update(type="PrimitiveNode", widgets_values=values[:1], inputs=[])
             sources.append({**common, "slot": 0, "kind": "INT", "name": None, "upstream": node_id,
-                            "input": _regex(node_id, node_type, settings, "input", problems)})
+                            "input": _regex(node_id, node_type, settings, "input", problems, labels)})
             continue
         inputs = node.get("inputs") or []
         linked = [(i, socket) for i, socket in enumerate(inputs) if socket.get("link") is not None]
@@ -319,7 +340,8 @@ def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
                             "upstream": (links.get(str(socket["link"])) or [None])[0],
                             "name": (socket.get("label") or socket.get("name")) if repeated else None,
                             "input": _regex(node_id, node_type, settings,
-                                            ("prompt", "negative")[i] if default else "input", problems, default)})
+                                            ("prompt", "negative")[i] if default else "input", problems, labels,
+                                            default)})
         node["type"] = "__forward"  # output slot i passes input i on: the broadcast links come from it
     if not sources:
         return

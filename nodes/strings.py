@@ -14,6 +14,7 @@ import re
 import warnings
 
 from graphflow.api import BOOLEAN, INT, STRING, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text
+from graphflow.regex_trial import backtracks
 
 REGEX_SECONDS = 1.0
 MAX_TEXT = 10_000_000  # characters in a node's text result
@@ -154,41 +155,16 @@ def _compile(pattern: str, case_insensitive: bool, multiline: bool, dotall: bool
         raise NodeInputError("regex_pattern", f"not a valid regular expression: {e}") from None
 
 
-# Runs `re` over the text in a child process, so that a match that backtracks without end can
-# be stopped (re holds the interpreter until it is done; threads can't stop it).
-_RE_TRIAL = """
-import json, re, sys
-job = json.load(sys.stdin)
-pattern = re.compile(job["pattern"], job["flags"])
-if job["every_match"]:
-    for _ in pattern.finditer(job["text"]):
-        pass
-else:
-    pattern.search(job["text"])
-"""
-
-
 def _guarded(pattern: re.Pattern, text: str, every_match: bool, input_name: str = "regex_pattern") -> re.Pattern:
-    """`pattern`, once `re` itself has run it over `text` (its first match, or every match) in a
-    child process within REGEX_SECONDS: a pattern that backtracks without end ((a+)+$ or
-    (a|aa)+$ on "aaa...b") is stopped there, as an error naming input_name, instead of holding
-    the server. The node then runs it here: the same engine on the same text, so it ends too."""
-    import json
-    import subprocess
-    import sys
-
-    job = json.dumps({"pattern": pattern.pattern, "flags": pattern.flags, "text": text,
-                      "every_match": every_match})
-    try:  # -I -S: no site packages or user paths, so the child starts in milliseconds
-        subprocess.run([sys.executable, "-I", "-S", "-c", _RE_TRIAL], input=job.encode(), check=True,
-                       timeout=REGEX_SECONDS + 0.5, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+    """`pattern`, once `re` itself has run it over `text` (its first match, or every match)
+    within REGEX_SECONDS in a child process (graphflow.regex_trial): a pattern that backtracks
+    without end ((a+)+$ or (a|aa)+$ on "aaa...b") is stopped there, as an error naming
+    input_name, instead of holding the server."""
+    if backtracks(pattern, [text], REGEX_SECONDS, every_match):
         raise NodeInputError(input_name, f"matching took longer than {REGEX_SECONDS:g} s on this text and "
                                          "was stopped: the pattern backtracks too much (nested repeats "
                                          "like (a+)+ or overlapping alternatives like (a|aa)+); "
-                                         "make it more specific") from None
-    except subprocess.CalledProcessError:
-        pass  # the child failed where this process may not (its memory, say): run here as before
+                                         "make it more specific")
     return pattern
 
 

@@ -4,6 +4,7 @@ prompt, and the display nodes ShowText|pysssss and Display Any (rgthree)."""
 
 import copy
 import json
+import time
 
 import pytest
 import torch
@@ -344,3 +345,18 @@ def test_display_any_writes_values_as_rgthree_does(builtin_registry, monkeypatch
         call(builtin_registry, "DisplayAny", source=value)
     assert shown == ["text", "3", "2.5", "True", "None", json.dumps({"a": [1, "é"]}, ensure_ascii=False)]
     assert shown[-1] == '{"a": [1, "é"]}'
+
+
+def test_a_broadcast_regex_that_backtracks_without_end_is_a_problem_not_a_hang(builtin_registry, monkeypatch):
+    # A stranger's file can bring a title regex that Python's re takes years over on a title like
+    # "aaa...b": reading the file stops it and names the broadcaster instead of holding the server.
+    monkeypatch.setattr("graphflow.comfy_pack_nodes.REGEX_SECONDS", 0.2)
+    source = everywhere(31, "Anything Everywhere", [("MODEL", "MODEL")],
+                        properties={"ue_properties": {"version": "7.1", "title_regex": "(a+)+$"}})
+    edges = without(TXT2IMG_EDGES, (3, "model")) + [(4, 0, 31, "MODEL")]
+    data = ui_graph(TXT2IMG_NODES + [source], edges)
+    data["nodes"][0]["title"] = "a" * 60 + "b"
+    start = time.monotonic()
+    problems = problems_of(data, builtin_registry)
+    assert time.monotonic() - start < 10
+    assert any(p.node_id == "31" and "backtracks" in p.message for p in problems)
