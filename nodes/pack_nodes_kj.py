@@ -612,6 +612,9 @@ class ImagePadKJ(Node):
         image, mask, extra = _image(self.image, "image"), self.mask, self.extra_padding
         _, h, w, _ = image.shape
         if self.target_width is not None and self.target_height is not None:
+            for name in ("target_width", "target_height"):  # linked INTs have no bounds of their own
+                if getattr(self, name) > MAX_SIZE:
+                    raise NodeInputError(name, f"{getattr(self, name)} is more than {MAX_SIZE} pixels")
             if extra > 0:
                 if extra >= min(w, h):
                     raise NodeInputError("extra_padding", f"{extra} would shrink the {w}x{h} image to nothing")

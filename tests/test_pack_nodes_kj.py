@@ -593,3 +593,14 @@ def test_mask_batch_multi_and_pass_throughs(registry):
     assert call(registry, "ImagePass", image=image) is image and call(registry, "ImagePass") is None
     assert call(registry, "ModelPassThrough", model=model) is model
     assert call(registry, "CondPassThrough", positive=cond) == (cond, None)
+
+
+def test_image_pad_kj_refuses_a_linked_target_above_max_size(registry):
+    """A linked INT has no bounds: a huge target is refused before it is allocated."""
+    image = torch.zeros(1, 4, 4, 3)
+    for big in (10 ** 12, 16385):
+        for name in ("target_width", "target_height"):
+            targets = {"target_width": 8, "target_height": 8, name: big}
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "ImagePadKJ", image=image, **targets)
+            assert e.value.input == name and "16384" in str(e.value)
