@@ -832,12 +832,12 @@ class CreateShapeMask(Node):
     bottom corners. Gives the masks and 1 - masks."""
     category = "KJNodes/masking/generate"
     shape: str = Choice(("circle", "square", "triangle"), "circle")
-    frames: int = Int(1, min=1, max=4096)
+    frames: int = Int(1, min=1, max=4096, resource="batch")
     location_x: int = Int(256, min=0, max=4096)
     location_y: int = Int(256, min=0, max=4096)
     grow: int = Int(0, min=-512, max=512)
-    frame_width: int = Int(512, min=16, max=4096)
-    frame_height: int = Int(512, min=16, max=4096)
+    frame_width: int = Int(512, min=16, max=4096, resource="width")
+    frame_height: int = Int(512, min=16, max=4096, resource="height")
     shape_width: int = Int(128, min=8, max=4096)
     shape_height: int = Int(128, min=8, max=4096)
     outputs = {"mask": MASK, "mask_inverted": MASK}

@@ -14,6 +14,8 @@ from graphflow.context import NodeInputError
 from graphflow.comfy_format import export_ui
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import RunLimits, Size, default_estimate
+from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from nodes.pack_nodes_kj import kj_v2_plan
@@ -604,3 +606,30 @@ def test_image_pad_kj_refuses_a_linked_target_above_max_size(registry):
             with pytest.raises(NodeInputError) as e:
                 call(registry, "ImagePadKJ", image=image, **targets)
             assert e.value.input == name and "16384" in str(e.value)
+
+
+def refused(registry, nodes, limits):
+    """The ids ("1", "2", ...) of the `nodes` that validation refuses under `limits`; the last one's
+    first output (a MASK shown through MaskToImage) goes to a PreviewImage."""
+    graph = {str(i + 1): node for i, node in enumerate(nodes)}
+    end = str(len(graph))
+    if next(iter(registry.get(nodes[-1]["type"]).output_specs)).type == "MASK":
+        graph[str(len(graph) + 1)] = {"type": "MaskToImage", "inputs": {"mask": [end, 0]}}
+        end = str(len(graph))
+    graph[str(len(graph) + 1)] = {"type": "PreviewImage", "inputs": {"images": [end, 0]}}
+    return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=limits)}
+
+
+def empty_image(width, height, batch=1):
+    return {"type": "EmptyImage", "inputs": {"width": width, "height": height, "batch_size": batch}}
+
+
+def test_create_shape_mask_declares_its_size_so_limits_refuse_a_huge_one(registry):
+    cls = registry.get("CreateShapeMask")
+    widgets = {"frames": 3, "frame_width": 40, "frame_height": 30}
+    assert default_estimate(cls, widgets, {}).size == Size(3, 30, 40)
+    shape = {"type": "CreateShapeMask", "inputs": {"frames": 4096, "frame_width": 4096, "frame_height": 4096}}
+    assert refused(registry, [shape], RunLimits(max_batch=64)) == {"1"}
+    shape = {"type": "CreateShapeMask", "inputs": {"frames": 2, "frame_width": 4096, "frame_height": 4096}}
+    assert refused(registry, [shape], RunLimits(max_pixels=2048 * 2048)) == {"1"}
+    assert refused(registry, [shape], RunLimits(max_batch=64, max_pixels=4096 * 4096)) == set()
