@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, warn
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.loaders import LoadVAE, _find
@@ -700,6 +700,16 @@ class ImageResizeKJv2(Node):
     device: str = Choice(("cpu", "gpu"), "cpu")
     outputs = {"IMAGE": IMAGE, "width": INT, "height": INT, "mask": MASK}
     comfy = ComfyAlias(("ImageResizeKJv2",), optional=("device",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        image, size = inputs.get("image"), [widgets.get(name) for name in ("width", "height", "divisible_by")]
+        if image is None or not all(isinstance(v, int) for v in size):
+            return Estimate(None)
+        _, (width, height), (left, right, top, bottom) = kj_v2_plan(
+            image.width, image.height, *size[:2], widgets.get("keep_proportion", "stretch"),
+            widgets.get("crop_position", "center"), size[2])
+        return Estimate(Size(image.batch, height + top + bottom, width + left + right))
 
     def run(self):
         import torch

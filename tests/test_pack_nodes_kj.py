@@ -633,3 +633,14 @@ def test_create_shape_mask_declares_its_size_so_limits_refuse_a_huge_one(registr
     shape = {"type": "CreateShapeMask", "inputs": {"frames": 2, "frame_width": 4096, "frame_height": 4096}}
     assert refused(registry, [shape], RunLimits(max_pixels=2048 * 2048)) == {"1"}
     assert refused(registry, [shape], RunLimits(max_batch=64, max_pixels=4096 * 4096)) == set()
+
+
+def test_image_resize_kj_v2_estimates_its_size_so_limits_refuse_a_huge_one(registry):
+    cls = registry.get("ImageResizeKJv2")
+    for keep in ("stretch", "resize", "pad", "crop", "total_pixels"):
+        widgets = {"width": 100, "height": 30, "keep_proportion": keep, "crop_position": "center", "divisible_by": 8}
+        image = torch.zeros(2, 48, 64, 3)
+        out = call(registry, "ImageResizeKJv2", image=image, **widgets)[0]
+        assert cls.estimate(widgets, {"image": Size(2, 48, 64)}).size == Size(*out.shape[:3]), keep
+    resize = {"type": "ImageResizeKJv2", "inputs": {"image": ["1", 0], "width": 16384, "height": 16384}}
+    assert refused(registry, [empty_image(64, 64), resize], RunLimits(max_pixels=8192 * 8192)) == {"2"}
