@@ -456,6 +456,11 @@ class ImageConcanate(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageConcanate",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _concat_estimate([inputs.get("image1"), inputs.get("image2")], widgets.get("direction", "right"),
+                                widgets.get("match_image_size", True))
+
     def run(self):
         return kj_concat(_image(self.image1, "image1"), _image(self.image2, "image2"), self.direction,
                          self.match_image_size)
@@ -469,9 +474,7 @@ def kj_concat(a, b, direction: str, match: bool, size_of=None, name: str = "imag
     a, b = _repeat_last(a, count), _repeat_last(b, count)
     across = direction in ("right", "left")
     if match:
-        height, width = (size_of or a.shape)[1:3]
-        aspect = b.shape[2] / b.shape[1]
-        size = (int(height * aspect), height) if across else (width, int(width / aspect))
+        size, _ = kj_concat_size(a.shape[:3], b.shape[:3], across, True, size_of)
         if min(size) < 1:
             raise NodeInputError(name, f"a {b.shape[2]}x{b.shape[1]} image would be resized to {size[0]}x{size[1]} "
                                        "to match the first image")
@@ -485,6 +488,32 @@ def kj_concat(a, b, direction: str, match: bool, size_of=None, name: str = "imag
                                    f"{a.shape[side]}: expected the same, or match_image_size on")
     first, second = (a, b.to(a.dtype)) if direction in ("right", "down") else (b.to(a.dtype), a)
     return torch.cat([first, second], dim=2 if across else 1)
+
+
+def kj_concat_size(a, b, across: bool, match: bool, size_of=None):
+    """ImageConcanate's sizes for b (batch, height, width) joined onto a: b's (width, height) after
+    match_image_size, which takes the height (across: right, left) or width of `size_of` (a's by
+    default) and keeps b's aspect, the other side rounded down; and the result's (batch, height,
+    width): the longer batch, the joined sides added up."""
+    (count, height, width), (b_count, b_height, b_width) = a[:3], b[:3]
+    if match:
+        to_height, to_width = (size_of or a)[1:3]
+        aspect = b_width / b_height
+        b_width, b_height = (int(to_height * aspect), to_height) if across else (to_width, int(to_width / aspect))
+    joined = (height, width + b_width) if across else (height + b_height, width)
+    return (b_width, b_height), (max(count, b_count), *joined)
+
+
+def _concat_estimate(sizes, direction, match) -> Estimate:
+    """The concatenation nodes' estimate: each next size joined onto the result so far (unknown
+    while any input's size or a widget is)."""
+    if any(s is None for s in sizes) or not isinstance(direction, str) or not isinstance(match, bool):
+        return Estimate(None)
+    first = out = (sizes[0].batch, sizes[0].height, sizes[0].width)
+    for size in sizes[1:]:
+        _, out = kj_concat_size(out, (size.batch, size.height, size.width), direction in ("right", "left"), match,
+                                first)
+    return Estimate(Size(*out))
 
 
 class ImageConcatMulti(Node):
@@ -518,6 +547,14 @@ class ImageConcatMulti(Node):
     image_20: IMAGE = None
     outputs = {"images": IMAGE}
     comfy = ComfyAlias(("ImageConcatMulti",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        count = widgets.get("inputcount", 2)
+        if not isinstance(count, int):
+            return Estimate(None)
+        return _concat_estimate([inputs.get(f"image_{i}") for i in range(1, count + 1)],
+                                widgets.get("direction", "right"), widgets.get("match_image_size", False))
 
     def run(self):
         out = first = _image(self.image_1, "image_1")

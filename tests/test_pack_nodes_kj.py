@@ -644,3 +644,24 @@ def test_image_resize_kj_v2_estimates_its_size_so_limits_refuse_a_huge_one(regis
         assert cls.estimate(widgets, {"image": Size(2, 48, 64)}).size == Size(*out.shape[:3]), keep
     resize = {"type": "ImageResizeKJv2", "inputs": {"image": ["1", 0], "width": 16384, "height": 16384}}
     assert refused(registry, [empty_image(64, 64), resize], RunLimits(max_pixels=8192 * 8192)) == {"2"}
+
+
+def test_concatenations_estimate_their_size_so_limits_refuse_a_huge_one(registry):
+    a, b, c = torch.zeros(2, 64, 8, 3), torch.zeros(3, 16, 128, 3), torch.zeros(1, 20, 30, 3)
+    sizes = {name: Size(*t.shape[:3]) for name, t in (("a", a), ("b", b), ("c", c))}
+    for direction in ("right", "down", "left", "up"):
+        for match, second in ((True, "b"), (False, "a")):
+            images = {"image1": a, "image2": {"a": a, "b": b}[second]}
+            widgets = {"direction": direction, "match_image_size": match}
+            out = call(registry, "ImageConcanate", **images, **widgets)
+            estimate = registry.get("ImageConcanate").estimate(widgets, {"image1": sizes["a"],
+                                                                          "image2": sizes[second]})
+            assert estimate.size == Size(*out.shape[:3]), (direction, match)
+        widgets = {"inputcount": 3, "direction": direction, "match_image_size": True}
+        out = call(registry, "ImageConcatMulti", image_1=a, image_2=b, image_3=c, **widgets)
+        estimate = registry.get("ImageConcatMulti").estimate(widgets, {"image_1": sizes["a"], "image_2": sizes["b"],
+                                                                        "image_3": sizes["c"]})
+        assert estimate.size == Size(*out.shape[:3]), direction
+    concat = {"type": "ImageConcanate", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}}
+    limits = RunLimits(max_pixels=1024 * 1024)  # a 512x1 image beside a 8x64 one comes out 32776x64
+    assert refused(registry, [empty_image(8, 64), empty_image(512, 1), concat], limits) == {"3"}
