@@ -664,6 +664,10 @@ class ImagePadKJ(Node):
                                                      f"the {w}x{h} image: expected a size to pad it to")
         else:
             left, right, top, bottom = (v + extra for v in (self.left, self.right, self.top, self.bottom))
+            # the check before the run cannot tell whether the targets are linked, so it sees none of this
+            if max(w + left + right, h + top + bottom) > MAX_SIZE:
+                raise NodeInputError("extra_padding" if extra else "left", f"the {w}x{h} image would be padded to "
+                                     f"{w + left + right}x{h + top + bottom}: expected at most {MAX_SIZE} a side")
         if mask is not None and mask.shape[-2:] != (h, w):
             mask = _mask_to(mask, w, h, "nearest-exact")
         return kj_pad(image, mask, left, right, top, bottom, self.pad_mode, self.color)

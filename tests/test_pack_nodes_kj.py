@@ -665,3 +665,14 @@ def test_concatenations_estimate_their_size_so_limits_refuse_a_huge_one(registry
     concat = {"type": "ImageConcanate", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}}
     limits = RunLimits(max_pixels=1024 * 1024)  # a 512x1 image beside a 8x64 one comes out 32776x64
     assert refused(registry, [empty_image(8, 64), empty_image(512, 1), concat], limits) == {"3"}
+
+
+def test_image_pad_kj_refuses_padding_beyond_max_size(registry):
+    image = torch.zeros(1, 4, 4, 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImagePadKJ", image=image, left=16384, extra_padding=16384)
+    assert e.value.input == "extra_padding" and "49156x32772" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImagePadKJ", image=image, top=16000, bottom=381)
+    assert e.value.input == "left" and "4x16385" in str(e.value)
+    assert call(registry, "ImagePadKJ", image=image, top=16000, bottom=380, pad_mode="color")[0].shape == (1, 16384, 4, 3)
