@@ -16,6 +16,7 @@ import math
 from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
+from graphflow.resource_limits import repeated
 from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.loaders import LoadVAE, _find
 from nodes.mask import grow_mask
@@ -302,6 +303,10 @@ class ImageBatchRepeatInterleaving(Node):
     mask: MASK = None
     outputs = {"IMAGE": IMAGE, "MASK": MASK}
     comfy = ComfyAlias(("ImageBatchRepeatInterleaving",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return repeated(inputs.get("images"), widgets.get("repeats"))
 
     def run(self):
         images = self.images.repeat_interleave(self.repeats, dim=0)

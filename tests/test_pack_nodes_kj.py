@@ -676,3 +676,10 @@ def test_image_pad_kj_refuses_padding_beyond_max_size(registry):
         call(registry, "ImagePadKJ", image=image, top=16000, bottom=381)
     assert e.value.input == "left" and "4x16385" in str(e.value)
     assert call(registry, "ImagePadKJ", image=image, top=16000, bottom=380, pad_mode="color")[0].shape == (1, 16384, 4, 3)
+
+
+def test_repeat_interleaving_declares_its_batch_so_limits_refuse_a_huge_one(registry):
+    assert registry.get("ImageBatchRepeatInterleaving").estimate({"repeats": 3}, {"images": Size(2, 4, 5)}).size == \
+        Size(6, 4, 5)
+    repeat = {"type": "ImageBatchRepeatInterleaving", "inputs": {"images": ["1", 0], "repeats": 4096}}
+    assert refused(registry, [empty_image(8, 8, 2), repeat], RunLimits(max_batch=64)) == {"2"}
