@@ -153,6 +153,16 @@ def kj_indexes(text: str) -> list[int]:
             from None
 
 
+def _indexed(size, indexes, extra: int = 0) -> Estimate:
+    """The indexed nodes' estimate: a batch of the listed indexes (plus `extra`); the input's size
+    while the list is unknown or unreadable (the run then reports it)."""
+    try:
+        count = len(kj_indexes(indexes)) + extra
+    except (NodeInputError, AttributeError):
+        return Estimate(size)
+    return Estimate(None if size is None else Size(count, size.height, size.width))
+
+
 class InsertImagesToBatchIndexed(Node):
     """Put images_to_insert into original_images at the listed indexes, as KJNodes' Insert Images To
     Batch Indexed does. mode "replace": the n-th listed frame becomes the n-th inserted image (as
@@ -166,6 +176,13 @@ class InsertImagesToBatchIndexed(Node):
     mode: str = Choice(("replace", "insert"), "replace")
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("InsertImagesToBatchIndexed",), optional=("mode",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("original_images")
+        if widgets.get("mode", "replace") != "insert" or widgets.get("indexes") == "":
+            return Estimate(size)
+        return _indexed(size, widgets.get("indexes"), size.batch if size is not None else 0)
 
     def run(self):
         import torch
@@ -186,8 +203,12 @@ class InsertImagesToBatchIndexed(Node):
                     raise NodeInputError("indexes", f"{index} is outside the batch of {len(out)}")
                 out[index] = image
             return out
-        if indexes != sorted(indexes) or indexes[0] < 0 or indexes[-1] >= count:
-            raise NodeInputError("indexes", f"expected increasing indexes from 0 to {count - 1} to insert at")
+        if len(new) == 0:
+            raise NodeInputError("images_to_insert", "an empty batch: expected at least one image to insert")
+        # strictly: a repeated index would leave the originals short of frames at the end
+        if any(a >= b for a, b in zip(indexes, indexes[1:])) or indexes[0] < 0 or indexes[-1] >= count:
+            raise NodeInputError("indexes", f"expected increasing indexes from 0 to {count - 1} to insert at, each "
+                                            "once")
         frames, taken = [], 0
         for i in range(count):
             if taken < len(indexes) and i == indexes[taken]:
@@ -245,6 +266,10 @@ class GetImagesFromBatchIndexed(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("GetImagesFromBatchIndexed",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _indexed(inputs.get("images"), widgets.get("indexes"))
+
     def run(self):
         indexes = kj_indexes(self.indexes)
         count = len(self.images)
@@ -263,6 +288,12 @@ class GetLatentsFromBatchIndexed(Node):
     latent_format: str = Choice(("BCHW", "BTCHW", "BCTHW"), "BCHW")
     outputs = {"LATENT": LATENT}
     comfy = ComfyAlias(("GetLatentsFromBatchIndexed",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        if widgets.get("latent_format", "BCHW") != "BCHW":  # picks a video's frames: the input's size
+            return Estimate(inputs.get("latents"))
+        return _indexed(inputs.get("latents"), widgets.get("indexes"))
 
     def run(self):
         x = self.latents.get("samples") if isinstance(self.latents, dict) else None

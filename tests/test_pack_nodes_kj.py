@@ -683,3 +683,37 @@ def test_repeat_interleaving_declares_its_batch_so_limits_refuse_a_huge_one(regi
         Size(6, 4, 5)
     repeat = {"type": "ImageBatchRepeatInterleaving", "inputs": {"images": ["1", 0], "repeats": 4096}}
     assert refused(registry, [empty_image(8, 8, 2), repeat], RunLimits(max_batch=64)) == {"2"}
+
+
+def test_indexed_nodes_estimate_the_listed_batch_so_limits_refuse_a_huge_one(registry):
+    images, size = torch.zeros(3, 4, 5, 3), Size(3, 4, 5)
+    for node, name, widgets, extra in [("GetImagesFromBatchIndexed", "images", {}, {}),
+                                       ("InsertImagesToBatchIndexed", "original_images", {"mode": "insert"},
+                                        {"images_to_insert": images[:1]}),
+                                       ("InsertImagesToBatchIndexed", "original_images", {"mode": "replace"},
+                                        {"images_to_insert": images[:1]})]:
+        for indexes in ("0, 1, 2, 3", "2", "0, 0, 1, 1, 2"):
+            try:
+                out = call(registry, node, **{name: images}, indexes=indexes, **widgets, **extra)
+            except NodeInputError:
+                continue
+            estimate = registry.get(node).estimate({"indexes": indexes, **widgets}, {name: size})
+            assert estimate.size == Size(*out.shape[:3]), (node, widgets, indexes)
+        assert registry.get(node).estimate({"indexes": "a, b", **widgets}, {name: size}).size == size
+    latent = registry.get("GetLatentsFromBatchIndexed")
+    assert latent.estimate({"indexes": "0, 0, 0, 0", "latent_format": "BCHW"}, {"latents": size}).size == \
+        Size(4, 4, 5)
+    pick = {"type": "GetImagesFromBatchIndexed", "inputs": {"images": ["1", 0], "indexes": ", ".join(["0"] * 65)}}
+    assert refused(registry, [empty_image(8, 8, 1), pick], RunLimits(max_batch=64)) == {"2"}
+
+
+def test_insert_images_refuses_repeated_indexes_and_an_empty_insert(registry):
+    images = torch.zeros(3, 4, 5, 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InsertImagesToBatchIndexed", original_images=images, images_to_insert=images[:1],
+             indexes="0, 0", mode="insert")
+    assert e.value.input == "indexes" and "each once" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InsertImagesToBatchIndexed", original_images=images, images_to_insert=images[:0],
+             indexes="0, 1", mode="insert")
+    assert e.value.input == "images_to_insert"
