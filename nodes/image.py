@@ -444,6 +444,14 @@ class EmptyImage(Node):
         return rgb.reshape(1, 1, 1, 3).expand(self.batch_size, self.height, self.width, 3).clone()
 
 
+def joined_batches(sizes) -> Estimate:
+    """The estimate of a node joining batches, each resized to the first's size: the batches
+    added up (while one is unknown, the first known size)."""
+    if any(size is None for size in sizes):
+        return Estimate(next((size for size in sizes if size is not None), None))
+    return Estimate(Size(sum(size.batch for size in sizes), sizes[0].height, sizes[0].width))
+
+
 class ImageBatch(Node):
     """Join two image batches; image2 is resized (centre-cropped, bilinear) to image1's size."""
     category = "image"
@@ -454,10 +462,7 @@ class ImageBatch(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        a, b = inputs.get("image1"), inputs.get("image2")
-        if a is None or b is None:
-            return Estimate(a or b)
-        return Estimate(Size(a.batch + b.batch, a.height, a.width))
+        return joined_batches([inputs.get("image1"), inputs.get("image2")])
 
     def run(self):
         import torch

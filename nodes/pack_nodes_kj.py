@@ -17,7 +17,7 @@ from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
 from graphflow.resource_limits import repeated
-from nodes.image import MAX_SIZE, _image, _resize_image
+from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches
 from nodes.loaders import LoadVAE, _find
 from nodes.mask import grow_mask
 
@@ -412,6 +412,12 @@ class MaskBatchMulti(Node):
     outputs = {"masks": MASK}
     comfy = ComfyAlias(("MaskBatchMulti",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        count = widgets.get("inputcount", 2)
+        return joined_batches([inputs.get(f"mask_{i}") for i in range(1, count + 1)]) \
+            if isinstance(count, int) else Estimate(None)
+
     def run(self):
         import torch
         parts = [self.mask_1]
@@ -453,6 +459,12 @@ class ImageBatchMulti(Node):
     image_20: IMAGE = None
     outputs = {"images": IMAGE}
     comfy = ComfyAlias(("ImageBatchMulti",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        count = widgets.get("inputcount", 2)
+        return joined_batches([inputs.get(f"image_{i}") for i in range(1, count + 1)]) \
+            if isinstance(count, int) else Estimate(None)
 
     def run(self):
         import torch
@@ -882,6 +894,15 @@ class GrowMaskWithBlur(Node):
         return result, 1.0 - result
 
 
+def kj_mask_size(ow: int, oh: int, width: int, height: int, keep: bool) -> tuple[int, int]:
+    """ResizeMask's new size for an ow x oh mask: width x height, or with keep the largest of the
+    mask's aspect inside it (a 0 side: the mask's own)."""
+    if keep:
+        ratio = min((width or ow) / ow, (height or oh) / oh)
+        width, height = round(ow * ratio), round(oh * ratio)
+    return width, height
+
+
 class ResizeMask(Node):
     """Resize masks, as KJNodes' Resize Mask does: to width x height, or with keep_proportions to
     the largest size of the mask's aspect inside it (a 0 side: the mask's own); crop "center" cuts
@@ -897,13 +918,18 @@ class ResizeMask(Node):
     outputs = {"mask": MASK, "width": INT, "height": INT}
     comfy = ComfyAlias(("ResizeMask",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, width, height = inputs.get("mask"), widgets.get("width"), widgets.get("height")
+        if size is None or not isinstance(width, int) or not isinstance(height, int):
+            return Estimate(None)
+        width, height = kj_mask_size(size.width, size.height, width, height, widgets.get("keep_proportions", False))
+        return Estimate(Size(size.batch, height, width))
+
     def run(self):
         mask = self.mask[None] if self.mask.ndim == 2 else self.mask
         _, oh, ow = mask.shape
-        width, height = self.width, self.height
-        if self.keep_proportions:
-            ratio = min((width or ow) / ow, (height or oh) / oh)
-            width, height = round(ow * ratio), round(oh * ratio)
+        width, height = kj_mask_size(ow, oh, self.width, self.height, self.keep_proportions)
         if width < 1 or height < 1:
             raise NodeInputError("width" if width < 1 else "height", f"the {ow}x{oh} mask would be resized to "
                                  f"{width}x{height}: expected at least 1x1 (a 0 side only with keep_proportions)")

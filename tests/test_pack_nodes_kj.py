@@ -717,3 +717,23 @@ def test_insert_images_refuses_repeated_indexes_and_an_empty_insert(registry):
         call(registry, "InsertImagesToBatchIndexed", original_images=images, images_to_insert=images[:0],
              indexes="0, 1", mode="insert")
     assert e.value.input == "images_to_insert"
+
+
+def test_batch_multi_and_resize_mask_estimate_their_size(registry):
+    a, b, c = Size(2, 4, 5), Size(3, 6, 7), Size(1, 4, 5)
+    widgets = {"inputcount": 3}
+    assert registry.get("ImageBatchMulti").estimate(widgets, {"image_1": a, "image_2": b, "image_3": c}).size == \
+        Size(6, 4, 5)
+    assert registry.get("MaskBatchMulti").estimate(widgets, {"mask_1": a, "mask_2": b, "mask_3": c}).size == \
+        Size(6, 4, 5)
+    assert registry.get("ImageBatch").estimate({}, {"image1": a, "image2": b}).size == Size(5, 4, 5)
+    out = call(registry, "ImageBatchMulti", image_1=torch.zeros(2, 4, 5, 3), image_2=torch.zeros(3, 6, 7, 3),
+               image_3=torch.zeros(1, 4, 5, 3), **widgets)
+    assert out.shape[:3] == (6, 4, 5)
+    mask = torch.zeros(2, 30, 40)
+    for keep in (False, True):
+        widgets = {"width": 100, "height": 0 if keep else 50, "keep_proportions": keep}
+        out = call(registry, "ResizeMask", mask=mask, **widgets)[0]
+        assert registry.get("ResizeMask").estimate(widgets, {"mask": Size(2, 30, 40)}).size == Size(*out.shape), keep
+    multi = {"type": "ImageBatchMulti", "inputs": {"image_1": ["1", 0], "image_2": ["2", 0], "inputcount": 2}}
+    assert refused(registry, [empty_image(8, 8, 40), empty_image(8, 8, 40), multi], RunLimits(max_batch=64)) == {"3"}
