@@ -92,6 +92,9 @@ def kj_range(count: int, start: int, frames: int, name: str) -> tuple[int, int]:
     """KJNodes' batch range of `count` items: start_index -1 takes the last `frames` (all, if
     fewer), num_frames -1 runs to the end; the end is cut to the batch. (start, end)."""
     if start == -1:
+        if frames == -1:  # "the last ... to the end" names no count
+            raise NodeInputError("start_index", "-1 takes the last num_frames, but num_frames is -1 (to the end): "
+                                                "expected a start_index of 0 or more, or num_frames of 1 or more")
         start = max(0, count - frames)
     if not 0 <= start < count:
         raise NodeInputError("start_index", f"{start} is outside the {name} (0 to {count - 1}, or -1 for the last)")
@@ -252,8 +255,9 @@ class ReplaceImagesInBatch(Node):
             images = self.replaced(_image(self.original_images, "original_images"),
                                    _image(self.replacement_images, "replacement_images"), "images", "lanczos")
         if self.original_masks is not None and self.replacement_masks is not None:
-            masks = self.replaced(self.original_masks[..., None], self.replacement_masks[..., None], "masks",
-                                  "nearest-exact")[..., 0]
+            original, new = (m.reshape(-1, *m.shape[-2:])[..., None]  # a single [H, W] mask as a batch of one
+                             for m in (self.original_masks, self.replacement_masks))
+            masks = self.replaced(original, new, "masks", "nearest-exact")[..., 0]
         return images, masks
 
 
@@ -420,11 +424,12 @@ class MaskBatchMulti(Node):
 
     def run(self):
         import torch
-        parts = [self.mask_1]
+        parts = [self.mask_1.reshape(-1, *self.mask_1.shape[-2:])]  # a single [H, W] mask as a batch of one
         for i in range(2, self.inputcount + 1):
             mask = getattr(self, f"mask_{i}")
             if mask is None:
                 raise NodeInputError(f"mask_{i}", f"not connected, but inputcount is {self.inputcount}")
+            mask = mask.reshape(-1, *mask.shape[-2:])
             if mask.shape[1:] != parts[0].shape[1:]:
                 mask = _mask_to(mask, parts[0].shape[2], parts[0].shape[1], "bicubic")
             parts.append(mask.to(parts[0].dtype))
@@ -1048,6 +1053,9 @@ class ColorMatch(Node):
         for name, image in (("image_target", target), ("image_ref", ref)):
             if image.shape[-1] != 3:
                 raise NodeInputError(name, f"{image.shape[-1]} channels: expected RGB images")
+            if mkl_transfer in steps and image.shape[1] * image.shape[2] < 2:  # one pixel has no colour covariance
+                raise NodeInputError(name, f"{image.shape[2]}x{image.shape[1]} images: expected at least 2 pixels for "
+                                           f"{self.method}")
         if len(ref) != 1 and len(ref) < len(target):
             raise NodeInputError("image_ref", f"{len(ref)} images for {len(target)} targets: expected one, or one "
                                               "per target image")

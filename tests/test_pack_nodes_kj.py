@@ -737,3 +737,21 @@ def test_batch_multi_and_resize_mask_estimate_their_size(registry):
         assert registry.get("ResizeMask").estimate(widgets, {"mask": Size(2, 30, 40)}).size == Size(*out.shape), keep
     multi = {"type": "ImageBatchMulti", "inputs": {"image_1": ["1", 0], "image_2": ["2", 0], "inputcount": 2}}
     assert refused(registry, [empty_image(8, 8, 40), empty_image(8, 8, 40), multi], RunLimits(max_batch=64)) == {"3"}
+
+
+def test_bad_inputs_give_clear_errors_not_crashes(registry):
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "GetLatentRangeFromBatch", latents={"samples": torch.zeros(4, 4, 8, 8)}, start_index=-1,
+             num_frames=-1)
+    assert e.value.input == "start_index" and "num_frames is -1" in str(e.value)
+    for ref, target in ((torch.rand(1, 1, 1, 3), torch.rand(1, 4, 4, 3)), (torch.rand(1, 4, 4, 3), torch.rand(2, 1, 1, 3))):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "ColorMatch", image_ref=ref, image_target=target, method="mkl")
+        assert "at least 2 pixels" in str(e.value)
+    a, b = torch.rand(4, 5), torch.rand(3, 4, 5)
+    out = call(registry, "MaskBatchMulti", mask_1=a, mask_2=b)
+    assert out.shape == (4, 4, 5) and torch.equal(out[0], a) and torch.equal(out[1:], b)
+    assert call(registry, "MaskBatchMulti", mask_1=a, mask_2=a).shape == (2, 4, 5)
+    masks = call(registry, "ReplaceImagesInBatch", original_masks=torch.zeros(4, 5), replacement_masks=a,
+                 start_index=0)[1]
+    assert masks.shape == (1, 4, 5) and torch.equal(masks[0], a)
