@@ -17,7 +17,7 @@ from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
 from graphflow.resource_limits import repeated
-from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches
+from nodes.image import MAX_SIZE, _image, _resize_image, batch_part, joined_batches
 from nodes.loaders import LoadVAE, _find
 from nodes.mask import grow_mask
 
@@ -479,12 +479,7 @@ class ImageBatchMulti(Node):
             name = f"image_{i}"
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"not connected, but inputcount is {self.inputcount}")
-            image = _image(getattr(self, name), name)
-            if image.shape[-1] != first.shape[-1]:
-                raise NodeInputError(name, f"{image.shape[-1]} channels; image_1 has {first.shape[-1]}")
-            if image.shape[1:3] != first.shape[1:3]:
-                image = _resize_image(image, first.shape[2], first.shape[1], "bilinear", crop=True)
-            parts.append(image.to(first.dtype))
+            parts.append(batch_part(first, _image(getattr(self, name), name), name, "image_1"))
         return torch.cat(parts)
 
 
