@@ -18,7 +18,7 @@ from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK
 from graphflow.choices import RESIZE_METHODS
 from graphflow.resource_limits import repeated
 from nodes.image import MAX_SIZE, _image, _resize_image, batch_part, joined_batches
-from nodes.loaders import LoadVAE, _find
+from nodes.loaders import LoadVAE, load_unet
 from nodes.mask import grow_mask
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
@@ -1144,14 +1144,8 @@ class DiffusionModelLoaderKJ(Node):
                                           ("enable_fp16_accumulation", self.enable_fp16_accumulation)) if on]
         if switches:
             warn(", ".join(switches) + " changes nothing in graphflow: the model runs with its own attention backend")
-        from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
         fp8 = self.weight_dtype.startswith("fp8")
-        stored = self.weight_dtype.replace("_fast", "") if fp8 else "default"  # as UNETLoader: _fast is plain
-        path = _find("diffusion_models", self.model_name, "model_name")
-        try:
-            model = load_diffusion_model(path, weight_dtype=stored)
-        except CheckpointError as e:
-            raise NodeInputError("model_name", str(e)) from None
+        model = load_unet(self.model_name, self.weight_dtype if fp8 else "default", "model_name")
         if not fp8 and self.weight_dtype != "default":
             model = with_compute_dtype(model, self.weight_dtype)
         return model if self.compute_dtype == "default" else with_compute_dtype(model, self.compute_dtype)
