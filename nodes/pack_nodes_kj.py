@@ -11,6 +11,7 @@ model on unchanged here."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
@@ -981,30 +982,62 @@ class CreateShapeMask(Node):
 COLOR_MATCH_METHODS = ("mkl", "hm", "reinhard", "mvgd", "hm-mvgd-hm", "hm-mkl-hm")
 
 
+class ColorReference:
+    """A reference image's statistics for the colour matches, each computed once, when first asked
+    for: a batch's targets all matched to one reference reuse them."""
+
+    def __init__(self, image):
+        self.image = image
+
+    @functools.cached_property
+    def histograms(self) -> list:
+        """Per channel: the distinct values and their cumulative shares of the pixels."""
+        import numpy as np
+        r = self.image.double().numpy()
+        out = []
+        for c in range(r.shape[-1]):
+            values, counts = np.unique(r[..., c], return_counts=True)
+            out.append((values, np.cumsum(counts) / counts.sum()))
+        return out
+
+    @functools.cached_property
+    def moments(self):
+        """The mean colour and the unbiased colour covariance, float64."""
+        import torch
+        r = self.image.reshape(-1, 3).double()
+        return r.mean(0), torch.cov(r.T)
+
+
+def _reference(ref) -> ColorReference:
+    return ref if isinstance(ref, ColorReference) else ColorReference(ref)
+
+
 def histogram_match(target, ref):
-    """target [H, W, C] with each channel's histogram matched to ref's, as color-matcher's 'hm':
-    every distinct value goes to the reference value at its cumulative share (linearly between
-    the reference's distinct values)."""
+    """target [H, W, C] with each channel's histogram matched to ref's (an image or its
+    ColorReference), as color-matcher's 'hm': every distinct value goes to the reference value at
+    its cumulative share (linearly between the reference's distinct values)."""
     import numpy as np
     import torch
-    t, r = target.double().numpy(), ref.double().numpy()
+    t, histograms = target.double().numpy(), _reference(ref).histograms
     out = np.empty_like(t)
     for c in range(t.shape[-1]):
         _, where, counts = np.unique(t[..., c], return_inverse=True, return_counts=True)
-        ref_values, ref_counts = np.unique(r[..., c], return_counts=True)
-        mapped = np.interp(np.cumsum(counts) / counts.sum(), np.cumsum(ref_counts) / ref_counts.sum(), ref_values)
+        ref_values, ref_shares = histograms[c]
+        mapped = np.interp(np.cumsum(counts) / counts.sum(), ref_shares, ref_values)
         out[..., c] = mapped[where.reshape(-1)].reshape(t.shape[:-1])
     return torch.from_numpy(out).to(target.dtype)
 
 
 def mkl_transfer(target, ref):
-    """The colours of target [H, W, 3] moved onto ref's by the Monge-Kantorovich linearisation
-    (Pitie et al.), as the color-matcher library's 'mkl' does: x -> (x - mean_t) T + mean_r with
-    the symmetric T = St^-1/2 (St^1/2 Sr St^1/2)^1/2 St^-1/2 (S: unbiased colour covariances),
-    which gives the result ref's mean and covariance. Float64 throughout."""
+    """The colours of target [H, W, 3] moved onto ref's (an image or its ColorReference) by the
+    Monge-Kantorovich linearisation (Pitie et al.), as the color-matcher library's 'mkl' does:
+    x -> (x - mean_t) T + mean_r with the symmetric T = St^-1/2 (St^1/2 Sr St^1/2)^1/2 St^-1/2 (S:
+    unbiased colour covariances), which gives the result ref's mean and covariance. Float64
+    throughout."""
     import torch
-    t, r = target.reshape(-1, 3).double(), ref.reshape(-1, 3).double()
-    cov_t, cov_r = torch.cov(t.T), torch.cov(r.T)
+    t = target.reshape(-1, 3).double()
+    mean_r, cov_r = _reference(ref).moments
+    cov_t = torch.cov(t.T)
     values, vectors = torch.linalg.eigh(cov_t)
     root = values.clamp(min=0).sqrt()
     # the library adds a double's spacing before inverting, so a flat channel gives no division by 0
@@ -1013,7 +1046,7 @@ def mkl_transfer(target, ref):
     c_values, c_vectors = torch.linalg.eigh(c)
     c_root = c_vectors @ torch.diag(c_values.clamp(min=0).sqrt()) @ c_vectors.T
     transfer = vectors @ (inv_root[:, None] * c_root * inv_root[None, :]) @ vectors.T
-    out = (t - t.mean(0)) @ transfer + r.mean(0)
+    out = (t - t.mean(0)) @ transfer + mean_r
     return out.reshape(target.shape).to(target.dtype)
 
 
@@ -1054,11 +1087,11 @@ class ColorMatch(Node):
         if len(ref) != 1 and len(ref) < len(target):
             raise NodeInputError("image_ref", f"{len(ref)} images for {len(target)} targets: expected one, or one "
                                               "per target image")
-        out = []
+        out, refs = [], [ColorReference(r) for r in ref[:len(target)]]
         for i, image in enumerate(target):
             matched = image
             for step in steps:
-                matched = step(matched, ref[0 if len(ref) == 1 else i])
+                matched = step(matched, refs[0 if len(refs) == 1 else i])
             out.append(image + self.strength * (matched - image))
         return torch.stack(out).float().clamp(0, 1)
 

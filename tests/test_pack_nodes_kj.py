@@ -3,6 +3,7 @@ ColorMatch, CUDA speed patches): read from graphs as the pack's editor saves the
 widgets in the pack's input order) and from API graphs, checked against closed forms and the core
 nodes."""
 
+import functools
 import logging
 import math
 
@@ -755,3 +756,19 @@ def test_bad_inputs_give_clear_errors_not_crashes(registry):
     masks = call(registry, "ReplaceImagesInBatch", original_masks=torch.zeros(4, 5), replacement_masks=a,
                  start_index=0)[1]
     assert masks.shape == (1, 4, 5) and torch.equal(masks[0], a)
+
+
+def test_color_match_reads_a_shared_reference_once(registry, monkeypatch):
+    import nodes.pack_nodes_kj as kj
+    from nodes.pack_nodes_kj import histogram_match, mkl_transfer
+    calls = []
+    moments = kj.ColorReference.moments.func
+    monkeypatch.setattr(kj.ColorReference, "moments",
+                        functools.cached_property(lambda self: calls.append(1) or moments(self)))
+    kj.ColorReference.moments.__set_name__(kj.ColorReference, "moments")
+    torch.manual_seed(0)
+    ref, target = torch.rand(1, 6, 5, 3), torch.rand(3, 6, 5, 3)
+    out = call(registry, "ColorMatch", image_ref=ref, image_target=target, method="hm-mkl-hm")
+    assert len(calls) == 1
+    want = torch.stack([histogram_match(mkl_transfer(histogram_match(t, ref[0]), ref[0]), ref[0]) for t in target])
+    assert torch.equal(out, want.float().clamp(0, 1))
