@@ -14,7 +14,6 @@ import torch
 from graphflow.context import NodeInputError
 from graphflow.comfy_format import export_ui
 from graphflow.executor import Executor
-from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits, Size, default_estimate
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
@@ -24,8 +23,8 @@ from tests.test_pack_nodes import ui_node
 
 
 @pytest.fixture(scope="module")
-def registry():
-    return Registry().load_builtin()
+def registry(builtin_registry):
+    return builtin_registry
 
 
 def ui_graph(nodes, links=()):
