@@ -103,6 +103,14 @@ def default_estimate(cls, widgets: dict, inputs: dict) -> Estimate:
     return Estimate(Size(batch, height, width))
 
 
+def repeated(size: Size | None, times) -> Estimate:
+    """The estimate of a node that repeats its input's batch `times` times (one copy after another
+    or each in place): the batch `times` as long (unknown while either is)."""
+    if size is None or not isinstance(times, int):
+        return Estimate(size)
+    return Estimate(Size(size.batch * times, size.height, size.width))
+
+
 def check(plan, limits: RunLimits | None = None) -> list[Problem]:
     """Problems with what the planned run would take; [] when it may start."""
     limits = limits or RunLimits()

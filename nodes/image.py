@@ -444,6 +444,24 @@ class EmptyImage(Node):
         return rgb.reshape(1, 1, 1, 3).expand(self.batch_size, self.height, self.width, 3).clone()
 
 
+def joined_batches(sizes) -> Estimate:
+    """The estimate of a node joining batches, each resized to the first's size: the batches
+    added up (while one is unknown, the first known size)."""
+    if any(size is None for size in sizes):
+        return Estimate(next((size for size in sizes if size is not None), None))
+    return Estimate(Size(sum(size.batch for size in sizes), sizes[0].height, sizes[0].width))
+
+
+def batch_part(first, image, name: str, first_name: str):
+    """`image` made ready to join `first`'s batch, as ImageBatch adds image2: resized (centre-cropped,
+    bilinear) to first's size, in its dtype; the channels must match."""
+    if image.shape[-1] != first.shape[-1]:
+        raise NodeInputError(name, f"{image.shape[-1]} channels; {first_name} has {first.shape[-1]}")
+    if image.shape[1:3] != first.shape[1:3]:
+        image = _resize_image(image, first.shape[2], first.shape[1], "bilinear", crop=True)
+    return image.to(first.dtype)
+
+
 class ImageBatch(Node):
     """Join two image batches; image2 is resized (centre-cropped, bilinear) to image1's size."""
     category = "image"
@@ -454,19 +472,12 @@ class ImageBatch(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        a, b = inputs.get("image1"), inputs.get("image2")
-        if a is None or b is None:
-            return Estimate(a or b)
-        return Estimate(Size(a.batch + b.batch, a.height, a.width))
+        return joined_batches([inputs.get("image1"), inputs.get("image2")])
 
     def run(self):
         import torch
-        a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
-        if a.shape[-1] != b.shape[-1]:
-            raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
-        if a.shape[1:3] != b.shape[1:3]:
-            b = _resize_image(b, a.shape[2], a.shape[1], "bilinear", crop=True)
-        return torch.cat([a, b.to(a.dtype)])
+        a = _image(self.image1, "image1")
+        return torch.cat([a, batch_part(a, _image(self.image2, "image2"), "image2", "image1")])
 
 
 class ImageInvert(Node):

@@ -114,14 +114,20 @@ class LoadDiffusionModel(Node):
         return folders.model_state("diffusion_models", unet_name)
 
     def run(self):
-        from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
+        return load_unet(self.unet_name, self.weight_dtype, "unet_name")
 
-        path = _find("diffusion_models", self.unet_name, "unet_name")
-        weight_dtype = "fp8_e4m3fn" if self.weight_dtype == "fp8_e4m3fn_fast" else self.weight_dtype
-        try:
-            return load_diffusion_model(path, weight_dtype=weight_dtype)
-        except CheckpointError as e:
-            raise NodeInputError("unet_name", str(e)) from None
+
+def load_unet(name: str, weight_dtype: str, input_name: str):
+    """The diffusion model `name` from diffusion_models/ as UNETLoader loads it (fp8_e4m3fn_fast is
+    plain fp8_e4m3fn); a file it cannot read is reported on `input_name`."""
+    from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
+
+    path = _find("diffusion_models", name, input_name)
+    weight_dtype = "fp8_e4m3fn" if weight_dtype == "fp8_e4m3fn_fast" else weight_dtype
+    try:
+        return load_diffusion_model(path, weight_dtype=weight_dtype)
+    except CheckpointError as e:
+        raise NodeInputError(input_name, str(e)) from None
 
 
 # TAESD releases offered by LoadVAE when both halves are in models/vae_approx/ (ComfyUI's names)

@@ -118,7 +118,9 @@ class GrowMask(Node):
 
 def grow_mask(mask: torch.Tensor, pixels: int, tapered: bool = True) -> torch.Tensor:
     x = mask[:, None].float()
-    for _ in range(abs(pixels)):
+    # after H + W steps every pixel holds the max (or min) of the whole mask, which no further
+    # step changes: the 3x3 square and the cross both reach H + W - 2 pixels away by then
+    for _ in range(min(abs(pixels), sum(x.shape[-2:]))):
         # Erosion is dilation of the negation (exact, unlike 1 - dilate(1 - x), so values other
         # than 0 and 1 come out as scipy's grey_erosion in ComfyUI gives them).
         x = _dilate(x, tapered) if pixels > 0 else -_dilate(-x, tapered)

@@ -11,13 +11,15 @@ model on unchanged here."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, warn
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, warn
 from graphflow.choices import RESIZE_METHODS
-from nodes.image import MAX_SIZE, _image, _resize_image
-from nodes.loaders import LoadVAE, _find
+from graphflow.resource_limits import repeated
+from nodes.image import MAX_SIZE, _image, _resize_image, batch_part, joined_batches
+from nodes.loaders import LoadVAE, load_unet
 from nodes.mask import grow_mask
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
@@ -91,6 +93,9 @@ def kj_range(count: int, start: int, frames: int, name: str) -> tuple[int, int]:
     """KJNodes' batch range of `count` items: start_index -1 takes the last `frames` (all, if
     fewer), num_frames -1 runs to the end; the end is cut to the batch. (start, end)."""
     if start == -1:
+        if frames == -1:  # "the last ... to the end" names no count
+            raise NodeInputError("start_index", "-1 takes the last num_frames, but num_frames is -1 (to the end): "
+                                                "expected a start_index of 0 or more, or num_frames of 1 or more")
         start = max(0, count - frames)
     if not 0 <= start < count:
         raise NodeInputError("start_index", f"{start} is outside the {name} (0 to {count - 1}, or -1 for the last)")
@@ -152,6 +157,16 @@ def kj_indexes(text: str) -> list[int]:
             from None
 
 
+def _indexed(size, indexes, extra: int = 0) -> Estimate:
+    """The indexed nodes' estimate: a batch of the listed indexes (plus `extra`); the input's size
+    while the list is unknown or unreadable (the run then reports it)."""
+    try:
+        count = len(kj_indexes(indexes)) + extra
+    except (NodeInputError, AttributeError):
+        return Estimate(size)
+    return Estimate(None if size is None else Size(count, size.height, size.width))
+
+
 class InsertImagesToBatchIndexed(Node):
     """Put images_to_insert into original_images at the listed indexes, as KJNodes' Insert Images To
     Batch Indexed does. mode "replace": the n-th listed frame becomes the n-th inserted image (as
@@ -165,6 +180,13 @@ class InsertImagesToBatchIndexed(Node):
     mode: str = Choice(("replace", "insert"), "replace")
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("InsertImagesToBatchIndexed",), optional=("mode",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("original_images")
+        if widgets.get("mode", "replace") != "insert" or widgets.get("indexes") == "":
+            return Estimate(size)
+        return _indexed(size, widgets.get("indexes"), size.batch if size is not None else 0)
 
     def run(self):
         import torch
@@ -185,8 +207,12 @@ class InsertImagesToBatchIndexed(Node):
                     raise NodeInputError("indexes", f"{index} is outside the batch of {len(out)}")
                 out[index] = image
             return out
-        if indexes != sorted(indexes) or indexes[0] < 0 or indexes[-1] >= count:
-            raise NodeInputError("indexes", f"expected increasing indexes from 0 to {count - 1} to insert at")
+        if len(new) == 0:
+            raise NodeInputError("images_to_insert", "an empty batch: expected at least one image to insert")
+        # strictly: a repeated index would leave the originals short of frames at the end
+        if any(a >= b for a, b in zip(indexes, indexes[1:])) or indexes[0] < 0 or indexes[-1] >= count:
+            raise NodeInputError("indexes", f"expected increasing indexes from 0 to {count - 1} to insert at, each "
+                                            "once")
         frames, taken = [], 0
         for i in range(count):
             if taken < len(indexes) and i == indexes[taken]:
@@ -230,8 +256,9 @@ class ReplaceImagesInBatch(Node):
             images = self.replaced(_image(self.original_images, "original_images"),
                                    _image(self.replacement_images, "replacement_images"), "images", "lanczos")
         if self.original_masks is not None and self.replacement_masks is not None:
-            masks = self.replaced(self.original_masks[..., None], self.replacement_masks[..., None], "masks",
-                                  "nearest-exact")[..., 0]
+            original, new = (m.reshape(-1, *m.shape[-2:])[..., None]  # a single [H, W] mask as a batch of one
+                             for m in (self.original_masks, self.replacement_masks))
+            masks = self.replaced(original, new, "masks", "nearest-exact")[..., 0]
         return images, masks
 
 
@@ -243,6 +270,10 @@ class GetImagesFromBatchIndexed(Node):
     indexes: str = Text("0, 1, 2", multiline=True)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("GetImagesFromBatchIndexed",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _indexed(inputs.get("images"), widgets.get("indexes"))
 
     def run(self):
         indexes = kj_indexes(self.indexes)
@@ -262,6 +293,12 @@ class GetLatentsFromBatchIndexed(Node):
     latent_format: str = Choice(("BCHW", "BTCHW", "BCTHW"), "BCHW")
     outputs = {"LATENT": LATENT}
     comfy = ComfyAlias(("GetLatentsFromBatchIndexed",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        if widgets.get("latent_format", "BCHW") != "BCHW":  # picks a video's frames: the input's size
+            return Estimate(inputs.get("latents"))
+        return _indexed(inputs.get("latents"), widgets.get("indexes"))
 
     def run(self):
         x = self.latents.get("samples") if isinstance(self.latents, dict) else None
@@ -302,6 +339,10 @@ class ImageBatchRepeatInterleaving(Node):
     mask: MASK = None
     outputs = {"IMAGE": IMAGE, "MASK": MASK}
     comfy = ComfyAlias(("ImageBatchRepeatInterleaving",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return repeated(inputs.get("images"), widgets.get("repeats"))
 
     def run(self):
         images = self.images.repeat_interleave(self.repeats, dim=0)
@@ -376,13 +417,20 @@ class MaskBatchMulti(Node):
     outputs = {"masks": MASK}
     comfy = ComfyAlias(("MaskBatchMulti",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        count = widgets.get("inputcount", 2)
+        return joined_batches([inputs.get(f"mask_{i}") for i in range(1, count + 1)]) \
+            if isinstance(count, int) else Estimate(None)
+
     def run(self):
         import torch
-        parts = [self.mask_1]
+        parts = [self.mask_1.reshape(-1, *self.mask_1.shape[-2:])]  # a single [H, W] mask as a batch of one
         for i in range(2, self.inputcount + 1):
             mask = getattr(self, f"mask_{i}")
             if mask is None:
                 raise NodeInputError(f"mask_{i}", f"not connected, but inputcount is {self.inputcount}")
+            mask = mask.reshape(-1, *mask.shape[-2:])
             if mask.shape[1:] != parts[0].shape[1:]:
                 mask = _mask_to(mask, parts[0].shape[2], parts[0].shape[1], "bicubic")
             parts.append(mask.to(parts[0].dtype))
@@ -418,6 +466,12 @@ class ImageBatchMulti(Node):
     outputs = {"images": IMAGE}
     comfy = ComfyAlias(("ImageBatchMulti",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        count = widgets.get("inputcount", 2)
+        return joined_batches([inputs.get(f"image_{i}") for i in range(1, count + 1)]) \
+            if isinstance(count, int) else Estimate(None)
+
     def run(self):
         import torch
         first = _image(self.image_1, "image_1")
@@ -426,12 +480,7 @@ class ImageBatchMulti(Node):
             name = f"image_{i}"
             if getattr(self, name) is None:
                 raise NodeInputError(name, f"not connected, but inputcount is {self.inputcount}")
-            image = _image(getattr(self, name), name)
-            if image.shape[-1] != first.shape[-1]:
-                raise NodeInputError(name, f"{image.shape[-1]} channels; image_1 has {first.shape[-1]}")
-            if image.shape[1:3] != first.shape[1:3]:
-                image = _resize_image(image, first.shape[2], first.shape[1], "bilinear", crop=True)
-            parts.append(image.to(first.dtype))
+            parts.append(batch_part(first, _image(getattr(self, name), name), name, "image_1"))
         return torch.cat(parts)
 
 
@@ -456,6 +505,11 @@ class ImageConcanate(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageConcanate",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _concat_estimate([inputs.get("image1"), inputs.get("image2")], widgets.get("direction", "right"),
+                                widgets.get("match_image_size", True))
+
     def run(self):
         return kj_concat(_image(self.image1, "image1"), _image(self.image2, "image2"), self.direction,
                          self.match_image_size)
@@ -469,9 +523,7 @@ def kj_concat(a, b, direction: str, match: bool, size_of=None, name: str = "imag
     a, b = _repeat_last(a, count), _repeat_last(b, count)
     across = direction in ("right", "left")
     if match:
-        height, width = (size_of or a.shape)[1:3]
-        aspect = b.shape[2] / b.shape[1]
-        size = (int(height * aspect), height) if across else (width, int(width / aspect))
+        size, _ = kj_concat_size(a.shape[:3], b.shape[:3], across, True, size_of)
         if min(size) < 1:
             raise NodeInputError(name, f"a {b.shape[2]}x{b.shape[1]} image would be resized to {size[0]}x{size[1]} "
                                        "to match the first image")
@@ -485,6 +537,32 @@ def kj_concat(a, b, direction: str, match: bool, size_of=None, name: str = "imag
                                    f"{a.shape[side]}: expected the same, or match_image_size on")
     first, second = (a, b.to(a.dtype)) if direction in ("right", "down") else (b.to(a.dtype), a)
     return torch.cat([first, second], dim=2 if across else 1)
+
+
+def kj_concat_size(a, b, across: bool, match: bool, size_of=None):
+    """ImageConcanate's sizes for b (batch, height, width) joined onto a: b's (width, height) after
+    match_image_size, which takes the height (across: right, left) or width of `size_of` (a's by
+    default) and keeps b's aspect, the other side rounded down; and the result's (batch, height,
+    width): the longer batch, the joined sides added up."""
+    (count, height, width), (b_count, b_height, b_width) = a[:3], b[:3]
+    if match:
+        to_height, to_width = (size_of or a)[1:3]
+        aspect = b_width / b_height
+        b_width, b_height = (int(to_height * aspect), to_height) if across else (to_width, int(to_width / aspect))
+    joined = (height, width + b_width) if across else (height + b_height, width)
+    return (b_width, b_height), (max(count, b_count), *joined)
+
+
+def _concat_estimate(sizes, direction, match) -> Estimate:
+    """The concatenation nodes' estimate: each next size joined onto the result so far (unknown
+    while any input's size or a widget is)."""
+    if any(s is None for s in sizes) or not isinstance(direction, str) or not isinstance(match, bool):
+        return Estimate(None)
+    first = out = (sizes[0].batch, sizes[0].height, sizes[0].width)
+    for size in sizes[1:]:
+        _, out = kj_concat_size(out, (size.batch, size.height, size.width), direction in ("right", "left"), match,
+                                first)
+    return Estimate(Size(*out))
 
 
 class ImageConcatMulti(Node):
@@ -518,6 +596,14 @@ class ImageConcatMulti(Node):
     image_20: IMAGE = None
     outputs = {"images": IMAGE}
     comfy = ComfyAlias(("ImageConcatMulti",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        count = widgets.get("inputcount", 2)
+        if not isinstance(count, int):
+            return Estimate(None)
+        return _concat_estimate([inputs.get(f"image_{i}") for i in range(1, count + 1)],
+                                widgets.get("direction", "right"), widgets.get("match_image_size", False))
 
     def run(self):
         out = first = _image(self.image_1, "image_1")
@@ -612,6 +698,9 @@ class ImagePadKJ(Node):
         image, mask, extra = _image(self.image, "image"), self.mask, self.extra_padding
         _, h, w, _ = image.shape
         if self.target_width is not None and self.target_height is not None:
+            for name in ("target_width", "target_height"):  # linked INTs have no bounds of their own
+                if getattr(self, name) > MAX_SIZE:
+                    raise NodeInputError(name, f"{getattr(self, name)} is more than {MAX_SIZE} pixels")
             if extra > 0:
                 if extra >= min(w, h):
                     raise NodeInputError("extra_padding", f"{extra} would shrink the {w}x{h} image to nothing")
@@ -624,6 +713,10 @@ class ImagePadKJ(Node):
                                                      f"the {w}x{h} image: expected a size to pad it to")
         else:
             left, right, top, bottom = (v + extra for v in (self.left, self.right, self.top, self.bottom))
+            # the check before the run cannot tell whether the targets are linked, so it sees none of this
+            if max(w + left + right, h + top + bottom) > MAX_SIZE:
+                raise NodeInputError("extra_padding" if extra else "left", f"the {w}x{h} image would be padded to "
+                                     f"{w + left + right}x{h + top + bottom}: expected at most {MAX_SIZE} a side")
         if mask is not None and mask.shape[-2:] != (h, w):
             mask = _mask_to(mask, w, h, "nearest-exact")
         return kj_pad(image, mask, left, right, top, bottom, self.pad_mode, self.color)
@@ -697,6 +790,16 @@ class ImageResizeKJv2(Node):
     device: str = Choice(("cpu", "gpu"), "cpu")
     outputs = {"IMAGE": IMAGE, "width": INT, "height": INT, "mask": MASK}
     comfy = ComfyAlias(("ImageResizeKJv2",), optional=("device",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        image, size = inputs.get("image"), [widgets.get(name) for name in ("width", "height", "divisible_by")]
+        if image is None or not all(isinstance(v, int) for v in size):
+            return Estimate(None)
+        _, (width, height), (left, right, top, bottom) = kj_v2_plan(
+            image.width, image.height, *size[:2], widgets.get("keep_proportion", "stretch"),
+            widgets.get("crop_position", "center"), size[2])
+        return Estimate(Size(image.batch, height + top + bottom, width + left + right))
 
     def run(self):
         import torch
@@ -792,6 +895,15 @@ class GrowMaskWithBlur(Node):
         return result, 1.0 - result
 
 
+def kj_mask_size(ow: int, oh: int, width: int, height: int, keep: bool) -> tuple[int, int]:
+    """ResizeMask's new size for an ow x oh mask: width x height, or with keep the largest of the
+    mask's aspect inside it (a 0 side: the mask's own)."""
+    if keep:
+        ratio = min((width or ow) / ow, (height or oh) / oh)
+        width, height = round(ow * ratio), round(oh * ratio)
+    return width, height
+
+
 class ResizeMask(Node):
     """Resize masks, as KJNodes' Resize Mask does: to width x height, or with keep_proportions to
     the largest size of the mask's aspect inside it (a 0 side: the mask's own); crop "center" cuts
@@ -807,13 +919,18 @@ class ResizeMask(Node):
     outputs = {"mask": MASK, "width": INT, "height": INT}
     comfy = ComfyAlias(("ResizeMask",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, width, height = inputs.get("mask"), widgets.get("width"), widgets.get("height")
+        if size is None or not isinstance(width, int) or not isinstance(height, int):
+            return Estimate(None)
+        width, height = kj_mask_size(size.width, size.height, width, height, widgets.get("keep_proportions", False))
+        return Estimate(Size(size.batch, height, width))
+
     def run(self):
         mask = self.mask[None] if self.mask.ndim == 2 else self.mask
         _, oh, ow = mask.shape
-        width, height = self.width, self.height
-        if self.keep_proportions:
-            ratio = min((width or ow) / ow, (height or oh) / oh)
-            width, height = round(ow * ratio), round(oh * ratio)
+        width, height = kj_mask_size(ow, oh, self.width, self.height, self.keep_proportions)
         if width < 1 or height < 1:
             raise NodeInputError("width" if width < 1 else "height", f"the {ow}x{oh} mask would be resized to "
                                  f"{width}x{height}: expected at least 1x1 (a 0 side only with keep_proportions)")
@@ -829,12 +946,12 @@ class CreateShapeMask(Node):
     bottom corners. Gives the masks and 1 - masks."""
     category = "KJNodes/masking/generate"
     shape: str = Choice(("circle", "square", "triangle"), "circle")
-    frames: int = Int(1, min=1, max=4096)
+    frames: int = Int(1, min=1, max=4096, resource="batch")
     location_x: int = Int(256, min=0, max=4096)
     location_y: int = Int(256, min=0, max=4096)
     grow: int = Int(0, min=-512, max=512)
-    frame_width: int = Int(512, min=16, max=4096)
-    frame_height: int = Int(512, min=16, max=4096)
+    frame_width: int = Int(512, min=16, max=4096, resource="width")
+    frame_height: int = Int(512, min=16, max=4096, resource="height")
     shape_width: int = Int(128, min=8, max=4096)
     shape_height: int = Int(128, min=8, max=4096)
     outputs = {"mask": MASK, "mask_inverted": MASK}
@@ -865,30 +982,62 @@ class CreateShapeMask(Node):
 COLOR_MATCH_METHODS = ("mkl", "hm", "reinhard", "mvgd", "hm-mvgd-hm", "hm-mkl-hm")
 
 
+class ColorReference:
+    """A reference image's statistics for the colour matches, each computed once, when first asked
+    for: a batch's targets all matched to one reference reuse them."""
+
+    def __init__(self, image):
+        self.image = image
+
+    @functools.cached_property
+    def histograms(self) -> list:
+        """Per channel: the distinct values and their cumulative shares of the pixels."""
+        import numpy as np
+        r = self.image.double().numpy()
+        out = []
+        for c in range(r.shape[-1]):
+            values, counts = np.unique(r[..., c], return_counts=True)
+            out.append((values, np.cumsum(counts) / counts.sum()))
+        return out
+
+    @functools.cached_property
+    def moments(self):
+        """The mean colour and the unbiased colour covariance, float64."""
+        import torch
+        r = self.image.reshape(-1, 3).double()
+        return r.mean(0), torch.cov(r.T)
+
+
+def _reference(ref) -> ColorReference:
+    return ref if isinstance(ref, ColorReference) else ColorReference(ref)
+
+
 def histogram_match(target, ref):
-    """target [H, W, C] with each channel's histogram matched to ref's, as color-matcher's 'hm':
-    every distinct value goes to the reference value at its cumulative share (linearly between
-    the reference's distinct values)."""
+    """target [H, W, C] with each channel's histogram matched to ref's (an image or its
+    ColorReference), as color-matcher's 'hm': every distinct value goes to the reference value at
+    its cumulative share (linearly between the reference's distinct values)."""
     import numpy as np
     import torch
-    t, r = target.double().numpy(), ref.double().numpy()
+    t, histograms = target.double().numpy(), _reference(ref).histograms
     out = np.empty_like(t)
     for c in range(t.shape[-1]):
         _, where, counts = np.unique(t[..., c], return_inverse=True, return_counts=True)
-        ref_values, ref_counts = np.unique(r[..., c], return_counts=True)
-        mapped = np.interp(np.cumsum(counts) / counts.sum(), np.cumsum(ref_counts) / ref_counts.sum(), ref_values)
+        ref_values, ref_shares = histograms[c]
+        mapped = np.interp(np.cumsum(counts) / counts.sum(), ref_shares, ref_values)
         out[..., c] = mapped[where.reshape(-1)].reshape(t.shape[:-1])
     return torch.from_numpy(out).to(target.dtype)
 
 
 def mkl_transfer(target, ref):
-    """The colours of target [H, W, 3] moved onto ref's by the Monge-Kantorovich linearisation
-    (Pitie et al.), as the color-matcher library's 'mkl' does: x -> (x - mean_t) T + mean_r with
-    the symmetric T = St^-1/2 (St^1/2 Sr St^1/2)^1/2 St^-1/2 (S: unbiased colour covariances),
-    which gives the result ref's mean and covariance. Float64 throughout."""
+    """The colours of target [H, W, 3] moved onto ref's (an image or its ColorReference) by the
+    Monge-Kantorovich linearisation (Pitie et al.), as the color-matcher library's 'mkl' does:
+    x -> (x - mean_t) T + mean_r with the symmetric T = St^-1/2 (St^1/2 Sr St^1/2)^1/2 St^-1/2 (S:
+    unbiased colour covariances), which gives the result ref's mean and covariance. Float64
+    throughout."""
     import torch
-    t, r = target.reshape(-1, 3).double(), ref.reshape(-1, 3).double()
-    cov_t, cov_r = torch.cov(t.T), torch.cov(r.T)
+    t = target.reshape(-1, 3).double()
+    mean_r, cov_r = _reference(ref).moments
+    cov_t = torch.cov(t.T)
     values, vectors = torch.linalg.eigh(cov_t)
     root = values.clamp(min=0).sqrt()
     # the library adds a double's spacing before inverting, so a flat channel gives no division by 0
@@ -897,7 +1046,7 @@ def mkl_transfer(target, ref):
     c_values, c_vectors = torch.linalg.eigh(c)
     c_root = c_vectors @ torch.diag(c_values.clamp(min=0).sqrt()) @ c_vectors.T
     transfer = vectors @ (inv_root[:, None] * c_root * inv_root[None, :]) @ vectors.T
-    out = (t - t.mean(0)) @ transfer + r.mean(0)
+    out = (t - t.mean(0)) @ transfer + mean_r
     return out.reshape(target.shape).to(target.dtype)
 
 
@@ -932,14 +1081,17 @@ class ColorMatch(Node):
         for name, image in (("image_target", target), ("image_ref", ref)):
             if image.shape[-1] != 3:
                 raise NodeInputError(name, f"{image.shape[-1]} channels: expected RGB images")
+            if mkl_transfer in steps and image.shape[1] * image.shape[2] < 2:  # one pixel has no colour covariance
+                raise NodeInputError(name, f"{image.shape[2]}x{image.shape[1]} images: expected at least 2 pixels for "
+                                           f"{self.method}")
         if len(ref) != 1 and len(ref) < len(target):
             raise NodeInputError("image_ref", f"{len(ref)} images for {len(target)} targets: expected one, or one "
                                               "per target image")
-        out = []
+        out, refs = [], [ColorReference(r) for r in ref[:len(target)]]
         for i, image in enumerate(target):
             matched = image
             for step in steps:
-                matched = step(matched, ref[0 if len(ref) == 1 else i])
+                matched = step(matched, refs[0 if len(refs) == 1 else i])
             out.append(image + self.strength * (matched - image))
         return torch.stack(out).float().clamp(0, 1)
 
@@ -1025,14 +1177,8 @@ class DiffusionModelLoaderKJ(Node):
                                           ("enable_fp16_accumulation", self.enable_fp16_accumulation)) if on]
         if switches:
             warn(", ".join(switches) + " changes nothing in graphflow: the model runs with its own attention backend")
-        from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
         fp8 = self.weight_dtype.startswith("fp8")
-        stored = self.weight_dtype.replace("_fast", "") if fp8 else "default"  # as UNETLoader: _fast is plain
-        path = _find("diffusion_models", self.model_name, "model_name")
-        try:
-            model = load_diffusion_model(path, weight_dtype=stored)
-        except CheckpointError as e:
-            raise NodeInputError("model_name", str(e)) from None
+        model = load_unet(self.model_name, self.weight_dtype if fp8 else "default", "model_name")
         if not fp8 and self.weight_dtype != "default":
             model = with_compute_dtype(model, self.weight_dtype)
         return model if self.compute_dtype == "default" else with_compute_dtype(model, self.compute_dtype)

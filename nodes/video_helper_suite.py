@@ -20,11 +20,11 @@ import json
 import math
 from pathlib import Path
 
-from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Estimate,
-                           Float, Int, Node, NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn,
-                           workflow_texts)
+from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
+                           Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts)
 from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
+from graphflow.resource_limits import repeated
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
 from nodes.video import file_sha256
@@ -1155,13 +1155,6 @@ class VHSGetMaskCount(Node):
         return len(self.mask)
 
 
-def _repeated(size, times) -> Estimate:
-    """The Repeat nodes' estimate: the batch `times` as long (unknown while either is)."""
-    if size is None or not isinstance(times, int):
-        return Estimate(size)
-    return Estimate(Size(size.batch * times, size.height, size.width))
-
-
 class VHSDuplicateImages(Node):
     """The image batch repeated multiply_by times, one copy after another; and the new count."""
     display_name = "Repeat Images 🎥🅥🅗🅢"  # the pack's name for it
@@ -1173,7 +1166,7 @@ class VHSDuplicateImages(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _repeated(inputs.get("images"), widgets.get("multiply_by"))
+        return repeated(inputs.get("images"), widgets.get("multiply_by"))
 
     def run(self):
         import torch
@@ -1194,7 +1187,7 @@ class VHSDuplicateLatents(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _repeated(inputs.get("latents"), widgets.get("multiply_by"))
+        return repeated(inputs.get("latents"), widgets.get("multiply_by"))
 
     def run(self):
         import torch
@@ -1214,7 +1207,7 @@ class VHSDuplicateMasks(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _repeated(inputs.get("mask"), widgets.get("multiply_by"))
+        return repeated(inputs.get("mask"), widgets.get("multiply_by"))
 
     def run(self):
         import torch

@@ -377,3 +377,24 @@ def test_file_names_cannot_escape_their_folders(builtin_registry, tmp_folders, t
     from graphflow.folders import UnsafePathError
     with pytest.raises(UnsafePathError):
         tmp_folders.input_path("link.png")
+
+
+def test_grow_mask_stops_after_height_plus_width_steps_with_the_same_result(monkeypatch):
+    """Past H + W steps the mask no longer changes, so more are skipped: bit-identical results."""
+    import nodes.mask as mask_module
+    dilate, steps = mask_module._dilate, []
+    torch.manual_seed(0)
+    mask = torch.rand(2, 3, 5)
+    mask[1, 1, 2] = 1.0  # one peak: the slowest to spread
+    for tapered in (True, False):
+        for pixels in (-30, 30):
+            x = mask[:, None]
+            for _ in range(abs(pixels)):  # the uncapped loop
+                x = dilate(x, tapered) if pixels > 0 else -dilate(-x, tapered)
+            monkeypatch.setattr(mask_module, "_dilate", lambda m, t: steps.append(1) or dilate(m, t))
+            assert torch.equal(mask_module.grow_mask(mask, pixels, tapered), x[:, 0]), (tapered, pixels)
+            monkeypatch.setattr(mask_module, "_dilate", dilate)
+    assert len(steps) == 4 * (3 + 5)
+    monkeypatch.setattr(mask_module, "_dilate", lambda m, t: steps.append(1) or dilate(m, t))
+    mask_module.grow_mask(torch.zeros(1, 4, 4), 16384)
+    assert len(steps) == 4 * 8 + 8

@@ -3,6 +3,7 @@ ColorMatch, CUDA speed patches): read from graphs as the pack's editor saves the
 widgets in the pack's input order) and from API graphs, checked against closed forms and the core
 nodes."""
 
+import functools
 import logging
 import math
 
@@ -13,7 +14,8 @@ import torch
 from graphflow.context import NodeInputError
 from graphflow.comfy_format import export_ui
 from graphflow.executor import Executor
-from graphflow.registry import Registry
+from graphflow.resource_limits import RunLimits, Size, default_estimate
+from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from nodes.pack_nodes_kj import kj_v2_plan
@@ -21,8 +23,8 @@ from tests.test_pack_nodes import ui_node
 
 
 @pytest.fixture(scope="module")
-def registry():
-    return Registry().load_builtin()
+def registry(builtin_registry):
+    return builtin_registry
 
 
 def ui_graph(nodes, links=()):
@@ -593,3 +595,179 @@ def test_mask_batch_multi_and_pass_throughs(registry):
     assert call(registry, "ImagePass", image=image) is image and call(registry, "ImagePass") is None
     assert call(registry, "ModelPassThrough", model=model) is model
     assert call(registry, "CondPassThrough", positive=cond) == (cond, None)
+
+
+def test_image_pad_kj_refuses_a_linked_target_above_max_size(registry):
+    """A linked INT has no bounds: a huge target is refused before it is allocated."""
+    image = torch.zeros(1, 4, 4, 3)
+    for big in (10 ** 12, 16385):
+        for name in ("target_width", "target_height"):
+            targets = {"target_width": 8, "target_height": 8, name: big}
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "ImagePadKJ", image=image, **targets)
+            assert e.value.input == name and "16384" in str(e.value)
+
+
+def refused(registry, nodes, limits):
+    """The ids ("1", "2", ...) of the `nodes` that validation refuses under `limits`; the last one's
+    first output (a MASK shown through MaskToImage) goes to a PreviewImage."""
+    graph = {str(i + 1): node for i, node in enumerate(nodes)}
+    end = str(len(graph))
+    if next(iter(registry.get(nodes[-1]["type"]).output_specs)).type == "MASK":
+        graph[str(len(graph) + 1)] = {"type": "MaskToImage", "inputs": {"mask": [end, 0]}}
+        end = str(len(graph))
+    graph[str(len(graph) + 1)] = {"type": "PreviewImage", "inputs": {"images": [end, 0]}}
+    return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=limits)}
+
+
+def empty_image(width, height, batch=1):
+    return {"type": "EmptyImage", "inputs": {"width": width, "height": height, "batch_size": batch}}
+
+
+def test_create_shape_mask_declares_its_size_so_limits_refuse_a_huge_one(registry):
+    cls = registry.get("CreateShapeMask")
+    widgets = {"frames": 3, "frame_width": 40, "frame_height": 30}
+    assert default_estimate(cls, widgets, {}).size == Size(3, 30, 40)
+    shape = {"type": "CreateShapeMask", "inputs": {"frames": 4096, "frame_width": 4096, "frame_height": 4096}}
+    assert refused(registry, [shape], RunLimits(max_batch=64)) == {"1"}
+    shape = {"type": "CreateShapeMask", "inputs": {"frames": 2, "frame_width": 4096, "frame_height": 4096}}
+    assert refused(registry, [shape], RunLimits(max_pixels=2048 * 2048)) == {"1"}
+    assert refused(registry, [shape], RunLimits(max_batch=64, max_pixels=4096 * 4096)) == set()
+
+
+def test_image_resize_kj_v2_estimates_its_size_so_limits_refuse_a_huge_one(registry):
+    cls = registry.get("ImageResizeKJv2")
+    for keep in ("stretch", "resize", "pad", "crop", "total_pixels"):
+        widgets = {"width": 100, "height": 30, "keep_proportion": keep, "crop_position": "center", "divisible_by": 8}
+        image = torch.zeros(2, 48, 64, 3)
+        out = call(registry, "ImageResizeKJv2", image=image, **widgets)[0]
+        assert cls.estimate(widgets, {"image": Size(2, 48, 64)}).size == Size(*out.shape[:3]), keep
+    resize = {"type": "ImageResizeKJv2", "inputs": {"image": ["1", 0], "width": 16384, "height": 16384}}
+    assert refused(registry, [empty_image(64, 64), resize], RunLimits(max_pixels=8192 * 8192)) == {"2"}
+
+
+def test_concatenations_estimate_their_size_so_limits_refuse_a_huge_one(registry):
+    a, b, c = torch.zeros(2, 64, 8, 3), torch.zeros(3, 16, 128, 3), torch.zeros(1, 20, 30, 3)
+    sizes = {name: Size(*t.shape[:3]) for name, t in (("a", a), ("b", b), ("c", c))}
+    for direction in ("right", "down", "left", "up"):
+        for match, second in ((True, "b"), (False, "a")):
+            images = {"image1": a, "image2": {"a": a, "b": b}[second]}
+            widgets = {"direction": direction, "match_image_size": match}
+            out = call(registry, "ImageConcanate", **images, **widgets)
+            estimate = registry.get("ImageConcanate").estimate(widgets, {"image1": sizes["a"],
+                                                                          "image2": sizes[second]})
+            assert estimate.size == Size(*out.shape[:3]), (direction, match)
+        widgets = {"inputcount": 3, "direction": direction, "match_image_size": True}
+        out = call(registry, "ImageConcatMulti", image_1=a, image_2=b, image_3=c, **widgets)
+        estimate = registry.get("ImageConcatMulti").estimate(widgets, {"image_1": sizes["a"], "image_2": sizes["b"],
+                                                                        "image_3": sizes["c"]})
+        assert estimate.size == Size(*out.shape[:3]), direction
+    concat = {"type": "ImageConcanate", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}}
+    limits = RunLimits(max_pixels=1024 * 1024)  # a 512x1 image beside a 8x64 one comes out 32776x64
+    assert refused(registry, [empty_image(8, 64), empty_image(512, 1), concat], limits) == {"3"}
+
+
+def test_image_pad_kj_refuses_padding_beyond_max_size(registry):
+    image = torch.zeros(1, 4, 4, 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImagePadKJ", image=image, left=16384, extra_padding=16384)
+    assert e.value.input == "extra_padding" and "49156x32772" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImagePadKJ", image=image, top=16000, bottom=381)
+    assert e.value.input == "left" and "4x16385" in str(e.value)
+    assert call(registry, "ImagePadKJ", image=image, top=16000, bottom=380, pad_mode="color")[0].shape == (1, 16384, 4, 3)
+
+
+def test_repeat_interleaving_declares_its_batch_so_limits_refuse_a_huge_one(registry):
+    assert registry.get("ImageBatchRepeatInterleaving").estimate({"repeats": 3}, {"images": Size(2, 4, 5)}).size == \
+        Size(6, 4, 5)
+    repeat = {"type": "ImageBatchRepeatInterleaving", "inputs": {"images": ["1", 0], "repeats": 4096}}
+    assert refused(registry, [empty_image(8, 8, 2), repeat], RunLimits(max_batch=64)) == {"2"}
+
+
+def test_indexed_nodes_estimate_the_listed_batch_so_limits_refuse_a_huge_one(registry):
+    images, size = torch.zeros(3, 4, 5, 3), Size(3, 4, 5)
+    for node, name, widgets, extra in [("GetImagesFromBatchIndexed", "images", {}, {}),
+                                       ("InsertImagesToBatchIndexed", "original_images", {"mode": "insert"},
+                                        {"images_to_insert": images[:1]}),
+                                       ("InsertImagesToBatchIndexed", "original_images", {"mode": "replace"},
+                                        {"images_to_insert": images[:1]})]:
+        for indexes in ("0, 1, 2, 3", "2", "0, 0, 1, 1, 2"):
+            try:
+                out = call(registry, node, **{name: images}, indexes=indexes, **widgets, **extra)
+            except NodeInputError:
+                continue
+            estimate = registry.get(node).estimate({"indexes": indexes, **widgets}, {name: size})
+            assert estimate.size == Size(*out.shape[:3]), (node, widgets, indexes)
+        assert registry.get(node).estimate({"indexes": "a, b", **widgets}, {name: size}).size == size
+    latent = registry.get("GetLatentsFromBatchIndexed")
+    assert latent.estimate({"indexes": "0, 0, 0, 0", "latent_format": "BCHW"}, {"latents": size}).size == \
+        Size(4, 4, 5)
+    pick = {"type": "GetImagesFromBatchIndexed", "inputs": {"images": ["1", 0], "indexes": ", ".join(["0"] * 65)}}
+    assert refused(registry, [empty_image(8, 8, 1), pick], RunLimits(max_batch=64)) == {"2"}
+
+
+def test_insert_images_refuses_repeated_indexes_and_an_empty_insert(registry):
+    images = torch.zeros(3, 4, 5, 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InsertImagesToBatchIndexed", original_images=images, images_to_insert=images[:1],
+             indexes="0, 0", mode="insert")
+    assert e.value.input == "indexes" and "each once" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InsertImagesToBatchIndexed", original_images=images, images_to_insert=images[:0],
+             indexes="0, 1", mode="insert")
+    assert e.value.input == "images_to_insert"
+
+
+def test_batch_multi_and_resize_mask_estimate_their_size(registry):
+    a, b, c = Size(2, 4, 5), Size(3, 6, 7), Size(1, 4, 5)
+    widgets = {"inputcount": 3}
+    assert registry.get("ImageBatchMulti").estimate(widgets, {"image_1": a, "image_2": b, "image_3": c}).size == \
+        Size(6, 4, 5)
+    assert registry.get("MaskBatchMulti").estimate(widgets, {"mask_1": a, "mask_2": b, "mask_3": c}).size == \
+        Size(6, 4, 5)
+    assert registry.get("ImageBatch").estimate({}, {"image1": a, "image2": b}).size == Size(5, 4, 5)
+    out = call(registry, "ImageBatchMulti", image_1=torch.zeros(2, 4, 5, 3), image_2=torch.zeros(3, 6, 7, 3),
+               image_3=torch.zeros(1, 4, 5, 3), **widgets)
+    assert out.shape[:3] == (6, 4, 5)
+    mask = torch.zeros(2, 30, 40)
+    for keep in (False, True):
+        widgets = {"width": 100, "height": 0 if keep else 50, "keep_proportions": keep}
+        out = call(registry, "ResizeMask", mask=mask, **widgets)[0]
+        assert registry.get("ResizeMask").estimate(widgets, {"mask": Size(2, 30, 40)}).size == Size(*out.shape), keep
+    multi = {"type": "ImageBatchMulti", "inputs": {"image_1": ["1", 0], "image_2": ["2", 0], "inputcount": 2}}
+    assert refused(registry, [empty_image(8, 8, 40), empty_image(8, 8, 40), multi], RunLimits(max_batch=64)) == {"3"}
+
+
+def test_bad_inputs_give_clear_errors_not_crashes(registry):
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "GetLatentRangeFromBatch", latents={"samples": torch.zeros(4, 4, 8, 8)}, start_index=-1,
+             num_frames=-1)
+    assert e.value.input == "start_index" and "num_frames is -1" in str(e.value)
+    for ref, target in ((torch.rand(1, 1, 1, 3), torch.rand(1, 4, 4, 3)), (torch.rand(1, 4, 4, 3), torch.rand(2, 1, 1, 3))):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "ColorMatch", image_ref=ref, image_target=target, method="mkl")
+        assert "at least 2 pixels" in str(e.value)
+    a, b = torch.rand(4, 5), torch.rand(3, 4, 5)
+    out = call(registry, "MaskBatchMulti", mask_1=a, mask_2=b)
+    assert out.shape == (4, 4, 5) and torch.equal(out[0], a) and torch.equal(out[1:], b)
+    assert call(registry, "MaskBatchMulti", mask_1=a, mask_2=a).shape == (2, 4, 5)
+    masks = call(registry, "ReplaceImagesInBatch", original_masks=torch.zeros(4, 5), replacement_masks=a,
+                 start_index=0)[1]
+    assert masks.shape == (1, 4, 5) and torch.equal(masks[0], a)
+
+
+def test_color_match_reads_a_shared_reference_once(registry, monkeypatch):
+    import nodes.pack_nodes_kj as kj
+    from nodes.pack_nodes_kj import histogram_match, mkl_transfer
+    calls = []
+    moments = kj.ColorReference.moments.func
+    monkeypatch.setattr(kj.ColorReference, "moments",
+                        functools.cached_property(lambda self: calls.append(1) or moments(self)))
+    kj.ColorReference.moments.__set_name__(kj.ColorReference, "moments")
+    torch.manual_seed(0)
+    ref, target = torch.rand(1, 6, 5, 3), torch.rand(3, 6, 5, 3)
+    out = call(registry, "ColorMatch", image_ref=ref, image_target=target, method="hm-mkl-hm")
+    assert len(calls) == 1
+    want = torch.stack([histogram_match(mkl_transfer(histogram_match(t, ref[0]), ref[0]), ref[0]) for t in target])
+    assert torch.equal(out, want.float().clamp(0, 1))
