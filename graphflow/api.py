@@ -16,7 +16,7 @@ from graphflow.context import (
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text
-from graphflow.resource_limits import Estimate, Size
+from graphflow.resource_limits import Estimate, Size, repeated
 from graphflow.types import (
     ANY,
     AUDIO,
@@ -50,5 +50,5 @@ __all__ = [
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "workflow_texts", "Interrupted",
-    "NodeInputError", "folders", "safe_join", "Estimate", "Size",
+    "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated",
 ]

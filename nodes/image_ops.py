@@ -4,7 +4,7 @@ a longest side, adding noise, splitting into YUV and back."""
 
 from __future__ import annotations
 
-from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size)
+from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, repeated)
 from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.latent import batch_range, batch_range_estimate
 from nodes.sampling import SEED_MAX
@@ -284,10 +284,7 @@ class RepeatImageBatch(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size, amount = inputs.get("image"), widgets.get("amount")
-        if size is None or not isinstance(amount, int):
-            return Estimate(size)
-        return Estimate(Size(size.batch * amount, size.height, size.width))
+        return repeated(inputs.get("image"), widgets.get("amount"))
 
     def run(self):
         return _image(self.image, "image").repeat(self.amount, 1, 1, 1)

@@ -11,7 +11,7 @@ import math
 
 
 from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
-                           Text, folders, show, workflow_texts)
+                           Text, folders, repeated, show, workflow_texts)
 
 MAX_SIZE = 16384
 
@@ -305,10 +305,7 @@ class RepeatLatentBatch(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size, amount = inputs.get("samples"), widgets.get("amount")
-        if size is None or not isinstance(amount, int):
-            return Estimate(size)
-        return Estimate(Size(size.batch * amount, size.height, size.width))
+        return repeated(inputs.get("samples"), widgets.get("amount"))
 
     def run(self):
         x = _samples(self.samples, "samples", video=True)

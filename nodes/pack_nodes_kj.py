@@ -15,9 +15,8 @@ import functools
 import math
 
 from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, warn
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, warn
 from graphflow.choices import RESIZE_METHODS
-from graphflow.resource_limits import repeated
 from nodes.image import MAX_SIZE, _image, _resize_image, batch_part, joined_batches
 from nodes.loaders import LoadVAE, load_unet
 from nodes.mask import grow_mask

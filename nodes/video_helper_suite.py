@@ -21,10 +21,10 @@ import math
 from pathlib import Path
 
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
-                           Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts)
+                           Int, Node, NodeInputError, Text, folders, repeated, safe_join, show, socket_type, warn,
+                           workflow_texts)
 from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
-from graphflow.resource_limits import repeated
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
 from nodes.latent import _upscale
 from nodes.video import file_sha256
