@@ -19,17 +19,12 @@ from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from nodes.pack_nodes_kj import kj_v2_plan
-from tests.test_pack_nodes import ui_node
+from tests.test_pack_nodes import ui_graph, ui_node
 
 
 @pytest.fixture(scope="module")
 def registry(builtin_registry):
     return builtin_registry
-
-
-def ui_graph(nodes, links=()):
-    return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": list(links),
-            "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
 def run(registry, graph, outputs):
