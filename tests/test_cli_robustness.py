@@ -57,9 +57,15 @@ def test_light_commands_import_no_heavy_modules(tmp_path, argv):
 
 @pytest.mark.parametrize("argv", [["nodes"], ["inspect", "graphflow-demo.safetensors"]])
 def test_a_closed_output_pipe_ends_quietly(tmp_path, argv):
-    # the reader is gone before graphflow writes (as `graphflow nodes | head -0`)
-    process = subprocess.Popen(cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    process.stdout.close()
+    # the reader is gone before graphflow writes (as `graphflow nodes | head -0`): its end of the
+    # pipe is closed before graphflow starts (closed after, a busy test process could be late, and
+    # output that fits the pipe's buffer would then be written without error)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = subprocess.Popen(cli(*argv), stdout=write_end, stderr=subprocess.PIPE, cwd=tmp_path)
+    finally:
+        os.close(write_end)
     err = process.stderr.read().decode()
     code = process.wait(timeout=120)
     assert (code, err) == (141, "")
