@@ -33,6 +33,18 @@ def _core(cls, renamed: dict | None = None, **inputs):
         raise NodeInputError((renamed or {}).get(e.input, e.input), str(e)) from None
 
 
+def counted_inputs(node, prefix: str) -> list[tuple[str, object]]:
+    """(name, value) of a Multi node's inputs prefix2 ... prefix<inputcount> (KJNodes' numbered
+    inputs): each of them must be connected."""
+    named = []
+    for i in range(2, node.inputcount + 1):
+        name = f"{prefix}{i}"
+        if getattr(node, name) is None:
+            raise NodeInputError(name, f"not connected, but inputcount is {node.inputcount}")
+        named.append((name, getattr(node, name)))
+    return named
+
+
 def image_or_latent_size(value) -> tuple[int, int] | None:
     """(width, height) of an image or mask batch, or of a latent's pixels (its size times 8), as
     rgthree's Image or Latent Size and pysssss's Math Expression read them; None for anything else."""
@@ -333,14 +345,11 @@ class ConditioningMultiCombine(Node):
 
     def run(self):
         combined = self.conditioning_1
-        for i in range(2, self.inputcount + 1):
-            new = getattr(self, f"conditioning_{i}")
-            if new is None:
-                raise NodeInputError(f"conditioning_{i}", f"not connected, but inputcount is {self.inputcount}")
+        for name, new in counted_inputs(self, "conditioning_"):
             if self.operation == "combine":
                 combined = list(new) + list(combined)
             else:
-                combined = concat_conditioning(combined, new, f"conditioning_{i}")
+                combined = concat_conditioning(combined, new, name)
         return combined, self.inputcount
 
 

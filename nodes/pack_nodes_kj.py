@@ -20,6 +20,7 @@ from graphflow.choices import RESIZE_METHODS
 from nodes.image import MAX_SIZE, _image, _resize_image, batch_part, joined_batches
 from nodes.loaders import LoadVAE, load_unet
 from nodes.mask import grow_mask
+from nodes.pack_nodes import counted_inputs
 
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
 
@@ -425,10 +426,7 @@ class MaskBatchMulti(Node):
     def run(self):
         import torch
         parts = [self.mask_1.reshape(-1, *self.mask_1.shape[-2:])]  # a single [H, W] mask as a batch of one
-        for i in range(2, self.inputcount + 1):
-            mask = getattr(self, f"mask_{i}")
-            if mask is None:
-                raise NodeInputError(f"mask_{i}", f"not connected, but inputcount is {self.inputcount}")
+        for _, mask in counted_inputs(self, "mask_"):
             mask = mask.reshape(-1, *mask.shape[-2:])
             if mask.shape[1:] != parts[0].shape[1:]:
                 mask = _mask_to(mask, parts[0].shape[2], parts[0].shape[1], "bicubic")
@@ -475,11 +473,8 @@ class ImageBatchMulti(Node):
         import torch
         first = _image(self.image_1, "image_1")
         parts = [first]
-        for i in range(2, self.inputcount + 1):
-            name = f"image_{i}"
-            if getattr(self, name) is None:
-                raise NodeInputError(name, f"not connected, but inputcount is {self.inputcount}")
-            parts.append(batch_part(first, _image(getattr(self, name), name), name, "image_1"))
+        for name, image in counted_inputs(self, "image_"):
+            parts.append(batch_part(first, _image(image, name), name, "image_1"))
         return torch.cat(parts)
 
 
@@ -606,12 +601,8 @@ class ImageConcatMulti(Node):
 
     def run(self):
         out = first = _image(self.image_1, "image_1")
-        for i in range(2, self.inputcount + 1):
-            name = f"image_{i}"
-            if getattr(self, name) is None:
-                raise NodeInputError(name, f"not connected, but inputcount is {self.inputcount}")
-            out = kj_concat(out, _image(getattr(self, name), name), self.direction, self.match_image_size,
-                            first.shape, name)
+        for name, image in counted_inputs(self, "image_"):
+            out = kj_concat(out, _image(image, name), self.direction, self.match_image_size, first.shape, name)
         return out
 
 
