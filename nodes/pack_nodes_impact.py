@@ -1,0 +1,1080 @@
+"""ComfyUI Impact Pack's model-free nodes, under the pack's class names, inputs and outputs.
+
+Read from ltdrdata/ComfyUI-Impact-Pack: the wildcard engine (modules/impact/wildcards.py) as the
+store holds it at its newest (store file 1951372682: comments, .yml files, weighted wildcard
+lines, N#__name__ quantifiers, escaped braces; the store names commit c03945ba37a0c474aceabac0244fda75893b3038
+for that path, an older text without these, which we don't follow), the nodes of
+impact_pack.py at 544a0b9df22142d78ec9176ec74cd7f8a720cf78, logics.py (store file 1907124997,
+newer than 2f5ff69b9eb5a457ce58b4e3b2530b66d48b6015), util_nodes.py at
+06b428ec8cf9b09b69cde52fc21d7a8cd83b52b0 and pipe.py at ef8095b9af2359b7bc24038a725956bb492059ce.
+
+Nodes: ImpactWildcardProcessor, ImpactWildcardEncode; ImpactInt, ImpactFloat, ImpactBoolean,
+ImpactCompare, ImpactConditionalBranch, ImpactConditionalBranchSelMode, ImpactLogicalOperators,
+ImpactNeg, ImpactMinMax, ImpactConvertDataType, ImpactIfNone, ImpactValueSender,
+ImpactValueReceiver, ImpactLogger, ImpactDummyInput, ImpactStringSelector, StringListToString,
+ImpactImageInfo, ImpactLatentInfo, ImpactSchedulerAdapter; ImpactSwitch, LatentSwitch,
+ImageMaskSwitch, ImpactInversedSwitch; ImpactMakeImageList, ImpactMakeImageBatch,
+ImageListToImageBatch, ImageBatchToImageList, ImpactMakeAnyList, ImpactConcatConditionings,
+ImpactCombineConditionings; ToBasicPipe, FromBasicPipe, FromBasicPipe_v2, EditBasicPipe,
+ImpactKSamplerBasicPipe, ImpactKSamplerAdvancedBasicPipe.
+
+Left out: the detectors, SAM, detailers and SEGS nodes (model files and packages we don't have;
+comfy_format.CUSTOM_PACKS names the pack for them), ImpactString and
+ImpactNegativeConditioningPlaceholder (their source is not in the store we read from), the
+queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
+    Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type, warn
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.conditioning import CLIPEncode, concat_conditioning
+from nodes.image import _resize_image
+from nodes.pack_nodes import _apply_lora, _core
+from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced
+from nodes.strings import _fits
+
+BASIC_PIPE = socket_type("BASIC_PIPE", "#7e57c2", "Impact Pack's (model, clip, vae, positive, negative)")
+
+WILDCARD_PROMPT = "Select the Wildcard to add to the text"
+LORA_PROMPT = "Select the LoRA to add to the text"
+MODES = ("populate", "fixed", "reproduce")
+# saves from before the mode list hold a Populate/Fixed toggle; the modes map onto themselves after
+# it, so that a workflow is written back with today's names
+OLD_MODES = {True: "populate", False: "fixed", **{mode: mode for mode in MODES}}
+MAX_ROUNDS = 99  # the pack's replace_depth: 100, counted down while above 1
+LORA_EXTENSIONS = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's supported_pt_extensions
+
+_QUANTIFIER = re.compile(r"(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+?)__", re.IGNORECASE)
+_OPTIONS = re.compile(r"(?<!\\)\{((?:[^{}]|(?<=\\)[{}])*?)(?<!\\)\}")  # innermost {...}, \{ \} left alone
+_WILDCARD = re.compile(r"__([\w.\-+/*\\]+?)__")
+_WEIGHT_PREFIX = re.compile(r"^\s*[0-9.]+::")
+_NUMBER = re.compile(r"^-?(\d*\.?\d+|\d+\.?\d*)$")
+
+
+# -- wildcard files ------------------------------------------------------------------------------
+
+
+def wildcard_key(name: str) -> str:
+    """The pack's wildcard_normalize: / for \\, - for spaces, lower case."""
+    return name.replace("\\", "/").replace(" ", "-").lower()
+
+
+def _wildcard_files():
+    """(folder, file path) of every .txt/.yaml/.yml under the wildcards model folders, in sorted
+    order (the pack takes os.walk's order, which differs between file systems). Symbolic links
+    are followed as in the other model folders, each real folder once."""
+    for base in folders.model_dirs("wildcards"):
+        if not base.is_dir():
+            continue
+        seen = set()
+        for root, dirs, files in os.walk(base, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:  # a link back up the tree
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith((".txt", ".yaml", ".yml")):
+                    yield base, Path(root) / name
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("iso-8859-1")
+
+
+def _yaml_entries(key: str, value, table: dict) -> None:
+    """The pack's read_wildcard: a list is a wildcard, a mapping a folder of them, a lone string
+    or number a one-line wildcard."""
+    if isinstance(value, list):
+        table[wildcard_key(key)] = [str(v) for v in value]
+    elif isinstance(value, dict):
+        for sub, inner in value.items():
+            _yaml_entries(f"{key}/{sub}", inner, table)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        table[wildcard_key(key)] = [str(value)]
+
+
+def load_wildcards() -> dict[str, list[str]]:
+    """{key: lines} of the wildcard files: a .txt file's key is its path in the folder without the
+    extension, its lines those not starting with # (empty lines kept, as the pack keeps them); a
+    YAML file's top-level keys are wildcards (nested mappings give key/sub keys). The first
+    wildcards folder (the user's) wins over later ones."""
+    import yaml
+
+    table: dict[str, list[str]] = {}
+    for base, path in reversed(list(_wildcard_files())):
+        if path.suffix == ".txt":
+            lines = _read_text(path).splitlines()
+            table[wildcard_key(str(path.relative_to(base).with_suffix("")))] = \
+                [line for line in lines if not line.strip().startswith("#")]
+            continue
+        try:
+            data = yaml.safe_load(_read_text(path))
+        except yaml.YAMLError as e:
+            raise NodeInputError("wildcard_text", f"wildcard file {path.name}: {e}") from None
+        for key, value in (data or {}).items() if isinstance(data, dict) else ():
+            _yaml_entries(str(key), value, table)
+    return table
+
+
+def wildcards_state() -> str:
+    """The wildcard files' names, sizes and times, for node caches: an edited file re-runs."""
+    digest = hashlib.sha1()
+    for _, path in _wildcard_files():
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def glob_matches(pattern: str, key: str) -> bool:
+    """re.match(pattern with * as .*, key) as the pack runs it, without running a user's
+    expression: * is any run of characters, . any one character, the rest themselves (\\w, -, /
+    and + escaped, the only characters a wildcard name holds); the pattern need only match the
+    key's beginning. Linear in their lengths, so no name can make it backtrack."""
+    ends = {0}
+    for char in pattern:
+        if char == "*":
+            ends = set(range(min(ends), len(key) + 1))
+        elif char == ".":
+            ends = {i + 1 for i in ends if i < len(key)}
+        else:
+            ends = {i + 1 for i in ends if i < len(key) and key[i] == char}
+        if not ends:
+            return False
+    return True
+
+
+# -- the wildcard language -------------------------------------------------------------------------
+
+
+def remove_comments(text: str) -> str:
+    """The pack's process_comment_out: a line starting with # is dropped, and the line after it
+    is joined to the line before with a space."""
+    kept: list[str] = []
+    after_comment = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("#"):
+            after_comment = True
+            continue
+        if kept and after_comment:
+            kept[-1] += " " + line
+        else:
+            kept.append(line)
+        after_comment = False
+    return "\n".join(kept)
+
+
+def _weights(options) -> tuple[list[float], float]:
+    """Each option's weight (a leading "2::" or "0.5::", else 1) over their sum, and the sum."""
+    weights = []
+    for option in options:
+        head, sep, _ = str(option).partition("::")
+        weights.append(float(head.strip()) if sep and _NUMBER.match(head.strip()) else 1.0)
+    total = sum(weights)
+    return [w / total for w in weights], total
+
+
+class WildcardText:
+    """One run of the pack's wildcards.process(text, seed): numpy's default_rng(seed) drawn in
+    the pack's order, so that a seed gives the pack's text."""
+
+    def __init__(self, table: dict[str, list[str]], seed: int | None, input_name: str):
+        import numpy as np
+
+        self.table = table
+        self.rng = np.random.default_rng(seed)
+        self.input_name = input_name
+
+    def fail(self, message: str):
+        raise NodeInputError(self.input_name, message)
+
+    def matching(self, keyword: str) -> list[str]:
+        """The lines of every wildcard whose key (or key/) a * pattern matches."""
+        found = []
+        for key, lines in self.table.items():
+            if glob_matches(keyword, key) or glob_matches(keyword, key + "/"):
+                found += lines
+        return found
+
+    def options_of(self, text: str) -> list[str]:
+        """The pack's get_wildcard_options: every line of the wildcards text names ({2$$__x__})."""
+        options = []
+        for match in _WILDCARD.findall(text):
+            keyword = wildcard_key(match)
+            if keyword in self.table:
+                options += self.table[keyword]
+            elif "*" in keyword:
+                options += self.matching(keyword)
+            elif "/" not in keyword:  # a bare name: looked for in every folder
+                options += self.options_of(text.replace(f"__{match}__", f"__*/{match}__", 1))
+        return options
+
+    def choose(self, match: re.Match) -> str:
+        """One {a|b|c}: n$$, a-b$$, -b$$ counts with an optional $$separator$$, weights a::."""
+        options = match.group(1).split("|")
+        parts = options[0].split("$$")
+        select_range, separator = None, " "
+        if len(parts) > 1:
+            count = re.match(r"(\d+)(-(\d+))?", options[0])
+            if count is not None:
+                low = high = int(count.group(1))
+                if count.group(3) is not None:
+                    high = int(count.group(3))
+            else:
+                count = re.match(r"-(\d+)", options[0])
+                if count is None:
+                    self.fail(f"{{{match.group(1)}}}: a $$ choice needs a count first (2$$, 1-3$$ or -3$$)")
+                low, high = 1, int(count.group(1))
+            select_range = (low, high)
+            if len(parts) in (2, 3):
+                if len(parts) == 3:
+                    separator = parts[1]
+                pattern = parts[-1]
+                if len(options) == 1 and _WILDCARD.search(pattern):
+                    options = self.options_of(pattern)
+                else:
+                    options[0] = pattern
+        probabilities, total = _weights(options)
+        count = 1
+        if select_range is not None:
+            low, high = select_range
+            top = min(high + 1, len(options) + 1) if high > 0 else len(options) + 1
+            if max(top, low) <= 0:
+                count = 0
+            elif top == low:
+                count = top
+            else:
+                try:
+                    count = self.rng.integers(low=min(low, top), high=max(low, top), size=1)
+                except ValueError as e:
+                    self.fail(f"{{{match.group(1)}}}: {e}")
+        try:
+            if count > len(options) or total <= 1:  # the pack's rule: then every option, shuffled
+                self.rng.shuffle(options)
+                chosen = options
+            else:
+                chosen = self.rng.choice(options, p=probabilities, size=count, replace=False)
+        except ValueError as e:  # weights of 0 that leave too few options, say
+            self.fail(f"{{{match.group(1)}}}: {e}")
+        return separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
+
+    def replace_options(self, text: str) -> tuple[str, bool]:
+        found = _OPTIONS.search(text) is not None
+        return _OPTIONS.sub(self.choose, text), found
+
+    def replace_wildcards(self, text: str) -> tuple[str, bool]:
+        """The pack's replace_wildcard, step for step (a bare name is retried as */name over the
+        whole text, and what it found stands for the whole pass, as there)."""
+        replaced = False
+        for match in _WILDCARD.findall(text):
+            keyword = wildcard_key(match)
+            if keyword in self.table:
+                lines = self.table[keyword]
+                if not lines:
+                    self.fail(f"wildcard __{match}__ has no lines")
+                probabilities, _ = _weights(lines)
+                picked = self.rng.choice(lines, p=probabilities, replace=False)
+                text = text.replace(f"__{match}__", _WEIGHT_PREFIX.sub("", str(picked), count=1), 1)
+                replaced = True
+            elif "*" in keyword:
+                lines = self.matching(keyword)
+                if lines:
+                    text = text.replace(f"__{match}__", str(self.rng.choice(lines)), 1)
+                    replaced = True
+            elif "/" not in keyword:
+                text, replaced = self.replace_wildcards(text.replace(f"__{match}__", f"__*/{match}__", 1))
+        return text, replaced
+
+    def expand_quantifiers(self, text: str) -> str:
+        """3#__name__ -> __name__|__name__|__name__ (every such name, at the first one's count)."""
+        for found in list(_QUANTIFIER.finditer(text)):
+            keyword, times = found["keyword"].lower(), int(found["quantifier"])
+            _fits(len(text) + times * (len(keyword) + 5), self.input_name)
+            same = re.compile(rf"\d+#__{re.escape(keyword)}__", re.IGNORECASE)  # the name as a literal
+            text = same.sub(lambda _: "__" + "__|__".join([keyword] * times) + "__", text)
+        return text
+
+    def process(self, text: str) -> str:
+        text = remove_comments(text)
+        for _ in range(MAX_ROUNDS):
+            text = self.expand_quantifiers(text)
+            text, options_found = self.replace_options(text)
+            while options_found:
+                _fits(len(text), self.input_name)
+                text, options_found = self.replace_options(text)
+            text, wildcards_found = self.replace_wildcards(text)
+            _fits(len(text), self.input_name)
+            if not wildcards_found:  # options_found is always False here, as in the pack
+                break
+        return text
+
+
+def process_wildcards(text: str, seed: int | None, input_name: str = "populated_text",
+                      table: dict | None = None) -> str:
+    """The pack's wildcards.process(text, seed) on the wildcard files."""
+    return WildcardText(load_wildcards() if table is None else table, seed, input_name).process(text)
+
+
+def populated(node) -> str:
+    """What the pack's prompt hook leaves in populated_text: in populate mode, wildcard_text
+    processed with the seed; in fixed and reproduce modes, populated_text as it is."""
+    if node.mode == "populate":
+        return process_wildcards(node.wildcard_text, node.seed, "wildcard_text")
+    return node.populated_text
+
+
+# -- <lora:...> tags -------------------------------------------------------------------------------
+
+
+def lora_tags(text: str) -> list[tuple[str, float, float]]:
+    """(name, model weight, clip weight) of each <lora:name:w1:w2> in text, the first of each name:
+    w1 defaults to 1, w2 to w1. LBW= and LOADER= parts (Inspire Pack block weights, nunchaku) are
+    read past, with a warning."""
+    tags, seen = [], set()
+    for body in re.findall(r"<lora:([^>]+)>", text):
+        body = re.sub(r"LBW=[A-Za-z][A-Za-z0-9_-]*:", "LBW=", body.strip(":"))
+        name, *rest = body.split(":")
+        weights = [float(part) for part in rest if _NUMBER.match(part)][:2]
+        if any(part.startswith(("LBW=", "LOADER=")) for part in rest):
+            warn(f"<lora:{body}>: LBW= and LOADER= are not supported here; loaded as a plain LoRA")
+        model_weight = weights[0] if weights else 1.0
+        clip_weight = weights[1] if len(weights) > 1 else model_weight
+        if name not in seen:
+            tags.append((name, model_weight, clip_weight))
+            seen.add(name)
+    return tags
+
+
+def lora_file(name: str, names: list[str]) -> str | None:
+    """The pack's resolve_lora_name: .safetensors added where the name has no model extension,
+    then the first LoRA file whose name ends with it (a path outside the loras folder is not
+    looked at, unlike the pack)."""
+    if not name.lower().endswith(LORA_EXTENSIONS):
+        name += ".safetensors"
+    return next((candidate for candidate in names if candidate.endswith(name)), None)
+
+
+# -- wildcard nodes --------------------------------------------------------------------------------
+
+
+class ImpactWildcardProcessor(Node):
+    """Impact Pack's Wildcard Processor: write a prompt with {a|b|c} choices (2::a weighs a
+    double, {2$$a|b|c} picks two joined by spaces, {1-3$$, $$a|b|c} one to three joined by ", "),
+    __name__ wildcards (a random line of wildcards/name.txt, or of a key of a .yaml file, under
+    the models folder; __*/name__ and __name*__ look in every folder; 3#__name__ is
+    __name__|__name__|__name__), nested freely, and # comment lines. The seed draws as the pack
+    draws (numpy's default_rng), so a seed gives the pack's text.
+
+    mode populate: wildcard_text is processed with the seed (the pack's editor writes the result
+    into populated_text); fixed: populated_text is used as it is; reproduce: as fixed (the
+    pack's editor then switches to populate). Either way populated_text is then processed once
+    more with the seed, as the pack's node does. "Select to add Wildcard" is the editor's list.
+
+    Differences: wildcard files are read as UTF-8 (the pack reads them as ISO-8859-1, which garbles
+    non-ASCII lines), in sorted order; a {count$$...} with a bad count is an error here (the pack
+    crashes). With a seed linked from another node, its value is used (the pack's prompt hook only
+    follows a few node types)."""
+    category = "ImpactPack/Prompt"
+    wildcard_text: str = Text("", multiline=True)
+    populated_text: str = Text("", multiline=True)
+    mode: str = Choice(MODES, "populate")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    select_to_add_wildcard: str = Text(WILDCARD_PROMPT)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("ImpactWildcardProcessor",), inputs={"Select to add Wildcard": "select_to_add_wildcard"},
+                       values={"mode": OLD_MODES})
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return wildcards_state()
+
+    def run(self):
+        return process_wildcards(populated(self), self.seed)
+
+
+def _lora_names() -> list[str]:
+    return folders.list_models("loras")
+
+
+class ImpactWildcardEncode(Node):
+    """Impact Pack's Wildcard Encode: the Wildcard Processor's text (same syntax, modes and seed),
+    then each <lora:name:model_weight:clip_weight> in it applied as LoraLoader applies it (name
+    without extension: .safetensors; the first LoRA file whose name ends so; a missing one is
+    skipped with a warning, as in the pack) and the tags removed; the rest is split at BREAK and
+    each part encoded with CLIPTextEncode, the parts joined as ConditioningConcat joins them.
+    Gives the model and CLIP with the LoRAs, the conditioning and the text with its tags.
+    The two Select widgets are the editor's lists. Inspire Pack's LBW= block weights and
+    LOADER= are not supported (a plain LoRA is loaded, with a warning)."""
+    category = "ImpactPack/Prompt"
+    model: MODEL
+    clip: CLIP
+    wildcard_text: str = Text("", multiline=True)
+    populated_text: str = Text("", multiline=True)
+    mode: str = Choice(MODES, "populate")
+    select_to_add_lora: str = Text(LORA_PROMPT)
+    select_to_add_wildcard: str = Text(WILDCARD_PROMPT)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"model": MODEL, "clip": CLIP, "conditioning": CONDITIONING, "populated_text": STRING}
+    comfy = ComfyAlias(("ImpactWildcardEncode",), inputs={"Select to add LoRA": "select_to_add_lora",
+                                                           "Select to add Wildcard": "select_to_add_wildcard"},
+                       values={"mode": OLD_MODES})
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return wildcards_state() + ":" + ",".join(_lora_names())
+
+    def run(self):
+        text = process_wildcards(populated(self), self.seed)
+        model, clip = self.model, self.clip
+        names = _lora_names()
+        for name, model_weight, clip_weight in lora_tags(text):
+            found = lora_file(name, names)
+            if found is None:
+                warn(f"LoRA not found: {name}")
+                continue
+            model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
+        parts = [part.strip() for part in re.sub(r"<lora:[^>]+>", "", text).split("BREAK")]
+        parts = [part for part in parts if part] or [""]
+        conditioning = None
+        for part in parts:
+            encoded = _core(CLIPEncode, text=part, clip=clip)
+            conditioning = encoded if conditioning is None else concat_conditioning(conditioning, encoded,
+                                                                                    "populated_text")
+        return model, clip, conditioning, text
+
+
+# -- values and logic ------------------------------------------------------------------------------
+
+
+class ImpactInt(Node):
+    """A whole number, as Impact Pack's ImpactInt gives it."""
+    category = "ImpactPack/Logic"
+    value: int = Int(0, min=0, max=2**63 - 1)
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("ImpactInt",))
+
+    def run(self):
+        return self.value
+
+
+class ImpactFloat(Node):
+    """A number, as Impact Pack's ImpactFloat gives it."""
+    category = "ImpactPack/Logic"
+    value: float = Float(1.0, min=-3.402823466e38, max=3.402823466e38)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("ImpactFloat",))
+
+    def run(self):
+        return self.value
+
+
+class ImpactBoolean(Node):
+    """True or false, as Impact Pack's ImpactBoolean gives it."""
+    category = "ImpactPack/Logic"
+    value: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("ImpactBoolean",))
+
+    def run(self):
+        return self.value
+
+
+COMPARISONS = {"a = b": lambda a, b: a == b, "a <> b": lambda a, b: a != b, "a > b": lambda a, b: a > b,
+               "a < b": lambda a, b: a < b, "a >= b": lambda a, b: a >= b, "a <= b": lambda a, b: a <= b,
+               "tt": lambda a, b: True, "ff": lambda a, b: False}
+
+
+class ImpactCompare(Node):
+    """Compare a with b as Python does (tt: always true, ff: always false). Values that can't be
+    ordered (a number and a text) are an error naming b."""
+    category = "ImpactPack/Logic"
+    cmp: str = Choice(tuple(COMPARISONS), "a = b")
+    a: ANY
+    b: ANY
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("ImpactCompare",))
+
+    def run(self):
+        try:
+            return bool(COMPARISONS[self.cmp](self.a, self.b))
+        except (TypeError, RuntimeError) as e:
+            raise NodeInputError("b", f"can't compare {type(self.a).__name__} with {type(self.b).__name__}: {e}") \
+                from None
+
+
+class ImpactConditionalBranch(Node):
+    """tt_value when cond is true, else ff_value. Both are computed (graphflow has no lazy
+    inputs; the pack computes only the one chosen)."""
+    category = "ImpactPack/Logic"
+    cond: bool = Bool(False)
+    tt_value: ANY
+    ff_value: ANY
+    outputs = {"*": ANY}
+    comfy = ComfyAlias(("ImpactConditionalBranch",))
+
+    def run(self):
+        return self.tt_value if self.cond else self.ff_value
+
+
+class ImpactConditionalBranchSelMode(Node):
+    """tt_value when cond is true, else ff_value; either may be left unconnected (None)."""
+    category = "ImpactPack/Logic"
+    cond: bool = Bool(False)
+    tt_value: ANY = None
+    ff_value: ANY = None
+    outputs = {"*": ANY}
+    comfy = ComfyAlias(("ImpactConditionalBranchSelMode",))
+
+    def run(self):
+        return self.tt_value if self.cond else self.ff_value
+
+
+class ImpactLogicalOperators(Node):
+    """bool_a and / or / xor bool_b."""
+    category = "ImpactPack/Logic"
+    operator: str = Choice(("and", "or", "xor"), "and")
+    bool_a: BOOLEAN
+    bool_b: BOOLEAN
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("ImpactLogicalOperators",))
+
+    def run(self):
+        if self.operator == "and":
+            return self.bool_a and self.bool_b
+        if self.operator == "or":
+            return self.bool_a or self.bool_b
+        return self.bool_a != self.bool_b
+
+
+class ImpactNeg(Node):
+    """not value."""
+    category = "ImpactPack/Logic"
+    value: BOOLEAN
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("ImpactNeg",))
+
+    def run(self):
+        return not self.value
+
+
+class ImpactMinMax(Node):
+    """The larger (mode max) or smaller (min) of a and b, as Python's max/min give it."""
+    category = "ImpactPack/Logic/_for_test"
+    mode: bool = Bool(True)
+    a: ANY
+    b: ANY
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("ImpactMinMax",))
+
+    def run(self):
+        try:
+            return max(self.a, self.b) if self.mode else min(self.a, self.b)
+        except TypeError as e:
+            raise NodeInputError("b", f"can't order {type(self.a).__name__} and {type(self.b).__name__}: {e}") from None
+
+
+def _looks_numeric(text: str) -> bool:
+    return re.match(r"^[-+]?[0-9]*\.?[0-9]+$", text) is not None
+
+
+class ImpactConvertDataType(Node):
+    """value as text, number, whole number and true/false, as the pack converts: a value that
+    reads as a number is that number (its whole part for INT); any other is 1, or 0 for the
+    text "false" (any case)."""
+    category = "ImpactPack/Logic"
+    value: ANY
+    outputs = {"STRING": STRING, "FLOAT": FLOAT, "INT": INT, "BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("ImpactConvertDataType",))
+
+    def run(self):
+        text = str(self.value)
+        number = float(text) if _looks_numeric(text) else float(text.lower() != "false")
+        return text, number, int(number), bool(number)
+
+
+class ImpactIfNone(Node):
+    """Passes signal on, with whether any_input is not None (connected and with a value)."""
+    category = "ImpactPack/Logic"
+    signal: ANY = None
+    any_input: ANY = None
+    outputs = {"signal_opt": ANY, "bool": BOOLEAN}
+    comfy = ComfyAlias(("ImpactIfNone",))
+
+    def run(self):
+        return self.signal, self.any_input is not None
+
+
+class ImpactValueSender(Node):
+    """Passes signal_opt on. The pack's editor also copies value into the Value Receiver with the
+    same link_id for the next run; that editor effect is not made here."""
+    category = "ImpactPack/Logic"
+    output_node = True
+    value: ANY
+    link_id: int = Int(0, min=0, max=2**63 - 1)
+    signal_opt: ANY = None
+    outputs = {"signal": ANY}
+    comfy = ComfyAlias(("ImpactValueSender",))
+
+    def run(self):
+        return self.signal_opt
+
+
+class ImpactValueReceiver(Node):
+    """value (text) as typ: INT, FLOAT, BOOLEAN ("true" in any case is true) or STRING. The pack's
+    editor fills value from a Value Sender; here it is the widget's value."""
+    category = "ImpactPack/Logic"
+    typ: str = Choice(("STRING", "INT", "FLOAT", "BOOLEAN"), "STRING")
+    value: str = Text("")
+    link_id: int = Int(0, min=0, max=2**63 - 1)
+    outputs = {"*": ANY}
+    comfy = ComfyAlias(("ImpactValueReceiver",))
+
+    def run(self):
+        try:
+            if self.typ == "INT":
+                return int(self.value)
+            if self.typ == "FLOAT":
+                return float(self.value)
+        except ValueError:
+            raise NodeInputError("value", f"{self.value!r} is not a {self.typ.lower()} number") from None
+        if self.typ == "BOOLEAN":
+            return self.value.lower() == "true"
+        return self.value
+
+
+class ImpactLogger(Node):
+    """Shows data (with its shape, for a tensor) in the node's text, as the pack's logger does."""
+    category = "ImpactPack/Debug"
+    output_node = True
+    data: ANY
+    text: str = Text("", multiline=True)
+    comfy = ComfyAlias(("ImpactLogger",))
+
+    def run(self):
+        shape = f"{tuple(self.data.shape)} / " if hasattr(self.data, "shape") else ""
+        show(text=[f"{shape}{self.data}"])
+
+
+class ImpactDummyInput(Node):
+    """The text "DUMMY", for an input that must be connected to something."""
+    category = "ImpactPack/Debug"
+    outputs = {"*": ANY}
+    comfy = ComfyAlias(("ImpactDummyInput",))
+
+    def run(self):
+        return "DUMMY"
+
+
+class ImpactStringSelector(Node):
+    """One line of strings, number select (counted round: select mod the number of lines). With
+    multiline, the parts that each begin at a line starting with # are chosen instead (the #
+    dropped from the part chosen)."""
+    category = "ImpactPack/Util"
+    strings: str = Text("", multiline=True)
+    multiline: bool = Bool(False)
+    select: int = Int(0, min=0, max=2**63 - 1)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("ImpactStringSelector",))
+
+    def run(self):
+        lines = self.strings.split("\n")
+        if not self.multiline:
+            return lines[self.select % len(lines)]
+        parts, current = [], ""
+        for line in lines:
+            if line.startswith("#") and current:
+                parts.append(current.strip())
+                current = ""
+            current += line + "\n"
+        if current:
+            parts.append(current.strip())
+        chosen = parts[self.select % len(parts)] if parts else self.strings
+        return chosen[1:] if chosen.startswith("#") else chosen
+
+
+class StringListToString(Node):
+    """A list of texts joined with join_with (written \\n for a new line)."""
+    category = "ImpactPack/Util"
+    input_is_list = True
+    join_with: str = Text("\\n")
+    string_list: STRING
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("StringListToString",))
+
+    def run(self):
+        separator = self.join_with[0]
+        separator = "\n" if separator == "\\n" else separator
+        _fits(sum(len(s) for s in self.string_list) + len(separator) * len(self.string_list), "string_list")
+        return separator.join(str(s) for s in self.string_list)
+
+
+class ImpactImageInfo(Node):
+    """An image batch's count, height, width and channels."""
+    category = "ImpactPack/Logic/_for_test"
+    value: IMAGE
+    outputs = {"batch": INT, "height": INT, "width": INT, "channel": INT}
+    comfy = ComfyAlias(("ImpactImageInfo",))
+
+    def run(self):
+        return tuple(int(n) for n in self.value.shape[:4])
+
+
+class ImpactLatentInfo(Node):
+    """A latent's count, pixel height and width (its size times 8) and channels."""
+    category = "ImpactPack/Logic/_for_test"
+    value: LATENT
+    outputs = {"batch": INT, "height": INT, "width": INT, "channel": INT}
+    comfy = ComfyAlias(("ImpactLatentInfo",))
+
+    def run(self):
+        shape = self.value["samples"].shape
+        return int(shape[0]), int(shape[2]) * 8, int(shape[3]) * 8, int(shape[1])
+
+
+EXTRA_SCHEDULERS = ("None", "AYS SDXL", "AYS SD1", "AYS SVD", "GITS[coeff=1.2]")
+
+
+class ImpactSchedulerAdapter(Node):
+    """scheduler, or extra_scheduler when that is not None. Impact's own schedulers (AYS, GITS)
+    pass on as names; this project's samplers don't offer them, so a sampler given one refuses it."""
+    category = "ImpactPack/Util"
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    extra_scheduler: str = Choice(EXTRA_SCHEDULERS, "None")
+    outputs = {"scheduler": STRING}
+    comfy = ComfyAlias(("ImpactSchedulerAdapter",))
+
+    def run(self):
+        return self.scheduler if self.extra_scheduler == "None" else self.extra_scheduler
+
+
+# -- switches --------------------------------------------------------------------------------------
+
+SWITCH_INPUTS = 30  # the pack's editor adds inputs as they are linked (up to 199)
+LIST_INPUTS = 20
+
+
+def _numbered(node, prefix: str, count: int) -> list[tuple[str, object]]:
+    """(name, value) of the inputs prefix1 ... prefix<count> that are connected."""
+    named = ((f"{prefix}{i}", getattr(node, f"{prefix}{i}")) for i in range(1, count + 1))
+    return [(name, value) for name, value in named if value is not None]
+
+
+class ImpactSwitch(Node):
+    """input<select> passed on, with its label (the input's name: labels given in the editor
+    are not read) and select; nothing when that input is not connected. Every connected input is
+    computed (the pack computes only the chosen one); sel_mode makes no difference here. This node
+    takes input1 ... input30."""
+    category = "ImpactPack/Util"
+    select: int = Int(1, min=1, max=999999)
+    sel_mode: bool = Bool(False)
+    # the numbered inputs, declared as if written out one per line
+    __annotations__.update({f"input{i}": ANY for i in range(1, SWITCH_INPUTS + 1)})
+    locals().update({f"input{i}": None for i in range(1, SWITCH_INPUTS + 1)})
+    outputs = {"selected_value": ANY, "selected_label": STRING, "selected_index": INT}
+    comfy = ComfyAlias(("ImpactSwitch",))
+
+    def run(self):
+        name = f"input{self.select}"
+        value = getattr(self, name, None)
+        if value is None:
+            warn(f"ImpactSwitch: {name} is not connected")
+            return None, "", self.select
+        return value, name, self.select
+
+
+class LatentSwitch(Node):
+    """latent<select> passed on; latent1 when that one is not connected (as the pack does).
+    Takes latent1 ... latent20."""
+    category = "ImpactPack/Util"
+    select: int = Int(1, min=1, max=99999)
+    latent1: LATENT
+    __annotations__.update({f"latent{i}": LATENT for i in range(2, LIST_INPUTS + 1)})
+    locals().update({f"latent{i}": None for i in range(2, LIST_INPUTS + 1)})
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("LatentSwitch",))
+
+    def run(self):
+        chosen = getattr(self, f"latent{self.select}", None)
+        return self.latent1 if chosen is None else chosen
+
+
+class ImageMaskSwitch(Node):
+    """images<select> and mask<select> passed on (select 1 to 4)."""
+    category = "ImpactPack/Util"
+    select: int = Int(1, min=1, max=4)
+    images1: IMAGE
+    mask1_opt: MASK = None
+    images2_opt: IMAGE = None
+    mask2_opt: MASK = None
+    images3_opt: IMAGE = None
+    mask3_opt: MASK = None
+    images4_opt: IMAGE = None
+    mask4_opt: MASK = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("ImageMaskSwitch",))
+
+    def run(self):
+        if self.select == 1:
+            return self.images1, self.mask1_opt
+        return getattr(self, f"images{self.select}_opt"), getattr(self, f"mask{self.select}_opt")
+
+
+class ImpactInversedSwitch(Node):
+    """input passed on at output <select>; the other outputs give nothing. This node has 30
+    outputs (the pack's editor shows as many as are linked)."""
+    category = "ImpactPack/Util"
+    select: int = Int(1, min=1, max=SWITCH_INPUTS)
+    input: ANY
+    sel_mode: bool = Bool(False)
+    outputs = {f"output{i}": ANY for i in range(1, SWITCH_INPUTS + 1)}
+    comfy = ComfyAlias(("ImpactInversedSwitch",))
+
+    def run(self):
+        return tuple(self.input if i == self.select else None for i in range(1, SWITCH_INPUTS + 1))
+
+
+# -- lists and batches -----------------------------------------------------------------------------
+
+
+def join_images(images: list, first_name: str):
+    """Images joined into one batch, each resized to the first's size as the pack does
+    (ComfyUI's common_upscale: lanczos, centre-cropped to the first's aspect)."""
+    import torch
+
+    first = images[0]
+    parts = [first]
+    for name, image in images[1:]:
+        if image.shape[-1] != first.shape[-1]:
+            raise NodeInputError(name, f"has {image.shape[-1]} channels; {first_name} has {first.shape[-1]}")
+        if image.shape[1:] != first.shape[1:]:
+            image = _resize_image(image, first.shape[2], first.shape[1], "lanczos", crop=True)
+        parts.append(image.to(first.dtype))
+    return torch.cat(parts, dim=0)
+
+
+class ImpactMakeImageList(Node):
+    """The connected images (image1 ... image20) as a list: what follows runs once per image."""
+    category = "ImpactPack/Util"
+    image1: IMAGE
+    __annotations__.update({f"image{i}": IMAGE for i in range(2, LIST_INPUTS + 1)})
+    locals().update({f"image{i}": None for i in range(2, LIST_INPUTS + 1)})
+    outputs = {"IMAGE": ListOf(IMAGE)}
+    comfy = ComfyAlias(("ImpactMakeImageList",))
+
+    def run(self):
+        return [image for _, image in _numbered(self, "image", LIST_INPUTS)]
+
+
+class ImpactMakeImageBatch(Node):
+    """The connected images (image1 ... image20) joined into one batch; each is resized to
+    image1's size (lanczos, centre-cropped) as the pack does."""
+    category = "ImpactPack/Util"
+    image1: IMAGE
+    __annotations__.update({f"image{i}": IMAGE for i in range(2, LIST_INPUTS + 1)})
+    locals().update({f"image{i}": None for i in range(2, LIST_INPUTS + 1)})
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImpactMakeImageBatch",))
+
+    def run(self):
+        named = _numbered(self, "image", LIST_INPUTS)
+        return join_images([named[0][1], *named[1:]], "image1")
+
+
+class ImageListToImageBatch(Node):
+    """A list of images joined into one batch, each resized to the first's size (lanczos,
+    centre-cropped) as the pack does."""
+    category = "ImpactPack/Operation"
+    input_is_list = True
+    images: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageListToImageBatch",))
+
+    def run(self):
+        if not self.images:
+            raise NodeInputError("images", "the list is empty")
+        return join_images([self.images[0], *(("images", image) for image in self.images[1:])], "images")
+
+
+class ImageBatchToImageList(Node):
+    """Each image of a batch as one item of a list: what follows runs once per image."""
+    category = "ImpactPack/Util"
+    image: IMAGE
+    outputs = {"IMAGE": ListOf(IMAGE)}
+    comfy = ComfyAlias(("ImageBatchToImageList",))
+
+    def run(self):
+        return [self.image[i:i + 1] for i in range(self.image.shape[0])]
+
+
+class ImpactMakeAnyList(Node):
+    """The connected values (value1 ... value20) as a list: what follows runs once per value."""
+    category = "ImpactPack/Util"
+    __annotations__ = {f"value{i}": ANY for i in range(1, LIST_INPUTS + 1)}  # it declares no other input
+    locals().update({f"value{i}": None for i in range(1, LIST_INPUTS + 1)})
+    outputs = {"*": ListOf(ANY)}
+    comfy = ComfyAlias(("ImpactMakeAnyList",))
+
+    def run(self):
+        return [value for _, value in _numbered(self, "value", LIST_INPUTS)]
+
+
+class ImpactConcatConditionings(Node):
+    """conditioning1, with each next connected one (conditioning2 ... conditioning20) appended
+    as ConditioningConcat appends it."""
+    category = "ImpactPack/Util"
+    conditioning1: CONDITIONING
+    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, LIST_INPUTS + 1)})
+    locals().update({f"conditioning{i}": None for i in range(2, LIST_INPUTS + 1)})
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ImpactConcatConditionings",))
+
+    def run(self):
+        result = self.conditioning1
+        for name, conditioning in _numbered(self, "conditioning", LIST_INPUTS)[1:]:
+            result = concat_conditioning(result, conditioning, name)
+        return result
+
+
+class ImpactCombineConditionings(Node):
+    """The connected conditionings (conditioning1 ... conditioning20) combined in order, as
+    ConditioningCombine combines two."""
+    category = "ImpactPack/Util"
+    conditioning1: CONDITIONING
+    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, LIST_INPUTS + 1)})
+    locals().update({f"conditioning{i}": None for i in range(2, LIST_INPUTS + 1)})
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ImpactCombineConditionings",))
+
+    def run(self):
+        return [entry for _, conditioning in _numbered(self, "conditioning", LIST_INPUTS) for entry in conditioning]
+
+
+# -- pipes -----------------------------------------------------------------------------------------
+
+
+class ToBasicPipe(Node):
+    """model, clip, vae, positive and negative in one basic_pipe."""
+    category = "ImpactPack/Pipe"
+    model: MODEL
+    clip: CLIP
+    vae: VAE
+    positive: CONDITIONING
+    negative: CONDITIONING
+    outputs = {"basic_pipe": BASIC_PIPE}
+    comfy = ComfyAlias(("ToBasicPipe",))
+
+    def run(self):
+        return (self.model, self.clip, self.vae, self.positive, self.negative)
+
+
+def _pipe(value, input_name: str = "basic_pipe") -> tuple:
+    if not (isinstance(value, tuple) and len(value) == 5):
+        raise NodeInputError(input_name, "expected a basic_pipe (model, clip, vae, positive, negative)")
+    return value
+
+
+class FromBasicPipe(Node):
+    """A basic_pipe's model, clip, vae, positive and negative."""
+    category = "ImpactPack/Pipe"
+    basic_pipe: BASIC_PIPE
+    outputs = {"model": MODEL, "clip": CLIP, "vae": VAE, "positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("FromBasicPipe",))
+
+    def run(self):
+        return _pipe(self.basic_pipe)
+
+
+class FromBasicPipeV2(Node):
+    """The basic_pipe itself, then its model, clip, vae, positive and negative."""
+    category = "ImpactPack/Pipe"
+    basic_pipe: BASIC_PIPE
+    outputs = {"basic_pipe": BASIC_PIPE, "model": MODEL, "clip": CLIP, "vae": VAE, "positive": CONDITIONING,
+               "negative": CONDITIONING}
+    comfy = ComfyAlias(("FromBasicPipe_v2",))
+
+    def run(self):
+        return (self.basic_pipe, *_pipe(self.basic_pipe))
+
+
+class EditBasicPipe(Node):
+    """The basic_pipe with the parts that are connected here put in."""
+    category = "ImpactPack/Pipe"
+    basic_pipe: BASIC_PIPE
+    model: MODEL = None
+    clip: CLIP = None
+    vae: VAE = None
+    positive: CONDITIONING = None
+    negative: CONDITIONING = None
+    outputs = {"basic_pipe": BASIC_PIPE}
+    comfy = ComfyAlias(("EditBasicPipe",))
+
+    def run(self):
+        new = (self.model, self.clip, self.vae, self.positive, self.negative)
+        return tuple(old if part is None else part for old, part in zip(_pipe(self.basic_pipe), new))
+
+
+class ImpactKSamplerBasicPipe(Node):
+    """KSampler on the basic_pipe's model and prompts; gives the pipe back, the latent and the
+    pipe's vae. Impact's own schedulers (AYS, GITS) and scheduler_func_opt are not offered."""
+    category = "ImpactPack/sampling"
+    basic_pipe: BASIC_PIPE
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"basic_pipe": BASIC_PIPE, "latent": LATENT, "vae": VAE}
+    comfy = ComfyAlias(("ImpactKSamplerBasicPipe",))
+    estimate = KSampler.estimate
+
+    def run(self):
+        model, _, vae, positive, negative = _pipe(self.basic_pipe)
+        latent = _core(KSampler, model=model, positive=positive, negative=negative, latent_image=self.latent_image,
+                       seed=self.seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                       scheduler=self.scheduler, denoise=self.denoise)
+        return self.basic_pipe, latent, vae
+
+
+class ImpactKSamplerAdvancedBasicPipe(Node):
+    """KSamplerAdvanced on the basic_pipe's model and prompts; gives the pipe back, the latent and
+    the pipe's vae. Impact's own schedulers (AYS, GITS) and scheduler_func_opt are not offered."""
+    category = "ImpactPack/sampling"
+    basic_pipe: BASIC_PIPE
+    add_noise: bool = Bool(True)
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    return_with_leftover_noise: bool = Bool(False)
+    outputs = {"basic_pipe": BASIC_PIPE, "latent": LATENT, "vae": VAE}
+    comfy = ComfyAlias(("ImpactKSamplerAdvancedBasicPipe",))
+    estimate = KSamplerAdvanced.estimate
+
+    def run(self):
+        model, _, vae, positive, negative = _pipe(self.basic_pipe)
+        on_off = {True: "enable", False: "disable"}
+        latent = _core(KSamplerAdvanced, model=model, positive=positive, negative=negative,
+                       latent_image=self.latent_image, noise_seed=self.noise_seed, steps=self.steps, cfg=self.cfg,
+                       sampler_name=self.sampler_name, scheduler=self.scheduler,
+                       add_noise=on_off[self.add_noise], start_at_step=self.start_at_step,
+                       end_at_step=self.end_at_step,
+                       return_with_leftover_noise=on_off[self.return_with_leftover_noise])
+        return self.basic_pipe, latent, vae

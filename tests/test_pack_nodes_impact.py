@@ -1,0 +1,361 @@
+"""Impact Pack's model-free nodes (nodes/pack_nodes_impact.py): the wildcard language checked
+against numpy's generator drawn as the pack draws (each case worked by hand from the pack's
+steps), the LoRA tags and BREAK against LoraLoader + CLIPTextEncode + ConditioningConcat, the
+logic and switch nodes, lists and batches against torch, the basic-pipe samplers against
+KSampler, and UI/API saves with the pack's class names read, run and written back."""
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow import memory
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.testing import write_checkpoint, write_lora
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_impact import glob_matches, lora_tags, process_wildcards, remove_comments
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+@pytest.fixture
+def wildcards(tmp_folders):
+    base = tmp_folders.models / "wildcards"
+    (base / "sub").mkdir(parents=True)
+    (base / "color.txt").write_text("red\n# a comment line\ngreen\nblue\n", encoding="utf-8")
+    (base / "sub" / "animal.txt").write_text("cat\ndog\n", encoding="utf-8")
+    (base / "weighted.txt").write_text("3::often\n1::rarely\n", encoding="utf-8")
+    (base / "tree.yaml").write_text("places:\n  city: [paris, rome]\n  sea: [\"north sea\"]\nlone: 7\n",
+                                    encoding="utf-8")
+    (base / "more.yml").write_text("food: [bread, \"{rice|soup}\"]\n", encoding="utf-8")
+    return base
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def pick(generator, options, weights=None, size=1):
+    """One draw of the pack's choice(options, p, size, replace=False), as numpy makes it."""
+    weights = np.array(weights or [1] * len(options), dtype=float)
+    return [str(x) for x in generator.choice(options, p=list(weights / weights.sum()), size=size, replace=False)]
+
+
+# -- the wildcard language, case by case -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 123456789, 2**64 - 1])
+def test_choice_and_weights_follow_numpys_generator(wildcards, seed):
+    assert process_wildcards("a {x|y|z} b", seed) == f"a {pick(rng(seed), ['x', 'y', 'z'])[0]} b"
+    assert process_wildcards("{3::x|1::y}", seed) == pick(rng(seed), ["3::x", "1::y"], [3, 1])[0][3:]
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_multi_select_counts_and_separator(wildcards, seed):
+    g = rng(seed)
+    # 2$$: the range (2, 2); top = min(3, 4) = 3 differs from 2, so integers(2, 3) is drawn (always 2)
+    count = g.integers(low=2, high=3, size=1)
+    want = ", ".join(pick(g, ["a", "b", "c"], size=count))
+    assert process_wildcards("{2$$, $$a|b|c}", seed) == want
+    g = rng(seed)
+    count = g.integers(low=1, high=3, size=1)  # 1-2$$: top = min(3, 4) = 3
+    assert process_wildcards("{1-2$$a|b|c}", seed) == " ".join(pick(g, ["a", "b", "c"], size=count))
+    g = rng(seed)
+    count = g.integers(low=1, high=4, size=1)  # -3$$ is 1-3: top = min(4, 4)
+    assert process_wildcards("{-3$$a|b|c}", seed) == " ".join(pick(g, ["a", "b", "c"], size=count))
+
+
+def test_weights_adding_to_one_or_less_give_every_option_shuffled(wildcards):
+    """The pack's rule (total weight <= 1: every option, shuffled), kept: a seed gives its text."""
+    options = ["0.5::a", "0.5::b"]
+    rng(9).shuffle(options)
+    assert process_wildcards("{0.5::a|0.5::b}", 9) == " ".join(o[5:] for o in options)
+    assert process_wildcards("{only}", 9) == "only"  # one option: total 1, nothing drawn
+
+
+def test_wildcard_files_folders_yaml_and_globs(wildcards):
+    assert process_wildcards("__color__", 5) == pick(rng(5), ["red", "green", "blue"])[0]
+    assert process_wildcards("__weighted__", 5) == pick(rng(5), ["3::often", "1::rarely"], [3, 1])[0][3:]
+    # a bare name found in a subfolder: tried again as __*/animal__, the lines of every match
+    assert process_wildcards("__animal__", 2) == str(rng(2).choice(["cat", "dog"]))
+    assert process_wildcards("__SUB/Animal__", 2) == pick(rng(2), ["cat", "dog"])[0]  # keys are lower case
+    assert process_wildcards("__places/city__", 1) == pick(rng(1), ["paris", "rome"])[0]
+    assert process_wildcards("__places/*__", 1) == str(rng(1).choice(["paris", "rome", "north sea"]))
+    assert process_wildcards("__lone__", 1) == "7"
+    # a .yml line holding options: drawn in the next round with the same generator
+    g = rng(4)
+    line = pick(g, ["bread", "{rice|soup}"])[0]
+    want = line if line == "bread" else pick(g, ["rice", "soup"])[0]
+    assert process_wildcards("__food__", 4) == want
+
+
+def test_nesting_and_wildcards_inside_options(wildcards):
+    g = rng(11)
+    inner = pick(g, ["b", "c"])[0]  # innermost braces first
+    outer = pick(g, ["a", inner])[0]
+    assert process_wildcards("{a|{b|c}}", 11) == outer
+    g = rng(12)
+    first = pick(g, ["__color__", "plain"])[0]
+    want = pick(g, ["red", "green", "blue"])[0] if first == "__color__" else "plain"
+    assert process_wildcards("{__color__|plain}", 12) == want
+    # {2$$__color__}: the options are the wildcard's lines
+    g = rng(13)
+    count = g.integers(low=2, high=3, size=1)
+    assert process_wildcards("{2$$__color__}", 13) == " ".join(pick(g, ["red", "green", "blue"], size=count))
+
+
+def test_comments_quantifiers_escapes_and_unknown_names(wildcards):
+    assert remove_comments("a\n# note\nb\nc") == "a b\nc"
+    assert process_wildcards("one\n  # gone\ntwo", 0) == "one two"
+    g = rng(6)  # 2#__color__ -> __color__|__color__: two wildcards, drawn in turn
+    assert process_wildcards("{2#__color__}", 6) == pick(g, ["__color__", "__color__"])[0].replace(
+        "__color__", pick(g, ["red", "green", "blue"])[0])
+    assert process_wildcards(r"keep \{this\}", 0) == r"keep \{this\}"
+    assert process_wildcards("__nothing__ here", 0) == "__*/nothing__ here"  # as the pack leaves it
+
+
+def test_glob_is_re_match_without_running_an_expression():
+    import re
+    for pattern, key in [("*/color", "sub/color"), ("col*", "color"), ("c.lor", "color"), ("*x", "color"),
+                         ("sub/*", "sub/animal"), ("a*b*c", "aXbYc"), ("a*b*c", "acb"), ("", "x")]:
+        assert glob_matches(pattern, key) == (re.match(pattern.replace("*", ".*"), key) is not None)
+    assert not glob_matches("*a" * 200 + "b", "a" * 250)  # quick where a regex would backtrack
+
+
+def test_wildcard_errors_name_the_input(wildcards):
+    with pytest.raises(NodeInputError) as caught:
+        process_wildcards("{x$$a|b}", 0, "wildcard_text")
+    assert caught.value.input == "wildcard_text" and "count" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        process_wildcards("{2$$0::a|0::b|2::c}", 0)  # one option may be drawn
+    assert caught.value.input == "populated_text"
+    with pytest.raises(NodeInputError):
+        process_wildcards("99999999999#__color__", 0)  # refused before it is built
+
+
+def test_wildcard_names_never_leave_the_folder(wildcards, tmp_folders):
+    (tmp_folders.models / "secret.txt").write_text("leaked", encoding="utf-8")
+    assert "leaked" not in process_wildcards("__../secret__ __*secret__ __/secret__", 0)
+
+
+def test_processor_modes(registry, wildcards):
+    populated = process_wildcards("{a|b|c} __color__", 21)
+    assert call(registry, "ImpactWildcardProcessor", wildcard_text="{a|b|c} __color__", populated_text="stale",
+                mode="populate", seed=21) == populated
+    # fixed and reproduce: populated_text as given, its own syntax still processed with the seed
+    for mode in ("fixed", "reproduce"):
+        assert call(registry, "ImpactWildcardProcessor", wildcard_text="{a|b}", populated_text="kept {x|y}",
+                    mode=mode, seed=3) == process_wildcards("kept {x|y}", 3)
+
+
+# -- <lora:...> and BREAK --------------------------------------------------------------------------
+
+
+def test_lora_tags_are_read_as_the_pack_reads_them():
+    assert lora_tags("<lora:a> x <lora:b:0.5> <lora:c:0.5:-1> <lora:a:0.1> <lora:d:LBW=x:0.7>") == \
+        [("a", 1.0, 1.0), ("b", 0.5, 0.5), ("c", 0.5, -1.0), ("d", 1.0, 1.0)]  # LBW=x:0.7 is one part
+
+
+@pytest.fixture
+def lora_folders(wildcards, tmp_folders):
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+    return tmp_folders
+
+
+CKPT = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}}
+
+
+def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders):
+    text = "a {red|blue} house <lora:first:0.8:0.6> BREAK __color__ sky <lora:missing>"
+    seed = 5
+    populated = process_wildcards(text, seed)
+    parts = [p.strip() for p in populated.replace("<lora:first:0.8:0.6>", "").replace("<lora:missing>", "")
+             .split("BREAK")]
+    encode = {"1": CKPT, "2": {"class_type": "ImpactWildcardEncode",
+                               "inputs": {"model": ["1", 0], "clip": ["1", 1], "wildcard_text": text,
+                                          "populated_text": "", "mode": True, "Select to add LoRA": LORA,
+                                          "Select to add Wildcard": WILDCARD, "seed": seed}}}
+    chained = {"1": CKPT,
+               "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                            "lora_name": "first.safetensors",
+                                                            "strength_model": 0.8, "strength_clip": 0.6}},
+               "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[0]}},
+               "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[1]}},
+               "5": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["3", 0],
+                                                                    "conditioning_from": ["4", 0]}}}
+    executor = Executor(registry)
+    got = executor.run(parse_workflow(encode, registry), outputs=["2"])
+    want = executor.run(parse_workflow(chained, registry), outputs=["5", "2"])
+    assert got.ok and want.ok, (got.problems, got.error, want.problems, want.error)
+    model, clip, conditioning, out_text = got.values["2"]
+    assert out_text == populated and "<lora:first:0.8:0.6>" in out_text
+    unet = memory.manager().weights(model.unet, model.patches)
+    unet_want = memory.manager().weights(want.values["2"][0].unet, want.values["2"][0].patches)
+    assert all(torch.equal(unet[n], unet_want[n]) for n in unet)
+    (cond, _), = conditioning
+    (cond_want, _), = want.values["5"][0]
+    assert torch.equal(cond, cond_want)
+
+
+# -- values, logic, switches -----------------------------------------------------------------------
+
+
+def test_logic_nodes(registry):
+    assert call(registry, "ImpactCompare", cmp="a > b", a=3, b=2) is True
+    assert call(registry, "ImpactCompare", cmp="a <> b", a="x", b="x") is False
+    assert call(registry, "ImpactCompare", cmp="tt", a=1, b="x") is True
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ImpactCompare", cmp="a < b", a=1, b="x")
+    assert caught.value.input == "b"
+    for op, want in [("and", [False, False, False, True]), ("or", [False, True, True, True]),
+                     ("xor", [False, True, True, False])]:
+        assert [call(registry, "ImpactLogicalOperators", operator=op, bool_a=a, bool_b=b)
+                for a in (False, True) for b in (False, True)] == want
+    assert call(registry, "ImpactConditionalBranch", cond=True, tt_value="t", ff_value="f") == "t"
+    assert call(registry, "ImpactConditionalBranchSelMode", cond=False, tt_value="t") is None
+    assert call(registry, "ImpactMinMax", mode=False, a=4, b=2.5) == 2.5
+    assert call(registry, "ImpactConvertDataType", value="2.75") == ("2.75", 2.75, 2, True)
+    assert call(registry, "ImpactConvertDataType", value="False") == ("False", 0.0, 0, False)
+    assert call(registry, "ImpactConvertDataType", value="cat") == ("cat", 1.0, 1, True)
+    assert call(registry, "ImpactValueReceiver", typ="BOOLEAN", value="TRUE") is True
+    assert call(registry, "ImpactValueReceiver", typ="FLOAT", value="1.5") == 1.5
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ImpactValueReceiver", typ="INT", value="x")
+    assert caught.value.input == "value"
+    assert call(registry, "ImpactIfNone", signal="s") == ("s", False)
+    assert call(registry, "ImpactStringSelector", strings="a\nb\nc", select=4) == "b"
+    assert call(registry, "ImpactStringSelector", strings="#one\nx\n#two\ny", multiline=True, select=1) == "two\ny"
+    assert call(registry, "ImpactSchedulerAdapter", scheduler="karras", extra_scheduler="None") == "karras"
+    image, latent = torch.zeros(2, 24, 32, 3), {"samples": torch.zeros(3, 4, 5, 6)}
+    assert call(registry, "ImpactImageInfo", value=image) == (2, 24, 32, 3)
+    assert call(registry, "ImpactLatentInfo", value=latent) == (3, 40, 48, 4)
+
+
+def test_switches(registry):
+    assert call(registry, "ImpactSwitch", select=3, input1="a", input3="c") == ("c", "input3", 3)
+    assert call(registry, "ImpactSwitch", select=2, input1="a") == (None, "", 2)
+    first, second = {"samples": torch.zeros(1, 4, 8, 8)}, {"samples": torch.ones(1, 4, 8, 8)}
+    assert call(registry, "LatentSwitch", select=2, latent1=first, latent2=second) is second
+    assert call(registry, "LatentSwitch", select=5, latent1=first, latent2=second) is first
+    images, mask = torch.zeros(1, 8, 8, 3), torch.ones(1, 8, 8)
+    assert call(registry, "ImageMaskSwitch", select=3, images1=images, images3_opt=images, mask3_opt=mask) == \
+        (images, mask)
+    out = call(registry, "ImpactInversedSwitch", select=2, input="v")
+    assert out[1] == "v" and all(o is None for i, o in enumerate(out) if i != 1)
+
+
+def test_lists_batches_and_conditionings(registry):
+    from nodes.image import _resize_image
+    a, b = torch.rand(1, 16, 16, 3), torch.rand(2, 16, 16, 3)
+    assert torch.equal(call(registry, "ImpactMakeImageBatch", image1=a, image2=b), torch.cat([a, b]))
+    c = torch.rand(1, 8, 12, 3)  # another size: lanczos, centre-cropped, as ComfyUI's common_upscale
+    joined = call(registry, "ImageListToImageBatch", images=[a, c])
+    assert torch.equal(joined, torch.cat([a, _resize_image(c, 16, 16, "lanczos", crop=True)]))
+    listed = call(registry, "ImageBatchToImageList", image=b)
+    assert len(listed) == 2 and torch.equal(torch.cat(listed), b)
+    assert call(registry, "ImpactMakeImageList", image1=a, image3=c) == [a, c]
+    assert call(registry, "ImpactMakeAnyList", value2=1, value5="x") == [1, "x"]
+    joiner = registry.get("StringListToString").__new__(registry.get("StringListToString"))
+    joiner.__dict__.update(join_with=["\\n"], string_list=["a", "b"])  # a list node takes whole lists
+    assert joiner.run() == "a\nb"
+    one, two = [(torch.ones(1, 2, 4), {"x": 1})], [(torch.zeros(1, 3, 4), {})]
+    assert call(registry, "ImpactCombineConditionings", conditioning1=one, conditioning3=two) == one + two
+    (cond, options), = call(registry, "ImpactConcatConditionings", conditioning1=one, conditioning2=two)
+    assert torch.equal(cond, torch.cat([one[0][0], two[0][0]], dim=1)) and options == {"x": 1}
+
+
+def test_pipes(registry):
+    pipe = call(registry, "ToBasicPipe", model="m", clip="c", vae="v", positive="p", negative="n")
+    assert call(registry, "FromBasicPipe", basic_pipe=pipe) == pipe
+    assert call(registry, "FromBasicPipeV2", basic_pipe=pipe) == (pipe, *pipe)
+    assert call(registry, "EditBasicPipe", basic_pipe=pipe, vae="v2") == ("m", "c", "v2", "p", "n")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "FromBasicPipe", basic_pipe=("m",))
+    assert caught.value.input == "basic_pipe"
+
+
+# -- saves with the pack's class names -------------------------------------------------------------
+
+WILDCARD = "Select the Wildcard to add to the text"
+LORA = "Select the LoRA to add to the text"
+
+
+def api_pipe_graph():
+    return {"1": CKPT,
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a house"}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "5": {"class_type": "ToBasicPipe", "inputs": {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2],
+                                                          "positive": ["2", 0], "negative": ["3", 0]}},
+            "6": {"class_type": "ImpactKSamplerBasicPipe",
+                  "inputs": {"basic_pipe": ["5", 0], "seed": 4, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+                             "scheduler": "normal", "latent_image": ["4", 0], "denoise": 1.0}},
+            "7": {"class_type": "ImpactKSamplerAdvancedBasicPipe",
+                  "inputs": {"basic_pipe": ["6", 0], "add_noise": True, "noise_seed": 4, "steps": 2, "cfg": 7.0,
+                             "sampler_name": "euler", "scheduler": "normal", "latent_image": ["4", 0],
+                             "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": False}},
+            "8": {"class_type": "KSampler",
+                  "inputs": {"model": ["1", 0], "seed": 4, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+                             "scheduler": "normal", "positive": ["2", 0], "negative": ["3", 0],
+                             "latent_image": ["4", 0], "denoise": 1.0}}}
+
+
+def test_api_prompt_with_basic_pipe_samplers_equals_ksampler(registry, lora_folders):
+    graph = api_pipe_graph()
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["7", "8"])
+    assert result.ok, (result.problems, result.error)
+    _, latent, vae = result.values["6"]
+    _, advanced, _ = result.values["7"]
+    want, = result.values["8"]
+    assert torch.equal(latent["samples"], want["samples"]) and torch.equal(advanced["samples"], want["samples"])
+    assert vae is result.values["1"][2]
+    again = export_api(parse_workflow(graph, registry), registry)
+    assert {k: v["class_type"] for k, v in again.items()} == {k: v["class_type"] for k, v in graph.items()}
+    assert again["7"]["inputs"]["add_noise"] is True and again["6"]["inputs"]["basic_pipe"] == ["5", 0]
+
+
+def test_ui_save_with_wildcards_switch_and_logic_reads_runs_and_writes_back(registry, wildcards):
+    """As the editor saves them: the processor's seed followed by its control_after_generate, an
+    old save's Populate toggle (true), the switch's numbered inputs, the compare's widgets."""
+    nodes = [
+        ui_node(1, "ImpactWildcardProcessor", ["{x|y} __color__", "", "populate", 17, "fixed", WILDCARD],
+                outputs=[("STRING", "STRING", [1])]),
+        ui_node(2, "ImpactWildcardProcessor", ["{x|y}", "kept", True, 3, "randomize", WILDCARD],
+                outputs=[("STRING", "STRING", [2])]),
+        ui_node(3, "ImpactInt", [2], outputs=[("INT", "INT", [3, 4])]),
+        ui_node(4, "ImpactSwitch", [1, False],
+                [("select", "INT", 3, True), ("input1", "*", 1, False), ("input2", "*", 2, False)],
+                [("selected_value", "*", []), ("selected_label", "STRING", []), ("selected_index", "INT", [])]),
+        ui_node(5, "ImpactCompare", ["a >= b"], [("a", "*", 4, False), ("b", "*", 5, False)],
+                [("BOOLEAN", "BOOLEAN", [])]),
+        ui_node(6, "ImpactFloat", [1.5], outputs=[("FLOAT", "FLOAT", [5])]),
+    ]
+    links = [[1, 1, 0, 4, 1, "STRING"], [2, 2, 0, 4, 2, "STRING"], [3, 3, 0, 4, 0, "INT"],
+             [4, 3, 0, 5, 0, "INT"], [5, 6, 0, 5, 1, "FLOAT"]]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    saved = workflow.to_json()["nodes"]
+    assert saved["1"]["inputs"]["seed"] == 17 and saved["2"]["inputs"]["mode"] == "populate"
+    result = Executor(registry).run(workflow, outputs=["4", "5"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["1"][0] == process_wildcards("{x|y} __color__", 17)
+    assert result.values["4"] == (process_wildcards("{x|y}", 3), "input2", 2)  # mode populate (old true)
+    assert result.values["5"][0] is True
+    written = export_ui(workflow, registry)
+    by_id = {n["id"]: n for n in written["nodes"]}
+    assert by_id[1]["widgets_values"] == ["{x|y} __color__", "", "populate", 17, "fixed", WILDCARD]
+    assert by_id[4]["type"] == "ImpactSwitch"
+    assert parse_workflow(written, registry).to_json()["nodes"] == saved
+    api = export_api(workflow, registry)
+    assert api["2"]["class_type"] == "ImpactWildcardProcessor" and api["2"]["inputs"]["Select to add Wildcard"] == WILDCARD
+    assert parse_workflow(api, registry).to_json()["nodes"]["4"]["inputs"] == saved["4"]["inputs"]
