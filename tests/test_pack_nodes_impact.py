@@ -155,6 +155,125 @@ def test_processor_modes(registry, wildcards):
                     mode=mode, seed=3) == process_wildcards("kept {x|y}", 3)
 
 
+def reference_process(text, seed, table):
+    """The pack's wildcards.process rebuilt here step by step from its source (plain `re` on the
+    names is fine in a test): comments, then rounds of quantifiers, options until none are left,
+    then wildcards."""
+    import re
+    g = np.random.default_rng(seed)
+    lines, joined, flag = text.split("\n"), [], False
+    for line in lines:
+        if line.lstrip().startswith("#"):
+            flag = True
+            continue
+        if joined and flag:
+            joined[-1] += " " + line
+            flag = False
+        else:
+            joined.append(line)
+    text = "\n".join(joined)
+    name = r"__([\w.\-+/*\\]+?)__"
+    number = r"^-?(\d*\.?\d+|\d+\.?\d*)$"
+
+    def weights(options):
+        values = []
+        for o in options:
+            parts = str(o).split("::", 1)
+            values.append(float(parts[0].strip()) if len(parts) == 2 and re.match(number, parts[0].strip()) else 1)
+        return [v / sum(values) for v in values], sum(values)
+
+    def globbed(keyword):
+        pattern = keyword.replace("*", ".*").replace("+", "\\+")
+        return [line for k, v in table.items() for line in v if re.match(pattern, k) or re.match(pattern, k + "/")]
+
+    def wildcard_options(string):
+        found = []
+        for match in re.findall(name, string):
+            keyword = match.lower().replace("\\", "/").replace(" ", "-")
+            if keyword in table:
+                found.extend(table[keyword])
+            elif "*" in keyword:
+                found.extend(globbed(keyword))
+            elif "/" not in keyword:
+                found.extend(wildcard_options(string.replace(f"__{match}__", f"__*/{match}__", 1)))
+        return found
+
+    def option(match):
+        options = match.group(1).split("|")
+        multi = options[0].split("$$")
+        select_range, sep = None, " "
+        if len(multi) > 1:
+            r = re.match(r"(\d+)(-(\d+))?", options[0])
+            if r is None:
+                r = re.match(r"-(\d+)", options[0])
+                a, b = "1", r.group(1)
+            else:
+                a, b = r.group(1), r.group(3) or r.group(1)
+            select_range = int(a), int(b)
+            if len(multi) in (2, 3):
+                sep = multi[1] if len(multi) == 3 else sep
+                if len(options) == 1 and re.findall(name, multi[-1]):
+                    options = wildcard_options(multi[-1])
+                else:
+                    options[0] = multi[-1]
+        p, total = weights(options)
+        count = 1
+        if select_range is not None:
+            top = min(select_range[1] + 1, len(options) + 1) if select_range[1] > 0 else len(options) + 1
+            low = select_range[0]
+            count = 0 if max(top, low) <= 0 else top if top == low else \
+                g.integers(low=min(low, top), high=max(low, top), size=1)
+        if count > len(options) or total <= 1:
+            g.shuffle(options)
+            chosen = options
+        else:
+            chosen = g.choice(options, p=p, size=count, replace=False)
+        return sep.join(re.sub(r"^\s*[0-9.]+::", "", str(x), count=1) for x in chosen)
+
+    def wildcards(string):
+        replaced = False
+        for match in re.findall(name, string):
+            keyword = match.lower().replace("\\", "/").replace(" ", "-")
+            if keyword in table:
+                picked = g.choice(table[keyword], p=weights(table[keyword])[0], replace=False)
+                string = string.replace(f"__{match}__", re.sub(r"^\s*[0-9.]+::", "", str(picked), count=1), 1)
+                replaced = True
+            elif "*" in keyword:
+                found = globbed(keyword)
+                if found:
+                    string = string.replace(f"__{match}__", str(g.choice(found)), 1)
+                    replaced = True
+            elif "/" not in keyword:
+                string, replaced = wildcards(string.replace(f"__{match}__", f"__*/{match}__", 1))
+        return string, replaced
+
+    braces = r"(?<!\\)\{((?:[^{}]|(?<=\\)[{}])*?)(?<!\\)\}"
+    for _ in range(99):
+        for q in list(re.finditer(r"(\d+)#__([\w.\-+/*\\]+?)__", text)):
+            keyword, times = q.group(2).lower(), int(q.group(1))
+            text = re.sub(rf"\d+#__{re.escape(keyword)}__", lambda _: "__" + "__|__".join([keyword] * times) + "__",
+                          text, flags=re.IGNORECASE)
+        while re.search(braces, text):
+            text = re.sub(braces, option, text)
+        text, replaced = wildcards(text)
+        if not replaced:
+            break
+    return text
+
+
+TEXTS = ["{a|b|{c|d|__color__}} and __animal__, {2$$, $$__color__} {1-3$$ / $$x|2::y|0.3::z|w}",
+         "line one\n# comment\n{__places/*__|__food__} {-2$$__*/animal__}\n3#__color__ {3#__color__}",
+         "__sub/animal__ {5$$a|b} {0$$a|b} {2-1$$p|q|r} __weighted__ {1::u|2::v|3::w}"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 42, 99991, 2**40 + 3])
+@pytest.mark.parametrize("text", TEXTS)
+def test_processing_equals_the_packs_algorithm_rebuilt(wildcards, text, seed):
+    from nodes.pack_nodes_impact import load_wildcards
+    table = load_wildcards()
+    assert process_wildcards(text, seed, table=table) == reference_process(text, seed, table)
+
+
 # -- <lora:...> and BREAK --------------------------------------------------------------------------
 
 
