@@ -268,11 +268,18 @@ class WildcardText:
                 chosen = self.rng.choice(options, p=probabilities, size=count, replace=False)
         except ValueError as e:  # weights of 0 that leave too few options, say
             self.fail(f"{{{match.group(1)}}}: {e}")
+        _fits(len(separator) * len(chosen) + sum(len(str(x)) for x in chosen), self.input_name)
         return separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
 
     def replace_options(self, text: str) -> tuple[str, bool]:
         found = _OPTIONS.search(text) is not None
         return _OPTIONS.sub(self.choose, text), found
+
+    def put(self, text: str, match: str, line) -> str:
+        """text with its first __match__ replaced by line (a result over MAX_TEXT refused first)."""
+        line = str(line)
+        _fits(len(text) + len(line) - len(match) - 4, self.input_name)
+        return text.replace(f"__{match}__", line, 1)
 
     def replace_wildcards(self, text: str) -> tuple[str, bool]:
         """The pack's replace_wildcard, step for step (a bare name is retried as */name over the
@@ -286,12 +293,12 @@ class WildcardText:
                     self.fail(f"wildcard __{match}__ has no lines")
                 probabilities, _ = _weights(lines)
                 picked = self.rng.choice(lines, p=probabilities, replace=False)
-                text = text.replace(f"__{match}__", _WEIGHT_PREFIX.sub("", str(picked), count=1), 1)
+                text = self.put(text, match, _WEIGHT_PREFIX.sub("", str(picked), count=1))
                 replaced = True
             elif "*" in keyword:
                 lines = self.matching(keyword)
                 if lines:
-                    text = text.replace(f"__{match}__", str(self.rng.choice(lines)), 1)
+                    text = self.put(text, match, self.rng.choice(lines))
                     replaced = True
             elif "/" not in keyword:
                 text, replaced = self.replace_wildcards(text.replace(f"__{match}__", f"__*/{match}__", 1))

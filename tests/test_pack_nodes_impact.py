@@ -478,3 +478,14 @@ def test_ui_save_with_wildcards_switch_and_logic_reads_runs_and_writes_back(regi
     api = export_api(workflow, registry)
     assert api["2"]["class_type"] == "ImpactWildcardProcessor" and api["2"]["inputs"]["Select to add Wildcard"] == WILDCARD
     assert parse_workflow(api, registry).to_json()["nodes"]["4"]["inputs"] == saved["4"]["inputs"]
+
+
+def test_results_over_the_text_limit_are_refused(wildcards, monkeypatch):
+    import nodes.strings
+    monkeypatch.setattr(nodes.strings, "MAX_TEXT", 40)
+    (wildcards / "long.txt").write_text("x" * 30 + "\n", encoding="utf-8")
+    with pytest.raises(NodeInputError):
+        process_wildcards("__long__ __long__", 0)
+    with pytest.raises(NodeInputError):
+        process_wildcards("{3$$" + "-" * 20 + "$$a|b|c}", 0)
+    assert process_wildcards("__long__", 0) == "x" * 30
