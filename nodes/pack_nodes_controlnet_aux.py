@@ -20,7 +20,8 @@ The pack's common rules, kept here:
   back to the scaled size. The result is NOT resized back to the input's size: a 768x512 picture at
   resolution 512 gives 768x512, a 1024x1024 one gives 512x512 (the pack's current behaviour).
 
-Nodes: CannyEdgePreprocessor, BinaryPreprocessor, ColorPreprocessor, ShufflePreprocessor,
+Nodes: CannyEdgePreprocessor, PyraCannyPreprocessor (its wrapper at commit
+f5868ffb3a7adf983eb06068bce2dc3b2d444e49), BinaryPreprocessor, ColorPreprocessor, ShufflePreprocessor,
 TilePreprocessor, TTPlanet_TileSimple_Preprocessor, InpaintPreprocessor, ScribblePreprocessor,
 Scribble_XDoG_Preprocessor, ImageLuminanceDetector, ImageIntensityDetector, PixelPerfectResolution,
 ImageGenResolutionFromImage, ImageGenResolutionFromLatent, HintImageEnchance, AIO_Preprocessor
@@ -138,6 +139,32 @@ def canny_map(image, resolution: int, low: int, high: int):
     import cv2
     padded, size = resize_with_pad(image, resolution, cv2.INTER_CUBIC)
     return hwc3(crop(cv2.Canny(padded, low, high), size))
+
+
+def pyramid_canny_map(image, resolution: int, low: int, high: int):
+    """PyraCannyDetector: each channel's Canny at 20%, 30%, ... 100% of the resized picture
+    (INTER_AREA), the coarser sums carried up (INTER_LINEAR) at weight 0.75 against 0.25 for each
+    finer level; the channels added and stretched from their 1st to 99th percentile to 0..255."""
+    import cv2
+    import numpy as np
+    padded, size = resize_with_pad(image, resolution, cv2.INTER_CUBIC)
+    h, w = padded.shape[:2]
+    edges = None
+    for k in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        small = cv2.resize(padded, (int(w * k), int(h * k)), interpolation=cv2.INTER_AREA)
+        level = np.stack([cv2.Canny(small[..., c], low, high).astype(np.float32) / 255.0 for c in range(3)], axis=2)
+        if edges is not None:
+            level = cv2.resize(edges, (level.shape[1], level.shape[0]), interpolation=cv2.INTER_LINEAR) * 0.75 \
+                + level * 0.25
+        edges = level
+    total = np.sum(edges, axis=2)
+    low_value, high_value = np.percentile(total, 1), np.percentile(total, 99)
+    # Edges covering under 1% of the picture make the pack divide by 0: its edge pixels become
+    # inf (255 after clipping) and the rest NaN, which its uint8 cast turns into 0 (on x86).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stretched = (total - low_value) / (high_value - low_value) * 255.0
+    stretched = np.nan_to_num(stretched, nan=0.0, posinf=255.0, neginf=0.0)
+    return hwc3(crop(stretched.clip(0, 255).astype(np.uint8), size))
 
 
 def binary_map(image, resolution: int, threshold: int):
@@ -288,6 +315,26 @@ class CannyEdgePreprocessor(Node):
     def run(self):
         res = detect_resolution(self.resolution)
         return each_image(self.image, "image", lambda x: canny_map(x, res, self.low_threshold, self.high_threshold))
+
+
+class PyraCannyPreprocessor(Node):
+    """Pyramid Canny, as comfyui_controlnet_aux's PyraCanny: Canny edges of each channel at nine
+    scales (20% to 100%) of the resized picture, blended coarse to fine and stretched to 0..255,
+    so structure of every size shows (made for SAI's Control-LoRA Canny). At the resized size."""
+    display_name = "PyraCanny"
+    category = LINES
+    image: IMAGE
+    low_threshold: int = Int(64, min=0, max=255)
+    high_threshold: int = Int(128, min=0, max=255)
+    resolution: int = Resolution()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("PyraCannyPreprocessor",), optional=("low_threshold", "high_threshold", "resolution"))
+    estimate = classmethod(lambda cls, widgets, inputs: detected_estimate(widgets, inputs))
+
+    def run(self):
+        res = detect_resolution(self.resolution)
+        return each_image(self.image, "image",
+                          lambda x: pyramid_canny_map(x, res, self.low_threshold, self.high_threshold))
 
 
 class BinaryPreprocessor(Node):
@@ -692,7 +739,8 @@ class HintImageEnchance(Node):
 # The preprocessors AIO_Preprocessor runs here: ours, with the pack's defaults for the inputs it
 # does not pass on (it passes `resolution` only to those that have one).
 AIO_NODES = {
-    "CannyEdgePreprocessor": CannyEdgePreprocessor, "BinaryPreprocessor": BinaryPreprocessor,
+    "CannyEdgePreprocessor": CannyEdgePreprocessor, "PyraCannyPreprocessor": PyraCannyPreprocessor,
+    "BinaryPreprocessor": BinaryPreprocessor,
     "ColorPreprocessor": ColorPreprocessor, "ShufflePreprocessor": ShufflePreprocessor,
     "TilePreprocessor": TilePreprocessor, "TTPlanet_TileSimple_Preprocessor": TTPlanetTileSimple,
     "ScribblePreprocessor": ScribblePreprocessor, "Scribble_XDoG_Preprocessor": ScribbleXDoGPreprocessor,
@@ -708,8 +756,7 @@ AIO_NOT_HERE = (
     "M-LSDPreprocessor", "Manga2Anime_LineArt_Preprocessor", "MediaPipe-FaceMeshPreprocessor",
     "MeshGraphormer-DepthMapPreprocessor", "Metric3D-DepthMapPreprocessor", "Metric3D-NormalMapPreprocessor",
     "MiDaS-DepthMapPreprocessor", "MiDaS-NormalMapPreprocessor", "OneFormer-ADE20K-SemSegPreprocessor",
-    "OneFormer-COCO-SemSegPreprocessor", "OpenposePreprocessor", "PiDiNetPreprocessor", "PyraCannyPreprocessor",
-    "SAMPreprocessor", "Scribble_PiDiNet_Preprocessor", "SemSegPreprocessor", "TEEDPreprocessor",
+    "OneFormer-COCO-SemSegPreprocessor", "OpenposePreprocessor", "PiDiNetPreprocessor", "SAMPreprocessor", "Scribble_PiDiNet_Preprocessor", "SemSegPreprocessor", "TEEDPreprocessor",
     "TTPlanet_TileGF_Preprocessor", "UniFormer-SemSegPreprocessor", "Zoe-DepthMapPreprocessor",
     "Zoe_DepthAnythingPreprocessor",
 )

@@ -431,3 +431,39 @@ def test_validation_refuses_a_huge_resolution_before_running(registry, tmp_folde
               "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     problems = validate(parse_workflow(prompt, registry), registry, limits=RunLimits(max_pixels=8192 * 8192))
     assert any(p.node_id == "2" for p in problems), problems
+
+
+def pack_pyracanny(img, low, high, res):
+    m, remove_pad = resize_image_with_pad(img, res, cv2.INTER_CUBIC)
+    H, W, _ = m.shape
+    acc = None
+    for k in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]:
+        small = cv2.resize(m, (int(W * k), int(H * k)), interpolation=cv2.INTER_AREA)
+        edge = np.stack([cv2.Canny(small[..., i], low, high).astype(np.float32) / 255.0 for i in range(3)], axis=2)
+        if acc is None:
+            acc = edge
+        else:
+            acc = cv2.resize(acc, (edge.shape[1], edge.shape[0]), interpolation=cv2.INTER_LINEAR) * 0.75 + edge * 0.25
+    x = np.sum(acc, axis=2)
+    v_min, v_max = np.percentile(x, 1), np.percentile(x, 99)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (x - v_min) / (v_max - v_min) * 255.0
+        return HWC3(remove_pad(x.clip(0, 255).astype(np.uint8)))
+
+
+@pytest.mark.parametrize("height, width, resolution, low, high", [(96, 128, 256, 64, 128), (150, 100, 128, 20, 60)])
+def test_pyracanny_matches_the_pack(registry, height, width, resolution, low, high):
+    image = picture(height, width, seed=13)
+    out = call(registry, "PyraCannyPreprocessor", image=image, low_threshold=low, high_threshold=high,
+               resolution=resolution)
+    assert torch.equal(out, to_image(pack_pyracanny(to_uint8(image), low, high, resolution)))
+    assert len(out.unique()) > 2  # grey levels: the scales blended, not one Canny's black and white
+
+
+def test_pyracanny_of_sparse_edges_is_black_and_white(registry):
+    # a lone square: edges cover under 1% of the picture, where the pack's percentile stretch divides by 0
+    image = torch.zeros(1, 512, 512, 3)
+    image[:, 100:108, 100:108] = 1.0
+    out = call(registry, "PyraCannyPreprocessor", image=image, resolution=512)
+    assert torch.equal(out, to_image(pack_pyracanny(to_uint8(image), 64, 128, 512)))
+    assert set(out.unique().tolist()) == {0.0, 1.0} and out[0, 100, 100:108].any() and not out[0, :90].any()
