@@ -21,11 +21,13 @@ The pack's common rules, kept here:
   resolution 512 gives 768x512, a 1024x1024 one gives 512x512 (the pack's current behaviour).
 
 Nodes: CannyEdgePreprocessor, PyraCannyPreprocessor (its wrapper at commit
-f5868ffb3a7adf983eb06068bce2dc3b2d444e49), BinaryPreprocessor, ColorPreprocessor, ShufflePreprocessor,
-TilePreprocessor, TTPlanet_TileSimple_Preprocessor, InpaintPreprocessor, ScribblePreprocessor,
-Scribble_XDoG_Preprocessor, ImageLuminanceDetector, ImageIntensityDetector, PixelPerfectResolution,
-ImageGenResolutionFromImage, ImageGenResolutionFromLatent, HintImageEnchance, AIO_Preprocessor
-(these preprocessors only) and ControlNetPreprocessorSelector.
+f5868ffb3a7adf983eb06068bce2dc3b2d444e49), LineartStandardPreprocessor (model-free; wrapper of the
+define_preprocessor_inputs era, detector at 2e4e7f68df6378a3e13685d0144dfc24497ac221),
+BinaryPreprocessor, ColorPreprocessor, ShufflePreprocessor, TilePreprocessor,
+TTPlanet_TileSimple_Preprocessor, InpaintPreprocessor, ScribblePreprocessor, Scribble_XDoG_Preprocessor,
+ImageLuminanceDetector, ImageIntensityDetector, PixelPerfectResolution, ImageGenResolutionFromImage,
+ImageGenResolutionFromLatent, HintImageEnchance, AIO_Preprocessor (these preprocessors only) and
+ControlNetPreprocessorSelector.
 
 Left out: every preprocessor that downloads model weights (HED, PiDiNet, lineart, MiDaS, Zoe,
 Depth Anything, DWPose, OpenPose, ...: they stay unknown classes, and AIO_Preprocessor refuses them
@@ -165,6 +167,22 @@ def pyramid_canny_map(image, resolution: int, low: int, high: int):
         stretched = (total - low_value) / (high_value - low_value) * 255.0
     stretched = np.nan_to_num(stretched, nan=0.0, posinf=255.0, neginf=0.0)
     return hwc3(crop(stretched.clip(0, 255).astype(np.uint8), size))
+
+
+def lineart_standard_map(image, resolution: int, sigma: float, threshold: int):
+    """LineartStandardDetector: how much darker each pixel is than its Gaussian-blurred
+    surroundings (the least over the channels), scaled so that the median of the values over
+    intensity_threshold (at least 16) lands at 127."""
+    import cv2
+    import numpy as np
+    padded, size = resize_with_pad(image, resolution, cv2.INTER_CUBIC)
+    x = padded.astype(np.float32)
+    darker = np.min(cv2.GaussianBlur(x, (0, 0), sigma) - x, axis=2).clip(0, 255)
+    strong = darker[darker > threshold]
+    # The pack's max(16, median) also gives 16 when nothing passes (the median of nothing is NaN).
+    scale = max(16.0, float(np.median(strong))) if strong.size else 16.0
+    lines = (darker / scale * 127).clip(0, 255).astype(np.uint8)
+    return hwc3(crop(lines, size))
 
 
 def binary_map(image, resolution: int, threshold: int):
@@ -335,6 +353,29 @@ class PyraCannyPreprocessor(Node):
         res = detect_resolution(self.resolution)
         return each_image(self.image, "image",
                           lambda x: pyramid_canny_map(x, res, self.low_threshold, self.high_threshold))
+
+
+class LineartStandardPreprocessor(Node):
+    """Standard lineart, as comfyui_controlnet_aux's Standard Lineart (model-free): white where
+    the picture is darker than its Gaussian blur (sigma guassian_sigma, the pack's spelling), grey
+    levels normalised by the median line strength over intensity_threshold. At the resized size."""
+    display_name = "Standard Lineart"
+    category = LINES
+    image: IMAGE
+    guassian_sigma: float = Float(6.0, min=0.0, max=100.0, step=0.01)
+    intensity_threshold: int = Int(8, min=0, max=16)
+    resolution: int = Resolution()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("LineartStandardPreprocessor",),
+                       optional=("guassian_sigma", "intensity_threshold", "resolution"))
+    estimate = classmethod(lambda cls, widgets, inputs: detected_estimate(widgets, inputs))
+
+    def run(self):
+        if self.guassian_sigma <= 0:  # OpenCV derives the blur's size from sigma: 0 gives none
+            raise NodeInputError("guassian_sigma", f"{self.guassian_sigma}: expected more than 0")
+        res = detect_resolution(self.resolution)
+        return each_image(self.image, "image", lambda x: lineart_standard_map(x, res, self.guassian_sigma,
+                                                                              self.intensity_threshold))
 
 
 class BinaryPreprocessor(Node):
@@ -740,7 +781,7 @@ class HintImageEnchance(Node):
 # does not pass on (it passes `resolution` only to those that have one).
 AIO_NODES = {
     "CannyEdgePreprocessor": CannyEdgePreprocessor, "PyraCannyPreprocessor": PyraCannyPreprocessor,
-    "BinaryPreprocessor": BinaryPreprocessor,
+    "LineartStandardPreprocessor": LineartStandardPreprocessor, "BinaryPreprocessor": BinaryPreprocessor,
     "ColorPreprocessor": ColorPreprocessor, "ShufflePreprocessor": ShufflePreprocessor,
     "TilePreprocessor": TilePreprocessor, "TTPlanet_TileSimple_Preprocessor": TTPlanetTileSimple,
     "ScribblePreprocessor": ScribblePreprocessor, "Scribble_XDoG_Preprocessor": ScribbleXDoGPreprocessor,
@@ -752,11 +793,12 @@ AIO_NOT_HERE = (
     "AnimalPosePreprocessor", "AnimeFace_SemSegPreprocessor", "AnimeLineArtPreprocessor",
     "AnyLineArtPreprocessor_aux", "BAE-NormalMapPreprocessor", "DensePosePreprocessor", "DepthAnythingPreprocessor",
     "DepthAnythingV2Preprocessor", "DSINE-NormalMapPreprocessor", "DWPreprocessor", "FakeScribblePreprocessor",
-    "HEDPreprocessor", "LeReS-DepthMapPreprocessor", "LineArtPreprocessor", "LineartStandardPreprocessor",
+    "HEDPreprocessor", "LeReS-DepthMapPreprocessor", "LineArtPreprocessor",
     "M-LSDPreprocessor", "Manga2Anime_LineArt_Preprocessor", "MediaPipe-FaceMeshPreprocessor",
     "MeshGraphormer-DepthMapPreprocessor", "Metric3D-DepthMapPreprocessor", "Metric3D-NormalMapPreprocessor",
     "MiDaS-DepthMapPreprocessor", "MiDaS-NormalMapPreprocessor", "OneFormer-ADE20K-SemSegPreprocessor",
-    "OneFormer-COCO-SemSegPreprocessor", "OpenposePreprocessor", "PiDiNetPreprocessor", "SAMPreprocessor", "Scribble_PiDiNet_Preprocessor", "SemSegPreprocessor", "TEEDPreprocessor",
+    "OneFormer-COCO-SemSegPreprocessor", "OpenposePreprocessor", "PiDiNetPreprocessor", "SAMPreprocessor",
+    "Scribble_PiDiNet_Preprocessor", "SemSegPreprocessor", "TEEDPreprocessor",
     "TTPlanet_TileGF_Preprocessor", "UniFormer-SemSegPreprocessor", "Zoe-DepthMapPreprocessor",
     "Zoe_DepthAnythingPreprocessor",
 )

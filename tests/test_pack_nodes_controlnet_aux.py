@@ -467,3 +467,30 @@ def test_pyracanny_of_sparse_edges_is_black_and_white(registry):
     out = call(registry, "PyraCannyPreprocessor", image=image, resolution=512)
     assert torch.equal(out, to_image(pack_pyracanny(to_uint8(image), 64, 128, 512)))
     assert set(out.unique().tolist()) == {0.0, 1.0} and out[0, 100, 100:108].any() and not out[0, :90].any()
+
+
+def pack_lineart_standard(img, sigma, thr, res):
+    m, remove_pad = resize_image_with_pad(img, res, cv2.INTER_CUBIC)
+    x = m.astype(np.float32)
+    g = cv2.GaussianBlur(x, (0, 0), sigma)
+    intensity = np.min(g - x, axis=2).clip(0, 255)
+    intensity /= max(16, np.median(intensity[intensity > thr]))
+    intensity *= 127
+    return HWC3(remove_pad(intensity.clip(0, 255).astype(np.uint8)))
+
+
+@pytest.mark.parametrize("sigma, threshold, resolution", [(6.0, 8, 256), (2.5, 0, 128), (12.0, 16, 192)])
+def test_lineart_standard_matches_the_pack(registry, sigma, threshold, resolution):
+    image = picture(100, 140, seed=14)
+    out = call(registry, "LineartStandardPreprocessor", image=image, guassian_sigma=sigma,
+               intensity_threshold=threshold, resolution=resolution)
+    assert torch.equal(out, to_image(pack_lineart_standard(to_uint8(image), sigma, threshold, resolution)))
+    assert out.max() > 0.4 and out.min() == 0.0
+
+
+def test_lineart_standard_of_a_flat_picture_and_a_zero_sigma(registry):
+    flat = torch.full((1, 64, 64, 3), 0.5)
+    assert not call(registry, "LineartStandardPreprocessor", image=flat, resolution=64).any()  # nothing to scale by
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "LineartStandardPreprocessor", image=flat, guassian_sigma=0.0)
+    assert caught.value.input == "guassian_sigma"
