@@ -54,6 +54,7 @@ TOP = "ControlNet Preprocessors"
 
 
 def Resolution():
+    """The pack's INPUT.RESOLUTION(): the size of the picture's short side the detector works at."""
     return Int(512, min=64, max=MAX_RESOLUTION, step=64)
 
 
@@ -118,8 +119,6 @@ def each_image(images, name: str, detect):
         # outside 0..1 saturate instead of wrapping.
         pixels = (image.detach().cpu().float() * 255.0).clamp(0, 255).numpy().astype(np.uint8)
         out.append(torch.from_numpy(detect(pixels).astype(np.float32) / 255.0))
-    if len({tuple(o.shape) for o in out}) > 1:
-        raise NodeInputError(name, "the images of the batch gave results of different sizes")
     return torch.stack(out, dim=0)
 
 
@@ -451,7 +450,9 @@ class TilePreprocessor(Node):
     """The tile hint, as comfyui_controlnet_aux's Tile: the picture (its sides rounded to multiples
     of 64) shrunk 2**pyrUp_iters times with INTER_AREA, then doubled back by pyrUp pyrUp_iters
     times. As in the pack, `resolution` is taken but not used (its TileDetector has none), and the
-    half-pixel shift pyrUp leaves is not corrected."""
+    shift pyrUp leaves (up-left, growing with the iterations) is not corrected: a 2025 change of the
+    pack (its PR #562) adds a correction, but the version of it read here could not run (it reads
+    an undefined size), so the long-standing behaviour is kept."""
     display_name = "Tile"
     category = TILE
     image: IMAGE
@@ -484,7 +485,8 @@ class TTPlanetTileSimple(Node):
 class InpaintPreprocessor(Node):
     """The inpaint ControlNet's hint, as comfyui_controlnet_aux's Inpaint Preprocessor: the mask
     resized to the image (bilinear), and the pixels where it is over 0.5 set to -1 (or to 0, black,
-    with black_pixel_for_xinsir_cn, for xinsir's union ControlNet)."""
+    with black_pixel_for_xinsir_cn, for xinsir's union ControlNet). One mask for every image, or one
+    per image (the pack takes only as many masks as images)."""
     display_name = "Inpaint Preprocessor"
     category = "ControlNet Preprocessors/others"
     image: IMAGE
