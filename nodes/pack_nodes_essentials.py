@@ -1,0 +1,1305 @@
+"""ComfyUI_essentials' (cubiq's) model-free nodes beyond ImageResize+, SimpleMath+ and GetImageSize+
+(nodes/pack_nodes.py), under the pack's class names, inputs and outputs. Read from the pack's
+source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py),
+1f8f5ced9c29bcfcdb8742e69bde971badbe6b08 (mask.py) and 05b82cf39a6827d5462f9faf6935d50dd6283b57
+(misc.py, conditioning.py).
+
+Image: ImageEnhanceDifference+, ImageBatchMultiple+, ImageExpandBatch+, ImageFromBatch+,
+ImageListToBatch+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+, ImageFlip+,
+ImageTile+, ImageUntile+, ImageRemoveAlpha+, ImageDesaturate+, ImagePosterize+,
+ImageCASharpening+, ImagePreviewFromLatent+.
+Mask: MaskBlur+, MaskFlip+, MaskPreview+, MaskBatch+, MaskExpandBatch+, MaskBoundingBox+,
+MaskFromColor+, MaskFromRGBCMYBW+, MaskFromBatch+, MaskFromList+, MaskSmooth+, MaskFix+,
+TransitionMask+.
+Utilities: SimpleMathFloat+, SimpleMathInt+, SimpleMathPercent+, SimpleMathSlider+,
+SimpleMathSliderLowRes+, SimpleMathBoolean+, SimpleMathDual+, SimpleMathCondition+,
+SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCount+, DisplayAny,
+ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
+Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
+
+Left out: the nodes needing model weights or other packages' models (RemBGSession+,
+TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
+PixelOEPixelize+), ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
+random draws, which can't be reproduced without it), ImageApplyLUT+, ImageColorMatch+,
+ImageColorMatchAdobe+ and ImageHistogramMatch+ (not yet), ImageSeamCarving+, MaskFromSegmentation+,
+ImageToDevice+, the attention seekers, the samplers (KSamplerVariations*, InjectLatentNoise+,
+FluxSamplerParams+, PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
+The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import sys
+
+from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
+    Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, show, warn
+from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
+from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
+from nodes.image_ops import gaussian_blur
+from nodes.mask import MaskPreview
+from nodes.pack_nodes import _core, essentials_math
+from nodes.vae import VAEDecode
+
+ESSENTIALS_INT_LIMIT = 0xffffffffffffffff  # the pack's bounds of its number widgets, both signs
+DEVICES = ("auto", "cpu", "gpu")
+BATCH_LIMIT = 1_000_000  # the pack sets no maximum on batch sizes; the estimate refuses what can't fit
+
+
+def _mask(mask, name: str):
+    """A MASK input as a [B, H, W] batch (a single [H, W] mask becomes a batch of one)."""
+    import torch
+    if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
+        raise NodeInputError(name, "expected a MASK: a [B, H, W] (or [H, W]) tensor")
+    return mask.unsqueeze(0) if mask.ndim == 2 else mask
+
+
+def torchvision_blur(x, kernel: int, name: str):
+    """torchvision's gaussian_blur(x, kernel) on [B, H, W] masks, as the pack blurs them: an odd
+    kernel (an even one is made odd, one bigger), sigma 0.3 ((kernel - 1) / 2 - 1) + 0.8 pixels,
+    borders mirrored."""
+    if kernel % 2 == 0:
+        kernel += 1
+    radius = (kernel - 1) // 2
+    if radius == 0:
+        return x
+    if radius >= min(x.shape[-2:]):
+        raise NodeInputError(name, f"a blur of {kernel} pixels needs masks bigger than {radius} pixels on each side, "
+                                   f"got {x.shape[-1]}x{x.shape[-2]}")
+    sigma = 0.3 * (radius - 1) + 0.8
+    return gaussian_blur(x.unsqueeze(1).float(), radius, sigma / radius).squeeze(1)  # its sigma: radius units
+
+
+def binary_smooth(mask, kernel: int, name: str):
+    """The pack's smoothing: the mask cut at 0.5, blurred as a true/false tensor, which torchvision
+    rounds back to true/false (so it is 1 where over half the blurred neighbourhood is set)."""
+    return torchvision_blur((mask > 0.5).float(), kernel, name).round()
+
+
+def expand_indexes(count: int, size: int, method: str) -> list[int]:
+    """ImageExpandBatch+'s frames for a batch of `count` made `size` long: "expand" spreads the
+    frames over the new length (picking evenly when shorter), "repeat all" repeats the batch,
+    "repeat first" / "repeat last" add copies of that frame in front / at the end; a shorter size
+    keeps the first frames."""
+    if size == count:
+        return list(range(count))
+    if size <= 1:
+        return list(range(min(size, count)))
+    if method == "expand":
+        if size < count:
+            scale = (count - 1) / (size - 1)
+            return [min(round(i * scale), count - 1) for i in range(size)]
+        scale = count / size
+        return [min(math.floor((i + 0.5) * scale), count - 1) for i in range(size)]
+    if method == "repeat all":
+        return [i % count for i in range(size)]
+    if size < count:
+        return list(range(size))
+    if method == "repeat first":
+        return [0] * (size - count) + list(range(count))
+    return list(range(count)) + [count - 1] * (size - count)
+
+
+def expanded(size: Size | None, count) -> Estimate:
+    """The Expand Batch nodes' estimate: the input's pictures, `count` of them."""
+    if size is None or not isinstance(count, int):
+        return Estimate(size)
+    return Estimate(Size(count, size.height, size.width))
+
+
+def fit_batch(x, count: int):
+    """x cut to `count` items or made that long with copies of its last one, as the pack matches
+    batches."""
+    import torch
+    if x.shape[0] >= count:
+        return x[:count]
+    return torch.cat([x, x[-1:].expand(count - x.shape[0], *x.shape[1:])])
+
+
+# -- image ------------------------------------------------------------------------------------
+
+
+class ImageEnhanceDifference(Node):
+    """The difference image1 - image2 raised to `exponent`, clamped to 0..1, as ComfyUI_essentials'
+    Image Enhance Difference does; image2 is first resized (bicubic, centre-cropped) to image1's
+    size when they differ. Deliberately unlike the pack, where a negative difference raised to a
+    fractional power becomes NaN, negative differences give 0 (what its clamp means)."""
+    category = "essentials/image analysis"
+    image1: IMAGE
+    image2: IMAGE
+    exponent: float = Float(0.75, min=0.0, max=1.0, step=0.05)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageEnhanceDifference+",))
+
+    def run(self):
+        import torch
+        a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
+        if a.shape[-1] != b.shape[-1]:
+            raise NodeInputError("image2", f"{b.shape[-1]} channels; image1 has {a.shape[-1]}")
+        if b.shape[0] not in (1, a.shape[0]) and a.shape[0] != 1:
+            raise NodeInputError("image2", f"a batch of {b.shape[0]}; image1 has {a.shape[0]} (or give one image)")
+        if a.shape[1:3] != b.shape[1:3]:
+            b = _resize_image(b, a.shape[2], a.shape[1], "bicubic", crop=True)
+        return torch.pow((a - b).clamp(min=0), self.exponent).clamp(0, 1)
+
+
+class ImageBatchMultiple(Node):
+    """Join image_1 ... image_5 into one batch, as ComfyUI_essentials' Images Batch Multiple does:
+    each one of another size is first resized (`method`, centre-cropped) to image_1's size."""
+    category = "essentials/image batch"
+    image_1: IMAGE
+    method: str = Choice(("nearest-exact", "bilinear", "area", "bicubic", "lanczos"), "lanczos")
+    image_2: IMAGE = None
+    image_3: IMAGE = None
+    image_4: IMAGE = None
+    image_5: IMAGE = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageBatchMultiple+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return joined_batches([inputs[f"image_{i}"] for i in range(1, 6) if f"image_{i}" in inputs])
+
+    def run(self):
+        import torch
+        first = _image(self.image_1, "image_1")
+        parts = [first]
+        for i in range(2, 6):
+            image = getattr(self, f"image_{i}")
+            if image is None:
+                continue
+            image = _image(image, f"image_{i}")
+            if image.shape[-1] != first.shape[-1]:
+                raise NodeInputError(f"image_{i}", f"{image.shape[-1]} channels; image_1 has {first.shape[-1]}")
+            if image.shape[1:3] != first.shape[1:3]:
+                image = _resize_image(image, first.shape[2], first.shape[1], self.method, crop=True)
+            parts.append(image.to(first.dtype))
+        return torch.cat(parts)
+
+
+class ImageExpandBatch(Node):
+    """Make the batch `size` images long, as ComfyUI_essentials' Image Expand Batch does:
+    "expand" spreads the frames over the new length (picking frames evenly when it is shorter),
+    "repeat all" repeats the whole batch, "repeat first" / "repeat last" add copies of the first /
+    last image in front / at the end; a shorter size keeps the first images (except "expand")."""
+    category = "essentials/image batch"
+    image: IMAGE
+    size: int = Int(16, min=1, max=BATCH_LIMIT)
+    method: str = Choice(("expand", "repeat all", "repeat first", "repeat last"), "expand")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageExpandBatch+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return expanded(inputs.get("image"), widgets.get("size"))
+
+    def run(self):
+        image = _image(self.image, "image")
+        return image[expand_indexes(image.shape[0], self.size, self.method)]
+
+
+def batch_slice(count: int, start: int, length: int) -> slice:
+    """The pack's From Batch range: start moved to the last item when past it, at most `length`
+    items (a negative length: to the end)."""
+    if length < 0:
+        length = count
+    start = min(start, count - 1)
+    return slice(start, start + min(count - start, length))
+
+
+class ImageFromBatchPlus(Node):
+    """Take `length` images from `start` on, as ComfyUI_essentials' Image From Batch does (-1: to
+    the end); a start past the batch takes its last image."""
+    category = "essentials/image batch"
+    image: IMAGE
+    start: int = Int(0, min=0, max=BATCH_LIMIT)
+    length: int = Int(-1, min=-1, max=BATCH_LIMIT)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageFromBatch+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        return image[batch_slice(image.shape[0], self.start, self.length)]
+
+
+class ImageListToBatch(Node):
+    """Join a list of images (a list output, such as a node run once per item gives) into one
+    batch, as ComfyUI_essentials' Image List To Batch does: each one of another size is resized
+    (bicubic, centre-cropped) to the first one's size."""
+    category = "essentials/image batch"
+    input_is_list = True
+    image: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageListToBatch+",))
+
+    def run(self):
+        import torch
+        images = [_image(image, "image") for image in self.image]
+        if not images:
+            raise NodeInputError("image", "an empty list: expected at least one image")
+        first = images[0]
+        out = []
+        for image in images:
+            if image.shape[-1] != first.shape[-1]:
+                raise NodeInputError("image", f"an image of {image.shape[-1]} channels; the first has {first.shape[-1]}")
+            if image.shape[1:3] != first.shape[1:3]:
+                image = _resize_image(image, first.shape[2], first.shape[1], "bicubic", crop=True)
+            out.append(image)
+        return torch.cat(out)
+
+
+class ImageCompositeFromMaskBatch(Node):
+    """Blend image_to over image_from where the mask is, one mask per frame, as
+    ComfyUI_essentials' Image Composite From Mask Batch does: mask * image_to + (1 - mask) *
+    image_from. image_to and the masks are resized (bicubic, centre-cropped) to image_from's size;
+    image_from is cut to the masks' count or made that long with copies of its last image."""
+    category = "essentials/image manipulation"
+    image_from: IMAGE
+    image_to: IMAGE
+    mask: MASK
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageCompositeFromMaskBatch+",))
+
+    def run(self):
+        source, target = _image(self.image_from, "image_from"), _image(self.image_to, "image_to")
+        mask = _mask(self.mask, "mask")
+        frames = mask.shape[0]
+        if target.shape[0] not in (1, frames):
+            raise NodeInputError("image_to", f"a batch of {target.shape[0]}; expected 1 or one per mask ({frames})")
+        if target.shape[-1] != source.shape[-1]:
+            raise NodeInputError("image_to", f"{target.shape[-1]} channels; image_from has {source.shape[-1]}")
+        height, width = source.shape[1:3]
+        if target.shape[1:3] != (height, width):
+            target = _resize_image(target, width, height, "bicubic", crop=True)
+        source = fit_batch(source, frames)
+        mask = mask[..., None]
+        if mask.shape[1:3] != (height, width):
+            mask = _resize_image(mask, width, height, "bicubic", crop=True)
+        return mask * target + (1 - mask) * source
+
+
+class ImageComposite(Node):
+    """Paste `source` onto `destination` at (x + offset_x, y + offset_y), through the mask where one
+    is connected, as ComfyUI_essentials' Image Composite does: the mask is resized (bicubic) to the
+    source's size, and the mask and destination batches are cut to the source's count or made
+    that long with copies of their last one. Deliberately unlike the pack, which fails when the
+    source reaches past the destination's right or bottom edge (or starts left of or above it),
+    the part outside the destination is cut off."""
+    category = "essentials/image manipulation"
+    destination: IMAGE
+    source: IMAGE
+    x: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    y: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    offset_x: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    offset_y: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageComposite+",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        destination, source = _image(self.destination, "destination"), _image(self.source, "source")
+        if source.shape[-1] != destination.shape[-1]:
+            raise NodeInputError("source", f"{source.shape[-1]} channels; destination has {destination.shape[-1]}")
+        count, sh, sw = source.shape[:3]
+        mask = torch.ones(source.shape[:3]) if self.mask is None else _mask(self.mask, "mask").float()
+        if mask.shape[1:] != (sh, sw):
+            mask = F.interpolate(mask[:, None], size=(sh, sw), mode="bicubic")[:, 0]
+        mask = fit_batch(mask, count)[..., None].to(source)
+        out = fit_batch(destination, count).clone()
+        dh, dw = out.shape[1:3]
+        x, y = self.x + self.offset_x, self.y + self.offset_y
+        x1, y1, x2, y2 = max(x, 0), max(y, 0), min(x + sw, dw), min(y + sh, dh)
+        if x1 < x2 and y1 < y2:
+            s = source[:, y1 - y:y2 - y, x1 - x:x2 - x]
+            m = mask[:, y1 - y:y2 - y, x1 - x:x2 - x]
+            out[:, y1:y2, x1:x2] = s * m + out[:, y1:y2, x1:x2] * (1 - m)
+        return out
+
+
+CROP_POSITIONS = ("top-left", "top-center", "top-right", "right-center", "bottom-right", "bottom-center",
+                  "bottom-left", "left-center", "center")
+
+
+def crop_box(ow: int, oh: int, width: int, height: int, position: str, x_offset: int, y_offset: int):
+    """ImageCrop+'s (x, y, x2, y2): a width x height box (at most the image) placed at `position`
+    ("center" in its name centres both, then top/bottom/left/right move it to that edge), moved
+    by the offsets, then cut to the image."""
+    width, height = min(ow, width), min(oh, height)
+    x = y = 0
+    if "center" in position:
+        x, y = round((ow - width) / 2), round((oh - height) / 2)
+    if "top" in position:
+        y = 0
+    if "bottom" in position:
+        y = oh - height
+    if "left" in position:
+        x = 0
+    if "right" in position:
+        x = ow - width
+    x, y = x + x_offset, y + y_offset
+    return max(x, 0), max(y, 0), min(x + width, ow), min(y + height, oh)
+
+
+class ImageCropPlus(Node):
+    """Crop a width x height box placed at `position` and moved by the offsets, as
+    ComfyUI_essentials' Image Crop does (the box is cut to the image). Gives the crop and its
+    top-left corner."""
+    category = "essentials/image manipulation"
+    image: IMAGE
+    width: int = Int(256, min=0, max=MAX_SIZE, step=8)
+    height: int = Int(256, min=0, max=MAX_SIZE, step=8)
+    position: str = Choice(CROP_POSITIONS, "top-left")
+    x_offset: int = Int(0, min=-99999, max=99999)
+    y_offset: int = Int(0, min=-99999, max=99999)
+    outputs = {"IMAGE": IMAGE, "x": INT, "y": INT}
+    comfy = ComfyAlias(("ImageCrop+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        oh, ow = image.shape[1:3]
+        x, y, x2, y2 = crop_box(ow, oh, self.width, self.height, self.position, self.x_offset, self.y_offset)
+        if x >= x2 or y >= y2:
+            raise NodeInputError("x_offset" if x >= x2 else "y_offset",
+                                 f"the {self.width}x{self.height} box at {self.position} moved by "
+                                 f"({self.x_offset}, {self.y_offset}) lies outside the {ow}x{oh} image")
+        return image[:, y:y2, x:x2], x, y
+
+
+def _flip(x, axis: str):
+    """Flip an IMAGE or MASK batch: "x" mirrors left-right, "y" upside down, "xy" both."""
+    dims = (1,) * ("y" in axis) + (2,) * ("x" in axis)
+    return x.flip(dims)
+
+
+class ImageFlipPlus(Node):
+    """Mirror images as ComfyUI_essentials' Image Flip does: "x" left-right, "y" upside down,
+    "xy" both."""
+    category = "essentials/image manipulation"
+    image: IMAGE
+    axis: str = Choice(("x", "y", "xy"), "x")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageFlip+",))
+
+    def run(self):
+        return _flip(_image(self.image, "image"), self.axis)
+
+
+def tile_spans(count: int, tile: int, overlap: int, total: int) -> list[tuple[int, int]]:
+    """The pack's tiles along one side: tile i starts at i * tile, moved back by the overlap after
+    the first, and is tile + overlap long; one running past `total` is moved back inside."""
+    spans = []
+    for i in range(count):
+        start = i * tile - (overlap if i > 0 else 0)
+        end = start + tile + overlap
+        if end > total:
+            end, start = total, total - tile - overlap
+        spans.append((start, end))
+    return spans
+
+
+class ImageTile(Node):
+    """Cut images into rows x cols tiles, as ComfyUI_essentials' Image Tile does: each tile is
+    (width // cols) x (height // rows) plus the overlap (overlap times the tile's side plus
+    overlap_x / overlap_y pixels, at most half a tile; none across a single row or column), the
+    tiles after the first of each row and column reaching back into the one before. The tiles
+    come row by row (each tile of every image of the batch together). Gives them with their size
+    and the overlaps in pixels, for Image Untile."""
+    category = "essentials/image manipulation"
+    image: IMAGE
+    rows: int = Int(2, min=1, max=256)
+    cols: int = Int(2, min=1, max=256)
+    overlap: float = Float(0.0, min=0.0, max=0.5, step=0.01)
+    overlap_x: int = Int(0, min=0, max=MAX_SIZE // 2)
+    overlap_y: int = Int(0, min=0, max=MAX_SIZE // 2)
+    outputs = {"IMAGE": IMAGE, "tile_width": INT, "tile_height": INT, "overlap_x": INT, "overlap_y": INT}
+    comfy = ComfyAlias(("ImageTile+",))
+
+    def run(self):
+        import torch
+        image = _image(self.image, "image")
+        h, w = image.shape[1:3]
+        if self.rows > h or self.cols > w:
+            raise NodeInputError("rows" if self.rows > h else "cols",
+                                 f"{self.rows} rows x {self.cols} columns of a {w}x{h} image leave empty tiles")
+        tile_h, tile_w = h // self.rows, w // self.cols
+        overlap_h = 0 if self.rows == 1 else min(tile_h // 2, int(tile_h * self.overlap) + self.overlap_y)
+        overlap_w = 0 if self.cols == 1 else min(tile_w // 2, int(tile_w * self.overlap) + self.overlap_x)
+        rows = tile_spans(self.rows, tile_h, overlap_h, tile_h * self.rows)
+        cols = tile_spans(self.cols, tile_w, overlap_w, tile_w * self.cols)
+        tiles = torch.cat([image[:, y1:y2, x1:x2] for y1, y2 in rows for x1, x2 in cols])
+        return tiles, tile_w + overlap_w, tile_h + overlap_h, overlap_w, overlap_h
+
+
+class ImageUntile(Node):
+    """Put Image Tile's tiles back together into one image, as ComfyUI_essentials' Image Untile
+    does: rows x cols tiles (the first rows x cols of the batch, row by row), each overlapping the
+    one above and to the left by overlap_y / overlap_x pixels and faded into them linearly over
+    the overlap."""
+    category = "essentials/image manipulation"
+    tiles: IMAGE
+    overlap_x: int = Int(0, min=0, max=MAX_SIZE // 2)
+    overlap_y: int = Int(0, min=0, max=MAX_SIZE // 2)
+    rows: int = Int(2, min=1, max=256)
+    cols: int = Int(2, min=1, max=256)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageUntile+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, values = inputs.get("tiles"), [widgets.get(k) for k in ("overlap_x", "overlap_y", "rows", "cols")]
+        if size is None or not all(isinstance(v, int) for v in values):
+            return Estimate(None)
+        ox, oy, rows, cols = values
+        return Estimate(Size(1, max(rows * (size.height - oy), 1), max(cols * (size.width - ox), 1)))
+
+    def run(self):
+        import torch
+        tiles = _image(self.tiles, "tiles")
+        if tiles.shape[0] < self.rows * self.cols:
+            raise NodeInputError("tiles", f"{tiles.shape[0]} tiles; {self.rows} rows x {self.cols} columns need "
+                                          f"{self.rows * self.cols}")
+        th, tw = tiles.shape[1] - self.overlap_y, tiles.shape[2] - self.overlap_x
+        if th < 1 or tw < 1:
+            raise NodeInputError("overlap_x" if tw < 1 else "overlap_y",
+                                 f"an overlap as big as the {tiles.shape[2]}x{tiles.shape[1]} tiles")
+        out_h, out_w = self.rows * th, self.cols * tw
+        out = torch.zeros((1, out_h, out_w, tiles.shape[3]), dtype=tiles.dtype)
+        rows = tile_spans(self.rows, th, self.overlap_y, out_h)
+        cols = tile_spans(self.cols, tw, self.overlap_x, out_w)
+        for i, (y1, y2) in enumerate(rows):
+            for j, (x1, x2) in enumerate(cols):
+                weight = torch.ones((th + self.overlap_y, tw + self.overlap_x, 1), dtype=tiles.dtype)
+                if i > 0:  # fade in over the overlap with the tile above (and below: left as the pack leaves it)
+                    weight[:self.overlap_y] *= torch.linspace(0, 1, self.overlap_y, dtype=tiles.dtype)[:, None, None]
+                if j > 0:
+                    weight[:, :self.overlap_x] *= torch.linspace(0, 1, self.overlap_x, dtype=tiles.dtype)[None, :, None]
+                tile = tiles[i * self.cols + j]
+                out[0, y1:y2, x1:x2] = out[0, y1:y2, x1:x2] * (1 - weight) + tile * weight
+        return out
+
+
+class ImageRemoveAlpha(Node):
+    """Drop the alpha channel of RGBA images, as ComfyUI_essentials' Image Remove Alpha does
+    (other images pass unchanged)."""
+    category = "essentials/image utils"
+    image: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageRemoveAlpha+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        return image[..., :3] if image.shape[-1] == 4 else image
+
+
+DESATURATE_METHODS = ("luminance (Rec.709)", "luminance (Rec.601)", "average", "lightness")
+
+
+class ImageDesaturate(Node):
+    """Blend images towards grey by `factor`, as ComfyUI_essentials' Image Desaturate does: grey
+    is Rec.709 luminance (0.2126 R + 0.7152 G + 0.0722 B), Rec.601 (0.299, 0.587, 0.114), the
+    channels' average, or lightness ((max + min) / 2); clamped to 0..1."""
+    category = "essentials/image processing"
+    image: IMAGE
+    factor: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    method: str = Choice(DESATURATE_METHODS, "luminance (Rec.709)")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDesaturate+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        if image.shape[-1] != 3:
+            raise NodeInputError("image", f"{image.shape[-1]} channels: expected RGB images")
+        r, g, b = image.unbind(-1)
+        grey = {"luminance (Rec.709)": lambda: 0.2126 * r + 0.7152 * g + 0.0722 * b,
+                "luminance (Rec.601)": lambda: 0.299 * r + 0.587 * g + 0.114 * b,
+                "average": lambda: image.mean(-1),
+                "lightness": lambda: (image.amax(-1) + image.amin(-1)) / 2}[self.method]()
+        return ((1.0 - self.factor) * image + self.factor * grey[..., None]).clamp(0, 1)
+
+
+class ImagePosterize(Node):
+    """Black and white images, as ComfyUI_essentials' Image Posterize does: white where the
+    channels' average is above `threshold`, else black."""
+    category = "essentials/image processing"
+    image: IMAGE
+    threshold: float = Float(0.5, min=0.0, max=1.0, step=0.05)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImagePosterize+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        return (image.mean(-1, keepdim=True) > self.threshold).float().expand(-1, -1, -1, 3).contiguous()
+
+
+class ImageCASharpening(Node):
+    """AMD's Contrast Adaptive Sharpening, as ComfyUI_essentials' Image Contrast Adaptive Sharpening
+    does it: each pixel is pushed away from its four neighbours by a weight -sqrt(min(mn, 2 - mx) /
+    mx) (amount (1/5 - 1/8) + 1/8), where mn and mx add the least and greatest values of the pixel's
+    cross and of its diagonals (zero outside the image), then normalised and clamped to 0..1."""
+    category = "essentials/image processing"
+    image: IMAGE
+    amount: float = Float(0.8, min=0.0, max=1.0, step=0.05)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageCASharpening+",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        x = F.pad(_image(self.image, "image").movedim(-1, 1), (1, 1, 1, 1))
+        h, w = x.shape[2] - 2, x.shape[3] - 2
+
+        def at(dy, dx):  # the neighbour dy rows down and dx columns right of each pixel
+            return x[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+        cross = torch.stack([at(-1, 0), at(0, -1), at(0, 0), at(0, 1), at(1, 0)])
+        diagonal = torch.stack([at(-1, -1), at(-1, 1), at(1, -1), at(1, 1)])
+        mn = cross.amin(0) + diagonal.amin(0)
+        mx = cross.amax(0) + diagonal.amax(0)
+        amp = torch.sqrt(torch.minimum(mn, 2 - mx) / (mx + 1e-5))
+        weight = -amp * (self.amount * (1 / 5 - 1 / 8) + 1 / 8)
+        out = ((at(-1, 0) + at(0, -1) + at(0, 1) + at(1, 0)) * weight + at(0, 0)) / (1 + 4 * weight)
+        return out.clamp(0, 1).movedim(1, -1)
+
+
+class ImagePreviewFromLatent(Node):
+    """Decode a latent with the VAE, show the images and give them on, as ComfyUI_essentials'
+    Image Preview From Latent does, with their width and height and an empty 64x64 mask. A
+    tile_size above 0 decodes in tiles of that many pixels (at least 320, as in the pack) with
+    graphflow's tiled decoding (VAE Decode's, overlapping by 64 pixels). The pack's `image` widget
+    can hold an image pasted in its editor (clipspace) to give instead: that is not supported
+    here, only "none"."""
+    category = "essentials/image utils"
+    output_node = True
+    latent: LATENT
+    vae: VAE
+    tile_size: int = Int(0, min=0, max=4096, step=64)
+    image: str = Choice(("none",), "none")
+    outputs = {"IMAGE": IMAGE, "MASK": MASK, "width": INT, "height": INT}
+    comfy = ComfyAlias(("ImagePreviewFromLatent+",))
+
+    def run(self):
+        import torch
+        tiled = self.tile_size > 0
+        image = _core(VAEDecode, {"samples": "latent"}, samples=self.latent, vae=self.vae, tiled=tiled,
+                      tile_size=max(self.tile_size, 320), overlap=64)
+        preview(image)
+        return image, torch.zeros((1, 64, 64)), image.shape[2], image.shape[1]
+
+
+# -- mask -------------------------------------------------------------------------------------
+
+
+class MaskBlur(Node):
+    """Blur masks with a Gaussian `amount` pixels wide, as ComfyUI_essentials' Mask Blur does
+    (torchvision's gaussian_blur: an even amount is made odd, sigma 0.3 ((amount - 1) / 2 - 1) +
+    0.8, borders mirrored). `device` is kept for the pack's saves and does nothing here."""
+    category = "essentials/mask"
+    mask: MASK
+    amount: int = Int(6, min=0, max=256)
+    device: str = Choice(DEVICES, "auto")
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskBlur+",))
+
+    def run(self):
+        mask = _mask(self.mask, "mask")
+        return mask if self.amount == 0 else torchvision_blur(mask, self.amount, "amount")
+
+
+class MaskFlip(Node):
+    """Mirror masks as ComfyUI_essentials' Mask Flip does: "x" left-right, "y" upside down, "xy"
+    both."""
+    category = "essentials/mask"
+    mask: MASK
+    axis: str = Choice(("x", "y", "xy"), "x")
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskFlip+",))
+
+    def run(self):
+        return _flip(_mask(self.mask, "mask"), self.axis)
+
+
+class EssentialsMaskPreview(MaskPreview):
+    """Show masks in the editor as grey images (white = 1), as ComfyUI_essentials' Mask Preview
+    does (the core Mask Preview's)."""
+    category = "essentials/mask"
+    comfy = ComfyAlias(("MaskPreview+",))
+
+
+def _resized_mask(mask, width: int, height: int):
+    """A mask batch resized (bicubic, centre-cropped) to width x height, as the pack resizes them
+    through an image's channels."""
+    return _resize_image(mask[..., None], width, height, "bicubic", crop=True)[..., 0]
+
+
+class MaskBatch(Node):
+    """Join two mask batches, as ComfyUI_essentials' Mask Batch does: mask2 is resized (bicubic,
+    centre-cropped) to mask1's size when they differ."""
+    category = "essentials/mask batch"
+    mask1: MASK
+    mask2: MASK
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskBatch+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return joined_batches([inputs.get("mask1"), inputs.get("mask2")])
+
+    def run(self):
+        import torch
+        first, second = _mask(self.mask1, "mask1"), _mask(self.mask2, "mask2")
+        if second.shape[1:] != first.shape[1:]:
+            second = _resized_mask(second, first.shape[2], first.shape[1])
+        return torch.cat([first, second.to(first.dtype)])
+
+
+class MaskExpandBatch(Node):
+    """Make the mask batch `size` long, as ComfyUI_essentials' Mask Expand Batch does (Image
+    Expand Batch's methods)."""
+    category = "essentials/mask batch"
+    mask: MASK
+    size: int = Int(16, min=1, max=BATCH_LIMIT)
+    method: str = Choice(("expand", "repeat all", "repeat first", "repeat last"), "expand")
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskExpandBatch+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return expanded(inputs.get("mask"), widgets.get("size"))
+
+    def run(self):
+        mask = _mask(self.mask, "mask")
+        return mask[expand_indexes(mask.shape[0], self.size, self.method)]
+
+
+class MaskBoundingBox(Node):
+    """Crop masks (and an image) to the box around every set pixel of the whole mask batch, grown
+    by `padding` pixels (inside the mask), as ComfyUI_essentials' Mask Bounding Box does. The
+    mask is first blurred by `blur` (Mask Blur's); without an image the mask itself is cropped as
+    the image; an image of another size is resized (bicubic, centre-cropped) to the mask's and
+    its batch cut or lengthened (its last image repeated) to the masks'. Gives the crops and the
+    box's x, y, width and height."""
+    category = "essentials/mask"
+    mask: MASK
+    padding: int = Int(0, min=0, max=4096)
+    blur: int = Int(0, min=0, max=256)
+    image_optional: IMAGE = None
+    outputs = {"MASK": MASK, "IMAGE": IMAGE, "x": INT, "y": INT, "width": INT, "height": INT}
+    comfy = ComfyAlias(("MaskBoundingBox+",))
+
+    def run(self):
+        import torch
+        mask = _mask(self.mask, "mask")
+        _, mh, mw = mask.shape
+        if self.image_optional is None:
+            image = mask[..., None].expand(-1, -1, -1, 3)
+        else:
+            image = _image(self.image_optional, "image_optional")
+            if image.shape[1:3] != (mh, mw):
+                image = _resize_image(image, mw, mh, "bicubic", crop=True)
+            image = fit_batch(image, mask.shape[0])
+        if self.blur > 0:
+            mask = torchvision_blur(mask, self.blur, "blur")
+        _, ys, xs = torch.nonzero(mask, as_tuple=True)
+        if len(xs) == 0:
+            raise NodeInputError("mask", "an empty mask: there is no box around nothing")
+        x1, x2 = max(0, xs.min().item() - self.padding), min(mw, xs.max().item() + 1 + self.padding)
+        y1, y2 = max(0, ys.min().item() - self.padding), min(mh, ys.max().item() + 1 + self.padding)
+        return mask[:, y1:y2, x1:x2], image[:, y1:y2, x1:x2], x1, y1, x2 - x1, y2 - y1
+
+
+class MaskFromColor(Node):
+    """A mask of the pixels of one colour, as ComfyUI_essentials' Mask From Color does: 1 where
+    each of the pixel's 8-bit channels (rounded) is within `threshold` of red, green and blue."""
+    category = "essentials/mask"
+    image: IMAGE
+    red: int = Int(255, min=0, max=255)
+    green: int = Int(255, min=0, max=255)
+    blue: int = Int(255, min=0, max=255)
+    threshold: int = Int(0, min=0, max=127)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskFromColor+",))
+
+    def run(self):
+        import torch
+        image = _image(self.image, "image")
+        if image.shape[-1] < 3:
+            raise NodeInputError("image", f"{image.shape[-1]} channels: expected RGB images")
+        pixels = (image[..., :3].clamp(0, 1) * 255).round()
+        color = torch.tensor([self.red, self.green, self.blue], dtype=pixels.dtype)
+        low, high = (color - self.threshold).clamp(min=0), (color + self.threshold).clamp(max=255)
+        return ((pixels >= low) & (pixels <= high)).all(-1).float()
+
+
+class MaskFromRGBCMYBW(Node):
+    """Masks of the red, green, blue, cyan, magenta, yellow, black and white pixels, as
+    ComfyUI_essentials' Mask From RGB/CMY/BW does: a channel counts as on at 1 - threshold or
+    more, as off below threshold (black: at most the thresholds; magenta's blue: above 1 -
+    threshold_b, as in the pack)."""
+    category = "essentials/mask"
+    image: IMAGE
+    threshold_r: float = Float(0.15, min=0.0, max=1.0, step=0.01)
+    threshold_g: float = Float(0.15, min=0.0, max=1.0, step=0.01)
+    threshold_b: float = Float(0.15, min=0.0, max=1.0, step=0.01)
+    outputs = {"red": MASK, "green": MASK, "blue": MASK, "cyan": MASK, "magenta": MASK, "yellow": MASK,
+               "black": MASK, "white": MASK}
+    comfy = ComfyAlias(("MaskFromRGBCMYBW+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        if image.shape[-1] < 3:
+            raise NodeInputError("image", f"{image.shape[-1]} channels: expected RGB images")
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        tr, tg, tb = self.threshold_r, self.threshold_g, self.threshold_b
+        on_r, on_g, on_b = r >= 1 - tr, g >= 1 - tg, b >= 1 - tb
+        off_r, off_g, off_b = r < tr, g < tg, b < tb
+        masks = (on_r & off_g & off_b, off_r & on_g & off_b, off_r & off_g & on_b,
+                 off_r & on_g & on_b, on_r & off_g & (b > 1 - tb), on_r & on_g & off_b,
+                 (r <= tr) & (g <= tg) & (b <= tb), on_r & on_g & on_b)
+        return tuple(m.float() for m in masks)
+
+
+class MaskFromBatch(Node):
+    """Take `length` masks from `start` on, as ComfyUI_essentials' Mask From Batch does; a start
+    past the batch takes its last mask."""
+    category = "essentials/mask batch"
+    mask: MASK
+    start: int = Int(0, min=0, max=BATCH_LIMIT)
+    length: int = Int(1, min=1, max=BATCH_LIMIT)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskFromBatch+",))
+
+    def run(self):
+        mask = _mask(self.mask, "mask")
+        return mask[batch_slice(mask.shape[0], self.start, self.length)]
+
+
+class MaskFromList(Node):
+    """Solid width x height masks, one per value, as ComfyUI_essentials' Mask From List does: the
+    values linked in (a number or a list of numbers) then those written in str_values (separated
+    by commas), each clamped to 0..1."""
+    category = "essentials/mask"
+    width: int = Int(32, min=0, max=MAX_SIZE, step=8, resource="width")
+    height: int = Int(32, min=0, max=MAX_SIZE, step=8, resource="height")
+    values: ANY = None
+    str_values: str = Text("", multiline=True)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskFromList+",))
+
+    def run(self):
+        import torch
+        given = [] if self.values is None else list(self.values) if isinstance(self.values, (list, tuple)) \
+            else [self.values]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in given):
+            raise NodeInputError("values", f"expected numbers, got {given!r}")
+        if self.str_values.strip() != "":
+            try:
+                given += [float(v) for v in self.str_values.split(",")]
+            except ValueError:
+                raise NodeInputError("str_values", f"{self.str_values!r}: expected numbers separated by commas, "
+                                                   f"like \"0.0, 0.5, 1.0\"") from None
+        if not given:
+            raise NodeInputError("str_values", "no values: link some into values or write them here")
+        levels = torch.tensor(given, dtype=torch.float32).clamp(0.0, 1.0)
+        return levels.view(-1, 1, 1).expand(-1, self.height, self.width).contiguous()
+
+
+class MaskSmooth(Node):
+    """Smooth a mask's edges, as ComfyUI_essentials' Mask Smooth does: the mask cut at 0.5 is
+    blurred `amount` pixels wide (Mask Blur's Gaussian) and cut at 0.5 again (exactly 0.5 gives
+    0), so the result is 0 or 1."""
+    category = "essentials/mask"
+    mask: MASK
+    amount: int = Int(0, min=0, max=127)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskSmooth+",))
+
+    def run(self):
+        mask = _mask(self.mask, "mask")
+        return mask if self.amount == 0 else binary_smooth(mask, self.amount, "amount")
+
+
+class MaskFix(Node):
+    """Clean up masks, as ComfyUI_essentials' Mask Fix does, in this order: grey erosion
+    (erode_dilate < 0) or dilation (> 0) over a square of that many pixels, grey closing over
+    fill_holes pixels, grey opening over remove_isolated_pixels pixels (scipy.ndimage's), Mask
+    Smooth's smoothing by `smooth`, then Mask Blur's blur by `blur`."""
+    category = "essentials/mask"
+    mask: MASK
+    erode_dilate: int = Int(0, min=-256, max=256)
+    fill_holes: int = Int(0, min=0, max=128)
+    remove_isolated_pixels: int = Int(0, min=0, max=32)
+    smooth: int = Int(0, min=0, max=256)
+    blur: int = Int(0, min=0, max=256)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskFix+",))
+
+    def run(self):
+        import scipy.ndimage
+        import torch
+        mask = _mask(self.mask, "mask").float()
+        fixed = []
+        for m in mask.cpu().numpy():
+            if self.erode_dilate < 0:
+                m = scipy.ndimage.grey_erosion(m, size=(-self.erode_dilate,) * 2)
+            elif self.erode_dilate > 0:
+                m = scipy.ndimage.grey_dilation(m, size=(self.erode_dilate,) * 2)
+            if self.fill_holes > 0:
+                m = scipy.ndimage.grey_closing(m, size=(self.fill_holes,) * 2)
+            if self.remove_isolated_pixels > 0:
+                m = scipy.ndimage.grey_opening(m, size=(self.remove_isolated_pixels,) * 2)
+            fixed.append(torch.from_numpy(m.copy()))
+        out = torch.stack(fixed)
+        if self.smooth > 0:
+            out = binary_smooth(out, self.smooth, "smooth")
+        if self.blur > 0:
+            out = torchvision_blur(out, self.blur, "blur")
+        return out.float()
+
+
+TRANSITIONS = ("horizontal slide", "vertical slide", "horizontal bar", "vertical bar", "center box",
+               "horizontal door", "vertical door", "circle", "fade")
+TIMINGS = {"linear": lambda p: p, "in": lambda p: p * p, "out": lambda p: 1 - (1 - p) ** 2,
+           "in-out": lambda p: 2 * p * p if p < 0.5 else 1 - 2 * (1 - p) ** 2}
+
+
+def transition_frame(kind: str, width: int, height: int, progress: float):
+    """One frame of TransitionMask+ at `progress` (0..1)."""
+    import torch
+    frame = torch.zeros((height, width))
+    if kind == "horizontal slide":
+        frame[:, :round(width * progress)] = 1.0
+    elif kind == "vertical slide":
+        frame[:round(height * progress)] = 1.0
+    elif kind == "center box":
+        box_w, box_h = round(width * progress), round(height * progress)
+        x, y = (width - box_w) // 2, (height - box_h) // 2
+        frame[y:y + box_h, x:x + box_w] = 1.0
+    elif kind == "circle":
+        radius = math.ceil(math.sqrt(width ** 2 + height ** 2) * progress / 2)
+        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                                indexing="ij")
+        frame[(xs - width // 2) ** 2 + (ys - height // 2) ** 2 <= radius ** 2] = 1.0
+    elif kind == "horizontal bar":
+        bar = round(height * progress)
+        y = (height - bar) // 2
+        frame[y:y + bar] = 1.0
+    elif kind == "vertical bar":
+        bar = round(width * progress)
+        x = (width - bar) // 2
+        frame[:, x:x + bar] = 1.0
+    elif kind == "horizontal door":
+        bar = math.ceil(height * progress / 2)
+        if bar > 0:
+            frame[:bar] = frame[-bar:] = 1.0
+    elif kind == "vertical door":
+        bar = math.ceil(width * progress / 2)
+        if bar > 0:
+            frame[:, :bar] = frame[:, -bar:] = 1.0
+    else:  # fade
+        frame[:] = progress
+    return frame
+
+
+class TransitionMask(Node):
+    """A batch of `frames` masks animating a transition, as ComfyUI_essentials' Transition Mask
+    does: empty before start_frame, the transition from start_frame up to end_frame (at most
+    `frames`), its progress i / (its length - 1) shaped by timing_function ("in" p², "out" 1 - (1 -
+    p)², "in-out" both halves), then full masks to the end. A transition of one frame fails in the
+    pack (it divides by zero) and is refused here."""
+    category = "essentials/mask"
+    width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
+    frames: int = Int(16, min=1, max=9999, resource="batch")
+    start_frame: int = Int(0, min=0, max=9999)
+    end_frame: int = Int(9999, min=0, max=BATCH_LIMIT)
+    transition_type: str = Choice(TRANSITIONS, "horizontal slide")
+    timing_function: str = Choice(tuple(TIMINGS), "linear")
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("TransitionMask+",))
+
+    def run(self):
+        import torch
+        end = min(self.frames, self.end_frame)
+        length = end - self.start_frame
+        if length == 1:
+            raise NodeInputError("end_frame", f"a transition of one frame ({self.start_frame} to {end}): expected "
+                                              f"two or more, or none")
+        timing = TIMINGS[self.timing_function]
+        out = [torch.zeros((self.height, self.width))] * self.start_frame
+        out += [transition_frame(self.transition_type, self.width, self.height, timing(i / (length - 1)))
+                for i in range(length)]
+        out += [torch.ones((self.height, self.width))] * (self.frames - end)
+        if not out:
+            raise NodeInputError("start_frame", f"{self.start_frame} is past the {self.frames} frames: no masks")
+        return torch.stack(out)
+
+
+# -- utilities ----------------------------------------------------------------------------------
+
+
+class SimpleMathFloat(Node):
+    """A number, as ComfyUI_essentials' Simple Math Float gives it."""
+    category = "essentials/utilities"
+    value: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.05)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMathFloat+",))
+
+    def run(self):
+        return float(self.value)
+
+
+class SimpleMathPercent(Node):
+    """A number from 0 to 1, as ComfyUI_essentials' Simple Math Percent gives it."""
+    category = "essentials/utilities"
+    value: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMathPercent+",))
+
+    def run(self):
+        return float(self.value)
+
+
+class SimpleMathInt(Node):
+    """A whole number, as ComfyUI_essentials' Simple Math Int gives it."""
+    category = "essentials/utilities"
+    value: int = Int(0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT)
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("SimpleMathInt+",))
+
+    def run(self):
+        return int(self.value)
+
+
+def slider_value(fraction: float, low: float, high: float, rounding: int) -> tuple[float, int]:
+    """The Simple Math sliders' value: low + fraction (high - low), rounded to `rounding` decimals
+    when above 0, and that value cut to a whole number."""
+    value = low + fraction * (high - low)
+    if rounding > 0:
+        value = round(value, rounding)
+    return value, int(value)
+
+
+class SimpleMathSlider(Node):
+    """A slider from 0 to 1 mapped onto min..max, as ComfyUI_essentials' Simple Math Slider does:
+    min + value (max - min), rounded to `rounding` decimals when above 0; also as a whole number
+    (cut towards 0)."""
+    category = "essentials/utilities"
+    value: float = Float(0.5, min=0.0, max=1.0, step=0.001)
+    min: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    max: float = Float(1.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    rounding: int = Int(0, min=0, max=10)
+    outputs = {"FLOAT": FLOAT, "INT": INT}
+    comfy = ComfyAlias(("SimpleMathSlider+",))
+
+    def run(self):
+        return slider_value(self.value, self.min, self.max, self.rounding)
+
+
+class SimpleMathSliderLowRes(Node):
+    """A slider of 0 to 10 steps mapped onto min..max, as ComfyUI_essentials' Simple Math Slider
+    low-res does: min + value / 10 (max - min), rounded to `rounding` decimals when above 0. The
+    pack gives no value on its INT output (it fails when that is linked); here it is the value cut
+    to a whole number, as Simple Math Slider gives."""
+    category = "essentials/utilities"
+    value: int = Int(5, min=0, max=10)
+    min: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    max: float = Float(1.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    rounding: int = Int(0, min=0, max=10)
+    outputs = {"FLOAT": FLOAT, "INT": INT}
+    comfy = ComfyAlias(("SimpleMathSliderLowRes+",))
+
+    def run(self):
+        return slider_value(0.1 * self.value, self.min, self.max, self.rounding)
+
+
+class SimpleMathBoolean(Node):
+    """True or false, as ComfyUI_essentials' Simple Math Boolean gives it."""
+    category = "essentials/utilities"
+    value: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("SimpleMathBoolean+",))
+
+    def run(self):
+        return self.value
+
+
+class SimpleMathDual(Node):
+    """Two Simple Math formulas of the same a, b, c and d, as ComfyUI_essentials' Simple Math Dual
+    works them out (Simple Math's grammar, an unconnected input counting 0): each as a whole
+    number (rounded half to even) and as a number."""
+    category = "essentials/utilities"
+    a: ANY = None
+    b: ANY = None
+    c: ANY = None
+    d: ANY = None
+    value_1: str = Text("")
+    value_2: str = Text("")
+    outputs = {"int_1": INT, "float_1": FLOAT, "int_2": INT, "float_2": FLOAT}
+    comfy = ComfyAlias(("SimpleMathDual+",))
+
+    def run(self):
+        given = {"a": self.a, "b": self.b, "c": self.c, "d": self.d}
+        return (*essentials_math(self.value_1, given, "value_1"), *essentials_math(self.value_2, given, "value_2"))
+
+
+class SimpleMathCondition(Node):
+    """Work out on_true when `evaluate` is true, else on_false, as ComfyUI_essentials' Simple Math
+    Condition does (Simple Math's formulas of a, b and c): as a whole number and as a number."""
+    category = "essentials/utilities"
+    a: ANY = None
+    b: ANY = None
+    c: ANY = None
+    evaluate: ANY
+    on_true: str = Text("")
+    on_false: str = Text("")
+    outputs = {"INT": INT, "FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMathCondition+",))
+
+    def run(self):
+        name = "on_true" if self.evaluate else "on_false"
+        return essentials_math(getattr(self, name), {"a": self.a, "b": self.b, "c": self.c}, name)
+
+
+class SimpleCondition(Node):
+    """Give on_true when `evaluate` is true, else on_false, as ComfyUI_essentials' Simple Condition
+    does. With evaluate false and on_false unconnected, the pack stops the nodes after it without
+    an error (ComfyUI's execution blocker); graphflow has no such blocking, so that is an error
+    naming on_false."""
+    category = "essentials/utilities"
+    evaluate: ANY
+    on_true: ANY
+    on_false: ANY = None
+    outputs = {"result": ANY}
+    comfy = ComfyAlias(("SimpleCondition+",))
+
+    def run(self):
+        if self.evaluate:
+            return self.on_true
+        if self.on_false is None:
+            raise NodeInputError("on_false", "evaluate is false and on_false is not connected: the pack silently "
+                                             "skips the nodes after it, which graphflow doesn't; connect on_false")
+        return self.on_false
+
+
+COMPARISONS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+               ">=": operator.ge}
+
+
+class SimpleComparison(Node):
+    """Compare a with b, as ComfyUI_essentials' Simple Comparison does (Python's comparison: numbers
+    by value, text alphabetically)."""
+    category = "essentials/utilities"
+    a: ANY
+    b: ANY
+    comparison: str = Choice(tuple(COMPARISONS), "==")
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("SimpleComparison+",))
+
+    def run(self):
+        try:
+            return bool(COMPARISONS[self.comparison](self.a, self.b))
+        except (TypeError, RuntimeError) as e:
+            raise NodeInputError("b", f"can't compare {type(self.a).__name__} {self.comparison} "
+                                      f"{type(self.b).__name__}: {e}") from None
+
+
+class ConsoleDebug(Node):
+    """Print a value to the console (stderr here) after `prefix`, as ComfyUI_essentials' Console
+    Debug does."""
+    category = "essentials/utilities"
+    output_node = True
+    value: ANY
+    prefix: str = Text("Value:")
+    comfy = ComfyAlias(("ConsoleDebug+",))
+
+    def run(self):
+        print(f"{self.prefix} {self.value}", file=sys.stderr)
+
+
+def tensor_shapes(value) -> list[list[int]]:
+    """The shapes of the tensors in a value, looking into dicts, lists and tuples (a CONDITIONING is
+    a list of tuples here, of lists in ComfyUI), in order."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in tensor_shapes(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in tensor_shapes(v)]
+    return [list(value.shape)] if hasattr(value, "shape") else []
+
+
+class DebugTensorShape(Node):
+    """Print the shapes of the tensors in a value (an image, latent, conditioning ...) to the
+    console (stderr here), as ComfyUI_essentials' Debug Tensor Shape does."""
+    category = "essentials/utilities"
+    output_node = True
+    tensor: ANY
+    comfy = ComfyAlias(("DebugTensorShape+",))
+
+    def run(self):
+        print(f"Shapes found: {tensor_shapes(self.tensor)}", file=sys.stderr)
+
+
+class BatchCount(Node):
+    """The number of items of a batch, as ComfyUI_essentials' Batch Count counts them: an image or
+    mask batch's, a latent's samples', a list's or dict's length; 0 for anything else."""
+    category = "essentials/utilities"
+    batch: ANY
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("BatchCount+",))
+
+    def run(self):
+        batch = self.batch
+        if hasattr(batch, "shape"):
+            return batch.shape[0]
+        if isinstance(batch, dict) and "samples" in batch:
+            return batch["samples"].shape[0]
+        return len(batch) if isinstance(batch, (list, dict)) else 0
+
+
+class EssentialsDisplayAny(Node):
+    """Show any value as text in the editor (Python's str() of it), as ComfyUI_essentials' Display
+    Any does. Its editor adds a text box after a run; the text saved in it is not read back."""
+    category = "essentials/utilities"
+    output_node = True
+    input: ANY
+    comfy = ComfyAlias(("DisplayAny",), widgets=lambda values: [] if isinstance(values, list) else values)
+
+    def run(self):
+        show(text=[str(self.input)])
+
+
+class ModelCompile(Node):
+    """ComfyUI_essentials' Model Compile wraps the diffusion model in torch.compile; here the model
+    is passed on unchanged, with a warning (graphflow compiles nothing; fullgraph, dynamic and
+    mode do nothing)."""
+    category = "essentials/utilities"
+    model: MODEL
+    fullgraph: bool = Bool(False)
+    dynamic: bool = Bool(False)
+    mode: str = Choice(("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"), "default")
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("ModelCompile+",))
+
+    def run(self):
+        warn("ModelCompile+: torch.compile is not used here; the model is passed on unchanged")
+        return self.model
+
+
+class RemoveLatentMask(Node):
+    """The latent without its noise mask (so the whole image is sampled), as ComfyUI_essentials'
+    Remove Latent Mask gives it."""
+    category = "essentials/utilities"
+    samples: LATENT
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("RemoveLatentMask+",))
+
+    def run(self):
+        if not isinstance(self.samples, dict):
+            raise NodeInputError("samples", "expected a LATENT")
+        return {k: v for k, v in self.samples.items() if k != "noise_mask"}
+
+
+SDXL_RESOLUTIONS = ("704x1408 (0.5)", "704x1344 (0.52)", "768x1344 (0.57)", "768x1280 (0.6)", "832x1216 (0.68)",
+                    "832x1152 (0.72)", "896x1152 (0.78)", "896x1088 (0.82)", "960x1088 (0.88)", "960x1024 (0.94)",
+                    "1024x1024 (1.0)", "1024x960 (1.07)", "1088x960 (1.13)", "1088x896 (1.21)", "1152x896 (1.29)",
+                    "1152x832 (1.38)", "1216x832 (1.46)", "1280x768 (1.67)", "1344x768 (1.75)", "1344x704 (1.91)",
+                    "1408x704 (2.0)", "1472x704 (2.09)", "1536x640 (2.4)", "1600x640 (2.5)", "1664x576 (2.89)",
+                    "1728x576 (3.0)")
+
+
+def picked_size(resolution: str, width_override: int, height_override: int) -> tuple[int, int]:
+    """SDXLEmptyLatentSizePicker+'s (width, height): the picked resolution's, each side replaced by
+    its override when above 0."""
+    width, height = (int(v) for v in resolution.split(" ")[0].split("x"))
+    return width_override or width, height_override or height
+
+
+class SDXLEmptyLatentSizePicker(Node):
+    """An empty SDXL latent (4 channels, 1/8 size) of one of SDXL's trained sizes, as
+    ComfyUI_essentials' Empty Latent Size Picker gives it: width_override / height_override above
+    0 replace that side. Gives the latent with its width and height."""
+    category = "essentials/utilities"
+    resolution: str = Choice(SDXL_RESOLUTIONS, "1024x1024 (1.0)")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    width_override: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    height_override: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    outputs = {"LATENT": LATENT, "width": INT, "height": INT}
+    comfy = ComfyAlias(("SDXLEmptyLatentSizePicker+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            width, height = picked_size(widgets.get("resolution", "1024x1024 (1.0)"), widgets.get("width_override", 0),
+                                        widgets.get("height_override", 0))
+            return Estimate(Size(widgets.get("batch_size", 1), height, width))
+        except (TypeError, ValueError, AttributeError):
+            return Estimate(None)
+
+    def run(self):
+        import torch
+        width, height = picked_size(self.resolution, self.width_override, self.height_override)
+        if width < 8 or height < 8:
+            raise NodeInputError("width_override" if width < 8 else "height_override",
+                                 f"a {width}x{height} latent has no pixels at 1/8 size")
+        return {"samples": torch.zeros(self.batch_size, 4, height // 8, width // 8)}, width, height
+
+
+# -- conditioning -------------------------------------------------------------------------------
+
+
+class CLIPTextEncodeSDXLSimplified(Node):
+    """Encode one prompt for SDXL (the same text for CLIP-G and CLIP-L), as ComfyUI_essentials'
+    SDXL CLIPTextEncode does: CLIP Text Encode SDXL with width and height times size_cond_factor as
+    the size and target size, no crop."""
+    category = "essentials/conditioning"
+    width: int = Int(1024, min=0, max=MAX_SIZE)
+    height: int = Int(1024, min=0, max=MAX_SIZE)
+    size_cond_factor: int = Int(4, min=1, max=16)
+    text: str = Text("", multiline=True)
+    clip: CLIP
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeSDXL+",))
+
+    def run(self):
+        width, height = self.width * self.size_cond_factor, self.height * self.size_cond_factor
+        return _core(CLIPEncodeSDXL, {"text_g": "text", "text_l": "text"}, clip=self.clip, width=width,
+                     height=height, crop_w=0, crop_h=0, target_width=width, target_height=height, text_g=self.text,
+                     text_l=self.text)
+
+
+class ConditioningCombineMultiple(Node):
+    """Combine up to five conditionings (the sampler averages their predictions), as
+    ComfyUI_essentials' Cond Combine Multiple does: their entries one after another, 1 to 5."""
+    category = "essentials/conditioning"
+    conditioning_1: CONDITIONING
+    conditioning_2: CONDITIONING
+    conditioning_3: CONDITIONING = None
+    conditioning_4: CONDITIONING = None
+    conditioning_5: CONDITIONING = None
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningCombineMultiple+",))
+
+    def run(self):
+        parts = [getattr(self, f"conditioning_{i}") for i in range(1, 6)]
+        return [entry for part in parts if part is not None for entry in part]
+
+
+class SD3NegativeConditioning(Node):
+    """SD3's negative prompt, as ComfyUI_essentials' SD3 Negative Conditioning makes it: the
+    conditioning for the first `end` of the sampling, then zeroed out (Conditioning Zero Out) for
+    the rest; at end 0 zeroed out throughout."""
+    category = "essentials/conditioning"
+    conditioning: CONDITIONING
+    end: float = Float(0.1, min=0.0, max=1.0, step=0.001)
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("SD3NegativeConditioning+",))
+
+    def run(self):
+        zeroed = _core(ConditioningZeroOut, conditioning=self.conditioning)
+        if self.end == 0:
+            return zeroed
+        kept = _core(ConditioningSetTimestepRange, conditioning=self.conditioning, start=0.0, end=self.end)
+        zeroed = _core(ConditioningSetTimestepRange, conditioning=zeroed, start=self.end, end=1.0)
+        return list(zeroed) + list(kept)

@@ -1,0 +1,443 @@
+"""ComfyUI_essentials' nodes in nodes/pack_nodes_essentials.py: read from graphs as the pack's editor
+saves them (UI format, widgets in the pack's input order) and from API prompts, written back, and
+checked against the pack's formulas written out here with numpy, and against the libraries it
+calls (torchvision's Gaussian through kornia's, scipy.ndimage) and the core nodes it wraps."""
+
+import math
+
+import numpy
+import pytest
+import scipy.ndimage
+import torch
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.resource_limits import RunLimits
+from graphflow.testing import write_checkpoint
+from graphflow.validation import validate
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_essentials import SDXL_RESOLUTIONS, expand_indexes
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry(builtin_registry):
+    return builtin_registry
+
+
+def run(registry, graph, outputs):
+    workflow = parse_workflow(graph, registry)
+    result = Executor(registry).run(workflow, outputs=outputs)
+    assert result.ok, (result.problems, result.error)
+    return workflow, result.values
+
+
+def pictures(batch=2, height=12, width=16, channels=3, seed=0):
+    return torch.rand((batch, height, width, channels), generator=torch.Generator().manual_seed(seed))
+
+
+def torchvision_sigma(kernel):
+    return 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+
+
+def kornia_blur(mask, kernel):
+    """torchvision's gaussian_blur (what the pack calls) through kornia's equal filter: reflect borders."""
+    import kornia
+    sigma = torchvision_sigma(kernel)
+    return kornia.filters.gaussian_blur2d(mask[:, None], (kernel, kernel), (sigma, sigma), border_type="reflect")[:, 0]
+
+
+# -- graphs as the pack's editor saves them -----------------------------------------------------
+
+
+def test_ui_graph_of_image_nodes_reads_runs_and_saves_back(registry):
+    """EmptyImage -> ImageCrop+ (bottom-right, moved) -> ImageFlip+ -> ImageDesaturate+, with the
+    crop's x and y; each widget list in the pack's input order."""
+    nodes = [ui_node(1, "EmptyImage", [40, 30, 1, 0xFF8000], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "ImageCrop+", [16, 8, "bottom-right", -4, -2], [("image", "IMAGE", 1, False)],
+                     [("IMAGE", "IMAGE", [2]), ("x", "INT", []), ("y", "INT", [])]),
+             ui_node(3, "ImageFlip+", ["xy"], [("image", "IMAGE", 2, False)], [("IMAGE", "IMAGE", [3])]),
+             ui_node(4, "ImageDesaturate+", [0.5, "average"], [("image", "IMAGE", 3, False)],
+                     [("IMAGE", "IMAGE", [])])]
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["2", "4"])
+    crop, x, y = values["2"]
+    assert (x, y) == (40 - 16 - 4, 30 - 8 - 2) and crop.shape == (1, 8, 16, 3)
+    want = torch.tensor([1.0, 128 / 255, 0.0])
+    grey = want.mean()
+    assert torch.allclose(values["4"][0], (0.5 * want + 0.5 * grey).expand(1, 8, 16, 3), atol=1e-6)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [16, 8, "bottom-right", -4, -2] and saved[4] == [0.5, "average"]
+
+
+def test_ui_graph_of_utilities_and_masks(registry):
+    """SimpleMathSlider+ -> SimpleMathDual+ (a); SDXLEmptyLatentSizePicker+ -> BatchCount+;
+    TransitionMask+ -> MaskFromBatch+; Display Any with the text box its editor adds after a run."""
+    nodes = [ui_node(1, "SimpleMathSlider+", [0.25, -2.0, 6.0, 2], outputs=[("FLOAT", "FLOAT", [1]), ("INT", "INT", [])]),
+             ui_node(2, "SimpleMathDual+", ["a * 2", "a // 1 + d"], [("a", "*", 1, False)],
+                     [("int_1", "INT", []), ("float_1", "FLOAT", []), ("int_2", "INT", []), ("float_2", "FLOAT", [])]),
+             ui_node(3, "SDXLEmptyLatentSizePicker+", ["832x1216 (0.68)", 3, 0, 512],
+                     outputs=[("LATENT", "LATENT", [2]), ("width", "INT", []), ("height", "INT", [])]),
+             ui_node(4, "BatchCount+", [], [("batch", "*", 2, False)], [("INT", "INT", [3])]),
+             ui_node(5, "DisplayAny", ["3"], [("input", "*", 3, False)]),
+             ui_node(6, "TransitionMask+", [8, 4, 6, 1, 5, "horizontal slide", "linear"],
+                     outputs=[("MASK", "MASK", [4])]),
+             ui_node(7, "MaskFromBatch+", [2, 3], [("mask", "MASK", 4, False)], [("MASK", "MASK", [])])]
+    links = [[1, 1, 0, 2, 0, "FLOAT"], [2, 3, 0, 4, 0, "LATENT"], [3, 4, 0, 5, 0, "INT"], [4, 6, 0, 7, 0, "MASK"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["1", "2", "3", "4", "5", "7"])
+    assert values["1"] == (0.0, 0)  # -2 + 0.25 * 8
+    assert values["2"] == (0, 0.0, 0, 0.0)
+    latent, width, height = values["3"]
+    assert (width, height) == (832, 512) and latent["samples"].shape == (3, 4, 64, 104)
+    assert values["4"][0] == 3
+    masks = values["7"][0]
+    # frame 0 empty, frames 1..4 the slide at 0, 1/3, 2/3, 1, frame 5 full: frames 2..4 taken
+    assert [m[0].sum().item() for m in masks] == [round(8 / 3), round(16 / 3), 8]
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[6] == [8, 4, 6, 1, 5, "horizontal slide", "linear"] and saved[3] == ["832x1216 (0.68)", 3, 0, 512]
+
+
+def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 24, "batch_size": 2, "color": 0}},
+             "2": {"class_type": "ImageExpandBatch+", "inputs": {"image": ["1", 0], "size": 5, "method": "repeat last"}},
+             "3": {"class_type": "ImageTile+", "inputs": {"image": ["2", 0], "rows": 2, "cols": 2, "overlap": 0.25,
+                                                          "overlap_x": 0, "overlap_y": 0}},
+             "4": {"class_type": "ImageUntile+", "inputs": {"tiles": ["3", 0], "overlap_x": ["3", 3],
+                                                            "overlap_y": ["3", 4], "rows": 2, "cols": 2}},
+             "5": {"class_type": "MaskFromList+", "inputs": {"width": 16, "height": 8, "str_values": "0.5, 2"}},
+             "6": {"class_type": "MaskBlur+", "inputs": {"mask": ["5", 0], "amount": 4, "device": "auto"}},
+             "7": {"class_type": "SimpleComparison+", "inputs": {"a": ["3", 1], "b": ["3", 2], "comparison": ">"}},
+             "8": {"class_type": "SimpleCondition+", "inputs": {"evaluate": ["7", 0], "on_true": ["3", 1],
+                                                                "on_false": ["3", 2]}}}
+    workflow, values = run(registry, graph, ["2", "3", "4", "6", "8"])
+    assert values["2"][0].shape[0] == 5
+    tiles, tile_w, tile_h, ov_x, ov_y = values["3"]
+    assert (tile_w, tile_h, ov_x, ov_y) == (16 + 4, 12 + 3, 4, 3) and tiles.shape == (20, 15, 20, 3)
+    assert values["4"][0].shape == (1, 24, 32, 3)
+    assert torch.equal(values["6"][0], torch.tensor([0.5, 1.0]).view(2, 1, 1).expand(2, 8, 16))  # flat stays flat
+    assert values["8"][0] == 20
+    exported = export_api(workflow, registry)
+    assert exported["2"] == graph["2"] and exported["6"] == graph["6"] and exported["8"] == graph["8"]
+    assert exported["4"]["inputs"]["overlap_x"] == ["3", 3]
+
+
+def test_sdxl_text_encode_and_preview_from_latent_equal_the_core_nodes(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "xl.safetensors", "sdxl")
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
+             "2": {"class_type": "CLIPTextEncodeSDXL+", "inputs": {"width": 256, "height": 192, "size_cond_factor": 3,
+                                                                   "text": "a red fox", "clip": ["1", 1]}},
+             "3": {"class_type": "CLIPTextEncodeSDXL", "inputs": {
+                 "clip": ["1", 1], "width": 768, "height": 576, "crop_w": 0, "crop_h": 0, "target_width": 768,
+                 "target_height": 576, "text_g": "a red fox", "text_l": "a red fox"}},
+             "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+             "5": {"class_type": "ImagePreviewFromLatent+", "inputs": {"latent": ["4", 0], "vae": ["1", 2],
+                                                                       "tile_size": 0, "image": "none"}},
+             "6": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}}}
+    workflow = parse_workflow(graph, registry)
+    result = Executor(registry).run(workflow, outputs=["2", "3", "5", "6"])
+    assert result.ok, (result.problems, result.error)
+    ((got, got_options),), ((want, want_options),) = result.values["2"][0], result.values["3"][0]
+    assert torch.equal(got, want) and torch.equal(got_options["pooled_output"], want_options["pooled_output"])
+    assert got_options["width"] == 768 and got_options["target_height"] == 576
+    image, mask, width, height = result.values["5"]
+    assert torch.equal(image, result.values["6"][0]) and (width, height) == (64, 48) and mask.shape == (1, 64, 64)
+    assert len(result.outputs["5"]["images"]) == 1
+
+
+# -- image nodes against the pack's formulas ----------------------------------------------------
+
+
+def test_expand_batch_indexes_follow_the_packs_formulas():
+    assert expand_indexes(4, 8, "expand") == [math.floor((i + 0.5) * 0.5) for i in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert expand_indexes(5, 3, "expand") == [0, 2, 4]
+    assert expand_indexes(4, 3, "expand") == [0, round(1.5), 3] == [0, 2, 3]
+    assert expand_indexes(3, 7, "repeat all") == [0, 1, 2, 0, 1, 2, 0]
+    assert expand_indexes(3, 5, "repeat first") == [0, 0, 0, 1, 2]
+    assert expand_indexes(3, 5, "repeat last") == [0, 1, 2, 2, 2]
+    assert expand_indexes(5, 2, "repeat last") == [0, 1] and expand_indexes(5, 1, "expand") == [0]
+
+
+def test_image_and_mask_expand_batch_pick_those_frames(registry):
+    images = pictures(batch=3)
+    got = call(registry, "ImageExpandBatch", image=images, size=5, method="repeat first")
+    assert torch.equal(got, images[[0, 0, 0, 1, 2]])
+    masks = images[..., 0]
+    assert torch.equal(call(registry, "MaskExpandBatch", mask=masks, size=6, method="expand"), masks[[0, 0, 1, 1, 2, 2]])
+
+
+def test_expand_batch_declares_its_batch_so_limits_refuse_a_huge_one(registry):
+    graph = {"1": {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "2": {"type": "ImageExpandBatch", "inputs": {"image": ["1", 0], "size": 500000}},
+             "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
+    assert {p.node_id for p in problems} == {"2"}
+
+
+def test_from_batch_ranges(registry):
+    images = pictures(batch=5)
+    assert torch.equal(call(registry, "ImageFromBatchPlus", image=images, start=1, length=-1), images[1:])
+    assert torch.equal(call(registry, "ImageFromBatchPlus", image=images, start=9, length=3), images[4:])
+    assert torch.equal(call(registry, "MaskFromBatch", mask=images[..., 0], start=2, length=2), images[2:4, ..., 0])
+
+
+def test_crop_positions(registry):
+    image = pictures(batch=1, height=30, width=40)
+    for position, (x, y) in {"top-left": (0, 0), "top-center": (12, 0), "right-center": (24, 11),
+                             "bottom-left": (0, 22), "center": (12, 11)}.items():
+        crop, gx, gy = call(registry, "ImageCropPlus", image=image, width=16, height=8, position=position)
+        assert (gx, gy) == (x, y) and torch.equal(crop, image[:, y:y + 8, x:x + 16]), position
+    crop, x, y = call(registry, "ImageCropPlus", image=image, width=16, height=8, position="top-left", x_offset=-5)
+    assert (x, y) == (0, 0) and crop.shape[2] == 11  # moved left out of the image: cut
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImageCropPlus", image=image, width=16, height=8, position="top-left", x_offset=50)
+    assert e.value.input == "x_offset"
+
+
+def test_flip(registry):
+    image = pictures()
+    assert torch.equal(call(registry, "ImageFlipPlus", image=image, axis="x"), image.flip(2))
+    assert torch.equal(call(registry, "MaskFlip", mask=image[..., 0], axis="xy"), image[..., 0].flip(1, 2))
+
+
+def test_desaturate_methods_match_their_formulas(registry):
+    image = pictures()
+    rgb = image.numpy()
+    greys = {"luminance (Rec.709)": rgb @ numpy.array([0.2126, 0.7152, 0.0722]),
+             "luminance (Rec.601)": rgb @ numpy.array([0.299, 0.587, 0.114]),
+             "average": rgb.mean(-1), "lightness": (rgb.max(-1) + rgb.min(-1)) / 2}
+    for method, grey in greys.items():
+        got = call(registry, "ImageDesaturate", image=image, factor=0.7, method=method)
+        numpy.testing.assert_allclose(got.numpy(), 0.3 * rgb + 0.7 * grey[..., None], atol=1e-6)
+
+
+def test_posterize_and_remove_alpha(registry):
+    image = pictures(channels=4)
+    got = call(registry, "ImagePosterize", image=image[..., :3], threshold=0.4)
+    assert torch.equal(got, (image[..., :3].mean(-1, keepdim=True) > 0.4).float().expand(-1, -1, -1, 3))
+    assert torch.equal(call(registry, "ImageRemoveAlpha", image=image), image[..., :3])
+
+
+def cas_reference(rgb, amount):
+    """AMD's contrast adaptive sharpening as the pack writes it, pixel by pixel in numpy."""
+    b, h, w, c = rgb.shape
+    padded = numpy.pad(rgb.astype(numpy.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = numpy.empty_like(rgb, dtype=numpy.float64)
+    for y in range(h):
+        for x in range(w):
+            n = padded[:, y:y + 3, x:x + 3]  # the 3x3 neighbourhood
+            cross = numpy.stack([n[:, 0, 1], n[:, 1, 0], n[:, 1, 1], n[:, 1, 2], n[:, 2, 1]])
+            diag = numpy.stack([n[:, 0, 0], n[:, 0, 2], n[:, 2, 0], n[:, 2, 2]])
+            mn, mx = cross.min(0) + diag.min(0), cross.max(0) + diag.max(0)
+            amp = numpy.sqrt(numpy.minimum(mn, 2 - mx) / (mx + 1e-5))
+            wgt = -amp * (amount * (1 / 5 - 1 / 8) + 1 / 8)
+            out[:, y, x] = ((n[:, 0, 1] + n[:, 1, 0] + n[:, 1, 2] + n[:, 2, 1]) * wgt + n[:, 1, 1]) / (1 + 4 * wgt)
+    return out.clip(0, 1)
+
+
+def test_contrast_adaptive_sharpening_matches_the_formula(registry):
+    image = pictures(batch=1, height=7, width=9)
+    got = call(registry, "ImageCASharpening", image=image, amount=0.6)
+    numpy.testing.assert_allclose(got.numpy(), cas_reference(image.numpy(), 0.6), atol=1e-5)
+
+
+def test_enhance_difference(registry):
+    a, b = pictures(seed=1), pictures(seed=2)
+    got = call(registry, "ImageEnhanceDifference", image1=a, image2=b, exponent=0.5)
+    want = numpy.sqrt(numpy.clip(a.numpy() - b.numpy(), 0, None)).clip(0, 1)
+    numpy.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+    assert not torch.isnan(got).any()
+
+
+def test_batch_multiple_resizes_to_the_first(registry):
+    first, small = pictures(batch=1), pictures(batch=2, height=6, width=8, seed=3)
+    got = call(registry, "ImageBatchMultiple", image_1=first, image_3=small, method="nearest-exact")
+    want = torch.nn.functional.interpolate(small.movedim(-1, 1), size=(12, 16), mode="nearest-exact").movedim(1, -1)
+    assert got.shape == (3, 12, 16, 3) and torch.equal(got[1:], want)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImageBatchMultiple", image_1=first, image_2=pictures(channels=4), method="lanczos")
+    assert e.value.input == "image_2"
+
+
+def test_list_to_batch(registry):
+    images = [pictures(batch=1, seed=i) for i in range(3)]
+    assert torch.equal(call(registry, "ImageListToBatch", image=images), torch.cat(images))
+
+
+def test_composite_pastes_through_the_mask_and_cuts_at_the_edges(registry):
+    destination, source = pictures(batch=1, height=10, width=12, seed=4), pictures(batch=2, height=4, width=5, seed=5)
+    mask = torch.rand((1, 4, 5), generator=torch.Generator().manual_seed(6))
+    got = call(registry, "ImageComposite", destination=destination, source=source, x=3, y=2, offset_x=1, offset_y=1,
+               mask=mask)
+    want = destination.expand(2, -1, -1, -1).clone()
+    m = mask[..., None]
+    want[:, 3:7, 4:9] = source * m + want[:, 3:7, 4:9] * (1 - m)
+    assert torch.allclose(got, want)
+    got = call(registry, "ImageComposite", destination=destination, source=source, x=9, y=-2)
+    want = destination.expand(2, -1, -1, -1).clone()
+    want[:, 0:2, 9:12] = source[:, 2:4, 0:3]
+    assert torch.equal(got, want)
+
+
+def test_composite_from_mask_batch(registry):
+    image_from, image_to = pictures(batch=1, seed=7), pictures(batch=1, seed=8)
+    masks = torch.rand((3, 12, 16), generator=torch.Generator().manual_seed(9))
+    got = call(registry, "ImageCompositeFromMaskBatch", image_from=image_from, image_to=image_to, mask=masks)
+    assert torch.allclose(got, masks[..., None] * image_to + (1 - masks[..., None]) * image_from)
+
+
+@pytest.mark.parametrize("overlap, overlap_x, overlap_y", [(0.0, 0, 0), (0.2, 1, 3), (0.0, 2, 0)])
+def test_untile_puts_tiles_back_together(registry, overlap, overlap_x, overlap_y):
+    image = pictures(batch=1, height=24, width=30)
+    tiles, tile_w, tile_h, ov_x, ov_y = call(registry, "ImageTile", image=image, rows=3, cols=2, overlap=overlap,
+                                             overlap_x=overlap_x, overlap_y=overlap_y)
+    assert tiles.shape == (6, tile_h, tile_w, 3) and (tile_w, tile_h) == (15 + ov_x, 8 + ov_y)
+    assert torch.equal(tiles[0], image[0, :tile_h, :tile_w]) and torch.equal(tiles[5], image[0, -tile_h:, -tile_w:])
+    back = call(registry, "ImageUntile", tiles=tiles, overlap_x=ov_x, overlap_y=ov_y, rows=3, cols=2)
+    assert torch.allclose(back, image, atol=1e-6)  # the overlaps fade between equal pixels
+
+
+# -- mask nodes against torchvision's blur (kornia's equal) and scipy ---------------------------
+
+
+def test_mask_blur_is_torchvisions_gaussian(registry):
+    mask = (torch.rand((2, 20, 24), generator=torch.Generator().manual_seed(1)) > 0.6).float()
+    for amount in (1, 4, 7):
+        kernel = amount + 1 - amount % 2
+        got = call(registry, "MaskBlur", mask=mask, amount=amount)
+        assert torch.allclose(got, kornia_blur(mask, kernel), atol=1e-6) if kernel > 1 else torch.equal(got, mask)
+    assert torch.equal(call(registry, "MaskBlur", mask=mask, amount=0), mask)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskBlur", mask=mask, amount=60)
+    assert e.value.input == "amount"
+
+
+def test_mask_smooth_and_fix_follow_scipy_and_the_blur(registry):
+    mask = torch.rand((2, 20, 24), generator=torch.Generator().manual_seed(2))
+    smooth = call(registry, "MaskSmooth", mask=mask, amount=4)
+    assert torch.equal(smooth, (kornia_blur((mask > 0.5).float(), 5) > 0.5 + 1e-6).float())
+    got = call(registry, "MaskFix", mask=mask, erode_dilate=-3, fill_holes=2, remove_isolated_pixels=3, smooth=0,
+               blur=3)
+    steps = []
+    for m in mask.numpy():
+        m = scipy.ndimage.grey_erosion(m, size=(3, 3))
+        m = scipy.ndimage.grey_closing(m, size=(2, 2))
+        steps.append(scipy.ndimage.grey_opening(m, size=(3, 3)))
+    assert torch.allclose(got, kornia_blur(torch.from_numpy(numpy.stack(steps)), 3), atol=1e-6)
+    dilated = call(registry, "MaskFix", mask=mask, erode_dilate=4)
+    want = numpy.stack([scipy.ndimage.grey_dilation(m, size=(4, 4)) for m in mask.numpy()])
+    assert torch.equal(dilated, torch.from_numpy(want))
+
+
+def test_mask_bounding_box(registry):
+    mask = torch.zeros((2, 20, 30))
+    mask[0, 5:8, 10:12] = 1
+    mask[1, 9, 20] = 0.5
+    image = pictures(batch=1, height=20, width=30)
+    cropped, crop, x, y, width, height = call(registry, "MaskBoundingBox", mask=mask, padding=2, image_optional=image)
+    assert (x, y, width, height) == (8, 3, 21 - 8 + 2, 10 - 3 + 2)
+    assert torch.equal(cropped, mask[:, 3:12, 8:23]) and torch.equal(crop, image[:, 3:12, 8:23].expand(2, -1, -1, -1))
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskBoundingBox", mask=torch.zeros((1, 4, 4)))
+    assert e.value.input == "mask"
+
+
+def test_masks_from_colours(registry):
+    image = torch.tensor([[[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 0], [1, 1, 1],
+                           [250 / 255, 1, 4 / 255]]])[None]
+    masks = call(registry, "MaskFromRGBCMYBW", image=image)
+    for i, mask in enumerate(masks):
+        assert mask[0, 0, i] == 1 and mask[0, 0, :8].sum() == 1, i
+    assert masks[5][0, 0, 8] == 1  # yellow within the thresholds
+    got = call(registry, "MaskFromColor", image=image, red=255, green=255, blue=0, threshold=5)
+    assert got[0, 0].tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 1]
+
+
+def test_mask_from_list_and_batch(registry):
+    masks = call(registry, "MaskFromList", width=8, height=4, values=[0.25, 3], str_values="-1, 0.5")
+    assert masks.shape == (4, 4, 8) and masks[:, 0, 0].tolist() == [0.25, 1.0, 0.0, 0.5]
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskFromList", width=8, height=4, str_values="half")
+    assert e.value.input == "str_values"
+    joined = call(registry, "MaskBatch", mask1=masks, mask2=masks[:1, :2, :4])
+    assert joined.shape == (5, 4, 8) and torch.allclose(joined[4], torch.full((4, 8), 0.25))
+
+
+@pytest.mark.parametrize("kind", ["vertical slide", "center box", "horizontal door", "circle", "fade"])
+def test_transition_mask_frames(registry, kind):
+    masks = call(registry, "TransitionMask", width=20, height=10, frames=7, start_frame=2, end_frame=6,
+                 transition_type=kind, timing_function="in")
+    assert masks.shape == (7, 10, 20)
+    assert masks[:2].sum() == 0 and torch.equal(masks[6], torch.ones((10, 20)))
+    progress = [(i / 3) ** 2 for i in range(4)]
+    if kind == "fade":
+        assert torch.allclose(masks[2:6, 0, 0], torch.tensor(progress))
+    if kind == "vertical slide":
+        assert [int(m[:, 0].sum()) for m in masks[2:6]] == [round(10 * p) for p in progress]
+    if kind == "circle":
+        ys, xs = torch.meshgrid(torch.arange(10.0), torch.arange(20.0), indexing="ij")
+        radius = math.ceil(math.sqrt(500) * progress[2] / 2)
+        assert torch.equal(masks[4], (((xs - 10) ** 2 + (ys - 5) ** 2) <= radius ** 2).float())
+    with pytest.raises(NodeInputError):
+        call(registry, "TransitionMask", frames=7, start_frame=5, end_frame=6)
+
+
+# -- utilities and conditioning -------------------------------------------------------------------
+
+
+def test_simple_math_family(registry):
+    assert call(registry, "SimpleMathSliderLowRes", value=3, min=10.0, max=20.0, rounding=1) == (13.0, 13)
+    assert call(registry, "SimpleMathDual", a=torch.zeros((2, 5, 7, 3)), d=4, value_1="a[2] * d",
+                value_2="(a[1] + 1) / 4") == (28, 28.0, 2, 1.5)
+    assert call(registry, "SimpleMathCondition", evaluate=0, a=2, on_true="a", on_false="a ** 3") == (8, 8.0)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "SimpleMathDual", value_1="1", value_2="1 +")
+    assert e.value.input == "value_2"
+
+
+def test_simple_condition_and_comparison(registry):
+    assert call(registry, "SimpleCondition", evaluate=True, on_true="yes", on_false="no") == "yes"
+    assert call(registry, "SimpleCondition", evaluate=0, on_true="yes", on_false="no") == "no"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "SimpleCondition", evaluate=False, on_true="yes")
+    assert e.value.input == "on_false"
+    assert call(registry, "SimpleComparison", a=3, b=2.5, comparison=">=") is True
+    assert call(registry, "SimpleComparison", a="abc", b="abd", comparison="<") is True
+    with pytest.raises(NodeInputError):
+        call(registry, "SimpleComparison", a="3", b=2, comparison="<")
+
+
+def test_debug_nodes_and_batch_count(registry, capsys):
+    latent = {"samples": torch.zeros((3, 4, 8, 8)), "noise_mask": torch.ones((1, 8, 8))}
+    call(registry, "DebugTensorShape", tensor=[(torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)})])
+    call(registry, "ConsoleDebug", value=42, prefix="seed:")
+    err = capsys.readouterr().err
+    assert "Shapes found: [[1, 77, 768], [1, 768]]" in err and "seed: 42" in err
+    assert call(registry, "BatchCount", batch=latent) == 3 and call(registry, "BatchCount", batch=[1, 2]) == 2
+    assert call(registry, "BatchCount", batch=7) == 0
+    assert set(call(registry, "RemoveLatentMask", samples=latent)) == {"samples"} and "noise_mask" in latent
+
+
+def test_sdxl_size_picker_lists_the_packs_sizes(registry):
+    for resolution in SDXL_RESOLUTIONS:
+        width, height = (int(v) for v in resolution.split(" ")[0].split("x"))
+        assert round(width / height, 2) == pytest.approx(float(resolution.split("(")[1][:-1]), abs=0.011)
+    latent, width, height = call(registry, "SDXLEmptyLatentSizePicker", resolution="1344x768 (1.75)", batch_size=2)
+    assert (width, height) == (1344, 768) and latent["samples"].shape == (2, 4, 96, 168)
+
+
+def test_conditioning_nodes(registry):
+    first = [(torch.ones(1, 3, 8), {"pooled_output": torch.ones(1, 8)})]
+    second = [(torch.full((1, 3, 8), 2.0), {})]
+    combined = call(registry, "ConditioningCombineMultiple", conditioning_1=first, conditioning_2=second,
+                    conditioning_4=first)
+    assert len(combined) == 3 and combined[1][0][0, 0, 0] == 2
+    negative = call(registry, "SD3NegativeConditioning", conditioning=first, end=0.25)
+    (zero, zero_options), (kept, kept_options) = negative
+    assert zero.abs().sum() == 0 and zero_options["pooled_output"].abs().sum() == 0
+    assert (zero_options["start_percent"], zero_options["end_percent"]) == (0.25, 1.0)
+    assert torch.equal(kept, first[0][0]) and (kept_options["start_percent"], kept_options["end_percent"]) == (0.0, 0.25)
+    (only,) = call(registry, "SD3NegativeConditioning", conditioning=first, end=0.0)
+    assert only[0].abs().sum() == 0 and "start_percent" not in only[1]
