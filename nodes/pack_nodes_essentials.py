@@ -7,7 +7,7 @@ source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py),
 Image: ImageEnhanceDifference+, ImageBatchMultiple+, ImageExpandBatch+, ImageFromBatch+,
 ImageListToBatch+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+, ImageFlip+,
 ImageTile+, ImageUntile+, ImageRemoveAlpha+, ImageDesaturate+, ImagePosterize+,
-ImageCASharpening+, ImagePreviewFromLatent+.
+ImageCASharpening+, ImageColorMatch+, ImagePreviewFromLatent+.
 Mask: MaskBlur+, MaskFlip+, MaskPreview+, MaskBatch+, MaskExpandBatch+, MaskBoundingBox+,
 MaskFromColor+, MaskFromRGBCMYBW+, MaskFromBatch+, MaskFromList+, MaskSmooth+, MaskFix+,
 TransitionMask+.
@@ -20,7 +20,7 @@ Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeCond
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+), ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
-random draws, which can't be reproduced without it), ImageApplyLUT+, ImageColorMatch+,
+random draws, which can't be reproduced without it), ImageApplyLUT+,
 ImageColorMatchAdobe+ and ImageHistogramMatch+ (not yet), ImageSeamCarving+, MaskFromSegmentation+,
 ImageToDevice+, the attention seekers, the samplers (KSamplerVariations*, InjectLatentNoise+,
 FluxSamplerParams+, PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
@@ -213,8 +213,8 @@ class ImageFromBatchPlus(Node):
     the end); a start past the batch takes its last image."""
     category = "essentials/image batch"
     image: IMAGE
-    start: int = Int(0, min=0, max=BATCH_LIMIT)
-    length: int = Int(-1, min=-1, max=BATCH_LIMIT)
+    start: int = Int(0, min=0, max=ESSENTIALS_INT_LIMIT)
+    length: int = Int(-1, min=-1, max=ESSENTIALS_INT_LIMIT)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageFromBatch+",))
 
@@ -352,8 +352,8 @@ class ImageCropPlus(Node):
     width: int = Int(256, min=0, max=MAX_SIZE, step=8)
     height: int = Int(256, min=0, max=MAX_SIZE, step=8)
     position: str = Choice(CROP_POSITIONS, "top-left")
-    x_offset: int = Int(0, min=-99999, max=99999)
-    y_offset: int = Int(0, min=-99999, max=99999)
+    x_offset: int = Int(0, min=-99999, max=ESSENTIALS_INT_LIMIT)
+    y_offset: int = Int(0, min=-99999, max=ESSENTIALS_INT_LIMIT)
     outputs = {"IMAGE": IMAGE, "x": INT, "y": INT}
     comfy = ComfyAlias(("ImageCrop+",))
 
@@ -564,6 +564,158 @@ class ImageCASharpening(Node):
         return out.clamp(0, 1).movedim(1, -1)
 
 
+# the sRGB <-> colour space conversions ImageColorMatch+ goes through (kornia.color's formulas)
+RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+RGB_TO_YUV = ((0.299, 0.587, 0.114), (-0.147, -0.289, 0.436), (0.615, -0.515, -0.100))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+
+
+def _matrix(x, rows, inverse: bool = False):
+    """A 3x3 colour matrix applied to NCHW pixels (its inverse with `inverse`)."""
+    import torch
+    m = torch.tensor(rows, dtype=torch.float64)
+    m = torch.linalg.inv(m) if inverse else m
+    return torch.einsum("ij,njhw->nihw", m.to(x.dtype), x)
+
+
+def _linear(x):
+    """sRGB values made linear."""
+    import torch
+    return torch.where(x > 0.04045, ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4, x / 12.92)
+
+
+def _srgb(x):
+    """Linear values made sRGB."""
+    import torch
+    return torch.where(x > 0.0031308, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055, 12.92 * x)
+
+
+def _white(x):
+    import torch
+    return torch.tensor(D65_WHITE, dtype=x.dtype).view(1, 3, 1, 1)
+
+
+def _uv_white():
+    xw, yw, zw = D65_WHITE
+    return 4 * xw / (xw + 15 * yw + 3 * zw), 9 * yw / (xw + 15 * yw + 3 * zw)
+
+
+def to_color_space(x, space: str):
+    """NCHW sRGB pixels in one of ImageColorMatch+'s colour spaces: CIE LAB and LUV (D65, from
+    linear light), YCbCr (JPEG's, offsets 0.5), YUV, XYZ (of the sRGB values as they are, as
+    kornia's rgb_to_xyz takes them) or RGB itself."""
+    import torch
+    if space == "RGB":
+        return x
+    if space == "XYZ":
+        return _matrix(x, RGB_TO_XYZ)
+    if space == "YUV":
+        return _matrix(x, RGB_TO_YUV)
+    if space == "YCbCr":
+        r, g, b = x.unbind(1)
+        y = 0.299 * r + 0.587 * g + 0.114 * b
+        return torch.stack([y, (b - y) * 0.564 + 0.5, (r - y) * 0.713 + 0.5], 1)
+    xyz = _matrix(_linear(x), RGB_TO_XYZ)
+    if space == "LAB":
+        t = xyz / _white(x)
+        f = torch.where(t > 0.008856, t.clamp(min=0.008856) ** (1 / 3), 7.787 * t + 4 / 29)
+        fx, fy, fz = f.unbind(1)
+        return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], 1)
+    cx, cy, cz = xyz.unbind(1)  # LUV
+    lightness = torch.where(cy > 0.008856, 116 * cy.clamp(min=0.008856) ** (1 / 3) - 16, 903.3 * cy)
+    u_w, v_w = _uv_white()
+    denominator = cx + 15 * cy + 3 * cz + 1e-12
+    return torch.stack([lightness, 13 * lightness * (4 * cx / denominator - u_w),
+                        13 * lightness * (9 * cy / denominator - v_w)], 1)
+
+
+def from_color_space(x, space: str):
+    """to_color_space undone (back to NCHW sRGB, not clamped)."""
+    import torch
+    if space == "RGB":
+        return x
+    if space == "XYZ":
+        return _matrix(x, RGB_TO_XYZ, inverse=True)
+    if space == "YUV":
+        return _matrix(x, RGB_TO_YUV, inverse=True)
+    if space == "YCbCr":
+        y, cb, cr = x[:, 0], x[:, 1] - 0.5, x[:, 2] - 0.5
+        return torch.stack([y + 1.4025245442 * cr, y - 0.7144034731 * cr - 0.3443401356 * cb, y + 1.7730496454 * cb], 1)
+    if space == "LAB":
+        lightness, a, b = x.unbind(1)
+        fy = (lightness + 16) / 116
+        f = torch.stack([a / 500 + fy, fy, (fy - b / 200).clamp(min=0)], 1)
+        xyz = torch.where(f > 0.2068966, f ** 3, (f - 4 / 29) / 7.787) * _white(x)
+    else:  # LUV
+        lightness, u, v = x.unbind(1)
+        y = torch.where(lightness > 7.999625, ((lightness + 16) / 116) ** 3, lightness / 903.3)
+        u_w, v_w = _uv_white()
+        a = u_w + u / (13 * lightness + 1e-12)
+        d = v_w + v / (13 * lightness + 1e-12)
+        c = 3 * y * (5 * d - 3)
+        z = ((a - 4) * c - 15 * a * d * y) / (12 * d + 1e-12)
+        xyz = torch.stack([-(c / (d + 1e-12) + 3 * z), y, z], 1)
+    return _srgb(_matrix(xyz, RGB_TO_XYZ, inverse=True))
+
+
+def mean_std(x, mask=None):
+    """Each picture's and channel's mean and standard deviation (NCHW): over all pixels (the sample
+    deviation, n - 1), or over those where the mask is 1 (the population deviation)."""
+    if mask is None:
+        return x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True)
+    count = mask.sum((2, 3), keepdim=True).clamp(min=1e-6)
+    masked = x * mask
+    mean = (masked.sum((2, 3), keepdim=True) / count).nan_to_num()
+    return mean, (((masked - mean) ** 2 * mask).sum((2, 3), keepdim=True) / count).nan_to_num().sqrt()
+
+
+class ImageColorMatch(Node):
+    """Match the images' colours to the reference's, as ComfyUI_essentials' Image Color Match does:
+    in the colour space chosen, each channel is shifted and scaled to the reference's mean and
+    standard deviation ((x - mean) / std * reference std + reference mean), blended with the
+    original by `factor`, converted back and clamped to 0..1. With reference_mask, the
+    reference's statistics come from where the mask is over 0.5 only (resized bicubic,
+    centre-cropped, to the reference). The reference is one image, or one per image. The colour
+    spaces follow kornia.color's formulas (LAB and LUV from linear light, D65). `device` and
+    `batch_size` only place and split the work in the pack: they do nothing here."""
+    category = "essentials/image processing"
+    image: IMAGE
+    reference: IMAGE
+    color_space: str = Choice(("LAB", "YCbCr", "RGB", "LUV", "YUV", "XYZ"), "LAB")
+    factor: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    device: str = Choice(DEVICES, "auto")
+    batch_size: int = Int(0, min=0, max=1024)
+    reference_mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageColorMatch+",))
+
+    def run(self):
+        image, reference = _image(self.image, "image"), _image(self.reference, "reference")
+        for name, x in (("image", image), ("reference", reference)):
+            if x.shape[-1] != 3:
+                raise NodeInputError(name, f"{x.shape[-1]} channels: expected RGB images")
+        if reference.shape[0] not in (1, image.shape[0]):
+            raise NodeInputError("reference", f"a batch of {reference.shape[0]}: expected one image or one per "
+                                              f"image ({image.shape[0]})")
+        reference = reference.movedim(-1, 1).float()
+        mask = None
+        if self.reference_mask is not None:
+            mask = _mask(self.reference_mask, "reference_mask")
+            if mask.shape[0] != reference.shape[0]:
+                raise NodeInputError("reference_mask", f"{mask.shape[0]} masks; the reference has "
+                                                       f"{reference.shape[0]} images")
+            mask = (mask > 0.5).float()
+            if mask.shape[1:] != reference.shape[2:]:
+                mask = _resized_mask(mask, reference.shape[3], reference.shape[2])
+            mask = mask[:, None]
+        reference_mean, reference_std = mean_std(to_color_space(reference, self.color_space), mask)
+        x = to_color_space(image.movedim(-1, 1).float(), self.color_space)
+        mean, std = mean_std(x)
+        matched = ((x - mean) / std).nan_to_num() * reference_std.nan_to_num() + reference_mean
+        matched = self.factor * matched + (1 - self.factor) * x
+        return from_color_space(matched, self.color_space).movedim(1, -1).clamp(0, 1).to(image.dtype)
+
+
 class ImagePreviewFromLatent(Node):
     """Decode a latent with the VAE, show the images and give them on, as ComfyUI_essentials'
     Image Preview From Latent does, with their width and height and an empty 64x64 mask. A
@@ -766,8 +918,8 @@ class MaskFromBatch(Node):
     past the batch takes its last mask."""
     category = "essentials/mask batch"
     mask: MASK
-    start: int = Int(0, min=0, max=BATCH_LIMIT)
-    length: int = Int(1, min=1, max=BATCH_LIMIT)
+    start: int = Int(0, min=0, max=ESSENTIALS_INT_LIMIT)
+    length: int = Int(1, min=1, max=ESSENTIALS_INT_LIMIT)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("MaskFromBatch+",))
 
@@ -912,13 +1064,23 @@ class TransitionMask(Node):
     category = "essentials/mask"
     width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
     height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
-    frames: int = Int(16, min=1, max=9999, resource="batch")
-    start_frame: int = Int(0, min=0, max=9999)
-    end_frame: int = Int(9999, min=0, max=BATCH_LIMIT)
+    frames: int = Int(16, min=1, max=9999)
+    start_frame: int = Int(0, min=0, max=BATCH_LIMIT)
+    end_frame: int = Int(9999, min=0, max=ESSENTIALS_INT_LIMIT)
     transition_type: str = Choice(TRANSITIONS, "horizontal slide")
     timing_function: str = Choice(tuple(TIMINGS), "linear")
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("TransitionMask+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            frames, start, end = widgets.get("frames", 16), widgets.get("start_frame", 0), widgets.get("end_frame", 9999)
+            end = min(frames, end)
+            count = start + max(end - start, 0) + frames - end
+            return Estimate(Size(count, widgets.get("height", 512), widgets.get("width", 512)))
+        except (TypeError, KeyError):
+            return Estimate(None)
 
     def run(self):
         import torch

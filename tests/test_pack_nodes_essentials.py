@@ -441,3 +441,55 @@ def test_conditioning_nodes(registry):
     assert torch.equal(kept, first[0][0]) and (kept_options["start_percent"], kept_options["end_percent"]) == (0.0, 0.25)
     (only,) = call(registry, "SD3NegativeConditioning", conditioning=first, end=0.0)
     assert only[0].abs().sum() == 0 and "start_percent" not in only[1]
+
+
+def kornia_color_match(image, reference, space, factor, mask=None):
+    """The pack's colour match written with kornia.color, the library it calls."""
+    import kornia.color as kc
+    there = {"LAB": kc.rgb_to_lab, "YCbCr": kc.rgb_to_ycbcr, "LUV": kc.rgb_to_luv, "YUV": kc.rgb_to_yuv,
+             "XYZ": kc.rgb_to_xyz, "RGB": lambda x: x}[space]
+    back = {"LAB": kc.lab_to_rgb, "YCbCr": kc.ycbcr_to_rgb, "LUV": kc.luv_to_rgb, "YUV": kc.yuv_to_rgb,
+            "XYZ": kc.xyz_to_rgb, "RGB": lambda x: x}[space]
+    ref = there(reference.movedim(-1, 1))
+    if mask is None:
+        ref_mean, ref_std = ref.mean((2, 3), keepdim=True), ref.std((2, 3), keepdim=True)
+    else:
+        m = (mask > 0.5).float()[:, None]
+        total = m.sum((2, 3), keepdim=True)
+        ref_mean = (ref * m).sum((2, 3), keepdim=True) / total
+        ref_std = torch.sqrt((((ref * m) - ref_mean) ** 2 * m).sum((2, 3), keepdim=True) / total)
+    x = there(image.movedim(-1, 1))
+    matched = (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True) * ref_std + ref_mean
+    return back(factor * matched + (1 - factor) * x).movedim(1, -1).clamp(0, 1)
+
+
+@pytest.mark.parametrize("space", ["LAB", "YCbCr", "RGB", "LUV", "YUV", "XYZ"])
+def test_color_match_equals_the_packs_steps_through_kornia(registry, space):
+    image, reference = pictures(batch=2, seed=11) * 0.6, pictures(batch=1, seed=12) * 0.5 + 0.4
+    got = call(registry, "ImageColorMatch", image=image, reference=reference, color_space=space, factor=0.8)
+    assert torch.allclose(got, kornia_color_match(image, reference, space, 0.8), atol=2e-4), space
+    assert (got - image).abs().mean() > 0.1  # the colours did move
+    mask = torch.zeros((1, 12, 16))
+    mask[:, 2:9, 3:12] = 1
+    got = call(registry, "ImageColorMatch", image=image, reference=reference, color_space=space, factor=1.0,
+               reference_mask=mask)
+    assert torch.allclose(got, kornia_color_match(image, reference, space, 1.0, mask), atol=2e-4), space
+
+
+def test_color_match_names_a_mismatched_reference(registry):
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImageColorMatch", image=pictures(batch=3), reference=pictures(batch=2))
+    assert e.value.input == "reference"
+
+
+def test_transition_mask_declares_every_frame_it_makes(registry):
+    """Frames before start_frame are made too, however many: a start far past `frames` is refused."""
+    def refused(inputs):
+        graph = {"1": {"type": "TransitionMask", "inputs": inputs},
+                 "2": {"type": "MaskToImage", "inputs": {"mask": ["1", 0]}},
+                 "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+        return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))}
+    assert "1" in refused({"width": 64, "height": 64, "frames": 16, "start_frame": 500000})
+    assert refused({"width": 64, "height": 64, "frames": 16, "start_frame": 4}) == set()
+    masks = call(registry, "TransitionMask", width=4, height=4, frames=3, start_frame=5, end_frame=9)
+    assert masks.shape[0] == 5 and masks.sum() == 0  # as the pack: 5 empty frames, no transition, none full
