@@ -16,14 +16,15 @@ SimpleMathSliderLowRes+, SimpleMathBoolean+, SimpleMathDual+, SimpleMathConditio
 SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCount+, DisplayAny,
 ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
 Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
+Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+.
 
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+), ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
 random draws, which can't be reproduced without it), ImageApplyLUT+,
 ImageColorMatchAdobe+ and ImageHistogramMatch+ (not yet), ImageSeamCarving+, MaskFromSegmentation+,
-ImageToDevice+, the attention seekers, the samplers (KSamplerVariations*, InjectLatentNoise+,
-FluxSamplerParams+, PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
+ImageToDevice+, the attention seekers, the other samplers (KSamplerVariationsWithNoise+, FluxSamplerParams+,
+PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
 
@@ -33,13 +34,15 @@ import math
 import operator
 import sys
 
-from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
+from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, VAE, \
     Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, show, warn
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
 from nodes.image_ops import gaussian_blur
 from nodes.mask import MaskPreview
 from nodes.pack_nodes import _core, essentials_math
+from nodes.sampling import SEED_MAX, KSamplerAdvanced, _estimate
 from nodes.vae import VAEDecode
 
 ESSENTIALS_INT_LIMIT = 0xffffffffffffffff  # the pack's bounds of its number widgets, both signs
@@ -242,7 +245,8 @@ class ImageListToBatch(Node):
         out = []
         for image in images:
             if image.shape[-1] != first.shape[-1]:
-                raise NodeInputError("image", f"an image of {image.shape[-1]} channels; the first has {first.shape[-1]}")
+                raise NodeInputError("image", f"an image of {image.shape[-1]} channels; the first has "
+                                              f"{first.shape[-1]}")
             if image.shape[1:3] != first.shape[1:3]:
                 image = _resize_image(image, first.shape[2], first.shape[1], "bicubic", crop=True)
             out.append(image)
@@ -1075,8 +1079,8 @@ class TransitionMask(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         try:
-            frames, start, end = widgets.get("frames", 16), widgets.get("start_frame", 0), widgets.get("end_frame", 9999)
-            end = min(frames, end)
+            frames, start = widgets.get("frames", 16), widgets.get("start_frame", 0)
+            end = min(frames, widgets.get("end_frame", 9999))
             count = start + max(end - start, 0) + frames - end
             return Estimate(Size(count, widgets.get("height", 512), widgets.get("width", 512)))
         except (TypeError, KeyError):
@@ -1406,6 +1410,87 @@ class SDXLEmptyLatentSizePicker(Node):
             raise NodeInputError("width_override" if width < 8 else "height_override",
                                  f"a {width}x{height} latent has no pixels at 1/8 size")
         return {"samples": torch.zeros(self.batch_size, 4, height // 8, width // 8)}, width, height
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+
+class InjectLatentNoise(Node):
+    """Add seeded Gaussian noise times noise_strength to a latent, as ComfyUI_essentials' Inject
+    Latent Noise does: the noise is torch's normal draw after torch.manual_seed(noise_seed), the
+    latent's shape (so the pack's noise for the same seed); "normalize" first scales it to the
+    latent's standard deviation and shifts it by its mean. With a mask (resized bilinearly to the
+    latent, repeated over the batch) the noise goes only where the mask is."""
+    category = "essentials/sampling"
+    latent: LATENT
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    noise_strength: float = Float(1.0, min=-20.0, max=20.0, step=0.01)
+    normalize: str = Choice(("false", "true"), "false")
+    mask: MASK = None
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("InjectLatentNoise+",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
+        if samples is None:
+            raise NodeInputError("latent", "expected a LATENT")
+        generator = torch.Generator().manual_seed(self.noise_seed % 2 ** 64)  # the global generator's draw, untouched
+        noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype)
+        if self.normalize == "true":
+            noise = noise * samples.std() + samples.mean()
+        noisy = samples + noise * self.noise_strength
+        if self.mask is not None:
+            if samples.ndim != 4:
+                raise NodeInputError("mask", f"a mask needs an image latent (B, C, H, W); this one is {samples.ndim}-D")
+            mask = _mask(self.mask, "mask").float()
+            mask = F.interpolate(mask[:, None], size=samples.shape[2:], mode="bilinear").clamp(0, 1)
+            mask = mask.repeat(-(-samples.shape[0] // mask.shape[0]), 1, 1, 1)[:samples.shape[0]]
+            noisy = mask * noisy + (1 - mask) * samples
+        return {**self.latent, "samples": noisy}
+
+
+class KSamplerVariationsStochastic(Node):
+    """Variations of one picture, as ComfyUI_essentials' KSampler Stochastic Variations makes them:
+    the first latent is sampled with noise_seed for the first (1 - variation_strength) of the
+    steps (at least one) and its leftover noise kept, that copied over the batch, and the rest of
+    the steps run with the dpmpp_2m_sde sampler, whose noise comes from variation_seed, at cfg times
+    cfg_scale (at least 1). Both stages are KSamplerAdvanced's."""
+    category = "essentials/sampling"
+    model: MODEL
+    latent_image: LATENT
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(25, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    variation_seed: int = Int(0, min=0, max=SEED_MAX)
+    variation_strength: float = Float(0.2, min=0.0, max=1.0, step=0.05)
+    cfg_scale: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("KSamplerVariationsStochastic+",))
+    estimate = classmethod(_estimate)
+
+    def run(self):
+        import torch
+        first_steps = max(int(self.steps * (1 - self.variation_strength)), 1)
+        batch = self.latent_image["samples"].shape[0]
+        first = {**self.latent_image, "samples": self.latent_image["samples"][:1]}
+        common = {"model": self.model, "steps": self.steps, "scheduler": self.scheduler, "positive": self.positive,
+                  "negative": self.negative}
+        stage1 = _core(KSamplerAdvanced, {"sampler_name": "sampler", "latent_image": "latent_image"}, **common,
+                       add_noise="enable", noise_seed=self.noise_seed, cfg=self.cfg, sampler_name=self.sampler,
+                       latent_image=first, start_at_step=0, end_at_step=first_steps,
+                       return_with_leftover_noise="enable")
+        if batch > 1:
+            stage1 = {**stage1, "samples": stage1["samples"].repeat(batch, *[1] * (stage1["samples"].ndim - 1))}
+        return _core(KSamplerAdvanced, {"noise_seed": "variation_seed"}, **common, add_noise="disable",
+                     noise_seed=self.variation_seed, cfg=max(self.cfg * self.cfg_scale, 1.0),
+                     sampler_name="dpmpp_2m_sde", latent_image=stage1, start_at_step=first_steps,
+                     end_at_step=self.steps, return_with_leftover_noise="disable")
 
 
 # -- conditioning -------------------------------------------------------------------------------

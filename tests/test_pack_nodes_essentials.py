@@ -75,7 +75,8 @@ def test_ui_graph_of_image_nodes_reads_runs_and_saves_back(registry):
 def test_ui_graph_of_utilities_and_masks(registry):
     """SimpleMathSlider+ -> SimpleMathDual+ (a); SDXLEmptyLatentSizePicker+ -> BatchCount+;
     TransitionMask+ -> MaskFromBatch+; Display Any with the text box its editor adds after a run."""
-    nodes = [ui_node(1, "SimpleMathSlider+", [0.25, -2.0, 6.0, 2], outputs=[("FLOAT", "FLOAT", [1]), ("INT", "INT", [])]),
+    nodes = [ui_node(1, "SimpleMathSlider+", [0.25, -2.0, 6.0, 2],
+                     outputs=[("FLOAT", "FLOAT", [1]), ("INT", "INT", [])]),
              ui_node(2, "SimpleMathDual+", ["a * 2", "a // 1 + d"], [("a", "*", 1, False)],
                      [("int_1", "INT", []), ("float_1", "FLOAT", []), ("int_2", "INT", []), ("float_2", "FLOAT", [])]),
              ui_node(3, "SDXLEmptyLatentSizePicker+", ["832x1216 (0.68)", 3, 0, 512],
@@ -101,7 +102,8 @@ def test_ui_graph_of_utilities_and_masks(registry):
 
 def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
     graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 24, "batch_size": 2, "color": 0}},
-             "2": {"class_type": "ImageExpandBatch+", "inputs": {"image": ["1", 0], "size": 5, "method": "repeat last"}},
+             "2": {"class_type": "ImageExpandBatch+",
+                   "inputs": {"image": ["1", 0], "size": 5, "method": "repeat last"}},
              "3": {"class_type": "ImageTile+", "inputs": {"image": ["2", 0], "rows": 2, "cols": 2, "overlap": 0.25,
                                                           "overlap_x": 0, "overlap_y": 0}},
              "4": {"class_type": "ImageUntile+", "inputs": {"tiles": ["3", 0], "overlap_x": ["3", 3],
@@ -165,7 +167,8 @@ def test_image_and_mask_expand_batch_pick_those_frames(registry):
     got = call(registry, "ImageExpandBatch", image=images, size=5, method="repeat first")
     assert torch.equal(got, images[[0, 0, 0, 1, 2]])
     masks = images[..., 0]
-    assert torch.equal(call(registry, "MaskExpandBatch", mask=masks, size=6, method="expand"), masks[[0, 0, 1, 1, 2, 2]])
+    got = call(registry, "MaskExpandBatch", mask=masks, size=6, method="expand")
+    assert torch.equal(got, masks[[0, 0, 1, 1, 2, 2]])
 
 
 def test_expand_batch_declares_its_batch_so_limits_refuse_a_huge_one(registry):
@@ -438,7 +441,8 @@ def test_conditioning_nodes(registry):
     (zero, zero_options), (kept, kept_options) = negative
     assert zero.abs().sum() == 0 and zero_options["pooled_output"].abs().sum() == 0
     assert (zero_options["start_percent"], zero_options["end_percent"]) == (0.25, 1.0)
-    assert torch.equal(kept, first[0][0]) and (kept_options["start_percent"], kept_options["end_percent"]) == (0.0, 0.25)
+    assert torch.equal(kept, first[0][0])
+    assert (kept_options["start_percent"], kept_options["end_percent"]) == (0.0, 0.25)
     (only,) = call(registry, "SD3NegativeConditioning", conditioning=first, end=0.0)
     assert only[0].abs().sum() == 0 and "start_percent" not in only[1]
 
@@ -493,3 +497,46 @@ def test_transition_mask_declares_every_frame_it_makes(registry):
     assert refused({"width": 64, "height": 64, "frames": 16, "start_frame": 4}) == set()
     masks = call(registry, "TransitionMask", width=4, height=4, frames=3, start_frame=5, end_frame=9)
     assert masks.shape[0] == 5 and masks.sum() == 0  # as the pack: 5 empty frames, no transition, none full
+
+
+def test_inject_latent_noise_is_the_packs_seeded_draw(registry):
+    samples = torch.rand((2, 4, 6, 8), generator=torch.Generator().manual_seed(3))
+    latent = {"samples": samples, "batch_index": [0, 1]}
+    got = call(registry, "InjectLatentNoise", latent=latent, noise_seed=77, noise_strength=0.5)
+    torch.manual_seed(77)  # the pack's own draw: the global generator after manual_seed
+    noise = torch.randn_like(samples)
+    assert torch.allclose(got["samples"], samples + 0.5 * noise) and got["batch_index"] == [0, 1]
+    got = call(registry, "InjectLatentNoise", latent=latent, noise_seed=77, noise_strength=2.0, normalize="true")
+    assert torch.allclose(got["samples"], samples + 2.0 * (noise * samples.std() + samples.mean()))
+    mask = torch.zeros((1, 12, 16))
+    mask[:, :, :8] = 1
+    got = call(registry, "InjectLatentNoise", latent=latent, noise_seed=77, noise_strength=1.0, mask=mask)
+    assert torch.allclose(got["samples"][..., :3], (samples + noise)[..., :3])
+    assert torch.equal(got["samples"][..., 5:], samples[..., 5:])
+
+
+def test_stochastic_variations_are_two_advanced_samplers(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    base = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a fox"}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}
+    shared = {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "steps": 5, "scheduler": "normal"}
+    graph = {**base, "6": {"class_type": "KSamplerVariationsStochastic+", "inputs": {
+        **shared, "latent_image": ["4", 0], "noise_seed": 3, "cfg": 6.0, "sampler": "euler", "variation_seed": 9,
+        "variation_strength": 0.4, "cfg_scale": 0.5}},
+        "7": {"class_type": "KSamplerAdvanced", "inputs": {
+            **shared, "latent_image": ["5", 0], "add_noise": "enable", "noise_seed": 3, "cfg": 6.0,
+            "sampler_name": "euler", "start_at_step": 0, "end_at_step": 3, "return_with_leftover_noise": "enable"}},
+        "8": {"class_type": "RepeatLatentBatch", "inputs": {"samples": ["7", 0], "amount": 2}},
+        "9": {"class_type": "KSamplerAdvanced", "inputs": {
+            **shared, "latent_image": ["8", 0], "add_noise": "disable", "noise_seed": 9, "cfg": 3.0,
+            "sampler_name": "dpmpp_2m_sde", "start_at_step": 3, "end_at_step": 5,
+            "return_with_leftover_noise": "disable"}}}
+    workflow, values = run(registry, graph, ["6", "9"])
+    got, want = values["6"][0]["samples"], values["9"][0]["samples"]
+    assert got.shape == (2, 4, 8, 8) and torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got[0], got[1], atol=1e-3)  # the SDE steps made two variations
+    assert export_api(workflow, registry)["6"] == graph["6"]
