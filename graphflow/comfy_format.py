@@ -281,7 +281,9 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
         entry = {"name": back.get(spec.name, spec.name), "type": spec.type}
         if spec.socket is None:
             entry["widget"] = True
-            if spec.type == "INT" and spec.name in ("seed", "noise_seed"):
+            # the editor adds control_after_generate after a seed, and after an INT object_info marks so
+            if spec.type == "INT" and (spec.name in ("seed", "noise_seed")
+                                       or spec.widget.hints.get("control_after_generate")):
                 entry["control"] = True
             if spec.widget.hints.get("dynamic_prompts"):  # a pack's text the editor resolves {a|b} in
                 entry["dynamic"] = True

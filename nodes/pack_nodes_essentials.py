@@ -1467,7 +1467,7 @@ class KSamplerVariationsStochastic(Node):
     scheduler: str = Choice(SCHEDULER_NAMES, "simple")
     positive: CONDITIONING
     negative: CONDITIONING
-    variation_seed: int = Int(0, min=0, max=SEED_MAX)
+    variation_seed: int = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
     variation_strength: float = Float(0.2, min=0.0, max=1.0, step=0.05)
     cfg_scale: float = Float(1.0, min=0.0, max=1.0, step=0.05)
     outputs = {"LATENT": LATENT}

@@ -540,3 +540,24 @@ def test_stochastic_variations_are_two_advanced_samplers(registry, tmp_folders):
     assert got.shape == (2, 4, 8, 8) and torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got[0], got[1], atol=1e-3)  # the SDE steps made two variations
     assert export_api(workflow, registry)["6"] == graph["6"]
+
+
+def test_seeds_are_read_with_the_editors_control_widgets(registry):
+    """The editor adds control_after_generate after noise_seed (a seed's name) and after
+    variation_seed (marked so by the pack), and saves it in widgets_values."""
+    nodes = [ui_node(1, "EmptyLatentImage", [64, 64, 1], outputs=[("LATENT", "LATENT", [1])]),
+             ui_node(2, "InjectLatentNoise+", [5, "randomize", 0.5, "true"], [("latent", "LATENT", 1, False)],
+                     [("LATENT", "LATENT", [])]),
+             ui_node(3, "KSamplerVariationsStochastic+",
+                     [7, "fixed", 12, 5.5, "euler_ancestral", "karras", 21, "increment", 0.35, 0.8],
+                     [("model", "MODEL", None, False), ("latent_image", "LATENT", None, False),
+                      ("positive", "CONDITIONING", None, False), ("negative", "CONDITIONING", None, False)],
+                     [("LATENT", "LATENT", [])])]
+    workflow = parse_workflow(ui_graph(nodes, [[1, 1, 0, 2, 0, "LATENT"]]), registry)
+    assert {k: v for k, v in workflow.nodes["2"].inputs.items() if k != "latent"} == {
+        "noise_seed": 5, "noise_strength": 0.5, "normalize": "true"}
+    inputs = workflow.nodes["3"].inputs
+    assert (inputs["noise_seed"], inputs["steps"], inputs["sampler"], inputs["variation_seed"],
+            inputs["variation_strength"], inputs["cfg_scale"]) == (7, 12, "euler_ancestral", 21, 0.35, 0.8)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[3] == [7, "fixed", 12, 5.5, "euler_ancestral", "karras", 21, "increment", 0.35, 0.8]
