@@ -7,7 +7,8 @@ source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py),
 Image: ImageEnhanceDifference+, ImageBatchMultiple+, ImageExpandBatch+, ImageFromBatch+,
 ImageListToBatch+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+, ImageFlip+,
 ImageTile+, ImageUntile+, ImageRemoveAlpha+, ImageDesaturate+, ImagePosterize+,
-ImageCASharpening+, ImageColorMatch+, ImagePreviewFromLatent+.
+ImageCASharpening+, ImageColorMatch+, ImageApplyLUT+ (.cube files in models/luts),
+ImagePreviewFromLatent+.
 Mask: MaskBlur+, MaskFlip+, MaskPreview+, MaskBatch+, MaskExpandBatch+, MaskBoundingBox+,
 MaskFromColor+, MaskFromRGBCMYBW+, MaskFromBatch+, MaskFromList+, MaskSmooth+, MaskFix+,
 TransitionMask+.
@@ -21,9 +22,9 @@ Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+.
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+), ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
-random draws, which can't be reproduced without it), ImageApplyLUT+,
-ImageColorMatchAdobe+ and ImageHistogramMatch+ (not yet), ImageSeamCarving+, MaskFromSegmentation+,
-ImageToDevice+, the attention seekers, the other samplers (KSamplerVariationsWithNoise+, FluxSamplerParams+,
+random draws, which can't be reproduced without it), ImageColorMatchAdobe+ and
+ImageHistogramMatch+ (not yet), ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the
+attention seekers, the other samplers (KSamplerVariationsWithNoise+, FluxSamplerParams+,
 PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
@@ -35,7 +36,7 @@ import operator
 import sys
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, VAE, \
-    Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, show, warn
+    Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, show, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
@@ -566,6 +567,139 @@ class ImageCASharpening(Node):
         weight = -amp * (self.amount * (1 / 5 - 1 / 8) + 1 / 8)
         out = ((at(-1, 0) + at(0, -1) + at(0, 1) + at(1, 0)) * weight + at(0, 0)) / (1 + 4 * weight)
         return out.clamp(0, 1).movedim(1, -1)
+
+
+LUT_3D_MAX = 256  # points per side of a 3D LUT read (common ones have 17 to 65)
+LUT_1D_MAX = 65536
+
+
+def lut_choices() -> list[str]:
+    """The .cube files in the models/luts folders (the pack lists its own luts folder)."""
+    names = set()
+    for base in folders.model_dirs("luts"):
+        if base.is_dir():
+            root = base.resolve()
+            names.update(p.relative_to(base).as_posix() for p in base.rglob("*") if p.suffix.lower() == ".cube"
+                         and p.is_file() and root in p.resolve().parents)
+    return sorted(names)
+
+
+def read_cube(text: str):
+    """An IRIDAS / Resolve .cube LUT: (table, domain). table is [N, 3] for a 1D LUT (one curve per
+    channel) or [N, N, N, 3] indexed [red, green, blue] for a 3D one (its rows list red fastest);
+    domain is [[min r, g, b], [max r, g, b]] (DOMAIN_MIN / DOMAIN_MAX or *_INPUT_RANGE; 0..1 by
+    default). ValueError says what is wrong."""
+    import torch
+    size, kind, low, high, rows = None, None, [0.0] * 3, [1.0] * 3, []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#") or words[0] == "TITLE":
+            continue
+        key = words[0].upper()
+        try:
+            if key in ("LUT_1D_SIZE", "LUT_3D_SIZE"):
+                kind, size = key[4:6], int(words[1])
+            elif key in ("DOMAIN_MIN", "DOMAIN_MAX"):
+                values = [float(v) for v in words[1:4]]
+                if len(values) != 3:
+                    raise ValueError
+                low, high = (values, high) if key == "DOMAIN_MIN" else (low, values)
+            elif key in ("LUT_1D_INPUT_RANGE", "LUT_3D_INPUT_RANGE"):
+                low, high = [float(words[1])] * 3, [float(words[2])] * 3
+            elif len(words) == 3:
+                rows.append([float(v) for v in words])
+            else:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(f"line {number} is not a .cube line: {line.strip()[:60]!r}") from None
+    if kind is None:
+        raise ValueError("no LUT_1D_SIZE or LUT_3D_SIZE line")
+    limit = LUT_3D_MAX if kind == "3D" else LUT_1D_MAX
+    if not 2 <= size <= limit:
+        raise ValueError(f"a {kind} LUT of {size} points: expected 2 to {limit}")
+    want = size ** 3 if kind == "3D" else size
+    if len(rows) != want:
+        raise ValueError(f"{len(rows)} table rows; a {kind} LUT of size {size} has {want}")
+    table = torch.tensor(rows, dtype=torch.float64)
+    if kind == "3D":
+        table = table.reshape(size, size, size, 3).permute(2, 1, 0, 3)  # rows run [blue][green][red]
+    domain = torch.tensor([low, high], dtype=torch.float64)
+    if (domain[1] <= domain[0]).any():
+        raise ValueError(f"the domain's maximum {high} is not above its minimum {low}")
+    return table, domain
+
+
+def apply_lut(table, domain, x):
+    """[..., 3] values through a LUT: each channel through its curve (1D, linear interpolation) or
+    the colour through the cube (3D, trilinear interpolation); values outside the domain take its
+    edge's."""
+    import torch
+    size = table.shape[0]
+    position = ((x - domain[0]) / (domain[1] - domain[0])).clamp(0, 1) * (size - 1)
+    below = position.floor().clamp(max=size - 2).long()
+    t = position - below
+    if table.ndim == 2:
+        channels = torch.arange(3)
+        return table[below, channels] * (1 - t) + table[below + 1, channels] * t
+    out = torch.zeros_like(x)
+    for corner in range(8):  # the cell's eight corners, each weighted by its share
+        step = [(corner >> axis) & 1 for axis in range(3)]
+        weight = torch.ones_like(x[..., :1])
+        for axis, up in enumerate(step):
+            weight = weight * (t[..., axis:axis + 1] if up else 1 - t[..., axis:axis + 1])
+        out += weight * table[below[..., 0] + step[0], below[..., 1] + step[1], below[..., 2] + step[2]]
+    return out
+
+
+class ImageApplyLUT(Node):
+    """Grade images with a .cube LUT, as ComfyUI_essentials' Image Apply LUT does (through the
+    colour library there): lut_file is a .cube file in models/luts (the pack lists its own luts
+    folder; put those files there). With clip_values the table is first clamped to the LUT's
+    domain; pixels are scaled into the domain, raised to 1/2.2 with gamma_correction, looked up (3D
+    LUTs trilinearly, 1D ones linearly per channel; values outside the domain take its edge's),
+    raised to 2.2 again, scaled back, and blended with the image by `strength`. The result is not
+    clamped, as in the pack."""
+    category = "essentials/image processing"
+    image: IMAGE
+    lut_file: str = Choice(lut_choices)
+    gamma_correction: bool = Bool(True)
+    clip_values: bool = Bool(True)
+    strength: float = Float(1.0, min=0.0, max=1.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageApplyLUT+",))
+
+    @classmethod
+    def fingerprint(cls, lut_file=None, **widgets):
+        try:
+            return folders.model_state("luts", lut_file)
+        except (FileNotFoundError, ValueError, TypeError):
+            return None  # run() names the problem
+
+    def run(self):
+        import torch
+        image = _image(self.image, "image")
+        if image.shape[-1] != 3:
+            raise NodeInputError("image", f"{image.shape[-1]} channels: expected RGB images")
+        try:
+            path = folders.find_model("luts", self.lut_file)
+            table, domain = read_cube(path.read_text(encoding="utf-8", errors="replace"))
+        except (FileNotFoundError, ValueError) as e:  # UnsafePathError is a ValueError
+            raise NodeInputError("lut_file", str(e)) from None
+        if self.clip_values:
+            table = torch.minimum(torch.maximum(table, domain[0]), domain[1])
+        x = image.double()
+        default_domain = bool((domain == torch.tensor([[0.0] * 3, [1.0] * 3], dtype=torch.float64)).all())
+        if not default_domain:
+            x = x * (domain[1] - domain[0]) + domain[0]
+        if self.gamma_correction:
+            x = x ** (1 / 2.2)
+        x = apply_lut(table, domain, x)
+        if self.gamma_correction:
+            x = x ** 2.2
+        if not default_domain:
+            x = (x - domain[0]) / (domain[1] - domain[0])
+        x = x.to(image.dtype)
+        return self.strength * x + (1 - self.strength) * image if self.strength < 1.0 else x
 
 
 # the sRGB <-> colour space conversions ImageColorMatch+ goes through (kornia.color's formulas)

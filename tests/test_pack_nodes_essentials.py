@@ -17,6 +17,7 @@ from graphflow.resource_limits import RunLimits
 from graphflow.testing import write_checkpoint
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
+from nodes.pack_nodes import _core
 from nodes.pack_nodes_essentials import SDXL_RESOLUTIONS, expand_indexes
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_graph, ui_node
@@ -561,3 +562,63 @@ def test_seeds_are_read_with_the_editors_control_widgets(registry):
             inputs["variation_strength"], inputs["cfg_scale"]) == (7, 12, "euler_ancestral", 21, 0.35, 0.8)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[3] == [7, "fixed", 12, 5.5, "euler_ancestral", "karras", 21, "increment", 0.35, 0.8]
+
+
+AFFINE = numpy.array([[0.8, 0.1, 0.05], [0.1, 0.7, 0.2], [0.0, 0.25, 0.6]]), numpy.array([0.05, 0.0, 0.1])
+
+
+def write_cube(path, size, kind="3D", function=None, header=""):
+    """A .cube file of `function` sampled at the LUT's points (3D rows: red fastest)."""
+    grid = numpy.linspace(0, 1, size)
+    if kind == "3D":
+        rows = [function(numpy.array([r, g, b])) for b in grid for g in grid for r in grid]
+    else:
+        rows = [function(numpy.array([v, v, v])) for v in grid]
+    body = "\n".join(" ".join(f"{v:.10f}" for v in row) for row in rows)
+    path.write_text(f"# made by the tests\nTITLE \"test\"\n{header}LUT_{kind}_SIZE {size}\n\n{body}\n")
+
+
+@pytest.fixture
+def luts(tmp_folders):
+    folder = tmp_folders.models / "luts"
+    (folder / "sub").mkdir(parents=True)
+    write_cube(folder / "affine.cube", 5, function=lambda c: AFFINE[0] @ c + AFFINE[1])
+    write_cube(folder / "sub" / "square.cube", 9, "1D", function=lambda c: c ** 2)
+    (folder / "broken.cube").write_text("LUT_3D_SIZE 2\n0 0 0\n1 1 1\n")
+    (folder / "notes.txt").write_text("not a LUT")
+    return folder
+
+
+def test_apply_lut_interpolates_the_cube(registry, luts):
+    assert registry.get("ImageApplyLUT").input_specs["lut_file"].widget.options() == [
+        "affine.cube", "broken.cube", "sub/square.cube"]
+    image = pictures(batch=1, height=5, width=6, seed=13)
+    rgb = image.numpy().astype(numpy.float64)
+    got = call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube", gamma_correction=False,
+               clip_values=False, strength=1.0)
+    numpy.testing.assert_allclose(got.numpy(), rgb @ AFFINE[0].T + AFFINE[1], atol=1e-5)  # trilinear: exact
+    got = call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube", gamma_correction=True,
+               clip_values=True, strength=0.5)
+    graded = (rgb ** (1 / 2.2) @ AFFINE[0].T + AFFINE[1]) ** 2.2
+    numpy.testing.assert_allclose(got.numpy(), 0.5 * graded + 0.5 * rgb, atol=1e-5)
+    got = call(registry, "ImageApplyLUT", image=image, lut_file="sub/square.cube", gamma_correction=False)
+    nodes = numpy.linspace(0, 1, 9)
+    numpy.testing.assert_allclose(got.numpy(), numpy.interp(rgb, nodes, nodes ** 2), atol=1e-6)
+
+
+def test_apply_lut_names_a_bad_or_outside_file(registry, luts):
+    image = pictures(batch=1)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImageApplyLUT", image=image, lut_file="broken.cube")
+    assert e.value.input == "lut_file" and "8" in str(e.value)  # a size-2 cube has 8 rows
+    for name in ("../luts/affine.cube", "/etc/passwd", "gone.cube"):  # past the choices' check: run() refuses too
+        with pytest.raises(NodeInputError) as e:
+            _core(registry.get("ImageApplyLUT"), image=image, lut_file=name)
+        assert e.value.input == "lut_file", name
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "ImageApplyLUT+", "inputs": {"image": ["1", 0], "lut_file": "../../secret.cube",
+                                                              "gamma_correction": True, "clip_values": True,
+                                                              "strength": 1.0}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow(graph, registry), registry)
+    assert [(p.node_id, p.input) for p in problems] == [("2", "lut_file")]
