@@ -7,8 +7,8 @@ source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py),
 Image: ImageEnhanceDifference+, ImageBatchMultiple+, ImageExpandBatch+, ImageFromBatch+,
 ImageListToBatch+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+, ImageFlip+,
 ImageTile+, ImageUntile+, ImageRemoveAlpha+, ImageDesaturate+, ImagePosterize+,
-ImageCASharpening+, ImageColorMatch+, ImageApplyLUT+ (.cube files in models/luts),
-ImagePreviewFromLatent+.
+ImageCASharpening+, ImageColorMatch+, ImageColorMatchAdobe+, ImageApplyLUT+ (.cube files in
+models/luts), ImagePreviewFromLatent+.
 Mask: MaskBlur+, MaskFlip+, MaskPreview+, MaskBatch+, MaskExpandBatch+, MaskBoundingBox+,
 MaskFromColor+, MaskFromRGBCMYBW+, MaskFromBatch+, MaskFromList+, MaskSmooth+, MaskFix+,
 TransitionMask+.
@@ -22,9 +22,8 @@ Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+.
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+), ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
-random draws, which can't be reproduced without it), ImageColorMatchAdobe+ and
-ImageHistogramMatch+ (not yet), ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the
-attention seekers, the other samplers (KSamplerVariationsWithNoise+, FluxSamplerParams+,
+random draws, which can't be reproduced without it), ImageHistogramMatch+ (not yet),
+ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the attention seekers, the other samplers (KSamplerVariationsWithNoise+, FluxSamplerParams+,
 PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
@@ -852,6 +851,70 @@ class ImageColorMatch(Node):
         matched = ((x - mean) / std).nan_to_num() * reference_std.nan_to_num() + reference_mean
         matched = self.factor * matched + (1 - self.factor) * x
         return from_color_space(matched, self.color_space).movedim(1, -1).clamp(0, 1).to(image.dtype)
+
+
+def lab_statistics(lab, mask=None):
+    """Image Color Match Adobe's statistics of a LAB batch, over all its pictures together:
+    (mean L, std L, mean a, mean b, std of a and b together); with a mask (1 or 0 per pixel), over
+    the pixels it covers (population deviations), else sample deviations of all pixels."""
+    lightness, a, b = lab[:, :1], lab[:, 1:2], lab[:, 2:]
+    if mask is None:
+        return lightness.mean(), lightness.std(), a.mean(), b.mean(), (a.var() + b.var()).sqrt()
+    count = mask.sum()  # the pack counts the mask's pixels once, whatever the batches
+    mean_l, mean_a, mean_b = ((v * mask).sum() / count for v in (lightness, a, b))
+    std_l = (((lightness - mean_l) ** 2 * mask).sum() / count).sqrt()
+    std_ab = ((((a - mean_a) ** 2 + (b - mean_b) ** 2) * mask).sum() / count).sqrt()
+    return mean_l, std_l, mean_a, mean_b, std_ab
+
+
+class ImageColorMatchAdobe(Node):
+    """Match the images' colours to the reference's as ComfyUI_essentials' Image Color Match Adobe
+    does (after Adobe's "Match Color"), in LAB over the whole batch: lightness is shifted and
+    scaled to the reference's mean and deviation, times luminance_factor; the images' mean a and b
+    are taken away times neutralization_factor (removing a colour cast), and a and b scaled by the
+    deviations' ratio times color_intensity_factor; the result (clamped to 0..1) is blended with
+    the images by fade_factor. With reference_mask, the reference's statistics come from where the
+    mask (resized, nearest) is over 0.5. The pack always works in LAB: color_space does nothing
+    there, nor here (nor `device`)."""
+    category = "essentials/image processing"
+    image: IMAGE
+    reference: IMAGE
+    color_space: str = Choice(("RGB", "LAB"), "RGB")
+    luminance_factor: float = Float(1.0, min=0.0, max=2.0, step=0.05)
+    color_intensity_factor: float = Float(1.0, min=0.0, max=2.0, step=0.05)
+    fade_factor: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    neutralization_factor: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    device: str = Choice(DEVICES, "auto")
+    reference_mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageColorMatchAdobe+",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        image, reference = _image(self.image, "image"), _image(self.reference, "reference")
+        for name, x in (("image", image), ("reference", reference)):
+            if x.shape[-1] != 3:
+                raise NodeInputError(name, f"{x.shape[-1]} channels: expected RGB images")
+        reference = reference.movedim(-1, 1).float()
+        mask = None
+        if self.reference_mask is not None:
+            mask = _mask(self.reference_mask, "reference_mask").float()
+            if mask.shape[0] not in (1, reference.shape[0]) and reference.shape[0] != 1:
+                raise NodeInputError("reference_mask", f"{mask.shape[0]} masks; the reference has "
+                                                       f"{reference.shape[0]} images")
+            mask = (F.interpolate(mask[:, None], size=reference.shape[2:], mode="nearest") > 0.5).float()
+        source = lab_statistics(to_color_space(reference, "LAB"), mask)
+        x = image.movedim(-1, 1).float()
+        lab = to_color_space(x, "LAB")
+        target = lab_statistics(lab)
+        lightness = (lab[:, :1] - target[0]) * (source[1] / target[1]) * self.luminance_factor + source[0]
+        ab_scale = source[4] / target[4] * self.color_intensity_factor
+        a = (lab[:, 1:2] - self.neutralization_factor * target[2]) * ab_scale
+        b = (lab[:, 2:] - self.neutralization_factor * target[3]) * ab_scale
+        matched = from_color_space(torch.cat([lightness, a, b], 1), "LAB").clamp(0, 1)
+        out = self.fade_factor * matched + (1 - self.fade_factor) * x
+        return out.movedim(1, -1).clamp(0, 1).to(image.dtype)
 
 
 class ImagePreviewFromLatent(Node):

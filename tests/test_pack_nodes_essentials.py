@@ -622,3 +622,40 @@ def test_apply_lut_names_a_bad_or_outside_file(registry, luts):
              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     problems = validate(parse_workflow(graph, registry), registry)
     assert [(p.node_id, p.input) for p in problems] == [("2", "lut_file")]
+
+
+def kornia_adobe_match(image, reference, lum, intensity, fade, neutral, mask=None):
+    """The pack's Adobe-style match written with kornia.color.rgb_to_lab / lab_to_rgb."""
+    import kornia.color as kc
+
+    def stats(x, m=None):
+        l, a, b = kc.rgb_to_lab(x).chunk(3, dim=1)
+        if m is None:
+            return l.mean(), l.std(), a.mean(), b.mean(), torch.sqrt(a.var() + b.var())
+        n = m.sum()
+        ml, ma, mb = (l * m).sum() / n, (a * m).sum() / n, (b * m).sum() / n
+        return (ml, torch.sqrt(((l - ml) ** 2 * m).sum() / n), ma, mb,
+                torch.sqrt((((a - ma) ** 2 + (b - mb) ** 2) * m).sum() / n))
+
+    x, ref = image.movedim(-1, 1), reference.movedim(-1, 1)
+    m = None if mask is None else (torch.nn.functional.interpolate(mask[:, None], size=ref.shape[2:]) > 0.5).float()
+    src, dst = stats(ref, m), stats(x)
+    l, a, b = kc.rgb_to_lab(x).chunk(3, dim=1)
+    l = (l - dst[0]) * (src[1] / dst[1]) * lum + src[0]
+    a = (a - neutral * dst[2]) * (src[4] / dst[4]) * intensity
+    b = (b - neutral * dst[3]) * (src[4] / dst[4]) * intensity
+    rgb = kc.lab_to_rgb(torch.cat([l, a, b], 1))
+    return (fade * rgb + (1 - fade) * x).movedim(1, -1).clamp(0, 1)
+
+
+def test_color_match_adobe_equals_the_packs_steps_through_kornia(registry):
+    image, reference = pictures(batch=2, seed=14) * 0.7, pictures(batch=1, seed=15) * 0.5 + 0.3
+    settings = {"luminance_factor": 1.2, "color_intensity_factor": 0.8, "fade_factor": 0.75,
+                "neutralization_factor": 0.5}
+    got = call(registry, "ImageColorMatchAdobe", image=image, reference=reference, **settings)
+    want = kornia_adobe_match(image, reference, 1.2, 0.8, 0.75, 0.5)
+    assert torch.allclose(got, want, atol=2e-4) and (got - image).abs().mean() > 0.05
+    mask = torch.zeros((1, 6, 8))
+    mask[:, 1:4, 2:7] = 1
+    got = call(registry, "ImageColorMatchAdobe", image=image, reference=reference, reference_mask=mask, **settings)
+    assert torch.allclose(got, kornia_adobe_match(image, reference, 1.2, 0.8, 0.75, 0.5, mask), atol=2e-4)
