@@ -1,12 +1,13 @@
 """ComfyUI_essentials' (cubiq's) model-free nodes beyond ImageResize+, SimpleMath+ and GetImageSize+
 (nodes/pack_nodes.py), under the pack's class names, inputs and outputs. Read from the pack's
-source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py),
+source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py; and a later stored
+version adding ImageBatchToList+, ImageSmartSharpen+ and the models/luts folder),
 1f8f5ced9c29bcfcdb8742e69bde971badbe6b08 (mask.py) and 05b82cf39a6827d5462f9faf6935d50dd6283b57
 (misc.py, conditioning.py).
 
 Image: ImageEnhanceDifference+, ImageBatchMultiple+, ImageExpandBatch+, ImageFromBatch+,
-ImageListToBatch+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+, ImageFlip+,
-ImageTile+, ImageUntile+, ImageRemoveAlpha+, ImageDesaturate+, ImagePosterize+,
+ImageListToBatch+, ImageBatchToList+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+,
+ImageFlip+, ImageTile+, ImageUntile+, ImageRemoveAlpha+, ImageDesaturate+, ImagePosterize+,
 ImageCASharpening+, ImageColorMatch+, ImageColorMatchAdobe+, ImageApplyLUT+ (.cube files in
 models/luts), ImagePreviewFromLatent+.
 Mask: MaskBlur+, MaskFlip+, MaskPreview+, MaskBatch+, MaskExpandBatch+, MaskBoundingBox+,
@@ -21,10 +22,14 @@ Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+.
 
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
-PixelOEPixelize+), ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
-random draws, which can't be reproduced without it), ImageHistogramMatch+ (not yet),
-ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the attention seekers, the other samplers (KSamplerVariationsWithNoise+, FluxSamplerParams+,
-PlotParameters+, ...) and DrawText+ (its fonts ship with the pack).
+PixelOEPixelize+); ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
+random draws, which can't be reproduced without it); ImageSmartSharpen+ (OpenCV's bilateral
+filter, not a dependency here); DrawText+ (its fonts ship with the pack); ImageHistogramMatch+,
+ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the attention seekers
+(FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), KSamplerVariationsWithNoise+, the
+sampler-parameter nodes (FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+,
+LorasForFluxParams+, SamplerSelectHelper+, SchedulerSelectHelper+) and GuidanceTimestepping+,
+ModelSamplingSD3Advanced+ and FluxBlocksBuster+ (not yet: less used, or large).
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
 
@@ -35,7 +40,7 @@ import operator
 import sys
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, VAE, \
-    Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, show, warn
+    Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, show, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
@@ -251,6 +256,19 @@ class ImageListToBatch(Node):
                 image = _resize_image(image, first.shape[2], first.shape[1], "bicubic", crop=True)
             out.append(image)
         return torch.cat(out)
+
+
+class ImageBatchToList(Node):
+    """Split an image batch into a list of single images (the nodes it feeds then run once per
+    image), as ComfyUI_essentials' Image Batch To List does."""
+    category = "essentials/image batch"
+    image: IMAGE
+    outputs = {"IMAGE": ListOf(IMAGE)}
+    comfy = ComfyAlias(("ImageBatchToList+",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        return [image[i:i + 1] for i in range(image.shape[0])]
 
 
 class ImageCompositeFromMaskBatch(Node):
@@ -652,8 +670,9 @@ def apply_lut(table, domain, x):
 
 class ImageApplyLUT(Node):
     """Grade images with a .cube LUT, as ComfyUI_essentials' Image Apply LUT does (through the
-    colour library there): lut_file is a .cube file in models/luts (the pack lists its own luts
-    folder; put those files there). With clip_values the table is first clamped to the LUT's
+    colour library there): lut_file is a .cube file in models/luts, as in the pack's later versions
+    (its earlier ones list their own luts folder: put those files there). A missing or unreadable
+    file is an error naming lut_file (the pack passes the image on unchanged). With clip_values the table is first clamped to the LUT's
     domain; pixels are scaled into the domain, raised to 1/2.2 with gamma_correction, looked up (3D
     LUTs trilinearly, 1D ones linearly per channel; values outside the domain take its edge's),
     raised to 2.2 again, scaled back, and blended with the image by `strength`. The result is not

@@ -659,3 +659,13 @@ def test_color_match_adobe_equals_the_packs_steps_through_kornia(registry):
     mask[:, 1:4, 2:7] = 1
     got = call(registry, "ImageColorMatchAdobe", image=image, reference=reference, reference_mask=mask, **settings)
     assert torch.allclose(got, kornia_adobe_match(image, reference, 1.2, 0.8, 0.75, 0.5, mask), atol=2e-4)
+
+
+def test_batch_to_list_feeds_the_next_node_once_per_image(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 6, "batch_size": 3, "color": 0}},
+             "2": {"class_type": "ImageBatchToList+", "inputs": {"image": ["1", 0]}},
+             "3": {"class_type": "ImageFlip+", "inputs": {"image": ["2", 0], "axis": "x"}},
+             "4": {"class_type": "ImageListToBatch+", "inputs": {"image": ["3", 0]}}}
+    _, values = run(registry, graph, ["2", "4"])
+    assert [tuple(i.shape) for i in values["2"][0]] == [(1, 6, 8, 3)] * 3
+    assert values["4"][0].shape == (3, 6, 8, 3)
