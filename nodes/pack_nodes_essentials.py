@@ -672,11 +672,11 @@ class ImageApplyLUT(Node):
     """Grade images with a .cube LUT, as ComfyUI_essentials' Image Apply LUT does (through the
     colour library there): lut_file is a .cube file in models/luts, as in the pack's later versions
     (its earlier ones list their own luts folder: put those files there). A missing or unreadable
-    file is an error naming lut_file (the pack passes the image on unchanged). With clip_values the table is first clamped to the LUT's
-    domain; pixels are scaled into the domain, raised to 1/2.2 with gamma_correction, looked up (3D
-    LUTs trilinearly, 1D ones linearly per channel; values outside the domain take its edge's),
-    raised to 2.2 again, scaled back, and blended with the image by `strength`. The result is not
-    clamped, as in the pack."""
+    file is an error naming lut_file (the pack passes the image on unchanged). With clip_values the
+    table is first clamped to the LUT's domain; pixels are scaled into the domain, raised to 1/2.2
+    with gamma_correction, looked up (3D LUTs trilinearly, 1D ones linearly per channel; values
+    outside the domain take its edge's), raised to 2.2 again, scaled back, and blended with the
+    image by `strength`. The result is not clamped, as in the pack."""
     category = "essentials/image processing"
     image: IMAGE
     lut_file: str = Choice(lut_choices)
