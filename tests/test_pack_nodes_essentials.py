@@ -669,3 +669,27 @@ def test_batch_to_list_feeds_the_next_node_once_per_image(registry):
     _, values = run(registry, graph, ["2", "4"])
     assert [tuple(i.shape) for i in values["2"][0]] == [(1, 6, 8, 3)] * 3
     assert values["4"][0].shape == (3, 6, 8, 3)
+
+
+def test_ui_graph_of_mask_nodes_in_the_packs_widget_order(registry):
+    """MaskFix+ saves erode_dilate, fill_holes, remove_isolated_pixels, smooth, blur (its inputs'
+    order, not its function's); MaskBoundingBox+'s outputs are MASK, IMAGE, x, y, width, height."""
+    nodes = [ui_node(1, "TransitionMask+", [24, 20, 3, 0, 3, "horizontal slide", "linear"],
+                     outputs=[("MASK", "MASK", [1])]),
+             ui_node(2, "MaskFix+", [-3, 0, 0, 0, 0], [("mask", "MASK", 1, False)], [("MASK", "MASK", [2])]),
+             ui_node(3, "MaskBoundingBox+", [1, 0], [("mask", "MASK", 2, False), ("image_optional", "IMAGE", None,
+                                                                                 False)],
+                     [("MASK", "MASK", []), ("IMAGE", "IMAGE", []), ("x", "INT", [3]), ("y", "INT", []),
+                      ("width", "INT", [4]), ("height", "INT", [])]),
+             ui_node(4, "SimpleMathDual+", ["a + b", "b"], [("a", "*", 3, False), ("b", "*", 4, False)],
+                     [("int_1", "INT", []), ("float_1", "FLOAT", []), ("int_2", "INT", []), ("float_2", "FLOAT", [])])]
+    links = [[1, 1, 0, 2, 0, "MASK"], [2, 2, 0, 3, 0, "MASK"], [3, 3, 2, 4, 0, "INT"], [4, 3, 4, 4, 1, "INT"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["2", "3", "4"])
+    fixed = values["2"][0]
+    half = numpy.zeros((20, 24), numpy.float32)
+    half[:, :12] = 1
+    assert torch.equal(fixed[1], torch.from_numpy(scipy.ndimage.grey_erosion(half, size=(3, 3))))
+    assert fixed[1][0].sum() == 11  # eroded, not dilated
+    assert values["3"][2:] == (0, 0, 24, 20) and values["4"] == (24, 24.0, 24, 24.0)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [-3, 0, 0, 0, 0] and saved[3] == [1, 0]
