@@ -18,7 +18,7 @@ SimpleMathSliderLowRes+, SimpleMathBoolean+, SimpleMathDual+, SimpleMathConditio
 SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCount+, DisplayAny,
 ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
 Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
-Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+.
+Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+.
 
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
@@ -26,10 +26,10 @@ PixelOEPixelize+); ImageRandomTransform+ and NoiseFromImage+ (their results are 
 random draws, which can't be reproduced without it); ImageSmartSharpen+ (OpenCV's bilateral
 filter, not a dependency here); DrawText+ (its fonts ship with the pack); ImageHistogramMatch+,
 ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the attention seekers
-(FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), KSamplerVariationsWithNoise+, the
-sampler-parameter nodes (FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+,
-LorasForFluxParams+, SamplerSelectHelper+, SchedulerSelectHelper+) and GuidanceTimestepping+,
-ModelSamplingSD3Advanced+ and FluxBlocksBuster+ (not yet: less used, or large).
+(FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), the sampler-parameter nodes
+(FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+, LorasForFluxParams+,
+SamplerSelectHelper+, SchedulerSelectHelper+), GuidanceTimestepping+, ModelSamplingSD3Advanced+
+and FluxBlocksBuster+ (not yet: less used, or large).
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
 
@@ -45,7 +45,8 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
 from nodes.image_ops import gaussian_blur
-from nodes.mask import MaskPreview
+from nodes.custom_sampling import BasicScheduler
+from nodes.mask import MaskPreview, grow_mask
 from nodes.pack_nodes import _core, essentials_math
 from nodes.sampling import SEED_MAX, KSamplerAdvanced, _estimate
 from nodes.vae import VAEDecode
@@ -1707,6 +1708,78 @@ class KSamplerVariationsStochastic(Node):
                      noise_seed=self.variation_seed, cfg=max(self.cfg * self.cfg_scale, 1.0),
                      sampler_name="dpmpp_2m_sde", latent_image=stage1, start_at_step=first_steps,
                      end_at_step=self.steps, return_with_leftover_noise="disable")
+
+
+def slerp(strength: float, low, high):
+    """Spherical interpolation between two noise batches, picture by picture (BlenderNeko's, which
+    the pack uses): along the great circle between their directions, 0 giving low, 1 high."""
+    import torch
+    shape = low.shape
+    low, high = low.reshape(shape[0], -1), high.reshape(shape[0], -1)
+    low_unit = (low / low.norm(dim=1, keepdim=True)).nan_to_num(nan=0.0)
+    high_unit = (high / high.norm(dim=1, keepdim=True)).nan_to_num(nan=0.0)
+    omega = torch.acos((low_unit * high_unit).sum(1))
+    so = torch.sin(omega)
+    out = (torch.sin((1.0 - strength) * omega) / so)[:, None] * low + (torch.sin(strength * omega) / so)[:, None] * high
+    return out.reshape(shape)
+
+
+class KSamplerVariationsWithNoise(Node):
+    """Variations of one picture, as ComfyUI_essentials' KSampler Variations with Noise Injection
+    makes them: a base noise (torch's draw for main_seed, one picture's, the same for the whole
+    batch) is bent towards a noise of variation_seed (one per picture; main_seed + 1 when they are
+    equal) by variation_strength (slerp); that noise, times the drop in sigma over the steps run
+    (the schedule's sigma at the first step run minus the last's, divided by the model's latent
+    scale factor, as the pack does), is added to the latent, which is then sampled from step
+    round(steps (1 - denoise)) to the end with KSamplerAdvanced without adding noise (seed
+    main_seed). A latent with a noise mask gets the noise only under the mask, and its mask grown
+    by 5 pixels (tapered) for the sampler. Unlike the pack, whose noise has 4 channels, latents of
+    any channel count work."""
+    category = "essentials/sampling"
+    model: MODEL
+    latent_image: LATENT
+    main_seed: int = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    variation_strength: float = Float(0.17, min=0.0, max=1.0, step=0.01)
+    variation_seed: int = Int(12345, min=0, max=SEED_MAX, control_after_generate=True)
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("KSamplerVariationsWithNoise+",))
+    estimate = classmethod(_estimate)
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        samples = self.latent_image.get("samples") if isinstance(self.latent_image, dict) else None
+        if samples is None or samples.ndim != 4:
+            raise NodeInputError("latent_image", "expected an image LATENT (B, C, H, W)")
+        variation_seed = self.variation_seed + 1 if self.variation_seed == self.main_seed else self.variation_seed
+        start = round(self.steps - self.steps * self.denoise)
+        batch, channels, height, width = samples.shape
+        base = torch.randn((1, channels, height, width), generator=torch.Generator().manual_seed(self.main_seed))
+        variation = torch.randn((batch, channels, height, width),
+                                generator=torch.Generator().manual_seed(variation_seed % 2 ** 64))
+        noise = slerp(self.variation_strength, base.expand(batch, -1, -1, -1), variation)
+        sigmas = _core(BasicScheduler, model=self.model, scheduler=self.scheduler, steps=self.steps, denoise=1.0)
+        sigma = float(sigmas[start] - sigmas[self.steps]) / self.model.latent_format.scale_factor
+        noisy = samples + noise.to(samples) * sigma
+        work = {**self.latent_image, "samples": noisy}
+        if "noise_mask" in self.latent_image:
+            mask = self.latent_image["noise_mask"]
+            mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+            weight = F.interpolate(mask, size=(height, width), mode="bilinear").expand(-1, channels, -1, -1)
+            weight = weight.repeat(-(-batch // weight.shape[0]), 1, 1, 1)[:batch]
+            work["samples"] = weight * noisy + (1 - weight) * samples
+            work["noise_mask"] = grow_mask(mask[:, 0], 5, tapered=True)
+        return _core(KSamplerAdvanced, {"noise_seed": "main_seed"}, model=self.model, add_noise="disable",
+                     noise_seed=self.main_seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                     scheduler=self.scheduler, positive=self.positive, negative=self.negative, latent_image=work,
+                     start_at_step=start, end_at_step=self.steps, return_with_leftover_noise="disable")
 
 
 # -- conditioning -------------------------------------------------------------------------------

@@ -562,6 +562,14 @@ def test_seeds_are_read_with_the_editors_control_widgets(registry):
             inputs["variation_strength"], inputs["cfg_scale"]) == (7, 12, "euler_ancestral", 21, 0.35, 0.8)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[3] == [7, "fixed", 12, 5.5, "euler_ancestral", "karras", 21, "increment", 0.35, 0.8]
+    widgets = [3, "randomize", 9, 6.5, "euler", "normal", 0.25, 8, "fixed", 0.75]
+    nodes = [ui_node(1, "KSamplerVariationsWithNoise+", widgets,
+                     [("model", "MODEL", None, False), ("latent_image", "LATENT", None, False),
+                      ("positive", "CONDITIONING", None, False), ("negative", "CONDITIONING", None, False)],
+                     [("LATENT", "LATENT", [])])]
+    inputs = parse_workflow(ui_graph(nodes), registry).nodes["1"].inputs
+    assert (inputs["main_seed"], inputs["steps"], inputs["variation_strength"], inputs["variation_seed"],
+            inputs["denoise"]) == (3, 9, 0.25, 8, 0.75)
 
 
 AFFINE = numpy.array([[0.8, 0.1, 0.05], [0.1, 0.7, 0.2], [0.0, 0.25, 0.6]]), numpy.array([0.05, 0.0, 0.1])
@@ -693,3 +701,45 @@ def test_ui_graph_of_mask_nodes_in_the_packs_widget_order(registry):
     assert values["3"][2:] == (0, 0, 24, 20) and values["4"] == (24, 24.0, 24, 24.0)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[2] == [-3, 0, 0, 0, 0] and saved[3] == [1, 0]
+
+
+def reference_slerp(t, low, high):
+    """Spherical interpolation of each picture's flattened noise (the formula the pack uses)."""
+    a, b = low.reshape(len(low), -1).double(), high.reshape(len(high), -1).double()
+    omega = torch.acos((a / a.norm(dim=1, keepdim=True) * b / b.norm(dim=1, keepdim=True)).sum(1))
+    out = (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / torch.sin(omega)[:, None]
+    return out.reshape(low.shape).float()
+
+
+def test_variations_with_noise_add_slerped_noise_then_sample(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a fox"}},
+             "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}}}
+    _, values = run(registry, graph, ["1", "2", "3"])
+    model, positive, negative = values["1"][0], values["2"][0], values["3"][0]
+    samples = torch.rand((2, 4, 8, 8), generator=torch.Generator().manual_seed(5))
+    mask = torch.zeros((1, 64, 64))
+    mask[:, :, :32] = 1
+    latent = {"samples": samples, "noise_mask": mask}
+    settings = {"steps": 6, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras", "positive": positive,
+                "negative": negative}
+    got = call(registry, "KSamplerVariationsWithNoise", model=model, latent_image=latent, main_seed=4,
+               variation_strength=0.3, variation_seed=4, denoise=0.5, **settings)
+    torch.manual_seed(4)  # the pack's draws: the base noise, then main_seed + 1's
+    base = torch.randn((1, 4, 8, 8)).repeat(2, 1, 1, 1)
+    torch.manual_seed(5)
+    variation = torch.randn((2, 4, 8, 8))
+    sigmas = call(registry, "BasicScheduler", model=model, scheduler="karras", steps=6, denoise=1.0)
+    sigma = float(sigmas[3] - sigmas[6]) / model.latent_format.scale_factor
+    weight = torch.nn.functional.interpolate(mask[:, None], size=(8, 8), mode="bilinear")
+    noisy = samples + reference_slerp(0.3, base, variation) * sigma
+    grown = mask[0].numpy()
+    for _ in range(5):  # the mask grown 5 pixels, tapered: scipy's grey dilation by a cross, 5 times
+        grown = scipy.ndimage.grey_dilation(grown, footprint=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    work = {"samples": weight * noisy + (1 - weight) * samples, "noise_mask": torch.from_numpy(grown)[None]}
+    want = call(registry, "KSamplerAdvanced", model=model, add_noise="disable", noise_seed=4, latent_image=work,
+                start_at_step=3, end_at_step=6, return_with_leftover_noise="disable", **settings)
+    assert torch.allclose(got["samples"], want["samples"], atol=1e-4)
+    assert not torch.allclose(got["samples"][0], got["samples"][1], atol=1e-3)
