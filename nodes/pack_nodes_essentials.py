@@ -45,7 +45,6 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
 from nodes.image_ops import gaussian_blur
-from nodes.custom_sampling import BasicScheduler
 from nodes.mask import MaskPreview, grow_mask
 from nodes.pack_nodes import _core, essentials_math
 from nodes.sampling import SEED_MAX, KSamplerAdvanced, _estimate
@@ -1729,7 +1728,7 @@ class KSamplerVariationsWithNoise(Node):
     makes them: a base noise (torch's draw for main_seed, one picture's, the same for the whole
     batch) is bent towards a noise of variation_seed (one per picture; main_seed + 1 when they are
     equal) by variation_strength (slerp); that noise, times the drop in sigma over the steps run
-    (the schedule's sigma at the first step run minus the last's, divided by the model's latent
+    (KSampler's sigma at the first step run minus the last's, divided by the model's latent
     scale factor, as the pack does), is added to the latent, which is then sampled from step
     round(steps (1 - denoise)) to the end with KSamplerAdvanced without adding noise (seed
     main_seed). A latent with a noise mask gets the noise only under the mask, and its mask grown
@@ -1765,7 +1764,9 @@ class KSamplerVariationsWithNoise(Node):
         variation = torch.randn((batch, channels, height, width),
                                 generator=torch.Generator().manual_seed(variation_seed % 2 ** 64))
         noise = slerp(self.variation_strength, base.expand(batch, -1, -1, -1), variation)
-        sigmas = _core(BasicScheduler, model=self.model, scheduler=self.scheduler, steps=self.steps, denoise=1.0)
+        from graphflow.sampling import DISCARD_PENULTIMATE_SIGMA, compute_sigmas, model_sampling_for
+        sigmas = compute_sigmas(model_sampling_for(self.model), self.scheduler, self.steps, 1.0,
+                                discard_penultimate=self.sampler_name in DISCARD_PENULTIMATE_SIGMA)  # KSampler's
         sigma = float(sigmas[start] - sigmas[self.steps]) / self.model.latent_format.scale_factor
         noisy = samples + noise.to(samples) * sigma
         work = {**self.latent_image, "samples": noisy}

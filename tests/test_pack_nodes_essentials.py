@@ -731,7 +731,7 @@ def test_variations_with_noise_add_slerped_noise_then_sample(registry, tmp_folde
     base = torch.randn((1, 4, 8, 8)).repeat(2, 1, 1, 1)
     torch.manual_seed(5)
     variation = torch.randn((2, 4, 8, 8))
-    sigmas = call(registry, "BasicScheduler", model=model, scheduler="karras", steps=6, denoise=1.0)
+    sigmas = call(registry, "BasicScheduler", model=model, scheduler="karras", steps=6, denoise=1.0)  # euler's
     sigma = float(sigmas[3] - sigmas[6]) / model.latent_format.scale_factor
     weight = torch.nn.functional.interpolate(mask[:, None], size=(8, 8), mode="bilinear")
     noisy = samples + reference_slerp(0.3, base, variation) * sigma
