@@ -271,7 +271,9 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
     catalogue = comfy_catalogue()
     if class_type in catalogue:
         return catalogue[class_type]["inputs"]
-    cls = registry.get(class_type) or registry.comfy_node(class_type)
+    # the class ComfyUI's name stands for, as importing reads it: an alias before a node of ours
+    # that happens to have that name (essentials' "DisplayAny" is not rgthree's, our DisplayAny)
+    cls = registry.comfy_node(class_type)
     if cls is None:
         return None
     alias = _alias_for(cls, class_type)

@@ -3,7 +3,7 @@
 source as stored at commits 07702eb68bec54ec84db91ce78e05eea2832d024 (image.py; and a later stored
 version adding ImageBatchToList+, ImageSmartSharpen+ and the models/luts folder),
 1f8f5ced9c29bcfcdb8742e69bde971badbe6b08 (mask.py) and 05b82cf39a6827d5462f9faf6935d50dd6283b57
-(misc.py, conditioning.py).
+(conditioning.py; misc.py, and a later stored misc.py adding Display Any's mode).
 
 Image: ImageEnhanceDifference+, ImageBatchMultiple+, ImageExpandBatch+, ImageFromBatch+,
 ImageListToBatch+, ImageBatchToList+, ImageCompositeFromMaskBatch+, ImageComposite+, ImageCrop+,
@@ -39,7 +39,7 @@ import math
 import operator
 import sys
 
-from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, VAE, \
+from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
     Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, show, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
@@ -1540,16 +1540,34 @@ class BatchCount(Node):
         return len(batch) if isinstance(batch, (list, dict)) else 0
 
 
+DISPLAY_MODES = ("raw value", "tensor shape")
+
+
+def display_any_widgets(values):
+    """Display Any's saved widgets as its current editor saves them: [mode]. Saves from before
+    the mode widget hold only the text box its editor adds after a run (or nothing); that text is
+    never read back."""
+    if isinstance(values, list):
+        return values[:1] if values and values[0] in DISPLAY_MODES else []
+    return values
+
+
 class EssentialsDisplayAny(Node):
-    """Show any value as text in the editor (Python's str() of it), as ComfyUI_essentials' Display
-    Any does. Its editor adds a text box after a run; the text saved in it is not read back."""
+    """Show any value as text in the editor and give the text on, as ComfyUI_essentials' Display
+    Any does: Python's str() of the value, or with mode "tensor shape" of the list of the shapes
+    of the tensors in it (Debug Tensor Shape's). Its editor adds a text box after a run; the text
+    saved in it is not read back. (The pack's versions before the mode widget show the value only.)"""
     category = "essentials/utilities"
     output_node = True
     input: ANY
-    comfy = ComfyAlias(("DisplayAny",), widgets=lambda values: [] if isinstance(values, list) else values)
+    mode: str = Choice(DISPLAY_MODES, "raw value")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("DisplayAny",), widgets=display_any_widgets)
 
     def run(self):
-        show(text=[str(self.input)])
+        text = str(tensor_shapes(self.input) if self.mode == "tensor shape" else self.input)
+        show(text=[text])
+        return text
 
 
 class ModelCompile(Node):

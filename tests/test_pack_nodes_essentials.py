@@ -743,3 +743,17 @@ def test_variations_with_noise_add_slerped_noise_then_sample(registry, tmp_folde
                 start_at_step=3, end_at_step=6, return_with_leftover_noise="disable", **settings)
     assert torch.allclose(got["samples"], want["samples"], atol=1e-4)
     assert not torch.allclose(got["samples"][0], got["samples"][1], atol=1e-3)
+
+
+def test_display_any_old_and_new_saves(registry):
+    """Saves from before the mode widget hold only the shown text; later ones [mode, text]."""
+    nodes = [ui_node(1, "EmptyImage", [8, 6, 2, 0], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+             ui_node(2, "DisplayAny", ["tensor shape", "[[2, 6, 8, 3]]"], [("input", "*", 1, False)],
+                     [("STRING", "STRING", [])]),
+             ui_node(3, "DisplayAny", ["old text"], [("input", "*", 2, False)])]
+    workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 3, 0, "IMAGE"]]),
+                           ["2", "3"])
+    assert values["2"][0] == "[[2, 6, 8, 3]]"
+    assert values["3"][0].startswith("tensor(")  # raw value: the tensor as Python prints it
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == ["tensor shape"] and saved[3] == ["raw value"]
