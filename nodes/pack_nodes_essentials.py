@@ -19,13 +19,14 @@ SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCoun
 ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
 Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
 Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+.
+Text: DrawText+ (fonts from models/fonts).
 
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+); ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
 random draws, which can't be reproduced without it); ImageSmartSharpen+ (OpenCV's bilateral
-filter, not a dependency here); DrawText+ (its fonts ship with the pack); ImageHistogramMatch+,
-ImageSeamCarving+, MaskFromSegmentation+, ImageToDevice+, the attention seekers
+filter, not a dependency here); ImageHistogramMatch+, ImageSeamCarving+, MaskFromSegmentation+,
+ImageToDevice+, the attention seekers
 (FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), the sampler-parameter nodes
 (FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+, LorasForFluxParams+,
 SamplerSelectHelper+, SchedulerSelectHelper+), GuidanceTimestepping+, ModelSamplingSD3Advanced+
@@ -959,6 +960,112 @@ class ImagePreviewFromLatent(Node):
                       tile_size=max(self.tile_size, 320), overlap=64)
         preview(image)
         return image, torch.zeros((1, 64, 64)), image.shape[2], image.shape[1]
+
+
+def font_choices() -> list[str]:
+    """The .ttf and .otf files in the models/fonts folders (the pack lists the fonts it ships)."""
+    names = set()
+    for base in folders.model_dirs("fonts"):
+        if base.is_dir():
+            root = base.resolve()
+            names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
+                         if p.suffix.lower() in (".ttf", ".otf") and p.is_file() and root in p.resolve().parents)
+    return sorted(names)
+
+
+def _color(value: str, name: str):
+    """A colour the way Pillow reads it (#RGB, #RRGGBB, #RRGGBBAA, CSS names), errors naming the input."""
+    from PIL import ImageColor
+    try:
+        return ImageColor.getrgb(value)
+    except ValueError:
+        raise NodeInputError(name, f"{value!r} is not a colour: expected one like \"#FFFFFF\" or \"#00000080\"") \
+            from None
+
+
+class DrawText(Node):
+    """Draw text with a font, as ComfyUI_essentials' Draw Text does (with Pillow): the text's lines
+    (each as tall as the whole text's drawn height plus the font's descent) are aligned in a
+    picture just big enough for them (plus the shadow's distance) on background_color, or on the
+    first image of img_composite; a shadow of shadow_color is drawn shadow_distance pixels down
+    and right and blurred by shadow_blur (Pillow's Gaussian). Gives the picture (RGB) and the text
+    layer's alpha as the mask. The pack draws with the fonts it ships; here `font` is a .ttf or
+    .otf file in models/fonts (put the pack's fonts, or any, there). Text is laid out with
+    Pillow's basic layout (no complex-script shaping); the pack uses Pillow's default, where a
+    Pillow with raqm fails on text of several lines."""
+    category = "essentials/text"
+    text: str = Text("Hello, World!", multiline=True, dynamic_prompts=True)
+    font: str = Choice(font_choices)
+    size: int = Int(56, min=1, max=9999)
+    color: str = Text("#FFFFFF")
+    background_color: str = Text("#00000000")
+    shadow_distance: int = Int(0, min=0, max=100)
+    shadow_blur: int = Int(0, min=0, max=100)
+    shadow_color: str = Text("#000000")
+    horizontal_align: str = Choice(("left", "center", "right"), "left")
+    vertical_align: str = Choice(("top", "center", "bottom"), "top")
+    offset_x: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    offset_y: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    img_composite: IMAGE = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("DrawText+",))
+
+    @classmethod
+    def fingerprint(cls, font=None, **widgets):
+        try:
+            return folders.model_state("fonts", font)
+        except (FileNotFoundError, ValueError, TypeError):
+            return None  # run() names the problem
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+        for name in ("color", "shadow_color", "background_color"):
+            _color(getattr(self, name), name)  # checked here; given to Pillow as written, as the pack does
+        try:
+            # Pillow's basic layout: with raqm's, measuring text of several lines (as the pack does) fails
+            font = ImageFont.truetype(str(folders.find_model("fonts", self.font)), self.size,
+                                      layout_engine=ImageFont.Layout.BASIC)
+        except (FileNotFoundError, ValueError, OSError) as e:  # UnsafePathError is a ValueError
+            raise NodeInputError("font", str(e)) from None
+        lines = self.text.split("\n")
+        drawn = font.getmask(self.text).getbbox()
+        if drawn is None:
+            raise NodeInputError("text", "nothing to draw: the text draws no pixels in this font")
+        line_height = drawn[3] + font.getmetrics()[1]  # the pack's: the text's height plus the descent
+        text_width, text_height = max(font.getbbox(line)[2] for line in lines), line_height * len(lines)
+        if self.img_composite is not None:
+            pixels = _image(self.img_composite, "img_composite")[0, ..., :3].clamp(0, 1)
+            under = Image.fromarray((pixels * 255).to(torch.uint8).cpu().numpy(), "RGB").convert("RGBA")
+            width, height = under.size
+            canvas = (width, height)
+        else:
+            under, width, height = None, text_width, text_height
+            canvas = (width + self.shadow_distance, height + self.shadow_distance)
+            background = _color(self.background_color, "background_color")  # the pack's tuple here
+        if not 0 < canvas[0] <= MAX_SIZE or not 0 < canvas[1] <= MAX_SIZE:
+            raise NodeInputError("size", f"the text would need a {canvas[0]}x{canvas[1]} picture: expected at most "
+                                         f"{MAX_SIZE} pixels a side")
+        image = Image.new("RGBA", canvas, color=self.background_color if under is not None else background)
+        shadow = image.copy() if self.shadow_distance > 0 else None
+        for i, line in enumerate(lines):
+            line_width = font.getbbox(line)[2]
+            x = {"left": 0, "center": (width - line_width) / 2, "right": width - line_width}[self.horizontal_align]
+            y = {"top": 0, "center": (height - text_height) / 2, "bottom": height - text_height}[self.vertical_align]
+            x, y = x + self.offset_x, y + i * line_height + self.offset_y
+            ImageDraw.Draw(image).text((x, y), line, font=font, fill=self.color)
+            if shadow is not None:
+                ImageDraw.Draw(shadow).text((x + self.shadow_distance, y + self.shadow_distance), line, font=font,
+                                            fill=self.shadow_color)
+        if shadow is not None:
+            image = Image.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(self.shadow_blur)), image)
+        mask = torch.from_numpy(np.array(image)[..., 3].astype(np.float32) / 255)[None]
+        if under is not None:
+            image = Image.alpha_composite(under, image)
+        picture = torch.from_numpy(np.array(image)[..., :3].astype(np.float32) / 255)[None]
+        return picture, mask
 
 
 # -- mask -------------------------------------------------------------------------------------

@@ -757,3 +757,66 @@ def test_display_any_old_and_new_saves(registry):
     assert values["3"][0].startswith("tensor(")  # raw value: the tensor as Python prints it
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[2] == ["tensor shape"] and saved[3] == ["raw value"]
+
+
+@pytest.fixture
+def fonts(tmp_folders):
+    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf."""
+    from PIL import ImageFont
+    folder = tmp_folders.models / "fonts"
+    folder.mkdir(parents=True)
+    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
+    return folder
+
+
+def pillow_text(font_path, text, size, color, background, shadow, blur, shadow_color, h_align, v_align, dx, dy):
+    """The pack's drawing steps, with Pillow."""
+    from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
+    font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.BASIC)
+    lines = text.split("\n")
+    width = max(font.getbbox(line)[2] for line in lines)
+    line_height = font.getmask(text).getbbox()[3] + font.getmetrics()[1]
+    height = line_height * len(lines)
+    image = Image.new("RGBA", (width + shadow, height + shadow), color=ImageColor.getrgb(background))
+    under = image.copy()
+    for i, line in enumerate(lines):
+        x = {"left": 0, "center": (width - font.getbbox(line)[2]) / 2,
+             "right": width - font.getbbox(line)[2]}[h_align] + dx
+        y = {"top": 0, "center": 0, "bottom": 0}[v_align] + i * line_height + dy
+        ImageDraw.Draw(image).text((x, y), line, font=font, fill=color)
+        ImageDraw.Draw(under).text((x + shadow, y + shadow), line, font=font, fill=shadow_color)
+    image = Image.alpha_composite(under.filter(ImageFilter.GaussianBlur(blur)), image) if shadow else image
+    rgba = torch.from_numpy(numpy.array(image).astype(numpy.float32) / 255)[None]
+    return rgba[..., :3], rgba[..., 3]
+
+
+def test_draw_text_draws_as_pillow_does(registry, fonts):
+    assert registry.get("DrawText").input_specs["font"].widget.options() == ["aileron.ttf"]
+    args = ("Hello,\nWorld!", 24, "#FF8000", "#20202080", 3, 2, "#0000FF", "center", "top", 1, 2)
+    image, mask = call(registry, "DrawText", text=args[0], font="aileron.ttf", size=24, color="#FF8000",
+                       background_color="#20202080", shadow_distance=3, shadow_blur=2, shadow_color="#0000FF",
+                       horizontal_align="center", vertical_align="top", offset_x=1, offset_y=2)
+    want_image, want_mask = pillow_text(fonts / "aileron.ttf", *args)
+    assert torch.equal(image, want_image) and torch.equal(mask, want_mask)
+    assert image.shape[1] > 24 * 2 and (image[..., 0] == 1.0).any()  # two lines, orange drawn
+    under = pictures(batch=1, height=40, width=120, seed=16)
+    image, mask = call(registry, "DrawText", text="Hi", font="aileron.ttf", size=20, img_composite=under)
+    assert image.shape == (1, 40, 120, 3) and mask.max() == 1.0
+    untouched = mask[0] == 0
+    assert torch.allclose(image[0][untouched], under[0][untouched], atol=1 / 255 + 1e-6)  # 8-bit, as in the pack
+    for name, value in (("color", "#GG0000"), ("font", "../fonts/aileron.ttf")):
+        with pytest.raises(NodeInputError) as e:
+            _core(registry.get("DrawText"), **{"text": "x", "font": "aileron.ttf", name: value})
+        assert e.value.input == name
+
+
+def test_draw_text_from_a_ui_save(registry, fonts):
+    widgets = ["Hi there", "aileron.ttf", 30, "#FFFFFF", "#000000FF", 0, 0, "#000000", "right", "bottom", -2, 0]
+    nodes = [ui_node(1, "DrawText+", widgets, [("img_composite", "IMAGE", None, False)],
+                     [("IMAGE", "IMAGE", []), ("MASK", "MASK", [])])]
+    workflow, values = run(registry, ui_graph(nodes), ["1"])
+    image, mask = values["1"]
+    assert image.shape[0] == 1 and mask.shape == image.shape[:3] and (mask == 1).all()  # opaque background
+    assert image.max() == 1.0 and image.min() == 0.0
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[1] == widgets
