@@ -1,5 +1,6 @@
-"""ComfyUI_essentials' nodes in nodes/pack_nodes_essentials.py: read from graphs as the pack's editor
-saves them (UI format, widgets in the pack's input order) and from API prompts, written back, and
+"""ComfyUI_essentials' nodes in nodes/pack_nodes_essentials.py and pack_nodes_essentials_misc.py:
+read from graphs as the pack's editor saves them (UI format, widgets in the pack's input order) and
+from API prompts, written back, and
 checked against the pack's formulas written out here with numpy, and against the libraries it
 calls (torchvision's Gaussian through kornia's, scipy.ndimage) and the core nodes it wraps."""
 
@@ -18,7 +19,8 @@ from graphflow.testing import write_checkpoint
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes import _core
-from nodes.pack_nodes_essentials import SDXL_RESOLUTIONS, expand_indexes
+from nodes.pack_nodes_essentials import expand_indexes
+from nodes.pack_nodes_essentials_misc import SDXL_RESOLUTIONS
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_graph, ui_node
 
