@@ -276,7 +276,9 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
     catalogue = comfy_catalogue()
     if class_type in catalogue:
         return catalogue[class_type]["inputs"]
-    cls = registry.get(class_type) or registry.comfy_node(class_type)
+    # the class ComfyUI's name stands for, as importing reads it: an alias before a node of ours
+    # that happens to have that name (essentials' "DisplayAny" is not rgthree's, our DisplayAny)
+    cls = registry.comfy_node(class_type)
     if cls is None:
         return None
     alias = _alias_for(cls, class_type)
@@ -286,7 +288,9 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
         entry = {"name": back.get(spec.name, spec.name), "type": spec.type}
         if spec.socket is None:
             entry["widget"] = True
-            if spec.type == "INT" and spec.name in ("seed", "noise_seed"):
+            # the editor adds control_after_generate after a seed, and after an INT object_info marks so
+            if spec.type == "INT" and (spec.name in ("seed", "noise_seed")
+                                       or spec.widget.hints.get("control_after_generate")):
                 entry["control"] = True
             if spec.widget.hints.get("dynamic_prompts"):  # a pack's text the editor resolves {a|b} in
                 entry["dynamic"] = True

@@ -525,33 +525,39 @@ class SimpleMath(Node):
     comfy = ComfyAlias(("SimpleMath+",))
 
     def run(self):
-        names = {"d": 0.0}  # the pack's function takes a d too, always 0.0
-        for name in ("a", "b", "c"):
-            given = getattr(self, name)
-            if given is None:
-                given = 0.0
-            elif hasattr(given, "shape"):
-                given = list(given.shape)
-            elif isinstance(given, str):
-                try:
-                    given = float(given)
-                except ValueError:
-                    raise NodeInputError(name, f"expected a number, got text {given!r}") from None
-            names[name] = given
-        try:
-            result = simple_math(self.value, names)
-        except SyntaxError as e:
-            raise NodeInputError("value", f"not a formula: {self.value!r} ({e.msg})") from None
-        except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, OverflowError) as e:
-            raise NodeInputError("value", f"{self.value!r} can't be worked out: {e}") from None
-        if not isinstance(result, (int, float)):
-            raise NodeInputError("value", f"{self.value!r} gives {type(result).__name__}, not a number")
-        if math.isnan(result):
-            result = 0.0
-        if math.isinf(result):
-            raise NodeInputError("value", f"{self.value!r} is infinite, which has no integer value")
-        try:
-            number = float(result)
-        except OverflowError:
-            raise NodeInputError("value", f"{self.value!r} is too big for a number") from None
-        return round(result), number  # a whole result rounds exactly, however big
+        return essentials_math(self.value, {"a": self.a, "b": self.b, "c": self.c}, "value")
+
+
+def essentials_math(expression: str, given: dict, input_name: str) -> tuple[int, float]:
+    """SimpleMath+'s (int, float) of an expression on the named inputs (a, b, c and, for
+    SimpleMathDual+, d; unconnected ones are 0; a tensor stands for its shape, text for its
+    number), errors naming input_name (the expression's input)."""
+    names = {"d": 0.0}  # the pack's function takes a d too, 0.0 unless given
+    for name, value in given.items():
+        if value is None:
+            value = 0.0
+        elif hasattr(value, "shape"):
+            value = list(value.shape)
+        elif isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise NodeInputError(name, f"expected a number, got text {value!r}") from None
+        names[name] = value
+    try:
+        result = simple_math(expression, names)
+    except SyntaxError as e:
+        raise NodeInputError(input_name, f"not a formula: {expression!r} ({e.msg})") from None
+    except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, OverflowError) as e:
+        raise NodeInputError(input_name, f"{expression!r} can't be worked out: {e}") from None
+    if not isinstance(result, (int, float)):
+        raise NodeInputError(input_name, f"{expression!r} gives {type(result).__name__}, not a number")
+    if math.isnan(result):
+        result = 0.0
+    if math.isinf(result):
+        raise NodeInputError(input_name, f"{expression!r} is infinite, which has no integer value")
+    try:
+        number = float(result)
+    except OverflowError:
+        raise NodeInputError(input_name, f"{expression!r} is too big for a number") from None
+    return round(result), number  # a whole result rounds exactly, however big

@@ -1,0 +1,680 @@
+"""ComfyUI_essentials' (cubiq's) utilities, conditioning, sampling and text nodes (its image and mask
+nodes are in nodes/pack_nodes_essentials.py, with what is left out and why), under the pack's class
+names, inputs and outputs. Read from the pack's source as stored at commits
+05b82cf39a6827d5462f9faf6935d50dd6283b57 (misc.py, conditioning.py; and a later stored misc.py
+adding Display Any's mode), 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34 (sampling.py) and
+1f8f5ced9c29bcfcdb8742e69bde971badbe6b08 (text.py).
+
+Utilities: SimpleMathFloat+, SimpleMathInt+, SimpleMathPercent+, SimpleMathSlider+,
+SimpleMathSliderLowRes+, SimpleMathBoolean+, SimpleMathDual+, SimpleMathCondition+,
+SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCount+, DisplayAny,
+ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
+Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
+Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+.
+Text: DrawText+ (fonts from models/fonts).
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+
+from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, Bool, \
+    Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, show, warn
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
+from nodes.image import MAX_SIZE, _image
+from nodes.mask import grow_mask
+from nodes.pack_nodes import _core, essentials_math
+from nodes.pack_nodes_essentials import ESSENTIALS_INT_LIMIT, _mask
+from nodes.sampling import SEED_MAX, KSamplerAdvanced, _estimate
+
+
+# -- utilities ----------------------------------------------------------------------------------
+
+
+class SimpleMathFloat(Node):
+    """A number, as ComfyUI_essentials' Simple Math Float gives it."""
+    category = "essentials/utilities"
+    value: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.05)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMathFloat+",))
+
+    def run(self):
+        return float(self.value)
+
+
+class SimpleMathPercent(Node):
+    """A number from 0 to 1, as ComfyUI_essentials' Simple Math Percent gives it."""
+    category = "essentials/utilities"
+    value: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMathPercent+",))
+
+    def run(self):
+        return float(self.value)
+
+
+class SimpleMathInt(Node):
+    """A whole number, as ComfyUI_essentials' Simple Math Int gives it."""
+    category = "essentials/utilities"
+    value: int = Int(0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT)
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("SimpleMathInt+",))
+
+    def run(self):
+        return int(self.value)
+
+
+def slider_value(fraction: float, low: float, high: float, rounding: int) -> tuple[float, int]:
+    """The Simple Math sliders' value: low + fraction (high - low), rounded to `rounding` decimals
+    when above 0, and that value cut to a whole number."""
+    value = low + fraction * (high - low)
+    if rounding > 0:
+        value = round(value, rounding)
+    return value, int(value)
+
+
+class SimpleMathSlider(Node):
+    """A slider from 0 to 1 mapped onto min..max, as ComfyUI_essentials' Simple Math Slider does:
+    min + value (max - min), rounded to `rounding` decimals when above 0; also as a whole number
+    (cut towards 0)."""
+    category = "essentials/utilities"
+    value: float = Float(0.5, min=0.0, max=1.0, step=0.001)
+    min: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    max: float = Float(1.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    rounding: int = Int(0, min=0, max=10)
+    outputs = {"FLOAT": FLOAT, "INT": INT}
+    comfy = ComfyAlias(("SimpleMathSlider+",))
+
+    def run(self):
+        return slider_value(self.value, self.min, self.max, self.rounding)
+
+
+class SimpleMathSliderLowRes(Node):
+    """A slider of 0 to 10 steps mapped onto min..max, as ComfyUI_essentials' Simple Math Slider
+    low-res does: min + value / 10 (max - min), rounded to `rounding` decimals when above 0. The
+    pack gives no value on its INT output (it fails when that is linked); here it is the value cut
+    to a whole number, as Simple Math Slider gives."""
+    category = "essentials/utilities"
+    value: int = Int(5, min=0, max=10)
+    min: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    max: float = Float(1.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    rounding: int = Int(0, min=0, max=10)
+    outputs = {"FLOAT": FLOAT, "INT": INT}
+    comfy = ComfyAlias(("SimpleMathSliderLowRes+",))
+
+    def run(self):
+        return slider_value(0.1 * self.value, self.min, self.max, self.rounding)
+
+
+class SimpleMathBoolean(Node):
+    """True or false, as ComfyUI_essentials' Simple Math Boolean gives it."""
+    category = "essentials/utilities"
+    value: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("SimpleMathBoolean+",))
+
+    def run(self):
+        return self.value
+
+
+class SimpleMathDual(Node):
+    """Two Simple Math formulas of the same a, b, c and d, as ComfyUI_essentials' Simple Math Dual
+    works them out (Simple Math's grammar, an unconnected input counting 0): each as a whole
+    number (rounded half to even) and as a number."""
+    category = "essentials/utilities"
+    a: ANY = None
+    b: ANY = None
+    c: ANY = None
+    d: ANY = None
+    value_1: str = Text("")
+    value_2: str = Text("")
+    outputs = {"int_1": INT, "float_1": FLOAT, "int_2": INT, "float_2": FLOAT}
+    comfy = ComfyAlias(("SimpleMathDual+",))
+
+    def run(self):
+        given = {"a": self.a, "b": self.b, "c": self.c, "d": self.d}
+        return (*essentials_math(self.value_1, given, "value_1"), *essentials_math(self.value_2, given, "value_2"))
+
+
+class SimpleMathCondition(Node):
+    """Work out on_true when `evaluate` is true, else on_false, as ComfyUI_essentials' Simple Math
+    Condition does (Simple Math's formulas of a, b and c): as a whole number and as a number."""
+    category = "essentials/utilities"
+    a: ANY = None
+    b: ANY = None
+    c: ANY = None
+    evaluate: ANY
+    on_true: str = Text("")
+    on_false: str = Text("")
+    outputs = {"INT": INT, "FLOAT": FLOAT}
+    comfy = ComfyAlias(("SimpleMathCondition+",))
+
+    def run(self):
+        name = "on_true" if self.evaluate else "on_false"
+        return essentials_math(getattr(self, name), {"a": self.a, "b": self.b, "c": self.c}, name)
+
+
+class SimpleCondition(Node):
+    """Give on_true when `evaluate` is true, else on_false, as ComfyUI_essentials' Simple Condition
+    does. With evaluate false and on_false unconnected, the pack stops the nodes after it without
+    an error (ComfyUI's execution blocker); graphflow has no such blocking, so that is an error
+    naming on_false."""
+    category = "essentials/utilities"
+    evaluate: ANY
+    on_true: ANY
+    on_false: ANY = None
+    outputs = {"result": ANY}
+    comfy = ComfyAlias(("SimpleCondition+",))
+
+    def run(self):
+        if self.evaluate:
+            return self.on_true
+        if self.on_false is None:
+            raise NodeInputError("on_false", "evaluate is false and on_false is not connected: the pack silently "
+                                             "skips the nodes after it, which graphflow doesn't; connect on_false")
+        return self.on_false
+
+
+COMPARISONS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+               ">=": operator.ge}
+
+
+class SimpleComparison(Node):
+    """Compare a with b, as ComfyUI_essentials' Simple Comparison does (Python's comparison: numbers
+    by value, text alphabetically)."""
+    category = "essentials/utilities"
+    a: ANY
+    b: ANY
+    comparison: str = Choice(tuple(COMPARISONS), "==")
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("SimpleComparison+",))
+
+    def run(self):
+        try:
+            return bool(COMPARISONS[self.comparison](self.a, self.b))
+        except (TypeError, RuntimeError) as e:
+            raise NodeInputError("b", f"can't compare {type(self.a).__name__} {self.comparison} "
+                                      f"{type(self.b).__name__}: {e}") from None
+
+
+class ConsoleDebug(Node):
+    """Print a value to the console (stderr here) after `prefix`, as ComfyUI_essentials' Console
+    Debug does."""
+    category = "essentials/utilities"
+    output_node = True
+    value: ANY
+    prefix: str = Text("Value:")
+    comfy = ComfyAlias(("ConsoleDebug+",))
+
+    def run(self):
+        print(f"{self.prefix} {self.value}", file=sys.stderr)
+
+
+def tensor_shapes(value) -> list[list[int]]:
+    """The shapes of the tensors in a value, looking into dicts, lists and tuples (a CONDITIONING is
+    a list of tuples here, of lists in ComfyUI), in order."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in tensor_shapes(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in tensor_shapes(v)]
+    return [list(value.shape)] if hasattr(value, "shape") else []
+
+
+class DebugTensorShape(Node):
+    """Print the shapes of the tensors in a value (an image, latent, conditioning ...) to the
+    console (stderr here), as ComfyUI_essentials' Debug Tensor Shape does."""
+    category = "essentials/utilities"
+    output_node = True
+    tensor: ANY
+    comfy = ComfyAlias(("DebugTensorShape+",))
+
+    def run(self):
+        print(f"Shapes found: {tensor_shapes(self.tensor)}", file=sys.stderr)
+
+
+class BatchCount(Node):
+    """The number of items of a batch, as ComfyUI_essentials' Batch Count counts them: an image or
+    mask batch's, a latent's samples', a list's or dict's length; 0 for anything else."""
+    category = "essentials/utilities"
+    batch: ANY
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("BatchCount+",))
+
+    def run(self):
+        batch = self.batch
+        if hasattr(batch, "shape"):
+            return batch.shape[0]
+        if isinstance(batch, dict) and "samples" in batch:
+            return batch["samples"].shape[0]
+        return len(batch) if isinstance(batch, (list, dict)) else 0
+
+
+DISPLAY_MODES = ("raw value", "tensor shape")
+
+
+def display_any_widgets(values):
+    """Display Any's saved widgets as its current editor saves them: [mode]. Saves from before
+    the mode widget hold only the text box its editor adds after a run (or nothing); that text is
+    never read back."""
+    if isinstance(values, list):
+        return values[:1] if values and values[0] in DISPLAY_MODES else []
+    return values
+
+
+class EssentialsDisplayAny(Node):
+    """Show any value as text in the editor and give the text on, as ComfyUI_essentials' Display
+    Any does: Python's str() of the value, or with mode "tensor shape" of the list of the shapes
+    of the tensors in it (Debug Tensor Shape's). Its editor adds a text box after a run; the text
+    saved in it is not read back. (The pack's versions before the mode widget show the value only.)"""
+    category = "essentials/utilities"
+    output_node = True
+    input: ANY
+    mode: str = Choice(DISPLAY_MODES, "raw value")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("DisplayAny",), widgets=display_any_widgets)
+
+    def run(self):
+        text = str(tensor_shapes(self.input) if self.mode == "tensor shape" else self.input)
+        show(text=[text])
+        return text
+
+
+class ModelCompile(Node):
+    """ComfyUI_essentials' Model Compile wraps the diffusion model in torch.compile; here the model
+    is passed on unchanged, with a warning (graphflow compiles nothing; fullgraph, dynamic and
+    mode do nothing)."""
+    category = "essentials/utilities"
+    model: MODEL
+    fullgraph: bool = Bool(False)
+    dynamic: bool = Bool(False)
+    mode: str = Choice(("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"), "default")
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("ModelCompile+",))
+
+    def run(self):
+        warn("ModelCompile+: torch.compile is not used here; the model is passed on unchanged")
+        return self.model
+
+
+class RemoveLatentMask(Node):
+    """The latent without its noise mask (so the whole image is sampled), as ComfyUI_essentials'
+    Remove Latent Mask gives it."""
+    category = "essentials/utilities"
+    samples: LATENT
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("RemoveLatentMask+",))
+
+    def run(self):
+        if not isinstance(self.samples, dict):
+            raise NodeInputError("samples", "expected a LATENT")
+        return {k: v for k, v in self.samples.items() if k != "noise_mask"}
+
+
+SDXL_RESOLUTIONS = ("704x1408 (0.5)", "704x1344 (0.52)", "768x1344 (0.57)", "768x1280 (0.6)", "832x1216 (0.68)",
+                    "832x1152 (0.72)", "896x1152 (0.78)", "896x1088 (0.82)", "960x1088 (0.88)", "960x1024 (0.94)",
+                    "1024x1024 (1.0)", "1024x960 (1.07)", "1088x960 (1.13)", "1088x896 (1.21)", "1152x896 (1.29)",
+                    "1152x832 (1.38)", "1216x832 (1.46)", "1280x768 (1.67)", "1344x768 (1.75)", "1344x704 (1.91)",
+                    "1408x704 (2.0)", "1472x704 (2.09)", "1536x640 (2.4)", "1600x640 (2.5)", "1664x576 (2.89)",
+                    "1728x576 (3.0)")
+
+
+def picked_size(resolution: str, width_override: int, height_override: int) -> tuple[int, int]:
+    """SDXLEmptyLatentSizePicker+'s (width, height): the picked resolution's, each side replaced by
+    its override when above 0."""
+    width, height = (int(v) for v in resolution.split(" ")[0].split("x"))
+    return width_override or width, height_override or height
+
+
+class SDXLEmptyLatentSizePicker(Node):
+    """An empty SDXL latent (4 channels, 1/8 size) of one of SDXL's trained sizes, as
+    ComfyUI_essentials' Empty Latent Size Picker gives it: width_override / height_override above
+    0 replace that side. Gives the latent with its width and height."""
+    category = "essentials/utilities"
+    resolution: str = Choice(SDXL_RESOLUTIONS, "1024x1024 (1.0)")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    width_override: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    height_override: int = Int(0, min=0, max=MAX_SIZE, step=8)
+    outputs = {"LATENT": LATENT, "width": INT, "height": INT}
+    comfy = ComfyAlias(("SDXLEmptyLatentSizePicker+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            width, height = picked_size(widgets.get("resolution", "1024x1024 (1.0)"), widgets.get("width_override", 0),
+                                        widgets.get("height_override", 0))
+            return Estimate(Size(widgets.get("batch_size", 1), height, width))
+        except (TypeError, ValueError, AttributeError):
+            return Estimate(None)
+
+    def run(self):
+        import torch
+        width, height = picked_size(self.resolution, self.width_override, self.height_override)
+        if width < 8 or height < 8:
+            raise NodeInputError("width_override" if width < 8 else "height_override",
+                                 f"a {width}x{height} latent has no pixels at 1/8 size")
+        return {"samples": torch.zeros(self.batch_size, 4, height // 8, width // 8)}, width, height
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+
+class InjectLatentNoise(Node):
+    """Add seeded Gaussian noise times noise_strength to a latent, as ComfyUI_essentials' Inject
+    Latent Noise does: the noise is torch's normal draw after torch.manual_seed(noise_seed), the
+    latent's shape (so the pack's noise for the same seed); "normalize" first scales it to the
+    latent's standard deviation and shifts it by its mean. With a mask (resized bilinearly to the
+    latent, repeated over the batch) the noise goes only where the mask is."""
+    category = "essentials/sampling"
+    latent: LATENT
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    noise_strength: float = Float(1.0, min=-20.0, max=20.0, step=0.01)
+    normalize: str = Choice(("false", "true"), "false")
+    mask: MASK = None
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("InjectLatentNoise+",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
+        if samples is None:
+            raise NodeInputError("latent", "expected a LATENT")
+        generator = torch.Generator().manual_seed(self.noise_seed % 2 ** 64)  # the global generator's draw, untouched
+        noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype)
+        if self.normalize == "true":
+            noise = noise * samples.std() + samples.mean()
+        noisy = samples + noise * self.noise_strength
+        if self.mask is not None:
+            if samples.ndim != 4:
+                raise NodeInputError("mask", f"a mask needs an image latent (B, C, H, W); this one is {samples.ndim}-D")
+            mask = _mask(self.mask, "mask").float()
+            mask = F.interpolate(mask[:, None], size=samples.shape[2:], mode="bilinear").clamp(0, 1)
+            mask = mask.repeat(-(-samples.shape[0] // mask.shape[0]), 1, 1, 1)[:samples.shape[0]]
+            noisy = mask * noisy + (1 - mask) * samples
+        return {**self.latent, "samples": noisy}
+
+
+class KSamplerVariationsStochastic(Node):
+    """Variations of one picture, as ComfyUI_essentials' KSampler Stochastic Variations makes them:
+    the first latent is sampled with noise_seed for the first (1 - variation_strength) of the
+    steps (at least one) and its leftover noise kept, that copied over the batch, and the rest of
+    the steps run with the dpmpp_2m_sde sampler, whose noise comes from variation_seed, at cfg times
+    cfg_scale (at least 1). Both stages are KSamplerAdvanced's."""
+    category = "essentials/sampling"
+    model: MODEL
+    latent_image: LATENT
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(25, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1)
+    sampler: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    variation_seed: int = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+    variation_strength: float = Float(0.2, min=0.0, max=1.0, step=0.05)
+    cfg_scale: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("KSamplerVariationsStochastic+",))
+    estimate = classmethod(_estimate)
+
+    def run(self):
+        import torch
+        first_steps = max(int(self.steps * (1 - self.variation_strength)), 1)
+        batch = self.latent_image["samples"].shape[0]
+        first = {**self.latent_image, "samples": self.latent_image["samples"][:1]}
+        common = {"model": self.model, "steps": self.steps, "scheduler": self.scheduler, "positive": self.positive,
+                  "negative": self.negative}
+        stage1 = _core(KSamplerAdvanced, {"sampler_name": "sampler", "latent_image": "latent_image"}, **common,
+                       add_noise="enable", noise_seed=self.noise_seed, cfg=self.cfg, sampler_name=self.sampler,
+                       latent_image=first, start_at_step=0, end_at_step=first_steps,
+                       return_with_leftover_noise="enable")
+        if batch > 1:
+            stage1 = {**stage1, "samples": stage1["samples"].repeat(batch, *[1] * (stage1["samples"].ndim - 1))}
+        return _core(KSamplerAdvanced, {"noise_seed": "variation_seed"}, **common, add_noise="disable",
+                     noise_seed=self.variation_seed, cfg=max(self.cfg * self.cfg_scale, 1.0),
+                     sampler_name="dpmpp_2m_sde", latent_image=stage1, start_at_step=first_steps,
+                     end_at_step=self.steps, return_with_leftover_noise="disable")
+
+
+def slerp(strength: float, low, high):
+    """Spherical interpolation between two noise batches, picture by picture (BlenderNeko's, which
+    the pack uses): along the great circle between their directions, 0 giving low, 1 high."""
+    import torch
+    shape = low.shape
+    low, high = low.reshape(shape[0], -1), high.reshape(shape[0], -1)
+    low_unit = (low / low.norm(dim=1, keepdim=True)).nan_to_num(nan=0.0)
+    high_unit = (high / high.norm(dim=1, keepdim=True)).nan_to_num(nan=0.0)
+    omega = torch.acos((low_unit * high_unit).sum(1))
+    so = torch.sin(omega)
+    out = (torch.sin((1.0 - strength) * omega) / so)[:, None] * low + (torch.sin(strength * omega) / so)[:, None] * high
+    return out.reshape(shape)
+
+
+class KSamplerVariationsWithNoise(Node):
+    """Variations of one picture, as ComfyUI_essentials' KSampler Variations with Noise Injection
+    makes them: a base noise (torch's draw for main_seed, one picture's, the same for the whole
+    batch) is bent towards a noise of variation_seed (one per picture; main_seed + 1 when they are
+    equal) by variation_strength (slerp); that noise, times the drop in sigma over the steps run
+    (KSampler's sigma at the first step run minus the last's, divided by the model's latent
+    scale factor, as the pack does), is added to the latent, which is then sampled from step
+    round(steps (1 - denoise)) to the end with KSamplerAdvanced without adding noise (seed
+    main_seed). A latent with a noise mask gets the noise only under the mask, and its mask grown
+    by 5 pixels (tapered) for the sampler. Unlike the pack, whose noise has 4 channels, latents of
+    any channel count work."""
+    category = "essentials/sampling"
+    model: MODEL
+    latent_image: LATENT
+    main_seed: int = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    variation_strength: float = Float(0.17, min=0.0, max=1.0, step=0.01)
+    variation_seed: int = Int(12345, min=0, max=SEED_MAX, control_after_generate=True)
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("KSamplerVariationsWithNoise+",))
+    estimate = classmethod(_estimate)
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        samples = self.latent_image.get("samples") if isinstance(self.latent_image, dict) else None
+        if samples is None or samples.ndim != 4:
+            raise NodeInputError("latent_image", "expected an image LATENT (B, C, H, W)")
+        variation_seed = self.variation_seed + 1 if self.variation_seed == self.main_seed else self.variation_seed
+        start = round(self.steps - self.steps * self.denoise)
+        batch, channels, height, width = samples.shape
+        base = torch.randn((1, channels, height, width), generator=torch.Generator().manual_seed(self.main_seed))
+        variation = torch.randn((batch, channels, height, width),
+                                generator=torch.Generator().manual_seed(variation_seed % 2 ** 64))
+        noise = slerp(self.variation_strength, base.expand(batch, -1, -1, -1), variation)
+        from graphflow.sampling import DISCARD_PENULTIMATE_SIGMA, compute_sigmas, model_sampling_for
+        sigmas = compute_sigmas(model_sampling_for(self.model), self.scheduler, self.steps, 1.0,
+                                discard_penultimate=self.sampler_name in DISCARD_PENULTIMATE_SIGMA)  # KSampler's
+        sigma = float(sigmas[start] - sigmas[self.steps]) / self.model.latent_format.scale_factor
+        noisy = samples + noise.to(samples) * sigma
+        work = {**self.latent_image, "samples": noisy}
+        if "noise_mask" in self.latent_image:
+            mask = self.latent_image["noise_mask"]
+            mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+            weight = F.interpolate(mask, size=(height, width), mode="bilinear").expand(-1, channels, -1, -1)
+            weight = weight.repeat(-(-batch // weight.shape[0]), 1, 1, 1)[:batch]
+            work["samples"] = weight * noisy + (1 - weight) * samples
+            work["noise_mask"] = grow_mask(mask[:, 0], 5, tapered=True)
+        return _core(KSamplerAdvanced, {"noise_seed": "main_seed"}, model=self.model, add_noise="disable",
+                     noise_seed=self.main_seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
+                     scheduler=self.scheduler, positive=self.positive, negative=self.negative, latent_image=work,
+                     start_at_step=start, end_at_step=self.steps, return_with_leftover_noise="disable")
+
+
+# -- conditioning -------------------------------------------------------------------------------
+
+
+class CLIPTextEncodeSDXLSimplified(Node):
+    """Encode one prompt for SDXL (the same text for CLIP-G and CLIP-L), as ComfyUI_essentials'
+    SDXL CLIPTextEncode does: CLIP Text Encode SDXL with width and height times size_cond_factor as
+    the size and target size, no crop."""
+    category = "essentials/conditioning"
+    width: int = Int(1024, min=0, max=MAX_SIZE)
+    height: int = Int(1024, min=0, max=MAX_SIZE)
+    size_cond_factor: int = Int(4, min=1, max=16)
+    text: str = Text("", multiline=True)
+    clip: CLIP
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeSDXL+",))
+
+    def run(self):
+        width, height = self.width * self.size_cond_factor, self.height * self.size_cond_factor
+        return _core(CLIPEncodeSDXL, {"text_g": "text", "text_l": "text"}, clip=self.clip, width=width,
+                     height=height, crop_w=0, crop_h=0, target_width=width, target_height=height, text_g=self.text,
+                     text_l=self.text)
+
+
+class ConditioningCombineMultiple(Node):
+    """Combine up to five conditionings (the sampler averages their predictions), as
+    ComfyUI_essentials' Cond Combine Multiple does: their entries one after another, 1 to 5."""
+    category = "essentials/conditioning"
+    conditioning_1: CONDITIONING
+    conditioning_2: CONDITIONING
+    conditioning_3: CONDITIONING = None
+    conditioning_4: CONDITIONING = None
+    conditioning_5: CONDITIONING = None
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningCombineMultiple+",))
+
+    def run(self):
+        parts = [getattr(self, f"conditioning_{i}") for i in range(1, 6)]
+        return [entry for part in parts if part is not None for entry in part]
+
+
+class SD3NegativeConditioning(Node):
+    """SD3's negative prompt, as ComfyUI_essentials' SD3 Negative Conditioning makes it: the
+    conditioning for the first `end` of the sampling, then zeroed out (Conditioning Zero Out) for
+    the rest; at end 0 zeroed out throughout."""
+    category = "essentials/conditioning"
+    conditioning: CONDITIONING
+    end: float = Float(0.1, min=0.0, max=1.0, step=0.001)
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("SD3NegativeConditioning+",))
+
+    def run(self):
+        zeroed = _core(ConditioningZeroOut, conditioning=self.conditioning)
+        if self.end == 0:
+            return zeroed
+        kept = _core(ConditioningSetTimestepRange, conditioning=self.conditioning, start=0.0, end=self.end)
+        zeroed = _core(ConditioningSetTimestepRange, conditioning=zeroed, start=self.end, end=1.0)
+        return list(zeroed) + list(kept)
+
+
+# -- text -------------------------------------------------------------------------------------
+
+
+def font_choices() -> list[str]:
+    """The .ttf and .otf files in the models/fonts folders (the pack lists the fonts it ships)."""
+    names = set()
+    for base in folders.model_dirs("fonts"):
+        if base.is_dir():
+            root = base.resolve()
+            names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
+                         if p.suffix.lower() in (".ttf", ".otf") and p.is_file() and root in p.resolve().parents)
+    return sorted(names)
+
+
+def _color(value: str, name: str):
+    """A colour the way Pillow reads it (#RGB, #RRGGBB, #RRGGBBAA, CSS names), errors naming the input."""
+    from PIL import ImageColor
+    try:
+        return ImageColor.getrgb(value)
+    except ValueError:
+        raise NodeInputError(name, f"{value!r} is not a colour: expected one like \"#FFFFFF\" or \"#00000080\"") \
+            from None
+
+
+class DrawText(Node):
+    """Draw text with a font, as ComfyUI_essentials' Draw Text does (with Pillow): the text's lines
+    (each as tall as the whole text's drawn height plus the font's descent) are aligned in a
+    picture just big enough for them (plus the shadow's distance) on background_color, or on the
+    first image of img_composite; a shadow of shadow_color is drawn shadow_distance pixels down
+    and right and blurred by shadow_blur (Pillow's Gaussian). Gives the picture (RGB) and the text
+    layer's alpha as the mask. The pack draws with the fonts it ships; here `font` is a .ttf or
+    .otf file in models/fonts (put the pack's fonts, or any, there). Text is laid out with
+    Pillow's basic layout (no complex-script shaping); the pack uses Pillow's default, where a
+    Pillow with raqm fails on text of several lines."""
+    category = "essentials/text"
+    text: str = Text("Hello, World!", multiline=True, dynamic_prompts=True)
+    font: str = Choice(font_choices)
+    size: int = Int(56, min=1, max=9999)
+    color: str = Text("#FFFFFF")
+    background_color: str = Text("#00000000")
+    shadow_distance: int = Int(0, min=0, max=100)
+    shadow_blur: int = Int(0, min=0, max=100)
+    shadow_color: str = Text("#000000")
+    horizontal_align: str = Choice(("left", "center", "right"), "left")
+    vertical_align: str = Choice(("top", "center", "bottom"), "top")
+    offset_x: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    offset_y: int = Int(0, min=-MAX_SIZE, max=MAX_SIZE)
+    img_composite: IMAGE = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("DrawText+",))
+
+    @classmethod
+    def fingerprint(cls, font=None, **widgets):
+        try:
+            return folders.model_state("fonts", font)
+        except (FileNotFoundError, ValueError, TypeError):
+            return None  # run() names the problem
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+        for name in ("color", "shadow_color", "background_color"):
+            _color(getattr(self, name), name)  # checked here; given to Pillow as written, as the pack does
+        try:
+            # Pillow's basic layout: with raqm's, measuring text of several lines (as the pack does) fails
+            font = ImageFont.truetype(str(folders.find_model("fonts", self.font)), self.size,
+                                      layout_engine=ImageFont.Layout.BASIC)
+        except (FileNotFoundError, ValueError, OSError) as e:  # UnsafePathError is a ValueError
+            raise NodeInputError("font", str(e)) from None
+        lines = self.text.split("\n")
+        drawn = font.getmask(self.text).getbbox()
+        if drawn is None:
+            raise NodeInputError("text", "nothing to draw: the text draws no pixels in this font")
+        line_height = drawn[3] + font.getmetrics()[1]  # the pack's: the text's height plus the descent
+        text_width, text_height = max(font.getbbox(line)[2] for line in lines), line_height * len(lines)
+        if self.img_composite is not None:
+            pixels = _image(self.img_composite, "img_composite")[0, ..., :3].clamp(0, 1)
+            under = Image.fromarray((pixels * 255).to(torch.uint8).cpu().numpy(), "RGB").convert("RGBA")
+            width, height = under.size
+            canvas = (width, height)
+        else:
+            under, width, height = None, text_width, text_height
+            canvas = (width + self.shadow_distance, height + self.shadow_distance)
+            background = _color(self.background_color, "background_color")  # the pack's tuple here
+        if not 0 < canvas[0] <= MAX_SIZE or not 0 < canvas[1] <= MAX_SIZE:
+            raise NodeInputError("size", f"the text would need a {canvas[0]}x{canvas[1]} picture: expected at most "
+                                         f"{MAX_SIZE} pixels a side")
+        image = Image.new("RGBA", canvas, color=self.background_color if under is not None else background)
+        shadow = image.copy() if self.shadow_distance > 0 else None
+        for i, line in enumerate(lines):
+            line_width = font.getbbox(line)[2]
+            x = {"left": 0, "center": (width - line_width) / 2, "right": width - line_width}[self.horizontal_align]
+            y = {"top": 0, "center": (height - text_height) / 2, "bottom": height - text_height}[self.vertical_align]
+            x, y = x + self.offset_x, y + i * line_height + self.offset_y
+            ImageDraw.Draw(image).text((x, y), line, font=font, fill=self.color)
+            if shadow is not None:
+                ImageDraw.Draw(shadow).text((x + self.shadow_distance, y + self.shadow_distance), line, font=font,
+                                            fill=self.shadow_color)
+        if shadow is not None:
+            image = Image.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(self.shadow_blur)), image)
+        mask = torch.from_numpy(np.array(image)[..., 3].astype(np.float32) / 255)[None]
+        if under is not None:
+            image = Image.alpha_composite(under, image)
+        picture = torch.from_numpy(np.array(image)[..., :3].astype(np.float32) / 255)[None]
+        return picture, mask
