@@ -54,8 +54,12 @@ TOP = "ControlNet Preprocessors"
 
 
 def Resolution():
-    """The pack's INPUT.RESOLUTION(): the size of the picture's short side the detector works at."""
-    return Int(512, min=64, max=MAX_RESOLUTION, step=64)
+    """The pack's INPUT.RESOLUTION(): the size of the picture's short side the detector works at.
+    A linked value may be under 64 (ComfyUI passes it unchecked; the pack then uses 512)."""
+    return Int(512, min=64, max=MAX_RESOLUTION, step=64, linked_min=None)
+
+
+LEAST_RESOLUTION = 64  # the least resolution a detector works at: what a linked one is assumed to be
 
 
 # -- the pack's common pipeline ------------------------------------------------------------------

@@ -494,3 +494,22 @@ def test_lineart_standard_of_a_flat_picture_and_a_zero_sigma(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "LineartStandardPreprocessor", image=flat, guassian_sigma=0.0)
     assert caught.value.input == "guassian_sigma"
+
+
+def test_a_linked_resolution_under_64_counts_as_512_as_in_the_pack(registry, tmp_folders):
+    # Pixel Perfect for a 64x64 generation of a 300x200 picture, "Resize and Fill": round(64/300 * 200) = 43
+    image = picture(200, 300, seed=15)
+    write_picture(tmp_folders, "in.png", image)
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+              "4": {"class_type": "PixelPerfectResolution", "inputs": {
+                  "original_image": ["1", 0], "image_gen_width": 64, "image_gen_height": 64,
+                  "resize_mode": "Resize and Fill"}},
+              "2": {"class_type": "CannyEdgePreprocessor", "inputs": {"image": ["1", 0], "resolution": ["4", 0]}}}
+    result = run_graph(registry, prompt, outputs=["2", "4"])
+    assert result.values["4"] == (43,)
+    assert torch.equal(result.values["2"][0], to_image(pack_canny(to_uint8(image), 100, 200, 512)))
+    from graphflow.validation import validate
+    typed = {**prompt, "2": {"class_type": "CannyEdgePreprocessor", "inputs": {"image": ["1", 0], "resolution": 43}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow(typed, registry), registry)
+    assert any(p.node_id == "2" and p.input == "resolution" for p in problems), problems  # typed: still >= 64
