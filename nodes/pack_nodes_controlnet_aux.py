@@ -277,6 +277,9 @@ def tile_map(image, pyr_up_iters: int):
     import numpy as np
     h = int(np.round(image.shape[0] / 64.0)) * 64
     w = int(np.round(image.shape[1] / 64.0)) * 64
+    if min(h, w) < 1:
+        raise NodeInputError("image", f"the {image.shape[1]}x{image.shape[0]} picture's sides round to {w}x{h} "
+                                      "(multiples of 64): expected sides of at least 32 pixels")
     small = (w // (2 ** pyr_up_iters), h // (2 ** pyr_up_iters))
     if min(small) < 1:
         raise NodeInputError("pyrUp_iters", f"{pyr_up_iters} halvings leave nothing of the {image.shape[1]}x"
@@ -537,9 +540,7 @@ class InpaintPreprocessor(Node):
     def run(self):
         import torch
         import torch.nn.functional as F
-        image, mask = self.image, self.mask
-        if not torch.is_tensor(image) or image.ndim != 4:
-            raise NodeInputError("image", "expected an IMAGE: a [B, H, W, C] tensor")
+        image, mask = non_empty(self.image, "image"), self.mask
         if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
             raise NodeInputError("mask", "expected a MASK: a [B, H, W] or [H, W] tensor")
         mask = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1])).to(image.device, torch.float32)
@@ -647,7 +648,7 @@ class PixelPerfectResolution(Node):
     comfy = ComfyAlias(("PixelPerfectResolution",))
 
     def run(self):
-        _, raw_h, raw_w, _ = self.original_image.shape
+        _, raw_h, raw_w, _ = non_empty(self.original_image, "original_image").shape
         return pixel_perfect(raw_h, raw_w, self.image_gen_width, self.image_gen_height, self.resize_mode)
 
 
@@ -680,14 +681,18 @@ class ImageGenResolutionFromLatent(Node):
         return samples.shape[-1] * 8, samples.shape[-2] * 8
 
 
-_THIN_RAW = ([[-1, -1, -1], [0, 1, 0], [1, 1, 1]], [[0, -1, -1], [1, 1, -1], [0, 1, 0]])
-_PRUNE_RAW = ([[-1, -1, -1], [-1, 1, -1], [0, 0, -1]], [[-1, -1, -1], [-1, 1, -1], [-1, 0, 0]])
-
-
 def _rotations(raw):
-    """lvminthin's kernel lists: every kernel at 0, 90, 180, 270 degrees, in that order."""
-    import numpy as np
-    return [np.rot90(np.array(k, dtype=np.int32), k=turn) for turn in range(4) for k in raw]
+    """lvminthin's kernel lists: every kernel at 0, 90, 180, 270 degrees anticlockwise (numpy's
+    rot90), in that order."""
+    def turned(kernel, times):
+        for _ in range(times):
+            kernel = tuple(zip(*kernel))[::-1]
+        return tuple(map(tuple, kernel))
+    return tuple(turned(k, turn) for turn in range(4) for k in raw)
+
+
+THIN_KERNELS = _rotations((((-1, -1, -1), (0, 1, 0), (1, 1, 1)), ((0, -1, -1), (1, 1, -1), (0, 1, 0))))
+PRUNE_KERNELS = _rotations((((-1, -1, -1), (-1, 1, -1), (0, 0, -1)), ((-1, -1, -1), (-1, 1, -1), (-1, 0, 0))))
 
 
 def _thin_pass(x, kernels) -> bool:
@@ -705,11 +710,13 @@ def _thin_pass(x, kernels) -> bool:
 def lvmin_thin(x, prunings: bool):
     """Lvmin Zhang's edge thinning (sd-webui-controlnet's lvminthin): up to 32 thinning passes,
     then one pruning pass when asked."""
+    import numpy as np
+    thin = [np.array(k, dtype=np.int32) for k in THIN_KERNELS]
     for _ in range(32):
-        if not _thin_pass(x, _rotations(_THIN_RAW)):
+        if not _thin_pass(x, thin):
             break
     if prunings:
-        _thin_pass(x, _rotations(_PRUNE_RAW))
+        _thin_pass(x, [np.array(k, dtype=np.int32) for k in PRUNE_KERNELS])
     return x
 
 

@@ -620,3 +620,76 @@ def test_hint_crop_and_resize_counts_and_caps_its_intermediate(registry):
     fit = call(registry, "HintImageEnchance", hint_image=torch.rand(1, 4, 1024, 3), image_gen_width=256,
                image_gen_height=256, resize_mode="Resize and Fill")
     assert fit.shape == (1, 256, 256, 3)
+
+
+@pytest.mark.parametrize("class_type, name", [("CannyEdgePreprocessor", "image"), ("ColorPreprocessor", "image"),
+                                              ("TilePreprocessor", "image"), ("HintImageEnchance", "hint_image"),
+                                              ("PixelPerfectResolution", "original_image"),
+                                              ("InpaintPreprocessor", "image")])
+def test_an_empty_batch_or_side_is_refused_naming_the_image(registry, class_type, name):
+    extra = {"mask": torch.zeros(1, 8, 8)} if class_type == "InpaintPreprocessor" else {}
+    for empty in (torch.zeros(0, 8, 8, 3), torch.zeros(1, 0, 8, 3), torch.zeros(1, 8, 0, 3)):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, class_type, **{name: empty}, **extra)
+        assert caught.value.input == name
+
+
+def test_tile_of_a_picture_too_small_for_its_64_rounding_names_the_image(registry):
+    with pytest.raises(NodeInputError) as caught:  # 20x20 rounds to 0x0 whatever pyrUp_iters is
+        call(registry, "TilePreprocessor", image=picture(20, 20), pyrUp_iters=1)
+    assert caught.value.input == "image"
+
+
+# -- lvmin's thinning, the seeded batch and the inpaint mask --------------------------------------
+
+
+def pack_lvmin_thin(x, prunings=True):
+    """lvminthin.py as the pack has it: both kernels at each of four rot90 turns, removed in turn."""
+    raw = [np.array([[-1, -1, -1], [0, 1, 0], [1, 1, 1]], dtype=np.int32),
+           np.array([[0, -1, -1], [1, 1, -1], [0, 1, 0]], dtype=np.int32)]
+    prune_raw = [np.array([[-1, -1, -1], [-1, 1, -1], [0, 0, -1]], dtype=np.int32),
+                 np.array([[-1, -1, -1], [-1, 1, -1], [-1, 0, 0]], dtype=np.int32)]
+    kernels = [np.rot90(k, k=turn, axes=(0, 1)) for turn in range(4) for k in raw]
+    prunings_k = [np.rot90(k, k=turn, axes=(0, 1)) for turn in range(4) for k in prune_raw]
+
+    def once(y, ks):
+        done = True
+        for k in ks:
+            hits = np.where(cv2.morphologyEx(y, cv2.MORPH_HITMISS, k) > 127)
+            y[hits] = 0
+            done = done and hits[0].shape[0] == 0
+        return y, done
+
+    for _ in range(32):
+        x, done = once(x, kernels)
+        if done:
+            break
+    if prunings:
+        x, _ = once(x, prunings_k)
+    return x
+
+
+@pytest.mark.parametrize("prunings", [False, True])
+def test_lvmin_thin_is_the_packs(prunings):
+    from nodes.pack_nodes_controlnet_aux import lvmin_thin
+    rng = np.random.default_rng(19)
+    lines = np.zeros((96, 96), np.uint8)
+    for _ in range(6):  # thick strokes and blobs: many passes of thinning, and spurs to prune
+        p, q = rng.integers(0, 96, 2), rng.integers(0, 96, 2)
+        cv2.line(lines, tuple(map(int, p)), tuple(map(int, q)), 255, int(rng.integers(2, 7)))
+    cv2.circle(lines, (48, 48), 15, 255, -1)
+    ours = lvmin_thin(lines.copy(), prunings=prunings)
+    assert np.array_equal(ours, pack_lvmin_thin(lines.copy(), prunings=prunings))
+    assert 0 < (ours > 0).sum() < (lines > 0).sum() / 3
+
+
+def test_a_batch_reports_progress_per_image(registry):
+    from graphflow.executor import Executor
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 3, "color": 0}},
+              "2": {"class_type": "ScribblePreprocessor", "inputs": {"image": ["1", 0], "resolution": 64}}}
+    events = []
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["2"], on_event=events.append)
+    assert result.ok, result.error
+    assert [(e["value"], e["max"]) for e in events if e["type"] == "progress" and e["node"] == "2"] == \
+        [(1, 3), (2, 3), (3, 3)]
+
