@@ -5,18 +5,17 @@ crop back), plus properties that could fail, and UI / API graphs with the pack's
 
 import json
 
+import cv2  # opencv-python-headless: a dependency of graphflow (pyproject.toml), not an optional one
 import numpy as np
 import pytest
 import torch
 
-cv2 = pytest.importorskip("cv2")
-
-from graphflow.comfy_format import export_api, export_ui  # noqa: E402
-from graphflow.context import NodeInputError  # noqa: E402
-from graphflow.registry import Registry  # noqa: E402
-from graphflow.workflow import parse_workflow  # noqa: E402
-from tests.test_nodes_image_mask import call as call_ours  # noqa: E402
-from tests.test_pack_nodes import run_graph, ui_graph, ui_node  # noqa: E402
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call as call_ours
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
 
 @pytest.fixture(scope="module")
