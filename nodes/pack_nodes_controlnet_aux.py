@@ -461,8 +461,10 @@ class ColorPreprocessor(Node):
 class ShufflePreprocessor(Node):
     """Content shuffle, as comfyui_controlnet_aux's Content Shuffle: the resized picture warped by
     two smooth random fields drawn from numpy's Generator seeded with `seed` (the same seed gives
-    the same picture as the pack). Seed 0 is random on each run (the pack draws it from numpy's
-    global state). Each image of a batch takes a fresh Generator of the same seed."""
+    the same picture as the pack). Seed 0 draws a fresh warp each time the node actually runs (the
+    pack draws it from numpy's global state, which cannot be replayed); while its inputs are
+    unchanged the node is not run again and its cached picture is reused. Each image of a batch
+    takes a fresh Generator of the same seed, so a seeded batch gets the same warp on every image."""
     display_name = "Content Shuffle"
     category = T2I
     image: IMAGE

@@ -682,6 +682,30 @@ def test_lvmin_thin_is_the_packs(prunings):
     assert 0 < (ours > 0).sum() < (lines > 0).sum() / 3
 
 
+def test_a_seeded_shuffle_gives_every_image_of_a_batch_the_packs_warp(registry):
+    batch = torch.cat([picture(120, 160, seed=20), picture(120, 160, seed=21)])
+    out = call(registry, "ShufflePreprocessor", image=batch, resolution=128, seed=5)
+    for i in range(2):  # the pack seeds a fresh Generator for each image
+        assert torch.equal(out[i:i + 1], to_image(pack_shuffle(to_uint8(batch[i:i + 1]), 128, 5)))
+    # the same warp: a picture shuffled alone and inside a batch come out the same
+    same = call(registry, "ShufflePreprocessor", image=torch.cat([batch[:1], batch[:1]]), resolution=128, seed=5)
+    assert torch.equal(same[0], same[1])
+
+
+def test_inpaint_one_mask_serves_every_image(registry):
+    batch = torch.cat([picture(40, 56, seed=22), picture(40, 56, seed=23), picture(40, 56, seed=24)])
+    mask = torch.zeros(20, 28)  # [H, W]: one mask, at half the size
+    mask[5:15, 3:10] = 1.0
+    out = call(registry, "InpaintPreprocessor", image=batch, mask=mask)
+    big = torch.nn.functional.interpolate(mask[None, None], size=(40, 56), mode="bilinear")[0, 0] > 0.5
+    assert out.shape == batch.shape and big.any()
+    for i in range(3):
+        assert (out[i][big] == -1.0).all() and torch.equal(out[i][~big], batch[i][~big])
+    with pytest.raises(NodeInputError) as caught:  # two masks for three images
+        call(registry, "InpaintPreprocessor", image=batch, mask=torch.zeros(2, 20, 28))
+    assert caught.value.input == "mask"
+
+
 def test_a_batch_reports_progress_per_image(registry):
     from graphflow.executor import Executor
     prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 3, "color": 0}},
@@ -691,4 +715,3 @@ def test_a_batch_reports_progress_per_image(registry):
     assert result.ok, result.error
     assert [(e["value"], e["max"]) for e in events if e["type"] == "progress" and e["node"] == "2"] == \
         [(1, 3), (2, 3), (3, 3)]
-
