@@ -342,7 +342,7 @@ def _check_linked_widgets(node, instance) -> None:
         rows = [{name: v[min(k, len(v) - 1)] for name, v in widgets.items()} for k in range(count)]
     try:
         for row in rows:
-            node.cls.widget_model.model_validate(row)
+            node.cls.linked_widget_model.model_validate(row)
     except ValidationError as e:
         err = e.errors()[0]
         raise NodeInputError(str(err["loc"][0]), f"linked value {err.get('input')!r}: {err['msg']}") from None

@@ -66,6 +66,9 @@ class Widget:
 
 
 def Int(default=_REQUIRED, *, min=None, max=None, step=1, description="", **hints) -> Any:
+    """An integer. `linked_min=N` lets a value that arrives by a link go down to N (None: no lower
+    bound) where the node itself handles values below `min`, as a pack does whose ComfyUI node gets
+    linked values unchecked; a typed-in value still has to be at least `min`."""
     return Widget("INT", default, min, max, step, description=description, hints=hints)
 
 
@@ -148,7 +151,8 @@ def _check_file_name(value: str) -> str:
     return value
 
 
-def _pydantic_field(spec: InputSpec):
+def _pydantic_field(spec: InputSpec, linked: bool = False):
+    """The widget's pydantic field; `linked`: for a value arriving by a link (its `linked_min`)."""
     w = spec.widget
     default = ... if w.default is _REQUIRED else w.default
     if w.kind == "CHOICE":
@@ -157,8 +161,9 @@ def _pydantic_field(spec: InputSpec):
         return Annotated[str, AfterValidator(_check_file_name)], default
     python_type = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[w.kind]
     constraints = {}
-    if w.min is not None:
-        constraints["ge"] = w.min
+    least = w.hints["linked_min"] if linked and "linked_min" in w.hints else w.min
+    if least is not None:
+        constraints["ge"] = least
     if w.max is not None:
         constraints["le"] = w.max
     if w.kind == "FLOAT":
@@ -183,6 +188,7 @@ class Node:
     input_specs: ClassVar[dict[str, InputSpec]] = {}
     output_specs: ClassVar[tuple[OutputSpec, ...]] = ()
     widget_model: ClassVar[type[BaseModel]]
+    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min bounds
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -194,6 +200,12 @@ class Node:
         cls.widget_model = create_model(
             f"{cls.__name__}Widgets", __config__=ConfigDict(extra="ignore"), **widgets
         )
+        cls.linked_widget_model = cls.widget_model
+        if any(s.widget and "linked_min" in s.widget.hints for s in cls.input_specs.values()):
+            linked = {name: _pydantic_field(s, linked=True) for name, s in cls.input_specs.items() if s.widget}
+            cls.linked_widget_model = create_model(
+                f"{cls.__name__}LinkedWidgets", __config__=ConfigDict(extra="ignore"), **linked
+            )
 
     @classmethod
     def description(cls) -> str:

@@ -13,7 +13,12 @@ same tree).
 
 The pack's common rules, kept here:
 - each image of the batch becomes uint8 as `image * 255` cast (truncated, not rounded);
-- `resolution` below 64 (or not an int) counts as 512;
+- `resolution` below 64 (or not an int) counts as 512; ComfyUI does not check the bounds of a
+  linked value, so a linked resolution under 64 (a Pixel Perfect Resolution of a small generation
+  size) reaches that rule here too;
+- a linked resolution is not known before the run, so the size checks made before it can only
+  assume the least (64); when the node runs, a resolution that would make a side of the resized
+  picture larger than 16384 pixels is refused (naming `resolution`);
 - "resize with pad": the image is scaled so that its short side is `resolution` (each side
   round(side * k)), with INTER_AREA when shrinking and the detector's upscale method (INTER_CUBIC,
   INTER_AREA for Scribble) when growing, edge-padded to multiples of 64, processed, then cropped
@@ -39,7 +44,8 @@ and ControlNetAuxSimpleAddText (a graph expansion over every preprocessor, and a
 from __future__ import annotations
 
 from graphflow.api import IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size
+    NodeInputError, Size, progress
+from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import _core
 
 MAX_RESOLUTION = 16384  # the pack's INPUT.RESOLUTION max (ComfyUI's MAX_RESOLUTION)
@@ -54,8 +60,12 @@ TOP = "ControlNet Preprocessors"
 
 
 def Resolution():
-    """The pack's INPUT.RESOLUTION(): the size of the picture's short side the detector works at."""
-    return Int(512, min=64, max=MAX_RESOLUTION, step=64)
+    """The pack's INPUT.RESOLUTION(): the size of the picture's short side the detector works at.
+    A linked value may be under 64 (ComfyUI passes it unchecked; the pack then uses 512)."""
+    return Int(512, min=64, max=MAX_RESOLUTION, step=64, linked_min=None)
+
+
+LEAST_RESOLUTION = 64  # the least resolution a detector works at: what a linked one is assumed to be
 
 
 # -- the pack's common pipeline ------------------------------------------------------------------
@@ -71,6 +81,14 @@ def scaled_size(height: int, width: int, resolution: int) -> tuple[int, int]:
     import numpy as np
     k = float(resolution) / float(min(height, width))
     return int(np.round(float(height) * k)), int(np.round(float(width) * k))
+
+
+def check_scaled(height: int, width: int, resolution: int, old_h: int, old_w: int) -> None:
+    """Refuse a resized picture with a side over MAX_SIZE: the check the estimate makes before the
+    run cannot see a linked resolution, so it is made here, when the node runs."""
+    if max(height, width) > MAX_SIZE:
+        raise NodeInputError("resolution", f"{resolution} would resize the {old_w}x{old_h} picture to {width}x{height}: "
+                                           f"expected a resolution that keeps each side at most {MAX_SIZE} pixels")
 
 
 def hwc3(x):
@@ -96,6 +114,7 @@ def resize_with_pad(image, resolution: int, upscale: int):
     import numpy as np
     img = hwc3(image)
     height, width = scaled_size(img.shape[0], img.shape[1], resolution)
+    check_scaled(height, width, resolution, img.shape[0], img.shape[1])
     growing = float(resolution) / float(min(img.shape[:2])) > 1
     img = cv2.resize(img, (width, height), interpolation=upscale if growing else cv2.INTER_AREA)
     pad_h, pad_w = -height % 64, -width % 64  # up to the next multiple of 64
@@ -107,28 +126,40 @@ def crop(x, size):
     return np.ascontiguousarray(x[:size[0], :size[1], ...])
 
 
+def non_empty(images, name: str):
+    """The IMAGE batch, refused (naming the input) when it has no image or a side of 0 pixels."""
+    images = _image(images, name)
+    if min(images.shape[:3]) < 1:
+        batch, height, width, _ = images.shape
+        raise NodeInputError(name, f"{batch} image(s) of {width}x{height}: expected at least one image "
+                                   "with both sides at least 1 pixel")
+    return images
+
+
 def each_image(images, name: str, detect):
     """common_annotator_call: each image as uint8 through `detect`, back to a float IMAGE batch."""
     import numpy as np
     import torch
-    if not torch.is_tensor(images) or images.ndim != 4:
-        raise NodeInputError(name, "expected an IMAGE: a [B, H, W, C] tensor")
+    images = non_empty(images, name)
     out = []
-    for image in images:
+    for i, image in enumerate(images):
         # The pack casts image * 255 straight to uint8 (truncating); clamped first so that values
         # outside 0..1 saturate instead of wrapping.
         pixels = (image.detach().cpu().float() * 255.0).clamp(0, 255).numpy().astype(np.uint8)
         out.append(torch.from_numpy(detect(pixels).astype(np.float32) / 255.0))
+        progress(i + 1, len(images))
     return torch.stack(out, dim=0)
 
 
 def detected_estimate(widgets: dict, inputs: dict, name: str = "image") -> Estimate:
-    """The size resize-with-pad gives, and its working memory (padded uint8 and float copies)."""
+    """The size resize-with-pad gives, and its working memory (padded uint8 and float copies); for
+    a linked resolution (None here), the least it can be: at resolution 64."""
     size = inputs.get(name)
     resolution = widgets.get("resolution")
-    if size is None or resolution is None or min(size.height, size.width) < 1:
+    if size is None or min(size.height, size.width) < 1:
         return Estimate(None)
-    height, width = scaled_size(size.height, size.width, detect_resolution(resolution))
+    least = LEAST_RESOLUTION if resolution is None else detect_resolution(resolution)
+    height, width = scaled_size(size.height, size.width, least)
     padded = (height + 64) * (width + 64)
     return Estimate(Size(size.batch, height, width), memory=padded * 3 * 4 * 4)
 
@@ -205,6 +236,7 @@ def color_map(image, resolution: int):
         size = (int(round(w / h * resolution)), resolution)
     else:
         size = (resolution, int(round(h / w * resolution)))
+    check_scaled(size[1], size[0], resolution, h, w)
     img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     h, w = img.shape[:2]
     cells = cv2.resize(img, (w // 64, h // 64), interpolation=cv2.INTER_CUBIC)
@@ -245,6 +277,9 @@ def tile_map(image, pyr_up_iters: int):
     import numpy as np
     h = int(np.round(image.shape[0] / 64.0)) * 64
     w = int(np.round(image.shape[1] / 64.0)) * 64
+    if min(h, w) < 1:
+        raise NodeInputError("image", f"the {image.shape[1]}x{image.shape[0]} picture's sides round to {w}x{h} "
+                                      "(multiples of 64): expected sides of at least 32 pixels")
     small = (w // (2 ** pyr_up_iters), h // (2 ** pyr_up_iters))
     if min(small) < 1:
         raise NodeInputError("pyrUp_iters", f"{pyr_up_iters} halvings leave nothing of the {image.shape[1]}x"
@@ -318,7 +353,9 @@ def recolor_map(image, resolution: int, gamma: float, mode: str):
 class CannyEdgePreprocessor(Node):
     """Canny edges, as comfyui_controlnet_aux's Canny Edge: the picture resized to `resolution` on
     its short side (padded to multiples of 64 meanwhile), OpenCV's Canny with the two thresholds,
-    white edges on black. The result has the resized size, not the input's."""
+    white edges on black. The result has the resized size, not the input's. A linked resolution
+    under 64 counts as 512, as in the pack; one that would make a side of the resized picture
+    larger than 16384 pixels is refused when the node runs."""
     display_name = "Canny Edge"
     category = LINES
     image: IMAGE
@@ -395,10 +432,11 @@ class BinaryPreprocessor(Node):
 
 
 def color_estimate(widgets, inputs):
+    """The palette's size; for a linked resolution, the least it can be (at 64)."""
     size, resolution = inputs.get("image"), widgets.get("resolution")
-    if size is None or resolution is None or min(size.height, size.width) < 1:
+    if size is None or min(size.height, size.width) < 1:
         return Estimate(None)
-    res = detect_resolution(resolution)
+    res = LEAST_RESOLUTION if resolution is None else detect_resolution(resolution)
     h, w = size.height, size.width
     height, width = (res, int(round(w / h * res))) if h < w else (int(round(h / w * res)), res)
     return Estimate(Size(size.batch, height, width), memory=height * width * 3 * 4)
@@ -423,8 +461,10 @@ class ColorPreprocessor(Node):
 class ShufflePreprocessor(Node):
     """Content shuffle, as comfyui_controlnet_aux's Content Shuffle: the resized picture warped by
     two smooth random fields drawn from numpy's Generator seeded with `seed` (the same seed gives
-    the same picture as the pack). Seed 0 is random on each run (the pack draws it from numpy's
-    global state). Each image of a batch takes a fresh Generator of the same seed."""
+    the same picture as the pack). Seed 0 draws a fresh warp each time the node actually runs (the
+    pack draws it from numpy's global state, which cannot be replayed); while its inputs are
+    unchanged the node is not run again and its cached picture is reused. Each image of a batch
+    takes a fresh Generator of the same seed, so a seeded batch gets the same warp on every image."""
     display_name = "Content Shuffle"
     category = T2I
     image: IMAGE
@@ -440,10 +480,14 @@ class ShufflePreprocessor(Node):
 
 
 def tile_estimate(widgets, inputs):
-    size = inputs.get("image")
+    """Each side rounded to a multiple of 64, halved pyrUp_iters times (rounding down) and doubled
+    back; for a linked pyrUp_iters, the least that gives (at its max, 10)."""
+    size, iters = inputs.get("image"), widgets.get("pyrUp_iters")
     if size is None:
         return Estimate(None)
-    return Estimate(Size(size.batch, round(size.height / 64) * 64, round(size.width / 64) * 64))
+    step = 2 ** (iters if isinstance(iters, int) else 10)
+    return Estimate(Size(size.batch, round(size.height / 64) * 64 // step * step,
+                         round(size.width / 64) * 64 // step * step))
 
 
 class TilePreprocessor(Node):
@@ -498,9 +542,7 @@ class InpaintPreprocessor(Node):
     def run(self):
         import torch
         import torch.nn.functional as F
-        image, mask = self.image, self.mask
-        if not torch.is_tensor(image) or image.ndim != 4:
-            raise NodeInputError("image", "expected an IMAGE: a [B, H, W, C] tensor")
+        image, mask = non_empty(self.image, "image"), self.mask
         if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
             raise NodeInputError("mask", "expected a MASK: a [B, H, W] or [H, W] tensor")
         mask = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1])).to(image.device, torch.float32)
@@ -608,7 +650,7 @@ class PixelPerfectResolution(Node):
     comfy = ComfyAlias(("PixelPerfectResolution",))
 
     def run(self):
-        _, raw_h, raw_w, _ = self.original_image.shape
+        _, raw_h, raw_w, _ = non_empty(self.original_image, "original_image").shape
         return pixel_perfect(raw_h, raw_w, self.image_gen_width, self.image_gen_height, self.resize_mode)
 
 
@@ -641,14 +683,18 @@ class ImageGenResolutionFromLatent(Node):
         return samples.shape[-1] * 8, samples.shape[-2] * 8
 
 
-_THIN_RAW = ([[-1, -1, -1], [0, 1, 0], [1, 1, 1]], [[0, -1, -1], [1, 1, -1], [0, 1, 0]])
-_PRUNE_RAW = ([[-1, -1, -1], [-1, 1, -1], [0, 0, -1]], [[-1, -1, -1], [-1, 1, -1], [-1, 0, 0]])
-
-
 def _rotations(raw):
-    """lvminthin's kernel lists: every kernel at 0, 90, 180, 270 degrees, in that order."""
-    import numpy as np
-    return [np.rot90(np.array(k, dtype=np.int32), k=turn) for turn in range(4) for k in raw]
+    """lvminthin's kernel lists: every kernel at 0, 90, 180, 270 degrees anticlockwise (numpy's
+    rot90), in that order."""
+    def turned(kernel, times):
+        for _ in range(times):
+            kernel = tuple(zip(*kernel))[::-1]
+        return tuple(map(tuple, kernel))
+    return tuple(turned(k, turn) for turn in range(4) for k in raw)
+
+
+THIN_KERNELS = _rotations((((-1, -1, -1), (0, 1, 0), (1, 1, 1)), ((0, -1, -1), (1, 1, -1), (0, 1, 0))))
+PRUNE_KERNELS = _rotations((((-1, -1, -1), (-1, 1, -1), (0, 0, -1)), ((-1, -1, -1), (-1, 1, -1), (-1, 0, 0))))
 
 
 def _thin_pass(x, kernels) -> bool:
@@ -666,11 +712,13 @@ def _thin_pass(x, kernels) -> bool:
 def lvmin_thin(x, prunings: bool):
     """Lvmin Zhang's edge thinning (sd-webui-controlnet's lvminthin): up to 32 thinning passes,
     then one pruning pass when asked."""
+    import numpy as np
+    thin = [np.array(k, dtype=np.int32) for k in THIN_KERNELS]
     for _ in range(32):
-        if not _thin_pass(x, _rotations(_THIN_RAW)):
+        if not _thin_pass(x, thin):
             break
     if prunings:
-        _thin_pass(x, _rotations(_PRUNE_RAW))
+        _thin_pass(x, [np.array(k, dtype=np.int32) for k in PRUNE_KERNELS])
     return x
 
 
@@ -732,17 +780,42 @@ def high_quality_resize(x, size: tuple[int, int]):
     return y
 
 
+def covered_size(old_h: int, old_w: int, width: int, height: int, fill: bool) -> tuple[int, int]:
+    """(width, height) the picture is resized to before the crop ("Crop and Resize": covering the
+    target) or the padding ("Resize and Fill": inside it)."""
+    import numpy as np
+    k = (min if fill else max)(float(height) / float(old_h), float(width) / float(old_w))
+    return int(np.round(float(old_w) * k)), int(np.round(float(old_h) * k))
+
+
+def hint_estimate(widgets, inputs):
+    """The generation size; "Crop and Resize" also holds the covering picture (uint8) it crops."""
+    size, width, height = inputs.get("hint_image"), widgets.get("image_gen_width"), widgets.get("image_gen_height")
+    if not isinstance(width, int) or not isinstance(height, int):
+        return Estimate(size)  # a linked size: unknown before the run (as the default estimate)
+    if size is None:
+        return Estimate(Size(1, height, width))
+    memory = 0
+    if widgets.get("resize_mode") == "Crop and Resize" and min(size.height, size.width) >= 1:
+        cover_w, cover_h = covered_size(size.height, size.width, width, height, fill=False)
+        memory = cover_w * cover_h * 3
+    return Estimate(Size(size.batch, height, width), memory=memory)
+
+
 def fit_hint(x, width: int, height: int, resize_mode: str):
     """HintImageEnchance's three modes: stretch ("Just Resize"), cover and centre-crop ("Crop and
     Resize"), or fit and centre on the median border colour ("Resize and Fill")."""
     import numpy as np
     if resize_mode == "Just Resize":
         return np.ascontiguousarray(high_quality_resize(x, (width, height)))
-    old_h, old_w = float(x.shape[0]), float(x.shape[1])
     fill = resize_mode == "Resize and Fill"
-    k = (min if fill else max)(float(height) / old_h, float(width) / old_w)
-    new_size = (int(np.round(old_w * k)), int(np.round(old_h * k)))
+    new_size = covered_size(x.shape[0], x.shape[1], width, height, fill)
     if not fill:
+        if max(new_size) > MAX_SIZE:  # the pack resizes the whole picture before cropping it
+            raise NodeInputError("resize_mode", f"Crop and Resize would first resize the {x.shape[1]}x{x.shape[0]} "
+                                                f"picture to {new_size[0]}x{new_size[1]} to cut {width}x{height} out "
+                                                f"of it: expected at most {MAX_SIZE} pixels a side (choose Just "
+                                                "Resize or Resize and Fill, or crop the picture first)")
         y = high_quality_resize(x, new_size)
         top, left = max(0, (y.shape[0] - height) // 2), max(0, (y.shape[1] - width) // 2)
         return np.ascontiguousarray(y[top:top + height, left:left + width])
@@ -762,7 +835,10 @@ class HintImageEnchance(Node):
     Hint Images: with lvmin's control-map resampling (nearest for few-colour maps such as
     segmentations, Otsu re-thresholding and edge thinning for black-and-white line maps), by
     "Just Resize" (stretch), "Crop and Resize" (cover, centre crop) or "Resize and Fill" (fit,
-    centred on the borders' median colour)."""
+    centred on the borders' median colour). As in the pack, "Crop and Resize" resizes the whole
+    picture to cover the generation size before cutting it out (cropping first gives other
+    pixels at the edges of the cut), so a long thin picture makes a huge intermediate: one with a
+    side over 16384 pixels is refused."""
     display_name = "Enchance And Resize Hint Images"
     category = TOP
     hint_image: IMAGE
@@ -771,6 +847,7 @@ class HintImageEnchance(Node):
     resize_mode: str = Choice(RESIZE_MODES, "Just Resize")
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("HintImageEnchance",))
+    estimate = classmethod(lambda cls, widgets, inputs: hint_estimate(widgets, inputs))
 
     def run(self):
         return each_image(self.hint_image, "hint_image",
@@ -808,11 +885,24 @@ PREPROCESSOR_OPTIONS = ("none", *AIO_NODES, *AIO_NOT_HERE)
 
 
 def aio_estimate(widgets, inputs):
-    node = AIO_NODES.get(widgets.get("preprocessor"))
-    if widgets.get("preprocessor") == "none":
+    """The chosen preprocessor's estimate; for a linked choice, the least of any that runs here
+    ("none" included): a lower bound, as the checks before a run need."""
+    chosen = widgets.get("preprocessor")
+    if chosen == "none":
         return Estimate(inputs.get("image"))
-    if node is None:
-        return Estimate(None)
+    if chosen is None:
+        estimates = [Estimate(inputs.get("image"))] + [preprocessor_estimate(node, widgets, inputs)
+                                                       for node in AIO_NODES.values()]
+        if any(e.size is None for e in estimates):
+            return Estimate(None)
+        least = min(estimates, key=lambda e: e.size.batch * e.size.pixels)
+        return Estimate(least.size, memory=min(e.memory for e in estimates))
+    node = AIO_NODES.get(chosen)
+    return Estimate(None) if node is None else preprocessor_estimate(node, widgets, inputs)
+
+
+def preprocessor_estimate(node, widgets, inputs) -> Estimate:
+    """What `node` takes run by AIO: its defaults, and AIO's resolution (None while linked)."""
     defaults = {name: spec.default for name, spec in node.input_specs.items() if spec.widget}
     return node.estimate({**defaults, "resolution": widgets.get("resolution")}, inputs) or Estimate(inputs.get("image"))
 

@@ -255,6 +255,39 @@ def test_linked_widget_value_out_of_range_fails_with_input_named(toy_registry):
     assert result.status == "error" and result.error["node_id"] == "3" and result.error["input"] == "times"
 
 
+def test_linked_min_lets_a_linked_value_under_min_through_but_not_a_typed_one(toy_registry):
+    from graphflow.api import STRING, Int, Node
+
+    class Floored(Node):  # handles values under its min itself, as a pack's node may
+        category = "test"
+        x: int = Int(64, min=64, max=100, linked_min=None)
+        times: int = Int(1, min=1, max=5)
+        outputs = {"text": STRING}
+
+        def run(self):
+            return f"{self.x}x{self.times}"
+
+    toy_registry.add(Floored, source="tests")
+
+    def run(value, times_linked=False):
+        inputs = {"x": ["2", "whole"], **({"times": ["2", "whole"]} if times_linked else {})}
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "Number", "inputs": {"value": value}},
+            "2": {"type": "Split", "inputs": {"x": ["1", 0]}},
+            "3": {"type": "Floored", "inputs": inputs},
+            "4": {"type": "ShowText", "inputs": {"text": ["3", 0]}},
+        }}))
+
+    assert run(-7).outputs["4"] == {"text": ["-7x1"]}  # no lower bound for a linked x
+    too_big = run(101)
+    assert too_big.status == "error" and too_big.error["input"] == "x"  # the max still holds
+    other = run(0, times_linked=True)  # a widget without linked_min keeps its min
+    assert other.status == "error" and other.error["input"] == "times"
+    typed = Executor(toy_registry).run(parse_workflow({"nodes": {
+        "3": {"type": "Floored", "inputs": {"x": 43}}, "4": {"type": "ShowText", "inputs": {"text": ["3", 0]}}}}))
+    assert typed.status != "ok" and any(p.input == "x" for p in typed.problems)
+
+
 def test_cache_lru_bounds_entries_and_bytes(toy_registry):
     cache = OutputCache(max_entries=2)
     executor = Executor(toy_registry, cache)

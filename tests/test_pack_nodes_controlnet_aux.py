@@ -5,18 +5,17 @@ crop back), plus properties that could fail, and UI / API graphs with the pack's
 
 import json
 
+import cv2  # opencv-python-headless: a dependency of graphflow (pyproject.toml), not an optional one
 import numpy as np
 import pytest
 import torch
 
-cv2 = pytest.importorskip("cv2")
-
-from graphflow.comfy_format import export_api, export_ui  # noqa: E402
-from graphflow.context import NodeInputError  # noqa: E402
-from graphflow.registry import Registry  # noqa: E402
-from graphflow.workflow import parse_workflow  # noqa: E402
-from tests.test_nodes_image_mask import call as call_ours  # noqa: E402
-from tests.test_pack_nodes import run_graph, ui_graph, ui_node  # noqa: E402
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call as call_ours
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
 
 @pytest.fixture(scope="module")
@@ -494,3 +493,225 @@ def test_lineart_standard_of_a_flat_picture_and_a_zero_sigma(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "LineartStandardPreprocessor", image=flat, guassian_sigma=0.0)
     assert caught.value.input == "guassian_sigma"
+
+
+# -- linked values, run-time limits and estimates ------------------------------------------------
+
+
+def thin_image_graph(node):
+    """A 64x4096 picture, a Pixel Perfect Resolution for an 8192x8192 generation (8192) linked into
+    `node`'s resolution: validation cannot see it; the run must refuse it before resizing."""
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 4096, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "PixelPerfectResolution", "inputs": {
+                "original_image": ["1", 0], "image_gen_width": 8192, "image_gen_height": 8192,
+                "resize_mode": "Just Resize"}},
+            "3": {"class_type": node["class_type"], "inputs": {"image": ["1", 0], "resolution": ["2", 0],
+                                                                **node.get("inputs", {})}}}
+
+
+@pytest.mark.parametrize("node", [{"class_type": "CannyEdgePreprocessor"}, {"class_type": "ColorPreprocessor"},
+                                  {"class_type": "ShufflePreprocessor"},
+                                  {"class_type": "AIO_Preprocessor", "inputs": {"preprocessor": "ScribblePreprocessor"}}])
+def test_a_linked_resolution_too_big_for_the_picture_is_refused_when_it_runs(registry, node):
+    from graphflow.executor import Executor
+    result = Executor(registry).run(parse_workflow(thin_image_graph(node), registry), outputs=["3"])
+    assert result.values.get("2") == (8192,)  # round(max(8192/4096, 8192/64) * 64)
+    assert not result.ok and result.error["node_id"] == "3" and result.error["input"] == "resolution"
+    assert "64x4096" in result.error["message"] and "16384" in result.error["message"]
+
+
+def test_a_typed_resolution_too_big_for_the_picture_is_refused_too(registry):
+    with pytest.raises(NodeInputError) as caught:  # 64x128 at 16384: 16384x32768
+        call(registry, "CannyEdgePreprocessor", image=picture(128, 64), resolution=16384)
+    assert caught.value.input == "resolution"
+    from nodes.pack_nodes_controlnet_aux import check_scaled
+    check_scaled(16384, 8192, 8192, 128, 64)  # 16384 a side is allowed (the pack's own widget maximum)
+    with pytest.raises(NodeInputError):
+        check_scaled(16385, 8193, 8193, 128, 64)
+
+
+def test_a_linked_resolution_under_64_counts_as_512_as_in_the_pack(registry, tmp_folders):
+    # Pixel Perfect for a 64x64 generation of a 300x200 picture, "Resize and Fill": round(64/300 * 200) = 43
+    image = picture(200, 300, seed=15)
+    write_picture(tmp_folders, "in.png", image)
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+              "4": {"class_type": "PixelPerfectResolution", "inputs": {
+                  "original_image": ["1", 0], "image_gen_width": 64, "image_gen_height": 64,
+                  "resize_mode": "Resize and Fill"}},
+              "2": {"class_type": "CannyEdgePreprocessor", "inputs": {"image": ["1", 0], "resolution": ["4", 0]}}}
+    result = run_graph(registry, prompt, outputs=["2", "4"])
+    assert result.values["4"] == (43,)
+    assert torch.equal(result.values["2"][0], to_image(pack_canny(to_uint8(image), 100, 200, 512)))
+    from graphflow.validation import validate
+    typed = {**prompt, "2": {"class_type": "CannyEdgePreprocessor", "inputs": {"image": ["1", 0], "resolution": 43}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow(typed, registry), registry)
+    assert any(p.node_id == "2" and p.input == "resolution" for p in problems), problems  # typed: still >= 64
+
+
+def size_of(out):
+    from graphflow.api import Size
+    return Size(out.shape[0], out.shape[1], out.shape[2])
+
+
+@pytest.mark.parametrize("preprocessor", ["CannyEdgePreprocessor", "ColorPreprocessor", "TilePreprocessor",
+                                          "ShufflePreprocessor", "TTPlanet_TileSimple_Preprocessor", "none"])
+def test_aio_estimates_the_size_its_preprocessor_gives(registry, preprocessor):
+    image = torch.cat([picture(150, 330, seed=16)] * 2)
+    out = call(registry, "AIO_Preprocessor", image=image, preprocessor=preprocessor, resolution=192)
+    cls = registry.comfy_node("AIO_Preprocessor")
+    estimate = cls.estimate({"preprocessor": preprocessor, "resolution": 192}, {"image": size_of(image)})
+    assert estimate.size == size_of(out)
+
+
+def test_aio_with_a_linked_preprocessor_estimates_the_least_of_them(registry):
+    from graphflow.api import Size
+    cls = registry.comfy_node("AIO_Preprocessor")
+    image = Size(1, 1024, 2048)
+    linked = cls.estimate({"resolution": 128}, {"image": image})
+    # Canny at 128 gives 128x256, the least of: none and TTPlanet (the input), Tile (1024x2048), Color (128x256)
+    assert linked.size == Size(1, 128, 256)
+    sizes = [cls.estimate({"preprocessor": p, "resolution": 128}, {"image": image}).size
+             for p in ("none", "CannyEdgePreprocessor", "ColorPreprocessor", "TilePreprocessor")]
+    assert linked.size.pixels == min(s.pixels for s in sizes)
+    # a linked resolution too: at the least one, 64
+    assert cls.estimate({}, {"image": image}).size == Size(1, 64, 128)
+
+
+def test_detector_and_colour_estimates_take_a_linked_resolution_as_64(registry):
+    from graphflow.api import Size
+    canny, color = registry.comfy_node("CannyEdgePreprocessor"), registry.comfy_node("ColorPreprocessor")
+    for cls in (canny, color):
+        assert cls.estimate({}, {"image": Size(2, 300, 200)}).size == Size(2, 96, 64)
+    image = picture(300, 200, seed=17)
+    out = call(registry, "ColorPreprocessor", image=image, resolution=320)
+    assert color.estimate({"resolution": 320}, {"image": size_of(image)}).size == size_of(out)
+
+
+@pytest.mark.parametrize("height, width, iters", [(200, 330, 7), (1000, 700, 8), (100, 150, 3)])
+def test_tile_estimate_is_the_size_the_pyramid_gives(registry, height, width, iters):
+    image = picture(height, width, seed=18)
+    out = call(registry, "TilePreprocessor", image=image, pyrUp_iters=iters)
+    assert torch.equal(out, to_image(pack_tile(to_uint8(image), iters)))
+    tile = registry.comfy_node("TilePreprocessor")
+    assert tile.estimate({"pyrUp_iters": iters}, {"image": size_of(image)}).size == size_of(out)
+
+
+def test_hint_crop_and_resize_counts_and_caps_its_intermediate(registry):
+    from graphflow.api import Size
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import validate
+    hint = registry.comfy_node("HintImageEnchance")
+    widgets = {"image_gen_width": 8192, "image_gen_height": 8192}
+    crop = hint.estimate({**widgets, "resize_mode": "Crop and Resize"}, {"hint_image": Size(1, 64, 4096)})
+    assert crop.size == Size(1, 8192, 8192) and crop.memory == 524288 * 8192 * 3  # k = 128: 524288x8192 uint8
+    assert hint.estimate({**widgets, "resize_mode": "Just Resize"}, {"hint_image": Size(1, 64, 4096)}).memory == 0
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4096, "height": 64, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "HintImageEnchance", "inputs": {"hint_image": ["1", 0], **widgets,
+                                                                  "resize_mode": "Crop and Resize"}},
+              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    limits = RunLimits(ram_bytes=8 * 2 ** 30, device_bytes=8 * 2 ** 30)
+    assert any(p.node_id == "2" for p in validate(parse_workflow(prompt, registry), registry, limits=limits))
+    with pytest.raises(NodeInputError) as caught:  # 1024x4 to cover 256x256: 65536x256 first
+        call(registry, "HintImageEnchance", hint_image=torch.rand(1, 4, 1024, 3), image_gen_width=256,
+             image_gen_height=256, resize_mode="Crop and Resize")
+    assert caught.value.input == "resize_mode" and "65536x256" in str(caught.value)
+    fit = call(registry, "HintImageEnchance", hint_image=torch.rand(1, 4, 1024, 3), image_gen_width=256,
+               image_gen_height=256, resize_mode="Resize and Fill")
+    assert fit.shape == (1, 256, 256, 3)
+
+
+@pytest.mark.parametrize("class_type, name", [("CannyEdgePreprocessor", "image"), ("ColorPreprocessor", "image"),
+                                              ("TilePreprocessor", "image"), ("HintImageEnchance", "hint_image"),
+                                              ("PixelPerfectResolution", "original_image"),
+                                              ("InpaintPreprocessor", "image")])
+def test_an_empty_batch_or_side_is_refused_naming_the_image(registry, class_type, name):
+    extra = {"mask": torch.zeros(1, 8, 8)} if class_type == "InpaintPreprocessor" else {}
+    for empty in (torch.zeros(0, 8, 8, 3), torch.zeros(1, 0, 8, 3), torch.zeros(1, 8, 0, 3)):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, class_type, **{name: empty}, **extra)
+        assert caught.value.input == name
+
+
+def test_tile_of_a_picture_too_small_for_its_64_rounding_names_the_image(registry):
+    with pytest.raises(NodeInputError) as caught:  # 20x20 rounds to 0x0 whatever pyrUp_iters is
+        call(registry, "TilePreprocessor", image=picture(20, 20), pyrUp_iters=1)
+    assert caught.value.input == "image"
+
+
+# -- lvmin's thinning, the seeded batch and the inpaint mask --------------------------------------
+
+
+def pack_lvmin_thin(x, prunings=True):
+    """lvminthin.py as the pack has it: both kernels at each of four rot90 turns, removed in turn."""
+    raw = [np.array([[-1, -1, -1], [0, 1, 0], [1, 1, 1]], dtype=np.int32),
+           np.array([[0, -1, -1], [1, 1, -1], [0, 1, 0]], dtype=np.int32)]
+    prune_raw = [np.array([[-1, -1, -1], [-1, 1, -1], [0, 0, -1]], dtype=np.int32),
+                 np.array([[-1, -1, -1], [-1, 1, -1], [-1, 0, 0]], dtype=np.int32)]
+    kernels = [np.rot90(k, k=turn, axes=(0, 1)) for turn in range(4) for k in raw]
+    prunings_k = [np.rot90(k, k=turn, axes=(0, 1)) for turn in range(4) for k in prune_raw]
+
+    def once(y, ks):
+        done = True
+        for k in ks:
+            hits = np.where(cv2.morphologyEx(y, cv2.MORPH_HITMISS, k) > 127)
+            y[hits] = 0
+            done = done and hits[0].shape[0] == 0
+        return y, done
+
+    for _ in range(32):
+        x, done = once(x, kernels)
+        if done:
+            break
+    if prunings:
+        x, _ = once(x, prunings_k)
+    return x
+
+
+@pytest.mark.parametrize("prunings", [False, True])
+def test_lvmin_thin_is_the_packs(prunings):
+    from nodes.pack_nodes_controlnet_aux import lvmin_thin
+    rng = np.random.default_rng(19)
+    lines = np.zeros((96, 96), np.uint8)
+    for _ in range(6):  # thick strokes and blobs: many passes of thinning, and spurs to prune
+        p, q = rng.integers(0, 96, 2), rng.integers(0, 96, 2)
+        cv2.line(lines, tuple(map(int, p)), tuple(map(int, q)), 255, int(rng.integers(2, 7)))
+    cv2.circle(lines, (48, 48), 15, 255, -1)
+    ours = lvmin_thin(lines.copy(), prunings=prunings)
+    assert np.array_equal(ours, pack_lvmin_thin(lines.copy(), prunings=prunings))
+    assert 0 < (ours > 0).sum() < (lines > 0).sum() / 3
+
+
+def test_a_seeded_shuffle_gives_every_image_of_a_batch_the_packs_warp(registry):
+    batch = torch.cat([picture(120, 160, seed=20), picture(120, 160, seed=21)])
+    out = call(registry, "ShufflePreprocessor", image=batch, resolution=128, seed=5)
+    for i in range(2):  # the pack seeds a fresh Generator for each image
+        assert torch.equal(out[i:i + 1], to_image(pack_shuffle(to_uint8(batch[i:i + 1]), 128, 5)))
+    # the same warp: a picture shuffled alone and inside a batch come out the same
+    same = call(registry, "ShufflePreprocessor", image=torch.cat([batch[:1], batch[:1]]), resolution=128, seed=5)
+    assert torch.equal(same[0], same[1])
+
+
+def test_inpaint_one_mask_serves_every_image(registry):
+    batch = torch.cat([picture(40, 56, seed=22), picture(40, 56, seed=23), picture(40, 56, seed=24)])
+    mask = torch.zeros(20, 28)  # [H, W]: one mask, at half the size
+    mask[5:15, 3:10] = 1.0
+    out = call(registry, "InpaintPreprocessor", image=batch, mask=mask)
+    big = torch.nn.functional.interpolate(mask[None, None], size=(40, 56), mode="bilinear")[0, 0] > 0.5
+    assert out.shape == batch.shape and big.any()
+    for i in range(3):
+        assert (out[i][big] == -1.0).all() and torch.equal(out[i][~big], batch[i][~big])
+    with pytest.raises(NodeInputError) as caught:  # two masks for three images
+        call(registry, "InpaintPreprocessor", image=batch, mask=torch.zeros(2, 20, 28))
+    assert caught.value.input == "mask"
+
+
+def test_a_batch_reports_progress_per_image(registry):
+    from graphflow.executor import Executor
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 3, "color": 0}},
+              "2": {"class_type": "ScribblePreprocessor", "inputs": {"image": ["1", 0], "resolution": 64}}}
+    events = []
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["2"], on_event=events.append)
+    assert result.ok, result.error
+    assert [(e["value"], e["max"]) for e in events if e["type"] == "progress" and e["node"] == "2"] == \
+        [(1, 3), (2, 3), (3, 3)]
