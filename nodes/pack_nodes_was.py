@@ -359,7 +359,7 @@ class WasTextDictionaryUpdate(Node):
         return merged
 
 
-def parse_tokens(text: str, now: float | None = None) -> str:
+def parse_tokens(text: str, now: float | None = None, input_name: str = "text") -> str:
     """WAS's built-in text tokens replaced: [time] (seconds since 1970), [hostname], [user] (the
     login name, else "null"), then [time(FORMAT)] as time.strftime(FORMAT) of the local time.
     The pack's [cuda_device] / [cuda_name] and its custom tokens (Text Add Tokens) are not known
@@ -374,7 +374,7 @@ def parse_tokens(text: str, now: float | None = None) -> str:
     try:
         return re.sub(r"\[time\((.*?)\)\]", lambda m: time.strftime(m.group(1), time.localtime(now)), text)
     except ValueError as e:
-        raise NodeInputError("text", f"a [time(...)] format time.strftime can't use: {e}") from None
+        raise NodeInputError(input_name, f"a [time(...)] format time.strftime can't use: {e}") from None
 
 
 class WasTextParseTokens(Node):
@@ -555,7 +555,9 @@ def output_folder_path(path: str):
     """WAS's output path as a folder inside graphflow's output folder: tokens filled in, the
     pack's "./ComfyUI/output" start (and "output") taken as the output folder itself; absolute
     paths and '..' are refused."""
-    path = parse_tokens(path).replace("\\", "/").strip()
+    path = parse_tokens(path, input_name="path").replace("\\", "/").strip()
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):  # a path of the machine, outside the folder
+        raise NodeInputError("path", f"{path!r} is outside the output folder: expected a folder inside it")
     for start in ("./ComfyUI/output", "ComfyUI/output", "./output", "output"):
         if path == start or path.startswith(start + "/"):
             path = path[len(start):]
@@ -563,8 +565,6 @@ def output_folder_path(path: str):
     path = path.strip("/").removeprefix("./")
     if not path or path == ".":
         return folders.outputs.resolve()
-    if os.path.isabs(path) or path.startswith("/"):
-        raise NodeInputError("path", f"{path!r} is outside the output folder: expected a folder inside it")
     try:
         return safe_join(folders.outputs, path)
     except UnsafePathError as e:
@@ -604,7 +604,7 @@ class WasSaveTextFile(Node):
 
     def run(self):
         folder = output_folder_path(self.path)
-        prefix = parse_tokens(self.filename_prefix)
+        prefix = parse_tokens(self.filename_prefix, input_name="filename_prefix")
         for name, value in (("filename_prefix", prefix), ("filename_delimiter", self.filename_delimiter)):
             if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
                 raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")

@@ -1,0 +1,420 @@
+"""WAS Node Suite's nodes (nodes/pack_nodes_was.py), read from UI graphs in the pack's saved shape
+and from API prompts under its class names: text nodes against Python's re / random / str, the
+number and logic nodes against Python's operators, the text files inside their folders (escapes
+refused), the switches, sizes and loaders (the core loaders' results plus the file's name)."""
+
+import math
+import operator
+import os
+import random
+import re
+import time
+
+import pytest
+import torch
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.testing import write_checkpoint, write_lora
+from graphflow.workflow import parse_workflow
+from nodes import pack_nodes_was as was
+from nodes.pack_nodes_was import is_prime, parse_tokens, replace_one_by_one, text_to_number, truncate
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def link(id, src, src_slot, dst, dst_slot, type):
+    return [id, src, src_slot, dst, dst_slot, type]
+
+
+# -- a UI save and an API prompt ------------------------------------------------------------------
+
+
+def test_ui_graph_of_text_and_number_nodes_runs_and_round_trips(registry):
+    """As the editor saves them: widgets in the pack's order (Random Number's seed followed by
+    control_after_generate), linked text inputs without widgets."""
+    nodes = [
+        ui_node(1, "Text Multiline", ["# a comment\nred cube\n  # another\non a table"],
+                outputs=[("STRING", "STRING", [1])]),
+        ui_node(2, "Constant Number", ["float", 2.5], outputs=[("NUMBER", "NUMBER", [2]), ("FLOAT", "FLOAT", []),
+                                                               ("INT", "INT", [])]),
+        ui_node(3, "Random Number", ["integer", 1, 6, 42, "fixed"],
+                outputs=[("NUMBER", "NUMBER", [3]), ("FLOAT", "FLOAT", []), ("INT", "INT", [])]),
+        ui_node(4, "Number Operation", ["multiplication"], [("number_a", "NUMBER", 2, False),
+                                                            ("number_b", "NUMBER", 3, False)],
+                [("NUMBER", "NUMBER", [4]), ("FLOAT", "FLOAT", []), ("INT", "INT", [])]),
+        ui_node(5, "Number to String", [], [("number", "NUMBER", 4, False)], [("STRING", "STRING", [5])]),
+        ui_node(6, "Text Concatenate", ["true"], [("text_a", "STRING", 1, False), ("text_b", "STRING", 5, False)],
+                [("STRING", "STRING", [])]),
+    ]
+    links = [link(1, 1, 0, 6, 0, "STRING"), link(2, 2, 0, 4, 0, "NUMBER"), link(3, 3, 0, 4, 1, "NUMBER"),
+             link(4, 4, 0, 5, 0, "NUMBER"), link(5, 5, 0, 6, 1, "STRING")]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["3"].inputs["seed"] == 42
+    values = run_graph(registry, graph, ["6"]).values
+    drawn = random.Random(42).randint(1, 6)  # the pack: random.seed(seed); random.randint(minimum, maximum)
+    assert values["6"][0] == f"red cube\non a table\n{2.5 * drawn}"
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[3][:4] == ["integer", 1, 6, 42] and saved[6] == ["true"] and saved[2] == ["float", 2.5]
+    again = parse_workflow(export_api(workflow, registry), registry)
+    assert {k: n.inputs for k, n in again.nodes.items()} == {k: n.inputs for k, n in workflow.nodes.items()}
+
+
+def test_api_prompt_with_the_packs_class_names(registry):
+    graph = {
+        "1": {"class_type": "Text String", "inputs": {"text": "a cat sat", "text_b": "cat", "text_c": "dog",
+                                                      "text_d": ""}},
+        "2": {"class_type": "Text Find and Replace Input", "inputs": {"text": ["1", 0], "find": ["1", 1],
+                                                                      "replace": ["1", 2]}},
+        "3": {"class_type": "Text Find and Replace", "inputs": {"text": ["2", 0], "find": r"(\w+) sat",
+                                                                "replace": r"sat \1"}},
+        "4": {"class_type": "Logic Boolean", "inputs": {"boolean_number": 0}},
+        "5": {"class_type": "Text Input Switch", "inputs": {"text_a": ["1", 0], "text_b": ["3", 0],
+                                                            "boolean_number": ["4", 0]}},
+        "6": {"class_type": "Number Input Condition", "inputs": {"number_a": ["4", 0], "number_b": ["7", 0],
+                                                                 "return_boolean": "false",
+                                                                 "comparison": "greater-than"}},
+        "7": {"class_type": "Text to Number", "inputs": {"text": ["8", 0]}},
+        "8": {"class_type": "Text String", "inputs": {"text": "-7"}},
+    }
+    values = run_graph(registry, graph, ["5", "6"]).values
+    assert values["5"] == ("a sat dog",)
+    assert values["6"] == (0, 0.0, 0)  # 0 > -7: number_a
+    exported = export_api(parse_workflow(graph, registry), registry)
+    assert {k: v["class_type"] for k, v in exported.items()} == {k: v["class_type"] for k, v in graph.items()}
+    assert exported["3"]["inputs"] == graph["3"]["inputs"]
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def test_text_multiline_leaves_comment_lines_out(registry):
+    text = "one\n # two\n\nthree\r\n#four"
+    assert call(registry, "WasTextMultiline", text=text) == "\n".join(
+        line for line in text.split("\n") if not line.strip().startswith("#"))
+    assert call(registry, "WasTextMultiline", text="") == ""
+
+
+def test_text_concatenate_skips_empty_optional_texts(registry):
+    assert call(registry, "WasTextConcatenate", text_a="a", text_b="", linebreak_addition="true",
+                text_c="", text_d="d") == "a\n\nd"
+    assert call(registry, "WasTextConcatenate", text_a="a", text_b="b", text_c="c") == "abc"
+
+
+def naive_one_by_one(text, find, replace):
+    for _ in range(text.count(find)):
+        text = text.replace(find, replace, 1)
+    return text
+
+
+@pytest.mark.parametrize("text, find, replace", [
+    ("aaaaabbbabab", "ab", "b"), ("ab a", "a", "xa"), ("abc", "", "-"), ("aabbXab", "ab", ""),
+    ("the cat and the cat", "cat", "dog"), ("x", "y", "z"), ("aaaa", "aa", "a"),
+])
+def test_find_and_replace_input_replaces_first_occurrences_one_by_one(text, find, replace):
+    assert replace_one_by_one(text, find, replace) == naive_one_by_one(text, find, replace)
+
+
+def test_find_and_replace_input_matches_the_loop_on_random_texts():
+    rng = random.Random(3)
+    for _ in range(3000):
+        text, find, replace = ("".join(rng.choice("ab") for _ in range(rng.randint(0, n))) for n in (16, 3, 4))
+        assert replace_one_by_one(text, find, replace) == naive_one_by_one(text, find, replace)
+
+
+def test_find_and_replace_input_is_quick_on_many_matches():
+    started = time.monotonic()
+    assert replace_one_by_one("ab" * 200_000, "ab", "c") == "c" * 200_000
+    assert time.monotonic() - started < 5
+
+
+def test_find_and_replace_is_re_sub_guarded(registry):
+    text = "color: red, colour: blue"
+    assert call(registry, "WasTextFindAndReplace", text=text, find=r"colou?r", replace="hue") == \
+        re.sub(r"colou?r", "hue", text)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFindAndReplace", text="a", find="(", replace="")
+    assert caught.value.input == "find"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFindAndReplace", text="a", find="a", replace=r"\9")
+    assert caught.value.input in ("find", "replace")
+    with pytest.raises(NodeInputError, match="backtracks") as caught:
+        call(registry, "WasTextFindAndReplace", text="a" * 40 + "b", find="(a+)+$", replace="")
+    assert caught.value.input == "find"
+
+
+def test_find_and_replace_by_dictionary_draws_as_the_pack_does(registry):
+    dictionary = {"color": ["red", "green", "blue", "gold"], "shape": ["cube", "ball"]}
+    text = "a __color__ __shape__ and a __color__ __shape__"
+    got = call(registry, "WasTextFindAndReplaceByDictionary", text=text, dictionary=dictionary, seed=5)
+    # the pack: random.seed(seed); each replacement random.choice, then seed += 1 and reseed
+    random.seed(5)
+    seed, want = 5, text
+    for term, lines in dictionary.items():
+        for _ in range(want.count(f"__{term}__")):
+            want = want.replace(f"__{term}__", random.choice(lines), 1)
+            seed += 1
+            random.seed(seed)
+    assert got == want
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFindAndReplaceByDictionary", text="x", dictionary=["no"], seed=0)
+    assert caught.value.input == "dictionary"
+
+
+def test_random_line_is_pythons_seeded_choice(registry):
+    text = "one\ntwo\nthree\nfour\nfive"
+    for seed in (0, 1, 12345, 2 ** 63):
+        random.seed(seed)
+        assert call(registry, "WasTextRandomLine", text=text, seed=seed) == random.choice(text.split("\n"))
+
+
+@pytest.mark.parametrize("text, keep, side, by, want", [
+    ("abcdefghijkl", 4, "end", "characters", "ijkl"), ("abcdefghijkl", 4, "beginning", "characters", "abcd"),
+    ("one  two three four", 2, "end", "words", "three four"), ("one two three", 2, "beginning", "words", "one two"),
+])
+def test_truncate(text, keep, side, by, want):
+    assert truncate(text, keep, side, by) == want
+
+
+def test_text_to_number_reads_as_the_pack():
+    assert text_to_number("3") == 3.0 and isinstance(text_to_number("3"), float)
+    assert text_to_number("2.5") == 2.5 and text_to_number("-7") == -7 and isinstance(text_to_number("-7"), int)
+    with pytest.raises(NodeInputError) as caught:
+        text_to_number("seven")
+    assert caught.value.input == "text"
+
+
+def test_text_lists_and_dictionaries(registry):
+    assert call(registry, "WasTextList", text_a="a", text_b="", text_c="c", text_g="g") == ["a", "c", "g"]
+    assert call(registry, "WasTextListConcatenate", list_a=["a"], list_b=["b"], list_c=["c"]) == ["a", "b"]
+    assert call(registry, "WasTextDictionaryUpdate", dictionary_a={"x": [1], "y": [2]},
+                dictionary_b={"y": [3]}, dictionary_d={"z": []}) == {"x": [1], "y": [3], "z": []}
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextListConcatenate", list_a="a", list_b=["b"])
+    assert caught.value.input == "list_a"
+
+
+def test_parse_tokens_fills_in_the_built_in_tokens():
+    now = 1_700_000_000.75
+    got = parse_tokens("[time]/[time(%Y-%m-%d)]/[hostname]/[custom]", now)
+    assert got == f"1700000000/{time.strftime('%Y-%m-%d', time.localtime(now))}/{os.uname().nodename}/[custom]"
+
+
+def test_parse_a1111_embeddings(registry, tmp_folders):
+    folder = tmp_folders.models / "embeddings"
+    folder.mkdir(exist_ok=True)
+    (folder / "easynegative.safetensors").write_bytes(b"x")
+    (folder / "bad-hands.pt").write_bytes(b"x")
+    text = "easynegative, bad-hands, noteasynegative"
+    want = re.sub(r"\beasynegative\b", "embedding:easynegative", text)
+    want = re.sub(r"\bbad\-hands\b", "embedding:bad-hands", want)
+    assert call(registry, "WasTextParseA1111Embeddings", text=text) == want
+
+
+# -- text files -----------------------------------------------------------------------------------
+
+
+def test_load_text_file_reads_inside_the_input_folder_only(registry, tmp_folders, tmp_path):
+    (tmp_folders.inputs / "lists").mkdir()
+    (tmp_folders.inputs / "lists" / "colors.v1.txt").write_text("red\n# not this\ngreen\r\nblue\n", encoding="utf-8")
+    text, dictionary = call(registry, "WasLoadTextFile", file_path="lists/colors.v1.txt")
+    assert text == "red\ngreen\nblue" and dictionary == {"colors": ["red", "green", "blue"]}
+    assert call(registry, "WasLoadTextFile", file_path="lists/colors.v1.txt", dictionary_name="c")[1] == \
+        {"c": ["red", "green", "blue"]}
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    (tmp_folders.inputs / "link.txt").symlink_to(outside)
+    for name in ("../secret.txt", str(outside), "link.txt", "", "missing.txt"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasLoadTextFile", file_path=name)
+        assert caught.value.input == "file_path"
+
+
+def test_load_line_from_file_by_index_and_automatically(registry, tmp_folders):
+    (tmp_folders.inputs / "prompts.txt").write_text("  first \nsecond\nthird\n", encoding="utf-8")
+    was.LINE_COUNTERS.clear()
+    assert call(registry, "WasTextLoadLineFromFile", file_path="prompts.txt", mode="index", index=4) == \
+        ("second", {"[filename]": ["first", "second", "third"]})
+    lines = [call(registry, "WasTextLoadLineFromFile", file_path="prompts.txt", label="a")[0] for _ in range(4)]
+    assert lines == ["first", "second", "third", "first"]
+    assert call(registry, "WasTextLoadLineFromFile", file_path="prompts.txt", label="b")[0] == "first"
+    assert call(registry, "WasTextLoadLineFromFile", multiline_text="x\ny", label="a")[0] == "x"  # new source
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextLoadLineFromFile", multiline_text="x\ny", mode="index", index=2)
+    assert caught.value.input == "index"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextLoadLineFromFile", file_path="../prompts.txt")
+    assert caught.value.input == "file_path"
+
+
+def test_save_text_file_numbers_files_inside_the_output_folder(registry, tmp_folders, tmp_path):
+    day = time.strftime("%Y-%m-%d")
+    call(registry, "WasSaveTextFile", text="one", path="./ComfyUI/output/[time(%Y-%m-%d)]")
+    call(registry, "WasSaveTextFile", text="two", path="output/[time(%Y-%m-%d)]")
+    (tmp_folders.outputs / "notes").mkdir()
+    (tmp_folders.outputs / "notes" / "p-007.txt").write_text("old")
+    call(registry, "WasSaveTextFile", text="three", path="notes", filename_prefix="p", filename_delimiter="-",
+         filename_number_padding=3)
+    assert sorted(p.name for p in (tmp_folders.outputs / day).iterdir()) == ["ComfyUI_0001.txt", "ComfyUI_0002.txt"]
+    assert (tmp_folders.outputs / day / "ComfyUI_0002.txt").read_text() == "two"
+    assert (tmp_folders.outputs / "notes" / "p-008.txt").read_text() == "three"
+    (tmp_folders.outputs / "elsewhere").symlink_to(tmp_path)
+    for path in ("../escape", "/tmp/escape", "./ComfyUI/output/../../x", "elsewhere", "C:/Users"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasSaveTextFile", text="x", path=path)
+        assert caught.value.input == "path"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasSaveTextFile", text="x", path="notes", filename_prefix="../up")
+    assert caught.value.input == "filename_prefix"
+
+
+# -- numbers and logic ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation, function", [
+    ("addition", operator.add), ("subtraction", operator.sub), ("division", operator.truediv),
+    ("floor division", operator.floordiv), ("multiplication", operator.mul), ("exponentiation", operator.pow),
+    ("modulus", operator.mod), ("greater-than", operator.gt), ("greater-than or equals", operator.ge),
+    ("less-than", operator.lt), ("less-than or equals", operator.le), ("equals", operator.eq),
+    ("does not equal", operator.ne),
+])
+def test_number_operation_is_pythons_operator(registry, operation, function):
+    for a, b in ((7, 2), (-7.5, 2), (3, 3)):
+        want = +function(a, b)
+        assert call(registry, "WasNumberOperation", number_a=a, number_b=b, operation=operation) == \
+            (want, float(want), int(want))
+
+
+def test_number_operation_refusals(registry):
+    for operation, b in (("division", 0), ("modulus", 0), ("exponentiation", 10 ** 6)):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasNumberOperation", number_a=2, number_b=b, operation=operation)
+        assert caught.value.input == "number_b"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasNumberOperation", number_a="2", number_b=1)
+    assert caught.value.input == "number_a"
+
+
+def test_number_input_condition(registry):
+    def condition(a, b, comparison, boolean="false"):
+        return call(registry, "WasNumberInputCondition", number_a=a, number_b=b, return_boolean=boolean,
+                    comparison=comparison)[0]
+
+    assert condition(3, 9, "divisible by", "true") == 1 and condition(4, 9, "factor of") == 9
+    assert condition(7, 1, "if A prime") == 7 and condition(9, 1, "if A prime") == 1
+    assert condition(0, 5, "and", "true") == 0 and condition(0, 5, "or") == 0
+    assert [n for n in range(200) if is_prime(n)] == [n for n in range(200)
+                                                      if n > 1 and all(n % d for d in range(2, n))]
+    with pytest.raises(NodeInputError) as caught:
+        condition(0, 5, "divisible by")
+    assert caught.value.input == "number_a"
+
+
+def test_constant_random_and_multiple_of(registry):
+    assert call(registry, "WasConstantNumber", number_type="integer", number=-2.7) == (-2, -2.0, -2)
+    assert call(registry, "WasConstantNumber", number_type="bool", number=0.5) == (0, 0.0, 0)
+    assert call(registry, "WasConstantNumber", number_type="float", number=2.5) == (2.5, 2.5, 2)
+    draw = random.Random(9)
+    assert call(registry, "WasRandomNumber", number_type="float", minimum=-1, maximum=1, seed=9)[0] == \
+        draw.uniform(-1, 1)
+    assert call(registry, "WasRandomNumber", number_type="bool", seed=9)[0] == random.Random(9).random()
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasRandomNumber", number_type="integer", minimum=0.5, maximum=3, seed=1)
+    assert caught.value.input == "minimum"
+    assert call(registry, "WasNumberMultipleOf", number=13, multiple=8) == (16, 16.0, 16)
+    assert call(registry, "WasNumberMultipleOf", number=16, multiple=8)[0] == 16
+    assert call(registry, "WasIntegerPlaceCounter", int_input=12345) == 5
+    assert call(registry, "WasNumberPI") == (math.pi, math.pi)
+    assert call(registry, "WasNumberToSeed", number=12) == {"seed": 12}
+    assert call(registry, "WasNumberToInt", number=-3.9) == -3 and call(registry, "WasNumberToString", number=2.0) == "2.0"
+
+
+# -- sizes and switches ---------------------------------------------------------------------------
+
+
+def test_sizes_and_aspect_ratio(registry):
+    image = torch.zeros(2, 1080, 1920, 3)
+    assert call(registry, "WasImageSizeToNumber", image=image) == (1920, 1080, 1920.0, 1080.0, 1920, 1080)
+    assert call(registry, "WasLatentSizeToNumber", samples={"samples": torch.zeros(1, 4, 96, 128)})[:2] == (128, 96)
+    gcd = math.gcd(1920, 1080)
+    assert call(registry, "WasImageAspectRatio", image=image) == \
+        (1920 / 1080, 1920 / 1080, 1, f"{1920 // gcd}:{1080 // gcd}", "landscape")
+    assert call(registry, "WasImageAspectRatio", image=image, width=512, height=768)[3:] == ("2:3", "portrait")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageAspectRatio")
+    assert caught.value.input == "image"
+
+
+def test_switches_follow_boolean_number(registry):
+    a, b = torch.zeros(1, 2, 2, 3), torch.ones(1, 2, 2, 3)
+    assert call(registry, "WasImageInputSwitch", image_a=a, image_b=b, boolean_number=1) is a
+    assert call(registry, "WasImageInputSwitch", image_a=a, image_b=b, boolean_number=0.4) is b
+    assert call(registry, "WasLatentInputSwitch", latent_a={"a": 1}, latent_b={"b": 1}, boolean_number=0.6) == {"a": 1}
+    assert call(registry, "WasNumberInputSwitch", number_a=2.5, number_b=7, boolean_number=0) == (7, 7.0, 7)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasVaeInputSwitch", vae_a=1, vae_b=2, boolean_number="yes")
+    assert caught.value.input == "boolean_number"
+    for name in ("Image Input Switch", "VAE Input Switch", "CLIP Input Switch", "Model Input Switch",
+                 "Conditioning Input Switch", "Latent Input Switch", "Upscale Model Switch"):
+        assert list(registry.comfy_node(name).input_specs)[2] == "boolean_number"
+
+
+# -- loaders --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def models(tmp_folders):
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+    return tmp_folders
+
+
+def test_loaders_give_the_core_loaders_results_and_the_file_name(registry, models):
+    graph = {"1": {"class_type": "Checkpoint Loader (Simple)", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "2": {"class_type": "Lora Loader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                           "lora_name": "first.safetensors", "strength_model": 0.5,
+                                                           "strength_clip": 0.5}},
+             "3": {"class_type": "Load Lora", "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora_name": "None",
+                                                         "strength_model": 1.0, "strength_clip": 1.0}},
+             "4": {"class_type": "Checkpoint Loader", "inputs": {"config_name": "v1-inference.yaml",
+                                                                 "ckpt_name": "tiny.safetensors"}}}
+    values = run_graph(registry, graph, ["2", "3", "4"]).values
+    assert values["1"][3] == "tiny" and values["2"][2] == "first" and values["4"][3] == "tiny"
+    assert values["3"][:2] == values["1"][:2] and values["3"][2] == "None"
+    core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                         "lora_name": "first.safetensors", "strength_model": 0.5,
+                                                         "strength_clip": 0.5}}}
+    want = run_graph(registry, core, ["2"]).values
+    from graphflow import memory
+    got_unet = memory.manager().weights(values["2"][0].unet, values["2"][0].patches)
+    want_unet = memory.manager().weights(want["2"][0].unet, want["2"][0].patches)
+    assert all(torch.equal(got_unet[k], want_unet[k]) for k in want_unet)
+
+
+def test_text_to_conditioning_is_the_core_encoding(registry, models):
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "2": {"class_type": "Text Multiline", "inputs": {"text": "a red cube"}},
+             "3": {"class_type": "Text to Conditioning", "inputs": {"clip": ["1", 1], "text": ["2", 0]}},
+             "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red cube"}}}
+    values = run_graph(registry, graph, ["3", "4"]).values
+    (cond, options), = values["3"][0]
+    (want, want_options), = values["4"][0]
+    assert torch.equal(cond, want) and options.keys() == want_options.keys()
+
+
+def test_executor_reports_a_bad_text_number_by_its_input(registry):
+    graph = {"1": {"class_type": "Text String", "inputs": {"text": "abc"}},
+             "2": {"class_type": "Text to Number", "inputs": {"text": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert not result.ok and "text" in str(result.error)
