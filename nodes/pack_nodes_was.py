@@ -10,7 +10,8 @@ Embeddings, Text to Conditioning, Load Text File, Text Load Line From File, Save
 Constant Number, Random Number, Number Operation, Number Input Switch, Number Input Condition,
 Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed (Legacy),
 Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
-Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
+Ratio; Image Blend, Image Resize, Image Crop Location, Image Crop Square Location, Image Filter
+Adjustments; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
 Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
@@ -18,8 +19,8 @@ Prompt's lexica.art, True Random.org), Text Add Tokens / Add Token by Input (the
 custom tokens in its settings file: Text Parse Tokens here knows only the built-in tokens), Text
 File History Loader and Image History Loader (the pack's history database), Text Compare, Number
 Counter, CLIPTextEncode (NSP) and Text Parse Noodle Soup Prompts (the NSP pantry is downloaded
-from the web), the KSamplers, the video and cache nodes, and the image and mask filters (not yet
-built).
+from the web), Image Blending Mode and Image Style Filter (they need the pilgram package), the
+KSamplers, the video and cache nodes, and the other image and mask nodes (not yet built).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ import socket
 import time
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
+    Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode
+from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.strings import _fits, _guarded
@@ -971,6 +973,239 @@ class WasImageAspectRatio(Node):
         kind = "landscape" if ratio > 1 else "portrait" if ratio < 1 else "square"
         gcd = math.gcd(width, height)
         return ratio, ratio, int(kind == "landscape"), f"{width // gcd}:{height // gcd}", kind
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+CROP_DATA = socket_type("CROP_DATA", "#9e9e9e", "WAS Node Suite's crop: ((width, height), (left, top, right, bottom))")
+
+
+def _pictures(images, input_name: str) -> list:
+    """Each image of a batch as the pack's 8-bit RGB picture (255 x value, clipped, truncated)."""
+    from graphflow.images import image_to_pil
+
+    if getattr(images, "dim", lambda: 0)() != 4:
+        raise NodeInputError(input_name, "expected an image batch [B, H, W, C]")
+    return [image_to_pil(image[..., :3]).convert("RGB") for image in images]
+
+
+def _batch(pictures) -> "torch.Tensor":
+    import torch
+
+    from graphflow.images import pil_to_image
+
+    sizes = {p.size for p in pictures}
+    if len(sizes) > 1:
+        raise NodeInputError("image", f"the images come out in different sizes {sorted(sizes)}: a batch needs one")
+    return torch.cat([pil_to_image(p) for p in pictures], dim=0)
+
+
+class WasImageBlend(Node):
+    """image_b laid over image_a at blend_percentage (0: image_a, 1: image_b), as WAS's Image
+    Blend does with Pillow's composite through a uniform 8-bit mask. Batches are blended image by
+    image (a single image_b over each of image_a); the two must be one size."""
+    category = "WAS Suite/Image"
+    image_a: IMAGE
+    image_b: IMAGE
+    blend_percentage: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Image Blend",))
+
+    def run(self):
+        from PIL import Image, ImageOps
+
+        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
+        if len(second) not in (1, len(first)):
+            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
+        if first[0].size != second[0].size:
+            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        mask = ImageOps.invert(Image.new("L", first[0].size, round(self.blend_percentage * 255)))
+        return _batch([Image.composite(a, second[i % len(second)], mask) for i, a in enumerate(first)])
+
+
+RESAMPLING = {"lanczos": 1, "nearest": 0, "bilinear": 2, "bicubic": 3}  # Pillow's Resampling numbers
+
+
+def rescaled_size(width: int, height: int, mode: str, factor: float, resize_width: int, resize_height: int):
+    """Image Resize's target: "rescale" the size times factor (cut to whole pixels), "resize"
+    resize_width x resize_height each rounded up to a multiple of 8."""
+    if mode == "rescale":
+        return int(width * factor), int(height * factor)
+    return -(-resize_width // 8) * 8, -(-resize_height // 8) * 8
+
+
+class WasImageResize(Node):
+    """Resize each image with Pillow, as WAS's Image Resize does: mode "rescale" by
+    rescale_factor, "resize" to resize_width x resize_height rounded up to multiples of 8;
+    supersample "true" first resizes to 8 times the target, then down to it."""
+    category = "WAS Suite/Image/Transform"
+    image: IMAGE
+    mode: str = Choice(("rescale", "resize"), "rescale")
+    supersample: str = Choice(("true", "false"), "true")
+    resampling: str = Choice(tuple(RESAMPLING), "lanczos")
+    rescale_factor: float = Float(2, min=0.01, max=16.0, step=0.01)
+    resize_width: int = Int(1024, min=1, max=48000)
+    resize_height: int = Int(1536, min=1, max=48000)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Resize",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        try:
+            width, height = rescaled_size(size.width, size.height, widgets["mode"], widgets["rescale_factor"],
+                                          widgets["resize_width"], widgets["resize_height"])
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+        # the supersampled picture: 64 times the pixels, 4 bytes each in Pillow
+        working = width * height * 64 * 4 if widgets.get("supersample") == "true" else 0
+        return Estimate(Size(size.batch, max(height, 1), max(width, 1)), memory=working)
+
+    def run(self):
+        from PIL import Image
+
+        pictures = _pictures(self.image, "image")
+        width, height = rescaled_size(*pictures[0].size, self.mode, self.rescale_factor, self.resize_width,
+                                      self.resize_height)
+        if not (1 <= width <= MAX_SIZE and 1 <= height <= MAX_SIZE):
+            raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
+                                 f"the result would be {width}x{height}: expected sides of 1 to {MAX_SIZE}")
+        resample = Image.Resampling(RESAMPLING[self.resampling])
+        out = []
+        for picture in pictures:
+            if self.supersample == "true":
+                picture = picture.resize((width * 8, height * 8), resample=resample)
+            out.append(picture.resize((width, height), resample=resample))
+        return _batch(out)
+
+
+def _crop_to_eights(pictures, box):
+    """The pack's crop: each picture cut to box, then resized (Pillow's default, bicubic) to
+    whole multiples of 8; with the crop data ((width, height), box) of the cut."""
+    crops = [p.crop(box) for p in pictures]
+    width, height = crops[0].size
+    if width < 8 or height < 8:
+        raise NodeInputError("image", f"the crop is {width}x{height}: resized to multiples of 8 it would be empty")
+    return _batch([c.resize((width // 8 * 8, height // 8 * 8)) for c in crops]), ((width, height), box)
+
+
+class WasImageCropLocation(Node):
+    """Cut the image to left..right x top..bottom (clamped to the image), then resize it to
+    multiples of 8, as WAS's Image Crop Location does; also gives the crop data for Image Paste
+    Crop."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    top: int = Int(0, min=0, max=10000000)
+    left: int = Int(0, min=0, max=10000000)
+    right: int = Int(256, min=0, max=10000000)
+    bottom: int = Int(256, min=0, max=10000000)
+    outputs = {"IMAGE": IMAGE, "CROP_DATA": CROP_DATA}
+    comfy = ComfyAlias(("Image Crop Location",))
+
+    def run(self):
+        pictures = _pictures(self.image, "image")
+        width, height = pictures[0].size
+        box = (max(self.left, 0), max(self.top, 0), min(self.right, width), min(self.bottom, height))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("right", f"the crop {box} of a {width}x{height} image is empty: expected left < "
+                                          "right and top < bottom inside the image")
+        return _crop_to_eights(pictures, box)
+
+
+def square_crop_box(width: int, height: int, x: int, y: int, size: int) -> tuple[int, int, int, int]:
+    """Image Crop Square Location's box: size x size about (x, y), moved inward (as far as the
+    image allows) where it passes an edge."""
+    half = size // 2
+    left, top = max(x - half, 0), max(y - half, 0)
+    right, bottom = min(x + half, width), min(y + half, height)
+    if right - left < size:
+        if right < width:
+            right = min(right + size - (right - left), width)
+        elif left > 0:
+            left = max(left - (size - (right - left)), 0)
+    if bottom - top < size:
+        if bottom < height:
+            bottom = min(bottom + size - (bottom - top), height)
+        elif top > 0:
+            top = max(top - (size - (bottom - top)), 0)
+    return left, top, right, bottom
+
+
+class WasImageCropSquareLocation(Node):
+    """Cut a size x size square about (x, y) (moved inward at the edges), then resize it to
+    multiples of 8, as WAS's Image Crop Square Location does; also gives the crop data."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    x: int = Int(0, min=0, max=24576)
+    y: int = Int(0, min=0, max=24576)
+    size: int = Int(256, min=5, max=4096)
+    outputs = {"IMAGE": IMAGE, "CROP_DATA": CROP_DATA}
+    comfy = ComfyAlias(("Image Crop Square Location",))
+
+    def run(self):
+        pictures = _pictures(self.image, "image")
+        box = square_crop_box(*pictures[0].size, self.x, self.y, self.size)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("x", f"the square {box} lies outside the {pictures[0].size} image")
+        return _crop_to_eights(pictures, box)
+
+
+class WasImageFilterAdjustments(Node):
+    """Adjust each image as WAS's Image Filter Adjustments does, in its order: brightness added
+    and contrast multiplied (on the 0..1 values, clipped), then with Pillow on the 8-bit
+    picture: saturation (ImageEnhance.Color), sharpness (ImageEnhance.Sharpness), `blur` passes
+    of BLUR, a Gaussian blur, EDGE_ENHANCE_MORE laid over by edge_enhance, and DETAIL. Settings
+    at their neutral values are skipped, so an image nothing changes is given as it is."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    brightness: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
+    contrast: float = Float(1.0, min=-1.0, max=2.0, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    sharpness: float = Float(1.0, min=-5.0, max=5.0, step=0.01)
+    blur: int = Int(0, min=0, max=16)
+    gaussian_blur: float = Float(0.0, min=0.0, max=1024.0, step=0.1)
+    edge_enhance: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    detail_enhance: str = Choice(("false", "true"), "false")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Filter Adjustments",))
+
+    def run(self):
+        import torch
+
+        images = self.image
+        if getattr(images, "dim", lambda: 0)() != 4:
+            raise NodeInputError("image", "expected an image batch [B, H, W, C]")
+        return torch.cat([self.adjust(image[None]) for image in images], dim=0)
+
+    def adjust(self, image):
+        from PIL import Image, ImageEnhance, ImageFilter
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        if self.brightness != 0:
+            image = (image + self.brightness).clamp(0.0, 1.0)
+        if self.contrast != 1:
+            image = (image * self.contrast).clamp(0.0, 1.0)
+        picture = None
+
+        def pil():
+            return picture if picture is not None else image_to_pil(image[..., :3]).convert("RGB")
+
+        if self.saturation != 1:
+            picture = ImageEnhance.Color(pil()).enhance(self.saturation)
+        if self.sharpness != 1:
+            picture = ImageEnhance.Sharpness(pil()).enhance(self.sharpness)
+        for _ in range(self.blur):
+            picture = pil().filter(ImageFilter.BLUR)
+        if self.gaussian_blur > 0:
+            picture = pil().filter(ImageFilter.GaussianBlur(radius=self.gaussian_blur))
+        if self.edge_enhance > 0:
+            picture = pil()
+            mask = Image.new("L", picture.size, round(self.edge_enhance * 255))
+            picture = Image.composite(picture.filter(ImageFilter.EDGE_ENHANCE_MORE), picture, mask)
+        if self.detail_enhance == "true":
+            picture = pil().filter(ImageFilter.DETAIL)
+        return image if picture is None else pil_to_image(picture)
 
 
 # -- switches -----------------------------------------------------------------------------------

@@ -418,3 +418,104 @@ def test_executor_reports_a_bad_text_number_by_its_input(registry):
              "2": {"class_type": "Text to Number", "inputs": {"text": ["1", 0]}}}
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
     assert not result.ok and "text" in str(result.error)
+
+
+# -- images, against Pillow -----------------------------------------------------------------------
+
+
+def pictures(images):
+    """The pack's tensor2pil of each image: 255 x value, clipped, truncated to 8 bits."""
+    from PIL import Image
+    return [Image.fromarray((image.numpy() * 255).clip(0, 255).astype("uint8")) for image in images]
+
+
+def tensor(picture):
+    import numpy as np
+    return torch.from_numpy(np.asarray(picture, dtype="float32") / 255.0)
+
+
+IMAGES = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+
+
+def test_image_blend_is_pillows_composite(registry):
+    from PIL import Image, ImageOps
+    other = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(1))
+    got = call(registry, "WasImageBlend", image_a=IMAGES, image_b=other, blend_percentage=0.3)
+    mask = ImageOps.invert(Image.new("L", (48, 40), round(0.3 * 255)))
+    for i, a in enumerate(pictures(IMAGES)):
+        assert torch.equal(got[i], tensor(Image.composite(a, pictures(other)[0], mask)))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageBlend", image_a=IMAGES, image_b=torch.rand(1, 8, 8, 3))
+    assert caught.value.input == "image_b"
+
+
+@pytest.mark.parametrize("widgets, size", [
+    ({"mode": "rescale", "rescale_factor": 0.55, "supersample": "false", "resampling": "bicubic"}, (26, 22)),
+    ({"mode": "resize", "resize_width": 30, "resize_height": 17, "supersample": "true", "resampling": "lanczos"},
+     (32, 24)),
+    ({"mode": "resize", "resize_width": 16, "resize_height": 16, "supersample": "false", "resampling": "nearest"},
+     (16, 16)),
+])
+def test_image_resize_is_pillows_resize(registry, widgets, size):
+    from PIL import Image
+    got = call(registry, "WasImageResize", image=IMAGES, **widgets)
+    resample = Image.Resampling[widgets["resampling"].upper()]
+    for i, picture in enumerate(pictures(IMAGES)):
+        if widgets["supersample"] == "true":
+            picture = picture.resize((size[0] * 8, size[1] * 8), resample=resample)
+        assert torch.equal(got[i], tensor(picture.resize(size, resample=resample)))
+
+
+def test_image_resize_estimate_and_refusal(registry):
+    from graphflow.resource_limits import Size
+    cls = registry.get("WasImageResize")
+    estimate = cls.estimate({"mode": "rescale", "rescale_factor": 4.0, "supersample": "true", "resize_width": 1,
+                             "resize_height": 1}, {"image": Size(1, 1000, 2000)})
+    assert (estimate.size.width, estimate.size.height) == (8000, 4000) and estimate.memory == 8000 * 4000 * 64 * 4
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageResize", image=IMAGES, rescale_factor=0.01)
+    assert caught.value.input == "rescale_factor"
+
+
+def test_crops_are_pillows_crop_then_resize_to_eights(registry):
+    got, data = call(registry, "WasImageCropLocation", image=IMAGES, top=3, left=5, right=400, bottom=39)
+    assert data == ((43, 36), (5, 3, 48, 39))
+    for i, picture in enumerate(pictures(IMAGES)):
+        assert torch.equal(got[i], tensor(picture.crop((5, 3, 48, 39)).resize((40, 32))))
+    got, data = call(registry, "WasImageCropSquareLocation", image=IMAGES, x=45, y=2, size=20)
+    assert data == ((20, 20), (28, 0, 48, 20))
+    assert torch.equal(got[1], tensor(pictures(IMAGES)[1].crop((28, 0, 48, 20)).resize((16, 16))))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageCropLocation", image=IMAGES, left=30, right=20)
+    assert caught.value.input == "right"
+
+
+def test_filter_adjustments_follow_the_packs_order_with_pillow(registry):
+    from PIL import Image, ImageEnhance, ImageFilter
+    got = call(registry, "WasImageFilterAdjustments", image=IMAGES, brightness=0.1, contrast=1.2, saturation=1.5,
+               sharpness=2.0, blur=1, gaussian_blur=1.5, edge_enhance=0.4, detail_enhance="true")
+    for i in range(2):
+        adjusted = ((IMAGES[i] + 0.1).clamp(0, 1) * 1.2).clamp(0, 1)
+        picture = pictures(adjusted[None])[0]
+        picture = ImageEnhance.Sharpness(ImageEnhance.Color(picture).enhance(1.5)).enhance(2.0)
+        picture = picture.filter(ImageFilter.BLUR).filter(ImageFilter.GaussianBlur(radius=1.5))
+        picture = Image.composite(picture.filter(ImageFilter.EDGE_ENHANCE_MORE), picture,
+                                  Image.new("L", picture.size, round(0.4 * 255)))
+        assert torch.equal(got[i], tensor(picture.filter(ImageFilter.DETAIL)))
+    untouched = call(registry, "WasImageFilterAdjustments", image=IMAGES, brightness=-0.2)
+    assert torch.equal(untouched, (IMAGES - 0.2).clamp(0, 1))
+
+
+def test_image_nodes_in_a_ui_graph(registry):
+    nodes = [
+        ui_node(1, "EmptyImage", [48, 40, 1, 0], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+        ui_node(2, "Image Resize", ["resize", "false", "nearest", 2, 30, 20], [("image", "IMAGE", 1, False)],
+                [("IMAGE", "IMAGE", [])]),
+        ui_node(3, "Image Crop Square Location", [10, 10, 16], [("image", "IMAGE", 2, False)],
+                [("IMAGE", "IMAGE", []), ("CROP_DATA", "CROP_DATA", [])]),
+    ]
+    graph = ui_graph(nodes, [link(1, 1, 0, 2, 0, "IMAGE"), link(2, 1, 0, 3, 0, "IMAGE")])
+    values = run_graph(registry, graph, ["2", "3"]).values
+    assert values["2"][0].shape == (1, 24, 32, 3) and values["3"][0].shape == (1, 16, 16, 3)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2] == ["resize", "false", "nearest", 2, 30, 20] and saved[3] == [10, 10, 16]
