@@ -10,8 +10,9 @@ Embeddings, Text to Conditioning, Load Text File, Text Load Line From File, Save
 Constant Number, Random Number, Number Operation, Number Input Switch, Number Input Condition,
 Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed (Legacy),
 Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
-Ratio; Image Blend, Image Resize, Image Crop Location, Image Crop Square Location, Image Filter
-Adjustments; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
+Ratio; Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip, Image Rotate,
+Image Crop Location, Image Crop Square Location, Image Filter Adjustments, Image Levels
+Adjustment, Image Threshold, Image Remove Color; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
 Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
@@ -1206,6 +1207,177 @@ class WasImageFilterAdjustments(Node):
         if self.detail_enhance == "true":
             picture = pil().filter(ImageFilter.DETAIL)
         return image if picture is None else pil_to_image(picture)
+
+
+class WasImageBlendByMask(Node):
+    """image_a where the mask image is black, image_b where it is white (the mask's grey,
+    resized to image_a), then that laid over image_a at blend_percentage, as WAS's Image Blend by
+    Mask does with Pillow. Batches go image by image (a single image_b or mask serves all)."""
+    category = "WAS Suite/Image"
+    image_a: IMAGE
+    image_b: IMAGE
+    mask: IMAGE
+    blend_percentage: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Blend by Mask",))
+
+    def run(self):
+        from PIL import Image, ImageOps
+
+        from graphflow.images import image_to_pil
+
+        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
+        masks = [image_to_pil(m) for m in _mask_images(self.mask)]
+        for name, items in (("image_b", second), ("mask", masks)):
+            if len(items) not in (1, len(first)):
+                raise NodeInputError(name, f"{len(items)} images for {len(first)}: expected 1 or as many")
+        if any(b.size != first[0].size for b in second):
+            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        blend = ImageOps.invert(Image.new("L", first[0].size, round(self.blend_percentage * 255)))
+        out = []
+        for i, a in enumerate(first):
+            mask = ImageOps.invert(masks[i % len(masks)].convert("L")).resize(a.size)
+            out.append(Image.composite(a, Image.composite(a, second[i % len(second)], mask), blend))
+        return _batch(out)
+
+
+def _mask_images(images):
+    if getattr(images, "dim", lambda: 0)() != 4:
+        raise NodeInputError("mask", "expected an image batch [B, H, W, C] (the pack's mask here is an IMAGE)")
+    return list(images)
+
+
+class WasImageBlank(Node):
+    """A picture of one colour, its sides cut down to multiples of 8, as WAS's Image Blank makes."""
+    category = "WAS Suite/Image"
+    width: int = Int(512, min=8, max=4096)
+    height: int = Int(512, min=8, max=4096)
+    red: int = Int(255, min=0, max=255)
+    green: int = Int(255, min=0, max=255)
+    blue: int = Int(255, min=0, max=255)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Blank",))
+
+    def run(self):
+        from PIL import Image
+
+        return _batch([Image.new("RGB", (self.width // 8 * 8, self.height // 8 * 8), (self.red, self.green, self.blue))])
+
+
+class WasImageThreshold(Node):
+    """Black and white: the grey (Pillow's L) of each image at or above threshold x 255 (cut to a
+    whole level) is white, as WAS's Image Threshold does. (The pack gives a one-channel tensor;
+    here the grey is an RGB image.)"""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    threshold: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Threshold",))
+
+    def run(self):
+        level = int(self.threshold * 255)
+        return _batch([p.convert("L").point(lambda x: 255 if x >= level else 0, mode="L")
+                       for p in _pictures(self.image, "image")])
+
+
+class WasImageRemoveColor(Node):
+    """Replace the pixels near the target colour by the replace colour, as WAS's Image Remove
+    Color does: a pixel is replaced where the grey (Pillow's L) of its difference from the
+    target is at most clip_threshold."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    target_red: int = Int(255, min=0, max=255)
+    target_green: int = Int(255, min=0, max=255)
+    target_blue: int = Int(255, min=0, max=255)
+    replace_red: int = Int(255, min=0, max=255)
+    replace_green: int = Int(255, min=0, max=255)
+    replace_blue: int = Int(255, min=0, max=255)
+    clip_threshold: int = Int(10, min=0, max=255)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Remove Color",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+
+        target = (self.target_red, self.target_green, self.target_blue)
+        replace = (self.replace_red, self.replace_green, self.replace_blue)
+        out = []
+        for picture in _pictures(self.image, "image"):
+            difference = ImageChops.difference(picture, Image.new("RGB", picture.size, target)).convert("L")
+            near = difference.point(lambda x: 0 if x > self.clip_threshold else 255)
+            out.append(Image.composite(Image.new("RGB", picture.size, replace), picture, near))
+        return _batch(out)
+
+
+class WasImageLevelsAdjustment(Node):
+    """Stretch each image's 8-bit levels so black_level becomes 0 and white_level 255 (levels
+    below black_level first raised to it), then Pillow's autocontrast with cutoff white_level, as
+    WAS's Image Levels Adjustment does. mid_level is not used, as in the pack."""
+    category = "WAS Suite/Image/Adjustment"
+    image: IMAGE
+    black_level: float = Float(0.0, min=0.0, max=255.0, step=0.1)
+    mid_level: float = Float(127.5, min=0.0, max=255.0, step=0.1)
+    white_level: float = Float(255, min=0.0, max=255.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Levels Adjustment",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageOps
+
+        if self.white_level == self.black_level:
+            raise NodeInputError("white_level", "equal to black_level: expected a span of levels to stretch")
+        out = []
+        for picture in _pictures(self.image, "image"):
+            levels = np.array(picture)
+            levels[levels < self.black_level] = self.black_level  # cut to whole levels, as the pack's uint8 array
+            stretched = (levels - self.black_level) * (255 / (self.white_level - self.black_level))
+            picture = Image.fromarray(stretched.clip(0, 255).astype(np.uint8))
+            out.append(ImageOps.autocontrast(picture, cutoff=self.white_level))
+        return _batch(out)
+
+
+class WasImageFlip(Node):
+    """Mirror each image left-right ("horizontal") or top-bottom ("vertical"), as WAS's Image
+    Flip does with Pillow's transpose."""
+    category = "WAS Suite/Image/Transform"
+    images: IMAGE
+    mode: str = Choice(("horizontal", "vertical"), "horizontal")
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Image Flip",))
+
+    def run(self):
+        from PIL import Image
+
+        flip = Image.Transpose.FLIP_LEFT_RIGHT if self.mode == "horizontal" else Image.Transpose.FLIP_TOP_BOTTOM
+        return _batch([p.transpose(flip) for p in _pictures(self.images, "images")])
+
+
+class WasImageRotate(Node):
+    """Turn each image counter-clockwise by rotation degrees (cut down to a multiple of 90), as
+    WAS's Image Rotate does: "transpose" turns the picture (its sides swap at 90 and 270),
+    "internal" turns it inside its frame with Pillow's rotate and the sampler (corners black)."""
+    category = "WAS Suite/Image/Transform"
+    images: IMAGE
+    mode: str = Choice(("transpose", "internal"), "transpose")
+    rotation: int = Int(0, min=0, max=360, step=90)
+    sampler: str = Choice(("nearest", "bilinear", "bicubic"), "nearest")
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Image Rotate",))
+
+    def run(self):
+        from PIL import Image
+
+        rotation = min(self.rotation, 360) // 90 * 90
+        out = []
+        for picture in _pictures(self.images, "images"):
+            if self.mode == "internal":
+                picture = picture.rotate(rotation, Image.Resampling[self.sampler.upper()])
+            else:
+                for _ in range(rotation // 90):
+                    picture = picture.transpose(Image.Transpose.ROTATE_90)
+            out.append(picture)
+        return _batch(out)
 
 
 # -- switches -----------------------------------------------------------------------------------

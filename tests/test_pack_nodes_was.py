@@ -519,3 +519,44 @@ def test_image_nodes_in_a_ui_graph(registry):
     assert values["2"][0].shape == (1, 24, 32, 3) and values["3"][0].shape == (1, 16, 16, 3)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     assert saved[2] == ["resize", "false", "nearest", 2, 30, 20] and saved[3] == [10, 10, 16]
+
+
+def test_blend_by_mask_is_pillows_composites(registry):
+    from PIL import Image, ImageOps
+    other = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(2))
+    mask = torch.rand(1, 20, 24, 3, generator=torch.Generator().manual_seed(3))
+    got = call(registry, "WasImageBlendByMask", image_a=IMAGES, image_b=other, mask=mask, blend_percentage=0.25)
+    grey = ImageOps.invert(pictures(mask)[0].convert("L")).resize((48, 40))
+    blend = ImageOps.invert(Image.new("L", (48, 40), round(0.25 * 255)))
+    for i, (a, b) in enumerate(zip(pictures(IMAGES), pictures(other))):
+        assert torch.equal(got[i], tensor(Image.composite(a, Image.composite(a, b, grey), blend)))
+
+
+def test_flip_rotate_threshold_remove_color_levels_are_pillows(registry):
+    from PIL import Image, ImageChops, ImageOps
+    import numpy as np
+    source = pictures(IMAGES)
+    got = call(registry, "WasImageFlip", images=IMAGES, mode="vertical")
+    assert torch.equal(got[1], tensor(source[1].transpose(Image.Transpose.FLIP_TOP_BOTTOM)))
+    got = call(registry, "WasImageRotate", images=IMAGES, mode="transpose", rotation=270)
+    assert got.shape == (2, 48, 40, 3) and torch.equal(got[0], tensor(source[0].rotate(270, expand=True)))
+    got = call(registry, "WasImageRotate", images=IMAGES, mode="internal", rotation=100, sampler="bicubic")
+    assert torch.equal(got[0], tensor(source[0].rotate(90, Image.Resampling.BICUBIC)))
+    got = call(registry, "WasImageThreshold", image=IMAGES, threshold=0.6)
+    grey = np.asarray(source[0].convert("L"))
+    assert torch.equal(got[0, ..., 0], torch.from_numpy((grey >= int(0.6 * 255)).astype("float32")))
+    got = call(registry, "WasImageRemoveColor", image=IMAGES, target_red=128, target_green=128, target_blue=128,
+               replace_red=0, replace_green=255, replace_blue=0, clip_threshold=40)
+    near = ImageChops.difference(source[1], Image.new("RGB", (48, 40), (128, 128, 128))).convert("L")
+    want = Image.composite(Image.new("RGB", (48, 40), (0, 255, 0)), source[1], near.point(lambda x: 0 if x > 40 else 255))
+    assert torch.equal(got[1], tensor(want))
+    got = call(registry, "WasImageLevelsAdjustment", image=IMAGES, black_level=30, white_level=200)
+    levels = np.array(source[0]).astype("float64")
+    levels[levels < 30] = 30
+    stretched = Image.fromarray(((levels - 30) * (255 / 170)).clip(0, 255).astype("uint8"))
+    assert torch.equal(got[0], tensor(ImageOps.autocontrast(stretched, cutoff=200)))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageLevelsAdjustment", image=IMAGES, black_level=100, white_level=100)
+    assert caught.value.input == "white_level"
+    blank = call(registry, "WasImageBlank", width=30, height=17, red=255, green=0, blue=10)
+    assert blank.shape == (1, 16, 24, 3) and torch.equal(blank[0, 0, 0], torch.tensor([1.0, 0.0, 10 / 255]))
