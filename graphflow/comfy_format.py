@@ -75,6 +75,7 @@ CUSTOM_PACKS = {
                        "Text to String", "Upscale Model Switch", "VAE Input Switch", "Image Crop Location",
                        "Image Crop Square Location", "Image Filter Adjustments", "Image Blank", "Image Flip",
                        "Image Rotate", "Image Levels Adjustment", "Image Threshold", "Image Remove Color"),
+                       # ("Image Save" and "Load Image Batch" are named above)
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),

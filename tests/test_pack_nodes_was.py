@@ -20,6 +20,7 @@ from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_was as was
+from nodes import pack_nodes_was_image as was_image
 from nodes.pack_nodes_was import is_prime, parse_tokens, replace_one_by_one, text_to_number, truncate
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -560,3 +561,78 @@ def test_flip_rotate_threshold_remove_color_levels_are_pillows(registry):
     assert caught.value.input == "white_level"
     blank = call(registry, "WasImageBlank", width=30, height=17, red=255, green=0, blue=10)
     assert blank.shape == (1, 16, 24, 3) and torch.equal(blank[0, 0, 0], torch.tensor([1.0, 0.0, 10 / 255]))
+
+
+# -- Image Save and Load Image Batch: inside their folders ------------------------------------------
+
+
+def test_image_save_names_files_as_the_pack_inside_the_output_folder(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    day = time.strftime("%Y-%m-%d")
+    call(registry, "WasImageSave", images=IMAGES)
+    call(registry, "WasImageSave", images=IMAGES[:1])
+    assert sorted(p.name for p in (tmp_folders.outputs / day).iterdir()) == \
+        ["ComfyUI_0001.png", "ComfyUI_0002.png", "ComfyUI_0003.png"]
+    with Image.open(tmp_folders.outputs / day / "ComfyUI_0002.png") as saved:
+        assert torch.equal(tensor(saved.convert("RGB")), tensor(pictures(IMAGES)[1]))
+    call(registry, "WasImageSave", images=IMAGES[:1], output_path="shots", filename_prefix="cat",
+         filename_delimiter="-", filename_number_padding=2, filename_number_start="true", extension="jpeg",
+         quality=80)
+    call(registry, "WasImageSave", images=IMAGES[:1], output_path=str(tmp_folders.outputs / "shots"),
+         filename_prefix="cat", filename_delimiter="-", filename_number_padding=2, filename_number_start="true",
+         extension="webp")
+    call(registry, "WasImageSave", images=IMAGES[:1], output_path="", filename_prefix="final", extension="gif",
+         overwrite_mode="prefix_as_filename")
+    assert sorted(p.name for p in (tmp_folders.outputs / "shots").iterdir()) == ["01-cat.jpeg", "02-cat.webp"]
+    assert (tmp_folders.outputs / "final.gif").is_file()
+    (tmp_folders.outputs / "away").symlink_to(tmp_path)
+    for path in ("../escape", "/tmp/escape", "away", "a/../../b"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImageSave", images=IMAGES[:1], output_path=path)
+        assert caught.value.input == "output_path"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageSave", images=IMAGES[:1], filename_prefix="../x")
+    assert caught.value.input == "filename_prefix"
+
+
+def test_image_save_in_a_ui_graph_shows_its_files(registry, tmp_folders):
+    nodes = [ui_node(1, "EmptyImage", [16, 16, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "Image Save", ["out", "ComfyUI", "_", 4, "false", "png", 100, "false", "false", "false",
+                                      "true", "true", "true"], [("images", "IMAGE", 1, False)])]
+    graph = ui_graph(nodes, [link(1, 1, 0, 2, 0, "IMAGE")])
+    result = run_graph(registry, graph)
+    assert result.outputs["2"]["images"] == [{"filename": "ComfyUI_0001.png", "subfolder": "out", "type": "output"}]
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2] == nodes[1]["widgets_values"]
+
+
+def test_load_image_batch_reads_the_input_folder_only(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    folder = tmp_folders.inputs / "batch"
+    (folder / "sub").mkdir(parents=True)
+    colors = {"b.png": (0, 0, 255), "a.jpg": (255, 0, 0), "sub/c.png": (0, 255, 0)}
+    for name, color in colors.items():
+        Image.new("RGB", (8, 8), color).save(folder / name)
+    (folder / "notes.txt").write_text("not a picture")
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    (folder / "link.png").symlink_to(tmp_path / "outside.png")
+    image, name = call(registry, "WasLoadImageBatch", path="batch", index=1)
+    assert name == "b.png" and image.shape == (1, 8, 8, 3) and image[0, 0, 0, 2] == 1.0
+    assert call(registry, "WasLoadImageBatch", path="batch", pattern="**/*.png", index=1)[1] == "c.png"
+    was_image.BATCH_COUNTERS.clear()
+    names = [call(registry, "WasLoadImageBatch", path="batch", mode="incremental_image", label="x")[1]
+             for _ in range(3)]
+    assert names == ["a.jpg", "b.png", "a.jpg"]
+    with pytest.raises(NodeInputError) as caught:  # only outside.png there, and link.png leads to it
+        call(registry, "WasLoadImageBatch", path="batch", pattern="../../*.png")
+    assert caught.value.input == "pattern"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLoadImageBatch", path="batch", pattern="link.png")
+    assert caught.value.input == "pattern"
+    for path in ("..", str(tmp_path), "missing"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasLoadImageBatch", path=path)
+        assert caught.value.input == "path"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLoadImageBatch", path="batch", index=5)
+    assert caught.value.input == "index"

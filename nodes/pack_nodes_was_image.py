@@ -1,0 +1,615 @@
+"""WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
+c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class names, inputs,
+defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
+Image Rotate, Image Crop Location, Image Crop Square Location, Image Filter Adjustments, Image
+Levels Adjustment, Image Threshold, Image Remove Color, Image Save and Load Image Batch. Pillow
+does the work, as in the pack, on its 8-bit pictures. (The text, number and other nodes are in
+nodes/pack_nodes_was.py, whose docstring names what is left out.)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+
+from graphflow.api import IMAGE, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, \
+    folders, safe_join, show, socket_type
+from graphflow.folders import UnsafePathError
+from nodes.image import MAX_SIZE
+from nodes.pack_nodes_was import parse_tokens
+
+# -- images ---------------------------------------------------------------------------------------
+
+CROP_DATA = socket_type("CROP_DATA", "#9e9e9e", "WAS Node Suite's crop: ((width, height), (left, top, right, bottom))")
+
+
+def _pictures(images, input_name: str) -> list:
+    """Each image of a batch as the pack's 8-bit RGB picture (255 x value, clipped, truncated)."""
+    from graphflow.images import image_to_pil
+
+    if getattr(images, "dim", lambda: 0)() != 4:
+        raise NodeInputError(input_name, "expected an image batch [B, H, W, C]")
+    return [image_to_pil(image[..., :3]).convert("RGB") for image in images]
+
+
+def _batch(pictures) -> "torch.Tensor":
+    import torch
+
+    from graphflow.images import pil_to_image
+
+    sizes = {p.size for p in pictures}
+    if len(sizes) > 1:
+        raise NodeInputError("image", f"the images come out in different sizes {sorted(sizes)}: a batch needs one")
+    return torch.cat([pil_to_image(p) for p in pictures], dim=0)
+
+
+class WasImageBlend(Node):
+    """image_b laid over image_a at blend_percentage (0: image_a, 1: image_b), as WAS's Image
+    Blend does with Pillow's composite through a uniform 8-bit mask. Batches are blended image by
+    image (a single image_b over each of image_a); the two must be one size."""
+    category = "WAS Suite/Image"
+    image_a: IMAGE
+    image_b: IMAGE
+    blend_percentage: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Image Blend",))
+
+    def run(self):
+        from PIL import Image, ImageOps
+
+        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
+        if len(second) not in (1, len(first)):
+            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
+        if first[0].size != second[0].size:
+            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        mask = ImageOps.invert(Image.new("L", first[0].size, round(self.blend_percentage * 255)))
+        return _batch([Image.composite(a, second[i % len(second)], mask) for i, a in enumerate(first)])
+
+
+RESAMPLING = {"lanczos": 1, "nearest": 0, "bilinear": 2, "bicubic": 3}  # Pillow's Resampling numbers
+
+
+def rescaled_size(width: int, height: int, mode: str, factor: float, resize_width: int, resize_height: int):
+    """Image Resize's target: "rescale" the size times factor (cut to whole pixels), "resize"
+    resize_width x resize_height each rounded up to a multiple of 8."""
+    if mode == "rescale":
+        return int(width * factor), int(height * factor)
+    return -(-resize_width // 8) * 8, -(-resize_height // 8) * 8
+
+
+class WasImageResize(Node):
+    """Resize each image with Pillow, as WAS's Image Resize does: mode "rescale" by
+    rescale_factor, "resize" to resize_width x resize_height rounded up to multiples of 8;
+    supersample "true" first resizes to 8 times the target, then down to it."""
+    category = "WAS Suite/Image/Transform"
+    image: IMAGE
+    mode: str = Choice(("rescale", "resize"), "rescale")
+    supersample: str = Choice(("true", "false"), "true")
+    resampling: str = Choice(tuple(RESAMPLING), "lanczos")
+    rescale_factor: float = Float(2, min=0.01, max=16.0, step=0.01)
+    resize_width: int = Int(1024, min=1, max=48000)
+    resize_height: int = Int(1536, min=1, max=48000)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Resize",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        try:
+            width, height = rescaled_size(size.width, size.height, widgets["mode"], widgets["rescale_factor"],
+                                          widgets["resize_width"], widgets["resize_height"])
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+        # the supersampled picture: 64 times the pixels, 4 bytes each in Pillow
+        working = width * height * 64 * 4 if widgets.get("supersample") == "true" else 0
+        return Estimate(Size(size.batch, max(height, 1), max(width, 1)), memory=working)
+
+    def run(self):
+        from PIL import Image
+
+        pictures = _pictures(self.image, "image")
+        width, height = rescaled_size(*pictures[0].size, self.mode, self.rescale_factor, self.resize_width,
+                                      self.resize_height)
+        if not (1 <= width <= MAX_SIZE and 1 <= height <= MAX_SIZE):
+            raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
+                                 f"the result would be {width}x{height}: expected sides of 1 to {MAX_SIZE}")
+        resample = Image.Resampling(RESAMPLING[self.resampling])
+        out = []
+        for picture in pictures:
+            if self.supersample == "true":
+                picture = picture.resize((width * 8, height * 8), resample=resample)
+            out.append(picture.resize((width, height), resample=resample))
+        return _batch(out)
+
+
+def _crop_to_eights(pictures, box):
+    """The pack's crop: each picture cut to box, then resized (Pillow's default, bicubic) to
+    whole multiples of 8; with the crop data ((width, height), box) of the cut."""
+    crops = [p.crop(box) for p in pictures]
+    width, height = crops[0].size
+    if width < 8 or height < 8:
+        raise NodeInputError("image", f"the crop is {width}x{height}: resized to multiples of 8 it would be empty")
+    return _batch([c.resize((width // 8 * 8, height // 8 * 8)) for c in crops]), ((width, height), box)
+
+
+class WasImageCropLocation(Node):
+    """Cut the image to left..right x top..bottom (clamped to the image), then resize it to
+    multiples of 8, as WAS's Image Crop Location does; also gives the crop data for Image Paste
+    Crop."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    top: int = Int(0, min=0, max=10000000)
+    left: int = Int(0, min=0, max=10000000)
+    right: int = Int(256, min=0, max=10000000)
+    bottom: int = Int(256, min=0, max=10000000)
+    outputs = {"IMAGE": IMAGE, "CROP_DATA": CROP_DATA}
+    comfy = ComfyAlias(("Image Crop Location",))
+
+    def run(self):
+        pictures = _pictures(self.image, "image")
+        width, height = pictures[0].size
+        box = (max(self.left, 0), max(self.top, 0), min(self.right, width), min(self.bottom, height))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("right", f"the crop {box} of a {width}x{height} image is empty: expected left < "
+                                          "right and top < bottom inside the image")
+        return _crop_to_eights(pictures, box)
+
+
+def square_crop_box(width: int, height: int, x: int, y: int, size: int) -> tuple[int, int, int, int]:
+    """Image Crop Square Location's box: size x size about (x, y), moved inward (as far as the
+    image allows) where it passes an edge."""
+    half = size // 2
+    left, top = max(x - half, 0), max(y - half, 0)
+    right, bottom = min(x + half, width), min(y + half, height)
+    if right - left < size:
+        if right < width:
+            right = min(right + size - (right - left), width)
+        elif left > 0:
+            left = max(left - (size - (right - left)), 0)
+    if bottom - top < size:
+        if bottom < height:
+            bottom = min(bottom + size - (bottom - top), height)
+        elif top > 0:
+            top = max(top - (size - (bottom - top)), 0)
+    return left, top, right, bottom
+
+
+class WasImageCropSquareLocation(Node):
+    """Cut a size x size square about (x, y) (moved inward at the edges), then resize it to
+    multiples of 8, as WAS's Image Crop Square Location does; also gives the crop data."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    x: int = Int(0, min=0, max=24576)
+    y: int = Int(0, min=0, max=24576)
+    size: int = Int(256, min=5, max=4096)
+    outputs = {"IMAGE": IMAGE, "CROP_DATA": CROP_DATA}
+    comfy = ComfyAlias(("Image Crop Square Location",))
+
+    def run(self):
+        pictures = _pictures(self.image, "image")
+        box = square_crop_box(*pictures[0].size, self.x, self.y, self.size)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("x", f"the square {box} lies outside the {pictures[0].size} image")
+        return _crop_to_eights(pictures, box)
+
+
+class WasImageFilterAdjustments(Node):
+    """Adjust each image as WAS's Image Filter Adjustments does, in its order: brightness added
+    and contrast multiplied (on the 0..1 values, clipped), then with Pillow on the 8-bit
+    picture: saturation (ImageEnhance.Color), sharpness (ImageEnhance.Sharpness), `blur` passes
+    of BLUR, a Gaussian blur, EDGE_ENHANCE_MORE laid over by edge_enhance, and DETAIL. Settings
+    at their neutral values are skipped, so an image nothing changes is given as it is."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    brightness: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
+    contrast: float = Float(1.0, min=-1.0, max=2.0, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    sharpness: float = Float(1.0, min=-5.0, max=5.0, step=0.01)
+    blur: int = Int(0, min=0, max=16)
+    gaussian_blur: float = Float(0.0, min=0.0, max=1024.0, step=0.1)
+    edge_enhance: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    detail_enhance: str = Choice(("false", "true"), "false")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Filter Adjustments",))
+
+    def run(self):
+        import torch
+
+        images = self.image
+        if getattr(images, "dim", lambda: 0)() != 4:
+            raise NodeInputError("image", "expected an image batch [B, H, W, C]")
+        return torch.cat([self.adjust(image[None]) for image in images], dim=0)
+
+    def adjust(self, image):
+        from PIL import Image, ImageEnhance, ImageFilter
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        if self.brightness != 0:
+            image = (image + self.brightness).clamp(0.0, 1.0)
+        if self.contrast != 1:
+            image = (image * self.contrast).clamp(0.0, 1.0)
+        picture = None
+
+        def pil():
+            return picture if picture is not None else image_to_pil(image[..., :3]).convert("RGB")
+
+        if self.saturation != 1:
+            picture = ImageEnhance.Color(pil()).enhance(self.saturation)
+        if self.sharpness != 1:
+            picture = ImageEnhance.Sharpness(pil()).enhance(self.sharpness)
+        for _ in range(self.blur):
+            picture = pil().filter(ImageFilter.BLUR)
+        if self.gaussian_blur > 0:
+            picture = pil().filter(ImageFilter.GaussianBlur(radius=self.gaussian_blur))
+        if self.edge_enhance > 0:
+            picture = pil()
+            mask = Image.new("L", picture.size, round(self.edge_enhance * 255))
+            picture = Image.composite(picture.filter(ImageFilter.EDGE_ENHANCE_MORE), picture, mask)
+        if self.detail_enhance == "true":
+            picture = pil().filter(ImageFilter.DETAIL)
+        return image if picture is None else pil_to_image(picture)
+
+
+class WasImageBlendByMask(Node):
+    """image_a where the mask image is black, image_b where it is white (the mask's grey,
+    resized to image_a), then that laid over image_a at blend_percentage, as WAS's Image Blend by
+    Mask does with Pillow. Batches go image by image (a single image_b or mask serves all)."""
+    category = "WAS Suite/Image"
+    image_a: IMAGE
+    image_b: IMAGE
+    mask: IMAGE
+    blend_percentage: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Blend by Mask",))
+
+    def run(self):
+        from PIL import Image, ImageOps
+
+        from graphflow.images import image_to_pil
+
+        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
+        masks = [image_to_pil(m) for m in _mask_images(self.mask)]
+        for name, items in (("image_b", second), ("mask", masks)):
+            if len(items) not in (1, len(first)):
+                raise NodeInputError(name, f"{len(items)} images for {len(first)}: expected 1 or as many")
+        if any(b.size != first[0].size for b in second):
+            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        blend = ImageOps.invert(Image.new("L", first[0].size, round(self.blend_percentage * 255)))
+        out = []
+        for i, a in enumerate(first):
+            mask = ImageOps.invert(masks[i % len(masks)].convert("L")).resize(a.size)
+            out.append(Image.composite(a, Image.composite(a, second[i % len(second)], mask), blend))
+        return _batch(out)
+
+
+def _mask_images(images):
+    if getattr(images, "dim", lambda: 0)() != 4:
+        raise NodeInputError("mask", "expected an image batch [B, H, W, C] (the pack's mask here is an IMAGE)")
+    return list(images)
+
+
+class WasImageBlank(Node):
+    """A picture of one colour, its sides cut down to multiples of 8, as WAS's Image Blank makes."""
+    category = "WAS Suite/Image"
+    width: int = Int(512, min=8, max=4096)
+    height: int = Int(512, min=8, max=4096)
+    red: int = Int(255, min=0, max=255)
+    green: int = Int(255, min=0, max=255)
+    blue: int = Int(255, min=0, max=255)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Blank",))
+
+    def run(self):
+        from PIL import Image
+
+        return _batch([Image.new("RGB", (self.width // 8 * 8, self.height // 8 * 8), (self.red, self.green, self.blue))])
+
+
+class WasImageThreshold(Node):
+    """Black and white: the grey (Pillow's L) of each image at or above threshold x 255 (cut to a
+    whole level) is white, as WAS's Image Threshold does. (The pack gives a one-channel tensor;
+    here the grey is an RGB image.)"""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    threshold: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Threshold",))
+
+    def run(self):
+        level = int(self.threshold * 255)
+        return _batch([p.convert("L").point(lambda x: 255 if x >= level else 0, mode="L")
+                       for p in _pictures(self.image, "image")])
+
+
+class WasImageRemoveColor(Node):
+    """Replace the pixels near the target colour by the replace colour, as WAS's Image Remove
+    Color does: a pixel is replaced where the grey (Pillow's L) of its difference from the
+    target is at most clip_threshold."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    target_red: int = Int(255, min=0, max=255)
+    target_green: int = Int(255, min=0, max=255)
+    target_blue: int = Int(255, min=0, max=255)
+    replace_red: int = Int(255, min=0, max=255)
+    replace_green: int = Int(255, min=0, max=255)
+    replace_blue: int = Int(255, min=0, max=255)
+    clip_threshold: int = Int(10, min=0, max=255)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Remove Color",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+
+        target = (self.target_red, self.target_green, self.target_blue)
+        replace = (self.replace_red, self.replace_green, self.replace_blue)
+        out = []
+        for picture in _pictures(self.image, "image"):
+            difference = ImageChops.difference(picture, Image.new("RGB", picture.size, target)).convert("L")
+            near = difference.point(lambda x: 0 if x > self.clip_threshold else 255)
+            out.append(Image.composite(Image.new("RGB", picture.size, replace), picture, near))
+        return _batch(out)
+
+
+class WasImageLevelsAdjustment(Node):
+    """Stretch each image's 8-bit levels so black_level becomes 0 and white_level 255 (levels
+    below black_level first raised to it), then Pillow's autocontrast with cutoff white_level, as
+    WAS's Image Levels Adjustment does. mid_level is not used, as in the pack."""
+    category = "WAS Suite/Image/Adjustment"
+    image: IMAGE
+    black_level: float = Float(0.0, min=0.0, max=255.0, step=0.1)
+    mid_level: float = Float(127.5, min=0.0, max=255.0, step=0.1)
+    white_level: float = Float(255, min=0.0, max=255.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Levels Adjustment",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageOps
+
+        if self.white_level == self.black_level:
+            raise NodeInputError("white_level", "equal to black_level: expected a span of levels to stretch")
+        out = []
+        for picture in _pictures(self.image, "image"):
+            levels = np.array(picture)
+            levels[levels < self.black_level] = self.black_level  # cut to whole levels, as the pack's uint8 array
+            stretched = (levels - self.black_level) * (255 / (self.white_level - self.black_level))
+            picture = Image.fromarray(stretched.clip(0, 255).astype(np.uint8))
+            out.append(ImageOps.autocontrast(picture, cutoff=self.white_level))
+        return _batch(out)
+
+
+class WasImageFlip(Node):
+    """Mirror each image left-right ("horizontal") or top-bottom ("vertical"), as WAS's Image
+    Flip does with Pillow's transpose."""
+    category = "WAS Suite/Image/Transform"
+    images: IMAGE
+    mode: str = Choice(("horizontal", "vertical"), "horizontal")
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Image Flip",))
+
+    def run(self):
+        from PIL import Image
+
+        flip = Image.Transpose.FLIP_LEFT_RIGHT if self.mode == "horizontal" else Image.Transpose.FLIP_TOP_BOTTOM
+        return _batch([p.transpose(flip) for p in _pictures(self.images, "images")])
+
+
+class WasImageRotate(Node):
+    """Turn each image counter-clockwise by rotation degrees (cut down to a multiple of 90), as
+    WAS's Image Rotate does: "transpose" turns the picture (its sides swap at 90 and 270),
+    "internal" turns it inside its frame with Pillow's rotate and the sampler (corners black)."""
+    category = "WAS Suite/Image/Transform"
+    images: IMAGE
+    mode: str = Choice(("transpose", "internal"), "transpose")
+    rotation: int = Int(0, min=0, max=360, step=90)
+    sampler: str = Choice(("nearest", "bilinear", "bicubic"), "nearest")
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Image Rotate",))
+
+    def run(self):
+        from PIL import Image
+
+        rotation = min(self.rotation, 360) // 90 * 90
+        out = []
+        for picture in _pictures(self.images, "images"):
+            if self.mode == "internal":
+                picture = picture.rotate(rotation, Image.Resampling[self.sampler.upper()])
+            else:
+                for _ in range(rotation // 90):
+                    picture = picture.transpose(Image.Transpose.ROTATE_90)
+            out.append(picture)
+        return _batch(out)
+
+
+SAVE_EXTENSIONS = ("png", "jpeg", "gif", "tiff", "webp")
+
+
+def save_folder(path: str):
+    """Image Save's output_path as a folder of the output folder: tokens filled in, a relative
+    path taken inside the output folder (as the pack takes it), "" or "." the folder itself; an
+    absolute path only when it lies inside the output folder, '..' never."""
+    path = parse_tokens(path, input_name="output_path").replace("\\", "/").strip()
+    if path in ("", "none", "."):
+        return folders.outputs.resolve()
+    base = folders.outputs.resolve()
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+        inside = os.path.realpath(path)
+        if inside != str(base) and not inside.startswith(str(base) + os.sep):
+            raise NodeInputError("output_path", f"{path!r} is outside the output folder: expected a folder inside it")
+        path = os.path.relpath(inside, base)
+        if path == ".":
+            return base
+    try:
+        return safe_join(base, path)
+    except UnsafePathError as e:
+        raise NodeInputError("output_path", f"{e} (images are saved inside the output folder only)") from None
+
+
+class WasImageSave(Node):
+    """Save images in the output folder as WAS's Image Save does: in output_path (tokens such as
+    [time(%Y-%m-%d)] filled in; relative to the output folder, made when missing), named prefix +
+    delimiter + number padded to filename_number_padding digits (number first with
+    filename_number_start "true"), numbered on from the highest such file; overwrite_mode
+    "prefix_as_filename" writes prefix.extension, replacing it. png embeds the workflow (with
+    embed_workflow "true"); jpeg, tiff and webp take quality (webp lossless with lossless_webp).
+    Differences from the pack: paths outside the output folder are refused; a numbered name
+    that exists is skipped, never overwritten; gif files are written (the pack writes none);
+    show_history (the pack's history database) is not kept, so only this run's images are shown."""
+    category = "WAS Suite/IO"
+    output_node = True
+    images: IMAGE
+    output_path: str = Text("[time(%Y-%m-%d)]")
+    filename_prefix: str = Text("ComfyUI")
+    filename_delimiter: str = Text("_")
+    filename_number_padding: int = Int(4, min=1, max=9)
+    filename_number_start: str = Choice(("false", "true"), "false")
+    extension: str = Choice(SAVE_EXTENSIONS, "png")
+    quality: int = Int(100, min=1, max=100)
+    lossless_webp: str = Choice(("false", "true"), "false")
+    overwrite_mode: str = Choice(("false", "prefix_as_filename"), "false")
+    show_history: str = Choice(("false", "true"), "false")
+    show_history_by_prefix: str = Choice(("true", "false"), "true")
+    embed_workflow: str = Choice(("true", "false"), "true")
+    show_previews: str = Choice(("true", "false"), "true")
+    outputs = {}
+    comfy = ComfyAlias(("Image Save",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return random.random()  # saving is the point: never skipped as cached
+
+    def file_name(self, prefix: str, counter: int) -> str:
+        if self.overwrite_mode == "prefix_as_filename":
+            return f"{prefix}.{self.extension}"
+        number = f"{counter:0{self.filename_number_padding}}"
+        parts = (number, prefix) if self.filename_number_start == "true" else (prefix, number)
+        return f"{parts[0]}{self.filename_delimiter}{parts[1]}.{self.extension}"
+
+    def first_counter(self, folder, prefix: str) -> int:
+        digits = f"(\\d{{{self.filename_number_padding}}})"
+        delimiter, prefix = re.escape(self.filename_delimiter), re.escape(prefix)
+        pattern = re.compile(f"{digits}{delimiter}{prefix}" if self.filename_number_start == "true"
+                             else f"{prefix}{delimiter}{digits}")
+        return max((int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m), default=0) + 1
+
+    def run(self):
+        from graphflow.images import image_to_pil
+        from nodes.image import _png_metadata
+
+        prefix = parse_tokens(self.filename_prefix, input_name="filename_prefix")
+        for name, value in (("filename_prefix", prefix), ("filename_delimiter", self.filename_delimiter)):
+            if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
+                raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")
+        folder = save_folder(self.output_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        counter = self.first_counter(folder, prefix)
+        options = {"png": {"optimize": True}, "jpeg": {"quality": self.quality, "optimize": True},
+                   "tiff": {"quality": self.quality, "optimize": True}, "gif": {},
+                   "webp": {"quality": self.quality, "lossless": self.lossless_webp == "true"}}[self.extension]
+        if self.extension == "png" and self.embed_workflow == "true":
+            options["pnginfo"] = _png_metadata()
+        subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
+        saved = []
+        for image in self.images:
+            picture = image_to_pil(image)
+            if self.extension == "jpeg" and picture.mode == "RGBA":
+                picture = picture.convert("RGB")
+            name = self.file_name(prefix, counter)
+            if self.overwrite_mode == "prefix_as_filename":
+                picture.save(folder / name, format=self.extension.upper(), **options)
+            else:
+                while True:  # the next free number: an existing file is never replaced
+                    try:
+                        with open(folder / name, "xb") as f:
+                            picture.save(f, format=self.extension.upper(), **options)
+                        break
+                    except FileExistsError:
+                        counter += 1
+                        name = self.file_name(prefix, counter)
+                counter += 1
+            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+        show(images=saved if self.show_previews == "true" else [])
+        return ()
+
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tiff", ".gif", ".bmp", ".webp")  # the pack's ALLOWED_EXT
+# Load Image Batch's "incremental_image" counters, per label: {label: (folder, pattern, next index)}
+BATCH_COUNTERS: dict[str, tuple[str, str, int]] = {}
+
+
+def batch_image_files(path: str, pattern: str) -> list:
+    """Load Image Batch's files: the pattern (a glob, ** for subfolders) in the folder `path`
+    inside the input folder, pictures only, sorted; anything the pattern reaches outside the
+    folder (.., links) is left out."""
+    import glob
+
+    try:
+        folder = safe_join(folders.inputs, path) if path.strip() not in ("", ".") else folders.inputs.resolve()
+    except UnsafePathError as e:
+        raise NodeInputError("path", f"{e} (images are read from the input folder only)") from None
+    if not folder.is_dir():
+        raise NodeInputError("path", f"no folder {path!r} in the input folder")
+    base = str(folders.inputs.resolve())
+    found = []
+    for name in glob.glob(os.path.join(glob.escape(str(folder)), pattern), recursive=True):
+        real = os.path.realpath(name)
+        if real.lower().endswith(IMAGE_EXTENSIONS) and real.startswith(base + os.sep) and os.path.isfile(real):
+            found.append(os.path.abspath(name))
+    return sorted(found)
+
+
+class WasLoadImageBatch(Node):
+    """Load one picture of a folder, as WAS's Load Image Batch does: the files the pattern (a
+    glob) matches in `path`, pictures only, sorted; "single_image" the one at index,
+    "incremental_image" the next one each run (counted per label, from the start again after
+    the last, or when the label's path or pattern changes; counters last while graphflow runs,
+    not in the pack's database). RGB unless allow_RGBA_output is "true". Also gives the file's
+    name. The pack reads any folder; here path is a folder inside the input folder."""
+    category = "WAS Suite/IO"
+    mode: str = Choice(("single_image", "incremental_image"), "single_image")
+    index: int = Int(0, min=0, max=150000)
+    label: str = Text("Batch 001")
+    path: str = Text("")
+    pattern: str = Text("*")
+    allow_RGBA_output: str = Choice(("false", "true"), "false")
+    outputs = {"image": IMAGE, "filename_text": STRING}
+    comfy = ComfyAlias(("Load Image Batch",))
+
+    @classmethod
+    def fingerprint(cls, mode="single_image", path="", pattern="*", index=0, **widgets):
+        if mode != "single_image":
+            return random.random()  # the next picture each run
+        try:
+            files = batch_image_files(path, pattern)
+            return files[index], os.stat(files[index]).st_mtime_ns
+        except (NodeInputError, IndexError, OSError):
+            return None  # run() names the problem
+
+    def run(self):
+        from PIL import Image, ImageOps
+
+        files = batch_image_files(self.path, self.pattern)
+        if not files:
+            raise NodeInputError("pattern", f"no pictures match {self.pattern!r} in {self.path!r}")
+        if self.mode == "single_image":
+            if self.index >= len(files):
+                raise NodeInputError("index", f"{len(files)} pictures match: expected an index below that")
+            chosen = files[self.index]
+        else:
+            folder, pattern, at = BATCH_COUNTERS.get(self.label, (self.path, self.pattern, 0))
+            at = at if (folder, pattern) == (self.path, self.pattern) else 0
+            chosen = files[at % len(files)]
+            BATCH_COUNTERS[self.label] = (self.path, self.pattern, (at + 1) % len(files))
+        try:
+            with Image.open(chosen) as opened:
+                picture = ImageOps.exif_transpose(opened)
+                picture = picture.convert("RGBA" if self.allow_RGBA_output == "true" and "A" in picture.getbands()
+                                          else "RGB")
+        except OSError as e:
+            raise NodeInputError("path", f"can't read {os.path.basename(chosen)!r}: {e}") from None
+        import numpy as np
+        import torch
+
+        return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None], os.path.basename(chosen)
