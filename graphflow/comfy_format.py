@@ -61,7 +61,7 @@ CUSTOM_PACKS = {
                             "SEGSPaste", "SEGSPreview", "ImpactSimpleDetectorSEGS", "MaskToSEGS", "Impact"),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_",
-                       # nodes/pack_nodes_was.py's (whole names; "Lora Loader", "Checkpoint Loader" and
+                       # nodes/pack_nodes_was*.py's (whole names; "Lora Loader", "Checkpoint Loader" and
                        # "Text List" left out: as prefixes they would claim other packs' classes)
                        "CLIP Input Switch", "Checkpoint Loader (Simple)", "Conditioning Input Switch",
                        "Constant Number", "Image Aspect Ratio", "Image Input Switch", "Image Size to Number",
@@ -74,8 +74,10 @@ CUSTOM_PACKS = {
                        "Text Parse Tokens", "Text Random Line", "Text to Conditioning", "Text to Number",
                        "Text to String", "Upscale Model Switch", "VAE Input Switch", "Image Crop Location",
                        "Image Crop Square Location", "Image Filter Adjustments", "Image Blank", "Image Flip",
-                       "Image Rotate", "Image Levels Adjustment", "Image Threshold", "Image Remove Color"),
-                       # ("Image Save" and "Load Image Batch" are named above)
+                       "Image Rotate", "Image Levels Adjustment", "Image Threshold", "Image Remove Color",
+                       "Mask Invert", "Masks Add", "Masks Subtract", "Masks Combine Regions", "Mask Dilate Region",
+                       "Mask Erode Region", "Mask Fill Holes", "Mask Threshold Region", "Mask Gaussian Region",
+                       "Mask Floor Region", "Mask Ceiling Region", "Image to Latent Mask"),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),

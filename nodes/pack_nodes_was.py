@@ -20,9 +20,10 @@ custom tokens in its settings file: Text Parse Tokens here knows only the built-
 File History Loader and Image History Loader (the pack's history database), Text Compare, Number
 Counter, CLIPTextEncode (NSP) and Text Parse Noodle Soup Prompts (the NSP pantry is downloaded
 from the web), Image Blending Mode and Image Style Filter (they need the pilgram package), the
-KSamplers, the video and cache nodes, and the other image and mask nodes (not built yet: the
-masks, Image Select Channel, Image Mix RGB Channels, Image to Latent Mask, Image Paste Crop, the
-Bounded Image nodes, and the image filters and generators).
+KSamplers, the video and cache nodes, and the other image and mask nodes (not built yet: Image
+Select Channel, Image Mix RGB Channels, Image Paste Crop, Mask Crop / Paste Region, the dominant /
+minority / arbitrary / smooth region masks, the Bounded Image nodes, and the image filters and
+generators).
 """
 
 from __future__ import annotations

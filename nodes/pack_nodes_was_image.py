@@ -2,8 +2,12 @@
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class names, inputs,
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Filter Adjustments, Image
-Levels Adjustment, Image Threshold, Image Remove Color, Image Save and Load Image Batch. Pillow
-does the work, as in the pack, on its 8-bit pictures. (The text, number and other nodes are in
+Levels Adjustment, Image Threshold, Image Remove Color, Image Save and Load Image Batch; the masks'
+Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask Erode
+Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor Region, Mask
+Ceiling Region and Image to Latent Mask. Pillow (and scipy for the masks' regions) does the work,
+as in the pack, on its 8-bit pictures. The pack gives some masks as [B, 1, H, W] (or fails on a
+batch); here masks are always [B, H, W]. (The text, number and other nodes are in
 nodes/pack_nodes_was.py, whose docstring names what is left out.)
 """
 
@@ -13,7 +17,7 @@ import os
 import random
 import re
 
-from graphflow.api import IMAGE, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, \
+from graphflow.api import IMAGE, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, \
     folders, safe_join, show, socket_type
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
@@ -613,3 +617,236 @@ class WasLoadImageBatch(Node):
         import torch
 
         return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None], os.path.basename(chosen)
+
+
+# -- masks ----------------------------------------------------------------------------------------
+
+
+def _mask_levels(masks, input_name: str = "masks"):
+    """Each mask of a batch as the pack's 8-bit levels (255 x value, clipped, truncated), a numpy
+    array [B, H, W]: a single [H, W] mask is a batch of one."""
+    import numpy as np
+
+    if getattr(masks, "dim", lambda: 0)() == 2:
+        masks = masks[None]
+    if getattr(masks, "dim", lambda: 0)() != 3:
+        raise NodeInputError(input_name, "expected a mask batch [B, H, W]")
+    return (masks.detach().float().cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def _masks(levels):
+    """Masks [B, H, W] in 0..1 from 8-bit levels or booleans."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(levels, dtype=np.float32) / (1.0 if levels.dtype == bool else 255.0))
+
+
+class WasMaskInvert(Node):
+    """1 - mask (WAS's Mask Invert)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Invert",))
+
+    def run(self):
+        return 1.0 - self.masks
+
+
+class WasMasksAdd(Node):
+    """masks_a + masks_b, not clamped, as WAS's Masks Add gives it (values may pass 1)."""
+    category = "WAS Suite/Image/Masking"
+    masks_a: MASK
+    masks_b: MASK
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Masks Add",))
+
+    def run(self):
+        return _paired(self.masks_a, self.masks_b, lambda a, b: a + b)
+
+
+class WasMasksSubtract(Node):
+    """masks_a - masks_b, below 0 raised to 0 (WAS's Masks Subtract)."""
+    category = "WAS Suite/Image/Masking"
+    masks_a: MASK
+    masks_b: MASK
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Masks Subtract",))
+
+    def run(self):
+        return _paired(self.masks_a, self.masks_b, lambda a, b: (a - b).clamp(min=0))
+
+
+def _paired(a, b, combine):
+    if a.shape[-2:] != b.shape[-2:]:
+        raise NodeInputError("masks_b", f"{tuple(b.shape[-2:])} is not masks_a's size {tuple(a.shape[-2:])}")
+    try:
+        return combine(a, b)
+    except RuntimeError:
+        raise NodeInputError("masks_b", f"{b.shape[0]} masks for {a.shape[0]}: expected 1 or as many") from None
+
+
+class WasMasksCombineRegions(Node):
+    """The sum of the masks connected, clamped to 0..1 (WAS's Masks Combine Regions)."""
+    category = "WAS Suite/Image/Masking"
+    mask_a: MASK
+    mask_b: MASK
+    mask_c: MASK = None
+    mask_d: MASK = None
+    mask_e: MASK = None
+    mask_f: MASK = None
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("Masks Combine Regions",))
+
+    def run(self):
+        total = self.mask_a
+        for name in ("mask_b", "mask_c", "mask_d", "mask_e", "mask_f"):
+            mask = getattr(self, name)
+            if mask is not None:
+                if mask.shape != self.mask_a.shape:
+                    raise NodeInputError(name, f"{tuple(mask.shape)} is not mask_a's shape {tuple(self.mask_a.shape)}")
+                total = total + mask
+        return total.clamp(0.0, 1.0)
+
+
+class _Morphology(Node):
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    iterations: int = Int(5, min=1, max=64)
+    outputs = {"MASKS": MASK}
+
+    def run(self):
+        import scipy.ndimage
+
+        operation = getattr(scipy.ndimage, self.operation)
+        return _masks(operation(_mask_levels(self.masks) > 0, iterations=self.iterations,
+                                structure=[[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                           [[0, 0, 0], [0, 0, 0], [0, 0, 0]]]))
+
+
+class WasMaskDilateRegion(_Morphology):
+    """Grow each mask's region (any level above 0) by `iterations` pixels, as WAS's Mask Dilate
+    Region does with scipy's binary_dilation (4-connected steps); gives 0 or 1."""
+    operation = "binary_dilation"
+    comfy = ComfyAlias(("Mask Dilate Region",))
+
+
+class WasMaskErodeRegion(_Morphology):
+    """Shrink each mask's region (any level above 0) by `iterations` pixels, as WAS's Mask Erode
+    Region does with scipy's binary_erosion (4-connected steps; the border counts as outside);
+    gives 0 or 1."""
+    operation = "binary_erosion"
+    comfy = ComfyAlias(("Mask Erode Region",))
+
+
+class WasMaskFillHoles(Node):
+    """Fill the holes of each mask's region (any level above 0), as WAS's Mask Fill Holes does
+    with scipy's binary_fill_holes; gives 0 or 1."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Fill Holes",))
+
+    def run(self):
+        import scipy.ndimage
+
+        return _masks(_stack([scipy.ndimage.binary_fill_holes(level > 0) for level in _mask_levels(self.masks)]))
+
+
+def _stack(arrays):
+    import numpy as np
+
+    return np.stack(arrays)
+
+
+class WasMaskThresholdRegion(Node):
+    """Each mask's 8-bit levels below black_threshold set to 0 and above white_threshold to 255,
+    the rest kept (WAS's Mask Threshold Region)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    black_threshold: int = Int(75, min=0, max=255)
+    white_threshold: int = Int(175, min=0, max=255)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Threshold Region",))
+
+    def run(self):
+        levels = _mask_levels(self.masks)
+        levels[levels < self.black_threshold] = 0
+        levels[levels > self.white_threshold] = 255
+        return _masks(levels)
+
+
+class WasMaskGaussianRegion(Node):
+    """Each mask blurred with Pillow's Gaussian blur of radius `radius` (cut to a whole number),
+    as WAS's Mask Gaussian Region does on its inverted 8-bit picture."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    radius: float = Float(5.0, min=0.0, max=1024, step=0.1)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Gaussian Region",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageFilter, ImageOps
+
+        blurred = [255 - np.asarray(ImageOps.invert(Image.fromarray(level, "L"))
+                                    .filter(ImageFilter.GaussianBlur(radius=int(self.radius))))
+                   for level in _mask_levels(self.masks)]
+        return _masks(_stack(blurred).astype(np.uint8))
+
+
+class WasMaskFloorRegion(Node):
+    """Each mask's lowest non-zero level and below become 0, everything above 1 (WAS's Mask
+    Floor Region)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Floor Region",))
+
+    def run(self):
+        out = []
+        for level in _mask_levels(self.masks):
+            lit = level[level > 0]
+            if lit.size:
+                floor = lit.min()
+                level = (level > floor).astype(level.dtype) * 255
+            out.append(level)
+        return _masks(_stack(out))
+
+
+class WasMaskCeilingRegion(Node):
+    """Each mask's 8-bit levels below 225 become 0 and from 250 up 255, the rest kept (WAS's
+    Mask Ceiling Region, its offset fixed at 30)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Ceiling Region",))
+
+    def run(self):
+        levels = _mask_levels(self.masks)
+        levels[levels < 225] = 0
+        levels[levels >= 250] = 255
+        return _masks(levels)
+
+
+CHANNELS = {"alpha": 3, "red": 0, "green": 1, "blue": 2}
+
+
+class WasImageToLatentMask(Node):
+    """One channel of each image as a mask (alpha is 1 for an image without one), on the pack's
+    8-bit levels, as WAS's Image to Latent Mask does."""
+    category = "WAS Suite/Image/Masking"
+    images: IMAGE
+    channel: str = Choice(tuple(CHANNELS), "alpha")
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Image to Latent Mask",))
+
+    def run(self):
+        import numpy as np
+
+        from graphflow.images import image_to_pil
+
+        if getattr(self.images, "dim", lambda: 0)() != 4:
+            raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+        levels = [np.asarray(image_to_pil(image).convert("RGBA"))[..., CHANNELS[self.channel]] for image in self.images]
+        return _masks(_stack(levels))

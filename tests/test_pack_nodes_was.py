@@ -636,3 +636,76 @@ def test_load_image_batch_reads_the_input_folder_only(registry, tmp_folders, tmp
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasLoadImageBatch", path="batch", index=5)
     assert caught.value.input == "index"
+
+
+# -- masks, against scipy / numpy / Pillow ---------------------------------------------------------
+
+
+MASKS = torch.rand(2, 24, 20, generator=torch.Generator().manual_seed(4))
+
+
+def levels(masks):
+    import numpy as np
+    return (masks.numpy() * 255).clip(0, 255).astype(np.uint8)
+
+
+def test_mask_regions_are_scipys(registry):
+    import numpy as np
+    import scipy.ndimage
+    sparse = (MASKS > 0.9).float() * MASKS
+    ring = torch.zeros(1, 12, 12)
+    ring[0, 2:9, 2:9] = 1
+    ring[0, 4:7, 4:7] = 0
+    for node, function in (("WasMaskDilateRegion", scipy.ndimage.binary_dilation),
+                           ("WasMaskErodeRegion", scipy.ndimage.binary_erosion)):
+        got = call(registry, node, masks=sparse, iterations=2)
+        for i in range(2):
+            want = function(levels(sparse)[i] > 0, iterations=2).astype("float32")
+            assert np.array_equal(got[i].numpy(), want)
+    filled = call(registry, "WasMaskFillHoles", masks=ring)
+    assert np.array_equal(filled[0].numpy(), scipy.ndimage.binary_fill_holes(levels(ring)[0] > 0).astype("float32"))
+    assert filled[0, 5, 5] == 1
+
+
+def test_mask_levels_and_arithmetic(registry):
+    import numpy as np
+    from PIL import Image, ImageFilter, ImageOps
+    want = levels(MASKS).copy()
+    want[want < 60] = 0
+    want[want > 200] = 255
+    assert torch.equal(call(registry, "WasMaskThresholdRegion", masks=MASKS, black_threshold=60, white_threshold=200),
+                       torch.from_numpy(want.astype("float32") / 255))
+    blurred = ImageOps.invert(Image.fromarray(levels(MASKS)[1], "L")).filter(ImageFilter.GaussianBlur(radius=3))
+    got = call(registry, "WasMaskGaussianRegion", masks=MASKS, radius=3.7)
+    # the pack: pil2mask of the blurred inverted picture, 1 - level / 255
+    assert torch.allclose(got[1], torch.from_numpy(1 - np.asarray(blurred, dtype="float32") / 255), atol=1e-6)
+    ceiling = levels(MASKS).copy()
+    ceiling[ceiling < 225] = 0
+    ceiling[ceiling >= 250] = 255
+    assert torch.equal(call(registry, "WasMaskCeilingRegion", masks=MASKS), torch.from_numpy(ceiling / np.float32(255)))
+    floor = call(registry, "WasMaskFloorRegion", masks=MASKS)
+    lowest = levels(MASKS)[0][levels(MASKS)[0] > 0].min()
+    assert torch.equal(floor[0], torch.from_numpy((levels(MASKS)[0] > lowest).astype("float32")))
+    assert torch.equal(call(registry, "WasMaskInvert", masks=MASKS), 1 - MASKS)
+    assert torch.equal(call(registry, "WasMasksAdd", masks_a=MASKS, masks_b=MASKS), MASKS + MASKS)
+    assert torch.equal(call(registry, "WasMasksSubtract", masks_a=MASKS[:1], masks_b=MASKS),
+                       (MASKS[:1] - MASKS).clamp(min=0))
+    assert torch.equal(call(registry, "WasMasksCombineRegions", mask_a=MASKS, mask_b=MASKS, mask_d=MASKS),
+                       (MASKS * 3).clamp(0, 1))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasMasksAdd", masks_a=MASKS, masks_b=torch.zeros(1, 5, 5))
+    assert caught.value.input == "masks_b"
+    channels = call(registry, "WasImageToLatentMask", images=IMAGES, channel="green")
+    assert torch.equal(channels, torch.from_numpy(np.stack([np.asarray(p)[..., 1] for p in pictures(IMAGES)])
+                                                  .astype("float32") / 255))
+    assert torch.equal(call(registry, "WasImageToLatentMask", images=IMAGES, channel="alpha"), torch.ones(2, 40, 48))
+
+
+def test_masks_in_an_api_prompt(registry):
+    graph = {"1": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 16, "height": 16}},
+             "2": {"class_type": "Mask Invert", "inputs": {"masks": ["1", 0]}},
+             "3": {"class_type": "Mask Dilate Region", "inputs": {"masks": ["2", 0], "iterations": 3}},
+             "4": {"class_type": "Masks Combine Regions", "inputs": {"mask_a": ["2", 0], "mask_b": ["3", 0]}}}
+    values = run_graph(registry, graph, ["4"]).values
+    assert torch.equal(values["4"][0], torch.zeros(1, 16, 16))
+    assert export_api(parse_workflow(graph, registry), registry)["3"]["inputs"]["iterations"] == 3
