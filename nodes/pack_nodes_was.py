@@ -11,19 +11,19 @@ Constant Number, Random Number, Number Operation, Number Input Switch, Number In
 Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed (Legacy),
 Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
 Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
-Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora. The image nodes are in
+Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (Legacy) and
+CLIPTextEncode (NSP) for plain prompts. The image nodes are in
 nodes/pack_nodes_was_image.py.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
-Prompt's lexica.art, True Random.org), Text Add Tokens / Add Token by Input (the pack keeps
-custom tokens in its settings file: Text Parse Tokens here knows only the built-in tokens), Text
-File History Loader and Image History Loader (the pack's history database), Text Compare, Number
-Counter, CLIPTextEncode (NSP) and Text Parse Noodle Soup Prompts (the NSP pantry is downloaded
-from the web), Image Blending Mode and Image Style Filter (they need the pilgram package), the
-KSamplers, the video and cache nodes, and the other image and mask nodes (not built yet: Image
-Select Channel, Image Mix RGB Channels, Image Paste Crop, Mask Crop / Paste Region, the dominant /
-minority / arbitrary / smooth region masks, the Bounded Image nodes, and the image filters and
-generators).
+Prompt's lexica.art, True Random.org); Text Add Tokens / Add Token by Input (the pack keeps
+custom tokens in its settings file: Text Parse Tokens here knows only the built-in tokens); Text
+File History Loader and Image History Loader (the pack's history database); Text Parse Noodle
+Soup Prompts and CLIPTextEncode (NSP)'s expansion (the NSP pantry is downloaded from the web, the
+wildcards are the pack's own files); Image Blending Mode and Image Style Filter (they need the
+pilgram package); and, not built yet, Text Compare, Number Counter, KSampler Cycle, the video
+and cache nodes, Image Paste Crop, Mask Crop / Paste Region, the dominant / minority / arbitrary
+/ smooth region masks, the Bounded Image nodes, and the image filters and generators.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ import time
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
     Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
 from graphflow.folders import UnsafePathError
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode
 from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
+from nodes.sampling import KSampler
 from nodes.strings import _fits, _guarded
 from nodes.upscale import UPSCALE_MODEL
 
@@ -1005,6 +1007,65 @@ WasModelInputSwitch = _switch("model", MODEL, "Model Input Switch")
 WasVaeInputSwitch = _switch("vae", VAE, "VAE Input Switch")
 WasClipInputSwitch = _switch("clip", CLIP, "CLIP Input Switch")
 WasUpscaleModelSwitch = _switch("upscale_model", UPSCALE_MODEL, "Upscale Model Switch")
+
+
+# -- conditioning and sampling -------------------------------------------------------------------
+
+
+class WasKSampler(Node):
+    """Sample as the core KSampler does, its seed given as the pack's SEED ({"seed": n}, from
+    Seed (Legacy) or Number to Seed), as WAS's KSampler (Legacy) does."""
+    category = "WAS Suite/Sampling"
+    model: MODEL
+    seed: SEED
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("KSampler (Legacy)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return KSampler.estimate(widgets, inputs)
+
+    def run(self):
+        seed = self.seed.get("seed") if isinstance(self.seed, dict) else None
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+            raise NodeInputError("seed", f"expected the pack's SEED {{'seed': 0 to {SEED_MAX}}}, got {self.seed!r}")
+        return _core(KSampler, model=self.model, seed=seed, steps=self.steps, cfg=self.cfg,
+                     sampler_name=self.sampler_name, scheduler=self.scheduler, positive=self.positive,
+                     negative=self.negative, latent_image=self.latent_image, denoise=self.denoise)
+
+
+class WasNSPCLIPTextEncode(Node):
+    """Encode the text as CLIPTextEncode does, giving the text used and the text given, as WAS's
+    CLIPTextEncode (NSP) does for a plain prompt. Its Noodle Soup Prompts (the pack downloads
+    their pantry from the web), wildcards (files in the pack's own folder), {a|b} choices and
+    $variables are not available here: a text using noodle_key, {...|...} or $ is refused
+    rather than encoded unparsed."""
+    category = "WAS Suite/Conditioning"
+    output_node = True
+    mode: str = Choice(("Noodle Soup Prompts", "Wildcards"), "Noodle Soup Prompts")
+    noodle_key: str = Text("__")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    text: str = Text("", multiline=True)
+    clip: CLIP
+    outputs = {"conditioning": CONDITIONING, "parsed_text": STRING, "raw_text": STRING}
+    comfy = ComfyAlias(("CLIPTextEncode (NSP)",))
+
+    def run(self):
+        if self.noodle_key and self.noodle_key in self.text or "$" in self.text or \
+                re.search(r"\{[^{}]*\|[^{}]*\}", self.text):
+            raise NodeInputError("text", "uses Noodle Soup Prompts, wildcards, {a|b} choices or $variables, which "
+                                         "graphflow can't expand (the pack's pantry and wildcard files): expected "
+                                         "a plain prompt")
+        show(string=[self.text])
+        return _core(CLIPEncode, text=self.text, clip=self.clip), self.text, self.text
 
 
 # -- loaders ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class names, inputs,
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Filter Adjustments, Image
-Levels Adjustment, Image Threshold, Image Remove Color, Image Save and Load Image Batch; the masks'
+Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel, Image Mix RGB
+Channels, Image Save and Load Image Batch; the masks'
 Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask Erode
 Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor Region, Mask
 Ceiling Region and Image to Latent Mask. Pillow (and scipy for the masks' regions) does the work,
@@ -617,6 +618,47 @@ class WasLoadImageBatch(Node):
         import torch
 
         return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None], os.path.basename(chosen)
+
+
+class WasImageSelectChannel(Node):
+    """One channel (red, green or blue) of each image, as a grey RGB image, as WAS's Image Select
+    Channel gives it."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    channel: str = Choice(("red", "green", "blue"), "red")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Select Channel",))
+
+    def run(self):
+        from PIL import Image
+
+        index = ("red", "green", "blue").index(self.channel)
+        return _batch([Image.merge("RGB", [p.split()[index]] * 3) for p in _pictures(self.image, "image")])
+
+
+class WasImageMixRGBChannels(Node):
+    """An RGB image of three: the grey (Pillow's L) of red_channel as its red, of green_channel
+    as its green, of blue_channel as its blue, as WAS's Image Mix RGB Channels makes it (image by
+    image; a single image of one input serves all)."""
+    category = "WAS Suite/Image/Process"
+    red_channel: IMAGE
+    green_channel: IMAGE
+    blue_channel: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Mix RGB Channels",))
+
+    def run(self):
+        from PIL import Image
+
+        names = ("red_channel", "green_channel", "blue_channel")
+        greys = [[p.convert("L") for p in _pictures(getattr(self, n), n)] for n in names]
+        count = max(len(g) for g in greys)
+        for name, grey in zip(names, greys):
+            if len(grey) not in (1, count):
+                raise NodeInputError(name, f"{len(grey)} images for {count}: expected 1 or as many")
+            if grey[0].size != greys[0][0].size:
+                raise NodeInputError(name, f"{grey[0].size} is not red_channel's size {greys[0][0].size}")
+        return _batch([Image.merge("RGB", [g[i % len(g)] for g in greys]) for i in range(count)])
 
 
 # -- masks ----------------------------------------------------------------------------------------

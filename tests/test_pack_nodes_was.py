@@ -709,3 +709,47 @@ def test_masks_in_an_api_prompt(registry):
     values = run_graph(registry, graph, ["4"]).values
     assert torch.equal(values["4"][0], torch.zeros(1, 16, 16))
     assert export_api(parse_workflow(graph, registry), registry)["3"]["inputs"]["iterations"] == 3
+
+
+def test_select_channel_and_mix_rgb_are_pillows(registry):
+    from PIL import Image
+    got = call(registry, "WasImageSelectChannel", image=IMAGES, channel="blue")
+    assert torch.equal(got[1], tensor(Image.merge("RGB", [pictures(IMAGES)[1].split()[2]] * 3)))
+    other = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(5))
+    got = call(registry, "WasImageMixRGBChannels", red_channel=IMAGES, green_channel=other, blue_channel=IMAGES[:1])
+    want = Image.merge("RGB", (pictures(IMAGES)[1].convert("L"), pictures(other)[1].convert("L"),
+                               pictures(IMAGES)[0].convert("L")))
+    assert torch.equal(got[1], tensor(want))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageMixRGBChannels", red_channel=IMAGES, green_channel=torch.rand(1, 4, 4, 3),
+             blue_channel=IMAGES)
+    assert caught.value.input == "green_channel"
+
+
+def test_ksampler_legacy_and_nsp_encode_are_the_core_nodes(registry, models):
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "2": {"class_type": "CLIPTextEncode (NSP)", "inputs": {"mode": "Noodle Soup Prompts", "noodle_key": "__",
+                                                                   "seed": 0, "text": "a red cube", "clip": ["1", 1]}},
+             "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red cube", "clip": ["1", 1]}},
+             "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "5": {"class_type": "Seed (Legacy)", "inputs": {"seed": 7}},
+             "6": {"class_type": "KSampler (Legacy)", "inputs": {"model": ["1", 0], "seed": ["5", 0], "steps": 2,
+                                                                 "cfg": 5.0, "sampler_name": "euler",
+                                                                 "scheduler": "normal", "positive": ["2", 0],
+                                                                 "negative": ["3", 0], "latent_image": ["4", 0],
+                                                                 "denoise": 1.0}},
+             "7": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 7, "steps": 2, "cfg": 5.0,
+                                                        "sampler_name": "euler", "scheduler": "normal",
+                                                        "positive": ["3", 0], "negative": ["3", 0],
+                                                        "latent_image": ["4", 0], "denoise": 1.0}}}
+    values = run_graph(registry, graph, ["6", "7"]).values
+    assert values["2"][1:] == ("a red cube", "a red cube")
+    assert torch.equal(values["2"][0][0][0], values["3"][0][0][0])
+    assert torch.equal(values["6"][0]["samples"], values["7"][0]["samples"])
+    for text in ("a __color__ cube", "a {red|blue} cube", "$style cube"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasNSPCLIPTextEncode", text=text, clip=values["1"][1])
+        assert caught.value.input == "text"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasKSampler", seed=7)
+    assert caught.value.input == "seed"
