@@ -78,7 +78,7 @@ CUSTOM_PACKS = {
                        "Mask Invert", "Masks Add", "Masks Subtract", "Masks Combine Regions", "Mask Dilate Region",
                        "Mask Erode Region", "Mask Fill Holes", "Mask Threshold Region", "Mask Gaussian Region",
                        "Mask Floor Region", "Mask Ceiling Region", "Image to Latent Mask", "Image Select Channel",
-                       "Image Mix RGB Channels", "KSampler (Legacy)"),
+                       "Image Mix RGB Channels", "KSampler (Legacy)", "Image Paste Crop"),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),

@@ -22,8 +22,9 @@ File History Loader and Image History Loader (the pack's history database); Text
 Soup Prompts and CLIPTextEncode (NSP)'s expansion (the NSP pantry is downloaded from the web, the
 wildcards are the pack's own files); Image Blending Mode and Image Style Filter (they need the
 pilgram package); and, not built yet, Text Compare, Number Counter, KSampler Cycle, the video
-and cache nodes, Image Paste Crop, Mask Crop / Paste Region, the dominant / minority / arbitrary
-/ smooth region masks, the Bounded Image nodes, and the image filters and generators.
+and cache nodes, Image Paste Crop by Location, Mask Crop / Paste Region, the dominant /
+minority / arbitrary / smooth region masks, the Bounded Image nodes, and the image filters and
+generators.
 """
 
 from __future__ import annotations

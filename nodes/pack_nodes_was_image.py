@@ -1,15 +1,15 @@
 """WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class names, inputs,
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
-Image Rotate, Image Crop Location, Image Crop Square Location, Image Filter Adjustments, Image
-Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel, Image Mix RGB
-Channels, Image Save and Load Image Batch; the masks'
-Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask Erode
-Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor Region, Mask
-Ceiling Region and Image to Latent Mask. Pillow (and scipy for the masks' regions) does the work,
-as in the pack, on its 8-bit pictures. The pack gives some masks as [B, 1, H, W] (or fails on a
-batch); here masks are always [B, H, W]. (The text, number and other nodes are in
-nodes/pack_nodes_was.py, whose docstring names what is left out.)
+Image Rotate, Image Crop Location, Image Crop Square Location, Image Paste Crop, Image Filter
+Adjustments, Image Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel,
+Image Mix RGB Channels, Image Save and Load Image Batch; and the masks' Mask Invert, Masks Add,
+Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask Erode Region, Mask Fill Holes,
+Mask Threshold Region, Mask Gaussian Region, Mask Floor Region, Mask Ceiling Region and Image to
+Latent Mask. Pillow (and scipy for the masks' regions) does the work, as in the pack, on its
+8-bit pictures; the pack's single-image nodes work image by image here. The pack gives some
+masks as [B, 1, H, W] (or fails on a batch); here masks are always [B, H, W]. (The text, number
+and other nodes are in nodes/pack_nodes_was.py, whose docstring names what is left out.)
 """
 
 from __future__ import annotations
@@ -159,6 +159,80 @@ class WasImageCropLocation(Node):
             raise NodeInputError("right", f"the crop {box} of a {width}x{height} image is empty: expected left < "
                                           "right and top < bottom inside the image")
         return _crop_to_eights(pictures, box)
+
+
+def linear_ramp(size: tuple[int, int], direction: str, white_ratio: float):
+    """The pack's edge ramp (an L picture): black, then from (1 - white_ratio) of the way along
+    rising to white at the far edge, across (horizontal) or down (vertical)."""
+    import numpy as np
+    from PIL import Image
+
+    length = size[0] if direction == "horizontal" else size[1]
+    black_end = int(length * (1 - white_ratio))
+    steps = np.arange(length)
+    ramp = np.where(steps <= black_end, 0, ((steps - black_end) / max(length - black_end, 1) * 255).astype(int))
+    ramp = ramp.astype(np.uint8)
+    levels = np.tile(ramp, (size[1], 1)) if direction == "horizontal" else np.tile(ramp[:, None], (1, size[0]))
+    return Image.fromarray(levels, "L")
+
+
+def paste_crop(picture, crop, crop_data, blending: float, sharpening: int):
+    """Image Paste Crop of one picture: the crop resized to its crop size (and sharpened),
+    pasted back at its box through a mask that fades in over `blending` of the crop from each
+    side that is not at the picture's edge; (result, mask)."""
+    from PIL import Image, ImageChops, ImageFilter, ImageOps
+
+    (width, height), (left, top, right, bottom) = crop_data
+    crop = crop.resize((width, height))
+    for _ in range(int(sharpening)):
+        crop = crop.filter(ImageFilter.SHARPEN)
+    mask = Image.new("L", crop.size, 0)
+    if top > 0:
+        mask = ImageChops.screen(mask, ImageOps.flip(linear_ramp(crop.size, "vertical", blending)))
+    if left > 0:
+        mask = ImageChops.screen(mask, ImageOps.mirror(linear_ramp(crop.size, "horizontal", blending)))
+    if right < picture.width:
+        mask = ImageChops.screen(mask, linear_ramp(crop.size, "horizontal", blending))
+    if bottom < picture.height:
+        mask = ImageChops.screen(mask, linear_ramp(crop.size, "vertical", blending))
+    full_mask = Image.new("L", picture.size, 0)
+    full_mask.paste(ImageOps.invert(mask), (left, top))
+    placed = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+    placed.paste(crop, (left, top))
+    result = Image.new("RGBA", picture.size, (0, 0, 0, 255))
+    result.paste(picture, (0, 0))
+    result.paste(placed, (0, 0), full_mask)
+    return result.convert("RGB"), full_mask.convert("RGB")
+
+
+class WasImagePasteCrop(Node):
+    """Paste a crop (from Image Crop Location / Square Location, edited) back where it was cut,
+    as WAS's Image Paste Crop does: resized to the crop's size, sharpened crop_sharpening times,
+    its edges faded in over crop_blending of its size where they lie inside the image. Gives the
+    image and the mask used (as an image)."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    crop_image: IMAGE
+    crop_data: CROP_DATA
+    crop_blending: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    crop_sharpening: int = Int(0, min=0, max=3)
+    outputs = {"IMAGE": IMAGE, "IMAGE_2": IMAGE}
+    comfy = ComfyAlias(("Image Paste Crop",))
+
+    def run(self):
+        try:
+            (width, height), box = self.crop_data
+            if len(box) != 4 or width < 1 or height < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise NodeInputError("crop_data", f"expected ((width, height), (left, top, right, bottom)), got "
+                                              f"{self.crop_data!r}") from None
+        pictures, crops = _pictures(self.image, "image"), _pictures(self.crop_image, "crop_image")
+        if len(crops) not in (1, len(pictures)):
+            raise NodeInputError("crop_image", f"{len(crops)} crops for {len(pictures)} images: expected 1 or as many")
+        pasted = [paste_crop(p, crops[i % len(crops)], self.crop_data, self.crop_blending, self.crop_sharpening)
+                  for i, p in enumerate(pictures)]
+        return _batch([p for p, _ in pasted]), _batch([m for _, m in pasted])
 
 
 def square_crop_box(width: int, height: int, x: int, y: int, size: int) -> tuple[int, int, int, int]:

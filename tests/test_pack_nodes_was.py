@@ -753,3 +753,39 @@ def test_ksampler_legacy_and_nsp_encode_are_the_core_nodes(registry, models):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasKSampler", seed=7)
     assert caught.value.input == "seed"
+
+
+def test_paste_crop_puts_the_crop_back_with_the_packs_ramps(registry):
+    import numpy as np
+    from PIL import Image, ImageChops, ImageOps
+    crop, data = call(registry, "WasImageCropLocation", image=IMAGES[:1], top=8, left=0, right=32, bottom=32)
+    assert data == ((32, 24), (0, 8, 32, 32))
+    edited = 1 - crop
+    got, mask = call(registry, "WasImagePasteCrop", image=IMAGES[:1], crop_image=edited, crop_data=data,
+                     crop_blending=0.5, crop_sharpening=0)
+
+    def ramp(size, direction, ratio):  # the pack's lingrad, drawn line by line
+        picture = Image.new("L", size)
+        length = size[0] if direction == "horizontal" else size[1]
+        black_end = int(length * (1 - ratio))
+        for i in range(length):
+            value = 0 if i <= black_end else int(((i - black_end) / (length - black_end)) * 255)
+            for j in range(size[1] if direction == "horizontal" else size[0]):
+                picture.putpixel((i, j) if direction == "horizontal" else (j, i), value)
+        return picture
+
+    piece = pictures(edited)[0].resize((32, 24))
+    fade = Image.new("L", (32, 24), 0)
+    fade = ImageChops.screen(fade, ImageOps.flip(ramp((32, 24), "vertical", 0.5)))  # top 8 > 0
+    fade = ImageChops.screen(fade, ramp((32, 24), "horizontal", 0.5))  # right 32 < 48
+    # bottom 32 < 40 too
+    fade = ImageChops.screen(fade, ramp((32, 24), "vertical", 0.5))
+    full = Image.new("L", (48, 40), 0)
+    full.paste(ImageOps.invert(fade), (0, 8))
+    want = pictures(IMAGES[:1])[0].copy()
+    want.paste(piece, (0, 8), ImageOps.invert(fade))
+    assert torch.equal(got[0], tensor(want))
+    assert torch.equal(mask[0, ..., 0], torch.from_numpy(np.asarray(full, dtype="float32") / 255))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImagePasteCrop", image=IMAGES, crop_image=edited, crop_data=(1, 2))
+    assert caught.value.input == "crop_data"
