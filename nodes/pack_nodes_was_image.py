@@ -3,13 +3,15 @@ c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class na
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Paste Crop, Image Filter
 Adjustments, Image Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel,
-Image Mix RGB Channels, Image Save and Load Image Batch; and the masks' Mask Invert, Masks Add,
-Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask Erode Region, Mask Fill Holes,
-Mask Threshold Region, Mask Gaussian Region, Mask Floor Region, Mask Ceiling Region and Image to
-Latent Mask. Pillow (and scipy for the masks' regions) does the work, as in the pack, on its
-8-bit pictures; the pack's single-image nodes work image by image here. The pack gives some
-masks as [B, 1, H, W] (or fails on a batch); here masks are always [B, H, W]. (The text, number
-and other nodes are in nodes/pack_nodes_was.py, whose docstring names what is left out.)
+Image Mix RGB Channels, Image Save and Load Image Batch; Image Bounds, Inset Image Bounds,
+Bounded Image Crop, Bounded Image Crop with Mask, Bounded Image Blend (and with Mask); the
+masks' Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask
+Erode Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor Region,
+Mask Ceiling Region and Image to Latent Mask; and Latent Upscale by Factor (WAS). Pillow (and
+scipy for the masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's
+single-image nodes work image by image here. The pack gives some masks as [B, 1, H, W] (or fails
+on a batch); here masks are always [B, H, W]. (The text, number and other nodes are in
+nodes/pack_nodes_was.py, whose docstring names what is left out.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import random
 import re
 
-from graphflow.api import IMAGE, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, \
+from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, \
     folders, safe_join, show, socket_type
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
@@ -735,6 +737,180 @@ class WasImageMixRGBChannels(Node):
         return _batch([Image.merge("RGB", [g[i % len(g)] for g in greys]) for i in range(count)])
 
 
+# -- bounds ---------------------------------------------------------------------------------------
+
+IMAGE_BOUNDS = socket_type("IMAGE_BOUNDS", "#9e9e9e", "WAS Node Suite's image bounds: [top, bottom, left, right] rows and "
+                                                      "columns, inclusive")
+
+
+def _bounds(bounds, input_name: str) -> tuple[int, int, int, int]:
+    try:
+        top, bottom, left, right = (int(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise NodeInputError(input_name, f"expected [top, bottom, left, right], got {bounds!r}") from None
+    if top > bottom or left > right or top < 0 or left < 0:
+        raise NodeInputError(input_name, f"{[top, bottom, left, right]} is empty: expected top <= bottom and left <= "
+                                         "right, from 0")
+    return top, bottom, left, right
+
+
+class WasImageBounds(Node):
+    """The whole image's bounds, [0, height - 1, 0, width - 1] (WAS's Image Bounds)."""
+    category = "WAS Suite/Image/Bound"
+    image: IMAGE
+    outputs = {"IMAGE_BOUNDS": IMAGE_BOUNDS}
+    comfy = ComfyAlias(("Image Bounds",))
+
+    def run(self):
+        return [0, self.image.shape[1] - 1, 0, self.image.shape[2] - 1]
+
+
+class WasInsetImageBounds(Node):
+    """Bounds moved inward by the four insets (WAS's Inset Image Bounds); insets that cross are
+    an error."""
+    category = "WAS Suite/Image/Bound"
+    image_bounds: IMAGE_BOUNDS
+    inset_left: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    inset_right: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    inset_top: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    inset_bottom: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    outputs = {"IMAGE_BOUNDS": IMAGE_BOUNDS}
+    comfy = ComfyAlias(("Inset Image Bounds",))
+
+    def run(self):
+        top, bottom, left, right = _bounds(self.image_bounds, "image_bounds")
+        inset = [top + self.inset_top, bottom - self.inset_bottom, left + self.inset_left, right - self.inset_right]
+        if inset[0] > inset[1] or inset[2] > inset[3]:
+            raise NodeInputError("inset_left", f"the insets cross: {inset} is empty")
+        return inset
+
+
+class WasBoundedImageCrop(Node):
+    """The images cut to the bounds, rows top..bottom and columns left..right inclusive (WAS's
+    Bounded Image Crop)."""
+    category = "WAS Suite/Image/Bound"
+    image: IMAGE
+    image_bounds: IMAGE_BOUNDS
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Bounded Image Crop",))
+
+    def run(self):
+        top, bottom, left, right = _bounds(self.image_bounds, "image_bounds")
+        if top >= self.image.shape[1] or left >= self.image.shape[2]:
+            raise NodeInputError("image_bounds", f"{[top, bottom, left, right]} lies outside the "
+                                                 f"{self.image.shape[2]}x{self.image.shape[1]} image")
+        return self.image[:, top:bottom + 1, left:right + 1, :]
+
+
+class WasBoundedImageCropWithMask(Node):
+    """The images cut to the box around the mask's non-zero pixels (of all its masks), widened
+    by the paddings and kept inside the image, as WAS's Bounded Image Crop with Mask does; also
+    gives those bounds."""
+    category = "WAS Suite/Image/Bound"
+    image: IMAGE
+    mask: MASK
+    padding_left: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    padding_right: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    padding_top: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    padding_bottom: int = Int(64, min=0, max=0xFFFFFFFFFFFFFFFF)
+    outputs = {"IMAGE": IMAGE, "IMAGE_BOUNDS": IMAGE_BOUNDS}
+    comfy = ComfyAlias(("Bounded Image Crop with Mask",))
+
+    def run(self):
+        import torch
+
+        mask = self.mask if self.mask.dim() == 3 else self.mask[None]
+        lit = (mask != 0).any(dim=0)
+        rows, columns = torch.where(lit.any(dim=1))[0], torch.where(lit.any(dim=0))[0]
+        if rows.numel() == 0:
+            raise NodeInputError("mask", "the mask is empty: expected some pixel above 0 to crop around")
+        top = max(int(rows[0]) - self.padding_top, 0)
+        bottom = min(int(rows[-1]) + self.padding_bottom, mask.shape[1] - 1)
+        left = max(int(columns[0]) - self.padding_left, 0)
+        right = min(int(columns[-1]) + self.padding_right, mask.shape[2] - 1)
+        return self.image[:, top:bottom + 1, left:right + 1, :], [top, bottom, left, right]
+
+
+def _feather_mask(size, width: int, height: int, feathering: int, where: tuple[int, int], blend_factor: float):
+    """Bounded Image Blend's mask: white over the bounds (fading out over `feathering` pixels at
+    its edges), scaled by blend_factor, in an L picture of `size`."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    if feathering > 0:
+        inner = ImageOps.expand(Image.new("L", (width - 2 * feathering, height - 2 * feathering), 255),
+                                border=feathering, fill=0).filter(ImageFilter.GaussianBlur(radius=feathering))
+    else:
+        inner = Image.new("L", (width, height), 255)
+    mask = Image.new("L", size, 0)
+    mask.paste(inner, where)
+    return mask.point(lambda p: p * blend_factor).convert("L")
+
+
+class WasBoundedImageBlend(Node):
+    """Lay each source image, resized (Lanczos) to the bounds, over the target within them, at
+    blend_factor, its edges feathered over `feathering` pixels, as WAS's Bounded Image Blend
+    does (one result per source; the target's first image)."""
+    category = "WAS Suite/Image/Bound"
+    target: IMAGE
+    target_bounds: IMAGE_BOUNDS
+    source: IMAGE
+    blend_factor: float = Float(1.0, min=0.0, max=1.0)
+    feathering: int = Int(16, min=0, max=0xFFFFFFFFFFFFFFFF)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Bounded Image Blend",))
+
+    def run(self):
+        from PIL import Image
+
+        target = _pictures(self.target[:1], "target")[0]
+        top, bottom, left, right = _bounds(self.target_bounds, "target_bounds")
+        width, height = right - left + 1, bottom - top + 1
+        if 2 * self.feathering > min(width, height):
+            raise NodeInputError("feathering", f"{self.feathering} pixels on each side leave nothing of the "
+                                               f"{width}x{height} bounds: expected less than half their side")
+        mask = _feather_mask(target.size, width, height, self.feathering, (left, top), self.blend_factor)
+        out = []
+        for source in _pictures(self.source, "source"):
+            placed = Image.new(target.mode, target.size)
+            placed.paste(source.resize((width, height), Image.Resampling.LANCZOS), (left, top))
+            out.append(Image.composite(placed, target, mask))
+        return _batch(out)
+
+
+class WasBoundedImageBlendWithMask(Node):
+    """Lay each source image (as it is) over the target at the bounds' corner, through the
+    target mask scaled by blend_factor and blurred by `feathering`, as WAS's Bounded Image Blend
+    with Mask does (one result per source; the target's first image and mask)."""
+    category = "WAS Suite/Image/Bound"
+    target: IMAGE
+    target_mask: MASK
+    target_bounds: IMAGE_BOUNDS
+    source: IMAGE
+    blend_factor: float = Float(1.0, min=0.0, max=1.0)
+    feathering: int = Int(16, min=0, max=0xFFFFFFFFFFFFFFFF)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Bounded Image Blend with Mask",))
+
+    def run(self):
+        from PIL import Image, ImageFilter
+
+        target = _pictures(self.target[:1], "target")[0]
+        top, _, left, _ = _bounds(self.target_bounds, "target_bounds")
+        level = _mask_levels(self.target_mask, "target_mask")[0]
+        if level.shape != (target.height, target.width):
+            raise NodeInputError("target_mask", f"{level.shape[1]}x{level.shape[0]} is not the target's size "
+                                                f"{target.width}x{target.height}")
+        mask = Image.fromarray(level, "L").point(lambda p: p * self.blend_factor).convert("L")
+        if self.feathering > 0:
+            mask = mask.filter(ImageFilter.GaussianBlur(radius=self.feathering))
+        out = []
+        for source in _pictures(self.source, "source"):
+            placed = Image.new(target.mode, target.size)
+            placed.paste(source, (left, top))
+            out.append(Image.composite(placed, target, mask))
+        return _batch(out)
+
+
 # -- masks ----------------------------------------------------------------------------------------
 
 
@@ -966,3 +1142,35 @@ class WasImageToLatentMask(Node):
             raise NodeInputError("images", "expected an image batch [B, H, W, C]")
         levels = [np.asarray(image_to_pil(image).convert("RGBA"))[..., CHANNELS[self.channel]] for image in self.images]
         return _masks(_stack(levels))
+
+
+class WasLatentUpscaleByFactor(Node):
+    """Resize latents by factor with torch's interpolate (area, bicubic, bilinear or nearest;
+    align "true" aligns corners for bilinear and bicubic), sizes rounded, as WAS's Latent
+    Upscale by Factor (WAS) does."""
+    category = "WAS Suite/Latent/Transform"
+    samples: LATENT
+    mode: str = Choice(("area", "bicubic", "bilinear", "nearest"), "area")
+    factor: float = Float(2.0, min=0.1, max=8.0, step=0.01)
+    align: str = Choice(("true", "false"), "true")
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Latent Upscale by Factor (WAS)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, factor = inputs.get("samples"), widgets.get("factor")
+        if size is None or not isinstance(factor, (int, float)):
+            return Estimate(size)
+        return Estimate(Size(size.batch, max(8, round(size.height / 8 * factor) * 8),
+                             max(8, round(size.width / 8 * factor) * 8)))
+
+    def run(self):
+        import torch.nn.functional as F
+
+        latent = self.samples["samples"]
+        size = tuple(max(1, int(round(side * self.factor))) for side in latent.shape[-2:])
+        if self.mode in ("bilinear", "bicubic"):
+            resized = F.interpolate(latent, size=size, mode=self.mode, align_corners=self.align == "true")
+        else:
+            resized = F.interpolate(latent, size=size, mode=self.mode)
+        return {**self.samples, "samples": resized}

@@ -789,3 +789,51 @@ def test_paste_crop_puts_the_crop_back_with_the_packs_ramps(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImagePasteCrop", image=IMAGES, crop_image=edited, crop_data=(1, 2))
     assert caught.value.input == "crop_data"
+
+
+def test_bounds_crop_and_blend(registry):
+    from PIL import Image, ImageFilter, ImageOps
+    import numpy as np
+    bounds = call(registry, "WasImageBounds", image=IMAGES)
+    assert bounds == [0, 39, 0, 47]
+    inset = call(registry, "WasInsetImageBounds", image_bounds=bounds, inset_left=4, inset_right=6, inset_top=2,
+                 inset_bottom=3)
+    assert inset == [2, 36, 4, 41]
+    assert torch.equal(call(registry, "WasBoundedImageCrop", image=IMAGES, image_bounds=inset), IMAGES[:, 2:37, 4:42])
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasInsetImageBounds", image_bounds=bounds, inset_left=40, inset_right=40)
+    assert caught.value.input == "inset_left"
+    mask = torch.zeros(1, 40, 48)
+    mask[0, 10:20, 5:9] = 0.5
+    cropped, found = call(registry, "WasBoundedImageCropWithMask", image=IMAGES, mask=mask, padding_left=8,
+                          padding_right=2, padding_top=1, padding_bottom=30)
+    assert found == [9, 39, 0, 10] and torch.equal(cropped, IMAGES[:, 9:40, 0:11])
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasBoundedImageCropWithMask", image=IMAGES, mask=torch.zeros(1, 40, 48))
+    assert caught.value.input == "mask"
+    source = torch.rand(1, 16, 16, 3, generator=torch.Generator().manual_seed(6))
+    got = call(registry, "WasBoundedImageBlend", target=IMAGES, target_bounds=[5, 24, 10, 39], source=source,
+               blend_factor=0.8, feathering=3)
+    inner = ImageOps.expand(Image.new("L", (24, 14), 255), border=3, fill=0).filter(ImageFilter.GaussianBlur(radius=3))
+    blend = Image.new("L", (48, 40), 0)
+    blend.paste(inner, (10, 5))
+    blend = blend.point(lambda p: p * 0.8).convert("L")
+    placed = Image.new("RGB", (48, 40))
+    placed.paste(pictures(source)[0].resize((30, 20), Image.Resampling.LANCZOS), (10, 5))
+    assert torch.equal(got[0], tensor(Image.composite(placed, pictures(IMAGES)[0], blend)))
+    got = call(registry, "WasBoundedImageBlendWithMask", target=IMAGES, target_mask=mask, target_bounds=[5, 24, 10, 39],
+               source=source, blend_factor=1.0, feathering=0)
+    placed = Image.new("RGB", (48, 40))
+    placed.paste(pictures(source)[0], (10, 5))
+    want = Image.composite(placed, pictures(IMAGES)[0], Image.fromarray(levels(mask)[0], "L"))
+    assert torch.equal(got[0], tensor(want))
+
+
+@pytest.mark.parametrize("mode, align", [("bilinear", "true"), ("bicubic", "false"), ("nearest", "true"),
+                                         ("area", "false")])
+def test_latent_upscale_by_factor_is_torch_interpolate(registry, mode, align):
+    import torch.nn.functional as F
+    latent = torch.rand(2, 4, 12, 10, generator=torch.Generator().manual_seed(7))
+    got = call(registry, "WasLatentUpscaleByFactor", samples={"samples": latent}, mode=mode, factor=1.5, align=align)
+    options = {"align_corners": align == "true"} if mode in ("bilinear", "bicubic") else {}
+    assert torch.equal(got["samples"], F.interpolate(latent, size=(18, 15), mode=mode, **options))
