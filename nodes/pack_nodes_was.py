@@ -211,6 +211,8 @@ class WasTextFindAndReplaceByDictionary(Node):
         text = self.text
         for term, lines in self.dictionary.items():
             marker = f"{self.replacement_key}{term}{self.replacement_key}"
+            if not marker:
+                raise NodeInputError("replacement_key", "an empty key and an empty term mark nothing to replace")
             if not lines and marker in text:
                 raise NodeInputError("dictionary", f"{term!r} has no lines to draw for {marker}")
             for _ in range(text.count(marker)):
@@ -541,9 +543,9 @@ class WasTextLoadLineFromFile(Node):
                 raise NodeInputError("index", f"multiline_text has {len(lines)} lines: expected an index below that")
         else:
             path = input_text_file(self.file_path)
-            source, lines = str(path), [line.strip() for line in read_text(path, self.file_path).split("\n")]
-            if read_text(path, self.file_path).endswith("\n"):
-                lines.pop()  # a last line end starts no line, as the pack reads the file
+            text = read_text(path, self.file_path)
+            # a last line end starts no line, as the pack reads the file line by line
+            source, lines = str(path), [line.strip() for line in text.removesuffix("\n").split("\n")]
             if not lines:
                 raise NodeInputError("file_path", f"{self.file_path!r} has no lines")
         name = self.dictionary_name
