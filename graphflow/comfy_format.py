@@ -80,7 +80,7 @@ CUSTOM_PACKS = {
                        "Mask Floor Region", "Mask Ceiling Region", "Image to Latent Mask", "Image Select Channel",
                        "Image Mix RGB Channels", "KSampler (Legacy)", "Image Paste Crop",
                        "Image Bounds", "Inset Image Bounds", "Bounded Image Crop", "Bounded Image Blend",
-                       "Latent Upscale by Factor (WAS)"),
+                       "Latent Upscale by Factor (WAS)", "Image Padding"),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),

@@ -3,8 +3,9 @@ c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class na
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Paste Crop, Image Filter
 Adjustments, Image Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel,
-Image Mix RGB Channels, Image Save and Load Image Batch; Image Bounds, Inset Image Bounds,
-Bounded Image Crop, Bounded Image Crop with Mask, Bounded Image Blend (and with Mask); the
+Image Mix RGB Channels, Image Padding, Image Save and Load Image Batch; Image Bounds, Inset
+Image Bounds, Bounded Image Crop, Bounded Image Crop with Mask, Bounded Image Blend (and with
+Mask); the
 masks' Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask
 Erode Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor Region,
 Mask Ceiling Region and Image to Latent Mask; and Latent Upscale by Factor (WAS). Pillow (and
@@ -735,6 +736,78 @@ class WasImageMixRGBChannels(Node):
             if grey[0].size != greys[0][0].size:
                 raise NodeInputError(name, f"{grey[0].size} is not red_channel's size {greys[0][0].size}")
         return _batch([Image.merge("RGB", [g[i % len(g)] for g in greys]) for i in range(count)])
+
+
+def _edge_fade(size, radius: int):
+    """Image Padding's feather mask: white, with black bands 2 x radius wide along the edges,
+    blurred by radius (an L picture)."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    width, height = size
+    mask = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(mask)
+    for box in ((0, 0, radius * 2, height), (width - radius * 2, 0, width, height), (0, 0, width, radius * 2),
+                (0, height - radius * 2, width, height)):
+        draw.rectangle(box, fill=0)
+    return mask.filter(ImageFilter.GaussianBlur(radius=radius))
+
+
+class WasImagePadding(Node):
+    """Pad each image with transparent borders for outpainting, as WAS's Image Padding does: the
+    picture's edges faded out (feathering, then a second pass at a quarter of it; the pack
+    always makes the second pass, whatever feather_second_pass says), set inside a transparent
+    canvas grown by the paddings. Gives the RGBA image (4 channels, as the pack's) and the
+    padding mask (white where transparent) as an image."""
+    category = "WAS Suite/Image/Transform"
+    image: IMAGE
+    feathering: int = Int(120, min=0, max=2048)
+    feather_second_pass: str = Choice(("true", "false"), "true")
+    left_padding: int = Int(512, min=8, max=48000)
+    right_padding: int = Int(512, min=8, max=48000)
+    top_padding: int = Int(512, min=8, max=48000)
+    bottom_padding: int = Int(512, min=8, max=48000)
+    outputs = {"IMAGE": IMAGE, "IMAGE_2": IMAGE}
+    comfy = ComfyAlias(("Image Padding",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        try:
+            width = size.width + widgets["left_padding"] + widgets["right_padding"]
+            height = size.height + widgets["top_padding"] + widgets["bottom_padding"]
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+        return Estimate(Size(size.batch, height, width))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+
+        out, masks = [], []
+        for picture in _pictures(self.image, "image"):
+            width = picture.width + self.left_padding + self.right_padding
+            height = picture.height + self.top_padding + self.bottom_padding
+            if width > MAX_SIZE or height > MAX_SIZE:
+                raise NodeInputError("left_padding", f"the padded image would be {width}x{height}: expected sides "
+                                                     f"up to {MAX_SIZE}")
+            faded = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+            for mask in (_edge_fade(picture.size, self.feathering), _edge_fade(picture.size, self.feathering // 4)):
+                faded.paste(picture, (0, 0), mask)
+                faded.paste(picture, (0, 0), mask)  # twice, as the pack pastes
+            canvas = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+            canvas.paste(faded, (self.left_padding, self.top_padding))
+            alpha = np.asarray(canvas.getchannel("A")).astype(np.float64)
+            padding = np.where(alpha != 0, (255 * (1 - alpha / 255)).astype(int), 255).astype(np.uint8)
+            out.append(canvas)
+            masks.append(Image.fromarray(padding, "L").convert("RGB"))
+        return _batch_rgba(out), _batch(masks)
+
+
+def _batch_rgba(pictures):
+    import numpy as np
+    import torch
+
+    return torch.cat([torch.from_numpy(np.asarray(p, dtype=np.float32) / 255.0)[None] for p in pictures], dim=0)
 
 
 # -- bounds ---------------------------------------------------------------------------------------

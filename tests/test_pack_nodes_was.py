@@ -837,3 +837,33 @@ def test_latent_upscale_by_factor_is_torch_interpolate(registry, mode, align):
     got = call(registry, "WasLatentUpscaleByFactor", samples={"samples": latent}, mode=mode, factor=1.5, align=align)
     options = {"align_corners": align == "true"} if mode in ("bilinear", "bicubic") else {}
     assert torch.equal(got["samples"], F.interpolate(latent, size=(18, 15), mode=mode, **options))
+
+
+def test_image_padding_is_the_packs_feathered_canvas(registry):
+    from PIL import Image, ImageDraw, ImageFilter
+    import numpy as np
+    got, mask = call(registry, "WasImagePadding", image=IMAGES[:1], feathering=8, left_padding=10, right_padding=12,
+                     top_padding=9, bottom_padding=8)
+    assert got.shape == (1, 57, 70, 4) and mask.shape == (1, 57, 70, 3)
+    picture = pictures(IMAGES[:1])[0]
+
+    def fade(radius):
+        m = Image.new("L", (48, 40), 255)
+        d = ImageDraw.Draw(m)
+        d.rectangle((0, 0, radius * 2, 40), fill=0)
+        d.rectangle((48 - radius * 2, 0, 48, 40), fill=0)
+        d.rectangle((0, 0, 48, radius * 2), fill=0)
+        d.rectangle((0, 40 - radius * 2, 48, 40), fill=0)
+        return m.filter(ImageFilter.GaussianBlur(radius=radius))
+
+    faded = Image.new("RGBA", (48, 40), (0, 0, 0, 0))
+    for m in (fade(8), fade(8), fade(2), fade(2)):
+        faded.paste(picture, (0, 0), m)
+    canvas = Image.new("RGBA", (70, 57), (0, 0, 0, 0))
+    canvas.paste(faded, (10, 9))
+    assert torch.equal(got[0], tensor(canvas))
+    want = [int(255 * (1 - a / 255)) if a != 0 else 255 for a in np.asarray(canvas.getchannel("A")).flatten().tolist()]
+    assert np.array_equal((mask[0, ..., 0].numpy() * 255).round().astype(int).flatten(), np.array(want))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImagePadding", image=IMAGES[:1], left_padding=20000)
+    assert caught.value.input == "left_padding"
