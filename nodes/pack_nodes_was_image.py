@@ -3,7 +3,8 @@ c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class na
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Paste Crop, Image Filter
 Adjustments, Image Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel,
-Image Mix RGB Channels, Image Padding, Image Save and Load Image Batch; Image Bounds, Inset
+Image Mix RGB Channels, Image Padding, Image Edge Detection Filter, Image High Pass Filter, Image
+Bloom Filter, Image Save and Load Image Batch; Image Bounds, Inset
 Image Bounds, Bounded Image Crop, Bounded Image Crop with Mask, Bounded Image Blend (and with
 Mask); the
 masks' Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask
@@ -808,6 +809,78 @@ def _batch_rgba(pictures):
     import torch
 
     return torch.cat([torch.from_numpy(np.asarray(p, dtype=np.float32) / 255.0)[None] for p in pictures], dim=0)
+
+
+class WasImageEdgeDetectionFilter(Node):
+    """Edges of each image with Pillow, as WAS's Image Edge Detection Filter finds them: "normal"
+    Pillow's FIND_EDGES, "laplacian" the 3 x 3 kernel of 8 ringed by -1."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    mode: str = Choice(("normal", "laplacian"), "normal")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Edge Detection Filter",))
+
+    def run(self):
+        from PIL import ImageFilter
+
+        edges = ImageFilter.FIND_EDGES if self.mode == "normal" else \
+            ImageFilter.Kernel((3, 3), (-1, -1, -1, -1, 8, -1, -1, -1, -1), 1, 0)
+        return _batch([p.filter(edges) for p in _pictures(self.image, "image")])
+
+
+class WasImageHighPassFilter(Node):
+    """Each image minus its Gaussian blur (radius), times strength, clipped to 0..255, as WAS's
+    Image High Pass Filter works it out; neutral_background "true" screens it over mid grey.
+    color_output "false" gives the grey (Pillow's L) of the high pass here (the pack hands the
+    three-channel result to Pillow as one channel, which current Pillow refuses)."""
+    category = "WAS Suite/Image/Filter"
+    images: IMAGE
+    radius: int = Int(10, min=1, max=500)
+    strength: float = Float(1.5, min=0.0, max=255.0, step=0.1)
+    color_output: str = Choice(("true", "false"), "true")
+    neutral_background: str = Choice(("true", "false"), "true")
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Image High Pass Filter",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageChops, ImageFilter
+
+        out = []
+        for picture in _pictures(self.images, "images"):
+            blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=self.radius))).astype(float)
+            high = np.clip((np.asarray(picture).astype(float) - blurred) * self.strength, 0, 255).astype(np.uint8)
+            result = Image.fromarray(high, "RGB")
+            if self.color_output != "true":
+                result = result.convert("L").convert("RGB")
+            if self.neutral_background == "true":
+                result = ImageChops.screen(Image.new("RGB", result.size, (128, 128, 128)), result)
+            out.append(result)
+        return _batch(out)
+
+
+class WasImageBloomFilter(Node):
+    """A glow, as WAS's Image Bloom Filter makes it with Pillow: the image minus its Gaussian
+    blur (radius), blurred again at twice the radius, brightened 2 times, multiplied by
+    intensity, and screened over the image."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    radius: float = Float(10, min=0.0, max=1024, step=0.1)
+    intensity: float = Float(1, min=0.0, max=1.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Bloom Filter",))
+
+    def run(self):
+        from PIL import Image, ImageChops, ImageEnhance, ImageFilter
+
+        out = []
+        level = int(255 * self.intensity)
+        for picture in _pictures(self.image, "image"):
+            high = ImageChops.subtract(picture, picture.filter(ImageFilter.GaussianBlur(radius=self.radius)))
+            bloom = ImageEnhance.Brightness(high.filter(ImageFilter.GaussianBlur(radius=self.radius * 2))).enhance(2.0)
+            bloom = ImageChops.multiply(bloom, Image.new("RGB", picture.size, (level, level, level)))
+            out.append(ImageChops.screen(picture, bloom))
+        return _batch(out)
 
 
 # -- bounds ---------------------------------------------------------------------------------------

@@ -867,3 +867,23 @@ def test_image_padding_is_the_packs_feathered_canvas(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImagePadding", image=IMAGES[:1], left_padding=20000)
     assert caught.value.input == "left_padding"
+
+
+def test_edge_high_pass_and_bloom_filters_are_pillows(registry):
+    from PIL import Image, ImageChops, ImageEnhance, ImageFilter
+    import numpy as np
+    picture = pictures(IMAGES)[1]
+    got = call(registry, "WasImageEdgeDetectionFilter", image=IMAGES, mode="laplacian")
+    kernel = ImageFilter.Kernel((3, 3), (-1, -1, -1, -1, 8, -1, -1, -1, -1), 1, 0)
+    assert torch.equal(got[1], tensor(picture.filter(kernel)))
+    got = call(registry, "WasImageEdgeDetectionFilter", image=IMAGES, mode="normal")
+    assert torch.equal(got[1], tensor(picture.filter(ImageFilter.FIND_EDGES)))
+    got = call(registry, "WasImageHighPassFilter", images=IMAGES, radius=3, strength=2.0)
+    high = np.asarray(picture).astype(float) - np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=3))).astype(float)
+    high = Image.fromarray(np.clip(high * 2.0, 0, 255).astype(np.uint8))
+    assert torch.equal(got[1], tensor(ImageChops.screen(Image.new("RGB", (48, 40), (128, 128, 128)), high)))
+    got = call(registry, "WasImageBloomFilter", image=IMAGES, radius=2.5, intensity=0.6)
+    bloom = ImageChops.subtract(picture, picture.filter(ImageFilter.GaussianBlur(radius=2.5)))
+    bloom = ImageEnhance.Brightness(bloom.filter(ImageFilter.GaussianBlur(radius=5.0))).enhance(2.0)
+    bloom = ImageChops.multiply(bloom, Image.new("RGB", (48, 40), (int(255 * 0.6),) * 3))
+    assert torch.equal(got[1], tensor(ImageChops.screen(picture, bloom)))
