@@ -81,7 +81,7 @@ CUSTOM_PACKS = {
                        "Image Mix RGB Channels", "KSampler (Legacy)", "Image Paste Crop",
                        "Image Bounds", "Inset Image Bounds", "Bounded Image Crop", "Bounded Image Blend",
                        "Latent Upscale by Factor (WAS)", "Image Padding", "Image Edge Detection Filter",
-                       "Image High Pass Filter", "Image Bloom Filter"),
+                       "Image High Pass Filter", "Image Bloom Filter", "Image Stitch", "Image Transpose"),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),

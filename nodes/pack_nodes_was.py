@@ -23,8 +23,7 @@ Soup Prompts and CLIPTextEncode (NSP)'s expansion (the NSP pantry is downloaded 
 wildcards are the pack's own files); Image Blending Mode and Image Style Filter (they need the
 pilgram package); and, not built yet, Text Compare, Number Counter, KSampler Cycle, the video
 and cache nodes, Image Paste Crop by Location, Mask Crop / Paste Region, the dominant /
-minority / arbitrary / smooth region masks, Image Stitch / Transpose, and the other image
-filters and the generators.
+minority / arbitrary / smooth region masks, and the other image filters and the generators.
 """
 
 from __future__ import annotations

@@ -3,16 +3,15 @@ c6cadcca870488fdb1f82d2f1082e0d4de64eb53) image nodes, under the pack's class na
 defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resize, Image Flip,
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Paste Crop, Image Filter
 Adjustments, Image Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel,
-Image Mix RGB Channels, Image Padding, Image Edge Detection Filter, Image High Pass Filter, Image
-Bloom Filter, Image Save and Load Image Batch; Image Bounds, Inset
+Image Mix RGB Channels, Image Padding, Image Stitch, Image Transpose, Image Edge Detection Filter,
+Image High Pass Filter, Image Bloom Filter, Image Save and Load Image Batch; Image Bounds, Inset
 Image Bounds, Bounded Image Crop, Bounded Image Crop with Mask, Bounded Image Blend (and with
-Mask); the
-masks' Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate Region, Mask
-Erode Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor Region,
-Mask Ceiling Region and Image to Latent Mask; and Latent Upscale by Factor (WAS). Pillow (and
-scipy for the masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's
-single-image nodes work image by image here. The pack gives some masks as [B, 1, H, W] (or fails
-on a batch); here masks are always [B, H, W]. (The text, number and other nodes are in
+Mask); the masks' Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate
+Region, Mask Erode Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor
+Region, Mask Ceiling Region and Image to Latent Mask; and Latent Upscale by Factor (WAS). Pillow
+(and scipy for the masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's
+single-image nodes work image by image here. The pack gives some masks as [B, 1, H, W] (or fails on
+a batch); here masks are always [B, H, W]. (The text, number and other nodes are in
 nodes/pack_nodes_was.py, whose docstring names what is left out.)
 """
 
@@ -881,6 +880,115 @@ class WasImageBloomFilter(Node):
             bloom = ImageChops.multiply(bloom, Image.new("RGB", picture.size, (level, level, level)))
             out.append(ImageChops.screen(picture, bloom))
         return _batch(out)
+
+
+def ramp_mask(size: tuple[int, int], rising: bool, start: int, end: int, direction: str):
+    """Image Stitch's gradient mask (an L picture): black (white when falling) before `start`,
+    a straight ramp from start to end (values cut to whole levels, as the pack draws its lines),
+    then white (black) to the edge, across (horizontal) or down (vertical)."""
+    import numpy as np
+    from PIL import Image
+
+    first, last = (0, 255) if rising else (255, 0)
+    length = size[0] if direction == "horizontal" else size[1]
+    steps = np.arange(length, dtype=float)
+    ramp = np.where(steps < start, first, np.where(steps >= end, last, 0)).astype(float)
+    inside = (steps >= start) & (steps < end)
+    ramp[inside] = (first + (steps[inside] - start) / max(end - start, 1) * (last - first)).astype(int)
+    ramp = ramp.astype(np.uint8)
+    levels = np.tile(ramp, (size[1], 1)) if direction == "horizontal" else np.tile(ramp[:, None], (1, size[0]))
+    return Image.fromarray(levels, "L")
+
+
+def stitch(a, b, side: str, zone: int):
+    """WAS's stitch_image: b joined to a's `side`, the two overlapping by `zone` pixels where
+    each fades into the other; the canvas keeps a's size across the join."""
+    from PIL import Image
+
+    horizontal = side in ("left", "right")
+    width = a.width + b.width - zone if horizontal else a.width
+    height = a.height + b.height - zone if not horizontal else a.height
+    axis = "horizontal" if horizontal else "vertical"
+    a_length, b_length = (a.width, b.width) if horizontal else (a.height, b.height)
+    a_at, b_at = (0, 0), (0, 0)
+    if side in ("top", "left"):  # b first, a after it
+        a_mask = ramp_mask(a.size, True, 0, zone, axis)
+        b_mask = ramp_mask(b.size, False, b_length - zone, b_length, axis)
+        a_at = (b.width - zone, 0) if horizontal else (0, b.height - zone)
+    else:
+        a_mask = ramp_mask(a.size, False, a_length - zone, a_length, axis)
+        b_mask = ramp_mask(b.size, True, 0, zone, axis)
+        b_at = (a.width - zone, 0) if horizontal else (0, a.height - zone)
+    canvas = Image.new("RGB", (width, height), (0, 0, 0))
+    canvas.paste(a, a_at, a_mask)
+    canvas.paste(b, b_at, b_mask)
+    return canvas
+
+
+class WasImageStitch(Node):
+    """Join image_b to a side of image_a, the two overlapping by `feathering` pixels where each
+    fades into the other, as WAS's Image Stitch does (image by image; the result keeps
+    image_a's size across the join)."""
+    category = "WAS Suite/Image/Transform"
+    image_a: IMAGE
+    image_b: IMAGE
+    stitch: str = Choice(("top", "left", "bottom", "right"), "top")
+    feathering: int = Int(50, min=0, max=2048)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Stitch",))
+
+    def run(self):
+        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
+        if len(second) not in (1, len(first)):
+            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
+        along = (lambda p: p.width) if self.stitch in ("left", "right") else (lambda p: p.height)
+        if self.feathering > min(along(first[0]), along(second[0])):
+            raise NodeInputError("feathering", f"{self.feathering} pixels is more than an image's side along the "
+                                               "join")
+        return _batch([stitch(a, second[i % len(second)], self.stitch, self.feathering) for i, a in enumerate(first)])
+
+
+class WasImageTranspose(Node):
+    """Lay image_overlay over the image, as WAS's Image Transpose does: the overlay turned
+    `rotation` degrees counter-clockwise (growing to fit), resized to width x height, its border
+    faded over `feathering` pixels, and pasted with its top-left corner at (X, Y). Gives an RGBA
+    image (4 channels, as the pack's)."""
+    category = "WAS Suite/Image/Transform"
+    image: IMAGE
+    image_overlay: IMAGE
+    width: int = Int(512, min=-48000, max=48000)
+    height: int = Int(512, min=-48000, max=48000)
+    X: int = Int(0, min=-48000, max=48000)
+    Y: int = Int(0, min=-48000, max=48000)
+    rotation: int = Int(0, min=-360, max=360)
+    feathering: int = Int(0, min=0, max=4096)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Transpose",))
+
+    def run(self):
+        from PIL import Image, ImageDraw
+
+        for name in ("width", "height"):
+            if not 1 <= getattr(self, name) <= MAX_SIZE:
+                raise NodeInputError(name, f"{getattr(self, name)}: expected 1 to {MAX_SIZE} pixels")
+        overlays = _pictures(self.image_overlay, "image_overlay")
+        out = []
+        for i, background in enumerate(_pictures(self.image, "image")):
+            element = overlays[i % len(overlays)].rotate(self.rotation, expand=True).resize((self.width, self.height))
+            if self.feathering > 0:
+                mask = Image.new("L", element.size, 255)
+                draw = ImageDraw.Draw(mask)
+                for step in range(self.feathering):
+                    draw.rectangle((step, step, element.width - step, element.height - step),
+                                   fill=int(255 * (step + 1) / self.feathering))
+                element = Image.composite(element, Image.new("RGBA", element.size, (0, 0, 0, 0)),
+                                          Image.merge("RGBA", (mask, mask, mask, mask)))
+            layer = Image.new("RGBA", background.size, (0, 0, 0, 0))
+            layer.paste(element, (self.X, self.Y))
+            background = background.convert("RGBA")
+            background.paste(layer, (0, 0), layer)
+            out.append(background)
+        return _batch_rgba(out)
 
 
 # -- bounds ---------------------------------------------------------------------------------------

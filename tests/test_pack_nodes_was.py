@@ -887,3 +887,65 @@ def test_edge_high_pass_and_bloom_filters_are_pillows(registry):
     bloom = ImageEnhance.Brightness(bloom.filter(ImageFilter.GaussianBlur(radius=5.0))).enhance(2.0)
     bloom = ImageChops.multiply(bloom, Image.new("RGB", (48, 40), (int(255 * 0.6),) * 3))
     assert torch.equal(got[1], tensor(ImageChops.screen(picture, bloom)))
+
+
+def drawn_gradient(start_color, end_color, size, start, end, mode):
+    """The pack's linear_gradient, drawn line by line with ImageDraw."""
+    from PIL import Image, ImageDraw
+    gradient = Image.new("RGB", size, end_color)
+    draw = ImageDraw.Draw(gradient)
+    length = size[0] if mode == "horizontal" else size[1]
+    for i in range(length):
+        if i < start:
+            color = start_color
+        elif i < end:
+            color = tuple(int(s + (i - start) / (end - start) * (e - s)) for s, e in zip(start_color, end_color))
+        else:
+            color = end_color
+        draw.line((i, 0, i, size[1] - 1) if mode == "horizontal" else (0, i, size[0] - 1, i), color)
+    return gradient.convert("L")
+
+
+@pytest.mark.parametrize("side", ["top", "left", "bottom", "right"])
+def test_image_stitch_fades_across_the_join(registry, side):
+    from PIL import Image
+    other = torch.rand(1, 30, 20, 3, generator=torch.Generator().manual_seed(8))
+    got = call(registry, "WasImageStitch", image_a=IMAGES[:1], image_b=other, stitch=side, feathering=10)
+    a, b = pictures(IMAGES[:1])[0], pictures(other)[0]
+    black, white = (0, 0, 0), (255, 255, 255)
+    horizontal = side in ("left", "right")
+    mode = "horizontal" if horizontal else "vertical"
+    length = (lambda p: p.width) if horizontal else (lambda p: p.height)
+    canvas = Image.new("RGB", (48 + 20 - 10, 40) if horizontal else (48, 40 + 30 - 10))
+    if side in ("top", "left"):
+        a_mask = drawn_gradient(black, white, a.size, 0, 10, mode)
+        b_mask = drawn_gradient(white, black, b.size, length(b) - 10, length(b), mode)
+        a_at, b_at = ((20 - 10, 0) if horizontal else (0, 30 - 10)), (0, 0)
+    else:
+        a_mask = drawn_gradient(white, black, a.size, length(a) - 10, length(a), mode)
+        b_mask = drawn_gradient(black, white, b.size, 0, 10, mode)
+        a_at, b_at = (0, 0), ((48 - 10, 0) if horizontal else (0, 40 - 10))
+    canvas.paste(a, a_at, a_mask)
+    canvas.paste(b, b_at, b_mask)
+    assert torch.equal(got[0], tensor(canvas))
+
+
+def test_image_transpose_is_pillows_rotate_resize_and_paste(registry):
+    from PIL import Image, ImageDraw
+    other = torch.rand(1, 30, 20, 3, generator=torch.Generator().manual_seed(9))
+    got = call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=24, height=16, X=30, Y=-4,
+               rotation=30, feathering=3)
+    element = pictures(other)[0].rotate(30, expand=True).resize((24, 16))
+    mask = Image.new("L", (24, 16), 255)
+    draw = ImageDraw.Draw(mask)
+    for i in range(3):
+        draw.rectangle((i, i, 24 - i, 16 - i), fill=int(255 * (i + 1) / 3))
+    element = Image.composite(element, Image.new("RGBA", (24, 16), (0, 0, 0, 0)), Image.merge("RGBA", (mask,) * 4))
+    layer = Image.new("RGBA", (48, 40), (0, 0, 0, 0))
+    layer.paste(element, (30, -4))
+    background = pictures(IMAGES[:1])[0].convert("RGBA")
+    background.paste(layer, (0, 0), layer)
+    assert got.shape == (1, 40, 48, 4) and torch.equal(got[0], tensor(background))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=-5)
+    assert caught.value.input == "width"
