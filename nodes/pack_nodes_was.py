@@ -38,8 +38,8 @@ import time
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
     Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
-from graphflow.folders import UnsafePathError
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode
 from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
@@ -114,11 +114,11 @@ def regex_sub(text: str, find: str, replace: str) -> str:
     guarded (a pattern that backtracks without end is stopped) and the result's size checked."""
     try:
         pattern = re.compile(find)
-        pattern.sub(replace, "")  # re reads the template before matching: a bad one fails with no match too
     except (re.error, ValueError, OverflowError, RecursionError) as e:
-        raise NodeInputError("find", f"not a regular expression, or replace doesn't fit it: {find!r} ({e})") \
-            from None
-    except IndexError as e:
+        raise NodeInputError("find", f"not a regular expression: {find!r} ({e})") from None
+    try:
+        pattern.sub(replace, "")  # re reads the template before matching: a bad one fails with no match too
+    except (re.error, IndexError) as e:
         raise NodeInputError("replace", f"not a valid replacement for {find!r}: {e}") from None
     size = [len(text)]
 

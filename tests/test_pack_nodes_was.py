@@ -146,7 +146,7 @@ def test_find_and_replace_is_re_sub_guarded(registry):
     assert caught.value.input == "find"
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextFindAndReplace", text="a", find="a", replace=r"\9")
-    assert caught.value.input in ("find", "replace")
+    assert caught.value.input == "replace"
     with pytest.raises(NodeInputError, match="backtracks") as caught:
         call(registry, "WasTextFindAndReplace", text="a" * 40 + "b", find="(a+)+$", replace="")
     assert caught.value.input == "find"
