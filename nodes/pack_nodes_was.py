@@ -1,29 +1,29 @@
 """WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
-c6cadcca870488fdb1f82d2f1082e0d4de64eb53, the suite's version 2.2.2 layout) model-free nodes,
-under the pack's class names, inputs, defaults and outputs.
+c6cadcca870488fdb1f82d2f1082e0d4de64eb53, the suite's version 2.2.2 layout) model-free nodes, under
+the pack's class names, inputs, defaults and outputs.
 
 Held here: Text Multiline, Text String, Text Concatenate, Text Find and Replace (a regular
 expression), Text Find and Replace Input, Text Find and Replace by Dictionary, Text Random Line,
-Text String Truncate, Text to Number, Text to String, String to Text, Text Input Switch, Text
-List, Text List Concatenate, Text Dictionary Update, Text Parse Tokens, Text Parse A1111
+Text String Truncate, Text to Number, Text to String, String to Text, Text Input Switch, Text List,
+Text List Concatenate, Text Dictionary Update, Text Compare, Text Parse Tokens, Text Parse A1111
 Embeddings, Text to Conditioning, Load Text File, Text Load Line From File, Save Text File;
 Constant Number, Random Number, Number Operation, Number Input Switch, Number Input Condition,
-Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed (Legacy),
-Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
-Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
-Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (Legacy) and
-CLIPTextEncode (NSP) for plain prompts. The image nodes are in
-nodes/pack_nodes_was_image.py.
+Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed (Legacy), Logic
+Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect Ratio;
+the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches; Checkpoint
+Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (Legacy) and
+CLIPTextEncode (NSP) for plain prompts. The image nodes are in nodes/pack_nodes_was_image.py.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
-Prompt's lexica.art, True Random.org); Text Add Tokens / Add Token by Input (the pack keeps
-custom tokens in its settings file: Text Parse Tokens here knows only the built-in tokens); Text
-File History Loader and Image History Loader (the pack's history database); Text Parse Noodle
-Soup Prompts and CLIPTextEncode (NSP)'s expansion (the NSP pantry is downloaded from the web, the
+Prompt's lexica.art, True Random.org); Text Add Tokens / Add Token by Input (the pack keeps custom
+tokens in its settings file: Text Parse Tokens here knows only the built-in tokens); Text File
+History Loader and Image History Loader (the pack's history database); Text Parse Noodle Soup
+Prompts and CLIPTextEncode (NSP)'s expansion (the NSP pantry is downloaded from the web, the
 wildcards are the pack's own files); Image Blending Mode and Image Style Filter (they need the
-pilgram package); and, not built yet, Text Compare, Number Counter, KSampler Cycle, the video
-and cache nodes, Image Paste Crop by Location, Mask Crop / Paste Region, the dominant /
-minority / arbitrary / smooth region masks, and the other image filters and the generators.
+pilgram package); Number Counter (it counts per node, by an id the node API doesn't give); and, not
+built yet, KSampler Cycle, the video and cache nodes, Image Paste Crop by Location, Mask Crop /
+Paste Region, the dominant / minority / arbitrary / smooth region masks, and the other image
+filters and the generators.
 """
 
 from __future__ import annotations
@@ -264,6 +264,92 @@ class WasTextStringTruncate(Node):
     def run(self):
         return tuple(truncate(t or "", self.truncate_to, self.truncate_from, self.truncate_by)
                      for t in (self.text, self.text_b, self.text_c, self.text_d))
+
+
+COMPARE_CELLS = 2_000_000  # Text Compare walks a table of len(a) x len(b) cells in Python: larger is refused
+
+
+def _word_around(text: str, start: int, end: int) -> str:
+    """text[start:end] widened to whole words (to the spaces either side)."""
+    while end < len(text) and text[end] != " ":
+        end += 1
+    return text[_word_start(text, start):end]
+
+
+def compare_texts(a: str, b: str, tolerance: float, difference: bool) -> tuple[float, list[str]]:
+    """WAS's Text Compare: the edit distance table of a against b, and (score, words). In
+    "difference" mode, words are a's pieces split at the spaces the walk back through the table
+    finds changed, and the score 1 - (distance - pieces) / longer length; in "similarity" mode,
+    the score is 1 - distance / longer length (1 for two empty texts) and words are the whole
+    words around cells whose distance is at most tolerance (and after matching spaces) that
+    appear in the other text."""
+    m, n = len(a), len(b)
+    table = [[0] * (n + 1) for _ in range(m + 1)]
+    found: dict[str, None] = {}  # an ordered set: the pack's set, whose order varies run to run
+    for i in range(m + 1):
+        for j in range(n + 1):
+            if i == 0 or j == 0:
+                table[i][j] = i + j
+            elif a[i - 1] == b[j - 1]:
+                table[i][j] = table[i - 1][j - 1]
+                if not difference and i > 1 and j > 1 and a[i - 2] == " " and b[j - 2] == " ":
+                    # the word before the space, with the space, as the pack slices it
+                    word_a, word_b = a[_word_start(a, i - 2):i - 1], b[_word_start(b, j - 2):j - 1]
+                    if word_a in b or word_b in a:
+                        found.update({word_a: None, word_b: None})
+            else:
+                table[i][j] = 1 + min(table[i][j - 1], table[i - 1][j], table[i - 1][j - 1])
+            if not difference and i > 0 and j > 0 and table[i][j] <= tolerance:
+                word_a = _word_around(a, max(0, i - table[i][j]), i)
+                word_b = _word_around(b, max(0, j - table[i][j]), j)
+                if word_a in b or word_b in a:
+                    found.update({word_a: None, word_b: None})
+    if not difference:
+        return (1 - table[m][n] / max(m, n) if max(m, n) else 1.0), list(found)
+    changed, i, j = [], m, n
+    while i > 0 and j > 0:
+        if a[i - 1] != b[j - 1]:
+            changed.append(i - 1)
+        i, j = i - 1, (j - 1 if a[i - 1] == b[j - 1] else j)  # the pack's walk: a's side steps back each time
+    pieces, start = [], 0
+    for at in reversed(changed):
+        if a[at] == " ":
+            pieces.append(a[start:at])
+            start = at + 1
+    pieces.append(a[start:m])
+    return (1 - (table[m][n] - len(pieces)) / max(m, n) if max(m, n) else 1.0), pieces[::-1]
+
+
+def _word_start(text: str, at: int) -> int:
+    while at > 0 and text[at - 1] != " ":
+        at -= 1
+    return at
+
+
+class WasTextCompare(Node):
+    """Compare two texts, as WAS's Text Compare does: passes both on, gives 1 when they are equal
+    (else 0), a score from their edit distance, and the words found: in "similarity" mode the
+    words of each found in the other (near matches within tolerance edits), in "difference" mode
+    text_a's pieces around the changes. The pack lists the similar words in Python's set order,
+    which varies from run to run; here they come in the order found, last first. Texts whose
+    lengths multiply past COMPARE_CELLS (2 million) are refused: the pack's table is walked
+    cell by cell."""
+    category = "WAS Suite/Text/Search"
+    text_a: STRING
+    text_b: STRING
+    mode: str = Choice(("similarity", "difference"), "similarity")
+    tolerance: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"TEXT_A_PASS": STRING, "TEXT_B_PASS": STRING, "BOOL_NUMBER": NUMBER, "SCORE_NUMBER": NUMBER,
+               "COMPARISON_TEXT": STRING}
+    comfy = ComfyAlias(("Text Compare",))
+
+    def run(self):
+        if (len(self.text_a) + 1) * (len(self.text_b) + 1) > COMPARE_CELLS:
+            raise NodeInputError("text_b", f"texts of {len(self.text_a)} and {len(self.text_b)} characters are too "
+                                           f"long to compare (their lengths may multiply to {COMPARE_CELLS})")
+        score, words = compare_texts(self.text_a, self.text_b, self.tolerance, self.mode == "difference")
+        found = " ".join(" ".join(words[::-1]).split())
+        return self.text_a, self.text_b, int(self.text_a == self.text_b), float(score), found
 
 
 def text_to_number(text: str) -> int | float:

@@ -949,3 +949,32 @@ def test_image_transpose_is_pillows_rotate_resize_and_paste(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=-5)
     assert caught.value.input == "width"
+
+
+def levenshtein(a, b):
+    """Edit distance, row by row (insert, delete, substitute at cost 1)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row, before = [i], row
+        for j, cb in enumerate(b, 1):
+            row.append(min(before[j] + 1, row[j - 1] + 1, before[j - 1] + (ca != cb)))
+    return row[-1]
+
+
+def test_text_compare_scores_by_edit_distance(registry):
+    def compare(a, b, mode="similarity", tolerance=0.0):
+        return call(registry, "WasTextCompare", text_a=a, text_b=b, mode=mode, tolerance=tolerance)
+
+    got = compare("kitten", "sitting")
+    assert got[:3] == ("kitten", "sitting", 0) and got[3] == 1 - levenshtein("kitten", "sitting") / 7
+    assert compare("same text", "same text")[2:4] == (1, 1.0)
+    assert compare("", "")[2:4] == (1, 1.0)
+    # difference: text_a cut at the changed spaces the pack's walk finds ("a" | "red cube")
+    got = compare("a red cube", "a blue cube", mode="difference")
+    assert got[3] == 1 - (levenshtein("a red cube", "a blue cube") - 2) / 11 and got[4] == "a red cube"
+    assert compare("a red cube", "a red cube", mode="difference")[3] == 1 - (0 - 1) / 10
+    words = compare("a red cube on a table", "a red ball on the table", tolerance=1.0)[4].split()
+    assert words and set(words) <= set("a red cube on a table".split()) | set("a red ball on the table".split())
+    with pytest.raises(NodeInputError) as caught:
+        compare("x" * 2000, "y" * 2000)
+    assert caught.value.input == "text_b"
