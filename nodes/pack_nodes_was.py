@@ -12,7 +12,8 @@ Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, See
 Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect Ratio;
 the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches; Checkpoint
 Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (Legacy) and
-CLIPTextEncode (NSP) for plain prompts. The image nodes are in nodes/pack_nodes_was_image.py.
+CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to Console. The image
+nodes are in nodes/pack_nodes_was_image.py.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
 Prompt's lexica.art, True Random.org); Text Add Tokens / Add Token by Input (the pack keeps custom
@@ -29,6 +30,7 @@ filters and the generators.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import random
@@ -1095,6 +1097,39 @@ WasModelInputSwitch = _switch("model", MODEL, "Model Input Switch")
 WasVaeInputSwitch = _switch("vae", VAE, "VAE Input Switch")
 WasClipInputSwitch = _switch("clip", CLIP, "CLIP Input Switch")
 WasUpscaleModelSwitch = _switch("upscale_model", UPSCALE_MODEL, "Upscale Model Switch")
+
+
+# -- console ------------------------------------------------------------------------------------
+
+
+class WasTextToConsole(Node):
+    """Write the text to graphflow's log under its label (or "Text to Console") and give it on,
+    as WAS's Text to Console prints it to ComfyUI's console."""
+    category = "WAS Suite/Debug"
+    output_node = True
+    text: STRING
+    label: str = Text("Text Output")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text to Console",))
+
+    def run(self):
+        logging.getLogger(__name__).info("%s:\n%s", self.label.strip() or "Text to Console", self.text)
+        return self.text
+
+
+class WasDebugNumberToConsole(Node):
+    """Write the number to graphflow's log under its label (or "Debug to Console") and give it
+    on, as WAS's Debug Number to Console prints it."""
+    category = "WAS Suite/Debug"
+    output_node = True
+    number: NUMBER
+    label: str = Text("Debug to Console")
+    outputs = {"NUMBER": NUMBER}
+    comfy = ComfyAlias(("Debug Number to Console",))
+
+    def run(self):
+        logging.getLogger(__name__).info("%s:\n%s", self.label.strip() or "Debug to Console", self.number)
+        return self.number
 
 
 # -- conditioning and sampling -------------------------------------------------------------------

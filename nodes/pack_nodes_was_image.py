@@ -4,15 +4,16 @@ defaults and outputs: Image Blend, Image Blend by Mask, Image Blank, Image Resiz
 Image Rotate, Image Crop Location, Image Crop Square Location, Image Paste Crop, Image Filter
 Adjustments, Image Levels Adjustment, Image Threshold, Image Remove Color, Image Select Channel,
 Image Mix RGB Channels, Image Padding, Image Stitch, Image Transpose, Image Edge Detection Filter,
-Image High Pass Filter, Image Bloom Filter, Image Save and Load Image Batch; Image Bounds, Inset
-Image Bounds, Bounded Image Crop, Bounded Image Crop with Mask, Bounded Image Blend (and with
-Mask); the masks' Mask Invert, Masks Add, Masks Subtract, Masks Combine Regions, Mask Dilate
-Region, Mask Erode Region, Mask Fill Holes, Mask Threshold Region, Mask Gaussian Region, Mask Floor
-Region, Mask Ceiling Region and Image to Latent Mask; and Latent Upscale by Factor (WAS). Pillow
-(and scipy for the masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's
-single-image nodes work image by image here. The pack gives some masks as [B, 1, H, W] (or fails on
-a batch); here masks are always [B, H, W]. (The text, number and other nodes are in
-nodes/pack_nodes_was.py, whose docstring names what is left out.)
+Image High Pass Filter, Image Bloom Filter, Images to RGB, Tensor Batch to Image, Image Save and
+Load Image Batch; Image Bounds, Inset Image Bounds, Bounded Image Crop, Bounded Image Crop with
+Mask, Bounded Image Blend (and with Mask); the masks' Mask Invert, Masks Add, Masks Subtract, Masks
+Combine Regions, Mask Dilate Region, Mask Erode Region, Mask Fill Holes, Mask Threshold Region,
+Mask Gaussian Region, Mask Floor Region, Mask Ceiling Region, Mask Batch to Mask, Convert Masks to
+Images and Image to Latent Mask; and Latent Upscale by Factor (WAS). Pillow (and scipy for the
+masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's single-image nodes
+work image by image here. The pack gives some masks as [B, 1, H, W] (or fails on a batch); here
+masks are always [B, H, W]. (The text, number and other nodes are in nodes/pack_nodes_was.py, whose
+docstring names what is left out.)
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import os
 import random
 import re
 
-from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, \
-    folders, safe_join, show, socket_type
+from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+    NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.pack_nodes_was import parse_tokens
@@ -386,7 +387,8 @@ class WasImageBlank(Node):
     def run(self):
         from PIL import Image
 
-        return _batch([Image.new("RGB", (self.width // 8 * 8, self.height // 8 * 8), (self.red, self.green, self.blue))])
+        size = (self.width // 8 * 8, self.height // 8 * 8)
+        return _batch([Image.new("RGB", size, (self.red, self.green, self.blue))])
 
 
 class WasImageThreshold(Node):
@@ -993,8 +995,8 @@ class WasImageTranspose(Node):
 
 # -- bounds ---------------------------------------------------------------------------------------
 
-IMAGE_BOUNDS = socket_type("IMAGE_BOUNDS", "#9e9e9e", "WAS Node Suite's image bounds: [top, bottom, left, right] rows and "
-                                                      "columns, inclusive")
+IMAGE_BOUNDS = socket_type("IMAGE_BOUNDS", "#9e9e9e",
+                           "WAS Node Suite's image bounds: [top, bottom, left, right] rows and columns, inclusive")
 
 
 def _bounds(bounds, input_name: str) -> tuple[int, int, int, int]:
@@ -1163,6 +1165,42 @@ class WasBoundedImageBlendWithMask(Node):
             placed.paste(source, (left, top))
             out.append(Image.composite(placed, target, mask))
         return _batch(out)
+
+
+class WasImagesToRGB(Node):
+    """Each image as the pack's 8-bit RGB picture (an alpha channel dropped, grey made RGB), as
+    WAS's Images to RGB gives it."""
+    category = "WAS Suite/Image"
+    images: IMAGE
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Images to RGB",))
+
+    def run(self):
+        from graphflow.images import image_to_pil
+
+        if getattr(self.images, "dim", lambda: 0)() != 4:
+            raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+        return _batch([image_to_pil(image).convert("RGB") for image in self.images])
+
+
+class WasTensorBatchToImage(Node):
+    """The image at batch_image_number of the batch (the last one, with a warning, past the end),
+    as WAS's Tensor Batch to Image picks it."""
+    category = "WAS Suite/Latent/Transform"
+    images_batch: IMAGE
+    batch_image_number: int = Int(0, min=0, max=64)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Tensor Batch to Image",))
+
+    def run(self):
+        return _pick(self.images_batch, self.batch_image_number)
+
+
+def _pick(batch, number: int):
+    if number >= batch.shape[0]:
+        warn(f"batch number {number} is past the batch's {batch.shape[0]}: the last one is given, as the pack does")
+        number = batch.shape[0] - 1
+    return batch[number:number + 1]
 
 
 # -- masks ----------------------------------------------------------------------------------------
@@ -1428,3 +1466,35 @@ class WasLatentUpscaleByFactor(Node):
         else:
             resized = F.interpolate(latent, size=size, mode=self.mode)
         return {**self.samples, "samples": resized}
+
+
+class WasMaskBatchToMask(Node):
+    """The mask at batch_number of the batch (the last one, with a warning, past the end), as
+    WAS's Mask Batch to Mask picks it (as a batch of one)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    batch_number: int = Int(0, min=0, max=64)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("Mask Batch to Mask",))
+
+    def run(self):
+        return _pick(self.masks if self.masks.dim() == 3 else self.masks[None], self.batch_number)
+
+
+class WasConvertMasksToImages(Node):
+    """Masks as grey RGB images, as WAS's Convert Masks to Images makes them (the pack takes
+    [B, C, H, W] or [H, W] masks and fails on ComfyUI's [B, H, W]; here all three are taken)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    outputs = {"IMAGES": IMAGE}
+    comfy = ComfyAlias(("Convert Masks to Images",))
+
+    def run(self):
+        masks = self.masks
+        if masks.dim() == 4:
+            masks = masks[:, 0]
+        elif masks.dim() == 2:
+            masks = masks[None]
+        if masks.dim() != 3:
+            raise NodeInputError("masks", f"expected masks [B, H, W], got the shape {tuple(self.masks.shape)}")
+        return masks[..., None].expand(-1, -1, -1, 3).clone()

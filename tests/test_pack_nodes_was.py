@@ -335,7 +335,8 @@ def test_constant_random_and_multiple_of(registry):
     assert call(registry, "WasIntegerPlaceCounter", int_input=12345) == 5
     assert call(registry, "WasNumberPI") == (math.pi, math.pi)
     assert call(registry, "WasNumberToSeed", number=12) == {"seed": 12}
-    assert call(registry, "WasNumberToInt", number=-3.9) == -3 and call(registry, "WasNumberToString", number=2.0) == "2.0"
+    assert call(registry, "WasNumberToInt", number=-3.9) == -3
+    assert call(registry, "WasNumberToString", number=2.0) == "2.0"
 
 
 # -- sizes and switches ---------------------------------------------------------------------------
@@ -549,7 +550,8 @@ def test_flip_rotate_threshold_remove_color_levels_are_pillows(registry):
     got = call(registry, "WasImageRemoveColor", image=IMAGES, target_red=128, target_green=128, target_blue=128,
                replace_red=0, replace_green=255, replace_blue=0, clip_threshold=40)
     near = ImageChops.difference(source[1], Image.new("RGB", (48, 40), (128, 128, 128))).convert("L")
-    want = Image.composite(Image.new("RGB", (48, 40), (0, 255, 0)), source[1], near.point(lambda x: 0 if x > 40 else 255))
+    near = near.point(lambda x: 0 if x > 40 else 255)
+    want = Image.composite(Image.new("RGB", (48, 40), (0, 255, 0)), source[1], near)
     assert torch.equal(got[1], tensor(want))
     got = call(registry, "WasImageLevelsAdjustment", image=IMAGES, black_level=30, white_level=200)
     levels = np.array(source[0]).astype("float64")
@@ -879,7 +881,8 @@ def test_edge_high_pass_and_bloom_filters_are_pillows(registry):
     got = call(registry, "WasImageEdgeDetectionFilter", image=IMAGES, mode="normal")
     assert torch.equal(got[1], tensor(picture.filter(ImageFilter.FIND_EDGES)))
     got = call(registry, "WasImageHighPassFilter", images=IMAGES, radius=3, strength=2.0)
-    high = np.asarray(picture).astype(float) - np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=3))).astype(float)
+    blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=3))).astype(float)
+    high = np.asarray(picture).astype(float) - blurred
     high = Image.fromarray(np.clip(high * 2.0, 0, 255).astype(np.uint8))
     assert torch.equal(got[1], tensor(ImageChops.screen(Image.new("RGB", (48, 40), (128, 128, 128)), high)))
     got = call(registry, "WasImageBloomFilter", image=IMAGES, radius=2.5, intensity=0.6)
@@ -978,3 +981,17 @@ def test_text_compare_scores_by_edit_distance(registry):
     with pytest.raises(NodeInputError) as caught:
         compare("x" * 2000, "y" * 2000)
     assert caught.value.input == "text_b"
+
+
+def test_batch_pickers_conversions_and_console(registry, caplog):
+    import logging
+    assert torch.equal(call(registry, "WasTensorBatchToImage", images_batch=IMAGES, batch_image_number=1), IMAGES[1:2])
+    assert torch.equal(call(registry, "WasTensorBatchToImage", images_batch=IMAGES, batch_image_number=9), IMAGES[1:2])
+    assert torch.equal(call(registry, "WasMaskBatchToMask", masks=MASKS, batch_number=0), MASKS[:1])
+    assert torch.equal(call(registry, "WasConvertMasksToImages", masks=MASKS), MASKS[..., None].expand(-1, -1, -1, 3))
+    rgba = torch.cat([IMAGES, torch.ones(2, 40, 48, 1)], dim=-1)
+    assert torch.equal(call(registry, "WasImagesToRGB", images=rgba), torch.stack([tensor(p) for p in pictures(IMAGES)]))
+    with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_was"):
+        assert call(registry, "WasTextToConsole", text="hello", label="mine") == "hello"
+        assert call(registry, "WasDebugNumberToConsole", number=2.5, label="") == 2.5
+    assert "mine:\nhello" in caplog.text and "Debug to Console:\n2.5" in caplog.text
