@@ -43,7 +43,7 @@ from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, 
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode
-from nodes.loaders import LoadCheckpoint, LoadLoRA
+from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.sampling import KSampler
 from nodes.strings import _fits, _guarded
@@ -1210,11 +1210,22 @@ class WasCheckpointLoaderSimple(LoadCheckpoint):
         return (*super().run(), _stem(self.checkpoint))
 
 
-class WasCheckpointLoader(WasCheckpointLoaderSimple):
-    """Load a checkpoint, as WAS's Checkpoint Loader does; its config_name (a config file) is
-    not needed: the architecture is detected from the weights. Also gives the file's name."""
+class WasCheckpointLoader(Node):
+    """Load a checkpoint, as WAS's Checkpoint Loader does, also giving its file name without
+    folder and extension. config_name (a model config file) is kept, as saved workflows place it
+    first, but not used: the architecture is detected from the weights."""
     category = "WAS Suite/Loaders/Advanced"
-    comfy = ComfyAlias(("Checkpoint Loader",), inputs={"ckpt_name": "checkpoint"}, ignore=("config_name",))
+    config_name: str = Text("v1-inference.yaml")
+    checkpoint: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT, model_folder="checkpoints")
+    outputs = WasCheckpointLoaderSimple.outputs
+    comfy = ComfyAlias(("Checkpoint Loader",), inputs={"ckpt_name": "checkpoint"})
+
+    @classmethod
+    def fingerprint(cls, checkpoint=DEMO_CHECKPOINT, **widgets):
+        return LoadCheckpoint.fingerprint(checkpoint)
+
+    def run(self):
+        return (*_core(LoadCheckpoint, checkpoint=self.checkpoint), _stem(self.checkpoint))
 
 
 def _lora_choices() -> list[str]:

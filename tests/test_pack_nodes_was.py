@@ -391,6 +391,13 @@ def test_loaders_give_the_core_loaders_results_and_the_file_name(registry, model
              "4": {"class_type": "Checkpoint Loader", "inputs": {"config_name": "v1-inference.yaml",
                                                                  "ckpt_name": "tiny.safetensors"}}}
     values = run_graph(registry, graph, ["2", "3", "4"]).values
+    # a UI save lists the config file first
+    nodes = [ui_node(1, "Checkpoint Loader", ["v1-inference.yaml", "tiny.safetensors"],
+                     outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", []), ("VAE", "VAE", []),
+                              ("NAME_STRING", "STRING", [])])]
+    workflow = parse_workflow(ui_graph(nodes), registry)
+    assert workflow.nodes["1"].inputs == {"config_name": "v1-inference.yaml", "checkpoint": "tiny.safetensors"}
+    assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == ["v1-inference.yaml", "tiny.safetensors"]
     assert values["1"][3] == "tiny" and values["2"][2] == "first" and values["4"][3] == "tiny"
     assert values["3"][:2] == values["1"][:2] and values["3"][2] == "None"
     core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
