@@ -5,26 +5,25 @@ the pack's class names, inputs, defaults and outputs.
 Held here: Text Multiline, Text String, Text Concatenate, Text Find and Replace (a regular
 expression), Text Find and Replace Input, Text Find and Replace by Dictionary, Text Random Line,
 Text String Truncate, Text to Number, Text to String, String to Text, Text Input Switch, Text List,
-Text List Concatenate, Text Dictionary Update, Text Compare, Text Parse Tokens, Text Parse A1111
-Embeddings, Text to Conditioning, Load Text File, Text Load Line From File, Save Text File;
-Constant Number, Random Number, Number Operation, Number Input Switch, Number Input Condition,
-Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed (Legacy), Logic
-Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect Ratio;
-the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches; Checkpoint
-Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (Legacy) and
-CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to Console. The image
-nodes are in nodes/pack_nodes_was_image.py.
+Text List Concatenate, Text Dictionary Update, Text Compare, Text Add Tokens, Text Add Token by
+Input, Text Parse Tokens (custom tokens last while graphflow runs, not in the pack's settings
+file), Text Parse A1111 Embeddings, Text to Conditioning, Load Text File, Text Load Line From File,
+Save Text File; Constant Number, Random Number, Number Operation, Number Input Switch, Number Input
+Condition, Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed
+(Legacy), Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image
+Aspect Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input
+Switches; Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler
+(Legacy) and CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to Console.
+The image nodes are in nodes/pack_nodes_was_image.py.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
-Prompt's lexica.art, True Random.org); Text Add Tokens / Add Token by Input (the pack keeps custom
-tokens in its settings file: Text Parse Tokens here knows only the built-in tokens); Text File
-History Loader and Image History Loader (the pack's history database); Text Parse Noodle Soup
-Prompts and CLIPTextEncode (NSP)'s expansion (the NSP pantry is downloaded from the web, the
-wildcards are the pack's own files); Image Blending Mode and Image Style Filter (they need the
-pilgram package); Number Counter (it counts per node, by an id the node API doesn't give); and, not
-built yet, KSampler Cycle, the video and cache nodes, Image Paste Crop by Location, Mask Crop /
-Paste Region, the dominant / minority / arbitrary / smooth region masks, and the other image
-filters and the generators.
+Prompt's lexica.art, True Random.org); Text File History Loader and Image History Loader (the
+pack's history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s expansion (the
+NSP pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode
+and Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an
+id the node API doesn't give); and, not built yet, KSampler Cycle, the video and cache nodes, Image
+Paste Crop by Location, Mask Crop / Paste Region, the dominant / minority / arbitrary / smooth
+region masks, and the other image filters and the generators.
 """
 
 from __future__ import annotations
@@ -455,29 +454,95 @@ class WasTextDictionaryUpdate(Node):
         return merged
 
 
+# Text Add Tokens' custom tokens {token: value}, used by every token parse after the built-in ones;
+# the pack keeps them in its settings file, here they last while graphflow runs
+CUSTOM_TOKENS: dict[str, str] = {}
+
+
 def parse_tokens(text: str, now: float | None = None, input_name: str = "text") -> str:
-    """WAS's built-in text tokens replaced: [time] (seconds since 1970), [hostname], [user] (the
-    login name, else "null"), then [time(FORMAT)] as time.strftime(FORMAT) of the local time.
-    The pack's [cuda_device] / [cuda_name] and its custom tokens (Text Add Tokens) are not known
+    """WAS's text tokens replaced: [time] (seconds since 1970), [hostname], [user] (the login
+    name, else "null"), then the custom tokens of Text Add Tokens, then [time(FORMAT)] as
+    time.strftime(FORMAT) of the local time. The pack's [cuda_device] / [cuda_name] are not known
     here and stay as written."""
     now = time.time() if now is None else now
     try:
         user = os.getlogin() or "null"
     except OSError:
         user = "null"
-    for token, value in (("[time]", str(int(now))), ("[hostname]", socket.gethostname()), ("[user]", user)):
-        text = text.replace(token, value)
+    builtin = {"[time]": str(int(now)), "[hostname]": socket.gethostname(), "[user]": user}
+    for token, value in {**builtin, **CUSTOM_TOKENS}.items():
+        if not token.startswith("[time("):
+            _fits(len(text) + text.count(token) * max(len(value) - len(token), 0), input_name)
+            text = text.replace(token, value)
     try:
         return re.sub(r"\[time\((.*?)\)\]", lambda m: time.strftime(m.group(1), time.localtime(now)), text)
     except ValueError as e:
         raise NodeInputError(input_name, f"a [time(...)] format time.strftime can't use: {e}") from None
 
 
+class WasTextAddTokens(Node):
+    """Add custom tokens for the token parsers (Text Parse Tokens, the file nodes' paths and
+    prefixes), one "token: value" a line, as WAS's Text Add Tokens does (the value ends at the
+    next ':', as in the pack; blank lines are skipped). The pack keeps them in its settings
+    file; here they last while graphflow runs. print_current_tokens "true" logs them all."""
+    category = "WAS Suite/Text/Tokens"
+    output_node = True
+    tokens: str = Text("[hello]: world", multiline=True)
+    print_current_tokens: str = Choice(("false", "true"), "false")
+    outputs = {}
+    comfy = ComfyAlias(("Text Add Tokens",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return random.random()  # the pack runs it every time
+
+    def run(self):
+        added = {}
+        for line in self.tokens.split("\n"):
+            if not line.strip():
+                continue
+            parts = line.split(":")
+            if len(parts) < 2 or not parts[0].strip():
+                raise NodeInputError("tokens", f"expected \"token: value\" lines, got {line[:60]!r}")
+            added[parts[0].strip()] = parts[1].strip()
+        CUSTOM_TOKENS.update(added)
+        _log_tokens(self.print_current_tokens)
+        return ()
+
+
+class WasTextAddTokenByInput(Node):
+    """Add one custom token from linked texts, as WAS's Text Add Token by Input does (see Text
+    Add Tokens)."""
+    category = "WAS Suite/Text/Tokens"
+    output_node = True
+    token_name: STRING
+    token_value: STRING
+    print_current_tokens: str = Choice(("false", "true"), "false")
+    outputs = {}
+    comfy = ComfyAlias(("Text Add Token by Input",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return random.random()
+
+    def run(self):
+        if not self.token_name.strip():
+            raise NodeInputError("token_name", "empty: a token needs a name")
+        CUSTOM_TOKENS[self.token_name] = self.token_value
+        _log_tokens(self.print_current_tokens)
+        return ()
+
+
+def _log_tokens(print_current_tokens: str) -> None:
+    if print_current_tokens == "true":
+        logging.getLogger(__name__).info("Current Custom Tokens: %s", CUSTOM_TOKENS)
+
+
 class WasTextParseTokens(Node):
-    """The text with WAS's tokens filled in: [time], [hostname], [user] and [time(%Y-%m-%d)]
-    (any time.strftime format). Custom tokens (the pack's Text Add Tokens, kept in its settings
-    file) and [cuda_device] / [cuda_name] are not known here and stay as written. Runs anew each
-    time, as the pack does."""
+    """The text with WAS's tokens filled in: [time], [hostname], [user], the custom tokens of
+    Text Add Tokens (added earlier while graphflow runs) and [time(%Y-%m-%d)] (any
+    time.strftime format). [cuda_device] / [cuda_name] are not known here and stay as written.
+    Runs anew each time, as the pack does."""
     category = "WAS Suite/Text/Tokens"
     text: STRING
     outputs = {"STRING": STRING}

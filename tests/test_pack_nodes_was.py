@@ -1002,3 +1002,20 @@ def test_batch_pickers_conversions_and_console(registry, caplog):
         assert call(registry, "WasTextToConsole", text="hello", label="mine") == "hello"
         assert call(registry, "WasDebugNumberToConsole", number=2.5, label="") == 2.5
     assert "mine:\nhello" in caplog.text and "Debug to Console:\n2.5" in caplog.text
+
+
+def test_custom_tokens_are_used_by_the_token_parsers(registry, tmp_folders, monkeypatch):
+    monkeypatch.setattr(was, "CUSTOM_TOKENS", {})
+    call(registry, "WasTextAddTokens", tokens="[shot]: portrait\n\n[style]: film: grainy")
+    call(registry, "WasTextAddTokenByInput", token_name="[who]", token_value="cat")
+    assert was.CUSTOM_TOKENS == {"[shot]": "portrait", "[style]": "film", "[who]": "cat"}
+    assert call(registry, "WasTextParseTokens", text="[who] [shot] [style] [other]") == "cat portrait film [other]"
+    call(registry, "WasSaveTextFile", text="x", path="[shot]", filename_prefix="[who]")
+    assert (tmp_folders.outputs / "portrait" / "cat_0001.txt").read_text() == "x"
+    call(registry, "WasTextAddTokens", tokens="[up]: ..")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasSaveTextFile", text="x", path="[up]/away")
+    assert caught.value.input == "path"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextAddTokens", tokens="no colon here")
+    assert caught.value.input == "tokens"
