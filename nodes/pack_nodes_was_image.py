@@ -649,7 +649,8 @@ class WasLoadImageBatch(Node):
     glob) matches in `path`, pictures only, sorted; "single_image" the one at index,
     "incremental_image" the next one each run (counted per label, from the start again after
     the last, or when the label's path or pattern changes; counters last while graphflow runs,
-    not in the pack's database). RGB unless allow_RGBA_output is "true". Also gives the file's
+    not in the pack's database). RGB, or RGBA for a picture with alpha when allow_RGBA_output is
+    "true" (the pack then gives the file's own mode, grey and palette ones too). Also gives the file's
     name. The pack reads any folder; here path is a folder inside the input folder."""
     category = "WAS Suite/IO"
     mode: str = Choice(("single_image", "incremental_image"), "single_image")
