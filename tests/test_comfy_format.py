@@ -823,10 +823,11 @@ def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry)
 
 def test_unknown_custom_node_in_ui_format_is_noted_and_kept_on_writing(builtin_registry):
     data = json.loads((CORPUS / "txt2img_ui.json").read_text())
-    data["nodes"].append({"id": 20, "type": "Image Blend", "pos": [5, 5], "size": [300, 100], "flags": {},
+    # WAS's Image Blending Mode (it needs the pilgram package): a custom class graphflow doesn't have
+    data["nodes"].append({"id": 20, "type": "Image Blending Mode", "pos": [5, 5], "size": [300, 100], "flags": {},
                           "order": 9, "mode": 0, "inputs": [{"name": "image_a", "type": "IMAGE", "link": 10}],
-                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": None}],
-                          "properties": {}, "widgets_values": [0.5, "normal"]})
+                          "outputs": [{"name": "image", "type": "IMAGE", "links": None}],
+                          "properties": {}, "widgets_values": ["add", 1.0]})
     data["links"].append([10, 8, 0, 20, 0, "IMAGE"])
     data["nodes"][4]["outputs"][0]["links"].append(10)  # VAEDecode's IMAGE also feeds it
     workflow = parse_workflow(data, builtin_registry)
