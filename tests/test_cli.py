@@ -83,9 +83,9 @@ def test_nodes_json_catalogue(use_toy_registry, capsys):
     assert scale["inputs"][1] == {"name": "factor", "type": "INT", "required": False, "kind": "INT",
                                   "default": 2, "min": 1, "max": 10, "step": 1}
     assert scale["inputs"][2]["options"] == ["mul", "pow"]
-    assert scale["outputs"] == [{"name": "y", "type": "NUMBER"}]
+    assert scale["outputs"] == [{"name": "y", "type": "TOY_NUMBER"}]
     assert catalogue["nodes"]["Add"]["description"] == "Add two numbers (b is optional)."
-    assert catalogue["sockets"]["NUMBER"]["color"] == "#123456"
+    assert catalogue["sockets"]["TOY_NUMBER"]["color"] == "#123456"
     assert cli.main(["nodes"]) == 0
     assert "test:" in capsys.readouterr().out
 

@@ -390,7 +390,7 @@ def test_incompatible_link_is_refused_with_a_reason(page):
          node(page, add).locator('[data-input="a"] .socket'))
     note = page.locator(".link-refused")
     note.wait_for()
-    assert "IMAGE" in note.inner_text() and "NUMBER" in note.inner_text()
+    assert "IMAGE" in note.inner_text() and "TOY_NUMBER" in note.inner_text()
     assert page.locator("#links g.link").count() == 0
     assert workflow(page)["nodes"][add]["inputs"] == {}
 

@@ -259,7 +259,7 @@ def test_an_empty_list_and_a_list_output_that_is_no_list_are_clear_errors(regist
         "1": {"type": "NotAList", "inputs": {}},
         "2": {"type": "Show", "inputs": {"x": ["1", 0]}},
     }))
-    assert result.error["node_id"] == "1" and "ListOf(NUMBER)" in result.error["message"]
+    assert result.error["node_id"] == "1" and "ListOf(TOY_NUMBER)" in result.error["message"]
 
 
 def test_progress_counts_items(registry):
@@ -280,7 +280,7 @@ def test_progress_counts_items(registry):
 def test_list_flags_in_the_catalogues(registry):
     from graphflow.node import node_catalogue
 
-    assert node_catalogue(Range)["outputs"] == [{"name": "numbers", "type": "NUMBER", "is_list": True},
+    assert node_catalogue(Range)["outputs"] == [{"name": "numbers", "type": "TOY_NUMBER", "is_list": True},
                                                 {"name": "count", "type": "INT"}]
     assert node_catalogue(Total)["input_is_list"] is True and "input_is_list" not in node_catalogue(Range)
     info = object_info(registry)
@@ -452,7 +452,7 @@ def test_a_list_output_links_to_inputs_of_its_item_type_only(registry):
     assert validate(ok, registry) == []
     wrong = graph({"1": {"type": "Grays", "inputs": {}}, "2": {"type": "Show", "inputs": {"x": ["1", 0]}}})
     [problem] = validate(wrong, registry)
-    assert (problem.node_id, problem.input) == ("2", "x") and "expected a link of type NUMBER" in problem.message
+    assert (problem.node_id, problem.input) == ("2", "x") and "expected a link of type TOY_NUMBER" in problem.message
 
 
 def test_an_interrupt_stops_before_the_next_item(registry):

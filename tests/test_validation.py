@@ -26,7 +26,7 @@ def test_unknown_node_type_suggests_close_names(toy_registry):
 
 def test_missing_required_input(toy_registry):
     node, inp, msg = only(toy_registry, {"2": {"type": "Show"}})
-    assert (node, inp) == ("2", "x") and "missing required input" in msg and "NUMBER" in msg
+    assert (node, inp) == ("2", "x") and "missing required input" in msg and "TOY_NUMBER" in msg
 
 
 def test_optional_socket_input_may_be_left_out(toy_registry):
@@ -42,7 +42,7 @@ def test_link_to_missing_node(toy_registry):
 
 def test_link_to_missing_output_index_and_name(toy_registry):
     node, inp, msg = only(toy_registry, {"1": {"type": "Number"}, "2": {"type": "Show", "inputs": {"x": ["1", 3]}}})
-    assert (node, inp) == ("2", "x") and "output 3 of node 1 (Number)" in msg and "0: number (NUMBER)" in msg
+    assert (node, inp) == ("2", "x") and "output 3 of node 1 (Number)" in msg and "0: number (TOY_NUMBER)" in msg
     node, inp, msg = only(toy_registry, {"1": {"type": "Number"}, "2": {"type": "Show", "inputs": {"x": ["1", "nope"]}}})
     assert "no such output" in msg
 
@@ -50,7 +50,7 @@ def test_link_to_missing_output_index_and_name(toy_registry):
 def test_socket_type_mismatch(toy_registry):
     node, inp, msg = only(toy_registry, {
         "1": {"type": "Repeat"}, "2": {"type": "Show", "inputs": {"x": ["1", 0]}}})
-    assert (node, inp) == ("2", "x") and "expected a link of type NUMBER" in msg and "is STRING" in msg
+    assert (node, inp) == ("2", "x") and "expected a link of type TOY_NUMBER" in msg and "is STRING" in msg
 
 
 def test_widget_link_type_mismatch(toy_registry):
@@ -87,7 +87,7 @@ def test_wrong_literal_type(toy_registry):
 
 def test_literal_given_for_a_socket(toy_registry):
     node, inp, msg = only(toy_registry, {"2": {"type": "Show", "inputs": {"x": 5}}})
-    assert (node, inp) == ("2", "x") and "expected a link from a NUMBER output, got the value 5" in msg
+    assert (node, inp) == ("2", "x") and "expected a link from a TOY_NUMBER output, got the value 5" in msg
 
 
 def test_unknown_input_name(toy_registry):

@@ -7,7 +7,7 @@ from collections import Counter
 from graphflow.api import (INT, STRING, Bool, Choice, Float, Int, Node, NodeInputError, Text,
                            check_interrupted, progress, show, socket_type)
 
-NUMBER = socket_type("NUMBER", "#123456", "a number for tests")
+NUMBER = socket_type("TOY_NUMBER", "#123456", "a number for tests")
 runs: Counter = Counter()
 
 
