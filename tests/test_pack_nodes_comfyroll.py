@@ -1,0 +1,421 @@
+"""Comfyroll Studio's nodes (nodes/pack_nodes_comfyroll.py): the sizes against the pack's preset
+tables and torch.zeros, CR Upscale Image against ImageUpscaleWithModel then Pillow's resize, the
+text and value nodes against Python's str and math, the switches, the LoRA stack against
+LoraLoader in turn, the ControlNet nodes against ControlNetApply(Advanced)'s controls, the pipes,
+and the pack's graphs in the UI format (seed control word, forceInput sockets) and the API format,
+written back by export_ui / export_api."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from graphflow import memory
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.images import image_to_pil
+from graphflow.registry import Registry
+from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan, write_lora
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_comfyroll import cr_resize_size
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+@pytest.fixture
+def models(tmp_folders):
+    for sub in ("checkpoints", "loras", "controlnet", "upscale_models"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+    write_lora(tmp_folders.models / "loras" / "second.safetensors", "sd1", seed=2)
+    return tmp_folders
+
+
+def rest(values):
+    """A node's outputs without the pack's trailing show_help link (checked to be its wiki's)."""
+    assert values[-1].startswith("https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/")
+    return values[:-1]
+
+
+# -- sizes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("node, widgets, size", [
+    ("CR SD1.5 Aspect Ratio", {"aspect_ratio": "16:9 cinema 910x512"}, (910, 512)),
+    ("CR SD1.5 Aspect Ratio", {"aspect_ratio": "3:4 portrait 512x682", "swap_dimensions": "On"}, (682, 512)),
+    ("CR SD1.5 Aspect Ratio", {"aspect_ratio": "custom", "width": 640, "height": 200}, (640, 200)),
+    ("CR SDXL Aspect Ratio", {"aspect_ratio": "5:8 portrait 832x1216"}, (832, 1216)),
+    ("CR SDXL Aspect Ratio", {"aspect_ratio": "21:9 landscape 1536x640", "swap_dimensions": "On"}, (640, 1536)),
+    ("CR Aspect Ratio", {"aspect_ratio": "SD1.5 - 2:3 portrait 512x768", "prescale_factor": 1.5}, (768, 1152)),
+    ("CR Aspect Ratio", {"aspect_ratio": "SDXL - 16:9 landscape 1344x768", "prescale_factor": 0.3}, (403, 230)),
+    ("CR Aspect Ratio", {"aspect_ratio": "custom", "width": 100, "height": 75, "swap_dimensions": "On"}, (75, 100)),
+])
+def test_aspect_ratios_give_the_packs_sizes_and_an_empty_latent(registry, node, widgets, size):
+    cls = registry.comfy_node(node)
+    values = rest(call(registry, cls.node_type, batch_size=3, upscale_factor=2.5, **widgets))
+    width, height = values[:2]
+    assert (width, height) == size  # the preset named in the choice (prescaled: int(side * factor))
+    latent = values[-1]
+    assert torch.equal(latent["samples"], torch.zeros(3, 4, height // 8, width // 8))
+    assert values[2] == 2.5 and values[-2] == 3
+    assert cls.estimate({**{n: s.default for n, s in cls.input_specs.items()}, "batch_size": 3, "upscale_factor": 2.5,
+                         **widgets}, {}).size.pixels == width * height
+
+
+def test_aspect_ratio_choices_are_the_packs():
+    from nodes.pack_nodes_comfyroll import CRAspectRatio, CRAspectRatioSD15, CRSDXLAspectRatio
+    choices = CRAspectRatio.input_specs["aspect_ratio"].widget.choices()
+    assert len(choices) == 18 and choices[0] == "custom" and choices[8] == "SD1.5 - 2:1 cinema 1024x512"
+    assert CRAspectRatioSD15.input_specs["aspect_ratio"].widget.choices()[-1] == "2.39:1 anamorphic 1224x512"
+    assert len(CRSDXLAspectRatio.input_specs["aspect_ratio"].widget.choices()) == 10
+
+
+def test_a_huge_prescale_is_refused_before_running(registry):
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import validate
+    graph = {"1": {"class_type": "CR Aspect Ratio", "inputs": {"width": 8192, "height": 8192, "aspect_ratio": "custom",
+                                                               "swap_dimensions": "Off", "upscale_factor": 1.0,
+                                                               "prescale_factor": 100.0, "batch_size": 64}}}
+    limits = RunLimits(max_pixels=4096 * 4096)
+    problems = validate(parse_workflow(graph, registry), registry, outputs=["1"], limits=limits)
+    assert problems and {p.node_id for p in problems} == {"1"}
+    graph["1"]["inputs"]["prescale_factor"] = 0.5  # 4096 x 4096 fits
+    assert validate(parse_workflow(graph, registry), registry, outputs=["1"], limits=limits) == []
+
+
+def test_latent_batch_size_and_image_size(registry):
+    samples = torch.randn(2, 4, 3, 5)
+    out = call(registry, "CRLatentBatchSize", latent={"samples": samples, "batch_index": [0, 1]}, batch_size=3)
+    assert torch.equal(out["samples"], torch.cat([samples, samples, samples])) and list(out) == ["samples"]
+    assert rest(call(registry, "CRImageSize", width=640, height=320, upscale_factor=1.5)) == (640, 320, 1.5)
+
+
+@pytest.mark.parametrize("size, mode, factor, width, modulus, want", [
+    ((100, 60), "rescale", 1.5, 0, 8, (150, 90)),
+    ((101, 61), "rescale", 0.5, 0, 8, (50, 30)),  # truncated, not rounded to the modulus
+    ((100, 60), "resize", 0, 100, 8, (104, 64)),  # 60 -> 64, 100 -> 104: rounded up
+    ((100, 75), "resize", 0, 64, 16, (64, 48)),
+])
+def test_cr_resize_size(size, mode, factor, width, modulus, want):
+    assert cr_resize_size(*size, mode, factor, width, modulus) == want
+
+
+@pytest.mark.parametrize("mode, supersample, method", [("rescale", "true", "lanczos"), ("resize", "false", "bicubic"),
+                                                       ("rescale", "false", "nearest")])
+def test_upscale_image_is_the_model_then_pillows_resize(registry, models, mode, supersample, method):
+    write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
+    image = torch.rand(2, 12, 10, 3, generator=torch.Generator().manual_seed(0))
+    graph = {"m": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x2.safetensors"}},
+             "i": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+             "u": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["m", 0], "image": ["i", 0]}}}
+    Image.fromarray((image[0].numpy() * 255).astype(np.uint8)).save(models.inputs / "x.png")
+    loaded = run_graph(registry, graph, ["i", "u"])
+    source, upscaled = loaded.values["i"][0], loaded.values["u"][0]
+    got = rest(call(registry, "CRUpscaleImage", image=source, upscale_model="x2.safetensors", mode=mode,
+                    rescale_factor=1.7, resize_width=27, resampling_method=method, supersample=supersample,
+                    rounding_modulus=8))[0]
+    # the pack's steps written out with Pillow: the original size times the factor (or 27 wide,
+    # rounded up to 8), from the 8-bit picture of the model's output, 8x first when supersampling
+    w, h = (17, 20) if mode == "rescale" else (32, 32)  # int(27 * 12 / 10) = 32
+    filters = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+    picture = image_to_pil(upscaled[0])
+    if supersample == "true":
+        picture = picture.resize((w * 8, h * 8), resample=filters[method])
+    want = np.asarray(picture.resize((w, h), resample=filters[method]), dtype=np.float32) / 255.0
+    assert got.shape == (1, h, w, 3)
+    assert torch.equal(got[0], torch.from_numpy(want))
+
+
+def test_upscale_image_names_a_broken_model(registry, models):
+    (models.models / "upscale_models" / "broken.safetensors").write_bytes(b"not a model")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRUpscaleImage", image=torch.rand(1, 8, 8, 3), upscale_model="broken.safetensors")
+    assert caught.value.input == "upscale_model"
+
+
+# -- text and values -------------------------------------------------------------------------
+
+
+def test_text_nodes(registry):
+    assert rest(call(registry, "CRPromptText", prompt="a cat")) == ("a cat",)
+    assert rest(call(registry, "CRText")) == ("",)
+    assert rest(call(registry, "CRCombinePrompt", part1="a", part4="b")) == ("a,,,b",)
+    assert rest(call(registry, "CRCombinePrompt", part1="x", part2="y", part3="z", part4="w", separator=" | ")) == \
+        (" | ".join("xyzw"),)
+    assert rest(call(registry, "CRTextConcatenate", text1="left", text2="right", separator="-")) == ("left-right",)
+    assert rest(call(registry, "CRTextConcatenate", text2="only")) == ("only",)
+    text = "a cat and a cat. (cat)"
+    got = rest(call(registry, "CRTextReplace", text=text, find1="cat", replace1="dog", find2="(", replace2="[",
+                    find3="", replace3=""))
+    assert got == (text.replace("cat", "dog").replace("(", "["),)
+    assert rest(call(registry, "CRTextReplace", text="abc", find1="", replace1="-")) == ("abc".replace("", "-"),)
+    assert rest(call(registry, "CRSplitString", text=" a, b ,c,d,e", delimiter=",")) == ("a", "b", "c", "d")
+    assert rest(call(registry, "CRSplitString", text="one;two", delimiter=";")) == ("one", "two", "", "")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRSplitString", text="x", delimiter="")
+    assert caught.value.input == "delimiter"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRTextReplace", text="x" * 1000, find1="", replace1="y" * 100_000)
+    assert caught.value.input == "replace1"
+
+
+def test_conversions_and_values(registry):
+    assert rest(call(registry, "CRSeed", seed=2**64 - 1)) == (2**64 - 1,)
+    assert rest(call(registry, "CRIntegerToString", int_=-42)) == ("-42",)
+    assert rest(call(registry, "CRFloatToString", float_=1.0)) == ("1.0",)
+    assert rest(call(registry, "CRFloatToInteger", float_value=-2.7)) == (int(-2.7),)
+    assert rest(call(registry, "CRIntegerMultiple", integer=7, multiple=8.5)) == (int(7 * 8.5),)
+    assert rest(call(registry, "CRValue", value=3.9)) == (3.9, 3)
+    assert rest(call(registry, "CRSetValueOnBoolean", boolean=True, value_if_true=2.5)) == (2, 2.5)
+    assert rest(call(registry, "CRSetValueOnBoolean", boolean=False, value_if_false=-1.5)) == (-1, -1.5)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRFloatToInteger", float_value=math.inf)
+    assert caught.value.input == "float_value"
+
+
+@pytest.mark.parametrize("operation, a, want", [
+    ("sin", 0.5, math.sin(0.5)), ("cos", 0.5, math.cos(0.5)), ("tan", 0.5, math.cos(0.5)),  # the pack's tan
+    ("sqrt", 2.0, math.sqrt(2.0)), ("exp", 1.0, math.e), ("log", 10.0, math.log(10.0)), ("neg", 1.25, -1.25),
+    ("abs", -3.5, 3.5),
+])
+def test_math_operation(registry, operation, a, want):
+    assert rest(call(registry, "CRMathOperation", a=a, operation=operation, decimal_places=3)) == (round(want, 3),)
+
+
+def test_math_operation_outside_its_domain_names_a(registry):
+    for operation, a in (("sqrt", -1.0), ("log", 0.0), ("exp", 1000.0)):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "CRMathOperation", a=a, operation=operation)
+        assert caught.value.input == "a"
+
+
+# -- switches and pipes ----------------------------------------------------------------------
+
+
+def test_switches_pick_the_numbered_input(registry):
+    a, b, c, d = (torch.full((1, 2, 2, 3), v) for v in (0.1, 0.2, 0.3, 0.4))
+    assert rest(call(registry, "CRImageInputSwitch", Input=2, image1=a, image2=b))[0] is b
+    assert rest(call(registry, "CRImageInputSwitch4", Input=3, image1=a, image2=b, image3=c, image4=d))[0] is c
+    assert rest(call(registry, "CRTextInputSwitch4", Input=4, text4="four")) == ("four",)
+    assert rest(call(registry, "CRLatentInputSwitch", Input=1, latent1={"samples": a}))[0]["samples"] is a
+    assert rest(call(registry, "CRSwitchModelAndCLIP", Input=2, model1="m1", clip1="c1", model2="m2", clip2="c2")) \
+        == ("m2", "c2")
+    assert rest(call(registry, "CRImg2ImgProcessSwitch", Input="img2img", txt2img="t", img2img="i")) == ("i",)
+    assert rest(call(registry, "CRHiresFixProcessSwitch", Input="latent_upscale", latent_upscale="l")) == ("l",)
+    assert rest(call(registry, "CRBatchProcessSwitch", Input="image batch", image=a, image_batch=b))[0] is b
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRVAEInputSwitch", Input=2, VAE1="v")
+    assert caught.value.input == "VAE2"
+
+
+def test_module_and_image_pipes(registry):
+    image = torch.zeros(1, 2, 2, 3)
+    pipe = rest(call(registry, "CRModulePipeLoader", pos="p", neg="n", image=image, seed=9))[0]
+    assert pipe == (None, "p", "n", None, None, None, None, image, 9)
+    changed = rest(call(registry, "CRModuleOutput", pipe=pipe, model="m", neg="n2", seed=4))[0]
+    opened = rest(call(registry, "CRModuleInput", pipe=changed))
+    assert opened == (changed, "m", "p", "n2", None, None, None, None, image, 4)
+    image_pipe = rest(call(registry, "CRImagePipeIn", image=image, width=640, height=480, upscale_factor=2.0))[0]
+    edited = rest(call(registry, "CRImagePipeEdit", pipe=image_pipe, width=320))[0]
+    # the widgets always replace (ComfyUI sends them), an unconnected image keeps the pipe's
+    assert rest(call(registry, "CRImagePipeOut", pipe=edited)) == (edited, image, 320, 512, 1.0)
+    assert rest(call(registry, "CRPipeSwitch", Input=2, pipe1=pipe, pipe2=edited)) == (edited,)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRModuleInput", pipe=edited)
+    assert caught.value.input == "pipe"
+
+
+# -- LoRA and ControlNet ---------------------------------------------------------------------
+
+
+def weights(model, clip):
+    unet = memory.manager().weights(model.unet, model.patches)
+    tower = clip.towers[0]
+    return unet, memory.manager().weights(tower.model, tower.patches)
+
+
+CKPT = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}}
+
+
+def lora(source, name, model, clip):
+    return {"class_type": "LoraLoader", "inputs": {"model": [source, 0], "clip": [source, 1], "lora_name": name,
+                                                   "strength_model": model, "strength_clip": clip}}
+
+
+def lora_stack(rows, incoming=None):
+    inputs = {}
+    for i, (switch, name, model, clip) in enumerate(rows, 1):
+        inputs.update({f"switch_{i}": switch, f"lora_name_{i}": name, f"model_weight_{i}": model,
+                       f"clip_weight_{i}": clip})
+    if incoming:
+        inputs["lora_stack"] = [incoming, 0]
+    return {"class_type": "CR LoRA Stack", "inputs": inputs}
+
+
+def test_lora_stack_applied_equals_lora_loaders_in_turn(registry, models):
+    """The incoming stack's rows come first; an "Off" row or a "None" one is left out; the
+    Efficiency loaders' LoRA Stacker links in too."""
+    graph = {"1": CKPT,
+             "e": {"class_type": "LoRA Stacker", "inputs": {"input_mode": "advanced", "lora_count": 1,
+                                                             "lora_name_1": "second.safetensors", "model_str_1": 0.4,
+                                                             "clip_str_1": -0.2}},
+             "s": lora_stack([("On", "first.safetensors", 0.7, 0.3), ("Off", "second.safetensors", 1.0, 1.0),
+                              ("On", "None", 1.0, 1.0)], incoming="e"),
+             "a": {"class_type": "CR Apply LoRA Stack", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                                   "lora_stack": ["s", 0]}},
+             "l": {"class_type": "CR Load LoRA", "inputs": {"model": ["1", 0], "clip": ["1", 1], "switch": "On",
+                                                            "lora_name": "second.safetensors", "strength_model": 0.4,
+                                                            "strength_clip": -0.2}},
+             "c2": lora("1", "second.safetensors", 0.4, -0.2), "c3": lora("c2", "first.safetensors", 0.7, 0.3)}
+    result = run_graph(registry, graph, ["a", "l", "c2", "c3", "s"])
+    assert result.values["s"][0] == [("second.safetensors", 0.4, -0.2), ("first.safetensors", 0.7, 0.3)]
+    for got, want in (("a", "c3"), ("l", "c2")):
+        for x, y in zip(weights(*result.values[got][:2]), weights(*result.values[want][:2])):
+            assert all(torch.equal(x[k], y[k]) for k in y)
+    off = {"1": CKPT, "l": {**graph["l"], "inputs": {**graph["l"]["inputs"], "switch": "Off"}}}
+    result = run_graph(registry, off, ["1", "l"])
+    assert result.values["l"][0] is result.values["1"][0] and result.values["l"][1] is result.values["1"][1]
+
+
+def test_load_lora_names_a_broken_file(registry, models):
+    (models.models / "loras" / "broken.safetensors").write_bytes(b"not a lora")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRLoadLoRA", model=object(), clip=object(), lora_name="broken.safetensors")
+    assert caught.value.input == "lora_name"
+
+
+def chain(conditioning):
+    """(strength, start, end, hint) of each control of a conditioning's entries, newest first."""
+    out = []
+    for _, options in conditioning:
+        control, links = options.get("control"), []
+        while control is not None:
+            links.append((control.strength, control.start_percent, control.end_percent, control.image))
+            control = control.previous
+        out.append(links)
+    return out
+
+
+def same_chains(a, b):
+    return len(a) == len(b) and all(len(x) == len(y) and all(p[:3] == q[:3] and torch.equal(p[3], q[3])
+                                                            for p, q in zip(x, y)) for x, y in zip(a, b))
+
+
+def test_controlnet_nodes_equal_the_core_controls(registry, models):
+    write_controlnet(models.models / "controlnet" / "cn.safetensors", "sd1")
+    enc = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a cat"}}
+    graph = {"1": CKPT, "p": enc, "n": {**enc, "inputs": {**enc["inputs"], "text": "blurry"}},
+             "i": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1,
+                                                          "color": 0x808080}},
+             "net": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "cn.safetensors"}},
+             "s": {"class_type": "CR Multi-ControlNet Stack", "inputs": {
+                 "switch_1": "On", "controlnet_1": "cn.safetensors", "controlnet_strength_1": 0.8,
+                 "start_percent_1": 0.0, "end_percent_1": 0.5, "switch_2": "Off", "controlnet_2": "cn.safetensors",
+                 "switch_3": "On", "controlnet_3": "cn.safetensors", "controlnet_strength_3": 0.3,
+                 "start_percent_3": 0.2, "end_percent_3": 1.0, "image_1": ["i", 0], "image_2": ["i", 0],
+                 "image_3": ["i", 0]}},
+             "a": {"class_type": "CR Apply Multi-ControlNet", "inputs": {"base_positive": ["p", 0],
+                                                                         "base_negative": ["n", 0], "switch": "On",
+                                                                         "controlnet_stack": ["s", 0]}},
+             "x1": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+                 "positive": ["p", 0], "negative": ["n", 0], "control_net": ["net", 0], "image": ["i", 0],
+                 "strength": 0.8, "start_percent": 0.0, "end_percent": 0.5}},
+             "x2": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+                 "positive": ["x1", 0], "negative": ["x1", 1], "control_net": ["net", 0], "image": ["i", 0],
+                 "strength": 0.3, "start_percent": 0.2, "end_percent": 1.0}},
+             "one": {"class_type": "CR Apply ControlNet", "inputs": {"conditioning": ["p", 0], "control_net": ["net", 0],
+                                                                     "image": ["i", 0], "switch": "On",
+                                                                     "strength": 0.6}},
+             "core": {"class_type": "ControlNetApply", "inputs": {"conditioning": ["p", 0], "control_net": ["net", 0],
+                                                                  "image": ["i", 0], "strength": 0.6}}}
+    result = run_graph(registry, graph, ["a", "x2", "one", "core", "s", "p"])
+    assert len(result.values["s"][0]) == 2
+    for side in (0, 1):
+        assert same_chains(chain(result.values["a"][side]), chain(result.values["x2"][side]))
+    assert same_chains(chain(result.values["one"][0]), chain(result.values["core"][0]))
+    # unlike ControlNetApply, the pack's node leaves the negative prompt without control
+    assert not result.values["one"][0][0][1].get("control_apply_to_uncond")
+    assert result.values["core"][0][0][1].get("control_apply_to_uncond")
+    off = {**graph, "a": {**graph["a"], "inputs": {**graph["a"]["inputs"], "switch": "Off"}}}
+    result = run_graph(registry, off, ["a", "p"])
+    assert result.values["a"][0] is result.values["p"][0]
+
+
+# -- the pack's graphs ----------------------------------------------------------------------
+
+
+def test_ui_graph_as_the_editor_saves_it(registry, models):
+    """CR Seed saved with its control_after_generate word; forceInput texts as sockets, not widgets;
+    the LoRA stack and its applier by position; then written back by export_ui unchanged."""
+    nodes = [
+        ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2]), ("VAE", "VAE", [])]),
+        ui_node(2, "CR LoRA Stack", ["On", "first.safetensors", 0.7, 0.3, "Off", "None", 1.0, 1.0,
+                                     "On", "second.safetensors", -0.5, 0.5],
+                [("lora_stack", "LORA_STACK", None, False)], [("LORA_STACK", "LORA_STACK", [3]),
+                                                              ("show_help", "STRING", [])]),
+        ui_node(3, "CR Apply LoRA Stack", [], [("model", "MODEL", 1, False), ("clip", "CLIP", 2, False),
+                                               ("lora_stack", "LORA_STACK", 3, False)],
+                [("MODEL", "MODEL", []), ("CLIP", "CLIP", []), ("show_help", "STRING", [])]),
+        ui_node(4, "CR Seed", [123, "fixed"], outputs=[("seed", "INT", [4]), ("show_help", "STRING", [])]),
+        ui_node(5, "CR Integer To String", [], [("int_", "INT", 4, False)],
+                [("STRING", "STRING", [5]), ("show_help", "STRING", [])]),
+        ui_node(6, "CR Prompt Text", ["a cat"], outputs=[("prompt", "STRING", [6]), ("show_help", "STRING", [])]),
+        ui_node(7, "CR Text Concatenate", [" #"], [("text1", "STRING", 6, False), ("text2", "STRING", 5, False)],
+                [("STRING", "STRING", []), ("show_help", "STRING", [])]),
+        ui_node(8, "CR SDXL Aspect Ratio", [1024, 1024, "3:4 portrait 896x1152", "On", 1.5, 2],
+                outputs=[("width", "INT", []), ("height", "INT", []), ("upscale_factor", "FLOAT", []),
+                         ("batch_size", "INT", []), ("empty_latent", "LATENT", []), ("show_help", "STRING", [])]),
+    ]
+    links = [[1, 1, 0, 3, 0, "MODEL"], [2, 1, 1, 3, 1, "CLIP"], [3, 2, 0, 3, 2, "LORA_STACK"],
+             [4, 4, 0, 5, 0, "INT"], [5, 5, 0, 7, 1, "STRING"], [6, 6, 0, 7, 0, "STRING"]]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    saved = workflow.to_json()["nodes"]
+    assert saved["4"]["inputs"]["seed"] == 123 and saved["7"]["inputs"]["separator"] == " #"
+    assert saved["2"]["inputs"]["lora_name_3"] == "second.safetensors" and saved["2"]["inputs"]["switch_2"] == "Off"
+    result = Executor(registry).run(workflow, outputs=["3", "7", "8"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["7"][0] == "a cat #123"
+    assert result.values["8"][:4] == (1152, 896, 1.5, 2)
+    assert result.values["8"][4]["samples"].shape == (2, 4, 896 // 8, 1152 // 8)
+    want = run_graph(registry, {"1": CKPT, "2": lora("1", "first.safetensors", 0.7, 0.3),
+                                "3": lora("2", "second.safetensors", -0.5, 0.5)}, ["3"])
+    for x, y in zip(weights(*result.values["3"][:2]), weights(*want.values["3"][:2])):
+        assert all(torch.equal(x[k], y[k]) for k in y)
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    for node in nodes:
+        assert written[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
+    assert [i["name"] for i in written[7]["inputs"]][:2] == ["text1", "text2"]
+
+
+def test_api_graph_with_the_packs_class_names_round_trips(registry):
+    graph = {"1": {"class_type": "CR Combine Prompt", "inputs": {"part1": "one", "part2": "two", "part3": "",
+                                                                 "part4": "four", "separator": ", "}},
+             "2": {"class_type": "CR Text Replace", "inputs": {"text": ["1", 0], "find1": "two", "replace1": "2",
+                                                               "find2": "", "replace2": "", "find3": "",
+                                                               "replace3": ""}},
+             "3": {"class_type": "CR Value", "inputs": {"value": 2.75}},
+             "4": {"class_type": "CR Float To Integer", "inputs": {"_float": ["3", 0]}},
+             "b": {"class_type": "BOOLConstant", "inputs": {"value": True}},
+             "5": {"class_type": "CR Set Value On Boolean", "inputs": {"boolean": ["b", 0], "value_if_true": 7.5,
+                                                                       "value_if_false": 0}},
+             "6": {"class_type": "CR Text Input Switch", "inputs": {"Input": 2, "text1": ["1", 0], "text2": ["2", 0]}},
+             "7": {"class_type": "CR Math Operation", "inputs": {"a": ["5", 1], "operation": "sqrt",
+                                                                 "decimal_places": 4}}}
+    workflow = parse_workflow(graph, registry)
+    result = run_graph(registry, graph, ["4", "6", "7"])
+    assert result.values["6"][0] == "one, 2, , four"
+    assert result.values["4"][0] == 2 and result.values["7"][0] == round(math.sqrt(7.5), 4)
+    api = export_api(workflow, registry)
+    assert api["4"]["class_type"] == "CR Float To Integer" and api["4"]["inputs"] == {"_float": ["3", 0]}
+    assert {k: api[k]["inputs"] for k in api} == {k: graph[k]["inputs"] for k in graph}
+    assert parse_workflow(api, registry).to_json()["nodes"] == workflow.to_json()["nodes"]
