@@ -3,18 +3,23 @@ their own, under the pack's class names ("CR ..."), inputs, defaults and outputs
 pack's trailing `show_help` output (the link to the pack's wiki page, as the pack gives it).
 
 Read from the pack's source as the search index stores it: node_mappings.py at 0c25577b,
-nodes/nodes_core.py (its newest stored text, with CR Combine Prompt; 38ab576f before it),
-nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
-nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_utils_text.py at 0f453cd8,
-nodes_utils_other.py and nodes_utils_conversion.py at 14391b2b, nodes_lora.py at 67f043c3,
-nodes_upscale.py at 344b5c97 with upscale_functions.py at 3ef8055b.
+nodes_core.py (its newest stored text, index file 3443833355, with CR Combine Prompt; 38ab576f
+before it), nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
+nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_utils_text.py (its newest stored text,
+index file 56726386158, which imports io and has the Multiline Text, Blacklist, Operation and
+Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py at 14391b2b,
+nodes_lora.py at 67f043c3, nodes_upscale.py at 344b5c97 with upscale_functions.py at 3ef8055b,
+nodes_list.py at 235c3008 (CR Text List; CR Prompt List from the newer text quoted in index file
+41242654911).
 
 Built in:
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Latent Batch
   Size, CR Upscale Image (an upscale model, then Pillow's resize as the pack does it);
-- text and values: CR Prompt Text, CR Combine Prompt, CR Text, CR Text Concatenate, CR Text
-  Replace, CR Split String, CR Seed, CR Integer To String, CR Float To Integer, CR Float To
-  String, CR Integer Multiple, CR Value, CR Math Operation, CR Set Value On Boolean;
+- text and values: CR Prompt Text, CR Combine Prompt, CR Text, CR Multiline Text, CR Text
+  Concatenate, CR Text Replace, CR Text Blacklist, CR Text Operation, CR Text Length, CR Split
+  String, CR Text List and CR Prompt List (lists: the nodes after them run once per line), CR
+  Seed, CR Integer To String, CR Float To Integer, CR Float To String, CR Integer Multiple, CR
+  Value, CR Math Operation, CR Set Value On Boolean;
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
   and ControlNet input switches, CR Switch Model and CLIP, CR Pipe Switch and the Img2Img, Hires
   Fix and Batch process switches;
@@ -23,20 +28,28 @@ Built in:
   Efficiency Nodes' sockets (nodes/efficiency_nodes.py), same tuples, so the packs' stackers and
   appliers link into each other;
 - pipes: CR Module Pipe Loader / Input / Output (PIPE_LINE: model, pos, neg, latent, vae, clip,
-  controlnet, image, seed) and CR Image Pipe In / Edit / Out (image, width, height, upscale_factor).
+  controlnet, image, seed) and CR Image Pipe In / Edit / Out (image, width, height, upscale_factor);
+- graphics (in nodes/pack_nodes_comfyroll_graphics.py): CR Color Panel, CR Image Border, CR
+  Overlay Transparent Image.
+
+A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
+int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
+hand-made API prompt is refused.
 
 Left out: CR Random LoRA Stack and CR Random Weight LoRA (they re-draw through ComfyUI's
-IS_CHANGED and process-wide state, which a saved workflow can't reproduce); CR Multiline Text (at
-the version read it calls io.StringIO without importing io, so it fails on every run); CR Prompt
-List and the other list, animation, XY grid, index, schedule, model merge, upscale stack and
-graphics (text, pattern, layout, template) nodes; CR Image Output and CR Select Model."""
+IS_CHANGED and process-wide state, which a saved workflow can't reproduce); every node drawing
+text (CR Simple Image Compare, the text, panel, template and page-layout nodes: they draw with
+the .ttf fonts the pack ships, which are not here, so their pictures could not be the pack's);
+the other list, animation, XY grid, index, schedule, model merge, upscale stack, pattern and
+filter nodes; CR Image Output, CR Select Model, CR Conditioning Mixer and CR VAE Decode."""
 
 from __future__ import annotations
 
 import math
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, socket_type
+    Bool, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, repeated, \
+    socket_type
 from nodes.controlnet import CONTROL_NET, _apply
 from nodes.controlnet import _load as load_controlnet
 from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _lora_rows
@@ -338,7 +351,7 @@ class CRText(Node):
     """Text typed in a box, given on, as Comfyroll's CR Text does."""
     category = "Comfyroll Studio/Utils/Text"
     text: str = Text("", multiline=True)
-    outputs = {"text": STRING, "show_help": STRING}
+    outputs = {"text": ANY, "show_help": STRING}
     comfy = ComfyAlias(("CR Text",))
 
     def run(self):
@@ -352,8 +365,8 @@ class CRTextConcatenate(Node):
     text1: STRING = None
     text2: STRING = None
     separator: str = Text("")
-    outputs = {"STRING": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2"))
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2", "separator"))
 
     def run(self):
         first, second = self.text1 or "", self.text2 or ""
@@ -389,18 +402,167 @@ class CRTextReplace(Node):
 
 class CRSplitString(Node):
     """The text split at each delimiter: the first four parts, stripped of surrounding spaces,
-    missing ones empty, as Comfyroll's CR Split String gives them."""
+    missing ones empty, as Comfyroll's CR Split String gives them (an empty delimiter is refused,
+    as Python's split refuses it there)."""
     category = "Comfyroll Studio/Utils/Text"
     text: str = Text("text")
     delimiter: str = Text(",")
-    outputs = {"string_1": STRING, "string_2": STRING, "string_3": STRING, "string_4": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Split String",))
+    outputs = {"string_1": ANY, "string_2": ANY, "string_3": ANY, "string_4": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Split String",), optional=("delimiter",))
 
     def run(self):
         if self.delimiter == "":
             raise NodeInputError("delimiter", "is empty; give the text to split at")
         parts = [part.strip() for part in self.text.split(self.delimiter)[:4]]
         return (*parts, *[""] * (4 - len(parts)), _help("Other-Nodes", "cr-split-string"))
+
+
+def multiline_text(text: str, convert_from_csv: bool, csv_quote_char: str, remove_chars: bool,
+                   chars_to_remove: str, split_string: bool) -> str:
+    """Comfyroll's CR Multiline Text: trailing commas dropped; then the CSV values (one a line) when
+    converting from CSV, and/or the items of a list-like text ('a', 'b' / "a", "b" / a, b) when
+    splitting; with neither, the lines not starting with # (chars_to_remove taken out of each when
+    remove_chars). The results joined by line breaks."""
+    import csv
+    import io
+
+    text = text.rstrip(",")
+    lines = []
+    if convert_from_csv:
+        try:
+            for row in csv.reader(io.StringIO(text), quotechar=csv_quote_char):
+                lines.extend(row)
+        except TypeError as e:
+            raise NodeInputError("csv_quote_char", f"must be one character: {e}") from None
+        except csv.Error as e:
+            raise NodeInputError("text", f"not CSV: {e}") from None
+    if split_string:
+        if text.startswith("'") and text.endswith("'"):
+            lines.extend(value.strip() for value in text[1:-1].split("', '"))
+        elif text.startswith('"') and text.endswith('"'):
+            lines.extend(value.strip() for value in text[1:-1].split('", "'))
+        elif "," in text and text.count("'") % 2 == 0:
+            lines.extend(value.strip() for value in text.replace("'", "").split(","))
+        elif "," in text and text.count('"') % 2 == 0:
+            lines.extend(value.strip() for value in text.replace('"', "").split(","))
+    if not convert_from_csv and not split_string:
+        for line in io.StringIO(text):
+            if line.strip().startswith("#"):
+                continue
+            line = line.replace("\n", "")
+            lines.append(line.replace(chars_to_remove, "") if remove_chars else line)
+    return "\n".join(lines)
+
+
+class CRMultilineText(Node):
+    """Text typed in a box, tidied as Comfyroll's CR Multiline Text does: trailing commas dropped,
+    and either the lines not starting with # (with chars_to_remove taken out when remove_chars),
+    or with convert_from_csv the CSV's values one a line (csv_quote_char quoting), or with
+    split_string a list-like text ('a', 'b' or a, b) one item a line."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: str = Text("", multiline=True)
+    convert_from_csv: bool = Bool(False)
+    csv_quote_char: str = Text("'")
+    remove_chars: bool = Bool(False)
+    chars_to_remove: str = Text("")
+    split_string: bool = Bool(False)
+    outputs = {"multiline_text": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Multiline Text",))
+
+    def run(self):
+        return (multiline_text(self.text, self.convert_from_csv, self.csv_quote_char, self.remove_chars,
+                               self.chars_to_remove, self.split_string), _help("Other-Nodes", "cr-multiline-text"))
+
+
+class CRTextBlacklist(Node):
+    """Each non-empty line of blacklist_words (stripped) replaced in the text by replacement_text,
+    in turn, as Comfyroll's CR Text Blacklist does (plain text, every occurrence)."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    blacklist_words: str = Text("", multiline=True)
+    replacement_text: str = Text("")
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Blacklist",), optional=("replacement_text",))
+
+    def run(self):
+        text = self.text
+        for line in self.blacklist_words.split("\n"):
+            word = line.strip()
+            if word:
+                _fits(len(text) + text.count(word) * (len(self.replacement_text) - len(word)), "replacement_text")
+                text = text.replace(word, self.replacement_text)
+        return text, _help("List-Nodes", "cr-text-blacklist")
+
+
+TEXT_OPERATIONS = {"uppercase": str.upper, "lowercase": str.lower, "capitalize": str.capitalize,
+                   "invert_case": str.swapcase, "reverse": lambda t: t[::-1], "trim": str.strip,
+                   "remove_spaces": lambda t: t.replace(" ", "")}
+
+
+class CRTextOperation(Node):
+    """The text upper- or lowercased, capitalized, case-inverted, reversed, trimmed or without
+    spaces, as Comfyroll's CR Text Operation does with Python's string methods."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    operation: str = Choice(tuple(TEXT_OPERATIONS), "uppercase")
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Operation",))
+
+    def run(self):
+        return TEXT_OPERATIONS[self.operation](self.text), _help("List-Nodes", "cr-text_operation")
+
+
+class CRTextLength(Node):
+    """The number of characters in the text, as Comfyroll's CR Text Length counts them."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    outputs = {"INT": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Length",))
+
+    def run(self):
+        return len(self.text), _help("List-Nodes", "cr-text-length")
+
+
+def list_rows(text: str, start_index: int, max_rows: int) -> list[str]:
+    """The pack's list rows: the text's lines from start_index (moved back onto the last line
+    when past it) for at most max_rows."""
+    lines = text.split("\n")
+    start = max(0, min(start_index, len(lines) - 1))
+    return lines[start:min(start + max_rows, len(lines))]
+
+
+class CRTextList(Node):
+    """The text's lines from start_index, at most max_rows of them, as a list (the nodes after it
+    run once per line), as Comfyroll's CR Text List gives them."""
+    category = "Comfyroll Studio/List"
+    multiline_text: str = Text("text")
+    start_index: int = Int(0, min=0, max=9999)
+    max_rows: int = Int(1000, min=1, max=9999)
+    outputs = {"STRING": ListOf(STRING), "show_help": STRING}
+    comfy = ComfyAlias(("CR Text List",))
+
+    def run(self):
+        return list_rows(self.multiline_text, self.start_index, self.max_rows), _help("Other-Nodes", "cr-text-list")
+
+
+class CRPromptList(Node):
+    """The text's lines from start_index, at most max_rows of them, as lists: each line between
+    prepend_text and append_text (`prompt`) and as it is (`body_text`); the nodes after it run once
+    per line, as with Comfyroll's CR Prompt List."""
+    category = "Comfyroll Studio/List"
+    prepend_text: str = Text("")
+    multiline_text: str = Text("body_text", multiline=True)
+    append_text: str = Text("")
+    start_index: int = Int(0, min=0, max=9999)
+    max_rows: int = Int(1000, min=1, max=9999)
+    outputs = {"prompt": ListOf(STRING), "body_text": ListOf(STRING), "show_help": STRING}
+    comfy = ComfyAlias(("CR Prompt List",))
+
+    def run(self):
+        rows = list_rows(self.multiline_text, self.start_index, self.max_rows)
+        _fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
+        return ([self.prepend_text + row + self.append_text for row in rows], rows,
+                _help("List-Nodes", "cr-prompt-list"))
 
 
 class CRSeed(Node):
@@ -1048,3 +1210,4 @@ class CRImagePipeOut(Node):
     def run(self):
         pieces = _pipe(self.pipe, IMAGE_PIECES, "CR Image Pipe In")
         return (pieces, *pieces, _help("Pipe-Nodes", "cr-image-pipe-out"))
+

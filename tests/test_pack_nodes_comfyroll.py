@@ -331,9 +331,9 @@ def test_controlnet_nodes_equal_the_core_controls(registry, models):
              "x2": {"class_type": "ControlNetApplyAdvanced", "inputs": {
                  "positive": ["x1", 0], "negative": ["x1", 1], "control_net": ["net", 0], "image": ["i", 0],
                  "strength": 0.3, "start_percent": 0.2, "end_percent": 1.0}},
-             "one": {"class_type": "CR Apply ControlNet", "inputs": {"conditioning": ["p", 0], "control_net": ["net", 0],
-                                                                     "image": ["i", 0], "switch": "On",
-                                                                     "strength": 0.6}},
+             "one": {"class_type": "CR Apply ControlNet", "inputs": {
+                 "conditioning": ["p", 0], "control_net": ["net", 0], "image": ["i", 0], "switch": "On",
+                 "strength": 0.6}},
              "core": {"class_type": "ControlNetApply", "inputs": {"conditioning": ["p", 0], "control_net": ["net", 0],
                                                                   "image": ["i", 0], "strength": 0.6}}}
     result = run_graph(registry, graph, ["a", "x2", "one", "core", "s", "p"])
@@ -419,3 +419,125 @@ def test_api_graph_with_the_packs_class_names_round_trips(registry):
     assert api["4"]["class_type"] == "CR Float To Integer" and api["4"]["inputs"] == {"_float": ["3", 0]}
     assert {k: api[k]["inputs"] for k in api} == {k: graph[k]["inputs"] for k in graph}
     assert parse_workflow(api, registry).to_json()["nodes"] == workflow.to_json()["nodes"]
+
+
+# -- more text, lists and graphics -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, options, want", [
+    ("a, b,\n# a comment\nc'd,,", {}, "a, b,\nc'd"),  # the text's trailing commas go, a line's stay
+    ("x 'q'\n'y'", {"remove_chars": True, "chars_to_remove": "'"}, "x q\ny"),
+    ("'red', 'green', 'blue'", {"split_string": True}, "red\ngreen\nblue"),
+    ('"red", "green"', {"split_string": True}, "red\ngreen"),
+    ("one, two , three", {"split_string": True}, "one\ntwo\nthree"),
+    ("a,'b, c',d", {"convert_from_csv": True}, "a\nb, c\nd"),  # csv with ' as the quote
+])
+def test_multiline_text(registry, text, options, want):
+    assert rest(call(registry, "CRMultilineText", text=text, **options)) == (want,)
+
+
+def test_multiline_text_against_the_csv_module(registry):
+    import csv
+    import io
+    text = 'name,"quoted, with comma",3\nsecond,row'
+    want = [value for row in csv.reader(io.StringIO(text), quotechar='"') for value in row]
+    assert rest(call(registry, "CRMultilineText", text=text, convert_from_csv=True, csv_quote_char='"')) == \
+        ("\n".join(want),)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRMultilineText", text=text, convert_from_csv=True, csv_quote_char="<>")
+    assert caught.value.input == "csv_quote_char"
+
+
+def test_blacklist_operation_and_length(registry):
+    text = "A bad, ugly picture of a bad cat"
+    assert rest(call(registry, "CRTextBlacklist", text=text, blacklist_words="bad\n\n  ugly \n",
+                     replacement_text="nice")) == (text.replace("bad", "nice").replace("ugly", "nice"),)
+    for operation, want in (("uppercase", text.upper()), ("invert_case", text.swapcase()), ("reverse", text[::-1]),
+                            ("capitalize", text.capitalize()), ("remove_spaces", text.replace(" ", "")),
+                            ("trim", text.strip())):
+        assert rest(call(registry, "CRTextOperation", text=text, operation=operation)) == (want,)
+    assert rest(call(registry, "CRTextLength", text="héllo")) == (5,)
+
+
+def test_prompt_list_runs_the_next_node_once_per_line(registry):
+    graph = {"1": {"class_type": "CR Prompt List", "inputs": {"prepend_text": "a ", "multiline_text": "cat\ndog\nbird",
+                                                              "append_text": ", photo", "start_index": 1,
+                                                              "max_rows": 5}},
+             "2": {"class_type": "CR Text Length", "inputs": {"text": ["1", 0]}},
+             "3": {"class_type": "CR Text List", "inputs": {"multiline_text": "x\ny", "start_index": 7,
+                                                            "max_rows": 3}}}
+    result = run_graph(registry, graph, ["1", "2", "3"])
+    prompts, body, _ = result.values["1"]
+    assert prompts == ["a dog, photo", "a bird, photo"] and body == ["dog", "bird"]
+    assert list(result.values["2"][0]) == [len("a dog, photo"), len("a bird, photo")]
+    assert result.values["3"][0] == ["y"]  # a start past the end is moved onto the last line, as the pack does
+
+
+def test_color_panel(registry):
+    image = rest(call(registry, "CRColorPanel", panel_width=20, panel_height=10, fill_color="orange"))[0]
+    assert torch.equal(image, torch.tensor([255, 165, 0], dtype=torch.float32).div(255).expand(1, 10, 20, 3))
+    image = rest(call(registry, "CRColorPanel", panel_width=8, panel_height=8, fill_color="custom",
+                      fill_color_hex="#1a2B3c"))[0]
+    assert torch.equal(image[0, 0, 0], torch.tensor([0x1a, 0x2b, 0x3c], dtype=torch.float32) / 255)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRColorPanel", fill_color="custom", fill_color_hex="#12")
+    assert caught.value.input == "fill_color_hex"
+
+
+def test_image_border_is_the_outline_then_the_borders(registry):
+    from PIL import ImageColor
+    image = torch.rand(2, 5, 7, 3, generator=torch.Generator().manual_seed(1))
+    out = rest(call(registry, "CRImageBorder", image=image, top_thickness=1, bottom_thickness=2, left_thickness=3,
+                    right_thickness=0, border_color="lime", outline_thickness=2, outline_color="lime"))[0]
+    # numpy's constant padding of the 8-bit pictures: the outline in Pillow's "lime" (the name goes
+    # to Pillow), then the borders in the pack's table's "lime" (0, 128, 0)
+    pixels = np.clip(image.numpy() * 255, 0, 255).astype(np.uint8)
+    want = []
+    for frame in pixels:
+        frame = np.stack([np.pad(frame[..., c], 2, constant_values=ImageColor.getrgb("lime")[c]) for c in range(3)], -1)
+        frame = np.stack([np.pad(frame[..., c], ((1, 2), (3, 0)), constant_values=(0, 128, 0)[c]) for c in range(3)],
+                         -1)
+        want.append(frame.astype(np.float32) / 255)
+    assert out.shape == (2, 5 + 4 + 3, 7 + 4 + 3, 3)
+    assert torch.equal(out, torch.from_numpy(np.stack(want)))
+
+
+def test_overlay_transparent_image_blends_at_the_centre_plus_offset(registry):
+    back = torch.zeros(1, 10, 12, 3)
+    overlay = torch.ones(1, 4, 2, 3)
+    out = call(registry, "CROverlayTransparentImage", back_image=back, overlay_image=overlay, transparency=0.5,
+               offset_x=1, offset_y=-2, rotation_angle=0.0, overlay_scale_factor=1.0)
+    alpha = int(255 * 0.5) / 255  # the pack's alpha, 127
+    left, top = 12 // 2 - 2 // 2 + 1, 10 // 2 - 4 // 2 - 2
+    want = torch.zeros(1, 10, 12, 3)
+    want[:, top:top + 4, left:left + 2] = alpha
+    assert (out - want).abs().max() <= 1 / 255
+    # rotated a quarter turn: the 2 x 4 overlay lies 4 wide, 2 high
+    out = call(registry, "CROverlayTransparentImage", back_image=back, overlay_image=overlay, transparency=0.0,
+               offset_x=0, offset_y=0, rotation_angle=90.0, overlay_scale_factor=1.0)
+    assert out[0, ..., 0].nonzero().tolist() == [[y, x] for y in range(4, 6) for x in range(4, 8)]
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CROverlayTransparentImage", back_image=back, overlay_image=overlay, overlay_scale_factor=0.1)
+    assert caught.value.input == "overlay_scale_factor"
+
+
+def test_graphics_and_multiline_text_in_a_ui_graph(registry):
+    """Optional widgets (the *_hex colours) come after the required ones, as the editor saves them."""
+    nodes = [
+        ui_node(1, "CR Color Panel", [16, 8, "custom", "#ff0000"], outputs=[("image", "IMAGE", [1]),
+                                                                            ("show_help", "STRING", [])]),
+        ui_node(2, "CR Image Border", [1, 0, 2, 0, "custom", 0, "white", "#0000ff"], [("image", "IMAGE", 1, False)],
+                [("image", "IMAGE", []), ("show_help", "STRING", [])]),
+        ui_node(3, "CR Multiline Text", ["a\n#b\nc", False, "'", False, "", False],
+                outputs=[("multiline_text", "*", []), ("show_help", "STRING", [])]),
+    ]
+    workflow = parse_workflow(ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]]), registry)
+    result = Executor(registry).run(workflow, outputs=["2", "3"])
+    assert result.ok, (result.problems, result.error)
+    image = result.values["2"][0]
+    assert image.shape == (1, 9, 18, 3)
+    assert image[0, 0, 0].tolist() == [0.0, 0.0, 1.0] and image[0, 4, 9].tolist() == [1.0, 0.0, 0.0]
+    assert result.values["3"][0] == "a\nc"
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    for node in nodes:
+        assert written[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
