@@ -1,25 +1,20 @@
-"""Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) common nodes that need no model of
-their own, under the pack's class names ("CR ..."), inputs, defaults and outputs, each with the
-pack's trailing `show_help` output (the link to the pack's wiki page, as the pack gives it).
+"""Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) common nodes, under the pack's class
+names ("CR ..."), inputs, defaults and outputs, each with the pack's trailing `show_help` output
+(the link to the pack's wiki page, as the pack gives it). This module holds its core, size,
+switch, LoRA, ControlNet and pipe nodes; its text, value, list and graphics nodes are in
+nodes/pack_nodes_comfyroll_utils.py.
 
 Read from the pack's source as the search index stores it: node_mappings.py at 0c25577b,
 nodes_core.py (its newest stored text, index file 3443833355, with CR Combine Prompt; 38ab576f
 before it), nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
-nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_utils_text.py (its newest stored text,
-index file 56726386158, which imports io and has the Multiline Text, Blacklist, Operation and
-Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py at 14391b2b,
-nodes_lora.py at 67f043c3, nodes_upscale.py at 344b5c97 with upscale_functions.py at 3ef8055b,
-nodes_list.py at 235c3008 (CR Text List; CR Prompt List from the newer text quoted in index file
-41242654911).
+nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_lora.py at 67f043c3, nodes_upscale.py at
+344b5c97 with upscale_functions.py at 3ef8055b.
 
-Built in:
-- sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Latent Batch
-  Size, CR Upscale Image (an upscale model, then Pillow's resize as the pack does it);
-- text and values: CR Prompt Text, CR Combine Prompt, CR Text, CR Multiline Text, CR Text
-  Concatenate, CR Text Replace, CR Text Blacklist, CR Text Operation, CR Text Length, CR Split
-  String, CR Text List and CR Prompt List (lists: the nodes after them run once per line), CR
-  Seed, CR Integer To String, CR Float To Integer, CR Float To String, CR Integer Multiple, CR
-  Value, CR Math Operation, CR Set Value On Boolean;
+Built in here:
+- core: CR Prompt Text, CR Combine Prompt, CR Seed, CR Latent Batch Size, CR Conditioning Mixer
+  (the core conditioning nodes), CR Select Model (CheckpointLoaderSimple), CR Image Output;
+- sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
+  (an upscale model, then Pillow's resize as the pack does it);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
   and ControlNet input switches, CR Switch Model and CLIP, CR Pipe Switch and the Img2Img, Hires
   Fix and Batch process switches;
@@ -28,28 +23,20 @@ Built in:
   Efficiency Nodes' sockets (nodes/efficiency_nodes.py), same tuples, so the packs' stackers and
   appliers link into each other;
 - pipes: CR Module Pipe Loader / Input / Output (PIPE_LINE: model, pos, neg, latent, vae, clip,
-  controlnet, image, seed) and CR Image Pipe In / Edit / Out (image, width, height, upscale_factor);
-- graphics (in nodes/pack_nodes_comfyroll_graphics.py): CR Color Panel, CR Image Border, CR
-  Overlay Transparent Image.
-
-A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
-int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
-hand-made API prompt is refused.
+  controlnet, image, seed) and CR Image Pipe In / Edit / Out (image, width, height, upscale_factor).
+  TinyTerra's pipes are also named PIPE_LINE but carry a dict: the two don't mix, in ComfyUI either.
 
 Left out: CR Random LoRA Stack and CR Random Weight LoRA (they re-draw through ComfyUI's
 IS_CHANGED and process-wide state, which a saved workflow can't reproduce); every node drawing
 text (CR Simple Image Compare, the text, panel, template and page-layout nodes: they draw with
 the .ttf fonts the pack ships, which are not here, so their pictures could not be the pack's);
-the other list, animation, XY grid, index, schedule, model merge, upscale stack, pattern and
-filter nodes; CR Image Output, CR Select Model, CR Conditioning Mixer and CR VAE Decode."""
+CR VAE Decode (its circular padding); the other list, animation, XY grid, index, schedule, model
+merge, upscale stack, random, pattern and filter nodes."""
 
 from __future__ import annotations
 
-import math
-
-from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, \
-    Bool, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, repeated, \
-    socket_type
+from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, show, socket_type
 from nodes.controlnet import CONTROL_NET, _apply
 from nodes.controlnet import _load as load_controlnet
 from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _lora_rows
@@ -315,7 +302,7 @@ class CRUpscaleImage(Node):
         return torch.stack(frames), _help("Upscale-Nodes", "cr-upscale-image")
 
 
-# -- text and values --------------------------------------------------------------------------
+# -- core text and seed -----------------------------------------------------------------------
 
 
 class CRPromptText(Node):
@@ -347,224 +334,6 @@ class CRCombinePrompt(Node):
         return self.separator.join(parts), _help("Core-Nodes", "cr-prompt-parts")
 
 
-class CRText(Node):
-    """Text typed in a box, given on, as Comfyroll's CR Text does."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: str = Text("", multiline=True)
-    outputs = {"text": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text",))
-
-    def run(self):
-        return self.text, _help("Other-Nodes", "cr-text")
-
-
-class CRTextConcatenate(Node):
-    """text1, the separator, then text2, as Comfyroll's CR Text Concatenate joins them (an
-    unconnected text counts as empty)."""
-    category = "Comfyroll Studio/Utils/Text"
-    text1: STRING = None
-    text2: STRING = None
-    separator: str = Text("")
-    outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2", "separator"))
-
-    def run(self):
-        first, second = self.text1 or "", self.text2 or ""
-        _fits(len(first) + len(self.separator) + len(second), "separator")
-        return first + self.separator + second, _help("List-Nodes", "cr-text-concatenate")
-
-
-class CRTextReplace(Node):
-    """Replace find1 by replace1 in the text, then find2 by replace2, then find3 by replace3, as
-    Comfyroll's CR Text Replace does with Python's str.replace: plain text, every occurrence. An
-    empty find with a non-empty replace inserts the replacement between every character, as there."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: STRING
-    find1: str = Text("")
-    replace1: str = Text("")
-    find2: str = Text("")
-    replace2: str = Text("")
-    find3: str = Text("")
-    replace3: str = Text("")
-    outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Replace",), optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
-
-    def run(self):
-        if not isinstance(self.text, str):
-            raise NodeInputError("text", f"expected text, got {type(self.text).__name__}")
-        text = self.text
-        for i in (1, 2, 3):
-            find, replace = getattr(self, f"find{i}"), getattr(self, f"replace{i}")
-            _fits(len(text) + text.count(find) * (len(replace) - len(find)), f"replace{i}")
-            text = text.replace(find, replace)
-        return text, _help("List-Nodes", "cr-text-replace")
-
-
-class CRSplitString(Node):
-    """The text split at each delimiter: the first four parts, stripped of surrounding spaces,
-    missing ones empty, as Comfyroll's CR Split String gives them (an empty delimiter is refused,
-    as Python's split refuses it there)."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: str = Text("text")
-    delimiter: str = Text(",")
-    outputs = {"string_1": ANY, "string_2": ANY, "string_3": ANY, "string_4": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Split String",), optional=("delimiter",))
-
-    def run(self):
-        if self.delimiter == "":
-            raise NodeInputError("delimiter", "is empty; give the text to split at")
-        parts = [part.strip() for part in self.text.split(self.delimiter)[:4]]
-        return (*parts, *[""] * (4 - len(parts)), _help("Other-Nodes", "cr-split-string"))
-
-
-def multiline_text(text: str, convert_from_csv: bool, csv_quote_char: str, remove_chars: bool,
-                   chars_to_remove: str, split_string: bool) -> str:
-    """Comfyroll's CR Multiline Text: trailing commas dropped; then the CSV values (one a line) when
-    converting from CSV, and/or the items of a list-like text ('a', 'b' / "a", "b" / a, b) when
-    splitting; with neither, the lines not starting with # (chars_to_remove taken out of each when
-    remove_chars). The results joined by line breaks."""
-    import csv
-    import io
-
-    text = text.rstrip(",")
-    lines = []
-    if convert_from_csv:
-        try:
-            for row in csv.reader(io.StringIO(text), quotechar=csv_quote_char):
-                lines.extend(row)
-        except TypeError as e:
-            raise NodeInputError("csv_quote_char", f"must be one character: {e}") from None
-        except csv.Error as e:
-            raise NodeInputError("text", f"not CSV: {e}") from None
-    if split_string:
-        if text.startswith("'") and text.endswith("'"):
-            lines.extend(value.strip() for value in text[1:-1].split("', '"))
-        elif text.startswith('"') and text.endswith('"'):
-            lines.extend(value.strip() for value in text[1:-1].split('", "'))
-        elif "," in text and text.count("'") % 2 == 0:
-            lines.extend(value.strip() for value in text.replace("'", "").split(","))
-        elif "," in text and text.count('"') % 2 == 0:
-            lines.extend(value.strip() for value in text.replace('"', "").split(","))
-    if not convert_from_csv and not split_string:
-        for line in io.StringIO(text):
-            if line.strip().startswith("#"):
-                continue
-            line = line.replace("\n", "")
-            lines.append(line.replace(chars_to_remove, "") if remove_chars else line)
-    return "\n".join(lines)
-
-
-class CRMultilineText(Node):
-    """Text typed in a box, tidied as Comfyroll's CR Multiline Text does: trailing commas dropped,
-    and either the lines not starting with # (with chars_to_remove taken out when remove_chars),
-    or with convert_from_csv the CSV's values one a line (csv_quote_char quoting), or with
-    split_string a list-like text ('a', 'b' or a, b) one item a line."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: str = Text("", multiline=True)
-    convert_from_csv: bool = Bool(False)
-    csv_quote_char: str = Text("'")
-    remove_chars: bool = Bool(False)
-    chars_to_remove: str = Text("")
-    split_string: bool = Bool(False)
-    outputs = {"multiline_text": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Multiline Text",))
-
-    def run(self):
-        return (multiline_text(self.text, self.convert_from_csv, self.csv_quote_char, self.remove_chars,
-                               self.chars_to_remove, self.split_string), _help("Other-Nodes", "cr-multiline-text"))
-
-
-class CRTextBlacklist(Node):
-    """Each non-empty line of blacklist_words (stripped) replaced in the text by replacement_text,
-    in turn, as Comfyroll's CR Text Blacklist does (plain text, every occurrence)."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: STRING
-    blacklist_words: str = Text("", multiline=True)
-    replacement_text: str = Text("")
-    outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Blacklist",), optional=("replacement_text",))
-
-    def run(self):
-        text = self.text
-        for line in self.blacklist_words.split("\n"):
-            word = line.strip()
-            if word:
-                _fits(len(text) + text.count(word) * (len(self.replacement_text) - len(word)), "replacement_text")
-                text = text.replace(word, self.replacement_text)
-        return text, _help("List-Nodes", "cr-text-blacklist")
-
-
-TEXT_OPERATIONS = {"uppercase": str.upper, "lowercase": str.lower, "capitalize": str.capitalize,
-                   "invert_case": str.swapcase, "reverse": lambda t: t[::-1], "trim": str.strip,
-                   "remove_spaces": lambda t: t.replace(" ", "")}
-
-
-class CRTextOperation(Node):
-    """The text upper- or lowercased, capitalized, case-inverted, reversed, trimmed or without
-    spaces, as Comfyroll's CR Text Operation does with Python's string methods."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: STRING
-    operation: str = Choice(tuple(TEXT_OPERATIONS), "uppercase")
-    outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Operation",))
-
-    def run(self):
-        return TEXT_OPERATIONS[self.operation](self.text), _help("List-Nodes", "cr-text_operation")
-
-
-class CRTextLength(Node):
-    """The number of characters in the text, as Comfyroll's CR Text Length counts them."""
-    category = "Comfyroll Studio/Utils/Text"
-    text: STRING
-    outputs = {"INT": INT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Length",))
-
-    def run(self):
-        return len(self.text), _help("List-Nodes", "cr-text-length")
-
-
-def list_rows(text: str, start_index: int, max_rows: int) -> list[str]:
-    """The pack's list rows: the text's lines from start_index (moved back onto the last line
-    when past it) for at most max_rows."""
-    lines = text.split("\n")
-    start = max(0, min(start_index, len(lines) - 1))
-    return lines[start:min(start + max_rows, len(lines))]
-
-
-class CRTextList(Node):
-    """The text's lines from start_index, at most max_rows of them, as a list (the nodes after it
-    run once per line), as Comfyroll's CR Text List gives them."""
-    category = "Comfyroll Studio/List"
-    multiline_text: str = Text("text")
-    start_index: int = Int(0, min=0, max=9999)
-    max_rows: int = Int(1000, min=1, max=9999)
-    outputs = {"STRING": ListOf(STRING), "show_help": STRING}
-    comfy = ComfyAlias(("CR Text List",))
-
-    def run(self):
-        return list_rows(self.multiline_text, self.start_index, self.max_rows), _help("Other-Nodes", "cr-text-list")
-
-
-class CRPromptList(Node):
-    """The text's lines from start_index, at most max_rows of them, as lists: each line between
-    prepend_text and append_text (`prompt`) and as it is (`body_text`); the nodes after it run once
-    per line, as with Comfyroll's CR Prompt List."""
-    category = "Comfyroll Studio/List"
-    prepend_text: str = Text("")
-    multiline_text: str = Text("body_text", multiline=True)
-    append_text: str = Text("")
-    start_index: int = Int(0, min=0, max=9999)
-    max_rows: int = Int(1000, min=1, max=9999)
-    outputs = {"prompt": ListOf(STRING), "body_text": ListOf(STRING), "show_help": STRING}
-    comfy = ComfyAlias(("CR Prompt List",))
-
-    def run(self):
-        rows = list_rows(self.multiline_text, self.start_index, self.max_rows)
-        _fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
-        return ([self.prepend_text + row + self.append_text for row in rows], rows,
-                _help("List-Nodes", "cr-prompt-list"))
-
-
 class CRSeed(Node):
     """A seed to link into samplers, as Comfyroll's CR Seed gives it (the editor's
     control_after_generate follows the widget)."""
@@ -577,115 +346,132 @@ class CRSeed(Node):
         return self.seed, _help("Core-Nodes", "cr-seed")
 
 
-class CRIntegerToString(Node):
-    """A whole number written as text, as Comfyroll's CR Integer To String writes it."""
-    category = "Comfyroll Studio/Utils/Conversion"
-    int_: INT
-    outputs = {"STRING": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Integer To String",))
+# file_format -> (Pillow's format, the pack's save options)
+IMAGE_FORMATS = {"png": ("PNG", {"compress_level": 4}), "jpg": ("JPEG", {}),
+                 "webp": ("WEBP", {"method": 6, "lossless": False, "quality": 80}), "tif": ("TIFF", {})}
+
+
+class CRImageOutput(Node):
+    """Show or save images as Comfyroll's CR Image Output does: "Preview" shows them (PNGs in the
+    temp folder), "Save" writes them to the outputs folder as `prefix_NNNNN_.png` (or .jpg, .webp
+    lossy at quality 80, .tif) with the workflow embedded in PNGs as SaveImage does, the prefix
+    followed by _yyyyMMdd (today) with that preset; "UI (no batch)" sends them to the client's
+    websocket as SaveImageWebsocket does. The trigger input is passed on."""
+    category = "Comfyroll Studio/Essential/Core"
+    output_node = True
+    images: IMAGE
+    output_type: str = Choice(("Preview", "Save", "UI (no batch)"), "Preview")
+    filename_prefix: str = Text("CR", file_name=True)
+    prefix_presets: str = Choice(("None", "yyyyMMdd"), "None")
+    file_format: str = Choice(tuple(IMAGE_FORMATS), "png")
+    trigger: bool = Bool(False)
+    outputs = {"trigger": BOOLEAN}
+    comfy = ComfyAlias(("CR Image Output",), optional=("trigger",))
 
     def run(self):
-        return f"{self.int_}", _help("Conversion-Nodes", "cr-integer-to-string")
+        from nodes.image import SaveImageWebsocket, preview
 
+        if self.output_type == "Preview":
+            preview(self.images)
+        elif self.output_type == "UI (no batch)":
+            _core(SaveImageWebsocket, images=self.images)
+        else:
+            self._save()
+        return self.trigger
 
-class CRFloatToInteger(Node):
-    """A number's whole part (truncated toward zero: -2.7 gives -2), as Comfyroll's CR Float To
-    Integer gives it."""
-    category = "Comfyroll Studio/Utils/Conversion"
-    float_value: FLOAT
-    outputs = {"INT": INT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Float To Integer",), inputs={"_float": "float_value"})
+    def _save(self):
+        import datetime
 
-    def run(self):
-        return _whole(self.float_value, "float_value"), _help("Conversion-Nodes", "cr-float-to-integer")
+        from graphflow.images import image_to_pil
+        from nodes.image import _next_counter, _png_metadata, _save_new
 
-
-class CRFloatToString(Node):
-    """A number written as text as Python writes it (1.0 gives "1.0"), as Comfyroll's CR Float To
-    String does."""
-    category = "Comfyroll Studio/Utils/Conversion"
-    float_: FLOAT
-    outputs = {"STRING": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Float To String",))
-
-    def run(self):
-        return f"{self.float_}", _help("Conversion-Nodes", "cr-float-to-string")
-
-
-def _whole(value, input_name: str) -> int:
-    """int(value), as the pack converts; infinity and NaN have none."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise NodeInputError(input_name, f"{value} has no whole number")
-    return int(value)
-
-
-class CRIntegerMultiple(Node):
-    """integer times multiple, truncated to a whole number, as Comfyroll's CR Integer Multiple
-    computes it (despite its name, a product, not a rounding to a multiple)."""
-    category = "Comfyroll Studio/Utils/Other"
-    integer: int = Int(1, min=-CR_LIMIT, max=CR_LIMIT)
-    multiple: float = Float(8.0, min=1.0, max=CR_LIMIT)
-    outputs = {"INT": INT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Integer Multiple",))
-
-    def run(self):
-        return _whole(self.integer * self.multiple, "multiple"), _help("Other-Nodes", "cr-integer-multiple")
-
-
-class CRValue(Node):
-    """A number given on as a float and as its whole part (truncated), as Comfyroll's CR Value."""
-    category = "Comfyroll Studio/Utils/Other"
-    value: float = Float(1.0)
-    outputs = {"FLOAT": FLOAT, "INT": INT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Value",))
-
-    def run(self):
-        return float(self.value), _whole(self.value, "value"), _help("Other-Nodes", "cr-value")
-
-
-MATH_OPERATIONS = ("sin", "cos", "tan", "sqrt", "exp", "log", "neg", "abs")
-
-
-def cr_math(a: float, operation: str) -> float:
-    """Comfyroll's CR Math Operation before rounding. Its "tan" computes cos(a) (the pack's code
-    does so), kept so workflows give the pack's numbers."""
-    functions = {"sin": math.sin, "cos": math.cos, "tan": math.cos, "sqrt": math.sqrt, "exp": math.exp,
-                 "log": math.log, "neg": lambda x: -x, "abs": abs}
-    return functions[operation](a)
-
-
-class CRMathOperation(Node):
-    """sin, cos, sqrt, exp, log (natural), neg or abs of a, rounded to decimal_places, as
-    Comfyroll's CR Math Operation computes it. Its "tan" gives cos(a), as the pack's code does."""
-    category = "Comfyroll Studio/Utils/Other"
-    a: float = Float(1.0)
-    operation: str = Choice(MATH_OPERATIONS, "sin")
-    decimal_places: int = Int(2, min=0, max=10)
-    outputs = {"a": FLOAT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Math Operation",))
-
-    def run(self):
+        prefix = self.filename_prefix
+        if self.prefix_presets == "yyyyMMdd":
+            prefix = f"{prefix}_{datetime.date.today():%Y%m%d}"
+        prefix = prefix[1:] if prefix.startswith("_") else prefix
         try:
-            result = cr_math(self.a, self.operation)
-        except (ValueError, OverflowError) as e:
-            raise NodeInputError("a", f"{self.operation}({self.a}) has no value: {e}") from None
-        return round(result, self.decimal_places), _help("Other-Nodes", "cr-math-operation")
+            folder, stem = folders.output_location(prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        subfolder = folder.relative_to(folders.outputs).as_posix()
+        image_format, options = IMAGE_FORMATS[self.file_format]
+        if image_format == "PNG":
+            options = {**options, "pnginfo": _png_metadata()}
+        counter, saved = _next_counter(folder, stem), []
+        for image in self.images:
+            picture = image_to_pil(image)
+            if image_format == "JPEG" and picture.mode != "RGB":
+                picture = picture.convert("RGB")
+            name, counter = _save_new(picture, folder, stem, counter, suffix=f"_.{self.file_format}",
+                                      image_format=image_format, **options)
+            counter += 1
+            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+        show(images=saved)
 
 
-class CRSetValueOnBoolean(Node):
-    """value_if_true or value_if_false by the boolean, as a whole number (truncated) and as a
-    float, as Comfyroll's CR Set Value On Boolean gives it."""
-    category = "Comfyroll Studio/Utils/Conditional"
-    boolean: BOOLEAN
-    value_if_true: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
-    value_if_false: float = Float(0.0, min=-CR_LIMIT, max=CR_LIMIT)
-    outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Set Value On Boolean",))
+MIX_METHODS = ("Combine", "Average", "Concatenate")
+
+
+class CRConditioningMixer(Node):
+    """Mix two conditionings as Comfyroll's CR Conditioning Mixer does, through the core nodes:
+    "Combine" both (ConditioningCombine), "Average" conditioning_2 * average_strength +
+    conditioning_1 * (1 - average_strength) (ConditioningAverage, conditioning_1 the "from"), or
+    "Concatenate" conditioning_1's tokens after conditioning_2's (ConditioningConcat)."""
+    category = "Comfyroll Studio/Essential/Core"
+    conditioning_1: CONDITIONING
+    conditioning_2: CONDITIONING
+    mix_method: str = Choice(MIX_METHODS, "Combine")
+    average_strength: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"CONDITIONING": CONDITIONING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Conditioning Mixer",))
 
     def run(self):
-        name = "value_if_true" if self.boolean is True else "value_if_false"  # the pack tests `== True`
-        value = getattr(self, name)
-        return _whole(value, name), value, _help("Other-Nodes", "cr-set-value-on-boolean")
+        from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat
+
+        renamed = {"conditioning_from": "conditioning_1", "conditioning_to": "conditioning_2"}
+        if self.mix_method == "Combine":
+            mixed = _core(ConditioningCombine, conditioning_1=self.conditioning_1, conditioning_2=self.conditioning_2)
+        elif self.mix_method == "Average":
+            mixed = _core(ConditioningAverage, renamed, conditioning_to=self.conditioning_2,
+                          conditioning_from=self.conditioning_1, conditioning_to_strength=self.average_strength)
+        else:
+            mixed = _core(ConditioningConcat, renamed, conditioning_to=self.conditioning_2,
+                          conditioning_from=self.conditioning_1)
+        return mixed, _help("Core-Nodes", "cr-conditioning-mixer")
+
+
+def _checkpoint_choices() -> list[str]:
+    return ["None"] + folders.list_models("checkpoints")
+
+
+class CRSelectModel(Node):
+    """Load the checkpoint chosen by select_model (1 to 5) of the five listed, as Comfyroll's CR
+    Select Model does, as CheckpointLoaderSimple loads it; also gives its file name. The chosen
+    one must not be "None"."""
+    category = "Comfyroll Studio/Essential/Core"
+    for _i in range(1, 6):
+        __annotations__[f"ckpt_name{_i}"] = str
+        locals()[f"ckpt_name{_i}"] = Choice(_checkpoint_choices, "None", model_folder="checkpoints",
+                                            not_files=("None",))
+    del _i
+    select_model: int = Int(1, min=1, max=5)
+    outputs = {"MODEL": MODEL, "CLIP": CLIP, "VAE": VAE, "ckpt_name": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Select Model",))
+
+    @classmethod
+    def fingerprint(cls, select_model=1, **widgets):
+        name = widgets.get(f"ckpt_name{select_model}", "None")
+        return folders.model_state("checkpoints", name) if name != "None" else None
+
+    def run(self):
+        from nodes.loaders import LoadCheckpoint
+
+        input_name = f"ckpt_name{self.select_model}"
+        name = getattr(self, input_name)
+        if name == "None":
+            raise NodeInputError(input_name, "is selected by select_model but is \"None\": choose a checkpoint")
+        model, clip, vae = _core(LoadCheckpoint, {"checkpoint": input_name}, checkpoint=name)
+        return model, clip, vae, name, _help("Core-Nodes", "cr-select-model")
 
 
 # -- switches ---------------------------------------------------------------------------------

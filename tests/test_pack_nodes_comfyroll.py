@@ -541,3 +541,93 @@ def test_graphics_and_multiline_text_in_a_ui_graph(registry):
     written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
     for node in nodes:
         assert written[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
+
+
+# -- more values, core nodes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, rounding, want", [
+    ("2.5", "round", (round(2.5), 2.5)), ("3.5", "round", (4, 3.5)), ("-1.25", "round", (-1, -1.25)),
+    ("2.7", "round down", (2, 2.7)), ("-2.7", "round down", (-3, -2.7)),
+    ("2.2", "round up", (3, 2.2)), ("2", "round up", (3, 2.0)),  # the pack adds one even to a whole number
+    ("-2.2", "round up", (-2, -2.2)),
+])
+def test_string_to_number(registry, text, rounding, want):
+    assert rest(call(registry, "CRStringToNumber", text=text, round_integer=rounding)) == want
+
+
+def test_string_to_number_refuses_what_is_not_a_number(registry):
+    for text in ("1e5", "abc", "1.2.3", "", "²"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "CRStringToNumber", text=text)
+        assert caught.value.input == "text"
+
+
+def test_small_value_nodes(registry):
+    assert rest(call(registry, "CRClampValue", a=7.5, range_min=0.0, range_max=5.0)) == (5.0,)
+    assert rest(call(registry, "CRClampValue", a=-2.0, range_min=0.0, range_max=5.0)) == (0.0,)
+    assert rest(call(registry, "CRClampValue", a=3.0, range_min=4.0, range_max=1.0)) == (4.0,)  # range_min wins
+    assert rest(call(registry, "CRSetValueOnBinary", binary=1, value_if_1=3.9)) == (3, 3.9)
+    assert rest(call(registry, "CRSetValueOnBinary", binary=0, value_if_0=-0.5)) == (0, -0.5)
+    assert rest(call(registry, "CRSetValueOnString", text="a red car", test_string="red", value_if_true="yes",
+                     value_if_false="no")) == ("yes", True)
+    assert rest(call(registry, "CRSetValueOnString", text="a car", test_string="red", value_if_false="no")) == \
+        ("no", False)
+    assert rest(call(registry, "CRStringToCombo", text="euler, dpmpp_2m")) == ("euler",)
+
+
+def test_conditioning_mixer(registry):
+    generator = torch.Generator().manual_seed(3)
+    c1 = [[torch.randn(1, 3, 8, generator=generator), {"pooled_output": torch.randn(1, 8, generator=generator)}]]
+    c2 = [[torch.randn(1, 5, 8, generator=generator), {"pooled_output": torch.randn(1, 8, generator=generator)}]]
+    combined = rest(call(registry, "CRConditioningMixer", conditioning_1=c1, conditioning_2=c2,
+                         mix_method="Combine"))[0]
+    assert len(combined) == 2 and combined[0][0] is c1[0][0] and combined[1][0] is c2[0][0]
+    averaged = rest(call(registry, "CRConditioningMixer", conditioning_1=c1, conditioning_2=c2, mix_method="Average",
+                         average_strength=0.3))[0]
+    # conditioning_2 * s + conditioning_1 (zero-padded to 5 tokens) * (1 - s), the pooled outputs alike
+    padded = torch.cat([c1[0][0], torch.zeros(1, 2, 8)], dim=1)
+    assert torch.allclose(averaged[0][0], c2[0][0] * 0.3 + padded * 0.7)
+    assert torch.allclose(averaged[0][1]["pooled_output"], c2[0][1]["pooled_output"] * 0.3
+                          + c1[0][1]["pooled_output"] * 0.7)
+    joined = rest(call(registry, "CRConditioningMixer", conditioning_1=c1, conditioning_2=c2,
+                       mix_method="Concatenate"))[0]
+    assert torch.equal(joined[0][0], torch.cat([c2[0][0], c1[0][0]], dim=1))
+
+
+def test_select_model_loads_the_selected_checkpoint(registry, models):
+    graph = {"s": {"class_type": "CR Select Model", "inputs": {"ckpt_name1": "None", "ckpt_name2": "tiny.safetensors",
+                                                               "ckpt_name3": "None", "ckpt_name4": "None",
+                                                               "ckpt_name5": "None", "select_model": 2}},
+             "c": CKPT}
+    result = run_graph(registry, graph, ["s", "c"])
+    assert result.values["s"][3] == "tiny.safetensors"
+    for x, y in zip(weights(*result.values["s"][:2]), weights(*result.values["c"][:2])):
+        assert all(torch.equal(x[k], y[k]) for k in y)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRSelectModel", select_model=4)
+    assert caught.value.input == "ckpt_name4"
+
+
+def test_image_output_saves_previews_and_passes_the_trigger(registry, tmp_folders):
+    import datetime
+    image = torch.rand(2, 6, 5, 3, generator=torch.Generator().manual_seed(4))
+    graph = {"1": {"class_type": "CR Image Output", "inputs": {
+        "images": ["i", 0], "output_type": "Save", "filename_prefix": "cr/pic", "prefix_presets": "yyyyMMdd",
+        "file_format": "jpg", "trigger": True}}, "i": {"class_type": "LoadImage", "inputs": {"image": "x.png"}}}
+    Image.fromarray((image[0].numpy() * 255).astype(np.uint8)).save(tmp_folders.inputs / "x.png")
+    result = run_graph(registry, graph, ["1", "i"])
+    assert result.values["1"][0] is True
+    stem = f"pic_{datetime.date.today():%Y%m%d}"
+    saved = result.outputs["1"]["images"]
+    assert saved == [{"filename": f"{stem}_00001_.jpg", "subfolder": "cr", "type": "output"}]
+    # the file is Pillow's JPEG of the 8-bit picture, at Pillow's default quality
+    import io
+    buffer = io.BytesIO()
+    image_to_pil(result.values["i"][0][0]).save(buffer, format="JPEG")
+    assert (tmp_folders.outputs / "cr" / saved[0]["filename"]).read_bytes() == buffer.getvalue()
+    preview = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "output_type": "Preview"}}}
+    result = run_graph(registry, preview, ["1"])
+    assert result.values["1"][0] is True and result.outputs["1"]["images"][0]["type"] == "temp"
+    bad = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "filename_prefix": "../out"}}}
+    assert not Executor(registry).run(parse_workflow(bad, registry), outputs=["1"]).ok

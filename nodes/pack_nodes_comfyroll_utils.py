@@ -1,0 +1,623 @@
+"""Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) utility nodes, under the pack's class
+names, inputs, defaults and outputs, each with the pack's trailing `show_help` output: its text
+nodes (CR Text, CR Multiline Text, CR Text Concatenate, CR Text Replace, CR Text Blacklist, CR Text
+Operation, CR Text Length, CR Split String), lists (CR Text List, CR Prompt List: the nodes after
+them run once per line), conversions and values (CR Integer To String, CR Float To Integer, CR
+Float To String, CR String To Number, CR String To Combo, CR Integer Multiple, CR Value, CR Clamp
+Value, CR Math Operation, CR Set Value On Boolean / On Binary / on String) and the image-layout
+nodes that draw no text (CR Color Panel, CR Image Border, CR Overlay Transparent Image). The
+pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring says which are left out
+and why.
+
+Read from the pack's source as the search index stores it: nodes_utils_text.py (its newest stored
+text, index file 56726386158, which imports io and has the Multiline Text, Blacklist, Operation
+and Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py at
+14391b2b, nodes_list.py at 235c3008 (CR Text List; CR Prompt List from the newer text quoted in
+index file 41242654911), nodes_graphics_layout.py at 14391b2b and config.py at 60202e5b (the
+colour table). The graphics nodes draw through 8-bit Pillow pictures, as the pack does, giving its
+values to the bit.
+
+A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
+int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
+hand-made API prompt is refused."""
+
+from __future__ import annotations
+
+import math
+
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
+    ListOf, Node, NodeInputError, Size, Text
+from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
+from nodes.strings import _fits
+
+# -- text -------------------------------------------------------------------------------------
+
+
+class CRText(Node):
+    """Text typed in a box, given on, as Comfyroll's CR Text does."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: str = Text("", multiline=True)
+    outputs = {"text": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text",))
+
+    def run(self):
+        return self.text, _help("Other-Nodes", "cr-text")
+
+
+class CRTextConcatenate(Node):
+    """text1, the separator, then text2, as Comfyroll's CR Text Concatenate joins them (an
+    unconnected text counts as empty)."""
+    category = "Comfyroll Studio/Utils/Text"
+    text1: STRING = None
+    text2: STRING = None
+    separator: str = Text("")
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2", "separator"))
+
+    def run(self):
+        first, second = self.text1 or "", self.text2 or ""
+        _fits(len(first) + len(self.separator) + len(second), "separator")
+        return first + self.separator + second, _help("List-Nodes", "cr-text-concatenate")
+
+
+class CRTextReplace(Node):
+    """Replace find1 by replace1 in the text, then find2 by replace2, then find3 by replace3, as
+    Comfyroll's CR Text Replace does with Python's str.replace: plain text, every occurrence. An
+    empty find with a non-empty replace inserts the replacement between every character, as there."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    find1: str = Text("")
+    replace1: str = Text("")
+    find2: str = Text("")
+    replace2: str = Text("")
+    find3: str = Text("")
+    replace3: str = Text("")
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Replace",), optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
+
+    def run(self):
+        if not isinstance(self.text, str):
+            raise NodeInputError("text", f"expected text, got {type(self.text).__name__}")
+        text = self.text
+        for i in (1, 2, 3):
+            find, replace = getattr(self, f"find{i}"), getattr(self, f"replace{i}")
+            _fits(len(text) + text.count(find) * (len(replace) - len(find)), f"replace{i}")
+            text = text.replace(find, replace)
+        return text, _help("List-Nodes", "cr-text-replace")
+
+
+class CRSplitString(Node):
+    """The text split at each delimiter: the first four parts, stripped of surrounding spaces,
+    missing ones empty, as Comfyroll's CR Split String gives them (an empty delimiter is refused,
+    as Python's split refuses it there)."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: str = Text("text")
+    delimiter: str = Text(",")
+    outputs = {"string_1": ANY, "string_2": ANY, "string_3": ANY, "string_4": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Split String",), optional=("delimiter",))
+
+    def run(self):
+        if self.delimiter == "":
+            raise NodeInputError("delimiter", "is empty; give the text to split at")
+        parts = [part.strip() for part in self.text.split(self.delimiter)[:4]]
+        return (*parts, *[""] * (4 - len(parts)), _help("Other-Nodes", "cr-split-string"))
+
+
+def multiline_text(text: str, convert_from_csv: bool, csv_quote_char: str, remove_chars: bool,
+                   chars_to_remove: str, split_string: bool) -> str:
+    """Comfyroll's CR Multiline Text: trailing commas dropped; then the CSV values (one a line) when
+    converting from CSV, and/or the items of a list-like text ('a', 'b' / "a", "b" / a, b) when
+    splitting; with neither, the lines not starting with # (chars_to_remove taken out of each when
+    remove_chars). The results joined by line breaks."""
+    import csv
+    import io
+
+    text = text.rstrip(",")
+    lines = []
+    if convert_from_csv:
+        try:
+            for row in csv.reader(io.StringIO(text), quotechar=csv_quote_char):
+                lines.extend(row)
+        except TypeError as e:
+            raise NodeInputError("csv_quote_char", f"must be one character: {e}") from None
+        except csv.Error as e:
+            raise NodeInputError("text", f"not CSV: {e}") from None
+    if split_string:
+        if text.startswith("'") and text.endswith("'"):
+            lines.extend(value.strip() for value in text[1:-1].split("', '"))
+        elif text.startswith('"') and text.endswith('"'):
+            lines.extend(value.strip() for value in text[1:-1].split('", "'))
+        elif "," in text and text.count("'") % 2 == 0:
+            lines.extend(value.strip() for value in text.replace("'", "").split(","))
+        elif "," in text and text.count('"') % 2 == 0:
+            lines.extend(value.strip() for value in text.replace('"', "").split(","))
+    if not convert_from_csv and not split_string:
+        for line in io.StringIO(text):
+            if line.strip().startswith("#"):
+                continue
+            line = line.replace("\n", "")
+            lines.append(line.replace(chars_to_remove, "") if remove_chars else line)
+    return "\n".join(lines)
+
+
+class CRMultilineText(Node):
+    """Text typed in a box, tidied as Comfyroll's CR Multiline Text does: trailing commas dropped,
+    and either the lines not starting with # (with chars_to_remove taken out when remove_chars),
+    or with convert_from_csv the CSV's values one a line (csv_quote_char quoting), or with
+    split_string a list-like text ('a', 'b' or a, b) one item a line."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: str = Text("", multiline=True)
+    convert_from_csv: bool = Bool(False)
+    csv_quote_char: str = Text("'")
+    remove_chars: bool = Bool(False)
+    chars_to_remove: str = Text("")
+    split_string: bool = Bool(False)
+    outputs = {"multiline_text": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Multiline Text",))
+
+    def run(self):
+        return (multiline_text(self.text, self.convert_from_csv, self.csv_quote_char, self.remove_chars,
+                               self.chars_to_remove, self.split_string), _help("Other-Nodes", "cr-multiline-text"))
+
+
+class CRTextBlacklist(Node):
+    """Each non-empty line of blacklist_words (stripped) replaced in the text by replacement_text,
+    in turn, as Comfyroll's CR Text Blacklist does (plain text, every occurrence)."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    blacklist_words: str = Text("", multiline=True)
+    replacement_text: str = Text("")
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Blacklist",), optional=("replacement_text",))
+
+    def run(self):
+        text = self.text
+        for line in self.blacklist_words.split("\n"):
+            word = line.strip()
+            if word:
+                _fits(len(text) + text.count(word) * (len(self.replacement_text) - len(word)), "replacement_text")
+                text = text.replace(word, self.replacement_text)
+        return text, _help("List-Nodes", "cr-text-blacklist")
+
+
+TEXT_OPERATIONS = {"uppercase": str.upper, "lowercase": str.lower, "capitalize": str.capitalize,
+                   "invert_case": str.swapcase, "reverse": lambda t: t[::-1], "trim": str.strip,
+                   "remove_spaces": lambda t: t.replace(" ", "")}
+
+
+class CRTextOperation(Node):
+    """The text upper- or lowercased, capitalized, case-inverted, reversed, trimmed or without
+    spaces, as Comfyroll's CR Text Operation does with Python's string methods."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    operation: str = Choice(tuple(TEXT_OPERATIONS), "uppercase")
+    outputs = {"STRING": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Operation",))
+
+    def run(self):
+        return TEXT_OPERATIONS[self.operation](self.text), _help("List-Nodes", "cr-text_operation")
+
+
+class CRTextLength(Node):
+    """The number of characters in the text, as Comfyroll's CR Text Length counts them."""
+    category = "Comfyroll Studio/Utils/Text"
+    text: STRING
+    outputs = {"INT": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text Length",))
+
+    def run(self):
+        return len(self.text), _help("List-Nodes", "cr-text-length")
+
+
+def list_rows(text: str, start_index: int, max_rows: int) -> list[str]:
+    """The pack's list rows: the text's lines from start_index (moved back onto the last line
+    when past it) for at most max_rows."""
+    lines = text.split("\n")
+    start = max(0, min(start_index, len(lines) - 1))
+    return lines[start:min(start + max_rows, len(lines))]
+
+
+class CRTextList(Node):
+    """The text's lines from start_index, at most max_rows of them, as a list (the nodes after it
+    run once per line), as Comfyroll's CR Text List gives them."""
+    category = "Comfyroll Studio/List"
+    multiline_text: str = Text("text")
+    start_index: int = Int(0, min=0, max=9999)
+    max_rows: int = Int(1000, min=1, max=9999)
+    outputs = {"STRING": ListOf(STRING), "show_help": STRING}
+    comfy = ComfyAlias(("CR Text List",))
+
+    def run(self):
+        return list_rows(self.multiline_text, self.start_index, self.max_rows), _help("Other-Nodes", "cr-text-list")
+
+
+class CRPromptList(Node):
+    """The text's lines from start_index, at most max_rows of them, as lists: each line between
+    prepend_text and append_text (`prompt`) and as it is (`body_text`); the nodes after it run once
+    per line, as with Comfyroll's CR Prompt List."""
+    category = "Comfyroll Studio/List"
+    prepend_text: str = Text("")
+    multiline_text: str = Text("body_text", multiline=True)
+    append_text: str = Text("")
+    start_index: int = Int(0, min=0, max=9999)
+    max_rows: int = Int(1000, min=1, max=9999)
+    outputs = {"prompt": ListOf(STRING), "body_text": ListOf(STRING), "show_help": STRING}
+    comfy = ComfyAlias(("CR Prompt List",))
+
+    def run(self):
+        rows = list_rows(self.multiline_text, self.start_index, self.max_rows)
+        _fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
+        return ([self.prepend_text + row + self.append_text for row in rows], rows,
+                _help("List-Nodes", "cr-prompt-list"))
+
+
+# -- conversions and values ------------------------------------------------------------------
+
+
+class CRIntegerToString(Node):
+    """A whole number written as text, as Comfyroll's CR Integer To String writes it."""
+    category = "Comfyroll Studio/Utils/Conversion"
+    int_: INT
+    outputs = {"STRING": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Integer To String",))
+
+    def run(self):
+        return f"{self.int_}", _help("Conversion-Nodes", "cr-integer-to-string")
+
+
+class CRFloatToInteger(Node):
+    """A number's whole part (truncated toward zero: -2.7 gives -2), as Comfyroll's CR Float To
+    Integer gives it."""
+    category = "Comfyroll Studio/Utils/Conversion"
+    float_value: FLOAT
+    outputs = {"INT": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Float To Integer",), inputs={"_float": "float_value"})
+
+    def run(self):
+        return _whole(self.float_value, "float_value"), _help("Conversion-Nodes", "cr-float-to-integer")
+
+
+class CRFloatToString(Node):
+    """A number written as text as Python writes it (1.0 gives "1.0"), as Comfyroll's CR Float To
+    String does."""
+    category = "Comfyroll Studio/Utils/Conversion"
+    float_: FLOAT
+    outputs = {"STRING": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Float To String",))
+
+    def run(self):
+        return f"{self.float_}", _help("Conversion-Nodes", "cr-float-to-string")
+
+
+def _whole(value, input_name: str) -> int:
+    """int(value), as the pack converts; infinity and NaN have none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise NodeInputError(input_name, f"{value} has no whole number")
+    return int(value)
+
+
+class CRIntegerMultiple(Node):
+    """integer times multiple, truncated to a whole number, as Comfyroll's CR Integer Multiple
+    computes it (despite its name, a product, not a rounding to a multiple)."""
+    category = "Comfyroll Studio/Utils/Other"
+    integer: int = Int(1, min=-CR_LIMIT, max=CR_LIMIT)
+    multiple: float = Float(8.0, min=1.0, max=CR_LIMIT)
+    outputs = {"INT": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Integer Multiple",))
+
+    def run(self):
+        return _whole(self.integer * self.multiple, "multiple"), _help("Other-Nodes", "cr-integer-multiple")
+
+
+class CRValue(Node):
+    """A number given on as a float and as its whole part (truncated), as Comfyroll's CR Value."""
+    category = "Comfyroll Studio/Utils/Other"
+    value: float = Float(1.0)
+    outputs = {"FLOAT": FLOAT, "INT": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Value",))
+
+    def run(self):
+        return float(self.value), _whole(self.value, "value"), _help("Other-Nodes", "cr-value")
+
+
+MATH_OPERATIONS = ("sin", "cos", "tan", "sqrt", "exp", "log", "neg", "abs")
+
+
+def cr_math(a: float, operation: str) -> float:
+    """Comfyroll's CR Math Operation before rounding. Its "tan" computes cos(a) (the pack's code
+    does so), kept so workflows give the pack's numbers."""
+    functions = {"sin": math.sin, "cos": math.cos, "tan": math.cos, "sqrt": math.sqrt, "exp": math.exp,
+                 "log": math.log, "neg": lambda x: -x, "abs": abs}
+    return functions[operation](a)
+
+
+class CRMathOperation(Node):
+    """sin, cos, sqrt, exp, log (natural), neg or abs of a, rounded to decimal_places, as
+    Comfyroll's CR Math Operation computes it. Its "tan" gives cos(a), as the pack's code does."""
+    category = "Comfyroll Studio/Utils/Other"
+    a: float = Float(1.0)
+    operation: str = Choice(MATH_OPERATIONS, "sin")
+    decimal_places: int = Int(2, min=0, max=10)
+    outputs = {"a": FLOAT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Math Operation",))
+
+    def run(self):
+        try:
+            result = cr_math(self.a, self.operation)
+        except (ValueError, OverflowError) as e:
+            raise NodeInputError("a", f"{self.operation}({self.a}) has no value: {e}") from None
+        return round(result, self.decimal_places), _help("Other-Nodes", "cr-math-operation")
+
+
+class CRSetValueOnBoolean(Node):
+    """value_if_true or value_if_false by the boolean, as a whole number (truncated) and as a
+    float, as Comfyroll's CR Set Value On Boolean gives it."""
+    category = "Comfyroll Studio/Utils/Conditional"
+    boolean: BOOLEAN
+    value_if_true: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
+    value_if_false: float = Float(0.0, min=-CR_LIMIT, max=CR_LIMIT)
+    outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Set Value On Boolean",))
+
+    def run(self):
+        name = "value_if_true" if self.boolean is True else "value_if_false"  # the pack tests `== True`
+        value = getattr(self, name)
+        return _whole(value, name), value, _help("Other-Nodes", "cr-set-value-on-boolean")
+
+
+class CRClampValue(Node):
+    """a limited to range_min .. range_max (max(range_min, min(a, range_max)): range_min wins
+    when the range is reversed), as Comfyroll's CR Clamp Value computes it."""
+    category = "Comfyroll Studio/Utils/Other"
+    a: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
+    range_min: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
+    range_max: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
+    outputs = {"a": FLOAT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Clamp Value",))
+
+    def run(self):
+        return max(self.range_min, min(self.a, self.range_max)), _help("Other-Nodes", "cr-clamp-value")
+
+
+class CRSetValueOnBinary(Node):
+    """value_if_1 when binary is 1, else value_if_0, as a whole number (truncated) and as a float,
+    as Comfyroll's CR Set Value On Binary gives it."""
+    category = "Comfyroll Studio/Utils/Conditional"
+    binary: INT
+    value_if_1: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
+    value_if_0: float = Float(0.0, min=-CR_LIMIT, max=CR_LIMIT)
+    outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Set Value On Binary",))
+
+    def run(self):
+        name = "value_if_1" if self.binary == 1 else "value_if_0"
+        value = getattr(self, name)
+        return _whole(value, name), value, _help("Other-Nodes", "cr-set-value-on-boolean")
+
+
+class CRSetValueOnString(Node):
+    """value_if_true when test_string occurs in the text (an empty test_string always does), else
+    value_if_false, with that test's result, as Comfyroll's CR Set Value on String gives them."""
+    category = "Comfyroll Studio/Utils/Conditional"
+    text: STRING
+    test_string: str = Text("")
+    value_if_true: str = Text("")
+    value_if_false: str = Text("")
+    outputs = {"STRING": ANY, "BOOLEAN": BOOLEAN, "show_help": STRING}
+    comfy = ComfyAlias(("CR Set Value on String",), optional=("test_string", "value_if_true", "value_if_false"))
+
+    def run(self):
+        found = self.test_string in self.text
+        return (self.value_if_true if found else self.value_if_false), found, \
+            _help("List-Nodes", "cr-set-value-on-string")
+
+
+ROUNDINGS = ("round", "round down", "round up")
+
+
+def string_to_number(text: str, round_integer: str) -> tuple[int, float]:
+    """Comfyroll's CR String To Number: digits with at most one point, a leading minus allowed; the
+    whole number by Python's round (halves to even), or as the pack's "round down" / "round up"
+    compute them: the whole part, one lower for a negative number when rounding down, one higher
+    for a positive one when rounding up (so 2.0 rounds up to 3, as there)."""
+    negative = text.startswith("-") and text[1:].replace(".", "", 1).isdigit()
+    if not negative and not text.replace(".", "", 1).isdigit():
+        raise NodeInputError("text", f"{text!r:.60} is not a number (digits with at most one point)")
+    try:
+        value = -float(text[1:]) if negative else float(text)
+    except ValueError:  # digits Python's float() doesn't read, as "²"
+        raise NodeInputError("text", f"{text!r:.60} is not a number float() reads") from None
+    if round_integer == "round up":
+        whole = int(value) if text.startswith("-") else int(value) + 1
+    elif round_integer == "round down":
+        whole = int(value) - 1 if text.startswith("-") else int(value)
+    else:
+        whole = round(value)
+    return whole, value
+
+
+class CRStringToNumber(Node):
+    """A number written as text, as a whole number and as a float, as Comfyroll's CR String To
+    Number reads it (see its rounding: "round up" adds one to a positive number's whole part even
+    when it has none to round, as the pack does)."""
+    category = "Comfyroll Studio/Utils/Conversion"
+    text: STRING
+    round_integer: str = Choice(ROUNDINGS, "round")
+    outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
+    comfy = ComfyAlias(("CR String To Number",))
+
+    def run(self):
+        return (*string_to_number(self.text, self.round_integer), _help("Conversion-Nodes", "cr-string-to-number"))
+
+
+class CRStringToCombo(Node):
+    """The text up to its first comma, to link into a list input (a sampler name, say), as
+    Comfyroll's CR String To Combo gives it; an empty text has no value to give."""
+    category = "Comfyroll Studio/Utils/Conversion"
+    text: STRING
+    outputs = {"any": ANY, "show_help": STRING}
+    comfy = ComfyAlias(("CR String To Combo",))
+
+    def run(self):
+        if self.text == "":
+            raise NodeInputError("text", "is empty: there is no value to give")
+        return self.text.split(",")[0], _help("Conversion-Nodes", "cr-string-to-combo")
+
+
+# -- graphics ---------------------------------------------------------------------------------
+
+# The pack's colour names and their RGB (its config.py); "custom" takes the *_hex input instead.
+COLOR_MAPPING = {
+    "white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+    "yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255), "orange": (255, 165, 0),
+    "purple": (128, 0, 128), "pink": (255, 192, 203), "brown": (160, 85, 15), "gray": (128, 128, 128),
+    "lightgray": (211, 211, 211), "darkgray": (169, 169, 169), "olive": (128, 128, 0), "lime": (0, 128, 0),
+    "teal": (0, 128, 128), "navy": (0, 0, 128), "maroon": (128, 0, 0), "fuchsia": (255, 0, 128),
+    "aqua": (0, 255, 128), "silver": (192, 192, 192), "gold": (255, 215, 0), "turquoise": (64, 224, 208),
+    "lavender": (230, 230, 250), "violet": (238, 130, 238), "coral": (255, 127, 80), "indigo": (75, 0, 130),
+}
+COLORS = ("custom", *COLOR_MAPPING)
+
+
+def cr_color(name: str, hex_color: str, hex_input: str) -> tuple[int, int, int]:
+    """The pack's get_color_values: a named colour's RGB, or for "custom" the hex input's
+    (#rrggbb, the # optional)."""
+    if name != "custom":
+        return COLOR_MAPPING[name]
+    digits = hex_color.lstrip("#")
+    try:
+        if len(digits) < 6:
+            raise ValueError("too short")
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+    except ValueError:
+        raise NodeInputError(hex_input, f"expected a colour as #rrggbb, got {hex_color!r}") from None
+
+
+def _pil_frames(images, input_name: str) -> list:
+    from graphflow.images import image_to_pil
+    if getattr(images, "ndim", 0) != 4 or images.shape[-1] != 3:
+        raise NodeInputError(input_name, f"expected an RGB IMAGE [B, H, W, 3], got shape "
+                                         f"{tuple(getattr(images, 'shape', ()))}")
+    return [image_to_pil(frame) for frame in images]
+
+
+def _tensor(picture):
+    """A picture as one IMAGE frame [H, W, C], its 8-bit values over 255, as the pack's pil2tensor."""
+    import numpy as np
+    import torch
+    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
+
+
+class CRColorPanel(Node):
+    """An image of one colour (a named one, or fill_color_hex for "custom"), as Comfyroll's CR
+    Color Panel makes it."""
+    category = "Comfyroll Studio/Graphics/Layout"
+    panel_width: int = Int(512, min=8, max=4096, resource="width")
+    panel_height: int = Int(512, min=8, max=4096, resource="height")
+    fill_color: str = Choice(COLORS, "custom")
+    fill_color_hex: str = Text("#000000")
+    outputs = {"image": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Color Panel",), optional=("fill_color_hex",))
+
+    def run(self):
+        import torch
+        color = torch.tensor(cr_color(self.fill_color, self.fill_color_hex, "fill_color_hex"), dtype=torch.float32)
+        image = (color / 255.0).expand(1, self.panel_height, self.panel_width, 3).clone()
+        return image, _help("Layout-Nodes", "cr-color-panel")
+
+
+class CRImageBorder(Node):
+    """Each image framed as Comfyroll's CR Image Border frames it (through 8-bit pictures, as
+    there): first an outline of outline_thickness on every side in outline_color (Pillow's colour
+    of that name, as the pack passes the name to Pillow), then borders of the given thickness on
+    each side in border_color (the pack's colour table, or border_color_hex for "custom")."""
+    category = "Comfyroll Studio/Graphics/Layout"
+    image: IMAGE
+    top_thickness: int = Int(0, min=0, max=4096)
+    bottom_thickness: int = Int(0, min=0, max=4096)
+    left_thickness: int = Int(0, min=0, max=4096)
+    right_thickness: int = Int(0, min=0, max=4096)
+    border_color: str = Choice(COLORS, "custom")
+    outline_thickness: int = Int(0, min=0, max=1024)
+    outline_color: str = Choice(COLORS[1:], "white")
+    border_color_hex: str = Text("#000000")
+    outputs = {"image": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Image Border",), optional=("border_color_hex",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        try:
+            outline = 2 * widgets["outline_thickness"]
+            return Estimate(Size(size.batch, size.height + outline + widgets["top_thickness"]
+                                 + widgets["bottom_thickness"],
+                                 size.width + outline + widgets["left_thickness"] + widgets["right_thickness"]))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        import torch
+        from PIL import ImageOps
+
+        border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
+        sides = (self.left_thickness, self.top_thickness, self.right_thickness, self.bottom_thickness)
+        frames = []
+        for picture in _pil_frames(self.image, "image"):
+            if self.outline_thickness > 0:
+                picture = ImageOps.expand(picture, self.outline_thickness, fill=self.outline_color)
+            if any(sides):
+                picture = ImageOps.expand(picture, sides, fill=border)
+            frames.append(_tensor(picture))
+        return torch.stack(frames), _help("Layout-Nodes", "cr-image-border")
+
+
+class CROverlayTransparentImage(Node):
+    """Paste the overlay onto the back image as Comfyroll's CR Overlay Transparent Image does,
+    with Pillow through 8-bit pictures: the overlay made see-through by `transparency` (0 opaque),
+    rotated by rotation_angle degrees (counter-clockwise, canvas grown to fit, nearest
+    neighbour), scaled by overlay_scale_factor (Lanczos), then centred on the back image and moved
+    by offset_x / offset_y. The pack takes one image of each; here each back image takes the
+    overlay of the same index, or the overlay's only one."""
+    category = "Comfyroll Studio/Graphics/Layout"
+    back_image: IMAGE
+    overlay_image: IMAGE
+    transparency: float = Float(0.0, min=0.0, max=1.0, step=0.1)
+    offset_x: int = Int(0, min=-4096, max=4096)
+    offset_y: int = Int(0, min=-4096, max=4096)
+    rotation_angle: float = Float(0.0, min=-360.0, max=360.0, step=0.1)
+    overlay_scale_factor: float = Float(1.0, min=0.0, max=100.0, step=0.001)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("CR Overlay Transparent Image",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        back, overlay = inputs.get("back_image"), inputs.get("overlay_image")
+        scale = widgets.get("overlay_scale_factor")
+        if overlay is None or not isinstance(scale, (int, float)):
+            return Estimate(back)
+        # the rotated overlay's canvas (at most twice each side) scaled, as 8-bit RGBA
+        return Estimate(back, memory=int(4 * overlay.pixels * 4 * scale * scale))
+
+    def run(self):
+        import torch
+        from PIL import Image
+
+        backs = _pil_frames(self.back_image, "back_image")
+        overlays = _pil_frames(self.overlay_image, "overlay_image")
+        if len(overlays) not in (1, len(backs)):
+            raise NodeInputError("overlay_image", f"has {len(overlays)} images for {len(backs)} back images: give one, "
+                                                  f"or one for each")
+        frames = []
+        for i, back in enumerate(backs):
+            overlay = overlays[i if len(overlays) > 1 else 0]
+            overlay.putalpha(int(255 * (1 - self.transparency)))
+            overlay = overlay.rotate(self.rotation_angle, expand=True)
+            size = (int(overlay.width * self.overlay_scale_factor), int(overlay.height * self.overlay_scale_factor))
+            if size[0] < 1 or size[1] < 1:
+                raise NodeInputError("overlay_scale_factor", f"makes the overlay {size[0]}x{size[1]} pixels")
+            overlay = overlay.resize(size, Image.LANCZOS)
+            position = (back.width // 2 - overlay.width // 2 + self.offset_x,
+                        back.height // 2 - overlay.height // 2 + self.offset_y)
+            back.paste(overlay, position, overlay)
+            frames.append(_tensor(back))
+        return torch.stack(frames)
