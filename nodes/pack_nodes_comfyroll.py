@@ -505,7 +505,7 @@ class CRImageInputSwitch(Node):
     image1: IMAGE = None
     image2: IMAGE = None
     outputs = {"IMAGE": IMAGE, "show_help": STRING}
-    comfy = ComfyAlias(("CR Image Input Switch",))
+    comfy = ComfyAlias(("CR Image Input Switch",), optional=("image1", "image2"))
 
     def run(self):
         return _two_way(self, "image1", "image2"), _help("Logic-Nodes", "cr-image-input-switch")
@@ -520,7 +520,7 @@ class CRImageInputSwitch4(Node):
     image3: IMAGE = None
     image4: IMAGE = None
     outputs = {"IMAGE": IMAGE, "show_help": STRING}
-    comfy = ComfyAlias(("CR Image Input Switch (4 way)",))
+    comfy = ComfyAlias(("CR Image Input Switch (4 way)",), optional=("image1", "image2", "image3", "image4"))
 
     def run(self):
         return _four_way(self, "image"), _help("Logic-Nodes", "cr-text-input-switch-4-way")
@@ -533,7 +533,7 @@ class CRTextInputSwitch(Node):
     text1: STRING = None
     text2: STRING = None
     outputs = {"STRING": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Input Switch",))
+    comfy = ComfyAlias(("CR Text Input Switch",), optional=("text1", "text2"))
 
     def run(self):
         return _two_way(self, "text1", "text2"), _help("Logic-Nodes", "cr-text-input-switch")
@@ -548,7 +548,7 @@ class CRTextInputSwitch4(Node):
     text3: STRING = None
     text4: STRING = None
     outputs = {"STRING": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Input Switch (4 way)",))
+    comfy = ComfyAlias(("CR Text Input Switch (4 way)",), optional=("text1", "text2", "text3", "text4"))
 
     def run(self):
         return _four_way(self, "text"), _help("Logic-Nodes", "cr-text-input-switch-4-way")
@@ -561,7 +561,7 @@ class CRModelInputSwitch(Node):
     model1: MODEL = None
     model2: MODEL = None
     outputs = {"MODEL": MODEL, "show_help": STRING}
-    comfy = ComfyAlias(("CR Model Input Switch",))
+    comfy = ComfyAlias(("CR Model Input Switch",), optional=("model1", "model2"))
 
     def run(self):
         return _two_way(self, "model1", "model2"), _help("Logic-Nodes", "cr-model-input-switch")
@@ -574,7 +574,7 @@ class CRLatentInputSwitch(Node):
     latent1: LATENT = None
     latent2: LATENT = None
     outputs = {"LATENT": LATENT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Latent Input Switch",))
+    comfy = ComfyAlias(("CR Latent Input Switch",), optional=("latent1", "latent2"))
 
     def run(self):
         return _two_way(self, "latent1", "latent2"), _help("Logic-Nodes", "cr-latent-input-switch")
@@ -588,7 +588,7 @@ class CRConditioningInputSwitch(Node):
     conditioning1: CONDITIONING = None
     conditioning2: CONDITIONING = None
     outputs = {"CONDITIONING": CONDITIONING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Conditioning Input Switch",))
+    comfy = ComfyAlias(("CR Conditioning Input Switch",), optional=("conditioning1", "conditioning2"))
 
     def run(self):
         return _two_way(self, "conditioning1", "conditioning2"), _help("Logic-Nodes", "cr-conditioning-input-switch")
@@ -601,7 +601,7 @@ class CRClipInputSwitch(Node):
     clip1: CLIP = None
     clip2: CLIP = None
     outputs = {"CLIP": CLIP, "show_help": STRING}
-    comfy = ComfyAlias(("CR Clip Input Switch",))
+    comfy = ComfyAlias(("CR Clip Input Switch",), optional=("clip1", "clip2"))
 
     def run(self):
         return _two_way(self, "clip1", "clip2"), _help("Logic-Nodes", "cr-clip-input-switch")
@@ -614,7 +614,7 @@ class CRVAEInputSwitch(Node):
     VAE1: VAE = None
     VAE2: VAE = None
     outputs = {"VAE": VAE, "show_help": STRING}
-    comfy = ComfyAlias(("CR VAE Input Switch",))
+    comfy = ComfyAlias(("CR VAE Input Switch",), optional=("VAE1", "VAE2"))
 
     def run(self):
         return _two_way(self, "VAE1", "VAE2"), _help("Logic-Nodes", "cr-vae-input-switch")
@@ -628,7 +628,7 @@ class CRControlNetInputSwitch(Node):
     control_net1: CONTROL_NET = None
     control_net2: CONTROL_NET = None
     outputs = {"CONTROL_NET": CONTROL_NET, "show_help": STRING}
-    comfy = ComfyAlias(("CR ControlNet Input Switch",))
+    comfy = ComfyAlias(("CR ControlNet Input Switch",), optional=("control_net1", "control_net2"))
 
     def run(self):
         return _two_way(self, "control_net1", "control_net2"), _help("Logic-Nodes", "cr-controlnet-input-switch")
@@ -672,7 +672,7 @@ class CRImg2ImgProcessSwitch(Node):
     txt2img: LATENT = None
     img2img: LATENT = None
     outputs = {"LATENT": LATENT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Img2Img Process Switch",))
+    comfy = ComfyAlias(("CR Img2Img Process Switch",), optional=("txt2img", "img2img"))
 
     def run(self):
         return _picked(self, "txt2img" if self.Input == "txt2img" else "img2img"), \
@@ -687,7 +687,7 @@ class CRHiresFixProcessSwitch(Node):
     latent_upscale: LATENT = None
     image_upscale: LATENT = None
     outputs = {"LATENT": LATENT, "STRING": STRING}
-    comfy = ComfyAlias(("CR Hires Fix Process Switch",))
+    comfy = ComfyAlias(("CR Hires Fix Process Switch",), optional=("latent_upscale", "image_upscale"))
 
     def run(self):
         return _picked(self, "latent_upscale" if self.Input == "latent_upscale" else "image_upscale"), \
@@ -701,7 +701,7 @@ class CRBatchProcessSwitch(Node):
     image: IMAGE = None
     image_batch: IMAGE = None
     outputs = {"IMAGE": IMAGE, "show_help": STRING}
-    comfy = ComfyAlias(("CR Batch Process Switch",))
+    comfy = ComfyAlias(("CR Batch Process Switch",), optional=("image", "image_batch"))
 
     def run(self):
         return _picked(self, "image" if self.Input == "image" else "image_batch"), \
@@ -752,7 +752,7 @@ class CRLoRAStack(Node):
     del _i
     lora_stack: LORA_STACK = None
     outputs = {"LORA_STACK": LORA_STACK, "show_help": STRING}
-    comfy = ComfyAlias(("CR LoRA Stack",))
+    comfy = ComfyAlias(("CR LoRA Stack",), optional=("lora_stack",))
 
     def run(self):
         rows = [row for row in _lora_rows(self.lora_stack) if row[0] != "None"]
@@ -829,8 +829,9 @@ class CRMultiControlNetStack(Node):
     controlnet_stack: CONTROL_NET_STACK = None
     outputs = {"CONTROLNET_STACK": CONTROL_NET_STACK, "show_help": STRING}
     comfy = ComfyAlias(("CR Multi-ControlNet Stack",),
-                       optional=tuple(f"{name}_{i}" for i in (1, 2, 3) for name in
-                                      ("switch", "controlnet", "controlnet_strength", "start_percent", "end_percent")))
+                       optional=(*(f"{name}_{i}" for i in (1, 2, 3) for name in
+                                   ("switch", "controlnet", "controlnet_strength", "start_percent", "end_percent")),
+                                 "image_1", "image_2", "image_3", "controlnet_stack"))
 
     @classmethod
     def fingerprint(cls, **widgets):
@@ -907,7 +908,7 @@ class CRModulePipeLoader(Node):
     image: IMAGE = None
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"pipe": PIPE_LINE, "show_help": STRING}
-    comfy = ComfyAlias(("CR Module Pipe Loader",))
+    comfy = ComfyAlias(("CR Module Pipe Loader",), optional=MODULE_PIECES)
 
     def run(self):
         return tuple(getattr(self, name) for name in MODULE_PIECES), _help("Pipe-Nodes", "cr-module-pipe-loader")
@@ -941,7 +942,7 @@ class CRModuleOutput(Node):
     image: IMAGE = None
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"pipe": PIPE_LINE, "show_help": STRING}
-    comfy = ComfyAlias(("CR Module Output",))
+    comfy = ComfyAlias(("CR Module Output",), optional=MODULE_PIECES)
 
     def run(self):
         old = _pipe(self.pipe, MODULE_PIECES, "CR Module Pipe Loader")

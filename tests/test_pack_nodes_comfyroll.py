@@ -631,3 +631,26 @@ def test_image_output_saves_previews_and_passes_the_trigger(registry, tmp_folder
     assert result.values["1"][0] is True and result.outputs["1"]["images"][0]["type"] == "temp"
     bad = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "filename_prefix": "../out"}}}
     assert not Executor(registry).run(parse_workflow(bad, registry), outputs=["1"]).ok
+
+
+def test_comfyui_clients_see_the_packs_required_and_optional_inputs(registry):
+    """A ComfyUI editor served by graphflow lays widgets out (and requires links) as the pack does."""
+    from graphflow.server.comfyui_object_info import class_info
+    from graphflow.workflow import comfy_aliases
+
+    def inputs(class_type):
+        cls = registry.comfy_node(class_type)
+        alias = next(a for a in comfy_aliases(cls) if class_type in a.class_types)
+        info = class_info(cls, class_type, alias)["input_order"]
+        return info["required"], info.get("optional", [])
+
+    assert inputs("CR Image Input Switch") == (["Input"], ["image1", "image2"])
+    assert inputs("CR Switch Model and CLIP") == (["Input", "model1", "clip1", "model2", "clip2"], [])
+    required, optional = inputs("CR Multi-ControlNet Stack")
+    assert required == [] and optional[:5] == ["switch_1", "controlnet_1", "controlnet_strength_1",
+                                              "start_percent_1", "end_percent_1"]
+    assert optional[-4:] == ["image_1", "image_2", "image_3", "controlnet_stack"]
+    assert inputs("CR Module Output") == (["pipe"], ["model", "pos", "neg", "latent", "vae", "clip", "controlnet",
+                                                     "image", "seed"])
+    assert inputs("CR Float To Integer") == (["_float"], [])
+    assert inputs("CR Text Replace")[0] == ["text"]
