@@ -335,8 +335,16 @@ def test_controlnet_nodes_equal_the_core_controls(registry, models):
                  "conditioning": ["p", 0], "control_net": ["net", 0], "image": ["i", 0], "switch": "On",
                  "strength": 0.6}},
              "core": {"class_type": "ControlNetApply", "inputs": {"conditioning": ["p", 0], "control_net": ["net", 0],
-                                                                  "image": ["i", 0], "strength": 0.6}}}
-    result = run_graph(registry, graph, ["a", "x2", "one", "core", "s", "p"])
+                                                                  "image": ["i", 0], "strength": 0.6}},
+             # Efficiency Nodes' stacker links into the pack's applier: the same stack tuples
+             "e": {"class_type": "Control Net Stacker", "inputs": {"control_net": ["net", 0], "image": ["i", 0],
+                                                                   "strength": 0.8, "start_percent": 0.0,
+                                                                   "end_percent": 0.5}},
+             "ea": {"class_type": "CR Apply Multi-ControlNet", "inputs": {"base_positive": ["p", 0],
+                                                                          "base_negative": ["n", 0], "switch": "On",
+                                                                          "controlnet_stack": ["e", 0]}}}
+    result = run_graph(registry, graph, ["a", "x2", "x1", "ea", "one", "core", "s", "p"])
+    assert same_chains(chain(result.values["ea"][0]), chain(result.values["x1"][0]))
     assert len(result.values["s"][0]) == 2
     for side in (0, 1):
         assert same_chains(chain(result.values["a"][side]), chain(result.values["x2"][side]))
