@@ -188,7 +188,7 @@ class CRAspectRatio(Node):
 class CRImageSize(Node):
     """Width, height and an upscale factor to link into other nodes, as Comfyroll's CR Image Size
     (Legacy) gives them."""
-    category = "Comfyroll Studio/Other/Legacy"
+    category = "Comfyroll Studio/Essential/Legacy"
     width: int = Int(512, min=64, max=2048)
     height: int = Int(512, min=64, max=2048)
     upscale_factor: float = Float(1.0, min=1.0, max=2000.0, step=0.1)
@@ -654,7 +654,7 @@ class CRSwitchModelAndCLIP(Node):
 
 class CRPipeSwitch(Node):
     """pipe1 when Input is 1, else pipe2, as Comfyroll's CR Pipe Switch picks."""
-    category = "Comfyroll Studio/Pipe"
+    category = "Comfyroll Studio/Essential/Pipe"
     Input: int = Int(1, min=1, max=2)
     pipe1: PIPE_LINE
     pipe2: PIPE_LINE
@@ -714,7 +714,7 @@ class CRBatchProcessSwitch(Node):
 class CRLoadLoRA(Node):
     """Apply a LoRA to the model and text encoder as LoraLoader does, as Comfyroll's CR Load LoRA:
     nothing is loaded when the switch is "Off", the LoRA is "None" or both strengths are 0."""
-    category = "Comfyroll Studio/LoRA"
+    category = "Comfyroll Studio/Essential/LoRA"
     model: MODEL
     clip: CLIP
     switch: str = Choice(ON_OFF, "On")
@@ -739,7 +739,7 @@ class CRLoRAStack(Node):
     """List up to three LoRAs for an apply-stack node, as Comfyroll's CR LoRA Stack: an incoming
     lora_stack's rows first (those not "None"), then each row switched "On" and not "None", as
     (lora_name, model_weight, clip_weight). Links into Efficiency Nodes' loaders too."""
-    category = "Comfyroll Studio/LoRA"
+    category = "Comfyroll Studio/Essential/LoRA"
     for _i in (1, 2, 3):
         __annotations__[f"switch_{_i}"] = str
         locals()[f"switch_{_i}"] = Choice(OFF_ON, "Off")
@@ -766,7 +766,7 @@ class CRLoRAStack(Node):
 class CRApplyLoRAStack(Node):
     """Apply each LoRA of a LORA_STACK in turn as LoraLoader does (strength 0 included), as
     Comfyroll's CR Apply LoRA Stack; an empty stack passes the model and text encoder through."""
-    category = "Comfyroll Studio/LoRA"
+    category = "Comfyroll Studio/Essential/LoRA"
     model: MODEL
     clip: CLIP
     lora_stack: LORA_STACK
@@ -784,7 +784,7 @@ class CRApplyControlNet(Node):
     """Guide the image with a ControlNet and a hint image over the whole sampling, on the
     conditioning given only, as Comfyroll's CR Apply ControlNet does (unlike ControlNetApply it
     leaves the negative prompt without control). Passes through when "Off" or at strength 0."""
-    category = "Comfyroll Studio/ControlNet"
+    category = "Comfyroll Studio/Essential/ControlNet"
     conditioning: CONDITIONING
     control_net: CONTROL_NET
     image: IMAGE
@@ -809,7 +809,7 @@ class CRMultiControlNetStack(Node):
     start / end percents, as Comfyroll's CR Multi-ControlNet Stack: an incoming stack's entries
     first, then each row switched "On", not "None" and with its image connected, its file loaded
     here. Links into Efficiency Nodes' Apply ControlNet Stack too."""
-    category = "Comfyroll Studio/ControlNet"
+    category = "Comfyroll Studio/Essential/ControlNet"
     for _i in (1, 2, 3):
         __annotations__[f"switch_{_i}"] = str
         locals()[f"switch_{_i}"] = Choice(OFF_ON, "Off")
@@ -859,7 +859,7 @@ class CRApplyMultiControlNet(Node):
     ControlNet (advanced) does, as Comfyroll's CR Apply Multi-ControlNet; "Off" (its default)
     passes both through. A stack entry naming a file instead of a loaded ControlNet (the pack's
     older stacks) is loaded from models/controlnet."""
-    category = "Comfyroll Studio/ControlNet"
+    category = "Comfyroll Studio/Essential/ControlNet"
     base_positive: CONDITIONING
     base_negative: CONDITIONING
     switch: str = Choice(OFF_ON, "Off")
@@ -897,7 +897,7 @@ class CRModulePipeLoader(Node):
     """Gather a model, prompts, latent, VAE, text encoder, ControlNet, image and seed into one
     PIPE_LINE, as Comfyroll's CR Module Pipe Loader does (an unconnected piece is carried as
     nothing: the pack carries a 0 there)."""
-    category = "Comfyroll Studio/Pipe/Module"
+    category = "Comfyroll Studio/Essential/Pipe/Module"
     model: MODEL = None
     pos: CONDITIONING = None
     neg: CONDITIONING = None
@@ -916,7 +916,7 @@ class CRModulePipeLoader(Node):
 
 class CRModuleInput(Node):
     """A module PIPE_LINE opened: the pipe itself and each piece, as Comfyroll's CR Module Input."""
-    category = "Comfyroll Studio/Pipe/Module"
+    category = "Comfyroll Studio/Essential/Pipe/Module"
     pipe: PIPE_LINE
     outputs = {"pipe": PIPE_LINE, "model": MODEL, "pos": CONDITIONING, "neg": CONDITIONING, "latent": LATENT,
                "vae": VAE, "clip": CLIP, "controlnet": CONTROL_NET, "image": IMAGE, "seed": INT, "show_help": STRING}
@@ -930,7 +930,7 @@ class CRModuleInput(Node):
 class CRModuleOutput(Node):
     """A module PIPE_LINE with the connected pieces replaced, as Comfyroll's CR Module Output: the
     seed widget always replaces the pipe's seed (ComfyUI always sends a widget's value)."""
-    category = "Comfyroll Studio/Pipe/Module"
+    category = "Comfyroll Studio/Essential/Pipe/Module"
     pipe: PIPE_LINE
     model: MODEL = None
     pos: CONDITIONING = None
@@ -954,7 +954,7 @@ class CRModuleOutput(Node):
 class CRImagePipeIn(Node):
     """Gather an image, width, height and upscale factor into one PIPE_LINE, as Comfyroll's CR
     Image Pipe In does (an unconnected image is carried as nothing)."""
-    category = "Comfyroll Studio/Pipe/Image"
+    category = "Comfyroll Studio/Essential/Pipe/Image"
     image: IMAGE = None
     width: int = Int(512, min=64, max=2048)
     height: int = Int(512, min=64, max=2048)
@@ -970,7 +970,7 @@ class CRImagePipeEdit(Node):
     """An image PIPE_LINE with a connected image replaced, and width, height and upscale factor
     set from the widgets (ComfyUI always sends them, so they always replace), as Comfyroll's CR
     Image Pipe Edit does."""
-    category = "Comfyroll Studio/Pipe/Image"
+    category = "Comfyroll Studio/Essential/Pipe/Image"
     pipe: PIPE_LINE
     image: IMAGE = None
     width: int = Int(512, min=64, max=2048)
@@ -988,7 +988,7 @@ class CRImagePipeEdit(Node):
 class CRImagePipeOut(Node):
     """An image PIPE_LINE opened: the pipe, image, width, height and upscale factor, as Comfyroll's
     CR Image Pipe Out."""
-    category = "Comfyroll Studio/Pipe/Image"
+    category = "Comfyroll Studio/Essential/Pipe/Image"
     pipe: PIPE_LINE
     outputs = {"pipe": PIPE_LINE, "image": IMAGE, "width": INT, "height": INT, "upscale_factor": FLOAT,
                "show_help": STRING}

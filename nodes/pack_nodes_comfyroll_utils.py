@@ -220,7 +220,7 @@ def list_rows(text: str, start_index: int, max_rows: int) -> list[str]:
 class CRTextList(Node):
     """The text's lines from start_index, at most max_rows of them, as a list (the nodes after it
     run once per line), as Comfyroll's CR Text List gives them."""
-    category = "Comfyroll Studio/List"
+    category = "Comfyroll Studio/Essential/List"
     multiline_text: str = Text("text")
     start_index: int = Int(0, min=0, max=9999)
     max_rows: int = Int(1000, min=1, max=9999)
@@ -235,7 +235,7 @@ class CRPromptList(Node):
     """The text's lines from start_index, at most max_rows of them, as lists: each line between
     prepend_text and append_text (`prompt`) and as it is (`body_text`); the nodes after it run once
     per line, as with Comfyroll's CR Prompt List."""
-    category = "Comfyroll Studio/List"
+    category = "Comfyroll Studio/Essential/List"
     prepend_text: str = Text("")
     multiline_text: str = Text("body_text", multiline=True)
     append_text: str = Text("")
