@@ -5,16 +5,16 @@ Operation, CR Text Length, CR Split String), lists (CR Text List, CR Prompt List
 them run once per line), conversions and values (CR Integer To String, CR Float To Integer, CR
 Float To String, CR String To Number, CR String To Combo, CR Integer Multiple, CR Value, CR Clamp
 Value, CR Math Operation, CR Set Value On Boolean / On Binary / on String) and the image-layout
-nodes that draw no text (CR Color Panel, CR Image Border, CR Overlay Transparent Image). The
-pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring says which are left out
-and why.
+nodes that draw no text (CR Color Panel, CR Image Border, CR Feathered Border, CR Image Panel,
+CR Image Grid Panel, CR Overlay Transparent Image). The pack's other nodes are in
+nodes/pack_nodes_comfyroll.py, whose docstring says which are left out and why.
 
 Read from the pack's source as the search index stores it: nodes_utils_text.py (its newest stored
 text, index file 56726386158, which imports io and has the Multiline Text, Blacklist, Operation
 and Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py at
 14391b2b, nodes_list.py at 235c3008 (CR Text List; CR Prompt List from the newer text quoted in
-index file 41242654911), nodes_graphics_layout.py at 14391b2b and config.py at 60202e5b (the
-colour table). The graphics nodes draw through 8-bit Pillow pictures, as the pack does, giving its
+index file 41242654911), nodes_graphics_layout.py at 14391b2b with the helpers of
+functions_graphics.py (index file 25767735156) and config.py at 60202e5b (the colour table). The graphics nodes draw through 8-bit Pillow pictures, as the pack does, giving its
 values to the bit.
 
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
@@ -621,3 +621,157 @@ class CROverlayTransparentImage(Node):
             back.paste(overlay, position, overlay)
             frames.append(_tensor(back))
         return torch.stack(frames)
+
+
+def _one_picture(images, input_name: str):
+    """The pack's panels read each input as one picture (its tensor2pil squeezes the batch)."""
+    pictures = _pil_frames(images, input_name)
+    if len(pictures) != 1:
+        raise NodeInputError(input_name, f"takes one image, as the pack's panel does; got a batch of {len(pictures)}")
+    return pictures[0]
+
+
+def _framed(pictures: list, outline_thickness: int, outline_color: str, border_thickness: int, border) -> list:
+    """Each picture with an outline in Pillow's colour of that name, then a border, as the pack's
+    apply_outline_and_border draws them."""
+    from PIL import ImageOps
+
+    framed = []
+    for picture in pictures:
+        if outline_thickness > 0:
+            picture = ImageOps.expand(picture, outline_thickness, fill=outline_color)
+        if border_thickness > 0:
+            picture = ImageOps.expand(picture, border_thickness, fill=border)
+        framed.append(picture)
+    return framed
+
+
+class CRImagePanel(Node):
+    """Up to four images framed (an outline in outline_color, then a border in border_color) and
+    laid side by side or one above the other on a black canvas (top- or left-aligned), as
+    Comfyroll's CR Image Panel lays them out. Each input is one image, as there."""
+    category = "Comfyroll Studio/Graphics/Layout"
+    image_1: IMAGE
+    border_thickness: int = Int(0, min=0, max=1024)
+    border_color: str = Choice(COLORS, "custom")
+    outline_thickness: int = Int(0, min=0, max=1024)
+    outline_color: str = Choice(COLORS[1:], "white")
+    layout_direction: str = Choice(("horizontal", "vertical"), "horizontal")
+    image_2: IMAGE = None
+    image_3: IMAGE = None
+    image_4: IMAGE = None
+    border_color_hex: str = Text("#000000")
+    outputs = {"image": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Image Panel",), optional=("image_2", "image_3", "image_4", "border_color_hex"))
+
+    def run(self):
+        from PIL import Image
+
+        border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
+        pictures = [_one_picture(getattr(self, name), name) for name in ("image_1", "image_2", "image_3", "image_4")
+                    if getattr(self, name) is not None]
+        pictures = _framed(pictures, self.outline_thickness, self.outline_color, self.border_thickness, border)
+        horizontal = self.layout_direction == "horizontal"
+        widths, heights = [p.width for p in pictures], [p.height for p in pictures]
+        canvas = Image.new("RGB", (sum(widths), max(heights)) if horizontal else (max(widths), sum(heights)))
+        offset = 0
+        for picture in pictures:
+            canvas.paste(picture, (offset, 0) if horizontal else (0, offset))
+            offset += picture.width if horizontal else picture.height
+        return _tensor(canvas)[None], _help("Layout-Nodes", "cr-image-panel")
+
+
+class CRImageGridPanel(Node):
+    """The batch's images framed (an outline, then a border) and laid in rows of max_columns on a
+    black canvas, as Comfyroll's CR Image Grid Panel lays them out."""
+    category = "Comfyroll Studio/Graphics/Layout"
+    images: IMAGE
+    border_thickness: int = Int(0, min=0, max=1024)
+    border_color: str = Choice(COLORS, "custom")
+    outline_thickness: int = Int(0, min=0, max=1024)
+    outline_color: str = Choice(COLORS[1:], "white")
+    max_columns: int = Int(5, min=0, max=256)
+    border_color_hex: str = Text("#000000")
+    outputs = {"image": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Image Grid Panel",), optional=("border_color_hex",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            frame = 2 * (widgets["border_thickness"] + widgets["outline_thickness"])
+            columns = min(widgets["max_columns"], size.batch)
+            rows = -(-size.batch // widgets["max_columns"])
+            return Estimate(Size(1, rows * (size.height + frame), columns * (size.width + frame)))
+        except (AttributeError, KeyError, TypeError, ZeroDivisionError):
+            return Estimate()
+
+    def run(self):
+        from PIL import Image
+
+        if self.max_columns < 1:
+            raise NodeInputError("max_columns", "must be at least 1")
+        border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
+        pictures = _framed(_pil_frames(self.images, "images"), self.outline_thickness, self.outline_color,
+                           self.border_thickness, border)
+        width, height = pictures[0].size  # one batch: all the same size
+        rows = -(-len(pictures) // self.max_columns)
+        canvas = Image.new("RGB", (width * min(self.max_columns, len(pictures)), height * rows))
+        for i, picture in enumerate(pictures):
+            canvas.paste(picture, ((i % self.max_columns) * width, (i // self.max_columns) * height))
+        return _tensor(canvas)[None], _help("Layout-Nodes", "cr-image-grid-panel")
+
+
+class CRFeatheredBorder(Node):
+    """Each image with a feathered edge, then borders, as Comfyroll's CR Feathered Border draws
+    them with Pillow: the image is set on a canvas of border_color feather_amount wider on each
+    side, whose outer band (up to three times feather_amount in) is replaced by its Gaussian blur
+    (radius feather_amount / 2) fading in over the inner part of that band; then borders of the
+    given thickness on each side in border_color."""
+    category = "Comfyroll Studio/Graphics/Layout"
+    image: IMAGE
+    top_thickness: int = Int(0, min=0, max=4096)
+    bottom_thickness: int = Int(0, min=0, max=4096)
+    left_thickness: int = Int(0, min=0, max=4096)
+    right_thickness: int = Int(0, min=0, max=4096)
+    border_color: str = Choice(COLORS, "custom")
+    feather_amount: int = Int(0, min=0, max=1024)
+    border_color_hex: str = Text("#000000")
+    outputs = {"image": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Feathered Border",), optional=("border_color_hex",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        try:
+            feather = 2 * widgets["feather_amount"]
+            return Estimate(Size(size.batch, size.height + feather + widgets["top_thickness"]
+                                 + widgets["bottom_thickness"],
+                                 size.width + feather + widgets["left_thickness"] + widgets["right_thickness"]))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        import torch
+        from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+        border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
+        radius, sides = self.feather_amount, (self.left_thickness, self.top_thickness, self.right_thickness,
+                                              self.bottom_thickness)
+        frames = []
+        for picture in _pil_frames(self.image, "image"):
+            back = Image.new("RGB", (picture.width + 2 * radius, picture.height + 2 * radius), border)
+            back.paste(picture, (radius, radius))
+            # the paste mask: opaque over the outer `radius` rings, then fading to nothing over 2 * radius more
+            mask = Image.new("L", back.size, 0)
+            draw = ImageDraw.Draw(mask)
+            for d in range(3 * radius):
+                if back.width - 1 - d < d or back.height - 1 - d < d:  # the rings met in the middle (Pillow
+                    break  # refuses the inverted rectangles the pack would draw on)
+                alpha = 255 if d < radius else int(255 * (3 * radius - d) / (2 * radius))
+                draw.rectangle([d, d, back.width - 1 - d, back.height - 1 - d], outline=alpha)
+            back.paste(back.filter(ImageFilter.GaussianBlur(radius / 2)), mask=mask)
+            if any(sides):
+                back = ImageOps.expand(back, sides, fill=border)
+            frames.append(_tensor(back))
+        return torch.stack(frames), _help("Layout-Nodes", "cr-feathered-border")

@@ -662,3 +662,61 @@ def test_comfyui_clients_see_the_packs_required_and_optional_inputs(registry):
                                                      "image", "seed"])
     assert inputs("CR Float To Integer") == (["_float"], [])
     assert inputs("CR Text Replace")[0] == ["text"]
+
+
+def eight_bit(image):
+    """An IMAGE as the 8-bit array the pack's pictures hold (255 x value, clipped, truncated)."""
+    return np.clip(image.numpy() * 255, 0, 255).astype(np.uint8)
+
+
+def padded(frame, sides, color):
+    """numpy's constant padding of an [H, W, 3] array: sides (top, bottom, left, right)."""
+    top, bottom, left, right = sides
+    return np.stack([np.pad(frame[..., c], ((top, bottom), (left, right)), constant_values=color[c])
+                     for c in range(3)], -1)
+
+
+def test_image_panel_and_grid_panel(registry):
+    generator = torch.Generator().manual_seed(5)
+    a, b = torch.rand(1, 4, 6, 3, generator=generator), torch.rand(1, 7, 3, 3, generator=generator)
+    out = rest(call(registry, "CRImagePanel", image_1=a, image_2=b, border_thickness=1, border_color="red",
+                    outline_thickness=0, layout_direction="horizontal"))[0]
+    framed = [padded(eight_bit(x[0]), (1, 1, 1, 1), (255, 0, 0)) for x in (a, b)]
+    want = np.zeros((9, 8 + 5, 3), np.uint8)  # black where the shorter one leaves room
+    want[:6, :8], want[:, 8:] = framed[0], framed[1]
+    assert torch.equal(out[0], torch.from_numpy(want.astype(np.float32) / 255))
+    out = rest(call(registry, "CRImagePanel", image_1=a, image_2=b, layout_direction="vertical"))[0]
+    assert out.shape == (1, 4 + 7, 6, 3) and not out[0, 4:, 3:].any()
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRImagePanel", image_1=torch.rand(2, 4, 4, 3))
+    assert caught.value.input == "image_1"
+
+    batch = torch.rand(5, 2, 3, 3, generator=generator)
+    out = rest(call(registry, "CRImageGridPanel", images=batch, max_columns=2))[0]
+    pixels = eight_bit(batch)
+    want = np.zeros((3 * 2, 2 * 3, 3), np.uint8)
+    for i in range(5):
+        want[(i // 2) * 2:(i // 2) * 2 + 2, (i % 2) * 3:(i % 2) * 3 + 3] = pixels[i]
+    assert torch.equal(out[0], torch.from_numpy(want.astype(np.float32) / 255))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRImageGridPanel", images=batch, max_columns=0)
+    assert caught.value.input == "max_columns"
+
+
+def test_feathered_border(registry):
+    image = torch.rand(2, 20, 24, 3, generator=torch.Generator().manual_seed(6))
+    # no feather: the plain borders, as CR Image Border draws them
+    plain = rest(call(registry, "CRFeatheredBorder", image=image, top_thickness=2, right_thickness=3,
+                      border_color="navy"))[0]
+    bordered = rest(call(registry, "CRImageBorder", image=image, top_thickness=2, right_thickness=3,
+                         border_color="navy"))[0]
+    assert torch.equal(plain, bordered)
+    out = rest(call(registry, "CRFeatheredBorder", image=image, feather_amount=2, left_thickness=1,
+                    border_color="custom", border_color_hex="#204060"))[0]
+    assert out.shape == (2, 20 + 4, 24 + 4 + 1, 3)
+    # the corners are the border colour; the image more than 2 * feather in from its edge is untouched
+    assert out[:, 0, 0].mul(255).round().tolist() == [[0x20, 0x40, 0x60]] * 2
+    inner = torch.from_numpy(eight_bit(image).astype(np.float32) / 255)[:, 4:-4, 4:-4]
+    assert torch.equal(out[:, 2 + 4:2 + 20 - 4, 1 + 2 + 4:1 + 2 + 24 - 4], inner)
+    tiny = rest(call(registry, "CRFeatheredBorder", image=image[:, :3, :3], feather_amount=10))[0]
+    assert tiny.shape == (2, 23, 23, 3)  # rings that meet in the middle stop there
