@@ -1,21 +1,25 @@
 """Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) utility nodes, under the pack's class
 names, inputs, defaults and outputs, each with the pack's trailing `show_help` output: its text
 nodes (CR Text, CR Multiline Text, CR Text Concatenate, CR Text Replace, CR Text Blacklist, CR Text
-Operation, CR Text Length, CR Split String), lists (CR Text List, CR Prompt List: the nodes after
-them run once per line), conversions and values (CR Integer To String, CR Float To Integer, CR
-Float To String, CR String To Number, CR String To Combo, CR Integer Multiple, CR Value, CR Clamp
-Value, CR Math Operation, CR Set Value On Boolean / On Binary / on String) and the image-layout
-nodes that draw no text (CR Color Panel, CR Image Border, CR Feathered Border, CR Image Panel,
-CR Image Grid Panel, CR Overlay Transparent Image). The pack's other nodes are in
-nodes/pack_nodes_comfyroll.py, whose docstring says which are left out and why.
+Operation, CR Text Length, CR Split String); lists (CR Text List, CR Prompt List, CR Simple List,
+CR Integer Range List, CR Float Range List: the nodes after them run once per value; CR Text List
+To String and CR Batch Images From List gather a list back); conversions and values (CR Integer
+To String, CR Float To Integer, CR Float To String, CR String To Number, CR String To Combo, CR
+Integer Multiple, CR Value, CR Clamp Value, CR Math Operation, CR Set Value On Boolean / On
+Binary / on String); and the image-layout nodes that draw no text (CR Color Panel, CR Image
+Border, CR Feathered Border, CR Image Panel, CR Image Grid Panel, CR Overlay Transparent Image).
+The pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring says which are left
+out and why.
 
 Read from the pack's source as the search index stores it: nodes_utils_text.py (its newest stored
 text, index file 56726386158, which imports io and has the Multiline Text, Blacklist, Operation
 and Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py at
 14391b2b, nodes_list.py at 235c3008 (CR Text List; CR Prompt List from the newer text quoted in
-index file 41242654911), nodes_graphics_layout.py at 14391b2b with the helpers of
-functions_graphics.py (index file 25767735156) and config.py at 60202e5b (the colour table). The graphics nodes draw through 8-bit Pillow pictures, as the pack does, giving its
-values to the bit.
+index file 41242654911; the range lists, CR Simple List, CR Text List To String and CR Batch
+Images From List from the newer text in index file 2887105057), nodes_graphics_layout.py at
+14391b2b with the helpers of functions_graphics.py (index file 25767735156) and config.py at
+60202e5b (the colour table). The graphics nodes draw through 8-bit Pillow pictures, as the pack
+does, giving its values to the bit.
 
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
 int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
@@ -249,6 +253,144 @@ class CRPromptList(Node):
         _fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
         return ([self.prepend_text + row + self.append_text for row in rows], rows,
                 _help("List-Nodes", "cr-prompt-list"))
+
+
+MAX_LIST_ITEMS = 100_000  # a longer list would run the nodes after it that many times: refused
+
+
+def _list_fits(count: int, input_name: str) -> None:
+    if count > MAX_LIST_ITEMS:
+        raise NodeInputError(input_name, f"makes a list of {count:,} values; the limit is {MAX_LIST_ITEMS:,} (each "
+                                         f"value runs the nodes after it once)")
+
+
+def ping_pong_loops(values: list, loops: int, ping_pong: bool) -> list:
+    """The values once per loop, every second loop reversed when ping-ponging, as the pack's range
+    lists repeat them."""
+    out = []
+    for i in range(loops):
+        out += values[::-1] if ping_pong and i % 2 == 1 else values
+    return out
+
+
+class CRIntegerRangeList(Node):
+    """The whole numbers of Python's range(start, end, step) (end left out), once per loop, every
+    second loop reversed with ping_pong, as a list (the nodes after it run once per value), as
+    Comfyroll's CR Integer Range List gives them."""
+    category = "Comfyroll Studio/Essential/List"
+    start: int = Int(0, min=-99999, max=99999)
+    end: int = Int(0, min=-99999, max=99999)
+    step: int = Int(1, min=1, max=99999)
+    loops: int = Int(1, min=1, max=999)
+    ping_pong: bool = Bool(False)
+    outputs = {"INT": ListOf(INT), "show_help": STRING}
+    comfy = ComfyAlias(("CR Integer Range List",))
+
+    def run(self):
+        values = list(range(self.start, self.end, self.step))
+        _list_fits(len(values) * self.loops, "loops")
+        return ping_pong_loops(values, self.loops, self.ping_pong), _help("List-Nodes", "cr-list-schedule")
+
+
+FLOAT_RANGE_OPERATIONS = {"none": lambda x: x, "sin": math.sin, "cos": math.cos, "tan": math.tan}
+
+
+def float_range(start: float, end: float, step: float, operation: str, decimal_places: int,
+                ignore_first_value: bool, max_values_per_loop: int, loops: int, ping_pong: bool) -> list[float]:
+    """Comfyroll's CR Float Range List: numpy's arange(start, end + step, step) (the step turned
+    negative when end < start), each value through the operation and rounded; per loop the first
+    value dropped when ignore_first_value (the last, on a ping-pong loop's reversed run), then at
+    most max_values_per_loop kept."""
+    import numpy as np
+
+    if end < start and step > 0:
+        step = -step
+    if step == 0:
+        raise NodeInputError("step", "is 0: the range would never reach its end")
+    count = max(0, math.ceil((end + step - start) / step))
+    _list_fits(count, "step")
+    values = [round(float(FLOAT_RANGE_OPERATIONS[operation](v)), decimal_places)
+              for v in np.arange(start, end + step, step)]
+    out = []
+    for i in range(loops):
+        reversed_run = ping_pong and i % 2 == 1
+        run = (values[:-1] if reversed_run else values[1:]) if ignore_first_value else values
+        run = run[:max_values_per_loop]
+        out += run[::-1] if reversed_run else run
+        _list_fits(len(out), "loops")
+    return out
+
+
+class CRFloatRangeList(Node):
+    """Numbers from start to end (end included when the steps reach it) by step, each through
+    sin, cos or tan if asked and rounded to decimal_places, repeated over loops (ping-ponging if
+    asked), as a list (the nodes after it run once per value), as Comfyroll's CR Float Range List
+    gives them: the first value of each loop left out with ignore_first_value, at most
+    max_values_per_loop a loop."""
+    category = "Comfyroll Studio/Essential/List"
+    start: float = Float(0.0, min=-99999.99, max=99999.99, step=0.01)
+    end: float = Float(1.0, min=-99999.99, max=99999.99, step=0.01)
+    step: float = Float(1.0, min=-99999.99, max=99999.99, step=0.01)
+    operation: str = Choice(tuple(FLOAT_RANGE_OPERATIONS), "none")
+    decimal_places: int = Int(2, min=0, max=10)
+    ignore_first_value: bool = Bool(True)
+    max_values_per_loop: int = Int(128, min=1, max=99999)
+    loops: int = Int(1, min=1, max=999)
+    ping_pong: bool = Bool(False)
+    outputs = {"FLOAT": ListOf(FLOAT), "show_help": STRING}
+    comfy = ComfyAlias(("CR Float Range List",))
+
+    def run(self):
+        return (float_range(self.start, self.end, self.step, self.operation, self.decimal_places,
+                            self.ignore_first_value, self.max_values_per_loop, self.loops, self.ping_pong),
+                _help("List-Nodes", "cr-float-range-list"))
+
+
+class CRSimpleList(Node):
+    """The text's non-empty lines, stripped, as a list (the nodes after it run once per line), as
+    Comfyroll's CR Simple List gives them."""
+    category = "Comfyroll Studio/Essential/List"
+    list_values: str = Text("text", multiline=True)
+    outputs = {"LIST": ListOf(ANY), "show_help": STRING}
+    comfy = ComfyAlias(("CR Simple List",))
+
+    def run(self):
+        return [line.strip() for line in self.list_values.split("\n") if line.strip()], \
+            _help("List-Nodes", "cr-simple-list")
+
+
+class CRTextListToString(Node):
+    """A list of texts joined into one, a line each, as Comfyroll's CR Text List To String joins
+    them."""
+    category = "Comfyroll Studio/Essential/List/Utils"
+    input_is_list = True
+    text_list: STRING
+    outputs = {"STRING": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Text List To String",))
+
+    def run(self):
+        _fits(sum(len(t) + 1 for t in self.text_list), "text_list")
+        return "\n".join(self.text_list), _help("List-Nodes", "cr-text-list-to-string")
+
+
+class CRBatchImagesFromList(Node):
+    """A list of images (each a batch) joined into one batch, in order, as Comfyroll's CR Batch
+    Images From List joins them; all must be one size."""
+    category = "Comfyroll Studio/Essential/List/Utils"
+    input_is_list = True
+    image_list: IMAGE
+    outputs = {"image_batch": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Batch Images From List",))
+
+    def run(self):
+        import torch
+
+        first = self.image_list[0]
+        for k, images in enumerate(self.image_list):
+            if images.shape[1:] != first.shape[1:]:
+                raise NodeInputError("image_list", f"image {k} is {tuple(images.shape[1:])} [H, W, C] but the first "
+                                                   f"is {tuple(first.shape[1:])}; a batch takes one size")
+        return torch.cat(self.image_list), _help("List-Nodes", "cr-binary-to-list")
 
 
 # -- conversions and values ------------------------------------------------------------------

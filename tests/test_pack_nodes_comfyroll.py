@@ -720,3 +720,39 @@ def test_feathered_border(registry):
     assert torch.equal(out[:, 2 + 4:2 + 20 - 4, 1 + 2 + 4:1 + 2 + 24 - 4], inner)
     tiny = rest(call(registry, "CRFeatheredBorder", image=image[:, :3, :3], feather_amount=10))[0]
     assert tiny.shape == (2, 23, 23, 3)  # rings that meet in the middle stop there
+
+
+def test_range_and_simple_lists(registry):
+    values = rest(call(registry, "CRIntegerRangeList", start=2, end=11, step=3, loops=3, ping_pong=True))[0]
+    once = list(range(2, 11, 3))
+    assert values == once + once[::-1] + once
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRIntegerRangeList", start=-99999, end=99999, step=1, loops=999)
+    assert caught.value.input == "loops"
+
+    # numpy's arange(start, end + step, step), through the operation, rounded; the first value dropped
+    arange = [round(float(np.sin(v)), 3) for v in np.arange(0.0, 1.0 + 0.25, 0.25)]
+    values = rest(call(registry, "CRFloatRangeList", start=0.0, end=1.0, step=0.25, operation="sin",
+                       decimal_places=3, ignore_first_value=True, max_values_per_loop=128, loops=2,
+                       ping_pong=True))[0]
+    assert values == arange[1:] + arange[:-1][::-1]
+    values = rest(call(registry, "CRFloatRangeList", start=1.0, end=0.0, step=0.5, ignore_first_value=False,
+                       max_values_per_loop=2, loops=1))[0]
+    assert values == [round(float(v), 2) for v in np.arange(1.0, 0.0 - 0.5, -0.5)][:2]  # a step turned downward
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRFloatRangeList", step=0.0)
+    assert caught.value.input == "step"
+    assert rest(call(registry, "CRSimpleList", list_values=" a \n\n b\n")) == (["a", "b"],)
+
+
+def test_lists_gathered_back(registry):
+    graph = {"1": {"class_type": "CR Simple List", "inputs": {"list_values": "x\nyy\nzzz"}},
+             "2": {"class_type": "CR Text List To String", "inputs": {"text_list": ["1", 0]}},
+             "3": {"class_type": "CR Integer Range List", "inputs": {"start": 1, "end": 4, "step": 1, "loops": 1,
+                                                                    "ping_pong": False}},
+             "4": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 4, "batch_size": ["3", 0],
+                                                          "color": 0}},
+             "5": {"class_type": "CR Batch Images From List", "inputs": {"image_list": ["4", 0]}}}
+    result = run_graph(registry, graph, ["2", "5"])
+    assert result.values["2"][0] == "x\nyy\nzzz"
+    assert result.values["5"][0].shape == (1 + 2 + 3, 4, 8, 3)
