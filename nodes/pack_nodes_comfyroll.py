@@ -8,13 +8,15 @@ Read from the pack's source as the search index stores it: node_mappings.py at 0
 nodes_core.py (its newest stored text, index file 3443833355, with CR Combine Prompt; 38ab576f
 before it), nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
 nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_lora.py at 67f043c3, nodes_upscale.py at
-344b5c97 with upscale_functions.py at 3ef8055b.
+344b5c97 with upscale_functions.py at 3ef8055b, sdxl.py at 1a757776.
 
 Built in here:
 - core: CR Prompt Text, CR Combine Prompt, CR Seed, CR Latent Batch Size, CR Conditioning Mixer
   (the core conditioning nodes), CR Select Model (CheckpointLoaderSimple), CR Image Output;
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
   (an upscale model, then Pillow's resize as the pack does it);
+- SDXL: CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR SDXL Base Prompt Encoder
+  (CLIPTextEncodeSDXL);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
   and ControlNet input switches, CR Switch Model and CLIP, CR Pipe Switch and the Img2Img, Hires
   Fix and Batch process switches;
@@ -41,6 +43,7 @@ from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT
 from nodes.controlnet import CONTROL_NET, _apply
 from nodes.controlnet import _load as load_controlnet
 from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _lora_rows
+from nodes.image import MAX_SIZE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.sampling import SEED_MAX
 from nodes.strings import _fits
@@ -473,6 +476,95 @@ class CRSelectModel(Node):
             raise NodeInputError(input_name, "is selected by select_model but is \"None\": choose a checkpoint")
         model, clip, vae = _core(LoadCheckpoint, {"checkpoint": input_name}, checkpoint=name)
         return model, clip, vae, name, _help("Core-Nodes", "cr-select-model")
+
+
+# -- SDXL prompts -----------------------------------------------------------------------------
+
+SDXL = "Comfyroll Studio/Essential/SDXL"
+# preset -> which texts make (pos_g, pos_l, pos_r, neg_g, neg_l, neg_r): P/N the prompts, S/T the styles
+MIX_PRESETS = {
+    "default with no style text": ("P", "P", "P", "N", "N", "N"),
+    "default with style text": ("PS", "PS", "PS", "NT", "NT", "NT"),
+    "style boost 1": ("P", "S", "P", "N", "T", "N"),
+    "style boost 2": ("S", "P", "S", "T", "N", "T"),
+    "style text to refiner": ("P", "P", "S", "N", "N", "T"),
+}
+
+
+class CRSDXLPromptMixPresets(Node):
+    """Route the prompts and style texts to SDXL's G, L and refiner prompts by a preset, as
+    Comfyroll's CR SDXL Prompt Mix Presets does: "default with no style text" the prompts
+    everywhere; "default with style text" each prompt followed directly by its style text; "style
+    boost 1" the styles to L; "style boost 2" the styles to G and the refiner; "style text to
+    refiner" the styles to the refiner only."""
+    category = SDXL
+    prompt_positive: str = Text("prompt_pos", multiline=True)
+    prompt_negative: str = Text("prompt_neg", multiline=True)
+    style_positive: str = Text("style_pos", multiline=True)
+    style_negative: str = Text("style_neg", multiline=True)
+    preset: str = Choice(tuple(MIX_PRESETS), "default with no style text")
+    outputs = {"pos_g": STRING, "pos_l": STRING, "pos_r": STRING, "neg_g": STRING, "neg_l": STRING,
+               "neg_r": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR SDXL Prompt Mix Presets",),
+                       optional=("prompt_positive", "prompt_negative", "style_positive", "style_negative", "preset"))
+
+    def run(self):
+        texts = {"P": self.prompt_positive, "N": self.prompt_negative, "S": self.style_positive,
+                 "T": self.style_negative}
+        return (*("".join(texts[part] for part in parts) for parts in MIX_PRESETS[self.preset]),
+                _help("SDXL-Nodes", "cr-sdxl-prompt-mix-presets"))
+
+
+class CRSDXLStyleText(Node):
+    """A positive and a negative style text to link into SDXL's L prompts, as Comfyroll's CR SDXL
+    Style Text gives them."""
+    category = SDXL
+    positive_style: str = Text("POS_STYLE", multiline=True)
+    negative_style: str = Text("NEG_STYLE", multiline=True)
+    outputs = {"positive_prompt_text_l": STRING, "negative_prompt_text_l": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR SDXL Style Text",))
+
+    def run(self):
+        return self.positive_style, self.negative_style, _help("SDXL-Nodes", "cr-sdxl-style-text")
+
+
+class CRSDXLBasePromptEncoder(Node):
+    """Encode SDXL base prompts with their size conditioning as CLIPTextEncodeSDXL does, as
+    Comfyroll's CR SDXL Base Prompt Encoder picks them by preset: "preset A" (pos_g, pos_l) and
+    (neg_g, neg_l) as G and L texts; "preset B" (pos_l, neg_l) and (neg_l, neg_l), as the pack's
+    code pairs them; "preset C" both, combined."""
+    category = SDXL
+    base_clip: CLIP
+    pos_g: str = Text("POS_G", multiline=True)
+    pos_l: str = Text("POS_L", multiline=True)
+    neg_g: str = Text("NEG_G", multiline=True)
+    neg_l: str = Text("NEG_L", multiline=True)
+    preset: str = Choice(("preset A", "preset B", "preset C"), "preset A")
+    base_width: int = Int(4096, min=0, max=MAX_SIZE, step=64)
+    base_height: int = Int(4096, min=0, max=MAX_SIZE, step=64)
+    crop_w: int = Int(0, min=0, max=MAX_SIZE, step=64)
+    crop_h: int = Int(0, min=0, max=MAX_SIZE, step=64)
+    target_width: int = Int(4096, min=0, max=MAX_SIZE, step=64)
+    target_height: int = Int(4096, min=0, max=MAX_SIZE, step=64)
+    outputs = {"base_positive": CONDITIONING, "base_negative": CONDITIONING, "show_help": STRING}
+    comfy = ComfyAlias(("CR SDXL Base Prompt Encoder",))
+
+    def _encode(self, text_g: str, text_l: str) -> list:
+        from nodes.conditioning import CLIPEncodeSDXL
+
+        return _core(CLIPEncodeSDXL, {"clip": "base_clip"}, clip=self.base_clip, text_g=text_g, text_l=text_l,
+                     width=self.base_width, height=self.base_height, crop_w=self.crop_w, crop_h=self.crop_h,
+                     target_width=self.target_width, target_height=self.target_height)
+
+    def run(self):
+        positive, negative = [], []
+        if self.preset in ("preset A", "preset C"):
+            positive += self._encode(self.pos_g, self.pos_l)
+            negative += self._encode(self.neg_g, self.neg_l)
+        if self.preset in ("preset B", "preset C"):
+            positive += self._encode(self.pos_l, self.neg_l)
+            negative += self._encode(self.neg_l, self.neg_l)
+        return positive, negative, _help("SDXL-Nodes", "cr-sdxl-base-prompt-encoder")
 
 
 # -- switches ---------------------------------------------------------------------------------

@@ -756,3 +756,39 @@ def test_lists_gathered_back(registry):
     result = run_graph(registry, graph, ["2", "5"])
     assert result.values["2"][0] == "x\nyy\nzzz"
     assert result.values["5"][0].shape == (1 + 2 + 3, 4, 8, 3)
+
+
+def test_sdxl_prompt_mix_presets_and_style_text(registry):
+    texts = {"prompt_positive": "P", "prompt_negative": "N", "style_positive": "S", "style_negative": "T"}
+    for preset, want in (("default with no style text", ("P", "P", "P", "N", "N", "N")),
+                         ("default with style text", ("PS", "PS", "PS", "NT", "NT", "NT")),
+                         ("style boost 1", ("P", "S", "P", "N", "T", "N")),
+                         ("style boost 2", ("S", "P", "S", "T", "N", "T")),
+                         ("style text to refiner", ("P", "P", "S", "N", "N", "T"))):
+        assert rest(call(registry, "CRSDXLPromptMixPresets", preset=preset, **texts)) == want
+    assert rest(call(registry, "CRSDXLStyleText", positive_style="a", negative_style="b")) == ("a", "b")
+
+
+def test_sdxl_base_prompt_encoder_equals_clip_text_encode_sdxl(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "xl.safetensors", "sdxl")
+    sizes = {"width": 1024, "height": 768, "crop_w": 64, "crop_h": 0, "target_width": 896, "target_height": 640}
+
+    def sdxl(g, l):
+        return {"class_type": "CLIPTextEncodeSDXL", "inputs": {"clip": ["c", 1], "text_g": g, "text_l": l, **sizes}}
+
+    graph = {"c": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
+             "e": {"class_type": "CR SDXL Base Prompt Encoder", "inputs": {
+                 "base_clip": ["c", 1], "pos_g": "a red fox", "pos_l": "oil painting", "neg_g": "blurry",
+                 "neg_l": "lowres", "preset": "preset C", "base_width": 1024, "base_height": 768, "crop_w": 64,
+                 "crop_h": 0, "target_width": 896, "target_height": 640}},
+             "a": sdxl("a red fox", "oil painting"), "b": sdxl("blurry", "lowres"),
+             "s1": sdxl("oil painting", "lowres"), "s2": sdxl("lowres", "lowres")}
+    result = run_graph(registry, graph, ["e", "a", "b", "s1", "s2"])
+    positive, negative = result.values["e"][:2]
+    for got, want in ((positive, result.values["a"][0] + result.values["s1"][0]),
+                      (negative, result.values["b"][0] + result.values["s2"][0])):
+        assert len(got) == len(want) == 2
+        for (cond, options), (cond_want, options_want) in zip(got, want):
+            assert torch.equal(cond, cond_want) and torch.equal(options["pooled_output"], options_want["pooled_output"])
+            assert {k: options[k] for k in sizes} == {k: options_want[k] for k in sizes}
