@@ -14,7 +14,8 @@ Built in here:
 - core: CR Prompt Text, CR Combine Prompt, CR Seed, CR Latent Batch Size, CR Conditioning Mixer
   (the core conditioning nodes), CR Select Model (CheckpointLoaderSimple), CR Image Output;
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
-  (an upscale model, then Pillow's resize as the pack does it);
+  (an upscale model, then Pillow's resize as the pack does it), CR Multi Upscale Stack and CR Apply
+  Multi Upscale;
 - SDXL: CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR SDXL Base Prompt Encoder
   (CLIPTextEncodeSDXL);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
@@ -34,7 +35,7 @@ text (CR Simple Image Compare, CR Simple Text Panel, CR Page Layout, the text an
 they draw with the .ttf fonts the pack ships, which are not here, so their pictures could not be
 the pack's);
 CR VAE Decode (its circular padding); the other list, animation, XY grid, index, schedule, model
-merge, upscale stack, random, pattern and filter nodes."""
+merge, random, pattern and filter nodes."""
 
 from __future__ import annotations
 
@@ -277,15 +278,7 @@ class CRUpscaleImage(Node):
         return Estimate(Size(size.batch, height, width), memory=supersampled)
 
     def run(self):
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        from graphflow.images import image_to_pil
-
-        model = _core(LoadUpscaleModel, {"model_name": "upscale_model"}, model_name=self.upscale_model)
-        upscaled = _core(ImageUpscaleWithModel, {"upscale_model": "upscale_model"}, upscale_model=model,
-                         image=self.image)
+        upscaled = _model_upscale(self.image, self.upscale_model, "upscale_model")
         height, width = self.image.shape[1:3]
         if upscaled.shape[2] == width and self.rescale_factor == 1:
             return upscaled, _help("Upscale-Nodes", "cr-upscale-image")
@@ -294,16 +287,106 @@ class CRUpscaleImage(Node):
         if new_width < 1 or new_height < 1:
             raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
                                  f"makes the size {new_width}x{new_height}")
-        resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                    "lanczos": Image.LANCZOS}[self.resampling_method]
-        frames = []
-        for frame in upscaled:
-            picture = image_to_pil(frame)
-            if self.supersample == "true":
-                picture = picture.resize((new_width * 8, new_height * 8), resample=resample)
-            picture = picture.resize((new_width, new_height), resample=resample)
-            frames.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
-        return torch.stack(frames), _help("Upscale-Nodes", "cr-upscale-image")
+        return (_pillow_resize(upscaled, new_width, new_height, self.resampling_method, self.supersample),
+                _help("Upscale-Nodes", "cr-upscale-image"))
+
+
+def _model_upscale(image, model_name: str, input_name: str):
+    """The image through an upscale model from models/upscale_models, as ImageUpscaleWithModel runs it."""
+    model = _core(LoadUpscaleModel, {"model_name": input_name}, model_name=model_name)
+    return _core(ImageUpscaleWithModel, {"upscale_model": input_name}, upscale_model=model, image=image)
+
+
+def _pillow_resize(images, width: int, height: int, method: str, supersample: str):
+    """Each image resized with Pillow as the pack's apply_resize_image does: through its 8-bit
+    picture, first to 8 times the size when supersampling."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from graphflow.images import image_to_pil
+
+    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                "lanczos": Image.LANCZOS}[method]
+    frames = []
+    for frame in images:
+        picture = image_to_pil(frame)
+        if supersample == "true":
+            picture = picture.resize((width * 8, height * 8), resample=resample)
+        picture = picture.resize((width, height), resample=resample)
+        frames.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
+    return torch.stack(frames)
+
+
+UPSCALE_STACK = socket_type("UPSCALE_STACK", "#90a4ae",
+                            "Comfyroll's upscales to apply: (upscale model, rescale factor)")
+
+
+def _upscale_choices() -> list[str]:
+    return ["None"] + folders.list_models("upscale_models")
+
+
+class CRMultiUpscaleStack(Node):
+    """List up to three upscale models with their rescale factors, as Comfyroll's CR Multi Upscale
+    Stack: an incoming stack's entries first, then each row switched "On" and not "None"."""
+    category = "Comfyroll Studio/Essential/Upscale"
+    for _i in (1, 2, 3):
+        __annotations__[f"switch_{_i}"] = str
+        locals()[f"switch_{_i}"] = Choice(ON_OFF, "On")
+        __annotations__[f"upscale_model_{_i}"] = str
+        locals()[f"upscale_model_{_i}"] = Choice(_upscale_choices, "None", model_folder="upscale_models",
+                                                 not_files=("None",))
+        __annotations__[f"rescale_factor_{_i}"] = float
+        locals()[f"rescale_factor_{_i}"] = Float(2.0, min=0.01, max=16.0, step=0.01)
+    del _i
+    upscale_stack: UPSCALE_STACK = None
+    outputs = {"UPSCALE_STACK": UPSCALE_STACK, "show_help": STRING}
+    comfy = ComfyAlias(("CR Multi Upscale Stack",), optional=("upscale_stack",))
+
+    def run(self):
+        rows = [tuple(row) for row in self.upscale_stack or [] if row[0] != "None"]
+        for i in (1, 2, 3):
+            name = getattr(self, f"upscale_model_{i}")
+            if name != "None" and getattr(self, f"switch_{i}") == "On":
+                rows.append((name, getattr(self, f"rescale_factor_{i}")))
+        return rows, _help("Upscale-Nodes", "cr-multi-upscale-stack")
+
+
+class CRApplyMultiUpscale(Node):
+    """Apply each upscale of a stack in turn, as Comfyroll's CR Apply Multi Upscale does: the
+    running image through the model, then resized with Pillow (as CR Upscale Image, "rescale") to
+    the original image's size times that entry's factor, so the last entry's factor sets the final
+    size."""
+    category = "Comfyroll Studio/Essential/Upscale"
+    image: IMAGE
+    resampling_method: str = Choice(RESAMPLING, "lanczos")
+    supersample: str = Choice(("true", "false"), "true")
+    rounding_modulus: int = Int(8, min=8, max=1024, step=8)
+    upscale_stack: UPSCALE_STACK
+    outputs = {"IMAGE": IMAGE, "show_help": STRING}
+    comfy = ComfyAlias(("CR Apply Multi Upscale",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return Estimate()  # the stack's factors come through a link: unknown before the run
+
+    def run(self):
+        height, width = self.image.shape[1:3]
+        image = self.image
+        for entry in self.upscale_stack or []:
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise NodeInputError("upscale_stack", f"expected (upscale_model, rescale_factor) entries, got "
+                                                      f"{entry!r:.80}")
+            name, factor = entry
+            upscaled = _model_upscale(image, name, "upscale_stack")
+            if upscaled.shape[2] == width and factor == 1:
+                image = upscaled
+                continue
+            new_width, new_height = cr_resize_size(width, height, "rescale", factor, 0, self.rounding_modulus)
+            if new_width < 1 or new_height < 1:
+                raise NodeInputError("upscale_stack", f"factor {factor} makes the size {new_width}x{new_height}")
+            image = _pillow_resize(upscaled, new_width, new_height, self.resampling_method, self.supersample)
+        return image, _help("Upscale-Nodes", "cr-apply-multi-upscale")
 
 
 # -- core text and seed -----------------------------------------------------------------------

@@ -792,3 +792,23 @@ def test_sdxl_base_prompt_encoder_equals_clip_text_encode_sdxl(registry, tmp_fol
         for (cond, options), (cond_want, options_want) in zip(got, want):
             assert torch.equal(cond, cond_want) and torch.equal(options["pooled_output"], options_want["pooled_output"])
             assert {k: options[k] for k in sizes} == {k: options_want[k] for k in sizes}
+
+
+def test_multi_upscale_resizes_each_step_to_the_original_size_times_its_factor(registry, models):
+    write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
+    image = torch.rand(1, 10, 12, 3, generator=torch.Generator().manual_seed(7))
+    stack = rest(call(registry, "CRMultiUpscaleStack", upscale_model_1="x2.safetensors", rescale_factor_1=1.5,
+                      switch_2="Off", upscale_model_2="x2.safetensors", upscale_model_3="x2.safetensors",
+                      rescale_factor_3=0.5))[0]
+    assert stack == [("x2.safetensors", 1.5), ("x2.safetensors", 0.5)]
+    got = rest(call(registry, "CRApplyMultiUpscale", image=image, resampling_method="bicubic", supersample="false",
+                    upscale_stack=stack))[0]
+    model = call(registry, "LoadUpscaleModel", model_name="x2.safetensors")
+
+    def step(x, width, height):  # the model, then Pillow's bicubic resize of the 8-bit picture
+        upscaled = call(registry, "ImageUpscaleWithModel", upscale_model=model, image=x)
+        picture = image_to_pil(upscaled[0]).resize((width, height), resample=Image.BICUBIC)
+        return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
+
+    want = step(step(image, 18, 15), 6, 5)  # 12 x 10 times 1.5, then 12 x 10 times 0.5
+    assert got.shape == (1, 5, 6, 3) and torch.equal(got, want)
