@@ -8,7 +8,8 @@ Read from the pack's source as the search index stores it: node_mappings.py at 0
 nodes_core.py (its newest stored text, index file 3443833355, with CR Combine Prompt; 38ab576f
 before it), nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
 nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_lora.py at 67f043c3, nodes_upscale.py at
-344b5c97 with upscale_functions.py at 3ef8055b, sdxl.py at 1a757776.
+344b5c97 with upscale_functions.py at 3ef8055b, sdxl.py at 1a757776, nodes_model_merge.py at
+1b2fbfde.
 
 Built in here:
 - core: CR Prompt Text, CR Combine Prompt, CR Seed, CR Latent Batch Size, CR Conditioning Mixer
@@ -16,6 +17,7 @@ Built in here:
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
   (an upscale model, then Pillow's resize as the pack does it), CR Multi Upscale Stack and CR Apply
   Multi Upscale;
+- model merge: CR Model Merge Stack and CR Apply Model Merge (ModelMergeSimple and CLIPMergeSimple);
 - SDXL: CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR SDXL Base Prompt Encoder
   (CLIPTextEncodeSDXL);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
@@ -33,9 +35,8 @@ Left out: CR Random LoRA Stack and CR Random Weight LoRA (they re-draw through C
 IS_CHANGED and process-wide state, which a saved workflow can't reproduce); every node drawing
 text (CR Simple Image Compare, CR Simple Text Panel, CR Page Layout, the text and template nodes:
 they draw with the .ttf fonts the pack ships, which are not here, so their pictures could not be
-the pack's);
-CR VAE Decode (its circular padding); the other list, animation, XY grid, index, schedule, model
-merge, random, pattern and filter nodes."""
+the pack's); CR VAE Decode (its circular padding); the other list, animation, XY grid, index,
+schedule, random, pattern and filter nodes."""
 
 from __future__ import annotations
 
@@ -559,6 +560,99 @@ class CRSelectModel(Node):
             raise NodeInputError(input_name, "is selected by select_model but is \"None\": choose a checkpoint")
         model, clip, vae = _core(LoadCheckpoint, {"checkpoint": input_name}, checkpoint=name)
         return model, clip, vae, name, _help("Core-Nodes", "cr-select-model")
+
+
+# -- model merge ------------------------------------------------------------------------------
+
+MODEL_STACK = socket_type("MODEL_STACK", "#b39ddb",
+                          "Comfyroll's checkpoints to merge: (checkpoint name, model ratio, clip ratio)")
+
+
+class CRModelMergeStack(Node):
+    """List up to three checkpoints with their model and CLIP ratios for CR Apply Model Merge, as
+    Comfyroll's CR Model Merge Stack: an incoming stack's entries first, then each row switched
+    "On" and not "None"."""
+    category = "Comfyroll Studio/Essential/Model Merge"
+    for _i in (1, 2, 3):
+        __annotations__[f"switch_{_i}"] = str
+        locals()[f"switch_{_i}"] = Choice(OFF_ON, "Off")
+        __annotations__[f"ckpt_name{_i}"] = str
+        locals()[f"ckpt_name{_i}"] = Choice(_checkpoint_choices, "None", model_folder="checkpoints",
+                                            not_files=("None",))
+        __annotations__[f"model_ratio{_i}"] = float
+        locals()[f"model_ratio{_i}"] = Float(1.0, min=-100.0, max=100.0, step=0.01)
+        __annotations__[f"clip_ratio{_i}"] = float
+        locals()[f"clip_ratio{_i}"] = Float(1.0, min=-100.0, max=100.0, step=0.01)
+    del _i
+    model_stack: MODEL_STACK = None
+    outputs = {"MODEL_STACK": MODEL_STACK, "show_help": STRING}
+    comfy = ComfyAlias(("CR Model Merge Stack",), optional=("model_stack",))
+
+    def run(self):
+        rows = [tuple(row) for row in _merge_rows(self.model_stack) if row[0] != "None"]
+        for i in (1, 2, 3):
+            name = getattr(self, f"ckpt_name{i}")
+            if name != "None" and getattr(self, f"switch_{i}") == "On":
+                rows.append((name, getattr(self, f"model_ratio{i}"), getattr(self, f"clip_ratio{i}")))
+        return rows, _help("Model-Merge-Nodes", "cr-model-stack")
+
+
+def _merge_rows(stack) -> list:
+    if stack is None:
+        return []
+    if not isinstance(stack, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) == 3 for r in stack):
+        raise NodeInputError("model_stack", f"expected a list of (ckpt_name, model_ratio, clip_ratio), got "
+                                            f"{stack!r:.80}")
+    return list(stack)
+
+
+class CRApplyModelMerge(Node):
+    """Merge the checkpoints of a MODEL_STACK as Comfyroll's CR Apply Model Merge does: starting
+    from the first, each next one merged in with ModelMergeSimple and CLIPMergeSimple as
+    previous * (1 - ratio) + next * ratio (its model and CLIP ratios). With normalise_ratios
+    "Yes" and model ratios not summing to 1, each ratio is first divided by the sum of its kind
+    and rounded to 2 decimals; with "Weighted", the second checkpoint's ratios become 1 -
+    weight_factor + weight_factor * ratio. A stack of one gives that checkpoint as it is (the pack
+    then puts its VAE where the merge info goes; here the info says so)."""
+    category = "Comfyroll Studio/Essential/Model Merge"
+    model_stack: MODEL_STACK
+    merge_method: str = Choice(("Recursive", "Weighted"), "Recursive")
+    normalise_ratios: str = Choice(("Yes", "No"), "Yes")
+    weight_factor: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"MODEL": MODEL, "CLIP": CLIP, "model_mix_info": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Apply Model Merge",))
+
+    def run(self):
+        from nodes.loaders import LoadCheckpoint
+        from nodes.model_merging import CLIPMergeSimple, ModelMergeSimple
+
+        url = _help("Model-Merge-Nodes", "cr-apply-model-merge")
+        rows = _merge_rows(self.model_stack)
+        if not rows:
+            raise NodeInputError("model_stack", "is empty: switch on at least one checkpoint")
+        if len(rows) == 1:
+            model, clip, _ = _core(LoadCheckpoint, {"checkpoint": "model_stack"}, checkpoint=rows[0][0])
+            return model, clip, f"Merge Info:\nOnly one model, not merged: {rows[0][0]}", url
+        model_sum, clip_sum = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        normalise = self.normalise_ratios == "Yes" and model_sum != 1
+        if normalise and (model_sum == 0 or clip_sum == 0):
+            raise NodeInputError("model_stack", "its ratios sum to 0: they can't be normalised")
+        info = "Merge Info:\nRatios are applied using the Recursive method\n\n"
+        for i, (name, model_ratio, clip_ratio) in enumerate(rows):
+            model2, clip2, _ = _core(LoadCheckpoint, {"checkpoint": "model_stack"}, checkpoint=name)
+            if normalise:
+                model_ratio, clip_ratio = round(model_ratio / model_sum, 2), round(clip_ratio / clip_sum, 2)
+            if self.merge_method == "Weighted" and i == 1:
+                model_ratio = 1 - self.weight_factor + self.weight_factor * model_ratio
+                clip_ratio = 1 - self.weight_factor + self.weight_factor * clip_ratio
+            if i == 0:
+                model, clip = model2, clip2
+                info += "Base Model Name: " + name
+                continue
+            model = _core(ModelMergeSimple, model1=model, model2=model2, ratio=1.0 - model_ratio)
+            clip = _core(CLIPMergeSimple, clip1=clip, clip2=clip2, ratio=1.0 - clip_ratio)
+            info += f"\nModel Name: {name}\nModel Ratio: {model_ratio}\nCLIP Ratio: {clip_ratio}\n"
+        return model, clip, info, url
 
 
 # -- SDXL prompts -----------------------------------------------------------------------------

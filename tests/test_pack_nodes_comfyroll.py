@@ -812,3 +812,32 @@ def test_multi_upscale_resizes_each_step_to_the_original_size_times_its_factor(r
 
     want = step(step(image, 18, 15), 6, 5)  # 12 x 10 times 1.5, then 12 x 10 times 0.5
     assert got.shape == (1, 5, 6, 3) and torch.equal(got, want)
+
+
+def test_apply_model_merge_equals_merge_simple_in_turn(registry, models):
+    write_checkpoint(models.models / "checkpoints" / "other.safetensors", "sd1", seed=1)
+    stack = {"class_type": "CR Model Merge Stack", "inputs": {
+        "switch_1": "On", "ckpt_name1": "tiny.safetensors", "model_ratio1": 1.0, "clip_ratio1": 1.0,
+        "switch_2": "On", "ckpt_name2": "other.safetensors", "model_ratio2": 0.3, "clip_ratio2": 0.6,
+        "switch_3": "Off", "ckpt_name3": "None", "model_ratio3": 1.0, "clip_ratio3": 1.0}}
+    other = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "other.safetensors"}}
+    graph = {"s": stack, "c1": CKPT, "c2": other,
+             "a": {"class_type": "CR Apply Model Merge", "inputs": {
+                 "model_stack": ["s", 0], "merge_method": "Recursive", "normalise_ratios": "No", "weight_factor": 1.0}},
+             # previous * (1 - ratio) + next * ratio: ModelMergeSimple's ratio is the first model's share
+             "m": {"class_type": "ModelMergeSimple", "inputs": {"model1": ["c1", 0], "model2": ["c2", 0],
+                                                                "ratio": 0.7}},
+             "k": {"class_type": "CLIPMergeSimple", "inputs": {"clip1": ["c1", 1], "clip2": ["c2", 1], "ratio": 0.4}}}
+    result = run_graph(registry, graph, ["a", "m", "k"])
+    model, clip, info = result.values["a"][:3]
+    for x, y in zip(weights(model, clip), weights(result.values["m"][0], result.values["k"][0])):
+        assert all(torch.allclose(x[k], y[k]) for k in y)
+    assert info.endswith("Base Model Name: tiny.safetensors\nModel Name: other.safetensors\nModel Ratio: 0.3\n"
+                         "CLIP Ratio: 0.6\n")
+    # normalised: each ratio over its kind's sum, rounded to 2 decimals (0.3 / 1.3, 0.6 / 1.6)
+    graph["a"]["inputs"]["normalise_ratios"] = "Yes"
+    info = run_graph(registry, graph, ["a"]).values["a"][2]
+    assert f"Model Ratio: {round(0.3 / 1.3, 2)}\nCLIP Ratio: {round(0.6 / 1.6, 2)}" in info
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRApplyModelMerge", model_stack=[])
+    assert caught.value.input == "model_stack"
