@@ -1,25 +1,25 @@
 """Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) common nodes, under the pack's class
 names ("CR ..."), inputs, defaults and outputs, each with the pack's trailing `show_help` output
 (the link to the pack's wiki page, as the pack gives it). This module holds its core, size,
-switch, LoRA, ControlNet and pipe nodes; its text, value, list and graphics nodes are in
+upscale, model merge, SDXL encoder, switch, LoRA, ControlNet and pipe nodes; its text (prompt
+text and the SDXL prompt mixers too), value, list and graphics nodes are in
 nodes/pack_nodes_comfyroll_utils.py.
 
 Read from the pack's source as the search index stores it: node_mappings.py at 0c25577b,
-nodes_core.py (its newest stored text, index file 3443833355, with CR Combine Prompt; 38ab576f
-before it), nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
+nodes_core.py (its newest stored text, index file 3443833355; 38ab576f before it),
+nodes_aspect_ratio.py at 0c25577b, nodes_legacy.py at 03be00b7, nodes_utils_logic.py,
 nodes_controlnet.py and nodes_pipe.py at 1b2fbfde, nodes_lora.py at 67f043c3, nodes_upscale.py at
 344b5c97 with upscale_functions.py at 3ef8055b, sdxl.py at 1a757776, nodes_model_merge.py at
 1b2fbfde.
 
 Built in here:
-- core: CR Prompt Text, CR Combine Prompt, CR Seed, CR Latent Batch Size, CR Conditioning Mixer
-  (the core conditioning nodes), CR Select Model (CheckpointLoaderSimple), CR Image Output;
+- core: CR Seed, CR Latent Batch Size, CR Conditioning Mixer (the core conditioning nodes), CR
+  Select Model (CheckpointLoaderSimple), CR Image Output;
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
   (an upscale model, then Pillow's resize as the pack does it), CR Multi Upscale Stack and CR Apply
   Multi Upscale;
 - model merge: CR Model Merge Stack and CR Apply Model Merge (ModelMergeSimple and CLIPMergeSimple);
-- SDXL: CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR SDXL Base Prompt Encoder
-  (CLIPTextEncodeSDXL);
+- SDXL: CR SDXL Base Prompt Encoder (CLIPTextEncodeSDXL);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
   and ControlNet input switches, CR Switch Model and CLIP, CR Pipe Switch and the Img2Img, Hires
   Fix and Batch process switches;
@@ -48,7 +48,6 @@ from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_st
 from nodes.image import MAX_SIZE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.sampling import SEED_MAX
-from nodes.strings import _fits
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
 
 PIPE_LINE = socket_type("PIPE_LINE", "#7e57c2", "Comfyroll's pipe: a tuple of the pieces a module passes on")
@@ -390,36 +389,7 @@ class CRApplyMultiUpscale(Node):
         return image, _help("Upscale-Nodes", "cr-apply-multi-upscale")
 
 
-# -- core text and seed -----------------------------------------------------------------------
-
-
-class CRPromptText(Node):
-    """A prompt typed in a box, given on as text, as Comfyroll's CR Prompt Text does."""
-    category = "Comfyroll Studio/Essential/Core"
-    prompt: str = Text("prompt", multiline=True)
-    outputs = {"prompt": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Prompt Text",))
-
-    def run(self):
-        return self.prompt, _help("Core-Nodes", "cr-prompt-text")
-
-
-class CRCombinePrompt(Node):
-    """part1 to part4 joined by the separator, empty parts included (so "a", "", "", "b" with ","
-    gives "a,,,b"), as Comfyroll's CR Combine Prompt joins them."""
-    category = "Comfyroll Studio/Essential/Core"
-    part1: str = Text("", multiline=True)
-    part2: str = Text("", multiline=True)
-    part3: str = Text("", multiline=True)
-    part4: str = Text("", multiline=True)
-    separator: str = Text(",")
-    outputs = {"prompt": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR Combine Prompt",), optional=("part1", "part2", "part3", "part4", "separator"))
-
-    def run(self):
-        parts = (self.part1, self.part2, self.part3, self.part4)
-        _fits(sum(map(len, parts)) + 3 * len(self.separator), "separator")
-        return self.separator.join(parts), _help("Core-Nodes", "cr-prompt-parts")
+# -- core --------------------------------------------------------------------------------------
 
 
 class CRSeed(Node):
@@ -655,54 +625,9 @@ class CRApplyModelMerge(Node):
         return model, clip, info, url
 
 
-# -- SDXL prompts -----------------------------------------------------------------------------
+# -- SDXL prompt encoder ----------------------------------------------------------------------
 
 SDXL = "Comfyroll Studio/Essential/SDXL"
-# preset -> which texts make (pos_g, pos_l, pos_r, neg_g, neg_l, neg_r): P/N the prompts, S/T the styles
-MIX_PRESETS = {
-    "default with no style text": ("P", "P", "P", "N", "N", "N"),
-    "default with style text": ("PS", "PS", "PS", "NT", "NT", "NT"),
-    "style boost 1": ("P", "S", "P", "N", "T", "N"),
-    "style boost 2": ("S", "P", "S", "T", "N", "T"),
-    "style text to refiner": ("P", "P", "S", "N", "N", "T"),
-}
-
-
-class CRSDXLPromptMixPresets(Node):
-    """Route the prompts and style texts to SDXL's G, L and refiner prompts by a preset, as
-    Comfyroll's CR SDXL Prompt Mix Presets does: "default with no style text" the prompts
-    everywhere; "default with style text" each prompt followed directly by its style text; "style
-    boost 1" the styles to L; "style boost 2" the styles to G and the refiner; "style text to
-    refiner" the styles to the refiner only."""
-    category = SDXL
-    prompt_positive: str = Text("prompt_pos", multiline=True)
-    prompt_negative: str = Text("prompt_neg", multiline=True)
-    style_positive: str = Text("style_pos", multiline=True)
-    style_negative: str = Text("style_neg", multiline=True)
-    preset: str = Choice(tuple(MIX_PRESETS), "default with no style text")
-    outputs = {"pos_g": STRING, "pos_l": STRING, "pos_r": STRING, "neg_g": STRING, "neg_l": STRING,
-               "neg_r": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR SDXL Prompt Mix Presets",),
-                       optional=("prompt_positive", "prompt_negative", "style_positive", "style_negative", "preset"))
-
-    def run(self):
-        texts = {"P": self.prompt_positive, "N": self.prompt_negative, "S": self.style_positive,
-                 "T": self.style_negative}
-        return (*("".join(texts[part] for part in parts) for parts in MIX_PRESETS[self.preset]),
-                _help("SDXL-Nodes", "cr-sdxl-prompt-mix-presets"))
-
-
-class CRSDXLStyleText(Node):
-    """A positive and a negative style text to link into SDXL's L prompts, as Comfyroll's CR SDXL
-    Style Text gives them."""
-    category = SDXL
-    positive_style: str = Text("POS_STYLE", multiline=True)
-    negative_style: str = Text("NEG_STYLE", multiline=True)
-    outputs = {"positive_prompt_text_l": STRING, "negative_prompt_text_l": STRING, "show_help": STRING}
-    comfy = ComfyAlias(("CR SDXL Style Text",))
-
-    def run(self):
-        return self.positive_style, self.negative_style, _help("SDXL-Nodes", "cr-sdxl-style-text")
 
 
 class CRSDXLBasePromptEncoder(Node):

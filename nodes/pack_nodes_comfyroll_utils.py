@@ -1,6 +1,7 @@
 """Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) utility nodes, under the pack's class
 names, inputs, defaults and outputs, each with the pack's trailing `show_help` output: its text
-nodes (CR Text, CR Multiline Text, CR Text Concatenate, CR Text Replace, CR Text Blacklist, CR Text
+nodes (CR Prompt Text, CR Combine Prompt, CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR
+Text, CR Multiline Text, CR Text Concatenate, CR Text Replace, CR Text Blacklist, CR Text
 Operation, CR Text Length, CR Split String); lists (CR Text List, CR Prompt List, CR Simple List,
 CR Integer Range List, CR Float Range List: the nodes after them run once per value; CR Text List
 To String and CR Batch Images From List gather a list back); conversions and values (CR Integer
@@ -11,15 +12,16 @@ Border, CR Feathered Border, CR Image Panel, CR Image Grid Panel, CR Overlay Tra
 The pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring says which are left
 out and why.
 
-Read from the pack's source as the search index stores it: nodes_utils_text.py (its newest stored
-text, index file 56726386158, which imports io and has the Multiline Text, Blacklist, Operation
-and Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py at
-14391b2b, nodes_list.py at 235c3008 (CR Text List; CR Prompt List from the newer text quoted in
-index file 41242654911; the range lists, CR Simple List, CR Text List To String and CR Batch
-Images From List from the newer text in index file 2887105057), nodes_graphics_layout.py at
-14391b2b with the helpers of functions_graphics.py (index file 25767735156) and config.py at
-60202e5b (the colour table). The graphics nodes draw through 8-bit Pillow pictures, as the pack
-does, giving its values to the bit.
+Read from the pack's source as the search index stores it: nodes_core.py (its newest stored
+text, index file 3443833355, with CR Combine Prompt), sdxl.py at 1a757776, nodes_utils_text.py
+(its newest stored text, index file 56726386158, which imports io and has the Multiline Text,
+Blacklist, Operation and Length nodes; 0f453cd8 before it), nodes_utils_other.py and
+nodes_utils_conversion.py at 14391b2b, nodes_list.py at 235c3008 (CR Text List; CR Prompt List
+from the newer text quoted in index file 41242654911; the range lists, CR Simple List, CR Text
+List To String and CR Batch Images From List from the newer text in index file 2887105057),
+nodes_graphics_layout.py at 14391b2b with the helpers of functions_graphics.py (index file
+25767735156) and config.py at 60202e5b (the colour table). The graphics nodes draw through 8-bit
+Pillow pictures, as the pack does, giving its values to the bit.
 
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
 int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
@@ -35,6 +37,82 @@ from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
 from nodes.strings import _fits
 
 # -- text -------------------------------------------------------------------------------------
+
+
+class CRPromptText(Node):
+    """A prompt typed in a box, given on as text, as Comfyroll's CR Prompt Text does."""
+    category = "Comfyroll Studio/Essential/Core"
+    prompt: str = Text("prompt", multiline=True)
+    outputs = {"prompt": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Prompt Text",))
+
+    def run(self):
+        return self.prompt, _help("Core-Nodes", "cr-prompt-text")
+
+
+class CRCombinePrompt(Node):
+    """part1 to part4 joined by the separator, empty parts included (so "a", "", "", "b" with ","
+    gives "a,,,b"), as Comfyroll's CR Combine Prompt joins them."""
+    category = "Comfyroll Studio/Essential/Core"
+    part1: str = Text("", multiline=True)
+    part2: str = Text("", multiline=True)
+    part3: str = Text("", multiline=True)
+    part4: str = Text("", multiline=True)
+    separator: str = Text(",")
+    outputs = {"prompt": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Combine Prompt",), optional=("part1", "part2", "part3", "part4", "separator"))
+
+    def run(self):
+        parts = (self.part1, self.part2, self.part3, self.part4)
+        _fits(sum(map(len, parts)) + 3 * len(self.separator), "separator")
+        return self.separator.join(parts), _help("Core-Nodes", "cr-prompt-parts")
+
+
+# preset -> which texts make (pos_g, pos_l, pos_r, neg_g, neg_l, neg_r): P/N the prompts, S/T the styles
+MIX_PRESETS = {
+    "default with no style text": ("P", "P", "P", "N", "N", "N"),
+    "default with style text": ("PS", "PS", "PS", "NT", "NT", "NT"),
+    "style boost 1": ("P", "S", "P", "N", "T", "N"),
+    "style boost 2": ("S", "P", "S", "T", "N", "T"),
+    "style text to refiner": ("P", "P", "S", "N", "N", "T"),
+}
+
+
+class CRSDXLPromptMixPresets(Node):
+    """Route the prompts and style texts to SDXL's G, L and refiner prompts by a preset, as
+    Comfyroll's CR SDXL Prompt Mix Presets does: "default with no style text" the prompts
+    everywhere; "default with style text" each prompt followed directly by its style text; "style
+    boost 1" the styles to L; "style boost 2" the styles to G and the refiner; "style text to
+    refiner" the styles to the refiner only."""
+    category = "Comfyroll Studio/Essential/SDXL"
+    prompt_positive: str = Text("prompt_pos", multiline=True)
+    prompt_negative: str = Text("prompt_neg", multiline=True)
+    style_positive: str = Text("style_pos", multiline=True)
+    style_negative: str = Text("style_neg", multiline=True)
+    preset: str = Choice(tuple(MIX_PRESETS), "default with no style text")
+    outputs = {"pos_g": STRING, "pos_l": STRING, "pos_r": STRING, "neg_g": STRING, "neg_l": STRING,
+               "neg_r": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR SDXL Prompt Mix Presets",),
+                       optional=("prompt_positive", "prompt_negative", "style_positive", "style_negative", "preset"))
+
+    def run(self):
+        texts = {"P": self.prompt_positive, "N": self.prompt_negative, "S": self.style_positive,
+                 "T": self.style_negative}
+        return (*("".join(texts[part] for part in parts) for parts in MIX_PRESETS[self.preset]),
+                _help("SDXL-Nodes", "cr-sdxl-prompt-mix-presets"))
+
+
+class CRSDXLStyleText(Node):
+    """A positive and a negative style text to link into SDXL's L prompts, as Comfyroll's CR SDXL
+    Style Text gives them."""
+    category = "Comfyroll Studio/Essential/SDXL"
+    positive_style: str = Text("POS_STYLE", multiline=True)
+    negative_style: str = Text("NEG_STYLE", multiline=True)
+    outputs = {"positive_prompt_text_l": STRING, "negative_prompt_text_l": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR SDXL Style Text",))
+
+    def run(self):
+        return self.positive_style, self.negative_style, _help("SDXL-Nodes", "cr-sdxl-style-text")
 
 
 class CRText(Node):
