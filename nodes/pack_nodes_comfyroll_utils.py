@@ -1,23 +1,23 @@
 """Comfyroll Studio's (Suzie1/ComfyUI_Comfyroll_CustomNodes) utility nodes, under the pack's class
 names, inputs, defaults and outputs, each with the pack's trailing `show_help` output: its text
-nodes (CR Prompt Text, CR Combine Prompt, CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR
-Text, CR Multiline Text, CR Text Concatenate, CR Text Replace, CR Text Blacklist, CR Text
-Operation, CR Text Length, CR Split String); lists (CR Text List, CR Prompt List, CR Simple List,
-CR Integer Range List, CR Float Range List: the nodes after them run once per value; CR Text List
-To String and CR Batch Images From List gather a list back); conversions and values (CR Integer
-To String, CR Float To Integer, CR Float To String, CR String To Number, CR String To Combo, CR
-Integer Multiple, CR Value, CR Clamp Value, CR Math Operation, CR Set Value On Boolean / On
-Binary / on String); and the image-layout nodes that draw no text (CR Color Panel, CR Image
-Border, CR Feathered Border, CR Image Panel, CR Image Grid Panel, CR Overlay Transparent Image).
-The pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring says which are left
-out and why.
+nodes (CR Prompt Text, CR Combine Prompt, CR SDXL Prompt Mix Presets, CR SDXL Style Text, CR Text,
+CR Multiline Text, CR Text Concatenate, CR Text Replace, CR Text Blacklist, CR Text Operation, CR
+Text Length, CR Split String); lists (CR Text List, CR Prompt List, CR Simple List, CR Integer Range
+List, CR Float Range List: the nodes after them run once per value; CR Text List To String and CR
+Batch Images From List gather a list back); conversions and values (CR Integer To String, CR Float
+To Integer, CR Float To String, CR String To Number, CR String To Combo, CR Integer Multiple, CR
+Value, CR Clamp Value, CR Math Operation, CR Set Value On Boolean / On Binary / on String, CR Index,
+CR Index Increment / Multiply / Reset, CR Trigger); and the image-layout nodes that draw no text (CR
+Color Panel, CR Image Border, CR Feathered Border, CR Image Panel, CR Image Grid Panel, CR Overlay
+Transparent Image). The pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring
+says which are left out and why.
 
-Read from the pack's source as the search index stores it: nodes_core.py (its newest stored
-text, index file 3443833355, with CR Combine Prompt), sdxl.py at 1a757776, nodes_utils_text.py
-(its newest stored text, index file 56726386158, which imports io and has the Multiline Text,
-Blacklist, Operation and Length nodes; 0f453cd8 before it), nodes_utils_other.py and
-nodes_utils_conversion.py at 14391b2b, nodes_list.py at 235c3008 (CR Text List; CR Prompt List
-from the newer text quoted in index file 41242654911; the range lists, CR Simple List, CR Text
+Read from the pack's source as the search index stores it: nodes_core.py (its newest stored text,
+index file 3443833355, with CR Combine Prompt), sdxl.py at 1a757776, nodes_utils_text.py (its newest
+stored text, index file 56726386158, which imports io and has the Multiline Text, Blacklist,
+Operation and Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py
+at 14391b2b, nodes_utils_index.py at 1b2fbfde, nodes_list.py at 235c3008 (CR Text List; CR Prompt
+List from the newer text quoted in index file 41242654911; the range lists, CR Simple List, CR Text
 List To String and CR Batch Images From List from the newer text in index file 2887105057),
 nodes_graphics_layout.py at 14391b2b with the helpers of functions_graphics.py (index file
 25767735156) and config.py at 60202e5b (the colour table). The graphics nodes draw through 8-bit
@@ -682,6 +682,72 @@ class CRStringToCombo(Node):
         if self.text == "":
             raise NodeInputError("text", "is empty: there is no value to give")
         return self.text.split(",")[0], _help("Conversion-Nodes", "cr-string-to-combo")
+
+
+INDEX = "Comfyroll Studio/Utils/Index"
+
+
+class CRIndex(Node):
+    """An index to link into other nodes, as Comfyroll's CR Index gives it (its print_to_console
+    printed the index to the server's console; here it changes nothing)."""
+    category = INDEX
+    index: int = Int(1, min=0, max=10000)
+    print_to_console: str = Choice(("Yes", "No"), "Yes")
+    outputs = {"INT": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Index",))
+
+    def run(self):
+        return self.index, _help("Index-Nodes", "cr-index")
+
+
+class CRIndexIncrement(Node):
+    """index + interval, with the interval, as Comfyroll's CR Index Increment computes it (the
+    pack's code leaves the interval output out, putting its help link there; here each output
+    gives what it is named)."""
+    category = INDEX
+    index: int = Int(1, min=-10000, max=10000)
+    interval: int = Int(1, min=-10000, max=10000)
+    outputs = {"index": INT, "interval": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Index Increment",))
+
+    def run(self):
+        return self.index + self.interval, self.interval, _help("Index-Nodes", "cr-index-increment")
+
+
+class CRIndexMultiply(Node):
+    """index times factor, with the factor, as Comfyroll's CR Index Multiply computes it."""
+    category = INDEX
+    index: int = Int(1, min=0, max=10000)
+    factor: int = Int(1, min=0, max=10000)
+    outputs = {"index": INT, "factor": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Index Multiply",))
+
+    def run(self):
+        return self.index * self.factor, self.factor, _help("Index-Nodes", "cr-index-multiply")
+
+
+class CRIndexReset(Node):
+    """reset_to as the index (the index input is ignored), as Comfyroll's CR Index Reset gives it."""
+    category = INDEX
+    index: int = Int(1, min=0, max=10000)
+    reset_to: int = Int(1, min=0, max=10000)
+    outputs = {"index": INT, "reset_to": INT, "show_help": STRING}
+    comfy = ComfyAlias(("CR Index Reset",))
+
+    def run(self):
+        return self.reset_to, self.reset_to, _help("Index-Nodes", "cr-index-reset")
+
+
+class CRTrigger(Node):
+    """The index, and whether it equals trigger_value, as Comfyroll's CR Trigger gives them."""
+    category = INDEX
+    index: int = Int(0, min=0, max=9999)
+    trigger_value: int = Int(1, min=0, max=10000)
+    outputs = {"index": INT, "trigger": BOOLEAN, "show_help": STRING}
+    comfy = ComfyAlias(("CR Trigger",))
+
+    def run(self):
+        return self.index, self.index == self.trigger_value, _help("Index-Nodes", "cr-trigger")
 
 
 # -- graphics ---------------------------------------------------------------------------------

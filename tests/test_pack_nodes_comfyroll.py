@@ -841,3 +841,12 @@ def test_apply_model_merge_equals_merge_simple_in_turn(registry, models):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CRApplyModelMerge", model_stack=[])
     assert caught.value.input == "model_stack"
+
+
+def test_index_nodes(registry):
+    assert rest(call(registry, "CRIndex", index=7)) == (7,)
+    assert rest(call(registry, "CRIndexIncrement", index=5, interval=-3)) == (2, -3)
+    assert rest(call(registry, "CRIndexMultiply", index=6, factor=4)) == (24, 4)
+    assert rest(call(registry, "CRIndexReset", index=9, reset_to=2)) == (2, 2)
+    assert rest(call(registry, "CRTrigger", index=3, trigger_value=3)) == (3, True)
+    assert rest(call(registry, "CRTrigger", index=2, trigger_value=3)) == (2, False)
