@@ -7,21 +7,23 @@ List, CR Float Range List: the nodes after them run once per value; CR Text List
 Batch Images From List gather a list back); conversions and values (CR Integer To String, CR Float
 To Integer, CR Float To String, CR String To Number, CR String To Combo, CR Integer Multiple, CR
 Value, CR Clamp Value, CR Math Operation, CR Set Value On Boolean / On Binary / on String, CR Index,
-CR Index Increment / Multiply / Reset, CR Trigger); and the image-layout nodes that draw no text (CR
-Color Panel, CR Image Border, CR Feathered Border, CR Image Panel, CR Image Grid Panel, CR Overlay
-Transparent Image). The pack's other nodes are in nodes/pack_nodes_comfyroll.py, whose docstring
-says which are left out and why.
+CR Index Increment / Multiply / Reset, CR Trigger); seeded random values (CR Random Hex Color, CR
+Random RGB, CR Random Multiline Values / Colors, CR Random Panel Codes, CR Random RGB Gradient:
+Python's random seeded by the seed input, so the pack's values); and the image-layout nodes that
+draw no text (CR Color Panel, CR Image Border, CR Feathered Border, CR Image Panel, CR Image Grid
+Panel, CR Overlay Transparent Image). The pack's other nodes are in nodes/pack_nodes_comfyroll.py,
+whose docstring says which are left out and why.
 
 Read from the pack's source as the search index stores it: nodes_core.py (its newest stored text,
 index file 3443833355, with CR Combine Prompt), sdxl.py at 1a757776, nodes_utils_text.py (its newest
 stored text, index file 56726386158, which imports io and has the Multiline Text, Blacklist,
 Operation and Length nodes; 0f453cd8 before it), nodes_utils_other.py and nodes_utils_conversion.py
-at 14391b2b, nodes_utils_index.py at 1b2fbfde, nodes_list.py at 235c3008 (CR Text List; CR Prompt
-List from the newer text quoted in index file 41242654911; the range lists, CR Simple List, CR Text
-List To String and CR Batch Images From List from the newer text in index file 2887105057),
-nodes_graphics_layout.py at 14391b2b with the helpers of functions_graphics.py (index file
-25767735156) and config.py at 60202e5b (the colour table). The graphics nodes draw through 8-bit
-Pillow pictures, as the pack does, giving its values to the bit.
+at 14391b2b, nodes_utils_index.py and nodes_utils_random.py at 1b2fbfde, nodes_list.py at 235c3008
+(CR Text List; CR Prompt List from the newer text quoted in index file 41242654911; the range lists,
+CR Simple List, CR Text List To String and CR Batch Images From List from the newer text in index
+file 2887105057), nodes_graphics_layout.py at 14391b2b with the helpers of functions_graphics.py
+(index file 25767735156) and config.py at 60202e5b (the colour table). The graphics nodes draw
+through 8-bit Pillow pictures, as the pack does, giving its values to the bit.
 
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
 int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
@@ -30,10 +32,13 @@ hand-made API prompt is refused."""
 from __future__ import annotations
 
 import math
+import random
+import string
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
     ListOf, Node, NodeInputError, Size, Text
 from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
+from nodes.sampling import SEED_MAX
 from nodes.strings import _fits
 
 # -- text -------------------------------------------------------------------------------------
@@ -748,6 +753,139 @@ class CRTrigger(Node):
 
     def run(self):
         return self.index, self.index == self.trigger_value, _help("Index-Nodes", "cr-trigger")
+
+
+# -- seeded random values ---------------------------------------------------------------------
+
+RANDOM = "Comfyroll Studio/Utils/Random"
+VALUE_CHARACTERS = {"binary": "01", "decimal": "0123456789", "natural": "123456789",
+                    "hexadecimal": "0123456789ABCDEF", "alphabetic": string.ascii_letters,
+                    "alphanumeric": string.ascii_letters + string.digits}
+
+
+def _drawer(seed: int) -> random.Random:
+    """Python's Mersenne Twister seeded as the pack seeds the global one (random.seed(seed)): the
+    same draws, without touching the process's own generator."""
+    return random.Random(seed)
+
+
+class CRRandomHexColor(Node):
+    """Four colours drawn from the seed as "#rrggbb" (each channel randint(0, 255) in turn), as
+    Comfyroll's CR Random Hex Color draws them with Python's random seeded by `seed`."""
+    category = RANDOM
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"hex_color1": STRING, "hex_color2": STRING, "hex_color3": STRING, "hex_color4": STRING,
+               "show_help": STRING}
+    comfy = ComfyAlias(("CR Random Hex Color",))
+
+    def run(self):
+        draw = _drawer(self.seed)
+        colors = ["#{:02x}{:02x}{:02x}".format(*(draw.randint(0, 255) for _ in range(3))) for _ in range(4)]
+        return (*colors, _help("Other-Nodes", "cr-random-hex-color"))
+
+
+class CRRandomRGB(Node):
+    """Four colours drawn from the seed as "r,g,b", as Comfyroll's CR Random RGB draws them."""
+    category = RANDOM
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"rgb_1": STRING, "rgb_2": STRING, "rgb_3": STRING, "rgb_4": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Random RGB",))
+
+    def run(self):
+        draw = _drawer(self.seed)
+        colors = ["{},{},{}".format(*(draw.randint(0, 255) for _ in range(3))) for _ in range(4)]
+        return (*colors, _help("Other-Nodes", "cr-random-rgb"))
+
+
+class CRRandomMultilineValues(Node):
+    """`rows` lines, each prepend_text then string_length characters drawn from the seed among the
+    value type's (binary, decimal, natural 1-9, hexadecimal, letters, letters and digits, or
+    custom_values), as Comfyroll's CR Random Multiline Values draws them."""
+    category = RANDOM
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    value_type: str = Choice((*VALUE_CHARACTERS, "custom"), "binary")
+    rows: int = Int(5, min=1, max=2048)
+    string_length: int = Int(5, min=1, max=1024)
+    custom_values: str = Text("123ABC")
+    prepend_text: str = Text("")
+    outputs = {"multiline_text": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Random Multiline Values",))
+
+    def run(self):
+        characters = self.custom_values if self.value_type == "custom" else VALUE_CHARACTERS[self.value_type]
+        if not characters:
+            raise NodeInputError("custom_values", "is empty: there are no characters to draw from")
+        _fits(self.rows * (len(self.prepend_text) + self.string_length + 1), "prepend_text")
+        draw = _drawer(self.seed)
+        lines = [self.prepend_text + "".join(draw.choice(characters) for _ in range(self.string_length))
+                 for _ in range(self.rows)]
+        return "\n".join(lines), _help("Other-Nodes", "cr-random-multiline-values")
+
+
+class CRRandomMultilineColors(Node):
+    """`rows` colours drawn from the seed, one a line: "rgb" as r,g,b or "hex color" as #RRGGBB, as
+    Comfyroll's CR Random Multiline Colors draws them. Its "matplotlib xkcd" names come from
+    matplotlib's colour table, which is not a dependency here: that choice is refused."""
+    category = RANDOM
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    value_type: str = Choice(("rgb", "hex color", "matplotlib xkcd"), "rgb")
+    rows: int = Int(5, min=1, max=2048)
+    outputs = {"multiline_text": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Random Multiline Colors",))
+
+    def run(self):
+        draw = _drawer(self.seed)
+        if self.value_type == "rgb":
+            lines = [f"{draw.randint(0, 255)},{draw.randint(0, 255)},{draw.randint(0, 255)}" for _ in range(self.rows)]
+        elif self.value_type == "hex color":
+            lines = ["#" + "".join(draw.choice("0123456789ABCDEF") for _ in range(6)) for _ in range(self.rows)]
+        else:
+            raise NodeInputError("value_type", "\"matplotlib xkcd\" needs matplotlib's colour names, which are not "
+                                               "available here; choose rgb or hex color")
+        return "\n".join(lines), _help("Other-Nodes", "cr-random-multiline-colors")
+
+
+class CRRandomPanelCodes(Node):
+    """`rows` panel codes drawn from the seed, as Comfyroll's CR Random Panel Codes draws them: one
+    letter H or V for all, then string_length characters of `values` each."""
+    category = RANDOM
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    rows: int = Int(5, min=1, max=2048)
+    string_length: int = Int(5, min=1, max=1024)
+    values: str = Text("123")
+    outputs = {"multiline_text": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Random Panel Codes",))
+
+    def run(self):
+        if not self.values:
+            raise NodeInputError("values", "is empty: there are no characters to draw from")
+        draw = _drawer(self.seed)
+        letter = draw.choice("HV")
+        draw.choice(self.values)  # the pack draws one value it never uses: kept, so the codes are its codes
+        codes = [letter + "".join(draw.choice(self.values) for _ in range(self.string_length))
+                 for _ in range(self.rows)]
+        return "\n".join(codes), _help("Other-Nodes", "cr-random-panel-codes")
+
+
+class CRRandomRGBGradient(Node):
+    """Gradient stops drawn from the seed, one a line as "position:r,g,b" with positions rising
+    from 0 to at most 99, as Comfyroll's CR Random RGB Gradient draws them (each position between
+    the last one + 1 and its share of what is left; rows that no longer fit are left out)."""
+    category = RANDOM
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    rows: int = Int(5, min=1, max=2048)
+    outputs = {"multiline_text": STRING, "show_help": STRING}
+    comfy = ComfyAlias(("CR Random RGB Gradient",))
+
+    def run(self):
+        draw = _drawer(self.seed)
+        low, text = 0, ""
+        for i in range(1, self.rows + 1):
+            if low <= 99 - self.rows + i:
+                position = draw.randint(low, min(99, low + (99 - low) // (self.rows - i + 1)))
+                text += f"{position}:{draw.randint(0, 255)},{draw.randint(0, 255)},{draw.randint(0, 255)}\n"
+                low = position + 1
+        return text, _help("Other-Nodes", "cr-random-RGB-gradient")
 
 
 # -- graphics ---------------------------------------------------------------------------------

@@ -850,3 +850,42 @@ def test_index_nodes(registry):
     assert rest(call(registry, "CRIndexReset", index=9, reset_to=2)) == (2, 2)
     assert rest(call(registry, "CRTrigger", index=3, trigger_value=3)) == (3, True)
     assert rest(call(registry, "CRTrigger", index=2, trigger_value=3)) == (2, False)
+
+
+def test_seeded_random_values_are_pythons_random_seeded_as_the_pack(registry):
+    import random
+    import string
+
+    def drawn(seed):
+        return random.Random(seed)
+
+    r = drawn(42)
+    want = ["#{:02x}{:02x}{:02x}".format(r.randint(0, 255), r.randint(0, 255), r.randint(0, 255)) for _ in range(4)]
+    assert list(rest(call(registry, "CRRandomHexColor", seed=42))) == want
+    r = drawn(7)
+    want = [f"{r.randint(0, 255)},{r.randint(0, 255)},{r.randint(0, 255)}" for _ in range(4)]
+    assert list(rest(call(registry, "CRRandomRGB", seed=7))) == want
+    r = drawn(3)
+    characters = string.ascii_letters + string.digits
+    want = "\n".join("id-" + "".join(r.choice(characters) for _ in range(4)) for _ in range(6))
+    assert rest(call(registry, "CRRandomMultilineValues", seed=3, value_type="alphanumeric", rows=6, string_length=4,
+                     prepend_text="id-")) == (want,)
+    r = drawn(9)
+    want = "\n".join("#" + "".join(r.choice("0123456789ABCDEF") for _ in range(6)) for _ in range(3))
+    assert rest(call(registry, "CRRandomMultilineColors", seed=9, value_type="hex color", rows=3)) == (want,)
+    r = drawn(5)
+    letter, _ = r.choice("HV"), r.choice("123")
+    want = "\n".join(letter + "".join(r.choice("123") for _ in range(5)) for _ in range(5))
+    assert rest(call(registry, "CRRandomPanelCodes", seed=5)) == (want,)
+    gradient = rest(call(registry, "CRRandomRGBGradient", seed=11, rows=4))[0].splitlines()
+    positions = [int(line.split(":")[0]) for line in gradient]
+    assert len(gradient) == 4 and positions == sorted(set(positions)) and positions[-1] <= 99
+    assert rest(call(registry, "CRRandomRGBGradient", seed=11, rows=4)) == \
+        rest(call(registry, "CRRandomRGBGradient", seed=11, rows=4))
+    for node, inputs, name in (("CRRandomMultilineValues", {"value_type": "custom", "custom_values": ""},
+                                "custom_values"),
+                               ("CRRandomMultilineColors", {"value_type": "matplotlib xkcd"}, "value_type"),
+                               ("CRRandomPanelCodes", {"values": ""}, "values")):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, **inputs)
+        assert caught.value.input == name
