@@ -24,6 +24,7 @@ item (shorter lists repeat their last item) and each of its outputs becomes a li
 `input_is_list = True` instead runs once and reads every input, widgets too, as a list.
 """
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +170,14 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
     if w.kind == "FLOAT":
         constraints["allow_inf_nan"] = False
     return Annotated[python_type, Field(**constraints)], default
+
+
+@functools.cache
+def widget_model_linking(cls, linked: frozenset[str]) -> type[BaseModel]:
+    """The node's widget model with the widgets in `linked` optional: those arrive by links, so
+    the typed-in widgets are checked, and keep their values, whichever of them are linked."""
+    return create_model(f"{cls.__name__}WidgetsLinking", __base__=cls.widget_model,
+                        **{name: (Any, None) for name in linked})
 
 
 class Node:

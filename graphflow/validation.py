@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from graphflow.node_modes import apply_modes
 from graphflow import resource_limits
-from graphflow.node import Node
+from graphflow.node import Node, widget_model_linking
 from graphflow.resource_limits import RunLimits
 from graphflow.registry import Registry
 from graphflow.workflow import Problem, Workflow, is_link, literal  # Problem: re-exported
@@ -195,8 +195,10 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
                                     "required_input_missing"))
 
     widgets = {}
+    linked_widgets = frozenset(name for name in links if cls.input_specs[name].widget)
+    model = widget_model_linking(cls, linked_widgets) if linked_widgets else cls.widget_model
     try:
-        widgets = cls.widget_model.model_validate(literals).model_dump()
+        widgets = model.model_validate(literals).model_dump()
     except ValidationError as e:
         for err in e.errors():
             name = str(err["loc"][0]) if err["loc"] else None

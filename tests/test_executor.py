@@ -334,3 +334,35 @@ def test_wrong_number_of_returned_values_is_a_node_error(toy_registry):
     toy_registry.add(Bad)
     result = Executor(toy_registry).run(parse_workflow({"nodes": {"1": {"type": "Bad"}}}))
     assert result.status == "error" and "tuple of 2 values (a, b)" in result.error["message"]
+
+
+def test_a_linked_widget_without_a_default_keeps_the_typed_in_widgets(toy_registry):
+    """A widget that must be given (a choice of files, say) linked from another node: the node's
+    typed-in widgets keep their values (once they were all dropped, and the run failed with a
+    KeyError), a bad typed-in one is still named, and the linked value is still checked."""
+    from graphflow.api import STRING, Choice, Int, Node
+
+    class Pick(Node):
+        category = "test"
+        name: str = Choice(("ab", "cd"))
+        times: int = Int(1, min=1, max=5)
+        outputs = {"text": STRING}
+
+        def run(self):
+            return self.name * self.times
+
+    toy_registry.add(Pick)
+
+    def graph(name, times):
+        return {"version": 1, "nodes": {
+            "1": {"type": "Repeat", "inputs": {"text": name}},
+            "2": {"type": "Pick", "inputs": {"name": ["1", 0], "times": times}},
+            "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}}}}
+
+    result = Executor(toy_registry).run(parse_workflow(graph("cd", 3), toy_registry))
+    assert result.ok, (result.problems, result.error)
+    assert result.outputs["3"] == {"text": ["cdcdcd"]}
+    result = Executor(toy_registry).run(parse_workflow(graph("cd", 9), toy_registry))
+    assert [(p.node_id, p.input) for p in result.problems] == [("2", "times")]
+    result = Executor(toy_registry).run(parse_workflow(graph("xy", 2), toy_registry))
+    assert result.error["node_id"] == "2" and result.error["input"] == "name" and "xy" in result.error["message"]
