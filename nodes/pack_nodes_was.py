@@ -37,8 +37,8 @@ import re
 import socket
 import time
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
+from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
+    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode
@@ -92,22 +92,45 @@ class WasTextString(Node):
         return self.text, self.text_b, self.text_c, self.text_d
 
 
+def concatenate_widgets(values: list) -> list:
+    """Text Concatenate's widgets_values; a 2023 save holds just linebreak_addition ("true" /
+    "false"), which becomes the later layout's delimiter (a line break / nothing), no whitespace
+    cleaning, and the old input itself, so that the old joining is kept."""
+    if len(values) == 1 and values[0] in ("true", "false"):
+        return ["\n" if values[0] == "true" else "", "false", values[0]]
+    return values
+
+
 class WasTextConcatenate(Node):
-    """text_a and text_b joined, then text_c and text_d when connected and not empty, with a line
-    break between them when linebreak_addition is "true" (WAS's Text Concatenate)."""
+    """The connected texts text_a .. text_d, in that order, joined by delimiter ("\\n" typed as
+    two characters is a line break), as WAS's later Text Concatenate does: with clean_whitespace
+    "true" each text is stripped first; empty texts are left out.
+    Older saves (the 2.2.2 layout: text_a and text_b, linebreak_addition) are read too: their
+    linebreak_addition keeps the old joining, text_a and text_b always (even empty), text_c and
+    text_d when not empty, with a line break between them when "true", nothing when "false"."""
     category = "WAS Suite/Text"
-    text_a: STRING
-    text_b: STRING
-    linebreak_addition: str = Choice(("false", "true"), "false")
+    delimiter: str = Text(", ")
+    clean_whitespace: str = Choice(("true", "false"), "true")
+    text_a: STRING = None
+    text_b: STRING = None
     text_c: STRING = None
     text_d: STRING = None
+    # the 2.2.2 layout's only widget, kept so its saves join as they did ("": a later save)
+    linebreak_addition: str = Choice(("", "false", "true"), "")
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Concatenate",))
+    comfy = ComfyAlias(("Text Concatenate",), optional=("linebreak_addition",), widgets=concatenate_widgets)
 
     def run(self):
-        texts = [self.text_a, self.text_b] + [t for t in (self.text_c, self.text_d) if t]
-        _fits(sum(len(t) + 1 for t in texts), "text_d")
-        return ("\n" if self.linebreak_addition == "true" else "").join(texts)
+        given = [self.text_a, self.text_b, self.text_c, self.text_d]
+        if self.linebreak_addition:
+            texts = [t or "" for t in given[:2]] + [t for t in given[2:] if t]
+            delimiter = "\n" if self.linebreak_addition == "true" else ""
+        else:
+            texts = [t.strip() if self.clean_whitespace == "true" else t for t in given if isinstance(t, str)]
+            texts = [t for t in texts if t != ""]
+            delimiter = "\n" if self.delimiter == "\\n" else self.delimiter
+        _fits(sum(len(t) + len(delimiter) for t in texts), "delimiter")
+        return delimiter.join(texts)
 
 
 def regex_sub(text: str, find: str, replace: str) -> str:
@@ -237,6 +260,41 @@ class WasTextRandomLine(Node):
 
     def run(self):
         return random.Random(self.seed).choice(self.text.split("\n"))
+
+
+class WasTextContains(Node):
+    """Whether sub_text occurs in text, ignoring case (both lower-cased) when case_insensitive
+    is on (WAS's Text Contains)."""
+    category = "WAS Suite/Logic"
+    text: str = Text("")
+    sub_text: str = Text("")
+    case_insensitive: bool = Bool(True)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Text Contains",), optional=("case_insensitive",))
+
+    def run(self):
+        if self.case_insensitive:
+            return self.sub_text.lower() in self.text.lower()
+        return self.sub_text in self.text
+
+
+class WasTextShuffle(Node):
+    """The text's parts between separators in a shuffled order, joined by the separator again,
+    as WAS's Text Shuffle does: Python's random.shuffle seeded with seed (the same seed gives the
+    same order)."""
+    category = "WAS Suite/Text/Operations"
+    text: STRING
+    separator: str = Text(",")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text Shuffle",))
+
+    def run(self):
+        if self.separator == "":
+            raise NodeInputError("separator", "expected a separator to split the text at, got an empty one")
+        parts = self.text.split(self.separator)
+        random.Random(self.seed).shuffle(parts)
+        return self.separator.join(parts)
 
 
 def truncate(text: str, keep: int, side: str, by: str) -> str:
@@ -1061,6 +1119,59 @@ class WasLogicBoolean(Node):
 
     def run(self):
         return self.boolean_number, self.boolean_number
+
+
+class _LogicComparison(Node):
+    category = "WAS Suite/Logic"
+    boolean_a: bool = Bool(False)
+    boolean_b: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+
+
+class WasLogicComparisonAnd(_LogicComparison):
+    """True when both booleans are (WAS's Logic Comparison AND)."""
+    comfy = ComfyAlias(("Logic Comparison AND",))
+
+    def run(self):
+        return self.boolean_a and self.boolean_b
+
+
+class WasLogicComparisonOr(_LogicComparison):
+    """True when either boolean is, or both (WAS's Logic Comparison OR)."""
+    comfy = ComfyAlias(("Logic Comparison OR",))
+
+    def run(self):
+        return self.boolean_a or self.boolean_b
+
+
+class WasLogicComparisonXor(_LogicComparison):
+    """True when exactly one of the booleans is (WAS's Logic Comparison XOR)."""
+    comfy = ComfyAlias(("Logic Comparison XOR",))
+
+    def run(self):
+        return self.boolean_a != self.boolean_b
+
+
+class WasLogicNot(Node):
+    """The boolean inverted (WAS's Logic NOT)."""
+    category = "WAS Suite/Logic"
+    boolean: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Logic NOT",))
+
+    def run(self):
+        return not self.boolean
+
+
+class WasBooleanToText(Node):
+    """"True" or "False" (WAS's Boolean To Text)."""
+    category = "WAS Suite/Logic"
+    boolean: bool = Bool(False)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Boolean To Text",))
+
+    def run(self):
+        return "True" if self.boolean else "False"
 
 
 class WasIntegerPlaceCounter(Node):
