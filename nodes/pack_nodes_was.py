@@ -2,6 +2,15 @@
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53, the suite's version 2.2.2 layout) model-free nodes, under
 the pack's class names, inputs, defaults and outputs.
 
+Later layouts: workflows saved from mid-2023 on use the suite's later WAS_Node_Suite.py, read here
+from the class sources quoted by a documentation mirror of the suite's nodes (no commit given
+there; the 2024-2025 source). These nodes follow it: Text Concatenate (delimiter,
+clean_whitespace, optional text_a .. text_d; 2.2.2 saves with linebreak_addition still read and
+join as they did), Text Find and Replace (the replacement count as NUMBER / FLOAT / INT outputs
+after the text), and the later nodes Logic Comparison AND / OR / XOR, Logic NOT, Boolean To Text,
+Text Contains and Text Shuffle. Compared and unchanged there: Text Multiline, Text Random Line.
+The other nodes follow 2.2.2.
+
 Held here: Text Multiline, Text String, Text Concatenate, Text Find and Replace (a regular
 expression), Text Find and Replace Input, Text Find and Replace by Dictionary, Text Random Line,
 Text String Truncate, Text to Number, Text to String, String to Text, Text Input Switch, Text List,
@@ -21,7 +30,7 @@ Prompt's lexica.art, True Random.org); Text File History Loader and Image Histor
 pack's history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s expansion (the
 NSP pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode
 and Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an
-id the node API doesn't give); and, not built yet, KSampler Cycle, the video and cache nodes, Image
+id the node API doesn't give); and, not built yet, Text Sort (its weight-aware ordering), KSampler Cycle, the video and cache nodes, Image
 Paste Crop by Location, Mask Crop / Paste Region, the dominant / minority / arbitrary / smooth
 region masks, and the other image filters and the generators.
 """
@@ -133,9 +142,10 @@ class WasTextConcatenate(Node):
         return delimiter.join(texts)
 
 
-def regex_sub(text: str, find: str, replace: str) -> str:
-    """re.sub(find, replace, text), as WAS's Text Find and Replace runs it; the expression is run
-    guarded (a pattern that backtracks without end is stopped) and the result's size checked."""
+def regex_sub(text: str, find: str, replace: str) -> tuple[str, int]:
+    """re.subn(find, replace, text), as WAS's Text Find and Replace runs it: the new text and how
+    many replacements were made; the expression is run guarded (a pattern that backtracks
+    without end is stopped) and the result's size checked."""
     try:
         pattern = re.compile(find)
     except (re.error, ValueError, OverflowError, RecursionError) as e:
@@ -152,21 +162,25 @@ def regex_sub(text: str, find: str, replace: str) -> str:
         _fits(size[0], "replace")
         return filled
 
-    return _guarded(pattern, text, every_match=True, input_name="find").sub(expand, text)
+    return _guarded(pattern, text, every_match=True, input_name="find").subn(expand, text)
 
 
 class WasTextFindAndReplace(Node):
     """Replace every match of the regular expression `find` (Python syntax) in the text by
-    `replace` (which may use \\1 ...), as WAS's Text Find and Replace does with re.sub."""
+    `replace` (which may use \\1 ...), as WAS's Text Find and Replace does with re.subn; also
+    gives how many replacements were made, as a NUMBER, a FLOAT and an INT (the suite's later
+    outputs; the 2.2.2 layout gave the text only, at the same place)."""
     category = "WAS Suite/Text/Search"
     text: STRING
     find: str = Text("")
     replace: str = Text("")
-    outputs = {"STRING": STRING}
+    outputs = {"result_text": STRING, "replacement_count_number": NUMBER, "replacement_count_float": FLOAT,
+               "replacement_count_int": INT}
     comfy = ComfyAlias(("Text Find and Replace",))
 
     def run(self):
-        return regex_sub(self.text, self.find, self.replace)
+        text, count = regex_sub(self.text, self.find, self.replace)
+        return text, count, float(count), count
 
 
 def replace_one_by_one(text: str, find: str, replace: str) -> str:

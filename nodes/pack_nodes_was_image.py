@@ -14,6 +14,12 @@ masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's
 work image by image here. The pack gives some masks as [B, 1, H, W] (or fails on a batch); here
 masks are always [B, H, W]. (The text, number and other nodes are in nodes/pack_nodes_was.py, whose
 docstring names what is left out.)
+
+Later layouts (the suite's 2024-2025 WAS_Node_Suite.py, read from the class sources quoted by a
+documentation mirror of its nodes): Image Save follows it (extension adds jpg and bmp; dpi after
+extension, optimize_image after quality; outputs images and files), reading the mid-2023 saves
+without dpi and optimize_image; Load Image Batch follows it (the random mode, the optional
+filename_text_extension). The others follow c6cadcc.
 """
 
 from __future__ import annotations
