@@ -7,9 +7,11 @@ from the class sources quoted by a documentation mirror of the suite's nodes (no
 there; the 2024-2025 source). These nodes follow it: Text Concatenate (delimiter,
 clean_whitespace, optional text_a .. text_d; 2.2.2 saves with linebreak_addition still read and
 join as they did), Text Find and Replace (the replacement count as NUMBER / FLOAT / INT outputs
-after the text), and the later nodes Logic Comparison AND / OR / XOR, Logic NOT, Boolean To Text,
-Text Contains and Text Shuffle. Compared and unchanged there: Text Multiline, Text Random Line.
-The other nodes follow 2.2.2.
+after the text), Text Multiline (tokens filled in), Seed (its later name, and NUMBER / FLOAT / INT
+outputs after the SEED; Seed (Legacy) read too), KSampler (WAS) (KSampler (Legacy) read too), and
+the later nodes Logic Comparison AND / OR / XOR, Logic NOT, Boolean To Text, Text Contains and
+Text Shuffle. Compared and unchanged: Text Random Line, Random Number, Text Parse Tokens,
+CLIPTextEncode (NSP), Checkpoint Loader. The other nodes follow 2.2.2.
 
 Held here: Text Multiline, Text String, Text Concatenate, Text Find and Replace (a regular
 expression), Text Find and Replace Input, Text Find and Replace by Dictionary, Text Random Line,
@@ -77,14 +79,15 @@ def uncommented_lines(text: str) -> list[str]:
 
 class WasTextMultiline(Node):
     """Multi-line text, as WAS's Text Multiline gives it: lines starting with '#' (after blanks)
-    are comments and left out."""
+    are comments and left out, then the pack's tokens ([time], [hostname], [user], [time(FORMAT)]
+    and Text Add Tokens' own) are filled in, as the suite's later versions do (2.2.2 left them)."""
     category = "WAS Suite/Text"
     text: str = Text("", multiline=True)
     outputs = {"STRING": STRING}
     comfy = ComfyAlias(("Text Multiline",))
 
     def run(self):
-        return "\n".join(uncommented_lines(self.text))
+        return parse_tokens("\n".join(uncommented_lines(self.text)))
 
 
 class WasTextString(Node):
@@ -1114,14 +1117,15 @@ class WasNumberToSeed(_NumberConversion):
 
 
 class WasSeed(Node):
-    """A seed as the pack's SEED ({"seed": seed}), as WAS's Seed (Legacy) gives it."""
+    """A seed as the pack's SEED ({"seed": seed}), and as a NUMBER, FLOAT and INT, as WAS's Seed
+    gives it (Seed (Legacy) in 2.2.2 gave the SEED only, at the same place)."""
     category = "WAS Suite/Number"
     seed: int = Int(0, min=0, max=SEED_MAX)
-    outputs = {"SEED": SEED}
-    comfy = ComfyAlias(("Seed (Legacy)",))
+    outputs = {"seed": SEED, "number": NUMBER, "float": FLOAT, "int": INT}
+    comfy = ComfyAlias(("Seed", "Seed (Legacy)"))  # the later suite's name first
 
     def run(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed}, self.seed, float(self.seed), self.seed
 
 
 class WasLogicBoolean(Node):
@@ -1327,7 +1331,7 @@ class WasDebugNumberToConsole(Node):
 
 class WasKSampler(Node):
     """Sample as the core KSampler does, its seed given as the pack's SEED ({"seed": n}, from
-    Seed (Legacy) or Number to Seed), as WAS's KSampler (Legacy) does."""
+    Seed or Number to Seed), as WAS's KSampler (WAS) does (KSampler (Legacy) in 2.2.2)."""
     category = "WAS Suite/Sampling"
     model: MODEL
     seed: SEED
@@ -1340,7 +1344,7 @@ class WasKSampler(Node):
     latent_image: LATENT
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"LATENT": LATENT}
-    comfy = ComfyAlias(("KSampler (Legacy)",))
+    comfy = ComfyAlias(("KSampler (WAS)", "KSampler (Legacy)"))  # the later suite's name first
 
     @classmethod
     def estimate(cls, widgets, inputs):

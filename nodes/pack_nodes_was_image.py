@@ -19,7 +19,8 @@ Later layouts (the suite's 2024-2025 WAS_Node_Suite.py, read from the class sour
 documentation mirror of its nodes): Image Save follows it (extension adds jpg and bmp; dpi after
 extension, optimize_image after quality; outputs images and files), reading the mid-2023 saves
 without dpi and optimize_image; Load Image Batch follows it (the random mode, the optional
-filename_text_extension). The others follow c6cadcc.
+filename_text_extension). Compared and unchanged: Image Resize, Image Crop Location, Image Blend
+by Mask. The others follow c6cadcc.
 """
 
 from __future__ import annotations

@@ -292,3 +292,28 @@ def test_load_image_batch_random_mode_runs_every_time(registry, batch_folder):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasLoadImageBatch", path="batch", pattern="*.gif", mode="random")
     assert caught.value.input == "pattern"
+
+
+# -- renamed classes and later behaviour ----------------------------------------------------------------
+
+
+def test_text_multiline_fills_in_tokens_as_the_later_pack(registry):
+    import socket
+    text = "# a comment\nshot on [hostname]\n  # another\n[time(%Y)]"
+    want = "\n".join(line for line in text.split("\n") if not line.strip().startswith("#"))
+    got = call(registry, "WasTextMultiline", text=text)
+    assert got.split("\n")[0] == want.split("\n")[0].replace("[hostname]", socket.gethostname())
+    assert re.fullmatch(r"\d{4}", got.split("\n")[1])
+
+
+def test_seed_and_ksampler_answer_to_both_names(registry):
+    assert call(registry, "WasSeed", seed=7) == ({"seed": 7}, 7, 7.0, 7)
+    for name, ours in (("Seed", "WasSeed"), ("Seed (Legacy)", "WasSeed"), ("KSampler (WAS)", "WasKSampler"),
+                       ("KSampler (Legacy)", "WasKSampler")):
+        assert registry.comfy_node(name).node_type == ours
+    prompt = {"1": {"class_type": "Seed", "inputs": {"seed": 5}},
+              "2": {"class_type": "Seed (Legacy)", "inputs": {"seed": 6}},
+              "3": {"class_type": "Number to String", "inputs": {"number": ["1", 1]}}}
+    assert run_graph(registry, prompt, ["3"]).values["3"] == ("5",)
+    exported = export_api(parse_workflow(prompt, registry), registry)
+    assert {k: v["class_type"] for k, v in exported.items()} == {k: v["class_type"] for k, v in prompt.items()}
