@@ -20,7 +20,7 @@ documentation mirror of its nodes): Image Save follows it (extension adds jpg an
 extension, optimize_image after quality; outputs images and files), reading the mid-2023 saves
 without dpi and optimize_image; Load Image Batch follows it (the random mode, the optional
 filename_text_extension). Compared and unchanged: Image Resize, Image Crop Location, Image Blend
-by Mask. The others follow c6cadcc.
+by Mask, Mask Dilate Region, Mask Threshold Region. The others follow c6cadcc.
 """
 
 from __future__ import annotations
