@@ -11,30 +11,33 @@ after the text), Text Multiline (tokens filled in), Seed (its later name, and NU
 outputs after the SEED; Seed (Legacy) read too), KSampler (WAS) (KSampler (Legacy) read too), and
 the later nodes Logic Comparison AND / OR / XOR, Logic NOT, Boolean To Text, Text Contains and
 Text Shuffle. Compared and unchanged: Text Random Line, Random Number, Text Parse Tokens,
-CLIPTextEncode (NSP), Checkpoint Loader. The other nodes follow 2.2.2.
+CLIPTextEncode (NSP), Checkpoint Loader, Save Text File, Text Load Line From File. The other nodes
+follow 2.2.2.
 
 Held here: Text Multiline, Text String, Text Concatenate, Text Find and Replace (a regular
 expression), Text Find and Replace Input, Text Find and Replace by Dictionary, Text Random Line,
-Text String Truncate, Text to Number, Text to String, String to Text, Text Input Switch, Text List,
-Text List Concatenate, Text Dictionary Update, Text Compare, Text Add Tokens, Text Add Token by
-Input, Text Parse Tokens (custom tokens last while graphflow runs, not in the pack's settings
-file), Text Parse A1111 Embeddings, Text to Conditioning, Load Text File, Text Load Line From File,
-Save Text File; Constant Number, Random Number, Number Operation, Number Input Switch, Number Input
-Condition, Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed
-(Legacy), Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image
-Aspect Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input
-Switches; Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler
-(Legacy) and CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to Console.
-The image nodes are in nodes/pack_nodes_was_image.py.
+Text Shuffle, Text Contains, Text String Truncate, Text to Number, Text to String, String to Text,
+Text Input Switch, Text List, Text List Concatenate, Text Dictionary Update, Text Compare, Text Add
+Tokens, Text Add Token by Input, Text Parse Tokens (custom tokens last while graphflow runs, not in
+the pack's settings file), Text Parse A1111 Embeddings, Text to Conditioning, Load Text File, Text
+Load Line From File, Save Text File; Constant Number, Random Number, Number Operation, Number Input
+Switch, Number Input Condition, Number Multiple Of, Number PI, Number to Int / Float / String / Text
+/ Seed, Seed (Seed (Legacy) in 2.2.2), Logic Boolean, Logic Comparison AND / OR / XOR, Logic NOT,
+Boolean To Text, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
+Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
+Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (WAS) (KSampler
+(Legacy) in 2.2.2) and CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to
+Console. The image nodes are in nodes/pack_nodes_was_image.py.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
-Prompt's lexica.art, True Random.org); Text File History Loader and Image History Loader (the
-pack's history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s expansion (the
-NSP pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode
-and Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an
-id the node API doesn't give); and, not built yet, Text Sort (its weight-aware ordering), KSampler Cycle, the video and cache nodes, Image
-Paste Crop by Location, Mask Crop / Paste Region, the dominant / minority / arbitrary / smooth
-region masks, and the other image filters and the generators.
+Prompt's lexica.art, True Random.org); Text File History Loader and Image History Loader (the pack's
+history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s expansion (the NSP
+pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode and
+Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an id the
+node API doesn't give); and, not built yet, Text Sort (its weight-aware ordering: the later source
+was not readable), KSampler Cycle, the video and cache nodes, Image Paste Crop by Location, Mask
+Crop / Paste Region, the dominant / minority / arbitrary / smooth region masks, and the other image
+filters and the generators.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def later_concatenate(delimiter, clean_whitespace, texts):
 
 
 @pytest.mark.parametrize("delimiter, clean, texts", [
-    (", ", "true", [" a ", "", "  ", "d"]), (", ", "false", [" a ", "", "  ", "d"]), ("\\n", "true", ["x", None, "y", None]),
+    (", ", "true", [" a ", "", "  ", "d"]), (", ", "false", [" a ", "", "  ", "d"]),
+    ("\\n", "true", ["x", None, "y", None]),
     ("", "false", ["a", "b", None, "c"]), (" | ", "true", [None, None, None, None]),
 ])
 def test_text_concatenate_later_layout_joins_as_the_pack(registry, delimiter, clean, texts):
