@@ -2,28 +2,42 @@
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53, the suite's version 2.2.2 layout) model-free nodes, under
 the pack's class names, inputs, defaults and outputs.
 
+Later layouts: workflows saved from mid-2023 on use the suite's later WAS_Node_Suite.py, read here
+from the class sources quoted by a documentation mirror of the suite's nodes (no commit given
+there; the 2024-2025 source). These nodes follow it: Text Concatenate (delimiter,
+clean_whitespace, optional text_a .. text_d; 2.2.2 saves with linebreak_addition still read and
+join as they did), Text Find and Replace (the replacement count as NUMBER / FLOAT / INT outputs
+after the text), Text Multiline (tokens filled in), Seed (its later name, and NUMBER / FLOAT / INT
+outputs after the SEED; Seed (Legacy) read too), KSampler (WAS) (KSampler (Legacy) read too), and
+the later nodes Logic Comparison AND / OR / XOR, Logic NOT, Boolean To Text, Text Contains and
+Text Shuffle. Compared and unchanged: Text Random Line, Random Number, Text Parse Tokens,
+CLIPTextEncode (NSP), Checkpoint Loader, Save Text File, Text Load Line From File. The other nodes
+follow 2.2.2.
+
 Held here: Text Multiline, Text String, Text Concatenate, Text Find and Replace (a regular
 expression), Text Find and Replace Input, Text Find and Replace by Dictionary, Text Random Line,
-Text String Truncate, Text to Number, Text to String, String to Text, Text Input Switch, Text List,
-Text List Concatenate, Text Dictionary Update, Text Compare, Text Add Tokens, Text Add Token by
-Input, Text Parse Tokens (custom tokens last while graphflow runs, not in the pack's settings
-file), Text Parse A1111 Embeddings, Text to Conditioning, Load Text File, Text Load Line From File,
-Save Text File; Constant Number, Random Number, Number Operation, Number Input Switch, Number Input
-Condition, Number Multiple Of, Number PI, Number to Int / Float / String / Text / Seed, Seed
-(Legacy), Logic Boolean, Integer place counter; Image Size to Number, Latent Size to Number, Image
-Aspect Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input
-Switches; Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler
-(Legacy) and CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to Console.
-The image nodes are in nodes/pack_nodes_was_image.py.
+Text Shuffle, Text Contains, Text String Truncate, Text to Number, Text to String, String to Text,
+Text Input Switch, Text List, Text List Concatenate, Text Dictionary Update, Text Compare, Text Add
+Tokens, Text Add Token by Input, Text Parse Tokens (custom tokens last while graphflow runs, not in
+the pack's settings file), Text Parse A1111 Embeddings, Text to Conditioning, Load Text File, Text
+Load Line From File, Save Text File; Constant Number, Random Number, Number Operation, Number Input
+Switch, Number Input Condition, Number Multiple Of, Number PI, Number to Int / Float / String / Text
+/ Seed, Seed (Seed (Legacy) in 2.2.2), Logic Boolean, Logic Comparison AND / OR / XOR, Logic NOT,
+Boolean To Text, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
+Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
+Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (WAS) (KSampler
+(Legacy) in 2.2.2) and CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to
+Console. The image nodes are in nodes/pack_nodes_was_image.py.
 
 Left out: nodes needing model weights or services (BLIP, CLIPSeg, SAM, MiDaS, Rembg, Text Random
-Prompt's lexica.art, True Random.org); Text File History Loader and Image History Loader (the
-pack's history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s expansion (the
-NSP pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode
-and Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an
-id the node API doesn't give); and, not built yet, KSampler Cycle, the video and cache nodes, Image
-Paste Crop by Location, Mask Crop / Paste Region, the dominant / minority / arbitrary / smooth
-region masks, and the other image filters and the generators.
+Prompt's lexica.art, True Random.org); Text File History Loader and Image History Loader (the pack's
+history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s expansion (the NSP
+pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode and
+Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an id the
+node API doesn't give); and, not built yet, Text Sort (its weight-aware ordering: the later source
+was not readable), KSampler Cycle, the video and cache nodes, Image Paste Crop by Location, Mask
+Crop / Paste Region, the dominant / minority / arbitrary / smooth region masks, and the other image
+filters and the generators.
 """
 
 from __future__ import annotations
@@ -37,8 +51,8 @@ import re
 import socket
 import time
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
+from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
+    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode
@@ -68,14 +82,15 @@ def uncommented_lines(text: str) -> list[str]:
 
 class WasTextMultiline(Node):
     """Multi-line text, as WAS's Text Multiline gives it: lines starting with '#' (after blanks)
-    are comments and left out."""
+    are comments and left out, then the pack's tokens ([time], [hostname], [user], [time(FORMAT)]
+    and Text Add Tokens' own) are filled in, as the suite's later versions do (2.2.2 left them)."""
     category = "WAS Suite/Text"
     text: str = Text("", multiline=True)
     outputs = {"STRING": STRING}
     comfy = ComfyAlias(("Text Multiline",))
 
     def run(self):
-        return "\n".join(uncommented_lines(self.text))
+        return parse_tokens("\n".join(uncommented_lines(self.text)))
 
 
 class WasTextString(Node):
@@ -92,27 +107,51 @@ class WasTextString(Node):
         return self.text, self.text_b, self.text_c, self.text_d
 
 
+def concatenate_widgets(values: list) -> list:
+    """Text Concatenate's widgets_values; a 2023 save holds just linebreak_addition ("true" /
+    "false"), which becomes the later layout's delimiter (a line break / nothing), no whitespace
+    cleaning, and the old input itself, so that the old joining is kept."""
+    if len(values) == 1 and values[0] in ("true", "false"):
+        return ["\n" if values[0] == "true" else "", "false", values[0]]
+    return values
+
+
 class WasTextConcatenate(Node):
-    """text_a and text_b joined, then text_c and text_d when connected and not empty, with a line
-    break between them when linebreak_addition is "true" (WAS's Text Concatenate)."""
+    """The connected texts text_a .. text_d, in that order, joined by delimiter ("\\n" typed as
+    two characters is a line break), as WAS's later Text Concatenate does: with clean_whitespace
+    "true" each text is stripped first; empty texts are left out.
+    Older saves (the 2.2.2 layout: text_a and text_b, linebreak_addition) are read too: their
+    linebreak_addition keeps the old joining, text_a and text_b always (even empty), text_c and
+    text_d when not empty, with a line break between them when "true", nothing when "false"."""
     category = "WAS Suite/Text"
-    text_a: STRING
-    text_b: STRING
-    linebreak_addition: str = Choice(("false", "true"), "false")
+    delimiter: str = Text(", ")
+    clean_whitespace: str = Choice(("true", "false"), "true")
+    text_a: STRING = None
+    text_b: STRING = None
     text_c: STRING = None
     text_d: STRING = None
+    # the 2.2.2 layout's only widget, kept so its saves join as they did ("": a later save)
+    linebreak_addition: str = Choice(("", "false", "true"), "")
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Concatenate",))
+    comfy = ComfyAlias(("Text Concatenate",), optional=("linebreak_addition",), widgets=concatenate_widgets)
 
     def run(self):
-        texts = [self.text_a, self.text_b] + [t for t in (self.text_c, self.text_d) if t]
-        _fits(sum(len(t) + 1 for t in texts), "text_d")
-        return ("\n" if self.linebreak_addition == "true" else "").join(texts)
+        given = [self.text_a, self.text_b, self.text_c, self.text_d]
+        if self.linebreak_addition:
+            texts = [t or "" for t in given[:2]] + [t for t in given[2:] if t]
+            delimiter = "\n" if self.linebreak_addition == "true" else ""
+        else:
+            texts = [t.strip() if self.clean_whitespace == "true" else t for t in given if isinstance(t, str)]
+            texts = [t for t in texts if t != ""]
+            delimiter = "\n" if self.delimiter == "\\n" else self.delimiter
+        _fits(sum(len(t) + len(delimiter) for t in texts), "delimiter")
+        return delimiter.join(texts)
 
 
-def regex_sub(text: str, find: str, replace: str) -> str:
-    """re.sub(find, replace, text), as WAS's Text Find and Replace runs it; the expression is run
-    guarded (a pattern that backtracks without end is stopped) and the result's size checked."""
+def regex_sub(text: str, find: str, replace: str) -> tuple[str, int]:
+    """re.subn(find, replace, text), as WAS's Text Find and Replace runs it: the new text and how
+    many replacements were made; the expression is run guarded (a pattern that backtracks
+    without end is stopped) and the result's size checked."""
     try:
         pattern = re.compile(find)
     except (re.error, ValueError, OverflowError, RecursionError) as e:
@@ -129,21 +168,25 @@ def regex_sub(text: str, find: str, replace: str) -> str:
         _fits(size[0], "replace")
         return filled
 
-    return _guarded(pattern, text, every_match=True, input_name="find").sub(expand, text)
+    return _guarded(pattern, text, every_match=True, input_name="find").subn(expand, text)
 
 
 class WasTextFindAndReplace(Node):
     """Replace every match of the regular expression `find` (Python syntax) in the text by
-    `replace` (which may use \\1 ...), as WAS's Text Find and Replace does with re.sub."""
+    `replace` (which may use \\1 ...), as WAS's Text Find and Replace does with re.subn; also
+    gives how many replacements were made, as a NUMBER, a FLOAT and an INT (the suite's later
+    outputs; the 2.2.2 layout gave the text only, at the same place)."""
     category = "WAS Suite/Text/Search"
     text: STRING
     find: str = Text("")
     replace: str = Text("")
-    outputs = {"STRING": STRING}
+    outputs = {"result_text": STRING, "replacement_count_number": NUMBER, "replacement_count_float": FLOAT,
+               "replacement_count_int": INT}
     comfy = ComfyAlias(("Text Find and Replace",))
 
     def run(self):
-        return regex_sub(self.text, self.find, self.replace)
+        text, count = regex_sub(self.text, self.find, self.replace)
+        return text, count, float(count), count
 
 
 def replace_one_by_one(text: str, find: str, replace: str) -> str:
@@ -237,6 +280,41 @@ class WasTextRandomLine(Node):
 
     def run(self):
         return random.Random(self.seed).choice(self.text.split("\n"))
+
+
+class WasTextContains(Node):
+    """Whether sub_text occurs in text, ignoring case (both lower-cased) when case_insensitive
+    is on (WAS's Text Contains)."""
+    category = "WAS Suite/Logic"
+    text: str = Text("")
+    sub_text: str = Text("")
+    case_insensitive: bool = Bool(True)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Text Contains",), optional=("case_insensitive",))
+
+    def run(self):
+        if self.case_insensitive:
+            return self.sub_text.lower() in self.text.lower()
+        return self.sub_text in self.text
+
+
+class WasTextShuffle(Node):
+    """The text's parts between separators in a shuffled order, joined by the separator again,
+    as WAS's Text Shuffle does: Python's random.shuffle seeded with seed (the same seed gives the
+    same order)."""
+    category = "WAS Suite/Text/Operations"
+    text: STRING
+    separator: str = Text(",")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text Shuffle",))
+
+    def run(self):
+        if self.separator == "":
+            raise NodeInputError("separator", "expected a separator to split the text at, got an empty one")
+        parts = self.text.split(self.separator)
+        random.Random(self.seed).shuffle(parts)
+        return self.separator.join(parts)
 
 
 def truncate(text: str, keep: int, side: str, by: str) -> str:
@@ -1042,14 +1120,15 @@ class WasNumberToSeed(_NumberConversion):
 
 
 class WasSeed(Node):
-    """A seed as the pack's SEED ({"seed": seed}), as WAS's Seed (Legacy) gives it."""
+    """A seed as the pack's SEED ({"seed": seed}), and as a NUMBER, FLOAT and INT, as WAS's Seed
+    gives it (Seed (Legacy) in 2.2.2 gave the SEED only, at the same place)."""
     category = "WAS Suite/Number"
     seed: int = Int(0, min=0, max=SEED_MAX)
-    outputs = {"SEED": SEED}
-    comfy = ComfyAlias(("Seed (Legacy)",))
+    outputs = {"seed": SEED, "number": NUMBER, "float": FLOAT, "int": INT}
+    comfy = ComfyAlias(("Seed", "Seed (Legacy)"))  # the later suite's name first
 
     def run(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed}, self.seed, float(self.seed), self.seed
 
 
 class WasLogicBoolean(Node):
@@ -1061,6 +1140,59 @@ class WasLogicBoolean(Node):
 
     def run(self):
         return self.boolean_number, self.boolean_number
+
+
+class _LogicComparison(Node):
+    category = "WAS Suite/Logic"
+    boolean_a: bool = Bool(False)
+    boolean_b: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+
+
+class WasLogicComparisonAnd(_LogicComparison):
+    """True when both booleans are (WAS's Logic Comparison AND)."""
+    comfy = ComfyAlias(("Logic Comparison AND",))
+
+    def run(self):
+        return self.boolean_a and self.boolean_b
+
+
+class WasLogicComparisonOr(_LogicComparison):
+    """True when either boolean is, or both (WAS's Logic Comparison OR)."""
+    comfy = ComfyAlias(("Logic Comparison OR",))
+
+    def run(self):
+        return self.boolean_a or self.boolean_b
+
+
+class WasLogicComparisonXor(_LogicComparison):
+    """True when exactly one of the booleans is (WAS's Logic Comparison XOR)."""
+    comfy = ComfyAlias(("Logic Comparison XOR",))
+
+    def run(self):
+        return self.boolean_a != self.boolean_b
+
+
+class WasLogicNot(Node):
+    """The boolean inverted (WAS's Logic NOT)."""
+    category = "WAS Suite/Logic"
+    boolean: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Logic NOT",))
+
+    def run(self):
+        return not self.boolean
+
+
+class WasBooleanToText(Node):
+    """"True" or "False" (WAS's Boolean To Text)."""
+    category = "WAS Suite/Logic"
+    boolean: bool = Bool(False)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Boolean To Text",))
+
+    def run(self):
+        return "True" if self.boolean else "False"
 
 
 class WasIntegerPlaceCounter(Node):
@@ -1202,7 +1334,7 @@ class WasDebugNumberToConsole(Node):
 
 class WasKSampler(Node):
     """Sample as the core KSampler does, its seed given as the pack's SEED ({"seed": n}, from
-    Seed (Legacy) or Number to Seed), as WAS's KSampler (Legacy) does."""
+    Seed or Number to Seed), as WAS's KSampler (WAS) does (KSampler (Legacy) in 2.2.2)."""
     category = "WAS Suite/Sampling"
     model: MODEL
     seed: SEED
@@ -1215,7 +1347,7 @@ class WasKSampler(Node):
     latent_image: LATENT
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"LATENT": LATENT}
-    comfy = ComfyAlias(("KSampler (Legacy)",))
+    comfy = ComfyAlias(("KSampler (WAS)", "KSampler (Legacy)"))  # the later suite's name first
 
     @classmethod
     def estimate(cls, widgets, inputs):

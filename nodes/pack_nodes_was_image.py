@@ -14,6 +14,13 @@ masks' regions) does the work, as in the pack, on its 8-bit pictures; the pack's
 work image by image here. The pack gives some masks as [B, 1, H, W] (or fails on a batch); here
 masks are always [B, H, W]. (The text, number and other nodes are in nodes/pack_nodes_was.py, whose
 docstring names what is left out.)
+
+Later layouts (the suite's 2024-2025 WAS_Node_Suite.py, read from the class sources quoted by a
+documentation mirror of its nodes): Image Save follows it (extension adds jpg and bmp; dpi after
+extension, optimize_image after quality; outputs images and files), reading the mid-2023 saves
+without dpi and optimize_image; Load Image Batch follows it (the random mode, the optional
+filename_text_extension). Compared and unchanged: Image Resize, Image Crop Location, Image Blend
+by Mask, Mask Dilate Region, Mask Threshold Region. The others follow c6cadcc.
 """
 
 from __future__ import annotations
@@ -507,9 +514,6 @@ class WasImageRotate(Node):
         return _batch(out)
 
 
-SAVE_EXTENSIONS = ("png", "jpeg", "gif", "tiff", "webp")
-
-
 def save_folder(path: str):
     """Image Save's output_path as a folder of the output folder: tokens filled in, a relative
     path taken inside the output folder (as the pack takes it), "" or "." the folder itself; an
@@ -531,16 +535,40 @@ def save_folder(path: str):
         raise NodeInputError("output_path", f"{e} (images are saved inside the output folder only)") from None
 
 
+SAVE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "tiff", "webp", "bmp")
+PIL_FORMATS = {"jpg": "JPEG"}  # the others are Pillow's format names in capitals
+
+
+def image_save_widgets(values: list) -> list:
+    """Image Save's widgets_values in the later layout (extension, dpi, quality, optimize_image,
+    lossless_webp ...): a mid-2023 save (13 values) lacks dpi and optimize_image, a save between
+    them one of the two (a number after quality is dpi's place: quality then lossless_webp's
+    text). The missing ones take what those versions did: optimize on, and dpi the later
+    default 300 (those versions wrote no resolution into the file)."""
+    if len(values) == 13:
+        return values[:6] + [300, values[6], "true"] + values[7:]
+    if len(values) == 14 and isinstance(values[7], str):  # extension, quality, optimize_image: no dpi
+        return values[:6] + [300] + values[6:]
+    if len(values) == 14:  # extension, dpi, quality, lossless_webp: no optimize_image
+        return values[:8] + ["true"] + values[8:]
+    return values
+
+
 class WasImageSave(Node):
     """Save images in the output folder as WAS's Image Save does: in output_path (tokens such as
     [time(%Y-%m-%d)] filled in; relative to the output folder, made when missing), named prefix +
     delimiter + number padded to filename_number_padding digits (number first with
     filename_number_start "true"), numbered on from the highest such file; overwrite_mode
     "prefix_as_filename" writes prefix.extension, replacing it. png embeds the workflow (with
-    embed_workflow "true"); jpeg, tiff and webp take quality (webp lossless with lossless_webp).
-    Differences from the pack: paths outside the output folder are refused; a numbered name
-    that exists is skipped, never overwritten; gif files are written (the pack writes none);
-    show_history (the pack's history database) is not kept, so only this run's images are shown."""
+    embed_workflow "true"); png and jpg / jpeg carry dpi; jpg / jpeg, tiff and webp take quality
+    (webp lossless with lossless_webp); optimize_image is Pillow's optimize for png, jpg / jpeg,
+    tiff and gif. Gives the images again and the saved files' paths (a list, as the pack gives).
+    Follows the suite's later layout (dpi and optimize_image after extension and quality);
+    older saves without them are read too. Differences from the pack: paths outside the output
+    folder are refused; a numbered name that exists is skipped, never overwritten; gif files are
+    written (the pack writes none); webp files carry no workflow; show_history (the pack's history
+    database) is not kept, so only this run's images are shown; images must be connected (the
+    pack's latest version, with none, shows the last saved file again: not done here)."""
     category = "WAS Suite/IO"
     output_node = True
     images: IMAGE
@@ -550,15 +578,17 @@ class WasImageSave(Node):
     filename_number_padding: int = Int(4, min=1, max=9)
     filename_number_start: str = Choice(("false", "true"), "false")
     extension: str = Choice(SAVE_EXTENSIONS, "png")
+    dpi: int = Int(300, min=1, max=2400)
     quality: int = Int(100, min=1, max=100)
+    optimize_image: str = Choice(("true", "false"), "true")
     lossless_webp: str = Choice(("false", "true"), "false")
     overwrite_mode: str = Choice(("false", "prefix_as_filename"), "false")
     show_history: str = Choice(("false", "true"), "false")
     show_history_by_prefix: str = Choice(("true", "false"), "true")
     embed_workflow: str = Choice(("true", "false"), "true")
     show_previews: str = Choice(("true", "false"), "true")
-    outputs = {}
-    comfy = ComfyAlias(("Image Save",))
+    outputs = {"images": IMAGE, "files": STRING}
+    comfy = ComfyAlias(("Image Save",), widgets=image_save_widgets)
 
     @classmethod
     def fingerprint(cls, **widgets):
@@ -589,33 +619,38 @@ class WasImageSave(Node):
         folder = save_folder(self.output_path)
         folder.mkdir(parents=True, exist_ok=True)
         counter = self.first_counter(folder, prefix)
-        options = {"png": {"optimize": True}, "jpeg": {"quality": self.quality, "optimize": True},
-                   "tiff": {"quality": self.quality, "optimize": True}, "gif": {},
-                   "webp": {"quality": self.quality, "lossless": self.lossless_webp == "true"}}[self.extension]
+        optimize, dpi = self.optimize_image == "true", (self.dpi, self.dpi)
+        options = {"png": {"optimize": optimize, "dpi": dpi},
+                   "jpg": {"quality": self.quality, "optimize": optimize, "dpi": dpi},
+                   "tiff": {"quality": self.quality, "optimize": optimize}, "gif": {"optimize": optimize}, "bmp": {},
+                   "webp": {"quality": self.quality, "lossless": self.lossless_webp == "true"}}
+        options = options["jpg" if self.extension == "jpeg" else self.extension]
         if self.extension == "png" and self.embed_workflow == "true":
             options["pnginfo"] = _png_metadata()
+        image_format = PIL_FORMATS.get(self.extension, self.extension.upper())
         subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
-        saved = []
+        saved, paths = [], []
         for image in self.images:
             picture = image_to_pil(image)
-            if self.extension == "jpeg" and picture.mode == "RGBA":
+            if image_format == "JPEG" and picture.mode == "RGBA":
                 picture = picture.convert("RGB")
             name = self.file_name(prefix, counter)
             if self.overwrite_mode == "prefix_as_filename":
-                picture.save(folder / name, format=self.extension.upper(), **options)
+                picture.save(folder / name, format=image_format, **options)
             else:
                 while True:  # the next free number: an existing file is never replaced
                     try:
                         with open(folder / name, "xb") as f:
-                            picture.save(f, format=self.extension.upper(), **options)
+                            picture.save(f, format=image_format, **options)
                         break
                     except FileExistsError:
                         counter += 1
                         name = self.file_name(prefix, counter)
                 counter += 1
             saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+            paths.append(str(folder / name))
         show(images=saved if self.show_previews == "true" else [])
-        return ()
+        return self.images, paths
 
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tiff", ".gif", ".bmp", ".webp")  # the pack's ALLOWED_EXT
@@ -649,18 +684,22 @@ class WasLoadImageBatch(Node):
     glob) matches in `path`, pictures only, sorted; "single_image" the one at index,
     "incremental_image" the next one each run (counted per label, from the start again after
     the last, or when the label's path or pattern changes; counters last while graphflow runs,
-    not in the pack's database). RGB, or RGBA for a picture with alpha when allow_RGBA_output is
-    "true" (the pack then gives the file's own mode, grey and palette ones too). Also gives the file's
-    name. The pack reads any folder; here path is a folder inside the input folder."""
+    not in the pack's database), "random" any one, drawn anew each run (unseeded, as in the
+    pack). RGB, or RGBA for a picture with alpha when allow_RGBA_output is "true" (the pack then
+    gives the file's own mode, grey and palette ones too). Also gives the file's name, without
+    its extension when filename_text_extension is "false". Follows the suite's later layout
+    (the random mode and filename_text_extension; older saves lack them and read the same).
+    The pack reads any folder; here path is a folder inside the input folder."""
     category = "WAS Suite/IO"
-    mode: str = Choice(("single_image", "incremental_image"), "single_image")
+    mode: str = Choice(("single_image", "incremental_image", "random"), "single_image")
     index: int = Int(0, min=0, max=150000)
     label: str = Text("Batch 001")
     path: str = Text("")
     pattern: str = Text("*")
     allow_RGBA_output: str = Choice(("false", "true"), "false")
+    filename_text_extension: str = Choice(("true", "false"), "true")
     outputs = {"image": IMAGE, "filename_text": STRING}
-    comfy = ComfyAlias(("Load Image Batch",))
+    comfy = ComfyAlias(("Load Image Batch",), optional=("filename_text_extension",))
 
     @classmethod
     def fingerprint(cls, mode="single_image", path="", pattern="*", index=0, **widgets):
@@ -682,6 +721,8 @@ class WasLoadImageBatch(Node):
             if self.index >= len(files):
                 raise NodeInputError("index", f"{len(files)} pictures match: expected an index below that")
             chosen = files[self.index]
+        elif self.mode == "random":
+            chosen = files[int(random.random() * len(files))]
         else:
             folder, pattern, at = BATCH_COUNTERS.get(self.label, (self.path, self.pattern, 0))
             at = at if (folder, pattern) == (self.path, self.pattern) else 0
@@ -697,7 +738,10 @@ class WasLoadImageBatch(Node):
         import numpy as np
         import torch
 
-        return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None], os.path.basename(chosen)
+        name = os.path.basename(chosen)
+        if self.filename_text_extension == "false":
+            name = os.path.splitext(name)[0]
+        return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None], name
 
 
 class WasImageSelectChannel(Node):

@@ -64,7 +64,7 @@ def test_ui_graph_of_text_and_number_nodes_runs_and_round_trips(registry):
     drawn = random.Random(42).randint(1, 6)  # the pack: random.seed(seed); random.randint(minimum, maximum)
     assert values["6"][0] == f"red cube\non a table\n{2.5 * drawn}"
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
-    assert saved[3][:4] == ["integer", 1, 6, 42] and saved[6] == ["true"] and saved[2] == ["float", 2.5]
+    assert saved[3][:4] == ["integer", 1, 6, 42] and saved[6] == ["\n", "false", "true"] and saved[2] == ["float", 2.5]
     again = parse_workflow(export_api(workflow, registry), registry)
     assert {k: n.inputs for k, n in again.nodes.items()} == {k: n.inputs for k, n in workflow.nodes.items()}
 
@@ -107,7 +107,8 @@ def test_text_multiline_leaves_comment_lines_out(registry):
 def test_text_concatenate_skips_empty_optional_texts(registry):
     assert call(registry, "WasTextConcatenate", text_a="a", text_b="", linebreak_addition="true",
                 text_c="", text_d="d") == "a\n\nd"
-    assert call(registry, "WasTextConcatenate", text_a="a", text_b="b", text_c="c") == "abc"
+    assert call(registry, "WasTextConcatenate", text_a="a", text_b="b", text_c="c", linebreak_addition="false") == "abc"
+    assert call(registry, "WasTextConcatenate", text_a="a", text_b="b", text_c="c") == "a, b, c"  # the later layout
 
 
 def naive_one_by_one(text, find, replace):
@@ -139,7 +140,7 @@ def test_find_and_replace_input_is_quick_on_many_matches():
 
 def test_find_and_replace_is_re_sub_guarded(registry):
     text = "color: red, colour: blue"
-    assert call(registry, "WasTextFindAndReplace", text=text, find=r"colou?r", replace="hue") == \
+    assert call(registry, "WasTextFindAndReplace", text=text, find=r"colou?r", replace="hue")[0] == \
         re.sub(r"colou?r", "hue", text)
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextFindAndReplace", text="a", find="(", replace="")
@@ -612,7 +613,8 @@ def test_image_save_in_a_ui_graph_shows_its_files(registry, tmp_folders):
     result = run_graph(registry, graph)
     assert result.outputs["2"]["images"] == [{"filename": "ComfyUI_0001.png", "subfolder": "out", "type": "output"}]
     saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
-    assert saved[2] == nodes[1]["widgets_values"]
+    old = nodes[1]["widgets_values"]  # a mid-2023 save: written back in the later layout, with dpi and optimize_image
+    assert saved[2] == old[:6] + [300, old[6], "true"] + old[7:]
 
 
 def test_load_image_batch_reads_the_input_folder_only(registry, tmp_folders, tmp_path):
