@@ -27,17 +27,17 @@ queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from pathlib import Path
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
     Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type, warn
+from graphflow.folders import _walk_files
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, concat_conditioning
 from nodes.image import _resize_image
 from nodes.pack_nodes import _apply_lora, _core
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced
+import nodes.strings
 from nodes.strings import _fits
 
 BASIC_PIPE = socket_type("BASIC_PIPE", "#7e57c2", "Impact Pack's (model, clip, vae, positive, negative)")
@@ -49,9 +49,14 @@ MODES = ("populate", "fixed", "reproduce")
 # it, so that a workflow is written back with today's names
 OLD_MODES = {True: "populate", False: "fixed", **{mode: mode for mode in MODES}}
 MAX_ROUNDS = 99  # the pack's replace_depth: 100, counted down while above 1
+MAX_OPTION_PASSES = 100  # {...} nesting deeper than this is refused (each level is one pass over the text)
+MAX_UNKNOWN_NAMES = 100  # bare names found nowhere, each retried as */name by a pass over the whole text
+WORK_PER_RUN = 100  # times MAX_TEXT: characters a run may scan and rebuild, all passes together
+MAX_BREAK_PARTS = 100  # ImpactWildcardEncode's BREAK parts, each one CLIP encoding
 LORA_EXTENSIONS = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's supported_pt_extensions
 
-_QUANTIFIER = re.compile(r"(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+?)__", re.IGNORECASE)
+# (?<!\d): tried only where a digit run begins, so that a long run of digits is scanned once
+_QUANTIFIER = re.compile(r"(?<!\d)(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+?)__", re.IGNORECASE)
 _OPTIONS = re.compile(r"(?<!\\)\{((?:[^{}]|(?<=\\)[{}])*?)(?<!\\)\}")  # innermost {...}, \{ \} left alone
 _WILDCARD = re.compile(r"__([\w.\-+/*\\]+?)__")
 _WEIGHT_PREFIX = re.compile(r"^\s*[0-9.]+::")
@@ -67,23 +72,15 @@ def wildcard_key(name: str) -> str:
 
 
 def _wildcard_files():
-    """(folder, file path) of every .txt/.yaml/.yml under the wildcards model folders, in sorted
-    order (the pack takes os.walk's order, which differs between file systems). Symbolic links
-    are followed as in the other model folders, each real folder once."""
+    """(folder, file path) of every .txt/.yaml/.yml file under the wildcards model folders, in
+    sorted order (the pack takes os.walk's order, which differs between file systems). As in the
+    other model folders (folders' walk): links followed, each real folder once, .git skipped, and
+    only plain files (not a dangling link or a pipe)."""
     for base in folders.model_dirs("wildcards"):
-        if not base.is_dir():
-            continue
-        seen = set()
-        for root, dirs, files in os.walk(base, followlinks=True):
-            real = os.path.realpath(root)
-            if real in seen:  # a link back up the tree
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs.sort()
-            for name in sorted(files):
+        if base.is_dir():
+            for name in sorted(_walk_files(base)):
                 if name.endswith((".txt", ".yaml", ".yml")):
-                    yield base, Path(root) / name
+                    yield base, base / name
 
 
 def _read_text(path: Path) -> str:
@@ -102,15 +99,27 @@ def _yaml_entries(key: str, value, table: dict) -> None:
     elif isinstance(value, dict):
         for sub, inner in value.items():
             _yaml_entries(f"{key}/{sub}", inner, table)
-    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (str, int, float)):  # true / false as "True" / "False", as the pack has them
         table[wildcard_key(key)] = [str(value)]
+
+
+_loaded: tuple[str, dict] = ("", {})  # (wildcards_state(), table) of the last load
 
 
 def load_wildcards() -> dict[str, list[str]]:
     """{key: lines} of the wildcard files: a .txt file's key is its path in the folder without the
     extension, its lines those not starting with # (empty lines kept, as the pack keeps them); a
     YAML file's top-level keys are wildcards (nested mappings give key/sub keys). The first
-    wildcards folder (the user's) wins over later ones."""
+    wildcards folder (the user's) wins over later ones. Read again only when a file changed
+    (wildcards_state); the table is shared, so it is only read, never changed."""
+    global _loaded
+    state = wildcards_state()
+    if _loaded[0] != state:
+        _loaded = (state, _read_wildcards())
+    return _loaded[1]
+
+
+def _read_wildcards() -> dict[str, list[str]]:
     import yaml
 
     table: dict[str, list[str]] = {}
@@ -132,7 +141,7 @@ def load_wildcards() -> dict[str, list[str]]:
 def wildcards_state() -> str:
     """The wildcard files' names, sizes and times, for node caches: an edited file re-runs."""
     digest = hashlib.sha1()
-    for _, path in _wildcard_files():
+    for base, path in _wildcard_files():
         stat = path.stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -161,28 +170,31 @@ def glob_matches(pattern: str, key: str) -> bool:
 
 def remove_comments(text: str) -> str:
     """The pack's process_comment_out: a line starting with # is dropped, and the line after it
-    is joined to the line before with a space."""
+    is joined to the line before with a space. As there, a comment before any kept line stays in
+    force until a line is joined: '# c\na\nb' gives 'a b'."""
     kept: list[str] = []
     after_comment = False
     for line in text.split("\n"):
         if line.lstrip().startswith("#"):
             after_comment = True
-            continue
-        if kept and after_comment:
+        elif kept and after_comment:
             kept[-1] += " " + line
+            after_comment = False
         else:
             kept.append(line)
-        after_comment = False
     return "\n".join(kept)
 
 
 def _weights(options) -> tuple[list[float], float]:
-    """Each option's weight (a leading "2::" or "0.5::", else 1) over their sum, and the sum."""
+    """Each option's weight (a leading "2::" or "0.5::", else 1) over their sum, and the sum.
+    ValueError where they add up to 0 (the pack divides by zero)."""
     weights = []
     for option in options:
         head, sep, _ = str(option).partition("::")
         weights.append(float(head.strip()) if sep and _NUMBER.match(head.strip()) else 1.0)
     total = sum(weights)
+    if total == 0:
+        raise ValueError("the weights add up to 0")
     return [w / total for w in weights], total
 
 
@@ -196,17 +208,38 @@ class WildcardText:
         self.table = table
         self.rng = np.random.default_rng(seed)
         self.input_name = input_name
+        self.globbed: dict[str, list[str]] = {}  # matching()'s answers, for this run
+        self.work_left = WORK_PER_RUN * nodes.strings.MAX_TEXT
+        self.depth = 0  # replace_wildcards' recursion
 
     def fail(self, message: str):
         raise NodeInputError(self.input_name, message)
 
+    def spend(self, characters: int) -> None:
+        """Counts characters scanned or rebuilt: a text that would take too long is refused."""
+        self.work_left -= characters
+        if self.work_left < 0:
+            self.fail(f"this text takes too much work to process (over {WORK_PER_RUN} times "
+                      f"{nodes.strings.MAX_TEXT:,} characters scanned or rebuilt): fewer wildcards, "
+                      "quantifiers or choices, or a shorter text")
+
+    def weights(self, options, where: str) -> tuple[list[float], float]:
+        try:
+            return _weights(options)
+        except ValueError as e:
+            self.fail(f"{where}: {e}")
+
     def matching(self, keyword: str) -> list[str]:
-        """The lines of every wildcard whose key (or key/) a * pattern matches."""
-        found = []
-        for key, lines in self.table.items():
-            if glob_matches(keyword, key) or glob_matches(keyword, key + "/"):
-                found += lines
-        return found
+        """The lines of every wildcard whose key (or key/) a * pattern matches (not to be changed:
+        the answer is kept for the rest of the run)."""
+        if keyword not in self.globbed:
+            self.spend(sum(len(key) for key in self.table))
+            found = []
+            for key, lines in self.table.items():
+                if glob_matches(keyword, key) or glob_matches(keyword, key + "/"):
+                    found += lines
+            self.globbed[keyword] = found
+        return self.globbed[keyword]
 
     def options_of(self, text: str) -> list[str]:
         """The pack's get_wildcard_options: every line of the wildcards text names ({2$$__x__})."""
@@ -218,8 +251,21 @@ class WildcardText:
             elif "*" in keyword:
                 options += self.matching(keyword)
             elif "/" not in keyword:  # a bare name: looked for in every folder
-                options += self.options_of(text.replace(f"__{match}__", f"__*/{match}__", 1))
+                options += self.bare_name(self.options_of, text, match)
         return options
+
+    def bare_name(self, retry, text: str, match: str):
+        """retry(text with __match__ made __*/match__), as the pack retries a bare name: a pass
+        over the whole text for each, so their number (the recursion's depth) is capped."""
+        if self.depth >= MAX_UNKNOWN_NAMES:
+            self.fail(f"more than {MAX_UNKNOWN_NAMES} wildcard names without a folder in one text "
+                      f"(__{match}__ and others): each is looked for in every folder by another pass")
+        self.spend(len(text))
+        self.depth += 1
+        try:
+            return retry(text.replace(f"__{match}__", f"__*/{match}__", 1))
+        finally:
+            self.depth -= 1
 
     def choose(self, match: re.Match) -> str:
         """One {a|b|c}: n$$, a-b$$, -b$$ counts with an optional $$separator$$, weights a::."""
@@ -246,7 +292,7 @@ class WildcardText:
                     options = self.options_of(pattern)
                 else:
                     options[0] = pattern
-        probabilities, total = _weights(options)
+        probabilities, total = self.weights(options, f"{{{match.group(1)}}}")
         count = 1
         if select_range is not None:
             low, high = select_range
@@ -268,31 +314,43 @@ class WildcardText:
                 chosen = self.rng.choice(options, p=probabilities, size=count, replace=False)
         except ValueError as e:  # weights of 0 that leave too few options, say
             self.fail(f"{{{match.group(1)}}}: {e}")
-        _fits(len(separator) * len(chosen) + sum(len(str(x)) for x in chosen), self.input_name)
-        return separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
+        size = len(separator) * len(chosen) + sum(len(str(x)) for x in chosen)
+        _fits(size, self.input_name)
+        self.spend(size)
+        chosen = separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
+        self.pass_size += len(chosen) - len(match.group(0))  # the pass's text so far, not built yet
+        _fits(self.pass_size, self.input_name)
+        return chosen
 
     def replace_options(self, text: str) -> tuple[str, bool]:
+        self.spend(len(text))
         found = _OPTIONS.search(text) is not None
+        self.pass_size = len(text)
         return _OPTIONS.sub(self.choose, text), found
 
     def put(self, text: str, match: str, line) -> str:
         """text with its first __match__ replaced by line (a result over MAX_TEXT refused first)."""
         line = str(line)
         _fits(len(text) + len(line) - len(match) - 4, self.input_name)
+        self.spend(len(text) + len(line))  # a text rebuilt per wildcard: many wildcards in a long text add up
         return text.replace(f"__{match}__", line, 1)
 
     def replace_wildcards(self, text: str) -> tuple[str, bool]:
         """The pack's replace_wildcard, step for step (a bare name is retried as */name over the
         whole text, and what it found stands for the whole pass, as there)."""
         replaced = False
+        self.spend(len(text))
         for match in _WILDCARD.findall(text):
             keyword = wildcard_key(match)
             if keyword in self.table:
                 lines = self.table[keyword]
                 if not lines:
                     self.fail(f"wildcard __{match}__ has no lines")
-                probabilities, _ = _weights(lines)
-                picked = self.rng.choice(lines, p=probabilities, replace=False)
+                probabilities, _ = self.weights(lines, f"wildcard __{match}__")
+                try:
+                    picked = self.rng.choice(lines, p=probabilities, replace=False)
+                except ValueError as e:  # a negative weight
+                    self.fail(f"wildcard __{match}__: {e}")
                 text = self.put(text, match, _WEIGHT_PREFIX.sub("", str(picked), count=1))
                 replaced = True
             elif "*" in keyword:
@@ -301,15 +359,20 @@ class WildcardText:
                     text = self.put(text, match, self.rng.choice(lines))
                     replaced = True
             elif "/" not in keyword:
-                text, replaced = self.replace_wildcards(text.replace(f"__{match}__", f"__*/{match}__", 1))
+                text, replaced = self.bare_name(self.replace_wildcards, text, match)
         return text, replaced
 
     def expand_quantifiers(self, text: str) -> str:
         """3#__name__ -> __name__|__name__|__name__ (every such name, at the first one's count)."""
         for found in list(_QUANTIFIER.finditer(text)):
             keyword, times = found["keyword"].lower(), int(found["quantifier"])
-            _fits(len(text) + times * (len(keyword) + 5), self.input_name)
-            same = re.compile(rf"\d+#__{re.escape(keyword)}__", re.IGNORECASE)  # the name as a literal
+            # the name as a literal (the pack escapes only its *: see the node's help)
+            same = re.compile(rf"(?<!\d)\d+#__{re.escape(keyword)}__", re.IGNORECASE)
+            replacement = times * (len(keyword) + 5) - 1  # __name__|__name__...
+            self.spend(len(text))
+            size = len(text) + sum(replacement - len(other[0]) for other in same.finditer(text))  # every one
+            _fits(size, self.input_name)
+            self.spend(size)
             text = same.sub(lambda _: "__" + "__|__".join([keyword] * times) + "__", text)
         return text
 
@@ -318,9 +381,13 @@ class WildcardText:
         for _ in range(MAX_ROUNDS):
             text = self.expand_quantifiers(text)
             text, options_found = self.replace_options(text)
+            passes = 1
             while options_found:
+                if passes > MAX_OPTION_PASSES:
+                    self.fail(f"{{...}} choices nested more than {MAX_OPTION_PASSES} deep")
                 _fits(len(text), self.input_name)
                 text, options_found = self.replace_options(text)
+                passes += 1
             text, wildcards_found = self.replace_wildcards(text)
             _fits(len(text), self.input_name)
             if not wildcards_found:  # options_found is always False here, as in the pack
@@ -345,12 +412,23 @@ def populated(node) -> str:
 # -- <lora:...> tags -------------------------------------------------------------------------------
 
 
+_LORA_TAG = re.compile(r"<lora:([^>]+)>")
+
+
+def _tagged(text: str) -> tuple[str, str]:
+    """text cut after its last ">": the part that may hold <lora:...> tags, and the rest. Scanning
+    only the first part keeps the tag pattern linear (each "<lora:" with no ">" after it would
+    otherwise be scanned to the end)."""
+    end = text.rfind(">") + 1
+    return text[:end], text[end:]
+
+
 def lora_tags(text: str) -> list[tuple[str, float, float]]:
     """(name, model weight, clip weight) of each <lora:name:w1:w2> in text, the first of each name:
     w1 defaults to 1, w2 to w1. LBW= and LOADER= parts (Inspire Pack block weights, nunchaku) are
     read past, with a warning."""
     tags, seen = [], set()
-    for body in re.findall(r"<lora:([^>]+)>", text):
+    for body in _LORA_TAG.findall(_tagged(text)[0]):
         body = re.sub(r"LBW=[A-Za-z][A-Za-z0-9_-]*:", "LBW=", body.strip(":"))
         name, *rest = body.split(":")
         weights = [float(part) for part in rest if _NUMBER.match(part)][:2]
@@ -452,14 +530,25 @@ class ImpactWildcardEncode(Node):
                 warn(f"LoRA not found: {name}")
                 continue
             model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
-        parts = [part.strip() for part in re.sub(r"<lora:[^>]+>", "", text).split("BREAK")]
+        tagged, rest = _tagged(text)
+        parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
+        if len(parts) > MAX_BREAK_PARTS:
+            raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
+                                                   "(each is one CLIP encoding)")
         parts = [part for part in parts if part] or [""]
-        conditioning = None
-        for part in parts:
-            encoded = _core(CLIPEncode, text=part, clip=clip)
-            conditioning = encoded if conditioning is None else concat_conditioning(conditioning, encoded,
-                                                                                    "populated_text")
-        return model, clip, conditioning, text
+        encoded = [_core(CLIPEncode, text=part, clip=clip) for part in parts]
+        return model, clip, concat_all(encoded), text
+
+
+def concat_all(conditionings: list) -> list:
+    """The first conditioning with each next one's first embedding appended as ConditioningConcat
+    appends it, joined once (chained ConditioningConcats copy the growing embedding each time).
+    For the parts of one text encoded by one CLIP, so all of one width."""
+    import torch
+
+    sources = [later[0][0] for later in conditionings[1:]]
+    return [(torch.cat([cond, *(source.to(cond.dtype).expand(cond.shape[0], -1, -1) for source in sources)], dim=1),
+             dict(options)) for cond, options in conditionings[0]]
 
 
 # -- values and logic ------------------------------------------------------------------------------
@@ -599,7 +688,8 @@ def _looks_numeric(text: str) -> bool:
 class ImpactConvertDataType(Node):
     """value as text, number, whole number and true/false, as the pack converts: a value that
     reads as a number is that number (its whole part for INT); any other is 1, or 0 for the
-    text "false" (any case)."""
+    text "false" (any case). A number too large for a float (over about 1.8e308) is an error
+    (the pack fails on its whole part)."""
     category = "ImpactPack/Logic"
     value: ANY
     outputs = {"STRING": STRING, "FLOAT": FLOAT, "INT": INT, "BOOLEAN": BOOLEAN}
@@ -608,6 +698,8 @@ class ImpactConvertDataType(Node):
     def run(self):
         text = str(self.value)
         number = float(text) if _looks_numeric(text) else float(text.lower() != "false")
+        if number in (float("inf"), float("-inf")):
+            raise NodeInputError("value", f"{text[:40]}... is too large a number (its whole part can't be taken)")
         return text, number, int(number), bool(number)
 
 
