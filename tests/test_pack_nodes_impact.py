@@ -286,12 +286,20 @@ def test_lora_tags_are_read_as_the_pack_reads_them():
         [("a", 1.0, 1.0), ("b", 0.5, 0.5), ("c", 0.5, -1.0), ("d", 1.0, 1.0)]  # LBW=x:0.7 is one part
 
 
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """The checkpoint and LoRA, written once for the module (writing them is the slow part)."""
+    folder = tmp_path_factory.mktemp("impact_models")
+    write_checkpoint(folder / "tiny.safetensors", "sd1")
+    write_lora(folder / "first.safetensors", "sd1", seed=1)
+    return folder
+
+
 @pytest.fixture
-def lora_folders(wildcards, tmp_folders):
-    for sub in ("checkpoints", "loras"):
+def lora_folders(wildcards, tmp_folders, model_files):
+    for sub, name in (("checkpoints", "tiny.safetensors"), ("loras", "first.safetensors")):
         (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+        (tmp_folders.models / sub / name).symlink_to(model_files / name)
     return tmp_folders
 
 
@@ -299,7 +307,7 @@ CKPT = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.sa
 
 
 def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders):
-    text = "a {red|blue} house <lora:first:0.8:0.6> BREAK __color__ sky <lora:missing>"
+    text = "a {red|blue} house <lora:first:0.8:0.6> BREAK __color__ sky <lora:missing> BREAK {x|y} BREAK"
     seed = 5
     populated = process_wildcards(text, seed)
     parts = [p.strip() for p in populated.replace("<lora:first:0.8:0.6>", "").replace("<lora:missing>", "")
@@ -315,10 +323,13 @@ def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders)
                "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[0]}},
                "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[1]}},
                "5": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["3", 0],
-                                                                    "conditioning_from": ["4", 0]}}}
+                                                                    "conditioning_from": ["4", 0]}},
+               "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[2]}},
+               "7": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["5", 0],
+                                                                    "conditioning_from": ["6", 0]}}}
     executor = Executor(registry)
     got = executor.run(parse_workflow(encode, registry), outputs=["2"])
-    want = executor.run(parse_workflow(chained, registry), outputs=["5", "2"])
+    want = executor.run(parse_workflow(chained, registry), outputs=["7", "2"])
     assert got.ok and want.ok, (got.problems, got.error, want.problems, want.error)
     model, clip, conditioning, out_text = got.values["2"]
     assert out_text == populated and "<lora:first:0.8:0.6>" in out_text
@@ -326,8 +337,11 @@ def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders)
     unet_want = memory.manager().weights(want.values["2"][0].unet, want.values["2"][0].patches)
     assert all(torch.equal(unet[n], unet_want[n]) for n in unet)
     (cond, _), = conditioning
-    (cond_want, _), = want.values["5"][0]
-    assert torch.equal(cond, cond_want)
+    (cond_want, _), = want.values["7"][0]
+    assert parts[3] == "" and torch.equal(cond, cond_want)  # an empty part is left out
+    encode["2"]["inputs"]["wildcard_text"] = "a BREAK " * 100 + "b"  # 101 parts, each one CLIP encoding
+    refused = executor.run(parse_workflow(encode, registry), outputs=["2"])
+    assert not refused.ok and "BREAK" in str(refused.error)
 
 
 # -- values, logic, switches -----------------------------------------------------------------------
