@@ -4,7 +4,10 @@ Read from ltdrdata/ComfyUI-Impact-Pack: the wildcard engine (modules/impact/wild
 store holds it at its newest (store file 1951372682: comments, .yml files, weighted wildcard
 lines, N#__name__ quantifiers, escaped braces; the store names commit c03945ba37a0c474aceabac0244fda75893b3038
 for that path, an older text without these, which we don't follow), the nodes of
-impact_pack.py at 544a0b9df22142d78ec9176ec74cd7f8a720cf78, logics.py (store file 1907124997,
+impact_pack.py at 544a0b9df22142d78ec9176ec74cd7f8a720cf78 (an old version: the three wildcard
+modes populate/fixed/reproduce and ImpactSchedulerAdapter's extra_scheduler with GITS follow the
+pack's newer versions, which the store holds only as copies in other repositories and node
+documentation pages, not as a version of impact_pack.py we can name), logics.py (store file 1907124997,
 newer than 2f5ff69b9eb5a457ce58b4e3b2530b66d48b6015), util_nodes.py at
 06b428ec8cf9b09b69cde52fc21d7a8cd83b52b0 and pipe.py at ef8095b9af2359b7bc24038a725956bb492059ce.
 
@@ -19,14 +22,16 @@ ImpactCombineConditionings; ToBasicPipe, FromBasicPipe, FromBasicPipe_v2, EditBa
 ImpactKSamplerBasicPipe, ImpactKSamplerAdvancedBasicPipe.
 
 Left out: the detectors, SAM, detailers and SEGS nodes (model files and packages we don't have;
-comfy_format.CUSTOM_PACKS names the pack for them), ImpactString and
-ImpactNegativeConditioningPlaceholder (their source is not in the store we read from), the
-queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
+comfy_format.CUSTOM_PACKS names the pack for them), ImpactString (its source is not in the store
+we read from), ImpactNegativeConditioningPlaceholder (its source is stored, file 2166609295: it
+gives the marker "NegativePlaceholder", which only the detailers read, and they are left out),
+the queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
@@ -469,7 +474,11 @@ class ImpactWildcardProcessor(Node):
 
     Differences: wildcard files are read as UTF-8 (the pack reads them as ISO-8859-1, which garbles
     non-ASCII lines), in sorted order; a {count$$...} with a bad count is an error here (the pack
-    crashes). With a seed linked from another node, its value is used (the pack's prompt hook only
+    crashes). In N#__name__ the name is taken as written (the pack runs it as a regular
+    expression with only * escaped, so that . or + in it match other text or nothing). A text
+    that would take too long is refused: {...} nested over 100 deep, over 100 names without a
+    folder that no wildcard has (each costs the pack another pass over the text), or work over
+    100 times the text limit (each wildcard rebuilds the whole text, as in the pack). With a seed linked from another node, its value is used (the pack's prompt hook only
     follows a few node types)."""
     category = "ImpactPack/Prompt"
     wildcard_text: str = Text("", multiline=True)
@@ -754,7 +763,8 @@ class ImpactValueReceiver(Node):
 
 
 class ImpactLogger(Node):
-    """Shows data (with its shape, for a tensor) in the node's text, as the pack's logger does."""
+    """Shows data in the node's text as the pack's logger sends it there (f"{data}"); the log
+    gets it with a tensor's shape first, as the pack logs it."""
     category = "ImpactPack/Debug"
     output_node = True
     data: ANY
@@ -763,7 +773,8 @@ class ImpactLogger(Node):
 
     def run(self):
         shape = f"{tuple(self.data.shape)} / " if hasattr(self.data, "shape") else ""
-        show(text=[f"{shape}{self.data}"])
+        logging.getLogger(__name__).info("[IMPACT LOGGER]: %s%s", shape, self.data)
+        show(text=[f"{self.data}"])
 
 
 class ImpactDummyInput(Node):

@@ -381,6 +381,15 @@ def test_logic_nodes(registry):
     assert call(registry, "ImpactLatentInfo", value=latent) == (3, 40, 48, 4)
 
 
+def test_logger_shows_the_data_as_the_pack_sends_it(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "ImpactLogger", "inputs": {"data": ["1", 0], "text": ""}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert result.ok, (result.problems, result.error)
+    image = result.values["1"][0]
+    assert result.outputs["2"]["text"] == [f"{image}"]  # the shape goes to the log only
+
+
 def test_switches(registry):
     assert call(registry, "ImpactSwitch", select=3, input1="a", input3="c") == ("c", "input3", 3)
     assert call(registry, "ImpactSwitch", select=2, input1="a") == (None, "", 2)
