@@ -616,3 +616,13 @@ def test_wildcard_table_is_read_again_only_when_a_file_changes(wildcards):
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     again = load_wildcards()
     assert again is not first and again["color"] == ["violet"]
+
+
+def test_every_impact_class_is_named_as_the_packs(registry):
+    """docs/comfyui.md names each ComfyUI class's pack from comfy_format.CUSTOM_PACKS."""
+    from graphflow.comfy_format import custom_pack
+    import nodes.pack_nodes_impact as impact
+    names = [alias for node in vars(impact).values() if isinstance(node, type) and issubclass(node, impact.Node)
+             and node.__module__ == impact.__name__ for alias in node.comfy.class_types]
+    assert len(names) > 30 and {name: custom_pack(name) for name in names} == \
+        {name: "ComfyUI Impact Pack" for name in names}
