@@ -41,7 +41,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, concat_conditioning
 from nodes.image import _resize_image
 from nodes.pack_nodes import _apply_lora, _core
-from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced
+from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 import nodes.strings
 from nodes.strings import _fits
 
@@ -871,7 +871,7 @@ class ImpactSchedulerAdapter(Node):
 
 # -- switches --------------------------------------------------------------------------------------
 
-SWITCH_INPUTS = 30  # the pack's editor adds inputs as they are linked (up to 199)
+SWITCH_INPUTS = 30  # the pack's editor adds inputs as they are linked (up to 199); inputs written out below
 LIST_INPUTS = 20
 
 
@@ -889,9 +889,36 @@ class ImpactSwitch(Node):
     category = "ImpactPack/Util"
     select: int = Int(1, min=1, max=999999)
     sel_mode: bool = Bool(False)
-    # the numbered inputs, declared as if written out one per line
-    __annotations__.update({f"input{i}": ANY for i in range(1, SWITCH_INPUTS + 1)})
-    locals().update({f"input{i}": None for i in range(1, SWITCH_INPUTS + 1)})
+    input1: ANY = None
+    input2: ANY = None
+    input3: ANY = None
+    input4: ANY = None
+    input5: ANY = None
+    input6: ANY = None
+    input7: ANY = None
+    input8: ANY = None
+    input9: ANY = None
+    input10: ANY = None
+    input11: ANY = None
+    input12: ANY = None
+    input13: ANY = None
+    input14: ANY = None
+    input15: ANY = None
+    input16: ANY = None
+    input17: ANY = None
+    input18: ANY = None
+    input19: ANY = None
+    input20: ANY = None
+    input21: ANY = None
+    input22: ANY = None
+    input23: ANY = None
+    input24: ANY = None
+    input25: ANY = None
+    input26: ANY = None
+    input27: ANY = None
+    input28: ANY = None
+    input29: ANY = None
+    input30: ANY = None
     outputs = {"selected_value": ANY, "selected_label": STRING, "selected_index": INT}
     comfy = ComfyAlias(("ImpactSwitch",))
 
@@ -910,8 +937,25 @@ class LatentSwitch(Node):
     category = "ImpactPack/Util"
     select: int = Int(1, min=1, max=99999)
     latent1: LATENT
-    __annotations__.update({f"latent{i}": LATENT for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"latent{i}": None for i in range(2, LIST_INPUTS + 1)})
+    latent2: LATENT = None
+    latent3: LATENT = None
+    latent4: LATENT = None
+    latent5: LATENT = None
+    latent6: LATENT = None
+    latent7: LATENT = None
+    latent8: LATENT = None
+    latent9: LATENT = None
+    latent10: LATENT = None
+    latent11: LATENT = None
+    latent12: LATENT = None
+    latent13: LATENT = None
+    latent14: LATENT = None
+    latent15: LATENT = None
+    latent16: LATENT = None
+    latent17: LATENT = None
+    latent18: LATENT = None
+    latent19: LATENT = None
+    latent20: LATENT = None
     outputs = {"LATENT": LATENT}
     comfy = ComfyAlias(("LatentSwitch",))
 
@@ -978,8 +1022,25 @@ class ImpactMakeImageList(Node):
     """The connected images (image1 ... image20) as a list: what follows runs once per image."""
     category = "ImpactPack/Util"
     image1: IMAGE
-    __annotations__.update({f"image{i}": IMAGE for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"image{i}": None for i in range(2, LIST_INPUTS + 1)})
+    image2: IMAGE = None
+    image3: IMAGE = None
+    image4: IMAGE = None
+    image5: IMAGE = None
+    image6: IMAGE = None
+    image7: IMAGE = None
+    image8: IMAGE = None
+    image9: IMAGE = None
+    image10: IMAGE = None
+    image11: IMAGE = None
+    image12: IMAGE = None
+    image13: IMAGE = None
+    image14: IMAGE = None
+    image15: IMAGE = None
+    image16: IMAGE = None
+    image17: IMAGE = None
+    image18: IMAGE = None
+    image19: IMAGE = None
+    image20: IMAGE = None
     outputs = {"IMAGE": ListOf(IMAGE)}
     comfy = ComfyAlias(("ImpactMakeImageList",))
 
@@ -992,8 +1053,25 @@ class ImpactMakeImageBatch(Node):
     image1's size (lanczos, centre-cropped) as the pack does."""
     category = "ImpactPack/Util"
     image1: IMAGE
-    __annotations__.update({f"image{i}": IMAGE for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"image{i}": None for i in range(2, LIST_INPUTS + 1)})
+    image2: IMAGE = None
+    image3: IMAGE = None
+    image4: IMAGE = None
+    image5: IMAGE = None
+    image6: IMAGE = None
+    image7: IMAGE = None
+    image8: IMAGE = None
+    image9: IMAGE = None
+    image10: IMAGE = None
+    image11: IMAGE = None
+    image12: IMAGE = None
+    image13: IMAGE = None
+    image14: IMAGE = None
+    image15: IMAGE = None
+    image16: IMAGE = None
+    image17: IMAGE = None
+    image18: IMAGE = None
+    image19: IMAGE = None
+    image20: IMAGE = None
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImpactMakeImageBatch",))
 
@@ -1031,8 +1109,26 @@ class ImageBatchToImageList(Node):
 class ImpactMakeAnyList(Node):
     """The connected values (value1 ... value20) as a list: what follows runs once per value."""
     category = "ImpactPack/Util"
-    __annotations__ = {f"value{i}": ANY for i in range(1, LIST_INPUTS + 1)}  # it declares no other input
-    locals().update({f"value{i}": None for i in range(1, LIST_INPUTS + 1)})
+    value1: ANY = None
+    value2: ANY = None
+    value3: ANY = None
+    value4: ANY = None
+    value5: ANY = None
+    value6: ANY = None
+    value7: ANY = None
+    value8: ANY = None
+    value9: ANY = None
+    value10: ANY = None
+    value11: ANY = None
+    value12: ANY = None
+    value13: ANY = None
+    value14: ANY = None
+    value15: ANY = None
+    value16: ANY = None
+    value17: ANY = None
+    value18: ANY = None
+    value19: ANY = None
+    value20: ANY = None
     outputs = {"*": ListOf(ANY)}
     comfy = ComfyAlias(("ImpactMakeAnyList",))
 
@@ -1045,8 +1141,25 @@ class ImpactConcatConditionings(Node):
     as ConditioningConcat appends it."""
     category = "ImpactPack/Util"
     conditioning1: CONDITIONING
-    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"conditioning{i}": None for i in range(2, LIST_INPUTS + 1)})
+    conditioning2: CONDITIONING = None
+    conditioning3: CONDITIONING = None
+    conditioning4: CONDITIONING = None
+    conditioning5: CONDITIONING = None
+    conditioning6: CONDITIONING = None
+    conditioning7: CONDITIONING = None
+    conditioning8: CONDITIONING = None
+    conditioning9: CONDITIONING = None
+    conditioning10: CONDITIONING = None
+    conditioning11: CONDITIONING = None
+    conditioning12: CONDITIONING = None
+    conditioning13: CONDITIONING = None
+    conditioning14: CONDITIONING = None
+    conditioning15: CONDITIONING = None
+    conditioning16: CONDITIONING = None
+    conditioning17: CONDITIONING = None
+    conditioning18: CONDITIONING = None
+    conditioning19: CONDITIONING = None
+    conditioning20: CONDITIONING = None
     outputs = {"CONDITIONING": CONDITIONING}
     comfy = ComfyAlias(("ImpactConcatConditionings",))
 
@@ -1062,8 +1175,25 @@ class ImpactCombineConditionings(Node):
     ConditioningCombine combines two."""
     category = "ImpactPack/Util"
     conditioning1: CONDITIONING
-    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"conditioning{i}": None for i in range(2, LIST_INPUTS + 1)})
+    conditioning2: CONDITIONING = None
+    conditioning3: CONDITIONING = None
+    conditioning4: CONDITIONING = None
+    conditioning5: CONDITIONING = None
+    conditioning6: CONDITIONING = None
+    conditioning7: CONDITIONING = None
+    conditioning8: CONDITIONING = None
+    conditioning9: CONDITIONING = None
+    conditioning10: CONDITIONING = None
+    conditioning11: CONDITIONING = None
+    conditioning12: CONDITIONING = None
+    conditioning13: CONDITIONING = None
+    conditioning14: CONDITIONING = None
+    conditioning15: CONDITIONING = None
+    conditioning16: CONDITIONING = None
+    conditioning17: CONDITIONING = None
+    conditioning18: CONDITIONING = None
+    conditioning19: CONDITIONING = None
+    conditioning20: CONDITIONING = None
     outputs = {"CONDITIONING": CONDITIONING}
     comfy = ComfyAlias(("ImpactCombineConditionings",))
 
@@ -1149,7 +1279,7 @@ class ImpactKSamplerBasicPipe(Node):
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"basic_pipe": BASIC_PIPE, "latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("ImpactKSamplerBasicPipe",))
-    estimate = KSampler.estimate
+    estimate = classmethod(_estimate)
 
     def run(self):
         model, _, vae, positive, negative = _pipe(self.basic_pipe)
@@ -1176,7 +1306,7 @@ class ImpactKSamplerAdvancedBasicPipe(Node):
     return_with_leftover_noise: bool = Bool(False)
     outputs = {"basic_pipe": BASIC_PIPE, "latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("ImpactKSamplerAdvancedBasicPipe",))
-    estimate = KSamplerAdvanced.estimate
+    estimate = classmethod(_estimate)
 
     def run(self):
         model, _, vae, positive, negative = _pipe(self.basic_pipe)
