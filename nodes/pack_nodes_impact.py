@@ -146,7 +146,7 @@ def _read_wildcards() -> dict[str, list[str]]:
 def wildcards_state() -> str:
     """The wildcard files' names, sizes and times, for node caches: an edited file re-runs."""
     digest = hashlib.sha1()
-    for base, path in _wildcard_files():
+    for _, path in _wildcard_files():
         stat = path.stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -478,8 +478,9 @@ class ImpactWildcardProcessor(Node):
     expression with only * escaped, so that . or + in it match other text or nothing). A text
     that would take too long is refused: {...} nested over 100 deep, over 100 names without a
     folder that no wildcard has (each costs the pack another pass over the text), or work over
-    100 times the text limit (each wildcard rebuilds the whole text, as in the pack). With a seed linked from another node, its value is used (the pack's prompt hook only
-    follows a few node types)."""
+    100 times the text limit (each wildcard rebuilds the whole text, as in the pack), and so are
+    weights adding up to 0. With a seed linked from another node, its value is used (the pack's
+    prompt hook only follows a few node types)."""
     category = "ImpactPack/Prompt"
     wildcard_text: str = Text("", multiline=True)
     populated_text: str = Text("", multiline=True)
@@ -507,7 +508,8 @@ class ImpactWildcardEncode(Node):
     then each <lora:name:model_weight:clip_weight> in it applied as LoraLoader applies it (name
     without extension: .safetensors; the first LoRA file whose name ends so; a missing one is
     skipped with a warning, as in the pack) and the tags removed; the rest is split at BREAK and
-    each part encoded with CLIPTextEncode, the parts joined as ConditioningConcat joins them.
+    each part encoded with CLIPTextEncode (at most 100 parts), the parts joined as
+    ConditioningConcat joins them.
     Gives the model and CLIP with the LoRAs, the conditioning and the text with its tags.
     The two Select widgets are the editor's lists. Inspire Pack's LBW= block weights and
     LOADER= are not supported (a plain LoRA is loaded, with a warning)."""
