@@ -58,7 +58,10 @@ CUSTOM_PACKS = {
                             "BboxDetectorSEGS", "SegmDetectorSEGS", "ImpactWildcardProcessor",
                             "ImpactWildcardEncode", "ImpactSwitch", "ImpactInt", "ImpactFloat", "ImpactString",
                             "ToBasicPipe", "FromBasicPipe", "BasicPipeToDetailerPipe", "SEGSDetailer",
-                            "SEGSPaste", "SEGSPreview", "ImpactSimpleDetectorSEGS", "MaskToSEGS", "Impact"),
+                            "SEGSPaste", "SEGSPreview", "ImpactSimpleDetectorSEGS", "MaskToSEGS", "Impact",
+                            # nodes/pack_nodes_impact.py's classes without the Impact prefix
+                            "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
+                            "LatentSwitch", "StringListToString"),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_",
                        # nodes/pack_nodes_was*.py's (whole names; "Lora Loader", "Checkpoint Loader" and

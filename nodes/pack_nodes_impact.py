@@ -4,7 +4,10 @@ Read from ltdrdata/ComfyUI-Impact-Pack: the wildcard engine (modules/impact/wild
 store holds it at its newest (store file 1951372682: comments, .yml files, weighted wildcard
 lines, N#__name__ quantifiers, escaped braces; the store names commit c03945ba37a0c474aceabac0244fda75893b3038
 for that path, an older text without these, which we don't follow), the nodes of
-impact_pack.py at 544a0b9df22142d78ec9176ec74cd7f8a720cf78, logics.py (store file 1907124997,
+impact_pack.py at 544a0b9df22142d78ec9176ec74cd7f8a720cf78 (an old version: the three wildcard
+modes populate/fixed/reproduce and ImpactSchedulerAdapter's extra_scheduler with GITS follow the
+pack's newer versions, which the store holds only as copies in other repositories and node
+documentation pages, not as a version of impact_pack.py we can name), logics.py (store file 1907124997,
 newer than 2f5ff69b9eb5a457ce58b4e3b2530b66d48b6015), util_nodes.py at
 06b428ec8cf9b09b69cde52fc21d7a8cd83b52b0 and pipe.py at ef8095b9af2359b7bc24038a725956bb492059ce.
 
@@ -19,25 +22,27 @@ ImpactCombineConditionings; ToBasicPipe, FromBasicPipe, FromBasicPipe_v2, EditBa
 ImpactKSamplerBasicPipe, ImpactKSamplerAdvancedBasicPipe.
 
 Left out: the detectors, SAM, detailers and SEGS nodes (model files and packages we don't have;
-comfy_format.CUSTOM_PACKS names the pack for them), ImpactString and
-ImpactNegativeConditioningPlaceholder (their source is not in the store we read from), the
-queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
+comfy_format.CUSTOM_PACKS names the pack for them), ImpactString (its source is not in the store
+we read from), ImpactNegativeConditioningPlaceholder (its source is stored, file 2166609295: it
+gives the marker "NegativePlaceholder", which only the detailers read, and they are left out),
+the queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import re
-from pathlib import Path
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, \
     Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type, warn
+from graphflow.folders import _walk_files
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, concat_conditioning
 from nodes.image import _resize_image
 from nodes.pack_nodes import _apply_lora, _core
-from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced
+from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
+import nodes.strings
 from nodes.strings import _fits
 
 BASIC_PIPE = socket_type("BASIC_PIPE", "#7e57c2", "Impact Pack's (model, clip, vae, positive, negative)")
@@ -49,9 +54,14 @@ MODES = ("populate", "fixed", "reproduce")
 # it, so that a workflow is written back with today's names
 OLD_MODES = {True: "populate", False: "fixed", **{mode: mode for mode in MODES}}
 MAX_ROUNDS = 99  # the pack's replace_depth: 100, counted down while above 1
+MAX_OPTION_PASSES = 100  # {...} nesting deeper than this is refused (each level is one pass over the text)
+MAX_UNKNOWN_NAMES = 100  # bare names found nowhere, each retried as */name by a pass over the whole text
+WORK_PER_RUN = 100  # times MAX_TEXT: characters a run may scan and rebuild, all passes together
+MAX_BREAK_PARTS = 100  # ImpactWildcardEncode's BREAK parts, each one CLIP encoding
 LORA_EXTENSIONS = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's supported_pt_extensions
 
-_QUANTIFIER = re.compile(r"(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+?)__", re.IGNORECASE)
+# (?<!\d): tried only where a digit run begins, so that a long run of digits is scanned once
+_QUANTIFIER = re.compile(r"(?<!\d)(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+?)__", re.IGNORECASE)
 _OPTIONS = re.compile(r"(?<!\\)\{((?:[^{}]|(?<=\\)[{}])*?)(?<!\\)\}")  # innermost {...}, \{ \} left alone
 _WILDCARD = re.compile(r"__([\w.\-+/*\\]+?)__")
 _WEIGHT_PREFIX = re.compile(r"^\s*[0-9.]+::")
@@ -67,23 +77,15 @@ def wildcard_key(name: str) -> str:
 
 
 def _wildcard_files():
-    """(folder, file path) of every .txt/.yaml/.yml under the wildcards model folders, in sorted
-    order (the pack takes os.walk's order, which differs between file systems). Symbolic links
-    are followed as in the other model folders, each real folder once."""
+    """(folder, file path) of every .txt/.yaml/.yml file under the wildcards model folders, in
+    sorted order (the pack takes os.walk's order, which differs between file systems). As in the
+    other model folders (folders' walk): links followed, each real folder once, .git skipped, and
+    only plain files (not a dangling link or a pipe)."""
     for base in folders.model_dirs("wildcards"):
-        if not base.is_dir():
-            continue
-        seen = set()
-        for root, dirs, files in os.walk(base, followlinks=True):
-            real = os.path.realpath(root)
-            if real in seen:  # a link back up the tree
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs.sort()
-            for name in sorted(files):
+        if base.is_dir():
+            for name in sorted(_walk_files(base)):
                 if name.endswith((".txt", ".yaml", ".yml")):
-                    yield base, Path(root) / name
+                    yield base, base / name
 
 
 def _read_text(path: Path) -> str:
@@ -102,15 +104,27 @@ def _yaml_entries(key: str, value, table: dict) -> None:
     elif isinstance(value, dict):
         for sub, inner in value.items():
             _yaml_entries(f"{key}/{sub}", inner, table)
-    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (str, int, float)):  # true / false as "True" / "False", as the pack has them
         table[wildcard_key(key)] = [str(value)]
+
+
+_loaded: tuple[str, dict] = ("", {})  # (wildcards_state(), table) of the last load
 
 
 def load_wildcards() -> dict[str, list[str]]:
     """{key: lines} of the wildcard files: a .txt file's key is its path in the folder without the
     extension, its lines those not starting with # (empty lines kept, as the pack keeps them); a
     YAML file's top-level keys are wildcards (nested mappings give key/sub keys). The first
-    wildcards folder (the user's) wins over later ones."""
+    wildcards folder (the user's) wins over later ones. Read again only when a file changed
+    (wildcards_state); the table is shared, so it is only read, never changed."""
+    global _loaded
+    state = wildcards_state()
+    if _loaded[0] != state:
+        _loaded = (state, _read_wildcards())
+    return _loaded[1]
+
+
+def _read_wildcards() -> dict[str, list[str]]:
     import yaml
 
     table: dict[str, list[str]] = {}
@@ -161,28 +175,31 @@ def glob_matches(pattern: str, key: str) -> bool:
 
 def remove_comments(text: str) -> str:
     """The pack's process_comment_out: a line starting with # is dropped, and the line after it
-    is joined to the line before with a space."""
+    is joined to the line before with a space. As there, a comment before any kept line stays in
+    force until a line is joined: '# c\na\nb' gives 'a b'."""
     kept: list[str] = []
     after_comment = False
     for line in text.split("\n"):
         if line.lstrip().startswith("#"):
             after_comment = True
-            continue
-        if kept and after_comment:
+        elif kept and after_comment:
             kept[-1] += " " + line
+            after_comment = False
         else:
             kept.append(line)
-        after_comment = False
     return "\n".join(kept)
 
 
 def _weights(options) -> tuple[list[float], float]:
-    """Each option's weight (a leading "2::" or "0.5::", else 1) over their sum, and the sum."""
+    """Each option's weight (a leading "2::" or "0.5::", else 1) over their sum, and the sum.
+    ValueError where they add up to 0 (the pack divides by zero)."""
     weights = []
     for option in options:
         head, sep, _ = str(option).partition("::")
         weights.append(float(head.strip()) if sep and _NUMBER.match(head.strip()) else 1.0)
     total = sum(weights)
+    if total == 0:
+        raise ValueError("the weights add up to 0")
     return [w / total for w in weights], total
 
 
@@ -196,17 +213,38 @@ class WildcardText:
         self.table = table
         self.rng = np.random.default_rng(seed)
         self.input_name = input_name
+        self.globbed: dict[str, list[str]] = {}  # matching()'s answers, for this run
+        self.work_left = WORK_PER_RUN * nodes.strings.MAX_TEXT
+        self.depth = 0  # replace_wildcards' recursion
 
     def fail(self, message: str):
         raise NodeInputError(self.input_name, message)
 
+    def spend(self, characters: int) -> None:
+        """Counts characters scanned or rebuilt: a text that would take too long is refused."""
+        self.work_left -= characters
+        if self.work_left < 0:
+            self.fail(f"this text takes too much work to process (over {WORK_PER_RUN} times "
+                      f"{nodes.strings.MAX_TEXT:,} characters scanned or rebuilt): fewer wildcards, "
+                      "quantifiers or choices, or a shorter text")
+
+    def weights(self, options, where: str) -> tuple[list[float], float]:
+        try:
+            return _weights(options)
+        except ValueError as e:
+            self.fail(f"{where}: {e}")
+
     def matching(self, keyword: str) -> list[str]:
-        """The lines of every wildcard whose key (or key/) a * pattern matches."""
-        found = []
-        for key, lines in self.table.items():
-            if glob_matches(keyword, key) or glob_matches(keyword, key + "/"):
-                found += lines
-        return found
+        """The lines of every wildcard whose key (or key/) a * pattern matches (not to be changed:
+        the answer is kept for the rest of the run)."""
+        if keyword not in self.globbed:
+            self.spend(sum(len(key) for key in self.table))
+            found = []
+            for key, lines in self.table.items():
+                if glob_matches(keyword, key) or glob_matches(keyword, key + "/"):
+                    found += lines
+            self.globbed[keyword] = found
+        return self.globbed[keyword]
 
     def options_of(self, text: str) -> list[str]:
         """The pack's get_wildcard_options: every line of the wildcards text names ({2$$__x__})."""
@@ -218,8 +256,21 @@ class WildcardText:
             elif "*" in keyword:
                 options += self.matching(keyword)
             elif "/" not in keyword:  # a bare name: looked for in every folder
-                options += self.options_of(text.replace(f"__{match}__", f"__*/{match}__", 1))
+                options += self.bare_name(self.options_of, text, match)
         return options
+
+    def bare_name(self, retry, text: str, match: str):
+        """retry(text with __match__ made __*/match__), as the pack retries a bare name: a pass
+        over the whole text for each, so their number (the recursion's depth) is capped."""
+        if self.depth >= MAX_UNKNOWN_NAMES:
+            self.fail(f"more than {MAX_UNKNOWN_NAMES} wildcard names without a folder in one text "
+                      f"(__{match}__ and others): each is looked for in every folder by another pass")
+        self.spend(len(text))
+        self.depth += 1
+        try:
+            return retry(text.replace(f"__{match}__", f"__*/{match}__", 1))
+        finally:
+            self.depth -= 1
 
     def choose(self, match: re.Match) -> str:
         """One {a|b|c}: n$$, a-b$$, -b$$ counts with an optional $$separator$$, weights a::."""
@@ -246,7 +297,7 @@ class WildcardText:
                     options = self.options_of(pattern)
                 else:
                     options[0] = pattern
-        probabilities, total = _weights(options)
+        probabilities, total = self.weights(options, f"{{{match.group(1)}}}")
         count = 1
         if select_range is not None:
             low, high = select_range
@@ -268,31 +319,43 @@ class WildcardText:
                 chosen = self.rng.choice(options, p=probabilities, size=count, replace=False)
         except ValueError as e:  # weights of 0 that leave too few options, say
             self.fail(f"{{{match.group(1)}}}: {e}")
-        _fits(len(separator) * len(chosen) + sum(len(str(x)) for x in chosen), self.input_name)
-        return separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
+        size = len(separator) * len(chosen) + sum(len(str(x)) for x in chosen)
+        _fits(size, self.input_name)
+        self.spend(size)
+        chosen = separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
+        self.pass_size += len(chosen) - len(match.group(0))  # the pass's text so far, not built yet
+        _fits(self.pass_size, self.input_name)
+        return chosen
 
     def replace_options(self, text: str) -> tuple[str, bool]:
+        self.spend(len(text))
         found = _OPTIONS.search(text) is not None
+        self.pass_size = len(text)
         return _OPTIONS.sub(self.choose, text), found
 
     def put(self, text: str, match: str, line) -> str:
         """text with its first __match__ replaced by line (a result over MAX_TEXT refused first)."""
         line = str(line)
         _fits(len(text) + len(line) - len(match) - 4, self.input_name)
+        self.spend(len(text) + len(line))  # a text rebuilt per wildcard: many wildcards in a long text add up
         return text.replace(f"__{match}__", line, 1)
 
     def replace_wildcards(self, text: str) -> tuple[str, bool]:
         """The pack's replace_wildcard, step for step (a bare name is retried as */name over the
         whole text, and what it found stands for the whole pass, as there)."""
         replaced = False
+        self.spend(len(text))
         for match in _WILDCARD.findall(text):
             keyword = wildcard_key(match)
             if keyword in self.table:
                 lines = self.table[keyword]
                 if not lines:
                     self.fail(f"wildcard __{match}__ has no lines")
-                probabilities, _ = _weights(lines)
-                picked = self.rng.choice(lines, p=probabilities, replace=False)
+                probabilities, _ = self.weights(lines, f"wildcard __{match}__")
+                try:
+                    picked = self.rng.choice(lines, p=probabilities, replace=False)
+                except ValueError as e:  # a negative weight
+                    self.fail(f"wildcard __{match}__: {e}")
                 text = self.put(text, match, _WEIGHT_PREFIX.sub("", str(picked), count=1))
                 replaced = True
             elif "*" in keyword:
@@ -301,15 +364,20 @@ class WildcardText:
                     text = self.put(text, match, self.rng.choice(lines))
                     replaced = True
             elif "/" not in keyword:
-                text, replaced = self.replace_wildcards(text.replace(f"__{match}__", f"__*/{match}__", 1))
+                text, replaced = self.bare_name(self.replace_wildcards, text, match)
         return text, replaced
 
     def expand_quantifiers(self, text: str) -> str:
         """3#__name__ -> __name__|__name__|__name__ (every such name, at the first one's count)."""
         for found in list(_QUANTIFIER.finditer(text)):
             keyword, times = found["keyword"].lower(), int(found["quantifier"])
-            _fits(len(text) + times * (len(keyword) + 5), self.input_name)
-            same = re.compile(rf"\d+#__{re.escape(keyword)}__", re.IGNORECASE)  # the name as a literal
+            # the name as a literal (the pack escapes only its *: see the node's help)
+            same = re.compile(rf"(?<!\d)\d+#__{re.escape(keyword)}__", re.IGNORECASE)
+            replacement = times * (len(keyword) + 5) - 1  # __name__|__name__...
+            self.spend(len(text))
+            size = len(text) + sum(replacement - len(other[0]) for other in same.finditer(text))  # every one
+            _fits(size, self.input_name)
+            self.spend(size)
             text = same.sub(lambda _: "__" + "__|__".join([keyword] * times) + "__", text)
         return text
 
@@ -318,9 +386,13 @@ class WildcardText:
         for _ in range(MAX_ROUNDS):
             text = self.expand_quantifiers(text)
             text, options_found = self.replace_options(text)
+            passes = 1
             while options_found:
+                if passes > MAX_OPTION_PASSES:
+                    self.fail(f"{{...}} choices nested more than {MAX_OPTION_PASSES} deep")
                 _fits(len(text), self.input_name)
                 text, options_found = self.replace_options(text)
+                passes += 1
             text, wildcards_found = self.replace_wildcards(text)
             _fits(len(text), self.input_name)
             if not wildcards_found:  # options_found is always False here, as in the pack
@@ -345,12 +417,23 @@ def populated(node) -> str:
 # -- <lora:...> tags -------------------------------------------------------------------------------
 
 
+_LORA_TAG = re.compile(r"<lora:([^>]+)>")
+
+
+def _tagged(text: str) -> tuple[str, str]:
+    """text cut after its last ">": the part that may hold <lora:...> tags, and the rest. Scanning
+    only the first part keeps the tag pattern linear (each "<lora:" with no ">" after it would
+    otherwise be scanned to the end)."""
+    end = text.rfind(">") + 1
+    return text[:end], text[end:]
+
+
 def lora_tags(text: str) -> list[tuple[str, float, float]]:
     """(name, model weight, clip weight) of each <lora:name:w1:w2> in text, the first of each name:
     w1 defaults to 1, w2 to w1. LBW= and LOADER= parts (Inspire Pack block weights, nunchaku) are
     read past, with a warning."""
     tags, seen = [], set()
-    for body in re.findall(r"<lora:([^>]+)>", text):
+    for body in _LORA_TAG.findall(_tagged(text)[0]):
         body = re.sub(r"LBW=[A-Za-z][A-Za-z0-9_-]*:", "LBW=", body.strip(":"))
         name, *rest = body.split(":")
         weights = [float(part) for part in rest if _NUMBER.match(part)][:2]
@@ -391,8 +474,13 @@ class ImpactWildcardProcessor(Node):
 
     Differences: wildcard files are read as UTF-8 (the pack reads them as ISO-8859-1, which garbles
     non-ASCII lines), in sorted order; a {count$$...} with a bad count is an error here (the pack
-    crashes). With a seed linked from another node, its value is used (the pack's prompt hook only
-    follows a few node types)."""
+    crashes). In N#__name__ the name is taken as written (the pack runs it as a regular
+    expression with only * escaped, so that . or + in it match other text or nothing). A text
+    that would take too long is refused: {...} nested over 100 deep, over 100 names without a
+    folder that no wildcard has (each costs the pack another pass over the text), or work over
+    100 times the text limit (each wildcard rebuilds the whole text, as in the pack), and so are
+    weights adding up to 0. With a seed linked from another node, its value is used (the pack's
+    prompt hook only follows a few node types)."""
     category = "ImpactPack/Prompt"
     wildcard_text: str = Text("", multiline=True)
     populated_text: str = Text("", multiline=True)
@@ -420,7 +508,8 @@ class ImpactWildcardEncode(Node):
     then each <lora:name:model_weight:clip_weight> in it applied as LoraLoader applies it (name
     without extension: .safetensors; the first LoRA file whose name ends so; a missing one is
     skipped with a warning, as in the pack) and the tags removed; the rest is split at BREAK and
-    each part encoded with CLIPTextEncode, the parts joined as ConditioningConcat joins them.
+    each part encoded with CLIPTextEncode (at most 100 parts), the parts joined as
+    ConditioningConcat joins them.
     Gives the model and CLIP with the LoRAs, the conditioning and the text with its tags.
     The two Select widgets are the editor's lists. Inspire Pack's LBW= block weights and
     LOADER= are not supported (a plain LoRA is loaded, with a warning)."""
@@ -452,14 +541,25 @@ class ImpactWildcardEncode(Node):
                 warn(f"LoRA not found: {name}")
                 continue
             model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
-        parts = [part.strip() for part in re.sub(r"<lora:[^>]+>", "", text).split("BREAK")]
+        tagged, rest = _tagged(text)
+        parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
+        if len(parts) > MAX_BREAK_PARTS:
+            raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
+                                                   "(each is one CLIP encoding)")
         parts = [part for part in parts if part] or [""]
-        conditioning = None
-        for part in parts:
-            encoded = _core(CLIPEncode, text=part, clip=clip)
-            conditioning = encoded if conditioning is None else concat_conditioning(conditioning, encoded,
-                                                                                    "populated_text")
-        return model, clip, conditioning, text
+        encoded = [_core(CLIPEncode, text=part, clip=clip) for part in parts]
+        return model, clip, concat_all(encoded), text
+
+
+def concat_all(conditionings: list) -> list:
+    """The first conditioning with each next one's first embedding appended as ConditioningConcat
+    appends it, joined once (chained ConditioningConcats copy the growing embedding each time).
+    For the parts of one text encoded by one CLIP, so all of one width."""
+    import torch
+
+    sources = [later[0][0] for later in conditionings[1:]]
+    return [(torch.cat([cond, *(source.to(cond.dtype).expand(cond.shape[0], -1, -1) for source in sources)], dim=1),
+             dict(options)) for cond, options in conditionings[0]]
 
 
 # -- values and logic ------------------------------------------------------------------------------
@@ -599,7 +699,8 @@ def _looks_numeric(text: str) -> bool:
 class ImpactConvertDataType(Node):
     """value as text, number, whole number and true/false, as the pack converts: a value that
     reads as a number is that number (its whole part for INT); any other is 1, or 0 for the
-    text "false" (any case)."""
+    text "false" (any case). A number too large for a float (over about 1.8e308) is an error
+    (the pack fails on its whole part)."""
     category = "ImpactPack/Logic"
     value: ANY
     outputs = {"STRING": STRING, "FLOAT": FLOAT, "INT": INT, "BOOLEAN": BOOLEAN}
@@ -608,6 +709,8 @@ class ImpactConvertDataType(Node):
     def run(self):
         text = str(self.value)
         number = float(text) if _looks_numeric(text) else float(text.lower() != "false")
+        if number in (float("inf"), float("-inf")):
+            raise NodeInputError("value", f"{text[:40]}... is too large a number (its whole part can't be taken)")
         return text, number, int(number), bool(number)
 
 
@@ -662,7 +765,8 @@ class ImpactValueReceiver(Node):
 
 
 class ImpactLogger(Node):
-    """Shows data (with its shape, for a tensor) in the node's text, as the pack's logger does."""
+    """Shows data in the node's text as the pack's logger sends it there (f"{data}"); the log
+    gets it with a tensor's shape first, as the pack logs it."""
     category = "ImpactPack/Debug"
     output_node = True
     data: ANY
@@ -671,7 +775,8 @@ class ImpactLogger(Node):
 
     def run(self):
         shape = f"{tuple(self.data.shape)} / " if hasattr(self.data, "shape") else ""
-        show(text=[f"{shape}{self.data}"])
+        logging.getLogger(__name__).info("[IMPACT LOGGER]: %s%s", shape, self.data)
+        show(text=[f"{self.data}"])
 
 
 class ImpactDummyInput(Node):
@@ -768,7 +873,7 @@ class ImpactSchedulerAdapter(Node):
 
 # -- switches --------------------------------------------------------------------------------------
 
-SWITCH_INPUTS = 30  # the pack's editor adds inputs as they are linked (up to 199)
+SWITCH_INPUTS = 30  # the pack's editor adds inputs as they are linked (up to 199); inputs written out below
 LIST_INPUTS = 20
 
 
@@ -786,9 +891,36 @@ class ImpactSwitch(Node):
     category = "ImpactPack/Util"
     select: int = Int(1, min=1, max=999999)
     sel_mode: bool = Bool(False)
-    # the numbered inputs, declared as if written out one per line
-    __annotations__.update({f"input{i}": ANY for i in range(1, SWITCH_INPUTS + 1)})
-    locals().update({f"input{i}": None for i in range(1, SWITCH_INPUTS + 1)})
+    input1: ANY = None
+    input2: ANY = None
+    input3: ANY = None
+    input4: ANY = None
+    input5: ANY = None
+    input6: ANY = None
+    input7: ANY = None
+    input8: ANY = None
+    input9: ANY = None
+    input10: ANY = None
+    input11: ANY = None
+    input12: ANY = None
+    input13: ANY = None
+    input14: ANY = None
+    input15: ANY = None
+    input16: ANY = None
+    input17: ANY = None
+    input18: ANY = None
+    input19: ANY = None
+    input20: ANY = None
+    input21: ANY = None
+    input22: ANY = None
+    input23: ANY = None
+    input24: ANY = None
+    input25: ANY = None
+    input26: ANY = None
+    input27: ANY = None
+    input28: ANY = None
+    input29: ANY = None
+    input30: ANY = None
     outputs = {"selected_value": ANY, "selected_label": STRING, "selected_index": INT}
     comfy = ComfyAlias(("ImpactSwitch",))
 
@@ -807,8 +939,25 @@ class LatentSwitch(Node):
     category = "ImpactPack/Util"
     select: int = Int(1, min=1, max=99999)
     latent1: LATENT
-    __annotations__.update({f"latent{i}": LATENT for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"latent{i}": None for i in range(2, LIST_INPUTS + 1)})
+    latent2: LATENT = None
+    latent3: LATENT = None
+    latent4: LATENT = None
+    latent5: LATENT = None
+    latent6: LATENT = None
+    latent7: LATENT = None
+    latent8: LATENT = None
+    latent9: LATENT = None
+    latent10: LATENT = None
+    latent11: LATENT = None
+    latent12: LATENT = None
+    latent13: LATENT = None
+    latent14: LATENT = None
+    latent15: LATENT = None
+    latent16: LATENT = None
+    latent17: LATENT = None
+    latent18: LATENT = None
+    latent19: LATENT = None
+    latent20: LATENT = None
     outputs = {"LATENT": LATENT}
     comfy = ComfyAlias(("LatentSwitch",))
 
@@ -875,8 +1024,25 @@ class ImpactMakeImageList(Node):
     """The connected images (image1 ... image20) as a list: what follows runs once per image."""
     category = "ImpactPack/Util"
     image1: IMAGE
-    __annotations__.update({f"image{i}": IMAGE for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"image{i}": None for i in range(2, LIST_INPUTS + 1)})
+    image2: IMAGE = None
+    image3: IMAGE = None
+    image4: IMAGE = None
+    image5: IMAGE = None
+    image6: IMAGE = None
+    image7: IMAGE = None
+    image8: IMAGE = None
+    image9: IMAGE = None
+    image10: IMAGE = None
+    image11: IMAGE = None
+    image12: IMAGE = None
+    image13: IMAGE = None
+    image14: IMAGE = None
+    image15: IMAGE = None
+    image16: IMAGE = None
+    image17: IMAGE = None
+    image18: IMAGE = None
+    image19: IMAGE = None
+    image20: IMAGE = None
     outputs = {"IMAGE": ListOf(IMAGE)}
     comfy = ComfyAlias(("ImpactMakeImageList",))
 
@@ -889,8 +1055,25 @@ class ImpactMakeImageBatch(Node):
     image1's size (lanczos, centre-cropped) as the pack does."""
     category = "ImpactPack/Util"
     image1: IMAGE
-    __annotations__.update({f"image{i}": IMAGE for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"image{i}": None for i in range(2, LIST_INPUTS + 1)})
+    image2: IMAGE = None
+    image3: IMAGE = None
+    image4: IMAGE = None
+    image5: IMAGE = None
+    image6: IMAGE = None
+    image7: IMAGE = None
+    image8: IMAGE = None
+    image9: IMAGE = None
+    image10: IMAGE = None
+    image11: IMAGE = None
+    image12: IMAGE = None
+    image13: IMAGE = None
+    image14: IMAGE = None
+    image15: IMAGE = None
+    image16: IMAGE = None
+    image17: IMAGE = None
+    image18: IMAGE = None
+    image19: IMAGE = None
+    image20: IMAGE = None
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImpactMakeImageBatch",))
 
@@ -928,8 +1111,26 @@ class ImageBatchToImageList(Node):
 class ImpactMakeAnyList(Node):
     """The connected values (value1 ... value20) as a list: what follows runs once per value."""
     category = "ImpactPack/Util"
-    __annotations__ = {f"value{i}": ANY for i in range(1, LIST_INPUTS + 1)}  # it declares no other input
-    locals().update({f"value{i}": None for i in range(1, LIST_INPUTS + 1)})
+    value1: ANY = None
+    value2: ANY = None
+    value3: ANY = None
+    value4: ANY = None
+    value5: ANY = None
+    value6: ANY = None
+    value7: ANY = None
+    value8: ANY = None
+    value9: ANY = None
+    value10: ANY = None
+    value11: ANY = None
+    value12: ANY = None
+    value13: ANY = None
+    value14: ANY = None
+    value15: ANY = None
+    value16: ANY = None
+    value17: ANY = None
+    value18: ANY = None
+    value19: ANY = None
+    value20: ANY = None
     outputs = {"*": ListOf(ANY)}
     comfy = ComfyAlias(("ImpactMakeAnyList",))
 
@@ -942,8 +1143,25 @@ class ImpactConcatConditionings(Node):
     as ConditioningConcat appends it."""
     category = "ImpactPack/Util"
     conditioning1: CONDITIONING
-    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"conditioning{i}": None for i in range(2, LIST_INPUTS + 1)})
+    conditioning2: CONDITIONING = None
+    conditioning3: CONDITIONING = None
+    conditioning4: CONDITIONING = None
+    conditioning5: CONDITIONING = None
+    conditioning6: CONDITIONING = None
+    conditioning7: CONDITIONING = None
+    conditioning8: CONDITIONING = None
+    conditioning9: CONDITIONING = None
+    conditioning10: CONDITIONING = None
+    conditioning11: CONDITIONING = None
+    conditioning12: CONDITIONING = None
+    conditioning13: CONDITIONING = None
+    conditioning14: CONDITIONING = None
+    conditioning15: CONDITIONING = None
+    conditioning16: CONDITIONING = None
+    conditioning17: CONDITIONING = None
+    conditioning18: CONDITIONING = None
+    conditioning19: CONDITIONING = None
+    conditioning20: CONDITIONING = None
     outputs = {"CONDITIONING": CONDITIONING}
     comfy = ComfyAlias(("ImpactConcatConditionings",))
 
@@ -959,8 +1177,25 @@ class ImpactCombineConditionings(Node):
     ConditioningCombine combines two."""
     category = "ImpactPack/Util"
     conditioning1: CONDITIONING
-    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, LIST_INPUTS + 1)})
-    locals().update({f"conditioning{i}": None for i in range(2, LIST_INPUTS + 1)})
+    conditioning2: CONDITIONING = None
+    conditioning3: CONDITIONING = None
+    conditioning4: CONDITIONING = None
+    conditioning5: CONDITIONING = None
+    conditioning6: CONDITIONING = None
+    conditioning7: CONDITIONING = None
+    conditioning8: CONDITIONING = None
+    conditioning9: CONDITIONING = None
+    conditioning10: CONDITIONING = None
+    conditioning11: CONDITIONING = None
+    conditioning12: CONDITIONING = None
+    conditioning13: CONDITIONING = None
+    conditioning14: CONDITIONING = None
+    conditioning15: CONDITIONING = None
+    conditioning16: CONDITIONING = None
+    conditioning17: CONDITIONING = None
+    conditioning18: CONDITIONING = None
+    conditioning19: CONDITIONING = None
+    conditioning20: CONDITIONING = None
     outputs = {"CONDITIONING": CONDITIONING}
     comfy = ComfyAlias(("ImpactCombineConditionings",))
 
@@ -1046,7 +1281,7 @@ class ImpactKSamplerBasicPipe(Node):
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"basic_pipe": BASIC_PIPE, "latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("ImpactKSamplerBasicPipe",))
-    estimate = KSampler.estimate
+    estimate = classmethod(_estimate)
 
     def run(self):
         model, _, vae, positive, negative = _pipe(self.basic_pipe)
@@ -1073,7 +1308,7 @@ class ImpactKSamplerAdvancedBasicPipe(Node):
     return_with_leftover_noise: bool = Bool(False)
     outputs = {"basic_pipe": BASIC_PIPE, "latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("ImpactKSamplerAdvancedBasicPipe",))
-    estimate = KSamplerAdvanced.estimate
+    estimate = classmethod(_estimate)
 
     def run(self):
         model, _, vae, positive, negative = _pipe(self.basic_pipe)

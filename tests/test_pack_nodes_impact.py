@@ -113,6 +113,9 @@ def test_nesting_and_wildcards_inside_options(wildcards):
 
 def test_comments_quantifiers_escapes_and_unknown_names(wildcards):
     assert remove_comments("a\n# note\nb\nc") == "a b\nc"
+    # a comment before any kept line: the pack's flag stays set until a line is joined
+    assert remove_comments("# c\na\nb") == "a b"
+    assert remove_comments("#c\n#d\na\nb\nc") == "a b\nc"
     assert process_wildcards("one\n  # gone\ntwo", 0) == "one two"
     g = rng(6)  # 2#__color__ -> __color__|__color__: two wildcards, drawn in turn
     assert process_wildcards("{2#__color__}", 6) == pick(g, ["__color__", "__color__"])[0].replace(
@@ -251,8 +254,8 @@ def reference_process(text, seed, table):
     for _ in range(99):
         for q in list(re.finditer(r"(\d+)#__([\w.\-+/*\\]+?)__", text)):
             keyword, times = q.group(2).lower(), int(q.group(1))
-            text = re.sub(rf"\d+#__{re.escape(keyword)}__", lambda _: "__" + "__|__".join([keyword] * times) + "__",
-                          text, flags=re.IGNORECASE)
+            text = re.sub(rf"\d+#__{keyword.replace('*', chr(92) + '*')}__",
+                          lambda _: "__" + "__|__".join([keyword] * times) + "__", text, flags=re.IGNORECASE)
         while re.search(braces, text):
             text = re.sub(braces, option, text)
         text, replaced = wildcards(text)
@@ -262,6 +265,7 @@ def reference_process(text, seed, table):
 
 
 TEXTS = ["{a|b|{c|d|__color__}} and __animal__, {2$$, $$__color__} {1-3$$ / $$x|2::y|0.3::z|w}",
+         "# first line a comment\n{x|y}\n__color__\nlast",
          "line one\n# comment\n{__places/*__|__food__} {-2$$__*/animal__}\n3#__color__ {3#__color__}",
          "__sub/animal__ {5$$a|b} {0$$a|b} {2-1$$p|q|r} __weighted__ {1::u|2::v|3::w}"]
 
@@ -282,12 +286,20 @@ def test_lora_tags_are_read_as_the_pack_reads_them():
         [("a", 1.0, 1.0), ("b", 0.5, 0.5), ("c", 0.5, -1.0), ("d", 1.0, 1.0)]  # LBW=x:0.7 is one part
 
 
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """The checkpoint and LoRA, written once for the module (writing them is the slow part)."""
+    folder = tmp_path_factory.mktemp("impact_models")
+    write_checkpoint(folder / "tiny.safetensors", "sd1")
+    write_lora(folder / "first.safetensors", "sd1", seed=1)
+    return folder
+
+
 @pytest.fixture
-def lora_folders(wildcards, tmp_folders):
-    for sub in ("checkpoints", "loras"):
+def lora_folders(wildcards, tmp_folders, model_files):
+    for sub, name in (("checkpoints", "tiny.safetensors"), ("loras", "first.safetensors")):
         (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+        (tmp_folders.models / sub / name).symlink_to(model_files / name)
     return tmp_folders
 
 
@@ -295,7 +307,7 @@ CKPT = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.sa
 
 
 def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders):
-    text = "a {red|blue} house <lora:first:0.8:0.6> BREAK __color__ sky <lora:missing>"
+    text = "a {red|blue} house <lora:first:0.8:0.6> BREAK __color__ sky <lora:missing> BREAK {x|y} BREAK"
     seed = 5
     populated = process_wildcards(text, seed)
     parts = [p.strip() for p in populated.replace("<lora:first:0.8:0.6>", "").replace("<lora:missing>", "")
@@ -311,10 +323,13 @@ def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders)
                "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[0]}},
                "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[1]}},
                "5": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["3", 0],
-                                                                    "conditioning_from": ["4", 0]}}}
+                                                                    "conditioning_from": ["4", 0]}},
+               "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": parts[2]}},
+               "7": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["5", 0],
+                                                                    "conditioning_from": ["6", 0]}}}
     executor = Executor(registry)
     got = executor.run(parse_workflow(encode, registry), outputs=["2"])
-    want = executor.run(parse_workflow(chained, registry), outputs=["5", "2"])
+    want = executor.run(parse_workflow(chained, registry), outputs=["7", "2"])
     assert got.ok and want.ok, (got.problems, got.error, want.problems, want.error)
     model, clip, conditioning, out_text = got.values["2"]
     assert out_text == populated and "<lora:first:0.8:0.6>" in out_text
@@ -322,8 +337,11 @@ def test_encode_equals_lora_loader_and_clip_text_encodes(registry, lora_folders)
     unet_want = memory.manager().weights(want.values["2"][0].unet, want.values["2"][0].patches)
     assert all(torch.equal(unet[n], unet_want[n]) for n in unet)
     (cond, _), = conditioning
-    (cond_want, _), = want.values["5"][0]
-    assert torch.equal(cond, cond_want)
+    (cond_want, _), = want.values["7"][0]
+    assert parts[3] == "" and torch.equal(cond, cond_want)  # an empty part is left out
+    encode["2"]["inputs"]["wildcard_text"] = "a BREAK " * 100 + "b"  # 101 parts, each one CLIP encoding
+    refused = executor.run(parse_workflow(encode, registry), outputs=["2"])
+    assert not refused.ok and "BREAK" in str(refused.error)
 
 
 # -- values, logic, switches -----------------------------------------------------------------------
@@ -346,6 +364,9 @@ def test_logic_nodes(registry):
     assert call(registry, "ImpactConvertDataType", value="2.75") == ("2.75", 2.75, 2, True)
     assert call(registry, "ImpactConvertDataType", value="False") == ("False", 0.0, 0, False)
     assert call(registry, "ImpactConvertDataType", value="cat") == ("cat", 1.0, 1, True)
+    with pytest.raises(NodeInputError) as caught:  # float("9" * 400) is inf: no whole part
+        call(registry, "ImpactConvertDataType", value="9" * 400)
+    assert caught.value.input == "value"
     assert call(registry, "ImpactValueReceiver", typ="BOOLEAN", value="TRUE") is True
     assert call(registry, "ImpactValueReceiver", typ="FLOAT", value="1.5") == 1.5
     with pytest.raises(NodeInputError) as caught:
@@ -358,6 +379,15 @@ def test_logic_nodes(registry):
     image, latent = torch.zeros(2, 24, 32, 3), {"samples": torch.zeros(3, 4, 5, 6)}
     assert call(registry, "ImpactImageInfo", value=image) == (2, 24, 32, 3)
     assert call(registry, "ImpactLatentInfo", value=latent) == (3, 40, 48, 4)
+
+
+def test_logger_shows_the_data_as_the_pack_sends_it(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "ImpactLogger", "inputs": {"data": ["1", 0], "text": ""}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert result.ok, (result.problems, result.error)
+    image = result.values["1"][0]
+    assert result.outputs["2"]["text"] == [f"{image}"]  # the shape goes to the log only
 
 
 def test_switches(registry):
@@ -489,3 +519,110 @@ def test_results_over_the_text_limit_are_refused(wildcards, monkeypatch):
     with pytest.raises(NodeInputError):
         process_wildcards("{3$$" + "-" * 20 + "$$a|b|c}", 0)
     assert process_wildcards("__long__", 0) == "x" * 30
+
+
+def test_several_quantifiers_and_choices_are_counted_together(wildcards, monkeypatch):
+    """Each occurrence alone fits; all of them, replaced in one pass, don't: refused at the
+    running total, before the pass's text is built."""
+    import nodes.strings
+    monkeypatch.setattr(nodes.strings, "MAX_TEXT", 40)
+    text = "2#__ab__ 2#__ab__ 2#__ab__"  # 26 characters, each 2#__ab__ -> __ab__|__ab__ (+5)
+    with pytest.raises(NodeInputError, match="41 characters"):
+        process_wildcards(text, 0)
+    monkeypatch.setattr(nodes.strings, "MAX_TEXT", 120)
+    choice = "{3$$" + "-" * 20 + "$$a|b|c} "  # 33 characters (32 in braces), each gives 43: a----b----c
+    with pytest.raises(NodeInputError, match="121 characters"):  # 99 + 2 * 11: the second one is refused
+        process_wildcards(choice * 3, 0)
+
+
+def test_unknown_bare_names_are_searched_once_and_capped(monkeypatch):
+    """Each bare name not found is retried as */name by another pass (the pack's recursion): the
+    folder search is done once per name, and a text with too many such names is refused."""
+    import nodes.pack_nodes_impact as impact
+    table = {f"k{i}/x{i}": ["v"] for i in range(200)}
+    calls = []
+    real = impact.glob_matches
+    monkeypatch.setattr(impact, "glob_matches", lambda p, k: calls.append(p) or real(p, k))
+    text = " ".join(f"__n{i}__" for i in range(12))
+    assert process_wildcards(text, 0, table=table) == reference_process(text, 0, table)
+    assert len(calls) <= 2 * len(table) * 12  # each */nI searched once (not once per pass)
+    for text in ("__n__ " * 1100, " ".join(f"__n{i}__" for i in range(150))):
+        with pytest.raises(NodeInputError, match="without a folder"):  # not a RecursionError
+            process_wildcards(text, 0, table={})
+
+
+def test_work_per_run_is_capped(monkeypatch):
+    """Each wildcard rebuilds the whole text (as the pack's replace does): many wildcards in a
+    long text are refused once the characters rebuilt pass 100 times MAX_TEXT."""
+    import nodes.strings
+    monkeypatch.setattr(nodes.strings, "MAX_TEXT", 1000)
+    assert process_wildcards("30#__a__", 0, table={"a": ["b"]}) == "|".join(["b"] * 30)
+    with pytest.raises(NodeInputError, match="too much work"):  # 160 texts of about 960 characters rebuilt
+        process_wildcards("160#__a__", 0, table={"a": ["b"]})
+
+
+def test_nesting_depth_is_capped():
+    assert process_wildcards("{" * 100 + "a" + "}" * 100, 0, table={}) == "a"
+    with pytest.raises(NodeInputError, match="nested"):
+        process_wildcards("{" * 101 + "a" + "}" * 101, 0, table={})
+
+
+def test_digit_runs_and_open_lora_tags_are_scanned_in_linear_time():
+    import time
+    start = time.perf_counter()
+    assert process_wildcards("1" * 200_000, 0, table={}) == "1" * 200_000
+    assert lora_tags("<lora:" * 200_000) == []
+    assert lora_tags("<lora:" * 1000 + "a>") == [("<lora", 1.0, 1.0)]  # one tag: the body up to ">", split at ":"
+    assert time.perf_counter() - start < 5  # quadratic scans took minutes
+
+
+def test_zero_and_negative_weights_name_the_input(wildcards):
+    with pytest.raises(NodeInputError, match="add up to 0") as caught:
+        process_wildcards("{0::a|0::b}", 0, "wildcard_text")
+    assert caught.value.input == "wildcard_text"
+    (wildcards / "zero.txt").write_text("0::a\n0::b\n", encoding="utf-8")
+    (wildcards / "negative.txt").write_text("-1::a\n2::b\n", encoding="utf-8")
+    for name in ("zero", "negative"):
+        with pytest.raises(NodeInputError, match=f"__{name}__"):
+            process_wildcards(f"__{name}__", 0)
+
+
+def test_dangling_links_pipes_and_git_folders_in_wildcards_are_skipped(wildcards):
+    import os
+    from nodes.pack_nodes_impact import load_wildcards, wildcards_state
+    (wildcards / "broken.txt").symlink_to(wildcards / "gone.txt")
+    os.mkfifo(wildcards / "pipe.txt")  # reading it would wait for a writer
+    (wildcards / ".git").mkdir()
+    (wildcards / ".git" / "HEAD.txt").write_text("ref", encoding="utf-8")
+    wildcards_state()
+    table = load_wildcards()
+    assert "color" in table and not {"broken", "pipe", ".git/head"} & set(table)
+
+
+def test_yaml_booleans_are_lines_as_the_pack_writes_them(wildcards):
+    (wildcards / "flags.yaml").write_text("on: true\noff: [false, 2]\n", encoding="utf-8")
+    from nodes.pack_nodes_impact import load_wildcards
+    table = load_wildcards()
+    assert table["true"] == ["True"] and table["false"] == ["False", "2"]  # YAML 1.1: on/off are booleans
+
+
+def test_wildcard_table_is_read_again_only_when_a_file_changes(wildcards):
+    import os
+    from nodes.pack_nodes_impact import load_wildcards
+    first = load_wildcards()
+    assert load_wildcards() is first
+    path = wildcards / "color.txt"
+    path.write_text("violet\n", encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    again = load_wildcards()
+    assert again is not first and again["color"] == ["violet"]
+
+
+def test_every_impact_class_is_named_as_the_packs(registry):
+    """docs/comfyui.md names each ComfyUI class's pack from comfy_format.CUSTOM_PACKS."""
+    from graphflow.comfy_format import custom_pack
+    import nodes.pack_nodes_impact as impact
+    names = [alias for node in vars(impact).values() if isinstance(node, type) and issubclass(node, impact.Node)
+             and node.__module__ == impact.__name__ for alias in node.comfy.class_types]
+    assert len(names) > 30 and {name: custom_pack(name) for name in names} == \
+        {name: "ComfyUI Impact Pack" for name in names}
