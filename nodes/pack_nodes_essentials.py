@@ -1136,10 +1136,18 @@ class MaskFromBatch(Node):
         return mask[batch_slice(mask.shape[0], self.start, self.length)]
 
 
+MASK_LIST_LIMIT = 4096  # masks Mask From List makes at most (the pack sets none); the server's max_batch is lower
+
+
+def written_values(text) -> int:
+    """How many comma-separated values a str_values text holds."""
+    return len(text.split(",")) if isinstance(text, str) and text.strip() else 0
+
+
 class MaskFromList(Node):
     """Solid width x height masks, one per value, as ComfyUI_essentials' Mask From List does: the
     values linked in (a number or a list of numbers) then those written in str_values (separated
-    by commas), each clamped to 0..1."""
+    by commas), each clamped to 0..1. At most 4096 masks (the pack sets no limit)."""
     category = "essentials/mask"
     width: int = Int(32, min=0, max=MAX_SIZE, step=8, resource="width")
     height: int = Int(32, min=0, max=MAX_SIZE, step=8, resource="height")
@@ -1147,6 +1155,14 @@ class MaskFromList(Node):
     str_values: str = Text("", multiline=True)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("MaskFromList+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        width, height = widgets.get("width"), widgets.get("height")
+        if not isinstance(width, int) or not isinstance(height, int):
+            return Estimate(None)
+        # linked values can't be counted before the run: the written ones are a lower bound
+        return Estimate(Size(max(written_values(widgets.get("str_values")), 1), height, width))
 
     def run(self):
         import torch
@@ -1162,8 +1178,11 @@ class MaskFromList(Node):
                                                    f"like \"0.0, 0.5, 1.0\"") from None
         if not given:
             raise NodeInputError("str_values", "no values: link some into values or write them here")
+        if len(given) > MASK_LIST_LIMIT:
+            raise NodeInputError("values" if self.values is not None else "str_values",
+                                 f"{len(given)} values: expected at most {MASK_LIST_LIMIT} (one mask each)")
         levels = torch.tensor(given, dtype=torch.float32).clamp(0.0, 1.0)
-        return levels.view(-1, 1, 1).expand(-1, self.height, self.width).contiguous()
+        return levels.view(-1, 1, 1).expand(-1, self.height, self.width)  # a view, as the pack's: no copy per mask
 
 
 class MaskSmooth(Node):

@@ -371,6 +371,22 @@ def test_mask_from_list_and_batch(registry):
     assert joined.shape == (5, 4, 8) and torch.allclose(joined[4], torch.full((4, 8), 0.25))
 
 
+def test_mask_from_list_declares_its_written_values_and_caps_linked_ones(registry):
+    """Each written value is a mask: the estimate counts them so max_batch applies; linked values,
+    unknown before the run, are capped when it runs; the masks are views of one value each."""
+    def refused(values):
+        graph = {"1": {"type": "MaskFromList", "inputs": {"width": 64, "height": 64, "str_values": values}},
+                 "2": {"type": "MaskPreview", "inputs": {"mask": ["1", 0]}}}
+        return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))}
+    assert refused(", ".join(["0.5"] * 65)) == {"1"}
+    assert refused(", ".join(["0.5"] * 64)) == set()
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskFromList", width=8, height=8, values=[0.5] * 5000)
+    assert e.value.input == "values" and "4096" in str(e.value)
+    masks = call(registry, "MaskFromList", width=8, height=4, str_values="0.5, 1")
+    assert masks.untyped_storage().nbytes() == 2 * 4
+
+
 @pytest.mark.parametrize("kind", ["vertical slide", "center box", "horizontal door", "circle", "fade"])
 def test_transition_mask_frames(registry, kind):
     masks = call(registry, "TransitionMask", width=20, height=10, frames=7, start_frame=2, end_frame=6,
