@@ -523,7 +523,7 @@ class CLIPTextEncodeSDXLSimplified(Node):
     width: int = Int(1024, min=0, max=MAX_SIZE)
     height: int = Int(1024, min=0, max=MAX_SIZE)
     size_cond_factor: int = Int(4, min=1, max=16)
-    text: str = Text("", multiline=True)
+    text: str = Text("", multiline=True, dynamic_prompts=True)  # the pack marks it dynamicPrompts
     clip: CLIP
     outputs = {"CONDITIONING": CONDITIONING}
     comfy = ComfyAlias(("CLIPTextEncodeSDXL+",))

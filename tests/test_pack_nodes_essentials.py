@@ -75,6 +75,14 @@ def test_ui_graph_of_image_nodes_reads_runs_and_saves_back(registry):
     assert saved[2] == [16, 8, "bottom-right", -4, -2] and saved[4] == [0.5, "average"]
 
 
+def test_sdxl_text_encode_resolves_choices_in_a_ui_save(registry):
+    """The pack's text is a dynamicPrompts widget: the editor picks one option of each {a|b} when it queues."""
+    nodes = [ui_node(1, "CLIPTextEncodeSDXL+", [1024, 1024, 4, "a {red|red} cube {x|x}"],
+                     [("clip", "CLIP", None, False)], [("CONDITIONING", "CONDITIONING", [])])]
+    workflow = parse_workflow(ui_graph(nodes, []), registry)
+    assert workflow.nodes["1"].inputs["text"] == "a red cube x"
+
+
 def test_ui_graph_of_utilities_and_masks(registry):
     """SimpleMathSlider+ -> SimpleMathDual+ (a); SDXLEmptyLatentSizePicker+ -> BatchCount+;
     TransitionMask+ -> MaskFromBatch+; Display Any with the text box its editor adds after a run."""
