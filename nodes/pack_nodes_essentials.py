@@ -574,75 +574,138 @@ class ImageCASharpening(Node):
         return out.clamp(0, 1).movedim(1, -1)
 
 
-LUT_3D_MAX = 256  # points per side of a 3D LUT read (common ones have 17 to 65)
+LUT_3D_MAX = 129  # points per side of a 3D LUT read (real ones have 17, 33 or 65; 129 the largest in use)
 LUT_1D_MAX = 65536
+LUT_FILE_MAX = 128 * 2 ** 20  # bytes: a 129-point 3D LUT written with 9 digits a value is about 80 MB
+CACHED_LUTS = 4  # parsed tables kept, keyed by file state: a graph re-run doesn't parse again
 
 
 def lut_choices() -> list[str]:
     """The .cube files in the models/luts folders (the pack lists its own luts folder)."""
-    names = set()
-    for base in folders.model_dirs("luts"):
-        if base.is_dir():
-            root = base.resolve()
-            names.update(p.relative_to(base).as_posix() for p in base.rglob("*") if p.suffix.lower() == ".cube"
-                         and p.is_file() and root in p.resolve().parents)
-    return sorted(names)
+    return folders.list_files_inside("luts", (".cube",))
+
+
+def _cube_header(line: str, number: int, lut: dict) -> None:
+    """One keyword line of a .cube file read into lut (kind, size, low, high)."""
+    words = line.split()
+    key = words[0].upper()
+    try:
+        if key in ("LUT_1D_SIZE", "LUT_3D_SIZE"):
+            lut["kind"], lut["size"] = key[4:6], int(words[1])
+        elif key in ("DOMAIN_MIN", "DOMAIN_MAX"):
+            values = [float(v) for v in words[1:4]]
+            if len(values) != 3:
+                raise ValueError
+            lut["low" if key == "DOMAIN_MIN" else "high"] = values
+        elif key in ("LUT_1D_INPUT_RANGE", "LUT_3D_INPUT_RANGE"):
+            lut["low"], lut["high"] = [float(words[1])] * 3, [float(words[2])] * 3
+        else:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(f"line {number} is not a .cube line") from None
+
+
+def _bad_row(body: str, first: int) -> str:
+    """Where the table rows of a .cube file (body, its line `first` on) stop being three numbers."""
+    for number, line in enumerate(body.splitlines(), first):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        try:
+            values = [float(w) for w in words]
+        except ValueError:
+            values = []
+        if len(values) != 3:
+            return f"line {number} is not a table row of three numbers"
+    return "the table rows are not three numbers each"
 
 
 def read_cube(text: str):
     """An IRIDAS / Resolve .cube LUT: (table, domain). table is [N, 3] for a 1D LUT (one curve per
     channel) or [N, N, N, 3] indexed [red, green, blue] for a 3D one (its rows list red fastest);
     domain is [[min r, g, b], [max r, g, b]] (DOMAIN_MIN / DOMAIN_MAX or *_INPUT_RANGE; 0..1 by
-    default). ValueError says what is wrong."""
+    default). The keywords come before the table, as the format has them. ValueError says what is
+    wrong (a line number, not the file's text)."""
+    import io
+    import warnings
+
+    import numpy as np
     import torch
-    size, kind, low, high, rows = None, None, [0.0] * 3, [1.0] * 3, []
-    for number, line in enumerate(text.splitlines(), 1):
+    lut = {"kind": None, "size": None, "low": [0.0] * 3, "high": [1.0] * 3}
+    position, number = 0, 0
+    while position < len(text):  # the keyword lines, up to the table's first row
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end + 1
+        line, number = text[position:end], number + 1
         words = line.split()
-        if not words or words[0].startswith("#") or words[0] == "TITLE":
-            continue
-        key = words[0].upper()
-        try:
-            if key in ("LUT_1D_SIZE", "LUT_3D_SIZE"):
-                kind, size = key[4:6], int(words[1])
-            elif key in ("DOMAIN_MIN", "DOMAIN_MAX"):
-                values = [float(v) for v in words[1:4]]
-                if len(values) != 3:
-                    raise ValueError
-                low, high = (values, high) if key == "DOMAIN_MIN" else (low, values)
-            elif key in ("LUT_1D_INPUT_RANGE", "LUT_3D_INPUT_RANGE"):
-                low, high = [float(words[1])] * 3, [float(words[2])] * 3
-            elif len(words) == 3:
-                rows.append([float(v) for v in words])
-            else:
-                raise ValueError
-        except (ValueError, IndexError):
-            raise ValueError(f"line {number} is not a .cube line: {line.strip()[:60]!r}") from None
+        if words and (words[0][0].isdigit() or words[0][0] in "+-."):
+            break
+        if words and not words[0].startswith("#") and words[0] != "TITLE":
+            _cube_header(line, number, lut)
+        position = end
+    kind, size = lut["kind"], lut["size"]
     if kind is None:
         raise ValueError("no LUT_1D_SIZE or LUT_3D_SIZE line")
     limit = LUT_3D_MAX if kind == "3D" else LUT_1D_MAX
     if not 2 <= size <= limit:
         raise ValueError(f"a {kind} LUT of {size} points: expected 2 to {limit}")
     want = size ** 3 if kind == "3D" else size
-    if len(rows) != want:
-        raise ValueError(f"{len(rows)} table rows; a {kind} LUT of size {size} has {want}")
-    table = torch.tensor(rows, dtype=torch.float64)
+    body = text[position:]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's note that blank lines don't count as rows
+            # one row past the declared count at most: a longer table is refused without reading it all
+            rows = np.loadtxt(io.StringIO(body), dtype=np.float64, comments="#", ndmin=2, max_rows=want + 1)
+    except ValueError:
+        raise ValueError(_bad_row(body, number)) from None
+    if rows.shape[0] and rows.shape[1] != 3:
+        raise ValueError(_bad_row(body, number))
+    if rows.shape[0] != want:
+        raise ValueError(f"{'over ' if rows.shape[0] > want else ''}{min(rows.shape[0], want)} table rows; "
+                         f"a {kind} LUT of size {size} has {want}")
+    table = torch.from_numpy(rows)
     if kind == "3D":
         table = table.reshape(size, size, size, 3).permute(2, 1, 0, 3)  # rows run [blue][green][red]
-    domain = torch.tensor([low, high], dtype=torch.float64)
+    domain = torch.tensor([lut["low"], lut["high"]], dtype=torch.float64)
     if (domain[1] <= domain[0]).any():
-        raise ValueError(f"the domain's maximum {high} is not above its minimum {low}")
+        raise ValueError(f"the domain's maximum {lut['high']} is not above its minimum {lut['low']}")
     return table, domain
 
 
+_parsed_luts: dict[tuple, tuple] = {}  # (path, mtime, size) -> read_cube's (table, domain), never changed
+
+
+def load_cube(path):
+    """read_cube of a .cube file, at most LUT_FILE_MAX bytes; the last few parsed are kept while
+    their file is unchanged (same path, modification time and size)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _parsed_luts:
+        if stat.st_size > LUT_FILE_MAX:
+            raise ValueError(f"{stat.st_size:,} bytes: expected a .cube file of at most {LUT_FILE_MAX:,}")
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read(LUT_FILE_MAX + 1)  # the file may have grown since stat()
+        if len(text) > LUT_FILE_MAX:
+            raise ValueError(f"over {LUT_FILE_MAX:,} characters: expected a smaller .cube file")
+        while len(_parsed_luts) >= CACHED_LUTS:
+            del _parsed_luts[next(iter(_parsed_luts))]  # the oldest
+        _parsed_luts[key] = read_cube(text)
+    return _parsed_luts[key]
+
+
 def apply_lut(table, domain, x):
-    """[..., 3] values through a LUT: each channel through its curve (1D, linear interpolation) or
-    the colour through the cube (3D, trilinear interpolation); values outside the domain take its
-    edge's."""
+    """[..., 3] values through a LUT, as colour applies them: each channel through its curve (1D,
+    linear interpolation; outside the domain the first or last segment is extended, as colour's
+    default Extrapolator "Linear" does) or the colour through the cube (3D, trilinear
+    interpolation; values outside the domain take its edge's)."""
     import torch
     size = table.shape[0]
-    position = ((x - domain[0]) / (domain[1] - domain[0])).clamp(0, 1) * (size - 1)
-    below = position.floor().clamp(max=size - 2).long()
-    t = position - below
+    position = (x - domain[0]) / (domain[1] - domain[0])
+    if table.ndim == 4:
+        position = position.clamp(0, 1)
+    position = position * (size - 1)
+    below = position.floor().clamp(0, size - 2).long()
+    t = position - below  # below 0 or above 1 outside a 1D LUT's domain: the edge segment extended
     if table.ndim == 2:
         channels = torch.arange(3)
         return table[below, channels] * (1 - t) + table[below + 1, channels] * t
@@ -662,9 +725,11 @@ class ImageApplyLUT(Node):
     (its earlier ones list their own luts folder: put those files there). A missing or unreadable
     file is an error naming lut_file (the pack passes the image on unchanged). With clip_values the
     table is first clamped to the LUT's domain; pixels are scaled into the domain, raised to 1/2.2
-    with gamma_correction, looked up (3D LUTs trilinearly, 1D ones linearly per channel; values
-    outside the domain take its edge's), raised to 2.2 again, scaled back, and blended with the
-    image by `strength`. The result is not clamped, as in the pack."""
+    with gamma_correction, looked up (3D LUTs trilinearly, values outside the domain taking its
+    edge's; 1D ones linearly per channel, extended past the domain along the first or last
+    segment, as colour does), raised to 2.2 again, scaled back, and blended with the image by
+    `strength`. The result is not clamped, as in the pack. Only files inside models/luts are read
+    (not links out of it); 3D LUTs of up to 129 points a side."""
     category = "essentials/image processing"
     image: IMAGE
     lut_file: str = Choice(lut_choices)
@@ -677,7 +742,7 @@ class ImageApplyLUT(Node):
     @classmethod
     def fingerprint(cls, lut_file=None, **widgets):
         try:
-            return folders.model_state("luts", lut_file)
+            return folders.model_state("luts", lut_file, inside=True)
         except (FileNotFoundError, ValueError, TypeError):
             return None  # run() names the problem
 
@@ -687,8 +752,7 @@ class ImageApplyLUT(Node):
         if image.shape[-1] != 3:
             raise NodeInputError("image", f"{image.shape[-1]} channels: expected RGB images")
         try:
-            path = folders.find_model("luts", self.lut_file)
-            table, domain = read_cube(path.read_text(encoding="utf-8", errors="replace"))
+            table, domain = load_cube(folders.find_model("luts", self.lut_file, inside=True))
         except (FileNotFoundError, ValueError) as e:  # UnsafePathError is a ValueError
             raise NodeInputError("lut_file", str(e)) from None
         if self.clip_values:

@@ -576,13 +576,7 @@ class SD3NegativeConditioning(Node):
 
 def font_choices() -> list[str]:
     """The .ttf and .otf files in the models/fonts folders (the pack lists the fonts it ships)."""
-    names = set()
-    for base in folders.model_dirs("fonts"):
-        if base.is_dir():
-            root = base.resolve()
-            names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
-                         if p.suffix.lower() in (".ttf", ".otf") and p.is_file() and root in p.resolve().parents)
-    return sorted(names)
+    return folders.list_files_inside("fonts", (".ttf", ".otf"))
 
 
 def _color(value: str, name: str):
@@ -625,7 +619,7 @@ class DrawText(Node):
     @classmethod
     def fingerprint(cls, font=None, **widgets):
         try:
-            return folders.model_state("fonts", font)
+            return folders.model_state("fonts", font, inside=True)
         except (FileNotFoundError, ValueError, TypeError):
             return None  # run() names the problem
 
@@ -638,7 +632,7 @@ class DrawText(Node):
             _color(getattr(self, name), name)  # checked here; given to Pillow as written, as the pack does
         try:
             # Pillow's basic layout: with raqm's, measuring text of several lines (as the pack does) fails
-            font = ImageFont.truetype(str(folders.find_model("fonts", self.font)), self.size,
+            font = ImageFont.truetype(str(folders.find_model("fonts", self.font, inside=True)), self.size,
                                       layout_engine=ImageFont.Layout.BASIC)
         except (FileNotFoundError, ValueError, OSError) as e:  # UnsafePathError is a ValueError
             raise NodeInputError("font", str(e)) from None

@@ -658,6 +658,110 @@ def test_apply_lut_names_a_bad_or_outside_file(registry, luts):
     assert [(p.node_id, p.input) for p in problems] == [("2", "lut_file")]
 
 
+def write_table(path, table, low, high):
+    """A .cube file of an explicit table ([N, 3] 1D, or [N, N, N, 3] indexed r, g, b) and domain."""
+    rows = table if table.ndim == 2 else table.transpose(2, 1, 0, 3).reshape(-1, 3)  # red fastest
+    body = "\n".join(" ".join(f"{v:.10f}" for v in row) for row in rows)
+    kind = "1D" if table.ndim == 2 else "3D"
+    path.write_text(f"LUT_{kind}_SIZE {table.shape[0]}\nDOMAIN_MIN {' '.join(map(str, low))}\n"
+                    f"DOMAIN_MAX {' '.join(map(str, high))}\n# rows\n{body}\n")
+
+
+def colour_reference(rgb, table, low, high, gamma, clip):
+    """The pack's steps with colour's LUT3x1D / LUT3D.apply written out: 1D curves interpolated
+    linearly and extended linearly past the domain (colour's Extrapolator "Linear"), 3D cubes
+    interpolated trilinearly (scipy's regular grid) with the colour clamped to the domain."""
+    import scipy.interpolate
+    low, high = numpy.array(low), numpy.array(high)
+    if clip:
+        table = numpy.clip(table, low, high)
+    x = rgb * (high - low) + low
+    if gamma:
+        x = x ** (1 / 2.2)
+    grids = [numpy.linspace(low[c], high[c], table.shape[0]) for c in range(3)]
+    if table.ndim == 2:
+        out = numpy.empty_like(x)
+        for c, nodes in enumerate(grids):
+            v, t = x[..., c], table[:, c]
+            left = t[0] + (v - nodes[0]) * (t[1] - t[0]) / (nodes[1] - nodes[0])
+            right = t[-1] + (v - nodes[-1]) * (t[-1] - t[-2]) / (nodes[-1] - nodes[-2])
+            out[..., c] = numpy.where(v < nodes[0], left, numpy.where(v > nodes[-1], right, numpy.interp(v, nodes, t)))
+    else:
+        out = scipy.interpolate.RegularGridInterpolator(grids, table)(numpy.clip(x, low, high))
+    if gamma:
+        out = out ** 2.2
+    return (out - low) / (high - low)
+
+
+@pytest.mark.parametrize("gamma", [False, True])
+@pytest.mark.parametrize("clip", [False, True])
+def test_apply_lut_domains_clipping_and_1d_extrapolation(registry, tmp_folders, gamma, clip):
+    """DOMAIN_MIN / DOMAIN_MAX scale the pixels into the domain; clip_values clamps the table to
+    it; a 1D curve is extended past its domain (gamma moves values out of it), a cube clamps."""
+    folder = tmp_folders.models / "luts"
+    folder.mkdir(parents=True, exist_ok=True)
+    low, high = [0.2, 0.1, 0.25], [0.8, 0.9, 0.7]
+    grid = numpy.linspace(0, 1, 7)
+    curve = numpy.stack([0.05 + 0.9 * grid ** 2, 0.1 + 0.8 * grid, 0.95 - 0.6 * grid ** 0.5], axis=1)
+    write_table(folder / "curve.cube", curve, low, high)
+    r, g, b = numpy.meshgrid(*[numpy.linspace(0, 1, 5)] * 3, indexing="ij")
+    cube = numpy.stack([0.05 + 0.9 * r * g, 0.1 + 0.7 * b, 0.9 - 0.8 * r ** 2], axis=-1)
+    write_table(folder / "cube.cube", cube, low, high)
+    image = pictures(batch=1, height=6, width=7, seed=21)
+    rgb = image.numpy().astype(numpy.float64)
+    for name, table in (("curve.cube", curve), ("cube.cube", cube)):
+        got = call(registry, "ImageApplyLUT", image=image, lut_file=name, gamma_correction=gamma,
+                   clip_values=clip, strength=1.0)
+        numpy.testing.assert_allclose(got.numpy(), colour_reference(rgb, table, low, high, gamma, clip),
+                                      atol=2e-5, err_msg=name)
+
+
+def test_apply_lut_reads_only_files_inside_its_folder_and_says_only_the_line(registry, luts, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_cube(outside / "far.cube", 2, function=lambda c: c)
+    (luts / "far.cube").symlink_to(outside / "far.cube")
+    (luts / "linked").symlink_to(outside)
+    assert "far.cube" not in registry.get("ImageApplyLUT").input_specs["lut_file"].widget.options()
+    image = pictures(batch=1)
+    for name in ("far.cube", "linked/far.cube"):  # listed or not, run() reads by the same rule
+        with pytest.raises(NodeInputError, match="link out of its folder") as e:
+            _core(registry.get("ImageApplyLUT"), image=image, lut_file=name)
+        assert e.value.input == "lut_file"
+    (luts / "secret.cube").write_text("LUT_3D_SIZE 2\nDOMAIN_MIN password123 x y\n")
+    (luts / "row.cube").write_text("LUT_3D_SIZE 2\n0 0 0\n# note\n\n1 hunter2 0\n")
+    for name, line in (("secret.cube", 2), ("row.cube", 5)):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "ImageApplyLUT", image=image, lut_file=name)
+        assert f"line {line}" in str(e.value) and "password" not in str(e.value) and "hunter" not in str(e.value)
+
+
+def test_apply_lut_refuses_large_tables_early_and_parses_a_file_once(registry, luts, monkeypatch):
+    import nodes.pack_nodes_essentials as essentials
+    image = pictures(batch=1)
+    (luts / "big.cube").write_text("LUT_3D_SIZE 130\n0 0 0\n")
+    with pytest.raises(NodeInputError, match="2 to 129"):
+        call(registry, "ImageApplyLUT", image=image, lut_file="big.cube")
+    (luts / "long.cube").write_text("LUT_1D_SIZE 2\n" + "0 0 0\n" * 5 + "x\n")  # stops before the bad line
+    with pytest.raises(NodeInputError, match="over 2 table rows"):
+        call(registry, "ImageApplyLUT", image=image, lut_file="long.cube")
+    monkeypatch.setattr(essentials, "LUT_FILE_MAX", 100)
+    write_cube(luts / "sized.cube", 3, function=lambda c: c)  # over 100 bytes
+    with pytest.raises(NodeInputError, match="at most 100"):
+        call(registry, "ImageApplyLUT", image=image, lut_file="sized.cube")
+    monkeypatch.undo()
+    parsed = []
+    real = essentials.read_cube
+    monkeypatch.setattr(essentials, "read_cube", lambda text: parsed.append(1) or real(text))
+    first = call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube")
+    assert torch.equal(call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube"), first)
+    assert len(parsed) == 1
+    write_cube(luts / "affine.cube", 3, function=lambda c: 1 - c)  # changed: read again
+    assert torch.allclose(call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube", gamma_correction=False),
+                          1 - image, atol=1e-6)
+    assert len(parsed) == 2
+
+
 def kornia_adobe_match(image, reference, lum, intensity, fade, neutral, mask=None):
     """The pack's Adobe-style match written with kornia.color.rgb_to_lab / lab_to_rgb."""
     import kornia.color as kc
@@ -834,6 +938,17 @@ def test_draw_text_draws_as_pillow_does(registry, fonts):
         with pytest.raises(NodeInputError) as e:
             _core(registry.get("DrawText"), **{"text": "x", "font": "aileron.ttf", name: value})
         assert e.value.input == name
+
+
+def test_draw_text_reads_only_fonts_inside_their_folder(registry, fonts, tmp_path):
+    outside = tmp_path / "outside_fonts"
+    outside.mkdir()
+    (outside / "far.ttf").write_bytes((fonts / "aileron.ttf").read_bytes())
+    (fonts / "far.ttf").symlink_to(outside / "far.ttf")
+    assert registry.get("DrawText").input_specs["font"].widget.options() == ["aileron.ttf"]
+    with pytest.raises(NodeInputError, match="link out of its folder") as e:
+        _core(registry.get("DrawText"), text="x", font="far.ttf")
+    assert e.value.input == "font"
 
 
 def test_draw_text_from_a_ui_save(registry, fonts):
