@@ -579,6 +579,17 @@ def font_choices() -> list[str]:
     return folders.list_files_inside("fonts", (".ttf", ".otf"))
 
 
+def _font(name, size):
+    """A font file in models/fonts at `size`, with Pillow's basic layout (with raqm's, measuring
+    text of several lines, as the pack does, fails)."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.truetype(str(folders.find_model("fonts", name, inside=True)), size,
+                                  layout_engine=ImageFont.Layout.BASIC)
+    except (FileNotFoundError, ValueError, OSError, TypeError) as e:  # UnsafePathError is a ValueError
+        raise NodeInputError("font", str(e)) from None
+
+
 def _color(value: str, name: str):
     """A colour the way Pillow reads it (#RGB, #RRGGBB, #RRGGBBAA, CSS names), errors naming the input."""
     from PIL import ImageColor
@@ -598,7 +609,8 @@ class DrawText(Node):
     layer's alpha as the mask. The pack draws with the fonts it ships; here `font` is a .ttf or
     .otf file in models/fonts (put the pack's fonts, or any, there). Text is laid out with
     Pillow's basic layout (no complex-script shaping); the pack uses Pillow's default, where a
-    Pillow with raqm fails on text of several lines."""
+    Pillow with raqm fails on text of several lines. Text too large to draw (over 16384 pixels a
+    side) is refused, measured before it is drawn; a grey img_composite is taken as RGB."""
     category = "essentials/text"
     text: str = Text("Hello, World!", multiline=True, dynamic_prompts=True)
     font: str = Choice(font_choices)
@@ -617,6 +629,24 @@ class DrawText(Node):
     comfy = ComfyAlias(("DrawText+",))
 
     @classmethod
+    def estimate(cls, widgets, inputs):
+        """The picture's size: img_composite's, else the text's measured as run() does (without
+        drawing it); unknown while the text or font is."""
+        under = inputs.get("img_composite")
+        if under is not None:
+            return Estimate(Size(1, under.height, under.width))
+        text, shadow = widgets.get("text"), widgets.get("shadow_distance", 0)
+        try:
+            font = _font(widgets.get("font"), widgets.get("size"))
+            left, top, right, bottom = font.getbbox(text)
+            lines = text.split("\n")
+            width = max(font.getbbox(line)[2] for line in lines)
+        except Exception:  # a linked text, a missing font: run() says
+            return Estimate(None)
+        # getmask(text)'s drawn height is its box's (the line height adds the descent)
+        return Estimate(Size(1, (bottom - top + font.getmetrics()[1]) * len(lines) + shadow, width + shadow))
+
+    @classmethod
     def fingerprint(cls, font=None, **widgets):
         try:
             return folders.model_state("fonts", font, inside=True)
@@ -626,24 +656,33 @@ class DrawText(Node):
     def run(self):
         import numpy as np
         import torch
-        from PIL import Image, ImageDraw, ImageFilter, ImageFont
+        from PIL import Image, ImageDraw, ImageFilter
 
         for name in ("color", "shadow_color", "background_color"):
             _color(getattr(self, name), name)  # checked here; given to Pillow as written, as the pack does
-        try:
-            # Pillow's basic layout: with raqm's, measuring text of several lines (as the pack does) fails
-            font = ImageFont.truetype(str(folders.find_model("fonts", self.font, inside=True)), self.size,
-                                      layout_engine=ImageFont.Layout.BASIC)
-        except (FileNotFoundError, ValueError, OSError) as e:  # UnsafePathError is a ValueError
-            raise NodeInputError("font", str(e)) from None
+        font = _font(self.font, self.size)
         lines = self.text.split("\n")
-        drawn = font.getmask(self.text).getbbox()
+        text_width = max(font.getbbox(line)[2] for line in lines)
+        left, top, right, bottom = font.getbbox(self.text)  # the size of the pack's getmask(text), not drawn
+        if text_width > MAX_SIZE or (right - left) * (bottom - top) > MAX_SIZE ** 2:
+            raise NodeInputError("size", f"the text at size {self.size} would be {max(text_width, right - left)}x"
+                                         f"{bottom - top} pixels: expected at most {MAX_SIZE} a side (a smaller "
+                                         f"size or a shorter text)")
+        try:
+            drawn = font.getmask(self.text).getbbox()
+        except Image.DecompressionBombError:  # over Pillow's own limit: not drawn
+            raise NodeInputError("size", f"the text at size {self.size} is too large for Pillow to draw") from None
         if drawn is None:
             raise NodeInputError("text", "nothing to draw: the text draws no pixels in this font")
         line_height = drawn[3] + font.getmetrics()[1]  # the pack's: the text's height plus the descent
-        text_width, text_height = max(font.getbbox(line)[2] for line in lines), line_height * len(lines)
+        text_height = line_height * len(lines)
         if self.img_composite is not None:
-            pixels = _image(self.img_composite, "img_composite")[0, ..., :3].clamp(0, 1)
+            pixels = _image(self.img_composite, "img_composite")[0].clamp(0, 1)
+            if pixels.shape[-1] == 1:  # grey: as RGB, as the pack's ToPILImage takes one channel
+                pixels = pixels.expand(-1, -1, 3)
+            elif pixels.shape[-1] not in (3, 4):
+                raise NodeInputError("img_composite", f"{pixels.shape[-1]} channels: expected 1, 3 or 4")
+            pixels = pixels[..., :3]
             under = Image.fromarray((pixels * 255).to(torch.uint8).cpu().numpy(), "RGB").convert("RGBA")
             width, height = under.size
             canvas = (width, height)

@@ -899,20 +899,22 @@ def fonts(tmp_folders):
     return folder
 
 
-def pillow_text(font_path, text, size, color, background, shadow, blur, shadow_color, h_align, v_align, dx, dy):
-    """The pack's drawing steps, with Pillow."""
+def pillow_text(font_path, text, size, color, background, shadow, blur, shadow_color, h_align, v_align, dx, dy,
+                canvas=None):
+    """The pack's drawing steps, with Pillow (on a canvas of `canvas` (width, height): img_composite's)."""
     from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
     font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.BASIC)
     lines = text.split("\n")
-    width = max(font.getbbox(line)[2] for line in lines)
+    text_width = max(font.getbbox(line)[2] for line in lines)
     line_height = font.getmask(text).getbbox()[3] + font.getmetrics()[1]
-    height = line_height * len(lines)
-    image = Image.new("RGBA", (width + shadow, height + shadow), color=ImageColor.getrgb(background))
+    text_height = line_height * len(lines)
+    width, height = canvas or (text_width, text_height)
+    image = Image.new("RGBA", canvas or (width + shadow, height + shadow), color=ImageColor.getrgb(background))
     under = image.copy()
     for i, line in enumerate(lines):
         x = {"left": 0, "center": (width - font.getbbox(line)[2]) / 2,
              "right": width - font.getbbox(line)[2]}[h_align] + dx
-        y = {"top": 0, "center": 0, "bottom": 0}[v_align] + i * line_height + dy
+        y = {"top": 0, "center": (height - text_height) / 2, "bottom": height - text_height}[v_align] + i * line_height + dy
         ImageDraw.Draw(image).text((x, y), line, font=font, fill=color)
         ImageDraw.Draw(under).text((x + shadow, y + shadow), line, font=font, fill=shadow_color)
     image = Image.alpha_composite(under.filter(ImageFilter.GaussianBlur(blur)), image) if shadow else image
@@ -938,6 +940,47 @@ def test_draw_text_draws_as_pillow_does(registry, fonts):
         with pytest.raises(NodeInputError) as e:
             _core(registry.get("DrawText"), **{"text": "x", "font": "aileron.ttf", name: value})
         assert e.value.input == name
+
+
+@pytest.mark.parametrize("v_align", ["center", "bottom"])
+def test_draw_text_aligns_on_img_composite_as_the_pack(registry, fonts, v_align):
+    """On img_composite the text is placed in its picture: centred or at the bottom (and right)."""
+    under = pictures(batch=1, height=70, width=150, seed=17)
+    _, mask = call(registry, "DrawText", text="Ab\ncd", font="aileron.ttf", size=18, color="#FFFFFF",
+                   background_color="#00000000", horizontal_align="right", vertical_align=v_align, offset_x=-3,
+                   img_composite=under)
+    _, want = pillow_text(fonts / "aileron.ttf", "Ab\ncd", 18, "#FFFFFF", "#00000000", 0, 0, "#000000", "right",
+                          v_align, -3, 0, canvas=(150, 70))
+    assert torch.equal(mask, want) and mask[0, :10].sum() == 0  # not at the top
+    grey, grey_mask = call(registry, "DrawText", text="Ab", font="aileron.ttf", size=18, img_composite=under[..., :1])
+    rgb, rgb_mask = call(registry, "DrawText", text="Ab", font="aileron.ttf", size=18,
+                         img_composite=under[..., :1].expand(-1, -1, -1, 3))
+    assert torch.equal(grey, rgb) and torch.equal(grey_mask, rgb_mask)  # grey taken as RGB, as ToPILImage does
+
+
+def test_draw_text_too_large_is_refused_before_drawing(registry, fonts, monkeypatch):
+    import time
+    from PIL import Image
+    start = time.perf_counter()
+    with pytest.raises(NodeInputError, match="at size 9999") as e:
+        call(registry, "DrawText", text="W" * 10, font="aileron.ttf", size=9999)
+    assert e.value.input == "size" and time.perf_counter() - start < 1.0  # measured, not drawn
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # Pillow's own limit: its error named as ours
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "DrawText", text="Hello", font="aileron.ttf", size=40)
+    assert e.value.input == "size"
+    monkeypatch.undo()
+
+    def checked(text, size, limits):
+        graph = {"1": {"type": "DrawText", "inputs": {"text": text, "font": "aileron.ttf", "size": size}},
+                 "2": {"type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+        return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=limits)}
+    assert checked("Hello\nthere", 400, RunLimits(max_pixels=100_000)) == {"1"}
+    assert checked("Hello\nthere", 40, RunLimits(max_pixels=100_000)) == set()
+    image, _ = call(registry, "DrawText", text="Hello\nthere", font="aileron.ttf", size=40, shadow_distance=3)
+    estimate = registry.get("DrawText").estimate({"text": "Hello\nthere", "font": "aileron.ttf", "size": 40,
+                                                  "shadow_distance": 3}, {})
+    assert (estimate.size.height, estimate.size.width) == tuple(image.shape[1:3])
 
 
 def test_draw_text_reads_only_fonts_inside_their_folder(registry, fonts, tmp_path):
