@@ -410,6 +410,12 @@ def tile_spans(count: int, tile: int, overlap: int, total: int) -> list[tuple[in
     return spans
 
 
+def tile_overlap(count: int, tile: int, overlap: float, extra: int) -> int:
+    """Image Tile's overlap in pixels along one side: `overlap` of the tile plus `extra` pixels, at
+    most half a tile; none across a single row or column."""
+    return 0 if count == 1 else min(tile // 2, int(tile * overlap) + extra)
+
+
 class ImageTile(Node):
     """Cut images into rows x cols tiles, as ComfyUI_essentials' Image Tile does: each tile is
     (width // cols) x (height // rows) plus the overlap (overlap times the tile's side plus
@@ -427,6 +433,19 @@ class ImageTile(Node):
     outputs = {"IMAGE": IMAGE, "tile_width": INT, "tile_height": INT, "overlap_x": INT, "overlap_y": INT}
     comfy = ComfyAlias(("ImageTile+",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """rows x cols tiles of each image, each a tile plus its overlap."""
+        size = inputs.get("image")
+        rows, cols, overlap_x, overlap_y = (widgets.get(k) for k in ("rows", "cols", "overlap_x", "overlap_y"))
+        overlap = widgets.get("overlap")
+        if size is None or not all(isinstance(v, int) for v in (rows, cols, overlap_x, overlap_y)) \
+                or not isinstance(overlap, (int, float)) or rows > size.height or cols > size.width:
+            return Estimate(None)
+        tile_h, tile_w = size.height // rows, size.width // cols
+        return Estimate(Size(size.batch * rows * cols, tile_h + tile_overlap(rows, tile_h, overlap, overlap_y),
+                             tile_w + tile_overlap(cols, tile_w, overlap, overlap_x)))
+
     def run(self):
         import torch
         image = _image(self.image, "image")
@@ -435,8 +454,8 @@ class ImageTile(Node):
             raise NodeInputError("rows" if self.rows > h else "cols",
                                  f"{self.rows} rows x {self.cols} columns of a {w}x{h} image leave empty tiles")
         tile_h, tile_w = h // self.rows, w // self.cols
-        overlap_h = 0 if self.rows == 1 else min(tile_h // 2, int(tile_h * self.overlap) + self.overlap_y)
-        overlap_w = 0 if self.cols == 1 else min(tile_w // 2, int(tile_w * self.overlap) + self.overlap_x)
+        overlap_h = tile_overlap(self.rows, tile_h, self.overlap, self.overlap_y)
+        overlap_w = tile_overlap(self.cols, tile_w, self.overlap, self.overlap_x)
         rows = tile_spans(self.rows, tile_h, overlap_h, tile_h * self.rows)
         cols = tile_spans(self.cols, tile_w, overlap_w, tile_w * self.cols)
         tiles = torch.cat([image[:, y1:y2, x1:x2] for y1, y2 in rows for x1, x2 in cols])
@@ -1365,13 +1384,12 @@ class TransitionMask(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        try:
-            frames, start = widgets.get("frames", 16), widgets.get("start_frame", 0)
-            end = min(frames, widgets.get("end_frame", 9999))
-            count = start + max(end - start, 0) + frames - end
-            return Estimate(Size(count, widgets.get("height", 512), widgets.get("width", 512)))
-        except (TypeError, KeyError):
+        values = [widgets.get(k) for k in ("width", "height", "frames", "start_frame", "end_frame")]
+        if not all(isinstance(v, int) for v in values):  # a linked widget: known only when it runs
             return Estimate(None)
+        width, height, frames, start, end = values
+        end = min(frames, end)
+        return Estimate(Size(start + max(end - start, 0) + frames - end, height, width))
 
     def run(self):
         import torch

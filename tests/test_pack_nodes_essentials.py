@@ -14,7 +14,7 @@ import torch
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
-from graphflow.resource_limits import RunLimits
+from graphflow.resource_limits import RunLimits, Size
 from graphflow.testing import write_checkpoint
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
@@ -524,6 +524,27 @@ def test_transition_mask_declares_every_frame_it_makes(registry):
     assert refused({"width": 64, "height": 64, "frames": 16, "start_frame": 4}) == set()
     masks = call(registry, "TransitionMask", width=4, height=4, frames=3, start_frame=5, end_frame=9)
     assert masks.shape[0] == 5 and masks.sum() == 0  # as the pack: 5 empty frames, no transition, none full
+
+
+def test_transition_mask_size_is_unknown_while_a_widget_is_linked(registry):
+    estimate = registry.get("TransitionMask").estimate
+    widgets = {"width": 64, "height": 32, "frames": 8, "start_frame": 2, "end_frame": 6}
+    assert estimate(widgets, {}).size == Size(8, 32, 64)
+    for linked in widgets:  # a linked widget is not in widgets: its default is not its value
+        assert estimate({k: v for k, v in widgets.items() if k != linked}, {}).size is None, linked
+
+
+def test_image_tile_declares_its_tiles_so_max_batch_applies(registry):
+    graph = {"1": {"type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
+             "2": {"type": "ImageTile", "inputs": {"image": ["1", 0], "rows": 16, "cols": 16}},
+             "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
+    assert {p.node_id for p in problems} == {"2"}
+    image = pictures(batch=2, height=30, width=41)
+    widgets = {"rows": 3, "cols": 2, "overlap": 0.2, "overlap_x": 3, "overlap_y": 1}
+    tiles = call(registry, "ImageTile", image=image, **widgets)[0]
+    size = registry.get("ImageTile").estimate(widgets, {"image": Size(2, 30, 41)}).size
+    assert (size.batch, size.height, size.width) == tuple(tiles.shape[:3])
 
 
 def test_inject_latent_noise_is_the_packs_seeded_draw(registry):
