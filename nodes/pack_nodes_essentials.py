@@ -192,6 +192,8 @@ class ImageExpandBatch(Node):
 
     def run(self):
         image = _image(self.image, "image")
+        if image.shape[0] == 0:
+            raise NodeInputError("image", "an empty batch: expected at least one image to expand")
         return image[expand_indexes(image.shape[0], self.size, self.method)]
 
 
@@ -1114,6 +1116,8 @@ class MaskExpandBatch(Node):
 
     def run(self):
         mask = _mask(self.mask, "mask")
+        if mask.shape[0] == 0:
+            raise NodeInputError("mask", "an empty batch: expected at least one mask to expand")
         return mask[expand_indexes(mask.shape[0], self.size, self.method)]
 
 

@@ -422,7 +422,10 @@ class KSamplerVariationsStochastic(Node):
     def run(self):
         import torch
         first_steps = max(int(self.steps * (1 - self.variation_strength)), 1)
-        batch = self.latent_image["samples"].shape[0]
+        samples = self.latent_image.get("samples") if isinstance(self.latent_image, dict) else None
+        if not torch.is_tensor(samples) or samples.ndim < 4 or samples.shape[0] == 0:
+            raise NodeInputError("latent_image", "expected a LATENT with at least one latent")
+        batch = samples.shape[0]
         first = {**self.latent_image, "samples": self.latent_image["samples"][:1]}
         common = {"model": self.model, "steps": self.steps, "scheduler": self.scheduler, "positive": self.positive,
                   "negative": self.negative}

@@ -190,6 +190,17 @@ def test_expand_batch_declares_its_batch_so_limits_refuse_a_huge_one(registry):
     assert {p.node_id for p in problems} == {"2"}
 
 
+def test_empty_batches_and_a_latent_without_samples_name_the_input(registry):
+    for node, name, value in (("ImageExpandBatch", "image", pictures(batch=0)),
+                              ("MaskExpandBatch", "mask", torch.zeros((0, 4, 4)))):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, **{name: value, "size": 4})
+        assert e.value.input == name
+    with pytest.raises(NodeInputError) as e:
+        _core(registry.get("KSamplerVariationsStochastic"), model=None, latent_image={"x": 1}, positive=[], negative=[])
+    assert e.value.input == "latent_image"
+
+
 def test_from_batch_ranges(registry):
     images = pictures(batch=5)
     assert torch.equal(call(registry, "ImageFromBatchPlus", image=images, start=1, length=-1), images[1:])
