@@ -1013,7 +1013,9 @@ class ImagePreviewFromLatent(Node):
     """Decode a latent with the VAE, show the images and give them on, as ComfyUI_essentials'
     Image Preview From Latent does, with their width and height and an empty 64x64 mask. A
     tile_size above 0 decodes in tiles of that many pixels (at least 320, as in the pack) with
-    graphflow's tiled decoding (VAE Decode's, overlapping by 64 pixels). The pack's `image` widget
+    graphflow's tiled decoding (VAE Decode's), overlapping by 128 pixels as the pack's call of
+    ComfyUI's decode_tiled does (16 latent pixels); below 512 the overlap is cut to a quarter of
+    the tile, as VAE Decode (Tiled) cuts it, where the pack keeps 128. The pack's `image` widget
     can hold an image pasted in its editor (clipspace) to give instead: that is not supported
     here, only "none"."""
     category = "essentials/image utils"
@@ -1029,7 +1031,7 @@ class ImagePreviewFromLatent(Node):
         import torch
         tiled = self.tile_size > 0
         image = _core(VAEDecode, {"samples": "latent"}, samples=self.latent, vae=self.vae, tiled=tiled,
-                      tile_size=max(self.tile_size, 320), overlap=64)
+                      tile_size=max(self.tile_size, 320), overlap=128)  # decode_tiled's 16 latent pixels
         preview(image)
         return image, torch.zeros((1, 64, 64)), image.shape[2], image.shape[1]
 
