@@ -569,7 +569,8 @@ class ImageCASharpening(Node):
     """AMD's Contrast Adaptive Sharpening, as ComfyUI_essentials' Image Contrast Adaptive Sharpening
     does it: each pixel is pushed away from its four neighbours by a weight -sqrt(min(mn, 2 - mx) /
     mx) (amount (1/5 - 1/8) + 1/8), where mn and mx add the least and greatest values of the pixel's
-    cross and of its diagonals (zero outside the image), then normalised and clamped to 0..1."""
+    cross and of its diagonals (zero outside the image; each least value taken as at least 0 and
+    each greatest as at most 1, as the pack's min_ / max_ do), then normalised and clamped to 0..1."""
     category = "essentials/image processing"
     image: IMAGE
     amount: float = Float(0.8, min=0.0, max=1.0, step=0.05)
@@ -587,8 +588,9 @@ class ImageCASharpening(Node):
 
         cross = torch.stack([at(-1, 0), at(0, -1), at(0, 0), at(0, 1), at(1, 0)])
         diagonal = torch.stack([at(-1, -1), at(-1, 1), at(1, -1), at(1, 1)])
-        mn = cross.amin(0) + diagonal.amin(0)
-        mx = cross.amax(0) + diagonal.amax(0)
+        # the pack's min_ / max_: each group's least value at least 0, greatest at most 1
+        mn = cross.amin(0).clamp(min=0) + diagonal.amin(0).clamp(min=0)
+        mx = cross.amax(0).clamp(max=1) + diagonal.amax(0).clamp(max=1)
         amp = torch.sqrt(torch.minimum(mn, 2 - mx) / (mx + 1e-5))
         weight = -amp * (self.amount * (1 / 5 - 1 / 8) + 1 / 8)
         out = ((at(-1, 0) + at(0, -1) + at(0, 1) + at(1, 0)) * weight + at(0, 0)) / (1 + 4 * weight)

@@ -274,7 +274,9 @@ def cas_reference(rgb, amount):
             n = padded[:, y:y + 3, x:x + 3]  # the 3x3 neighbourhood
             cross = numpy.stack([n[:, 0, 1], n[:, 1, 0], n[:, 1, 1], n[:, 1, 2], n[:, 2, 1]])
             diag = numpy.stack([n[:, 0, 0], n[:, 0, 2], n[:, 2, 0], n[:, 2, 2]])
-            mn, mx = cross.min(0) + diag.min(0), cross.max(0) + diag.max(0)
+            # the pack's min_ / max_ clamp each group's least value to >= 0 and greatest to <= 1
+            mn = cross.min(0).clip(min=0) + diag.min(0).clip(min=0)
+            mx = cross.max(0).clip(max=1) + diag.max(0).clip(max=1)
             amp = numpy.sqrt(numpy.minimum(mn, 2 - mx) / (mx + 1e-5))
             wgt = -amp * (amount * (1 / 5 - 1 / 8) + 1 / 8)
             out[:, y, x] = ((n[:, 0, 1] + n[:, 1, 0] + n[:, 1, 2] + n[:, 2, 1]) * wgt + n[:, 1, 1]) / (1 + 4 * wgt)
@@ -283,6 +285,9 @@ def cas_reference(rgb, amount):
 
 def test_contrast_adaptive_sharpening_matches_the_formula(registry):
     image = pictures(batch=1, height=7, width=9)
+    got = call(registry, "ImageCASharpening", image=image, amount=0.6)
+    numpy.testing.assert_allclose(got.numpy(), cas_reference(image.numpy(), 0.6), atol=1e-5)
+    image = image * 1.4 - 0.2  # values past 0..1 (HDR, or another node's overshoot): the clamps matter
     got = call(registry, "ImageCASharpening", image=image, amount=0.6)
     numpy.testing.assert_allclose(got.numpy(), cas_reference(image.numpy(), 0.6), atol=1e-5)
 
