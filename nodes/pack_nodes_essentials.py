@@ -358,7 +358,9 @@ def crop_box(ow: int, oh: int, width: int, height: int, position: str, x_offset:
 class ImageCropPlus(Node):
     """Crop a width x height box placed at `position` and moved by the offsets, as
     ComfyUI_essentials' Image Crop does (the box is cut to the image). Gives the crop and its
-    top-left corner."""
+    top-left corner. Where the pack gives an empty image (a width or height of 0, or a box outside
+    the image), this is an error naming width / height or the offset: an image of no pixels breaks
+    the nodes after it."""
     category = "essentials/image manipulation"
     image: IMAGE
     width: int = Int(256, min=0, max=MAX_SIZE, step=8)
@@ -372,6 +374,9 @@ class ImageCropPlus(Node):
     def run(self):
         image = _image(self.image, "image")
         oh, ow = image.shape[1:3]
+        for name in ("width", "height"):
+            if getattr(self, name) == 0:
+                raise NodeInputError(name, "0: the crop would have no pixels; expected 1 or more")
         x, y, x2, y2 = crop_box(ow, oh, self.width, self.height, self.position, self.x_offset, self.y_offset)
         if x >= x2 or y >= y2:
             raise NodeInputError("x_offset" if x >= x2 else "y_offset",

@@ -220,6 +220,14 @@ def test_empty_batches_and_a_latent_without_samples_name_the_input(registry):
     assert e.value.input == "latent_image"
 
 
+def test_crop_of_no_pixels_names_the_zero_side(registry):
+    for name in ("width", "height"):
+        sides = {"width": 8, "height": 8, name: 0}
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "ImageCropPlus", image=pictures(batch=1), position="top-left", **sides)
+        assert e.value.input == name
+
+
 def test_from_batch_ranges(registry):
     images = pictures(batch=5)
     assert torch.equal(call(registry, "ImageFromBatchPlus", image=images, start=1, length=-1), images[1:])
