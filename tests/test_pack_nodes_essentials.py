@@ -493,10 +493,18 @@ def test_debug_nodes_and_batch_count(registry, capsys):
     assert set(call(registry, "RemoveLatentMask", samples=latent)) == {"samples"} and "noise_mask" in latent
 
 
+# SDXLEmptyLatentSizePicker+'s resolution choices, copied from the pack's misc.py (cubiq/ComfyUI_essentials)
+PACK_SDXL_RESOLUTIONS = [
+    "704x1408 (0.5)", "704x1344 (0.52)", "768x1344 (0.57)", "768x1280 (0.6)", "832x1216 (0.68)", "832x1152 (0.72)",
+    "896x1152 (0.78)", "896x1088 (0.82)", "960x1088 (0.88)", "960x1024 (0.94)", "1024x1024 (1.0)", "1024x960 (1.07)",
+    "1088x960 (1.13)", "1088x896 (1.21)", "1152x896 (1.29)", "1152x832 (1.38)", "1216x832 (1.46)", "1280x768 (1.67)",
+    "1344x768 (1.75)", "1344x704 (1.91)", "1408x704 (2.0)", "1472x704 (2.09)", "1536x640 (2.4)", "1600x640 (2.5)",
+    "1664x576 (2.89)", "1728x576 (3.0)"]
+
+
 def test_sdxl_size_picker_lists_the_packs_sizes(registry):
-    for resolution in SDXL_RESOLUTIONS:
-        width, height = (int(v) for v in resolution.split(" ")[0].split("x"))
-        assert round(width / height, 2) == pytest.approx(float(resolution.split("(")[1][:-1]), abs=0.011)
+    spec = registry.get("SDXLEmptyLatentSizePicker").input_specs["resolution"].widget
+    assert list(SDXL_RESOLUTIONS) == PACK_SDXL_RESOLUTIONS and spec.default == "1024x1024 (1.0)"
     latent, width, height = call(registry, "SDXLEmptyLatentSizePicker", resolution="1344x768 (1.75)", batch_size=2)
     assert (width, height) == (1344, 768) and latent["samples"].shape == (2, 4, 96, 168)
 
