@@ -24,6 +24,7 @@ from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, L
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image
+from nodes.latent import _repeat_to
 from nodes.mask import grow_mask
 from nodes.pack_nodes import _core, essentials_math
 from nodes.pack_nodes_essentials import ESSENTIALS_INT_LIMIT, _mask
@@ -377,7 +378,6 @@ class InjectLatentNoise(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
         samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
         if samples is None:
             raise NodeInputError("latent", "expected a LATENT")
@@ -389,11 +389,17 @@ class InjectLatentNoise(Node):
         if self.mask is not None:
             if samples.ndim != 4:
                 raise NodeInputError("mask", f"a mask needs an image latent (B, C, H, W); this one is {samples.ndim}-D")
-            mask = _mask(self.mask, "mask").float()
-            mask = F.interpolate(mask[:, None], size=samples.shape[2:], mode="bilinear").clamp(0, 1)
-            mask = mask.repeat(-(-samples.shape[0] // mask.shape[0]), 1, 1, 1)[:samples.shape[0]]
-            noisy = mask * noisy + (1 - mask) * samples
+            weight = latent_weight(_mask(self.mask, "mask"), samples.shape).clamp(0, 1)
+            noisy = weight * noisy + (1 - weight) * samples
         return {**self.latent, "samples": noisy}
+
+
+def latent_weight(mask, shape):
+    """A mask as a [batch, 1, height, width] weight on latents of `shape` (B, C, H, W), as both of
+    the pack's noise nodes make it: resized bilinearly, its batch repeated to the latents'."""
+    import torch.nn.functional as F
+    mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    return _repeat_to(F.interpolate(mask, size=tuple(shape[2:]), mode="bilinear"), shape[0])
 
 
 class KSamplerVariationsStochastic(Node):
@@ -485,7 +491,6 @@ class KSamplerVariationsWithNoise(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
         samples = self.latent_image.get("samples") if isinstance(self.latent_image, dict) else None
         if samples is None or samples.ndim != 4:
             raise NodeInputError("latent_image", "expected an image LATENT (B, C, H, W)")
@@ -504,11 +509,9 @@ class KSamplerVariationsWithNoise(Node):
         work = {**self.latent_image, "samples": noisy}
         if "noise_mask" in self.latent_image:
             mask = self.latent_image["noise_mask"]
-            mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-            weight = F.interpolate(mask, size=(height, width), mode="bilinear").expand(-1, channels, -1, -1)
-            weight = weight.repeat(-(-batch // weight.shape[0]), 1, 1, 1)[:batch]
+            weight = latent_weight(mask, samples.shape)
             work["samples"] = weight * noisy + (1 - weight) * samples
-            work["noise_mask"] = grow_mask(mask[:, 0], 5, tapered=True)
+            work["noise_mask"] = grow_mask(mask.reshape(-1, *mask.shape[-2:]).float(), 5, tapered=True)
         return _core(KSamplerAdvanced, {"noise_seed": "main_seed"}, model=self.model, add_noise="disable",
                      noise_seed=self.main_seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
                      scheduler=self.scheduler, positive=self.positive, negative=self.negative, latent_image=work,
