@@ -140,24 +140,42 @@ class Folders:
             names.update(found - _shards(base, found))
         return sorted(names)
 
-    def find_model(self, kind: str, name: str) -> Path:
-        return self._find(kind, name, Path.is_file, "file")
+    def list_files_inside(self, kind: str, extensions: tuple[str, ...]) -> list[str]:
+        """The files of a kind of user data (LUTs, fonts) with one of `extensions`, as list_models
+        walks them, but only those whose real path stays inside their folder: a link out of it is
+        not offered, and find_model(..., inside=True) refuses it too."""
+        names = set()
+        for base in self.model_dirs(kind):
+            names.update(name for name in _walk_files(base)
+                         if name.lower().endswith(extensions) and _stays_inside(base, base / name))
+        return sorted(names)
 
-    def _find(self, kind: str, name: str, found, what: str) -> Path:
+    def find_model(self, kind: str, name: str, inside: bool = False) -> Path:
+        """The first file `name` in the kind's folders. Links inside them may lead anywhere (as in
+        ComfyUI), unless `inside`: then the real path must stay in the folder (list_files_inside)."""
+        return self._find(kind, name, Path.is_file, "file", inside)
+
+    def _find(self, kind: str, name: str, found, what: str, inside: bool = False) -> Path:
         """The first `name` under the kind's search path for which `found(path)` holds."""
+        linked_out = False
         for base in self.model_dirs(kind):
             path = safe_join(base, name, follow_links=True)
+            if inside and found(path) and not _stays_inside(base, path):
+                linked_out = True
+                continue
             if found(path):
                 return path
+        if linked_out:
+            raise FileNotFoundError(f"{kind} {what} {name!r} is a link out of its folder: only files inside it are read")
         searched = ", ".join(str(d) for d in self.model_dirs(kind))
         raise FileNotFoundError(f"no {kind} {what} named {name!r} in {searched}")
 
-    def model_state(self, kind: str, name: str) -> str:
+    def model_state(self, kind: str, name: str, inside: bool = False) -> str:
         """A model file's identity for node caches (graphflow.models.weight_files.file_state: size
         and modification time, a sharded set's shards' too); FileNotFoundError where there is none."""
         from graphflow.models.weight_files import file_state
 
-        return f"{name}:{file_state(self.find_model(kind, name))}"
+        return f"{name}:{file_state(self.find_model(kind, name, inside))}"
 
     def list_model_folders(self, kind: str) -> list[str]:
         """Folders (names relative to a search-path folder) holding a model_index.json: diffusers'

@@ -192,6 +192,8 @@ class ImageExpandBatch(Node):
 
     def run(self):
         image = _image(self.image, "image")
+        if image.shape[0] == 0:
+            raise NodeInputError("image", "an empty batch: expected at least one image to expand")
         return image[expand_indexes(image.shape[0], self.size, self.method)]
 
 
@@ -356,7 +358,9 @@ def crop_box(ow: int, oh: int, width: int, height: int, position: str, x_offset:
 class ImageCropPlus(Node):
     """Crop a width x height box placed at `position` and moved by the offsets, as
     ComfyUI_essentials' Image Crop does (the box is cut to the image). Gives the crop and its
-    top-left corner."""
+    top-left corner. Where the pack gives an empty image (a width or height of 0, or a box outside
+    the image), this is an error naming width / height or the offset: an image of no pixels breaks
+    the nodes after it."""
     category = "essentials/image manipulation"
     image: IMAGE
     width: int = Int(256, min=0, max=MAX_SIZE, step=8)
@@ -370,6 +374,9 @@ class ImageCropPlus(Node):
     def run(self):
         image = _image(self.image, "image")
         oh, ow = image.shape[1:3]
+        for name in ("width", "height"):
+            if getattr(self, name) == 0:
+                raise NodeInputError(name, "0: the crop would have no pixels; expected 1 or more")
         x, y, x2, y2 = crop_box(ow, oh, self.width, self.height, self.position, self.x_offset, self.y_offset)
         if x >= x2 or y >= y2:
             raise NodeInputError("x_offset" if x >= x2 else "y_offset",
@@ -410,6 +417,12 @@ def tile_spans(count: int, tile: int, overlap: int, total: int) -> list[tuple[in
     return spans
 
 
+def tile_overlap(count: int, tile: int, overlap: float, extra: int) -> int:
+    """Image Tile's overlap in pixels along one side: `overlap` of the tile plus `extra` pixels, at
+    most half a tile; none across a single row or column."""
+    return 0 if count == 1 else min(tile // 2, int(tile * overlap) + extra)
+
+
 class ImageTile(Node):
     """Cut images into rows x cols tiles, as ComfyUI_essentials' Image Tile does: each tile is
     (width // cols) x (height // rows) plus the overlap (overlap times the tile's side plus
@@ -427,6 +440,19 @@ class ImageTile(Node):
     outputs = {"IMAGE": IMAGE, "tile_width": INT, "tile_height": INT, "overlap_x": INT, "overlap_y": INT}
     comfy = ComfyAlias(("ImageTile+",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """rows x cols tiles of each image, each a tile plus its overlap."""
+        size = inputs.get("image")
+        rows, cols, overlap_x, overlap_y = (widgets.get(k) for k in ("rows", "cols", "overlap_x", "overlap_y"))
+        overlap = widgets.get("overlap")
+        if size is None or not all(isinstance(v, int) for v in (rows, cols, overlap_x, overlap_y)) \
+                or not isinstance(overlap, (int, float)) or rows > size.height or cols > size.width:
+            return Estimate(None)
+        tile_h, tile_w = size.height // rows, size.width // cols
+        return Estimate(Size(size.batch * rows * cols, tile_h + tile_overlap(rows, tile_h, overlap, overlap_y),
+                             tile_w + tile_overlap(cols, tile_w, overlap, overlap_x)))
+
     def run(self):
         import torch
         image = _image(self.image, "image")
@@ -435,8 +461,8 @@ class ImageTile(Node):
             raise NodeInputError("rows" if self.rows > h else "cols",
                                  f"{self.rows} rows x {self.cols} columns of a {w}x{h} image leave empty tiles")
         tile_h, tile_w = h // self.rows, w // self.cols
-        overlap_h = 0 if self.rows == 1 else min(tile_h // 2, int(tile_h * self.overlap) + self.overlap_y)
-        overlap_w = 0 if self.cols == 1 else min(tile_w // 2, int(tile_w * self.overlap) + self.overlap_x)
+        overlap_h = tile_overlap(self.rows, tile_h, self.overlap, self.overlap_y)
+        overlap_w = tile_overlap(self.cols, tile_w, self.overlap, self.overlap_x)
         rows = tile_spans(self.rows, tile_h, overlap_h, tile_h * self.rows)
         cols = tile_spans(self.cols, tile_w, overlap_w, tile_w * self.cols)
         tiles = torch.cat([image[:, y1:y2, x1:x2] for y1, y2 in rows for x1, x2 in cols])
@@ -548,7 +574,8 @@ class ImageCASharpening(Node):
     """AMD's Contrast Adaptive Sharpening, as ComfyUI_essentials' Image Contrast Adaptive Sharpening
     does it: each pixel is pushed away from its four neighbours by a weight -sqrt(min(mn, 2 - mx) /
     mx) (amount (1/5 - 1/8) + 1/8), where mn and mx add the least and greatest values of the pixel's
-    cross and of its diagonals (zero outside the image), then normalised and clamped to 0..1."""
+    cross and of its diagonals (zero outside the image; each least value taken as at least 0 and
+    each greatest as at most 1, as the pack's min_ / max_ do), then normalised and clamped to 0..1."""
     category = "essentials/image processing"
     image: IMAGE
     amount: float = Float(0.8, min=0.0, max=1.0, step=0.05)
@@ -566,83 +593,147 @@ class ImageCASharpening(Node):
 
         cross = torch.stack([at(-1, 0), at(0, -1), at(0, 0), at(0, 1), at(1, 0)])
         diagonal = torch.stack([at(-1, -1), at(-1, 1), at(1, -1), at(1, 1)])
-        mn = cross.amin(0) + diagonal.amin(0)
-        mx = cross.amax(0) + diagonal.amax(0)
+        # the pack's min_ / max_: each group's least value at least 0, greatest at most 1
+        mn = cross.amin(0).clamp(min=0) + diagonal.amin(0).clamp(min=0)
+        mx = cross.amax(0).clamp(max=1) + diagonal.amax(0).clamp(max=1)
         amp = torch.sqrt(torch.minimum(mn, 2 - mx) / (mx + 1e-5))
         weight = -amp * (self.amount * (1 / 5 - 1 / 8) + 1 / 8)
         out = ((at(-1, 0) + at(0, -1) + at(0, 1) + at(1, 0)) * weight + at(0, 0)) / (1 + 4 * weight)
         return out.clamp(0, 1).movedim(1, -1)
 
 
-LUT_3D_MAX = 256  # points per side of a 3D LUT read (common ones have 17 to 65)
+LUT_3D_MAX = 129  # points per side of a 3D LUT read (real ones have 17, 33 or 65; 129 the largest in use)
 LUT_1D_MAX = 65536
+LUT_FILE_MAX = 128 * 2 ** 20  # bytes: a 129-point 3D LUT written with 9 digits a value is about 80 MB
+CACHED_LUTS = 4  # parsed tables kept, keyed by file state: a graph re-run doesn't parse again
 
 
 def lut_choices() -> list[str]:
     """The .cube files in the models/luts folders (the pack lists its own luts folder)."""
-    names = set()
-    for base in folders.model_dirs("luts"):
-        if base.is_dir():
-            root = base.resolve()
-            names.update(p.relative_to(base).as_posix() for p in base.rglob("*") if p.suffix.lower() == ".cube"
-                         and p.is_file() and root in p.resolve().parents)
-    return sorted(names)
+    return folders.list_files_inside("luts", (".cube",))
+
+
+def _cube_header(line: str, number: int, lut: dict) -> None:
+    """One keyword line of a .cube file read into lut (kind, size, low, high)."""
+    words = line.split()
+    key = words[0].upper()
+    try:
+        if key in ("LUT_1D_SIZE", "LUT_3D_SIZE"):
+            lut["kind"], lut["size"] = key[4:6], int(words[1])
+        elif key in ("DOMAIN_MIN", "DOMAIN_MAX"):
+            values = [float(v) for v in words[1:4]]
+            if len(values) != 3:
+                raise ValueError
+            lut["low" if key == "DOMAIN_MIN" else "high"] = values
+        elif key in ("LUT_1D_INPUT_RANGE", "LUT_3D_INPUT_RANGE"):
+            lut["low"], lut["high"] = [float(words[1])] * 3, [float(words[2])] * 3
+        else:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(f"line {number} is not a .cube line") from None
+
+
+def _bad_row(body: str, first: int) -> str:
+    """Where the table rows of a .cube file (body, its line `first` on) stop being three numbers."""
+    for number, line in enumerate(body.splitlines(), first):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        try:
+            values = [float(w) for w in words]
+        except ValueError:
+            values = []
+        if len(values) != 3:
+            return f"line {number} is not a table row of three numbers"
+    return "the table rows are not three numbers each"
 
 
 def read_cube(text: str):
     """An IRIDAS / Resolve .cube LUT: (table, domain). table is [N, 3] for a 1D LUT (one curve per
     channel) or [N, N, N, 3] indexed [red, green, blue] for a 3D one (its rows list red fastest);
     domain is [[min r, g, b], [max r, g, b]] (DOMAIN_MIN / DOMAIN_MAX or *_INPUT_RANGE; 0..1 by
-    default). ValueError says what is wrong."""
+    default). The keywords come before the table, as the format has them. ValueError says what is
+    wrong (a line number, not the file's text)."""
+    import io
+    import warnings
+
+    import numpy as np
     import torch
-    size, kind, low, high, rows = None, None, [0.0] * 3, [1.0] * 3, []
-    for number, line in enumerate(text.splitlines(), 1):
+    lut = {"kind": None, "size": None, "low": [0.0] * 3, "high": [1.0] * 3}
+    position, number = 0, 0
+    while position < len(text):  # the keyword lines, up to the table's first row
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end + 1
+        line, number = text[position:end], number + 1
         words = line.split()
-        if not words or words[0].startswith("#") or words[0] == "TITLE":
-            continue
-        key = words[0].upper()
-        try:
-            if key in ("LUT_1D_SIZE", "LUT_3D_SIZE"):
-                kind, size = key[4:6], int(words[1])
-            elif key in ("DOMAIN_MIN", "DOMAIN_MAX"):
-                values = [float(v) for v in words[1:4]]
-                if len(values) != 3:
-                    raise ValueError
-                low, high = (values, high) if key == "DOMAIN_MIN" else (low, values)
-            elif key in ("LUT_1D_INPUT_RANGE", "LUT_3D_INPUT_RANGE"):
-                low, high = [float(words[1])] * 3, [float(words[2])] * 3
-            elif len(words) == 3:
-                rows.append([float(v) for v in words])
-            else:
-                raise ValueError
-        except (ValueError, IndexError):
-            raise ValueError(f"line {number} is not a .cube line: {line.strip()[:60]!r}") from None
+        if words and (words[0][0].isdigit() or words[0][0] in "+-."):
+            break
+        if words and not words[0].startswith("#") and words[0] != "TITLE":
+            _cube_header(line, number, lut)
+        position = end
+    kind, size = lut["kind"], lut["size"]
     if kind is None:
         raise ValueError("no LUT_1D_SIZE or LUT_3D_SIZE line")
     limit = LUT_3D_MAX if kind == "3D" else LUT_1D_MAX
     if not 2 <= size <= limit:
         raise ValueError(f"a {kind} LUT of {size} points: expected 2 to {limit}")
     want = size ** 3 if kind == "3D" else size
-    if len(rows) != want:
-        raise ValueError(f"{len(rows)} table rows; a {kind} LUT of size {size} has {want}")
-    table = torch.tensor(rows, dtype=torch.float64)
+    body = text[position:]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's note that blank lines don't count as rows
+            # one row past the declared count at most: a longer table is refused without reading it all
+            rows = np.loadtxt(io.StringIO(body), dtype=np.float64, comments="#", ndmin=2, max_rows=want + 1)
+    except ValueError:
+        raise ValueError(_bad_row(body, number)) from None
+    if rows.shape[0] and rows.shape[1] != 3:
+        raise ValueError(_bad_row(body, number))
+    if rows.shape[0] != want:
+        raise ValueError(f"{'over ' if rows.shape[0] > want else ''}{min(rows.shape[0], want)} table rows; "
+                         f"a {kind} LUT of size {size} has {want}")
+    table = torch.from_numpy(rows)
     if kind == "3D":
         table = table.reshape(size, size, size, 3).permute(2, 1, 0, 3)  # rows run [blue][green][red]
-    domain = torch.tensor([low, high], dtype=torch.float64)
+    domain = torch.tensor([lut["low"], lut["high"]], dtype=torch.float64)
     if (domain[1] <= domain[0]).any():
-        raise ValueError(f"the domain's maximum {high} is not above its minimum {low}")
+        raise ValueError(f"the domain's maximum {lut['high']} is not above its minimum {lut['low']}")
     return table, domain
 
 
+_parsed_luts: dict[tuple, tuple] = {}  # (path, mtime, size) -> read_cube's (table, domain), never changed
+
+
+def load_cube(path):
+    """read_cube of a .cube file, at most LUT_FILE_MAX bytes; the last few parsed are kept while
+    their file is unchanged (same path, modification time and size)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _parsed_luts:
+        if stat.st_size > LUT_FILE_MAX:
+            raise ValueError(f"{stat.st_size:,} bytes: expected a .cube file of at most {LUT_FILE_MAX:,}")
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read(LUT_FILE_MAX + 1)  # the file may have grown since stat()
+        if len(text) > LUT_FILE_MAX:
+            raise ValueError(f"over {LUT_FILE_MAX:,} characters: expected a smaller .cube file")
+        while len(_parsed_luts) >= CACHED_LUTS:
+            del _parsed_luts[next(iter(_parsed_luts))]  # the oldest
+        _parsed_luts[key] = read_cube(text)
+    return _parsed_luts[key]
+
+
 def apply_lut(table, domain, x):
-    """[..., 3] values through a LUT: each channel through its curve (1D, linear interpolation) or
-    the colour through the cube (3D, trilinear interpolation); values outside the domain take its
-    edge's."""
+    """[..., 3] values through a LUT, as colour applies them: each channel through its curve (1D,
+    linear interpolation; outside the domain the first or last segment is extended, as colour's
+    default Extrapolator "Linear" does) or the colour through the cube (3D, trilinear
+    interpolation; values outside the domain take its edge's)."""
     import torch
     size = table.shape[0]
-    position = ((x - domain[0]) / (domain[1] - domain[0])).clamp(0, 1) * (size - 1)
-    below = position.floor().clamp(max=size - 2).long()
-    t = position - below
+    position = (x - domain[0]) / (domain[1] - domain[0])
+    if table.ndim == 4:
+        position = position.clamp(0, 1)
+    position = position * (size - 1)
+    below = position.floor().clamp(0, size - 2).long()
+    t = position - below  # below 0 or above 1 outside a 1D LUT's domain: the edge segment extended
     if table.ndim == 2:
         channels = torch.arange(3)
         return table[below, channels] * (1 - t) + table[below + 1, channels] * t
@@ -662,9 +753,11 @@ class ImageApplyLUT(Node):
     (its earlier ones list their own luts folder: put those files there). A missing or unreadable
     file is an error naming lut_file (the pack passes the image on unchanged). With clip_values the
     table is first clamped to the LUT's domain; pixels are scaled into the domain, raised to 1/2.2
-    with gamma_correction, looked up (3D LUTs trilinearly, 1D ones linearly per channel; values
-    outside the domain take its edge's), raised to 2.2 again, scaled back, and blended with the
-    image by `strength`. The result is not clamped, as in the pack."""
+    with gamma_correction, looked up (3D LUTs trilinearly, values outside the domain taking its
+    edge's; 1D ones linearly per channel, extended past the domain along the first or last
+    segment, as colour does), raised to 2.2 again, scaled back, and blended with the image by
+    `strength`. The result is not clamped, as in the pack. Only files inside models/luts are read
+    (not links out of it); 3D LUTs of up to 129 points a side."""
     category = "essentials/image processing"
     image: IMAGE
     lut_file: str = Choice(lut_choices)
@@ -677,7 +770,7 @@ class ImageApplyLUT(Node):
     @classmethod
     def fingerprint(cls, lut_file=None, **widgets):
         try:
-            return folders.model_state("luts", lut_file)
+            return folders.model_state("luts", lut_file, inside=True)
         except (FileNotFoundError, ValueError, TypeError):
             return None  # run() names the problem
 
@@ -687,8 +780,7 @@ class ImageApplyLUT(Node):
         if image.shape[-1] != 3:
             raise NodeInputError("image", f"{image.shape[-1]} channels: expected RGB images")
         try:
-            path = folders.find_model("luts", self.lut_file)
-            table, domain = read_cube(path.read_text(encoding="utf-8", errors="replace"))
+            table, domain = load_cube(folders.find_model("luts", self.lut_file, inside=True))
         except (FileNotFoundError, ValueError) as e:  # UnsafePathError is a ValueError
             raise NodeInputError("lut_file", str(e)) from None
         if self.clip_values:
@@ -928,7 +1020,9 @@ class ImagePreviewFromLatent(Node):
     """Decode a latent with the VAE, show the images and give them on, as ComfyUI_essentials'
     Image Preview From Latent does, with their width and height and an empty 64x64 mask. A
     tile_size above 0 decodes in tiles of that many pixels (at least 320, as in the pack) with
-    graphflow's tiled decoding (VAE Decode's, overlapping by 64 pixels). The pack's `image` widget
+    graphflow's tiled decoding (VAE Decode's), overlapping by 128 pixels as the pack's call of
+    ComfyUI's decode_tiled does (16 latent pixels); below 512 the overlap is cut to a quarter of
+    the tile, as VAE Decode (Tiled) cuts it, where the pack keeps 128. The pack's `image` widget
     can hold an image pasted in its editor (clipspace) to give instead: that is not supported
     here, only "none"."""
     category = "essentials/image utils"
@@ -944,7 +1038,7 @@ class ImagePreviewFromLatent(Node):
         import torch
         tiled = self.tile_size > 0
         image = _core(VAEDecode, {"samples": "latent"}, samples=self.latent, vae=self.vae, tiled=tiled,
-                      tile_size=max(self.tile_size, 320), overlap=64)
+                      tile_size=max(self.tile_size, 320), overlap=128)  # decode_tiled's 16 latent pixels
         preview(image)
         return image, torch.zeros((1, 64, 64)), image.shape[2], image.shape[1]
 
@@ -1031,6 +1125,8 @@ class MaskExpandBatch(Node):
 
     def run(self):
         mask = _mask(self.mask, "mask")
+        if mask.shape[0] == 0:
+            raise NodeInputError("mask", "an empty batch: expected at least one mask to expand")
         return mask[expand_indexes(mask.shape[0], self.size, self.method)]
 
 
@@ -1136,10 +1232,18 @@ class MaskFromBatch(Node):
         return mask[batch_slice(mask.shape[0], self.start, self.length)]
 
 
+MASK_LIST_LIMIT = 4096  # masks Mask From List makes at most (the pack sets none); the server's max_batch is lower
+
+
+def written_values(text) -> int:
+    """How many comma-separated values a str_values text holds."""
+    return len(text.split(",")) if isinstance(text, str) and text.strip() else 0
+
+
 class MaskFromList(Node):
     """Solid width x height masks, one per value, as ComfyUI_essentials' Mask From List does: the
     values linked in (a number or a list of numbers) then those written in str_values (separated
-    by commas), each clamped to 0..1."""
+    by commas), each clamped to 0..1. At most 4096 masks (the pack sets no limit)."""
     category = "essentials/mask"
     width: int = Int(32, min=0, max=MAX_SIZE, step=8, resource="width")
     height: int = Int(32, min=0, max=MAX_SIZE, step=8, resource="height")
@@ -1147,6 +1251,14 @@ class MaskFromList(Node):
     str_values: str = Text("", multiline=True)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("MaskFromList+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        width, height = widgets.get("width"), widgets.get("height")
+        if not isinstance(width, int) or not isinstance(height, int):
+            return Estimate(None)
+        # linked values can't be counted before the run: the written ones are a lower bound
+        return Estimate(Size(max(written_values(widgets.get("str_values")), 1), height, width))
 
     def run(self):
         import torch
@@ -1162,8 +1274,11 @@ class MaskFromList(Node):
                                                    f"like \"0.0, 0.5, 1.0\"") from None
         if not given:
             raise NodeInputError("str_values", "no values: link some into values or write them here")
+        if len(given) > MASK_LIST_LIMIT:
+            raise NodeInputError("values" if self.values is not None else "str_values",
+                                 f"{len(given)} values: expected at most {MASK_LIST_LIMIT} (one mask each)")
         levels = torch.tensor(given, dtype=torch.float32).clamp(0.0, 1.0)
-        return levels.view(-1, 1, 1).expand(-1, self.height, self.width).contiguous()
+        return levels.view(-1, 1, 1).expand(-1, self.height, self.width)  # a view, as the pack's: no copy per mask
 
 
 class MaskSmooth(Node):
@@ -1282,13 +1397,12 @@ class TransitionMask(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        try:
-            frames, start = widgets.get("frames", 16), widgets.get("start_frame", 0)
-            end = min(frames, widgets.get("end_frame", 9999))
-            count = start + max(end - start, 0) + frames - end
-            return Estimate(Size(count, widgets.get("height", 512), widgets.get("width", 512)))
-        except (TypeError, KeyError):
+        values = [widgets.get(k) for k in ("width", "height", "frames", "start_frame", "end_frame")]
+        if not all(isinstance(v, int) for v in values):  # a linked widget: known only when it runs
             return Estimate(None)
+        width, height, frames, start, end = values
+        end = min(frames, end)
+        return Estimate(Size(start + max(end - start, 0) + frames - end, height, width))
 
     def run(self):
         import torch

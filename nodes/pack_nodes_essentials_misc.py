@@ -24,6 +24,7 @@ from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, L
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image
+from nodes.latent import _repeat_to
 from nodes.mask import grow_mask
 from nodes.pack_nodes import _core, essentials_math
 from nodes.pack_nodes_essentials import ESSENTIALS_INT_LIMIT, _mask
@@ -377,7 +378,6 @@ class InjectLatentNoise(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
         samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
         if samples is None:
             raise NodeInputError("latent", "expected a LATENT")
@@ -389,11 +389,17 @@ class InjectLatentNoise(Node):
         if self.mask is not None:
             if samples.ndim != 4:
                 raise NodeInputError("mask", f"a mask needs an image latent (B, C, H, W); this one is {samples.ndim}-D")
-            mask = _mask(self.mask, "mask").float()
-            mask = F.interpolate(mask[:, None], size=samples.shape[2:], mode="bilinear").clamp(0, 1)
-            mask = mask.repeat(-(-samples.shape[0] // mask.shape[0]), 1, 1, 1)[:samples.shape[0]]
-            noisy = mask * noisy + (1 - mask) * samples
+            weight = latent_weight(_mask(self.mask, "mask"), samples.shape).clamp(0, 1)
+            noisy = weight * noisy + (1 - weight) * samples
         return {**self.latent, "samples": noisy}
+
+
+def latent_weight(mask, shape):
+    """A mask as a [batch, 1, height, width] weight on latents of `shape` (B, C, H, W), as both of
+    the pack's noise nodes make it: resized bilinearly, its batch repeated to the latents'."""
+    import torch.nn.functional as F
+    mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    return _repeat_to(F.interpolate(mask, size=tuple(shape[2:]), mode="bilinear"), shape[0])
 
 
 class KSamplerVariationsStochastic(Node):
@@ -422,7 +428,10 @@ class KSamplerVariationsStochastic(Node):
     def run(self):
         import torch
         first_steps = max(int(self.steps * (1 - self.variation_strength)), 1)
-        batch = self.latent_image["samples"].shape[0]
+        samples = self.latent_image.get("samples") if isinstance(self.latent_image, dict) else None
+        if not torch.is_tensor(samples) or samples.ndim < 4 or samples.shape[0] == 0:
+            raise NodeInputError("latent_image", "expected a LATENT with at least one latent")
+        batch = samples.shape[0]
         first = {**self.latent_image, "samples": self.latent_image["samples"][:1]}
         common = {"model": self.model, "steps": self.steps, "scheduler": self.scheduler, "positive": self.positive,
                   "negative": self.negative}
@@ -482,7 +491,6 @@ class KSamplerVariationsWithNoise(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
         samples = self.latent_image.get("samples") if isinstance(self.latent_image, dict) else None
         if samples is None or samples.ndim != 4:
             raise NodeInputError("latent_image", "expected an image LATENT (B, C, H, W)")
@@ -501,11 +509,9 @@ class KSamplerVariationsWithNoise(Node):
         work = {**self.latent_image, "samples": noisy}
         if "noise_mask" in self.latent_image:
             mask = self.latent_image["noise_mask"]
-            mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-            weight = F.interpolate(mask, size=(height, width), mode="bilinear").expand(-1, channels, -1, -1)
-            weight = weight.repeat(-(-batch // weight.shape[0]), 1, 1, 1)[:batch]
+            weight = latent_weight(mask, samples.shape)
             work["samples"] = weight * noisy + (1 - weight) * samples
-            work["noise_mask"] = grow_mask(mask[:, 0], 5, tapered=True)
+            work["noise_mask"] = grow_mask(mask.reshape(-1, *mask.shape[-2:]).float(), 5, tapered=True)
         return _core(KSamplerAdvanced, {"noise_seed": "main_seed"}, model=self.model, add_noise="disable",
                      noise_seed=self.main_seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
                      scheduler=self.scheduler, positive=self.positive, negative=self.negative, latent_image=work,
@@ -523,7 +529,7 @@ class CLIPTextEncodeSDXLSimplified(Node):
     width: int = Int(1024, min=0, max=MAX_SIZE)
     height: int = Int(1024, min=0, max=MAX_SIZE)
     size_cond_factor: int = Int(4, min=1, max=16)
-    text: str = Text("", multiline=True)
+    text: str = Text("", multiline=True, dynamic_prompts=True)  # the pack marks it dynamicPrompts
     clip: CLIP
     outputs = {"CONDITIONING": CONDITIONING}
     comfy = ComfyAlias(("CLIPTextEncodeSDXL+",))
@@ -576,13 +582,18 @@ class SD3NegativeConditioning(Node):
 
 def font_choices() -> list[str]:
     """The .ttf and .otf files in the models/fonts folders (the pack lists the fonts it ships)."""
-    names = set()
-    for base in folders.model_dirs("fonts"):
-        if base.is_dir():
-            root = base.resolve()
-            names.update(p.relative_to(base).as_posix() for p in base.rglob("*")
-                         if p.suffix.lower() in (".ttf", ".otf") and p.is_file() and root in p.resolve().parents)
-    return sorted(names)
+    return folders.list_files_inside("fonts", (".ttf", ".otf"))
+
+
+def _font(name, size):
+    """A font file in models/fonts at `size`, with Pillow's basic layout (with raqm's, measuring
+    text of several lines, as the pack does, fails)."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.truetype(str(folders.find_model("fonts", name, inside=True)), size,
+                                  layout_engine=ImageFont.Layout.BASIC)
+    except (FileNotFoundError, ValueError, OSError, TypeError) as e:  # UnsafePathError is a ValueError
+        raise NodeInputError("font", str(e)) from None
 
 
 def _color(value: str, name: str):
@@ -604,7 +615,8 @@ class DrawText(Node):
     layer's alpha as the mask. The pack draws with the fonts it ships; here `font` is a .ttf or
     .otf file in models/fonts (put the pack's fonts, or any, there). Text is laid out with
     Pillow's basic layout (no complex-script shaping); the pack uses Pillow's default, where a
-    Pillow with raqm fails on text of several lines."""
+    Pillow with raqm fails on text of several lines. Text too large to draw (over 16384 pixels a
+    side) is refused, measured before it is drawn; a grey img_composite is taken as RGB."""
     category = "essentials/text"
     text: str = Text("Hello, World!", multiline=True, dynamic_prompts=True)
     font: str = Choice(font_choices)
@@ -623,33 +635,60 @@ class DrawText(Node):
     comfy = ComfyAlias(("DrawText+",))
 
     @classmethod
+    def estimate(cls, widgets, inputs):
+        """The picture's size: img_composite's, else the text's measured as run() does (without
+        drawing it); unknown while the text or font is."""
+        under = inputs.get("img_composite")
+        if under is not None:
+            return Estimate(Size(1, under.height, under.width))
+        text, shadow = widgets.get("text"), widgets.get("shadow_distance", 0)
+        try:
+            font = _font(widgets.get("font"), widgets.get("size"))
+            left, top, right, bottom = font.getbbox(text)
+            lines = text.split("\n")
+            width = max(font.getbbox(line)[2] for line in lines)
+        except Exception:  # a linked text, a missing font: run() says
+            return Estimate(None)
+        # getmask(text)'s drawn height is its box's (the line height adds the descent)
+        return Estimate(Size(1, (bottom - top + font.getmetrics()[1]) * len(lines) + shadow, width + shadow))
+
+    @classmethod
     def fingerprint(cls, font=None, **widgets):
         try:
-            return folders.model_state("fonts", font)
+            return folders.model_state("fonts", font, inside=True)
         except (FileNotFoundError, ValueError, TypeError):
             return None  # run() names the problem
 
     def run(self):
         import numpy as np
         import torch
-        from PIL import Image, ImageDraw, ImageFilter, ImageFont
+        from PIL import Image, ImageDraw, ImageFilter
 
         for name in ("color", "shadow_color", "background_color"):
             _color(getattr(self, name), name)  # checked here; given to Pillow as written, as the pack does
-        try:
-            # Pillow's basic layout: with raqm's, measuring text of several lines (as the pack does) fails
-            font = ImageFont.truetype(str(folders.find_model("fonts", self.font)), self.size,
-                                      layout_engine=ImageFont.Layout.BASIC)
-        except (FileNotFoundError, ValueError, OSError) as e:  # UnsafePathError is a ValueError
-            raise NodeInputError("font", str(e)) from None
+        font = _font(self.font, self.size)
         lines = self.text.split("\n")
-        drawn = font.getmask(self.text).getbbox()
+        text_width = max(font.getbbox(line)[2] for line in lines)
+        left, top, right, bottom = font.getbbox(self.text)  # the size of the pack's getmask(text), not drawn
+        if text_width > MAX_SIZE or (right - left) * (bottom - top) > MAX_SIZE ** 2:
+            raise NodeInputError("size", f"the text at size {self.size} would be {max(text_width, right - left)}x"
+                                         f"{bottom - top} pixels: expected at most {MAX_SIZE} a side (a smaller "
+                                         f"size or a shorter text)")
+        try:
+            drawn = font.getmask(self.text).getbbox()
+        except Image.DecompressionBombError:  # over Pillow's own limit: not drawn
+            raise NodeInputError("size", f"the text at size {self.size} is too large for Pillow to draw") from None
         if drawn is None:
             raise NodeInputError("text", "nothing to draw: the text draws no pixels in this font")
         line_height = drawn[3] + font.getmetrics()[1]  # the pack's: the text's height plus the descent
-        text_width, text_height = max(font.getbbox(line)[2] for line in lines), line_height * len(lines)
+        text_height = line_height * len(lines)
         if self.img_composite is not None:
-            pixels = _image(self.img_composite, "img_composite")[0, ..., :3].clamp(0, 1)
+            pixels = _image(self.img_composite, "img_composite")[0].clamp(0, 1)
+            if pixels.shape[-1] == 1:  # grey: as RGB, as the pack's ToPILImage takes one channel
+                pixels = pixels.expand(-1, -1, 3)
+            elif pixels.shape[-1] not in (3, 4):
+                raise NodeInputError("img_composite", f"{pixels.shape[-1]} channels: expected 1, 3 or 4")
+            pixels = pixels[..., :3]
             under = Image.fromarray((pixels * 255).to(torch.uint8).cpu().numpy(), "RGB").convert("RGBA")
             width, height = under.size
             canvas = (width, height)

@@ -14,7 +14,7 @@ import torch
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
-from graphflow.resource_limits import RunLimits
+from graphflow.resource_limits import RunLimits, Size
 from graphflow.testing import write_checkpoint
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
@@ -73,6 +73,14 @@ def test_ui_graph_of_image_nodes_reads_runs_and_saves_back(registry):
     assert torch.allclose(values["4"][0], (0.5 * want + 0.5 * grey).expand(1, 8, 16, 3), atol=1e-6)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[2] == [16, 8, "bottom-right", -4, -2] and saved[4] == [0.5, "average"]
+
+
+def test_sdxl_text_encode_resolves_choices_in_a_ui_save(registry):
+    """The pack's text is a dynamicPrompts widget: the editor picks one option of each {a|b} when it queues."""
+    nodes = [ui_node(1, "CLIPTextEncodeSDXL+", [1024, 1024, 4, "a {red|red} cube {x|x}"],
+                     [("clip", "CLIP", None, False)], [("CONDITIONING", "CONDITIONING", [])])]
+    workflow = parse_workflow(ui_graph(nodes, []), registry)
+    assert workflow.nodes["1"].inputs["text"] == "a red cube x"
 
 
 def test_ui_graph_of_utilities_and_masks(registry):
@@ -152,6 +160,25 @@ def test_sdxl_text_encode_and_preview_from_latent_equal_the_core_nodes(registry,
     assert len(result.outputs["5"]["images"]) == 1
 
 
+def test_preview_from_latent_tiles_overlap_as_the_packs_decode_tiled(registry, tmp_folders):
+    """The pack calls vae.decode_tiled(tile_x=tile_size // 8, tile_y=tile_size // 8) with ComfyUI's
+    default overlap, 16 latent pixels: VAE Decode (Tiled) with an overlap of 128 pixels."""
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "xl.safetensors", "sdxl")
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
+             "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 704, "height": 576, "batch_size": 1}},
+             "3": {"class_type": "ImagePreviewFromLatent+", "inputs": {"latent": ["2", 0], "vae": ["1", 2],
+                                                                       "tile_size": 512, "image": "none"}}}
+    for node_id, overlap in (("4", 128), ("5", 64)):
+        graph[node_id] = {"class_type": "VAEDecodeTiled", "inputs": {
+            "samples": ["2", 0], "vae": ["1", 2], "tile_size": 512, "overlap": overlap, "temporal_size": 64,
+            "temporal_overlap": 8}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["3", "4", "5"])
+    assert result.ok, (result.problems, result.error)
+    image = result.values["3"][0]
+    assert torch.equal(image, result.values["4"][0]) and not torch.equal(image, result.values["5"][0])
+
+
 # -- image nodes against the pack's formulas ----------------------------------------------------
 
 
@@ -180,6 +207,25 @@ def test_expand_batch_declares_its_batch_so_limits_refuse_a_huge_one(registry):
              "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
     assert {p.node_id for p in problems} == {"2"}
+
+
+def test_empty_batches_and_a_latent_without_samples_name_the_input(registry):
+    for node, name, value in (("ImageExpandBatch", "image", pictures(batch=0)),
+                              ("MaskExpandBatch", "mask", torch.zeros((0, 4, 4)))):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, **{name: value, "size": 4})
+        assert e.value.input == name
+    with pytest.raises(NodeInputError) as e:
+        _core(registry.get("KSamplerVariationsStochastic"), model=None, latent_image={"x": 1}, positive=[], negative=[])
+    assert e.value.input == "latent_image"
+
+
+def test_crop_of_no_pixels_names_the_zero_side(registry):
+    for name in ("width", "height"):
+        sides = {"width": 8, "height": 8, name: 0}
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "ImageCropPlus", image=pictures(batch=1), position="top-left", **sides)
+        assert e.value.input == name
 
 
 def test_from_batch_ranges(registry):
@@ -236,7 +282,9 @@ def cas_reference(rgb, amount):
             n = padded[:, y:y + 3, x:x + 3]  # the 3x3 neighbourhood
             cross = numpy.stack([n[:, 0, 1], n[:, 1, 0], n[:, 1, 1], n[:, 1, 2], n[:, 2, 1]])
             diag = numpy.stack([n[:, 0, 0], n[:, 0, 2], n[:, 2, 0], n[:, 2, 2]])
-            mn, mx = cross.min(0) + diag.min(0), cross.max(0) + diag.max(0)
+            # the pack's min_ / max_ clamp each group's least value to >= 0 and greatest to <= 1
+            mn = cross.min(0).clip(min=0) + diag.min(0).clip(min=0)
+            mx = cross.max(0).clip(max=1) + diag.max(0).clip(max=1)
             amp = numpy.sqrt(numpy.minimum(mn, 2 - mx) / (mx + 1e-5))
             wgt = -amp * (amount * (1 / 5 - 1 / 8) + 1 / 8)
             out[:, y, x] = ((n[:, 0, 1] + n[:, 1, 0] + n[:, 1, 2] + n[:, 2, 1]) * wgt + n[:, 1, 1]) / (1 + 4 * wgt)
@@ -245,6 +293,9 @@ def cas_reference(rgb, amount):
 
 def test_contrast_adaptive_sharpening_matches_the_formula(registry):
     image = pictures(batch=1, height=7, width=9)
+    got = call(registry, "ImageCASharpening", image=image, amount=0.6)
+    numpy.testing.assert_allclose(got.numpy(), cas_reference(image.numpy(), 0.6), atol=1e-5)
+    image = image * 1.4 - 0.2  # values past 0..1 (HDR, or another node's overshoot): the clamps matter
     got = call(registry, "ImageCASharpening", image=image, amount=0.6)
     numpy.testing.assert_allclose(got.numpy(), cas_reference(image.numpy(), 0.6), atol=1e-5)
 
@@ -371,6 +422,22 @@ def test_mask_from_list_and_batch(registry):
     assert joined.shape == (5, 4, 8) and torch.allclose(joined[4], torch.full((4, 8), 0.25))
 
 
+def test_mask_from_list_declares_its_written_values_and_caps_linked_ones(registry):
+    """Each written value is a mask: the estimate counts them so max_batch applies; linked values,
+    unknown before the run, are capped when it runs; the masks are views of one value each."""
+    def refused(values):
+        graph = {"1": {"type": "MaskFromList", "inputs": {"width": 64, "height": 64, "str_values": values}},
+                 "2": {"type": "MaskPreview", "inputs": {"mask": ["1", 0]}}}
+        return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))}
+    assert refused(", ".join(["0.5"] * 65)) == {"1"}
+    assert refused(", ".join(["0.5"] * 64)) == set()
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskFromList", width=8, height=8, values=[0.5] * 5000)
+    assert e.value.input == "values" and "4096" in str(e.value)
+    masks = call(registry, "MaskFromList", width=8, height=4, str_values="0.5, 1")
+    assert masks.untyped_storage().nbytes() == 2 * 4
+
+
 @pytest.mark.parametrize("kind", ["vertical slide", "center box", "horizontal door", "circle", "fade"])
 def test_transition_mask_frames(registry, kind):
     masks = call(registry, "TransitionMask", width=20, height=10, frames=7, start_frame=2, end_frame=6,
@@ -426,10 +493,18 @@ def test_debug_nodes_and_batch_count(registry, capsys):
     assert set(call(registry, "RemoveLatentMask", samples=latent)) == {"samples"} and "noise_mask" in latent
 
 
+# SDXLEmptyLatentSizePicker+'s resolution choices, copied from the pack's misc.py (cubiq/ComfyUI_essentials)
+PACK_SDXL_RESOLUTIONS = [
+    "704x1408 (0.5)", "704x1344 (0.52)", "768x1344 (0.57)", "768x1280 (0.6)", "832x1216 (0.68)", "832x1152 (0.72)",
+    "896x1152 (0.78)", "896x1088 (0.82)", "960x1088 (0.88)", "960x1024 (0.94)", "1024x1024 (1.0)", "1024x960 (1.07)",
+    "1088x960 (1.13)", "1088x896 (1.21)", "1152x896 (1.29)", "1152x832 (1.38)", "1216x832 (1.46)", "1280x768 (1.67)",
+    "1344x768 (1.75)", "1344x704 (1.91)", "1408x704 (2.0)", "1472x704 (2.09)", "1536x640 (2.4)", "1600x640 (2.5)",
+    "1664x576 (2.89)", "1728x576 (3.0)"]
+
+
 def test_sdxl_size_picker_lists_the_packs_sizes(registry):
-    for resolution in SDXL_RESOLUTIONS:
-        width, height = (int(v) for v in resolution.split(" ")[0].split("x"))
-        assert round(width / height, 2) == pytest.approx(float(resolution.split("(")[1][:-1]), abs=0.011)
+    spec = registry.get("SDXLEmptyLatentSizePicker").input_specs["resolution"].widget
+    assert list(SDXL_RESOLUTIONS) == PACK_SDXL_RESOLUTIONS and spec.default == "1024x1024 (1.0)"
     latent, width, height = call(registry, "SDXLEmptyLatentSizePicker", resolution="1344x768 (1.75)", batch_size=2)
     assert (width, height) == (1344, 768) and latent["samples"].shape == (2, 4, 96, 168)
 
@@ -500,6 +575,27 @@ def test_transition_mask_declares_every_frame_it_makes(registry):
     assert refused({"width": 64, "height": 64, "frames": 16, "start_frame": 4}) == set()
     masks = call(registry, "TransitionMask", width=4, height=4, frames=3, start_frame=5, end_frame=9)
     assert masks.shape[0] == 5 and masks.sum() == 0  # as the pack: 5 empty frames, no transition, none full
+
+
+def test_transition_mask_size_is_unknown_while_a_widget_is_linked(registry):
+    estimate = registry.get("TransitionMask").estimate
+    widgets = {"width": 64, "height": 32, "frames": 8, "start_frame": 2, "end_frame": 6}
+    assert estimate(widgets, {}).size == Size(8, 32, 64)
+    for linked in widgets:  # a linked widget is not in widgets: its default is not its value
+        assert estimate({k: v for k, v in widgets.items() if k != linked}, {}).size is None, linked
+
+
+def test_image_tile_declares_its_tiles_so_max_batch_applies(registry):
+    graph = {"1": {"type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
+             "2": {"type": "ImageTile", "inputs": {"image": ["1", 0], "rows": 16, "cols": 16}},
+             "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
+    assert {p.node_id for p in problems} == {"2"}
+    image = pictures(batch=2, height=30, width=41)
+    widgets = {"rows": 3, "cols": 2, "overlap": 0.2, "overlap_x": 3, "overlap_y": 1}
+    tiles = call(registry, "ImageTile", image=image, **widgets)[0]
+    size = registry.get("ImageTile").estimate(widgets, {"image": Size(2, 30, 41)}).size
+    assert (size.batch, size.height, size.width) == tuple(tiles.shape[:3])
 
 
 def test_inject_latent_noise_is_the_packs_seeded_draw(registry):
@@ -632,6 +728,110 @@ def test_apply_lut_names_a_bad_or_outside_file(registry, luts):
              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     problems = validate(parse_workflow(graph, registry), registry)
     assert [(p.node_id, p.input) for p in problems] == [("2", "lut_file")]
+
+
+def write_table(path, table, low, high):
+    """A .cube file of an explicit table ([N, 3] 1D, or [N, N, N, 3] indexed r, g, b) and domain."""
+    rows = table if table.ndim == 2 else table.transpose(2, 1, 0, 3).reshape(-1, 3)  # red fastest
+    body = "\n".join(" ".join(f"{v:.10f}" for v in row) for row in rows)
+    kind = "1D" if table.ndim == 2 else "3D"
+    path.write_text(f"LUT_{kind}_SIZE {table.shape[0]}\nDOMAIN_MIN {' '.join(map(str, low))}\n"
+                    f"DOMAIN_MAX {' '.join(map(str, high))}\n# rows\n{body}\n")
+
+
+def colour_reference(rgb, table, low, high, gamma, clip):
+    """The pack's steps with colour's LUT3x1D / LUT3D.apply written out: 1D curves interpolated
+    linearly and extended linearly past the domain (colour's Extrapolator "Linear"), 3D cubes
+    interpolated trilinearly (scipy's regular grid) with the colour clamped to the domain."""
+    import scipy.interpolate
+    low, high = numpy.array(low), numpy.array(high)
+    if clip:
+        table = numpy.clip(table, low, high)
+    x = rgb * (high - low) + low
+    if gamma:
+        x = x ** (1 / 2.2)
+    grids = [numpy.linspace(low[c], high[c], table.shape[0]) for c in range(3)]
+    if table.ndim == 2:
+        out = numpy.empty_like(x)
+        for c, nodes in enumerate(grids):
+            v, t = x[..., c], table[:, c]
+            left = t[0] + (v - nodes[0]) * (t[1] - t[0]) / (nodes[1] - nodes[0])
+            right = t[-1] + (v - nodes[-1]) * (t[-1] - t[-2]) / (nodes[-1] - nodes[-2])
+            out[..., c] = numpy.where(v < nodes[0], left, numpy.where(v > nodes[-1], right, numpy.interp(v, nodes, t)))
+    else:
+        out = scipy.interpolate.RegularGridInterpolator(grids, table)(numpy.clip(x, low, high))
+    if gamma:
+        out = out ** 2.2
+    return (out - low) / (high - low)
+
+
+@pytest.mark.parametrize("gamma", [False, True])
+@pytest.mark.parametrize("clip", [False, True])
+def test_apply_lut_domains_clipping_and_1d_extrapolation(registry, tmp_folders, gamma, clip):
+    """DOMAIN_MIN / DOMAIN_MAX scale the pixels into the domain; clip_values clamps the table to
+    it; a 1D curve is extended past its domain (gamma moves values out of it), a cube clamps."""
+    folder = tmp_folders.models / "luts"
+    folder.mkdir(parents=True, exist_ok=True)
+    low, high = [0.2, 0.1, 0.25], [0.8, 0.9, 0.7]
+    grid = numpy.linspace(0, 1, 7)
+    curve = numpy.stack([0.05 + 0.9 * grid ** 2, 0.1 + 0.8 * grid, 0.95 - 0.6 * grid ** 0.5], axis=1)
+    write_table(folder / "curve.cube", curve, low, high)
+    r, g, b = numpy.meshgrid(*[numpy.linspace(0, 1, 5)] * 3, indexing="ij")
+    cube = numpy.stack([0.05 + 0.9 * r * g, 0.1 + 0.7 * b, 0.9 - 0.8 * r ** 2], axis=-1)
+    write_table(folder / "cube.cube", cube, low, high)
+    image = pictures(batch=1, height=6, width=7, seed=21)
+    rgb = image.numpy().astype(numpy.float64)
+    for name, table in (("curve.cube", curve), ("cube.cube", cube)):
+        got = call(registry, "ImageApplyLUT", image=image, lut_file=name, gamma_correction=gamma,
+                   clip_values=clip, strength=1.0)
+        numpy.testing.assert_allclose(got.numpy(), colour_reference(rgb, table, low, high, gamma, clip),
+                                      atol=2e-5, err_msg=name)
+
+
+def test_apply_lut_reads_only_files_inside_its_folder_and_says_only_the_line(registry, luts, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_cube(outside / "far.cube", 2, function=lambda c: c)
+    (luts / "far.cube").symlink_to(outside / "far.cube")
+    (luts / "linked").symlink_to(outside)
+    assert "far.cube" not in registry.get("ImageApplyLUT").input_specs["lut_file"].widget.options()
+    image = pictures(batch=1)
+    for name in ("far.cube", "linked/far.cube"):  # listed or not, run() reads by the same rule
+        with pytest.raises(NodeInputError, match="link out of its folder") as e:
+            _core(registry.get("ImageApplyLUT"), image=image, lut_file=name)
+        assert e.value.input == "lut_file"
+    (luts / "secret.cube").write_text("LUT_3D_SIZE 2\nDOMAIN_MIN password123 x y\n")
+    (luts / "row.cube").write_text("LUT_3D_SIZE 2\n0 0 0\n# note\n\n1 hunter2 0\n")
+    for name, line in (("secret.cube", 2), ("row.cube", 5)):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "ImageApplyLUT", image=image, lut_file=name)
+        assert f"line {line}" in str(e.value) and "password" not in str(e.value) and "hunter" not in str(e.value)
+
+
+def test_apply_lut_refuses_large_tables_early_and_parses_a_file_once(registry, luts, monkeypatch):
+    import nodes.pack_nodes_essentials as essentials
+    image = pictures(batch=1)
+    (luts / "big.cube").write_text("LUT_3D_SIZE 130\n0 0 0\n")
+    with pytest.raises(NodeInputError, match="2 to 129"):
+        call(registry, "ImageApplyLUT", image=image, lut_file="big.cube")
+    (luts / "long.cube").write_text("LUT_1D_SIZE 2\n" + "0 0 0\n" * 5 + "x\n")  # stops before the bad line
+    with pytest.raises(NodeInputError, match="over 2 table rows"):
+        call(registry, "ImageApplyLUT", image=image, lut_file="long.cube")
+    monkeypatch.setattr(essentials, "LUT_FILE_MAX", 100)
+    write_cube(luts / "sized.cube", 3, function=lambda c: c)  # over 100 bytes
+    with pytest.raises(NodeInputError, match="at most 100"):
+        call(registry, "ImageApplyLUT", image=image, lut_file="sized.cube")
+    monkeypatch.undo()
+    parsed = []
+    real = essentials.read_cube
+    monkeypatch.setattr(essentials, "read_cube", lambda text: parsed.append(1) or real(text))
+    first = call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube")
+    assert torch.equal(call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube"), first)
+    assert len(parsed) == 1
+    write_cube(luts / "affine.cube", 3, function=lambda c: 1 - c)  # changed: read again
+    assert torch.allclose(call(registry, "ImageApplyLUT", image=image, lut_file="affine.cube", gamma_correction=False),
+                          1 - image, atol=1e-6)
+    assert len(parsed) == 2
 
 
 def kornia_adobe_match(image, reference, lum, intensity, fade, neutral, mask=None):
@@ -771,20 +971,22 @@ def fonts(tmp_folders):
     return folder
 
 
-def pillow_text(font_path, text, size, color, background, shadow, blur, shadow_color, h_align, v_align, dx, dy):
-    """The pack's drawing steps, with Pillow."""
+def pillow_text(font_path, text, size, color, background, shadow, blur, shadow_color, h_align, v_align, dx, dy,
+                canvas=None):
+    """The pack's drawing steps, with Pillow (on a canvas of `canvas` (width, height): img_composite's)."""
     from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
     font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.BASIC)
     lines = text.split("\n")
-    width = max(font.getbbox(line)[2] for line in lines)
+    text_width = max(font.getbbox(line)[2] for line in lines)
     line_height = font.getmask(text).getbbox()[3] + font.getmetrics()[1]
-    height = line_height * len(lines)
-    image = Image.new("RGBA", (width + shadow, height + shadow), color=ImageColor.getrgb(background))
+    text_height = line_height * len(lines)
+    width, height = canvas or (text_width, text_height)
+    image = Image.new("RGBA", canvas or (width + shadow, height + shadow), color=ImageColor.getrgb(background))
     under = image.copy()
     for i, line in enumerate(lines):
         x = {"left": 0, "center": (width - font.getbbox(line)[2]) / 2,
              "right": width - font.getbbox(line)[2]}[h_align] + dx
-        y = {"top": 0, "center": 0, "bottom": 0}[v_align] + i * line_height + dy
+        y = {"top": 0, "center": (height - text_height) / 2, "bottom": height - text_height}[v_align] + i * line_height + dy
         ImageDraw.Draw(image).text((x, y), line, font=font, fill=color)
         ImageDraw.Draw(under).text((x + shadow, y + shadow), line, font=font, fill=shadow_color)
     image = Image.alpha_composite(under.filter(ImageFilter.GaussianBlur(blur)), image) if shadow else image
@@ -810,6 +1012,58 @@ def test_draw_text_draws_as_pillow_does(registry, fonts):
         with pytest.raises(NodeInputError) as e:
             _core(registry.get("DrawText"), **{"text": "x", "font": "aileron.ttf", name: value})
         assert e.value.input == name
+
+
+@pytest.mark.parametrize("v_align", ["center", "bottom"])
+def test_draw_text_aligns_on_img_composite_as_the_pack(registry, fonts, v_align):
+    """On img_composite the text is placed in its picture: centred or at the bottom (and right)."""
+    under = pictures(batch=1, height=70, width=150, seed=17)
+    _, mask = call(registry, "DrawText", text="Ab\ncd", font="aileron.ttf", size=18, color="#FFFFFF",
+                   background_color="#00000000", horizontal_align="right", vertical_align=v_align, offset_x=-3,
+                   img_composite=under)
+    _, want = pillow_text(fonts / "aileron.ttf", "Ab\ncd", 18, "#FFFFFF", "#00000000", 0, 0, "#000000", "right",
+                          v_align, -3, 0, canvas=(150, 70))
+    assert torch.equal(mask, want) and mask[0, :10].sum() == 0  # not at the top
+    grey, grey_mask = call(registry, "DrawText", text="Ab", font="aileron.ttf", size=18, img_composite=under[..., :1])
+    rgb, rgb_mask = call(registry, "DrawText", text="Ab", font="aileron.ttf", size=18,
+                         img_composite=under[..., :1].expand(-1, -1, -1, 3))
+    assert torch.equal(grey, rgb) and torch.equal(grey_mask, rgb_mask)  # grey taken as RGB, as ToPILImage does
+
+
+def test_draw_text_too_large_is_refused_before_drawing(registry, fonts, monkeypatch):
+    import time
+    from PIL import Image
+    start = time.perf_counter()
+    with pytest.raises(NodeInputError, match="at size 9999") as e:
+        call(registry, "DrawText", text="W" * 10, font="aileron.ttf", size=9999)
+    assert e.value.input == "size" and time.perf_counter() - start < 1.0  # measured, not drawn
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # Pillow's own limit: its error named as ours
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "DrawText", text="Hello", font="aileron.ttf", size=40)
+    assert e.value.input == "size"
+    monkeypatch.undo()
+
+    def checked(text, size, limits):
+        graph = {"1": {"type": "DrawText", "inputs": {"text": text, "font": "aileron.ttf", "size": size}},
+                 "2": {"type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+        return {p.node_id for p in validate(parse_workflow({"nodes": graph}), registry, limits=limits)}
+    assert checked("Hello\nthere", 400, RunLimits(max_pixels=100_000)) == {"1"}
+    assert checked("Hello\nthere", 40, RunLimits(max_pixels=100_000)) == set()
+    image, _ = call(registry, "DrawText", text="Hello\nthere", font="aileron.ttf", size=40, shadow_distance=3)
+    estimate = registry.get("DrawText").estimate({"text": "Hello\nthere", "font": "aileron.ttf", "size": 40,
+                                                  "shadow_distance": 3}, {})
+    assert (estimate.size.height, estimate.size.width) == tuple(image.shape[1:3])
+
+
+def test_draw_text_reads_only_fonts_inside_their_folder(registry, fonts, tmp_path):
+    outside = tmp_path / "outside_fonts"
+    outside.mkdir()
+    (outside / "far.ttf").write_bytes((fonts / "aileron.ttf").read_bytes())
+    (fonts / "far.ttf").symlink_to(outside / "far.ttf")
+    assert registry.get("DrawText").input_specs["font"].widget.options() == ["aileron.ttf"]
+    with pytest.raises(NodeInputError, match="link out of its folder") as e:
+        _core(registry.get("DrawText"), text="x", font="far.ttf")
+    assert e.value.input == "font"
 
 
 def test_draw_text_from_a_ui_save(registry, fonts):
