@@ -105,6 +105,11 @@ def _empty_latent(batch_size: int, width: int, height: int) -> dict:
     return {"samples": torch.zeros(batch_size, 4, height // 8, width // 8)}
 
 
+# the largest latent batch CR Latent Batch Size makes: 64 of MAX_SIZE x MAX_SIZE pixels (4 channels at 1/8
+# side), the largest the aspect-ratio nodes make; past it torch's allocation would fail without a word
+MAX_LATENT_VALUES = 64 * 4 * (MAX_SIZE // 8) ** 2
+
+
 def _aspect_estimate(presets, widgets, prescale=1.0):
     try:
         width, height = aspect_size(presets, widgets["aspect_ratio"], widgets["width"], widgets["height"],
@@ -119,12 +124,12 @@ class CRAspectRatioSD15(Node):
     empty latent batch of that size (4 channels at 1/8, sides rounded down), as Comfyroll's CR
     SD1.5 Aspect Ratio gives it; upscale_factor and batch_size are passed on."""
     category = "Comfyroll Studio/Essential/Aspect Ratio"
-    width: int = Int(512, min=64, max=8192)
-    height: int = Int(512, min=64, max=8192)
+    width: int = Int(512, min=64, max=8192, resource="width")
+    height: int = Int(512, min=64, max=8192, resource="height")
     aspect_ratio: str = Choice(("custom", *SD15_RATIOS), "custom")
     swap_dimensions: str = Choice(OFF_ON, "Off")
     upscale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = {"width": INT, "height": INT, "upscale_factor": FLOAT, "batch_size": INT, "empty_latent": LATENT,
                "show_help": STRING}
     comfy = ComfyAlias(("CR SD1.5 Aspect Ratio",))
@@ -143,12 +148,12 @@ class CRSDXLAspectRatio(Node):
     """An SDXL size from a preset (or width x height for "custom"), swapped on request, with an
     empty latent batch of that size, as Comfyroll's CR SDXL Aspect Ratio gives it."""
     category = "Comfyroll Studio/Essential/Aspect Ratio"
-    width: int = Int(1024, min=64, max=8192)
-    height: int = Int(1024, min=64, max=8192)
+    width: int = Int(1024, min=64, max=8192, resource="width")
+    height: int = Int(1024, min=64, max=8192, resource="height")
     aspect_ratio: str = Choice(("custom", *SDXL_RATIOS), "custom")
     swap_dimensions: str = Choice(OFF_ON, "Off")
     upscale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = dict(CRAspectRatioSD15.outputs)
     comfy = ComfyAlias(("CR SDXL Aspect Ratio",))
 
@@ -165,28 +170,33 @@ class CRSDXLAspectRatio(Node):
 class CRAspectRatio(Node):
     """An SD1.5 or SDXL size from a preset (or width x height for "custom"), swapped on request,
     then each side multiplied by prescale_factor (truncated), with an empty latent batch of that
-    size, as Comfyroll's CR Aspect Ratio gives it; the factors and batch_size are passed on."""
+    size, as Comfyroll's CR Aspect Ratio gives it; the factors and batch_size are passed on. A
+    prescaled side over 16384 pixels is refused (the pack would try to allocate it)."""
     category = "Comfyroll Studio/Essential/Aspect Ratio"
-    width: int = Int(1024, min=64, max=8192)
-    height: int = Int(1024, min=64, max=8192)
+    width: int = Int(1024, min=64, max=8192, resource="width")
+    height: int = Int(1024, min=64, max=8192, resource="height")
     aspect_ratio: str = Choice(("custom", *MIXED_RATIOS), "custom")
     swap_dimensions: str = Choice(OFF_ON, "Off")
     upscale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
     prescale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = {"width": INT, "height": INT, "upscale_factor": FLOAT, "prescale_factor": FLOAT, "batch_size": INT,
                "empty_latent": LATENT, "show_help": STRING}
     comfy = ComfyAlias(("CR Aspect Ratio",))
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _aspect_estimate(MIXED_RATIOS, widgets, widgets.get("prescale_factor", 1.0))
+        # a linked factor is unknown until the run (checked there): its least, 0.1, gives a lower bound
+        return _aspect_estimate(MIXED_RATIOS, widgets, widgets.get("prescale_factor", 0.1))
 
     def run(self):
         width, height = aspect_size(MIXED_RATIOS, self.aspect_ratio, self.width, self.height, self.swap_dimensions,
                                     self.prescale_factor)
         if width < 8 or height < 8:  # prescaled below one latent pixel: an empty latent of no size
             raise NodeInputError("prescale_factor", f"makes the size {width}x{height}; a latent needs 8 pixels a side")
+        if max(width, height) > MAX_SIZE:  # a linked factor the check before the run could not see
+            raise NodeInputError("prescale_factor", f"{self.prescale_factor} makes the size {width}x{height}: expected "
+                                                    f"at most {MAX_SIZE} pixels a side")
         return (width, height, self.upscale_factor, self.prescale_factor, self.batch_size,
                 _empty_latent(self.batch_size, width, height), _help("Aspect-Ratio-Nodes", "cr-aspect-ratio"))
 
@@ -208,7 +218,8 @@ class CRImageSize(Node):
 class CRLatentBatchSize(Node):
     """The latent's samples repeated batch_size times one after another (a batch of 2 becomes
     a, b, a, b ...), as Comfyroll's CR Latent Batch Size makes it; like the pack, only the samples
-    are kept (a noise mask or batch indices are dropped)."""
+    are kept (a noise mask or batch indices are dropped). A result larger than 64 latents of
+    16384 x 16384 pixels is refused."""
     category = "Comfyroll Studio/Essential/Core"
     latent: LATENT
     batch_size: int = Int(2, min=1, max=999)
@@ -223,6 +234,10 @@ class CRLatentBatchSize(Node):
         samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
         if samples is None:
             raise NodeInputError("latent", f"expected a LATENT with samples, got {type(self.latent).__name__}")
+        if samples.numel() * self.batch_size > MAX_LATENT_VALUES:  # a linked batch_size or latent size: unchecked before
+            raise NodeInputError("batch_size", f"{self.batch_size} copies of a latent of shape {tuple(samples.shape)} "
+                                               f"are more than {MAX_LATENT_VALUES:,} values (64 latents of "
+                                               f"{MAX_SIZE}x{MAX_SIZE} pixels)")
         return {"samples": samples.repeat(self.batch_size, *[1] * (samples.ndim - 1))}
 
 

@@ -91,6 +91,38 @@ def test_a_huge_prescale_is_refused_before_running(registry):
     assert validate(parse_workflow(graph, registry), registry, outputs=["1"], limits=limits) == []
 
 
+def test_a_linked_prescale_is_checked_when_it_runs(registry):
+    from graphflow.resource_limits import SERVER_LIMITS
+    from graphflow.validation import validate
+    from nodes.pack_nodes_comfyroll import CRAspectRatio
+    graph = {"v": {"class_type": "CR Value", "inputs": {"value": 100.0}},
+             "1": {"class_type": "CR Aspect Ratio", "inputs": {"width": 8192, "height": 8192, "aspect_ratio": "custom",
+                                                               "swap_dimensions": "Off", "upscale_factor": 1.0,
+                                                               "prescale_factor": ["v", 0], "batch_size": 64}},
+             "2": {"class_type": "CR Latent Batch Size", "inputs": {"latent": ["1", 5], "batch_size": 2}}}
+    # before the run the factor is unknown: its least (0.1) gives a lower bound, which keeps the batch check
+    widgets = {"width": 8192, "height": 8192, "aspect_ratio": "custom", "swap_dimensions": "Off", "batch_size": 64}
+    assert CRAspectRatio.estimate(widgets, {}).size.pixels == int(8192 * 0.1) ** 2
+    problems = validate(parse_workflow(graph, registry), registry, outputs=["2"], limits=SERVER_LIMITS)
+    assert [(p.node_id, p.input) for p in problems] == [("2", "latent")]  # 128 latents: more than 64
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert not result.ok and result.error["input"] == "prescale_factor"  # not torch's failed allocation
+    assert "819200x819200" in result.error["message"]
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRAspectRatio", width=8192, height=8192, prescale_factor=2.01, batch_size=1)
+    assert caught.value.input == "prescale_factor"
+    assert call(registry, "CRAspectRatio", width=8192, height=64, prescale_factor=2.0)[:2] == (16384, 128)
+
+
+def test_latent_batch_size_refuses_a_batch_beyond_the_largest_latent(registry):
+    samples = torch.empty(64, 4, 1024, 1024, device="meta")  # 64 latents of 8192 x 8192: no memory taken
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRLatentBatchSize", latent={"samples": samples}, batch_size=5)
+    assert caught.value.input == "batch_size"
+    out = call(registry, "CRLatentBatchSize", latent={"samples": samples}, batch_size=4)  # 64 of 16384 x 16384
+    assert out["samples"].shape == (256, 4, 1024, 1024)
+
+
 def test_latent_batch_size_and_image_size(registry):
     samples = torch.randn(2, 4, 3, 5)
     out = call(registry, "CRLatentBatchSize", latent={"samples": samples, "batch_index": [0, 1]}, batch_size=3)
