@@ -1088,6 +1088,18 @@ class CRImagePanel(Node):
     outputs = {"image": IMAGE, "show_help": STRING}
     comfy = ComfyAlias(("CR Image Panel",), optional=("image_2", "image_3", "image_4", "border_color_hex"))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        sizes = [inputs[name] for name in ("image_1", "image_2", "image_3", "image_4") if name in inputs]
+        try:
+            frame = 2 * (widgets["border_thickness"] + widgets["outline_thickness"])
+            widths, heights = [s.width + frame for s in sizes], [s.height + frame for s in sizes]
+            if widgets["layout_direction"] == "horizontal":
+                return Estimate(Size(1, max(heights), sum(widths)))
+            return Estimate(Size(1, sum(heights), max(widths)))
+        except (AttributeError, KeyError, TypeError, ValueError):  # a size or widget unknown before the run
+            return Estimate()
+
     def run(self):
         from PIL import Image
 

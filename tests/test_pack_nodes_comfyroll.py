@@ -735,6 +735,26 @@ def test_image_panel_and_grid_panel(registry):
     assert caught.value.input == "max_columns"
 
 
+@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
+def test_image_panel_estimate_is_the_canvas_it_makes(registry, direction):
+    from graphflow.resource_limits import Size, SERVER_LIMITS
+    from graphflow.validation import validate
+    from nodes.pack_nodes_comfyroll_utils import CRImagePanel
+    a, b, c = torch.rand(1, 4, 6, 3), torch.rand(1, 7, 3, 3), torch.rand(1, 5, 5, 3)
+    widgets = {"border_thickness": 2, "outline_thickness": 3, "layout_direction": direction}
+    out = rest(call(registry, "CRImagePanel", image_1=a, image_2=b, image_4=c, **widgets))[0]
+    sizes = {name: Size(1, x.shape[1], x.shape[2]) for name, x in (("image_1", a), ("image_2", b), ("image_4", c))}
+    got = CRImagePanel.estimate(widgets, sizes).size
+    assert (got.batch, got.height, got.width) == tuple(out.shape[:3])
+    # four framed 8192 x 8192 images side by side: refused before the run
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8192, "height": 8192, "batch_size": 1}},
+             "2": {"class_type": "CR Image Panel", "inputs": {**{f"image_{i}": ["1", 0] for i in (1, 2, 3, 4)},
+                                                              "border_thickness": 1024, "outline_thickness": 1024,
+                                                              "layout_direction": direction}}}
+    problems = validate(parse_workflow(graph, registry), registry, outputs=["2"], limits=SERVER_LIMITS)
+    assert problems and {p.node_id for p in problems} == {"2"}
+
+
 def test_feathered_border(registry):
     image = torch.rand(2, 20, 24, 3, generator=torch.Generator().manual_seed(6))
     # no feather: the plain borders, as CR Image Border draws them
