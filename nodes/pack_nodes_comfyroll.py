@@ -16,8 +16,8 @@ Built in here:
 - core: CR Seed, CR Latent Batch Size, CR Conditioning Mixer (the core conditioning nodes), CR
   Select Model (CheckpointLoaderSimple), CR Image Output;
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
-  (an upscale model, then Pillow's resize as the pack does it), CR Multi Upscale Stack and CR Apply
-  Multi Upscale;
+  (an upscale model, then Pillow's resize as the pack does it: always bicubic, its resampling_method
+  landing on an unused parameter there), CR Multi Upscale Stack and CR Apply Multi Upscale;
 - model merge: CR Model Merge Stack and CR Apply Model Merge (ModelMergeSimple and CLIPMergeSimple);
 - SDXL: CR SDXL Base Prompt Encoder (CLIPTextEncodeSDXL);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
@@ -249,23 +249,25 @@ RESAMPLING = ("lanczos", "nearest", "bilinear", "bicubic")
 def cr_resize_size(width: int, height: int, mode: str, rescale_factor: float, resize_width: int,
                    rounding_modulus: int) -> tuple[int, int]:
     """The pack's apply_resize_image size for a width x height original: "rescale" each side
-    times the factor, truncated; "resize" resize_width wide and the original's aspect (height
-    truncated), each side rounded up to a multiple of rounding_modulus."""
+    times the factor, truncated; "resize" resize_width wide and resize_width times the original's
+    height / width (truncated: the pack's float ratio, so 640 x 323 at 1920 gives 968, not 969),
+    each side rounded up to a multiple of rounding_modulus."""
     if mode == "rescale":
         return int(width * rescale_factor), int(height * rescale_factor)
-    new_height = int(resize_width * height / width)
+    new_height = int(resize_width * (height / width))
     return (-(-resize_width // rounding_modulus) * rounding_modulus,
             -(-new_height // rounding_modulus) * rounding_modulus)
 
 
 class CRUpscaleImage(Node):
     """Upscale images with an upscale model (from models/upscale_models, run in 512-pixel tiles
-    overlapping by 32 as ImageUpscaleWithModel does), then resize them with Pillow as Comfyroll's
-    CR Upscale Image does: "rescale" to the original size times rescale_factor, "resize" to
-    resize_width wide keeping the aspect, both sides rounded up to rounding_modulus. With
-    supersample "true" Pillow first resizes to 8 times that size, then down to it. The resize
+    overlapping by 32 as ImageUpscaleWithModel does), then resize them with Pillow's bicubic filter
+    as Comfyroll's CR Upscale Image does: "rescale" to the original size times rescale_factor,
+    "resize" to resize_width wide keeping the aspect, both sides rounded up to rounding_modulus.
+    With supersample "true" Pillow first resizes to 8 times that size, then down to it. The resize
     goes through 8-bit pictures, as the pack's does. When the model kept the width and the factor
-    is 1, the model's images are given as they are."""
+    is 1, the model's images are given as they are. resampling_method is ignored, as in the pack
+    (its code passes the choice where the resize takes a height, so it always resizes bicubic)."""
     category = "Comfyroll Studio/Essential/Upscale"
     image: IMAGE
     upscale_model: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
@@ -303,8 +305,8 @@ class CRUpscaleImage(Node):
         if new_width < 1 or new_height < 1:
             raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
                                  f"makes the size {new_width}x{new_height}")
-        return (_pillow_resize(upscaled, new_width, new_height, self.resampling_method, self.supersample),
-                _help("Upscale-Nodes", "cr-upscale-image"))
+        return _pillow_resize(upscaled, new_width, new_height, self.supersample), _help("Upscale-Nodes",
+                                                                                        "cr-upscale-image")
 
 
 def _model_upscale(image, model_name: str, input_name: str):
@@ -313,24 +315,22 @@ def _model_upscale(image, model_name: str, input_name: str):
     return _core(ImageUpscaleWithModel, {"upscale_model": input_name}, upscale_model=model, image=image)
 
 
-def _pillow_resize(images, width: int, height: int, method: str, supersample: str):
-    """Each image resized with Pillow as the pack's apply_resize_image does: through its 8-bit
-    picture, first to 8 times the size when supersampling."""
-    import numpy as np
+def _pillow_resize(images, width: int, height: int, supersample: str):
+    """Each image resized with Pillow's bicubic filter as the pack's apply_resize_image does (the
+    pack's nodes never pass it their resampling_method): through its 8-bit picture, first to 8
+    times the size when supersampling. That 8x picture stays 8-bit, frame by frame, as there
+    (graphflow.images.pil_resize would hold the batch of them as float tensors)."""
     import torch
     from PIL import Image
 
-    from graphflow.images import image_to_pil
+    from graphflow.images import image_to_pil, pil_to_image
 
-    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                "lanczos": Image.LANCZOS}[method]
     frames = []
     for frame in images:
         picture = image_to_pil(frame)
         if supersample == "true":
-            picture = picture.resize((width * 8, height * 8), resample=resample)
-        picture = picture.resize((width, height), resample=resample)
-        frames.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
+            picture = picture.resize((width * 8, height * 8), resample=Image.BICUBIC)
+        frames.append(pil_to_image(picture.resize((width, height), resample=Image.BICUBIC))[0])
     return torch.stack(frames)
 
 
@@ -370,9 +370,10 @@ class CRMultiUpscaleStack(Node):
 
 class CRApplyMultiUpscale(Node):
     """Apply each upscale of a stack in turn, as Comfyroll's CR Apply Multi Upscale does: the
-    running image through the model, then resized with Pillow (as CR Upscale Image, "rescale") to
-    the original image's size times that entry's factor, so the last entry's factor sets the final
-    size."""
+    running image through the model, then resized with Pillow's bicubic filter (as CR Upscale
+    Image, "rescale") to the original image's size times that entry's factor, so the last entry's
+    factor sets the final size. resampling_method is ignored, as in the pack (it always resizes
+    bicubic)."""
     category = "Comfyroll Studio/Essential/Upscale"
     image: IMAGE
     resampling_method: str = Choice(RESAMPLING, "lanczos")
@@ -401,7 +402,7 @@ class CRApplyMultiUpscale(Node):
             new_width, new_height = cr_resize_size(width, height, "rescale", factor, 0, self.rounding_modulus)
             if new_width < 1 or new_height < 1:
                 raise NodeInputError("upscale_stack", f"factor {factor} makes the size {new_width}x{new_height}")
-            image = _pillow_resize(upscaled, new_width, new_height, self.resampling_method, self.supersample)
+            image = _pillow_resize(upscaled, new_width, new_height, self.supersample)
         return image, _help("Upscale-Nodes", "cr-apply-multi-upscale")
 
 

@@ -135,14 +135,18 @@ def test_latent_batch_size_and_image_size(registry):
     ((101, 61), "rescale", 0.5, 0, 8, (50, 30)),  # truncated, not rounded to the modulus
     ((100, 60), "resize", 0, 100, 8, (104, 64)),  # 60 -> 64, 100 -> 104: rounded up
     ((100, 75), "resize", 0, 64, 16, (64, 48)),
+    ((640, 323), "resize", 0, 1920, 8, (1920, 968)),  # int(1920 * 0.5046875...) is 968, the exact 969 -> 976
 ])
 def test_cr_resize_size(size, mode, factor, width, modulus, want):
     assert cr_resize_size(*size, mode, factor, width, modulus) == want
+    if mode == "resize":  # the pack's apply_resize_image: height int(width * (original_height / original_width))
+        height = int(width * (size[1] / size[0]))
+        assert want[1] == height + (-height % modulus)
 
 
 @pytest.mark.parametrize("mode, supersample, method", [("rescale", "true", "lanczos"), ("resize", "false", "bicubic"),
                                                        ("rescale", "false", "nearest")])
-def test_upscale_image_is_the_model_then_pillows_resize(registry, models, mode, supersample, method):
+def test_upscale_image_is_the_model_then_pillows_bicubic_resize(registry, models, mode, supersample, method):
     write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
     image = torch.rand(2, 12, 10, 3, generator=torch.Generator().manual_seed(0))
     graph = {"m": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x2.safetensors"}},
@@ -155,13 +159,13 @@ def test_upscale_image_is_the_model_then_pillows_resize(registry, models, mode, 
                     rescale_factor=1.7, resize_width=27, resampling_method=method, supersample=supersample,
                     rounding_modulus=8))[0]
     # the pack's steps written out with Pillow: the original size times the factor (or 27 wide,
-    # rounded up to 8), from the 8-bit picture of the model's output, 8x first when supersampling
+    # rounded up to 8), from the 8-bit picture of the model's output, 8x first when supersampling;
+    # always bicubic whatever resampling_method says (the pack passes it where a height goes)
     w, h = (17, 20) if mode == "rescale" else (32, 32)  # int(27 * 12 / 10) = 32
-    filters = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
     picture = image_to_pil(upscaled[0])
     if supersample == "true":
-        picture = picture.resize((w * 8, h * 8), resample=filters[method])
-    want = np.asarray(picture.resize((w, h), resample=filters[method]), dtype=np.float32) / 255.0
+        picture = picture.resize((w * 8, h * 8), resample=Image.BICUBIC)
+    want = np.asarray(picture.resize((w, h), resample=Image.BICUBIC), dtype=np.float32) / 255.0
     assert got.shape == (1, h, w, 3)
     assert torch.equal(got[0], torch.from_numpy(want))
 
@@ -853,11 +857,12 @@ def test_multi_upscale_resizes_each_step_to_the_original_size_times_its_factor(r
                       switch_2="Off", upscale_model_2="x2.safetensors", upscale_model_3="x2.safetensors",
                       rescale_factor_3=0.5))[0]
     assert stack == [("x2.safetensors", 1.5), ("x2.safetensors", 0.5)]
-    got = rest(call(registry, "CRApplyMultiUpscale", image=image, resampling_method="bicubic", supersample="false",
+    got = rest(call(registry, "CRApplyMultiUpscale", image=image, resampling_method="nearest", supersample="false",
                     upscale_stack=stack))[0]
     model = call(registry, "LoadUpscaleModel", model_name="x2.safetensors")
 
-    def step(x, width, height):  # the model, then Pillow's bicubic resize of the 8-bit picture
+    def step(x, width, height):  # the model, then Pillow's bicubic resize of the 8-bit picture, as the pack
+        # resizes whatever resampling_method says
         upscaled = call(registry, "ImageUpscaleWithModel", upscale_model=model, image=x)
         picture = image_to_pil(upscaled[0]).resize((width, height), resample=Image.BICUBIC)
         return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
