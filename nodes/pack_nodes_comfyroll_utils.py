@@ -390,7 +390,10 @@ def float_range(start: float, end: float, step: float, operation: str, decimal_p
         step = -step
     if step == 0:
         raise NodeInputError("step", "is 0: the range would never reach its end")
-    count = max(0, math.ceil((end + step - start) / step))
+    try:
+        count = max(0, math.ceil((end + step - start) / step))
+    except (OverflowError, ValueError):  # a step so small the count is infinite, or not a number
+        raise NodeInputError("step", f"{step} gives no countable range from {start} to {end}") from None
     _list_fits(count, "step")
     values = [round(float(FLOAT_RANGE_OPERATIONS[operation](v)), decimal_places)
               for v in np.arange(start, end + step, step)]

@@ -712,6 +712,13 @@ def padded(frame, sides, color):
                      for c in range(3)], -1)
 
 
+@pytest.mark.parametrize("step", [5e-324, -5e-324])  # the count overflows: math.ceil(inf)
+def test_float_range_names_a_step_with_no_countable_range(registry, step):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRFloatRangeList", start=0.0, end=1.0, step=step)
+    assert caught.value.input == "step"
+
+
 def test_image_panel_and_grid_panel(registry):
     generator = torch.Generator().manual_seed(5)
     a, b = torch.rand(1, 4, 6, 3, generator=generator), torch.rand(1, 7, 3, 3, generator=generator)
