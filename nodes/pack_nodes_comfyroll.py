@@ -1083,9 +1083,9 @@ class CRApplyMultiControlNet(Node):
         url = _help("ControlNet-Nodes", "cr-apply-multi-controlnet-stack")
         if self.switch == "Off":
             return self.base_positive, self.base_negative, url
-        stack = [(load_controlnet(entry[0]), *entry[1:]) if isinstance(entry, (tuple, list)) and entry
-                 and isinstance(entry[0], str) else entry for entry in self.controlnet_stack or []]
-        try:
+        try:  # loading a named file too: its errors are about this node's stack, not a widget of its own
+            stack = [(load_controlnet(entry[0]), *entry[1:]) if isinstance(entry, (tuple, list)) and entry
+                     and isinstance(entry[0], str) else entry for entry in self.controlnet_stack or []]
             positive, negative = _apply_cnet_stack(self.base_positive, self.base_negative, stack)
         except NodeInputError as e:
             raise NodeInputError("controlnet_stack", str(e)) from None

@@ -393,6 +393,15 @@ def test_controlnet_nodes_equal_the_core_controls(registry, models):
     assert result.values["a"][0] is result.values["p"][0]
 
 
+@pytest.mark.parametrize("name", ["../outside.safetensors", "missing.safetensors"])
+def test_apply_multi_controlnet_names_its_stack_for_a_file_it_cannot_load(registry, models, name):
+    # the pack's older stacks carry file names, loaded here: a bad one is this node's stack's fault
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRApplyMultiControlNet", base_positive=[], base_negative=[], switch="On",
+             controlnet_stack=[(name, torch.rand(1, 8, 8, 3), 1.0, 0.0, 1.0)])
+    assert caught.value.input == "controlnet_stack"
+
+
 # -- the pack's graphs ----------------------------------------------------------------------
 
 
