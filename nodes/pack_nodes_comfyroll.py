@@ -360,12 +360,22 @@ class CRMultiUpscaleStack(Node):
     comfy = ComfyAlias(("CR Multi Upscale Stack",), optional=("upscale_stack",))
 
     def run(self):
-        rows = [tuple(row) for row in self.upscale_stack or [] if row[0] != "None"]
+        rows = [row for row in _upscale_rows(self.upscale_stack) if row[0] != "None"]
         for i in (1, 2, 3):
             name = getattr(self, f"upscale_model_{i}")
             if name != "None" and getattr(self, f"switch_{i}") == "On":
                 rows.append((name, getattr(self, f"rescale_factor_{i}")))
         return rows, _help("Upscale-Nodes", "cr-multi-upscale-stack")
+
+
+def _upscale_rows(stack) -> list[tuple]:
+    """An UPSCALE_STACK's (upscale_model, rescale_factor) rows; it links from ANY outputs too."""
+    if stack is None:
+        return []
+    if not isinstance(stack, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in stack):
+        raise NodeInputError("upscale_stack", f"expected a list of (upscale_model, rescale_factor), got "
+                                              f"{stack!r:.80}")
+    return [tuple(row) for row in stack]
 
 
 class CRApplyMultiUpscale(Node):
@@ -390,11 +400,7 @@ class CRApplyMultiUpscale(Node):
     def run(self):
         height, width = self.image.shape[1:3]
         image = self.image
-        for entry in self.upscale_stack or []:
-            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-                raise NodeInputError("upscale_stack", f"expected (upscale_model, rescale_factor) entries, got "
-                                                      f"{entry!r:.80}")
-            name, factor = entry
+        for name, factor in _upscale_rows(self.upscale_stack):
             upscaled = _model_upscale(image, name, "upscale_stack")
             if upscaled.shape[2] == width and factor == 1:
                 image = upscaled

@@ -44,6 +44,14 @@ from nodes.strings import _fits
 # -- text -------------------------------------------------------------------------------------
 
 
+def _text(value, input_name: str) -> str:
+    """A STRING socket's value, which must be text: an ANY output (CR Value's, a list's item) links
+    into it unchecked before the run."""
+    if not isinstance(value, str):
+        raise NodeInputError(input_name, f"expected text, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
 class CRPromptText(Node):
     """A prompt typed in a box, given on as text, as Comfyroll's CR Prompt Text does."""
     category = "Comfyroll Studio/Essential/Core"
@@ -142,7 +150,8 @@ class CRTextConcatenate(Node):
     comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2", "separator"))
 
     def run(self):
-        first, second = self.text1 or "", self.text2 or ""
+        first = "" if self.text1 is None else _text(self.text1, "text1")
+        second = "" if self.text2 is None else _text(self.text2, "text2")
         _fits(len(first) + len(self.separator) + len(second), "separator")
         return first + self.separator + second, _help("List-Nodes", "cr-text-concatenate")
 
@@ -163,9 +172,7 @@ class CRTextReplace(Node):
     comfy = ComfyAlias(("CR Text Replace",), optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
 
     def run(self):
-        if not isinstance(self.text, str):
-            raise NodeInputError("text", f"expected text, got {type(self.text).__name__}")
-        text = self.text
+        text = _text(self.text, "text")
         for i in (1, 2, 3):
             find, replace = getattr(self, f"find{i}"), getattr(self, f"replace{i}")
             _fits(len(text) + text.count(find) * (len(replace) - len(find)), f"replace{i}")
@@ -258,7 +265,7 @@ class CRTextBlacklist(Node):
     comfy = ComfyAlias(("CR Text Blacklist",), optional=("replacement_text",))
 
     def run(self):
-        text = self.text
+        text = _text(self.text, "text")
         for line in self.blacklist_words.split("\n"):
             word = line.strip()
             if word:
@@ -282,7 +289,7 @@ class CRTextOperation(Node):
     comfy = ComfyAlias(("CR Text Operation",))
 
     def run(self):
-        return TEXT_OPERATIONS[self.operation](self.text), _help("List-Nodes", "cr-text_operation")
+        return TEXT_OPERATIONS[self.operation](_text(self.text, "text")), _help("List-Nodes", "cr-text_operation")
 
 
 class CRTextLength(Node):
@@ -293,7 +300,7 @@ class CRTextLength(Node):
     comfy = ComfyAlias(("CR Text Length",))
 
     def run(self):
-        return len(self.text), _help("List-Nodes", "cr-text-length")
+        return len(_text(self.text, "text")), _help("List-Nodes", "cr-text-length")
 
 
 def list_rows(text: str, start_index: int, max_rows: int) -> list[str]:
@@ -455,8 +462,9 @@ class CRTextListToString(Node):
     comfy = ComfyAlias(("CR Text List To String",))
 
     def run(self):
-        _fits(sum(len(t) + 1 for t in self.text_list), "text_list")
-        return "\n".join(self.text_list), _help("List-Nodes", "cr-text-list-to-string")
+        texts = [_text(text, "text_list") for text in self.text_list]
+        _fits(sum(len(t) + 1 for t in texts), "text_list")
+        return "\n".join(texts), _help("List-Nodes", "cr-text-list-to-string")
 
 
 class CRBatchImagesFromList(Node):
@@ -471,6 +479,8 @@ class CRBatchImagesFromList(Node):
     def run(self):
         import torch
 
+        if not self.image_list:
+            raise NodeInputError("image_list", "is an empty list: there are no images to batch")
         first = self.image_list[0]
         for k, images in enumerate(self.image_list):
             if images.shape[1:] != first.shape[1:]:
@@ -635,7 +645,7 @@ class CRSetValueOnString(Node):
     comfy = ComfyAlias(("CR Set Value on String",), optional=("test_string", "value_if_true", "value_if_false"))
 
     def run(self):
-        found = self.test_string in self.text
+        found = self.test_string in _text(self.text, "text")
         return (self.value_if_true if found else self.value_if_false), found, \
             _help("List-Nodes", "cr-set-value-on-string")
 
@@ -675,7 +685,7 @@ class CRStringToNumber(Node):
     comfy = ComfyAlias(("CR String To Number",))
 
     def run(self):
-        return (*string_to_number(self.text, self.round_integer), _help("Conversion-Nodes", "cr-string-to-number"))
+        return (*string_to_number(_text(self.text, "text"), self.round_integer), _help("Conversion-Nodes", "cr-string-to-number"))
 
 
 class CRStringToCombo(Node):
@@ -687,7 +697,7 @@ class CRStringToCombo(Node):
     comfy = ComfyAlias(("CR String To Combo",))
 
     def run(self):
-        if self.text == "":
+        if _text(self.text, "text") == "":
             raise NodeInputError("text", "is empty: there is no value to give")
         return self.text.split(",")[0], _help("Conversion-Nodes", "cr-string-to-combo")
 

@@ -203,6 +203,24 @@ def test_text_nodes(registry):
     assert caught.value.input == "replace1"
 
 
+@pytest.mark.parametrize("node, inputs, name", [
+    ("CRTextConcatenate", {"text1": "a", "text2": 5}, "text2"), ("CRTextReplace", {"text": 5}, "text"),
+    ("CRTextLength", {"text": 5}, "text"), ("CRTextBlacklist", {"text": 5, "blacklist_words": "a"}, "text"),
+    ("CRTextOperation", {"text": 5}, "text"), ("CRSetValueOnString", {"text": 5}, "text"),
+    ("CRStringToNumber", {"text": 5}, "text"), ("CRStringToCombo", {"text": [1]}, "text"),
+    ("CRTextListToString", {"text_list": ["a", 2]}, "text_list"),
+    ("CRMultiUpscaleStack", {"upscale_stack": [1]}, "upscale_stack"),
+    ("CRMultiUpscaleStack", {"upscale_stack": "ab"}, "upscale_stack"),
+    ("CRApplyMultiUpscale", {"image": torch.rand(1, 4, 4, 3), "upscale_stack": [("x.pth",)]}, "upscale_stack"),
+    ("CRBatchImagesFromList", {"image_list": []}, "image_list"),
+])
+def test_sockets_fed_from_any_outputs_are_checked(registry, node, inputs, name):
+    # an ANY output (CR Value, a list's items) links into a STRING or stack socket unchecked before the run
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, node, **inputs)
+    assert caught.value.input == name
+
+
 def test_conversions_and_values(registry):
     assert rest(call(registry, "CRSeed", seed=2**64 - 1)) == (2**64 - 1,)
     assert rest(call(registry, "CRIntegerToString", int_=-42)) == ("-42",)
