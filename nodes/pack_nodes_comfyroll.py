@@ -42,7 +42,8 @@ list, animation, XY grid, schedule, pattern and filter nodes."""
 from __future__ import annotations
 
 from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, show, socket_type
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, safe_join, show, \
+    socket_type
 from nodes.controlnet import CONTROL_NET, _apply
 from nodes.controlnet import _load as load_controlnet
 from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _lora_rows
@@ -417,8 +418,10 @@ class CRApplyMultiUpscale(Node):
 
 class CRSeed(Node):
     """A seed to link into samplers, as Comfyroll's CR Seed gives it (the editor's
-    control_after_generate follows the widget)."""
+    control_after_generate follows the widget). An output node, as in the pack: it runs even when
+    nothing reads its seed."""
     category = "Comfyroll Studio/Essential/Core"
+    output_node = True
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"seed": INT, "show_help": STRING}
     comfy = ComfyAlias(("CR Seed",))
@@ -433,11 +436,11 @@ IMAGE_FORMATS = {"png": ("PNG", {"compress_level": 4}), "jpg": ("JPEG", {}),
 
 
 class CRImageOutput(Node):
-    """Show or save images as Comfyroll's CR Image Output does: "Preview" shows them (PNGs in the
-    temp folder), "Save" writes them to the outputs folder as `prefix_NNNNN_.png` (or .jpg, .webp
-    lossy at quality 80, .tif) with the workflow embedded in PNGs as SaveImage does, the prefix
-    followed by _yyyyMMdd (today) with that preset; "UI (no batch)" sends them to the client's
-    websocket as SaveImageWebsocket does. The trigger input is passed on."""
+    """Show or save images as Comfyroll's CR Image Output does: "Save" writes them to the outputs
+    folder as `prefix_NNNNN_.png` (or .jpg, .webp lossy at quality 80, .tif) with the workflow
+    embedded in PNGs as SaveImage does, the prefix followed by _yyyyMMdd (today) with that preset;
+    "Preview" writes them so to the temp folder and shows them; "UI (no batch)" sends them to the
+    client's websocket as SaveImageWebsocket does. The trigger input is passed on."""
     category = "Comfyroll Studio/Essential/Core"
     output_node = True
     images: IMAGE
@@ -450,18 +453,17 @@ class CRImageOutput(Node):
     comfy = ComfyAlias(("CR Image Output",), optional=("trigger",))
 
     def run(self):
-        from nodes.image import SaveImageWebsocket, preview
+        from nodes.image import SaveImageWebsocket
 
-        if self.output_type == "Preview":
-            preview(self.images)
-        elif self.output_type == "UI (no batch)":
+        if self.output_type == "UI (no batch)":
             _core(SaveImageWebsocket, images=self.images)
-        else:
-            self._save()
+        else:  # the pack writes a preview as it saves, to the temp folder
+            self._save(*((folders.temp, "temp") if self.output_type == "Preview" else (folders.outputs, "output")))
         return self.trigger
 
-    def _save(self):
+    def _save(self, root, kind: str):
         import datetime
+        from pathlib import Path
 
         from graphflow.images import image_to_pil
         from nodes.image import _next_counter, _png_metadata, _save_new
@@ -471,10 +473,12 @@ class CRImageOutput(Node):
             prefix = f"{prefix}_{datetime.date.today():%Y%m%d}"
         prefix = prefix[1:] if prefix.startswith("_") else prefix
         try:
-            folder, stem = folders.output_location(prefix)
+            target = safe_join(root, prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        subfolder = folder.relative_to(folders.outputs).as_posix()
+        folder, stem = target.parent, target.name
+        folder.mkdir(parents=True, exist_ok=True)
+        subfolder = folder.relative_to(Path(root).resolve()).as_posix()
         image_format, options = IMAGE_FORMATS[self.file_format]
         if image_format == "PNG":
             options = {**options, "pnginfo": _png_metadata()}
@@ -486,7 +490,7 @@ class CRImageOutput(Node):
             name, counter = _save_new(picture, folder, stem, counter, suffix=f"_.{self.file_format}",
                                       image_format=image_format, **options)
             counter += 1
-            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": kind})
         show(images=saved)
 
 
@@ -871,8 +875,10 @@ class CRSwitchModelAndCLIP(Node):
 
 
 class CRPipeSwitch(Node):
-    """pipe1 when Input is 1, else pipe2, as Comfyroll's CR Pipe Switch picks."""
+    """pipe1 when Input is 1, else pipe2, as Comfyroll's CR Pipe Switch picks. An output node, as
+    in the pack: it runs even when nothing reads its pipe."""
     category = "Comfyroll Studio/Essential/Pipe"
+    output_node = True
     Input: int = Int(1, min=1, max=2)
     pipe1: PIPE_LINE
     pipe2: PIPE_LINE

@@ -699,9 +699,24 @@ def test_image_output_saves_previews_and_passes_the_trigger(registry, tmp_folder
     assert (tmp_folders.outputs / "cr" / saved[0]["filename"]).read_bytes() == buffer.getvalue()
     preview = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "output_type": "Preview"}}}
     result = run_graph(registry, preview, ["1"])
-    assert result.values["1"][0] is True and result.outputs["1"]["images"][0]["type"] == "temp"
+    assert result.values["1"][0] is True
+    # the pack writes a preview as it saves, with the prefix and format, to the temp folder
+    shown = result.outputs["1"]["images"]
+    assert shown == [{"filename": f"{stem}_00001_.jpg", "subfolder": "cr", "type": "temp"}]
+    assert (tmp_folders.temp / "cr" / shown[0]["filename"]).read_bytes() == buffer.getvalue()
     bad = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "filename_prefix": "../out"}}}
     assert not Executor(registry).run(parse_workflow(bad, registry), outputs=["1"]).ok
+
+
+def test_seed_and_pipe_switch_are_output_nodes_as_in_the_pack(registry):
+    from graphflow.validation import output_nodes
+    graph = {"1": {"class_type": "CR Seed", "inputs": {"seed": 7}},
+             "2": {"class_type": "CR Image Pipe In", "inputs": {"width": 64, "height": 64, "upscale_factor": 1.0}},
+             "3": {"class_type": "CR Pipe Switch", "inputs": {"Input": 2, "pipe1": ["2", 0], "pipe2": ["2", 0]}}}
+    workflow = parse_workflow(graph, registry)
+    assert sorted(output_nodes(workflow, registry)) == ["1", "3"]
+    result = Executor(registry).run(workflow)  # no outputs named: a workflow of them runs, as ComfyUI runs it
+    assert result.ok and result.values["1"][0] == 7 and result.values["3"][0] == result.values["2"][0]
 
 
 def test_comfyui_clients_see_the_packs_required_and_optional_inputs(registry):
