@@ -235,7 +235,7 @@ class CRLatentBatchSize(Node):
         samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
         if samples is None:
             raise NodeInputError("latent", f"expected a LATENT with samples, got {type(self.latent).__name__}")
-        if samples.numel() * self.batch_size > MAX_LATENT_VALUES:  # a linked batch_size or latent size: unchecked before
+        if samples.numel() * self.batch_size > MAX_LATENT_VALUES:  # a linked batch_size or size: unchecked before
             raise NodeInputError("batch_size", f"{self.batch_size} copies of a latent of shape {tuple(samples.shape)} "
                                                f"are more than {MAX_LATENT_VALUES:,} values (64 latents of "
                                                f"{MAX_SIZE}x{MAX_SIZE} pixels)")

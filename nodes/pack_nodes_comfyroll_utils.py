@@ -685,7 +685,8 @@ class CRStringToNumber(Node):
     comfy = ComfyAlias(("CR String To Number",))
 
     def run(self):
-        return (*string_to_number(_text(self.text, "text"), self.round_integer), _help("Conversion-Nodes", "cr-string-to-number"))
+        return (*string_to_number(_text(self.text, "text"), self.round_integer),
+                _help("Conversion-Nodes", "cr-string-to-number"))
 
 
 class CRStringToCombo(Node):
@@ -938,13 +939,6 @@ def _pil_frames(images, input_name: str) -> list:
     return [image_to_pil(frame) for frame in images]
 
 
-def _tensor(picture):
-    """A picture as one IMAGE frame [H, W, C], its 8-bit values over 255, as the pack's pil2tensor."""
-    import numpy as np
-    import torch
-    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
-
-
 class CRColorPanel(Node):
     """An image of one colour (a named one, or fill_color_hex for "custom"), as Comfyroll's CR
     Color Panel makes it."""
@@ -996,6 +990,8 @@ class CRImageBorder(Node):
         import torch
         from PIL import ImageOps
 
+        from graphflow.images import pil_to_image
+
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
         sides = (self.left_thickness, self.top_thickness, self.right_thickness, self.bottom_thickness)
         frames = []
@@ -1004,7 +1000,7 @@ class CRImageBorder(Node):
                 picture = ImageOps.expand(picture, self.outline_thickness, fill=self.outline_color)
             if any(sides):
                 picture = ImageOps.expand(picture, sides, fill=border)
-            frames.append(_tensor(picture))
+            frames.append(pil_to_image(picture)[0])
         return torch.stack(frames), _help("Layout-Nodes", "cr-image-border")
 
 
@@ -1039,6 +1035,8 @@ class CROverlayTransparentImage(Node):
         import torch
         from PIL import Image
 
+        from graphflow.images import pil_to_image
+
         backs = _pil_frames(self.back_image, "back_image")
         overlays = _pil_frames(self.overlay_image, "overlay_image")
         if len(overlays) not in (1, len(backs)):
@@ -1056,7 +1054,7 @@ class CROverlayTransparentImage(Node):
             position = (back.width // 2 - overlay.width // 2 + self.offset_x,
                         back.height // 2 - overlay.height // 2 + self.offset_y)
             back.paste(overlay, position, overlay)
-            frames.append(_tensor(back))
+            frames.append(pil_to_image(back)[0])
         return torch.stack(frames)
 
 
@@ -1116,6 +1114,8 @@ class CRImagePanel(Node):
     def run(self):
         from PIL import Image
 
+        from graphflow.images import pil_to_image
+
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
         pictures = [_one_picture(getattr(self, name), name) for name in ("image_1", "image_2", "image_3", "image_4")
                     if getattr(self, name) is not None]
@@ -1127,7 +1127,7 @@ class CRImagePanel(Node):
         for picture in pictures:
             canvas.paste(picture, (offset, 0) if horizontal else (0, offset))
             offset += picture.width if horizontal else picture.height
-        return _tensor(canvas)[None], _help("Layout-Nodes", "cr-image-panel")
+        return pil_to_image(canvas), _help("Layout-Nodes", "cr-image-panel")
 
 
 class CRImageGridPanel(Node):
@@ -1158,6 +1158,8 @@ class CRImageGridPanel(Node):
     def run(self):
         from PIL import Image
 
+        from graphflow.images import pil_to_image
+
         if self.max_columns < 1:
             raise NodeInputError("max_columns", "must be at least 1")
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
@@ -1168,7 +1170,7 @@ class CRImageGridPanel(Node):
         canvas = Image.new("RGB", (width * min(self.max_columns, len(pictures)), height * rows))
         for i, picture in enumerate(pictures):
             canvas.paste(picture, ((i % self.max_columns) * width, (i // self.max_columns) * height))
-        return _tensor(canvas)[None], _help("Layout-Nodes", "cr-image-grid-panel")
+        return pil_to_image(canvas), _help("Layout-Nodes", "cr-image-grid-panel")
 
 
 class CRFeatheredBorder(Node):
@@ -1204,6 +1206,8 @@ class CRFeatheredBorder(Node):
         import torch
         from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+        from graphflow.images import pil_to_image
+
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
         radius, sides = self.feather_amount, (self.left_thickness, self.top_thickness, self.right_thickness,
                                               self.bottom_thickness)
@@ -1222,5 +1226,5 @@ class CRFeatheredBorder(Node):
             back.paste(back.filter(ImageFilter.GaussianBlur(radius / 2)), mask=mask)
             if any(sides):
                 back = ImageOps.expand(back, sides, fill=border)
-            frames.append(_tensor(back))
+            frames.append(pil_to_image(back)[0])
         return torch.stack(frames), _help("Layout-Nodes", "cr-feathered-border")
