@@ -16,8 +16,8 @@ Built in here:
 - core: CR Seed, CR Latent Batch Size, CR Conditioning Mixer (the core conditioning nodes), CR
   Select Model (CheckpointLoaderSimple), CR Image Output;
 - sizes: CR SD1.5 / SDXL Aspect Ratio, CR Aspect Ratio, CR Image Size (legacy), CR Upscale Image
-  (an upscale model, then Pillow's resize as the pack does it), CR Multi Upscale Stack and CR Apply
-  Multi Upscale;
+  (an upscale model, then Pillow's resize as the pack does it: always bicubic, its resampling_method
+  landing on an unused parameter there), CR Multi Upscale Stack and CR Apply Multi Upscale;
 - model merge: CR Model Merge Stack and CR Apply Model Merge (ModelMergeSimple and CLIPMergeSimple);
 - SDXL: CR SDXL Base Prompt Encoder (CLIPTextEncodeSDXL);
 - switches: the Image (2 and 4 way), Text (2 and 4 way), Model, Latent, Conditioning, Clip, VAE
@@ -42,7 +42,8 @@ list, animation, XY grid, schedule, pattern and filter nodes."""
 from __future__ import annotations
 
 from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, show, socket_type
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, safe_join, show, \
+    socket_type
 from nodes.controlnet import CONTROL_NET, _apply
 from nodes.controlnet import _load as load_controlnet
 from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _lora_rows
@@ -105,6 +106,11 @@ def _empty_latent(batch_size: int, width: int, height: int) -> dict:
     return {"samples": torch.zeros(batch_size, 4, height // 8, width // 8)}
 
 
+# the largest latent batch CR Latent Batch Size makes: 64 of MAX_SIZE x MAX_SIZE pixels (4 channels at 1/8
+# side), the largest the aspect-ratio nodes make; past it torch's allocation would fail without a word
+MAX_LATENT_VALUES = 64 * 4 * (MAX_SIZE // 8) ** 2
+
+
 def _aspect_estimate(presets, widgets, prescale=1.0):
     try:
         width, height = aspect_size(presets, widgets["aspect_ratio"], widgets["width"], widgets["height"],
@@ -119,12 +125,12 @@ class CRAspectRatioSD15(Node):
     empty latent batch of that size (4 channels at 1/8, sides rounded down), as Comfyroll's CR
     SD1.5 Aspect Ratio gives it; upscale_factor and batch_size are passed on."""
     category = "Comfyroll Studio/Essential/Aspect Ratio"
-    width: int = Int(512, min=64, max=8192)
-    height: int = Int(512, min=64, max=8192)
+    width: int = Int(512, min=64, max=8192, resource="width")
+    height: int = Int(512, min=64, max=8192, resource="height")
     aspect_ratio: str = Choice(("custom", *SD15_RATIOS), "custom")
     swap_dimensions: str = Choice(OFF_ON, "Off")
     upscale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = {"width": INT, "height": INT, "upscale_factor": FLOAT, "batch_size": INT, "empty_latent": LATENT,
                "show_help": STRING}
     comfy = ComfyAlias(("CR SD1.5 Aspect Ratio",))
@@ -143,12 +149,12 @@ class CRSDXLAspectRatio(Node):
     """An SDXL size from a preset (or width x height for "custom"), swapped on request, with an
     empty latent batch of that size, as Comfyroll's CR SDXL Aspect Ratio gives it."""
     category = "Comfyroll Studio/Essential/Aspect Ratio"
-    width: int = Int(1024, min=64, max=8192)
-    height: int = Int(1024, min=64, max=8192)
+    width: int = Int(1024, min=64, max=8192, resource="width")
+    height: int = Int(1024, min=64, max=8192, resource="height")
     aspect_ratio: str = Choice(("custom", *SDXL_RATIOS), "custom")
     swap_dimensions: str = Choice(OFF_ON, "Off")
     upscale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = dict(CRAspectRatioSD15.outputs)
     comfy = ComfyAlias(("CR SDXL Aspect Ratio",))
 
@@ -165,28 +171,33 @@ class CRSDXLAspectRatio(Node):
 class CRAspectRatio(Node):
     """An SD1.5 or SDXL size from a preset (or width x height for "custom"), swapped on request,
     then each side multiplied by prescale_factor (truncated), with an empty latent batch of that
-    size, as Comfyroll's CR Aspect Ratio gives it; the factors and batch_size are passed on."""
+    size, as Comfyroll's CR Aspect Ratio gives it; the factors and batch_size are passed on. A
+    prescaled side over 16384 pixels is refused (the pack would try to allocate it)."""
     category = "Comfyroll Studio/Essential/Aspect Ratio"
-    width: int = Int(1024, min=64, max=8192)
-    height: int = Int(1024, min=64, max=8192)
+    width: int = Int(1024, min=64, max=8192, resource="width")
+    height: int = Int(1024, min=64, max=8192, resource="height")
     aspect_ratio: str = Choice(("custom", *MIXED_RATIOS), "custom")
     swap_dimensions: str = Choice(OFF_ON, "Off")
     upscale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
     prescale_factor: float = Float(1.0, min=0.1, max=100.0, step=0.1)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = {"width": INT, "height": INT, "upscale_factor": FLOAT, "prescale_factor": FLOAT, "batch_size": INT,
                "empty_latent": LATENT, "show_help": STRING}
     comfy = ComfyAlias(("CR Aspect Ratio",))
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _aspect_estimate(MIXED_RATIOS, widgets, widgets.get("prescale_factor", 1.0))
+        # a linked factor is unknown until the run (checked there): its least, 0.1, gives a lower bound
+        return _aspect_estimate(MIXED_RATIOS, widgets, widgets.get("prescale_factor", 0.1))
 
     def run(self):
         width, height = aspect_size(MIXED_RATIOS, self.aspect_ratio, self.width, self.height, self.swap_dimensions,
                                     self.prescale_factor)
         if width < 8 or height < 8:  # prescaled below one latent pixel: an empty latent of no size
             raise NodeInputError("prescale_factor", f"makes the size {width}x{height}; a latent needs 8 pixels a side")
+        if max(width, height) > MAX_SIZE:  # a linked factor the check before the run could not see
+            raise NodeInputError("prescale_factor", f"{self.prescale_factor} makes the size {width}x{height}: expected "
+                                                    f"at most {MAX_SIZE} pixels a side")
         return (width, height, self.upscale_factor, self.prescale_factor, self.batch_size,
                 _empty_latent(self.batch_size, width, height), _help("Aspect-Ratio-Nodes", "cr-aspect-ratio"))
 
@@ -208,7 +219,8 @@ class CRImageSize(Node):
 class CRLatentBatchSize(Node):
     """The latent's samples repeated batch_size times one after another (a batch of 2 becomes
     a, b, a, b ...), as Comfyroll's CR Latent Batch Size makes it; like the pack, only the samples
-    are kept (a noise mask or batch indices are dropped)."""
+    are kept (a noise mask or batch indices are dropped). A result larger than 64 latents of
+    16384 x 16384 pixels is refused."""
     category = "Comfyroll Studio/Essential/Core"
     latent: LATENT
     batch_size: int = Int(2, min=1, max=999)
@@ -223,6 +235,10 @@ class CRLatentBatchSize(Node):
         samples = self.latent.get("samples") if isinstance(self.latent, dict) else None
         if samples is None:
             raise NodeInputError("latent", f"expected a LATENT with samples, got {type(self.latent).__name__}")
+        if samples.numel() * self.batch_size > MAX_LATENT_VALUES:  # a linked batch_size or size: unchecked before
+            raise NodeInputError("batch_size", f"{self.batch_size} copies of a latent of shape {tuple(samples.shape)} "
+                                               f"are more than {MAX_LATENT_VALUES:,} values (64 latents of "
+                                               f"{MAX_SIZE}x{MAX_SIZE} pixels)")
         return {"samples": samples.repeat(self.batch_size, *[1] * (samples.ndim - 1))}
 
 
@@ -234,23 +250,25 @@ RESAMPLING = ("lanczos", "nearest", "bilinear", "bicubic")
 def cr_resize_size(width: int, height: int, mode: str, rescale_factor: float, resize_width: int,
                    rounding_modulus: int) -> tuple[int, int]:
     """The pack's apply_resize_image size for a width x height original: "rescale" each side
-    times the factor, truncated; "resize" resize_width wide and the original's aspect (height
-    truncated), each side rounded up to a multiple of rounding_modulus."""
+    times the factor, truncated; "resize" resize_width wide and resize_width times the original's
+    height / width (truncated: the pack's float ratio, so 640 x 323 at 1920 gives 968, not 969),
+    each side rounded up to a multiple of rounding_modulus."""
     if mode == "rescale":
         return int(width * rescale_factor), int(height * rescale_factor)
-    new_height = int(resize_width * height / width)
+    new_height = int(resize_width * (height / width))
     return (-(-resize_width // rounding_modulus) * rounding_modulus,
             -(-new_height // rounding_modulus) * rounding_modulus)
 
 
 class CRUpscaleImage(Node):
     """Upscale images with an upscale model (from models/upscale_models, run in 512-pixel tiles
-    overlapping by 32 as ImageUpscaleWithModel does), then resize them with Pillow as Comfyroll's
-    CR Upscale Image does: "rescale" to the original size times rescale_factor, "resize" to
-    resize_width wide keeping the aspect, both sides rounded up to rounding_modulus. With
-    supersample "true" Pillow first resizes to 8 times that size, then down to it. The resize
+    overlapping by 32 as ImageUpscaleWithModel does), then resize them with Pillow's bicubic filter
+    as Comfyroll's CR Upscale Image does: "rescale" to the original size times rescale_factor,
+    "resize" to resize_width wide keeping the aspect, both sides rounded up to rounding_modulus.
+    With supersample "true" Pillow first resizes to 8 times that size, then down to it. The resize
     goes through 8-bit pictures, as the pack's does. When the model kept the width and the factor
-    is 1, the model's images are given as they are."""
+    is 1, the model's images are given as they are. resampling_method is ignored, as in the pack
+    (its code passes the choice where the resize takes a height, so it always resizes bicubic)."""
     category = "Comfyroll Studio/Essential/Upscale"
     image: IMAGE
     upscale_model: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
@@ -288,8 +306,8 @@ class CRUpscaleImage(Node):
         if new_width < 1 or new_height < 1:
             raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
                                  f"makes the size {new_width}x{new_height}")
-        return (_pillow_resize(upscaled, new_width, new_height, self.resampling_method, self.supersample),
-                _help("Upscale-Nodes", "cr-upscale-image"))
+        return _pillow_resize(upscaled, new_width, new_height, self.supersample), _help("Upscale-Nodes",
+                                                                                        "cr-upscale-image")
 
 
 def _model_upscale(image, model_name: str, input_name: str):
@@ -298,24 +316,22 @@ def _model_upscale(image, model_name: str, input_name: str):
     return _core(ImageUpscaleWithModel, {"upscale_model": input_name}, upscale_model=model, image=image)
 
 
-def _pillow_resize(images, width: int, height: int, method: str, supersample: str):
-    """Each image resized with Pillow as the pack's apply_resize_image does: through its 8-bit
-    picture, first to 8 times the size when supersampling."""
-    import numpy as np
+def _pillow_resize(images, width: int, height: int, supersample: str):
+    """Each image resized with Pillow's bicubic filter as the pack's apply_resize_image does (the
+    pack's nodes never pass it their resampling_method): through its 8-bit picture, first to 8
+    times the size when supersampling. That 8x picture stays 8-bit, frame by frame, as there
+    (graphflow.images.pil_resize would hold the batch of them as float tensors)."""
     import torch
     from PIL import Image
 
-    from graphflow.images import image_to_pil
+    from graphflow.images import image_to_pil, pil_to_image
 
-    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                "lanczos": Image.LANCZOS}[method]
     frames = []
     for frame in images:
         picture = image_to_pil(frame)
         if supersample == "true":
-            picture = picture.resize((width * 8, height * 8), resample=resample)
-        picture = picture.resize((width, height), resample=resample)
-        frames.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
+            picture = picture.resize((width * 8, height * 8), resample=Image.BICUBIC)
+        frames.append(pil_to_image(picture.resize((width, height), resample=Image.BICUBIC))[0])
     return torch.stack(frames)
 
 
@@ -345,7 +361,7 @@ class CRMultiUpscaleStack(Node):
     comfy = ComfyAlias(("CR Multi Upscale Stack",), optional=("upscale_stack",))
 
     def run(self):
-        rows = [tuple(row) for row in self.upscale_stack or [] if row[0] != "None"]
+        rows = [row for row in _upscale_rows(self.upscale_stack) if row[0] != "None"]
         for i in (1, 2, 3):
             name = getattr(self, f"upscale_model_{i}")
             if name != "None" and getattr(self, f"switch_{i}") == "On":
@@ -353,11 +369,22 @@ class CRMultiUpscaleStack(Node):
         return rows, _help("Upscale-Nodes", "cr-multi-upscale-stack")
 
 
+def _upscale_rows(stack) -> list[tuple]:
+    """An UPSCALE_STACK's (upscale_model, rescale_factor) rows; it links from ANY outputs too."""
+    if stack is None:
+        return []
+    if not isinstance(stack, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in stack):
+        raise NodeInputError("upscale_stack", f"expected a list of (upscale_model, rescale_factor), got "
+                                              f"{stack!r:.80}")
+    return [tuple(row) for row in stack]
+
+
 class CRApplyMultiUpscale(Node):
     """Apply each upscale of a stack in turn, as Comfyroll's CR Apply Multi Upscale does: the
-    running image through the model, then resized with Pillow (as CR Upscale Image, "rescale") to
-    the original image's size times that entry's factor, so the last entry's factor sets the final
-    size."""
+    running image through the model, then resized with Pillow's bicubic filter (as CR Upscale
+    Image, "rescale") to the original image's size times that entry's factor, so the last entry's
+    factor sets the final size. resampling_method is ignored, as in the pack (it always resizes
+    bicubic)."""
     category = "Comfyroll Studio/Essential/Upscale"
     image: IMAGE
     resampling_method: str = Choice(RESAMPLING, "lanczos")
@@ -374,11 +401,7 @@ class CRApplyMultiUpscale(Node):
     def run(self):
         height, width = self.image.shape[1:3]
         image = self.image
-        for entry in self.upscale_stack or []:
-            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-                raise NodeInputError("upscale_stack", f"expected (upscale_model, rescale_factor) entries, got "
-                                                      f"{entry!r:.80}")
-            name, factor = entry
+        for name, factor in _upscale_rows(self.upscale_stack):
             upscaled = _model_upscale(image, name, "upscale_stack")
             if upscaled.shape[2] == width and factor == 1:
                 image = upscaled
@@ -386,7 +409,7 @@ class CRApplyMultiUpscale(Node):
             new_width, new_height = cr_resize_size(width, height, "rescale", factor, 0, self.rounding_modulus)
             if new_width < 1 or new_height < 1:
                 raise NodeInputError("upscale_stack", f"factor {factor} makes the size {new_width}x{new_height}")
-            image = _pillow_resize(upscaled, new_width, new_height, self.resampling_method, self.supersample)
+            image = _pillow_resize(upscaled, new_width, new_height, self.supersample)
         return image, _help("Upscale-Nodes", "cr-apply-multi-upscale")
 
 
@@ -395,8 +418,10 @@ class CRApplyMultiUpscale(Node):
 
 class CRSeed(Node):
     """A seed to link into samplers, as Comfyroll's CR Seed gives it (the editor's
-    control_after_generate follows the widget)."""
+    control_after_generate follows the widget). An output node, as in the pack: it runs even when
+    nothing reads its seed."""
     category = "Comfyroll Studio/Essential/Core"
+    output_node = True
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"seed": INT, "show_help": STRING}
     comfy = ComfyAlias(("CR Seed",))
@@ -411,11 +436,11 @@ IMAGE_FORMATS = {"png": ("PNG", {"compress_level": 4}), "jpg": ("JPEG", {}),
 
 
 class CRImageOutput(Node):
-    """Show or save images as Comfyroll's CR Image Output does: "Preview" shows them (PNGs in the
-    temp folder), "Save" writes them to the outputs folder as `prefix_NNNNN_.png` (or .jpg, .webp
-    lossy at quality 80, .tif) with the workflow embedded in PNGs as SaveImage does, the prefix
-    followed by _yyyyMMdd (today) with that preset; "UI (no batch)" sends them to the client's
-    websocket as SaveImageWebsocket does. The trigger input is passed on."""
+    """Show or save images as Comfyroll's CR Image Output does: "Save" writes them to the outputs
+    folder as `prefix_NNNNN_.png` (or .jpg, .webp lossy at quality 80, .tif) with the workflow
+    embedded in PNGs as SaveImage does, the prefix followed by _yyyyMMdd (today) with that preset;
+    "Preview" writes them so to the temp folder and shows them; "UI (no batch)" sends them to the
+    client's websocket as SaveImageWebsocket does. The trigger input is passed on."""
     category = "Comfyroll Studio/Essential/Core"
     output_node = True
     images: IMAGE
@@ -428,18 +453,17 @@ class CRImageOutput(Node):
     comfy = ComfyAlias(("CR Image Output",), optional=("trigger",))
 
     def run(self):
-        from nodes.image import SaveImageWebsocket, preview
+        from nodes.image import SaveImageWebsocket
 
-        if self.output_type == "Preview":
-            preview(self.images)
-        elif self.output_type == "UI (no batch)":
+        if self.output_type == "UI (no batch)":
             _core(SaveImageWebsocket, images=self.images)
-        else:
-            self._save()
+        else:  # the pack writes a preview as it saves, to the temp folder
+            self._save(*((folders.temp, "temp") if self.output_type == "Preview" else (folders.outputs, "output")))
         return self.trigger
 
-    def _save(self):
+    def _save(self, root, kind: str):
         import datetime
+        from pathlib import Path
 
         from graphflow.images import image_to_pil
         from nodes.image import _next_counter, _png_metadata, _save_new
@@ -449,10 +473,12 @@ class CRImageOutput(Node):
             prefix = f"{prefix}_{datetime.date.today():%Y%m%d}"
         prefix = prefix[1:] if prefix.startswith("_") else prefix
         try:
-            folder, stem = folders.output_location(prefix)
+            target = safe_join(root, prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        subfolder = folder.relative_to(folders.outputs).as_posix()
+        folder, stem = target.parent, target.name
+        folder.mkdir(parents=True, exist_ok=True)
+        subfolder = folder.relative_to(Path(root).resolve()).as_posix()
         image_format, options = IMAGE_FORMATS[self.file_format]
         if image_format == "PNG":
             options = {**options, "pnginfo": _png_metadata()}
@@ -464,7 +490,7 @@ class CRImageOutput(Node):
             name, counter = _save_new(picture, folder, stem, counter, suffix=f"_.{self.file_format}",
                                       image_format=image_format, **options)
             counter += 1
-            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": kind})
         show(images=saved)
 
 
@@ -849,8 +875,10 @@ class CRSwitchModelAndCLIP(Node):
 
 
 class CRPipeSwitch(Node):
-    """pipe1 when Input is 1, else pipe2, as Comfyroll's CR Pipe Switch picks."""
+    """pipe1 when Input is 1, else pipe2, as Comfyroll's CR Pipe Switch picks. An output node, as
+    in the pack: it runs even when nothing reads its pipe."""
     category = "Comfyroll Studio/Essential/Pipe"
+    output_node = True
     Input: int = Int(1, min=1, max=2)
     pipe1: PIPE_LINE
     pipe2: PIPE_LINE
@@ -1067,9 +1095,9 @@ class CRApplyMultiControlNet(Node):
         url = _help("ControlNet-Nodes", "cr-apply-multi-controlnet-stack")
         if self.switch == "Off":
             return self.base_positive, self.base_negative, url
-        stack = [(load_controlnet(entry[0]), *entry[1:]) if isinstance(entry, (tuple, list)) and entry
-                 and isinstance(entry[0], str) else entry for entry in self.controlnet_stack or []]
-        try:
+        try:  # loading a named file too: its errors are about this node's stack, not a widget of its own
+            stack = [(load_controlnet(entry[0]), *entry[1:]) if isinstance(entry, (tuple, list)) and entry
+                     and isinstance(entry[0], str) else entry for entry in self.controlnet_stack or []]
             positive, negative = _apply_cnet_stack(self.base_positive, self.base_negative, stack)
         except NodeInputError as e:
             raise NodeInputError("controlnet_stack", str(e)) from None

@@ -44,6 +44,14 @@ from nodes.strings import _fits
 # -- text -------------------------------------------------------------------------------------
 
 
+def _text(value, input_name: str) -> str:
+    """A STRING socket's value, which must be text: an ANY output (CR Value's, a list's item) links
+    into it unchecked before the run."""
+    if not isinstance(value, str):
+        raise NodeInputError(input_name, f"expected text, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
 class CRPromptText(Node):
     """A prompt typed in a box, given on as text, as Comfyroll's CR Prompt Text does."""
     category = "Comfyroll Studio/Essential/Core"
@@ -142,7 +150,8 @@ class CRTextConcatenate(Node):
     comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2", "separator"))
 
     def run(self):
-        first, second = self.text1 or "", self.text2 or ""
+        first = "" if self.text1 is None else _text(self.text1, "text1")
+        second = "" if self.text2 is None else _text(self.text2, "text2")
         _fits(len(first) + len(self.separator) + len(second), "separator")
         return first + self.separator + second, _help("List-Nodes", "cr-text-concatenate")
 
@@ -163,9 +172,7 @@ class CRTextReplace(Node):
     comfy = ComfyAlias(("CR Text Replace",), optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
 
     def run(self):
-        if not isinstance(self.text, str):
-            raise NodeInputError("text", f"expected text, got {type(self.text).__name__}")
-        text = self.text
+        text = _text(self.text, "text")
         for i in (1, 2, 3):
             find, replace = getattr(self, f"find{i}"), getattr(self, f"replace{i}")
             _fits(len(text) + text.count(find) * (len(replace) - len(find)), f"replace{i}")
@@ -258,7 +265,7 @@ class CRTextBlacklist(Node):
     comfy = ComfyAlias(("CR Text Blacklist",), optional=("replacement_text",))
 
     def run(self):
-        text = self.text
+        text = _text(self.text, "text")
         for line in self.blacklist_words.split("\n"):
             word = line.strip()
             if word:
@@ -282,7 +289,7 @@ class CRTextOperation(Node):
     comfy = ComfyAlias(("CR Text Operation",))
 
     def run(self):
-        return TEXT_OPERATIONS[self.operation](self.text), _help("List-Nodes", "cr-text_operation")
+        return TEXT_OPERATIONS[self.operation](_text(self.text, "text")), _help("List-Nodes", "cr-text_operation")
 
 
 class CRTextLength(Node):
@@ -293,7 +300,7 @@ class CRTextLength(Node):
     comfy = ComfyAlias(("CR Text Length",))
 
     def run(self):
-        return len(self.text), _help("List-Nodes", "cr-text-length")
+        return len(_text(self.text, "text")), _help("List-Nodes", "cr-text-length")
 
 
 def list_rows(text: str, start_index: int, max_rows: int) -> list[str]:
@@ -390,7 +397,10 @@ def float_range(start: float, end: float, step: float, operation: str, decimal_p
         step = -step
     if step == 0:
         raise NodeInputError("step", "is 0: the range would never reach its end")
-    count = max(0, math.ceil((end + step - start) / step))
+    try:
+        count = max(0, math.ceil((end + step - start) / step))
+    except (OverflowError, ValueError):  # a step so small the count is infinite, or not a number
+        raise NodeInputError("step", f"{step} gives no countable range from {start} to {end}") from None
     _list_fits(count, "step")
     values = [round(float(FLOAT_RANGE_OPERATIONS[operation](v)), decimal_places)
               for v in np.arange(start, end + step, step)]
@@ -452,8 +462,9 @@ class CRTextListToString(Node):
     comfy = ComfyAlias(("CR Text List To String",))
 
     def run(self):
-        _fits(sum(len(t) + 1 for t in self.text_list), "text_list")
-        return "\n".join(self.text_list), _help("List-Nodes", "cr-text-list-to-string")
+        texts = [_text(text, "text_list") for text in self.text_list]
+        _fits(sum(len(t) + 1 for t in texts), "text_list")
+        return "\n".join(texts), _help("List-Nodes", "cr-text-list-to-string")
 
 
 class CRBatchImagesFromList(Node):
@@ -468,6 +479,8 @@ class CRBatchImagesFromList(Node):
     def run(self):
         import torch
 
+        if not self.image_list:
+            raise NodeInputError("image_list", "is an empty list: there are no images to batch")
         first = self.image_list[0]
         for k, images in enumerate(self.image_list):
             if images.shape[1:] != first.shape[1:]:
@@ -632,7 +645,7 @@ class CRSetValueOnString(Node):
     comfy = ComfyAlias(("CR Set Value on String",), optional=("test_string", "value_if_true", "value_if_false"))
 
     def run(self):
-        found = self.test_string in self.text
+        found = self.test_string in _text(self.text, "text")
         return (self.value_if_true if found else self.value_if_false), found, \
             _help("List-Nodes", "cr-set-value-on-string")
 
@@ -672,7 +685,8 @@ class CRStringToNumber(Node):
     comfy = ComfyAlias(("CR String To Number",))
 
     def run(self):
-        return (*string_to_number(self.text, self.round_integer), _help("Conversion-Nodes", "cr-string-to-number"))
+        return (*string_to_number(_text(self.text, "text"), self.round_integer),
+                _help("Conversion-Nodes", "cr-string-to-number"))
 
 
 class CRStringToCombo(Node):
@@ -684,7 +698,7 @@ class CRStringToCombo(Node):
     comfy = ComfyAlias(("CR String To Combo",))
 
     def run(self):
-        if self.text == "":
+        if _text(self.text, "text") == "":
             raise NodeInputError("text", "is empty: there is no value to give")
         return self.text.split(",")[0], _help("Conversion-Nodes", "cr-string-to-combo")
 
@@ -925,13 +939,6 @@ def _pil_frames(images, input_name: str) -> list:
     return [image_to_pil(frame) for frame in images]
 
 
-def _tensor(picture):
-    """A picture as one IMAGE frame [H, W, C], its 8-bit values over 255, as the pack's pil2tensor."""
-    import numpy as np
-    import torch
-    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
-
-
 class CRColorPanel(Node):
     """An image of one colour (a named one, or fill_color_hex for "custom"), as Comfyroll's CR
     Color Panel makes it."""
@@ -983,6 +990,8 @@ class CRImageBorder(Node):
         import torch
         from PIL import ImageOps
 
+        from graphflow.images import pil_to_image
+
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
         sides = (self.left_thickness, self.top_thickness, self.right_thickness, self.bottom_thickness)
         frames = []
@@ -991,7 +1000,7 @@ class CRImageBorder(Node):
                 picture = ImageOps.expand(picture, self.outline_thickness, fill=self.outline_color)
             if any(sides):
                 picture = ImageOps.expand(picture, sides, fill=border)
-            frames.append(_tensor(picture))
+            frames.append(pil_to_image(picture)[0])
         return torch.stack(frames), _help("Layout-Nodes", "cr-image-border")
 
 
@@ -1026,6 +1035,8 @@ class CROverlayTransparentImage(Node):
         import torch
         from PIL import Image
 
+        from graphflow.images import pil_to_image
+
         backs = _pil_frames(self.back_image, "back_image")
         overlays = _pil_frames(self.overlay_image, "overlay_image")
         if len(overlays) not in (1, len(backs)):
@@ -1043,7 +1054,7 @@ class CROverlayTransparentImage(Node):
             position = (back.width // 2 - overlay.width // 2 + self.offset_x,
                         back.height // 2 - overlay.height // 2 + self.offset_y)
             back.paste(overlay, position, overlay)
-            frames.append(_tensor(back))
+            frames.append(pil_to_image(back)[0])
         return torch.stack(frames)
 
 
@@ -1088,8 +1099,22 @@ class CRImagePanel(Node):
     outputs = {"image": IMAGE, "show_help": STRING}
     comfy = ComfyAlias(("CR Image Panel",), optional=("image_2", "image_3", "image_4", "border_color_hex"))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        sizes = [inputs[name] for name in ("image_1", "image_2", "image_3", "image_4") if name in inputs]
+        try:
+            frame = 2 * (widgets["border_thickness"] + widgets["outline_thickness"])
+            widths, heights = [s.width + frame for s in sizes], [s.height + frame for s in sizes]
+            if widgets["layout_direction"] == "horizontal":
+                return Estimate(Size(1, max(heights), sum(widths)))
+            return Estimate(Size(1, sum(heights), max(widths)))
+        except (AttributeError, KeyError, TypeError, ValueError):  # a size or widget unknown before the run
+            return Estimate()
+
     def run(self):
         from PIL import Image
+
+        from graphflow.images import pil_to_image
 
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
         pictures = [_one_picture(getattr(self, name), name) for name in ("image_1", "image_2", "image_3", "image_4")
@@ -1102,7 +1127,7 @@ class CRImagePanel(Node):
         for picture in pictures:
             canvas.paste(picture, (offset, 0) if horizontal else (0, offset))
             offset += picture.width if horizontal else picture.height
-        return _tensor(canvas)[None], _help("Layout-Nodes", "cr-image-panel")
+        return pil_to_image(canvas), _help("Layout-Nodes", "cr-image-panel")
 
 
 class CRImageGridPanel(Node):
@@ -1133,6 +1158,8 @@ class CRImageGridPanel(Node):
     def run(self):
         from PIL import Image
 
+        from graphflow.images import pil_to_image
+
         if self.max_columns < 1:
             raise NodeInputError("max_columns", "must be at least 1")
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
@@ -1143,7 +1170,7 @@ class CRImageGridPanel(Node):
         canvas = Image.new("RGB", (width * min(self.max_columns, len(pictures)), height * rows))
         for i, picture in enumerate(pictures):
             canvas.paste(picture, ((i % self.max_columns) * width, (i // self.max_columns) * height))
-        return _tensor(canvas)[None], _help("Layout-Nodes", "cr-image-grid-panel")
+        return pil_to_image(canvas), _help("Layout-Nodes", "cr-image-grid-panel")
 
 
 class CRFeatheredBorder(Node):
@@ -1179,6 +1206,8 @@ class CRFeatheredBorder(Node):
         import torch
         from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+        from graphflow.images import pil_to_image
+
         border = cr_color(self.border_color, self.border_color_hex, "border_color_hex")
         radius, sides = self.feather_amount, (self.left_thickness, self.top_thickness, self.right_thickness,
                                               self.bottom_thickness)
@@ -1197,5 +1226,5 @@ class CRFeatheredBorder(Node):
             back.paste(back.filter(ImageFilter.GaussianBlur(radius / 2)), mask=mask)
             if any(sides):
                 back = ImageOps.expand(back, sides, fill=border)
-            frames.append(_tensor(back))
+            frames.append(pil_to_image(back)[0])
         return torch.stack(frames), _help("Layout-Nodes", "cr-feathered-border")

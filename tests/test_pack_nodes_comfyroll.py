@@ -91,6 +91,38 @@ def test_a_huge_prescale_is_refused_before_running(registry):
     assert validate(parse_workflow(graph, registry), registry, outputs=["1"], limits=limits) == []
 
 
+def test_a_linked_prescale_is_checked_when_it_runs(registry):
+    from graphflow.resource_limits import SERVER_LIMITS
+    from graphflow.validation import validate
+    from nodes.pack_nodes_comfyroll import CRAspectRatio
+    graph = {"v": {"class_type": "CR Value", "inputs": {"value": 100.0}},
+             "1": {"class_type": "CR Aspect Ratio", "inputs": {"width": 8192, "height": 8192, "aspect_ratio": "custom",
+                                                               "swap_dimensions": "Off", "upscale_factor": 1.0,
+                                                               "prescale_factor": ["v", 0], "batch_size": 64}},
+             "2": {"class_type": "CR Latent Batch Size", "inputs": {"latent": ["1", 5], "batch_size": 2}}}
+    # before the run the factor is unknown: its least (0.1) gives a lower bound, which keeps the batch check
+    widgets = {"width": 8192, "height": 8192, "aspect_ratio": "custom", "swap_dimensions": "Off", "batch_size": 64}
+    assert CRAspectRatio.estimate(widgets, {}).size.pixels == int(8192 * 0.1) ** 2
+    problems = validate(parse_workflow(graph, registry), registry, outputs=["2"], limits=SERVER_LIMITS)
+    assert [(p.node_id, p.input) for p in problems] == [("2", "latent")]  # 128 latents: more than 64
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert not result.ok and result.error["input"] == "prescale_factor"  # not torch's failed allocation
+    assert "819200x819200" in result.error["message"]
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRAspectRatio", width=8192, height=8192, prescale_factor=2.01, batch_size=1)
+    assert caught.value.input == "prescale_factor"
+    assert call(registry, "CRAspectRatio", width=8192, height=64, prescale_factor=2.0)[:2] == (16384, 128)
+
+
+def test_latent_batch_size_refuses_a_batch_beyond_the_largest_latent(registry):
+    samples = torch.empty(64, 4, 1024, 1024, device="meta")  # 64 latents of 8192 x 8192: no memory taken
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRLatentBatchSize", latent={"samples": samples}, batch_size=5)
+    assert caught.value.input == "batch_size"
+    out = call(registry, "CRLatentBatchSize", latent={"samples": samples}, batch_size=4)  # 64 of 16384 x 16384
+    assert out["samples"].shape == (256, 4, 1024, 1024)
+
+
 def test_latent_batch_size_and_image_size(registry):
     samples = torch.randn(2, 4, 3, 5)
     out = call(registry, "CRLatentBatchSize", latent={"samples": samples, "batch_index": [0, 1]}, batch_size=3)
@@ -103,14 +135,18 @@ def test_latent_batch_size_and_image_size(registry):
     ((101, 61), "rescale", 0.5, 0, 8, (50, 30)),  # truncated, not rounded to the modulus
     ((100, 60), "resize", 0, 100, 8, (104, 64)),  # 60 -> 64, 100 -> 104: rounded up
     ((100, 75), "resize", 0, 64, 16, (64, 48)),
+    ((640, 323), "resize", 0, 1920, 8, (1920, 968)),  # int(1920 * 0.5046875...) is 968, the exact 969 -> 976
 ])
 def test_cr_resize_size(size, mode, factor, width, modulus, want):
     assert cr_resize_size(*size, mode, factor, width, modulus) == want
+    if mode == "resize":  # the pack's apply_resize_image: height int(width * (original_height / original_width))
+        height = int(width * (size[1] / size[0]))
+        assert want[1] == height + (-height % modulus)
 
 
 @pytest.mark.parametrize("mode, supersample, method", [("rescale", "true", "lanczos"), ("resize", "false", "bicubic"),
                                                        ("rescale", "false", "nearest")])
-def test_upscale_image_is_the_model_then_pillows_resize(registry, models, mode, supersample, method):
+def test_upscale_image_is_the_model_then_pillows_bicubic_resize(registry, models, mode, supersample, method):
     write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
     image = torch.rand(2, 12, 10, 3, generator=torch.Generator().manual_seed(0))
     graph = {"m": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x2.safetensors"}},
@@ -123,13 +159,13 @@ def test_upscale_image_is_the_model_then_pillows_resize(registry, models, mode, 
                     rescale_factor=1.7, resize_width=27, resampling_method=method, supersample=supersample,
                     rounding_modulus=8))[0]
     # the pack's steps written out with Pillow: the original size times the factor (or 27 wide,
-    # rounded up to 8), from the 8-bit picture of the model's output, 8x first when supersampling
+    # rounded up to 8), from the 8-bit picture of the model's output, 8x first when supersampling;
+    # always bicubic whatever resampling_method says (the pack passes it where a height goes)
     w, h = (17, 20) if mode == "rescale" else (32, 32)  # int(27 * 12 / 10) = 32
-    filters = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
     picture = image_to_pil(upscaled[0])
     if supersample == "true":
-        picture = picture.resize((w * 8, h * 8), resample=filters[method])
-    want = np.asarray(picture.resize((w, h), resample=filters[method]), dtype=np.float32) / 255.0
+        picture = picture.resize((w * 8, h * 8), resample=Image.BICUBIC)
+    want = np.asarray(picture.resize((w, h), resample=Image.BICUBIC), dtype=np.float32) / 255.0
     assert got.shape == (1, h, w, 3)
     assert torch.equal(got[0], torch.from_numpy(want))
 
@@ -165,6 +201,24 @@ def test_text_nodes(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CRTextReplace", text="x" * 1000, find1="", replace1="y" * 100_000)
     assert caught.value.input == "replace1"
+
+
+@pytest.mark.parametrize("node, inputs, name", [
+    ("CRTextConcatenate", {"text1": "a", "text2": 5}, "text2"), ("CRTextReplace", {"text": 5}, "text"),
+    ("CRTextLength", {"text": 5}, "text"), ("CRTextBlacklist", {"text": 5, "blacklist_words": "a"}, "text"),
+    ("CRTextOperation", {"text": 5}, "text"), ("CRSetValueOnString", {"text": 5}, "text"),
+    ("CRStringToNumber", {"text": 5}, "text"), ("CRStringToCombo", {"text": [1]}, "text"),
+    ("CRTextListToString", {"text_list": ["a", 2]}, "text_list"),
+    ("CRMultiUpscaleStack", {"upscale_stack": [1]}, "upscale_stack"),
+    ("CRMultiUpscaleStack", {"upscale_stack": "ab"}, "upscale_stack"),
+    ("CRApplyMultiUpscale", {"image": torch.rand(1, 4, 4, 3), "upscale_stack": [("x.pth",)]}, "upscale_stack"),
+    ("CRBatchImagesFromList", {"image_list": []}, "image_list"),
+])
+def test_sockets_fed_from_any_outputs_are_checked(registry, node, inputs, name):
+    # an ANY output (CR Value, a list's items) links into a STRING or stack socket unchecked before the run
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, node, **inputs)
+    assert caught.value.input == name
 
 
 def test_conversions_and_values(registry):
@@ -355,6 +409,15 @@ def test_controlnet_nodes_equal_the_core_controls(registry, models):
     off = {**graph, "a": {**graph["a"], "inputs": {**graph["a"]["inputs"], "switch": "Off"}}}
     result = run_graph(registry, off, ["a", "p"])
     assert result.values["a"][0] is result.values["p"][0]
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "missing.safetensors"])
+def test_apply_multi_controlnet_names_its_stack_for_a_file_it_cannot_load(registry, models, name):
+    # the pack's older stacks carry file names, loaded here: a bad one is this node's stack's fault
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRApplyMultiControlNet", base_positive=[], base_negative=[], switch="On",
+             controlnet_stack=[(name, torch.rand(1, 8, 8, 3), 1.0, 0.0, 1.0)])
+    assert caught.value.input == "controlnet_stack"
 
 
 # -- the pack's graphs ----------------------------------------------------------------------
@@ -636,9 +699,24 @@ def test_image_output_saves_previews_and_passes_the_trigger(registry, tmp_folder
     assert (tmp_folders.outputs / "cr" / saved[0]["filename"]).read_bytes() == buffer.getvalue()
     preview = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "output_type": "Preview"}}}
     result = run_graph(registry, preview, ["1"])
-    assert result.values["1"][0] is True and result.outputs["1"]["images"][0]["type"] == "temp"
+    assert result.values["1"][0] is True
+    # the pack writes a preview as it saves, with the prefix and format, to the temp folder
+    shown = result.outputs["1"]["images"]
+    assert shown == [{"filename": f"{stem}_00001_.jpg", "subfolder": "cr", "type": "temp"}]
+    assert (tmp_folders.temp / "cr" / shown[0]["filename"]).read_bytes() == buffer.getvalue()
     bad = {**graph, "1": {**graph["1"], "inputs": {**graph["1"]["inputs"], "filename_prefix": "../out"}}}
     assert not Executor(registry).run(parse_workflow(bad, registry), outputs=["1"]).ok
+
+
+def test_seed_and_pipe_switch_are_output_nodes_as_in_the_pack(registry):
+    from graphflow.validation import output_nodes
+    graph = {"1": {"class_type": "CR Seed", "inputs": {"seed": 7}},
+             "2": {"class_type": "CR Image Pipe In", "inputs": {"width": 64, "height": 64, "upscale_factor": 1.0}},
+             "3": {"class_type": "CR Pipe Switch", "inputs": {"Input": 2, "pipe1": ["2", 0], "pipe2": ["2", 0]}}}
+    workflow = parse_workflow(graph, registry)
+    assert sorted(output_nodes(workflow, registry)) == ["1", "3"]
+    result = Executor(registry).run(workflow)  # no outputs named: a workflow of them runs, as ComfyUI runs it
+    assert result.ok and result.values["1"][0] == 7 and result.values["3"][0] == result.values["2"][0]
 
 
 def test_comfyui_clients_see_the_packs_required_and_optional_inputs(registry):
@@ -676,6 +754,13 @@ def padded(frame, sides, color):
                      for c in range(3)], -1)
 
 
+@pytest.mark.parametrize("step", [5e-324, -5e-324])  # the count overflows: math.ceil(inf)
+def test_float_range_names_a_step_with_no_countable_range(registry, step):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CRFloatRangeList", start=0.0, end=1.0, step=step)
+    assert caught.value.input == "step"
+
+
 def test_image_panel_and_grid_panel(registry):
     generator = torch.Generator().manual_seed(5)
     a, b = torch.rand(1, 4, 6, 3, generator=generator), torch.rand(1, 7, 3, 3, generator=generator)
@@ -701,6 +786,26 @@ def test_image_panel_and_grid_panel(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CRImageGridPanel", images=batch, max_columns=0)
     assert caught.value.input == "max_columns"
+
+
+@pytest.mark.parametrize("direction", ["horizontal", "vertical"])
+def test_image_panel_estimate_is_the_canvas_it_makes(registry, direction):
+    from graphflow.resource_limits import Size, SERVER_LIMITS
+    from graphflow.validation import validate
+    from nodes.pack_nodes_comfyroll_utils import CRImagePanel
+    a, b, c = torch.rand(1, 4, 6, 3), torch.rand(1, 7, 3, 3), torch.rand(1, 5, 5, 3)
+    widgets = {"border_thickness": 2, "outline_thickness": 3, "layout_direction": direction}
+    out = rest(call(registry, "CRImagePanel", image_1=a, image_2=b, image_4=c, **widgets))[0]
+    sizes = {name: Size(1, x.shape[1], x.shape[2]) for name, x in (("image_1", a), ("image_2", b), ("image_4", c))}
+    got = CRImagePanel.estimate(widgets, sizes).size
+    assert (got.batch, got.height, got.width) == tuple(out.shape[:3])
+    # four framed 8192 x 8192 images side by side: refused before the run
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8192, "height": 8192, "batch_size": 1}},
+             "2": {"class_type": "CR Image Panel", "inputs": {**{f"image_{i}": ["1", 0] for i in (1, 2, 3, 4)},
+                                                              "border_thickness": 1024, "outline_thickness": 1024,
+                                                              "layout_direction": direction}}}
+    problems = validate(parse_workflow(graph, registry), registry, outputs=["2"], limits=SERVER_LIMITS)
+    assert problems and {p.node_id for p in problems} == {"2"}
 
 
 def test_feathered_border(registry):
@@ -801,11 +906,12 @@ def test_multi_upscale_resizes_each_step_to_the_original_size_times_its_factor(r
                       switch_2="Off", upscale_model_2="x2.safetensors", upscale_model_3="x2.safetensors",
                       rescale_factor_3=0.5))[0]
     assert stack == [("x2.safetensors", 1.5), ("x2.safetensors", 0.5)]
-    got = rest(call(registry, "CRApplyMultiUpscale", image=image, resampling_method="bicubic", supersample="false",
+    got = rest(call(registry, "CRApplyMultiUpscale", image=image, resampling_method="nearest", supersample="false",
                     upscale_stack=stack))[0]
     model = call(registry, "LoadUpscaleModel", model_name="x2.safetensors")
 
-    def step(x, width, height):  # the model, then Pillow's bicubic resize of the 8-bit picture
+    def step(x, width, height):  # the model, then Pillow's bicubic resize of the 8-bit picture, as the pack
+        # resizes whatever resampling_method says
         upscaled = call(registry, "ImageUpscaleWithModel", upscale_model=model, image=x)
         picture = image_to_pil(upscaled[0]).resize((width, height), resample=Image.BICUBIC)
         return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
