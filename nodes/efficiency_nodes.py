@@ -28,6 +28,8 @@ from nodes.pack_nodes import _apply_lora, _core, _lora_choices, random_seed
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 from nodes.vae import VAEDecode
 
+COMFY_PACK = "Efficiency Nodes"  # the custom node pack this module's ComfyUI classes come from
+
 LORA_STACK = socket_type("LORA_STACK", "#e5a03c",
                          "Efficiency Nodes' LoRAs to apply: (name, model strength, clip strength)")
 CONTROL_NET_STACK = socket_type("CONTROL_NET_STACK", "#00b87a",

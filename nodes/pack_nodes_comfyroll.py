@@ -52,6 +52,8 @@ from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.sampling import SEED_MAX
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
 
+COMFY_PACK = "ComfyUI_Comfyroll_CustomNodes"  # the custom node pack this module's ComfyUI classes come from
+
 PIPE_LINE = socket_type("PIPE_LINE", "#7e57c2", "Comfyroll's pipe: a tuple of the pieces a module passes on")
 
 WIKI = "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/"

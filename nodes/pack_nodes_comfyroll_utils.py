@@ -41,6 +41,8 @@ from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
 from nodes.sampling import SEED_MAX
 from nodes.strings import _fits
 
+COMFY_PACK = "ComfyUI_Comfyroll_CustomNodes"  # the custom node pack this module's ComfyUI classes come from
+
 # -- text -------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,8 @@ from graphflow.api import IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyA
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import _core
 
+COMFY_PACK = "comfyui_controlnet_aux"  # the custom node pack this module's ComfyUI classes come from
+
 MAX_RESOLUTION = 16384  # the pack's INPUT.RESOLUTION max (ComfyUI's MAX_RESOLUTION)
 MAX_IMAGEGEN_RESOLUTION = 8192  # hint_image_enchance.py's limit for the generation size
 SEED_MAX = 0xFFFFFFFFFFFFFFFF

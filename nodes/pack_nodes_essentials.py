@@ -38,6 +38,8 @@ from nodes.mask import MaskPreview
 from nodes.pack_nodes import _core
 from nodes.vae import VAEDecode
 
+COMFY_PACK = "ComfyUI_essentials"  # the custom node pack this module's ComfyUI classes come from
+
 ESSENTIALS_INT_LIMIT = 0xffffffffffffffff  # the pack's bounds of its number widgets, both signs
 DEVICES = ("auto", "cpu", "gpu")
 BATCH_LIMIT = 1_000_000  # the pack sets no maximum on batch sizes; the estimate refuses what can't fit

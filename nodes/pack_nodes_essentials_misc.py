@@ -30,6 +30,8 @@ from nodes.pack_nodes import _core, essentials_math
 from nodes.pack_nodes_essentials import ESSENTIALS_INT_LIMIT, _mask
 from nodes.sampling import SEED_MAX, KSamplerAdvanced, _estimate
 
+COMFY_PACK = "ComfyUI_essentials"  # the custom node pack this module's ComfyUI classes come from
+
 
 # -- utilities ----------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 import nodes.strings
 from nodes.strings import _fits
 
+COMFY_PACK = "ComfyUI Impact Pack"  # the custom node pack this module's ComfyUI classes come from
+
 BASIC_PIPE = socket_type("BASIC_PIPE", "#7e57c2", "Impact Pack's (model, clip, vae, positive, negative)")
 
 WILDCARD_PROMPT = "Select the Wildcard to add to the text"

@@ -22,6 +22,8 @@ from nodes.loaders import LoadVAE, load_unet
 from nodes.mask import grow_mask
 from nodes.pack_nodes import counted_inputs
 
+COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
+
 KJ_INT_LIMIT = 0xffffffffffffffff  # the pack's INTConstant and FloatConstant bounds, both signs
 
 # -- constants --------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator, image_or_latent_size
 from nodes.strings import _fits, _guarded
 
+COMFY_PACK = "ComfyUI-Custom-Scripts (pysssss)"  # the custom node pack this module's ComfyUI classes come from
+
 # -- loaders ------------------------------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from nodes.image import MAX_SIZE
 from nodes.latent import EmptyLatent
 from nodes.pack_nodes import _apply_lora, _core, image_or_latent_size, rgthree_lora_file
 
+COMFY_PACK = "rgthree-comfy"  # the custom node pack this module's ComfyUI classes come from
+
 RGTHREE_CONTEXT = socket_type("RGTHREE_CONTEXT", "#96a0ad",
                               "rgthree's context pipe: model, clip, vae, prompts, latent, seed, ... in one link")
 

@@ -30,6 +30,8 @@ from nodes.latent import _upscale
 from nodes.video import file_sha256
 from nodes.vae import _require_vae
 
+COMFY_PACK = "ComfyUI-VideoHelperSuite"  # the custom node pack this module's ComfyUI classes come from
+
 CATEGORY = "Video Helper Suite 🎥🅥🅗🅢"
 BIGMAX = 2 ** 53 - 1  # the pack's bounds for counts and indexes
 DIMMAX = 8192  # and for sizes

@@ -159,7 +159,8 @@ def render() -> str:
                 if alias.widgets is not None:
                     notes.append("UI saves of the pack's older versions read too (see the node's help)")
                 if class_type not in comfy_catalogue():
-                    notes.insert(0, f"custom node pack {custom_pack(class_type) or '(unnamed)'}")
+                    pack = getattr(sys.modules[cls.__module__], "COMFY_PACK", None) or custom_pack(class_type)
+                    notes.insert(0, f"custom node pack {pack or '(unnamed)'}")
                 shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
                 rows.append(f"| `{shown}` | `{cls.node_type}` | {'; '.join(notes)} |")
     catalogue = comfy_catalogue()
