@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import uuid
 
 from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
@@ -636,7 +637,14 @@ class WasImageSave(Node):
                 picture = picture.convert("RGB")
             name = self.file_name(prefix, counter)
             if self.overwrite_mode == "prefix_as_filename":
-                picture.save(folder / name, format=image_format, **options)
+                # written aside, then renamed onto the name: a link already there is replaced, never followed
+                temporary = folder / f".{name[:64]}.{uuid.uuid4().hex}.tmp"
+                try:
+                    with open(temporary, "xb") as f:
+                        picture.save(f, format=image_format, **options)
+                    os.replace(temporary, folder / name)
+                finally:
+                    temporary.unlink(missing_ok=True)
             else:
                 while True:  # the next free number: an existing file is never replaced
                     try:

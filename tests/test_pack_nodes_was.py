@@ -605,6 +605,21 @@ def test_image_save_names_files_as_the_pack_inside_the_output_folder(registry, t
     assert caught.value.input == "filename_prefix"
 
 
+def test_image_save_prefix_as_filename_replaces_a_link_never_writing_through_it(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    outside = tmp_path / "pwned.png"
+    outside.write_bytes(b"kept")
+    (tmp_folders.outputs / "victim.png").symlink_to(outside)
+    call(registry, "WasImageSave", images=IMAGES[:1], output_path="", filename_prefix="victim",
+         overwrite_mode="prefix_as_filename")
+    assert outside.read_bytes() == b"kept"
+    saved = tmp_folders.outputs / "victim.png"
+    assert not saved.is_symlink()
+    with Image.open(saved) as picture:
+        assert torch.equal(tensor(picture.convert("RGB")), tensor(pictures(IMAGES)[0]))
+    assert [p.name for p in tmp_folders.outputs.iterdir()] == ["victim.png"]  # no temporary file left
+
+
 def test_image_save_in_a_ui_graph_shows_its_files(registry, tmp_folders):
     nodes = [ui_node(1, "EmptyImage", [16, 16, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
              ui_node(2, "Image Save", ["out", "ComfyUI", "_", 4, "false", "png", 100, "false", "false", "false",
