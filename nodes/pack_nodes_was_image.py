@@ -668,8 +668,8 @@ BATCH_COUNTERS: dict[str, tuple[str, str, int]] = {}
 
 def batch_image_files(path: str, pattern: str) -> list:
     """Load Image Batch's files: the pattern (a glob, ** for subfolders) in the folder `path`
-    inside the input folder, pictures only, sorted; anything the pattern reaches outside the
-    folder (.., links) is left out."""
+    inside the input folder, pictures only, sorted; an absolute pattern or one with '..' is
+    refused, and what links lead to outside the folder is left out."""
     import glob
 
     try:
@@ -678,6 +678,11 @@ def batch_image_files(path: str, pattern: str) -> list:
         raise NodeInputError("path", f"{e} (images are read from the input folder only)") from None
     if not folder.is_dir():
         raise NodeInputError("path", f"no folder {path!r} in the input folder")
+    # refused before globbing: a recursive glob from / or above the folder walks the whole disk
+    parts = pattern.replace("\\", "/").split("/")
+    if pattern.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", pattern) or ".." in parts:
+        raise NodeInputError("pattern", f"{pattern!r} leaves the folder: expected a pattern inside it (no '..', "
+                                        "not absolute)")
     base = str(folders.inputs.resolve())
     found = []
     for name in glob.glob(os.path.join(glob.escape(str(folder)), pattern), recursive=True):
@@ -697,7 +702,8 @@ class WasLoadImageBatch(Node):
     gives the file's own mode, grey and palette ones too). Also gives the file's name, without
     its extension when filename_text_extension is "false". Follows the suite's later layout
     (the random mode and filename_text_extension; older saves lack them and read the same).
-    The pack reads any folder; here path is a folder inside the input folder."""
+    The pack reads any folder; here path is a folder inside the input folder, and a pattern
+    that is absolute or has '..' is refused."""
     category = "WAS Suite/IO"
     mode: str = Choice(("single_image", "incremental_image", "random"), "single_image")
     index: int = Int(0, min=0, max=150000)

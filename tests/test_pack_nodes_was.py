@@ -620,6 +620,18 @@ def test_image_save_prefix_as_filename_replaces_a_link_never_writing_through_it(
     assert [p.name for p in tmp_folders.outputs.iterdir()] == ["victim.png"]  # no temporary file left
 
 
+@pytest.mark.parametrize("pattern", ["/usr/**", "../**", "sub/../../*.png", "..\\*.png", "C:/x/*.png"])
+def test_load_image_batch_refuses_patterns_leaving_the_folder_before_globbing(registry, tmp_folders, monkeypatch,
+                                                                               pattern):
+    import glob
+    (tmp_folders.inputs / "batch").mkdir()
+    monkeypatch.setattr(glob, "glob", lambda *a, **k: pytest.fail("globbed"))
+    with pytest.raises(NodeInputError, match="leaves the folder") as caught:
+        call(registry, "WasLoadImageBatch", path="batch", pattern=pattern)
+    assert caught.value.input == "pattern"
+    assert was_image.WasLoadImageBatch.fingerprint(path="batch", pattern=pattern) is None
+
+
 def test_image_save_in_a_ui_graph_shows_its_files(registry, tmp_folders):
     nodes = [ui_node(1, "EmptyImage", [16, 16, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
              ui_node(2, "Image Save", ["out", "ComfyUI", "_", 4, "false", "png", 100, "false", "false", "false",
