@@ -553,9 +553,20 @@ def parse_tokens(text: str, now: float | None = None, input_name: str = "text") 
             _fits(len(text) + text.count(token) * max(len(value) - len(token), 0), input_name)
             text = text.replace(token, value)
     try:
-        return re.sub(r"\[time\((.*?)\)\]", lambda m: time.strftime(m.group(1), time.localtime(now)), text)
+        return "\n".join(_fill_time_formats(line, time.localtime(now)) for line in text.split("\n"))
     except ValueError as e:
         raise NodeInputError(input_name, f"a [time(...)] format time.strftime can't use: {e}") from None
+
+
+def _fill_time_formats(line: str, local) -> str:
+    """Each [time(FORMAT)] of one line (FORMAT up to the first ")]", as the pack's lazy regex
+    takes it) as time.strftime(FORMAT). A scan, not that regex: the regex retries from every
+    unclosed "[time(" to the line's end, quadratic in the line's length."""
+    out, at = [], 0
+    while (start := line.find("[time(", at)) != -1 and (end := line.find(")]", start + 6)) != -1:
+        out += [line[at:start], time.strftime(line[start + 6:end], local)]
+        at = end + 2
+    return "".join(out) + line[at:]
 
 
 class WasTextAddTokens(Node):

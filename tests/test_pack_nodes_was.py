@@ -210,6 +210,17 @@ def test_parse_tokens_fills_in_the_built_in_tokens():
     assert got == f"1700000000/{time.strftime('%Y-%m-%d', time.localtime(now))}/{os.uname().nodename}/[custom]"
 
 
+@pytest.mark.parametrize("text", ["[time(%Y)]-[time(%m)]", "[time(a(%d))]", "[time(%H\n)]", "[time(%Y)", "x)][time(]",
+                                  "[time(%Y)]\r[time(%j)]\n[time(", "[time([time(%Y)])]"])
+def test_parse_tokens_time_formats_as_the_pack_regex_and_fast_on_unclosed_ones(text):
+    now = 1_700_000_000.0
+    pack = re.sub(r"\[time\((.*?)\)\]", lambda m: time.strftime(m.group(1), time.localtime(now)), text)
+    assert parse_tokens(text, now) == pack
+    started = time.perf_counter()
+    parse_tokens("[time(" * 20000 + text, now)  # the lazy regex took seconds here
+    assert time.perf_counter() - started < 0.5
+
+
 def test_parse_a1111_embeddings(registry, tmp_folders):
     folder = tmp_folders.models / "embeddings"
     folder.mkdir(exist_ok=True)
