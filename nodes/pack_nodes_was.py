@@ -535,6 +535,21 @@ class WasTextDictionaryUpdate(Node):
 # Text Add Tokens' custom tokens {token: value}, used by every token parse after the built-in ones;
 # the pack keeps them in its settings file, here they last while graphflow runs
 CUSTOM_TOKENS: dict[str, str] = {}
+# the process-wide tables (custom tokens, Load Line / Load Image Batch counters) are shared by every
+# graph run: each keeps at most this many entries, the oldest set dropped first, and names this long
+MAX_REMEMBERED = 1000
+MAX_NAME = 256
+
+
+def remember(table: dict, name: str, value, input_name: str) -> None:
+    """table[name] = value, as the newest entry; refused for a name over MAX_NAME characters, and
+    the oldest entries dropped past MAX_REMEMBERED."""
+    if len(name) > MAX_NAME:
+        raise NodeInputError(input_name, f"{len(name):,} characters: expected a name of up to {MAX_NAME}")
+    table.pop(name, None)
+    table[name] = value
+    while len(table) > MAX_REMEMBERED:
+        del table[next(iter(table))]
 
 
 def parse_tokens(text: str, now: float | None = None, input_name: str = "text") -> str:
@@ -573,7 +588,9 @@ class WasTextAddTokens(Node):
     """Add custom tokens for the token parsers (Text Parse Tokens, the file nodes' paths and
     prefixes), one "token: value" a line, as WAS's Text Add Tokens does (the value ends at the
     next ':', as in the pack; blank lines are skipped). The pack keeps them in its settings
-    file; here they last while graphflow runs. print_current_tokens "true" logs them all."""
+    file; here they last while graphflow runs, shared by all graphs: up to 1000 tokens (the
+    oldest set dropped first), names of up to 256 characters. print_current_tokens "true" logs
+    them all."""
     category = "WAS Suite/Text/Tokens"
     output_node = True
     tokens: str = Text("[hello]: world", multiline=True)
@@ -594,7 +611,8 @@ class WasTextAddTokens(Node):
             if len(parts) < 2 or not parts[0].strip():
                 raise NodeInputError("tokens", f"expected \"token: value\" lines, got {line[:60]!r}")
             added[parts[0].strip()] = parts[1].strip()
-        CUSTOM_TOKENS.update(added)
+        for token, value in added.items():
+            remember(CUSTOM_TOKENS, token, value, "tokens")
         _log_tokens(self.print_current_tokens)
         return ()
 
@@ -617,7 +635,8 @@ class WasTextAddTokenByInput(Node):
     def run(self):
         if not self.token_name.strip():
             raise NodeInputError("token_name", "empty: a token needs a name")
-        CUSTOM_TOKENS[self.token_name] = self.token_value
+        _fits(len(self.token_value), "token_value")
+        remember(CUSTOM_TOKENS, self.token_name, self.token_value, "token_name")
         _log_tokens(self.print_current_tokens)
         return ()
 
@@ -756,7 +775,8 @@ class WasTextLoadLineFromFile(Node):
     """One line of a text file of the input folder (or of multiline_text when linked), as WAS's
     Text Load Line From File gives it: mode "index" the line at index, "automatic" the next line
     each run, counted per label and starting again after the last (a counter restarts when the
-    label's file changes; counters last while graphflow runs, not in a database as in the pack).
+    label's file changes; counters last while graphflow runs, not in a database as in the pack;
+    the 1000 labels used last are kept, of up to 256 characters).
     Also gives {dictionary_name: lines}. The file's lines are stripped of blanks; the pack reads
     any path, here file_path names a file inside the input folder."""
     category = "WAS Suite/Text"
@@ -797,7 +817,7 @@ class WasTextLoadLineFromFile(Node):
             read, at = LINE_COUNTERS.get(self.label, (source, 0))
             at = at if read == source else 0
             line = lines[at % len(lines)]
-            LINE_COUNTERS[self.label] = (source, (at + 1) % len(lines))
+            remember(LINE_COUNTERS, self.label, (source, (at + 1) % len(lines)), "label")
         return line, {name: lines}
 
 

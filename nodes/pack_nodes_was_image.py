@@ -34,7 +34,7 @@ from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estim
     NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
-from nodes.pack_nodes_was import parse_tokens
+from nodes.pack_nodes_was import parse_tokens, remember
 
 # -- images ---------------------------------------------------------------------------------------
 
@@ -697,7 +697,8 @@ class WasLoadImageBatch(Node):
     glob) matches in `path`, pictures only, sorted; "single_image" the one at index,
     "incremental_image" the next one each run (counted per label, from the start again after
     the last, or when the label's path or pattern changes; counters last while graphflow runs,
-    not in the pack's database), "random" any one, drawn anew each run (unseeded, as in the
+    not in the pack's database; the 1000 labels used last are kept, of up to 256 characters),
+    "random" any one, drawn anew each run (unseeded, as in the
     pack). RGB, or RGBA for a picture with alpha when allow_RGBA_output is "true" (the pack then
     gives the file's own mode, grey and palette ones too). Also gives the file's name, without
     its extension when filename_text_extension is "false". Follows the suite's later layout
@@ -741,7 +742,7 @@ class WasLoadImageBatch(Node):
             folder, pattern, at = BATCH_COUNTERS.get(self.label, (self.path, self.pattern, 0))
             at = at if (folder, pattern) == (self.path, self.pattern) else 0
             chosen = files[at % len(files)]
-            BATCH_COUNTERS[self.label] = (self.path, self.pattern, (at + 1) % len(files))
+            remember(BATCH_COUNTERS, self.label, (self.path, self.pattern, (at + 1) % len(files)), "label")
         try:
             with Image.open(chosen) as opened:
                 picture = ImageOps.exif_transpose(opened)

@@ -22,6 +22,7 @@ from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_was as was
 from nodes import pack_nodes_was_image as was_image
 from nodes.pack_nodes_was import is_prime, parse_tokens, replace_one_by_one, text_to_number, truncate
+from nodes.strings import MAX_TEXT
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -219,6 +220,40 @@ def test_parse_tokens_time_formats_as_the_pack_regex_and_fast_on_unclosed_ones(t
     started = time.perf_counter()
     parse_tokens("[time(" * 20000 + text, now)  # the lazy regex took seconds here
     assert time.perf_counter() - started < 0.5
+
+
+def test_shared_token_and_counter_tables_are_bounded(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(was, "CUSTOM_TOKENS", {})
+    monkeypatch.setattr(was, "LINE_COUNTERS", {})
+    monkeypatch.setattr(was_image, "BATCH_COUNTERS", {})
+    call(registry, "WasTextAddTokens", tokens="\n".join(f"[t{i}]: v{i}" for i in range(was.MAX_REMEMBERED + 5)))
+    assert len(was.CUSTOM_TOKENS) == was.MAX_REMEMBERED and "[t4]" not in was.CUSTOM_TOKENS  # the oldest went
+    call(registry, "WasTextAddTokenByInput", token_name="[t5]", token_value="again")  # set again: now the newest
+    call(registry, "WasTextAddTokenByInput", token_name="[new]", token_value="x")
+    assert list(was.CUSTOM_TOKENS)[-2:] == ["[t5]", "[new]"] and "[t6]" not in was.CUSTOM_TOKENS
+    assert parse_tokens("[t5] [new] [t1004]") == "again x v1004"
+    for node, name, widgets in (("WasTextAddTokens", "tokens", {"tokens": "[" + "n" * 300 + "]: v"}),
+                                ("WasTextAddTokenByInput", "token_name", {"token_name": "n" * 300, "token_value": "v"}),
+                                ("WasTextAddTokenByInput", "token_value",
+                                 {"token_name": "[big]", "token_value": "v" * (MAX_TEXT + 1)})):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, **widgets)
+        assert caught.value.input == name
+    for i in range(was.MAX_REMEMBERED + 3):
+        call(registry, "WasTextLoadLineFromFile", multiline_text="a\nb", label=f"l{i}")
+    assert len(was.LINE_COUNTERS) == was.MAX_REMEMBERED and "l0" not in was.LINE_COUNTERS
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextLoadLineFromFile", multiline_text="a", label="l" * 300)
+    assert caught.value.input == "label"
+    (tmp_folders.inputs / "b").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_folders.inputs / "b" / "a.png")
+    for i in range(was.MAX_REMEMBERED + 3):
+        call(registry, "WasLoadImageBatch", path="b", mode="incremental_image", label=f"l{i}")
+    assert len(was_image.BATCH_COUNTERS) == was.MAX_REMEMBERED and "l2" not in was_image.BATCH_COUNTERS
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLoadImageBatch", path="b", mode="incremental_image", label="l" * 300)
+    assert caught.value.input == "label"
 
 
 def test_parse_a1111_embeddings(registry, tmp_folders):
