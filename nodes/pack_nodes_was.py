@@ -239,7 +239,10 @@ class WasTextFindAndReplaceInput(Node):
 class WasTextFindAndReplaceByDictionary(Node):
     """Replace each <key>TERM<key> (replacement_key around a dictionary's term) by a line of that
     term drawn at random, as WAS's Text Find and Replace by Dictionary does: Python's random
-    seeded with seed, each draw after the first reseeded with seed + 1, + 2 ... unless seed is 0."""
+    seeded with seed, each draw after the first reseeded with seed + 1, + 2 ... unless seed is 0.
+    Each term's value must be a list of texts (as Load Text File gives). The markers of a term
+    are replaced in one pass: a drawn line that holds the term's own marker keeps it (the pack
+    would replace it in turn, in place of a later marker of the text)."""
     category = "WAS Suite/Text/Search"
     text: STRING
     dictionary: DICT
@@ -257,15 +260,25 @@ class WasTextFindAndReplaceByDictionary(Node):
             marker = f"{self.replacement_key}{term}{self.replacement_key}"
             if not marker:
                 raise NodeInputError("replacement_key", "an empty key and an empty term mark nothing to replace")
+            if not isinstance(lines, (list, tuple)) or not all(isinstance(line, str) for line in lines):
+                raise NodeInputError("dictionary", f"{term!r} holds {type(lines).__name__}: expected a list of texts")
             if not lines and marker in text:
                 raise NodeInputError("dictionary", f"{term!r} has no lines to draw for {marker}")
-            for _ in range(text.count(marker)):
-                choice = str(draw.choice(lines))
-                _fits(len(text) + len(choice) - len(marker), "dictionary")
-                text = text.replace(marker, choice, 1)
+            size = len(text)
+
+            def drawn(match):
+                nonlocal seed, size
+                choice = draw.choice(lines)
+                size += len(choice) - len(marker)
+                _fits(size, "dictionary")
                 if seed != 0:
                     seed += 1
                     draw.seed(seed)
+                return choice
+
+            # one pass, markers left to right in the pack's draw order (its replace(marker, choice, 1)
+            # per marker was quadratic in the text's length)
+            text = re.sub(re.escape(marker), drawn, text)
         return text
 
 

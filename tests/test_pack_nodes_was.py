@@ -170,6 +170,27 @@ def test_find_and_replace_by_dictionary_draws_as_the_pack_does(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextFindAndReplaceByDictionary", text="x", dictionary=["no"], seed=0)
     assert caught.value.input == "dictionary"
+    for bad in ({"a": 5}, {"a": "xyz"}, {"a": ["x", 5]}):
+        with pytest.raises(NodeInputError, match="expected a list of texts") as caught:
+            call(registry, "WasTextFindAndReplaceByDictionary", text="__a__", dictionary=bad, seed=0)
+        assert caught.value.input == "dictionary"
+
+
+def test_find_and_replace_by_dictionary_is_linear_and_checks_the_size(registry):
+    text = "__a__" * 80000  # replaced one by one: seconds
+    started = time.perf_counter()
+    got = call(registry, "WasTextFindAndReplaceByDictionary", text=text, dictionary={"a": ["x", "y"]}, seed=3)
+    assert time.perf_counter() - started < 2
+    draw, seed, want = random.Random(3), 3, []
+    for _ in range(80000):
+        want.append(draw.choice(["x", "y"]))
+        seed += 1
+        draw.seed(seed)
+    assert got == "".join(want)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFindAndReplaceByDictionary", text="__a__" * 100,
+             dictionary={"a": ["z" * (MAX_TEXT // 50)]}, seed=0)
+    assert caught.value.input == "dictionary"
 
 
 def test_random_line_is_pythons_seeded_choice(registry):
