@@ -98,7 +98,9 @@ def rescaled_size(width: int, height: int, mode: str, factor: float, resize_widt
 class WasImageResize(Node):
     """Resize each image with Pillow, as WAS's Image Resize does: mode "rescale" by
     rescale_factor, "resize" to resize_width x resize_height rounded up to multiples of 8;
-    supersample "true" first resizes to 8 times the target, then down to it."""
+    supersample "true" first resizes to 8 times the target, then down to it; it is refused when
+    that 8 times picture would hold more than 16384 x 16384 pixels (a target of more than 2048 x
+    2048 pixels), never skipped silently."""
     category = "WAS Suite/Image/Transform"
     image: IMAGE
     mode: str = Choice(("rescale", "resize"), "rescale")
@@ -131,6 +133,9 @@ class WasImageResize(Node):
         if not (1 <= width <= MAX_SIZE and 1 <= height <= MAX_SIZE):
             raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
                                  f"the result would be {width}x{height}: expected sides of 1 to {MAX_SIZE}")
+        if self.supersample == "true" and 64 * width * height > MAX_SIZE ** 2:  # also when estimate() knew no size
+            raise NodeInputError("supersample", f"the supersampled picture would be {width * 8}x{height * 8}, over "
+                                 f"{MAX_SIZE}x{MAX_SIZE} pixels: set it \"false\" or resize less")
         resample = Image.Resampling(RESAMPLING[self.resampling])
         out = []
         for picture in pictures:

@@ -552,6 +552,11 @@ def test_image_resize_estimate_and_refusal(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageResize", image=IMAGES, rescale_factor=0.01)
     assert caught.value.input == "rescale_factor"
+    with pytest.raises(NodeInputError) as caught:  # 4096 x 4096 (16 x 256): supersampled, 32768 x 32768
+        call(registry, "WasImageResize", image=torch.rand(1, 256, 256, 3), rescale_factor=16.0)
+    assert caught.value.input == "supersample"
+    assert call(registry, "WasImageResize", image=torch.rand(1, 256, 256, 3), rescale_factor=16.0,
+                supersample="false").shape == (1, 4096, 4096, 3)
 
 
 def test_crops_are_pillows_crop_then_resize_to_eights(registry):
