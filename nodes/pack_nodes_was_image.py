@@ -967,14 +967,20 @@ def ramp_mask(size: tuple[int, int], rising: bool, start: int, end: int, directi
     return Image.fromarray(levels, "L")
 
 
+def stitched_size(a: tuple[int, int], b: tuple[int, int], side: str, zone: int) -> tuple[int, int]:
+    """The (width, height) of b stitched to a's `side` overlapping by `zone`: a's size across the join."""
+    if side in ("left", "right"):
+        return a[0] + b[0] - zone, a[1]
+    return a[0], a[1] + b[1] - zone
+
+
 def stitch(a, b, side: str, zone: int):
     """WAS's stitch_image: b joined to a's `side`, the two overlapping by `zone` pixels where
     each fades into the other; the canvas keeps a's size across the join."""
     from PIL import Image
 
     horizontal = side in ("left", "right")
-    width = a.width + b.width - zone if horizontal else a.width
-    height = a.height + b.height - zone if not horizontal else a.height
+    width, height = stitched_size(a.size, b.size, side, zone)
     axis = "horizontal" if horizontal else "vertical"
     a_length, b_length = (a.width, b.width) if horizontal else (a.height, b.height)
     a_at, b_at = (0, 0), (0, 0)
@@ -995,7 +1001,7 @@ def stitch(a, b, side: str, zone: int):
 class WasImageStitch(Node):
     """Join image_b to a side of image_a, the two overlapping by `feathering` pixels where each
     fades into the other, as WAS's Image Stitch does (image by image; the result keeps
-    image_a's size across the join)."""
+    image_a's size across the join). A result with a side over 16384 pixels is refused."""
     category = "WAS Suite/Image/Transform"
     image_a: IMAGE
     image_b: IMAGE
@@ -1003,6 +1009,16 @@ class WasImageStitch(Node):
     feathering: int = Int(50, min=0, max=2048)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("Image Stitch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        a, b = inputs.get("image_a"), inputs.get("image_b")
+        try:
+            width, height = stitched_size((a.width, a.height), (b.width, b.height), widgets["stitch"],
+                                          widgets["feathering"])
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(a)
+        return Estimate(Size(a.batch, max(height, 1), max(width, 1)))
 
     def run(self):
         first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
@@ -1012,14 +1028,34 @@ class WasImageStitch(Node):
         if self.feathering > min(along(first[0]), along(second[0])):
             raise NodeInputError("feathering", f"{self.feathering} pixels is more than an image's side along the "
                                                "join")
+        width, height = stitched_size(first[0].size, second[0].size, self.stitch, self.feathering)
+        if width > MAX_SIZE or height > MAX_SIZE:
+            raise NodeInputError("image_b", f"the stitched image would be {width}x{height}: expected sides up to "
+                                            f"{MAX_SIZE}")
         return _batch([stitch(a, second[i % len(second)], self.stitch, self.feathering) for i, a in enumerate(first)])
+
+
+def feather_mask(size: tuple[int, int], feathering: int):
+    """Image Transpose's border fade: what the pack's rectangles (step, step, width - step,
+    height - step) filled 255 * (step + 1) / feathering, one inside the other, leave, computed per
+    pixel from its distance to the edge (the rectangles cost feathering fills of the picture)."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = size
+    x, y = np.arange(width), np.arange(height)
+    # the largest step whose rectangle holds the pixel; PIL's rectangles include their far edge
+    across, down = np.minimum(x, width - x), np.minimum(y, height - y)
+    step = np.minimum(np.minimum(down[:, None], across[None, :]), feathering - 1)
+    return Image.fromarray((255 * (step + 1) // feathering).astype(np.uint8), "L")
 
 
 class WasImageTranspose(Node):
     """Lay image_overlay over the image, as WAS's Image Transpose does: the overlay turned
     `rotation` degrees counter-clockwise (growing to fit), resized to width x height, its border
     faded over `feathering` pixels, and pasted with its top-left corner at (X, Y). Gives an RGBA
-    image (4 channels, as the pack's)."""
+    image (4 channels, as the pack's). width and height are 1 to 16384; feathering more than
+    half the overlay's smaller side is refused (the pack's Pillow fails there)."""
     category = "WAS Suite/Image/Transform"
     image: IMAGE
     image_overlay: IMAGE
@@ -1032,22 +1068,29 @@ class WasImageTranspose(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("Image Transpose",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        width, height = widgets.get("width"), widgets.get("height")
+        if not (isinstance(width, int) and isinstance(height, int)):
+            return Estimate(inputs.get("image"))
+        # the overlay at width x height: RGBA picture, transparent canvas, composite and 4-band mask at once
+        return Estimate(inputs.get("image"), memory=max(width, 0) * max(height, 0) * 4 * 4)
+
     def run(self):
-        from PIL import Image, ImageDraw
+        from PIL import Image
 
         for name in ("width", "height"):
             if not 1 <= getattr(self, name) <= MAX_SIZE:
                 raise NodeInputError(name, f"{getattr(self, name)}: expected 1 to {MAX_SIZE} pixels")
+        if 2 * self.feathering > min(self.width, self.height):
+            raise NodeInputError("feathering", f"{self.feathering} pixels: expected at most half of the overlay's "
+                                               f"smaller side ({min(self.width, self.height) // 2})")
         overlays = _pictures(self.image_overlay, "image_overlay")
         out = []
         for i, background in enumerate(_pictures(self.image, "image")):
             element = overlays[i % len(overlays)].rotate(self.rotation, expand=True).resize((self.width, self.height))
             if self.feathering > 0:
-                mask = Image.new("L", element.size, 255)
-                draw = ImageDraw.Draw(mask)
-                for step in range(self.feathering):
-                    draw.rectangle((step, step, element.width - step, element.height - step),
-                                   fill=int(255 * (step + 1) / self.feathering))
+                mask = feather_mask(element.size, self.feathering)
                 element = Image.composite(element, Image.new("RGBA", element.size, (0, 0, 0, 0)),
                                           Image.merge("RGBA", (mask, mask, mask, mask)))
             layer = Image.new("RGBA", background.size, (0, 0, 0, 0))
@@ -1504,7 +1547,7 @@ class WasImageToLatentMask(Node):
 class WasLatentUpscaleByFactor(Node):
     """Resize latents by factor with torch's interpolate (area, bicubic, bilinear or nearest;
     align "true" aligns corners for bilinear and bicubic), sizes rounded, as WAS's Latent
-    Upscale by Factor (WAS) does."""
+    Upscale by Factor (WAS) does. Latents that would decode past 16384 pixels a side are refused."""
     category = "WAS Suite/Latent/Transform"
     samples: LATENT
     mode: str = Choice(("area", "bicubic", "bilinear", "nearest"), "area")
@@ -1525,7 +1568,13 @@ class WasLatentUpscaleByFactor(Node):
         import torch.nn.functional as F
 
         latent = self.samples["samples"]
+        if not hasattr(latent, "dim") or latent.dim() != 4:
+            raise NodeInputError("samples", f"expected latents of 4 dimensions (batch, channels, height, width), got "
+                                            f"{getattr(latent, 'shape', type(latent).__name__)}")
         size = tuple(max(1, int(round(side * self.factor))) for side in latent.shape[-2:])
+        if size[0] * 8 > MAX_SIZE or size[1] * 8 > MAX_SIZE:  # also when estimate() knew no size
+            raise NodeInputError("factor", f"the latents would decode to {size[1] * 8}x{size[0] * 8}: expected sides "
+                                           f"up to {MAX_SIZE}")
         if self.mode in ("bilinear", "bicubic"):
             resized = F.interpolate(latent, size=size, mode=self.mode, align_corners=self.align == "true")
         else:

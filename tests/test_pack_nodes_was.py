@@ -1060,6 +1060,44 @@ def test_image_transpose_is_pillows_rotate_resize_and_paste(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=-5)
     assert caught.value.input == "width"
+    with pytest.raises(NodeInputError) as caught:  # the pack's Pillow rectangles fail past half a side
+        call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=24, height=16, feathering=9)
+    assert caught.value.input == "feathering"
+
+
+def test_image_transpose_feathering_is_the_packs_rectangles_in_one_pass(registry):
+    from PIL import Image, ImageDraw
+    for width, height, feathering in ((24, 16, 8), (7, 9, 3), (31, 12, 1), (2, 2, 1)):
+        mask = Image.new("L", (width, height), 255)
+        draw = ImageDraw.Draw(mask)
+        for i in range(feathering):
+            draw.rectangle((i, i, width - i, height - i), fill=int(255 * (i + 1) / feathering))
+        assert was_image.feather_mask((width, height), feathering).tobytes() == mask.tobytes()
+    started = time.perf_counter()
+    was_image.feather_mask((4096, 4096), 2048)  # the rectangles: 2048 fills of up to 16M pixels
+    assert time.perf_counter() - started < 5
+
+
+def test_transpose_stitch_and_latent_upscale_sizes_are_checked(registry):
+    from graphflow.resource_limits import Size
+    estimate = registry.get("WasImageTranspose").estimate({"width": 16384, "height": 8192},
+                                                          {"image": Size(2, 64, 48), "image_overlay": Size(1, 8, 8)})
+    assert estimate.size == Size(2, 64, 48) and estimate.memory == 16384 * 8192 * 16
+    estimate = registry.get("WasImageStitch").estimate({"stitch": "left", "feathering": 10},
+                                                       {"image_a": Size(1, 40, 48), "image_b": Size(1, 30, 20)})
+    assert estimate.size == Size(1, 40, 48 + 20 - 10)
+    wide = torch.rand(1, 4, 9000, 3)
+    with pytest.raises(NodeInputError) as caught:  # 9000 + 9000 - 0 wide
+        call(registry, "WasImageStitch", image_a=wide, image_b=wide, stitch="right", feathering=0)
+    assert caught.value.input == "image_b"
+    assert call(registry, "WasImageStitch", image_a=wide, image_b=wide, stitch="top", feathering=0).shape == \
+        (1, 8, 9000, 3)
+    with pytest.raises(NodeInputError) as caught:  # 300 x 8 = 2400 latent rows, decoding to 19200 pixels
+        call(registry, "WasLatentUpscaleByFactor", samples={"samples": torch.zeros(1, 4, 300, 8)}, factor=8.0)
+    assert caught.value.input == "factor"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLatentUpscaleByFactor", samples={"samples": torch.zeros(4, 8, 8)})
+    assert caught.value.input == "samples"
 
 
 def levenshtein(a, b):
