@@ -893,9 +893,15 @@ class WasSaveTextFile(Node):
                 raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")
         if not self.text.strip():
             warn("Save Text File: the text is empty")
-        folder.mkdir(parents=True, exist_ok=True)
-        name = next_numbered_name(folder, prefix, self.filename_delimiter, self.filename_number_padding, ".txt")
-        (folder / name).write_text(self.text, encoding="utf-8", newline="\n")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a name part too long, a file in the way ...
+            raise NodeInputError("path", f"can't make the folder: {e.strerror}") from None
+        try:
+            name = next_numbered_name(folder, prefix, self.filename_delimiter, self.filename_number_padding, ".txt")
+            (folder / name).write_text(self.text, encoding="utf-8", newline="\n")
+        except OSError as e:  # a name too long, a folder in the way ...
+            raise NodeInputError("filename_prefix", f"can't write the file: {e.strerror}") from None
         show(string=[self.text])
         return ()
 
@@ -1077,6 +1083,8 @@ class WasNumberInputCondition(Node):
         a, b = _numbers(self, "number_a", "number_b")
         if self.comparison in ("divisible by", "factor of") and a == 0:
             raise NodeInputError("number_a", f"{self.comparison} with number_a 0 divides by 0")
+        if self.comparison == "if A prime" and not math.isfinite(a):
+            raise NodeInputError("number_a", f"{a} can't be tested for a prime: expected a finite number")
         if self.comparison == "if A prime" and a > PRIME_LIMIT:
             raise NodeInputError("number_a", f"{a} is too big to test for a prime (at most {PRIME_LIMIT})")
         holds = CONDITIONS[self.comparison](a, b)
@@ -1133,7 +1141,11 @@ class WasNumberToFloat(_NumberConversion):
     comfy = ComfyAlias(("Number to Float",))
 
     def run(self):
-        return float(self.number)
+        (number,) = _numbers(self, "number")
+        try:
+            return float(number)
+        except OverflowError:
+            raise NodeInputError("number", f"{number} is too big for a float") from None
 
 
 class WasNumberToString(_NumberConversion):

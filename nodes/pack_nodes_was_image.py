@@ -615,7 +615,6 @@ class WasImageSave(Node):
         return max((int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m), default=0) + 1
 
     def run(self):
-        from graphflow.images import image_to_pil
         from nodes.image import _png_metadata
 
         prefix = parse_tokens(self.filename_prefix, input_name="filename_prefix")
@@ -623,7 +622,10 @@ class WasImageSave(Node):
             if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
                 raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")
         folder = save_folder(self.output_path)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a name part too long, a file in the way ...
+            raise NodeInputError("output_path", f"can't make the folder: {e.strerror}") from None
         counter = self.first_counter(folder, prefix)
         optimize, dpi = self.optimize_image == "true", (self.dpi, self.dpi)
         options = {"png": {"optimize": optimize, "dpi": dpi},
@@ -634,6 +636,16 @@ class WasImageSave(Node):
         if self.extension == "png" and self.embed_workflow == "true":
             options["pnginfo"] = _png_metadata()
         image_format = PIL_FORMATS.get(self.extension, self.extension.upper())
+        try:
+            saved, paths = self.save_all(folder, prefix, counter, image_format, options)
+        except OSError as e:  # a name too long, a folder in the way ...
+            raise NodeInputError("filename_prefix", f"can't write the file: {e.strerror}") from None
+        show(images=saved if self.show_previews == "true" else [])
+        return self.images, paths
+
+    def save_all(self, folder, prefix: str, counter: int, image_format: str, options: dict):
+        from graphflow.images import image_to_pil
+
         subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
         saved, paths = [], []
         for image in self.images:
@@ -662,8 +674,7 @@ class WasImageSave(Node):
                 counter += 1
             saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
             paths.append(str(folder / name))
-        show(images=saved if self.show_previews == "true" else [])
-        return self.images, paths
+        return saved, paths
 
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tiff", ".gif", ".bmp", ".webp")  # the pack's ALLOWED_EXT
@@ -750,10 +761,13 @@ class WasLoadImageBatch(Node):
             remember(BATCH_COUNTERS, self.label, (self.path, self.pattern, (at + 1) % len(files)), "label")
         try:
             with Image.open(chosen) as opened:
+                if opened.width > MAX_SIZE or opened.height > MAX_SIZE:  # checked before decoding it
+                    raise NodeInputError("path", f"{os.path.basename(chosen)!r} is {opened.width}x{opened.height}: "
+                                                 f"expected sides up to {MAX_SIZE}")
                 picture = ImageOps.exif_transpose(opened)
                 picture = picture.convert("RGBA" if self.allow_RGBA_output == "true" and "A" in picture.getbands()
                                           else "RGB")
-        except OSError as e:
+        except (OSError, Image.DecompressionBombError) as e:
             raise NodeInputError("path", f"can't read {os.path.basename(chosen)!r}: {e}") from None
         import numpy as np
         import torch
@@ -1342,6 +1356,10 @@ class WasMaskInvert(Node):
     comfy = ComfyAlias(("Mask Invert",))
 
     def run(self):
+        import torch
+
+        if not isinstance(self.masks, torch.Tensor):
+            raise NodeInputError("masks", f"expected a mask tensor, got {type(self.masks).__name__}")
         return 1.0 - self.masks
 
 

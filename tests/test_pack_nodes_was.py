@@ -704,6 +704,36 @@ def test_load_image_batch_refuses_patterns_leaving_the_folder_before_globbing(re
     assert was_image.WasLoadImageBatch.fingerprint(path="batch", pattern=pattern) is None
 
 
+def test_bad_inputs_are_named_not_raw_tracebacks(registry, tmp_folders):
+    from PIL import Image
+    long = "n" * 300  # past a file name's 255 bytes
+    for node, name, widgets in (
+            ("WasImageSave", "filename_prefix", {"images": IMAGES[:1], "filename_prefix": long, "output_path": ""}),
+            ("WasImageSave", "filename_prefix", {"images": IMAGES[:1], "filename_prefix": long, "output_path": "",
+                                                 "overwrite_mode": "prefix_as_filename"}),
+            ("WasImageSave", "output_path", {"images": IMAGES[:1], "output_path": long}),
+            ("WasSaveTextFile", "filename_prefix", {"text": "x", "filename_prefix": long, "path": ""}),
+            ("WasSaveTextFile", "path", {"text": "x", "path": long}),
+            ("WasNumberInputCondition", "number_a", {"number_a": float("nan"), "number_b": 1,
+                                                     "comparison": "if A prime"}),
+            ("WasNumberInputCondition", "number_a", {"number_a": float("inf"), "number_b": 1,
+                                                     "comparison": "if A prime"}),
+            ("WasNumberToFloat", "number", {"number": "x"}),
+            ("WasNumberToFloat", "number", {"number": 10 ** 400}),
+            ("WasMaskInvert", "masks", {"masks": "x"})):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, **widgets)
+        assert caught.value.input == name, (node, widgets)
+    assert not any(p.name.endswith(".tmp") for p in tmp_folders.outputs.iterdir())
+    (tmp_folders.inputs / "big").mkdir()
+    Image.new("1", (16385, 8)).save(tmp_folders.inputs / "big" / "wide.png")
+    Image.new("1", (15000, 15000)).save(tmp_folders.inputs / "big" / "bomb.png")  # Pillow's bomb error on open
+    for pattern in ("wide.png", "bomb.png"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasLoadImageBatch", path="big", pattern=pattern)
+        assert caught.value.input == "path"
+
+
 def test_image_save_in_a_ui_graph_shows_its_files(registry, tmp_folders):
     nodes = [ui_node(1, "EmptyImage", [16, 16, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
              ui_node(2, "Image Save", ["out", "ComfyUI", "_", 4, "false", "png", 100, "false", "false", "false",
