@@ -59,7 +59,7 @@ from nodes.conditioning import CLIPEncode
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.sampling import KSampler
-from nodes.strings import _fits, _guarded
+from nodes.strings import MAX_TEXT, _fits, _guarded
 from nodes.upscale import UPSCALE_MODEL
 
 NUMBER = socket_type("NUMBER", "#4db6ac", "WAS Node Suite's number: an int or a float")
@@ -743,7 +743,11 @@ def input_text_file(name: str, input_name: str = "file_path"):
 
 
 def read_text(path, name: str, input_name: str = "file_path") -> str:
+    """The file's text; refused past MAX_TEXT bytes, before reading it."""
     try:
+        if path.stat().st_size > MAX_TEXT:
+            raise NodeInputError(input_name, f"{name!r} is {path.stat().st_size:,} bytes: expected at most "
+                                             f"{MAX_TEXT:,}")
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise NodeInputError(input_name, f"can't read {name!r}: {e}") from None
@@ -759,7 +763,7 @@ class WasLoadTextFile(Node):
     """Read a text file of the input folder, as WAS's Load Text File does: its lines, those
     starting with '#' left out, as one text, and a dictionary {name: lines} (name:
     dictionary_name, or the file's name up to its first dot). The pack reads any path; here
-    file_path names a file inside the input folder."""
+    file_path names a file inside the input folder, of up to 10,000,000 bytes."""
     category = "WAS Suite/IO"
     file_path: str = Text("")
     dictionary_name: str = Text("[filename]")
@@ -791,7 +795,7 @@ class WasTextLoadLineFromFile(Node):
     label's file changes; counters last while graphflow runs, not in a database as in the pack;
     the 1000 labels used last are kept, of up to 256 characters).
     Also gives {dictionary_name: lines}. The file's lines are stripped of blanks; the pack reads
-    any path, here file_path names a file inside the input folder."""
+    any path, here file_path names a file inside the input folder, of up to 10,000,000 bytes."""
     category = "WAS Suite/Text"
     file_path: str = Text("")
     dictionary_name: str = Text("[filename]")

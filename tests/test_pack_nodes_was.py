@@ -324,6 +324,17 @@ def test_load_line_from_file_by_index_and_automatically(registry, tmp_folders):
     assert caught.value.input == "file_path"
 
 
+def test_text_files_past_max_text_are_refused_before_reading(registry, tmp_folders, monkeypatch):
+    from pathlib import Path
+    (tmp_folders.inputs / "long.txt").write_text("a\n" * 8)  # 16 bytes
+    monkeypatch.setattr(was, "MAX_TEXT", 15)
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("read"))
+    for node, widgets in (("WasLoadTextFile", {}), ("WasTextLoadLineFromFile", {"mode": "index"})):
+        with pytest.raises(NodeInputError, match="16 bytes") as caught:
+            call(registry, node, file_path="long.txt", **widgets)
+        assert caught.value.input == "file_path"
+
+
 def test_save_text_file_numbers_files_inside_the_output_folder(registry, tmp_folders, tmp_path):
     day = time.strftime("%Y-%m-%d")
     call(registry, "WasSaveTextFile", text="one", path="./ComfyUI/output/[time(%Y-%m-%d)]")
