@@ -1422,6 +1422,12 @@ class WasKSampler(Node):
                      negative=self.negative, latent_image=self.latent_image, denoise=self.denoise)
 
 
+def has_choice(text: str) -> bool:
+    """Whether the text holds a {a|b} choice: a {...} without braces inside that holds '|'. Found
+    in one pass: a regex with the '|' in it backtracks quadratically on "{" + "|" * n."""
+    return any("|" in m.group(1) for m in re.finditer(r"\{([^{}]*)\}", text))
+
+
 class WasNSPCLIPTextEncode(Node):
     """Encode the text as CLIPTextEncode does, giving the text used and the text given, as WAS's
     CLIPTextEncode (NSP) does for a plain prompt. Its Noodle Soup Prompts (the pack downloads
@@ -1439,8 +1445,7 @@ class WasNSPCLIPTextEncode(Node):
     comfy = ComfyAlias(("CLIPTextEncode (NSP)",))
 
     def run(self):
-        if self.noodle_key and self.noodle_key in self.text or "$" in self.text or \
-                re.search(r"\{[^{}]*\|[^{}]*\}", self.text):
+        if self.noodle_key and self.noodle_key in self.text or "$" in self.text or has_choice(self.text):
             raise NodeInputError("text", "uses Noodle Soup Prompts, wildcards, {a|b} choices or $variables, which "
                                          "graphflow can't expand (the pack's pantry and wildcard files): expected "
                                          "a plain prompt")

@@ -906,6 +906,15 @@ def test_ksampler_legacy_and_nsp_encode_are_the_core_nodes(registry, models):
     assert caught.value.input == "seed"
 
 
+@pytest.mark.parametrize("text", ["a {red|blue} cube", "{a|}", "{|}", "{}", "{a}", "{{a|b}", "{a|b}}", "{a{b|c}",
+                                  "{a|b{c}", "|{a}|", "no braces | here", "{a\n|b}", "} {a|b"])
+def test_nsp_choice_detection_is_the_regex_in_one_pass(text):
+    assert was.has_choice(text) == bool(re.search(r"\{[^{}]*\|[^{}]*\}", text))
+    started = time.perf_counter()
+    was.has_choice("{" + "|" * 100000 + text)  # the regex: quadratic here
+    assert time.perf_counter() - started < 0.5
+
+
 def test_paste_crop_puts_the_crop_back_with_the_packs_ramps(registry):
     import numpy as np
     from PIL import Image, ImageChops, ImageOps
