@@ -1208,3 +1208,12 @@ def test_custom_tokens_are_used_by_the_token_parsers(registry, tmp_folders, monk
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextAddTokens", tokens="no colon here")
     assert caught.value.input == "tokens"
+
+
+def test_was_classes_name_their_pack_whole_not_other_packs_classes_by_prefix():
+    from graphflow.comfy_format import custom_pack
+    for ours in ("Image Rotate", "Random Number", "Mask Invert", "Text Find and Replace Input", "WAS_Anything",
+                 "Image Blend by Mask"):
+        assert custom_pack(ours) == "WAS Node Suite", ours
+    for theirs in ("Image Rotate (mtb)", "Random Number Generator", "Mask Invert (Segment)"):
+        assert custom_pack(theirs) != "WAS Node Suite", theirs
