@@ -795,7 +795,8 @@ class WasTextLoadLineFromFile(Node):
     label's file changes; counters last while graphflow runs, not in a database as in the pack;
     the 1000 labels used last are kept, of up to 256 characters).
     Also gives {dictionary_name: lines}. The file's lines are stripped of blanks; the pack reads
-    any path, here file_path names a file inside the input folder, of up to 10,000,000 bytes."""
+    any path, here file_path names a file inside the input folder, of up to 10,000,000 bytes; an
+    empty file is refused."""
     category = "WAS Suite/Text"
     file_path: str = Text("")
     dictionary_name: str = Text("[filename]")
@@ -825,8 +826,8 @@ class WasTextLoadLineFromFile(Node):
             text = read_text(path, self.file_path)
             # a last line end starts no line, as the pack reads the file line by line
             source, lines = str(path), [line.strip() for line in text.removesuffix("\n").split("\n")]
-            if not lines:
-                raise NodeInputError("file_path", f"{self.file_path!r} has no lines")
+            if not text:  # no line to give (a file of one line end has one empty line, as in the pack)
+                raise NodeInputError("file_path", f"{self.file_path!r} is empty: expected a file with lines")
         name = self.dictionary_name
         if self.mode == "index":
             line = lines[self.index % len(lines)]
@@ -838,24 +839,32 @@ class WasTextLoadLineFromFile(Node):
         return line, {name: lines}
 
 
-def output_folder_path(path: str):
-    """WAS's output path as a folder inside graphflow's output folder: tokens filled in, the
-    pack's "./ComfyUI/output" start (and "output") taken as the output folder itself; absolute
-    paths and '..' are refused."""
-    path = parse_tokens(path, input_name="path").replace("\\", "/").strip()
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):  # a path of the machine, outside the folder
-        raise NodeInputError("path", f"{path!r} is outside the output folder: expected a folder inside it")
-    for start in ("./ComfyUI/output", "ComfyUI/output", "./output", "output"):
+def output_folder(path: str, input_name: str, pack_starts: tuple[str, ...] = (), blanks: tuple[str, ...] = ("",)):
+    """A WAS output path (Save Text File's path, Image Save's output_path) as a folder of graphflow's
+    output folder: tokens filled in; a relative path taken inside the output folder, after any of
+    pack_starts (the pack's own spellings of that folder); one of blanks, or ".", the folder itself;
+    an absolute path only when it lies inside the output folder; '..' and links leading out never."""
+    path = parse_tokens(path, input_name=input_name).replace("\\", "/").strip()
+    base = folders.outputs.resolve()
+    outside = NodeInputError(input_name, f"{path!r} is outside the output folder: expected a folder inside it")
+    if re.match(r"[A-Za-z]:", path):  # a Windows drive
+        raise outside
+    if path.startswith("/"):
+        inside = os.path.realpath(path)
+        if inside != str(base) and not inside.startswith(str(base) + os.sep):
+            raise outside
+        path = os.path.relpath(inside, base)
+    for start in pack_starts:
         if path == start or path.startswith(start + "/"):
             path = path[len(start):]
             break
     path = path.strip("/").removeprefix("./")
-    if not path or path == ".":
-        return folders.outputs.resolve()
+    if path in blanks or path == ".":
+        return base
     try:
-        return safe_join(folders.outputs, path)
+        return safe_join(base, path)
     except UnsafePathError as e:
-        raise NodeInputError("path", f"{e} (files are written inside the output folder only)") from None
+        raise NodeInputError(input_name, f"{e} (files are written inside the output folder only)") from None
 
 
 def next_numbered_name(folder, prefix: str, delimiter: str, padding: int, extension: str) -> str:
@@ -864,7 +873,7 @@ def next_numbered_name(folder, prefix: str, delimiter: str, padding: int, extens
     pattern = re.compile(f"{re.escape(prefix)}{re.escape(delimiter)}(\\d{{{padding}}})")
     numbers = [int(m.group(1)) for m in (pattern.match(n) for n in os.listdir(folder)) if m]
     counter = max(numbers, default=0) + 1
-    while (folder / f"{prefix}{delimiter}{counter:0{padding}}{extension}").exists():
+    while os.path.lexists(folder / f"{prefix}{delimiter}{counter:0{padding}}{extension}"):  # links too
         counter += 1
     return f"{prefix}{delimiter}{counter:0{padding}}{extension}"
 
@@ -874,7 +883,8 @@ class WasSaveTextFile(Node):
     prefix + delimiter + the next number (padded to filename_number_padding digits) in `path`,
     whose tokens ([time(%Y-%m-%d)], [time], [hostname], [user]) are filled in. The pack writes
     anywhere; here path is a folder inside the output folder ("./ComfyUI/output/..." is read as
-    the output folder), made when missing; absolute paths and '..' are refused. Always runs."""
+    the output folder), made when missing; '..' and absolute paths outside the output folder are
+    refused. Always runs."""
     category = "WAS Suite/IO"
     output_node = True
     text: STRING
@@ -890,7 +900,9 @@ class WasSaveTextFile(Node):
         return random.random()  # writing is the point: never skipped as cached
 
     def run(self):
-        folder = output_folder_path(self.path)
+        # the pack's path is relative to ComfyUI's folder: its output folder spelt out is ours
+        folder = output_folder(self.path, "path", pack_starts=("./ComfyUI/output", "ComfyUI/output", "./output",
+                                                               "output"))
         prefix = parse_tokens(self.filename_prefix, input_name="filename_prefix")
         for name, value in (("filename_prefix", prefix), ("filename_delimiter", self.filename_delimiter)):
             if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
@@ -902,8 +914,15 @@ class WasSaveTextFile(Node):
         except OSError as e:  # a name part too long, a file in the way ...
             raise NodeInputError("path", f"can't make the folder: {e.strerror}") from None
         try:
-            name = next_numbered_name(folder, prefix, self.filename_delimiter, self.filename_number_padding, ".txt")
-            (folder / name).write_text(self.text, encoding="utf-8", newline="\n")
+            while True:  # created exclusively: two runs at once never take one number, nor write through a link
+                name = next_numbered_name(folder, prefix, self.filename_delimiter, self.filename_number_padding,
+                                          ".txt")
+                try:
+                    with open(folder / name, "x", encoding="utf-8", newline="\n") as f:
+                        f.write(self.text)
+                    break
+                except FileExistsError:
+                    continue
         except OSError as e:  # a name too long, a folder in the way ...
             raise NodeInputError("filename_prefix", f"can't write the file: {e.strerror}") from None
         show(string=[self.text])

@@ -34,7 +34,7 @@ from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estim
     NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
-from nodes.pack_nodes_was import parse_tokens, remember
+from nodes.pack_nodes_was import output_folder, parse_tokens, remember
 
 # -- images ---------------------------------------------------------------------------------------
 
@@ -520,27 +520,6 @@ class WasImageRotate(Node):
         return _batch(out)
 
 
-def save_folder(path: str):
-    """Image Save's output_path as a folder of the output folder: tokens filled in, a relative
-    path taken inside the output folder (as the pack takes it), "" or "." the folder itself; an
-    absolute path only when it lies inside the output folder, '..' never."""
-    path = parse_tokens(path, input_name="output_path").replace("\\", "/").strip()
-    if path in ("", "none", "."):
-        return folders.outputs.resolve()
-    base = folders.outputs.resolve()
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
-        inside = os.path.realpath(path)
-        if inside != str(base) and not inside.startswith(str(base) + os.sep):
-            raise NodeInputError("output_path", f"{path!r} is outside the output folder: expected a folder inside it")
-        path = os.path.relpath(inside, base)
-        if path == ".":
-            return base
-    try:
-        return safe_join(base, path)
-    except UnsafePathError as e:
-        raise NodeInputError("output_path", f"{e} (images are saved inside the output folder only)") from None
-
-
 SAVE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "tiff", "webp", "bmp")
 PIL_FORMATS = {"jpg": "JPEG"}  # the others are Pillow's format names in capitals
 
@@ -621,7 +600,7 @@ class WasImageSave(Node):
         for name, value in (("filename_prefix", prefix), ("filename_delimiter", self.filename_delimiter)):
             if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
                 raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")
-        folder = save_folder(self.output_path)
+        folder = output_folder(self.output_path, "output_path", blanks=("", "none"))
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a name part too long, a file in the way ...

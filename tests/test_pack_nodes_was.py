@@ -322,6 +322,12 @@ def test_load_line_from_file_by_index_and_automatically(registry, tmp_folders):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextLoadLineFromFile", file_path="../prompts.txt")
     assert caught.value.input == "file_path"
+    (tmp_folders.inputs / "empty.txt").write_text("")
+    (tmp_folders.inputs / "blank.txt").write_text("\n")
+    with pytest.raises(NodeInputError, match="empty") as caught:
+        call(registry, "WasTextLoadLineFromFile", file_path="empty.txt")
+    assert caught.value.input == "file_path"
+    assert call(registry, "WasTextLoadLineFromFile", file_path="blank.txt", mode="index")[0] == ""
 
 
 def test_text_files_past_max_text_are_refused_before_reading(registry, tmp_folders, monkeypatch):
@@ -354,6 +360,29 @@ def test_save_text_file_numbers_files_inside_the_output_folder(registry, tmp_fol
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasSaveTextFile", text="x", path="notes", filename_prefix="../up")
     assert caught.value.input == "filename_prefix"
+    call(registry, "WasSaveTextFile", text="four", path=str(tmp_folders.outputs / "notes"), filename_prefix="p",
+         filename_delimiter="-", filename_number_padding=3)  # absolute, inside the output folder
+    assert (tmp_folders.outputs / "notes" / "p-009.txt").read_text() == "four"
+
+
+def test_save_text_file_creates_its_file_exclusively(registry, tmp_folders, tmp_path, monkeypatch):
+    (tmp_folders.outputs / "notes").mkdir()
+    (tmp_folders.outputs / "notes" / "n_0001.txt").symlink_to(tmp_path / "dangling.txt")  # a link to no file
+    real = was.next_numbered_name
+    taken = []
+
+    def racing(folder, *args):  # another run writes the name between choosing it and creating it
+        name = real(folder, *args)
+        if not taken:
+            taken.append(name)
+            (folder / name).write_text("other run")
+        return name
+
+    monkeypatch.setattr(was, "next_numbered_name", racing)
+    call(registry, "WasSaveTextFile", text="mine", path="notes", filename_prefix="n")
+    assert not (tmp_path / "dangling.txt").exists()
+    assert taken == ["n_0002.txt"] and (tmp_folders.outputs / "notes" / "n_0002.txt").read_text() == "other run"
+    assert (tmp_folders.outputs / "notes" / "n_0003.txt").read_text() == "mine"
 
 
 # -- numbers and logic ----------------------------------------------------------------------------
