@@ -51,6 +51,32 @@ SAMPLE_PREFIXED = ("KSampler", "KSamplerAdvanced")
 # folder, since ours load from one folder each (ComfyUI's LoadImage reads "x.png [output]" too)
 FOLDER_CLASSES = {("LoadImage", "image", "output"): "LoadImageOutput"}
 
+# WAS Node Suite's classes held in nodes/pack_nodes_was*.py, matched by whole name only: as prefixes
+# they would claim other packs' classes ("Random Number Generator", "Image Rotate (mtb)", "Mask Invert
+# (Segment)"); "Lora Loader", "Checkpoint Loader" and "Text List" are left out for that reason too
+WAS_CLASSES = ("CLIP Input Switch", "Checkpoint Loader (Simple)", "Conditioning Input Switch", "Constant Number",
+               "Image Aspect Ratio", "Image Input Switch", "Image Size to Number", "Integer place counter",
+               "Latent Input Switch", "Latent Size to Number", "Load Text File", "Logic Boolean",
+               "Model Input Switch", "Number Input Condition", "Number Input Switch", "Number Multiple Of",
+               "Number Operation", "Number PI", "Number to Float", "Number to Seed", "Number to String",
+               "Number to Text", "Random Number", "Save Text File", "Seed (Legacy)", "String to Text",
+               "Text Dictionary Update", "Text Find and Replace", "Text Input Switch", "Text List Concatenate",
+               "Text Load Line From File", "Text Parse A1111 Embeddings", "Text Parse Tokens", "Text Random Line",
+               "Text to Conditioning", "Text to Number", "Text to String", "Upscale Model Switch", "VAE Input Switch",
+               "Image Crop Location", "Image Crop Square Location", "Image Filter Adjustments", "Image Blank",
+               "Image Flip", "Image Rotate", "Image Levels Adjustment", "Image Threshold", "Image Remove Color",
+               "Mask Invert", "Masks Add", "Masks Subtract", "Masks Combine Regions", "Mask Dilate Region",
+               "Mask Erode Region", "Mask Fill Holes", "Mask Threshold Region", "Mask Gaussian Region",
+               "Mask Floor Region", "Mask Ceiling Region", "Image to Latent Mask", "Image Select Channel",
+               "Image Mix RGB Channels", "KSampler (Legacy)", "Image Paste Crop", "Image Bounds",
+               "Inset Image Bounds", "Bounded Image Crop", "Bounded Image Blend", "Latent Upscale by Factor (WAS)",
+               "Image Padding", "Image Edge Detection Filter", "Image High Pass Filter", "Image Bloom Filter",
+               "Image Stitch", "Image Transpose", "Text Compare", "Text to Console", "Debug Number to Console",
+               "Images to RGB", "Tensor Batch to Image", "Mask Batch to Mask", "Convert Masks to Images",
+               "Text Add Tokens", "Text Add Token by Input", "Bounded Image Crop with Mask",
+               "Bounded Image Blend with Mask", "Text Find and Replace Input", "Text Find and Replace by Dictionary")
+WHOLE_NAMES = frozenset(WAS_CLASSES)
+
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
 CUSTOM_PACKS = {
@@ -63,31 +89,7 @@ CUSTOM_PACKS = {
                             "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
                             "LatentSwitch", "StringListToString"),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
-                       "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_",
-                       # nodes/pack_nodes_was*.py's (whole names; "Lora Loader", "Checkpoint Loader" and
-                       # "Text List" left out: as prefixes they would claim other packs' classes)
-                       "CLIP Input Switch", "Checkpoint Loader (Simple)", "Conditioning Input Switch",
-                       "Constant Number", "Image Aspect Ratio", "Image Input Switch", "Image Size to Number",
-                       "Integer place counter", "Latent Input Switch", "Latent Size to Number", "Load Text File",
-                       "Logic Boolean", "Model Input Switch", "Number Input Condition", "Number Input Switch",
-                       "Number Multiple Of", "Number Operation", "Number PI", "Number to Float", "Number to Seed",
-                       "Number to String", "Number to Text", "Random Number", "Save Text File", "Seed (Legacy)",
-                       "String to Text", "Text Dictionary Update", "Text Find and Replace", "Text Input Switch",
-                       "Text List Concatenate", "Text Load Line From File", "Text Parse A1111 Embeddings",
-                       "Text Parse Tokens", "Text Random Line", "Text to Conditioning", "Text to Number",
-                       "Text to String", "Upscale Model Switch", "VAE Input Switch", "Image Crop Location",
-                       "Image Crop Square Location", "Image Filter Adjustments", "Image Blank", "Image Flip",
-                       "Image Rotate", "Image Levels Adjustment", "Image Threshold", "Image Remove Color",
-                       "Mask Invert", "Masks Add", "Masks Subtract", "Masks Combine Regions", "Mask Dilate Region",
-                       "Mask Erode Region", "Mask Fill Holes", "Mask Threshold Region", "Mask Gaussian Region",
-                       "Mask Floor Region", "Mask Ceiling Region", "Image to Latent Mask", "Image Select Channel",
-                       "Image Mix RGB Channels", "KSampler (Legacy)", "Image Paste Crop",
-                       "Image Bounds", "Inset Image Bounds", "Bounded Image Crop", "Bounded Image Blend",
-                       "Latent Upscale by Factor (WAS)", "Image Padding", "Image Edge Detection Filter",
-                       "Image High Pass Filter", "Image Bloom Filter", "Image Stitch", "Image Transpose",
-                       "Text Compare", "Text to Console", "Debug Number to Console", "Images to RGB",
-                       "Tensor Batch to Image", "Mask Batch to Mask", "Convert Masks to Images", "Text Add Tokens",
-                       "Text Add Token by Input"),
+                       "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),
@@ -146,10 +148,12 @@ def comfy_catalogue() -> dict:
 
 def custom_pack(class_type: str) -> str | None:
     """The well-known custom node pack a ComfyUI class name comes from, if it is one: a whole
-    name, a prefix, or (for markers such as "|pysssss" and "(rgthree)") a suffix."""
+    name, a prefix, or (for markers such as "|pysssss" and "(rgthree)") a suffix; the names in
+    WHOLE_NAMES only whole."""
     for pack, names in CUSTOM_PACKS.items():
         for name in names:
-            if class_type == name or class_type.startswith(name) or (name[0] in "|(+[/" and class_type.endswith(name)):
+            if class_type == name or name not in WHOLE_NAMES and (
+                    class_type.startswith(name) or name[0] in "|(+[/" and class_type.endswith(name)):
                 return pack
     return None
 

@@ -59,7 +59,7 @@ from nodes.conditioning import CLIPEncode
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.sampling import KSampler
-from nodes.strings import _fits, _guarded
+from nodes.strings import MAX_TEXT, _fits, _guarded
 from nodes.upscale import UPSCALE_MODEL
 
 NUMBER = socket_type("NUMBER", "#4db6ac", "WAS Node Suite's number: an int or a float")
@@ -239,7 +239,10 @@ class WasTextFindAndReplaceInput(Node):
 class WasTextFindAndReplaceByDictionary(Node):
     """Replace each <key>TERM<key> (replacement_key around a dictionary's term) by a line of that
     term drawn at random, as WAS's Text Find and Replace by Dictionary does: Python's random
-    seeded with seed, each draw after the first reseeded with seed + 1, + 2 ... unless seed is 0."""
+    seeded with seed, each draw after the first reseeded with seed + 1, + 2 ... unless seed is 0.
+    Each term's value must be a list of texts (as Load Text File gives). The markers of a term
+    are replaced in one pass: a drawn line that holds the term's own marker keeps it (the pack
+    would replace it in turn, in place of a later marker of the text)."""
     category = "WAS Suite/Text/Search"
     text: STRING
     dictionary: DICT
@@ -257,15 +260,25 @@ class WasTextFindAndReplaceByDictionary(Node):
             marker = f"{self.replacement_key}{term}{self.replacement_key}"
             if not marker:
                 raise NodeInputError("replacement_key", "an empty key and an empty term mark nothing to replace")
+            if not isinstance(lines, (list, tuple)) or not all(isinstance(line, str) for line in lines):
+                raise NodeInputError("dictionary", f"{term!r} holds {type(lines).__name__}: expected a list of texts")
             if not lines and marker in text:
                 raise NodeInputError("dictionary", f"{term!r} has no lines to draw for {marker}")
-            for _ in range(text.count(marker)):
-                choice = str(draw.choice(lines))
-                _fits(len(text) + len(choice) - len(marker), "dictionary")
-                text = text.replace(marker, choice, 1)
+            size = len(text)
+
+            def drawn(match):
+                nonlocal seed, size
+                choice = draw.choice(lines)
+                size += len(choice) - len(marker)
+                _fits(size, "dictionary")
                 if seed != 0:
                     seed += 1
                     draw.seed(seed)
+                return choice
+
+            # one pass, markers left to right in the pack's draw order (its replace(marker, choice, 1)
+            # per marker was quadratic in the text's length)
+            text = re.sub(re.escape(marker), drawn, text)
         return text
 
 
@@ -535,6 +548,21 @@ class WasTextDictionaryUpdate(Node):
 # Text Add Tokens' custom tokens {token: value}, used by every token parse after the built-in ones;
 # the pack keeps them in its settings file, here they last while graphflow runs
 CUSTOM_TOKENS: dict[str, str] = {}
+# the process-wide tables (custom tokens, Load Line / Load Image Batch counters) are shared by every
+# graph run: each keeps at most this many entries, the oldest set dropped first, and names this long
+MAX_REMEMBERED = 1000
+MAX_NAME = 256
+
+
+def remember(table: dict, name: str, value, input_name: str) -> None:
+    """table[name] = value, as the newest entry; refused for a name over MAX_NAME characters, and
+    the oldest entries dropped past MAX_REMEMBERED."""
+    if len(name) > MAX_NAME:
+        raise NodeInputError(input_name, f"{len(name):,} characters: expected a name of up to {MAX_NAME}")
+    table.pop(name, None)
+    table[name] = value
+    while len(table) > MAX_REMEMBERED:
+        del table[next(iter(table))]
 
 
 def parse_tokens(text: str, now: float | None = None, input_name: str = "text") -> str:
@@ -553,16 +581,29 @@ def parse_tokens(text: str, now: float | None = None, input_name: str = "text") 
             _fits(len(text) + text.count(token) * max(len(value) - len(token), 0), input_name)
             text = text.replace(token, value)
     try:
-        return re.sub(r"\[time\((.*?)\)\]", lambda m: time.strftime(m.group(1), time.localtime(now)), text)
+        return "\n".join(_fill_time_formats(line, time.localtime(now)) for line in text.split("\n"))
     except ValueError as e:
         raise NodeInputError(input_name, f"a [time(...)] format time.strftime can't use: {e}") from None
+
+
+def _fill_time_formats(line: str, local) -> str:
+    """Each [time(FORMAT)] of one line (FORMAT up to the first ")]", as the pack's lazy regex
+    takes it) as time.strftime(FORMAT). A scan, not that regex: the regex retries from every
+    unclosed "[time(" to the line's end, quadratic in the line's length."""
+    out, at = [], 0
+    while (start := line.find("[time(", at)) != -1 and (end := line.find(")]", start + 6)) != -1:
+        out += [line[at:start], time.strftime(line[start + 6:end], local)]
+        at = end + 2
+    return "".join(out) + line[at:]
 
 
 class WasTextAddTokens(Node):
     """Add custom tokens for the token parsers (Text Parse Tokens, the file nodes' paths and
     prefixes), one "token: value" a line, as WAS's Text Add Tokens does (the value ends at the
     next ':', as in the pack; blank lines are skipped). The pack keeps them in its settings
-    file; here they last while graphflow runs. print_current_tokens "true" logs them all."""
+    file; here they last while graphflow runs, shared by all graphs: up to 1000 tokens (the
+    oldest set dropped first), names of up to 256 characters. print_current_tokens "true" logs
+    them all."""
     category = "WAS Suite/Text/Tokens"
     output_node = True
     tokens: str = Text("[hello]: world", multiline=True)
@@ -583,7 +624,8 @@ class WasTextAddTokens(Node):
             if len(parts) < 2 or not parts[0].strip():
                 raise NodeInputError("tokens", f"expected \"token: value\" lines, got {line[:60]!r}")
             added[parts[0].strip()] = parts[1].strip()
-        CUSTOM_TOKENS.update(added)
+        for token, value in added.items():
+            remember(CUSTOM_TOKENS, token, value, "tokens")
         _log_tokens(self.print_current_tokens)
         return ()
 
@@ -606,7 +648,8 @@ class WasTextAddTokenByInput(Node):
     def run(self):
         if not self.token_name.strip():
             raise NodeInputError("token_name", "empty: a token needs a name")
-        CUSTOM_TOKENS[self.token_name] = self.token_value
+        _fits(len(self.token_value), "token_value")
+        remember(CUSTOM_TOKENS, self.token_name, self.token_value, "token_name")
         _log_tokens(self.print_current_tokens)
         return ()
 
@@ -700,7 +743,11 @@ def input_text_file(name: str, input_name: str = "file_path"):
 
 
 def read_text(path, name: str, input_name: str = "file_path") -> str:
+    """The file's text; refused past MAX_TEXT bytes, before reading it."""
     try:
+        if path.stat().st_size > MAX_TEXT:
+            raise NodeInputError(input_name, f"{name!r} is {path.stat().st_size:,} bytes: expected at most "
+                                             f"{MAX_TEXT:,}")
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise NodeInputError(input_name, f"can't read {name!r}: {e}") from None
@@ -716,7 +763,7 @@ class WasLoadTextFile(Node):
     """Read a text file of the input folder, as WAS's Load Text File does: its lines, those
     starting with '#' left out, as one text, and a dictionary {name: lines} (name:
     dictionary_name, or the file's name up to its first dot). The pack reads any path; here
-    file_path names a file inside the input folder."""
+    file_path names a file inside the input folder, of up to 10,000,000 bytes."""
     category = "WAS Suite/IO"
     file_path: str = Text("")
     dictionary_name: str = Text("[filename]")
@@ -745,9 +792,11 @@ class WasTextLoadLineFromFile(Node):
     """One line of a text file of the input folder (or of multiline_text when linked), as WAS's
     Text Load Line From File gives it: mode "index" the line at index, "automatic" the next line
     each run, counted per label and starting again after the last (a counter restarts when the
-    label's file changes; counters last while graphflow runs, not in a database as in the pack).
+    label's file changes; counters last while graphflow runs, not in a database as in the pack;
+    the 1000 labels used last are kept, of up to 256 characters).
     Also gives {dictionary_name: lines}. The file's lines are stripped of blanks; the pack reads
-    any path, here file_path names a file inside the input folder."""
+    any path, here file_path names a file inside the input folder, of up to 10,000,000 bytes; an
+    empty file is refused."""
     category = "WAS Suite/Text"
     file_path: str = Text("")
     dictionary_name: str = Text("[filename]")
@@ -777,8 +826,8 @@ class WasTextLoadLineFromFile(Node):
             text = read_text(path, self.file_path)
             # a last line end starts no line, as the pack reads the file line by line
             source, lines = str(path), [line.strip() for line in text.removesuffix("\n").split("\n")]
-            if not lines:
-                raise NodeInputError("file_path", f"{self.file_path!r} has no lines")
+            if not text:  # no line to give (a file of one line end has one empty line, as in the pack)
+                raise NodeInputError("file_path", f"{self.file_path!r} is empty: expected a file with lines")
         name = self.dictionary_name
         if self.mode == "index":
             line = lines[self.index % len(lines)]
@@ -786,28 +835,36 @@ class WasTextLoadLineFromFile(Node):
             read, at = LINE_COUNTERS.get(self.label, (source, 0))
             at = at if read == source else 0
             line = lines[at % len(lines)]
-            LINE_COUNTERS[self.label] = (source, (at + 1) % len(lines))
+            remember(LINE_COUNTERS, self.label, (source, (at + 1) % len(lines)), "label")
         return line, {name: lines}
 
 
-def output_folder_path(path: str):
-    """WAS's output path as a folder inside graphflow's output folder: tokens filled in, the
-    pack's "./ComfyUI/output" start (and "output") taken as the output folder itself; absolute
-    paths and '..' are refused."""
-    path = parse_tokens(path, input_name="path").replace("\\", "/").strip()
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):  # a path of the machine, outside the folder
-        raise NodeInputError("path", f"{path!r} is outside the output folder: expected a folder inside it")
-    for start in ("./ComfyUI/output", "ComfyUI/output", "./output", "output"):
+def output_folder(path: str, input_name: str, pack_starts: tuple[str, ...] = (), blanks: tuple[str, ...] = ("",)):
+    """A WAS output path (Save Text File's path, Image Save's output_path) as a folder of graphflow's
+    output folder: tokens filled in; a relative path taken inside the output folder, after any of
+    pack_starts (the pack's own spellings of that folder); one of blanks, or ".", the folder itself;
+    an absolute path only when it lies inside the output folder; '..' and links leading out never."""
+    path = parse_tokens(path, input_name=input_name).replace("\\", "/").strip()
+    base = folders.outputs.resolve()
+    outside = NodeInputError(input_name, f"{path!r} is outside the output folder: expected a folder inside it")
+    if re.match(r"[A-Za-z]:", path):  # a Windows drive
+        raise outside
+    if path.startswith("/"):
+        inside = os.path.realpath(path)
+        if inside != str(base) and not inside.startswith(str(base) + os.sep):
+            raise outside
+        path = os.path.relpath(inside, base)
+    for start in pack_starts:
         if path == start or path.startswith(start + "/"):
             path = path[len(start):]
             break
     path = path.strip("/").removeprefix("./")
-    if not path or path == ".":
-        return folders.outputs.resolve()
+    if path in blanks or path == ".":
+        return base
     try:
-        return safe_join(folders.outputs, path)
+        return safe_join(base, path)
     except UnsafePathError as e:
-        raise NodeInputError("path", f"{e} (files are written inside the output folder only)") from None
+        raise NodeInputError(input_name, f"{e} (files are written inside the output folder only)") from None
 
 
 def next_numbered_name(folder, prefix: str, delimiter: str, padding: int, extension: str) -> str:
@@ -816,7 +873,7 @@ def next_numbered_name(folder, prefix: str, delimiter: str, padding: int, extens
     pattern = re.compile(f"{re.escape(prefix)}{re.escape(delimiter)}(\\d{{{padding}}})")
     numbers = [int(m.group(1)) for m in (pattern.match(n) for n in os.listdir(folder)) if m]
     counter = max(numbers, default=0) + 1
-    while (folder / f"{prefix}{delimiter}{counter:0{padding}}{extension}").exists():
+    while os.path.lexists(folder / f"{prefix}{delimiter}{counter:0{padding}}{extension}"):  # links too
         counter += 1
     return f"{prefix}{delimiter}{counter:0{padding}}{extension}"
 
@@ -826,7 +883,8 @@ class WasSaveTextFile(Node):
     prefix + delimiter + the next number (padded to filename_number_padding digits) in `path`,
     whose tokens ([time(%Y-%m-%d)], [time], [hostname], [user]) are filled in. The pack writes
     anywhere; here path is a folder inside the output folder ("./ComfyUI/output/..." is read as
-    the output folder), made when missing; absolute paths and '..' are refused. Always runs."""
+    the output folder), made when missing; '..' and absolute paths outside the output folder are
+    refused. Always runs."""
     category = "WAS Suite/IO"
     output_node = True
     text: STRING
@@ -842,16 +900,31 @@ class WasSaveTextFile(Node):
         return random.random()  # writing is the point: never skipped as cached
 
     def run(self):
-        folder = output_folder_path(self.path)
+        # the pack's path is relative to ComfyUI's folder: its output folder spelt out is ours
+        folder = output_folder(self.path, "path", pack_starts=("./ComfyUI/output", "ComfyUI/output", "./output",
+                                                               "output"))
         prefix = parse_tokens(self.filename_prefix, input_name="filename_prefix")
         for name, value in (("filename_prefix", prefix), ("filename_delimiter", self.filename_delimiter)):
             if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
                 raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")
         if not self.text.strip():
             warn("Save Text File: the text is empty")
-        folder.mkdir(parents=True, exist_ok=True)
-        name = next_numbered_name(folder, prefix, self.filename_delimiter, self.filename_number_padding, ".txt")
-        (folder / name).write_text(self.text, encoding="utf-8", newline="\n")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a name part too long, a file in the way ...
+            raise NodeInputError("path", f"can't make the folder: {e.strerror}") from None
+        try:
+            while True:  # created exclusively: two runs at once never take one number, nor write through a link
+                name = next_numbered_name(folder, prefix, self.filename_delimiter, self.filename_number_padding,
+                                          ".txt")
+                try:
+                    with open(folder / name, "x", encoding="utf-8", newline="\n") as f:
+                        f.write(self.text)
+                    break
+                except FileExistsError:
+                    continue
+        except OSError as e:  # a name too long, a folder in the way ...
+            raise NodeInputError("filename_prefix", f"can't write the file: {e.strerror}") from None
         show(string=[self.text])
         return ()
 
@@ -1033,6 +1106,8 @@ class WasNumberInputCondition(Node):
         a, b = _numbers(self, "number_a", "number_b")
         if self.comparison in ("divisible by", "factor of") and a == 0:
             raise NodeInputError("number_a", f"{self.comparison} with number_a 0 divides by 0")
+        if self.comparison == "if A prime" and not math.isfinite(a):
+            raise NodeInputError("number_a", f"{a} can't be tested for a prime: expected a finite number")
         if self.comparison == "if A prime" and a > PRIME_LIMIT:
             raise NodeInputError("number_a", f"{a} is too big to test for a prime (at most {PRIME_LIMIT})")
         holds = CONDITIONS[self.comparison](a, b)
@@ -1089,7 +1164,11 @@ class WasNumberToFloat(_NumberConversion):
     comfy = ComfyAlias(("Number to Float",))
 
     def run(self):
-        return float(self.number)
+        (number,) = _numbers(self, "number")
+        try:
+            return float(number)
+        except OverflowError:
+            raise NodeInputError("number", f"{number} is too big for a float") from None
 
 
 class WasNumberToString(_NumberConversion):
@@ -1362,6 +1441,12 @@ class WasKSampler(Node):
                      negative=self.negative, latent_image=self.latent_image, denoise=self.denoise)
 
 
+def has_choice(text: str) -> bool:
+    """Whether the text holds a {a|b} choice: a {...} without braces inside that holds '|'. Found
+    in one pass: a regex with the '|' in it backtracks quadratically on "{" + "|" * n."""
+    return any("|" in m.group(1) for m in re.finditer(r"\{([^{}]*)\}", text))
+
+
 class WasNSPCLIPTextEncode(Node):
     """Encode the text as CLIPTextEncode does, giving the text used and the text given, as WAS's
     CLIPTextEncode (NSP) does for a plain prompt. Its Noodle Soup Prompts (the pack downloads
@@ -1379,8 +1464,7 @@ class WasNSPCLIPTextEncode(Node):
     comfy = ComfyAlias(("CLIPTextEncode (NSP)",))
 
     def run(self):
-        if self.noodle_key and self.noodle_key in self.text or "$" in self.text or \
-                re.search(r"\{[^{}]*\|[^{}]*\}", self.text):
+        if self.noodle_key and self.noodle_key in self.text or "$" in self.text or has_choice(self.text):
             raise NodeInputError("text", "uses Noodle Soup Prompts, wildcards, {a|b} choices or $variables, which "
                                          "graphflow can't expand (the pack's pantry and wildcard files): expected "
                                          "a plain prompt")

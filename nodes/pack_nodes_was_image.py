@@ -28,12 +28,13 @@ from __future__ import annotations
 import os
 import random
 import re
+import uuid
 
 from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
-from nodes.pack_nodes_was import parse_tokens
+from nodes.pack_nodes_was import output_folder, parse_tokens, remember
 
 # -- images ---------------------------------------------------------------------------------------
 
@@ -97,7 +98,9 @@ def rescaled_size(width: int, height: int, mode: str, factor: float, resize_widt
 class WasImageResize(Node):
     """Resize each image with Pillow, as WAS's Image Resize does: mode "rescale" by
     rescale_factor, "resize" to resize_width x resize_height rounded up to multiples of 8;
-    supersample "true" first resizes to 8 times the target, then down to it."""
+    supersample "true" first resizes to 8 times the target, then down to it; it is refused when
+    that 8 times picture would hold more than 16384 x 16384 pixels (a target of more than 2048 x
+    2048 pixels), never skipped silently."""
     category = "WAS Suite/Image/Transform"
     image: IMAGE
     mode: str = Choice(("rescale", "resize"), "rescale")
@@ -130,6 +133,9 @@ class WasImageResize(Node):
         if not (1 <= width <= MAX_SIZE and 1 <= height <= MAX_SIZE):
             raise NodeInputError("rescale_factor" if self.mode == "rescale" else "resize_width",
                                  f"the result would be {width}x{height}: expected sides of 1 to {MAX_SIZE}")
+        if self.supersample == "true" and 64 * width * height > MAX_SIZE ** 2:  # also when estimate() knew no size
+            raise NodeInputError("supersample", f"the supersampled picture would be {width * 8}x{height * 8}, over "
+                                 f"{MAX_SIZE}x{MAX_SIZE} pixels: set it \"false\" or resize less")
         resample = Image.Resampling(RESAMPLING[self.resampling])
         out = []
         for picture in pictures:
@@ -514,27 +520,6 @@ class WasImageRotate(Node):
         return _batch(out)
 
 
-def save_folder(path: str):
-    """Image Save's output_path as a folder of the output folder: tokens filled in, a relative
-    path taken inside the output folder (as the pack takes it), "" or "." the folder itself; an
-    absolute path only when it lies inside the output folder, '..' never."""
-    path = parse_tokens(path, input_name="output_path").replace("\\", "/").strip()
-    if path in ("", "none", "."):
-        return folders.outputs.resolve()
-    base = folders.outputs.resolve()
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
-        inside = os.path.realpath(path)
-        if inside != str(base) and not inside.startswith(str(base) + os.sep):
-            raise NodeInputError("output_path", f"{path!r} is outside the output folder: expected a folder inside it")
-        path = os.path.relpath(inside, base)
-        if path == ".":
-            return base
-    try:
-        return safe_join(base, path)
-    except UnsafePathError as e:
-        raise NodeInputError("output_path", f"{e} (images are saved inside the output folder only)") from None
-
-
 SAVE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "tiff", "webp", "bmp")
 PIL_FORMATS = {"jpg": "JPEG"}  # the others are Pillow's format names in capitals
 
@@ -609,15 +594,17 @@ class WasImageSave(Node):
         return max((int(m.group(1)) for m in map(pattern.match, os.listdir(folder)) if m), default=0) + 1
 
     def run(self):
-        from graphflow.images import image_to_pil
         from nodes.image import _png_metadata
 
         prefix = parse_tokens(self.filename_prefix, input_name="filename_prefix")
         for name, value in (("filename_prefix", prefix), ("filename_delimiter", self.filename_delimiter)):
             if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
                 raise NodeInputError(name, f"{value!r} would leave the folder: expected a plain file name part")
-        folder = save_folder(self.output_path)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_folder(self.output_path, "output_path", blanks=("", "none"))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a name part too long, a file in the way ...
+            raise NodeInputError("output_path", f"can't make the folder: {e.strerror}") from None
         counter = self.first_counter(folder, prefix)
         optimize, dpi = self.optimize_image == "true", (self.dpi, self.dpi)
         options = {"png": {"optimize": optimize, "dpi": dpi},
@@ -628,6 +615,16 @@ class WasImageSave(Node):
         if self.extension == "png" and self.embed_workflow == "true":
             options["pnginfo"] = _png_metadata()
         image_format = PIL_FORMATS.get(self.extension, self.extension.upper())
+        try:
+            saved, paths = self.save_all(folder, prefix, counter, image_format, options)
+        except OSError as e:  # a name too long, a folder in the way ...
+            raise NodeInputError("filename_prefix", f"can't write the file: {e.strerror}") from None
+        show(images=saved if self.show_previews == "true" else [])
+        return self.images, paths
+
+    def save_all(self, folder, prefix: str, counter: int, image_format: str, options: dict):
+        from graphflow.images import image_to_pil
+
         subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
         saved, paths = [], []
         for image in self.images:
@@ -636,7 +633,14 @@ class WasImageSave(Node):
                 picture = picture.convert("RGB")
             name = self.file_name(prefix, counter)
             if self.overwrite_mode == "prefix_as_filename":
-                picture.save(folder / name, format=image_format, **options)
+                # written aside, then renamed onto the name: a link already there is replaced, never followed
+                temporary = folder / f".{name[:64]}.{uuid.uuid4().hex}.tmp"
+                try:
+                    with open(temporary, "xb") as f:
+                        picture.save(f, format=image_format, **options)
+                    os.replace(temporary, folder / name)
+                finally:
+                    temporary.unlink(missing_ok=True)
             else:
                 while True:  # the next free number: an existing file is never replaced
                     try:
@@ -649,8 +653,7 @@ class WasImageSave(Node):
                 counter += 1
             saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
             paths.append(str(folder / name))
-        show(images=saved if self.show_previews == "true" else [])
-        return self.images, paths
+        return saved, paths
 
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tiff", ".gif", ".bmp", ".webp")  # the pack's ALLOWED_EXT
@@ -660,8 +663,8 @@ BATCH_COUNTERS: dict[str, tuple[str, str, int]] = {}
 
 def batch_image_files(path: str, pattern: str) -> list:
     """Load Image Batch's files: the pattern (a glob, ** for subfolders) in the folder `path`
-    inside the input folder, pictures only, sorted; anything the pattern reaches outside the
-    folder (.., links) is left out."""
+    inside the input folder, pictures only, sorted; an absolute pattern or one with '..' is
+    refused, and what links lead to outside the folder is left out."""
     import glob
 
     try:
@@ -670,6 +673,11 @@ def batch_image_files(path: str, pattern: str) -> list:
         raise NodeInputError("path", f"{e} (images are read from the input folder only)") from None
     if not folder.is_dir():
         raise NodeInputError("path", f"no folder {path!r} in the input folder")
+    # refused before globbing: a recursive glob from / or above the folder walks the whole disk
+    parts = pattern.replace("\\", "/").split("/")
+    if pattern.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", pattern) or ".." in parts:
+        raise NodeInputError("pattern", f"{pattern!r} leaves the folder: expected a pattern inside it (no '..', "
+                                        "not absolute)")
     base = str(folders.inputs.resolve())
     found = []
     for name in glob.glob(os.path.join(glob.escape(str(folder)), pattern), recursive=True):
@@ -684,12 +692,14 @@ class WasLoadImageBatch(Node):
     glob) matches in `path`, pictures only, sorted; "single_image" the one at index,
     "incremental_image" the next one each run (counted per label, from the start again after
     the last, or when the label's path or pattern changes; counters last while graphflow runs,
-    not in the pack's database), "random" any one, drawn anew each run (unseeded, as in the
+    not in the pack's database; the 1000 labels used last are kept, of up to 256 characters),
+    "random" any one, drawn anew each run (unseeded, as in the
     pack). RGB, or RGBA for a picture with alpha when allow_RGBA_output is "true" (the pack then
     gives the file's own mode, grey and palette ones too). Also gives the file's name, without
     its extension when filename_text_extension is "false". Follows the suite's later layout
     (the random mode and filename_text_extension; older saves lack them and read the same).
-    The pack reads any folder; here path is a folder inside the input folder."""
+    The pack reads any folder; here path is a folder inside the input folder, and a pattern
+    that is absolute or has '..' is refused."""
     category = "WAS Suite/IO"
     mode: str = Choice(("single_image", "incremental_image", "random"), "single_image")
     index: int = Int(0, min=0, max=150000)
@@ -727,13 +737,16 @@ class WasLoadImageBatch(Node):
             folder, pattern, at = BATCH_COUNTERS.get(self.label, (self.path, self.pattern, 0))
             at = at if (folder, pattern) == (self.path, self.pattern) else 0
             chosen = files[at % len(files)]
-            BATCH_COUNTERS[self.label] = (self.path, self.pattern, (at + 1) % len(files))
+            remember(BATCH_COUNTERS, self.label, (self.path, self.pattern, (at + 1) % len(files)), "label")
         try:
             with Image.open(chosen) as opened:
+                if opened.width > MAX_SIZE or opened.height > MAX_SIZE:  # checked before decoding it
+                    raise NodeInputError("path", f"{os.path.basename(chosen)!r} is {opened.width}x{opened.height}: "
+                                                 f"expected sides up to {MAX_SIZE}")
                 picture = ImageOps.exif_transpose(opened)
                 picture = picture.convert("RGBA" if self.allow_RGBA_output == "true" and "A" in picture.getbands()
                                           else "RGB")
-        except OSError as e:
+        except (OSError, Image.DecompressionBombError) as e:
             raise NodeInputError("path", f"can't read {os.path.basename(chosen)!r}: {e}") from None
         import numpy as np
         import torch
@@ -947,14 +960,20 @@ def ramp_mask(size: tuple[int, int], rising: bool, start: int, end: int, directi
     return Image.fromarray(levels, "L")
 
 
+def stitched_size(a: tuple[int, int], b: tuple[int, int], side: str, zone: int) -> tuple[int, int]:
+    """The (width, height) of b stitched to a's `side` overlapping by `zone`: a's size across the join."""
+    if side in ("left", "right"):
+        return a[0] + b[0] - zone, a[1]
+    return a[0], a[1] + b[1] - zone
+
+
 def stitch(a, b, side: str, zone: int):
     """WAS's stitch_image: b joined to a's `side`, the two overlapping by `zone` pixels where
     each fades into the other; the canvas keeps a's size across the join."""
     from PIL import Image
 
     horizontal = side in ("left", "right")
-    width = a.width + b.width - zone if horizontal else a.width
-    height = a.height + b.height - zone if not horizontal else a.height
+    width, height = stitched_size(a.size, b.size, side, zone)
     axis = "horizontal" if horizontal else "vertical"
     a_length, b_length = (a.width, b.width) if horizontal else (a.height, b.height)
     a_at, b_at = (0, 0), (0, 0)
@@ -975,7 +994,7 @@ def stitch(a, b, side: str, zone: int):
 class WasImageStitch(Node):
     """Join image_b to a side of image_a, the two overlapping by `feathering` pixels where each
     fades into the other, as WAS's Image Stitch does (image by image; the result keeps
-    image_a's size across the join)."""
+    image_a's size across the join). A result with a side over 16384 pixels is refused."""
     category = "WAS Suite/Image/Transform"
     image_a: IMAGE
     image_b: IMAGE
@@ -983,6 +1002,16 @@ class WasImageStitch(Node):
     feathering: int = Int(50, min=0, max=2048)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("Image Stitch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        a, b = inputs.get("image_a"), inputs.get("image_b")
+        try:
+            width, height = stitched_size((a.width, a.height), (b.width, b.height), widgets["stitch"],
+                                          widgets["feathering"])
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(a)
+        return Estimate(Size(a.batch, max(height, 1), max(width, 1)))
 
     def run(self):
         first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
@@ -992,14 +1021,34 @@ class WasImageStitch(Node):
         if self.feathering > min(along(first[0]), along(second[0])):
             raise NodeInputError("feathering", f"{self.feathering} pixels is more than an image's side along the "
                                                "join")
+        width, height = stitched_size(first[0].size, second[0].size, self.stitch, self.feathering)
+        if width > MAX_SIZE or height > MAX_SIZE:
+            raise NodeInputError("image_b", f"the stitched image would be {width}x{height}: expected sides up to "
+                                            f"{MAX_SIZE}")
         return _batch([stitch(a, second[i % len(second)], self.stitch, self.feathering) for i, a in enumerate(first)])
+
+
+def feather_mask(size: tuple[int, int], feathering: int):
+    """Image Transpose's border fade: what the pack's rectangles (step, step, width - step,
+    height - step) filled 255 * (step + 1) / feathering, one inside the other, leave, computed per
+    pixel from its distance to the edge (the rectangles cost feathering fills of the picture)."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = size
+    x, y = np.arange(width), np.arange(height)
+    # the largest step whose rectangle holds the pixel; PIL's rectangles include their far edge
+    across, down = np.minimum(x, width - x), np.minimum(y, height - y)
+    step = np.minimum(np.minimum(down[:, None], across[None, :]), feathering - 1)
+    return Image.fromarray((255 * (step + 1) // feathering).astype(np.uint8), "L")
 
 
 class WasImageTranspose(Node):
     """Lay image_overlay over the image, as WAS's Image Transpose does: the overlay turned
     `rotation` degrees counter-clockwise (growing to fit), resized to width x height, its border
     faded over `feathering` pixels, and pasted with its top-left corner at (X, Y). Gives an RGBA
-    image (4 channels, as the pack's)."""
+    image (4 channels, as the pack's). width and height are 1 to 16384; feathering more than
+    half the overlay's smaller side is refused (the pack's Pillow fails there)."""
     category = "WAS Suite/Image/Transform"
     image: IMAGE
     image_overlay: IMAGE
@@ -1012,22 +1061,29 @@ class WasImageTranspose(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("Image Transpose",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        width, height = widgets.get("width"), widgets.get("height")
+        if not (isinstance(width, int) and isinstance(height, int)):
+            return Estimate(inputs.get("image"))
+        # the overlay at width x height: RGBA picture, transparent canvas, composite and 4-band mask at once
+        return Estimate(inputs.get("image"), memory=max(width, 0) * max(height, 0) * 4 * 4)
+
     def run(self):
-        from PIL import Image, ImageDraw
+        from PIL import Image
 
         for name in ("width", "height"):
             if not 1 <= getattr(self, name) <= MAX_SIZE:
                 raise NodeInputError(name, f"{getattr(self, name)}: expected 1 to {MAX_SIZE} pixels")
+        if 2 * self.feathering > min(self.width, self.height):
+            raise NodeInputError("feathering", f"{self.feathering} pixels: expected at most half of the overlay's "
+                                               f"smaller side ({min(self.width, self.height) // 2})")
         overlays = _pictures(self.image_overlay, "image_overlay")
         out = []
         for i, background in enumerate(_pictures(self.image, "image")):
             element = overlays[i % len(overlays)].rotate(self.rotation, expand=True).resize((self.width, self.height))
             if self.feathering > 0:
-                mask = Image.new("L", element.size, 255)
-                draw = ImageDraw.Draw(mask)
-                for step in range(self.feathering):
-                    draw.rectangle((step, step, element.width - step, element.height - step),
-                                   fill=int(255 * (step + 1) / self.feathering))
+                mask = feather_mask(element.size, self.feathering)
                 element = Image.composite(element, Image.new("RGBA", element.size, (0, 0, 0, 0)),
                                           Image.merge("RGBA", (mask, mask, mask, mask)))
             layer = Image.new("RGBA", background.size, (0, 0, 0, 0))
@@ -1279,6 +1335,10 @@ class WasMaskInvert(Node):
     comfy = ComfyAlias(("Mask Invert",))
 
     def run(self):
+        import torch
+
+        if not isinstance(self.masks, torch.Tensor):
+            raise NodeInputError("masks", f"expected a mask tensor, got {type(self.masks).__name__}")
         return 1.0 - self.masks
 
 
@@ -1484,7 +1544,7 @@ class WasImageToLatentMask(Node):
 class WasLatentUpscaleByFactor(Node):
     """Resize latents by factor with torch's interpolate (area, bicubic, bilinear or nearest;
     align "true" aligns corners for bilinear and bicubic), sizes rounded, as WAS's Latent
-    Upscale by Factor (WAS) does."""
+    Upscale by Factor (WAS) does. Latents that would decode past 16384 pixels a side are refused."""
     category = "WAS Suite/Latent/Transform"
     samples: LATENT
     mode: str = Choice(("area", "bicubic", "bilinear", "nearest"), "area")
@@ -1505,7 +1565,13 @@ class WasLatentUpscaleByFactor(Node):
         import torch.nn.functional as F
 
         latent = self.samples["samples"]
+        if not hasattr(latent, "dim") or latent.dim() != 4:
+            raise NodeInputError("samples", f"expected latents of 4 dimensions (batch, channels, height, width), got "
+                                            f"{getattr(latent, 'shape', type(latent).__name__)}")
         size = tuple(max(1, int(round(side * self.factor))) for side in latent.shape[-2:])
+        if size[0] * 8 > MAX_SIZE or size[1] * 8 > MAX_SIZE:  # also when estimate() knew no size
+            raise NodeInputError("factor", f"the latents would decode to {size[1] * 8}x{size[0] * 8}: expected sides "
+                                           f"up to {MAX_SIZE}")
         if self.mode in ("bilinear", "bicubic"):
             resized = F.interpolate(latent, size=size, mode=self.mode, align_corners=self.align == "true")
         else:

@@ -22,6 +22,7 @@ from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_was as was
 from nodes import pack_nodes_was_image as was_image
 from nodes.pack_nodes_was import is_prime, parse_tokens, replace_one_by_one, text_to_number, truncate
+from nodes.strings import MAX_TEXT
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -169,6 +170,27 @@ def test_find_and_replace_by_dictionary_draws_as_the_pack_does(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextFindAndReplaceByDictionary", text="x", dictionary=["no"], seed=0)
     assert caught.value.input == "dictionary"
+    for bad in ({"a": 5}, {"a": "xyz"}, {"a": ["x", 5]}):
+        with pytest.raises(NodeInputError, match="expected a list of texts") as caught:
+            call(registry, "WasTextFindAndReplaceByDictionary", text="__a__", dictionary=bad, seed=0)
+        assert caught.value.input == "dictionary"
+
+
+def test_find_and_replace_by_dictionary_is_linear_and_checks_the_size(registry):
+    text = "__a__" * 80000  # replaced one by one: seconds
+    started = time.perf_counter()
+    got = call(registry, "WasTextFindAndReplaceByDictionary", text=text, dictionary={"a": ["x", "y"]}, seed=3)
+    assert time.perf_counter() - started < 2
+    draw, seed, want = random.Random(3), 3, []
+    for _ in range(80000):
+        want.append(draw.choice(["x", "y"]))
+        seed += 1
+        draw.seed(seed)
+    assert got == "".join(want)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFindAndReplaceByDictionary", text="__a__" * 100,
+             dictionary={"a": ["z" * (MAX_TEXT // 50)]}, seed=0)
+    assert caught.value.input == "dictionary"
 
 
 def test_random_line_is_pythons_seeded_choice(registry):
@@ -208,6 +230,51 @@ def test_parse_tokens_fills_in_the_built_in_tokens():
     now = 1_700_000_000.75
     got = parse_tokens("[time]/[time(%Y-%m-%d)]/[hostname]/[custom]", now)
     assert got == f"1700000000/{time.strftime('%Y-%m-%d', time.localtime(now))}/{os.uname().nodename}/[custom]"
+
+
+@pytest.mark.parametrize("text", ["[time(%Y)]-[time(%m)]", "[time(a(%d))]", "[time(%H\n)]", "[time(%Y)", "x)][time(]",
+                                  "[time(%Y)]\r[time(%j)]\n[time(", "[time([time(%Y)])]"])
+def test_parse_tokens_time_formats_as_the_pack_regex_and_fast_on_unclosed_ones(text):
+    now = 1_700_000_000.0
+    pack = re.sub(r"\[time\((.*?)\)\]", lambda m: time.strftime(m.group(1), time.localtime(now)), text)
+    assert parse_tokens(text, now) == pack
+    started = time.perf_counter()
+    parse_tokens("[time(" * 20000 + text, now)  # the lazy regex took seconds here
+    assert time.perf_counter() - started < 0.5
+
+
+def test_shared_token_and_counter_tables_are_bounded(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(was, "CUSTOM_TOKENS", {})
+    monkeypatch.setattr(was, "LINE_COUNTERS", {})
+    monkeypatch.setattr(was_image, "BATCH_COUNTERS", {})
+    call(registry, "WasTextAddTokens", tokens="\n".join(f"[t{i}]: v{i}" for i in range(was.MAX_REMEMBERED + 5)))
+    assert len(was.CUSTOM_TOKENS) == was.MAX_REMEMBERED and "[t4]" not in was.CUSTOM_TOKENS  # the oldest went
+    call(registry, "WasTextAddTokenByInput", token_name="[t5]", token_value="again")  # set again: now the newest
+    call(registry, "WasTextAddTokenByInput", token_name="[new]", token_value="x")
+    assert list(was.CUSTOM_TOKENS)[-2:] == ["[t5]", "[new]"] and "[t6]" not in was.CUSTOM_TOKENS
+    assert parse_tokens("[t5] [new] [t1004]") == "again x v1004"
+    for node, name, widgets in (("WasTextAddTokens", "tokens", {"tokens": "[" + "n" * 300 + "]: v"}),
+                                ("WasTextAddTokenByInput", "token_name", {"token_name": "n" * 300, "token_value": "v"}),
+                                ("WasTextAddTokenByInput", "token_value",
+                                 {"token_name": "[big]", "token_value": "v" * (MAX_TEXT + 1)})):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, **widgets)
+        assert caught.value.input == name
+    for i in range(was.MAX_REMEMBERED + 3):
+        call(registry, "WasTextLoadLineFromFile", multiline_text="a\nb", label=f"l{i}")
+    assert len(was.LINE_COUNTERS) == was.MAX_REMEMBERED and "l0" not in was.LINE_COUNTERS
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextLoadLineFromFile", multiline_text="a", label="l" * 300)
+    assert caught.value.input == "label"
+    (tmp_folders.inputs / "b").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_folders.inputs / "b" / "a.png")
+    for i in range(was.MAX_REMEMBERED + 3):
+        call(registry, "WasLoadImageBatch", path="b", mode="incremental_image", label=f"l{i}")
+    assert len(was_image.BATCH_COUNTERS) == was.MAX_REMEMBERED and "l2" not in was_image.BATCH_COUNTERS
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLoadImageBatch", path="b", mode="incremental_image", label="l" * 300)
+    assert caught.value.input == "label"
 
 
 def test_parse_a1111_embeddings(registry, tmp_folders):
@@ -255,6 +322,23 @@ def test_load_line_from_file_by_index_and_automatically(registry, tmp_folders):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextLoadLineFromFile", file_path="../prompts.txt")
     assert caught.value.input == "file_path"
+    (tmp_folders.inputs / "empty.txt").write_text("")
+    (tmp_folders.inputs / "blank.txt").write_text("\n")
+    with pytest.raises(NodeInputError, match="empty") as caught:
+        call(registry, "WasTextLoadLineFromFile", file_path="empty.txt")
+    assert caught.value.input == "file_path"
+    assert call(registry, "WasTextLoadLineFromFile", file_path="blank.txt", mode="index")[0] == ""
+
+
+def test_text_files_past_max_text_are_refused_before_reading(registry, tmp_folders, monkeypatch):
+    from pathlib import Path
+    (tmp_folders.inputs / "long.txt").write_text("a\n" * 8)  # 16 bytes
+    monkeypatch.setattr(was, "MAX_TEXT", 15)
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("read"))
+    for node, widgets in (("WasLoadTextFile", {}), ("WasTextLoadLineFromFile", {"mode": "index"})):
+        with pytest.raises(NodeInputError, match="16 bytes") as caught:
+            call(registry, node, file_path="long.txt", **widgets)
+        assert caught.value.input == "file_path"
 
 
 def test_save_text_file_numbers_files_inside_the_output_folder(registry, tmp_folders, tmp_path):
@@ -276,6 +360,29 @@ def test_save_text_file_numbers_files_inside_the_output_folder(registry, tmp_fol
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasSaveTextFile", text="x", path="notes", filename_prefix="../up")
     assert caught.value.input == "filename_prefix"
+    call(registry, "WasSaveTextFile", text="four", path=str(tmp_folders.outputs / "notes"), filename_prefix="p",
+         filename_delimiter="-", filename_number_padding=3)  # absolute, inside the output folder
+    assert (tmp_folders.outputs / "notes" / "p-009.txt").read_text() == "four"
+
+
+def test_save_text_file_creates_its_file_exclusively(registry, tmp_folders, tmp_path, monkeypatch):
+    (tmp_folders.outputs / "notes").mkdir()
+    (tmp_folders.outputs / "notes" / "n_0001.txt").symlink_to(tmp_path / "dangling.txt")  # a link to no file
+    real = was.next_numbered_name
+    taken = []
+
+    def racing(folder, *args):  # another run writes the name between choosing it and creating it
+        name = real(folder, *args)
+        if not taken:
+            taken.append(name)
+            (folder / name).write_text("other run")
+        return name
+
+    monkeypatch.setattr(was, "next_numbered_name", racing)
+    call(registry, "WasSaveTextFile", text="mine", path="notes", filename_prefix="n")
+    assert not (tmp_path / "dangling.txt").exists()
+    assert taken == ["n_0002.txt"] and (tmp_folders.outputs / "notes" / "n_0002.txt").read_text() == "other run"
+    assert (tmp_folders.outputs / "notes" / "n_0003.txt").read_text() == "mine"
 
 
 # -- numbers and logic ----------------------------------------------------------------------------
@@ -485,6 +592,11 @@ def test_image_resize_estimate_and_refusal(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageResize", image=IMAGES, rescale_factor=0.01)
     assert caught.value.input == "rescale_factor"
+    with pytest.raises(NodeInputError) as caught:  # 4096 x 4096 (16 x 256): supersampled, 32768 x 32768
+        call(registry, "WasImageResize", image=torch.rand(1, 256, 256, 3), rescale_factor=16.0)
+    assert caught.value.input == "supersample"
+    assert call(registry, "WasImageResize", image=torch.rand(1, 256, 256, 3), rescale_factor=16.0,
+                supersample="false").shape == (1, 4096, 4096, 3)
 
 
 def test_crops_are_pillows_crop_then_resize_to_eights(registry):
@@ -603,6 +715,63 @@ def test_image_save_names_files_as_the_pack_inside_the_output_folder(registry, t
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageSave", images=IMAGES[:1], filename_prefix="../x")
     assert caught.value.input == "filename_prefix"
+
+
+def test_image_save_prefix_as_filename_replaces_a_link_never_writing_through_it(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    outside = tmp_path / "pwned.png"
+    outside.write_bytes(b"kept")
+    (tmp_folders.outputs / "victim.png").symlink_to(outside)
+    call(registry, "WasImageSave", images=IMAGES[:1], output_path="", filename_prefix="victim",
+         overwrite_mode="prefix_as_filename")
+    assert outside.read_bytes() == b"kept"
+    saved = tmp_folders.outputs / "victim.png"
+    assert not saved.is_symlink()
+    with Image.open(saved) as picture:
+        assert torch.equal(tensor(picture.convert("RGB")), tensor(pictures(IMAGES)[0]))
+    assert [p.name for p in tmp_folders.outputs.iterdir()] == ["victim.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("pattern", ["/usr/**", "../**", "sub/../../*.png", "..\\*.png", "C:/x/*.png"])
+def test_load_image_batch_refuses_patterns_leaving_the_folder_before_globbing(registry, tmp_folders, monkeypatch,
+                                                                               pattern):
+    import glob
+    (tmp_folders.inputs / "batch").mkdir()
+    monkeypatch.setattr(glob, "glob", lambda *a, **k: pytest.fail("globbed"))
+    with pytest.raises(NodeInputError, match="leaves the folder") as caught:
+        call(registry, "WasLoadImageBatch", path="batch", pattern=pattern)
+    assert caught.value.input == "pattern"
+    assert was_image.WasLoadImageBatch.fingerprint(path="batch", pattern=pattern) is None
+
+
+def test_bad_inputs_are_named_not_raw_tracebacks(registry, tmp_folders):
+    from PIL import Image
+    long = "n" * 300  # past a file name's 255 bytes
+    for node, name, widgets in (
+            ("WasImageSave", "filename_prefix", {"images": IMAGES[:1], "filename_prefix": long, "output_path": ""}),
+            ("WasImageSave", "filename_prefix", {"images": IMAGES[:1], "filename_prefix": long, "output_path": "",
+                                                 "overwrite_mode": "prefix_as_filename"}),
+            ("WasImageSave", "output_path", {"images": IMAGES[:1], "output_path": long}),
+            ("WasSaveTextFile", "filename_prefix", {"text": "x", "filename_prefix": long, "path": ""}),
+            ("WasSaveTextFile", "path", {"text": "x", "path": long}),
+            ("WasNumberInputCondition", "number_a", {"number_a": float("nan"), "number_b": 1,
+                                                     "comparison": "if A prime"}),
+            ("WasNumberInputCondition", "number_a", {"number_a": float("inf"), "number_b": 1,
+                                                     "comparison": "if A prime"}),
+            ("WasNumberToFloat", "number", {"number": "x"}),
+            ("WasNumberToFloat", "number", {"number": 10 ** 400}),
+            ("WasMaskInvert", "masks", {"masks": "x"})):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, **widgets)
+        assert caught.value.input == name, (node, widgets)
+    assert not any(p.name.endswith(".tmp") for p in tmp_folders.outputs.iterdir())
+    (tmp_folders.inputs / "big").mkdir()
+    Image.new("1", (16385, 8)).save(tmp_folders.inputs / "big" / "wide.png")
+    Image.new("1", (15000, 15000)).save(tmp_folders.inputs / "big" / "bomb.png")  # Pillow's bomb error on open
+    for pattern in ("wide.png", "bomb.png"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasLoadImageBatch", path="big", pattern=pattern)
+        assert caught.value.input == "path"
 
 
 def test_image_save_in_a_ui_graph_shows_its_files(registry, tmp_folders):
@@ -764,6 +933,15 @@ def test_ksampler_legacy_and_nsp_encode_are_the_core_nodes(registry, models):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasKSampler", seed=7)
     assert caught.value.input == "seed"
+
+
+@pytest.mark.parametrize("text", ["a {red|blue} cube", "{a|}", "{|}", "{}", "{a}", "{{a|b}", "{a|b}}", "{a{b|c}",
+                                  "{a|b{c}", "|{a}|", "no braces | here", "{a\n|b}", "} {a|b"])
+def test_nsp_choice_detection_is_the_regex_in_one_pass(text):
+    assert was.has_choice(text) == bool(re.search(r"\{[^{}]*\|[^{}]*\}", text))
+    started = time.perf_counter()
+    was.has_choice("{" + "|" * 100000 + text)  # the regex: quadratic here
+    assert time.perf_counter() - started < 0.5
 
 
 def test_paste_crop_puts_the_crop_back_with_the_packs_ramps(registry):
@@ -961,6 +1139,44 @@ def test_image_transpose_is_pillows_rotate_resize_and_paste(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=-5)
     assert caught.value.input == "width"
+    with pytest.raises(NodeInputError) as caught:  # the pack's Pillow rectangles fail past half a side
+        call(registry, "WasImageTranspose", image=IMAGES[:1], image_overlay=other, width=24, height=16, feathering=9)
+    assert caught.value.input == "feathering"
+
+
+def test_image_transpose_feathering_is_the_packs_rectangles_in_one_pass(registry):
+    from PIL import Image, ImageDraw
+    for width, height, feathering in ((24, 16, 8), (7, 9, 3), (31, 12, 1), (2, 2, 1)):
+        mask = Image.new("L", (width, height), 255)
+        draw = ImageDraw.Draw(mask)
+        for i in range(feathering):
+            draw.rectangle((i, i, width - i, height - i), fill=int(255 * (i + 1) / feathering))
+        assert was_image.feather_mask((width, height), feathering).tobytes() == mask.tobytes()
+    started = time.perf_counter()
+    was_image.feather_mask((4096, 4096), 2048)  # the rectangles: 2048 fills of up to 16M pixels
+    assert time.perf_counter() - started < 5
+
+
+def test_transpose_stitch_and_latent_upscale_sizes_are_checked(registry):
+    from graphflow.resource_limits import Size
+    estimate = registry.get("WasImageTranspose").estimate({"width": 16384, "height": 8192},
+                                                          {"image": Size(2, 64, 48), "image_overlay": Size(1, 8, 8)})
+    assert estimate.size == Size(2, 64, 48) and estimate.memory == 16384 * 8192 * 16
+    estimate = registry.get("WasImageStitch").estimate({"stitch": "left", "feathering": 10},
+                                                       {"image_a": Size(1, 40, 48), "image_b": Size(1, 30, 20)})
+    assert estimate.size == Size(1, 40, 48 + 20 - 10)
+    wide = torch.rand(1, 4, 9000, 3)
+    with pytest.raises(NodeInputError) as caught:  # 9000 + 9000 - 0 wide
+        call(registry, "WasImageStitch", image_a=wide, image_b=wide, stitch="right", feathering=0)
+    assert caught.value.input == "image_b"
+    assert call(registry, "WasImageStitch", image_a=wide, image_b=wide, stitch="top", feathering=0).shape == \
+        (1, 8, 9000, 3)
+    with pytest.raises(NodeInputError) as caught:  # 300 x 8 = 2400 latent rows, decoding to 19200 pixels
+        call(registry, "WasLatentUpscaleByFactor", samples={"samples": torch.zeros(1, 4, 300, 8)}, factor=8.0)
+    assert caught.value.input == "factor"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLatentUpscaleByFactor", samples={"samples": torch.zeros(4, 8, 8)})
+    assert caught.value.input == "samples"
 
 
 def levenshtein(a, b):
@@ -1021,3 +1237,12 @@ def test_custom_tokens_are_used_by_the_token_parsers(registry, tmp_folders, monk
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextAddTokens", tokens="no colon here")
     assert caught.value.input == "tokens"
+
+
+def test_was_classes_name_their_pack_whole_not_other_packs_classes_by_prefix():
+    from graphflow.comfy_format import custom_pack
+    for ours in ("Image Rotate", "Random Number", "Mask Invert", "Text Find and Replace Input", "WAS_Anything",
+                 "Image Blend by Mask"):
+        assert custom_pack(ours) == "WAS Node Suite", ours
+    for theirs in ("Image Rotate (mtb)", "Random Number Generator", "Mask Invert (Segment)"):
+        assert custom_pack(theirs) != "WAS Node Suite", theirs
