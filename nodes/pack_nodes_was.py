@@ -62,6 +62,8 @@ from nodes.sampling import KSampler
 from nodes.strings import MAX_TEXT, _fits, _guarded
 from nodes.upscale import UPSCALE_MODEL
 
+COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
+
 NUMBER = socket_type("NUMBER", "#4db6ac", "WAS Node Suite's number: an int or a float")
 SEED = socket_type("SEED", "#9e9e9e", "WAS Node Suite's seed: {'seed': int}")
 DICT = socket_type("DICT", "#9e9e9e", "WAS Node Suite's dictionary: {name: [lines]}")

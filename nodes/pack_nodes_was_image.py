@@ -36,6 +36,8 @@ from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.pack_nodes_was import output_folder, parse_tokens, remember
 
+COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
+
 # -- images ---------------------------------------------------------------------------------------
 
 CROP_DATA = socket_type("CROP_DATA", "#9e9e9e", "WAS Node Suite's crop: ((width, height), (left, top, right, bottom))")

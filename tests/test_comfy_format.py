@@ -1460,3 +1460,13 @@ def test_webcam_capture_ui_node_reads_its_widgets_values(builtin_registry):
     workflow.nodes["10"].inputs["image"] = "webcam/1.png"
     (node,) = export_ui(workflow, builtin_registry)["nodes"]
     assert node["widgets_values"][:4] == ["webcam/1.png", 480, 360, True]
+
+
+def test_each_pack_modules_comfy_pack_is_a_known_pack(builtin_registry):
+    """A node module holding one pack's nodes names it (COMFY_PACK) as CUSTOM_PACKS does, so
+    docs/comfyui.md lists its classes under that pack."""
+    import sys
+
+    from graphflow.comfy_format import CUSTOM_PACKS
+    declared = {getattr(sys.modules[cls.__module__], "COMFY_PACK", None) for cls in builtin_registry} - {None}
+    assert len(declared) >= 9 and declared <= set(CUSTOM_PACKS)

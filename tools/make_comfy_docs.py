@@ -145,7 +145,7 @@ LIMITS = """## Not supported yet
 
 def render() -> str:
     registry = Registry().load_builtin()
-    rows, mapped = [], set()
+    rows, mapped, packs = [], set(), {}
     for cls in sorted(registry, key=lambda c: c.node_type):
         for alias in comfy_aliases(cls):
             for class_type in alias.class_types:
@@ -159,8 +159,9 @@ def render() -> str:
                 if alias.widgets is not None:
                     notes.append("UI saves of the pack's older versions read too (see the node's help)")
                 if class_type not in comfy_catalogue():
-                    pack = getattr(sys.modules[cls.__module__], "COMFY_PACK", None) or custom_pack(class_type)
-                    notes.insert(0, f"custom node pack {pack or '(unnamed)'}")
+                    # a module holding one pack's nodes names it; else the pack is guessed by name
+                    packs[class_type] = getattr(sys.modules[cls.__module__], "COMFY_PACK", None) or custom_pack(class_type)
+                    notes.insert(0, f"custom node pack {packs[class_type] or '(unnamed)'}")
                 shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
                 rows.append(f"| `{shown}` | `{cls.node_type}` | {'; '.join(notes)} |")
     catalogue = comfy_catalogue()
@@ -232,8 +233,8 @@ def render() -> str:
     lines += ["", "## Custom node packs recognised by name", ""]
     built_in: dict[str, list[str]] = {}
     for class_type in sorted(mapped - set(catalogue)):
-        if custom_pack(class_type):
-            built_in.setdefault(custom_pack(class_type), []).append(class_type)
+        if packs[class_type]:
+            built_in.setdefault(packs[class_type], []).append(class_type)
     lines += ["An unknown class from one of these packs is named as coming from it; the classes listed as "
               "built in are graphflow nodes (table above).", ""]
     lines += [f"- {pack}: " + ", ".join(f"`{n}`" for n in names)
