@@ -41,6 +41,8 @@ def _load_picture(path, name: str):
         picture = Image.open(path)
     except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError) as e:
         raise NodeInputError("image", f"can't read {name!r} as an image: {e}") from None
+    except Image.DecompressionBombError as e:  # over twice Pillow's pixel limit: refused before decoding
+        raise NodeInputError("image", f"{name!r} is too large to load: {e}") from None
     images, masks = [], []
     for frame in ImageSequence.Iterator(picture):
         frame = ImageOps.exif_transpose(frame)

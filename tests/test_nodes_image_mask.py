@@ -398,3 +398,14 @@ def test_grow_mask_stops_after_height_plus_width_steps_with_the_same_result(monk
     monkeypatch.setattr(mask_module, "_dilate", lambda m, t: steps.append(1) or dilate(m, t))
     mask_module.grow_mask(torch.zeros(1, 4, 4), 16384)
     assert len(steps) == 4 * 8 + 8
+
+
+def test_load_image_names_a_picture_too_large_to_decode(builtin_registry, tmp_folders, monkeypatch):
+    """Pillow refuses a picture of more than twice its pixel limit before decoding it (a
+    decompression bomb): LoadImage names its input instead of failing with Pillow's error."""
+    from graphflow.context import NodeInputError
+    Image.new("RGB", (30, 30)).save(tmp_folders.inputs / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 900 pixels > 2 x 100, as 15000² is for the real limit
+    with pytest.raises(NodeInputError, match="too large to load") as caught:
+        call(builtin_registry, "LoadImage", image="bomb.png")
+    assert caught.value.input == "image"
