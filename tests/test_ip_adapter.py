@@ -728,7 +728,9 @@ def test_per_latent_rows_count_within_each_batched_entry():
         k, v = tokens @ to_k.weight.T, tokens @ to_v.weight.T
         expected = torch.stack([torch.softmax(q[row, h] @ k[:, h * d:(h + 1) * d].T / d ** 0.5, -1)
                                 @ v[:, h * d:(h + 1) * d] for h in range(heads)]) * masks[latent[row], 0, 0]
-        torch.testing.assert_close(out[row], expected, atol=1e-6, rtol=0)
+        # float32 rounding of the fused attention kernel, which differs by CPU (1.1e-6 seen on values
+        # near 1); a wrong row's image or mask would be off by tenths
+        torch.testing.assert_close(out[row], expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("scaling", ["V only", "K+mean(V) w/ C penalty"])
