@@ -1,0 +1,182 @@
+"""ComfyUI-Easy-Use's nodes (nodes/pack_nodes_easyuse.py): values, switches, comparisons and
+math against Python's own operators, Show Any's texts against json.dumps, the image-size nodes
+against the tensor's shape, the prompt nodes against str methods, the clear errors, a UI-format
+save (seed with its control widget) and an API prompt with the pack's class names, and export
+round trips."""
+
+import json
+import operator
+import re
+
+import pytest
+import torch
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_easyuse import easy_math, shown_values, string_test
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+@pytest.mark.parametrize("a, b", [(7, 3), (-7, 3), (7, -3), (2, 10), (0, 5)])
+def test_math_int_is_pythons_whole_number_arithmetic(registry, a, b):
+    want = {"add": a + b, "subtract": a - b, "multiply": a * b, "divide": a // b, "modulo": a % b, "power": a ** b}
+    for operation, value in want.items():
+        assert call(registry, "EasyMathInt", a=a, b=b, operation=operation) == value
+
+
+def test_math_float_is_pythons_arithmetic(registry):
+    a, b = 7.5, -2.25
+    for operation, op in (("add", operator.add), ("subtract", operator.sub), ("multiply", operator.mul),
+                          ("divide", operator.truediv), ("modulo", operator.mod)):
+        assert call(registry, "EasyMathFloat", a=a, b=b, operation=operation) == op(a, b)
+    assert call(registry, "EasyMathFloat", a=2.0, b=0.5, operation="power") == 2.0 ** 0.5
+
+
+def test_math_errors_name_b():
+    for operation in ("divide", "modulo"):
+        with pytest.raises(NodeInputError) as e:
+            easy_math(3, 0, operation)
+        assert e.value.input == "b"
+    with pytest.raises(NodeInputError, match="too big"):
+        easy_math(3, 10 ** 9, "power")
+    with pytest.raises(NodeInputError, match="not a real number"):
+        easy_math(-8.0, 0.5, "power")
+    with pytest.raises(NodeInputError):
+        easy_math(1e300, 1e300, "power")
+
+
+def test_math_string_operations_against_str_and_re():
+    a, b = "Red Cube", "red"
+    assert string_test(a, b, "a == b", True) is False
+    assert string_test("Red", b, "a == b", False) is True
+    assert string_test(a, b, "a != b", True) is (a != b)
+    assert string_test("cube", "a red cube", "a IN b", True) is True
+    assert string_test(a, b, "a BEGINSWITH b", False) is a.lower().startswith(b)
+    assert string_test(a, "CUBE", "a ENDSWITH b", True) is False
+    assert string_test(a, r"r\w+ c", "a MATCH REGEX(b)", False) is (re.match(r"r\w+ c", a.lower()) is not None)
+    assert string_test(a, "Cube", "a MATCH REGEX(b)", True) is False  # re.match: from the start only
+    assert string_test(a, "(unclosed", "a MATCH REGEX(b)", True) is False  # as the pack: invalid is false
+
+
+def test_compare_is_pythons_comparison_and_errors_on_unorderable(registry):
+    for comparison, op in (("a == b", operator.eq), ("a != b", operator.ne), ("a < b", operator.lt),
+                           ("a > b", operator.gt), ("a <= b", operator.le), ("a >= b", operator.ge)):
+        for a, b in ((2, 3), (3, 3), ("b", "a")):
+            assert call(registry, "EasyCompare", a=a, b=b, comparison=comparison) is op(a, b)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyCompare", a="x", b=1, comparison="a < b")
+    assert e.value.input == "b"
+
+
+def test_switches_pick_and_name_an_unconnected_choice(registry):
+    assert call(registry, "EasyIfElse", boolean=True, on_true="yes", on_false="no") == "yes"
+    assert call(registry, "EasyIfElse", boolean=False, on_true="yes", on_false="no") == "no"
+    assert call(registry, "EasyIfElse", boolean=True, on_true=5) == 5
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyIfElse", boolean=False, on_true=5)
+    assert e.value.input == "on_false"
+    assert call(registry, "EasyTextSwitch", input=2, text1="a", text2="b") == "b"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyTextSwitch", input=1, text2="b")
+    assert e.value.input == "text1"
+    image_a, image_b = torch.zeros(1, 2, 2, 3), torch.ones(1, 2, 2, 3)
+    assert call(registry, "EasyImageSwitch", image_a=image_a, image_b=image_b, boolean=True) is image_a
+    assert call(registry, "EasyImageSwitch", image_a=image_a, image_b=image_b, boolean=False) is image_b
+    assert call(registry, "EasyAnythingIndexSwitch", index=7, value7=[1, 2], value0=0) == [1, 2]
+    assert call(registry, "EasyTextIndexSwitch", index=0, text0="zero") == "zero"
+    assert call(registry, "EasyImageIndexSwitch", index=9, image9=image_b) is image_b
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyAnythingIndexSwitch", index=3, value0=0)
+    assert e.value.input == "value3"
+    assert call(registry, "EasyIsNone", any=None) is True and call(registry, "EasyIsNone", any=0) is False
+
+
+def test_image_sizes_are_the_tensors_shape(registry):
+    image = torch.rand(2, 48, 80, 3)
+    assert call(registry, "EasyImageSize", image=image) == (image.shape[2], image.shape[1])
+    assert call(registry, "EasyImageSizeBySide", image=image, side="Longest") == max(image.shape[1:3])
+    assert call(registry, "EasyImageSizeBySide", image=image, side="Shortest") == min(image.shape[1:3])
+    assert call(registry, "EasyImageSizeByLongerSide", image=image.transpose(1, 2)) == max(image.shape[1:3])
+
+
+def test_show_anything_texts():
+    assert shown_values(["text", 3, 2.5, True, None, {"a": [1]}]) == \
+        ["text", json.dumps(3), json.dumps(2.5), json.dumps(True), json.dumps(None), json.dumps({"a": [1]})]
+    assert shown_values([object])[0] == str(object)  # not JSON: as Python prints it
+    assert shown_values(["before", ["x", "y"]]) == ["x", "y"]  # a list replaces what came before, as in the pack
+
+
+def test_prompt_nodes_against_str_methods(registry):
+    assert call(registry, "EasyPromptConcat", prompt1="a cat", prompt2="a hat", separator=", ") == "a cat, a hat"
+    assert call(registry, "EasyPromptConcat", prompt2="hat", separator="|") == "|hat"
+    text = "a red cube on a red floor"
+    assert call(registry, "EasyPromptReplace", prompt=text, find1="red", replace1="blue", find2="cube",
+                replace2="ball") == text.replace("red", "blue").replace("cube", "ball")
+    assert call(registry, "EasyPromptReplace", prompt="ab", find1="", replace1="-") == "ab".replace("", "-")
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPromptReplace", prompt="x" * 5000, find1="", replace1="y" * 5000)
+    assert e.value.input == "prompt"
+    lines = "one\n\ntwo\nthree\n  \nfour"
+    kept = [line for line in lines.split("\n") if line.strip()]
+    assert call(registry, "EasyPromptLine", prompt=lines, start_index=1, max_rows=2) == (kept[1:3], kept[1:3])
+    assert call(registry, "EasyPromptLine", prompt=lines, start_index=99)[0] == kept[-1:]
+    assert call(registry, "EasyPromptLine", prompt=lines, remove_empty_lines=False)[0] == lines.split("\n")
+
+
+def test_ui_save_with_seed_control_widget_runs_and_round_trips(registry):
+    """As the editor saves them: easy seed with control_after_generate after its value, easy int
+    into easy mathInt's a (a widget turned into an input), a prompt concatenated and shown."""
+    nodes = [
+        ui_node(1, "easy seed", [12345, "randomize"], outputs=[("seed", "INT", [1])]),
+        ui_node(2, "easy int", [10], outputs=[("int", "INT", [2])]),
+        ui_node(3, "easy mathInt", [0, 0, "add"], [("a", "INT", 1, True), ("b", "INT", 2, True)],
+                [("INT", "INT", [])]),
+        ui_node(4, "easy positive", ["a cat"], outputs=[("positive", "STRING", [3])]),
+        ui_node(5, "easy promptConcat", [" | "], [("prompt1", "STRING", 3, False), ("prompt2", "STRING", None, False)],
+                [("prompt", "STRING", [4])]),
+        ui_node(6, "easy showAnything", [], [("anything", "*", 4, False)], [("output", "*", [])]),
+    ]
+    links = [[1, 1, 0, 3, 0, "INT"], [2, 2, 0, 3, 1, "INT"], [3, 4, 0, 5, 0, "STRING"], [4, 5, 0, 6, 0, "STRING"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["3", "6"])
+    assert result.values["3"][0] == 12345 + 10
+    assert result.values["6"][0] == "a cat | "
+    assert result.outputs["6"]["text"] == ["a cat | "]
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[1]["type"] == "easy seed" and saved[1]["widgets_values"][0] == 12345
+    assert saved[1]["widgets_values"][1] == "randomize"
+    assert saved[5]["widgets_values"] == [" | "]
+    api = export_api(workflow, registry)
+    assert api["3"]["class_type"] == "easy mathInt" and api["3"]["inputs"]["a"] == ["1", 0]
+
+
+def test_api_prompt_with_the_packs_class_names(registry):
+    graph = {
+        "1": {"class_type": "easy float", "inputs": {"value": 2.5}},
+        "2": {"class_type": "easy mathFloat", "inputs": {"a": ["1", 0], "b": 4.0, "operation": "multiply"}},
+        "3": {"class_type": "easy compare", "inputs": {"a": ["2", 0], "b": ["9", 0], "comparison": "a >= b"}},
+        "4": {"class_type": "easy string", "inputs": {"value": "big"}},
+        "5": {"class_type": "easy ifElse", "inputs": {"boolean": ["3", 0], "on_true": ["4", 0], "on_false": ["4", 0]}},
+        "6": {"class_type": "easy mathString", "inputs": {"a": ["5", 0], "b": "BIG", "operation": "a == b",
+                                                          "case_sensitive": False}},
+        "7": {"class_type": "easy promptLine", "inputs": {"prompt": "x\ny", "start_index": 0, "max_rows": 5,
+                                                          "remove_empty_lines": True}},
+        "8": {"class_type": "easy cleanGpuUsed", "inputs": {"anything": ["6", 0]}},
+        "9": {"class_type": "easy int", "inputs": {"value": 10}},
+    }
+    result = run_graph(registry, graph, ["2", "3", "6", "7", "8"])
+    assert result.values["2"][0] == 2.5 * 4.0 and result.values["3"][0] is True
+    assert result.values["6"][0] is True and result.values["8"][0] is True
+    assert result.values["7"][0] == ["x", "y"]
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert {k: v["class_type"] for k, v in back.items()} == {k: v["class_type"] for k, v in graph.items()}
+    assert back["6"]["inputs"]["b"] == "BIG" and back["2"]["inputs"]["operation"] == "multiply"
