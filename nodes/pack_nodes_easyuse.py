@@ -6,10 +6,13 @@ py/nodes/image.py): easy seed, easy int / float / string / boolean, easy showAny
 clearCacheAll / clearCacheKey / cleanGpuUsed, easy imageSize / imageSizeBySide /
 imageSizeByLongerSide, easy compare, easy ifElse, easy isNone, easy textSwitch / imageSwitch,
 easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat /
-promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString.
+promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString,
+and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
+py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader,
+easy pipeIn / pipeOut.
 
-Left out: the pipe system (easy comfyLoader, a1111Loader, fullLoader, pipeIn / pipeOut /
-pipeEdit, preSampling*, kSampler*), the loops (whileLoop*, forLoop*: ComfyUI graph expansion),
+Left out: easy fullLoader, pipeEdit, preSampling*, kSampler* (not yet built), the loaders'
+wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*, forLoop*: ComfyUI graph expansion),
 easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the wildcard, style and
 portrait prompt nodes (the pack's data files and wildcard folders) and the model-backed nodes."""
 
@@ -19,10 +22,15 @@ import json
 import operator
 import re
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
-    Node, NodeInputError, Text, show
-from nodes.pack_nodes import POWER_LIMIT
+from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, \
+    Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, show, socket_type
+from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
+    _vae_choices, efficiency_encode
+from nodes.latent import EmptyLatent, RepeatLatentBatch
+from nodes.loaders import DEMO_CHECKPOINT
+from nodes.pack_nodes import POWER_LIMIT, _core, _lora_choices
 from nodes.strings import _fits, _guarded
+from nodes.vae import VAEEncode
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
 
@@ -542,3 +550,179 @@ class EasyPromptLine(Node):
         start = max(0, min(self.start_index, len(lines) - 1))
         rows = lines[start:start + self.max_rows]
         return rows, list(rows)
+
+
+# -- the pipe -----------------------------------------------------------------------------------
+
+# The pack's PIPE_LINE is a dict: model, positive, negative, vae, clip, samples, images, seed (once
+# sampled) and loader_settings (the loader's widgets, batch_size among them); the same keys here,
+# so a pipe from one of these nodes reads as the pack's. (Comfyroll's PIPE_LINE, a tuple, shares
+# the socket name.)
+PIPE_LINE = socket_type("PIPE_LINE", "#7e57c2", "Easy-Use's pipe (a dict of model, conditionings, VAE, CLIP, "
+                                                "latent, images, seed and loader settings); Comfyroll's is a tuple")
+RESOLUTIONS = ("width x height (custom)", "128 x 128", "256 x 256", "512 x 512", "512 x 768", "576 x 1024",
+               "768 x 512", "768 x 768", "768 x 1024", "768 x 1280", "768 x 1344", "768 x 1536", "816 x 1920",
+               "832 x 1152", "832 x 1216", "896 x 1152", "896 x 1088", "1024 x 1024", "1024 x 576", "1024 x 768",
+               "1080 x 1920", "1440 x 2560", "1088 x 896", "1216 x 832", "1152 x 832", "1152 x 896", "1280 x 768",
+               "1344 x 768", "1536 x 640", "1536 x 768", "1920 x 816", "1920 x 1080", "2560 x 1440")  # BASE_RESOLUTIONS
+LOADERS = "EasyUse/Loaders"
+
+
+def latent_size(resolution: str, width: int, height: int) -> tuple[int, int]:
+    """The empty latent's pixel size: the chosen "W x H", or the width and height widgets for
+    the custom entry (the pack's Chinese editor names it "自定义 x 自定义")."""
+    if resolution in ("width x height (custom)", "自定义 x 自定义"):
+        return width, height
+    try:
+        w, h = (int(n) for n in resolution.split(" x "))
+    except ValueError:
+        raise NodeInputError("resolution", f"expected \"W x H\" or \"width x height (custom)\", got {resolution!r}") \
+            from None
+    return w, h
+
+
+def easy_pipe(node, normalization: str, interpretation: str) -> tuple:
+    """The Easy-Use loaders' work, for comfyLoader and a1111Loader: the checkpoint with its VAE
+    ("Baked VAE": its own), lora_name then optional_lora_stack applied in turn, the text encoder
+    stopped at clip_skip (0: left as it is), the prompts encoded with the token normalization and
+    weight interpretation (Efficiency Nodes' ADV_CLIP_emb formulas, which the pack also uses),
+    and an empty latent batch; gives (pipe, model, vae, clip, positive, negative, latent)."""
+    if getattr(node, "a1111_prompt_style", False):
+        raise NodeInputError("a1111_prompt_style", "the pack's A1111 prompt-style parsing is not built in; "
+                                                   "turn it off to encode the prompts as CLIP Text Encode does")
+    if node.optional_controlnet_stack is not None:
+        raise NodeInputError("optional_controlnet_stack", "Easy-Use's ControlNet stack is not built in")
+    loras = ([(node.lora_name, node.lora_model_strength, node.lora_clip_strength, "lora_name")]
+             if node.lora_name != "None" else [])
+    try:
+        stack = _lora_rows(node.optional_lora_stack)
+    except NodeInputError as e:
+        raise NodeInputError("optional_lora_stack", str(e)) from None
+    loras += [(*row, "optional_lora_stack") for row in stack]
+    model, clip, vae = _load(node.ckpt_name, "ckpt_name", node.vae_name, loras)
+    if node.clip_skip != 0:
+        clip = _set_clip_skip(clip, node.clip_skip, "clip_skip")
+    positive = efficiency_encode(clip, node.positive, normalization, interpretation, "positive")
+    negative = efficiency_encode(clip, node.negative, normalization, interpretation, "negative")
+    width, height = latent_size(node.resolution, node.empty_latent_width, node.empty_latent_height)
+    samples = _core(EmptyLatent, {"width": "empty_latent_width", "height": "empty_latent_height"},
+                    width=width, height=height, batch_size=node.batch_size)
+    settings = {"ckpt_name": node.ckpt_name, "vae_name": node.vae_name, "lora_name": node.lora_name,
+                "lora_model_strength": node.lora_model_strength, "lora_clip_strength": node.lora_clip_strength,
+                "lora_stack": stack, "clip_skip": node.clip_skip, "a1111_prompt_style": False,
+                "positive": node.positive, "positive_token_normalization": normalization,
+                "positive_weight_interpretation": interpretation, "negative": node.negative,
+                "negative_token_normalization": normalization, "negative_weight_interpretation": interpretation,
+                "resolution": node.resolution, "empty_latent_width": node.empty_latent_width,
+                "empty_latent_height": node.empty_latent_height, "batch_size": node.batch_size}
+    pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": clip,
+            "samples": samples, "images": None, "loader_settings": settings}
+    return pipe, model, vae, clip, positive, negative, samples
+
+
+class EasyComfyLoader(Node):
+    """Load a checkpoint into a pipe, as Easy-Use's easy comfyLoader does: checkpoint, VAE ("Baked
+    VAE": the checkpoint's), a LoRA ("None": none) and then optional_lora_stack's, the text
+    encoder stopped at clip_skip (0 leaves it), the prompts encoded as CLIP Text Encode does, and
+    an empty latent batch of `resolution` (or the width and height for the custom entry). Gives the
+    pipe (the pack's keys) and the model and VAE. Left out: wildcards and <lora:...> tags in the
+    prompts (the pack expands them; here they are encoded as written) and optional_controlnet_stack
+    (an error when connected)."""
+    category = LOADERS
+    ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    clip_skip: int = Int(-2, min=-24, max=0)
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    resolution: str = Choice(RESOLUTIONS, "512 x 512")
+    empty_latent_width: int = Int(512, min=64, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(512, min=64, max=16384, step=8, resource="height")
+    positive: str = Text("", multiline=True)
+    negative: str = Text("", multiline=True)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    optional_lora_stack: LORA_STACK = None
+    optional_controlnet_stack: ANY = None
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy comfyLoader",), optional=("optional_lora_stack", "optional_controlnet_stack"))
+
+    def run(self):
+        pipe, model, vae, *_ = easy_pipe(self, "none", "comfy")
+        return pipe, model, vae
+
+
+class EasyA1111Loader(EasyComfyLoader):
+    """Load a checkpoint into a pipe, as Easy-Use's easy a1111Loader does: as easy comfyLoader,
+    the prompts encoded with mean token normalization and A1111 weight interpretation (the
+    embedding multiplied by the weights, then rescaled to its old mean). Left out: the
+    a1111_prompt_style parsing (an error when on), wildcards and <lora:...> tags, and
+    optional_controlnet_stack."""
+    a1111_prompt_style: bool = Bool(False)
+    comfy = ComfyAlias(("easy a1111Loader",),
+                       optional=("optional_lora_stack", "optional_controlnet_stack", "a1111_prompt_style"))
+
+    def run(self):
+        pipe, model, vae, *_ = easy_pipe(self, "mean", "A1111")
+        return pipe, model, vae
+
+
+def _pipe_dict(pipe, input_name: str = "pipe") -> dict:
+    if pipe is None:
+        return {}
+    if not isinstance(pipe, dict):
+        raise NodeInputError(input_name, f"expected Easy-Use's pipe (a dict), got {type(pipe).__name__}: "
+                                         "another pack's PIPE_LINE (Comfyroll's is a tuple)")
+    return pipe
+
+
+class EasyPipeIn(Node):
+    """Put model, conditionings, latent, VAE, CLIP and image into a pipe, as Easy-Use's easy
+    pipeIn does: each connected input replaces the pipe's, the rest are kept. A connected image
+    (without a latent) is encoded with the VAE and repeated batch_size times (the loader's
+    setting) as the pipe's latent. Its xyPlot input (the pack's XY plot) is not built in."""
+    category = "EasyUse/Pipe"
+    pipe: PIPE_LINE = None
+    model: MODEL = None
+    pos: CONDITIONING = None
+    neg: CONDITIONING = None
+    latent: LATENT = None
+    vae: VAE = None
+    clip: CLIP = None
+    image: IMAGE = None
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy pipeIn",), ignore=("xyPlot",),
+                       optional=("pipe", "model", "pos", "neg", "latent", "vae", "clip", "image"))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        settings = dict(pipe.get("loader_settings") or {"positive": "", "negative": "", "xyplot": None})
+        vae = self.vae if self.vae is not None else pipe.get("vae")
+        image, samples = self.image, self.latent
+        if samples is None and image is None:
+            samples, image = pipe.get("samples"), pipe.get("images")
+        elif samples is None:
+            if vae is None:
+                raise NodeInputError("vae", "an image to encode needs a VAE: connect one or give a pipe with one")
+            samples = _core(VAEEncode, {"pixels": "image"}, pixels=image[..., :3], vae=vae)
+            samples = _core(RepeatLatentBatch, {"amount": "pipe"}, samples=samples,
+                            amount=settings.get("batch_size", 1))
+        return {**pipe, "model": self.model if self.model is not None else pipe.get("model"),
+                "positive": self.pos if self.pos is not None else pipe.get("positive"),
+                "negative": self.neg if self.neg is not None else pipe.get("negative"),
+                "vae": vae, "clip": self.clip if self.clip is not None else pipe.get("clip"),
+                "samples": samples, "images": image, "seed": pipe.get("seed"), "loader_settings": settings}
+
+
+class EasyPipeOut(Node):
+    """Take a pipe apart, as Easy-Use's easy pipeOut does: the pipe itself, model, positive and
+    negative conditionings, latent, VAE, CLIP, images and seed (None where the pipe has none)."""
+    category = "EasyUse/Pipe"
+    pipe: PIPE_LINE
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "pos": CONDITIONING, "neg": CONDITIONING, "latent": LATENT,
+               "vae": VAE, "clip": CLIP, "image": IMAGE, "seed": INT}
+    comfy = ComfyAlias(("easy pipeOut",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        return (pipe, *(pipe.get(k) for k in ("model", "positive", "negative", "samples", "vae", "clip", "images",
+                                               "seed")))

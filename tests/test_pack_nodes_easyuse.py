@@ -180,3 +180,78 @@ def test_api_prompt_with_the_packs_class_names(registry):
     back = export_api(parse_workflow(graph, registry), registry)
     assert {k: v["class_type"] for k, v in back.items()} == {k: v["class_type"] for k, v in graph.items()}
     assert back["6"]["inputs"]["b"] == "BIG" and back["2"]["inputs"]["operation"] == "multiply"
+
+
+@pytest.fixture
+def models(tmp_folders):
+    from graphflow.testing import write_checkpoint, write_lora
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+    return tmp_folders
+
+
+def _same_conditioning(a, b):
+    return len(a) == len(b) and all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+
+
+def test_comfy_loader_ui_save_equals_the_core_nodes_and_pipe_round_trips(registry, models):
+    """easy comfyLoader as the editor saves it, into easy pipeOut; its conditionings and latent
+    equal CheckpointLoaderSimple + LoraLoader + CLIPSetLastLayer + CLIPTextEncode + EmptyLatentImage."""
+    nodes = [
+        ui_node(1, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -2, "first.safetensors", 0.7, 0.5,
+                                        "768 x 512", 512, 512, "a red cube", "blurry", 2],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", [1]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(2, "easy pipeOut", [], [("pipe", "PIPE_LINE", 1, False)],
+                [(n, t, []) for n, t in (("pipe", "PIPE_LINE"), ("model", "MODEL"), ("pos", "CONDITIONING"),
+                                         ("neg", "CONDITIONING"), ("latent", "LATENT"), ("vae", "VAE"),
+                                         ("clip", "CLIP"), ("image", "IMAGE"), ("seed", "INT"))]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"]])
+    got = run_graph(registry, graph, ["2"]).values["2"]
+    core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1], "strength_model": 0.7,
+                                                         "lora_name": "first.safetensors", "strength_clip": 0.5}},
+            "3": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["2", 1], "stop_at_clip_layer": -2}},
+            "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a red cube"}},
+            "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "blurry"}},
+            "6": {"class_type": "EmptyLatentImage", "inputs": {"width": 768, "height": 512, "batch_size": 2}}}
+    want = run_graph(registry, core, ["4", "5", "6"]).values
+    pipe, model, pos, neg, latent, vae, clip, image, seed = got
+    assert _same_conditioning(pos, want["4"][0]) and _same_conditioning(neg, want["5"][0])
+    assert latent["samples"].shape == want["6"][0]["samples"].shape == (2, 4, 512 // 8, 768 // 8)
+    assert image is None and seed is None and pipe["loader_settings"]["batch_size"] == 2
+    assert set(pipe) >= {"model", "positive", "negative", "vae", "clip", "samples", "images", "loader_settings"}
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[1]["type"] == "easy comfyLoader" and saved[1]["widgets_values"] == nodes[0]["widgets_values"]
+
+
+def test_pipe_in_replaces_and_encodes_an_image(registry, models):
+    graph = {
+        "1": {"class_type": "easy a1111Loader", "inputs": {
+            "ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": 0, "lora_name": "None",
+            "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+            "empty_latent_width": 64, "empty_latent_height": 128, "positive": "(cube:1.2)", "negative": "",
+            "batch_size": 3, "a1111_prompt_style": False}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "easy pipeIn", "inputs": {"pipe": ["1", 0], "image": ["2", 0]}},
+        "4": {"class_type": "easy pipeOut", "inputs": {"pipe": ["3", 0]}},
+        "5": {"class_type": "easy pipeOut", "inputs": {"pipe": ["1", 0]}},
+        "6": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
+    }
+    values = run_graph(registry, graph, ["4", "5", "6"]).values
+    first, encoded = values["5"], values["6"][0]
+    assert first[4]["samples"].shape == (3, 4, 16, 8)  # the custom size
+    piped = values["4"]
+    assert piped[1] is first[1] and piped[2] is first[2]  # kept from the pipe
+    assert piped[4]["samples"].shape[0] == 3  # the image encoded, repeated batch_size times
+    assert all(torch.equal(s, encoded["samples"][0]) for s in piped[4]["samples"])
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPipeOut", pipe=("a", "tuple"))
+    assert e.value.input == "pipe"
+    graph["1"]["inputs"]["a1111_prompt_style"] = True
+    with pytest.raises(AssertionError, match="a1111_prompt_style"):
+        run_graph(registry, graph, ["5"])
