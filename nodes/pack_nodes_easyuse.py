@@ -9,10 +9,13 @@ easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString,
 and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
 py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader,
-easy pipeIn / pipeOut.
+easy pipeIn / pipeOut, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
+py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling and easy kSampler.
 
-Left out: easy fullLoader, pipeEdit, preSampling*, kSampler* (not yet built), the loaders'
-wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*, forLoop*: ComfyUI graph expansion),
+Left out: easy fullLoader, pipeEdit, preSamplingAdvanced and the other preSampling variants,
+kSamplerAdvanced and the other samplers (not yet built), the loaders' wildcard / <lora:...>
+prompt expansion, a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*,
+forLoop*: ComfyUI graph expansion),
 easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the wildcard, style and
 portrait prompt nodes (the pack's data files and wildcard folders) and the model-backed nodes."""
 
@@ -24,13 +27,16 @@ import re
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, \
     Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, show, socket_type
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
     _vae_choices, efficiency_encode
 from nodes.latent import EmptyLatent, RepeatLatentBatch
 from nodes.loaders import DEMO_CHECKPOINT
 from nodes.pack_nodes import POWER_LIMIT, _core, _lora_choices
 from nodes.strings import _fits, _guarded
-from nodes.vae import VAEEncode
+from nodes.image import SaveImage, temp_pngs
+from nodes.sampling import KSampler
+from nodes.vae import VAEDecode, VAEEncode
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
 
@@ -726,3 +732,100 @@ class EasyPipeOut(Node):
         pipe = _pipe_dict(self.pipe)
         return (pipe, *(pipe.get(k) for k in ("model", "positive", "negative", "samples", "vae", "clip", "images",
                                                "seed")))
+
+
+def _encoded_batch(image, vae, batch_size: int, input_name: str) -> dict:
+    """An image encoded with the pipe's VAE and repeated batch_size times, as the pack's pipe
+    nodes turn an image into the pipe's latent."""
+    if vae is None:
+        raise NodeInputError(input_name, "the pipe has no VAE to encode the image with")
+    samples = _core(VAEEncode, {"pixels": input_name}, pixels=image[..., :3], vae=vae)
+    return _core(RepeatLatentBatch, {"amount": input_name}, samples=samples, amount=batch_size)
+
+
+class EasyPreSampling(Node):
+    """Put the sampler settings into a pipe, as Easy-Use's easy preSampling does: steps, cfg,
+    sampler, scheduler, denoise and seed (the editor's control_after_generate follows it) go into
+    the pipe for easy kSampler. image_to_latent (unless a 1x1 placeholder) is encoded with the
+    pipe's VAE and repeated batch_size times as the latent to start from; else `latent`, else the
+    pipe's. The pack's extra schedulers (align_your_steps, gits) are not offered here."""
+    category = "EasyUse/PreSampling"
+    pipe: PIPE_LINE
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    image_to_latent: IMAGE = None
+    latent: LATENT = None
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy preSampling",), optional=("image_to_latent", "latent"))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        settings = pipe.get("loader_settings") or {}
+        samples, images = pipe.get("samples"), pipe.get("images")
+        if self.image_to_latent is not None and tuple(self.image_to_latent.shape[1:3]) != (1, 1):
+            samples = _encoded_batch(self.image_to_latent, pipe.get("vae"), settings.get("batch_size", 1),
+                                     "image_to_latent")
+            images = self.image_to_latent
+        elif self.latent is not None:
+            samples = self.latent
+        show(value=[self.seed])
+        return {**{k: pipe.get(k) for k in ("model", "positive", "negative", "vae", "clip")},
+                "samples": samples, "images": images, "seed": self.seed,
+                "loader_settings": {**settings, "steps": self.steps, "cfg": self.cfg, "sampler_name": self.sampler_name,
+                                    "scheduler": self.scheduler, "denoise": self.denoise, "add_noise": "enabled"}}
+
+
+IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Sender", "Sender&Save")
+
+
+class EasyKSampler(Node):
+    """Sample a pipe set up by easy preSampling, as Easy-Use's easy kSampler does: the pipe's
+    model (or `model`), conditionings, latent, seed and settings through KSampler (the same
+    latent as the core node gives), then decoded with the pipe's VAE. image_output: Preview
+    shows the images, Save also saves them to the outputs folder as save_prefix (Hide&Save
+    saves without a preview in the pack; here the saved files are listed too), Hide shows
+    nothing. Left out: Preview&Choose (the pack waits for the user to pick images; here all are
+    kept, as Preview), Sender (previews; link_id's image receiver is not built in) and the
+    pack's XY plot, LayerDiffusion and custom-sampler settings in the pipe. Gives the pipe with
+    the new latent, images and seed, and the images."""
+    category = "EasyUse/Sampler"
+    output_node = True
+    pipe: PIPE_LINE
+    image_output: str = Choice(IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    model: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE}
+    comfy = ComfyAlias(("easy kSampler",), optional=("model",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        settings = pipe.get("loader_settings") or {}
+        missing = [k for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise") if k not in settings]
+        if missing or pipe.get("seed") is None:
+            raise NodeInputError("pipe", f"no sampler settings in the pipe ({', '.join(missing) or 'seed'}): "
+                                         "connect it through easy preSampling first")
+        for key in ("positive", "negative", "samples", "vae"):
+            if pipe.get(key) is None:
+                raise NodeInputError("pipe", f"the pipe has no {key}")
+        model = self.model if self.model is not None else pipe.get("model")
+        if model is None:
+            raise NodeInputError("model", "neither connected nor in the pipe")
+        if settings.get("add_noise", "enabled") not in ("enabled", "enable (CPU)"):
+            raise NodeInputError("pipe", f"the pipe's add_noise {settings['add_noise']!r} (from the advanced "
+                                         "preSampling) is not built in; use easy preSampling")
+        latent = _core(KSampler, {"latent_image": "pipe", "positive": "pipe", "negative": "pipe"}, model=model,
+                       seed=pipe["seed"], steps=settings["steps"], cfg=settings["cfg"],
+                       sampler_name=settings["sampler_name"], scheduler=settings["scheduler"],
+                       positive=pipe["positive"], negative=pipe["negative"], latent_image=pipe["samples"],
+                       denoise=settings["denoise"])
+        images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe"}, samples=latent, vae=pipe["vae"])
+        if "Save" in self.image_output:
+            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=self.save_prefix)
+        elif self.image_output != "Hide":
+            show(images=temp_pngs(images))
+        return {**pipe, "samples": latent, "images": images, "samp_images": images, "seed": pipe["seed"]}, images

@@ -255,3 +255,50 @@ def test_pipe_in_replaces_and_encodes_an_image(registry, models):
     graph["1"]["inputs"]["a1111_prompt_style"] = True
     with pytest.raises(AssertionError, match="a1111_prompt_style"):
         run_graph(registry, graph, ["5"])
+
+
+def test_presampling_and_ksampler_equal_the_core_ksampler_and_decode(registry, models):
+    """easy comfyLoader -> easy preSampling -> easy kSampler (UI save, the seed's control widget
+    after it) gives the latent and images of CLIPSetLastLayer + CLIPTextEncode + EmptyLatentImage
+    + KSampler + VAEDecode; Save writes the images to the outputs folder."""
+    nodes = [
+        ui_node(1, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -1, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a red cube", "blurry", 1],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", [1]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(2, "easy preSampling", [2, 6.5, "euler", "normal", 1.0, 77, "fixed"],
+                [("pipe", "PIPE_LINE", 1, False), ("image_to_latent", "IMAGE", None, False),
+                 ("latent", "LATENT", None, False)], [("pipe", "PIPE_LINE", [2])]),
+        ui_node(3, "easy kSampler", ["Save", 0, "easy"], [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False)],
+                [("pipe", "PIPE_LINE", []), ("image", "IMAGE", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"], [2, 2, 0, 3, 0, "PIPE_LINE"]])
+    result = run_graph(registry, graph, ["3"])
+    pipe, images = result.values["3"]
+    core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["1", 1], "stop_at_clip_layer": -1}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "a red cube"}},
+            "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "blurry"}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "6": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 77, "steps": 2, "cfg": 6.5,
+                                                       "sampler_name": "euler", "scheduler": "normal",
+                                                       "positive": ["3", 0], "negative": ["4", 0],
+                                                       "latent_image": ["5", 0], "denoise": 1.0}},
+            "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}}}
+    want = run_graph(registry, core, ["6", "7"]).values
+    assert torch.allclose(pipe["samples"]["samples"], want["6"][0]["samples"], atol=1e-5)
+    assert torch.allclose(images, want["7"][0], atol=1e-5)
+    assert pipe["seed"] == 77 and pipe["images"] is images and pipe["loader_settings"]["steps"] == 2
+    saved = result.outputs["3"]["images"]
+    assert len(saved) == 1 and saved[0]["type"] == "output" and saved[0]["filename"].startswith("easy")
+    assert (models.outputs / saved[0]["subfolder"] / saved[0]["filename"]).exists()
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert exported[2]["widgets_values"] == [2, 6.5, "euler", "normal", 1.0, 77, "fixed"]
+    assert exported[3]["widgets_values"] == ["Save", 0, "easy"]
+
+
+def test_ksampler_names_a_pipe_without_settings(registry, models):
+    with pytest.raises(NodeInputError, match="preSampling") as e:
+        call(registry, "EasyKSampler", pipe={"model": object(), "loader_settings": {}})
+    assert e.value.input == "pipe"
