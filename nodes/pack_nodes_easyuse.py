@@ -8,11 +8,11 @@ imageSizeByLongerSide, easy compare, easy ifElse, easy isNone, easy textSwitch /
 easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat /
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString,
 and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
-py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader,
+py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader / fullLoader,
 easy pipeIn / pipeOut, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
 py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling and easy kSampler.
 
-Left out: easy fullLoader, pipeEdit, preSamplingAdvanced and the other preSampling variants,
+Left out: easy pipeEdit, preSamplingAdvanced and the other preSampling variants,
 kSamplerAdvanced and the other samplers (not yet built), the loaders' wildcard / <lora:...>
 prompt expansion, a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*,
 forLoop*: ComfyUI graph expansion),
@@ -31,8 +31,8 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
     _vae_choices, efficiency_encode
 from nodes.latent import EmptyLatent, RepeatLatentBatch
-from nodes.loaders import DEMO_CHECKPOINT
-from nodes.pack_nodes import POWER_LIMIT, _core, _lora_choices
+from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
+from nodes.pack_nodes import POWER_LIMIT, _apply_lora, _core, _lora_choices
 from nodes.strings import _fits, _guarded
 from nodes.image import SaveImage, temp_pngs
 from nodes.sampling import KSampler
@@ -587,12 +587,47 @@ def latent_size(resolution: str, width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-def easy_pipe(node, normalization: str, interpretation: str) -> tuple:
-    """The Easy-Use loaders' work, for comfyLoader and a1111Loader: the checkpoint with its VAE
-    ("Baked VAE": its own), lora_name then optional_lora_stack applied in turn, the text encoder
-    stopped at clip_skip (0: left as it is), the prompts encoded with the token normalization and
-    weight interpretation (Efficiency Nodes' ADV_CLIP_emb formulas, which the pack also uses),
-    and an empty latent batch; gives (pipe, model, vae, clip, positive, negative, latent)."""
+def _easy_models(node, loras: list):
+    """Model, CLIP and VAE as the pack's loaders make them: the checkpoint (unless "None"), each
+    of fullLoader's overrides in place of its part, then the LoRAs in turn and the VAE file
+    ("Baked VAE": the checkpoint's or vae_override)."""
+    overrides = [getattr(node, f"{part}_override", None) for part in ("model", "clip", "vae")]
+    if node.ckpt_name != "None" and all(o is None for o in overrides):
+        return _load(node.ckpt_name, "ckpt_name", node.vae_name, loras)
+    if node.ckpt_name == "None" and overrides[0] is None:
+        raise NodeInputError("ckpt_name", "\"None\" needs a model_override connected")
+    loaded = (_core(LoadCheckpoint, {"checkpoint": "ckpt_name"}, checkpoint=node.ckpt_name)
+              if node.ckpt_name != "None" else (None, None, None))
+    model, clip, vae = (o if o is not None else part for o, part in zip(overrides, loaded))
+    for name, strength_model, strength_clip, input_name in loras:
+        model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, input_name)
+    if node.vae_name != BAKED_VAE:
+        vae = _core(LoadVAE, vae_name=node.vae_name)
+    return model, clip, vae
+
+
+def _encode(clip, node, name: str, normalization: str, interpretation: str):
+    if interpretation == "fixed attention":
+        raise NodeInputError(f"{name}_weight_interpretation", "\"fixed attention\" is not built in; the others are")
+    if clip is None:
+        raise NodeInputError(name, "no text encoder to encode the prompt with (the checkpoint has none)")
+    try:
+        return efficiency_encode(clip, getattr(node, name), normalization, interpretation, name)
+    except NodeInputError as e:
+        if e.input == "weight_interpretation" and f"{name}_weight_interpretation" in node.input_specs:
+            raise NodeInputError(f"{name}_weight_interpretation", str(e)) from None
+        raise
+
+
+def easy_pipe(node, normalization: str, interpretation: str,
+              negative_normalization: str | None = None, negative_interpretation: str | None = None) -> tuple:
+    """The Easy-Use loaders' work: the checkpoint with its VAE ("Baked VAE": its own), lora_name
+    then optional_lora_stack applied in turn, the text encoder stopped at clip_skip (0: left as
+    it is), the prompts encoded with the token normalization and weight interpretation
+    (Efficiency Nodes' ADV_CLIP_emb formulas, which the pack also uses), and an empty latent
+    batch; gives (pipe, model, vae, clip, positive, negative, latent)."""
+    negative_normalization = negative_normalization or normalization
+    negative_interpretation = negative_interpretation or interpretation
     if getattr(node, "a1111_prompt_style", False):
         raise NodeInputError("a1111_prompt_style", "the pack's A1111 prompt-style parsing is not built in; "
                                                    "turn it off to encode the prompts as CLIP Text Encode does")
@@ -605,11 +640,11 @@ def easy_pipe(node, normalization: str, interpretation: str) -> tuple:
     except NodeInputError as e:
         raise NodeInputError("optional_lora_stack", str(e)) from None
     loras += [(*row, "optional_lora_stack") for row in stack]
-    model, clip, vae = _load(node.ckpt_name, "ckpt_name", node.vae_name, loras)
-    if node.clip_skip != 0:
+    model, clip, vae = _easy_models(node, loras)
+    if node.clip_skip != 0 and clip is not None:
         clip = _set_clip_skip(clip, node.clip_skip, "clip_skip")
-    positive = efficiency_encode(clip, node.positive, normalization, interpretation, "positive")
-    negative = efficiency_encode(clip, node.negative, normalization, interpretation, "negative")
+    positive = _encode(clip, node, "positive", normalization, interpretation)
+    negative = _encode(clip, node, "negative", negative_normalization, negative_interpretation)
     width, height = latent_size(node.resolution, node.empty_latent_width, node.empty_latent_height)
     samples = _core(EmptyLatent, {"width": "empty_latent_width", "height": "empty_latent_height"},
                     width=width, height=height, batch_size=node.batch_size)
@@ -618,12 +653,62 @@ def easy_pipe(node, normalization: str, interpretation: str) -> tuple:
                 "lora_stack": stack, "clip_skip": node.clip_skip, "a1111_prompt_style": False,
                 "positive": node.positive, "positive_token_normalization": normalization,
                 "positive_weight_interpretation": interpretation, "negative": node.negative,
-                "negative_token_normalization": normalization, "negative_weight_interpretation": interpretation,
+                "negative_token_normalization": negative_normalization,
+                "negative_weight_interpretation": negative_interpretation,
                 "resolution": node.resolution, "empty_latent_width": node.empty_latent_width,
                 "empty_latent_height": node.empty_latent_height, "batch_size": node.batch_size}
     pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": clip,
             "samples": samples, "images": None, "loader_settings": settings}
     return pipe, model, vae, clip, positive, negative, samples
+
+
+TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
+EASY_INTERPRETATIONS = ("comfy", "A1111", "comfy++", "compel", "fixed attention")
+
+
+class EasyFullLoader(Node):
+    """Load a checkpoint into a pipe, as Easy-Use's easy fullLoader does: as easy comfyLoader,
+    with each prompt's token normalization and weight interpretation (Efficiency Nodes'
+    ADV_CLIP_emb formulas; "fixed attention" is not built in and is an error), ckpt_name "None"
+    with a model_override, and model / clip / vae overrides used in place of the checkpoint's
+    parts (the LoRAs are applied to them). config_name is not needed (the architecture is read
+    from the weights). Gives the pipe, model, VAE, CLIP, both conditionings and the latent. Left
+    out: a1111_prompt_style parsing (an error when on), wildcards and <lora:...> tags, and
+    optional_controlnet_stack."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: _checkpoint_choices() + ["None"], DEMO_CHECKPOINT, model_folder="checkpoints",
+                            not_files=("None",))
+    config_name: str = Text("Default")  # a config file's name is accepted and not needed
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    clip_skip: int = Int(-2, min=-24, max=0)
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    resolution: str = Choice(RESOLUTIONS, "512 x 512")
+    empty_latent_width: int = Int(512, min=64, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(512, min=64, max=16384, step=8, resource="height")
+    positive: str = Text("", multiline=True)
+    positive_token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    positive_weight_interpretation: str = Choice(EASY_INTERPRETATIONS, "comfy")
+    negative: str = Text("", multiline=True)
+    negative_token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    negative_weight_interpretation: str = Choice(EASY_INTERPRETATIONS, "comfy")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    model_override: MODEL = None
+    clip_override: CLIP = None
+    vae_override: VAE = None
+    optional_lora_stack: LORA_STACK = None
+    optional_controlnet_stack: ANY = None
+    a1111_prompt_style: bool = Bool(False)
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE, "clip": CLIP, "positive": CONDITIONING,
+               "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("easy fullLoader",), optional=("model_override", "clip_override", "vae_override",
+                                                       "optional_lora_stack", "optional_controlnet_stack",
+                                                       "a1111_prompt_style"))
+
+    def run(self):
+        return easy_pipe(self, self.positive_token_normalization, self.positive_weight_interpretation,
+                         self.negative_token_normalization, self.negative_weight_interpretation)
 
 
 class EasyComfyLoader(Node):

@@ -302,3 +302,33 @@ def test_ksampler_names_a_pipe_without_settings(registry, models):
     with pytest.raises(NodeInputError, match="preSampling") as e:
         call(registry, "EasyKSampler", pipe={"model": object(), "loader_settings": {}})
     assert e.value.input == "pipe"
+
+
+def test_full_loader_encodes_each_prompt_its_way_and_takes_overrides(registry, models):
+    from nodes.efficiency_nodes import efficiency_encode
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "2": {"class_type": "easy fullLoader", "inputs": {
+            "ckpt_name": "None", "config_name": "Default", "vae_name": "Baked VAE", "clip_skip": 0,
+            "lora_name": "None", "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "512 x 768",
+            "empty_latent_width": 64, "empty_latent_height": 64, "positive": "a (red:1.3) cube",
+            "positive_token_normalization": "mean", "positive_weight_interpretation": "A1111",
+            "negative": "blurry", "negative_token_normalization": "none", "negative_weight_interpretation": "comfy",
+            "batch_size": 1, "model_override": ["1", 0], "clip_override": ["1", 1], "vae_override": ["1", 2]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+    }
+    values = run_graph(registry, graph, ["1", "2", "3"]).values
+    model, clip, vae = values["1"]
+    pipe, got_model, got_vae, got_clip, positive, negative, latent = values["2"]
+    assert got_model is model and got_vae is vae and got_clip is clip
+    assert _same_conditioning(negative, values["3"][0])
+    assert _same_conditioning(positive, efficiency_encode(clip, "a (red:1.3) cube", "mean", "A1111"))
+    assert not _same_conditioning(positive, efficiency_encode(clip, "a (red:1.3) cube", "none", "comfy"))
+    assert latent["samples"].shape == (1, 4, 768 // 8, 512 // 8)
+    graph["2"]["inputs"]["negative_weight_interpretation"] = "fixed attention"
+    with pytest.raises(AssertionError, match="negative_weight_interpretation"):
+        run_graph(registry, graph, ["2"])
+    graph["2"]["inputs"]["negative_weight_interpretation"] = "comfy"
+    del graph["2"]["inputs"]["model_override"]
+    with pytest.raises(AssertionError, match="ckpt_name"):
+        run_graph(registry, graph, ["2"])
