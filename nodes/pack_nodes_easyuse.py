@@ -10,9 +10,9 @@ promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat /
 and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
 py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader / fullLoader,
 easy pipeIn / pipeOut, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
-py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling and easy kSampler.
+py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling / preSamplingAdvanced and easy kSampler.
 
-Left out: easy pipeEdit, preSamplingAdvanced and the other preSampling variants,
+Left out: easy pipeEdit, the other preSampling variants (noise injection, custom, SDTurbo ...),
 kSamplerAdvanced and the other samplers (not yet built), the loaders' wildcard / <lora:...>
 prompt expansion, a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*,
 forLoop*: ComfyUI graph expansion),
@@ -35,7 +35,7 @@ from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import POWER_LIMIT, _apply_lora, _core, _lora_choices
 from nodes.strings import _fits, _guarded
 from nodes.image import SaveImage, temp_pngs
-from nodes.sampling import KSampler
+from nodes.sampling import KSampler, KSamplerAdvanced
 from nodes.vae import VAEDecode, VAEEncode
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -848,20 +848,79 @@ class EasyPreSampling(Node):
     comfy = ComfyAlias(("easy preSampling",), optional=("image_to_latent", "latent"))
 
     def run(self):
-        pipe = _pipe_dict(self.pipe)
-        settings = pipe.get("loader_settings") or {}
-        samples, images = pipe.get("samples"), pipe.get("images")
-        if self.image_to_latent is not None and tuple(self.image_to_latent.shape[1:3]) != (1, 1):
-            samples = _encoded_batch(self.image_to_latent, pipe.get("vae"), settings.get("batch_size", 1),
-                                     "image_to_latent")
-            images = self.image_to_latent
-        elif self.latent is not None:
-            samples = self.latent
-        show(value=[self.seed])
-        return {**{k: pipe.get(k) for k in ("model", "positive", "negative", "vae", "clip")},
-                "samples": samples, "images": images, "seed": self.seed,
-                "loader_settings": {**settings, "steps": self.steps, "cfg": self.cfg, "sampler_name": self.sampler_name,
-                                    "scheduler": self.scheduler, "denoise": self.denoise, "add_noise": "enabled"}}
+        return _presampled(self, {"denoise": self.denoise, "add_noise": "enabled"})
+
+
+def _presampled(node, extra_settings: dict) -> dict:
+    """The pipe as the pack's preSampling nodes give it: image_to_latent (unless a 1x1
+    placeholder) encoded and repeated batch_size times, else `latent`, else the pipe's; the seed
+    and the sampler settings (with extra_settings) in loader_settings."""
+    pipe = _pipe_dict(node.pipe)
+    settings = pipe.get("loader_settings") or {}
+    samples, images = pipe.get("samples"), pipe.get("images")
+    if node.image_to_latent is not None and tuple(node.image_to_latent.shape[1:3]) != (1, 1):
+        samples = _encoded_batch(node.image_to_latent, pipe.get("vae"), settings.get("batch_size", 1),
+                                 "image_to_latent")
+        images = node.image_to_latent
+    elif node.latent is not None:
+        samples = node.latent
+    show(value=[node.seed])
+    return {**{k: pipe.get(k) for k in ("model", "positive", "negative", "vae", "clip")},
+            "samples": samples, "images": images, "seed": node.seed,
+            "loader_settings": {**settings, "steps": node.steps, "cfg": node.cfg, "sampler_name": node.sampler_name,
+                                "scheduler": node.scheduler, **extra_settings}}
+
+
+ADD_NOISE = ("enable (CPU)", "enable (GPU=A1111)", "disable")
+
+
+class EasyPreSamplingAdvanced(Node):
+    """Put advanced sampler settings into a pipe, as Easy-Use's easy preSamplingAdvanced does:
+    as easy preSampling, with start_at_step / end_at_step, add_noise and
+    return_with_leftover_noise instead of denoise; easy kSampler then samples as KSamplerAdvanced
+    does. add_noise "enable (GPU=A1111)" (noise drawn on the GPU) is not built in: easy kSampler
+    refuses it."""
+    category = "EasyUse/PreSampling"
+    pipe: PIPE_LINE
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    add_noise: str = Choice(ADD_NOISE, "enable (CPU)")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    return_with_leftover_noise: str = Choice(("disable", "enable"), "disable")
+    image_to_latent: IMAGE = None
+    latent: LATENT = None
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy preSamplingAdvanced",), optional=("image_to_latent", "latent"))
+
+    def run(self):
+        return _presampled(self, {"start_step": self.start_at_step, "last_step": self.end_at_step, "denoise": 1.0,
+                                  "add_noise": self.add_noise,
+                                  "force_full_denoise": self.return_with_leftover_noise != "enable"})
+
+
+def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
+    """The pipe's latent sampled as the pack's samplers do: with easy preSampling's settings as
+    KSampler samples; with preSamplingAdvanced's (start / last step, add_noise, force_full_denoise)
+    as KSamplerAdvanced samples (the pack's common_ksampler call is the same in both cases)."""
+    add_noise = settings.get("add_noise", "enabled")
+    if add_noise == "enable (GPU=A1111)":
+        raise NodeInputError("pipe", "add_noise \"enable (GPU=A1111)\" (noise drawn on the GPU) is not built in; "
+                                     "use \"enable (CPU)\"")
+    shared = {"model": model, "steps": settings["steps"], "cfg": settings["cfg"],
+              "sampler_name": settings["sampler_name"], "scheduler": settings["scheduler"],
+              "positive": pipe["positive"], "negative": pipe["negative"], "latent_image": pipe["samples"]}
+    renamed = {"latent_image": "pipe", "positive": "pipe", "negative": "pipe"}
+    if "start_step" not in settings and "last_step" not in settings and add_noise == "enabled":
+        return _core(KSampler, renamed, seed=pipe["seed"], denoise=settings["denoise"], **shared)
+    return _core(KSamplerAdvanced, renamed, noise_seed=pipe["seed"],
+                 add_noise="disable" if add_noise == "disable" else "enable",
+                 start_at_step=settings.get("start_step", 0), end_at_step=settings.get("last_step", 10000),
+                 return_with_leftover_noise="disable" if settings.get("force_full_denoise", True) else "enable",
+                 **shared)
 
 
 IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Sender", "Sender&Save")
@@ -870,7 +929,8 @@ IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Send
 class EasyKSampler(Node):
     """Sample a pipe set up by easy preSampling, as Easy-Use's easy kSampler does: the pipe's
     model (or `model`), conditionings, latent, seed and settings through KSampler (the same
-    latent as the core node gives), then decoded with the pipe's VAE. image_output: Preview
+    latent as the core node gives; after easy preSamplingAdvanced, through KSamplerAdvanced),
+    then decoded with the pipe's VAE. image_output: Preview
     shows the images, Save also saves them to the outputs folder as save_prefix (Hide&Save
     saves without a preview in the pack; here the saved files are listed too), Hide shows
     nothing. Left out: Preview&Choose (the pack waits for the user to pick images; here all are
@@ -900,14 +960,7 @@ class EasyKSampler(Node):
         model = self.model if self.model is not None else pipe.get("model")
         if model is None:
             raise NodeInputError("model", "neither connected nor in the pipe")
-        if settings.get("add_noise", "enabled") not in ("enabled", "enable (CPU)"):
-            raise NodeInputError("pipe", f"the pipe's add_noise {settings['add_noise']!r} (from the advanced "
-                                         "preSampling) is not built in; use easy preSampling")
-        latent = _core(KSampler, {"latent_image": "pipe", "positive": "pipe", "negative": "pipe"}, model=model,
-                       seed=pipe["seed"], steps=settings["steps"], cfg=settings["cfg"],
-                       sampler_name=settings["sampler_name"], scheduler=settings["scheduler"],
-                       positive=pipe["positive"], negative=pipe["negative"], latent_image=pipe["samples"],
-                       denoise=settings["denoise"])
+        latent = _sample_pipe(pipe, settings, model)
         images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe"}, samples=latent, vae=pipe["vae"])
         if "Save" in self.image_output:
             _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=self.save_prefix)

@@ -332,3 +332,30 @@ def test_full_loader_encodes_each_prompt_its_way_and_takes_overrides(registry, m
     del graph["2"]["inputs"]["model_override"]
     with pytest.raises(AssertionError, match="ckpt_name"):
         run_graph(registry, graph, ["2"])
+
+
+def test_presampling_advanced_then_ksampler_equals_ksampler_advanced(registry, models):
+    loader = {"ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": -1, "lora_name": "None",
+              "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+              "empty_latent_width": 64, "empty_latent_height": 64, "positive": "a cube", "negative": "",
+              "batch_size": 1}
+    graph = {
+        "1": {"class_type": "easy comfyLoader", "inputs": loader},
+        "2": {"class_type": "easy preSamplingAdvanced", "inputs": {
+            "pipe": ["1", 0], "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal",
+            "start_at_step": 0, "end_at_step": 2, "add_noise": "enable (CPU)", "seed": 5,
+            "return_with_leftover_noise": "enable"}},
+        "3": {"class_type": "easy kSampler", "inputs": {"pipe": ["2", 0], "image_output": "Hide", "link_id": 0,
+                                                        "save_prefix": "x"}},
+        "4": {"class_type": "easy pipeOut", "inputs": {"pipe": ["1", 0]}},
+        "5": {"class_type": "KSamplerAdvanced", "inputs": {
+            "model": ["4", 1], "add_noise": "enable", "noise_seed": 5, "steps": 4, "cfg": 5.0, "sampler_name": "euler",
+            "scheduler": "normal", "positive": ["4", 2], "negative": ["4", 3], "latent_image": ["4", 4],
+            "start_at_step": 0, "end_at_step": 2, "return_with_leftover_noise": "enable"}},
+    }
+    result = run_graph(registry, graph, ["3", "5"])
+    assert torch.allclose(result.values["3"][0]["samples"]["samples"], result.values["5"][0]["samples"], atol=1e-5)
+    assert "3" not in result.outputs or not result.outputs["3"].get("images")  # Hide shows nothing
+    graph["2"]["inputs"]["add_noise"] = "enable (GPU=A1111)"
+    with pytest.raises(AssertionError, match="'input': 'pipe'"):
+        run_graph(registry, graph, ["3"])
