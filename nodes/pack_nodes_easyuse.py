@@ -10,13 +10,14 @@ promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat /
 and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
 py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader / fullLoader,
 easy pipeIn / pipeOut, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
-py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling / preSamplingAdvanced and easy kSampler.
+py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling /
+preSamplingAdvanced and easy kSampler / kSamplerTiled.
 
 Left out: easy pipeEdit, the other preSampling variants (noise injection, custom, SDTurbo ...),
-kSamplerAdvanced and the other samplers (not yet built), the loaders' wildcard / <lora:...>
-prompt expansion, a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*,
-forLoop*: ComfyUI graph expansion),
-easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the wildcard, style and
+the other samplers (full, custom, inpainting, LayerDiffusion ...: not yet built; the samplers.py
+read has no easy kSamplerAdvanced), the loaders' wildcard / <lora:...> prompt expansion,
+a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*, forLoop*: ComfyUI graph
+expansion), easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the wildcard, style and
 portrait prompt nodes (the pack's data files and wildcard folders) and the model-backed nodes."""
 
 from __future__ import annotations
@@ -923,20 +924,51 @@ def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
                  **shared)
 
 
-IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Sender", "Sender&Save")
+IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Sender", "Sender&Save", "None")
+
+
+def easy_ksample(node, tile_size: int | None = None) -> tuple:
+    """The pack's samplers' run: the pipe sampled (_sample_pipe), decoded with the pipe's VAE
+    (in tile_size-pixel tiles when given) unless image_output is "None", shown or saved as
+    image_output says; gives (pipe with the new samples, images and seed, images)."""
+    pipe = _pipe_dict(node.pipe)
+    settings = pipe.get("loader_settings") or {}
+    missing = [k for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise") if k not in settings]
+    if missing or pipe.get("seed") is None:
+        raise NodeInputError("pipe", f"no sampler settings in the pipe ({', '.join(missing) or 'seed'}): "
+                                     "connect it through easy preSampling first")
+    for key in ("positive", "negative", "samples", "vae"):
+        if pipe.get(key) is None:
+            raise NodeInputError("pipe", f"the pipe has no {key}")
+    model = node.model if node.model is not None else pipe.get("model")
+    if model is None:
+        raise NodeInputError("model", "neither connected nor in the pipe")
+    latent = _sample_pipe(pipe, settings, model)
+    images = None
+    if node.image_output != "None":
+        # the pack's decode_tiled overlaps tiles by 16 latent pixels (128); ours takes at most a quarter tile
+        tiled = {} if tile_size is None else {"tiled": True, "tile_size": tile_size,
+                                              "overlap": min(128, tile_size // 4)}
+        images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe", "tile_size": "tile_size"}, samples=latent,
+                       vae=pipe["vae"], **tiled)
+        if "Save" in node.image_output:
+            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
+        elif node.image_output != "Hide":
+            show(images=temp_pngs(images))
+    return {**pipe, "samples": latent, "images": images, "samp_images": images, "seed": pipe["seed"]}, images
 
 
 class EasyKSampler(Node):
     """Sample a pipe set up by easy preSampling, as Easy-Use's easy kSampler does: the pipe's
     model (or `model`), conditionings, latent, seed and settings through KSampler (the same
     latent as the core node gives; after easy preSamplingAdvanced, through KSamplerAdvanced),
-    then decoded with the pipe's VAE. image_output: Preview
-    shows the images, Save also saves them to the outputs folder as save_prefix (Hide&Save
-    saves without a preview in the pack; here the saved files are listed too), Hide shows
-    nothing. Left out: Preview&Choose (the pack waits for the user to pick images; here all are
-    kept, as Preview), Sender (previews; link_id's image receiver is not built in) and the
-    pack's XY plot, LayerDiffusion and custom-sampler settings in the pipe. Gives the pipe with
-    the new latent, images and seed, and the images."""
+    then decoded with the pipe's VAE. image_output: Preview shows the images, Save also saves
+    them to the outputs folder as save_prefix (Hide&Save saves without a preview in the pack;
+    here the saved files are listed too), Hide shows nothing, None does not decode (no image).
+    Left out: Preview&Choose (the pack waits for the user to pick images; here all are kept, as
+    Preview), Sender (previews; link_id's image receiver is not built in) and the pack's XY
+    plot, LayerDiffusion and custom-sampler settings in the pipe. Gives the pipe with the new
+    latent, images and seed, and the images."""
     category = "EasyUse/Sampler"
     output_node = True
     pipe: PIPE_LINE
@@ -948,22 +980,23 @@ class EasyKSampler(Node):
     comfy = ComfyAlias(("easy kSampler",), optional=("model",))
 
     def run(self):
-        pipe = _pipe_dict(self.pipe)
-        settings = pipe.get("loader_settings") or {}
-        missing = [k for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise") if k not in settings]
-        if missing or pipe.get("seed") is None:
-            raise NodeInputError("pipe", f"no sampler settings in the pipe ({', '.join(missing) or 'seed'}): "
-                                         "connect it through easy preSampling first")
-        for key in ("positive", "negative", "samples", "vae"):
-            if pipe.get(key) is None:
-                raise NodeInputError("pipe", f"the pipe has no {key}")
-        model = self.model if self.model is not None else pipe.get("model")
-        if model is None:
-            raise NodeInputError("model", "neither connected nor in the pipe")
-        latent = _sample_pipe(pipe, settings, model)
-        images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe"}, samples=latent, vae=pipe["vae"])
-        if "Save" in self.image_output:
-            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=self.save_prefix)
-        elif self.image_output != "Hide":
-            show(images=temp_pngs(images))
-        return {**pipe, "samples": latent, "images": images, "samp_images": images, "seed": pipe["seed"]}, images
+        return easy_ksample(self)
+
+
+class EasyKSamplerTiled(Node):
+    """easy kSampler with the images decoded in tile_size-pixel tiles, as Easy-Use's easy
+    kSamplerTiled does (VAE Decode (Tiled); the tiles overlap by 128 pixels, at most a quarter
+    tile). Same image_output choices and left-out parts as easy kSampler."""
+    category = "EasyUse/Sampler"
+    output_node = True
+    pipe: PIPE_LINE
+    tile_size: int = Int(512, min=320, max=4096, step=64)
+    image_output: str = Choice(IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    model: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE}
+    comfy = ComfyAlias(("easy kSamplerTiled",), optional=("model",))
+
+    def run(self):
+        return easy_ksample(self, self.tile_size)

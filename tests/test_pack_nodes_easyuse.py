@@ -270,7 +270,8 @@ def test_presampling_and_ksampler_equal_the_core_ksampler_and_decode(registry, m
         ui_node(2, "easy preSampling", [2, 6.5, "euler", "normal", 1.0, 77, "fixed"],
                 [("pipe", "PIPE_LINE", 1, False), ("image_to_latent", "IMAGE", None, False),
                  ("latent", "LATENT", None, False)], [("pipe", "PIPE_LINE", [2])]),
-        ui_node(3, "easy kSampler", ["Save", 0, "easy"], [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False)],
+        ui_node(3, "easy kSampler", ["Save", 0, "easy"],
+                [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False)],
                 [("pipe", "PIPE_LINE", []), ("image", "IMAGE", [])]),
     ]
     graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"], [2, 2, 0, 3, 0, "PIPE_LINE"]])
@@ -359,3 +360,31 @@ def test_presampling_advanced_then_ksampler_equals_ksampler_advanced(registry, m
     graph["2"]["inputs"]["add_noise"] = "enable (GPU=A1111)"
     with pytest.raises(AssertionError, match="'input': 'pipe'"):
         run_graph(registry, graph, ["3"])
+
+
+def test_ksampler_tiled_decodes_as_vae_decode_tiled_and_none_skips_decoding(registry, models):
+    loader = {"ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": -1, "lora_name": "None",
+              "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+              "empty_latent_width": 64, "empty_latent_height": 64, "positive": "a cube", "negative": "",
+              "batch_size": 1}
+    graph = {
+        "1": {"class_type": "easy comfyLoader", "inputs": loader},
+        "2": {"class_type": "easy preSampling", "inputs": {"pipe": ["1", 0], "steps": 1, "cfg": 3.0,
+                                                           "sampler_name": "euler", "scheduler": "normal",
+                                                           "denoise": 1.0, "seed": 3}},
+        "3": {"class_type": "easy kSamplerTiled", "inputs": {"pipe": ["2", 0], "tile_size": 320,
+                                                             "image_output": "Preview", "link_id": 0,
+                                                             "save_prefix": "x"}},
+        "4": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["5", 0], "vae": ["1", 2], "tile_size": 320,
+                                                         "overlap": 80}},
+        "5": {"class_type": "easy pipeOut", "inputs": {"pipe": ["3", 0]}},
+        "6": {"class_type": "easy kSampler", "inputs": {"pipe": ["2", 0], "image_output": "None", "link_id": 0,
+                                                        "save_prefix": "x"}},
+    }
+    graph["4"]["inputs"]["samples"] = ["5", 4]
+    result = run_graph(registry, graph, ["3", "4", "6"])
+    pipe, images = result.values["3"]
+    assert torch.allclose(images, result.values["4"][0], atol=1e-5)
+    assert len(result.outputs["3"]["images"]) == 1 and result.outputs["3"]["images"][0]["type"] == "temp"
+    none_pipe, none_images = result.values["6"]
+    assert none_images is None and torch.equal(none_pipe["samples"]["samples"], pipe["samples"]["samples"])
