@@ -9,11 +9,11 @@ easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString,
 and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
 py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader / fullLoader,
-easy pipeIn / pipeOut, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
+easy pipeIn / pipeOut / pipeEdit, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
 py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling /
 preSamplingAdvanced and easy kSampler / kSamplerTiled.
 
-Left out: easy pipeEdit, the other preSampling variants (noise injection, custom, SDTurbo ...),
+Left out: the other preSampling variants (noise injection, custom, SDTurbo ...),
 the other samplers (full, custom, inpainting, LayerDiffusion ...: not yet built; the samplers.py
 read has no easy kSamplerAdvanced), the loaders' wildcard / <lora:...> prompt expansion,
 a1111_prompt_style parsing and ControlNet stack, the loops (whileLoop*, forLoop*: ComfyUI graph
@@ -29,6 +29,8 @@ import re
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, \
     Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat, \
+    ConditioningSetTimestepRange
 from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
     _vae_choices, efficiency_encode
 from nodes.latent import EmptyLatent, RepeatLatentBatch
@@ -818,6 +820,114 @@ class EasyPipeOut(Node):
         pipe = _pipe_dict(self.pipe)
         return (pipe, *(pipe.get(k) for k in ("model", "positive", "negative", "samples", "vae", "clip", "images",
                                                "seed")))
+
+
+CONDITIONING_MODES = ("replace", "concat", "combine", "average", "timestep")
+
+
+def merged_conditioning(node, old, new, input_name: str):
+    """The pack's set_cond: the new prompt's conditioning with the pipe's old one by
+    conditioning_mode (no old one: the new one): replace; concat (ConditioningConcat of new with
+    old); combine (ConditioningCombine of old and new); average (ConditioningAverage, new at
+    average_strength); timestep (old over old_cond_start..end and new over new_cond_start..end,
+    combined)."""
+    if not old or node.conditioning_mode == "replace":
+        return new
+    renamed = {"conditioning_to": input_name, "conditioning_from": input_name, "conditioning_1": input_name,
+               "conditioning_2": input_name}
+    if node.conditioning_mode == "concat":
+        return _core(ConditioningConcat, renamed, conditioning_to=new, conditioning_from=old)
+    if node.conditioning_mode == "combine":
+        return _core(ConditioningCombine, renamed, conditioning_1=old, conditioning_2=new)
+    if node.conditioning_mode == "average":
+        return _core(ConditioningAverage, renamed, conditioning_to=new, conditioning_from=old,
+                     conditioning_to_strength=node.average_strength)
+    old = _core(ConditioningSetTimestepRange, {"start": "old_cond_start", "end": "old_cond_end"}, conditioning=old,
+                start=node.old_cond_start, end=node.old_cond_end)
+    new = _core(ConditioningSetTimestepRange, {"start": "new_cond_start", "end": "new_cond_end"}, conditioning=new,
+                start=node.new_cond_start, end=node.new_cond_end)
+    return _core(ConditioningCombine, renamed, conditioning_1=old, conditioning_2=new)
+
+
+class EasyPipeEdit(Node):
+    """Edit a pipe, as Easy-Use's easy pipeEdit does: connected model, latent, VAE, CLIP and
+    image replace the pipe's (an image without a latent is encoded with the VAE and repeated
+    batch_size times); a non-empty optional_positive / optional_negative is encoded with the CLIP
+    stopped at clip_skip (0: as it is; Efficiency Nodes' ADV_CLIP_emb formulas for the token
+    normalization and weight interpretation, "fixed attention" not built in) and merged with the
+    pipe's conditioning by conditioning_mode; that CLIP goes on. As in the pack, the pos / neg
+    inputs are not used (the pipe's conditionings go on when no text is given) and the `latent`
+    output is the latent input as connected. Left out: a1111_prompt_style parsing (an error when
+    on), wildcards and <lora:...> tags in the texts."""
+    category = "EasyUse/Pipe"
+    clip_skip: int = Int(-1, min=-24, max=0)
+    optional_positive: str = Text("", multiline=True)
+    positive_token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    positive_weight_interpretation: str = Choice(EASY_INTERPRETATIONS, "comfy")
+    optional_negative: str = Text("", multiline=True)
+    negative_token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    negative_weight_interpretation: str = Choice(EASY_INTERPRETATIONS, "comfy")
+    a1111_prompt_style: bool = Bool(False)
+    conditioning_mode: str = Choice(CONDITIONING_MODES, "replace")
+    average_strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    old_cond_start: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    old_cond_end: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    new_cond_start: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    new_cond_end: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    pipe: PIPE_LINE = None
+    model: MODEL = None
+    pos: CONDITIONING = None
+    neg: CONDITIONING = None
+    latent: LATENT = None
+    vae: VAE = None
+    clip: CLIP = None
+    image: IMAGE = None
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "pos": CONDITIONING, "neg": CONDITIONING, "latent": LATENT,
+               "vae": VAE, "clip": CLIP, "image": IMAGE}
+    comfy = ComfyAlias(("easy pipeEdit",),
+                       optional=("pipe", "model", "pos", "neg", "latent", "vae", "clip", "image"))
+
+    def run(self):
+        if self.a1111_prompt_style:
+            raise NodeInputError("a1111_prompt_style", "the pack's A1111 prompt-style parsing is not built in")
+        pipe = _pipe_dict(self.pipe)
+        settings = dict(pipe.get("loader_settings") or {"positive": "", "negative": "", "xyplot": None})
+        model = self.model if self.model is not None else pipe.get("model")
+        vae = self.vae if self.vae is not None else pipe.get("vae")
+        clip = self.clip if self.clip is not None else pipe.get("clip")
+        image = self.image
+        if image is None:
+            image = pipe.get("images")
+            samples = self.latent if self.latent is not None else pipe.get("samples")
+        else:
+            samples = _encoded_batch(image, vae, settings.get("batch_size", 1), "image")
+        conds = {}
+        for side in ("positive", "negative"):
+            text = getattr(self, f"optional_{side}")
+            if text == "":
+                conds[side] = pipe.get(side)
+                continue
+            if clip is None:
+                raise NodeInputError("clip", f"optional_{side} needs a CLIP to encode it: connect one or give a pipe "
+                                             "with one")
+            clipped = _set_clip_skip(clip, self.clip_skip, "clip_skip") if self.clip_skip != 0 else clip
+            normalization = getattr(self, f"{side}_token_normalization")
+            interpretation = getattr(self, f"{side}_weight_interpretation")
+            if interpretation == "fixed attention":
+                raise NodeInputError(f"{side}_weight_interpretation", "\"fixed attention\" is not built in")
+            try:
+                new = efficiency_encode(clipped, text, normalization, interpretation, f"optional_{side}")
+            except NodeInputError as e:
+                name = f"{side}_weight_interpretation" if e.input == "weight_interpretation" else e.input
+                raise NodeInputError(name, str(e)) from None
+            conds[side] = merged_conditioning(self, pipe.get(side), new, f"optional_{side}")
+            clip = clipped
+            settings.update({side: text, f"{side}_token_normalization": normalization,
+                             f"{side}_weight_interpretation": interpretation})
+        new_pipe = {**pipe, "model": model, "positive": conds["positive"], "negative": conds["negative"], "vae": vae,
+                    "clip": clip, "samples": samples, "images": image, "seed": pipe.get("seed"),
+                    "loader_settings": settings}
+        return new_pipe, model, conds["positive"], conds["negative"], self.latent, vae, clip, image
 
 
 def _encoded_batch(image, vae, batch_size: int, input_name: str) -> dict:

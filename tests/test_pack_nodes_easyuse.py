@@ -388,3 +388,46 @@ def test_ksampler_tiled_decodes_as_vae_decode_tiled_and_none_skips_decoding(regi
     assert len(result.outputs["3"]["images"]) == 1 and result.outputs["3"]["images"][0]["type"] == "temp"
     none_pipe, none_images = result.values["6"]
     assert none_images is None and torch.equal(none_pipe["samples"]["samples"], pipe["samples"]["samples"])
+
+
+@pytest.mark.parametrize("mode", ["replace", "concat", "combine", "average", "timestep"])
+def test_pipe_edit_merges_a_new_prompt_as_the_core_conditioning_nodes(registry, models, mode):
+    loader = {"ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": -1, "lora_name": "None",
+              "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+              "empty_latent_width": 64, "empty_latent_height": 64, "positive": "a cube", "negative": "blurry",
+              "batch_size": 1}
+    edit = {"pipe": ["1", 0], "clip_skip": -1, "optional_positive": "a red ball",
+            "positive_token_normalization": "none", "positive_weight_interpretation": "comfy",
+            "optional_negative": "", "negative_token_normalization": "none", "negative_weight_interpretation": "comfy",
+            "a1111_prompt_style": False, "conditioning_mode": mode, "average_strength": 0.3,
+            "old_cond_start": 0.0, "old_cond_end": 0.4, "new_cond_start": 0.4, "new_cond_end": 1.0}
+    graph = {
+        "1": {"class_type": "easy comfyLoader", "inputs": loader},
+        "2": {"class_type": "easy pipeEdit", "inputs": edit},
+        "3": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "4": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["3", 1], "stop_at_clip_layer": -1}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 0], "text": "a red ball"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 0], "text": "a cube"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 0], "text": "blurry"}},
+        "8": {"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["5", 0],
+                                                             "conditioning_from": ["6", 0]}},
+        "9": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["5", 0]}},
+        "10": {"class_type": "ConditioningAverage", "inputs": {"conditioning_to": ["5", 0],
+                                                               "conditioning_from": ["6", 0],
+                                                               "conditioning_to_strength": 0.3}},
+        "11": {"class_type": "ConditioningSetTimestepRange", "inputs": {"conditioning": ["6", 0], "start": 0.0,
+                                                                        "end": 0.4}},
+        "12": {"class_type": "ConditioningSetTimestepRange", "inputs": {"conditioning": ["5", 0], "start": 0.4,
+                                                                        "end": 1.0}},
+        "13": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["11", 0],
+                                                               "conditioning_2": ["12", 0]}},
+    }
+    reference = {"replace": "5", "concat": "8", "combine": "9", "average": "10", "timestep": "13"}[mode]
+    values = run_graph(registry, graph, ["2", reference, "7"]).values
+    pipe, model, pos, neg, latent, vae, clip, image = values["2"]
+    want = values[reference][0]
+    assert _same_conditioning(pos, want) and pipe["positive"] is pos
+    assert [c[1].get("start_percent") for c in pos] == [c[1].get("start_percent") for c in want]
+    assert _same_conditioning(neg, values["7"][0])  # no negative text: the pipe's goes on
+    assert pipe["loader_settings"]["positive"] == "a red ball" and pipe["loader_settings"]["negative"] == "blurry"
+    assert latent is None and pipe["samples"]["samples"].shape == (1, 4, 8, 8)
