@@ -9,6 +9,7 @@ easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString,
 and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
 py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader / fullLoader,
+easy loraStack,
 easy pipeIn / pipeOut / pipeEdit, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
 py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling /
 preSamplingAdvanced and easy kSampler / kSamplerTiled.
@@ -759,6 +760,84 @@ class EasyA1111Loader(EasyComfyLoader):
         pipe, model, vae, *_ = easy_pipe(self, "mean", "A1111")
         return pipe, model, vae
 
+
+
+LORA_STACK_ROWS = 10  # the pack's max_lora_num
+
+
+class EasyLoraStack(Node):
+    """A LoRA stack for the Easy-Use loaders (optional_lora_stack) and other packs' LORA_STACK
+    inputs, as Easy-Use's easy loraStack makes it: off (toggle) gives no stack; on, the
+    connected optional_lora_stack's rows (those not named "None") then rows 1 to num_loras
+    whose name is not "None", each (name, strength, strength) in simple mode or (name,
+    model_strength, clip_strength) in advanced mode."""
+    category = LOADERS
+    toggle: bool = Bool(False)
+    mode: str = Choice(("simple", "advanced"), "simple")
+    num_loras: int = Int(1, min=1, max=LORA_STACK_ROWS)
+    optional_lora_stack: LORA_STACK = None
+    lora_1_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_1_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_1_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_1_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_2_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_2_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_2_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_2_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_3_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_3_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_3_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_3_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_4_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_4_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_4_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_4_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_5_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_5_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_5_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_5_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_6_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_6_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_6_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_6_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_7_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_7_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_7_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_7_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_8_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_8_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_8_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_8_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_9_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_9_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_9_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_9_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_10_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_10_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_10_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_10_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"lora_stack": LORA_STACK}
+    comfy = ComfyAlias(("easy loraStack",), optional=("optional_lora_stack", *(
+        f"lora_{i}_{part}" for i in range(1, LORA_STACK_ROWS + 1)
+        for part in ("name", "strength", "model_strength", "clip_strength"))))
+
+    def run(self):
+        if not self.toggle:
+            return None
+        try:
+            rows = [row for row in _lora_rows(self.optional_lora_stack) if row[0] != "None"]
+        except NodeInputError as e:
+            raise NodeInputError("optional_lora_stack", str(e)) from None
+        for i in range(1, self.num_loras + 1):
+            name = getattr(self, f"lora_{i}_name")
+            if not name or name == "None":
+                continue
+            if self.mode == "simple":
+                strength = getattr(self, f"lora_{i}_strength")
+                rows.append((name, strength, strength))
+            else:
+                rows.append((name, getattr(self, f"lora_{i}_model_strength"), getattr(self, f"lora_{i}_clip_strength")))
+        return rows
 
 def _pipe_dict(pipe, input_name: str = "pipe") -> dict:
     if pipe is None:

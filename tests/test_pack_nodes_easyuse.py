@@ -431,3 +431,35 @@ def test_pipe_edit_merges_a_new_prompt_as_the_core_conditioning_nodes(registry, 
     assert _same_conditioning(neg, values["7"][0])  # no negative text: the pipe's goes on
     assert pipe["loader_settings"]["positive"] == "a red ball" and pipe["loader_settings"]["negative"] == "blurry"
     assert latent is None and pipe["samples"]["samples"].shape == (1, 4, 8, 8)
+
+
+def test_lora_stack_rows_and_into_the_loader_equal_lora_loader(registry, models):
+    """easy loraStack as the editor saves it (toggle, mode, num_loras, then name and three
+    strengths per row for ten rows) feeding easy comfyLoader's optional_lora_stack."""
+    rows = []
+    for i in range(1, 11):
+        rows += [("first.safetensors" if i in (1, 3) else "None"), 0.5 * i, 0.25 * i, -0.1 * i]
+    nodes = [
+        ui_node(1, "easy loraStack", [True, "advanced", 2, *rows],
+                [("optional_lora_stack", "LORA_STACK", None, False)], [("lora_stack", "LORA_STACK", [1])]),
+        ui_node(2, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", 0, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a cube", "", 1],
+                [("optional_lora_stack", "LORA_STACK", 1, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", []), ("model", "MODEL", []), ("vae", "VAE", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "LORA_STACK"]])
+    result = run_graph(registry, graph, ["1", "2"])
+    assert result.values["1"][0] == [("first.safetensors", 0.25, -0.1)]  # row 3 is past num_loras
+    core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1], "strength_model": 0.25,
+                                                         "lora_name": "first.safetensors", "strength_clip": -0.1}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "a cube"}}}
+    want = run_graph(registry, core, ["3"]).values
+    assert _same_conditioning(result.values["2"][0]["positive"], want["3"][0])
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[1]["widgets_values"] == [True, "advanced", 2, *rows]
+    stack = [("x.safetensors", 1.0, 1.0), ("None", 1.0, 1.0)]
+    assert call(registry, "EasyLoraStack", toggle=True, mode="simple", num_loras=3, optional_lora_stack=stack,
+                lora_2_name="first.safetensors", lora_2_strength=0.7) == [stack[0], ("first.safetensors", 0.7, 0.7)]
+    assert call(registry, "EasyLoraStack", toggle=False, lora_1_name="first.safetensors") is None
