@@ -7,12 +7,14 @@ clearCacheAll / clearCacheKey / cleanGpuUsed, easy imageSize / imageSizeBySide /
 imageSizeByLongerSide, easy compare, easy ifElse, easy isNone, easy textSwitch / imageSwitch,
 easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat /
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString,
-and the start of the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983,
-py/nodes/pipe.py at 2dfa3eacc92deb941660a238df626de066c90d5b): easy comfyLoader / a1111Loader / fullLoader,
-easy loraStack,
-easy pipeIn / pipeOut / pipeEdit, and (py/nodes/preSampling.py at ca93381de85abf2a3e2f70f30f5f567d2d6caa13,
-py/nodes/samplers.py at 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe) easy preSampling /
-preSamplingAdvanced and easy kSampler / kSamplerTiled.
+and the pipe system (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983, its
+loraStack / controlnet nodes at 1196931466's stored version, py/libs/controlnet.py at
+119f706779789ab34ad60e77995999f4e5b6c115, py/nodes/pipe.py at
+2dfa3eacc92deb941660a238df626de066c90d5b, py/nodes/preSampling.py at
+ca93381de85abf2a3e2f70f30f5f567d2d6caa13, py/nodes/samplers.py at
+39fa6ef37ab612ec9aed8dd04c17b45e23275ebe): easy comfyLoader / a1111Loader / fullLoader, easy
+loraStack, easy controlnetLoader / controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy
+preSampling / preSamplingAdvanced and easy kSampler / kSamplerTiled.
 
 Left out: the other preSampling variants (noise injection, custom, SDTurbo ...),
 the other samplers (full, custom, inpainting, LayerDiffusion ...: not yet built; the samplers.py
@@ -28,10 +30,11 @@ import operator
 import re
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, \
-    Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, show, socket_type
+    Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat, \
     ConditioningSetTimestepRange
+from nodes.controlnet import CONTROL_NET, ApplyControlNetAdvanced, LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
     _vae_choices, efficiency_encode
 from nodes.latent import EmptyLatent, RepeatLatentBatch
@@ -1008,6 +1011,76 @@ class EasyPipeEdit(Node):
                     "loader_settings": settings}
         return new_pipe, model, conds["positive"], conds["negative"], self.latent, vae, clip, image
 
+
+
+def easy_controlnet(node, start: float, end: float, images) -> tuple:
+    """The pack's controlnetLoader work: the ControlNet (control_net when connected, else the file
+    control_net_name) applied to the pipe's positive and negative as Apply ControlNet (Advanced)
+    does, with the pipe's VAE for ControlNets that read latents; gives (pipe, positive,
+    negative), the pipe's seed set to 0 as the pack sets it."""
+    pipe = _pipe_dict(node.pipe)
+    if pipe.get("positive") is None or pipe.get("negative") is None:
+        raise NodeInputError("pipe", "the pipe has no positive and negative conditioning")
+    if node.scale_soft_weights != 1.0:
+        raise NodeInputError("scale_soft_weights", "soft weights below 1 need Advanced-ControlNet's nodes, which "
+                                                   "are not built in; use 1.0")
+    control_net = node.control_net
+    if control_net is None and node.strength != 0:
+        control_net = _core(LoadControlNet, control_net_name=node.control_net_name)
+    positive, negative = _core(ApplyControlNetAdvanced, {"vae": "pipe"}, positive=pipe["positive"],
+                               negative=pipe["negative"], control_net=control_net, image=node.image,
+                               strength=node.strength, start_percent=start, end_percent=end, vae=pipe.get("vae"))
+    new_pipe = {**{k: pipe.get(k) for k in ("model", "vae", "clip", "samples")}, "positive": positive,
+                "negative": negative, "images": images, "seed": 0, "loader_settings": pipe.get("loader_settings")}
+    return new_pipe, positive, negative
+
+
+class EasyControlnetLoader(Node):
+    """Apply a ControlNet to a pipe's conditionings, as Easy-Use's easy controlnetLoader does:
+    control_net (when connected) or the file control_net_name, with the hint image, at strength
+    over the whole sampling (Apply ControlNet (Advanced), 0 to 1). Gives the pipe (its seed set to
+    0, as the pack does) and both conditionings. scale_soft_weights below 1 (Advanced-ControlNet's
+    soft weights) is not built in and is an error."""
+    category = LOADERS
+    pipe: PIPE_LINE
+    image: IMAGE
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
+    control_net: CONTROL_NET = None
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    scale_soft_weights: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"pipe": PIPE_LINE, "positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("easy controlnetLoader",), optional=("control_net", "strength", "scale_soft_weights"))
+
+    @classmethod
+    def fingerprint(cls, control_net_name=None, **widgets):
+        return folders.model_state("controlnet", control_net_name) if control_net_name else None
+
+    def run(self):
+        return easy_controlnet(self, 0.0, 1.0, _pipe_dict(self.pipe).get("images"))
+
+
+class EasyControlnetLoaderAdvanced(Node):
+    """easy controlnetLoader between start_percent and end_percent of the sampling, as Easy-Use's
+    easy controlnetLoaderADV does; the pipe's images become the hint image, as in the pack."""
+    category = LOADERS
+    pipe: PIPE_LINE
+    image: IMAGE
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
+    control_net: CONTROL_NET = None
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weights: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"pipe": PIPE_LINE, "positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("easy controlnetLoaderADV",), optional=("control_net", "strength", "start_percent",
+                                                              "end_percent", "scale_soft_weights"))
+
+    @classmethod
+    def fingerprint(cls, control_net_name=None, **widgets):
+        return folders.model_state("controlnet", control_net_name) if control_net_name else None
+
+    def run(self):
+        return easy_controlnet(self, self.start_percent, self.end_percent, self.image)
 
 def _encoded_batch(image, vae, batch_size: int, input_name: str) -> dict:
     """An image encoded with the pipe's VAE and repeated batch_size times, as the pack's pipe

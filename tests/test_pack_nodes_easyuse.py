@@ -463,3 +463,44 @@ def test_lora_stack_rows_and_into_the_loader_equal_lora_loader(registry, models)
     assert call(registry, "EasyLoraStack", toggle=True, mode="simple", num_loras=3, optional_lora_stack=stack,
                 lora_2_name="first.safetensors", lora_2_strength=0.7) == [stack[0], ("first.safetensors", 0.7, 0.7)]
     assert call(registry, "EasyLoraStack", toggle=False, lora_1_name="first.safetensors") is None
+
+
+def test_controlnet_loaders_equal_apply_controlnet_advanced(registry, models):
+    from graphflow.testing import write_controlnet
+    (models.models / "controlnet").mkdir(exist_ok=True)
+    write_controlnet(models.models / "controlnet" / "cn.safetensors", "sd1")
+    loader = {"ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": -1, "lora_name": "None",
+              "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+              "empty_latent_width": 64, "empty_latent_height": 64, "positive": "a cube", "negative": "",
+              "batch_size": 1}
+    sampling = {"steps": 2, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "seed": 9}
+    graph = {
+        "1": {"class_type": "easy comfyLoader", "inputs": loader},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 255}},
+        "3": {"class_type": "easy controlnetLoaderADV", "inputs": {
+            "pipe": ["1", 0], "image": ["2", 0], "control_net_name": "cn.safetensors", "strength": 0.8,
+            "start_percent": 0.1, "end_percent": 0.9, "scale_soft_weights": 1.0}},
+        "4": {"class_type": "easy preSampling", "inputs": {"pipe": ["3", 0], **sampling}},
+        "5": {"class_type": "easy kSampler", "inputs": {"pipe": ["4", 0], "image_output": "Hide", "link_id": 0,
+                                                        "save_prefix": "x"}},
+        "6": {"class_type": "easy pipeOut", "inputs": {"pipe": ["1", 0]}},
+        "7": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "cn.safetensors"}},
+        "8": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["6", 2], "negative": ["6", 3], "control_net": ["7", 0], "image": ["2", 0], "strength": 0.8,
+            "start_percent": 0.1, "end_percent": 0.9}},
+        "9": {"class_type": "KSampler", "inputs": {"model": ["6", 1], "positive": ["8", 0], "negative": ["8", 1],
+                                                   "latent_image": ["6", 4], **sampling}},
+        "10": {"class_type": "easy controlnetLoader", "inputs": {
+            "pipe": ["1", 0], "image": ["2", 0], "control_net_name": "cn.safetensors", "strength": 0.0,
+            "scale_soft_weights": 1.0}},
+    }
+    values = run_graph(registry, graph, ["3", "5", "8", "9", "10"]).values
+    pipe = values["3"][0]
+    assert pipe["seed"] == 0 and pipe["images"] is not None  # as the pack: seed 0, the hint as the pipe's images
+    assert torch.allclose(values["5"][0]["samples"]["samples"], values["9"][0]["samples"], atol=1e-5)
+    assert values["3"][1] is not values["1"][0]["positive"]  # a new conditioning, carrying the ControlNet
+    assert set(values["3"][1][0][1]) == set(values["8"][0][0][1]) != set(values["1"][0]["positive"][0][1])
+    assert values["10"][1] is values["1"][0]["positive"]  # strength 0: passed through, as ComfyUI
+    graph["10"]["inputs"]["scale_soft_weights"] = 0.5
+    with pytest.raises(AssertionError, match="scale_soft_weights"):
+        run_graph(registry, graph, ["10"])
