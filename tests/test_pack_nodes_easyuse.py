@@ -1,8 +1,9 @@
-"""ComfyUI-Easy-Use's nodes (nodes/pack_nodes_easyuse.py): values, switches, comparisons and
-math against Python's own operators, Show Any's texts against json.dumps, the image-size nodes
-against the tensor's shape, the prompt nodes against str methods, the clear errors, a UI-format
-save (seed with its control widget) and an API prompt with the pack's class names, and export
-round trips."""
+"""ComfyUI-Easy-Use's nodes (nodes/pack_nodes_easyuse.py, nodes/pack_nodes_easyuse_pipe.py):
+values, switches, comparisons and math against Python's own operators, Show Any's texts against
+json.dumps, the image-size nodes against the tensor's shape, the prompt nodes against str
+methods, the pipe loaders, pipe nodes, ControlNet loaders and samplers against the core node
+chains they stand for, the clear errors, UI-format saves (seed with its control widget) and API
+prompts with the pack's class names, and export round trips."""
 
 import json
 import operator
