@@ -487,7 +487,8 @@ class EasyNegative(Node):
 
 class EasyPromptConcat(Node):
     """prompt1, separator and prompt2 joined, as Easy-Use's easy promptConcat joins them (an
-    unconnected prompt counts as empty text; the separator is written between them even then)."""
+    unconnected prompt counts as empty text; the separator is written between them even then).
+    A result over 10,000,000 characters is refused (an error naming prompt2)."""
     category = PROMPT
     prompt1: STRING = None
     prompt2: STRING = None
@@ -496,7 +497,9 @@ class EasyPromptConcat(Node):
     comfy = ComfyAlias(("easy promptConcat",), optional=("prompt1", "prompt2", "separator"))
 
     def run(self):
-        return (self.prompt1 or "") + self.separator + (self.prompt2 or "")
+        prompt1, prompt2 = self.prompt1 or "", self.prompt2 or ""
+        _fits(len(prompt1) + len(self.separator) + len(prompt2), "prompt2")
+        return prompt1 + self.separator + prompt2
 
 
 class EasyPromptReplace(Node):

@@ -118,6 +118,11 @@ def test_show_anything_texts():
 def test_prompt_nodes_against_str_methods(registry):
     assert call(registry, "EasyPromptConcat", prompt1="a cat", prompt2="a hat", separator=", ") == "a cat, a hat"
     assert call(registry, "EasyPromptConcat", prompt2="hat", separator="|") == "|hat"
+    half = "x" * 5_000_001  # two halves join past strings.py's MAX_TEXT (10,000,000 characters)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPromptConcat", prompt1=half, prompt2=half)
+    assert e.value.input == "prompt2"
+    assert len(call(registry, "EasyPromptConcat", prompt1=half, prompt2=half[2:])) == 10_000_000
     text = "a red cube on a red floor"
     assert call(registry, "EasyPromptReplace", prompt=text, find1="red", replace1="blue", find2="cube",
                 replace2="ball") == text.replace("red", "blue").replace("cube", "ball")
