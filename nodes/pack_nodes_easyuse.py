@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+import sys
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
     Node, NodeInputError, Text, show
@@ -105,7 +106,10 @@ def shown_values(items: list) -> list:
             try:
                 values.append(json.dumps(item))
             except (TypeError, ValueError):
-                values.append(str(item))
+                try:
+                    values.append(str(item))
+                except ValueError as e:  # a whole number past Python's int-to-text digit limit
+                    values.append(f"<{type(item).__name__} too long to show: {e}>")
     return values
 
 
@@ -391,13 +395,18 @@ def easy_math(a, b, operation: str):
         raise NodeInputError("b", f"{a} {operation} {b}: {e}") from None
     if isinstance(result, complex):
         raise NodeInputError("b", f"{a} to the power {b} is not a real number")
+    digits = sys.get_int_max_str_digits()  # 0: no limit
+    if isinstance(result, int) and digits and abs(result) >= 10 ** digits:
+        raise NodeInputError("b", f"{a} {operation} {b} has more than {digits} digits, more than Python "
+                                  "writes as text")
     return result
 
 
 class EasyMathInt(Node):
     """a and b added, subtracted, multiplied, divided (rounded down), modulo or to the power, as
     Easy-Use's easy mathInt works them out (Python's // and %; a negative power gives a number
-    that is not whole, as in the pack)."""
+    that is not whole, as in the pack). A result of more than 4300 digits (Python's limit for
+    writing whole numbers as text) is an error naming b."""
     category = "EasyUse/Logic/Math"
     a: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)
     b: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)

@@ -8,12 +8,14 @@ prompts with the pack's class names, and export round trips."""
 import json
 import operator
 import re
+import sys
 
 import pytest
 import torch
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_easyuse import easy_math, shown_values, string_test
@@ -52,6 +54,18 @@ def test_math_errors_name_b():
         easy_math(-8.0, 0.5, "power")
     with pytest.raises(NodeInputError):
         easy_math(1e300, 1e300, "power")
+
+
+def test_math_int_refuses_a_result_too_long_to_write_as_text(registry):
+    digits = sys.get_int_max_str_digits()
+    assert easy_math(10, digits - 1, "power") == 10 ** (digits - 1)  # `digits` digits: Python writes it
+    with pytest.raises(NodeInputError) as e:
+        easy_math(10, digits, "power")
+    assert e.value.input == "b"
+    graph = {"1": {"class_type": "easy mathInt", "inputs": {"a": 2 ** 64 - 1, "b": 10000, "operation": "power"}},
+             "2": {"class_type": "easy showAnything", "inputs": {"anything": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert not result.ok and result.error["exception_type"] == "NodeInputError" and result.error["input"] == "b"
 
 
 def test_math_string_operations_against_str_and_re():
@@ -113,6 +127,8 @@ def test_show_anything_texts():
         ["text", json.dumps(3), json.dumps(2.5), json.dumps(True), json.dumps(None), json.dumps({"a": [1]})]
     assert shown_values([object])[0] == str(object)  # not JSON: as Python prints it
     assert shown_values(["before", ["x", "y"]]) == ["x", "y"]  # a list replaces what came before, as in the pack
+    huge = 10 ** (sys.get_int_max_str_digits() + 1)  # past Python's int-to-text limit: str() raises ValueError
+    assert "too long to show" in shown_values([huge])[0]
 
 
 def test_prompt_nodes_against_str_methods(registry):
