@@ -17,8 +17,8 @@ and ControlNet stack, XY plots."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, VAE, Bool, Choice, ComfyAlias, Float, \
-    Int, Node, NodeInputError, Text, folders, show, socket_type
+from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
+    Float, Int, Node, NodeInputError, Size, Text, folders, show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat, \
     ConditioningSetTimestepRange
@@ -48,6 +48,8 @@ RESOLUTIONS = ("width x height (custom)", "128 x 128", "256 x 256", "512 x 512",
                "1080 x 1920", "1440 x 2560", "1088 x 896", "1216 x 832", "1152 x 832", "1152 x 896", "1280 x 768",
                "1344 x 768", "1536 x 640", "1536 x 768", "1920 x 816", "1920 x 1080", "2560 x 1440")  # BASE_RESOLUTIONS
 LOADERS = "EasyUse/Loaders"
+BATCH_MAX = 4096  # the loaders' batch_size bound: the pipe nodes repeat an encoded image no further
+DECODED_BYTES = 3 * 4  # per pixel of a decoded image (fp32 RGB)
 
 
 def latent_size(resolution: str, width: int, height: int) -> tuple[int, int]:
@@ -61,6 +63,18 @@ def latent_size(resolution: str, width: int, height: int) -> tuple[int, int]:
         raise NodeInputError("resolution", f"expected \"W x H\" or \"width x height (custom)\", got {resolution!r}") \
             from None
     return w, h
+
+
+def loader_estimate(widgets: dict) -> Estimate:
+    """The loaders' empty latent (resolution's size, or the width and height for the custom
+    entry, batch_size of them) and the memory for that batch decoded, as easy kSampler decodes it."""
+    try:
+        width, height = latent_size(widgets["resolution"], widgets["empty_latent_width"],
+                                    widgets["empty_latent_height"])
+    except (KeyError, NodeInputError):
+        return Estimate(None)
+    batch = widgets.get("batch_size", 1)
+    return Estimate(Size(batch, height, width), memory=batch * height * width * DECODED_BYTES)
 
 
 def _easy_models(node, loras: list):
@@ -169,7 +183,7 @@ class EasyFullLoader(Node):
     negative: str = Text("", multiline=True)
     negative_token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
     negative_weight_interpretation: str = Choice(EASY_INTERPRETATIONS, "comfy")
-    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    batch_size: int = Int(1, min=1, max=BATCH_MAX, resource="batch")
     model_override: MODEL = None
     clip_override: CLIP = None
     vae_override: VAE = None
@@ -181,6 +195,10 @@ class EasyFullLoader(Node):
     comfy = ComfyAlias(("easy fullLoader",), optional=("model_override", "clip_override", "vae_override",
                                                        "optional_lora_stack", "optional_controlnet_stack",
                                                        "a1111_prompt_style"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return loader_estimate(widgets)
 
     def run(self):
         return easy_pipe(self, self.positive_token_normalization, self.positive_weight_interpretation,
@@ -207,11 +225,15 @@ class EasyComfyLoader(Node):
     empty_latent_height: int = Int(512, min=64, max=16384, step=8, resource="height")
     positive: str = Text("", multiline=True)
     negative: str = Text("", multiline=True)
-    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    batch_size: int = Int(1, min=1, max=BATCH_MAX, resource="batch")
     optional_lora_stack: LORA_STACK = None
     optional_controlnet_stack: ANY = None
     outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
     comfy = ComfyAlias(("easy comfyLoader",), optional=("optional_lora_stack", "optional_controlnet_stack"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return loader_estimate(widgets)
 
     def run(self):
         pipe, model, vae, *_ = easy_pipe(self, "none", "comfy")
@@ -324,7 +346,7 @@ class EasyPipeIn(Node):
     """Put model, conditionings, latent, VAE, CLIP and image into a pipe, as Easy-Use's easy
     pipeIn does: each connected input replaces the pipe's, the rest are kept. A connected image
     (without a latent) is encoded with the VAE and repeated batch_size times (the loader's
-    setting) as the pipe's latent. Its xyPlot input (the pack's XY plot) is not built in."""
+    setting; a repeated batch over 4096 is refused) as the pipe's latent. Its xyPlot input (the pack's XY plot) is not built in."""
     category = "EasyUse/Pipe"
     pipe: PIPE_LINE = None
     model: MODEL = None
@@ -348,9 +370,7 @@ class EasyPipeIn(Node):
         elif samples is None:
             if vae is None:
                 raise NodeInputError("vae", "an image to encode needs a VAE: connect one or give a pipe with one")
-            samples = _core(VAEEncode, {"pixels": "image"}, pixels=image[..., :3], vae=vae)
-            samples = _core(RepeatLatentBatch, {"amount": "pipe"}, samples=samples,
-                            amount=settings.get("batch_size", 1))
+            samples = _encoded_batch(image, vae, settings.get("batch_size", 1), "image")
         return {**pipe, "model": self.model if self.model is not None else pipe.get("model"),
                 "positive": self.pos if self.pos is not None else pipe.get("positive"),
                 "negative": self.neg if self.neg is not None else pipe.get("negative"),
@@ -403,7 +423,7 @@ def merged_conditioning(node, old, new, input_name: str):
 class EasyPipeEdit(Node):
     """Edit a pipe, as Easy-Use's easy pipeEdit does: connected model, latent, VAE, CLIP and
     image replace the pipe's (an image without a latent is encoded with the VAE and repeated
-    batch_size times); a non-empty optional_positive / optional_negative is encoded with the CLIP
+    batch_size times, at most a batch of 4096); a non-empty optional_positive / optional_negative is encoded with the CLIP
     stopped at clip_skip (0: as it is; Efficiency Nodes' ADV_CLIP_emb formulas for the token
     normalization and weight interpretation, "fixed attention" not built in) and merged with the
     pipe's conditioning by conditioning_mode; that CLIP goes on. As in the pack, the pos / neg
@@ -556,6 +576,12 @@ def _encoded_batch(image, vae, batch_size: int, input_name: str) -> dict:
     nodes turn an image into the pipe's latent."""
     if vae is None:
         raise NodeInputError(input_name, "the pipe has no VAE to encode the image with")
+    # core RepeatLatentBatch stops at 64; the pack repeats up to its loaders' batch_size, which the
+    # plan's memory check cannot see here (it travels in the pipe), so the repeated batch is bounded
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1 \
+            or image.shape[0] * batch_size > BATCH_MAX:
+        raise NodeInputError(input_name, f"the pipe's batch_size {batch_size!r} repeats {image.shape[0]} image(s) "
+                                         f"past a batch of {BATCH_MAX} (the loaders' batch_size limit)")
     samples = _core(VAEEncode, {"pixels": input_name}, pixels=image[..., :3], vae=vae)
     return _core(RepeatLatentBatch, {"amount": input_name}, samples=samples, amount=batch_size)
 
@@ -564,8 +590,8 @@ class EasyPreSampling(Node):
     """Put the sampler settings into a pipe, as Easy-Use's easy preSampling does: steps, cfg,
     sampler, scheduler, denoise and seed (the editor's control_after_generate follows it) go into
     the pipe for easy kSampler. image_to_latent (unless a 1x1 placeholder) is encoded with the
-    pipe's VAE and repeated batch_size times as the latent to start from; else `latent`, else the
-    pipe's. The pack's extra schedulers (align_your_steps, gits) are not offered here."""
+    pipe's VAE and repeated batch_size times (at most a batch of 4096) as the latent to start
+    from; else `latent`, else the pipe's. The pack's extra schedulers (align_your_steps, gits) are not offered here."""
     category = "EasyUse/PreSampling"
     pipe: PIPE_LINE
     steps: int = Int(20, min=1, max=10000, resource="steps")

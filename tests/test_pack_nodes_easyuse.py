@@ -526,3 +526,48 @@ def test_controlnet_loaders_equal_apply_controlnet_advanced(registry, models):
     graph["10"]["inputs"]["scale_soft_weights"] = 0.5
     with pytest.raises(AssertionError, match="scale_soft_weights"):
         run_graph(registry, graph, ["10"])
+
+
+def _easy_loader(class_type, resolution, width, height, batch):
+    inputs = {"ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": -1, "lora_name": "None",
+              "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": resolution,
+              "empty_latent_width": width, "empty_latent_height": height, "positive": "a", "negative": "",
+              "batch_size": batch}
+    if class_type == "easy fullLoader":
+        inputs.update({"config_name": "Default", "positive_token_normalization": "none",
+                       "positive_weight_interpretation": "comfy", "negative_token_normalization": "none",
+                       "negative_weight_interpretation": "comfy"})
+    return {"class_type": class_type, "inputs": inputs}
+
+
+@pytest.mark.parametrize("class_type", ["easy comfyLoader", "easy a1111Loader", "easy fullLoader"])
+def test_loaders_latent_batch_is_checked_before_the_run_as_empty_latent_image(registry, models, class_type):
+    """A 2560x1440 batch of 4096 (preset or custom size) is refused under 2 GiB as EmptyLatentImage is;
+    a small one passes."""
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import plan_workflow
+    limits = RunLimits(ram_bytes=2 * 2**30, device_bytes=2 * 2**30)
+
+    def problems(graph, output):
+        return plan_workflow(parse_workflow(graph, registry), registry, [output], limits)[1]
+
+    core = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 2560, "height": 1440, "batch_size": 4096}}}
+    assert problems(core, "1")
+    for resolution, width, height in (("2560 x 1440", 512, 512), ("width x height (custom)", 2560, 1440)):
+        found = problems({"1": _easy_loader(class_type, resolution, width, height, 4096)}, "1")
+        assert found and "4096 × 2560×1440" in found[0].message
+    assert problems({"1": _easy_loader(class_type, "2560 x 1440", 512, 512, 1)}, "1") == []
+    server = RunLimits(max_batch=64)
+    graph = {"1": _easy_loader(class_type, "2560 x 1440", 512, 512, 65)}
+    assert plan_workflow(parse_workflow(graph, registry), registry, ["1"], server)[1]
+
+
+def test_pipe_nodes_refuse_an_image_repeated_past_the_loaders_batch_limit(registry):
+    image = torch.rand(2, 8, 8, 3)
+    pipe = {"vae": object(), "loader_settings": {"batch_size": 2049}}  # 2 images x 2049 > 4096: refused before encoding
+    for node, inputs, input_name in (("EasyPipeIn", {"image": image}, "image"),
+                                     ("EasyPipeEdit", {"image": image}, "image"),
+                                     ("EasyPreSampling", {"image_to_latent": image}, "image_to_latent")):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, pipe=pipe, **inputs)
+        assert e.value.input == input_name and "4096" in str(e.value)
