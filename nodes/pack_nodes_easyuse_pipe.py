@@ -346,7 +346,8 @@ class EasyPipeIn(Node):
     """Put model, conditionings, latent, VAE, CLIP and image into a pipe, as Easy-Use's easy
     pipeIn does: each connected input replaces the pipe's, the rest are kept. A connected image
     (without a latent) is encoded with the VAE and repeated batch_size times (the loader's
-    setting; a repeated batch over 4096 is refused) as the pipe's latent. Its xyPlot input (the pack's XY plot) is not built in."""
+    setting; a repeated batch over 4096 is refused) as the pipe's latent. Its xyPlot input (the
+    pack's XY plot) is not built in."""
     category = "EasyUse/Pipe"
     pipe: PIPE_LINE = None
     model: MODEL = None
@@ -423,13 +424,14 @@ def merged_conditioning(node, old, new, input_name: str):
 class EasyPipeEdit(Node):
     """Edit a pipe, as Easy-Use's easy pipeEdit does: connected model, latent, VAE, CLIP and
     image replace the pipe's (an image without a latent is encoded with the VAE and repeated
-    batch_size times, at most a batch of 4096); a non-empty optional_positive / optional_negative is encoded with the CLIP
-    stopped at clip_skip (0: as it is; Efficiency Nodes' ADV_CLIP_emb formulas for the token
-    normalization and weight interpretation, "fixed attention" not built in) and merged with the
-    pipe's conditioning by conditioning_mode; that CLIP goes on. As in the pack, the pos / neg
-    inputs are not used (the pipe's conditionings go on when no text is given) and the `latent`
-    output is the latent input as connected. Left out: a1111_prompt_style parsing (an error when
-    on), wildcards and <lora:...> tags in the texts."""
+    batch_size times, at most a batch of 4096). A non-empty optional_positive (optional_negative)
+    is encoded, while pos (neg) is unconnected, with the CLIP stopped at clip_skip (0: as it is;
+    Efficiency Nodes' ADV_CLIP_emb formulas for the token normalization and weight
+    interpretation, "fixed attention" not built in) and merged with the pipe's conditioning by
+    conditioning_mode; that CLIP goes on. Otherwise the pipe's conditioning goes on: as in the
+    pack, a connected pos / neg is not itself used, it only stops the text being encoded. The
+    `latent` output is the latent input as connected. Left out: a1111_prompt_style parsing (an
+    error when on), wildcards and <lora:...> tags in the texts."""
     category = "EasyUse/Pipe"
     clip_skip: int = Int(-1, min=-24, max=0)
     optional_positive: str = Text("", multiline=True)
@@ -475,7 +477,7 @@ class EasyPipeEdit(Node):
         conds = {}
         for side in ("positive", "negative"):
             text = getattr(self, f"optional_{side}")
-            if text == "":
+            if text == "" or getattr(self, side[:3]) is not None:  # the pack encodes only while pos / neg is free
                 conds[side] = pipe.get(side)
                 continue
             if clip is None:

@@ -453,6 +453,12 @@ def test_pipe_edit_merges_a_new_prompt_as_the_core_conditioning_nodes(registry, 
     assert _same_conditioning(neg, values["7"][0])  # no negative text: the pipe's goes on
     assert pipe["loader_settings"]["positive"] == "a red ball" and pipe["loader_settings"]["negative"] == "blurry"
     assert latent is None and pipe["samples"]["samples"].shape == (1, 4, 8, 8)
+    if mode == "replace":  # pos connected: the text is not encoded and the pipe's positive goes on, as in the pack
+        graph["2"]["inputs"]["pos"] = ["7", 0]
+        values = run_graph(registry, graph, ["2", "6"]).values
+        pipe, model, pos, *_ = values["2"]
+        assert _same_conditioning(pos, values["6"][0]) and pipe["positive"] is pos
+        assert pipe["loader_settings"]["positive"] == "a cube"
 
 
 def test_lora_stack_rows_and_into_the_loader_equal_lora_loader(registry, models):
