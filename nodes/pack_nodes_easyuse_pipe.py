@@ -339,6 +339,9 @@ def _pipe_dict(pipe, input_name: str = "pipe") -> dict:
     if not isinstance(pipe, dict):
         raise NodeInputError(input_name, f"expected Easy-Use's pipe (a dict), got {type(pipe).__name__}: "
                                          "another pack's PIPE_LINE (Comfyroll's is a tuple)")
+    settings = pipe.get("loader_settings")
+    if settings is not None and not isinstance(settings, dict):
+        raise NodeInputError(input_name, f"the pipe's loader_settings should be a dict, got {type(settings).__name__}")
     return pipe
 
 

@@ -577,3 +577,12 @@ def test_pipe_nodes_refuse_an_image_repeated_past_the_loaders_batch_limit(regist
         with pytest.raises(NodeInputError) as e:
             call(registry, node, pipe=pipe, **inputs)
         assert e.value.input == input_name and "4096" in str(e.value)
+
+
+@pytest.mark.parametrize("node", ["EasyPipeIn", "EasyPipeOut", "EasyPipeEdit", "EasyPreSampling", "EasyKSampler"])
+def test_pipe_nodes_name_a_pipe_whose_loader_settings_are_no_dict(registry, node):
+    extra = {"image_output": "Preview", "link_id": 0, "save_prefix": "x"} if node == "EasyKSampler" else {}
+    for settings in ([1], "abc"):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, pipe={"loader_settings": settings}, **extra)
+        assert e.value.input == "pipe" and "loader_settings" in str(e.value)
