@@ -687,6 +687,7 @@ def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
 
 
 IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Sender", "Sender&Save", "None")
+TILED_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender&Save", "None")  # samplerSimpleTiled's
 
 
 def easy_ksample(node, tile_size: int | None = None) -> tuple:
@@ -748,12 +749,13 @@ class EasyKSampler(Node):
 class EasyKSamplerTiled(Node):
     """easy kSampler with the images decoded in tile_size-pixel tiles, as Easy-Use's easy
     kSamplerTiled does (VAE Decode (Tiled); the tiles overlap by 128 pixels, at most a quarter
-    tile). Same image_output choices and left-out parts as easy kSampler."""
+    tile). Same image_output choices (less Preview&Choose, which the pack's tiled sampler does not
+    offer) and left-out parts as easy kSampler."""
     category = "EasyUse/Sampler"
     output_node = True
     pipe: PIPE_LINE
     tile_size: int = Int(512, min=320, max=4096, step=64)
-    image_output: str = Choice(IMAGE_OUTPUTS, "Preview")
+    image_output: str = Choice(TILED_IMAGE_OUTPUTS, "Preview")
     link_id: int = Int(0, min=0, max=2 ** 63 - 1)
     save_prefix: str = Text("ComfyUI", file_name=True)
     model: MODEL = None

@@ -586,3 +586,11 @@ def test_pipe_nodes_name_a_pipe_whose_loader_settings_are_no_dict(registry, node
         with pytest.raises(NodeInputError) as e:
             call(registry, node, pipe={"loader_settings": settings}, **extra)
         assert e.value.input == "pipe" and "loader_settings" in str(e.value)
+
+
+def test_ksampler_tiled_offers_the_packs_image_outputs(registry):
+    """samplerSimpleTiled's list lacks samplerFull's Preview&Choose."""
+    tiled, plain = registry.get("EasyKSamplerTiled"), registry.get("EasyKSampler")
+    assert tiled.input_specs["image_output"].widget.options == \
+        ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender&Save", "None")
+    assert "Preview&Choose" in plain.input_specs["image_output"].widget.options
