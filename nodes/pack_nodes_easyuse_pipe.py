@@ -255,7 +255,6 @@ class EasyA1111Loader(EasyComfyLoader):
         return pipe, model, vae
 
 
-
 LORA_STACK_ROWS = 10  # the pack's max_lora_num
 
 
@@ -332,6 +331,7 @@ class EasyLoraStack(Node):
             else:
                 rows.append((name, getattr(self, f"lora_{i}_model_strength"), getattr(self, f"lora_{i}_clip_strength")))
         return rows
+
 
 def _pipe_dict(pipe, input_name: str = "pipe") -> dict:
     if pipe is None:
@@ -506,7 +506,6 @@ class EasyPipeEdit(Node):
         return new_pipe, model, conds["positive"], conds["negative"], self.latent, vae, clip, image
 
 
-
 def easy_controlnet(node, start: float, end: float, images) -> tuple:
     """The pack's controlnetLoader work: the ControlNet (control_net when connected, else the file
     control_net_name) applied to the pipe's positive and negative as Apply ControlNet (Advanced)
@@ -575,6 +574,7 @@ class EasyControlnetLoaderAdvanced(Node):
 
     def run(self):
         return easy_controlnet(self, self.start_percent, self.end_percent, self.image)
+
 
 def _encoded_batch(image, vae, batch_size: int, input_name: str) -> dict:
     """An image encoded with the pipe's VAE and repeated batch_size times, as the pack's pipe
