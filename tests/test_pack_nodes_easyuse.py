@@ -594,3 +594,14 @@ def test_ksampler_tiled_offers_the_packs_image_outputs(registry):
     assert tiled.input_specs["image_output"].widget.options == \
         ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender&Save", "None")
     assert "Preview&Choose" in plain.input_specs["image_output"].widget.options
+
+
+def test_math_string_stops_a_backtracking_pattern_naming_b(registry):
+    """(a+)+$ against a run of a's ending in b backtracks for 2**30 steps with plain re: the match
+    runs through strings.py's _guarded, which stops it and names b."""
+    with pytest.raises(NodeInputError, match="backtracks") as e:
+        call(registry, "EasyMathString", a="a" * 30 + "b", b="(a+)+$", operation="a MATCH REGEX(b)",
+             case_sensitive=True)
+    assert e.value.input == "b"
+    assert call(registry, "EasyMathString", a="a" * 30, b="(a+)+$", operation="a MATCH REGEX(b)",
+                case_sensitive=True) is True
