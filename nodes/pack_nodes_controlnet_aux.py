@@ -89,8 +89,9 @@ def check_scaled(height: int, width: int, resolution: int, old_h: int, old_w: in
     """Refuse a resized picture with a side over MAX_SIZE: the check the estimate makes before the
     run cannot see a linked resolution, so it is made here, when the node runs."""
     if max(height, width) > MAX_SIZE:
-        raise NodeInputError("resolution", f"{resolution} would resize the {old_w}x{old_h} picture to {width}x{height}: "
-                                           f"expected a resolution that keeps each side at most {MAX_SIZE} pixels")
+        raise NodeInputError("resolution", f"{resolution} would resize the {old_w}x{old_h} picture to "
+                                           f"{width}x{height}: expected a resolution that keeps each side at "
+                                           f"most {MAX_SIZE} pixels")
 
 
 def hwc3(x):

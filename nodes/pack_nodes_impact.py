@@ -60,7 +60,8 @@ MAX_OPTION_PASSES = 100  # {...} nesting deeper than this is refused (each level
 MAX_UNKNOWN_NAMES = 100  # bare names found nowhere, each retried as */name by a pass over the whole text
 WORK_PER_RUN = 100  # times MAX_TEXT: characters a run may scan and rebuild, all passes together
 MAX_BREAK_PARTS = 100  # ImpactWildcardEncode's BREAK parts, each one CLIP encoding
-LORA_EXTENSIONS = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's supported_pt_extensions
+# ComfyUI's supported_pt_extensions (read with weights_only=True: plain tensors, never pickled code)
+LORA_EXTENSIONS = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")
 
 # (?<!\d): tried only where a digit run begins, so that a long run of digits is scanned once
 _QUANTIFIER = re.compile(r"(?<!\d)(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+?)__", re.IGNORECASE)

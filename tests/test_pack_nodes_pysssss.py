@@ -303,7 +303,6 @@ def test_save_and_load_text_stay_in_their_folders(registry, tmp_folders):
     assert not (tmp_folders.home / "outside.txt").exists()
 
 
-
 def test_only_save_text_makes_the_folder(registry, tmp_folders):
     """Planning a run reads Load Text's fingerprint: no folder is made then, only when writing."""
     assert not tmp_folders.temp.exists()
@@ -313,6 +312,7 @@ def test_only_save_text_makes_the_folder(registry, tmp_folders):
     assert not tmp_folders.temp.exists()
     assert call(registry, "PysssssSaveText", text="t", root_dir="temp", file="a.txt") == ("t", "a")
     assert (tmp_folders.temp / "a.txt").read_text() == "t"
+
 
 def test_save_text_leaves_the_input_folders_other_files_alone(registry, tmp_folders):
     """Nothing but outputs and temp may be overwritten: in the input folder only .txt files (the

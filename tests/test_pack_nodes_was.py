@@ -982,7 +982,6 @@ def test_paste_crop_puts_the_crop_back_with_the_packs_ramps(registry):
 
 def test_bounds_crop_and_blend(registry):
     from PIL import Image, ImageFilter, ImageOps
-    import numpy as np
     bounds = call(registry, "WasImageBounds", image=IMAGES)
     assert bounds == [0, 39, 0, 47]
     inset = call(registry, "WasInsetImageBounds", image_bounds=bounds, inset_left=4, inset_right=6, inset_top=2,
@@ -1215,7 +1214,8 @@ def test_batch_pickers_conversions_and_console(registry, caplog):
     assert torch.equal(call(registry, "WasMaskBatchToMask", masks=MASKS, batch_number=0), MASKS[:1])
     assert torch.equal(call(registry, "WasConvertMasksToImages", masks=MASKS), MASKS[..., None].expand(-1, -1, -1, 3))
     rgba = torch.cat([IMAGES, torch.ones(2, 40, 48, 1)], dim=-1)
-    assert torch.equal(call(registry, "WasImagesToRGB", images=rgba), torch.stack([tensor(p) for p in pictures(IMAGES)]))
+    want = torch.stack([tensor(p) for p in pictures(IMAGES)])
+    assert torch.equal(call(registry, "WasImagesToRGB", images=rgba), want)
     with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_was"):
         assert call(registry, "WasTextToConsole", text="hello", label="mine") == "hello"
         assert call(registry, "WasDebugNumberToConsole", number=2.5, label="") == 2.5
