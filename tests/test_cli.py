@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -123,5 +124,7 @@ def test_node_reference_docs_are_up_to_date():
     from pathlib import Path
 
     tools = Path(__file__).parent.parent / "tools" / "make_node_docs.py"
-    done = subprocess.run([sys.executable, str(tools), "--check"], capture_output=True, text=True)
+    root = Path(__file__).parent.parent  # this checkout's code, though the venv's install may be another's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, str(tools), "--check"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr

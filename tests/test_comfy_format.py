@@ -5,6 +5,7 @@ and the workflows pictures carry (ComfyUI's PNG/WebP chunks, ours, A1111 paramet
 import base64
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -1371,7 +1372,9 @@ def test_comfyui_docs_are_up_to_date():
     import sys
 
     tool = Path(__file__).parent.parent / "tools" / "make_comfy_docs.py"
-    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    root = Path(__file__).parent.parent  # this checkout's code, though the venv's install may be another's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     text = (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text()
     assert "| `CheckpointLoaderSimple` | `LoadCheckpoint` | `ckpt_name` → `checkpoint` |" in text
