@@ -39,7 +39,7 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice,
     ListOf, Node, NodeInputError, Size, Text
 from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
 from nodes.sampling import SEED_MAX
-from nodes.strings import _fits
+from nodes.strings import _fits, replaced_in_turn
 
 COMFY_PACK = "ComfyUI_Comfyroll_CustomNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -174,11 +174,8 @@ class CRTextReplace(Node):
     comfy = ComfyAlias(("CR Text Replace",), optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
 
     def run(self):
-        text = _text(self.text, "text")
-        for i in (1, 2, 3):
-            find, replace = getattr(self, f"find{i}"), getattr(self, f"replace{i}")
-            _fits(len(text) + text.count(find) * (len(replace) - len(find)), f"replace{i}")
-            text = text.replace(find, replace)
+        pairs = [(getattr(self, f"find{i}"), getattr(self, f"replace{i}")) for i in (1, 2, 3)]
+        text = replaced_in_turn(_text(self.text, "text"), pairs, ("replace1", "replace2", "replace3"))
         return text, _help("List-Nodes", "cr-text-replace")
 
 
@@ -959,6 +956,19 @@ class CRColorPanel(Node):
         return image, _help("Layout-Nodes", "cr-color-panel")
 
 
+def _bordered_estimate(widgets, inputs, ring: str) -> Estimate:
+    """The image's size grown by the four border thicknesses and, on every side, the `ring`
+    widget's width (an outline or a feather); the image's own size while a widget is linked."""
+    size = inputs.get("image")
+    try:
+        ring_width = 2 * widgets[ring]
+        return Estimate(Size(size.batch,
+                             size.height + ring_width + widgets["top_thickness"] + widgets["bottom_thickness"],
+                             size.width + ring_width + widgets["left_thickness"] + widgets["right_thickness"]))
+    except (AttributeError, KeyError, TypeError):
+        return Estimate(size)
+
+
 class CRImageBorder(Node):
     """Each image framed as Comfyroll's CR Image Border frames it (through 8-bit pictures, as
     there): first an outline of outline_thickness on every side in outline_color (Pillow's colour
@@ -979,14 +989,7 @@ class CRImageBorder(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size = inputs.get("image")
-        try:
-            outline = 2 * widgets["outline_thickness"]
-            return Estimate(Size(size.batch, size.height + outline + widgets["top_thickness"]
-                                 + widgets["bottom_thickness"],
-                                 size.width + outline + widgets["left_thickness"] + widgets["right_thickness"]))
-        except (AttributeError, KeyError, TypeError):
-            return Estimate(size)
+        return _bordered_estimate(widgets, inputs, "outline_thickness")
 
     def run(self):
         import torch
@@ -1195,14 +1198,7 @@ class CRFeatheredBorder(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size = inputs.get("image")
-        try:
-            feather = 2 * widgets["feather_amount"]
-            return Estimate(Size(size.batch, size.height + feather + widgets["top_thickness"]
-                                 + widgets["bottom_thickness"],
-                                 size.width + feather + widgets["left_thickness"] + widgets["right_thickness"]))
-        except (AttributeError, KeyError, TypeError):
-            return Estimate(size)
+        return _bordered_estimate(widgets, inputs, "feather_amount")
 
     def run(self):
         import torch

@@ -24,7 +24,7 @@ import sys
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
     Node, NodeInputError, Text, show
 from nodes.pack_nodes import POWER_LIMIT
-from nodes.strings import _fits, _guarded
+from nodes.strings import _fits, _guarded, replaced_in_turn
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
 
@@ -528,12 +528,8 @@ class EasyPromptReplace(Node):
                        optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
 
     def run(self):
-        text = self.prompt
-        for find, replace in ((self.find1, self.replace1), (self.find2, self.replace2),
-                              (self.find3, self.replace3)):
-            _fits(len(text) + text.count(find) * (len(replace) - len(find)), "prompt")
-            text = text.replace(find, replace)
-        return text
+        pairs = ((self.find1, self.replace1), (self.find2, self.replace2), (self.find3, self.replace3))
+        return replaced_in_turn(self.prompt, pairs, ("prompt",) * 3)
 
 
 class EasyPromptLine(Node):

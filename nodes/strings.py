@@ -26,6 +26,16 @@ def _fits(length: int, input_name: str) -> None:
                                          f"{MAX_TEXT:,}")
 
 
+def replaced_in_turn(text: str, pairs, input_names) -> str:
+    """text with each (find, replace) of pairs applied in turn by str.replace (every occurrence;
+    an empty find puts the replacement between every character), each result's size checked
+    first and a too long one named by that pair's input."""
+    for (find, replace), name in zip(pairs, input_names):
+        _fits(len(text) + text.count(find) * (len(replace) - len(find)), name)
+        text = text.replace(find, replace)
+    return text
+
+
 def _multiline(default: str = ""):
     return Text(default, multiline=True)
 

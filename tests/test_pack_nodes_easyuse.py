@@ -21,6 +21,7 @@ from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_easyuse import easy_math, shown_values, string_test
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_pysssss import models  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -202,16 +203,6 @@ def test_api_prompt_with_the_packs_class_names(registry):
     back = export_api(parse_workflow(graph, registry), registry)
     assert {k: v["class_type"] for k, v in back.items()} == {k: v["class_type"] for k, v in graph.items()}
     assert back["6"]["inputs"]["b"] == "BIG" and back["2"]["inputs"]["operation"] == "multiply"
-
-
-@pytest.fixture
-def models(tmp_folders):
-    from graphflow.testing import write_checkpoint, write_lora
-    for sub in ("checkpoints", "loras"):
-        (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
-    return tmp_folders
 
 
 def _same_conditioning(a, b):

@@ -23,18 +23,12 @@ from nodes.pack_nodes_essentials import expand_indexes
 from nodes.pack_nodes_essentials_misc import SDXL_RESOLUTIONS
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_graph, ui_node
+from tests.test_pack_nodes_kj import run
 
 
 @pytest.fixture(scope="module")
 def registry(builtin_registry):
     return builtin_registry
-
-
-def run(registry, graph, outputs):
-    workflow = parse_workflow(graph, registry)
-    result = Executor(registry).run(workflow, outputs=outputs)
-    assert result.ok, (result.problems, result.error)
-    return workflow, result.values
 
 
 def pictures(batch=2, height=12, width=16, channels=3, seed=0):

@@ -17,7 +17,6 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
-from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_was as was
 from nodes import pack_nodes_was_image as was_image
@@ -25,6 +24,7 @@ from nodes.pack_nodes_was import is_prime, parse_tokens, replace_one_by_one, tex
 from nodes.strings import MAX_TEXT
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_pysssss import models  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -478,15 +478,6 @@ def test_switches_follow_boolean_number(registry):
 
 
 # -- loaders --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def models(tmp_folders):
-    for sub in ("checkpoints", "loras"):
-        (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
-    return tmp_folders
 
 
 def test_loaders_give_the_core_loaders_results_and_the_file_name(registry, models):
