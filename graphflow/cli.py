@@ -554,8 +554,10 @@ class ProgressPrinter:
             filled = int(width * value / total)
             bar = f"  {event['node_type']} |{'#' * filled}{'.' * (width - filled)}| {value}/{total}"
             if self.live:
-                self.stream.write("\r" + bar)
+                # marked open before it is written: the Ctrl-C handler (which Python may run between
+                # any two lines here) closes an open bar first, else its message joins the bar's line
                 self._bar_open = True
+                self.stream.write("\r" + bar)
                 self.stream.flush()
             elif value == total:
                 self._line(bar)
