@@ -9,6 +9,7 @@ from graphflow.context import (
     check_interrupted,
     current_workflow,
     progress,
+    run_limits,
     send_image,
     show,
     warn,
@@ -50,5 +51,6 @@ __all__ = [
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "workflow_texts", "Interrupted",
+    "run_limits",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated",
 ]

@@ -43,6 +43,7 @@ class NodeContext:
     registry: Any = None  # the run's node registry (what ComfyUI's formats are written with)
     texts: dict = field(default_factory=dict)  # the run's workflow_texts, shared by its nodes, made once
     pnginfo: dict = field(default_factory=dict)  # ComfyUI's extra_pnginfo the run was queued with (/prompt)
+    limits: Any = None  # the run's RunLimits (graphflow.resource_limits), None: no policy limit
     ui: dict = field(default_factory=dict)
     thread: int | None = None  # the thread inside the node's run(), while it is (under guard)
     item: int | None = None  # in a run per list item: this item's index (from 0) ...
@@ -145,3 +146,14 @@ def workflow_texts() -> dict[str, str]:
         ctx.texts.update({**texts, **{key: json.dumps(value) for key, value in ctx.pnginfo.items() if key != "graphflow"}})
         ctx.texts["graphflow"] = json.dumps(ctx.workflow)
     return dict(ctx.texts)
+
+
+def run_limits():
+    """The running server's policy limits (a graphflow.resource_limits.RunLimits: max_pixels per
+    image, max_batch, max_steps; None where there is none), for a node that allocates by a rule its
+    `estimate` can't tell. Sizes its `estimate` does tell are checked by the executor already, with
+    linked values too. No limits outside a run."""
+    from graphflow.resource_limits import RunLimits
+
+    ctx = _current.get()
+    return ctx.limits if ctx is not None and ctx.limits is not None else RunLimits()

@@ -22,7 +22,7 @@ from graphflow.cache import OutputCache
 from graphflow.context import (ForcedInterrupt, Interrupted, NodeContext, NodeInputError, _current, check_interrupted,
                                force_interrupt)
 from graphflow.registry import Registry
-from graphflow.resource_limits import RunLimits
+from graphflow.resource_limits import RunLimits, linked_value_problem
 from graphflow.validation import Plan, Problem, plan_workflow
 from graphflow.workflow import Workflow
 
@@ -163,7 +163,7 @@ class Executor:
 
             emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
             ctx = NodeContext(run_id, node_id, node_type, emit, interrupt, workflow_json, self.registry, texts,
-                              pnginfo=pnginfo)
+                              pnginfo=pnginfo, limits=self.limits)
             token = _current.set(ctx)
             self._node = ctx
             began = time.perf_counter()
@@ -289,6 +289,9 @@ def _call(node, ctx: NodeContext, inputs: dict) -> tuple:
     instance.__dict__.update(inputs)
     if any(node.cls.input_specs[name].widget for name in node.links):
         _check_linked_widgets(node, instance)
+        problem = None if node.cls.input_is_list else linked_value_problem(node, inputs, ctx.limits)
+        if problem is not None:
+            raise NodeInputError(problem.input, f"linked value: {problem.message}")
     ctx.thread = threading.get_ident()
     try:
         returned = instance.run()

@@ -130,17 +130,11 @@ def check(plan, limits: RunLimits | None = None) -> list[Problem]:
                                     f"({limits.max_steps})"))
         inputs = {name: sizes.get(src) for name, (src, _) in node.links.items()
                   if cls.input_specs[name].type in SIZED_SOCKETS}
-        try:
-            estimate = cls.estimate(dict(node.widgets), dict(inputs)) or default_estimate(cls, node.widgets, inputs)
-            if not isinstance(estimate, Estimate) or not isinstance(estimate.size, (Size, type(None))):
-                raise TypeError(f"estimate() returned {estimate!r}, not an Estimate")
-            working = max(0, int(estimate.memory))
-        except Exception:  # a node's own estimate failed: its size is unknown, the run isn't refused for it
-            log.warning("node %s (%s): estimate() failed", node_id, cls.node_type, exc_info=True)
-            estimate, working = Estimate(None), 0
+        node.input_sizes = inputs  # for linked_value_problem, when the linked widgets' values are known
+        estimate, working = _estimated(node_id, cls, node.widgets, inputs)
         size = estimate.size
         sizes[node_id] = size
-        same = next((n for n, s in inputs.items() if s is not None and s == size), None)
+        same = _passed_on(size, inputs)
         if same is not None:
             origin[node_id] = origin.get(node.links[same][0], node.links[same][0])
         else:
@@ -179,6 +173,48 @@ def check(plan, limits: RunLimits | None = None) -> list[Problem]:
         if len(problems) > count:
             too_big.add(origin[node_id])
     return problems
+
+
+def linked_value_problem(node, values: dict, limits: RunLimits | None) -> Problem | None:
+    """The policy limit a node breaks with the widget values that reached it by links, or None:
+    the check validation made with the typed-in values, made again with the values the node is about
+    to run on (its latent/image/mask inputs at the sizes validation estimated), so a linked
+    16384 × 16384 is refused under a server's 8192 × 8192 as a typed-in one is. `node` is the
+    plan's (graphflow.validation.PlannedNode)."""
+    cls = node.cls
+    linked = [name for name in node.links if cls.input_specs[name].widget]
+    if not linked or limits is None or (limits.max_pixels, limits.max_batch, limits.max_steps) == (None,) * 3:
+        return None
+    widgets = {name: values[name] for name, spec in cls.input_specs.items() if spec.widget and name in values}
+    steps_name = hinted(cls, "steps")
+    steps = widgets.get(steps_name)
+    if limits.max_steps is not None and steps_name in linked and isinstance(steps, int) and steps > limits.max_steps:
+        return Problem(node.id, cls.node_type, steps_name,
+                       f"{steps} steps is more than this server allows ({limits.max_steps})")
+    inputs = node.input_sizes
+    size = _estimated(node.id, cls, widgets, inputs)[0].size
+    if size is None or _passed_on(size, inputs) is not None:  # a size passed on was checked where it was set
+        return None
+    problems = _policy_problems(node.id, cls, size, inputs, limits)
+    return problems[0] if problems else None
+
+
+def _estimated(node_id, cls, widgets: dict, inputs: dict) -> tuple[Estimate, int]:
+    """The node's estimate and its working memory; an estimate that fails is unknown (the run
+    isn't refused for it)."""
+    try:
+        estimate = cls.estimate(dict(widgets), dict(inputs)) or default_estimate(cls, widgets, inputs)
+        if not isinstance(estimate, Estimate) or not isinstance(estimate.size, (Size, type(None))):
+            raise TypeError(f"estimate() returned {estimate!r}, not an Estimate")
+        return estimate, max(0, int(estimate.memory))
+    except Exception:
+        log.warning("node %s (%s): estimate() failed", node_id, cls.node_type, exc_info=True)
+        return Estimate(None), 0
+
+
+def _passed_on(size: Size | None, inputs: dict) -> str | None:
+    """The input whose size the node passes on unchanged, if any."""
+    return next((n for n, s in inputs.items() if s is not None and s == size), None)
 
 
 def _policy_problems(node_id, cls, size: Size, inputs: dict, limits: RunLimits) -> list[Problem]:

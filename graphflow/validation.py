@@ -40,6 +40,7 @@ class PlannedNode:
     cls: type[Node]
     widgets: dict  # validated literal widget values, defaults filled in
     links: dict[str, tuple[str, int]]  # input name -> (source node id, output index)
+    input_sizes: dict = field(default_factory=dict)  # latent/image/mask input -> its Size as validation estimated it
 
 
 @dataclass

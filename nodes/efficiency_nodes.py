@@ -146,11 +146,16 @@ def efficiency_encode(clip, text: str, token_normalization: str, weight_interpre
     compel encodes the weights above 1 as comfy and down-weights the rest; comfy++ down-weights
     below 1 and up-weights above 1 by masking (up_weighted). The pooled output is the unweighted
     prompt's (comfy: the weighted one's). input_name: the node's input holding the text."""
+    for name, value, known in (("token_normalization", token_normalization, TOKEN_NORMALIZATIONS),
+                               ("weight_interpretation", weight_interpretation, WEIGHT_INTERPRETATIONS)):
+        if value not in known:  # a linked value: its choices are not checked before the run
+            raise NodeInputError(name, f"{value!r} is not one of {', '.join(known)}")
     if token_normalization == "none" and weight_interpretation == "comfy":
         return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
     if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
-        raise NodeInputError("weight_interpretation", "token_normalization and weight_interpretation other than "
-                                                      "none / comfy need a CLIP text encoder (SD1, SD2, SDXL)")
+        raise NodeInputError("weight_interpretation" if weight_interpretation != "comfy" else "token_normalization",
+                             "token_normalization and weight_interpretation other than none / comfy need a CLIP "
+                             "text encoder (SD1, SD2, SDXL)")
     import torch
 
     from graphflow.models.tokenizer import TokenWindows

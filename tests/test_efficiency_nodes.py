@@ -492,3 +492,19 @@ def test_refusals_and_seed_marker(registry, models):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "UnpackSDXLTuple", sdxl_tuple=(model, clip))
     assert caught.value.input == "sdxl_tuple"
+
+
+def test_encode_refuses_unknown_linked_choices_naming_them(registry, models):
+    # A linked choice is not checked before the run: an unknown one must not fall through to a mode.
+    _, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    for name, bad, other in (("weight_interpretation", "comfy+++", "none"), ("token_normalization", "median", "comfy")):
+        args = {name: bad, ("token_normalization" if name == "weight_interpretation" else "weight_interpretation"): other}
+        with pytest.raises(NodeInputError) as caught:
+            efficiency_encode(clip, "a cat", **args)
+        assert caught.value.input == name and repr(bad) in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:  # a text encoder without CLIP's tokens: the setting that needs them
+        efficiency_encode(object(), "a cat", "mean", "comfy")
+    assert caught.value.input == "token_normalization"
+    with pytest.raises(NodeInputError) as caught:
+        efficiency_encode(object(), "a cat", "none", "A1111")
+    assert caught.value.input == "weight_interpretation"

@@ -218,3 +218,76 @@ def test_a_failing_estimate_leaves_the_size_unknown_and_the_run_allowed():
     registry.add(server_nodes.Boom)
     workflow = parse_workflow({"nodes": {"1": {"type": "Broken"}, "2": {"type": "Boom", "inputs": {"image": ["1", 0]}}}})
     assert validate(workflow, registry, limits=RunLimits(ram_bytes=1, device_bytes=1)) == []
+
+
+def run_with(registry, nodes: dict, limits=None):
+    return Executor(registry, limits=limits).run(parse_workflow({"nodes": nodes}))
+
+
+def test_a_linked_size_is_held_to_the_server_policy_when_the_node_runs(builtin_registry):
+    # Validation can't see a value that arrives by a link; the node's estimate, rerun on the values
+    # it is about to run on, refuses it as it would a typed-in one.
+    limits = RunLimits(max_pixels=8192 * 8192, max_batch=64)
+    nodes = {"1": {"type": "IntValue", "inputs": {"value": 16384}},
+             "2": {"type": "EmptyLatent", "inputs": {"width": ["1", 0], "height": ["1", 0], "batch_size": 1}},
+             "3": {"type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    assert problems(builtin_registry, {"nodes": nodes}, limits) == []
+    result = run_with(builtin_registry, nodes, limits)
+    assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("2", "width")
+    assert "268.4 megapixels" in result.error["message"] and "67.1" in result.error["message"]
+    assert result.executed == ["1"] and "1" in result.values  # the node that succeeded keeps its output
+    nodes["1"]["inputs"]["value"] = 100
+    nodes["2"]["inputs"] |= {"width": 64, "height": 64, "batch_size": ["1", 0]}
+    result = run_with(builtin_registry, nodes, limits)
+    assert (result.error["input"], result.error["message"]) == (
+        "batch_size", "linked value: a batch of 100 is more than this server allows (64)")
+    nodes["1"]["inputs"]["value"] = 64  # at the limit: runs
+    result = run_with(builtin_registry, nodes, limits)
+    assert result.ok and result.values["2"][0]["samples"].shape == (64, 4, 8, 8)
+    nodes["1"]["inputs"]["value"] = 16384  # and without a policy (graphflow run's default) it isn't refused
+    nodes["2"]["inputs"] |= {"width": ["1", 0], "batch_size": 1, "height": 16}
+    assert run_with(builtin_registry, nodes).ok
+
+
+def test_a_linked_factor_is_checked_on_the_size_validation_estimated(builtin_registry):
+    # The input's size is validation's (EmptyImage's 1000x1000), the factor the linked one.
+    nodes = {"1": {"type": "FloatValue", "inputs": {"value": 8.0}},
+             "2": {"type": "EmptyImage", "inputs": {"width": 1000, "height": 1000}},
+             "3": {"type": "ImageScaleBy", "inputs": {"image": ["2", 0], "scale_by": ["1", 0]}},
+             "4": {"type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    limits = RunLimits(max_pixels=50_000_000)
+    assert problems(builtin_registry, {"nodes": nodes}, limits) == []
+    result = run_with(builtin_registry, nodes, limits)
+    assert (result.error["node_id"], result.error["input"]) == ("3", "image")
+    assert "linked value: an image of 8000×8000 (64.0 megapixels)" in result.error["message"]
+    nodes["1"]["inputs"]["value"] = 2.0
+    assert run_with(builtin_registry, nodes, limits).ok
+
+
+def test_linked_steps_and_run_limits_in_a_node():
+    seen = []
+
+    class Steps(Node):
+        steps: int = Int(20, min=1, max=10000, resource="steps")
+        outputs = {}
+        output_node = True
+
+        def run(self):
+            from graphflow.api import run_limits
+
+            seen.append(run_limits())
+
+    from nodes.primitives import IntValue
+
+    registry = Registry()
+    registry.add(Steps)
+    registry.add(IntValue)
+    nodes = {"1": {"type": "IntValue", "inputs": {"value": 5000}}, "2": {"type": "Steps", "inputs": {"steps": ["1", 0]}}}
+    result = run_with(registry, nodes, RunLimits(max_steps=1000))
+    assert (result.error["input"], result.error["message"]) == ("steps", "linked value: 5000 steps is more than this server allows (1000)")
+    assert run_with(registry, nodes, RunLimits(max_steps=5000, max_pixels=4)).ok
+    assert seen[-1].max_steps == 5000 and seen[-1].max_pixels == 4
+    assert run_with(registry, nodes).ok and seen[-1] == RunLimits()
+    from graphflow.api import run_limits
+
+    assert run_limits() == RunLimits()  # outside a run: no limits
