@@ -140,10 +140,19 @@ EXTRA_PROPERTY = "graphflow_inputs"  # UI node property holding the values of ou
 
 
 @cache
+def _catalogue_file() -> dict:
+    text = resources.files("graphflow").joinpath("comfy_catalogue.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
 def comfy_catalogue() -> dict:
     """ComfyUI's core classes: {class: {inputs: [...], outputs: [...], output_node, category}}."""
-    text = resources.files("graphflow").joinpath("comfy_catalogue.json").read_text(encoding="utf-8")
-    return json.loads(text)["nodes"]
+    return _catalogue_file()["nodes"]
+
+
+def comfy_version() -> str:
+    """The ComfyUI version whose interface graphflow follows: the catalogue's ("0.3.64")."""
+    return re.search(r"ComfyUI v(\d+(?:\.\d+)+)", _catalogue_file()["source"]).group(1)
 
 
 def custom_pack(class_type: str) -> str | None:

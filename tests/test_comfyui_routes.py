@@ -3,6 +3,7 @@
 
 import asyncio
 import io
+import importlib.metadata
 import json
 import struct
 from pathlib import Path
@@ -286,6 +287,9 @@ async def test_system_stats_embeddings_models_and_free(start, home):
     stats = await (await client.get("/system_stats")).json()
     assert stats["system"]["ram_total"] > 0 and stats["system"]["python_version"]
     assert stats["system"]["os"] in ("posix", "nt")  # ComfyUI's os.name, not sys.platform
+    # a version clients can compare (the ComfyUI interface followed, the catalogue's); ours beside it
+    assert stats["system"]["comfyui_version"] == "0.3.64"
+    assert stats["system"]["graphflow_version"] == importlib.metadata.version("graphflow")
     assert stats["devices"][0]["type"] in ("cpu", "cuda", "mps") and "vram_free" in stats["devices"][0]
     (home / "models" / "embeddings").mkdir(parents=True)
     (home / "models" / "embeddings" / "bad-hands.safetensors").write_bytes(b"x")

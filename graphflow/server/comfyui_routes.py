@@ -8,7 +8,7 @@ from functools import partial
 from aiohttp import web
 
 from graphflow.device import memory_stats
-from graphflow.comfy_format import export_api
+from graphflow.comfy_format import comfy_version, export_api
 from graphflow.folders import COMFY_KINDS, MODEL_KINDS, UnsafePathError, folders
 from graphflow.validation import Problem, output_nodes, unknown_type_problem
 from graphflow.workflow import WorkflowFormatError, parse_workflow
@@ -260,7 +260,8 @@ async def comfy_system_stats(request):
               "torch_vram_total": vram_total, "torch_vram_free": vram_free}
     return json_response({
         "system": {"os": os.name, "ram_total": ram.get("ram_total", 0), "ram_free": ram.get("ram_available", 0),
-                   "comfyui_version": f"graphflow {system_routes.version('graphflow')}",
+                   # the ComfyUI interface followed, as a version clients can compare; ours beside it
+                   "comfyui_version": comfy_version(), "graphflow_version": system_routes.version("graphflow"),
                    "python_version": sys.version, "pytorch_version": torch.__version__,
                    "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
         "devices": [device]})
