@@ -16,6 +16,7 @@ are editor-side. Where a node differs from the pack, its help says so (lazy swit
 comparators' lists, the preview caches, the JSON file's folder)."""
 
 import json
+import logging
 import os
 import random
 import sys
@@ -23,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, \
-    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn, \
+    ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn, \
     workflow_texts
 from graphflow.folders import UnsafePathError
 from nodes.image import _load_picture, _next_counter, _save_new
@@ -113,8 +114,8 @@ def _first(values, default=None):
 
 
 class CrystoolsShowAny(Node):
-    """Show any value as text in the editor (display) and print it to the console (console,
-    after prefix and ": "), as Crystools' Show any does: the items of the value's list written
+    """Show any value as text in the editor (display) and write it to the console (console,
+    after prefix and ": "; the server's log here), as Crystools' Show any does: the items of the value's list written
     one after another with nothing between them; "inactive" when display is off. The editor's
     text box is a display only."""
     category = MAIN + "/Debugger"
@@ -130,7 +131,7 @@ class CrystoolsShowAny(Node):
         console, display, prefix = _first(self.console, False), _first(self.display, True), _first(self.prefix, "")
         text = "".join(_as_text(item) for item in self.any_value) if isinstance(self.any_value, list) else ""
         if console:
-            print(f"{prefix}: {text}" if prefix else text)
+            logging.getLogger(__name__).info("%s", f"{prefix}: {text}" if prefix else text)
         show(text=[console, display, prefix, text if display else INACTIVE])
 
 
@@ -173,7 +174,8 @@ class CrystoolsShowAnyToJSON(Node):
 
 class CrystoolsListOfAny(Node):
     """Gather up to eight values into one list, as Crystools' List of any does: the linked
-    inputs in order (those not linked, or giving None, left out); the list goes on as one value."""
+    inputs in order (those not linked, or giving None, left out). The pack's output is a list
+    (OUTPUT_IS_LIST) of one item, this list: the nodes after it get the list as one value."""
     category = MAIN + "/List"
     any_1: ANY = None
     any_2: ANY = None
@@ -183,17 +185,17 @@ class CrystoolsListOfAny(Node):
     any_6: ANY = None
     any_7: ANY = None
     any_8: ANY = None
-    outputs = {"any_list": ANY}
+    outputs = {"any_list": ListOf(ANY)}
     comfy = ComfyAlias(("List of any [Crystools]",), optional=tuple(f"any_{i}" for i in range(1, 9)))
 
     def run(self):
         values = [getattr(self, f"any_{i}") for i in range(1, 9)]
-        return [value for value in values if value is not None]
+        return [[value for value in values if value is not None]]
 
 
 class CrystoolsListOfStrings(Node):
     """Gather up to eight texts, as Crystools' List of strings does: the non-empty ones joined by
-    delimiter, and the list of them (given on as one value)."""
+    delimiter, and the list of them (as the pack, a list output of one item, this list)."""
     category = MAIN + "/List"
     string_1: str = Text("")
     string_2: str = Text("")
@@ -204,14 +206,14 @@ class CrystoolsListOfStrings(Node):
     string_7: str = Text("")
     string_8: str = Text("")
     delimiter: str = Text(" ")
-    outputs = {"concatenated": STRING, "list_string": LIST_STRING}
+    outputs = {"concatenated": STRING, "list_string": ListOf(LIST_STRING)}
     comfy = ComfyAlias(("List of strings [Crystools]",),
                        optional=tuple(f"string_{i}" for i in range(1, 9)) + ("delimiter",))
 
     def run(self):
         texts = [getattr(self, f"string_{i}") for i in range(1, 9)]
         texts = [text for text in texts if text]
-        return self.delimiter.join(texts), texts
+        return self.delimiter.join(texts), [texts]
 
 
 # -- switches -----------------------------------------------------------------------------------
@@ -316,7 +318,7 @@ PIPE_SLOTS = 6  # the pack's pipe.py: any_1 to any_6
 class CrystoolsPipeToAny(Node):
     """Put up to six values in a pipe, or change some of a pipe's, as Crystools' Pipe to/edit
     any does: each linked any_N replaces the pipe's Nth value, the others are kept (None when
-    no pipe comes in)."""
+    no pipe comes in). Six slots, as the pack's pipe.py has them."""
     category = MAIN + "/Pipe"
     CPipeAny: PIPE = None
     any_1: ANY = None
@@ -374,9 +376,14 @@ def picture_metadata(path: Path) -> tuple[dict, dict]:
     a JPEG, its EXIF tags by name and each EXIF IFD as a dict of its tags. Other kinds (WebP
     among them) give fileinfo only."""
     from PIL import Image
+
+    with Image.open(path) as picture:
+        return _picture_metadata(picture, path)
+
+
+def _picture_metadata(picture, path: Path) -> tuple[dict, dict]:
     from PIL.ExifTags import GPSTAGS, IFD, TAGS
 
-    picture = Image.open(path)
     metadata = {"fileinfo": {"filename": Path(path).as_posix(), "resolution": f"{picture.width}x{picture.height}",
                              "date": str(datetime.fromtimestamp(os.path.getmtime(path))),
                              "size": file_size_text(os.path.getsize(path))}}
@@ -445,8 +452,8 @@ def _save_pngs(images, folder: Path, stem: str, chunks, compress_level: int) -> 
 
 class CrystoolsLoadImageWithMetadata(Node):
     """Load an image from the inputs folder with what its file says about itself, as Crystools'
-    Load image with metadata does: the image (its first frame, turned as its EXIF says), its
-    mask (1 - alpha; an empty 64x64 one without alpha), its prompt (the ComfyUI API graph a PNG
+    Load image with metadata does: the image (its first frame, read as LoadImage reads
+    pictures, turned as its EXIF says), its mask (1 - alpha; an empty 64x64 one without alpha), its prompt (the ComfyUI API graph a PNG
     carries, {} otherwise) and its metadata (fileinfo, and a PNG's text chunks or a JPEG's EXIF
     tags). For a WebP the pack's own reading ends in an error it catches: prompt {} and fileinfo
     only, as here."""
@@ -499,7 +506,7 @@ class CrystoolsPreviewFromImage(Node):
     output_node = True
     image: IMAGE = None
     outputs = {"Metadata RAW": METADATA_RAW}
-    comfy = ComfyAlias(("Preview from image [Crystools]",))
+    comfy = ComfyAlias(("Preview from image [Crystools]",), optional=("image",))
 
     def run(self):
         if self.image is None:
@@ -525,7 +532,7 @@ class CrystoolsPreviewFromMetadata(Node):
     output_node = True
     metadata_raw: METADATA_RAW = None
     outputs = {"Metadata RAW": METADATA_RAW}
-    comfy = ComfyAlias(("Preview from metadata [Crystools]",))
+    comfy = ComfyAlias(("Preview from metadata [Crystools]",), optional=("metadata_raw",))
 
     def run(self):
         if self.metadata_raw is None or self.metadata_raw == "":
@@ -635,8 +642,12 @@ class CrystoolsMetadataExtractor(Node):
             parts = raw
         elif raw is not None:
             warn(INVALID_METADATA)
-        dumped = [json.dumps(parts.get(key, {}), indent=INDENT) for key in ("prompt", "workflow", "fileinfo")]
-        return (*dumped, json.dumps(raw, indent=INDENT), properties, rows)
+        try:
+            dumped = [json.dumps(parts.get(key, {}), indent=INDENT) for key in ("prompt", "workflow", "fileinfo")]
+            return (*dumped, json.dumps(raw, indent=INDENT), properties, rows)
+        except (TypeError, ValueError) as e:
+            raise NodeInputError("metadata_raw", f"can't be written as JSON ({e}): expected the metadata of a "
+                                                 "Crystools image node") from None
 
 
 def json_diff(old, new) -> dict:
@@ -711,7 +722,7 @@ class CrystoolsMetadataComparator(Node):
 class CrystoolsJSONComparator(Node):
     """Compare two JSON values, as Crystools' JSON comparator does: the differences as JSON text
     (json_diff's: values changed, keys removed, keys added). JSON text is compared as text, as
-    the pack compares it."""
+    the pack compares it; a value JSON can't hold is written as Python prints it."""
     category = MAIN + "/Utils"
     output_node = True
     json_old: JSON
@@ -720,7 +731,25 @@ class CrystoolsJSONComparator(Node):
     comfy = ComfyAlias(("JSON comparator [Crystools]",))
 
     def run(self):
-        return json.dumps(json_diff(self.json_old, self.json_new), indent=INDENT)
+        return json.dumps(json_diff(self.json_old, self.json_new), indent=INDENT, default=str)
+
+
+def ram_use() -> tuple[int, int] | None:
+    """(used, total) bytes of RAM: psutil's where it is installed (the pack's source), else the
+    system's total and available memory (Linux's /proc/meminfo); None where neither is known."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        ram = psutil.virtual_memory()
+        return ram.used, ram.total
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
+        return fields["MemTotal"] - fields["MemAvailable"], fields["MemTotal"]
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def system_stats() -> list[str]:
@@ -728,12 +757,11 @@ def system_stats() -> list[str]:
     a CUDA device (where the pack fails) the VRAM line says so."""
     import shutil
 
-    import psutil
     import torch
 
     gib = 1024 ** 3
-    ram = psutil.virtual_memory()
-    lines = [f"Used RAM: {ram.used / gib:.2f} GB / Total RAM: {ram.total / gib:.2f} GB"]
+    ram = ram_use()
+    lines = [f"Used RAM: {ram[0] / gib:.2f} GB / Total RAM: {ram[1] / gib:.2f} GB" if ram else "Used RAM: unknown"]
     if torch.cuda.is_available():
         device = torch.device("cuda")
         used, total = torch.cuda.memory_allocated(device), torch.cuda.get_device_properties(device).total_memory

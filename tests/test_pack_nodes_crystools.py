@@ -70,7 +70,7 @@ def test_ui_graph_reads_the_packs_widgets_by_position_and_writes_them_back(regis
     assert workflow.nodes["7"].inputs["prefix"] == "" and workflow.nodes["6"].inputs["delimiter"] == "-"
     result = run(registry, graph, outputs=["7", "8", "10"])
     assert result.values["5"][0] == "dog"  # boolean False: on_false's text box
-    assert result.values["6"][0] == "a-dog-b-c" and result.values["6"][1] == ["a", "dog", "b", "c"]
+    assert result.values["6"][0] == "a-dog-b-c" and result.values["6"][1] == [["a", "dog", "b", "c"]]
     assert result.outputs["7"]["text"] == [False, True, "", "a-dog-b-c"]
     assert result.values["8"][0] == "x\ny"
     assert result.values["10"][0] == "5"
@@ -102,8 +102,8 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry, tm
     (tmp_folders.inputs / "p.json").write_text('{"a": {"b": "7"}}', encoding="utf-8")
     result = run(registry, prompt, outputs=["9", "10"])
     assert result.values["6"] == ([3, 3, None, 0.5, None, None], 3, 3, None, 0.5, None, None)
-    assert result.values["7"][0] == [0.5, 3]  # unlinked and None values left out
-    assert result.values["8"] == (None, [0.5, 3])
+    assert result.values["7"][0] == [[0.5, 3]]  # unlinked and None values left out; a list output of one list
+    assert result.values["8"] == ([None], [[0.5, 3]])  # run once for the one item, as ComfyUI runs it
     assert json.loads(result.values["9"][0]) == [0.5, 3]
     assert result.values["10"] == ("7", "7", 7, 7.0, False)
     api = export_api(parse_workflow(prompt, registry), registry)
@@ -136,12 +136,13 @@ def test_pipe_rejects_what_is_not_a_pipe(registry):
     assert caught.value.input == "CPipeAny"
 
 
-def test_show_any_prints_with_its_prefix_and_says_inactive_when_not_displayed(registry, capsys):
+def test_show_any_logs_with_its_prefix_and_says_inactive_when_not_displayed(registry, caplog):
     prompt = {"1": {"class_type": "Primitive integer [Crystools]", "inputs": {"int": 12}},
               "2": {"class_type": "Show any [Crystools]", "inputs": {"any_value": ["1", 0], "console": True,
                                                                      "display": False, "prefix": "seed"}}}
-    result = run(registry, prompt)
-    assert "seed: 12" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="nodes.pack_nodes_crystools"):
+        result = run(registry, prompt)
+    assert "seed: 12" in caplog.messages
     assert result.outputs["2"]["text"] == [True, False, "seed", "inactive"]
 
 
@@ -378,8 +379,7 @@ def test_json_extractor_keys(registry):
 
 
 def test_stats_system_passes_the_latent_on_and_shows_the_machine(registry):
-    import psutil
-
+    psutil = pytest.importorskip("psutil")  # the reference figures; the node reads /proc/meminfo without it
     prompt = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
               "2": {"class_type": "Stats system [Crystools]", "inputs": {"latent": ["1", 0]}}}
     result = run(registry, prompt, outputs=["2"])
@@ -388,3 +388,13 @@ def test_stats_system_passes_the_latent_on_and_shows_the_machine(registry):
     assert lines[0] == "Samples Passthrough:" and len(lines) == 4
     assert lines[1].endswith(f"Total RAM: {psutil.virtual_memory().total / 1024 ** 3:.2f} GB")
     assert lines[3].startswith("Used Space: ")
+
+
+def test_stats_system_reads_the_systems_memory_without_psutil(registry, monkeypatch):
+    import sys
+
+    from nodes.pack_nodes_crystools import system_stats
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil now fails
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert system_stats()[0].endswith(f"Total RAM: {total / 1024 ** 3:.2f} GB")
