@@ -398,3 +398,41 @@ def test_stats_system_reads_the_systems_memory_without_psutil(registry, monkeypa
     monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil now fails
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert system_stats()[0].endswith(f"Total RAM: {total / 1024 ** 3:.2f} GB")
+
+
+def test_ui_graph_of_the_image_and_json_nodes_as_their_editor_saves_them(registry, tmp_folders):
+    """Load image with metadata saves its upload button after the file; Read JSON file and JSON
+    extractor save their shown text after their widgets; Metadata comparator, whose editor stops
+    saving widgets once it has run, may have none (its `what` is then the first choice)."""
+    png_with_chunks(tmp_folders.inputs / "gen.png", prompt=json.dumps({"3": {"inputs": {"steps": 20}}}))
+    png_with_chunks(tmp_folders.inputs / "gen2.png", prompt=json.dumps({"3": {"inputs": {"steps": 30}}}))
+    (tmp_folders.inputs / "a.json").write_text('{"k": "v"}', encoding="utf-8")
+    nodes = [
+        ui_node(1, "Load image with metadata [Crystools]", ["gen.png", "image"],
+                outputs=[("image", "IMAGE", [1]), ("mask", "MASK", []), ("prompt", "JSON", []),
+                         ("Metadata RAW", "METADATA_RAW", [2])]),
+        ui_node(2, "Load image with metadata [Crystools]", ["gen2.png", "image"],
+                outputs=[("image", "IMAGE", []), ("mask", "MASK", []), ("prompt", "JSON", []),
+                         ("Metadata RAW", "METADATA_RAW", [3])]),
+        ui_node(3, "Metadata comparator [Crystools]", [],
+                [("metadata_raw_old", "METADATA_RAW", 2, False), ("metadata_raw_new", "METADATA_RAW", 3, False)],
+                [("diff", "JSON", [])]),
+        ui_node(4, "Read JSON file [Crystools]", ["a.json", "old shown text"], outputs=[("json", "JSON", [4])]),
+        ui_node(5, "JSON extractor [Crystools]", ["k", "none", "old shown text"], [("json", "JSON", 4, False)],
+                [("any", "*", []), ("string", "STRING", []), ("int", "INT", []), ("float", "FLOAT", []),
+                 ("boolean", "BOOLEAN", [])]),
+        ui_node(6, "Save image with extra metadata [Crystools]", ["crys", False, '{"Title": "t"}'],
+                [("image", "IMAGE", 1, False)], [("Metadata RAW", "METADATA_RAW", [])]),
+    ]
+    links = [[1, 1, 0, 6, 0, "IMAGE"], [2, 1, 3, 3, 0, "METADATA_RAW"], [3, 2, 3, 3, 1, "METADATA_RAW"],
+             [4, 4, 0, 5, 0, "JSON"]]
+    graph = ui_graph(nodes, links)
+    result = run(registry, graph, outputs=["3", "5", "6"])
+    assert json.loads(result.values["3"][0]) == {"values_changed": {"root['3']['inputs']['steps']": {
+        "new_value": 30, "old_value": 20}}}
+    assert result.values["5"][:2] == ("v", "v")
+    assert chunks_of(tmp_folders.outputs / "crys_00001_.png") == {"Title": '"t"'}
+    written = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    # (the upload button's "image" is not written back for a pack's class: ComfyUI's editor fills it in)
+    assert written[1][0] == "gen.png" and written[3] == ["Prompt"] and written[4] == ["a.json"]
+    assert written[5] == ["k", "none"] and written[6] == ["crys", False, '{"Title": "t"}']
