@@ -3,16 +3,16 @@ inputs, defaults and outputs, as read from crystian/ComfyUI-Crystools: nodes/_na
 be9eb625f8fb6affbe85b5a0cf7b9198e5a905d6, nodes/switch.py at 6630279f, nodes/parameters.py at
 d47f670e, nodes/image.py at c0d5d4cd, nodes/metadata.py at 681ae566, nodes/utils.py at ebc57d3d,
 nodes/debugger.py at 28781b3f, nodes/list.py at b936fb0b, nodes/pipe.py and nodes/primitive.py
-at 4c972647, core/common.py at 613e0eab, core/types.py at 5a7f3acf (the pack's 1.2x line, whose
-__init__ registers 28 nodes).
+at 4c972647, core/common.py at 613e0eab, core/types.py at 5a7f3acf; the node list as version
+1.27.4's __init__.py registers it (29 nodes).
 
 Held here: the primitives (boolean, string, string multiline, integer, float); Show any, Show
 any to JSON; List of any, List of strings; Switch from any and the switches (any, string,
 conditioning, image, mask, latent); Pipe to/edit any and Pipe from any (six slots); Load image
 with metadata, Get resolution, Preview from image, Preview from metadata, Save image with extra
 metadata; Metadata extractor, Metadata comparator, JSON comparator; Stats system; Read JSON
-file and JSON extractor. That is every node of the pack: its resource monitor and progress bar
-are editor-side. Where a node differs from the pack, its help says so (lazy switches, the
+file and JSON extractor. That is every node of the pack's backend: its resource monitor,
+progress bar and Show Metadata (a virtual node of its editor, never queued) are editor-side. Where a node differs from the pack, its help says so (lazy switches, the
 comparators' lists, the preview caches, the JSON file's folder)."""
 
 import json
@@ -115,9 +115,9 @@ def _first(values, default=None):
 
 class CrystoolsShowAny(Node):
     """Show any value as text in the editor (display) and write it to the console (console,
-    after prefix and ": "; the server's log here), as Crystools' Show any does: the items of the value's list written
-    one after another with nothing between them; "inactive" when display is off. The editor's
-    text box is a display only."""
+    after prefix and ": "; the server's log here), as Crystools' Show any does: the items of
+    the value's list written one after another with nothing between them; "inactive" when
+    display is off. The editor's text box is a display only."""
     category = MAIN + "/Debugger"
     output_node = True
     input_is_list = True
@@ -453,10 +453,10 @@ def _save_pngs(images, folder: Path, stem: str, chunks, compress_level: int) -> 
 class CrystoolsLoadImageWithMetadata(Node):
     """Load an image from the inputs folder with what its file says about itself, as Crystools'
     Load image with metadata does: the image (its first frame, read as LoadImage reads
-    pictures, turned as its EXIF says), its mask (1 - alpha; an empty 64x64 one without alpha), its prompt (the ComfyUI API graph a PNG
-    carries, {} otherwise) and its metadata (fileinfo, and a PNG's text chunks or a JPEG's EXIF
-    tags). For a WebP the pack's own reading ends in an error it catches: prompt {} and fileinfo
-    only, as here."""
+    pictures, turned as its EXIF says), its mask (1 - alpha; an empty 64x64 one without
+    alpha), its prompt (the ComfyUI API graph a PNG carries, {} otherwise) and its metadata
+    (fileinfo, and a PNG's text chunks or a JPEG's EXIF tags). For a WebP the pack's own
+    reading ends in an error it catches: prompt {} and fileinfo only, as here."""
     category = MAIN + "/Image"
     output_node = True
     image: str = Choice(folders.list_inputs, upload="image", description="a file in the inputs folder")
