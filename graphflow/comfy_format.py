@@ -334,6 +334,10 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
                 entry["control"] = True
             if spec.widget.hints.get("dynamic_prompts"):  # a pack's text the editor resolves {a|b} in
                 entry["dynamic"] = True
+            if spec.widget.hints.get("upload") == "image":  # the editor's upload button saves "image" after it
+                entry["upload"] = True
+        if not spec.required:
+            entry["optional"] = True
         order.append(entry)
     return order
 

@@ -433,6 +433,6 @@ def test_ui_graph_of_the_image_and_json_nodes_as_their_editor_saves_them(registr
     assert result.values["5"][:2] == ("v", "v")
     assert chunks_of(tmp_folders.outputs / "crys_00001_.png") == {"Title": '"t"'}
     written = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
-    # (the upload button's "image" is not written back for a pack's class: ComfyUI's editor fills it in)
-    assert written[1][0] == "gen.png" and written[3] == ["Prompt"] and written[4] == ["a.json"]
+    assert written[1] == ["gen.png", "image"]  # the upload button's value, as its editor saves it
+    assert written[3] == ["Prompt"] and written[4] == ["a.json"]
     assert written[5] == ["k", "none"] and written[6] == ["crys", False, '{"Title": "t"}']
