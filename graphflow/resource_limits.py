@@ -282,6 +282,21 @@ def machine_ram() -> int | None:
     return ram
 
 
+def memory_figures() -> dict:
+    """The system's RAM as /proc/meminfo tells it: {"ram_total", "ram_available"} in bytes, {}
+    where it can't be read (the server's system stats and Crystools' Stats system show these)."""
+    info = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("MemTotal", "MemAvailable"):
+                    info["ram_total" if key == "MemTotal" else "ram_available"] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return info
+
+
 @functools.cache
 def machine_device() -> tuple[str, int | None]:
     """The compute device's name and memory (None for the CPU, which uses the RAM)."""

@@ -12,8 +12,10 @@ conditioning, image, mask, latent); Pipe to/edit any and Pipe from any (six slot
 with metadata, Get resolution, Preview from image, Preview from metadata, Save image with extra
 metadata; Metadata extractor, Metadata comparator, JSON comparator; Stats system; Read JSON
 file and JSON extractor. That is every node of the pack's backend: its resource monitor,
-progress bar and Show Metadata (a virtual node of its editor, never queued) are editor-side. Where a node differs from the pack, its help says so (lazy switches, the
-comparators' lists, the preview caches, the JSON file's folder)."""
+progress bar and Show Metadata (a virtual node of its editor, never queued) are editor-side.
+Where a node differs from the pack, its help says so (lazy switches, the comparators' lists, the
+preview caches, the JSON file's folder, file names relative to their folder, refused metadata
+keys)."""
 
 import json
 import logging
@@ -736,7 +738,8 @@ class CrystoolsJSONComparator(Node):
 
 def ram_use() -> tuple[int, int] | None:
     """(used, total) bytes of RAM: psutil's where it is installed (the pack's source), else the
-    system's total and available memory (Linux's /proc/meminfo); None where neither is known."""
+    system's total less its available memory, as the server's system stats read them; None
+    where neither is known."""
     try:
         import psutil
     except ImportError:
@@ -744,30 +747,33 @@ def ram_use() -> tuple[int, int] | None:
     if psutil is not None:
         ram = psutil.virtual_memory()
         return ram.used, ram.total
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
-        return fields["MemTotal"] - fields["MemAvailable"], fields["MemTotal"]
-    except (OSError, KeyError, ValueError):
+    from graphflow.resource_limits import memory_figures
+
+    ram = memory_figures()
+    if "ram_total" not in ram or "ram_available" not in ram:
         return None
+    return ram["ram_total"] - ram["ram_available"], ram["ram_total"]
 
 
 def system_stats() -> list[str]:
-    """RAM, VRAM and disk lines as the pack writes them (from WAS's Samples Passthrough). Without
+    """RAM, VRAM and disk lines as the pack writes them (from WAS's Samples Passthrough), the VRAM
+    of graphflow's compute device (GRAPHFLOW_DEVICE, else the first CUDA device). Where that isn't
     a CUDA device (where the pack fails) the VRAM line says so."""
     import shutil
 
     import torch
 
+    from graphflow.device import compute_device
+
     gib = 1024 ** 3
     ram = ram_use()
     lines = [f"Used RAM: {ram[0] / gib:.2f} GB / Total RAM: {ram[1] / gib:.2f} GB" if ram else "Used RAM: unknown"]
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
+    device = compute_device()
+    if device.type == "cuda":
         used, total = torch.cuda.memory_allocated(device), torch.cuda.get_device_properties(device).total_memory
         lines.append(f"Used VRAM: {used / gib:.2f} GB / Total VRAM: {total / gib:.2f} GB")
     else:
-        lines.append("Used VRAM: no CUDA device")
+        lines.append(f"Used VRAM: no CUDA device (graphflow computes on {device.type})")
     disk = shutil.disk_usage("/")
     lines.append(f"Used Space: {disk.used / gib:.2f} GB / Total Space: {disk.total / gib:.2f} GB")
     return lines

@@ -436,3 +436,22 @@ def test_ui_graph_of_the_image_and_json_nodes_as_their_editor_saves_them(registr
     assert written[1] == ["gen.png", "image"]  # the upload button's value, as its editor saves it
     assert written[3] == ["Prompt"] and written[4] == ["a.json"]
     assert written[5] == ["k", "none"] and written[6] == ["crys", False, '{"Title": "t"}']
+
+
+# -- review mends: big lists, PNG keys, deep JSON, file names ------------------------------------
+
+
+def test_stats_system_reads_graphflows_compute_device_and_memory_figures(registry, monkeypatch):
+    import sys
+
+    from graphflow.resource_limits import memory_figures
+    from nodes.pack_nodes_crystools import system_stats
+
+    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")  # graphflow computes on the CPU even where CUDA is
+    assert system_stats()[1] == "Used VRAM: no CUDA device (graphflow computes on cpu)"
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    with open("/proc/meminfo") as f:  # the kernel's own figures, read here independently
+        fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+    figures = memory_figures()  # MemAvailable moves between two reads: only its range is fixed
+    assert figures["ram_total"] == fields["MemTotal"] and 0 < figures["ram_available"] <= fields["MemTotal"]
+    assert system_stats()[0].endswith(f"Total RAM: {fields['MemTotal'] / 1024 ** 3:.2f} GB")

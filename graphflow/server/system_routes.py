@@ -6,6 +6,7 @@ import platform
 
 from graphflow.cache import OutputCache
 from graphflow.device import free_memory, memory_stats
+from graphflow.resource_limits import memory_figures
 
 from graphflow.server.json_api import json_body, json_response
 from graphflow.server.server import server_of
@@ -66,16 +67,7 @@ def version(package: str) -> str | None:
 
 
 def ram() -> dict:
-    info = {}
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("MemTotal", "MemAvailable"):
-                    info["ram_total" if key == "MemTotal" else "ram_available"] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return info
+    return memory_figures()
 
 
 async def system(request):
