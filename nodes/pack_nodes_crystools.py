@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +45,7 @@ LIST_STRING = socket_type("ListString", "#26a69a", "Crystools' list of strings")
 INDENT = 2  # the pack's CONFIG["indent"] (its CRYSTOOLS_INDENT environment variable, default 2)
 INACTIVE = "inactive"  # the pack's TEXTS.INACTIVE_MSG
 INVALID_METADATA = "Invalid metadata raw"  # the pack's TEXTS.INVALID_METADATA_MSG
+NESTED_TOO_DEEPLY = "nested too deeply (dicts and lists inside each other past Python's recursion limit)"
 
 
 # -- primitives ---------------------------------------------------------------------------------
@@ -162,7 +164,7 @@ class CrystoolsShowAnyToJSON(Node):
             if isinstance(item, (dict, list)):
                 try:
                     text = json.dumps(item, indent=INDENT)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, RecursionError):  # the pack catches any error here
                     kind = "dict" if isinstance(item, dict) else "list"
                     text = f"The input is a {kind}, but could not be serialized.\n"
             else:
@@ -635,21 +637,23 @@ class CrystoolsMetadataExtractor(Node):
     def run(self):
         raw = self.metadata_raw
         parts, properties, rows = {}, "", ""
-        if isinstance(raw, dict):
-            for key, value in raw.items():
-                value = json.dumps(json.dumps(value)) if isinstance(value, dict) else json.dumps(value)
-                properties += f"\"{key}\"={value}\n"
-                rows += f"\"{key}\"\t{value.replace(chr(10), ' ')}\n"
-            rows = "\"key\"\t\"value\"\n" + rows if rows else rows
-            parts = raw
-        elif raw is not None:
+        if raw is not None and not isinstance(raw, dict):
             warn(INVALID_METADATA)
         try:
+            if isinstance(raw, dict):
+                for key, value in raw.items():
+                    value = json.dumps(json.dumps(value)) if isinstance(value, dict) else json.dumps(value)
+                    properties += f"\"{key}\"={value}\n"
+                    rows += f"\"{key}\"\t{value.replace(chr(10), ' ')}\n"
+                rows = "\"key\"\t\"value\"\n" + rows if rows else rows
+                parts = raw
             dumped = [json.dumps(parts.get(key, {}), indent=INDENT) for key in ("prompt", "workflow", "fileinfo")]
             return (*dumped, json.dumps(raw, indent=INDENT), properties, rows)
         except (TypeError, ValueError) as e:
             raise NodeInputError("metadata_raw", f"can't be written as JSON ({e}): expected the metadata of a "
                                                  "Crystools image node") from None
+        except RecursionError:
+            raise NodeInputError("metadata_raw", NESTED_TOO_DEEPLY) from None
 
 
 def json_diff(old, new) -> dict:
@@ -685,15 +689,29 @@ def json_diff(old, new) -> dict:
     return {kind: entries for kind, entries in found.items() if entries}
 
 
+def nesting_depth(value) -> int:
+    """How deep dicts and lists sit inside each other in value (0 for anything else), counted
+    without recursion, so that it works where recursing fails."""
+    depth, level = 0, [value]
+    while level:
+        level = [item for v in level if isinstance(v, (dict, list))
+                 for item in (v.values() if isinstance(v, dict) else v)]
+        depth += 1
+    return depth - 1
+
+
+def deepest(**values) -> str:
+    """The name of the value nesting deepest: the input a RecursionError is blamed on."""
+    return max(values, key=lambda name: nesting_depth(values[name]))
+
+
 def _same_items(a: list, b: list) -> bool:
-    """Whether two lists hold the same items in any order (as many of each)."""
-    remaining = [json.dumps(item, sort_keys=True, default=repr) for item in b]
-    for item in a:
-        key = json.dumps(item, sort_keys=True, default=repr)
-        if key not in remaining:
-            return False
-        remaining.remove(key)
-    return not remaining
+    """Whether two lists hold the same items in any order (as many of each): their items as
+    JSON text counted, so that long lists compare in linear time."""
+    def counted(items):
+        return Counter(json.dumps(item, sort_keys=True, default=repr) for item in items)
+
+    return len(a) == len(b) and counted(a) == counted(b)
 
 
 class CrystoolsMetadataComparator(Node):
@@ -713,7 +731,11 @@ class CrystoolsMetadataComparator(Node):
         old, new = self.metadata_raw_old, self.metadata_raw_new
         if isinstance(old, dict) and isinstance(new, dict):
             key = self.what.lower()
-            diff = json.dumps(json_diff(old.get(key, {}), new.get(key, {})), indent=INDENT)
+            try:
+                diff = json.dumps(json_diff(old.get(key, {}), new.get(key, {})), indent=INDENT)
+            except RecursionError:
+                name = deepest(metadata_raw_old=old.get(key), metadata_raw_new=new.get(key))
+                raise NodeInputError(name, f"its {key} is {NESTED_TOO_DEEPLY}") from None
         else:
             warn(INVALID_METADATA)
             diff = INVALID_METADATA
@@ -724,7 +746,8 @@ class CrystoolsMetadataComparator(Node):
 class CrystoolsJSONComparator(Node):
     """Compare two JSON values, as Crystools' JSON comparator does: the differences as JSON text
     (json_diff's: values changed, keys removed, keys added). JSON text is compared as text, as
-    the pack compares it; a value JSON can't hold is written as Python prints it."""
+    the pack compares it; a value JSON can't hold is written as Python prints it. A value nested
+    past Python's recursion limit is an error naming its input."""
     category = MAIN + "/Utils"
     output_node = True
     json_old: JSON
@@ -733,7 +756,10 @@ class CrystoolsJSONComparator(Node):
     comfy = ComfyAlias(("JSON comparator [Crystools]",))
 
     def run(self):
-        return json.dumps(json_diff(self.json_old, self.json_new), indent=INDENT, default=str)
+        try:
+            return json.dumps(json_diff(self.json_old, self.json_new), indent=INDENT, default=str)
+        except RecursionError:
+            raise NodeInputError(deepest(json_old=self.json_old, json_new=self.json_new), NESTED_TOO_DEEPLY) from None
 
 
 def ram_use() -> tuple[int, int] | None:
@@ -798,7 +824,10 @@ class CrystoolsReadJSONFile(Node):
     """Read a JSON file, as Crystools' Read JSON file does, showing it (indented by 2) and giving
     its value; an empty path gives {}. The pack reads any path on the machine; here the file must
     be in the inputs folder (a name inside it, subfolders allowed), and a file that can't be read
-    or isn't JSON is an error (the pack shows the error and gives {}). Read anew on every run."""
+    or isn't JSON (or nests too deeply to read) is an error (the pack shows the error and gives
+    {}). Read anew on every run, so an edited file is read again; the pack's IS_CHANGED gives
+    the same True each time, which ComfyUI takes as unchanged, so there it runs again only when
+    its path changes."""
     category = MAIN + "/Utils"
     path_to_json: str = Text("")
     outputs = {"json": JSON}
@@ -806,7 +835,7 @@ class CrystoolsReadJSONFile(Node):
 
     @classmethod
     def fingerprint(cls, **widgets):
-        return random.random()  # the pack's IS_CHANGED is always true
+        return random.random()  # never equal: the file is read anew each run (unlike the pack, see the help)
 
     def run(self):
         if not self.path_to_json:
@@ -818,13 +847,18 @@ class CrystoolsReadJSONFile(Node):
             raise NodeInputError("path_to_json", f"{e}: expected a JSON file in the inputs folder") from None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            text = json.dumps(data, indent=INDENT)
         except FileNotFoundError:
             raise NodeInputError("path_to_json", f"no file {self.path_to_json!r} in the inputs folder") from None
-        except (OSError, UnicodeDecodeError) as e:
+        except OSError as e:  # its strerror: str(e) would name the server's absolute path
+            raise NodeInputError("path_to_json", f"can't read {self.path_to_json!r}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
             raise NodeInputError("path_to_json", f"can't read {self.path_to_json!r}: {e}") from None
         except ValueError as e:
             raise NodeInputError("path_to_json", f"{self.path_to_json!r} is not JSON: {e}") from None
-        show(text=[json.dumps(data, indent=INDENT)])
+        except RecursionError:
+            raise NodeInputError("path_to_json", f"{self.path_to_json!r} is {NESTED_TOO_DEEPLY}") from None
+        show(text=[text])
         return data
 
 
@@ -835,6 +869,8 @@ def nested_value(data, dotted_key: str, default):
         if isinstance(data, str):
             try:
                 data = json.loads(data)
+            except RecursionError:
+                raise NodeInputError("json", f"the text before {key!r} is JSON {NESTED_TOO_DEEPLY}") from None
             except ValueError as e:
                 raise NodeInputError("key", f"the value before {key!r} is text that isn't JSON ({e}): expected "
                                             "JSON or a key that ends there") from None
@@ -847,8 +883,8 @@ def nested_value(data, dotted_key: str, default):
 def _converted(value, convert):
     try:
         return convert(value)
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        return value  # the pack gives the value unconverted
+    except (TypeError, ValueError, AttributeError, OverflowError, RecursionError):
+        return value  # the pack gives the value unconverted (it catches any error)
 
 
 class CrystoolsJSONExtractor(Node):
@@ -869,6 +905,10 @@ class CrystoolsJSONExtractor(Node):
             found = "Key found, return value" if value != self.default else "Key no found, return default value"
         else:
             value, found = "", "Key is empty, return default value"
-        show(text=[f"{found}: '{value}'"])
+        try:
+            shown = f"{found}: '{value}'"
+        except RecursionError:
+            raise NodeInputError("json", f"the value at {self.key!r} is {NESTED_TOO_DEEPLY}") from None
+        show(text=[shown])
         return (value, _converted(value, str), _converted(value, int), _converted(value, float),
                 _converted(value, lambda v: v.lower() == "true"))

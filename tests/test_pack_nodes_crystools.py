@@ -441,6 +441,69 @@ def test_ui_graph_of_the_image_and_json_nodes_as_their_editor_saves_them(registr
 # -- review mends: big lists, PNG keys, deep JSON, file names ------------------------------------
 
 
+def test_comparators_compare_long_lists_as_multisets(registry):
+    import random
+    import time
+
+    old = list(range(50_000)) + [{"k": i} for i in range(100)]
+    new = old[:]
+    random.Random(1).shuffle(new)
+    started = time.perf_counter()
+    assert json_diff({"l": old}, {"l": new}) == {}  # same items, another order
+    assert json.loads(call(registry, "CrystoolsJSONComparator", json_old=old, json_new=new)) == {}
+    assert time.perf_counter() - started < 10  # was quadratic: 40k ints took 45 s
+    new[7] = -1  # one item differs: the whole list is the one change
+    assert json_diff({"l": old}, {"l": new}) == {"values_changed": {"root['l']": {"new_value": new, "old_value": old}}}
+    assert json_diff([1, 1, 2], [1, 2, 2]) != {}  # as many of each, not just the same ones
+    assert json_diff([1, 2], [2, 1, 1]) != {}
+
+
+def deep_list(depth: int):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deep_json_is_a_clear_error_naming_the_input(registry, tmp_folders):
+    (tmp_folders.inputs / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CrystoolsReadJSONFile", path_to_json="deep.json")
+    assert caught.value.input == "path_to_json" and "nested too deeply" in str(caught.value)
+    deep = deep_list(100_000)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CrystoolsJSONComparator", json_old={"a": [[1]]}, json_new={"a": deep})
+    assert caught.value.input == "json_new" and "nested too deeply" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CrystoolsJSONComparator", json_old=[deep], json_new=[deep, 1])
+    assert caught.value.input == "json_old" and "nested too deeply" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CrystoolsMetadataComparator", metadata_raw_old={"prompt": {"a": [1]}},
+             metadata_raw_new={"prompt": {"a": deep}}, what="Prompt")
+    assert caught.value.input == "metadata_raw_new"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CrystoolsMetadataExtractor", metadata_raw={"fileinfo": {}, "x": deep})
+    assert caught.value.input == "metadata_raw"
+    with pytest.raises(NodeInputError) as caught:  # JSON text on the way to the key
+        call(registry, "CrystoolsJSONExtractor", json={"a": "[" * 100_000 + "]" * 100_000}, key="a.b", default="")
+    assert caught.value.input == "json"
+    with pytest.raises(NodeInputError) as caught:  # the value found can't be shown
+        call(registry, "CrystoolsJSONExtractor", json={"a": deep}, key="a", default="")
+    assert caught.value.input == "json"
+    # Show any to JSON says it can't, as the pack does for any error
+    assert call(registry, "CrystoolsShowAnyToJSON", any_value=[deep]) == \
+        "The input is a list, but could not be serialized.\n"
+
+
+def test_read_json_file_errors_name_no_server_path(registry, tmp_folders):
+    (tmp_folders.inputs / "dir.json").mkdir()
+    for name in (".", "dir.json"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "CrystoolsReadJSONFile", path_to_json=name)
+        assert caught.value.input == "path_to_json"
+        assert str(tmp_folders.home) not in str(caught.value) and os.strerror(21) in str(caught.value)  # EISDIR
+
+
 def test_stats_system_reads_graphflows_compute_device_and_memory_figures(registry, monkeypatch):
     import sys
 
