@@ -29,7 +29,7 @@ from pathlib import Path
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, \
     ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn, \
     workflow_texts
-from graphflow.folders import UnsafePathError
+from graphflow.folders import UnsafePathError, split_annotation
 from nodes.image import _load_picture, _next_counter, _save_new
 
 COMFY_PACK = "ComfyUI-Crystools"  # the custom node pack this module's ComfyUI classes come from
@@ -375,7 +375,7 @@ def file_size_text(size: int) -> str:
 
 def picture_metadata(path: Path) -> tuple[dict, dict]:
     """(prompt, metadata) of a picture file, as the pack's buildMetadata reads them: fileinfo
-    (the file's path, WxH, modification date, size); of a PNG, its text chunks and other info
+    (the file's name, WxH, modification date, size); of a PNG, its text chunks and other info
     (workflow and prompt parsed as JSON, others parsed as JSON where they are, else as text); of
     a JPEG, its EXIF tags by name and each EXIF IFD as a dict of its tags. Other kinds (WebP
     among them) give fileinfo only."""
@@ -388,7 +388,7 @@ def picture_metadata(path: Path) -> tuple[dict, dict]:
 def _picture_metadata(picture, path: Path) -> tuple[dict, dict]:
     from PIL.ExifTags import GPSTAGS, IFD, TAGS
 
-    metadata = {"fileinfo": {"filename": Path(path).as_posix(), "resolution": f"{picture.width}x{picture.height}",
+    metadata = {"fileinfo": {"filename": file_name(path), "resolution": f"{picture.width}x{picture.height}",
                              "date": str(datetime.fromtimestamp(os.path.getmtime(path))),
                              "size": file_size_text(os.path.getsize(path))}}
     prompt = {}
@@ -419,6 +419,20 @@ def _picture_metadata(picture, path: Path) -> tuple[dict, dict]:
                 continue
             metadata[ifd.name] = {str(names.get(tag, tag)): str(value) for tag, value in tags.items()}
     return prompt, metadata
+
+
+def file_name(path: Path) -> str:
+    """A picture's name as fileinfo writes it: relative to its inputs folder (the user's or the
+    bundled examples', as LoadImage names it), or annotated with its folder as ComfyUI annotates
+    names ("x.png [output]", "crystools/x.png [temp]"). The pack writes the absolute path; here
+    the server's folders stay out of what the editor is sent."""
+    path = Path(path).resolve()
+    bases = [(base, "") for base in folders.input_dirs()] + [(folders.outputs, " [output]"), (folders.temp, " [temp]")]
+    for base, annotation in bases:
+        base = Path(base).resolve()
+        if base in path.parents:
+            return path.relative_to(base).as_posix() + annotation
+    return path.name
 
 
 def preview_text(metadata: dict) -> str:
@@ -460,7 +474,9 @@ class CrystoolsLoadImageWithMetadata(Node):
     pictures, turned as its EXIF says), its mask (1 - alpha; an empty 64x64 one without
     alpha), its prompt (the ComfyUI API graph a PNG carries, {} otherwise) and its metadata
     (fileinfo, and a PNG's text chunks or a JPEG's EXIF tags). For a WebP the pack's own
-    reading ends in an error it catches: prompt {} and fileinfo only, as here."""
+    reading ends in an error it catches: prompt {} and fileinfo only, as here. fileinfo's
+    filename is the file's name in its inputs folder (the user's or the bundled examples'),
+    where the pack writes the server's absolute path."""
     category = MAIN + "/Image"
     output_node = True
     image: str = Choice(folders.list_inputs, upload="image", description="a file in the inputs folder")
@@ -480,6 +496,8 @@ class CrystoolsLoadImageWithMetadata(Node):
             path = folders.input_path(self.image)
         except UnsafePathError as e:
             raise NodeInputError("image", str(e)) from None
+        if not path.is_file():  # said here: the open error would name the server's absolute path
+            raise NodeInputError("image", f"no file {self.image!r} in the inputs folders")
         image, mask = _load_picture(path, self.image)
         prompt, metadata = picture_metadata(path)
         return image[:1], mask[:1], prompt, metadata
@@ -503,9 +521,10 @@ class CrystoolsPreviewFromImage(Node):
     """Show images as PreviewImage does (PNGs in the temp folder, crystools/ subfolder, with the
     running workflow embedded) and give the first one's metadata as Crystools' Preview from
     image does, read back from its file; its text shows the file's details and the running
-    prompt. Nothing linked shows "Source: Empty" and gives "". (The pack also gives its last
-    result again when nothing is linked, from a cache in the node's instance; graphflow keeps
-    no such cache.)"""
+    prompt. fileinfo's filename is "crystools/name.png [temp]", as ComfyUI annotates a temp
+    file (the pack writes the server's absolute path). Nothing linked shows "Source: Empty"
+    and gives "". (The pack also gives its last result again when nothing is linked, from a
+    cache in the node's instance; graphflow keeps no such cache.)"""
     category = MAIN + "/Image"
     output_node = True
     image: IMAGE = None
@@ -528,10 +547,12 @@ class CrystoolsPreviewFromImage(Node):
 
 class CrystoolsPreviewFromMetadata(Node):
     """Show a picture's details and prompt from its metadata (Load image with metadata's, or
-    another Crystools node's), and the picture itself when its file is in the inputs folder, as
-    Crystools' Preview from metadata does; the metadata is given on. Nothing linked shows
-    "Source: Empty" and gives "". (The pack also gives its last result again when nothing is
-    linked, from a cache in the node's instance; graphflow keeps no such cache.)"""
+    another Crystools node's), and the picture itself when its file is in an inputs folder (the
+    user's or the bundled examples'; fileinfo's filename relative to it, or an absolute path
+    inside it as the pack writes it), as Crystools' Preview from metadata does; the metadata is
+    given on. Nothing linked shows "Source: Empty" and gives "". (The pack also gives its last
+    result again when nothing is linked, from a cache in the node's instance; graphflow keeps
+    no such cache.)"""
     category = MAIN + "/Image"
     output_node = True
     metadata_raw: METADATA_RAW = None
@@ -563,19 +584,42 @@ def _metadata(value, input_name: str) -> dict:
 
 
 def _input_picture(filename: str) -> list[dict]:
-    """The editor's image item of a file in the inputs folder; [] (with a warning, as the pack
-    logs one) for a file elsewhere, which is neither shown nor looked at."""
-    inputs = folders.inputs.resolve()
-    path = Path(os.path.normpath(filename))
-    path = (path if path.is_absolute() else inputs / path).resolve()
-    if inputs not in path.parents:
-        warn(f"{filename!r} is not in the inputs folder: it is not shown")
+    """The editor's image item of a file in an inputs folder; [] (with a warning, as the pack
+    logs one) for a file elsewhere ("x.png [output]" among them), which is neither shown nor
+    looked at."""
+    invalid = f"fileinfo's filename {filename!r} is not a valid file name"
+    if "\x00" in filename:
+        raise NodeInputError("metadata_raw", invalid)
+    plain, folder = split_annotation(filename)
+    try:
+        located = _in_input_dirs(plain) if folder in (None, "input") else None
+        found = located is not None and located[1].is_file()
+    except (OSError, ValueError):  # a name the file system refuses (too long, ...)
+        raise NodeInputError("metadata_raw", invalid) from None
+    if located is None:
+        warn(f"{filename!r} is not in an inputs folder: it is not shown")
         return []
-    if not path.is_file():
-        raise NodeInputError("metadata_raw", f"File not found! ({filename!r} is not in the inputs folder)")
-    relative = path.relative_to(inputs)
+    if not found:
+        raise NodeInputError("metadata_raw", f"File not found! (no {plain!r} in the inputs folders)")
+    base, path = located
+    relative = path.relative_to(base)
     subfolder = relative.parent.as_posix()
     return [{"filename": relative.name, "subfolder": "" if subfolder == "." else subfolder, "type": "input"}]
+
+
+def _in_input_dirs(name: str) -> tuple[Path, Path] | None:
+    """(folder, path) of a name in the inputs folders: a relative name is looked for in each (the
+    user's first; where none holds it, the user's), an absolute path must lie inside one; None
+    for a name that leads outside them."""
+    bases = [Path(base).resolve() for base in folders.input_dirs()]
+    if Path(name).is_absolute():
+        path = Path(os.path.normpath(name)).resolve()
+        return next(((base, path) for base in bases if base in path.parents), None)
+    try:
+        paths = [(base, safe_join(base, name)) for base in bases]
+    except UnsafePathError:
+        return None
+    return next(((base, path) for base, path in paths if path.is_file()), paths[0])
 
 
 # the pack's metadata_extra default, as its INPUT_TYPES writes it (json.dumps, indent 2, "\/" as "/")

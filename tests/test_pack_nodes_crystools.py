@@ -192,7 +192,7 @@ def test_load_image_with_metadata_reads_a_png_as_pillow_does(registry, tmp_folde
         info = picture.info
     assert metadata["prompt"] == json.loads(info["prompt"]) and metadata["workflow"] == {"nodes": []}
     assert metadata["parameters"] == info["parameters"] and metadata["Rating"] == 5 and metadata["Title"] == "not json"
-    assert metadata["fileinfo"] == {"filename": path.resolve().as_posix(), "resolution": "20x12",
+    assert metadata["fileinfo"] == {"filename": "gen.png", "resolution": "20x12",  # relative: no server path
                                     "date": str(datetime.fromtimestamp(os.path.getmtime(path))),
                                     "size": file_size_text(os.path.getsize(path))}
 
@@ -217,10 +217,48 @@ def test_load_image_with_metadata_reads_a_jpegs_exif_and_a_webps_file_info_only(
 
 
 def test_load_image_with_metadata_names_a_missing_or_outside_file(registry, tmp_folders):
+    png_with_chunks(tmp_folders.inputs.parent / "secret.png")  # a real picture just outside the inputs folder
     for name in ("../secret.png", "nothing.png"):
-        error = failure(registry, {"1": {"class_type": "Load image with metadata [Crystools]",
-                                         "inputs": {"image": name}}})
-        assert "image" in json.dumps(error, default=str) and name in json.dumps(error, default=str)
+        result = Executor(registry).run(parse_workflow(
+            {"1": {"class_type": "Load image with metadata [Crystools]", "inputs": {"image": name}}}, registry))
+        assert not result.ok and [p.input for p in result.problems] == ["image"], name  # refused as a choice
+        assert name in result.problems[0].message
+    node = registry.get("CrystoolsLoadImageWithMetadata").__new__(registry.get("CrystoolsLoadImageWithMetadata"))
+    for name in ("../secret.png", "nothing.png"):  # run() itself, past the choice check (a stale list)
+        node.image = name
+        with pytest.raises(NodeInputError) as caught:
+            node.run()
+        assert caught.value.input == "image" and name in str(caught.value)
+        assert str(tmp_folders.inputs) not in str(caught.value)
+
+
+def shown_by(monkeypatch, registry, node_type, **inputs) -> dict:
+    """What a node's run() shows in the editor (its show() call), with its result."""
+    import nodes.pack_nodes_crystools as crystools
+
+    shown = {}
+    monkeypatch.setattr(crystools, "show", lambda **items: shown.update(items))
+    shown["result"] = call(registry, node_type, **inputs)
+    return shown
+
+
+def test_load_image_with_metadata_names_a_bundled_example_by_name_and_previews_it(registry, tmp_folders,
+                                                                                    monkeypatch):
+    from graphflow.folders import BUNDLED
+
+    name = "red-circle-on-blue.png"  # a bundled example input, not in the user's inputs folder
+    assert not (tmp_folders.inputs / name).exists() and (BUNDLED / "inputs" / name).is_file()
+    prompt = {"1": {"class_type": "Load image with metadata [Crystools]", "inputs": {"image": name}},
+              "2": {"class_type": "Preview from metadata [Crystools]", "inputs": {"metadata_raw": ["1", 3]}}}
+    result = run(registry, prompt)
+    assert result.values["1"][3]["fileinfo"]["filename"] == name
+    assert result.outputs["2"]["images"] == [{"filename": name, "subfolder": "", "type": "input"}]
+    assert f"File: {name}\n" in result.outputs["2"]["text"][0]
+    absolute = {"fileinfo": {**result.values["1"][3]["fileinfo"],  # the pack writes the absolute path
+                             "filename": (BUNDLED / "inputs" / name).resolve().as_posix()}}
+    shown = shown_by(monkeypatch, registry, "CrystoolsPreviewFromMetadata", metadata_raw=absolute)
+    assert shown["result"] is absolute
+    assert shown["images"] == [{"filename": name, "subfolder": "", "type": "input"}]
 
 
 def chunks_of(path) -> dict:
@@ -253,7 +291,7 @@ def test_save_image_with_extra_metadata_writes_each_key_as_a_json_text_chunk(reg
     metadata = result.values["2"][0]
     assert metadata["Rating"] == 5 and metadata["Keywords"] == [""] and metadata["prompt"]["1"]["class_type"] == \
         "EmptyImage"
-    assert metadata["fileinfo"]["filename"] == first.resolve().as_posix()
+    assert metadata["fileinfo"]["filename"] == "cry/pic_00001_.png [output]"  # ComfyUI's annotated name
     assert metadata["fileinfo"]["resolution"] == "16x8"
     with Image.open(first) as picture:
         assert np.array_equal(np.asarray(picture.convert("RGB")), np.full((8, 16, 3), 255, dtype=np.uint8))
@@ -282,12 +320,14 @@ def test_preview_from_image_and_from_metadata(registry, tmp_folders):
     metadata = result.values["2"][0]
     assert metadata["prompt"] == json.loads(chunks_of(temp_file)["prompt"])  # the running prompt, read back
     assert metadata["prompt"]["2"]["class_type"] == "Preview from image [Crystools]"
-    assert result.outputs["2"]["text"][0].startswith(f"Source: Image link \nFile: {temp_file.resolve().as_posix()}\n")
+    temp_name = f"crystools/{shown['filename']} [temp]"  # named as ComfyUI annotates a temp file
+    assert result.outputs["2"]["text"][0].startswith(f"Source: Image link \nFile: {temp_name}\n")
+    assert str(tmp_folders.home) not in json.dumps(result.outputs, default=str)  # no server path reaches the editor
     assert result.outputs["3"]["images"] == [{"filename": "in.png", "subfolder": "sub", "type": "input"}]
     assert result.outputs["3"]["text"][0].endswith("Prompt from image:\n" + json.dumps(
         {"9": {"class_type": "X", "inputs": {}}}, indent=2))
     assert result.values["3"][0] == result.values["1"][3]
-    assert result.outputs["4"]["images"] == []  # a temp file: not in the inputs folder, not shown
+    assert result.outputs["4"]["images"] == []  # a temp file: not in an inputs folder, not shown
     assert result.outputs["5"]["text"] == ["Source: Empty"] and result.values["5"][0] == ""
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CrystoolsPreviewFromMetadata", metadata_raw=[1, 2])
@@ -355,17 +395,21 @@ def test_read_json_file_reads_only_inside_the_inputs_folder(registry, tmp_folder
         assert caught.value.input == "path_to_json", path
 
 
-@pytest.mark.parametrize("value", ["12", "3.5", "TRUE", "word", 7, 2.75, True, [1], {"k": 1}])
-def test_json_extractor_converts_as_python_does_and_passes_what_fails_on(registry, value):
+@pytest.mark.parametrize("value,expected", [
+    ("12", ("12", "12", 12, 12.0, False)),
+    ("3.5", ("3.5", "3.5", "3.5", 3.5, False)),  # int("3.5") fails: the value unconverted
+    ("TRUE", ("TRUE", "TRUE", "TRUE", "TRUE", True)),
+    ("word", ("word", "word", "word", "word", False)),
+    (7, (7, "7", 7, 7.0, 7)),  # a number has no lower(): boolean gives it unconverted
+    (2.75, (2.75, "2.75", 2, 2.75, 2.75)),
+    (True, (True, "True", 1, 1.0, True)),
+    ([1], ([1], "[1]", [1], [1], [1])),
+    ({"k": 1}, ({"k": 1}, "{'k': 1}", {"k": 1}, {"k": 1}, {"k": 1})),
+])
+def test_json_extractor_converts_as_python_does_and_passes_what_fails_on(registry, value, expected):
     got = call(registry, "CrystoolsJSONExtractor", json={"v": value}, key="v", default="")
-
-    def converted(convert):
-        try:
-            return convert(value)
-        except (TypeError, ValueError, AttributeError):
-            return value
-
-    assert got == (value, str(value), converted(int), converted(float), converted(lambda v: v.lower() == "true"))
+    assert got == expected
+    assert [type(v) for v in got] == [type(v) for v in expected]  # 1 == True == 1.0: the types tell them apart
 
 
 def test_json_extractor_keys(registry):
@@ -502,6 +546,33 @@ def test_read_json_file_errors_name_no_server_path(registry, tmp_folders):
             call(registry, "CrystoolsReadJSONFile", path_to_json=name)
         assert caught.value.input == "path_to_json"
         assert str(tmp_folders.home) not in str(caught.value) and os.strerror(21) in str(caught.value)  # EISDIR
+
+
+@pytest.mark.parametrize("filename", ["a\u0000.png", "/tmp/a\u0000b.png", "x" * 5000 + ".png"])
+def test_preview_from_metadata_names_an_invalid_file_name(registry, tmp_folders, filename):
+    metadata = {"fileinfo": {"filename": filename, "resolution": "1x1", "date": "", "size": "1 bytes"}}
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CrystoolsPreviewFromMetadata", metadata_raw=metadata)
+    assert caught.value.input == "metadata_raw"
+
+
+def test_preview_from_metadata_shows_only_pictures_in_an_inputs_folder(registry, tmp_folders, monkeypatch):
+    png_with_chunks(tmp_folders.inputs / "in.png")
+    png_with_chunks(tmp_folders.outputs / "in.png")
+    png_with_chunks(tmp_folders.inputs.parent / "out.png")
+
+    def shown(filename):
+        metadata = {"fileinfo": {"filename": filename, "resolution": "1x1", "date": "", "size": "1 bytes"}}
+        return shown_by(monkeypatch, registry, "CrystoolsPreviewFromMetadata", metadata_raw=metadata)["images"]
+
+    item = [{"filename": "in.png", "subfolder": "", "type": "input"}]
+    assert shown("in.png") == item and shown("in.png [input]") == item
+    assert shown((tmp_folders.inputs / "in.png").as_posix()) == item  # the pack's absolute path
+    assert shown("in.png [output]") == []  # another folder's picture: not shown, not looked at
+    assert shown("../out.png") == [] and shown((tmp_folders.inputs.parent / "out.png").as_posix()) == []
+    with pytest.raises(NodeInputError) as caught:
+        shown("gone.png")
+    assert caught.value.input == "metadata_raw" and str(tmp_folders.home) not in str(caught.value)
 
 
 def test_stats_system_reads_graphflows_compute_device_and_memory_figures(registry, monkeypatch):
