@@ -634,7 +634,13 @@ class CrystoolsSaveImageWithExtraMetadata(Node):
     keys of metadata_extra (a JSON object) as PNG text chunks, each as JSON text, as Crystools'
     Save image with extra metadata does; with_workflow off leaves the workflow and prompt out.
     metadata_extra that isn't JSON is written as one chunk "extra" (its text, as JSON); JSON
-    that isn't an object adds nothing. Gives the first file's metadata, read back from it."""
+    that isn't an object adds nothing. Each key must be a PNG keyword (1 to 79 Latin-1
+    characters, printable, no leading, trailing or double spaces). A key "graphflow", and with
+    with_workflow on "prompt" or "workflow", is refused: the pack lets such keys replace the
+    running graph's chunks, which would make the file reopen (in graphflow or ComfyUI) as
+    another graph. Shows the first saved image, as the pack does, and gives the first file's
+    metadata, read back from it (fileinfo's filename "name.png [output]", as ComfyUI annotates
+    an output file, where the pack writes the server's absolute path)."""
     category = MAIN + "/Image"
     output_node = True
     image: IMAGE
@@ -653,6 +659,7 @@ class CrystoolsSaveImageWithExtraMetadata(Node):
                 warn("metadata_extra is not JSON: it is written as one chunk, \"extra\"")
                 parsed = {"extra": str(self.metadata_extra)}
             extra = parsed if isinstance(parsed, dict) else {}
+        _check_chunk_keys(extra, self.with_workflow)
         try:
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
@@ -660,8 +667,36 @@ class CrystoolsSaveImageWithExtraMetadata(Node):
         names = _save_pngs(self.image, folder, stem, _png_chunks(self.with_workflow, extra), compress_level=4)
         subfolder = folder.relative_to(folders.outputs).as_posix()
         subfolder = "" if subfolder == "." else subfolder
-        show(images=[{"filename": name, "subfolder": subfolder, "type": "output"} for name in names])
+        show(images=[{"filename": names[0], "subfolder": subfolder, "type": "output"}])  # the pack shows the first
         return picture_metadata(folder / names[0])[1]
+
+
+def _check_chunk_keys(extra: dict, with_workflow: bool):
+    """Refuse metadata_extra keys that aren't PNG keywords (a NUL would end the keyword early and
+    forge another chunk's name) or that would replace the graph chunks written with the image."""
+    graph_chunks = ("graphflow", "prompt", "workflow") if with_workflow else ("graphflow",)
+    for key in extra:
+        problem = _keyword_problem(key)
+        if problem:
+            raise NodeInputError("metadata_extra", f"key {key!r} {problem}: expected a PNG text keyword of 1 to 79 "
+                                                   "printable Latin-1 characters, without leading, trailing or "
+                                                   "double spaces")
+        if key in graph_chunks:
+            raise NodeInputError("metadata_extra", f"key {key!r} would replace the {key!r} chunk of the running "
+                                                   "graph, so the file would reopen as another graph: use another "
+                                                   "key" + ("" if key == "graphflow" else " or turn with_workflow off"))
+
+
+def _keyword_problem(key: str) -> str:
+    """What breaks the PNG rule for a text chunk's keyword, or "" (the PNG specification, 11.3.4)."""
+    if not 1 <= len(key) <= 79:
+        return f"has {len(key)} characters"
+    bad = [c for c in key if not (32 <= ord(c) <= 126 or 161 <= ord(c) <= 255)]
+    if bad:
+        return f"holds {bad[0]!r}, not a printable Latin-1 character"
+    if key != key.strip(" ") or "  " in key:
+        return "has leading, trailing or double spaces"
+    return ""
 
 
 # -- metadata and JSON --------------------------------------------------------------------------

@@ -279,7 +279,9 @@ def test_save_image_with_extra_metadata_writes_each_key_as_a_json_text_chunk(reg
                     "inputs": {"image": ["1", 0], "filename_prefix": "list", "with_workflow": False,
                                "metadata_extra": "[1, 2]"}}}
     result = run(registry, prompt)
-    assert [i["filename"] for i in result.outputs["2"]["images"]] == ["pic_00001_.png", "pic_00002_.png"]
+    # both saved; the first shown, as the pack's execute shows saved["ui"]["images"][0] only
+    assert (tmp_folders.outputs / "cry" / "pic_00002_.png").is_file()
+    assert result.outputs["2"]["images"] == [{"filename": "pic_00001_.png", "subfolder": "cry", "type": "output"}]
     first = tmp_folders.outputs / "cry" / "pic_00001_.png"
     chunks = chunks_of(first)
     for key, value in json.loads(EXTRA_METADATA_DEFAULT).items():
@@ -500,6 +502,33 @@ def test_comparators_compare_long_lists_as_multisets(registry):
     assert json_diff({"l": old}, {"l": new}) == {"values_changed": {"root['l']": {"new_value": new, "old_value": old}}}
     assert json_diff([1, 1, 2], [1, 2, 2]) != {}  # as many of each, not just the same ones
     assert json_diff([1, 2], [2, 1, 1]) != {}
+
+
+def save_extra(registry, tmp_folders, extra: dict, with_workflow=True, prefix="extra"):
+    return call(registry, "CrystoolsSaveImageWithExtraMetadata", image=torch.zeros(1, 4, 4, 3),
+                filename_prefix=prefix, with_workflow=with_workflow, metadata_extra=json.dumps(extra))
+
+
+@pytest.mark.parametrize("key", ["prompt\u0000x", "ключ", "k" * 80, "", " lead", "trail ", "two  spaces", "tab\t",
+                                 "graphflow"])
+def test_save_image_with_extra_metadata_refuses_keys_png_cant_hold_or_that_forge_a_graph(registry, tmp_folders, key):
+    for with_workflow in (True, False):
+        with pytest.raises(NodeInputError) as caught:
+            save_extra(registry, tmp_folders, {"Title": "t", key: 1}, with_workflow)
+        assert caught.value.input == "metadata_extra" and repr(key) in str(caught.value)
+    assert not list(tmp_folders.outputs.glob("*.png"))  # refused before anything is written
+
+
+def test_save_image_with_extra_metadata_keeps_the_running_graphs_chunks(registry, tmp_folders):
+    for key in ("prompt", "workflow"):
+        with pytest.raises(NodeInputError) as caught:
+            save_extra(registry, tmp_folders, {key: {"1": {}}}, with_workflow=True)
+        assert caught.value.input == "metadata_extra" and "with_workflow" in str(caught.value)
+    # without the workflow there is no graph to replace: written as the pack writes it
+    metadata = save_extra(registry, tmp_folders, {"prompt": {"1": {}}, "k" * 79: "x", "é ü": 2}, with_workflow=False)
+    written = chunks_of(tmp_folders.outputs / "extra_00001_.png")
+    assert written == {"prompt": '{"1": {}}', "k" * 79: '"x"', "é ü": "2"}
+    assert metadata["prompt"] == {"1": {}} and metadata["fileinfo"]["filename"] == "extra_00001_.png [output]"
 
 
 def deep_list(depth: int):
