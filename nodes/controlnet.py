@@ -81,7 +81,9 @@ def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None
         previous = options.get("control")
         key = id(previous)
         if key not in cache:
-            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
+            # a net loaded with a schedule (ComfyUI-Advanced-ControlNet's loaders) applies itself
+            make = getattr(net, "applied", None) or ControlApplied
+            cache[key] = make(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
         out.append((cond, {**options, "control": cache[key], "control_apply_to_uncond": to_uncond}))
     return out
 
