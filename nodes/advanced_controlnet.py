@@ -6,7 +6,7 @@ How the control is scheduled and weighted: graphflow/models/advanced_control.py.
 
 Read from the pack at these stored commits (the newest-looking ones): adv_control/nodes_main.py
 and nodes_deprecated.py and nodes_weight.py 0a0c10b25b9c27488a08222b4878958378643f29,
-control.py (its universal weights) as stored beside them, utils.py (keyframes, masks, weights)
+control.py (its universal weights) 2bde95a468ce5fd3959f646258606ae221fa1e17, utils.py (keyframes, masks, weights)
 95e26b9b7906415a3a51e10ded09d6b17f908f8d, nodes_keyframes.py
 2ed1fff6b99124436c4fc216d2f9f05f60a489d6 and nodes_latent_keyframe.py
 e44bc6c461db2996fc3bb57be313c7bb8b44adb4.
@@ -16,13 +16,14 @@ ACN_ControlNetLoaderAdvanced / ACN_DiffControlNetLoaderAdvanced), ACN_AdvancedCo
 (and _v2, and the one-conditioning ACN_AdvancedControlNetApplySingle and _v2), the weights
 (ScaledSoftControlNetWeights, SoftControlNetWeights, CustomControlNetWeights,
 SoftT2IAdapterWeights, CustomT2IAdapterWeights, ACN_DefaultUniversalWeights, their ACN_ SD1.5
-versions, ACN_ExtrasMiddleMult), the keyframes (TimestepKeyframe, LatentKeyframe,
+versions, ACN_ExtrasMiddleMult, ScaledSoftMaskedUniversalWeights), the keyframes (TimestepKeyframe,
+ACN_TimestepKeyframeInterpolation, ACN_TimestepKeyframeFromStrengthList, LatentKeyframe,
 LatentKeyframeGroup, LatentKeyframeBatchedGroup, LatentKeyframeTiming).
 
 Left out: SparseCtrl, ControlNet++ loaders, ControlLLLite / Anima LLLite, Reference-only, CtrLoRA,
-SVD-ControlNet and LooseControl (other networks, none of which graphflow loads), the masked
-scaled weights (ScaledSoftMaskedUniversalWeights), the Flux / Anima custom weights, the timestep
-keyframe interpolation nodes, the inpainting apply node and the deprecated image-folder loader.
+SVD-ControlNet and LooseControl (other networks, none of which graphflow loads), the Flux / Anima
+custom weights, the inpainting apply node and the deprecated image-folder loader; masks on SD3 /
+FLUX ControlNets (refused: their residuals are token rows).
 The pack's flip_weights inputs are kept for the saves' widget places but, as in the pack's current
 version, do nothing."""
 
@@ -164,6 +165,14 @@ def _advanced_apply(node, sides, to_uncond: bool):
                                              "connect the model's VAE")
     _check_weights(net, keyframes, node.weights_override, "timestep_kf")
     mask = _strength_mask(node.mask_optional)
+    if needs_vae:  # their residuals are token rows, which the pack reshapes for FLUX only
+        for name, given in (("mask_optional", mask is not None),
+                            ("timestep_kf", any(f.mask is not None or getattr(f.weights, "mask", None) is not None
+                                                for f in getattr(keyframes, "frames", ()))),
+                            ("weights_override", getattr(node.weights_override, "mask", None) is not None)):
+            if given:
+                raise NodeInputError(name, "masks scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters here, not "
+                                           "this SD3 / FLUX ControlNet")
     cache, out = {}, []
     for conditioning in sides:
         if conditioning is None:
@@ -331,6 +340,39 @@ class ScaledSoftControlNetWeightsV2(Node):
         from graphflow.models.advanced_control import UNIVERSAL
 
         return _weights(UNIVERSAL, self.uncond_multiplier, self.cn_extras, base_multiplier=self.base_multiplier)
+
+
+class ScaledSoftMaskedUniversalWeights(Node):
+    """Scaled soft weights per pixel, as the pack's Scaled Soft Masked Weights: the mask is
+    stretched to run from min_base_multiplier (its lowest value) to max_base_multiplier (its
+    highest; a flat mask is max_base_multiplier everywhere), resized to each residual and raised to
+    the power Scaled Soft Weights raise base_multiplier to there (n - k for residual k of n; the
+    middle one unweighted). uncond_multiplier multiplies the control on the negative prompt's rows."""
+    category = CATEGORY + "/weights"
+    mask: MASK
+    min_base_multiplier: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    max_base_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    cn_extras: CN_WEIGHTS_EXTRAS = None
+    outputs = WEIGHT_OUTPUTS
+    comfy = ComfyAlias(("ScaledSoftMaskedUniversalWeights",))
+
+    def run(self):
+        import torch
+
+        from graphflow.models.advanced_control import UNIVERSAL
+
+        mask = self.mask
+        if getattr(mask, "ndim", 0) not in (2, 3):
+            raise NodeInputError("mask", f"expected a MASK [B, H, W] or [H, W], got shape "
+                                         f"{tuple(getattr(mask, 'shape', ()))}")
+        low, high = mask.min(), mask.max()
+        if low == high:
+            scaled = torch.ones_like(mask) * self.max_base_multiplier
+        else:  # the pack's linear_conversion
+            scaled = (mask - low) / (high - low) * (self.max_base_multiplier - self.min_base_multiplier) \
+                + self.min_base_multiplier
+        return _weights(UNIVERSAL, self.uncond_multiplier, self.cn_extras, mask=scaled)
 
 
 class DefaultControlNetWeights(Node):
@@ -601,6 +643,100 @@ class TimestepKeyframe(Node):
         return (self.prev_timestep_kf or TimestepKeyframes()).added(keyframe)
 
 
+def _curve(start: float, end: float, count: int, interpolation: str) -> list[float]:
+    """The pack's StrengthInterpolation.get_weights: count values from start to end along the
+    curve, over t = torch.linspace(0, 1, count) in float32 (numpy's float32 for the eased ones)."""
+    import numpy as np
+    import torch
+
+    if interpolation == "linear":
+        return torch.linspace(start, end, count).tolist()
+    t = torch.linspace(0, 1, count).numpy()
+    shape = {"ease-in": np.power(t, 2), "ease-out": 1 - np.power(1 - t, 2),
+             "ease-in-out": (1 - np.cos(t * np.float32(np.pi))) / 2}[interpolation]
+    return ((end - start) * shape + start).astype(np.float32).tolist()
+
+
+def _keyframe_series(node, percents, strengths):
+    """Keyframes at these percents with these strengths, the first guaranteed one step, added to
+    prev_timestep_kf (the pack's interpolation nodes)."""
+    from graphflow.models.advanced_control import TimestepKeyframe as Keyframe
+    from graphflow.models.advanced_control import TimestepKeyframes
+
+    group, mask = node.prev_timestep_kf or TimestepKeyframes(), _keyframe_mask(node.mask_optional)
+    for k, (percent, strength) in enumerate(zip(percents, strengths)):
+        group = group.added(Keyframe(float(percent), float(strength), node.cn_weights, node.latent_keyframe,
+                                     node.null_latent_kf_strength, node.inherit_missing, 1 if k == 0 else 0, mask))
+    return group
+
+
+class TimestepKeyframeInterpolation(Node):
+    """`intervals` keyframes evenly spaced from start_percent to end_percent, their strengths going
+    from strength_start to strength_end (linear, ease-in t², ease-out 1 - (1 - t)², ease-in-out
+    (1 - cos πt) / 2), each with the same weights, latent keyframes and mask, as the pack's
+    Timestep Keyframe Interpolation: the first is used for at least one step, the others may be
+    skipped by a later one that has started too."""
+    category = CATEGORY + "/keyframes"
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    strength_start: float = Float(1.0, min=0.0, max=10.0, step=0.001)
+    strength_end: float = Float(1.0, min=0.0, max=10.0, step=0.001)
+    interpolation: str = Choice(INTERPOLATIONS, "linear")
+    intervals: int = Int(50, min=2, max=100)
+    prev_timestep_kf: TIMESTEP_KEYFRAME = None
+    cn_weights: CONTROL_NET_WEIGHTS = None
+    latent_keyframe: LATENT_KEYFRAME = None
+    null_latent_kf_strength: float = Float(0.0, min=0.0, max=10.0, step=0.001)
+    inherit_missing: bool = Bool(True)
+    mask_optional: MASK = None
+    print_keyframes: bool = Bool(False)
+    outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
+    comfy = ComfyAlias(("ACN_TimestepKeyframeInterpolation",))
+
+    def run(self):
+        percents = _curve(self.start_percent, self.end_percent, self.intervals, "linear")
+        strengths = _curve(self.strength_start, self.strength_end, self.intervals, self.interpolation)
+        return _keyframe_series(self, percents, strengths)
+
+
+class TimestepKeyframeFromStrengthList(Node):
+    """One keyframe per strength of a list, evenly spaced from start_percent to end_percent, each
+    with the same weights, latent keyframes and mask, as the pack's Timestep Keyframe From List
+    (a single number makes one keyframe): the first is used for at least one step."""
+    category = CATEGORY + "/keyframes"
+    float_strengths: FLOAT
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    prev_timestep_kf: TIMESTEP_KEYFRAME = None
+    cn_weights: CONTROL_NET_WEIGHTS = None
+    latent_keyframe: LATENT_KEYFRAME = None
+    null_latent_kf_strength: float = Float(0.0, min=0.0, max=10.0, step=0.001)
+    inherit_missing: bool = Bool(True)
+    mask_optional: MASK = None
+    print_keyframes: bool = Bool(False)
+    outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
+    comfy = ComfyAlias(("ACN_TimestepKeyframeFromStrengthList",))
+
+    def run(self):
+        strengths = _float_list(self.float_strengths, "float_strengths")
+        strengths = [float(self.float_strengths)] if strengths is None else strengths
+        percents = _curve(self.start_percent, self.end_percent, len(strengths), "linear") if strengths else []
+        return _keyframe_series(self, percents, strengths)
+
+
+def _float_list(values, name: str) -> list[float] | None:
+    """A list of numbers (None for a single number)."""
+    if isinstance(values, (int, float)):
+        return None
+    if isinstance(values, (list, tuple)) or hasattr(values, "tolist"):
+        values = values.tolist() if hasattr(values, "tolist") else values
+        try:
+            return [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise NodeInputError(name, "expected a list of numbers") from None
+    raise NodeInputError(name, f"expected a number or a list of numbers, got {type(values).__name__}")
+
+
 def _keyframe_mask(mask):
     if mask is None:
         return None
@@ -719,18 +855,8 @@ class LatentKeyframeBatchedGroup(Node):
     comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), inputs=_LATENT_OLD)
 
     def run(self):
-        values = self.float_strengths
-        if isinstance(values, (int, float)):
-            frames = []
-        elif isinstance(values, (list, tuple)) or hasattr(values, "tolist"):
-            values = values.tolist() if hasattr(values, "tolist") else values
-            try:
-                frames = [(i, float(s)) for i, s in enumerate(values)]
-            except (TypeError, ValueError):
-                raise NodeInputError("float_strengths", "expected a list of numbers") from None
-        else:
-            raise NodeInputError("float_strengths", f"expected a list of numbers, got {type(values).__name__}")
-        return _latent_frames(self.prev_latent_kf, frames)
+        strengths = _float_list(self.float_strengths, "float_strengths") or []
+        return _latent_frames(self.prev_latent_kf, list(enumerate(strengths)))
 
 
 class LatentKeyframeTiming(Node):

@@ -438,3 +438,55 @@ def test_ui_save_with_the_packs_widgets_runs_and_round_trips(builtin_registry, m
     api = export_api(workflow, builtin_registry)
     assert api["6"]["class_type"] == "SoftControlNetWeights" and api["4"]["class_type"] == "ControlNetLoaderAdvanced"
     assert parse_workflow(api, builtin_registry).to_json()["nodes"] == workflow.to_json()["nodes"]
+
+
+def test_scaled_soft_masked_weights_raise_the_mask_per_residual(builtin_registry, setup):
+    plain, _ = first(core(builtin_registry, setup)[1])
+    mask = torch.rand(1, 24, 40, generator=torch.Generator().manual_seed(2))
+    weights, _ = call(builtin_registry, "ScaledSoftMaskedUniversalWeights", mask=mask, min_base_multiplier=0.25,
+                      max_base_multiplier=0.9)
+    control, _ = first(acn(builtin_registry, setup, weights_override=weights)[1])
+    # the pack's linear_conversion to [min, max], resized to each residual, to the power n - k
+    scaled = (mask - mask.min()) / (mask.max() - mask.min()) * (0.9 - 0.25) + 0.25
+    n = len(plain["output"])
+    for k, (r, p) in enumerate(zip(control["output"], plain["output"])):
+        resized = F.interpolate(scaled[:, None], size=p.shape[2:], mode="bilinear")
+        torch.testing.assert_close(r, p * resized ** float(n - k), rtol=2e-3, atol=1e-5)
+    torch.testing.assert_close(control["middle"][0], plain["middle"][0], rtol=2e-3, atol=1e-5)  # power 0
+    flat, _ = call(builtin_registry, "ScaledSoftMaskedUniversalWeights", mask=torch.ones(8, 8), min_base_multiplier=0.1,
+                   max_base_multiplier=0.6)
+    assert torch.equal(flat.mask, torch.full((8, 8), 0.6))
+
+
+def test_timestep_keyframe_series_nodes(builtin_registry):
+    group = call(builtin_registry, "TimestepKeyframeInterpolation", start_percent=0.2, end_percent=0.6,
+                 strength_start=1.0, strength_end=0.2, interpolation="ease-in-out", intervals=5)
+    frames = group.frames[1:]  # after the group's own first keyframe
+    percents = torch.linspace(0.2, 0.6, 5)
+    t = torch.linspace(0, 1, 5).numpy()
+    strengths = (0.2 - 1.0) * ((1 - np.cos(t * np.pi)) / 2) + 1.0  # the pack's curve, in numpy's float32
+    assert [f.start_percent for f in frames] == percents.tolist()
+    np.testing.assert_allclose([f.strength for f in frames], strengths, rtol=1e-6)
+    assert [f.guarantee_steps for f in frames] == [1, 0, 0, 0, 0]
+    listed = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.9, 0.5, 0.1],
+                  start_percent=0.0, end_percent=0.5)
+    assert [(f.start_percent, f.strength) for f in listed.frames[1:]] == [(0.0, 0.9), (0.25, 0.5), (0.5, 0.1)]
+    one = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=0.4, start_percent=0.3,
+               end_percent=0.5)
+    assert [(f.start_percent, f.strength) for f in one.frames[1:]] == [(pytest.approx(0.3), 0.4)]
+
+
+def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup):
+    class TokenNet:  # stands for an SD3 / FLUX ControlNet: its hint is read through a VAE
+        needs_vae = True
+
+    _, _, positive, negative, image = setup
+    with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+        call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
+             control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
+             vae_optional=object(), mask_optional=torch.ones(8, 8))
+    assert info.value.input == "mask_optional"
+    with pytest.raises(NodeInputError, match="connect the model's VAE") as info:
+        call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
+             control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+    assert info.value.input == "vae_optional"

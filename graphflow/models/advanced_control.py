@@ -58,6 +58,9 @@ class ControlWeights:
     base_multiplier: float = 1.0
     uncond_multiplier: float = 1.0
     middle_mult: float = 1.0  # ACN_ExtrasMiddleMult's: the middle residual's universal weight
+    # ScaledSoftMaskedUniversalWeights': a [B, H, W] mask, raised per residual to the power the
+    # universal weights raise base_multiplier to
+    mask: torch.Tensor | None = field(default=None, compare=False)
 
     def weight(self, key: str, index: int, length: int, net_kind: str) -> float:
         """The weight of place `index` (our block order) of a list of `length` places (ComfyUI's
@@ -84,13 +87,23 @@ def t2i_places(four: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(w for w in four for _ in range(3))
 
 
+def universal_power(key: str, index: int, length: int, net_kind: str) -> int:
+    """The power universal weights raise base_multiplier (or the weight mask) to at this place:
+    0 in the middle; a ControlNet's residual k of n: n - k; a T2I-Adapter's: 7, 2, 1 or 0 by the
+    pack's fixed 12-place list."""
+    if key == "middle":
+        return 0
+    if net_kind == T2IADAPTER:
+        places = t2i_places((7, 2, 1, 0))
+        at = len(places) - length + index
+        return places[at] if 0 <= at < len(places) else 0
+    return length - index
+
+
 def _universal(key: str, index: int, length: int, base: float, net_kind: str) -> float:
     if net_kind == CONTROLLORA:  # the pack puts a Control-LoRA's scaled weights on a list it does not give
         return 1.0
-    if net_kind == T2IADAPTER:
-        places = t2i_places((base ** 7, base ** 2, base ** 1, base ** 0))
-        return _at(places, len(places) - length + index)
-    return base ** float(length - index)
+    return base ** float(universal_power(key, index, length, net_kind))
 
 
 @dataclass(frozen=True)
@@ -219,10 +232,18 @@ class AdvancedControl(ControlApplied):
         out = {}
         for key, places in mine.items():
             out[key] = [None if r is None else
-                        self._scaled(r, x, run, weights, rows, chunks) * (self.strength * weights.weight(
-                            key, k, lengths[key], self.kind))
+                        self._scaled(r, x, run, weights, rows, chunks) * self._weight(weights, key, k, lengths[key], r,
+                                                                                      chunks)
                         for k, r in enumerate(places)]
         return out
+
+    def _weight(self, weights, key, index, length, r, chunks):
+        """strength x the place's weight: a number, or the weight mask (resized to the residual)
+        raised to the place's power."""
+        if weights.kind == UNIVERSAL and weights.mask is not None:
+            power = float(universal_power(key, index, length, self.kind))
+            return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks), power)
+        return self.strength * weights.weight(key, index, length, self.kind)
 
     def _scaled(self, r, x, run, weights, rows, chunks):
         keyframe = run.keyframe
@@ -313,13 +334,15 @@ def _chunks() -> int:
     return batch_chunks()
 
 
-def _residual_mask(mask: torch.Tensor, x: torch.Tensor, r: torch.Tensor, chunks: int) -> torch.Tensor:
-    """The pack's rule: the mask [B, H, W] resized (bilinear) to the image's pixel size, cut or
-    extended (last one repeated) to the latents of one conditioning entry, repeated per entry,
-    then resized (bilinear) to the residual's size."""
+def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, chunks: int) -> torch.Tensor:
+    """The pack's rule: the mask [B, H, W] resized (bilinear) to the image's pixel size (x's
+    latent size x 8; a weight mask, x None, skips this), cut or extended (last one repeated) to
+    the latents of one conditioning entry, repeated per entry, then resized (bilinear) to the
+    residual's size."""
     m = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-    m = F.interpolate(m, size=(x.shape[2] * 8, x.shape[3] * 8), mode="bilinear")
-    latent_count = x.shape[0] // chunks
+    if x is not None:
+        m = F.interpolate(m, size=(x.shape[2] * 8, x.shape[3] * 8), mode="bilinear")
+    latent_count = r.shape[0] // chunks
     if m.shape[0] > latent_count:
         m = m[:latent_count]
     elif m.shape[0] < latent_count:
