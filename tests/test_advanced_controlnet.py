@@ -287,6 +287,13 @@ def test_timestep_keyframes_follow_the_packs_schedule(builtin_registry):
             else:
                 assert got["output"][0].flatten().tolist() == pytest.approx([0.5 * frame["strength"]] * 4)
                 assert got["middle"][0].item() == pytest.approx(0.5 * frame["strength"])
+    # a run that starts lower (a second pass) starts the schedule again when the pipeline says so
+    control.start_run()
+    for sigma, frame in zip([6.0, 5.0, 4.0], _pack_schedule(frames, [6.0, 5.0, 4.0])):
+        got = control.residuals(torch.zeros(1, 4, 2, 2), torch.tensor([sigma]), None, None, None, LinearSchedule())
+        assert got["middle"][0].item() == pytest.approx(0.5 * frame["strength"])
+    # the 0.3 keyframe is taken again for its two guaranteed steps, though the 0.4 one starts at sigma 6
+    assert [f["strength"] for f in _pack_schedule(frames, [6.0, 5.0, 4.0])] == [0.5, 0.5, 0.125]
 
 
 def test_keyframe_weights_inherit_or_reset(builtin_registry):

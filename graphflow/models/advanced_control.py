@@ -24,13 +24,12 @@ Rules as the pack's AdvancedControlBase applies them (adv_control/utils.py and c
   turn (stopping after one with guarantee_steps > 0); a keyframe without weights / latent keyframes
   / mask keeps the previous one's when inherit_missing, else goes back to none. The apply node's
   weights_override and latent_kf_override replace the keyframes' whenever the keyframe changes.
-  A sigma above the last one seen starts a new sampling run (the schedule starts again).
+  Each sampling run starts the schedule again (and so does a sigma above the last one seen, for
+  a control called outside the sampling pipeline).
 
-Not as the pack: a second sampling run that starts at exactly the sigma the first ended on
-carries on the first run's schedule (the pack starts it again); latent keyframes and masks count
-the latents of the whole batch, not of a context window (the pack maps them onto AnimateDiff's
-windows). As the pack, scaled soft weights leave a Control-LoRA's residuals as they are (it puts
-them on a list Control-LoRAs do not give).
+Not as the pack: latent keyframes and masks count the latents of the whole batch, not of a
+context window (the pack maps them onto AnimateDiff's windows). As the pack, scaled soft weights
+leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give).
 """
 
 from __future__ import annotations
@@ -212,6 +211,10 @@ class AdvancedControl(ControlApplied):
         self.weights_override, self.latent_override = weights_override, latent_override
         self.kind = net_kind(self.net)
         self._run = None  # this sampling run's schedule state (_Schedule)
+
+    def start_run(self) -> None:
+        """A sampling run starts (graphflow.sampling.pipeline): the schedule starts again."""
+        self._run = None
 
     def own_residuals(self, x, sigma, timesteps, context, y, schedule, unet_config=None, **extra) -> dict | None:
         run = self._step(sigma, schedule)
