@@ -29,8 +29,8 @@ version, do nothing."""
 
 from __future__ import annotations
 
-from graphflow.api import (CONDITIONING, FLOAT, IMAGE, LATENT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Float, Int,
-                           Node, NodeInputError, Text, folders, socket_type)
+from graphflow.api import (CONDITIONING, FLOAT, IMAGE, LATENT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate,
+                           Float, Int, Node, NodeInputError, Text, folders, socket_type)
 from nodes.controlnet import CONTROL_NET, _hint_image, _load
 
 COMFY_PACK = "ComfyUI-Advanced-ControlNet"  # the custom node pack this module's ComfyUI classes come from
@@ -780,8 +780,9 @@ class LatentKeyframeGroup(Node):
     ("3"), ranges ("2:6", end excluded) each with an optional "=strength" (1 without). With a
     latent connected, its batch size bounds the indices, a negative one counts from the end and
     ranges are Python slices of the batch; without, negative indices are refused and ranges are
-    taken as written. prev_latent_kf's keyframes win over these for the same index. (The pack's
-    node names its latent argument otherwise and so fails when one is connected; here it counts.)"""
+    taken as written (at most 100000 keyframes a range). prev_latent_kf's keyframes win over these
+    for the same index. (The pack's node names its latent argument otherwise and so fails when one
+    is connected; here it counts.)"""
     category = CATEGORY + "/keyframes"
     index_strengths: str = Text("", multiline=True)
     prev_latent_kf: LATENT_KEYFRAME = None
@@ -795,7 +796,8 @@ class LatentKeyframeGroup(Node):
         return _latent_frames(self.prev_latent_kf, _parse_index_strengths(self.index_strengths, count))
 
 
-MAX_RANGE = 1_000_000  # a range without a latent is spelled out keyframe by keyframe
+MAX_RANGE = 100_000  # keyframes one range may spell out (each is kept: ~100 bytes apiece)
+KEYFRAME_BYTES = 100
 
 
 def _parse_index_strengths(text: str, count: int) -> list[tuple[int, float]]:
@@ -863,7 +865,7 @@ class LatentKeyframeTiming(Node):
     """Latent keyframes from batch_index_from up to (not including) batch_index_to_excl, their
     strengths going from strength_from to strength_to (the pack's Latent Keyframe Interpolation):
     linear, ease-in (t²), ease-out (1 - (1 - t)²) or ease-in-out ((1 - cos πt) / 2) over t evenly
-    spaced in 0..1. prev_latent_kf's keyframes win for the same index."""
+    spaced in 0..1 (at most 100000 keyframes). prev_latent_kf's keyframes win for the same index."""
     category = CATEGORY + "/keyframes"
     batch_index_from: int = Int(0, min=-BIG, max=BIG)
     batch_index_to_excl: int = Int(0, min=-BIG, max=BIG)
@@ -874,6 +876,12 @@ class LatentKeyframeTiming(Node):
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
     comfy = ComfyAlias(("LatentKeyframeTiming",), inputs=_LATENT_OLD)
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        start, end = widgets.get("batch_index_from"), widgets.get("batch_index_to_excl")
+        count = end - start if isinstance(start, int) and isinstance(end, int) else 0
+        return Estimate(None, memory=max(0, count) * KEYFRAME_BYTES)
 
     def run(self):
         import numpy as np

@@ -497,3 +497,15 @@ def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup):
         call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
              control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
     assert info.value.input == "vae_optional"
+
+
+def test_huge_keyframe_ranges_are_refused(builtin_registry):
+    from nodes.advanced_controlnet import LatentKeyframeTiming, _parse_index_strengths
+
+    with pytest.raises(NodeInputError, match="at most 100000") as info:
+        _parse_index_strengths("0:200000", -1)
+    assert info.value.input == "index_strengths"
+    with pytest.raises(NodeInputError, match="at most 100000"):
+        call(builtin_registry, "LatentKeyframeTiming", batch_index_from=0, batch_index_to_excl=10 ** 9,
+             strength_from=1.0, strength_to=1.0, interpolation="linear")
+    assert LatentKeyframeTiming.estimate({"batch_index_from": 0, "batch_index_to_excl": 10 ** 9}, {}).memory >= 10 ** 11
