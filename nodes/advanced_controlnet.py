@@ -44,6 +44,12 @@ CATEGORY = "Adv-ControlNet 🛂🅐🅒🅝"
 BIG = 2 ** 53 - 1  # the pack's BIGMIN / BIGMAX for batch indices and step counts
 INTERPOLATIONS = ("linear", "ease-in", "ease-out", "ease-in-out")
 WEIGHT_OUTPUTS = {"CN_WEIGHTS": CONTROL_NET_WEIGHTS, "TK_SHORTCUT": TIMESTEP_KEYFRAME}
+# the pack's optional inputs, listed so to ComfyUI clients
+TK_OPT = ("tk_optional",)
+APPLY_OPT = ("mask_optional", "timestep_kf", "latent_kf_override", "weights_override")
+WEIGHTS_OPT = ("uncond_multiplier", "cn_extras")
+SERIES_OPT = ("prev_timestep_kf", "cn_weights", "latent_keyframe", "null_latent_kf_strength", "inherit_missing",
+              "mask_optional", "print_keyframes")
 
 
 def _same(*names: str) -> dict:
@@ -71,7 +77,7 @@ class LoadControlNetAdvanced(Node):
     tk_optional: TIMESTEP_KEYFRAME = None
     outputs = {"CONTROL_NET": CONTROL_NET}
     comfy = ComfyAlias(("ControlNetLoaderAdvanced",),
-                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")})
+                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")}, optional=TK_OPT)
 
     @classmethod
     def fingerprint(cls, control_net_name, **links):
@@ -84,7 +90,8 @@ class LoadControlNetAdvanced(Node):
 class LoadControlNetAdvancedV2(LoadControlNetAdvanced):
     """Load a ControlNet or T2I-Adapter with an optional timestep keyframe, as the pack's newer
     Load Advanced ControlNet Model does (see ControlNetLoaderAdvanced)."""
-    comfy = ComfyAlias(("ACN_ControlNetLoaderAdvanced",), inputs={"cnet": "control_net_name", "_tk_opt": "tk_optional"})
+    comfy = ComfyAlias(("ACN_ControlNetLoaderAdvanced",), inputs={"cnet": "control_net_name", "_tk_opt": "tk_optional"},
+                       optional=TK_OPT)
 
 
 class LoadDiffControlNetAdvanced(Node):
@@ -97,7 +104,7 @@ class LoadDiffControlNetAdvanced(Node):
     tk_optional: TIMESTEP_KEYFRAME = None
     outputs = {"CONTROL_NET": CONTROL_NET}
     comfy = ComfyAlias(("DiffControlNetLoaderAdvanced",),
-                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")})
+                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")}, optional=TK_OPT)
 
     @classmethod
     def fingerprint(cls, model, control_net_name, **links):
@@ -113,7 +120,7 @@ class LoadDiffControlNetAdvancedV2(LoadDiffControlNetAdvanced):
     """Load a "difference" ControlNet with an optional timestep keyframe, as the pack's newer
     Load Advanced ControlNet Model (diff) does."""
     comfy = ComfyAlias(("ACN_DiffControlNetLoaderAdvanced",),
-                       inputs={"cnet": "control_net_name", "_tk_opt": "tk_optional"})
+                       inputs={"cnet": "control_net_name", "_tk_opt": "tk_optional"}, optional=TK_OPT)
 
 
 # -- apply ------------------------------------------------------------------------------------------
@@ -218,7 +225,7 @@ class AdvancedControlNetApply(Node):
     model_optional: MODEL = None
     vae_optional: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "model_opt": MODEL}
-    comfy = ComfyAlias(("ACN_AdvancedControlNetApply",))
+    comfy = ComfyAlias(("ACN_AdvancedControlNetApply",), optional=APPLY_OPT + ("model_optional", "vae_optional"))
 
     def run(self):
         return (*_advanced_apply(self, (self.positive, self.negative), to_uncond=False), self.model_optional)
@@ -240,7 +247,7 @@ class AdvancedControlNetApplyV2(Node):
     weights_override: CONTROL_NET_WEIGHTS = None
     vae_optional: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
-    comfy = ComfyAlias(("ACN_AdvancedControlNetApply_v2",))
+    comfy = ComfyAlias(("ACN_AdvancedControlNetApply_v2",), optional=APPLY_OPT + ("vae_optional",))
 
     def run(self):
         return _advanced_apply(self, (self.positive, self.negative), to_uncond=False)
@@ -264,7 +271,7 @@ class AdvancedControlNetApplySingle(Node):
     model_optional: MODEL = None
     vae_optional: VAE = None
     outputs = {"CONDITIONING": CONDITIONING, "model_opt": MODEL}
-    comfy = ComfyAlias(("ACN_AdvancedControlNetApplySingle",))
+    comfy = ComfyAlias(("ACN_AdvancedControlNetApplySingle",), optional=APPLY_OPT + ("model_optional", "vae_optional"))
 
     def run(self):
         return _advanced_apply(self, (self.conditioning,), to_uncond=True)[0], self.model_optional
@@ -287,7 +294,7 @@ class AdvancedControlNetApplySingleV2(Node):
     weights_override: CONTROL_NET_WEIGHTS = None
     vae_optional: VAE = None
     outputs = {"CONDITIONING": CONDITIONING, "model_opt": MODEL}
-    comfy = ComfyAlias(("ACN_AdvancedControlNetApplySingle_v2",))
+    comfy = ComfyAlias(("ACN_AdvancedControlNetApplySingle_v2",), optional=APPLY_OPT + ("vae_optional",))
 
     def run(self):
         return _advanced_apply(self, (self.conditioning,), to_uncond=True)[0], None
@@ -319,7 +326,7 @@ class ScaledSoftControlNetWeights(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ScaledSoftControlNetWeights",))
+    comfy = ComfyAlias(("ScaledSoftControlNetWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         from graphflow.models.advanced_control import UNIVERSAL
@@ -334,7 +341,7 @@ class ScaledSoftControlNetWeightsV2(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ACN_ScaledSoftControlNetWeights",))
+    comfy = ComfyAlias(("ACN_ScaledSoftControlNetWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         from graphflow.models.advanced_control import UNIVERSAL
@@ -355,7 +362,7 @@ class ScaledSoftMaskedUniversalWeights(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ScaledSoftMaskedUniversalWeights",))
+    comfy = ComfyAlias(("ScaledSoftMaskedUniversalWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         import torch
@@ -381,7 +388,7 @@ class DefaultControlNetWeights(Node):
     category = CATEGORY + "/weights"
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ACN_DefaultUniversalWeights",))
+    comfy = ComfyAlias(("ACN_DefaultUniversalWeights",), optional=("cn_extras",))
 
     def run(self):
         from graphflow.models.advanced_control import DEFAULT
@@ -395,7 +402,7 @@ class ExtrasMiddleMult(Node):
     middle_mult: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = {"cn_extras": CN_WEIGHTS_EXTRAS}
-    comfy = ComfyAlias(("ACN_ExtrasMiddleMult",))
+    comfy = ComfyAlias(("ACN_ExtrasMiddleMult",), optional=("cn_extras",))
 
     def run(self):
         return {**(self.cn_extras or {}), "middle_mult": self.middle_mult}
@@ -442,7 +449,7 @@ class SoftControlNetWeights(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("SoftControlNetWeights",))
+    comfy = ComfyAlias(("SoftControlNetWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _controlnet_weights(self, _WEIGHT_NAMES)
@@ -469,7 +476,7 @@ class CustomControlNetWeights(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("CustomControlNetWeights",))
+    comfy = ComfyAlias(("CustomControlNetWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _controlnet_weights(self, _WEIGHT_NAMES)
@@ -494,7 +501,7 @@ class SoftControlNetWeightsSD15(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ACN_SoftControlNetWeightsSD15",))
+    comfy = ComfyAlias(("ACN_SoftControlNetWeightsSD15",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _controlnet_weights(self, _SD15_NAMES)
@@ -519,7 +526,7 @@ class CustomControlNetWeightsSD15(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ACN_CustomControlNetWeightsSD15",))
+    comfy = ComfyAlias(("ACN_CustomControlNetWeightsSD15",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _controlnet_weights(self, _SD15_NAMES)
@@ -549,7 +556,7 @@ class SoftT2IAdapterWeights(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("SoftT2IAdapterWeights",))
+    comfy = ComfyAlias(("SoftT2IAdapterWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _t2i_weights(self, _WEIGHT_NAMES[:4])
@@ -567,7 +574,7 @@ class CustomT2IAdapterWeights(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("CustomT2IAdapterWeights",))
+    comfy = ComfyAlias(("CustomT2IAdapterWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _t2i_weights(self, _WEIGHT_NAMES[:4])
@@ -584,7 +591,7 @@ class SoftT2IAdapterWeightsV2(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ACN_SoftT2IAdapterWeights",))
+    comfy = ComfyAlias(("ACN_SoftT2IAdapterWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _t2i_weights(self, ("input_0", "input_1", "input_2", "input_3"))
@@ -600,7 +607,7 @@ class CustomT2IAdapterWeightsV2(Node):
     uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     cn_extras: CN_WEIGHTS_EXTRAS = None
     outputs = WEIGHT_OUTPUTS
-    comfy = ComfyAlias(("ACN_CustomT2IAdapterWeights",))
+    comfy = ComfyAlias(("ACN_CustomT2IAdapterWeights",), optional=WEIGHTS_OPT)
 
     def run(self):
         return _t2i_weights(self, ("input_0", "input_1", "input_2", "input_3"))
@@ -631,7 +638,9 @@ class TimestepKeyframe(Node):
     outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
     comfy = ComfyAlias(("TimestepKeyframe",), inputs={
         "prev_timestep_keyframe": "prev_timestep_kf", "control_net_weights": "cn_weights",
-        **_same("prev_timestep_kf", "cn_weights")})
+        **_same("prev_timestep_kf", "cn_weights")}, optional=(
+        "prev_timestep_kf", "strength", "cn_weights", "latent_keyframe", "null_latent_kf_strength", "inherit_missing",
+        "guarantee_steps", "mask_optional"))
 
     def run(self):
         from graphflow.models.advanced_control import TimestepKeyframe as Keyframe
@@ -691,7 +700,7 @@ class TimestepKeyframeInterpolation(Node):
     mask_optional: MASK = None
     print_keyframes: bool = Bool(False)
     outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
-    comfy = ComfyAlias(("ACN_TimestepKeyframeInterpolation",))
+    comfy = ComfyAlias(("ACN_TimestepKeyframeInterpolation",), optional=SERIES_OPT)
 
     def run(self):
         percents = _curve(self.start_percent, self.end_percent, self.intervals, "linear")
@@ -715,7 +724,7 @@ class TimestepKeyframeFromStrengthList(Node):
     mask_optional: MASK = None
     print_keyframes: bool = Bool(False)
     outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
-    comfy = ComfyAlias(("ACN_TimestepKeyframeFromStrengthList",))
+    comfy = ComfyAlias(("ACN_TimestepKeyframeFromStrengthList",), optional=SERIES_OPT)
 
     def run(self):
         strengths = _float_list(self.float_strengths, "float_strengths")
@@ -767,7 +776,7 @@ class LatentKeyframe(Node):
     strength: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     prev_latent_kf: LATENT_KEYFRAME = None
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframe",), inputs=_LATENT_OLD)
+    comfy = ComfyAlias(("LatentKeyframe",), inputs=_LATENT_OLD, optional=("prev_latent_kf",))
 
     def run(self):
         from graphflow.models.advanced_control import LatentKeyframes
@@ -789,7 +798,8 @@ class LatentKeyframeGroup(Node):
     latent_optional: LATENT = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeGroup",), inputs=_LATENT_OLD)
+    comfy = ComfyAlias(("LatentKeyframeGroup",), inputs=_LATENT_OLD,
+                       optional=("prev_latent_kf", "latent_optional", "print_keyframes"))
 
     def run(self):
         count = -1 if self.latent_optional is None else int(self.latent_optional["samples"].shape[0])
@@ -854,7 +864,8 @@ class LatentKeyframeBatchedGroup(Node):
     prev_latent_kf: LATENT_KEYFRAME = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), inputs=_LATENT_OLD)
+    comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), inputs=_LATENT_OLD,
+                       optional=("prev_latent_kf", "print_keyframes"))
 
     def run(self):
         strengths = _float_list(self.float_strengths, "float_strengths") or []
@@ -875,7 +886,7 @@ class LatentKeyframeTiming(Node):
     prev_latent_kf: LATENT_KEYFRAME = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeTiming",), inputs=_LATENT_OLD)
+    comfy = ComfyAlias(("LatentKeyframeTiming",), inputs=_LATENT_OLD, optional=("prev_latent_kf", "print_keyframes"))
 
     @classmethod
     def estimate(cls, widgets, inputs):
