@@ -509,3 +509,22 @@ def test_huge_keyframe_ranges_are_refused(builtin_registry):
         call(builtin_registry, "LatentKeyframeTiming", batch_index_from=0, batch_index_to_excl=10 ** 9,
              strength_from=1.0, strength_to=1.0, interpolation="linear")
     assert LatentKeyframeTiming.estimate({"batch_index_from": 0, "batch_index_to_excl": 10 ** 9}, {}).memory >= 10 ** 11
+
+
+def test_comfyui_clients_see_the_packs_optional_inputs():
+    from graphflow.server.comfyui_object_info import class_info
+    from graphflow.workflow import comfy_aliases
+    from nodes.advanced_controlnet import AdvancedControlNetApply, LoadControlNetAdvanced, TimestepKeyframe
+
+    for cls, required, optional in (
+            (AdvancedControlNetApply, ["positive", "negative", "control_net", "image", "strength", "start_percent",
+                                       "end_percent"],
+             ["mask_optional", "timestep_kf", "latent_kf_override", "weights_override", "model_optional",
+              "vae_optional"]),
+            (LoadControlNetAdvanced, ["control_net_name"], ["tk_optional"]),
+            (TimestepKeyframe, ["start_percent"], ["prev_timestep_kf", "strength", "cn_weights", "latent_keyframe",
+                                                   "null_latent_kf_strength", "inherit_missing", "guarantee_steps",
+                                                   "mask_optional"])):
+        alias = comfy_aliases(cls)[0]
+        order = class_info(cls, alias.class_types[0], alias)["input_order"]
+        assert order == {"required": required, "optional": optional}
