@@ -20,10 +20,13 @@ versions, ACN_ExtrasMiddleMult, ScaledSoftMaskedUniversalWeights), the keyframes
 ACN_TimestepKeyframeInterpolation, ACN_TimestepKeyframeFromStrengthList, LatentKeyframe,
 LatentKeyframeGroup, LatentKeyframeBatchedGroup, LatentKeyframeTiming).
 
-Left out: SparseCtrl, ControlNet++ loaders, ControlLLLite / Anima LLLite, Reference-only, CtrLoRA,
-SVD-ControlNet and LooseControl (other networks, none of which graphflow loads), the Flux / Anima
-custom weights, the inpainting apply node and the deprecated image-folder loader; masks on SD3 /
-FLUX ControlNets (refused: their residuals are token rows).
+Left out: SparseCtrl, ControlLLLite / Anima LLLite, Reference-only, CtrLoRA, SVD-ControlNet and
+LooseControl (other networks, none of which graphflow loads); the ControlNet++ loaders and input
+node (the pack runs xinsir's union ControlNet through code of its own, not checked here against
+graphflow's union net: load the file with ControlNetLoader and set its type with
+SetUnionControlNetType); the Flux / Anima custom weights, the inpainting apply node and the
+deprecated image-folder loader; masks on SD3 / FLUX ControlNets (refused: their residuals are
+token rows).
 The pack's flip_weights inputs are kept for the saves' widget places but, as in the pack's current
 version, do nothing."""
 
