@@ -528,3 +528,19 @@ def test_comfyui_clients_see_the_packs_optional_inputs():
         alias = comfy_aliases(cls)[0]
         order = class_info(cls, alias.class_types[0], alias)["input_order"]
         assert order == {"required": required, "optional": optional}
+
+
+def test_loaders_give_the_net_itself_or_with_its_schedule(builtin_registry, setup):
+    from graphflow.models.advanced_control import KeyframedNet
+    from graphflow.models.controlnet import ControlNet
+
+    model = setup[0]
+    _, shortcut = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE)
+    for node, extra in (("LoadControlNetAdvanced", {}), ("LoadDiffControlNetAdvanced", {"model": model}),
+                        ("LoadControlNetAdvancedV2", {}), ("LoadDiffControlNetAdvancedV2", {"model": model})):
+        plain = call(builtin_registry, node, control_net_name="cn.safetensors", **extra)
+        assert isinstance(plain, ControlNet)
+        scheduled = call(builtin_registry, node, control_net_name="cn.safetensors", tk_optional=shortcut, **extra)
+        assert isinstance(scheduled, KeyframedNet) and scheduled.keyframes is shortcut
+        assert isinstance(scheduled.net, ControlNet)
+        assert scheduled.config is scheduled.net.config  # the net's attributes read through
