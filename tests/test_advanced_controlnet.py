@@ -296,6 +296,19 @@ def test_timestep_keyframes_follow_the_packs_schedule(builtin_registry):
     assert [f["strength"] for f in _pack_schedule(frames, [6.0, 5.0, 4.0])] == [0.5, 0.5, 0.125]
 
 
+def test_one_keyframe_from_the_start_never_reads_sigma(builtin_registry):
+    """The schedule cannot move: sigma (a device tensor on a GPU, a wait to read) is left alone."""
+    from graphflow.models.advanced_control import AdvancedControl
+
+    _, shortcut = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE)
+    for keyframes in (None, shortcut):
+        control = AdvancedControl(FakeNet(), torch.zeros(1, 8, 8, 3), 0.5, keyframes=keyframes)
+        for _ in range(3):
+            got = control.residuals(torch.zeros(1, 4, 2, 2), None, None, None, None, LinearSchedule())
+            weight = 1.0 if keyframes is None else BASE ** 1  # the one "output" residual of one
+            assert got["output"][0].flatten().tolist() == pytest.approx([0.5 * weight] * 4)
+
+
 def test_keyframe_weights_inherit_or_reset(builtin_registry):
     from graphflow.models.advanced_control import AdvancedControl
 

@@ -251,13 +251,13 @@ class AdvancedControl(ControlApplied):
     def _scaled(self, r, x, run, weights, rows, chunks):
         keyframe = run.keyframe
         if weights.uncond_multiplier != 1.0 and any(rows):
-            mult = torch.tensor([weights.uncond_multiplier if negative else 1.0 for negative in rows],
-                                dtype=r.dtype, device=r.device)
-            r = r * mult.reshape(-1, *[1] * (r.ndim - 1))
+            r = r * run.rows_tensor(("uncond", weights.uncond_multiplier, rows), r, lambda: [
+                weights.uncond_multiplier if negative else 1.0 for negative in rows])
         if run.latents is not None:
             latent_count = r.shape[0] // chunks
-            mults = run.latents.multipliers(latent_count, keyframe.null_latent_kf_strength) * chunks
-            r = r * torch.tensor(mults, dtype=r.dtype, device=r.device).reshape(-1, *[1] * (r.ndim - 1))
+            null = keyframe.null_latent_kf_strength
+            r = r * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
+                                    lambda: run.latents.multipliers(latent_count, null) * chunks)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
                 r = r * _residual_mask(mask, x, r, chunks)
@@ -266,19 +266,29 @@ class AdvancedControl(ControlApplied):
         return r
 
     def _step(self, sigma, schedule) -> "_Schedule":
+        frames = self.keyframes.frames
+        if len(frames) == 1 and frames[0].start_percent <= 0:
+            # one keyframe from the start: the schedule never moves, so sigma is not read back
+            # (on a GPU that waits for the device)
+            if self._run is None:
+                self._run = self._started(_Schedule(starts=(float("inf"),)).advanced(frames, float("-inf")))
+            return self._run
         now = float(sigma.reshape(-1)[0])
         run = self._run
         if run is None or now > run.sigma:  # a new sampling run
             run = _Schedule(starts=tuple(schedule.percent_to_sigma(k.start_percent) for k in self.keyframes.frames))
         elif now == run.sigma:  # the same step (the other side's call, say)
             return run
-        run = run.advanced(self.keyframes.frames, now)
+        self._run = self._started(run.advanced(frames, now))
+        return self._run
+
+    def _started(self, run: "_Schedule") -> "_Schedule":
+        """The apply node's overrides replace the keyframe's whenever the keyframe changes."""
         if run.index != run.last_index:
             if self.weights_override is not None:
                 run.weights = self.weights_override
             if self.latent_override is not None:
                 run.latents = self.latent_override
-        self._run = run
         return run
 
 
@@ -294,6 +304,14 @@ class _Schedule:
     weights: ControlWeights | None = None
     latents: LatentKeyframes | None = None
     mask: torch.Tensor | None = None
+    tensors: dict = field(default_factory=dict)  # per-row multipliers made on the device, kept for the run
+
+    def rows_tensor(self, key, r: torch.Tensor, values) -> torch.Tensor:
+        """A multiplier per row of r, shaped to broadcast over it; values() builds the list once."""
+        key = (key, r.shape[0], r.ndim, r.dtype, r.device)
+        if key not in self.tensors:
+            self.tensors[key] = torch.tensor(values(), dtype=r.dtype, device=r.device).reshape(-1, *[1] * (r.ndim - 1))
+        return self.tensors[key]
 
     def advanced(self, frames, now: float) -> "_Schedule":
         run = _Schedule(**{**self.__dict__, "last_index": self.index})
