@@ -17,6 +17,7 @@ from graphflow.testing import write_checkpoint, write_controlnet
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_union_controlnet import sdxl_models  # noqa: F401 (a fixture)
 
 BASE = 0.8
 
@@ -557,3 +558,22 @@ def test_loaders_give_the_net_itself_or_with_its_schedule(builtin_registry, setu
         assert isinstance(scheduled, KeyframedNet) and scheduled.keyframes is shortcut
         assert isinstance(scheduled.net, ControlNet)
         assert scheduled.config is scheduled.net.config  # the net's attributes read through
+
+
+def test_a_scheduled_union_net_keeps_its_schedule_when_typed(sdxl_models, builtin_registry):
+    from graphflow.choices import UNION_CONTROLNET_TYPES
+    from graphflow.models.advanced_control import AdvancedControl, KeyframedNet
+    from graphflow.models.controlnet import UnionTyped
+
+    _, shortcut = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE)
+    loaded = call(builtin_registry, "LoadControlNetAdvanced",
+                  control_net_name="diffusion_pytorch_model_promax.safetensors", tk_optional=shortcut)
+    typed = call(builtin_registry, "SetUnionControlNetType", control_net=loaded, type="depth")
+    assert isinstance(typed, KeyframedNet) and typed.keyframes is shortcut and isinstance(typed.net, UnionTyped)
+    conditioning = [(torch.zeros(1, 77, 2048), {})]
+    positive, _ = call(builtin_registry, "ApplyControlNetAdvanced", positive=conditioning, negative=conditioning,
+                       control_net=typed, image=torch.rand(1, 64, 64, 3), strength=1.0, start_percent=0.0,
+                       end_percent=1.0)
+    applied = positive[0][1]["control"]
+    assert isinstance(applied, AdvancedControl) and applied.keyframes is shortcut
+    assert applied.control_type == UNION_CONTROLNET_TYPES.index("depth") - 1 and applied.net is loaded.net
