@@ -81,7 +81,9 @@ def _apply(conditioning, net, image, strength, start, end, cache: dict, vae=None
         previous = options.get("control")
         key = id(previous)
         if key not in cache:
-            cache[key] = ControlApplied(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
+            # a net loaded with a schedule (ComfyUI-Advanced-ControlNet's loaders) applies itself
+            make = getattr(net, "applied", None) or ControlApplied
+            cache[key] = make(net, image, strength, start, end, previous=previous, vae=vae, mask=mask)
         out.append((cond, {**options, "control": cache[key], "control_apply_to_uncond": to_uncond}))
     return out
 
@@ -251,12 +253,21 @@ class SetUnionControlNetType(Node):
     comfy = ComfyAlias(("SetUnionControlNetType",))
 
     def run(self):
+        from graphflow.models.advanced_control import KeyframedNet
         from graphflow.models.controlnet import UnionTyped
 
-        net = self.control_net.net if isinstance(self.control_net, UnionTyped) else self.control_net
+        given = self.control_net
+        if isinstance(given, KeyframedNet):  # ComfyUI-Advanced-ControlNet's loader: typed, it keeps its schedule
+            return KeyframedNet(self._typed(given.net), given.keyframes)
+        return self._typed(given)
+
+    def _typed(self, given):
+        from graphflow.models.controlnet import UnionTyped
+
+        net = given.net if isinstance(given, UnionTyped) else given
         known = getattr(net, "union_types", None)  # (a FLUX ControlNet without modes raises AttributeError)
         if known is None:  # not a union net: ComfyUI's type reaches a forward that drops it
-            return self.control_net
+            return given
         if self.type not in known:
             raise NodeInputError("type", f"this union ControlNet knows {', '.join(known)}; not {self.type!r}")
         number = UNION_CONTROLNET_TYPES.index(self.type) - 1

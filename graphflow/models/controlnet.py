@@ -508,17 +508,9 @@ class ControlApplied:
         FLUX's guidance, and the flow model itself as `base` (SD3.5 large ControlNets embed with it)."""
         out = None if self.previous is None else self.previous.residuals(x, sigma, timesteps, context, y, schedule,
                                                                           unet_config, **extra)
-        if self.start_percent > 0 or self.end_percent < 1:  # a range: read sigma back (a sync) only then
-            start, end = self.sigma_range(schedule)
-            from graphflow.sampling.model_sampling import in_sigma_window
-
-            if not in_sigma_window(sigma, start, end, rounded=True):
-                return out
-        mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
-        if getattr(self.net, "global_average_pooling", False):  # each residual its per-channel mean everywhere
-            mine = {k: [None if r is None else r.mean((2, 3), keepdim=True).expand_as(r) for r in v]
-                    for k, v in mine.items()}
-        mine = {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
+        mine = self.own_residuals(x, sigma, timesteps, context, y, schedule, unet_config, **extra)
+        if mine is None:
+            return out
         if out is None:
             return mine
         for k, v in mine.items():
@@ -527,6 +519,29 @@ class ControlApplied:
             out[k] = [a if b is None else b if a is None else a + b for a, b in zip(before, v)] \
                 + before[len(v):] + v[len(before):]
         return out
+
+    def own_residuals(self, x, sigma, timesteps, context, y, schedule, unet_config=None, **extra) -> dict | None:
+        """This control's residuals alone (None where it is not active): the net's, each averaged
+        over the image for a shuffle net, times the strength."""
+        if not self.in_range(sigma, schedule):
+            return None
+        mine = self.net_residuals(x, timesteps, context, y, unet_config, **extra)
+        return {k: [None if r is None else r * self.strength for r in v] for k, v in mine.items()}
+
+    def in_range(self, sigma, schedule) -> bool:
+        if self.start_percent > 0 or self.end_percent < 1:  # a range: read sigma back (a sync) only then
+            start, end = self.sigma_range(schedule)
+            from graphflow.sampling.model_sampling import in_sigma_window
+
+            return in_sigma_window(sigma, start, end, rounded=True)
+        return True
+
+    def net_residuals(self, x, timesteps, context, y, unet_config=None, **extra) -> dict:
+        mine = self.net.control(self, x, timesteps, context, y, unet_config, **extra)
+        if getattr(self.net, "global_average_pooling", False):  # each residual its per-channel mean everywhere
+            mine = {k: [None if r is None else r.mean((2, 3), keepdim=True).expand_as(r) for r in v]
+                    for k, v in mine.items()}
+        return mine
 
     def hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
         hint = self._hint

@@ -205,6 +205,7 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     from graphflow import memory
     from graphflow.models import speed
 
+    _start_controls(args, kwargs)
     unet = getattr(model, "unet", None)
     if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
         return _sample_with_sigmas(model, *args, **kwargs)
@@ -255,6 +256,18 @@ def _conditioning(args, kwargs) -> list:
     for name in ("positive", "negative", "cond1", "cond2", "empty"):
         conds += list(getattr(guider, name, None) or ())
     return conds
+
+
+def _start_controls(args, kwargs) -> None:
+    """Controls that keep a schedule over a sampling run (ComfyUI-Advanced-ControlNet's timestep
+    keyframes: graphflow.models.advanced_control) start it again, as the pack's pre_run does."""
+    for entry in _conditioning(args, kwargs):
+        applied = entry[1].get("control") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
+            and isinstance(entry[1], dict) else None
+        while applied is not None:
+            if hasattr(applied, "start_run"):
+                applied.start_run()
+            applied = getattr(applied, "previous", None)
 
 
 def _control_nets(model, args, kwargs) -> list:
