@@ -2226,3 +2226,35 @@ def write_pile_t5(path, seed: int = 3, dtype=torch.float16, prefix: str = "") ->
     text-encoder part of ComfyUI's aura_flow_0.3.safetensors)."""
     save_file({k: v.to(dtype) for k, v in pile_t5_state(seed, prefix=prefix).items()}, str(path))
     return Path(path)
+
+
+MOTION_VERSIONS = {"v1": (False, 24), "v2": (True, 32), "v3": (False, 32)}  # (mid block, positions)
+
+
+def motion_module_state(unet: UNetConfig | None = None, version: str = "v2", seed: int = 0,
+                        dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random-weight AnimateDiff motion module in guoyww's single-file layout (mm_sd_v15_v2.ckpt's
+    names) fitting `unet` (default: SD1.5's, full size): per level, num_res_blocks temporal modules
+    down and one more up, a mid block for v2; pos_encoder.pe holds the true sinusoid, as the files do."""
+    from .models.animatediff import MotionModel, MotionModuleConfig, sinusoid_positions
+
+    unet = unet or UNetConfig()
+    mid, positions = MOTION_VERSIONS[version]
+    cfg = MotionModuleConfig(channels=tuple(m * unet.model_channels for m in unet.channel_mult),
+                             down_modules=unet.num_res_blocks[0], up_modules=unet.num_res_blocks[0] + 1,
+                             mid_block=mid, pe_length=positions)
+    with torch.device("meta"):
+        shapes = _module_shapes(MotionModel(cfg))
+    state = random_state(shapes, seed, dtype)
+    for key, shape in shapes.items():
+        if key.endswith("pos_encoder.pe"):
+            state[key] = sinusoid_positions(shape[1], shape[2]).to(dtype)
+    return state
+
+
+def write_motion_module(path, unet: UNetConfig | None = None, version: str = "v2", seed: int = 0,
+                        dtype=torch.float16) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(motion_module_state(unet, version, seed, dtype), str(path))
+    return path
