@@ -109,7 +109,7 @@ def test_motion_unet_matches_diffusers(version):
     motion = load_motion_model(state, f"mm_{version}")
     assert motion.config.version == version
     theirs = diffusers_motion_unet(ours, state, TINY, mid=version == "v2")
-    if motion.frames_group_norm:  # v1: every GroupNorm over the frames (the pack's hack)
+    if motion.frames_group_norm():  # v1: every GroupNorm over the frames (the pack's hack)
         assert version == "v1"
         swap_norms(theirs, lambda n: AcrossFramesNorm(n, FRAMES), motion=False)
     else:

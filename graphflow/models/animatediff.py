@@ -244,12 +244,13 @@ class MotionModel(nn.Module):
         self.up_blocks = nn.ModuleList(MotionBlock(c, cfg.up_modules, cfg) for c in reversed(cfg.channels))
         self.mid_block = MotionBlock(cfg.channels[-1], 1, cfg) if cfg.mid_block else None
 
-    @property
-    def frames_group_norm(self) -> bool:
+    def frames_group_norm(self, apply_v2_properly: bool = True) -> bool:
         """Whether the pack normalises GroupNorms over all frames with this model (its GroupNorm hack):
-        not for v3, not for SD1.5 AnimateDiff / AnimateLCM v2; for the rest (v1, HotshotXL, AnimateDiff-SDXL)."""
+        not for v3, not for SD1.5 v2 models (AnimateDiff, AnimateLCM) unless apply_v2_properly is off
+        (the legacy loader's option); for the rest (v1, HotshotXL, AnimateDiff-SDXL)."""
         cfg = self.config
-        return not (cfg.version == "v3" or (not cfg.hotshot and cfg.base == "sd1" and cfg.version == "v2"))
+        return not (cfg.version == "v3" or (apply_v2_properly and not cfg.hotshot and cfg.base == "sd1"
+                                             and cfg.version == "v2"))
 
     @property
     def beta_schedule(self) -> str:
@@ -349,9 +350,11 @@ def _frames_norm_copy(module: nn.Module) -> nn.Module:
     return clone
 
 
-def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = MotionSettings()) -> UNet:
+def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = MotionSettings(),
+                  apply_v2_properly: bool = True) -> UNet:
     """A shallow copy of `unet` that runs the motion model's temporal modules (the input is unchanged;
-    the weights are shared). MotionModuleError when the module does not fit the UNet's layout."""
+    the weights are shared); its GroupNorms over all frames where the pack's hack applies
+    (MotionModel.frames_group_norm). MotionModuleError when the module does not fit the UNet's layout."""
     if type(unet) is not UNet or getattr(unet, "temporal_layers", None):
         raise MotionModuleError("a motion module goes on a plain SD1.5 / SDXL UNet without another motion module")
     slots = motion_slots(unet)
@@ -371,7 +374,7 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
                 f"{motion.name} is a {family} motion module ({cfg.version}); it does not fit this model's UNet "
                 f"({part} blocks: the UNet has {len(wanted)} places of {sorted(set(wanted))} channels, the motion "
                 f"module {len(got)} of {sorted(set(got))})")
-    norm_over_frames = motion.frames_group_norm
+    norm_over_frames = motion.frames_group_norm(apply_v2_properly)
     layers = {}
     for part, places in slots.items():
         for (block, after, _), module in zip(places, modules[part]):
