@@ -48,7 +48,8 @@ FOLDER = "animatediff_models"
 
 # the pack's beta_schedule choices (BetaSchedules.ALIAS_LIST), in its order
 AUTOSELECT, USE_EXISTING = "autoselect", "use existing"
-SQRT_LINEAR, LINEAR_ADXL, LINEAR = "sqrt_linear (AnimateDiff)", "linear (AnimateDiff-SDXL)", "linear (HotshotXL/default)"
+SQRT_LINEAR, LINEAR_ADXL = "sqrt_linear (AnimateDiff)", "linear (AnimateDiff-SDXL)"
+LINEAR = "linear (HotshotXL/default)"
 LCM, LCM_SQRT_LINEAR = "lcm", "lcm >> sqrt_linear"
 BETA_SCHEDULES = (AUTOSELECT, USE_EXISTING, SQRT_LINEAR, LINEAR_ADXL, LINEAR, "avg(sqrt_linear,linear)",
                   "lcm avg(sqrt_linear,linear)", LCM, "lcm[100_ots]", LCM_SQRT_LINEAR, "sqrt", "cosine",
@@ -58,10 +59,10 @@ BETA_SCHEDULES = (AUTOSELECT, USE_EXISTING, SQRT_LINEAR, LINEAR_ADXL, LINEAR, "a
 BUILT_SCHEDULES = {SQRT_LINEAR: ("linear", 0.012, False), LINEAR_ADXL: ("scaled_linear", 0.020, False),
                    LINEAR: ("scaled_linear", 0.012, False), LCM: ("scaled_linear", 0.012, True),
                    LCM_SQRT_LINEAR: ("linear", 0.012, True)}
-BETA_HELP = ("the noise schedule to sample with: autoselect (the motion module's own: sqrt_linear for SD1.5 AnimateDiff, "
-             "linear (AnimateDiff-SDXL) for AnimateDiff-SDXL, linear (HotshotXL/default) for HotshotXL, lcm for "
-             "AnimateLCM), use existing (the model's), sqrt_linear (AnimateDiff), linear (AnimateDiff-SDXL), linear "
-             "(HotshotXL/default), lcm, lcm >> sqrt_linear; the others are not built here")
+BETA_HELP = ("the noise schedule to sample with: autoselect (the motion module's own: sqrt_linear for SD1.5 "
+             "AnimateDiff, linear (AnimateDiff-SDXL) for AnimateDiff-SDXL, linear (HotshotXL/default) for HotshotXL, "
+             "lcm for AnimateLCM), use existing (the model's), sqrt_linear (AnimateDiff), linear (AnimateDiff-SDXL), "
+             "linear (HotshotXL/default), lcm, lcm >> sqrt_linear; the others are not built here")
 
 FUSE_METHODS = ("pyramid", "flat", "overlap-linear", "🔬delayed reverse sawtooth", "🔬pyramid-sigma",
                 "🔬pyramid-sigma inverse", "🔬gauss-sigma", "🔬gauss-sigma inverse", "🔬random")
@@ -275,7 +276,8 @@ class AnimateDiffLoaderGen1(Node):
 
     def run(self):
         for name, what in (("motion_lora", "motion LoRAs"), ("ad_settings", "AD settings"),
-                           ("ad_keyframes", "AnimateDiff keyframes"), ("sample_settings", "AnimateDiff sample settings"),
+                           ("ad_keyframes", "AnimateDiff keyframes"),
+                           ("sample_settings", "AnimateDiff sample settings"),
                            ("per_block", "per-block settings")):
             _not_built(getattr(self, name), name, what)
         applied = _applied(_load(self.model_name), self.scale_multival, self.effect_multival)
@@ -310,7 +312,8 @@ class AnimateDiffLoaderWithContext(Node):
 
     def run(self):
         for name, what in (("motion_lora", "motion LoRAs"), ("ad_settings", "AD settings"),
-                           ("sample_settings", "AnimateDiff sample settings"), ("ad_keyframes", "AnimateDiff keyframes")):
+                           ("sample_settings", "AnimateDiff sample settings"),
+                           ("ad_keyframes", "AnimateDiff keyframes")):
             _not_built(getattr(self, name), name, what)
         motion = _load(self.model_name)
         return evolved_model(self.model, self.beta_schedule, _applied(motion, self.motion_scale),
@@ -349,7 +352,8 @@ def context_options(schedule: str, length: int, overlap: int, stride: int = 1, c
         raise NodeInputError("fuse_method", f"the fuse method {fuse_method!r} is not built here; choose one of "
                                             f"{', '.join(BUILT_FUSE)}")
     if schedule != "batched" and overlap >= length:
-        raise NodeInputError("context_overlap", f"the overlap ({overlap}) must be smaller than context_length ({length})")
+        raise NodeInputError("context_overlap",
+                             f"the overlap ({overlap}) must be smaller than context_length ({length})")
     if start_percent != 0.0:
         raise NodeInputError("start_percent", "context options starting after the first step are not built here; "
                                               "keep start_percent 0")

@@ -174,7 +174,8 @@ def test_slots_follow_the_packs_injection_rule():
         unet = UNet(UNetConfig())
     slots = motion_slots(unet)
     # SD1.5: input blocks 1, 2, 4, 5, 7, 8 after their attention, 10, 11 after the ResBlock; 12 output blocks
-    assert [(k, at) for k, at, _ in slots["input"]] == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1), (10, 0), (11, 0)]
+    assert [(k, at) for k, at, _ in slots["input"]] == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1),
+                                                        (10, 0), (11, 0)]
     assert [c for _, _, c in slots["output"]] == [1280] * 6 + [640] * 3 + [320] * 3
     assert [at for _, at, _ in slots["output"]][:3] == [0, 0, 0]  # before output block 2's Upsample
     assert slots["middle"] == [(0, 1, 1280)]  # between the attention and the second ResBlock
@@ -206,3 +207,38 @@ def test_frames_beyond_the_positional_table_are_refused():
     x = torch.randn(25, 4, 8, 8)
     with pytest.raises(MotionModuleError, match="24 frames; got 25"):
         attach_motion(ours, motion)(x, torch.full((25,), 10.0), torch.randn(25, 3, TINY.context_dim), num_frames=25)
+
+
+def test_other_formats_load_and_pick_the_packs_schedule_and_norms():
+    from graphflow.models import UNet
+    from graphflow.models.animatediff import MotionModel, MotionModuleConfig
+    from graphflow.models.file_kind import identify
+
+    state = motion_module_state(TINY, "v2", seed=7, dtype=torch.float32)
+    assert identify({k: tuple(v.shape) for k, v in state.items()}).folder == "animatediff_models"
+    # AnimateLCM: no positional encoding (64 frames), its own LCM schedule
+    lcm = load_motion_model({k: v for k, v in state.items() if "pos_encoder" not in k}, "AnimateLCM_sd15_t2v.ckpt")
+    assert (lcm.config.format, lcm.config.max_frames, lcm.beta_schedule) == ("AnimateLCM", 64, "lcm")
+    # HotshotXL's names (temporal_attentions.N., positional_encoding) are read as AnimateDiff's
+    hotshot = {k.replace("motion_modules.", "temporal_attentions.").replace(".temporal_transformer.", ".")
+               .replace("pos_encoder.pe", "pos_encoder.positional_encoding"): v for k, v in state.items()}
+    assert not any("motion_modules" in k for k in hotshot)
+    read = load_motion_model(hotshot, "hsxl_temporal_layers.safetensors")
+    assert read.config.hotshot and read.frames_group_norm()
+    for key, value in load_motion_model(state).state_dict().items():
+        torch.testing.assert_close(read.state_dict()[key], value, rtol=0, atol=0)
+    # the pack's GroupNorm hack: v1 yes, v2 only without apply_v2_models_properly, v3 never
+    v1, v3 = (load_motion_model(motion_module_state(TINY, v, dtype=torch.float32)) for v in ("v1", "v3"))
+    assert v1.frames_group_norm() and not load_motion_model(state).frames_group_norm()
+    assert load_motion_model(state).frames_group_norm(apply_v2_properly=False) and not v3.frames_group_norm(False)
+    # AnimateDiff-SDXL (3 levels, no mid block): its schedule, the hack, and its places in SDXL's UNet
+    sdxl = UNetConfig(channel_mult=(1, 2, 4), transformer_depth=(0, 2, 10), transformer_depth_middle=10,
+                      context_dim=2048, num_heads=-1, num_head_channels=64, use_linear_in_transformer=True,
+                      adm_in_channels=2816)
+    with torch.device("meta"):
+        motion = MotionModel(MotionModuleConfig(channels=(320, 640, 1280), pe_length=32), "mm_sdxl_v10_beta.ckpt")
+        patched = attach_motion(UNet(sdxl), motion)
+    assert (motion.config.base, motion.beta_schedule, motion.frames_group_norm()) == (
+        "sdxl", "linear (AnimateDiff-SDXL)", True)
+    assert sorted(k for k in patched.temporal_layers if k[0] == "input") == [("input", k) for k in (1, 2, 4, 5, 7, 8)]
+    assert len([k for k in patched.temporal_layers if k[0] == "output"]) == 9

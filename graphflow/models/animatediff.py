@@ -182,7 +182,8 @@ class TemporalAttention(nn.Module):
         k = self.to_k(t)
         if scale != 1.0:  # the pack's motion scale multiplies the keys
             k = k * scale
-        q, k, v = (p.view(n, frames, self.heads, c // self.heads).transpose(1, 2) for p in (self.to_q(t), k, self.to_v(t)))
+        q, k, v = (p.view(n, frames, self.heads, c // self.heads).transpose(1, 2)
+                   for p in (self.to_q(t), k, self.to_v(t)))
         out = self.to_out(attention(q, k, v).transpose(1, 2).reshape(n, frames, c))
         return out.reshape(bf // frames, pixels, frames, c).transpose(1, 2).reshape(bf, pixels, c)
 
