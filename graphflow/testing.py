@@ -2258,3 +2258,32 @@ def write_motion_module(path, unet: UNetConfig | None = None, version: str = "v2
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(motion_module_state(unet, version, seed, dtype), str(path))
     return path
+
+
+def motion_lora_state(unet: UNetConfig | None = None, version: str = "v2", rank: int = 4, seed: int = 0,
+                      dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random motion LoRA in guoyww's layout (v2_lora_ZoomIn.ckpt's names) for the motion module
+    motion_module_state(unet, version) describes: '<attention>.processor.to_q_lora.down.weight' [rank, C]
+    and '.up.weight' [C, rank] for to_q, to_k, to_v and to_out."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in motion_module_state(unet, version, seed, torch.float32).items():
+        parts = key.split(".")
+        if not key.endswith(".weight") or parts[-2] not in ("to_q", "to_k", "to_v", "0"):
+            continue
+        if parts[-2] == "0" and parts[-3] != "to_out":
+            continue
+        path = ".".join(parts[:-3] if parts[-2] == "0" else parts[:-2])
+        name = "to_out" if parts[-2] == "0" else parts[-2]
+        c = value.shape[0]
+        state[f"{path}.processor.{name}_lora.down.weight"] = (torch.randn(rank, c, generator=g) / c ** 0.5).to(dtype)
+        state[f"{path}.processor.{name}_lora.up.weight"] = (torch.randn(c, rank, generator=g) * 0.1).to(dtype)
+    return state
+
+
+def write_motion_lora(path, unet: UNetConfig | None = None, version: str = "v2", rank: int = 4, seed: int = 0,
+                      dtype=torch.float16) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(motion_lora_state(unet, version, rank, seed, dtype), str(path))
+    return path

@@ -7,13 +7,14 @@ together and the motion module lets the frames attend to each other.
 
 Nodes: ADE_LoadAnimateDiffModel, ADE_ApplyAnimateDiffModelSimple, ADE_ApplyAnimateDiffModel,
 ADE_UseEvolvedSampling (Gen2); ADE_AnimateDiffLoaderGen1 and the legacy ADE_AnimateDiffLoaderWithContext
-(Gen1); ADE_MultivalDynamic (a number); the context options ADE_StandardStaticContextOptions,
+(Gen1); ADE_AnimateDiffLoRALoader (motion LoRAs from models/animatediff_motion_lora/); ADE_MultivalDynamic
+(a number); the context options ADE_StandardStaticContextOptions,
 ADE_StandardUniformContextOptions, ADE_LoopedUniformContextOptions, ADE_BatchedContextOptions and the
 legacy ADE_AnimateDiffUniformContextOptions, which become graphflow's context windows over the frames
 (graphflow.sampling.context_windows: the same schedules and the flat / pyramid / relative /
 overlap-linear fuse weights).
 
-Left out (a clear error where a workflow sets them): motion LoRAs, AD settings (positional-encoding
+Left out (a clear error where a workflow sets them): AD settings (positional-encoding
 stretching), keyframes, sample settings (noise types, FreeInit, custom CFG), per-block settings,
 multival masks, view options, several motion models at once, start / end percents other than
 0 / 1, context options chained with prev_context or starting later than 0, the pack's experimental
@@ -34,7 +35,7 @@ M_MODELS = socket_type("M_MODELS", "#8e5ccc", "Motion models applied with their 
 CONTEXT_OPTIONS = socket_type("CONTEXT_OPTIONS", "#5c8ecc", "AnimateDiff-Evolved context options: windows over "
                                                             "the frames")
 MULTIVAL = socket_type("MULTIVAL", "#9e7c4d", "An AnimateDiff-Evolved multival: here a number")
-MOTION_LORA = socket_type("MOTION_LORA", "#9e9e9e", "AnimateDiff motion LoRAs (not built here)")
+MOTION_LORA = socket_type("MOTION_LORA", "#b0764d", "AnimateDiff motion LoRAs with their strengths")
 AD_SETTINGS = socket_type("AD_SETTINGS", "#9e9e9e", "AnimateDiff settings (not built here)")
 AD_KEYFRAMES = socket_type("AD_KEYFRAMES", "#9e9e9e", "AnimateDiff keyframes (not built here)")
 SAMPLE_SETTINGS = socket_type("SAMPLE_SETTINGS", "#9e9e9e", "AnimateDiff sample settings (not built here)")
@@ -45,6 +46,7 @@ GEN2 = "Animate Diff 🎭🅐🅓/② Gen2 nodes ②"
 GEN1 = "Animate Diff 🎭🅐🅓/① Gen1 nodes ①"
 CONTEXT = "Animate Diff 🎭🅐🅓/context opts"
 FOLDER = "animatediff_models"
+LORA_FOLDER = "animatediff_motion_lora"
 
 # the pack's beta_schedule choices (BetaSchedules.ALIAS_LIST), in its order
 AUTOSELECT, USE_EXISTING = "autoselect", "use existing"
@@ -100,7 +102,21 @@ def _load(model_name: str):
         raise NodeInputError("model_name", str(e)) from None
 
 
-def _applied(motion, scale_multival=None, effect_multival=None, start_percent=0.0, end_percent=1.0) -> tuple:
+def _with_loras(motion, motion_lora):
+    """The motion model with the motion LoRAs ((name, tensors, strength) entries) added."""
+    from graphflow.models.animatediff import MotionModuleError, motion_lora_deltas, with_motion_loras
+
+    if not motion_lora:
+        return motion
+    try:
+        return with_motion_loras(motion, [(motion_lora_deltas(state, motion, name), strength)
+                                          for name, state, strength in motion_lora])
+    except MotionModuleError as e:
+        raise NodeInputError("motion_lora", str(e)) from None
+
+
+def _applied(motion, scale_multival=None, effect_multival=None, start_percent=0.0, end_percent=1.0,
+             motion_lora=None) -> tuple:
     from graphflow.models.animatediff import MotionSettings
 
     if (start_percent, end_percent) != (0.0, 1.0):
@@ -109,6 +125,7 @@ def _applied(motion, scale_multival=None, effect_multival=None, start_percent=0.
                              "end_percent 1")
     scale = _number(scale_multival, "scale_multival")
     effect = _number(effect_multival, "effect_multival")
+    motion = _with_loras(motion, motion_lora)
     return ((motion, MotionSettings(1.0 if scale is None else scale, 1.0 if effect is None else effect)),)
 
 
@@ -184,7 +201,8 @@ EFFECT_HELP = "how much of the motion module's change each temporal layer keeps:
 
 class ApplyAnimateDiffModelSimple(Node):
     """Apply a motion model, for ADE_UseEvolvedSampling's m_models: scale_multival and effect_multival
-    take a number (ADE_MultivalDynamic's float_val); motion_lora and ad_keyframes are not built here."""
+    take a number (ADE_MultivalDynamic's float_val); motion_lora (ADE_AnimateDiffLoRALoader's) is added to the
+    motion model's weights; ad_keyframes is not built here."""
     category = GEN2
     motion_model: MOTION_MODEL_ADE
     motion_lora: MOTION_LORA = None
@@ -196,15 +214,14 @@ class ApplyAnimateDiffModelSimple(Node):
                        optional=("motion_lora", "scale_multival", "effect_multival", "ad_keyframes"))
 
     def run(self):
-        _not_built(self.motion_lora, "motion_lora", "motion LoRAs")
         _not_built(self.ad_keyframes, "ad_keyframes", "AnimateDiff keyframes")
-        return _applied(self.motion_model, self.scale_multival, self.effect_multival)
+        return _applied(self.motion_model, self.scale_multival, self.effect_multival, motion_lora=self.motion_lora)
 
 
 class ApplyAnimateDiffModel(Node):
     """Apply a motion model with its step range, for ADE_UseEvolvedSampling's m_models. Only the whole
     range (start_percent 0, end_percent 1) and a single motion model (no prev_m_models) are built here;
-    scale and effect as in ADE_ApplyAnimateDiffModelSimple."""
+    scale, effect and motion LoRAs as in ADE_ApplyAnimateDiffModelSimple."""
     category = GEN2
     motion_model: MOTION_MODEL_ADE
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -219,12 +236,11 @@ class ApplyAnimateDiffModel(Node):
                        optional=("motion_lora", "scale_multival", "effect_multival", "ad_keyframes", "prev_m_models"))
 
     def run(self):
-        _not_built(self.motion_lora, "motion_lora", "motion LoRAs")
         _not_built(self.ad_keyframes, "ad_keyframes", "AnimateDiff keyframes")
         if self.prev_m_models:
             raise NodeInputError("prev_m_models", "several motion models at once are not built here")
         return _applied(self.motion_model, self.scale_multival, self.effect_multival, self.start_percent,
-                        self.end_percent)
+                        self.end_percent, self.motion_lora)
 
 
 class UseEvolvedSampling(Node):
@@ -251,7 +267,7 @@ class UseEvolvedSampling(Node):
 class AnimateDiffLoaderGen1(Node):
     """AnimateDiff in one node: load the motion module model_name, apply it with scale_multival /
     effect_multival (numbers) and sample with the beta schedule and context options, as
-    ADE_LoadAnimateDiffModel + ADE_ApplyAnimateDiffModelSimple + ADE_UseEvolvedSampling. motion_lora,
+    ADE_LoadAnimateDiffModel + ADE_ApplyAnimateDiffModelSimple + ADE_UseEvolvedSampling, with motion_lora.
     ad_settings, ad_keyframes, sample_settings and per_block are not built here."""
     category = GEN1
     model: MODEL
@@ -275,12 +291,12 @@ class AnimateDiffLoaderGen1(Node):
         return folders.model_state(FOLDER, model_name)
 
     def run(self):
-        for name, what in (("motion_lora", "motion LoRAs"), ("ad_settings", "AD settings"),
-                           ("ad_keyframes", "AnimateDiff keyframes"),
+        for name, what in (("ad_settings", "AD settings"), ("ad_keyframes", "AnimateDiff keyframes"),
                            ("sample_settings", "AnimateDiff sample settings"),
                            ("per_block", "per-block settings")):
             _not_built(getattr(self, name), name, what)
-        applied = _applied(_load(self.model_name), self.scale_multival, self.effect_multival)
+        applied = _applied(_load(self.model_name), self.scale_multival, self.effect_multival,
+                           motion_lora=self.motion_lora)
         return evolved_model(self.model, self.beta_schedule, applied, self.context_options)
 
 
@@ -288,7 +304,7 @@ class AnimateDiffLoaderWithContext(Node):
     """The pack's legacy AnimateDiff Loader: as ADE_AnimateDiffLoaderGen1 with motion_scale (multiplying
     the temporal attention's keys) and apply_v2_models_properly (off: v2 models also normalise every
     GroupNorm over all frames, as v1 models do; the pack's default on leaves SD1.5 v2 models per frame).
-    motion_lora, ad_settings, sample_settings and ad_keyframes are not built here."""
+    ad_settings, sample_settings and ad_keyframes are not built here."""
     category = GEN1
     model: MODEL
     model_name: str = Choice(lambda: folders.list_models(FOLDER), model_folder=FOLDER)
@@ -311,13 +327,40 @@ class AnimateDiffLoaderWithContext(Node):
         return folders.model_state(FOLDER, model_name)
 
     def run(self):
-        for name, what in (("motion_lora", "motion LoRAs"), ("ad_settings", "AD settings"),
-                           ("sample_settings", "AnimateDiff sample settings"),
+        for name, what in (("ad_settings", "AD settings"), ("sample_settings", "AnimateDiff sample settings"),
                            ("ad_keyframes", "AnimateDiff keyframes")):
             _not_built(getattr(self, name), name, what)
         motion = _load(self.model_name)
-        return evolved_model(self.model, self.beta_schedule, _applied(motion, self.motion_scale),
+        return evolved_model(self.model, self.beta_schedule, _applied(motion, self.motion_scale,
+                                                                      motion_lora=self.motion_lora),
                              self.context_options, self.apply_v2_models_properly)
+
+
+class AnimateDiffLoraLoader(Node):
+    """A motion LoRA from models/animatediff_motion_lora/ (guoyww's v2_lora_ZoomIn.ckpt, PanLeft and the
+    like) at a strength, added to the motion model it is applied with: each weight + strength * up @ down
+    (no alpha), as the pack does. prev_motion_lora chains several."""
+    category = "Animate Diff 🎭🅐🅓"
+    name: str = Choice(lambda: folders.list_models(LORA_FOLDER), model_folder=LORA_FOLDER)
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.001)
+    prev_motion_lora: MOTION_LORA = None
+    outputs = {"MOTION_LORA": MOTION_LORA}
+    comfy = ComfyAlias(("ADE_AnimateDiffLoRALoader",), inputs={"lora_name": "name"}, optional=("prev_motion_lora",))
+
+    @classmethod
+    def fingerprint(cls, name, **_):
+        return folders.model_state(LORA_FOLDER, name)
+
+    def run(self):
+        from graphflow.models.weight_files import CheckpointError, WeightFile
+
+        try:
+            path = folders.find_model(LORA_FOLDER, self.name)
+            with WeightFile(path) as f:
+                state = {k: f.get(k).clone() for k in f.shapes}
+        except (FileNotFoundError, ValueError, CheckpointError) as e:
+            raise NodeInputError("name", str(e)) from None
+        return (*(self.prev_motion_lora or ()), (self.name, state, self.strength))
 
 
 class MultivalDynamic(Node):

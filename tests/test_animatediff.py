@@ -242,3 +242,30 @@ def test_other_formats_load_and_pick_the_packs_schedule_and_norms():
         "sdxl", "linear (AnimateDiff-SDXL)", True)
     assert sorted(k for k in patched.temporal_layers if k[0] == "input") == [("input", k) for k in (1, 2, 4, 5, 7, 8)]
     assert len([k for k in patched.temporal_layers if k[0] == "output"]) == 9
+
+
+def test_motion_lora_adds_up_times_down():
+    from graphflow.models.animatediff import motion_lora_deltas, with_motion_loras
+    from graphflow.testing import motion_lora_state
+
+    motion = load_motion_model(motion_module_state(TINY, "v2", dtype=torch.float32))
+    lora = motion_lora_state(TINY, "v2", rank=3, seed=2, dtype=torch.float32)
+    patched = with_motion_loras(motion, [(motion_lora_deltas(lora, motion), 0.7)])
+    path = "mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1"
+    for name, lora_name in (("to_k.weight", "to_k"), ("to_out.0.weight", "to_out")):
+        down = lora[f"{path}.processor.{lora_name}_lora.down.weight"]
+        up = lora[f"{path}.processor.{lora_name}_lora.up.weight"]
+        expected = motion.state_dict()[f"{path}.{name}"] + 0.7 * torch.mm(up, down)
+        torch.testing.assert_close(patched.state_dict()[f"{path}.{name}"], expected)
+    # the input is unchanged, unpatched weights are shared
+    assert not torch.equal(patched.state_dict()[f"{path}.to_k.weight"], motion.state_dict()[f"{path}.to_k.weight"])
+    assert patched.mid_block.motion_modules[0].temporal_transformer.proj_in.weight is \
+        motion.mid_block.motion_modules[0].temporal_transformer.proj_in.weight
+    # a v2 LoRA on a v1 model: its mid-block entries are skipped, as the pack does
+    v1 = load_motion_model(motion_module_state(TINY, "v1", dtype=torch.float32))
+    assert not any(k.startswith("mid_block.") for k in motion_lora_deltas(lora, v1))
+    # a LoRA of other widths does not fit
+    other = UNetConfig(model_channels=64, channel_mult=(1, 1, 2, 2), num_res_blocks=2, transformer_depth=(1, 1, 1, 0),
+                       context_dim=48)
+    with pytest.raises(MotionModuleError, match="does not fit"):
+        motion_lora_deltas(motion_lora_state(other, "v2", rank=2), motion)

@@ -11,7 +11,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.registry import Registry
 from graphflow.sampling.context_windows import ContextWindows
 from graphflow.sampling.model_sampling import DiscreteSchedule
-from graphflow.testing import unet_config, write_checkpoint, write_motion_module
+from graphflow.testing import unet_config, write_checkpoint, write_motion_lora, write_motion_module
 from graphflow.workflow import parse_workflow
 from graphflow.executor import Executor
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -31,6 +31,8 @@ def models(tmp_folders):
     folder = tmp_folders.models / "animatediff_models"
     write_motion_module(folder / "mm_v2.safetensors", unet_config("sd1"), "v2", seed=5)
     write_motion_module(folder / "mm_v1.safetensors", unet_config("sd1"), "v1", seed=6)
+    write_motion_lora(tmp_folders.models / "animatediff_motion_lora" / "v2_lora_ZoomIn.ckpt", unet_config("sd1"),
+                      "v2", seed=8)
     return tmp_folders
 
 
@@ -199,3 +201,16 @@ def test_api_prompt_round_trips(registry, models):
     back = export_api(parse_workflow(graph, registry), registry)
     assert {k: v["class_type"] for k, v in back.items()} == {k: v["class_type"] for k, v in graph.items()}
     assert back["5"]["inputs"]["m_models"] == ["4", 0] and back["10"]["inputs"]["context_length"] == 4
+
+
+def test_motion_lora_loader(registry, models):
+    def with_lora(strength):
+        graph = prompt(schedule="sqrt_linear (AnimateDiff)")
+        graph["11"] = {"class_type": "ADE_AnimateDiffLoRALoader", "inputs": {"name": "v2_lora_ZoomIn.ckpt",
+                                                                              "strength": strength}}
+        graph["4"]["inputs"]["motion_lora"] = ["11", 0]
+        return run_graph(registry, graph, ["9"]).values["9"][0]["samples"]
+
+    plain = run_graph(registry, prompt(schedule="sqrt_linear (AnimateDiff)"), ["9"]).values["9"][0]["samples"]
+    assert torch.equal(with_lora(0.0), plain)
+    assert (with_lora(1.0) - plain).abs().max() > 1e-4

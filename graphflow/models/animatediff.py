@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
-from .lora import _shallow
+from .lora import _shallow, patched_copy
 from .unet import FeedForward, ResBlock, SpatialTransformer, UNet
 
 
@@ -283,6 +283,46 @@ def load_motion_model(state: dict, name: str = "motion module") -> MotionModel:
     except RuntimeError as e:
         raise MotionModuleError(f"{name}: the motion module's weights do not fit ({e})") from None
     return model.eval().requires_grad_(False)
+
+
+# ---- motion LoRAs (guoyww's v2_lora_*.ckpt) ------------------------------------------------------
+
+def motion_lora_deltas(lora: dict, motion: MotionModel, name: str = "motion LoRA") -> dict[str, torch.Tensor]:
+    """{motion-module weight name: up @ down} of a motion LoRA's tensors, as the pack reads them:
+    '<path>.processor.to_q_lora.down.weight' (and .up.) patch '<path>.to_q.weight' ('to_out_lora' patches
+    to_out.0); non-temporal keys are dropped and mid-block ones skipped for a model without a mid block."""
+    lora = {k: v for k, v in normalise_keys(lora)[0].items() if "temporal" in k}
+    if not lora:
+        raise MotionModuleError(f"{name} contains no temporal keys; it is no motion LoRA")
+    own = motion.state_dict()
+    deltas = {}
+    for key, down in lora.items():
+        if ".down." not in key or (motion.mid_block is None and key.startswith("mid_block.")):
+            continue
+        up = lora.get(key.replace(".down.", ".up."))
+        target = key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("to_out.", "to_out.0.")
+        if up is None or target not in own or own[target].shape != (up.shape[0], down.shape[1]):
+            raise MotionModuleError(f"{name} does not fit {motion.name} ({motion.config.version}): no weight of its "
+                                    f"shape for {key}")
+        deltas[target] = up.float() @ down.float()
+    if not deltas:
+        raise MotionModuleError(f"{name} holds no lora down/up pairs")
+    return deltas
+
+
+def with_motion_loras(motion: MotionModel, loras) -> MotionModel:
+    """A copy of the motion model with (deltas, strength) pairs added (weight + strength * delta, in
+    float32); unpatched weights are shared with the input, which is unchanged."""
+    if not loras:
+        return motion
+    own = motion.state_dict()
+    weights = {}
+    for deltas, strength in loras:
+        for key, delta in deltas.items():
+            base = weights.get(key, own[key].float())
+            weights[key] = base + strength * delta.to(base.device)
+    patched = patched_copy(motion, {k: v.to(own[k].dtype) for k, v in weights.items()})
+    return patched
 
 
 # ---- in the UNet --------------------------------------------------------------------------------

@@ -181,6 +181,8 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
     if _has(shapes, "fuse_module.mlp1.") and _has(shapes, "visual_projection_2."):  # before LoRA: v1 files carry one
         return FileKind("PhotoMaker v1 ID encoder", "photomaker", "PhotoMakerLoader")
+    if any(".motion_modules." in k and "_lora." in k for k in shapes):  # guoyww's v2_lora_*.ckpt
+        return FileKind("AnimateDiff motion LoRA", "animatediff_motion_lora", "AnimateDiffLoraLoader")
     if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes) \
             or shapes and all(k.endswith((".diff", ".diff_b")) for k in shapes):  # full-diff LoRA (LoraSave)
         return FileKind("LoRA", "loras", "LoadLoRA")
