@@ -8,7 +8,7 @@ together and the motion module lets the frames attend to each other.
 Nodes: ADE_LoadAnimateDiffModel, ADE_ApplyAnimateDiffModelSimple, ADE_ApplyAnimateDiffModel,
 ADE_UseEvolvedSampling (Gen2); ADE_AnimateDiffLoaderGen1 and the legacy ADE_AnimateDiffLoaderWithContext
 (Gen1); ADE_AnimateDiffLoRALoader (motion LoRAs from models/animatediff_motion_lora/); ADE_MultivalDynamic
-(a number); the context options ADE_StandardStaticContextOptions,
+(a number); ADE_EmptyLatentImageLarge; the context options ADE_StandardStaticContextOptions,
 ADE_StandardUniformContextOptions, ADE_LoopedUniformContextOptions, ADE_BatchedContextOptions and the
 legacy ADE_AnimateDiffUniformContextOptions, which become graphflow's context windows over the frames
 (graphflow.sampling.context_windows: the same schedules and the flat / pyramid / relative /
@@ -16,16 +16,19 @@ overlap-linear fuse weights).
 
 Left out (a clear error where a workflow sets them): AD settings (positional-encoding
 stretching), keyframes, sample settings (noise types, FreeInit, custom CFG), per-block settings,
-multival masks, view options, several motion models at once, start / end percents other than
-0 / 1, context options chained with prev_context or starting later than 0, the pack's experimental
-(🔬) fuse methods, the beta schedules avg(sqrt_linear,linear), lcm avg(sqrt_linear,linear),
-lcm[100_ots], sqrt, cosine and squaredcos_cap_v2, AnimateLCM-I2V / CameraCtrl / PIA / FancyVideo
-models and the deprecated AnimateDiffLoaderV1.
+multival masks, view options, several motion models at once, context options chained with
+prev_context or starting later than 0, the pack's experimental (🔬) fuse methods, the beta
+schedules avg(sqrt_linear,linear), lcm avg(sqrt_linear,linear), lcm[100_ots], sqrt, cosine and
+squaredcos_cap_v2, AnimateLCM-I2V / CameraCtrl / PIA / FancyVideo models and the deprecated
+AnimateDiffLoaderV1. Per-frame ControlNet hints are not cut to the context windows (graphflow's
+context windows hand every window the whole hint batch), where the pack cuts them.
 """
 
 from __future__ import annotations
 
-from graphflow.api import MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, folders, \
+from dataclasses import replace
+
+from graphflow.api import LATENT, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, folders, \
     socket_type
 
 COMFY_PACK = "ComfyUI-AnimateDiff-Evolved"  # the custom node pack this module's ComfyUI classes come from
@@ -119,14 +122,11 @@ def _applied(motion, scale_multival=None, effect_multival=None, start_percent=0.
              motion_lora=None) -> tuple:
     from graphflow.models.animatediff import MotionSettings
 
-    if (start_percent, end_percent) != (0.0, 1.0):
-        raise NodeInputError("start_percent" if start_percent != 0.0 else "end_percent",
-                             "a motion model for part of the steps is not built here; keep start_percent 0 and "
-                             "end_percent 1")
     scale = _number(scale_multival, "scale_multival")
     effect = _number(effect_multival, "effect_multival")
     motion = _with_loras(motion, motion_lora)
-    return ((motion, MotionSettings(1.0 if scale is None else scale, 1.0 if effect is None else effect)),)
+    settings = MotionSettings(1.0 if scale is None else scale, 1.0 if effect is None else effect)
+    return ((motion, settings, (start_percent, end_percent)),)
 
 
 def _beta_model(model, alias: str, motion):
@@ -154,21 +154,26 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
     if not hasattr(model, "with_unet") or getattr(model, "arch", None) not in ("sd1", "sd2", "sdxl", "sdxl_refiner"):
         raise NodeInputError("model", "AnimateDiff needs an SD1.5 (or, for SDXL motion modules, SDXL) checkpoint's "
                                       f"MODEL; this one is {getattr(model, 'arch', type(model).__name__)!r}")
-    motion = None
-    if m_models:
-        if len(m_models) > 1:
-            raise NodeInputError("m_models", "several motion models at once are not built here; apply one")
-        motion, settings = m_models[0]
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+
+    if m_models and len(m_models) > 1:
+        raise NodeInputError("m_models", "several motion models at once are not built here; apply one")
+    motion, settings, percents = m_models[0] if m_models else (None, None, (0.0, 1.0))
+    model = _beta_model(model, beta_schedule, motion)
+    if motion is not None:
         wanted = {"sd1": "sd1", "sdxl": "sdxl"}[motion.config.base]
         if model.arch != wanted:
             family = {"sd1": "SD1.5", "sdxl": "SDXL"}[wanted]
             raise NodeInputError("m_models", f"motion module {motion.name!r} is made for {family} models; this "
                                              f"model is {model.arch}")
+        if percents != (0.0, 1.0):  # sigmas of the schedule sampled with, as the pack's model_sampling gives them
+            schedule = DiscreteSchedule.for_model(model)
+            settings = replace(settings, sigma_range=(schedule.percent_to_sigma(percents[0]),
+                                                      schedule.percent_to_sigma(percents[1])))
         try:
             model = model.with_unet(attach_motion(model.unet, motion, settings, apply_v2_properly))
         except MotionModuleError as e:
             raise NodeInputError("m_models", str(e)) from None
-    model = _beta_model(model, beta_schedule, motion)
     if context_options is not None:
         from graphflow.sampling.context_windows import with_context_windows
 
@@ -219,9 +224,10 @@ class ApplyAnimateDiffModelSimple(Node):
 
 
 class ApplyAnimateDiffModel(Node):
-    """Apply a motion model with its step range, for ADE_UseEvolvedSampling's m_models. Only the whole
-    range (start_percent 0, end_percent 1) and a single motion model (no prev_m_models) are built here;
-    scale, effect and motion LoRAs as in ADE_ApplyAnimateDiffModelSimple."""
+    """Apply a motion model for ADE_UseEvolvedSampling's m_models, running only from start_percent to
+    end_percent of the sampling (the steps whose sigma lies between those percents' sigmas on the
+    schedule sampled with, as the pack compares them); scale, effect and motion LoRAs as in
+    ADE_ApplyAnimateDiffModelSimple. Several motion models at once (prev_m_models) are not built here."""
     category = GEN2
     motion_model: MOTION_MODEL_ADE
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -523,3 +529,19 @@ class BatchedContextOptions(Node):
     def run(self):
         return context_options("batched", self.context_length, 0, fuse_method="flat",
                                start_percent=self.start_percent, prev_context=self.prev_context)
+
+
+class EmptyLatentImageLarge(Node):
+    """A blank SD latent batch of the given pixel size (4 channels, 1/8 size), as EmptyLatentImage but
+    for the long batches of video frames (the pack's Empty Latent Image (Big Batch))."""
+    category = "Animate Diff 🎭🅐🅓/extras"
+    width: int = Int(512, min=64, max=16384, step=8, resource="width")
+    height: int = Int(512, min=64, max=16384, step=8, resource="height")
+    batch_size: int = Int(1, min=1, max=262144, resource="batch")
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("ADE_EmptyLatentImageLarge",))
+
+    def run(self):
+        import torch
+
+        return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}

@@ -214,3 +214,36 @@ def test_motion_lora_loader(registry, models):
     plain = run_graph(registry, prompt(schedule="sqrt_linear (AnimateDiff)"), ["9"]).values["9"][0]["samples"]
     assert torch.equal(with_lora(0.0), plain)
     assert (with_lora(1.0) - plain).abs().max() > 1e-4
+
+
+def test_motion_model_for_part_of_the_steps(registry, models):
+    """ADE_ApplyAnimateDiffModel's start / end percent: the motion model runs only at the steps whose
+    sigma lies within those percents' sigmas; a range holding every step equals the whole range."""
+    def sample(start, end):
+        graph = prompt(schedule="sqrt_linear (AnimateDiff)")
+        graph["4"] = {"class_type": "ADE_ApplyAnimateDiffModel",
+                      "inputs": {"motion_model": ["2", 0], "start_percent": start, "end_percent": end}}
+        graph["9"]["inputs"]["steps"] = 4
+        result = run_graph(registry, graph, ["5", "9"])
+        return result.values["5"][0], result.values["9"][0]["samples"]
+
+    model, whole = sample(0.0, 1.0)
+    _, half = sample(0.0, 0.5)
+    _, none = sample(1.0, 1.0)  # start at sigma 0: no step
+    plain = prompt(schedule="sqrt_linear (AnimateDiff)")
+    del plain["5"]["inputs"]["m_models"]
+    plain["9"]["inputs"]["steps"] = 4
+    without = run_graph(registry, plain, ["9"]).values["9"][0]["samples"]
+    assert torch.equal(none, without) and not torch.equal(half, whole) and not torch.equal(half, without)
+    schedule = DiscreteSchedule.for_model(model)
+    settings = sample(0.25, 0.75)[0].unet.motion[1]
+    assert settings.sigma_range == (schedule.percent_to_sigma(0.25), schedule.percent_to_sigma(0.75))
+
+
+def test_big_batch_latent_and_its_bound(registry):
+    graph = {"1": {"class_type": "ADE_EmptyLatentImageLarge", "inputs": {"width": 64, "height": 96, "batch_size": 40}}}
+    samples = run_graph(registry, graph, ["1"]).values["1"][0]["samples"]
+    assert torch.equal(samples, torch.zeros(40, 4, 12, 8))
+    huge = {"1": {"class_type": "ADE_EmptyLatentImageLarge",
+                  "inputs": {"width": 16384, "height": 16384, "batch_size": 262144}}}
+    assert "needs at least" in failure(registry, huge, "1")  # refused before it runs

@@ -349,11 +349,25 @@ def motion_slots(unet: UNet) -> dict[str, list[tuple[int, int, int]]]:
 class MotionSettings:
     scale: float = 1.0
     effect: float = 1.0
+    # (highest, lowest) sigma the motion model runs at (the pack's start / end percent); None: always
+    sigma_range: tuple[float, float] | None = None
+
+    def active(self) -> bool:
+        """Whether the motion model runs in the UNet call now running (its sigma, from the sampler)."""
+        if self.sigma_range is None:
+            return True
+        from graphflow.sampling.guidance import unet_rows
+
+        rows = unet_rows.get()
+        if rows is None:
+            return True
+        sigma = float(rows.sigma.reshape(-1)[0])
+        return self.sigma_range[1] <= sigma <= self.sigma_range[0]
 
 
 def _run_temporal(module: TemporalModule, settings: MotionSettings, norm_over_frames: bool,
                   x: torch.Tensor, frames: int) -> torch.Tensor:
-    if settings.effect == 0.0:
+    if settings.effect == 0.0 or not settings.active():
         return x
     p = module.temporal_transformer.proj_in.weight
     if p.device != x.device or p.dtype != x.dtype:  # run in the UNet's device and dtype, moved once
