@@ -143,8 +143,8 @@ def test_effect_blends_each_temporal_module():
     x = torch.randn(2 * FRAMES, 32, 8, 8)
     with torch.no_grad():
         full = module.temporal_transformer(x, FRAMES)
-        blended = _run_temporal(module, MotionSettings(effect=0.3), False, x, FRAMES)
-        off = _run_temporal(module, MotionSettings(effect=0.0), False, x, FRAMES)
+        blended = _run_temporal(module, MotionSettings(effect=0.3), False, motion, x, FRAMES)
+        off = _run_temporal(module, MotionSettings(effect=0.0), False, motion, x, FRAMES)
     torch.testing.assert_close(blended, x * 0.7 + full * 0.3)
     assert off is x
 
@@ -205,7 +205,7 @@ def test_frames_beyond_the_positional_table_are_refused():
     ours = random_unet(TINY)
     motion = load_motion_model(motion_module_state(TINY, "v1", dtype=torch.float32))  # 24 positions
     x = torch.randn(25, 4, 8, 8)
-    with pytest.raises(MotionModuleError, match="24 frames; got 25"):
+    with pytest.raises(MotionModuleError, match="at most 24 frames"):
         attach_motion(ours, motion)(x, torch.full((25,), 10.0), torch.randn(25, 3, TINY.context_dim), num_frames=25)
 
 
@@ -269,3 +269,15 @@ def test_motion_lora_adds_up_times_down():
                        context_dim=48)
     with pytest.raises(MotionModuleError, match="does not fit"):
         motion_lora_deltas(motion_lora_state(other, "v2", rank=2), motion)
+
+
+def test_animatelcm_takes_at_most_64_frames_without_windows():
+    state = motion_module_state(TINY, "v2", dtype=torch.float32)
+    lcm = load_motion_model({k: v for k, v in state.items() if "pos_encoder" not in k}, "AnimateLCM_sd15_t2v.ckpt")
+    unet = attach_motion(random_unet(TINY), lcm)
+    with torch.no_grad():
+        context = torch.randn(64, 3, TINY.context_dim)
+        out = unet(torch.randn(64, 4, 8, 8), torch.full((64,), 10.0), context, num_frames=64)
+        assert out.shape == (64, 4, 8, 8)
+        with pytest.raises(MotionModuleError, match="at most 64 frames"):
+            unet(torch.randn(65, 4, 8, 8), torch.full((65,), 10.0), torch.randn(65, 3, TINY.context_dim), num_frames=65)

@@ -171,13 +171,7 @@ class TemporalAttention(nn.Module):
         bf, pixels, c = x.shape
         t = x.reshape(bf // frames, frames, pixels, c).transpose(1, 2).reshape(-1, frames, c)
         if self.pos_encoder is not None:
-            pe = self.pos_encoder.pe
-            if frames > pe.shape[1]:
-                raise MotionModuleError(
-                    f"this AnimateDiff motion module holds positions for {pe.shape[1]} frames; got {frames} at once. "
-                    f"Use fewer frames or context options (e.g. Context Options◆Standard Static) with a "
-                    f"context_length of at most {pe.shape[1]}")
-            t = t + pe[:, :frames].to(t.dtype)
+            t = t + self.pos_encoder.pe[:, :frames].to(t.dtype)
         n = t.shape[0]
         k = self.to_k(t)
         if scale != 1.0:  # the pack's motion scale multiplies the keys
@@ -365,8 +359,18 @@ class MotionSettings:
         return self.sigma_range[1] <= sigma <= self.sigma_range[0]
 
 
-def _run_temporal(module: TemporalModule, settings: MotionSettings, norm_over_frames: bool,
+def too_many_frames(motion: MotionModel, frames: int) -> MotionModuleError:
+    limit = motion.config.max_frames
+    return MotionModuleError(
+        f"without context options, AnimateDiff motion module {motion.name!r} takes at most {limit} frames (its "
+        f"positional encoding holds {limit} frames); got {frames} at once. Use fewer frames or context options (e.g. "
+        f"ADE_StandardStaticContextOptions) with a context_length of at most {limit}")
+
+
+def _run_temporal(module: TemporalModule, settings: MotionSettings, norm_over_frames: bool, motion: MotionModel,
                   x: torch.Tensor, frames: int) -> torch.Tensor:
+    if frames > motion.config.max_frames:  # the pack refuses these before sampling
+        raise too_many_frames(motion, frames)
     if settings.effect == 0.0 or not settings.active():
         return x
     p = module.temporal_transformer.proj_in.weight
@@ -433,7 +437,7 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
     layers = {}
     for part, places in slots.items():
         for (block, after, _), module in zip(places, modules[part]):
-            layers[(part, block)] = (after, partial(_run_temporal, module, settings, norm_over_frames))
+            layers[(part, block)] = (after, partial(_run_temporal, module, settings, norm_over_frames, motion))
     patched = _shallow(unet)
     if norm_over_frames:
         for name in ("input_blocks", "middle_block", "output_blocks", "out"):
