@@ -247,3 +247,30 @@ def test_big_batch_latent_and_its_bound(registry):
     huge = {"1": {"class_type": "ADE_EmptyLatentImageLarge",
                   "inputs": {"width": 16384, "height": 16384, "batch_size": 262144}}}
     assert "needs at least" in failure(registry, huge, "1")  # refused before it runs
+
+
+def test_gen2_ui_save_widgets_read_and_written_back(registry, models):
+    nodes = [
+        ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", []), ("VAE", "VAE", [])]),
+        ui_node(2, "ADE_LoadAnimateDiffModel", ["mm_v2.safetensors"],
+                outputs=[("MOTION_MODEL", "MOTION_MODEL_ADE", [2])]),
+        ui_node(3, "ADE_AnimateDiffLoRALoader", ["v2_lora_ZoomIn.ckpt", 0.8],
+                outputs=[("MOTION_LORA", "MOTION_LORA", [3])]),
+        ui_node(4, "ADE_ApplyAnimateDiffModel", [0.1, 0.9],
+                [("motion_model", "MOTION_MODEL_ADE", 2, False), ("motion_lora", "MOTION_LORA", 3, False)],
+                [("M_MODELS", "M_MODELS", [4])]),
+        ui_node(5, "ADE_UseEvolvedSampling", ["sqrt_linear (AnimateDiff)"],
+                [("model", "MODEL", 1, False), ("m_models", "M_MODELS", 4, False)], [("MODEL", "MODEL", [])]),
+        ui_node(6, "ADE_BatchedContextOptions", [8, 0, 1], outputs=[("CONTEXT_OPTS", "CONTEXT_OPTIONS", [])]),
+    ]
+    links = [[1, 1, 0, 5, 0, "MODEL"], [2, 2, 0, 4, 0, "MOTION_MODEL_ADE"], [3, 3, 0, 4, 1, "MOTION_LORA"],
+             [4, 4, 0, 5, 1, "M_MODELS"]]
+    workflow = parse_workflow(ui_graph(nodes, links), registry)
+    assert workflow.nodes["4"].inputs["start_percent"] == 0.1 and workflow.nodes["3"].inputs["strength"] == 0.8
+    result = run_graph(registry, ui_graph(nodes, links), ["5", "6"])
+    assert result.values["6"][0] == ContextWindows(8, 0, "batched", 1, False, "flat", 0)
+    assert result.values["5"][0].unet.motion[1].sigma_range is not None
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[3] == ["v2_lora_ZoomIn.ckpt", 0.8] and saved[4] == [0.1, 0.9] and saved[6] == [8, 0, 1]
+    assert saved[5] == ["sqrt_linear (AnimateDiff)"]

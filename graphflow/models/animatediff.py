@@ -262,10 +262,12 @@ class MotionModel(nn.Module):
 
 
 def load_motion_model(state: dict, name: str = "motion module") -> MotionModel:
-    """A MotionModel from a motion module file's tensors (any layout normalise_keys knows)."""
+    """A MotionModel from a motion module file's tensors (any layout normalise_keys knows), in the
+    file's dtype (the UNet's device and dtype are taken when it first runs)."""
     state, hotshot = normalise_keys(state)
     cfg = config_from_state_dict(state, name, hotshot)
-    model = MotionModel(cfg, name)
+    with torch.device("meta"):  # no initialisation: every weight comes from the file
+        model = MotionModel(cfg, name)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -273,7 +275,11 @@ def load_motion_model(state: dict, name: str = "motion module") -> MotionModel:
         raise MotionModuleError(f"{name}: the motion module's weights do not fit its layout (missing "
                                 f"{missing[:3]}, unexpected {unexpected[:3]})")
     try:
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        for key, value in state.items():
+            if value.shape != own[key].shape:
+                raise RuntimeError(f"{key}: {tuple(value.shape)} where the layout has {tuple(own[key].shape)}")
+        dtype = state[next(k for k in state if k.endswith("proj_in.weight"))].dtype
+        model.load_state_dict({k: v.to(dtype, copy=True) for k, v in state.items()}, assign=True)
     except RuntimeError as e:
         raise MotionModuleError(f"{name}: the motion module's weights do not fit ({e})") from None
     return model.eval().requires_grad_(False)
