@@ -147,8 +147,10 @@ def _beta_model(model, alias: str, motion):
     return clone
 
 
-def evolved_model(model, beta_schedule: str, m_models=None, context_options=None, apply_v2_properly: bool = True):
-    """The MODEL with the motion model in its UNet, the beta schedule and the context windows."""
+def evolved_model(model, beta_schedule: str, m_models=None, context_options=None, apply_v2_properly: bool = True,
+                  motion_input: str = "m_models"):
+    """The MODEL with the motion model in its UNet, the beta schedule and the context windows; errors
+    about the motion model name motion_input (the node's input it came from)."""
     from graphflow.models.animatediff import MotionModuleError, attach_motion
 
     if not hasattr(model, "with_unet") or getattr(model, "arch", None) not in ("sd1", "sd2", "sdxl", "sdxl_refiner"):
@@ -164,8 +166,8 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
         wanted = {"sd1": "sd1", "sdxl": "sdxl"}[motion.config.base]
         if model.arch != wanted:
             family = {"sd1": "SD1.5", "sdxl": "SDXL"}[wanted]
-            raise NodeInputError("m_models", f"motion module {motion.name!r} is made for {family} models; this "
-                                             f"model is {model.arch}")
+            raise NodeInputError(motion_input, f"motion module {motion.name!r} is made for {family} models; "
+                                               f"this model is {model.arch}")
         if percents != (0.0, 1.0):  # sigmas of the schedule sampled with, as the pack's model_sampling gives them
             schedule = DiscreteSchedule.for_model(model)
             settings = replace(settings, sigma_range=(schedule.percent_to_sigma(percents[0]),
@@ -173,7 +175,7 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
         try:
             model = model.with_unet(attach_motion(model.unet, motion, settings, apply_v2_properly))
         except MotionModuleError as e:
-            raise NodeInputError("m_models", str(e)) from None
+            raise NodeInputError(motion_input, str(e)) from None
     if context_options is not None:
         from graphflow.sampling.context_windows import with_context_windows
 
@@ -303,7 +305,8 @@ class AnimateDiffLoaderGen1(Node):
             _not_built(getattr(self, name), name, what)
         applied = _applied(_load(self.model_name), self.scale_multival, self.effect_multival,
                            motion_lora=self.motion_lora)
-        return evolved_model(self.model, self.beta_schedule, applied, self.context_options)
+        return evolved_model(self.model, self.beta_schedule, applied, self.context_options,
+                             motion_input="model_name")
 
 
 class AnimateDiffLoaderWithContext(Node):
@@ -339,7 +342,7 @@ class AnimateDiffLoaderWithContext(Node):
         motion = _load(self.model_name)
         return evolved_model(self.model, self.beta_schedule, _applied(motion, self.motion_scale,
                                                                       motion_lora=self.motion_lora),
-                             self.context_options, self.apply_v2_models_properly)
+                             self.context_options, self.apply_v2_models_properly, motion_input="model_name")
 
 
 class AnimateDiffLoraLoader(Node):

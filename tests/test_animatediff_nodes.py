@@ -133,6 +133,12 @@ def test_clear_errors(registry, models, tmp_folders):
     # an SD1.5 motion module on an SDXL model
     text = failure(registry, prompt(checkpoint="tiny_xl.safetensors"), "5")
     assert "m_models" in text and "made for SD1.5" in text
+    # the same through the Gen1 loader names its model_name
+    gen1 = {"1": prompt()["1"] | {"inputs": {"ckpt_name": "tiny_xl.safetensors"}},
+            "2": {"class_type": "ADE_AnimateDiffLoaderGen1",
+                  "inputs": {"model": ["1", 0], "model_name": "mm_v2.safetensors", "beta_schedule": "autoselect"}}}
+    text = failure(registry, gen1, "2")
+    assert "model_name" in text and "made for SD1.5" in text
     # files that are no motion module: a checkpoint (validation names its folder), an unknown one
     (tmp_folders.models / "animatediff_models" / "sd15.safetensors").write_bytes(
         (tmp_folders.models / "checkpoints" / "tiny.safetensors").read_bytes())
@@ -274,3 +280,14 @@ def test_gen2_ui_save_widgets_read_and_written_back(registry, models):
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[3] == ["v2_lora_ZoomIn.ckpt", 0.8] and saved[4] == [0.1, 0.9] and saved[6] == [8, 0, 1]
     assert saved[5] == ["sqrt_linear (AnimateDiff)"]
+
+
+def test_lcm_schedules_sample_the_distilled_table(registry, models):
+    for alias, kind in (("lcm", "linear"), ("lcm >> sqrt_linear", "sqrt_linear")):
+        model = run_graph(registry, prompt(schedule=alias), ["5"]).values["5"][0]
+        schedule = DiscreteSchedule.for_model(model)
+        ac = alphas_cumprod_comfy(kind)
+        full = ((1 - ac) / ac) ** 0.5
+        # ComfyUI's ModelSamplingDiscreteDistilled: every 20th of the 1000 sigmas (50 original timesteps)
+        assert schedule.prediction == "lcm"
+        np.testing.assert_allclose(schedule.sigmas.double().numpy(), full[19::20], rtol=1e-6)
