@@ -16,7 +16,7 @@ overlap-linear fuse weights).
 
 Left out (a clear error where a workflow sets them): AD settings (positional-encoding
 stretching), keyframes, sample settings (noise types, FreeInit, custom CFG), per-block settings,
-multival masks, view options, several motion models at once, context options chained with
+multival masks, view options, context options chained with
 prev_context or starting later than 0, the pack's experimental (🔬) fuse methods, the beta
 schedules avg(sqrt_linear,linear), lcm avg(sqrt_linear,linear), lcm[100_ots], sqrt, cosine and
 squaredcos_cap_v2, AnimateLCM-I2V / CameraCtrl / PIA / FancyVideo models and the deprecated
@@ -158,11 +158,15 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
                                       f"MODEL; this one is {getattr(model, 'arch', type(model).__name__)!r}")
     from graphflow.sampling.model_sampling import DiscreteSchedule
 
-    if m_models and len(m_models) > 1:
-        raise NodeInputError("m_models", "several motion models at once are not built here; apply one")
-    motion, settings, percents = m_models[0] if m_models else (None, None, (0.0, 1.0))
-    model = _beta_model(model, beta_schedule, motion)
-    if motion is not None:
+    m_models = m_models or ()
+    if m_models and getattr(model.unet, "temporal_layers", None):
+        raise NodeInputError("model", "this MODEL already samples with AnimateDiff motion models (an earlier "
+                                      "AnimateDiff node); apply all motion models in one node (prev_m_models "
+                                      "chains them)")
+    first = m_models[0][0] if m_models else None  # the last applied: it picks the schedule and GroupNorms
+    model = _beta_model(model, beta_schedule, first)
+    frames_norm = None if first is None else first.frames_group_norm(apply_v2_properly)
+    for motion, settings, percents in reversed(m_models):  # the first applied runs first at each place
         wanted = {"sd1": "sd1", "sdxl": "sdxl"}[motion.config.base]
         if model.arch != wanted:
             family = {"sd1": "SD1.5", "sdxl": "SDXL"}[wanted]
@@ -173,7 +177,7 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
             settings = replace(settings, sigma_range=(schedule.percent_to_sigma(percents[0]),
                                                       schedule.percent_to_sigma(percents[1])))
         try:
-            model = model.with_unet(attach_motion(model.unet, motion, settings, apply_v2_properly))
+            model = model.with_unet(attach_motion(model.unet, motion, settings, frames_group_norm=frames_norm))
         except MotionModuleError as e:
             raise NodeInputError(motion_input, str(e)) from None
     if context_options is not None:
@@ -229,7 +233,9 @@ class ApplyAnimateDiffModel(Node):
     """Apply a motion model for ADE_UseEvolvedSampling's m_models, running only from start_percent to
     end_percent of the sampling (the steps whose sigma lies between those percents' sigmas on the
     schedule sampled with, as the pack compares them); scale, effect and motion LoRAs as in
-    ADE_ApplyAnimateDiffModelSimple. Several motion models at once (prev_m_models) are not built here."""
+    ADE_ApplyAnimateDiffModelSimple. prev_m_models: motion models applied before, each run in turn at every
+    place of the UNet (the earliest first, as the pack injects them); the last applied picks the autoselected
+    beta schedule and whether GroupNorms span the frames."""
     category = GEN2
     motion_model: MOTION_MODEL_ADE
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -245,10 +251,9 @@ class ApplyAnimateDiffModel(Node):
 
     def run(self):
         _not_built(self.ad_keyframes, "ad_keyframes", "AnimateDiff keyframes")
-        if self.prev_m_models:
-            raise NodeInputError("prev_m_models", "several motion models at once are not built here")
-        return _applied(self.motion_model, self.scale_multival, self.effect_multival, self.start_percent,
-                        self.end_percent, self.motion_lora)
+        applied = _applied(self.motion_model, self.scale_multival, self.effect_multival, self.start_percent,
+                           self.end_percent, self.motion_lora)
+        return (*applied, *(self.prev_m_models or ()))  # the newest first, as the pack's group
 
 
 class UseEvolvedSampling(Node):

@@ -291,3 +291,30 @@ def test_lcm_schedules_sample_the_distilled_table(registry, models):
         # ComfyUI's ModelSamplingDiscreteDistilled: every 20th of the 1000 sigmas (50 original timesteps)
         assert schedule.prediction == "lcm"
         np.testing.assert_allclose(schedule.sigmas.double().numpy(), full[19::20], rtol=1e-6)
+
+
+def test_several_motion_models_run_in_the_order_applied(registry, models):
+    from graphflow.models.animatediff import MotionSettings, attach_motion
+
+    graph = prompt(schedule="use existing")
+    graph["12"] = {"class_type": "ADE_LoadAnimateDiffModel", "inputs": {"model_name": "mm_v1.safetensors"}}
+    graph["13"] = {"class_type": "ADE_ApplyAnimateDiffModel",
+                   "inputs": {"motion_model": ["12", 0], "start_percent": 0.0, "end_percent": 1.0,
+                              "prev_m_models": ["4", 0]}}
+    graph["5"]["inputs"]["m_models"] = ["13", 0]
+    result = run_graph(registry, graph, ["1", "2", "5", "12"])
+    stacked = result.values["5"][0].unet
+    v2, v1 = result.values["2"][0], result.values["12"][0]
+    # the last applied (v1) picks the GroupNorm hack; v2 (applied first) runs first
+    by_hand = attach_motion(attach_motion(result.values["1"][0].unet, v2, MotionSettings(scale=1.2),
+                                          frames_group_norm=True), v1, frames_group_norm=True)
+    x, t, context = torch.randn(6, 4, 8, 8), torch.full((6,), 400.0), torch.randn(6, 7, stacked.config.context_dim)
+    with torch.no_grad():
+        got = stacked(x, t, context, num_frames=6)
+        torch.testing.assert_close(got, by_hand(x, t, context, num_frames=6), rtol=0, atol=0)
+        swapped = attach_motion(attach_motion(result.values["1"][0].unet, v1, frames_group_norm=True), v2,
+                                MotionSettings(scale=1.2), frames_group_norm=True)
+        assert not torch.equal(got, swapped(x, t, context, num_frames=6))
+    graph["14"] = {"class_type": "ADE_UseEvolvedSampling", "inputs": {"model": ["5", 0], "beta_schedule": "autoselect",
+                                                                      "m_models": ["4", 0]}}
+    assert "already samples with AnimateDiff" in failure(registry, graph, "14")

@@ -415,13 +415,19 @@ def _frames_norm_copy(module: nn.Module) -> nn.Module:
     return clone
 
 
+def _chained(first, second, x: torch.Tensor, frames: int) -> torch.Tensor:
+    return second(first(x, frames), frames)
+
+
 def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = MotionSettings(),
-                  apply_v2_properly: bool = True) -> UNet:
+                  apply_v2_properly: bool = True, frames_group_norm: bool | None = None) -> UNet:
     """A shallow copy of `unet` that runs the motion model's temporal modules (the input is unchanged;
     the weights are shared); its GroupNorms over all frames where the pack's hack applies
-    (MotionModel.frames_group_norm). MotionModuleError when the module does not fit the UNet's layout."""
-    if type(unet) is not UNet or getattr(unet, "temporal_layers", None):
-        raise MotionModuleError("a motion module goes on a plain SD1.5 / SDXL UNet without another motion module")
+    (MotionModel.frames_group_norm, or frames_group_norm when given). On a UNet that already runs a
+    motion model, this one runs after it at each place (the pack's order for several motion models).
+    MotionModuleError when the module does not fit the UNet's layout."""
+    if type(unet) is not UNet:
+        raise MotionModuleError("a motion module goes on an SD1.5 / SDXL UNet")
     slots = motion_slots(unet)
     modules = motion.temporal_modules()
     cfg = motion.config
@@ -439,17 +445,20 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
                 f"{motion.name} is a {family} motion module ({cfg.version}); it does not fit this model's UNet "
                 f"({part} blocks: the UNet has {len(wanted)} places of {sorted(set(wanted))} channels, the motion "
                 f"module {len(got)} of {sorted(set(got))})")
-    norm_over_frames = motion.frames_group_norm(apply_v2_properly)
-    layers = {}
+    norm_over_frames = motion.frames_group_norm(apply_v2_properly) if frames_group_norm is None else frames_group_norm
+    layers = dict(unet.temporal_layers or {})
     for part, places in slots.items():
         for (block, after, _), module in zip(places, modules[part]):
-            layers[(part, block)] = (after, partial(_run_temporal, module, settings, norm_over_frames, motion))
+            run = partial(_run_temporal, module, settings, norm_over_frames, motion)
+            if (part, block) in layers:
+                run = partial(_chained, layers[(part, block)][1], run)
+            layers[(part, block)] = (after, run)
     patched = _shallow(unet)
     if norm_over_frames:
         for name in ("input_blocks", "middle_block", "output_blocks", "out"):
             patched._modules[name] = _frames_norm_copy(unet._modules[name])
     patched.temporal_layers = layers
-    patched.motion = (motion, settings)
+    patched.motion = (motion, settings)  # the last attached
     return patched
 
 
