@@ -318,3 +318,19 @@ def test_several_motion_models_run_in_the_order_applied(registry, models):
     graph["14"] = {"class_type": "ADE_UseEvolvedSampling", "inputs": {"model": ["5", 0], "beta_schedule": "autoselect",
                                                                       "m_models": ["4", 0]}}
     assert "already samples with AnimateDiff" in failure(registry, graph, "14")
+
+
+def test_older_saves_with_fewer_widgets_read(registry, models):
+    """A 2023 save (the legacy loader with its model and schedule only, the legacy context options with
+    five widgets): the missing widgets take their defaults, as the pack's editor fills them in."""
+    nodes = [ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                     outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", []), ("VAE", "VAE", [])]),
+             ui_node(2, "ADE_AnimateDiffLoaderWithContext", ["mm_v1.safetensors", "sqrt_linear (AnimateDiff)"],
+                     [("model", "MODEL", 1, False), ("context_options", "CONTEXT_OPTIONS", 2, False)],
+                     [("MODEL", "MODEL", [])]),
+             ui_node(3, "ADE_AnimateDiffUniformContextOptions", [16, 1, 4, "uniform", False],
+                     outputs=[("CONTEXT_OPTIONS", "CONTEXT_OPTIONS", [2])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "MODEL"], [2, 3, 0, 2, 1, "CONTEXT_OPTIONS"]])
+    model = run_graph(registry, graph, ["2"]).values["2"][0]
+    assert model.context_windows == ContextWindows(16, 4, "looped_uniform", 1, False, "flat", 0)
+    assert model.unet.motion[1].scale == 1.0 and model.unet.temporal_layers
