@@ -8,7 +8,7 @@ together and the motion module lets the frames attend to each other.
 Nodes: ADE_LoadAnimateDiffModel, ADE_ApplyAnimateDiffModelSimple, ADE_ApplyAnimateDiffModel,
 ADE_UseEvolvedSampling (Gen2); ADE_AnimateDiffLoaderGen1 and the legacy ADE_AnimateDiffLoaderWithContext
 (Gen1); ADE_AnimateDiffLoRALoader (motion LoRAs from models/animatediff_motion_lora/); ADE_MultivalDynamic
-(a number); ADE_EmptyLatentImageLarge; the context options ADE_StandardStaticContextOptions,
+(a number); ADE_EmptyLatentImageLarge; ADE_AnimateDiffUnload; the context options ADE_StandardStaticContextOptions,
 ADE_StandardUniformContextOptions, ADE_LoopedUniformContextOptions, ADE_BatchedContextOptions and the
 legacy ADE_AnimateDiffUniformContextOptions, which become graphflow's context windows over the frames
 (graphflow.sampling.context_windows: the same schedules and the flat / pyramid / relative /
@@ -553,3 +553,23 @@ class EmptyLatentImageLarge(Node):
         import torch
 
         return {"samples": torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)}
+
+
+class AnimateDiffUnload(Node):
+    """The MODEL without its AnimateDiff motion models and context options, for sampling single
+    pictures again (a hires pass after the video), as the pack's AnimateDiff Unload; the beta schedule
+    chosen stays. Model patches applied after the motion models are dropped with them here."""
+    category = "Animate Diff 🎭🅐🅓/extras"
+    model: MODEL
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("ADE_AnimateDiffUnload",))
+
+    def run(self):
+        unet = getattr(self.model, "unet", None)
+        base = getattr(unet, "without_motion", None)
+        model = self.model if base is None else self.model.with_unet(base)
+        if getattr(model, "context_windows", None) is not None:
+            from graphflow.sampling.context_windows import with_context_windows
+
+            model = with_context_windows(model, None)
+        return model

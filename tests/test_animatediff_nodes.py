@@ -334,3 +334,13 @@ def test_older_saves_with_fewer_widgets_read(registry, models):
     model = run_graph(registry, graph, ["2"]).values["2"][0]
     assert model.context_windows == ContextWindows(16, 4, "looped_uniform", 1, False, "flat", 0)
     assert model.unet.motion[1].scale == 1.0 and model.unet.temporal_layers
+
+
+def test_unload_gives_the_model_back(registry, models):
+    graph = prompt(context={"class_type": "ADE_StandardStaticContextOptions",
+                            "inputs": {"context_length": 4, "context_overlap": 1}})
+    graph["11"] = {"class_type": "ADE_AnimateDiffUnload", "inputs": {"model": ["5", 0]}}
+    result = run_graph(registry, graph, ["1", "5", "11"])
+    base, evolved, unloaded = (result.values[k][0] for k in ("1", "5", "11"))
+    assert unloaded.unet is base.unet and unloaded.context_windows is None
+    np.testing.assert_array_equal(sigmas_of(unloaded), sigmas_of(evolved))  # the schedule chosen stays

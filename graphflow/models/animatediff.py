@@ -459,6 +459,7 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
             patched._modules[name] = _frames_norm_copy(unet._modules[name])
     patched.temporal_layers = layers
     patched.motion = (motion, settings)  # the last attached
+    patched.without_motion = getattr(unet, "without_motion", unet)  # the UNet the first motion model went on
     return patched
 
 
