@@ -23,7 +23,11 @@ the motion module's) over all frames of a video, not per frame, for every model 
 v2 ("apply_v2_models_properly"): `MotionModel.frames_group_norm`.
 
 Motion scale (`scale_multival` as a number) multiplies the temporal attention's keys; effect
-(`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does.
+(`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Motion LoRAs
+(guoyww's v2_lora_*.ckpt) add strength * up @ down to the weights they name (no alpha), on a copy.
+Several motion models on one UNet run in turn at each place, the first attached first. The motion
+model moves to the UNet's device and dtype when it first runs and stays there (graphflow.memory does
+not account for it).
 """
 
 from __future__ import annotations
