@@ -2226,3 +2226,64 @@ def write_pile_t5(path, seed: int = 3, dtype=torch.float16, prefix: str = "") ->
     text-encoder part of ComfyUI's aura_flow_0.3.safetensors)."""
     save_file({k: v.to(dtype) for k, v in pile_t5_state(seed, prefix=prefix).items()}, str(path))
     return Path(path)
+
+
+MOTION_VERSIONS = {"v1": (False, 24), "v2": (True, 32), "v3": (False, 32)}  # (mid block, positions)
+
+
+def motion_module_state(unet: UNetConfig | None = None, version: str = "v2", seed: int = 0,
+                        dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random-weight AnimateDiff motion module in guoyww's single-file layout (mm_sd_v15_v2.ckpt's
+    names) fitting `unet` (default: SD1.5's, full size): per level, num_res_blocks temporal modules
+    down and one more up, a mid block for v2; pos_encoder.pe holds the true sinusoid, as the files do."""
+    from .models.animatediff import MotionModel, MotionModuleConfig, sinusoid_positions
+
+    unet = unet or UNetConfig()
+    mid, positions = MOTION_VERSIONS[version]
+    cfg = MotionModuleConfig(channels=tuple(m * unet.model_channels for m in unet.channel_mult),
+                             down_modules=unet.num_res_blocks[0], up_modules=unet.num_res_blocks[0] + 1,
+                             mid_block=mid, pe_length=positions)
+    with torch.device("meta"):
+        shapes = _module_shapes(MotionModel(cfg))
+    state = random_state(shapes, seed, dtype)
+    for key, shape in shapes.items():
+        if key.endswith("pos_encoder.pe"):
+            state[key] = sinusoid_positions(shape[1], shape[2]).to(dtype)
+    return state
+
+
+def write_motion_module(path, unet: UNetConfig | None = None, version: str = "v2", seed: int = 0,
+                        dtype=torch.float16) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(motion_module_state(unet, version, seed, dtype), str(path))
+    return path
+
+
+def motion_lora_state(unet: UNetConfig | None = None, version: str = "v2", rank: int = 4, seed: int = 0,
+                      dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random motion LoRA in guoyww's layout (v2_lora_ZoomIn.ckpt's names) for the motion module
+    motion_module_state(unet, version) describes: '<attention>.processor.to_q_lora.down.weight' [rank, C]
+    and '.up.weight' [C, rank] for to_q, to_k, to_v and to_out."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in motion_module_state(unet, version, seed, torch.float32).items():
+        parts = key.split(".")
+        if not key.endswith(".weight") or parts[-2] not in ("to_q", "to_k", "to_v", "0"):
+            continue
+        if parts[-2] == "0" and parts[-3] != "to_out":
+            continue
+        path = ".".join(parts[:-3] if parts[-2] == "0" else parts[:-2])
+        name = "to_out" if parts[-2] == "0" else parts[-2]
+        c = value.shape[0]
+        state[f"{path}.processor.{name}_lora.down.weight"] = (torch.randn(rank, c, generator=g) / c ** 0.5).to(dtype)
+        state[f"{path}.processor.{name}_lora.up.weight"] = (torch.randn(c, rank, generator=g) * 0.1).to(dtype)
+    return state
+
+
+def write_motion_lora(path, unet: UNetConfig | None = None, version: str = "v2", rank: int = 4, seed: int = 0,
+                      dtype=torch.float16) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(motion_lora_state(unet, version, rank, seed, dtype), str(path))
+    return path

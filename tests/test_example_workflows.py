@@ -1,7 +1,7 @@
 """The example workflows of jobs beyond plain txt2img (FLUX schnell, Fill, Redux, USO, a union
 ControlNet, area composition, custom sampling, unCLIP, GLIGEN, a hypernetwork, an embedding, a
 model merge, an IP-Adapter, the x4 upscaler, Ultimate SD Upscale, scheduled LoRA hooks, LoRA
-training, rebatching, a scaled fp8 FLUX file), each run as saved but for sizes and step counts, on tiny random-weight files saved
+training, rebatching, a scaled fp8 FLUX file, AnimateDiff), each run as saved but for sizes and step counts, on tiny random-weight files saved
 under the names users' real files have; each test shows the effect of its feature."""
 
 import pytest
@@ -12,7 +12,7 @@ from tests.test_workflows import checkpoints, flow_models, run, saved_images, wo
 COVERED = {"flux_schnell", "flux_fill_inpaint", "flux_redux", "flux_uso", "sdxl_union_controlnet", "area_composition",
            "custom_sampling", "unclip", "gligen", "hypernetwork", "embeddings", "model_merge",
            "ip_adapter_style_transfer", "x4_upscale", "ultimate_sd_upscale", "hooks_scheduled_lora", "lora_training",
-           "rebatch", "flux_scaled_fp8"}
+           "rebatch", "flux_scaled_fp8", "animatediff"}
 
 
 @pytest.fixture(scope="module")
@@ -420,3 +420,26 @@ def test_flux_scaled_fp8_keeps_fp8_weights_and_draws_the_dequantised_picture(bui
         "12__unet_name": "flux1-schnell-dequantised.safetensors",
         "11__clip_name1": "t5xxl_dequantised.safetensors"})).values["8"][0].float()
     assert float((image - dequantised).abs().mean()) < 0.02  # as tests/test_scaled_fp8.py allows for bf16 CPUs
+
+
+def test_animatediff_moves_the_frames_together(builtin_registry, sd_folders):
+    """AnimateDiff-Evolved's Gen2 graph on the tiny SD1 checkpoint and a random v2 motion module saved
+    as guoyww's pickled mm_sd_v15_v2.ckpt; 6 frames in windows of 4."""
+    from graphflow.testing import motion_module_state, unet_config
+
+    folder = sd_folders.models / "animatediff_models"
+    folder.mkdir(exist_ok=True)
+    torch.save(motion_module_state(unet_config("sd1"), "v2", seed=4), folder / "mm_sd_v15_v2.ckpt")
+    sets = {"8__width": 64, "8__height": 64, "8__batch_size": 6, "9__steps": 2, "4__context_length": 4,
+            "4__context_overlap": 1}
+    result = run(builtin_registry, workflow("animatediff", **sets))
+    frames = result.values["10"][0]
+    assert frames.shape == (6, 64, 64, 3)
+    assert result.outputs["11"]["images"][0]["filename"].startswith("animatediff")
+    # the same schedule (autoselect's for this module) without the motion module: other frames
+    without = workflow("animatediff", **sets, **{"5__beta_schedule": "sqrt_linear (AnimateDiff)"})
+    del without.nodes["5"].inputs["m_models"]
+    still = run(builtin_registry, without).values["10"][0]
+    same = run(builtin_registry, workflow("animatediff", **sets, **{"5__beta_schedule": "sqrt_linear (AnimateDiff)"}))
+    assert torch.equal(same.values["10"][0], frames)
+    assert (frames - still).abs().max() > 1e-3

@@ -181,9 +181,14 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
     if _has(shapes, "fuse_module.mlp1.") and _has(shapes, "visual_projection_2."):  # before LoRA: v1 files carry one
         return FileKind("PhotoMaker v1 ID encoder", "photomaker", "PhotoMakerLoader")
+    if any(".motion_modules." in k and "_lora." in k for k in shapes):  # guoyww's v2_lora_*.ckpt
+        return FileKind("AnimateDiff motion LoRA", "animatediff_motion_lora", "AnimateDiffLoraLoader")
     if any(k.startswith("lora_") or any(p in k for p in _LORA_PARTS) for k in shapes) \
             or shapes and all(k.endswith((".diff", ".diff_b")) for k in shapes):  # full-diff LoRA (LoraSave)
         return FileKind("LoRA", "loras", "LoadLoRA")
+    if any(".motion_modules." in k and ".temporal_transformer." in k or k.startswith("down_blocks.")
+           and ".temporal_attentions." in k for k in shapes):  # AnimateDiff / HotshotXL (after LoRA: motion LoRAs)
+        return FileKind("AnimateDiff motion module", "animatediff_models", "LoadAnimateDiffModel")
     if "txt_norm.weight" not in shapes and any(  # (Qwen-Image's own layout is diffusers' names: a file of its own)
             k.startswith("transformer_blocks.") and ".attn.add_q_proj." in k
             or k.startswith("single_transformer_blocks.") and ".proj_mlp." in k for k in shapes):

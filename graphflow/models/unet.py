@@ -214,8 +214,10 @@ class Block(nn.Sequential):
     """LDM's TimestepEmbedSequential: hands each layer the inputs it needs."""
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
-                up_size: tuple[int, int] | None = None) -> torch.Tensor:
-        for layer in self:
+                up_size: tuple[int, int] | None = None, temporal=None) -> torch.Tensor:
+        """temporal: (layer index, fn(x) -> x) run after that layer (an AnimateDiff motion module's
+        temporal transformer: graphflow.models.animatediff), or None."""
+        for k, layer in enumerate(self):
             if isinstance(layer, ResBlock):
                 x = layer(x, emb)
             elif isinstance(layer, SpatialTransformer):
@@ -224,6 +226,8 @@ class Block(nn.Sequential):
                 x = layer(x, up_size)
             else:
                 x = layer(x)
+            if temporal is not None and k == temporal[0]:
+                x = temporal[1](x)
         return x
 
 
@@ -319,8 +323,13 @@ class UNet(nn.Module):
 
         self.out = nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
 
+    # {(part, block index): (layer index, fn(x, frames) -> x)}: AnimateDiff's temporal modules, set on a
+    # shallow copy (graphflow.models.animatediff.attach_motion); part "input", "middle" or "output"
+    temporal_layers = None
+
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                y: torch.Tensor | None = None, control: dict | None = None) -> torch.Tensor:
+                y: torch.Tensor | None = None, control: dict | None = None,
+                num_frames: int | None = None) -> torch.Tensor:
         """x [B, in_channels, h, w], timesteps float [B] in [0, 999], context [B, T, context_dim],
         y [B, adm_in_channels] (SDXL) or integer class labels [B] (num_classes) -> the prediction
         [B, out_channels, h, w] (eps or v).
@@ -330,14 +339,34 @@ class UNet(nn.Module):
           "input":  one tensor per input block, added to its output (T2I-Adapter features),
           "middle": tensors added to the middle block's output,
           "output": one tensor per input block, added to its skip connection as the decoder takes it
-                    (ControlNet residuals)."""
+                    (ControlNet residuals).
+
+        num_frames: frames per video when the batch holds videos (AnimateDiff's temporal layers; the
+        whole batch is one video when not given); ignored without temporal layers."""
         token = latent_size.set(tuple(x.shape[-2:]))
         try:
+            if self.temporal_layers:
+                from .animatediff import video_frames
+
+                frames = num_frames or x.shape[0]
+                if x.shape[0] % frames:
+                    raise ValueError(f"a batch of {x.shape[0]} is no whole number of {frames}-frame videos")
+                frames_token = video_frames.set(frames)
+                try:
+                    return self._forward(x, timesteps, context, y, control, frames)
+                finally:
+                    video_frames.reset(frames_token)
             return self._forward(x, timesteps, context, y, control)
         finally:
             latent_size.reset(token)
 
-    def _forward(self, x, timesteps, context, y, control) -> torch.Tensor:
+    def _temporal(self, part: str, k: int, frames: int | None):
+        if frames is None or (part, k) not in self.temporal_layers:
+            return None
+        after, run = self.temporal_layers[(part, k)]
+        return after, lambda h: run(h, frames)
+
+    def _forward(self, x, timesteps, context, y, control, frames: int | None = None) -> torch.Tensor:
         dtype, device = self.out[2].weight.dtype, self.out[2].weight.device
         timesteps = torch.as_tensor(timesteps, device=device)
         if timesteps.dim() == 0:
@@ -364,23 +393,23 @@ class UNet(nn.Module):
         input_patches = getattr(self, "input_block_patches", ())
         after_skip_patches = getattr(self, "input_block_patches_after_skip", ())
         for k, block in enumerate(self.input_blocks):
-            h = block(h, emb, context)
+            h = block(h, emb, context, temporal=self._temporal("input", k, frames))
             h = _add_control(h, control.get("input"), k)
             for patch in input_patches:
                 h = patch(h, k, timesteps)
             skips.append(h)
             for patch in after_skip_patches:
                 h = patch(h, k, timesteps)
-        h = self.middle_block(h, emb, context)
+        h = self.middle_block(h, emb, context, temporal=self._temporal("middle", 0, frames))
         for k in range(len(control.get("middle") or ())):
             h = _add_control(h, control["middle"], k)
         patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
-        for block in self.output_blocks:
+        for k, block in enumerate(self.output_blocks):
             # ControlNet residuals join the skip before any patch sees it, as in ComfyUI
             skip = _add_control(skips.pop(), control.get("output"), len(skips))
             for patch in patches:
                 h, skip = patch(h, skip)
             h = torch.cat([h, skip], dim=1)
             # Any multiple of 8 pixels works: a block that upsamples goes to the next skip's size.
-            h = block(h, emb, context, skips[-1].shape[2:] if skips else None)
+            h = block(h, emb, context, skips[-1].shape[2:] if skips else None, self._temporal("output", k, frames))
         return self.out(h)

@@ -86,7 +86,7 @@ class Cond:
     hooks: object = None  # graphflow.sampling.hooks.Hooks: weight patches while this entry is evaluated
     default: bool = False  # ConditioningSetDefaultCombine's: weighs only what the other entries leave
     prior: torch.Tensor | None = None  # [B, 16, h, w] Stable Cascade Stage C latent, Stage B's conditioning
-    video_frames: int | None = None  # SVD: frames per video (the latent batch), however many sides are batched
+    video_frames: int | None = None  # SVD, AnimateDiff: frames per video (the latent batch), however many sides are batched
     frame_rate: float | None = None  # LTX-Video's (LTXVConditioning): where frames sit in time
     keyframe_positions: torch.Tensor | None = None  # LTX-Video's appended guide frames (LTXVAddGuide): [N, 3]
     # prompts of other lengths never share a model call (Architecture.repeats_text False); else the shorter
@@ -299,7 +299,9 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
             hooks=options.get("hooks"),
             default=bool(options.get("default")),
             prior=prior,
-            video_frames=batch if getattr(model, "arch", None) == "svd" else None,
+            # SVD and AnimateDiff (a UNet with temporal layers): the latent batch is one video's frames
+            video_frames=batch if getattr(model, "arch", None) == "svd" or getattr(
+                getattr(model, "unet", None), "temporal_layers", None) else None,
             frame_rate=None if frame_rate is None else float(frame_rate),
             keyframe_positions=keyframes,
             # their text tokens are keys, not repeated (ComfyUI passes them as CONDRegular: same shapes only)
