@@ -536,22 +536,28 @@ class ImpactWildcardEncode(Node):
 
     def run(self):
         text = process_wildcards(populated(self), self.seed)
-        model, clip = self.model, self.clip
-        names = _lora_names()
-        for name, model_weight, clip_weight in lora_tags(text):
-            found = lora_file(name, names)
-            if found is None:
-                warn(f"LoRA not found: {name}")
-                continue
-            model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
-        tagged, rest = _tagged(text)
-        parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
-        if len(parts) > MAX_BREAK_PARTS:
-            raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
-                                                   "(each is one CLIP encoding)")
-        parts = [part for part in parts if part] or [""]
-        encoded = [_core(CLIPEncode, text=part, clip=clip) for part in parts]
-        return model, clip, concat_all(encoded), text
+        return (*encode_with_loras(text, self.model, self.clip), text)
+
+
+def encode_with_loras(text: str, model, clip, encode=None) -> tuple:
+    """The pack's process_with_loras on a processed text: its <lora:...> tags applied to model and
+    clip and removed, the rest split at BREAK and each part encoded (with encode(clip, text), by
+    default CLIPTextEncode), the parts concatenated. Gives (model, clip, conditioning)."""
+    names = _lora_names()
+    for name, model_weight, clip_weight in lora_tags(text):
+        found = lora_file(name, names)
+        if found is None:
+            warn(f"LoRA not found: {name}")
+            continue
+        model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
+    tagged, rest = _tagged(text)
+    parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
+    if len(parts) > MAX_BREAK_PARTS:
+        raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
+                                               "(each is one CLIP encoding)")
+    parts = [part for part in parts if part] or [""]
+    encode = encode or (lambda clip, part: _core(CLIPEncode, text=part, clip=clip))
+    return model, clip, concat_all([encode(clip, part) for part in parts])
 
 
 def concat_all(conditionings: list) -> list:

@@ -19,14 +19,26 @@ NOISE_IMAGE of the pack's noise-image nodes, not built in) are not inputs here.
 
 from __future__ import annotations
 
+import colorsys
 import functools
+import hashlib
 import math
+import random
+import re
 
-from graphflow.api import CONDITIONING, LATENT, MODEL, NOISE, VAE, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, warn
+from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, NOISE, STRING, VAE, Bool, \
+    Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
-from nodes.pack_nodes_impact import BASIC_PIPE, _pipe
+from graphflow.folders import UnsafePathError
+from nodes.conditioning import CLIPSetLastLayer
+from nodes.efficiency_nodes import TOKEN_NORMALIZATIONS, WEIGHT_INTERPRETATIONS, efficiency_encode
+from nodes.pack_nodes_impact import BASIC_PIPE, LORA_PROMPT, MODES, OLD_MODES, WILDCARD_PROMPT, ImpactWildcardEncode, \
+    _pipe, encode_with_loras, populated, process_wildcards
+from nodes.image import _image
+from nodes.loaders import LoadCheckpoint
+from nodes.pack_nodes import _core
 from nodes.sampling import SEED_MAX, _estimate, _reporter
+from nodes.strings import MAX_TEXT
 
 COMFY_PACK = "comfyui-inspire-pack"  # the custom node pack this module's ComfyUI classes come from
 
@@ -396,3 +408,654 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
     def run(self):
         return inspire_noise_source(self.noise_seed, self.noise_mode, self.batch_seed_mode, self.variation_seed,
                                     self.variation_strength, self.variation_method, self.internal_seed)
+
+
+# -- seeds and prompts -------------------------------------------------------------------------------
+
+ZIPPED_PROMPT = socket_type("ZIPPED_PROMPT", "#a1887f", "Inspire Pack's (positive, negative, name) texts of one prompt")
+GLOBAL_SEED_MAX = 1125899906842624  # 2**50, the pack's widget bound
+GLOBAL_SEED_ACTIONS = ("fixed", "increment", "decrement", "randomize", "increment for each node",
+                       "decrement for each node", "randomize for each node")
+PROMPT_KEYWORDS = ("positive:", "negative:", "name:")
+_KEYWORD = re.compile("|".join(PROMPT_KEYWORDS))
+_KEYWORD_ANY_CASE = re.compile("|".join(PROMPT_KEYWORDS), re.IGNORECASE)
+_DASHES = re.compile("-+")
+
+
+class GlobalSeed(Node):
+    """The pack's Global Seed. In the pack's editor it sets, as a prompt is queued, the seed and
+    noise_seed widgets of every node to its value (action: fixed, increment / decrement /
+    randomize once per queue, or "... for each node" counting on from node to node; mode:
+    before or after queueing) and writes them back into the workflow, so a saved workflow holds
+    the seeds its last run used: here they are read as saved and this node does nothing (as in an
+    API prompt, which the pack's hook leaves alone without its editor's widget map). Neither the
+    seeds nor $GlobalSeed.value$ in texts are rewritten here."""
+    category = "InspirePack/Prompt"
+    output_node = True
+    value: int = Int(0, min=0, max=GLOBAL_SEED_MAX)
+    mode: bool = Bool(True)
+    action: str = Choice(GLOBAL_SEED_ACTIONS, "fixed")
+    last_seed: str = Text("")
+    comfy = ComfyAlias(("GlobalSeed //Inspire",))
+
+    def run(self):
+        return None
+
+
+class GlobalSampler(Node):
+    """The pack's Global Sampler: in its editor it sets every node's sampler_name and scheduler
+    widgets to these as a prompt is queued, writing them back into the workflow; a saved
+    workflow holds them, read as saved. This node itself does nothing."""
+    category = "InspirePack/Prompt"
+    output_node = True
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(INSPIRE_SCHEDULERS, "simple")
+    comfy = ComfyAlias(("GlobalSampler //Inspire",))
+
+    def run(self):
+        return None
+
+
+def prompt_blocks(text: str) -> list[str]:
+    """text split where the pack's re.split(r'\\n\\s*-+\\s*\\n') splits it: at a run of dashes with
+    whitespace around it holding a line break on each side (from the first break before to the
+    last after). Found run by run, so that long whitespace is scanned once."""
+    blocks, start = [], 0
+    for dashes in _DASHES.finditer(text):
+        before = dashes.start()
+        while before > start and text[before - 1].isspace():
+            before -= 1
+        after = dashes.end()
+        while after < len(text) and text[after].isspace():
+            after += 1
+        first = text.find("\n", before, dashes.start())
+        last = text.rfind("\n", dashes.end(), after)
+        if first != -1 and last != -1:
+            blocks.append(text[start:first])
+            start = last + 1
+    return blocks + [text[start:]]
+
+
+def parse_prompt(block: str, keyword=_KEYWORD) -> dict[str, str] | None:
+    """{positive, negative, name} of a block as the pack's pattern reads it: the block starts with
+    one of positive: / negative: / name:, each part runs to the next of them (anywhere, a line
+    break or not), a later one of a name replacing an earlier; None when the block doesn't start
+    so."""
+    marks = list(keyword.finditer(block))
+    if not marks or marks[0].start() != 0:
+        return None
+    parts = {}
+    for mark, following in zip(marks, marks[1:] + [None]):
+        parts[mark.group(0).lower()[:-1]] = block[mark.end():following.start() if following else len(block)].strip()
+    return parts
+
+
+def zipped_prompts(text: str, default_name: str, what: str, keyword=_KEYWORD) -> list[tuple[str, str, str]]:
+    """(positive, negative, name) of each prompt in a prompt file's text, blocks split by dash
+    lines. A block that isn't a prompt is skipped with a warning; one lacking positive: or
+    negative: ends the reading there (the pack's error), with a warning naming it."""
+    prompts = []
+    for number, block in enumerate(prompt_blocks(text), 1):
+        parts = parse_prompt(block, keyword)
+        if parts is None:
+            warn(f"{what}: prompt {number} is not in the prompt format (positive: ... negative: ...): skipped")
+            continue
+        if "positive" not in parts or "negative" not in parts:
+            warn(f"{what}: prompt {number} lacks positive: or negative:; the pack stops reading there, "
+                 f"so the {len(prompts)} prompts before it are given")
+            break
+        prompts.append((parts["positive"], parts["negative"], parts.get("name") or default_name))
+    return prompts
+
+
+def _prompt_files() -> list[str]:
+    return folders.list_files_inside("inspire_prompts", (".txt",))
+
+
+def _read_prompt_file(name: str, input_name: str = "prompt_file") -> str:
+    try:
+        path = folders.find_model("inspire_prompts", name, inside=True)
+    except (FileNotFoundError, UnsafePathError) as e:
+        raise NodeInputError(input_name, f"no prompt file {name!r} in the inspire_prompts folder "
+                                         f"(models/inspire_prompts): {e}") from None
+    if path.stat().st_size > MAX_TEXT:
+        raise NodeInputError(input_name, f"{name!r} is larger than {MAX_TEXT:,} bytes")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise NodeInputError(input_name, f"{name!r} is not UTF-8 text (the pack reads UTF-8 only)") from None
+
+
+def _with_text_slot(values: list) -> list:
+    """A save without text_data_opt's slot (its editor kept the socket-only input out of
+    widgets_values): an empty text put in its place."""
+    return [values[0], "", *values[1:]] if len(values) == 4 and isinstance(values[1], bool) else values
+
+
+def _file_fingerprint(name: str) -> str:
+    try:
+        return hashlib.sha256(folders.find_model("inspire_prompts", name, inside=True).read_bytes()).hexdigest()
+    except (OSError, UnsafePathError):
+        return "missing"
+
+
+class LoadPromptsFromFile(Node):
+    """Read a prompt file of the inspire_prompts folder (models/inspire_prompts; the pack's own
+    prompts/ folder's examples are not shipped), or text_data_opt when it is given: prompts
+    separated by lines of dashes, each "positive: ...", "negative: ..." and optionally
+    "name: ..." (the prompt's name; default the file's). Gives the prompts as a list, from
+    start_index on (-1: the last), at most load_cap of them (0: all); count is the file's number of
+    prompts, remaining_count those after the ones given. reload is the pack's cache switch: a
+    changed file is read again here either way."""
+    category = "InspirePack/Prompt"
+    prompt_file: str = Choice(_prompt_files)
+    text_data_opt: str = Text("")
+    reload: bool = Bool(False)
+    load_cap: int = Int(0, min=0)
+    start_index: int = Int(0, min=-1, max=SEED_MAX)
+    outputs = {"zipped_prompt": ListOf(ZIPPED_PROMPT), "count": INT, "remaining_count": INT}
+    comfy = ComfyAlias(("LoadPromptsFromFile //Inspire",), optional=("text_data_opt", "reload", "load_cap",
+                                                                      "start_index"), widgets=_with_text_slot)
+
+    @classmethod
+    def fingerprint(cls, prompt_file="", text_data_opt="", **widgets):
+        return None if text_data_opt else _file_fingerprint(prompt_file)
+
+    def run(self):
+        text = self.text_data_opt or _read_prompt_file(self.prompt_file)
+        prompts = zipped_prompts(text, self.prompt_file, "LoadPromptsFromFile")
+        given = prompts[self.start_index:]
+        remaining = max(0, len(given) - self.load_cap) if self.load_cap > 0 else 0
+        if self.load_cap > 0:
+            given = given[:self.load_cap]
+        return given, len(prompts), remaining
+
+
+class LoadSinglePromptFromFile(Node):
+    """One prompt of a prompt file of the inspire_prompts folder (or of text_data_opt), as Load
+    Prompts From File reads them: the one at index (past the last: the last), as a one-item list."""
+    category = "InspirePack/Prompt"
+    prompt_file: str = Choice(_prompt_files)
+    index: int = Int(0, min=0, max=SEED_MAX)
+    text_data_opt: str = Text("")
+    outputs = {"zipped_prompt": ListOf(ZIPPED_PROMPT)}
+    comfy = ComfyAlias(("LoadSinglePromptFromFile //Inspire",), optional=("text_data_opt",))
+
+    @classmethod
+    def fingerprint(cls, prompt_file="", text_data_opt="", **widgets):
+        return None if text_data_opt else _file_fingerprint(prompt_file)
+
+    def run(self):
+        text = self.text_data_opt or _read_prompt_file(self.prompt_file)
+        blocks = prompt_blocks(text)
+        block = blocks[self.index] if self.index < len(blocks) else blocks[-1]
+        return zipped_prompts(block, self.prompt_file, "LoadSinglePromptFromFile")
+
+
+def _prompt_dirs() -> list[str]:
+    """The top folders of the inspire_prompts folder that hold prompt files."""
+    return sorted({name.split("/")[0] for name in _prompt_files() if "/" in name})
+
+
+class LoadPromptsFromDir(Node):
+    """Every prompt of the .txt files under a folder of the inspire_prompts folder, files in
+    path order, read as Load Prompts From File reads one (the keywords in any case here, as the
+    pack's folder reader); a prompt's default name is its file's path. start_index and load_cap
+    as in Load Prompts From File."""
+    category = "InspirePack/Prompt"
+    prompt_dir: str = Choice(_prompt_dirs)
+    reload: bool = Bool(False)
+    load_cap: int = Int(0, min=0)
+    start_index: int = Int(0, min=-1, max=SEED_MAX)
+    outputs = {"zipped_prompt": ListOf(ZIPPED_PROMPT), "count": INT, "remaining_count": INT}
+    comfy = ComfyAlias(("LoadPromptsFromDir //Inspire",), optional=("reload", "load_cap", "start_index"))
+
+    @classmethod
+    def fingerprint(cls, prompt_dir="", **widgets):
+        names = [n for n in _prompt_files() if n.startswith(prompt_dir + "/")]
+        return ",".join(f"{n}:{_file_fingerprint(n)}" for n in names)
+
+    def run(self):
+        names = [n for n in _prompt_files() if n.startswith(self.prompt_dir + "/")]
+        if not names:
+            raise NodeInputError("prompt_dir", f"no .txt prompt files under {self.prompt_dir!r} in the "
+                                               "inspire_prompts folder")
+        prompts = []
+        for name in names:
+            prompts += zipped_prompts(_read_prompt_file(name, "prompt_dir"), name, "LoadPromptsFromDir",
+                                      _KEYWORD_ANY_CASE)
+        given = prompts[self.start_index:]
+        remaining = max(0, len(given) - self.load_cap) if self.load_cap > 0 else 0
+        if self.load_cap > 0:
+            given = given[:self.load_cap]
+        return given, len(prompts), remaining
+
+
+def _zipped(value, input_name: str = "zipped_prompt") -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise NodeInputError(input_name, "expected a ZIPPED_PROMPT: (positive, negative, name)")
+    return tuple(value)
+
+
+class UnzipPrompt(Node):
+    """A zipped prompt's positive, negative and name texts."""
+    category = "InspirePack/Prompt"
+    zipped_prompt: ZIPPED_PROMPT
+    outputs = {"positive": STRING, "negative": STRING, "name": STRING}
+    comfy = ComfyAlias(("UnzipPrompt //Inspire",))
+
+    def run(self):
+        return _zipped(self.zipped_prompt)
+
+
+class ZipPrompt(Node):
+    """positive, negative and name_opt (default empty) as one zipped prompt."""
+    category = "InspirePack/Prompt"
+    positive: STRING
+    negative: STRING
+    name_opt: STRING = None
+    outputs = {"zipped_prompt": ZIPPED_PROMPT}
+    comfy = ComfyAlias(("ZipPrompt //Inspire",))
+
+    def run(self):
+        return self.positive, self.negative, "" if self.name_opt is None else self.name_opt
+
+
+class BindImageListPromptList(Node):
+    """Pair a list of images with a list of zipped prompts: the prompts cut to the images'
+    number, or filled up with (default_positive, default_negative, "default"). Gives the images
+    and the prompts' positive, negative and name texts as lists. (The pack declares prompt_label
+    as one value holding the whole list; it is a list here, as the other three.)"""
+    category = "InspirePack/Prompt"
+    input_is_list = True
+    images: IMAGE
+    zipped_prompts: ZIPPED_PROMPT
+    default_positive: str = Text("", multiline=True)
+    default_negative: str = Text("", multiline=True)
+    outputs = {"image": ListOf(IMAGE), "positive": ListOf(STRING), "negative": ListOf(STRING),
+               "prompt_label": ListOf(STRING)}
+    comfy = ComfyAlias(("BindImageListPromptList //Inspire",))
+
+    def run(self):
+        prompts = [_zipped(p, "zipped_prompts") for p in self.zipped_prompts][:len(self.images)]
+        prompts += [(self.default_positive[0], self.default_negative[0], "default")] * (len(self.images) - len(prompts))
+        return list(self.images), [p[0] for p in prompts], [p[1] for p in prompts], [p[2] for p in prompts]
+
+
+class WildcardEncodeInspire(Node):
+    """Impact Pack's wildcard encode with the Advanced CLIP Text Encode weighting: the wildcard text
+    (mode populate: wildcard_text processed with the seed; fixed and reproduce: populated_text as it
+    is, its wildcards then processed with the seed) with its <lora:...> tags applied and removed,
+    each BREAK part encoded with token_normalization and weight_interpretation as Efficiency Nodes'
+    encoder does (ComfyUI_ADV_CLIP_emb's), the parts concatenated. Gives the model and CLIP with the
+    LoRAs, the conditioning and the processed text. The Select widgets are the editor's lists.
+    Inspire's LBW= block weights in a LoRA tag are not applied (a plain LoRA, with a warning)."""
+    category = "InspirePack/Prompt"
+    model: MODEL
+    clip: CLIP
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy++")
+    wildcard_text: str = Text("", multiline=True)
+    populated_text: str = Text("", multiline=True)
+    mode: str = Choice(MODES, "populate")
+    select_to_add_lora: str = Text(LORA_PROMPT)
+    select_to_add_wildcard: str = Text(WILDCARD_PROMPT)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"model": MODEL, "clip": CLIP, "conditioning": CONDITIONING, "populated_text": STRING}
+    comfy = ComfyAlias(("WildcardEncode //Inspire",), inputs={"Select to add LoRA": "select_to_add_lora",
+                                                              "Select to add Wildcard": "select_to_add_wildcard"},
+                       values={"mode": OLD_MODES})
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return ImpactWildcardEncode.fingerprint(**widgets)
+
+    def run(self):
+        text = process_wildcards(populated(self), self.seed)
+
+        def encode(clip, part):
+            return efficiency_encode(clip, part, self.token_normalization, self.weight_interpretation,
+                                     "populated_text")
+
+        return (*encode_with_loras(text, self.model, self.clip, encode), text)
+
+
+class ListCounter(Node):
+    """Count the items of a list: run on a list signal, it gives base_value + 0, 1, 2 ... one per
+    item (the pack counts its runs within one queued prompt); a single value gives base_value."""
+    category = "InspirePack/Util"
+    input_is_list = True
+    signal: ANY
+    base_value: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"INT": ListOf(INT)}
+    comfy = ComfyAlias(("ListCounter //Inspire",))
+
+    def run(self):
+        count = max(len(self.signal), len(self.base_value))
+        return [self.base_value[min(i, len(self.base_value) - 1)] + i for i in range(count)]
+
+
+class RandomGeneratorForList(Node):
+    """Pass each item of signal on with a random whole number 0 .. 2**50. The pack seeds a
+    generator with seed + the item's count but draws from Python's unseeded global one, so its
+    values are random each run whatever the seed: they are here too (never reused from the cache)."""
+    category = "InspirePack/Util"
+    signal: ANY
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"signal": ANY, "random_value": INT}
+    comfy = ComfyAlias(("RandomGeneratorForList //Inspire",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return random.random()
+
+    def run(self):
+        return self.signal, random.randint(0, GLOBAL_SEED_MAX)
+
+
+class RemoveControlNet(Node):
+    """The conditioning without its ControlNets (each entry's control and control_apply_to_uncond
+    options dropped)."""
+    category = "InspirePack/Util"
+    conditioning: CONDITIONING
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("RemoveControlNet //Inspire",))
+
+    def run(self):
+        return [(cond, {k: v for k, v in options.items() if k not in ("control", "control_apply_to_uncond")})
+                for cond, options in self.conditioning]
+
+
+class MakeBasicPipe(Node):
+    """Load a checkpoint, stop its text encoder at stop_at_clip_layer, and encode the positive and
+    negative wildcard prompts as Wildcard Encode (Inspire) does (wildcard_mode populate: the
+    wildcard texts processed with the seed; fixed and reproduce: the populated texts as they are;
+    LoRA tags applied in turn, positive first, Advanced CLIP Text Encode weighting), into a
+    BASIC_PIPE (vae_opt replacing the checkpoint's VAE). cache_key is ckpt_key_opt, or the
+    checkpoint's name: the pack's shared checkpoint cache is not built (the loader's own cache
+    serves). "Add selection to" and the Select widgets are the editor's."""
+    category = "InspirePack/Prompt"
+    ckpt_name: str = Choice(lambda: folders.list_models("checkpoints"), model_folder="checkpoints")
+    ckpt_key_opt: str = Text("")
+    positive_wildcard_text: str = Text("", multiline=True)
+    negative_wildcard_text: str = Text("", multiline=True)
+    add_selection_to: bool = Bool(True)
+    select_to_add_lora: str = Text(LORA_PROMPT)
+    select_to_add_wildcard: str = Text(WILDCARD_PROMPT)
+    wildcard_mode: str = Choice(MODES, "populate")
+    positive_populated_text: str = Text("", multiline=True)
+    negative_populated_text: str = Text("", multiline=True)
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(WEIGHT_INTERPRETATIONS, "comfy++")
+    stop_at_clip_layer: int = Int(-2, min=-24, max=-1)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    vae_opt: VAE = None
+    outputs = {"basic_pipe": BASIC_PIPE, "cache_key": STRING}
+    comfy = ComfyAlias(("MakeBasicPipe //Inspire",), inputs={"Add selection to": "add_selection_to",
+                                                             "Select to add LoRA": "select_to_add_lora",
+                                                             "Select to add Wildcard": "select_to_add_wildcard"},
+                       values={"wildcard_mode": OLD_MODES})
+
+    @classmethod
+    def fingerprint(cls, ckpt_name="", **widgets):
+        return folders.model_state("checkpoints", ckpt_name) + ImpactWildcardEncode.fingerprint()
+
+    def run(self):
+        model, clip, vae = _core(LoadCheckpoint, {"checkpoint": "ckpt_name"}, checkpoint=self.ckpt_name)
+        clip = _core(CLIPSetLastLayer, clip=clip, stop_at_clip_layer=self.stop_at_clip_layer)
+
+        def encode(clip, part):
+            return efficiency_encode(clip, part, self.token_normalization, self.weight_interpretation,
+                                     "positive_populated_text")
+
+        conditionings = []
+        for side in ("positive", "negative"):
+            if self.wildcard_mode == "populate":
+                text = process_wildcards(getattr(self, f"{side}_wildcard_text"), self.seed, f"{side}_wildcard_text")
+            else:
+                text = getattr(self, f"{side}_populated_text")
+            model, clip, conditioning = encode_with_loras(process_wildcards(text, self.seed), model, clip, encode)
+            conditionings.append(conditioning)
+        vae = self.vae_opt if self.vae_opt is not None else vae
+        return (model, clip, vae, *conditionings), self.ckpt_key_opt or self.ckpt_name
+
+
+# -- lists, batches and masks --------------------------------------------------------------------------
+
+SPLIT_MAX = 50  # the splitters' split_count bound: split_count + 1 outputs
+
+
+class FloatRange(Node):
+    """The floats from start to stop by step, as a list (at most limit of them; start > stop
+    counts down). ensure_end adds stop when the steps miss it, dropping the last step first when
+    no room is left (the pack compares with the room left after the steps taken). start == stop
+    or step 0 gives [start]. Added up step by step in floating point, as the pack does."""
+    category = "InspirePack/Util"
+    start: float = Float(0.0, min=-100.0, max=100.0, step=0.000000001)
+    stop: float = Float(1.0, min=-100.0, max=100.0, step=0.000000001)
+    step: float = Float(0.01, min=0.0, max=100.0, step=0.000000001)
+    limit: int = Int(100, min=2, max=4096)
+    ensure_end: bool = Bool(True)
+    outputs = {"FLOAT": ListOf(FLOAT)}
+    comfy = ComfyAlias(("FloatRange //Inspire",))
+
+    def run(self):
+        start, stop, room = self.start, self.stop, self.limit
+        if start == stop or self.step == 0:
+            return [start]
+        reverse = start > stop
+        if reverse:
+            start, stop = stop, start
+        values, x, last = [], start, start
+        while x <= stop and room > 0:
+            values.append(x)
+            last = x
+            room -= 1
+            x += self.step
+        if self.ensure_end and last != stop:
+            if len(values) >= room:
+                values.pop()
+            values.append(stop)
+        return values[::-1] if reverse else values
+
+
+def _resized_batch(batch, batch_size: int, mode: str):
+    """The pack's simple mode: the batch cut to batch_size, or filled up with its last item."""
+    import torch
+
+    if mode != "simple":
+        warn(f"unknown mode {mode!r}: the batch is passed on unchanged, as the pack does")
+        return batch
+    if len(batch) < batch_size:
+        return torch.cat([batch, batch[-1:].expand(batch_size - len(batch), *batch.shape[1:])])
+    return batch[:batch_size]
+
+
+def _batch_size_estimate(cls, widgets, inputs):
+    size = next((s for s in inputs.values() if s is not None), None)
+    count = widgets.get("batch_size")
+    if size is None or not isinstance(count, int):
+        return Estimate(None)
+    return Estimate(Size(count, size.height, size.width))
+
+
+class ChangeImageBatchSize(Node):
+    """The image batch made batch_size long: cut, or filled up by repeating its last image."""
+    category = "InspirePack/Util"
+    image: IMAGE
+    batch_size: int = Int(1, min=1, max=4096)
+    mode: str = Choice(("simple",), "simple")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ChangeImageBatchSize //Inspire",))
+    estimate = classmethod(_batch_size_estimate)
+
+    def run(self):
+        return _resized_batch(_image(self.image, "image"), self.batch_size, self.mode)
+
+
+class ChangeLatentBatchSize(Node):
+    """The latent batch made batch_size long: cut, or filled up by repeating its last latent (its
+    other entries, a noise_mask or batch_index, passed on as they are, as the pack does)."""
+    category = "InspirePack/Util"
+    latent: LATENT
+    batch_size: int = Int(1, min=1, max=4096)
+    mode: str = Choice(("simple",), "simple")
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("ChangeLatentBatchSize //Inspire",))
+    estimate = classmethod(_batch_size_estimate)
+
+    def run(self):
+        return {**self.latent, "samples": _resized_batch(_samples(self.latent), self.batch_size, self.mode)}
+
+
+def _samples(latent, input_name: str = "latent"):
+    import torch
+
+    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")):
+        raise NodeInputError(input_name, "expected a LATENT: a dict with 'samples'")
+    return latent["samples"]
+
+
+def _split(count: int, items: list, rest, filler) -> list:
+    """The splitters' outputs: the first split_count items one by one, then the rest as one
+    batch; when the batch is too short, the filler in every place left (the rest's too)."""
+    taken = items[:count]
+    if count >= len(items):
+        return taken + [filler()] * (count - len(taken) + 1)
+    return taken + [rest(len(items) - count)]
+
+
+class ImageBatchSplitter(Node):
+    """Split an image batch: outputs 1..split_count give its first images one by one, the next
+    output the rest as a batch; when the batch is shorter, a black 64x64 image fills each place
+    left. The pack's editor shows split_count + 1 outputs; the outputs past those give nothing."""
+    category = "InspirePack/Util"
+    images: IMAGE
+    split_count: int = Int(4, min=0, max=SPLIT_MAX)
+    outputs = {"IMAGE" if i == 0 else f"IMAGE_{i}": IMAGE for i in range(SPLIT_MAX + 1)}
+    comfy = ComfyAlias(("ImageBatchSplitter //Inspire",))
+
+    def run(self):
+        import torch
+
+        images = _image(self.images, "images")
+        parts = _split(self.split_count, [image[None] for image in images], lambda n: images[-n:],
+                       lambda: torch.zeros(1, 64, 64, 3))
+        return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
+
+
+class LatentBatchSplitter(Node):
+    """Split a latent batch as Image Batch Splitter splits images: each latent keeps the input's
+    other entries as they are (as the pack: a noise_mask is not split), and the places left are
+    filled with an empty 8x8 (64-pixel) four-channel latent."""
+    category = "InspirePack/Util"
+    latent: LATENT
+    split_count: int = Int(4, min=0, max=SPLIT_MAX)
+    outputs = {"LATENT" if i == 0 else f"LATENT_{i}": LATENT for i in range(SPLIT_MAX + 1)}
+    comfy = ComfyAlias(("LatentBatchSplitter //Inspire",))
+
+    def run(self):
+        import torch
+
+        samples = _samples(self.latent)
+        base = {k: v for k, v in self.latent.items() if k != "samples"}
+        parts = _split(self.split_count, [{**base, "samples": s[None]} for s in samples],
+                       lambda n: {**base, "samples": samples[-n:]},
+                       lambda: {**base, "samples": torch.zeros(1, 4, 8, 8)})
+        return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
+
+
+class ColorMapToMasks(Node):
+    """A mask for each of the colours covering at least min_pixels pixels of the first image of
+    color_map (at most max_count, the most common first; equally common ones in colour order): 1
+    where a pixel has exactly that colour, for every image of the batch (colour by colour, each
+    colour's masks for the whole batch). No such colour: one empty mask."""
+    category = "InspirePack/Util"
+    color_map: IMAGE
+    min_pixels: int = Int(500, min=1, max=SEED_MAX)
+    max_count: int = Int(5, min=0, max=1000)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("ColorMapToMasks //Inspire",))
+
+    def run(self):
+        import torch
+
+        color_map = _image(self.color_map, "color_map")
+        colors, counts = torch.unique(color_map[0].reshape(-1, color_map.shape[-1]), dim=0, return_counts=True)
+        order = torch.sort(counts, descending=True, stable=True).indices
+        colors, counts = colors[order], counts[order]
+        top = colors[counts >= self.min_pixels][:self.max_count]
+        if len(top) == 0:
+            return torch.zeros(1, *color_map.shape[1:3])
+        return torch.cat([(color_map == color).all(dim=-1).float() for color in top])
+
+
+class SelectNthMask(Node):
+    """The idx-th mask of a batch (from 0), as a batch of one."""
+    category = "InspirePack/Util"
+    masks: MASK
+    idx: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("SelectNthMask //Inspire",))
+
+    def run(self):
+        masks = self.masks if self.masks.ndim == 3 else self.masks.reshape(-1, *self.masks.shape[-2:])
+        if self.idx >= len(masks):
+            raise NodeInputError("idx", f"the batch holds {len(masks)} masks (0 .. {len(masks) - 1}), got {self.idx}")
+        return masks[self.idx][None]
+
+
+CONCAT_INPUTS = 20  # conditioning1 .. conditioning20: the pack's editor adds them as they are linked
+
+
+def _scaled(conditioning, multiplier: float) -> list:
+    """comfy_PoP's Conditioning Multiplier: each embedding and pooled output times multiplier."""
+    scaled = []
+    for cond, options in conditioning:
+        options = dict(options)
+        if "pooled_output" in options and options["pooled_output"] is not None:
+            options["pooled_output"] = options["pooled_output"] * multiplier
+        scaled.append((cond * multiplier, options))
+    return scaled
+
+
+class ConcatConditioningsWithMultiplier(Node):
+    __doc__ = f"""Concatenate conditionings, each scaled by its multiplier (comfy_PoP's Conditioning
+Multiplier: the embeddings and pooled outputs times it): conditioning1's entries, each with the
+first embedding of conditioning2, 3 ... appended along the tokens (as ConditioningConcat). With
+conditioning1 alone it is given back unscaled, as the pack does. Inputs 2 .. {CONCAT_INPUTS} here."""
+    category = "InspirePack/__for_testing"
+    conditioning1: CONDITIONING
+    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, CONCAT_INPUTS + 1)})
+    locals().update({f"conditioning{i}": None for i in range(2, CONCAT_INPUTS + 1)})
+    locals().update({f"multiplier{i}": Float(1.0, min=0.0, max=10.0, step=0.01) for i in range(1, CONCAT_INPUTS + 1)})
+    __annotations__.update({f"multiplier{i}": float for i in range(1, CONCAT_INPUTS + 1)})
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConcatConditioningsWithMultiplier //Inspire",))
+
+    def run(self):
+        import torch
+
+        linked = [i for i in range(2, CONCAT_INPUTS + 1) if getattr(self, f"conditioning{i}") is not None]
+        if not linked:
+            return self.conditioning1
+        result = _scaled(self.conditioning1, self.multiplier1)
+        for i in linked:
+            source = _scaled(getattr(self, f"conditioning{i}"), getattr(self, f"multiplier{i}"))[0][0]
+            result = [(torch.cat([cond, source.to(cond.dtype)], dim=1), dict(options)) for cond, options in result]
+        return result
+
+
+class RGBHexToHSV(Node):
+    """An RGB colour written #rrggbb as hue (0..360), saturation and value (0..1), by colorsys."""
+    category = "InspirePack/Util"
+    rgb_hex: STRING
+    outputs = {"hue": FLOAT, "saturation": FLOAT, "value": FLOAT}
+    comfy = ComfyAlias(("RGB_HexToHSV //Inspire",))
+
+    def run(self):
+        digits = self.rgb_hex.strip().lstrip("#")
+        if not re.fullmatch(r"[0-9a-fA-F]{6}", digits):
+            raise NodeInputError("rgb_hex", f"expected a colour as #rrggbb, got {self.rgb_hex!r}")
+        hue, saturation, value = colorsys.rgb_to_hsv(*(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)))
+        return hue * 360, saturation, value

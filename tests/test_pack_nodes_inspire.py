@@ -20,6 +20,7 @@ from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_inspire as inspire
 from nodes.sampling import KSampler, KSamplerAdvanced
 from sampling_fakes import FakeModel, prompt
+from test_custom_sampling import run_node
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -251,3 +252,255 @@ def test_api_prompt_of_ksampler_advanced_inspire(registry, models):
     workflow = parse_workflow(core_api("KSamplerAdvanced //Inspire", inputs), registry)
     assert export_api(workflow, registry)["5"]["inputs"] == {**inputs, "model": ["1", 0], "positive": ["2", 0],
                                                               "negative": ["3", 0], "latent_image": ["4", 0]}
+
+
+# -- prompts -------------------------------------------------------------------------------------------
+
+PACK_SPLIT = r"\n\s*-+\s*\n"
+PACK_PROMPT = r"^(?:(?:positive:(?P<positive>.*?)|negative:(?P<negative>.*?)|name:(?P<name>.*?))\n*)+$"
+SPLIT_CASES = ["a\n---\nb", "a\n - \nb\n\n--\n\nc", "a---b\n-\nc", "\n---\n\n---\nx", "a\n \t--- \n", "a\n---x\nb",
+               "x\n\n\n   \n-----\n\t\n\ny\n-\nz", "no separators at all", "-\n-\n-\n-", "a\n-\n-\n-\nb"]
+
+
+@pytest.mark.parametrize("text", SPLIT_CASES)
+def test_prompt_blocks_split_as_the_packs_pattern(text):
+    import re
+    assert inspire.prompt_blocks(text) == re.split(PACK_SPLIT, text)
+
+
+BLOCKS = ["positive: a cat\nnegative: blurry", "positive:a\n\nnegative: b\nname: first", "name: n\npositive: p, negative: q",
+          "positive: one\npositive: two\nnegative: x", "  positive: leading space\nnegative: x", "negative: only",
+          "positive: my surname: x\nnegative: y", "positive:\nnegative:\n\n", "text without keywords"]
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_a_prompt_block_reads_as_the_packs_pattern(block):
+    import re
+    match = re.search(PACK_PROMPT, block, re.DOTALL)
+    parts = inspire.parse_prompt(block)
+    if match is None:
+        assert parts is None
+        return
+    want = {k: v.strip() for k, v in match.groupdict().items() if v is not None}
+    assert parts == want
+
+
+PROMPT_FILE = """positive: a red cat
+negative: blurry
+name: cat
+----
+positive: a dog
+
+negative: lowres
+-----------
+positive: a bird
+negative: dark, noisy
+"""
+
+
+@pytest.fixture
+def prompt_files(tmp_folders):
+    base = tmp_folders.models / "inspire_prompts"
+    (base / "set").mkdir(parents=True)
+    (base / "set" / "animals.txt").write_text(PROMPT_FILE, encoding="utf-8")
+    (base / "set" / "more.txt").write_text("POSITIVE: upper\nNEGATIVE: case", encoding="utf-8")
+    (base / "broken.txt").write_text("positive: ok\nnegative: fine\n---\npositive: lost\n---\npositive: a\nnegative: b",
+                                     encoding="utf-8")
+    return tmp_folders
+
+
+ANIMALS = [("a red cat", "blurry", "cat"), ("a dog", "lowres", "set/animals.txt"),
+           ("a bird", "dark, noisy", "set/animals.txt")]
+
+
+def test_load_prompts_from_file(registry, prompt_files):
+    def load(**widgets):
+        return call(registry, "LoadPromptsFromFile", **{"prompt_file": "set/animals.txt", **widgets})
+
+    assert load() == (ANIMALS, 3, 0)
+    assert load(start_index=-1) == (ANIMALS[2:], 3, 0)
+    assert load(start_index=1, load_cap=1) == (ANIMALS[1:2], 3, 1)
+    assert load(text_data_opt="positive: t\nnegative: u")[0] == [("t", "u", "set/animals.txt")]
+    prompts, count, _ = call(registry, "LoadPromptsFromFile", prompt_file="broken.txt")
+    assert prompts == [("ok", "fine", "broken.txt")] and count == 1  # stops at the block without negative:
+    (prompt_files.models / "outside.txt").write_text("positive: a\nnegative: b")
+    for name in ("../outside.txt", "missing.txt", "/etc/hostname"):  # read only inside the folder
+        with pytest.raises(NodeInputError) as caught:
+            inspire._read_prompt_file(name)
+        assert caught.value.input == "prompt_file"
+    single = call(registry, "LoadSinglePromptFromFile", prompt_file="set/animals.txt", index=1)
+    assert single == [ANIMALS[1]]
+    assert call(registry, "LoadSinglePromptFromFile", prompt_file="set/animals.txt", index=99) == [ANIMALS[2]]
+    prompts, count, remaining = call(registry, "LoadPromptsFromDir", prompt_dir="set", load_cap=2)
+    assert prompts == ANIMALS[:2] and (count, remaining) == (4, 2)
+    assert call(registry, "LoadPromptsFromDir", prompt_dir="set", start_index=-1)[0] == [("upper", "case",
+                                                                                          "set/more.txt")]
+
+
+def test_prompt_list_ui_graph_unzips_each_prompt(registry, prompt_files):
+    nodes = [ui_node(1, "LoadPromptsFromFile //Inspire", ["set/animals.txt", "", False, 0, 0],
+                     outputs=[("zipped_prompt", "ZIPPED_PROMPT", [1]), ("count", "INT", []),
+                              ("remaining_count", "INT", [])]),
+             ui_node(2, "UnzipPrompt //Inspire", [], [("zipped_prompt", "ZIPPED_PROMPT", 1, False)],
+                     [("positive", "STRING", []), ("negative", "STRING", []), ("name", "STRING", [])]),
+             ui_node(3, "GlobalSeed //Inspire", [12, True, "fixed", ""])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "ZIPPED_PROMPT"]])
+    result = run_graph(registry, graph, ["2"])
+    assert [tuple(v) for v in zip(*result.values["2"])] == ANIMALS
+    workflow = parse_workflow(graph, registry)
+    back = export_ui(workflow, registry)
+    assert [n["widgets_values"] for n in back["nodes"] if n["type"] == "LoadPromptsFromFile //Inspire"] == \
+        [["set/animals.txt", "", False, 0, 0]]
+    # a save without text_data_opt's slot reads the same
+    old = ui_graph([ui_node(1, "LoadPromptsFromFile //Inspire", ["set/animals.txt", False, 1, 0],
+                            outputs=[("zipped_prompt", "ZIPPED_PROMPT", [])])])
+    assert parse_workflow(old, registry).to_json()["nodes"]["1"]["inputs"]["load_cap"] == 1
+
+
+def test_zip_prompt_api_graph_and_bind_list(registry, prompt_files):
+    api = {"1": {"class_type": "LoadSinglePromptFromFile //Inspire",
+                 "inputs": {"prompt_file": "set/animals.txt", "index": 0}},
+           "2": {"class_type": "UnzipPrompt //Inspire", "inputs": {"zipped_prompt": ["1", 0]}},
+           "3": {"class_type": "ZipPrompt //Inspire", "inputs": {"positive": ["2", 1], "negative": ["2", 0]}}}
+    result = run_graph(registry, api, ["3"])
+    assert result.values["3"][0] == [("blurry", "a red cat", "")]
+    assert export_api(parse_workflow(api, registry), registry)["3"] == api["3"]
+    images = [torch.zeros(1, 4, 4, 3), torch.ones(1, 4, 4, 3), torch.ones(1, 2, 2, 3)]
+    bound = run_node(inspire.BindImageListPromptList, images=images, zipped_prompts=ANIMALS[:2],
+                 default_positive=["dp"], default_negative=["dn"])
+    assert bound[1:] == (["a red cat", "a dog", "dp"], ["blurry", "lowres", "dn"], ["cat", "set/animals.txt", "default"])
+    assert run_node(inspire.BindImageListPromptList, images=images[:1], zipped_prompts=ANIMALS,
+                default_positive=["dp"], default_negative=["dn"])[1] == ["a red cat"]
+
+
+def test_list_counter_random_generator_and_remove_controlnet(registry):
+    assert run_node(inspire.ListCounter, signal=["a", "b", "c"], base_value=[10]) == [10, 11, 12]
+    signal, value = call(registry, "RandomGeneratorForList", signal="x", seed=3)
+    assert signal == "x" and 0 <= value <= 2**50
+    cond = [(torch.ones(1, 2, 3), {"control": object(), "control_apply_to_uncond": True, "strength": 1.0})]
+    assert call(registry, "RemoveControlNet", conditioning=cond)[0][1] == {"strength": 1.0}
+
+
+# -- wildcard encoding and the basic pipe --------------------------------------------------------------
+
+def test_wildcard_encode_weights_each_break_part_as_the_advanced_encoder(registry, models):
+    from nodes.efficiency_nodes import efficiency_encode
+    from nodes.pack_nodes_impact import concat_all
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    text = "a {red|blue} (cat:1.2) BREAK a hat"
+    common = dict(model=model, clip=clip, wildcard_text=text, populated_text="", mode="populate", seed=4)
+    plain = call(registry, "WildcardEncodeInspire", token_normalization="none", weight_interpretation="comfy", **common)
+    impact = call(registry, "ImpactWildcardEncode", **common)
+    assert plain[3] == impact[3] and "{" not in plain[3]
+    assert torch.equal(plain[2][0][0], impact[2][0][0])
+    weighted = call(registry, "WildcardEncodeInspire", token_normalization="mean", weight_interpretation="comfy++",
+                    **common)
+    parts = [p.strip() for p in weighted[3].split("BREAK")]
+    want = concat_all([efficiency_encode(clip, p, "mean", "comfy++") for p in parts])
+    assert torch.equal(weighted[2][0][0], want[0][0]) and not torch.equal(weighted[2][0][0], plain[2][0][0])
+    fixed = call(registry, "WildcardEncodeInspire", **{**common, "mode": "fixed", "populated_text": "kept text"})
+    assert fixed[3] == "kept text"
+
+
+def test_make_basic_pipe_equals_loader_clip_skip_and_encodes(registry, models):
+    pipe, key = call(registry, "MakeBasicPipe", ckpt_name="tiny.safetensors", positive_wildcard_text="a cat",
+                     negative_wildcard_text="blurry", wildcard_mode="populate", token_normalization="none",
+                     weight_interpretation="comfy", stop_at_clip_layer=-2, seed=1)
+    assert key == "tiny.safetensors"
+    model, clip, vae = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    skipped = call(registry, "CLIPSetLastLayer", clip=clip, stop_at_clip_layer=-2)
+    for got, text in ((pipe[3], "a cat"), (pipe[4], "blurry")):
+        assert torch.equal(got[0][0], call(registry, "CLIPEncode", clip=skipped, text=text)[0][0])
+    ui = ui_graph([ui_node(1, "MakeBasicPipe //Inspire",
+                           ["tiny.safetensors", "k", "x", "y", True, "Select the LoRA to add to the text",
+                            "Select the Wildcard to add to the text", "fixed", "a cat", "blurry", "none", "comfy", -2,
+                            1, "fixed"], outputs=[("basic_pipe", "BASIC_PIPE", []), ("cache_key", "STRING", [])])])
+    result = run_graph(registry, ui, ["1"])
+    assert result.values["1"][1] == "k" and torch.equal(result.values["1"][0][3][0][0], pipe[3][0][0])
+
+
+# -- lists, batches and masks ----------------------------------------------------------------------------
+
+def float_range_reference(start, stop, step, limit, ensure_end):
+    """The pack's loop, written out with numpy's float64 additions."""
+    if start == stop or step == 0:
+        return [start]
+    lo, hi = min(start, stop), max(start, stop)
+    values, x, room = [], np.float64(lo), limit
+    while x <= hi and room > 0:
+        values.append(float(x))
+        room -= 1
+        x = x + np.float64(step)
+    if ensure_end and values[-1] != hi:
+        if len(values) >= room:
+            values.pop()
+        values.append(hi)
+    return values[::-1] if start > stop else values
+
+
+@pytest.mark.parametrize("args", [(0.0, 1.0, 0.1, 100, True), (0.0, 1.0, 0.3, 100, True), (0.0, 1.0, 0.3, 3, True),
+                                  (1.0, 0.0, 0.25, 100, False), (2.0, 2.0, 0.5, 10, True), (0.0, 1.0, 0.0, 10, True),
+                                  (0.0, 10.0, 0.5, 4, True)])
+def test_float_range(registry, args):
+    names = ("start", "stop", "step", "limit", "ensure_end")
+    assert call(registry, "FloatRange", **dict(zip(names, args))) == float_range_reference(*args)
+
+
+def test_batch_size_and_splitters(registry):
+    images = torch.rand(3, 4, 5, 3)
+    longer = call(registry, "ChangeImageBatchSize", image=images, batch_size=5)
+    assert torch.equal(longer, torch.cat([images, images[2:], images[2:]]))
+    assert torch.equal(call(registry, "ChangeImageBatchSize", image=images, batch_size=2), images[:2])
+    latent = {"samples": torch.rand(2, 4, 3, 3), "batch_index": [4, 5]}
+    grown = call(registry, "ChangeLatentBatchSize", latent=latent, batch_size=3)
+    assert torch.equal(grown["samples"][2], latent["samples"][1]) and grown["batch_index"] == [4, 5]
+    parts = call(registry, "ImageBatchSplitter", images=images, split_count=2)
+    assert torch.equal(parts[0], images[:1]) and torch.equal(parts[1], images[1:2]) and torch.equal(parts[2], images[2:])
+    assert parts[3] is None
+    parts = call(registry, "ImageBatchSplitter", images=images, split_count=4)
+    assert [tuple(p.shape) for p in parts[:5]] == [(1, 4, 5, 3)] * 3 + [(1, 64, 64, 3)] * 2 and not parts[4].any()
+    parts = call(registry, "LatentBatchSplitter", latent=latent, split_count=1)
+    assert torch.equal(parts[0]["samples"], latent["samples"][:1]) and torch.equal(parts[1]["samples"],
+                                                                                   latent["samples"][1:])
+    assert parts[0]["batch_index"] == [4, 5]  # kept whole, as the pack keeps the other entries
+    parts = call(registry, "LatentBatchSplitter", latent=latent, split_count=3)
+    assert parts[3]["samples"].shape == (1, 4, 8, 8) and parts[4] is None
+
+
+def test_color_map_to_masks_and_select_nth_mask(registry):
+    colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    index = torch.tensor([[0, 0, 0, 1], [0, 0, 1, 1], [2, 0, 1, 2]])  # red 6, green 4, blue 2 pixels
+    color_map = torch.stack([colors[index], colors[index.flip(1)]])
+    masks = call(registry, "ColorMapToMasks", color_map=color_map, min_pixels=3, max_count=5)
+    want = torch.cat([torch.stack([(index == c).float(), (index.flip(1) == c).float()]) for c in (0, 1)])
+    assert torch.equal(masks, want)
+    assert torch.equal(call(registry, "ColorMapToMasks", color_map=color_map, min_pixels=1, max_count=1), want[:2])
+    assert not call(registry, "ColorMapToMasks", color_map=color_map, min_pixels=100, max_count=5).any()
+    assert torch.equal(call(registry, "SelectNthMask", masks=masks, idx=2), masks[2:3])
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "SelectNthMask", masks=masks, idx=4)
+    assert caught.value.input == "idx"
+
+
+def test_concat_conditionings_with_multiplier(registry):
+    first = [(torch.rand(1, 3, 4), {"pooled_output": torch.ones(1, 4)}), (torch.rand(1, 3, 4), {})]
+    second = [(torch.rand(1, 2, 4), {"pooled_output": torch.ones(1, 4)})]
+    out = call(registry, "ConcatConditioningsWithMultiplier", conditioning1=first, conditioning3=second,
+               multiplier1=0.5, multiplier3=2.0)
+    for (cond, options), (original, _) in zip(out, first):
+        assert torch.equal(cond, torch.cat([original * 0.5, second[0][0] * 2.0], dim=1))
+    assert torch.equal(out[0][1]["pooled_output"], torch.full((1, 4), 0.5))
+    assert call(registry, "ConcatConditioningsWithMultiplier", conditioning1=first, multiplier1=0.5) is first
+    widgets = [0.5, 1.0, 2.0] + [1.0] * 17
+    graph = ui_graph([ui_node(1, "ConcatConditioningsWithMultiplier //Inspire", widgets,
+                              [("conditioning1", "CONDITIONING", None, False)], [("CONDITIONING", "CONDITIONING", [])])])
+    inputs = parse_workflow(graph, registry).to_json()["nodes"]["1"]["inputs"]
+    assert (inputs["multiplier1"], inputs["multiplier3"]) == (0.5, 2.0)
+
+
+def test_rgb_hex_to_hsv(registry):
+    import colorsys
+    assert call(registry, "RGBHexToHSV", rgb_hex="#3366cc") == pytest.approx(
+        tuple(v * f for v, f in zip(colorsys.rgb_to_hsv(0x33 / 255, 0x66 / 255, 0xcc / 255), (360, 1, 1))))
+    with pytest.raises(NodeInputError):
+        call(registry, "RGBHexToHSV", rgb_hex="blue")
