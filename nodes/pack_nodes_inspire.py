@@ -7,14 +7,34 @@ forms, RandomNoise //Inspire), the noise in inspire/libs/utils.py at
 ca5d942cefa0f75e3c4e778f75f71811f4abb65f (prepare_noise, mix_noise, slerp), the scheduler list of
 inspire/libs/common.py at 04223778ea4fad60a4ceb6798f063ec6cdc0e1e0, and Impact Pack's
 separated_sample / calculate_sigmas (store files 25505843378, 1450752583), which the pack's samplers
-run through.
+run through; inspire/prompt_support.py as the store holds it newest (store file 11146785535: the
+inspire_prompts folder, load_cap / start_index, WildcardEncode's three modes; the store names
+commit 090331c77110327b14b20d5929eabace0b42b1ec for that path, an older text) and the editor
+hooks of inspire/inspire_server.py at 1a5abae99e43b95f822a3d0c73c7d79361f2146b (GlobalSeed,
+GlobalSampler, the wildcard populate); inspire/image_util.py at
+019713040ce59db099a72bf7bdbc9d3c595d3bc5, inspire/list_nodes.py at
+0bd92419dec46f6e41ec46c1d565e6ec3dfcc986, inspire/util_nodes.py at
+5320c1c7d21c92a1185a335687a09f89464509b8, inspire/conditioning_nodes.py at
+186b601e659642ee66545350a746fb4edf4fd433 (with comfy_PoP's Conditioning Multiplier, store file
+14947320762, which it calls).
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
-KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire.
+KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire; GlobalSeed, GlobalSampler,
+LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt, ZipPrompt,
+BindImageListPromptList, WildcardEncode, MakeBasicPipe, ListCounter, RandomGeneratorForList,
+RemoveControlNet; FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
+LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
+RGB_HexToHSV (each "... //Inspire").
 
-Left out: the regional samplers (Impact's regional sampler), the model-based nodes and the cache
-backends; scheduler_func_opt (a SCHEDULER_FUNC socket no node here gives) and noise_opt (a
-NOISE_IMAGE of the pack's noise-image nodes, not built in) are not inputs here.
+Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
+backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
+cache serves here), the KSampler Progress nodes and scheduled CFG guiders, HyperTile, the
+LoadImage / LoadImagesFromDir nodes (a browser upload and any folder on disk), PromptExtractor
+(it reads every node class's STRING inputs from the registry, which a node here can't see),
+PromptBuilder (its presets are a YAML file the pack copies at start), SeedExplorer,
+CompositeNoise and noise_opt (the pack's NOISE_IMAGE), scheduler_func_opt (a SCHEDULER_FUNC no
+node here gives), SeedLogger, CLIPTextEncodeWithWeight, ConditioningUpscale / Stretch,
+ToIPAdapterPipe and the LoRA Block Weight nodes.
 """
 
 from __future__ import annotations
