@@ -24,7 +24,8 @@ LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt, 
 BindImageListPromptList, WildcardEncode, MakeBasicPipe, ListCounter, RandomGeneratorForList,
 RemoveControlNet; FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
-RGB_HexToHSV (each "... //Inspire").
+RGB_HexToHSV (each "... //Inspire"); LoraLoaderBlockWeight //Inspire is in
+nodes/pack_nodes_inspire_lbw.py.
 
 Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
@@ -34,7 +35,7 @@ LoadImage / LoadImagesFromDir nodes (a browser upload and any folder on disk), P
 PromptBuilder (its presets are a YAML file the pack copies at start), SeedExplorer,
 CompositeNoise and noise_opt (the pack's NOISE_IMAGE), scheduler_func_opt (a SCHEDULER_FUNC no
 node here gives), SeedLogger, CLIPTextEncodeWithWeight, ConditioningUpscale / Stretch,
-ToIPAdapterPipe and the LoRA Block Weight nodes.
+ToIPAdapterPipe, and the LBW_MODEL nodes (MakeLBW, ApplyLBW).
 """
 
 from __future__ import annotations

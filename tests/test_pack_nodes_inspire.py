@@ -504,3 +504,95 @@ def test_rgb_hex_to_hsv(registry):
         tuple(v * f for v, f in zip(colorsys.rgb_to_hsv(0x33 / 255, 0x66 / 255, 0xcc / 255), (360, 1, 1))))
     with pytest.raises(NodeInputError):
         call(registry, "RGBHexToHSV", rgb_hex="blue")
+
+
+# -- LoRA Block Weight -----------------------------------------------------------------------------------
+
+from nodes import pack_nodes_inspire_lbw as lbw  # noqa: E402
+
+
+def test_block_ratios_walk_the_blocks_as_the_pack():
+    """Each new block takes the next element; several ratios in one element go to its modules in
+    turn, the last repeating; R / U come from numpy's global generator seeded with seed % 2**31."""
+    keys = [("t1", None, None), ("i1a", "input_blocks", 1), ("i1b", "input_blocks", 1), ("i1c", "input_blocks", 1),
+            ("i2", "input_blocks", 2), ("m0", "middle_block", 0), ("o3", "output_blocks", 3),
+            ("o5", "output_blocks", 5), ("o7", "output_blocks", 7), ("o8", "output_blocks", 8),
+            ("o9", "output_blocks", 9), ("o10", "output_blocks", 10), ("o11", "output_blocks", 11)]
+    vector = "R,0.5 0.25,A,a,B,b,U,1,0,2,3,4,5"
+    ratios, shown = lbw.block_ratios(keys, vector, False, 2**31 + 7, 4.0, 1.0)
+    np.random.seed(7)
+    first_u = round(np.random.uniform(-1.5, 1.5), 2)  # the U of block 7 is drawn before the base's R
+    base_r = round(np.random.uniform(0, 3.0), 2)
+    want = {"t1": base_r, "i1a": 0.5, "i1b": 0.25, "i1c": 0.25, "i2": 4.0, "m0": 2.0, "o3": 1.0, "o5": 0.5,
+            "o7": first_u, "o8": 1.0, "o9": 0.0, "o10": 2.0, "o11": 3.0}
+    assert ratios == want
+    assert shown == ",".join(map(str, [base_r, 0.5, 4.0, 2.0, 1, 0.5, first_u, 1, 0, 2.0, 3.0]))
+    inverse, _ = lbw.block_ratios(keys, "SD-OUTALL", True, 0, 4.0, 1.0)  # a preset's name, inverted
+    assert inverse["t1"] == 0 and inverse["i1a"] == 1 and inverse["o7"] == 1 and inverse["o9"] == 0
+    with pytest.raises(NodeInputError) as caught:
+        lbw.block_ratios(keys, "1,2,3", False, 0, 1.0, 1.0)
+    assert caught.value.input == "block_vector"
+
+
+def test_percent_spec_covers_the_loras_blocks():
+    counts = {"input_blocks": 4, "middle_block": 1, "output_blocks": 3}
+    assert lbw.spec_vector("%default=0.5,base=1,in2-3=0,out=1,mid1=0.25", counts) == \
+        "1,0.5,0.0,0.0,0.5,0.25,1.0,1.0,1.0"
+    assert lbw.spec_vector("1,0,1", counts) == "1,0,1"
+
+
+@pytest.fixture
+def lbw_models(tmp_folders):
+    from graphflow.testing import write_lora
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_lora(tmp_folders.models / "loras" / "style.safetensors", "sd1", seed=3)
+    return tmp_folders
+
+
+def test_lora_block_weight_scales_each_blocks_change(registry, lbw_models):
+    from graphflow import memory
+
+    def weights(model, clip):
+        tower = clip.towers[0]
+        return memory.manager().weights(model.unet, model.patches), memory.manager().weights(tower.model,
+                                                                                              tower.patches)
+
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    full = call(registry, "LoadLoRA", model=model, clip=clip, lora_name="style.safetensors", strength_model=0.8,
+                strength_clip=0.6)
+    base_unet, base_text = weights(model, clip)
+    full_unet, full_text = weights(*full[:2])
+    changed = sorted({lbw._block(k)[0:2] for k in base_unet if not torch.equal(base_unet[k], full_unet[k])},
+                     key=lambda b: (lbw.BLOCK_KINDS.index(b[0]), b[1]))
+    values = [0.5, 0.0, 2.0, 1.5, 0.25, 1.0, 0.75, 0.0, 3.0, 1.0, 0.5, 2.5, 0.5, 1.25, 1.0, 0.0, 2.0, 1.0][:max(
+        len(changed), 12)]
+    vector = ",".join(["0.5"] + [str(v) for v in values])
+    model_lbw, clip_lbw, shown = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip,
+                                      lora_name="style.safetensors", strength_model=0.8, strength_clip=0.6,
+                                      block_vector=vector)
+    lbw_unet, lbw_text = weights(model_lbw, clip_lbw)
+    block_value = dict(zip(changed, values))
+    for key in base_unet:
+        ratio = block_value.get(lbw._block(key)[0:2], 1.0)
+        torch.testing.assert_close(lbw_unet[key] - base_unet[key], ratio * (full_unet[key] - base_unet[key]),
+                                   rtol=1e-4, atol=1e-6)
+    for key in base_text:  # the text encoder takes the first value
+        torch.testing.assert_close(lbw_text[key] - base_text[key], 0.5 * (full_text[key] - base_text[key]),
+                                   rtol=1e-4, atol=1e-6)
+    assert shown.split(",")[0] == "0.5" and len(shown.split(",")) == len(changed) + 1
+    bypassed = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
+                    bypass=True)
+    assert bypassed == (model, clip, "")
+    ui = ui_graph([ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                           outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2]), ("VAE", "VAE", [])]),
+                   ui_node(2, "LoraLoaderBlockWeight //Inspire",
+                           ["All", "style.safetensors", 0.8, 0.6, False, 0, "fixed", 4.0, 1.0, "Preset", vector, False],
+                           [("model", "MODEL", 1, False), ("clip", "CLIP", 2, False)],
+                           [("model", "MODEL", []), ("clip", "CLIP", []), ("populated_vector", "STRING", [])])],
+                  [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"]])
+    result = run_graph(registry, ui, ["2"])
+    assert result.values["2"][2] == shown
+    assert [n["widgets_values"] for n in export_ui(parse_workflow(ui, registry), registry)["nodes"]
+            if n["type"] == "LoraLoaderBlockWeight //Inspire"][0][-2] == vector
