@@ -140,7 +140,8 @@ def inspire_noise(samples, seed: int, batch_index, device, batch_seed_mode: str 
     import torch
 
     if batch_seed_mode not in BATCH_SEED_MODES and not batch_seed_mode.startswith(VARIATION_STEP):
-        raise NodeInputError("batch_seed_mode", f"expected one of {', '.join(BATCH_SEED_MODES)}, got {batch_seed_mode!r}")
+        raise NodeInputError("batch_seed_mode", f"expected one of {', '.join(BATCH_SEED_MODES)}, "
+                                                f"got {batch_seed_mode!r}")
     if variation_method not in VARIATION_METHODS:
         raise NodeInputError("variation_method", f"expected linear or slerp, got {variation_method!r}")
     shape = list(samples.shape)

@@ -177,10 +177,6 @@ def block_ratios(keys: list[tuple[str, str | None, int | None]], block_vector: s
     return ratios, ",".join(map(str, shown))
 
 
-def _lora_dirs() -> list[str]:
-    return ["All"] + sorted({name.rsplit("/", 1)[0] for name in folders.list_models("loras") if "/" in name})
-
-
 def _block(path: str) -> tuple[str | None, int | None]:
     parts = path.split(".")
     if parts[0] in BLOCK_KINDS and len(parts) > 1 and parts[1].isdigit():

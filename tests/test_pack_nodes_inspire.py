@@ -18,7 +18,7 @@ from graphflow.sampling.noise import NoiseSource
 from graphflow.testing import write_checkpoint
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_inspire as inspire
-from nodes.sampling import KSampler, KSamplerAdvanced
+from nodes import pack_nodes_inspire_lbw as lbw
 from sampling_fakes import FakeModel, prompt
 from test_custom_sampling import run_node
 from tests.test_nodes_image_mask import call
@@ -115,6 +115,20 @@ def test_gpu_mode_without_cuda_falls_back_to_cpu_noise_with_a_warning(monkeypatc
         assert inspire._noise_device("GPU(=A1111)") == CPU
     assert "CUDA" in caplog.text
     assert inspire._noise_device("CPU") == CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU(=A1111) noise is the CUDA generator's")
+def test_gpu_mode_draws_with_the_cuda_generator_as_the_pack():
+    """The pack: torch.cuda.manual_seed(seed), then randn on the device with the default generator."""
+    device = inspire._noise_device("GPU(=A1111)")
+    assert device.type == "cuda"
+    torch.cuda.manual_seed(7)
+    want = torch.randn(SHAPE, device=device).cpu()
+    assert torch.equal(inspire.inspire_noise(torch.zeros(SHAPE), 7, None, device, "comfy"), want)
+    torch.cuda.manual_seed(7)
+    first = torch.randn((1, *SHAPE[1:]), device=device).cpu()
+    assert torch.equal(inspire.inspire_noise(torch.zeros(SHAPE), 7, None, device, "incremental")[:1], first)
+    assert not torch.equal(want, randn(SHAPE, 7))  # other noise than the CPU's
 
 
 def still_eps(x, t, context, y):
@@ -234,7 +248,8 @@ def test_old_ui_saves_take_the_seed_as_internal_seed(registry, models):
     inputs = parse_workflow(sampler_graph("KSampler //Inspire", old), registry).to_json()["nodes"]["5"]["inputs"]
     assert (inputs["variation_method"], inputs["internal_seed"]) == ("linear", 5)
     adv = [True, 8, "fixed", 2, 7.0, "euler", "normal", 0, 10000, "CPU", False, "comfy", 0, 0.0, "linear"]
-    inputs = parse_workflow(sampler_graph("KSamplerAdvanced //Inspire", adv), registry).to_json()["nodes"]["5"]["inputs"]
+    workflow = parse_workflow(sampler_graph("KSamplerAdvanced //Inspire", adv), registry)
+    inputs = workflow.to_json()["nodes"]["5"]["inputs"]
     assert (inputs["noise_seed"], inputs["internal_seed"], inputs["add_noise"]) == (8, 8, True)
 
 
@@ -268,7 +283,8 @@ def test_prompt_blocks_split_as_the_packs_pattern(text):
     assert inspire.prompt_blocks(text) == re.split(PACK_SPLIT, text)
 
 
-BLOCKS = ["positive: a cat\nnegative: blurry", "positive:a\n\nnegative: b\nname: first", "name: n\npositive: p, negative: q",
+BLOCKS = ["positive: a cat\nnegative: blurry", "positive:a\n\nnegative: b\nname: first",
+          "name: n\npositive: p, negative: q",
           "positive: one\npositive: two\nnegative: x", "  positive: leading space\nnegative: x", "negative: only",
           "positive: my surname: x\nnegative: y", "positive:\nnegative:\n\n", "text without keywords"]
 
@@ -368,7 +384,8 @@ def test_zip_prompt_api_graph_and_bind_list(registry, prompt_files):
     images = [torch.zeros(1, 4, 4, 3), torch.ones(1, 4, 4, 3), torch.ones(1, 2, 2, 3)]
     bound = run_node(inspire.BindImageListPromptList, images=images, zipped_prompts=ANIMALS[:2],
                  default_positive=["dp"], default_negative=["dn"])
-    assert bound[1:] == (["a red cat", "a dog", "dp"], ["blurry", "lowres", "dn"], ["cat", "set/animals.txt", "default"])
+    assert bound[1:] == (["a red cat", "a dog", "dp"], ["blurry", "lowres", "dn"],
+                         ["cat", "set/animals.txt", "default"])
     assert run_node(inspire.BindImageListPromptList, images=images[:1], zipped_prompts=ANIMALS,
                 default_positive=["dp"], default_negative=["dn"])[1] == ["a red cat"]
 
@@ -455,7 +472,8 @@ def test_batch_size_and_splitters(registry):
     grown = call(registry, "ChangeLatentBatchSize", latent=latent, batch_size=3)
     assert torch.equal(grown["samples"][2], latent["samples"][1]) and grown["batch_index"] == [4, 5]
     parts = call(registry, "ImageBatchSplitter", images=images, split_count=2)
-    assert torch.equal(parts[0], images[:1]) and torch.equal(parts[1], images[1:2]) and torch.equal(parts[2], images[2:])
+    assert torch.equal(parts[0], images[:1]) and torch.equal(parts[1], images[1:2])
+    assert torch.equal(parts[2], images[2:])
     assert parts[3] is None
     parts = call(registry, "ImageBatchSplitter", images=images, split_count=4)
     assert [tuple(p.shape) for p in parts[:5]] == [(1, 4, 5, 3)] * 3 + [(1, 64, 64, 3)] * 2 and not parts[4].any()
@@ -493,7 +511,8 @@ def test_concat_conditionings_with_multiplier(registry):
     assert call(registry, "ConcatConditioningsWithMultiplier", conditioning1=first, multiplier1=0.5) is first
     widgets = [0.5, 1.0, 2.0] + [1.0] * 17
     graph = ui_graph([ui_node(1, "ConcatConditioningsWithMultiplier //Inspire", widgets,
-                              [("conditioning1", "CONDITIONING", None, False)], [("CONDITIONING", "CONDITIONING", [])])])
+                              [("conditioning1", "CONDITIONING", None, False)],
+                              [("CONDITIONING", "CONDITIONING", [])])])
     inputs = parse_workflow(graph, registry).to_json()["nodes"]["1"]["inputs"]
     assert (inputs["multiplier1"], inputs["multiplier3"]) == (0.5, 2.0)
 
@@ -508,7 +527,6 @@ def test_rgb_hex_to_hsv(registry):
 
 # -- LoRA Block Weight -----------------------------------------------------------------------------------
 
-from nodes import pack_nodes_inspire_lbw as lbw  # noqa: E402
 
 
 def test_block_ratios_walk_the_blocks_as_the_pack():
