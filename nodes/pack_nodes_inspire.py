@@ -710,8 +710,8 @@ class WildcardEncodeInspire(Node):
     is, its wildcards then processed with the seed) with its <lora:...> tags applied and removed,
     each BREAK part encoded with token_normalization and weight_interpretation as Efficiency Nodes'
     encoder does (ComfyUI_ADV_CLIP_emb's), the parts concatenated. Gives the model and CLIP with the
-    LoRAs, the conditioning and the processed text. The Select widgets are the editor's lists.
-    Inspire's LBW= block weights in a LoRA tag are not applied (a plain LoRA, with a warning)."""
+    LoRAs, the conditioning and the processed text. The Select widgets are the editor's lists. A
+    LoRA tag's LBW=vector;A=a;B=b part applies it with block weights (LoraLoaderBlockWeight)."""
     category = "InspirePack/Prompt"
     model: MODEL
     clip: CLIP

@@ -8,8 +8,9 @@ at 30974e69c417170c8c5a6a621bc7c62b95cb23cc (plain data, in LBW_PRESETS below).
 Nodes: LoraLoaderBlockWeight //Inspire.
 
 Left out: MakeLBW / ApplyLBW (the LBW_MODEL socket), the XY-plot input and LoraBlockInfo, the
-lbw-preset.custom.txt file (the pack's own folder), and the LBW= part of Impact's wildcard LoRA
-tags (Impact's wildcard encode applies a plain LoRA there, with a warning).
+lbw-preset.custom.txt file (the pack's own folder). The LBW= part of Impact's wildcard LoRA
+tags is read here too: Impact's wildcard encode (and Inspire's) applies such a LoRA through
+block_weight_lora, as the pack calls this node.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def _valid(vector: list[str]) -> bool:
         for x in vector)
 
 
-def vector_values(text: str, a: float, b: float, rng) -> list[float | None]:
+def vector_values(text: str, a: float | None, b: float | None, rng, input_name: str = "block_vector") \
+        -> list[float | None]:
     """One vector element's ratios: a number, A, a (A/2), B, b (B/2), R (uniform 0..3) or U
     (uniform -1.5..1.5), both rounded to 2 places and drawn from `rng` (numpy's global generator
     in the pack); several separated by spaces give one ratio each."""
@@ -128,7 +130,13 @@ def vector_values(text: str, a: float, b: float, rng) -> list[float | None]:
             return round(rng.uniform(-1.5, 1.5), 2)
         if x in ("R", "r"):
             return round(rng.uniform(0, 3.0), 2)
-        return {"A": a, "a": a / 2, "B": b, "b": b / 2}.get(x, float(x) if _numeric(x) else None)
+        if x in ("A", "a", "B", "b"):
+            value = a if x in ("A", "a") else b
+            if value is None:  # a wildcard LoRA tag without A= / B= (the pack fails there)
+                raise NodeInputError(input_name, f"the block vector uses {x}, but no {x.upper()}= value is given "
+                                                 f"(<lora:name:1:LBW=vector;A=1;B=0.5>)")
+            return value if x in ("A", "B") else value / 2
+        return float(x) if _numeric(x) else None
 
     value = one(text)
     return [value] if value is not None else [one(x) for x in text.split(" ")]
@@ -140,7 +148,7 @@ def _shown(value: float):
 
 
 def block_ratios(keys: list[tuple[str, str | None, int | None]], block_vector: str, inverse: bool, seed: int,
-                 a: float, b: float) -> tuple[dict[str, float], str]:
+                 a: float | None, b: float | None, input_name: str = "block_vector") -> tuple[dict[str, float], str]:
     """The pack's load_lbw: {LoRA key: ratio} and the populated vector. `keys` are (key, block kind,
     block number) in the model's order, kind None for a module in no block (the text encoder's,
     the time embedding's ...). Blocks are walked in kind order, then by number: each new block
@@ -155,14 +163,14 @@ def block_ratios(keys: list[tuple[str, str | None, int | None]], block_vector: s
         if vector and vector[0].strip() in LBW_PRESETS:
             vector = LBW_PRESETS[vector[0].strip()].split(",")
         else:
-            raise NodeInputError("block_vector", f"invalid block vector {block_vector!r}: expected at least 12 "
-                                                 "comma-separated numbers or A, a, B, b, R, U, or a preset name")
+            raise NodeInputError(input_name, f"invalid block vector {block_vector!r}: expected at least 12 "
+                                             "comma-separated numbers or A, a, B, b, R, U, or a preset name")
     rng = np.random.RandomState(seed % 2**31)  # the pack seeds numpy's global generator so
     blocks = sorted((k for k in keys if k[1] is not None), key=lambda k: (BLOCK_KINDS.index(k[1]), k[2]))
     ratios, shown, pending, ratio, at, last_number = {}, [], [], 1.0, 1, None
     for key, kind, number in blocks:
         if number != last_number and len(vector) > at:
-            pending = vector_values(vector[at].strip(), a, b, rng)
+            pending = vector_values(vector[at].strip(), a, b, rng, input_name)
             ratio = pending.pop(0)
             shown.append(_shown(1 - ratio if inverse else ratio))
             at += 1
@@ -170,7 +178,7 @@ def block_ratios(keys: list[tuple[str, str | None, int | None]], block_vector: s
             ratio = pending.pop(0)
         last_number = number
         ratios[key] = 1 - ratio if inverse else ratio
-    base = vector_values(vector[0].strip(), a, b, rng)[0]
+    base = vector_values(vector[0].strip(), a, b, rng, input_name)[0]
     base = 1 - base if inverse else base
     shown.insert(0, _shown(base))
     ratios.update({key: base for key, kind, _ in keys if kind is None})
@@ -219,46 +227,58 @@ class LoraLoaderBlockWeight(Node):
         return folders.model_state("loras", lora_name)
 
     def run(self):
-        from graphflow.models.checkpoint import CheckpointError
-        from graphflow.models.flow_lora_names import flow_lora_names
-        from graphflow.models.lora import apply_lora, read_lora, text_lora_names, unet_lora_names
-
-        if self.bypass or self.strength_model == 0 and self.strength_clip == 0:
+        if self.bypass:
             return self.model, self.clip, ""
+        return block_weight_lora(self.model, self.clip, self.lora_name, self.strength_model, self.strength_clip,
+                                 self.inverse, self.seed, self.A, self.B, self.block_vector)
+
+
+def block_weight_lora(model, clip, lora_name: str, strength_model: float, strength_clip: float, inverse: bool,
+                      seed: int, a: float | None, b: float | None, block_vector: str,
+                      input_name: str = "lora_name") -> tuple:
+    """The pack's LoraLoaderBlockWeight.doit: (model, clip, populated vector) with the LoRA applied
+    at each module's block ratio (block_ratios), once per distinct ratio through apply_lora;
+    both strengths 0 give them back unchanged. Errors name input_name (the vector's: block_vector
+    there, unless input_name is another node's)."""
+    from graphflow.models.checkpoint import CheckpointError
+    from graphflow.models.flow_lora_names import flow_lora_names
+    from graphflow.models.lora import apply_lora, read_lora, text_lora_names, unet_lora_names
+
+    if strength_model == 0 and strength_clip == 0:
+        return model, clip, ""
+    try:
+        path = folders.find_model("loras", lora_name)
+        modules = read_lora(path, [])
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
+        raise NodeInputError(input_name, str(e)) from None
+    unet_names = unet_lora_names(model.unet, every_weight=True)
+    flow_names = {key: layer for key, (layer, _) in flow_lora_names(model.unet).items()}
+    text_names = text_lora_names(clip, every_weight=True) if clip is not None else {}
+    order = {name: i for i, (name, _) in enumerate(model.unet.named_modules())}
+    keys, unmatched = [], []
+    for key in modules:
+        layer = unet_names.get(key) or flow_names.get(key)
+        if layer is not None:
+            keys.append((order.get(layer, len(order)), key, *_block(layer)))
+        elif key in text_names:
+            keys.append((-1, key, None, None))
+        else:
+            unmatched.append(key)
+    if not keys:
+        raise NodeInputError(input_name, f"{lora_name}: none of its {len(modules)} modules matches a layer of this "
+                                         "model")
+    if unmatched:
+        warn(f"{lora_name}: {len(unmatched)} modules match no layer of this model and were skipped: "
+             f"{', '.join(sorted(unmatched)[:8])}")
+    vector_input = "block_vector" if input_name == "lora_name" else input_name
+    ratios, shown = block_ratios([k[1:] for k in sorted(keys)], block_vector, inverse, seed, a, b, vector_input)
+    for ratio in sorted(set(ratios.values())):
+        if ratio == 0:
+            continue
+        subset = {key: modules[key] for key, r in ratios.items() if r == ratio}
         try:
-            path = folders.find_model("loras", self.lora_name)
-            modules = read_lora(path, [])
-        except (FileNotFoundError, ValueError, CheckpointError) as e:
-            raise NodeInputError("lora_name", str(e)) from None
-        unet_names = unet_lora_names(self.model.unet, every_weight=True)
-        flow_names = {key: path for key, (path, _) in flow_lora_names(self.model.unet).items()}
-        text_names = text_lora_names(self.clip, every_weight=True)
-        order = {name: i for i, (name, _) in enumerate(self.model.unet.named_modules())}
-        keys, unmatched = [], []
-        for key in modules:
-            layer = unet_names.get(key) or flow_names.get(key)
-            if layer is not None:
-                keys.append((order.get(layer, len(order)), key, *_block(layer)))
-            elif key in text_names:
-                keys.append((-1, key, None, None))
-            else:
-                unmatched.append(key)
-        if not keys:
-            raise NodeInputError("lora_name", f"{self.lora_name}: none of its {len(modules)} modules matches a layer "
-                                              f"of this model")
-        if unmatched:
-            warn(f"{self.lora_name}: {len(unmatched)} modules match no layer of this model and were skipped: "
-                 f"{', '.join(sorted(unmatched)[:8])}")
-        ratios, shown = block_ratios([k[1:] for k in sorted(keys)], self.block_vector, self.inverse, self.seed,
-                                     self.A, self.B)
-        model, clip = self.model, self.clip
-        for ratio in sorted(set(ratios.values())):
-            if ratio == 0:
-                continue
-            subset = {key: modules[key] for key, r in ratios.items() if r == ratio}
-            try:
-                model, clip = apply_lora(model, clip, path, self.strength_model * ratio, self.strength_clip * ratio,
-                                         strict=False, modules=subset)
-            except (ValueError, CheckpointError) as e:
-                raise NodeInputError("lora_name", str(e)) from None
-        return model, clip, shown
+            model, clip = apply_lora(model, clip, path, strength_model * ratio, strength_clip * ratio, strict=False,
+                                     modules=subset)
+        except (ValueError, CheckpointError) as e:
+            raise NodeInputError(input_name, str(e)) from None
+    return model, clip, shown

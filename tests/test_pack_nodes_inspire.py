@@ -614,3 +614,27 @@ def test_lora_block_weight_scales_each_blocks_change(registry, lbw_models):
     assert result.values["2"][2] == shown
     assert [n["widgets_values"] for n in export_ui(parse_workflow(ui, registry), registry)["nodes"]
             if n["type"] == "LoraLoaderBlockWeight //Inspire"][0][-2] == vector
+
+
+def test_lbw_part_of_a_wildcard_lora_tag_applies_block_weights(registry, lbw_models):
+    from graphflow import memory
+    from nodes.pack_nodes_impact import lora_tag_entries
+
+    assert lora_tag_entries("<lora:style:0.8:LBW=SD-X:1,0,0,0,0,0,0,0,1,1,1,1;A=0.5;B=bad>") == \
+        [("style", 0.8, 0.8, "1,0,0,0,0,0,0,0,1,1,1,1", 0.5, 1.0)]
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    vector = "0.5,1,0,2,1,0.5,1,1,0,1,1,1,1,1,1,1,1,1"
+    text = f"a cat <lora:style:0.8:LBW={vector};A=1>"
+    encoded = call(registry, "WildcardEncodeInspire", model=model, clip=clip, wildcard_text=text, populated_text="",
+                   mode="populate", seed=0, token_normalization="none", weight_interpretation="comfy")
+    want = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
+                strength_model=0.8, strength_clip=0.8, block_vector=vector)
+    got_unet = memory.manager().weights(encoded[0].unet, encoded[0].patches)
+    want_unet = memory.manager().weights(want[0].unet, want[0].patches)
+    assert all(torch.equal(got_unet[k], want_unet[k]) for k in want_unet)
+    assert encoded[3] == text
+    with pytest.raises(NodeInputError) as caught:  # A used, no A= given: the pack fails there too
+        call(registry, "WildcardEncodeInspire", model=model, clip=clip, populated_text="",
+             wildcard_text="<lora:style:1:LBW=A,1,1,1,1,1,1,1,1,1,1,1>", mode="populate", seed=0,
+             token_normalization="none", weight_interpretation="comfy")
+    assert caught.value.input == "populated_text"
