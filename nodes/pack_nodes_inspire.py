@@ -86,8 +86,10 @@ seed's: variation_method linear as (1 - s) * noise + s * variation divided by
 sqrt((1 - s)^2 + s^2) (so the variance stays 1), slerp along the great circle between them (where
 the two are parallel, where the pack's slerp gives NaN, it gives the linear mix). A LATENT with a
 batch_index takes the comfy draw of those images, without variation, as in the pack.
-internal_seed drives the noise ancestral and SDE samplers add (the pack's widget default is 0; a
-UI save from before the widget existed takes the seed, as those versions did)."""
+internal_seed drives the noise ancestral and SDE samplers add (the pack's widget default is 0).
+A UI save of an older version is read as that version sampled: internal_seed the seed, and before
+batch_seed_mode existed, comfy mode without variation (today's editor would fill in its defaults,
+incremental and 0, which give other images than the save's)."""
 
 
 def _noise_device(noise_mode: str):
@@ -258,17 +260,24 @@ def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_
                   callback=_reporter(), preview_every=max(1, steps // 20), starting_noise=noise, **options)
 
 
-def _old_saves(seed_at: int, full: int, has_method: bool):
-    """A UI save of a version from before internal_seed (and variation_method) read as today's: the
-    missing last widgets filled in, internal_seed with the seed, as those versions sampled with it."""
+SEED = object()  # in OLD_TAIL: the save's own seed
+
+
+def _old_saves(seed_at: int, tail_at: int, tail: tuple):
+    """A UI save of an older version read as today's: its missing last widgets (from tail_at on)
+    filled in with what that version did: batch_seed_mode comfy (one draw for the batch, before
+    the mode existed), no variation, and internal_seed the seed (the versions before it sampled
+    with the seed)."""
     def upgraded(values: list) -> list:
-        if has_method and len(values) == full - 2:
-            values = values + ["linear"]
-        if len(values) == full - 1:
-            values = values + [values[seed_at]]
+        if tail_at <= len(values) < tail_at + len(tail):
+            values = values + [values[seed_at] if v is SEED else v for v in tail[len(values) - tail_at:]]
         return values
 
     return upgraded
+
+
+SAMPLER_TAIL = ("comfy", 0, 0.0, "linear", SEED)  # batch_seed_mode .. internal_seed
+PIPE_TAIL = ("comfy", 0, 0.0, SEED)  # the pipes have no variation_method
 
 
 class InspireKSampler(Node):
@@ -297,7 +306,7 @@ back (the pack fails on it).""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSampler //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(0, 13, True))
+                       widgets=_old_saves(0, 8, SAMPLER_TAIL))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -344,7 +353,7 @@ start_at_step > 0).""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSamplerAdvanced //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(1, 16, True))
+                       widgets=_old_saves(1, 11, SAMPLER_TAIL))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -369,7 +378,7 @@ the latent and the pipe's vae.""" + NOISE_HELP
     variation_strength: float = Float(0.0, min=0.0, max=1.0, step=0.01)
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
-    comfy = ComfyAlias(("KSamplerPipe //Inspire",), optional=("internal_seed",), widgets=_old_saves(0, 12, False))
+    comfy = ComfyAlias(("KSamplerPipe //Inspire",), optional=("internal_seed",), widgets=_old_saves(0, 8, PIPE_TAIL))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -403,7 +412,7 @@ gives the latent and the pipe's vae.""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("KSamplerAdvancedPipe //Inspire",), optional=("internal_seed",),
-                       widgets=_old_saves(1, 15, False))
+                       widgets=_old_saves(1, 11, PIPE_TAIL))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -425,7 +434,7 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"noise": NOISE}
     comfy = ComfyAlias(("RandomNoise //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(0, 8, True))
+                       widgets=_old_saves(0, 6, SAMPLER_TAIL[3:]))
 
     def run(self):
         return inspire_noise_source(self.noise_seed, self.noise_mode, self.batch_seed_mode, self.variation_seed,

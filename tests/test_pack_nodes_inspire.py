@@ -247,6 +247,9 @@ def test_old_ui_saves_take_the_seed_as_internal_seed(registry, models):
     old = [5, "randomize", 2, 7.0, "euler", "normal", 1.0, "CPU", "incremental", 0, 0.0]  # before variation_method
     inputs = parse_workflow(sampler_graph("KSampler //Inspire", old), registry).to_json()["nodes"]["5"]["inputs"]
     assert (inputs["variation_method"], inputs["internal_seed"]) == ("linear", 5)
+    oldest = [5, "randomize", 2, 7.0, "euler", "normal", 1.0, "CPU"]  # before batch_seed_mode: one comfy draw
+    inputs = parse_workflow(sampler_graph("KSampler //Inspire", oldest), registry).to_json()["nodes"]["5"]["inputs"]
+    assert (inputs["batch_seed_mode"], inputs["variation_strength"], inputs["internal_seed"]) == ("comfy", 0.0, 5)
     adv = [True, 8, "fixed", 2, 7.0, "euler", "normal", 0, 10000, "CPU", False, "comfy", 0, 0.0, "linear"]
     workflow = parse_workflow(sampler_graph("KSamplerAdvanced //Inspire", adv), registry)
     inputs = workflow.to_json()["nodes"]["5"]["inputs"]
