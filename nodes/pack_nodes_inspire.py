@@ -19,8 +19,9 @@ GlobalSampler, the wildcard populate); inspire/image_util.py at
 14947320762, which it calls).
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
-KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire; GlobalSeed, GlobalSampler,
-LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt, ZipPrompt,
+KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire, KSamplerProgress //Inspire,
+KSamplerAdvancedProgress //Inspire; GlobalSeed, GlobalSampler,
+PromptBuilder, LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt, ZipPrompt,
 BindImageListPromptList, WildcardEncode, MakeBasicPipe, ListCounter, RandomGeneratorForList,
 RemoveControlNet; FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
@@ -29,10 +30,10 @@ nodes/pack_nodes_inspire_lbw.py.
 
 Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
-cache serves here), the KSampler Progress nodes and scheduled CFG guiders, HyperTile, the
+cache serves here), the scheduled CFG guiders, HyperTile, the
 LoadImage / LoadImagesFromDir nodes (a browser upload and any folder on disk), PromptExtractor
 (it reads every node class's STRING inputs from the registry, which a node here can't see),
-PromptBuilder (its presets are a YAML file the pack copies at start), SeedExplorer,
+SeedExplorer,
 CompositeNoise and noise_opt (the pack's NOISE_IMAGE), scheduler_func_opt (a SCHEDULER_FUNC no
 node here gives), SeedLogger, CLIPTextEncodeWithWeight, ConditioningUpscale / Stretch,
 ToIPAdapterPipe, and the LBW_MODEL nodes (MakeLBW, ApplyLBW).
@@ -246,8 +247,10 @@ def _scheduler(name: str):
 
 
 def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, noise_mode,
-                   batch_seed_mode, variation_seed, variation_strength, variation_method, internal_seed, **options):
-    """The pack's inspire_ksampler: the core sampler's run with the pack's starting noise."""
+                   batch_seed_mode, variation_seed, variation_strength, variation_method, internal_seed,
+                   on_step=None, **options):
+    """The pack's inspire_ksampler: the core sampler's run with the pack's starting noise;
+    on_step(info) is also called at each step (the sampler's callback payload)."""
     from graphflow.sampling.pipeline import sample
 
     if scheduler not in INSPIRE_SCHEDULERS:
@@ -256,8 +259,15 @@ def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_
         raise NodeInputError("noise_mode", f"expected GPU(=A1111) or CPU, got {noise_mode!r}")
     noise = inspire_noise_source(seed, noise_mode, batch_seed_mode, variation_seed, variation_strength,
                                  variation_method, internal_seed)
+    report = _reporter()
+
+    def callback(info):
+        report(info)
+        if on_step is not None:
+            on_step(info)
+
     return sample(model, noise.seed, steps, cfg, sampler_name, _scheduler(scheduler), positive, negative, latent,
-                  callback=_reporter(), preview_every=max(1, steps // 20), starting_noise=noise, **options)
+                  callback=callback, preview_every=max(1, steps // 20), starting_noise=noise, **options)
 
 
 SEED = object()  # in OLD_TAIL: the save's own seed
@@ -420,6 +430,94 @@ gives the latent and the pipe's vae.""" + NOISE_HELP
         return _advanced(self, model, positive, negative), vae
 
 
+def _progress(node, model, positive, negative, latent, seed, steps, **options) -> tuple:
+    """The pack's progress samplers: the latent, and the latents along the way as one batch: the
+    input's (unless omit_start_latent), the sampler's latent at every interval-th step and at the
+    last (before that step, mapped out of model space), the result's (unless omit_final_latent)."""
+    import torch
+
+    taken = [] if node.omit_start_latent else [latent["samples"]]
+
+    def on_step(info):
+        if info["i"] == info["total"] - 1 or info["i"] % node.interval == 0:
+            taken.append(model.latent_format.process_out(info["x"].float()).cpu())
+
+    out = inspire_sample(model, positive, negative, latent, seed, steps, node.cfg, node.sampler_name, node.scheduler,
+                         node.noise_mode, "comfy", 0, 0.0, "linear", None, on_step=on_step, **options)
+    taken += [] if node.omit_final_latent else [out["samples"]]
+    return out, {"samples": torch.cat(taken)} if taken else out
+
+
+class KSamplerProgress(Node):
+    """KSampler //Inspire (comfy batch noise, no variation, the seed for added noise) that also
+    gives the latents along the way (progress_latent): the input's unless omit_start_latent, the
+    sampler's latent at every interval-th step and the last one, and the result unless
+    omit_final_latent, as one batch, to decode as an animation of the denoising. Run as the pack
+    runs it: steps / denoise steps from the matching step. denoise 0 is refused (the pack fails)."""
+    category = "InspirePack/analysis"
+    model: MODEL
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(INSPIRE_SCHEDULERS, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    noise_mode: str = Choice(NOISE_MODES, "GPU(=A1111)")
+    interval: int = Int(1, min=1, max=10000)
+    omit_start_latent: bool = Bool(True)
+    omit_final_latent: bool = Bool(False)
+    outputs = {"latent": LATENT, "progress_latent": LATENT}
+    comfy = ComfyAlias(("KSamplerProgress //Inspire",))
+    estimate = classmethod(_estimate)
+
+    def run(self):
+        if self.denoise == 0:
+            raise NodeInputError("denoise", "denoise 0 leaves no step to run (the pack divides by it)")
+        total = int(self.steps / self.denoise)
+        return _progress(self, self.model, self.positive, self.negative, self.latent_image, self.seed, total,
+                         start_step=total - self.steps, end_step=total, return_with_leftover_noise=False)
+
+
+class KSamplerAdvancedProgress(Node):
+    """KSamplerAdvanced //Inspire (comfy batch noise, no variation) that also gives the latents
+    along the way, as KSampler Progress does, after prev_progress_latent_opt's when given."""
+    category = "InspirePack/analysis"
+    model: MODEL
+    add_noise: bool = Bool(True)
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.5)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(INSPIRE_SCHEDULERS, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    noise_mode: str = Choice(NOISE_MODES, "GPU(=A1111)")
+    return_with_leftover_noise: bool = Bool(False)
+    interval: int = Int(1, min=1, max=10000)
+    omit_start_latent: bool = Bool(False)
+    omit_final_latent: bool = Bool(False)
+    prev_progress_latent_opt: LATENT = None
+    outputs = {"latent": LATENT, "progress_latent": LATENT}
+    comfy = ComfyAlias(("KSamplerAdvancedProgress //Inspire",))
+    estimate = classmethod(_estimate)
+
+    def run(self):
+        import torch
+
+        out, progress = _progress(self, self.model, self.positive, self.negative, self.latent_image, self.noise_seed,
+                                  self.steps, start_step=self.start_at_step, end_step=self.end_at_step,
+                                  add_noise=self.add_noise, return_with_leftover_noise=self.return_with_leftover_noise)
+        if self.prev_progress_latent_opt is not None:
+            progress = {**progress, "samples": torch.cat([self.prev_progress_latent_opt["samples"], progress["samples"]])}
+        return out, progress
+
+
 class InspireRandomNoise(Node):
     __doc__ = """The Inspire Pack's starting noise as a NOISE for SamplerCustomAdvanced: noise_seed's
 noise as noise_mode and batch_seed_mode draw it, with variation noise mixed in; the sampler's
@@ -485,6 +583,21 @@ class GlobalSampler(Node):
 
     def run(self):
         return None
+
+
+class PromptBuilder(Node):
+    """The pack's Prompt Builder: gives text. category and preset are its editor's pickers, which
+    add a preset of the pack's prompt-builder.yaml to the text (that file is not shipped here);
+    the node itself passes the text on."""
+    category = "InspirePack/Prompt"
+    preset_category: str = Text("#PLACEHOLDER")
+    preset: str = Text("#PRESET")
+    text: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("PromptBuilder //Inspire",), inputs={"category": "preset_category"})
+
+    def run(self):
+        return self.text
 
 
 def prompt_blocks(text: str) -> list[str]:

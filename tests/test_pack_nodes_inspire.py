@@ -641,3 +641,36 @@ def test_lbw_part_of_a_wildcard_lora_tag_applies_block_weights(registry, lbw_mod
              wildcard_text="<lora:style:1:LBW=A,1,1,1,1,1,1,1,1,1,1,1>", mode="populate", seed=0,
              token_normalization="none", weight_interpretation="comfy")
     assert caught.value.input == "populated_text"
+
+
+def test_progress_samplers_give_the_latents_along_the_way(registry):
+    from sampling_fakes import gaussian_eps
+    model = FakeModel(gaussian_eps(0.2, 0.5))
+    common = dict(seed=5, sampler_name="euler", scheduler="normal", noise_mode="CPU")
+    latent, progress = call(registry, "KSamplerProgress", **fake_inputs(model, **common, steps=4), denoise=1.0,
+                            interval=2, omit_start_latent=False, omit_final_latent=False)
+    plain = call(registry, "InspireKSampler", **fake_inputs(model, **common, steps=4), batch_seed_mode="comfy",
+                 internal_seed=5)
+    assert torch.equal(latent["samples"], plain["samples"])
+    frames = progress["samples"].reshape(-1, 2, 4, 8, 8)  # start, steps 0, 2 and 3 (the last), result
+    assert frames.shape[0] == 5
+    assert not frames[0].any() and torch.equal(frames[4], latent["samples"])
+    first = frames[1] / randn((2, 4, 8, 8), 5)  # the starting x: the seed's comfy noise, scaled
+    assert torch.allclose(first, first.flatten()[0].expand_as(first), rtol=1e-4)
+    _, only_steps = call(registry, "KSamplerAdvancedProgress", **fake_inputs(model, noise_seed=5, **{
+        k: v for k, v in common.items() if k != "seed"}, steps=4), add_noise=True, start_at_step=0, end_at_step=4,
+        return_with_leftover_noise=False, interval=1, omit_start_latent=True, omit_final_latent=True,
+        prev_progress_latent_opt={"samples": torch.ones(1, 4, 8, 8)})
+    assert only_steps["samples"].shape[0] == 1 + 4 * 2 and torch.equal(only_steps["samples"][0], torch.ones(4, 8, 8))
+    with pytest.raises(NodeInputError):
+        call(registry, "KSamplerProgress", **fake_inputs(model, **common), denoise=0.0)
+
+
+def test_prompt_builder_passes_its_text_on(registry):
+    graph = ui_graph([ui_node(1, "PromptBuilder //Inspire", ["#PLACEHOLDER", "#PRESET", "a red cat"],
+                              outputs=[("STRING", "STRING", [])])])
+    assert run_graph(registry, graph, ["1"]).values["1"][0] == "a red cat"
+    workflow = parse_workflow(graph, registry)
+    assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == ["#PLACEHOLDER", "#PRESET", "a red cat"]
+    assert export_api(workflow, registry)["1"]["inputs"] == {"category": "#PLACEHOLDER", "preset": "#PRESET",
+                                                             "text": "a red cat"}
