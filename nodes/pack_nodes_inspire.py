@@ -514,7 +514,8 @@ class KSamplerAdvancedProgress(Node):
                                   self.steps, start_step=self.start_at_step, end_step=self.end_at_step,
                                   add_noise=self.add_noise, return_with_leftover_noise=self.return_with_leftover_noise)
         if self.prev_progress_latent_opt is not None:
-            progress = {**progress, "samples": torch.cat([self.prev_progress_latent_opt["samples"], progress["samples"]])}
+            earlier = self.prev_progress_latent_opt["samples"]
+            progress = {**progress, "samples": torch.cat([earlier, progress["samples"]])}
         return out, progress
 
 
