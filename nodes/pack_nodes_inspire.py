@@ -250,7 +250,11 @@ def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_
                    batch_seed_mode, variation_seed, variation_strength, variation_method, internal_seed,
                    on_step=None, **options):
     """The pack's inspire_ksampler: the core sampler's run with the pack's starting noise;
-    on_step(info) is also called at each step (the sampler's callback payload)."""
+    on_step(info) is also called at each step (the sampler's callback payload). Run through
+    Impact's separated_sample, which gives, when the leftover noise is not kept
+    (KSamplerAdvanced's return_with_leftover_noise off), the last step's estimate of the clean
+    latent rather than the sampler's result: the same for most samplers (their last step to
+    noise 0 lands on it), not for multistep ones such as uni_pc."""
     from graphflow.sampling.pipeline import sample
 
     if scheduler not in INSPIRE_SCHEDULERS:
@@ -259,15 +263,19 @@ def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_
         raise NodeInputError("noise_mode", f"expected GPU(=A1111) or CPU, got {noise_mode!r}")
     noise = inspire_noise_source(seed, noise_mode, batch_seed_mode, variation_seed, variation_strength,
                                  variation_method, internal_seed)
-    report = _reporter()
+    report, last = _reporter(), {}
 
     def callback(info):
         report(info)
+        last["denoised"] = info["denoised"]
         if on_step is not None:
             on_step(info)
 
-    return sample(model, noise.seed, steps, cfg, sampler_name, _scheduler(scheduler), positive, negative, latent,
-                  callback=callback, preview_every=max(1, steps // 20), starting_noise=noise, **options)
+    out = sample(model, noise.seed, steps, cfg, sampler_name, _scheduler(scheduler), positive, negative, latent,
+                 callback=callback, preview_every=max(1, steps // 20), starting_noise=noise, **options)
+    if "start_step" in options and not options.get("return_with_leftover_noise") and "denoised" in last:
+        return {**out, "samples": model.latent_format.process_out(last["denoised"].float()).cpu()}
+    return out
 
 
 SEED = object()  # in OLD_TAIL: the save's own seed

@@ -266,7 +266,7 @@ def test_api_prompt_of_ksampler_advanced_inspire(registry, models):
         "add_noise": "enable", "noise_seed": 3, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
         "scheduler": "normal", "start_at_step": 0, "end_at_step": 10000,
         "return_with_leftover_noise": "disable"}), ["5"]).values["5"][0]
-    assert torch.equal(ours["samples"], core["samples"])
+    torch.testing.assert_close(ours["samples"], core["samples"])  # the last estimate: the result, to rounding
     workflow = parse_workflow(core_api("KSamplerAdvanced //Inspire", inputs), registry)
     assert export_api(workflow, registry)["5"]["inputs"] == {**inputs, "model": ["1", 0], "positive": ["2", 0],
                                                               "negative": ["3", 0], "latent_image": ["4", 0]}
@@ -651,7 +651,7 @@ def test_progress_samplers_give_the_latents_along_the_way(registry):
                             interval=2, omit_start_latent=False, omit_final_latent=False)
     plain = call(registry, "InspireKSampler", **fake_inputs(model, **common, steps=4), batch_seed_mode="comfy",
                  internal_seed=5)
-    assert torch.equal(latent["samples"], plain["samples"])
+    torch.testing.assert_close(latent["samples"], plain["samples"])
     frames = progress["samples"].reshape(-1, 2, 4, 8, 8)  # start, steps 0, 2 and 3 (the last), result
     assert frames.shape[0] == 5
     assert not frames[0].any() and torch.equal(frames[4], latent["samples"])
@@ -674,3 +674,25 @@ def test_prompt_builder_passes_its_text_on(registry):
     assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == ["#PLACEHOLDER", "#PRESET", "a red cat"]
     assert export_api(workflow, registry)["1"]["inputs"] == {"category": "#PLACEHOLDER", "preset": "#PRESET",
                                                              "text": "a red cat"}
+
+
+def test_advanced_sampler_without_leftover_noise_gives_the_last_estimate(registry):
+    """Impact's separated_sample gives the last step's clean-latent estimate (SamplerCustom's
+    denoised_output), which for uni_pc is not the sampler's result."""
+    from graphflow.sampling import compute_sigmas, model_sampling_for
+    from graphflow.sampling.pipeline import sample_custom
+    from graphflow.sampling.samplers import SamplerChoice
+    from nodes import custom_sampling as cs
+    from sampling_fakes import gaussian_eps
+
+    model = FakeModel(gaussian_eps(0.2, 0.5))
+    inputs = fake_inputs(model, steps=5, noise_seed=3, add_noise=True, sampler_name="uni_pc", scheduler="normal",
+                         start_at_step=0, end_at_step=10000, noise_mode="CPU", batch_seed_mode="comfy", internal_seed=3)
+    estimate = call(registry, "InspireKSamplerAdvanced", **inputs, return_with_leftover_noise=False)["samples"]
+    result = call(registry, "InspireKSamplerAdvanced", **inputs, return_with_leftover_noise=True)["samples"]
+    guider = run_node(cs.CFGGuider, model=model, positive=inputs["positive"], negative=inputs["negative"], cfg=5.0)
+    sigmas = compute_sigmas(model_sampling_for(model), "normal", 5, discard_penultimate=True)
+    out, denoised = sample_custom(guider, NoiseSource(3), SamplerChoice("uni_pc"), sigmas, inputs["latent_image"])
+    torch.testing.assert_close(estimate, denoised["samples"])
+    torch.testing.assert_close(result, out["samples"])
+    assert (estimate - result).abs().max() > 1e-3
