@@ -346,9 +346,11 @@ class InspireKSamplerAdvanced(Node):
     __doc__ = """KSamplerAdvanced with the Inspire Pack's starting noise: the core KSamplerAdvanced's
 steps start_at_step..end_at_step, add_noise and return_with_leftover_noise (here switches), the
 noise drawn as noise_mode and batch_seed_mode say, with variation noise mixed in. The scheduler
-list adds Impact's AYS, GITS[coeff=1.2] and OSS schedules. SDE samplers draw their Brownian noise
-over the sampled part's noise range (the pack: the whole schedule's, which differs when
-start_at_step > 0).""" + NOISE_HELP
+list adds Impact's AYS, GITS[coeff=1.2] and OSS schedules. With return_with_leftover_noise off it
+gives the last step's estimate of the clean latent, as the pack (through Impact's sampling) does:
+the result itself for most samplers, not for multistep ones such as uni_pc. SDE samplers draw
+their Brownian noise over the sampled part's noise range (the pack: the whole schedule's, which
+differs when start_at_step > 0).""" + NOISE_HELP
     category = "InspirePack/a1111_compat"
     model: MODEL
     add_noise: bool = Bool(True)
@@ -410,7 +412,8 @@ the latent and the pipe's vae.""" + NOISE_HELP
 
 class InspireKSamplerAdvancedPipe(Node):
     __doc__ = """KSamplerAdvanced //Inspire on the basic_pipe's model and prompts (linear variation);
-gives the latent and the pipe's vae.""" + NOISE_HELP
+gives the latent and the pipe's vae. Without leftover noise it gives the last step's estimate of the
+clean latent, as KSamplerAdvanced //Inspire.""" + NOISE_HELP
     category = "InspirePack/a1111_compat"
     basic_pipe: BASIC_PIPE
     add_noise: bool = Bool(True)
@@ -461,7 +464,9 @@ class KSamplerProgress(Node):
     gives the latents along the way (progress_latent): the input's unless omit_start_latent, the
     sampler's latent at every interval-th step and the last one, and the result unless
     omit_final_latent, as one batch, to decode as an animation of the denoising. Run as the pack
-    runs it: steps / denoise steps from the matching step. denoise 0 is refused (the pack fails)."""
+    runs it: steps / denoise steps from the matching step, giving the last step's estimate of the
+    clean latent (as KSamplerAdvanced //Inspire without leftover noise). denoise 0 is refused (the
+    pack fails)."""
     category = "InspirePack/analysis"
     model: MODEL
     seed: int = Int(0, min=0, max=SEED_MAX)
