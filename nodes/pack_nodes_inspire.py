@@ -20,7 +20,7 @@ GlobalSampler, the wildcard populate); inspire/image_util.py at
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
 KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire, KSamplerProgress //Inspire,
-KSamplerAdvancedProgress //Inspire; GlobalSeed, GlobalSampler,
+KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, GlobalSampler,
 PromptBuilder, LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt, ZipPrompt,
 BindImageListPromptList, WildcardEncode, MakeBasicPipe, ListCounter, RandomGeneratorForList,
 RemoveControlNet; FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
@@ -33,8 +33,7 @@ backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; 
 cache serves here), the scheduled CFG guiders, HyperTile, the
 LoadImage / LoadImagesFromDir nodes (a browser upload and any folder on disk), PromptExtractor
 (it reads every node class's STRING inputs from the registry, which a node here can't see),
-SeedExplorer,
-CompositeNoise and noise_opt (the pack's NOISE_IMAGE), scheduler_func_opt (a SCHEDULER_FUNC no
+CompositeNoise, scheduler_func_opt (a SCHEDULER_FUNC no
 node here gives), SeedLogger, CLIPTextEncodeWithWeight, ConditioningUpscale / Stretch,
 ToIPAdapterPipe, and the LBW_MODEL nodes (MakeLBW, ApplyLBW).
 """
@@ -67,6 +66,7 @@ COMFY_PACK = "comfyui-inspire-pack"  # the custom node pack this module's ComfyU
 # -- the samplers' noise ---------------------------------------------------------------------------
 
 NOISE_MODES = ("GPU(=A1111)", "CPU")
+NOISE_IMAGE = socket_type("NOISE_IMAGE", "#78909c", "Inspire Pack's starting noise: a [B, C, h, w] tensor to sample from")
 BATCH_SEED_MODES = ("incremental", "comfy", "variation str inc:0.01", "variation str inc:0.05")
 VARIATION_STEP = "variation str inc:"  # the mode's prefix; the strength step follows it
 VARIATION_METHODS = ("linear", "slerp")
@@ -195,7 +195,7 @@ def inspire_noise(samples, seed: int, batch_index, device, batch_seed_mode: str 
 def _noise_class():
     """The NOISE the pack's RandomNoise gives (a NoiseSource, so that SamplerCustomAdvanced takes
     it), made on first use: graphflow.sampling imports torch, which listing nodes doesn't need."""
-    from dataclasses import dataclass
+    from dataclasses import dataclass, field
 
     from graphflow.sampling.noise import NoiseSource
 
@@ -209,8 +209,15 @@ def _noise_class():
         variation_seed: int = 0
         variation_strength: float = 0.0
         variation_method: str = "linear"
+        given: object = field(default=None, compare=False)  # a NOISE_IMAGE to start from instead
 
         def generate(self, samples, batch_index=None):
+            if self.given is not None:
+                if tuple(self.given.shape) != tuple(samples.shape):
+                    raise NodeInputError("noise_opt", f"the noise {tuple(self.given.shape)} does not fit the latent "
+                                                      f"{tuple(samples.shape)} (make it from this latent, for this "
+                                                      "model's latent type)")
+                return self.given.float().cpu()
             if not self.enabled:
                 return super().generate(samples, batch_index)
             return inspire_noise(samples, self.noise_seed, batch_index, _noise_device(self.noise_mode),
@@ -221,10 +228,10 @@ def _noise_class():
 
 
 def inspire_noise_source(noise_seed, noise_mode, batch_seed_mode, variation_seed, variation_strength,
-                         variation_method="linear", internal_seed=None):
+                         variation_method="linear", internal_seed=None, given=None):
     return _noise_class()(seed=noise_seed if internal_seed is None else internal_seed, noise_seed=noise_seed,
                           noise_mode=noise_mode, batch_seed_mode=batch_seed_mode, variation_seed=variation_seed,
-                          variation_strength=variation_strength, variation_method=variation_method)
+                          variation_strength=variation_strength, variation_method=variation_method, given=given)
 
 
 # -- the samplers ------------------------------------------------------------------------------------
@@ -248,8 +255,9 @@ def _scheduler(name: str):
 
 def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, noise_mode,
                    batch_seed_mode, variation_seed, variation_strength, variation_method, internal_seed,
-                   on_step=None, **options):
-    """The pack's inspire_ksampler: the core sampler's run with the pack's starting noise;
+                   on_step=None, given_noise=None, **options):
+    """The pack's inspire_ksampler: the core sampler's run with the pack's starting noise (or
+    given_noise, a NOISE_IMAGE, used even with add_noise off, as the pack uses it);
     on_step(info) is also called at each step (the sampler's callback payload). Run through
     Impact's separated_sample, which gives, when the leftover noise is not kept
     (KSamplerAdvanced's return_with_leftover_noise off), the last step's estimate of the clean
@@ -262,7 +270,9 @@ def inspire_sample(model, positive, negative, latent, seed, steps, cfg, sampler_
     if noise_mode not in NOISE_MODES:
         raise NodeInputError("noise_mode", f"expected GPU(=A1111) or CPU, got {noise_mode!r}")
     noise = inspire_noise_source(seed, noise_mode, batch_seed_mode, variation_seed, variation_strength,
-                                 variation_method, internal_seed)
+                                 variation_method, internal_seed, given_noise)
+    if given_noise is not None:
+        options["add_noise"] = True
     report, last = _reporter(), {}
 
     def callback(info):
@@ -339,7 +349,8 @@ def _advanced(node, model, positive, negative):
                           node.sampler_name, node.scheduler, node.noise_mode, node.batch_seed_mode,
                           node.variation_seed, node.variation_strength, getattr(node, "variation_method", "linear"),
                           node.internal_seed, start_step=node.start_at_step, end_step=node.end_at_step,
-                          add_noise=node.add_noise, return_with_leftover_noise=node.return_with_leftover_noise)
+                          add_noise=node.add_noise, return_with_leftover_noise=node.return_with_leftover_noise,
+                          given_noise=node.noise_opt)
 
 
 class InspireKSamplerAdvanced(Node):
@@ -348,7 +359,8 @@ steps start_at_step..end_at_step, add_noise and return_with_leftover_noise (here
 noise drawn as noise_mode and batch_seed_mode say, with variation noise mixed in. The scheduler
 list adds Impact's AYS, GITS[coeff=1.2] and OSS schedules. With return_with_leftover_noise off it
 gives the last step's estimate of the clean latent, as the pack (through Impact's sampling) does:
-the result itself for most samplers, not for multistep ones such as uni_pc. SDE samplers draw
+the result itself for most samplers, not for multistep ones such as uni_pc. noise_opt (Seed
+Explorer's NOISE_IMAGE) is the starting noise instead, even with add_noise off. SDE samplers draw
 their Brownian noise over the sampled part's noise range (the pack: the whole schedule's, which
 differs when start_at_step > 0).""" + NOISE_HELP
     category = "InspirePack/a1111_compat"
@@ -370,6 +382,7 @@ differs when start_at_step > 0).""" + NOISE_HELP
     variation_seed: int = Int(0, min=0, max=SEED_MAX)
     variation_strength: float = Float(0.0, min=0.0, max=1.0, step=0.01)
     variation_method: str = Choice(VARIATION_METHODS, "linear")
+    noise_opt: NOISE_IMAGE = None
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSamplerAdvanced //Inspire",), optional=("variation_method", "internal_seed"),
@@ -430,6 +443,7 @@ clean latent, as KSamplerAdvanced //Inspire.""" + NOISE_HELP
     batch_seed_mode: str = Choice(BATCH_SEED_MODES, "incremental")
     variation_seed: int = Int(0, min=0, max=SEED_MAX)
     variation_strength: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    noise_opt: NOISE_IMAGE = None
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("KSamplerAdvancedPipe //Inspire",), optional=("internal_seed",),
@@ -551,6 +565,66 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
     def run(self):
         return inspire_noise_source(self.noise_seed, self.noise_mode, self.batch_seed_mode, self.variation_seed,
                                     self.variation_strength, self.variation_method, self.internal_seed)
+
+
+class SeedExplorer(Node):
+    """Starting noise to explore variations of a seed, for KSamplerAdvanced //Inspire's noise_opt:
+    seed_prompt lists "seed, seed:strength, seed:strength ..." (line breaks ignored): the first
+    seed's noise (initial_batch_seed_mode incremental or comfy, drawn as noise_mode says), then
+    each seed:strength's noise (one image's, the same for each) mixed in turn as
+    (1 - strength) * noise + strength * variation (the pack's plain mix here: not rescaled,
+    variation_method unused); enable_additional adds additional_seed:additional_strength last. An
+    entry that is not seed:strength is skipped with a warning, as the pack skips it; a first seed
+    that is not a number is an error (the pack gives zero noise). model fits an empty latent's
+    channels to the model's."""
+    category = "InspirePack/Prompt"
+    latent: LATENT
+    seed_prompt: str = Text("", multiline=True)
+    enable_additional: bool = Bool(True)
+    additional_seed: int = Int(0, min=0, max=SEED_MAX)
+    additional_strength: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    noise_mode: str = Choice(NOISE_MODES, "GPU(=A1111)")
+    initial_batch_seed_mode: str = Choice(("incremental", "comfy"), "incremental")
+    variation_method: str = Choice(VARIATION_METHODS, "linear")
+    model: MODEL = None
+    outputs = {"NOISE_IMAGE": NOISE_IMAGE}
+    comfy = ComfyAlias(("SeedExplorer //Inspire",), optional=("variation_method",))
+
+    def run(self):
+        import torch
+
+        samples = _samples(self.latent)
+        if self.model is not None:
+            from graphflow.sampling.pipeline import _latent_samples
+            samples = _latent_samples(self.model, self.latent)
+        items = [] if not self.seed_prompt.replace("\n", "").strip() else \
+            self.seed_prompt.replace("\n", "").strip().split(",")
+        if self.enable_additional:
+            items.append((self.additional_seed, self.additional_strength))
+        if not items:
+            raise NodeInputError("seed_prompt", "no seed given: write one (1234, 5678:0.3 ...) or enable_additional")
+        head = items[0]
+        try:
+            seed = int(head[0] if isinstance(head, tuple) else head)
+        except ValueError:
+            raise NodeInputError("seed_prompt", f"the first entry must be a seed (a whole number), got {head!r}") from None
+        device = _noise_device(self.noise_mode)
+        noise = inspire_noise(samples, seed, None, device, self.initial_batch_seed_mode)
+        for item in items[1:]:
+            parts = item.split(":") if isinstance(item, str) else item
+            try:
+                variation_seed, strength = int(parts[0]), float(parts[1])
+                if len(parts) != 2:
+                    raise ValueError
+            except (ValueError, IndexError):
+                warn(f"seed_prompt: {item!r} is not seed:strength; skipped, as the pack skips it")
+                continue
+            if strength == 0:
+                continue
+            generator = torch.Generator(device).manual_seed(variation_seed)
+            variation = torch.randn([1, *samples.shape[1:]], generator=generator, device=device).cpu()
+            noise = (1 - strength) * noise + strength * variation
+        return noise
 
 
 # -- seeds and prompts -------------------------------------------------------------------------------

@@ -696,3 +696,34 @@ def test_advanced_sampler_without_leftover_noise_gives_the_last_estimate(registr
     torch.testing.assert_close(estimate, denoised["samples"])
     torch.testing.assert_close(result, out["samples"])
     assert (estimate - result).abs().max() > 1e-3
+
+
+def test_seed_explorer_noise_and_noise_opt(registry, caplog):
+    latent = {"samples": torch.zeros(2, 4, 8, 8)}
+    with caplog.at_level("WARNING"):
+        noise = call(registry, "SeedExplorer", latent=latent, seed_prompt="7, 11:0.3,\n 13:0.5, bad",
+                     enable_additional=True, additional_seed=17, additional_strength=0.2, noise_mode="CPU",
+                     initial_batch_seed_mode="incremental")
+    assert "' bad' is not seed:strength" in caplog.text
+    one = (1, 4, 8, 8)
+    want = torch.cat([randn(one, 7), randn(one, 8)])  # incremental: seed + i per image
+    for seed, strength in ((11, 0.3), (13, 0.5), (17, 0.2)):
+        want = (1 - strength) * want + strength * randn(one, seed)  # the pack's plain mix
+    torch.testing.assert_close(noise, want)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "SeedExplorer", latent=latent, seed_prompt="x1", enable_additional=False)
+    assert caught.value.input == "seed_prompt"
+    model = FakeModel(still_eps)
+    steps = dict(steps=4, sampler_name="euler", scheduler="normal", start_at_step=0, end_at_step=2)
+    common = dict(steps, return_with_leftover_noise=True, noise_mode="CPU", batch_seed_mode="comfy")
+    core = call(registry, "KSamplerAdvanced", **fake_inputs(model, noise_seed=9, return_with_leftover_noise="enable",
+                                                             **steps))
+    scale = core["samples"] / randn((2, 4, 8, 8), 9)
+    # the given noise is the starting noise, add_noise off or not (as the pack uses it)
+    ours = call(registry, "InspireKSamplerAdvanced", **fake_inputs(model, noise_seed=9, add_noise=False, **common),
+                noise_opt=noise)
+    torch.testing.assert_close(ours["samples"], noise * scale, rtol=1e-4, atol=1e-5)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InspireKSamplerAdvanced", **fake_inputs(model, noise_seed=9, add_noise=True, **common),
+             noise_opt=noise[:1])
+    assert caught.value.input == "noise_opt"
