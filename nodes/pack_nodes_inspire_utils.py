@@ -1,0 +1,259 @@
+"""Inspire Pack's list, batch, mask and conditioning utilities, under the pack's class names.
+
+Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
+019713040ce59db099a72bf7bdbc9d3c595d3bc5, inspire/list_nodes.py at
+0bd92419dec46f6e41ec46c1d565e6ec3dfcc986, inspire/util_nodes.py at
+5320c1c7d21c92a1185a335687a09f89464509b8, inspire/conditioning_nodes.py at
+186b601e659642ee66545350a746fb4edf4fd433 (with comfy_PoP's Conditioning Multiplier, store file
+14947320762, which it calls).
+
+Nodes: FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
+LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
+RGB_HexToHSV (each "... //Inspire").
+
+Left out: the LoadImage / LoadImagesFromDir nodes (a browser upload, and any folder on disk),
+ConditioningUpscale / Stretch (Davemane42's archived area nodes).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import re
+
+from graphflow.api import CONDITIONING, FLOAT, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, \
+    Float, Int, ListOf, Node, NodeInputError, Size, warn
+from nodes.image import _image
+from nodes.pack_nodes_inspire import _samples
+from nodes.sampling import SEED_MAX
+
+COMFY_PACK = "comfyui-inspire-pack"  # the custom node pack this module's ComfyUI classes come from
+
+SPLIT_MAX = 50  # the splitters' split_count bound: split_count + 1 outputs
+
+
+class FloatRange(Node):
+    """The floats from start to stop by step, as a list (at most limit of them; start > stop
+    counts down). ensure_end adds stop when the steps miss it, dropping the last step first when
+    no room is left (the pack compares with the room left after the steps taken). start == stop
+    or step 0 gives [start]. Added up step by step in floating point, as the pack does."""
+    category = "InspirePack/Util"
+    start: float = Float(0.0, min=-100.0, max=100.0, step=0.000000001)
+    stop: float = Float(1.0, min=-100.0, max=100.0, step=0.000000001)
+    step: float = Float(0.01, min=0.0, max=100.0, step=0.000000001)
+    limit: int = Int(100, min=2, max=4096)
+    ensure_end: bool = Bool(True)
+    outputs = {"FLOAT": ListOf(FLOAT)}
+    comfy = ComfyAlias(("FloatRange //Inspire",))
+
+    def run(self):
+        start, stop, room = self.start, self.stop, self.limit
+        if start == stop or self.step == 0:
+            return [start]
+        reverse = start > stop
+        if reverse:
+            start, stop = stop, start
+        values, x, last = [], start, start
+        while x <= stop and room > 0:
+            values.append(x)
+            last = x
+            room -= 1
+            x += self.step
+        if self.ensure_end and last != stop:
+            if len(values) >= room:
+                values.pop()
+            values.append(stop)
+        return values[::-1] if reverse else values
+
+
+def _resized_batch(batch, batch_size: int, mode: str):
+    """The pack's simple mode: the batch cut to batch_size, or filled up with its last item."""
+    import torch
+
+    if mode != "simple":
+        warn(f"unknown mode {mode!r}: the batch is passed on unchanged, as the pack does")
+        return batch
+    if len(batch) < batch_size:
+        return torch.cat([batch, batch[-1:].expand(batch_size - len(batch), *batch.shape[1:])])
+    return batch[:batch_size]
+
+
+def _batch_size_estimate(cls, widgets, inputs):
+    size = next((s for s in inputs.values() if s is not None), None)
+    count = widgets.get("batch_size")
+    if size is None or not isinstance(count, int):
+        return Estimate(None)
+    return Estimate(Size(count, size.height, size.width))
+
+
+class ChangeImageBatchSize(Node):
+    """The image batch made batch_size long: cut, or filled up by repeating its last image."""
+    category = "InspirePack/Util"
+    image: IMAGE
+    batch_size: int = Int(1, min=1, max=4096)
+    mode: str = Choice(("simple",), "simple")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ChangeImageBatchSize //Inspire",))
+    estimate = classmethod(_batch_size_estimate)
+
+    def run(self):
+        return _resized_batch(_image(self.image, "image"), self.batch_size, self.mode)
+
+
+class ChangeLatentBatchSize(Node):
+    """The latent batch made batch_size long: cut, or filled up by repeating its last latent (its
+    other entries, a noise_mask or batch_index, passed on as they are, as the pack does)."""
+    category = "InspirePack/Util"
+    latent: LATENT
+    batch_size: int = Int(1, min=1, max=4096)
+    mode: str = Choice(("simple",), "simple")
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("ChangeLatentBatchSize //Inspire",))
+    estimate = classmethod(_batch_size_estimate)
+
+    def run(self):
+        return {**self.latent, "samples": _resized_batch(_samples(self.latent), self.batch_size, self.mode)}
+
+
+def _split(count: int, items: list, rest, filler) -> list:
+    """The splitters' outputs: the first split_count items one by one, then the rest as one
+    batch; when the batch is too short, the filler in every place left (the rest's too)."""
+    taken = items[:count]
+    if count >= len(items):
+        return taken + [filler()] * (count - len(taken) + 1)
+    return taken + [rest(len(items) - count)]
+
+
+class ImageBatchSplitter(Node):
+    """Split an image batch: outputs 1..split_count give its first images one by one, the next
+    output the rest as a batch; when the batch is shorter, a black 64x64 image fills each place
+    left. The pack's editor shows split_count + 1 outputs; the outputs past those give nothing."""
+    category = "InspirePack/Util"
+    images: IMAGE
+    split_count: int = Int(4, min=0, max=SPLIT_MAX)
+    outputs = {"IMAGE" if i == 0 else f"IMAGE_{i}": IMAGE for i in range(SPLIT_MAX + 1)}
+    comfy = ComfyAlias(("ImageBatchSplitter //Inspire",))
+
+    def run(self):
+        import torch
+
+        images = _image(self.images, "images")
+        parts = _split(self.split_count, [image[None] for image in images], lambda n: images[-n:],
+                       lambda: torch.zeros(1, 64, 64, 3))
+        return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
+
+
+class LatentBatchSplitter(Node):
+    """Split a latent batch as Image Batch Splitter splits images: each latent keeps the input's
+    other entries as they are (as the pack: a noise_mask is not split), and the places left are
+    filled with an empty 8x8 (64-pixel) four-channel latent."""
+    category = "InspirePack/Util"
+    latent: LATENT
+    split_count: int = Int(4, min=0, max=SPLIT_MAX)
+    outputs = {"LATENT" if i == 0 else f"LATENT_{i}": LATENT for i in range(SPLIT_MAX + 1)}
+    comfy = ComfyAlias(("LatentBatchSplitter //Inspire",))
+
+    def run(self):
+        import torch
+
+        samples = _samples(self.latent)
+        base = {k: v for k, v in self.latent.items() if k != "samples"}
+        parts = _split(self.split_count, [{**base, "samples": s[None]} for s in samples],
+                       lambda n: {**base, "samples": samples[-n:]},
+                       lambda: {**base, "samples": torch.zeros(1, 4, 8, 8)})
+        return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
+
+
+class ColorMapToMasks(Node):
+    """A mask for each of the colours covering at least min_pixels pixels of the first image of
+    color_map (at most max_count, the most common first; equally common ones in colour order): 1
+    where a pixel has exactly that colour, for every image of the batch (colour by colour, each
+    colour's masks for the whole batch). No such colour: one empty mask."""
+    category = "InspirePack/Util"
+    color_map: IMAGE
+    min_pixels: int = Int(500, min=1, max=SEED_MAX)
+    max_count: int = Int(5, min=0, max=1000)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("ColorMapToMasks //Inspire",))
+
+    def run(self):
+        import torch
+
+        color_map = _image(self.color_map, "color_map")
+        colors, counts = torch.unique(color_map[0].reshape(-1, color_map.shape[-1]), dim=0, return_counts=True)
+        order = torch.sort(counts, descending=True, stable=True).indices
+        colors, counts = colors[order], counts[order]
+        top = colors[counts >= self.min_pixels][:self.max_count]
+        if len(top) == 0:
+            return torch.zeros(1, *color_map.shape[1:3])
+        return torch.cat([(color_map == color).all(dim=-1).float() for color in top])
+
+
+class SelectNthMask(Node):
+    """The idx-th mask of a batch (from 0), as a batch of one."""
+    category = "InspirePack/Util"
+    masks: MASK
+    idx: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("SelectNthMask //Inspire",))
+
+    def run(self):
+        masks = self.masks if self.masks.ndim == 3 else self.masks.reshape(-1, *self.masks.shape[-2:])
+        if self.idx >= len(masks):
+            raise NodeInputError("idx", f"the batch holds {len(masks)} masks (0 .. {len(masks) - 1}), got {self.idx}")
+        return masks[self.idx][None]
+
+
+CONCAT_INPUTS = 20  # conditioning1 .. conditioning20: the pack's editor adds them as they are linked
+
+
+def _scaled(conditioning, multiplier: float) -> list:
+    """comfy_PoP's Conditioning Multiplier: each embedding and pooled output times multiplier."""
+    scaled = []
+    for cond, options in conditioning:
+        options = dict(options)
+        if "pooled_output" in options and options["pooled_output"] is not None:
+            options["pooled_output"] = options["pooled_output"] * multiplier
+        scaled.append((cond * multiplier, options))
+    return scaled
+
+
+class ConcatConditioningsWithMultiplier(Node):
+    __doc__ = f"""Concatenate conditionings, each scaled by its multiplier (comfy_PoP's Conditioning
+Multiplier: the embeddings and pooled outputs times it): conditioning1's entries, each with the
+first embedding of conditioning2, 3 ... appended along the tokens (as ConditioningConcat). With
+conditioning1 alone it is given back unscaled, as the pack does. Inputs 2 .. {CONCAT_INPUTS} here."""
+    category = "InspirePack/__for_testing"
+    conditioning1: CONDITIONING
+    __annotations__.update({f"conditioning{i}": CONDITIONING for i in range(2, CONCAT_INPUTS + 1)})
+    locals().update({f"conditioning{i}": None for i in range(2, CONCAT_INPUTS + 1)})
+    locals().update({f"multiplier{i}": Float(1.0, min=0.0, max=10.0, step=0.01) for i in range(1, CONCAT_INPUTS + 1)})
+    __annotations__.update({f"multiplier{i}": float for i in range(1, CONCAT_INPUTS + 1)})
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConcatConditioningsWithMultiplier //Inspire",))
+
+    def run(self):
+        import torch
+
+        linked = [i for i in range(2, CONCAT_INPUTS + 1) if getattr(self, f"conditioning{i}") is not None]
+        if not linked:
+            return self.conditioning1
+        result = _scaled(self.conditioning1, self.multiplier1)
+        for i in linked:
+            source = _scaled(getattr(self, f"conditioning{i}"), getattr(self, f"multiplier{i}"))[0][0]
+            result = [(torch.cat([cond, source.to(cond.dtype)], dim=1), dict(options)) for cond, options in result]
+        return result
+
+
+class RGBHexToHSV(Node):
+    """An RGB colour written #rrggbb as hue (0..360), saturation and value (0..1), by colorsys."""
+    category = "InspirePack/Util"
+    rgb_hex: STRING
+    outputs = {"hue": FLOAT, "saturation": FLOAT, "value": FLOAT}
+    comfy = ComfyAlias(("RGB_HexToHSV //Inspire",))
+
+    def run(self):
+        digits = self.rgb_hex.strip().lstrip("#")
+        if not re.fullmatch(r"[0-9a-fA-F]{6}", digits):
+            raise NodeInputError("rgb_hex", f"expected a colour as #rrggbb, got {self.rgb_hex!r}")
+        hue, saturation, value = colorsys.rgb_to_hsv(*(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)))
+        return hue * 360, saturation, value
