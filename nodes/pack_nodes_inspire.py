@@ -27,7 +27,7 @@ backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; 
 cache serves here), the scheduled CFG guiders, HyperTile, PromptExtractor (it reads every node
 class's STRING inputs from the registry, which a node here can't see), CompositeNoise,
 scheduler_func_opt (a SCHEDULER_FUNC no node here gives), SeedLogger, CLIPTextEncodeWithWeight,
-ToIPAdapterPipe, and the LBW_MODEL nodes (MakeLBW, ApplyLBW).
+and ToIPAdapterPipe.
 """
 
 from __future__ import annotations

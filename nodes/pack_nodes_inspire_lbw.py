@@ -5,9 +5,9 @@ Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/lora_block_weight.py at
 % spec form, A / B / R / U values, inverse, the seed) and the preset list resources/lbw-preset.txt
 at 30974e69c417170c8c5a6a621bc7c62b95cb23cc (plain data, in LBW_PRESETS below).
 
-Nodes: LoraLoaderBlockWeight //Inspire.
+Nodes: LoraLoaderBlockWeight //Inspire, MakeLBW //Inspire, ApplyLBW //Inspire.
 
-Left out: MakeLBW / ApplyLBW (the LBW_MODEL socket), the XY-plot input and LoraBlockInfo, the
+Left out: the XY-plot input and LoraBlockInfo (its text report), the
 lbw-preset.custom.txt file (the pack's own folder). The LBW= part of Impact's wildcard LoRA
 tags is read here too: Impact's wildcard encode (and Inspire's) applies such a LoRA through
 block_weight_lora, as the pack calls this node.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from graphflow.api import CLIP, MODEL, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
-    folders, warn
+    folders, socket_type, warn
 from nodes.sampling import SEED_MAX
 
 COMFY_PACK = "comfyui-inspire-pack"  # the custom node pack this module's ComfyUI classes come from
@@ -237,15 +237,23 @@ def block_weight_lora(model, clip, lora_name: str, strength_model: float, streng
                       seed: int, a: float | None, b: float | None, block_vector: str,
                       input_name: str = "lora_name") -> tuple:
     """The pack's LoraLoaderBlockWeight.doit: (model, clip, populated vector) with the LoRA applied
-    at each module's block ratio (block_ratios), once per distinct ratio through apply_lora;
-    both strengths 0 give them back unchanged. Errors name input_name (the vector's: block_vector
-    there, unless input_name is another node's)."""
-    from graphflow.models.checkpoint import CheckpointError
-    from graphflow.models.flow_lora_names import flow_lora_names
-    from graphflow.models.lora import apply_lora, read_lora, text_lora_names, unet_lora_names
-
+    at each module's block ratio; both strengths 0 give them back unchanged. Errors name
+    input_name (the vector's: block_vector there, unless input_name is another node's)."""
     if strength_model == 0 and strength_clip == 0:
         return model, clip, ""
+    plan, shown = block_weight_plan(model, clip, lora_name, inverse, seed, a, b, block_vector, input_name)
+    model, clip = apply_plan(model, clip, plan, strength_model, strength_clip, input_name)
+    return model, clip, shown
+
+
+def block_weight_plan(model, clip, lora_name: str, inverse: bool, seed: int, a: float | None, b: float | None,
+                      block_vector: str, input_name: str = "lora_name") -> tuple[dict, str]:
+    """The pack's load_lbw: ({"path", "modules", "ratios"}: the LoRA file's modules that match a
+    layer of model or clip, and each one's ratio by block_ratios), and the populated vector."""
+    from graphflow.models.checkpoint import CheckpointError
+    from graphflow.models.flow_lora_names import flow_lora_names
+    from graphflow.models.lora import read_lora, text_lora_names, unet_lora_names
+
     try:
         path = folders.find_model("loras", lora_name)
         modules = read_lora(path, [])
@@ -272,13 +280,72 @@ def block_weight_lora(model, clip, lora_name: str, strength_model: float, streng
              f"{', '.join(sorted(unmatched)[:8])}")
     vector_input = "block_vector" if input_name == "lora_name" else input_name
     ratios, shown = block_ratios([k[1:] for k in sorted(keys)], block_vector, inverse, seed, a, b, vector_input)
+    return {"path": path, "modules": modules, "ratios": ratios}, shown
+
+
+def apply_plan(model, clip, plan: dict, strength_model: float, strength_clip: float, input_name: str) -> tuple:
+    """(model, clip) with a block_weight_plan applied: each module at strength times its ratio (the
+    text encoder's at strength_clip), once per distinct ratio through apply_lora; ratio 0 muted."""
+    from graphflow.models.checkpoint import CheckpointError
+    from graphflow.models.lora import apply_lora
+
+    ratios = plan["ratios"]
     for ratio in sorted(set(ratios.values())):
         if ratio == 0:
             continue
-        subset = {key: modules[key] for key, r in ratios.items() if r == ratio}
+        subset = {key: plan["modules"][key] for key, r in ratios.items() if r == ratio}
         try:
-            model, clip = apply_lora(model, clip, path, strength_model * ratio, strength_clip * ratio, strict=False,
-                                     modules=subset)
+            model, clip = apply_lora(model, clip, plan["path"], strength_model * ratio, strength_clip * ratio,
+                                     strict=False, modules=subset)
         except (ValueError, CheckpointError) as e:
             raise NodeInputError(input_name, str(e)) from None
-    return model, clip, shown
+    return model, clip
+
+
+LBW_MODEL = socket_type("LBW_MODEL", "#9575cd", "Inspire Pack's LoRA with a ratio per module, made by MakeLBW")
+
+
+class MakeLBW(Node):
+    """LoRA Block Weight's per-module ratios without applying them (an LBW_MODEL for ApplyLBW), as
+    LoraLoaderBlockWeight //Inspire computes them for this model and CLIP; gives the populated
+    vector too. bypass is in the pack's inputs and does nothing there either."""
+    category = "InspirePack/LoraBlockWeight"
+    model: MODEL
+    clip: CLIP
+    category_filter: str = Text("All")
+    lora_name: str = Choice(lambda: folders.list_models("loras"), model_folder="loras")
+    inverse: bool = Bool(False)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    A: float = Float(4.0, min=-10.0, max=10.0, step=0.01)
+    B: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    preset: str = Text("Preset")
+    block_vector: str = Text("1,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1", multiline=True)
+    bypass: bool = Bool(False)
+    outputs = {"lbw_model": LBW_MODEL, "populated_vector": STRING}
+    comfy = ComfyAlias(("MakeLBW //Inspire",))
+
+    @classmethod
+    def fingerprint(cls, lora_name="", **widgets):
+        return folders.model_state("loras", lora_name)
+
+    def run(self):
+        return block_weight_plan(self.model, self.clip, self.lora_name, self.inverse, self.seed, self.A, self.B,
+                                 self.block_vector)
+
+
+class ApplyLBW(Node):
+    """Apply an LBW_MODEL (MakeLBW's) to a model and CLIP at these strengths, as LoRA Block Weight
+    applies it."""
+    category = "InspirePack/LoraBlockWeight"
+    model: MODEL
+    clip: CLIP
+    strength_model: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    strength_clip: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lbw_model: LBW_MODEL
+    outputs = {"MODEL": MODEL, "CLIP": CLIP}
+    comfy = ComfyAlias(("ApplyLBW //Inspire",))
+
+    def run(self):
+        if not isinstance(self.lbw_model, dict) or "ratios" not in self.lbw_model:
+            raise NodeInputError("lbw_model", "expected an LBW_MODEL (from MakeLBW //Inspire)")
+        return apply_plan(self.model, self.clip, self.lbw_model, self.strength_model, self.strength_clip, "lbw_model")

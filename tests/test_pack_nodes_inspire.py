@@ -727,3 +727,22 @@ def test_seed_explorer_noise_and_noise_opt(registry, caplog):
         call(registry, "InspireKSamplerAdvanced", **fake_inputs(model, noise_seed=9, add_noise=True, **common),
              noise_opt=noise[:1])
     assert caught.value.input == "noise_opt"
+
+
+def test_make_lbw_then_apply_lbw_equals_the_block_weight_loader(registry, lbw_models):
+    from graphflow import memory
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    vector = "0.5,1,0,2,1,0.5,R,1,0,1,1,1,1,1,1,1,1,1"
+    loaded = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
+                  strength_model=0.7, strength_clip=0.4, block_vector=vector, seed=3)
+    lbw_model, shown = call(registry, "MakeLBW", model=model, clip=clip, lora_name="style.safetensors",
+                            block_vector=vector, seed=3)
+    applied = call(registry, "ApplyLBW", model=model, clip=clip, strength_model=0.7, strength_clip=0.4,
+                   lbw_model=lbw_model)
+    assert shown == loaded[2]
+    for got, want in ((applied[0], loaded[0]), (applied[1].towers[0], loaded[1].towers[0])):
+        net = got.unet if hasattr(got, "unet") else got.model
+        got_w, want_w = memory.manager().weights(net, got.patches), memory.manager().weights(net, want.patches)
+        assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
+    with pytest.raises(NodeInputError):
+        call(registry, "ApplyLBW", model=model, clip=clip, lbw_model="nope")
