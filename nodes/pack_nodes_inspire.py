@@ -26,8 +26,7 @@ Left out: the regional samplers (Impact's regional sampler), the model-based nod
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
 cache serves here), the scheduled CFG guiders, HyperTile, PromptExtractor (it reads every node
 class's STRING inputs from the registry, which a node here can't see), CompositeNoise,
-scheduler_func_opt (a SCHEDULER_FUNC no node here gives), SeedLogger, CLIPTextEncodeWithWeight,
-and ToIPAdapterPipe.
+scheduler_func_opt (a SCHEDULER_FUNC no node here gives), SeedLogger and ToIPAdapterPipe.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
 
 Nodes: FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
-RGB_HexToHSV (each "... //Inspire").
+CLIPTextEncodeWithWeight, RGB_HexToHSV (each "... //Inspire"); CLIPTextEncodeWithWeight from
+inspire/prompt_support.py (store file 11146785535).
 
 Left out: the LoadImage / LoadImagesFromDir nodes (a browser upload, and any folder on disk),
 ConditioningUpscale / Stretch (Davemane42's archived area nodes).
@@ -20,9 +21,11 @@ from __future__ import annotations
 import colorsys
 import re
 
-from graphflow.api import CONDITIONING, FLOAT, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, \
-    Float, Int, ListOf, Node, NodeInputError, Size, warn
+from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, \
+    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, warn
+from nodes.conditioning import CLIPEncode, encoded
 from nodes.image import _image
+from nodes.pack_nodes import _core
 from nodes.pack_nodes_inspire import _samples
 from nodes.sampling import SEED_MAX
 
@@ -257,3 +260,33 @@ class RGBHexToHSV(Node):
             raise NodeInputError("rgb_hex", f"expected a colour as #rrggbb, got {self.rgb_hex!r}")
         hue, saturation, value = colorsys.rgb_to_hsv(*(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)))
         return hue * 360, saturation, value
+
+
+class CLIPTextEncodeWithWeight(Node):
+    """CLIP Text Encode with every token's weight changed to weight * strength + add_weight, the
+    start, end and padding tokens' too (the pack changes them all), then weighted as CLIP Text
+    Encode weights: (z - z_empty) * weight + z_empty. strength 1 and add_weight 0 is CLIP Text
+    Encode itself. For CLIP text encoders (SD1, SD2, SDXL)."""
+    category = "InspirePack/Util"
+    text: str = Text("", multiline=True)
+    clip: CLIP
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    add_weight: float = Float(0.0, min=-10.0, max=10.0, step=0.01)
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("CLIPTextEncodeWithWeight //Inspire",))
+
+    def run(self):
+        if self.strength == 1 and self.add_weight == 0:
+            return _core(CLIPEncode, text=self.text, clip=self.clip)
+        if not hasattr(self.clip, "tokenize") or not hasattr(self.clip, "encode_tokens"):
+            raise NodeInputError("clip", "token weights need a CLIP text encoder (SD1, SD2, SDXL)")
+        from dataclasses import replace
+
+        def encode(clip):
+            tokens = {name: replace(windows, weights=[[w * self.strength + self.add_weight for w in window]
+                                                      for window in windows.weights])
+                      for name, windows in clip.tokenize(self.text).items()}
+            cond, pooled = clip.encode_tokens(tokens)
+            return cond, {} if pooled is None else {"pooled_output": pooled}
+
+        return encoded(self.clip, encode)

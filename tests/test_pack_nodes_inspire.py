@@ -746,3 +746,15 @@ def test_make_lbw_then_apply_lbw_equals_the_block_weight_loader(registry, lbw_mo
         assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
     with pytest.raises(NodeInputError):
         call(registry, "ApplyLBW", model=model, clip=clip, lbw_model="nope")
+
+
+def test_clip_text_encode_with_weight_weights_every_token(registry, models):
+    _, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    plain = call(registry, "CLIPEncode", clip=clip, text="a red cat")
+    empty = call(registry, "CLIPEncode", clip=clip, text="")[0][0]
+    weighted = call(registry, "CLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.5, add_weight=0.25)
+    w = 1.0 * 1.5 + 0.25  # every token's weight 1.0, the start, end and padding tokens' too
+    torch.testing.assert_close(weighted[0][0], (plain[0][0] - empty) * w + empty, rtol=1e-4, atol=1e-5)
+    assert torch.equal(weighted[0][1]["pooled_output"], plain[0][1]["pooled_output"])
+    same = call(registry, "CLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.0, add_weight=0.0)
+    assert torch.equal(same[0][0], plain[0][0])
