@@ -9,10 +9,11 @@ Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
 
 Nodes: FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
-CLIPTextEncodeWithWeight, RGB_HexToHSV (each "... //Inspire"); CLIPTextEncodeWithWeight from
-inspire/prompt_support.py (store file 11146785535).
+CLIPTextEncodeWithWeight, RGB_HexToHSV, LoadImagesFromDir, LoadImageListFromDir (each
+"... //Inspire"); CLIPTextEncodeWithWeight from inspire/prompt_support.py (store file 11146785535).
+The folder loaders read folders inside the inputs folder only (the pack reads any folder on disk).
 
-Left out: the LoadImage / LoadImagesFromDir nodes (a browser upload, and any folder on disk),
+Left out: LoadImage //Inspire (the picture as base64 text its editor writes into the workflow),
 ConditioningUpscale / Stretch (Davemane42's archived area nodes).
 """
 
@@ -21,8 +22,9 @@ from __future__ import annotations
 import colorsys
 import re
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, \
-    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, warn
+from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, \
+    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, safe_join, warn
+from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.image import _image
 from nodes.pack_nodes import _core
@@ -290,3 +292,113 @@ class CLIPTextEncodeWithWeight(Node):
             return cond, {} if pooled is None else {"pooled_output": pooled}
 
         return encoded(self.clip, encode)
+
+
+# -- image folders ---------------------------------------------------------------------------------
+
+DIR_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # the pack's
+
+
+def _folder_pictures(directory: str, start_index: int, image_load_cap: int) -> list[tuple[str, object, object]]:
+    """(name, image [1, H, W, 3], mask [1, h, w]) of the pictures in a folder inside the inputs
+    folder (the pack reads any folder on disk: here a path that leaves the inputs folder is
+    refused), files sorted by name, from start_index (-1: the last), at most image_load_cap
+    (0: all); each file's first frame, its alpha as the mask as LoadImage takes it."""
+    from nodes.image import _load_picture
+
+    if not directory.strip():
+        raise NodeInputError("directory", "give a folder inside the inputs folder")
+    try:
+        folder = safe_join(folders.inputs, directory.strip().replace("\\", "/").strip("/"))
+    except UnsafePathError:
+        raise NodeInputError("directory", f"{directory!r} is not inside the inputs folder; folders are read only "
+                                          f"there (the pack reads any folder on disk)") from None
+    if not folder.is_dir():
+        raise NodeInputError("directory", f"no folder {directory!r} in the inputs folder")
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(DIR_EXTENSIONS))
+    names = names[start_index:]
+    if image_load_cap > 0:
+        names = names[:image_load_cap]
+    if not names:
+        raise NodeInputError("directory", f"no .jpg, .png or .webp pictures in {directory!r} from start_index "
+                                          f"{start_index}")
+    pictures = []
+    for name in names:
+        try:
+            image, mask = _load_picture(folder / name, name)
+        except NodeInputError as e:
+            raise NodeInputError("directory", str(e)) from None
+        pictures.append((f"{directory.strip().rstrip('/')}/{name}", image[:1], mask[:1]))
+    return pictures
+
+
+class LoadImagesFromDir(Node):
+    """The pictures of a folder inside the inputs folder as one batch (.jpg, .png, .webp, sorted by
+    name; from start_index, -1 the last; at most image_load_cap, 0 all), each resized to the first
+    one's size as ComfyUI's upscale does (bilinear, centre-cropped), and their masks (1 - alpha; a
+    picture without alpha gives 0), each resized to that size too. The pack's mask batch leaves the
+    first picture's out and swaps width and height when it resizes; here there is one mask per
+    picture. Gives the count. load_always is the pack's cache switch: a changed folder is read
+    again here either way. Folders outside the inputs folder are refused."""
+    category = "image"
+    directory: str = Text("")
+    image_load_cap: int = Int(0, min=0)
+    start_index: int = Int(0, min=-1)
+    load_always: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE, "MASK": MASK, "INT": INT}
+    comfy = ComfyAlias(("LoadImagesFromDir //Inspire",), optional=("image_load_cap", "start_index", "load_always"))
+
+    @classmethod
+    def fingerprint(cls, directory="", **widgets):
+        return _folder_state(directory)
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+
+        from nodes.image import _resize_image
+
+        pictures = _folder_pictures(self.directory, self.start_index, self.image_load_cap)
+        height, width = pictures[0][1].shape[1:3]
+        images, masks = [], []
+        for _, image, mask in pictures:
+            if image.shape[1:3] != (height, width):
+                image = _resize_image(image, width, height, "bilinear", crop=True)
+            if mask.shape[1:] != (height, width):
+                mask = F.interpolate(mask[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+            images.append(image)
+            masks.append(mask)
+        return torch.cat(images), torch.cat(masks), len(pictures)
+
+
+class LoadImageListFromDir(Node):
+    """The pictures of a folder inside the inputs folder as a list (each at its own size; .jpg,
+    .png, .webp sorted by name; from start_index; at most image_load_cap, 0 all), their masks
+    (1 - alpha, else a 64x64 zero mask) and their paths (the folder joined with the file name; the
+    pack gives the path on disk). Folders outside the inputs folder are refused."""
+    category = "image"
+    directory: str = Text("")
+    image_load_cap: int = Int(0, min=0)
+    start_index: int = Int(0, min=0)
+    load_always: bool = Bool(False)
+    outputs = {"IMAGE": ListOf(IMAGE), "MASK": ListOf(MASK), "FILE PATH": ListOf(STRING)}
+    comfy = ComfyAlias(("LoadImageListFromDir //Inspire",), optional=("image_load_cap", "start_index",
+                                                                       "load_always"))
+
+    @classmethod
+    def fingerprint(cls, directory="", **widgets):
+        return _folder_state(directory)
+
+    def run(self):
+        pictures = _folder_pictures(self.directory, self.start_index, self.image_load_cap)
+        return [p[1] for p in pictures], [p[2] for p in pictures], [p[0] for p in pictures]
+
+
+def _folder_state(directory: str) -> str:
+    """The folder's pictures' names, sizes and times: a changed folder is read again."""
+    try:
+        folder = safe_join(folders.inputs, directory.strip().replace("\\", "/").strip("/"))
+        return ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.iterdir())
+                        if p.is_file())
+    except (UnsafePathError, OSError):
+        return "missing"

@@ -758,3 +758,30 @@ def test_clip_text_encode_with_weight_weights_every_token(registry, models):
     assert torch.equal(weighted[0][1]["pooled_output"], plain[0][1]["pooled_output"])
     same = call(registry, "CLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.0, add_weight=0.0)
     assert torch.equal(same[0][0], plain[0][0])
+
+
+def test_image_folder_loaders_read_inside_the_inputs_folder(registry, tmp_folders):
+    from PIL import Image
+    folder = tmp_folders.inputs / "shots"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    second = rng.integers(0, 256, (10, 12, 4), dtype=np.uint8)
+    Image.fromarray(first).save(folder / "a.png")
+    Image.fromarray(second, "RGBA").save(folder / "b.png")
+    (folder / "notes.txt").write_text("not a picture")
+    images, masks, paths = call(registry, "LoadImageListFromDir", directory="shots")
+    assert paths == ["shots/a.png", "shots/b.png"]
+    assert torch.equal(images[0][0], torch.from_numpy(first.astype(np.float32) / 255))
+    assert torch.equal(masks[1][0], torch.from_numpy(1 - second[..., 3].astype(np.float32) / 255))
+    assert masks[0].shape == (1, 64, 64) and not masks[0].any()
+    batch, mask_batch, count = call(registry, "LoadImagesFromDir", directory="shots")
+    assert count == 2 and batch.shape == (2, 6, 8, 3) and mask_batch.shape == (2, 6, 8)
+    want = call(registry, "ImageScale", image=images[1], upscale_method="bilinear", width=8, height=6, crop="center")
+    assert torch.equal(batch[1:], want) and torch.equal(batch[:1], images[0])
+    last, _, one = call(registry, "LoadImagesFromDir", directory="shots", start_index=-1)
+    assert one == 1 and torch.equal(last, images[1])
+    for bad in ("../", "/etc", "missing", ""):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "LoadImageListFromDir", directory=bad)
+        assert caught.value.input == "directory"
