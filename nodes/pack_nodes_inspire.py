@@ -15,7 +15,7 @@ GlobalSampler, the wildcard populate).
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
 KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire, KSamplerProgress //Inspire,
-KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, GlobalSampler,
+KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, SeedLogger, GlobalSampler,
 PromptBuilder, LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt,
 ZipPrompt, BindImageListPromptList, WildcardEncode, MakeBasicPipe, ListCounter,
 RandomGeneratorForList, RemoveControlNet (each "... //Inspire"). The pack's list, batch, mask and conditioning utilities
@@ -26,7 +26,8 @@ Left out: the regional samplers (Impact's regional sampler), the model-based nod
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
 cache serves here), the scheduled CFG guiders, HyperTile, PromptExtractor (it reads every node
 class's STRING inputs from the registry, which a node here can't see), CompositeNoise,
-scheduler_func_opt (a SCHEDULER_FUNC no node here gives), SeedLogger and ToIPAdapterPipe.
+scheduler_func_opt (a SCHEDULER_FUNC no node here gives) and ToIPAdapterPipe (its pipe feeds
+Impact's IPAdapter SEGS nodes, which are left out).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import random
 import re
 
 from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, NOISE, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, socket_type, warn
+    ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPSetLastLayer
@@ -620,7 +621,7 @@ class SeedExplorer(Node):
 # -- seeds and prompts -------------------------------------------------------------------------------
 
 ZIPPED_PROMPT = socket_type("ZIPPED_PROMPT", "#a1887f", "Inspire Pack's (positive, negative, name) texts of one prompt")
-GLOBAL_SEED_MAX = 1125899906842624  # 2**50, the pack's widget bound
+RANDOM_VALUE_MAX = 1125899906842624  # 2**50: RandomGeneratorForList draws 0 .. this, as the pack
 GLOBAL_SEED_ACTIONS = ("fixed", "increment", "decrement", "randomize", "increment for each node",
                        "decrement for each node", "randomize for each node")
 PROMPT_KEYWORDS = ("positive:", "negative:", "name:")
@@ -639,13 +640,30 @@ class GlobalSeed(Node):
     seeds nor $GlobalSeed.value$ in texts are rewritten here."""
     category = "InspirePack/Prompt"
     output_node = True
-    value: int = Int(0, min=0, max=GLOBAL_SEED_MAX)
+    value: int = Int(0, min=0, max=SEED_MAX)
     mode: bool = Bool(True)
     action: str = Choice(GLOBAL_SEED_ACTIONS, "fixed")
     last_seed: str = Text("")
     comfy = ComfyAlias(("GlobalSeed //Inspire",))
 
     def run(self):
+        return None
+
+
+class SeedLogger(Node):
+    """The pack's Seed Logger: shows the seed with the seeds logged before it (the seeds text, at
+    most limit lines in all; 0: no limit). The pack writes that back into its seeds widget; here
+    it is shown (the widget keeps what the save holds)."""
+    category = "InspirePack/Prompt"
+    output_node = True
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    seeds: str = Text("", multiline=True)
+    limit: int = Int(5, min=0, max=SEED_MAX)
+    comfy = ComfyAlias(("SeedLogger //Inspire",))
+
+    def run(self):
+        earlier = self.seeds.split("\n")[:self.limit - 1] if self.limit > 0 else [self.seeds]
+        show(text=["\n".join([str(self.seed), *earlier])])
         return None
 
 
@@ -972,7 +990,7 @@ class RandomGeneratorForList(Node):
         return random.random()
 
     def run(self):
-        return self.signal, random.randint(0, GLOBAL_SEED_MAX)
+        return self.signal, random.randint(0, RANDOM_VALUE_MAX)
 
 
 class RemoveControlNet(Node):

@@ -785,3 +785,9 @@ def test_image_folder_loaders_read_inside_the_inputs_folder(registry, tmp_folder
         with pytest.raises(NodeInputError) as caught:
             call(registry, "LoadImageListFromDir", directory=bad)
         assert caught.value.input == "directory"
+
+
+def test_seed_logger_shows_the_seed_over_the_earlier_ones(registry):
+    graph = ui_graph([ui_node(1, "SeedLogger //Inspire", [42, "randomize", "7\n6\n5\n4", 3])])
+    result = run_graph(registry, graph, ["1"])
+    assert result.outputs["1"]["text"] == ["42\n7\n6"]
