@@ -15,17 +15,16 @@ GlobalSampler, the wildcard populate).
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
 KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire, KSamplerProgress //Inspire,
-KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, SeedLogger, GlobalSampler,
-PromptBuilder, LoadPromptsFromFile, LoadSinglePromptFromFile, LoadPromptsFromDir, UnzipPrompt,
-ZipPrompt, BindImageListPromptList, WildcardEncode, MakeBasicPipe, ListCounter,
-RandomGeneratorForList, RemoveControlNet (each "... //Inspire"). The pack's list, batch, mask and conditioning utilities
-are in nodes/pack_nodes_inspire_utils.py, LoraLoaderBlockWeight //Inspire in
-nodes/pack_nodes_inspire_lbw.py.
+KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, SeedLogger,
+GlobalSampler, PromptBuilder, PromptExtractor, LoadPromptsFromFile, LoadSinglePromptFromFile,
+LoadPromptsFromDir, UnzipPrompt, ZipPrompt, BindImageListPromptList, WildcardEncode,
+MakeBasicPipe, ListCounter, RandomGeneratorForList, RemoveControlNet (each "... //Inspire"). The
+pack's list, batch, mask, folder and conditioning utilities are in nodes/pack_nodes_inspire_utils.py,
+the LoRA Block Weight nodes in nodes/pack_nodes_inspire_lbw.py.
 
 Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
-cache serves here), the scheduled CFG guiders, HyperTile, PromptExtractor (it reads every node
-class's STRING inputs from the registry, which a node here can't see), CompositeNoise,
+cache serves here), the scheduled CFG guiders, HyperTile, CompositeNoise,
 scheduler_func_opt (a SCHEDULER_FUNC no node here gives) and ToIPAdapterPipe (its pipe feeds
 Impact's IPAdapter SEGS nodes, which are left out).
 """
@@ -746,6 +745,66 @@ def zipped_prompts(text: str, default_name: str, what: str, keyword=_KEYWORD) ->
             break
         prompts.append((parts["positive"], parts["negative"], parts.get("name") or default_name))
     return prompts
+
+
+PROMPT_BLACKLIST = ("filename_prefix",)  # the pack leaves these STRING inputs out
+
+
+class PromptExtractor(Node):
+    """Read the prompt texts a picture of the inputs folder was made with (ComfyUI's saved API
+    prompt in it): info lists every text input as "node.input [class] ==> text", and positive_id /
+    negative_id ("6.text", say) pick the two given. Only the inputs of ComfyUI's core classes are
+    known here (the pack lists those of every class installed with it); filename_prefix is left
+    out, as the pack leaves it. A picture without a ComfyUI workflow gives empty texts. The pack
+    gives (class, text) pairs there by mistake; here the texts themselves."""
+    category = "InspirePack/Prompt"
+    output_node = True
+    image: str = Choice(folders.list_inputs, upload="image", description="a picture in the inputs folder")
+    positive_id: str = Text("")
+    negative_id: str = Text("")
+    info: str = Text("", multiline=True)
+    outputs = {"positive": STRING, "negative": STRING}
+    comfy = ComfyAlias(("PromptExtractor //Inspire",), folders={"image": "input"})
+
+    @classmethod
+    def fingerprint(cls, image="", **widgets):
+        try:
+            return hashlib.sha256(folders.input_path(image).read_bytes()).hexdigest()
+        except (OSError, UnsafePathError, ValueError):
+            return "missing"
+
+    def run(self):
+        import json
+
+        from graphflow.comfy_format import comfy_catalogue
+        from graphflow.picture_metadata import picture_text
+        from graphflow.workflow import WorkflowFormatError
+
+        try:
+            chunks = picture_text(folders.input_path(self.image).read_bytes())
+            prompt = json.loads(chunks["prompt"]) if "workflow" in chunks and "prompt" in chunks else None
+        except (OSError, UnsafePathError, WorkflowFormatError, ValueError) as e:
+            raise NodeInputError("image", f"can't read {self.image!r}: {e}") from None
+        if not isinstance(prompt, dict):
+            show(text=["There is no prompt information within the image."])
+            return "", ""
+        catalogue, texts = comfy_catalogue(), {}
+        for node_id, node in prompt.items():
+            known = catalogue.get(node.get("class_type")) if isinstance(node, dict) else None
+            inputs = node.get("inputs") if known else None
+            for entry in known["inputs"] if known and isinstance(inputs, dict) else []:
+                if entry.get("type") == "STRING" and entry["name"] in inputs and entry["name"] not in PROMPT_BLACKLIST:
+                    texts[f"{node_id}.{entry['name']}"] = (node["class_type"], inputs[entry["name"]])
+        show(text=["".join(f"{key} [{kind}] ==> {value}\n" for key, (kind, value) in texts.items())])
+
+        def picked(key: str, input_name: str) -> str:
+            value = texts.get(key.strip(), (None, ""))[1]
+            if not isinstance(value, str):
+                warn(f"{input_name} {key!r} is linked to another node's output in the saved prompt: no text")
+                return ""
+            return value
+
+        return picked(self.positive_id, "positive_id"), picked(self.negative_id, "negative_id")
 
 
 def _prompt_files() -> list[str]:

@@ -791,3 +791,27 @@ def test_seed_logger_shows_the_seed_over_the_earlier_ones(registry):
     graph = ui_graph([ui_node(1, "SeedLogger //Inspire", [42, "randomize", "7\n6\n5\n4", 3])])
     result = run_graph(registry, graph, ["1"])
     assert result.outputs["1"]["text"] == ["42\n7\n6"]
+
+
+def test_prompt_extractor_reads_the_pictures_saved_prompt(registry, tmp_folders, caplog):
+    import json
+
+    from PIL import Image, PngImagePlugin
+    tmp_folders.inputs.mkdir(parents=True, exist_ok=True)
+    prompt = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red cat", "clip": ["4", 1]}},
+              "7": {"class_type": "CLIPTextEncode", "inputs": {"text": ["12", 0], "clip": ["4", 1]}},
+              "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "cats", "images": ["8", 0]}},
+              "12": {"class_type": "SomePackNode", "inputs": {"text": "unknown class"}}}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    info.add_text("workflow", json.dumps({"nodes": []}))
+    Image.new("RGB", (8, 8)).save(tmp_folders.inputs / "made.png", pnginfo=info)
+    Image.new("RGB", (8, 8)).save(tmp_folders.inputs / "plain.png")
+    graph = ui_graph([ui_node(1, "PromptExtractor //Inspire", ["made.png", "6.text", "7.text", "", "image"],
+                              outputs=[("positive", "STRING", []), ("negative", "STRING", [])])])
+    result = run_graph(registry, graph, ["1"])
+    assert tuple(result.values["1"]) == ("a red cat", "")  # 7.text is linked: no text, with a warning
+    assert result.outputs["1"]["text"] == ["6.text [CLIPTextEncode] ==> a red cat\n"
+                                           "7.text [CLIPTextEncode] ==> ['12', 0]\n"]
+    assert "linked" in caplog.text
+    assert call(registry, "PromptExtractor", image="plain.png", positive_id="6.text", negative_id="") == ("", "")
