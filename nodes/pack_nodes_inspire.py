@@ -15,8 +15,8 @@ GlobalSampler, the wildcard populate).
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
 KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire, KSamplerProgress //Inspire,
-KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, SeedLogger,
-GlobalSampler, PromptBuilder, PromptExtractor, LoadPromptsFromFile, LoadSinglePromptFromFile,
+KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire, CompositeNoise //Inspire; GlobalSeed,
+SeedLogger, GlobalSampler, PromptBuilder, PromptExtractor, LoadPromptsFromFile, LoadSinglePromptFromFile,
 LoadPromptsFromDir, UnzipPrompt, ZipPrompt, BindImageListPromptList, WildcardEncode,
 MakeBasicPipe, ListCounter, RandomGeneratorForList, RemoveControlNet (each "... //Inspire"). The
 pack's list, batch, mask, folder and conditioning utilities are in nodes/pack_nodes_inspire_utils.py,
@@ -24,9 +24,9 @@ the LoRA Block Weight nodes in nodes/pack_nodes_inspire_lbw.py.
 
 Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
-cache serves here), the scheduled CFG guiders, HyperTile, CompositeNoise,
-scheduler_func_opt (a SCHEDULER_FUNC no node here gives) and ToIPAdapterPipe (its pipe feeds
-Impact's IPAdapter SEGS nodes, which are left out).
+cache serves here), the scheduled CFG guiders, HyperTile, scheduler_func_opt (a SCHEDULER_FUNC
+no node here gives) and ToIPAdapterPipe (its pipe feeds Impact's IPAdapter SEGS nodes, which are
+left out).
 """
 
 from __future__ import annotations
@@ -615,6 +615,37 @@ class SeedExplorer(Node):
             variation = torch.randn([1, *samples.shape[1:]], generator=generator, device=device).cpu()
             noise = (1 - strength) * noise + strength * variation
         return noise
+
+
+COMPOSITE_MODES = ("center", "left-top", "right-top", "left-bottom", "right-bottom", "xy")
+
+
+class CompositeNoise(Node):
+    """Paste the source noise into the destination noise (a copy): centred, in a corner, or at x, y
+    (in latent cells, as the pack takes them), the part that fits. As in the pack, the right and
+    bottom corners are placed by the other side's difference (right-top's x by the heights,
+    left-bottom's y by the widths): the same for square noise."""
+    category = "InspirePack/Prompt"
+    destination: NOISE_IMAGE
+    source: NOISE_IMAGE
+    mode: str = Choice(COMPOSITE_MODES, "center")
+    x: int = Int(0, min=0, max=16384, step=8)
+    y: int = Int(0, min=0, max=16384, step=8)
+    outputs = {"NOISE_IMAGE": NOISE_IMAGE}
+    comfy = ComfyAlias(("CompositeNoise //Inspire",))
+
+    def run(self):
+        out, source = self.destination.clone(), self.source
+        dh, dw, sh, sw = out.shape[2], out.shape[3], source.shape[2], source.shape[3]
+        y1, x1 = {"center": ((dh - sh) // 2, (dw - sw) // 2), "left-top": (0, 0), "right-top": (0, dh - sh),
+                  "left-bottom": (dw - sw, 0), "right-bottom": (dw - sw, dh - sh), "xy": (self.y, self.x)}[self.mode]
+        top, left = max(0, y1), max(0, x1)
+        height = min(min(dh, y1 + sh) - top, y1 + sh - top)
+        width = min(min(dw, x1 + sw) - left, x1 + sw - left)
+        if height > 0 and width > 0:
+            out[:, :, top:top + height, left:left + width] = \
+                source[:, :, top - y1:top - y1 + height, left - x1:left - x1 + width]
+        return out
 
 
 # -- seeds and prompts -------------------------------------------------------------------------------

@@ -815,3 +815,23 @@ def test_prompt_extractor_reads_the_pictures_saved_prompt(registry, tmp_folders,
                                            "7.text [CLIPTextEncode] ==> ['12', 0]\n"]
     assert "linked" in caplog.text
     assert call(registry, "PromptExtractor", image="plain.png", positive_id="6.text", negative_id="") == ("", "")
+
+
+def test_composite_noise_pastes_the_part_that_fits(registry):
+    dest, src = torch.zeros(1, 4, 8, 8), torch.arange(1, 1 + 4 * 4 * 4, dtype=torch.float32).reshape(1, 4, 4, 4)
+
+    def composite(mode, x=0, y=0, source=src):
+        return call(registry, "CompositeNoise", destination=dest, source=source, mode=mode, x=x, y=y)
+
+    want = dest.clone()
+    want[:, :, 2:6, 2:6] = src
+    assert torch.equal(composite("center"), want)
+    want = dest.clone()
+    want[:, :, 4:8, 4:8] = src
+    assert torch.equal(composite("right-bottom"), want)
+    want = dest.clone()
+    want[:, :, 6:8, 5:8] = src[:, :, :2, :3]  # at x 5, y 6: the part inside
+    assert torch.equal(composite("xy", x=5, y=6), want)
+    big = torch.ones(1, 4, 10, 10)
+    assert torch.equal(composite("center", source=big), torch.ones(1, 4, 8, 8))
+    assert not dest.any()  # the destination itself is left alone
