@@ -835,3 +835,46 @@ def test_composite_noise_pastes_the_part_that_fits(registry):
     big = torch.ones(1, 4, 10, 10)
     assert torch.equal(composite("center", source=big), torch.ones(1, 4, 8, 8))
     assert not dest.any()  # the destination itself is left alone
+
+
+def cfg_reference(from_cfg, to_cfg, i, steps, schedule):
+    """The pack's interpolations written out."""
+    if schedule == "linear":
+        return from_cfg + (to_cfg - from_cfg) * i / steps
+    if i == steps - 1:
+        return to_cfg
+    if schedule == "log":
+        return from_cfg if i == 0 else from_cfg + (to_cfg - from_cfg) * np.log(i + 1) / np.log(steps + 1)
+    if from_cfg == 0:
+        return to_cfg * (1 - np.exp(-5 * i / steps)) / (1 - np.exp(-5))
+    if to_cfg == 0:
+        return from_cfg * (np.exp(-5 * i / steps) - np.exp(-5)) / (1 - np.exp(-5))
+    return from_cfg * (to_cfg / from_cfg) ** (i / steps)
+
+
+@pytest.mark.parametrize("schedule,from_cfg,to_cfg", [("linear", 6.5, 1.0), ("log", 6.5, 1.0), ("exp", 6.5, 2.0),
+                                                      ("exp", 0.0, 4.0), ("exp", 3.0, 0.0)])
+def test_scheduled_cfg_guider_scales_each_step(registry, schedule, from_cfg, to_cfg):
+    """eps = the prompt's value, so an euler step moves x by (uncond + cfg (cond - uncond)) * dsigma:
+    the result is the sum of the steps' guided eps times their sigma steps."""
+    from graphflow.sampling import compute_sigmas
+    from graphflow.sampling.pipeline import sample_custom
+    from graphflow.sampling.samplers import SamplerChoice
+    from nodes import custom_sampling as cs
+    from sampling_fakes import SD, context_eps
+
+    for i in range(6):
+        assert inspire.scheduled_cfg(from_cfg, to_cfg, i, 6, schedule) == pytest.approx(
+            cfg_reference(from_cfg, to_cfg, i, 6, schedule))
+    model, sigmas = FakeModel(context_eps), compute_sigmas(SD, "karras", 6)
+    positive, negative, latent = prompt(0.3), prompt(-0.2), {"samples": torch.zeros(1, 4, 8, 8)}
+    guider, passed = call(registry, "ScheduledCFGGuider", model=model, positive=positive, negative=negative,
+                          sigmas=sigmas, from_cfg=from_cfg, to_cfg=to_cfg, schedule=schedule)
+    assert passed is sigmas
+    out = sample_custom(guider, NoiseSource(0, False), SamplerChoice("euler"), sigmas, latent)[0]["samples"]
+    plain = run_node(cs.CFGGuider, model=model, positive=positive, negative=negative, cfg=2.0)
+    unit = sample_custom(plain, NoiseSource(0, False), SamplerChoice("euler"), sigmas, latent)[0]["samples"]
+    unit = unit / ((-0.2 + 2.0 * 0.5) * float(sigmas[-1] - sigmas[0]))  # the output per eps * sigma moved
+    want = sum((-0.2 + cfg_reference(from_cfg, to_cfg, i, 6, schedule) * 0.5) * float(sigmas[i + 1] - sigmas[i])
+               for i in range(6))
+    torch.testing.assert_close(out, unit * want, rtol=1e-4, atol=1e-5)
