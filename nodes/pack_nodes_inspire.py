@@ -15,13 +15,12 @@ GlobalSampler, the wildcard populate).
 
 Nodes: KSampler //Inspire, KSamplerAdvanced //Inspire, KSamplerPipe //Inspire,
 KSamplerAdvancedPipe //Inspire, RandomNoise //Inspire, KSamplerProgress //Inspire,
-KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire, CompositeNoise //Inspire,
-ScheduledCFGGuider //Inspire; GlobalSeed,
-SeedLogger, GlobalSampler, PromptBuilder, PromptExtractor, LoadPromptsFromFile, LoadSinglePromptFromFile,
+KSamplerAdvancedProgress //Inspire, SeedExplorer //Inspire; GlobalSeed, SeedLogger,
+GlobalSampler, PromptBuilder, PromptExtractor, LoadPromptsFromFile, LoadSinglePromptFromFile,
 LoadPromptsFromDir, UnzipPrompt, ZipPrompt, BindImageListPromptList, WildcardEncode,
-MakeBasicPipe, ListCounter, RandomGeneratorForList, RemoveControlNet (each "... //Inspire"). The
-pack's list, batch, mask, folder and conditioning utilities are in nodes/pack_nodes_inspire_utils.py,
-the LoRA Block Weight nodes in nodes/pack_nodes_inspire_lbw.py.
+MakeBasicPipe, ListCounter, RandomGeneratorForList, RemoveControlNet (each "... //Inspire").
+The pack's list, batch, mask, folder, noise and guidance utilities are in
+nodes/pack_nodes_inspire_utils.py, the LoRA Block Weight nodes in nodes/pack_nodes_inspire_lbw.py.
 
 Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
@@ -38,8 +37,8 @@ import math
 import random
 import re
 
-from graphflow.api import ANY, CLIP, CONDITIONING, GUIDER, IMAGE, INT, LATENT, MODEL, NOISE, SIGMAS, STRING, VAE, Bool, \
-    Choice, ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type, warn
+from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, NOISE, STRING, VAE, Bool, Choice, \
+    ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, show, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPSetLastLayer
@@ -616,125 +615,6 @@ class SeedExplorer(Node):
             variation = torch.randn([1, *samples.shape[1:]], generator=generator, device=device).cpu()
             noise = (1 - strength) * noise + strength * variation
         return noise
-
-
-CFG_SCHEDULES = ("linear", "log", "exp")
-
-
-def scheduled_cfg(from_cfg: float, to_cfg: float, i: int, steps: int, schedule: str) -> float:
-    """The pack's cfg at sigma i of steps + 1: linear from from_cfg to to_cfg; log (t = log(i + 1) /
-    log(steps + 1), to_cfg already at step steps - 1); exp (geometric, or an exponential ease when
-    one end is 0; to_cfg at step steps - 1)."""
-    if schedule == "log":
-        if i == 0:
-            return from_cfg
-        if i == steps - 1:
-            return to_cfg
-        return from_cfg + (to_cfg - from_cfg) * math.log(i + 1) / math.log(steps + 1)
-    if schedule == "exp":
-        if i == steps - 1:
-            return to_cfg
-        if from_cfg == to_cfg:
-            return from_cfg
-        if from_cfg == 0:
-            return to_cfg * (1 - math.exp(-5 * i / steps)) / (1 - math.exp(-5))
-        if to_cfg == 0:
-            return from_cfg * (math.exp(-5 * i / steps) - math.exp(-5)) / (1 - math.exp(-5))
-        return math.exp(math.log(from_cfg) + (math.log(to_cfg) - math.log(from_cfg)) * i / steps)
-    return from_cfg + (to_cfg - from_cfg) * i / steps
-
-
-@functools.cache
-def _scheduled_guider_class():
-    """The GUIDER of Scheduled CFGGuider, made on first use (graphflow.sampling imports torch)."""
-    from dataclasses import dataclass
-
-    from graphflow.sampling.guidance import CFGGuider
-
-    @dataclass
-    class ScheduledCFGGuidance(CFGGuider):
-        """CFG whose scale follows the sigma being denoised: table[float(sigma)] = (cfg, index); a
-        sigma not in the table (a second-order sampler's midpoint) takes the next index's cfg."""
-        table: dict = None
-
-        def denoiser(self, model_denoiser, prepare):
-            inner = super().denoiser(model_denoiser, prepare)
-            hooks = (*inner.post_cfg_functions, *inner.pre_cfg_functions, inner.cfg_function)
-            needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in hooks)
-            by_sigma, by_index, last = dict(self.table), {i: v for v, i in self.table.values()}, [0]
-
-            def denoise(x, sigma, post_cfg=None):
-                key = float(sigma.flatten()[0])
-                if key not in by_sigma:
-                    index = min(last[0] + 1, max(by_index))
-                    by_sigma[key] = (by_index[index], index)
-                inner.cfg, last[0] = by_sigma[key]
-                inner.skip_uncond = math.isclose(inner.cfg, 1.0) and not needs_uncond
-                return inner(x, sigma, post_cfg)
-
-            return denoise
-
-    return ScheduledCFGGuidance
-
-
-class ScheduledCFGGuider(Node):
-    """A CFG guider whose scale changes over the sigmas: from_cfg at the first to to_cfg at the end,
-    linear, log or exp (see the pack's curves: log and exp reach to_cfg a step early), looked up by
-    the sigma each model call denoises (a sigma between two, of a second-order sampler, takes the
-    next one's scale, as the pack). Gives the sigmas on."""
-    category = "sampling/custom_sampling/guiders"
-    model: MODEL
-    positive: CONDITIONING
-    negative: CONDITIONING
-    sigmas: SIGMAS
-    from_cfg: float = Float(6.5, min=0.0, max=100.0, step=0.1)
-    to_cfg: float = Float(1.0, min=0.0, max=100.0, step=0.1)
-    schedule: str = Choice(CFG_SCHEDULES, "log")
-    outputs = {"GUIDER": GUIDER, "SIGMAS": SIGMAS}
-    comfy = ComfyAlias(("ScheduledCFGGuider //Inspire",))
-
-    def run(self):
-        import torch
-
-        if not torch.is_tensor(self.sigmas) or self.sigmas.ndim != 1 or len(self.sigmas) < 2:
-            raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of at least two noise levels")
-        steps = len(self.sigmas) - 1
-        table = {}
-        for i, sigma in enumerate(self.sigmas.tolist()):
-            table[float(sigma)] = (scheduled_cfg(self.from_cfg, self.to_cfg, i, steps, self.schedule), i)
-        guider = _scheduled_guider_class()(self.model, self.positive, self.negative, self.from_cfg, table)
-        return guider, self.sigmas
-
-
-COMPOSITE_MODES = ("center", "left-top", "right-top", "left-bottom", "right-bottom", "xy")
-
-
-class CompositeNoise(Node):
-    """Paste the source noise into the destination noise (a copy): centred, in a corner, or at x, y
-    (in latent cells, as the pack takes them), the part that fits. As in the pack, the right and
-    bottom corners are placed by the other side's difference (right-top's x by the heights,
-    left-bottom's y by the widths): the same for square noise."""
-    category = "InspirePack/Prompt"
-    destination: NOISE_IMAGE
-    source: NOISE_IMAGE
-    mode: str = Choice(COMPOSITE_MODES, "center")
-    x: int = Int(0, min=0, max=16384, step=8)
-    y: int = Int(0, min=0, max=16384, step=8)
-    outputs = {"NOISE_IMAGE": NOISE_IMAGE}
-    comfy = ComfyAlias(("CompositeNoise //Inspire",))
-
-    def run(self):
-        out, source = self.destination.clone(), self.source
-        dh, dw, sh, sw = out.shape[2], out.shape[3], source.shape[2], source.shape[3]
-        y1, x1 = {"center": ((dh - sh) // 2, (dw - sw) // 2), "left-top": (0, 0), "right-top": (0, dh - sh),
-                  "left-bottom": (dw - sw, 0), "right-bottom": (dw - sw, dh - sh), "xy": (self.y, self.x)}[self.mode]
-        top, left = max(0, y1), max(0, x1)
-        height = min(min(dh, y1 + sh) - top, y1 + sh - top)
-        width = min(min(dw, x1 + sw) - left, x1 + sw - left)
-        if height > 0 and width > 0:
-            out[:, :, top:top + height, left:left + width] = \
-                source[:, :, top - y1:top - y1 + height, left - x1:left - x1 + width]
-        return out
 
 
 # -- seeds and prompts -------------------------------------------------------------------------------

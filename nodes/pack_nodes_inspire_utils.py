@@ -1,4 +1,5 @@
-"""Inspire Pack's list, batch, mask and conditioning utilities, under the pack's class names.
+"""Inspire Pack's list, batch, mask, folder, noise and guidance utilities, under the pack's class
+names.
 
 Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
 019713040ce59db099a72bf7bdbc9d3c595d3bc5, inspire/list_nodes.py at
@@ -9,8 +10,10 @@ Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
 
 Nodes: FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
-CLIPTextEncodeWithWeight, RGB_HexToHSV, LoadImagesFromDir, LoadImageListFromDir (each
-"... //Inspire"); CLIPTextEncodeWithWeight from inspire/prompt_support.py (store file 11146785535).
+CLIPTextEncodeWithWeight, RGB_HexToHSV, LoadImagesFromDir, LoadImageListFromDir, CompositeNoise,
+ScheduledCFGGuider (each "... //Inspire"); CLIPTextEncodeWithWeight and CompositeNoise from
+inspire/prompt_support.py (store file 11146785535), ScheduledCFGGuider from inspire/sampler_nodes.py
+at 09ae2eaa9bae5dd3b251c25450b514fe6e31e7dc.
 The folder loaders read folders inside the inputs folder only (the pack reads any folder on disk).
 
 Left out: LoadImage //Inspire (the picture as base64 text its editor writes into the workflow),
@@ -20,15 +23,17 @@ ConditioningUpscale / Stretch (Davemane42's archived area nodes).
 from __future__ import annotations
 
 import colorsys
+import functools
+import math
 import re
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, \
-    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, safe_join, warn
+from graphflow.api import CLIP, CONDITIONING, FLOAT, GUIDER, IMAGE, INT, LATENT, MASK, MODEL, SIGMAS, STRING, Bool, \
+    Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, safe_join, warn
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.image import _image
 from nodes.pack_nodes import _core
-from nodes.pack_nodes_inspire import _samples
+from nodes.pack_nodes_inspire import NOISE_IMAGE, _samples
 from nodes.sampling import SEED_MAX
 
 COMFY_PACK = "comfyui-inspire-pack"  # the custom node pack this module's ComfyUI classes come from
@@ -402,3 +407,124 @@ def _folder_state(directory: str) -> str:
                         if p.is_file())
     except (UnsafePathError, OSError):
         return "missing"
+
+
+# -- noise and guidance ----------------------------------------------------------------------------
+
+CFG_SCHEDULES = ("linear", "log", "exp")
+
+
+def scheduled_cfg(from_cfg: float, to_cfg: float, i: int, steps: int, schedule: str) -> float:
+    """The pack's cfg at sigma i of steps + 1: linear from from_cfg to to_cfg; log (t = log(i + 1) /
+    log(steps + 1), to_cfg already at step steps - 1); exp (geometric, or an exponential ease when
+    one end is 0; to_cfg at step steps - 1)."""
+    if schedule == "log":
+        if i == 0:
+            return from_cfg
+        if i == steps - 1:
+            return to_cfg
+        return from_cfg + (to_cfg - from_cfg) * math.log(i + 1) / math.log(steps + 1)
+    if schedule == "exp":
+        if i == steps - 1:
+            return to_cfg
+        if from_cfg == to_cfg:
+            return from_cfg
+        if from_cfg == 0:
+            return to_cfg * (1 - math.exp(-5 * i / steps)) / (1 - math.exp(-5))
+        if to_cfg == 0:
+            return from_cfg * (math.exp(-5 * i / steps) - math.exp(-5)) / (1 - math.exp(-5))
+        return math.exp(math.log(from_cfg) + (math.log(to_cfg) - math.log(from_cfg)) * i / steps)
+    return from_cfg + (to_cfg - from_cfg) * i / steps
+
+
+@functools.cache
+def _scheduled_guider_class():
+    """The GUIDER of Scheduled CFGGuider, made on first use (graphflow.sampling imports torch)."""
+    from dataclasses import dataclass
+
+    from graphflow.sampling.guidance import CFGGuider
+
+    @dataclass
+    class ScheduledCFGGuidance(CFGGuider):
+        """CFG whose scale follows the sigma being denoised: table[float(sigma)] = (cfg, index); a
+        sigma not in the table (a second-order sampler's midpoint) takes the next index's cfg."""
+        table: dict = None
+
+        def denoiser(self, model_denoiser, prepare):
+            inner = super().denoiser(model_denoiser, prepare)
+            hooks = (*inner.post_cfg_functions, *inner.pre_cfg_functions, inner.cfg_function)
+            needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in hooks)
+            by_sigma, by_index, last = dict(self.table), {i: v for v, i in self.table.values()}, [0]
+
+            def denoise(x, sigma, post_cfg=None):
+                key = float(sigma.flatten()[0])
+                if key not in by_sigma:
+                    index = min(last[0] + 1, max(by_index))
+                    by_sigma[key] = (by_index[index], index)
+                inner.cfg, last[0] = by_sigma[key]
+                inner.skip_uncond = math.isclose(inner.cfg, 1.0) and not needs_uncond
+                return inner(x, sigma, post_cfg)
+
+            return denoise
+
+    return ScheduledCFGGuidance
+
+
+class ScheduledCFGGuider(Node):
+    """A CFG guider whose scale changes over the sigmas: from_cfg at the first to to_cfg at the end,
+    linear, log or exp (see the pack's curves: log and exp reach to_cfg a step early), looked up by
+    the sigma each model call denoises (a sigma between two, of a second-order sampler, takes the
+    next one's scale, as the pack). Gives the sigmas on."""
+    category = "sampling/custom_sampling/guiders"
+    model: MODEL
+    positive: CONDITIONING
+    negative: CONDITIONING
+    sigmas: SIGMAS
+    from_cfg: float = Float(6.5, min=0.0, max=100.0, step=0.1)
+    to_cfg: float = Float(1.0, min=0.0, max=100.0, step=0.1)
+    schedule: str = Choice(CFG_SCHEDULES, "log")
+    outputs = {"GUIDER": GUIDER, "SIGMAS": SIGMAS}
+    comfy = ComfyAlias(("ScheduledCFGGuider //Inspire",))
+
+    def run(self):
+        import torch
+
+        if not torch.is_tensor(self.sigmas) or self.sigmas.ndim != 1 or len(self.sigmas) < 2:
+            raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of at least two noise levels")
+        steps = len(self.sigmas) - 1
+        table = {}
+        for i, sigma in enumerate(self.sigmas.tolist()):
+            table[float(sigma)] = (scheduled_cfg(self.from_cfg, self.to_cfg, i, steps, self.schedule), i)
+        guider = _scheduled_guider_class()(self.model, self.positive, self.negative, self.from_cfg, table)
+        return guider, self.sigmas
+
+
+COMPOSITE_MODES = ("center", "left-top", "right-top", "left-bottom", "right-bottom", "xy")
+
+
+class CompositeNoise(Node):
+    """Paste the source noise into the destination noise (a copy): centred, in a corner, or at x, y
+    (in latent cells, as the pack takes them), the part that fits. As in the pack, the right and
+    bottom corners are placed by the other side's difference (right-top's x by the heights,
+    left-bottom's y by the widths): the same for square noise."""
+    category = "InspirePack/Prompt"
+    destination: NOISE_IMAGE
+    source: NOISE_IMAGE
+    mode: str = Choice(COMPOSITE_MODES, "center")
+    x: int = Int(0, min=0, max=16384, step=8)
+    y: int = Int(0, min=0, max=16384, step=8)
+    outputs = {"NOISE_IMAGE": NOISE_IMAGE}
+    comfy = ComfyAlias(("CompositeNoise //Inspire",))
+
+    def run(self):
+        out, source = self.destination.clone(), self.source
+        dh, dw, sh, sw = out.shape[2], out.shape[3], source.shape[2], source.shape[3]
+        y1, x1 = {"center": ((dh - sh) // 2, (dw - sw) // 2), "left-top": (0, 0), "right-top": (0, dh - sh),
+                  "left-bottom": (dw - sw, 0), "right-bottom": (dw - sw, dh - sh), "xy": (self.y, self.x)}[self.mode]
+        top, left = max(0, y1), max(0, x1)
+        height = min(min(dh, y1 + sh) - top, y1 + sh - top)
+        width = min(min(dw, x1 + sw) - left, x1 + sw - left)
+        if height > 0 and width > 0:
+            out[:, :, top:top + height, left:left + width] = \
+                source[:, :, top - y1:top - y1 + height, left - x1:left - x1 + width]
+        return out

@@ -19,6 +19,7 @@ from graphflow.testing import write_checkpoint
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_inspire as inspire
 from nodes import pack_nodes_inspire_lbw as lbw
+from nodes import pack_nodes_inspire_utils as inspire_utils
 from sampling_fakes import FakeModel, prompt
 from test_custom_sampling import run_node
 from tests.test_nodes_image_mask import call
@@ -864,7 +865,7 @@ def test_scheduled_cfg_guider_scales_each_step(registry, schedule, from_cfg, to_
     from sampling_fakes import SD, context_eps
 
     for i in range(6):
-        assert inspire.scheduled_cfg(from_cfg, to_cfg, i, 6, schedule) == pytest.approx(
+        assert inspire_utils.scheduled_cfg(from_cfg, to_cfg, i, 6, schedule) == pytest.approx(
             cfg_reference(from_cfg, to_cfg, i, 6, schedule))
     model, sigmas = FakeModel(context_eps), compute_sigmas(SD, "karras", 6)
     positive, negative, latent = prompt(0.3), prompt(-0.2), {"samples": torch.zeros(1, 4, 8, 8)}
