@@ -462,7 +462,7 @@ def _progress(node, model, positive, negative, latent, seed, steps, **options) -
     return out, {"samples": torch.cat(taken)} if taken else out
 
 
-class KSamplerProgress(Node):
+class InspireKSamplerProgress(Node):
     """KSampler //Inspire (comfy batch noise, no variation, the seed for added noise) that also
     gives the latents along the way (progress_latent): the input's unless omit_start_latent, the
     sampler's latent at every interval-th step and the last one, and the result unless
@@ -497,7 +497,7 @@ class KSamplerProgress(Node):
                          start_step=total - self.steps, end_step=total, return_with_leftover_noise=False)
 
 
-class KSamplerAdvancedProgress(Node):
+class InspireKSamplerAdvancedProgress(Node):
     """KSamplerAdvanced //Inspire (comfy batch noise, no variation) that also gives the latents
     along the way, as KSampler Progress does, after prev_progress_latent_opt's when given."""
     category = "InspirePack/analysis"
@@ -556,7 +556,7 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
                                     self.variation_strength, self.variation_method, self.internal_seed)
 
 
-class SeedExplorer(Node):
+class InspireSeedExplorer(Node):
     """Starting noise to explore variations of a seed, for KSamplerAdvanced //Inspire's noise_opt:
     seed_prompt lists "seed, seed:strength, seed:strength ..." (line breaks ignored): the first
     seed's noise (initial_batch_seed_mode incremental or comfy, drawn as noise_mode says), then
@@ -629,7 +629,7 @@ _KEYWORD_ANY_CASE = re.compile("|".join(PROMPT_KEYWORDS), re.IGNORECASE)
 _DASHES = re.compile("-+")
 
 
-class GlobalSeed(Node):
+class InspireGlobalSeed(Node):
     """The pack's Global Seed. In the pack's editor it sets, as a prompt is queued, the seed and
     noise_seed widgets of every node to its value (action: fixed, increment / decrement /
     randomize once per queue, or "... for each node" counting on from node to node; mode:
@@ -649,7 +649,7 @@ class GlobalSeed(Node):
         return None
 
 
-class SeedLogger(Node):
+class InspireSeedLogger(Node):
     """The pack's Seed Logger: shows the seed with the seeds logged before it (the seeds text, at
     most limit lines in all; 0: no limit). The pack writes that back into its seeds widget; here
     it is shown (the widget keeps what the save holds)."""
@@ -666,7 +666,7 @@ class SeedLogger(Node):
         return None
 
 
-class GlobalSampler(Node):
+class InspireGlobalSampler(Node):
     """The pack's Global Sampler: in its editor it sets every node's sampler_name and scheduler
     widgets to these as a prompt is queued, writing them back into the workflow; a saved
     workflow holds them, read as saved. This node itself does nothing."""
@@ -680,7 +680,7 @@ class GlobalSampler(Node):
         return None
 
 
-class PromptBuilder(Node):
+class InspirePromptBuilder(Node):
     """The pack's Prompt Builder: gives text. category and preset are its editor's pickers, which
     add a preset of the pack's prompt-builder.yaml to the text (that file is not shipped here);
     the node itself passes the text on."""
@@ -750,7 +750,7 @@ def zipped_prompts(text: str, default_name: str, what: str, keyword=_KEYWORD) ->
 PROMPT_BLACKLIST = ("filename_prefix",)  # the pack leaves these STRING inputs out
 
 
-class PromptExtractor(Node):
+class InspirePromptExtractor(Node):
     """Read the prompt texts a picture of the inputs folder was made with (ComfyUI's saved API
     prompt in it): info lists every text input as "node.input [class] ==> text", and positive_id /
     negative_id ("6.text", say) pick the two given. Only the inputs of ComfyUI's core classes are
@@ -838,7 +838,7 @@ def _file_fingerprint(name: str) -> str:
         return "missing"
 
 
-class LoadPromptsFromFile(Node):
+class InspireLoadPromptsFromFile(Node):
     """Read a prompt file of the inspire_prompts folder (models/inspire_prompts; the pack's own
     prompts/ folder's examples are not shipped), or text_data_opt when it is given: prompts
     separated by lines of dashes, each "positive: ...", "negative: ..." and optionally
@@ -870,7 +870,7 @@ class LoadPromptsFromFile(Node):
         return given, len(prompts), remaining
 
 
-class LoadSinglePromptFromFile(Node):
+class InspireLoadSinglePromptFromFile(Node):
     """One prompt of a prompt file of the inspire_prompts folder (or of text_data_opt), as Load
     Prompts From File reads them: the one at index (past the last: the last), as a one-item list."""
     category = "InspirePack/Prompt"
@@ -896,7 +896,7 @@ def _prompt_dirs() -> list[str]:
     return sorted({name.split("/")[0] for name in _prompt_files() if "/" in name})
 
 
-class LoadPromptsFromDir(Node):
+class InspireLoadPromptsFromDir(Node):
     """Every prompt of the .txt files under a folder of the inspire_prompts folder, files in
     path order, read as Load Prompts From File reads one (the keywords in any case here, as the
     pack's folder reader); a prompt's default name is its file's path. start_index and load_cap
@@ -936,7 +936,7 @@ def _zipped(value, input_name: str = "zipped_prompt") -> tuple:
     return tuple(value)
 
 
-class UnzipPrompt(Node):
+class InspireUnzipPrompt(Node):
     """A zipped prompt's positive, negative and name texts."""
     category = "InspirePack/Prompt"
     zipped_prompt: ZIPPED_PROMPT
@@ -947,7 +947,7 @@ class UnzipPrompt(Node):
         return _zipped(self.zipped_prompt)
 
 
-class ZipPrompt(Node):
+class InspireZipPrompt(Node):
     """positive, negative and name_opt (default empty) as one zipped prompt."""
     category = "InspirePack/Prompt"
     positive: STRING
@@ -960,7 +960,7 @@ class ZipPrompt(Node):
         return self.positive, self.negative, "" if self.name_opt is None else self.name_opt
 
 
-class BindImageListPromptList(Node):
+class InspireBindImageListPromptList(Node):
     """Pair a list of images with a list of zipped prompts: the prompts cut to the images'
     number, or filled up with (default_positive, default_negative, "default"). Gives the images
     and the prompts' positive, negative and name texts as lists. (The pack declares prompt_label
@@ -981,14 +981,15 @@ class BindImageListPromptList(Node):
         return list(self.images), [p[0] for p in prompts], [p[1] for p in prompts], [p[2] for p in prompts]
 
 
-class WildcardEncodeInspire(Node):
+class InspireWildcardEncode(Node):
     """Impact Pack's wildcard encode with the Advanced CLIP Text Encode weighting: the wildcard text
     (mode populate: wildcard_text processed with the seed; fixed and reproduce: populated_text as it
     is, its wildcards then processed with the seed) with its <lora:...> tags applied and removed,
     each BREAK part encoded with token_normalization and weight_interpretation as Efficiency Nodes'
     encoder does (ComfyUI_ADV_CLIP_emb's), the parts concatenated. Gives the model and CLIP with the
     LoRAs, the conditioning and the processed text. The Select widgets are the editor's lists. A
-    LoRA tag's LBW=vector;A=a;B=b part applies it with block weights (LoraLoaderBlockWeight)."""
+    LoRA tag's LBW=vector;A=a;B=b part applies it with block weights (LoraLoaderBlockWeight
+    //Inspire)."""
     category = "InspirePack/Prompt"
     model: MODEL
     clip: CLIP
@@ -1019,7 +1020,7 @@ class WildcardEncodeInspire(Node):
         return (*encode_with_loras(text, self.model, self.clip, encode), text)
 
 
-class ListCounter(Node):
+class InspireListCounter(Node):
     """Count the items of a list: run on a list signal, it gives base_value + 0, 1, 2 ... one per
     item (the pack counts its runs within one queued prompt); a single value gives base_value."""
     category = "InspirePack/Util"
@@ -1034,7 +1035,7 @@ class ListCounter(Node):
         return [self.base_value[min(i, len(self.base_value) - 1)] + i for i in range(count)]
 
 
-class RandomGeneratorForList(Node):
+class InspireRandomGeneratorForList(Node):
     """Pass each item of signal on with a random whole number 0 .. 2**50. The pack seeds a
     generator with seed + the item's count but draws from Python's unseeded global one, so its
     values are random each run whatever the seed: they are here too (never reused from the cache)."""
@@ -1052,7 +1053,7 @@ class RandomGeneratorForList(Node):
         return self.signal, random.randint(0, RANDOM_VALUE_MAX)
 
 
-class RemoveControlNet(Node):
+class InspireRemoveControlNet(Node):
     """The conditioning without its ControlNets (each entry's control and control_apply_to_uncond
     options dropped)."""
     category = "InspirePack/Util"
@@ -1065,7 +1066,7 @@ class RemoveControlNet(Node):
                 for cond, options in self.conditioning]
 
 
-class MakeBasicPipe(Node):
+class InspireMakeBasicPipe(Node):
     """Load a checkpoint, stop its text encoder at stop_at_clip_layer, and encode the positive and
     negative wildcard prompts as Wildcard Encode (Inspire) does (wildcard_mode populate: the
     wildcard texts processed with the seed; fixed and reproduce: the populated texts as they are;

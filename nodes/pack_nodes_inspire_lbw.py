@@ -192,7 +192,7 @@ def _block(path: str) -> tuple[str | None, int | None]:
     return None, None
 
 
-class LoraLoaderBlockWeight(Node):
+class InspireLoraLoaderBlockWeight(Node):
     """Apply a LoRA with a strength per UNet block (A1111's LoRA Block Weight): block_vector's first
     value is for the modules in no block (the text encoder, the time embedding ...), the next ones
     for the LoRA's blocks in turn (SD1/SDXL input, middle and output blocks, FLUX double and single
@@ -302,11 +302,11 @@ def apply_plan(model, clip, plan: dict, strength_model: float, strength_clip: fl
     return model, clip
 
 
-LBW_MODEL = socket_type("LBW_MODEL", "#9575cd", "Inspire Pack's LoRA with a ratio per module, made by MakeLBW")
+LBW_MODEL = socket_type("LBW_MODEL", "#9575cd", "Inspire Pack's LoRA with a ratio per module (MakeLBW //Inspire)")
 
 
-class MakeLBW(Node):
-    """LoRA Block Weight's per-module ratios without applying them (an LBW_MODEL for ApplyLBW), as
+class InspireMakeLBW(Node):
+    """LoRA Block Weight's per-module ratios without applying them (an LBW_MODEL for ApplyLBW //Inspire), as
     LoraLoaderBlockWeight //Inspire computes them for this model and CLIP; gives the populated
     vector too. bypass is in the pack's inputs and does nothing there either."""
     category = "InspirePack/LoraBlockWeight"
@@ -333,8 +333,8 @@ class MakeLBW(Node):
                                  self.block_vector)
 
 
-class ApplyLBW(Node):
-    """Apply an LBW_MODEL (MakeLBW's) to a model and CLIP at these strengths, as LoRA Block Weight
+class InspireApplyLBW(Node):
+    """Apply an LBW_MODEL (MakeLBW //Inspire's) to a model and CLIP at these strengths, as LoRA Block Weight
     applies it."""
     category = "InspirePack/LoraBlockWeight"
     model: MODEL

@@ -41,7 +41,7 @@ COMFY_PACK = "comfyui-inspire-pack"  # the custom node pack this module's ComfyU
 SPLIT_MAX = 50  # the splitters' split_count bound: split_count + 1 outputs
 
 
-class FloatRange(Node):
+class InspireFloatRange(Node):
     """The floats from start to stop by step, as a list (at most limit of them; start > stop
     counts down). ensure_end adds stop when the steps miss it, dropping the last step first when
     no room is left (the pack compares with the room left after the steps taken). start == stop
@@ -95,7 +95,7 @@ def _batch_size_estimate(cls, widgets, inputs):
     return Estimate(Size(count, size.height, size.width))
 
 
-class ChangeImageBatchSize(Node):
+class InspireChangeImageBatchSize(Node):
     """The image batch made batch_size long: cut, or filled up by repeating its last image."""
     category = "InspirePack/Util"
     image: IMAGE
@@ -109,7 +109,7 @@ class ChangeImageBatchSize(Node):
         return _resized_batch(_image(self.image, "image"), self.batch_size, self.mode)
 
 
-class ChangeLatentBatchSize(Node):
+class InspireChangeLatentBatchSize(Node):
     """The latent batch made batch_size long: cut, or filled up by repeating its last latent (its
     other entries, a noise_mask or batch_index, passed on as they are, as the pack does)."""
     category = "InspirePack/Util"
@@ -133,7 +133,7 @@ def _split(count: int, items: list, rest, filler) -> list:
     return taken + [rest(len(items) - count)]
 
 
-class ImageBatchSplitter(Node):
+class InspireImageBatchSplitter(Node):
     """Split an image batch: outputs 1..split_count give its first images one by one, the next
     output the rest as a batch; when the batch is shorter, a black 64x64 image fills each place
     left. The pack's editor shows split_count + 1 outputs; the outputs past those give nothing."""
@@ -152,7 +152,7 @@ class ImageBatchSplitter(Node):
         return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
 
 
-class LatentBatchSplitter(Node):
+class InspireLatentBatchSplitter(Node):
     """Split a latent batch as Image Batch Splitter splits images: each latent keeps the input's
     other entries as they are (as the pack: a noise_mask is not split), and the places left are
     filled with an empty 8x8 (64-pixel) four-channel latent."""
@@ -173,7 +173,7 @@ class LatentBatchSplitter(Node):
         return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
 
 
-class ColorMapToMasks(Node):
+class InspireColorMapToMasks(Node):
     """A mask for each of the colours covering at least min_pixels pixels of the first image of
     color_map (at most max_count, the most common first; equally common ones in colour order): 1
     where a pixel has exactly that colour, for every image of the batch (colour by colour, each
@@ -198,7 +198,7 @@ class ColorMapToMasks(Node):
         return torch.cat([(color_map == color).all(dim=-1).float() for color in top])
 
 
-class SelectNthMask(Node):
+class InspireSelectNthMask(Node):
     """The idx-th mask of a batch (from 0), as a batch of one."""
     category = "InspirePack/Util"
     masks: MASK
@@ -227,7 +227,7 @@ def _scaled(conditioning, multiplier: float) -> list:
     return scaled
 
 
-class ConcatConditioningsWithMultiplier(Node):
+class InspireConcatConditioningsWithMultiplier(Node):
     __doc__ = f"""Concatenate conditionings, each scaled by its multiplier (comfy_PoP's Conditioning
 Multiplier: the embeddings and pooled outputs times it): conditioning1's entries, each with the
 first embedding of conditioning2, 3 ... appended along the tokens (as ConditioningConcat). With
@@ -254,7 +254,7 @@ conditioning1 alone it is given back unscaled, as the pack does. Inputs 2 .. {CO
         return result
 
 
-class RGBHexToHSV(Node):
+class InspireRGBHexToHSV(Node):
     """An RGB colour written #rrggbb as hue (0..360), saturation and value (0..1), by colorsys."""
     category = "InspirePack/Util"
     rgb_hex: STRING
@@ -269,7 +269,7 @@ class RGBHexToHSV(Node):
         return hue * 360, saturation, value
 
 
-class CLIPTextEncodeWithWeight(Node):
+class InspireCLIPTextEncodeWithWeight(Node):
     """CLIP Text Encode with every token's weight changed to weight * strength + add_weight, the
     start, end and padding tokens' too (the pack changes them all), then weighted as CLIP Text
     Encode weights: (z - z_empty) * weight + z_empty. strength 1 and add_weight 0 is CLIP Text
@@ -337,7 +337,7 @@ def _folder_pictures(directory: str, start_index: int, image_load_cap: int) -> l
     return pictures
 
 
-class LoadImagesFromDir(Node):
+class InspireLoadImagesFromDir(Node):
     """The pictures of a folder inside the inputs folder as one batch (.jpg, .png, .webp, sorted by
     name; from start_index, -1 the last; at most image_load_cap, 0 all), each resized to the first
     one's size as ComfyUI's upscale does (bilinear, centre-cropped), and their masks (1 - alpha; a
@@ -376,7 +376,7 @@ class LoadImagesFromDir(Node):
         return torch.cat(images), torch.cat(masks), len(pictures)
 
 
-class LoadImageListFromDir(Node):
+class InspireLoadImageListFromDir(Node):
     """The pictures of a folder inside the inputs folder as a list (each at its own size; .jpg,
     .png, .webp sorted by name; from start_index; at most image_load_cap, 0 all), their masks
     (1 - alpha, else a 64x64 zero mask) and their paths (the folder joined with the file name; the
@@ -470,7 +470,7 @@ def _scheduled_guider_class():
     return ScheduledCFGGuidance
 
 
-class ScheduledCFGGuider(Node):
+class InspireScheduledCFGGuider(Node):
     """A CFG guider whose scale changes over the sigmas: from_cfg at the first to to_cfg at the end,
     linear, log or exp (see the pack's curves: log and exp reach to_cfg a step early), looked up by
     the sigma each model call denoises (a sigma between two, of a second-order sampler, takes the
@@ -502,7 +502,7 @@ class ScheduledCFGGuider(Node):
 COMPOSITE_MODES = ("center", "left-top", "right-top", "left-bottom", "right-bottom", "xy")
 
 
-class CompositeNoise(Node):
+class InspireCompositeNoise(Node):
     """Paste the source noise into the destination noise (a copy): centred, in a corner, or at x, y
     (in latent cells, as the pack takes them), the part that fits. As in the pack, the right and
     bottom corners are placed by the other side's difference (right-top's x by the heights,

@@ -335,25 +335,25 @@ ANIMALS = [("a red cat", "blurry", "cat"), ("a dog", "lowres", "set/animals.txt"
 
 def test_load_prompts_from_file(registry, prompt_files):
     def load(**widgets):
-        return call(registry, "LoadPromptsFromFile", **{"prompt_file": "set/animals.txt", **widgets})
+        return call(registry, "InspireLoadPromptsFromFile", **{"prompt_file": "set/animals.txt", **widgets})
 
     assert load() == (ANIMALS, 3, 0)
     assert load(start_index=-1) == (ANIMALS[2:], 3, 0)
     assert load(start_index=1, load_cap=1) == (ANIMALS[1:2], 3, 1)
     assert load(text_data_opt="positive: t\nnegative: u")[0] == [("t", "u", "set/animals.txt")]
-    prompts, count, _ = call(registry, "LoadPromptsFromFile", prompt_file="broken.txt")
+    prompts, count, _ = call(registry, "InspireLoadPromptsFromFile", prompt_file="broken.txt")
     assert prompts == [("ok", "fine", "broken.txt")] and count == 1  # stops at the block without negative:
     (prompt_files.models / "outside.txt").write_text("positive: a\nnegative: b")
     for name in ("../outside.txt", "missing.txt", "/etc/hostname"):  # read only inside the folder
         with pytest.raises(NodeInputError) as caught:
             inspire._read_prompt_file(name)
         assert caught.value.input == "prompt_file"
-    single = call(registry, "LoadSinglePromptFromFile", prompt_file="set/animals.txt", index=1)
+    single = call(registry, "InspireLoadSinglePromptFromFile", prompt_file="set/animals.txt", index=1)
     assert single == [ANIMALS[1]]
-    assert call(registry, "LoadSinglePromptFromFile", prompt_file="set/animals.txt", index=99) == [ANIMALS[2]]
-    prompts, count, remaining = call(registry, "LoadPromptsFromDir", prompt_dir="set", load_cap=2)
+    assert call(registry, "InspireLoadSinglePromptFromFile", prompt_file="set/animals.txt", index=99) == [ANIMALS[2]]
+    prompts, count, remaining = call(registry, "InspireLoadPromptsFromDir", prompt_dir="set", load_cap=2)
     assert prompts == ANIMALS[:2] and (count, remaining) == (4, 2)
-    assert call(registry, "LoadPromptsFromDir", prompt_dir="set", start_index=-1)[0] == [("upper", "case",
+    assert call(registry, "InspireLoadPromptsFromDir", prompt_dir="set", start_index=-1)[0] == [("upper", "case",
                                                                                           "set/more.txt")]
 
 
@@ -386,20 +386,20 @@ def test_zip_prompt_api_graph_and_bind_list(registry, prompt_files):
     assert result.values["3"][0] == [("blurry", "a red cat", "")]
     assert export_api(parse_workflow(api, registry), registry)["3"] == api["3"]
     images = [torch.zeros(1, 4, 4, 3), torch.ones(1, 4, 4, 3), torch.ones(1, 2, 2, 3)]
-    bound = run_node(inspire.BindImageListPromptList, images=images, zipped_prompts=ANIMALS[:2],
+    bound = run_node(inspire.InspireBindImageListPromptList, images=images, zipped_prompts=ANIMALS[:2],
                  default_positive=["dp"], default_negative=["dn"])
     assert bound[1:] == (["a red cat", "a dog", "dp"], ["blurry", "lowres", "dn"],
                          ["cat", "set/animals.txt", "default"])
-    assert run_node(inspire.BindImageListPromptList, images=images[:1], zipped_prompts=ANIMALS,
+    assert run_node(inspire.InspireBindImageListPromptList, images=images[:1], zipped_prompts=ANIMALS,
                 default_positive=["dp"], default_negative=["dn"])[1] == ["a red cat"]
 
 
 def test_list_counter_random_generator_and_remove_controlnet(registry):
-    assert run_node(inspire.ListCounter, signal=["a", "b", "c"], base_value=[10]) == [10, 11, 12]
-    signal, value = call(registry, "RandomGeneratorForList", signal="x", seed=3)
+    assert run_node(inspire.InspireListCounter, signal=["a", "b", "c"], base_value=[10]) == [10, 11, 12]
+    signal, value = call(registry, "InspireRandomGeneratorForList", signal="x", seed=3)
     assert signal == "x" and 0 <= value <= 2**50
     cond = [(torch.ones(1, 2, 3), {"control": object(), "control_apply_to_uncond": True, "strength": 1.0})]
-    assert call(registry, "RemoveControlNet", conditioning=cond)[0][1] == {"strength": 1.0}
+    assert call(registry, "InspireRemoveControlNet", conditioning=cond)[0][1] == {"strength": 1.0}
 
 
 # -- wildcard encoding and the basic pipe --------------------------------------------------------------
@@ -410,21 +410,21 @@ def test_wildcard_encode_weights_each_break_part_as_the_advanced_encoder(registr
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     text = "a {red|blue} (cat:1.2) BREAK a hat"
     common = dict(model=model, clip=clip, wildcard_text=text, populated_text="", mode="populate", seed=4)
-    plain = call(registry, "WildcardEncodeInspire", token_normalization="none", weight_interpretation="comfy", **common)
+    plain = call(registry, "InspireWildcardEncode", token_normalization="none", weight_interpretation="comfy", **common)
     impact = call(registry, "ImpactWildcardEncode", **common)
     assert plain[3] == impact[3] and "{" not in plain[3]
     assert torch.equal(plain[2][0][0], impact[2][0][0])
-    weighted = call(registry, "WildcardEncodeInspire", token_normalization="mean", weight_interpretation="comfy++",
+    weighted = call(registry, "InspireWildcardEncode", token_normalization="mean", weight_interpretation="comfy++",
                     **common)
     parts = [p.strip() for p in weighted[3].split("BREAK")]
     want = concat_all([efficiency_encode(clip, p, "mean", "comfy++") for p in parts])
     assert torch.equal(weighted[2][0][0], want[0][0]) and not torch.equal(weighted[2][0][0], plain[2][0][0])
-    fixed = call(registry, "WildcardEncodeInspire", **{**common, "mode": "fixed", "populated_text": "kept text"})
+    fixed = call(registry, "InspireWildcardEncode", **{**common, "mode": "fixed", "populated_text": "kept text"})
     assert fixed[3] == "kept text"
 
 
 def test_make_basic_pipe_equals_loader_clip_skip_and_encodes(registry, models):
-    pipe, key = call(registry, "MakeBasicPipe", ckpt_name="tiny.safetensors", positive_wildcard_text="a cat",
+    pipe, key = call(registry, "InspireMakeBasicPipe", ckpt_name="tiny.safetensors", positive_wildcard_text="a cat",
                      negative_wildcard_text="blurry", wildcard_mode="populate", token_normalization="none",
                      weight_interpretation="comfy", stop_at_clip_layer=-2, seed=1)
     assert key == "tiny.safetensors"
@@ -464,28 +464,28 @@ def float_range_reference(start, stop, step, limit, ensure_end):
                                   (0.0, 10.0, 0.5, 4, True)])
 def test_float_range(registry, args):
     names = ("start", "stop", "step", "limit", "ensure_end")
-    assert call(registry, "FloatRange", **dict(zip(names, args))) == float_range_reference(*args)
+    assert call(registry, "InspireFloatRange", **dict(zip(names, args))) == float_range_reference(*args)
 
 
 def test_batch_size_and_splitters(registry):
     images = torch.rand(3, 4, 5, 3)
-    longer = call(registry, "ChangeImageBatchSize", image=images, batch_size=5)
+    longer = call(registry, "InspireChangeImageBatchSize", image=images, batch_size=5)
     assert torch.equal(longer, torch.cat([images, images[2:], images[2:]]))
-    assert torch.equal(call(registry, "ChangeImageBatchSize", image=images, batch_size=2), images[:2])
+    assert torch.equal(call(registry, "InspireChangeImageBatchSize", image=images, batch_size=2), images[:2])
     latent = {"samples": torch.rand(2, 4, 3, 3), "batch_index": [4, 5]}
-    grown = call(registry, "ChangeLatentBatchSize", latent=latent, batch_size=3)
+    grown = call(registry, "InspireChangeLatentBatchSize", latent=latent, batch_size=3)
     assert torch.equal(grown["samples"][2], latent["samples"][1]) and grown["batch_index"] == [4, 5]
-    parts = call(registry, "ImageBatchSplitter", images=images, split_count=2)
+    parts = call(registry, "InspireImageBatchSplitter", images=images, split_count=2)
     assert torch.equal(parts[0], images[:1]) and torch.equal(parts[1], images[1:2])
     assert torch.equal(parts[2], images[2:])
     assert parts[3] is None
-    parts = call(registry, "ImageBatchSplitter", images=images, split_count=4)
+    parts = call(registry, "InspireImageBatchSplitter", images=images, split_count=4)
     assert [tuple(p.shape) for p in parts[:5]] == [(1, 4, 5, 3)] * 3 + [(1, 64, 64, 3)] * 2 and not parts[4].any()
-    parts = call(registry, "LatentBatchSplitter", latent=latent, split_count=1)
+    parts = call(registry, "InspireLatentBatchSplitter", latent=latent, split_count=1)
     assert torch.equal(parts[0]["samples"], latent["samples"][:1]) and torch.equal(parts[1]["samples"],
                                                                                    latent["samples"][1:])
     assert parts[0]["batch_index"] == [4, 5]  # kept whole, as the pack keeps the other entries
-    parts = call(registry, "LatentBatchSplitter", latent=latent, split_count=3)
+    parts = call(registry, "InspireLatentBatchSplitter", latent=latent, split_count=3)
     assert parts[3]["samples"].shape == (1, 4, 8, 8) and parts[4] is None
 
 
@@ -493,26 +493,27 @@ def test_color_map_to_masks_and_select_nth_mask(registry):
     colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     index = torch.tensor([[0, 0, 0, 1], [0, 0, 1, 1], [2, 0, 1, 2]])  # red 6, green 4, blue 2 pixels
     color_map = torch.stack([colors[index], colors[index.flip(1)]])
-    masks = call(registry, "ColorMapToMasks", color_map=color_map, min_pixels=3, max_count=5)
+    masks = call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=3, max_count=5)
     want = torch.cat([torch.stack([(index == c).float(), (index.flip(1) == c).float()]) for c in (0, 1)])
     assert torch.equal(masks, want)
-    assert torch.equal(call(registry, "ColorMapToMasks", color_map=color_map, min_pixels=1, max_count=1), want[:2])
-    assert not call(registry, "ColorMapToMasks", color_map=color_map, min_pixels=100, max_count=5).any()
-    assert torch.equal(call(registry, "SelectNthMask", masks=masks, idx=2), masks[2:3])
+    top = call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=1, max_count=1)
+    assert torch.equal(top, want[:2])
+    assert not call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=100, max_count=5).any()
+    assert torch.equal(call(registry, "InspireSelectNthMask", masks=masks, idx=2), masks[2:3])
     with pytest.raises(NodeInputError) as caught:
-        call(registry, "SelectNthMask", masks=masks, idx=4)
+        call(registry, "InspireSelectNthMask", masks=masks, idx=4)
     assert caught.value.input == "idx"
 
 
 def test_concat_conditionings_with_multiplier(registry):
     first = [(torch.rand(1, 3, 4), {"pooled_output": torch.ones(1, 4)}), (torch.rand(1, 3, 4), {})]
     second = [(torch.rand(1, 2, 4), {"pooled_output": torch.ones(1, 4)})]
-    out = call(registry, "ConcatConditioningsWithMultiplier", conditioning1=first, conditioning3=second,
+    out = call(registry, "InspireConcatConditioningsWithMultiplier", conditioning1=first, conditioning3=second,
                multiplier1=0.5, multiplier3=2.0)
     for (cond, options), (original, _) in zip(out, first):
         assert torch.equal(cond, torch.cat([original * 0.5, second[0][0] * 2.0], dim=1))
     assert torch.equal(out[0][1]["pooled_output"], torch.full((1, 4), 0.5))
-    assert call(registry, "ConcatConditioningsWithMultiplier", conditioning1=first, multiplier1=0.5) is first
+    assert call(registry, "InspireConcatConditioningsWithMultiplier", conditioning1=first, multiplier1=0.5) is first
     widgets = [0.5, 1.0, 2.0] + [1.0] * 17
     graph = ui_graph([ui_node(1, "ConcatConditioningsWithMultiplier //Inspire", widgets,
                               [("conditioning1", "CONDITIONING", None, False)],
@@ -523,10 +524,10 @@ def test_concat_conditionings_with_multiplier(registry):
 
 def test_rgb_hex_to_hsv(registry):
     import colorsys
-    assert call(registry, "RGBHexToHSV", rgb_hex="#3366cc") == pytest.approx(
+    assert call(registry, "InspireRGBHexToHSV", rgb_hex="#3366cc") == pytest.approx(
         tuple(v * f for v, f in zip(colorsys.rgb_to_hsv(0x33 / 255, 0x66 / 255, 0xcc / 255), (360, 1, 1))))
     with pytest.raises(NodeInputError):
-        call(registry, "RGBHexToHSV", rgb_hex="blue")
+        call(registry, "InspireRGBHexToHSV", rgb_hex="blue")
 
 
 # -- LoRA Block Weight -----------------------------------------------------------------------------------
@@ -591,7 +592,7 @@ def test_lora_block_weight_scales_each_blocks_change(registry, lbw_models):
     values = [0.5, 0.0, 2.0, 1.5, 0.25, 1.0, 0.75, 0.0, 3.0, 1.0, 0.5, 2.5, 0.5, 1.25, 1.0, 0.0, 2.0, 1.0][:max(
         len(changed), 12)]
     vector = ",".join(["0.5"] + [str(v) for v in values])
-    model_lbw, clip_lbw, shown = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip,
+    model_lbw, clip_lbw, shown = call(registry, "InspireLoraLoaderBlockWeight", model=model, clip=clip,
                                       lora_name="style.safetensors", strength_model=0.8, strength_clip=0.6,
                                       block_vector=vector)
     lbw_unet, lbw_text = weights(model_lbw, clip_lbw)
@@ -604,7 +605,7 @@ def test_lora_block_weight_scales_each_blocks_change(registry, lbw_models):
         torch.testing.assert_close(lbw_text[key] - base_text[key], 0.5 * (full_text[key] - base_text[key]),
                                    rtol=1e-4, atol=1e-6)
     assert shown.split(",")[0] == "0.5" and len(shown.split(",")) == len(changed) + 1
-    bypassed = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
+    bypassed = call(registry, "InspireLoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
                     bypass=True)
     assert bypassed == (model, clip, "")
     ui = ui_graph([ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
@@ -629,16 +630,16 @@ def test_lbw_part_of_a_wildcard_lora_tag_applies_block_weights(registry, lbw_mod
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     vector = "0.5,1,0,2,1,0.5,1,1,0,1,1,1,1,1,1,1,1,1"
     text = f"a cat <lora:style:0.8:LBW={vector};A=1>"
-    encoded = call(registry, "WildcardEncodeInspire", model=model, clip=clip, wildcard_text=text, populated_text="",
+    encoded = call(registry, "InspireWildcardEncode", model=model, clip=clip, wildcard_text=text, populated_text="",
                    mode="populate", seed=0, token_normalization="none", weight_interpretation="comfy")
-    want = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
+    want = call(registry, "InspireLoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
                 strength_model=0.8, strength_clip=0.8, block_vector=vector)
     got_unet = memory.manager().weights(encoded[0].unet, encoded[0].patches)
     want_unet = memory.manager().weights(want[0].unet, want[0].patches)
     assert all(torch.equal(got_unet[k], want_unet[k]) for k in want_unet)
     assert encoded[3] == text
     with pytest.raises(NodeInputError) as caught:  # A used, no A= given: the pack fails there too
-        call(registry, "WildcardEncodeInspire", model=model, clip=clip, populated_text="",
+        call(registry, "InspireWildcardEncode", model=model, clip=clip, populated_text="",
              wildcard_text="<lora:style:1:LBW=A,1,1,1,1,1,1,1,1,1,1,1>", mode="populate", seed=0,
              token_normalization="none", weight_interpretation="comfy")
     assert caught.value.input == "populated_text"
@@ -648,7 +649,7 @@ def test_progress_samplers_give_the_latents_along_the_way(registry):
     from sampling_fakes import gaussian_eps
     model = FakeModel(gaussian_eps(0.2, 0.5))
     common = dict(seed=5, sampler_name="euler", scheduler="normal", noise_mode="CPU")
-    latent, progress = call(registry, "KSamplerProgress", **fake_inputs(model, **common, steps=4), denoise=1.0,
+    latent, progress = call(registry, "InspireKSamplerProgress", **fake_inputs(model, **common, steps=4), denoise=1.0,
                             interval=2, omit_start_latent=False, omit_final_latent=False)
     plain = call(registry, "InspireKSampler", **fake_inputs(model, **common, steps=4), batch_seed_mode="comfy",
                  internal_seed=5)
@@ -658,13 +659,13 @@ def test_progress_samplers_give_the_latents_along_the_way(registry):
     assert not frames[0].any() and torch.equal(frames[4], latent["samples"])
     first = frames[1] / randn((2, 4, 8, 8), 5)  # the starting x: the seed's comfy noise, scaled
     assert torch.allclose(first, first.flatten()[0].expand_as(first), rtol=1e-4)
-    _, only_steps = call(registry, "KSamplerAdvancedProgress", **fake_inputs(model, noise_seed=5, **{
+    _, only_steps = call(registry, "InspireKSamplerAdvancedProgress", **fake_inputs(model, noise_seed=5, **{
         k: v for k, v in common.items() if k != "seed"}, steps=4), add_noise=True, start_at_step=0, end_at_step=4,
         return_with_leftover_noise=False, interval=1, omit_start_latent=True, omit_final_latent=True,
         prev_progress_latent_opt={"samples": torch.ones(1, 4, 8, 8)})
     assert only_steps["samples"].shape[0] == 1 + 4 * 2 and torch.equal(only_steps["samples"][0], torch.ones(4, 8, 8))
     with pytest.raises(NodeInputError):
-        call(registry, "KSamplerProgress", **fake_inputs(model, **common), denoise=0.0)
+        call(registry, "InspireKSamplerProgress", **fake_inputs(model, **common), denoise=0.0)
 
 
 def test_prompt_builder_passes_its_text_on(registry):
@@ -702,7 +703,7 @@ def test_advanced_sampler_without_leftover_noise_gives_the_last_estimate(registr
 def test_seed_explorer_noise_and_noise_opt(registry, caplog):
     latent = {"samples": torch.zeros(2, 4, 8, 8)}
     with caplog.at_level("WARNING"):
-        noise = call(registry, "SeedExplorer", latent=latent, seed_prompt="7, 11:0.3,\n 13:0.5, bad",
+        noise = call(registry, "InspireSeedExplorer", latent=latent, seed_prompt="7, 11:0.3,\n 13:0.5, bad",
                      enable_additional=True, additional_seed=17, additional_strength=0.2, noise_mode="CPU",
                      initial_batch_seed_mode="incremental")
     assert "' bad' is not seed:strength" in caplog.text
@@ -712,7 +713,7 @@ def test_seed_explorer_noise_and_noise_opt(registry, caplog):
         want = (1 - strength) * want + strength * randn(one, seed)  # the pack's plain mix
     torch.testing.assert_close(noise, want)
     with pytest.raises(NodeInputError) as caught:
-        call(registry, "SeedExplorer", latent=latent, seed_prompt="x1", enable_additional=False)
+        call(registry, "InspireSeedExplorer", latent=latent, seed_prompt="x1", enable_additional=False)
     assert caught.value.input == "seed_prompt"
     model = FakeModel(still_eps)
     steps = dict(steps=4, sampler_name="euler", scheduler="normal", start_at_step=0, end_at_step=2)
@@ -734,11 +735,11 @@ def test_make_lbw_then_apply_lbw_equals_the_block_weight_loader(registry, lbw_mo
     from graphflow import memory
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     vector = "0.5,1,0,2,1,0.5,R,1,0,1,1,1,1,1,1,1,1,1"
-    loaded = call(registry, "LoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
+    loaded = call(registry, "InspireLoraLoaderBlockWeight", model=model, clip=clip, lora_name="style.safetensors",
                   strength_model=0.7, strength_clip=0.4, block_vector=vector, seed=3)
-    lbw_model, shown = call(registry, "MakeLBW", model=model, clip=clip, lora_name="style.safetensors",
+    lbw_model, shown = call(registry, "InspireMakeLBW", model=model, clip=clip, lora_name="style.safetensors",
                             block_vector=vector, seed=3)
-    applied = call(registry, "ApplyLBW", model=model, clip=clip, strength_model=0.7, strength_clip=0.4,
+    applied = call(registry, "InspireApplyLBW", model=model, clip=clip, strength_model=0.7, strength_clip=0.4,
                    lbw_model=lbw_model)
     assert shown == loaded[2]
     for got, want in ((applied[0], loaded[0]), (applied[1].towers[0], loaded[1].towers[0])):
@@ -746,18 +747,19 @@ def test_make_lbw_then_apply_lbw_equals_the_block_weight_loader(registry, lbw_mo
         got_w, want_w = memory.manager().weights(net, got.patches), memory.manager().weights(net, want.patches)
         assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
     with pytest.raises(NodeInputError):
-        call(registry, "ApplyLBW", model=model, clip=clip, lbw_model="nope")
+        call(registry, "InspireApplyLBW", model=model, clip=clip, lbw_model="nope")
 
 
 def test_clip_text_encode_with_weight_weights_every_token(registry, models):
     _, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     plain = call(registry, "CLIPEncode", clip=clip, text="a red cat")
     empty = call(registry, "CLIPEncode", clip=clip, text="")[0][0]
-    weighted = call(registry, "CLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.5, add_weight=0.25)
+    weighted = call(registry, "InspireCLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.5,
+                    add_weight=0.25)
     w = 1.0 * 1.5 + 0.25  # every token's weight 1.0, the start, end and padding tokens' too
     torch.testing.assert_close(weighted[0][0], (plain[0][0] - empty) * w + empty, rtol=1e-4, atol=1e-5)
     assert torch.equal(weighted[0][1]["pooled_output"], plain[0][1]["pooled_output"])
-    same = call(registry, "CLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.0, add_weight=0.0)
+    same = call(registry, "InspireCLIPTextEncodeWithWeight", clip=clip, text="a red cat", strength=1.0, add_weight=0.0)
     assert torch.equal(same[0][0], plain[0][0])
 
 
@@ -771,20 +773,20 @@ def test_image_folder_loaders_read_inside_the_inputs_folder(registry, tmp_folder
     Image.fromarray(first).save(folder / "a.png")
     Image.fromarray(second, "RGBA").save(folder / "b.png")
     (folder / "notes.txt").write_text("not a picture")
-    images, masks, paths = call(registry, "LoadImageListFromDir", directory="shots")
+    images, masks, paths = call(registry, "InspireLoadImageListFromDir", directory="shots")
     assert paths == ["shots/a.png", "shots/b.png"]
     assert torch.equal(images[0][0], torch.from_numpy(first.astype(np.float32) / 255))
     assert torch.equal(masks[1][0], torch.from_numpy(1 - second[..., 3].astype(np.float32) / 255))
     assert masks[0].shape == (1, 64, 64) and not masks[0].any()
-    batch, mask_batch, count = call(registry, "LoadImagesFromDir", directory="shots")
+    batch, mask_batch, count = call(registry, "InspireLoadImagesFromDir", directory="shots")
     assert count == 2 and batch.shape == (2, 6, 8, 3) and mask_batch.shape == (2, 6, 8)
     want = call(registry, "ImageScale", image=images[1], upscale_method="bilinear", width=8, height=6, crop="center")
     assert torch.equal(batch[1:], want) and torch.equal(batch[:1], images[0])
-    last, _, one = call(registry, "LoadImagesFromDir", directory="shots", start_index=-1)
+    last, _, one = call(registry, "InspireLoadImagesFromDir", directory="shots", start_index=-1)
     assert one == 1 and torch.equal(last, images[1])
     for bad in ("../", "/etc", "missing", ""):
         with pytest.raises(NodeInputError) as caught:
-            call(registry, "LoadImageListFromDir", directory=bad)
+            call(registry, "InspireLoadImageListFromDir", directory=bad)
         assert caught.value.input == "directory"
 
 
@@ -815,14 +817,14 @@ def test_prompt_extractor_reads_the_pictures_saved_prompt(registry, tmp_folders,
     assert result.outputs["1"]["text"] == ["6.text [CLIPTextEncode] ==> a red cat\n"
                                            "7.text [CLIPTextEncode] ==> ['12', 0]\n"]
     assert "linked" in caplog.text
-    assert call(registry, "PromptExtractor", image="plain.png", positive_id="6.text", negative_id="") == ("", "")
+    assert call(registry, "InspirePromptExtractor", image="plain.png", positive_id="6.text", negative_id="") == ("", "")
 
 
 def test_composite_noise_pastes_the_part_that_fits(registry):
     dest, src = torch.zeros(1, 4, 8, 8), torch.arange(1, 1 + 4 * 4 * 4, dtype=torch.float32).reshape(1, 4, 4, 4)
 
     def composite(mode, x=0, y=0, source=src):
-        return call(registry, "CompositeNoise", destination=dest, source=source, mode=mode, x=x, y=y)
+        return call(registry, "InspireCompositeNoise", destination=dest, source=source, mode=mode, x=x, y=y)
 
     want = dest.clone()
     want[:, :, 2:6, 2:6] = src
@@ -869,7 +871,7 @@ def test_scheduled_cfg_guider_scales_each_step(registry, schedule, from_cfg, to_
             cfg_reference(from_cfg, to_cfg, i, 6, schedule))
     model, sigmas = FakeModel(context_eps), compute_sigmas(SD, "karras", 6)
     positive, negative, latent = prompt(0.3), prompt(-0.2), {"samples": torch.zeros(1, 4, 8, 8)}
-    guider, passed = call(registry, "ScheduledCFGGuider", model=model, positive=positive, negative=negative,
+    guider, passed = call(registry, "InspireScheduledCFGGuider", model=model, positive=positive, negative=negative,
                           sigmas=sigmas, from_cfg=from_cfg, to_cfg=to_cfg, schedule=schedule)
     assert passed is sigmas
     out = sample_custom(guider, NoiseSource(0, False), SamplerChoice("euler"), sigmas, latent)[0]["samples"]
