@@ -24,9 +24,9 @@ nodes/pack_nodes_inspire_utils.py, the LoRA Block Weight nodes in nodes/pack_nod
 
 Left out: the regional samplers (Impact's regional sampler), the model-based nodes, the cache
 backends and their ShowCachedInfo / cache nodes (the pack's shared model cache; the loaders' own
-cache serves here), ScheduledPerpNegCFGGuider, HyperTile, scheduler_func_opt (a SCHEDULER_FUNC
-no node here gives) and ToIPAdapterPipe (its pipe feeds Impact's IPAdapter SEGS nodes, which are
-left out).
+cache serves here), HyperTile (a test node of the pack's), scheduler_func_opt (a SCHEDULER_FUNC no
+node here gives) and ToIPAdapterPipe (its pipe feeds Impact's IPAdapter SEGS nodes, which are left
+out).
 """
 
 from __future__ import annotations

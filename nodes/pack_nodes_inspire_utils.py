@@ -11,9 +11,9 @@ Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
 Nodes: FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
 CLIPTextEncodeWithWeight, RGB_HexToHSV, LoadImagesFromDir, LoadImageListFromDir, CompositeNoise,
-ScheduledCFGGuider (each "... //Inspire"); CLIPTextEncodeWithWeight and CompositeNoise from
-inspire/prompt_support.py (store file 11146785535), ScheduledCFGGuider from inspire/sampler_nodes.py
-at 09ae2eaa9bae5dd3b251c25450b514fe6e31e7dc.
+ScheduledCFGGuider, ScheduledPerpNegCFGGuider (each "... //Inspire"); CLIPTextEncodeWithWeight and
+CompositeNoise from inspire/prompt_support.py (store file 11146785535), the scheduled guiders from
+inspire/sampler_nodes.py at 09ae2eaa9bae5dd3b251c25450b514fe6e31e7dc.
 The folder loaders read folders inside the inputs folder only (the pack reads any folder on disk).
 
 Left out: LoadImage //Inspire (the picture as base64 text its editor writes into the workflow),
@@ -437,37 +437,53 @@ def scheduled_cfg(from_cfg: float, to_cfg: float, i: int, steps: int, schedule: 
     return from_cfg + (to_cfg - from_cfg) * i / steps
 
 
+def _cfg_by_sigma(inner, table: dict):
+    """The denoiser `inner` (a CFG or Perp-Neg one) with its scale looked up by the sigma each call
+    denoises: table[float(sigma)] = (cfg, index); a sigma not in the table (a second-order sampler's
+    midpoint) takes the next index's scale, as the pack's guiders do."""
+    hooks = (*inner.post_cfg_functions, *inner.pre_cfg_functions, getattr(inner, "cfg_function", None))
+    needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in hooks)
+    by_sigma, by_index, last = dict(table), {i: v for v, i in table.values()}, [0]
+
+    def denoise(x, sigma, post_cfg=None):
+        key = float(sigma.flatten()[0])
+        if key not in by_sigma:
+            index = min(last[0] + 1, max(by_index))
+            by_sigma[key] = (by_index[index], index)
+        inner.cfg, last[0] = by_sigma[key]
+        if hasattr(inner, "skip_uncond"):  # CFG decides this once, from its scale
+            inner.skip_uncond = math.isclose(inner.cfg, 1.0) and not needs_uncond
+        return inner(x, sigma, post_cfg)
+
+    return denoise
+
+
 @functools.cache
-def _scheduled_guider_class():
-    """The GUIDER of Scheduled CFGGuider, made on first use (graphflow.sampling imports torch)."""
+def _scheduled_guider_class(base: str):
+    """A GUIDER class of graphflow.sampling.guidance (CFGGuider, PerpNegGuider) with a scale table,
+    made on first use (graphflow.sampling imports torch)."""
     from dataclasses import dataclass
 
-    from graphflow.sampling.guidance import CFGGuider
+    from graphflow.sampling import guidance
 
     @dataclass
-    class ScheduledCFGGuidance(CFGGuider):
-        """CFG whose scale follows the sigma being denoised: table[float(sigma)] = (cfg, index); a
-        sigma not in the table (a second-order sampler's midpoint) takes the next index's cfg."""
+    class Scheduled(getattr(guidance, base)):
         table: dict = None
 
         def denoiser(self, model_denoiser, prepare):
-            inner = super().denoiser(model_denoiser, prepare)
-            hooks = (*inner.post_cfg_functions, *inner.pre_cfg_functions, inner.cfg_function)
-            needs_uncond = any(getattr(fn, "needs_uncond", False) for fn in hooks)
-            by_sigma, by_index, last = dict(self.table), {i: v for v, i in self.table.values()}, [0]
+            return _cfg_by_sigma(super().denoiser(model_denoiser, prepare), self.table)
 
-            def denoise(x, sigma, post_cfg=None):
-                key = float(sigma.flatten()[0])
-                if key not in by_sigma:
-                    index = min(last[0] + 1, max(by_index))
-                    by_sigma[key] = (by_index[index], index)
-                inner.cfg, last[0] = by_sigma[key]
-                inner.skip_uncond = math.isclose(inner.cfg, 1.0) and not needs_uncond
-                return inner(x, sigma, post_cfg)
+    return Scheduled
 
-            return denoise
 
-    return ScheduledCFGGuidance
+def _cfg_table(sigmas, from_cfg: float, to_cfg: float, schedule: str) -> dict:
+    import torch
+
+    if not torch.is_tensor(sigmas) or sigmas.ndim != 1 or len(sigmas) < 2:
+        raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of at least two noise levels")
+    steps = len(sigmas) - 1
+    return {float(sigma): (scheduled_cfg(from_cfg, to_cfg, i, steps, schedule), i)
+            for i, sigma in enumerate(sigmas.tolist())}
 
 
 class InspireScheduledCFGGuider(Node):
@@ -487,15 +503,33 @@ class InspireScheduledCFGGuider(Node):
     comfy = ComfyAlias(("ScheduledCFGGuider //Inspire",))
 
     def run(self):
-        import torch
+        table = _cfg_table(self.sigmas, self.from_cfg, self.to_cfg, self.schedule)
+        guider = _scheduled_guider_class("CFGGuider")(self.model, self.positive, self.negative, self.from_cfg, table)
+        return guider, self.sigmas
 
-        if not torch.is_tensor(self.sigmas) or self.sigmas.ndim != 1 or len(self.sigmas) < 2:
-            raise NodeInputError("sigmas", "expected SIGMAS: a 1-D tensor of at least two noise levels")
-        steps = len(self.sigmas) - 1
-        table = {}
-        for i, sigma in enumerate(self.sigmas.tolist()):
-            table[float(sigma)] = (scheduled_cfg(self.from_cfg, self.to_cfg, i, steps, self.schedule), i)
-        guider = _scheduled_guider_class()(self.model, self.positive, self.negative, self.from_cfg, table)
+
+class InspireScheduledPerpNegCFGGuider(Node):
+    """Perp-Neg guidance (as PerpNegGuider: the negative pushes away only with its part
+    perpendicular to the positive's, from the empty prompt's prediction) whose scale changes over
+    the sigmas as Scheduled CFGGuider's does. Gives the sigmas on."""
+    category = "sampling/custom_sampling/guiders"
+    model: MODEL
+    positive: CONDITIONING
+    negative: CONDITIONING
+    empty_conditioning: CONDITIONING
+    neg_scale: float = Float(1.0, min=0.0, max=100.0, step=0.01)
+    sigmas: SIGMAS
+    from_cfg: float = Float(6.5, min=0.0, max=100.0, step=0.1)
+    to_cfg: float = Float(1.0, min=0.0, max=100.0, step=0.1)
+    schedule: str = Choice(CFG_SCHEDULES, "log")
+    outputs = {"GUIDER": GUIDER, "SIGMAS": SIGMAS}
+    comfy = ComfyAlias(("ScheduledPerpNegCFGGuider //Inspire",))
+
+    def run(self):
+        table = _cfg_table(self.sigmas, self.from_cfg, self.to_cfg, self.schedule)
+        guider = _scheduled_guider_class("PerpNegGuider")(self.model, self.positive, self.negative,
+                                                          self.empty_conditioning, self.from_cfg, self.neg_scale,
+                                                          table)
         return guider, self.sigmas
 
 

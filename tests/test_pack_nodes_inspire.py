@@ -881,3 +881,25 @@ def test_scheduled_cfg_guider_scales_each_step(registry, schedule, from_cfg, to_
     want = sum((-0.2 + cfg_reference(from_cfg, to_cfg, i, 6, schedule) * 0.5) * float(sigmas[i + 1] - sigmas[i])
                for i in range(6))
     torch.testing.assert_close(out, unit * want, rtol=1e-4, atol=1e-5)
+
+
+def test_scheduled_perp_neg_guider_at_one_scale_is_perp_neg(registry):
+    from graphflow.sampling import compute_sigmas
+    from graphflow.sampling.pipeline import sample_custom
+    from graphflow.sampling.samplers import SamplerChoice
+    from nodes import custom_sampling as cs
+    from sampling_fakes import SD, context_eps
+
+    model, sigmas = FakeModel(context_eps), compute_sigmas(SD, "karras", 4)
+    conds = dict(positive=prompt(0.3), negative=prompt(-0.2), empty_conditioning=prompt(0.05))
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    guider, _ = call(registry, "InspireScheduledPerpNegCFGGuider", model=model, sigmas=sigmas, from_cfg=3.0,
+                     to_cfg=3.0, schedule="exp", neg_scale=0.7, **conds)
+    plain = run_node(cs.PerpNegGuider, model=model, cfg=3.0, neg_scale=0.7, **conds)
+    got, want = (sample_custom(g, NoiseSource(2), SamplerChoice("euler"), sigmas, latent)[0]["samples"]
+                 for g in (guider, plain))
+    torch.testing.assert_close(got, want)
+    varying, _ = call(registry, "InspireScheduledPerpNegCFGGuider", model=model, sigmas=sigmas, from_cfg=6.0,
+                      to_cfg=1.0, schedule="linear", neg_scale=0.7, **conds)
+    assert not torch.allclose(sample_custom(varying, NoiseSource(2), SamplerChoice("euler"), sigmas, latent)[0]
+                              ["samples"], want)
