@@ -11,13 +11,13 @@ Read from ltdrdata/ComfyUI-Inspire-Pack: inspire/image_util.py at
 Nodes: FloatRange, ChangeImageBatchSize, ChangeLatentBatchSize, ImageBatchSplitter,
 LatentBatchSplitter, ColorMapToMasks, SelectNthMask, ConcatConditioningsWithMultiplier,
 CLIPTextEncodeWithWeight, RGB_HexToHSV, LoadImagesFromDir, LoadImageListFromDir, CompositeNoise,
-ScheduledCFGGuider, ScheduledPerpNegCFGGuider (each "... //Inspire"); CLIPTextEncodeWithWeight and
+ScheduledCFGGuider, ScheduledPerpNegCFGGuider, ConditioningUpscale, ConditioningStretch (each
+"... //Inspire"); the last two from inspire/conditioning_nodes.py; CLIPTextEncodeWithWeight and
 CompositeNoise from inspire/prompt_support.py (store file 11146785535), the scheduled guiders from
 inspire/sampler_nodes.py at 09ae2eaa9bae5dd3b251c25450b514fe6e31e7dc.
 The folder loaders read folders inside the inputs folder only (the pack reads any folder on disk).
 
-Left out: LoadImage //Inspire (the picture as base64 text its editor writes into the workflow),
-ConditioningUpscale / Stretch (Davemane42's archived area nodes).
+Left out: LoadImage //Inspire (the picture as base64 text its editor writes into the workflow).
 """
 
 from __future__ import annotations
@@ -252,6 +252,62 @@ conditioning1 alone it is given back unscaled, as the pack does. Inputs 2 .. {CO
             source = _scaled(getattr(self, f"conditioning{i}"), getattr(self, f"multiplier{i}"))[0][0]
             result = [(torch.cat([cond, source.to(cond.dtype)], dim=1), dict(options)) for cond, options in result]
         return result
+
+
+def _round_up_8(value) -> int:
+    return ((int(value) + 7) >> 3) << 3
+
+
+def _areas_changed(conditioning, change) -> list:
+    """The conditioning with each entry's area (h, w, y, x in latent units) as change(area) makes
+    it; an area given in percentages is left as it is (the pack fails on one), with a warning."""
+    out = []
+    for cond, options in conditioning:
+        options = dict(options)
+        area = options.get("area")
+        if area is not None and isinstance(area[0], str):
+            warn("an area given in percentages (ConditioningSetAreaPercentage) is left as it is")
+        elif area is not None:
+            options["area"] = change(area)
+        out.append((cond, options))
+    return out
+
+
+class InspireConditioningUpscale(Node):
+    """Davemane42's Conditioning Upscale, kept by the pack for old workflows: each area (h, w, y, x
+    in latent units) times scalar, each rounded up to a multiple of 8 (of latent units, as the
+    pack rounds them)."""
+    category = "Davemane42"
+    conditioning: CONDITIONING
+    scalar: int = Int(2, min=1, max=100)
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningUpscale //Inspire",))
+
+    def run(self):
+        return _areas_changed(self.conditioning, lambda area: tuple(_round_up_8(v * self.scalar) for v in area))
+
+
+class InspireConditioningStretch(Node):
+    """Davemane42's Conditioning Stretch, kept by the pack for old workflows: each area (h, w, y, x
+    in latent units) stretched from a resolutionX x resolutionY picture to newWidth x newHeight
+    (in 8-pixel cells, floored), then rounded up to a multiple of 8, as the pack computes it."""
+    category = "Davemane42"
+    conditioning: CONDITIONING
+    resolutionX: int = Int(512, min=64, max=16384, step=64)
+    resolutionY: int = Int(512, min=64, max=16384, step=64)
+    newWidth: int = Int(512, min=64, max=16384, step=64)
+    newHeight: int = Int(512, min=64, max=16384, step=64)
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningStretch //Inspire",))
+
+    def run(self):
+        def stretched(area):
+            h, w, y, x = area[:4]
+            down = [v * 8 * self.newHeight / self.resolutionY // 8 for v in (h, y)]
+            across = [v * 8 * self.newWidth / self.resolutionX // 8 for v in (w, x)]
+            return tuple(_round_up_8(v) for v in (down[0], across[0], down[1], across[1]))
+
+        return _areas_changed(self.conditioning, stretched)
 
 
 class InspireRGBHexToHSV(Node):

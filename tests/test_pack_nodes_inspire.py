@@ -903,3 +903,15 @@ def test_scheduled_perp_neg_guider_at_one_scale_is_perp_neg(registry):
                       to_cfg=1.0, schedule="linear", neg_scale=0.7, **conds)
     assert not torch.allclose(sample_custom(varying, NoiseSource(2), SamplerChoice("euler"), sigmas, latent)[0]
                               ["samples"], want)
+
+
+def test_conditioning_upscale_and_stretch_areas(registry):
+    cond = [(torch.ones(1, 2, 3), {"area": (10, 12, 3, 5), "strength": 1.0}), (torch.ones(1, 2, 3), {})]
+    up = call(registry, "InspireConditioningUpscale", conditioning=cond, scalar=3)
+    assert up[0][1]["area"] == tuple(((v * 3 + 7) // 8) * 8 for v in (10, 12, 3, 5)) and up[1][1] == {}
+    out = call(registry, "InspireConditioningStretch", conditioning=cond, resolutionX=512, resolutionY=512,
+               newWidth=1024, newHeight=768)
+    h, w, y, x = 10, 12, 3, 5
+    want = [(h * 8) * 768 / 512 // 8, (w * 8) * 1024 / 512 // 8, (y * 8) * 768 / 512 // 8, (x * 8) * 1024 / 512 // 8]
+    assert out[0][1]["area"] == tuple(math.ceil(v / 8) * 8 for v in want)
+    assert cond[0][1]["area"] == (10, 12, 3, 5)  # the input is left alone
