@@ -431,23 +431,38 @@ def _tagged(text: str) -> tuple[str, str]:
     return text[:end], text[end:]
 
 
-def lora_tags(text: str) -> list[tuple[str, float, float]]:
-    """(name, model weight, clip weight) of each <lora:name:w1:w2> in text, the first of each name:
-    w1 defaults to 1, w2 to w1. LBW= and LOADER= parts (Inspire Pack block weights, nunchaku) are
-    read past, with a warning."""
+def lora_tag_entries(text: str) -> list[tuple[str, float, float, str | None, float | None, float | None]]:
+    """(name, model weight, clip weight, block vector, A, B) of each <lora:name:w1:w2> in text, the
+    first of each name: w1 defaults to 1, w2 to w1; an LBW=vector;A=a;B=b part (Inspire Pack's
+    block weights; LBW=NAME:vector is read as LBW=vector) gives the last three, else None. A
+    LOADER= part (nunchaku) is read past, with a warning."""
     tags, seen = [], set()
     for body in _LORA_TAG.findall(_tagged(text)[0]):
         body = re.sub(r"LBW=[A-Za-z][A-Za-z0-9_-]*:", "LBW=", body.strip(":"))
         name, *rest = body.split(":")
         weights = [float(part) for part in rest if _NUMBER.match(part)][:2]
-        if any(part.startswith(("LBW=", "LOADER=")) for part in rest):
-            warn(f"<lora:{body}>: LBW= and LOADER= are not supported here; loaded as a plain LoRA")
+        vector = lbw_a = lbw_b = None
+        for part in rest:
+            if part.startswith("LBW="):
+                for item in part[4:].split(";"):
+                    if item.startswith(("A=", "B=")):
+                        value = float(item[2:].strip()) if _NUMBER.match(item[2:].strip()) else 1.0
+                        lbw_a, lbw_b = (value, lbw_b) if item[0] == "A" else (lbw_a, value)
+                    elif item.strip():
+                        vector = item
+        if any(part.startswith("LOADER=") for part in rest):
+            warn(f"<lora:{body}>: LOADER= is not supported here; loaded as a plain LoRA")
         model_weight = weights[0] if weights else 1.0
         clip_weight = weights[1] if len(weights) > 1 else model_weight
         if name not in seen:
-            tags.append((name, model_weight, clip_weight))
+            tags.append((name, model_weight, clip_weight, vector, lbw_a, lbw_b))
             seen.add(name)
     return tags
+
+
+def lora_tags(text: str) -> list[tuple[str, float, float]]:
+    """(name, model weight, clip weight) of each <lora:...> tag in text (lora_tag_entries)."""
+    return [entry[:3] for entry in lora_tag_entries(text)]
 
 
 def lora_file(name: str, names: list[str]) -> str | None:
@@ -514,8 +529,9 @@ class ImpactWildcardEncode(Node):
     each part encoded with CLIPTextEncode (at most 100 parts), the parts joined as
     ConditioningConcat joins them.
     Gives the model and CLIP with the LoRAs, the conditioning and the text with its tags.
-    The two Select widgets are the editor's lists. Inspire Pack's LBW= block weights and
-    LOADER= are not supported (a plain LoRA is loaded, with a warning)."""
+    The two Select widgets are the editor's lists. A tag's LBW=vector;A=a;B=b part applies the
+    LoRA with Inspire Pack's block weights (LoraLoaderBlockWeight //Inspire, inverse off, seed 0,
+    as the pack calls it); LOADER= is not supported (a plain LoRA is loaded, with a warning)."""
     category = "ImpactPack/Prompt"
     model: MODEL
     clip: CLIP
@@ -536,22 +552,32 @@ class ImpactWildcardEncode(Node):
 
     def run(self):
         text = process_wildcards(populated(self), self.seed)
-        model, clip = self.model, self.clip
-        names = _lora_names()
-        for name, model_weight, clip_weight in lora_tags(text):
-            found = lora_file(name, names)
-            if found is None:
-                warn(f"LoRA not found: {name}")
-                continue
+        return (*encode_with_loras(text, self.model, self.clip), text)
+
+
+def encode_with_loras(text: str, model, clip, encode=None) -> tuple:
+    """The pack's process_with_loras on a processed text: its <lora:...> tags applied to model and
+    clip and removed, the rest split at BREAK and each part encoded (with encode(clip, text), by
+    default CLIPTextEncode), the parts concatenated. Gives (model, clip, conditioning)."""
+    names = _lora_names()
+    for name, model_weight, clip_weight, vector, lbw_a, lbw_b in lora_tag_entries(text):
+        found = lora_file(name, names)
+        if found is None:
+            warn(f"LoRA not found: {name}")
+        elif vector is not None:  # Inspire Pack's LoRA Block Weight loader, as the pack calls it
+            from nodes.pack_nodes_inspire_lbw import block_weight_lora
+            model, clip, _ = block_weight_lora(model, clip, found, model_weight, clip_weight, False, 0, lbw_a, lbw_b,
+                                               vector, "populated_text")
+        else:
             model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
-        tagged, rest = _tagged(text)
-        parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
-        if len(parts) > MAX_BREAK_PARTS:
-            raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
-                                                   "(each is one CLIP encoding)")
-        parts = [part for part in parts if part] or [""]
-        encoded = [_core(CLIPEncode, text=part, clip=clip) for part in parts]
-        return model, clip, concat_all(encoded), text
+    tagged, rest = _tagged(text)
+    parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
+    if len(parts) > MAX_BREAK_PARTS:
+        raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
+                                               "(each is one CLIP encoding)")
+    parts = [part for part in parts if part] or [""]
+    encode = encode or (lambda clip, part: _core(CLIPEncode, text=part, clip=clip))
+    return model, clip, concat_all([encode(clip, part) for part in parts])
 
 
 def concat_all(conditionings: list) -> list:

@@ -47,7 +47,7 @@ from .flow_sampling import FlowDenoiser, is_flow, model_sampling_for
 from .guidance import CFGGuider, prepare_conds, repeat_to_batch, resize_to_batch
 from .hooks import entry_hooks
 from .model_sampling import DiscreteSchedule, ModelDenoiser
-from .noise import NoiseSource, initial_noise, inpaint_noise
+from .noise import NoiseSource, inpaint_noise
 from .preview import make_preview
 from .samplers import (ALL_SAMPLERS, DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS,
                        SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, UNI_PC_END_SIGMA, UNI_PC_SAMPLERS, SamplerChoice)
@@ -64,7 +64,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
            positive: list, negative: list, latent: dict, denoise: float = 1.0,
            start_step: int | None = None, end_step: int | None = None, add_noise: bool = True,
            return_with_leftover_noise: bool = False, callback=None, preview_every: int = 1,
-           noise_mode: str = "comfy") -> dict:
+           noise_mode: str = "comfy", starting_noise: NoiseSource | None = None) -> dict:
     """Sample a LATENT with a MODEL; returns a new LATENT dict (input keys kept, "samples" replaced).
 
     KSampler = sample(..., denoise=d); KSamplerAdvanced = sample(..., start_step, end_step,
@@ -76,6 +76,9 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     noise_mode "comfy": noise added during sampling (ancestral / SDE samplers) as ComfyUI draws it
     (one stream seeded with `seed`, on the model's device); "per_image": image i of the batch has
     its own CPU stream seeded with seed + batch_index[i], independent of batch size and device.
+    starting_noise: where the starting noise comes from when add_noise is on (a NoiseSource, or
+    a subclass drawing it otherwise: Inspire Pack's samplers); None: NoiseSource(seed). `seed`
+    still drives the noise ancestral / SDE samplers add.
     """
     if sampler_name not in SAMPLERS:
         raise NodeInputError("sampler_name", f"unknown sampler {sampler_name!r}; expected one of {', '.join(SAMPLERS)}")
@@ -113,7 +116,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
 
     batch_index = latent.get("batch_index")
     if add_noise:
-        noise = initial_noise(samples, seed, batch_index)
+        noise = (starting_noise or NoiseSource(seed)).generate(samples, batch_index)
     else:
         noise = torch.zeros(samples.shape, dtype=torch.float32)
     out = dict(latent)
