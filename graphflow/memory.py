@@ -706,6 +706,8 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)
+    if dtype == torch.uint8:  # a GGUF layer's quantized blocks: patched, they are values in its compute dtype
+        return weight
     return stochastic_round(weight, dtype, patches[-1].seed) if weight.dtype != dtype else weight
 
 
