@@ -2275,3 +2275,17 @@ def gguf_values(path) -> dict[str, torch.Tensor]:
         array = gguf.quants.dequantize(t.data, t.tensor_type)
         values[t.name] = torch.from_numpy(array.astype("float32").reshape(tuple(reversed(t.shape.tolist()))))
     return values
+
+
+def llama_cpp_t5_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A T5 encoder's Hugging Face names as llama.cpp's GGUF files spell them (`shared.weight` ->
+    `token_embd.weight`, `encoder.block.0.layer.0.SelfAttention.q.weight` -> `enc.blk.0.attn_q.weight`),
+    the inverse of graphflow.models.gguf.T5_NAMES."""
+    from .models.gguf import T5_NAMES
+
+    renamed = {}
+    for key, value in state.items():
+        for theirs, ours in reversed(T5_NAMES):
+            key = key.replace(ours, theirs)
+        renamed[key] = value
+    return renamed

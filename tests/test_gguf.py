@@ -130,3 +130,87 @@ def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path):
     assert qkv.weight.dtype == torch.uint8 and qkv.weight.shape[1] == qkv.in_features // 32 * 18
     with torch.no_grad():
         torch.testing.assert_close(model(x, sigma, context, y, guidance=torch.tensor([3.5])), unpatched)
+
+
+# -- the pack's nodes ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def registry():
+    from graphflow.registry import Registry
+
+    return Registry().load_builtin()
+
+
+@pytest.fixture
+def gguf_folders(tmp_folders):
+    """models/ with a tiny FLUX as GGUF Q8_0 (and its gguf-py-dequantized twin as .safetensors), a
+    tiny T5 as GGUF Q8_0 in llama.cpp's names (and its dequantized twin in HF names), a CLIP-L."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.gguf import T5_NAMES
+    from graphflow.testing import flow_file_shapes, gguf_values, llama_cpp_t5_names, random_state, \
+        write_gguf, write_text_encoder
+
+    unet, text = tmp_folders.models / "diffusion_models", tmp_folders.models / "text_encoders"
+    unet.mkdir()
+    text.mkdir()
+    flux = write_gguf(unet / "flux-tiny-Q8_0.gguf", _tiny_flux_state(), "flux", "Q8_0")
+    save_file({k: v.contiguous() for k, v in gguf_values(flux).items()}, str(unet / "flux-dequantized.safetensors"))
+    t5_state = random_state(flow_file_shapes("flux_dev", components=("text",)), 2, torch.float32)
+    prefix = "text_encoders.t5xxl.transformer."
+    t5_state = {k[len(prefix):]: v for k, v in t5_state.items() if k.startswith(prefix)}
+    t5 = write_gguf(text / "t5-tiny-Q8_0.gguf", llama_cpp_t5_names(t5_state), "t5", "Q8_0")
+    dequantized = {}
+    for key, value in gguf_values(t5).items():
+        for theirs, ours in T5_NAMES:
+            key = key.replace(theirs, ours)
+        dequantized[key] = value.contiguous()
+    save_file(dequantized, str(text / "t5-dequantized.safetensors"))
+    write_text_encoder(text / "clip_l.safetensors", "clip_l")
+    return tmp_folders
+
+
+def _api_prompt(unet_loader: dict, clip_loader: dict) -> dict:
+    return {
+        "1": unet_loader,
+        "2": clip_loader,
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox in the snow", "clip": ["2", 0]}},
+        "4": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 7, "steps": 2, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple",
+                                                   "positive": ["3", 0], "negative": ["3", 0],
+                                                   "latent_image": ["4", 0], "denoise": 1.0}},
+    }
+
+
+def _latent(result) -> torch.Tensor:
+    value = result.values["5"][0]
+    return value["samples"] if isinstance(value, dict) else value.samples
+
+
+def test_api_prompt_with_gguf_loaders_runs_as_the_dequantized_files(registry, gguf_folders):
+    """UnetLoaderGGUF + DualCLIPLoaderGGUF (a T5 in llama.cpp's names) sample what UNETLoader +
+    DualCLIPLoader sample on the same weights dequantized by gguf-py."""
+    from graphflow.comfy_format import export_api, export_ui
+    from graphflow.workflow import parse_workflow
+    from tests.test_pack_nodes import run_graph
+
+    prompt = _api_prompt(
+        {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "flux-tiny-Q8_0.gguf"}},
+        {"class_type": "DualCLIPLoaderGGUF", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                        "clip_name2": "t5-tiny-Q8_0.gguf", "type": "flux"}})
+    reference = _api_prompt(
+        {"class_type": "UNETLoader", "inputs": {"unet_name": "flux-dequantized.safetensors",
+                                                "weight_dtype": "default"}},
+        {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                    "clip_name2": "t5-dequantized.safetensors", "type": "flux"}})
+    ours, expected = _latent(run_graph(registry, prompt, ["5"])), _latent(run_graph(registry, reference, ["5"]))
+    assert ours.shape == (1, 16, 8, 8)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    workflow = parse_workflow(prompt, registry)
+    api = export_api(workflow, registry)
+    assert api["1"] == prompt["1"] and api["2"] == prompt["2"]
+    ui = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    assert ui[1]["type"] == "UnetLoaderGGUF" and ui[1]["widgets_values"] == ["flux-tiny-Q8_0.gguf"]
+    assert ui[2]["type"] == "DualCLIPLoaderGGUF"
+    assert ui[2]["widgets_values"] == ["clip_l.safetensors", "t5-tiny-Q8_0.gguf", "flux"]

@@ -326,10 +326,16 @@ class QuantizedLinear(nn.Linear):
     def weight_shape(self) -> torch.Size:
         return torch.Size((self.out_features, self.in_features))
 
+    # UnetLoaderGGUFAdvanced's dequant_dtype: the values rounded through this dtype before the cast to
+    # the input's (None: straight to the input's dtype)
+    dequant_dtype: torch.dtype | None = None
+
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         """The weight's values in `dtype` (the patched ones while a LoRA holds)."""
         w = self.weight
-        return dequantize(w, self.qtype, self.weight_shape, dtype) if w.dtype == torch.uint8 else w.to(dtype)
+        if w.dtype != torch.uint8:
+            return w.to(dtype)
+        return dequantize(w, self.qtype, self.weight_shape, self.dequant_dtype or dtype).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -381,3 +387,40 @@ def _is_cast_linear(layer: nn.Module) -> bool:
     from .cast_layers import Linear
 
     return type(layer) is Linear
+
+
+def check_gguf_file(path, text_encoder: bool) -> str | None:
+    """The general.architecture of the GGUF file `path` (None where it names none), after the checks
+    ComfyUI-GGUF's loader makes: a diffusion model's must be one of the pack's IMAGE_ARCHITECTURES
+    (a text encoder's told apart), a text encoder's one of TEXT_ARCHITECTURES (and present: a text
+    encoder without one is not llama.cpp's). GGUFError saying what was found otherwise."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise GGUFError(f"{path.name}: no such file")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise GGUFError(f"{path.name} is not a GGUF file")
+    contents = GGUFContents(path)
+    arch = contents.architecture
+    contents.close()
+    if text_encoder:
+        if arch is None:
+            raise GGUFError(f"{path.name} names no architecture (general.architecture): not a llama.cpp text "
+                            "encoder; use the .safetensors version")
+        if arch in IMAGE_ARCHITECTURES:
+            raise GGUFError(f"{path.name} is a diffusion model (GGUF architecture {arch!r}), not a text encoder: "
+                            "load it with UnetLoaderGGUF")
+        if arch not in TEXT_ARCHITECTURES:
+            raise GGUFError(f"{path.name}: GGUF text-encoder architecture {arch!r} is not supported "
+                            f"(supported: {', '.join(TEXT_ARCHITECTURES)})")
+    elif arch in ("pig", "cow"):  # the pack's converter's placeholders: the model is told by its tensors
+        return None
+    elif arch in TEXT_ARCHITECTURES:
+        raise GGUFError(f"{path.name} is a text encoder (GGUF architecture {arch!r}), not a diffusion model: "
+                        "load it with CLIPLoaderGGUF / DualCLIPLoaderGGUF")
+    elif arch is not None and arch not in IMAGE_ARCHITECTURES:
+        raise GGUFError(f"{path.name}: GGUF architecture {arch!r} is not supported "
+                        f"(supported: {', '.join(IMAGE_ARCHITECTURES)})")
+    return arch
