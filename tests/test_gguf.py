@@ -7,6 +7,7 @@ import torch
 
 gguf = pytest.importorskip("gguf")
 
+from graphflow.context import NodeInputError  # noqa: E402
 from graphflow.models.gguf import GGML_TYPES, QUANTIZED, dequantize  # noqa: E402
 
 # byte offsets of the fp16 scales (d, dmin) in each K-quant block: gguf-py cannot quantize these,
@@ -214,3 +215,100 @@ def test_api_prompt_with_gguf_loaders_runs_as_the_dequantized_files(registry, gg
     assert ui[1]["type"] == "UnetLoaderGGUF" and ui[1]["widgets_values"] == ["flux-tiny-Q8_0.gguf"]
     assert ui[2]["type"] == "DualCLIPLoaderGGUF"
     assert ui[2]["widgets_values"] == ["clip_l.safetensors", "t5-tiny-Q8_0.gguf", "flux"]
+
+
+def test_ui_save_with_gguf_loaders_reads_runs_and_writes_back(registry, gguf_folders):
+    """As the editor saves it: UnetLoaderGGUFAdvanced's widgets in the pack's order, DualCLIPLoaderGGUF's."""
+    from graphflow.comfy_format import export_api, export_ui
+    from graphflow.workflow import parse_workflow
+    from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+    nodes = [
+        ui_node(1, "UnetLoaderGGUFAdvanced", ["flux-tiny-Q8_0.gguf", "float16", "default", False],
+                outputs=[("MODEL", "MODEL", [1])]),
+        ui_node(2, "DualCLIPLoaderGGUF", ["t5-tiny-Q8_0.gguf", "clip_l.safetensors", "flux"],
+                outputs=[("CLIP", "CLIP", [2])]),
+        ui_node(3, "CLIPTextEncode", ["a fox in the snow"], [("clip", "CLIP", 2, False)],
+                [("CONDITIONING", "CONDITIONING", [3, 4])]),
+        ui_node(4, "EmptySD3LatentImage", [64, 64, 1], outputs=[("LATENT", "LATENT", [5])]),
+        ui_node(5, "KSampler", [7, "fixed", 2, 1.0, "euler", "simple", 1.0],
+                [("model", "MODEL", 1, False), ("positive", "CONDITIONING", 3, False),
+                 ("negative", "CONDITIONING", 4, False), ("latent_image", "LATENT", 5, False)],
+                [("LATENT", "LATENT", [])]),
+    ]
+    links = [[1, 1, 0, 5, 0, "MODEL"], [2, 2, 0, 3, 0, "CLIP"], [3, 3, 0, 5, 1, "CONDITIONING"],
+             [4, 3, 0, 5, 2, "CONDITIONING"], [5, 4, 0, 5, 3, "LATENT"]]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["1"].inputs == {"unet_name": "flux-tiny-Q8_0.gguf", "dequant_dtype": "float16",
+                                          "patch_dtype": "default", "patch_on_device": False}
+    result = run_graph(registry, graph, ["5"])
+    model = result.values["1"][0]
+    from graphflow.models.gguf import QuantizedLinear
+
+    layers = [m for m in model.unet.modules() if isinstance(m, QuantizedLinear)]
+    assert layers and all(m.dequant_dtype == torch.float16 for m in layers)
+    assert _latent(result).shape == (1, 16, 8, 8)
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    assert written[1]["type"] == "UnetLoaderGGUFAdvanced"
+    assert written[1]["widgets_values"] == ["flux-tiny-Q8_0.gguf", "float16", "default", False]
+    assert written[2]["widgets_values"] == ["t5-tiny-Q8_0.gguf", "clip_l.safetensors", "flux"]
+    api = export_api(workflow, registry)
+    assert api["1"]["class_type"] == "UnetLoaderGGUFAdvanced" and api["2"]["class_type"] == "DualCLIPLoaderGGUF"
+
+
+def test_dequant_dtype_rounds_the_weights_through_it(tmp_path):
+    from graphflow.models.gguf import QuantizedLinear, dequantize
+
+    layer = QuantizedLinear(64, 3, True, "Q8_0", torch.float32)
+    raw = torch.from_numpy(random_blocks("Q8_0", rows=3, blocks_per_row=2, seed=9))
+    layer.weight = torch.nn.Parameter(raw, requires_grad=False)
+    layer.bias = torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+    x = torch.randn(2, 64)
+    values = dequantize(raw, "Q8_0", (3, 64))
+    torch.testing.assert_close(layer(x), x @ values.T, rtol=0, atol=1e-5)
+    layer.dequant_dtype = torch.bfloat16
+    torch.testing.assert_close(layer(x), x @ values.bfloat16().float().T, rtol=0, atol=1e-5)
+
+
+def test_clear_errors(registry, gguf_folders, tmp_path):
+    from graphflow.testing import write_gguf
+    from tests.test_nodes_image_mask import call
+
+    unet, text = gguf_folders.models / "diffusion_models", gguf_folders.models / "text_encoders"
+    # a text encoder given to the UNet loader, a diffusion model given to a CLIP loader
+    (unet / "t5.gguf").write_bytes((text / "t5-tiny-Q8_0.gguf").read_bytes())
+    with pytest.raises(NodeInputError, match="text encoder .*'t5'.*CLIPLoaderGGUF") as caught:
+        call(registry, "UnetLoaderGGUF", unet_name="t5.gguf")
+    assert caught.value.input == "unet_name"
+    (text / "flux.gguf").write_bytes((unet / "flux-tiny-Q8_0.gguf").read_bytes())
+    with pytest.raises(NodeInputError, match="diffusion model .*'flux'.*UnetLoaderGGUF") as caught:
+        call(registry, "DualCLIPLoaderGGUF", clip_name1="clip_l.safetensors", clip_name2="flux.gguf", type="flux")
+    assert caught.value.input == "clip_name2"
+    # an architecture graphflow (and the pack) lacks, named
+    write_gguf(unet / "other.gguf", {"x.weight": torch.zeros(4, 32)}, "stable_audio")
+    with pytest.raises(NodeInputError, match="architecture 'stable_audio' is not supported"):
+        call(registry, "UnetLoaderGGUF", unet_name="other.gguf")
+    # a quant type graphflow does not read, named
+    import gguf as gg
+
+    writer = gg.GGUFWriter(str(unet / "iq.gguf"), arch="flux")
+    writer.add_tensor("img_in.weight", np.zeros((4, 36), dtype=np.uint8), raw_dtype=gg.GGMLQuantizationType.IQ4_NL)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(NodeInputError, match="stored as IQ4_NL, a ggml type graphflow does not read"):
+        call(registry, "UnetLoaderGGUF", unet_name="iq.gguf")
+    # not a GGUF at all (not offered: the loader refuses it too, should a renamed file get there)
+    from nodes.gguf import load_gguf_unet
+
+    with pytest.raises(NodeInputError, match="flux-dequantized.safetensors is not a GGUF file"):
+        load_gguf_unet("flux-dequantized.safetensors")
+
+
+def test_gguf_files_are_listed_where_the_pack_lists_them(gguf_folders):
+    from nodes.gguf import _clip_names, _unet_names
+
+    assert _unet_names() == ["flux-tiny-Q8_0.gguf"]
+    assert _clip_names() == ["clip_l.safetensors", "t5-dequantized.safetensors", "t5-tiny-Q8_0.gguf"]
