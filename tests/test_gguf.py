@@ -312,3 +312,10 @@ def test_gguf_files_are_listed_where_the_pack_lists_them(gguf_folders):
 
     assert _unet_names() == ["flux-tiny-Q8_0.gguf"]
     assert _clip_names() == ["clip_l.safetensors", "t5-dequantized.safetensors", "t5-tiny-Q8_0.gguf"]
+
+
+def test_the_packs_classes_left_out_are_named_as_its():
+    from graphflow.comfy_format import custom_pack
+
+    for name in ("GGUFLoraImport", "VAELoaderGGUF", "TargetedQuantizationGGUF", "UnetLoaderGGUFDynamicVRAM"):
+        assert custom_pack(name) == "ComfyUI-GGUF"
