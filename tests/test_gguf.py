@@ -319,3 +319,11 @@ def test_the_packs_classes_left_out_are_named_as_its():
 
     for name in ("GGUFLoraImport", "VAELoaderGGUF", "TargetedQuantizationGGUF", "UnetLoaderGGUFDynamicVRAM"):
         assert custom_pack(name) == "ComfyUI-GGUF"
+
+
+def test_inspect_describes_a_gguf_file(tmp_path):
+    from graphflow.models.checkpoint_report import inspect_report
+    from graphflow.testing import write_gguf
+
+    report = inspect_report(write_gguf(tmp_path / "flux.gguf", _tiny_flux_state(), "flux", "Q8_0"))
+    assert "gguf" in report and "FLUX.1 dev" in report and "Q8_0 (26 tensors)" in report
