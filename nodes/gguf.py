@@ -18,7 +18,7 @@ encoder needs the tokenizer inside a .safetensors file).
 from graphflow.api import CLIP, MODEL, Bool, Choice, ComfyAlias, Node, NodeInputError, folders
 from graphflow.folders import GGUF_EXTENSIONS, MODEL_EXTENSIONS
 from nodes.loaders import _find
-from nodes.text_encoder_loaders import DUAL_TYPES, KIND, SINGLE_TYPES
+from nodes.text_encoder_loaders import KIND, LoadDualTextEncoders, LoadTextEncoder
 from nodes.text_encoder_loaders import _find as _find_text_encoder
 from nodes.text_encoder_loaders import _load as _load_text_encoders
 from nodes.text_encoder_loaders import _state
@@ -27,6 +27,9 @@ COMFY_PACK = "ComfyUI-GGUF"  # the custom node pack this module's ComfyUI classe
 
 DIFFUSION_MODELS = "diffusion_models"  # models/diffusion_models/, then ComfyUI's older models/unet/
 DTYPES = ["default", "target", "float32", "float16", "bfloat16"]  # the advanced loader's dequant/patch dtypes
+# the pack's CLIP loaders take CLIPLoader's and DualCLIPLoader's `type` lists: graphflow's
+SINGLE_TYPES = LoadTextEncoder.input_specs["type"].widget.options
+DUAL_TYPES = LoadDualTextEncoders.input_specs["type"].widget.options
 
 
 def _unet_names() -> list[str]:
@@ -126,8 +129,10 @@ class UnetLoaderGGUFAdvanced(Node):
 _TEXT_ENCODER_HELP = """ GGUF text encoders: T5-XXL (t5 / t5encoder, as city96's t5-v1_1-xxl-encoder-gguf)
     and Llama / Qwen2-VL language models, in llama.cpp's tensor names (`enc.blk.0.attn_q.weight`,
     `blk.0.attn_q.weight`), mapped back to Hugging Face's as the pack maps them; .safetensors files
-    (CLIP-L, CLIP-G, ...) are offered and read too. A GGUF text encoder is dequantized into the
-    compute dtype when loaded (the pack keeps it quantized: ours takes its fp16/bf16 size)."""
+    (CLIP-L, CLIP-G, ...) are offered and read too. A GGUF T5's attention and gated-FFN input
+    weights stay quantized as it runs (as the pack's); its FFN output weights (`wo`), embedding and
+    norms are dequantized into the compute dtype when loaded, and so is all of a Llama / Qwen2-VL
+    GGUF (the pack keeps those quantized: ours take their fp16/bf16 size)."""
 
 
 class CLIPLoaderGGUF(Node):

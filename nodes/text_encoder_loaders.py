@@ -5,10 +5,6 @@ model family needs. Which encoder each file holds is read from its weights, in a
 from graphflow.api import CLIP, Choice, ComfyAlias, Node, NodeInputError, folders
 
 KIND = "text_encoders"  # models/text_encoders/, then ComfyUI's older models/clip/ (graphflow.folders)
-# the `type` choices of CLIPLoader and DualCLIPLoader (ComfyUI's names) graphflow reads
-SINGLE_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos", "wan",
-                "lumina2", "qwen_image", "hidream", "hunyuan_image"]
-DUAL_TYPES = ["sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image"]
 DEVICES = ["default", "cpu"]  # ComfyUI's device input: where the text encoders load and run
 
 
@@ -71,7 +67,9 @@ class LoadTextEncoder(Node):
     manager move it to the GPU while it encodes."""
     category = "advanced/loaders"
     clip_name: str = Choice(_list)
-    type: str = Choice(SINGLE_TYPES, "stable_diffusion")
+    type: str = Choice(["stable_diffusion", "stable_cascade", "sd3", "chroma", "pixart", "ltxv", "mochi", "cosmos",
+                        "wan", "lumina2", "qwen_image", "hidream", "hunyuan_image"],
+                       "stable_diffusion")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("CLIPLoader",), optional=("device",))
@@ -98,7 +96,7 @@ class LoadDualTextEncoders(Node):
     category = "advanced/loaders"
     clip_name1: str = Choice(_list)
     clip_name2: str = Choice(_list)
-    type: str = Choice(DUAL_TYPES, "sdxl")
+    type: str = Choice(["sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image"], "sdxl")
     device: str = Choice(DEVICES, "default")
     outputs = {"clip": CLIP}
     comfy = ComfyAlias(("DualCLIPLoader",), optional=("device",))

@@ -357,18 +357,21 @@ def gguf_source(source) -> tuple["GGUFContents", str] | tuple[None, str]:
     return (contents, prefix) if contents is not None else (None, "")
 
 
-def keep_quantized(net: nn.Module, source, compute_dtype: torch.dtype) -> set[str]:
+def keep_quantized(net: nn.Module, source, compute_dtype: torch.dtype, skip: tuple[str, ...] = ()) -> set[str]:
     """Make the Linear layers of the meta-built `net` whose weights `source` holds quantized (a GGUF
     file) QuantizedLinear layers; their state-dict keys are returned: read them as stored (uint8,
     WeightFile.get(key, dtype=torch.uint8)). Other quantized tensors (conv, embedding, norm) are
-    dequantized when read, in the compute dtype, as everything of a non-GGUF file."""
+    dequantized when read, in the compute dtype, as everything of a non-GGUF file; so are the
+    layers whose path ends with one of `skip`."""
     contents, prefix = gguf_source(source)
     if contents is None:
         return set()
     kept = set()
     for path, layer in list(net.named_modules()):
         key = f"{path}.weight"
-        if type(layer) not in (nn.Linear,) and not _is_cast_linear(layer):
+        if type(layer) is not nn.Linear and not _is_cast_linear(layer):
+            continue
+        if skip and path.endswith(skip):
             continue
         stored = prefix + key
         if stored not in contents.types or not contents.quantized(stored):

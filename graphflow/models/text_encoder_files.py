@@ -75,7 +75,7 @@ def _built(build, what: str, device, dtype):
 
 def _t5(view, what: str, device, dtype) -> T5Encoder:
     sub = KeyView(view, t5_prefix(view.shapes))
-    return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t), what, device, dtype)
+    return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t, source=sub), what, device, dtype)
 
 
 def _pile_t5(view) -> bool:
