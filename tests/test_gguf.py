@@ -51,23 +51,27 @@ def test_dequantize_matches_gguf(qtype):
 
 # -- a quantized model predicts what its dequantized weights predict ------------------------------
 
-def _tiny_flux_state(seed: int = 0):
+def _tiny_flux_state(seed: int = 0, family: str = "flux_dev"):
     from graphflow.testing import flow_file_shapes, random_state
 
-    return random_state(flow_file_shapes("flux_dev", components=("model",), prefixed=False), seed, torch.float32)
+    return random_state(flow_file_shapes(family, components=("model",), prefixed=False), seed, torch.float32)
 
 
-def _flux_inputs():
+def _flux_inputs(family: str = "flux_dev"):
     from graphflow.testing import flow_model_config
 
-    config = flow_model_config("flux_dev")
+    config = flow_model_config(family)
     g = torch.Generator().manual_seed(5)
+    if family.startswith("sd3"):
+        return (torch.randn(1, 16, 8, 8, generator=g), torch.tensor([0.6]),
+                torch.randn(1, 5, config.context_dim, generator=g), torch.randn(1, config.adm_in_channels, generator=g))
     return (torch.randn(1, 16, 8, 8, generator=g), torch.tensor([0.6]),
             torch.randn(1, 5, config.context_in_dim, generator=g), torch.randn(1, config.vec_in_dim, generator=g))
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_1"])
-def test_quantized_flux_predicts_as_its_dequantized_weights(tmp_path, qtype):
+@pytest.mark.parametrize("qtype,family,arch", [("Q8_0", "flux_dev", "flux"), ("Q4_0", "flux_dev", "flux"),
+                                               ("Q5_1", "flux_dev", "flux"), ("Q4_1", "sd35_large", "sd3")])
+def test_quantized_flow_model_predicts_as_its_dequantized_weights(tmp_path, qtype, family, arch):
     from safetensors.torch import save_file
 
     from graphflow.memory import module_bytes
@@ -75,13 +79,13 @@ def test_quantized_flux_predicts_as_its_dequantized_weights(tmp_path, qtype):
     from graphflow.models.gguf import QuantizedLinear
     from graphflow.testing import gguf_values, write_gguf
 
-    path = write_gguf(tmp_path / "flux-tiny.gguf", _tiny_flux_state(), "flux", qtype)
+    path = write_gguf(tmp_path / "tiny.gguf", _tiny_flux_state(family=family), arch, qtype)
     reference = tmp_path / "dequantized.safetensors"  # gguf-py's dequantized values, as a plain file
     save_file({k: v.contiguous() for k, v in gguf_values(path).items()}, str(reference))
 
     model = load_diffusion_model(path, "cpu", torch.float32)
     plain = load_diffusion_model(reference, "cpu", torch.float32)
-    assert model.arch == plain.arch == "flux"
+    assert model.arch == plain.arch == arch
     layers = [m for m in model.unet.modules() if isinstance(m, QuantizedLinear)]
     assert layers and all(m.weight.dtype == torch.uint8 and m.qtype == qtype for m in layers)
     # the quantized model holds its Linear weights as blocks (bytes per value: the type's block
@@ -90,10 +94,10 @@ def test_quantized_flux_predicts_as_its_dequantized_weights(tmp_path, qtype):
     assert sum(m.weight.numel() for m in layers) == sum(m.in_features * m.out_features for m in layers) * nbytes // block
     half = load_diffusion_model(path, "cpu", torch.float16)
     assert module_bytes(half.unet) < 0.75 * module_bytes(load_diffusion_model(reference, "cpu", torch.float16).unet)
-    x, sigma, context, y = _flux_inputs()
+    x, sigma, context, y = _flux_inputs(family)
+    guidance = {"guidance": torch.tensor([3.5])} if arch == "flux" else {}
     with torch.no_grad():
-        ours = model(x, sigma, context, y, guidance=torch.tensor([3.5]))
-        expected = plain(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        ours, expected = model(x, sigma, context, y, **guidance), plain(x, sigma, context, y, **guidance)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
