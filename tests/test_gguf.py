@@ -338,3 +338,53 @@ def test_inspect_describes_a_gguf_file(tmp_path):
 
     report = inspect_report(write_gguf(tmp_path / "flux.gguf", _tiny_flux_state(), "flux", "Q8_0"))
     assert "gguf" in report and "FLUX.1 dev" in report and "Q8_0 (26 tensors)" in report
+
+
+def _llama_cpp_permute(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """llama.cpp's convert_hf_to_gguf.py LlamaModel.permute (q / k rows interleaved for its rotary embedding)."""
+    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def test_llama_gguf_in_llama_cpps_names_and_order_reads_as_hugging_faces(registry, tmp_folders):
+    """A LLaVA-Llama-3 GGUF as llama.cpp converts one (its names, q / k rows permuted, head counts in
+    the metadata) gives HunyuanVideo's CLIP what the .safetensors file gives."""
+    import gguf as gg
+    from safetensors.torch import save_file
+
+    from graphflow.models.gguf import LLAMA_NAMES
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import llava_llama3_config, llava_llama3_state, write_text_encoder
+    from tests.test_nodes_image_mask import call
+
+    config = llava_llama3_config()
+    state = {k: v.half().float() for k, v in llava_llama3_state().items()}
+    text = tmp_folders.models / "text_encoders"
+    text.mkdir()
+    save_file({k: v.half() for k, v in state.items()}, str(text / "llava_llama3_fp16.safetensors"))
+    write_text_encoder(text / "clip_l.safetensors", "clip_l")
+    writer = gg.GGUFWriter(str(text / "llava-llama3-F16.gguf"), arch="llama")
+    writer.add_head_count(config.num_heads)
+    writer.add_head_count_kv(config.num_kv_heads)
+    for key, value in state.items():
+        if key.endswith("q_proj.weight"):
+            value = _llama_cpp_permute(value, config.num_heads)
+        elif key.endswith("k_proj.weight"):
+            value = _llama_cpp_permute(value, config.num_kv_heads)
+        for theirs, ours in reversed(LLAMA_NAMES):
+            key = key.replace(ours, theirs)
+        writer.add_tensor(key, value.numpy().astype(np.float32 if value.dim() == 1 else np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with WeightFile(text / "llava-llama3-F16.gguf") as f:
+        assert set(f.shapes) == set(state)
+        for key, value in state.items():
+            assert torch.equal(f.get(key, dtype=torch.float32), value), key
+    ours = call(registry, "DualCLIPLoaderGGUF", clip_name1="clip_l.safetensors", clip_name2="llava-llama3-F16.gguf",
+                type="hunyuan_video")
+    theirs = call(registry, "LoadDualTextEncoders", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp16.safetensors",
+                  type="hunyuan_video")
+    ours, theirs = (c[0] if isinstance(c, tuple) else c for c in (ours, theirs))
+    a, b = ours.encode("a red fox"), theirs.encode("a red fox")
+    torch.testing.assert_close(a[0], b[0])
