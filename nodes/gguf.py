@@ -10,9 +10,7 @@ exactly as a .safetensors one.
 
 Left out: the pack's conversion nodes and tools (TargetedQuantizationGGUF, tools/convert.py), GGUF
 LoRAs (GGUFLoraImport), VAELoaderGGUF and LTXVLatentUpscaleModelLoaderGGUF (MiniMax H3 / LTX 2.5
-files graphflow has no model for), the pack's own Q8_CR / Q4_CR int8 / int4 formats, the IQ quants,
-and the UMT5 tokenizer the pack rebuilds from a Comfy-Org UMT5 GGUF's metadata (graphflow's Wan
-encoder needs the tokenizer inside a .safetensors file).
+files graphflow has no model for), the pack's own Q8_CR / Q4_CR int8 / int4 formats and the IQ quants.
 """
 
 from graphflow.api import CLIP, MODEL, Bool, Choice, ComfyAlias, Node, NodeInputError, folders
@@ -128,7 +126,8 @@ class UnetLoaderGGUFAdvanced(Node):
 
 _TEXT_ENCODER_HELP = """ GGUF text encoders: T5-XXL (t5 / t5encoder, as city96's t5-v1_1-xxl-encoder-gguf)
     and Llama / Qwen2-VL language models, in llama.cpp's tensor names (`enc.blk.0.attn_q.weight`,
-    `blk.0.attn_q.weight`), mapped back to Hugging Face's as the pack maps them; .safetensors files
+    `blk.0.attn_q.weight`), mapped back to Hugging Face's as the pack maps them (a UMT5 GGUF's
+    SentencePiece tokenizer rebuilt from its metadata, for type wan); .safetensors files
     (CLIP-L, CLIP-G, ...) are offered and read too. A GGUF T5's attention and gated-FFN input
     weights stay quantized as it runs (as the pack's); its FFN output weights (`wo`), embedding and
     norms are dequantized into the compute dtype when loaded, and so is all of a Llama / Qwen2-VL

@@ -388,3 +388,51 @@ def test_llama_gguf_in_llama_cpps_names_and_order_reads_as_hugging_faces(registr
     ours, theirs = (c[0] if isinstance(c, tuple) else c for c in (ours, theirs))
     a, b = ours.encode("a red fox"), theirs.encode("a red fox")
     torch.testing.assert_close(a[0], b[0])
+
+
+def test_umt5_gguf_rebuilds_its_tokenizer_from_the_metadata(registry, tmp_folders):
+    """A UMT5 GGUF (Wan's encoder, as city96's umt5-xxl-encoder-gguf) has no spiece_model tensor: its
+    SentencePiece vocabulary is llama.cpp's tokenizer metadata, rebuilt as the pack rebuilds it. The
+    encoder then gives what the .safetensors with the original SentencePiece model gives."""
+    import gguf as gg
+    from sentencepiece import SentencePieceProcessor, sentencepiece_model_pb2
+
+    from graphflow.testing import llama_cpp_t5_names, spiece_model, umt5_state, write_umt5
+    from tests.test_nodes_image_mask import call
+
+    text = tmp_folders.models / "text_encoders"
+    text.mkdir()
+    write_umt5(text / "umt5_xxl_fp16.safetensors")
+    state = {k: v.half().float() for k, v in umt5_state().items()}
+    original = sentencepiece_model_pb2.ModelProto()
+    original.ParseFromString(spiece_model())
+    writer = gg.GGUFWriter(str(text / "umt5-xxl-encoder-F16.gguf"), arch="t5encoder")
+    writer.add_tokenizer_model("t5")
+    writer.add_token_list([p.piece for p in original.pieces])
+    writer.add_token_scores([p.score for p in original.pieces])
+    writer.add_token_types([p.type for p in original.pieces])
+    writer.add_add_space_prefix(original.normalizer_spec.add_dummy_prefix)
+    writer.add_remove_extra_whitespaces(original.normalizer_spec.remove_extra_whitespaces)
+    writer.add_precompiled_charsmap(original.normalizer_spec.precompiled_charsmap)
+    spec = original.trainer_spec
+    writer.add_unk_token_id(spec.unk_id)
+    writer.add_eos_token_id(spec.eos_id)
+    writer.add_pad_token_id(spec.pad_id)
+    for key, value in llama_cpp_t5_names(state).items():
+        writer.add_tensor(key, value.numpy().astype(np.float32 if value.dim() == 1 else np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    from graphflow.models.weight_files import WeightFile
+
+    with WeightFile(text / "umt5-xxl-encoder-F16.gguf") as f:
+        rebuilt = SentencePieceProcessor(model_proto=f.get("spiece_model").numpy().tobytes())
+    reference = SentencePieceProcessor(model_proto=spiece_model())
+    for prompt in ("a red fox jumps over the lazy dog", "  Ünïcode   spaces, and PUNCTUATION!!  ", "x"):
+        assert rebuilt.encode(prompt) == reference.encode(prompt)
+    ours = call(registry, "CLIPLoaderGGUF", clip_name="umt5-xxl-encoder-F16.gguf", type="wan")
+    theirs = call(registry, "LoadTextEncoder", clip_name="umt5_xxl_fp16.safetensors", type="wan")
+    ours, theirs = (c[0] if isinstance(c, tuple) else c for c in (ours, theirs))
+    torch.testing.assert_close(ours.encode("a red fox in the snow")[0], theirs.encode("a red fox in the snow")[0])

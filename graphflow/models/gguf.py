@@ -14,7 +14,9 @@ Read as city96/ComfyUI-GGUF reads them (loader.py, dequant.py, ops.py at commit
   (the IQ quants, ...) are refused naming the type;
 - a text encoder's llama.cpp names (T5: `enc.blk.0.attn_q.weight`; Llama / Qwen2-VL:
   `blk.0.attn_q.weight`) are mapped back to Hugging Face's, and llama.cpp's interleaving of
-  Llama's q / k rows for its rotary embedding undone (head counts from the file's metadata).
+  Llama's q / k rows for its rotary embedding undone (head counts from the file's metadata); a
+  T5 / UMT5 file's llama.cpp tokenizer metadata is rebuilt into the SentencePiece model graphflow's
+  UMT5 reads (`spiece_model`), as the pack rebuilds it.
 
 The file is memory-mapped (gguf.GGUFReader): nothing is read before a tensor is asked for.
 `graphflow.models.weight_files.WeightFile` opens a .gguf through `GGUFContents`, so every loader
@@ -121,6 +123,12 @@ class GGUFContents:
             name = _renamed(t.name, table)
             shape = _orig_shape(reader, t.name) or tuple(int(d) for d in reversed(t.shape.tolist()))
             self._tensors[name], self.shapes[name], self.types[name] = t, shape, kind[0]
+        # a UMT5 GGUF (Wan's encoder) carries its SentencePiece vocabulary as metadata: rebuilt into
+        # the `spiece_model` bytes graphflow's UMT5 reads (graphflow.models.t5), as ComfyUI-GGUF does
+        self._spiece = None
+        if table is T5_NAMES and _field(reader, "tokenizer.ggml.model") == "t5" and "spiece_model" not in self.shapes:
+            self._spiece = _sentencepiece_model(reader)
+            self.shapes["spiece_model"], self.types["spiece_model"] = (len(self._spiece),), "U8"
         # llama.cpp stores Llama's q / k rows interleaved for its rotary embedding (the pack undoes it for "llama")
         self._heads = {}
         if self.architecture == "llama":
@@ -128,9 +136,11 @@ class GGUFContents:
             self._heads = {"q_proj": heads, "k_proj": _field(reader, "llama.attention.head_count_kv") or heads}
 
     def quantized(self, name: str) -> bool:
-        return self.types[name] not in PLAIN
+        return self.types[name] not in (*PLAIN, "U8")
 
     def raw(self, name: str) -> torch.Tensor:
+        if name == "spiece_model" and self._spiece is not None:
+            return torch.frombuffer(bytearray(self._spiece), dtype=torch.uint8)
         t = self._tensors[name]
         with warnings.catch_warnings():  # the map is read-only; nothing writes to it
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -155,6 +165,51 @@ class GGUFContents:
 
     def close(self):
         self.reader = self._tensors = None
+
+
+def _list_field(reader, key: str) -> list | None:
+    """An array metadata value as a list (strings decoded), or None where absent."""
+    import gguf
+
+    field = reader.get_field(key)
+    if field is None:
+        return None
+    if field.types[-1] == gguf.GGUFValueType.STRING:
+        return [str(bytes(field.parts[i]), encoding="utf-8") for i in field.data]
+    return [field.parts[i][0].item() for i in field.data]
+
+
+def _sentencepiece_model(reader) -> bytes:
+    """A SentencePiece (unigram) model, serialized, from llama.cpp's tokenizer metadata: the pieces
+    with their scores and types, the special ids, the whitespace settings and, where the file has
+    it (llama.cpp writes it for T5), the normalizer's precompiled character map (the pack's rebuild
+    leaves it out)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    tokens, scores = _list_field(reader, "tokenizer.ggml.tokens"), _list_field(reader, "tokenizer.ggml.scores")
+    types = _list_field(reader, "tokenizer.ggml.token_type")
+    if not tokens or scores is None or types is None or not len(tokens) == len(scores) == len(types):
+        raise GGUFError("its T5 tokenizer metadata (tokenizer.ggml.tokens / scores / token_type) is incomplete")
+    model = sentencepiece_model_pb2.ModelProto()
+    for token, score, kind in zip(tokens, scores, types):
+        model.pieces.append(sentencepiece_model_pb2.ModelProto.SentencePiece(piece=token, score=score, type=kind))
+    spec = model.trainer_spec
+    spec.model_type, spec.vocab_size = 1, len(tokens)  # unigram, as T5's
+    spec.byte_fallback = types.count(6) == 256  # (the pack sets it always; SentencePiece wants 256 BYTE pieces)
+    for name, key, absent in (("unk_id", "unknown", 0), ("bos_id", "bos", -1), ("eos_id", "eos", 1),
+                              ("pad_id", "padding", -1)):
+        value = _field(reader, f"tokenizer.ggml.{key}_token_id")
+        setattr(spec, name, absent if value is None else int(value))
+    for name, key in (("add_dummy_prefix", "add_space_prefix"),
+                      ("remove_extra_whitespaces", "remove_extra_whitespaces")):
+        value = _field(reader, f"tokenizer.ggml.{key}")
+        if value is not None:
+            setattr(model.normalizer_spec, name, bool(value))
+    charsmap = reader.get_field("tokenizer.ggml.precompiled_charsmap")
+    if charsmap is not None:
+        model.normalizer_spec.precompiled_charsmap = bytes(
+            b for i in charsmap.data for b in charsmap.parts[i].tobytes())
+    return model.SerializeToString()
 
 
 def _unpermute(t: torch.Tensor, heads: int) -> torch.Tensor:
