@@ -436,3 +436,29 @@ def test_umt5_gguf_rebuilds_its_tokenizer_from_the_metadata(registry, tmp_folder
     theirs = call(registry, "LoadTextEncoder", clip_name="umt5_xxl_fp16.safetensors", type="wan")
     ours, theirs = (c[0] if isinstance(c, tuple) else c for c in (ours, theirs))
     torch.testing.assert_close(ours.encode("a red fox in the snow")[0], theirs.encode("a red fox in the snow")[0])
+
+
+def test_merging_and_saving_read_a_gguf_models_values(tmp_path):
+    """Readers of the weights (model merges, saves) get the dequantized values, not the blocks: a GGUF
+    model merged half and half with its dequantized twin predicts as the twin."""
+    from safetensors.torch import save_file
+
+    from graphflow import memory
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.merge import merge_models
+    from graphflow.testing import gguf_values, write_gguf
+
+    path = write_gguf(tmp_path / "flux-tiny.gguf", _tiny_flux_state(), "flux", "Q4_0")
+    reference = tmp_path / "dequantized.safetensors"
+    save_file({k: v.contiguous() for k, v in gguf_values(path).items()}, str(reference))
+    model, plain = load_diffusion_model(path, "cpu", torch.float32), load_diffusion_model(reference, "cpu", torch.float32)
+    values = memory.manager().weights(model.unet)
+    expected = memory.manager().weights(plain.unet)
+    assert values.keys() == expected.keys()
+    for name in values:
+        torch.testing.assert_close(values[name], expected[name], rtol=0, atol=0, msg=name)
+    merged = merge_models(model, plain, lambda name: (0.5, 0.5))
+    x, sigma, context, y = _flux_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x, sigma, context, y, guidance=torch.tensor([3.5])),
+                                   plain(x, sigma, context, y, guidance=torch.tensor([3.5])), rtol=1e-5, atol=1e-5)

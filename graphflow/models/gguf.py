@@ -392,6 +392,11 @@ class QuantizedLinear(nn.Linear):
             return w.to(dtype)
         return dequantize(w, self.qtype, self.weight_shape, self.dequant_dtype or dtype).to(dtype)
 
+    def values_of(self, blocks: torch.Tensor) -> torch.Tensor:
+        """This layer's weight blocks (as it holds them, or an original kept apart) as values in its
+        compute dtype: what readers of the weights (saving, merging) get (graphflow.memory)."""
+        return dequantize(blocks, self.qtype, self.weight_shape, self.compute_dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, self.dequantized(x.dtype), bias)
