@@ -462,3 +462,13 @@ def test_merging_and_saving_read_a_gguf_models_values(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(merged(x, sigma, context, y, guidance=torch.tensor([3.5])),
                                    plain(x, sigma, context, y, guidance=torch.tensor([3.5])), rtol=1e-5, atol=1e-5)
+
+
+def test_a_gguf_in_the_wrong_folder_is_sent_to_the_gguf_loader(tmp_path):
+    from graphflow.models.file_check import model_file_problem
+    from graphflow.testing import write_gguf
+
+    path = write_gguf(tmp_path / "flux.gguf", _tiny_flux_state(), "flux", "Q8_0")
+    problem = model_file_problem("vae", path)
+    assert "flux.gguf is not a file for models/vae/" in problem
+    assert "models/diffusion_models/ and load it with UnetLoaderGGUF" in problem
