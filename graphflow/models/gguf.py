@@ -311,19 +311,20 @@ def _k_nibbles(qs: torch.Tensor) -> torch.Tensor:
     return (q & 0x0F).reshape(n, 8, 32)
 
 
-def _q4_k(b):  # d, dmin, 12 scale bytes, 128 bytes of 4-bit values
-    n = b.shape[0]
+def _with_mins(b: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Q4_K / Q5_K's values: d * scale * q - dmin * min for each of the 8 sub-blocks of 32 ([N, 8, 32] q)."""
     scales, mins = _k_scales(b[:, 4:16])
-    q = _k_nibbles(b[:, 16:]).float()
-    return (_f16(b, 0).unsqueeze(2) * scales.unsqueeze(2) * q - _f16(b, 2).unsqueeze(2) * mins.unsqueeze(2)).reshape(n, 256)
+    d, dmin = _f16(b, 0).unsqueeze(2), _f16(b, 2).unsqueeze(2)
+    return (d * scales.unsqueeze(2) * q.float() - dmin * mins.unsqueeze(2)).reshape(b.shape[0], 256)
+
+
+def _q4_k(b):  # d, dmin, 12 scale bytes, 128 bytes of 4-bit values
+    return _with_mins(b, _k_nibbles(b[:, 16:]))
 
 
 def _q5_k(b):  # d, dmin, 12 scale bytes, 32 bytes high bits, 128 bytes of low 4 bits
-    n = b.shape[0]
-    scales, mins = _k_scales(b[:, 4:16])
     high = _bits(b[:, 16:48], 8)  # sub-block s takes bit s of qh[l]
-    q = (_k_nibbles(b[:, 48:]) | (high << 4)).float()
-    return (_f16(b, 0).unsqueeze(2) * scales.unsqueeze(2) * q - _f16(b, 2).unsqueeze(2) * mins.unsqueeze(2)).reshape(n, 256)
+    return _with_mins(b, _k_nibbles(b[:, 48:]) | (high << 4))
 
 
 def _q6_k(b):  # 128 bytes low 4 bits, 64 bytes high 2 bits, 16 int8 scales, d
