@@ -472,3 +472,36 @@ def test_a_gguf_in_the_wrong_folder_is_sent_to_the_gguf_loader(tmp_path):
     problem = model_file_problem("vae", path)
     assert "flux.gguf is not a file for models/vae/" in problem
     assert "models/diffusion_models/ and load it with UnetLoaderGGUF" in problem
+
+
+def test_plain_tensors_and_original_shapes(tmp_path):
+    """F32 / F16 / BF16 tensors read as they are; the pack's comfy.gguf.orig_shape.<name> gives a
+    tensor stored flattened its shape back; ggml's reversed dims otherwise."""
+    import gguf as gg
+
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import write_gguf
+
+    g = torch.Generator().manual_seed(1)
+    conv = torch.randn(8, 4, 2, 3, 3, generator=g)  # a 5-D weight, as the pack's converter flattens them
+    path = write_gguf(tmp_path / "m.gguf", {"a.weight": torch.randn(4, 6, generator=g), "b.bias": torch.randn(5, generator=g),
+                                            "conv.weight": conv}, "wan", None, orig_shapes={"conv.weight": tuple(conv.shape)})
+    with WeightFile(path) as f:
+        assert f.shapes == {"a.weight": (4, 6), "b.bias": (5,), "conv.weight": (8, 4, 2, 3, 3)}
+        assert f.dtypes == {"a.weight": "F16", "b.bias": "F32", "conv.weight": "F16"}
+        assert torch.equal(f.get("conv.weight", dtype=torch.float32), conv.half().float())
+        assert f.get("b.bias").dtype == torch.float32
+    writer = gg.GGUFWriter(str(tmp_path / "bf16.gguf"), arch="flux")
+    values = torch.randn(3, 8, generator=g).numpy()
+    writer.add_tensor("w.weight", gg.quants.quantize(values, gg.GGMLQuantizationType.BF16),
+                      raw_dtype=gg.GGMLQuantizationType.BF16)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with WeightFile(tmp_path / "bf16.gguf") as f:
+        got = f.get("w.weight")
+        assert got.dtype == torch.bfloat16 and got.shape == (3, 8)
+        expected = gg.quants.dequantize(gg.quants.quantize(values, gg.GGMLQuantizationType.BF16),
+                                        gg.GGMLQuantizationType.BF16)
+        assert torch.equal(got.float(), torch.from_numpy(expected))

@@ -102,7 +102,8 @@ class GGUFContents:
         import gguf
 
         try:
-            self.reader = reader = gguf.GGUFReader(str(path))
+            # copy-on-write: a tensor kept as a view of the map may be written to without touching the file
+            self.reader = reader = gguf.GGUFReader(str(path), mode="c")
         except Exception as e:  # a truncated or foreign file: the reader's own words
             raise GGUFError(f"not a readable GGUF file ({type(e).__name__}: {e})") from None
         self.architecture = _field(reader, "general.architecture")
