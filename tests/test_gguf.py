@@ -505,3 +505,29 @@ def test_plain_tensors_and_original_shapes(tmp_path):
         expected = gg.quants.dequantize(gg.quants.quantize(values, gg.GGMLQuantizationType.BF16),
                                         gg.GGMLQuantizationType.BF16)
         assert torch.equal(got.float(), torch.from_numpy(expected))
+
+
+def test_sdxl_unet_gguf_with_bare_keys_reads_as_its_dequantized_checkpoint(tmp_path):
+    """The pack's SD1 / SDXL UNet GGUFs hold bare UNet keys (input_blocks.*): read as the UNet under
+    model.diffusion_model. (dequantized when loaded: the UNet has no quantized layers)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import gguf_values, unet_config, unet_state, write_gguf
+
+    config = {"graphflow.config": json.dumps({"arch": "sdxl"})}  # the tiny UNet's family (a real one's is its shapes')
+    path = write_gguf(tmp_path / "sdxl-Q8_0.gguf", unet_state(unet_config("sdxl"), 0, torch.float32), "sdxl", "Q8_0",
+                      metadata=config)
+    reference = tmp_path / "sdxl.safetensors"
+    save_file({"model.diffusion_model." + k: v.contiguous() for k, v in gguf_values(path).items()}, str(reference),
+              metadata=config)
+    model, plain = load_diffusion_model(path, "cpu", torch.float32), load_diffusion_model(reference, "cpu", torch.float32)
+    assert model.arch == plain.arch == "sdxl"
+    g = torch.Generator().manual_seed(2)
+    x, t = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0])
+    context = torch.randn(1, 4, unet_config("sdxl").context_dim, generator=g)
+    y = torch.randn(1, unet_config("sdxl").adm_in_channels, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, context, y), plain(x, t, context, y), rtol=1e-5, atol=1e-5)

@@ -37,6 +37,7 @@ GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 30: ("BF16", 1, 2),
               13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210)}
 PLAIN = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 QUANTIZED = tuple(name for name, *_ in GGML_TYPES.values() if name not in PLAIN)
+UNET_PREFIX = "model.diffusion_model."  # graphflow.models.architecture's (torch-free here)
 
 # the pack's architecture names (loader.py IMG_ARCH_LIST / TXT_ARCH_LIST)
 IMAGE_ARCHITECTURES = ("flux", "sd1", "sdxl", "sd3", "aura", "hidream", "cosmos", "ltxv", "hyvid", "wan",
@@ -115,13 +116,19 @@ class GGUFContents:
         table = {"t5": T5_NAMES, "t5encoder": T5_NAMES, "llama": LLAMA_NAMES, "qwen2vl": LLAMA_NAMES}.get(
             self.architecture, ())
         self._tensors, self.shapes, self.types = {}, {}, {}
+        # a SD1 / SDXL UNet GGUF holds the UNet's bare keys (the pack strips model.diffusion_model.,
+        # ComfyUI reads them so): put back under the prefix graphflow's checkpoint reader looks under
+        names = [t.name for t in reader.tensors]
+        bare_unet = (self.architecture in ("sd1", "sdxl", None) and any(n.startswith("input_blocks.") for n in names)
+                     and not any(n.startswith(UNET_PREFIX) for n in names))
+        unet_prefix = UNET_PREFIX if bare_unet else ""
         for t in reader.tensors:
             kind = GGML_TYPES.get(int(t.tensor_type))
             if kind is None:
                 name = getattr(t.tensor_type, "name", str(int(t.tensor_type)))
                 raise GGUFError(f"tensor {t.name!r} is stored as {name}, a ggml type graphflow does not read "
                                 f"(it reads {', '.join(PLAIN)} and {', '.join(QUANTIZED)})")
-            name = _renamed(t.name, table)
+            name = unet_prefix + _renamed(t.name, table)
             shape = _orig_shape(reader, t.name) or tuple(int(d) for d in reversed(t.shape.tolist()))
             self._tensors[name], self.shapes[name], self.types[name] = t, shape, kind[0]
         # a UMT5 GGUF (Wan's encoder) carries its SentencePiece vocabulary as metadata: rebuilt into
