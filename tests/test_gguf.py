@@ -531,3 +531,22 @@ def test_sdxl_unet_gguf_with_bare_keys_reads_as_its_dequantized_checkpoint(tmp_p
     y = torch.randn(1, unet_config("sdxl").adm_in_channels, generator=g)
     with torch.no_grad():
         torch.testing.assert_close(model(x, t, context, y), plain(x, t, context, y), rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_wan_predicts_as_its_dequantized_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.gguf import QuantizedLinear
+    from graphflow.testing import UMT5_TINY_WIDTH, gguf_values, wan_state, write_gguf
+
+    path = write_gguf(tmp_path / "wan-Q8_0.gguf", wan_state(), "wan", "Q8_0")
+    reference = tmp_path / "wan.safetensors"
+    save_file({k: v.contiguous() for k, v in gguf_values(path).items()}, str(reference))
+    model, plain = load_diffusion_model(path, "cpu", torch.float32), load_diffusion_model(reference, "cpu", torch.float32)
+    assert model.arch == "wan" and any(isinstance(m, QuantizedLinear) for m in model.unet.modules())
+    g = torch.Generator().manual_seed(0)
+    x, sigma = torch.randn(1, 16, 2, 8, 8, generator=g), torch.tensor([0.5])
+    context = torch.randn(1, 6, UMT5_TINY_WIDTH, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, sigma, context, None), plain(x, sigma, context, None), rtol=1e-5, atol=1e-5)
