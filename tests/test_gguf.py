@@ -101,8 +101,13 @@ def test_quantized_flow_model_predicts_as_its_dequantized_weights(tmp_path, qtyp
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path):
-    """As ComfyUI-GGUF: the LoRA changes the dequantized weight; unpatched, the blocks are back."""
+@pytest.mark.parametrize("mode", ["in_place", "on_the_fly"])
+def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monkeypatch, mode):
+    """As ComfyUI-GGUF: the LoRA changes the dequantized weight; unpatched, the blocks are back. With
+    RAM too short for the originals beside the patched weights, the patch is made for each forward
+    (the pack's way always) and the blocks put back after it."""
+    if mode == "on_the_fly":
+        monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", "0.0001")
     from safetensors.torch import save_file
 
     from graphflow import memory
@@ -130,6 +135,8 @@ def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path):
         expected = expected_model(x, sigma, context, y, guidance=torch.tensor([3.5]))
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(ours, unpatched, atol=1e-4)
+    made = {e.get("mode") for e in memory.manager().events if e.get("action") == "patch"}
+    assert mode in made
     memory.manager().unpatch(model.unet)
     qkv = model.unet.get_submodule("double_blocks.0.img_attn.qkv")
     assert qkv.weight.dtype == torch.uint8 and qkv.weight.shape[1] == qkv.in_features // 32 * 18
