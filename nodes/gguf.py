@@ -79,13 +79,15 @@ class UnetLoaderGGUF(Node):
     """Load a GGUF diffusion model (FLUX, SD3.5, Wan, HiDream, Qwen-Image, LTX-Video, HunyuanVideo,
     Lumina 2, AuraFlow, Cosmos, SD1/SDXL UNets as city96 and others publish them: Q8_0, Q5_K_M,
     Q4_K_S, Q4_0 ...) from models/diffusion_models/ or models/unet/. The architecture is detected
-    from the tensor names as for a .safetensors file. The transformer's Linear weights stay
-    quantized in memory (and on the GPU) and are dequantized layer by layer as the model runs, as
-    ComfyUI-GGUF does: a Q4 FLUX takes about a quarter of its bf16 size. Reads F32, F16, BF16,
-    Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K tensors; other ggml types (IQ
-    quants, the pack's Q8_CR / Q4_CR) are refused naming them. Quantized tensors of other layers
-    (convolutions, embeddings), and every tensor of a SD1/SDXL UNet or of a model graphflow reads
-    under other names (HunyuanVideo, AuraFlow's diffusers layout), are dequantized when loaded.
+    from the tensor names as for a .safetensors file. The flow transformers' Linear weights (FLUX,
+    Chroma, SD3 / SD3.5, Wan, HiDream, Qwen-Image, LTX-Video, Lumina 2, ...) stay quantized in
+    memory (and on the GPU) and are dequantized layer by layer as the model runs, as ComfyUI-GGUF
+    does: a Q4 FLUX takes about a quarter of its bf16 size. Reads F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+    Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K tensors; other ggml types (IQ quants, the pack's
+    Q8_CR / Q4_CR) are refused naming them. Dequantized when loaded, so taking their full size:
+    the quantized tensors of other layers (convolutions, embeddings), SD1 / SDXL UNets (the pack's
+    bare input_blocks.* files), and the models graphflow reads under other names or through their
+    own readers (HunyuanVideo, AuraFlow's diffusers layout, Cosmos, PixArt, Stable Cascade).
     A LoRA on the model is applied to the dequantized weight (ComfyUI-GGUF's way): the patched
     layers hold the patched values in the compute dtype while the LoRA holds."""
     category = "bootleg"
