@@ -130,10 +130,10 @@ _TEXT_ENCODER_HELP = """ GGUF text encoders: T5-XXL (t5 / t5encoder, as city96's
     and Llama / Qwen2-VL language models, in llama.cpp's tensor names (`enc.blk.0.attn_q.weight`,
     `blk.0.attn_q.weight`), mapped back to Hugging Face's as the pack maps them (a UMT5 GGUF's
     SentencePiece tokenizer rebuilt from its metadata, for type wan); .safetensors files
-    (CLIP-L, CLIP-G, ...) are offered and read too. A GGUF T5's attention and gated-FFN input
-    weights stay quantized as it runs (as the pack's); its FFN output weights (`wo`), embedding and
-    norms are dequantized into the compute dtype when loaded, and so is all of a Llama / Qwen2-VL
-    GGUF (the pack keeps those quantized: ours take their fp16/bf16 size)."""
+    (CLIP-L, CLIP-G, ...) are offered and read too. The Linear weights of a GGUF T5, Llama or
+    Qwen2-VL stay quantized as it runs (as the pack's), but for T5's FFN output (`wo`, whose dtype
+    transformers' T5 casts its activations to); those, the embeddings and the norms are dequantized
+    into the compute dtype when loaded."""
 
 
 class CLIPLoaderGGUF(Node):

@@ -557,3 +557,54 @@ def test_quantized_wan_predicts_as_its_dequantized_weights(tmp_path):
     context = torch.randn(1, 6, UMT5_TINY_WIDTH, generator=g)
     with torch.no_grad():
         torch.testing.assert_close(model(x, sigma, context, None), plain(x, sigma, context, None), rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_llama_gguf_keeps_its_linear_weights_quantized(registry, tmp_folders):
+    """A Q8_0 LLaVA-Llama-3 GGUF (q / k permuted as llama.cpp stores them): its Linear weights stay
+    quantized, and HunyuanVideo's CLIP encodes as with a .safetensors of gguf-py's dequantized values
+    put back in Hugging Face's row order (inverting llama.cpp's permute by its own index map)."""
+    import gguf as gg
+    from safetensors.torch import save_file
+
+    from graphflow.models.gguf import LLAMA_NAMES, QuantizedLinear
+    from graphflow.testing import llava_llama3_config, llava_llama3_state, write_text_encoder
+    from tests.test_nodes_image_mask import call
+
+    config = llava_llama3_config()
+    heads = {"q_proj.weight": config.num_heads, "k_proj.weight": config.num_kv_heads}
+    text = tmp_folders.models / "text_encoders"
+    text.mkdir()
+    write_text_encoder(text / "clip_l.safetensors", "clip_l")
+    writer = gg.GGUFWriter(str(text / "llava-llama3-Q8_0.gguf"), arch="llama")
+    writer.add_head_count(config.num_heads)
+    writer.add_head_count_kv(config.num_kv_heads)
+    reference = {}
+    for key, value in llava_llama3_state().items():
+        n = next((h for end, h in heads.items() if key.endswith(end)), None)
+        stored = value if n is None else _llama_cpp_permute(value, n)
+        cpp_key = key
+        for theirs, ours in reversed(LLAMA_NAMES):
+            cpp_key = cpp_key.replace(ours, theirs)
+        if value.dim() == 2 and "embed_tokens" not in key:
+            blocks = gg.quants.quantize(stored.numpy(), gg.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(cpp_key, blocks, raw_dtype=gg.GGMLQuantizationType.Q8_0)
+            values = torch.from_numpy(gg.quants.dequantize(blocks, gg.GGMLQuantizationType.Q8_0))
+        else:
+            writer.add_tensor(cpp_key, stored.numpy())
+            values = stored
+        if n is not None:  # row i of the stored tensor is row order[i] of Hugging Face's
+            order = _llama_cpp_permute(torch.arange(value.shape[0]).float(), n).long()
+            values = torch.empty_like(values).index_copy_(0, order, values)
+        reference[key] = values.contiguous()
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    save_file(reference, str(text / "llava_llama3_dequantized.safetensors"))
+    ours = call(registry, "DualCLIPLoaderGGUF", clip_name1="clip_l.safetensors", clip_name2="llava-llama3-Q8_0.gguf",
+                type="hunyuan_video")
+    theirs = call(registry, "LoadDualTextEncoders", clip_name1="clip_l.safetensors",
+                  clip_name2="llava_llama3_dequantized.safetensors", type="hunyuan_video")
+    ours, theirs = (c[0] if isinstance(c, tuple) else c for c in (ours, theirs))
+    assert sum(isinstance(m, QuantizedLinear) for m in ours.model.modules()) == 7 * config.num_layers
+    torch.testing.assert_close(ours.encode("a red fox")[0], theirs.encode("a red fox")[0], rtol=1e-4, atol=1e-4)

@@ -154,10 +154,15 @@ class GGUFContents:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             data = torch.from_numpy(t.data)
         if self.types[name] == "BF16":  # the reader gives BF16 as bytes
-            return data.view(torch.bfloat16).reshape(self.shapes[name])
-        if not self.quantized(name):
-            return data.reshape(self.shapes[name])
-        return data.reshape(-1, data.shape[-1])
+            data = data.view(torch.bfloat16).reshape(self.shapes[name])
+        elif not self.quantized(name):
+            data = data.reshape(self.shapes[name])
+        else:
+            data = data.reshape(-1, data.shape[-1])  # rows of blocks: row order is the values' row order
+        for part, heads in self._heads.items():
+            if name.endswith((f"{part}.weight", f"{part}.bias")):
+                data = _unpermute(data, heads)
+        return data
 
     def tensor(self, name: str, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
         """The tensor's values in `dtype` (None: as stored; float32 for a quantized one)."""
@@ -166,9 +171,6 @@ class GGUFContents:
             values = dequantize(raw, self.types[name], self.shapes[name], dtype or torch.float32)
         else:
             values = raw if dtype is None or not raw.is_floating_point() else raw.to(dtype)
-        for part, heads in self._heads.items():
-            if name.endswith((f"{part}.weight", f"{part}.bias")):
-                values = _unpermute(values, heads)
         return values
 
     def close(self):
