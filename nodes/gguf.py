@@ -45,7 +45,8 @@ def load_gguf_unet(name: str, input_name: str = "unet_name", dequant_dtype: str 
     import torch
 
     from graphflow.models.checkpoint import CheckpointError, load_diffusion_model
-    from graphflow.models.gguf import GGUFError, QuantizedLinear, check_gguf_file
+    from graphflow.models.gguf import GGUFError, check_gguf_file
+    from graphflow.models.gguf_layers import QuantizedLinear
 
     path = _find(DIFFUSION_MODELS, name, input_name)
     try:

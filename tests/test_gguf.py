@@ -8,7 +8,8 @@ import torch
 gguf = pytest.importorskip("gguf")
 
 from graphflow.context import NodeInputError  # noqa: E402
-from graphflow.models.gguf import GGML_TYPES, QUANTIZED, dequantize  # noqa: E402
+from graphflow.models.gguf import GGML_TYPES, QUANTIZED  # noqa: E402
+from graphflow.models.gguf_layers import dequantize  # noqa: E402
 
 # byte offsets of the fp16 scales (d, dmin) in each K-quant block: gguf-py cannot quantize these,
 # so the blocks are random bytes with finite scales written over them
@@ -76,7 +77,7 @@ def test_quantized_flow_model_predicts_as_its_dequantized_weights(tmp_path, qtyp
 
     from graphflow.memory import module_bytes
     from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.gguf import QuantizedLinear
+    from graphflow.models.gguf_layers import QuantizedLinear
     from graphflow.testing import gguf_values, write_gguf
 
     path = write_gguf(tmp_path / "tiny.gguf", _tiny_flux_state(family=family), arch, qtype)
@@ -220,7 +221,7 @@ def test_api_prompt_with_gguf_loaders_runs_as_the_dequantized_files(registry, gg
     ours, expected = _latent(result), _latent(run_graph(registry, reference, ["5"]))
     assert ours.shape == (1, 16, 8, 8)
     # the T5 keeps its Linear weights quantized too, but for `wo` (transformers casts activations to its dtype)
-    from graphflow.models.gguf import QuantizedLinear
+    from graphflow.models.gguf_layers import QuantizedLinear
 
     t5 = result.values["2"][0].t5.model
     kept = {name.rsplit(".", 1)[-1] for name, m in t5.named_modules() if isinstance(m, QuantizedLinear)}
@@ -262,7 +263,7 @@ def test_ui_save_with_gguf_loaders_reads_runs_and_writes_back(registry, gguf_fol
                                           "patch_dtype": "default", "patch_on_device": False}
     result = run_graph(registry, graph, ["5"])
     model = result.values["1"][0]
-    from graphflow.models.gguf import QuantizedLinear
+    from graphflow.models.gguf_layers import QuantizedLinear
 
     layers = [m for m in model.unet.modules() if isinstance(m, QuantizedLinear)]
     assert layers and all(m.dequant_dtype == torch.float16 for m in layers)
@@ -276,7 +277,7 @@ def test_ui_save_with_gguf_loaders_reads_runs_and_writes_back(registry, gguf_fol
 
 
 def test_dequant_dtype_rounds_the_weights_through_it(tmp_path):
-    from graphflow.models.gguf import QuantizedLinear, dequantize
+    from graphflow.models.gguf_layers import QuantizedLinear, dequantize
 
     layer = QuantizedLinear(64, 3, True, "Q8_0", torch.float32)
     raw = torch.from_numpy(random_blocks("Q8_0", rows=3, blocks_per_row=2, seed=9))
@@ -544,7 +545,7 @@ def test_quantized_wan_predicts_as_its_dequantized_weights(tmp_path):
     from safetensors.torch import save_file
 
     from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.models.gguf import QuantizedLinear
+    from graphflow.models.gguf_layers import QuantizedLinear
     from graphflow.testing import UMT5_TINY_WIDTH, gguf_values, wan_state, write_gguf
 
     path = write_gguf(tmp_path / "wan-Q8_0.gguf", wan_state(), "wan", "Q8_0")
@@ -566,7 +567,8 @@ def test_quantized_llama_gguf_keeps_its_linear_weights_quantized(registry, tmp_f
     import gguf as gg
     from safetensors.torch import save_file
 
-    from graphflow.models.gguf import LLAMA_NAMES, QuantizedLinear
+    from graphflow.models.gguf import LLAMA_NAMES
+    from graphflow.models.gguf_layers import QuantizedLinear
     from graphflow.testing import llava_llama3_config, llava_llama3_state, write_text_encoder
     from tests.test_nodes_image_mask import call
 
@@ -608,3 +610,21 @@ def test_quantized_llama_gguf_keeps_its_linear_weights_quantized(registry, tmp_f
     ours, theirs = (c[0] if isinstance(c, tuple) else c for c in (ours, theirs))
     assert sum(isinstance(m, QuantizedLinear) for m in ours.model.modules()) == 7 * config.num_layers
     torch.testing.assert_close(ours.encode("a red fox")[0], theirs.encode("a red fox")[0], rtol=1e-4, atol=1e-4)
+
+
+def test_reading_a_gguf_header_is_torch_free(tmp_path):
+    """Validation and `graphflow inspect` read a .gguf's names and shapes without importing torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from graphflow.testing import write_gguf
+
+    path = write_gguf(tmp_path / "flux.gguf", _tiny_flux_state(), "flux", "Q8_0")
+    code = ("import sys; from graphflow.models.file_check import model_file_problem; from pathlib import Path; "
+            f"print(model_file_problem('vae', Path({str(path)!r})) is not None, "
+            "sorted(m for m in ('torch', 'safetensors') if m in sys.modules))")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True []"

@@ -26,7 +26,7 @@ from .configs import AURA_FLOW_DIFFUSERS_MARKER
 from .diffusers_names import aura_flow_view, vae_view
 from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
-from .gguf import keep_quantized
+from .gguf_layers import keep_quantized
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig

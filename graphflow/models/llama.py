@@ -58,7 +58,7 @@ from torch import nn
 from ..context import warn
 from .attention import attention, kernels
 from .cast_layers import Linear
-from .gguf import keep_quantized
+from .gguf_layers import keep_quantized
 from .tokenizer import EMBEDDING, parse_weighted_prompt, tiktoken_ranks
 
 HEAD_DIM = 128  # ComfyUI's Llama2Config (the weights do not show it)

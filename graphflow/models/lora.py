@@ -87,7 +87,7 @@ from .weight_files import CheckpointError, WeightFile
 from .diffusers_names import RESNET
 from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
-from .gguf import QuantizedLinear
+from .gguf_layers import QuantizedLinear
 from .text_encoders import TextEncoder
 
 UNSUPPORTED = {"on_input": "IA3", "oft_diag": "old LyCORIS OFT (oft_diag)", "boft_": "BOFT"}
@@ -638,7 +638,7 @@ def _change_quantized(lora: LoraModule, strength: float, layer, weight: torch.Te
     its blocks dequantized (float32), the LoRA applied, the result in the layer's compute dtype;
     the layer runs on that while the patch holds (the memory manager keeps the blocks to put back).
     A weight already patched by an earlier LoRA of the stack comes as values."""
-    from .gguf import dequantize
+    from .gguf_layers import dequantize
 
     values = dequantize(weight, layer.qtype, layer.weight_shape) if weight.dtype == torch.uint8 else weight.float()
     return lora.patched(values, strength).to(layer.compute_dtype)

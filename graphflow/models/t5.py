@@ -54,7 +54,7 @@ import torch
 
 from .attention import kernels
 from .configs import PILE_T5_VOCAB, UMT5_KEY, byte_level, pile_t5  # noqa: F401 (PILE_T5_VOCAB: t5's name too)
-from .gguf import keep_quantized
+from .gguf_layers import keep_quantized
 from .tokenizer import EMBEDDING, _embedding_groups, parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
