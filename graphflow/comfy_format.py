@@ -129,6 +129,10 @@ CUSTOM_PACKS = {
     "ComfyUI-Easy-Use": ("easy ",),
     "comfyui-inspire-pack": ("Inspire", "KSampler //Inspire", "//Inspire"),
     "ComfyUI-Crystools": ("[Crystools]",),
+    # city96's GGUF loaders (nodes/gguf.py); prefixes: their DynamicVRAM and Advanced versions too
+    "ComfyUI-GGUF": ("UnetLoaderGGUF", "CLIPLoaderGGUF", "DualCLIPLoaderGGUF", "TripleCLIPLoaderGGUF",
+                     "QuadrupleCLIPLoaderGGUF", "VAELoaderGGUF", "LTXVLatentUpscaleModelLoaderGGUF", "GGUFLoraImport",
+                     "TargetedQuantizationGGUF"),
 }
 
 

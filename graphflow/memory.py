@@ -578,7 +578,8 @@ class MemoryManager:
 
     def weights(self, module: nn.Module, patches: tuple = ()) -> dict[str, torch.Tensor]:
         """`module.state_dict()` as `patches` make it (for readers: saving, merging), computed from
-        the originals; the module and what it holds now are left as they are."""
+        the originals; the module and what it holds now are left as they are. A GGUF layer's
+        quantized weight comes dequantized, in its compute dtype."""
         with self._lock, torch.no_grad():
             self.present(module)
             by_param: dict[str, list] = {}
@@ -591,6 +592,10 @@ class MemoryManager:
                 if record is not None and record.param() is param and record.original is not None:
                     original = record.original.to(param.device)
                 state[name] = _changed(original, tuple(by_param.get(name, ())))
+                if state[name].dtype == torch.uint8 and name.endswith(".weight"):
+                    owner = module.get_submodule(name[:-len(".weight")])
+                    if hasattr(owner, "values_of"):  # a GGUF layer's blocks (graphflow.models.gguf): readers get values
+                        state[name] = owner.values_of(state[name])
             return state
 
     def run_lock(self, module: nn.Module):
@@ -706,6 +711,8 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)
+    if dtype == torch.uint8:  # a GGUF layer's quantized blocks: patched, they are values in its compute dtype
+        return weight
     return stochastic_round(weight, dtype, patches[-1].seed) if weight.dtype != dtype else weight
 
 

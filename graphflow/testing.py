@@ -2287,3 +2287,69 @@ def write_motion_lora(path, unet: UNetConfig | None = None, version: str = "v2",
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(motion_lora_state(unet, version, rank, seed, dtype), str(path))
     return path
+
+
+# -- GGUF (ComfyUI-GGUF's quantized files) ------------------------------------------------------
+
+def write_gguf(path, state: dict[str, torch.Tensor], arch: str | None, qtype: str | dict = "Q8_0",
+               orig_shapes: dict[str, tuple] | None = None, metadata: dict[str, str] | None = None) -> Path:
+    """`state` written as a GGUF file as ComfyUI-GGUF's converter writes one: general.architecture
+    `arch` (None: none, as stable-diffusion.cpp's files), 2-D+ `.weight` tensors whose rows are whole
+    blocks quantized to `qtype` (gguf.quants.quantize; a dict: by key, missing keys kept F16), 1-D
+    ones F32, the rest F16. `orig_shapes`: tensors stored flattened to 2-D with their
+    comfy.gguf.orig_shape.<name> key (as the converter stores 5-D weights); `metadata`: more string
+    fields (graphflow.config for a tiny model's architecture). Returns the path."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), arch=arch or "")
+    if arch is None:  # GGUFWriter always writes general.architecture; drop it
+        writer.kv_data[0].pop("general.architecture", None)
+    for key, value in (metadata or {}).items():
+        writer.add_string(key, value)
+    for key, value in state.items():
+        array = value.float().numpy()
+        if orig_shapes and key in orig_shapes:
+            array = array.reshape(array.shape[0], -1)
+            writer.add_array(f"comfy.gguf.orig_shape.{key}", list(orig_shapes[key]))
+        wanted = qtype.get(key) if isinstance(qtype, dict) else qtype
+        kind = gguf.GGMLQuantizationType[wanted] if wanted else None
+        if (kind is not None and array.ndim >= 2 and key.endswith(".weight")
+                and array.shape[-1] % gguf.GGML_QUANT_SIZES[kind][0] == 0):
+            writer.add_tensor(key, gguf.quants.quantize(array, kind), raw_dtype=kind)
+        elif array.ndim == 1:
+            writer.add_tensor(key, array.astype(np.float32))
+        else:
+            writer.add_tensor(key, array.astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
+
+
+def gguf_values(path) -> dict[str, torch.Tensor]:
+    """A GGUF file's tensors as gguf-py's reference reads them (gguf.quants.dequantize, numpy),
+    float32, in their logical shapes (stored dims reversed), under the file's own names."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    values = {}
+    for t in reader.tensors:
+        array = gguf.quants.dequantize(t.data, t.tensor_type)
+        values[t.name] = torch.from_numpy(array.astype("float32").reshape(tuple(reversed(t.shape.tolist()))))
+    return values
+
+
+def llama_cpp_t5_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A T5 encoder's Hugging Face names as llama.cpp's GGUF files spell them (`shared.weight` ->
+    `token_embd.weight`, `encoder.block.0.layer.0.SelfAttention.q.weight` -> `enc.blk.0.attn_q.weight`),
+    the inverse of graphflow.models.gguf.T5_NAMES."""
+    from .models.gguf import T5_NAMES
+
+    renamed = {}
+    for key, value in state.items():
+        for theirs, ours in reversed(T5_NAMES):
+            key = key.replace(ours, theirs)
+        renamed[key] = value
+    return renamed

@@ -26,6 +26,7 @@ from .configs import AURA_FLOW_DIFFUSERS_MARKER
 from .diffusers_names import aura_flow_view, vae_view
 from .diffusion_model import PIXART_SCHEDULE, DiffusionModel
 from .flow_architecture import FlowInfo, detect_flow_model, vae_in
+from .gguf_layers import keep_quantized
 from .latent_formats import FLUX, SD1, SD3, SDXL, LatentFormat
 from .text_encoders import ARCH_TOWERS, CLIP_L, HF, OPEN_CLIP, TextEncoder, TowerSpec, tower_from_weights
 from .unet import UNet, UNetConfig
@@ -224,10 +225,22 @@ def build_flow_model(source, info: FlowInfo, device, dtype, weight_dtype: str = 
     with torch.device("meta"):
         network = ChromaRadiance if info.family == "chroma_radiance" else flow_network(info.arch)
         net = network(info.config)
+    # a GGUF file's quantized Linear weights stay quantized (graphflow.models.gguf.QuantizedLinear)
+    quantized = keep_quantized(net, source, dtype)
+    if quantized and weight_dtype != "default":
+        raise CheckpointError(f"weight_dtype {weight_dtype} does not apply to a GGUF file's quantized weights "
+                              "(use weight_dtype default)")
     dtype_of, rounded = _weight_storage(net, source, dtype, weight_dtype)
+    if quantized:
+        dtype_of = _quantized_as_stored(dtype_of, quantized)
     net = _assign(net, source, device, dtype, f"{info.name} ({info.prefix or 'no prefix'})", dtype_of=dtype_of,
                   rounded_through=rounded)
     return DiffusionModel(net, info.arch, "flow", info.latent_format)
+
+
+def _quantized_as_stored(dtype_of, quantized: set[str]):
+    """dtype_of for _assign with a GGUF file's kept-quantized weights read as their raw blocks (uint8)."""
+    return lambda key: torch.uint8 if key in quantized else dtype_of(key)
 
 
 def _fp8_storage(weight_dtype: str) -> torch.dtype | None:

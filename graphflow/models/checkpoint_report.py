@@ -10,7 +10,8 @@ from .weight_files import CheckpointError, WeightFile, dtype_name
 
 
 def _is_float(dtype: str) -> bool:
-    return dtype.startswith(("F", "BF", "float", "bfloat"))
+    # "Q8_0", "Q4_K", ...: a GGUF file's quantized tensors (graphflow.models.gguf), floats once dequantized
+    return dtype.startswith(("F", "BF", "float", "bfloat", "Q"))
 
 
 def _count(f: "WeightFile", keys) -> int:

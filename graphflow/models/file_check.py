@@ -54,12 +54,20 @@ def _problem(kind: str, path: Path) -> str | None:
     return None
 
 
+# the loaders of a GGUF file of each kind (ComfyUI-GGUF's, nodes/gguf.py): the core ones don't list .gguf
+GGUF_LOADERS = {"diffusion_models": "UnetLoaderGGUF", "text_encoders": "CLIPLoaderGGUF / DualCLIPLoaderGGUF"}
+
+
 def _wrong_kind(kind: str, f) -> str | None:
+    from dataclasses import replace
+
     from .file_kind import identify
 
     found = identify(f.shapes)
     if found is None or found.folder == kind or found.folder in ALSO_LOADS.get(kind, ()):
         return None
+    if getattr(f, "format", None) == "gguf" and found.folder in GGUF_LOADERS:
+        found = replace(found, loader=GGUF_LOADERS[found.folder])
     return f"{f.path.name} is not a file for models/{kind}/. {found.advice()}"
 
 

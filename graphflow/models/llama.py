@@ -58,6 +58,7 @@ from torch import nn
 from ..context import warn
 from .attention import attention, kernels
 from .cast_layers import Linear
+from .gguf_layers import keep_quantized
 from .tokenizer import EMBEDDING, parse_weighted_prompt, tiktoken_ranks
 
 HEAD_DIM = 128  # ComfyUI's Llama2Config (the weights do not show it)
@@ -333,12 +334,17 @@ def llama_prefix(keys) -> str | None:
     return None
 
 
-def decoder_from_weights(build, keys: list[str], get_tensor, device, dtype: torch.dtype, what: str) -> nn.Module:
+def decoder_from_weights(build, keys: list[str], get_tensor, device, dtype: torch.dtype, what: str,
+                         source=None) -> nn.Module:
     """The model `build()` makes, on the meta device, with the weights of `keys` assigned into it
-    (`get_tensor(key, device, dtype)` reads one tensor cast and moved), so they are never held twice."""
+    (`get_tensor(key, device, dtype)` reads one tensor cast and moved), so they are never held twice.
+    `source`: the weights source `get_tensor` reads; a GGUF file's quantized Linear weights then
+    stay quantized (graphflow.models.gguf.keep_quantized)."""
     with torch.device("meta"):
         model = build()
-    result = model.load_state_dict({k: get_tensor(k, device, dtype) for k in keys}, strict=False, assign=True)
+    quantized = set() if source is None else keep_quantized(model, source, dtype)
+    result = model.load_state_dict({k: get_tensor(k, device, torch.uint8 if k in quantized else dtype) for k in keys},
+                                   strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{what} weights do not fit the model: missing {result.missing_keys[:6]}, "
                          f"unexpected {result.unexpected_keys[:6]}")
@@ -355,11 +361,13 @@ def decoder_from_state_dict(state: dict[str, torch.Tensor], prefix_of, from_weig
     return from_weights(shapes, lambda k, d, t: state[prefix + k].to(device=d, dtype=t), device, dtype)
 
 
-def llama_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32) -> Llama:
-    """A Llama from its `model.*` keys (prefix stripped; lm_head and others ignored)."""
+def llama_from_weights(shapes: dict[str, tuple], get_tensor, device=None, dtype: torch.dtype = torch.float32,
+                       source=None) -> Llama:
+    """A Llama from its `model.*` keys (prefix stripped; lm_head and others ignored); `source`: as
+    decoder_from_weights'."""
     keys = [k for k in shapes if k.startswith("model.") and not k.startswith("model.lm_head.")]
     return decoder_from_weights(lambda: Llama(llama_config_from_state_dict({k: tuple(shapes[k]) for k in keys})),
-                                keys, get_tensor, device, dtype, "Llama")
+                                keys, get_tensor, device, dtype, "Llama", source)
 
 
 def llama_from_state_dict(state: dict[str, torch.Tensor], device=None, dtype: torch.dtype = torch.float32) -> Llama:

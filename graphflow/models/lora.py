@@ -87,6 +87,7 @@ from .weight_files import CheckpointError, WeightFile
 from .diffusers_names import RESNET
 from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
+from .gguf_layers import QuantizedLinear
 from .text_encoders import TextEncoder
 
 UNSUPPORTED = {"on_input": "IA3", "oft_diag": "old LyCORIS OFT (oft_diag)", "boft_": "BOFT"}
@@ -632,6 +633,17 @@ def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tenso
     return stochastic_round(new, weight.dtype, seed)
 
 
+def _change_quantized(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
+    """A GGUF layer's weight (graphflow.models.gguf.QuantizedLinear), as ComfyUI-GGUF patches one:
+    its blocks dequantized (float32), the LoRA applied, the result in the layer's compute dtype;
+    the layer runs on that while the patch holds (the memory manager keeps the blocks to put back).
+    A weight already patched by an earlier LoRA of the stack comes as values."""
+    from .gguf_layers import dequantize
+
+    values = dequantize(weight, layer.qtype, layer.weight_shape) if weight.dtype == torch.uint8 else weight.float()
+    return lora.patched(values, strength).to(layer.compute_dtype)
+
+
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
                     lora_name: str, key_prefix: str = "diffusion_model.") -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
@@ -652,14 +664,16 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
                 continue
         elif isinstance(lora, SlicedLora) and any("diff_b" in piece.parts for _, piece in lora.pieces):
             raise LoraError(f"{lora_name}: {path}: bias diffs of separate q/k/v modules are not supported")
-        weight = layer.weight
+        shape = getattr(layer, "weight_shape", layer.weight.shape)  # a GGUF layer's: its values', not its blocks'
         try:
-            lora.patched(torch.empty(weight.shape, device="meta"), strength)
+            lora.patched(torch.empty(shape, device="meta"), strength)
         except ValueError as e:
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
         seed = zlib.crc32(f"{key_prefix}{path}.weight".encode())
-        if getattr(layer, "scale_weight", None) is not None:
+        if isinstance(layer, QuantizedLinear):
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_quantized, lora, strength, layer), seed))
+        elif getattr(layer, "scale_weight", None) is not None:
             out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed),
                                    seed))
         else:

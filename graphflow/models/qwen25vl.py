@@ -390,14 +390,14 @@ def _weight_keys(shapes) -> list[str]:
 
 
 def qwen25vl_from_weights(shapes: dict[str, tuple], get_tensor, device=None,
-                          dtype: torch.dtype = torch.float32) -> Qwen25VL:
+                          dtype: torch.dtype = torch.float32, source=None) -> Qwen25VL:
     """A Qwen25VL from its `model.*` keys and, where the file has one, its vision tower's
-    `visual.*` (prefix stripped; a head, lm_head, ignored)."""
+    `visual.*` (prefix stripped; a head, lm_head, ignored); `source`: as decoder_from_weights'."""
     keys = _weight_keys(shapes)
     named = {k: tuple(shapes[k]) for k in keys}
     vision = vision_config_from_state_dict(named) if any(k.startswith("visual.") for k in keys) else None
     return decoder_from_weights(lambda: Qwen25VL(qwen25vl_config_from_state_dict(named), vision), keys, get_tensor,
-                                device, dtype, "Qwen2.5-VL")
+                                device, dtype, "Qwen2.5-VL", source)
 
 
 def qwen25vl_from_state_dict(state: dict[str, torch.Tensor], device=None,
@@ -467,4 +467,4 @@ class QwenTextEncoder(DecoderTextEncoder):
 def qwen_text_encoder(source, device=None, dtype: torch.dtype = torch.float32) -> QwenTextEncoder:
     """The qwen_image CLIP from `source` (`shapes` + `get(key, device, dtype)`, keys without
     prefix: a graphflow.models.weight_files.KeyView)."""
-    return QwenTextEncoder(qwen25vl_from_weights(source.shapes, source.get, device, dtype))
+    return QwenTextEncoder(qwen25vl_from_weights(source.shapes, source.get, device, dtype, source))

@@ -54,6 +54,7 @@ import torch
 
 from .attention import kernels
 from .configs import PILE_T5_VOCAB, UMT5_KEY, byte_level, pile_t5  # noqa: F401 (PILE_T5_VOCAB: t5's name too)
+from .gguf_layers import keep_quantized
 from .tokenizer import EMBEDDING, _embedding_groups, parse_weighted_prompt
 
 TOKENIZER_FILE = Path(__file__).parent / "t5_tokenizer" / "tokenizer.json"
@@ -361,12 +362,14 @@ class T5Encoder:
 
 
 def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Tensor], device=None,
-                    dtype: torch.dtype = torch.float32) -> T5Encoder:
+                    dtype: torch.dtype = torch.float32, source=None) -> T5Encoder:
     """Build a T5Encoder from transformers-named keys (prefix stripped): `get_tensor(key, device,
     dtype)` reads one tensor cast and moved, so fp8 files are upcast one tensor at a time and the
     weights are never held twice (the model is built on the meta device and the tensors assigned).
     A UMT5 file's `spiece_model` becomes its tokenizer; byT5's is ByteIds; Pile-T5's (a UMT5 of
-    32,128 rows) PileT5Ids."""
+    32,128 rows) PileT5Ids. `source`: the weights source `get_tensor` reads; a GGUF file's quantized
+    Linear weights then stay quantized (graphflow.models.gguf.keep_quantized), but for the feed-forward
+    output `wo`, whose weight dtype transformers' T5 casts its activations to: dequantized."""
     from transformers import T5EncoderModel, UMT5EncoderModel
 
     config = t5_config_from_shapes(shapes)
@@ -378,9 +381,10 @@ def t5_from_weights(shapes: dict[str, tuple], get_tensor: Callable[..., torch.Te
         pieces = PileT5Ids()
     with torch.device("meta"):
         model = (UMT5EncoderModel if umt5 else T5EncoderModel)(config)
+    quantized = set() if source is None else keep_quantized(model, source, dtype, skip=(".wo",))
     state = {}
     for key in _model_keys(shapes):
-        tensor = get_tensor(key, device, dtype)
+        tensor = get_tensor(key, device, torch.uint8 if key in quantized else dtype)
         state["shared.weight" if key == "encoder.embed_tokens.weight" and "shared.weight" not in shapes else key] = tensor
     state.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
     result = model.load_state_dict(state, strict=False, assign=True)

@@ -75,7 +75,7 @@ def _built(build, what: str, device, dtype):
 
 def _t5(view, what: str, device, dtype) -> T5Encoder:
     sub = KeyView(view, t5_prefix(view.shapes))
-    return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t), what, device, dtype)
+    return _built(lambda d, t: t5_from_weights(sub.shapes, sub.get, d, t, source=sub), what, device, dtype)
 
 
 def _pile_t5(view) -> bool:
@@ -101,7 +101,7 @@ def _qwen(f, what: str, device, dtype) -> QwenTextEncoder:
 
 def _llama(f, what: str, device, dtype):
     """LLaVA-Llama-3 8B's language model (its `model.*` keys) of the open file `f`."""
-    return _built(lambda d, t: llama_from_weights(f.shapes, f.get, d, t), what, device, dtype)
+    return _built(lambda d, t: llama_from_weights(f.shapes, f.get, d, t, source=f), what, device, dtype)
 
 
 def _prefixed_components(f, device, dtype, only=None) -> dict[str, object]:

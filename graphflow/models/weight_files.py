@@ -51,6 +51,7 @@ CONFIG_SECTIONS = ("arch", "prediction", "unet", "vae", "text_encoders", "latent
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
 INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.json, ...)
+GGUF_MAGIC = b"GGUF"  # ggml's container (graphflow.models.gguf)
 
 
 # Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
@@ -158,7 +159,9 @@ class WeightFile:
             # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
             safetensors_like = head[8:9] == b"{"
             pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
-            if not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
+            if head.startswith(GGUF_MAGIC):
+                self._open_gguf()
+            elif not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
                 self._open_pickle()
             else:
                 self._open_safetensors()
@@ -256,6 +259,20 @@ class WeightFile:
                 self._handle = False
         return self._handle.get_tensor(key) if self._handle else None
 
+    def _open_gguf(self):
+        """A GGUF file (graphflow.models.gguf): its tensors under graphflow's names, `dtypes` the ggml
+        type names ("F16", "Q8_0", ...), `metadata` its scalar fields; quantized tensors come
+        dequantized, or as their raw blocks (uint8) when torch.uint8 is asked for."""
+        from .gguf import GGUFContents, GGUFError
+
+        self.format = "gguf"
+        self._handle = self._file = None
+        try:
+            self.gguf = GGUFContents(self.path)
+        except GGUFError as e:
+            raise CheckpointError(f"{self.path.name}: {e}") from None
+        self.shapes, self.dtypes, self.metadata = dict(self.gguf.shapes), dict(self.gguf.types), self.gguf.metadata
+
     def _open_index(self):
         self.format = "sharded"
         self._handle = self._file = None
@@ -319,6 +336,10 @@ class WeightFile:
         if self.format == "sharded":
             return self._shards[self._where[key]]._get(key, device, dtype)
         device = torch.device(device) if device is not None else torch.device("cpu")
+        if self.format == "gguf":
+            if dtype == torch.uint8 and self.gguf.quantized(key):
+                return self.gguf.raw(key).to(device)
+            return self.gguf.tensor(key, dtype, device)
         if self.format == "pickle":
             t = self._tensors[key]
             return t.to(device=device, dtype=_cast_dtype(t.dtype, dtype))
@@ -351,6 +372,8 @@ class WeightFile:
     def close(self):
         if self._file is not None:
             self._file.close()
+        if getattr(self, "gguf", None) is not None:
+            self.gguf.close()
         for shard in getattr(self, "_shards", {}).values():
             shard.close()
         self._handle = self._file = None
