@@ -31,6 +31,7 @@ from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes.sampling import KSampler, KSamplerAdvanced
+from nodes.sampling import _sample as sample_with_options
 from nodes.vae import VAEDecode, VAEEncode
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -679,6 +680,15 @@ def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
     renamed = {"latent_image": "pipe", "positive": "pipe", "negative": "pipe"}
     if "start_step" not in settings and "last_step" not in settings and add_noise == "enabled":
         return _core(KSampler, renamed, seed=pipe["seed"], denoise=settings["denoise"], **shared)
+    if "start_step" not in settings and "last_step" not in settings:
+        # easy preSamplingNoiseIn: KSampler's denoise schedule with no noise added (the noise is in
+        # the latent already), as the pack's common_ksampler(denoise, disable_noise) samples
+        node = KSampler.__new__(KSampler)
+        node.__dict__.update({name: spec.default for name, spec in KSampler.input_specs.items()}, **shared)
+        try:
+            return sample_with_options(node, pipe["seed"], denoise=settings["denoise"], add_noise=False)
+        except NodeInputError as e:
+            raise NodeInputError(renamed.get(e.input, e.input), str(e)) from None
     return _core(KSamplerAdvanced, renamed, noise_seed=pipe["seed"],
                  add_noise="disable" if add_noise == "disable" else "enable",
                  start_at_step=settings.get("start_step", 0), end_at_step=settings.get("last_step", 10000),
@@ -690,12 +700,19 @@ IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Send
 TILED_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender&Save", "None")  # samplerSimpleTiled's
 
 
-def easy_ksample(node, tile_size: int | None = None) -> tuple:
+def easy_ksample(node, tile_size: int | None = None, parts: dict | None = None,
+                 sampler_settings: dict | None = None, model=None) -> tuple:
     """The pack's samplers' run: the pipe sampled (_sample_pipe), decoded with the pipe's VAE
     (in tile_size-pixel tiles when given) unless image_output is "None", shown or saved as
-    image_output says; gives (pipe with the new samples, images and seed, images)."""
+    image_output says; gives (pipe with the new samples, images and seed, images). parts
+    (positive, negative, samples, vae, clip, seed) that are not None take the pipe's place, as
+    easy fullkSampler's inputs and easy kSamplerInpainting's conditionings do; sampler_settings
+    take the place of the pipe's for this sampling (fullkSampler's widgets) and are not kept;
+    model, when given, is sampled with in place of node.model or the pipe's."""
     pipe = _pipe_dict(node.pipe)
-    settings = pipe.get("loader_settings") or {}
+    pipe = {**pipe, **{k: v for k, v in (parts or {}).items() if v is not None}}
+    kept_settings = pipe.get("loader_settings") or {}
+    settings = {**kept_settings, **(sampler_settings or {})}
     missing = [k for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise") if k not in settings]
     if missing or pipe.get("seed") is None:
         raise NodeInputError("pipe", f"no sampler settings in the pipe ({', '.join(missing) or 'seed'}): "
@@ -703,7 +720,8 @@ def easy_ksample(node, tile_size: int | None = None) -> tuple:
     for key in ("positive", "negative", "samples", "vae"):
         if pipe.get(key) is None:
             raise NodeInputError("pipe", f"the pipe has no {key}")
-    model = node.model if node.model is not None else pipe.get("model")
+    if model is None:  # a model the caller patched (easy kSamplerDownscaleUnet) comes in its place
+        model = node.model if node.model is not None else pipe.get("model")
     if model is None:
         raise NodeInputError("model", "neither connected nor in the pipe")
     latent = _sample_pipe(pipe, settings, model)
@@ -718,7 +736,8 @@ def easy_ksample(node, tile_size: int | None = None) -> tuple:
             _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
         elif node.image_output != "Hide":
             show(images=temp_pngs(images))
-    return {**pipe, "samples": latent, "images": images, "samp_images": images, "seed": pipe["seed"]}, images
+    return {**pipe, "loader_settings": kept_settings, "samples": latent, "images": images, "samp_images": images,
+            "seed": pipe["seed"]}, images
 
 
 class EasyKSampler(Node):

@@ -1,0 +1,291 @@
+"""ComfyUI-Easy-Use's further samplers and preSampling nodes, under the pack's class names, inputs
+and outputs (read from yolain/ComfyUI-Easy-Use: py/nodes/samplers.py at
+39fa6ef37ab612ec9aed8dd04c17b45e23275ebe and py/nodes/preSampling.py at
+ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read): easy fullkSampler,
+easy kSamplerInpainting, easy kSamplerDownscaleUnet and easy preSamplingNoiseIn. They take and
+give the pipe of nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
+
+Left out: easy kSamplerSDTurbo / preSamplingSdTurbo (the pack's gradual-latent samplers),
+preSamplingCustom and kSamplerCustom (its custom guiders and schedulers), preSamplingDynamicCFG,
+kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights), the cascade
+samplers and easy unSampler; in kSamplerInpainting the Fooocus and BrushNet choices (model weights
+the pack downloads) are refused by name."""
+
+from __future__ import annotations
+
+from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Float, \
+    Int, Node, NodeInputError, Text
+from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.conditioning import InpaintModelConditioning
+from nodes.mask import GrowMask, grow_mask
+from nodes.model_sampling import DifferentialDiffusion
+from nodes.pack_nodes import _core
+from nodes.pack_nodes_easyuse import SEED_MAX
+from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, _pipe_dict, easy_ksample
+from nodes.unet_patches import PatchModelAddDownscale
+from nodes.vae import VAEEncode, VAEEncodeForInpaint
+
+COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
+
+SAMPLERS = "EasyUse/Sampler"
+# the image_output choices of the pack's inpainting, downscale-UNet and SDTurbo samplers
+PLAIN_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender&Save")
+
+
+class EasyFullKSampler(Node):
+    """Sample a pipe with the sampler settings given here, as Easy-Use's easy fullkSampler does:
+    steps, cfg, sampler, scheduler, denoise and seed from the widgets (the pipe's start / end step,
+    add_noise and leftover-noise settings from easy preSamplingAdvanced still apply, as in the
+    pack); model, positive, negative, latent, VAE and CLIP, when connected, in place of the pipe's;
+    an image (without a latent) is encoded with the VAE as the latent to start from. Then decoded
+    and shown or saved as easy kSampler does (image_output, save_prefix). Gives the pipe (the new
+    latent, images, seed, the connected conditionings, VAE and CLIP; its model and sampler settings
+    as they were), the images, model, conditionings, latent, VAE, CLIP and seed. Left out: the
+    xyPlot input (the pack's XY plot) and, as in easy kSampler, Preview&Choose (kept as Preview)
+    and Sender's image receiver."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    image_output: str = Choice(IMAGE_OUTPUTS, "Hide")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    model: MODEL = None
+    positive: CONDITIONING = None
+    negative: CONDITIONING = None
+    latent: LATENT = None
+    vae: VAE = None
+    clip: CLIP = None
+    image: IMAGE = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE, "model": MODEL, "positive": CONDITIONING,
+               "negative": CONDITIONING, "latent": LATENT, "vae": VAE, "clip": CLIP, "seed": INT}
+    comfy = ComfyAlias(("easy fullkSampler",), ignore=("xyPlot",),
+                       optional=("seed", "model", "positive", "negative", "latent", "vae", "clip", "image"))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        vae = self.vae if self.vae is not None else pipe.get("vae")
+        samples = self.latent
+        if self.image is not None and samples is None:
+            if vae is None:
+                raise NodeInputError("image", "an image to encode needs a VAE: connect one or give a pipe with one")
+            samples = _core(VAEEncode, {"pixels": "image"}, pixels=self.image[..., :3], vae=vae)
+        parts = {"positive": self.positive, "negative": self.negative, "samples": samples, "vae": self.vae,
+                 "clip": self.clip, "seed": self.seed}
+        settings = {"steps": self.steps, "cfg": self.cfg, "sampler_name": self.sampler_name,
+                    "scheduler": self.scheduler, "denoise": self.denoise}
+        new_pipe, images = easy_ksample(self, parts=parts, sampler_settings=settings)
+        return (new_pipe, images, new_pipe.get("model"), new_pipe["positive"], new_pipe["negative"],
+                new_pipe["samples"], new_pipe["vae"], new_pipe.get("clip"), new_pipe["seed"])
+
+
+INPAINT_ADDITIONS = ("None", "InpaintModelCond", "Differential Diffusion", "Fooocus Inpaint", "Fooocus Inpaint + DD",
+                     "Brushnet Random", "Brushnet Random + DD", "Brushnet Segmentation", "Brushnet Segmentation + DD")
+
+
+class EasyKSamplerInpainting(Node):
+    """Inpaint the pipe's images, as Easy-Use's easy kSamplerInpainting does, then sample as easy
+    kSampler does (the pipe's settings from easy preSampling). The mask is `mask`, else the
+    pipe's latent's noise mask. additional "None": the images encoded for inpainting with the mask
+    grown by grow_mask_by (VAE Encode (for Inpainting)); "InpaintModelCond": the mask grown by
+    grow_mask_by pixels (Grow Mask, square corners), then InpaintModelConditioning with a noise
+    mask; "Differential Diffusion": InpaintModelConditioning with the mask as it is and the model
+    through Differential Diffusion. Gives the pipe (the inpainting conditionings and the new
+    latent), the images and the VAE. Left out: the Fooocus Inpaint and BrushNet choices (their
+    model files, which the pack downloads; an error naming `additional`)."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    grow_mask_by: int = Int(6, min=0, max=64)
+    image_output: str = Choice(PLAIN_IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    additional: str = Choice(INPAINT_ADDITIONS, "None")
+    model: MODEL = None
+    mask: MASK = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE, "vae": VAE}
+    comfy = ComfyAlias(("easy kSamplerInpainting",), optional=("model", "mask"))
+
+    def run(self):
+        if "Fooocus" in self.additional or "Brushnet" in self.additional:
+            raise NodeInputError("additional", f"{self.additional!r} needs the pack's Fooocus / BrushNet inpaint "
+                                               "models, which are not built in; use None, InpaintModelCond or "
+                                               "Differential Diffusion")
+        pipe = _pipe_dict(self.pipe)
+        latent, images, vae = pipe.get("samples"), pipe.get("images"), pipe.get("vae")
+        mask = self.mask
+        if mask is None and isinstance(latent, dict):
+            mask = latent.get("noise_mask")
+        if mask is None:
+            raise NodeInputError("mask", "no mask: connect one, or give a pipe whose latent has a noise mask")
+        if images is None:
+            raise NodeInputError("pipe", "the pipe has no images to inpaint (easy preSampling's image_to_latent or "
+                                         "easy pipeIn's image puts them there)")
+        if vae is None:
+            raise NodeInputError("pipe", "the pipe has no VAE to encode its images with")
+        model = self.model if self.model is not None else pipe.get("model")
+        positive, negative = pipe.get("positive"), pipe.get("negative")
+        renamed = {"pixels": "pipe", "vae": "pipe", "positive": "pipe", "negative": "pipe"}
+        if self.additional == "None":
+            latent = _core(VAEEncodeForInpaint, renamed, pixels=images, vae=vae, mask=mask,
+                           grow_mask_by=self.grow_mask_by)
+        else:
+            if self.additional == "InpaintModelCond":
+                mask = _core(GrowMask, {"expand": "grow_mask_by"}, mask=mask, expand=self.grow_mask_by,
+                             tapered_corners=False)
+            positive, negative, latent = _core(InpaintModelConditioning, renamed, positive=positive,
+                                               negative=negative, vae=vae, pixels=images, mask=mask,
+                                               noise_mask=True)
+            if self.additional == "Differential Diffusion":
+                model = _core(DifferentialDiffusion, model=model)
+        new_pipe, images = easy_ksample(self, parts={"positive": positive, "negative": negative, "samples": latent},
+                                        model=model)
+        return new_pipe, images, new_pipe["vae"]
+
+
+DOWNSCALE_MODES = ("None", "Auto", "Custom")
+
+
+def auto_downscale_factor(model, samples) -> float | None:
+    """The pack's Auto Deep Shrink factor: the latent's pixel width (height) over the UNet's
+    context_dim, used when the width's is above 1.75 (else the height's, above 1.25) and the
+    longer side is above context_dim; None where it does not shrink."""
+    config = getattr(getattr(model, "unet", None), "config", None)
+    context_dim = getattr(config, "context_dim", None)
+    if not context_dim or not isinstance(samples, dict) or "samples" not in samples:
+        return None
+    height, width = samples["samples"].shape[2] * 8, samples["samples"].shape[3] * 8
+    if max(width, height) <= context_dim:
+        return None
+    if width / context_dim > 1.75:
+        return width / context_dim
+    if height / context_dim > 1.25:
+        return height / context_dim
+    return None
+
+
+class EasyKSamplerDownscaleUnet(Node):
+    """easy kSampler with Kohya's Deep Shrink on the model (PatchModelAddDownscale), as Easy-Use's
+    easy kSamplerDownscaleUnet does. downscale_mode "Custom": the widgets' block, factor, percent
+    range, after-skip and methods; "Auto": the pack's own rule, block_number's block shrunk by the
+    latent's pixel width over the UNet's context_dim when that is above 1.75 (else by the height's
+    when above 1.25, and only when the longer side is above context_dim), from 0 to 0.35 of the
+    sampling, after the skip, bicubic both ways; "None": the model as it is. Same image outputs and
+    left-out parts as easy kSampler."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    downscale_mode: str = Choice(DOWNSCALE_MODES, "Auto")
+    block_number: int = Int(3, min=1, max=32)
+    downscale_factor: float = Float(2.0, min=0.1, max=9.0, step=0.001)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(0.35, min=0.0, max=1.0, step=0.001)
+    downscale_after_skip: bool = Bool(True)
+    downscale_method: str = Choice(DEEP_SHRINK_RESIZE_METHODS, "bicubic")
+    upscale_method: str = Choice(DEEP_SHRINK_RESIZE_METHODS, "bicubic")
+    image_output: str = Choice(PLAIN_IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    model: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE}
+    comfy = ComfyAlias(("easy kSamplerDownscaleUnet",), optional=("model",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        model = self.model if self.model is not None else pipe.get("model")
+        if model is not None and self.downscale_mode == "Custom":
+            model = _core(PatchModelAddDownscale, model=model, block_number=self.block_number,
+                          downscale_factor=self.downscale_factor, start_percent=self.start_percent,
+                          end_percent=self.end_percent, downscale_after_skip=self.downscale_after_skip,
+                          downscale_method=self.downscale_method, upscale_method=self.upscale_method)
+        elif model is not None and self.downscale_mode == "Auto":
+            factor = auto_downscale_factor(model, pipe.get("samples"))
+            if factor is not None:
+                model = _core(PatchModelAddDownscale, model=model, block_number=self.block_number,
+                              downscale_factor=factor, start_percent=0.0, end_percent=0.35,
+                              downscale_after_skip=True, downscale_method="bicubic", upscale_method="bicubic")
+        return easy_ksample(self, model=model)
+
+
+def slerp(factor: float, low, high):
+    """Spherical interpolation between two noise batches, image by image: along the great circle
+    from low (factor 0) to high (factor 1), each keeping its own length."""
+    import torch
+    flat_low, flat_high = low.reshape(low.shape[0], -1), high.reshape(high.shape[0], -1)
+    unit_low = torch.nan_to_num(flat_low / flat_low.norm(dim=1, keepdim=True))
+    unit_high = torch.nan_to_num(flat_high / flat_high.norm(dim=1, keepdim=True))
+    angle = torch.acos((unit_low * unit_high).sum(1))
+    sin = torch.sin(angle)
+    mixed = ((torch.sin((1.0 - factor) * angle) / sin)[:, None] * flat_low
+             + (torch.sin(factor * angle) / sin)[:, None] * flat_high)
+    return mixed.reshape(low.shape)
+
+
+class EasyPreSamplingNoiseIn(Node):
+    """Put sampler settings into a pipe with variation noise mixed into its latent, as Easy-Use's
+    easy preSamplingNoiseIn does: one noise image from `seed` (for the whole batch) and a batch
+    from optional_noise_seed (seed + 1 when unconnected or the same) are slerped at `factor`, scaled
+    by the schedule's sigma at the first step denoise keeps less its last (steps' sigmas as
+    KSampler's scheduler gives them) over the model's latent scale factor, and added to the latent
+    (optional_latent, else the pipe's); with a noise mask the noise goes only where it is set and
+    the mask grows by 5 pixels (tapered corners). easy kSampler then samples with denoise and no
+    further noise, as in the pack. The noise has the latent's channel count (the pack: always 4,
+    so only 4-channel latents run there)."""
+    category = "EasyUse/PreSampling"
+    pipe: PIPE_LINE
+    factor: float = Float(0.1, min=0.0, max=1.0, step=0.01)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    optional_noise_seed: INT = None
+    optional_latent: LATENT = None
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy preSamplingNoiseIn",), optional=("optional_noise_seed", "optional_latent"))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        from graphflow.sampling import DISCARD_PENULTIMATE_SIGMA, compute_sigmas, model_sampling_for
+        pipe = _pipe_dict(self.pipe)
+        latent = self.optional_latent if self.optional_latent is not None else pipe.get("samples")
+        if not isinstance(latent, dict) or "samples" not in latent:
+            raise NodeInputError("optional_latent", "no latent: connect one or give a pipe with one")
+        model = pipe.get("model")
+        if model is None:
+            raise NodeInputError("pipe", "the pipe has no model (its noise schedule scales the noise)")
+        samples = latent["samples"]
+        batch, channels, height, width = samples.shape
+        base = torch.randn((1, channels, height, width), generator=torch.manual_seed(self.seed)).repeat(batch, 1, 1, 1)
+        variation_seed = self.optional_noise_seed
+        if variation_seed is not None and (not isinstance(variation_seed, int) or variation_seed < 0):
+            raise NodeInputError("optional_noise_seed", f"expected a whole number >= 0, got {variation_seed!r}")
+        if variation_seed is None or variation_seed == self.seed:
+            variation_seed = self.seed + 1
+        variation = torch.randn((batch, channels, height, width), generator=torch.manual_seed(variation_seed))
+        noise = slerp(self.factor, base, variation)
+        sigmas = compute_sigmas(model_sampling_for(model), self.scheduler, self.steps, 1.0,
+                                discard_penultimate=self.sampler_name in DISCARD_PENULTIMATE_SIGMA)
+        start = round(self.steps - self.steps * self.denoise)
+        sigma = float(sigmas[start] - sigmas[self.steps]) / model.latent_format.scale_factor
+        work = {**latent, "samples": samples.clone() + noise.to(samples) * sigma}
+        if "noise_mask" in latent:
+            mask = latent["noise_mask"]
+            resized = F.interpolate(mask.reshape(-1, 1, *mask.shape[-2:]).float(), size=(height, width),
+                                    mode="bilinear").expand(-1, channels, -1, -1)
+            if resized.shape[0] < batch:
+                resized = resized.repeat((batch - 1) // resized.shape[0] + 1, 1, 1, 1)[:batch]
+            work["samples"] = resized * work["samples"] + (1 - resized) * samples
+            work["noise_mask"] = grow_mask(mask.reshape(-1, *mask.shape[-2:]), 5, True)
+        settings = pipe.get("loader_settings") or {}
+        return {**{k: pipe.get(k) for k in ("model", "positive", "negative", "vae", "clip", "images")},
+                "samples": work, "seed": self.seed,
+                "loader_settings": {**settings, "steps": self.steps, "cfg": self.cfg, "sampler_name": self.sampler_name,
+                                    "scheduler": self.scheduler, "denoise": self.denoise, "add_noise": "disable"}}

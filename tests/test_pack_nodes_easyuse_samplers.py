@@ -1,0 +1,298 @@
+"""ComfyUI-Easy-Use's further samplers (nodes/pack_nodes_easyuse_samplers.py) against the core
+node chains they stand for: easy fullkSampler against KSampler (+ VAEEncode), easy
+kSamplerInpainting against VAEEncodeForInpaint / GrowMask + InpaintModelConditioning /
+DifferentialDiffusion + KSampler, easy kSamplerDownscaleUnet against PatchModelAddDownscale +
+KSampler (its Auto factor by the pack's rule), easy preSamplingNoiseIn's latent against the slerp
+and sigma formula written out here with torch, the clear errors, UI-format saves and API prompts
+with the pack's class names, and export round trips."""
+
+import math
+
+import pytest
+import torch
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_pysssss import models  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+LOADER = {"class_type": "easy comfyLoader", "inputs": {
+    "ckpt_name": "tiny.safetensors", "vae_name": "Baked VAE", "clip_skip": -1, "lora_name": "None",
+    "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+    "empty_latent_width": 64, "empty_latent_height": 64, "positive": "a red cube", "negative": "blurry",
+    "batch_size": 1}}
+PRESAMPLING = {"class_type": "easy preSampling", "inputs": {
+    "pipe": ["1", 0], "steps": 2, "cfg": 6.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+    "seed": 77}}
+# the same model, prompts and latent as the loader above, through the core nodes
+CORE = {"11": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "12": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["11", 1], "stop_at_clip_layer": -1}},
+        "13": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["12", 0], "text": "a red cube"}},
+        "14": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["12", 0], "text": "blurry"}},
+        "15": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}
+
+
+def _ksampler(model, latent, seed=77, steps=2, cfg=6.5, denoise=1.0, positive=("13", 0), negative=("14", 0)):
+    return {"class_type": "KSampler", "inputs": {
+        "model": list(model), "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+        "scheduler": "normal", "positive": list(positive), "negative": list(negative), "latent_image": list(latent),
+        "denoise": denoise}}
+
+
+def _image_and_mask():
+    """A 64x64 picture (grey with a brighter square) and a mask over its top-left 24x24 part."""
+    return {"21": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                           "color": 0x808080}},
+            "22": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}},
+            "23": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 24, "height": 24}},
+            "24": {"class_type": "MaskComposite", "inputs": {"destination": ["22", 0], "source": ["23", 0],
+                                                             "x": 8, "y": 8, "operation": "add"}}}
+
+
+def test_full_ksampler_ui_save_equals_ksampler_with_its_widgets_and_round_trips(registry, models):
+    """easy fullkSampler as the editor saves it (the seed's control widget after it): its widgets'
+    settings, not the pipe's, as KSampler samples; the pipe keeps its own settings."""
+    nodes = [
+        ui_node(1, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -1, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a red cube", "blurry", 1],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", [1]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(2, "easy preSampling", [9, 3.0, "euler", "karras", 1.0, 5, "fixed"],
+                [("pipe", "PIPE_LINE", 1, False), ("image_to_latent", "IMAGE", None, False),
+                 ("latent", "LATENT", None, False)], [("pipe", "PIPE_LINE", [2])]),
+        ui_node(3, "easy fullkSampler", [2, 6.5, "euler", "normal", 1.0, "Hide", 0, "ComfyUI", 77, "fixed"],
+                [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False),
+                 ("positive", "CONDITIONING", None, False), ("negative", "CONDITIONING", None, False),
+                 ("latent", "LATENT", None, False), ("vae", "VAE", None, False), ("clip", "CLIP", None, False),
+                 ("xyPlot", "XYPLOT", None, False), ("image", "IMAGE", None, False),
+                 ("seed", "INT", None, True)],
+                [(n, t, []) for n, t in (("pipe", "PIPE_LINE"), ("image", "IMAGE"), ("model", "MODEL"),
+                                         ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                                         ("latent", "LATENT"), ("vae", "VAE"), ("clip", "CLIP"), ("seed", "INT"))]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"], [2, 2, 0, 3, 0, "PIPE_LINE"]])
+    pipe, images, model, positive, negative, latent, vae, clip, seed = run_graph(registry, graph, ["3"]).values["3"]
+    core = {**CORE, "16": _ksampler(("11", 0), ("15", 0)),
+            "17": {"class_type": "VAEDecode", "inputs": {"samples": ["16", 0], "vae": ["11", 2]}}}
+    want = run_graph(registry, core, ["16", "17"]).values
+    assert torch.allclose(latent["samples"], want["16"][0]["samples"], atol=1e-5)
+    assert torch.allclose(images, want["17"][0], atol=1e-5)
+    assert seed == 77 and pipe["seed"] == 77 and pipe["samples"] is latent
+    assert pipe["loader_settings"]["steps"] == 9 and pipe["loader_settings"]["scheduler"] == "karras"
+    assert model is pipe["model"] and vae is pipe["vae"] and clip is pipe["clip"]
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert exported[3]["type"] == "easy fullkSampler"
+    assert exported[3]["widgets_values"] == [2, 6.5, "euler", "normal", 1.0, "Hide", 0, "ComfyUI", 77, "fixed"]
+
+
+def test_full_ksampler_encodes_a_connected_image_and_takes_connected_conditionings(registry, models):
+    """API prompt: an image (no latent) is VAE-encoded as the latent to start from and the
+    connected positive replaces the pipe's, as KSampler on VAEEncode with that prompt gives."""
+    graph = {"1": LOADER, "2": PRESAMPLING, **CORE, **_image_and_mask(),
+             "3": {"class_type": "easy fullkSampler", "inputs": {
+                 "pipe": ["2", 0], "steps": 3, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+                 "denoise": 0.6, "image_output": "None", "link_id": 0, "save_prefix": "ComfyUI", "seed": 9,
+                 "positive": ["31", 0], "image": ["21", 0]}},
+             "31": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["12", 0], "text": "a blue ball"}},
+             "32": {"class_type": "VAEEncode", "inputs": {"pixels": ["21", 0], "vae": ["11", 2]}},
+             "33": _ksampler(("11", 0), ("32", 0), seed=9, steps=3, cfg=4.0, denoise=0.6, positive=("31", 0))}
+    values = run_graph(registry, graph, ["3", "33"]).values
+    pipe, images, _, positive, *_ = values["3"]
+    assert images is None  # image_output None: not decoded
+    assert torch.allclose(pipe["samples"]["samples"], values["33"][0]["samples"], atol=1e-5)
+    assert positive is pipe["positive"]
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["3"]["class_type"] == "easy fullkSampler" and back["3"]["inputs"]["denoise"] == 0.6
+
+
+def _inpaint_graph(additional, grow=6):
+    return {"1": LOADER, **_image_and_mask(), **CORE,
+            "2": {**PRESAMPLING, "inputs": {**PRESAMPLING["inputs"], "image_to_latent": ["21", 0]}},
+            "3": {"class_type": "easy kSamplerInpainting", "inputs": {
+                "pipe": ["2", 0], "grow_mask_by": grow, "image_output": "Hide", "link_id": 0,
+                "save_prefix": "ComfyUI", "additional": additional, "mask": ["24", 0]}}}
+
+
+def test_ksampler_inpainting_none_equals_vae_encode_for_inpaint_then_ksampler(registry, models):
+    graph = {**_inpaint_graph("None", grow=4),
+             "41": {"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["21", 0], "vae": ["11", 2],
+                                                                    "mask": ["24", 0], "grow_mask_by": 4}},
+             "42": _ksampler(("11", 0), ("41", 0)),
+             "43": {"class_type": "VAEDecode", "inputs": {"samples": ["42", 0], "vae": ["11", 2]}}}
+    values = run_graph(registry, graph, ["3", "42", "43"]).values
+    pipe, images, vae = values["3"]
+    assert torch.allclose(pipe["samples"]["samples"], values["42"][0]["samples"], atol=1e-5)
+    assert torch.allclose(images, values["43"][0], atol=1e-5)
+    assert vae is pipe["vae"] and "noise_mask" in pipe["samples"]
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["3"]["class_type"] == "easy kSamplerInpainting" and back["3"]["inputs"]["additional"] == "None"
+
+
+@pytest.mark.parametrize("additional", ["InpaintModelCond", "Differential Diffusion"])
+def test_ksampler_inpainting_model_conditioning_equals_the_core_chain(registry, models, additional):
+    """InpaintModelCond: the mask grown (square corners) then InpaintModelConditioning; Differential
+    Diffusion: the mask as it is and the model through DifferentialDiffusion."""
+    mask = ["24", 0]
+    model = ["11", 0]
+    core = {}
+    if additional == "InpaintModelCond":
+        core["51"] = {"class_type": "GrowMask", "inputs": {"mask": ["24", 0], "expand": 6, "tapered_corners": False}}
+        mask = ["51", 0]
+    else:
+        core["52"] = {"class_type": "DifferentialDiffusion", "inputs": {"model": ["11", 0]}}
+        model = ["52", 0]
+    core["53"] = {"class_type": "InpaintModelConditioning", "inputs": {
+        "positive": ["13", 0], "negative": ["14", 0], "vae": ["11", 2], "pixels": ["21", 0], "mask": mask,
+        "noise_mask": True}}
+    core["54"] = _ksampler(model, ("53", 2), positive=("53", 0), negative=("53", 1))
+    values = run_graph(registry, {**_inpaint_graph(additional), **core}, ["3", "53", "54"]).values
+    pipe = values["3"][0]
+    assert torch.allclose(pipe["samples"]["samples"], values["54"][0]["samples"], atol=1e-5)
+    assert torch.equal(pipe["positive"][0][1]["concat_mask"], values["53"][0][0][1]["concat_mask"])
+
+
+def test_ksampler_inpainting_refuses_what_is_not_built_in_and_a_missing_mask(registry, models):
+    for additional in ("Fooocus Inpaint", "Brushnet Random + DD"):
+        with pytest.raises(NodeInputError, match="not built in") as e:
+            call(registry, "EasyKSamplerInpainting", pipe={}, additional=additional)
+        assert e.value.input == "additional"
+    with pytest.raises(NodeInputError, match="no mask") as e:
+        call(registry, "EasyKSamplerInpainting", pipe={"samples": {"samples": torch.zeros(1, 4, 8, 8)}})
+    assert e.value.input == "mask"
+    with pytest.raises(NodeInputError, match="no images") as e:
+        call(registry, "EasyKSamplerInpainting", pipe={"samples": {"samples": torch.zeros(1, 4, 8, 8)}},
+             mask=torch.ones(1, 64, 64))
+    assert e.value.input == "pipe"
+
+
+def _downscale_graph(mode, width=64, **widgets):
+    loader = {**LOADER, "inputs": {**LOADER["inputs"], "empty_latent_width": width}}
+    inputs = {"pipe": ["2", 0], "downscale_mode": mode, "block_number": 1, "downscale_factor": 2.0,
+              "start_percent": 0.0, "end_percent": 0.35, "downscale_after_skip": True,
+              "downscale_method": "bicubic", "upscale_method": "bicubic", "image_output": "Hide", "link_id": 0,
+              "save_prefix": "ComfyUI", **widgets}
+    core = {**CORE, "15": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": 64,
+                                                                          "batch_size": 1}}}
+    return {"1": loader, "2": PRESAMPLING, "3": {"class_type": "easy kSamplerDownscaleUnet", "inputs": inputs},
+            **core}
+
+
+def _deep_shrink(factor, start=0.0, end=0.35, after_skip=True, method="bicubic"):
+    return {"class_type": "PatchModelAddDownscale", "inputs": {
+        "model": ["11", 0], "block_number": 1, "downscale_factor": factor, "start_percent": start,
+        "end_percent": end, "downscale_after_skip": after_skip, "downscale_method": method,
+        "upscale_method": "bicubic"}}
+
+
+def test_ksampler_downscale_unet_custom_equals_patch_model_add_downscale(registry, models):
+    graph = {**_downscale_graph("Custom", downscale_factor=1.5, end_percent=0.6, downscale_after_skip=False,
+                                downscale_method="bilinear"),
+             "61": _deep_shrink(1.5, end=0.6, after_skip=False, method="bilinear"),
+             "62": _ksampler(("61", 0), ("15", 0)), "63": _ksampler(("11", 0), ("15", 0))}
+    values = run_graph(registry, graph, ["3", "62", "63"]).values
+    got = values["3"][0]["samples"]["samples"]
+    assert torch.allclose(got, values["62"][0]["samples"], atol=1e-5)
+    assert not torch.allclose(got, values["63"][0]["samples"], atol=1e-4)  # the patch did change the sampling
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["3"]["class_type"] == "easy kSamplerDownscaleUnet" and back["3"]["inputs"]["end_percent"] == 0.6
+
+
+def test_ksampler_downscale_unet_auto_shrinks_by_the_packs_rule(registry, models):
+    """Auto: width / context_dim when over 1.75 (the longer side over context_dim), 0 to 0.35,
+    after the skip, bicubic; a latent no wider than that samples with the model as it is."""
+    model = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")[0]
+    context_dim = model.unet.config.context_dim
+    width = 8 * math.ceil(1.9 * context_dim / 8)  # over 1.75 context_dim
+    graph = {**_downscale_graph("Auto", width=width), "61": _deep_shrink(width / context_dim),
+             "62": _ksampler(("61", 0), ("15", 0))}
+    values = run_graph(registry, graph, ["3", "62"]).values
+    assert torch.allclose(values["3"][0]["samples"]["samples"], values["62"][0]["samples"], atol=1e-5)
+    narrow = 8 * (context_dim // 8)
+    graph = {**_downscale_graph("Auto", width=narrow), "63": _ksampler(("11", 0), ("15", 0))}
+    graph["1"]["inputs"]["empty_latent_height"] = graph["15"]["inputs"]["height"] = narrow
+    values = run_graph(registry, graph, ["3", "63"]).values
+    assert torch.allclose(values["3"][0]["samples"]["samples"], values["63"][0]["samples"], atol=1e-5)
+
+
+def _noise_in_formula(latent, seed, variation_seed, factor, sigma):
+    """The pack's noise injection written out: seed's noise for every image, the variation seed's
+    per image, slerped, times sigma."""
+    b, c, h, w = latent.shape
+    low = torch.randn((1, c, h, w), generator=torch.Generator().manual_seed(seed)).repeat(b, 1, 1, 1).reshape(b, -1)
+    high = torch.randn((b, c, h, w), generator=torch.Generator().manual_seed(variation_seed)).reshape(b, -1)
+    cos = (low / low.norm(dim=1, keepdim=True) * high / high.norm(dim=1, keepdim=True)).sum(1)
+    omega = torch.arccos(cos)
+    mixed = (torch.sin((1 - factor) * omega) / torch.sin(omega))[:, None] * low \
+        + (torch.sin(factor * omega) / torch.sin(omega))[:, None] * high
+    return latent + mixed.reshape(b, c, h, w) * sigma
+
+
+def test_presampling_noise_in_adds_slerped_noise_then_ksampler_adds_none(registry, models):
+    """UI save: loader -> easy preSamplingNoiseIn -> easy kSampler. The latent is the formula's
+    (sigma: the normal schedule's first kept sigma less its last over SD1's 0.18215) and the
+    sampler continues it without noise, as KSampler's denoise schedule with add_noise off."""
+    from graphflow.sampling import compute_sigmas, model_sampling_for
+    from graphflow.sampling.pipeline import sample
+    nodes = [
+        ui_node(1, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -1, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a red cube", "blurry", 2],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", [1]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(2, "easy preSamplingNoiseIn", [0.3, 4, 5.0, "euler", "normal", 0.5, 11, "fixed"],
+                [("pipe", "PIPE_LINE", 1, False), ("optional_noise_seed", "INT", None, False),
+                 ("optional_latent", "LATENT", None, False)], [("pipe", "PIPE_LINE", [2])]),
+        ui_node(3, "easy kSampler", ["Hide", 0, "ComfyUI"],
+                [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False)],
+                [("pipe", "PIPE_LINE", []), ("image", "IMAGE", [])]),
+        ui_node(4, "easy pipeOut", [], [("pipe", "PIPE_LINE", 3, False)],
+                [(n, t, []) for n, t in (("pipe", "PIPE_LINE"), ("model", "MODEL"), ("pos", "CONDITIONING"),
+                                         ("neg", "CONDITIONING"), ("latent", "LATENT"), ("vae", "VAE"),
+                                         ("clip", "CLIP"), ("image", "IMAGE"), ("seed", "INT"))]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"], [2, 2, 0, 3, 0, "PIPE_LINE"],
+                             [3, 1, 0, 4, 0, "PIPE_LINE"]])
+    values = run_graph(registry, graph, ["2", "3", "4"]).values
+    noised, sampled = values["2"][0], values["3"][0]
+    model = values["4"][1]
+    sigmas = compute_sigmas(model_sampling_for(model), "normal", 4)
+    start = round(4 - 4 * 0.5)
+    sigma = float(sigmas[start] - sigmas[4]) / 0.18215
+    want = _noise_in_formula(torch.zeros(2, 4, 8, 8), 11, 12, 0.3, sigma)
+    assert torch.allclose(noised["samples"]["samples"], want, atol=1e-5)
+    assert noised["loader_settings"]["add_noise"] == "disable"
+    continued = sample(model, 11, 4, 5.0, "euler", "normal", noised["positive"], noised["negative"],
+                       noised["samples"], denoise=0.5, add_noise=False)
+    assert torch.allclose(sampled["samples"]["samples"], continued["samples"], atol=1e-5)
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert exported[2]["widgets_values"] == [0.3, 4, 5.0, "euler", "normal", 0.5, 11, "fixed"]
+
+
+def test_presampling_noise_in_masks_the_noise_and_grows_the_mask(registry, models):
+    """With a noise mask the noise goes only where it is set, the mask grows 5 pixels (cross
+    steps, as Grow Mask with tapered corners) and optional_noise_seed seeds the variation."""
+    pipe = run_graph(registry, {"1": LOADER}, ["1"]).values["1"][0]
+    mask = torch.zeros(1, 8, 8)
+    mask[:, 2:5, 3:6] = 1.0
+    latent = {"samples": torch.zeros(1, 4, 8, 8), "noise_mask": mask}
+    got = call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, factor=0.5, steps=3, seed=4, optional_noise_seed=40,
+               optional_latent=latent)["samples"]
+    from graphflow.sampling import compute_sigmas, model_sampling_for
+    sigma = float(compute_sigmas(model_sampling_for(pipe["model"]), "normal", 3)[0]) / 0.18215
+    want = _noise_in_formula(latent["samples"], 4, 40, 0.5, sigma) * mask
+    assert torch.allclose(got["samples"], want, atol=1e-5)
+    grown = call(registry, "GrowMask", mask=mask, expand=5, tapered_corners=True)
+    assert torch.equal(got["noise_mask"], grown)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPreSamplingNoiseIn", pipe={"model": pipe["model"]})
+    assert e.value.input == "optional_latent"
