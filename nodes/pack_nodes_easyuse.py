@@ -9,7 +9,7 @@ easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString;
 from py/nodes/image.py at 18830962a44112b8084cb6d5c29077426cd8783e: easy imageInsetCrop,
 imageScaleDown / imageScaleDownBy / imageScaleDownToSize, imageRatio, imagePixelPerfect,
-imageConcat, imagesSplitImage, joinImageBatch, imageSave, imageListToImageBatch /
+imageConcat, imagesSplitImage, joinImageBatch, imageSave, loadImageBase64, imageListToImageBatch /
 imageBatchToImageList; from the logic.py above: easy showTensorShape, batchAnything,
 convertAnything, outputToList, lengthAnything, indexAnything. The pack's pipe system (loaders,
 pipe nodes, preSampling, kSampler) is in nodes/pack_nodes_easyuse_pipe.py, its further samplers
@@ -19,9 +19,8 @@ Left out: the loops (whileLoop*, forLoop*: ComfyUI graph expansion, which graphf
 does not do), easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the
 wildcard, style and portrait prompt nodes (the pack's data files and wildcard folders), the
 model-backed nodes (imageRemBg, imageInterrogator, humanSegmentation: weights the pack downloads),
-loadImageBase64 / imageToBase64 (the pack decodes with OpenCV, not a graphflow dependency),
-imageConcat's match_image_size (an error when on), imageChooser (waits for a pick in the editor)
-and the tile / grid / mask-crop image nodes."""
+imageToBase64, imageConcat's match_image_size (an error when on), imageChooser (waits for a pick
+in the editor) and the tile / grid / mask-crop image nodes."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import operator
 import re
 import sys
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
     Node, NodeInputError, Text, show
 from nodes.image import SaveImage, preview
 from nodes.pack_nodes import POWER_LIMIT, _core
@@ -835,6 +834,77 @@ class EasyImageBatchToImageList(Node):
         image = _whole_image_batch(self.image, "image")
         return [image[i:i + 1] for i in range(image.shape[0])]
 
+
+BASE64_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide/Save")
+
+
+def decoded_base64_picture(data: str, input_name: str):
+    """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
+    by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
+    LoadImage's is), else a mask of ones. The size is read from the header first and held to
+    Pillow's decompression-bomb limit and the server's max_pixels before anything is decoded.
+    Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
+    than 8 bits a channel are refused (the pack divides them by 255)."""
+    import base64
+    import binascii
+    import io
+
+    import cv2
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from graphflow.api import run_limits
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError) as e:
+        raise NodeInputError(input_name, f"not base64 text: {e}") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+            width, height = header.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise NodeInputError(input_name, f"the decoded bytes are no picture: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise NodeInputError(input_name, f"the picture is too large to load: {e}") from None
+    limit = run_limits().max_pixels
+    if limit is not None and width * height > limit:
+        raise NodeInputError(input_name, f"the picture is {width}x{height}, over the server's {limit} pixels")
+    picture = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if picture is None:
+        raise NodeInputError(input_name, "OpenCV could not decode the picture")
+    if picture.dtype != np.uint8:
+        raise NodeInputError(input_name, f"a picture of {picture.dtype} channels is not read here; only 8-bit ones")
+    if picture.ndim == 2:
+        picture = picture[..., None]
+    channels = picture.shape[2]
+    mask = (torch.from_numpy(picture[..., 3].astype(np.float32) / 255.0) if channels > 3
+            else torch.ones(picture.shape[:2], dtype=torch.float32))
+    conversion = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB}.get(channels, cv2.COLOR_BGRA2RGB)
+    rgb = cv2.cvtColor(picture, conversion).astype(np.float32) / 255.0
+    return torch.from_numpy(rgb)[None], mask[None]
+
+
+class EasyLoadImageBase64(Node):
+    """An image from base64 text (a PNG, JPEG, WebP ... file's bytes), as Easy-Use's easy
+    loadImageBase64 makes it: decoded by OpenCV, the alpha channel as the mask (1 = opaque, as
+    the pack gives it; ones without alpha), shown (Preview) or saved to the outputs folder as
+    save_prefix (Save, Hide/Save) or neither (Hide). Grey pictures are made RGB (the pack fails on
+    them); pictures of more than 8 bits a channel are refused."""
+    category = "EasyUse/Image/LoadImage"
+    output_node = True
+    base64_data: str = Text("")
+    image_output: str = Choice(BASE64_IMAGE_OUTPUTS, "Preview")
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("easy loadImageBase64",))
+
+    def run(self):
+        image, mask = decoded_base64_picture(self.base64_data, "base64_data")
+        if "Save" in self.image_output:
+            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=image, filename_prefix=self.save_prefix)
+        elif self.image_output == "Preview":
+            preview(image)
+        return image, mask
 
 # -- any-type helpers (py/nodes/logic.py at 05b91821964e8dd83c8df198e1ab07de99203582) --------------
 

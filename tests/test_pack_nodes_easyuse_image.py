@@ -185,3 +185,35 @@ def test_ui_save_scale_concat_and_save(registry, tmp_folders):
     assert len(saved) == 1 and saved[0]["type"] == "output" and saved[0]["filename"].startswith("easyui")
     exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     assert exported[3]["widgets_values"] == [16, 16, "center"] and exported[5]["type"] == "easy imageSave"
+
+
+def _png_base64(array, mode):
+    import base64
+    import io
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_load_image_base64_decodes_rgb_and_alpha_as_the_pack(registry, tmp_folders):
+    """API prompt: an RGBA PNG's colours and alpha (the mask: alpha / 255, not inverted), as
+    Pillow reads the same lossless file; a grey PNG made RGB; bad text named."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(6, 9, 4), dtype=np.uint8)
+    graph = {"1": {"class_type": "easy loadImageBase64", "inputs": {
+        "base64_data": _png_base64(rgba, "RGBA"), "image_output": "Hide/Save", "save_prefix": "b64"}}}
+    result = run_graph(registry, graph, ["1"])
+    image, mask = result.values["1"]
+    assert torch.equal(image[0], torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0))
+    assert torch.equal(mask[0], torch.from_numpy(rgba[..., 3].astype(np.float32) / 255.0))
+    assert result.outputs["1"]["images"][0]["filename"].startswith("b64")
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["1"]["class_type"] == "easy loadImageBase64"
+    grey = rng.integers(0, 256, size=(5, 4), dtype=np.uint8)
+    image, mask = call(registry, "EasyLoadImageBase64", base64_data=_png_base64(grey, "L"), image_output="Hide")
+    assert torch.equal(image[0], torch.from_numpy(np.repeat(grey[..., None], 3, -1).astype(np.float32) / 255.0))
+    assert torch.equal(mask, torch.ones(1, 5, 4))
+    for bad in ("not base64!!", "aGVsbG8="):  # the second decodes to "hello", no picture
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "EasyLoadImageBase64", base64_data=bad, image_output="Hide")
+        assert e.value.input == "base64_data"
