@@ -5,25 +5,25 @@ loraStack / controlnet nodes in another stored version of that file, py/libs/con
 2dfa3eacc92deb941660a238df626de066c90d5b, py/nodes/preSampling.py at
 ca93381de85abf2a3e2f70f30f5f567d2d6caa13, py/nodes/samplers.py at
 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe): easy comfyLoader / a1111Loader / fullLoader, easy
-loraStack, easy controlnetLoader / controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy
-preSampling / preSamplingAdvanced and easy kSampler / kSamplerTiled. (Its small value, logic and
-prompt nodes are in nodes/pack_nodes_easyuse.py.)
+loraStack, easy controlnetStack (037080ac's; the loaders apply it), easy controlnetLoader /
+controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy preSampling / preSamplingAdvanced and
+easy kSampler / kSamplerTiled. (Its small value, logic and prompt nodes are in
+nodes/pack_nodes_easyuse.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.)
 
-Left out: the other preSampling variants (noise injection, custom, SDTurbo ...), the other
-samplers (full, custom, inpainting, LayerDiffusion ...; the samplers.py read has no easy
-kSamplerAdvanced), the other loaders (SVD, cascade, kolors, flux ...), controlnetLoader++ and
-controlnetStack, the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing
-and ControlNet stack, XY plots."""
+Left out: the other preSampling variants and samplers not in nodes/pack_nodes_easyuse_samplers.py,
+the other loaders (SVD, SV3D, zero123, cascade, kolors, flux, HunyuanDiT, PixArt, mochi),
+controlnetLoader++ (union ControlNet types), soft ControlNet weights below 1 (Advanced-ControlNet),
+the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing, and XY plots."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
+from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
     Float, Int, Node, NodeInputError, Size, Text, folders, show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat, \
     ConditioningSetTimestepRange
 from nodes.controlnet import CONTROL_NET, ApplyControlNetAdvanced, LoadControlNet
-from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
+from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
     _vae_choices, efficiency_encode
 from nodes.image import SaveImage, temp_pngs
 from nodes.latent import EmptyLatent, RepeatLatentBatch
@@ -122,8 +122,6 @@ def easy_pipe(node, normalization: str, interpretation: str,
     if getattr(node, "a1111_prompt_style", False):
         raise NodeInputError("a1111_prompt_style", "the pack's A1111 prompt-style parsing is not built in; "
                                                    "turn it off to encode the prompts as CLIP Text Encode does")
-    if node.optional_controlnet_stack is not None:
-        raise NodeInputError("optional_controlnet_stack", "Easy-Use's ControlNet stack is not built in")
     loras = ([(node.lora_name, node.lora_model_strength, node.lora_clip_strength, "lora_name")]
              if node.lora_name != "None" else [])
     try:
@@ -136,6 +134,8 @@ def easy_pipe(node, normalization: str, interpretation: str,
         clip = _set_clip_skip(clip, node.clip_skip, "clip_skip")
     positive = _encode(clip, node, "positive", normalization, interpretation)
     negative = _encode(clip, node, "negative", negative_normalization, negative_interpretation)
+    if node.optional_controlnet_stack:
+        positive, negative = stacked_controlnets(node.optional_controlnet_stack, positive, negative, vae)
     width, height = latent_size(node.resolution, node.empty_latent_width, node.empty_latent_height)
     samples = _core(EmptyLatent, {"width": "empty_latent_width", "height": "empty_latent_height"},
                     width=width, height=height, batch_size=node.batch_size)
@@ -164,8 +164,9 @@ class EasyFullLoader(Node):
     with a model_override, and model / clip / vae overrides used in place of the checkpoint's
     parts (the LoRAs are applied to them). config_name is not needed (the architecture is read
     from the weights). Gives the pipe, model, VAE, CLIP, both conditionings and the latent. Left
-    out: a1111_prompt_style parsing (an error when on), wildcards and <lora:...> tags, and
-    optional_controlnet_stack."""
+    out: a1111_prompt_style parsing (an error when on) and wildcards and <lora:...> tags.
+    optional_controlnet_stack (easy controlnetStack's rows) is applied to both conditionings, as
+    easy controlnetLoaderADV applies one."""
     category = LOADERS
     ckpt_name: str = Choice(lambda: _checkpoint_choices() + ["None"], DEMO_CHECKPOINT, model_folder="checkpoints",
                             not_files=("None",))
@@ -189,7 +190,7 @@ class EasyFullLoader(Node):
     clip_override: CLIP = None
     vae_override: VAE = None
     optional_lora_stack: LORA_STACK = None
-    optional_controlnet_stack: ANY = None
+    optional_controlnet_stack: CONTROL_NET_STACK = None
     a1111_prompt_style: bool = Bool(False)
     outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE, "clip": CLIP, "positive": CONDITIONING,
                "negative": CONDITIONING, "latent": LATENT}
@@ -211,9 +212,10 @@ class EasyComfyLoader(Node):
     VAE": the checkpoint's), a LoRA ("None": none) and then optional_lora_stack's, the text
     encoder stopped at clip_skip (0 leaves it), the prompts encoded as CLIP Text Encode does, and
     an empty latent batch of `resolution` (or the width and height for the custom entry). Gives the
-    pipe (the pack's keys) and the model and VAE. Left out: wildcards and <lora:...> tags in the
-    prompts (the pack expands them; here they are encoded as written) and optional_controlnet_stack
-    (an error when connected)."""
+    pipe (the pack's keys) and the model and VAE; optional_controlnet_stack (easy controlnetStack's
+    rows) is applied to both conditionings in turn, as easy controlnetLoaderADV applies one. Left
+    out: wildcards and <lora:...> tags in the prompts (the pack expands them; here they are encoded
+    as written)."""
     category = LOADERS
     ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
     vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
@@ -228,7 +230,7 @@ class EasyComfyLoader(Node):
     negative: str = Text("", multiline=True)
     batch_size: int = Int(1, min=1, max=BATCH_MAX, resource="batch")
     optional_lora_stack: LORA_STACK = None
-    optional_controlnet_stack: ANY = None
+    optional_controlnet_stack: CONTROL_NET_STACK = None
     outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
     comfy = ComfyAlias(("easy comfyLoader",), optional=("optional_lora_stack", "optional_controlnet_stack"))
 
@@ -244,9 +246,9 @@ class EasyComfyLoader(Node):
 class EasyA1111Loader(EasyComfyLoader):
     """Load a checkpoint into a pipe, as Easy-Use's easy a1111Loader does: as easy comfyLoader,
     the prompts encoded with mean token normalization and A1111 weight interpretation (the
-    embedding multiplied by the weights, then rescaled to its old mean). Left out: the
-    a1111_prompt_style parsing (an error when on), wildcards and <lora:...> tags, and
-    optional_controlnet_stack."""
+    embedding multiplied by the weights, then rescaled to its old mean); optional_controlnet_stack
+    as easy comfyLoader applies it. Left out: the a1111_prompt_style parsing (an error when on),
+    wildcards and <lora:...> tags."""
     a1111_prompt_style: bool = Bool(False)
     comfy = ComfyAlias(("easy a1111Loader",),
                        optional=("optional_lora_stack", "optional_controlnet_stack", "a1111_prompt_style"))
@@ -528,6 +530,93 @@ def easy_controlnet(node, start: float, end: float, images) -> tuple:
                 "negative": negative, "images": images, "seed": 0, "loader_settings": pipe.get("loader_settings")}
     return new_pipe, positive, negative
 
+
+CONTROLNET_STACK_ROWS = 3  # the pack's max_cn_num
+
+
+def stacked_controlnets(stack, positive, negative, vae) -> tuple:
+    """The loaders' optional_controlnet_stack applied: each row of easy controlnetStack (name,
+    strength, start, end, soft weights, image, ...) loaded by name and applied to both
+    conditionings as Apply ControlNet (Advanced) does, in turn."""
+    if not isinstance(stack, (list, tuple)):
+        raise NodeInputError("optional_controlnet_stack", f"expected easy controlnetStack's list of rows, got "
+                                                          f"{type(stack).__name__}")
+    for row in stack:
+        if not isinstance(row, (list, tuple)) or len(row) < 6 or not isinstance(row[0], str):
+            raise NodeInputError("optional_controlnet_stack", "expected easy controlnetStack's rows (name, strength, "
+                                                              "start, end, soft weights, image); Efficiency Nodes' "
+                                                              "stack rows are not read here")
+        name, strength, start, end, soft_weights, image = row[:6]
+        if soft_weights != 1.0:
+            raise NodeInputError("optional_controlnet_stack", f"{name}: soft weights below 1 need "
+                                                              "Advanced-ControlNet's nodes, which are not built in")
+        if image is None:
+            raise NodeInputError("optional_controlnet_stack", f"{name}: no hint image connected")
+        control_net = _core(LoadControlNet, {"control_net_name": "optional_controlnet_stack"}, control_net_name=name)
+        positive, negative = _core(ApplyControlNetAdvanced, {"vae": "optional_controlnet_stack",
+                                                             "image": "optional_controlnet_stack"},
+                                   positive=positive, negative=negative, control_net=control_net, image=image,
+                                   strength=strength, start_percent=start, end_percent=end, vae=vae)
+    return positive, negative
+
+
+class EasyControlnetStack(Node):
+    """A ControlNet stack for the Easy-Use loaders' optional_controlnet_stack, as Easy-Use's easy
+    controlnetStack makes it: off (toggle) gives no stack; on, the connected stack's rows (those
+    not named "None") then rows 1 to num_controlnet whose name is not "None", each (name,
+    strength, start, end, soft weights, image): over the whole sampling in simple mode, between
+    start_percent and end_percent in advanced mode. The loaders refuse soft weights below 1
+    (Advanced-ControlNet's) and rows without an image."""
+    category = LOADERS
+    toggle: bool = Bool(False)
+    mode: str = Choice(("simple", "advanced"), "simple")
+    num_controlnet: int = Int(1, min=1, max=CONTROLNET_STACK_ROWS)
+    optional_controlnet_stack: CONTROL_NET_STACK = None
+    controlnet_1: str = Choice(lambda: ["None"] + folders.list_models("controlnet"), "None", model_folder="controlnet",
+                               not_files=("None",))
+    controlnet_1_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    start_percent_1: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent_1: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weight_1: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    image_1: IMAGE = None
+    controlnet_2: str = Choice(lambda: ["None"] + folders.list_models("controlnet"), "None", model_folder="controlnet",
+                               not_files=("None",))
+    controlnet_2_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    start_percent_2: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent_2: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weight_2: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    image_2: IMAGE = None
+    controlnet_3: str = Choice(lambda: ["None"] + folders.list_models("controlnet"), "None", model_folder="controlnet",
+                               not_files=("None",))
+    controlnet_3_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    start_percent_3: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent_3: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weight_3: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    image_3: IMAGE = None
+    outputs = {"controlnet_stack": CONTROL_NET_STACK}
+    comfy = ComfyAlias(("easy controlnetStack",), optional=("optional_controlnet_stack", *(
+        f"{part.format(i)}" for i in range(1, CONTROLNET_STACK_ROWS + 1)
+        for part in ("controlnet_{}", "controlnet_{}_strength", "start_percent_{}", "end_percent_{}",
+                     "scale_soft_weight_{}", "image_{}"))))
+
+    def run(self):
+        if not self.toggle:
+            return None
+        rows = []
+        if self.optional_controlnet_stack is not None:
+            if not isinstance(self.optional_controlnet_stack, (list, tuple)):
+                raise NodeInputError("optional_controlnet_stack", "expected a ControlNet stack (a list of rows)")
+            rows = [row for row in self.optional_controlnet_stack if not (row and row[0] == "None")]
+        for i in range(1, self.num_controlnet + 1):
+            name = getattr(self, f"controlnet_{i}")
+            if not name or name == "None":
+                continue
+            advanced = self.mode == "advanced"
+            rows.append((name, getattr(self, f"controlnet_{i}_strength"),
+                         getattr(self, f"start_percent_{i}") if advanced else 0.0,
+                         getattr(self, f"end_percent_{i}") if advanced else 1.0,
+                         getattr(self, f"scale_soft_weight_{i}"), getattr(self, f"image_{i}"), True))
+        return rows
 
 class EasyControlnetLoader(Node):
     """Apply a ControlNet to a pipe's conditionings, as Easy-Use's easy controlnetLoader does:

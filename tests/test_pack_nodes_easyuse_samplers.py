@@ -296,3 +296,63 @@ def test_presampling_noise_in_masks_the_noise_and_grows_the_mask(registry, model
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyPreSamplingNoiseIn", pipe={"model": pipe["model"]})
     assert e.value.input == "optional_latent"
+
+
+def test_controlnet_stack_ui_save_into_the_loader_equals_chained_apply_controlnet_advanced(registry, models):
+    """easy controlnetStack as the editor saves it (advanced, two rows, the third unused) into easy
+    comfyLoader's optional_controlnet_stack: the loader's conditionings are those of two
+    ControlNetApplyAdvanced in turn; toggle off gives no stack."""
+    from graphflow.testing import write_controlnet
+    (models.models / "controlnet").mkdir(exist_ok=True)
+    write_controlnet(models.models / "controlnet" / "cn.safetensors", "sd1")
+    widgets = [True, "advanced", 2, "cn.safetensors", 0.7, 0.1, 0.8, 1.0, "cn.safetensors", 0.4, 0.0, 0.5, 1.0,
+               "None", 1.0, 0.0, 1.0, 1.0]
+    nodes = [
+        ui_node(1, "EmptyImage", [64, 64, 1, 0xFFFFFF], [], [("IMAGE", "IMAGE", [1, 2])]),
+        ui_node(2, "easy controlnetStack", widgets,
+                [("optional_controlnet_stack", "CONTROL_NET_STACK", None, False), ("image_1", "IMAGE", 1, False),
+                 ("image_2", "IMAGE", 2, False), ("image_3", "IMAGE", None, False)],
+                [("controlnet_stack", "CONTROL_NET_STACK", [3])]),
+        ui_node(3, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -1, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a red cube", "blurry", 1],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", 3, False)],
+                [("pipe", "PIPE_LINE", [4]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(4, "easy pipeOut", [], [("pipe", "PIPE_LINE", 4, False)],
+                [(n, t, []) for n, t in (("pipe", "PIPE_LINE"), ("model", "MODEL"), ("pos", "CONDITIONING"),
+                                         ("neg", "CONDITIONING"), ("latent", "LATENT"), ("vae", "VAE"),
+                                         ("clip", "CLIP"), ("image", "IMAGE"), ("seed", "INT"))]),
+    ]
+    links = [[1, 1, 0, 2, 1, "IMAGE"], [2, 1, 0, 2, 2, "IMAGE"], [3, 2, 0, 3, 1, "CONTROL_NET_STACK"],
+             [4, 3, 0, 4, 0, "PIPE_LINE"]]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["2", "4"]).values
+    stack = values["2"][0]
+    assert [row[:5] for row in stack] == [("cn.safetensors", 0.7, 0.1, 0.8, 1.0), ("cn.safetensors", 0.4, 0.0, 0.5, 1.0)]
+    core = {**CORE, "31": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                                 "color": 0xFFFFFF}},
+            "32": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "cn.safetensors"}},
+            "33": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+                "positive": ["13", 0], "negative": ["14", 0], "control_net": ["32", 0], "image": ["31", 0],
+                "strength": 0.7, "start_percent": 0.1, "end_percent": 0.8, "vae": ["11", 2]}},
+            "34": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+                "positive": ["33", 0], "negative": ["33", 1], "control_net": ["32", 0], "image": ["31", 0],
+                "strength": 0.4, "start_percent": 0.0, "end_percent": 0.5, "vae": ["11", 2]}},
+            "35": _ksampler(("11", 0), ("15", 0), positive=("34", 0), negative=("34", 1))}
+    want = run_graph(registry, core, ["34", "35"]).values
+    pos, neg = values["4"][2], values["4"][3]
+    assert len(pos) == len(want["34"][0]) and set(pos[0][1]) == set(want["34"][0][0][1])
+    # the same conditionings sample to the same latent
+    got = call(registry, "KSampler", model=values["4"][1], seed=77, steps=2, cfg=6.5, sampler_name="euler",
+               scheduler="normal", positive=pos, negative=neg, latent_image=values["4"][4])
+    assert torch.allclose(got["samples"], want["35"][0]["samples"], atol=1e-5)
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert exported[2]["type"] == "easy controlnetStack" and exported[2]["widgets_values"] == widgets
+    assert call(registry, "EasyControlnetStack", toggle=False, controlnet_1="cn.safetensors") is None
+    simple = call(registry, "EasyControlnetStack", toggle=True, mode="simple", controlnet_1="cn.safetensors",
+                  start_percent_1=0.3, image_1=torch.zeros(1, 8, 8, 3))
+    assert simple[0][2:4] == (0.0, 1.0)  # simple mode: the whole sampling
+    with pytest.raises(NodeInputError, match="soft weights") as e:
+        from nodes.pack_nodes_easyuse_pipe import stacked_controlnets
+        stacked_controlnets([("cn.safetensors", 1.0, 0.0, 1.0, 0.5, torch.zeros(1, 8, 8, 3), True)], [], [], None)
+    assert e.value.input == "optional_controlnet_stack"
