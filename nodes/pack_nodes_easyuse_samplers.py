@@ -2,19 +2,21 @@
 and outputs (read from yolain/ComfyUI-Easy-Use: py/nodes/samplers.py at
 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe and py/nodes/preSampling.py at
 ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read): easy fullkSampler,
-easy kSamplerInpainting, easy kSamplerDownscaleUnet and easy preSamplingNoiseIn. They take and
-give the pipe of nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
+easy kSamplerInpainting, easy kSamplerDownscaleUnet and easy preSamplingNoiseIn; and from
+py/nodes/fix.py at 4825827b06d9e787007870cd4f93acfad665879e, easy hiresFix. They take and give
+the pipe of nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
 
 Left out: easy kSamplerSDTurbo / preSamplingSdTurbo (the pack's gradual-latent samplers),
 preSamplingCustom and kSamplerCustom (its custom guiders and schedulers), preSamplingDynamicCFG,
 kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights), the cascade
-samplers and easy unSampler; in kSamplerInpainting the Fooocus and BrushNet choices (model weights
-the pack downloads) are refused by name."""
+samplers and easy unSampler, the detailer fixes of fix.py (Impact Pack's detector pipes); in
+kSamplerInpainting the Fooocus and BrushNet choices (model weights the pack downloads) are
+refused by name."""
 
 from __future__ import annotations
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Float, \
-    Int, Node, NodeInputError, Text
+    Int, Node, NodeInputError, Text, folders, run_limits
 from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
@@ -22,7 +24,9 @@ from nodes.model_sampling import DifferentialDiffusion
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, _pipe_dict, easy_ksample
+from nodes.image import SaveImage, preview
 from nodes.unet_patches import PatchModelAddDownscale
+from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
 from nodes.vae import VAEEncode, VAEEncodeForInpaint
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -289,3 +293,109 @@ class EasyPreSamplingNoiseIn(Node):
                 "samples": work, "seed": self.seed,
                 "loader_settings": {**settings, "steps": self.steps, "cfg": self.cfg, "sampler_name": self.sampler_name,
                                     "scheduler": self.scheduler, "denoise": self.denoise, "add_noise": "disable"}}
+
+
+HIRES_RESCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos", "bislerp")
+HIRES_RESCALES = ("by percentage", "to Width/Height", "to longer side - maintain aspect")
+HIRES_MAX_SIDE = 16384  # ComfyUI's MAX_RESOLUTION, where the pack clamps a percentage
+
+
+def nearest_multiple_of_8(value) -> int:
+    """The pack's enforce_mul_of_64 (py/libs/sampler.py at e754b97b99558851343b5e2e9ead76cc0adc6bb4):
+    truncated to a whole number, at least 8, then to the nearest multiple of 8 (4 over goes up)."""
+    value = max(int(value), 8)
+    leftover = value % 8
+    return value - leftover if leftover < 4 else value + 8 - leftover
+
+
+def hires_size(node, width: int, height: int) -> tuple[int, int]:
+    """The pack's size after the model: by percentage of it (clamped to 16384, to a multiple of
+    8; percent 0 keeps the width and height widgets), the width and height widgets, or the longer
+    side (a multiple of 8) with the other side in proportion."""
+    if node.rescale == "by percentage" and node.percent != 0:
+        return (nearest_multiple_of_8(min(node.percent / 100 * width, HIRES_MAX_SIDE)),
+                nearest_multiple_of_8(min(node.percent / 100 * height, HIRES_MAX_SIDE)))
+    if node.rescale == "to longer side - maintain aspect":
+        side = nearest_multiple_of_8(node.longer_side)
+        if width > height:
+            return side, nearest_multiple_of_8(side * height / width)
+        return nearest_multiple_of_8(side * width / height), side
+    return node.width, node.height
+
+
+class EasyHiresFix(Node):
+    """Upscale images with an upscale model and encode them for a second sampling pass, as
+    Easy-Use's easy hiresFix does: the pipe's images (or `image`) through the model in 192-pixel
+    tiles overlapping by 8 (as the pack tiles them), clamped to 0..1; with rescale_after_model
+    then resized (rescale_method, crop) by percentage of the upscaled size (a multiple of 8),
+    to width x height, or to longer_side keeping the aspect; cut to a multiple of 8 and encoded
+    with the pipe's VAE (or `vae`). Gives the pipe (the new latent and images; without a pipe an
+    empty one, as the pack), the images and the latent; image_output shows or saves the images
+    as the pack's samplers do. A final size over the server's max_pixels is refused before
+    resizing."""
+    category = "EasyUse/Fix"
+    output_node = True
+    model_name: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
+    rescale_after_model: bool = Choice((False, True), True)
+    rescale_method: str = Choice(HIRES_RESCALE_METHODS, "nearest-exact")
+    rescale: str = Choice(HIRES_RESCALES, "by percentage")
+    percent: int = Int(50, min=0, max=1000)
+    width: int = Int(1024, min=64, max=16384, step=8)
+    height: int = Int(1024, min=64, max=16384, step=8)
+    longer_side: int = Int(1024, min=64, max=16384, step=8)
+    crop: str = Choice(("disabled", "center"), "disabled")
+    image_output: str = Choice(PLAIN_IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    pipe: PIPE_LINE = None
+    image: IMAGE = None
+    vae: VAE = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE, "latent": LATENT}
+    comfy = ComfyAlias(("easy hiresFix",), optional=("pipe", "image", "vae"))
+
+    @classmethod
+    def fingerprint(cls, model_name=None, **widgets):
+        return folders.model_state("upscale_models", model_name) if model_name else None
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe) if self.pipe is not None else None
+        image, vae = self.image, self.vae
+        if pipe is not None:
+            image = image if image is not None else pipe.get("images")
+            vae = vae if vae is not None else pipe.get("vae")
+        if image is None:
+            raise NodeInputError("image", "no image: connect one, or a pipe with images")
+        if vae is None:
+            raise NodeInputError("vae", "no VAE: connect one, or a pipe with one")
+        model = _core(LoadUpscaleModel, model_name=self.model_name)
+        upscaled = _core(ImageUpscaleWithModel, upscale_model=model, image=image, tile_size=192, overlap=8)
+        if self.rescale_after_model:
+            width, height = hires_size(self, upscaled.shape[2], upscaled.shape[1])
+            limit = run_limits().max_pixels
+            if limit is not None and width * height > limit:
+                raise NodeInputError("rescale", f"rescales to {width}x{height}, over the server's {limit} pixels")
+            upscaled = resized_image(upscaled, width, height, self.rescale_method, self.crop == "center")
+        # encoded after cutting to a multiple of 8 about the centre, as the pack crops before encoding
+        latent = _core(VAEEncode, {"pixels": "image", "vae": "vae"}, pixels=upscaled[..., :3], vae=vae)
+        if "Save" in self.image_output:
+            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=upscaled, filename_prefix=self.save_prefix)
+        elif self.image_output != "Hide":
+            preview(upscaled)
+        new_pipe = {}
+        if pipe is not None:
+            new_pipe = {**{k: pipe.get(k) for k in ("model", "positive", "negative", "clip", "seed")}, "vae": vae,
+                        "samples": latent, "images": upscaled,
+                        "loader_settings": dict(pipe.get("loader_settings") or {})}
+        return new_pipe, upscaled, latent
+
+
+def resized_image(image, width: int, height: int, method: str, crop: bool):
+    """ComfyUI's common_upscale on an IMAGE batch (ImageScale's resampling), bislerp included."""
+    from nodes.image import _resize_image
+    if method != "bislerp":
+        return _resize_image(image, width, height, method, crop=crop)
+    from graphflow.images import bislerp, center_crop_to_aspect
+    x = image.movedim(-1, 1)
+    if crop:
+        x = center_crop_to_aspect(x, width, height)
+    return bislerp(x, width, height).movedim(1, -1)

@@ -356,3 +356,43 @@ def test_controlnet_stack_ui_save_into_the_loader_equals_chained_apply_controlne
         from nodes.pack_nodes_easyuse_pipe import stacked_controlnets
         stacked_controlnets([("cn.safetensors", 1.0, 0.0, 1.0, 0.5, torch.zeros(1, 8, 8, 3), True)], [], [], None)
     assert e.value.input == "optional_controlnet_stack"
+
+
+def test_hires_fix_equals_upscale_model_then_image_scale_then_vae_encode(registry, models):
+    """API prompt: the pipe's images through the upscale model (192-pixel tiles, 8 overlap), by
+    percentage to a multiple of 8, then encoded: as UpscaleModelLoader + ImageUpscaleWithModel +
+    ImageScale + VAEEncode; the pack's rounding of sizes; no image named."""
+    from graphflow.testing import write_esrgan
+    from nodes.pack_nodes_easyuse_samplers import nearest_multiple_of_8
+    (models.models / "upscale_models").mkdir(exist_ok=True)
+    write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
+    graph = {"1": LOADER, **_image_and_mask(), **CORE,
+             "2": {**PRESAMPLING, "inputs": {**PRESAMPLING["inputs"], "image_to_latent": ["21", 0]}},
+             "3": {"class_type": "easy hiresFix", "inputs": {
+                 "model_name": "x2.safetensors", "rescale_after_model": True, "rescale_method": "bilinear",
+                 "rescale": "by percentage", "percent": 70, "width": 1024, "height": 1024, "longer_side": 1024,
+                 "crop": "disabled", "image_output": "Hide", "link_id": 0, "save_prefix": "ComfyUI",
+                 "pipe": ["2", 0]}},
+             "71": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x2.safetensors"}},
+             "72": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["71", 0], "image": ["21", 0],
+                                                                      "tile_size": 192, "overlap": 8}},
+             "73": {"class_type": "ImageScale", "inputs": {"image": ["72", 0], "upscale_method": "bilinear",
+                                                           "width": 88, "height": 88, "crop": "disabled"}},
+             "74": {"class_type": "VAEEncode", "inputs": {"pixels": ["73", 0], "vae": ["11", 2]}}}
+    values = run_graph(registry, graph, ["3", "73", "74"]).values
+    pipe, image, latent = values["3"]
+    assert nearest_multiple_of_8(0.7 * 128) == 88  # 89.6 -> 89 -> 88
+    assert torch.equal(image, values["73"][0])
+    assert torch.allclose(latent["samples"], values["74"][0]["samples"], atol=1e-6)
+    assert pipe["samples"] is latent and pipe["images"] is image and pipe["seed"] == 77
+    assert [nearest_multiple_of_8(v) for v in (3, 12, 11.9, 100, 101)] == [8, 16, 8, 104, 104]
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["3"]["class_type"] == "easy hiresFix" and back["3"]["inputs"]["rescale_after_model"] is True
+    vae = run_graph(registry, {"11": CORE["11"]}, ["11"]).values["11"][2]
+    longer = call(registry, "EasyHiresFix", model_name="x2.safetensors", rescale="to longer side - maintain aspect",
+                  longer_side=100, rescale_method="nearest-exact", image_output="Hide",
+                  image=torch.rand(1, 24, 40, 3), vae=vae)
+    assert longer[1].shape[1:3] == (nearest_multiple_of_8(104 * 48 / 80), 104)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyHiresFix", model_name="x2.safetensors", pipe={"vae": object()})
+    assert e.value.input == "image"
