@@ -814,20 +814,26 @@ def easy_ksample(node, tile_size: int | None = None, parts: dict | None = None,
     if model is None:
         raise NodeInputError("model", "neither connected nor in the pipe")
     latent = _sample_pipe(pipe, settings, model)
-    images = None
-    if node.image_output != "None":
-        # the pack's decode_tiled overlaps tiles by 16 latent pixels (128); ours takes at most a quarter tile
-        tiled = {} if tile_size is None else {"tiled": True, "tile_size": tile_size,
-                                              "overlap": min(128, tile_size // 4)}
-        images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe", "tile_size": "tile_size"}, samples=latent,
-                       vae=pipe["vae"], **tiled)
-        if "Save" in node.image_output:
-            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
-        elif node.image_output != "Hide":
-            show(images=temp_pngs(images))
+    images = decoded_and_shown(node, latent, pipe["vae"], tile_size)
     return {**pipe, "loader_settings": kept_settings, "samples": latent, "images": images, "samp_images": images,
             "seed": pipe["seed"]}, images
 
+
+def decoded_and_shown(node, latent: dict, vae, tile_size: int | None = None):
+    """The pack's samplers' images: the latent decoded with the pipe's VAE (in tile_size-pixel
+    tiles when given) unless image_output is "None", then saved to the outputs folder as
+    save_prefix ("Save" in image_output) or shown (not "Hide"); None when not decoded."""
+    if node.image_output == "None":
+        return None
+    # the pack's decode_tiled overlaps tiles by 16 latent pixels (128); ours takes at most a quarter tile
+    tiled = {} if tile_size is None else {"tiled": True, "tile_size": tile_size, "overlap": min(128, tile_size // 4)}
+    images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe", "tile_size": "tile_size"}, samples=latent, vae=vae,
+                   **tiled)
+    if "Save" in node.image_output:
+        _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
+    elif node.image_output != "Hide":
+        show(images=temp_pngs(images))
+    return images
 
 class EasyKSampler(Node):
     """Sample a pipe set up by easy preSampling, as Easy-Use's easy kSampler does: the pipe's

@@ -1,29 +1,31 @@
 """ComfyUI-Easy-Use's further samplers and preSampling nodes, under the pack's class names, inputs
 and outputs (read from yolain/ComfyUI-Easy-Use: py/nodes/samplers.py at
 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe and py/nodes/preSampling.py at
-ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read): easy fullkSampler,
-easy kSamplerInpainting, easy kSamplerDownscaleUnet and easy preSamplingNoiseIn; and from
-py/nodes/fix.py at 4825827b06d9e787007870cd4f93acfad665879e, easy hiresFix. They take and give
-the pipe of nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
+ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read; py/nodes/fix.py at
+4825827b06d9e787007870cd4f93acfad665879e; the gradual-latent samplers' upscale-step rule from the
+GradualLatentSampler source its py/libs/gradual_latent_hires_fix.py copies): easy fullkSampler,
+easy kSamplerInpainting, easy kSamplerDownscaleUnet, easy preSamplingNoiseIn, easy
+preSamplingSdTurbo / kSamplerSDTurbo and easy hiresFix. They take and give the pipe of
+nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
 
-Left out: easy kSamplerSDTurbo / preSamplingSdTurbo (the pack's gradual-latent samplers),
-preSamplingCustom and kSamplerCustom (its custom guiders and schedulers), preSamplingDynamicCFG,
-kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights), the cascade
-samplers and easy unSampler, the detailer fixes of fix.py (Impact Pack's detector pipes); in
-kSamplerInpainting the Fooocus and BrushNet choices (model weights the pack downloads) are
-refused by name."""
+Left out: preSamplingCustom and kSamplerCustom (the pack's custom guiders and schedulers),
+preSamplingDynamicCFG, kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model
+weights), the cascade samplers, easy unSampler and the detailer fixes of fix.py (Impact Pack's
+detector pipes). Refused by name: kSamplerInpainting's Fooocus and BrushNet choices (model weights
+the pack downloads) and preSamplingSdTurbo's gradual-latent upscaling runs."""
 
 from __future__ import annotations
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Float, \
-    Int, Node, NodeInputError, Text, folders, run_limits
+    Int, Node, NodeInputError, Text, folders, run_limits, show
 from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
 from nodes.model_sampling import DifferentialDiffusion
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_easyuse import SEED_MAX
-from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, _pipe_dict, easy_ksample
+from nodes.custom_sampling import KSamplerSelect, SamplerCustom, SDTurboScheduler
+from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, _pipe_dict, decoded_and_shown, easy_ksample
 from nodes.image import SaveImage, preview
 from nodes.unet_patches import PatchModelAddDownscale
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
@@ -399,3 +401,108 @@ def resized_image(image, width: int, height: int, method: str, crop: bool):
     if crop:
         x = center_crop_to_aspect(x, width, height)
     return bislerp(x, width, height).movedim(1, -1)
+
+
+# the samplers the pack swaps for its gradual-latent versions (latent upscaled part-way, unsharp mask)
+GRADUAL_SAMPLERS = ("euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "lcm")
+
+
+def gradual_upscale_steps(start_step: int, end_step: int, every: int) -> list[int]:
+    """The sampling steps at which the pack's gradual-latent samplers upscale the latent: from
+    start_step - 1, every `every` steps, while below end_step - 1."""
+    steps, step = [], start_step - 1
+    while step < end_step - 1:
+        steps.append(step)
+        step += every
+    return steps
+
+
+class EasyPreSamplingSdTurbo(Node):
+    """Put SD-Turbo sampler settings into a pipe, as Easy-Use's easy preSamplingSdTurbo does:
+    the SD-Turbo schedule (timesteps 999, 899, ... for `steps` steps; SDTurboScheduler), the
+    sampler, cfg and seed, for easy kSamplerSDTurbo. For euler_ancestral, dpmpp_2s_ancestral,
+    dpmpp_2m_sde and lcm the pack runs its gradual-latent versions, which upscale the latent
+    part-way (upscale_ratio, start_step, end_step, upscale_n_step, unsharp_*); those runs are not
+    built in and are refused naming start_step, as are eta / s_noise other than 1: with no upscale
+    step within the sampling and eta = s_noise = 1 they are the ordinary samplers, which run here
+    (the pack draws their noise unseeded; here it comes from the seed)."""
+    category = "EasyUse/PreSampling"
+    pipe: PIPE_LINE
+    steps: int = Int(1, min=1, max=10)
+    cfg: float = Float(1.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    eta: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    s_noise: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    upscale_ratio: float = Float(2.0, min=0.0, max=16.0, step=0.01)
+    start_step: int = Int(5, min=0, max=1000)
+    end_step: int = Int(15, min=0, max=1000)
+    upscale_n_step: int = Int(3, min=0, max=1000)
+    unsharp_kernel_size: int = Int(3, min=1, max=21)
+    unsharp_sigma: float = Float(0.5, min=0.0, max=10.0, step=0.01)
+    unsharp_strength: float = Float(0.0, min=0.0, max=10.0, step=0.01)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy preSamplingSdTurbo",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        if pipe.get("model") is None:
+            raise NodeInputError("pipe", "the pipe has no model (its noise schedule gives the SD-Turbo sigmas)")
+        if self.sampler_name in GRADUAL_SAMPLERS:
+            if self.upscale_n_step == 0 and self.start_step < self.end_step:
+                raise NodeInputError("upscale_n_step", "0 never reaches end_step (the pack hangs); use 1 or more")
+            upscaled = [i for i in gradual_upscale_steps(self.start_step, self.end_step, max(self.upscale_n_step, 1))
+                        if i < self.steps]
+            if upscaled:
+                raise NodeInputError("start_step", f"{self.sampler_name}: the pack's gradual-latent version upscales "
+                                                   f"the latent at step {upscaled[0]}, which is not built in; set "
+                                                   f"start_step above {self.steps} (or pick another sampler)")
+            if self.sampler_name != "lcm" and (self.eta != 1.0 or self.s_noise != 1.0):
+                raise NodeInputError("eta" if self.eta != 1.0 else "s_noise",
+                                     "the gradual-latent samplers' eta / s_noise other than 1 are not built in")
+        sigmas = _core(SDTurboScheduler, model=pipe["model"], steps=self.steps, denoise=1.0)
+        sampler = _core(KSamplerSelect, sampler_name=self.sampler_name)
+        show(value=[self.seed])
+        settings = pipe.get("loader_settings") or {}
+        return {**{k: pipe.get(k) for k in ("model", "positive", "negative", "vae", "clip", "samples", "images")},
+                "seed": self.seed,
+                "loader_settings": {**settings, "sampler": sampler, "sigmas": sigmas, "steps": self.steps,
+                                    "cfg": self.cfg, "add_noise": "enabled"}}
+
+
+class EasyKSamplerSDTurbo(Node):
+    """Sample a pipe set up by easy preSamplingSdTurbo, as Easy-Use's easy kSamplerSDTurbo does:
+    its sampler over its SD-Turbo sigmas with CFG at its cfg, noise from its seed (SamplerCustom),
+    the pipe's model (or `model`), conditionings and latent; then decoded with the pipe's VAE and
+    shown or saved as image_output says. Gives the pipe (the new latent, images and seed) and the
+    images."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    image_output: str = Choice(PLAIN_IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    model: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE}
+    comfy = ComfyAlias(("easy kSamplerSDTurbo",), optional=("model",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        settings = pipe.get("loader_settings") or {}
+        if "sigmas" not in settings or "sampler" not in settings or pipe.get("seed") is None:
+            raise NodeInputError("pipe", "no SD-Turbo settings in the pipe: connect it through easy "
+                                         "preSamplingSdTurbo first")
+        for key in ("positive", "negative", "samples", "vae"):
+            if pipe.get(key) is None:
+                raise NodeInputError("pipe", f"the pipe has no {key}")
+        model = self.model if self.model is not None else pipe.get("model")
+        if model is None:
+            raise NodeInputError("model", "neither connected nor in the pipe")
+        latent, _ = _core(SamplerCustom, {"positive": "pipe", "negative": "pipe", "latent_image": "pipe",
+                                          "sampler": "pipe", "sigmas": "pipe"},
+                          model=model, add_noise=True, noise_seed=pipe["seed"], cfg=settings["cfg"],
+                          positive=pipe["positive"], negative=pipe["negative"], sampler=settings["sampler"],
+                          sigmas=settings["sigmas"], latent_image=pipe["samples"])
+        images = decoded_and_shown(self, latent, pipe["vae"])
+        return {**{k: pipe.get(k) for k in ("positive", "negative", "vae", "clip")}, "model": model,
+                "samples": latent, "images": images, "seed": pipe["seed"], "loader_settings": settings}, images

@@ -396,3 +396,49 @@ def test_hires_fix_equals_upscale_model_then_image_scale_then_vae_encode(registr
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyHiresFix", model_name="x2.safetensors", pipe={"vae": object()})
     assert e.value.input == "image"
+
+
+def test_sd_turbo_presampling_and_sampler_equal_sampler_custom_with_sd_turbo_scheduler(registry, models):
+    """UI save: loader -> easy preSamplingSdTurbo (its seed's control widget after it) -> easy
+    kSamplerSDTurbo, as SDTurboScheduler + KSamplerSelect + SamplerCustom + VAEDecode give it;
+    the gradual-latent upscaling runs are refused naming start_step."""
+    widgets = [3, 1.5, "euler_ancestral", 1.0, 1.0, 2.0, 5, 15, 3, 3, 0.5, 0.0, 21, "fixed"]
+    nodes = [
+        ui_node(1, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -1, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a red cube", "blurry", 1],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", [1]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(2, "easy preSamplingSdTurbo", widgets, [("pipe", "PIPE_LINE", 1, False)],
+                [("pipe", "PIPE_LINE", [2])]),
+        ui_node(3, "easy kSamplerSDTurbo", ["Hide", 0, "ComfyUI"],
+                [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False)],
+                [("pipe", "PIPE_LINE", []), ("image", "IMAGE", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"], [2, 2, 0, 3, 0, "PIPE_LINE"]])
+    pipe, images = run_graph(registry, graph, ["3"]).values["3"]
+    core = {**CORE, "81": {"class_type": "SDTurboScheduler", "inputs": {"model": ["11", 0], "steps": 3,
+                                                                         "denoise": 1.0}},
+            "82": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler_ancestral"}},
+            "83": {"class_type": "SamplerCustom", "inputs": {
+                "model": ["11", 0], "add_noise": True, "noise_seed": 21, "cfg": 1.5, "positive": ["13", 0],
+                "negative": ["14", 0], "sampler": ["82", 0], "sigmas": ["81", 0], "latent_image": ["15", 0]}},
+            "84": {"class_type": "VAEDecode", "inputs": {"samples": ["83", 0], "vae": ["11", 2]}}}
+    want = run_graph(registry, core, ["83", "84"]).values
+    assert torch.allclose(pipe["samples"]["samples"], want["83"][0]["samples"], atol=1e-5)
+    assert torch.allclose(images, want["84"][0], atol=1e-5)  # Hide decodes without showing
+    assert pipe["seed"] == 21 and pipe["images"] is images
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert exported[2]["widgets_values"] == widgets and exported[3]["type"] == "easy kSamplerSDTurbo"
+    loader_pipe = run_graph(registry, {"1": LOADER}, ["1"]).values["1"][0]
+    with pytest.raises(NodeInputError, match="gradual") as e:
+        call(registry, "EasyPreSamplingSdTurbo", pipe=loader_pipe, steps=6, sampler_name="euler_ancestral")
+    assert e.value.input == "start_step"  # the default start_step 5 upscales at step 4 of 6
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPreSamplingSdTurbo", pipe=loader_pipe, steps=2, sampler_name="dpmpp_2m_sde", eta=0.5)
+    assert e.value.input == "eta"
+    plain = call(registry, "EasyPreSamplingSdTurbo", pipe=loader_pipe, steps=6, sampler_name="euler")
+    assert len(plain["loader_settings"]["sigmas"]) == 7
+    with pytest.raises(NodeInputError, match="preSamplingSdTurbo") as e:
+        call(registry, "EasyKSamplerSDTurbo", pipe=loader_pipe)
+    assert e.value.input == "pipe"
