@@ -10,8 +10,12 @@ controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy preSampling / preSam
 easy kSampler / kSamplerTiled. (Its small value, logic and prompt nodes are in
 nodes/pack_nodes_easyuse.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.)
 
+Also easy zero123Loader and easy svdLoader (037080ac's), onto ImageOnlyCheckpointLoader with
+StableZero123_Conditioning / SVD_img2vid_Conditioning.
+
 Left out: the other preSampling variants and samplers not in nodes/pack_nodes_easyuse_samplers.py,
-the other loaders (SVD, SV3D, zero123, cascade, kolors, flux, HunyuanDiT, PixArt, mochi),
+the other loaders (SV3D, cascade, kolors, flux, HunyuanDiT, PixArt, mochi: their text encoders,
+latent layouts and the pack's own model code differ from what the shared loader path does),
 controlnetLoader++ (union ControlNet types), soft ControlNet weights below 1 (Advanced-ControlNet),
 the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing, and XY plots."""
 
@@ -31,6 +35,7 @@ from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes.sampling import KSampler, KSamplerAdvanced
+from nodes.text_encoder_loaders import _list as _text_encoder_choices
 from nodes.sampling import _sample as sample_with_options
 from nodes.vae import VAEDecode, VAEEncode
 
@@ -257,6 +262,125 @@ class EasyA1111Loader(EasyComfyLoader):
         pipe, model, vae, *_ = easy_pipe(self, "mean", "A1111")
         return pipe, model, vae
 
+
+def _image_only_checkpoint(ckpt_name: str) -> tuple:
+    from nodes.video_models import ImageOnlyCheckpointLoader
+    return _core(ImageOnlyCheckpointLoader, {"checkpoint": "ckpt_name"}, checkpoint=ckpt_name)
+
+
+def _placeholder_image():
+    """The pack's 1x1 black image its image-conditioned loaders put in the pipe (preSampling's
+    image_to_latent skips a 1x1 image)."""
+    import torch
+    return torch.zeros(1, 1, 1, 3)
+
+
+class EasyZero123Loader(Node):
+    """Load a Stable Zero123 checkpoint into a pipe, as Easy-Use's easy zero123Loader does: the
+    model, its CLIP vision and VAE (ImageOnlyCheckpointLoader), and init_image seen from elevation
+    and azimuth as StableZero123_Conditioning makes the conditionings and the empty latent batch.
+    As in the pack, vae_name is not used (the checkpoint's VAE encodes) and the choices are the
+    checkpoints with "zero123" in their names. Gives the pipe (its seed 0, a 1x1 image as its
+    images), the model and the VAE."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: [f for f in folders.list_models("checkpoints") if "zero123" in f.lower()],
+                            model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    init_image: IMAGE
+    empty_latent_width: int = Int(256, min=16, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(256, min=16, max=16384, step=8, resource="height")
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    elevation: float = Float(0.0, min=-180.0, max=180.0)
+    azimuth: float = Float(0.0, min=-180.0, max=180.0)
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy zero123Loader",))
+
+    def run(self):
+        from nodes.zero123 import StableZero123Conditioning
+        model, clip_vision, vae = _image_only_checkpoint(self.ckpt_name)
+        positive, negative, samples = _core(
+            StableZero123Conditioning, {"width": "empty_latent_width", "height": "empty_latent_height"},
+            clip_vision=clip_vision, init_image=self.init_image, vae=vae, width=self.empty_latent_width,
+            height=self.empty_latent_height, batch_size=self.batch_size, elevation=self.elevation,
+            azimuth=self.azimuth)
+        settings = {"ckpt_name": self.ckpt_name, "vae_name": self.vae_name, "positive": positive,
+                    "negative": negative, "empty_latent_width": self.empty_latent_width,
+                    "empty_latent_height": self.empty_latent_height, "batch_size": self.batch_size, "seed": 0}
+        pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": None,
+                "samples": samples, "images": _placeholder_image(), "seed": 0, "loader_settings": settings}
+        return pipe, model, vae
+
+
+class EasySVDLoader(Node):
+    """Load a Stable Video Diffusion checkpoint into a pipe, as Easy-Use's easy svdLoader does:
+    the model, CLIP vision and VAE (ImageOnlyCheckpointLoader), init_image made the conditionings
+    and an empty latent of video_frames frames at `resolution` (or the width and height for the
+    custom entry) as SVD_img2vid_Conditioning makes them (its augmentation noise drawn from seed
+    0, where the pack draws it unseeded). A non-empty optional_positive / optional_negative is
+    encoded with the text encoder clip_name (CLIPLoader) and joined to that side with
+    ConditioningConcat, as the pack does. As in the pack, vae_name is not used and the choices are
+    the checkpoints with "svd" in their names. Gives the pipe (batch_size 1, seed 0, a 1x1 image
+    as its images), the model and the VAE."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: [f for f in folders.list_models("checkpoints") if "svd" in f.lower()],
+                            model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    clip_name: str = Choice(lambda: ["None"] + _text_encoder_choices(), "None", model_folder="text_encoders",
+                            not_files=("None",))
+    init_image: IMAGE
+    resolution: str = Choice(RESOLUTIONS, "1024 x 576")
+    empty_latent_width: int = Int(256, min=16, max=16384, step=8)
+    empty_latent_height: int = Int(256, min=16, max=16384, step=8)
+    video_frames: int = Int(14, min=1, max=4096)
+    motion_bucket_id: int = Int(127, min=1, max=1023)
+    fps: int = Int(6, min=1, max=1024)
+    augmentation_level: float = Float(0.0, min=0.0, max=10.0, step=0.01)
+    optional_positive: str = Text("", multiline=True)
+    optional_negative: str = Text("", multiline=True)
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy svdLoader",), optional=("optional_positive", "optional_negative"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            width, height = latent_size(widgets["resolution"], widgets["empty_latent_width"],
+                                        widgets["empty_latent_height"])
+        except (KeyError, NodeInputError):
+            return Estimate(None)
+        frames = widgets.get("video_frames", 1)
+        return Estimate(Size(frames, height, width), memory=frames * height * width * DECODED_BYTES)
+
+    def run(self):
+        from nodes.conditioning import CLIPEncode
+        from nodes.text_encoder_loaders import LoadTextEncoder
+        from nodes.video_models import SVDImageToVideo
+        width, height = latent_size(self.resolution, self.empty_latent_width, self.empty_latent_height)
+        model, clip_vision, vae = _image_only_checkpoint(self.ckpt_name)
+        positive, negative, samples = _core(
+            SVDImageToVideo, {"width": "resolution", "height": "resolution"}, clip_vision=clip_vision,
+            init_image=self.init_image, vae=vae, width=width, height=height, video_frames=self.video_frames,
+            motion_bucket_id=self.motion_bucket_id, fps=self.fps, augmentation_level=self.augmentation_level)
+        clip = None
+        conds = {"optional_positive": positive, "optional_negative": negative}
+        for name in conds:
+            text = getattr(self, name)
+            if not text:
+                continue
+            if self.clip_name == "None":
+                raise NodeInputError("clip_name", f"{name} needs a text encoder to encode it (the pack asks for an "
+                                                  "open_clip model)")
+            if clip is None:
+                clip = _core(LoadTextEncoder, {"clip_name": "clip_name"}, clip_name=self.clip_name)
+            encoded = _core(CLIPEncode, {"text": name}, text=text, clip=clip)
+            conds[name] = _core(ConditioningConcat, {"conditioning_to": name, "conditioning_from": name},
+                                conditioning_to=conds[name], conditioning_from=encoded)
+        positive, negative = conds["optional_positive"], conds["optional_negative"]
+        settings = {"ckpt_name": self.ckpt_name, "vae_name": self.vae_name, "positive": positive,
+                    "negative": negative, "resolution": self.resolution, "empty_latent_width": width,
+                    "empty_latent_height": height, "batch_size": 1, "seed": 0}
+        pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": clip,
+                "samples": samples, "images": _placeholder_image(), "seed": 0, "loader_settings": settings}
+        return pipe, model, vae
 
 LORA_STACK_ROWS = 10  # the pack's max_lora_num
 

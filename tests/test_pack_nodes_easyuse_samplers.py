@@ -442,3 +442,48 @@ def test_sd_turbo_presampling_and_sampler_equal_sampler_custom_with_sd_turbo_sch
     with pytest.raises(NodeInputError, match="preSamplingSdTurbo") as e:
         call(registry, "EasyKSamplerSDTurbo", pipe=loader_pipe)
     assert e.value.input == "pipe"
+
+
+def test_zero123_and_svd_loaders_equal_the_core_conditioning_nodes(registry, tmp_folders):
+    """API prompts: easy zero123Loader as ImageOnlyCheckpointLoader + StableZero123_Conditioning,
+    easy svdLoader (its resolution entry) as ImageOnlyCheckpointLoader + SVD_img2vid_Conditioning;
+    the pipes carry seed 0 and the 1x1 placeholder image; an optional prompt needs clip_name."""
+    from graphflow.testing import write_svd_checkpoint, write_zero123_checkpoint
+    (tmp_folders.models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_zero123_checkpoint(tmp_folders.models / "checkpoints" / "stable_zero123.safetensors")
+    write_svd_checkpoint(tmp_folders.models / "checkpoints" / "tiny_svd.safetensors")
+    image = {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 40, "batch_size": 1, "color": 0x4080C0}}
+    graph = {
+        "1": image,
+        "2": {"class_type": "easy zero123Loader", "inputs": {
+            "ckpt_name": "stable_zero123.safetensors", "vae_name": "Baked VAE", "init_image": ["1", 0],
+            "empty_latent_width": 32, "empty_latent_height": 24, "batch_size": 2, "elevation": 10.0,
+            "azimuth": 30.0}},
+        "3": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": "stable_zero123.safetensors"}},
+        "4": {"class_type": "StableZero123_Conditioning", "inputs": {
+            "clip_vision": ["3", 1], "init_image": ["1", 0], "vae": ["3", 2], "width": 32, "height": 24,
+            "batch_size": 2, "elevation": 10.0, "azimuth": 30.0}},
+        "5": {"class_type": "easy svdLoader", "inputs": {
+            "ckpt_name": "tiny_svd.safetensors", "vae_name": "Baked VAE", "clip_name": "None", "init_image": ["1", 0],
+            "resolution": "width x height (custom)", "empty_latent_width": 64, "empty_latent_height": 32,
+            "video_frames": 3, "motion_bucket_id": 60, "fps": 8, "augmentation_level": 0.0}},
+        "6": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": "tiny_svd.safetensors"}},
+        "7": {"class_type": "SVD_img2vid_Conditioning", "inputs": {
+            "clip_vision": ["6", 1], "init_image": ["1", 0], "vae": ["6", 2], "width": 64, "height": 32,
+            "video_frames": 3, "motion_bucket_id": 60, "fps": 8, "augmentation_level": 0.0}},
+    }
+    values = run_graph(registry, graph, ["2", "4", "5", "7"]).values
+    for loader, core in (("2", "4"), ("5", "7")):
+        pipe = values[loader][0]
+        positive, negative, latent = values[core]
+        assert torch.equal(pipe["positive"][0][0], positive[0][0])
+        assert torch.equal(pipe["positive"][0][1]["concat_latent_image"], positive[0][1]["concat_latent_image"])
+        assert torch.equal(pipe["negative"][0][0], negative[0][0])
+        assert pipe["samples"]["samples"].shape == latent["samples"].shape
+        assert pipe["seed"] == 0 and pipe["images"].shape == (1, 1, 1, 3)
+    assert values["5"][0]["loader_settings"]["batch_size"] == 1
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["2"]["class_type"] == "easy zero123Loader" and back["5"]["class_type"] == "easy svdLoader"
+    graph["5"]["inputs"]["optional_positive"] = "a wave"
+    with pytest.raises(AssertionError, match="clip_name"):
+        run_graph(registry, graph, ["5"])
