@@ -882,11 +882,15 @@ class EasyPreSamplingAdvanced(Node):
 def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
     """The pipe's latent sampled as the pack's samplers do: with easy preSampling's settings as
     KSampler samples; with preSamplingAdvanced's (start / last step, add_noise, force_full_denoise)
-    as KSamplerAdvanced samples (the pack's common_ksampler call is the same in both cases)."""
+    as KSamplerAdvanced samples (the pack's common_ksampler call is the same in both cases); with
+    easy preSamplingCustom's, through its guider, sampler and sigmas (SamplerCustomAdvanced)."""
     add_noise = settings.get("add_noise", "enabled")
     if add_noise == "enable (GPU=A1111)":
         raise NodeInputError("pipe", "add_noise \"enable (GPU=A1111)\" (noise drawn on the GPU) is not built in; "
                                      "use \"enable (CPU)\"")
+    if "custom" in settings:  # easy preSamplingCustom's guider, sampler and sigmas
+        from nodes.pack_nodes_easyuse_samplers import custom_sampled
+        return custom_sampled(pipe, settings, model)[0]
     shared = {"model": model, "steps": settings["steps"], "cfg": settings["cfg"],
               "sampler_name": settings["sampler_name"], "scheduler": settings["scheduler"],
               "positive": pipe["positive"], "negative": pipe["negative"], "latent_image": pipe["samples"]}

@@ -5,25 +5,27 @@ ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read; py/
 4825827b06d9e787007870cd4f93acfad665879e; the gradual-latent samplers' upscale-step rule from the
 GradualLatentSampler source its py/libs/gradual_latent_hires_fix.py copies): easy fullkSampler,
 easy kSamplerInpainting, easy kSamplerDownscaleUnet, easy preSamplingNoiseIn, easy
-preSamplingSdTurbo / kSamplerSDTurbo and easy hiresFix. They take and give the pipe of
+preSamplingSdTurbo / kSamplerSDTurbo, easy preSamplingCustom / kSamplerCustom (onto the core
+custom-sampling nodes) and easy hiresFix. They take and give the pipe of
 nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
 
-Left out: preSamplingCustom and kSamplerCustom (the pack's custom guiders and schedulers),
-preSamplingDynamicCFG, kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model
-weights), the cascade samplers, easy unSampler and the detailer fixes of fix.py (Impact Pack's
-detector pipes). Refused by name: kSamplerInpainting's Fooocus and BrushNet choices (model weights
-the pack downloads) and preSamplingSdTurbo's gradual-latent upscaling runs."""
+Left out: preSamplingDynamicCFG (graphflow has no dynamic-thresholding CFG),
+kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights), the cascade
+samplers, easy unSampler and the detailer fixes of fix.py (Impact Pack's detector pipes). Refused
+by name: kSamplerInpainting's Fooocus and BrushNet choices (model weights the pack downloads),
+preSamplingSdTurbo's gradual-latent upscaling runs and preSamplingCustom's inversed_euler."""
 
 from __future__ import annotations
 
-from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Float, \
-    Int, Node, NodeInputError, Text, folders, run_limits, show
+from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, SAMPLER, SIGMAS, VAE, Bool, Choice, \
+    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, run_limits, show
 from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
 from nodes.model_sampling import DifferentialDiffusion
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_easyuse import SEED_MAX
+from nodes import custom_sampling
 from nodes.custom_sampling import KSamplerSelect, SamplerCustom, SDTurboScheduler
 from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, _pipe_dict, decoded_and_shown, easy_ksample
 from nodes.image import SaveImage, preview
@@ -506,3 +508,186 @@ class EasyKSamplerSDTurbo(Node):
         images = decoded_and_shown(self, latent, pipe["vae"])
         return {**{k: pipe.get(k) for k in ("positive", "negative", "vae", "clip")}, "model": model,
                 "samples": latent, "images": images, "seed": pipe["seed"], "loader_settings": settings}, images
+
+
+CUSTOM_GUIDERS = ("CFG", "DualCFG", "Basic", "IP2P+CFG", "IP2P+DualCFG", "IP2P+Basic")
+CUSTOM_SCHEDULERS = (*SCHEDULER_NAMES, "karrasADV", "exponentialADV", "polyExponential", "sdturbo", "vp",
+                     "alignYourSteps", "gits")
+
+
+def custom_sigmas(model, settings: dict):
+    """The sigmas of the pack's get_sampler_custom: optional_sigmas, else the named schedule
+    (karrasADV, exponentialADV, polyExponential from sigma_max / sigma_min / rho; vp from beta_d,
+    beta_min and eps_s, which the pack's preSamplingCustom stores as beta_min; sdturbo;
+    alignYourSteps for the model's family (SD1, SVD, else SDXL); gits at coeff; else KSampler's
+    named scheduler), flipped when flip_sigmas is on."""
+    custom, steps, denoise = settings["custom"], settings["steps"], settings["denoise"]
+    name = settings["scheduler"]
+    if settings.get("optional_sigmas") is not None:
+        sigmas = settings["optional_sigmas"]
+    elif name == "karrasADV":
+        sigmas = _core(custom_sampling.KarrasScheduler, steps=steps, sigma_max=custom["sigma_max"],
+                       sigma_min=custom["sigma_min"], rho=custom["rho"])
+    elif name == "exponentialADV":
+        sigmas = _core(custom_sampling.ExponentialScheduler, steps=steps, sigma_max=custom["sigma_max"],
+                       sigma_min=custom["sigma_min"])
+    elif name == "polyExponential":
+        sigmas = _core(custom_sampling.PolyexponentialScheduler, steps=steps, sigma_max=custom["sigma_max"],
+                       sigma_min=custom["sigma_min"], rho=custom["rho"])
+    elif name == "vp":
+        sigmas = _core(custom_sampling.VPScheduler, steps=steps, beta_d=custom["beta_d"], beta_min=custom["beta_min"],
+                       eps_s=custom["eps_s"])
+    elif name == "sdturbo":
+        sigmas = _core(SDTurboScheduler, model=model, steps=steps, denoise=denoise)
+    elif name == "alignYourSteps":
+        family = {"sd1": "SD1", "svd": "SVD"}.get(getattr(model, "arch", ""), "SDXL")
+        sigmas = _core(custom_sampling.AlignYourStepsScheduler, model_type=family, steps=steps, denoise=denoise)
+    elif name == "gits":
+        sigmas = _core(custom_sampling.GITSScheduler, coeff=custom["coeff"], steps=steps, denoise=denoise)
+    else:
+        sigmas = _core(custom_sampling.BasicScheduler, model=model, scheduler=name, steps=steps, denoise=denoise)
+    if custom.get("flip_sigmas"):
+        sigmas = _core(custom_sampling.FlipSigmas, sigmas=sigmas)
+    return sigmas
+
+
+def custom_sampled(pipe: dict, settings: dict, model) -> tuple:
+    """The pipe sampled as the pack's samplers sample after easy preSamplingCustom: its guider
+    (CFG; DualCFG with the loader's negative as the middle prompt at cfg / cfg_negative; Basic, the
+    positive alone; FLUX models get cfg as their guidance), its sampler (optional_sampler, else
+    sampler_name) and sigmas, noise from the seed unless add_noise is "disable"
+    (SamplerCustomAdvanced); gives (output, denoised_output)."""
+    from nodes.flow import FluxGuidance
+    custom = settings["custom"]
+    positive, negative, cfg = pipe["positive"], pipe["negative"], settings["cfg"]
+    if cfg > 0 and getattr(model, "arch", "") == "flux":
+        positive = _core(FluxGuidance, {"conditioning": "pipe"}, conditioning=positive, guidance=cfg)
+    guider_name = custom.get("guider", "CFG")
+    renamed = {"positive": "pipe", "negative": "pipe", "cond1": "pipe", "cond2": "pipe", "conditioning": "pipe"}
+    if guider_name in ("CFG", "IP2P+CFG"):
+        guider = _core(custom_sampling.CFGGuider, renamed, model=model, positive=positive, negative=negative, cfg=cfg)
+    elif guider_name in ("DualCFG", "IP2P+DualCFG"):
+        guider = _core(custom_sampling.DualCFGGuider, renamed, model=model, cond1=positive,
+                       cond2=settings.get("middle", negative), negative=negative, cfg_conds=cfg,
+                       cfg_cond2_negative=settings.get("cfg_negative", 8.0))
+    else:
+        guider = _core(custom_sampling.BasicGuider, renamed, model=model, conditioning=positive)
+    sampler = settings.get("optional_sampler") or _core(KSamplerSelect, sampler_name=settings["sampler_name"])
+    noise = (_core(custom_sampling.DisableNoise) if settings.get("add_noise") == "disable"
+             else _core(custom_sampling.RandomNoise, noise_seed=pipe["seed"]))
+    return _core(custom_sampling.SamplerCustomAdvanced, {"latent_image": "pipe", "sigmas": "pipe"}, noise=noise,
+                 guider=guider, sampler=sampler, sigmas=custom_sigmas(model, settings), latent_image=pipe["samples"])
+
+
+class EasyPreSamplingCustom(Node):
+    """Put custom-sampling settings into a pipe, as Easy-Use's easy preSamplingCustom does: a
+    guider (CFG; DualCFG, the loader's negative as the middle prompt, at cfg and cfg_negative;
+    Basic, the positive alone; the IP2P ones first make InstructPix2Pix conditionings from
+    image_to_latent, whose latent is then empty), the sampler (or optional_sampler), the schedule
+    (KSampler's schedulers, karrasADV / exponentialADV / polyExponential from sigma_max, sigma_min
+    and rho, sdturbo, vp (with eps_s set to beta_min, as the pack stores it), alignYourSteps, gits
+    at coeff; or optional_sigmas), flip_sigmas, denoise, add_noise and the seed. image_to_latent
+    (unless a 1x1 placeholder) or `latent` gives the latent as easy preSampling does; easy kSampler
+    and easy kSamplerCustom then sample with SamplerCustomAdvanced. Left out: the inversed_euler
+    sampler (the pack's own), add_noise "enable (GPU=A1111)" and an IP2P guider with `latent`
+    (the pack fails on it); each is an error."""
+    category = "EasyUse/PreSampling"
+    pipe: PIPE_LINE
+    guider: str = Choice(CUSTOM_GUIDERS, "Basic")
+    cfg: float = Float(3.5, min=0.0, max=100.0)
+    cfg_negative: float = Float(1.5, min=0.0, max=100.0)
+    sampler_name: str = Choice((*SAMPLER_NAMES, "inversed_euler"), "euler")
+    scheduler: str = Choice(CUSTOM_SCHEDULERS, "normal")
+    coeff: float = Float(1.2, min=0.8, max=1.5, step=0.05)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    sigma_max: float = Float(14.614642, min=0.0, max=1000.0, step=0.01)
+    sigma_min: float = Float(0.0291675, min=0.0, max=1000.0, step=0.01)
+    rho: float = Float(7.0, min=0.0, max=100.0, step=0.01)
+    beta_d: float = Float(19.9, min=0.0, max=1000.0, step=0.01)
+    beta_min: float = Float(0.1, min=0.0, max=1000.0, step=0.01)
+    eps_s: float = Float(0.001, min=0.0, max=1.0, step=0.0001)
+    flip_sigmas: bool = Bool(False)
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    add_noise: str = Choice(("enable (CPU)", "enable (GPU=A1111)", "disable"), "enable (CPU)")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    image_to_latent: IMAGE = None
+    latent: LATENT = None
+    optional_sampler: SAMPLER = None
+    optional_sigmas: SIGMAS = None
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy preSamplingCustom",), optional=("image_to_latent", "latent", "optional_sampler",
+                                                              "optional_sigmas"))
+
+    def run(self):
+        from nodes.conditioning import InstructPixToPixConditioning
+        from nodes.pack_nodes_easyuse_pipe import _encoded_batch
+        if self.sampler_name == "inversed_euler" and self.optional_sampler is None:
+            raise NodeInputError("sampler_name", "the pack's inversed_euler sampler is not built in")
+        if self.add_noise == "enable (GPU=A1111)":
+            raise NodeInputError("add_noise", "noise drawn on the GPU is not built in; use \"enable (CPU)\"")
+        pipe = _pipe_dict(self.pipe)
+        settings = pipe.get("loader_settings") or {}
+        positive, negative = pipe.get("positive"), pipe.get("negative")
+        samples, images = pipe.get("samples"), pipe.get("images")
+        ip2p = "IP2P" in self.guider
+        if self.image_to_latent is not None and tuple(self.image_to_latent.shape[1:3]) != (1, 1):
+            images = self.image_to_latent
+            if ip2p:
+                positive, negative, samples = _core(
+                    InstructPixToPixConditioning, {"pixels": "image_to_latent", "vae": "pipe", "positive": "pipe",
+                                                   "negative": "pipe"},
+                    positive=positive, negative=negative, vae=pipe.get("vae"), pixels=images)
+            else:
+                samples = _encoded_batch(images, pipe.get("vae"), settings.get("batch_size", 1), "image_to_latent")
+        elif self.latent is not None:
+            if ip2p:
+                raise NodeInputError("latent", "an IP2P guider needs image_to_latent (the pack fails on a latent)")
+            samples = self.latent
+        show(value=[self.seed])
+        custom = {"guider": self.guider, "coeff": self.coeff, "sigma_max": self.sigma_max,
+                  "sigma_min": self.sigma_min, "rho": self.rho, "beta_d": self.beta_d, "beta_min": self.beta_min,
+                  "eps_s": self.beta_min, "flip_sigmas": self.flip_sigmas}  # eps_s: the pack stores beta_min
+        return {"model": pipe.get("model"), "positive": positive, "negative": negative, "vae": pipe.get("vae"),
+                "clip": pipe.get("clip"), "samples": samples, "images": images, "seed": self.seed,
+                "loader_settings": {**settings, "middle": pipe.get("negative"), "steps": self.steps, "cfg": self.cfg,
+                                    "cfg_negative": self.cfg_negative, "sampler_name": self.sampler_name,
+                                    "scheduler": self.scheduler, "denoise": self.denoise, "add_noise": self.add_noise,
+                                    "custom": custom, "optional_sampler": self.optional_sampler,
+                                    "optional_sigmas": self.optional_sigmas}}
+
+
+class EasyKSamplerCustom(Node):
+    """Sample a pipe as easy kSampler does (after easy preSamplingCustom, through its guider,
+    sampler and sigmas), as Easy-Use's easy kSamplerCustom does, giving also the sampled latent
+    (output) and the model's last estimate of the clean latent (denoised_output; the sampled one
+    after the other preSampling nodes). Its image_output defaults to None (no decoding)."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    image_output: str = Choice(IMAGE_OUTPUTS, "None")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    model: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "output": LATENT, "denoised_output": LATENT, "image": IMAGE}
+    comfy = ComfyAlias(("easy kSamplerCustom",), optional=("model",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        settings = pipe.get("loader_settings") or {}
+        denoised = None
+        if "custom" in settings:
+            model = self.model if self.model is not None else pipe.get("model")
+            if model is None:
+                raise NodeInputError("model", "neither connected nor in the pipe")
+            for key in ("positive", "negative", "samples", "vae"):
+                if pipe.get(key) is None:
+                    raise NodeInputError("pipe", f"the pipe has no {key}")
+            if pipe.get("seed") is None:
+                raise NodeInputError("pipe", "no seed in the pipe: connect it through easy preSamplingCustom first")
+            latent, denoised = custom_sampled(pipe, settings, model)
+            images = decoded_and_shown(self, latent, pipe["vae"])
+            new_pipe = {**pipe, "samples": latent, "blend_samples": denoised, "images": images,
+                        "samp_images": images}
+        else:
+            new_pipe, images = easy_ksample(self)
+        return new_pipe, new_pipe["samples"], denoised if denoised is not None else new_pipe["samples"], images

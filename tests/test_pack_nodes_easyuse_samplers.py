@@ -487,3 +487,78 @@ def test_zero123_and_svd_loaders_equal_the_core_conditioning_nodes(registry, tmp
     graph["5"]["inputs"]["optional_positive"] = "a wave"
     with pytest.raises(AssertionError, match="clip_name"):
         run_graph(registry, graph, ["5"])
+
+
+def _custom_core(guider, scheduler, extra=None):
+    """The core custom-sampling chain on CORE's model, prompts and latent."""
+    return {**CORE, **(extra or {}), "91": scheduler, "92": guider,
+            "93": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "94": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+            "95": {"class_type": "SamplerCustomAdvanced", "inputs": {
+                "noise": ["94", 0], "guider": ["92", 0], "sampler": ["93", 0], "sigmas": ["91", 0],
+                "latent_image": ["15", 0]}}}
+
+
+def test_presampling_custom_then_ksampler_equals_sampler_custom_advanced(registry, models):
+    """UI save: easy preSamplingCustom (CFG guider, karrasADV) -> easy kSampler gives the
+    latent of KarrasScheduler + CFGGuider + KSamplerSelect + RandomNoise + SamplerCustomAdvanced."""
+    widgets = ["CFG", 5.0, 1.5, "euler", "karrasADV", 1.2, 3, 10.0, 0.1, 5.0, 19.9, 0.1, 0.001, False, 1.0,
+               "enable (CPU)", 5, "fixed"]
+    nodes = [
+        ui_node(1, "easy comfyLoader", ["tiny.safetensors", "Baked VAE", -1, "None", 1.0, 1.0,
+                                        "width x height (custom)", 64, 64, "a red cube", "blurry", 1],
+                [("optional_lora_stack", "LORA_STACK", None, False),
+                 ("optional_controlnet_stack", "CONTROL_NET_STACK", None, False)],
+                [("pipe", "PIPE_LINE", [1]), ("model", "MODEL", []), ("vae", "VAE", [])]),
+        ui_node(2, "easy preSamplingCustom", widgets,
+                [("pipe", "PIPE_LINE", 1, False), ("image_to_latent", "IMAGE", None, False),
+                 ("latent", "LATENT", None, False), ("optional_sampler", "SAMPLER", None, False),
+                 ("optional_sigmas", "SIGMAS", None, False)], [("pipe", "PIPE_LINE", [2])]),
+        ui_node(3, "easy kSampler", ["Hide", 0, "ComfyUI"],
+                [("pipe", "PIPE_LINE", 2, False), ("model", "MODEL", None, False)],
+                [("pipe", "PIPE_LINE", []), ("image", "IMAGE", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "PIPE_LINE"], [2, 2, 0, 3, 0, "PIPE_LINE"]])
+    pipe = run_graph(registry, graph, ["3"]).values["3"][0]
+    core = _custom_core({"class_type": "CFGGuider", "inputs": {"model": ["11", 0], "positive": ["13", 0],
+                                                               "negative": ["14", 0], "cfg": 5.0}},
+                        {"class_type": "KarrasScheduler", "inputs": {"steps": 3, "sigma_max": 10.0, "sigma_min": 0.1,
+                                                                     "rho": 5.0}})
+    want = run_graph(registry, core, ["95"]).values["95"]
+    assert torch.allclose(pipe["samples"]["samples"], want[0]["samples"], atol=1e-5)
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert exported[2]["widgets_values"] == widgets
+
+
+def test_ksampler_custom_dual_cfg_and_the_packs_vp_eps(registry, models):
+    """API prompt: DualCFG (the loader's negative as the middle prompt) over the normal schedule
+    through easy kSamplerCustom, with its denoised output, as DualCFGGuider + BasicScheduler +
+    SamplerCustomAdvanced; vp's eps_s is beta_min, as the pack stores it; the pack's
+    inversed_euler is refused."""
+    from nodes.pack_nodes_easyuse_samplers import custom_sigmas
+    settings = {"guider": "DualCFG", "cfg": 4.0, "cfg_negative": 2.0, "sampler_name": "euler", "scheduler": "normal",
+                "coeff": 1.2, "steps": 3, "sigma_max": 14.6, "sigma_min": 0.03, "rho": 7.0, "beta_d": 19.9,
+                "beta_min": 0.1, "eps_s": 0.001, "flip_sigmas": False, "denoise": 1.0, "add_noise": "enable (CPU)",
+                "seed": 5}
+    graph = {"1": LOADER, "2": {"class_type": "easy preSamplingCustom", "inputs": {"pipe": ["1", 0], **settings}},
+             "3": {"class_type": "easy kSamplerCustom", "inputs": {"pipe": ["2", 0], "image_output": "None",
+                                                                  "link_id": 0, "save_prefix": "ComfyUI"}}}
+    core = _custom_core({"class_type": "DualCFGGuider", "inputs": {
+        "model": ["11", 0], "cond1": ["13", 0], "cond2": ["14", 0], "negative": ["14", 0], "cfg_conds": 4.0,
+        "cfg_cond2_negative": 2.0, "style": "regular"}},
+        {"class_type": "BasicScheduler", "inputs": {"model": ["11", 0], "scheduler": "normal", "steps": 3,
+                                                    "denoise": 1.0}})
+    values = run_graph(registry, {**graph, **core}, ["2", "3", "95"]).values
+    pipe, output, denoised, image = values["3"]
+    assert image is None and pipe["samples"] is output
+    assert torch.allclose(output["samples"], values["95"][0]["samples"], atol=1e-5)
+    assert torch.allclose(denoised["samples"], values["95"][1]["samples"], atol=1e-5)
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["2"]["class_type"] == "easy preSamplingCustom" and back["2"]["inputs"]["guider"] == "DualCFG"
+    presampled = values["2"][0]
+    vp = custom_sigmas(presampled["model"], {**presampled["loader_settings"], "scheduler": "vp"})
+    want = call(registry, "VPScheduler", steps=3, beta_d=19.9, beta_min=0.1, eps_s=0.1)
+    assert torch.allclose(vp, want)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPreSamplingCustom", pipe=presampled, sampler_name="inversed_euler")
+    assert e.value.input == "sampler_name"
