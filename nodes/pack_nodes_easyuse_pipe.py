@@ -27,8 +27,8 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat, \
     ConditioningSetTimestepRange
 from nodes.controlnet import CONTROL_NET, ApplyControlNetAdvanced, LoadControlNet
-from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
-    _vae_choices, efficiency_encode
+from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _checkpoint_choices, _load, _lora_rows, \
+    _set_clip_skip, _vae_choices, efficiency_encode
 from nodes.image import SaveImage, temp_pngs
 from nodes.latent import EmptyLatent, RepeatLatentBatch
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE

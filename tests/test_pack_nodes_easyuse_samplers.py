@@ -328,7 +328,8 @@ def test_controlnet_stack_ui_save_into_the_loader_equals_chained_apply_controlne
     graph = ui_graph(nodes, links)
     values = run_graph(registry, graph, ["2", "4"]).values
     stack = values["2"][0]
-    assert [row[:5] for row in stack] == [("cn.safetensors", 0.7, 0.1, 0.8, 1.0), ("cn.safetensors", 0.4, 0.0, 0.5, 1.0)]
+    assert [row[:5] for row in stack] == [("cn.safetensors", 0.7, 0.1, 0.8, 1.0),
+                                          ("cn.safetensors", 0.4, 0.0, 0.5, 1.0)]
     core = {**CORE, "31": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
                                                                  "color": 0xFFFFFF}},
             "32": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "cn.safetensors"}},
