@@ -29,8 +29,8 @@ import operator
 import re
 import sys
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
-    Node, NodeInputError, Text, show
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
+    ListOf, Node, NodeInputError, Size, Text, show
 from nodes.image import SaveImage, preview
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.strings import _fits, _guarded, replaced_in_turn
@@ -985,6 +985,15 @@ class EasyBatchAnything(Node):
     any_2: ANY
     outputs = {"batch": ANY}
     comfy = ComfyAlias(("easy batchAnything",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        # two image or latent batches: any_2 is resized to any_1's size, so the joined batch is
+        # both batches at any_1's size
+        first, second = inputs.get("any_1"), inputs.get("any_2")
+        if first is None or second is None:
+            return Estimate(None)
+        return Estimate(Size(first.batch + second.batch, first.height, first.width))
 
     def run(self):
         import torch

@@ -217,3 +217,11 @@ def test_load_image_base64_decodes_rgb_and_alpha_as_the_pack(registry, tmp_folde
         with pytest.raises(NodeInputError) as e:
             call(registry, "EasyLoadImageBase64", base64_data=bad, image_output="Hide")
         assert e.value.input == "base64_data"
+
+
+def test_batch_anything_declares_the_joined_batch_before_it_runs(registry):
+    """Two image batches join at any_1's size: the estimate the planner checks says so."""
+    from graphflow.resource_limits import Size
+    estimate = registry.get("EasyBatchAnything").estimate({}, {"any_1": Size(2, 16, 24), "any_2": Size(300, 8, 8)})
+    assert estimate.size == Size(302, 16, 24)
+    assert registry.get("EasyBatchAnything").estimate({}, {"any_1": None, "any_2": Size(1, 8, 8)}).size is None

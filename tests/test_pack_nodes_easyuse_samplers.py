@@ -563,3 +563,15 @@ def test_ksampler_custom_dual_cfg_and_the_packs_vp_eps(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyPreSamplingCustom", pipe=presampled, sampler_name="inversed_euler")
     assert e.value.input == "sampler_name"
+
+
+@pytest.mark.parametrize("node", ["EasyFullKSampler", "EasyKSamplerInpainting", "EasyKSamplerDownscaleUnet",
+                                  "EasyPreSamplingNoiseIn", "EasyPreSamplingSdTurbo", "EasyKSamplerSDTurbo",
+                                  "EasyPreSamplingCustom", "EasyKSamplerCustom", "EasyHiresFix"])
+def test_new_pipe_nodes_name_a_pipe_that_is_no_easy_use_pipe(registry, node):
+    """Comfyroll's PIPE_LINE (a tuple) or a pipe whose loader_settings are no dict, named as pipe."""
+    extra = {"model_name": "graphflow-demo-2x.safetensors"} if node == "EasyHiresFix" else {}
+    for pipe in (("a", "tuple"), {"loader_settings": [1]}):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, pipe=pipe, **extra)
+        assert e.value.input == "pipe"
