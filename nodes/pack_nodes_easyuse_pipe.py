@@ -10,11 +10,11 @@ controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy preSampling / preSam
 easy kSampler / kSamplerTiled. (Its small value, logic and prompt nodes are in
 nodes/pack_nodes_easyuse.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.)
 
-Also easy zero123Loader and easy svdLoader (037080ac's), onto ImageOnlyCheckpointLoader with
-StableZero123_Conditioning / SVD_img2vid_Conditioning.
+Also easy fluxLoader, easy zero123Loader and easy svdLoader (037080ac's; the last two onto
+ImageOnlyCheckpointLoader with StableZero123_Conditioning / SVD_img2vid_Conditioning).
 
 Left out: the other preSampling variants and samplers not in nodes/pack_nodes_easyuse_samplers.py,
-the other loaders (SV3D, cascade, kolors, flux, HunyuanDiT, PixArt, mochi: their text encoders,
+the other loaders (SV3D, cascade, kolors, HunyuanDiT, PixArt, mochi: their text encoders,
 latent layouts and the pack's own model code differ from what the shared loader path does),
 controlnetLoader++ (union ControlNet types), soft ControlNet weights below 1 (Advanced-ControlNet),
 the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing, and XY plots."""
@@ -262,6 +262,69 @@ class EasyA1111Loader(EasyComfyLoader):
         pipe, model, vae, *_ = easy_pipe(self, "mean", "A1111")
         return pipe, model, vae
 
+
+class EasyFluxLoader(Node):
+    """Load a FLUX checkpoint into a pipe, as Easy-Use's easy fluxLoader does: easy fullLoader's
+    work with the text encoder as it is (clip_skip 0), the prompt encoded as CLIP Text Encode does
+    and the negative its zeroed copy (ConditioningZeroOut), as the pack makes it; ckpt_name "None"
+    with a model_override, the model / clip / vae overrides, lora_name then optional_lora_stack
+    and optional_controlnet_stack as in easy fullLoader. The empty latent has the model's channel
+    count (16 for FLUX). An empty positive is encoded as the empty prompt (the pack hands on None
+    and fails). Gives the pipe, model and VAE. Left out: wildcards and <lora:...> tags."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: _checkpoint_choices() + ["None"], DEMO_CHECKPOINT, model_folder="checkpoints",
+                            not_files=("None",))
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    resolution: str = Choice(RESOLUTIONS, "1024 x 1024")
+    empty_latent_width: int = Int(1024, min=64, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(1024, min=64, max=16384, step=8, resource="height")
+    positive: str = Text("", multiline=True)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    model_override: MODEL = None
+    clip_override: CLIP = None
+    vae_override: VAE = None
+    optional_lora_stack: LORA_STACK = None
+    optional_controlnet_stack: CONTROL_NET_STACK = None
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy fluxLoader",), optional=("model_override", "clip_override", "vae_override",
+                                                       "optional_lora_stack", "optional_controlnet_stack"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return loader_estimate(widgets)
+
+    def run(self):
+        import torch
+
+        from nodes.conditioning import ConditioningZeroOut
+        loras = ([(self.lora_name, self.lora_model_strength, self.lora_clip_strength, "lora_name")]
+                 if self.lora_name != "None" else [])
+        try:
+            stack = _lora_rows(self.optional_lora_stack)
+        except NodeInputError as e:
+            raise NodeInputError("optional_lora_stack", str(e)) from None
+        loras += [(*row, "optional_lora_stack") for row in stack]
+        model, clip, vae = _easy_models(self, loras)
+        positive = _encode(clip, self, "positive", "none", "comfy")
+        negative = _core(ConditioningZeroOut, {"conditioning": "positive"}, conditioning=positive)
+        if self.optional_controlnet_stack:
+            positive, negative = stacked_controlnets(self.optional_controlnet_stack, positive, negative, vae)
+        width, height = latent_size(self.resolution, self.empty_latent_width, self.empty_latent_height)
+        channels = model.latent_format.channels if hasattr(model, "latent_format") else 16
+        samples = {"samples": torch.zeros(self.batch_size, channels, height // 8, width // 8)}
+        settings = {"ckpt_name": self.ckpt_name, "vae_name": self.vae_name, "lora_name": self.lora_name,
+                    "lora_model_strength": self.lora_model_strength, "lora_clip_strength": self.lora_clip_strength,
+                    "lora_stack": stack, "clip_skip": 0, "a1111_prompt_style": False, "positive": self.positive,
+                    "positive_token_normalization": "none", "positive_weight_interpretation": "comfy",
+                    "negative": None, "negative_token_normalization": "none", "negative_weight_interpretation": "comfy",
+                    "resolution": self.resolution, "empty_latent_width": self.empty_latent_width,
+                    "empty_latent_height": self.empty_latent_height, "batch_size": self.batch_size}
+        pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": clip,
+                "samples": samples, "images": None, "loader_settings": settings}
+        return pipe, model, vae
 
 def _image_only_checkpoint(ckpt_name: str) -> tuple:
     from nodes.video_models import ImageOnlyCheckpointLoader

@@ -575,3 +575,31 @@ def test_new_pipe_nodes_name_a_pipe_that_is_no_easy_use_pipe(registry, node):
         with pytest.raises(NodeInputError) as e:
             call(registry, node, pipe=pipe, **extra)
         assert e.value.input == "pipe"
+
+
+def test_flux_loader_equals_checkpoint_text_encode_and_zeroed_negative(registry, tmp_folders):
+    """API prompt: easy fluxLoader on an all-in-one FLUX file gives CheckpointLoaderSimple +
+    CLIPTextEncode's positive, ConditioningZeroOut's negative and a 16-channel empty latent."""
+    from graphflow.testing import write_flow_checkpoint
+    (tmp_folders.models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_flow_checkpoint(tmp_folders.models / "checkpoints" / "flux_tiny.safetensors", "flux_dev")
+    graph = {
+        "1": {"class_type": "easy fluxLoader", "inputs": {
+            "ckpt_name": "flux_tiny.safetensors", "vae_name": "Baked VAE", "lora_name": "None",
+            "lora_model_strength": 1.0, "lora_clip_strength": 1.0, "resolution": "width x height (custom)",
+            "empty_latent_width": 64, "empty_latent_height": 80, "positive": "a fox", "batch_size": 2}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux_tiny.safetensors"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "a fox"}},
+        "4": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["3", 0]}},
+    }
+    values = run_graph(registry, graph, ["1", "3", "4"]).values
+    pipe = values["1"][0]
+    assert _same_conditioning(pipe["positive"], values["3"][0])
+    assert _same_conditioning(pipe["negative"], values["4"][0]) and not pipe["negative"][0][0].any()
+    assert pipe["samples"]["samples"].shape == (2, 16, 10, 8)
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert back["1"]["class_type"] == "easy fluxLoader" and back["1"]["inputs"]["positive"] == "a fox"
+
+
+def _same_conditioning(a, b):
+    return len(a) == len(b) and all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
