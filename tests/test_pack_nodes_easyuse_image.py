@@ -225,3 +225,14 @@ def test_batch_anything_declares_the_joined_batch_before_it_runs(registry):
     estimate = registry.get("EasyBatchAnything").estimate({}, {"any_1": Size(2, 16, 24), "any_2": Size(300, 8, 8)})
     assert estimate.size == Size(302, 16, 24)
     assert registry.get("EasyBatchAnything").estimate({}, {"any_1": None, "any_2": Size(1, 8, 8)}).size is None
+
+
+@pytest.mark.parametrize("class_type", [
+    "easy imageInsetCrop", "easy imageScaleDown", "easy imageScaleDownBy", "easy imageScaleDownToSize",
+    "easy imageRatio", "easy imagePixelPerfect", "easy imageConcat", "easy imagesSplitImage", "easy joinImageBatch",
+    "easy imageSave", "easy loadImageBase64", "easy imageListToImageBatch", "easy imageBatchToImageList",
+    "easy showTensorShape", "easy batchAnything", "easy convertAnything", "easy outputToList",
+    "easy lengthAnything", "easy indexAnything"])
+def test_each_image_and_any_class_round_trips_through_the_ui_format(registry, class_type):
+    from tests.test_pack_nodes_easyuse_samplers import test_each_new_class_round_trips_through_the_ui_format
+    test_each_new_class_round_trips_through_the_ui_format(registry, class_type)

@@ -603,3 +603,27 @@ def test_flux_loader_equals_checkpoint_text_encode_and_zeroed_negative(registry,
 
 def _same_conditioning(a, b):
     return len(a) == len(b) and all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+
+
+ROUND_TRIP_CLASSES = ["easy fullkSampler", "easy kSamplerInpainting", "easy kSamplerDownscaleUnet",
+                      "easy preSamplingNoiseIn", "easy preSamplingSdTurbo", "easy kSamplerSDTurbo",
+                      "easy preSamplingCustom", "easy kSamplerCustom", "easy hiresFix", "easy controlnetStack",
+                      "easy zero123Loader", "easy svdLoader", "easy fluxLoader"]
+NEEDED = {"easy hiresFix": {"model_name": "x2.safetensors"}, "easy zero123Loader": {"ckpt_name": "z.safetensors"},
+          "easy svdLoader": {"ckpt_name": "svd.safetensors"}}
+
+
+@pytest.mark.parametrize("class_type", ROUND_TRIP_CLASSES)
+def test_each_new_class_round_trips_through_the_ui_format(registry, class_type):
+    """An API prompt of the class with its widgets' defaults, exported to a UI save (the widgets
+    in the pack's order, control widgets after seeds) and read back, gives the same inputs."""
+    cls = next(c for c in registry._nodes.values()
+               if any(class_type in alias.class_types for alias in ((c.comfy,) if not isinstance(
+                   getattr(c, "comfy", None), tuple) else c.comfy) if alias))
+    inputs = {name: spec.default for name, spec in cls.input_specs.items() if spec.widget and spec.default is not None}
+    api = {"1": {"class_type": class_type, "inputs": {**inputs, **NEEDED.get(class_type, {})}}}
+    workflow = parse_workflow(api, registry)
+    ui = export_ui(workflow, registry)
+    assert ui["nodes"][0]["type"] == class_type
+    assert export_api(parse_workflow(ui, registry), registry)["1"]["inputs"] == export_api(workflow, registry)["1"][
+        "inputs"]
