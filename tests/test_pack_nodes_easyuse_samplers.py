@@ -591,8 +591,14 @@ def test_flux_loader_equals_checkpoint_text_encode_and_zeroed_negative(registry,
         "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux_tiny.safetensors"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "a fox"}},
         "4": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["3", 0]}},
+        "5": {"class_type": "easy preSampling", "inputs": {"pipe": ["1", 0], "steps": 1, "cfg": 1.0,
+                                                           "sampler_name": "euler", "scheduler": "simple",
+                                                           "denoise": 1.0, "seed": 3}},
+        "6": {"class_type": "easy kSampler", "inputs": {"pipe": ["5", 0], "image_output": "None", "link_id": 0,
+                                                        "save_prefix": "x"}},
     }
-    values = run_graph(registry, graph, ["1", "3", "4"]).values
+    values = run_graph(registry, graph, ["1", "3", "4", "6"]).values
+    assert values["6"][0]["samples"]["samples"].shape == (2, 16, 10, 8)  # the pipe samples as a FLUX pipe
     pipe = values["1"][0]
     assert _same_conditioning(pipe["positive"], values["3"][0])
     assert _same_conditioning(pipe["negative"], values["4"][0]) and not pipe["negative"][0][0].any()
