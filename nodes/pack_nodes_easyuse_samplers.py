@@ -6,12 +6,12 @@ ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read; py/
 GradualLatentSampler source its py/libs/gradual_latent_hires_fix.py copies): easy fullkSampler,
 easy kSamplerInpainting, easy kSamplerDownscaleUnet, easy preSamplingNoiseIn, easy
 preSamplingSdTurbo / kSamplerSDTurbo, easy preSamplingCustom / kSamplerCustom (onto the core
-custom-sampling nodes) and easy hiresFix. They take and give the pipe of
+custom-sampling nodes), easy unSampler and easy hiresFix. They take and give the pipe of
 nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
 
 Left out: preSamplingDynamicCFG (graphflow has no dynamic-thresholding CFG),
 kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights), the cascade
-samplers, easy unSampler and the detailer fixes of fix.py (Impact Pack's detector pipes). Refused
+loader, preSampling and samplers and the detailer fixes of fix.py (Impact Pack's detector pipes). Refused
 by name: kSamplerInpainting's Fooocus and BrushNet choices (model weights the pack downloads),
 preSamplingSdTurbo's gradual-latent upscaling runs and preSamplingCustom's inversed_euler."""
 
@@ -691,3 +691,52 @@ class EasyKSamplerCustom(Node):
         else:
             new_pipe, images = easy_ksample(self)
         return new_pipe, new_pipe["samples"], denoised if denoised is not None else new_pipe["samples"], images
+
+
+class EasyUnSampler(Node):
+    """Run sampling backwards from a latent towards noise, as Easy-Use's easy unSampler does: the
+    scheduler's sigmas for `steps` (as KSampler makes them) reversed and raised by 0.0001, run with
+    no noise added through steps - min(end_at_step, steps - 1) of them, with CFG at cfg between the
+    positive and negative (optional_*, else the pipe's), the latent's noise mask kept; normalize
+    "enable" then shifts and scales the result to mean 0 and standard deviation 1 (as the pack
+    does, over the whole batch). Gives the pipe with that latent (an empty pipe without one) and
+    the latent."""
+    category = SAMPLERS
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    end_at_step: int = Int(0, min=0, max=10000)
+    cfg: float = Float(1.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "normal")
+    normalize: str = Choice(("disable", "enable"), "disable")
+    pipe: PIPE_LINE = None
+    optional_model: MODEL = None
+    optional_positive: CONDITIONING = None
+    optional_negative: CONDITIONING = None
+    optional_latent: LATENT = None
+    outputs = {"pipe": PIPE_LINE, "latent": LATENT}
+    comfy = ComfyAlias(("easy unSampler",), optional=("pipe", "optional_model", "optional_positive",
+                                                      "optional_negative", "optional_latent"))
+
+    def run(self):
+        from graphflow.sampling import DISCARD_PENULTIMATE_SIGMA, compute_sigmas, model_sampling_for
+        pipe = _pipe_dict(self.pipe)
+        parts = {}
+        for name, key in (("optional_model", "model"), ("optional_positive", "positive"),
+                          ("optional_negative", "negative"), ("optional_latent", "samples")):
+            parts[key] = getattr(self, name) if getattr(self, name) is not None else pipe.get(key)
+            if parts[key] is None:
+                raise NodeInputError(name, f"not connected and the pipe has no {key}")
+        last = self.steps - min(self.end_at_step, self.steps - 1)
+        sigmas = compute_sigmas(model_sampling_for(parts["model"]), self.scheduler, self.steps, 1.0,
+                                discard_penultimate=self.sampler_name in DISCARD_PENULTIMATE_SIGMA)
+        sigmas = (sigmas.flip(0) + 0.0001)[:last + 1]
+        sampler = _core(KSamplerSelect, sampler_name=self.sampler_name)
+        latent, _ = _core(SamplerCustom, {"latent_image": "optional_latent", "positive": "optional_positive",
+                                          "negative": "optional_negative"},
+                          model=parts["model"], add_noise=False, noise_seed=0, cfg=self.cfg,
+                          positive=parts["positive"], negative=parts["negative"], sampler=sampler, sigmas=sigmas,
+                          latent_image=parts["samples"])
+        if self.normalize == "enable":
+            samples = latent["samples"] - latent["samples"].mean()
+            latent = {**latent, "samples": samples / samples.std()}
+        return {**pipe, "samples": latent}, latent

@@ -614,7 +614,7 @@ def _same_conditioning(a, b):
 ROUND_TRIP_CLASSES = ["easy fullkSampler", "easy kSamplerInpainting", "easy kSamplerDownscaleUnet",
                       "easy preSamplingNoiseIn", "easy preSamplingSdTurbo", "easy kSamplerSDTurbo",
                       "easy preSamplingCustom", "easy kSamplerCustom", "easy hiresFix", "easy controlnetStack",
-                      "easy zero123Loader", "easy svdLoader", "easy fluxLoader"]
+                      "easy zero123Loader", "easy svdLoader", "easy fluxLoader", "easy unSampler"]
 NEEDED = {"easy hiresFix": {"model_name": "x2.safetensors"}, "easy zero123Loader": {"ckpt_name": "z.safetensors"},
           "easy svdLoader": {"ckpt_name": "svd.safetensors"}}
 
@@ -633,3 +633,30 @@ def test_each_new_class_round_trips_through_the_ui_format(registry, class_type):
     assert ui["nodes"][0]["type"] == class_type
     assert export_api(parse_workflow(ui, registry), registry)["1"]["inputs"] == export_api(workflow, registry)["1"][
         "inputs"]
+
+
+def test_unsampler_runs_the_reversed_schedule_without_noise(registry, models):
+    """API prompt: easy unSampler on the loader's pipe equals SamplerCustom (no noise) over
+    KSampler's normal sigmas reversed, raised by 0.0001 and cut at steps - end_at_step; normalize
+    gives mean 0, standard deviation 1."""
+    from graphflow.sampling import compute_sigmas, model_sampling_for
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.5}
+    pipe = run_graph(registry, {"1": LOADER}, ["1"]).values["1"][0]
+    got_pipe, got = call(registry, "EasyUnSampler", pipe=pipe, optional_latent=latent, steps=4, end_at_step=1,
+                         cfg=2.0, sampler_name="euler", scheduler="normal", normalize="disable")
+    sigmas = compute_sigmas(model_sampling_for(pipe["model"]), "normal", 4).flip(0) + 0.0001
+    sampler = call(registry, "KSamplerSelect", sampler_name="euler")
+    want, _ = call(registry, "SamplerCustom", model=pipe["model"], add_noise=False, noise_seed=0, cfg=2.0,
+                   positive=pipe["positive"], negative=pipe["negative"], sampler=sampler, sigmas=sigmas[:4],
+                   latent_image=latent)
+    assert torch.allclose(got["samples"], want["samples"], atol=1e-5) and got_pipe["samples"] is got
+    normalized = call(registry, "EasyUnSampler", pipe=pipe, optional_latent=latent, steps=4, end_at_step=1,
+                      cfg=2.0, normalize="enable")[1]["samples"]
+    assert abs(float(normalized.mean())) < 1e-5 and abs(float(normalized.std()) - 1.0) < 1e-5
+    graph = {"1": LOADER, "2": {"class_type": "easy unSampler", "inputs": {
+        "steps": 3, "end_at_step": 0, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal",
+        "normalize": "disable", "pipe": ["1", 0]}}}
+    assert run_graph(registry, graph, ["2"]).values["2"][1]["samples"].shape == (1, 4, 8, 8)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyUnSampler", pipe={})
+    assert e.value.input == "optional_model"
