@@ -29,8 +29,8 @@ import operator
 import re
 import sys
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
-    ListOf, Node, NodeInputError, Size, Text, show
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, ListOf, Node, NodeInputError, Size, Text, show
 from nodes.image import SaveImage, preview
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.strings import _fits, _guarded, replaced_in_turn

@@ -11,10 +11,11 @@ easy kSampler / kSamplerTiled. (Its small value, logic and prompt nodes are in
 nodes/pack_nodes_easyuse.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.)
 
 Also easy fluxLoader, easy zero123Loader and easy svdLoader (037080ac's; the last two onto
-ImageOnlyCheckpointLoader with StableZero123_Conditioning / SVD_img2vid_Conditioning).
+ImageOnlyCheckpointLoader with StableZero123_Conditioning / SVD_img2vid_Conditioning); easy
+cascadeLoader is with the cascade samplers in nodes/pack_nodes_easyuse_samplers.py.
 
 Left out: the other preSampling variants and samplers not in nodes/pack_nodes_easyuse_samplers.py,
-the other loaders (SV3D, cascade, kolors, HunyuanDiT, PixArt, mochi: their text encoders,
+the other loaders (SV3D, kolors, HunyuanDiT, PixArt, mochi: their text encoders,
 latent layouts and the pack's own model code differ from what the shared loader path does),
 controlnetLoader++ (union ControlNet types), soft ControlNet weights below 1 (Advanced-ControlNet),
 the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing, and XY plots."""

@@ -6,14 +6,16 @@ ca93381de85abf2a3e2f70f30f5f567d2d6caa13, the versions the first round read; py/
 GradualLatentSampler source its py/libs/gradual_latent_hires_fix.py copies): easy fullkSampler,
 easy kSamplerInpainting, easy kSamplerDownscaleUnet, easy preSamplingNoiseIn, easy
 preSamplingSdTurbo / kSamplerSDTurbo, easy preSamplingCustom / kSamplerCustom (onto the core
-custom-sampling nodes), easy unSampler and easy hiresFix. They take and give the pipe of
+custom-sampling nodes), easy unSampler, easy hiresFix, and Stable Cascade's easy cascadeLoader
+(py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983), easy preSamplingCascade, easy
+fullCascadeKSampler and easy cascadeKSampler. They take and give the pipe of
 nodes/pack_nodes_easyuse_pipe.py (its loaders, preSampling and kSampler).
 
 Left out: preSamplingDynamicCFG (graphflow has no dynamic-thresholding CFG),
-kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights), the cascade
-loader, preSampling and samplers and the detailer fixes of fix.py (Impact Pack's detector pipes). Refused
-by name: kSamplerInpainting's Fooocus and BrushNet choices (model weights the pack downloads),
-preSamplingSdTurbo's gradual-latent upscaling runs and preSamplingCustom's inversed_euler."""
+kSamplerLayerDiffusion / preSamplingLayerDiffusion (LayerDiffuse's model weights) and the
+detailer fixes of fix.py (Impact Pack's detector pipes). Refused by name: kSamplerInpainting's
+Fooocus and BrushNet choices (model weights the pack downloads), preSamplingSdTurbo's
+gradual-latent upscaling runs and preSamplingCustom's inversed_euler."""
 
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDUL
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
 from nodes.model_sampling import DifferentialDiffusion
-from nodes.pack_nodes import _core
+from nodes.efficiency_nodes import LORA_STACK, _lora_rows
+from nodes.pack_nodes import _apply_lora, _core
 from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes import custom_sampling
 from nodes.custom_sampling import KSamplerSelect, SamplerCustom, SDTurboScheduler
-from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, _pipe_dict, decoded_and_shown, easy_ksample
+from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, RESOLUTIONS, _pipe_dict, _placeholder_image, \
+    _text_encoder_choices, decoded_and_shown, easy_ksample, latent_size
 from nodes.image import SaveImage, preview
 from nodes.unet_patches import PatchModelAddDownscale
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
@@ -740,3 +744,281 @@ class EasyUnSampler(Node):
             samples = latent["samples"] - latent["samples"].mean()
             latent = {**latent, "samples": samples / samples.std()}
         return {**pipe, "samples": latent}, latent
+
+
+# -- Stable Cascade (py/nodes/loaders.py at 037080ac3935b5a398a12a6510dd600c762d8983, and the
+# preSampling.py / samplers.py above) ---------------------------------------------------------------
+
+CASCADE_PRIOR_CHANNELS = 16  # Stage C's latent channels
+CASCADE_STAGE_B_CHANNELS = 4
+
+
+def _cascade_stage(name: str, input_name: str) -> tuple:
+    """(model, clip, vae) of a Stage C / B named in the checkpoints folder (a checkpoint, as the
+    pack tells them apart), else (model, None, None) of a diffusion-model file."""
+    from nodes.loaders import LoadCheckpoint, LoadDiffusionModel
+    if name in folders.list_models("checkpoints"):
+        return _core(LoadCheckpoint, {"checkpoint": input_name}, checkpoint=name)
+    return _core(LoadDiffusionModel, {"unet_name": input_name}, unet_name=name), None, None
+
+
+def _vae_or_none(name: str):
+    from nodes.loaders import LoadVAE
+    return None if name == "None" else _core(LoadVAE, vae_name=name)
+
+
+class EasyCascadeLoader(Node):
+    """Load Stable Cascade into a pipe, as Easy-Use's easy cascadeLoader does: Stage C and Stage B
+    (checkpoints, or diffusion-model files), the optional_lora_stack then lora_name applied to
+    Stage C and the text encoder, the text encoder clip_name (CLIPLoader, stable_cascade; "None":
+    the checkpoints'), Stage A (stage_a; "Baked VAE": Stage B's checkpoint's), the prompts encoded
+    as CLIP Text Encode does and the empty Stage C latents (width / compression) and Stage B
+    latents (width / 4). The pipe holds (Stage C, Stage B) models, VAEs and latents, as the
+    pack's. Outputs: the pipe, Stage C's model, the Stage C latent and Stage A (the pack hands the
+    Stage B model on its latent_c output and the VAE pair on its vae output). Left out: wildcards
+    and <lora:...> tags in the prompts."""
+    category = "EasyUse/Loaders"
+    stage_c: str = Choice(lambda: folders.list_models("diffusion_models") + folders.list_models("checkpoints"))
+    stage_b: str = Choice(lambda: folders.list_models("diffusion_models") + folders.list_models("checkpoints"))
+    stage_a: str = Choice(lambda: ["Baked VAE"] + folders.list_models("vae"), "Baked VAE", model_folder="vae",
+                          not_files=("Baked VAE",))
+    clip_name: str = Choice(lambda: ["None"] + _text_encoder_choices(), "None", model_folder="text_encoders",
+                            not_files=("None",))
+    lora_name: str = Choice(lambda: ["None"] + folders.list_models("loras"), "None", model_folder="loras",
+                            not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    resolution: str = Choice(RESOLUTIONS, "1024 x 1024")
+    empty_latent_width: int = Int(1024, min=16, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(1024, min=16, max=16384, step=8, resource="height")
+    compression: int = Int(42, min=32, max=64)
+    positive: str = Text("", multiline=True)
+    negative: str = Text("", multiline=True)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    optional_lora_stack: LORA_STACK = None
+    outputs = {"pipe": PIPE_LINE, "model_c": MODEL, "latent_c": LATENT, "vae": VAE}
+    comfy = ComfyAlias(("easy cascadeLoader",), optional=("optional_lora_stack",))
+
+    def run(self):
+        import torch
+
+        from nodes.conditioning import CLIPEncode
+        from nodes.text_encoder_loaders import LoadTextEncoder
+        width, height = latent_size(self.resolution, self.empty_latent_width, self.empty_latent_height)
+        samples_c = {"samples": torch.zeros(self.batch_size, CASCADE_PRIOR_CHANNELS, height // self.compression,
+                                            width // self.compression)}
+        samples_b = {"samples": torch.zeros(self.batch_size, CASCADE_STAGE_B_CHANNELS, height // 4, width // 4)}
+        model_c, clip, vae_c = _cascade_stage(self.stage_c, "stage_c")
+        model_b, clip_b, vae_b = _cascade_stage(self.stage_b, "stage_b")
+        clip = clip_b if clip_b is not None else clip  # the pack keeps the last checkpoint's text encoder
+        try:
+            rows = [(*row, "optional_lora_stack") for row in _lora_rows(self.optional_lora_stack)]
+        except NodeInputError as e:
+            raise NodeInputError("optional_lora_stack", str(e)) from None
+        if self.lora_name != "None":
+            rows.append((self.lora_name, self.lora_model_strength, self.lora_clip_strength, "lora_name"))
+        for name, strength_model, strength_clip, input_name in rows:
+            model_c, clip = _apply_lora(model_c, clip, name, strength_model, strength_clip, input_name)
+        if self.clip_name != "None":
+            clip = _core(LoadTextEncoder, {"clip_name": "clip_name"}, clip_name=self.clip_name, type="stable_cascade")
+        if clip is None:
+            raise NodeInputError("clip_name", "no text encoder: name one (clip_g for Stable Cascade), or load Stage "
+                                              "C / B from checkpoints that carry one")
+        if self.stage_a != "Baked VAE":
+            vae_b = _vae_or_none(self.stage_a)
+        positive = _core(CLIPEncode, {"text": "positive"}, text=self.positive, clip=clip)
+        negative = _core(CLIPEncode, {"text": "negative"}, text=self.negative, clip=clip)
+        settings = {"vae_name": self.stage_a, "lora_name": self.lora_name,
+                    "lora_model_strength": self.lora_model_strength, "lora_clip_strength": self.lora_clip_strength,
+                    "lora_stack": [row[:3] for row in rows], "positive": self.positive,
+                    "positive_token_normalization": "none", "positive_weight_interpretation": "comfy",
+                    "negative": self.negative, "negative_token_normalization": "none",
+                    "negative_weight_interpretation": "comfy", "resolution": self.resolution,
+                    "empty_latent_width": self.empty_latent_width, "empty_latent_height": self.empty_latent_height,
+                    "batch_size": self.batch_size, "compression": self.compression}
+        pipe = {"model": (model_c, model_b), "positive": positive, "negative": negative, "vae": (vae_c, vae_b),
+                "clip": clip, "samples": (samples_c, samples_b), "images": _placeholder_image(), "seed": 0,
+                "loader_settings": settings}
+        return pipe, model_c, samples_c, vae_b
+
+
+def _cascade_pair(pipe: dict, key: str) -> tuple:
+    value = pipe.get(key)
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise NodeInputError("pipe", f"expected easy cascadeLoader's pipe (its {key} a (Stage C, Stage B) pair)")
+    return value
+
+
+def cascade_latents(node, pipe: dict, encode_vae_name: str) -> tuple:
+    """The pack's Stage C / Stage B latents for its cascade nodes: image_to_latent_c encoded by
+    encode_vae_name (or the pipe's Stage C VAE) as StableCascade_StageC_VAEEncode does, with blank
+    Stage B latents at width / 4, both repeated batch_size times; else latent_c with the pipe's
+    Stage B latent; else the pipe's; gives (samples_c, samples_b, images)."""
+    from nodes.latent import RepeatLatentBatch
+    from nodes.stable_cascade import StableCascadeStageCVAEEncode
+    samples_c, samples_b = _cascade_pair(pipe, "samples")
+    settings = pipe.get("loader_settings") or {}
+    images = None
+    if node.image_to_latent_c is not None:
+        vae = _vae_or_none(encode_vae_name) if encode_vae_name != "None" else _cascade_pair(pipe, "vae")[0]
+        if vae is None:
+            raise NodeInputError("encode_vae_name", "no Stage C encoder: name one (the pipe's Stage C has none)")
+        if "compression" not in settings:
+            raise NodeInputError("pipe", "the pipe has no compression (easy cascadeLoader sets it)")
+        import torch
+        latent_c, _ = _core(StableCascadeStageCVAEEncode, {"vae": "encode_vae_name", "image": "image_to_latent_c"},
+                            image=node.image_to_latent_c, vae=vae, compression=settings["compression"])
+        height, width = node.image_to_latent_c.shape[1:3]
+        latent_b = {"samples": torch.zeros(latent_c["samples"].shape[0], CASCADE_STAGE_B_CHANNELS, height // 4,
+                                           width // 4)}
+        batch = settings.get("batch_size", 1)
+        samples_c = _core(RepeatLatentBatch, samples=latent_c, amount=batch)
+        samples_b = _core(RepeatLatentBatch, samples=latent_b, amount=batch)
+        images = node.image_to_latent_c
+    elif node.latent_c is not None:
+        samples_c, images = node.latent_c, pipe.get("images")
+    else:
+        images = pipe.get("images")
+    return samples_c, samples_b, images
+
+
+class EasyPreSamplingCascade(Node):
+    """Put Stable Cascade Stage C sampler settings into easy cascadeLoader's pipe, as Easy-Use's
+    easy preSamplingCascade does: encode / decode VAE names, steps, cfg, sampler, scheduler,
+    denoise and seed; image_to_latent_c (encoded as StableCascade_StageC_VAEEncode does) or
+    latent_c as the Stage C latent to start from. For easy cascadeKSampler."""
+    category = "EasyUse/PreSampling"
+    pipe: PIPE_LINE
+    encode_vae_name: str = Choice(lambda: ["None"] + folders.list_models("vae"), "None", model_folder="vae",
+                                  not_files=("None",))
+    decode_vae_name: str = Choice(lambda: ["None"] + folders.list_models("vae"), "None", model_folder="vae",
+                                  not_files=("None",))
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(4.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler_ancestral")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    image_to_latent_c: IMAGE = None
+    latent_c: LATENT = None
+    outputs = {"pipe": PIPE_LINE}
+    comfy = ComfyAlias(("easy preSamplingCascade",), optional=("image_to_latent_c", "latent_c"))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        samples_c, samples_b, images = cascade_latents(self, pipe, self.encode_vae_name)
+        if self.image_to_latent_c is None and self.latent_c is None:
+            images = None  # as the pack: the pipe's images are kept only with a new latent
+        show(value=[self.seed])
+        settings = pipe.get("loader_settings") or {}
+        return {**{k: pipe.get(k) for k in ("model", "positive", "negative", "vae", "clip")},
+                "samples": (samples_c, samples_b), "images": images, "seed": self.seed,
+                "loader_settings": {**settings, "encode_vae_name": self.encode_vae_name,
+                                    "decode_vae_name": self.decode_vae_name, "steps": self.steps, "cfg": self.cfg,
+                                    "sampler_name": self.sampler_name, "scheduler": self.scheduler,
+                                    "denoise": self.denoise, "add_noise": "enabled"}}
+
+
+def cascade_sample(node, pipe: dict, settings: dict, samples_c, samples_b, images, decode_vae_name: str,
+                   model_c) -> tuple:
+    """The pack's Stage C sampling: KSampler on the Stage C latent (the seed and settings given),
+    decoded with decode_vae_name (or the pipe's Stage C VAE) unless image_output hides it, then the
+    pipe made ready for Stage B: the Stage B model, VAE and latent, the zeroed positive as the
+    negative and it with the Stage C latent as its prior (StableCascade_StageB_Conditioning) as
+    the positive. Gives (pipe, Stage C images or None)."""
+    from nodes.conditioning import ConditioningZeroOut
+    from nodes.sampling import KSampler
+    from nodes.stable_cascade import StableCascadeStageBConditioning
+    models, vaes = _cascade_pair(pipe, "model"), _cascade_pair(pipe, "vae")
+    model_c = model_c if model_c is not None else models[0]
+    stage_c = _core(KSampler, {"positive": "pipe", "negative": "pipe", "latent_image": "pipe"}, model=model_c,
+                    seed=node_seed(node, pipe), steps=settings["steps"], cfg=settings["cfg"],
+                    sampler_name=settings["sampler_name"], scheduler=settings["scheduler"],
+                    positive=pipe["positive"], negative=pipe["negative"], latent_image=samples_c,
+                    denoise=settings["denoise"])
+    stage_c_images = None
+    if node.image_output not in ("Hide", "Hide&Save"):
+        vae = _vae_or_none(decode_vae_name) if decode_vae_name != "None" else vaes[0]
+        if vae is None:
+            raise NodeInputError("decode_vae_name", "no decoder for the Stage C latent: name one, or hide the images")
+        stage_c_images = decoded_and_shown(node, stage_c, vae)
+    zeroed = _core(ConditioningZeroOut, {"conditioning": "pipe"}, conditioning=pipe["positive"])
+    prior = _core(StableCascadeStageBConditioning, {"conditioning": "pipe"}, conditioning=zeroed, stage_c=stage_c)
+    new_pipe = {"model": models[1], "positive": prior, "negative": zeroed, "vae": vaes[1], "clip": pipe.get("clip"),
+                "samples": samples_b, "images": images, "seed": node_seed(node, pipe),
+                "loader_settings": dict(settings)}
+    return new_pipe, stage_c_images
+
+
+def node_seed(node, pipe: dict) -> int:
+    seed = getattr(node, "seed", None)
+    seed = seed if seed is not None else pipe.get("seed")
+    if seed is None:
+        raise NodeInputError("pipe", "no seed: connect the pipe through easy preSamplingCascade first")
+    return seed
+
+
+class EasyFullCascadeKSampler(Node):
+    """Sample Stable Cascade's Stage C with the settings given here, as Easy-Use's easy
+    fullCascadeKSampler does: the Stage C latent (image_to_latent_c encoded, latent_c, or the
+    pipe's) through KSampler with model_c (or the pipe's Stage C), its images decoded with
+    decode_vae_name (or the pipe's Stage C VAE) and shown or saved unless image_output hides
+    them; gives the pipe made ready for Stage B (the Stage B model, VAE and latent, the zeroed
+    prompt with the Stage C latent as its prior; easy kSampler samples it), the Stage B model and
+    latent."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    encode_vae_name: str = Choice(lambda: ["None"] + folders.list_models("vae"), "None", model_folder="vae",
+                                  not_files=("None",))
+    decode_vae_name: str = Choice(lambda: ["None"] + folders.list_models("vae"), "None", model_folder="vae",
+                                  not_files=("None",))
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(4.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler_ancestral")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    image_output: str = Choice(PLAIN_IMAGE_OUTPUTS, "Hide")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    image_to_latent_c: IMAGE = None
+    latent_c: LATENT = None
+    model_c: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "model_b": MODEL, "latent_b": LATENT}
+    comfy = ComfyAlias(("easy fullCascadeKSampler",), optional=("image_to_latent_c", "latent_c", "model_c"))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        samples_c, samples_b, images = cascade_latents(self, pipe, self.encode_vae_name)
+        settings = {**(pipe.get("loader_settings") or {}), "steps": self.steps, "cfg": self.cfg,
+                    "sampler_name": self.sampler_name, "scheduler": self.scheduler, "denoise": self.denoise}
+        new_pipe, _ = cascade_sample(self, pipe, settings, samples_c, samples_b, images, self.decode_vae_name,
+                                     self.model_c)
+        return new_pipe, new_pipe["model"], new_pipe["samples"]
+
+
+class EasyCascadeKSampler(Node):
+    """easy fullCascadeKSampler with the settings easy preSamplingCascade put into the pipe, as
+    Easy-Use's easy cascadeKSampler does; gives the pipe made ready for Stage B and the Stage C
+    images (None when hidden; the pack hands on other values there)."""
+    category = SAMPLERS
+    output_node = True
+    pipe: PIPE_LINE
+    image_output: str = Choice(PLAIN_IMAGE_OUTPUTS, "Preview")
+    link_id: int = Int(0, min=0, max=2 ** 63 - 1)
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    model_c: MODEL = None
+    outputs = {"pipe": PIPE_LINE, "image": IMAGE}
+    comfy = ComfyAlias(("easy cascadeKSampler",), optional=("model_c",))
+
+    def run(self):
+        pipe = _pipe_dict(self.pipe)
+        settings = pipe.get("loader_settings") or {}
+        missing = [k for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise") if k not in settings]
+        if missing:
+            raise NodeInputError("pipe", f"no sampler settings in the pipe ({', '.join(missing)}): connect it "
+                                         "through easy preSamplingCascade first")
+        samples_c, samples_b = _cascade_pair(pipe, "samples")
+        return cascade_sample(self, pipe, settings, samples_c, samples_b, pipe.get("images"),
+                              settings.get("decode_vae_name", "None"), self.model_c)

@@ -614,9 +614,12 @@ def _same_conditioning(a, b):
 ROUND_TRIP_CLASSES = ["easy fullkSampler", "easy kSamplerInpainting", "easy kSamplerDownscaleUnet",
                       "easy preSamplingNoiseIn", "easy preSamplingSdTurbo", "easy kSamplerSDTurbo",
                       "easy preSamplingCustom", "easy kSamplerCustom", "easy hiresFix", "easy controlnetStack",
-                      "easy zero123Loader", "easy svdLoader", "easy fluxLoader", "easy unSampler"]
+                      "easy zero123Loader", "easy svdLoader", "easy fluxLoader", "easy unSampler",
+                      "easy cascadeLoader", "easy preSamplingCascade", "easy fullCascadeKSampler",
+                      "easy cascadeKSampler"]
 NEEDED = {"easy hiresFix": {"model_name": "x2.safetensors"}, "easy zero123Loader": {"ckpt_name": "z.safetensors"},
-          "easy svdLoader": {"ckpt_name": "svd.safetensors"}}
+          "easy svdLoader": {"ckpt_name": "svd.safetensors"},
+          "easy cascadeLoader": {"stage_c": "c.safetensors", "stage_b": "b.safetensors"}}
 
 
 @pytest.mark.parametrize("class_type", ROUND_TRIP_CLASSES)
@@ -660,3 +663,71 @@ def test_unsampler_runs_the_reversed_schedule_without_noise(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyUnSampler", pipe={})
     assert e.value.input == "optional_model"
+
+
+def test_cascade_loader_presampling_and_samplers_equal_the_core_stable_cascade_graph(registry, tmp_folders):
+    """UI-free API prompt: easy cascadeLoader -> easy preSamplingCascade -> easy cascadeKSampler ->
+    easy kSampler (Stage B with the same settings, as the pack's pipe carries them) equals
+    UNETLoader x2 + CLIPLoader + VAELoader + StableCascade_EmptyLatentImage + KSampler (Stage C) +
+    ConditioningZeroOut + StableCascade_StageB_Conditioning + KSampler (Stage B); easy
+    fullCascadeKSampler gives the same Stage B pipe from its widgets."""
+    from graphflow.testing import write_stable_cascade, write_stage_a, write_text_encoder
+    m = tmp_folders.models
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (m / sub).mkdir(exist_ok=True)
+    write_stable_cascade(m / "diffusion_models" / "stage_c.safetensors", "c", seed=1)
+    write_stable_cascade(m / "diffusion_models" / "stage_b.safetensors", "b", seed=2)
+    write_stage_a(m / "vae" / "stage_a.safetensors", seed=3)
+    write_text_encoder(m / "text_encoders" / "clip_g.safetensors", "clip_g", seed=4, dtype=torch.float32)
+    sampling = {"steps": 2, "cfg": 4.0, "sampler_name": "euler_ancestral", "scheduler": "simple", "denoise": 1.0}
+    graph = {
+        "1": {"class_type": "easy cascadeLoader", "inputs": {
+            "stage_c": "stage_c.safetensors", "stage_b": "stage_b.safetensors", "stage_a": "stage_a.safetensors",
+            "clip_name": "clip_g.safetensors", "lora_name": "None", "lora_model_strength": 1.0,
+            "lora_clip_strength": 1.0, "resolution": "width x height (custom)", "empty_latent_width": 320,
+            "empty_latent_height": 256, "compression": 42, "positive": "a fox in the snow", "negative": "",
+            "batch_size": 1}},
+        "2": {"class_type": "easy preSamplingCascade", "inputs": {
+            "pipe": ["1", 0], "encode_vae_name": "None", "decode_vae_name": "None", "seed": 7, **sampling}},
+        "3": {"class_type": "easy cascadeKSampler", "inputs": {"pipe": ["2", 0], "image_output": "Hide",
+                                                              "link_id": 0, "save_prefix": "x"}},
+        "4": {"class_type": "easy kSampler", "inputs": {"pipe": ["3", 0], "image_output": "Hide", "link_id": 0,
+                                                        "save_prefix": "x"}},
+        "5": {"class_type": "easy fullCascadeKSampler", "inputs": {
+            "pipe": ["1", 0], "encode_vae_name": "None", "decode_vae_name": "None", "image_output": "Hide",
+            "link_id": 0, "save_prefix": "x", "seed": 7, **sampling}},
+        "11": {"class_type": "UNETLoader", "inputs": {"unet_name": "stage_c.safetensors", "weight_dtype": "default"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "stage_b.safetensors", "weight_dtype": "default"}},
+        "13": {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_g.safetensors", "type": "stable_cascade"}},
+        "14": {"class_type": "VAELoader", "inputs": {"vae_name": "stage_a.safetensors"}},
+        "15": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox in the snow", "clip": ["13", 0]}},
+        "16": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["13", 0]}},
+        "17": {"class_type": "StableCascade_EmptyLatentImage",
+               "inputs": {"width": 320, "height": 256, "compression": 42, "batch_size": 1}},
+        "18": {"class_type": "KSampler", "inputs": {"model": ["11", 0], "positive": ["15", 0], "negative": ["16", 0],
+                                                    "latent_image": ["17", 0], "seed": 7, **sampling}},
+        "19": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["15", 0]}},
+        "20": {"class_type": "StableCascade_StageB_Conditioning", "inputs": {"conditioning": ["19", 0],
+                                                                             "stage_c": ["18", 0]}},
+        "21": {"class_type": "KSampler", "inputs": {"model": ["12", 0], "positive": ["20", 0], "negative": ["19", 0],
+                                                    "latent_image": ["17", 1], "seed": 7, **sampling}},
+    }
+    values = run_graph(registry, graph, ["1", "3", "4", "5", "18", "21"]).values
+    loader_pipe, model_c, latent_c, vae = values["1"]
+    assert latent_c["samples"].shape == (1, 16, 256 // 42, 320 // 42) and model_c is loader_pipe["model"][0]
+    stage_b_pipe = values["3"][0]
+    prior = stage_b_pipe["positive"][0][1]["stable_cascade_prior"]
+    assert torch.allclose(prior["samples"] if isinstance(prior, dict) else prior, values["18"][0]["samples"],
+                          atol=1e-5)
+    assert stage_b_pipe["model"] is loader_pipe["model"][1] and stage_b_pipe["vae"] is vae
+    assert torch.allclose(values["4"][0]["samples"]["samples"], values["21"][0]["samples"], atol=1e-5)
+    full_pipe, model_b, latent_b = values["5"]
+    assert model_b is loader_pipe["model"][1] and latent_b["samples"].shape == (1, 4, 64, 80)
+    assert not full_pipe["negative"][0][0].any()
+    back = export_api(parse_workflow(graph, registry), registry)
+    assert [back[k]["class_type"] for k in "12345"] == ["easy cascadeLoader", "easy preSamplingCascade",
+                                                        "easy cascadeKSampler", "easy kSampler",
+                                                        "easy fullCascadeKSampler"]
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyCascadeKSampler", pipe={"samples": ({}, {}), "loader_settings": {}})
+    assert e.value.input == "pipe"
