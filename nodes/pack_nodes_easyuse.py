@@ -9,18 +9,22 @@ easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat
 promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString;
 from py/nodes/image.py at 18830962a44112b8084cb6d5c29077426cd8783e: easy imageInsetCrop,
 imageScaleDown / imageScaleDownBy / imageScaleDownToSize, imageRatio, imagePixelPerfect,
-imageConcat, imagesSplitImage, joinImageBatch, imageSave, loadImageBase64, imageListToImageBatch /
-imageBatchToImageList; from the logic.py above: easy showTensorShape, batchAnything,
-convertAnything, outputToList, lengthAnything, indexAnything. The pack's pipe system (loaders,
-pipe nodes, preSampling, kSampler) is in nodes/pack_nodes_easyuse_pipe.py, its further samplers
-in nodes/pack_nodes_easyuse_samplers.py.
+imageConcat, imagesSplitImage, imageCount, imageSplitGrid, joinImageBatch, imageSave,
+loadImageBase64, imageListToImageBatch / imageBatchToImageList; from the logic.py above: easy
+showTensorShape, batchAnything, convertAnything, outputToList, lengthAnything, indexAnything. The
+pack's pipe system (loaders, pipe nodes, preSampling, kSampler) is in
+nodes/pack_nodes_easyuse_pipe.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.
 
 Left out: the loops (whileLoop*, forLoop*: ComfyUI graph expansion, which graphflow's executor
 does not do), easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the
 wildcard, style and portrait prompt nodes (the pack's data files and wildcard folders), the
 model-backed nodes (imageRemBg, imageInterrogator, humanSegmentation: weights the pack downloads),
 imageToBase64, imageConcat's match_image_size (an error when on), imageChooser (waits for a pick
-in the editor) and the tile / grid / mask-crop image nodes."""
+in the editor), the tile / split-list / mask-crop image nodes, and, of the task's list:
+stylesSelector (the styles picked live in the editor node's properties, which an API prompt
+does not carry and graphflow's nodes do not read), ipadapterApply (its own presets,
+file patterns and FaceID / InsightFace parts do not map cleanly onto nodes/ip_adapter.py) and
+preSamplingLayerDiffusion (LayerDiffuse's weights)."""
 
 from __future__ import annotations
 
@@ -771,6 +775,40 @@ class EasyImagesSplitImage(Node):
         images = _whole_image_batch(self.images, "images")
         return tuple(images[i:i + 1] if i < images.shape[0] else None for i in range(SPLIT_OUTPUTS))
 
+
+class EasyImageCount(Node):
+    """The number of images in a batch, as Easy-Use's easy imageCount gives it."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    outputs = {"count": INT}
+    comfy = ComfyAlias(("easy imageCount",))
+
+    def run(self):
+        return int(_whole_image_batch(self.images, "images").shape[0])
+
+
+class EasyImageSplitGrid(Node):
+    """Cut each image into row x column cells (width // column by height // row, the remainder
+    dropped) and give them as one batch, row by row, each cell for every image of the batch in
+    turn, as Easy-Use's easy imageSplitGrid does."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    row: int = Int(1, min=1, max=10)
+    column: int = Int(1, min=1, max=10)
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("easy imageSplitGrid",))
+
+    def run(self):
+        import torch
+        images = _whole_image_batch(self.images, "images")
+        height, width = images.shape[1], images.shape[2]
+        cell_w, cell_h = width // self.column, height // self.row
+        if cell_w == 0 or cell_h == 0:
+            raise NodeInputError("column" if cell_w == 0 else "row",
+                                 f"{width}x{height} has no room for a {self.row} x {self.column} grid")
+        cells = [images[:, i * cell_h:(i + 1) * cell_h, j * cell_w:(j + 1) * cell_w]
+                 for i in range(self.row) for j in range(self.column)]
+        return torch.cat(cells, dim=0)
 
 class EasyJoinImageBatch(Node):
     """An image batch joined into one image, side by side (horizontal) or one above the other

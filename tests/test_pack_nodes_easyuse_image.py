@@ -231,8 +231,25 @@ def test_batch_anything_declares_the_joined_batch_before_it_runs(registry):
     "easy imageInsetCrop", "easy imageScaleDown", "easy imageScaleDownBy", "easy imageScaleDownToSize",
     "easy imageRatio", "easy imagePixelPerfect", "easy imageConcat", "easy imagesSplitImage", "easy joinImageBatch",
     "easy imageSave", "easy loadImageBase64", "easy imageListToImageBatch", "easy imageBatchToImageList",
+    "easy imageCount", "easy imageSplitGrid",
     "easy showTensorShape", "easy batchAnything", "easy convertAnything", "easy outputToList",
     "easy lengthAnything", "easy indexAnything"])
 def test_each_image_and_any_class_round_trips_through_the_ui_format(registry, class_type):
     from tests.test_pack_nodes_easyuse_samplers import test_each_new_class_round_trips_through_the_ui_format
     test_each_new_class_round_trips_through_the_ui_format(registry, class_type)
+
+
+def test_image_count_and_split_grid_against_tensor_slicing(registry):
+    images = _images(2, 31, 40)
+    assert call(registry, "EasyImageCount", images=images) == 2
+    cells = call(registry, "EasyImageSplitGrid", images=images, row=2, column=3)
+    h, w = 31 // 2, 40 // 3
+    want = torch.cat([images[:, i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(2) for j in range(3)])
+    assert torch.equal(cells, want) and cells.shape == (12, 15, 13, 3)
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 40, "height": 20, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "easy imageSplitGrid", "inputs": {"images": ["1", 0], "row": 2, "column": 2}},
+             "3": {"class_type": "easy imageCount", "inputs": {"images": ["2", 0]}}}
+    assert run_graph(registry, graph, ["3"]).values["3"][0] == 4
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyImageSplitGrid", images=_images(1, 4, 4), row=5, column=1)
+    assert e.value.input == "row"
