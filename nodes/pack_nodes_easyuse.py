@@ -6,13 +6,25 @@ py/nodes/image.py): easy seed, easy int / float / string / boolean, easy showAny
 clearCacheAll / clearCacheKey / cleanGpuUsed, easy imageSize / imageSizeBySide /
 imageSizeByLongerSide, easy compare, easy ifElse, easy isNone, easy textSwitch / imageSwitch,
 easy anythingIndexSwitch / textIndexSwitch / imageIndexSwitch, easy promptConcat /
-promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString.
-The pack's pipe system (loaders, pipe nodes, preSampling, kSampler) is in
-nodes/pack_nodes_easyuse_pipe.py.
+promptReplace / promptLine, easy positive / negative, easy mathInt / mathFloat / mathString;
+from py/nodes/image.py at 18830962a44112b8084cb6d5c29077426cd8783e: easy imageInsetCrop,
+imageScaleDown / imageScaleDownBy / imageScaleDownToSize, imageRatio, imagePixelPerfect,
+imageConcat, imagesSplitImage, imageCount, imageSplitGrid, joinImageBatch, imageSave,
+loadImageBase64, imageListToImageBatch / imageBatchToImageList; from the logic.py above: easy
+showTensorShape, batchAnything, convertAnything, outputToList, lengthAnything, indexAnything. The
+pack's pipe system (loaders, pipe nodes, preSampling, kSampler) is in
+nodes/pack_nodes_easyuse_pipe.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.
 
-Left out: the loops (whileLoop*, forLoop*: ComfyUI graph expansion), easy ab / blocker /
-anythingInversedSwitch (ComfyUI's execution blocker), the wildcard, style and portrait prompt
-nodes (the pack's data files and wildcard folders) and the model-backed nodes."""
+Left out: the loops (whileLoop*, forLoop*: ComfyUI graph expansion, which graphflow's executor
+does not do), easy ab / blocker / anythingInversedSwitch (ComfyUI's execution blocker), the
+wildcard, style and portrait prompt nodes (the pack's data files and wildcard folders), the
+model-backed nodes (imageRemBg, imageInterrogator, humanSegmentation: weights the pack downloads),
+imageToBase64, imageConcat's match_image_size (an error when on), imageChooser (waits for a pick
+in the editor), the tile / split-list / mask-crop image nodes, and, of the task's list:
+stylesSelector (the styles picked live in the editor node's properties, which an API prompt
+does not carry and graphflow's nodes do not read), ipadapterApply (its own presets,
+file patterns and FaceID / InsightFace parts do not map cleanly onto nodes/ip_adapter.py) and
+preSamplingLayerDiffusion (LayerDiffuse's weights)."""
 
 from __future__ import annotations
 
@@ -21,9 +33,10 @@ import operator
 import re
 import sys
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
-    Node, NodeInputError, Text, show
-from nodes.pack_nodes import POWER_LIMIT
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, ListOf, Node, NodeInputError, Size, Text, show
+from nodes.image import SaveImage, preview
+from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.strings import _fits, _guarded, replaced_in_turn
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -552,3 +565,590 @@ class EasyPromptLine(Node):
         rows = lines[start:start + self.max_rows]
         return rows, list(rows)
 
+
+
+# -- images (py/nodes/image.py at 18830962a44112b8084cb6d5c29077426cd8783e) -----------------------
+
+IMAGE_CATEGORY = "EasyUse/Image"
+
+
+def _whole_image_batch(image, input_name: str):
+    if getattr(image, "ndim", None) != 4:
+        raise NodeInputError(input_name, f"expected an IMAGE batch [B, H, W, C], got {type(image).__name__}")
+    return image
+
+
+class EasyImageInsetCrop(Node):
+    """Crop left, right, top and bottom off an image batch, as Easy-Use's easy imageInsetCrop
+    does: in pixels, or in percent of the width / height (measurement "Percentage"); each amount
+    is rounded down to a multiple of 8 first. A crop that leaves nothing is an error naming the
+    side."""
+    category = IMAGE_CATEGORY
+    image: IMAGE
+    measurement: str = Choice(("Pixels", "Percentage"), "Pixels")
+    left: int = Int(0, min=0, max=16384, step=8)
+    right: int = Int(0, min=0, max=16384, step=8)
+    top: int = Int(0, min=0, max=16384, step=8)
+    bottom: int = Int(0, min=0, max=16384, step=8)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("easy imageInsetCrop",))
+
+    def run(self):
+        image = _whole_image_batch(self.image, "image")
+        height, width = image.shape[1], image.shape[2]
+        amounts = {"left": self.left, "right": self.right, "top": self.top, "bottom": self.bottom}
+        if self.measurement == "Percentage":  # the pack's int(size - size * (100 - p) / 100)
+            amounts = {side: int((width if side in ("left", "right") else height)
+                                 - (width if side in ("left", "right") else height) * (100 - p) / 100)
+                       for side, p in amounts.items()}
+        amounts = {side: p // 8 * 8 for side, p in amounts.items()}
+        x0, x1 = amounts["left"], width - amounts["right"]
+        y0, y1 = amounts["top"], height - amounts["bottom"]
+        if y0 > y1:
+            raise NodeInputError("top", f"top {y0} and bottom {amounts['bottom']} leave no rows of {height}")
+        if x0 > x1:
+            raise NodeInputError("left", f"left {x0} and right {amounts['right']} leave no columns of {width}")
+        return image[:, y0:y1, x0:x1, :]
+
+
+def scaled_down(images, width: int, height: int, crop: str):
+    """The pack's imageScaleDown: centre-cropped to width:height's aspect when crop is "center"
+    (rounded offsets, as the pack takes them), then each image resized with Pillow's Lanczos on
+    its 8-bit RGB picture."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from graphflow.images import image_to_pil
+    if crop == "center":
+        old_height, old_width = images.shape[1], images.shape[2]
+        old_aspect, new_aspect = old_width / old_height, width / height
+        x = y = 0
+        if old_aspect > new_aspect:
+            x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+        elif old_aspect < new_aspect:
+            y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+        images = images[:, y:old_height - y, x:old_width - x, :]
+    resized = [np.asarray(image_to_pil(image).convert("RGB").resize((width, height), Image.Resampling.LANCZOS),
+                          dtype=np.float32) / 255.0 for image in images]
+    return torch.from_numpy(np.stack(resized))
+
+
+class EasyImageScaleDown(Node):
+    """Resize images to width x height with Lanczos (on 8-bit RGB pictures, as the pack does
+    through Pillow), as Easy-Use's easy imageScaleDown does; crop "center" first cuts the images
+    to the new aspect ratio about their centre."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    width: int = Int(512, min=1, max=16384, resource="width")
+    height: int = Int(512, min=1, max=16384, resource="height")
+    crop: str = Choice(("disabled", "center"), "disabled")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("easy imageScaleDown",))
+
+    def run(self):
+        return scaled_down(_whole_image_batch(self.images, "images"), self.width, self.height, self.crop)
+
+
+def _scaled_down_by(images, scale_by: float, input_name: str):
+    width, height = int(images.shape[2] * scale_by), int(images.shape[1] * scale_by)
+    if width < 1 or height < 1:
+        raise NodeInputError(input_name, f"scales {images.shape[2]}x{images.shape[1]} to {width}x{height}: "
+                                         "nothing left")
+    return scaled_down(images, width, height, "center")
+
+
+class EasyImageScaleDownBy(Node):
+    """Scale images down by scale_by (the new size truncated to whole pixels), as Easy-Use's easy
+    imageScaleDownBy does: easy imageScaleDown with the centre crop."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    scale_by: float = Float(0.5, min=0.01, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("easy imageScaleDownBy",))
+
+    def run(self):
+        return _scaled_down_by(_whole_image_batch(self.images, "images"), self.scale_by, "scale_by")
+
+
+class EasyImageScaleDownToSize(Node):
+    """Scale images down so their longer side (mode on, "max") or shorter side (off, "min") is
+    `size`, never up, as Easy-Use's easy imageScaleDownToSize does."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    size: int = Int(512, min=1, max=16384)
+    mode: bool = Bool(True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("easy imageScaleDownToSize",))
+
+    def run(self):
+        images = _whole_image_batch(self.images, "images")
+        sides = (images.shape[2], images.shape[1])
+        scale_by = min(self.size / (max(sides) if self.mode else min(sides)), 1.0)
+        return _scaled_down_by(images, scale_by, "size")
+
+
+class EasyImageRatio(Node):
+    """An image's aspect ratio in lowest terms (width and height over their greatest common
+    divisor), as whole numbers and as numbers, as Easy-Use's easy imageRatio gives and shows it."""
+    category = IMAGE_CATEGORY
+    output_node = True
+    image: IMAGE
+    outputs = {"width_ratio_int": INT, "height_ratio_int": INT, "width_ratio_float": FLOAT,
+               "height_ratio_float": FLOAT}
+    comfy = ComfyAlias(("easy imageRatio",))
+
+    def run(self):
+        import math
+        image = _whole_image_batch(self.image, "image")
+        height, width = image.shape[1], image.shape[2]
+        divisor = math.gcd(width, height)
+        w, h = width // divisor, height // divisor
+        show(text=[f"Image Ratio is {w}:{h}"])
+        return w, h, float(w), float(h)
+
+
+PIXEL_PERFECT_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
+
+
+class EasyImagePixelPerfect(Node):
+    """The pixel-perfect resolution of an image, as Easy-Use's easy imagePixelPerfect gives and
+    shows it: the pack compares the image with its own size, so every resize_mode gives the
+    shorter side."""
+    category = IMAGE_CATEGORY
+    output_node = True
+    image: IMAGE
+    resize_mode: str = Choice(PIXEL_PERFECT_MODES, "Just Resize")
+    outputs = {"resolution": INT}
+    comfy = ComfyAlias(("easy imagePixelPerfect",))
+
+    def run(self):
+        image = _whole_image_batch(self.image, "image")
+        height, width = image.shape[1], image.shape[2]
+        # the pack's k0 = k1 = 1 (target size = image size): min or max of them times the shorter side
+        resolution = round(min(height, width))
+        show(text=[f"Width:{width}\nHeight:{height}\nPixelPerfect:{resolution}"])
+        return resolution
+
+
+class EasyImageConcat(Node):
+    """Put image2 beside image1, as Easy-Use's easy imageConcat does: right / left of it (same
+    heights needed) or below / above it (same widths needed), batch by batch. Left out:
+    match_image_size (the pack's fit-resize of image2; an error when on)."""
+    category = IMAGE_CATEGORY
+    image1: IMAGE
+    image2: IMAGE
+    direction: str = Choice(("right", "down", "left", "up"), "right")
+    match_image_size: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("easy imageConcat",))
+
+    def run(self):
+        import torch
+        if self.match_image_size:
+            raise NodeInputError("match_image_size", "resizing image2 to image1 is not built in: resize it first "
+                                                     "(e.g. ImageScale) and turn this off")
+        first, second = _whole_image_batch(self.image1, "image1"), _whole_image_batch(self.image2, "image2")
+        dim = 2 if self.direction in ("right", "left") else 1
+        other = 1 if dim == 2 else 2
+        if first.shape[0] != second.shape[0] or first.shape[other] != second.shape[other] \
+                or first.shape[3] != second.shape[3]:
+            raise NodeInputError("image2", f"is {tuple(second.shape)}; to go {self.direction} of image1 "
+                                           f"{tuple(first.shape)} it needs the same batch, channels and "
+                                           f"{'height' if dim == 2 else 'width'}")
+        pair = (first, second) if self.direction in ("right", "down") else (second, first)
+        return torch.cat(pair, dim=dim)
+
+
+SPLIT_OUTPUTS = 5
+
+
+class EasyImagesSplitImage(Node):
+    """The first five images of a batch, one per output, as Easy-Use's easy imagesSplitImage gives
+    them (an output past the batch gives nothing)."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    outputs = {f"image{i}": IMAGE for i in range(1, SPLIT_OUTPUTS + 1)}
+    comfy = ComfyAlias(("easy imagesSplitImage",))
+
+    def run(self):
+        images = _whole_image_batch(self.images, "images")
+        return tuple(images[i:i + 1] if i < images.shape[0] else None for i in range(SPLIT_OUTPUTS))
+
+
+class EasyImageCount(Node):
+    """The number of images in a batch, as Easy-Use's easy imageCount gives it."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    outputs = {"count": INT}
+    comfy = ComfyAlias(("easy imageCount",))
+
+    def run(self):
+        return int(_whole_image_batch(self.images, "images").shape[0])
+
+
+class EasyImageSplitGrid(Node):
+    """Cut each image into row x column cells (width // column by height // row, the remainder
+    dropped) and give them as one batch, row by row, each cell for every image of the batch in
+    turn, as Easy-Use's easy imageSplitGrid does."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    row: int = Int(1, min=1, max=10)
+    column: int = Int(1, min=1, max=10)
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("easy imageSplitGrid",))
+
+    def run(self):
+        import torch
+        images = _whole_image_batch(self.images, "images")
+        height, width = images.shape[1], images.shape[2]
+        cell_w, cell_h = width // self.column, height // self.row
+        if cell_w == 0 or cell_h == 0:
+            raise NodeInputError("column" if cell_w == 0 else "row",
+                                 f"{width}x{height} has no room for a {self.row} x {self.column} grid")
+        cells = [images[:, i * cell_h:(i + 1) * cell_h, j * cell_w:(j + 1) * cell_w]
+                 for i in range(self.row) for j in range(self.column)]
+        return torch.cat(cells, dim=0)
+
+class EasyJoinImageBatch(Node):
+    """An image batch joined into one image, side by side (horizontal) or one above the other
+    (vertical), as Easy-Use's easy joinImageBatch does."""
+    category = IMAGE_CATEGORY
+    images: IMAGE
+    mode: str = Choice(("horizontal", "vertical"), "horizontal")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("easy joinImageBatch",))
+
+    def run(self):
+        import torch
+        images = _whole_image_batch(self.images, "images")
+        return torch.cat(list(images), dim=1 if self.mode == "horizontal" else 0)[None]
+
+
+class EasyImageSave(Node):
+    """Save images to the outputs folder as filename_prefix (SaveImage's naming), or only show
+    them (only_preview), as Easy-Use's easy imageSave does."""
+    category = IMAGE_CATEGORY
+    output_node = True
+    images: IMAGE
+    filename_prefix: str = Text("ComfyUI", file_name=True)
+    only_preview: bool = Bool(False)
+    comfy = ComfyAlias(("easy imageSave",))
+
+    def run(self):
+        if self.only_preview:
+            preview(self.images)
+        else:
+            _core(SaveImage, images=self.images, filename_prefix=self.filename_prefix)
+
+
+class EasyImageListToImageBatch(Node):
+    """A list of images joined into one batch, as Easy-Use's easy imageListToImageBatch does:
+    each resized to the first's size where it differs (Lanczos, centre-cropped). Where the sizes
+    already agree the images are joined as they are (the pack sends them through an 8-bit Lanczos
+    pass at their own size)."""
+    category = IMAGE_CATEGORY
+    input_is_list = True
+    images: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("easy imageListToImageBatch",))
+
+    def run(self):
+        from nodes.pack_nodes_impact import join_images
+        if not self.images:
+            raise NodeInputError("images", "the list is empty")
+        return join_images([self.images[0], *(("images", image) for image in self.images[1:])], "images")
+
+
+class EasyImageBatchToImageList(Node):
+    """Each image of a batch as one item of a list (what follows runs once per image), as
+    Easy-Use's easy imageBatchToImageList gives them."""
+    category = IMAGE_CATEGORY
+    image: IMAGE
+    outputs = {"IMAGE": ListOf(IMAGE)}
+    comfy = ComfyAlias(("easy imageBatchToImageList",))
+
+    def run(self):
+        image = _whole_image_batch(self.image, "image")
+        return [image[i:i + 1] for i in range(image.shape[0])]
+
+
+BASE64_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide/Save")
+
+
+def decoded_base64_picture(data: str, input_name: str):
+    """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
+    by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
+    LoadImage's is), else a mask of ones. The size is read from the header first and held to
+    Pillow's decompression-bomb limit and the server's max_pixels before anything is decoded.
+    Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
+    than 8 bits a channel are refused (the pack divides them by 255)."""
+    import base64
+    import binascii
+    import io
+
+    import cv2
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from graphflow.api import run_limits
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError) as e:
+        raise NodeInputError(input_name, f"not base64 text: {e}") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+            width, height = header.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise NodeInputError(input_name, f"the decoded bytes are no picture: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise NodeInputError(input_name, f"the picture is too large to load: {e}") from None
+    limit = run_limits().max_pixels
+    if limit is not None and width * height > limit:
+        raise NodeInputError(input_name, f"the picture is {width}x{height}, over the server's {limit} pixels")
+    picture = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if picture is None:
+        raise NodeInputError(input_name, "OpenCV could not decode the picture")
+    if picture.dtype != np.uint8:
+        raise NodeInputError(input_name, f"a picture of {picture.dtype} channels is not read here; only 8-bit ones")
+    if picture.ndim == 2:
+        picture = picture[..., None]
+    channels = picture.shape[2]
+    mask = (torch.from_numpy(picture[..., 3].astype(np.float32) / 255.0) if channels > 3
+            else torch.ones(picture.shape[:2], dtype=torch.float32))
+    conversion = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB}.get(channels, cv2.COLOR_BGRA2RGB)
+    rgb = cv2.cvtColor(picture, conversion).astype(np.float32) / 255.0
+    return torch.from_numpy(rgb)[None], mask[None]
+
+
+class EasyLoadImageBase64(Node):
+    """An image from base64 text (a PNG, JPEG, WebP ... file's bytes), as Easy-Use's easy
+    loadImageBase64 makes it: decoded by OpenCV, the alpha channel as the mask (1 = opaque, as
+    the pack gives it; ones without alpha), shown (Preview) or saved to the outputs folder as
+    save_prefix (Save, Hide/Save) or neither (Hide). Grey pictures are made RGB (the pack fails on
+    them); pictures of more than 8 bits a channel are refused."""
+    category = "EasyUse/Image/LoadImage"
+    output_node = True
+    base64_data: str = Text("")
+    image_output: str = Choice(BASE64_IMAGE_OUTPUTS, "Preview")
+    save_prefix: str = Text("ComfyUI", file_name=True)
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("easy loadImageBase64",))
+
+    def run(self):
+        image, mask = decoded_base64_picture(self.base64_data, "base64_data")
+        if "Save" in self.image_output:
+            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=image, filename_prefix=self.save_prefix)
+        elif self.image_output == "Preview":
+            preview(image)
+        return image, mask
+
+# -- any-type helpers (py/nodes/logic.py at 05b91821964e8dd83c8df198e1ab07de99203582) --------------
+
+
+class EasyShowTensorShape(Node):
+    """Show the shapes of the tensors in a value (a tensor, or those inside dicts and lists, a
+    latent's samples and noise mask among them), as Easy-Use's easy showTensorShape does."""
+    category = LOGIC
+    output_node = True
+    tensor: ANY
+    comfy = ComfyAlias(("easy showTensorShape",))
+
+    def run(self):
+        shapes = []
+
+        def collect(value, depth=0):
+            if depth > 64:  # a value nested this deep holds no more tensors worth showing
+                return
+            if isinstance(value, dict):
+                for item in value.values():
+                    collect(item, depth + 1)
+            elif isinstance(value, list):
+                for item in value:
+                    collect(item, depth + 1)
+            elif hasattr(value, "shape"):
+                shapes.append(list(value.shape))
+
+        collect(self.tensor)
+        show(text=shapes)
+
+
+def _batch_numbers(first, second):
+    """The pack's rule for a text or number with something else: appended to a list or tuple,
+    else both in a new list."""
+    if second is None:
+        return first
+    if isinstance(second, tuple):
+        return second + (first,)
+    if isinstance(second, list):
+        return second + [first]
+    return [first, second]
+
+
+def _latent_batch(first: dict, second: dict):
+    import torch
+    a, b = first["samples"], second["samples"]
+    if a.shape[1:] != b.shape[1:]:
+        if a.shape[1] != b.shape[1]:
+            raise NodeInputError("any_2", f"a latent of {b.shape[1]} channels cannot join one of {a.shape[1]}")
+        b = _centre_resized(b, a.shape[3], a.shape[2])
+    return {**first, "samples": torch.cat((a, b), dim=0),
+            "batch_index": first.get("batch_index", list(range(a.shape[0])))
+            + second.get("batch_index", list(range(b.shape[0])))}
+
+
+def _centre_resized(x, width: int, height: int):
+    """NCHW resized bilinearly to width x height after a centre crop to that aspect (ComfyUI's
+    common_upscale with crop "center")."""
+    import torch.nn.functional as F
+    old_height, old_width = x.shape[2], x.shape[3]
+    old_aspect, new_aspect = old_width / old_height, width / height
+    if old_aspect > new_aspect:
+        cut = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+        x = x[:, :, :, cut:old_width - cut]
+    elif old_aspect < new_aspect:
+        cut = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+        x = x[:, :, cut:old_height - cut]
+    return F.interpolate(x, size=(height, width), mode="bilinear")
+
+
+class EasyBatchAnything(Node):
+    """Two values batched, as Easy-Use's easy batchAnything does: images joined into one batch
+    (the second resized bilinearly, centre-cropped, to the first's size where it differs),
+    latents joined likewise with their batch indexes, a text or number appended to the other
+    value's list (or both made a list), and anything else added with + (lists joined)."""
+    category = LOGIC
+    any_1: ANY
+    any_2: ANY
+    outputs = {"batch": ANY}
+    comfy = ComfyAlias(("easy batchAnything",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        # two image or latent batches: any_2 is resized to any_1's size, so the joined batch is
+        # both batches at any_1's size
+        first, second = inputs.get("any_1"), inputs.get("any_2")
+        if first is None or second is None:
+            return Estimate(None)
+        return Estimate(Size(first.batch + second.batch, first.height, first.width))
+
+    def run(self):
+        import torch
+        a, b = self.any_1, self.any_2
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            if a is None or b is None:
+                return b if a is None else a
+            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.ndim != 4 or b.ndim != 4:
+                raise NodeInputError("any_2", "images batch only with images")
+            if a.shape[1:] != b.shape[1:]:
+                if a.shape[3] != b.shape[3]:
+                    raise NodeInputError("any_2", f"images of {b.shape[3]} channels cannot join ones of {a.shape[3]}")
+                b = _centre_resized(b.movedim(-1, 1), a.shape[2], a.shape[1]).movedim(1, -1)
+            return torch.cat((a, b), dim=0)
+        if isinstance(a, (str, float, int)):
+            return _batch_numbers(a, b)
+        if isinstance(b, (str, float, int)):
+            return _batch_numbers(b, a)
+        if isinstance(a, dict) and "samples" in a:
+            if b is None:
+                return a
+            if isinstance(b, dict) and "samples" in b:
+                return _latent_batch(a, b)
+            raise NodeInputError("any_2", "a latent batches only with a latent")
+        if isinstance(b, dict) and "samples" in b:
+            if a is None:
+                return b
+            raise NodeInputError("any_1", "a latent batches only with a latent")
+        if a is None or b is None:
+            return b if a is None else a
+        try:
+            return a + b
+        except TypeError:
+            raise NodeInputError("any_2", f"cannot batch {type(a).__name__} with {type(b).__name__}") from None
+
+
+class EasyConvertAnything(Node):
+    """A value converted to text, a whole number, a number or true / false with Python's str,
+    int, float and bool, as Easy-Use's easy convertAnything does (its input is named "*")."""
+    category = LOGIC
+    output_node = True
+    anything: ANY
+    output_type: str = Choice(("string", "int", "float", "boolean"), "string")
+    outputs = {"*": ANY}
+    comfy = ComfyAlias(("easy convertAnything",), inputs={"*": "anything"})
+
+    def run(self):
+        convert = {"string": str, "int": int, "float": float, "boolean": bool}[self.output_type]
+        try:
+            return convert(self.anything)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise NodeInputError("anything", f"cannot be made a {self.output_type}: {e}") from None
+
+
+class EasyOutputToList(Node):
+    """A list (or tuple) handed on item by item, so what follows runs once per item, as
+    Easy-Use's easy outputToList does."""
+    category = LOGIC
+    tuple: ANY
+    outputs = {"list": ListOf(ANY)}
+    comfy = ComfyAlias(("easy outputToList",))
+
+    def run(self):
+        if not isinstance(self.tuple, (list, tuple)):
+            raise NodeInputError("tuple", f"expected a list or tuple, got {type(self.tuple).__name__}")
+        return list(self.tuple)
+
+
+def _single_or_list(values: list):
+    """What the pack's list-reading nodes see: several items (a list output upstream) as the
+    list, one as the value itself."""
+    return values if len(values) > 1 else values[0]
+
+
+class EasyLengthAnything(Node):
+    """The length of a value, as Easy-Use's easy lengthAnything gives it: the number of items of
+    a list output, else the value's own length (an image or latent tensor's batch, a text's
+    characters, a list's items). A list output of one item counts that item's length here (the
+    pack reads the upstream node's list flag; graphflow sees the one value)."""
+    category = LOGIC
+    input_is_list = True
+    any: ANY
+    outputs = {"length": INT}
+    comfy = ComfyAlias(("easy lengthAnything",))
+
+    def run(self):
+        value = _single_or_list(self.any)
+        try:
+            return len(value)
+        except TypeError:
+            raise NodeInputError("any", f"a {type(value).__name__} has no length") from None
+
+
+class EasyIndexAnything(Node):
+    """Item `index` of a value, as Easy-Use's easy indexAnything gives it: of a list output, that
+    item; of a tensor (an image or mask batch), that image as a batch of one; else value[index].
+    As in easy lengthAnything, a list output of one item is indexed as that item."""
+    category = LOGIC
+    input_is_list = True
+    any: ANY
+    index: int = Int(0, min=0, max=1000000)
+    outputs = {"out": ANY}
+    comfy = ComfyAlias(("easy indexAnything",))
+
+    def run(self):
+        import torch
+        index = self.index[0]
+        if len(self.any) > 1:
+            if index >= len(self.any):
+                raise NodeInputError("index", f"{index} is past the list's {len(self.any)} items")
+            return self.any[index]
+        value = self.any[0]
+        try:
+            if isinstance(value, torch.Tensor):
+                if index >= value.shape[0]:
+                    raise IndexError(f"the batch has {value.shape[0]}")
+                return value[index:index + 1].clone()
+            return value[index]
+        except (IndexError, KeyError, TypeError) as e:
+            raise NodeInputError("index", f"{index} is not in the {type(value).__name__}: {e}") from None

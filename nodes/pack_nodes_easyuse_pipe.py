@@ -5,32 +5,39 @@ loraStack / controlnet nodes in another stored version of that file, py/libs/con
 2dfa3eacc92deb941660a238df626de066c90d5b, py/nodes/preSampling.py at
 ca93381de85abf2a3e2f70f30f5f567d2d6caa13, py/nodes/samplers.py at
 39fa6ef37ab612ec9aed8dd04c17b45e23275ebe): easy comfyLoader / a1111Loader / fullLoader, easy
-loraStack, easy controlnetLoader / controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy
-preSampling / preSamplingAdvanced and easy kSampler / kSamplerTiled. (Its small value, logic and
-prompt nodes are in nodes/pack_nodes_easyuse.py.)
+loraStack, easy controlnetStack (037080ac's; the loaders apply it), easy controlnetLoader /
+controlnetLoaderADV, easy pipeIn / pipeOut / pipeEdit, easy preSampling / preSamplingAdvanced and
+easy kSampler / kSamplerTiled. (Its small value, logic and prompt nodes are in
+nodes/pack_nodes_easyuse.py, its further samplers in nodes/pack_nodes_easyuse_samplers.py.)
 
-Left out: the other preSampling variants (noise injection, custom, SDTurbo ...), the other
-samplers (full, custom, inpainting, LayerDiffusion ...; the samplers.py read has no easy
-kSamplerAdvanced), the other loaders (SVD, cascade, kolors, flux ...), controlnetLoader++ and
-controlnetStack, the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing
-and ControlNet stack, XY plots."""
+Also easy fluxLoader, easy zero123Loader and easy svdLoader (037080ac's; the last two onto
+ImageOnlyCheckpointLoader with StableZero123_Conditioning / SVD_img2vid_Conditioning); easy
+cascadeLoader is with the cascade samplers in nodes/pack_nodes_easyuse_samplers.py.
+
+Left out: the other preSampling variants and samplers not in nodes/pack_nodes_easyuse_samplers.py,
+the other loaders (SV3D, kolors, HunyuanDiT, PixArt, mochi: their text encoders,
+latent layouts and the pack's own model code differ from what the shared loader path does),
+controlnetLoader++ (union ControlNet types), soft ControlNet weights below 1 (Advanced-ControlNet),
+the loaders' wildcard / <lora:...> prompt expansion, a1111_prompt_style parsing, and XY plots."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
+from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
     Float, Int, Node, NodeInputError, Size, Text, folders, show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import ConditioningAverage, ConditioningCombine, ConditioningConcat, \
     ConditioningSetTimestepRange
 from nodes.controlnet import CONTROL_NET, ApplyControlNetAdvanced, LoadControlNet
-from nodes.efficiency_nodes import BAKED_VAE, LORA_STACK, _checkpoint_choices, _load, _lora_rows, _set_clip_skip, \
-    _vae_choices, efficiency_encode
+from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _checkpoint_choices, _load, _lora_rows, \
+    _set_clip_skip, _vae_choices, efficiency_encode
 from nodes.image import SaveImage, temp_pngs
 from nodes.latent import EmptyLatent, RepeatLatentBatch
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes.sampling import KSampler, KSamplerAdvanced
+from nodes.text_encoder_loaders import _list as _text_encoder_choices
+from nodes.sampling import _sample as sample_with_options
 from nodes.vae import VAEDecode, VAEEncode
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -121,8 +128,6 @@ def easy_pipe(node, normalization: str, interpretation: str,
     if getattr(node, "a1111_prompt_style", False):
         raise NodeInputError("a1111_prompt_style", "the pack's A1111 prompt-style parsing is not built in; "
                                                    "turn it off to encode the prompts as CLIP Text Encode does")
-    if node.optional_controlnet_stack is not None:
-        raise NodeInputError("optional_controlnet_stack", "Easy-Use's ControlNet stack is not built in")
     loras = ([(node.lora_name, node.lora_model_strength, node.lora_clip_strength, "lora_name")]
              if node.lora_name != "None" else [])
     try:
@@ -135,6 +140,8 @@ def easy_pipe(node, normalization: str, interpretation: str,
         clip = _set_clip_skip(clip, node.clip_skip, "clip_skip")
     positive = _encode(clip, node, "positive", normalization, interpretation)
     negative = _encode(clip, node, "negative", negative_normalization, negative_interpretation)
+    if node.optional_controlnet_stack:
+        positive, negative = stacked_controlnets(node.optional_controlnet_stack, positive, negative, vae)
     width, height = latent_size(node.resolution, node.empty_latent_width, node.empty_latent_height)
     samples = _core(EmptyLatent, {"width": "empty_latent_width", "height": "empty_latent_height"},
                     width=width, height=height, batch_size=node.batch_size)
@@ -163,8 +170,9 @@ class EasyFullLoader(Node):
     with a model_override, and model / clip / vae overrides used in place of the checkpoint's
     parts (the LoRAs are applied to them). config_name is not needed (the architecture is read
     from the weights). Gives the pipe, model, VAE, CLIP, both conditionings and the latent. Left
-    out: a1111_prompt_style parsing (an error when on), wildcards and <lora:...> tags, and
-    optional_controlnet_stack."""
+    out: a1111_prompt_style parsing (an error when on) and wildcards and <lora:...> tags.
+    optional_controlnet_stack (easy controlnetStack's rows) is applied to both conditionings, as
+    easy controlnetLoaderADV applies one."""
     category = LOADERS
     ckpt_name: str = Choice(lambda: _checkpoint_choices() + ["None"], DEMO_CHECKPOINT, model_folder="checkpoints",
                             not_files=("None",))
@@ -188,7 +196,7 @@ class EasyFullLoader(Node):
     clip_override: CLIP = None
     vae_override: VAE = None
     optional_lora_stack: LORA_STACK = None
-    optional_controlnet_stack: ANY = None
+    optional_controlnet_stack: CONTROL_NET_STACK = None
     a1111_prompt_style: bool = Bool(False)
     outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE, "clip": CLIP, "positive": CONDITIONING,
                "negative": CONDITIONING, "latent": LATENT}
@@ -210,9 +218,10 @@ class EasyComfyLoader(Node):
     VAE": the checkpoint's), a LoRA ("None": none) and then optional_lora_stack's, the text
     encoder stopped at clip_skip (0 leaves it), the prompts encoded as CLIP Text Encode does, and
     an empty latent batch of `resolution` (or the width and height for the custom entry). Gives the
-    pipe (the pack's keys) and the model and VAE. Left out: wildcards and <lora:...> tags in the
-    prompts (the pack expands them; here they are encoded as written) and optional_controlnet_stack
-    (an error when connected)."""
+    pipe (the pack's keys) and the model and VAE; optional_controlnet_stack (easy controlnetStack's
+    rows) is applied to both conditionings in turn, as easy controlnetLoaderADV applies one. Left
+    out: wildcards and <lora:...> tags in the prompts (the pack expands them; here they are encoded
+    as written)."""
     category = LOADERS
     ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
     vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
@@ -227,7 +236,7 @@ class EasyComfyLoader(Node):
     negative: str = Text("", multiline=True)
     batch_size: int = Int(1, min=1, max=BATCH_MAX, resource="batch")
     optional_lora_stack: LORA_STACK = None
-    optional_controlnet_stack: ANY = None
+    optional_controlnet_stack: CONTROL_NET_STACK = None
     outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
     comfy = ComfyAlias(("easy comfyLoader",), optional=("optional_lora_stack", "optional_controlnet_stack"))
 
@@ -243,9 +252,9 @@ class EasyComfyLoader(Node):
 class EasyA1111Loader(EasyComfyLoader):
     """Load a checkpoint into a pipe, as Easy-Use's easy a1111Loader does: as easy comfyLoader,
     the prompts encoded with mean token normalization and A1111 weight interpretation (the
-    embedding multiplied by the weights, then rescaled to its old mean). Left out: the
-    a1111_prompt_style parsing (an error when on), wildcards and <lora:...> tags, and
-    optional_controlnet_stack."""
+    embedding multiplied by the weights, then rescaled to its old mean); optional_controlnet_stack
+    as easy comfyLoader applies it. Left out: the a1111_prompt_style parsing (an error when on),
+    wildcards and <lora:...> tags."""
     a1111_prompt_style: bool = Bool(False)
     comfy = ComfyAlias(("easy a1111Loader",),
                        optional=("optional_lora_stack", "optional_controlnet_stack", "a1111_prompt_style"))
@@ -254,6 +263,188 @@ class EasyA1111Loader(EasyComfyLoader):
         pipe, model, vae, *_ = easy_pipe(self, "mean", "A1111")
         return pipe, model, vae
 
+
+class EasyFluxLoader(Node):
+    """Load a FLUX checkpoint into a pipe, as Easy-Use's easy fluxLoader does: easy fullLoader's
+    work with the text encoder as it is (clip_skip 0), the prompt encoded as CLIP Text Encode does
+    and the negative its zeroed copy (ConditioningZeroOut), as the pack makes it; ckpt_name "None"
+    with a model_override, the model / clip / vae overrides, lora_name then optional_lora_stack
+    and optional_controlnet_stack as in easy fullLoader. The empty latent has the model's channel
+    count (16 for FLUX). An empty positive is encoded as the empty prompt (the pack hands on None
+    and fails). Gives the pipe, model and VAE. Left out: wildcards and <lora:...> tags."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: _checkpoint_choices() + ["None"], DEMO_CHECKPOINT, model_folder="checkpoints",
+                            not_files=("None",))
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    lora_model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    resolution: str = Choice(RESOLUTIONS, "1024 x 1024")
+    empty_latent_width: int = Int(1024, min=64, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(1024, min=64, max=16384, step=8, resource="height")
+    positive: str = Text("", multiline=True)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    model_override: MODEL = None
+    clip_override: CLIP = None
+    vae_override: VAE = None
+    optional_lora_stack: LORA_STACK = None
+    optional_controlnet_stack: CONTROL_NET_STACK = None
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy fluxLoader",), optional=("model_override", "clip_override", "vae_override",
+                                                       "optional_lora_stack", "optional_controlnet_stack"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return loader_estimate(widgets)
+
+    def run(self):
+        import torch
+
+        from nodes.conditioning import ConditioningZeroOut
+        loras = ([(self.lora_name, self.lora_model_strength, self.lora_clip_strength, "lora_name")]
+                 if self.lora_name != "None" else [])
+        try:
+            stack = _lora_rows(self.optional_lora_stack)
+        except NodeInputError as e:
+            raise NodeInputError("optional_lora_stack", str(e)) from None
+        loras += [(*row, "optional_lora_stack") for row in stack]
+        model, clip, vae = _easy_models(self, loras)
+        positive = _encode(clip, self, "positive", "none", "comfy")
+        negative = _core(ConditioningZeroOut, {"conditioning": "positive"}, conditioning=positive)
+        if self.optional_controlnet_stack:
+            positive, negative = stacked_controlnets(self.optional_controlnet_stack, positive, negative, vae)
+        width, height = latent_size(self.resolution, self.empty_latent_width, self.empty_latent_height)
+        channels = model.latent_format.channels if hasattr(model, "latent_format") else 16
+        samples = {"samples": torch.zeros(self.batch_size, channels, height // 8, width // 8)}
+        settings = {"ckpt_name": self.ckpt_name, "vae_name": self.vae_name, "lora_name": self.lora_name,
+                    "lora_model_strength": self.lora_model_strength, "lora_clip_strength": self.lora_clip_strength,
+                    "lora_stack": stack, "clip_skip": 0, "a1111_prompt_style": False, "positive": self.positive,
+                    "positive_token_normalization": "none", "positive_weight_interpretation": "comfy",
+                    "negative": None, "negative_token_normalization": "none", "negative_weight_interpretation": "comfy",
+                    "resolution": self.resolution, "empty_latent_width": self.empty_latent_width,
+                    "empty_latent_height": self.empty_latent_height, "batch_size": self.batch_size}
+        pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": clip,
+                "samples": samples, "images": None, "loader_settings": settings}
+        return pipe, model, vae
+
+def _image_only_checkpoint(ckpt_name: str) -> tuple:
+    from nodes.video_models import ImageOnlyCheckpointLoader
+    return _core(ImageOnlyCheckpointLoader, {"checkpoint": "ckpt_name"}, checkpoint=ckpt_name)
+
+
+def _placeholder_image():
+    """The pack's 1x1 black image its image-conditioned loaders put in the pipe (preSampling's
+    image_to_latent skips a 1x1 image)."""
+    import torch
+    return torch.zeros(1, 1, 1, 3)
+
+
+class EasyZero123Loader(Node):
+    """Load a Stable Zero123 checkpoint into a pipe, as Easy-Use's easy zero123Loader does: the
+    model, its CLIP vision and VAE (ImageOnlyCheckpointLoader), and init_image seen from elevation
+    and azimuth as StableZero123_Conditioning makes the conditionings and the empty latent batch.
+    As in the pack, vae_name is not used (the checkpoint's VAE encodes) and the choices are the
+    checkpoints with "zero123" in their names. Gives the pipe (its seed 0, a 1x1 image as its
+    images), the model and the VAE."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: [f for f in folders.list_models("checkpoints") if "zero123" in f.lower()],
+                            model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    init_image: IMAGE
+    empty_latent_width: int = Int(256, min=16, max=16384, step=8, resource="width")
+    empty_latent_height: int = Int(256, min=16, max=16384, step=8, resource="height")
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    elevation: float = Float(0.0, min=-180.0, max=180.0)
+    azimuth: float = Float(0.0, min=-180.0, max=180.0)
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy zero123Loader",))
+
+    def run(self):
+        from nodes.zero123 import StableZero123Conditioning
+        model, clip_vision, vae = _image_only_checkpoint(self.ckpt_name)
+        positive, negative, samples = _core(
+            StableZero123Conditioning, {"width": "empty_latent_width", "height": "empty_latent_height"},
+            clip_vision=clip_vision, init_image=self.init_image, vae=vae, width=self.empty_latent_width,
+            height=self.empty_latent_height, batch_size=self.batch_size, elevation=self.elevation,
+            azimuth=self.azimuth)
+        settings = {"ckpt_name": self.ckpt_name, "vae_name": self.vae_name, "positive": positive,
+                    "negative": negative, "empty_latent_width": self.empty_latent_width,
+                    "empty_latent_height": self.empty_latent_height, "batch_size": self.batch_size, "seed": 0}
+        pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": None,
+                "samples": samples, "images": _placeholder_image(), "seed": 0, "loader_settings": settings}
+        return pipe, model, vae
+
+
+class EasySVDLoader(Node):
+    """Load a Stable Video Diffusion checkpoint into a pipe, as Easy-Use's easy svdLoader does:
+    the model, CLIP vision and VAE (ImageOnlyCheckpointLoader), init_image made the conditionings
+    and an empty latent of video_frames frames at `resolution` (or the width and height for the
+    custom entry) as SVD_img2vid_Conditioning makes them (its augmentation noise drawn from seed
+    0, where the pack draws it unseeded). A non-empty optional_positive / optional_negative is
+    encoded with the text encoder clip_name (CLIPLoader) and joined to that side with
+    ConditioningConcat, as the pack does. As in the pack, vae_name is not used and the choices are
+    the checkpoints with "svd" in their names. Gives the pipe (batch_size 1, seed 0, a 1x1 image
+    as its images), the model and the VAE."""
+    category = LOADERS
+    ckpt_name: str = Choice(lambda: [f for f in folders.list_models("checkpoints") if "svd" in f.lower()],
+                            model_folder="checkpoints")
+    vae_name: str = Choice(_vae_choices, BAKED_VAE, model_folder="vae", not_files=(BAKED_VAE,))
+    clip_name: str = Choice(lambda: ["None"] + _text_encoder_choices(), "None", model_folder="text_encoders",
+                            not_files=("None",))
+    init_image: IMAGE
+    resolution: str = Choice(RESOLUTIONS, "1024 x 576")
+    empty_latent_width: int = Int(256, min=16, max=16384, step=8)
+    empty_latent_height: int = Int(256, min=16, max=16384, step=8)
+    video_frames: int = Int(14, min=1, max=4096)
+    motion_bucket_id: int = Int(127, min=1, max=1023)
+    fps: int = Int(6, min=1, max=1024)
+    augmentation_level: float = Float(0.0, min=0.0, max=10.0, step=0.01)
+    optional_positive: str = Text("", multiline=True)
+    optional_negative: str = Text("", multiline=True)
+    outputs = {"pipe": PIPE_LINE, "model": MODEL, "vae": VAE}
+    comfy = ComfyAlias(("easy svdLoader",), optional=("optional_positive", "optional_negative"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            width, height = latent_size(widgets["resolution"], widgets["empty_latent_width"],
+                                        widgets["empty_latent_height"])
+        except (KeyError, NodeInputError):
+            return Estimate(None)
+        frames = widgets.get("video_frames", 1)
+        return Estimate(Size(frames, height, width), memory=frames * height * width * DECODED_BYTES)
+
+    def run(self):
+        from nodes.conditioning import CLIPEncode
+        from nodes.text_encoder_loaders import LoadTextEncoder
+        from nodes.video_models import SVDImageToVideo
+        width, height = latent_size(self.resolution, self.empty_latent_width, self.empty_latent_height)
+        model, clip_vision, vae = _image_only_checkpoint(self.ckpt_name)
+        positive, negative, samples = _core(
+            SVDImageToVideo, {"width": "resolution", "height": "resolution"}, clip_vision=clip_vision,
+            init_image=self.init_image, vae=vae, width=width, height=height, video_frames=self.video_frames,
+            motion_bucket_id=self.motion_bucket_id, fps=self.fps, augmentation_level=self.augmentation_level)
+        clip = None
+        conds = {"optional_positive": positive, "optional_negative": negative}
+        for name in conds:
+            text = getattr(self, name)
+            if not text:
+                continue
+            if self.clip_name == "None":
+                raise NodeInputError("clip_name", f"{name} needs a text encoder to encode it (the pack asks for an "
+                                                  "open_clip model)")
+            if clip is None:
+                clip = _core(LoadTextEncoder, {"clip_name": "clip_name"}, clip_name=self.clip_name)
+            encoded = _core(CLIPEncode, {"text": name}, text=text, clip=clip)
+            conds[name] = _core(ConditioningConcat, {"conditioning_to": name, "conditioning_from": name},
+                                conditioning_to=conds[name], conditioning_from=encoded)
+        positive, negative = conds["optional_positive"], conds["optional_negative"]
+        settings = {"ckpt_name": self.ckpt_name, "vae_name": self.vae_name, "positive": positive,
+                    "negative": negative, "resolution": self.resolution, "empty_latent_width": width,
+                    "empty_latent_height": height, "batch_size": 1, "seed": 0}
+        pipe = {"model": model, "positive": positive, "negative": negative, "vae": vae, "clip": clip,
+                "samples": samples, "images": _placeholder_image(), "seed": 0, "loader_settings": settings}
+        return pipe, model, vae
 
 LORA_STACK_ROWS = 10  # the pack's max_lora_num
 
@@ -528,6 +719,93 @@ def easy_controlnet(node, start: float, end: float, images) -> tuple:
     return new_pipe, positive, negative
 
 
+CONTROLNET_STACK_ROWS = 3  # the pack's max_cn_num
+
+
+def stacked_controlnets(stack, positive, negative, vae) -> tuple:
+    """The loaders' optional_controlnet_stack applied: each row of easy controlnetStack (name,
+    strength, start, end, soft weights, image, ...) loaded by name and applied to both
+    conditionings as Apply ControlNet (Advanced) does, in turn."""
+    if not isinstance(stack, (list, tuple)):
+        raise NodeInputError("optional_controlnet_stack", f"expected easy controlnetStack's list of rows, got "
+                                                          f"{type(stack).__name__}")
+    for row in stack:
+        if not isinstance(row, (list, tuple)) or len(row) < 6 or not isinstance(row[0], str):
+            raise NodeInputError("optional_controlnet_stack", "expected easy controlnetStack's rows (name, strength, "
+                                                              "start, end, soft weights, image); Efficiency Nodes' "
+                                                              "stack rows are not read here")
+        name, strength, start, end, soft_weights, image = row[:6]
+        if soft_weights != 1.0:
+            raise NodeInputError("optional_controlnet_stack", f"{name}: soft weights below 1 need "
+                                                              "Advanced-ControlNet's nodes, which are not built in")
+        if image is None:
+            raise NodeInputError("optional_controlnet_stack", f"{name}: no hint image connected")
+        control_net = _core(LoadControlNet, {"control_net_name": "optional_controlnet_stack"}, control_net_name=name)
+        positive, negative = _core(ApplyControlNetAdvanced, {"vae": "optional_controlnet_stack",
+                                                             "image": "optional_controlnet_stack"},
+                                   positive=positive, negative=negative, control_net=control_net, image=image,
+                                   strength=strength, start_percent=start, end_percent=end, vae=vae)
+    return positive, negative
+
+
+class EasyControlnetStack(Node):
+    """A ControlNet stack for the Easy-Use loaders' optional_controlnet_stack, as Easy-Use's easy
+    controlnetStack makes it: off (toggle) gives no stack; on, the connected stack's rows (those
+    not named "None") then rows 1 to num_controlnet whose name is not "None", each (name,
+    strength, start, end, soft weights, image): over the whole sampling in simple mode, between
+    start_percent and end_percent in advanced mode. The loaders refuse soft weights below 1
+    (Advanced-ControlNet's) and rows without an image."""
+    category = LOADERS
+    toggle: bool = Bool(False)
+    mode: str = Choice(("simple", "advanced"), "simple")
+    num_controlnet: int = Int(1, min=1, max=CONTROLNET_STACK_ROWS)
+    optional_controlnet_stack: CONTROL_NET_STACK = None
+    controlnet_1: str = Choice(lambda: ["None"] + folders.list_models("controlnet"), "None", model_folder="controlnet",
+                               not_files=("None",))
+    controlnet_1_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    start_percent_1: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent_1: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weight_1: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    image_1: IMAGE = None
+    controlnet_2: str = Choice(lambda: ["None"] + folders.list_models("controlnet"), "None", model_folder="controlnet",
+                               not_files=("None",))
+    controlnet_2_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    start_percent_2: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent_2: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weight_2: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    image_2: IMAGE = None
+    controlnet_3: str = Choice(lambda: ["None"] + folders.list_models("controlnet"), "None", model_folder="controlnet",
+                               not_files=("None",))
+    controlnet_3_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    start_percent_3: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent_3: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    scale_soft_weight_3: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    image_3: IMAGE = None
+    outputs = {"controlnet_stack": CONTROL_NET_STACK}
+    comfy = ComfyAlias(("easy controlnetStack",), optional=("optional_controlnet_stack", *(
+        f"{part.format(i)}" for i in range(1, CONTROLNET_STACK_ROWS + 1)
+        for part in ("controlnet_{}", "controlnet_{}_strength", "start_percent_{}", "end_percent_{}",
+                     "scale_soft_weight_{}", "image_{}"))))
+
+    def run(self):
+        if not self.toggle:
+            return None
+        rows = []
+        if self.optional_controlnet_stack is not None:
+            if not isinstance(self.optional_controlnet_stack, (list, tuple)):
+                raise NodeInputError("optional_controlnet_stack", "expected a ControlNet stack (a list of rows)")
+            rows = [row for row in self.optional_controlnet_stack if not (row and row[0] == "None")]
+        for i in range(1, self.num_controlnet + 1):
+            name = getattr(self, f"controlnet_{i}")
+            if not name or name == "None":
+                continue
+            advanced = self.mode == "advanced"
+            rows.append((name, getattr(self, f"controlnet_{i}_strength"),
+                         getattr(self, f"start_percent_{i}") if advanced else 0.0,
+                         getattr(self, f"end_percent_{i}") if advanced else 1.0,
+                         getattr(self, f"scale_soft_weight_{i}"), getattr(self, f"image_{i}"), True))
+        return rows
+
 class EasyControlnetLoader(Node):
     """Apply a ControlNet to a pipe's conditionings, as Easy-Use's easy controlnetLoader does:
     control_net (when connected) or the file control_net_name, with the hint image, at strength
@@ -668,17 +946,30 @@ class EasyPreSamplingAdvanced(Node):
 def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
     """The pipe's latent sampled as the pack's samplers do: with easy preSampling's settings as
     KSampler samples; with preSamplingAdvanced's (start / last step, add_noise, force_full_denoise)
-    as KSamplerAdvanced samples (the pack's common_ksampler call is the same in both cases)."""
+    as KSamplerAdvanced samples (the pack's common_ksampler call is the same in both cases); with
+    easy preSamplingCustom's, through its guider, sampler and sigmas (SamplerCustomAdvanced)."""
     add_noise = settings.get("add_noise", "enabled")
     if add_noise == "enable (GPU=A1111)":
         raise NodeInputError("pipe", "add_noise \"enable (GPU=A1111)\" (noise drawn on the GPU) is not built in; "
                                      "use \"enable (CPU)\"")
+    if "custom" in settings:  # easy preSamplingCustom's guider, sampler and sigmas
+        from nodes.pack_nodes_easyuse_samplers import custom_sampled
+        return custom_sampled(pipe, settings, model)[0]
     shared = {"model": model, "steps": settings["steps"], "cfg": settings["cfg"],
               "sampler_name": settings["sampler_name"], "scheduler": settings["scheduler"],
               "positive": pipe["positive"], "negative": pipe["negative"], "latent_image": pipe["samples"]}
     renamed = {"latent_image": "pipe", "positive": "pipe", "negative": "pipe"}
     if "start_step" not in settings and "last_step" not in settings and add_noise == "enabled":
         return _core(KSampler, renamed, seed=pipe["seed"], denoise=settings["denoise"], **shared)
+    if "start_step" not in settings and "last_step" not in settings:
+        # easy preSamplingNoiseIn: KSampler's denoise schedule with no noise added (the noise is in
+        # the latent already), as the pack's common_ksampler(denoise, disable_noise) samples
+        node = KSampler.__new__(KSampler)
+        node.__dict__.update({name: spec.default for name, spec in KSampler.input_specs.items()}, **shared)
+        try:
+            return sample_with_options(node, pipe["seed"], denoise=settings["denoise"], add_noise=False)
+        except NodeInputError as e:
+            raise NodeInputError(renamed.get(e.input, e.input), str(e)) from None
     return _core(KSamplerAdvanced, renamed, noise_seed=pipe["seed"],
                  add_noise="disable" if add_noise == "disable" else "enable",
                  start_at_step=settings.get("start_step", 0), end_at_step=settings.get("last_step", 10000),
@@ -690,12 +981,19 @@ IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Send
 TILED_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender&Save", "None")  # samplerSimpleTiled's
 
 
-def easy_ksample(node, tile_size: int | None = None) -> tuple:
+def easy_ksample(node, tile_size: int | None = None, parts: dict | None = None,
+                 sampler_settings: dict | None = None, model=None) -> tuple:
     """The pack's samplers' run: the pipe sampled (_sample_pipe), decoded with the pipe's VAE
     (in tile_size-pixel tiles when given) unless image_output is "None", shown or saved as
-    image_output says; gives (pipe with the new samples, images and seed, images)."""
+    image_output says; gives (pipe with the new samples, images and seed, images). parts
+    (positive, negative, samples, vae, clip, seed) that are not None take the pipe's place, as
+    easy fullkSampler's inputs and easy kSamplerInpainting's conditionings do; sampler_settings
+    take the place of the pipe's for this sampling (fullkSampler's widgets) and are not kept;
+    model, when given, is sampled with in place of node.model or the pipe's."""
     pipe = _pipe_dict(node.pipe)
-    settings = pipe.get("loader_settings") or {}
+    pipe = {**pipe, **{k: v for k, v in (parts or {}).items() if v is not None}}
+    kept_settings = pipe.get("loader_settings") or {}
+    settings = {**kept_settings, **(sampler_settings or {})}
     missing = [k for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise") if k not in settings]
     if missing or pipe.get("seed") is None:
         raise NodeInputError("pipe", f"no sampler settings in the pipe ({', '.join(missing) or 'seed'}): "
@@ -703,23 +1001,31 @@ def easy_ksample(node, tile_size: int | None = None) -> tuple:
     for key in ("positive", "negative", "samples", "vae"):
         if pipe.get(key) is None:
             raise NodeInputError("pipe", f"the pipe has no {key}")
-    model = node.model if node.model is not None else pipe.get("model")
+    if model is None:  # a model the caller patched (easy kSamplerDownscaleUnet) comes in its place
+        model = node.model if node.model is not None else pipe.get("model")
     if model is None:
         raise NodeInputError("model", "neither connected nor in the pipe")
     latent = _sample_pipe(pipe, settings, model)
-    images = None
-    if node.image_output != "None":
-        # the pack's decode_tiled overlaps tiles by 16 latent pixels (128); ours takes at most a quarter tile
-        tiled = {} if tile_size is None else {"tiled": True, "tile_size": tile_size,
-                                              "overlap": min(128, tile_size // 4)}
-        images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe", "tile_size": "tile_size"}, samples=latent,
-                       vae=pipe["vae"], **tiled)
-        if "Save" in node.image_output:
-            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
-        elif node.image_output != "Hide":
-            show(images=temp_pngs(images))
-    return {**pipe, "samples": latent, "images": images, "samp_images": images, "seed": pipe["seed"]}, images
+    images = decoded_and_shown(node, latent, pipe["vae"], tile_size)
+    return {**pipe, "loader_settings": kept_settings, "samples": latent, "images": images, "samp_images": images,
+            "seed": pipe["seed"]}, images
 
+
+def decoded_and_shown(node, latent: dict, vae, tile_size: int | None = None):
+    """The pack's samplers' images: the latent decoded with the pipe's VAE (in tile_size-pixel
+    tiles when given) unless image_output is "None", then saved to the outputs folder as
+    save_prefix ("Save" in image_output) or shown (not "Hide"); None when not decoded."""
+    if node.image_output == "None":
+        return None
+    # the pack's decode_tiled overlaps tiles by 16 latent pixels (128); ours takes at most a quarter tile
+    tiled = {} if tile_size is None else {"tiled": True, "tile_size": tile_size, "overlap": min(128, tile_size // 4)}
+    images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe", "tile_size": "tile_size"}, samples=latent, vae=vae,
+                   **tiled)
+    if "Save" in node.image_output:
+        _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
+    elif node.image_output != "Hide":
+        show(images=temp_pngs(images))
+    return images
 
 class EasyKSampler(Node):
     """Sample a pipe set up by easy preSampling, as Easy-Use's easy kSampler does: the pipe's
