@@ -39,8 +39,10 @@ def _load_picture(path, name: str):
     from graphflow.images import pil_alpha_mask, pil_to_image
     try:
         picture = Image.open(path)
-    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError) as e:
-        raise NodeInputError("image", f"can't read {name!r} as an image: {e}") from None
+    except (FileNotFoundError, IsADirectoryError) as e:  # strerror: the message without the server's path
+        raise NodeInputError("image", f"can't read {name!r} as an image: {e.strerror}") from None
+    except UnidentifiedImageError:
+        raise NodeInputError("image", f"can't read {name!r} as an image: not a picture format Pillow knows") from None
     except Image.DecompressionBombError as e:  # over twice Pillow's pixel limit: refused before decoding
         raise NodeInputError("image", f"{name!r} is too large to load: {e}") from None
     images, masks = [], []

@@ -889,7 +889,8 @@ EXTRA_SCHEDULERS = ("None", "AYS SDXL", "AYS SD1", "AYS SVD", "GITS[coeff=1.2]")
 
 class ImpactSchedulerAdapter(Node):
     """scheduler, or extra_scheduler when that is not None. Impact's own schedulers (AYS, GITS)
-    pass on as names; this project's samplers don't offer them, so a sampler given one refuses it."""
+    pass on as names: the Inspire Pack's samplers (KSampler //Inspire and its kin) take them; the
+    core samplers don't offer them, so a core sampler given one refuses it."""
     category = "ImpactPack/Util"
     scheduler: str = Choice(SCHEDULER_NAMES, "simple")
     extra_scheduler: str = Choice(EXTRA_SCHEDULERS, "None")

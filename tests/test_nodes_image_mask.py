@@ -312,6 +312,11 @@ def test_webcam_capture_errors_name_the_node_and_input(builtin_registry, tmp_fol
         assert (result.error["node_id"], result.error["node_type"], result.error["input"]) == \
             ("1", "WebcamCapture", "image"), name
         assert expected in result.error["message"], (name, result.error["message"])
+        assert str(tmp_folders.inputs) not in result.error["message"]  # no server path reaches the client
+    (tmp_folders.temp / "webcam").mkdir(parents=True)
+    (tmp_folders.temp / "webcam" / "junk.png").write_bytes(b"not a picture")
+    result = executor.run(_webcam("webcam/junk.png [temp]"))
+    assert result.error["message"].endswith("can't read 'webcam/junk.png [temp]' as an image: not a picture format Pillow knows")
 
 
 def test_load_image_reads_a_gif_as_a_batch_of_its_frames(builtin_registry, tmp_folders):
