@@ -340,7 +340,7 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
                 entry["dynamic"] = True
             if spec.widget.hints.get("upload") == "image":  # the editor's upload button saves "image" after it
                 entry["upload"] = True
-        if not spec.required:
+        if alias is not None and spec.name in alias.optional:  # the pack's optional inputs, as ComfyUI lists them
             entry["optional"] = True
         order.append(entry)
     return order

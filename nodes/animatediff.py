@@ -153,7 +153,10 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
     about the motion model name motion_input (the node's input it came from)."""
     from graphflow.models.animatediff import MotionModuleError, attach_motion
 
-    if not hasattr(model, "with_unet") or getattr(model, "arch", None) not in ("sd1", "sd2", "sdxl", "sdxl_refiner"):
+    from graphflow.models.architectures import ARCHITECTURES
+
+    family = ARCHITECTURES.get(getattr(model, "arch", None))
+    if not hasattr(model, "with_unet") or family is None or family.saved_as != "unet":  # the SD families' UNet
         raise NodeInputError("model", "AnimateDiff needs an SD1.5 (or, for SDXL motion modules, SDXL) checkpoint's "
                                       f"MODEL; this one is {getattr(model, 'arch', type(model).__name__)!r}")
     from graphflow.sampling.model_sampling import DiscreteSchedule

@@ -27,11 +27,14 @@ export function score(spec, query) {
   for (const name of names) {
     const flat = squash(name);
     const parts = words(name);
+    // within a kind of match, the name the query covers more of first ("ksmplr": KSampler before
+    // "KSampler //Inspire"), by less than one point so the kinds keep their order
+    const closeness = flat ? joined.length / Math.max(flat.length, joined.length) : 0;
     if (flat === joined) best = Math.max(best, 100);
-    else if (flat.startsWith(joined)) best = Math.max(best, 80);
-    else if (tokens.every((t) => parts.some((p) => p.startsWith(t)))) best = Math.max(best, 70);
-    else if (flat.includes(joined) || tokens.every((t) => flat.includes(t))) best = Math.max(best, 50);
-    else if (flat[0] === joined[0] && subsequence(joined, flat)) best = Math.max(best, 20);
+    else if (flat.startsWith(joined)) best = Math.max(best, 80 + closeness);
+    else if (tokens.every((t) => parts.some((p) => p.startsWith(t)))) best = Math.max(best, 70 + closeness);
+    else if (flat.includes(joined) || tokens.every((t) => flat.includes(t))) best = Math.max(best, 50 + closeness);
+    else if (flat[0] === joined[0] && subsequence(joined, flat)) best = Math.max(best, 20 + closeness);
   }
   if (best) return best;
   const category = (spec.category || "").toLowerCase();
