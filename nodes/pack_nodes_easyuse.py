@@ -743,6 +743,15 @@ class EasyImageConcat(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("easy imageConcat",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        first, second = inputs.get("image1"), inputs.get("image2")
+        if first is None or second is None:
+            return Estimate(None)
+        if widgets.get("direction") in ("down", "up"):
+            return Estimate(Size(first.batch, first.height + second.height, first.width))
+        return Estimate(Size(first.batch, first.height, first.width + second.width))
+
     def run(self):
         import torch
         if self.match_image_size:
@@ -798,6 +807,13 @@ class EasyImageSplitGrid(Node):
     outputs = {"images": IMAGE}
     comfy = ComfyAlias(("easy imageSplitGrid",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, rows, columns = inputs.get("images"), widgets.get("row"), widgets.get("column")
+        if size is None or not isinstance(rows, int) or not isinstance(columns, int) or rows < 1 or columns < 1:
+            return Estimate(size)
+        return Estimate(Size(size.batch * rows * columns, size.height // rows, size.width // columns))
+
     def run(self):
         import torch
         images = _whole_image_batch(self.images, "images")
@@ -810,6 +826,7 @@ class EasyImageSplitGrid(Node):
                  for i in range(self.row) for j in range(self.column)]
         return torch.cat(cells, dim=0)
 
+
 class EasyJoinImageBatch(Node):
     """An image batch joined into one image, side by side (horizontal) or one above the other
     (vertical), as Easy-Use's easy joinImageBatch does."""
@@ -818,6 +835,15 @@ class EasyJoinImageBatch(Node):
     mode: str = Choice(("horizontal", "vertical"), "horizontal")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("easy joinImageBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        if size is None:
+            return Estimate(None)
+        if widgets.get("mode") == "vertical":
+            return Estimate(Size(1, size.batch * size.height, size.width))
+        return Estimate(Size(1, size.height, size.batch * size.width))
 
     def run(self):
         import torch

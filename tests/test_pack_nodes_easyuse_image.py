@@ -253,3 +253,55 @@ def test_image_count_and_split_grid_against_tensor_slicing(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyImageSplitGrid", images=_images(1, 4, 4), row=5, column=1)
     assert e.value.input == "row"
+
+
+def test_concat_split_grid_and_join_declare_their_output_sizes(registry):
+    """The estimates the planner checks are the sizes the nodes give (compared with a run), and a
+    server's limits refuse the oversized cases before they run."""
+    from graphflow.resource_limits import SERVER_LIMITS, Size
+    from graphflow.validation import validate
+    a, b = _images(2, 6, 8), _images(2, 6, 5, seed=1)
+    for direction in ("right", "left"):
+        got = call(registry, "EasyImageConcat", image1=a, image2=b, direction=direction)
+        size = registry.get("EasyImageConcat").estimate({"direction": direction},
+                                                         {"image1": Size(2, 6, 8), "image2": Size(2, 6, 5)}).size
+        assert size == Size(*got.shape[:3]) == Size(2, 6, 13)
+    c = _images(2, 3, 8, seed=2)
+    for direction in ("down", "up"):
+        got = call(registry, "EasyImageConcat", image1=a, image2=c, direction=direction)
+        size = registry.get("EasyImageConcat").estimate({"direction": direction},
+                                                         {"image1": Size(2, 6, 8), "image2": Size(2, 3, 8)}).size
+        assert size == Size(*got.shape[:3]) == Size(2, 9, 8)
+    images = _images(3, 31, 40)
+    got = call(registry, "EasyImageSplitGrid", images=images, row=2, column=3)
+    size = registry.get("EasyImageSplitGrid").estimate({"row": 2, "column": 3}, {"images": Size(3, 31, 40)}).size
+    assert size == Size(*got.shape[:3]) == Size(18, 15, 13)
+    for mode in ("horizontal", "vertical"):
+        got = call(registry, "EasyJoinImageBatch", images=images, mode=mode)
+        size = registry.get("EasyJoinImageBatch").estimate({"mode": mode}, {"images": Size(3, 31, 40)}).size
+        assert size == Size(*got.shape[:3])
+
+    def problems(node):
+        graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 1040, "height": 1024, "batch_size": 64,
+                                                              "color": 0}},
+                 "2": {"class_type": "EmptyImage", "inputs": {"width": 4100, "height": 8192, "batch_size": 1,
+                                                              "color": 0}},
+                 "4": {"class_type": "EmptyImage", "inputs": {"width": 4096, "height": 8192, "batch_size": 1,
+                                                              "color": 0}},
+                 "3": node}
+        return [(p.node_id, p.input, p.message) for p in
+                validate(parse_workflow(graph, registry), registry, outputs=["3"], limits=SERVER_LIMITS)]
+
+    # 10 x 10 cells of 64 images: a batch of 6400
+    split = problems({"class_type": "easy imageSplitGrid", "inputs": {"images": ["1", 0], "row": 10, "column": 10}})
+    assert [(n, i) for n, i, _ in split] == [("3", "images")] and "batch of 6400" in split[0][2]
+    assert problems({"class_type": "easy imageSplitGrid",
+                     "inputs": {"images": ["1", 0], "row": 1, "column": 1}}) == []
+    # 64 images of 1040 wide side by side: 66560 x 1024, over 8192 x 8192's pixels
+    joined = problems({"class_type": "easy joinImageBatch", "inputs": {"images": ["1", 0], "mode": "horizontal"}})
+    assert [(n, i) for n, i, _ in joined] == [("3", "images")] and "66560×1024" in joined[0][2]
+    # 4100 + 4100 wide at 8192 high is over 8192 x 8192's pixels; 4096 + 4096 is not
+    concat = {"direction": "right", "match_image_size": False}
+    wide = problems({"class_type": "easy imageConcat", "inputs": {**concat, "image1": ["2", 0], "image2": ["2", 0]}})
+    assert [(n, i) for n, i, _ in wide] == [("3", "image2")] and "8200×8192" in wide[0][2]
+    assert problems({"class_type": "easy imageConcat", "inputs": {**concat, "image1": ["4", 0], "image2": ["4", 0]}}) == []
