@@ -19,8 +19,10 @@ gradual-latent upscaling runs and preSamplingCustom's inversed_euler."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, SAMPLER, SIGMAS, VAE, Bool, Choice, \
-    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, run_limits, show
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, run_limits, show
 from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
@@ -306,6 +308,9 @@ class EasyPreSamplingNoiseIn(Node):
 HIRES_RESCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos", "bislerp")
 HIRES_RESCALES = ("by percentage", "to Width/Height", "to longer side - maintain aspect")
 HIRES_MAX_SIDE = 16384  # ComfyUI's MAX_RESOLUTION, where the pack clamps a percentage
+# the most pixels the upscale model may make of one image without a server limit (16384², 3 GB
+# of float pixels): the model's scale is known only once it is loaded, past the planner's check
+HIRES_MAX_PIXELS = HIRES_MAX_SIDE ** 2
 
 
 def nearest_multiple_of_8(value) -> int:
@@ -339,8 +344,9 @@ class EasyHiresFix(Node):
     to width x height, or to longer_side keeping the aspect; cut to a multiple of 8 and encoded
     with the pipe's VAE (or `vae`). Gives the pipe (the new latent and images; without a pipe an
     empty one, as the pack), the images and the latent; image_output shows or saves the images
-    as the pack's samplers do. A final size over the server's max_pixels is refused before
-    resizing."""
+    as the pack's samplers do. Before the model runs, the size it makes (the image times its
+    scale) is refused over the server's max_pixels or 16384 x 16384 pixels an image, and a
+    batch over the server's max_batch; a final size over max_pixels is refused before resizing."""
     category = "EasyUse/Fix"
     output_node = True
     model_name: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
@@ -365,6 +371,25 @@ class EasyHiresFix(Node):
     def fingerprint(cls, model_name=None, **widgets):
         return folders.model_state("upscale_models", model_name) if model_name else None
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        # the sizes the widgets set: width x height, or longer_side at the image's aspect; the
+        # model's scale (a percentage's base) is known only in run(), which checks that size
+        image = inputs.get("image")
+        batch = image.batch if image is not None else 1  # a pipe's images: at least one
+        rescale, width, height = widgets.get("rescale"), widgets.get("width"), widgets.get("height")
+        if widgets.get("rescale_after_model") is not True:
+            return Estimate(image)  # a model's scale is at least 1
+        if (rescale == "to Width/Height" or rescale == "by percentage" and widgets.get("percent") == 0) \
+                and isinstance(width, int) and isinstance(height, int):
+            return Estimate(Size(batch, height, width))
+        if rescale == "to longer side - maintain aspect" and image is not None \
+                and isinstance(widgets.get("longer_side"), int):
+            width, height = hires_size(SimpleNamespace(rescale=rescale, longer_side=widgets["longer_side"]),
+                                       image.width, image.height)
+            return Estimate(Size(batch, height, width))
+        return Estimate(None)
+
     def run(self):
         pipe = _pipe_dict(self.pipe) if self.pipe is not None else None
         image, vae = self.image, self.vae
@@ -376,6 +401,7 @@ class EasyHiresFix(Node):
         if vae is None:
             raise NodeInputError("vae", "no VAE: connect one, or a pipe with one")
         model = _core(LoadUpscaleModel, model_name=self.model_name)
+        check_upscaled_size(image, model.scale, "image" if self.image is not None else "pipe")
         upscaled = _core(ImageUpscaleWithModel, upscale_model=model, image=image, tile_size=192, overlap=8)
         if self.rescale_after_model:
             width, height = hires_size(self, upscaled.shape[2], upscaled.shape[1])
@@ -395,6 +421,20 @@ class EasyHiresFix(Node):
                         "samples": latent, "images": upscaled,
                         "loader_settings": dict(pipe.get("loader_settings") or {})}
         return new_pipe, upscaled, latent
+
+
+def check_upscaled_size(image, scale: int, image_input: str) -> None:
+    """Refuse, before the model runs, an image batch the model would make too large: an image
+    over the server's max_pixels or HIRES_MAX_PIXELS, a batch over the server's max_batch."""
+    limits = run_limits()
+    batch, height, width = image.shape[0], image.shape[1] * scale, image.shape[2] * scale
+    cap = min(HIRES_MAX_PIXELS, limits.max_pixels) if limits.max_pixels is not None else HIRES_MAX_PIXELS
+    if width * height > cap:
+        raise NodeInputError("model_name", f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to "
+                                           f"{width}x{height}, over the {cap} pixels an image may have here")
+    if limits.max_batch is not None and batch > limits.max_batch:
+        raise NodeInputError(image_input, f"a batch of {batch} images is more than this server allows "
+                                          f"({limits.max_batch})")
 
 
 def resized_image(image, width: int, height: int, method: str, crop: bool):

@@ -731,3 +731,62 @@ def test_cascade_loader_presampling_and_samplers_equal_the_core_stable_cascade_g
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyCascadeKSampler", pipe={"samples": ({}, {}), "loader_settings": {}})
     assert e.value.input == "pipe"
+
+
+@pytest.fixture
+def run_with_limits():
+    """Set the running server's policy limits, as the executor's node context gives them."""
+    import threading
+
+    from graphflow.context import NodeContext, _current
+    tokens = []
+
+    def use(limits):
+        ctx = NodeContext("run", "1", "test", lambda event: None, threading.Event(), limits=limits)
+        tokens.append(_current.set(ctx))
+    yield use
+    for token in reversed(tokens):
+        _current.reset(token)
+
+
+def test_hires_fix_refuses_what_the_model_would_make_too_large_before_it_runs(registry, tmp_folders,
+                                                                              run_with_limits, monkeypatch):
+    """The model's size (image x scale) is held to the server's max_pixels, a fixed cap and max_batch
+    even when nothing is rescaled after it; the widget-set sizes are declared to the planner."""
+    from graphflow.resource_limits import RunLimits, Size
+    from graphflow.testing import write_esrgan
+    from nodes import pack_nodes_easyuse_samplers as samplers
+    (tmp_folders.models / "upscale_models").mkdir(exist_ok=True)
+    write_esrgan(tmp_folders.models / "upscale_models" / "x2.safetensors", scale=2)
+    ran = []
+    monkeypatch.setattr(samplers.ImageUpscaleWithModel, "run", lambda node: ran.append(1))
+    image = torch.rand(2, 24, 40, 3)  # the x2 model makes 2 x 80x48
+    run_with_limits(RunLimits(max_pixels=80 * 48 - 1))
+    for after in (False, True):
+        with pytest.raises(NodeInputError, match="80x48") as e:
+            call(registry, "EasyHiresFix", model_name="x2.safetensors", rescale_after_model=after,
+                 image_output="Hide", image=image, vae=object())
+        assert e.value.input == "model_name"
+    run_with_limits(RunLimits(max_batch=1))
+    with pytest.raises(NodeInputError, match="batch of 2") as e:
+        call(registry, "EasyHiresFix", model_name="x2.safetensors", image_output="Hide", pipe={"vae": object(),
+                                                                                               "images": image})
+    assert e.value.input == "pipe"
+    run_with_limits(RunLimits())
+    monkeypatch.setattr(samplers, "HIRES_MAX_PIXELS", 80 * 48 - 1)  # the cap without a server limit
+    with pytest.raises(NodeInputError, match="80x48"):
+        call(registry, "EasyHiresFix", model_name="x2.safetensors", image_output="Hide", image=image, vae=object())
+    assert ran == []  # refused before the model ran
+    monkeypatch.setattr(samplers, "HIRES_MAX_PIXELS", 80 * 48)
+    run_with_limits(RunLimits(max_pixels=80 * 48, max_batch=2))
+    samplers.check_upscaled_size(image, 2, "image")  # at the limits: allowed
+
+    estimate = registry.get("EasyHiresFix").estimate
+    widgets = {"rescale_after_model": True, "rescale": "to Width/Height", "width": 16384, "height": 8192,
+               "percent": 50, "longer_side": 100}
+    assert estimate(widgets, {"image": Size(3, 24, 40)}).size == Size(3, 8192, 16384)
+    assert estimate({**widgets, "rescale": "by percentage", "percent": 0}, {}).size == Size(1, 8192, 16384)
+    longer = estimate({**widgets, "rescale": "to longer side - maintain aspect"}, {"image": Size(1, 24, 40)}).size
+    assert longer == Size(1, samplers.nearest_multiple_of_8(104 * 24 / 40), 104)  # as run() sizes it (test above)
+    assert estimate({**widgets, "rescale": "by percentage"}, {"image": Size(1, 24, 40)}).size is None  # the scale's
+    assert estimate({**widgets, "rescale_after_model": False}, {"image": Size(1, 24, 40)}).size == Size(1, 24, 40)
