@@ -906,12 +906,13 @@ def decoded_base64_picture(data: str, input_name: str):
     """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
     by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
     LoadImage's is), else a mask of ones. The size is read from the header first and held to
-    Pillow's decompression-bomb limit and the server's max_pixels before anything is decoded.
+    Pillow's MAX_IMAGE_PIXELS and the server's max_pixels before anything is decoded.
     Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
     than 8 bits a channel are refused (the pack divides them by 255)."""
     import base64
     import binascii
     import io
+    import warnings
 
     import cv2
     import numpy as np
@@ -919,20 +920,28 @@ def decoded_base64_picture(data: str, input_name: str):
     from PIL import Image, UnidentifiedImageError
 
     from graphflow.api import run_limits
+    if not data.strip():
+        raise NodeInputError(input_name, "is empty: paste a picture file's base64 text")
     try:
         raw = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError) as e:
         raise NodeInputError(input_name, f"not base64 text: {e}") from None
     try:
-        with Image.open(io.BytesIO(raw)) as header:  # reads the header only
-            width, height = header.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise NodeInputError(input_name, f"the decoded bytes are no picture: {e}") from None
+        with warnings.catch_warnings():  # over MAX_IMAGE_PIXELS is refused below, with the input named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+                width, height = header.size
+    except UnidentifiedImageError:  # its message names the BytesIO object, nothing the user gave
+        raise NodeInputError(input_name, "the decoded bytes are no picture format Pillow knows") from None
+    except OSError as e:
+        raise NodeInputError(input_name, f"the decoded bytes are no readable picture: {e}") from None
     except Image.DecompressionBombError as e:
         raise NodeInputError(input_name, f"the picture is too large to load: {e}") from None
-    limit = run_limits().max_pixels
-    if limit is not None and width * height > limit:
-        raise NodeInputError(input_name, f"the picture is {width}x{height}, over the server's {limit} pixels")
+    # Pillow refuses only twice its MAX_IMAGE_PIXELS; OpenCV would decode up to its own, larger limit
+    limits = [n for n in (Image.MAX_IMAGE_PIXELS, run_limits().max_pixels) if n is not None]
+    if limits and width * height > min(limits):
+        raise NodeInputError(input_name, f"the picture is {width}x{height}, over the {min(limits)} pixels "
+                                         f"a picture may have here")
     picture = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if picture is None:
         raise NodeInputError(input_name, "OpenCV could not decode the picture")
@@ -953,7 +962,8 @@ class EasyLoadImageBase64(Node):
     loadImageBase64 makes it: decoded by OpenCV, the alpha channel as the mask (1 = opaque, as
     the pack gives it; ones without alpha), shown (Preview) or saved to the outputs folder as
     save_prefix (Save, Hide/Save) or neither (Hide). Grey pictures are made RGB (the pack fails on
-    them); pictures of more than 8 bits a channel are refused."""
+    them); pictures of more than 8 bits a channel, or of more pixels than Pillow's MAX_IMAGE_PIXELS
+    (about 89 megapixels) or the server's max_pixels, are refused before they are decoded."""
     category = "EasyUse/Image/LoadImage"
     output_node = True
     base64_data: str = Text("")

@@ -18,6 +18,7 @@ from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_easyuse_samplers import run_with_limits  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +306,44 @@ def test_concat_split_grid_and_join_declare_their_output_sizes(registry):
     wide = problems({"class_type": "easy imageConcat", "inputs": {**concat, "image1": ["2", 0], "image2": ["2", 0]}})
     assert [(n, i) for n, i, _ in wide] == [("3", "image2")] and "8200×8192" in wide[0][2]
     assert problems({"class_type": "easy imageConcat", "inputs": {**concat, "image1": ["4", 0], "image2": ["4", 0]}}) == []
+
+
+def _png_header_base64(width, height):
+    """A PNG file of the given size with no pixel data: its header is all Pillow reads to size it."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) \
+        + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+def test_load_image_base64_refuses_large_pictures_and_names_empty_text(registry):
+    """A 13000 x 13000 picture is under Pillow's decompression-bomb error (twice MAX_IMAGE_PIXELS)
+    but over MAX_IMAGE_PIXELS: refused from its header, before OpenCV would decode ~0.5 GB; the
+    server's lower max_pixels when set; empty and non-picture text named without Python's reprs."""
+    assert Image.MAX_IMAGE_PIXELS < 13000 ** 2 < 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(NodeInputError, match="13000x13000") as e:
+        call(registry, "EasyLoadImageBase64", base64_data=_png_header_base64(13000, 13000), image_output="Hide")
+    assert e.value.input == "base64_data" and str(Image.MAX_IMAGE_PIXELS) in str(e.value)
+    for text in ("", "  \n"):
+        with pytest.raises(NodeInputError, match="empty") as e:
+            call(registry, "EasyLoadImageBase64", base64_data=text, image_output="Hide")
+        assert e.value.input == "base64_data"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyLoadImageBase64", base64_data="aGVsbG8=", image_output="Hide")
+    assert "BytesIO" not in str(e.value) and " at 0x" not in str(e.value)
+
+
+def test_load_image_base64_holds_to_the_servers_max_pixels(registry, run_with_limits):
+    from graphflow.resource_limits import RunLimits
+    picture = _png_base64(np.zeros((5, 4, 3), dtype=np.uint8), "RGB")
+    run_with_limits(RunLimits(max_pixels=19))
+    with pytest.raises(NodeInputError, match="4x5, over the 19 pixels") as e:
+        call(registry, "EasyLoadImageBase64", base64_data=picture, image_output="Hide")
+    assert e.value.input == "base64_data"
+    run_with_limits(RunLimits(max_pixels=20))
+    assert call(registry, "EasyLoadImageBase64", base64_data=picture, image_output="Hide")[0].shape == (1, 5, 4, 3)
