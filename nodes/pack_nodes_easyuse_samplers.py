@@ -276,14 +276,23 @@ class EasyPreSamplingNoiseIn(Node):
         if model is None:
             raise NodeInputError("pipe", "the pipe has no model (its noise schedule scales the noise)")
         samples = latent["samples"]
+        if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
+            got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+            raise NodeInputError("optional_latent" if self.optional_latent is not None else "pipe",
+                                 f"expected an image latent (batch, channels, height, width), got {got}")
         batch, channels, height, width = samples.shape
-        base = torch.randn((1, channels, height, width), generator=torch.manual_seed(self.seed)).repeat(batch, 1, 1, 1)
+        # generators of their own, as the pack's torch.manual_seed draws, leaving the process's random state alone
+        base = torch.randn((1, channels, height, width),
+                           generator=torch.Generator().manual_seed(self.seed)).repeat(batch, 1, 1, 1)
         variation_seed = self.optional_noise_seed
-        if variation_seed is not None and (not isinstance(variation_seed, int) or variation_seed < 0):
-            raise NodeInputError("optional_noise_seed", f"expected a whole number >= 0, got {variation_seed!r}")
+        if variation_seed is not None and (not isinstance(variation_seed, int) or isinstance(variation_seed, bool)
+                                           or not 0 <= variation_seed < 2 ** 64):
+            raise NodeInputError("optional_noise_seed", f"expected a whole number from 0 to 2**64 - 1 (a torch "
+                                                        f"seed), got {variation_seed!r}")
         if variation_seed is None or variation_seed == self.seed:
             variation_seed = self.seed + 1
-        variation = torch.randn((batch, channels, height, width), generator=torch.manual_seed(variation_seed))
+        variation = torch.randn((batch, channels, height, width),
+                                generator=torch.Generator().manual_seed(variation_seed))
         noise = slerp(self.factor, base, variation)
         sigmas = compute_sigmas(model_sampling_for(model), self.scheduler, self.steps, 1.0,
                                 discard_penultimate=self.sampler_name in DISCARD_PENULTIMATE_SIGMA)

@@ -298,6 +298,28 @@ def test_presampling_noise_in_masks_the_noise_and_grows_the_mask(registry, model
     assert e.value.input == "optional_latent"
 
 
+def test_presampling_noise_in_leaves_torchs_random_state_alone_and_names_bad_inputs(registry, models):
+    """Its noise comes from generators of its own: the process-wide generator (a server's shared
+    random state) is as it was; a seed torch can't take and a latent that isn't 4-D are named."""
+    pipe = run_graph(registry, {"1": LOADER}, ["1"]).values["1"][0]
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, seed=4, optional_noise_seed=40)
+    assert torch.equal(torch.get_rng_state(), state)
+    for seed in (2 ** 64, -1, 1.5):
+        with pytest.raises(NodeInputError, match="2\\*\\*64") as e:
+            call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, optional_noise_seed=seed)
+        assert e.value.input == "optional_noise_seed"
+    call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, optional_noise_seed=2 ** 64 - 1)  # torch's most
+    video = {"samples": torch.zeros(1, 4, 2, 8, 8)}
+    with pytest.raises(NodeInputError, match="1, 4, 2, 8, 8") as e:
+        call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, optional_latent=video)
+    assert e.value.input == "optional_latent"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPreSamplingNoiseIn", pipe={**pipe, "samples": {"samples": torch.zeros(4, 8, 8)}}, steps=3)
+    assert e.value.input == "pipe"
+
+
 def test_controlnet_stack_ui_save_into_the_loader_equals_chained_apply_controlnet_advanced(registry, models):
     """easy controlnetStack as the editor saves it (advanced, two rows, the third unused) into easy
     comfyLoader's optional_controlnet_stack: the loader's conditionings are those of two
