@@ -582,7 +582,7 @@ class EasyImageInsetCrop(Node):
     """Crop left, right, top and bottom off an image batch, as Easy-Use's easy imageInsetCrop
     does: in pixels, or in percent of the width / height (measurement "Percentage"); each amount
     is rounded down to a multiple of 8 first. A crop that leaves nothing is an error naming the
-    side."""
+    side (where the sides meet exactly, the pack gives an empty image instead)."""
     category = IMAGE_CATEGORY
     image: IMAGE
     measurement: str = Choice(("Pixels", "Percentage"), "Pixels")
@@ -604,9 +604,9 @@ class EasyImageInsetCrop(Node):
         amounts = {side: p // 8 * 8 for side, p in amounts.items()}
         x0, x1 = amounts["left"], width - amounts["right"]
         y0, y1 = amounts["top"], height - amounts["bottom"]
-        if y0 > y1:
+        if y0 >= y1:
             raise NodeInputError("top", f"top {y0} and bottom {amounts['bottom']} leave no rows of {height}")
-        if x0 > x1:
+        if x0 >= x1:
             raise NodeInputError("left", f"left {x0} and right {amounts['right']} leave no columns of {width}")
         return image[:, y0:y1, x0:x1, :]
 

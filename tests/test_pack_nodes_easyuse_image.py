@@ -73,6 +73,13 @@ def test_inset_crop_in_pixels_and_percent_snapped_to_8(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyImageInsetCrop", image=image, left=48, right=40)
     assert e.value.input == "left"
+    # sides that meet exactly leave nothing either (the pack gives a 0-wide image there)
+    for sides, name in (({"left": 40, "right": 40}, "left"), ({"top": 32, "bottom": 32}, "top"),
+                        ({"measurement": "Percentage", "left": 50, "right": 50}, "left")):
+        with pytest.raises(NodeInputError, match="leave no") as e:
+            call(registry, "EasyImageInsetCrop", image=image, **sides)
+        assert e.value.input == name
+    assert call(registry, "EasyImageInsetCrop", image=image, left=40, right=32).shape == (1, 64, 8, 3)
 
 
 def test_ratio_pixel_perfect_split_and_join(registry):
