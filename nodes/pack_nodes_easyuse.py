@@ -1051,7 +1051,8 @@ def _centre_resized(x, width: int, height: int):
 
 class EasyBatchAnything(Node):
     """Two values batched, as Easy-Use's easy batchAnything does: images joined into one batch
-    (the second resized bilinearly, centre-cropped, to the first's size where it differs),
+    (the second resized bilinearly, centre-cropped, to the first's size where it differs), masks
+    of the same size joined into one (masks of different sizes are an error, as in the pack),
     latents joined likewise with their batch indexes, a text or number appended to the other
     value's list (or both made a list), and anything else added with + (lists joined)."""
     category = LOGIC
@@ -1075,8 +1076,16 @@ class EasyBatchAnything(Node):
         if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
             if a is None or b is None:
                 return b if a is None else a
-            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.ndim != 4 or b.ndim != 4:
-                raise NodeInputError("any_2", "images batch only with images")
+            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+                raise NodeInputError("any_2", "a tensor (images, masks) batches only with a tensor")
+            if a.ndim == 3 and b.ndim == 3:  # masks: the pack resizes only images, so sizes must match
+                if a.shape[1:] != b.shape[1:]:
+                    raise NodeInputError("any_2", f"masks of {b.shape[2]}x{b.shape[1]} cannot join masks of "
+                                                  f"{a.shape[2]}x{a.shape[1]}: the same size is needed")
+                return torch.cat((a, b), dim=0)
+            if a.ndim != 4 or b.ndim != 4:
+                raise NodeInputError("any_2", f"images batch only with images and masks with masks; got "
+                                              f"{tuple(a.shape)} and {tuple(b.shape)}")
             if a.shape[1:] != b.shape[1:]:
                 if a.shape[3] != b.shape[3]:
                     raise NodeInputError("any_2", f"images of {b.shape[3]} channels cannot join ones of {a.shape[3]}")

@@ -131,6 +131,16 @@ def test_batch_anything_by_the_packs_rules(registry):
         call(registry, "EasyBatchAnything", any_1={"a": 1}, any_2={"b": 2})
 
 
+def test_batch_anything_joins_masks_of_one_size_and_names_the_rest(registry):
+    """The pack cats any tensors of the same shape, masks included; its resize is for images."""
+    m1, m2 = torch.rand(2, 6, 9), torch.rand(3, 6, 9)
+    assert torch.equal(call(registry, "EasyBatchAnything", any_1=m1, any_2=m2), torch.cat((m1, m2)))
+    for other in (torch.rand(1, 6, 8), _images(1, 6, 9)):  # another size; an image batch
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "EasyBatchAnything", any_1=m1, any_2=other)
+        assert e.value.input == "any_2"
+
+
 def test_convert_anything_is_pythons_conversion(registry):
     assert call(registry, "EasyConvertAnything", anything=3.7, output_type="int") == int(3.7)
     assert call(registry, "EasyConvertAnything", anything="2.5", output_type="float") == 2.5
