@@ -33,8 +33,7 @@ from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes import custom_sampling
 from nodes.custom_sampling import KSamplerSelect, SamplerCustom, SDTurboScheduler
 from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, RESOLUTIONS, _pipe_dict, _placeholder_image, \
-    _text_encoder_choices, decoded_and_shown, easy_ksample, latent_size
-from nodes.image import SaveImage, preview
+    _text_encoder_choices, decoded_and_shown, easy_ksample, latent_size, shown
 from nodes.unet_patches import PatchModelAddDownscale
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
 from nodes.vae import VAEEncode, VAEEncodeForInpaint
@@ -420,10 +419,7 @@ class EasyHiresFix(Node):
             upscaled = resized_image(upscaled, width, height, self.rescale_method, self.crop == "center")
         # encoded after cutting to a multiple of 8 about the centre, as the pack crops before encoding
         latent = _core(VAEEncode, {"pixels": "image", "vae": "vae"}, pixels=upscaled[..., :3], vae=vae)
-        if "Save" in self.image_output:
-            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=upscaled, filename_prefix=self.save_prefix)
-        elif self.image_output != "Hide":
-            preview(upscaled)
+        shown(self, upscaled)
         new_pipe = {}
         if pipe is not None:
             new_pipe = {**{k: pipe.get(k) for k in ("model", "positive", "negative", "clip", "seed")}, "vae": vae,

@@ -115,6 +115,31 @@ def test_full_ksampler_encodes_a_connected_image_and_takes_connected_conditionin
     assert back["3"]["class_type"] == "easy fullkSampler" and back["3"]["inputs"]["denoise"] == 0.6
 
 
+def test_full_ksampler_on_an_advanced_pipe_takes_its_denoise_with_the_pipes_steps(registry, models):
+    """The pack's common_ksampler(denoise, start_step, last_step): the schedule of `steps` at
+    fullkSampler's denoise (BasicScheduler), cut at preSamplingAdvanced's last and first steps
+    (SplitSigmas; leftover noise kept), sampled from the seed's noise (SamplerCustom)."""
+    graph = {"1": LOADER, **CORE,
+             "2": {"class_type": "easy preSamplingAdvanced", "inputs": {
+                 "pipe": ["1", 0], "steps": 9, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal",
+                 "start_at_step": 1, "end_at_step": 3, "add_noise": "enable (CPU)", "seed": 5,
+                 "return_with_leftover_noise": "enable"}},
+             "3": {"class_type": "easy fullkSampler", "inputs": {
+                 "pipe": ["2", 0], "steps": 4, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+                 "denoise": 0.5, "image_output": "None", "link_id": 0, "save_prefix": "ComfyUI", "seed": 9}},
+             "41": {"class_type": "BasicScheduler", "inputs": {"model": ["11", 0], "scheduler": "normal", "steps": 4,
+                                                              "denoise": 0.5}},
+             "42": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["41", 0], "step": 3}},
+             "43": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["42", 0], "step": 1}},
+             "44": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+             "45": {"class_type": "SamplerCustom", "inputs": {
+                 "model": ["11", 0], "add_noise": True, "noise_seed": 9, "cfg": 4.0, "positive": ["13", 0],
+                 "negative": ["14", 0], "sampler": ["44", 0], "sigmas": ["43", 1], "latent_image": ["15", 0]}}}
+    values = run_graph(registry, graph, ["3", "41", "45"]).values
+    assert len(values["41"][0]) == 5  # 4 steps of the 8-step schedule
+    assert torch.allclose(values["3"][0]["samples"]["samples"], values["45"][0]["samples"], atol=1e-5)
+
+
 def _inpaint_graph(additional, grow=6):
     return {"1": LOADER, **_image_and_mask(), **CORE,
             "2": {**PRESAMPLING, "inputs": {**PRESAMPLING["inputs"], "image_to_latent": ["21", 0]}},
