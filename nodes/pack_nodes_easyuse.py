@@ -582,7 +582,7 @@ class EasyImageInsetCrop(Node):
     """Crop left, right, top and bottom off an image batch, as Easy-Use's easy imageInsetCrop
     does: in pixels, or in percent of the width / height (measurement "Percentage"); each amount
     is rounded down to a multiple of 8 first. A crop that leaves nothing is an error naming the
-    side."""
+    side (where the sides meet exactly, the pack gives an empty image instead)."""
     category = IMAGE_CATEGORY
     image: IMAGE
     measurement: str = Choice(("Pixels", "Percentage"), "Pixels")
@@ -604,9 +604,9 @@ class EasyImageInsetCrop(Node):
         amounts = {side: p // 8 * 8 for side, p in amounts.items()}
         x0, x1 = amounts["left"], width - amounts["right"]
         y0, y1 = amounts["top"], height - amounts["bottom"]
-        if y0 > y1:
+        if y0 >= y1:
             raise NodeInputError("top", f"top {y0} and bottom {amounts['bottom']} leave no rows of {height}")
-        if x0 > x1:
+        if x0 >= x1:
             raise NodeInputError("left", f"left {x0} and right {amounts['right']} leave no columns of {width}")
         return image[:, y0:y1, x0:x1, :]
 
@@ -743,6 +743,15 @@ class EasyImageConcat(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("easy imageConcat",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        first, second = inputs.get("image1"), inputs.get("image2")
+        if first is None or second is None:
+            return Estimate(None)
+        if widgets.get("direction") in ("down", "up"):
+            return Estimate(Size(first.batch, first.height + second.height, first.width))
+        return Estimate(Size(first.batch, first.height, first.width + second.width))
+
     def run(self):
         import torch
         if self.match_image_size:
@@ -798,6 +807,13 @@ class EasyImageSplitGrid(Node):
     outputs = {"images": IMAGE}
     comfy = ComfyAlias(("easy imageSplitGrid",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, rows, columns = inputs.get("images"), widgets.get("row"), widgets.get("column")
+        if size is None or not isinstance(rows, int) or not isinstance(columns, int) or rows < 1 or columns < 1:
+            return Estimate(size)
+        return Estimate(Size(size.batch * rows * columns, size.height // rows, size.width // columns))
+
     def run(self):
         import torch
         images = _whole_image_batch(self.images, "images")
@@ -810,6 +826,7 @@ class EasyImageSplitGrid(Node):
                  for i in range(self.row) for j in range(self.column)]
         return torch.cat(cells, dim=0)
 
+
 class EasyJoinImageBatch(Node):
     """An image batch joined into one image, side by side (horizontal) or one above the other
     (vertical), as Easy-Use's easy joinImageBatch does."""
@@ -818,6 +835,15 @@ class EasyJoinImageBatch(Node):
     mode: str = Choice(("horizontal", "vertical"), "horizontal")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("easy joinImageBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        if size is None:
+            return Estimate(None)
+        if widgets.get("mode") == "vertical":
+            return Estimate(Size(1, size.batch * size.height, size.width))
+        return Estimate(Size(1, size.height, size.batch * size.width))
 
     def run(self):
         import torch
@@ -880,12 +906,13 @@ def decoded_base64_picture(data: str, input_name: str):
     """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
     by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
     LoadImage's is), else a mask of ones. The size is read from the header first and held to
-    Pillow's decompression-bomb limit and the server's max_pixels before anything is decoded.
+    Pillow's MAX_IMAGE_PIXELS and the server's max_pixels before anything is decoded.
     Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
     than 8 bits a channel are refused (the pack divides them by 255)."""
     import base64
     import binascii
     import io
+    import warnings
 
     import cv2
     import numpy as np
@@ -893,20 +920,28 @@ def decoded_base64_picture(data: str, input_name: str):
     from PIL import Image, UnidentifiedImageError
 
     from graphflow.api import run_limits
+    if not data.strip():
+        raise NodeInputError(input_name, "is empty: paste a picture file's base64 text")
     try:
         raw = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError) as e:
         raise NodeInputError(input_name, f"not base64 text: {e}") from None
     try:
-        with Image.open(io.BytesIO(raw)) as header:  # reads the header only
-            width, height = header.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise NodeInputError(input_name, f"the decoded bytes are no picture: {e}") from None
+        with warnings.catch_warnings():  # over MAX_IMAGE_PIXELS is refused below, with the input named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+                width, height = header.size
+    except UnidentifiedImageError:  # its message names the BytesIO object, nothing the user gave
+        raise NodeInputError(input_name, "the decoded bytes are no picture format Pillow knows") from None
+    except OSError as e:
+        raise NodeInputError(input_name, f"the decoded bytes are no readable picture: {e}") from None
     except Image.DecompressionBombError as e:
         raise NodeInputError(input_name, f"the picture is too large to load: {e}") from None
-    limit = run_limits().max_pixels
-    if limit is not None and width * height > limit:
-        raise NodeInputError(input_name, f"the picture is {width}x{height}, over the server's {limit} pixels")
+    # Pillow refuses only twice its MAX_IMAGE_PIXELS; OpenCV would decode up to its own, larger limit
+    limits = [n for n in (Image.MAX_IMAGE_PIXELS, run_limits().max_pixels) if n is not None]
+    if limits and width * height > min(limits):
+        raise NodeInputError(input_name, f"the picture is {width}x{height}, over the {min(limits)} pixels "
+                                         f"a picture may have here")
     picture = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if picture is None:
         raise NodeInputError(input_name, "OpenCV could not decode the picture")
@@ -927,7 +962,8 @@ class EasyLoadImageBase64(Node):
     loadImageBase64 makes it: decoded by OpenCV, the alpha channel as the mask (1 = opaque, as
     the pack gives it; ones without alpha), shown (Preview) or saved to the outputs folder as
     save_prefix (Save, Hide/Save) or neither (Hide). Grey pictures are made RGB (the pack fails on
-    them); pictures of more than 8 bits a channel are refused."""
+    them); pictures of more than 8 bits a channel, or of more pixels than Pillow's MAX_IMAGE_PIXELS
+    (about 89 megapixels) or the server's max_pixels, are refused before they are decoded."""
     category = "EasyUse/Image/LoadImage"
     output_node = True
     base64_data: str = Text("")
@@ -1015,7 +1051,8 @@ def _centre_resized(x, width: int, height: int):
 
 class EasyBatchAnything(Node):
     """Two values batched, as Easy-Use's easy batchAnything does: images joined into one batch
-    (the second resized bilinearly, centre-cropped, to the first's size where it differs),
+    (the second resized bilinearly, centre-cropped, to the first's size where it differs), masks
+    of the same size joined into one (masks of different sizes are an error, as in the pack),
     latents joined likewise with their batch indexes, a text or number appended to the other
     value's list (or both made a list), and anything else added with + (lists joined)."""
     category = LOGIC
@@ -1039,8 +1076,16 @@ class EasyBatchAnything(Node):
         if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
             if a is None or b is None:
                 return b if a is None else a
-            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.ndim != 4 or b.ndim != 4:
-                raise NodeInputError("any_2", "images batch only with images")
+            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+                raise NodeInputError("any_2", "a tensor (images, masks) batches only with a tensor")
+            if a.ndim == 3 and b.ndim == 3:  # masks: the pack resizes only images, so sizes must match
+                if a.shape[1:] != b.shape[1:]:
+                    raise NodeInputError("any_2", f"masks of {b.shape[2]}x{b.shape[1]} cannot join masks of "
+                                                  f"{a.shape[2]}x{a.shape[1]}: the same size is needed")
+                return torch.cat((a, b), dim=0)
+            if a.ndim != 4 or b.ndim != 4:
+                raise NodeInputError("any_2", f"images batch only with images and masks with masks; got "
+                                              f"{tuple(a.shape)} and {tuple(b.shape)}")
             if a.shape[1:] != b.shape[1:]:
                 if a.shape[3] != b.shape[3]:
                     raise NodeInputError("any_2", f"images of {b.shape[3]} channels cannot join ones of {a.shape[3]}")

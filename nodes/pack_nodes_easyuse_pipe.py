@@ -35,9 +35,8 @@ from nodes.latent import EmptyLatent, RepeatLatentBatch
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
 from nodes.pack_nodes_easyuse import SEED_MAX
-from nodes.sampling import KSampler, KSamplerAdvanced
+from nodes.sampling import KSampler, _reporter
 from nodes.text_encoder_loaders import _list as _text_encoder_choices
-from nodes.sampling import _sample as sample_with_options
 from nodes.vae import VAEDecode, VAEEncode
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -946,8 +945,10 @@ class EasyPreSamplingAdvanced(Node):
 def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
     """The pipe's latent sampled as the pack's samplers do: with easy preSampling's settings as
     KSampler samples; with preSamplingAdvanced's (start / last step, add_noise, force_full_denoise)
-    as KSamplerAdvanced samples (the pack's common_ksampler call is the same in both cases); with
-    easy preSamplingCustom's, through its guider, sampler and sigmas (SamplerCustomAdvanced)."""
+    as KSamplerAdvanced samples, with the settings' denoise too (fullkSampler's widget; the
+    pack's common_ksampler call is the same in both cases); with easy preSamplingCustom's,
+    through its guider, sampler and sigmas (SamplerCustomAdvanced)."""
+    from graphflow.sampling.pipeline import sample
     add_noise = settings.get("add_noise", "enabled")
     if add_noise == "enable (GPU=A1111)":
         raise NodeInputError("pipe", "add_noise \"enable (GPU=A1111)\" (noise drawn on the GPU) is not built in; "
@@ -959,22 +960,23 @@ def _sample_pipe(pipe: dict, settings: dict, model) -> dict:
               "sampler_name": settings["sampler_name"], "scheduler": settings["scheduler"],
               "positive": pipe["positive"], "negative": pipe["negative"], "latent_image": pipe["samples"]}
     renamed = {"latent_image": "pipe", "positive": "pipe", "negative": "pipe"}
-    if "start_step" not in settings and "last_step" not in settings and add_noise == "enabled":
+    stepped = "start_step" in settings or "last_step" in settings
+    if not stepped and add_noise == "enabled":
         return _core(KSampler, renamed, seed=pipe["seed"], denoise=settings["denoise"], **shared)
-    if "start_step" not in settings and "last_step" not in settings:
-        # easy preSamplingNoiseIn: KSampler's denoise schedule with no noise added (the noise is in
-        # the latent already), as the pack's common_ksampler(denoise, disable_noise) samples
-        node = KSampler.__new__(KSampler)
-        node.__dict__.update({name: spec.default for name, spec in KSampler.input_specs.items()}, **shared)
-        try:
-            return sample_with_options(node, pipe["seed"], denoise=settings["denoise"], add_noise=False)
-        except NodeInputError as e:
-            raise NodeInputError(renamed.get(e.input, e.input), str(e)) from None
-    return _core(KSamplerAdvanced, renamed, noise_seed=pipe["seed"],
-                 add_noise="disable" if add_noise == "disable" else "enable",
-                 start_at_step=settings.get("start_step", 0), end_at_step=settings.get("last_step", 10000),
-                 return_with_leftover_noise="disable" if settings.get("force_full_denoise", True) else "enable",
-                 **shared)
+    # the pack's common_ksampler(denoise, disable_noise, start_step, last_step, force_full_denoise):
+    # easy preSamplingNoiseIn's pipe (its noise is in the latent already) takes KSampler's denoise
+    # schedule without adding noise; preSamplingAdvanced's takes its steps of the schedule that
+    # denoise makes (1 from easy kSampler, fullkSampler's widget otherwise), as KSamplerAdvanced
+    # does at denoise 1
+    steps = {"start_step": settings.get("start_step", 0), "end_step": settings.get("last_step", 10000),
+             "return_with_leftover_noise": not settings.get("force_full_denoise", True)} if stepped else {}
+    try:
+        return sample(model, pipe["seed"], settings["steps"], settings["cfg"], settings["sampler_name"],
+                      settings["scheduler"], pipe["positive"], pipe["negative"], pipe["samples"],
+                      denoise=settings["denoise"], add_noise=stepped and add_noise != "disable",
+                      callback=_reporter(), preview_every=max(1, settings["steps"] // 20), **steps)
+    except NodeInputError as e:
+        raise NodeInputError(renamed.get(e.input, e.input), str(e)) from None
 
 
 IMAGE_OUTPUTS = ("Hide", "Preview", "Preview&Choose", "Save", "Hide&Save", "Sender", "Sender&Save", "None")
@@ -1021,11 +1023,18 @@ def decoded_and_shown(node, latent: dict, vae, tile_size: int | None = None):
     tiled = {} if tile_size is None else {"tiled": True, "tile_size": tile_size, "overlap": min(128, tile_size // 4)}
     images = _core(VAEDecode, {"samples": "pipe", "vae": "pipe", "tile_size": "tile_size"}, samples=latent, vae=vae,
                    **tiled)
+    shown(node, images)
+    return images
+
+
+def shown(node, images) -> None:
+    """The pack's samplers' images saved to the outputs folder as node.save_prefix ("Save" in
+    node.image_output) or shown (not "Hide")."""
     if "Save" in node.image_output:
         _core(SaveImage, {"filename_prefix": "save_prefix"}, images=images, filename_prefix=node.save_prefix)
     elif node.image_output != "Hide":
         show(images=temp_pngs(images))
-    return images
+
 
 class EasyKSampler(Node):
     """Sample a pipe set up by easy preSampling, as Easy-Use's easy kSampler does: the pipe's

@@ -19,8 +19,10 @@ gradual-latent upscaling runs and preSamplingCustom's inversed_euler."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, SAMPLER, SIGMAS, VAE, Bool, Choice, \
-    ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, run_limits, show
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, run_limits, show
 from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
@@ -31,8 +33,7 @@ from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes import custom_sampling
 from nodes.custom_sampling import KSamplerSelect, SamplerCustom, SDTurboScheduler
 from nodes.pack_nodes_easyuse_pipe import IMAGE_OUTPUTS, PIPE_LINE, RESOLUTIONS, _pipe_dict, _placeholder_image, \
-    _text_encoder_choices, decoded_and_shown, easy_ksample, latent_size
-from nodes.image import SaveImage, preview
+    _text_encoder_choices, decoded_and_shown, easy_ksample, latent_size, shown
 from nodes.unet_patches import PatchModelAddDownscale
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
 from nodes.vae import VAEEncode, VAEEncodeForInpaint
@@ -47,8 +48,8 @@ PLAIN_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide&Save", "Sender", "Sender
 class EasyFullKSampler(Node):
     """Sample a pipe with the sampler settings given here, as Easy-Use's easy fullkSampler does:
     steps, cfg, sampler, scheduler, denoise and seed from the widgets (the pipe's start / end step,
-    add_noise and leftover-noise settings from easy preSamplingAdvanced still apply, as in the
-    pack); model, positive, negative, latent, VAE and CLIP, when connected, in place of the pipe's;
+    add_noise and leftover-noise settings from easy preSamplingAdvanced still apply, to the
+    schedule denoise makes, as in the pack); model, positive, negative, latent, VAE and CLIP, when connected, in place of the pipe's;
     an image (without a latent) is encoded with the VAE as the latent to start from. Then decoded
     and shown or saved as easy kSampler does (image_output, save_prefix). Gives the pipe (the new
     latent, images, seed, the connected conditionings, VAE and CLIP; its model and sampler settings
@@ -274,14 +275,23 @@ class EasyPreSamplingNoiseIn(Node):
         if model is None:
             raise NodeInputError("pipe", "the pipe has no model (its noise schedule scales the noise)")
         samples = latent["samples"]
+        if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
+            got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+            raise NodeInputError("optional_latent" if self.optional_latent is not None else "pipe",
+                                 f"expected an image latent (batch, channels, height, width), got {got}")
         batch, channels, height, width = samples.shape
-        base = torch.randn((1, channels, height, width), generator=torch.manual_seed(self.seed)).repeat(batch, 1, 1, 1)
+        # generators of their own, as the pack's torch.manual_seed draws, leaving the process's random state alone
+        base = torch.randn((1, channels, height, width),
+                           generator=torch.Generator().manual_seed(self.seed)).repeat(batch, 1, 1, 1)
         variation_seed = self.optional_noise_seed
-        if variation_seed is not None and (not isinstance(variation_seed, int) or variation_seed < 0):
-            raise NodeInputError("optional_noise_seed", f"expected a whole number >= 0, got {variation_seed!r}")
+        if variation_seed is not None and (not isinstance(variation_seed, int) or isinstance(variation_seed, bool)
+                                           or not 0 <= variation_seed < 2 ** 64):
+            raise NodeInputError("optional_noise_seed", f"expected a whole number from 0 to 2**64 - 1 (a torch "
+                                                        f"seed), got {variation_seed!r}")
         if variation_seed is None or variation_seed == self.seed:
             variation_seed = self.seed + 1
-        variation = torch.randn((batch, channels, height, width), generator=torch.manual_seed(variation_seed))
+        variation = torch.randn((batch, channels, height, width),
+                                generator=torch.Generator().manual_seed(variation_seed))
         noise = slerp(self.factor, base, variation)
         sigmas = compute_sigmas(model_sampling_for(model), self.scheduler, self.steps, 1.0,
                                 discard_penultimate=self.sampler_name in DISCARD_PENULTIMATE_SIGMA)
@@ -306,6 +316,9 @@ class EasyPreSamplingNoiseIn(Node):
 HIRES_RESCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos", "bislerp")
 HIRES_RESCALES = ("by percentage", "to Width/Height", "to longer side - maintain aspect")
 HIRES_MAX_SIDE = 16384  # ComfyUI's MAX_RESOLUTION, where the pack clamps a percentage
+# the most pixels the upscale model may make of one image without a server limit (16384², 3 GB
+# of float pixels): the model's scale is known only once it is loaded, past the planner's check
+HIRES_MAX_PIXELS = HIRES_MAX_SIDE ** 2
 
 
 def nearest_multiple_of_8(value) -> int:
@@ -339,8 +352,9 @@ class EasyHiresFix(Node):
     to width x height, or to longer_side keeping the aspect; cut to a multiple of 8 and encoded
     with the pipe's VAE (or `vae`). Gives the pipe (the new latent and images; without a pipe an
     empty one, as the pack), the images and the latent; image_output shows or saves the images
-    as the pack's samplers do. A final size over the server's max_pixels is refused before
-    resizing."""
+    as the pack's samplers do. Before the model runs, the size it makes (the image times its
+    scale) is refused over the server's max_pixels or 16384 x 16384 pixels an image, and a
+    batch over the server's max_batch; a final size over max_pixels is refused before resizing."""
     category = "EasyUse/Fix"
     output_node = True
     model_name: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
@@ -365,6 +379,25 @@ class EasyHiresFix(Node):
     def fingerprint(cls, model_name=None, **widgets):
         return folders.model_state("upscale_models", model_name) if model_name else None
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        # the sizes the widgets set: width x height, or longer_side at the image's aspect; the
+        # model's scale (a percentage's base) is known only in run(), which checks that size
+        image = inputs.get("image")
+        batch = image.batch if image is not None else 1  # a pipe's images: at least one
+        rescale, width, height = widgets.get("rescale"), widgets.get("width"), widgets.get("height")
+        if widgets.get("rescale_after_model") is not True:
+            return Estimate(image)  # a model's scale is at least 1
+        if (rescale == "to Width/Height" or rescale == "by percentage" and widgets.get("percent") == 0) \
+                and isinstance(width, int) and isinstance(height, int):
+            return Estimate(Size(batch, height, width))
+        if rescale == "to longer side - maintain aspect" and image is not None \
+                and isinstance(widgets.get("longer_side"), int):
+            width, height = hires_size(SimpleNamespace(rescale=rescale, longer_side=widgets["longer_side"]),
+                                       image.width, image.height)
+            return Estimate(Size(batch, height, width))
+        return Estimate(None)
+
     def run(self):
         pipe = _pipe_dict(self.pipe) if self.pipe is not None else None
         image, vae = self.image, self.vae
@@ -376,6 +409,7 @@ class EasyHiresFix(Node):
         if vae is None:
             raise NodeInputError("vae", "no VAE: connect one, or a pipe with one")
         model = _core(LoadUpscaleModel, model_name=self.model_name)
+        check_upscaled_size(image, model.scale, "image" if self.image is not None else "pipe")
         upscaled = _core(ImageUpscaleWithModel, upscale_model=model, image=image, tile_size=192, overlap=8)
         if self.rescale_after_model:
             width, height = hires_size(self, upscaled.shape[2], upscaled.shape[1])
@@ -385,16 +419,27 @@ class EasyHiresFix(Node):
             upscaled = resized_image(upscaled, width, height, self.rescale_method, self.crop == "center")
         # encoded after cutting to a multiple of 8 about the centre, as the pack crops before encoding
         latent = _core(VAEEncode, {"pixels": "image", "vae": "vae"}, pixels=upscaled[..., :3], vae=vae)
-        if "Save" in self.image_output:
-            _core(SaveImage, {"filename_prefix": "save_prefix"}, images=upscaled, filename_prefix=self.save_prefix)
-        elif self.image_output != "Hide":
-            preview(upscaled)
+        shown(self, upscaled)
         new_pipe = {}
         if pipe is not None:
             new_pipe = {**{k: pipe.get(k) for k in ("model", "positive", "negative", "clip", "seed")}, "vae": vae,
                         "samples": latent, "images": upscaled,
                         "loader_settings": dict(pipe.get("loader_settings") or {})}
         return new_pipe, upscaled, latent
+
+
+def check_upscaled_size(image, scale: int, image_input: str) -> None:
+    """Refuse, before the model runs, an image batch the model would make too large: an image
+    over the server's max_pixels or HIRES_MAX_PIXELS, a batch over the server's max_batch."""
+    limits = run_limits()
+    batch, height, width = image.shape[0], image.shape[1] * scale, image.shape[2] * scale
+    cap = min(HIRES_MAX_PIXELS, limits.max_pixels) if limits.max_pixels is not None else HIRES_MAX_PIXELS
+    if width * height > cap:
+        raise NodeInputError("model_name", f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to "
+                                           f"{width}x{height}, over the {cap} pixels an image may have here")
+    if limits.max_batch is not None and batch > limits.max_batch:
+        raise NodeInputError(image_input, f"a batch of {batch} images is more than this server allows "
+                                          f"({limits.max_batch})")
 
 
 def resized_image(image, width: int, height: int, method: str, crop: bool):

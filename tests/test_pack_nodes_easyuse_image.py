@@ -18,6 +18,7 @@ from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_easyuse_samplers import run_with_limits  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,13 @@ def test_inset_crop_in_pixels_and_percent_snapped_to_8(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyImageInsetCrop", image=image, left=48, right=40)
     assert e.value.input == "left"
+    # sides that meet exactly leave nothing either (the pack gives a 0-wide image there)
+    for sides, name in (({"left": 40, "right": 40}, "left"), ({"top": 32, "bottom": 32}, "top"),
+                        ({"measurement": "Percentage", "left": 50, "right": 50}, "left")):
+        with pytest.raises(NodeInputError, match="leave no") as e:
+            call(registry, "EasyImageInsetCrop", image=image, **sides)
+        assert e.value.input == name
+    assert call(registry, "EasyImageInsetCrop", image=image, left=40, right=32).shape == (1, 64, 8, 3)
 
 
 def test_ratio_pixel_perfect_split_and_join(registry):
@@ -121,6 +129,16 @@ def test_batch_anything_by_the_packs_rules(registry):
     assert call(registry, "EasyBatchAnything", any_1=[1], any_2=[2, 3]) == [1, 2, 3]
     with pytest.raises(NodeInputError):
         call(registry, "EasyBatchAnything", any_1={"a": 1}, any_2={"b": 2})
+
+
+def test_batch_anything_joins_masks_of_one_size_and_names_the_rest(registry):
+    """The pack cats any tensors of the same shape, masks included; its resize is for images."""
+    m1, m2 = torch.rand(2, 6, 9), torch.rand(3, 6, 9)
+    assert torch.equal(call(registry, "EasyBatchAnything", any_1=m1, any_2=m2), torch.cat((m1, m2)))
+    for other in (torch.rand(1, 6, 8), _images(1, 6, 9)):  # another size; an image batch
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "EasyBatchAnything", any_1=m1, any_2=other)
+        assert e.value.input == "any_2"
 
 
 def test_convert_anything_is_pythons_conversion(registry):
@@ -253,3 +271,96 @@ def test_image_count_and_split_grid_against_tensor_slicing(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyImageSplitGrid", images=_images(1, 4, 4), row=5, column=1)
     assert e.value.input == "row"
+
+
+def test_concat_split_grid_and_join_declare_their_output_sizes(registry):
+    """The estimates the planner checks are the sizes the nodes give (compared with a run), and a
+    server's limits refuse the oversized cases before they run."""
+    from graphflow.resource_limits import SERVER_LIMITS, Size
+    from graphflow.validation import validate
+    a, b = _images(2, 6, 8), _images(2, 6, 5, seed=1)
+    for direction in ("right", "left"):
+        got = call(registry, "EasyImageConcat", image1=a, image2=b, direction=direction)
+        size = registry.get("EasyImageConcat").estimate({"direction": direction},
+                                                         {"image1": Size(2, 6, 8), "image2": Size(2, 6, 5)}).size
+        assert size == Size(*got.shape[:3]) == Size(2, 6, 13)
+    c = _images(2, 3, 8, seed=2)
+    for direction in ("down", "up"):
+        got = call(registry, "EasyImageConcat", image1=a, image2=c, direction=direction)
+        size = registry.get("EasyImageConcat").estimate({"direction": direction},
+                                                         {"image1": Size(2, 6, 8), "image2": Size(2, 3, 8)}).size
+        assert size == Size(*got.shape[:3]) == Size(2, 9, 8)
+    images = _images(3, 31, 40)
+    got = call(registry, "EasyImageSplitGrid", images=images, row=2, column=3)
+    size = registry.get("EasyImageSplitGrid").estimate({"row": 2, "column": 3}, {"images": Size(3, 31, 40)}).size
+    assert size == Size(*got.shape[:3]) == Size(18, 15, 13)
+    for mode in ("horizontal", "vertical"):
+        got = call(registry, "EasyJoinImageBatch", images=images, mode=mode)
+        size = registry.get("EasyJoinImageBatch").estimate({"mode": mode}, {"images": Size(3, 31, 40)}).size
+        assert size == Size(*got.shape[:3])
+
+    def problems(node):
+        graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 1040, "height": 1024, "batch_size": 64,
+                                                              "color": 0}},
+                 "2": {"class_type": "EmptyImage", "inputs": {"width": 4100, "height": 8192, "batch_size": 1,
+                                                              "color": 0}},
+                 "4": {"class_type": "EmptyImage", "inputs": {"width": 4096, "height": 8192, "batch_size": 1,
+                                                              "color": 0}},
+                 "3": node}
+        return [(p.node_id, p.input, p.message) for p in
+                validate(parse_workflow(graph, registry), registry, outputs=["3"], limits=SERVER_LIMITS)]
+
+    # 10 x 10 cells of 64 images: a batch of 6400
+    split = problems({"class_type": "easy imageSplitGrid", "inputs": {"images": ["1", 0], "row": 10, "column": 10}})
+    assert [(n, i) for n, i, _ in split] == [("3", "images")] and "batch of 6400" in split[0][2]
+    assert problems({"class_type": "easy imageSplitGrid",
+                     "inputs": {"images": ["1", 0], "row": 1, "column": 1}}) == []
+    # 64 images of 1040 wide side by side: 66560 x 1024, over 8192 x 8192's pixels
+    joined = problems({"class_type": "easy joinImageBatch", "inputs": {"images": ["1", 0], "mode": "horizontal"}})
+    assert [(n, i) for n, i, _ in joined] == [("3", "images")] and "66560×1024" in joined[0][2]
+    # 4100 + 4100 wide at 8192 high is over 8192 x 8192's pixels; 4096 + 4096 is not
+    concat = {"direction": "right", "match_image_size": False}
+    wide = problems({"class_type": "easy imageConcat", "inputs": {**concat, "image1": ["2", 0], "image2": ["2", 0]}})
+    assert [(n, i) for n, i, _ in wide] == [("3", "image2")] and "8200×8192" in wide[0][2]
+    assert problems({"class_type": "easy imageConcat", "inputs": {**concat, "image1": ["4", 0], "image2": ["4", 0]}}) == []
+
+
+def _png_header_base64(width, height):
+    """A PNG file of the given size with no pixel data: its header is all Pillow reads to size it."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) \
+        + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+def test_load_image_base64_refuses_large_pictures_and_names_empty_text(registry):
+    """A 13000 x 13000 picture is under Pillow's decompression-bomb error (twice MAX_IMAGE_PIXELS)
+    but over MAX_IMAGE_PIXELS: refused from its header, before OpenCV would decode ~0.5 GB; the
+    server's lower max_pixels when set; empty and non-picture text named without Python's reprs."""
+    assert Image.MAX_IMAGE_PIXELS < 13000 ** 2 < 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(NodeInputError, match="13000x13000") as e:
+        call(registry, "EasyLoadImageBase64", base64_data=_png_header_base64(13000, 13000), image_output="Hide")
+    assert e.value.input == "base64_data" and str(Image.MAX_IMAGE_PIXELS) in str(e.value)
+    for text in ("", "  \n"):
+        with pytest.raises(NodeInputError, match="empty") as e:
+            call(registry, "EasyLoadImageBase64", base64_data=text, image_output="Hide")
+        assert e.value.input == "base64_data"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyLoadImageBase64", base64_data="aGVsbG8=", image_output="Hide")
+    assert "BytesIO" not in str(e.value) and " at 0x" not in str(e.value)
+
+
+def test_load_image_base64_holds_to_the_servers_max_pixels(registry, run_with_limits):
+    from graphflow.resource_limits import RunLimits
+    picture = _png_base64(np.zeros((5, 4, 3), dtype=np.uint8), "RGB")
+    run_with_limits(RunLimits(max_pixels=19))
+    with pytest.raises(NodeInputError, match="4x5, over the 19 pixels") as e:
+        call(registry, "EasyLoadImageBase64", base64_data=picture, image_output="Hide")
+    assert e.value.input == "base64_data"
+    run_with_limits(RunLimits(max_pixels=20))
+    assert call(registry, "EasyLoadImageBase64", base64_data=picture, image_output="Hide")[0].shape == (1, 5, 4, 3)

@@ -115,6 +115,31 @@ def test_full_ksampler_encodes_a_connected_image_and_takes_connected_conditionin
     assert back["3"]["class_type"] == "easy fullkSampler" and back["3"]["inputs"]["denoise"] == 0.6
 
 
+def test_full_ksampler_on_an_advanced_pipe_takes_its_denoise_with_the_pipes_steps(registry, models):
+    """The pack's common_ksampler(denoise, start_step, last_step): the schedule of `steps` at
+    fullkSampler's denoise (BasicScheduler), cut at preSamplingAdvanced's last and first steps
+    (SplitSigmas; leftover noise kept), sampled from the seed's noise (SamplerCustom)."""
+    graph = {"1": LOADER, **CORE,
+             "2": {"class_type": "easy preSamplingAdvanced", "inputs": {
+                 "pipe": ["1", 0], "steps": 9, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal",
+                 "start_at_step": 1, "end_at_step": 3, "add_noise": "enable (CPU)", "seed": 5,
+                 "return_with_leftover_noise": "enable"}},
+             "3": {"class_type": "easy fullkSampler", "inputs": {
+                 "pipe": ["2", 0], "steps": 4, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+                 "denoise": 0.5, "image_output": "None", "link_id": 0, "save_prefix": "ComfyUI", "seed": 9}},
+             "41": {"class_type": "BasicScheduler", "inputs": {"model": ["11", 0], "scheduler": "normal", "steps": 4,
+                                                              "denoise": 0.5}},
+             "42": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["41", 0], "step": 3}},
+             "43": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["42", 0], "step": 1}},
+             "44": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+             "45": {"class_type": "SamplerCustom", "inputs": {
+                 "model": ["11", 0], "add_noise": True, "noise_seed": 9, "cfg": 4.0, "positive": ["13", 0],
+                 "negative": ["14", 0], "sampler": ["44", 0], "sigmas": ["43", 1], "latent_image": ["15", 0]}}}
+    values = run_graph(registry, graph, ["3", "41", "45"]).values
+    assert len(values["41"][0]) == 5  # 4 steps of the 8-step schedule
+    assert torch.allclose(values["3"][0]["samples"]["samples"], values["45"][0]["samples"], atol=1e-5)
+
+
 def _inpaint_graph(additional, grow=6):
     return {"1": LOADER, **_image_and_mask(), **CORE,
             "2": {**PRESAMPLING, "inputs": {**PRESAMPLING["inputs"], "image_to_latent": ["21", 0]}},
@@ -296,6 +321,28 @@ def test_presampling_noise_in_masks_the_noise_and_grows_the_mask(registry, model
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyPreSamplingNoiseIn", pipe={"model": pipe["model"]})
     assert e.value.input == "optional_latent"
+
+
+def test_presampling_noise_in_leaves_torchs_random_state_alone_and_names_bad_inputs(registry, models):
+    """Its noise comes from generators of its own: the process-wide generator (a server's shared
+    random state) is as it was; a seed torch can't take and a latent that isn't 4-D are named."""
+    pipe = run_graph(registry, {"1": LOADER}, ["1"]).values["1"][0]
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, seed=4, optional_noise_seed=40)
+    assert torch.equal(torch.get_rng_state(), state)
+    for seed in (2 ** 64, -1, 1.5):
+        with pytest.raises(NodeInputError, match="2\\*\\*64") as e:
+            call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, optional_noise_seed=seed)
+        assert e.value.input == "optional_noise_seed"
+    call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, optional_noise_seed=2 ** 64 - 1)  # torch's most
+    video = {"samples": torch.zeros(1, 4, 2, 8, 8)}
+    with pytest.raises(NodeInputError, match="1, 4, 2, 8, 8") as e:
+        call(registry, "EasyPreSamplingNoiseIn", pipe=pipe, steps=3, optional_latent=video)
+    assert e.value.input == "optional_latent"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "EasyPreSamplingNoiseIn", pipe={**pipe, "samples": {"samples": torch.zeros(4, 8, 8)}}, steps=3)
+    assert e.value.input == "pipe"
 
 
 def test_controlnet_stack_ui_save_into_the_loader_equals_chained_apply_controlnet_advanced(registry, models):
@@ -731,3 +778,62 @@ def test_cascade_loader_presampling_and_samplers_equal_the_core_stable_cascade_g
     with pytest.raises(NodeInputError) as e:
         call(registry, "EasyCascadeKSampler", pipe={"samples": ({}, {}), "loader_settings": {}})
     assert e.value.input == "pipe"
+
+
+@pytest.fixture
+def run_with_limits():
+    """Set the running server's policy limits, as the executor's node context gives them."""
+    import threading
+
+    from graphflow.context import NodeContext, _current
+    tokens = []
+
+    def use(limits):
+        ctx = NodeContext("run", "1", "test", lambda event: None, threading.Event(), limits=limits)
+        tokens.append(_current.set(ctx))
+    yield use
+    for token in reversed(tokens):
+        _current.reset(token)
+
+
+def test_hires_fix_refuses_what_the_model_would_make_too_large_before_it_runs(registry, tmp_folders,
+                                                                              run_with_limits, monkeypatch):
+    """The model's size (image x scale) is held to the server's max_pixels, a fixed cap and max_batch
+    even when nothing is rescaled after it; the widget-set sizes are declared to the planner."""
+    from graphflow.resource_limits import RunLimits, Size
+    from graphflow.testing import write_esrgan
+    from nodes import pack_nodes_easyuse_samplers as samplers
+    (tmp_folders.models / "upscale_models").mkdir(exist_ok=True)
+    write_esrgan(tmp_folders.models / "upscale_models" / "x2.safetensors", scale=2)
+    ran = []
+    monkeypatch.setattr(samplers.ImageUpscaleWithModel, "run", lambda node: ran.append(1))
+    image = torch.rand(2, 24, 40, 3)  # the x2 model makes 2 x 80x48
+    run_with_limits(RunLimits(max_pixels=80 * 48 - 1))
+    for after in (False, True):
+        with pytest.raises(NodeInputError, match="80x48") as e:
+            call(registry, "EasyHiresFix", model_name="x2.safetensors", rescale_after_model=after,
+                 image_output="Hide", image=image, vae=object())
+        assert e.value.input == "model_name"
+    run_with_limits(RunLimits(max_batch=1))
+    with pytest.raises(NodeInputError, match="batch of 2") as e:
+        call(registry, "EasyHiresFix", model_name="x2.safetensors", image_output="Hide", pipe={"vae": object(),
+                                                                                               "images": image})
+    assert e.value.input == "pipe"
+    run_with_limits(RunLimits())
+    monkeypatch.setattr(samplers, "HIRES_MAX_PIXELS", 80 * 48 - 1)  # the cap without a server limit
+    with pytest.raises(NodeInputError, match="80x48"):
+        call(registry, "EasyHiresFix", model_name="x2.safetensors", image_output="Hide", image=image, vae=object())
+    assert ran == []  # refused before the model ran
+    monkeypatch.setattr(samplers, "HIRES_MAX_PIXELS", 80 * 48)
+    run_with_limits(RunLimits(max_pixels=80 * 48, max_batch=2))
+    samplers.check_upscaled_size(image, 2, "image")  # at the limits: allowed
+
+    estimate = registry.get("EasyHiresFix").estimate
+    widgets = {"rescale_after_model": True, "rescale": "to Width/Height", "width": 16384, "height": 8192,
+               "percent": 50, "longer_side": 100}
+    assert estimate(widgets, {"image": Size(3, 24, 40)}).size == Size(3, 8192, 16384)
+    assert estimate({**widgets, "rescale": "by percentage", "percent": 0}, {}).size == Size(1, 8192, 16384)
+    longer = estimate({**widgets, "rescale": "to longer side - maintain aspect"}, {"image": Size(1, 24, 40)}).size
+    assert longer == Size(1, samplers.nearest_multiple_of_8(104 * 24 / 40), 104)  # as run() sizes it (test above)
+    assert estimate({**widgets, "rescale": "by percentage"}, {"image": Size(1, 24, 40)}).size is None  # the scale's
+    assert estimate({**widgets, "rescale_after_model": False}, {"image": Size(1, 24, 40)}).size == Size(1, 24, 40)
