@@ -792,8 +792,8 @@ class LatentKeyframeGroup(Node):
     ("3"), ranges ("2:6", end excluded) each with an optional "=strength" (1 without). With a
     latent connected, its batch size bounds the indices, a negative one counts from the end and
     ranges are Python slices of the batch; without, negative indices are refused and ranges are
-    taken as written (at most 100000 keyframes a range). prev_latent_kf's keyframes win over these
-    for the same index. (The pack's node names its latent argument otherwise and so fails when one
+    taken as written. The text may name at most 100000 keyframes in all (a longer one is refused).
+    prev_latent_kf's keyframes win over these for the same index. (The pack's node names its latent argument otherwise and so fails when one
     is connected; here it counts.)"""
     category = CATEGORY + "/keyframes"
     index_strengths: str = Text("", multiline=True)
@@ -804,18 +804,44 @@ class LatentKeyframeGroup(Node):
     comfy = ComfyAlias(("LatentKeyframeGroup",), inputs=_LATENT_OLD,
                        optional=("prev_latent_kf", "latent_optional", "print_keyframes"))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        text, latent = widgets.get("index_strengths"), inputs.get("latent_optional")
+        count = -1 if latent is None else latent.batch
+        return Estimate(None, memory=_spelled_count(text, count) * KEYFRAME_BYTES if isinstance(text, str) else 0)
+
     def run(self):
         count = -1 if self.latent_optional is None else int(self.latent_optional["samples"].shape[0])
         return _latent_frames(self.prev_latent_kf, _parse_index_strengths(self.index_strengths, count))
 
 
-MAX_RANGE = 100_000  # keyframes one range may spell out (each is kept: ~100 bytes apiece)
+MAX_RANGE = 100_000  # keyframes one node may spell out (each is kept: ~100 bytes apiece)
 KEYFRAME_BYTES = 100
+
+
+def _spelled_count(text: str, count: int) -> int:
+    """How many keyframes the text names, counted without making them (an unreadable group counts
+    none here: run() refuses it)."""
+    total = 0
+    for group in text.split(",") if text else ():
+        group = group.split("=", 1)[0]
+        if ":" not in group:
+            total += 1
+            continue
+        try:
+            start, end = (int(part.strip()) for part in group.split(":", 1))
+        except ValueError:
+            continue
+        total += len(range(count)[start:end] if count > 0 else range(start, end))
+    return total
 
 
 def _parse_index_strengths(text: str, count: int) -> list[tuple[int, float]]:
     if not text:
         return []
+    named = _spelled_count(text, count)
+    if named > MAX_RANGE:  # refused before any is made
+        raise NodeInputError("index_strengths", f"the text names {named} keyframes; at most {MAX_RANGE} in all")
     frames = []
     for group in (g.strip() for g in text.split(",")):
         strength = 1.0
@@ -830,9 +856,6 @@ def _parse_index_strengths(text: str, count: int) -> list[tuple[int, float]]:
         if ":" in group:
             start, end = (_index(part.strip(), count, in_range=True) for part in group.split(":", 1))
             indices = range(count)[start:end] if count > 0 else range(start, end)
-            if len(indices) > MAX_RANGE:
-                raise NodeInputError("index_strengths", f"the range {group!r} names {len(indices)} latents; "
-                                                        f"at most {MAX_RANGE}")
             frames += [(i, strength) for i in indices]
         else:
             frames.append((_index(group, count), strength))

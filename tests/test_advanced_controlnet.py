@@ -514,11 +514,23 @@ def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup):
 
 
 def test_huge_keyframe_ranges_are_refused(builtin_registry):
-    from nodes.advanced_controlnet import LatentKeyframeTiming, _parse_index_strengths
+    from graphflow.resource_limits import Size
+    from nodes.advanced_controlnet import (KEYFRAME_BYTES, LatentKeyframeGroup, LatentKeyframeTiming,
+                                           _parse_index_strengths)
 
     with pytest.raises(NodeInputError, match="at most 100000") as info:
         _parse_index_strengths("0:200000", -1)
     assert info.value.input == "index_strengths"
+    # many ranges, each under the cap, count together: 20 x 99999 keyframes are refused
+    many = ", ".join(f"{k * 10 ** 6}:{k * 10 ** 6 + 99999}" for k in range(20))
+    with pytest.raises(NodeInputError, match="names 1999980 keyframes; at most 100000") as info:
+        _parse_index_strengths(many, -1)
+    assert info.value.input == "index_strengths"
+    assert len(_parse_index_strengths("0:50000, 60000:110000", -1)) == 100000  # at the cap: made
+    assert LatentKeyframeGroup.estimate({"index_strengths": many}, {}).memory == 1999980 * KEYFRAME_BYTES
+    # with a latent connected, ranges are slices of its batch
+    assert LatentKeyframeGroup.estimate({"index_strengths": "0:1000000000, 2, -3:-1"},
+                                        {"latent_optional": Size(6, 64, 64)}).memory == (6 + 1 + 2) * KEYFRAME_BYTES
     with pytest.raises(NodeInputError, match="at most 100000"):
         call(builtin_registry, "LatentKeyframeTiming", batch_index_from=0, batch_index_to_excl=10 ** 9,
              strength_from=1.0, strength_to=1.0, interpolation="linear")
