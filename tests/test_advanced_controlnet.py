@@ -589,3 +589,35 @@ def test_a_scheduled_union_net_keeps_its_schedule_when_typed(sdxl_models, builti
     applied = positive[0][1]["control"]
     assert isinstance(applied, AdvancedControl) and applied.keyframes is shortcut
     assert applied.control_type == UNION_CONTROLNET_TYPES.index("depth") - 1 and applied.net is loaded.net
+
+
+def _pack_residual_mask(mask, latent_hw, r, chunks):
+    """The pack's order, rebuilt: the whole batch resized to the pixel size, then cut or extended
+    to the latents, repeated per entry, resized to the residual."""
+    m = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    if latent_hw is not None:
+        m = F.interpolate(m, size=(latent_hw[0] * 8, latent_hw[1] * 8), mode="bilinear")
+    count = r.shape[0] // chunks
+    m = m[:count] if m.shape[0] >= count else torch.cat([m] + [m[-1:]] * (count - m.shape[0]))
+    if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
+        m = m.repeat(chunks, 1, 1, 1)
+    return F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear")
+
+
+def test_residual_masks_are_cut_first_and_made_once_a_run():
+    from graphflow.models.advanced_control import _residual_mask
+
+    x = torch.zeros(6, 4, 12, 10)
+    for batch in (1, 2, 9):  # fewer masks than latents, and more (the extra ones never resized)
+        mask = torch.rand(batch, 8, 8, generator=torch.Generator().manual_seed(batch))
+        cache = {}
+        for shape in ((6, 3, 12, 10), (6, 3, 6, 5), (6, 3, 12, 10)):
+            r = torch.zeros(shape)
+            for hw in ((12, 10), None):  # a strength mask, and a weight mask (no pixel size)
+                got = _residual_mask(mask, None if hw is None else x, r, 2, cache)
+                torch.testing.assert_close(got, _pack_residual_mask(mask, hw, r, 2), rtol=1e-6, atol=1e-6)
+                assert got is _residual_mask(mask, None if hw is None else x, r, 2, cache)  # made once
+        # one pixel-size mask for each of the two rules, one residual mask per residual size and rule
+        assert sorted(k[0] for k in cache) == ["pixel mask"] * 2 + ["residual mask"] * 4
+        pixel = next(v for k, v in cache.items() if k[0] == "pixel mask" and k[1][2] is not None)
+        assert pixel.shape[0] == 6  # 3 latents an entry, 2 entries: 9 masks are cut before the resize

@@ -236,16 +236,16 @@ class AdvancedControl(ControlApplied):
         for key, places in mine.items():
             out[key] = [None if r is None else
                         self._scaled(r, x, run, weights, rows, chunks) * self._weight(weights, key, k, lengths[key], r,
-                                                                                      chunks)
+                                                                                      chunks, run)
                         for k, r in enumerate(places)]
         return out
 
-    def _weight(self, weights, key, index, length, r, chunks):
+    def _weight(self, weights, key, index, length, r, chunks, run):
         """strength x the place's weight: a number, or the weight mask (resized to the residual)
         raised to the place's power."""
         if weights.kind == UNIVERSAL and weights.mask is not None:
             power = float(universal_power(key, index, length, self.kind))
-            return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks), power)
+            return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks, run.tensors), power)
         return self.strength * weights.weight(key, index, length, self.kind)
 
     def _scaled(self, r, x, run, weights, rows, chunks):
@@ -260,7 +260,7 @@ class AdvancedControl(ControlApplied):
                                     lambda: run.latents.multipliers(latent_count, null) * chunks)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
-                r = r * _residual_mask(mask, x, r, chunks)
+                r = r * _residual_mask(mask, x, r, chunks, run.tensors)
         if keyframe.strength != 1.0:
             r = r * keyframe.strength
         return r
@@ -355,20 +355,35 @@ def _chunks() -> int:
     return batch_chunks()
 
 
-def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, chunks: int) -> torch.Tensor:
+def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, chunks: int,
+                   cache: dict | None = None) -> torch.Tensor:
     """The pack's rule: the mask [B, H, W] resized (bilinear) to the image's pixel size (x's
     latent size x 8; a weight mask, x None, skips this), cut or extended (last one repeated) to
     the latents of one conditioning entry, repeated per entry, then resized (bilinear) to the
-    residual's size."""
-    m = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-    if x is not None:
-        m = F.interpolate(m, size=(x.shape[2] * 8, x.shape[3] * 8), mode="bilinear")
+    residual's size. Cut before resizing (the resize works per mask, so the result is the same
+    without resizing masks no latent uses), made on r's device; with a cache (the run's tensors),
+    the pixel-size mask and each residual's are made once a run."""
     latent_count = r.shape[0] // chunks
-    if m.shape[0] > latent_count:
-        m = m[:latent_count]
-    elif m.shape[0] < latent_count:
-        m = torch.cat([m] + [m[-1:]] * (latent_count - m.shape[0]))
-    if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
-        m = m.repeat(chunks, 1, 1, 1)
-    m = F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear")
-    return m.to(r.device, r.dtype)
+    pixels = None if x is None else (x.shape[2] * 8, x.shape[3] * 8)
+    # the mask is held by the control or its keyframes for the whole run, so its id stays its own
+    made = (id(mask), tuple(mask.shape), pixels, latent_count, chunks, r.shape[0], r.device)
+    key = ("residual mask", made, tuple(r.shape[2:]), r.dtype)
+    if cache is not None and key in cache:
+        return cache[key]
+    m = cache.get(("pixel mask", made)) if cache is not None else None
+    if m is None:
+        m = mask.to(r.device).reshape(-1, 1, *mask.shape[-2:]).float()
+        if m.shape[0] > latent_count:
+            m = m[:latent_count]
+        elif m.shape[0] < latent_count:
+            m = torch.cat([m] + [m[-1:]] * (latent_count - m.shape[0]))
+        if pixels is not None:
+            m = F.interpolate(m, size=pixels, mode="bilinear")
+        if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
+            m = m.repeat(chunks, 1, 1, 1)
+        if cache is not None:
+            cache[("pixel mask", made)] = m
+    m = F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear").to(r.dtype)
+    if cache is not None:
+        cache[key] = m
+    return m
