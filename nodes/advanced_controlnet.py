@@ -675,11 +675,11 @@ def _keyframe_series(node, percents, strengths):
     from graphflow.models.advanced_control import TimestepKeyframe as Keyframe
     from graphflow.models.advanced_control import TimestepKeyframes
 
-    group, mask = node.prev_timestep_kf or TimestepKeyframes(), _keyframe_mask(node.mask_optional)
-    for k, (percent, strength) in enumerate(zip(percents, strengths)):
-        group = group.added(Keyframe(float(percent), float(strength), node.cn_weights, node.latent_keyframe,
-                                     node.null_latent_kf_strength, node.inherit_missing, 1 if k == 0 else 0, mask))
-    return group
+    mask = _keyframe_mask(node.mask_optional)
+    return (node.prev_timestep_kf or TimestepKeyframes()).added(*(
+        Keyframe(float(percent), float(strength), node.cn_weights, node.latent_keyframe, node.null_latent_kf_strength,
+                 node.inherit_missing, 1 if k == 0 else 0, mask)
+        for k, (percent, strength) in enumerate(zip(percents, strengths))))
 
 
 class TimestepKeyframeInterpolation(Node):
@@ -714,7 +714,8 @@ class TimestepKeyframeInterpolation(Node):
 class TimestepKeyframeFromStrengthList(Node):
     """One keyframe per strength of a list, evenly spaced from start_percent to end_percent, each
     with the same weights, latent keyframes and mask, as the pack's Timestep Keyframe From List
-    (a single number makes one keyframe): the first is used for at least one step."""
+    (a single number makes one keyframe): the first is used for at least one step. At most 10000
+    strengths (a longer list is refused)."""
     category = CATEGORY + "/keyframes"
     float_strengths: FLOAT
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -732,8 +733,13 @@ class TimestepKeyframeFromStrengthList(Node):
     def run(self):
         strengths = _float_list(self.float_strengths, "float_strengths")
         strengths = [float(self.float_strengths)] if strengths is None else strengths
+        if len(strengths) > MAX_STRENGTHS:
+            raise NodeInputError("float_strengths", f"{len(strengths)} strengths; at most {MAX_STRENGTHS} keyframes")
         percents = _curve(self.start_percent, self.end_percent, len(strengths), "linear") if strengths else []
         return _keyframe_series(self, percents, strengths)
+
+
+MAX_STRENGTHS = 10_000  # keyframes a strength list may make (more steps than a sampling takes)
 
 
 def _float_list(values, name: str) -> list[float] | None:

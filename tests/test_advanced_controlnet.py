@@ -495,6 +495,20 @@ def test_timestep_keyframe_series_nodes(builtin_registry):
     one = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=0.4, start_percent=0.3,
                end_percent=0.5)
     assert [(f.start_percent, f.strength) for f in one.frames[1:]] == [(pytest.approx(0.3), 0.4)]
+    # added to an earlier group at once: sorted by start, equal starts in the order added (earlier group first)
+    earlier = call(builtin_registry, "TimestepKeyframe", start_percent=0.25, strength=0.7)
+    merged = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.9, 0.5, 0.1],
+                  start_percent=0.0, end_percent=0.5, prev_timestep_kf=earlier)
+    assert [(f.start_percent, f.strength) for f in merged.frames] == [
+        (0.0, 1.0), (0.0, 0.9), (0.25, 0.7), (0.25, 0.5), (0.5, 0.1)]
+    many = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.5] * 10000,
+                start_percent=0.0, end_percent=1.0)
+    assert len(many.frames) == 10001 and [f.start_percent for f in many.frames] == sorted(
+        f.start_percent for f in many.frames)
+    with pytest.raises(NodeInputError, match="10001 strengths; at most 10000") as info:
+        call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.5] * 10001, start_percent=0.0,
+             end_percent=1.0)
+    assert info.value.input == "float_strengths"
 
 
 def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup):

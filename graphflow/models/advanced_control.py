@@ -148,8 +148,9 @@ class TimestepKeyframes:
     """TIMESTEP_KEYFRAME: keyframes sorted by start_percent (equal ones in the order added)."""
     frames: tuple[TimestepKeyframe, ...] = (FIRST_KEYFRAME,)
 
-    def added(self, keyframe: TimestepKeyframe) -> "TimestepKeyframes":
-        return TimestepKeyframes(tuple(sorted(self.frames + (keyframe,), key=lambda k: k.start_percent)))
+    def added(self, *keyframes: TimestepKeyframe) -> "TimestepKeyframes":
+        """These keyframes added (sorted once: a stable sort keeps equal starts in the order added)."""
+        return TimestepKeyframes(tuple(sorted(self.frames + keyframes, key=lambda k: k.start_percent)))
 
     @classmethod
     def only(cls, keyframe: TimestepKeyframe) -> "TimestepKeyframes":
