@@ -74,7 +74,7 @@ class LoadControlNetAdvanced(Node):
     """Load a ControlNet or T2I-Adapter as Load ControlNet does (the same files), as the pack's
     Load Advanced ControlNet Model does; a timestep keyframe connected here is its schedule
     (strengths, weights, latent keyframes, masks over the sampling) under any apply node,
-    unless the advanced apply node is given another."""
+    unless the advanced apply node is given another. Masks are refused on SD3 / FLUX ControlNets."""
     category = CATEGORY
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     tk_optional: TIMESTEP_KEYFRAME = None
@@ -87,7 +87,9 @@ class LoadControlNetAdvanced(Node):
         return folders.model_state("controlnet", control_net_name)
 
     def run(self):
-        return _keyframed(_load(self.control_net_name), self.tk_optional)
+        net = _load(self.control_net_name)
+        _refuse_token_masks(net, self.tk_optional, None, None, "tk_optional")
+        return _keyframed(net, self.tk_optional)
 
 
 class LoadControlNetAdvancedV2(LoadControlNetAdvanced):
@@ -146,6 +148,22 @@ def _check_weights(net, keyframes, weights_override, input_name: str) -> None:
                                              f"(expected universal, default or {kind} weights)")
 
 
+def _refuse_token_masks(net, keyframes, mask, weights_override, keyframes_input: str) -> None:
+    """Masks on an SD3 / FLUX ControlNet (with or without a VAE for its hint) are refused: its
+    residuals are token rows, which the pack reshapes for FLUX only."""
+    from graphflow.models.advanced_control import token_rows
+
+    if not token_rows(net):
+        return
+    for name, given in (("mask_optional", mask is not None),
+                        (keyframes_input, any(f.mask is not None or getattr(f.weights, "mask", None) is not None
+                                              for f in getattr(keyframes, "frames", ()))),
+                        ("weights_override", getattr(weights_override, "mask", None) is not None)):
+        if given:
+            raise NodeInputError(name, "masks scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters here, not "
+                                       "this SD3 / FLUX ControlNet")
+
+
 def _strength_mask(mask):
     if mask is None:
         return None
@@ -175,14 +193,7 @@ def _advanced_apply(node, sides, to_uncond: bool):
                                              "connect the model's VAE")
     _check_weights(net, keyframes, node.weights_override, "timestep_kf")
     mask = _strength_mask(node.mask_optional)
-    if needs_vae:  # their residuals are token rows, which the pack reshapes for FLUX only
-        for name, given in (("mask_optional", mask is not None),
-                            ("timestep_kf", any(f.mask is not None or getattr(f.weights, "mask", None) is not None
-                                                for f in getattr(keyframes, "frames", ()))),
-                            ("weights_override", getattr(node.weights_override, "mask", None) is not None)):
-            if given:
-                raise NodeInputError(name, "masks scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters here, not "
-                                           "this SD3 / FLUX ControlNet")
+    _refuse_token_masks(net, keyframes, mask, node.weights_override, "timestep_kf")
     cache, out = {}, []
     for conditioning in sides:
         if conditioning is None:

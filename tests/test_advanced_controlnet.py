@@ -511,20 +511,49 @@ def test_timestep_keyframe_series_nodes(builtin_registry):
     assert info.value.input == "float_strengths"
 
 
-def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup):
-    class TokenNet:  # stands for an SD3 / FLUX ControlNet: its hint is read through a VAE
-        needs_vae = True
+def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup, models):
+    from graphflow.models.advanced_control import AdvancedControl
+    from graphflow.testing import write_flow_controlnet
 
     _, _, positive, negative, image = setup
-    with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
-        call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
-             control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
-             vae_optional=object(), mask_optional=torch.ones(8, 8))
-    assert info.value.input == "mask_optional"
+    # an XLabs FLUX ControlNet encodes its hint itself (no VAE needed); an SD3 one reads it through a VAE
+    write_flow_controlnet(models / "controlnet" / "xlabs.safetensors", "flux_dev", "ours", dtype=torch.float32,
+                          hint_block=True)
+    write_flow_controlnet(models / "controlnet" / "sd3.safetensors", "sd3_medium", dtype=torch.float32)
+    mask = torch.ones(8, 8)
+    masked_kf = call(builtin_registry, "TimestepKeyframe", start_percent=0.0, mask_optional=mask)
+    for name, vae in (("xlabs.safetensors", {}), ("sd3.safetensors", {"vae_optional": object()})):
+        net = call(builtin_registry, "LoadControlNetAdvanced", control_net_name=name)
+        assert name == "sd3.safetensors" or not net.needs_vae
+        with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+            call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
+                 control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
+                 mask_optional=mask, **vae)
+        assert info.value.input == "mask_optional"
+        with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+            call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
+                 control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
+                 timestep_kf=masked_kf, **vae)
+        assert info.value.input == "timestep_kf"
+        # the loader's schedule (which the core apply node would take as it is) is refused at the loader
+        with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+            call(builtin_registry, "LoadControlNetAdvanced", control_net_name=name, tk_optional=masked_kf)
+        assert info.value.input == "tk_optional"
     with pytest.raises(NodeInputError, match="connect the model's VAE") as info:
         call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
-             control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+             control_net=call(builtin_registry, "LoadControlNetAdvanced", control_net_name="sd3.safetensors"),
+             image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
     assert info.value.input == "vae_optional"
+
+    class TokenNet(torch.nn.Module):  # residuals as token rows [B, tokens, width], reaching the control unchecked
+        def control(self, applied, x, *args, **kwargs):
+            return {"input": [torch.ones(x.shape[0], 4, 3)]}
+
+    control = AdvancedControl(TokenNet(), torch.zeros(1, 8, 8, 3), 1.0, keyframes=masked_kf)
+    with pytest.raises(ValueError, match="not this SD3 / FLUX ControlNet, whose residuals are token rows"):
+        control.residuals(torch.zeros(1, 4, 2, 2), torch.tensor([5.0]), None, None, None, LinearSchedule())
+    assert AdvancedControl(TokenNet(), torch.zeros(1, 8, 8, 3), 1.0).residuals(
+        torch.zeros(1, 4, 2, 2), torch.tensor([5.0]), None, None, None, LinearSchedule())["input"][0].shape == (1, 4, 3)
 
 
 def test_huge_keyframe_ranges_are_refused(builtin_registry):

@@ -192,6 +192,17 @@ def net_kind(net) -> str:
     return CONTROLNET
 
 
+def token_rows(net) -> bool:
+    """An SD3 / FLUX ControlNet (residuals are token rows [B, tokens, width], which masks do not
+    scale here), whether or not it reads its hint through a VAE."""
+    from .flux_controlnet import FluxControlNet
+    from .mmdit_controlnet import MMDiTControlNet
+
+    while isinstance(net, (UnionTyped, KeyframedNet)):  # a loader's schedule around a typed union net, say
+        net = net.net
+    return isinstance(net, (FluxControlNet, MMDiTControlNet))
+
+
 def fits(weights: ControlWeights, kind: str) -> bool:
     """The pack's verify_all_weights: universal and default weights fit every net, the others their own."""
     return weights.kind in (UNIVERSAL, DEFAULT, kind)
@@ -245,6 +256,7 @@ class AdvancedControl(ControlApplied):
         """strength x the place's weight: a number, or the weight mask (resized to the residual)
         raised to the place's power."""
         if weights.kind == UNIVERSAL and weights.mask is not None:
+            _refuse_token_rows(r)
             power = float(universal_power(key, index, length, self.kind))
             return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks, run.tensors), power)
         return self.strength * weights.weight(key, index, length, self.kind)
@@ -261,6 +273,7 @@ class AdvancedControl(ControlApplied):
                                     lambda: run.latents.multipliers(latent_count, null) * chunks)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
+                _refuse_token_rows(r)
                 r = r * _residual_mask(mask, x, r, chunks, run.tensors)
         if keyframe.strength != 1.0:
             r = r * keyframe.strength
@@ -354,6 +367,13 @@ def _chunks() -> int:
     from .controlnet import batch_chunks
 
     return batch_chunks()
+
+
+def _refuse_token_rows(r: torch.Tensor) -> None:
+    if r.ndim != 4:  # a net whose residuals are token rows (a loader's schedule reaches here unchecked)
+        raise ValueError("Advanced ControlNet masks (mask_optional, a timestep keyframe's mask, masked weights) "
+                         "scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters, not this SD3 / FLUX ControlNet, "
+                         f"whose residuals are token rows (shape {tuple(r.shape)}): remove the mask")
 
 
 def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, chunks: int,
