@@ -295,6 +295,14 @@ def test_timestep_keyframes_follow_the_packs_schedule(builtin_registry):
         assert got["middle"][0].item() == pytest.approx(0.5 * frame["strength"])
     # the 0.3 keyframe is taken again for its two guaranteed steps, though the 0.4 one starts at sigma 6
     assert [f["strength"] for f in _pack_schedule(frames, [6.0, 5.0, 4.0])] == [0.5, 0.5, 0.125]
+    # within a run the pipeline started, rising sigmas (FlipSigmas' unsampling) only move it forward
+    rising = [0.5, 1.0, 3.0, 8.0]
+    control.start_run()
+    want = _pack_schedule(frames, rising)
+    assert [f["strength"] for f in want] == [0.5, 0.5, 0.125, 0.125]
+    for sigma, frame in zip(rising, want):
+        got = control.residuals(torch.zeros(1, 4, 2, 2), torch.tensor([sigma]), None, None, None, LinearSchedule())
+        assert got["middle"][0].item() == pytest.approx(0.5 * frame["strength"])
 
 
 def test_one_keyframe_from_the_start_never_reads_sigma(builtin_registry):

@@ -24,8 +24,9 @@ Rules as the pack's AdvancedControlBase applies them (adv_control/utils.py and c
   turn (stopping after one with guarantee_steps > 0); a keyframe without weights / latent keyframes
   / mask keeps the previous one's when inherit_missing, else goes back to none. The apply node's
   weights_override and latent_kf_override replace the keyframes' whenever the keyframe changes.
-  Each sampling run starts the schedule again (and so does a sigma above the last one seen, for
-  a control called outside the sampling pipeline).
+  Each sampling run starts the schedule again, which then only moves forward as the pack's
+  (rising sigmas, as FlipSigmas' unsampling gives, do not restart it); for a control called
+  outside the sampling pipeline, a sigma above the last one seen starts it again.
 
 Not as the pack: latent keyframes and masks count the latents of the whole batch, not of a
 context window (the pack maps them onto AnimateDiff's windows). As the pack, scaled soft weights
@@ -223,10 +224,12 @@ class AdvancedControl(ControlApplied):
         self.weights_override, self.latent_override = weights_override, latent_override
         self.kind = net_kind(self.net)
         self._run = None  # this sampling run's schedule state (_Schedule)
+        self._runs_told = False  # start_run is called: a rising sigma is not a new run
 
     def start_run(self) -> None:
-        """A sampling run starts (graphflow.sampling.pipeline): the schedule starts again."""
-        self._run = None
+        """A sampling run starts (graphflow.sampling.pipeline): the schedule starts again, and
+        only moves forward until the next run (as the pack's, whatever the sigmas do)."""
+        self._run, self._runs_told = None, True
 
     def own_residuals(self, x, sigma, timesteps, context, y, schedule, unet_config=None, **extra) -> dict | None:
         run = self._step(sigma, schedule)
@@ -289,7 +292,8 @@ class AdvancedControl(ControlApplied):
             return self._run
         now = float(sigma.reshape(-1)[0])
         run = self._run
-        if run is None or now > run.sigma:  # a new sampling run
+        # a new sampling run; outside the pipeline (no start_run), a sigma above the last one tells it
+        if run is None or (not self._runs_told and now > run.sigma):
             run = _Schedule(starts=tuple(schedule.percent_to_sigma(k.start_percent) for k in self.keyframes.frames))
         elif now == run.sigma:  # the same step (the other side's call, say)
             return run
