@@ -411,7 +411,8 @@ class DefaultControlNetWeights(Node):
 
 
 class ExtrasMiddleMult(Node):
-    """Set the middle block's weight for scaled soft weights (the pack's Middle Weight Extras)."""
+    """Set the middle block's weight for scaled soft weights (the pack's Middle Weight Extras); as in
+    the pack, a Control-LoRA's middle residual keeps weight 1."""
     category = CATEGORY + "/weights/extras"
     middle_mult: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     cn_extras: CN_WEIGHTS_EXTRAS = None

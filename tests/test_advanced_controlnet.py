@@ -672,3 +672,16 @@ def test_residual_masks_are_cut_first_and_made_once_a_run():
         assert sorted(k[0] for k in cache) == ["pixel mask"] * 2 + ["residual mask"] * 4
         pixel = next(v for k, v in cache.items() if k[0] == "pixel mask" and k[1][2] is not None)
         assert pixel.shape[0] == 6  # 3 latents an entry, 2 entries: 9 masks are cut before the resize
+
+
+def test_middle_mult_leaves_a_control_loras_middle_residual(builtin_registry):
+    """The pack's ControlLoraAdvanced universal weights give no weight function for the middle
+    residual (1.0); its ControlNetAdvanced / T2IAdapterAdvanced give the extras' middle_mult."""
+    from graphflow.models.advanced_control import CONTROLLORA, CONTROLNET, T2IADAPTER
+
+    extras = call(builtin_registry, "ExtrasMiddleMult", middle_mult=2.5)
+    weights, _ = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE, cn_extras=extras)
+    assert weights.weight("middle", 0, 1, CONTROLNET) == 2.5
+    assert weights.weight("middle", 0, 1, T2IADAPTER) == 2.5
+    assert weights.weight("middle", 0, 1, CONTROLLORA) == 1.0
+    assert [weights.weight("output", k, 9, CONTROLLORA) for k in range(9)] == [1.0] * 9

@@ -30,7 +30,8 @@ Rules as the pack's AdvancedControlBase applies them (adv_control/utils.py and c
 
 Not as the pack: latent keyframes and masks count the latents of the whole batch, not of a
 context window (the pack maps them onto AnimateDiff's windows). As the pack, scaled soft weights
-leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give).
+leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give),
+the middle one too whatever ACN_ExtrasMiddleMult says.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class ControlWeights:
         if self.kind == DEFAULT:
             return 1.0
         if self.kind == UNIVERSAL:
+            if net_kind == CONTROLLORA:  # the pack's Control-LoRA universal weights: none, the middle's extras neither
+                return 1.0
             return self.middle_mult if key == "middle" else _universal(key, index, length, self.base_multiplier,
                                                                        net_kind)
         if key == "middle":
@@ -101,8 +104,6 @@ def universal_power(key: str, index: int, length: int, net_kind: str) -> int:
 
 
 def _universal(key: str, index: int, length: int, base: float, net_kind: str) -> float:
-    if net_kind == CONTROLLORA:  # the pack puts a Control-LoRA's scaled weights on a list it does not give
-        return 1.0
     return base ** float(universal_power(key, index, length, net_kind))
 
 
