@@ -811,8 +811,8 @@ class LatentKeyframeGroup(Node):
     latent connected, its batch size bounds the indices, a negative one counts from the end and
     ranges are Python slices of the batch; without, negative indices are refused and ranges are
     taken as written. The text may name at most 100000 keyframes in all (a longer one is refused).
-    prev_latent_kf's keyframes win over these for the same index. (The pack's node names its latent argument otherwise and so fails when one
-    is connected; here it counts.)"""
+    prev_latent_kf's keyframes win over these for the same index. (The pack's node names its latent
+    argument otherwise and so fails when one is connected; here it counts.)"""
     category = CATEGORY + "/keyframes"
     index_strengths: str = Text("", multiline=True)
     prev_latent_kf: LATENT_KEYFRAME = None

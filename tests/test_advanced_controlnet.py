@@ -17,6 +17,7 @@ from graphflow.testing import write_checkpoint, write_controlnet
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from nodes.advanced_controlnet import _WEIGHT_NAMES
 from tests.test_union_controlnet import sdxl_models  # noqa: F401 (a fixture)
 
 BASE = 0.8
@@ -685,3 +686,76 @@ def test_middle_mult_leaves_a_control_loras_middle_residual(builtin_registry):
     assert weights.weight("middle", 0, 1, T2IADAPTER) == 2.5
     assert weights.weight("middle", 0, 1, CONTROLLORA) == 1.0
     assert [weights.weight("output", k, 9, CONTROLLORA) for k in range(9)] == [1.0] * 9
+
+
+@pytest.fixture
+def sdxl_layout_models(tmp_folders):
+    """A small SDXL with SDXL's block layout (3 levels of 2 residual blocks: 9 input blocks, no
+    attention on the first level), its ControlNet and an SDXL T2I-Adapter for it."""
+    from dataclasses import replace
+
+    from graphflow.models.controlnet import ControlNet, ControlNetConfig
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
+    from graphflow.testing import _module_shapes, random_state, unet_config
+
+    m = tmp_folders.models
+    for sub in ("checkpoints", "controlnet"):
+        (m / sub).mkdir(parents=True, exist_ok=True)
+    cfg = replace(unet_config("sdxl"), channel_mult=(1, 2, 4), num_res_blocks=(2, 2, 2), transformer_depth=(0, 1, 1))
+    write_checkpoint(m / "checkpoints" / "xl9.safetensors", "sdxl", unet=cfg, dtype=torch.float32)
+    with torch.device("meta"):
+        shapes = _module_shapes(ControlNet(ControlNetConfig(unet=cfg)))
+    save_file({"control_model." + k: v for k, v in random_state(shapes, 4, torch.float32).items()},
+              str(m / "controlnet" / "cn_xl9.safetensors"))
+    widths = [k * cfg.model_channels for k in cfg.channel_mult]
+    torch.manual_seed(0)
+    adapter = T2IAdapter(T2IAdapterConfig(channels=(*widths, widths[-1]), blocks_per_level=1, downscale=16,
+                                          down_levels=(2,)))
+    save_file({k: v.contiguous() for k, v in adapter.state_dict().items()},
+              str(m / "controlnet" / "t2i_xl.safetensors"))
+    return m
+
+
+def test_sdxl_controlnet_and_t2i_adapter_weights_follow_the_packs_formulas(builtin_registry, sdxl_layout_models):
+    """SDXL: 9 input blocks. The pack's universal weights for a ControlNet's n residuals: base ** (n - k),
+    the middle 1. Its T2I weights (each of four for three places, a 12-place list) are read reversed
+    against ComfyUI's reversed "input" list, which for an SDXL adapter holds the 9 blocks and the
+    middle feature: block b takes the arranged weight b + 2, the middle one 1."""
+    model, clip, _ = call(builtin_registry, "LoadCheckpoint", checkpoint="xl9.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+
+    def controls(net, override=None):
+        setup = (model, net, positive, negative, image)
+        if override is None:
+            p, n = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative,
+                        control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+            return first(sample(builtin_registry, model, p, n, steps=1)[1])[0]
+        return first(acn(builtin_registry, setup, strength=1.0, weights_override=override, steps=1)[1])[0]
+
+    universal, _ = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE)
+    cn = call(builtin_registry, "LoadControlNet", control_net_name="cn_xl9.safetensors")
+    plain, weighted = controls(cn), controls(cn, universal)
+    assert len(plain["output"]) == 9
+    for r, p, w in zip(weighted["output"], plain["output"], _universal(9)):
+        torch.testing.assert_close(r, p * w, rtol=2e-3, atol=1e-5)
+    torch.testing.assert_close(weighted["middle"][0], plain["middle"][0], rtol=2e-3, atol=1e-5)
+
+    t2i = call(builtin_registry, "LoadControlNet", control_net_name="t2i_xl.safetensors")
+    plain = controls(t2i)
+    assert len(plain["input"]) == 9 and plain["middle"][0] is not None
+    # diffusers' places: after level 0's downsampler (no attention there), levels 1 and 2's last blocks
+    assert [b for b, r in enumerate(plain["input"]) if r is not None] == [3, 5, 8]
+    four = (0.2, 0.4, 0.6, 0.8)
+    custom, _ = call(builtin_registry, "CustomT2IAdapterWeights", **dict(zip(_WEIGHT_NAMES[:4], four)),
+                     flip_weights=False)
+    for override, levels in ((custom, four), (universal, (BASE ** 7, BASE ** 2, BASE, 1.0))):
+        arranged = [w for w in levels for _ in range(3)]
+        weighted = controls(t2i, override)
+        for b, (r, p) in enumerate(zip(weighted["input"], plain["input"])):
+            if p is None:
+                assert r is None
+            else:
+                torch.testing.assert_close(r, p * arranged[b + 2], rtol=2e-3, atol=1e-5)
+        torch.testing.assert_close(weighted["middle"][0], plain["middle"][0], rtol=2e-3, atol=1e-5)
