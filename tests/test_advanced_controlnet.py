@@ -759,3 +759,38 @@ def test_sdxl_controlnet_and_t2i_adapter_weights_follow_the_packs_formulas(built
             else:
                 torch.testing.assert_close(r, p * arranged[b + 2], rtol=2e-3, atol=1e-5)
         torch.testing.assert_close(weighted["middle"][0], plain["middle"][0], rtol=2e-3, atol=1e-5)
+
+
+def test_each_residual_is_multiplied_once(builtin_registry):
+    """Keyframe strength, latent keyframes, a mask and the weight fold into one small multiplier:
+    one multiply of the residual itself, with the product of the pack's factors."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from graphflow.models.advanced_control import AdvancedControl
+
+    class WideNet(torch.nn.Module):
+        def control(self, applied, x, *args, **kwargs):
+            return {"output": [torch.ones(x.shape[0], 8, 4, 4)]}
+
+    class FullSizeMuls(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket is torch.ops.aten.mul and getattr(out, "shape", None) == (2, 8, 4, 4):
+                FullSizeMuls.count += 1
+            return out
+
+    weights, _ = call(builtin_registry, "CustomControlNetWeights", weight_00=0.5, flip_weights=False)
+    latents = call(builtin_registry, "LatentKeyframe", batch_index=1, strength=0.25)
+    mask = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(2))
+    group = call(builtin_registry, "TimestepKeyframe", start_percent=0.0, strength=0.8, cn_weights=weights,
+                 latent_keyframe=latents, null_latent_kf_strength=0.6, mask_optional=mask)
+    control = AdvancedControl(WideNet(), torch.zeros(1, 8, 8, 3), 0.7, keyframes=group)
+    with FullSizeMuls():
+        got = control.residuals(torch.zeros(2, 4, 4, 4), torch.tensor([5.0]), None, None, None, LinearSchedule())
+    assert FullSizeMuls.count == 1
+    pixels = F.interpolate(mask[:, None], size=(32, 32), mode="bilinear")
+    want = torch.ones(2, 8, 4, 4) * torch.tensor([0.6, 0.25]).reshape(2, 1, 1, 1) \
+        * F.interpolate(pixels, size=(4, 4), mode="bilinear") * 0.8 * 0.7 * 0.5
+    torch.testing.assert_close(got["output"][0], want, rtol=1e-6, atol=1e-7)

@@ -250,9 +250,10 @@ class AdvancedControl(ControlApplied):
             lengths["input"] = lengths.get("input", 0) + len(mine.get("middle") or ())
         out = {}
         for key, places in mine.items():
+            # one multiply per residual: the factors (numbers, per-row and per-pixel maps) are folded first
             out[key] = [None if r is None else
-                        self._scaled(r, x, run, weights, rows, chunks) * self._weight(weights, key, k, lengths[key], r,
-                                                                                      chunks, run)
+                        r * self._multiplier(r, x, run, weights, rows, chunks,
+                                             self._weight(weights, key, k, lengths[key], r, chunks, run))
                         for k, r in enumerate(places)]
         return out
 
@@ -265,23 +266,26 @@ class AdvancedControl(ControlApplied):
             return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks, run.tensors), power)
         return self.strength * weights.weight(key, index, length, self.kind)
 
-    def _scaled(self, r, x, run, weights, rows, chunks):
+    def _multiplier(self, r, x, run, weights, rows, chunks, weight):
+        """What r is multiplied by: weight (strength x the place's weight, a number or a map) times
+        the keyframe's strength, the negative rows' uncond_multiplier, the latents' keyframe
+        strengths and the masks; the maps are small (one channel, rows or pixels), so they are
+        multiplied together rather than into r one by one."""
         keyframe = run.keyframe
+        m = weight * keyframe.strength if keyframe.strength != 1.0 else weight
         if weights.uncond_multiplier != 1.0 and any(rows):
-            r = r * run.rows_tensor(("uncond", weights.uncond_multiplier, rows), r, lambda: [
+            m = m * run.rows_tensor(("uncond", weights.uncond_multiplier, rows), r, lambda: [
                 weights.uncond_multiplier if negative else 1.0 for negative in rows])
         if run.latents is not None:
             latent_count = r.shape[0] // chunks
             null = keyframe.null_latent_kf_strength
-            r = r * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
+            m = m * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
                                     lambda: run.latents.multipliers(latent_count, null) * chunks)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
                 _refuse_token_rows(r)
-                r = r * _residual_mask(mask, x, r, chunks, run.tensors)
-        if keyframe.strength != 1.0:
-            r = r * keyframe.strength
-        return r
+                m = m * _residual_mask(mask, x, r, chunks, run.tensors)
+        return m
 
     def _step(self, sigma, schedule) -> "_Schedule":
         frames = self.keyframes.frames
