@@ -164,13 +164,17 @@ def _refuse_token_masks(net, keyframes, mask, weights_override, keyframes_input:
                                        "this SD3 / FLUX ControlNet")
 
 
+def _checked_mask(mask, input_name: str = "mask_optional"):
+    """The MASK as given ([B, H, W] or [H, W]; None stays None), or a clear error."""
+    if mask is not None and getattr(mask, "ndim", 0) not in (2, 3):
+        raise NodeInputError(input_name, f"expected a MASK [B, H, W] or [H, W], got shape "
+                                         f"{tuple(getattr(mask, 'shape', ()))}")
+    return mask
+
+
 def _strength_mask(mask):
-    if mask is None:
-        return None
-    if getattr(mask, "ndim", 0) not in (2, 3):
-        raise NodeInputError("mask_optional", f"expected a MASK [B, H, W] or [H, W], got shape "
-                                              f"{tuple(getattr(mask, 'shape', ()))}")
-    return mask if mask.ndim == 3 else mask.unsqueeze(0)
+    mask = _checked_mask(mask)
+    return mask if mask is None or mask.ndim == 3 else mask.unsqueeze(0)
 
 
 def _advanced_apply(node, sides, to_uncond: bool):
@@ -221,12 +225,9 @@ _APPLY_HELP = """ with a hint image, between start_percent and end_percent of th
     latents (SD3 / FLUX ones)."""
 
 
-class AdvancedControlNetApply(Node):
-    __doc__ = "Guide the positive and the negative conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
-        " model_optional is passed through (the pack's older networks needed it)."
+class _ControlInputs(Node):
+    """The inputs after the conditioning, in the pack's order, that the four apply nodes share."""
     category = CATEGORY
-    positive: CONDITIONING
-    negative: CONDITIONING
     control_net: CONTROL_NET
     image: IMAGE
     strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
@@ -236,6 +237,25 @@ class AdvancedControlNetApply(Node):
     timestep_kf: TIMESTEP_KEYFRAME = None
     latent_kf_override: LATENT_KEYFRAME = None
     weights_override: CONTROL_NET_WEIGHTS = None
+
+
+class _BothSides(Node):
+    positive: CONDITIONING
+    negative: CONDITIONING
+
+
+class _OneSide(Node):
+    conditioning: CONDITIONING
+
+
+# An apply node lists _ControlInputs before its side's class: inputs are gathered from the last
+# base to the class itself, so the conditioning comes first, then the shared inputs, then its own
+# (UI saves are read by position).
+
+
+class AdvancedControlNetApply(_ControlInputs, _BothSides):
+    __doc__ = "Guide the positive and the negative conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
+        " model_optional is passed through (the pack's older networks needed it)."
     model_optional: MODEL = None
     vae_optional: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "model_opt": MODEL}
@@ -245,20 +265,8 @@ class AdvancedControlNetApply(Node):
         return (*_advanced_apply(self, (self.positive, self.negative), to_uncond=False), self.model_optional)
 
 
-class AdvancedControlNetApplyV2(Node):
+class AdvancedControlNetApplyV2(_ControlInputs, _BothSides):
     __doc__ = "Guide the positive and the negative conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP
-    category = CATEGORY
-    positive: CONDITIONING
-    negative: CONDITIONING
-    control_net: CONTROL_NET
-    image: IMAGE
-    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
-    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
-    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
-    mask_optional: MASK = None
-    timestep_kf: TIMESTEP_KEYFRAME = None
-    latent_kf_override: LATENT_KEYFRAME = None
-    weights_override: CONTROL_NET_WEIGHTS = None
     vae_optional: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
     comfy = ComfyAlias(("ACN_AdvancedControlNetApply_v2",), optional=APPLY_OPT + ("vae_optional",))
@@ -267,21 +275,10 @@ class AdvancedControlNetApplyV2(Node):
         return _advanced_apply(self, (self.positive, self.negative), to_uncond=False)
 
 
-class AdvancedControlNetApplySingle(Node):
+class AdvancedControlNetApplySingle(_ControlInputs, _OneSide):
     __doc__ = "Guide one conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
         " As the pack's one-conditioning node, the negative prompt takes the control too where none of its " \
         "entries has one (as the core's deprecated Apply ControlNet); model_optional is passed through."
-    category = CATEGORY
-    conditioning: CONDITIONING
-    control_net: CONTROL_NET
-    image: IMAGE
-    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
-    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
-    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
-    mask_optional: MASK = None
-    timestep_kf: TIMESTEP_KEYFRAME = None
-    latent_kf_override: LATENT_KEYFRAME = None
-    weights_override: CONTROL_NET_WEIGHTS = None
     model_optional: MODEL = None
     vae_optional: VAE = None
     outputs = {"CONDITIONING": CONDITIONING, "model_opt": MODEL}
@@ -291,21 +288,10 @@ class AdvancedControlNetApplySingle(Node):
         return _advanced_apply(self, (self.conditioning,), to_uncond=True)[0], self.model_optional
 
 
-class AdvancedControlNetApplySingleV2(Node):
+class AdvancedControlNetApplySingleV2(_ControlInputs, _OneSide):
     __doc__ = "Guide one conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
         " As the pack's one-conditioning node, the negative prompt takes the control too where none of its " \
         "entries has one; its model_opt output gives nothing, as the pack's does."
-    category = CATEGORY
-    conditioning: CONDITIONING
-    control_net: CONTROL_NET
-    image: IMAGE
-    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
-    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
-    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
-    mask_optional: MASK = None
-    timestep_kf: TIMESTEP_KEYFRAME = None
-    latent_kf_override: LATENT_KEYFRAME = None
-    weights_override: CONTROL_NET_WEIGHTS = None
     vae_optional: VAE = None
     outputs = {"CONDITIONING": CONDITIONING, "model_opt": MODEL}
     comfy = ComfyAlias(("ACN_AdvancedControlNetApplySingle_v2",), optional=APPLY_OPT + ("vae_optional",))
@@ -383,10 +369,7 @@ class ScaledSoftMaskedUniversalWeights(Node):
 
         from graphflow.models.advanced_control import UNIVERSAL
 
-        mask = self.mask
-        if getattr(mask, "ndim", 0) not in (2, 3):
-            raise NodeInputError("mask", f"expected a MASK [B, H, W] or [H, W], got shape "
-                                         f"{tuple(getattr(mask, 'shape', ()))}")
+        mask = _checked_mask(self.mask, "mask")
         low, high = mask.min(), mask.max()
         if low == high:
             scaled = torch.ones_like(mask) * self.max_base_multiplier
@@ -470,10 +453,10 @@ class SoftControlNetWeights(Node):
         return _controlnet_weights(self, _WEIGHT_NAMES)
 
 
-class CustomControlNetWeights(Node):
+# each Custom weights node is its Soft one (same inputs in the same places) with weights defaulting to 1
+class CustomControlNetWeights(SoftControlNetWeights):
     __doc__ = "Weights per residual, as the pack's ControlNet Custom Weights," + _CN_HELP + \
         " flip_weights does nothing, as in the pack's current version."
-    category = CATEGORY + "/weights/ControlNet"
     weight_00: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_01: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_02: float = Float(1.0, min=0.0, max=10.0, step=0.001)
@@ -487,14 +470,7 @@ class CustomControlNetWeights(Node):
     weight_10: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_11: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_12: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    flip_weights: bool = Bool(False)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("CustomControlNetWeights",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _controlnet_weights(self, _WEIGHT_NAMES)
 
 
 class SoftControlNetWeightsSD15(Node):
@@ -522,9 +498,8 @@ class SoftControlNetWeightsSD15(Node):
         return _controlnet_weights(self, _SD15_NAMES)
 
 
-class CustomControlNetWeightsSD15(Node):
+class CustomControlNetWeightsSD15(SoftControlNetWeightsSD15):
     __doc__ = "Weights per residual, as the pack's ControlNet Custom Weights [SD1.5]," + _CN_HELP
-    category = CATEGORY + "/weights/ControlNet"
     output_0: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     output_1: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     output_2: float = Float(1.0, min=0.0, max=10.0, step=0.001)
@@ -538,13 +513,7 @@ class CustomControlNetWeightsSD15(Node):
     output_10: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     output_11: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     middle_0: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("ACN_CustomControlNetWeightsSD15",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _controlnet_weights(self, _SD15_NAMES)
 
 
 def _t2i_weights(node, names):
@@ -577,22 +546,14 @@ class SoftT2IAdapterWeights(Node):
         return _t2i_weights(self, _WEIGHT_NAMES[:4])
 
 
-class CustomT2IAdapterWeights(Node):
+class CustomT2IAdapterWeights(SoftT2IAdapterWeights):
     __doc__ = "Weights per T2I-Adapter level, as the pack's T2IAdapter Custom Weights," + _T2I_HELP + \
         " flip_weights does nothing, as in the pack's current version."
-    category = CATEGORY + "/weights/T2IAdapter"
     weight_00: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_01: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_02: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_03: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    flip_weights: bool = Bool(False)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("CustomT2IAdapterWeights",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _t2i_weights(self, _WEIGHT_NAMES[:4])
 
 
 class SoftT2IAdapterWeightsV2(Node):
@@ -612,20 +573,13 @@ class SoftT2IAdapterWeightsV2(Node):
         return _t2i_weights(self, ("input_0", "input_1", "input_2", "input_3"))
 
 
-class CustomT2IAdapterWeightsV2(Node):
+class CustomT2IAdapterWeightsV2(SoftT2IAdapterWeightsV2):
     __doc__ = "Weights per T2I-Adapter level, as the pack's newer T2IAdapter Custom Weights," + _T2I_HELP
-    category = CATEGORY + "/weights/T2IAdapter"
     input_0: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     input_1: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     input_2: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     input_3: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("ACN_CustomT2IAdapterWeights",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _t2i_weights(self, ("input_0", "input_1", "input_2", "input_3"))
 
 
 # -- keyframes --------------------------------------------------------------------------------------
@@ -663,7 +617,7 @@ class TimestepKeyframe(Node):
 
         keyframe = Keyframe(self.start_percent, self.strength, self.cn_weights, self.latent_keyframe,
                             self.null_latent_kf_strength, self.inherit_missing, self.guarantee_steps,
-                            _keyframe_mask(self.mask_optional))
+                            _checked_mask(self.mask_optional))
         return (self.prev_timestep_kf or TimestepKeyframes()).added(keyframe)
 
 
@@ -687,7 +641,7 @@ def _keyframe_series(node, percents, strengths):
     from graphflow.models.advanced_control import TimestepKeyframe as Keyframe
     from graphflow.models.advanced_control import TimestepKeyframes
 
-    mask = _keyframe_mask(node.mask_optional)
+    mask = _checked_mask(node.mask_optional)
     return (node.prev_timestep_kf or TimestepKeyframes()).added(*(
         Keyframe(float(percent), float(strength), node.cn_weights, node.latent_keyframe, node.null_latent_kf_strength,
                  node.inherit_missing, 1 if k == 0 else 0, mask)
@@ -699,7 +653,8 @@ class TimestepKeyframeInterpolation(Node):
     from strength_start to strength_end (linear, ease-in t², ease-out 1 - (1 - t)², ease-in-out
     (1 - cos πt) / 2), each with the same weights, latent keyframes and mask, as the pack's
     Timestep Keyframe Interpolation: the first is used for at least one step, the others may be
-    skipped by a later one that has started too."""
+    skipped by a later one that has started too. print_keyframes is accepted and ignored (the pack
+    logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
     end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
@@ -727,7 +682,8 @@ class TimestepKeyframeFromStrengthList(Node):
     """One keyframe per strength of a list, evenly spaced from start_percent to end_percent, each
     with the same weights, latent keyframes and mask, as the pack's Timestep Keyframe From List
     (a single number makes one keyframe): the first is used for at least one step. At most 10000
-    strengths (a longer list is refused)."""
+    strengths (a longer list is refused). print_keyframes is accepted and ignored (the pack logs
+    the keyframes)."""
     category = CATEGORY + "/keyframes"
     float_strengths: FLOAT
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -767,15 +723,6 @@ def _float_list(values, name: str) -> list[float] | None:
     raise NodeInputError(name, f"expected a number or a list of numbers, got {type(values).__name__}")
 
 
-def _keyframe_mask(mask):
-    if mask is None:
-        return None
-    if getattr(mask, "ndim", 0) not in (2, 3):
-        raise NodeInputError("mask_optional", f"expected a MASK [B, H, W] or [H, W], got shape "
-                                              f"{tuple(getattr(mask, 'shape', ()))}")
-    return mask
-
-
 def _latent_frames(previous, frames):
     """The new frames, then the previous group's on top (the pack lets the earlier node's win)."""
     from graphflow.models.advanced_control import LatentKeyframes
@@ -812,7 +759,8 @@ class LatentKeyframeGroup(Node):
     ranges are Python slices of the batch; without, negative indices are refused and ranges are
     taken as written. The text may name at most 100000 keyframes in all (a longer one is refused).
     prev_latent_kf's keyframes win over these for the same index. (The pack's node names its latent
-    argument otherwise and so fails when one is connected; here it counts.)"""
+    argument otherwise and so fails when one is connected; here it counts.) print_keyframes is
+    accepted and ignored (the pack logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     index_strengths: str = Text("", multiline=True)
     prev_latent_kf: LATENT_KEYFRAME = None
@@ -902,7 +850,7 @@ def _index(raw: str, count: int, in_range: bool = False) -> int:
 class LatentKeyframeBatchedGroup(Node):
     """Latent keyframes from a list of strengths, one per latent from index 0 (the pack's Latent
     Keyframe Batched Group); a single number makes none. prev_latent_kf's keyframes win for the
-    same index."""
+    same index. print_keyframes is accepted and ignored (the pack logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     float_strengths: FLOAT
     prev_latent_kf: LATENT_KEYFRAME = None
@@ -920,7 +868,8 @@ class LatentKeyframeTiming(Node):
     """Latent keyframes from batch_index_from up to (not including) batch_index_to_excl, their
     strengths going from strength_from to strength_to (the pack's Latent Keyframe Interpolation):
     linear, ease-in (t²), ease-out (1 - (1 - t)²) or ease-in-out ((1 - cos πt) / 2) over t evenly
-    spaced in 0..1 (at most 100000 keyframes). prev_latent_kf's keyframes win for the same index."""
+    spaced in 0..1 (at most 100000 keyframes). prev_latent_kf's keyframes win for the same index.
+    print_keyframes is accepted and ignored (the pack logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     batch_index_from: int = Int(0, min=-BIG, max=BIG)
     batch_index_to_excl: int = Int(0, min=-BIG, max=BIG)

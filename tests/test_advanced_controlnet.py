@@ -382,6 +382,11 @@ def test_clear_errors(builtin_registry, setup):
     with pytest.raises(NodeInputError, match=r"expected a MASK \[B, H, W\] or \[H, W\]") as info:
         call(builtin_registry, "AdvancedControlNetApplyV2", **args, mask_optional=torch.ones(1, 1, 8, 8))
     assert info.value.input == "mask_optional"
+    for node, inputs, name in (("TimestepKeyframe", {"start_percent": 0.0}, "mask_optional"),
+                               ("ScaledSoftMaskedUniversalWeights", {}, "mask")):
+        with pytest.raises(NodeInputError, match=r"expected a MASK \[B, H, W\] or \[H, W\]") as info:
+            call(builtin_registry, node, **inputs, **{name: torch.ones(8)})
+        assert info.value.input == name
     with pytest.raises(NodeInputError, match="expected an IMAGE") as info:
         call(builtin_registry, "AdvancedControlNetApplyV2", **{**args, "image": torch.ones(8, 8)})
     assert info.value.input == "image"
@@ -794,3 +799,28 @@ def test_each_residual_is_multiplied_once(builtin_registry):
     want = torch.ones(2, 8, 4, 4) * torch.tensor([0.6, 0.25]).reshape(2, 1, 1, 1) \
         * F.interpolate(pixels, size=(4, 4), mode="bilinear") * 0.8 * 0.7 * 0.5
     torch.testing.assert_close(got["output"][0], want, rtol=1e-6, atol=1e-7)
+
+
+def test_shared_inputs_keep_each_nodes_places():
+    """The apply nodes share their inputs and the Custom weights nodes are their Soft ones: each
+    keeps the pack's input order (UI saves are read by position) and the Custom ones default to 1."""
+    import nodes.advanced_controlnet as acn_nodes
+
+    control = ["control_net", "image", "strength", "start_percent", "end_percent", "mask_optional", "timestep_kf",
+               "latent_kf_override", "weights_override"]
+    for name, sides, own in (("AdvancedControlNetApply", ["positive", "negative"], ["model_optional", "vae_optional"]),
+                             ("AdvancedControlNetApplyV2", ["positive", "negative"], ["vae_optional"]),
+                             ("AdvancedControlNetApplySingle", ["conditioning"], ["model_optional", "vae_optional"]),
+                             ("AdvancedControlNetApplySingleV2", ["conditioning"], ["vae_optional"])):
+        assert list(getattr(acn_nodes, name).input_specs) == sides + control + own
+    for soft, custom, weights, extra in (
+            ("SoftControlNetWeights", "CustomControlNetWeights", list(_WEIGHT_NAMES), ["flip_weights"]),
+            ("SoftControlNetWeightsSD15", "CustomControlNetWeightsSD15",
+             [f"output_{k}" for k in range(12)] + ["middle_0"], []),
+            ("SoftT2IAdapterWeights", "CustomT2IAdapterWeights", list(_WEIGHT_NAMES[:4]), ["flip_weights"]),
+            ("SoftT2IAdapterWeightsV2", "CustomT2IAdapterWeightsV2", [f"input_{k}" for k in range(4)], [])):
+        for cls in (getattr(acn_nodes, soft), getattr(acn_nodes, custom)):
+            assert list(cls.input_specs) == weights + extra + ["uncond_multiplier", "cn_extras"]
+        specs = getattr(acn_nodes, custom).input_specs
+        assert [specs[w].widget.default for w in weights] == [1.0] * len(weights)
+        assert getattr(acn_nodes, soft).input_specs[weights[0]].widget.default < 1.0
