@@ -74,7 +74,7 @@ class LoadControlNetAdvanced(Node):
     """Load a ControlNet or T2I-Adapter as Load ControlNet does (the same files), as the pack's
     Load Advanced ControlNet Model does; a timestep keyframe connected here is its schedule
     (strengths, weights, latent keyframes, masks over the sampling) under any apply node,
-    unless the advanced apply node is given another."""
+    unless the advanced apply node is given another. Masks are refused on SD3 / FLUX ControlNets."""
     category = CATEGORY
     control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
     tk_optional: TIMESTEP_KEYFRAME = None
@@ -87,7 +87,9 @@ class LoadControlNetAdvanced(Node):
         return folders.model_state("controlnet", control_net_name)
 
     def run(self):
-        return _keyframed(_load(self.control_net_name), self.tk_optional)
+        net = _load(self.control_net_name)
+        _refuse_token_masks(net, self.tk_optional, None, None, "tk_optional")
+        return _keyframed(net, self.tk_optional)
 
 
 class LoadControlNetAdvancedV2(LoadControlNetAdvanced):
@@ -146,13 +148,33 @@ def _check_weights(net, keyframes, weights_override, input_name: str) -> None:
                                              f"(expected universal, default or {kind} weights)")
 
 
+def _refuse_token_masks(net, keyframes, mask, weights_override, keyframes_input: str) -> None:
+    """Masks on an SD3 / FLUX ControlNet (with or without a VAE for its hint) are refused: its
+    residuals are token rows, which the pack reshapes for FLUX only."""
+    from graphflow.models.advanced_control import token_rows
+
+    if not token_rows(net):
+        return
+    for name, given in (("mask_optional", mask is not None),
+                        (keyframes_input, any(f.mask is not None or getattr(f.weights, "mask", None) is not None
+                                              for f in getattr(keyframes, "frames", ()))),
+                        ("weights_override", getattr(weights_override, "mask", None) is not None)):
+        if given:
+            raise NodeInputError(name, "masks scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters here, not "
+                                       "this SD3 / FLUX ControlNet")
+
+
+def _checked_mask(mask, input_name: str = "mask_optional"):
+    """The MASK as given ([B, H, W] or [H, W]; None stays None), or a clear error."""
+    if mask is not None and getattr(mask, "ndim", 0) not in (2, 3):
+        raise NodeInputError(input_name, f"expected a MASK [B, H, W] or [H, W], got shape "
+                                         f"{tuple(getattr(mask, 'shape', ()))}")
+    return mask
+
+
 def _strength_mask(mask):
-    if mask is None:
-        return None
-    if getattr(mask, "ndim", 0) not in (2, 3):
-        raise NodeInputError("mask_optional", f"expected a MASK [B, H, W] or [H, W], got shape "
-                                              f"{tuple(getattr(mask, 'shape', ()))}")
-    return mask if mask.ndim == 3 else mask.unsqueeze(0)
+    mask = _checked_mask(mask)
+    return mask if mask is None or mask.ndim == 3 else mask.unsqueeze(0)
 
 
 def _advanced_apply(node, sides, to_uncond: bool):
@@ -175,14 +197,7 @@ def _advanced_apply(node, sides, to_uncond: bool):
                                              "connect the model's VAE")
     _check_weights(net, keyframes, node.weights_override, "timestep_kf")
     mask = _strength_mask(node.mask_optional)
-    if needs_vae:  # their residuals are token rows, which the pack reshapes for FLUX only
-        for name, given in (("mask_optional", mask is not None),
-                            ("timestep_kf", any(f.mask is not None or getattr(f.weights, "mask", None) is not None
-                                                for f in getattr(keyframes, "frames", ()))),
-                            ("weights_override", getattr(node.weights_override, "mask", None) is not None)):
-            if given:
-                raise NodeInputError(name, "masks scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters here, not "
-                                           "this SD3 / FLUX ControlNet")
+    _refuse_token_masks(net, keyframes, mask, node.weights_override, "timestep_kf")
     cache, out = {}, []
     for conditioning in sides:
         if conditioning is None:
@@ -210,12 +225,9 @@ _APPLY_HELP = """ with a hint image, between start_percent and end_percent of th
     latents (SD3 / FLUX ones)."""
 
 
-class AdvancedControlNetApply(Node):
-    __doc__ = "Guide the positive and the negative conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
-        " model_optional is passed through (the pack's older networks needed it)."
+class _ControlInputs(Node):
+    """The inputs after the conditioning, in the pack's order, that the four apply nodes share."""
     category = CATEGORY
-    positive: CONDITIONING
-    negative: CONDITIONING
     control_net: CONTROL_NET
     image: IMAGE
     strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
@@ -225,6 +237,25 @@ class AdvancedControlNetApply(Node):
     timestep_kf: TIMESTEP_KEYFRAME = None
     latent_kf_override: LATENT_KEYFRAME = None
     weights_override: CONTROL_NET_WEIGHTS = None
+
+
+class _BothSides(Node):
+    positive: CONDITIONING
+    negative: CONDITIONING
+
+
+class _OneSide(Node):
+    conditioning: CONDITIONING
+
+
+# An apply node lists _ControlInputs before its side's class: inputs are gathered from the last
+# base to the class itself, so the conditioning comes first, then the shared inputs, then its own
+# (UI saves are read by position).
+
+
+class AdvancedControlNetApply(_ControlInputs, _BothSides):
+    __doc__ = "Guide the positive and the negative conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
+        " model_optional is passed through (the pack's older networks needed it)."
     model_optional: MODEL = None
     vae_optional: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "model_opt": MODEL}
@@ -234,20 +265,8 @@ class AdvancedControlNetApply(Node):
         return (*_advanced_apply(self, (self.positive, self.negative), to_uncond=False), self.model_optional)
 
 
-class AdvancedControlNetApplyV2(Node):
+class AdvancedControlNetApplyV2(_ControlInputs, _BothSides):
     __doc__ = "Guide the positive and the negative conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP
-    category = CATEGORY
-    positive: CONDITIONING
-    negative: CONDITIONING
-    control_net: CONTROL_NET
-    image: IMAGE
-    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
-    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
-    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
-    mask_optional: MASK = None
-    timestep_kf: TIMESTEP_KEYFRAME = None
-    latent_kf_override: LATENT_KEYFRAME = None
-    weights_override: CONTROL_NET_WEIGHTS = None
     vae_optional: VAE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
     comfy = ComfyAlias(("ACN_AdvancedControlNetApply_v2",), optional=APPLY_OPT + ("vae_optional",))
@@ -256,21 +275,10 @@ class AdvancedControlNetApplyV2(Node):
         return _advanced_apply(self, (self.positive, self.negative), to_uncond=False)
 
 
-class AdvancedControlNetApplySingle(Node):
+class AdvancedControlNetApplySingle(_ControlInputs, _OneSide):
     __doc__ = "Guide one conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
         " As the pack's one-conditioning node, the negative prompt takes the control too where none of its " \
         "entries has one (as the core's deprecated Apply ControlNet); model_optional is passed through."
-    category = CATEGORY
-    conditioning: CONDITIONING
-    control_net: CONTROL_NET
-    image: IMAGE
-    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
-    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
-    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
-    mask_optional: MASK = None
-    timestep_kf: TIMESTEP_KEYFRAME = None
-    latent_kf_override: LATENT_KEYFRAME = None
-    weights_override: CONTROL_NET_WEIGHTS = None
     model_optional: MODEL = None
     vae_optional: VAE = None
     outputs = {"CONDITIONING": CONDITIONING, "model_opt": MODEL}
@@ -280,21 +288,10 @@ class AdvancedControlNetApplySingle(Node):
         return _advanced_apply(self, (self.conditioning,), to_uncond=True)[0], self.model_optional
 
 
-class AdvancedControlNetApplySingleV2(Node):
+class AdvancedControlNetApplySingleV2(_ControlInputs, _OneSide):
     __doc__ = "Guide one conditioning with a ControlNet or T2I-Adapter" + _APPLY_HELP + \
         " As the pack's one-conditioning node, the negative prompt takes the control too where none of its " \
         "entries has one; its model_opt output gives nothing, as the pack's does."
-    category = CATEGORY
-    conditioning: CONDITIONING
-    control_net: CONTROL_NET
-    image: IMAGE
-    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
-    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
-    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
-    mask_optional: MASK = None
-    timestep_kf: TIMESTEP_KEYFRAME = None
-    latent_kf_override: LATENT_KEYFRAME = None
-    weights_override: CONTROL_NET_WEIGHTS = None
     vae_optional: VAE = None
     outputs = {"CONDITIONING": CONDITIONING, "model_opt": MODEL}
     comfy = ComfyAlias(("ACN_AdvancedControlNetApplySingle_v2",), optional=APPLY_OPT + ("vae_optional",))
@@ -372,10 +369,7 @@ class ScaledSoftMaskedUniversalWeights(Node):
 
         from graphflow.models.advanced_control import UNIVERSAL
 
-        mask = self.mask
-        if getattr(mask, "ndim", 0) not in (2, 3):
-            raise NodeInputError("mask", f"expected a MASK [B, H, W] or [H, W], got shape "
-                                         f"{tuple(getattr(mask, 'shape', ()))}")
+        mask = _checked_mask(self.mask, "mask")
         low, high = mask.min(), mask.max()
         if low == high:
             scaled = torch.ones_like(mask) * self.max_base_multiplier
@@ -400,7 +394,8 @@ class DefaultControlNetWeights(Node):
 
 
 class ExtrasMiddleMult(Node):
-    """Set the middle block's weight for scaled soft weights (the pack's Middle Weight Extras)."""
+    """Set the middle block's weight for scaled soft weights (the pack's Middle Weight Extras); as in
+    the pack, a Control-LoRA's middle residual keeps weight 1."""
     category = CATEGORY + "/weights/extras"
     middle_mult: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     cn_extras: CN_WEIGHTS_EXTRAS = None
@@ -458,10 +453,10 @@ class SoftControlNetWeights(Node):
         return _controlnet_weights(self, _WEIGHT_NAMES)
 
 
-class CustomControlNetWeights(Node):
+# each Custom weights node is its Soft one (same inputs in the same places) with weights defaulting to 1
+class CustomControlNetWeights(SoftControlNetWeights):
     __doc__ = "Weights per residual, as the pack's ControlNet Custom Weights," + _CN_HELP + \
         " flip_weights does nothing, as in the pack's current version."
-    category = CATEGORY + "/weights/ControlNet"
     weight_00: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_01: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_02: float = Float(1.0, min=0.0, max=10.0, step=0.001)
@@ -475,14 +470,7 @@ class CustomControlNetWeights(Node):
     weight_10: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_11: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_12: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    flip_weights: bool = Bool(False)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("CustomControlNetWeights",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _controlnet_weights(self, _WEIGHT_NAMES)
 
 
 class SoftControlNetWeightsSD15(Node):
@@ -510,9 +498,8 @@ class SoftControlNetWeightsSD15(Node):
         return _controlnet_weights(self, _SD15_NAMES)
 
 
-class CustomControlNetWeightsSD15(Node):
+class CustomControlNetWeightsSD15(SoftControlNetWeightsSD15):
     __doc__ = "Weights per residual, as the pack's ControlNet Custom Weights [SD1.5]," + _CN_HELP
-    category = CATEGORY + "/weights/ControlNet"
     output_0: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     output_1: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     output_2: float = Float(1.0, min=0.0, max=10.0, step=0.001)
@@ -526,13 +513,7 @@ class CustomControlNetWeightsSD15(Node):
     output_10: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     output_11: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     middle_0: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("ACN_CustomControlNetWeightsSD15",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _controlnet_weights(self, _SD15_NAMES)
 
 
 def _t2i_weights(node, names):
@@ -565,22 +546,14 @@ class SoftT2IAdapterWeights(Node):
         return _t2i_weights(self, _WEIGHT_NAMES[:4])
 
 
-class CustomT2IAdapterWeights(Node):
+class CustomT2IAdapterWeights(SoftT2IAdapterWeights):
     __doc__ = "Weights per T2I-Adapter level, as the pack's T2IAdapter Custom Weights," + _T2I_HELP + \
         " flip_weights does nothing, as in the pack's current version."
-    category = CATEGORY + "/weights/T2IAdapter"
     weight_00: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_01: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_02: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     weight_03: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    flip_weights: bool = Bool(False)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("CustomT2IAdapterWeights",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _t2i_weights(self, _WEIGHT_NAMES[:4])
 
 
 class SoftT2IAdapterWeightsV2(Node):
@@ -600,20 +573,13 @@ class SoftT2IAdapterWeightsV2(Node):
         return _t2i_weights(self, ("input_0", "input_1", "input_2", "input_3"))
 
 
-class CustomT2IAdapterWeightsV2(Node):
+class CustomT2IAdapterWeightsV2(SoftT2IAdapterWeightsV2):
     __doc__ = "Weights per T2I-Adapter level, as the pack's newer T2IAdapter Custom Weights," + _T2I_HELP
-    category = CATEGORY + "/weights/T2IAdapter"
     input_0: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     input_1: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     input_2: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     input_3: float = Float(1.0, min=0.0, max=10.0, step=0.001)
-    uncond_multiplier: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    cn_extras: CN_WEIGHTS_EXTRAS = None
-    outputs = WEIGHT_OUTPUTS
     comfy = ComfyAlias(("ACN_CustomT2IAdapterWeights",), optional=WEIGHTS_OPT)
-
-    def run(self):
-        return _t2i_weights(self, ("input_0", "input_1", "input_2", "input_3"))
 
 
 # -- keyframes --------------------------------------------------------------------------------------
@@ -651,7 +617,7 @@ class TimestepKeyframe(Node):
 
         keyframe = Keyframe(self.start_percent, self.strength, self.cn_weights, self.latent_keyframe,
                             self.null_latent_kf_strength, self.inherit_missing, self.guarantee_steps,
-                            _keyframe_mask(self.mask_optional))
+                            _checked_mask(self.mask_optional))
         return (self.prev_timestep_kf or TimestepKeyframes()).added(keyframe)
 
 
@@ -675,11 +641,11 @@ def _keyframe_series(node, percents, strengths):
     from graphflow.models.advanced_control import TimestepKeyframe as Keyframe
     from graphflow.models.advanced_control import TimestepKeyframes
 
-    group, mask = node.prev_timestep_kf or TimestepKeyframes(), _keyframe_mask(node.mask_optional)
-    for k, (percent, strength) in enumerate(zip(percents, strengths)):
-        group = group.added(Keyframe(float(percent), float(strength), node.cn_weights, node.latent_keyframe,
-                                     node.null_latent_kf_strength, node.inherit_missing, 1 if k == 0 else 0, mask))
-    return group
+    mask = _checked_mask(node.mask_optional)
+    return (node.prev_timestep_kf or TimestepKeyframes()).added(*(
+        Keyframe(float(percent), float(strength), node.cn_weights, node.latent_keyframe, node.null_latent_kf_strength,
+                 node.inherit_missing, 1 if k == 0 else 0, mask)
+        for k, (percent, strength) in enumerate(zip(percents, strengths))))
 
 
 class TimestepKeyframeInterpolation(Node):
@@ -687,7 +653,8 @@ class TimestepKeyframeInterpolation(Node):
     from strength_start to strength_end (linear, ease-in t², ease-out 1 - (1 - t)², ease-in-out
     (1 - cos πt) / 2), each with the same weights, latent keyframes and mask, as the pack's
     Timestep Keyframe Interpolation: the first is used for at least one step, the others may be
-    skipped by a later one that has started too."""
+    skipped by a later one that has started too. print_keyframes is accepted and ignored (the pack
+    logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
     end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
@@ -714,7 +681,9 @@ class TimestepKeyframeInterpolation(Node):
 class TimestepKeyframeFromStrengthList(Node):
     """One keyframe per strength of a list, evenly spaced from start_percent to end_percent, each
     with the same weights, latent keyframes and mask, as the pack's Timestep Keyframe From List
-    (a single number makes one keyframe): the first is used for at least one step."""
+    (a single number makes one keyframe): the first is used for at least one step. At most 10000
+    strengths (a longer list is refused). print_keyframes is accepted and ignored (the pack logs
+    the keyframes)."""
     category = CATEGORY + "/keyframes"
     float_strengths: FLOAT
     start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
@@ -732,8 +701,13 @@ class TimestepKeyframeFromStrengthList(Node):
     def run(self):
         strengths = _float_list(self.float_strengths, "float_strengths")
         strengths = [float(self.float_strengths)] if strengths is None else strengths
+        if len(strengths) > MAX_STRENGTHS:
+            raise NodeInputError("float_strengths", f"{len(strengths)} strengths; at most {MAX_STRENGTHS} keyframes")
         percents = _curve(self.start_percent, self.end_percent, len(strengths), "linear") if strengths else []
         return _keyframe_series(self, percents, strengths)
+
+
+MAX_STRENGTHS = 10_000  # keyframes a strength list may make (more steps than a sampling takes)
 
 
 def _float_list(values, name: str) -> list[float] | None:
@@ -747,15 +721,6 @@ def _float_list(values, name: str) -> list[float] | None:
         except (TypeError, ValueError):
             raise NodeInputError(name, "expected a list of numbers") from None
     raise NodeInputError(name, f"expected a number or a list of numbers, got {type(values).__name__}")
-
-
-def _keyframe_mask(mask):
-    if mask is None:
-        return None
-    if getattr(mask, "ndim", 0) not in (2, 3):
-        raise NodeInputError("mask_optional", f"expected a MASK [B, H, W] or [H, W], got shape "
-                                              f"{tuple(getattr(mask, 'shape', ()))}")
-    return mask
 
 
 def _latent_frames(previous, frames):
@@ -792,9 +757,10 @@ class LatentKeyframeGroup(Node):
     ("3"), ranges ("2:6", end excluded) each with an optional "=strength" (1 without). With a
     latent connected, its batch size bounds the indices, a negative one counts from the end and
     ranges are Python slices of the batch; without, negative indices are refused and ranges are
-    taken as written (at most 100000 keyframes a range). prev_latent_kf's keyframes win over these
-    for the same index. (The pack's node names its latent argument otherwise and so fails when one
-    is connected; here it counts.)"""
+    taken as written. The text may name at most 100000 keyframes in all (a longer one is refused).
+    prev_latent_kf's keyframes win over these for the same index. (The pack's node names its latent
+    argument otherwise and so fails when one is connected; here it counts.) print_keyframes is
+    accepted and ignored (the pack logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     index_strengths: str = Text("", multiline=True)
     prev_latent_kf: LATENT_KEYFRAME = None
@@ -804,18 +770,44 @@ class LatentKeyframeGroup(Node):
     comfy = ComfyAlias(("LatentKeyframeGroup",), inputs=_LATENT_OLD,
                        optional=("prev_latent_kf", "latent_optional", "print_keyframes"))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        text, latent = widgets.get("index_strengths"), inputs.get("latent_optional")
+        count = -1 if latent is None else latent.batch
+        return Estimate(None, memory=_spelled_count(text, count) * KEYFRAME_BYTES if isinstance(text, str) else 0)
+
     def run(self):
         count = -1 if self.latent_optional is None else int(self.latent_optional["samples"].shape[0])
         return _latent_frames(self.prev_latent_kf, _parse_index_strengths(self.index_strengths, count))
 
 
-MAX_RANGE = 100_000  # keyframes one range may spell out (each is kept: ~100 bytes apiece)
+MAX_RANGE = 100_000  # keyframes one node may spell out (each is kept: ~100 bytes apiece)
 KEYFRAME_BYTES = 100
+
+
+def _spelled_count(text: str, count: int) -> int:
+    """How many keyframes the text names, counted without making them (an unreadable group counts
+    none here: run() refuses it)."""
+    total = 0
+    for group in text.split(",") if text else ():
+        group = group.split("=", 1)[0]
+        if ":" not in group:
+            total += 1
+            continue
+        try:
+            start, end = (int(part.strip()) for part in group.split(":", 1))
+        except ValueError:
+            continue
+        total += len(range(count)[start:end] if count > 0 else range(start, end))
+    return total
 
 
 def _parse_index_strengths(text: str, count: int) -> list[tuple[int, float]]:
     if not text:
         return []
+    named = _spelled_count(text, count)
+    if named > MAX_RANGE:  # refused before any is made
+        raise NodeInputError("index_strengths", f"the text names {named} keyframes; at most {MAX_RANGE} in all")
     frames = []
     for group in (g.strip() for g in text.split(",")):
         strength = 1.0
@@ -830,9 +822,6 @@ def _parse_index_strengths(text: str, count: int) -> list[tuple[int, float]]:
         if ":" in group:
             start, end = (_index(part.strip(), count, in_range=True) for part in group.split(":", 1))
             indices = range(count)[start:end] if count > 0 else range(start, end)
-            if len(indices) > MAX_RANGE:
-                raise NodeInputError("index_strengths", f"the range {group!r} names {len(indices)} latents; "
-                                                        f"at most {MAX_RANGE}")
             frames += [(i, strength) for i in indices]
         else:
             frames.append((_index(group, count), strength))
@@ -861,7 +850,7 @@ def _index(raw: str, count: int, in_range: bool = False) -> int:
 class LatentKeyframeBatchedGroup(Node):
     """Latent keyframes from a list of strengths, one per latent from index 0 (the pack's Latent
     Keyframe Batched Group); a single number makes none. prev_latent_kf's keyframes win for the
-    same index."""
+    same index. print_keyframes is accepted and ignored (the pack logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     float_strengths: FLOAT
     prev_latent_kf: LATENT_KEYFRAME = None
@@ -879,7 +868,8 @@ class LatentKeyframeTiming(Node):
     """Latent keyframes from batch_index_from up to (not including) batch_index_to_excl, their
     strengths going from strength_from to strength_to (the pack's Latent Keyframe Interpolation):
     linear, ease-in (t²), ease-out (1 - (1 - t)²) or ease-in-out ((1 - cos πt) / 2) over t evenly
-    spaced in 0..1 (at most 100000 keyframes). prev_latent_kf's keyframes win for the same index."""
+    spaced in 0..1 (at most 100000 keyframes). prev_latent_kf's keyframes win for the same index.
+    print_keyframes is accepted and ignored (the pack logs the keyframes)."""
     category = CATEGORY + "/keyframes"
     batch_index_from: int = Int(0, min=-BIG, max=BIG)
     batch_index_to_excl: int = Int(0, min=-BIG, max=BIG)

@@ -17,6 +17,7 @@ from graphflow.testing import write_checkpoint, write_controlnet
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from nodes.advanced_controlnet import _WEIGHT_NAMES
 from tests.test_union_controlnet import sdxl_models  # noqa: F401 (a fixture)
 
 BASE = 0.8
@@ -295,6 +296,14 @@ def test_timestep_keyframes_follow_the_packs_schedule(builtin_registry):
         assert got["middle"][0].item() == pytest.approx(0.5 * frame["strength"])
     # the 0.3 keyframe is taken again for its two guaranteed steps, though the 0.4 one starts at sigma 6
     assert [f["strength"] for f in _pack_schedule(frames, [6.0, 5.0, 4.0])] == [0.5, 0.5, 0.125]
+    # within a run the pipeline started, rising sigmas (FlipSigmas' unsampling) only move it forward
+    rising = [0.5, 1.0, 3.0, 8.0]
+    control.start_run()
+    want = _pack_schedule(frames, rising)
+    assert [f["strength"] for f in want] == [0.5, 0.5, 0.125, 0.125]
+    for sigma, frame in zip(rising, want):
+        got = control.residuals(torch.zeros(1, 4, 2, 2), torch.tensor([sigma]), None, None, None, LinearSchedule())
+        assert got["middle"][0].item() == pytest.approx(0.5 * frame["strength"])
 
 
 def test_one_keyframe_from_the_start_never_reads_sigma(builtin_registry):
@@ -373,6 +382,11 @@ def test_clear_errors(builtin_registry, setup):
     with pytest.raises(NodeInputError, match=r"expected a MASK \[B, H, W\] or \[H, W\]") as info:
         call(builtin_registry, "AdvancedControlNetApplyV2", **args, mask_optional=torch.ones(1, 1, 8, 8))
     assert info.value.input == "mask_optional"
+    for node, inputs, name in (("TimestepKeyframe", {"start_percent": 0.0}, "mask_optional"),
+                               ("ScaledSoftMaskedUniversalWeights", {}, "mask")):
+        with pytest.raises(NodeInputError, match=r"expected a MASK \[B, H, W\] or \[H, W\]") as info:
+            call(builtin_registry, node, **inputs, **{name: torch.ones(8)})
+        assert info.value.input == name
     with pytest.raises(NodeInputError, match="expected an IMAGE") as info:
         call(builtin_registry, "AdvancedControlNetApplyV2", **{**args, "image": torch.ones(8, 8)})
     assert info.value.input == "image"
@@ -495,30 +509,85 @@ def test_timestep_keyframe_series_nodes(builtin_registry):
     one = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=0.4, start_percent=0.3,
                end_percent=0.5)
     assert [(f.start_percent, f.strength) for f in one.frames[1:]] == [(pytest.approx(0.3), 0.4)]
+    # added to an earlier group at once: sorted by start, equal starts in the order added (earlier group first)
+    earlier = call(builtin_registry, "TimestepKeyframe", start_percent=0.25, strength=0.7)
+    merged = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.9, 0.5, 0.1],
+                  start_percent=0.0, end_percent=0.5, prev_timestep_kf=earlier)
+    assert [(f.start_percent, f.strength) for f in merged.frames] == [
+        (0.0, 1.0), (0.0, 0.9), (0.25, 0.7), (0.25, 0.5), (0.5, 0.1)]
+    many = call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.5] * 10000,
+                start_percent=0.0, end_percent=1.0)
+    assert len(many.frames) == 10001 and [f.start_percent for f in many.frames] == sorted(
+        f.start_percent for f in many.frames)
+    with pytest.raises(NodeInputError, match="10001 strengths; at most 10000") as info:
+        call(builtin_registry, "TimestepKeyframeFromStrengthList", float_strengths=[0.5] * 10001, start_percent=0.0,
+             end_percent=1.0)
+    assert info.value.input == "float_strengths"
 
 
-def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup):
-    class TokenNet:  # stands for an SD3 / FLUX ControlNet: its hint is read through a VAE
-        needs_vae = True
+def test_masks_are_refused_on_sd3_and_flux_controlnets(builtin_registry, setup, models):
+    from graphflow.models.advanced_control import AdvancedControl
+    from graphflow.testing import write_flow_controlnet
 
     _, _, positive, negative, image = setup
-    with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
-        call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
-             control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
-             vae_optional=object(), mask_optional=torch.ones(8, 8))
-    assert info.value.input == "mask_optional"
+    # an XLabs FLUX ControlNet encodes its hint itself (no VAE needed); an SD3 one reads it through a VAE
+    write_flow_controlnet(models / "controlnet" / "xlabs.safetensors", "flux_dev", "ours", dtype=torch.float32,
+                          hint_block=True)
+    write_flow_controlnet(models / "controlnet" / "sd3.safetensors", "sd3_medium", dtype=torch.float32)
+    mask = torch.ones(8, 8)
+    masked_kf = call(builtin_registry, "TimestepKeyframe", start_percent=0.0, mask_optional=mask)
+    for name, vae in (("xlabs.safetensors", {}), ("sd3.safetensors", {"vae_optional": object()})):
+        net = call(builtin_registry, "LoadControlNetAdvanced", control_net_name=name)
+        assert name == "sd3.safetensors" or not net.needs_vae
+        with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+            call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
+                 control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
+                 mask_optional=mask, **vae)
+        assert info.value.input == "mask_optional"
+        with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+            call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
+                 control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0,
+                 timestep_kf=masked_kf, **vae)
+        assert info.value.input == "timestep_kf"
+        # the loader's schedule (which the core apply node would take as it is) is refused at the loader
+        with pytest.raises(NodeInputError, match="not this SD3 / FLUX ControlNet") as info:
+            call(builtin_registry, "LoadControlNetAdvanced", control_net_name=name, tk_optional=masked_kf)
+        assert info.value.input == "tk_optional"
     with pytest.raises(NodeInputError, match="connect the model's VAE") as info:
         call(builtin_registry, "AdvancedControlNetApplyV2", positive=positive, negative=negative,
-             control_net=TokenNet(), image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+             control_net=call(builtin_registry, "LoadControlNetAdvanced", control_net_name="sd3.safetensors"),
+             image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
     assert info.value.input == "vae_optional"
+
+    class TokenNet(torch.nn.Module):  # residuals as token rows [B, tokens, width], reaching the control unchecked
+        def control(self, applied, x, *args, **kwargs):
+            return {"input": [torch.ones(x.shape[0], 4, 3)]}
+
+    control = AdvancedControl(TokenNet(), torch.zeros(1, 8, 8, 3), 1.0, keyframes=masked_kf)
+    with pytest.raises(ValueError, match="not this SD3 / FLUX ControlNet, whose residuals are token rows"):
+        control.residuals(torch.zeros(1, 4, 2, 2), torch.tensor([5.0]), None, None, None, LinearSchedule())
+    assert AdvancedControl(TokenNet(), torch.zeros(1, 8, 8, 3), 1.0).residuals(
+        torch.zeros(1, 4, 2, 2), torch.tensor([5.0]), None, None, None, LinearSchedule())["input"][0].shape == (1, 4, 3)
 
 
 def test_huge_keyframe_ranges_are_refused(builtin_registry):
-    from nodes.advanced_controlnet import LatentKeyframeTiming, _parse_index_strengths
+    from graphflow.resource_limits import Size
+    from nodes.advanced_controlnet import (KEYFRAME_BYTES, LatentKeyframeGroup, LatentKeyframeTiming,
+                                           _parse_index_strengths)
 
     with pytest.raises(NodeInputError, match="at most 100000") as info:
         _parse_index_strengths("0:200000", -1)
     assert info.value.input == "index_strengths"
+    # many ranges, each under the cap, count together: 20 x 99999 keyframes are refused
+    many = ", ".join(f"{k * 10 ** 6}:{k * 10 ** 6 + 99999}" for k in range(20))
+    with pytest.raises(NodeInputError, match="names 1999980 keyframes; at most 100000") as info:
+        _parse_index_strengths(many, -1)
+    assert info.value.input == "index_strengths"
+    assert len(_parse_index_strengths("0:50000, 60000:110000", -1)) == 100000  # at the cap: made
+    assert LatentKeyframeGroup.estimate({"index_strengths": many}, {}).memory == 1999980 * KEYFRAME_BYTES
+    # with a latent connected, ranges are slices of its batch
+    assert LatentKeyframeGroup.estimate({"index_strengths": "0:1000000000, 2, -3:-1"},
+                                        {"latent_optional": Size(6, 64, 64)}).memory == (6 + 1 + 2) * KEYFRAME_BYTES
     with pytest.raises(NodeInputError, match="at most 100000"):
         call(builtin_registry, "LatentKeyframeTiming", batch_index_from=0, batch_index_to_excl=10 ** 9,
              strength_from=1.0, strength_to=1.0, interpolation="linear")
@@ -577,3 +646,181 @@ def test_a_scheduled_union_net_keeps_its_schedule_when_typed(sdxl_models, builti
     applied = positive[0][1]["control"]
     assert isinstance(applied, AdvancedControl) and applied.keyframes is shortcut
     assert applied.control_type == UNION_CONTROLNET_TYPES.index("depth") - 1 and applied.net is loaded.net
+
+
+def _pack_residual_mask(mask, latent_hw, r, chunks):
+    """The pack's order, rebuilt: the whole batch resized to the pixel size, then cut or extended
+    to the latents, repeated per entry, resized to the residual."""
+    m = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    if latent_hw is not None:
+        m = F.interpolate(m, size=(latent_hw[0] * 8, latent_hw[1] * 8), mode="bilinear")
+    count = r.shape[0] // chunks
+    m = m[:count] if m.shape[0] >= count else torch.cat([m] + [m[-1:]] * (count - m.shape[0]))
+    if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
+        m = m.repeat(chunks, 1, 1, 1)
+    return F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear")
+
+
+def test_residual_masks_are_cut_first_and_made_once_a_run():
+    from graphflow.models.advanced_control import _residual_mask
+
+    x = torch.zeros(6, 4, 12, 10)
+    for batch in (1, 2, 9):  # fewer masks than latents, and more (the extra ones never resized)
+        mask = torch.rand(batch, 8, 8, generator=torch.Generator().manual_seed(batch))
+        cache = {}
+        for shape in ((6, 3, 12, 10), (6, 3, 6, 5), (6, 3, 12, 10)):
+            r = torch.zeros(shape)
+            for hw in ((12, 10), None):  # a strength mask, and a weight mask (no pixel size)
+                got = _residual_mask(mask, None if hw is None else x, r, 2, cache)
+                torch.testing.assert_close(got, _pack_residual_mask(mask, hw, r, 2), rtol=1e-6, atol=1e-6)
+                assert got is _residual_mask(mask, None if hw is None else x, r, 2, cache)  # made once
+        # one pixel-size mask for each of the two rules, one residual mask per residual size and rule
+        assert sorted(k[0] for k in cache) == ["pixel mask"] * 2 + ["residual mask"] * 4
+        pixel = next(v for k, v in cache.items() if k[0] == "pixel mask" and k[1][2] is not None)
+        assert pixel.shape[0] == 6  # 3 latents an entry, 2 entries: 9 masks are cut before the resize
+
+
+def test_middle_mult_leaves_a_control_loras_middle_residual(builtin_registry):
+    """The pack's ControlLoraAdvanced universal weights give no weight function for the middle
+    residual (1.0); its ControlNetAdvanced / T2IAdapterAdvanced give the extras' middle_mult."""
+    from graphflow.models.advanced_control import CONTROLLORA, CONTROLNET, T2IADAPTER
+
+    extras = call(builtin_registry, "ExtrasMiddleMult", middle_mult=2.5)
+    weights, _ = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE, cn_extras=extras)
+    assert weights.weight("middle", 0, 1, CONTROLNET) == 2.5
+    assert weights.weight("middle", 0, 1, T2IADAPTER) == 2.5
+    assert weights.weight("middle", 0, 1, CONTROLLORA) == 1.0
+    assert [weights.weight("output", k, 9, CONTROLLORA) for k in range(9)] == [1.0] * 9
+
+
+@pytest.fixture
+def sdxl_layout_models(tmp_folders):
+    """A small SDXL with SDXL's block layout (3 levels of 2 residual blocks: 9 input blocks, no
+    attention on the first level), its ControlNet and an SDXL T2I-Adapter for it."""
+    from dataclasses import replace
+
+    from graphflow.models.controlnet import ControlNet, ControlNetConfig
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
+    from graphflow.testing import _module_shapes, random_state, unet_config
+
+    m = tmp_folders.models
+    for sub in ("checkpoints", "controlnet"):
+        (m / sub).mkdir(parents=True, exist_ok=True)
+    cfg = replace(unet_config("sdxl"), channel_mult=(1, 2, 4), num_res_blocks=(2, 2, 2), transformer_depth=(0, 1, 1))
+    write_checkpoint(m / "checkpoints" / "xl9.safetensors", "sdxl", unet=cfg, dtype=torch.float32)
+    with torch.device("meta"):
+        shapes = _module_shapes(ControlNet(ControlNetConfig(unet=cfg)))
+    save_file({"control_model." + k: v for k, v in random_state(shapes, 4, torch.float32).items()},
+              str(m / "controlnet" / "cn_xl9.safetensors"))
+    widths = [k * cfg.model_channels for k in cfg.channel_mult]
+    torch.manual_seed(0)
+    adapter = T2IAdapter(T2IAdapterConfig(channels=(*widths, widths[-1]), blocks_per_level=1, downscale=16,
+                                          down_levels=(2,)))
+    save_file({k: v.contiguous() for k, v in adapter.state_dict().items()},
+              str(m / "controlnet" / "t2i_xl.safetensors"))
+    return m
+
+
+def test_sdxl_controlnet_and_t2i_adapter_weights_follow_the_packs_formulas(builtin_registry, sdxl_layout_models):
+    """SDXL: 9 input blocks. The pack's universal weights for a ControlNet's n residuals: base ** (n - k),
+    the middle 1. Its T2I weights (each of four for three places, a 12-place list) are read reversed
+    against ComfyUI's reversed "input" list, which for an SDXL adapter holds the 9 blocks and the
+    middle feature: block b takes the arranged weight b + 2, the middle one 1."""
+    model, clip, _ = call(builtin_registry, "LoadCheckpoint", checkpoint="xl9.safetensors")
+    positive = call(builtin_registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(builtin_registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+
+    def controls(net, override=None):
+        setup = (model, net, positive, negative, image)
+        if override is None:
+            p, n = call(builtin_registry, "ApplyControlNetAdvanced", positive=positive, negative=negative,
+                        control_net=net, image=image, strength=1.0, start_percent=0.0, end_percent=1.0)
+            return first(sample(builtin_registry, model, p, n, steps=1)[1])[0]
+        return first(acn(builtin_registry, setup, strength=1.0, weights_override=override, steps=1)[1])[0]
+
+    universal, _ = call(builtin_registry, "ScaledSoftControlNetWeightsV2", base_multiplier=BASE)
+    cn = call(builtin_registry, "LoadControlNet", control_net_name="cn_xl9.safetensors")
+    plain, weighted = controls(cn), controls(cn, universal)
+    assert len(plain["output"]) == 9
+    for r, p, w in zip(weighted["output"], plain["output"], _universal(9)):
+        torch.testing.assert_close(r, p * w, rtol=2e-3, atol=1e-5)
+    torch.testing.assert_close(weighted["middle"][0], plain["middle"][0], rtol=2e-3, atol=1e-5)
+
+    t2i = call(builtin_registry, "LoadControlNet", control_net_name="t2i_xl.safetensors")
+    plain = controls(t2i)
+    assert len(plain["input"]) == 9 and plain["middle"][0] is not None
+    # diffusers' places: after level 0's downsampler (no attention there), levels 1 and 2's last blocks
+    assert [b for b, r in enumerate(plain["input"]) if r is not None] == [3, 5, 8]
+    four = (0.2, 0.4, 0.6, 0.8)
+    custom, _ = call(builtin_registry, "CustomT2IAdapterWeights", **dict(zip(_WEIGHT_NAMES[:4], four)),
+                     flip_weights=False)
+    for override, levels in ((custom, four), (universal, (BASE ** 7, BASE ** 2, BASE, 1.0))):
+        arranged = [w for w in levels for _ in range(3)]
+        weighted = controls(t2i, override)
+        for b, (r, p) in enumerate(zip(weighted["input"], plain["input"])):
+            if p is None:
+                assert r is None
+            else:
+                torch.testing.assert_close(r, p * arranged[b + 2], rtol=2e-3, atol=1e-5)
+        torch.testing.assert_close(weighted["middle"][0], plain["middle"][0], rtol=2e-3, atol=1e-5)
+
+
+def test_each_residual_is_multiplied_once(builtin_registry):
+    """Keyframe strength, latent keyframes, a mask and the weight fold into one small multiplier:
+    one multiply of the residual itself, with the product of the pack's factors."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from graphflow.models.advanced_control import AdvancedControl
+
+    class WideNet(torch.nn.Module):
+        def control(self, applied, x, *args, **kwargs):
+            return {"output": [torch.ones(x.shape[0], 8, 4, 4)]}
+
+    class FullSizeMuls(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket is torch.ops.aten.mul and getattr(out, "shape", None) == (2, 8, 4, 4):
+                FullSizeMuls.count += 1
+            return out
+
+    weights, _ = call(builtin_registry, "CustomControlNetWeights", weight_00=0.5, flip_weights=False)
+    latents = call(builtin_registry, "LatentKeyframe", batch_index=1, strength=0.25)
+    mask = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(2))
+    group = call(builtin_registry, "TimestepKeyframe", start_percent=0.0, strength=0.8, cn_weights=weights,
+                 latent_keyframe=latents, null_latent_kf_strength=0.6, mask_optional=mask)
+    control = AdvancedControl(WideNet(), torch.zeros(1, 8, 8, 3), 0.7, keyframes=group)
+    with FullSizeMuls():
+        got = control.residuals(torch.zeros(2, 4, 4, 4), torch.tensor([5.0]), None, None, None, LinearSchedule())
+    assert FullSizeMuls.count == 1
+    pixels = F.interpolate(mask[:, None], size=(32, 32), mode="bilinear")
+    want = torch.ones(2, 8, 4, 4) * torch.tensor([0.6, 0.25]).reshape(2, 1, 1, 1) \
+        * F.interpolate(pixels, size=(4, 4), mode="bilinear") * 0.8 * 0.7 * 0.5
+    torch.testing.assert_close(got["output"][0], want, rtol=1e-6, atol=1e-7)
+
+
+def test_shared_inputs_keep_each_nodes_places():
+    """The apply nodes share their inputs and the Custom weights nodes are their Soft ones: each
+    keeps the pack's input order (UI saves are read by position) and the Custom ones default to 1."""
+    import nodes.advanced_controlnet as acn_nodes
+
+    control = ["control_net", "image", "strength", "start_percent", "end_percent", "mask_optional", "timestep_kf",
+               "latent_kf_override", "weights_override"]
+    for name, sides, own in (("AdvancedControlNetApply", ["positive", "negative"], ["model_optional", "vae_optional"]),
+                             ("AdvancedControlNetApplyV2", ["positive", "negative"], ["vae_optional"]),
+                             ("AdvancedControlNetApplySingle", ["conditioning"], ["model_optional", "vae_optional"]),
+                             ("AdvancedControlNetApplySingleV2", ["conditioning"], ["vae_optional"])):
+        assert list(getattr(acn_nodes, name).input_specs) == sides + control + own
+    for soft, custom, weights, extra in (
+            ("SoftControlNetWeights", "CustomControlNetWeights", list(_WEIGHT_NAMES), ["flip_weights"]),
+            ("SoftControlNetWeightsSD15", "CustomControlNetWeightsSD15",
+             [f"output_{k}" for k in range(12)] + ["middle_0"], []),
+            ("SoftT2IAdapterWeights", "CustomT2IAdapterWeights", list(_WEIGHT_NAMES[:4]), ["flip_weights"]),
+            ("SoftT2IAdapterWeightsV2", "CustomT2IAdapterWeightsV2", [f"input_{k}" for k in range(4)], [])):
+        for cls in (getattr(acn_nodes, soft), getattr(acn_nodes, custom)):
+            assert list(cls.input_specs) == weights + extra + ["uncond_multiplier", "cn_extras"]
+        specs = getattr(acn_nodes, custom).input_specs
+        assert [specs[w].widget.default for w in weights] == [1.0] * len(weights)
+        assert getattr(acn_nodes, soft).input_specs[weights[0]].widget.default < 1.0

@@ -24,12 +24,14 @@ Rules as the pack's AdvancedControlBase applies them (adv_control/utils.py and c
   turn (stopping after one with guarantee_steps > 0); a keyframe without weights / latent keyframes
   / mask keeps the previous one's when inherit_missing, else goes back to none. The apply node's
   weights_override and latent_kf_override replace the keyframes' whenever the keyframe changes.
-  Each sampling run starts the schedule again (and so does a sigma above the last one seen, for
-  a control called outside the sampling pipeline).
+  Each sampling run starts the schedule again, which then only moves forward as the pack's
+  (rising sigmas, as FlipSigmas' unsampling gives, do not restart it); for a control called
+  outside the sampling pipeline, a sigma above the last one seen starts it again.
 
 Not as the pack: latent keyframes and masks count the latents of the whole batch, not of a
 context window (the pack maps them onto AnimateDiff's windows). As the pack, scaled soft weights
-leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give).
+leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give),
+the middle one too whatever ACN_ExtrasMiddleMult says.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class ControlWeights:
         if self.kind == DEFAULT:
             return 1.0
         if self.kind == UNIVERSAL:
+            if net_kind == CONTROLLORA:  # the pack's Control-LoRA universal weights: none, the middle's extras neither
+                return 1.0
             return self.middle_mult if key == "middle" else _universal(key, index, length, self.base_multiplier,
                                                                        net_kind)
         if key == "middle":
@@ -100,8 +104,6 @@ def universal_power(key: str, index: int, length: int, net_kind: str) -> int:
 
 
 def _universal(key: str, index: int, length: int, base: float, net_kind: str) -> float:
-    if net_kind == CONTROLLORA:  # the pack puts a Control-LoRA's scaled weights on a list it does not give
-        return 1.0
     return base ** float(universal_power(key, index, length, net_kind))
 
 
@@ -148,8 +150,9 @@ class TimestepKeyframes:
     """TIMESTEP_KEYFRAME: keyframes sorted by start_percent (equal ones in the order added)."""
     frames: tuple[TimestepKeyframe, ...] = (FIRST_KEYFRAME,)
 
-    def added(self, keyframe: TimestepKeyframe) -> "TimestepKeyframes":
-        return TimestepKeyframes(tuple(sorted(self.frames + (keyframe,), key=lambda k: k.start_percent)))
+    def added(self, *keyframes: TimestepKeyframe) -> "TimestepKeyframes":
+        """These keyframes added (sorted once: a stable sort keeps equal starts in the order added)."""
+        return TimestepKeyframes(tuple(sorted(self.frames + keyframes, key=lambda k: k.start_percent)))
 
     @classmethod
     def only(cls, keyframe: TimestepKeyframe) -> "TimestepKeyframes":
@@ -191,6 +194,17 @@ def net_kind(net) -> str:
     return CONTROLNET
 
 
+def token_rows(net) -> bool:
+    """An SD3 / FLUX ControlNet (residuals are token rows [B, tokens, width], which masks do not
+    scale here), whether or not it reads its hint through a VAE."""
+    from .flux_controlnet import FluxControlNet
+    from .mmdit_controlnet import MMDiTControlNet
+
+    while isinstance(net, (UnionTyped, KeyframedNet)):  # a loader's schedule around a typed union net, say
+        net = net.net
+    return isinstance(net, (FluxControlNet, MMDiTControlNet))
+
+
 def fits(weights: ControlWeights, kind: str) -> bool:
     """The pack's verify_all_weights: universal and default weights fit every net, the others their own."""
     return weights.kind in (UNIVERSAL, DEFAULT, kind)
@@ -211,10 +225,12 @@ class AdvancedControl(ControlApplied):
         self.weights_override, self.latent_override = weights_override, latent_override
         self.kind = net_kind(self.net)
         self._run = None  # this sampling run's schedule state (_Schedule)
+        self._runs_told = False  # start_run is called: a rising sigma is not a new run
 
     def start_run(self) -> None:
-        """A sampling run starts (graphflow.sampling.pipeline): the schedule starts again."""
-        self._run = None
+        """A sampling run starts (graphflow.sampling.pipeline): the schedule starts again, and
+        only moves forward until the next run (as the pack's, whatever the sigmas do)."""
+        self._run, self._runs_told = None, True
 
     def own_residuals(self, x, sigma, timesteps, context, y, schedule, unet_config=None, **extra) -> dict | None:
         run = self._step(sigma, schedule)
@@ -234,36 +250,42 @@ class AdvancedControl(ControlApplied):
             lengths["input"] = lengths.get("input", 0) + len(mine.get("middle") or ())
         out = {}
         for key, places in mine.items():
+            # one multiply per residual: the factors (numbers, per-row and per-pixel maps) are folded first
             out[key] = [None if r is None else
-                        self._scaled(r, x, run, weights, rows, chunks) * self._weight(weights, key, k, lengths[key], r,
-                                                                                      chunks)
+                        r * self._multiplier(r, x, run, weights, rows, chunks,
+                                             self._weight(weights, key, k, lengths[key], r, chunks, run))
                         for k, r in enumerate(places)]
         return out
 
-    def _weight(self, weights, key, index, length, r, chunks):
+    def _weight(self, weights, key, index, length, r, chunks, run):
         """strength x the place's weight: a number, or the weight mask (resized to the residual)
         raised to the place's power."""
         if weights.kind == UNIVERSAL and weights.mask is not None:
+            _refuse_token_rows(r)
             power = float(universal_power(key, index, length, self.kind))
-            return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks), power)
+            return self.strength * torch.pow(_residual_mask(weights.mask, None, r, chunks, run.tensors), power)
         return self.strength * weights.weight(key, index, length, self.kind)
 
-    def _scaled(self, r, x, run, weights, rows, chunks):
+    def _multiplier(self, r, x, run, weights, rows, chunks, weight):
+        """What r is multiplied by: weight (strength x the place's weight, a number or a map) times
+        the keyframe's strength, the negative rows' uncond_multiplier, the latents' keyframe
+        strengths and the masks; the maps are small (one channel, rows or pixels), so they are
+        multiplied together rather than into r one by one."""
         keyframe = run.keyframe
+        m = weight * keyframe.strength if keyframe.strength != 1.0 else weight
         if weights.uncond_multiplier != 1.0 and any(rows):
-            r = r * run.rows_tensor(("uncond", weights.uncond_multiplier, rows), r, lambda: [
+            m = m * run.rows_tensor(("uncond", weights.uncond_multiplier, rows), r, lambda: [
                 weights.uncond_multiplier if negative else 1.0 for negative in rows])
         if run.latents is not None:
             latent_count = r.shape[0] // chunks
             null = keyframe.null_latent_kf_strength
-            r = r * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
+            m = m * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
                                     lambda: run.latents.multipliers(latent_count, null) * chunks)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
-                r = r * _residual_mask(mask, x, r, chunks)
-        if keyframe.strength != 1.0:
-            r = r * keyframe.strength
-        return r
+                _refuse_token_rows(r)
+                m = m * _residual_mask(mask, x, r, chunks, run.tensors)
+        return m
 
     def _step(self, sigma, schedule) -> "_Schedule":
         frames = self.keyframes.frames
@@ -275,7 +297,8 @@ class AdvancedControl(ControlApplied):
             return self._run
         now = float(sigma.reshape(-1)[0])
         run = self._run
-        if run is None or now > run.sigma:  # a new sampling run
+        # a new sampling run; outside the pipeline (no start_run), a sigma above the last one tells it
+        if run is None or (not self._runs_told and now > run.sigma):
             run = _Schedule(starts=tuple(schedule.percent_to_sigma(k.start_percent) for k in self.keyframes.frames))
         elif now == run.sigma:  # the same step (the other side's call, say)
             return run
@@ -355,20 +378,42 @@ def _chunks() -> int:
     return batch_chunks()
 
 
-def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, chunks: int) -> torch.Tensor:
+def _refuse_token_rows(r: torch.Tensor) -> None:
+    if r.ndim != 4:  # a net whose residuals are token rows (a loader's schedule reaches here unchecked)
+        raise ValueError("Advanced ControlNet masks (mask_optional, a timestep keyframe's mask, masked weights) "
+                         "scale SD1 / SD2 / SDXL ControlNets and T2I-Adapters, not this SD3 / FLUX ControlNet, "
+                         f"whose residuals are token rows (shape {tuple(r.shape)}): remove the mask")
+
+
+def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, chunks: int,
+                   cache: dict | None = None) -> torch.Tensor:
     """The pack's rule: the mask [B, H, W] resized (bilinear) to the image's pixel size (x's
     latent size x 8; a weight mask, x None, skips this), cut or extended (last one repeated) to
     the latents of one conditioning entry, repeated per entry, then resized (bilinear) to the
-    residual's size."""
-    m = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-    if x is not None:
-        m = F.interpolate(m, size=(x.shape[2] * 8, x.shape[3] * 8), mode="bilinear")
+    residual's size. Cut before resizing (the resize works per mask, so the result is the same
+    without resizing masks no latent uses), made on r's device; with a cache (the run's tensors),
+    the pixel-size mask and each residual's are made once a run."""
     latent_count = r.shape[0] // chunks
-    if m.shape[0] > latent_count:
-        m = m[:latent_count]
-    elif m.shape[0] < latent_count:
-        m = torch.cat([m] + [m[-1:]] * (latent_count - m.shape[0]))
-    if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
-        m = m.repeat(chunks, 1, 1, 1)
-    m = F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear")
-    return m.to(r.device, r.dtype)
+    pixels = None if x is None else (x.shape[2] * 8, x.shape[3] * 8)
+    # the mask is held by the control or its keyframes for the whole run, so its id stays its own
+    made = (id(mask), tuple(mask.shape), pixels, latent_count, chunks, r.shape[0], r.device)
+    key = ("residual mask", made, tuple(r.shape[2:]), r.dtype)
+    if cache is not None and key in cache:
+        return cache[key]
+    m = cache.get(("pixel mask", made)) if cache is not None else None
+    if m is None:
+        m = mask.to(r.device).reshape(-1, 1, *mask.shape[-2:]).float()
+        if m.shape[0] > latent_count:
+            m = m[:latent_count]
+        elif m.shape[0] < latent_count:
+            m = torch.cat([m] + [m[-1:]] * (latent_count - m.shape[0]))
+        if pixels is not None:
+            m = F.interpolate(m, size=pixels, mode="bilinear")
+        if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
+            m = m.repeat(chunks, 1, 1, 1)
+        if cache is not None:
+            cache[("pixel mask", made)] = m
+    m = F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear").to(r.dtype)
+    if cache is not None:
+        cache[key] = m
+    return m
