@@ -556,6 +556,14 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
                                     self.variation_strength, self.variation_method, self.internal_seed)
 
 
+MAX_SEED_ENTRIES = 256  # SeedExplorer's seed_prompt entries (the pack has no limit; each draws a noise)
+
+
+def _check_seed(seed: int, entry) -> None:
+    if not 0 <= seed <= SEED_MAX:
+        raise NodeInputError("seed_prompt", f"{entry!r}: a seed is 0 .. {SEED_MAX}")
+
+
 class InspireSeedExplorer(Node):
     """Starting noise to explore variations of a seed, for KSamplerAdvanced //Inspire's noise_opt:
     seed_prompt lists "seed, seed:strength, seed:strength ..." (line breaks ignored): the first
@@ -564,8 +572,9 @@ class InspireSeedExplorer(Node):
     (1 - strength) * noise + strength * variation (the pack's plain mix here: not rescaled,
     variation_method unused); enable_additional adds additional_seed:additional_strength last. An
     entry that is not seed:strength is skipped with a warning, as the pack skips it; a first seed
-    that is not a number is an error (the pack gives zero noise). model fits an empty latent's
-    channels to the model's."""
+    that is not a number is an error (the pack gives zero noise), as is a seed outside 0 ..
+    2^64 - 1. At most 256 entries (the pack has no limit; each draws a noise). model fits an
+    empty latent's channels to the model's."""
     category = "InspirePack/Prompt"
     latent: LATENT
     seed_prompt: str = Text("", multiline=True)
@@ -588,6 +597,9 @@ class InspireSeedExplorer(Node):
             samples = _latent_samples(self.model, self.latent)
         items = [] if not self.seed_prompt.replace("\n", "").strip() else \
             self.seed_prompt.replace("\n", "").strip().split(",")
+        if len(items) > MAX_SEED_ENTRIES:  # each entry draws a full noise: refused before drawing any
+            raise NodeInputError("seed_prompt", f"{len(items)} entries; at most {MAX_SEED_ENTRIES} "
+                                                f"(a seed, then seed:strength ones)")
         if self.enable_additional:
             items.append((self.additional_seed, self.additional_strength))
         if not items:
@@ -598,8 +610,12 @@ class InspireSeedExplorer(Node):
         except ValueError:
             raise NodeInputError("seed_prompt", f"the first entry must be a seed (a whole number), "
                                                 f"got {head!r}") from None
+        _check_seed(seed, head)
         device = _noise_device(self.noise_mode)
-        noise = inspire_noise(samples, seed, None, device, self.initial_batch_seed_mode)
+        try:
+            noise = inspire_noise(samples, seed, None, device, self.initial_batch_seed_mode)
+        except NodeInputError as e:  # the seed here is seed_prompt's
+            raise NodeInputError("seed_prompt", str(e)) from None
         for item in items[1:]:
             parts = item.split(":") if isinstance(item, str) else item
             try:
@@ -609,6 +625,7 @@ class InspireSeedExplorer(Node):
             except (ValueError, IndexError):
                 warn(f"seed_prompt: {item!r} is not seed:strength; skipped, as the pack skips it")
                 continue
+            _check_seed(variation_seed, item)
             if strength == 0:
                 continue
             generator = torch.Generator(device).manual_seed(variation_seed)
