@@ -805,6 +805,61 @@ def test_image_folder_loaders_read_inside_the_inputs_folder(registry, tmp_folder
         assert caught.value.input == "directory"
 
 
+def test_image_folder_loaders_leave_out_links_leading_out_of_the_folder(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    folder = tmp_folders.inputs / "linked"
+    folder.mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((4, 4, 3), 200, dtype=np.uint8)).save(secret)
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(folder / "a.png")
+    (folder / "b.png").symlink_to(secret)
+    (folder / "c.png").symlink_to(folder / "a.png")  # a link inside the folder is read
+    images, _, paths = call(registry, "InspireLoadImageListFromDir", directory="linked")
+    assert paths == ["linked/a.png", "linked/c.png"] and not any(image.any() for image in images)
+    _, _, count = call(registry, "InspireLoadImagesFromDir", directory="linked")
+    assert count == 2
+    (folder / "a.png").unlink()
+    (folder / "c.png").unlink()
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InspireLoadImagesFromDir", directory="linked")
+    assert caught.value.input == "directory"
+
+
+def test_image_folder_loaders_estimate_and_check_limits_before_decoding(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+
+    from graphflow.resource_limits import RunLimits, Size
+    folder = tmp_folders.inputs / "many"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(np.full((6 + i, 8, 3), i, dtype=np.uint8)).save(folder / f"{i}.png")
+    frames = [Image.new("RGB", (8, 6), (255, 0, 0)), Image.new("RGB", (8, 6), (0, 255, 0))]
+    frames[0].save(folder / "5.webp", save_all=True, append_images=frames[1:], lossless=True)
+    batch = registry.get("InspireLoadImagesFromDir")
+    assert batch.estimate({"directory": "many"}, {}).size == Size(6, 6, 8)  # the first picture's size
+    assert batch.estimate({"directory": "many", "start_index": 2, "image_load_cap": 3}, {}).size == Size(3, 8, 8)
+    assert batch.estimate({"directory": "missing"}, {}).size is None
+    # an animated file gives its first frame
+    images, _, _ = call(registry, "InspireLoadImageListFromDir", directory="many", start_index=5)
+    assert images[0].shape == (1, 6, 8, 3) and torch.equal(images[0][0, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    import nodes.image
+    load_picture, decoded = nodes.image._load_picture, []
+    monkeypatch.setattr(nodes.image, "_load_picture", lambda *a, **k: decoded.append(a) or load_picture(*a, **k))
+    for node in ("InspireLoadImagesFromDir", "InspireLoadImageListFromDir"):
+        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_batch=4))
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, directory="many")
+        assert caught.value.input == "image_load_cap" and "4" in str(caught.value)
+        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_pixels=8 * 8 - 1))
+        with pytest.raises(NodeInputError) as caught:  # 1.png (8×7) passes, 2.png (8×8) does not
+            call(registry, node, directory="many", start_index=1)
+        assert caught.value.input == "directory" and "'2.png' is 8×8" in str(caught.value)
+        assert not decoded  # refused before any picture is decoded
+        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_batch=4, max_pixels=10 * 8))
+        assert len(call(registry, node, directory="many", image_load_cap=4)[0]) == 4
+        decoded.clear()
+
+
 def test_seed_logger_shows_the_seed_over_the_earlier_ones(registry):
     graph = ui_graph([ui_node(1, "SeedLogger //Inspire", [42, "randomize", "7\n6\n5\n4", 3])])
     result = run_graph(registry, graph, ["1"])
