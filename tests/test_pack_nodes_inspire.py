@@ -562,6 +562,20 @@ def test_percent_spec_covers_the_loras_blocks():
     assert lbw.spec_vector("%default=0.5,base=1,in2-3=0,out=1,mid1=0.25", counts) == \
         "1,0.5,0.0,0.0,0.5,0.25,1.0,1.0,1.0"
     assert lbw.spec_vector("1,0,1", counts) == "1,0,1"
+    # a range past the LoRA's blocks stops at its last; a block number of thousands of digits is past them
+    assert lbw.spec_vector(f"%in2-{'9' * 5000}=0,out{'9' * 5000}=0", counts) == "1.0,1.0,0.0,0.0,0.0,1.0,1.0,1.0,1.0"
+    assert lbw.spec_vector(f"%in{'0' * 5000}2=0", counts) == "1.0,1.0,0.0,1.0,1.0,1.0,1.0,1.0,1.0"
+
+
+@pytest.mark.parametrize("spec", ["%in1-3=1.2.3", "%in=.", "%in2=..", "%mid1=" + "1" * 400, "%in=" + "9" * 5000,
+                                  "%" + "in1-10000=0.5," * 20000, "%base=" + "1" * 400])
+def test_percent_spec_refuses_what_is_no_ratio_and_too_many_items(spec):
+    keys = [(f"i{n}", "input_blocks", n) for n in range(1, 13)]
+    with pytest.raises(NodeInputError) as caught:
+        lbw.block_ratios(keys, spec, False, 0, 1.0, 1.0)
+    assert caught.value.input == "block_vector"
+    with pytest.raises(NodeInputError):  # a plain vector's numbers too: 400 ones are no finite ratio
+        lbw.block_ratios(keys, ",".join(["1" * 400] * 12), False, 0, 1.0, 1.0)
 
 
 @pytest.fixture
