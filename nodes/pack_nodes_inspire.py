@@ -169,14 +169,12 @@ def inspire_noise(samples, seed: int, batch_index, device, batch_seed_mode: str 
     elif batch_index is None:
         noise = varied(randn(shape, seed))
     else:  # the images of a larger batch: each the comfy draw at its index (no variation, as the pack)
-        indices = [int(i) for i in batch_index]
-        generator = torch.Generator(device).manual_seed(seed)
-        drawn = {}
-        for i in range(max(indices) + 1):
-            image = torch.randn(one, dtype=torch.float32, generator=generator, device=device)
-            if i in indices:
-                drawn[i] = image
-        noise = torch.cat([drawn[i] for i in indices])
+        from graphflow.sampling.noise import initial_noise
+
+        try:
+            noise = initial_noise(samples, seed, batch_index, device)
+        except ValueError as e:  # an index that is negative or no number, or one too few / many
+            raise NodeInputError("latent_image", f"the latent's {e}") from None
     return noise.float().cpu()
 
 
@@ -207,8 +205,6 @@ def _noise_class():
                                                       f"{tuple(samples.shape)} (make it from this latent, for this "
                                                       "model's latent type)")
                 return self.given.float().cpu()
-            if not self.enabled:
-                return super().generate(samples, batch_index)
             return inspire_noise(samples, self.noise_seed, batch_index, _noise_device(self.noise_mode),
                                  self.batch_seed_mode, self.variation_seed, self.variation_strength,
                                  self.variation_method)

@@ -77,6 +77,10 @@ def test_cpu_noise_modes_follow_the_packs_prepare_noise():
     generator = torch.manual_seed(7)
     drawn = [torch.randn((1, 4, 6, 5), generator=generator) for _ in range(3)]  # one image at a time
     assert torch.equal(got, torch.cat([drawn[2], drawn[0], drawn[2]]))
+    for bad in ([2, -1, 0], [0, 1]):  # a negative index, one index too few
+        with pytest.raises(NodeInputError) as caught:
+            noise("comfy", batch_index=bad)
+        assert caught.value.input == "latent_image" and "batch_index" in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", ["comfy", "incremental"])
