@@ -178,13 +178,23 @@ class InspireColorMapToMasks(Node):
     """A mask for each of the colours covering at least min_pixels pixels of the first image of
     color_map (at most max_count, the most common first; equally common ones in colour order): 1
     where a pixel has exactly that colour, for every image of the batch (colour by colour, each
-    colour's masks for the whole batch). No such colour: one empty mask."""
+    colour's masks for the whole batch). No such colour: one empty mask. Checked before the run as
+    the most masks it may give: max_count colours (at most pixels / min_pixels of them) for each
+    image."""
     category = "InspirePack/Util"
     color_map: IMAGE
     min_pixels: int = Int(500, min=1, max=SEED_MAX)
     max_count: int = Int(5, min=0, max=1000)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("ColorMapToMasks //Inspire",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, max_count, min_pixels = inputs.get("color_map"), widgets.get("max_count"), widgets.get("min_pixels")
+        if size is None or not isinstance(max_count, int) or not isinstance(min_pixels, int) or min_pixels < 1:
+            return Estimate(None)
+        colors = min(max_count, size.pixels // min_pixels)
+        return Estimate(Size(max(1, colors * size.batch), size.height, size.width))
 
     def run(self):
         import torch

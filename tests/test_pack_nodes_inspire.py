@@ -503,6 +503,13 @@ def test_color_map_to_masks_and_select_nth_mask(registry):
     top = call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=1, max_count=1)
     assert torch.equal(top, want[:2])
     assert not call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=100, max_count=5).any()
+    from graphflow.resource_limits import Size
+    estimate = registry.get("InspireColorMapToMasks").estimate
+    assert estimate({"max_count": 1000, "min_pixels": 500}, {"color_map": Size(16, 1024, 1024)}).size == \
+        Size(1000 * 16, 1024, 1024)  # as many masks as it may give, refused under a server's max_batch
+    assert estimate({"max_count": 1000, "min_pixels": 8192}, {"color_map": Size(2, 256, 256)}).size == \
+        Size(8 * 2, 256, 256)  # no more colours than cover min_pixels each
+    assert estimate({"max_count": 0, "min_pixels": 1}, {"color_map": Size(2, 8, 8)}).size == Size(1, 8, 8)
     assert torch.equal(call(registry, "InspireSelectNthMask", masks=masks, idx=2), masks[2:3])
     with pytest.raises(NodeInputError) as caught:
         call(registry, "InspireSelectNthMask", masks=masks, idx=4)
