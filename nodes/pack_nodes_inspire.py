@@ -824,12 +824,16 @@ def _prompt_files() -> list[str]:
     return folders.list_files_inside("inspire_prompts", (".txt",))
 
 
-def _read_prompt_file(name: str, input_name: str = "prompt_file") -> str:
+def _prompt_file_path(name: str, input_name: str):
     try:
-        path = folders.find_model("inspire_prompts", name, inside=True)
+        return folders.find_model("inspire_prompts", name, inside=True)
     except (FileNotFoundError, UnsafePathError) as e:
         raise NodeInputError(input_name, f"no prompt file {name!r} in the inspire_prompts folder "
                                          f"(models/inspire_prompts): {e}") from None
+
+
+def _read_prompt_file(name: str, input_name: str = "prompt_file") -> str:
+    path = _prompt_file_path(name, input_name)
     if path.stat().st_size > MAX_TEXT:
         raise NodeInputError(input_name, f"{name!r} is larger than {MAX_TEXT:,} bytes")
     try:
@@ -845,8 +849,9 @@ def _with_text_slot(values: list) -> list:
 
 
 def _file_fingerprint(name: str) -> str:
+    """The prompt file's size and modification time (not its text: it may be larger than is read)."""
     try:
-        return hashlib.sha256(folders.find_model("inspire_prompts", name, inside=True).read_bytes()).hexdigest()
+        return folders.model_state("inspire_prompts", name, inside=True)
     except (OSError, UnsafePathError):
         return "missing"
 
@@ -913,7 +918,8 @@ class InspireLoadPromptsFromDir(Node):
     """Every prompt of the .txt files under a folder of the inspire_prompts folder, files in
     path order, read as Load Prompts From File reads one (the keywords in any case here, as the
     pack's folder reader); a prompt's default name is its file's path. start_index and load_cap
-    as in Load Prompts From File."""
+    as in Load Prompts From File. The files read add up to at most 10,000,000 bytes (the pack
+    sets no limit)."""
     category = "InspirePack/Prompt"
     prompt_dir: str = Choice(_prompt_dirs)
     reload: bool = Bool(False)
@@ -932,6 +938,10 @@ class InspireLoadPromptsFromDir(Node):
         if not names:
             raise NodeInputError("prompt_dir", f"no .txt prompt files under {self.prompt_dir!r} in the "
                                                "inspire_prompts folder")
+        total = sum(_prompt_file_path(name, "prompt_dir").stat().st_size for name in names)
+        if total > MAX_TEXT:  # checked before any is read
+            raise NodeInputError("prompt_dir", f"the .txt files under {self.prompt_dir!r} add up to {total:,} "
+                                               f"bytes; at most {MAX_TEXT:,} are read")
         prompts = []
         for name in names:
             prompts += zipped_prompts(_read_prompt_file(name, "prompt_dir"), name, "LoadPromptsFromDir",

@@ -361,6 +361,38 @@ def test_load_prompts_from_file(registry, prompt_files):
                                                                                           "set/more.txt")]
 
 
+def test_prompt_files_fingerprint_without_reading_and_the_folder_reader_caps_its_text(registry, prompt_files,
+                                                                                       monkeypatch):
+    import os
+    import pathlib
+    node = registry.get("InspireLoadPromptsFromFile")
+    folder_node = registry.get("InspireLoadPromptsFromDir")
+    before, folder_before = node.fingerprint("set/animals.txt"), folder_node.fingerprint("set")
+    path = prompt_files.models / "inspire_prompts" / "set" / "animals.txt"
+
+    def no_reading(*args):
+        raise AssertionError("the fingerprint read the file")
+
+    with monkeypatch.context() as patched:
+        for method in ("read_bytes", "read_text", "open"):
+            patched.setattr(pathlib.Path, method, no_reading)
+        assert node.fingerprint("set/animals.txt") == before
+    text = path.read_text()
+    path.write_text(text.replace("positive", "POSITIVE"))  # the same size: told apart by its time
+    os.utime(path, ns=(1, 1))
+    with monkeypatch.context() as patched:
+        for method in ("read_bytes", "read_text", "open"):
+            patched.setattr(pathlib.Path, method, no_reading)
+        assert node.fingerprint("set/animals.txt") != before
+        assert folder_node.fingerprint("set") != folder_before
+    sizes = sorted(p.stat().st_size for p in path.parent.glob("*.txt"))
+    monkeypatch.setattr(inspire, "MAX_TEXT", sum(sizes) - 1)  # each file fits, all together do not
+    assert all(size <= inspire.MAX_TEXT for size in sizes)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InspireLoadPromptsFromDir", prompt_dir="set")
+    assert caught.value.input == "prompt_dir" and "add up to" in str(caught.value)
+
+
 def test_prompt_list_ui_graph_unzips_each_prompt(registry, prompt_files):
     nodes = [ui_node(1, "LoadPromptsFromFile //Inspire", ["set/animals.txt", "", False, 0, 0],
                      outputs=[("zipped_prompt", "ZIPPED_PROMPT", [1]), ("count", "INT", []),
