@@ -76,7 +76,8 @@ seed's: variation_method linear as (1 - s) * noise + s * variation divided by
 sqrt((1 - s)^2 + s^2) (so the variance stays 1), slerp along the great circle between them (where
 the two are parallel, where the pack's slerp gives NaN, it gives the linear mix). A LATENT with a
 batch_index takes the comfy draw of those images, without variation, as in the pack.
-internal_seed drives the noise ancestral and SDE samplers add (the pack's widget default is 0).
+internal_seed drives the noise ancestral and SDE samplers add (the pack's widget default is 0; an
+API prompt without it takes the seed, as the pack's Python does).
 A UI save of an older version is read as that version sampled: internal_seed the seed, and before
 batch_seed_mode existed, comfy mode without variation (today's editor would fill in its defaults,
 incremental and 0, which give other images than the save's)."""
@@ -289,6 +290,17 @@ def _old_saves(seed_at: int, tail_at: int, tail: tuple):
     return upgraded
 
 
+def _seed_as_internal_seed(seed_name: str):
+    """An API prompt without internal_seed read as the pack's Python runs it: internal_seed the
+    seed (the widget's default, 0, is what its editor writes)."""
+    def filled(inputs: dict) -> dict:
+        if "internal_seed" not in inputs and seed_name in inputs:
+            inputs["internal_seed"] = inputs[seed_name]
+        return inputs
+
+    return filled
+
+
 SAMPLER_TAIL = ("comfy", 0, 0.0, "linear", SEED)  # batch_seed_mode .. internal_seed
 PIPE_TAIL = ("comfy", 0, 0.0, SEED)  # the pipes have no variation_method
 
@@ -319,7 +331,7 @@ back (the pack fails on it).""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSampler //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(0, 8, SAMPLER_TAIL))
+                       widgets=_old_saves(0, 8, SAMPLER_TAIL), api_inputs=_seed_as_internal_seed("seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -371,7 +383,7 @@ differs when start_at_step > 0).""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSamplerAdvanced //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(1, 11, SAMPLER_TAIL))
+                       widgets=_old_saves(1, 11, SAMPLER_TAIL), api_inputs=_seed_as_internal_seed("noise_seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -396,7 +408,8 @@ the latent and the pipe's vae.""" + NOISE_HELP
     variation_strength: float = Float(0.0, min=0.0, max=1.0, step=0.01)
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
-    comfy = ComfyAlias(("KSamplerPipe //Inspire",), optional=("internal_seed",), widgets=_old_saves(0, 8, PIPE_TAIL))
+    comfy = ComfyAlias(("KSamplerPipe //Inspire",), optional=("internal_seed",), widgets=_old_saves(0, 8, PIPE_TAIL),
+                       api_inputs=_seed_as_internal_seed("seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -432,7 +445,7 @@ clean latent, as KSamplerAdvanced //Inspire.""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("KSamplerAdvancedPipe //Inspire",), optional=("internal_seed",),
-                       widgets=_old_saves(1, 11, PIPE_TAIL))
+                       widgets=_old_saves(1, 11, PIPE_TAIL), api_inputs=_seed_as_internal_seed("noise_seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -545,7 +558,7 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"noise": NOISE}
     comfy = ComfyAlias(("RandomNoise //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(0, 6, SAMPLER_TAIL[3:]))
+                       widgets=_old_saves(0, 6, SAMPLER_TAIL[3:]), api_inputs=_seed_as_internal_seed("noise_seed"))
 
     def run(self):
         return inspire_noise_source(self.noise_seed, self.noise_mode, self.batch_seed_mode, self.variation_seed,

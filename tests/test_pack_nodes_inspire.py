@@ -277,6 +277,21 @@ def test_api_prompt_of_ksampler_advanced_inspire(registry, models):
                                                               "negative": ["3", 0], "latent_image": ["4", 0]}
 
 
+@pytest.mark.parametrize("class_type, seed_name", [
+    ("KSampler //Inspire", "seed"), ("KSamplerAdvanced //Inspire", "noise_seed"), ("KSamplerPipe //Inspire", "seed"),
+    ("KSamplerAdvancedPipe //Inspire", "noise_seed"), ("RandomNoise //Inspire", "noise_seed")])
+def test_api_prompt_without_internal_seed_takes_the_seed(registry, class_type, seed_name):
+    """As the pack's Python: an internal_seed left out is the seed (the widget's default 0 is the editor's)."""
+    def parsed(inputs):
+        graph = {"7": {"class_type": "PrimitiveInt", "inputs": {"value": 9}},
+                 "5": {"class_type": class_type, "inputs": inputs}}
+        return parse_workflow(graph, registry).to_json()["nodes"]["5"]["inputs"]
+
+    assert parsed({seed_name: 42})["internal_seed"] == 42
+    assert parsed({seed_name: ["7", 0]})["internal_seed"] == ["7", 0]  # a linked seed: the same link
+    assert parsed({seed_name: 42, "internal_seed": 0})["internal_seed"] == 0  # given: kept
+
+
 # -- prompts -------------------------------------------------------------------------------------------
 
 PACK_SPLIT = r"\n\s*-+\s*\n"
