@@ -134,6 +134,10 @@ def test_gpu_mode_draws_with_the_cuda_generator_as_the_pack():
     first = torch.randn((1, *SHAPE[1:]), device=device).cpu()
     assert torch.equal(inspire.inspire_noise(torch.zeros(SHAPE), 7, None, device, "incremental")[:1], first)
     assert not torch.equal(want, randn(SHAPE, 7))  # other noise than the CPU's
+    torch.cuda.manual_seed(7)  # a batch_index: the images of a larger batch, drawn one at a time on the device
+    drawn = [torch.randn((1, *SHAPE[1:]), device=device).cpu() for _ in range(3)]
+    got = inspire.inspire_noise(torch.zeros(SHAPE), 7, [2, 0, 2], device, "incremental")
+    assert torch.equal(got, torch.cat([drawn[2], drawn[0], drawn[2]]))
 
 
 def still_eps(x, t, context, y):
