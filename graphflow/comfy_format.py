@@ -261,6 +261,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
+        if alias is not None and alias.api_inputs is not None:
+            raw_inputs = alias.api_inputs(dict(raw_inputs))
         for name, value in _gathered(raw_inputs, alias).items():
             value = comfy_pack_nodes.combo_value(class_type, name, value)
             ours = alias.inputs.get(name, name) if alias is not None else name

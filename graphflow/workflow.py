@@ -239,6 +239,10 @@ class ComfyAlias:
     # same values as the pack's current editor saves them (an older version's layout read into
     # today's: Efficiency Nodes' 2023 saves, VideoHelperSuite's list-shaped ones)
     widgets: Callable[[list | dict], list | dict] | None = None
+    # an API prompt's inputs (ComfyUI's names) -> the same with what the class's Python takes for an
+    # optional input left out, where that is not the widget's default (Inspire's samplers: internal_seed
+    # the seed); run on every import, so it fills in only what is missing
+    api_inputs: Callable[[dict], dict] | None = None
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:

@@ -32,8 +32,9 @@ class LoadImage(Node):
         return _load_picture(folders.input_path(self.image), self.image)
 
 
-def _load_picture(path, name: str):
-    """(IMAGE, MASK) of a picture file: frames as the batch, alpha as the mask (1 = transparent)."""
+def _load_picture(path, name: str, first_frame_only: bool = False):
+    """(IMAGE, MASK) of a picture file: frames as the batch (the first alone with first_frame_only),
+    alpha as the mask (1 = transparent)."""
     import torch
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
     from graphflow.images import pil_alpha_mask, pil_to_image
@@ -55,9 +56,19 @@ def _load_picture(path, name: str):
             continue  # a frame of another size is left out, as ComfyUI's LoadImage does
         images.append(image)
         masks.append(pil_alpha_mask(frame))
-        if picture.format == "MPO":
+        if picture.format == "MPO" or first_frame_only:
             break  # a camera's multi-picture JPEG: ComfyUI takes its first picture only
     return torch.cat(images), torch.cat(masks)
+
+
+def folder_files(folder, extensions: tuple[str, ...]) -> list:
+    """The files in `folder` (a Path) whose names end in one of `extensions` (".png", any case),
+    sorted by name. A link that leads out of the folder is left out: a folder's files are read only
+    inside it, as the inputs' lists leave such links out."""
+    from graphflow.folders import _stays_inside
+
+    names = sorted(p.name for p in folder.iterdir() if p.name.lower().endswith(extensions))
+    return [folder / n for n in names if (folder / n).is_file() and _stays_inside(folder, folder / n)]
 
 
 class WebcamCapture(Node):

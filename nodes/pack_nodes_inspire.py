@@ -76,7 +76,8 @@ seed's: variation_method linear as (1 - s) * noise + s * variation divided by
 sqrt((1 - s)^2 + s^2) (so the variance stays 1), slerp along the great circle between them (where
 the two are parallel, where the pack's slerp gives NaN, it gives the linear mix). A LATENT with a
 batch_index takes the comfy draw of those images, without variation, as in the pack.
-internal_seed drives the noise ancestral and SDE samplers add (the pack's widget default is 0).
+internal_seed drives the noise ancestral and SDE samplers add (the pack's widget default is 0; an
+API prompt without it takes the seed, as the pack's Python does).
 A UI save of an older version is read as that version sampled: internal_seed the seed, and before
 batch_seed_mode existed, comfy mode without variation (today's editor would fill in its defaults,
 incremental and 0, which give other images than the save's)."""
@@ -169,14 +170,12 @@ def inspire_noise(samples, seed: int, batch_index, device, batch_seed_mode: str 
     elif batch_index is None:
         noise = varied(randn(shape, seed))
     else:  # the images of a larger batch: each the comfy draw at its index (no variation, as the pack)
-        indices = [int(i) for i in batch_index]
-        generator = torch.Generator(device).manual_seed(seed)
-        drawn = {}
-        for i in range(max(indices) + 1):
-            image = torch.randn(one, dtype=torch.float32, generator=generator, device=device)
-            if i in indices:
-                drawn[i] = image
-        noise = torch.cat([drawn[i] for i in indices])
+        from graphflow.sampling.noise import initial_noise
+
+        try:
+            noise = initial_noise(samples, seed, batch_index, device)
+        except ValueError as e:  # an index that is negative or no number, or one too few / many
+            raise NodeInputError("latent_image", f"the latent's {e}") from None
     return noise.float().cpu()
 
 
@@ -207,8 +206,6 @@ def _noise_class():
                                                       f"{tuple(samples.shape)} (make it from this latent, for this "
                                                       "model's latent type)")
                 return self.given.float().cpu()
-            if not self.enabled:
-                return super().generate(samples, batch_index)
             return inspire_noise(samples, self.noise_seed, batch_index, _noise_device(self.noise_mode),
                                  self.batch_seed_mode, self.variation_seed, self.variation_strength,
                                  self.variation_method)
@@ -293,6 +290,17 @@ def _old_saves(seed_at: int, tail_at: int, tail: tuple):
     return upgraded
 
 
+def _seed_as_internal_seed(seed_name: str):
+    """An API prompt without internal_seed read as the pack's Python runs it: internal_seed the
+    seed (the widget's default, 0, is what its editor writes)."""
+    def filled(inputs: dict) -> dict:
+        if "internal_seed" not in inputs and seed_name in inputs:
+            inputs["internal_seed"] = inputs[seed_name]
+        return inputs
+
+    return filled
+
+
 SAMPLER_TAIL = ("comfy", 0, 0.0, "linear", SEED)  # batch_seed_mode .. internal_seed
 PIPE_TAIL = ("comfy", 0, 0.0, SEED)  # the pipes have no variation_method
 
@@ -323,7 +331,7 @@ back (the pack fails on it).""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSampler //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(0, 8, SAMPLER_TAIL))
+                       widgets=_old_saves(0, 8, SAMPLER_TAIL), api_inputs=_seed_as_internal_seed("seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -375,7 +383,7 @@ differs when start_at_step > 0).""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("KSamplerAdvanced //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(1, 11, SAMPLER_TAIL))
+                       widgets=_old_saves(1, 11, SAMPLER_TAIL), api_inputs=_seed_as_internal_seed("noise_seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -400,7 +408,8 @@ the latent and the pipe's vae.""" + NOISE_HELP
     variation_strength: float = Float(0.0, min=0.0, max=1.0, step=0.01)
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
-    comfy = ComfyAlias(("KSamplerPipe //Inspire",), optional=("internal_seed",), widgets=_old_saves(0, 8, PIPE_TAIL))
+    comfy = ComfyAlias(("KSamplerPipe //Inspire",), optional=("internal_seed",), widgets=_old_saves(0, 8, PIPE_TAIL),
+                       api_inputs=_seed_as_internal_seed("seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -436,7 +445,7 @@ clean latent, as KSamplerAdvanced //Inspire.""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"latent": LATENT, "vae": VAE}
     comfy = ComfyAlias(("KSamplerAdvancedPipe //Inspire",), optional=("internal_seed",),
-                       widgets=_old_saves(1, 11, PIPE_TAIL))
+                       widgets=_old_saves(1, 11, PIPE_TAIL), api_inputs=_seed_as_internal_seed("noise_seed"))
     estimate = classmethod(_estimate)
 
     def run(self):
@@ -549,11 +558,19 @@ added noise (ancestral, SDE) is drawn with internal_seed.""" + NOISE_HELP
     internal_seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"noise": NOISE}
     comfy = ComfyAlias(("RandomNoise //Inspire",), optional=("variation_method", "internal_seed"),
-                       widgets=_old_saves(0, 6, SAMPLER_TAIL[3:]))
+                       widgets=_old_saves(0, 6, SAMPLER_TAIL[3:]), api_inputs=_seed_as_internal_seed("noise_seed"))
 
     def run(self):
         return inspire_noise_source(self.noise_seed, self.noise_mode, self.batch_seed_mode, self.variation_seed,
                                     self.variation_strength, self.variation_method, self.internal_seed)
+
+
+MAX_SEED_ENTRIES = 256  # SeedExplorer's seed_prompt entries (the pack has no limit; each draws a noise)
+
+
+def _check_seed(seed: int, entry) -> None:
+    if not 0 <= seed <= SEED_MAX:
+        raise NodeInputError("seed_prompt", f"{entry!r}: a seed is 0 .. {SEED_MAX}")
 
 
 class InspireSeedExplorer(Node):
@@ -564,8 +581,9 @@ class InspireSeedExplorer(Node):
     (1 - strength) * noise + strength * variation (the pack's plain mix here: not rescaled,
     variation_method unused); enable_additional adds additional_seed:additional_strength last. An
     entry that is not seed:strength is skipped with a warning, as the pack skips it; a first seed
-    that is not a number is an error (the pack gives zero noise). model fits an empty latent's
-    channels to the model's."""
+    that is not a number is an error (the pack gives zero noise), as is a seed outside 0 ..
+    2^64 - 1. At most 256 entries (the pack has no limit; each draws a noise). model fits an
+    empty latent's channels to the model's."""
     category = "InspirePack/Prompt"
     latent: LATENT
     seed_prompt: str = Text("", multiline=True)
@@ -588,6 +606,9 @@ class InspireSeedExplorer(Node):
             samples = _latent_samples(self.model, self.latent)
         items = [] if not self.seed_prompt.replace("\n", "").strip() else \
             self.seed_prompt.replace("\n", "").strip().split(",")
+        if len(items) > MAX_SEED_ENTRIES:  # each entry draws a full noise: refused before drawing any
+            raise NodeInputError("seed_prompt", f"{len(items)} entries; at most {MAX_SEED_ENTRIES} "
+                                                f"(a seed, then seed:strength ones)")
         if self.enable_additional:
             items.append((self.additional_seed, self.additional_strength))
         if not items:
@@ -598,8 +619,12 @@ class InspireSeedExplorer(Node):
         except ValueError:
             raise NodeInputError("seed_prompt", f"the first entry must be a seed (a whole number), "
                                                 f"got {head!r}") from None
+        _check_seed(seed, head)
         device = _noise_device(self.noise_mode)
-        noise = inspire_noise(samples, seed, None, device, self.initial_batch_seed_mode)
+        try:
+            noise = inspire_noise(samples, seed, None, device, self.initial_batch_seed_mode)
+        except NodeInputError as e:  # the seed here is seed_prompt's
+            raise NodeInputError("seed_prompt", str(e)) from None
         for item in items[1:]:
             parts = item.split(":") if isinstance(item, str) else item
             try:
@@ -609,6 +634,7 @@ class InspireSeedExplorer(Node):
             except (ValueError, IndexError):
                 warn(f"seed_prompt: {item!r} is not seed:strength; skipped, as the pack skips it")
                 continue
+            _check_seed(variation_seed, item)
             if strength == 0:
                 continue
             generator = torch.Generator(device).manual_seed(variation_seed)
@@ -811,12 +837,16 @@ def _prompt_files() -> list[str]:
     return folders.list_files_inside("inspire_prompts", (".txt",))
 
 
-def _read_prompt_file(name: str, input_name: str = "prompt_file") -> str:
+def _prompt_file_path(name: str, input_name: str):
     try:
-        path = folders.find_model("inspire_prompts", name, inside=True)
+        return folders.find_model("inspire_prompts", name, inside=True)
     except (FileNotFoundError, UnsafePathError) as e:
         raise NodeInputError(input_name, f"no prompt file {name!r} in the inspire_prompts folder "
                                          f"(models/inspire_prompts): {e}") from None
+
+
+def _read_prompt_file(name: str, input_name: str = "prompt_file") -> str:
+    path = _prompt_file_path(name, input_name)
     if path.stat().st_size > MAX_TEXT:
         raise NodeInputError(input_name, f"{name!r} is larger than {MAX_TEXT:,} bytes")
     try:
@@ -832,8 +862,9 @@ def _with_text_slot(values: list) -> list:
 
 
 def _file_fingerprint(name: str) -> str:
+    """The prompt file's size and modification time (not its text: it may be larger than is read)."""
     try:
-        return hashlib.sha256(folders.find_model("inspire_prompts", name, inside=True).read_bytes()).hexdigest()
+        return folders.model_state("inspire_prompts", name, inside=True)
     except (OSError, UnsafePathError):
         return "missing"
 
@@ -900,7 +931,8 @@ class InspireLoadPromptsFromDir(Node):
     """Every prompt of the .txt files under a folder of the inspire_prompts folder, files in
     path order, read as Load Prompts From File reads one (the keywords in any case here, as the
     pack's folder reader); a prompt's default name is its file's path. start_index and load_cap
-    as in Load Prompts From File."""
+    as in Load Prompts From File. The files read add up to at most 10,000,000 bytes (the pack
+    sets no limit)."""
     category = "InspirePack/Prompt"
     prompt_dir: str = Choice(_prompt_dirs)
     reload: bool = Bool(False)
@@ -919,6 +951,10 @@ class InspireLoadPromptsFromDir(Node):
         if not names:
             raise NodeInputError("prompt_dir", f"no .txt prompt files under {self.prompt_dir!r} in the "
                                                "inspire_prompts folder")
+        total = sum(_prompt_file_path(name, "prompt_dir").stat().st_size for name in names)
+        if total > MAX_TEXT:  # checked before any is read
+            raise NodeInputError("prompt_dir", f"the .txt files under {self.prompt_dir!r} add up to {total:,} "
+                                               f"bytes; at most {MAX_TEXT:,} are read")
         prompts = []
         for name in names:
             prompts += zipped_prompts(_read_prompt_file(name, "prompt_dir"), name, "LoadPromptsFromDir",

@@ -15,6 +15,7 @@ block_weight_lora, as the pack calls this node.
 
 from __future__ import annotations
 
+import math
 import re
 
 from graphflow.api import CLIP, MODEL, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
@@ -71,20 +72,39 @@ _SPEC_BASE = re.compile(r"(default|base)=([0-9.]+)")
 _SPEC_RANGE = re.compile(r"(in|out|mid|double|single)([0-9]+)-([0-9]+)=([0-9.]+)")
 _SPEC_ONE = re.compile(r"(in|out|mid|double|single)([0-9]+)=([0-9.]+)")
 _SPEC_ALL = re.compile(r"(in|out|mid|double|single)=([0-9.]+)")
-MAX_SPEC_RANGE = 10000  # a % spec's in1-N range is walked block by block
+MAX_SPEC_ITEMS = 512  # a % spec's items (a LoRA has a few dozen blocks; the pack sets no limit)
 
 
 def _numeric(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None
 
 
-def spec_vector(spec: str, block_counts: dict[str, int]) -> str:
+def _ratio(text: str, input_name: str, where: str) -> float:
+    """A block's ratio written as text: a finite number, else a NodeInputError naming input_name."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise NodeInputError(input_name, f"{where}: {text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise NodeInputError(input_name, f"{where}: {text[:40]!r}... is too large a number")
+    return value
+
+
+def _block_number(digits: str) -> int:
+    """A % spec's block number; past any LoRA's blocks when over 6 digits (int() refuses thousands)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 6 else 10**6
+
+
+def spec_vector(spec: str, block_counts: dict[str, int], input_name: str = "block_vector") -> str:
     """A "%default=.., base=.., in1-3=.., out=.." spec as the vector it stands for: base (else
     default) first, then each block of the LoRA (block_counts: how many of each kind it patches)
     at its given value, else default. Other text is the vector itself."""
     if not spec.startswith("%"):
         return spec
     items = [item.strip() for item in spec[1:].split(",")]
+    if len(items) > MAX_SPEC_ITEMS:
+        raise NodeInputError(input_name, f"the % spec has {len(items)} items; at most {MAX_SPEC_ITEMS}")
     base, default = None, "1.0"
     for item in items:
         match = _SPEC_BASE.match(item)
@@ -94,21 +114,22 @@ def spec_vector(spec: str, block_counts: dict[str, int]) -> str:
     for item in items:
         match = _SPEC_RANGE.match(item)
         if match:
-            first, last = int(match[2]) - 1, min(int(match[3]), MAX_SPEC_RANGE)
+            blocks = values[SPEC_NAMES[match[1]]]
+            first, last = _block_number(match[2]) - 1, min(_block_number(match[3]), len(blocks))
+            ratio = _ratio(match[4], input_name, f"% spec item {item[:40]!r}")
             for x in range(max(first, 0), last):
-                if x < len(values[SPEC_NAMES[match[1]]]):
-                    values[SPEC_NAMES[match[1]]][x] = float(match[4])
+                blocks[x] = ratio
             continue
         match = _SPEC_ONE.match(item)
         if match:
-            x = int(match[2]) - 1
+            x, ratio = _block_number(match[2]) - 1, _ratio(match[3], input_name, f"% spec item {item[:40]!r}")
             if 0 <= x < len(values[SPEC_NAMES[match[1]]]):
-                values[SPEC_NAMES[match[1]]][x] = float(match[3])
+                values[SPEC_NAMES[match[1]]][x] = ratio
             continue
         match = _SPEC_ALL.match(item)
         if match:
             kind = SPEC_NAMES[match[1]]
-            values[kind] = [float(match[2])] * len(values[kind])
+            values[kind] = [_ratio(match[2], input_name, f"% spec item {item[:40]!r}")] * len(values[kind])
     return ",".join([str(base if base is not None else default)] + [str(v) for k in BLOCK_KINDS for v in values[k]])
 
 
@@ -136,7 +157,7 @@ def vector_values(text: str, a: float | None, b: float | None, rng, input_name: 
                 raise NodeInputError(input_name, f"the block vector uses {x}, but no {x.upper()}= value is given "
                                                  f"(<lora:name:1:LBW=vector;A=1;B=0.5>)")
             return value if x in ("A", "B") else value / 2
-        return float(x) if _numeric(x) else None
+        return _ratio(x, input_name, "block vector") if _numeric(x) else None
 
     value = one(text)
     return [value] if value is not None else [one(x) for x in text.split(" ")]
@@ -157,7 +178,7 @@ def block_ratios(keys: list[tuple[str, str | None, int | None]], block_vector: s
     import numpy as np
 
     counts = {kind: len({n for _, k, n in keys if k == kind}) for kind in BLOCK_KINDS}
-    text = spec_vector(block_vector, counts).split(":")
+    text = spec_vector(block_vector, counts, input_name).split(":")
     vector = (text[1] if len(text) > 1 else text[0]).split(",")
     if not _valid(vector):
         if vector and vector[0].strip() in LBW_PRESETS:
@@ -202,8 +223,8 @@ class InspireLoraLoaderBlockWeight(Node):
     (random 0..3) and U (random -1.5..1.5, both from seed, rounded to 2 places), or several of
     them separated by spaces, given to the block's modules in the model's layer order. A vector may
     be written "NAME:vector", or be a preset's name (SD-ALL, SDXL-OUTALL ...: the pack's list), or a
-    "%default=1,base=1,in2-4=0.5,out=0" spec over the LoRA's blocks. populated_vector shows the
-    values used. preset and category_filter are the editor's pickers; bypass, or both strengths 0,
+    "%default=1,base=1,in2-4=0.5,out=0" spec over the LoRA's blocks (at most 512 items; a value that
+    is no finite number is an error). populated_vector shows the values used. preset and category_filter are the editor's pickers; bypass, or both strengths 0,
     gives the model and CLIP unchanged."""
     category = "InspirePack/LoraBlockWeight"
     model: MODEL

@@ -28,7 +28,8 @@ import math
 import re
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, GUIDER, IMAGE, INT, LATENT, MASK, MODEL, SIGMAS, STRING, Bool, \
-    Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, safe_join, warn
+    Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, run_limits, safe_join, \
+    warn
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.image import _image
@@ -177,13 +178,23 @@ class InspireColorMapToMasks(Node):
     """A mask for each of the colours covering at least min_pixels pixels of the first image of
     color_map (at most max_count, the most common first; equally common ones in colour order): 1
     where a pixel has exactly that colour, for every image of the batch (colour by colour, each
-    colour's masks for the whole batch). No such colour: one empty mask."""
+    colour's masks for the whole batch). No such colour: one empty mask. Checked before the run as
+    the most masks it may give: max_count colours (at most pixels / min_pixels of them) for each
+    image."""
     category = "InspirePack/Util"
     color_map: IMAGE
     min_pixels: int = Int(500, min=1, max=SEED_MAX)
     max_count: int = Int(5, min=0, max=1000)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("ColorMapToMasks //Inspire",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, max_count, min_pixels = inputs.get("color_map"), widgets.get("max_count"), widgets.get("min_pixels")
+        if size is None or not isinstance(max_count, int) or not isinstance(min_pixels, int) or min_pixels < 1:
+            return Estimate(None)
+        colors = min(max_count, size.pixels // min_pixels)
+        return Estimate(Size(max(1, colors * size.batch), size.height, size.width))
 
     def run(self):
         import torch
@@ -360,12 +371,11 @@ class InspireCLIPTextEncodeWithWeight(Node):
 DIR_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # the pack's
 
 
-def _folder_pictures(directory: str, start_index: int, image_load_cap: int) -> list[tuple[str, object, object]]:
-    """(name, image [1, H, W, 3], mask [1, h, w]) of the pictures in a folder inside the inputs
-    folder (the pack reads any folder on disk: here a path that leaves the inputs folder is
-    refused), files sorted by name, from start_index (-1: the last), at most image_load_cap
-    (0: all); each file's first frame, its alpha as the mask as LoadImage takes it."""
-    from nodes.image import _load_picture
+def _picked_files(directory: str, start_index: int, image_load_cap: int) -> list:
+    """The picture files the folder loaders read: in a folder inside the inputs folder (the pack
+    reads any folder on disk: here a path that leaves the inputs folder is refused), sorted by name,
+    from start_index (-1: the last), at most image_load_cap (0: all); links leading out left out."""
+    from nodes.image import folder_files
 
     if not directory.strip():
         raise NodeInputError("directory", "give a folder inside the inputs folder")
@@ -376,20 +386,45 @@ def _folder_pictures(directory: str, start_index: int, image_load_cap: int) -> l
                                           f"there (the pack reads any folder on disk)") from None
     if not folder.is_dir():
         raise NodeInputError("directory", f"no folder {directory!r} in the inputs folder")
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(DIR_EXTENSIONS))
-    names = names[start_index:]
+    files = folder_files(folder, DIR_EXTENSIONS)[start_index:]
     if image_load_cap > 0:
-        names = names[:image_load_cap]
-    if not names:
+        files = files[:image_load_cap]
+    if not files:
         raise NodeInputError("directory", f"no .jpg, .png or .webp pictures in {directory!r} from start_index "
                                           f"{start_index}")
+    return files
+
+
+def _folder_pictures(directory: str, start_index: int, image_load_cap: int) -> list[tuple[str, object, object]]:
+    """(name, image [1, H, W, 3], mask [1, h, w]) of the picked pictures (_picked_files): each
+    file's first frame, its alpha as the mask as LoadImage takes it. The server's max_batch bounds
+    the count and its max_pixels each picture, read from the header before any is decoded."""
+    from PIL import Image
+
+    from nodes.image import _load_picture
+
+    files = _picked_files(directory, start_index, image_load_cap)
+    limits = run_limits()
+    if limits.max_batch is not None and len(files) > limits.max_batch:
+        raise NodeInputError("image_load_cap", f"{len(files)} pictures to load is more than this server allows "
+                                               f"({limits.max_batch}); set image_load_cap")
+    if limits.max_pixels is not None:
+        for path in files:
+            try:
+                with Image.open(path) as picture:  # the header only
+                    width, height = picture.size
+            except (OSError, Image.DecompressionBombError):
+                continue  # _load_picture says what is wrong with it
+            if width * height > limits.max_pixels:
+                raise NodeInputError("directory", f"{path.name!r} is {width}×{height}, larger than this server "
+                                                  f"allows ({limits.max_pixels / 1e6:.1f} megapixels)")
     pictures = []
-    for name in names:
+    for path in files:
         try:
-            image, mask = _load_picture(folder / name, name)
+            image, mask = _load_picture(path, path.name, first_frame_only=True)
         except NodeInputError as e:
             raise NodeInputError("directory", str(e)) from None
-        pictures.append((f"{directory.strip().rstrip('/')}/{name}", image[:1], mask[:1]))
+        pictures.append((f"{directory.strip().rstrip('/')}/{path.name}", image, mask))
     return pictures
 
 
@@ -400,7 +435,9 @@ class InspireLoadImagesFromDir(Node):
     picture without alpha gives 0), each resized to that size too. The pack's mask batch leaves the
     first picture's out and swaps width and height when it resizes; here there is one mask per
     picture. Gives the count. load_always is the pack's cache switch: a changed folder is read
-    again here either way. Folders outside the inputs folder are refused."""
+    again here either way. Folders outside the inputs folder, and links leading out of the folder,
+    are left out; an animated file gives its first frame. A server's batch and picture-size limits
+    are checked before any picture is decoded (the pack has none)."""
     category = "image"
     directory: str = Text("")
     image_load_cap: int = Int(0, min=0)
@@ -412,6 +449,19 @@ class InspireLoadImagesFromDir(Node):
     @classmethod
     def fingerprint(cls, directory="", **widgets):
         return _folder_state(directory)
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """The count of pictures picked, at the first one's size (each is resized to it), from its header."""
+        from PIL import Image
+
+        try:
+            files = _picked_files(widgets["directory"], widgets.get("start_index", 0), widgets.get("image_load_cap", 0))
+            with Image.open(files[0]) as first:
+                width, height = first.size
+        except (KeyError, TypeError, AttributeError, NodeInputError, OSError, Image.DecompressionBombError):
+            return Estimate(None)  # a linked or wrong folder: unknown until run() says what is wrong
+        return Estimate(Size(len(files), height, width))
 
     def run(self):
         import torch
@@ -436,7 +486,10 @@ class InspireLoadImageListFromDir(Node):
     """The pictures of a folder inside the inputs folder as a list (each at its own size; .jpg,
     .png, .webp sorted by name; from start_index; at most image_load_cap, 0 all), their masks
     (1 - alpha, else a 64x64 zero mask) and their paths (the folder joined with the file name; the
-    pack gives the path on disk). Folders outside the inputs folder are refused."""
+    pack gives the path on disk). Folders outside the inputs folder, and links leading out of the
+    folder, are left out; an animated file gives its first frame. A server's batch limit bounds the
+    count and its picture-size limit each picture, checked before any is decoded (the pack has
+    none)."""
     category = "image"
     directory: str = Text("")
     image_load_cap: int = Int(0, min=0)
@@ -457,10 +510,12 @@ class InspireLoadImageListFromDir(Node):
 
 def _folder_state(directory: str) -> str:
     """The folder's pictures' names, sizes and times: a changed folder is read again."""
+    from nodes.image import folder_files
+
     try:
         folder = safe_join(folders.inputs, directory.strip().replace("\\", "/").strip("/"))
-        return ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.iterdir())
-                        if p.is_file())
+        return ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                        for p in folder_files(folder, DIR_EXTENSIONS))
     except (UnsafePathError, OSError):
         return "missing"
 

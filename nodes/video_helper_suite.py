@@ -25,7 +25,7 @@ from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, 
                            workflow_texts)
 from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
-from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new
+from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new, folder_files
 from nodes.latent import _upscale
 from nodes.video import file_sha256
 from nodes.vae import _require_vae
@@ -705,10 +705,7 @@ FOLDER_PICTURES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".ti
 def _folder_pictures(folder: Path, skip_first: int, every_nth: int, cap: int) -> list[Path]:
     """The pack's pick of a folder's pictures: by name, skip_first dropped, every every_nth kept, at most cap.
     Links that lead out of the folder are left out, as the inputs' lists leave them out."""
-    names = sorted(p.name for p in folder.iterdir())
-    files = [folder / n for n in names if "." + n.split(".")[-1].lower() in FOLDER_PICTURES
-             and (folder / n).is_file() and _stays_inside(folder, folder / n)]
-    files = files[skip_first::every_nth]
+    files = folder_files(folder, FOLDER_PICTURES)[skip_first::every_nth]
     return files[:cap] if cap else files
 
 

@@ -77,6 +77,10 @@ def test_cpu_noise_modes_follow_the_packs_prepare_noise():
     generator = torch.manual_seed(7)
     drawn = [torch.randn((1, 4, 6, 5), generator=generator) for _ in range(3)]  # one image at a time
     assert torch.equal(got, torch.cat([drawn[2], drawn[0], drawn[2]]))
+    for bad in ([2, -1, 0], [0, 1]):  # a negative index, one index too few
+        with pytest.raises(NodeInputError) as caught:
+            noise("comfy", batch_index=bad)
+        assert caught.value.input == "latent_image" and "batch_index" in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", ["comfy", "incremental"])
@@ -130,6 +134,10 @@ def test_gpu_mode_draws_with_the_cuda_generator_as_the_pack():
     first = torch.randn((1, *SHAPE[1:]), device=device).cpu()
     assert torch.equal(inspire.inspire_noise(torch.zeros(SHAPE), 7, None, device, "incremental")[:1], first)
     assert not torch.equal(want, randn(SHAPE, 7))  # other noise than the CPU's
+    torch.cuda.manual_seed(7)  # a batch_index: the images of a larger batch, drawn one at a time on the device
+    drawn = [torch.randn((1, *SHAPE[1:]), device=device).cpu() for _ in range(3)]
+    got = inspire.inspire_noise(torch.zeros(SHAPE), 7, [2, 0, 2], device, "incremental")
+    assert torch.equal(got, torch.cat([drawn[2], drawn[0], drawn[2]]))
 
 
 def still_eps(x, t, context, y):
@@ -273,6 +281,21 @@ def test_api_prompt_of_ksampler_advanced_inspire(registry, models):
                                                               "negative": ["3", 0], "latent_image": ["4", 0]}
 
 
+@pytest.mark.parametrize("class_type, seed_name", [
+    ("KSampler //Inspire", "seed"), ("KSamplerAdvanced //Inspire", "noise_seed"), ("KSamplerPipe //Inspire", "seed"),
+    ("KSamplerAdvancedPipe //Inspire", "noise_seed"), ("RandomNoise //Inspire", "noise_seed")])
+def test_api_prompt_without_internal_seed_takes_the_seed(registry, class_type, seed_name):
+    """As the pack's Python: an internal_seed left out is the seed (the widget's default 0 is the editor's)."""
+    def parsed(inputs):
+        graph = {"7": {"class_type": "PrimitiveInt", "inputs": {"value": 9}},
+                 "5": {"class_type": class_type, "inputs": inputs}}
+        return parse_workflow(graph, registry).to_json()["nodes"]["5"]["inputs"]
+
+    assert parsed({seed_name: 42})["internal_seed"] == 42
+    assert parsed({seed_name: ["7", 0]})["internal_seed"] == ["7", 0]  # a linked seed: the same link
+    assert parsed({seed_name: 42, "internal_seed": 0})["internal_seed"] == 0  # given: kept
+
+
 # -- prompts -------------------------------------------------------------------------------------------
 
 PACK_SPLIT = r"\n\s*-+\s*\n"
@@ -355,6 +378,38 @@ def test_load_prompts_from_file(registry, prompt_files):
     assert prompts == ANIMALS[:2] and (count, remaining) == (4, 2)
     assert call(registry, "InspireLoadPromptsFromDir", prompt_dir="set", start_index=-1)[0] == [("upper", "case",
                                                                                           "set/more.txt")]
+
+
+def test_prompt_files_fingerprint_without_reading_and_the_folder_reader_caps_its_text(registry, prompt_files,
+                                                                                       monkeypatch):
+    import os
+    import pathlib
+    node = registry.get("InspireLoadPromptsFromFile")
+    folder_node = registry.get("InspireLoadPromptsFromDir")
+    before, folder_before = node.fingerprint("set/animals.txt"), folder_node.fingerprint("set")
+    path = prompt_files.models / "inspire_prompts" / "set" / "animals.txt"
+
+    def no_reading(*args):
+        raise AssertionError("the fingerprint read the file")
+
+    with monkeypatch.context() as patched:
+        for method in ("read_bytes", "read_text", "open"):
+            patched.setattr(pathlib.Path, method, no_reading)
+        assert node.fingerprint("set/animals.txt") == before
+    text = path.read_text()
+    path.write_text(text.replace("positive", "POSITIVE"))  # the same size: told apart by its time
+    os.utime(path, ns=(1, 1))
+    with monkeypatch.context() as patched:
+        for method in ("read_bytes", "read_text", "open"):
+            patched.setattr(pathlib.Path, method, no_reading)
+        assert node.fingerprint("set/animals.txt") != before
+        assert folder_node.fingerprint("set") != folder_before
+    sizes = sorted(p.stat().st_size for p in path.parent.glob("*.txt"))
+    monkeypatch.setattr(inspire, "MAX_TEXT", sum(sizes) - 1)  # each file fits, all together do not
+    assert all(size <= inspire.MAX_TEXT for size in sizes)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InspireLoadPromptsFromDir", prompt_dir="set")
+    assert caught.value.input == "prompt_dir" and "add up to" in str(caught.value)
 
 
 def test_prompt_list_ui_graph_unzips_each_prompt(registry, prompt_files):
@@ -499,6 +554,13 @@ def test_color_map_to_masks_and_select_nth_mask(registry):
     top = call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=1, max_count=1)
     assert torch.equal(top, want[:2])
     assert not call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=100, max_count=5).any()
+    from graphflow.resource_limits import Size
+    estimate = registry.get("InspireColorMapToMasks").estimate
+    assert estimate({"max_count": 1000, "min_pixels": 500}, {"color_map": Size(16, 1024, 1024)}).size == \
+        Size(1000 * 16, 1024, 1024)  # as many masks as it may give, refused under a server's max_batch
+    assert estimate({"max_count": 1000, "min_pixels": 8192}, {"color_map": Size(2, 256, 256)}).size == \
+        Size(8 * 2, 256, 256)  # no more colours than cover min_pixels each
+    assert estimate({"max_count": 0, "min_pixels": 1}, {"color_map": Size(2, 8, 8)}).size == Size(1, 8, 8)
     assert torch.equal(call(registry, "InspireSelectNthMask", masks=masks, idx=2), masks[2:3])
     with pytest.raises(NodeInputError) as caught:
         call(registry, "InspireSelectNthMask", masks=masks, idx=4)
@@ -562,6 +624,20 @@ def test_percent_spec_covers_the_loras_blocks():
     assert lbw.spec_vector("%default=0.5,base=1,in2-3=0,out=1,mid1=0.25", counts) == \
         "1,0.5,0.0,0.0,0.5,0.25,1.0,1.0,1.0"
     assert lbw.spec_vector("1,0,1", counts) == "1,0,1"
+    # a range past the LoRA's blocks stops at its last; a block number of thousands of digits is past them
+    assert lbw.spec_vector(f"%in2-{'9' * 5000}=0,out{'9' * 5000}=0", counts) == "1.0,1.0,0.0,0.0,0.0,1.0,1.0,1.0,1.0"
+    assert lbw.spec_vector(f"%in{'0' * 5000}2=0", counts) == "1.0,1.0,0.0,1.0,1.0,1.0,1.0,1.0,1.0"
+
+
+@pytest.mark.parametrize("spec", ["%in1-3=1.2.3", "%in=.", "%in2=..", "%mid1=" + "1" * 400, "%in=" + "9" * 5000,
+                                  "%" + "in1-10000=0.5," * 20000, "%base=" + "1" * 400])
+def test_percent_spec_refuses_what_is_no_ratio_and_too_many_items(spec):
+    keys = [(f"i{n}", "input_blocks", n) for n in range(1, 13)]
+    with pytest.raises(NodeInputError) as caught:
+        lbw.block_ratios(keys, spec, False, 0, 1.0, 1.0)
+    assert caught.value.input == "block_vector"
+    with pytest.raises(NodeInputError):  # a plain vector's numbers too: 400 ones are no finite ratio
+        lbw.block_ratios(keys, ",".join(["1" * 400] * 12), False, 0, 1.0, 1.0)
 
 
 @pytest.fixture
@@ -731,6 +807,21 @@ def test_seed_explorer_noise_and_noise_opt(registry, caplog):
     assert caught.value.input == "noise_opt"
 
 
+def test_seed_explorer_refuses_too_many_entries_and_seeds_out_of_range(registry):
+    latent = {"samples": torch.zeros(2, 4, 8, 8)}
+    too_many = "1, " + ", ".join(f"{i}:0.1" for i in range(inspire.MAX_SEED_ENTRIES))
+    bad_prompts = (too_many, str(2 ** 64), f"1, {2 ** 70}:0.5", "1, -3:0.5", f"{2 ** 64 - 1}")  # the last: +1 passes
+    for seed_prompt in bad_prompts:
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "InspireSeedExplorer", latent=latent, seed_prompt=seed_prompt, enable_additional=False,
+                 noise_mode="CPU", initial_batch_seed_mode="incremental")
+        assert caught.value.input == "seed_prompt", seed_prompt
+    most = "1, " + ", ".join(f"{i}:0.1" for i in range(inspire.MAX_SEED_ENTRIES - 1))
+    noise = call(registry, "InspireSeedExplorer", latent=latent, seed_prompt=most, enable_additional=False,
+                 noise_mode="CPU", initial_batch_seed_mode="comfy")
+    assert noise.shape == (2, 4, 8, 8)
+
+
 def test_make_lbw_then_apply_lbw_equals_the_block_weight_loader(registry, lbw_models):
     from graphflow import memory
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
@@ -788,6 +879,61 @@ def test_image_folder_loaders_read_inside_the_inputs_folder(registry, tmp_folder
         with pytest.raises(NodeInputError) as caught:
             call(registry, "InspireLoadImageListFromDir", directory=bad)
         assert caught.value.input == "directory"
+
+
+def test_image_folder_loaders_leave_out_links_leading_out_of_the_folder(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    folder = tmp_folders.inputs / "linked"
+    folder.mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((4, 4, 3), 200, dtype=np.uint8)).save(secret)
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(folder / "a.png")
+    (folder / "b.png").symlink_to(secret)
+    (folder / "c.png").symlink_to(folder / "a.png")  # a link inside the folder is read
+    images, _, paths = call(registry, "InspireLoadImageListFromDir", directory="linked")
+    assert paths == ["linked/a.png", "linked/c.png"] and not any(image.any() for image in images)
+    _, _, count = call(registry, "InspireLoadImagesFromDir", directory="linked")
+    assert count == 2
+    (folder / "a.png").unlink()
+    (folder / "c.png").unlink()
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InspireLoadImagesFromDir", directory="linked")
+    assert caught.value.input == "directory"
+
+
+def test_image_folder_loaders_estimate_and_check_limits_before_decoding(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+
+    from graphflow.resource_limits import RunLimits, Size
+    folder = tmp_folders.inputs / "many"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(np.full((6 + i, 8, 3), i, dtype=np.uint8)).save(folder / f"{i}.png")
+    frames = [Image.new("RGB", (8, 6), (255, 0, 0)), Image.new("RGB", (8, 6), (0, 255, 0))]
+    frames[0].save(folder / "5.webp", save_all=True, append_images=frames[1:], lossless=True)
+    batch = registry.get("InspireLoadImagesFromDir")
+    assert batch.estimate({"directory": "many"}, {}).size == Size(6, 6, 8)  # the first picture's size
+    assert batch.estimate({"directory": "many", "start_index": 2, "image_load_cap": 3}, {}).size == Size(3, 8, 8)
+    assert batch.estimate({"directory": "missing"}, {}).size is None
+    # an animated file gives its first frame
+    images, _, _ = call(registry, "InspireLoadImageListFromDir", directory="many", start_index=5)
+    assert images[0].shape == (1, 6, 8, 3) and torch.equal(images[0][0, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    import nodes.image
+    load_picture, decoded = nodes.image._load_picture, []
+    monkeypatch.setattr(nodes.image, "_load_picture", lambda *a, **k: decoded.append(a) or load_picture(*a, **k))
+    for node in ("InspireLoadImagesFromDir", "InspireLoadImageListFromDir"):
+        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_batch=4))
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node, directory="many")
+        assert caught.value.input == "image_load_cap" and "4" in str(caught.value)
+        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_pixels=8 * 8 - 1))
+        with pytest.raises(NodeInputError) as caught:  # 1.png (8×7) passes, 2.png (8×8) does not
+            call(registry, node, directory="many", start_index=1)
+        assert caught.value.input == "directory" and "'2.png' is 8×8" in str(caught.value)
+        assert not decoded  # refused before any picture is decoded
+        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_batch=4, max_pixels=10 * 8))
+        assert len(call(registry, node, directory="many", image_load_cap=4)[0]) == 4
+        decoded.clear()
 
 
 def test_seed_logger_shows_the_seed_over_the_earlier_ones(registry):

@@ -26,12 +26,14 @@ import torch
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def initial_noise(samples: torch.Tensor, seed: int, batch_index: list[int] | None = None) -> torch.Tensor:
-    """Standard normal noise shaped like `samples` [B, C, h, w], float32 on the CPU."""
-    generator = torch.Generator("cpu").manual_seed(seed)
+def initial_noise(samples: torch.Tensor, seed: int, batch_index: list[int] | None = None,
+                  device="cpu") -> torch.Tensor:
+    """Standard normal noise shaped like `samples` [B, C, h, w], float32 on the CPU, drawn by a
+    generator on `device` (ComfyUI's: the CPU; Inspire's GPU noise mode draws on the GPU)."""
+    generator = torch.Generator(device).manual_seed(seed)
     shape = list(samples.shape)
     if batch_index is None:
-        return torch.randn(shape, dtype=torch.float32, generator=generator)
+        return torch.randn(shape, dtype=torch.float32, generator=generator, device=device).cpu()
     batch_index = [int(i) for i in batch_index]
     if len(batch_index) != shape[0] or min(batch_index) < 0:
         raise ValueError(f"batch_index {batch_index} must hold one non-negative index per latent image "
@@ -39,10 +41,10 @@ def initial_noise(samples: torch.Tensor, seed: int, batch_index: list[int] | Non
     wanted = set(batch_index)
     per_index = {}
     for i in range(max(wanted) + 1):  # advance the generator image by image
-        noise = torch.randn([1] + shape[1:], dtype=torch.float32, generator=generator)
+        noise = torch.randn([1] + shape[1:], dtype=torch.float32, generator=generator, device=device)
         if i in wanted:
             per_index[i] = noise
-    return torch.cat([per_index[i] for i in batch_index])
+    return torch.cat([per_index[i] for i in batch_index]).cpu()
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
 
     batch_index = latent.get("batch_index")
     if add_noise:
-        noise = (starting_noise or NoiseSource(seed)).generate(samples, batch_index)
+        noise = (NoiseSource(seed) if starting_noise is None else starting_noise).generate(samples, batch_index)
     else:
         noise = torch.zeros(samples.shape, dtype=torch.float32)
     out = dict(latent)
