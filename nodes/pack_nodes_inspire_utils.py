@@ -174,27 +174,22 @@ class InspireLatentBatchSplitter(Node):
         return tuple(parts + [None] * (SPLIT_MAX + 1 - len(parts)))
 
 
+MAX_MASK_VALUES = 2 ** 31  # ColorMapToMasks' masks at most: 8 GB of float32
+
+
 class InspireColorMapToMasks(Node):
     """A mask for each of the colours covering at least min_pixels pixels of the first image of
     color_map (at most max_count, the most common first; equally common ones in colour order): 1
     where a pixel has exactly that colour, for every image of the batch (colour by colour, each
-    colour's masks for the whole batch). No such colour: one empty mask. Checked before the run as
-    the most masks it may give: max_count colours (at most pixels / min_pixels of them) for each
-    image."""
+    colour's masks for the whole batch). No such colour: one empty mask. How many masks that makes is
+    known once the colours are counted: then a server's max_batch (and at most 2**31 mask values)
+    is checked, before the masks are made."""
     category = "InspirePack/Util"
     color_map: IMAGE
     min_pixels: int = Int(500, min=1, max=SEED_MAX)
     max_count: int = Int(5, min=0, max=1000)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("ColorMapToMasks //Inspire",))
-
-    @classmethod
-    def estimate(cls, widgets, inputs):
-        size, max_count, min_pixels = inputs.get("color_map"), widgets.get("max_count"), widgets.get("min_pixels")
-        if size is None or not isinstance(max_count, int) or not isinstance(min_pixels, int) or min_pixels < 1:
-            return Estimate(None)
-        colors = min(max_count, size.pixels // min_pixels)
-        return Estimate(Size(max(1, colors * size.batch), size.height, size.width))
 
     def run(self):
         import torch
@@ -206,6 +201,11 @@ class InspireColorMapToMasks(Node):
         top = colors[counts >= self.min_pixels][:self.max_count]
         if len(top) == 0:
             return torch.zeros(1, *color_map.shape[1:3])
+        count, limit = len(top) * color_map.shape[0], run_limits().max_batch
+        if limit is not None and count > limit or count * color_map.shape[1] * color_map.shape[2] > MAX_MASK_VALUES:
+            raise NodeInputError("max_count", f"{len(top)} colours x {color_map.shape[0]} images make {count} masks "
+                                              f"of {color_map.shape[2]}x{color_map.shape[1]}: more than this "
+                                              f"{'server allows (' + str(limit) + ')' if limit is not None and count > limit else 'node makes'}")
         return torch.cat([(color_map == color).all(dim=-1).float() for color in top])
 
 

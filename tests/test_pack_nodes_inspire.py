@@ -554,13 +554,19 @@ def test_color_map_to_masks_and_select_nth_mask(registry):
     top = call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=1, max_count=1)
     assert torch.equal(top, want[:2])
     assert not call(registry, "InspireColorMapToMasks", color_map=color_map, min_pixels=100, max_count=5).any()
-    from graphflow.resource_limits import Size
-    estimate = registry.get("InspireColorMapToMasks").estimate
-    assert estimate({"max_count": 1000, "min_pixels": 500}, {"color_map": Size(16, 1024, 1024)}).size == \
-        Size(1000 * 16, 1024, 1024)  # as many masks as it may give, refused under a server's max_batch
-    assert estimate({"max_count": 1000, "min_pixels": 8192}, {"color_map": Size(2, 256, 256)}).size == \
-        Size(8 * 2, 256, 256)  # no more colours than cover min_pixels each
-    assert estimate({"max_count": 0, "min_pixels": 1}, {"color_map": Size(2, 8, 8)}).size == Size(1, 8, 8)
+    # the masks counted once the colours are: held to a server's max_batch before they are made
+    from graphflow.executor import Executor
+    from graphflow.resource_limits import RunLimits
+    from graphflow.workflow import parse_workflow
+    graph = parse_workflow({"nodes": {
+        "1": {"type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0xFF0000}},
+        "4": {"type": "PadImageForOutpaint", "inputs": {"image": ["1", 0], "left": 8}},  # red and grey
+        "2": {"type": "InspireColorMapToMasks", "inputs": {"color_map": ["4", 0], "min_pixels": 1}},
+        "3": {"type": "PreviewAny", "inputs": {"source": ["2", 0]}}}})
+    result = Executor(registry, limits=RunLimits(max_batch=3)).run(graph)
+    assert result.status == "error", result.problems
+    assert result.error["input"] == "max_count" and "4 masks" in result.error["message"], result.error
+    assert Executor(registry, limits=RunLimits(max_batch=4)).run(graph).values["2"][0].shape == (4, 8, 16)
     assert torch.equal(call(registry, "InspireSelectNthMask", masks=masks, idx=2), masks[2:3])
     with pytest.raises(NodeInputError) as caught:
         call(registry, "InspireSelectNthMask", masks=masks, idx=4)

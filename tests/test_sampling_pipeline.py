@@ -50,6 +50,8 @@ def test_initial_noise_with_batch_index_skips_ahead_per_image():
                                rtol=0, atol=0)
     with pytest.raises(ValueError, match="batch_index"):
         initial_noise(samples, 9, [0])
+    with pytest.raises(ValueError, match="past the largest"):  # a latent file's index can't make it draw for hours
+        initial_noise(samples, 9, [0, 10**9])
 
 
 def test_start_from_pure_noise_scales_by_sqrt_one_plus_sigma_squared():

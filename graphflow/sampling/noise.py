@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MAX_BATCH_INDEX = 4096 * 64  # RepeatLatentBatch's most repeats of the largest batch
 
 
 def initial_noise(samples: torch.Tensor, seed: int, batch_index: list[int] | None = None,
@@ -38,6 +39,9 @@ def initial_noise(samples: torch.Tensor, seed: int, batch_index: list[int] | Non
     if len(batch_index) != shape[0] or min(batch_index) < 0:
         raise ValueError(f"batch_index {batch_index} must hold one non-negative index per latent image "
                          f"({shape[0]})")
+    if max(batch_index) >= MAX_BATCH_INDEX:  # the generator is advanced image by image up to it
+        raise ValueError(f"batch_index {max(batch_index)} is past the largest a latent batch can have "
+                         f"({MAX_BATCH_INDEX - 1}: 64 repeats of 4096 images)")
     wanted = set(batch_index)
     per_index = {}
     for i in range(max(wanted) + 1):  # advance the generator image by image
