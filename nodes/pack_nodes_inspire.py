@@ -635,6 +635,8 @@ class InspireSeedExplorer(Node):
                 warn(f"seed_prompt: {item!r} is not seed:strength; skipped, as the pack skips it")
                 continue
             _check_seed(variation_seed, item)
+            if not math.isfinite(strength):  # inf / nan would make the noise NaN
+                raise NodeInputError("seed_prompt", f"{item!r}: the strength must be a finite number")
             if strength == 0:
                 continue
             generator = torch.Generator(device).manual_seed(variation_seed)

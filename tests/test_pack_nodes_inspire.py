@@ -816,7 +816,8 @@ def test_seed_explorer_noise_and_noise_opt(registry, caplog):
 def test_seed_explorer_refuses_too_many_entries_and_seeds_out_of_range(registry):
     latent = {"samples": torch.zeros(2, 4, 8, 8)}
     too_many = "1, " + ", ".join(f"{i}:0.1" for i in range(inspire.MAX_SEED_ENTRIES))
-    bad_prompts = (too_many, str(2 ** 64), f"1, {2 ** 70}:0.5", "1, -3:0.5", f"{2 ** 64 - 1}")  # the last: +1 passes
+    bad_prompts = (too_many, str(2 ** 64), f"1, {2 ** 70}:0.5", "1, -3:0.5", f"{2 ** 64 - 1}",  # the last: +1 passes
+                   "1, 2:inf", "1, 2:nan")
     for seed_prompt in bad_prompts:
         with pytest.raises(NodeInputError) as caught:
             call(registry, "InspireSeedExplorer", latent=latent, seed_prompt=seed_prompt, enable_additional=False,
