@@ -26,8 +26,9 @@ Motion scale (`scale_multival` as a number) multiplies the temporal attention's 
 (`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Motion LoRAs
 (guoyww's v2_lora_*.ckpt) add strength * up @ down to the weights they name (no alpha), on a copy.
 Several motion models on one UNet run in turn at each place, the first attached first. The motion
-model moves to the UNet's device and dtype when it first runs and stays there (graphflow.memory does
-not account for it).
+model itself is never moved: each UNet it is attached to makes, when it first runs, its own copy in
+the UNet's device and dtype (weights already there shared) and keeps it as long as that UNet (the
+MODEL) lives; graphflow.memory does not count or offload that copy.
 """
 
 from __future__ import annotations
@@ -377,15 +378,46 @@ def too_many_frames(motion: MotionModel, frames: int) -> MotionModuleError:
         f"ADE_StandardStaticContextOptions) with a context_length of at most {limit}")
 
 
-def _run_temporal(module: TemporalModule, settings: MotionSettings, norm_over_frames: bool, motion: MotionModel,
+def _moved_copy(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A copy of the module tree with every parameter and floating buffer in `device` and `dtype`
+    (tensors already there are shared); the input is unchanged."""
+    clone = _shallow(module)
+    for name, p in module._parameters.items():
+        if p is not None:
+            clone._parameters[name] = nn.Parameter(p.to(device, dtype), requires_grad=False)
+    for name, b in module._buffers.items():
+        if b is not None:
+            clone._buffers[name] = b.to(device, dtype if b.is_floating_point() else b.dtype)
+    for name, child in module._modules.items():
+        if child is not None:
+            clone._modules[name] = _moved_copy(child, device, dtype)
+    return clone
+
+
+class MotionPlacement:
+    """The motion model as one UNet runs it: a copy in the UNet's device and dtype, made when the
+    UNet first runs and kept with that UNet (one at a time). The motion model itself (a cached node
+    output, perhaps shared with a motion-LoRA copy) is never moved or cast."""
+
+    def __init__(self, motion: MotionModel):
+        self.motion = motion
+        self._placed: tuple | None = None  # (device, dtype, temporal modules)
+
+    def modules(self, device: torch.device, dtype: torch.dtype) -> dict[str, list[TemporalModule]]:
+        if self._placed is None or self._placed[:2] != (device, dtype):
+            self._placed = None  # let the old copy go before making the new one
+            self._placed = (device, dtype, _moved_copy(self.motion, device, dtype).temporal_modules())
+        return self._placed[2]
+
+
+def _run_temporal(place: MotionPlacement, part: str, index: int, settings: MotionSettings, norm_over_frames: bool,
                   x: torch.Tensor, frames: int) -> torch.Tensor:
+    motion = place.motion
     if frames > motion.config.max_frames:  # the pack refuses these before sampling
         raise too_many_frames(motion, frames)
     if settings.effect == 0.0 or not settings.active():
         return x
-    p = module.temporal_transformer.proj_in.weight
-    if p.device != x.device or p.dtype != x.dtype:  # run in the UNet's device and dtype, moved once
-        module.to(x.device, x.dtype)
+    module = place.modules(x.device, x.dtype)[part][index]  # in the UNet's device and dtype
     out = module.temporal_transformer(x, frames, settings.scale, norm_over_frames)
     if settings.effect != 1.0:
         out = x * (1.0 - settings.effect) + out * settings.effect
@@ -451,9 +483,10 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
                 f"module {len(got)} of {sorted(set(got))})")
     norm_over_frames = motion.frames_group_norm(apply_v2_properly) if frames_group_norm is None else frames_group_norm
     layers = dict(unet.temporal_layers or {})
+    place = MotionPlacement(motion)
     for part, places in slots.items():
-        for (block, after, _), module in zip(places, modules[part]):
-            run = partial(_run_temporal, module, settings, norm_over_frames, motion)
+        for index, ((block, after, _), _module) in enumerate(zip(places, modules[part])):
+            run = partial(_run_temporal, place, part, index, settings, norm_over_frames)
             if (part, block) in layers:
                 run = partial(_chained, layers[(part, block)][1], run)
             layers[(part, block)] = (after, run)
