@@ -372,13 +372,15 @@ class AnimateDiffLoraLoader(Node):
         return folders.model_state(LORA_FOLDER, name)
 
     def run(self):
+        from graphflow.models.animatediff import check_motion_lora
         from graphflow.models.weight_files import CheckpointError, WeightFile
 
         try:
             path = folders.find_model(LORA_FOLDER, self.name)
             with WeightFile(path) as f:
                 state = {k: f.get(k).clone() for k in f.shapes}
-        except (FileNotFoundError, ValueError, CheckpointError) as e:
+            check_motion_lora(state, self.name)  # a damaged file is refused here, not when sampling
+        except (FileNotFoundError, ValueError, CheckpointError) as e:  # MotionModuleError is a ValueError
             raise NodeInputError("name", str(e)) from None
         return (*(self.prev_motion_lora or ()), (self.name, state, self.strength))
 

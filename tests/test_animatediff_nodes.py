@@ -157,6 +157,30 @@ def test_clear_errors(registry, models, tmp_folders):
     assert "context_overlap" in failure(registry, prompt(context=overlap), "10")
 
 
+def test_damaged_files_are_refused_naming_their_input(registry, models, tmp_folders):
+    from graphflow.testing import motion_lora_state, motion_module_state
+
+    folder = tmp_folders.models / "animatediff_models"
+    good = motion_module_state(unet_config("sd1"), "v2", seed=5)
+    proj_in = "down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight"
+    pe = next(k for k in good if k.endswith("pos_encoder.pe"))
+    damaged = {"only_proj_in": ({proj_in: good[proj_in]}, "without transformer_blocks"),
+               "flat_proj_in": (good | {proj_in: good[proj_in][0]}, "a 2-D tensor was expected"),
+               "flat_pe": (good | {pe: good[pe][0, 0]}, "a 3-D tensor was expected")}
+    for name, (state, message) in damaged.items():
+        save_file(state, str(folder / f"{name}.safetensors"))
+        text = failure(registry, prompt(mm=f"{name}.safetensors"), "2")
+        assert "'input': 'model_name'" in text and "'exception_type': 'NodeInputError'" in text, text
+        assert message in text
+    lora = motion_lora_state(unet_config("sd1"), "v2", seed=8)
+    down = next(k for k in lora if ".down." in k)
+    save_file(lora | {down: lora[down][0]}, str(tmp_folders.models / "animatediff_motion_lora" / "flat.safetensors"))
+    graph = {"11": {"class_type": "ADE_AnimateDiffLoRALoader", "inputs": {"name": "flat.safetensors", "strength": 1.0}}}
+    text = failure(registry, graph, "11")
+    assert "'input': 'name'" in text and "'exception_type': 'NodeInputError'" in text, text
+    assert "flat.safetensors" in text and "a 2-D tensor was expected" in text
+
+
 def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, models):
     nodes = [
         ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],

@@ -107,6 +107,13 @@ def normalise_keys(state: dict) -> tuple[dict, bool]:
     return out, hotshot
 
 
+def _require_ndim(state: dict, key: str, ndim: int, name: str) -> None:
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim:
+        raise MotionModuleError(f"{name}: {key} has shape {shape}; a {ndim}-D tensor was expected (a damaged or "
+                                f"foreign file)")
+
+
 def config_from_state_dict(state: dict, name: str = "motion module", hotshot: bool = False) -> MotionModuleConfig:
     """The config of a motion module's (normalised) state dict; MotionModuleError if it is none."""
     levels: dict[str, dict[int, int]] = {"down_blocks": {}, "up_blocks": {}}
@@ -125,10 +132,19 @@ def config_from_state_dict(state: dict, name: str = "motion module", hotshot: bo
         key = f"down_blocks.{level}.motion_modules.0.temporal_transformer.proj_in.weight"
         if key not in state:
             raise MotionModuleError(f"{name}: motion module without {key}")
+        _require_ndim(state, key, 2, name)
         channels.append(int(state[key].shape[1]))
-    pe = next((v for k, v in state.items() if k.endswith("pos_encoder.pe")), None)
-    attention_blocks = 1 + max(int(m.group(1)) for k in state if (m := re.search(r"\.attention_blocks\.(\d+)\.", k)))
-    layers = 1 + max(int(m.group(1)) for k in state if (m := re.search(r"\.transformer_blocks\.(\d+)\.", k)))
+    pes = [k for k in state if k.endswith("pos_encoder.pe")]
+    for key in pes:
+        _require_ndim(state, key, 3, name)
+    pe = state[pes[0]] if pes else None
+    attention_blocks = 1 + max((int(m.group(1)) for k in state
+                                if (m := re.search(r"\.attention_blocks\.(\d+)\.", k))), default=-1)
+    layers = 1 + max((int(m.group(1)) for k in state if (m := re.search(r"\.transformer_blocks\.(\d+)\.", k))),
+                     default=-1)
+    if not attention_blocks or not layers:
+        raise MotionModuleError(f"{name}: motion module without transformer_blocks.K.attention_blocks.J "
+                                f"weights (a truncated or foreign file)")
     up = levels["up_blocks"]
     return MotionModuleConfig(
         channels=tuple(channels), down_modules=max(down.values()), up_modules=max(up.values()) if up else 0,
@@ -292,13 +308,23 @@ def load_motion_model(state: dict, name: str = "motion module") -> MotionModel:
 
 # ---- motion LoRAs (guoyww's v2_lora_*.ckpt) ------------------------------------------------------
 
+def check_motion_lora(lora: dict, name: str = "motion LoRA") -> dict[str, torch.Tensor]:
+    """A motion LoRA's temporal tensors (keys normalised); MotionModuleError when there are none or a
+    lora down / up weight is no matrix."""
+    lora = {k: v for k, v in normalise_keys(lora)[0].items() if "temporal" in k}
+    if not lora:
+        raise MotionModuleError(f"{name} contains no temporal keys; it is no motion LoRA")
+    for key in lora:
+        if ".down." in key or ".up." in key:
+            _require_ndim(lora, key, 2, name)
+    return lora
+
+
 def motion_lora_deltas(lora: dict, motion: MotionModel, name: str = "motion LoRA") -> dict[str, torch.Tensor]:
     """{motion-module weight name: up @ down} of a motion LoRA's tensors, as the pack reads them:
     '<path>.processor.to_q_lora.down.weight' (and .up.) patch '<path>.to_q.weight' ('to_out_lora' patches
     to_out.0); non-temporal keys are dropped and mid-block ones skipped for a model without a mid block."""
-    lora = {k: v for k, v in normalise_keys(lora)[0].items() if "temporal" in k}
-    if not lora:
-        raise MotionModuleError(f"{name} contains no temporal keys; it is no motion LoRA")
+    lora = check_motion_lora(lora, name)
     own = motion.state_dict()
     deltas = {}
     for key, down in lora.items():
@@ -306,7 +332,8 @@ def motion_lora_deltas(lora: dict, motion: MotionModel, name: str = "motion LoRA
             continue
         up = lora.get(key.replace(".down.", ".up."))
         target = key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("to_out.", "to_out.0.")
-        if up is None or target not in own or own[target].shape != (up.shape[0], down.shape[1]):
+        if (up is None or target not in own or own[target].shape != (up.shape[0], down.shape[1])
+                or up.shape[1] != down.shape[0]):
             raise MotionModuleError(f"{name} does not fit {motion.name} ({motion.config.version}): no weight of its "
                                     f"shape for {key}")
         deltas[target] = up.float() @ down.float()
