@@ -169,7 +169,11 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
     first = m_models[0][0] if m_models else None  # the last applied: it picks the schedule and GroupNorms
     model = _beta_model(model, beta_schedule, first)
     frames_norm = None if first is None else first.frames_group_norm(apply_v2_properly)
+    # context_length above a motion module's frames is refused when sampling, where the windows are
+    # used (a video no longer than context_length runs whole and may fit), as the pack refuses it
+    context_length = None if context_options is None else context_options.length
     for motion, settings, percents in reversed(m_models):  # the first applied runs first at each place
+        settings = replace(settings, context_length=context_length)
         wanted = {"sd1": "sd1", "sdxl": "sdxl"}[motion.config.base]
         if model.arch != wanted:
             family = {"sd1": "SD1.5", "sdxl": "SDXL"}[wanted]
@@ -265,9 +269,10 @@ class ApplyAnimateDiffModel(Node):
 class UseEvolvedSampling(Node):
     """Sample the MODEL as AnimateDiff-Evolved does: the motion models (m_models) run in its UNet over
     the frames of the latent batch, with the beta schedule chosen (autoselect: the motion module's) and,
-    given context_options, in windows of frames fused per frame. Without context options a motion module
-    takes at most the frames its positional encoding holds (v1 24, v2 / v3 32): more is refused when
-    sampling, as the pack refuses it. An SD1.5 motion module on an SDXL model (or the reverse) is refused.
+    given context_options, in windows of frames fused per frame. A motion module takes at most the frames
+    its positional encoding holds (v1 24, v2 / v3 32) at once: without context options the whole video,
+    with them each window of context_length frames (the whole video where it is no longer than
+    context_length); more is refused when sampling, as the pack refuses it. An SD1.5 motion module on an SDXL model (or the reverse) is refused.
     sample_settings is not built here."""
     category = GEN2
     model: MODEL

@@ -123,6 +123,17 @@ def test_windows_let_a_module_take_more_frames_than_its_positions(registry, mode
     assert result.values["9"][0]["samples"].shape[0] == 25
 
 
+def test_a_context_length_beyond_the_modules_positions(registry, models):
+    """The pack's check: windows of 32 frames are refused for mm_v1 (24 positions), with an error about
+    the context length; a video no longer than context_length runs whole, so 20 frames sample."""
+    static = {"class_type": "ADE_StandardStaticContextOptions", "inputs": {"context_length": 32, "context_overlap": 4}}
+    text = failure(registry, prompt(frames=40, mm="mm_v1.safetensors", context=static), "9")
+    assert "with context options of context_length 32" in text and "got 32" in text, text
+    assert "without context options" not in text and "context_length to at most 24" in text
+    result = run_graph(registry, prompt(frames=20, mm="mm_v1.safetensors", context=static), ["9"])
+    assert result.values["9"][0]["samples"].shape[0] == 20
+
+
 def failure(registry, graph, output):
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=[output])
     assert not result.ok

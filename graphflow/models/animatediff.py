@@ -383,6 +383,8 @@ class MotionSettings:
     effect: float = 1.0
     # (highest, lowest) sigma the motion model runs at (the pack's start / end percent); None: always
     sigma_range: tuple[float, float] | None = None
+    # the context options' context_length when the MODEL samples in windows (None: without); for errors
+    context_length: int | None = None
 
     def active(self) -> bool:
         """Whether the motion model runs in the UNet call now running (its sigma, from the sampler)."""
@@ -397,12 +399,20 @@ class MotionSettings:
         return self.sigma_range[1] <= sigma <= self.sigma_range[0]
 
 
-def too_many_frames(motion: MotionModel, frames: int) -> MotionModuleError:
+def too_many_frames(motion: MotionModel, frames: int, context_length: int | None = None) -> MotionModuleError:
+    """The pack's refusal, worded by case: without context options the whole video runs at once; with
+    them each window of context_length frames does (the whole video when it is no longer than that)."""
     limit = motion.config.max_frames
+    held = f"AnimateDiff motion module {motion.name!r} takes at most {limit} frames at once (its positional " \
+           f"encoding holds {limit} frames)"
+    if context_length is None:
+        return MotionModuleError(
+            f"without context options, {held}; got {frames}. Use fewer frames or context options (e.g. "
+            f"ADE_StandardStaticContextOptions) with a context_length of at most {limit}")
     return MotionModuleError(
-        f"without context options, AnimateDiff motion module {motion.name!r} takes at most {limit} frames (its "
-        f"positional encoding holds {limit} frames); got {frames} at once. Use fewer frames or context options (e.g. "
-        f"ADE_StandardStaticContextOptions) with a context_length of at most {limit}")
+        f"with context options of context_length {context_length}, {held}; got {frames} (a window of "
+        f"context_length frames, or the whole video where it is no longer). Set the context options' "
+        f"context_length to at most {limit}")
 
 
 def _moved_copy(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
@@ -441,7 +451,7 @@ def _run_temporal(place: MotionPlacement, part: str, index: int, settings: Motio
                   x: torch.Tensor, frames: int) -> torch.Tensor:
     motion = place.motion
     if frames > motion.config.max_frames:  # the pack refuses these before sampling
-        raise too_many_frames(motion, frames)
+        raise too_many_frames(motion, frames, settings.context_length)
     if settings.effect == 0.0 or not settings.active():
         return x
     module = place.modules(x.device, x.dtype)[part][index]  # in the UNet's device and dtype
