@@ -16,7 +16,7 @@ from diffusers import MotionAdapter, UNetMotionModel
 from graphflow.models import UNetConfig
 from graphflow.models.animatediff import (MotionModuleError, MotionSettings, attach_motion, load_motion_model,
                                           motion_slots)
-from graphflow.testing import motion_module_state
+from graphflow.testing import motion_module_shapes, motion_module_state
 from tests.test_unet import random_unet, to_diffusers_unet
 
 # SD1.5's layout scaled down: 4 levels, 2 ResBlocks each, attention on the upper three
@@ -182,9 +182,15 @@ def test_slots_follow_the_packs_injection_rule():
     assert slots["middle"] == [(0, 1, 1280)]  # between the attention and the second ResBlock
 
 
+def meta_motion_module(version: str) -> dict[str, torch.Tensor]:
+    """A full-size SD1.5 motion module's tensors on the meta device: its layout without its weights."""
+    return {k: torch.empty(shape, dtype=torch.float16, device="meta")
+            for k, shape in motion_module_shapes(None, version).items()}
+
+
 def test_full_size_files_and_errors():
     for version, (mid, positions) in {"v1": (False, 24), "v2": (True, 32), "v3": (False, 32)}.items():
-        state = motion_module_state(None, version)
+        state = meta_motion_module(version)
         cfg = load_motion_model(state).config
         assert (cfg.channels, cfg.mid_block, cfg.pe_length, cfg.version, cfg.base) == (
             (320, 640, 1280, 1280), mid, positions, version, "sd1")
@@ -199,7 +205,7 @@ def test_full_size_files_and_errors():
     with torch.device("meta"):
         unet = UNet(sdxl)
         with pytest.raises(MotionModuleError, match="SD1.5 motion module"):
-            attach_motion(unet, load_motion_model(motion_module_state(None, "v2")))
+            attach_motion(unet, load_motion_model(meta_motion_module("v2")))
 
 
 def test_frames_beyond_the_positional_table_are_refused():

@@ -134,6 +134,31 @@ def test_a_context_length_beyond_the_modules_positions(registry, models):
     assert result.values["9"][0]["samples"].shape[0] == 20
 
 
+def test_cond_and_uncond_batched_together_are_separate_videos(registry, models, monkeypatch):
+    """CFG runs the prompt and the negative prompt in one UNet call of 2 x frames; each half must be its
+    own video (Cond.video_frames -> the UNet's num_frames), for the temporal attention and for mm_v1's
+    GroupNorms over the frames: the same as running them in separate calls."""
+    import graphflow.sampling.guidance as guidance
+    from graphflow.models.unet import UNet
+
+    graph = prompt(frames=6, mm="mm_v1.safetensors")
+    batches = []
+    forward = UNet.forward
+
+    def counted(self, x, *args, **kwargs):
+        batches.append(x.shape[0])
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(UNet, "forward", counted)
+    batched = run_graph(registry, graph, ["9"]).values["9"][0]["samples"]
+    assert set(batches) == {12}  # both sides in each call
+    batches.clear()
+    monkeypatch.setattr(guidance, "_can_batch", lambda a, b: a[3] is b[3])  # each side in a call of its own
+    separate = run_graph(registry, graph, ["9"]).values["9"][0]["samples"]
+    assert set(batches) == {6}
+    torch.testing.assert_close(batched, separate, rtol=1e-4, atol=1e-4)
+
+
 def failure(registry, graph, output):
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=[output])
     assert not result.ok
