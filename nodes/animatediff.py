@@ -21,7 +21,9 @@ prev_context or starting later than 0, the pack's experimental (🔬) fuse metho
 schedules avg(sqrt_linear,linear), lcm avg(sqrt_linear,linear), lcm[100_ots], sqrt, cosine and
 squaredcos_cap_v2, AnimateLCM-I2V / CameraCtrl / PIA / FancyVideo models and the deprecated
 AnimateDiffLoaderV1. Per-frame ControlNet hints are not cut to the context windows (graphflow's
-context windows hand every window the whole hint batch), where the pack cuts them.
+context windows hand every window the whole hint batch), where the pack cuts them. The pack's
+GroupNorm hack (v1, SDXL models: GroupNorms over all frames) patches every GroupNorm while sampling,
+ControlNets' included; here it applies to the UNet's GroupNorms only (ControlNets normalise per frame).
 """
 
 from __future__ import annotations
@@ -272,7 +274,9 @@ class UseEvolvedSampling(Node):
     given context_options, in windows of frames fused per frame. A motion module takes at most the frames
     its positional encoding holds (v1 24, v2 / v3 32) at once: without context options the whole video,
     with them each window of context_length frames (the whole video where it is no longer than
-    context_length); more is refused when sampling, as the pack refuses it. An SD1.5 motion module on an SDXL model (or the reverse) is refused.
+    context_length); more is refused when sampling, as the pack refuses it. Where the pack normalises
+    GroupNorms over all frames (v1, SDXL motion modules), it does so for ControlNets' GroupNorms too;
+    here only the UNet's are (a ControlNet's stay per frame). An SD1.5 motion module on an SDXL model (or the reverse) is refused.
     sample_settings is not built here."""
     category = GEN2
     model: MODEL

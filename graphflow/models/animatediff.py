@@ -20,7 +20,10 @@ Versions, as AnimateDiff-Evolved tells them (the pack read at commit 599b71807de
 v2 has the mid block; v3 has none and 32 positions; v1 none and 24 positions (AnimateLCM: no
 positional encoding at all, taken as 64 frames). The pack normalises every GroupNorm (the UNet's and
 the motion module's) over all frames of a video, not per frame, for every model except v3 and SD1.5
-v2 ("apply_v2_models_properly"): `MotionModel.frames_group_norm`.
+v2 ("apply_v2_models_properly"): `MotionModel.frames_group_norm`. The pack does it by replacing
+torch.nn.GroupNorm.forward for the whole sampling run, so a ControlNet's (or T2I-Adapter's) GroupNorms
+run over the frames too; here only the UNet's GroupNorms (and the motion module's) do, each
+ControlNet normalising per frame.
 
 Motion scale (`scale_multival` as a number) multiplies the temporal attention's keys; effect
 (`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Motion LoRAs
