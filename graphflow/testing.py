@@ -2231,12 +2231,11 @@ def write_pile_t5(path, seed: int = 3, dtype=torch.float16, prefix: str = "") ->
 MOTION_VERSIONS = {"v1": (False, 24), "v2": (True, 32), "v3": (False, 32)}  # (mid block, positions)
 
 
-def motion_module_state(unet: UNetConfig | None = None, version: str = "v2", seed: int = 0,
-                        dtype=torch.float16) -> dict[str, torch.Tensor]:
-    """A random-weight AnimateDiff motion module in guoyww's single-file layout (mm_sd_v15_v2.ckpt's
+def motion_module_shapes(unet: UNetConfig | None = None, version: str = "v2") -> dict[str, tuple]:
+    """The tensor shapes of an AnimateDiff motion module in guoyww's single-file layout (mm_sd_v15_v2.ckpt's
     names) fitting `unet` (default: SD1.5's, full size): per level, num_res_blocks temporal modules
-    down and one more up, a mid block for v2; pos_encoder.pe holds the true sinusoid, as the files do."""
-    from .models.animatediff import MotionModel, MotionModuleConfig, sinusoid_positions
+    down and one more up, a mid block for v2."""
+    from .models.animatediff import MotionModel, MotionModuleConfig
 
     unet = unet or UNetConfig()
     mid, positions = MOTION_VERSIONS[version]
@@ -2244,7 +2243,16 @@ def motion_module_state(unet: UNetConfig | None = None, version: str = "v2", see
                              down_modules=unet.num_res_blocks[0], up_modules=unet.num_res_blocks[0] + 1,
                              mid_block=mid, pe_length=positions)
     with torch.device("meta"):
-        shapes = _module_shapes(MotionModel(cfg))
+        return _module_shapes(MotionModel(cfg))
+
+
+def motion_module_state(unet: UNetConfig | None = None, version: str = "v2", seed: int = 0,
+                        dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """A random-weight motion module of motion_module_shapes(unet, version); pos_encoder.pe holds the
+    true sinusoid, as the files do."""
+    from .models.animatediff import sinusoid_positions
+
+    shapes = motion_module_shapes(unet, version)
     state = random_state(shapes, seed, dtype)
     for key, shape in shapes.items():
         if key.endswith("pos_encoder.pe"):

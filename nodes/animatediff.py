@@ -21,7 +21,9 @@ prev_context or starting later than 0, the pack's experimental (🔬) fuse metho
 schedules avg(sqrt_linear,linear), lcm avg(sqrt_linear,linear), lcm[100_ots], sqrt, cosine and
 squaredcos_cap_v2, AnimateLCM-I2V / CameraCtrl / PIA / FancyVideo models and the deprecated
 AnimateDiffLoaderV1. Per-frame ControlNet hints are not cut to the context windows (graphflow's
-context windows hand every window the whole hint batch), where the pack cuts them.
+context windows hand every window the whole hint batch), where the pack cuts them. The pack's
+GroupNorm hack (v1, SDXL models: GroupNorms over all frames) patches every GroupNorm while sampling,
+ControlNets' included; here it applies to the UNet's GroupNorms only (ControlNets normalise per frame).
 """
 
 from __future__ import annotations
@@ -169,7 +171,11 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
     first = m_models[0][0] if m_models else None  # the last applied: it picks the schedule and GroupNorms
     model = _beta_model(model, beta_schedule, first)
     frames_norm = None if first is None else first.frames_group_norm(apply_v2_properly)
+    # context_length above a motion module's frames is refused when sampling, where the windows are
+    # used (a video no longer than context_length runs whole and may fit), as the pack refuses it
+    context_length = None if context_options is None else context_options.length
     for motion, settings, percents in reversed(m_models):  # the first applied runs first at each place
+        settings = replace(settings, context_length=context_length)
         wanted = {"sd1": "sd1", "sdxl": "sdxl"}[motion.config.base]
         if model.arch != wanted:
             family = {"sd1": "SD1.5", "sdxl": "SDXL"}[wanted]
@@ -193,7 +199,10 @@ def evolved_model(model, beta_schedule: str, m_models=None, context_options=None
 class LoadAnimateDiffModel(Node):
     """Load an AnimateDiff motion module from models/animatediff_models/: guoyww's mm_sd_v15.ckpt (v1),
     mm_sd_v15_v2.ckpt (v2), v3_sd15_mm.ckpt (v3), the fine-tunes in their layout, AnimateLCM, HotshotXL.
-    A file that is no motion module (a checkpoint, a LoRA) is refused. ad_settings is not built here."""
+    A file that is no motion module (a checkpoint, a LoRA) is refused. ad_settings is not built here.
+    When sampling, each MODEL the motion model is applied to keeps its own copy of it on the compute
+    device in the UNet's dtype for as long as that MODEL lives; graphflow's memory manager does not
+    count or offload that copy (the loaded motion model itself stays in RAM, unchanged)."""
     category = GEN2
     model_name: str = Choice(lambda: folders.list_models(FOLDER), model_folder=FOLDER)
     ad_settings: AD_SETTINGS = None
@@ -262,9 +271,12 @@ class ApplyAnimateDiffModel(Node):
 class UseEvolvedSampling(Node):
     """Sample the MODEL as AnimateDiff-Evolved does: the motion models (m_models) run in its UNet over
     the frames of the latent batch, with the beta schedule chosen (autoselect: the motion module's) and,
-    given context_options, in windows of frames fused per frame. Without context options a motion module
-    takes at most the frames its positional encoding holds (v1 24, v2 / v3 32): more is refused when
-    sampling, as the pack refuses it. An SD1.5 motion module on an SDXL model (or the reverse) is refused.
+    given context_options, in windows of frames fused per frame. A motion module takes at most the frames
+    its positional encoding holds (v1 24, v2 / v3 32) at once: without context options the whole video,
+    with them each window of context_length frames (the whole video where it is no longer than
+    context_length); more is refused when sampling, as the pack refuses it. Where the pack normalises
+    GroupNorms over all frames (v1, SDXL motion modules), it does so for ControlNets' GroupNorms too;
+    here only the UNet's are (a ControlNet's stay per frame). An SD1.5 motion module on an SDXL model (or the reverse) is refused.
     sample_settings is not built here."""
     category = GEN2
     model: MODEL
@@ -369,13 +381,15 @@ class AnimateDiffLoraLoader(Node):
         return folders.model_state(LORA_FOLDER, name)
 
     def run(self):
+        from graphflow.models.animatediff import check_motion_lora
         from graphflow.models.weight_files import CheckpointError, WeightFile
 
         try:
             path = folders.find_model(LORA_FOLDER, self.name)
             with WeightFile(path) as f:
                 state = {k: f.get(k).clone() for k in f.shapes}
-        except (FileNotFoundError, ValueError, CheckpointError) as e:
+            check_motion_lora(state, self.name)  # a damaged file is refused here, not when sampling
+        except (FileNotFoundError, ValueError, CheckpointError) as e:  # MotionModuleError is a ValueError
             raise NodeInputError("name", str(e)) from None
         return (*(self.prev_motion_lora or ()), (self.name, state, self.strength))
 

@@ -16,7 +16,7 @@ from diffusers import MotionAdapter, UNetMotionModel
 from graphflow.models import UNetConfig
 from graphflow.models.animatediff import (MotionModuleError, MotionSettings, attach_motion, load_motion_model,
                                           motion_slots)
-from graphflow.testing import motion_module_state
+from graphflow.testing import motion_module_shapes, motion_module_state
 from tests.test_unet import random_unet, to_diffusers_unet
 
 # SD1.5's layout scaled down: 4 levels, 2 ResBlocks each, attention on the upper three
@@ -136,15 +136,16 @@ def test_motion_scale_scales_the_keys():
 
 
 def test_effect_blends_each_temporal_module():
-    from graphflow.models.animatediff import _run_temporal
+    from graphflow.models.animatediff import MotionPlacement, _run_temporal
 
     motion = load_motion_model(motion_module_state(TINY, "v2", dtype=torch.float32))
     module = motion.temporal_modules()["input"][0]
+    place = MotionPlacement(motion)
     x = torch.randn(2 * FRAMES, 32, 8, 8)
     with torch.no_grad():
         full = module.temporal_transformer(x, FRAMES)
-        blended = _run_temporal(module, MotionSettings(effect=0.3), False, motion, x, FRAMES)
-        off = _run_temporal(module, MotionSettings(effect=0.0), False, motion, x, FRAMES)
+        blended = _run_temporal(place, "input", 0, MotionSettings(effect=0.3), False, x, FRAMES)
+        off = _run_temporal(place, "input", 0, MotionSettings(effect=0.0), False, x, FRAMES)
     torch.testing.assert_close(blended, x * 0.7 + full * 0.3)
     assert off is x
 
@@ -181,9 +182,15 @@ def test_slots_follow_the_packs_injection_rule():
     assert slots["middle"] == [(0, 1, 1280)]  # between the attention and the second ResBlock
 
 
+def meta_motion_module(version: str) -> dict[str, torch.Tensor]:
+    """A full-size SD1.5 motion module's tensors on the meta device: its layout without its weights."""
+    return {k: torch.empty(shape, dtype=torch.float16, device="meta")
+            for k, shape in motion_module_shapes(None, version).items()}
+
+
 def test_full_size_files_and_errors():
     for version, (mid, positions) in {"v1": (False, 24), "v2": (True, 32), "v3": (False, 32)}.items():
-        state = motion_module_state(None, version)
+        state = meta_motion_module(version)
         cfg = load_motion_model(state).config
         assert (cfg.channels, cfg.mid_block, cfg.pe_length, cfg.version, cfg.base) == (
             (320, 640, 1280, 1280), mid, positions, version, "sd1")
@@ -198,7 +205,7 @@ def test_full_size_files_and_errors():
     with torch.device("meta"):
         unet = UNet(sdxl)
         with pytest.raises(MotionModuleError, match="SD1.5 motion module"):
-            attach_motion(unet, load_motion_model(motion_module_state(None, "v2")))
+            attach_motion(unet, load_motion_model(meta_motion_module("v2")))
 
 
 def test_frames_beyond_the_positional_table_are_refused():
@@ -281,3 +288,31 @@ def test_animatelcm_takes_at_most_64_frames_without_windows():
         assert out.shape == (64, 4, 8, 8)
         with pytest.raises(MotionModuleError, match="at most 64 frames"):
             unet(torch.randn(65, 4, 8, 8), torch.full((65,), 10.0), torch.randn(65, 3, TINY.context_dim), num_frames=65)
+
+
+def test_one_motion_model_runs_with_and_without_a_motion_lora():
+    """One loaded motion model (a cached node output) used plainly and, in another UNet, with a motion
+    LoRA whose copy shares its unpatched weights: each runs in its UNet's dtype, and the model itself
+    is neither moved nor cast."""
+    from graphflow.models.animatediff import motion_lora_deltas, with_motion_loras
+    from graphflow.testing import motion_lora_state
+
+    unet = random_unet(TINY).to(torch.float64)  # another dtype than the file's, as fp16 UNets on a GPU
+    motion = load_motion_model(motion_module_state(TINY, "v2", seed=5, dtype=torch.float32))
+    lora = motion_lora_state(TINY, "v2", rank=3, seed=6, dtype=torch.float32)
+    with_lora = with_motion_loras(motion, [(motion_lora_deltas(lora, motion), 0.8)])
+    x, context = inputs(videos=1)
+    x, context = x.double(), context.double()
+    with torch.no_grad():
+        plain = ours_call(attach_motion(unet, motion), x, 400.0, context)
+        patched = ours_call(attach_motion(unet, with_lora), x, 400.0, context)
+        again = ours_call(attach_motion(unet, motion), x, 400.0, context)
+    assert all(p.dtype == torch.float32 for p in motion.parameters())  # the cached model is unchanged
+    assert all(p.dtype == torch.float32 for p in with_lora.parameters())
+    torch.testing.assert_close(again, plain, rtol=0, atol=0)
+    # the LoRA branch equals a model loaded with the patched weights and cast to the UNet's dtype
+    reference = load_motion_model({k: v.double() for k, v in with_lora.state_dict().items()})
+    with torch.no_grad():
+        expected = ours_call(attach_motion(unet, reference), x, 400.0, context)
+    torch.testing.assert_close(patched, expected, rtol=0, atol=0)
+    assert (patched - plain).abs().max() > 1e-3

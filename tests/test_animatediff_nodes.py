@@ -123,6 +123,42 @@ def test_windows_let_a_module_take_more_frames_than_its_positions(registry, mode
     assert result.values["9"][0]["samples"].shape[0] == 25
 
 
+def test_a_context_length_beyond_the_modules_positions(registry, models):
+    """The pack's check: windows of 32 frames are refused for mm_v1 (24 positions), with an error about
+    the context length; a video no longer than context_length runs whole, so 20 frames sample."""
+    static = {"class_type": "ADE_StandardStaticContextOptions", "inputs": {"context_length": 32, "context_overlap": 4}}
+    text = failure(registry, prompt(frames=40, mm="mm_v1.safetensors", context=static), "9")
+    assert "with context options of context_length 32" in text and "got 32" in text, text
+    assert "without context options" not in text and "context_length to at most 24" in text
+    result = run_graph(registry, prompt(frames=20, mm="mm_v1.safetensors", context=static), ["9"])
+    assert result.values["9"][0]["samples"].shape[0] == 20
+
+
+def test_cond_and_uncond_batched_together_are_separate_videos(registry, models, monkeypatch):
+    """CFG runs the prompt and the negative prompt in one UNet call of 2 x frames; each half must be its
+    own video (Cond.video_frames -> the UNet's num_frames), for the temporal attention and for mm_v1's
+    GroupNorms over the frames: the same as running them in separate calls."""
+    import graphflow.sampling.guidance as guidance
+    from graphflow.models.unet import UNet
+
+    graph = prompt(frames=6, mm="mm_v1.safetensors")
+    batches = []
+    forward = UNet.forward
+
+    def counted(self, x, *args, **kwargs):
+        batches.append(x.shape[0])
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(UNet, "forward", counted)
+    batched = run_graph(registry, graph, ["9"]).values["9"][0]["samples"]
+    assert set(batches) == {12}  # both sides in each call
+    batches.clear()
+    monkeypatch.setattr(guidance, "_can_batch", lambda a, b: a[3] is b[3])  # each side in a call of its own
+    separate = run_graph(registry, graph, ["9"]).values["9"][0]["samples"]
+    assert set(batches) == {6}
+    torch.testing.assert_close(batched, separate, rtol=1e-4, atol=1e-4)
+
+
 def failure(registry, graph, output):
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=[output])
     assert not result.ok
@@ -155,6 +191,30 @@ def test_clear_errors(registry, models, tmp_folders):
     overlap = {"class_type": "ADE_StandardUniformContextOptions",
                "inputs": {"context_length": 4, "context_stride": 1, "context_overlap": 4}}
     assert "context_overlap" in failure(registry, prompt(context=overlap), "10")
+
+
+def test_damaged_files_are_refused_naming_their_input(registry, models, tmp_folders):
+    from graphflow.testing import motion_lora_state, motion_module_state
+
+    folder = tmp_folders.models / "animatediff_models"
+    good = motion_module_state(unet_config("sd1"), "v2", seed=5)
+    proj_in = "down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight"
+    pe = next(k for k in good if k.endswith("pos_encoder.pe"))
+    damaged = {"only_proj_in": ({proj_in: good[proj_in]}, "without transformer_blocks"),
+               "flat_proj_in": (good | {proj_in: good[proj_in][0]}, "a 2-D tensor was expected"),
+               "flat_pe": (good | {pe: good[pe][0, 0]}, "a 3-D tensor was expected")}
+    for name, (state, message) in damaged.items():
+        save_file(state, str(folder / f"{name}.safetensors"))
+        text = failure(registry, prompt(mm=f"{name}.safetensors"), "2")
+        assert "'input': 'model_name'" in text and "'exception_type': 'NodeInputError'" in text, text
+        assert message in text
+    lora = motion_lora_state(unet_config("sd1"), "v2", seed=8)
+    down = next(k for k in lora if ".down." in k)
+    save_file(lora | {down: lora[down][0]}, str(tmp_folders.models / "animatediff_motion_lora" / "flat.safetensors"))
+    graph = {"11": {"class_type": "ADE_AnimateDiffLoRALoader", "inputs": {"name": "flat.safetensors", "strength": 1.0}}}
+    text = failure(registry, graph, "11")
+    assert "'input': 'name'" in text and "'exception_type': 'NodeInputError'" in text, text
+    assert "flat.safetensors" in text and "a 2-D tensor was expected" in text
 
 
 def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, models):

@@ -20,14 +20,18 @@ Versions, as AnimateDiff-Evolved tells them (the pack read at commit 599b71807de
 v2 has the mid block; v3 has none and 32 positions; v1 none and 24 positions (AnimateLCM: no
 positional encoding at all, taken as 64 frames). The pack normalises every GroupNorm (the UNet's and
 the motion module's) over all frames of a video, not per frame, for every model except v3 and SD1.5
-v2 ("apply_v2_models_properly"): `MotionModel.frames_group_norm`.
+v2 ("apply_v2_models_properly"): `MotionModel.frames_group_norm`. The pack does it by replacing
+torch.nn.GroupNorm.forward for the whole sampling run, so a ControlNet's (or T2I-Adapter's) GroupNorms
+run over the frames too; here only the UNet's GroupNorms (and the motion module's) do, each
+ControlNet normalising per frame.
 
 Motion scale (`scale_multival` as a number) multiplies the temporal attention's keys; effect
 (`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Motion LoRAs
 (guoyww's v2_lora_*.ckpt) add strength * up @ down to the weights they name (no alpha), on a copy.
 Several motion models on one UNet run in turn at each place, the first attached first. The motion
-model moves to the UNet's device and dtype when it first runs and stays there (graphflow.memory does
-not account for it).
+model itself is never moved: each UNet it is attached to makes, when it first runs, its own copy in
+the UNet's device and dtype (weights already there shared) and keeps it as long as that UNet (the
+MODEL) lives; graphflow.memory does not count or offload that copy.
 """
 
 from __future__ import annotations
@@ -106,6 +110,13 @@ def normalise_keys(state: dict) -> tuple[dict, bool]:
     return out, hotshot
 
 
+def _require_ndim(state: dict, key: str, ndim: int, name: str) -> None:
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim:
+        raise MotionModuleError(f"{name}: {key} has shape {shape}; a {ndim}-D tensor was expected (a damaged or "
+                                f"foreign file)")
+
+
 def config_from_state_dict(state: dict, name: str = "motion module", hotshot: bool = False) -> MotionModuleConfig:
     """The config of a motion module's (normalised) state dict; MotionModuleError if it is none."""
     levels: dict[str, dict[int, int]] = {"down_blocks": {}, "up_blocks": {}}
@@ -124,10 +135,19 @@ def config_from_state_dict(state: dict, name: str = "motion module", hotshot: bo
         key = f"down_blocks.{level}.motion_modules.0.temporal_transformer.proj_in.weight"
         if key not in state:
             raise MotionModuleError(f"{name}: motion module without {key}")
+        _require_ndim(state, key, 2, name)
         channels.append(int(state[key].shape[1]))
-    pe = next((v for k, v in state.items() if k.endswith("pos_encoder.pe")), None)
-    attention_blocks = 1 + max(int(m.group(1)) for k in state if (m := re.search(r"\.attention_blocks\.(\d+)\.", k)))
-    layers = 1 + max(int(m.group(1)) for k in state if (m := re.search(r"\.transformer_blocks\.(\d+)\.", k)))
+    pes = [k for k in state if k.endswith("pos_encoder.pe")]
+    for key in pes:
+        _require_ndim(state, key, 3, name)
+    pe = state[pes[0]] if pes else None
+    attention_blocks = 1 + max((int(m.group(1)) for k in state
+                                if (m := re.search(r"\.attention_blocks\.(\d+)\.", k))), default=-1)
+    layers = 1 + max((int(m.group(1)) for k in state if (m := re.search(r"\.transformer_blocks\.(\d+)\.", k))),
+                     default=-1)
+    if not attention_blocks or not layers:
+        raise MotionModuleError(f"{name}: motion module without transformer_blocks.K.attention_blocks.J "
+                                f"weights (a truncated or foreign file)")
     up = levels["up_blocks"]
     return MotionModuleConfig(
         channels=tuple(channels), down_modules=max(down.values()), up_modules=max(up.values()) if up else 0,
@@ -291,13 +311,23 @@ def load_motion_model(state: dict, name: str = "motion module") -> MotionModel:
 
 # ---- motion LoRAs (guoyww's v2_lora_*.ckpt) ------------------------------------------------------
 
+def check_motion_lora(lora: dict, name: str = "motion LoRA") -> dict[str, torch.Tensor]:
+    """A motion LoRA's temporal tensors (keys normalised); MotionModuleError when there are none or a
+    lora down / up weight is no matrix."""
+    lora = {k: v for k, v in normalise_keys(lora)[0].items() if "temporal" in k}
+    if not lora:
+        raise MotionModuleError(f"{name} contains no temporal keys; it is no motion LoRA")
+    for key in lora:
+        if ".down." in key or ".up." in key:
+            _require_ndim(lora, key, 2, name)
+    return lora
+
+
 def motion_lora_deltas(lora: dict, motion: MotionModel, name: str = "motion LoRA") -> dict[str, torch.Tensor]:
     """{motion-module weight name: up @ down} of a motion LoRA's tensors, as the pack reads them:
     '<path>.processor.to_q_lora.down.weight' (and .up.) patch '<path>.to_q.weight' ('to_out_lora' patches
     to_out.0); non-temporal keys are dropped and mid-block ones skipped for a model without a mid block."""
-    lora = {k: v for k, v in normalise_keys(lora)[0].items() if "temporal" in k}
-    if not lora:
-        raise MotionModuleError(f"{name} contains no temporal keys; it is no motion LoRA")
+    lora = check_motion_lora(lora, name)
     own = motion.state_dict()
     deltas = {}
     for key, down in lora.items():
@@ -305,7 +335,8 @@ def motion_lora_deltas(lora: dict, motion: MotionModel, name: str = "motion LoRA
             continue
         up = lora.get(key.replace(".down.", ".up."))
         target = key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("to_out.", "to_out.0.")
-        if up is None or target not in own or own[target].shape != (up.shape[0], down.shape[1]):
+        if (up is None or target not in own or own[target].shape != (up.shape[0], down.shape[1])
+                or up.shape[1] != down.shape[0]):
             raise MotionModuleError(f"{name} does not fit {motion.name} ({motion.config.version}): no weight of its "
                                     f"shape for {key}")
         deltas[target] = up.float() @ down.float()
@@ -355,6 +386,8 @@ class MotionSettings:
     effect: float = 1.0
     # (highest, lowest) sigma the motion model runs at (the pack's start / end percent); None: always
     sigma_range: tuple[float, float] | None = None
+    # the context options' context_length when the MODEL samples in windows (None: without); for errors
+    context_length: int | None = None
 
     def active(self) -> bool:
         """Whether the motion model runs in the UNet call now running (its sigma, from the sampler)."""
@@ -369,23 +402,62 @@ class MotionSettings:
         return self.sigma_range[1] <= sigma <= self.sigma_range[0]
 
 
-def too_many_frames(motion: MotionModel, frames: int) -> MotionModuleError:
+def too_many_frames(motion: MotionModel, frames: int, context_length: int | None = None) -> MotionModuleError:
+    """The pack's refusal, worded by case: without context options the whole video runs at once; with
+    them each window of context_length frames does (the whole video when it is no longer than that)."""
     limit = motion.config.max_frames
+    held = f"AnimateDiff motion module {motion.name!r} takes at most {limit} frames at once (its positional " \
+           f"encoding holds {limit} frames)"
+    if context_length is None:
+        return MotionModuleError(
+            f"without context options, {held}; got {frames}. Use fewer frames or context options (e.g. "
+            f"ADE_StandardStaticContextOptions) with a context_length of at most {limit}")
     return MotionModuleError(
-        f"without context options, AnimateDiff motion module {motion.name!r} takes at most {limit} frames (its "
-        f"positional encoding holds {limit} frames); got {frames} at once. Use fewer frames or context options (e.g. "
-        f"ADE_StandardStaticContextOptions) with a context_length of at most {limit}")
+        f"with context options of context_length {context_length}, {held}; got {frames} (a window of "
+        f"context_length frames, or the whole video where it is no longer). Set the context options' "
+        f"context_length to at most {limit}")
 
 
-def _run_temporal(module: TemporalModule, settings: MotionSettings, norm_over_frames: bool, motion: MotionModel,
+def _moved_copy(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A copy of the module tree with every parameter and floating buffer in `device` and `dtype`
+    (tensors already there are shared); the input is unchanged."""
+    clone = _shallow(module)
+    for name, p in module._parameters.items():
+        if p is not None:
+            clone._parameters[name] = nn.Parameter(p.to(device, dtype), requires_grad=False)
+    for name, b in module._buffers.items():
+        if b is not None:
+            clone._buffers[name] = b.to(device, dtype if b.is_floating_point() else b.dtype)
+    for name, child in module._modules.items():
+        if child is not None:
+            clone._modules[name] = _moved_copy(child, device, dtype)
+    return clone
+
+
+class MotionPlacement:
+    """The motion model as one UNet runs it: a copy in the UNet's device and dtype, made when the
+    UNet first runs and kept with that UNet (one at a time). The motion model itself (a cached node
+    output, perhaps shared with a motion-LoRA copy) is never moved or cast."""
+
+    def __init__(self, motion: MotionModel):
+        self.motion = motion
+        self._placed: tuple | None = None  # (device, dtype, temporal modules)
+
+    def modules(self, device: torch.device, dtype: torch.dtype) -> dict[str, list[TemporalModule]]:
+        if self._placed is None or self._placed[:2] != (device, dtype):
+            self._placed = None  # let the old copy go before making the new one
+            self._placed = (device, dtype, _moved_copy(self.motion, device, dtype).temporal_modules())
+        return self._placed[2]
+
+
+def _run_temporal(place: MotionPlacement, part: str, index: int, settings: MotionSettings, norm_over_frames: bool,
                   x: torch.Tensor, frames: int) -> torch.Tensor:
+    motion = place.motion
     if frames > motion.config.max_frames:  # the pack refuses these before sampling
-        raise too_many_frames(motion, frames)
+        raise too_many_frames(motion, frames, settings.context_length)
     if settings.effect == 0.0 or not settings.active():
         return x
-    p = module.temporal_transformer.proj_in.weight
-    if p.device != x.device or p.dtype != x.dtype:  # run in the UNet's device and dtype, moved once
-        module.to(x.device, x.dtype)
+    module = place.modules(x.device, x.dtype)[part][index]  # in the UNet's device and dtype
     out = module.temporal_transformer(x, frames, settings.scale, norm_over_frames)
     if settings.effect != 1.0:
         out = x * (1.0 - settings.effect) + out * settings.effect
@@ -451,9 +523,10 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
                 f"module {len(got)} of {sorted(set(got))})")
     norm_over_frames = motion.frames_group_norm(apply_v2_properly) if frames_group_norm is None else frames_group_norm
     layers = dict(unet.temporal_layers or {})
+    place = MotionPlacement(motion)
     for part, places in slots.items():
-        for (block, after, _), module in zip(places, modules[part]):
-            run = partial(_run_temporal, module, settings, norm_over_frames, motion)
+        for index, ((block, after, _), _module) in enumerate(zip(places, modules[part])):
+            run = partial(_run_temporal, place, part, index, settings, norm_over_frames)
             if (part, block) in layers:
                 run = partial(_chained, layers[(part, block)][1], run)
             layers[(part, block)] = (after, run)
