@@ -89,8 +89,8 @@ class UnetLoaderGGUF(Node):
     the quantized tensors of other layers (convolutions, embeddings), SD1 / SDXL UNets (the pack's
     bare input_blocks.* files), and the models graphflow reads under other names or through their
     own readers (HunyuanVideo, AuraFlow's diffusers layout, Cosmos, PixArt, Stable Cascade).
-    A LoRA on the model is applied to the dequantized weight (ComfyUI-GGUF's way): the patched
-    layers hold the patched values in the compute dtype while the LoRA holds."""
+    A LoRA on the model is applied to the dequantized weight for each forward (ComfyUI-GGUF's
+    way): the layers keep their quantized blocks; stacked LoRAs are summed in float32."""
     category = "bootleg"
     unet_name: str = Choice(_unet_names, model_folder=DIFFUSION_MODELS)
     outputs = {"MODEL": MODEL}

@@ -1,6 +1,8 @@
 """GGUF files (graphflow.models.gguf, nodes/gguf.py): dequantization against gguf's own numpy
 reference, quantized models against the same model with the dequantized weights, the loaders."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -102,12 +104,12 @@ def test_quantized_flow_model_predicts_as_its_dequantized_weights(tmp_path, qtyp
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["in_place", "on_the_fly"])
-def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monkeypatch, mode):
-    """As ComfyUI-GGUF: the LoRA changes the dequantized weight; unpatched, the blocks are back. With
-    RAM too short for the originals beside the patched weights, the patch is made for each forward
-    (the pack's way always) and the blocks put back after it."""
-    if mode == "on_the_fly":
+@pytest.mark.parametrize("ram", ["ample", "short"])
+def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monkeypatch, ram):
+    """As ComfyUI-GGUF: the LoRA changes the dequantized weight, for each forward (whatever RAM
+    there is: in place, the compute-dtype values would replace blocks a few times smaller, uncounted);
+    the layers keep their blocks, and unpatched the blocks are bit for bit what they were."""
+    if ram == "short":
         monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", "0.0001")
     from safetensors.torch import save_file
 
@@ -130,19 +132,59 @@ def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monk
     patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.8, 0.0)
     expected_model, _ = apply_lora(plain, None, tmp_path / "lora.safetensors", 0.8, 0.0)
     x, sigma, context, y = _flux_inputs()
+    memory.manager().present(model.unet)  # (short of RAM, loading `plain` may have dropped them)
+    blocks = {name: model.unet.get_submodule(name).weight for name in ("double_blocks.0.img_attn.qkv",
+                                                                          "single_blocks.0.linear1")}
+    stored = {name: w.detach().clone() for name, w in blocks.items()}
+    held = memory.module_bytes(model.unet)
     with torch.no_grad():
         unpatched = model(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        start = len(memory.manager().events)
         ours = patched(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        made = [e for e in memory.manager().events[start:] if e.get("action") == "patch"]
+        # while the LoRA holds, the layers hold their blocks, no more bytes than before
+        assert all(w.dtype == torch.uint8 for w in blocks.values()) and memory.module_bytes(model.unet) == held
         expected = expected_model(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        again = model(x, sigma, context, y, guidance=torch.tensor([3.5]))
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(ours, unpatched, atol=1e-4)
-    made = {e.get("mode") for e in memory.manager().events if e.get("action") == "patch"}
-    assert mode in made
-    memory.manager().unpatch(model.unet)
-    qkv = model.unet.get_submodule("double_blocks.0.img_attn.qkv")
-    assert qkv.weight.dtype == torch.uint8 and qkv.weight.shape[1] == qkv.in_features // 32 * 18
+    assert torch.equal(again, unpatched)
+    memory.manager().present(model.unet)
+    for name in blocks:
+        assert torch.equal(model.unet.get_submodule(name).weight, stored[name]), name
+    assert made and all(e["mode"] == "on_the_fly" for e in made)
     with torch.no_grad():
-        torch.testing.assert_close(model(x, sigma, context, y, guidance=torch.tensor([3.5])), unpatched)
+        patched(x, sigma, context, y, guidance=torch.tensor([3.5]))
+    memory.manager().unpatch(model.unet)
+    memory.manager().present(model.unet)
+    for name in blocks:
+        w = model.unet.get_submodule(name).weight
+        assert w.dtype == torch.uint8 and torch.equal(w, stored[name]), name
+    with torch.no_grad():
+        assert torch.equal(model(x, sigma, context, y, guidance=torch.tensor([3.5])), unpatched)
+
+
+def test_stacked_loras_on_a_quantized_layer_round_once():
+    """Two LoRAs on one GGUF layer change its float32 values and round once into the compute dtype
+    (as the manager does for fp16 / bf16 weights): rounding after each would add their errors."""
+    from graphflow.memory import WeightPatch, _changed
+    from graphflow.models.gguf_layers import QuantizedLinear
+    from graphflow.models.lora import LoraModule, _change_quantized
+
+    layer = QuantizedLinear(64, 8, False, "Q8_0", torch.bfloat16)
+    blocks = torch.from_numpy(random_blocks("Q8_0", rows=8, blocks_per_row=2, seed=4))
+    g = torch.Generator().manual_seed(6)
+    loras = [LoraModule({"lora_up.weight": torch.randn(8, 2, generator=g) * 3e-3,
+                         "lora_down.weight": torch.randn(2, 64, generator=g)}) for _ in range(2)]
+    patches = tuple(WeightPatch("weight", functools.partial(_change_quantized, lora, 1.0, layer), 0, torch.bfloat16)
+                    for lora in loras)
+    values = torch.from_numpy(gguf.quants.dequantize(blocks.numpy(), gguf.GGMLQuantizationType.Q8_0))
+    deltas = [lora.parts["lora_up.weight"] @ lora.parts["lora_down.weight"] for lora in loras]  # rank 2, no alpha: scale 1
+    once = (values + deltas[0] + deltas[1]).bfloat16()
+    twice = ((values + deltas[0]).bfloat16().float() + deltas[1]).bfloat16()
+    assert not torch.equal(once, twice)  # the case tells the two apart
+    ours = _changed(blocks, patches)
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours, once)
 
 
 # -- the pack's nodes ----------------------------------------------------------------------------

@@ -163,8 +163,9 @@ class QuantizedLinear(nn.Linear):
     """nn.Linear whose weight stays as the GGUF file's blocks (a uint8 Parameter [out, bytes per
     row]) and is dequantized to the input's dtype each time the layer runs, as ComfyUI-GGUF's
     GGMLOps.Linear does: the model holds (and moves to the device) the quantized bytes only.
-    A LoRA patch (graphflow.models.lora) replaces the weight, while it holds, with its dequantized
-    patched values in `compute_dtype`; the layer then runs on those as a plain Linear."""
+    A LoRA patch (graphflow.models.lora) is made for each forward, as the pack's GGUFModelPatcher
+    makes it (graphflow.memory): the weight is, during the call only, its dequantized patched
+    values in `compute_dtype`, which the layer runs on as a plain Linear; the blocks stay."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, qtype: str, compute_dtype: torch.dtype):
         super().__init__(in_features, out_features, bias, device="meta", dtype=compute_dtype)
