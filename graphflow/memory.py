@@ -726,7 +726,7 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
     for p in patches:
         weight = p.change(weight)
     if dtype == torch.uint8:  # a GGUF layer's blocks: each patch gives float32 values, rounded once here
-        return weight.to(patches[-1].values_dtype or weight.dtype)
+        return weight.to(patches[-1].values_dtype) if patches and patches[-1].values_dtype else weight
     return stochastic_round(weight, dtype, patches[-1].seed) if weight.dtype != dtype else weight
 
 

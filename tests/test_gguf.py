@@ -2,6 +2,7 @@
 reference, quantized models against the same model with the dequantized weights, the loaders."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -670,3 +671,67 @@ def test_reading_a_gguf_header_is_torch_free(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True []"
+
+
+def _hostile_gguf(path, arch: str, fields=(), tensors=None):
+    """A GGUF file with `fields` ((gguf-py writer method name, key, value), ...) and tensors (F32)."""
+    import gguf as gg
+
+    writer = gg.GGUFWriter(str(path), arch=arch)
+    for method, *args in fields:
+        getattr(writer, method)(*args)
+    for key, value in (tensors or {"x.weight": np.zeros((4, 32), np.float32)}).items():
+        writer.add_tensor(key, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("case,message", [
+    ("arch_not_utf8", "general.architecture is not UTF-8 text"),
+    ("t5_token_type", "token_type holds 9, not a SentencePiece piece type"),
+    ("llama_7_heads", "16 rows: not whole heads of rotary pairs for 7 heads"),
+    ("llama_heads_string", "llama.attention.head_count is b'32', not a positive whole number"),
+    ("llama_heads_float", "llama.attention.head_count is 2.5, not a positive whole number"),
+    ("orig_shape_negative", r"orig_shape.w.weight is \[-1, 16\]: not a shape of the tensor's 64 values"),
+    ("orig_shape_wrong_count", r"orig_shape.w.weight is \[3, 5\]: not a shape of the tensor's 64 values"),
+    ("truncated", "truncated"),
+])
+def test_hostile_metadata_is_a_clear_error_everywhere(tmp_path, case, message):
+    """Metadata that does not add up is a GGUFError naming what, from GGUFContents (the loaders'
+    reader) and the loaders' header check, and a problem from validation (model_file_problem, as
+    `graphflow validate` and the server's check); never another exception."""
+    from graphflow.models.file_check import model_file_problem
+    from graphflow.models.gguf import GGUFContents, GGUFError, check_gguf_file
+
+    path = tmp_path / f"{case}.gguf"
+    llama = {"blk.0.attn_q.weight": np.zeros((16, 32), np.float32)}
+    if case == "arch_not_utf8":
+        _hostile_gguf(path, "QQQQ")
+        path.write_bytes(path.read_bytes().replace(b"QQQQ", b"\xffQQQ"))
+    elif case == "t5_token_type":
+        _hostile_gguf(path, "t5encoder", [("add_tokenizer_model", "t5"), ("add_token_list", ["<pad>", "</s>", "a"]),
+                                          ("add_token_scores", [0.0, 0.0, -1.0]), ("add_token_types", [3, 3, 9])])
+    elif case == "llama_7_heads":
+        _hostile_gguf(path, "llama", [("add_head_count", 7), ("add_head_count_kv", 1)], llama)
+    elif case == "llama_heads_string":
+        _hostile_gguf(path, "llama", [("add_string", "llama.attention.head_count", "32")], llama)
+    elif case == "llama_heads_float":
+        _hostile_gguf(path, "llama", [("add_float32", "llama.attention.head_count", 2.5)], llama)
+    elif case.startswith("orig_shape"):
+        shape = [-1, 16] if case == "orig_shape_negative" else [3, 5]
+        _hostile_gguf(path, "flux", [("add_array", "comfy.gguf.orig_shape.w.weight", shape)],
+                      {"w.weight": np.zeros((2, 32), np.float32)})
+    else:
+        _hostile_gguf(path, "flux")
+        path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(GGUFError, match=message):
+        GGUFContents(path)
+    if case in ("arch_not_utf8", "truncated"):
+        with pytest.raises(GGUFError, match=message):
+            check_gguf_file(path, text_encoder=False)
+    kind = "text_encoders" if case.startswith(("t5", "llama")) else "diffusion_models"
+    problem = model_file_problem(kind, path)
+    assert problem is not None and re.search(message, problem), problem
