@@ -735,3 +735,19 @@ def test_hostile_metadata_is_a_clear_error_everywhere(tmp_path, case, message):
     kind = "text_encoders" if case.startswith(("t5", "llama")) else "diffusion_models"
     problem = model_file_problem(kind, path)
     assert problem is not None and re.search(message, problem), problem
+
+
+@pytest.mark.parametrize("fields,q_heads,k_heads", [((), 32, 8), ((("add_head_count", 4),), 4, 4)])
+def test_llama_head_counts_where_the_file_lacks_them(tmp_path, fields, q_heads, k_heads):
+    """No head counts: the pack's Llama 3 numbers (llama_permute(sd, 32, 8)); head_count without
+    head_count_kv: as many k heads as q heads, as llama.cpp reads the absent key."""
+    from graphflow.models.gguf import GGUFContents
+
+    g = torch.Generator().manual_seed(8)
+    q, k = torch.randn(64, 32, generator=g), torch.randn(16, 32, generator=g)
+    path = _hostile_gguf(tmp_path / "llama.gguf", "llama", fields,
+                         {"blk.0.attn_q.weight": _llama_cpp_permute(q, q_heads).numpy(),
+                          "blk.0.attn_k.weight": _llama_cpp_permute(k, k_heads).numpy()})
+    contents = GGUFContents(path)
+    assert torch.equal(contents.tensor("model.layers.0.self_attn.q_proj.weight"), q)
+    assert torch.equal(contents.tensor("model.layers.0.self_attn.k_proj.weight"), k)

@@ -14,8 +14,8 @@ Read as city96/ComfyUI-GGUF reads them (loader.py, dequant.py, ops.py at commit
   (the IQ quants, ...) are refused naming the type;
 - a text encoder's llama.cpp names (T5: `enc.blk.0.attn_q.weight`; Llama / Qwen2-VL:
   `blk.0.attn_q.weight`) are mapped back to Hugging Face's, and llama.cpp's interleaving of
-  Llama's q / k rows for its rotary embedding undone (head counts from the file's metadata,
-  where absent the pack's fixed 32 / 8, Llama 3's); a
+  Llama's q / k rows for its rotary embedding undone (head counts from the file's metadata;
+  where it has none, the pack's fixed 32 / 8, Llama 3's); a
   T5 / UMT5 file's llama.cpp tokenizer metadata is rebuilt into the SentencePiece model graphflow's
   UMT5 reads (`spiece_model`), as the pack rebuilds it.
 
@@ -256,12 +256,16 @@ class GGUFContents:
             self._spiece = _cached_sentencepiece_model(path, header)
             self.shapes["spiece_model"], self.types["spiece_model"] = (len(self._spiece),), "U8"
         # llama.cpp stores Llama's q / k rows interleaved for its rotary embedding (the pack undoes
-        # it for "llama", with L3's 32 / 8 heads always; graphflow takes the file's head counts
-        # where it has them, the pack's numbers where not)
+        # it for "llama" with Llama 3's 32 / 8 heads always). graphflow takes the file's head counts;
+        # a file without head_count gets the pack's 32 / 8; one with head_count but no
+        # head_count_kv has as many k heads as q heads (llama.cpp's meaning of the absent key:
+        # the pack's 8 would scramble such a file's k rows)
         self._heads = {}
         if self.architecture == "llama":
-            heads = _positive_int(header.fields.get("llama.attention.head_count", 32), "llama.attention.head_count")
-            kv = _positive_int(header.fields.get("llama.attention.head_count_kv", 8), "llama.attention.head_count_kv")
+            fields = header.fields
+            heads = _positive_int(fields.get("llama.attention.head_count", 32), "llama.attention.head_count")
+            kv_absent = heads if "llama.attention.head_count" in fields else 8
+            kv = _positive_int(fields.get("llama.attention.head_count_kv", kv_absent), "llama.attention.head_count_kv")
             self._heads = {"q_proj": heads, "k_proj": kv}
             for name, shape in self.shapes.items():
                 for part, n in self._heads.items():
