@@ -351,17 +351,17 @@ def test_clear_errors(registry, gguf_folders, tmp_path):
     write_gguf(unet / "other.gguf", {"x.weight": torch.zeros(4, 32)}, "stable_audio")
     with pytest.raises(NodeInputError, match="architecture 'stable_audio' is not supported"):
         call(registry, "UnetLoaderGGUF", unet_name="other.gguf")
-    # a quant type graphflow does not read, named
+    # a quant type neither graphflow nor gguf-py dequantizes (Q8_K: llama.cpp's intermediate type), named
     import gguf as gg
 
-    writer = gg.GGUFWriter(str(unet / "iq.gguf"), arch="flux")
-    writer.add_tensor("img_in.weight", np.zeros((4, 36), dtype=np.uint8), raw_dtype=gg.GGMLQuantizationType.IQ4_NL)
+    writer = gg.GGUFWriter(str(unet / "q8k.gguf"), arch="flux")
+    writer.add_tensor("img_in.weight", np.zeros((4, 292), dtype=np.uint8), raw_dtype=gg.GGMLQuantizationType.Q8_K)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(NodeInputError, match="stored as IQ4_NL, a ggml type graphflow does not read"):
-        call(registry, "UnetLoaderGGUF", unet_name="iq.gguf")
+    with pytest.raises(NodeInputError, match="stored as Q8_K, a ggml type graphflow does not read"):
+        call(registry, "UnetLoaderGGUF", unet_name="q8k.gguf")
     # not a GGUF at all (not offered: the loader refuses it too, should a renamed file get there)
     from nodes.gguf import load_gguf_unet
 
@@ -751,3 +751,51 @@ def test_llama_head_counts_where_the_file_lacks_them(tmp_path, fields, q_heads, 
     contents = GGUFContents(path)
     assert torch.equal(contents.tensor("model.layers.0.self_attn.q_proj.weight"), q)
     assert torch.equal(contents.tensor("model.layers.0.self_attn.k_proj.weight"), k)
+
+
+@pytest.mark.parametrize("qtype", ["IQ4_NL", "IQ4_XS"])
+def test_iq_quants_are_dequantized_when_read_as_gguf_py_does(tmp_path, qtype):
+    """A type graphflow has no kernel for (the IQ quants) is read through gguf.quants.dequantize, as
+    the pack falls back to it: a FLUX with IQ layers predicts as its gguf-py-dequantized twin; those
+    layers are plain Linear layers holding the values."""
+    import gguf as gg
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.gguf_layers import QuantizedLinear
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import gguf_values
+
+    kind = gg.GGMLQuantizationType[qtype]
+    block, nbytes = gg.GGML_QUANT_SIZES[kind]
+    rng = np.random.default_rng(3)
+    writer = gg.GGUFWriter(str(tmp_path / "flux.gguf"), arch="flux")
+    iq = []
+    for key, value in _tiny_flux_state().items():
+        array = value.numpy()
+        if array.ndim == 2 and array.shape[1] % block == 0 and len(iq) < 3:
+            raw = rng.integers(0, 256, size=(array.shape[0] * array.shape[1] // block, nbytes), dtype=np.uint8)
+            raw[:, :2] = (rng.standard_normal((len(raw), 1)) * 0.01).astype(np.float16).view(np.uint8)  # d: finite
+            writer.add_tensor(key, raw.reshape(array.shape[0], -1), raw_dtype=kind)
+            iq.append(key)
+        else:
+            writer.add_tensor(key, array.astype(np.float32 if array.ndim == 1 else np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reference = gguf_values(tmp_path / "flux.gguf")
+    with WeightFile(tmp_path / "flux.gguf") as f:
+        assert {f.dtypes[k] for k in iq} == {qtype}
+        for key in iq:
+            assert torch.equal(f.get(key, dtype=torch.float32), reference[key]), key
+    save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp_path / "dequantized.safetensors"))
+    model = load_diffusion_model(tmp_path / "flux.gguf", "cpu", torch.float32)
+    plain = load_diffusion_model(tmp_path / "dequantized.safetensors", "cpu", torch.float32)
+    for key in iq:
+        layer = model.unet.get_submodule(key.rpartition(".")[0])
+        assert not isinstance(layer, QuantizedLinear) and layer.weight.dtype == torch.float32
+    x, sigma, context, y = _flux_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, sigma, context, y, guidance=torch.tensor([3.5])),
+                                   plain(x, sigma, context, y, guidance=torch.tensor([3.5])), rtol=1e-5, atol=1e-5)

@@ -10,8 +10,11 @@ Read as city96/ComfyUI-GGUF reads them (loader.py, dequant.py, ops.py at commit
   dims reversed (ggml lists the fastest-moving dim first);
 - F32 / F16 / BF16 tensors are plain tensors; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
   Q5_K, Q6_K stay as their raw blocks (uint8, one row of blocks per output row) until used, and
-  are dequantized by gguf_layers.dequantize (torch, on whatever device the blocks are); other ggml types
-  (the IQ quants, ...) are refused naming the type;
+  are dequantized by gguf_layers.dequantize (torch, on whatever device the blocks are); the other
+  ggml types gguf-py dequantizes (the IQ quants, TQ1_0 / TQ2_0, ...) are dequantized when read,
+  by gguf.quants.dequantize (numpy, float32), as the pack falls back to it (its own IQ4_NL /
+  IQ4_XS kernels left out): such layers take their full size in the compute dtype; types gguf-py
+  cannot dequantize either are refused naming the type;
 - a text encoder's llama.cpp names (T5: `enc.blk.0.attn_q.weight`; Llama / Qwen2-VL:
   `blk.0.attn_q.weight`) are mapped back to Hugging Face's, and llama.cpp's interleaving of
   Llama's q / k rows for its rotary embedding undone (head counts from the file's metadata;
@@ -35,6 +38,7 @@ the loaders' architecture check (`check_gguf_file`) reads its fields alone.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 
@@ -47,7 +51,9 @@ PLAIN = ("F32", "F16", "BF16")
 QUANTIZED = tuple(name for name, *_ in GGML_TYPES.values() if name not in PLAIN)
 UNET_PREFIX = "model.diffusion_model."  # graphflow.models.architecture's (torch-free here)
 
-# the pack's architecture names (loader.py IMG_ARCH_LIST / TXT_ARCH_LIST)
+# the pack's architecture names (loader.py IMG_ARCH_LIST / TXT_ARCH_LIST, all of them, read at
+# d247022e3fa66851c5084cc251b076aab816423d, the loader.py the reference index holds); its VIS_TYPE_LIST (an mmproj file's general.type "clip-vision",
+# taken by the CLIP loaders whatever its architecture) is left out with the vision tower (nodes/gguf.py)
 IMAGE_ARCHITECTURES = ("flux", "sd1", "sdxl", "sd3", "aura", "hidream", "cosmos", "ltxv", "hyvid", "wan",
                        "lumina2", "qwen_image")
 TEXT_ARCHITECTURES = ("t5", "t5encoder", "llama", "qwen2vl")
@@ -233,10 +239,11 @@ class GGUFContents:
                      and not any(n.startswith(UNET_PREFIX) for n in names))
         unet_prefix = UNET_PREFIX if bare_unet else ""
         for stored_name, dims, type_id, offset in header.tensors:
-            kind = GGML_TYPES.get(type_id)
+            kind = GGML_TYPES.get(type_id) or _gguf_py_type(type_id)
             if kind is None:
                 raise GGUFError(f"tensor {stored_name!r} is stored as {_type_name(type_id)}, a ggml type graphflow "
-                                f"does not read (it reads {', '.join(PLAIN)} and {', '.join(QUANTIZED)})")
+                                f"does not read (it reads {', '.join(PLAIN)} and {', '.join(QUANTIZED)}, and "
+                                f"what gguf-py dequantizes: the IQ quants, ...)")
             type_name, block, nbytes = kind
             count = math.prod(dims)
             if not dims or any(d <= 0 for d in dims) or dims[0] % block:
@@ -286,7 +293,8 @@ class GGUFContents:
         return shape
 
     def quantized(self, name: str) -> bool:
-        return self.types[name] not in (*PLAIN, "U8")
+        """Whether the tensor is kept as its blocks (graphflow's own block types)."""
+        return self.types[name] in QUANTIZED
 
     def raw(self, name: str) -> torch.Tensor:
         import numpy as np
@@ -303,7 +311,14 @@ class GGUFContents:
                 data = data.view(torch.bfloat16)
             data = data.reshape(self.shapes[name])
         else:  # rows of blocks: row order is the values' row order
-            data = torch.from_numpy(np.frombuffer(self._map, np.uint8, size, start)).reshape(-1, size // math.prod(dims[1:]))
+            blocks = np.frombuffer(self._map, np.uint8, size, start).reshape(-1, size // math.prod(dims[1:]))
+            if qtype in QUANTIZED:
+                data = torch.from_numpy(blocks)
+            else:  # a type graphflow leaves to gguf-py (the IQ quants): its float32 values, in their shape
+                import gguf
+
+                data = torch.from_numpy(gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType[qtype]))
+                data = data.reshape(self.shapes[name])
         for part, heads in self._heads.items():
             if name.endswith((f"{part}.weight", f"{part}.bias")):
                 data = _unpermute(data, heads)
@@ -325,6 +340,23 @@ class GGUFContents:
     def close(self):
         # the map itself closes when the last tensor viewing it goes
         self._map = self._header = self._tensors = None
+
+
+@functools.cache
+def _gguf_py_type(type_id: int) -> tuple[str, int, int] | None:
+    """(name, values per block, bytes per block) of a ggml type graphflow has no kernel for but
+    gguf-py's numpy reference dequantizes (the IQ quants, TQ1_0 / TQ2_0, ...: ComfyUI-GGUF runs
+    IQ4_NL / IQ4_XS with its own kernels, the rest through gguf.quants.dequantize); None else."""
+    try:
+        import gguf
+        import numpy as np
+
+        kind = gguf.GGMLQuantizationType(type_id)
+        block, nbytes = gguf.GGML_QUANT_SIZES[kind]
+        gguf.quants.dequantize(np.zeros((1, nbytes), np.uint8), kind)  # NotImplementedError where it has none
+    except (ImportError, ValueError, KeyError, NotImplementedError):
+        return None
+    return kind.name, block, nbytes
 
 
 def _type_name(type_id: int) -> str:
