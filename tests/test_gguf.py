@@ -799,3 +799,20 @@ def test_iq_quants_are_dequantized_when_read_as_gguf_py_does(tmp_path, qtype):
     with torch.no_grad():
         torch.testing.assert_close(model(x, sigma, context, y, guidance=torch.tensor([3.5])),
                                    plain(x, sigma, context, y, guidance=torch.tensor([3.5])), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_0"])
+def test_single_scale_types_dequantize_straight_to_half_as_float32_then_cast(qtype):
+    """Q8_0 / Q4_0 / Q5_0 are computed straight in float16 (no float32 copy of the weight): for
+    random blocks with scales over fp16's whole range (subnormal to huge), bit for bit gguf-py's
+    float32 values cast to float16."""
+    _, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
+    rng = np.random.default_rng(11)
+    raw = rng.integers(0, 256, size=(512, nbytes), dtype=np.uint8)
+    scales = rng.integers(0, 0x7C00, size=512, dtype=np.uint16)  # every finite positive fp16, subnormals too
+    raw[:, :2] = scales.view(np.uint8).reshape(512, 2)
+    with np.errstate(over="ignore"):  # the largest scales overflow to inf: ours must too
+        expected = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[qtype]).astype(np.float16)
+    ours = dequantize(torch.from_numpy(raw), qtype, expected.shape, torch.float16)
+    assert ours.dtype == torch.float16
+    np.testing.assert_array_equal(ours.numpy().view(np.uint16), expected.view(np.uint16))
