@@ -18,7 +18,10 @@ weights hold exactly that tuple's changes before the work, restoring whatever an
 changed. In place when the originals fit in RAM beside everything else (each original kept on the
 offload device, so the device holds one copy of the network), else on the fly: a hook computes
 each patched weight just before its layer runs and puts the original back after it (no backup,
-one patched layer at a time). Both restore the original tensors themselves: bit-exact.
+one patched layer at a time). Both restore the original tensors themselves: bit-exact. A GGUF
+layer's quantized blocks (uint8, graphflow.models.gguf_layers) are always patched on the fly, as
+ComfyUI-GGUF patches them at each forward: in place, its compute-dtype values would replace blocks
+a few times smaller, a growth nothing counts.
 
 Cached patch sets (ComfyUI's cached hook patches): `patch(module, patches, cache=True)` (the hook
 switch, graphflow.sampling.hooks, while one sampling run alternates hook sets) keeps what it
@@ -115,6 +118,7 @@ class WeightPatch:
     param: str
     change: Callable[[torch.Tensor], torch.Tensor]
     seed: int = 0
+    values_dtype: torch.dtype | None = None  # a GGUF layer's patched blocks: the dtype of their values
 
 
 @dataclass(eq=False)
@@ -457,7 +461,17 @@ class MemoryManager:
             self._keep_all(module, keep)
 
     def _apply(self, module: nn.Module, todo: list, keep: list | None, resident: set | None) -> None:
-        """Patch parameters that hold no patches yet, in place or on the fly."""
+        """Patch parameters that hold no patches yet, in place or on the fly (a GGUF layer's blocks
+        always on the fly: see the module docstring)."""
+        blocks = [item for item in todo if item[1].dtype == torch.uint8]
+        if blocks:
+            for path, param, ps in blocks:
+                owner = module.get_submodule(path.rpartition(".")[0])
+                self.patched[id(param)] = _Patched(weakref.ref(param), ps, hooks=_fly(owner, param, ps))
+            self.events.append({"action": "patch", "mode": "on_the_fly", "params": len(blocks), "bytes": 0})
+            todo = [item for item in todo if item[1].dtype != torch.uint8]
+            if not todo:
+                return
         nbytes = sum(param.numel() * param.element_size() for _, param, _ in todo)
         if not self.ram_fits(nbytes):
             self._evict(lambda: self.ram_fits(nbytes), "ram")
@@ -711,8 +725,8 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)
-    if dtype == torch.uint8:  # a GGUF layer's quantized blocks: patched, they are values in its compute dtype
-        return weight
+    if dtype == torch.uint8:  # a GGUF layer's blocks: each patch gives float32 values, rounded once here
+        return weight.to(patches[-1].values_dtype) if patches and patches[-1].values_dtype else weight
     return stochastic_round(weight, dtype, patches[-1].seed) if weight.dtype != dtype else weight
 
 

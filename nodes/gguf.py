@@ -10,7 +10,12 @@ exactly as a .safetensors one.
 
 Left out: the pack's conversion nodes and tools (TargetedQuantizationGGUF, tools/convert.py), GGUF
 LoRAs (GGUFLoraImport), VAELoaderGGUF and LTXVLatentUpscaleModelLoaderGGUF (MiniMax H3 / LTX 2.5
-files graphflow has no model for), the pack's own Q8_CR / Q4_CR int8 / int4 formats and the IQ quants.
+files graphflow has no model for), the pack's own Q8_CR / Q4_CR int8 / int4 formats, its IQ4_NL / IQ4_XS
+kernels (those and the other IQ quants are dequantized when loaded, through gguf-py, as the pack
+does for the IQ types it has no kernel for: they take their full size in memory), and a Qwen2-VL
+text encoder's vision tower: the pack loads it from the matching mmproj .gguf beside the file
+(for Qwen-Image-Edit's image inputs); graphflow loads the language model only (and an mmproj
+file, general.type clip-vision, given to a CLIP loader is refused by its architecture).
 """
 
 from graphflow.api import CLIP, MODEL, Bool, Choice, ComfyAlias, Node, NodeInputError, folders
@@ -84,13 +89,15 @@ class UnetLoaderGGUF(Node):
     Chroma, SD3 / SD3.5, Wan, HiDream, Qwen-Image, LTX-Video, Lumina 2, ...) stay quantized in
     memory (and on the GPU) and are dequantized layer by layer as the model runs, as ComfyUI-GGUF
     does: a Q4 FLUX takes about a quarter of its bf16 size. Reads F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-    Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K tensors; other ggml types (IQ quants, the pack's
+    Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K tensors; the IQ quants (IQ4_NL, IQ4_XS, IQ2_XXS, ...)
+    and the other types gguf-py dequantizes are read through it; other ggml types (the pack's
     Q8_CR / Q4_CR) are refused naming them. Dequantized when loaded, so taking their full size:
-    the quantized tensors of other layers (convolutions, embeddings), SD1 / SDXL UNets (the pack's
+    the IQ-quantized tensors, the quantized tensors of other layers (convolutions, embeddings),
+    SD1 / SDXL UNets (the pack's
     bare input_blocks.* files), and the models graphflow reads under other names or through their
     own readers (HunyuanVideo, AuraFlow's diffusers layout, Cosmos, PixArt, Stable Cascade).
-    A LoRA on the model is applied to the dequantized weight (ComfyUI-GGUF's way): the patched
-    layers hold the patched values in the compute dtype while the LoRA holds."""
+    A LoRA on the model is applied to the dequantized weight for each forward (ComfyUI-GGUF's
+    way): the layers keep their quantized blocks; stacked LoRAs are summed in float32."""
     category = "bootleg"
     unet_name: str = Choice(_unet_names, model_folder=DIFFUSION_MODELS)
     outputs = {"MODEL": MODEL}

@@ -121,3 +121,27 @@ def test_scaled_fp8_layer_multiplies_with_the_files_weight_and_scales(monkeypatc
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
     # without the option the layer computes with the dequantised weight
     torch.testing.assert_close(layer(x), F.linear(x, stored.float() * s_w, layer.bias))
+
+
+def test_gguf_quantized_layers_keep_their_own_matmul(monkeypatch):
+    """A GGUF model's QuantizedLinear (an nn.Linear whose weight is the file's uint8 blocks) is not
+    multiplied in fp8: quantizing its bytes would give nonsense. It runs on its dequantized values."""
+    from graphflow.models.gguf_layers import QuantizedLinear, dequantize
+
+    calls = []
+    monkeypatch.setattr(fp8_matmul, "scaled_mm", emulated_scaled_mm(calls))
+    torch.manual_seed(2)
+    quantized = QuantizedLinear(64, 32, True, "Q8_0", torch.float32)
+    blocks = torch.randint(0, 256, (32, 68), dtype=torch.uint8)
+    blocks.view(32, 2, 34)[:, :, :2] = torch.full((32, 2, 1), 0.01).half().view(torch.uint8)  # finite scales
+    quantized.weight = torch.nn.Parameter(blocks, requires_grad=False)
+    quantized.bias = torch.nn.Parameter(torch.randn(32), requires_grad=False)
+    plain = torch.nn.Linear(64, 32)
+    model = torch.nn.Sequential(quantized, torch.nn.ReLU(), torch.nn.Linear(32, 64), plain)
+    assert not fp8_matmul.eligible(quantized) and fp8_matmul.eligible(plain)
+    x = torch.randn(3, 64)
+    with torch.no_grad(), fp8_matmul.fp8_matmuls(model) as layers:
+        assert quantized not in layers and plain in layers
+        out = quantized(x)
+    assert calls == []
+    torch.testing.assert_close(out, F.linear(x, dequantize(blocks, "Q8_0", (32, 64)), quantized.bias))

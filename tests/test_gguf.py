@@ -1,6 +1,9 @@
 """GGUF files (graphflow.models.gguf, nodes/gguf.py): dequantization against gguf's own numpy
 reference, quantized models against the same model with the dequantized weights, the loaders."""
 
+import functools
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -102,12 +105,12 @@ def test_quantized_flow_model_predicts_as_its_dequantized_weights(tmp_path, qtyp
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["in_place", "on_the_fly"])
-def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monkeypatch, mode):
-    """As ComfyUI-GGUF: the LoRA changes the dequantized weight; unpatched, the blocks are back. With
-    RAM too short for the originals beside the patched weights, the patch is made for each forward
-    (the pack's way always) and the blocks put back after it."""
-    if mode == "on_the_fly":
+@pytest.mark.parametrize("ram", ["ample", "short"])
+def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monkeypatch, ram):
+    """As ComfyUI-GGUF: the LoRA changes the dequantized weight, for each forward (whatever RAM
+    there is: in place, the compute-dtype values would replace blocks a few times smaller, uncounted);
+    the layers keep their blocks, and unpatched the blocks are bit for bit what they were."""
+    if ram == "short":
         monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", "0.0001")
     from safetensors.torch import save_file
 
@@ -130,19 +133,59 @@ def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monk
     patched, _ = apply_lora(model, None, tmp_path / "lora.safetensors", 0.8, 0.0)
     expected_model, _ = apply_lora(plain, None, tmp_path / "lora.safetensors", 0.8, 0.0)
     x, sigma, context, y = _flux_inputs()
+    memory.manager().present(model.unet)  # (short of RAM, loading `plain` may have dropped them)
+    blocks = {name: model.unet.get_submodule(name).weight for name in ("double_blocks.0.img_attn.qkv",
+                                                                          "single_blocks.0.linear1")}
+    stored = {name: w.detach().clone() for name, w in blocks.items()}
+    held = memory.module_bytes(model.unet)
     with torch.no_grad():
         unpatched = model(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        start = len(memory.manager().events)
         ours = patched(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        made = [e for e in memory.manager().events[start:] if e.get("action") == "patch"]
+        # while the LoRA holds, the layers hold their blocks, no more bytes than before
+        assert all(w.dtype == torch.uint8 for w in blocks.values()) and memory.module_bytes(model.unet) == held
         expected = expected_model(x, sigma, context, y, guidance=torch.tensor([3.5]))
+        again = model(x, sigma, context, y, guidance=torch.tensor([3.5]))
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(ours, unpatched, atol=1e-4)
-    made = {e.get("mode") for e in memory.manager().events if e.get("action") == "patch"}
-    assert mode in made
-    memory.manager().unpatch(model.unet)
-    qkv = model.unet.get_submodule("double_blocks.0.img_attn.qkv")
-    assert qkv.weight.dtype == torch.uint8 and qkv.weight.shape[1] == qkv.in_features // 32 * 18
+    assert torch.equal(again, unpatched)
+    memory.manager().present(model.unet)
+    for name in blocks:
+        assert torch.equal(model.unet.get_submodule(name).weight, stored[name]), name
+    assert made and all(e["mode"] == "on_the_fly" for e in made)
     with torch.no_grad():
-        torch.testing.assert_close(model(x, sigma, context, y, guidance=torch.tensor([3.5])), unpatched)
+        patched(x, sigma, context, y, guidance=torch.tensor([3.5]))
+    memory.manager().unpatch(model.unet)
+    memory.manager().present(model.unet)
+    for name in blocks:
+        w = model.unet.get_submodule(name).weight
+        assert w.dtype == torch.uint8 and torch.equal(w, stored[name]), name
+    with torch.no_grad():
+        assert torch.equal(model(x, sigma, context, y, guidance=torch.tensor([3.5])), unpatched)
+
+
+def test_stacked_loras_on_a_quantized_layer_round_once():
+    """Two LoRAs on one GGUF layer change its float32 values and round once into the compute dtype
+    (as the manager does for fp16 / bf16 weights): rounding after each would add their errors."""
+    from graphflow.memory import WeightPatch, _changed
+    from graphflow.models.gguf_layers import QuantizedLinear
+    from graphflow.models.lora import LoraModule, _change_quantized
+
+    layer = QuantizedLinear(64, 8, False, "Q8_0", torch.bfloat16)
+    blocks = torch.from_numpy(random_blocks("Q8_0", rows=8, blocks_per_row=2, seed=4))
+    g = torch.Generator().manual_seed(6)
+    loras = [LoraModule({"lora_up.weight": torch.randn(8, 2, generator=g) * 3e-3,
+                         "lora_down.weight": torch.randn(2, 64, generator=g)}) for _ in range(2)]
+    patches = tuple(WeightPatch("weight", functools.partial(_change_quantized, lora, 1.0, layer), 0, torch.bfloat16)
+                    for lora in loras)
+    values = torch.from_numpy(gguf.quants.dequantize(blocks.numpy(), gguf.GGMLQuantizationType.Q8_0))
+    deltas = [lora.parts["lora_up.weight"] @ lora.parts["lora_down.weight"] for lora in loras]  # rank 2, no alpha: scale 1
+    once = (values + deltas[0] + deltas[1]).bfloat16()
+    twice = ((values + deltas[0]).bfloat16().float() + deltas[1]).bfloat16()
+    assert not torch.equal(once, twice)  # the case tells the two apart
+    ours = _changed(blocks, patches)
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours, once)
 
 
 # -- the pack's nodes ----------------------------------------------------------------------------
@@ -308,17 +351,17 @@ def test_clear_errors(registry, gguf_folders, tmp_path):
     write_gguf(unet / "other.gguf", {"x.weight": torch.zeros(4, 32)}, "stable_audio")
     with pytest.raises(NodeInputError, match="architecture 'stable_audio' is not supported"):
         call(registry, "UnetLoaderGGUF", unet_name="other.gguf")
-    # a quant type graphflow does not read, named
+    # a quant type neither graphflow nor gguf-py dequantizes (Q8_K: llama.cpp's intermediate type), named
     import gguf as gg
 
-    writer = gg.GGUFWriter(str(unet / "iq.gguf"), arch="flux")
-    writer.add_tensor("img_in.weight", np.zeros((4, 36), dtype=np.uint8), raw_dtype=gg.GGMLQuantizationType.IQ4_NL)
+    writer = gg.GGUFWriter(str(unet / "q8k.gguf"), arch="flux")
+    writer.add_tensor("img_in.weight", np.zeros((4, 292), dtype=np.uint8), raw_dtype=gg.GGMLQuantizationType.Q8_K)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(NodeInputError, match="stored as IQ4_NL, a ggml type graphflow does not read"):
-        call(registry, "UnetLoaderGGUF", unet_name="iq.gguf")
+    with pytest.raises(NodeInputError, match="stored as Q8_K, a ggml type graphflow does not read"):
+        call(registry, "UnetLoaderGGUF", unet_name="q8k.gguf")
     # not a GGUF at all (not offered: the loader refuses it too, should a renamed file get there)
     from nodes.gguf import load_gguf_unet
 
@@ -628,3 +671,148 @@ def test_reading_a_gguf_header_is_torch_free(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True []"
+
+
+def _hostile_gguf(path, arch: str, fields=(), tensors=None):
+    """A GGUF file with `fields` ((gguf-py writer method name, key, value), ...) and tensors (F32)."""
+    import gguf as gg
+
+    writer = gg.GGUFWriter(str(path), arch=arch)
+    for method, *args in fields:
+        getattr(writer, method)(*args)
+    for key, value in (tensors or {"x.weight": np.zeros((4, 32), np.float32)}).items():
+        writer.add_tensor(key, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("case,message", [
+    ("arch_not_utf8", "general.architecture is not UTF-8 text"),
+    ("t5_token_type", "token_type holds 9, not a SentencePiece piece type"),
+    ("llama_7_heads", "16 rows: not whole heads of rotary pairs for 7 heads"),
+    ("llama_heads_string", "llama.attention.head_count is b'32', not a positive whole number"),
+    ("llama_heads_float", "llama.attention.head_count is 2.5, not a positive whole number"),
+    ("orig_shape_negative", r"orig_shape.w.weight is \[-1, 16\]: not a shape of the tensor's 64 values"),
+    ("orig_shape_wrong_count", r"orig_shape.w.weight is \[3, 5\]: not a shape of the tensor's 64 values"),
+    ("truncated", "truncated"),
+])
+def test_hostile_metadata_is_a_clear_error_everywhere(tmp_path, case, message):
+    """Metadata that does not add up is a GGUFError naming what, from GGUFContents (the loaders'
+    reader) and the loaders' header check, and a problem from validation (model_file_problem, as
+    `graphflow validate` and the server's check); never another exception."""
+    from graphflow.models.file_check import model_file_problem
+    from graphflow.models.gguf import GGUFContents, GGUFError, check_gguf_file
+
+    path = tmp_path / f"{case}.gguf"
+    llama = {"blk.0.attn_q.weight": np.zeros((16, 32), np.float32)}
+    if case == "arch_not_utf8":
+        _hostile_gguf(path, "QQQQ")
+        path.write_bytes(path.read_bytes().replace(b"QQQQ", b"\xffQQQ"))
+    elif case == "t5_token_type":
+        _hostile_gguf(path, "t5encoder", [("add_tokenizer_model", "t5"), ("add_token_list", ["<pad>", "</s>", "a"]),
+                                          ("add_token_scores", [0.0, 0.0, -1.0]), ("add_token_types", [3, 3, 9])])
+    elif case == "llama_7_heads":
+        _hostile_gguf(path, "llama", [("add_head_count", 7), ("add_head_count_kv", 1)], llama)
+    elif case == "llama_heads_string":
+        _hostile_gguf(path, "llama", [("add_string", "llama.attention.head_count", "32")], llama)
+    elif case == "llama_heads_float":
+        _hostile_gguf(path, "llama", [("add_float32", "llama.attention.head_count", 2.5)], llama)
+    elif case.startswith("orig_shape"):
+        shape = [-1, 16] if case == "orig_shape_negative" else [3, 5]
+        _hostile_gguf(path, "flux", [("add_array", "comfy.gguf.orig_shape.w.weight", shape)],
+                      {"w.weight": np.zeros((2, 32), np.float32)})
+    else:
+        _hostile_gguf(path, "flux")
+        path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(GGUFError, match=message):
+        GGUFContents(path)
+    if case in ("arch_not_utf8", "truncated"):
+        with pytest.raises(GGUFError, match=message):
+            check_gguf_file(path, text_encoder=False)
+    kind = "text_encoders" if case.startswith(("t5", "llama")) else "diffusion_models"
+    problem = model_file_problem(kind, path)
+    assert problem is not None and re.search(message, problem), problem
+
+
+@pytest.mark.parametrize("fields,q_heads,k_heads", [((), 32, 8), ((("add_head_count", 4),), 4, 4)])
+def test_llama_head_counts_where_the_file_lacks_them(tmp_path, fields, q_heads, k_heads):
+    """No head counts: the pack's Llama 3 numbers (llama_permute(sd, 32, 8)); head_count without
+    head_count_kv: as many k heads as q heads, as llama.cpp reads the absent key."""
+    from graphflow.models.gguf import GGUFContents
+
+    g = torch.Generator().manual_seed(8)
+    q, k = torch.randn(64, 32, generator=g), torch.randn(16, 32, generator=g)
+    path = _hostile_gguf(tmp_path / "llama.gguf", "llama", fields,
+                         {"blk.0.attn_q.weight": _llama_cpp_permute(q, q_heads).numpy(),
+                          "blk.0.attn_k.weight": _llama_cpp_permute(k, k_heads).numpy()})
+    contents = GGUFContents(path)
+    assert torch.equal(contents.tensor("model.layers.0.self_attn.q_proj.weight"), q)
+    assert torch.equal(contents.tensor("model.layers.0.self_attn.k_proj.weight"), k)
+
+
+@pytest.mark.parametrize("qtype", ["IQ4_NL", "IQ4_XS"])
+def test_iq_quants_are_dequantized_when_read_as_gguf_py_does(tmp_path, qtype):
+    """A type graphflow has no kernel for (the IQ quants) is read through gguf.quants.dequantize, as
+    the pack falls back to it: a FLUX with IQ layers predicts as its gguf-py-dequantized twin; those
+    layers are plain Linear layers holding the values."""
+    import gguf as gg
+    from safetensors.torch import save_file
+
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.gguf_layers import QuantizedLinear
+    from graphflow.models.weight_files import WeightFile
+    from graphflow.testing import gguf_values
+
+    kind = gg.GGMLQuantizationType[qtype]
+    block, nbytes = gg.GGML_QUANT_SIZES[kind]
+    rng = np.random.default_rng(3)
+    writer = gg.GGUFWriter(str(tmp_path / "flux.gguf"), arch="flux")
+    iq = []
+    for key, value in _tiny_flux_state().items():
+        array = value.numpy()
+        if array.ndim == 2 and array.shape[1] % block == 0 and len(iq) < 3:
+            raw = rng.integers(0, 256, size=(array.shape[0] * array.shape[1] // block, nbytes), dtype=np.uint8)
+            raw[:, :2] = (rng.standard_normal((len(raw), 1)) * 0.01).astype(np.float16).view(np.uint8)  # d: finite
+            writer.add_tensor(key, raw.reshape(array.shape[0], -1), raw_dtype=kind)
+            iq.append(key)
+        else:
+            writer.add_tensor(key, array.astype(np.float32 if array.ndim == 1 else np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reference = gguf_values(tmp_path / "flux.gguf")
+    with WeightFile(tmp_path / "flux.gguf") as f:
+        assert {f.dtypes[k] for k in iq} == {qtype}
+        for key in iq:
+            assert torch.equal(f.get(key, dtype=torch.float32), reference[key]), key
+    save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp_path / "dequantized.safetensors"))
+    model = load_diffusion_model(tmp_path / "flux.gguf", "cpu", torch.float32)
+    plain = load_diffusion_model(tmp_path / "dequantized.safetensors", "cpu", torch.float32)
+    for key in iq:
+        layer = model.unet.get_submodule(key.rpartition(".")[0])
+        assert not isinstance(layer, QuantizedLinear) and layer.weight.dtype == torch.float32
+    x, sigma, context, y = _flux_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, sigma, context, y, guidance=torch.tensor([3.5])),
+                                   plain(x, sigma, context, y, guidance=torch.tensor([3.5])), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_0"])
+def test_single_scale_types_dequantize_straight_to_half_as_float32_then_cast(qtype):
+    """Q8_0 / Q4_0 / Q5_0 are computed straight in float16 (no float32 copy of the weight): for
+    random blocks with scales over fp16's whole range (subnormal to huge), bit for bit gguf-py's
+    float32 values cast to float16."""
+    _, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
+    rng = np.random.default_rng(11)
+    raw = rng.integers(0, 256, size=(512, nbytes), dtype=np.uint8)
+    scales = rng.integers(0, 0x7C00, size=512, dtype=np.uint16)  # every finite positive fp16, subnormals too
+    raw[:, :2] = scales.view(np.uint8).reshape(512, 2)
+    with np.errstate(over="ignore"):  # the largest scales overflow to inf: ours must too
+        expected = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[qtype]).astype(np.float16)
+    ours = dequantize(torch.from_numpy(raw), qtype, expected.shape, torch.float16)
+    assert ours.dtype == torch.float16
+    np.testing.assert_array_equal(ours.numpy().view(np.uint16), expected.view(np.uint16))

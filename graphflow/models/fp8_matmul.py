@@ -7,7 +7,9 @@ the same way (s_x from the input's own amax, computed on the device: no sync). t
 then computes (x_q W_q^T) s_x s_w with fp32 accumulation, output in the input's dtype; the bias
 is added after. The layers' own weights are left as they are (LoRA, saving and later runs without
 the option see them unchanged) and the fp8 copies are dropped when the run ends. Layers whose
-widths are not multiples of 16 (what _scaled_mm takes) keep their ordinary matmul.
+widths are not multiples of 16 (what _scaled_mm takes) keep their ordinary matmul, and so do a GGUF
+model's quantized layers (graphflow.models.gguf_layers.QuantizedLinear: their weight is the file's
+blocks, dequantized as they run).
 Layers of a ComfyUI scaled-fp8 file (graphflow.models.cast_layers) already hold an e4m3fn
 weight and its per-tensor scale: those are used as they are, and the file's `scale_input`, where
 it has one, is the input's scale instead of its amax.
@@ -87,7 +89,11 @@ def fp8_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 def eligible(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
+    from .gguf_layers import QuantizedLinear
+
+    # a GGUF layer's weight is the file's blocks (uint8 bytes, not values): it keeps its own matmul
+    return (isinstance(module, nn.Linear) and not isinstance(module, QuantizedLinear)
+            and module.in_features % 16 == 0 and module.out_features % 16 == 0)
 
 
 @contextlib.contextmanager

@@ -17,9 +17,9 @@ from .gguf import GGML_TYPES, QUANTIZED, GGUFContents, GGUFError
 # Each ggml block type's layout (ggml-common.h): scales are little-endian fp16; the block's values
 # come out in the order given. Worked out from the format, checked against gguf.quants.dequantize.
 
-def _f16(blocks: torch.Tensor, start: int) -> torch.Tensor:
-    """The fp16 at byte `start` of each block, as float32 [N, 1]."""
-    return blocks[:, start:start + 2].contiguous().view(torch.float16).float()
+def _f16(blocks: torch.Tensor, start: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The fp16 at byte `start` of each block, as `dtype` [N, 1]."""
+    return blocks[:, start:start + 2].contiguous().view(torch.float16).to(dtype)
 
 
 def _nibbles(qs: torch.Tensor) -> torch.Tensor:
@@ -33,26 +33,26 @@ def _bits(packed: torch.Tensor, count: int) -> torch.Tensor:
     return (packed.unsqueeze(1) >> shifts) & 1
 
 
-def _q8_0(b):  # d, 32 int8
-    return _f16(b, 0) * b[:, 2:].contiguous().view(torch.int8).float()
+def _q8_0(b, dtype=torch.float32):  # d, 32 int8
+    return _f16(b, 0, dtype) * b[:, 2:].contiguous().view(torch.int8).to(dtype)
 
 
-def _q4_0(b):  # d, 16 bytes of 4-bit values, offset 8
-    return _f16(b, 0) * (_nibbles(b[:, 2:]).float() - 8)
+def _q4_0(b, dtype=torch.float32):  # d, 16 bytes of 4-bit values, offset 8
+    return _f16(b, 0, dtype) * (_nibbles(b[:, 2:]).to(dtype) - 8)
 
 
 def _q4_1(b):  # d, m, 16 bytes of 4-bit values
     return _f16(b, 0) * _nibbles(b[:, 4:]).float() + _f16(b, 2)
 
 
-def _five_bit(qh: torch.Tensor, qs: torch.Tensor) -> torch.Tensor:
+def _five_bit(qh: torch.Tensor, qs: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """32 five-bit values: four bits from `qs`' nibbles, the fifth from bit i of the 32-bit `qh`."""
     high = _bits(qh, 8).transpose(1, 2).reshape(qh.shape[0], 32)  # bit i of the little-endian uint32
-    return (_nibbles(qs) | (high << 4)).float()
+    return (_nibbles(qs) | (high << 4)).to(dtype)
 
 
-def _q5_0(b):  # d, qh (4 bytes), 16 bytes; offset 16
-    return _f16(b, 0) * (_five_bit(b[:, 2:6], b[:, 6:]) - 16)
+def _q5_0(b, dtype=torch.float32):  # d, qh (4 bytes), 16 bytes; offset 16
+    return _f16(b, 0, dtype) * (_five_bit(b[:, 2:6], b[:, 6:], dtype) - 16)
 
 
 def _q5_1(b):  # d, m, qh, 16 bytes
@@ -136,16 +136,25 @@ def _q6_k(b):  # 128 bytes low 4 bits, 64 bytes high 2 bits, 16 int8 scales, d
 _DEQUANTIZE = {"Q8_0": _q8_0, "Q4_0": _q4_0, "Q4_1": _q4_1, "Q5_0": _q5_0, "Q5_1": _q5_1, "Q2_K": _q2_k,
                "Q3_K": _q3_k, "Q4_K": _q4_k, "Q5_K": _q5_k, "Q6_K": _q6_k}
 _SIZES = {name: (block, nbytes) for name, block, nbytes in GGML_TYPES.values()}
+# Types whose values are one fp16 scale times a small integer (the offset applied to the integer):
+# the product is exact in float32, so one IEEE fp16 multiply rounds it exactly as float32 then a
+# cast does; these are computed straight in float16, without a float32 copy of the weight. Not in
+# bfloat16 (its 8-bit mantissa would round the scale first), and not the types with a min or
+# sub-block scales (two roundings where float32 makes one): those go through float32.
+_EXACT_IN_HALF = ("Q8_0", "Q4_0", "Q5_0")
 
 
 def dequantize(blocks: torch.Tensor, qtype: str, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A quantized tensor's values: `blocks` its raw bytes (uint8, any shape whose total is a whole
     number of `qtype` blocks), `shape` the logical shape. Computed in float32 (as ggml's reference
-    dequantization), then cast to `dtype`."""
+    dequantization), then cast to `dtype`; straight in float16 where that gives the same values
+    (_EXACT_IN_HALF)."""
     if qtype not in _DEQUANTIZE:
         raise GGUFError(f"cannot dequantize ggml type {qtype!r}; graphflow reads {', '.join(QUANTIZED)}")
     _, nbytes = _SIZES[qtype]
     flat = blocks.reshape(-1, nbytes)
+    if dtype == torch.float16 and qtype in _EXACT_IN_HALF:
+        return _DEQUANTIZE[qtype](flat, torch.float16).reshape(shape)
     return _DEQUANTIZE[qtype](flat).reshape(shape).to(dtype)
 
 
@@ -163,8 +172,9 @@ class QuantizedLinear(nn.Linear):
     """nn.Linear whose weight stays as the GGUF file's blocks (a uint8 Parameter [out, bytes per
     row]) and is dequantized to the input's dtype each time the layer runs, as ComfyUI-GGUF's
     GGMLOps.Linear does: the model holds (and moves to the device) the quantized bytes only.
-    A LoRA patch (graphflow.models.lora) replaces the weight, while it holds, with its dequantized
-    patched values in `compute_dtype`; the layer then runs on those as a plain Linear."""
+    A LoRA patch (graphflow.models.lora) is made for each forward, as the pack's GGUFModelPatcher
+    makes it (graphflow.memory): the weight is, during the call only, its dequantized patched
+    values in `compute_dtype`, which the layer runs on as a plain Linear; the blocks stay."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, qtype: str, compute_dtype: torch.dtype):
         super().__init__(in_features, out_features, bias, device="meta", dtype=compute_dtype)

@@ -635,13 +635,14 @@ def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tenso
 
 def _change_quantized(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
     """A GGUF layer's weight (graphflow.models.gguf.QuantizedLinear), as ComfyUI-GGUF patches one:
-    its blocks dequantized (float32), the LoRA applied, the result in the layer's compute dtype;
-    the layer runs on that while the patch holds (the memory manager keeps the blocks to put back).
-    A weight already patched by an earlier LoRA of the stack comes as values."""
+    its blocks dequantized (float32), the LoRA applied, float32 values returned (the memory manager
+    rounds a stack's result once, into the layer's compute dtype: WeightPatch.values_dtype, and
+    patches these layers for each forward, the blocks staying as they are). A weight already
+    patched by an earlier LoRA of the stack comes as float32 values."""
     from .gguf_layers import dequantize
 
     values = dequantize(weight, layer.qtype, layer.weight_shape) if weight.dtype == torch.uint8 else weight.float()
-    return lora.patched(values, strength).to(layer.compute_dtype)
+    return lora.patched(values, strength).float()
 
 
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
@@ -672,7 +673,8 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
                             f"or model size") from None
         seed = zlib.crc32(f"{key_prefix}{path}.weight".encode())
         if isinstance(layer, QuantizedLinear):
-            out.append(WeightPatch(path + ".weight", functools.partial(_change_quantized, lora, strength, layer), seed))
+            out.append(WeightPatch(path + ".weight", functools.partial(_change_quantized, lora, strength, layer), seed,
+                                   layer.compute_dtype))
         elif getattr(layer, "scale_weight", None) is not None:
             out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed),
                                    seed))
