@@ -21,7 +21,8 @@ each patched weight just before its layer runs and puts the original back after 
 one patched layer at a time). Both restore the original tensors themselves: bit-exact. A GGUF
 layer's quantized blocks (uint8, graphflow.models.gguf_layers) are always patched on the fly, as
 ComfyUI-GGUF patches them at each forward: in place, its compute-dtype values would replace blocks
-a few times smaller, a growth nothing counts.
+a few times smaller, a growth nothing counts. Every patch of such a layer (a LoRA, an attention
+multiplier, a hook's model-as-LoRA) changes its dequantized float32 values, never its bytes.
 
 Cached patch sets (ComfyUI's cached hook patches): `patch(module, patches, cache=True)` (the hook
 switch, graphflow.sampling.hooks, while one sampling run alternates hook sets) keeps what it
@@ -118,7 +119,6 @@ class WeightPatch:
     param: str
     change: Callable[[torch.Tensor], torch.Tensor]
     seed: int = 0
-    values_dtype: torch.dtype | None = None  # a GGUF layer's patched blocks: the dtype of their values
 
 
 @dataclass(eq=False)
@@ -605,11 +605,11 @@ class MemoryManager:
                 original = param.data
                 if record is not None and record.param() is param and record.original is not None:
                     original = record.original.to(param.device)
-                state[name] = _changed(original, tuple(by_param.get(name, ())))
-                if state[name].dtype == torch.uint8 and name.endswith(".weight"):
-                    owner = module.get_submodule(name[:-len(".weight")])
-                    if hasattr(owner, "values_of"):  # a GGUF layer's blocks (graphflow.models.gguf): readers get values
-                        state[name] = owner.values_of(state[name])
+                owner = module.get_submodule(name.rpartition(".")[0]) if original.dtype == torch.uint8 else None
+                if hasattr(owner, "values_of"):  # a GGUF layer's blocks (graphflow.models.gguf): readers get values
+                    state[name] = _gguf_changed(owner, original, tuple(by_param.get(name, ())))
+                else:
+                    state[name] = _changed(original, tuple(by_param.get(name, ())))
             return state
 
     def run_lock(self, module: nn.Module):
@@ -725,9 +725,17 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)
-    if dtype == torch.uint8:  # a GGUF layer's blocks: each patch gives float32 values, rounded once here
-        return weight.to(patches[-1].values_dtype) if patches and patches[-1].values_dtype else weight
     return stochastic_round(weight, dtype, patches[-1].seed) if weight.dtype != dtype else weight
+
+
+def _gguf_changed(owner: nn.Module, blocks: torch.Tensor, patches: tuple) -> torch.Tensor:
+    """A GGUF layer's weight as `patches` make it, as ComfyUI-GGUF patches one: its blocks' values in
+    float32, every patch (a LoRA, an attention multiplier, a hook's model-as-LoRA) applied to the
+    values, rounded once into the layer's compute dtype. Never applied to the blocks themselves."""
+    values = owner.values_of(blocks, torch.float32)
+    for p in patches:
+        values = p.change(values)
+    return values.to(owner.compute_dtype)
 
 
 def _fly(owner: nn.Module, param: nn.Parameter, patches: tuple) -> tuple:
@@ -736,10 +744,12 @@ def _fly(owner: nn.Module, param: nn.Parameter, patches: tuple) -> tuple:
     when the forward raises."""
     stash = []
 
+    quantized = param.dtype == torch.uint8 and hasattr(owner, "values_of")
+
     def patch_in(module, args):
         stash.append(param.data)
         with torch.no_grad():
-            param.data = _changed(param.data, patches)
+            param.data = _gguf_changed(owner, param.data, patches) if quantized else _changed(param.data, patches)
 
     def patch_out(module, args, output):
         if stash:

@@ -168,23 +168,22 @@ def test_lora_on_a_quantized_flux_patches_its_dequantized_weights(tmp_path, monk
 def test_stacked_loras_on_a_quantized_layer_round_once():
     """Two LoRAs on one GGUF layer change its float32 values and round once into the compute dtype
     (as the manager does for fp16 / bf16 weights): rounding after each would add their errors."""
-    from graphflow.memory import WeightPatch, _changed
+    from graphflow.memory import WeightPatch, _gguf_changed
     from graphflow.models.gguf_layers import QuantizedLinear
-    from graphflow.models.lora import LoraModule, _change_quantized
+    from graphflow.models.lora import LoraModule, _change
 
     layer = QuantizedLinear(64, 8, False, "Q8_0", torch.bfloat16)
     blocks = torch.from_numpy(random_blocks("Q8_0", rows=8, blocks_per_row=2, seed=4))
     g = torch.Generator().manual_seed(6)
     loras = [LoraModule({"lora_up.weight": torch.randn(8, 2, generator=g) * 3e-3,
                          "lora_down.weight": torch.randn(2, 64, generator=g)}) for _ in range(2)]
-    patches = tuple(WeightPatch("weight", functools.partial(_change_quantized, lora, 1.0, layer), 0, torch.bfloat16)
-                    for lora in loras)
+    patches = tuple(WeightPatch("weight", functools.partial(_change, lora, 1.0)) for lora in loras)
     values = torch.from_numpy(gguf.quants.dequantize(blocks.numpy(), gguf.GGMLQuantizationType.Q8_0))
     deltas = [lora.parts["lora_up.weight"] @ lora.parts["lora_down.weight"] for lora in loras]  # rank 2, no alpha: scale 1
     once = (values + deltas[0] + deltas[1]).bfloat16()
     twice = ((values + deltas[0]).bfloat16().float() + deltas[1]).bfloat16()
     assert not torch.equal(once, twice)  # the case tells the two apart
-    ours = _changed(blocks, patches)
+    ours = _gguf_changed(layer, blocks, patches)
     assert ours.dtype == torch.bfloat16 and torch.equal(ours, once)
 
 
@@ -816,3 +815,33 @@ def test_single_scale_types_dequantize_straight_to_half_as_float32_then_cast(qty
     ours = dequantize(torch.from_numpy(raw), qtype, expected.shape, torch.float16)
     assert ours.dtype == torch.float16
     np.testing.assert_array_equal(ours.numpy().view(np.uint16), expected.view(np.uint16))
+
+
+def test_any_weight_patch_on_a_quantized_layer_changes_its_values_not_its_bytes():
+    """An attention multiplier (or a hook's model-as-LoRA) on a GGUF layer scales its dequantized
+    values, as a LoRA does; the blocks stay, and readers (saving, merging) get the patched values."""
+    import functools
+
+    import torch.nn.functional as F
+
+    from graphflow import memory
+    from graphflow.memory import WeightPatch
+    from graphflow.models.attention_multiply import _scaled
+    from graphflow.models.gguf_layers import QuantizedLinear, dequantize
+
+    torch.manual_seed(4)
+    layer = QuantizedLinear(64, 32, False, "Q8_0", torch.float32)
+    blocks = torch.randint(0, 256, (32, 68), dtype=torch.uint8)
+    blocks.view(32, 2, 34)[:, :, :2] = torch.full((32, 2, 1), 0.01).half().view(torch.uint8)  # finite scales
+    layer.weight = torch.nn.Parameter(blocks.clone(), requires_grad=False)
+    net = torch.nn.Sequential(layer)
+    patches = (WeightPatch("0.weight", functools.partial(_scaled, 0.5)),)
+    values = dequantize(blocks, "Q8_0", (32, 64))
+    x = torch.randn(3, 64)
+    with torch.no_grad(), memory.use(net, "diffusion_model", "gguf-multiply-test", patches=patches):
+        out = net(x)
+        assert layer.weight.dtype == torch.uint8 and torch.equal(layer.weight.data, blocks)  # between forwards
+    torch.testing.assert_close(out, F.linear(x, values * 0.5))
+    torch.testing.assert_close(memory.manager().weights(net, patches)["0.weight"], values * 0.5)
+    memory.manager().unpatch(net)
+    assert torch.equal(layer.weight.data, blocks)

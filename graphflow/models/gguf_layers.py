@@ -197,10 +197,11 @@ class QuantizedLinear(nn.Linear):
             return w.to(dtype)
         return dequantize(w, self.qtype, self.weight_shape, self.dequant_dtype or dtype).to(dtype)
 
-    def values_of(self, blocks: torch.Tensor) -> torch.Tensor:
-        """This layer's weight blocks (as it holds them, or an original kept apart) as values in its
-        compute dtype: what readers of the weights (saving, merging) get (graphflow.memory)."""
-        return dequantize(blocks, self.qtype, self.weight_shape, self.compute_dtype)
+    def values_of(self, blocks: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """This layer's weight blocks (as it holds them, or an original kept apart) as values in `dtype`
+        (default: its compute dtype): what patches change and readers of the weights (saving,
+        merging) get (graphflow.memory)."""
+        return dequantize(blocks, self.qtype, self.weight_shape, dtype or self.compute_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)

@@ -87,7 +87,6 @@ from .weight_files import CheckpointError, WeightFile
 from .diffusers_names import RESNET
 from .diffusion_model import DiffusionModel
 from .flow_lora_names import flow_lora_names
-from .gguf_layers import QuantizedLinear
 from .text_encoders import TextEncoder
 
 UNSUPPORTED = {"on_input": "IA3", "oft_diag": "old LyCORIS OFT (oft_diag)", "boft_": "BOFT"}
@@ -633,18 +632,6 @@ def _change_scaled(lora: LoraModule, strength: float, layer, weight: torch.Tenso
     return stochastic_round(new, weight.dtype, seed)
 
 
-def _change_quantized(lora: LoraModule, strength: float, layer, weight: torch.Tensor) -> torch.Tensor:
-    """A GGUF layer's weight (graphflow.models.gguf.QuantizedLinear), as ComfyUI-GGUF patches one:
-    its blocks dequantized (float32), the LoRA applied, float32 values returned (the memory manager
-    rounds a stack's result once, into the layer's compute dtype: WeightPatch.values_dtype, and
-    patches these layers for each forward, the blocks staying as they are). A weight already
-    patched by an earlier LoRA of the stack comes as float32 values."""
-    from .gguf_layers import dequantize
-
-    values = dequantize(weight, layer.qtype, layer.weight_shape) if weight.dtype == torch.uint8 else weight.float()
-    return lora.patched(values, strength).float()
-
-
 def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: float,
                     lora_name: str, key_prefix: str = "diffusion_model.") -> tuple[WeightPatch, ...]:
     """The LoRA as weight patches on `root`, each checked against its weight's shape (on the meta
@@ -672,10 +659,7 @@ def _weight_patches(root: nn.Module, patches: dict[str, LoraModule], strength: f
             raise LoraError(f"{lora_name}: {path}: {e}; the LoRA was probably made for another architecture "
                             f"or model size") from None
         seed = zlib.crc32(f"{key_prefix}{path}.weight".encode())
-        if isinstance(layer, QuantizedLinear):
-            out.append(WeightPatch(path + ".weight", functools.partial(_change_quantized, lora, strength, layer), seed,
-                                   layer.compute_dtype))
-        elif getattr(layer, "scale_weight", None) is not None:
+        if getattr(layer, "scale_weight", None) is not None:
             out.append(WeightPatch(path + ".weight", functools.partial(_change_scaled, lora, strength, layer, seed=seed),
                                    seed))
         else:
