@@ -276,7 +276,8 @@ class UseEvolvedSampling(Node):
     with them each window of context_length frames (the whole video where it is no longer than
     context_length); more is refused when sampling, as the pack refuses it. Where the pack normalises
     GroupNorms over all frames (v1, SDXL motion modules), it does so for ControlNets' GroupNorms too;
-    here only the UNet's are (a ControlNet's stay per frame). An SD1.5 motion module on an SDXL model (or the reverse) is refused.
+    here only the UNet's are (a ControlNet's stay per frame). An SD1.5 motion module on an SDXL model (or the
+    reverse) is refused.
     sample_settings is not built here."""
     category = GEN2
     model: MODEL

@@ -254,7 +254,6 @@ class SetUnionControlNetType(Node):
 
     def run(self):
         from graphflow.models.advanced_control import KeyframedNet
-        from graphflow.models.controlnet import UnionTyped
 
         given = self.control_net
         if isinstance(given, KeyframedNet):  # ComfyUI-Advanced-ControlNet's loader: typed, it keeps its schedule

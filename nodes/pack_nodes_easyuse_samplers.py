@@ -49,7 +49,8 @@ class EasyFullKSampler(Node):
     """Sample a pipe with the sampler settings given here, as Easy-Use's easy fullkSampler does:
     steps, cfg, sampler, scheduler, denoise and seed from the widgets (the pipe's start / end step,
     add_noise and leftover-noise settings from easy preSamplingAdvanced still apply, to the
-    schedule denoise makes, as in the pack); model, positive, negative, latent, VAE and CLIP, when connected, in place of the pipe's;
+    schedule denoise makes, as in the pack); model, positive, negative, latent, VAE and CLIP, when connected, in
+    place of the pipe's;
     an image (without a latent) is encoded with the VAE as the latent to start from. Then decoded
     and shown or saved as easy kSampler does (image_output, save_prefix). Gives the pipe (the new
     latent, images, seed, the connected conditionings, VAE and CLIP; its model and sampler settings

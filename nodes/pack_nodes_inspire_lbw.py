@@ -224,7 +224,8 @@ class InspireLoraLoaderBlockWeight(Node):
     them separated by spaces, given to the block's modules in the model's layer order. A vector may
     be written "NAME:vector", or be a preset's name (SD-ALL, SDXL-OUTALL ...: the pack's list), or a
     "%default=1,base=1,in2-4=0.5,out=0" spec over the LoRA's blocks (at most 512 items; a value that
-    is no finite number is an error). populated_vector shows the values used. preset and category_filter are the editor's pickers; bypass, or both strengths 0,
+    is no finite number is an error). populated_vector shows the values used. preset and category_filter are the
+    editor's pickers; bypass, or both strengths 0,
     gives the model and CLIP unchanged."""
     category = "InspirePack/LoraBlockWeight"
     model: MODEL

@@ -202,10 +202,12 @@ class InspireColorMapToMasks(Node):
         if len(top) == 0:
             return torch.zeros(1, *color_map.shape[1:3])
         count, limit = len(top) * color_map.shape[0], run_limits().max_batch
-        if limit is not None and count > limit or count * color_map.shape[1] * color_map.shape[2] > MAX_MASK_VALUES:
-            raise NodeInputError("max_count", f"{len(top)} colours x {color_map.shape[0]} images make {count} masks "
-                                              f"of {color_map.shape[2]}x{color_map.shape[1]}: more than this "
-                                              f"{'server allows (' + str(limit) + ')' if limit is not None and count > limit else 'node makes'}")
+        made = f"{len(top)} colours x {color_map.shape[0]} images make {count} masks"
+        if limit is not None and count > limit:
+            raise NodeInputError("max_count", f"{made}: more than this server allows ({limit})")
+        if count * color_map.shape[1] * color_map.shape[2] > MAX_MASK_VALUES:
+            raise NodeInputError("max_count", f"{made} of {color_map.shape[2]}x{color_map.shape[1]}: more than "
+                                              f"{MAX_MASK_VALUES} mask values")
         return torch.cat([(color_map == color).all(dim=-1).float() for color in top])
 
 

@@ -52,8 +52,9 @@ QUANTIZED = tuple(name for name, *_ in GGML_TYPES.values() if name not in PLAIN)
 UNET_PREFIX = "model.diffusion_model."  # graphflow.models.architecture's (torch-free here)
 
 # the pack's architecture names (loader.py IMG_ARCH_LIST / TXT_ARCH_LIST, all of them, read at
-# d247022e3fa66851c5084cc251b076aab816423d, the loader.py the reference index holds); its VIS_TYPE_LIST (an mmproj file's general.type "clip-vision",
-# taken by the CLIP loaders whatever its architecture) is left out with the vision tower (nodes/gguf.py)
+# d247022e3fa66851c5084cc251b076aab816423d, the loader.py the reference index holds); its
+# VIS_TYPE_LIST (an mmproj file's general.type "clip-vision", taken by the CLIP loaders whatever its
+# architecture) is left out with the vision tower (nodes/gguf.py)
 IMAGE_ARCHITECTURES = ("flux", "sd1", "sdxl", "sd3", "aura", "hidream", "cosmos", "ltxv", "hyvid", "wan",
                        "lumina2", "qwen_image")
 TEXT_ARCHITECTURES = ("t5", "t5encoder", "llama", "qwen2vl")
