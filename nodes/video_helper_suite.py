@@ -21,8 +21,8 @@ import math
 from pathlib import Path
 
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
-                           Int, Node, NodeInputError, Text, folders, repeated, safe_join, show, socket_type, warn,
-                           workflow_texts)
+                           Int, Node, NodeInputError, Text, folders, repeated, run_limits, safe_join, show,
+                           socket_type, warn, workflow_texts)
 from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new, folder_files
@@ -722,7 +722,17 @@ def load_vhs_images(node, folder: Path):
     files = _folder_pictures(folder, node.skip_first_images, node.select_every_nth, node.image_load_cap)
     if not files:
         raise NodeInputError("directory", f"no pictures ({', '.join(FOLDER_PICTURES)}) to load in {node.directory!r}")
-    pictures = [ImageOps.exif_transpose(Image.open(f)) for f in files]
+    limits = run_limits()  # the count, and each picture's size from its header, before any is decoded
+    if limits.max_batch is not None and len(files) > limits.max_batch:
+        raise NodeInputError("image_load_cap", f"{len(files)} pictures to load is more than this server allows "
+                                               f"({limits.max_batch}); set image_load_cap")
+    opened = [Image.open(f) for f in files]  # headers only: exif_transpose decodes
+    for path, picture in zip(files, opened):
+        w, h = picture.size
+        if limits.max_pixels is not None and w * h > limits.max_pixels:
+            raise NodeInputError("directory", f"{path.name!r} is {w}×{h}, larger than this server allows "
+                                              f"({limits.max_pixels / 1e6:.1f} megapixels)")
+    pictures = [ImageOps.exif_transpose(picture) for picture in opened]
     sizes = [p.size for p in pictures]
     width, height = max(dict.fromkeys(sizes), key=sizes.count)  # the most common; the first of a tie
     alpha = any("A" in p.getbands() for p in pictures)
@@ -758,7 +768,8 @@ _LOAD_IMAGES_DOC = ("Load the pictures of a folder ({}) as frames, as VideoHelpe
                     "skip_first_images dropped, every select_every_nth kept, at most image_load_cap (0: all). All come "
                     "out at the most common size (others Lanczos-resized, centre-cropped); MASK is 1 - alpha (zeros "
                     "[n, 64, 64] when none has alpha); INT their count. Values are the pack's float16 ones. "
-                    "meta_batch is not supported.")
+                    "meta_batch is not supported. A server's max_batch bounds the count and its max_pixels each "
+                    "picture, read from the headers before any is decoded.")
 
 
 class VHSLoadImages(Node):

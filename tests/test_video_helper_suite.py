@@ -593,6 +593,26 @@ def test_load_images_reads_a_folder_as_the_pack_does(builtin_registry, tmp_folde
     assert e.value.input == "directory" and "outside" in str(e.value)
 
 
+def test_load_images_is_held_to_the_server_limits_before_decoding(builtin_registry, tmp_folders):
+    frames = tmp_folders.inputs / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(frames / f"f{i}.png")
+
+    def run(limits, **widgets):
+        graph = parse_workflow({"nodes": {"1": {"type": "VHSLoadImages", "inputs": {"directory": "frames", **widgets}},
+                                          "2": {"type": "PreviewImage", "inputs": {"images": ["1", 0]}}}})
+        return Executor(builtin_registry, limits=limits).run(graph)
+
+    result = run(RunLimits(max_batch=2))
+    assert (result.error["input"], result.error["message"]) == (
+        "image_load_cap", "3 pictures to load is more than this server allows (2); set image_load_cap")
+    assert run(RunLimits(max_batch=2), image_load_cap=2).values["1"][2] == 2
+    result = run(RunLimits(max_pixels=40))  # 8x6 = 48 pixels
+    assert result.error["input"] == "directory" and "'f0.png' is 8×6, larger than this server" in result.error["message"]
+    assert run(RunLimits(max_pixels=48)).ok
+
+
 def test_load_images_skips_links_that_lead_out_of_the_folder(builtin_registry, tmp_folders):
     frames = tmp_folders.inputs / "frames"
     frames.mkdir()
