@@ -9,7 +9,7 @@ import uuid
 
 
 from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
-                           Text, folders, send_image, show, workflow_texts)
+                           Text, folders, run_limits, send_image, show, workflow_texts)
 from graphflow.choices import RESIZE_METHODS
 
 MAX_SIZE = 16384
@@ -69,6 +69,29 @@ def folder_files(folder, extensions: tuple[str, ...]) -> list:
 
     names = sorted(p.name for p in folder.iterdir() if p.name.lower().endswith(extensions))
     return [folder / n for n in names if (folder / n).is_file() and _stays_inside(folder, folder / n)]
+
+
+def check_folder_pictures(files: list, count_input: str, picture_input: str) -> None:
+    """A folder loader's picks held to the server's limits before any is decoded: their count to
+    max_batch (an error naming count_input), each picture's size, read from its header, to
+    max_pixels (naming picture_input). A file Pillow can't open is left to the loader to report."""
+    from PIL import Image
+
+    limits = run_limits()
+    if limits.max_batch is not None and len(files) > limits.max_batch:
+        raise NodeInputError(count_input, f"{len(files)} pictures to load is more than this server allows "
+                                          f"({limits.max_batch}); set {count_input}")
+    if limits.max_pixels is None:
+        return
+    for path in files:
+        try:
+            with Image.open(path) as picture:  # the header only
+                width, height = picture.size
+        except (OSError, Image.DecompressionBombError):
+            continue
+        if width * height > limits.max_pixels:
+            raise NodeInputError(picture_input, f"{path.name!r} is {width}×{height}, larger than this server "
+                                                f"allows ({limits.max_pixels / 1e6:.1f} megapixels)")
 
 
 class WebcamCapture(Node):

@@ -28,8 +28,8 @@ import math
 import re
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, GUIDER, IMAGE, INT, LATENT, MASK, MODEL, SIGMAS, STRING, Bool, \
-    Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, run_limits, safe_join, \
-    warn
+    Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, folders, run_limits, \
+    safe_join, warn
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.image import _image
@@ -401,25 +401,10 @@ def _folder_pictures(directory: str, start_index: int, image_load_cap: int) -> l
     """(name, image [1, H, W, 3], mask [1, h, w]) of the picked pictures (_picked_files): each
     file's first frame, its alpha as the mask as LoadImage takes it. The server's max_batch bounds
     the count and its max_pixels each picture, read from the header before any is decoded."""
-    from PIL import Image
-
-    from nodes.image import _load_picture
+    from nodes.image import _load_picture, check_folder_pictures
 
     files = _picked_files(directory, start_index, image_load_cap)
-    limits = run_limits()
-    if limits.max_batch is not None and len(files) > limits.max_batch:
-        raise NodeInputError("image_load_cap", f"{len(files)} pictures to load is more than this server allows "
-                                               f"({limits.max_batch}); set image_load_cap")
-    if limits.max_pixels is not None:
-        for path in files:
-            try:
-                with Image.open(path) as picture:  # the header only
-                    width, height = picture.size
-            except (OSError, Image.DecompressionBombError):
-                continue  # _load_picture says what is wrong with it
-            if width * height > limits.max_pixels:
-                raise NodeInputError("directory", f"{path.name!r} is {width}×{height}, larger than this server "
-                                                  f"allows ({limits.max_pixels / 1e6:.1f} megapixels)")
+    check_folder_pictures(files, "image_load_cap", "directory")
     pictures = []
     for path in files:
         try:

@@ -21,11 +21,11 @@ import math
 from pathlib import Path
 
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
-                           Int, Node, NodeInputError, Text, folders, repeated, run_limits, safe_join, show,
-                           socket_type, warn, workflow_texts)
+                           Int, Node, NodeInputError, Text, folders, repeated, safe_join, show, socket_type, warn,
+                           workflow_texts)
 from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
-from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new, folder_files
+from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new, check_folder_pictures, folder_files
 from nodes.latent import _upscale
 from nodes.video import file_sha256
 from nodes.vae import _require_vae
@@ -722,17 +722,8 @@ def load_vhs_images(node, folder: Path):
     files = _folder_pictures(folder, node.skip_first_images, node.select_every_nth, node.image_load_cap)
     if not files:
         raise NodeInputError("directory", f"no pictures ({', '.join(FOLDER_PICTURES)}) to load in {node.directory!r}")
-    limits = run_limits()  # the count, and each picture's size from its header, before any is decoded
-    if limits.max_batch is not None and len(files) > limits.max_batch:
-        raise NodeInputError("image_load_cap", f"{len(files)} pictures to load is more than this server allows "
-                                               f"({limits.max_batch}); set image_load_cap")
-    opened = [Image.open(f) for f in files]  # headers only: exif_transpose decodes
-    for path, picture in zip(files, opened):
-        w, h = picture.size
-        if limits.max_pixels is not None and w * h > limits.max_pixels:
-            raise NodeInputError("directory", f"{path.name!r} is {w}×{h}, larger than this server allows "
-                                              f"({limits.max_pixels / 1e6:.1f} megapixels)")
-    pictures = [ImageOps.exif_transpose(picture) for picture in opened]
+    check_folder_pictures(files, "image_load_cap", "directory")
+    pictures = [ImageOps.exif_transpose(Image.open(f)) for f in files]
     sizes = [p.size for p in pictures]
     width, height = max(dict.fromkeys(sizes), key=sizes.count)  # the most common; the first of a tie
     alpha = any("A" in p.getbands() for p in pictures)

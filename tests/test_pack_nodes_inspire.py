@@ -929,16 +929,16 @@ def test_image_folder_loaders_estimate_and_check_limits_before_decoding(registry
     load_picture, decoded = nodes.image._load_picture, []
     monkeypatch.setattr(nodes.image, "_load_picture", lambda *a, **k: decoded.append(a) or load_picture(*a, **k))
     for node in ("InspireLoadImagesFromDir", "InspireLoadImageListFromDir"):
-        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_batch=4))
+        monkeypatch.setattr(nodes.image, "run_limits", lambda: RunLimits(max_batch=4))
         with pytest.raises(NodeInputError) as caught:
             call(registry, node, directory="many")
         assert caught.value.input == "image_load_cap" and "4" in str(caught.value)
-        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_pixels=8 * 8 - 1))
+        monkeypatch.setattr(nodes.image, "run_limits", lambda: RunLimits(max_pixels=8 * 8 - 1))
         with pytest.raises(NodeInputError) as caught:  # 1.png (8×7) passes, 2.png (8×8) does not
             call(registry, node, directory="many", start_index=1)
         assert caught.value.input == "directory" and "'2.png' is 8×8" in str(caught.value)
         assert not decoded  # refused before any picture is decoded
-        monkeypatch.setattr(inspire_utils, "run_limits", lambda: RunLimits(max_batch=4, max_pixels=10 * 8))
+        monkeypatch.setattr(nodes.image, "run_limits", lambda: RunLimits(max_batch=4, max_pixels=10 * 8))
         assert len(call(registry, node, directory="many", image_load_cap=4)[0]) == 4
         decoded.clear()
 
