@@ -171,8 +171,24 @@ def custom_pack(class_type: str) -> str | None:
     return None
 
 
+# A ComfyUI class this registry does not know whose name is a graphflow node's own name: that node
+# answers to the ComfyUI classes it declares only, so the class is read as this unknown type, never
+# run as our namesake (Efficiency's "Image Overlay" is our ImageOverlay; some pack's "ImageOverlay" is not).
+NAMESAKE_PREFIX = "comfyui:"
+
+
+def comfy_class_name(node_type: str) -> str:
+    """The ComfyUI class an unknown node type stands for."""
+    return node_type.removeprefix(NAMESAKE_PREFIX)
+
+
 def unknown_type_hint(node_type: str) -> str:
     """Why a node type is unknown, for the validation message."""
+    if node_type.startswith(NAMESAKE_PREFIX):
+        name = comfy_class_name(node_type)
+        why = unknown_type_hint(name) or f"'{name}' is a ComfyUI class graphflow does not know"
+        return (f"{why} (graphflow's own {name} node is a different node: it answers only to the ComfyUI "
+                f"classes it declares)")
     if node_type in comfy_catalogue():
         return f"'{node_type}' is a ComfyUI core node that graphflow does not support yet (see docs/comfyui.md)"
     pack = custom_pack(node_type)
@@ -290,7 +306,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
             inputs[name] = value
-        node_type = cls.node_type if cls is not None else class_type
+        node_type = cls.node_type if cls is not None else \
+            NAMESAKE_PREFIX + class_type if registry.get(class_type) is not None else class_type
         nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
         classes[node_id] = class_type
         meta = entry.get("_meta")
@@ -1072,7 +1089,7 @@ def _api_graph(workflow: Workflow, registry) -> dict:
     for node_id, node in workflow.nodes.items():
         cls = registry.get(node.type)
         if cls is None:
-            class_type, inputs = node.type, dict(node.inputs)
+            class_type, inputs = comfy_class_name(node.type), dict(node.inputs)
         else:
             class_type, alias = _comfy_class(cls, node.inputs, classes.get(node_id))
             inputs = _comfy_inputs(node, cls, alias, registry, workflow)

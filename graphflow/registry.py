@@ -37,10 +37,12 @@ class Registry:
                 self._comfy.setdefault(class_type, cls)
 
     def add_module(self, module: ModuleType, source: str = "builtin") -> list[type[Node]]:
-        """Register every concrete node class a module defines (one that has its own run)."""
+        """Register every public concrete node class a module defines (one that has its own run;
+        a `_Base` class shared by several nodes is not a node itself)."""
         added = []
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, Node) and cls.__module__ == module.__name__ and cls.run is not Node.run:
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, Node) and cls.__module__ == module.__name__ and cls.run is not Node.run
+                    and not name.startswith("_")):
                 self.add(cls, source)
                 added.append(cls)
         return added
@@ -59,8 +61,16 @@ class Registry:
         return self._sources.get(node_type)
 
     def comfy_node(self, class_type: str) -> type[Node] | None:
-        """Our node for a ComfyUI class name: an alias first, else a node of the same name."""
-        return self._comfy.get(class_type) or self._nodes.get(class_type)
+        """Our node for a ComfyUI class name: an alias first, else a node of the same name that
+        declares no ComfyUI class (graphflow's own nodes and alias-less plugins, as `export_ui`
+        writes them). A node declaring aliases answers to those only, so a pack node's own
+        graphflow name (say `ImageOverlay`) never claims another pack's class of that name."""
+        cls = self._comfy.get(class_type)
+        if cls is None:
+            cls = self._nodes.get(class_type)
+            if cls is not None and comfy_aliases(cls):
+                return None
+        return cls
 
     def __contains__(self, node_type: str) -> bool:
         return node_type in self._nodes

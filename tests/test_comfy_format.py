@@ -822,6 +822,44 @@ def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry)
     assert [c for c in comfy_catalogue() if custom_pack(c)] == []  # no core class taken for a pack's
 
 
+def test_a_pack_nodes_own_graphflow_name_does_not_claim_another_packs_class(builtin_registry):
+    # Our SimpleMath answers to essentials' "SimpleMath+" only and ImageOverlay to Efficiency's
+    # "Image Overlay": a class literally named "SimpleMath" or "ImageOverlay" is some other pack's
+    # node, read as unknown (never run as ours) and written back as it was.
+    graph = json.loads((CORPUS / "txt2img_api.json").read_text())
+    graph["20"] = {"class_type": "ImageOverlay", "inputs": {"base_image": ["8", 0], "opacity": 50}}
+    graph["21"] = {"class_type": "Image Overlay", "inputs": {"base_image": ["8", 0], "overlay_image": ["8", 0]}}
+    graph["22"] = {"class_type": "LatentStats", "inputs": {"latent": ["3", 0]}}  # graphflow's own, no ComfyUI class
+    workflow = parse_workflow(graph, builtin_registry)
+    assert workflow.nodes["20"].type != "ImageOverlay" and workflow.nodes["21"].type == "ImageOverlay"
+    assert workflow.nodes["22"].type == "LatentStats"
+    problems = {p.node_id: p.message for p in validate(workflow, builtin_registry)}
+    assert set(problems) == {"20"}
+    assert "'ImageOverlay' is a ComfyUI class graphflow does not know" in problems["20"]
+    assert "graphflow's own ImageOverlay node is a different node" in problems["20"]
+    written = export_api(workflow, builtin_registry)
+    assert written["20"] == graph["20"] and written["21"]["class_type"] == "Image Overlay"
+    assert written["22"]["class_type"] == "LatentStats"
+
+    data = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    data["nodes"].append({"id": 20, "type": "SimpleMath", "pos": [5, 5], "size": [300, 100], "flags": {},
+                          "order": 9, "mode": 0, "inputs": [], "outputs": [{"name": "INT", "type": "INT", "links": None}],
+                          "properties": {}, "widgets_values": ["a*2", 7]})
+    workflow = parse_workflow(data, builtin_registry)
+    assert workflow.nodes["20"].type != "SimpleMath"
+    assert [p.node_id for p in validate(workflow, builtin_registry)] == ["20"]
+    assert by_id(export_ui(workflow, builtin_registry)["nodes"])[20] == data["nodes"][-1]
+
+
+def test_a_modules_private_base_class_is_not_a_node(builtin_registry):
+    from nodes import pack_nodes_was_image
+
+    assert "_Morphology" not in builtin_registry
+    assert {"WasMaskDilateRegion", "WasMaskErodeRegion"} <= {c.node_type for c in builtin_registry}
+    assert all(issubclass(builtin_registry.get(n), pack_nodes_was_image._Morphology)
+               for n in ("WasMaskDilateRegion", "WasMaskErodeRegion"))
+
+
 def test_unknown_custom_node_in_ui_format_is_noted_and_kept_on_writing(builtin_registry):
     data = json.loads((CORPUS / "txt2img_ui.json").read_text())
     # WAS's Image Blending Mode (it needs the pilgram package): a custom class graphflow doesn't have
