@@ -394,9 +394,14 @@ def write_flow_vae(path, seed: int = 1, dtype=torch.float16, prefix: str = "", s
 
 def write_flow_text_encoder(path, name: str, seed: int = 2, dtype=torch.float16, scaled_down: bool = True) -> Path:
     """A standalone text-encoder file as ComfyUI distributes them: clip_l / clip_g in
-    transformers' CLIPTextModelWithProjection keys, t5xxl in T5EncoderModel keys."""
+    transformers' CLIPTextModelWithProjection keys, t5xxl in T5EncoderModel keys. A scaled-down CLIP
+    names its tower in graphflow.config (as CLIPSave's files do): a projected tower narrower than
+    CLIP-L's 768 would otherwise read as CLIP-G."""
+    from .models.weight_files import config_metadata
+
     state = random_state(_flow_tower_shapes(name, scaled_down), seed, torch.float32)
-    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    metadata = config_metadata(text_encoders={name: {}}) if scaled_down and name.startswith("clip_") else None
+    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(path), metadata)
     return Path(path)
 
 

@@ -480,3 +480,18 @@ def test_split_text_encoder_files_are_in_transformers_layouts(tmp_path):
         clip = CLIPTextModelWithProjection(text_config(name))
         state = load_file(str(write_flow_text_encoder(tmp_path / f"{name}.safetensors", name)))
         clip.load_state_dict(state, strict=True)
+
+
+def test_tiny_split_clip_files_are_read_as_the_tower_they_were_written_as(tmp_path):
+    # A tiny projected CLIP-L is narrower than CLIP-L's 768, which alone would read as CLIP-G:
+    # the file names its tower, and FLUX's DualCLIPLoader gets CLIP-L in the CLIP-L slot.
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_flow_text_encoder
+
+    paths = [write_flow_text_encoder(tmp_path / "clip_l.safetensors", "clip_l"),
+             write_flow_text_encoder(tmp_path / "t5xxl.safetensors", "t5xxl")]
+    encoder = load_text_encoders(paths, "flux", device=torch.device("cpu"), dtype=torch.float32)
+    assert encoder.clip_l is not None and encoder.clip_g is None and encoder.t5 is not None
+    sd3 = load_text_encoders([paths[0], write_flow_text_encoder(tmp_path / "clip_g.safetensors", "clip_g")], "sd3",
+                             device=torch.device("cpu"), dtype=torch.float32)
+    assert sd3.clip_l is not None and sd3.clip_g is not None
