@@ -345,7 +345,7 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
     if cls is None:
         return None
     alias = _alias_for(cls, class_type)
-    back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+    back = alias.written_names() if alias else {}
     order = []
     for spec in cls.input_specs.values():
         entry = {"name": back.get(spec.name, spec.name), "type": spec.type}
@@ -1026,7 +1026,7 @@ def _output_index(registry, workflow: Workflow, src: str, output) -> int:
 
 def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
     """A node's inputs in ComfyUI's names and values (links as [id, index])."""
-    back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+    back = alias.written_names() if alias else {}
     scattered = {ours: prefix for prefix, ours in alias.gather.items()} if alias else {}
     out = {}
     for name, value in node.inputs.items():
@@ -1095,7 +1095,7 @@ def _api_graph(workflow: Workflow, registry) -> dict:
             inputs = _comfy_inputs(node, cls, alias, registry, workflow)
             cls_with_defaults = {spec.name: spec.default for spec in cls.input_specs.values()
                                  if spec.socket is None and spec.default is not None}
-            back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+            back = alias.written_names() if alias else {}
             for name, default in cls_with_defaults.items():
                 if alias is not None and (name in alias.fixed or name in alias.gather.values()):
                     continue
@@ -1178,7 +1178,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         back = {}
         if cls is not None:
             alias = _comfy_class(cls, workflow.nodes[node_id].inputs, classes.get(node_id))[1]
-            back = {ours: theirs for theirs, ours in alias.inputs.items()} if alias else {}
+            back = alias.written_names() if alias else {}
         via = (layout.get(node_id) or {}).get("via") if isinstance(layout.get(node_id), dict) else None
         chain = next((c for ours, c in via.items() if back.get(ours, ours) == name), None) \
             if isinstance(via, dict) else None

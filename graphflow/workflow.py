@@ -223,7 +223,9 @@ class ComfyAlias:
     or a tuple of them when several ComfyUI classes map onto the node)."""
 
     class_types: tuple[str, ...]
-    inputs: dict[str, str] = field(default_factory=dict)  # ComfyUI input name -> ours
+    # ComfyUI input name -> ours; an old ComfyUI name listed beside the current one maps onto the
+    # same input of ours and is read only: the one written back is the name equal to ours, if listed
+    inputs: dict[str, str] = field(default_factory=dict)
     values: dict[str, dict] = field(default_factory=dict)  # our input name -> {ComfyUI value: ours}
     ignore: tuple[str, ...] = ()  # ComfyUI inputs with no meaning here
     fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)
@@ -243,6 +245,14 @@ class ComfyAlias:
     # optional input left out, where that is not the widget's default (Inspire's samplers: internal_seed
     # the seed); run on every import, so it fills in only what is missing
     api_inputs: Callable[[dict], dict] | None = None
+
+    def written_names(self) -> dict[str, str]:
+        """Our input name -> the ComfyUI name it is written back as."""
+        names = {}
+        for theirs, ours in self.inputs.items():
+            if names.get(ours) != ours:  # ComfyUI's current name (the same as ours) stays once seen
+                names[ours] = theirs
+        return names
 
 
 def comfy_aliases(cls) -> tuple[ComfyAlias, ...]:

@@ -56,8 +56,8 @@ SERIES_OPT = ("prev_timestep_kf", "cn_weights", "latent_keyframe", "null_latent_
 
 
 def _same(*names: str) -> dict:
-    """ComfyAlias inputs that map each name onto itself: listed after an old name mapped onto the
-    same input, so that exports write the current name."""
+    """ComfyAlias inputs that map each name onto itself: beside an old name mapped onto the same
+    input, they mark the current name, the one exports write (ComfyAlias.written_names)."""
     return {name: name for name in names}
 
 

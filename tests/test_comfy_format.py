@@ -851,6 +851,21 @@ def test_a_pack_nodes_own_graphflow_name_does_not_claim_another_packs_class(buil
     assert by_id(export_ui(workflow, builtin_registry)["nodes"])[20] == data["nodes"][-1]
 
 
+def test_an_old_comfyui_input_name_is_read_and_the_current_one_written_back(builtin_registry):
+    from graphflow.workflow import ComfyAlias
+
+    # wherever the current name (the same as ours) is listed, it is the one written back
+    for inputs in ({"old": "new", "new": "new"}, {"new": "new", "old": "new"}):
+        assert ComfyAlias(("X",), inputs=inputs).written_names() == {"new": "new"}
+    assert ComfyAlias(("X",), inputs={"theirs": "ours"}).written_names() == {"ours": "theirs"}
+    graph = {"1": {"class_type": "TimestepKeyframe", "inputs": {"start_percent": 0.2}},
+             "2": {"class_type": "TimestepKeyframe", "inputs": {"start_percent": 0.5, "prev_timestep_keyframe": ["1", 0]}}}
+    workflow = parse_workflow(graph, builtin_registry)
+    assert workflow.nodes["2"].inputs["prev_timestep_kf"] == ["1", 0]
+    written = export_api(workflow, builtin_registry)["2"]["inputs"]
+    assert written["prev_timestep_kf"] == ["1", 0] and "prev_timestep_keyframe" not in written
+
+
 def test_a_modules_private_base_class_is_not_a_node(builtin_registry):
     from nodes import pack_nodes_was_image
 
