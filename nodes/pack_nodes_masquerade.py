@@ -428,7 +428,7 @@ def _common_divisors(a: int, b: int) -> list[int]:
 
 class MaskToRegion(Node):
     """The rectangle around each mask's pixels above 0, as a mask the same size (1 inside), as
-    Masquerade's Mask To Region does (its 2023 fix, commit 69a9449): the bounding box grown by
+    Masquerade's Mask To Region does (as MaskNodes.py counts it at 69a9449): the bounding box grown by
     padding and cut to the picture, then widened to min_width × min_height and to the
     constraint: keep_ratio (at least constraint_x : constraint_y), keep_ratio_divisible (the
     pack's search over the common divisors of constraint_x and constraint_y), multiple_of (up to
@@ -523,7 +523,8 @@ class CutByMask(Node):
     black picture. A mask or 1-channel image gives a mask (the cut's alpha, or its luma where that
     is all 1), RGB gives RGB where every cut pixel is opaque, else RGBA. mask_mapping_optional
     (from Separate Mask Components) picks the image each mask cuts from; a mask batch of 1 (or a
-    divisor of the images') is repeated over the images."""
+    divisor of the images') is repeated over the images. A cut over 16384 a side, or over the
+    server's max_pixels, is refused."""
     category = CATEGORY
     image: IMAGE
     mask: IMAGE
@@ -657,8 +658,9 @@ class PasteByMask(Node):
         if self.mask_mapping_optional is not None:
             mapping = _mapping(self.mask_mapping_optional, base.shape[0], "mask_mapping_optional")
             if mapping.numel() < mask.shape[0] or paste.shape[0] < mask.shape[0]:
-                raise NodeInputError("mask_mapping_optional", f"{mask.shape[0]} masks need as many mappings and "
-                                                              f"pastes; there are {mapping.numel()} and {paste.shape[0]}")
+                raise NodeInputError("mask_mapping_optional",
+                                     f"{mask.shape[0]} masks need as many mappings and pastes; there are "
+                                     f"{mapping.numel()} and {paste.shape[0]}")
         else:
             size = max(base.shape[0], paste.shape[0], mask.shape[0])
             base = _repeated(base, size, "image_base")

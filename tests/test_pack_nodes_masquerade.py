@@ -424,9 +424,8 @@ def test_convert_color_space_against_colorsys(registry):
     torch.testing.assert_close(back, rgb, atol=1e-5, rtol=0)
     back = node(registry, "Convert Color Space", in_space="HSV", out_space="HSL", image=hsv)
     torch.testing.assert_close(back, hsl, atol=1e-5, rtol=0)
-    assert node(registry, "Convert Color Space", in_space="HSV", out_space="HSV", image=rgb[..., 0]) is rgb[..., 0] \
-        or torch.equal(node(registry, "Convert Color Space", in_space="HSV", out_space="HSV", image=rgb[..., 0]),
-                       rgb[..., 0])
+    mask = rgb[..., 0]  # the same space in and out: the input as it is, a mask too
+    assert torch.equal(node(registry, "Convert Color Space", in_space="HSV", out_space="HSV", image=mask), mask)
 
 
 def test_incrementer_cycles_and_reads_the_seed_control_widget(registry):
@@ -462,6 +461,10 @@ def test_sizes_from_numbers_are_estimated_so_limits_refuse_a_huge_one(registry):
     assert constant.estimate({"explicit_width": 0, "explicit_height": 9}, {}).size == Size(1, 16, 16)
     assert cut.estimate({"force_resize_width": 300, "force_resize_height": 0}, {"image": Size(2, 64, 64)}).size \
         == Size(2, 1, 300)
+    batch, region = registry.comfy_node("Make Image Batch"), registry.comfy_node("Mask To Region")
+    assert batch.estimate({}, {"image1": Size(2, 8, 9), "image4": Size(3, 8, 9)}).size == Size(5, 8, 9)
+    assert region.estimate({"constraint_x": 10**6, "min_width": 10**6}, {"mask": Size(2, 8, 9)}).size \
+        == Size(2, 8, 9)  # the region is drawn inside the mask whatever the numbers
     limits = RunLimits(max_pixels=4096 * 4096)
     huge = {"type": rect.node_type, "inputs": {"image_width": 65536, "image_height": 65536}}
     assert refused(registry, [huge], limits) == {"1"}
@@ -537,7 +540,8 @@ def test_crop_edit_paste_chain_from_a_ui_save(registry):
                                                  ("mask_mapping_optional", "MASK_MAPPING", None, False)],
                 [("IMAGE", "IMAGE", [])]),
     ]
-    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 3, 0, "IMAGE"], [4, 2, 0, 3, 1, "IMAGE"], [5, 2, 0, 4, 0, "IMAGE"], [6, 3, 0, 5, 0, "IMAGE"], [7, 3, 0, 7, 0, "IMAGE"],
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 3, 0, "IMAGE"], [4, 2, 0, 3, 1, "IMAGE"], [5, 2, 0, 4, 0, "IMAGE"],
+             [6, 3, 0, 5, 0, "IMAGE"], [7, 3, 0, 7, 0, "IMAGE"],
              [8, 4, 0, 5, 1, "IMAGE"], [9, 4, 0, 7, 2, "IMAGE"], [10, 5, 0, 6, 0, "IMAGE"], [11, 6, 0, 7, 1, "IMAGE"]]
     graph = ui_graph(nodes, links)
     result = run_graph(registry, graph, outputs=["1", "7"])
