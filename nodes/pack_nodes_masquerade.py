@@ -338,7 +338,8 @@ class MasqueradeImageToMask(Node):
 class MixImagesByMask(Node):
     """image1 · (1 - mask) + image2 · mask, as Masquerade's Mix Images By Mask does: the images
     made alike as Combine Masks does, the mask given their channel count (a mask repeated, an RGB
-    mask kept per channel; for RGBA images the mask's alpha is 1). All three must be the same size."""
+    mask kept per channel; for RGBA images the mask's alpha is 1). All three must be the same size.
+    Two masks, or 1-channel images, mix by the mask read as a mask (the pack's code fails there)."""
     category = CATEGORY
     image1: IMAGE
     image2: IMAGE

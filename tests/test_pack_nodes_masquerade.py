@@ -370,6 +370,33 @@ def test_paste_by_mask_resize_behaviors(registry):
         torch.testing.assert_close(out[0], expected, msg=behavior)
 
 
+def test_mixing_masks_and_one_channel_images_by_a_mask(registry):
+    a, b, mask = rand(2, 4, 5), rand(2, 4, 5, seed=1), rand(2, 4, 5, 3, seed=2)
+    m = luma(mask)  # an RGB mask read as a mask
+    torch.testing.assert_close(node(registry, "Mix Images By Mask", image1=a, image2=b, mask=mask),
+                               a * (1 - m) + b * m)
+    out = node(registry, "Mix Images By Mask", image1=a[..., None], image2=b[..., None], mask=mask)
+    torch.testing.assert_close(out, (a * (1 - m) + b * m)[..., None])
+
+
+def test_paste_by_mask_repeats_batches_that_divide_and_refuses_others(registry):
+    base, paste = rand(1, 8, 8, 3), rand(2, 2, 2, 3, seed=1)
+    mask = torch.zeros(1, 8, 8)
+    mask[0, 2:4, 3:5] = 1
+    out = node(registry, "Paste By Mask", image_base=base, image_to_paste=paste, mask=mask, resize_behavior="resize")
+    assert out.shape == (2, 8, 8, 4)  # the base and mask repeated to the paste's batch
+    for i in range(2):
+        assert torch.equal(out[i, 2:4, 3:5, :3], paste[i]) and torch.equal(out[i, :2, :, :3], base[0, :2])
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "Paste By Mask", image_base=rand(2, 8, 8, 3), image_to_paste=rand(3, 2, 2, 3), mask=mask,
+             resize_behavior="resize")
+    assert e.value.input == "image_base" and "divide" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "Paste By Mask", image_base=base, image_to_paste=paste, mask={"samples": base},
+             resize_behavior="resize")
+    assert e.value.input == "mask" and "mask batch" in str(e.value)
+
+
 def test_paste_by_mask_refuses_a_huge_resize(registry):
     base, paste = torch.zeros(1, 64, 64, 3), torch.zeros(1, 1, 2000, 3)
     mask = torch.zeros(1, 64, 64)
@@ -378,6 +405,39 @@ def test_paste_by_mask_refuses_a_huge_resize(registry):
         node(registry, "Paste By Mask", image_base=base, image_to_paste=paste, mask=mask,
              resize_behavior="keep_ratio_fill")
     assert e.value.input == "image_to_paste" and "128000" in str(e.value)
+
+
+def test_separated_pieces_by_their_mapping_in_a_ui_save(registry):
+    """Separate Mask Components' MASK_MAPPING linked into Cut By Mask, as the pack's examples do."""
+    nodes = [
+        ui_node(1, "EmptyImage", [32, 32, 1, 0x808080], outputs=[("IMAGE", "IMAGE", [1, 4])]),
+        ui_node(2, "Create Rect Mask", ["pixels", "topleft", 2, 2, 5, 3, 64, 64],
+                [("copy_image_size", "IMAGE", 1, False)], [("IMAGE", "IMAGE", [2])]),
+        ui_node(4, "Combine Masks", ["union (max)", "yes", "no"], [("image1", "IMAGE", 2, False),
+                                                                   ("image2", "IMAGE", 5, False)],
+                [("IMAGE", "IMAGE", [6])]),
+        ui_node(5, "Separate Mask Components", [], [("mask", "IMAGE", 6, False)],
+                [("mask", "IMAGE", [7]), ("mask_mappings", "MASK_MAPPING", [8])]),
+        ui_node(6, "Cut By Mask", [16, 16], [("image", "IMAGE", 4, False), ("mask", "IMAGE", 7, False),
+                                             ("mask_mapping_optional", "MASK_MAPPING", 8, False)],
+                [("IMAGE", "IMAGE", [])]),
+        ui_node(7, "Constant Mask", [0.0, 32, 32], [("copy_image_size", "IMAGE", None, False)],
+                [("IMAGE", "IMAGE", [5])]),  # empty: the union is the rectangle alone, one piece
+    ]
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 4, 0, "IMAGE"], [4, 1, 0, 6, 0, "IMAGE"],
+             [5, 7, 0, 4, 1, "IMAGE"], [6, 4, 0, 5, 0, "IMAGE"], [7, 5, 0, 6, 1, "IMAGE"],
+             [8, 5, 1, 6, 2, "MASK_MAPPING"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, outputs=["1", "5", "6"])
+    pieces, mapping = result.values["5"]
+    assert pieces.shape == (1, 32, 32) and mapping.tolist() == [0]
+    cut = result.values["6"][0]
+    crop = result.values["1"][0][:, 2:6, 2:8].permute(0, 3, 1, 2)  # the 5 × 3 rectangle, ends included: 6 × 4
+    expected = F.interpolate(torch.cat((crop, torch.ones(1, 1, 4, 6)), dim=1), size=(16, 16), mode="bicubic")
+    expected = expected.permute(0, 2, 3, 1)
+    torch.testing.assert_close(cut, expected[..., :3] if expected[..., 3].min() == 1 else expected)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[6]["widgets_values"] == [16, 16] and saved[5]["type"] == "Separate Mask Components"
 
 
 # -- sizes, channels, batches, colour ------------------------------------------------------
