@@ -75,7 +75,14 @@ WAS_CLASSES = ("CLIP Input Switch", "Checkpoint Loader (Simple)", "Conditioning 
                "Images to RGB", "Tensor Batch to Image", "Mask Batch to Mask", "Convert Masks to Images",
                "Text Add Tokens", "Text Add Token by Input", "Bounded Image Crop with Mask",
                "Bounded Image Blend with Mask", "Text Find and Replace Input", "Text Find and Replace by Dictionary")
-WHOLE_NAMES = frozenset(WAS_CLASSES)
+# masquerade-nodes-comfyui's classes (nodes/pack_nodes_masquerade.py; Mask By Text and Create QR Code
+# are left out there): generic names, matched whole only ("Blur" must not claim "Blur Image (Fast)")
+MASQUERADE_CLASSES = ("Mask By Text", "Mask Morphology", "Combine Masks", "Unary Mask Op", "Unary Image Op", "Blur",
+                      "Image To Mask", "Mix Images By Mask", "Mix Color By Mask", "Mask To Region", "Cut By Mask",
+                      "Paste By Mask", "Get Image Size", "Change Channel Count", "Constant Mask", "Prune By Mask",
+                      "Separate Mask Components", "Create Rect Mask", "Make Image Batch", "Create QR Code",
+                      "Convert Color Space", "MasqueradeIncrementer")
+WHOLE_NAMES = frozenset(WAS_CLASSES + MASQUERADE_CLASSES)
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -133,6 +140,7 @@ CUSTOM_PACKS = {
     "ComfyUI-GGUF": ("UnetLoaderGGUF", "CLIPLoaderGGUF", "DualCLIPLoaderGGUF", "TripleCLIPLoaderGGUF",
                      "QuadrupleCLIPLoaderGGUF", "VAELoaderGGUF", "LTXVLatentUpscaleModelLoaderGGUF", "GGUFLoraImport",
                      "TargetedQuantizationGGUF"),
+    "masquerade-nodes-comfyui": MASQUERADE_CLASSES,
 }
 
 
