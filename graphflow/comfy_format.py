@@ -75,7 +75,11 @@ WAS_CLASSES = ("CLIP Input Switch", "Checkpoint Loader (Simple)", "Conditioning 
                "Images to RGB", "Tensor Batch to Image", "Mask Batch to Mask", "Convert Masks to Images",
                "Text Add Tokens", "Text Add Token by Input", "Bounded Image Crop with Mask",
                "Bounded Image Blend with Mask", "Text Find and Replace Input", "Text Find and Replace by Dictionary")
-WHOLE_NAMES = frozenset(WAS_CLASSES)
+# ComfyUI-Logic's generic bare class names (and its later "-🔬" ones): whole names only, never prefixes
+LOGIC_CLASSES = ("Compare", "Int", "Float", "Bool", "String", "If ANY execute A else B", "DebugPrint",
+                 "Compare-🔬", "Int-🔬", "Float-🔬", "Bool-🔬", "String-🔬", "If ANY return A else B-🔬",
+                 "DebugPrint-🔬")
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *LOGIC_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -133,6 +137,9 @@ CUSTOM_PACKS = {
     "ComfyUI-GGUF": ("UnetLoaderGGUF", "CLIPLoaderGGUF", "DualCLIPLoaderGGUF", "TripleCLIPLoaderGGUF",
                      "QuadrupleCLIPLoaderGGUF", "VAELoaderGGUF", "LTXVLatentUpscaleModelLoaderGGUF", "GGUFLoraImport",
                      "TargetedQuantizationGGUF"),
+    "ComfyMath": ("CM_",),
+    "ComfyUI-mxToolkit": ("mx",),
+    "ComfyUI-Logic": LOGIC_CLASSES,
 }
 
 
