@@ -205,7 +205,9 @@ class CMFloatUnaryOperation(Node):
 
 class CMFloatUnaryCondition(Node):
     """Whether a number is zero, positive, negative, non-zero, +inf, -inf, NaN, finite, infinite,
-    even or odd, as ComfyMath's FloatUnaryCondition tells it (a BOOL)."""
+    even or odd, as ComfyMath's FloatUnaryCondition tells it (a BOOL). FLOAT inputs here take
+    finite numbers only, so the infinity and NaN tests are of use on a NUMBER
+    (CM_NumberUnaryCondition), which may be either."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_UNARY_CONDITIONS), "IsZero")
     a: float = Float(0.0, step=0.001)
