@@ -146,8 +146,9 @@ def _numbers(args) -> str:
 
 
 def _float(value, name: str) -> float:
-    """A FLOAT or NUMBER input as a float (an int from an API prompt too, so int ** int never runs)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A FLOAT or NUMBER input as a float (an int from an API prompt too, so int ** int never runs;
+    true and false count 1 and 0, as the pack's float() makes them)."""
+    if not isinstance(value, (int, float)):
         raise NodeInputError(name, f"expected a number, got {type(value).__name__} {value!r:.60}")
     try:
         return float(value)

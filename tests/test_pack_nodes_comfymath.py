@@ -146,6 +146,7 @@ def test_number_inputs_are_worked_on_as_floats_so_a_huge_power_cannot_hang(regis
         cm(registry, "CM_NumberBinaryOperation", op="Pow", a=10, b=10 ** 9)
     assert caught.value.input == "b" and time.monotonic() - start < 1
     assert cm(registry, "CM_NumberUnaryOperation", op="Sqrt", a=16) == 4.0
+    assert cm(registry, "CM_NumberUnaryOperation", op="Inc", a=True) == 2.0  # float(True), as the pack has it
     with pytest.raises(NodeInputError) as caught:
         cm(registry, "CM_NumberUnaryOperation", op="Sqrt", a="16")
     assert caught.value.input == "a"
@@ -202,7 +203,8 @@ def test_int_unary_conditions(registry):
         assert got == [a == 0, a != 0, a > 0, a < 0, np.remainder(a, 2) == 0, np.remainder(a, 2) == 1]
 
 
-@pytest.mark.parametrize("op, a, b", [("Pow", 2, 64), ("Pow", 3, 41), ("Pow", -2, 10 ** 18), ("Pow", 10 ** 18, 10 ** 18),
+@pytest.mark.parametrize("op, a, b", [("Pow", 2, 64), ("Pow", 3, 41), ("Pow", -2, 10 ** 18),
+                                      ("Pow", 10 ** 18, 10 ** 18),
                                       ("Shl", 1, 64), ("Shl", 1, 10 ** 18), ("Mul", 2 ** 40, 2 ** 40),
                                       ("Add", INT_LIMIT, 1), ("Pow", 2, -1), ("Div", 5, 0), ("Mod", 5, 0),
                                       ("Shr", 5, -1)])
