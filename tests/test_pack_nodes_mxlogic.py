@@ -62,14 +62,24 @@ def test_seed_passes_its_value_within_the_packs_bounds(registry):
             cls.widget_model.model_validate({"X": bad})
 
 
-def test_stop_ends_the_run_after_what_came_before(registry):
-    prompt = {"1": {"class_type": "Int", "inputs": {"value": 3}},
+def test_stop_ends_the_first_run_and_a_rerun_goes_on(registry):
+    """As the pack's Stop: the run ends at it (what came before done), and queueing the same
+    workflow again goes on past it; a changed input before it stops the run again."""
+    prompt = {"1": {"class_type": "String", "inputs": {"value": "first"}},
               "2": {"class_type": "mxStop", "inputs": {"In": ["1", 0]}},
               "3": {"class_type": "DebugPrint", "inputs": {"ANY": ["2", 0]}}}
-    result = Executor(registry).run(parse_workflow(prompt, registry))
-    assert not result.ok and result.status != "success"
-    assert result.error["node_id"] == "2" and result.error["exception_type"] == "Interrupted"
-    assert result.values.get("1") == (3,) and "3" not in result.values and "3" not in result.outputs
+    executor = Executor(registry)
+    stopped = executor.run(parse_workflow(prompt, registry))
+    assert stopped.status == "interrupted" and not stopped.ok
+    assert stopped.error["node_id"] == "2" and stopped.error["exception_type"] == "Interrupted"
+    assert stopped.values["1"] == ("first",) and "3" not in stopped.values and "3" not in stopped.outputs
+    went_on = executor.run(parse_workflow(prompt, registry))
+    assert went_on.ok and went_on.outputs["3"] == {"text": ["first"]} and "1" in went_on.cached
+    again = executor.run(parse_workflow(prompt, registry))  # done: all from the cache
+    assert again.ok and set(again.cached) == {"1", "2", "3"}
+    prompt["1"]["inputs"]["value"] = "second"
+    assert executor.run(parse_workflow(prompt, registry)).status == "interrupted"
+    assert executor.run(parse_workflow(prompt, registry)).outputs["3"] == {"text": ["second"]}
 
 
 def test_ui_save_of_the_sliders_reads_their_widgets(registry):
