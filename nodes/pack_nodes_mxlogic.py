@@ -6,8 +6,9 @@ commit for it) and the editor scripts js/Slider.js at 38773a6f7be5f79e5dad8924aa
 js/Seed.js and js/StopProc.js at 273c6b2ed28bd52030d501083509626131299b08. The sliders and the
 seed keep their value in the node's properties in a UI save and copy it into their (hidden)
 widgets whenever it changes, and the editor sends those widgets in an API prompt: so both
-formats are read from the widgets (Xi, Xf, isfloatX ...; X). The pack's Reroute and its
-settings are editor-only: left out.
+formats are read from the widgets (Xi, Xf, isfloatX ...; X). The pack's mxReroute is an
+editor-only node: a UI save's link runs through it (graphflow/comfy_pack_nodes.py); its settings
+page is the editor's.
 
 ComfyUI-Logic (theUpsider/ComfyUI-Logic): Compare, Int, Float, Bool, String, "If ANY execute A
 else B" and DebugPrint, under both the bare names of its earlier versions (read from the stored

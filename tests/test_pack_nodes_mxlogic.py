@@ -9,7 +9,7 @@ import operator
 import pytest
 import torch
 
-from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
+from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui, import_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
@@ -110,6 +110,22 @@ def test_ui_save_of_the_sliders_reads_their_widgets(registry):
     for n in nodes:
         assert saved[n["id"]]["type"] == n["type"]
         assert saved[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+
+
+def test_mx_reroute_forwards_and_is_written_back(registry):
+    """mxReroute is the pack's editor-only Reroute: the link runs through it, and the save keeps it."""
+    reroute = ui_node(2, "mxReroute", [], [("", "*", 1, False)], [("", "INT", [2])])
+    reroute["properties"] = {"inputDir": "UP", "outputDir": "DOWN"}
+    nodes = [ui_node(1, "mxSlider", [12, 12, 0], outputs=[("", "INT", [1])]), reroute,
+             ui_node(3, "CM_IntUnaryOperation", ["Sqr", 0], [("a", "INT", 2, True)], [("INT", "INT", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "*"], [2, 2, 0, 3, 0, "INT"]])
+    assert run_graph(registry, graph, ["3"]).values["3"] == (144,)
+    workflow = import_ui(graph, registry)
+    assert workflow.nodes["3"].inputs["a"] == ["1", 0]
+    written = export_ui(workflow, registry)
+    assert {n["id"]: n["type"] for n in written["nodes"]} == {1: "mxSlider", 2: "mxReroute", 3: "CM_IntUnaryOperation"}
+    assert [link[1:5] for link in written["links"]] == [[1, 0, 2, 0], [2, 0, 3, 0]]
+    assert next(n for n in written["nodes"] if n["id"] == 2) == reroute  # its sides (properties) kept
 
 
 # -- ComfyUI-Logic -------------------------------------------------------------------------------
