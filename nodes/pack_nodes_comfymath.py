@@ -30,8 +30,6 @@ from __future__ import annotations
 import math
 import operator
 
-import numpy as np
-
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
     socket_type
 
@@ -101,17 +99,29 @@ BOOL_BINARY_OPERATIONS = {
     "Eq": operator.eq, "Neq": operator.ne,
 }
 
-VEC_UNARY_OPERATIONS = {"Neg": np.negative, "Normalize": lambda a: a / np.linalg.norm(a)}
-VEC_TO_SCALAR_UNARY_OPERATIONS = {"Norm": np.linalg.norm}
-VEC_UNARY_CONDITIONS = {
-    "IsZero": lambda a: not np.any(a), "IsNotZero": lambda a: bool(np.any(a)),
-    "IsNormalized": lambda a: bool(np.allclose(a, a / np.linalg.norm(a))),
-    "IsNotNormalized": lambda a: not np.allclose(a, a / np.linalg.norm(a)),
-}
-VEC_BINARY_OPERATIONS = {"Add": np.add, "Sub": np.subtract, "Cross": np.cross}
-VEC_TO_SCALAR_BINARY_OPERATIONS = {"Dot": np.dot, "Distance": lambda a, b: np.linalg.norm(a - b)}
-VEC_BINARY_CONDITIONS = {"Eq": lambda a, b: bool(np.allclose(a, b)), "Neq": lambda a, b: not np.allclose(a, b)}
-VEC_SCALAR_OPERATIONS = {"Mul": np.multiply, "Div": np.divide}
+# The vector operations' names (each family's op list); no name is in two families, so that
+# _vector_functions() is one table of them all.
+VEC_UNARY_OPERATIONS = ("Neg", "Normalize")
+VEC_TO_SCALAR_UNARY_OPERATIONS = ("Norm",)
+VEC_UNARY_CONDITIONS = ("IsZero", "IsNotZero", "IsNormalized", "IsNotNormalized")
+VEC_BINARY_OPERATIONS = ("Add", "Sub", "Cross")
+VEC_TO_SCALAR_BINARY_OPERATIONS = ("Dot", "Distance")
+VEC_BINARY_CONDITIONS = ("Eq", "Neq")
+VEC_SCALAR_OPERATIONS = ("Mul", "Div")
+
+
+def _vector_functions(np) -> dict:
+    """The pack's vector operations by name, on numpy arrays (numpy imported by the caller, at run time)."""
+    norm = np.linalg.norm
+    return {
+        "Neg": np.negative, "Normalize": lambda a: a / norm(a), "Norm": norm,
+        "IsZero": lambda a: not np.any(a), "IsNotZero": lambda a: bool(np.any(a)),
+        "IsNormalized": lambda a: bool(np.allclose(a, a / norm(a))),
+        "IsNotNormalized": lambda a: not np.allclose(a, a / norm(a)),
+        "Add": np.add, "Sub": np.subtract, "Cross": np.cross, "Dot": np.dot, "Distance": lambda a, b: norm(a - b),
+        "Eq": lambda a, b: bool(np.allclose(a, b)), "Neq": lambda a, b: not np.allclose(a, b),
+        "Mul": np.multiply, "Div": np.divide,
+    }
 
 
 def _factorial_limit() -> int:
@@ -394,8 +404,10 @@ class CMNumberBinaryCondition(Node):
 # -- vec2 / vec3 / vec4 ------------------------------------------------------------------------
 
 
-def _vector(value, size: int, name: str) -> np.ndarray:
-    """A VEC input as a float64 array of its size."""
+def _vector(value, size: int, name: str):
+    """A VEC input as a float64 numpy array of its size."""
+    import numpy as np
+
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -409,77 +421,80 @@ def _as_tuple(array) -> tuple:
     return tuple(float(x) for x in array)
 
 
-def vec_value(table: dict, op: str, size: int, *vectors):
-    """table[op] on the vectors, numpy's inf and NaN kept as the pack gives them (Normalize of a
-    zero vector is NaNs); Cross, numpy's 3-vector cross product, only for VEC3."""
+def vec_value(op: str, size: int, *operands):
+    """The pack's vector operation op on the operands (arrays, and for Mul / Div a number),
+    numpy's inf and NaN kept as the pack gives them (Normalize of a zero vector is NaNs); Cross,
+    numpy's 3-vector cross product, only for VEC3."""
+    import numpy as np
+
     if op == "Cross" and size != 3:
         raise NodeInputError("op", f"Cross needs 3-vectors; for VEC{size} the pack fails")
     with np.errstate(all="ignore"):
-        return table[op](*vectors)
+        return _vector_functions(np)[op](*operands)
 
 
 class _VecUnaryOperation(Node):
     size = 0
-    op: str = Choice(tuple(VEC_UNARY_OPERATIONS), "Neg")
+    op: str = Choice(VEC_UNARY_OPERATIONS, "Neg")
 
     def run(self):
-        return _as_tuple(vec_value(VEC_UNARY_OPERATIONS, self.op, self.size, _vector(self.a, self.size, "a")))
+        return _as_tuple(vec_value(self.op, self.size, _vector(self.a, self.size, "a")))
 
 
 class _VecToScalarUnaryOperation(Node):
     size = 0
-    op: str = Choice(tuple(VEC_TO_SCALAR_UNARY_OPERATIONS), "Norm")
+    op: str = Choice(VEC_TO_SCALAR_UNARY_OPERATIONS, "Norm")
     outputs = {"FLOAT": FLOAT}
 
     def run(self):
-        return float(vec_value(VEC_TO_SCALAR_UNARY_OPERATIONS, self.op, self.size, _vector(self.a, self.size, "a")))
+        return float(vec_value(self.op, self.size, _vector(self.a, self.size, "a")))
 
 
 class _VecUnaryCondition(Node):
     size = 0
-    op: str = Choice(tuple(VEC_UNARY_CONDITIONS), "IsZero")
+    op: str = Choice(VEC_UNARY_CONDITIONS, "IsZero")
     outputs = {"BOOL": BOOL}
 
     def run(self):
-        return bool(vec_value(VEC_UNARY_CONDITIONS, self.op, self.size, _vector(self.a, self.size, "a")))
+        return bool(vec_value(self.op, self.size, _vector(self.a, self.size, "a")))
 
 
 class _VecBinaryOperation(Node):
     size = 0
-    op: str = Choice(tuple(VEC_BINARY_OPERATIONS), "Add")
+    op: str = Choice(VEC_BINARY_OPERATIONS, "Add")
 
     def run(self):
         a, b = _vector(self.a, self.size, "a"), _vector(self.b, self.size, "b")
-        return _as_tuple(vec_value(VEC_BINARY_OPERATIONS, self.op, self.size, a, b))
+        return _as_tuple(vec_value(self.op, self.size, a, b))
 
 
 class _VecToScalarBinaryOperation(Node):
     size = 0
-    op: str = Choice(tuple(VEC_TO_SCALAR_BINARY_OPERATIONS), "Dot")
+    op: str = Choice(VEC_TO_SCALAR_BINARY_OPERATIONS, "Dot")
     outputs = {"FLOAT": FLOAT}
 
     def run(self):
         a, b = _vector(self.a, self.size, "a"), _vector(self.b, self.size, "b")
-        return float(vec_value(VEC_TO_SCALAR_BINARY_OPERATIONS, self.op, self.size, a, b))
+        return float(vec_value(self.op, self.size, a, b))
 
 
 class _VecBinaryCondition(Node):
     size = 0
-    op: str = Choice(tuple(VEC_BINARY_CONDITIONS), "Eq")
+    op: str = Choice(VEC_BINARY_CONDITIONS, "Eq")
     outputs = {"BOOL": BOOL}
 
     def run(self):
         a, b = _vector(self.a, self.size, "a"), _vector(self.b, self.size, "b")
-        return bool(vec_value(VEC_BINARY_CONDITIONS, self.op, self.size, a, b))
+        return bool(vec_value(self.op, self.size, a, b))
 
 
 class _VecScalarOperation(Node):
     size = 0
-    op: str = Choice(tuple(VEC_SCALAR_OPERATIONS), "Mul")
+    op: str = Choice(VEC_SCALAR_OPERATIONS, "Mul")
 
     def run(self):
         a = _vector(self.a, self.size, "a")
-        return _as_tuple(vec_value(VEC_SCALAR_OPERATIONS, self.op, self.size, a, _float(self.b, "b")))
+        return _as_tuple(vec_value(self.op, self.size, a, _float(self.b, "b")))
 
 
 class CMVec2UnaryOperation(_VecUnaryOperation):
