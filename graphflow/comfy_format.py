@@ -82,7 +82,11 @@ MASQUERADE_CLASSES = ("Mask By Text", "Mask Morphology", "Combine Masks", "Unary
                       "Paste By Mask", "Get Image Size", "Change Channel Count", "Constant Mask", "Prune By Mask",
                       "Separate Mask Components", "Create Rect Mask", "Make Image Batch", "Create QR Code",
                       "Convert Color Space", "MasqueradeIncrementer")
-WHOLE_NAMES = frozenset(WAS_CLASSES + MASQUERADE_CLASSES)
+# ComfyUI-Logic's generic bare class names (and its later "-🔬" ones): whole names only, never prefixes
+LOGIC_CLASSES = ("Compare", "Int", "Float", "Bool", "String", "If ANY execute A else B", "DebugPrint",
+                 "Compare-🔬", "Int-🔬", "Float-🔬", "Bool-🔬", "String-🔬", "If ANY return A else B-🔬",
+                 "DebugPrint-🔬")
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -141,6 +145,9 @@ CUSTOM_PACKS = {
                      "QuadrupleCLIPLoaderGGUF", "VAELoaderGGUF", "LTXVLatentUpscaleModelLoaderGGUF", "GGUFLoraImport",
                      "TargetedQuantizationGGUF"),
     "masquerade-nodes-comfyui": MASQUERADE_CLASSES,
+    "ComfyMath": ("CM_",),
+    "ComfyUI-mxToolkit": ("mx",),
+    "ComfyUI-Logic": LOGIC_CLASSES,
 }
 
 

@@ -13,6 +13,8 @@ code does when it builds the API prompt (a backend never sees them):
   editor sends a row's strengthTwo (the text encoder's) only when the node's "Show Strengths"
   property is "Separate Model & Clip", a null one as 1; else the model's strength serves both.
   `power_lora_widgets` writes the rows back as the editor saves them, with that property.
+- mxToolkit's mxReroute (a Reroute drawn with its input and output on chosen sides) forwards
+  its input, as the editor's virtual-node walk does.
 - pysssss's Reroute Primitive forwards its input; one with nothing linked in holds the value of
   the widget it shows for what it feeds (its `widgets_values[0]`), which is what it gives (in an
   API graph, where its editor sends that value, `primitive_class` reads it as a Primitive).
@@ -40,6 +42,7 @@ from graphflow.workflow import Problem
 MUTED, BYPASSED = 2, 4
 SET, GET = "SetNode", "GetNode"
 RGTHREE_REROUTE = "Reroute (rgthree)"
+MX_REROUTE = "mxReroute"
 POWER_LORA_LOADER = "Power Lora Loader (rgthree)"
 SHOW_STRENGTHS, SEPARATE_STRENGTHS = "Show Strengths", "Separate Model & Clip"  # the node's property and view
 # rgthree-comfy's RgthreeBaseVirtualNode subclasses that carry no data
@@ -52,7 +55,7 @@ PYSSSSS_REROUTE = "ReroutePrimitive|pysssss"
 PYSSSSS_IMAGE_COMBOS = {"CheckpointLoader|pysssss": "ckpt_name", "LoraLoader|pysssss": "lora_name"}
 BROADCASTERS = ("Anything Everywhere", "Anything Everywhere?", "Anything Everywhere3", "Prompts Everywhere",
                 "Seed Everywhere")
-TYPES = (SET, GET, RGTHREE_REROUTE, PYSSSSS_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
+TYPES = (SET, GET, RGTHREE_REROUTE, MX_REROUTE, PYSSSSS_REROUTE) + RGTHREE_VIRTUAL + BROADCASTERS
 VHS_PREFIX = "VHS_"  # VideoHelperSuite's class names
 # VideoHelperSuite's editor: the widgets of its list-shaped saves, by position (None: the upload button)
 VHS_LIST_WIDGETS = {
@@ -85,7 +88,7 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
             rows = [{**row, "strengthTwo": (1 if row.get("strengthTwo") is None else row["strengthTwo"])
                      if separate else None} for row in _power_lora_rows(values)]
             node["widgets_values"] = [json.dumps(rows)]
-        if node.get("type") == RGTHREE_REROUTE:
+        if node.get("type") in (RGTHREE_REROUTE, MX_REROUTE):
             node["type"] = "__forward"
         elif node.get("type") == PYSSSSS_REROUTE:
             inputs = node.get("inputs") or [{"name": "value", "type": "*", "link": None}]

@@ -1,0 +1,218 @@
+"""Two small value packs under their class names, inputs and outputs.
+
+mxToolkit (Smirnov75/ComfyUI-mxToolkit): mxSlider, mxSlider2D, mxSeed and mxStop. Read from the
+stored mxtoolkit.py (index id 14748440549, "mxToolkit - Max Smirnov 2024"; the index names no
+commit for it) and the editor scripts js/Slider.js at 38773a6f7be5f79e5dad8924aa7617d65dcb2a89,
+js/Seed.js and js/StopProc.js at 273c6b2ed28bd52030d501083509626131299b08. The sliders and the
+seed keep their value in the node's properties in a UI save and copy it into their (hidden)
+widgets whenever it changes, and the editor sends those widgets in an API prompt: so both
+formats are read from the widgets (Xi, Xf, isfloatX ...; X). The pack's mxReroute is an
+editor-only node: a UI save's link runs through it (graphflow/comfy_pack_nodes.py); its settings
+page is the editor's.
+
+ComfyUI-Logic (theUpsider/ComfyUI-Logic): Compare, Int, Float, Bool, String, "If ANY execute A
+else B" and DebugPrint, under both the bare names of its earlier versions (read from the stored
+copy index id 5109794068) and the "-🔬" names of nodes.py at
+2159d64567c1445d3ff375b5de90b127ee0e56e0 (String's box multiline there). Left out: that
+version's "If ANY return A else B-🔬", whose class lookup (it runs another node class by name
+with no inputs) fails in the pack itself and has no meaning here."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Interrupted, \
+    Node, NodeInputError, Text, show
+from nodes.pack_nodes_comfymath import INT_LIMIT
+
+# No COMFY_PACK: this module holds two packs, so each class is named by CUSTOM_PACKS
+# (graphflow.comfy_format: "ComfyUI-mxToolkit" by its "mx" prefix, "ComfyUI-Logic" by whole name).
+
+MX_LIMIT = 4294967296  # the sliders' and the seed's widget bounds (2**32)
+
+# -- mxToolkit ---------------------------------------------------------------------------------
+
+
+class MxSlider(Node):
+    """A slider's value, as mxToolkit's Slider gives it: Xf when isfloatX is 1 (the slider has
+    decimals), else Xi. The slider itself (its min, max, step and decimals) is the editor's; it
+    writes the value into these widgets."""
+    category = "utils/mxToolkit"
+    Xi: int = Int(20, min=-MX_LIMIT, max=MX_LIMIT)
+    Xf: float = Float(20, min=-MX_LIMIT, max=MX_LIMIT)
+    isfloatX: int = Int(0, min=0, max=1)
+    outputs = {"X": ANY}
+    comfy = ComfyAlias(("mxSlider",))
+
+    def run(self):
+        return self.Xf if self.isfloatX > 0 else self.Xi
+
+
+class MxSlider2D(Node):
+    """A 2D slider's X and Y, as mxToolkit's Slider 2D gives them: each the float widget when
+    its isfloat is 1, else the whole one. The 2D pad itself is the editor's."""
+    category = "utils/mxToolkit"
+    Xi: int = Int(512, min=-MX_LIMIT, max=MX_LIMIT)
+    Xf: float = Float(512, min=-MX_LIMIT, max=MX_LIMIT)
+    Yi: int = Int(512, min=-MX_LIMIT, max=MX_LIMIT)
+    Yf: float = Float(512, min=-MX_LIMIT, max=MX_LIMIT)
+    isfloatX: int = Int(0, min=0, max=1)
+    isfloatY: int = Int(0, min=0, max=1)
+    outputs = {"X": ANY, "Y": ANY}
+    comfy = ComfyAlias(("mxSlider2D",))
+
+    def run(self):
+        return (self.Xf if self.isfloatX > 0 else self.Xi), (self.Yf if self.isfloatY > 0 else self.Yi)
+
+
+class MxSeed(Node):
+    """A seed, as mxToolkit's Seed gives it. Drawing a new one, its history of three and
+    queueing a run on a click are the pack's editor's; the seed drawn is saved in X."""
+    category = "utils/mxToolkit"
+    X: int = Int(0, min=0, max=MX_LIMIT)
+    outputs = {"X": INT}
+    comfy = ComfyAlias(("mxSeed",))
+
+    def run(self):
+        return self.X
+
+
+# The values mxStop stopped a run on, by identity (each kept alive so its id stays its own):
+# the same value reaching it again (what ran before it unchanged, so taken from the cache) passes.
+_STOPPED_ON: OrderedDict[int, object] = OrderedDict()
+STOPS_REMEMBERED = 8
+
+
+class MxStop(Node):
+    """Stop the run here, as mxToolkit's Stop does: the first time a value reaches it the run
+    ends interrupted at this node (what ran before it, previews and saves included, stays done);
+    run the workflow again with nothing before it changed and it passes In on and the run goes
+    on from there, as the pack's Continue (or Queue) button resumes it. In the pack, Stop passes
+    In on, interrupts the queue and is cached, so a rerun finds it done; here a rerun is told
+    apart by In being the very value it stopped on (taken from the cache). Its button itself is
+    the editor's."""
+    category = "utils/mxToolkit"
+    In: ANY
+    outputs = {"*": ANY}
+    comfy = ComfyAlias(("mxStop",))
+
+    def run(self):
+        if _STOPPED_ON.pop(id(self.In), None) is self.In:
+            return self.In
+        _STOPPED_ON[id(self.In)] = self.In
+        while len(_STOPPED_ON) > STOPS_REMEMBERED:
+            _STOPPED_ON.popitem(last=False)
+        raise Interrupted("stopped by mxStop: run again to go on")
+
+
+# -- ComfyUI-Logic -----------------------------------------------------------------------------
+
+COMPARISONS = {
+    "a == b": lambda a, b: a == b, "a != b": lambda a, b: a != b, "a < b": lambda a, b: a < b,
+    "a > b": lambda a, b: a > b, "a <= b": lambda a, b: a <= b, "a >= b": lambda a, b: a >= b,
+}
+SHOWN_TEXT = 10_000  # DebugPrint shows at most this many characters of a value
+
+
+def _truth(value, input_name: str) -> bool:
+    """Python's truth of a value, as the pack tests it; a tensor of several numbers (which
+    Python refuses to call true or false) is an error naming the input."""
+    try:
+        return bool(value)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise NodeInputError(input_name, f"{type(value).__name__} has no single true/false value ({e})") from None
+
+
+class LogicString(Node):
+    """A text, as ComfyUI-Logic's String gives it."""
+    category = "Logic"
+    value: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("String", "String-🔬"))
+
+    def run(self):
+        return self.value
+
+
+class LogicInt(Node):
+    """A whole number, as ComfyUI-Logic's Int gives it."""
+    category = "Logic"
+    value: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("Int", "Int-🔬"))
+
+    def run(self):
+        return self.value
+
+
+class LogicFloat(Node):
+    """A number, as ComfyUI-Logic's Float gives it."""
+    category = "Logic"
+    value: float = Float(0, step=0.01)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("Float", "Float-🔬"))
+
+    def run(self):
+        return self.value
+
+
+class LogicBool(Node):
+    """True or false, as ComfyUI-Logic's Bool gives it."""
+    category = "Logic"
+    value: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Bool", "Bool-🔬"))
+
+    def run(self):
+        return self.value
+
+
+class LogicCompare(Node):
+    """a compared with b (==, !=, <, >, <=, >=), as ComfyUI-Logic's Compare does, on any two
+    values Python compares (numbers, texts ...). Values that can't be ordered (a text and a
+    number with <), or whose comparison is not one true/false (two images), are errors."""
+    category = "Logic"
+    a: ANY
+    b: ANY
+    comparison: str = Choice(tuple(COMPARISONS), "a == b")
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Compare", "Compare-🔬"))
+
+    def run(self):
+        try:
+            result = COMPARISONS[self.comparison](self.a, self.b)
+        except TypeError as e:
+            raise NodeInputError("b", f"{type(self.a).__name__} and {type(self.b).__name__} can't be compared "
+                                      f"with {self.comparison} ({e})") from None
+        return _truth(result, "a")
+
+
+class LogicIfExecute(Node):
+    """IF_TRUE when ANY is true (Python's truth: non-zero, non-empty), else IF_FALSE, as
+    ComfyUI-Logic's "If ANY execute A else B" passes them on. Both IF_TRUE and IF_FALSE are
+    worked out before the choice, as in the pack (no lazy inputs: the branch not taken runs
+    too)."""
+    category = "Logic"
+    ANY: ANY
+    IF_TRUE: ANY
+    IF_FALSE: ANY
+    outputs = {"?": ANY}
+    comfy = ComfyAlias(("If ANY execute A else B",))
+
+    def run(self):
+        return self.IF_TRUE if _truth(self.ANY, "ANY") else self.IF_FALSE
+
+
+class LogicDebugPrint(Node):
+    """Show a value (its text, the first SHOWN_TEXT characters), as ComfyUI-Logic's DebugPrint
+    prints it on the server's console; here it is printed there too and shown on the node."""
+    category = "Logic"
+    output_node = True
+    ANY: ANY
+    outputs = {}
+    comfy = ComfyAlias(("DebugPrint", "DebugPrint-🔬"))
+
+    def run(self):
+        text = str(self.ANY)
+        print(text[:SHOWN_TEXT])
+        show(text=[text[:SHOWN_TEXT]])
