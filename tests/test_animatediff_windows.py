@@ -6,9 +6,10 @@ frames, full_latent_length = the video's) with Advanced-ControlNet (control.py 2
 95e26b9b7906: the hint / masks matched to the video's frames with extend_to_batch_size, last one repeated,
 then hint[sub_idxs]; latent keyframes' indices mapped onto the window) cut them. Core's
 ContextWindowsManual hands the whole hint, which broadcast_image_to cuts to the call's rows per
-conditioning unless it has as many frames as the call has rows. Spies read which hint frames each net call received (frame k of the hint
-image is the constant k / 40); Advanced-ControlNet's latent keyframes and masks are checked against a
-control built by hand from the pack's indexing rule for each window.
+conditioning unless it has as many frames as the call has rows. Spies read which hint frames each net
+call received (frame k of the hint image is the constant k / 40); Advanced-ControlNet's latent
+keyframes and masks are checked against a control built by hand from the pack's indexing rule for
+each window.
 """
 
 import pytest

@@ -18,19 +18,22 @@ What is cut to the window (a tensor is cut only where its size along the dim is 
     bias, Stable Cascade prior, Kontext references, and the sigma; SVD's frame count becomes the
     window's length.
 What is not: ControlNet / T2I-Adapter hint images, GLIGEN boxes and hooks (they see each window as
-a whole latent), LTX-Video's frame rate. ComfyUI's ContextWindowsManual (comfy/context_windows.py at
-commit 0258521e57f7: prepare_control_objects leaves the control as it is) hands a control the whole
-hint batch, which comfy/controlnet.py's get_control (commit 005e370254d4) passes as it is when it
-has as many frames as the window's model call has rows (a window times its conditionings) and else
-cuts per conditioning with broadcast_image_to: every window gets the first hint frames. AnimateDiff-Evolved's context options (`window_controls`) instead cut
-them per window, as the pack does with Advanced-ControlNet (the pack's sampling.py at commit
-466f5636dc76 sets each control's sub_idxs to the window's frames and full_latent_length to the
-video's): while a window runs, `control_window` holds (its frames, the video's frame count), and a
-ControlNet's or T2I-Adapter's hint (graphflow.models.controlnet.window_frames) and Advanced-ControlNet's
-latent keyframes and strength / weight masks (graphflow.models.advanced_control) take that window's
-frames. Positional encodings follow the window (its first frame is
-frame 0), as in ComfyUI. Refused: LTXVAddGuide's appended guide frames and conditioning areas
-when windowing a dim other than the batch (their positions would not follow the cut).
+a whole latent), LTX-Video's frame rate. Positional encodings follow the window (its first frame is
+frame 0), as in ComfyUI. Refused: LTXVAddGuide's appended guide frames and conditioning areas when
+windowing a dim other than the batch (their positions would not follow the cut).
+
+Controls: ComfyUI's ContextWindowsManual (comfy/context_windows.py at commit 0258521e57f7:
+prepare_control_objects leaves the control as it is) hands a control the whole hint batch, which
+comfy/controlnet.py's get_control (commit 005e370254d4) takes as it is when it has as many frames as
+the window's model call has rows (the window times its conditionings), else cuts per conditioning
+with broadcast_image_to (each conditioning of every window gets the first hint frames); graphflow
+does the same for those windows. AnimateDiff-Evolved's context options (`window_controls`) instead
+cut the controls per window, as the pack does with Advanced-ControlNet (the pack's sampling.py at
+commit 466f5636dc76 sets each control's sub_idxs to the window's frames and full_latent_length to
+the video's): while a window runs, `control_window` holds (its frames, the video's frame count), and
+a ControlNet's or T2I-Adapter's hint (graphflow.models.controlnet.window_frames) and
+Advanced-ControlNet's latent keyframes and strength / weight masks (graphflow.models.advanced_control)
+take that window's frames.
 
 Schedules (windows of `length` with `overlap` shared positions, over N positions):
   standard_static   start at 0, every length - overlap; the last window is moved back to end at N - 1.
