@@ -1,4 +1,4 @@
-"""AnimateDiff-Evolved's context windows and the controls.
+"""AnimateDiff-Evolved's context windows and the controls, and the motion model in the memory manager.
 
 Windows: under the pack's context options each window's ControlNet / T2I-Adapter takes the window's own
 hint frames, as AnimateDiff-Evolved (sampling.py, 466f5636dc76: each control's sub_idxs = the window's
@@ -10,15 +10,20 @@ conditioning unless it has as many frames as the call has rows. Spies read which
 call received (frame k of the hint image is the constant k / 40); Advanced-ControlNet's latent
 keyframes and masks are checked against a control built by hand from the pack's indexing rule for
 each window.
+
+Memory: the motion model's copy is a graphflow.memory component (kind motion_model), counted, loaded
+with the UNet, streamed or offloaded under a simulated device budget, loaded again for the next run,
+and shared by two MODELs with the same motion model.
 """
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from graphflow import memory
 from graphflow.models.advanced_control import (UNIVERSAL, AdvancedControl, ControlWeights, LatentKeyframes,
                                                TimestepKeyframe, TimestepKeyframes)
-from graphflow.models.animatediff import MotionSettings, load_motion_model
+from graphflow.models.animatediff import MotionSettings, load_motion_model, placed_motion
 from graphflow.models.controlnet import ControlNet
 from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
 from graphflow.sampling.context_windows import ContextWindows, context_windows, control_window, with_context_windows
@@ -216,3 +221,66 @@ def test_acn_latent_keyframes_and_masks_follow_the_window():
     second = acn_control(extended(image, FRAMES)[index], extended(mask, FRAMES)[index],
                          extended(weight_mask, FRAMES)[index], mapped).own_residuals(x, sigma, sigma, None, None, None)
     assert not torch.allclose(plain["output"][0], second["output"][0])
+
+
+# ---- the motion model in the memory manager ---------------------------------------------------
+
+def budget(monkeypatch, nbytes):
+    monkeypatch.setenv("GRAPHFLOW_VRAM_BUDGET_GB", repr(nbytes / memory.GiB))
+
+
+def motion_components(manager):
+    return [c for c in manager.components.values() if c.kind == "motion_model" and c.module() is not None]
+
+
+def actions(manager, kind):
+    return [e["action"] for e in manager.events if e.get("kind") == kind]
+
+
+def test_motion_model_is_counted_loaded_streamed_offloaded_and_shared(fresh_manager, monkeypatch, tmp_path):
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.pipeline import sample
+
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    mm = load_motion_model(motion_module_state(unet_config("sd1"), "v1", seed=6))  # v1: GroupNorms over the frames
+    assert next(mm.parameters()).dtype == torch.float16
+    m_models = [(mm, MotionSettings(), (0.0, 1.0))]
+    video = evolved_model(ckpt.model, "autoselect", m_models)
+    other = evolved_model(ckpt.model, "use existing", m_models)  # another MODEL, the same motion model
+    cond, _ = ckpt.clip.encode("a cat walking")
+    uncond, _ = ckpt.clip.encode("")
+
+    def run(model):
+        return sample(model, 4, 2, 4.0, "euler", "normal", [(cond, {})], [(uncond, {})],
+                      {"samples": torch.zeros(4, 4, 8, 8)})["samples"]
+
+    want = run(video)
+    (comp,) = motion_components(fresh_manager)
+    # its bytes: every weight of the motion model in the UNet's float32 (the file's are float16)
+    assert comp.size == 4 * sum(t.numel() for t in mm.state_dict().values())
+    copy, _ = placed_motion(mm, torch.float32)
+    assert comp.module() is copy and next(copy.parameters()).dtype == torch.float32
+    assert next(mm.parameters()).dtype == torch.float16  # the motion model itself is left as it is
+    unet_bytes = memory.module_bytes(ckpt.model.unet)
+    fresh_manager.offload_all()
+    fresh_manager.events.clear()
+
+    budget(monkeypatch, unet_bytes + comp.size // 2)  # the motion model only in part beside the UNet
+    assert torch.equal(run(video), want)
+    assert "partial" in actions(fresh_manager, "motion_model")
+    assert fresh_manager.streaming == 0
+
+    fresh_manager.offload_all()
+    fresh_manager.events.clear()
+    budget(monkeypatch, unet_bytes + comp.size)  # both fit; then something else needs all the room
+    assert torch.equal(run(video), want)
+    assert actions(fresh_manager, "motion_model")[:1] == ["load"] and comp.state == "loaded"
+    filler = torch.nn.Module()
+    filler.weight = torch.nn.Parameter(torch.zeros((unet_bytes + comp.size) // 4), requires_grad=False)
+    fresh_manager.load(filler, "other", "filler")
+    assert "offload" in actions(fresh_manager, "motion_model") and comp.state == "offloaded"
+    fresh_manager.offload(filler)
+    fresh_manager.events.clear()
+    assert torch.isfinite(run(other)).all()  # loaded again for the next run, the same copy
+    assert actions(fresh_manager, "motion_model")[:1] == ["load"] and comp.state == "loaded"
+    assert motion_components(fresh_manager) == [comp]
