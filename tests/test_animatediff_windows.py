@@ -284,3 +284,15 @@ def test_motion_model_is_counted_loaded_streamed_offloaded_and_shared(fresh_mana
     assert torch.isfinite(run(other)).all()  # loaded again for the next run, the same copy
     assert actions(fresh_manager, "motion_model")[:1] == ["load"] and comp.state == "loaded"
     assert motion_components(fresh_manager) == [comp]
+
+    # RAM short: the float32 copy (its own RAM) is dropped while idle and made again from the motion model
+    fresh_manager.offload_all()
+    fresh_manager.events.clear()
+    monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", repr(1024 / memory.GiB))
+    fresh_manager.load(filler, "other", "filler")
+    assert comp.state == "dropped" and next(copy.parameters()).is_meta
+    monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB")
+    fresh_manager.offload(filler)
+    assert torch.equal(run(video), want)
+    assert actions(fresh_manager, "motion_model")[:2] == ["drop", "reload"]
+    assert next(mm.parameters()).dtype == torch.float16 and not next(mm.parameters()).is_meta
