@@ -1,6 +1,6 @@
 """The model memory manager: every model component (diffusion model, each text encoder, the
-VAE, TAESD, ControlNets and T2I-Adapters, upscale models) goes through it before running on the
-compute device.
+VAE, TAESD, ControlNets and T2I-Adapters, AnimateDiff motion models, upscale models) goes through it
+before running on the compute device.
 
 `use(module, kind)` is a context manager around a component's work. The manager makes room
 for the component by offloading least-recently-used ones to CPU RAM (kept, not freed); when
@@ -85,7 +85,7 @@ def _own_bytes(module: nn.Module) -> int:
 @dataclass
 class Component:
     name: str
-    kind: str  # diffusion_model | text_encoder | vae | control | upscale_model | other
+    kind: str  # diffusion_model | text_encoder | vae | control | motion_model | upscale_model | other
     module: weakref.ref
     size: int
     state: str = "offloaded"  # offloaded | loaded | partial | dropped (from RAM, re-read when needed)

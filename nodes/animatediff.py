@@ -20,8 +20,14 @@ multival masks, view options, context options chained with
 prev_context or starting later than 0, the pack's experimental (🔬) fuse methods, the beta
 schedules avg(sqrt_linear,linear), lcm avg(sqrt_linear,linear), lcm[100_ots], sqrt, cosine and
 squaredcos_cap_v2, AnimateLCM-I2V / CameraCtrl / PIA / FancyVideo models and the deprecated
-AnimateDiffLoaderV1. Per-frame ControlNet hints are not cut to the context windows (graphflow's
-context windows hand every window the whole hint batch), where the pack cuts them. The pack's
+AnimateDiffLoaderV1. Under the context options each window's ControlNets and T2I-Adapters (core's
+apply nodes and Advanced-ControlNet's alike) take that window's hint frames, and Advanced-ControlNet's
+latent keyframes, strength masks and weight masks that window's frames, as the pack cuts them with
+Advanced-ControlNet (a hint or mask shorter than the video is first extended by repeating its last
+frame; a single frame serves every frame; an inpainting ControlNet's mask is not cut, as the pack's is
+not: each window takes its first frames); core's ContextWindowsManual leaves them whole, as ComfyUI's
+(graphflow.sampling.context_windows). The pack refuses core-loaded ControlNets under its windows
+(only Advanced-ControlNet's carry sub_idxs); here every ControlNet takes the windows. The pack's
 GroupNorm hack (v1, SDXL models: GroupNorms over all frames) patches every GroupNorm while sampling,
 ControlNets' included; here it applies to the UNet's GroupNorms only (ControlNets normalise per frame).
 """
@@ -435,7 +441,7 @@ def context_options(schedule: str, length: int, overlap: int, stride: int = 1, c
     if prev_context is not None:
         raise NodeInputError("prev_context", "chained context options are not built here; use one")
     _not_built(view_opts, "view_opts", "view options")
-    return ContextWindows(length, overlap, schedule, stride, closed_loop, fuse_method, dim=0)
+    return ContextWindows(length, overlap, schedule, stride, closed_loop, fuse_method, dim=0, window_controls=True)
 
 
 class StandardStaticContextOptions(Node):

@@ -136,16 +136,15 @@ def test_motion_scale_scales_the_keys():
 
 
 def test_effect_blends_each_temporal_module():
-    from graphflow.models.animatediff import MotionPlacement, _run_temporal
+    from graphflow.models.animatediff import _run_temporal
 
     motion = load_motion_model(motion_module_state(TINY, "v2", dtype=torch.float32))
     module = motion.temporal_modules()["input"][0]
-    place = MotionPlacement(motion)
     x = torch.randn(2 * FRAMES, 32, 8, 8)
     with torch.no_grad():
         full = module.temporal_transformer(x, FRAMES)
-        blended = _run_temporal(place, "input", 0, MotionSettings(effect=0.3), False, x, FRAMES)
-        off = _run_temporal(place, "input", 0, MotionSettings(effect=0.0), False, x, FRAMES)
+        blended = _run_temporal(motion, "input", 0, MotionSettings(effect=0.3), False, x, FRAMES)
+        off = _run_temporal(motion, "input", 0, MotionSettings(effect=0.0), False, x, FRAMES)
     torch.testing.assert_close(blended, x * 0.7 + full * 0.3)
     assert off is x
 

@@ -104,12 +104,12 @@ def test_context_options_become_context_windows(registry, models):
     static = {"class_type": "ADE_StandardStaticContextOptions",
               "inputs": {"context_length": 4, "context_overlap": 1, "fuse_method": "relative"}}
     result = run_graph(registry, prompt(frames=6, context=static), ["5", "9"])
-    assert result.values["5"][0].context_windows == ContextWindows(4, 1, "standard_static", 1, False, "relative", 0)
+    assert result.values["5"][0].context_windows == ContextWindows(4, 1, "standard_static", 1, False, "relative", 0, True)
     looped = {"class_type": "ADE_AnimateDiffUniformContextOptions",
               "inputs": {"context_length": 4, "context_stride": 2, "context_overlap": 2, "context_schedule": "uniform",
                          "closed_loop": True}}
     result = run_graph(registry, prompt(frames=6, context=looped), ["5", "9"])
-    assert result.values["5"][0].context_windows == ContextWindows(4, 2, "looped_uniform", 2, True, "flat", 0)
+    assert result.values["5"][0].context_windows == ContextWindows(4, 2, "looped_uniform", 2, True, "flat", 0, True)
     assert torch.isfinite(result.values["9"][0]["samples"]).all()
 
 
@@ -245,7 +245,7 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, models):
     assert workflow.nodes["3"].inputs["context_stride"] == 1 and workflow.nodes["8"].inputs["motion_scale"] == 0.8
     result = run_graph(registry, graph, ["2", "7", "8"])
     model = result.values["2"][0]
-    assert model.context_windows == ContextWindows(4, 1, "standard_uniform", 1, False, "pyramid", 0)
+    assert model.context_windows == ContextWindows(4, 1, "standard_uniform", 1, False, "pyramid", 0, True)
     assert result.values["7"][0]["samples"].shape == (6, 4, 8, 8)
     legacy = result.values["8"][0]
     assert legacy.unet.motion[1].scale == pytest.approx(0.8)
@@ -335,7 +335,7 @@ def test_gen2_ui_save_widgets_read_and_written_back(registry, models):
     workflow = parse_workflow(ui_graph(nodes, links), registry)
     assert workflow.nodes["4"].inputs["start_percent"] == 0.1 and workflow.nodes["3"].inputs["strength"] == 0.8
     result = run_graph(registry, ui_graph(nodes, links), ["5", "6"])
-    assert result.values["6"][0] == ContextWindows(8, 0, "batched", 1, False, "flat", 0)
+    assert result.values["6"][0] == ContextWindows(8, 0, "batched", 1, False, "flat", 0, True)
     assert result.values["5"][0].unet.motion[1].sigma_range is not None
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[3] == ["v2_lora_ZoomIn.ckpt", 0.8] and saved[4] == [0.1, 0.9] and saved[6] == [8, 0, 1]
@@ -392,7 +392,7 @@ def test_older_saves_with_fewer_widgets_read(registry, models):
                      outputs=[("CONTEXT_OPTIONS", "CONTEXT_OPTIONS", [2])])]
     graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "MODEL"], [2, 3, 0, 2, 1, "CONTEXT_OPTIONS"]])
     model = run_graph(registry, graph, ["2"]).values["2"][0]
-    assert model.context_windows == ContextWindows(16, 4, "looped_uniform", 1, False, "flat", 0)
+    assert model.context_windows == ContextWindows(16, 4, "looped_uniform", 1, False, "flat", 0, True)
     assert model.unet.motion[1].scale == 1.0 and model.unet.temporal_layers
 
 

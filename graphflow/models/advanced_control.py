@@ -28,8 +28,14 @@ Rules as the pack's AdvancedControlBase applies them (adv_control/utils.py and c
   (rising sigmas, as FlipSigmas' unsampling gives, do not restart it); for a control called
   outside the sampling pipeline, a sigma above the last one seen starts it again.
 
-Not as the pack: latent keyframes and masks count the latents of the whole batch, not of a
-context window (the pack maps them onto AnimateDiff's windows). As the pack, scaled soft weights
+Under AnimateDiff-Evolved's context windows (graphflow.sampling.context_windows: window_controls), as
+the pack's sub_idxs / full_latent_length (adv_control/utils.py at commit 95e26b9b7906, control.py at
+2bde95a468ce): latent keyframes count the frames of the whole video (a negative index from its end)
+and each window takes its frames' strengths (null_latent_kf_strength for frames without one); the
+strength mask, a timestep keyframe's mask and a weight mask are matched to the whole video's frames
+(cut, or the last repeated) and each window takes its frames' masks; the hint images likewise
+(graphflow.models.controlnet.window_frames). Core's ContextWindowsManual leaves all of them counting
+the window's own latents (its first frames), as ComfyUI's does. As the pack, scaled soft weights
 leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give),
 the middle one too whatever ACN_ExtrasMiddleMult says.
 """
@@ -41,7 +47,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .controlnet import ControlApplied, UnionTyped
+from .controlnet import ControlApplied, UnionTyped, extend_to, window_frames, window_key
 
 # the kinds of weights (the pack's ControlWeightType) and the nets that take them
 DEFAULT, UNIVERSAL, CONTROLNET, T2IADAPTER = "default", "universal", "controlnet", "t2iadapter"
@@ -279,8 +285,9 @@ class AdvancedControl(ControlApplied):
         if run.latents is not None:
             latent_count = r.shape[0] // chunks
             null = keyframe.null_latent_kf_strength
-            m = m * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
-                                    lambda: run.latents.multipliers(latent_count, null) * chunks)
+            window = _window(latent_count)
+            m = m * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks, window), r,
+                                    lambda: _latent_multipliers(run.latents, latent_count, null, window) * chunks)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
                 _refuse_token_rows(r)
@@ -363,6 +370,22 @@ class _Schedule:
         return run
 
 
+def _window(latent_count: int) -> tuple | None:
+    """The AnimateDiff context window (frames, the video's frame count) whose frames these latent_count
+    latents are, or None (no such window: the latents are the whole batch)."""
+    window = window_key()
+    return window if window is not None and len(window[0]) == latent_count else None
+
+
+def _latent_multipliers(latents: LatentKeyframes, latent_count: int, null: float, window) -> list[float]:
+    """One multiplier per latent; in a context window, those of the window's frames of the whole video."""
+    if window is None:
+        return latents.multipliers(latent_count, null)
+    frames, full = window
+    whole = latents.multipliers(full, null)
+    return [whole[f] for f in frames]
+
+
 def _negative_rows(batch: int) -> tuple[bool, ...]:
     from graphflow.sampling.guidance import unet_rows
 
@@ -389,24 +412,24 @@ def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, 
                    cache: dict | None = None) -> torch.Tensor:
     """The pack's rule: the mask [B, H, W] resized (bilinear) to the image's pixel size (x's
     latent size x 8; a weight mask, x None, skips this), cut or extended (last one repeated) to
-    the latents of one conditioning entry, repeated per entry, then resized (bilinear) to the
+    the latents of one conditioning entry (in an AnimateDiff context window: to the whole video's
+    frames, of which the window's are taken), repeated per entry, then resized (bilinear) to the
     residual's size. Cut before resizing (the resize works per mask, so the result is the same
     without resizing masks no latent uses), made on r's device; with a cache (the run's tensors),
     the pixel-size mask and each residual's are made once a run."""
     latent_count = r.shape[0] // chunks
     pixels = None if x is None else (x.shape[2] * 8, x.shape[3] * 8)
+    window = _window(latent_count)
     # the mask is held by the control or its keyframes for the whole run, so its id stays its own
-    made = (id(mask), tuple(mask.shape), pixels, latent_count, chunks, r.shape[0], r.device)
+    made = (id(mask), tuple(mask.shape), pixels, latent_count, chunks, r.shape[0], r.device, window)
     key = ("residual mask", made, tuple(r.shape[2:]), r.dtype)
     if cache is not None and key in cache:
         return cache[key]
     m = cache.get(("pixel mask", made)) if cache is not None else None
     if m is None:
         m = mask.to(r.device).reshape(-1, 1, *mask.shape[-2:]).float()
-        if m.shape[0] > latent_count:
-            m = m[:latent_count]
-        elif m.shape[0] < latent_count:
-            m = torch.cat([m] + [m[-1:]] * (latent_count - m.shape[0]))
+        # in an AnimateDiff context window: matched to the whole video, then the window's frames
+        m = extend_to(m, latent_count) if window is None else window_frames(m)
         if pixels is not None:
             m = F.interpolate(m, size=pixels, mode="bilinear")
         if m.shape[0] != 1 and m.shape[0] != r.shape[0]:

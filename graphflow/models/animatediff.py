@@ -28,10 +28,19 @@ ControlNet normalising per frame.
 Motion scale (`scale_multival` as a number) multiplies the temporal attention's keys; effect
 (`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Motion LoRAs
 (guoyww's v2_lora_*.ckpt) add strength * up @ down to the weights they name (no alpha), on a copy.
-Several motion models on one UNet run in turn at each place, the first attached first. The motion
-model itself is never moved: each UNet it is attached to makes, when it first runs, its own copy in
-the UNet's device and dtype (weights already there shared) and keeps it as long as that UNet (the
-MODEL) lives; graphflow.memory does not count or offload that copy.
+Several motion models on one UNet run in turn at each place, the first attached first.
+
+Memory: the motion model itself (a cached node output, perhaps shared with a motion-LoRA copy) is never
+moved or cast. The UNets run a copy of it in their compute dtype (`placed_motion`), one per motion
+model and dtype, shared by every MODEL the motion model is attached to (two MODELs with one motion
+model hold one device copy), made in CPU RAM (sharing the motion model's tensors where the dtypes
+agree) and registered with graphflow.memory as a component of kind "motion_model": counted, loaded
+to the device when a sampling run starts, right after the UNet it patches (graphflow.sampling.pipeline),
+offloaded when memory is short like the other components (least recently used first; whole, or
+streamed block by block when only part of it fits), and loaded again for the next run. A copy in
+another dtype than the motion model's may be dropped from RAM and made again from the motion model.
+A motion model with motion LoRAs is another motion model (its patched weights are its own): its copy
+is another component, holding the weights the LoRAs leave unchanged once more.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from __future__ import annotations
 import contextvars
 import math
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from functools import partial
 
@@ -172,6 +183,14 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoid_positions(length, dim))
 
 
+class VideoGroupNorm(nn.GroupNorm):
+    """The temporal transformer's GroupNorm: per image, or over all frames of each video when given
+    `frames` (called as a module, so graphflow.memory's hooks move it in when it is streamed)."""
+
+    def forward(self, x: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+        return super().forward(x) if frames is None else frames_group_norm(self, x, frames)
+
+
 def frames_group_norm(norm: nn.GroupNorm, x: torch.Tensor, frames: int) -> torch.Tensor:
     """GroupNorm of [videos * frames, C, h, w] with statistics over all frames of each video."""
     bf, c, h, w = x.shape
@@ -194,8 +213,8 @@ class TemporalAttention(nn.Module):
         """x [videos * frames, pixels, C] -> the same shape, each pixel attending over its frames."""
         bf, pixels, c = x.shape
         t = x.reshape(bf // frames, frames, pixels, c).transpose(1, 2).reshape(-1, frames, c)
-        if self.pos_encoder is not None:
-            t = t + self.pos_encoder.pe[:, :frames].to(t.dtype)
+        if self.pos_encoder is not None:  # (read, not called: on the CPU when the manager streams its block)
+            t = t + self.pos_encoder.pe[:, :frames].to(t.device, t.dtype)
         n = t.shape[0]
         k = self.to_k(t)
         if scale != 1.0:  # the pack's motion scale multiplies the keys
@@ -223,7 +242,7 @@ class TemporalTransformerBlock(nn.Module):
 class TemporalTransformer(nn.Module):
     def __init__(self, channels: int, cfg: MotionModuleConfig):
         super().__init__()
-        self.norm = nn.GroupNorm(cfg.norm_groups, channels, eps=1e-6)
+        self.norm = VideoGroupNorm(cfg.norm_groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList(
             TemporalTransformerBlock(channels, cfg.heads, cfg.attention_blocks, cfg.pe_length)
@@ -232,7 +251,7 @@ class TemporalTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0, norm_over_frames: bool = False) -> torch.Tensor:
         bf, c, h, w = x.shape
-        t = frames_group_norm(self.norm, x, frames) if norm_over_frames else self.norm(x)
+        t = self.norm(x, frames if norm_over_frames else None)
         t = self.proj_in(t.permute(0, 2, 3, 1).reshape(bf, h * w, c))
         for block in self.transformer_blocks:
             t = block(t, frames, scale)
@@ -418,47 +437,68 @@ def too_many_frames(motion: MotionModel, frames: int, context_length: int | None
         f"context_length to at most {limit}")
 
 
-def _moved_copy(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """A copy of the module tree with every parameter and floating buffer in `device` and `dtype`
-    (tensors already there are shared); the input is unchanged."""
-    clone = _shallow(module)
-    for name, p in module._parameters.items():
-        if p is not None:
-            clone._parameters[name] = nn.Parameter(p.to(device, dtype), requires_grad=False)
-    for name, b in module._buffers.items():
-        if b is not None:
-            clone._buffers[name] = b.to(device, dtype if b.is_floating_point() else b.dtype)
-    for name, child in module._modules.items():
-        if child is not None:
-            clone._modules[name] = _moved_copy(child, device, dtype)
-    return clone
+# (motion model) -> {compute dtype: (its copy in that dtype, the copy's temporal modules)}
+_placed: "weakref.WeakKeyDictionary[MotionModel, dict]" = weakref.WeakKeyDictionary()
+_placed_lock = threading.Lock()
 
 
-class MotionPlacement:
-    """The motion model as one UNet runs it: a copy in the UNet's device and dtype, made when the
-    UNet first runs and kept with that UNet (one at a time). The motion model itself (a cached node
-    output, perhaps shared with a motion-LoRA copy) is never moved or cast."""
-
-    def __init__(self, motion: MotionModel):
-        self.motion = motion
-        self._placed: tuple | None = None  # (device, dtype, temporal modules)
-
-    def modules(self, device: torch.device, dtype: torch.dtype) -> dict[str, list[TemporalModule]]:
-        if self._placed is None or self._placed[:2] != (device, dtype):
-            self._placed = None  # let the old copy go before making the new one
-            self._placed = (device, dtype, _moved_copy(self.motion, device, dtype).temporal_modules())
-        return self._placed[2]
+def _copy_in(motion: MotionModel, dtype: torch.dtype) -> MotionModel:
+    """A new module tree with the motion model's weights in CPU RAM and `dtype` (tensors already so
+    shared with it); hooks and placement are the copy's own."""
+    with torch.device("meta"):
+        copy = MotionModel(motion.config, motion.name)
+    state = {k: v.to("cpu", dtype if v.is_floating_point() else v.dtype) for k, v in motion.state_dict().items()}
+    copy.load_state_dict(state, assign=True)
+    return copy.eval().requires_grad_(False)
 
 
-def _run_temporal(place: MotionPlacement, part: str, index: int, settings: MotionSettings, norm_over_frames: bool,
+def _reloaded(motion_ref: weakref.ref, dtype: torch.dtype) -> MotionModel:
+    motion = motion_ref()
+    if motion is None:  # (not reached: the copy lives only as long as its motion model)
+        raise RuntimeError("the motion model of this copy is gone")
+    return _copy_in(motion, dtype)
+
+
+def placed_motion(motion: MotionModel, dtype: torch.dtype) -> tuple[MotionModel, dict[str, list[TemporalModule]]]:
+    """The copy of the motion model the UNets computing in `dtype` run (made once, shared by every
+    MODEL with this motion model, registered with graphflow.memory as kind "motion_model"; see the
+    module docstring) and its temporal modules per part of the UNet."""
+    from graphflow.memory import manager
+
+    with _placed_lock:
+        copies = _placed.setdefault(motion, {})
+        if dtype not in copies:
+            copy = _copy_in(motion, dtype)
+            copies[dtype] = (copy, copy.temporal_modules())
+            name = motion_memory_name(motion)
+            if next(motion.parameters()).dtype != dtype:  # its own RAM: droppable, made again from the motion model
+                manager().set_source(copy, "motion_model", name, partial(_reloaded, weakref.ref(motion), dtype))
+            else:
+                manager().register(copy, "motion_model", name)
+        return copies[dtype]
+
+
+def motion_memory_name(motion: MotionModel) -> str:
+    return f"motion_model:{motion.name}@{id(motion):x}"
+
+
+def unet_motion_models(unet) -> tuple[MotionModel, ...]:
+    """The motion models attached to a UNet (attach_motion), the first attached first."""
+    return getattr(unet, "motions", ())
+
+
+def _run_temporal(motion: MotionModel, part: str, index: int, settings: MotionSettings, norm_over_frames: bool,
                   x: torch.Tensor, frames: int) -> torch.Tensor:
-    motion = place.motion
     if frames > motion.config.max_frames:  # the pack refuses these before sampling
         raise too_many_frames(motion, frames, settings.context_length)
     if settings.effect == 0.0 or not settings.active():
         return x
-    module = place.modules(x.device, x.dtype)[part][index]  # in the UNet's device and dtype
-    out = module.temporal_transformer(x, frames, settings.scale, norm_over_frames)
+    copy, modules = placed_motion(motion, x.dtype)  # the UNet's compute dtype
+    from graphflow.memory import manager
+
+    if manager().device_for(copy) != x.device:  # run outside a sampling run (which loads it with the UNet)
+        manager().load(copy, "motion_model", motion_memory_name(motion))
+    out = modules[part][index].temporal_transformer(x, frames, settings.scale, norm_over_frames)
     if settings.effect != 1.0:
         out = x * (1.0 - settings.effect) + out * settings.effect
     return out
@@ -523,10 +563,9 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
                 f"module {len(got)} of {sorted(set(got))})")
     norm_over_frames = motion.frames_group_norm(apply_v2_properly) if frames_group_norm is None else frames_group_norm
     layers = dict(unet.temporal_layers or {})
-    place = MotionPlacement(motion)
     for part, places in slots.items():
         for index, ((block, after, _), _module) in enumerate(zip(places, modules[part])):
-            run = partial(_run_temporal, place, part, index, settings, norm_over_frames)
+            run = partial(_run_temporal, motion, part, index, settings, norm_over_frames)
             if (part, block) in layers:
                 run = partial(_chained, layers[(part, block)][1], run)
             layers[(part, block)] = (after, run)
@@ -536,6 +575,7 @@ def attach_motion(unet: UNet, motion: MotionModel, settings: MotionSettings = Mo
             patched._modules[name] = _frames_norm_copy(unet._modules[name])
     patched.temporal_layers = layers
     patched.motion = (motion, settings)  # the last attached
+    patched.motions = (*unet_motion_models(unet), motion)  # all, for graphflow.memory (sampling.pipeline)
     patched.without_motion = getattr(unet, "without_motion", unet)  # the UNet the first motion model went on
     return patched
 

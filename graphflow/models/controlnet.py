@@ -448,6 +448,35 @@ def _broadcast(t: torch.Tensor, batch: int) -> torch.Tensor:
     return _repeat(_repeat(t, batch // batch_chunks()), batch)
 
 
+def extend_to(t: torch.Tensor, count: int) -> torch.Tensor:
+    """Cut to `count` along the first dim, or extended by repeating the last row (Advanced-ControlNet's
+    extend_to_batch_size)."""
+    if t.shape[0] >= count:
+        return t[:count]
+    return torch.cat([t, t[-1:].expand(count - t.shape[0], *t.shape[1:])])
+
+
+def window_frames(t: torch.Tensor) -> torch.Tensor:
+    """A per-frame batch (hint images, strength masks) for the AnimateDiff context window now running
+    (graphflow.sampling.context_windows.control_window), as Advanced-ControlNet indexes one under
+    AnimateDiff-Evolved's windows: matched to the whole video's frame count (extend_to) and then the
+    window's frames taken. A single frame, or no such window, leaves t as it is (broadcast later)."""
+    from graphflow.sampling.context_windows import control_window
+
+    window = control_window.get()
+    if window is None or t.shape[0] == 1:
+        return t
+    frames, full = window
+    return extend_to(t, full).index_select(0, torch.tensor(frames, device=t.device))
+
+
+def window_key() -> tuple | None:
+    """The context window now running whose frames controls take (for caches of per-window results)."""
+    from graphflow.sampling.context_windows import control_window
+
+    return control_window.get()
+
+
 def batch_chunks() -> int:
     """How many conditioning entries the model call now running batches (1 outside sampling)."""
     from graphflow.sampling.guidance import unet_rows
@@ -548,7 +577,7 @@ class ControlApplied:
         if hint is None or tuple(hint.shape[2:]) != (height, width) or hint.device != device or hint.dtype != dtype:
             # kept on the device: one copy per run, not one per step
             self._hint = hint = resize_hint(self.image, height, width).to(device, dtype)
-        return _broadcast(hint, batch)
+        return _broadcast(window_frames(hint), batch)  # resized whole (once a run), then cut per window
 
     def latent_hint(self, height: int, width: int, batch: int, device, dtype, shift: bool = True) -> torch.Tensor:
         """The hint as a model-space latent of height x width (SD3/FLUX ControlNets): resized at
@@ -561,13 +590,17 @@ class ControlApplied:
             pixels = resize_hint(self.image, height * f, width * f).movedim(1, -1)
             raw = self.vae.encode(pixels)
             self._latent = ((height, width, shift), fmt.process_in(raw) if shift else raw * fmt.scale_factor)
-        return _broadcast(self._latent[1], batch).to(device, dtype)
+        return _broadcast(window_frames(self._latent[1]), batch).to(device, dtype)
 
     def mask_hint(self, height: int, width: int, batch: int, device, dtype) -> torch.Tensor:
         """The kept part [B, 1, height, width] at latent size (nearest-exact, centre-cropped, as
         ComfyUI resizes its extra hint channels); all ones without a mask."""
         if self.mask is None:
             return torch.ones(batch, 1, height, width, device=device, dtype=dtype)
-        # matched to the hint images' batch first, then broadcast with them (ComfyUI concatenates it to the hint)
-        keep = _repeat(resize_hint(self.mask.movedim(1, -1), height, width), self.image.shape[0])
+        # matched to the hint images' batch first, then broadcast with them (ComfyUI concatenates it to the hint);
+        # in an AnimateDiff context window the hint has the window's frames, and the mask is matched to their
+        # count, not cut to the window (Advanced-ControlNet's extra concat: each window takes the first masks)
+        window = window_key()
+        keep = _repeat(resize_hint(self.mask.movedim(1, -1), height, width),
+                       self.image.shape[0] if window is None else len(window[0]))
         return _broadcast(keep, batch).to(device, dtype)

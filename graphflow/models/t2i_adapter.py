@@ -105,10 +105,11 @@ class T2IAdapter(nn.Module):
     def control(self, applied, x: torch.Tensor, timesteps, context, y, unet_config=None, **unused) -> dict:
         """Features for the UNet's input blocks (None where none is added) and its middle. They
         depend on the hint only, so they are computed once per hint size and batch, as ComfyUI does."""
-        from .controlnet import batch_chunks, place_control
+        from .controlnet import batch_chunks, place_control, window_key
 
         place_control(self, x)
-        key = (id(applied), tuple(x.shape), batch_chunks(), x.dtype, x.device)  # the hints' batching: ComfyUI's key too
+        # the hints' batching (ComfyUI's key too) and the AnimateDiff context window whose hint frames it takes
+        key = (id(applied), tuple(x.shape), batch_chunks(), x.dtype, x.device, window_key())
         if self._cache is None or self._cache[0] != key:
             # ComfyUI's scale_image_to: the pixel size rounded up to whole unshuffle cells
             d = self.config.downscale

@@ -19,8 +19,21 @@ What is cut to the window (a tensor is cut only where its size along the dim is 
     window's length.
 What is not: ControlNet / T2I-Adapter hint images, GLIGEN boxes and hooks (they see each window as
 a whole latent), LTX-Video's frame rate. Positional encodings follow the window (its first frame is
-frame 0), as in ComfyUI. Refused: LTXVAddGuide's appended guide frames and conditioning areas
-when windowing a dim other than the batch (their positions would not follow the cut).
+frame 0), as in ComfyUI. Refused: LTXVAddGuide's appended guide frames and conditioning areas when
+windowing a dim other than the batch (their positions would not follow the cut).
+
+Controls: ComfyUI's ContextWindowsManual (comfy/context_windows.py at commit 0258521e57f7:
+prepare_control_objects leaves the control as it is) hands a control the whole hint batch, which
+comfy/controlnet.py's get_control (commit 005e370254d4) takes as it is when it has as many frames as
+the window's model call has rows (the window times its conditionings), else cuts per conditioning
+with broadcast_image_to (each conditioning of every window gets the first hint frames); graphflow
+does the same for those windows. AnimateDiff-Evolved's context options (`window_controls`) instead
+cut the controls per window, as the pack does with Advanced-ControlNet (the pack's sampling.py at
+commit 466f5636dc76 sets each control's sub_idxs to the window's frames and full_latent_length to
+the video's): while a window runs, `control_window` holds (its frames, the video's frame count), and
+a ControlNet's or T2I-Adapter's hint (graphflow.models.controlnet.window_frames) and
+Advanced-ControlNet's latent keyframes and strength / weight masks (graphflow.models.advanced_control)
+take that window's frames.
 
 Schedules (windows of `length` with `overlap` shared positions, over N positions):
   standard_static   start at 0, every length - overlap; the last window is moved back to end at N - 1.
@@ -63,6 +76,7 @@ once per occurrence, where ComfyUI's indexed add keeps one.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 from dataclasses import dataclass, field, replace
@@ -73,6 +87,11 @@ from ..choices import CONTEXT_FUSE_METHODS as FUSE_METHODS
 from ..choices import CONTEXT_SCHEDULES as SCHEDULES
 
 UNIFORM = ("standard_uniform", "looped_uniform")
+
+# (the window's frames, the whole video's frame count) while a window of context windows with
+# window_controls runs (AnimateDiff-Evolved's sub_idxs and full_length); None otherwise
+control_window: contextvars.ContextVar[tuple[tuple[int, ...], int] | None] = contextvars.ContextVar(
+    "control_window", default=None)
 
 
 def ordered_halving(step: int) -> float:
@@ -218,6 +237,9 @@ class ContextWindows:
     closed_loop: bool = False
     fuse_method: str = "pyramid"
     dim: int = 0
+    # AnimateDiff-Evolved's context options: controls' hints, latent keyframes and masks follow the
+    # window (see the module docstring); core's ContextWindowsManual leaves them whole
+    window_controls: bool = False
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -274,8 +296,13 @@ class WindowedRun:
             if dim == 0 and sigma.ndim == 1 and sigma.shape[0] == num_frames:
                 sub_sigma = sigma.index_select(0, index.to(sigma.device))
             sub_sides = [None if side is None else [self._cut_cond(c, window, x) for c in side] for side in sides]
-            parts.append(predict_sides(self._cut_denoiser(model_denoiser, index, x), sub_sides,
-                                       x.index_select(dim, index), sub_sigma))
+            token = control_window.set((tuple(window), num_frames)) if self.settings.window_controls else None
+            try:
+                parts.append(predict_sides(self._cut_denoiser(model_denoiser, index, x), sub_sides,
+                                           x.index_select(dim, index), sub_sigma))
+            finally:
+                if token is not None:
+                    control_window.reset(token)
         return [fuse([p[k] for p in parts], windows, weights, dim, x) for k in range(len(sides))]
 
     def _cut_denoiser(self, model_denoiser, index: torch.Tensor, x: torch.Tensor):

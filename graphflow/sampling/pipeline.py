@@ -207,6 +207,7 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
     from graphflow import memory
     from graphflow.models import speed
+    from graphflow.models.animatediff import motion_memory_name
 
     _start_controls(args, kwargs)
     unet = getattr(model, "unet", None)
@@ -215,6 +216,8 @@ def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     with contextlib.ExitStack() as stack:
         stack.enter_context(memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}",
                                        getattr(model, "patches", ())))
+        for motion, copy in _motion_models(unet):  # AnimateDiff's, with the UNet they patch
+            stack.enter_context(memory.use(copy, "motion_model", motion_memory_name(motion)))
         for net in _control_nets(model, args, kwargs):  # after the model: what doesn't fit beside it is streamed
             stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
@@ -271,6 +274,19 @@ def _start_controls(args, kwargs) -> None:
             if hasattr(applied, "start_run"):
                 applied.start_run()
             applied = getattr(applied, "previous", None)
+
+
+def _motion_models(unet) -> list:
+    """(motion model, the copy the UNet runs) for each AnimateDiff motion model attached to the UNet
+    (graphflow.models.animatediff.placed_motion: one copy per motion model and compute dtype)."""
+    from graphflow.models.animatediff import placed_motion, unet_motion_models
+    from graphflow.models.cast_layers import compute_dtype
+
+    motions = unet_motion_models(unet)
+    if not motions:
+        return []
+    dtype = compute_dtype(unet)
+    return [(motion, placed_motion(motion, dtype)[0]) for motion in motions]
 
 
 def _control_nets(model, args, kwargs) -> list:
