@@ -106,10 +106,10 @@ def _loader_estimate(widgets: dict) -> Estimate:
     try:
         width, height = aspect_size(widgets["empty_latent_aspect"], widgets["empty_latent_width"],
                                     widgets["empty_latent_height"])
-    except (KeyError, NodeInputError, TypeError):
+        batch = int(widgets.get("batch_size", 1))
+        return Estimate(Size(batch, height, width), memory=batch * height * width * DECODED_BYTES)
+    except (KeyError, NodeInputError, TypeError, ValueError, AttributeError):
         return Estimate(None)
-    batch = widgets.get("batch_size", 1)
-    return Estimate(Size(batch, height, width), memory=batch * height * width * DECODED_BYTES)
 
 
 def _empty_latent(model, aspect: str, width: int, height: int, batch_size: int) -> dict:
@@ -1345,6 +1345,12 @@ class TtnHiresFixScale(Node):
     output_latent: bool = Choice((False, True), True)
     outputs = {"latent": LATENT, "image": IMAGE}
     comfy = ComfyAlias(("ttN hiresfixScale",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        # the same widgets as Easy-Use's hiresFix (which follows this node): its size estimate
+        from nodes.pack_nodes_easyuse_samplers import EasyHiresFix
+        return EasyHiresFix.estimate(widgets, inputs)
 
     @classmethod
     def fingerprint(cls, model_name=None, **widgets):

@@ -419,3 +419,25 @@ def test_image_output_saves_with_padding_type_and_folder(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "TtnImageOutput", image=image, image_output="Save", output_path="../out", save_prefix="x")
     assert e.value.input == "output_path"
+
+
+def test_loaders_latent_batch_is_checked_before_the_run(registry, models):
+    """A 64-batch of 4096x4096 (aspect choice of the custom size) is refused under 2 GiB before
+    anything loads, as EmptyLatentImage is; an aspect choice sets the size checked."""
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import plan_workflow
+    limits = RunLimits(ram_bytes=2 * 2**30, device_bytes=2 * 2**30)
+
+    def problems(graph):
+        return plan_workflow(parse_workflow(graph, registry), registry, ["1"], limits)[1]
+
+    big = _loader_api(empty_latent_width=4096, empty_latent_height=4096, batch_size=64, empty_latent_aspect=CUSTOM)
+    found = problems({"1": big})
+    assert found and "64 × 4096×4096" in found[0].message
+    assert problems({"1": _loader_api(empty_latent_width=4096, empty_latent_height=4096, batch_size=64,
+                                      empty_latent_aspect="512 x 512 [S] 1:1")}) == []
+    tiny = {"class_type": "ttN tinyLoader", "inputs": {
+        "ckpt_name": "tiny.safetensors", "config_name": "Default", "sampling": "Default", "zsnr": False,
+        "cfg_rescale_mult": 0.0, "vae_name": "Baked VAE", "clip_skip": 0, "empty_latent_aspect": CUSTOM,
+        "empty_latent_width": 4096, "empty_latent_height": 4096, "batch_size": 64}}
+    assert problems({"1": tiny})
