@@ -131,11 +131,13 @@ def test_tiny_loader_conditioning_and_ksampler_with_latent_upscale_equal_the_cor
     graph = {
         "1": {"class_type": "ttN tinyLoader", "inputs": {
             "ckpt_name": "tiny.safetensors", "config_name": "Default", "sampling": "Default", "zsnr": False,
-            "cfg_rescale_mult": 0.0, "vae_name": "Baked VAE", "clip_skip": 0, "empty_latent_aspect": "512 x 682 [P] 3:4",
+            "cfg_rescale_mult": 0.0, "vae_name": "Baked VAE", "clip_skip": 0,
+            "empty_latent_aspect": "512 x 682 [P] 3:4",
             "empty_latent_width": 64, "empty_latent_height": 64, "batch_size": 1}},
         "9": {"class_type": "ttN text", "inputs": {"text": "photo of"}},
         "2": {"class_type": "ttN conditioning", "inputs": {
-            "model": ["1", 0], "clip": ["1", 3], "loras": "", "positive": "a cube", "positive_token_normalization": "none",
+            "model": ["1", 0], "clip": ["1", 3], "loras": "", "positive": "a cube",
+            "positive_token_normalization": "none",
             "positive_weight_interpretation": "comfy", "negative": " ", "negative_token_normalization": "none",
             "negative_weight_interpretation": "comfy", "zero_out_empty": True, "prepend_positive": ["9", 0]}},
         "3": {"class_type": "ttN KSampler_v2", "inputs": {
@@ -366,7 +368,8 @@ def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
             "8": {"class_type": "KSamplerAdvanced", "inputs": {
                 "model": ["1", 0], "add_noise": "enable", "noise_seed": 4, "steps": 3, "cfg": 5.0,
                 "sampler_name": "euler", "scheduler": "normal", "positive": ["3", 0], "negative": ["4", 0],
-                "latent_image": ["7", 0], "start_at_step": 0, "end_at_step": 2, "return_with_leftover_noise": "enable"}},
+                "latent_image": ["7", 0], "start_at_step": 0, "end_at_step": 2,
+                "return_with_leftover_noise": "enable"}},
             "9": {"class_type": "KSamplerAdvanced", "inputs": {
                 "model": ["2", 0], "add_noise": "disable", "noise_seed": 4, "steps": 3, "cfg": 4.0,
                 "sampler_name": "euler", "scheduler": "normal", "positive": ["5", 0], "negative": ["6", 0],
@@ -387,7 +390,8 @@ def test_hiresfix_scale_equals_the_core_upscale_chain(registry, models):
     (models.models / "upscale_models").mkdir(exist_ok=True)
     write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
     graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
-             "2": {"class_type": "EmptyImage", "inputs": {"width": 40, "height": 24, "batch_size": 1, "color": 0x3366cc}},
+             "2": {"class_type": "EmptyImage", "inputs": {"width": 40, "height": 24, "batch_size": 1,
+                                                          "color": 0x3366cc}},
              "3": {"class_type": "ttN hiresfixScale", "inputs": {
                  "model_name": "x2.safetensors", "vae": ["1", 2], "image": ["2", 0], "rescale_after_model": True,
                  "rescale_method": "bilinear", "rescale": "to longer side - maintain aspect", "percent": 50,
@@ -441,3 +445,69 @@ def test_loaders_latent_batch_is_checked_before_the_run(registry, models):
         "cfg_rescale_mult": 0.0, "vae_name": "Baked VAE", "clip_skip": 0, "empty_latent_aspect": CUSTOM,
         "empty_latent_width": 4096, "empty_latent_height": 4096, "batch_size": 64}}
     assert problems({"1": tiny})
+
+
+def test_text_output_writes_the_text_file(registry, models):
+    assert call(registry, "TtnTextOutput", text_output="Save", text="hello\nworld", output_path="notes",
+                save_prefix="log", number_padding=2, file_type="md") == "hello\nworld"
+    call(registry, "TtnTextOutput", text_output="Save", text="again", output_path="notes", save_prefix="log",
+         number_padding=2, file_type="md")
+    assert (models.outputs / "notes" / "log_01.md").read_text() == "hello\nworld"
+    assert (models.outputs / "notes" / "log_02.md").read_text() == "again"
+    call(registry, "TtnTextOutput", text_output="Preview", text="not written", output_path="notes", save_prefix="p")
+    assert not list((models.outputs / "notes").glob("p*"))
+
+
+@pytest.mark.parametrize("model_interpolation, clip_interpolation", [
+    ("Weighted sum = (  A*(1-M) + B*M  )", "Follow model interp"),
+    ("Add difference = (  A + (B-C)*M  )", "B Only"),
+    ("A Only", "Add difference = (  A + (B-C)*M  )"),
+])
+def test_multi_model_merge_equals_the_core_merge_nodes(registry, models, model_interpolation, clip_interpolation):
+    """The merged model samples and the merged text encoder encodes as the core ModelMerge* /
+    CLIPMerge* chain of the same formula does."""
+    from graphflow.testing import write_checkpoint
+    for name, seed in (("b.safetensors", 1), ("c.safetensors", 2)):
+        write_checkpoint(models.models / "checkpoints" / name, "sd1", seed=seed)
+    merge = {"class_type": "ttN multiModelMerge", "inputs": {
+        "ckpt_A_name": "tiny.safetensors", "config_A_name": "Default", "ckpt_B_name": "b.safetensors",
+        "config_B_name": "Default", "ckpt_C_name": "c.safetensors", "config_C_name": "Default",
+        "model_interpolation": model_interpolation, "model_multiplier": 0.3,
+        "clip_interpolation": clip_interpolation, "clip_multiplier": 0.6}}
+    core = {"a": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "b": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "b.safetensors"}},
+            "c": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "c.safetensors"}},
+            "ws": {"class_type": "ModelMergeSimple", "inputs": {"model1": ["a", 0], "model2": ["b", 0], "ratio": 0.7}},
+            "sub": {"class_type": "ModelMergeSubtract", "inputs": {"model1": ["b", 0], "model2": ["c", 0],
+                                                                   "multiplier": 0.3}},
+            "ad": {"class_type": "ModelMergeAdd", "inputs": {"model1": ["a", 0], "model2": ["sub", 0]}},
+            "cws": {"class_type": "CLIPMergeSimple", "inputs": {"clip1": ["a", 1], "clip2": ["b", 1], "ratio": 0.4}},
+            "csub": {"class_type": "CLIPMergeSubtract", "inputs": {"clip1": ["b", 1], "clip2": ["c", 1],
+                                                                   "multiplier": 0.6}},
+            "cad": {"class_type": "CLIPMergeAdd", "inputs": {"clip1": ["a", 1], "clip2": ["csub", 0]}}}
+    want_model = {"Weighted sum": ["ws", 0], "Add difference": ["ad", 0], "A Only": ["a", 0]}[
+        model_interpolation.split(" =")[0]]
+    want_clip = {"Follow model interp": ["cws", 0], "B Only": ["b", 1], "Add difference": ["cad", 0]}[
+        clip_interpolation.split(" =")[0]]
+
+    def probe(model, clip, key):
+        return {f"{key}t": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip, "text": "a cube"}},
+                f"{key}l": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+                f"{key}k": {"class_type": "KSampler", "inputs": {
+                    "model": model, "seed": 1, "steps": 1, "cfg": 3.0, "sampler_name": "euler", "scheduler": "normal",
+                    "positive": [f"{key}t", 0], "negative": [f"{key}t", 0], "latent_image": [f"{key}l", 0],
+                    "denoise": 1.0}}}
+
+    got = run_graph(registry, {"m": merge, **probe(["m", 0], ["m", 1], "x")}, ["xt", "xk"]).values
+    want = run_graph(registry, {**core, **probe(want_model, want_clip, "y")}, ["yt", "yk"]).values
+    assert _same_conditioning(got["xt"][0], want["yt"][0])
+    assert torch.allclose(got["xk"][0]["samples"], want["yk"][0]["samples"], atol=1e-5)
+    other = run_graph(registry, {**core, **probe(["a", 0], ["a", 1], "z")}, ["zt"]).values
+    if clip_interpolation != "A Only":
+        assert not _same_conditioning(got["xt"][0], other["zt"][0])  # the merge changed something
+
+
+def test_multi_model_merge_names_a_missing_checkpoint(registry, models):
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "TtnMultiModelMerge", ckpt_A_name="tiny.safetensors", ckpt_B_name="None")
+    assert e.value.input == "ckpt_B_name"
