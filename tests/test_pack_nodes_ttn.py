@@ -511,3 +511,36 @@ def test_multi_model_merge_names_a_missing_checkpoint(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "TtnMultiModelMerge", ckpt_A_name="tiny.safetensors", ckpt_B_name="None")
     assert e.value.input == "ckpt_B_name"
+
+
+def test_ksampler_hiresfix_upscale_equals_the_core_upscale_chain_then_ksampler(registry, models):
+    """KSampler_v2's "[hiresFix] m": input_image_override through the upscale model, rescaled to
+    width x height with m, encoded, then sampled at the denoise."""
+    from graphflow.testing import write_esrgan
+    (models.models / "upscale_models").mkdir(exist_ok=True)
+    write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a cube"}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "4": {"class_type": "EmptyImage", "inputs": {"width": 40, "height": 32, "batch_size": 1, "color": 0x8844aa}},
+        "5": {"class_type": "ttN KSampler_v2", "inputs": {
+            "model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0], "latent": ["3", 0], "vae": ["1", 2],
+            "lora_name": "None", "lora_strength": 1.0, "upscale_method": "[hiresFix] bilinear",
+            "upscale_model_name": "x2.safetensors", "factor": 2.0, "rescale": "to Width/Height", "percent": 50,
+            "width": 96, "height": 72, "longer_side": 1024, "crop": "disabled", "steps": 2, "cfg": 4.0,
+            "sampler_name": "euler", "scheduler": "normal", "denoise": 0.6, "image_output": "Hide",
+            "save_prefix": "ComfyUI", "file_type": "png", "embed_workflow": True, "seed": 11,
+            "input_image_override": ["4", 0]}},
+        "6": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x2.safetensors"}},
+        "7": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["6", 0], "image": ["4", 0]}},
+        "8": {"class_type": "ImageScale", "inputs": {"image": ["7", 0], "upscale_method": "bilinear", "width": 96,
+                                                     "height": 72, "crop": "disabled"}},
+        "9": {"class_type": "VAEEncode", "inputs": {"pixels": ["8", 0], "vae": ["1", 2]}},
+        "10": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 11, "steps": 2, "cfg": 4.0,
+                                                    "sampler_name": "euler", "scheduler": "normal",
+                                                    "positive": ["2", 0], "negative": ["2", 0],
+                                                    "latent_image": ["9", 0], "denoise": 0.6}}}
+    values = run_graph(registry, graph, ["5", "10"]).values
+    assert values["5"][3]["samples"].shape == (1, 4, 9, 12)
+    assert torch.allclose(values["5"][3]["samples"], values["10"][0]["samples"], atol=1e-5)
