@@ -35,7 +35,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, ConditioningZeroOut, concat_conditioning
 from nodes.controlnet import LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _checkpoint_choices, \
-    _lora_rows, _scheduler, _set_clip_skip, _vae_choices, efficiency_encode
+    _lora_rows, _set_clip_skip, _vae_choices, efficiency_encode
 from nodes.image import _next_counter, _png_metadata, temp_pngs
 from nodes.latent import _upscale
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
@@ -360,20 +360,33 @@ def upscaled(node, latent: dict, vae, images) -> dict:
     return latent
 
 
+def custom_scheduled(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
+                     latent: dict, denoise: float, add_noise: bool) -> dict:
+    """The pack's AYS / GITS schedulers: the sigmas of AlignYourStepsScheduler (the model type
+    after "AYS ") or GITSScheduler (coeff 1.20) for steps and denoise, sampled as SamplerCustom
+    with KSamplerSelect's sampler, as the pack samples them (a step range and leftover noise do not
+    apply there)."""
+    from nodes.custom_sampling import AlignYourStepsScheduler, GITSScheduler, KSamplerSelect, SamplerCustom
+    if scheduler.startswith("AYS"):
+        sigmas = _core(AlignYourStepsScheduler, model_type=scheduler.split(" ")[1], steps=steps, denoise=denoise)
+    else:
+        sigmas = _core(GITSScheduler, coeff=1.2, steps=steps, denoise=denoise)
+    sampler = _core(KSamplerSelect, sampler_name=sampler_name)
+    return _core(SamplerCustom, {"latent_image": "optional_latent"}, model=model, add_noise=add_noise,
+                 noise_seed=seed, cfg=cfg, positive=positive, negative=negative, sampler=sampler, sigmas=sigmas,
+                 latent_image=latent)[0]
+
+
 def ksampled(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
              latent: dict, denoise: float = 1.0, start=None, end=None, leftover: bool = False,
              add_noise: bool = True) -> dict:
     """The pack's common_ksampler, on our sampling engine: KSampler's work (start / end None),
     KSamplerAdvanced's (start, end, leftover noise, add_noise) with a denoise, as ComfyUI's
-    comfy.sample.sample runs them. The AYS / GITS schedulers are Align Your Steps' tables and
-    GITS at coeff 1.20 (the pack samples them over the whole schedule: here only denoise 1 and
-    all steps are taken)."""
+    comfy.sample.sample runs them; the AYS / GITS schedulers as custom_scheduled."""
     if scheduler in CUSTOM_SCHEDULERS:
-        if denoise != 1 or start not in (None, 0) or end not in (None,) and end < steps:
-            raise NodeInputError("scheduler", f"{scheduler} is built in for full sampling only (denoise 1, all "
-                                              f"steps); the pack samples its own schedule there")
-        scheduler = _scheduler("GITS" if scheduler == "GITS SD1" else scheduler)
-    elif scheduler not in SCHEDULER_NAMES:
+        return custom_scheduled(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise,
+                                add_noise)
+    if scheduler not in SCHEDULER_NAMES:
         raise NodeInputError("scheduler", f"{scheduler!r} is not one of {', '.join(TTN_SCHEDULERS)}")
     job = SimpleNamespace(model=model, steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler,
                           positive=positive, negative=negative, latent_image=latent, noise_mode="comfy")
@@ -529,8 +542,9 @@ class TtnPipeKSampler(Node):
     decoded and image_output says what happens to the images: Preview shows them, Save writes them
     to the outputs folder as save_prefix_00001.<file_type> (the workflow embedded in PNGs with
     embed_workflow) and shows them, Hide/Save writes them only, Hide neither, Disabled does not
-    decode (the incoming images go on). The scheduler list adds AYS SD1 / SDXL / SVD and GITS SD1
-    (at denoise 1). Gives the new pipe and its parts; plot_image is empty. Left out: adv_xyPlot
+    decode (the incoming images go on). The scheduler list adds AYS SD1 / SDXL / SVD and GITS SD1,
+    sampled as the pack samples them: AlignYourStepsScheduler's / GITSScheduler's (coeff 1.2) sigmas
+    through SamplerCustom. Gives the new pipe and its parts; plot_image is empty. Left out: adv_xyPlot
     (refused), %date% patterns in save_prefix (refused); an API prompt without seed samples
     with seed 0 (the pack: the pipe's)."""
     category = "🌏 tinyterra/pipe"
@@ -579,7 +593,8 @@ class TtnPipeKSamplerAdvanced(Node):
     pipeKSampler, with KSamplerAdvanced's add_noise, start_at_step, end_at_step and
     return_with_leftover_noise, and `noise` as the denoise (the pack passes it there; 1.0 is
     KSamplerAdvanced itself). noise_seed is the seed. The rest (LoRA, upscale, image_output,
-    AYS / GITS) as in pipeKSampler."""
+    AYS / GITS) as in pipeKSampler; with AYS / GITS the pack samples the whole schedule (the step
+    range and leftover noise do not apply), as here."""
     category = "🌏 tinyterra/pipe"
     output_node = True
     pipe: PIPE_LINE

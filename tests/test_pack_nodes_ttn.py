@@ -307,9 +307,7 @@ def test_clear_errors(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "TtnPipeKSampler", pipe={"model": None})
     assert e.value.input == "pipe" and "model" in str(e.value)
-    graph = {"1": _loader_api(loras=""), "2": _advanced_api(["1", 0], scheduler="AYS SD1", noise=0.5)}
-    with pytest.raises(AssertionError, match="scheduler"):
-        run_graph(registry, graph, ["2"])
+    graph = {"1": _loader_api(loras="")}
     graph["2"] = _advanced_api(["1", 0], image_output="Save", save_prefix="img_%date:yyyy%")
     with pytest.raises(AssertionError, match="save_prefix"):
         run_graph(registry, graph, ["2"])
@@ -544,3 +542,29 @@ def test_ksampler_hiresfix_upscale_equals_the_core_upscale_chain_then_ksampler(r
     values = run_graph(registry, graph, ["5", "10"]).values
     assert values["5"][3]["samples"].shape == (1, 4, 9, 12)
     assert torch.allclose(values["5"][3]["samples"], values["10"][0]["samples"], atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler, sigmas", [
+    ("AYS SD1", {"class_type": "AlignYourStepsScheduler", "inputs": {"model_type": "SD1", "steps": 3, "denoise": 0.7}}),
+    ("GITS SD1", {"class_type": "GITSScheduler", "inputs": {"coeff": 1.2, "steps": 3, "denoise": 0.7}}),
+])
+def test_custom_schedulers_sample_as_sampler_custom(registry, models, scheduler, sigmas):
+    """The pack samples AYS / GITS with sample_custom over the scheduler node's sigmas."""
+    graph = {"1": _loader_api(loras="", clip_skip=0),
+             "2": {"class_type": "ttN pipeKSampler_v2", "inputs": {
+                 "pipe": ["1", 0], "lora_name": "None", "lora_strength": 1.0, "upscale_method": "None",
+                 "upscale_model_name": "None", "factor": 2.0, "rescale": "by percentage", "percent": 50,
+                 "width": 1024, "height": 1024, "longer_side": 1024, "crop": "disabled", "steps": 3, "cfg": 5.0,
+                 "sampler_name": "euler", "scheduler": scheduler, "denoise": 0.7, "image_output": "Disabled",
+                 "save_prefix": "ComfyUI", "file_type": "png", "embed_workflow": True, "seed": 8}}}
+    core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red cube"}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "5": sigmas, "6": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "7": {"class_type": "SamplerCustom", "inputs": {
+                "model": ["1", 0], "add_noise": True, "noise_seed": 8, "cfg": 5.0, "positive": ["2", 0],
+                "negative": ["3", 0], "sampler": ["6", 0], "sigmas": ["5", 0], "latent_image": ["4", 0]}}}
+    got = run_graph(registry, graph, ["2"]).values["2"]
+    want = run_graph(registry, core, ["7"]).values["7"]
+    assert torch.allclose(got[4]["samples"], want[0]["samples"], atol=1e-5)
