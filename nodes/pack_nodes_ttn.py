@@ -8,7 +8,7 @@ Held here: ttN pipeLoader_v2, pipeKSampler_v2, pipeKSamplerAdvanced_v2, pipeLoad
 pipeKSamplerSDXL_v2, tinyLoader, conditioning, KSampler_v2 (the pipe loaders and samplers);
 pipeIN, pipeOUT, pipeEDIT, pipe2BASIC, pipeLoraStack, pipeEncodeConcat (pipe plumbing); text,
 textDebug, concat, text3BOX_3WAYconcat, text7BOX_concat, textCycleLine, int, float, seed,
-hiresfixScale, imageOutput, textOutput and multiModelMerge (the last ones in
+debugInput, hiresfixScale, imageOutput, textOutput and multiModelMerge (the last ones in
 nodes/pack_nodes_ttn_utils.py).
 
 The pack's PIPE_LINE is a dict (model, positive, negative, vae, clip, samples, images, seed,
@@ -17,8 +17,7 @@ nodes/pack_nodes_easyuse_pipe.py. PIPE_LINE_SDXL adds refiner_model, refiner_pos
 refiner_negative and refiner_clip.
 
 Left out: the advanced xyPlot and its advPlot helper nodes (the samplers refuse a connected
-adv_xyPlot), imageREMBG (needs the rembg models), pipe2DETAILER (Impact Pack's detectors),
-debugInput, the legacy non-_v2 loaders and samplers (their widget
+adv_xyPlot), imageREMBG (needs the rembg models), pipe2DETAILER (Impact Pack's detectors), the legacy non-_v2 loaders and samplers (their widget
 layouts differ), the noodle-soup-prompts expansion of __term__ words (the pack downloads its word
 list; here such words are encoded as written) and the %date% / %input% patterns of save_prefix
 (refused by name)."""
@@ -726,7 +725,7 @@ class TtnPipeLoaderSDXL(Node):
         latent = _empty_latent(model, self.empty_latent_aspect, self.empty_latent_width, self.empty_latent_height,
                                self.batch_size)
         refiner_model = refiner_clip = None
-        if self.refiner_ckpt_name != "None" or self.refiner_model_override is not None:
+        if self.refiner_ckpt_name != "None":  # as in the pack, the refiner overrides need a refiner checkpoint
             refiner_model, refiner_clip, _ = _ttn_models(
                 self, self.refiner_ckpt_name, self.vae_name, self.clip_skip, None, self.refiner_model_override,
                 self.refiner_clip_override, None, "refiner_ckpt_name")

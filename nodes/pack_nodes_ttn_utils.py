@@ -1,7 +1,7 @@
 """tinyterraNodes' (ttN) small nodes, under the pack's class names, inputs and outputs (read from
 TinyTerra/ComfyUI_tinyterraNodes: ttNpy/tinyterraNodes.py at 1a90e43480563e9202f7f5482629b1d444e805ed,
 the pack's 2.0.9): text, textDebug, concat, text3BOX_3WAYconcat, text7BOX_concat, textCycleLine,
-textOutput, int, float, seed, hiresfixScale, imageOutput and multiModelMerge. The pipe loaders,
+textOutput, int, float, seed, debugInput, hiresfixScale, imageOutput and multiModelMerge. The pipe loaders,
 samplers and pipe nodes are in nodes/pack_nodes_ttn.py (its docstring lists what is left out)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from graphflow.api import CLIP, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Float, \
+from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Float, \
     Int, Node, NodeInputError, Text, folders, safe_join, show, warn
 from nodes.efficiency_nodes import _checkpoint_choices
 from nodes.image import _next_counter, temp_pngs
@@ -174,6 +174,30 @@ class TtnSeed(Node):
 
     def run(self):
         return self.seed
+
+
+CONSOLE_COLORS = ("Black", "Red", "Green", "Yellow", "Blue", "Violet", "Cyan", "White", "Grey", "LightRed",
+                  "LightGreen", "LightYellow", "LightBlue", "LightViolet", "LightCyan", "LightWhite")
+
+
+class TtnDebugInput(Node):
+    """Show any value as text on the node (Python's str of it), as tinyterraNodes' debugInput
+    does; print_to_console also prints it under console_title (console_color, the pack's
+    terminal colour, is not used here)."""
+    category = "🌏 tinyterra/util"
+    output_node = True
+    print_to_console: bool = Bool(False)
+    console_title: str = Text("ttN debug:")
+    console_color: str = Choice(CONSOLE_COLORS, "Red")
+    debug: ANY = None
+    outputs = {}
+    comfy = ComfyAlias(("ttN debugInput",), optional=("debug",))
+
+    def run(self):
+        text = str(self.debug)
+        if self.print_to_console:
+            print(f"{self.console_title}\n{text}")
+        show(text=[text])
 
 
 # -- images ---------------------------------------------------------------------------------------

@@ -264,6 +264,11 @@ def test_text_and_number_nodes_against_python(registry):
     assert call(registry, "TtnFloat", value=2.75) == (2.75, int(2.75), str(2.75))
     assert call(registry, "TtnSeed", seed=2**63) == 2**63
     assert call(registry, "TtnTextDebug", text="shown", print_to_console=False) == "shown"
+    result = run_graph(registry, {"1": {"class_type": "ttN int", "inputs": {"int": 5}},
+                                  "2": {"class_type": "ttN debugInput", "inputs": {
+                                      "print_to_console": False, "console_title": "t", "console_color": "Red",
+                                      "debug": ["1", 1]}}}, ["2"])
+    assert result.outputs["2"]["text"] == [str(5.0)]
 
 
 def test_small_nodes_ui_save_runs_and_round_trips(registry):
