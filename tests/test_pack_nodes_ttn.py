@@ -573,3 +573,58 @@ def test_custom_schedulers_sample_as_sampler_custom(registry, models, scheduler,
     got = run_graph(registry, graph, ["2"]).values["2"]
     want = run_graph(registry, core, ["7"]).values["7"]
     assert torch.allclose(got[4]["samples"], want[0]["samples"], atol=1e-5)
+
+
+def test_loader_overrides_vae_file_and_controlnet_stack_equal_the_core_nodes(registry, models):
+    """pipeLoader_v2 with model_override / clip_override (the clip at clip_skip), a VAE file and a
+    ControlNet stack: the parts and conditionings of the core chain."""
+    from graphflow.testing import write_controlnet, write_vae
+    (models.models / "controlnet").mkdir(exist_ok=True)
+    (models.models / "vae").mkdir(exist_ok=True)
+    write_controlnet(models.models / "controlnet" / "cn.safetensors", "sd1")
+    write_vae(models.models / "vae" / "v.safetensors")
+    graph = {"b": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "i": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                          "color": 0x808080}},
+             "n": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "cn.safetensors"}},
+             "s": {"class_type": "Control Net Stacker", "inputs": {"control_net": ["n", 0], "image": ["i", 0],
+                                                                   "strength": 0.8, "start_percent": 0.0,
+                                                                   "end_percent": 0.5}},
+             "1": _loader_api(loras="", vae_name="v.safetensors", clip_skip=-2, model_override=["b", 0],
+                              clip_override=["b", 1], optional_controlnet_stack=["s", 0])}
+    core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["1", 1], "stop_at_clip_layer": -2}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "a red cube"}},
+            "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "blurry"}},
+            "i": graph["i"], "n": graph["n"],
+            "5": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+                "positive": ["3", 0], "negative": ["4", 0], "control_net": ["n", 0], "image": ["i", 0],
+                "strength": 0.8, "start_percent": 0.0, "end_percent": 0.5}},
+            "6": {"class_type": "VAELoader", "inputs": {"vae_name": "v.safetensors"}},
+            "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}
+    def sampled(model, positive, negative, latent, vae):
+        return {"k": {"class_type": "KSampler", "inputs": {
+                    "model": model, "seed": 2, "steps": 1, "cfg": 4.0, "sampler_name": "euler",
+                    "scheduler": "normal", "positive": positive, "negative": negative, "latent_image": latent,
+                    "denoise": 1.0}},
+                "d": {"class_type": "VAEDecode", "inputs": {"samples": ["k", 0], "vae": vae}}}
+
+    graph.update(sampled(["1", 1], ["1", 2], ["1", 3], ["1", 4], ["1", 5]))
+    core.update(sampled(["1", 0], ["5", 0], ["5", 1], ["7", 0], ["6", 0]))
+    got = run_graph(registry, graph, ["1", "b", "d"]).values
+    want = run_graph(registry, core, ["d", "3"]).values
+    assert got["1"][1] is got["b"][0]  # the overriding model itself
+    assert _same_conditioning(got["1"][2], want["3"][0]) and "control" in got["1"][2][0][1]
+    assert torch.allclose(got["d"][0], want["d"][0], atol=1e-5)
+
+
+def test_pipe_lora_stack_ui_save_reads_its_rows_in_the_packs_order(registry, models):
+    rows = [["first.safetensors", 0.6, 0.9, 0.2]] + [["None", 1.0, 1.0, 1.0]] * 19
+    widgets = [True, "simple", 1] + [v for row in rows for v in row]
+    nodes = [ui_node(1, "ttN pipeLoraStack", widgets,
+                     [("optional_pipe", "PIPE_LINE", None, False), ("model_override", "MODEL", None, False)],
+                     [("optional_pipe", "PIPE_LINE", []), ("lora_stack", "LORA_STACK", [])])]
+    graph = ui_graph(nodes)
+    assert run_graph(registry, graph, ["1"]).values["1"] == (None, [("first.safetensors", 0.6, 0.6)])
+    saved = export_ui(parse_workflow(graph, registry), registry)["nodes"][0]
+    assert saved["type"] == "ttN pipeLoraStack" and saved["widgets_values"] == widgets
