@@ -17,10 +17,12 @@ nodes/pack_nodes_easyuse_pipe.py. PIPE_LINE_SDXL adds refiner_model, refiner_pos
 refiner_negative and refiner_clip.
 
 Left out: the advanced xyPlot and its advPlot helper nodes (the samplers refuse a connected
-adv_xyPlot), imageREMBG (needs the rembg models), pipe2DETAILER (Impact Pack's detectors), the legacy non-_v2 loaders and samplers (their widget
-layouts differ), the noodle-soup-prompts expansion of __term__ words (the pack downloads its word
-list; here such words are encoded as written) and the %date% / %input% patterns of save_prefix
-(refused by name)."""
+adv_xyPlot), imageREMBG (needs the rembg models), pipe2DETAILER (Impact Pack's detectors), the
+legacy non-_v2 loaders and samplers (their widget layouts differ), the noodle-soup-prompts
+expansion of __term__ words (the pack downloads its word list; here such words are encoded as
+written), the %date% / %input% patterns of save_prefix (refused by name) and the workflow in WEBP
+files (PNGs carry it). An API prompt that leaves out a sampler's optional seed samples with 0 (the
+pack: the pipe's seed)."""
 
 from __future__ import annotations
 
