@@ -36,7 +36,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, ConditioningZeroOut, concat_conditioning
 from nodes.controlnet import LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _checkpoint_choices, \
-    _lora_rows, _set_clip_skip, _vae_choices, efficiency_encode
+    _lora_rows, _set_clip_skip, _state, _vae_choices, efficiency_encode
 from nodes.image import _next_counter, _png_metadata, temp_pngs
 from nodes.latent import _upscale
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
@@ -112,6 +112,12 @@ def _loader_estimate(widgets: dict) -> Estimate:
         return Estimate(Size(batch, height, width), memory=batch * height * width * DECODED_BYTES)
     except (KeyError, NodeInputError, TypeError, ValueError, AttributeError):
         return Estimate(None)
+
+
+def _loader_fingerprint(ckpt_name, vae_name, refiner_ckpt_name="None"):
+    """The loaders' files as they are on disk: a changed file is loaded again, not taken from the cache."""
+    return (_state("checkpoints", ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name),
+            refiner_ckpt_name != "None" and _state("checkpoints", refiner_ckpt_name))
 
 
 def _empty_latent(model, aspect: str, width: int, height: int, batch_size: int) -> dict:
@@ -515,6 +521,10 @@ class TtnPipeLoader(Node):
                                                          "prepend_negative"))
 
     @classmethod
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+
+    @classmethod
     def estimate(cls, widgets, inputs):
         return _loader_estimate(widgets)
 
@@ -713,6 +723,10 @@ class TtnPipeLoaderSDXL(Node):
         "prepend_negative_g", "prepend_negative_l"))
 
     @classmethod
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+
+    @classmethod
     def estimate(cls, widgets, inputs):
         return _loader_estimate(widgets)
 
@@ -873,6 +887,10 @@ class TtnTinyLoader(Node):
     batch_size: int = Int(1, min=1, max=64)
     outputs = {"model": MODEL, "latent": LATENT, "vae": VAE, "clip": CLIP, "width": INT, "height": INT}
     comfy = ComfyAlias(("ttN tinyLoader",))
+
+    @classmethod
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
 
     @classmethod
     def estimate(cls, widgets, inputs):
