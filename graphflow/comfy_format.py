@@ -112,6 +112,7 @@ CUSTOM_PACKS = {
                          "HighRes-Fix Script", "Noise Control Script", "Tiled Upscaler Script", "AnimateDiff Script",
                          "LoRA Stack to String converter", "Image Overlay"),
     "ComfyUI_Comfyroll_CustomNodes": ("CR ",),
+    "ComfyUI_tinyterraNodes": ("ttN ",),
     "comfyui_controlnet_aux": ("CannyEdgePreprocessor", "DWPreprocessor", "OpenposePreprocessor",
                                "DepthAnythingPreprocessor", "LineArtPreprocessor", "AIO_Preprocessor",
                                "Zoe-DepthMapPreprocessor", "MiDaS-DepthMapPreprocessor", "HEDPreprocessor",
