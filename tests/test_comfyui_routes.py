@@ -83,6 +83,21 @@ def test_object_info_matches_comfyui_for_every_aliased_node(builtin_registry):
     assert checked >= 30
 
 
+def test_object_info_of_a_packs_class_lists_its_optional_sockets_and_output_names(builtin_registry):
+    # essentials' SimpleMath+: INPUT_TYPES required value, optional a / b / c; RETURN_NAMES none (the
+    # types); masquerade's Get Image Size returns ("width", "height"); ttN int ("int", "float", "text")
+    ours = object_info(builtin_registry)
+    simple = ours["SimpleMath+"]
+    assert list(simple["input"]["required"]) == ["value"] and list(simple["input"]["optional"]) == ["a", "b", "c"]
+    assert simple["output_name"] == ["INT", "FLOAT"]
+    assert ours["Get Image Size"]["output_name"] == ["width", "height"]
+    assert ours["ttN int"]["output"] == ["INT", "FLOAT", "STRING"]
+    assert ours["ttN int"]["output_name"] == ["int", "float", "text"]
+    # an old input name mapped beside the current one: the current one is listed
+    keyframe = ours["TimestepKeyframe"]["input"]
+    assert "prev_timestep_kf" in keyframe.get("optional", {}) and "prev_timestep_keyframe" not in keyframe.get("optional", {})
+
+
 async def test_object_info_routes(start):
     client = await start()
     everything = await (await client.get("/object_info")).json()

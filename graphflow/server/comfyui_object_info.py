@@ -67,7 +67,8 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
     """The object_info entry of ComfyUI class `class_type`, answered by our node `cls`."""
     from graphflow.comfy_format import comfy_catalogue
 
-    comfy_name = {ours: comfy for comfy, ours in alias.inputs.items()}
+    comfy_name = alias.written_names()
+    catalogued = comfy_catalogue().get(class_type, {})
     required, optional = {}, {}
     for spec in cls.input_specs.values():
         if spec.name in alias.fixed:
@@ -75,18 +76,19 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
         name = comfy_name.get(spec.name, spec.name)
         entry = _input_entry(spec, alias)
         # ComfyUI lists widgets with defaults as required; optional are sockets that may be left
-        # unlinked and inputs that exist only here.
-        is_optional = spec.name in alias.optional
+        # unlinked (a core class: as its catalogue says, through alias.optional) and inputs that
+        # exist only here.
+        is_optional = spec.name in alias.optional or not catalogued and spec.socket is not None and not spec.required
         (optional if is_optional else required)[name] = entry
     specs = cls.output_specs
     if alias.outputs is not None:
         specs = [specs[i] for i in alias.outputs]
     outputs = [o.type for o in specs]
     # ComfyUI's own output names where its catalogue has the class (GetVideoComponents' "images",
-    # "audio", "fps"); otherwise, as ComfyUI names most outputs, the type
-    catalogued = comfy_catalogue().get(class_type, {})
+    # "audio", "fps"); otherwise our outputs' names, which for a pack's class are its RETURN_NAMES
+    # (as export_ui writes them into a UI save's slots)
     known = [o["name"] for o in catalogued.get("outputs", [])]
-    names = known if len(known) == len(outputs) else outputs
+    names = known if len(known) == len(outputs) else [o.name for o in specs]
     info = {
         "input": {"required": required} | ({"optional": optional} if optional else {}),
         "input_order": {"required": list(required)} | ({"optional": list(optional)} if optional else {}),
