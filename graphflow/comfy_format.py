@@ -75,7 +75,13 @@ WAS_CLASSES = ("CLIP Input Switch", "Checkpoint Loader (Simple)", "Conditioning 
                "Images to RGB", "Tensor Batch to Image", "Mask Batch to Mask", "Convert Masks to Images",
                "Text Add Tokens", "Text Add Token by Input", "Bounded Image Crop with Mask",
                "Bounded Image Blend with Mask", "Text Find and Replace Input", "Text Find and Replace by Dictionary")
-WHOLE_NAMES = frozenset(WAS_CLASSES)
+# ComfyUI-Image-Saver's classes (nodes/pack_nodes_image_saver.py) without its "(Image Saver)" suffix:
+# giriss' older bare names ("String Literal", "Seed Generator") and the saver's own, whole names only
+IMAGE_SAVER_CLASSES = ("Image Saver", "Image Saver Simple", "Image Saver Metadata", "Make Image Saver Pipe",
+                       "Edit Image Saver Pipe", "Read Image Saver Pipe", "Image Saver (From Pipe)",
+                       "Save Image w/Metadata", "Checkpoint Selector", "Sampler Selector", "Scheduler Selector",
+                       "Seed Generator", "String Literal", "Width/Height Literal", "Cfg Literal", "Int Literal")
+WHOLE_NAMES = frozenset(WAS_CLASSES + IMAGE_SAVER_CLASSES)
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -88,6 +94,8 @@ CUSTOM_PACKS = {
                             # nodes/pack_nodes_impact.py's classes without the Impact prefix
                             "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
                             "LatentSwitch", "StringListToString"),
+    # before WAS: its "Image Save" prefix would claim "Image Saver ..."
+    "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",

@@ -1,0 +1,711 @@
+"""alexopus' ComfyUI-Image-Saver (formerly giriss' comfy-image-saver), under the pack's class names,
+inputs and outputs: Image Saver (pictures saved with the A1111-style "parameters" text Civitai
+reads: model, LoRA and embedding hashes), the literals (Seed Generator, String / Width/Height /
+Cfg / Int / Float Literal), the selectors (Sampler / Scheduler Selector, Scheduler Selector
+(Comfy), SchedulerToString, SchedulerComfyToString, SamplerToString, Input Parameters) and the
+loaders with names (Checkpoint Loader with Name, UNet loader with Name); giriss' older bare class
+names (Seed Generator, String Literal, Checkpoint Selector, ...) are aliased where their inputs are
+the same.
+
+Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver), nodes_literals.py
+@6ac8e4f1, nodes_selectors.py @067970fa, utils.py @31d1a1f4 (model, LoRA and embedding look-ups),
+__init__.py @6ac8e4f1 and @09b60955 (class names); saver/saver.py (@1dab9773) and the prompt
+extractor (@29c089f7, with LoRA weights as the pack's later extractor reads them) as the
+zeeoale/ComfyUI-Image-Saver fork stores them; giriss/comfy-image-saver nodes.py @0272c823 (its
+names, as a fork keeps them).
+
+Left out: Image Saver Simple, Image Saver Metadata and the Image Saver pipe nodes (a later version
+than the one read; their METADATA object is not built here), Civitai Hash Fetcher (a web service),
+Random Tag Picker, Any to String, Workflow Input Value, Conditioning Concat Optional,
+RandomShapeGenerator and Empty Latent Image (Image Saver); giriss' Save Image w/Metadata (its
+inputs come in another order). No network: civitai.com is never asked (see ImageSaver's help).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+from graphflow.api import FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
+    folders, safe_join, show, warn, workflow_texts
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
+from nodes.image import MAX_SIZE
+from nodes.loaders import LoadCheckpoint, LoadDiffusionModel
+
+COMFY_PACK = "ComfyUI-Image-Saver"  # the custom node pack this module's ComfyUI classes come from
+
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+FLOAT_MIN, FLOAT_MAX = 2.2250738585072014e-308, 1.7976931348623157e308  # the pack's sys.float_info bounds
+EXTRA_SCHEDULERS = ("AYS SDXL", "AYS SD1", "AYS SVD", "GITS[coeff=1.2]")  # the pack's additions to Comfy's
+DEFAULT_TIME_FORMAT = "%Y-%m-%d-%H%M%S"
+EXTENSIONS = ("png", "jpeg", "jpg", "webp")
+MAX_HASH_LENGTH = 16  # longer manual hashes (a full sha256, blake3) are skipped, as in the pack
+MAX_MANUAL_HASHES = 30
+PT_EXTENSIONS = MODEL_EXTENSIONS[:8]  # ComfyUI's supported_pt_extensions, which the pack's LoRA look-up reads
+JPEG_MAX_EXIF = 65533  # the most EXIF bytes Pillow writes into a JPEG (its APP1 segment)
+
+# ComfyUI sampler names -> Civitai's (the pack's table, after civitai's constants.ts)
+CIVITAI_SAMPLERS = {
+    "euler_ancestral": "Euler a", "euler": "Euler", "lms": "LMS", "heun": "Heun", "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a", "dpmpp_2s_ancestral": "DPM++ 2S a", "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_sde": "DPM++ SDE", "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive", "ddim": "DDIM", "plms": "PLMS",
+    "uni_pc_bh2": "UniPC", "uni_pc": "UniPC", "lcm": "LCM",
+}
+
+# The pack's prompt patterns (fixed, not the user's): an embedding name, a <lora:NAME:...> tag
+EMBEDDING = re.compile(r"embedding:([^,\s():]+)", re.IGNORECASE)
+LORA = re.compile(r"<lora:([^>:]+)(?::([^>]+))?>", re.IGNORECASE)
+PROMPT_CONTROL = re.compile(r"\b[A-Z]+\([^)]*\)")  # prompt-control edits: STYLE(A1111, mean), SHIFT(1)
+WEIGHT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+# -- file hashes ----------------------------------------------------------------------------------
+
+_SHA256: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> hex digest
+
+
+def file_sha256(path) -> str:
+    """The file's SHA-256 (hex), computed once per file and version: kept by path, size and
+    modification time. The pack keeps it in a .sha256 file beside the model; nothing is written
+    into the models folders here."""
+    path = os.path.realpath(path)
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        with open(path, "rb") as f:
+            _SHA256[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _SHA256[key]
+
+
+def _model_file(kind: str, name: str) -> Path | None:
+    try:
+        return folders.find_model(kind, name)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def checkpoint_file(name: str) -> Path | None:
+    """A model name as Image Saver finds it: ".safetensors" added unless it ends in .safetensors or
+    .ckpt; in checkpoints then diffusion models, by the name, then by its file name alone, then
+    any checkpoint of that file name in a subfolder."""
+    name = name.strip().replace("\\", "/")
+    if not name.lower().endswith((".safetensors", ".ckpt")):
+        name += ".safetensors"
+    base = os.path.basename(name)
+    for candidate in (name, base):
+        for kind in ("checkpoints", "diffusion_models"):
+            if found := _model_file(kind, candidate):
+                return found
+    listed = next((x for x in folders.list_models("checkpoints") if os.path.basename(x) == base), None)
+    return _model_file("checkpoints", listed) if listed else None
+
+
+def lora_file(name: str) -> Path | None:
+    """A <lora:NAME> as the pack finds it: ".safetensors" added unless NAME ends in a model
+    extension, then the LoRA whose file name (without its folders) is that."""
+    if not os.path.splitext(name)[1] in PT_EXTENSIONS:
+        name += ".safetensors"
+    listed = next((x for x in folders.list_models("loras") if Path(x).name == name), None)
+    return _model_file("loras", listed) if listed else None
+
+
+def embedding_file(name: str) -> Path | None:
+    """An embedding:NAME as the pack finds it: the embedding whose path without extension is NAME,
+    else the first whose file stem is NAME's."""
+    listed = folders.list_models("embeddings")
+    found = next((x for x in listed if Path(x).with_suffix("") == Path(name)), None)
+    found = found or next((x for x in listed if Path(x).stem == Path(name).stem), None)
+    return _model_file("embeddings", found) if found else None
+
+
+# -- the parameters text --------------------------------------------------------------------------
+
+
+def civitai_sampler_name(sampler_name: str, scheduler: str) -> str:
+    """The pack's Civitai sampler name: "_gpu" dropped; a known sampler by Civitai's name, with
+    " Karras" / " Exponential" for those schedulers; another as sampler_scheduler (plain with
+    "normal")."""
+    sampler_name = sampler_name.replace("_gpu", "")
+    if sampler_name in CIVITAI_SAMPLERS:
+        suffix = {"karras": " Karras", "exponential": " Exponential"}.get(scheduler, "")
+        return CIVITAI_SAMPLERS[sampler_name] + suffix
+    return sampler_name if scheduler == "normal" else f"{sampler_name}_{scheduler}"
+
+
+def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
+    """The LoRAs and embeddings the prompts name that are found: ({"LORA:name": (path, weight,
+    hash)}, {"embed:name": (path, weight, hash)}), hash the first 10 hex digits of the file's
+    SHA-256. A LoRA's weight is its tag's first number (1 when none reads); an embedding's the
+    prompt weight of the text it stands in, as ComfyUI's prompt parser weighs it."""
+    from graphflow.models.tokenizer import parse_weighted_prompt
+
+    loras, embeddings = {}, {}
+    for prompt in prompts:
+        for text, weight in parse_weighted_prompt(prompt):
+            for name in EMBEDDING.findall(text):
+                if path := embedding_file(name):
+                    embeddings[f"embed:{name}"] = (path, weight, file_sha256(path)[:10])
+        for name, tail in LORA.findall(prompt):
+            if path := lora_file(name):
+                try:
+                    weight = float(tail.split(":")[0])
+                except ValueError:
+                    weight = 1
+                loras[f"LORA:{name}"] = (path, weight, file_sha256(path)[:10])
+    return loras, embeddings
+
+
+def manual_hash(entry: str, with_weights: bool) -> tuple[str | None, str, float | None] | None:
+    """One additional_hashes entry as the pack reads it: "HASH", "Name:HASH", and with weights
+    (download_civitai_data on) "HASH:Weight" or "Name:HASH:Weight"; (name, hash, weight), or None
+    when it is none of these."""
+    parts = [part.strip() for part in entry.split(":")]
+    if len(parts) > (3 if with_weights else 2) or not all(parts):
+        return None
+    if len(parts) == 3:
+        if not WEIGHT.fullmatch(parts[2]):
+            return None
+        return parts[0], parts[1], float(parts[2])
+    if len(parts) == 2 and with_weights:
+        try:  # a number after the colon is a weight, as the pack reads it (with float())
+            return None, parts[0], float(parts[1])
+        except ValueError:
+            pass
+    return (parts[0], parts[1], None) if len(parts) == 2 else (None, parts[0], None)
+
+
+def manual_hashes(text: str, existing: set[str], with_weights: bool) -> dict:
+    """additional_hashes (comma or line separated) as the pack keeps them: {name: (None, weight,
+    hash)}, unnamed ones as manual1, manual2 ...; entries it can't read, hashes longer than 16
+    characters, repeated ones and those of the prompt's own resources skipped; 30 at most."""
+    entries, unnamed = {}, 0
+    for entry in text.replace("\n", ",").split(",") if text else []:
+        if not entry.strip():
+            continue
+        read = manual_hash(entry, with_weights)
+        if read is None:
+            warn(f"additional_hashes: can't read {entry.strip()!r}: expected HASH or Name:HASH"
+                 + (" (with :Weight after)" if with_weights else ""))
+            continue
+        name, value, weight = read
+        if len(value) > MAX_HASH_LENGTH:
+            warn(f"additional_hashes: {value!r} skipped: longer than {MAX_HASH_LENGTH} characters")
+            continue
+        if any(value.lower() == kept.lower() for _, _, kept in entries.values()) or value.lower() in existing:
+            continue
+        if name is None:
+            unnamed += 1
+            name = f"manual{unnamed}"
+        entries[name] = (None, weight, value)
+        if len(entries) >= MAX_MANUAL_HASHES:
+            break
+    return entries
+
+
+def clean_prompt(prompt: str) -> str:
+    """easy_remix: LoRA tags removed, embedding:path/to/name shortened to name, prompt-control
+    edits (STYLE(...), SHIFT(...)) removed."""
+    prompt = LORA.sub("", prompt)
+    prompt = EMBEDDING.sub(lambda m: Path(m.group(1)).stem, prompt)
+    return PROMPT_CONTROL.sub("", prompt)
+
+
+def parameters_text(positive: str, negative: str, steps: int, sampler: str, cfg: float, seed: int, width: int,
+                    height: int, clip_skip: int, model_hash: str | None, model: str, hashes: dict) -> str:
+    """The A1111 "parameters" text in the pack's field order."""
+    clip = f", Clip skip: {abs(clip_skip)}" if clip_skip != 0 else ""
+    model_hash = f", Model hash: {model_hash}" if model_hash else ""
+    hashes = f", Hashes: {json.dumps(hashes, separators=(',', ':'))}" if hashes else ""
+    return (f"{positive.strip()}\nNegative prompt: {negative.strip()}\n"
+            f"Steps: {steps}, Sampler: {sampler}, CFG scale: {cfg}, Seed: {seed}, "
+            f"Size: {width}x{height}{clip}{model_hash}, Model: {model}{hashes}, Version: ComfyUI")
+
+
+# -- file names -----------------------------------------------------------------------------------
+
+
+def timestamp(time_format: str, now: datetime) -> str:
+    try:
+        return now.strftime(time_format)
+    except ValueError:
+        return now.strftime(DEFAULT_TIME_FORMAT)
+
+
+def expand_pattern(text: str, values: dict, time_format: str, now: datetime | None = None) -> str:
+    """The pack's placeholders filled in, in its order: %date (Y-m-d), %time (time_format),
+    %model (the model's file name), %width, %height, %seed, %counter, %sampler_name, %steps, %cfg,
+    %scheduler_name then %scheduler, %basemodelname (without extension), %denoise, %clip_skip."""
+    now = now or datetime.now()
+    model = os.path.basename(values["modelname"])
+    for key, value in (("%date", timestamp("%Y-%m-%d", now)), ("%time", timestamp(time_format, now)),
+                       ("%model", model), ("%width", values["width"]), ("%height", values["height"]),
+                       ("%seed", values["seed"]), ("%counter", values["counter"]),
+                       ("%sampler_name", values["sampler_name"]), ("%steps", values["steps"]),
+                       ("%cfg", values["cfg"]), ("%scheduler_name", values["scheduler"]),
+                       ("%scheduler", values["scheduler"]), ("%basemodelname", os.path.splitext(model)[0]),
+                       ("%denoise", values["denoise"]), ("%clip_skip", values["clip_skip"])):
+        text = text.replace(key, str(value))
+    return text
+
+
+def unique_stem(folder: Path, stem: str, extension: str) -> str:
+    """The pack's name for a new file: the stem when no file starts with it and ends with the
+    extension, else stem_NN, NN one more than the highest number after a last "_" among those."""
+    taken = [f for f in os.listdir(folder) if f.startswith(stem) and f.endswith(extension)]
+    if not taken:
+        return stem
+    numbers = [int(part) for part in (os.path.splitext(f)[0].split("_")[-1] for f in taken) if part.isdigit()]
+    return f"{stem}_{max(numbers, default=0) + 1:02d}"
+
+
+def output_folder(path: str) -> Path:
+    """Image Saver's path: a folder inside the output folder (made when missing). The pack joins it
+    to the output folder, so an absolute path or a drive would leave it: refused, as '..' is."""
+    path = path.replace("\\", "/").strip()
+    try:
+        if re.match(r"[A-Za-z]:", path):
+            raise UnsafePathError(f"{path!r} is on a drive of its own")
+        path = path.rstrip("/") if path not in ("", ".", "./") else ""
+        folder = safe_join(folders.outputs, path) if path else folders.outputs.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+    except UnsafePathError as e:
+        raise NodeInputError("path", f"{e}: expected a folder inside the output folder") from None
+    except OSError as e:
+        raise NodeInputError("path", f"can't make the folder: {e.strerror}") from None
+    return folder
+
+
+def _exif(parameters: str, texts: dict) -> "Image.Exif":
+    """The pack's EXIF for JPEG and WebP: the parameters as UserComment (UNICODE, UTF-16 big-endian,
+    as piexif writes it), the workflow's texts as "key:json" strings from Make (0x010F) down and
+    the prompt as "prompt:json" in Model (0x0110), as ComfyUI's own WebP saver does."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    for i, key in enumerate(k for k in texts if k != "prompt"):
+        exif[0x010F - i] = f"{key}:{texts[key]}"
+    if "prompt" in texts:
+        exif[0x0110] = f"prompt:{texts['prompt']}"
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + parameters.encode("utf-16-be")
+    return exif
+
+
+def save_picture(picture, path: Path, extension: str, quality: int, lossless_webp: bool, optimize_png: bool,
+                 parameters: str, texts: dict) -> None:
+    """Write one picture as the pack's saver does; `texts` the workflow's (empty when not embedded)."""
+    with open(path, "xb") as f:
+        if extension == "png":
+            from PIL import PngImagePlugin
+
+            info = PngImagePlugin.PngInfo()
+            info.add_text("parameters", parameters)
+            for key in [k for k in texts if k != "prompt"] + [k for k in texts if k == "prompt"]:
+                info.add_text(key, texts[key])
+            picture.save(f, format="PNG", pnginfo=info, optimize=optimize_png)
+            return
+        image_format = "WEBP" if extension == "webp" else "JPEG"
+        if image_format == "JPEG" and picture.mode not in ("RGB", "L"):
+            picture = picture.convert("RGB")
+        exif = _exif(parameters, texts)
+        if image_format == "JPEG" and len(exif.tobytes()) > JPEG_MAX_EXIF:
+            # as the pack: without the prompt, then without the workflow, then without metadata
+            texts = {k: v for k, v in texts.items() if k != "prompt"}
+            exif = _exif(parameters, texts)
+            if len(exif.tobytes()) > JPEG_MAX_EXIF:
+                exif = _exif(parameters, {})
+            if len(exif.tobytes()) > JPEG_MAX_EXIF:
+                warn("the parameters text is too long for a JPEG's metadata: saved without it")
+                exif = None
+        options = {"exif": exif.tobytes()} if exif is not None else {}
+        picture.save(f, format=image_format, optimize=True, quality=quality, lossless=lossless_webp, **options)
+
+
+# -- Image Saver ----------------------------------------------------------------------------------
+
+
+class ImageSaver(Node):
+    """Save images with Civitai-compatible generation metadata, as alexopus' Image Saver does: an
+    A1111 "parameters" text (PNG text chunk; for JPEG and WebP the EXIF UserComment) of the
+    prompts, "Steps, Sampler (Civitai's name), CFG scale, Seed, Size, Clip skip, Model hash (the
+    first 10 hex digits of the model file's SHA-256), Model, Hashes (the prompt's <lora:NAME>
+    and embedding:NAME files, additional_hashes), Version: ComfyUI". modelname may list several
+    models, comma-separated. filename and path take the placeholders %date, %time (time_format),
+    %model, %basemodelname, %width, %height, %seed, %counter, %sampler_name, %steps, %cfg,
+    %scheduler (or %scheduler_name), %denoise, %clip_skip; path is a folder inside the output
+    folder (made when missing; a path leading out is refused); a name in use gets _01, _02 ...
+    embed_workflow adds the workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a
+    JPEG's dropped when over its 64 KB); save_workflow_as_json writes it beside as .json too.
+    easy_remix strips LoRA tags and prompt-control edits and shortens embedding paths in the text.
+    Gives the hashes (name:hash[:weight], comma-separated, for another Image Saver's
+    additional_hashes) and the parameters text.
+    No network here: download_civitai_data on writes what the pack writes when civitai.com
+    can't be reached (hashes upper-cased, the model's in Model hash only, no "Civitai resources"),
+    with a warning; .civitai.info files beside models are not read. File hashes are computed here
+    and kept in memory (the pack reads and writes .sha256 files beside the models).
+    Not in the version read: dpi (no such input there)."""
+    category = "ImageSaver"
+    output_node = True
+    images: IMAGE
+    filename: str = Text("%time_%basemodelname_%seed")
+    path: str = Text("")
+    extension: str = Choice(EXTENSIONS, "png")
+    steps: int = Int(20, min=1, max=10000)
+    cfg: float = Float(7.0, min=0.0, max=100.0)
+    modelname: str = Text("")
+    sampler_name: str = Text("")
+    scheduler: str = Text("normal")
+    positive: str = Text("unknown", multiline=True)
+    negative: str = Text("unknown", multiline=True)
+    seed_value: int = Int(0, min=0, max=SEED_MAX)
+    width: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    height: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    lossless_webp: bool = Bool(True)
+    quality_jpeg_or_webp: int = Int(100, min=1, max=100)
+    optimize_png: bool = Bool(False)
+    counter: int = Int(0, min=0, max=SEED_MAX)
+    denoise: float = Float(1.0, min=0.0, max=1.0)
+    clip_skip: int = Int(0, min=-24, max=24)
+    time_format: str = Text(DEFAULT_TIME_FORMAT)
+    save_workflow_as_json: bool = Bool(False)
+    embed_workflow: bool = Bool(True)
+    additional_hashes: str = Text("")
+    download_civitai_data: bool = Bool(True)
+    easy_remix: bool = Bool(True)
+    show_preview: bool = Bool(True)  # the pack's later versions' last input
+    outputs = {"hashes": STRING, "a1111_params": STRING}
+    # the pack's later versions name the scheduler input scheduler_name
+    comfy = ComfyAlias(("Image Saver",), inputs={"scheduler_name": "scheduler"},
+                       optional=("steps", "cfg", "modelname", "sampler_name", "scheduler", "positive", "negative",
+                                 "seed_value", "width", "height", "lossless_webp", "quality_jpeg_or_webp",
+                                 "optimize_png", "counter", "denoise", "clip_skip", "time_format",
+                                 "save_workflow_as_json", "embed_workflow", "additional_hashes",
+                                 "download_civitai_data", "easy_remix", "show_preview"))
+
+    def resources(self) -> tuple[dict, dict, dict, dict, dict]:
+        """(model hashes by name, model files by name, LoRAs, embeddings, manual hashes)."""
+        names = [name.strip().replace("\\", "/") for name in self.modelname.split(",") if name.strip()]
+        files = {name: checkpoint_file(name) for name in names}
+        model_hashes = {name: file_sha256(path)[:10] if path else "" for name, path in files.items()}
+        loras, embeddings = prompt_resources([self.positive, self.negative])
+        existing = {h.lower() for h in model_hashes.values()} | {t[2].lower() for t in (*loras.values(),
+                                                                                       *embeddings.values())}
+        manual = manual_hashes(self.additional_hashes, existing, self.download_civitai_data)
+        return model_hashes, files, loras, embeddings, manual
+
+    def parameters(self, model_hashes, loras, embeddings, manual) -> str:
+        if self.download_civitai_data:
+            # what the pack writes when civitai.com gives nothing: each hash upper-cased into Hashes,
+            # the model's (named exactly as modelname) into Model hash instead
+            warn("download_civitai_data: civitai.com is not asked here; the metadata has the hashes only")
+            hashes, model_hash = {}, None
+            for name, value in [*model_hashes.items(), *((k, v[2]) for k, v in (loras | embeddings | manual).items())]:
+                if name == self.modelname:
+                    model_hash = value.upper()
+                else:
+                    hashes[name] = value.upper()
+        else:
+            hashes = dict(model_hashes) | {k: v[2] for k, v in (embeddings | loras | manual).items()}
+            model_hash = next(iter(model_hashes.values()), "")
+        positive, negative = self.positive, self.negative
+        if self.easy_remix:
+            positive, negative = clean_prompt(positive), clean_prompt(negative)
+        sampler = civitai_sampler_name(self.sampler_name, self.scheduler)
+        model = os.path.splitext(os.path.basename(self.modelname))[0]
+        return parameters_text(positive, negative, self.steps, sampler, self.cfg, self.seed_value, self.width,
+                               self.height, self.clip_skip, model_hash, model, hashes)
+
+    def hashes_text(self, model_hashes, loras, embeddings, manual) -> str:
+        """The pack's hashes output: name:hash, :weight after with download_civitai_data on."""
+        combined = {name: (None, None, value) for name, value in model_hashes.items()} | loras | embeddings | manual
+        parts = []
+        for name, (_, weight, value) in combined.items():
+            text = f"{Path(name.split(':')[-1]).stem}:{value}" if name else value
+            parts.append(text + (f":{weight}" if weight is not None and self.download_civitai_data else ""))
+        return ",".join(parts)
+
+    def run(self):
+        from graphflow.images import image_to_pil
+
+        if self.images.dim() != 4:
+            raise NodeInputError("images", f"expected an image batch [B, H, W, C], got shape {tuple(self.images.shape)}")
+        model_hashes, _, loras, embeddings, manual = self.resources()
+        parameters = self.parameters(model_hashes, loras, embeddings, manual)
+        values = {"modelname": self.modelname, "width": self.width, "height": self.height, "seed": self.seed_value,
+                  "counter": self.counter, "sampler_name": self.sampler_name, "steps": self.steps, "cfg": self.cfg,
+                  "scheduler": self.scheduler, "denoise": self.denoise, "clip_skip": self.clip_skip}
+        now = datetime.now()
+        folder = output_folder(expand_pattern(self.path, values, self.time_format, now))
+        stem = expand_pattern(self.filename, values, self.time_format, now) or timestamp(self.time_format, now)
+        folder, stem = file_place(folder, stem)
+        texts = workflow_texts() if self.embed_workflow else {}
+        saved = []
+        for image in self.images:
+            name = self.save_one(image_to_pil(image), folder, stem, parameters, texts)
+            subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
+            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+        if self.show_preview:
+            show(images=saved)
+        return self.hashes_text(model_hashes, loras, embeddings, manual), parameters
+
+    def save_one(self, picture, folder: Path, stem: str, parameters: str, texts: dict) -> str:
+        while True:  # a name another run took meanwhile is never overwritten: the next one is taken
+            current = unique_stem(folder, stem, self.extension)
+            name = f"{current}.{self.extension}"
+            try:
+                save_picture(picture, folder / name, self.extension, self.quality_jpeg_or_webp, self.lossless_webp,
+                             self.optimize_png, parameters, texts)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
+        if self.save_workflow_as_json:
+            workflow = workflow_texts().get("workflow", "null")
+            try:
+                with open(folder / f"{current}.json", "w", encoding="utf-8") as f:
+                    f.write(workflow)
+            except OSError as e:  # as the pack: the picture is kept, the JSON reported
+                warn(f"can't save the workflow as {current}.json: {e.strerror}")
+        return name
+
+
+def file_place(folder: Path, stem: str) -> tuple[Path, str]:
+    """A filename holding folders (a time_format with "/") as a subfolder of `folder` and a stem,
+    kept inside the output folder."""
+    stem = stem.replace("\\", "/")
+    if "/" not in stem:
+        if stem in (".", ".."):
+            raise NodeInputError("filename", f"{stem!r} is not a file name")
+        return folder, stem
+    try:
+        target = safe_join(folder, stem.strip("/"))
+        if folders.outputs.resolve() not in target.parents:
+            raise UnsafePathError(f"{stem!r} leads outside the output folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except UnsafePathError as e:
+        raise NodeInputError("filename", f"{e}: expected a name inside the output folder") from None
+    except OSError as e:
+        raise NodeInputError("filename", f"can't make the folder: {e.strerror}") from None
+    return target.parent, target.name
+
+
+# -- literals -------------------------------------------------------------------------------------
+
+
+class ImageSaverSeedGenerator(Node):
+    """Provides a seed as an integer (the editor's control_after_generate follows it)."""
+    category = "ImageSaver/utils"
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("Seed Generator (Image Saver)", "Seed Generator"))
+
+    def run(self):
+        return self.seed
+
+
+class ImageSaverStringLiteral(Node):
+    """Provides a string."""
+    category = "ImageSaver/utils"
+    string: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("String Literal (Image Saver)", "String Literal"))
+
+    def run(self):
+        return self.string
+
+
+class ImageSaverSizeLiteral(Node):
+    """Provides a size: an integer from 0 to the largest image size, in steps of 8."""
+    category = "ImageSaver/utils"
+    int: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    outputs = {"size": INT}
+    comfy = ComfyAlias(("Width/Height Literal (Image Saver)", "Width/Height Literal"))
+
+    def run(self):
+        return self.int
+
+
+class ImageSaverIntLiteral(Node):
+    """Provides an integer from 0 to 1000000."""
+    category = "ImageSaver/utils"
+    int: int = Int(0, min=0, max=1000000)
+    outputs = {"INT": INT}
+    comfy = ComfyAlias(("Int Literal (Image Saver)", "Int Literal"))
+
+    def run(self):
+        return self.int
+
+
+class ImageSaverFloatLiteral(Node):
+    """Provides a floating point number (the pack's bounds: the smallest positive double to the
+    largest; step 0.01)."""
+    category = "ImageSaver/utils"
+    float: float = Float(1.0, min=FLOAT_MIN, max=FLOAT_MAX, step=0.01)
+    outputs = {"FLOAT": FLOAT}
+    comfy = ComfyAlias(("Float Literal (Image Saver)",))
+
+    def run(self):
+        return self.float
+
+
+class ImageSaverCfgLiteral(Node):
+    """Provides a CFG value from 0.0 to 100.0."""
+    category = "ImageSaver/utils"
+    float: float = Float(8.0, min=0.0, max=100.0)
+    outputs = {"value": FLOAT}
+    comfy = ComfyAlias(("Cfg Literal (Image Saver)", "Cfg Literal"))
+
+    def run(self):
+        return self.float
+
+
+# -- selectors ------------------------------------------------------------------------------------
+
+
+class ImageSaverSamplerSelector(Node):
+    """Provides one of ComfyUI's samplers, for a sampler's input and as text (giriss' Sampler
+    Selector gives the first only)."""
+    category = "ImageSaver/utils"
+    sampler_name: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    outputs = {"sampler": STRING, "sampler_name": STRING}
+    comfy = ComfyAlias(("Sampler Selector (Image Saver)", "Sampler Selector"))
+
+    def run(self):
+        return self.sampler_name, self.sampler_name
+
+
+class ImageSaverSchedulerSelector(Node):
+    """Provides one of ComfyUI's schedulers or the pack's extra ones (AYS SDXL, AYS SD1, AYS SVD,
+    GITS[coeff=1.2], names only: the sampler given them must know them), for a sampler's input
+    and as text."""
+    category = "ImageSaver/utils"
+    scheduler: str = Choice(SCHEDULER_NAMES + EXTRA_SCHEDULERS, SCHEDULER_NAMES[0])
+    outputs = {"scheduler": STRING, "scheduler_name": STRING}
+    comfy = ComfyAlias(("Scheduler Selector (Image Saver)",))
+
+    def run(self):
+        return self.scheduler, self.scheduler
+
+
+class ImageSaverSchedulerSelectorComfy(Node):
+    """Provides one of ComfyUI's schedulers, for a sampler's input and as text (giriss' Scheduler
+    Selector gives the first only)."""
+    category = "ImageSaver/utils"
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    outputs = {"scheduler": STRING, "scheduler_name": STRING}
+    comfy = ComfyAlias(("Scheduler Selector (Comfy) (Image Saver)", "Scheduler Selector"))
+
+    def run(self):
+        return self.scheduler, self.scheduler
+
+
+class ImageSaverSchedulerToString(Node):
+    """Gives a scheduler's name (ComfyUI's or the pack's extra ones) as text."""
+    category = "ImageSaver/utils"
+    scheduler: str = Choice(SCHEDULER_NAMES + EXTRA_SCHEDULERS, SCHEDULER_NAMES[0])
+    outputs = {"scheduler_name": STRING}
+    comfy = ComfyAlias(("SchedulerToString (Image Saver)",))
+
+    def run(self):
+        return self.scheduler
+
+
+class ImageSaverSchedulerComfyToString(Node):
+    """Gives one of ComfyUI's schedulers' name as text."""
+    category = "ImageSaver/utils"
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    outputs = {"scheduler_name": STRING}
+    comfy = ComfyAlias(("SchedulerComfyToString (Image Saver)",))
+
+    def run(self):
+        return self.scheduler
+
+
+class ImageSaverSamplerToString(Node):
+    """Gives one of ComfyUI's samplers' name as text."""
+    category = "ImageSaver/utils"
+    sampler: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    outputs = {"sampler_name": STRING}
+    comfy = ComfyAlias(("SamplerToString (Image Saver)",))
+
+    def run(self):
+        return self.sampler
+
+
+def parameters_string(seed: int, steps: int, cfg: float, sampler: str, scheduler: str, denoise: float,
+                      prefix: str, include_seed: bool) -> str:
+    """Input Parameters' text: the items joined by string_prefix and led by it, less its leading
+    commas and spaces when a letter follows (and all of it when it is only commas and spaces)."""
+    lead = re.sub(r"^(?:[,\s]+(?=[A-Za-z])|[,\s]+$)", "", prefix)
+    seed_part = f"Seed: {seed}{prefix}" if include_seed else ""
+    items = (f"Steps: {steps}", f"CFG: {cfg}", f"Sampler: {sampler}", f"Scheduler: {scheduler}",
+             f"Denoise: {denoise:.2f}")
+    return lead + seed_part + prefix.join(items)
+
+
+class ImageSaverInputParameters(Node):
+    """Seed, steps, cfg, sampler, scheduler and denoise in one node, each given on (sampler and
+    scheduler also as text), and a text of them all joined by string_prefix (the seed left out
+    without include_seed)."""
+    category = "ImageSaver/utils"
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000)
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    sampler: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    string_prefix: str = Text(", ")
+    include_seed: bool = Bool(True)
+    outputs = {"seed": INT, "steps": INT, "cfg": FLOAT, "sampler": STRING, "sampler_name": STRING,
+               "scheduler": STRING, "scheduler_name": STRING, "denoise": FLOAT, "parameters_string": STRING}
+    comfy = ComfyAlias(("Input Parameters (Image Saver)",))
+
+    def run(self):
+        text = parameters_string(self.seed, self.steps, self.cfg, self.sampler, self.scheduler, self.denoise,
+                                 self.string_prefix, self.include_seed)
+        return (self.seed, self.steps, self.cfg, self.sampler, self.sampler, self.scheduler, self.scheduler,
+                self.denoise, text)
+
+
+# -- loaders with names ---------------------------------------------------------------------------
+
+
+class CheckpointLoaderWithName(LoadCheckpoint):
+    """Load a checkpoint as CheckpointLoaderSimple does, also giving its name (for Image Saver's
+    modelname)."""
+    category = "ImageSaver/utils"
+    outputs = {"MODEL": LoadCheckpoint.outputs["model"], "CLIP": LoadCheckpoint.outputs["clip"],
+               "VAE": LoadCheckpoint.outputs["vae"], "model_name": STRING}
+    comfy = ComfyAlias(("Checkpoint Loader with Name (Image Saver)",), inputs={"ckpt_name": "checkpoint"})
+
+    def run(self):
+        return (*super().run(), self.checkpoint)
+
+
+class UNETLoaderWithName(LoadDiffusionModel):
+    """Load a diffusion model as UNETLoader does, also giving its file name."""
+    category = "ImageSaver/utils"
+    outputs = {"model": LoadDiffusionModel.outputs["model"], "filename": STRING}
+    comfy = ComfyAlias(("UNet loader with Name (Image Saver)",))
+
+    def run(self):
+        return super().run(), self.unet_name
+
+
+class CheckpointSelector(Node):
+    """giriss' Checkpoint Selector: a checkpoint's name, for a loader's ckpt_name and Image
+    Saver's modelname."""
+    category = "ImageSaver/utils"
+    ckpt_name: str = Choice(lambda: folders.list_models("checkpoints"), "graphflow-demo.safetensors",
+                            model_folder="checkpoints")
+    outputs = {"ckpt_name": STRING}
+    comfy = ComfyAlias(("Checkpoint Selector",))
+
+    def run(self):
+        return self.ckpt_name

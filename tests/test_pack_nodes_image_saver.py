@@ -1,0 +1,255 @@
+"""ComfyUI-Image-Saver's nodes (nodes/pack_nodes_image_saver.py): Image Saver run on the demo model from
+an API prompt and a UI-format save with the pack's class names, the written files' metadata read
+back with Pillow (PNG text chunks, JPEG / WebP EXIF UserComment) and parsed with our A1111 reader;
+the hashes checked against hashlib's SHA-256 of the files; filename placeholders, the pack's
+unique names, path escapes refused, additional_hashes, easy_remix; the literals and selectors;
+export_ui / export_api round trips."""
+
+import hashlib
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.executor import Executor
+from graphflow.folders import BUNDLED
+from graphflow.picture_metadata import parse_a1111, picture_text
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_image_saver import civitai_sampler_name, expand_pattern, manual_hash, parameters_string
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+DEMO = "graphflow-demo.safetensors"
+LORA = "graphflow-demo-corner.safetensors"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def sha10(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def demo_prompt(saver_inputs: dict) -> dict:
+    """Checkpoint Loader with Name -> prompts -> KSampler (2 steps, 64x64) -> VAEDecode -> Image Saver."""
+    return {
+        "1": {"class_type": "Checkpoint Loader with Name (Image Saver)", "inputs": {"ckpt_name": DEMO}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red circle"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "Seed Generator (Image Saver)", "inputs": {"seed": 1234}},
+        "6": {"class_type": "Sampler Selector (Image Saver)", "inputs": {"sampler_name": "euler_ancestral"}},
+        "7": {"class_type": "Scheduler Selector (Comfy) (Image Saver)", "inputs": {"scheduler": "karras"}},
+        "8": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                   "latent_image": ["4", 0], "seed": ["5", 0], "steps": 2, "cfg": 7.0,
+                                                   "sampler_name": ["6", 0], "scheduler": ["7", 0], "denoise": 1.0}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        "10": {"class_type": "Image Saver", "inputs": {
+            "images": ["9", 0], "filename": "%basemodelname_%seed_%sampler_name", "path": "saver/%date",
+            "extension": "png", "steps": 2, "cfg": 7.0, "modelname": ["1", 3], "sampler_name": ["6", 1],
+            "scheduler_name": ["7", 1], "positive": "a red circle <lora:graphflow-demo-corner:0.8>",
+            "negative": "blurry", "seed_value": ["5", 0], "width": 64, "height": 64, "lossless_webp": True,
+            "quality_jpeg_or_webp": 100, "optimize_png": False, "counter": 0, "denoise": 1.0, "clip_skip": -2,
+            "time_format": "%Y-%m-%d-%H%M%S", "save_workflow_as_json": True, "embed_workflow": True,
+            "additional_hashes": "MyLoRA:ABCDEF0123", "download_civitai_data": False, "easy_remix": True,
+            "show_preview": True, **saver_inputs}},
+    }
+
+
+def saved_files(outputs, pattern="*"):
+    return sorted(p for p in outputs.rglob(pattern) if p.is_file())
+
+
+def test_api_prompt_on_the_demo_model_writes_the_packs_parameters(registry, tmp_folders):
+    result = run_graph(registry, demo_prompt({}))
+    (png,) = saved_files(tmp_folders.outputs, "*.png")
+    assert png.name == "graphflow-demo_1234_euler_ancestral.png"
+    assert re.fullmatch(r"saver/\d{4}-\d\d-\d\d", png.parent.relative_to(tmp_folders.outputs).as_posix())
+    model_hash, lora_hash = sha10(BUNDLED / "checkpoints" / DEMO), sha10(BUNDLED / "loras" / LORA)
+    text = Image.open(png).text["parameters"]
+    # the pack's text: the LoRA tag stripped (easy_remix), the model's hash in Model hash and in
+    # Hashes (by its name), then the prompt's LoRA, then the manual hash as typed
+    hashes = {DEMO: model_hash, "LORA:graphflow-demo-corner": lora_hash, "MyLoRA": "ABCDEF0123"}
+    assert text == ("a red circle\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a Karras, CFG scale: 7.0, "
+                    f"Seed: 1234, Size: 64x64, Clip skip: 2, Model hash: {model_hash}, Model: graphflow-demo, "
+                    f"Hashes: {json.dumps(hashes, separators=(',', ':'))}, Version: ComfyUI")
+    settings = parse_a1111(text)
+    assert (settings["seed"], settings["steps"], settings["sampler"], settings["size"]) == (
+        "1234", "2", "Euler a Karras", "64x64")
+    assert settings["model hash"] == model_hash and settings["prompt"] == "a red circle"
+    # the picture itself is the decoded image, cast as the pack casts (255 x value, clipped, truncated)
+    decoded = result.values["9"][0][0]
+    want = torch.clamp(decoded * 255.0, 0, 255).to(torch.uint8).numpy()
+    assert (torch.from_numpy(want) == torch.from_numpy(__import__("numpy").array(Image.open(png)))).all()
+    # the workflow embedded (ComfyUI's prompt chunk) and written beside as JSON
+    chunks = picture_text(png.read_bytes())
+    assert json.loads(chunks["prompt"])["10"]["class_type"] == "Image Saver"
+    assert png.with_suffix(".json").is_file()
+    # outputs: the hashes to chain (name:hash, no weights with download_civitai_data off) and the text
+    hashes_out, parameters = result.values["10"]
+    assert hashes_out == f"graphflow-demo:{model_hash},graphflow-demo-corner:{lora_hash},MyLoRA:ABCDEF0123"
+    assert parameters == text
+
+
+def test_civitai_on_writes_what_the_pack_writes_offline_and_weights_in_the_hashes(registry, tmp_folders):
+    result = run_graph(registry, demo_prompt({"download_civitai_data": True, "easy_remix": False,
+                                              "additional_hashes": "MyLoRA:ABCDEF0123:0.5",
+                                              "extension": "webp", "clip_skip": 0}))
+    (webp,) = saved_files(tmp_folders.outputs, "*.webp")
+    model_hash, lora_hash = sha10(BUNDLED / "checkpoints" / DEMO), sha10(BUNDLED / "loras" / LORA)
+    comment = Image.open(webp).getexif().get_ifd(0x8769)[0x9286]
+    assert comment[:8] == b"UNICODE\x00"
+    text = comment[8:].decode("utf-16-be")
+    hashes = {"LORA:graphflow-demo-corner": lora_hash.upper(), "MyLoRA": "ABCDEF0123"}
+    assert text == ("a red circle <lora:graphflow-demo-corner:0.8>\nNegative prompt: blurry\nSteps: 2, "
+                    f"Sampler: Euler a Karras, CFG scale: 7.0, Seed: 1234, Size: 64x64, Model hash: "
+                    f"{model_hash.upper()}, Model: graphflow-demo, Hashes: {json.dumps(hashes, separators=(',', ':'))}, "
+                    "Version: ComfyUI")
+    assert parse_a1111(picture_text(webp.read_bytes())["parameters"])["seed"] == "1234"
+    assert result.values["10"][0] == (f"graphflow-demo:{model_hash},graphflow-demo-corner:{lora_hash}:0.8,"
+                                      "MyLoRA:ABCDEF0123:0.5")
+
+
+def test_jpeg_keeps_the_parameters_in_exif_user_comment(registry, tmp_folders):
+    image = torch.rand(2, 16, 24, 3)
+    for _ in range(2):  # the second run's names follow the pack's _NN numbering
+        call(registry, "ImageSaver", images=image, filename="pic", extension="jpg", seed_value=7, steps=3,
+             sampler_name="dpmpp_2m_sde_gpu", scheduler="exponential", modelname="missing.safetensors",
+             download_civitai_data=False, positive="p", negative="n")
+    names = [p.name for p in saved_files(tmp_folders.outputs)]
+    assert names == ["pic.jpg", "pic_01.jpg", "pic_02.jpg", "pic_03.jpg"]
+    text = picture_text((tmp_folders.outputs / "pic.jpg").read_bytes())["parameters"]
+    # a model not found: its hash empty, so no Model hash, and Hashes names it with ""
+    assert text == ('p\nNegative prompt: n\nSteps: 3, Sampler: DPM++ 2M SDE Exponential, CFG scale: 7.0, Seed: 7, '
+                    'Size: 512x512, Model: missing, Hashes: {"missing.safetensors":""}, Version: ComfyUI')
+    assert Image.open(tmp_folders.outputs / "pic.jpg").size == (24, 16)
+
+
+def test_ui_format_save_reads_the_widgets_by_position_and_round_trips(registry, tmp_folders):
+    saver_widgets = ["%seed-%steps-%cfg-%scheduler-%width", "out", "png", 5, 6.5, DEMO, "euler", "normal",
+                     "pos", "neg", 99, 32, 48, True, 90, False, 3, 0.75, 0, "%Y", False, False, "", False, False,
+                     True]
+    nodes = [
+        ui_node(1, "EmptyImage", [32, 48, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+        ui_node(2, "Seed Generator (Image Saver)", [99, "fixed"], outputs=[("INT", "INT", [2])]),
+        ui_node(3, "Image Saver", saver_widgets,
+                [("images", "IMAGE", 1, False), ("seed_value", "INT", 2, True)],
+                [("hashes", "STRING", []), ("a1111_params", "STRING", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "INT"]])
+    workflow = parse_workflow(graph, registry)
+    saved = workflow.to_json()["nodes"]["3"]["inputs"]
+    assert (saved["steps"], saved["cfg"], saved["modelname"], saved["denoise"], saved["easy_remix"]) == (
+        5, 6.5, DEMO, 0.75, False)
+    result = Executor(registry).run(workflow)
+    assert result.ok, (result.problems, result.error)
+    (png,) = saved_files(tmp_folders.outputs)
+    assert png.relative_to(tmp_folders.outputs).as_posix() == "out/99-5-6.5-normal-32.png"
+    settings = parse_a1111(Image.open(png).text["parameters"])
+    assert (settings["seed"], settings["steps"], settings["sampler"], settings["cfg scale"]) == ("99", "5", "Euler", "6.5")
+    assert "prompt" not in Image.open(png).text  # embed_workflow off
+    ui = export_ui(workflow, registry)
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    assert by_id[3]["type"] == "Image Saver" and by_id[3]["widgets_values"][:4] == saver_widgets[:4]
+    assert by_id[2]["type"] == "Seed Generator (Image Saver)" and by_id[2]["widgets_values"][0] == 99
+    api = export_api(workflow, registry)
+    # written with the pack's current input name; its earlier name (ours) is read too
+    assert api["3"]["class_type"] == "Image Saver" and api["3"]["inputs"]["scheduler_name"] == "normal"
+    assert parse_workflow(api, registry).to_json()["nodes"]["3"]["inputs"]["steps"] == 5
+    api["3"]["inputs"]["scheduler"] = api["3"]["inputs"].pop("scheduler_name").replace("normal", "karras")
+    assert parse_workflow(api, registry).to_json()["nodes"]["3"]["inputs"]["scheduler"] == "karras"
+
+
+def test_path_and_filename_escapes_are_refused(registry, tmp_folders):
+    image = torch.rand(1, 8, 8, 3)
+    for path in ("../outside", "/tmp", "a/../../b", "C:/Users", "%date/../.."):
+        with pytest.raises(Exception) as caught:
+            call(registry, "ImageSaver", images=image, path=path, download_civitai_data=False)
+        assert getattr(caught.value, "input", None) == "path", caught.value
+    with pytest.raises(Exception) as caught:
+        call(registry, "ImageSaver", images=image, filename="../../x", download_civitai_data=False)
+    assert getattr(caught.value, "input", None) == "filename"
+    assert not any((tmp_folders.outputs.parent).glob("outside*")) and not list(tmp_folders.outputs.parent.glob("x.*"))
+    # a filename with folders (a time format with "/") stays inside
+    call(registry, "ImageSaver", images=image, filename="%time", time_format="%Y/%m", download_civitai_data=False)
+    (file,) = saved_files(tmp_folders.outputs)
+    assert re.fullmatch(r"\d{4}/\d\d\.png", file.relative_to(tmp_folders.outputs).as_posix())
+
+
+def test_filename_placeholders_as_the_pack_fills_them():
+    from datetime import datetime
+
+    now = datetime(2024, 5, 6, 7, 8, 9)
+    values = {"modelname": "sdxl/juggernaut.safetensors", "width": 832, "height": 1216, "seed": 42, "counter": 3,
+              "sampler_name": "euler", "steps": 30, "cfg": 4.5, "scheduler": "karras", "denoise": 1.0, "clip_skip": -2}
+    text = "%date_%time_%model_%basemodelname_%width_%height_%seed_%counter_%sampler_name_%steps_%cfg_%scheduler_%denoise_%clip_skip"
+    assert expand_pattern(text, values, "%H%M%S", now) == (
+        "2024-05-06_070809_juggernaut.safetensors_juggernaut_832_1216_42_3_euler_30_4.5_karras_1.0_-2")
+    assert expand_pattern("%scheduler_name", values, "%H", now) == "karras"
+
+
+def test_sampler_names_manual_hashes_and_parameters_string():
+    assert civitai_sampler_name("euler_ancestral", "normal") == "Euler a"
+    assert civitai_sampler_name("dpmpp_2m_sde_gpu", "karras") == "DPM++ 2M SDE Karras"
+    assert civitai_sampler_name("deis", "normal") == "deis"
+    assert civitai_sampler_name("deis", "beta") == "deis_beta"
+    assert manual_hash(" Name : ABC ", False) == ("Name", "ABC", None)
+    assert manual_hash("ABC:0.5", False) == ("ABC", "0.5", None)
+    assert manual_hash("ABC:0.5", True) == (None, "ABC", 0.5)
+    assert manual_hash("N:ABC:0.5", True) == ("N", "ABC", 0.5)
+    assert manual_hash("N:ABC:x", True) is None and manual_hash("N:ABC:1", False) is None
+    assert manual_hash("N:", False) is None and manual_hash(":ABC", True) is None
+    assert parameters_string(5, 20, 7.5, "euler", "normal", 1.0, ", ", True) == (
+        "Seed: 5, Steps: 20, CFG: 7.5, Sampler: euler, Scheduler: normal, Denoise: 1.00")
+    assert parameters_string(5, 20, 7.5, "euler", "normal", 0.5, " | ", False) == (
+        " | Steps: 20 | CFG: 7.5 | Sampler: euler | Scheduler: normal | Denoise: 0.50")
+
+
+def test_additional_hashes_skip_long_repeated_and_known_ones(registry, tmp_folders):
+    lora_hash = sha10(BUNDLED / "loras" / LORA)
+    hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), download_civitai_data=False,
+                        positive="x <lora:graphflow-demo-corner>", easy_remix=False,
+                        additional_hashes=f"AAAA, aaaa\nB:{lora_hash.upper()},{'F' * 17},C:DDDD, bad:a:b")
+    assert hashes == f"graphflow-demo-corner:{lora_hash},manual1:AAAA,C:DDDD"
+    assert '"manual1":"AAAA","C":"DDDD"' in text and "Model hash" not in text
+
+
+def test_literals_selectors_and_loaders(registry, tmp_folders):
+    assert call(registry, "ImageSaverSeedGenerator", seed=2 ** 64 - 1) == 2 ** 64 - 1
+    assert call(registry, "ImageSaverStringLiteral", string="a\nb") == "a\nb"
+    assert call(registry, "ImageSaverSizeLiteral", int=768) == 768
+    assert call(registry, "ImageSaverCfgLiteral", float=4.5) == 4.5
+    assert call(registry, "ImageSaverSchedulerSelector", scheduler="AYS SDXL") == ("AYS SDXL", "AYS SDXL")
+    assert call(registry, "ImageSaverSamplerToString", sampler="lcm") == "lcm"
+    values = call(registry, "ImageSaverInputParameters", seed=3, steps=4, cfg=5.0, sampler="euler",
+                  scheduler="karras", denoise=0.5, string_prefix=", ", include_seed=True)
+    assert values == (3, 4, 5.0, "euler", "euler", "karras", "karras", 0.5,
+                      "Seed: 3, Steps: 4, CFG: 5.0, Sampler: euler, Scheduler: karras, Denoise: 0.50")
+    # giriss' bare names read as the pack's nodes; unknown classes of the pack are named as its
+    for old, ours in (("String Literal", "ImageSaverStringLiteral"), ("Cfg Literal", "ImageSaverCfgLiteral"),
+                      ("Checkpoint Selector", "CheckpointSelector")):
+        assert registry.comfy_node(old).__name__ == ours
+    assert custom_pack("Image Saver Simple") == custom_pack("Civitai Hash Fetcher (Image Saver)") == "ComfyUI-Image-Saver"
+    assert custom_pack("Image Save") == "WAS Node Suite"
+
+
+def test_hashes_follow_the_file_not_a_stale_cache(registry, tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    target = tmp_folders.models / "checkpoints" / "mine.safetensors"
+    shutil.copy(BUNDLED / "checkpoints" / DEMO, target)
+    first, _ = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), modelname="mine",
+                    download_civitai_data=False)
+    assert first == f"mine:{sha10(target)}"
+    with open(target, "ab") as f:  # a changed file (size and time) is hashed again
+        f.write(b"\0")
+    second, _ = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), modelname="mine",
+                     download_civitai_data=False)
+    assert second == f"mine:{sha10(target)}" and second != first
+    assert not list((tmp_folders.models / "checkpoints").glob("*.sha256"))
