@@ -7,12 +7,14 @@ loaders with names (Checkpoint Loader with Name, UNet loader with Name); giriss'
 names (Seed Generator, String Literal, Checkpoint Selector, ...) are aliased where their inputs are
 the same.
 
-Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver), nodes_literals.py
-@6ac8e4f1, nodes_selectors.py @067970fa, utils.py @31d1a1f4 (model, LoRA and embedding look-ups),
-__init__.py @6ac8e4f1 and @09b60955 (class names); saver/saver.py (@1dab9773) and the prompt
-extractor (@29c089f7, with LoRA weights as the pack's later extractor reads them) as the
-zeeoale/ComfyUI-Image-Saver fork stores them; giriss/comfy-image-saver nodes.py @0272c823 (its
-names, as a fork keeps them).
+Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver; @a6446fd8 for an earlier
+layout with manual_hash), nodes_literals.py @6ac8e4f1, nodes_selectors.py @067970fa, utils.py
+@31d1a1f4 (model, LoRA and embedding look-ups), __init__.py @6ac8e4f1 and @09b60955 (class names);
+from the zeeoale/ComfyUI-Image-Saver fork: saver/saver.py @1dab9773, prompt_metadata_extractor.py
+@29c089f7 (LoRA weights as the pack's later extractor reads them) and nodes.py @46505739 (the
+layout before clip_skip) and @0272c823 (giriss' names). A later Image Saver, seen without a
+commit to name, adds show_preview and the a1111_params output and renames scheduler to
+scheduler_name: taken in too.
 
 Left out: Image Saver Simple, Image Saver Metadata and the Image Saver pipe nodes (a later version
 than the one read; their METADATA object is not built here), Civitai Hash Fetcher (a web service),
@@ -328,6 +330,23 @@ def save_picture(picture, path: Path, extension: str, quality: int, lossless_web
 
 # -- Image Saver ----------------------------------------------------------------------------------
 
+CLIP_SKIP_AT, MANUAL_HASH_AT, ADDITIONAL_HASHES_AT = 18, 3, 22  # places in Image Saver's widgets_values
+
+
+def image_saver_widgets(values: list) -> list:
+    """Image Saver's widgets_values in today's layout. Earlier versions saved fewer: before
+    clip_skip (a text, time_format, where clip_skip is now), and one with a manual_hash text before
+    steps (today's additional_hashes); the inputs they lack take their defaults."""
+    values, manual = list(values), None
+    if len(values) > MANUAL_HASH_AT and isinstance(values[MANUAL_HASH_AT], str):
+        manual = values.pop(MANUAL_HASH_AT)
+    if len(values) > CLIP_SKIP_AT and isinstance(values[CLIP_SKIP_AT], str):
+        values.insert(CLIP_SKIP_AT, 0)
+    if manual is not None and len(values) == ADDITIONAL_HASHES_AT:  # that version ended at embed_workflow
+        values.append(manual)
+    return values
+
+
 
 class ImageSaver(Node):
     """Save images with Civitai-compatible generation metadata, as alexopus' Image Saver does: an
@@ -348,7 +367,8 @@ class ImageSaver(Node):
     can't be reached (hashes upper-cased, the model's in Model hash only, no "Civitai resources"),
     with a warning; .civitai.info files beside models are not read. File hashes are computed here
     and kept in memory (the pack reads and writes .sha256 files beside the models).
-    Not in the version read: dpi (no such input there)."""
+    Saves of earlier versions (before clip_skip; with manual_hash, embed_workflow_in_png) are read
+    into today's inputs and run as today's pack runs them. Not in any version read: dpi."""
     category = "ImageSaver"
     output_node = True
     images: IMAGE
@@ -379,8 +399,12 @@ class ImageSaver(Node):
     easy_remix: bool = Bool(True)
     show_preview: bool = Bool(True)  # the pack's later versions' last input
     outputs = {"hashes": STRING, "a1111_params": STRING}
-    # the pack's later versions name the scheduler input scheduler_name
-    comfy = ComfyAlias(("Image Saver",), inputs={"scheduler_name": "scheduler"},
+    # the pack's later versions name the scheduler input scheduler_name, earlier ones had
+    # embed_workflow_in_png and manual_hash (read; today's names are written)
+    comfy = ComfyAlias(("Image Saver",), widgets=image_saver_widgets,
+                       inputs={"embed_workflow_in_png": "embed_workflow", "embed_workflow": "embed_workflow",
+                               "manual_hash": "additional_hashes", "additional_hashes": "additional_hashes",
+                               "scheduler_name": "scheduler"},
                        optional=("steps", "cfg", "modelname", "sampler_name", "scheduler", "positive", "negative",
                                  "seed_value", "width", "height", "lossless_webp", "quality_jpeg_or_webp",
                                  "optimize_png", "counter", "denoise", "clip_skip", "time_format",
@@ -433,7 +457,7 @@ class ImageSaver(Node):
         from graphflow.images import image_to_pil
 
         if self.images.dim() != 4:
-            raise NodeInputError("images", f"expected an image batch [B, H, W, C], got shape {tuple(self.images.shape)}")
+            raise NodeInputError("images", f"expected an image batch [B, H, W, C], got {tuple(self.images.shape)}")
         model_hashes, _, loras, embeddings, manual = self.resources()
         parameters = self.parameters(model_hashes, loras, embeddings, manual)
         values = {"modelname": self.modelname, "width": self.width, "height": self.height, "seed": self.seed_value,

@@ -110,7 +110,8 @@ def test_civitai_on_writes_what_the_pack_writes_offline_and_weights_in_the_hashe
     hashes = {"LORA:graphflow-demo-corner": lora_hash.upper(), "MyLoRA": "ABCDEF0123"}
     assert text == ("a red circle <lora:graphflow-demo-corner:0.8>\nNegative prompt: blurry\nSteps: 2, "
                     f"Sampler: Euler a Karras, CFG scale: 7.0, Seed: 1234, Size: 64x64, Model hash: "
-                    f"{model_hash.upper()}, Model: graphflow-demo, Hashes: {json.dumps(hashes, separators=(',', ':'))}, "
+                    f"{model_hash.upper()}, Model: graphflow-demo, "
+                    f"Hashes: {json.dumps(hashes, separators=(',', ':'))}, "
                     "Version: ComfyUI")
     assert parse_a1111(picture_text(webp.read_bytes())["parameters"])["seed"] == "1234"
     assert result.values["10"][0] == (f"graphflow-demo:{model_hash},graphflow-demo-corner:{lora_hash}:0.8,"
@@ -153,7 +154,8 @@ def test_ui_format_save_reads_the_widgets_by_position_and_round_trips(registry, 
     (png,) = saved_files(tmp_folders.outputs)
     assert png.relative_to(tmp_folders.outputs).as_posix() == "out/99-5-6.5-normal-32.png"
     settings = parse_a1111(Image.open(png).text["parameters"])
-    assert (settings["seed"], settings["steps"], settings["sampler"], settings["cfg scale"]) == ("99", "5", "Euler", "6.5")
+    assert (settings["seed"], settings["steps"], settings["sampler"], settings["cfg scale"]) == (
+        "99", "5", "Euler", "6.5")
     assert "prompt" not in Image.open(png).text  # embed_workflow off
     ui = export_ui(workflow, registry)
     by_id = {n["id"]: n for n in ui["nodes"]}
@@ -189,7 +191,8 @@ def test_filename_placeholders_as_the_pack_fills_them():
     now = datetime(2024, 5, 6, 7, 8, 9)
     values = {"modelname": "sdxl/juggernaut.safetensors", "width": 832, "height": 1216, "seed": 42, "counter": 3,
               "sampler_name": "euler", "steps": 30, "cfg": 4.5, "scheduler": "karras", "denoise": 1.0, "clip_skip": -2}
-    text = "%date_%time_%model_%basemodelname_%width_%height_%seed_%counter_%sampler_name_%steps_%cfg_%scheduler_%denoise_%clip_skip"
+    text = ("%date_%time_%model_%basemodelname_%width_%height_%seed_%counter_%sampler_name_%steps_%cfg_%scheduler"
+            "_%denoise_%clip_skip")
     assert expand_pattern(text, values, "%H%M%S", now) == (
         "2024-05-06_070809_juggernaut.safetensors_juggernaut_832_1216_42_3_euler_30_4.5_karras_1.0_-2")
     assert expand_pattern("%scheduler_name", values, "%H", now) == "karras"
@@ -236,7 +239,8 @@ def test_literals_selectors_and_loaders(registry, tmp_folders):
     for old, ours in (("String Literal", "ImageSaverStringLiteral"), ("Cfg Literal", "ImageSaverCfgLiteral"),
                       ("Checkpoint Selector", "CheckpointSelector")):
         assert registry.comfy_node(old).__name__ == ours
-    assert custom_pack("Image Saver Simple") == custom_pack("Civitai Hash Fetcher (Image Saver)") == "ComfyUI-Image-Saver"
+    assert custom_pack("Image Saver Simple") == "ComfyUI-Image-Saver"
+    assert custom_pack("Civitai Hash Fetcher (Image Saver)") == "ComfyUI-Image-Saver"
     assert custom_pack("Image Save") == "WAS Node Suite"
 
 
@@ -253,3 +257,31 @@ def test_hashes_follow_the_file_not_a_stale_cache(registry, tmp_folders):
                      download_civitai_data=False)
     assert second == f"mine:{sha10(target)}" and second != first
     assert not list((tmp_folders.models / "checkpoints").glob("*.sha256"))
+
+
+def test_earlier_layouts_and_input_names_are_read_as_today(registry, tmp_folders):
+    """A save from before clip_skip (21 widgets, time_format where clip_skip is now), one with
+    manual_hash before steps (23), and an API prompt with those versions' input names."""
+    before_clip_skip = ["a", "", "png", 5, 6.5, DEMO, "euler", "normal", "p", "n", 9, 64, 64, True, 90, False, 0,
+                        1.0, "%Y", False, True]
+    with_manual = ["b", "", "png", "MyLoRA:ABC", 5, 6.5, DEMO, "euler", "normal", "p", "n", 9, 64, 64, True, 90,
+                   False, 0, 1.0, -2, "%Y", False, True]
+    for widgets, clip_skip, hashes in ((before_clip_skip, 0, ""), (with_manual, -2, "MyLoRA:ABC")):
+        nodes = [ui_node(1, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+                 ui_node(2, "Image Saver", widgets, [("images", "IMAGE", 1, False)])]
+        values = parse_workflow(ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]]), registry).to_json()["nodes"]["2"]["inputs"]
+        assert (values["steps"], values["clip_skip"], values["time_format"], values["embed_workflow"]) == (
+            5, clip_skip, "%Y", True)
+        assert values.get("additional_hashes", "") == hashes and values["filename"] == widgets[0]
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "Image Saver", "inputs": {"images": ["1", 0], "filename": "old", "path": "",
+                                                          "extension": "png", "embed_workflow_in_png": False,
+                                                          "manual_hash": "ABC", "download_civitai_data": False}}}
+    workflow = parse_workflow(api, registry)
+    inputs = workflow.to_json()["nodes"]["2"]["inputs"]
+    assert (inputs["embed_workflow"], inputs["additional_hashes"]) == (False, "ABC")
+    run_graph(registry, api)
+    assert '"manual1":"ABC"' in Image.open(tmp_folders.outputs / "old.png").text["parameters"]
+    written = export_api(workflow, registry)["2"]["inputs"]
+    assert written["embed_workflow"] is False and written["additional_hashes"] == "ABC"
+    assert "manual_hash" not in written and "embed_workflow_in_png" not in written
