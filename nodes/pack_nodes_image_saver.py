@@ -1,26 +1,26 @@
 """alexopus' ComfyUI-Image-Saver (formerly giriss' comfy-image-saver), under the pack's class names,
 inputs and outputs: Image Saver (pictures saved with the A1111-style "parameters" text Civitai
-reads: model, LoRA and embedding hashes), the literals (Seed Generator, String / Width/Height /
-Cfg / Int / Float Literal), the selectors (Sampler / Scheduler Selector, Scheduler Selector
-(Comfy), SchedulerToString, SchedulerComfyToString, SamplerToString, Input Parameters) and the
-loaders with names (Checkpoint Loader with Name, UNet loader with Name); giriss' older bare class
-names (Seed Generator, String Literal, Checkpoint Selector, ...) are aliased where their inputs are
-the same.
+reads: model, LoRA and embedding hashes), Image Saver Metadata and Image Saver Simple (the same in
+two steps), the literals (Seed Generator, String / Width/Height / Cfg / Int / Float Literal), the
+selectors (Sampler / Scheduler Selector, Scheduler Selector (Comfy), SchedulerToString,
+SchedulerComfyToString, SamplerToString, Input Parameters) and the loaders with names (Checkpoint
+Loader with Name, UNet loader with Name); giriss' older bare class names (Seed Generator, String
+Literal, Checkpoint Selector, ...) are aliased where their inputs are the same.
 
-Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver; @a6446fd8 for an earlier
-layout with manual_hash), nodes_literals.py @6ac8e4f1, nodes_selectors.py @067970fa, utils.py
-@31d1a1f4 (model, LoRA and embedding look-ups), __init__.py @6ac8e4f1 and @09b60955 (class names);
-from the zeeoale/ComfyUI-Image-Saver fork: saver/saver.py @1dab9773, prompt_metadata_extractor.py
-@29c089f7 (LoRA weights as the pack's later extractor reads them) and nodes.py @46505739 (the
-layout before clip_skip) and @0272c823 (giriss' names). A later Image Saver, seen without a
-commit to name, adds show_preview and the a1111_params output and renames scheduler to
-scheduler_name: taken in too.
+Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver's inputs; @a6446fd8 for an
+earlier layout with manual_hash), utils_civitai.py @a1d4f429 (the Hashes written, civitai data),
+utils.py @31d1a1f4 (model, LoRA and embedding look-ups), nodes_literals.py @6ac8e4f1,
+nodes_selectors.py @067970fa, __init__.py @6ac8e4f1 and @09b60955 (class names). The later nodes.py
+that calls utils_civitai (Image Saver Metadata and Simple, show_preview, the a1111_params output,
+scheduler_name; several models) was seen without a commit to name. From the zeeoale fork:
+saver/saver.py @1dab9773, prompt_metadata_extractor.py @29c089f7 (LoRA weights as the pack's later
+extractor reads them), nodes.py @46505739 (the layout before clip_skip) and @0272c823 (giriss' names).
 
-Left out: Image Saver Simple, Image Saver Metadata and the Image Saver pipe nodes (a later version
-than the one read; their METADATA object is not built here), Civitai Hash Fetcher (a web service),
-Random Tag Picker, Any to String, Workflow Input Value, Conditioning Concat Optional,
-RandomShapeGenerator and Empty Latent Image (Image Saver); giriss' Save Image w/Metadata (its
-inputs come in another order). No network: civitai.com is never asked (see ImageSaver's help).
+Left out: the Image Saver pipe nodes (Make / Edit / Read Image Saver Pipe, Image Saver (From Pipe)),
+Civitai Hash Fetcher (a web service), Random Tag Picker, Any to String, Workflow Input Value,
+Conditioning Concat Optional, RandomShapeGenerator, Empty Latent Image (Image Saver) and Load Image
+with metadata; giriss' Save Image w/Metadata (its inputs come in another order). No network:
+civitai.com is never asked (see ImageSaver's help).
 """
 
 from __future__ import annotations
@@ -29,17 +29,20 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from graphflow.api import FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
-    folders, safe_join, show, warn, workflow_texts
+    folders, safe_join, show, socket_type, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadDiffusionModel
 
 COMFY_PACK = "ComfyUI-Image-Saver"  # the custom node pack this module's ComfyUI classes come from
+
+METADATA = socket_type("METADATA", "#8d6e63", "Image Saver's generation metadata (Image Saver Metadata's)")
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 FLOAT_MIN, FLOAT_MAX = 2.2250738585072014e-308, 1.7976931348623157e308  # the pack's sys.float_info bounds
@@ -93,19 +96,20 @@ def _model_file(kind: str, name: str) -> Path | None:
 
 
 def checkpoint_file(name: str) -> Path | None:
-    """A model name as Image Saver finds it: ".safetensors" added unless it ends in .safetensors or
-    .ckpt; in checkpoints then diffusion models, by the name, then by its file name alone, then
-    any checkpoint of that file name in a subfolder."""
-    name = name.strip().replace("\\", "/")
-    if not name.lower().endswith((".safetensors", ".ckpt")):
+    """A model name as the pack's full_checkpoint_path_for finds it: ".safetensors" added unless it
+    ends in a model extension (or .gguf); the checkpoint of that path, else of that file name; then
+    the diffusion model so; None when none is (or the name is empty)."""
+    if not name:
+        return None
+    if os.path.splitext(name)[1].lower() not in PT_EXTENSIONS + (".gguf",):
         name += ".safetensors"
-    base = os.path.basename(name)
-    for candidate in (name, base):
-        for kind in ("checkpoints", "diffusion_models"):
-            if found := _model_file(kind, candidate):
-                return found
-    listed = next((x for x in folders.list_models("checkpoints") if os.path.basename(x) == base), None)
-    return _model_file("checkpoints", listed) if listed else None
+    for kind in ("checkpoints", "diffusion_models"):
+        listed = folders.list_models(kind, MODEL_EXTENSIONS + (".gguf",))
+        found = next((x for x in listed if Path(x) == Path(name)), None)
+        found = found or next((x for x in listed if Path(x).name == Path(name).name), None)
+        if found:
+            return _model_file(kind, found)
+    return None
 
 
 def lora_file(name: str) -> Path | None:
@@ -229,6 +233,70 @@ def parameters_text(positive: str, negative: str, steps: int, sampler: str, cfg:
             f"Size: {width}x{height}{clip}{model_hash}, Model: {model}{hashes}, Version: ComfyUI")
 
 
+@dataclass
+class Metadata:
+    """What Image Saver writes, as the pack's Metadata (Image Saver Metadata gives it on)."""
+    modelname: str = ""
+    positive: str = ""
+    negative: str = ""
+    width: int = 512
+    height: int = 512
+    seed: int = 0
+    steps: int = 20
+    cfg: float = 7.0
+    sampler_name: str = ""
+    scheduler_name: str = "normal"
+    denoise: float = 1.0
+    clip_skip: int = 0
+    additional_hashes: str = ""
+    ckpt_path: str = ""
+    a111_params: str = ""
+    final_hashes: str = ""
+
+
+def more_models(modelname: str, additional_hashes: str) -> tuple[str, str]:
+    """Several comma-separated models: the first is the model, each other one found is added to
+    additional_hashes as name:hash."""
+    names = [name.strip() for name in modelname.split(",")]
+    for name in names[1:]:
+        if path := checkpoint_file(name):
+            additional_hashes += ("," if additional_hashes else "") + f"{name}:{file_sha256(path)[:10]}"
+    return names[0], additional_hashes
+
+
+def make_metadata(modelname: str, positive: str, negative: str, width: int, height: int, seed: int, steps: int,
+                  cfg: float, sampler_name: str, scheduler_name: str, denoise: float, clip_skip: int,
+                  additional_hashes: str, download_civitai_data: bool, easy_remix: bool) -> Metadata:
+    """The pack's metadata: the model's, the prompt's LoRAs' and embeddings' and the manual hashes,
+    the parameters text and the hashes to chain (name:hash, :weight after with civitai data on)."""
+    modelname, additional_hashes = more_models(modelname, additional_hashes)
+    path = checkpoint_file(modelname)
+    model_hash = file_sha256(path)[:10] if path else ""
+    loras, embeddings = prompt_resources([positive, negative])
+    existing = {model_hash.lower()} | {t[2].lower() for t in (*loras.values(), *embeddings.values())}
+    manual = manual_hashes(additional_hashes, existing, download_civitai_data)
+    resources = {modelname: (path, None, model_hash)} | loras | embeddings | manual
+    if download_civitai_data:
+        # what the pack writes when civitai.com gives nothing: each hash upper-cased into Hashes,
+        # the model's into Model hash instead
+        warn("download_civitai_data: civitai.com is not asked here; the metadata has the hashes only")
+        hashes = {name: value.upper() for name, (_, _, value) in resources.items() if name != modelname}
+        written_model_hash = model_hash.upper()
+    else:
+        hashes = {name: value for name, (_, _, value) in (embeddings | loras | manual).items()}
+        hashes["model"] = written_model_hash = model_hash
+    if easy_remix:
+        positive, negative = clean_prompt(positive), clean_prompt(negative)
+    model = os.path.splitext(os.path.basename(modelname))[0]
+    text = parameters_text(positive, negative, steps, civitai_sampler_name(sampler_name, scheduler_name), cfg, seed,
+                           width, height, clip_skip, written_model_hash, model, hashes)
+    chained = ",".join((f"{Path(name.split(':')[-1]).stem}:" if name else "") + value
+                       + (f":{weight}" if weight is not None and download_civitai_data else "")
+                       for name, (_, weight, value) in resources.items())
+    return Metadata(modelname, positive, negative, width, height, seed, steps, cfg, sampler_name, scheduler_name,
+                    denoise, clip_skip, additional_hashes, str(path or ""), text, chained)
+
+
 # -- file names -----------------------------------------------------------------------------------
 
 
@@ -348,21 +416,66 @@ def image_saver_widgets(values: list) -> list:
 
 
 
+def save_images(images, filename: str, path: str, extension: str, quality: int, lossless_webp: bool,
+                optimize_png: bool, save_workflow_as_json: bool, embed_workflow: bool, counter: int, time_format: str,
+                metadata: Metadata, show_preview: bool) -> None:
+    """Save the batch as the pack does: path and filename filled in from the metadata, each picture
+    under the pack's next free name, the parameters text and (embed_workflow) the workflow in it."""
+    from graphflow.images import image_to_pil
+
+    if getattr(images, "dim", None) is None or images.dim() != 4:
+        raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+    values = {"modelname": metadata.modelname, "width": metadata.width, "height": metadata.height,
+              "seed": metadata.seed, "counter": counter, "sampler_name": metadata.sampler_name,
+              "steps": metadata.steps, "cfg": metadata.cfg, "scheduler": metadata.scheduler_name,
+              "denoise": metadata.denoise, "clip_skip": metadata.clip_skip}
+    now = datetime.now()
+    folder = output_folder(expand_pattern(path, values, time_format, now))
+    stem = expand_pattern(filename, values, time_format, now) or timestamp(time_format, now)
+    folder, stem = file_place(folder, stem)
+    texts = workflow_texts() if embed_workflow else {}
+    subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
+    saved = []
+    for image in images:
+        picture = image_to_pil(image)
+        while True:  # a name another run took meanwhile is never overwritten: the next one is taken
+            current = unique_stem(folder, stem, extension)
+            name = f"{current}.{extension}"
+            try:
+                save_picture(picture, folder / name, extension, quality, lossless_webp, optimize_png,
+                             metadata.a111_params, texts)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
+        if save_workflow_as_json:
+            try:
+                with open(folder / f"{current}.json", "w", encoding="utf-8") as f:
+                    f.write(workflow_texts().get("workflow", "null"))
+            except OSError as e:  # as the pack: the picture is kept, the JSON reported
+                warn(f"can't save the workflow as {current}.json: {e.strerror}")
+        saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+    if show_preview:
+        show(images=saved)
+
+
 class ImageSaver(Node):
     """Save images with Civitai-compatible generation metadata, as alexopus' Image Saver does: an
     A1111 "parameters" text (PNG text chunk; for JPEG and WebP the EXIF UserComment) of the
     prompts, "Steps, Sampler (Civitai's name), CFG scale, Seed, Size, Clip skip, Model hash (the
     first 10 hex digits of the model file's SHA-256), Model, Hashes (the prompt's <lora:NAME>
-    and embedding:NAME files, additional_hashes), Version: ComfyUI". modelname may list several
-    models, comma-separated. filename and path take the placeholders %date, %time (time_format),
-    %model, %basemodelname, %width, %height, %seed, %counter, %sampler_name, %steps, %cfg,
-    %scheduler (or %scheduler_name), %denoise, %clip_skip; path is a folder inside the output
-    folder (made when missing; a path leading out is refused); a name in use gets _01, _02 ...
-    embed_workflow adds the workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a
-    JPEG's dropped when over its 64 KB); save_workflow_as_json writes it beside as .json too.
-    easy_remix strips LoRA tags and prompt-control edits and shortens embedding paths in the text.
-    Gives the hashes (name:hash[:weight], comma-separated, for another Image Saver's
-    additional_hashes) and the parameters text.
+    and embedding:NAME files, additional_hashes, "model"), Version: ComfyUI". modelname may list
+    several models, comma-separated: the first is the model, the others go with the additional
+    hashes. filename and path take the placeholders %date, %time (time_format), %model,
+    %basemodelname, %width, %height, %seed, %counter, %sampler_name, %steps, %cfg, %scheduler (or
+    %scheduler_name), %denoise, %clip_skip; path is a folder inside the output folder (made when
+    missing; a path leading out is refused); a name in use gets _01, _02 ... embed_workflow adds
+    the workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a JPEG's dropped when over
+    its 64 KB); save_workflow_as_json writes it beside as .json too. easy_remix strips LoRA tags
+    and prompt-control edits and shortens embedding paths in the text. Gives the hashes
+    (name:hash[:weight], comma-separated, for another Image Saver's additional_hashes) and the
+    parameters text.
     No network here: download_civitai_data on writes what the pack writes when civitai.com
     can't be reached (hashes upper-cased, the model's in Model hash only, no "Civitai resources"),
     with a warning; .civitai.info files beside models are not read. File hashes are computed here
@@ -397,7 +510,7 @@ class ImageSaver(Node):
     additional_hashes: str = Text("")
     download_civitai_data: bool = Bool(True)
     easy_remix: bool = Bool(True)
-    show_preview: bool = Bool(True)  # the pack's later versions' last input
+    show_preview: bool = Bool(True)
     outputs = {"hashes": STRING, "a1111_params": STRING}
     # the pack's later versions name the scheduler input scheduler_name, earlier ones had
     # embed_workflow_in_png and manual_hash (read; today's names are written)
@@ -411,92 +524,108 @@ class ImageSaver(Node):
                                  "save_workflow_as_json", "embed_workflow", "additional_hashes",
                                  "download_civitai_data", "easy_remix", "show_preview"))
 
-    def resources(self) -> tuple[dict, dict, dict, dict, dict]:
-        """(model hashes by name, model files by name, LoRAs, embeddings, manual hashes)."""
-        names = [name.strip().replace("\\", "/") for name in self.modelname.split(",") if name.strip()]
-        files = {name: checkpoint_file(name) for name in names}
-        model_hashes = {name: file_sha256(path)[:10] if path else "" for name, path in files.items()}
-        loras, embeddings = prompt_resources([self.positive, self.negative])
-        existing = {h.lower() for h in model_hashes.values()} | {t[2].lower() for t in (*loras.values(),
-                                                                                       *embeddings.values())}
-        manual = manual_hashes(self.additional_hashes, existing, self.download_civitai_data)
-        return model_hashes, files, loras, embeddings, manual
+    def run(self):
+        metadata = make_metadata(self.modelname, self.positive, self.negative, self.width, self.height,
+                                 self.seed_value, self.steps, self.cfg, self.sampler_name, self.scheduler,
+                                 self.denoise, self.clip_skip, self.additional_hashes, self.download_civitai_data,
+                                 self.easy_remix)
+        save_images(self.images, self.filename, self.path, self.extension, self.quality_jpeg_or_webp,
+                    self.lossless_webp, self.optimize_png, self.save_workflow_as_json, self.embed_workflow,
+                    self.counter, self.time_format, metadata, self.show_preview)
+        return metadata.final_hashes, metadata.a111_params
 
-    def parameters(self, model_hashes, loras, embeddings, manual) -> str:
-        if self.download_civitai_data:
-            # what the pack writes when civitai.com gives nothing: each hash upper-cased into Hashes,
-            # the model's (named exactly as modelname) into Model hash instead
-            warn("download_civitai_data: civitai.com is not asked here; the metadata has the hashes only")
-            hashes, model_hash = {}, None
-            for name, value in [*model_hashes.items(), *((k, v[2]) for k, v in (loras | embeddings | manual).items())]:
-                if name == self.modelname:
-                    model_hash = value.upper()
-                else:
-                    hashes[name] = value.upper()
-        else:
-            hashes = dict(model_hashes) | {k: v[2] for k, v in (embeddings | loras | manual).items()}
-            model_hash = next(iter(model_hashes.values()), "")
-        positive, negative = self.positive, self.negative
-        if self.easy_remix:
-            positive, negative = clean_prompt(positive), clean_prompt(negative)
-        sampler = civitai_sampler_name(self.sampler_name, self.scheduler)
-        model = os.path.splitext(os.path.basename(self.modelname))[0]
-        return parameters_text(positive, negative, self.steps, sampler, self.cfg, self.seed_value, self.width,
-                               self.height, self.clip_skip, model_hash, model, hashes)
 
-    def hashes_text(self, model_hashes, loras, embeddings, manual) -> str:
-        """The pack's hashes output: name:hash, :weight after with download_civitai_data on."""
-        combined = {name: (None, None, value) for name, value in model_hashes.items()} | loras | embeddings | manual
-        parts = []
-        for name, (_, weight, value) in combined.items():
-            text = f"{Path(name.split(':')[-1]).stem}:{value}" if name else value
-            parts.append(text + (f":{weight}" if weight is not None and self.download_civitai_data else ""))
-        return ",".join(parts)
+class ImageSaverMetadataNode(Node):
+    """Image Saver Metadata: Image Saver's metadata made ahead (model, LoRA, embedding and manual
+    hashes, the parameters text), for Image Saver Simple; also gives the hashes to chain and the
+    text. Its inputs as Image Saver's (see its help, also on civitai data: not downloaded here)."""
+    category = "ImageSaver"
+    modelname: str = Text("")
+    positive: str = Text("unknown", multiline=True)
+    negative: str = Text("unknown", multiline=True)
+    width: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    height: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    seed_value: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000)
+    cfg: float = Float(7.0, min=0.0, max=100.0)
+    sampler_name: str = Text("")
+    scheduler_name: str = Text("normal")
+    denoise: float = Float(1.0, min=0.0, max=1.0)
+    clip_skip: int = Int(0, min=-24, max=24)
+    additional_hashes: str = Text("")
+    download_civitai_data: bool = Bool(True)
+    easy_remix: bool = Bool(True)
+    outputs = {"metadata": METADATA, "hashes": STRING, "a1111_params": STRING}
+    comfy = ComfyAlias(("Image Saver Metadata",), optional=(
+        "modelname", "positive", "negative", "width", "height", "seed_value", "steps", "cfg", "sampler_name",
+        "scheduler_name", "denoise", "clip_skip", "additional_hashes", "download_civitai_data", "easy_remix"))
 
     def run(self):
-        from graphflow.images import image_to_pil
+        metadata = make_metadata(self.modelname, self.positive, self.negative, self.width, self.height,
+                                 self.seed_value, self.steps, self.cfg, self.sampler_name, self.scheduler_name,
+                                 self.denoise, self.clip_skip, self.additional_hashes, self.download_civitai_data,
+                                 self.easy_remix)
+        return metadata, metadata.final_hashes, metadata.a111_params
 
-        if self.images.dim() != 4:
-            raise NodeInputError("images", f"expected an image batch [B, H, W, C], got {tuple(self.images.shape)}")
-        model_hashes, _, loras, embeddings, manual = self.resources()
-        parameters = self.parameters(model_hashes, loras, embeddings, manual)
-        values = {"modelname": self.modelname, "width": self.width, "height": self.height, "seed": self.seed_value,
-                  "counter": self.counter, "sampler_name": self.sampler_name, "steps": self.steps, "cfg": self.cfg,
-                  "scheduler": self.scheduler, "denoise": self.denoise, "clip_skip": self.clip_skip}
-        now = datetime.now()
-        folder = output_folder(expand_pattern(self.path, values, self.time_format, now))
-        stem = expand_pattern(self.filename, values, self.time_format, now) or timestamp(self.time_format, now)
-        folder, stem = file_place(folder, stem)
-        texts = workflow_texts() if self.embed_workflow else {}
-        saved = []
-        for image in self.images:
-            name = self.save_one(image_to_pil(image), folder, stem, parameters, texts)
-            subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
-            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
-        if self.show_preview:
-            show(images=saved)
-        return self.hashes_text(model_hashes, loras, embeddings, manual), parameters
 
-    def save_one(self, picture, folder: Path, stem: str, parameters: str, texts: dict) -> str:
-        while True:  # a name another run took meanwhile is never overwritten: the next one is taken
-            current = unique_stem(folder, stem, self.extension)
-            name = f"{current}.{self.extension}"
-            try:
-                save_picture(picture, folder / name, self.extension, self.quality_jpeg_or_webp, self.lossless_webp,
-                             self.optimize_png, parameters, texts)
-                break
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
-        if self.save_workflow_as_json:
-            workflow = workflow_texts().get("workflow", "null")
-            try:
-                with open(folder / f"{current}.json", "w", encoding="utf-8") as f:
-                    f.write(workflow)
-            except OSError as e:  # as the pack: the picture is kept, the JSON reported
-                warn(f"can't save the workflow as {current}.json: {e.strerror}")
-        return name
+def metadata_from_text(text: str) -> Metadata:
+    """Image Saver Simple's metadata from an A1111 parameters text (written as it is): its prompt's
+    first line, negative prompt, steps, sampler, CFG scale, seed, size, clip skip, model and
+    denoising strength, for the placeholders; what is missing or unreadable keeps the default."""
+    from graphflow.picture_metadata import parse_a1111
+
+    settings = parse_a1111(text)
+    metadata = Metadata(positive=(settings["prompt"].split("\n") or ["unknown"])[0].strip() or "unknown",
+                        negative=settings["negative"].split("\n")[0].strip() or "unknown", a111_params=text)
+    reads = {"steps": ("steps", int), "sampler": ("sampler_name", str), "cfg scale": ("cfg", float),
+             "seed": ("seed", int), "clip skip": ("clip_skip", int), "model": ("modelname", str),
+             "denoising strength": ("denoise", float)}
+    for key, (field_name, kind) in reads.items():
+        try:
+            setattr(metadata, field_name, kind(settings[key]))
+        except (KeyError, ValueError):
+            pass
+    size = re.fullmatch(r"(\d+)x(\d+)", settings.get("size", ""))
+    if size:
+        metadata.width, metadata.height = int(size.group(1)), int(size.group(2))
+    return metadata
+
+
+class ImageSaverSimple(Node):
+    """Image Saver Simple: save images as Image Saver does (see its help) with metadata made ahead
+    by Image Saver Metadata; without it, an A1111 parameters text (a1111_params) is written as it
+    is and read for the filename's placeholders; with neither, the defaults. Gives the hashes
+    and the text written."""
+    category = "ImageSaver"
+    output_node = True
+    images: IMAGE
+    filename: str = Text("%time_%basemodelname_%seed")
+    path: str = Text("")
+    extension: str = Choice(EXTENSIONS, "png")
+    lossless_webp: bool = Bool(True)
+    quality_jpeg_or_webp: int = Int(100, min=1, max=100)
+    optimize_png: bool = Bool(False)
+    embed_workflow: bool = Bool(True)
+    save_workflow_as_json: bool = Bool(False)
+    metadata: METADATA = None
+    a1111_params: str = Text("", multiline=True)
+    counter: int = Int(0, min=0, max=SEED_MAX)
+    time_format: str = Text(DEFAULT_TIME_FORMAT)
+    show_preview: bool = Bool(True)
+    outputs = {"hashes": STRING, "a1111_params": STRING}
+    comfy = ComfyAlias(("Image Saver Simple",),
+                       optional=("metadata", "a1111_params", "counter", "time_format", "show_preview"))
+
+    def run(self):
+        metadata = self.metadata
+        if metadata is None:
+            metadata = metadata_from_text(self.a1111_params) if self.a1111_params.strip() else Metadata()
+        elif not isinstance(metadata, Metadata):
+            raise NodeInputError("metadata", "expected Image Saver Metadata's metadata")
+        save_images(self.images, self.filename, self.path, self.extension, self.quality_jpeg_or_webp,
+                    self.lossless_webp, self.optimize_png, self.save_workflow_as_json, self.embed_workflow,
+                    self.counter, self.time_format, metadata, self.show_preview)
+        return metadata.final_hashes, metadata.a111_params
 
 
 def file_place(folder: Path, stem: str) -> tuple[Path, str]:

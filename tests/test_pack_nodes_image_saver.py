@@ -75,8 +75,8 @@ def test_api_prompt_on_the_demo_model_writes_the_packs_parameters(registry, tmp_
     model_hash, lora_hash = sha10(BUNDLED / "checkpoints" / DEMO), sha10(BUNDLED / "loras" / LORA)
     text = Image.open(png).text["parameters"]
     # the pack's text: the LoRA tag stripped (easy_remix), the model's hash in Model hash and in
-    # Hashes (by its name), then the prompt's LoRA, then the manual hash as typed
-    hashes = {DEMO: model_hash, "LORA:graphflow-demo-corner": lora_hash, "MyLoRA": "ABCDEF0123"}
+    # Hashes (as "model", after the prompt's LoRA and the manual hash as typed)
+    hashes = {"LORA:graphflow-demo-corner": lora_hash, "MyLoRA": "ABCDEF0123", "model": model_hash}
     assert text == ("a red circle\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a Karras, CFG scale: 7.0, "
                     f"Seed: 1234, Size: 64x64, Clip skip: 2, Model hash: {model_hash}, Model: graphflow-demo, "
                     f"Hashes: {json.dumps(hashes, separators=(',', ':'))}, Version: ComfyUI")
@@ -127,9 +127,9 @@ def test_jpeg_keeps_the_parameters_in_exif_user_comment(registry, tmp_folders):
     names = [p.name for p in saved_files(tmp_folders.outputs)]
     assert names == ["pic.jpg", "pic_01.jpg", "pic_02.jpg", "pic_03.jpg"]
     text = picture_text((tmp_folders.outputs / "pic.jpg").read_bytes())["parameters"]
-    # a model not found: its hash empty, so no Model hash, and Hashes names it with ""
+    # a model not found: its hash empty, so no Model hash, and an empty "model" in Hashes
     assert text == ('p\nNegative prompt: n\nSteps: 3, Sampler: DPM++ 2M SDE Exponential, CFG scale: 7.0, Seed: 7, '
-                    'Size: 512x512, Model: missing, Hashes: {"missing.safetensors":""}, Version: ComfyUI')
+                    'Size: 512x512, Model: missing, Hashes: {"model":""}, Version: ComfyUI')
     assert Image.open(tmp_folders.outputs / "pic.jpg").size == (24, 16)
 
 
@@ -220,7 +220,8 @@ def test_additional_hashes_skip_long_repeated_and_known_ones(registry, tmp_folde
     hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), download_civitai_data=False,
                         positive="x <lora:graphflow-demo-corner>", easy_remix=False,
                         additional_hashes=f"AAAA, aaaa\nB:{lora_hash.upper()},{'F' * 17},C:DDDD, bad:a:b")
-    assert hashes == f"graphflow-demo-corner:{lora_hash},manual1:AAAA,C:DDDD"
+    # no model: an empty first entry, as the pack gives
+    assert hashes == f",graphflow-demo-corner:{lora_hash},manual1:AAAA,C:DDDD"
     assert '"manual1":"AAAA","C":"DDDD"' in text and "Model hash" not in text
 
 
@@ -285,3 +286,66 @@ def test_earlier_layouts_and_input_names_are_read_as_today(registry, tmp_folders
     written = export_api(workflow, registry)["2"]["inputs"]
     assert written["embed_workflow"] is False and written["additional_hashes"] == "ABC"
     assert "manual_hash" not in written and "embed_workflow_in_png" not in written
+
+
+def test_metadata_node_feeds_image_saver_simple_in_a_ui_save(registry, tmp_folders):
+    """Image Saver Metadata -> Image Saver Simple as the editor saves them; the text written is the
+    one Image Saver writes for the same inputs; two models: the second goes with the hashes."""
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    other = tmp_folders.models / "checkpoints" / "other.safetensors"
+    other.write_bytes((BUNDLED / "loras" / LORA).read_bytes() + b"another")
+    metadata_widgets = [f"{DEMO}, other", "cat <lora:graphflow-demo-corner:0.5>", "dog", 64, 80, 5, 3, 4.5,
+                        "euler", "karras", 1.0, -1, "", False, True]
+    simple_widgets = ["%basemodelname-%seed-%width", "simple", "png", True, 100, False, True, False, "", 0,
+                      "%Y", True]
+    nodes = [
+        ui_node(1, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+        ui_node(2, "Image Saver Metadata", metadata_widgets,
+                outputs=[("metadata", "METADATA", [2]), ("hashes", "STRING", []), ("a1111_params", "STRING", [])]),
+        ui_node(3, "Image Saver Simple", simple_widgets,
+                [("images", "IMAGE", 1, False), ("metadata", "METADATA", 2, False)],
+                [("hashes", "STRING", []), ("a1111_params", "STRING", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "METADATA"]])
+    workflow = parse_workflow(graph, registry)
+    result = Executor(registry).run(workflow)
+    assert result.ok, (result.problems, result.error)
+    (png,) = saved_files(tmp_folders.outputs)
+    assert png.relative_to(tmp_folders.outputs).as_posix() == "simple/graphflow-demo-5-64.png"
+    text = Image.open(png).text["parameters"]
+    model_hash, lora_hash = sha10(BUNDLED / "checkpoints" / DEMO), sha10(BUNDLED / "loras" / LORA)
+    other_hash = sha10(other)
+    hashes = {"LORA:graphflow-demo-corner": lora_hash, "other": other_hash, "model": model_hash}
+    assert text == ("cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler Karras, CFG scale: 4.5, Seed: 5, "
+                    "Size: 64x80, "
+                    f"Clip skip: 1, Model hash: {model_hash}, Model: graphflow-demo, "
+                    f"Hashes: {json.dumps(hashes, separators=(',', ':'))}, Version: ComfyUI")
+    assert result.values["3"] == result.values["2"][1:] == (
+        f"graphflow-demo:{model_hash},graphflow-demo-corner:{lora_hash},other:{other_hash}", text)
+    same = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), filename="same", modelname=f"{DEMO}, other",
+                positive=metadata_widgets[1], negative="dog", width=64, height=80, seed_value=5, steps=3, cfg=4.5,
+                sampler_name="euler", scheduler="karras", clip_skip=-1, download_civitai_data=False)
+    assert same[1] == text
+    ui = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    assert ui[2]["type"] == "Image Saver Metadata" and ui[2]["widgets_values"] == metadata_widgets
+    assert ui[3]["type"] == "Image Saver Simple" and ui[3]["widgets_values"] == simple_widgets
+    api = export_api(workflow, registry)
+    assert api["3"]["inputs"]["metadata"] == ["2", 0] and api["2"]["inputs"]["scheduler_name"] == "karras"
+
+
+def test_image_saver_simple_writes_a_given_parameters_text_as_it_is(registry, tmp_folders):
+    text = "a cat\nNegative prompt: bad\nSteps: 30, Sampler: Euler a, CFG scale: 6, Seed: 77, Size: 640x480, Model: m1"
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "Image Saver Simple", "inputs": {
+               "images": ["1", 0], "filename": "%basemodelname_%seed_%steps_%cfg_%width", "path": "",
+               "extension": "webp", "lossless_webp": True, "quality_jpeg_or_webp": 100, "optimize_png": False,
+               "embed_workflow": True, "save_workflow_as_json": False, "a1111_params": text}}}
+    result = run_graph(registry, api)
+    (webp,) = saved_files(tmp_folders.outputs)
+    assert webp.name == "m1_77_30_6.0_640.webp"
+    chunks = picture_text(webp.read_bytes())
+    assert chunks["parameters"] == text and json.loads(chunks["prompt"])["2"]["class_type"] == "Image Saver Simple"
+    assert result.values["2"] == ("", text)
+    # nothing given: the pack's defaults
+    call(registry, "ImageSaverSimple", images=torch.rand(1, 8, 8, 3), filename="d_%seed_%steps_%width")
+    assert (tmp_folders.outputs / "d_0_20_512.png").is_file()
