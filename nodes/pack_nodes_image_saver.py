@@ -153,7 +153,11 @@ def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
 
     loras, embeddings = {}, {}
     for prompt in prompts:
-        for text, weight in parse_weighted_prompt(prompt):
+        try:
+            weighted = parse_weighted_prompt(prompt)
+        except RecursionError:  # brackets nested past Python's depth: read unweighted
+            weighted = [(prompt, 1.0)]
+        for text, weight in weighted:
             for name in EMBEDDING.findall(text):
                 if path := embedding_file(name):
                     embeddings[f"embed:{name}"] = (path, weight, file_sha256(path)[:10])

@@ -349,3 +349,27 @@ def test_image_saver_simple_writes_a_given_parameters_text_as_it_is(registry, tm
     # nothing given: the pack's defaults
     call(registry, "ImageSaverSimple", images=torch.rand(1, 8, 8, 3), filename="d_%seed_%steps_%width")
     assert (tmp_folders.outputs / "d_0_20_512.png").is_file()
+
+
+def test_a_jpeg_drops_the_workflow_past_its_exif_limit_but_keeps_the_parameters(tmp_path):
+    from nodes.pack_nodes_image_saver import save_picture
+
+    picture = Image.new("RGB", (8, 8), (10, 20, 30))
+    texts = {"workflow": json.dumps({"note": "w" * 40000}), "prompt": json.dumps({"note": "p" * 40000})}
+    save_picture(picture, tmp_path / "a.jpeg", "jpeg", 90, True, False, "params text", texts)
+    exif = Image.open(tmp_path / "a.jpeg").getexif()
+    assert 0x0110 not in exif and exif[0x010F].startswith("workflow:")  # the prompt went first
+    assert exif.get_ifd(0x8769)[0x9286] == b"UNICODE\x00" + "params text".encode("utf-16-be")
+    texts["workflow"] = json.dumps({"note": "w" * 70000})
+    save_picture(picture, tmp_path / "b.jpeg", "jpeg", 90, True, False, "params text", texts)
+    exif = Image.open(tmp_path / "b.jpeg").getexif()
+    assert 0x010F not in exif and parse_a1111(picture_text((tmp_path / "b.jpeg").read_bytes())["parameters"])
+    with pytest.raises(FileExistsError):  # an existing file is never replaced
+        save_picture(picture, tmp_path / "b.jpeg", "jpeg", 90, True, False, "x", {})
+
+
+def test_deeply_nested_brackets_are_read_unweighted(registry, tmp_folders):
+    deep = "(" * 5000 + "cat" + ")" * 5000
+    hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), positive=deep, easy_remix=False,
+                        download_civitai_data=False, modelname=DEMO)
+    assert text.startswith(deep + "\nNegative prompt: unknown\n")
