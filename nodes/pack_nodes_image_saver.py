@@ -3,24 +3,27 @@ inputs and outputs: Image Saver (pictures saved with the A1111-style "parameters
 reads: model, LoRA and embedding hashes), Image Saver Metadata and Image Saver Simple (the same in
 two steps), the literals (Seed Generator, String / Width/Height / Cfg / Int / Float Literal), the
 selectors (Sampler / Scheduler Selector, Scheduler Selector (Comfy), SchedulerToString,
-SchedulerComfyToString, SamplerToString, Input Parameters) and the loaders with names (Checkpoint
-Loader with Name, UNet loader with Name); giriss' older bare class names (Seed Generator, String
-Literal, Checkpoint Selector, ...) are aliased where their inputs are the same.
+SchedulerComfyToString, SamplerToString, Input Parameters), the loaders with names (Checkpoint
+Loader with Name, UNet loader with Name) and Conditioning Concat Optional; giriss' older bare class
+names (Seed Generator, String Literal, Checkpoint Selector, ...) are aliased where their inputs are
+the same.
 
 Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver's inputs; @a6446fd8 for an
 earlier layout with manual_hash), utils_civitai.py @a1d4f429 (the Hashes written, civitai data),
 utils.py @31d1a1f4 (model, LoRA and embedding look-ups), nodes_literals.py @6ac8e4f1,
 nodes_selectors.py @067970fa, __init__.py @6ac8e4f1 and @09b60955 (class names). The later nodes.py
 that calls utils_civitai (Image Saver Metadata and Simple, show_preview, the a1111_params output,
-scheduler_name; several models) was seen without a commit to name. From the zeeoale fork:
-saver/saver.py @1dab9773, prompt_metadata_extractor.py @29c089f7 (LoRA weights as the pack's later
-extractor reads them), nodes.py @46505739 (the layout before clip_skip) and @0272c823 (giriss' names).
+scheduler_name; several models) and nodes_literals.py (Seed Generator's increment, the inputs
+renamed size and cfg, Conditioning Concat Optional) were seen without a commit to name. From the
+zeeoale fork: saver/saver.py @1dab9773, prompt_metadata_extractor.py @29c089f7 (LoRA weights as
+the pack's later extractor reads them), nodes.py @46505739 (the layout before clip_skip) and
+@0272c823 (giriss' names).
 
 Left out: the Image Saver pipe nodes (Make / Edit / Read Image Saver Pipe, Image Saver (From Pipe)),
 Civitai Hash Fetcher (a web service), Random Tag Picker, Any to String, Workflow Input Value,
-Conditioning Concat Optional, RandomShapeGenerator, Empty Latent Image (Image Saver) and Load Image
-with metadata; giriss' Save Image w/Metadata (its inputs come in another order). No network:
-civitai.com is never asked (see ImageSaver's help).
+RandomShapeGenerator, Empty Latent Image (Image Saver) and Load Image with metadata; giriss' Save
+Image w/Metadata (its inputs come in another order). No network: civitai.com is never asked (see
+ImageSaver's help).
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from graphflow.api import FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
+from graphflow.api import CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
     folders, safe_join, show, socket_type, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
+from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadDiffusionModel
 
@@ -656,14 +660,16 @@ def file_place(folder: Path, stem: str) -> tuple[Path, str]:
 
 
 class ImageSaverSeedGenerator(Node):
-    """Provides a seed as an integer (the editor's control_after_generate follows it)."""
+    """Provides a seed as an integer: seed + increment (the pack's later versions add increment;
+    the editor's control_after_generate follows the seed)."""
     category = "ImageSaver/utils"
     seed: int = Int(0, min=0, max=SEED_MAX)
+    increment: int = Int(0, min=-SEED_MAX, max=SEED_MAX)
     outputs = {"INT": INT}
     comfy = ComfyAlias(("Seed Generator (Image Saver)", "Seed Generator"))
 
     def run(self):
-        return self.seed
+        return self.seed + self.increment
 
 
 class ImageSaverStringLiteral(Node):
@@ -680,12 +686,14 @@ class ImageSaverStringLiteral(Node):
 class ImageSaverSizeLiteral(Node):
     """Provides a size: an integer from 0 to the largest image size, in steps of 8."""
     category = "ImageSaver/utils"
-    int: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    size: int = Int(512, min=0, max=MAX_SIZE, step=8)
     outputs = {"size": INT}
-    comfy = ComfyAlias(("Width/Height Literal (Image Saver)", "Width/Height Literal"))
+    # earlier versions named the input int
+    comfy = ComfyAlias(("Width/Height Literal (Image Saver)", "Width/Height Literal"),
+                       inputs={"int": "size", "size": "size"})
 
     def run(self):
-        return self.int
+        return self.size
 
 
 class ImageSaverIntLiteral(Node):
@@ -714,12 +722,28 @@ class ImageSaverFloatLiteral(Node):
 class ImageSaverCfgLiteral(Node):
     """Provides a CFG value from 0.0 to 100.0."""
     category = "ImageSaver/utils"
-    float: float = Float(8.0, min=0.0, max=100.0)
+    cfg: float = Float(7.0, min=0.0, max=100.0)
     outputs = {"value": FLOAT}
-    comfy = ComfyAlias(("Cfg Literal (Image Saver)", "Cfg Literal"))
+    # earlier versions named the input float (default 8.0)
+    comfy = ComfyAlias(("Cfg Literal (Image Saver)", "Cfg Literal"), inputs={"float": "cfg", "cfg": "cfg"})
 
     def run(self):
-        return self.float
+        return self.cfg
+
+
+class ConditioningConcatOptional(Node):
+    """ConditioningConcat when conditioning_from is connected (its first entry's tokens appended to
+    each of conditioning_to's); conditioning_to passed on unchanged when it is not."""
+    category = "conditioning"
+    conditioning_to: CONDITIONING
+    conditioning_from: CONDITIONING = None
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("Conditioning Concat Optional (Image Saver)",), optional=("conditioning_from",))
+
+    def run(self):
+        if self.conditioning_from is None:
+            return self.conditioning_to
+        return concat_conditioning(self.conditioning_to, self.conditioning_from, "conditioning_from")
 
 
 # -- selectors ------------------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_ui_format_save_reads_the_widgets_by_position_and_round_trips(registry, 
                      True]
     nodes = [
         ui_node(1, "EmptyImage", [32, 48, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
-        ui_node(2, "Seed Generator (Image Saver)", [99, "fixed"], outputs=[("INT", "INT", [2])]),
+        ui_node(2, "Seed Generator (Image Saver)", [90, "fixed", 9], outputs=[("INT", "INT", [2])]),
         ui_node(3, "Image Saver", saver_widgets,
                 [("images", "IMAGE", 1, False), ("seed_value", "INT", 2, True)],
                 [("hashes", "STRING", []), ("a1111_params", "STRING", [])]),
@@ -160,7 +160,7 @@ def test_ui_format_save_reads_the_widgets_by_position_and_round_trips(registry, 
     ui = export_ui(workflow, registry)
     by_id = {n["id"]: n for n in ui["nodes"]}
     assert by_id[3]["type"] == "Image Saver" and by_id[3]["widgets_values"][:4] == saver_widgets[:4]
-    assert by_id[2]["type"] == "Seed Generator (Image Saver)" and by_id[2]["widgets_values"][0] == 99
+    assert by_id[2]["type"] == "Seed Generator (Image Saver)" and by_id[2]["widgets_values"] == [90, "fixed", 9]
     api = export_api(workflow, registry)
     # written with the pack's current input name; its earlier name (ours) is read too
     assert api["3"]["class_type"] == "Image Saver" and api["3"]["inputs"]["scheduler_name"] == "normal"
@@ -228,8 +228,9 @@ def test_additional_hashes_skip_long_repeated_and_known_ones(registry, tmp_folde
 def test_literals_selectors_and_loaders(registry, tmp_folders):
     assert call(registry, "ImageSaverSeedGenerator", seed=2 ** 64 - 1) == 2 ** 64 - 1
     assert call(registry, "ImageSaverStringLiteral", string="a\nb") == "a\nb"
-    assert call(registry, "ImageSaverSizeLiteral", int=768) == 768
-    assert call(registry, "ImageSaverCfgLiteral", float=4.5) == 4.5
+    assert call(registry, "ImageSaverSeedGenerator", seed=10, increment=-3) == 7
+    assert call(registry, "ImageSaverSizeLiteral", size=768) == 768
+    assert call(registry, "ImageSaverCfgLiteral", cfg=4.5) == 4.5
     assert call(registry, "ImageSaverSchedulerSelector", scheduler="AYS SDXL") == ("AYS SDXL", "AYS SDXL")
     assert call(registry, "ImageSaverSamplerToString", sampler="lcm") == "lcm"
     values = call(registry, "ImageSaverInputParameters", seed=3, steps=4, cfg=5.0, sampler="euler",
@@ -373,3 +374,22 @@ def test_deeply_nested_brackets_are_read_unweighted(registry, tmp_folders):
     hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), positive=deep, easy_remix=False,
                         download_civitai_data=False, modelname=DEMO)
     assert text.startswith(deep + "\nNegative prompt: unknown\n")
+
+
+def test_literals_read_both_input_names_and_concat_optional(registry, tmp_folders):
+    api = {"1": {"class_type": "Width/Height Literal (Image Saver)", "inputs": {"int": 640}},
+           "2": {"class_type": "Cfg Literal (Image Saver)", "inputs": {"float": 5.5}},
+           "3": {"class_type": "Width/Height Literal (Image Saver)", "inputs": {"size": 320}},
+           "4": {"class_type": "Seed Generator", "inputs": {"seed": 5}}}
+    workflow = parse_workflow(api, registry)
+    result = Executor(registry).run(workflow, outputs=list("1234"))
+    assert result.ok, (result.problems, result.error)
+    assert [result.values[k][0] for k in "1234"] == [640, 5.5, 320, 5]
+    written = export_api(workflow, registry)  # the pack's current names
+    assert written["1"]["inputs"] == {"size": 640} and written["2"]["inputs"] == {"cfg": 5.5}
+    # Conditioning Concat Optional: ConditioningConcat's result, or conditioning_to unchanged
+    to = [(torch.randn(1, 77, 8), {"pooled_output": torch.randn(1, 8)})]
+    source = [(torch.randn(1, 77, 8), {})]
+    assert call(registry, "ConditioningConcatOptional", conditioning_to=to) is to
+    (joined, options), = call(registry, "ConditioningConcatOptional", conditioning_to=to, conditioning_from=source)
+    assert torch.equal(joined, torch.cat([to[0][0], source[0][0]], dim=1)) and options.keys() == to[0][1].keys()
