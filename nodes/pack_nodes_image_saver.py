@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from graphflow.api import CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, \
-    folders, safe_join, show, socket_type, warn, workflow_texts
+from graphflow.api import CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
 from nodes.conditioning import concat_conditioning
