@@ -42,7 +42,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
 from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE
-from nodes.loaders import LoadCheckpoint, LoadDiffusionModel
+from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadDiffusionModel
 
 COMFY_PACK = "ComfyUI-Image-Saver"  # the custom node pack this module's ComfyUI classes come from
 
@@ -67,9 +67,10 @@ CIVITAI_SAMPLERS = {
     "uni_pc_bh2": "UniPC", "uni_pc": "UniPC", "lcm": "LCM",
 }
 
-# The pack's prompt patterns (fixed, not the user's): an embedding name, a <lora:NAME:...> tag
-EMBEDDING = re.compile(r"embedding:([^,\s():]+)", re.IGNORECASE)
-LORA = re.compile(r"<lora:([^>:]+)(?::([^>]+))?>", re.IGNORECASE)
+# The pack's prompt patterns (fixed, not the user's): an embedding name, a <lora:NAME:...> tag; it
+# finds them in any case but easy_remix cleans only the lower-case ones
+EMBEDDING_TEXT, LORA_TEXT = r"embedding:([^,\s():]+)", r"<lora:([^>:]+)(?::([^>]+))?>"
+EMBEDDING, LORA = re.compile(EMBEDDING_TEXT, re.IGNORECASE), re.compile(LORA_TEXT, re.IGNORECASE)
 PROMPT_CONTROL = re.compile(r"\b[A-Z]+\([^)]*\)")  # prompt-control edits: STYLE(A1111, mean), SHIFT(1)
 WEIGHT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
@@ -119,7 +120,7 @@ def checkpoint_file(name: str) -> Path | None:
 def lora_file(name: str) -> Path | None:
     """A <lora:NAME> as the pack finds it: ".safetensors" added unless NAME ends in a model
     extension, then the LoRA whose file name (without its folders) is that."""
-    if not os.path.splitext(name)[1] in PT_EXTENSIONS:
+    if os.path.splitext(name)[1] not in PT_EXTENSIONS:
         name += ".safetensors"
     listed = next((x for x in folders.list_models("loras") if Path(x).name == name), None)
     return _model_file("loras", listed) if listed else None
@@ -225,8 +226,8 @@ def manual_hashes(text: str, existing: set[str], with_weights: bool) -> dict:
 def clean_prompt(prompt: str) -> str:
     """easy_remix: LoRA tags removed, embedding:path/to/name shortened to name, prompt-control
     edits (STYLE(...), SHIFT(...)) removed."""
-    prompt = LORA.sub("", prompt)
-    prompt = EMBEDDING.sub(lambda m: Path(m.group(1)).stem, prompt)
+    prompt = re.sub(LORA_TEXT, "", prompt)
+    prompt = re.sub(EMBEDDING_TEXT, lambda m: Path(m.group(1)).stem, prompt)
     return PROMPT_CONTROL.sub("", prompt)
 
 
@@ -883,7 +884,7 @@ class CheckpointSelector(Node):
     """giriss' Checkpoint Selector: a checkpoint's name, for a loader's ckpt_name and Image
     Saver's modelname."""
     category = "ImageSaver/utils"
-    ckpt_name: str = Choice(lambda: folders.list_models("checkpoints"), "graphflow-demo.safetensors",
+    ckpt_name: str = Choice(lambda: folders.list_models("checkpoints"), DEMO_CHECKPOINT,
                             model_folder="checkpoints")
     outputs = {"ckpt_name": STRING}
     comfy = ComfyAlias(("Checkpoint Selector",))

@@ -199,6 +199,10 @@ def test_filename_placeholders_as_the_pack_fills_them():
 
 
 def test_sampler_names_manual_hashes_and_parameters_string():
+    from nodes.pack_nodes_image_saver import clean_prompt
+
+    # easy_remix: lower-case LoRA tags and embedding paths only, as the pack's patterns (found in any case)
+    assert clean_prompt("a <lora:x:0.5>, embedding:sub/neg, <LORA:y>, STYLE(A1111, mean)b") == "a , neg, <LORA:y>, b"
     assert civitai_sampler_name("euler_ancestral", "normal") == "Euler a"
     assert civitai_sampler_name("dpmpp_2m_sde_gpu", "karras") == "DPM++ 2M SDE Karras"
     assert civitai_sampler_name("deis", "normal") == "deis"
