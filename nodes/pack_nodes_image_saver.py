@@ -232,9 +232,10 @@ def clean_prompt(prompt: str) -> str:
 
 
 def parameters_text(positive: str, negative: str, steps: int, sampler: str, cfg: float, seed: int, width: int,
-                    height: int, clip_skip: int, model_hash: str | None, model: str, hashes: dict) -> str:
-    """The A1111 "parameters" text in the pack's field order."""
+                    height: int, clip_skip: int, custom: str, model_hash: str | None, model: str, hashes: dict) -> str:
+    """The A1111 "parameters" text in the pack's field order (custom text after Clip skip)."""
     clip = f", Clip skip: {abs(clip_skip)}" if clip_skip != 0 else ""
+    clip += f", {custom}" if custom else ""
     model_hash = f", Model hash: {model_hash}" if model_hash else ""
     hashes = f", Hashes: {json.dumps(hashes, separators=(',', ':'))}" if hashes else ""
     return (f"{positive.strip()}\nNegative prompt: {negative.strip()}\n"
@@ -257,6 +258,7 @@ class Metadata:
     scheduler_name: str = "normal"
     denoise: float = 1.0
     clip_skip: int = 0
+    custom: str = ""
     additional_hashes: str = ""
     ckpt_path: str = ""
     a111_params: str = ""
@@ -274,7 +276,7 @@ def more_models(modelname: str, additional_hashes: str) -> tuple[str, str]:
 
 
 def make_metadata(modelname: str, positive: str, negative: str, width: int, height: int, seed: int, steps: int,
-                  cfg: float, sampler_name: str, scheduler_name: str, denoise: float, clip_skip: int,
+                  cfg: float, sampler_name: str, scheduler_name: str, denoise: float, clip_skip: int, custom: str,
                   additional_hashes: str, download_civitai_data: bool, easy_remix: bool) -> Metadata:
     """The pack's metadata: the model's, the prompt's LoRAs' and embeddings' and the manual hashes,
     the parameters text and the hashes to chain (name:hash, :weight after with civitai data on)."""
@@ -298,12 +300,12 @@ def make_metadata(modelname: str, positive: str, negative: str, width: int, heig
         positive, negative = clean_prompt(positive), clean_prompt(negative)
     model = os.path.splitext(os.path.basename(modelname))[0]
     text = parameters_text(positive, negative, steps, civitai_sampler_name(sampler_name, scheduler_name), cfg, seed,
-                           width, height, clip_skip, written_model_hash, model, hashes)
+                           width, height, clip_skip, custom, written_model_hash, model, hashes)
     chained = ",".join((f"{Path(name.split(':')[-1]).stem}:" if name else "") + value
                        + (f":{weight}" if weight is not None and download_civitai_data else "")
                        for name, (_, weight, value) in resources.items())
     return Metadata(modelname, positive, negative, width, height, seed, steps, cfg, sampler_name, scheduler_name,
-                    denoise, clip_skip, additional_hashes, str(path or ""), text, chained)
+                    denoise, clip_skip, custom, additional_hashes, str(path or ""), text, chained)
 
 
 # -- file names -----------------------------------------------------------------------------------
@@ -331,6 +333,12 @@ def expand_pattern(text: str, values: dict, time_format: str, now: datetime | No
                        ("%denoise", values["denoise"]), ("%clip_skip", values["clip_skip"])):
         text = text.replace(key, str(value))
     return text
+
+
+def sanitize(name: str) -> str:
+    """The pack's file-name clean-up: <>:"|?* and control characters removed, trailing dots and
+    spaces too (slashes are kept: they make folders)."""
+    return re.sub(r'[<>:"|?*\x00-\x1f]', "", name).rstrip(". ")
 
 
 def unique_stem(folder: Path, stem: str, extension: str) -> str:
@@ -407,13 +415,15 @@ def save_picture(picture, path: Path, extension: str, quality: int, lossless_web
 
 # -- Image Saver ----------------------------------------------------------------------------------
 
-CLIP_SKIP_AT, MANUAL_HASH_AT, ADDITIONAL_HASHES_AT = 18, 3, 22  # places in Image Saver's widgets_values
+# places in Image Saver's widgets_values
+CLIP_SKIP_AT, MANUAL_HASH_AT, ADDITIONAL_HASHES_AT, CUSTOM_AT = 18, 3, 22, 25
 
 
 def image_saver_widgets(values: list) -> list:
     """Image Saver's widgets_values in today's layout. Earlier versions saved fewer: before
     clip_skip (a text, time_format, where clip_skip is now), and one with a manual_hash text before
-    steps (today's additional_hashes); the inputs they lack take their defaults."""
+    steps (today's additional_hashes), and before custom (show_preview last, where custom is now;
+    custom is read after show_preview too); the inputs they lack take their defaults."""
     values, manual = list(values), None
     if len(values) > MANUAL_HASH_AT and isinstance(values[MANUAL_HASH_AT], str):
         manual = values.pop(MANUAL_HASH_AT)
@@ -421,8 +431,11 @@ def image_saver_widgets(values: list) -> list:
         values.insert(CLIP_SKIP_AT, 0)
     if manual is not None and len(values) == ADDITIONAL_HASHES_AT:  # that version ended at embed_workflow
         values.append(manual)
+    if len(values) == CUSTOM_AT + 1 and isinstance(values[-1], bool):  # show_preview, before custom came
+        values.insert(CUSTOM_AT, "")
+    if len(values) == CUSTOM_AT + 2 and isinstance(values[-2], bool) and isinstance(values[-1], str):
+        values[-2:] = values[-1], values[-2]  # show_preview saved before custom
     return values
-
 
 
 def save_images(images, filename: str, path: str, extension: str, quality: int, lossless_webp: bool,
@@ -440,7 +453,7 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
               "denoise": metadata.denoise, "clip_skip": metadata.clip_skip}
     now = datetime.now()
     folder = output_folder(expand_pattern(path, values, time_format, now))
-    stem = expand_pattern(filename, values, time_format, now) or timestamp(time_format, now)
+    stem = sanitize(expand_pattern(filename, values, time_format, now)) or timestamp(time_format, now)
     folder, stem = file_place(folder, stem)
     texts = workflow_texts() if embed_workflow else {}
     subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
@@ -519,6 +532,7 @@ class ImageSaver(Node):
     additional_hashes: str = Text("")
     download_civitai_data: bool = Bool(True)
     easy_remix: bool = Bool(True)
+    custom: str = Text("")
     show_preview: bool = Bool(True)
     outputs = {"hashes": STRING, "a1111_params": STRING}
     # the pack's later versions name the scheduler input scheduler_name, earlier ones had
@@ -531,13 +545,13 @@ class ImageSaver(Node):
                                  "seed_value", "width", "height", "lossless_webp", "quality_jpeg_or_webp",
                                  "optimize_png", "counter", "denoise", "clip_skip", "time_format",
                                  "save_workflow_as_json", "embed_workflow", "additional_hashes",
-                                 "download_civitai_data", "easy_remix", "show_preview"))
+                                 "download_civitai_data", "easy_remix", "custom", "show_preview"))
 
     def run(self):
         metadata = make_metadata(self.modelname, self.positive, self.negative, self.width, self.height,
                                  self.seed_value, self.steps, self.cfg, self.sampler_name, self.scheduler,
-                                 self.denoise, self.clip_skip, self.additional_hashes, self.download_civitai_data,
-                                 self.easy_remix)
+                                 self.denoise, self.clip_skip, self.custom, self.additional_hashes,
+                                 self.download_civitai_data, self.easy_remix)
         save_images(self.images, self.filename, self.path, self.extension, self.quality_jpeg_or_webp,
                     self.lossless_webp, self.optimize_png, self.save_workflow_as_json, self.embed_workflow,
                     self.counter, self.time_format, metadata, self.show_preview)
@@ -564,16 +578,17 @@ class ImageSaverMetadataNode(Node):
     additional_hashes: str = Text("")
     download_civitai_data: bool = Bool(True)
     easy_remix: bool = Bool(True)
+    custom: str = Text("")
     outputs = {"metadata": METADATA, "hashes": STRING, "a1111_params": STRING}
     comfy = ComfyAlias(("Image Saver Metadata",), optional=(
         "modelname", "positive", "negative", "width", "height", "seed_value", "steps", "cfg", "sampler_name",
-        "scheduler_name", "denoise", "clip_skip", "additional_hashes", "download_civitai_data", "easy_remix"))
+        "scheduler_name", "denoise", "clip_skip", "additional_hashes", "download_civitai_data", "easy_remix", "custom"))
 
     def run(self):
         metadata = make_metadata(self.modelname, self.positive, self.negative, self.width, self.height,
                                  self.seed_value, self.steps, self.cfg, self.sampler_name, self.scheduler_name,
-                                 self.denoise, self.clip_skip, self.additional_hashes, self.download_civitai_data,
-                                 self.easy_remix)
+                                 self.denoise, self.clip_skip, self.custom, self.additional_hashes,
+                                 self.download_civitai_data, self.easy_remix)
         return metadata, metadata.final_hashes, metadata.a111_params
 
 

@@ -20,7 +20,8 @@ from graphflow.folders import BUNDLED
 from graphflow.picture_metadata import parse_a1111, picture_text
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_image_saver import civitai_sampler_name, expand_pattern, manual_hash, parameters_string
+from nodes.pack_nodes_image_saver import civitai_sampler_name, expand_pattern, manual_hash, parameters_string, \
+    sanitize
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -191,6 +192,7 @@ def test_filename_placeholders_as_the_pack_fills_them():
     now = datetime(2024, 5, 6, 7, 8, 9)
     values = {"modelname": "sdxl/juggernaut.safetensors", "width": 832, "height": 1216, "seed": 42, "counter": 3,
               "sampler_name": "euler", "steps": 30, "cfg": 4.5, "scheduler": "karras", "denoise": 1.0, "clip_skip": -2}
+    assert sanitize('a<b>:c"d|e?f*g\x01h/i. ') == "abcdefgh/i"
     text = ("%date_%time_%model_%basemodelname_%width_%height_%seed_%counter_%sampler_name_%steps_%cfg_%scheduler"
             "_%denoise_%clip_skip")
     assert expand_pattern(text, values, "%H%M%S", now) == (
@@ -272,13 +274,17 @@ def test_earlier_layouts_and_input_names_are_read_as_today(registry, tmp_folders
                         1.0, "%Y", False, True]
     with_manual = ["b", "", "png", "MyLoRA:ABC", 5, 6.5, DEMO, "euler", "normal", "p", "n", 9, 64, 64, True, 90,
                    False, 0, 1.0, -2, "%Y", False, True]
-    for widgets, clip_skip, hashes in ((before_clip_skip, 0, ""), (with_manual, -2, "MyLoRA:ABC")):
+    with_custom = [*with_manual[:3], *with_manual[4:], "MyLoRA:ABC", True, False, True, "c: 1"]
+    for widgets, clip_skip, hashes in ((before_clip_skip, 0, ""), (with_manual, -2, "MyLoRA:ABC"),
+                                       (with_custom, -2, "MyLoRA:ABC")):
         nodes = [ui_node(1, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
                  ui_node(2, "Image Saver", widgets, [("images", "IMAGE", 1, False)])]
         values = parse_workflow(ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]]), registry).to_json()["nodes"]["2"]["inputs"]
         assert (values["steps"], values["clip_skip"], values["time_format"], values["embed_workflow"]) == (
             5, clip_skip, "%Y", True)
         assert values.get("additional_hashes", "") == hashes and values["filename"] == widgets[0]
+        assert (values.get("custom", ""), values.get("show_preview", True)) == (
+            ("c: 1", True) if widgets is with_custom else ("", True))
     api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
            "2": {"class_type": "Image Saver", "inputs": {"images": ["1", 0], "filename": "old", "path": "",
                                                           "extension": "png", "embed_workflow_in_png": False,
@@ -300,7 +306,7 @@ def test_metadata_node_feeds_image_saver_simple_in_a_ui_save(registry, tmp_folde
     other = tmp_folders.models / "checkpoints" / "other.safetensors"
     other.write_bytes((BUNDLED / "loras" / LORA).read_bytes() + b"another")
     metadata_widgets = [f"{DEMO}, other", "cat <lora:graphflow-demo-corner:0.5>", "dog", 64, 80, 5, 3, 4.5,
-                        "euler", "karras", 1.0, -1, "", False, True]
+                        "euler", "karras", 1.0, -1, "", False, True, "Hires upscale: 2"]
     simple_widgets = ["%basemodelname-%seed-%width", "simple", "png", True, 100, False, True, False, "", 0,
                       "%Y", True]
     nodes = [
@@ -323,13 +329,14 @@ def test_metadata_node_feeds_image_saver_simple_in_a_ui_save(registry, tmp_folde
     hashes = {"LORA:graphflow-demo-corner": lora_hash, "other": other_hash, "model": model_hash}
     assert text == ("cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler Karras, CFG scale: 4.5, Seed: 5, "
                     "Size: 64x80, "
-                    f"Clip skip: 1, Model hash: {model_hash}, Model: graphflow-demo, "
+                    f"Clip skip: 1, Hires upscale: 2, Model hash: {model_hash}, Model: graphflow-demo, "
                     f"Hashes: {json.dumps(hashes, separators=(',', ':'))}, Version: ComfyUI")
     assert result.values["3"] == result.values["2"][1:] == (
         f"graphflow-demo:{model_hash},graphflow-demo-corner:{lora_hash},other:{other_hash}", text)
     same = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), filename="same", modelname=f"{DEMO}, other",
                 positive=metadata_widgets[1], negative="dog", width=64, height=80, seed_value=5, steps=3, cfg=4.5,
-                sampler_name="euler", scheduler="karras", clip_skip=-1, download_civitai_data=False)
+                sampler_name="euler", scheduler="karras", clip_skip=-1, download_civitai_data=False,
+                custom="Hires upscale: 2")
     assert same[1] == text
     ui = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
     assert ui[2]["type"] == "Image Saver Metadata" and ui[2]["widgets_values"] == metadata_widgets
