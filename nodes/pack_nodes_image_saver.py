@@ -2,28 +2,30 @@
 inputs and outputs: Image Saver (pictures saved with the A1111-style "parameters" text Civitai
 reads: model, LoRA and embedding hashes), Image Saver Metadata and Image Saver Simple (the same in
 two steps), the literals (Seed Generator, String / Width/Height / Cfg / Int / Float Literal), the
-selectors (Sampler / Scheduler Selector, Scheduler Selector (Comfy), SchedulerToString,
-SchedulerComfyToString, SamplerToString, Input Parameters), the loaders with names (Checkpoint
-Loader with Name, UNet loader with Name) and Conditioning Concat Optional; giriss' older bare class
-names (Seed Generator, String Literal, Checkpoint Selector, ...) are aliased where their inputs are
-the same.
+selectors (Sampler Selector, Scheduler Selector and its (Comfy), (inspire) and (Eff.) kinds,
+SchedulerToString, SchedulerComfyToString, SamplerToString, Input Parameters), Any to String,
+Workflow Input Value, the loaders with names (Checkpoint Loader with Name, UNet loader with Name)
+and Conditioning Concat Optional; giriss' older bare class names (Seed Generator, String Literal,
+Checkpoint Selector, ...) are aliased where their inputs are the same.
 
-Read from alexopus/ComfyUI-Image-Saver: nodes.py @02e9c5c5 (Image Saver's inputs; @a6446fd8 for an
-earlier layout with manual_hash), utils_civitai.py @a1d4f429 (the Hashes written, civitai data),
-utils.py @31d1a1f4 (model, LoRA and embedding look-ups), nodes_literals.py @6ac8e4f1,
-nodes_selectors.py @067970fa, __init__.py @6ac8e4f1 and @09b60955 (class names). The later nodes.py
-that calls utils_civitai (Image Saver Metadata and Simple, show_preview, the a1111_params output,
-scheduler_name; several models) and nodes_literals.py (Seed Generator's increment, the inputs
-renamed size and cfg, Conditioning Concat Optional) were seen without a commit to name. From the
-zeeoale fork: saver/saver.py @1dab9773, prompt_metadata_extractor.py @29c089f7 (LoRA weights as
-the pack's later extractor reads them), nodes.py @46505739 (the layout before clip_skip) and
-@0272c823 (giriss' names).
+Read from alexopus/ComfyUI-Image-Saver, version by version along CHANGELOG.md @334b80f2 (v1.15.1):
+nodes.py @02e9c5c5 (Image Saver's inputs; @a6446fd8 for an earlier layout with manual_hash),
+utils_civitai.py @a1d4f429 (the Hashes written, civitai data), utils.py @31d1a1f4 (model, LoRA
+and embedding look-ups, file-name clean-up), nodes_literals.py @6ac8e4f1, nodes_selectors.py
+@067970fa, __init__.py @6ac8e4f1 and @09b60955 (class names). The later nodes.py that calls
+utils_civitai (Image Saver Metadata and Simple, show_preview, the a1111_params output,
+scheduler_name; several models), nodes_literals.py (Seed Generator's increment, the inputs renamed
+size and cfg, Conditioning Concat Optional), nodes_selectors.py (v1.13 on: Input Parameters' six
+outputs, the inspire and Eff. selectors, Any to String, Workflow Input Value) and v1.15's custom
+text were seen without a commit to name. From the zeeoale fork: saver/saver.py @1dab9773,
+prompt_metadata_extractor.py @29c089f7 (LoRA weights as the pack's later extractor reads them),
+nodes.py @46505739 (the layout before clip_skip) and @0272c823 (giriss' names).
 
 Left out: the Image Saver pipe nodes (Make / Edit / Read Image Saver Pipe, Image Saver (From Pipe)),
-Civitai Hash Fetcher (a web service), Random Tag Picker, Any to String, Workflow Input Value,
-RandomShapeGenerator, Empty Latent Image (Image Saver) and Load Image with metadata; giriss' Save
-Image w/Metadata (its inputs come in another order). No network: civitai.com is never asked (see
-ImageSaver's help).
+Civitai Hash Fetcher (a web service), Random Tag Picker, RandomShapeGenerator, Empty Latent Image
+(Image Saver) and Load Image with metadata; giriss' Save Image w/Metadata (its inputs come in
+another order); Input Parameters' text outputs of its versions before v1.12. No network:
+civitai.com is never asked (see ImageSaver's help).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from graphflow.api import CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
@@ -778,9 +780,10 @@ class ImageSaverSamplerSelector(Node):
 
 
 class ImageSaverSchedulerSelector(Node):
-    """Provides one of ComfyUI's schedulers or the pack's extra ones (AYS SDXL, AYS SD1, AYS SVD,
-    GITS[coeff=1.2], names only: the sampler given them must know them), for a sampler's input
-    and as text."""
+    """Provides one of ComfyUI's schedulers, for a sampler's input and as text. The pack's versions
+    before v1.12 offered AYS SDXL, AYS SD1, AYS SVD and GITS[coeff=1.2] here too (now its
+    inspire selector's): still offered, so their saves read (names only: the sampler given them
+    must know them)."""
     category = "ImageSaver/utils"
     scheduler: str = Choice(SCHEDULER_NAMES + EXTRA_SCHEDULERS, SCHEDULER_NAMES[0])
     outputs = {"scheduler": STRING, "scheduler_name": STRING}
@@ -797,6 +800,35 @@ class ImageSaverSchedulerSelectorComfy(Node):
     scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
     outputs = {"scheduler": STRING, "scheduler_name": STRING}
     comfy = ComfyAlias(("Scheduler Selector (Comfy) (Image Saver)", "Scheduler Selector"))
+
+    def run(self):
+        return self.scheduler, self.scheduler
+
+
+INSPIRE_SCHEDULERS = SCHEDULER_NAMES + ("AYS SDXL", "AYS SD1", "AYS SVD", "GITS[coeff=1.2]", "OSS FLUX", "OSS Wan",
+                                         "OSS Chroma")
+EFFICIENCY_SCHEDULERS = SCHEDULER_NAMES + ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS")
+
+
+class ImageSaverSchedulerSelectorInspire(Node):
+    """Provides one of KSampler (inspire)'s schedulers (ComfyUI's and Inspire Pack's), for its
+    scheduler input and as text."""
+    category = "ImageSaver/utils"
+    scheduler: str = Choice(INSPIRE_SCHEDULERS, SCHEDULER_NAMES[0])
+    outputs = {"scheduler": STRING, "scheduler_name": STRING}
+    comfy = ComfyAlias(("Scheduler Selector (inspire) (Image Saver)",))
+
+    def run(self):
+        return self.scheduler, self.scheduler
+
+
+class ImageSaverSchedulerSelectorEfficiency(Node):
+    """Provides one of KSampler (Efficient)'s schedulers (ComfyUI's and Efficiency Nodes'), for its
+    scheduler input and as text."""
+    category = "ImageSaver/utils"
+    scheduler: str = Choice(EFFICIENCY_SCHEDULERS, SCHEDULER_NAMES[0])
+    outputs = {"scheduler": STRING, "scheduler_name": STRING}
+    comfy = ComfyAlias(("Scheduler Selector (Eff.) (Image Saver)",))
 
     def run(self):
         return self.scheduler, self.scheduler
@@ -835,39 +867,57 @@ class ImageSaverSamplerToString(Node):
         return self.sampler
 
 
-def parameters_string(seed: int, steps: int, cfg: float, sampler: str, scheduler: str, denoise: float,
-                      prefix: str, include_seed: bool) -> str:
-    """Input Parameters' text: the items joined by string_prefix and led by it, less its leading
-    commas and spaces when a letter follows (and all of it when it is only commas and spaces)."""
-    lead = re.sub(r"^(?:[,\s]+(?=[A-Za-z])|[,\s]+$)", "", prefix)
-    seed_part = f"Seed: {seed}{prefix}" if include_seed else ""
-    items = (f"Steps: {steps}", f"CFG: {cfg}", f"Sampler: {sampler}", f"Scheduler: {scheduler}",
-             f"Denoise: {denoise:.2f}")
-    return lead + seed_part + prefix.join(items)
-
-
 class ImageSaverInputParameters(Node):
-    """Seed, steps, cfg, sampler, scheduler and denoise in one node, each given on (sampler and
-    scheduler also as text), and a text of them all joined by string_prefix (the seed left out
-    without include_seed)."""
+    """Seed, steps, cfg, sampler, scheduler and denoise in one node, each given on (the pack's
+    current outputs; its versions before v1.12 also gave sampler and scheduler as text and a
+    parameters string, not kept here)."""
     category = "ImageSaver/utils"
     seed: int = Int(0, min=0, max=SEED_MAX)
     steps: int = Int(20, min=1, max=10000)
-    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    cfg: float = Float(7.0, min=0.0, max=100.0, step=0.1, round=0.01)
     sampler: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
     scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
     denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
-    string_prefix: str = Text(", ")
-    include_seed: bool = Bool(True)
-    outputs = {"seed": INT, "steps": INT, "cfg": FLOAT, "sampler": STRING, "sampler_name": STRING,
-               "scheduler": STRING, "scheduler_name": STRING, "denoise": FLOAT, "parameters_string": STRING}
+    outputs = {"seed": INT, "steps": INT, "cfg": FLOAT, "sampler": STRING, "scheduler": STRING, "denoise": FLOAT}
     comfy = ComfyAlias(("Input Parameters (Image Saver)",))
 
     def run(self):
-        text = parameters_string(self.seed, self.steps, self.cfg, self.sampler, self.scheduler, self.denoise,
-                                 self.string_prefix, self.include_seed)
-        return (self.seed, self.steps, self.cfg, self.sampler, self.sampler, self.scheduler, self.scheduler,
-                self.denoise, text)
+        return self.seed, self.steps, self.cfg, self.sampler, self.scheduler, self.denoise
+
+
+class AnyToString(Node):
+    """Any value as text (Python's str of it), e.g. a sampler or scheduler choice from another pack."""
+    category = "ImageSaver/utils"
+    value: ANY
+    outputs = {"string": STRING}
+    comfy = ComfyAlias(("Any to String (Image Saver)",))
+
+    def run(self):
+        return str(self.value)
+
+
+class WorkflowInputValue(Node):
+    """The value of a node's input in the running prompt (API format), by node id and input name:
+    a widget's value, or a link's [node id, output] pair; None (with a warning) when the node or
+    input is not there."""
+    category = "ImageSaver/utils"
+    node_id: str = Text("")
+    input_name: str = Text("")
+    outputs = {"value": ANY}
+    comfy = ComfyAlias(("Workflow Input Value (Image Saver)",))
+    cacheable = False  # reads the run's own prompt, which its inputs don't tell
+
+    def run(self):
+        prompt = json.loads(workflow_texts().get("prompt", "null") or "null")
+        node = prompt.get(self.node_id) if isinstance(prompt, dict) else None
+        if not isinstance(node, dict):
+            warn(f"node {self.node_id!r} is not in the prompt")
+            return None
+        inputs = node.get("inputs", {})
+        if self.input_name not in inputs:
+            warn(f"node {self.node_id!r} has no input {self.input_name!r} (it has {', '.join(inputs)})")
+            return None
+        return inputs[self.input_name]
 
 
 # -- loaders with names ---------------------------------------------------------------------------

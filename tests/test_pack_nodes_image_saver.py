@@ -20,8 +20,7 @@ from graphflow.folders import BUNDLED
 from graphflow.picture_metadata import parse_a1111, picture_text
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_image_saver import civitai_sampler_name, expand_pattern, manual_hash, parameters_string, \
-    sanitize
+from nodes.pack_nodes_image_saver import civitai_sampler_name, expand_pattern, manual_hash, sanitize
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -200,7 +199,7 @@ def test_filename_placeholders_as_the_pack_fills_them():
     assert expand_pattern("%scheduler_name", values, "%H", now) == "karras"
 
 
-def test_sampler_names_manual_hashes_and_parameters_string():
+def test_sampler_names_manual_hashes_and_prompt_cleaning():
     from nodes.pack_nodes_image_saver import clean_prompt
 
     # easy_remix: lower-case LoRA tags and embedding paths only, as the pack's patterns (found in any case)
@@ -215,10 +214,6 @@ def test_sampler_names_manual_hashes_and_parameters_string():
     assert manual_hash("N:ABC:0.5", True) == ("N", "ABC", 0.5)
     assert manual_hash("N:ABC:x", True) is None and manual_hash("N:ABC:1", False) is None
     assert manual_hash("N:", False) is None and manual_hash(":ABC", True) is None
-    assert parameters_string(5, 20, 7.5, "euler", "normal", 1.0, ", ", True) == (
-        "Seed: 5, Steps: 20, CFG: 7.5, Sampler: euler, Scheduler: normal, Denoise: 1.00")
-    assert parameters_string(5, 20, 7.5, "euler", "normal", 0.5, " | ", False) == (
-        " | Steps: 20 | CFG: 7.5 | Sampler: euler | Scheduler: normal | Denoise: 0.50")
 
 
 def test_additional_hashes_skip_long_repeated_and_known_ones(registry, tmp_folders):
@@ -240,9 +235,11 @@ def test_literals_selectors_and_loaders(registry, tmp_folders):
     assert call(registry, "ImageSaverSchedulerSelector", scheduler="AYS SDXL") == ("AYS SDXL", "AYS SDXL")
     assert call(registry, "ImageSaverSamplerToString", sampler="lcm") == "lcm"
     values = call(registry, "ImageSaverInputParameters", seed=3, steps=4, cfg=5.0, sampler="euler",
-                  scheduler="karras", denoise=0.5, string_prefix=", ", include_seed=True)
-    assert values == (3, 4, 5.0, "euler", "euler", "karras", "karras", 0.5,
-                      "Seed: 3, Steps: 4, CFG: 5.0, Sampler: euler, Scheduler: karras, Denoise: 0.50")
+                  scheduler="karras", denoise=0.5)
+    assert values == (3, 4, 5.0, "euler", "karras", 0.5)
+    assert call(registry, "ImageSaverSchedulerSelectorInspire", scheduler="OSS FLUX") == ("OSS FLUX", "OSS FLUX")
+    assert call(registry, "ImageSaverSchedulerSelectorEfficiency", scheduler="GITS") == ("GITS", "GITS")
+    assert call(registry, "AnyToString", value=1.5) == "1.5"
     # giriss' bare names read as the pack's nodes; unknown classes of the pack are named as its
     for old, ours in (("String Literal", "ImageSaverStringLiteral"), ("Cfg Literal", "ImageSaverCfgLiteral"),
                       ("Checkpoint Selector", "CheckpointSelector")):
@@ -404,3 +401,13 @@ def test_literals_read_both_input_names_and_concat_optional(registry, tmp_folder
     assert call(registry, "ConditioningConcatOptional", conditioning_to=to) is to
     (joined, options), = call(registry, "ConditioningConcatOptional", conditioning_to=to, conditioning_from=source)
     assert torch.equal(joined, torch.cat([to[0][0], source[0][0]], dim=1)) and options.keys() == to[0][1].keys()
+
+
+def test_workflow_input_value_reads_the_running_prompt(registry, tmp_folders):
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "Workflow Input Value (Image Saver)", "inputs": {"node_id": "1", "input_name": "width"}},
+           "3": {"class_type": "Workflow Input Value (Image Saver)", "inputs": {"node_id": "1", "input_name": "nope"}},
+           "4": {"class_type": "Any to String (Image Saver)", "inputs": {"value": ["2", 0]}}}
+    result = Executor(registry).run(parse_workflow(api, registry), outputs=["2", "3", "4"])
+    assert result.ok, (result.problems, result.error)
+    assert (result.values["2"][0], result.values["3"][0], result.values["4"][0]) == (8, None, "8")
