@@ -387,32 +387,42 @@ def _exif(parameters: str, texts: dict) -> "Image.Exif":
 
 def save_picture(picture, path: Path, extension: str, quality: int, lossless_webp: bool, optimize_png: bool,
                  parameters: str, texts: dict) -> None:
-    """Write one picture as the pack's saver does; `texts` the workflow's (empty when not embedded)."""
+    """Write one picture as the pack's saver does; `texts` the workflow's (empty when not embedded).
+    A name in use raises FileExistsError; a failed write leaves no file behind."""
     with open(path, "xb") as f:
-        if extension == "png":
-            from PIL import PngImagePlugin
+        try:
+            _write_picture(f, picture, extension, quality, lossless_webp, optimize_png, parameters, texts)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
-            info = PngImagePlugin.PngInfo()
-            info.add_text("parameters", parameters)
-            for key in [k for k in texts if k != "prompt"] + [k for k in texts if k == "prompt"]:
-                info.add_text(key, texts[key])
-            picture.save(f, format="PNG", pnginfo=info, optimize=optimize_png)
-            return
-        image_format = "WEBP" if extension == "webp" else "JPEG"
-        if image_format == "JPEG" and picture.mode not in ("RGB", "L"):
-            picture = picture.convert("RGB")
+
+def _write_picture(f, picture, extension: str, quality: int, lossless_webp: bool, optimize_png: bool,
+                   parameters: str, texts: dict) -> None:
+    if extension == "png":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", parameters)  # iTXt (UTF-8) when the text isn't Latin-1
+        for key in [k for k in texts if k != "prompt"] + [k for k in texts if k == "prompt"]:
+            info.add_text(key, texts[key])
+        picture.save(f, format="PNG", pnginfo=info, optimize=optimize_png)
+        return
+    image_format = "WEBP" if extension == "webp" else "JPEG"
+    if image_format == "JPEG" and picture.mode not in ("RGB", "L"):
+        picture = picture.convert("RGB")
+    exif = _exif(parameters, texts)
+    if image_format == "JPEG" and len(exif.tobytes()) > JPEG_MAX_EXIF:
+        # as the pack: without the prompt, then without the workflow, then without metadata
+        texts = {k: v for k, v in texts.items() if k != "prompt"}
         exif = _exif(parameters, texts)
-        if image_format == "JPEG" and len(exif.tobytes()) > JPEG_MAX_EXIF:
-            # as the pack: without the prompt, then without the workflow, then without metadata
-            texts = {k: v for k, v in texts.items() if k != "prompt"}
-            exif = _exif(parameters, texts)
-            if len(exif.tobytes()) > JPEG_MAX_EXIF:
-                exif = _exif(parameters, {})
-            if len(exif.tobytes()) > JPEG_MAX_EXIF:
-                warn("the parameters text is too long for a JPEG's metadata: saved without it")
-                exif = None
-        options = {"exif": exif.tobytes()} if exif is not None else {}
-        picture.save(f, format=image_format, optimize=True, quality=quality, lossless=lossless_webp, **options)
+        if len(exif.tobytes()) > JPEG_MAX_EXIF:
+            exif = _exif(parameters, {})
+        if len(exif.tobytes()) > JPEG_MAX_EXIF:
+            warn("the parameters text is too long for a JPEG's metadata: saved without it")
+            exif = None
+    options = {"exif": exif.tobytes()} if exif is not None else {}
+    picture.save(f, format=image_format, optimize=True, quality=quality, lossless=lossless_webp, **options)
 
 
 # -- Image Saver ----------------------------------------------------------------------------------

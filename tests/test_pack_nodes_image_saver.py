@@ -411,3 +411,11 @@ def test_workflow_input_value_reads_the_running_prompt(registry, tmp_folders):
     result = Executor(registry).run(parse_workflow(api, registry), outputs=["2", "3", "4"])
     assert result.ok, (result.problems, result.error)
     assert (result.values["2"][0], result.values["3"][0], result.values["4"][0]) == (8, None, "8")
+
+
+def test_non_latin_prompts_round_trip_in_png_and_webp(registry, tmp_folders):
+    for extension in ("png", "webp"):
+        _, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), filename="u", extension=extension,
+                       positive="café ✓ 猫", download_civitai_data=False)
+        raw = (tmp_folders.outputs / f"u.{extension}").read_bytes()
+        assert picture_text(raw)["parameters"] == text and text.startswith("café ✓ 猫\n")
