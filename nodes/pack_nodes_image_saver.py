@@ -349,7 +349,7 @@ def unique_stem(folder: Path, stem: str, extension: str) -> str:
     taken = [f for f in os.listdir(folder) if f.startswith(stem) and f.endswith(extension)]
     if not taken:
         return stem
-    numbers = [int(part) for part in (os.path.splitext(f)[0].split("_")[-1] for f in taken) if part.isdigit()]
+    numbers = [int(part) for part in (os.path.splitext(f)[0].split("_")[-1] for f in taken) if part.isdecimal()]
     return f"{stem}_{max(numbers, default=0) + 1:02d}"
 
 
@@ -358,8 +358,8 @@ def output_folder(path: str) -> Path:
     to the output folder, so an absolute path or a drive would leave it: refused, as '..' is."""
     path = path.replace("\\", "/").strip()
     try:
-        if re.match(r"[A-Za-z]:", path):
-            raise UnsafePathError(f"{path!r} is on a drive of its own")
+        if re.match(r"[A-Za-z]:", path) or path.startswith("/"):
+            raise UnsafePathError(f"{path!r} is an absolute path")
         path = path.rstrip("/") if path not in ("", ".", "./") else ""
         folder = safe_join(folders.outputs, path) if path else folders.outputs.resolve()
         folder.mkdir(parents=True, exist_ok=True)

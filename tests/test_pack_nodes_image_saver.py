@@ -171,7 +171,7 @@ def test_ui_format_save_reads_the_widgets_by_position_and_round_trips(registry, 
 
 def test_path_and_filename_escapes_are_refused(registry, tmp_folders):
     image = torch.rand(1, 8, 8, 3)
-    for path in ("../outside", "/tmp", "a/../../b", "C:/Users", "%date/../.."):
+    for path in ("../outside", "/tmp", "/", "a/../../b", "C:/Users", "%date/../..", "\\\\server\\share"):
         with pytest.raises(Exception) as caught:
             call(registry, "ImageSaver", images=image, path=path, download_civitai_data=False)
         assert getattr(caught.value, "input", None) == "path", caught.value
