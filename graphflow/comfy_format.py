@@ -313,6 +313,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
+            if name in inputs and is_link(inputs[name]) and not is_link(value):
+                continue  # two of ComfyUI's names for one input of ours (a pack's renamed input): the link wins
             inputs[name] = value
         node_type = cls.node_type if cls is not None else \
             NAMESAKE_PREFIX + class_type if registry.get(class_type) is not None else class_type

@@ -419,3 +419,71 @@ def test_non_latin_prompts_round_trip_in_png_and_webp(registry, tmp_folders):
                        positive="café ✓ 猫", download_civitai_data=False)
         raw = (tmp_folders.outputs / f"u.{extension}").read_bytes()
         assert picture_text(raw)["parameters"] == text and text.startswith("café ✓ 猫\n")
+
+
+def test_a_ui_save_in_the_packs_example_shape_runs_on_the_demo_model(registry, tmp_folders):
+    """As the pack's example workflow is wired: literals and selectors feed KSampler's converted
+    widgets and Image Saver's (a 22-value save: clip_skip, then embed_workflow last)."""
+    S, I, F = "STRING", "INT", "FLOAT"
+    nodes = [
+        ui_node(1, "Checkpoint Loader with Name (Image Saver)", [DEMO],
+                outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2, 3]), ("VAE", "VAE", [4]),
+                         ("model_name", S, [5])]),
+        ui_node(2, "String Literal (Image Saver)", ["a glass bottle"], outputs=[("STRING", S, [6, 7])]),
+        ui_node(3, "String Literal (Image Saver)", ["(worst quality:1.3)"], outputs=[("STRING", S, [8, 9])]),
+        ui_node(4, "Seed Generator (Image Saver)", [42, "fixed"], outputs=[("INT", I, [10, 11])]),
+        ui_node(5, "Int Literal (Image Saver)", [2], outputs=[("INT", I, [12, 13])]),
+        ui_node(6, "Float Literal (Image Saver)", [7], outputs=[("FLOAT", F, [14, 15])]),
+        ui_node(7, "Width/Height Literal (Image Saver)", [64], outputs=[("size", I, [16, 17, 18, 19])]),
+        ui_node(8, "Sampler Selector (Image Saver)", ["dpmpp_2m_sde"],
+                outputs=[("sampler", "COMBO", [20]), ("sampler_name", S, [21])]),
+        ui_node(9, "Scheduler Selector (Comfy) (Image Saver)", ["karras"],
+                outputs=[("scheduler", "COMBO", [22]), ("scheduler_name", S, [23])]),
+        ui_node(10, "CLIPTextEncode", ["x"], [("clip", "CLIP", 2, False), ("text", S, 6, True)],
+                [("CONDITIONING", "CONDITIONING", [24])]),
+        ui_node(11, "CLIPTextEncode", ["x"], [("clip", "CLIP", 3, False), ("text", S, 8, True)],
+                [("CONDITIONING", "CONDITIONING", [25])]),
+        ui_node(12, "EmptyLatentImage", [512, 512, 1], [("width", I, 16, True), ("height", I, 17, True)],
+                [("LATENT", "LATENT", [26])]),
+        ui_node(13, "KSampler", [1, "randomize", 20, 8, "euler", "normal", 1],
+                [("model", "MODEL", 1, False), ("positive", "CONDITIONING", 24, False),
+                 ("negative", "CONDITIONING", 25, False), ("latent_image", "LATENT", 26, False),
+                 ("sampler_name", "COMBO", 20, True), ("scheduler", "COMBO", 22, True), ("seed", I, 10, True),
+                 ("steps", I, 12, True), ("cfg", F, 14, True)], [("LATENT", "LATENT", [27])]),
+        ui_node(14, "VAEDecode", [], [("samples", "LATENT", 27, False), ("vae", "VAE", 4, False)],
+                [("IMAGE", "IMAGE", [28])]),
+        ui_node(15, "Image Saver", ["%time_%basemodelname_%seed", "", "png", 20, 7, "", "", "normal", "unknown",
+                                    "unknown", 0, 512, 512, True, 100, False, 0, 1, 0, "%Y-%m-%d-%H%M%S", False,
+                                    True],
+                [("images", "IMAGE", 28, False), ("positive", S, 7, True), ("negative", S, 9, True),
+                 ("steps", I, 13, True), ("cfg", F, 15, True), ("scheduler", S, 23, True),
+                 ("seed_value", I, 11, True), ("width", I, 18, True), ("height", I, 19, True),
+                 ("sampler_name", S, 21, True), ("modelname", S, 5, True)]),
+    ]
+    links = [[1, 1, 0, 13, 0, "MODEL"], [2, 1, 1, 10, 0, "CLIP"], [3, 1, 1, 11, 0, "CLIP"], [4, 1, 2, 14, 1, "VAE"],
+             [5, 1, 3, 15, 11, S], [6, 2, 0, 10, 1, S], [7, 2, 0, 15, 1, S], [8, 3, 0, 11, 1, S],
+             [9, 3, 0, 15, 2, S], [10, 4, 0, 13, 6, I], [11, 4, 0, 15, 6, I], [12, 5, 0, 13, 7, I],
+             [13, 5, 0, 15, 3, I], [14, 6, 0, 13, 8, F], [15, 6, 0, 15, 4, F], [16, 7, 0, 12, 0, I],
+             [17, 7, 0, 12, 1, I], [18, 7, 0, 15, 7, I], [19, 7, 0, 15, 8, I], [20, 8, 0, 13, 4, "COMBO"],
+             [21, 8, 1, 15, 10, S], [22, 9, 0, 13, 5, "COMBO"], [23, 9, 1, 15, 5, S],
+             [24, 10, 0, 13, 1, "CONDITIONING"], [25, 11, 0, 13, 2, "CONDITIONING"], [26, 12, 0, 13, 3, "LATENT"],
+             [27, 13, 0, 14, 0, "LATENT"], [28, 14, 0, 15, 0, "IMAGE"]]
+    workflow = parse_workflow(ui_graph(nodes, links), registry)
+    # the save names the scheduler input by the pack's earlier name: its link is kept over the widget value
+    assert workflow.to_json()["nodes"]["15"]["inputs"]["scheduler"] == ["9", 1]
+    result = Executor(registry).run(workflow)
+    assert result.ok, (result.problems, result.error)
+    (png,) = saved_files(tmp_folders.outputs)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d-\d{6}_graphflow-demo_42\.png", png.name)
+    settings = parse_a1111(Image.open(png).text["parameters"])
+    assert (settings["prompt"], settings["negative"], settings["steps"], settings["sampler"], settings["cfg scale"],
+            settings["seed"], settings["size"], settings["model"]) == (
+        "a glass bottle", "(worst quality:1.3)", "2", "DPM++ 2M SDE Karras", "7.0", "42", "64x64", "graphflow-demo")
+    assert settings["model hash"] == sha10(BUNDLED / "checkpoints" / DEMO).upper()  # civitai on: upper-cased
+    assert Image.open(png).size == (64, 64) and result.values["15"][1] == Image.open(png).text["parameters"]
+    ui = export_ui(workflow, registry)  # written back with the pack's current input name
+    saver = next(n for n in ui["nodes"] if n["id"] == 15)
+    linked = {i["name"]: i["link"] for i in saver["inputs"] if i.get("link") is not None}
+    sources = {link[0]: (link[1], link[2]) for link in ui["links"]}
+    assert sources[linked["scheduler_name"]] == (9, 1) and sources[linked["sampler_name"]] == (8, 1)
+    assert export_api(workflow, registry)["15"]["inputs"]["scheduler_name"] == ["9", 1]
