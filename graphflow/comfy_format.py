@@ -86,7 +86,13 @@ MASQUERADE_CLASSES = ("Mask By Text", "Mask Morphology", "Combine Masks", "Unary
 LOGIC_CLASSES = ("Compare", "Int", "Float", "Bool", "String", "If ANY execute A else B", "DebugPrint",
                  "Compare-🔬", "Int-🔬", "Float-🔬", "Bool-🔬", "String-🔬", "If ANY return A else B-🔬",
                  "DebugPrint-🔬")
-WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES))
+# ComfyUI-Image-Saver's classes (nodes/pack_nodes_image_saver.py) without its "(Image Saver)" suffix:
+# giriss' older bare names ("String Literal", "Seed Generator") and the saver's own, whole names only
+IMAGE_SAVER_CLASSES = ("Image Saver", "Image Saver Simple", "Image Saver Metadata", "Make Image Saver Pipe",
+                       "Edit Image Saver Pipe", "Read Image Saver Pipe", "Image Saver (From Pipe)",
+                       "Save Image w/Metadata", "Checkpoint Selector", "Sampler Selector", "Scheduler Selector",
+                       "Seed Generator", "String Literal", "Width/Height Literal", "Cfg Literal", "Int Literal")
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -99,6 +105,8 @@ CUSTOM_PACKS = {
                             # nodes/pack_nodes_impact.py's classes without the Impact prefix
                             "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
                             "LatentSwitch", "StringListToString"),
+    # before WAS: its "Image Save" prefix would claim "Image Saver ..."
+    "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
@@ -321,6 +329,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
+            if name in inputs and is_link(inputs[name]) and not is_link(value):
+                continue  # two of ComfyUI's names for one input of ours (a pack's renamed input): the link wins
             inputs[name] = value
         node_type = cls.node_type if cls is not None else \
             NAMESAKE_PREFIX + class_type if registry.get(class_type) is not None else class_type

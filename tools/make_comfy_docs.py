@@ -150,6 +150,7 @@ def render() -> str:
         for alias in comfy_aliases(cls):
             for class_type in alias.class_types:
                 mapped.add(class_type)
+                # (an input mapped onto itself only makes export write that name: nothing to say)
                 notes = [f"`{theirs}` → `{ours}`" for theirs, ours in alias.inputs.items() if theirs != ours]
                 notes += [f"{name} values " + ", ".join(f"`{a}` → `{b}`" for a, b in values.items())
                           for name, values in alias.values.items()]
