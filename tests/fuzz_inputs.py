@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+from graphflow.comfy_format import export_api
+from graphflow.registry import default_registry
 from graphflow.validation import Problem, validate
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
@@ -20,8 +22,8 @@ def seeds() -> list:
     shipped = [json.loads(p.read_text()) for p in sorted(WORKFLOWS.glob("*.json"))]
     ours = [w for w in shipped if "nodes" in w]
     comfy = [w for w in shipped if "nodes" not in w]  # workflows shipped in ComfyUI's API format
-    comfy += [{i: {"class_type": n["type"], "inputs": n.get("inputs", {}), "_meta": {"title": i}}
-               for i, n in w["nodes"].items()} for w in ours]
+    registry = default_registry()  # ours written as ComfyUI API graphs, with ComfyUI's class and input names
+    comfy += [export_api(parse_workflow(w), registry) for w in ours]
     return ours + comfy
 
 

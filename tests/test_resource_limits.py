@@ -14,7 +14,8 @@ from graphflow import cli
 from graphflow import folders as folders_module
 from graphflow.api import IMAGE, Estimate, Int, Node, Size
 from graphflow.executor import Executor
-from graphflow.registry import Registry
+from graphflow.comfy_format import export_api
+from graphflow.registry import Registry, default_registry
 from graphflow.resource_limits import SERVER_LIMITS, RunLimits, check, default_estimate
 from graphflow.server.app import SERVER, create_app
 from graphflow.validation import plan_workflow, validate
@@ -144,7 +145,8 @@ async def test_server_defaults_refuse_the_bomb(builtin_registry, aiohttp_client,
 
 
 def to_comfy(workflow: dict) -> dict:
-    return {i: {"class_type": n["type"], "inputs": n["inputs"]} for i, n in workflow["nodes"].items()}
+    """The workflow as a ComfyUI API prompt (ComfyUI's class and input names)."""
+    return export_api(parse_workflow(workflow), default_registry())
 
 
 # --- the time limit ---------------------------------------------------------------------------
