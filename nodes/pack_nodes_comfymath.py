@@ -162,13 +162,21 @@ def _float(value, name: str) -> float:
         raise NodeInputError(name, f"expected a number, got {type(value).__name__} {value!r:.60}")
     try:
         return float(value)
-    except OverflowError:
-        raise NodeInputError(name, f"{value:.60} is too big for a float") from None
+    except OverflowError:  # only an int is too big: its size told, as its digits may be too many to print
+        raise NodeInputError(name, f"{_magnitude(value)} is too big for a float") from None
+
+
+def _magnitude(value: int) -> str:
+    """A whole number's size, as a huge one can be told: formatting it as a float overflows and
+    printing its digits is refused past 4300 of them."""
+    return f"about {'-' if value < 0 else ''}2**{abs(value).bit_length()}"
 
 
 def _whole(value: int, name: str) -> int:
+    """value, if an INT holds it (+-INT_LIMIT)."""
     if abs(value) > INT_LIMIT:
-        raise NodeInputError(name, f"the result {value:.3e} is past +-{INT_LIMIT} (2**64 - 1), the most an INT holds")
+        raise NodeInputError(name, f"the result ({_magnitude(value)}) is past +-{INT_LIMIT} (2**64 - 1), "
+                                   "the most an INT holds")
     return value
 
 

@@ -276,6 +276,23 @@ def test_number_conversions(registry):
         assert caught.value.input == "a"
 
 
+def test_errors_on_huge_numbers_tell_their_size(registry):
+    """The messages about a whole number too big tell its size as a power of two, which can't
+    itself fail (formatting 10**320 as a float overflows; 10**5000 has too many digits to print)."""
+    with pytest.raises(NodeInputError) as caught:
+        cm(registry, "CM_IntBinaryOperation", op="Pow", a=100000, b=64)  # 10**320: past the limit
+    assert caught.value.input == "b" and f"about 2**{(10 ** 320).bit_length()}" in str(caught.value)
+    for a in (10 ** 400, -(10 ** 5000)):
+        with pytest.raises(NodeInputError) as caught:
+            cm(registry, "CM_NumberToFloat", a=a)
+        size = f"about {'-' if a < 0 else ''}2**{abs(a).bit_length()}"
+        assert caught.value.input == "a" and size in str(caught.value)
+        assert "too big for a float" in str(caught.value)
+        with pytest.raises(NodeInputError) as caught:
+            cm(registry, "CM_NumberUnaryOperation", op="Neg", a=a)
+        assert caught.value.input == "a"
+
+
 def test_compose_and_break_out_vectors(registry):
     assert cm(registry, "CM_ComposeVec2", x=1.0, y=2.0) == (1.0, 2.0)
     assert cm(registry, "CM_ComposeVec3", x=1.0, y=2.0, z=3.0) == (1.0, 2.0, 3.0)
