@@ -712,11 +712,14 @@ class CMVec4ScalarOperation(_VecScalarOperation):
 
 
 def _whole_of(value, name: str) -> int:
-    """int(value) of a float or NUMBER (toward zero), as the pack converts; inf and NaN refused."""
+    """int(value) of a float or NUMBER (toward zero), as the pack converts, held to +-INT_LIMIT;
+    inf and NaN refused."""
+    number = _float(value, name)
     try:
-        return int(_float(value, name))
+        whole = int(number)
     except (OverflowError, ValueError):
-        raise NodeInputError(name, f"{value!r} has no whole-number value") from None
+        raise NodeInputError(name, f"{number!r} has no whole-number value") from None
+    return _whole(whole, name)
 
 
 class CMBoolToInt(Node):
@@ -742,7 +745,8 @@ class CMIntToBool(Node):
 
 
 class CMFloatToInt(Node):
-    """A number's whole part (toward zero), as ComfyMath's FloatToInt gives it; inf and NaN are errors."""
+    """A number's whole part (toward zero), as ComfyMath's FloatToInt gives it; inf and NaN are
+    errors, and so (unlike the pack) is a whole part past +-(2**64 - 1), the most an INT holds."""
     category = "math/conversion"
     a: float = Float(0.0)
     outputs = {"INT": INT}
@@ -775,7 +779,8 @@ class CMIntToNumber(Node):
 
 
 class CMNumberToInt(Node):
-    """A NUMBER's whole part (toward zero), as ComfyMath's NumberToInt gives it."""
+    """A NUMBER's whole part (toward zero), as ComfyMath's NumberToInt gives it; inf and NaN are
+    errors, and so (unlike the pack) is a whole part past +-(2**64 - 1), the most an INT holds."""
     category = "math/conversion"
     a: NUMBER
     outputs = {"INT": INT}
@@ -783,7 +788,7 @@ class CMNumberToInt(Node):
 
     def run(self):
         if isinstance(self.a, int) and not isinstance(self.a, bool):
-            return self.a  # int(a) of a whole NUMBER: itself, however big
+            return _whole(self.a, "a")  # int(a) of a whole NUMBER: itself, exact (no float on the way)
         return _whole_of(self.a, "a")
 
 

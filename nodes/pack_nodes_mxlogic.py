@@ -205,7 +205,8 @@ class LogicIfExecute(Node):
 
 class LogicDebugPrint(Node):
     """Show a value (its text, the first SHOWN_TEXT characters), as ComfyUI-Logic's DebugPrint
-    prints it on the server's console; here it is printed there too and shown on the node."""
+    prints it on the server's console; here it is printed there too and shown on the node. A
+    value Python won't write as text (a whole number of over 4300 digits) is an error naming ANY."""
     category = "Logic"
     output_node = True
     ANY: ANY
@@ -213,6 +214,9 @@ class LogicDebugPrint(Node):
     comfy = ComfyAlias(("DebugPrint", "DebugPrint-🔬"))
 
     def run(self):
-        text = str(self.ANY)
+        try:
+            text = str(self.ANY)
+        except ValueError as e:  # Python's limit on the digits of an int written as text
+            raise NodeInputError("ANY", f"{type(self.ANY).__name__} can't be written as text ({e})") from None
         print(text[:SHOWN_TEXT])
         show(text=[text[:SHOWN_TEXT]])

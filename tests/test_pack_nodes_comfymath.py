@@ -262,10 +262,11 @@ def test_bool_not_and_conversions(registry):
 
 
 def test_number_conversions(registry):
-    for a in (2.7, -2.7, 0.0, 1e20):
+    for a in (2.7, -2.7, 0.0, 1e19, -1e19):  # 1e19 < 2**64 - 1 < 1e20
         assert cm(registry, "CM_FloatToInt", a=a) == math.trunc(a)
         assert cm(registry, "CM_NumberToInt", a=a) == math.trunc(a)
     assert cm(registry, "CM_NumberToInt", a=7) == 7
+    assert [cm(registry, "CM_NumberToInt", a=a) for a in (INT_LIMIT, -INT_LIMIT)] == [INT_LIMIT, -INT_LIMIT]
     assert cm(registry, "CM_IntToFloat", a=7) == 7.0 and type(cm(registry, "CM_IntToFloat", a=7)) is float
     assert cm(registry, "CM_IntToNumber", a=7) == 7
     assert cm(registry, "CM_FloatToNumber", a=0.25) == 0.25
@@ -274,6 +275,16 @@ def test_number_conversions(registry):
         with pytest.raises(NodeInputError) as caught:
             cm(registry, "CM_NumberToInt", a=a)
         assert caught.value.input == "a"
+
+
+def test_whole_numbers_past_the_limit_are_refused_naming_the_input(registry):
+    """An INT holds +-(2**64 - 1): FloatToInt and NumberToInt refuse a bigger whole part (1e20,
+    1e300, a NUMBER of 400 digits) rather than pass it on."""
+    for name, a in [("CM_FloatToInt", 1e20), ("CM_FloatToInt", -1e300), ("CM_NumberToInt", 1e20),
+                    ("CM_NumberToInt", 10 ** 400), ("CM_NumberToInt", -(INT_LIMIT + 1))]:
+        with pytest.raises(NodeInputError) as caught:
+            cm(registry, name, a=a)
+        assert caught.value.input == "a" and "past" in str(caught.value), (name, a)
 
 
 def test_errors_on_huge_numbers_tell_their_size(registry):

@@ -139,6 +139,13 @@ def test_value_nodes(registry):
     assert registry.comfy_node("String-🔬").input_specs["value"].widget.multiline
 
 
+def test_debug_print_shows_the_text_or_names_its_input(registry):
+    assert node(registry, "DebugPrint", ANY=12345) is None
+    with pytest.raises(NodeInputError) as caught:  # str() refuses an int of over 4300 digits
+        node(registry, "DebugPrint", ANY=10 ** 5000)
+    assert caught.value.input == "ANY"
+
+
 COMPARE_REFERENCE = {"a == b": operator.eq, "a != b": operator.ne, "a < b": operator.lt, "a > b": operator.gt,
                      "a <= b": operator.le, "a >= b": operator.ge}
 
