@@ -20,6 +20,9 @@ kept as it declares them: its conditions give BOOL (not ComfyUI's BOOLEAN), its 
 take and give BOOLEAN, and NUMBER, BOOL and VEC inputs are links only (the editor makes no
 widget for them).
 
+The float operations and conditions, and FloatToNumber, take a linked inf or NaN as the pack
+does (ComfyUI checks no linked value); a typed-in FLOAT is finite, as everywhere here.
+
 Deliberately unlike the pack (which runs Python on the numbers as they come): whole-number
 results are held to +-INT_LIMIT (an int ** int or a factorial could otherwise hang the server),
 float operations work on floats, and what Python would fail on (division by zero, a math domain
@@ -214,7 +217,7 @@ class CMFloatUnaryOperation(Node):
     A value outside the function's domain (Sqrt of -1, Ln of 0) is an error naming `a`."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_UNARY_OPERATIONS), "Neg")
-    a: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"FLOAT": FLOAT}
     comfy = ComfyAlias(("CM_FloatUnaryOperation",))
 
@@ -224,12 +227,11 @@ class CMFloatUnaryOperation(Node):
 
 class CMFloatUnaryCondition(Node):
     """Whether a number is zero, positive, negative, non-zero, +inf, -inf, NaN, finite, infinite,
-    even or odd, as ComfyMath's FloatUnaryCondition tells it (a BOOL). FLOAT inputs here take
-    finite numbers only, so the infinity and NaN tests are of use on a NUMBER
-    (CM_NumberUnaryCondition), which may be either."""
+    even or odd, as ComfyMath's FloatUnaryCondition tells it (a BOOL). A typed-in a is a finite
+    number; a linked one may be inf or NaN (a float operation's overflow), as in the pack."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_UNARY_CONDITIONS), "IsZero")
-    a: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"BOOL": BOOL}
     comfy = ComfyAlias(("CM_FloatUnaryCondition",))
 
@@ -243,8 +245,8 @@ class CMFloatBinaryOperation(Node):
     negative a to a fractional power are errors naming b; a domain error (Log of 0) names a."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_BINARY_OPERATIONS), "Add")
-    a: float = Float(0.0, step=0.001)
-    b: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
+    b: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"FLOAT": FLOAT}
     comfy = ComfyAlias(("CM_FloatBinaryOperation",))
 
@@ -256,8 +258,8 @@ class CMFloatBinaryCondition(Node):
     """a compared with b (Eq Neq Gt Gte Lt Lte), as ComfyMath's FloatBinaryCondition does (a BOOL)."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_BINARY_CONDITIONS), "Eq")
-    a: float = Float(0.0, step=0.001)
-    b: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
+    b: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"BOOL": BOOL}
     comfy = ComfyAlias(("CM_FloatBinaryCondition",))
 
@@ -795,7 +797,7 @@ class CMNumberToInt(Node):
 class CMFloatToNumber(Node):
     """A float as a NUMBER (unchanged), as ComfyMath's FloatToNumber gives it."""
     category = "math/conversion"
-    a: float = Float(0.0)
+    a: float = Float(0.0, linked_nonfinite=True)
     outputs = {"NUMBER": NUMBER}
     comfy = ComfyAlias(("CM_FloatToNumber",))
 

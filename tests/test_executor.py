@@ -288,6 +288,50 @@ def test_linked_min_lets_a_linked_value_under_min_through_but_not_a_typed_one(to
     assert typed.status != "ok" and any(p.input == "x" for p in typed.problems)
 
 
+def test_linked_nonfinite_lets_a_linked_inf_or_nan_through_but_not_a_typed_one(toy_registry):
+    import math
+
+    from graphflow.api import FLOAT, STRING, Float, Node
+
+    class Overflow(Node):  # a float operation whose result may be inf or NaN
+        category = "test"
+        value: float = Float(1e308, max=1e308)
+        times: float = Float(10.0)
+        outputs = {"product": FLOAT}
+
+        def run(self):
+            return self.value * self.times
+
+    class Kind(Node):  # tests its input for infinity and NaN, as it means to
+        category = "test"
+        x: float = Float(0.0, linked_nonfinite=True)
+        y: float = Float(0.0)
+        outputs = {"text": STRING}
+
+        def run(self):
+            return "inf" if math.isinf(self.x) else "nan" if math.isnan(self.x) else "finite"
+
+    toy_registry.add(Overflow, source="tests")
+    toy_registry.add(Kind, source="tests")
+
+    def run(times, linked="x", typed=None):
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "Overflow", "inputs": {"times": times}},
+            "2": {"type": "Kind", "inputs": {linked: ["1", 0], **(typed or {})}},
+            "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}},
+        }}))
+
+    assert run(10.0).outputs["3"] == {"text": ["inf"]}
+    assert run(-10.0).outputs["3"] == {"text": ["inf"]}
+    assert run(0.5).outputs["3"] == {"text": ["finite"]}
+    other = run(10.0, linked="y")  # a FLOAT without the hint still refuses a linked inf
+    assert other.status == "error" and other.error["input"] == "y" and other.error["node_id"] == "2"
+    for typed in (math.inf, math.nan):  # and a typed-in x is still finite
+        refused = Executor(toy_registry).run(parse_workflow({"nodes": {
+            "2": {"type": "Kind", "inputs": {"x": typed}}, "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}}}}))
+        assert refused.status == "invalid" and any(p.input == "x" for p in refused.problems)
+
+
 def test_cache_lru_bounds_entries_and_bytes(toy_registry):
     cache = OutputCache(max_entries=2)
     executor = Executor(toy_registry, cache)

@@ -13,6 +13,7 @@ import torch
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_comfymath import FLOAT_BINARY_OPERATIONS, FLOAT_UNARY_CONDITIONS, FLOAT_UNARY_OPERATIONS, \
@@ -136,6 +137,30 @@ def test_float_unary_overflow_and_poles_are_errors(registry):
         with pytest.raises(NodeInputError) as caught:
             cm(registry, "CM_NumberUnaryOperation", op=op, a=a)
         assert caught.value.input == "a"
+
+
+def test_float_conditions_and_operations_take_a_linked_inf_or_nan(registry):
+    """A linked FLOAT may be inf or NaN on the float operations and conditions (an overflow from
+    1e308 * 10, then inf - inf), as ComfyUI lets a linked value through unchecked; a typed-in one
+    is still finite, and a FLOAT input that isn't meant to test it (FloatToInt) refuses it."""
+    prompt = {"1": {"class_type": "CM_FloatBinaryOperation", "inputs": {"op": "Mul", "a": 1e308, "b": 10.0}},
+              "2": {"class_type": "CM_FloatUnaryCondition", "inputs": {"op": "IsInfinite", "a": ["1", 0]}},
+              "3": {"class_type": "CM_FloatBinaryOperation", "inputs": {"op": "Sub", "a": ["1", 0], "b": ["1", 0]}},
+              "4": {"class_type": "CM_FloatUnaryCondition", "inputs": {"op": "IsNaN", "a": ["3", 0]}},
+              "5": {"class_type": "CM_FloatBinaryCondition", "inputs": {"op": "Gt", "a": ["1", 0], "b": 1e308}},
+              "6": {"class_type": "CM_FloatUnaryOperation", "inputs": {"op": "Neg", "a": ["1", 0]}},
+              "7": {"class_type": "CM_FloatToNumber", "inputs": {"a": ["6", 0]}},
+              "8": {"class_type": "CM_NumberUnaryCondition", "inputs": {"op": "IsNegativeInfinity", "a": ["7", 0]}}}
+    result = run_graph(registry, prompt, ["2", "4", "5", "8"])
+    assert result.values["1"] == (math.inf,) and math.isnan(result.values["3"][0])
+    assert [result.values[k] for k in ("2", "4", "5", "8")] == [(True,), (True,), (True,), (True,)]
+    refused = Executor(registry).run(parse_workflow(
+        {"1": prompt["1"], "2": {"class_type": "CM_FloatToInt", "inputs": {"a": ["1", 0]}}}, registry), outputs=["2"])
+    assert refused.status == "error" and refused.error["node_id"] == "2" and refused.error["input"] == "a"
+    cls = registry.comfy_node("CM_FloatUnaryCondition")
+    for typed in (math.inf, math.nan):
+        with pytest.raises(Exception):
+            cls.widget_model.model_validate({"op": "IsInfinite", "a": typed})
 
 
 def test_number_inputs_are_worked_on_as_floats_so_a_huge_power_cannot_hang(registry):
