@@ -19,10 +19,8 @@ with no inputs) fails in the pack itself and has no meaning here."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Interrupted, \
-    Node, NodeInputError, Text, show
+from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text, show, stop_after_this_node
 from nodes.pack_nodes_comfymath import INT_LIMIT
 
 # No COMFY_PACK: this module holds two packs, so each class is named by CUSTOM_PACKS
@@ -77,32 +75,23 @@ class MxSeed(Node):
         return self.X
 
 
-# The values mxStop stopped a run on, by identity (each kept alive so its id stays its own):
-# the same value reaching it again (what ran before it unchanged, so taken from the cache) passes.
-_STOPPED_ON: OrderedDict[int, object] = OrderedDict()
-STOPS_REMEMBERED = 8
-
-
 class MxStop(Node):
-    """Stop the run here, as mxToolkit's Stop does: the first time a value reaches it the run
-    ends interrupted at this node (what ran before it, previews and saves included, stays done);
-    run the workflow again with nothing before it changed and it passes In on and the run goes
-    on from there, as the pack's Continue (or Queue) button resumes it. In the pack, Stop passes
-    In on, interrupts the queue and is cached, so a rerun finds it done; here a rerun is told
-    apart by In being the very value it stopped on (taken from the cache). Its button itself is
-    the editor's."""
+    """Stop the run here, as mxToolkit's Stop does: it passes In on and the run ends interrupted
+    after it, what ran before it (previews and saves included) done and Stop's own output kept
+    in the cache. Run the workflow again with nothing before it changed and Stop, found in the
+    cache, doesn't run: the run goes on from there, as the pack's Continue (or Queue) button
+    resumes it; a changed input before it stops the run again, and so does a rerun after the
+    cache has dropped Stop's output. On a list, Stop passes every item on, then ends the run
+    (in ComfyUI, which checks for an interrupt before each item, the pack's Stop ends the run
+    at the list's second item, unfinished, every time). Its button itself is the editor's."""
     category = "utils/mxToolkit"
     In: ANY
     outputs = {"*": ANY}
     comfy = ComfyAlias(("mxStop",))
 
     def run(self):
-        if _STOPPED_ON.pop(id(self.In), None) is self.In:
-            return self.In
-        _STOPPED_ON[id(self.In)] = self.In
-        while len(_STOPPED_ON) > STOPS_REMEMBERED:
-            _STOPPED_ON.popitem(last=False)
-        raise Interrupted("stopped by mxStop: run again to go on")
+        stop_after_this_node()
+        return self.In
 
 
 # -- ComfyUI-Logic -----------------------------------------------------------------------------

@@ -219,6 +219,39 @@ def test_interrupt_between_nodes(toy_registry):
     assert result.error["node_id"] in {"2", "3"}
 
 
+def test_a_node_can_end_the_run_after_itself(toy_registry):
+    """stop_after_this_node(): the node finishes, its outputs are cached, and the run ends
+    interrupted there; the rerun takes it from the cache and goes on."""
+    from graphflow.api import Node, stop_after_this_node
+    from toy_nodes import NUMBER
+
+    class StopHere(Node):
+        category = "test"
+        x: NUMBER
+        outputs = {"x": NUMBER}
+
+        def run(self):
+            runs["StopHere"] += 1
+            stop_after_this_node()
+            return self.x
+
+    toy_registry.add(StopHere, source="tests")
+    assert stop_after_this_node() is None  # outside a run: nothing to stop
+    wf = {"nodes": {"1": {"type": "Number", "inputs": {"value": 4}},
+                    "2": {"type": "StopHere", "inputs": {"x": ["1", 0]}},
+                    "3": {"type": "Show", "inputs": {"x": ["2", 0]}}}}
+    executor, events = Executor(toy_registry), []
+    before = runs["StopHere"]
+    stopped = executor.run(parse_workflow(wf), on_event=events.append)
+    assert stopped.status == "interrupted" and stopped.executed == ["1", "2"] and stopped.values["2"] == (4.0,)
+    assert stopped.error["node_id"] == "2" and stopped.error["exception_type"] == "Interrupted"
+    kinds = [(e["type"], e.get("node")) for e in events]
+    assert kinds[-3:] == [("node_finished", "2"), ("run_interrupted", "2"), ("run_finished", None)]
+    went_on = executor.run(parse_workflow(wf))
+    assert went_on.ok and went_on.cached == ["1", "2"] and went_on.outputs["3"] == {"text": ["4.0"]}
+    assert runs["StopHere"] == before + 1
+
+
 def test_progress_events_carry_node_and_counts(toy_registry):
     wf = parse_workflow({"nodes": {
         "1": {"type": "Number"},

@@ -4,7 +4,9 @@ values, Compare against Python's operators, If ANY execute A else B against Pyth
 DebugPrint's text, the clear errors, and UI-format saves and API prompts with the packs' class
 names (Logic's bare ones and its later "-🔬" ones) that run and are written back unchanged."""
 
+import gc
 import operator
+import weakref
 
 import pytest
 import torch
@@ -80,6 +82,71 @@ def test_stop_ends_the_first_run_and_a_rerun_goes_on(registry):
     prompt["1"]["inputs"]["value"] = "second"
     assert executor.run(parse_workflow(prompt, registry)).status == "interrupted"
     assert executor.run(parse_workflow(prompt, registry)).outputs["3"] == {"text": ["second"]}
+
+
+def stop_prompt(source: dict) -> dict:
+    return {"1": source, "2": {"class_type": "mxStop", "inputs": {"In": ["1", 0]}},
+            "3": {"class_type": "DebugPrint", "inputs": {"ANY": ["2", 0]}}}
+
+
+def test_stop_on_a_list_passes_every_item_then_a_rerun_goes_on(registry):
+    """Stop gets a list item by item: it passes all nine on, the run ends after its last item,
+    and the second run goes on with the whole list (nothing to remember item by item)."""
+    lines = [f"line{i}" for i in range(9)]
+    prompt = stop_prompt({"class_type": "CR Text List",
+                          "inputs": {"multiline_text": "\n".join(lines), "start_index": 0, "max_rows": 1000}})
+    executor = Executor(registry)
+    stopped = executor.run(parse_workflow(prompt, registry))
+    assert stopped.status == "interrupted" and stopped.error["node_id"] == "2"
+    assert list(stopped.values["2"][0]) == lines and "3" not in stopped.executed
+    went_on = executor.run(parse_workflow(prompt, registry))
+    assert went_on.ok and "2" in went_on.cached and went_on.outputs["3"] == {"text": lines}
+
+
+def test_a_stop_in_one_workflow_lets_no_other_through(registry):
+    """Each workflow's Stop stops its own first run and lets its own rerun go on, whatever ran
+    between (two workflows whose values are the same small int included)."""
+    first = stop_prompt({"class_type": "Int", "inputs": {"value": 5}})
+    second = stop_prompt({"class_type": "CM_IntBinaryOperation", "inputs": {"op": "Add", "a": 2, "b": 3}})
+    executor = Executor(registry)
+    assert executor.run(parse_workflow(first, registry)).status == "interrupted"
+    assert executor.run(parse_workflow(second, registry)).status == "interrupted"
+    assert executor.run(parse_workflow(first, registry)).outputs["3"] == {"text": ["5"]}
+    assert executor.run(parse_workflow(second, registry)).outputs["3"] == {"text": ["5"]}
+    assert Executor(registry).run(parse_workflow(first, registry)).status == "interrupted"  # another cache
+
+
+def test_stop_keeps_nothing_outside_the_cache(registry):
+    """What Stop passed on is held by the cache alone: cleared from it, the value is freed."""
+    prompt = stop_prompt({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                                 "color": 0}})
+    executor = Executor(registry)
+    stopped = executor.run(parse_workflow(prompt, registry))
+    assert stopped.status == "interrupted"
+    image = weakref.ref(stopped.values["2"][0])
+    del stopped
+    executor.cache.clear()
+    gc.collect()
+    assert image() is None
+
+
+async def test_a_stopped_run_is_recorded_interrupted_by_the_server(aiohttp_client, tmp_path, registry):
+    """Through the server: the first run's record says interrupted at Stop (as ComfyUI's
+    execution_interrupted), the rerun's success, with DebugPrint's text."""
+    from graphflow.server.app import create_app
+    from tests.test_server import wait_status
+
+    client = await aiohttp_client(create_app(registry, tmp_path / "runs.db", web_dir=None))
+    prompt = stop_prompt({"class_type": "String", "inputs": {"value": "server"}})
+    records = []
+    for _ in range(2):
+        response = await client.post("/api/runs", json={"workflow": prompt})
+        assert response.status == 200
+        run_id = (await response.json())["run_id"]
+        records.append(await wait_status(client, run_id, ("success", "error", "interrupted", "invalid")))
+    assert records[0]["status"] == "interrupted" and records[0]["error"]["node_id"] == "2"
+    assert records[0]["error"]["node_type"] == "MxStop" and "3" not in records[0]["executed"]
+    assert records[1]["status"] == "success" and records[1]["outputs"]["3"] == {"text": ["server"]}
 
 
 def test_ui_save_of_the_sliders_reads_their_widgets(registry):
