@@ -113,33 +113,44 @@ def _truth(value, input_name: str) -> bool:
 
 
 class LogicString(Node):
-    """A text, as ComfyUI-Logic's String gives it."""
+    """A text, as ComfyUI-Logic's String gives it. The bare name "String" is ComfyLiterals'
+    class too (its input named String): a prompt or save of either pack runs here, and is
+    written back in ComfyUI-Logic's shape."""
     category = "Logic"
     value: str = Text("", multiline=True)
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("String", "String-🔬"))
+    comfy = (ComfyAlias(("String",), inputs={"String": "value", "value": "value"}), ComfyAlias(("String-🔬",)))
 
     def run(self):
         return self.value
 
 
 class LogicInt(Node):
-    """A whole number, as ComfyUI-Logic's Int gives it."""
+    """A whole number, as ComfyUI-Logic's Int gives it. The bare name "Int" is ComfyLiterals'
+    class too, whose Number is a text: a prompt or save of either pack runs here (written back
+    in ComfyUI-Logic's shape), a typed-in text read as the whole number it writes ("7", "-12")
+    and any other text refused, naming the input. A text linked into Number is refused: the
+    value here is a whole-number widget, which takes INT links only."""
     category = "Logic"
     value: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)
     outputs = {"INT": INT}
-    comfy = ComfyAlias(("Int", "Int-🔬"))
+    comfy = (ComfyAlias(("Int",), inputs={"Number": "value", "value": "value"}), ComfyAlias(("Int-🔬",)))
 
     def run(self):
         return self.value
 
 
 class LogicFloat(Node):
-    """A number, as ComfyUI-Logic's Float gives it."""
+    """A number, as ComfyUI-Logic's Float gives it. The bare name "Float" is ComfyLiterals'
+    class too (Number, a text) and Derfuu's ModdedNodes' (Value): a prompt or save of any of
+    them runs here (written back in ComfyUI-Logic's shape), a typed-in text read as the number
+    it writes ("1.5", "1e3") and any other text (or inf, NaN) refused, naming the input. A text
+    linked into Number is refused: the value here is a number widget (INT or FLOAT links)."""
     category = "Logic"
     value: float = Float(0, step=0.01)
     outputs = {"FLOAT": FLOAT}
-    comfy = ComfyAlias(("Float", "Float-🔬"))
+    comfy = (ComfyAlias(("Float",), inputs={"Number": "value", "Value": "value", "value": "value"}),
+             ComfyAlias(("Float-🔬",)))
 
     def run(self):
         return self.value

@@ -213,6 +213,43 @@ def test_debug_print_shows_the_text_or_names_its_input(registry):
     assert caught.value.input == "ANY"
 
 
+@pytest.mark.parametrize("class_type, inputs, want", [
+    ("Int", {"Number": "7"}, 7), ("Int", {"Number": " -12 "}, int(" -12 ")),  # ComfyLiterals: int(Number)
+    ("Float", {"Number": "1.5"}, 1.5), ("Float", {"Number": "1e3"}, float("1e3")),  # float(Number)
+    ("Float", {"Value": 2.5}, 2.5),  # Derfuu's ModdedNodes' Float
+    ("String", {"String": "hi"}, "hi")])  # ComfyLiterals' String
+def test_the_shared_bare_names_take_the_other_packs_inputs(registry, class_type, inputs, want):
+    """Int, Float and String are also ComfyLiterals' classes (Number / String, texts) and Float
+    Derfuu's (Value): their API prompts run, the text read as Python's int() / float() reads it."""
+    prompt = {"1": {"class_type": class_type, "inputs": inputs},
+              "2": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 0]}}}
+    got = run_graph(registry, prompt).values["1"][0]
+    assert got == want and type(got) is type(want)
+
+
+@pytest.mark.parametrize("class_type, text", [("Int", "abc"), ("Int", "1e3"), ("Float", "x1"), ("Float", "inf")])
+def test_a_text_that_is_no_number_is_refused_naming_the_input(registry, class_type, text):
+    prompt = {"1": {"class_type": class_type, "inputs": {"Number": text}},
+              "2": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry))
+    assert result.status == "invalid"
+    assert [(p.node_id, p.input) for p in result.problems] == [("1", "value")]
+    assert repr(text) in result.problems[0].message
+
+
+def test_a_ui_save_of_comfyliterals_int_runs(registry):
+    """ComfyLiterals' Int saves its Number text as the one widget value: read as the number."""
+    nodes = [ui_node(1, "Int", ["1"], outputs=[("INT", "INT", [1])]),
+             ui_node(2, "Float", ["0.25"], outputs=[("FLOAT", "FLOAT", [2])]),
+             ui_node(3, "CM_IntBinaryOperation", ["Add", 0, 0], [("a", "INT", 1, True), ("b", "INT", None, True)],
+                     [("INT", "INT", [3])]),
+             ui_node(4, "DebugPrint", [], [("ANY", "*", 3, False)]),
+             ui_node(5, "DebugPrint", [], [("ANY", "*", 2, False)])]
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "INT"], [2, 2, 0, 5, 0, "FLOAT"], [3, 3, 0, 4, 0, "INT"]])
+    result = run_graph(registry, graph)
+    assert result.values["1"] == (1,) and result.values["2"] == (0.25,) and result.outputs["4"] == {"text": ["1"]}
+
+
 COMPARE_REFERENCE = {"a == b": operator.eq, "a != b": operator.ne, "a < b": operator.lt, "a > b": operator.gt,
                      "a <= b": operator.le, "a >= b": operator.ge}
 
