@@ -13,9 +13,11 @@ page is the editor's.
 ComfyUI-Logic (theUpsider/ComfyUI-Logic): Compare, Int, Float, Bool, String, "If ANY execute A
 else B" and DebugPrint, under both the bare names of its earlier versions (read from the stored
 copy index id 5109794068) and the "-🔬" names of nodes.py at
-2159d64567c1445d3ff375b5de90b127ee0e56e0 (String's box multiline there). Left out: that
-version's "If ANY return A else B-🔬", whose class lookup (it runs another node class by name
-with no inputs) fails in the pack itself and has no meaning here."""
+2159d64567c1445d3ff375b5de90b127ee0e56e0 (String's box multiline there). "If ANY return A else
+B-🔬" is the If node (IfExecute: IF_TRUE or IF_FALSE by ANY), as the pack's README and its
+later versions have it; at 2159d64 a second entry of that name in the class table (IfExecuteNode,
+which runs another node class by name with no inputs and fails in the pack itself) overrode it,
+and a save of that one (ANY with NODE_TRUE / NODE_FALSE choices) is refused here naming them."""
 
 from __future__ import annotations
 
@@ -189,15 +191,15 @@ class LogicCompare(Node):
 
 class LogicIfExecute(Node):
     """IF_TRUE when ANY is true (Python's truth: non-zero, non-empty), else IF_FALSE, as
-    ComfyUI-Logic's "If ANY execute A else B" passes them on. Both IF_TRUE and IF_FALSE are
-    worked out before the choice, as in the pack (no lazy inputs: the branch not taken runs
-    too)."""
+    ComfyUI-Logic's "If ANY execute A else B" (later "If ANY return A else B-🔬") passes them
+    on. Both IF_TRUE and IF_FALSE are worked out before the choice, as in the pack (no lazy
+    inputs: the branch not taken runs too)."""
     category = "Logic"
     ANY: ANY
     IF_TRUE: ANY
     IF_FALSE: ANY
     outputs = {"?": ANY}
-    comfy = ComfyAlias(("If ANY execute A else B",))
+    comfy = ComfyAlias(("If ANY execute A else B", "If ANY return A else B-🔬"))
 
     def run(self):
         return self.IF_TRUE if _truth(self.ANY, "ANY") else self.IF_FALSE

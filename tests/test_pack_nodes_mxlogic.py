@@ -35,10 +35,11 @@ LOGIC_NAMES = ("Compare", "Int", "Float", "Bool", "String", "If ANY execute A el
 def test_the_packs_names_are_ours_and_clash_with_no_core_class(registry):
     catalogue = comfy_catalogue()
     for name in (*LOGIC_NAMES, *(f"{n}-🔬" for n in LOGIC_NAMES if n != "If ANY execute A else B"),
-                 "mxSlider", "mxSlider2D", "mxSeed", "mxStop"):
+                 "If ANY return A else B-🔬", "mxSlider", "mxSlider2D", "mxSeed", "mxStop"):
         assert name not in catalogue
         assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_mxlogic"
-    assert custom_pack("If ANY return A else B-🔬") == "ComfyUI-Logic"  # the one left out is named as the pack's
+    assert registry.comfy_node("If ANY return A else B-🔬") is registry.comfy_node("If ANY execute A else B")
+    assert custom_pack("If ANY return A else B-🔬") == "ComfyUI-Logic"
     assert custom_pack("Integer") is None and custom_pack("IntSomething") is None  # whole names only
     assert custom_pack("mxSomethingNew") == "ComfyUI-mxToolkit"
 
@@ -274,6 +275,19 @@ def test_compare_errors(registry):
 def test_if_execute_follows_pythons_truth(registry, condition):
     got = node(registry, "If ANY execute A else B", ANY=condition, IF_TRUE="A", IF_FALSE="B")
     assert got == ("A" if bool(condition) else "B")
+
+
+def test_if_return_is_the_if_node(registry):
+    """The pack's later name "If ANY return A else B-🔬" is its If (IfExecute): an API prompt
+    with it runs and is written back under that name."""
+    prompt = {"1": {"class_type": "Bool-🔬", "inputs": {"value": False}},
+              "2": {"class_type": "String-🔬", "inputs": {"value": "A"}},
+              "3": {"class_type": "String-🔬", "inputs": {"value": "B"}},
+              "4": {"class_type": "If ANY return A else B-🔬",
+                    "inputs": {"ANY": ["1", 0], "IF_TRUE": ["2", 0], "IF_FALSE": ["3", 0]}},
+              "5": {"class_type": "DebugPrint-🔬", "inputs": {"ANY": ["4", 0]}}}
+    assert run_graph(registry, prompt).outputs["5"] == {"text": ["B"]}
+    assert export_api(parse_workflow(prompt, registry), registry)["4"]["class_type"] == "If ANY return A else B-🔬"
 
 
 def test_if_execute_on_a_tensor(registry):
