@@ -35,10 +35,10 @@ import operator
 
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
     socket_type
+from nodes.pack_nodes import INT_LIMIT
 
 COMFY_PACK = "ComfyMath"  # the custom node pack this module's ComfyUI classes come from
 
-INT_LIMIT = 2 ** 64 - 1  # the largest whole number a ComfyUI INT widget holds (a seed's max)
 INT_LIMIT_BITS = INT_LIMIT.bit_length()
 
 BOOL = socket_type("BOOL", "#7986cb", "ComfyMath's true/false (its conditions' type; ComfyUI's own is BOOLEAN)")
@@ -928,29 +928,28 @@ def _image_size(image) -> tuple[int, int]:
     return shape[2], shape[1]
 
 
-class CMSDXLResolution(Node):
-    """The width and height of one of SDXL's trained sizes, as ComfyMath's SDXLResolution gives them."""
-    category = "math/graphics"
-    resolution: str = Choice(_names(SDXL_RESOLUTIONS), "1024x1024")
+class _ListedResolution(Node):
+    """A listed size's width and height, from its name "WxH"."""
     outputs = {"width": INT, "height": INT}
-    comfy = ComfyAlias(("CM_SDXLResolution",))
 
     def run(self):
         width, height = self.resolution.split("x")
         return int(width), int(height)
 
 
-class CMSDXLExtendedResolution(Node):
+class CMSDXLResolution(_ListedResolution):
+    """The width and height of one of SDXL's trained sizes, as ComfyMath's SDXLResolution gives them."""
+    category = "math/graphics"
+    resolution: str = Choice(_names(SDXL_RESOLUTIONS), "1024x1024")
+    comfy = ComfyAlias(("CM_SDXLResolution",))
+
+
+class CMSDXLExtendedResolution(_ListedResolution):
     """The width and height of one of the 40 SDXL sizes (512x2048 to 2048x512), as ComfyMath's
     SDXLExtendedResolution gives them."""
     category = "math/graphics"
     resolution: str = Choice(_names(SDXL_EXTENDED_RESOLUTIONS), "512x2048")
-    outputs = {"width": INT, "height": INT}
     comfy = ComfyAlias(("CM_SDXLExtendedResolution",))
-
-    def run(self):
-        width, height = self.resolution.split("x")
-        return int(width), int(height)
 
 
 class CMNearestSDXLResolution(Node):

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, show, stop_after_this_node
-from nodes.pack_nodes_comfymath import INT_LIMIT
+from nodes.pack_nodes import INT_LIMIT
+from nodes.pack_nodes_easyuse import COMPARISONS  # the same six, names and order, as Logic's Compare
 
 # No COMFY_PACK: this module holds two packs, so each class is named by CUSTOM_PACKS
 # (graphflow.comfy_format: "ComfyUI-mxToolkit" by its "mx" prefix, "ComfyUI-Logic" by whole name).
@@ -98,10 +99,6 @@ class MxStop(Node):
 
 # -- ComfyUI-Logic -----------------------------------------------------------------------------
 
-COMPARISONS = {
-    "a == b": lambda a, b: a == b, "a != b": lambda a, b: a != b, "a < b": lambda a, b: a < b,
-    "a > b": lambda a, b: a > b, "a <= b": lambda a, b: a <= b, "a >= b": lambda a, b: a >= b,
-}
 SHOWN_TEXT = 10_000  # DebugPrint shows at most this many characters of a value
 
 
