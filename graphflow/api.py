@@ -12,6 +12,7 @@ from graphflow.context import (
     run_limits,
     send_image,
     show,
+    stop_after_this_node,
     warn,
     workflow_texts,
 )
@@ -51,6 +52,6 @@ __all__ = [
     "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "SAMPLER", "GUIDER", "NOISE",
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "workflow_texts", "Interrupted",
-    "run_limits",
+    "run_limits", "stop_after_this_node",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated",
 ]

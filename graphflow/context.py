@@ -49,6 +49,7 @@ class NodeContext:
     item: int | None = None  # in a run per list item: this item's index (from 0) ...
     items: int | None = None  # ... and how many there are
     reported: bool = False  # the node reported progress of its own during this item
+    stop_after: bool = False  # the node asked the run to end after it (stop_after_this_node)
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -74,6 +75,18 @@ def check_interrupted() -> None:
     ctx = _current.get()
     if ctx is not None and ctx.interrupt.is_set():
         raise Interrupted(f"interrupted in node {ctx.node_id} ({ctx.node_type})")
+
+
+def stop_after_this_node() -> None:
+    """End the run after the running node, as ComfyUI's interrupt_processing() called from a node
+    does (mxToolkit's Stop): the node finishes and its outputs are kept (cached, as any node's),
+    then the run ends interrupted there, what ran before it done. A node run once per list item
+    stops the run after its last item. A rerun with the node's inputs unchanged finds it in the
+    cache, doesn't run it, and so goes on past it (unless the cache dropped it meanwhile, or the
+    node is not cacheable). No-op outside a run."""
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.stop_after = True
 
 
 def progress(value: int, total: int, preview: Any = None) -> None:

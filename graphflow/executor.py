@@ -5,6 +5,9 @@ fingerprint and the signatures of the nodes it links from, so an unchanged subgr
 the cache, a changed widget re-runs only that node and its descendants, and two identical
 subgraphs in one graph run once.
 
+A node may end the run after itself (graphflow.api.stop_after_this_node): the run is
+interrupted there with the node's outputs cached, so a rerun finds it done and goes on.
+
 Data lists (ComfyUI's): a ListOf output is an ItemList; a node that gets one runs once per item
 and caches its outputs, lists of the runs' values, as one entry; a node with input_is_list runs
 once on whole lists (graphflow.node).
@@ -196,6 +199,9 @@ class Executor:
                 self.cache.put(signature, outputs, ctx.ui)
             emit({"type": "node_finished", "run_id": run_id, "node": node_id, "node_type": node_type,
                   "elapsed": elapsed, "ui": ctx.ui})
+            if ctx.stop_after:  # stop_after_this_node(): the run ends here, this node's outputs kept
+                self._interrupted(result, emit, node_id, node_type, "after it ran, as the node asks")
+                return
 
     def _fail(self, result, emit, node_id, node_type, exc, ctx: NodeContext | None = None) -> None:
         result.status = "error"

@@ -74,6 +74,9 @@ def Int(default=_REQUIRED, *, min=None, max=None, step=1, description="", **hint
 
 
 def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", **hints) -> Any:
+    """A finite number. `linked_nonfinite=True` lets a value that arrives by a link be inf or NaN
+    where the node means to handle them (a test for infinity, a pack's float operation whose
+    ComfyUI node gets linked values unchecked); a typed-in value still has to be finite."""
     return Widget("FLOAT", default, min, max, step, description=description, hints=hints)
 
 
@@ -92,6 +95,8 @@ def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, des
     (e.g. the files in a models folder). Hints such as `upload="image"` guide the editor."""
     return Widget("CHOICE", default, options=options, description=description, hints=hints)
 
+
+LINKED_HINTS = {"linked_min", "linked_nonfinite"}  # hints that check a linked value unlike a typed one
 
 _PLAIN_WIDGET_KINDS = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOLEAN"}
 
@@ -153,7 +158,8 @@ def _check_file_name(value: str) -> str:
 
 
 def _pydantic_field(spec: InputSpec, linked: bool = False):
-    """The widget's pydantic field; `linked`: for a value arriving by a link (its `linked_min`)."""
+    """The widget's pydantic field; `linked`: for a value arriving by a link (its `linked_min`,
+    `linked_nonfinite`)."""
     w = spec.widget
     default = ... if w.default is _REQUIRED else w.default
     if w.kind == "CHOICE":
@@ -168,7 +174,7 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
     if w.max is not None:
         constraints["le"] = w.max
     if w.kind == "FLOAT":
-        constraints["allow_inf_nan"] = False
+        constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
     return Annotated[python_type, Field(**constraints)], default
 
 
@@ -197,7 +203,7 @@ class Node:
     input_specs: ClassVar[dict[str, InputSpec]] = {}
     output_specs: ClassVar[tuple[OutputSpec, ...]] = ()
     widget_model: ClassVar[type[BaseModel]]
-    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min bounds
+    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min / linked_nonfinite
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -210,7 +216,7 @@ class Node:
             f"{cls.__name__}Widgets", __config__=ConfigDict(extra="ignore"), **widgets
         )
         cls.linked_widget_model = cls.widget_model
-        if any(s.widget and "linked_min" in s.widget.hints for s in cls.input_specs.values()):
+        if any(s.widget and LINKED_HINTS & s.widget.hints.keys() for s in cls.input_specs.values()):
             linked = {name: _pydantic_field(s, linked=True) for name, s in cls.input_specs.items() if s.widget}
             cls.linked_widget_model = create_model(
                 f"{cls.__name__}LinkedWidgets", __config__=ConfigDict(extra="ignore"), **linked

@@ -19,6 +19,10 @@ from graphflow.choices import RESIZE_METHODS
 from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE, _resize_image, temp_pngs
 
+# The bound packs most often give their whole-number widgets, both signs: 2**64 - 1, the most a
+# ComfyUI INT widget holds (a seed's max), so also the most a whole-number result may be here.
+INT_LIMIT = 0xFFFFFFFFFFFFFFFF
+
 
 def _core(cls, renamed: dict | None = None, **inputs):
     """A core node's run() on these inputs (the very code that node runs; widgets not given take

@@ -20,6 +20,9 @@ kept as it declares them: its conditions give BOOL (not ComfyUI's BOOLEAN), its 
 take and give BOOLEAN, and NUMBER, BOOL and VEC inputs are links only (the editor makes no
 widget for them).
 
+The float operations and conditions, and FloatToNumber, take a linked inf or NaN as the pack
+does (ComfyUI checks no linked value); a typed-in FLOAT is finite, as everywhere here.
+
 Deliberately unlike the pack (which runs Python on the numbers as they come): whole-number
 results are held to +-INT_LIMIT (an int ** int or a factorial could otherwise hang the server),
 float operations work on floats, and what Python would fail on (division by zero, a math domain
@@ -32,10 +35,10 @@ import operator
 
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
     socket_type
+from nodes.pack_nodes import INT_LIMIT
 
 COMFY_PACK = "ComfyMath"  # the custom node pack this module's ComfyUI classes come from
 
-INT_LIMIT = 2 ** 64 - 1  # the largest whole number a ComfyUI INT widget holds (a seed's max)
 INT_LIMIT_BITS = INT_LIMIT.bit_length()
 
 BOOL = socket_type("BOOL", "#7986cb", "ComfyMath's true/false (its conditions' type; ComfyUI's own is BOOLEAN)")
@@ -162,13 +165,21 @@ def _float(value, name: str) -> float:
         raise NodeInputError(name, f"expected a number, got {type(value).__name__} {value!r:.60}")
     try:
         return float(value)
-    except OverflowError:
-        raise NodeInputError(name, f"{value:.60} is too big for a float") from None
+    except OverflowError:  # only an int is too big: its size told, as its digits may be too many to print
+        raise NodeInputError(name, f"{_magnitude(value)} is too big for a float") from None
+
+
+def _magnitude(value: int) -> str:
+    """A whole number's size, as a huge one can be told: formatting it as a float overflows and
+    printing its digits is refused past 4300 of them."""
+    return f"about {'-' if value < 0 else ''}2**{abs(value).bit_length()}"
 
 
 def _whole(value: int, name: str) -> int:
+    """value, if an INT holds it (+-INT_LIMIT)."""
     if abs(value) > INT_LIMIT:
-        raise NodeInputError(name, f"the result {value:.3e} is past +-{INT_LIMIT} (2**64 - 1), the most an INT holds")
+        raise NodeInputError(name, f"the result ({_magnitude(value)}) is past +-{INT_LIMIT} (2**64 - 1), "
+                                   "the most an INT holds")
     return value
 
 
@@ -206,7 +217,7 @@ class CMFloatUnaryOperation(Node):
     A value outside the function's domain (Sqrt of -1, Ln of 0) is an error naming `a`."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_UNARY_OPERATIONS), "Neg")
-    a: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"FLOAT": FLOAT}
     comfy = ComfyAlias(("CM_FloatUnaryOperation",))
 
@@ -216,12 +227,11 @@ class CMFloatUnaryOperation(Node):
 
 class CMFloatUnaryCondition(Node):
     """Whether a number is zero, positive, negative, non-zero, +inf, -inf, NaN, finite, infinite,
-    even or odd, as ComfyMath's FloatUnaryCondition tells it (a BOOL). FLOAT inputs here take
-    finite numbers only, so the infinity and NaN tests are of use on a NUMBER
-    (CM_NumberUnaryCondition), which may be either."""
+    even or odd, as ComfyMath's FloatUnaryCondition tells it (a BOOL). A typed-in a is a finite
+    number; a linked one may be inf or NaN (a float operation's overflow), as in the pack."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_UNARY_CONDITIONS), "IsZero")
-    a: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"BOOL": BOOL}
     comfy = ComfyAlias(("CM_FloatUnaryCondition",))
 
@@ -235,8 +245,8 @@ class CMFloatBinaryOperation(Node):
     negative a to a fractional power are errors naming b; a domain error (Log of 0) names a."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_BINARY_OPERATIONS), "Add")
-    a: float = Float(0.0, step=0.001)
-    b: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
+    b: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"FLOAT": FLOAT}
     comfy = ComfyAlias(("CM_FloatBinaryOperation",))
 
@@ -248,8 +258,8 @@ class CMFloatBinaryCondition(Node):
     """a compared with b (Eq Neq Gt Gte Lt Lte), as ComfyMath's FloatBinaryCondition does (a BOOL)."""
     category = "math/float"
     op: str = Choice(tuple(FLOAT_BINARY_CONDITIONS), "Eq")
-    a: float = Float(0.0, step=0.001)
-    b: float = Float(0.0, step=0.001)
+    a: float = Float(0.0, step=0.001, linked_nonfinite=True)
+    b: float = Float(0.0, step=0.001, linked_nonfinite=True)
     outputs = {"BOOL": BOOL}
     comfy = ComfyAlias(("CM_FloatBinaryCondition",))
 
@@ -704,11 +714,14 @@ class CMVec4ScalarOperation(_VecScalarOperation):
 
 
 def _whole_of(value, name: str) -> int:
-    """int(value) of a float or NUMBER (toward zero), as the pack converts; inf and NaN refused."""
+    """int(value) of a float or NUMBER (toward zero), as the pack converts, held to +-INT_LIMIT;
+    inf and NaN refused."""
+    number = _float(value, name)
     try:
-        return int(_float(value, name))
+        whole = int(number)
     except (OverflowError, ValueError):
-        raise NodeInputError(name, f"{value!r} has no whole-number value") from None
+        raise NodeInputError(name, f"{number!r} has no whole-number value") from None
+    return _whole(whole, name)
 
 
 class CMBoolToInt(Node):
@@ -734,7 +747,8 @@ class CMIntToBool(Node):
 
 
 class CMFloatToInt(Node):
-    """A number's whole part (toward zero), as ComfyMath's FloatToInt gives it; inf and NaN are errors."""
+    """A number's whole part (toward zero), as ComfyMath's FloatToInt gives it; inf and NaN are
+    errors, and so (unlike the pack) is a whole part past +-(2**64 - 1), the most an INT holds."""
     category = "math/conversion"
     a: float = Float(0.0)
     outputs = {"INT": INT}
@@ -767,7 +781,8 @@ class CMIntToNumber(Node):
 
 
 class CMNumberToInt(Node):
-    """A NUMBER's whole part (toward zero), as ComfyMath's NumberToInt gives it."""
+    """A NUMBER's whole part (toward zero), as ComfyMath's NumberToInt gives it; inf and NaN are
+    errors, and so (unlike the pack) is a whole part past +-(2**64 - 1), the most an INT holds."""
     category = "math/conversion"
     a: NUMBER
     outputs = {"INT": INT}
@@ -775,14 +790,14 @@ class CMNumberToInt(Node):
 
     def run(self):
         if isinstance(self.a, int) and not isinstance(self.a, bool):
-            return self.a  # int(a) of a whole NUMBER: itself, however big
+            return _whole(self.a, "a")  # int(a) of a whole NUMBER: itself, exact (no float on the way)
         return _whole_of(self.a, "a")
 
 
 class CMFloatToNumber(Node):
     """A float as a NUMBER (unchanged), as ComfyMath's FloatToNumber gives it."""
     category = "math/conversion"
-    a: float = Float(0.0)
+    a: float = Float(0.0, linked_nonfinite=True)
     outputs = {"NUMBER": NUMBER}
     comfy = ComfyAlias(("CM_FloatToNumber",))
 
@@ -913,29 +928,28 @@ def _image_size(image) -> tuple[int, int]:
     return shape[2], shape[1]
 
 
-class CMSDXLResolution(Node):
-    """The width and height of one of SDXL's trained sizes, as ComfyMath's SDXLResolution gives them."""
-    category = "math/graphics"
-    resolution: str = Choice(_names(SDXL_RESOLUTIONS), "1024x1024")
+class _ListedResolution(Node):
+    """A listed size's width and height, from its name "WxH"."""
     outputs = {"width": INT, "height": INT}
-    comfy = ComfyAlias(("CM_SDXLResolution",))
 
     def run(self):
         width, height = self.resolution.split("x")
         return int(width), int(height)
 
 
-class CMSDXLExtendedResolution(Node):
+class CMSDXLResolution(_ListedResolution):
+    """The width and height of one of SDXL's trained sizes, as ComfyMath's SDXLResolution gives them."""
+    category = "math/graphics"
+    resolution: str = Choice(_names(SDXL_RESOLUTIONS), "1024x1024")
+    comfy = ComfyAlias(("CM_SDXLResolution",))
+
+
+class CMSDXLExtendedResolution(_ListedResolution):
     """The width and height of one of the 40 SDXL sizes (512x2048 to 2048x512), as ComfyMath's
     SDXLExtendedResolution gives them."""
     category = "math/graphics"
     resolution: str = Choice(_names(SDXL_EXTENDED_RESOLUTIONS), "512x2048")
-    outputs = {"width": INT, "height": INT}
     comfy = ComfyAlias(("CM_SDXLExtendedResolution",))
-
-    def run(self):
-        width, height = self.resolution.split("x")
-        return int(width), int(height)
 
 
 class CMNearestSDXLResolution(Node):

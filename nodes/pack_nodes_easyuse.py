@@ -36,7 +36,7 @@ import sys
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
     Int, ListOf, Node, NodeInputError, Size, Text, show
 from nodes.image import SaveImage, preview
-from nodes.pack_nodes import POWER_LIMIT, _core
+from nodes.pack_nodes import INT_LIMIT, POWER_LIMIT, _core
 from nodes.strings import _fits, _guarded, replaced_in_turn
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
@@ -388,7 +388,6 @@ class EasyImageIndexSwitch(Node):
 # -- math ---------------------------------------------------------------------------------------
 
 MATH_OPERATIONS = ("add", "subtract", "multiply", "divide", "modulo", "power")
-INT_LIMIT = 0xFFFFFFFFFFFFFFFF  # the pack's mathInt widget bounds
 
 
 def easy_math(a, b, operation: str):

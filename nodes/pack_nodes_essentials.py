@@ -35,12 +35,11 @@ from graphflow.api import ANY, IMAGE, INT, LATENT, MASK, VAE, Bool, Choice, Comf
 from nodes.image import MAX_SIZE, _image, _resize_image, joined_batches, preview
 from nodes.image_ops import gaussian_blur
 from nodes.mask import MaskPreview
-from nodes.pack_nodes import _core
+from nodes.pack_nodes import INT_LIMIT, _core  # INT_LIMIT: the pack's bounds of its number widgets
 from nodes.vae import VAEDecode
 
 COMFY_PACK = "ComfyUI_essentials"  # the custom node pack this module's ComfyUI classes come from
 
-ESSENTIALS_INT_LIMIT = 0xffffffffffffffff  # the pack's bounds of its number widgets, both signs
 DEVICES = ("auto", "cpu", "gpu")
 BATCH_LIMIT = 1_000_000  # the pack sets no maximum on batch sizes; the estimate refuses what can't fit
 
@@ -213,8 +212,8 @@ class ImageFromBatchPlus(Node):
     the end); a start past the batch takes its last image."""
     category = "essentials/image batch"
     image: IMAGE
-    start: int = Int(0, min=0, max=ESSENTIALS_INT_LIMIT)
-    length: int = Int(-1, min=-1, max=ESSENTIALS_INT_LIMIT)
+    start: int = Int(0, min=0, max=INT_LIMIT)
+    length: int = Int(-1, min=-1, max=INT_LIMIT)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageFromBatch+",))
 
@@ -368,8 +367,8 @@ class ImageCropPlus(Node):
     width: int = Int(256, min=0, max=MAX_SIZE, step=8)
     height: int = Int(256, min=0, max=MAX_SIZE, step=8)
     position: str = Choice(CROP_POSITIONS, "top-left")
-    x_offset: int = Int(0, min=-99999, max=ESSENTIALS_INT_LIMIT)
-    y_offset: int = Int(0, min=-99999, max=ESSENTIALS_INT_LIMIT)
+    x_offset: int = Int(0, min=-99999, max=INT_LIMIT)
+    y_offset: int = Int(0, min=-99999, max=INT_LIMIT)
     outputs = {"IMAGE": IMAGE, "x": INT, "y": INT}
     comfy = ComfyAlias(("ImageCrop+",))
 
@@ -1224,8 +1223,8 @@ class MaskFromBatch(Node):
     past the batch takes its last mask."""
     category = "essentials/mask batch"
     mask: MASK
-    start: int = Int(0, min=0, max=ESSENTIALS_INT_LIMIT)
-    length: int = Int(1, min=1, max=ESSENTIALS_INT_LIMIT)
+    start: int = Int(0, min=0, max=INT_LIMIT)
+    length: int = Int(1, min=1, max=INT_LIMIT)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("MaskFromBatch+",))
 
@@ -1391,7 +1390,7 @@ class TransitionMask(Node):
     height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
     frames: int = Int(16, min=1, max=9999)
     start_frame: int = Int(0, min=0, max=BATCH_LIMIT)
-    end_frame: int = Int(9999, min=0, max=ESSENTIALS_INT_LIMIT)
+    end_frame: int = Int(9999, min=0, max=INT_LIMIT)
     transition_type: str = Choice(TRANSITIONS, "horizontal slide")
     timing_function: str = Choice(tuple(TIMINGS), "linear")
     outputs = {"MASK": MASK}

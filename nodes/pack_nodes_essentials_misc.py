@@ -26,8 +26,8 @@ from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, Con
 from nodes.image import MAX_SIZE, _image
 from nodes.latent import _repeat_to
 from nodes.mask import grow_mask
-from nodes.pack_nodes import _core, essentials_math
-from nodes.pack_nodes_essentials import ESSENTIALS_INT_LIMIT, _mask
+from nodes.pack_nodes import INT_LIMIT, _core, essentials_math
+from nodes.pack_nodes_essentials import _mask
 from nodes.sampling import SEED_MAX, KSamplerAdvanced, _estimate
 
 COMFY_PACK = "ComfyUI_essentials"  # the custom node pack this module's ComfyUI classes come from
@@ -39,7 +39,7 @@ COMFY_PACK = "ComfyUI_essentials"  # the custom node pack this module's ComfyUI 
 class SimpleMathFloat(Node):
     """A number, as ComfyUI_essentials' Simple Math Float gives it."""
     category = "essentials/utilities"
-    value: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.05)
+    value: float = Float(0.0, min=-INT_LIMIT, max=INT_LIMIT, step=0.05)
     outputs = {"FLOAT": FLOAT}
     comfy = ComfyAlias(("SimpleMathFloat+",))
 
@@ -61,7 +61,7 @@ class SimpleMathPercent(Node):
 class SimpleMathInt(Node):
     """A whole number, as ComfyUI_essentials' Simple Math Int gives it."""
     category = "essentials/utilities"
-    value: int = Int(0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT)
+    value: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)
     outputs = {"INT": INT}
     comfy = ComfyAlias(("SimpleMathInt+",))
 
@@ -84,8 +84,8 @@ class SimpleMathSlider(Node):
     (cut towards 0)."""
     category = "essentials/utilities"
     value: float = Float(0.5, min=0.0, max=1.0, step=0.001)
-    min: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
-    max: float = Float(1.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    min: float = Float(0.0, min=-INT_LIMIT, max=INT_LIMIT, step=0.001)
+    max: float = Float(1.0, min=-INT_LIMIT, max=INT_LIMIT, step=0.001)
     rounding: int = Int(0, min=0, max=10)
     outputs = {"FLOAT": FLOAT, "INT": INT}
     comfy = ComfyAlias(("SimpleMathSlider+",))
@@ -101,8 +101,8 @@ class SimpleMathSliderLowRes(Node):
     to a whole number, as Simple Math Slider gives."""
     category = "essentials/utilities"
     value: int = Int(5, min=0, max=10)
-    min: float = Float(0.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
-    max: float = Float(1.0, min=-ESSENTIALS_INT_LIMIT, max=ESSENTIALS_INT_LIMIT, step=0.001)
+    min: float = Float(0.0, min=-INT_LIMIT, max=INT_LIMIT, step=0.001)
+    max: float = Float(1.0, min=-INT_LIMIT, max=INT_LIMIT, step=0.001)
     rounding: int = Int(0, min=0, max=10)
     outputs = {"FLOAT": FLOAT, "INT": INT}
     comfy = ComfyAlias(("SimpleMathSliderLowRes+",))

@@ -13,17 +13,18 @@ page is the editor's.
 ComfyUI-Logic (theUpsider/ComfyUI-Logic): Compare, Int, Float, Bool, String, "If ANY execute A
 else B" and DebugPrint, under both the bare names of its earlier versions (read from the stored
 copy index id 5109794068) and the "-🔬" names of nodes.py at
-2159d64567c1445d3ff375b5de90b127ee0e56e0 (String's box multiline there). Left out: that
-version's "If ANY return A else B-🔬", whose class lookup (it runs another node class by name
-with no inputs) fails in the pack itself and has no meaning here."""
+2159d64567c1445d3ff375b5de90b127ee0e56e0 (String's box multiline there). "If ANY return A else
+B-🔬" is the If node (IfExecute: IF_TRUE or IF_FALSE by ANY), as the pack's README and its
+later versions have it; at 2159d64 a second entry of that name in the class table (IfExecuteNode,
+which runs another node class by name with no inputs and fails in the pack itself) overrode it,
+and a save of that one (ANY with NODE_TRUE / NODE_FALSE choices) is refused here naming them."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Interrupted, \
-    Node, NodeInputError, Text, show
-from nodes.pack_nodes_comfymath import INT_LIMIT
+from graphflow.api import ANY, BOOLEAN, FLOAT, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text, show, stop_after_this_node
+from nodes.pack_nodes import INT_LIMIT
+from nodes.pack_nodes_easyuse import COMPARISONS  # the same six, names and order, as Logic's Compare
 
 # No COMFY_PACK: this module holds two packs, so each class is named by CUSTOM_PACKS
 # (graphflow.comfy_format: "ComfyUI-mxToolkit" by its "mx" prefix, "ComfyUI-Logic" by whole name).
@@ -77,40 +78,27 @@ class MxSeed(Node):
         return self.X
 
 
-# The values mxStop stopped a run on, by identity (each kept alive so its id stays its own):
-# the same value reaching it again (what ran before it unchanged, so taken from the cache) passes.
-_STOPPED_ON: OrderedDict[int, object] = OrderedDict()
-STOPS_REMEMBERED = 8
-
-
 class MxStop(Node):
-    """Stop the run here, as mxToolkit's Stop does: the first time a value reaches it the run
-    ends interrupted at this node (what ran before it, previews and saves included, stays done);
-    run the workflow again with nothing before it changed and it passes In on and the run goes
-    on from there, as the pack's Continue (or Queue) button resumes it. In the pack, Stop passes
-    In on, interrupts the queue and is cached, so a rerun finds it done; here a rerun is told
-    apart by In being the very value it stopped on (taken from the cache). Its button itself is
-    the editor's."""
+    """Stop the run here, as mxToolkit's Stop does: it passes In on and the run ends interrupted
+    after it, what ran before it (previews and saves included) done and Stop's own output kept
+    in the cache. Run the workflow again with nothing before it changed and Stop, found in the
+    cache, doesn't run: the run goes on from there, as the pack's Continue (or Queue) button
+    resumes it; a changed input before it stops the run again, and so does a rerun after the
+    cache has dropped Stop's output. On a list, Stop passes every item on, then ends the run
+    (in ComfyUI, which checks for an interrupt before each item, the pack's Stop ends the run
+    at the list's second item, unfinished, every time). Its button itself is the editor's."""
     category = "utils/mxToolkit"
     In: ANY
     outputs = {"*": ANY}
     comfy = ComfyAlias(("mxStop",))
 
     def run(self):
-        if _STOPPED_ON.pop(id(self.In), None) is self.In:
-            return self.In
-        _STOPPED_ON[id(self.In)] = self.In
-        while len(_STOPPED_ON) > STOPS_REMEMBERED:
-            _STOPPED_ON.popitem(last=False)
-        raise Interrupted("stopped by mxStop: run again to go on")
+        stop_after_this_node()
+        return self.In
 
 
 # -- ComfyUI-Logic -----------------------------------------------------------------------------
 
-COMPARISONS = {
-    "a == b": lambda a, b: a == b, "a != b": lambda a, b: a != b, "a < b": lambda a, b: a < b,
-    "a > b": lambda a, b: a > b, "a <= b": lambda a, b: a <= b, "a >= b": lambda a, b: a >= b,
-}
 SHOWN_TEXT = 10_000  # DebugPrint shows at most this many characters of a value
 
 
@@ -124,33 +112,44 @@ def _truth(value, input_name: str) -> bool:
 
 
 class LogicString(Node):
-    """A text, as ComfyUI-Logic's String gives it."""
+    """A text, as ComfyUI-Logic's String gives it. The bare name "String" is ComfyLiterals'
+    class too (its input named String): a prompt or save of either pack runs here, and is
+    written back in ComfyUI-Logic's shape."""
     category = "Logic"
     value: str = Text("", multiline=True)
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("String", "String-🔬"))
+    comfy = (ComfyAlias(("String",), inputs={"String": "value", "value": "value"}), ComfyAlias(("String-🔬",)))
 
     def run(self):
         return self.value
 
 
 class LogicInt(Node):
-    """A whole number, as ComfyUI-Logic's Int gives it."""
+    """A whole number, as ComfyUI-Logic's Int gives it. The bare name "Int" is ComfyLiterals'
+    class too, whose Number is a text: a prompt or save of either pack runs here (written back
+    in ComfyUI-Logic's shape), a typed-in text read as the whole number it writes ("7", "-12")
+    and any other text refused, naming the input. A text linked into Number is refused: the
+    value here is a whole-number widget, which takes INT links only."""
     category = "Logic"
     value: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)
     outputs = {"INT": INT}
-    comfy = ComfyAlias(("Int", "Int-🔬"))
+    comfy = (ComfyAlias(("Int",), inputs={"Number": "value", "value": "value"}), ComfyAlias(("Int-🔬",)))
 
     def run(self):
         return self.value
 
 
 class LogicFloat(Node):
-    """A number, as ComfyUI-Logic's Float gives it."""
+    """A number, as ComfyUI-Logic's Float gives it. The bare name "Float" is ComfyLiterals'
+    class too (Number, a text) and Derfuu's ModdedNodes' (Value): a prompt or save of any of
+    them runs here (written back in ComfyUI-Logic's shape), a typed-in text read as the number
+    it writes ("1.5", "1e3") and any other text (or inf, NaN) refused, naming the input. A text
+    linked into Number is refused: the value here is a number widget (INT or FLOAT links)."""
     category = "Logic"
     value: float = Float(0, step=0.01)
     outputs = {"FLOAT": FLOAT}
-    comfy = ComfyAlias(("Float", "Float-🔬"))
+    comfy = (ComfyAlias(("Float",), inputs={"Number": "value", "Value": "value", "value": "value"}),
+             ComfyAlias(("Float-🔬",)))
 
     def run(self):
         return self.value
@@ -189,15 +188,15 @@ class LogicCompare(Node):
 
 class LogicIfExecute(Node):
     """IF_TRUE when ANY is true (Python's truth: non-zero, non-empty), else IF_FALSE, as
-    ComfyUI-Logic's "If ANY execute A else B" passes them on. Both IF_TRUE and IF_FALSE are
-    worked out before the choice, as in the pack (no lazy inputs: the branch not taken runs
-    too)."""
+    ComfyUI-Logic's "If ANY execute A else B" (later "If ANY return A else B-🔬") passes them
+    on. Both IF_TRUE and IF_FALSE are worked out before the choice, as in the pack (no lazy
+    inputs: the branch not taken runs too)."""
     category = "Logic"
     ANY: ANY
     IF_TRUE: ANY
     IF_FALSE: ANY
     outputs = {"?": ANY}
-    comfy = ComfyAlias(("If ANY execute A else B",))
+    comfy = ComfyAlias(("If ANY execute A else B", "If ANY return A else B-🔬"))
 
     def run(self):
         return self.IF_TRUE if _truth(self.ANY, "ANY") else self.IF_FALSE
@@ -205,7 +204,8 @@ class LogicIfExecute(Node):
 
 class LogicDebugPrint(Node):
     """Show a value (its text, the first SHOWN_TEXT characters), as ComfyUI-Logic's DebugPrint
-    prints it on the server's console; here it is printed there too and shown on the node."""
+    prints it on the server's console; here it is printed there too and shown on the node. A
+    value Python won't write as text (a whole number of over 4300 digits) is an error naming ANY."""
     category = "Logic"
     output_node = True
     ANY: ANY
@@ -213,6 +213,9 @@ class LogicDebugPrint(Node):
     comfy = ComfyAlias(("DebugPrint", "DebugPrint-🔬"))
 
     def run(self):
-        text = str(self.ANY)
+        try:
+            text = str(self.ANY)
+        except ValueError as e:  # Python's limit on the digits of an int written as text
+            raise NodeInputError("ANY", f"{type(self.ANY).__name__} can't be written as text ({e})") from None
         print(text[:SHOWN_TEXT])
         show(text=[text[:SHOWN_TEXT]])

@@ -219,6 +219,39 @@ def test_interrupt_between_nodes(toy_registry):
     assert result.error["node_id"] in {"2", "3"}
 
 
+def test_a_node_can_end_the_run_after_itself(toy_registry):
+    """stop_after_this_node(): the node finishes, its outputs are cached, and the run ends
+    interrupted there; the rerun takes it from the cache and goes on."""
+    from graphflow.api import Node, stop_after_this_node
+    from toy_nodes import NUMBER
+
+    class StopHere(Node):
+        category = "test"
+        x: NUMBER
+        outputs = {"x": NUMBER}
+
+        def run(self):
+            runs["StopHere"] += 1
+            stop_after_this_node()
+            return self.x
+
+    toy_registry.add(StopHere, source="tests")
+    assert stop_after_this_node() is None  # outside a run: nothing to stop
+    wf = {"nodes": {"1": {"type": "Number", "inputs": {"value": 4}},
+                    "2": {"type": "StopHere", "inputs": {"x": ["1", 0]}},
+                    "3": {"type": "Show", "inputs": {"x": ["2", 0]}}}}
+    executor, events = Executor(toy_registry), []
+    before = runs["StopHere"]
+    stopped = executor.run(parse_workflow(wf), on_event=events.append)
+    assert stopped.status == "interrupted" and stopped.executed == ["1", "2"] and stopped.values["2"] == (4.0,)
+    assert stopped.error["node_id"] == "2" and stopped.error["exception_type"] == "Interrupted"
+    kinds = [(e["type"], e.get("node")) for e in events]
+    assert kinds[-3:] == [("node_finished", "2"), ("run_interrupted", "2"), ("run_finished", None)]
+    went_on = executor.run(parse_workflow(wf))
+    assert went_on.ok and went_on.cached == ["1", "2"] and went_on.outputs["3"] == {"text": ["4.0"]}
+    assert runs["StopHere"] == before + 1
+
+
 def test_progress_events_carry_node_and_counts(toy_registry):
     wf = parse_workflow({"nodes": {
         "1": {"type": "Number"},
@@ -286,6 +319,50 @@ def test_linked_min_lets_a_linked_value_under_min_through_but_not_a_typed_one(to
     typed = Executor(toy_registry).run(parse_workflow({"nodes": {
         "3": {"type": "Floored", "inputs": {"x": 43}}, "4": {"type": "ShowText", "inputs": {"text": ["3", 0]}}}}))
     assert typed.status != "ok" and any(p.input == "x" for p in typed.problems)
+
+
+def test_linked_nonfinite_lets_a_linked_inf_or_nan_through_but_not_a_typed_one(toy_registry):
+    import math
+
+    from graphflow.api import FLOAT, STRING, Float, Node
+
+    class Overflow(Node):  # a float operation whose result may be inf or NaN
+        category = "test"
+        value: float = Float(1e308, max=1e308)
+        times: float = Float(10.0)
+        outputs = {"product": FLOAT}
+
+        def run(self):
+            return self.value * self.times
+
+    class Kind(Node):  # tests its input for infinity and NaN, as it means to
+        category = "test"
+        x: float = Float(0.0, linked_nonfinite=True)
+        y: float = Float(0.0)
+        outputs = {"text": STRING}
+
+        def run(self):
+            return "inf" if math.isinf(self.x) else "nan" if math.isnan(self.x) else "finite"
+
+    toy_registry.add(Overflow, source="tests")
+    toy_registry.add(Kind, source="tests")
+
+    def run(times, linked="x", typed=None):
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "Overflow", "inputs": {"times": times}},
+            "2": {"type": "Kind", "inputs": {linked: ["1", 0], **(typed or {})}},
+            "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}},
+        }}))
+
+    assert run(10.0).outputs["3"] == {"text": ["inf"]}
+    assert run(-10.0).outputs["3"] == {"text": ["inf"]}
+    assert run(0.5).outputs["3"] == {"text": ["finite"]}
+    other = run(10.0, linked="y")  # a FLOAT without the hint still refuses a linked inf
+    assert other.status == "error" and other.error["input"] == "y" and other.error["node_id"] == "2"
+    for typed in (math.inf, math.nan):  # and a typed-in x is still finite
+        refused = Executor(toy_registry).run(parse_workflow({"nodes": {
+            "2": {"type": "Kind", "inputs": {"x": typed}}, "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}}}}))
+        assert refused.status == "invalid" and any(p.input == "x" for p in refused.problems)
 
 
 def test_cache_lru_bounds_entries_and_bytes(toy_registry):

@@ -13,6 +13,7 @@ import torch
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_comfymath import FLOAT_BINARY_OPERATIONS, FLOAT_UNARY_CONDITIONS, FLOAT_UNARY_OPERATIONS, \
@@ -136,6 +137,30 @@ def test_float_unary_overflow_and_poles_are_errors(registry):
         with pytest.raises(NodeInputError) as caught:
             cm(registry, "CM_NumberUnaryOperation", op=op, a=a)
         assert caught.value.input == "a"
+
+
+def test_float_conditions_and_operations_take_a_linked_inf_or_nan(registry):
+    """A linked FLOAT may be inf or NaN on the float operations and conditions (an overflow from
+    1e308 * 10, then inf - inf), as ComfyUI lets a linked value through unchecked; a typed-in one
+    is still finite, and a FLOAT input that isn't meant to test it (FloatToInt) refuses it."""
+    prompt = {"1": {"class_type": "CM_FloatBinaryOperation", "inputs": {"op": "Mul", "a": 1e308, "b": 10.0}},
+              "2": {"class_type": "CM_FloatUnaryCondition", "inputs": {"op": "IsInfinite", "a": ["1", 0]}},
+              "3": {"class_type": "CM_FloatBinaryOperation", "inputs": {"op": "Sub", "a": ["1", 0], "b": ["1", 0]}},
+              "4": {"class_type": "CM_FloatUnaryCondition", "inputs": {"op": "IsNaN", "a": ["3", 0]}},
+              "5": {"class_type": "CM_FloatBinaryCondition", "inputs": {"op": "Gt", "a": ["1", 0], "b": 1e308}},
+              "6": {"class_type": "CM_FloatUnaryOperation", "inputs": {"op": "Neg", "a": ["1", 0]}},
+              "7": {"class_type": "CM_FloatToNumber", "inputs": {"a": ["6", 0]}},
+              "8": {"class_type": "CM_NumberUnaryCondition", "inputs": {"op": "IsNegativeInfinity", "a": ["7", 0]}}}
+    result = run_graph(registry, prompt, ["2", "4", "5", "8"])
+    assert result.values["1"] == (math.inf,) and math.isnan(result.values["3"][0])
+    assert [result.values[k] for k in ("2", "4", "5", "8")] == [(True,), (True,), (True,), (True,)]
+    refused = Executor(registry).run(parse_workflow(
+        {"1": prompt["1"], "2": {"class_type": "CM_FloatToInt", "inputs": {"a": ["1", 0]}}}, registry), outputs=["2"])
+    assert refused.status == "error" and refused.error["node_id"] == "2" and refused.error["input"] == "a"
+    cls = registry.comfy_node("CM_FloatUnaryCondition")
+    for typed in (math.inf, math.nan):
+        with pytest.raises(Exception):
+            cls.widget_model.model_validate({"op": "IsInfinite", "a": typed})
 
 
 def test_number_inputs_are_worked_on_as_floats_so_a_huge_power_cannot_hang(registry):
@@ -262,10 +287,11 @@ def test_bool_not_and_conversions(registry):
 
 
 def test_number_conversions(registry):
-    for a in (2.7, -2.7, 0.0, 1e20):
+    for a in (2.7, -2.7, 0.0, 1e19, -1e19):  # 1e19 < 2**64 - 1 < 1e20
         assert cm(registry, "CM_FloatToInt", a=a) == math.trunc(a)
         assert cm(registry, "CM_NumberToInt", a=a) == math.trunc(a)
     assert cm(registry, "CM_NumberToInt", a=7) == 7
+    assert [cm(registry, "CM_NumberToInt", a=a) for a in (INT_LIMIT, -INT_LIMIT)] == [INT_LIMIT, -INT_LIMIT]
     assert cm(registry, "CM_IntToFloat", a=7) == 7.0 and type(cm(registry, "CM_IntToFloat", a=7)) is float
     assert cm(registry, "CM_IntToNumber", a=7) == 7
     assert cm(registry, "CM_FloatToNumber", a=0.25) == 0.25
@@ -273,6 +299,33 @@ def test_number_conversions(registry):
     for a in (math.inf, math.nan):
         with pytest.raises(NodeInputError) as caught:
             cm(registry, "CM_NumberToInt", a=a)
+        assert caught.value.input == "a"
+
+
+def test_whole_numbers_past_the_limit_are_refused_naming_the_input(registry):
+    """An INT holds +-(2**64 - 1): FloatToInt and NumberToInt refuse a bigger whole part (1e20,
+    1e300, a NUMBER of 400 digits) rather than pass it on."""
+    for name, a in [("CM_FloatToInt", 1e20), ("CM_FloatToInt", -1e300), ("CM_NumberToInt", 1e20),
+                    ("CM_NumberToInt", 10 ** 400), ("CM_NumberToInt", -(INT_LIMIT + 1))]:
+        with pytest.raises(NodeInputError) as caught:
+            cm(registry, name, a=a)
+        assert caught.value.input == "a" and "past" in str(caught.value), (name, a)
+
+
+def test_errors_on_huge_numbers_tell_their_size(registry):
+    """The messages about a whole number too big tell its size as a power of two, which can't
+    itself fail (formatting 10**320 as a float overflows; 10**5000 has too many digits to print)."""
+    with pytest.raises(NodeInputError) as caught:
+        cm(registry, "CM_IntBinaryOperation", op="Pow", a=100000, b=64)  # 10**320: past the limit
+    assert caught.value.input == "b" and f"about 2**{(10 ** 320).bit_length()}" in str(caught.value)
+    for a in (10 ** 400, -(10 ** 5000)):
+        with pytest.raises(NodeInputError) as caught:
+            cm(registry, "CM_NumberToFloat", a=a)
+        size = f"about {'-' if a < 0 else ''}2**{abs(a).bit_length()}"
+        assert caught.value.input == "a" and size in str(caught.value)
+        assert "too big for a float" in str(caught.value)
+        with pytest.raises(NodeInputError) as caught:
+            cm(registry, "CM_NumberUnaryOperation", op="Neg", a=a)
         assert caught.value.input == "a"
 
 

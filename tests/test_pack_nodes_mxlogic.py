@@ -4,7 +4,9 @@ values, Compare against Python's operators, If ANY execute A else B against Pyth
 DebugPrint's text, the clear errors, and UI-format saves and API prompts with the packs' class
 names (Logic's bare ones and its later "-🔬" ones) that run and are written back unchanged."""
 
+import gc
 import operator
+import weakref
 
 import pytest
 import torch
@@ -33,10 +35,11 @@ LOGIC_NAMES = ("Compare", "Int", "Float", "Bool", "String", "If ANY execute A el
 def test_the_packs_names_are_ours_and_clash_with_no_core_class(registry):
     catalogue = comfy_catalogue()
     for name in (*LOGIC_NAMES, *(f"{n}-🔬" for n in LOGIC_NAMES if n != "If ANY execute A else B"),
-                 "mxSlider", "mxSlider2D", "mxSeed", "mxStop"):
+                 "If ANY return A else B-🔬", "mxSlider", "mxSlider2D", "mxSeed", "mxStop"):
         assert name not in catalogue
         assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_mxlogic"
-    assert custom_pack("If ANY return A else B-🔬") == "ComfyUI-Logic"  # the one left out is named as the pack's
+    assert registry.comfy_node("If ANY return A else B-🔬") is registry.comfy_node("If ANY execute A else B")
+    assert custom_pack("If ANY return A else B-🔬") == "ComfyUI-Logic"
     assert custom_pack("Integer") is None and custom_pack("IntSomething") is None  # whole names only
     assert custom_pack("mxSomethingNew") == "ComfyUI-mxToolkit"
 
@@ -80,6 +83,71 @@ def test_stop_ends_the_first_run_and_a_rerun_goes_on(registry):
     prompt["1"]["inputs"]["value"] = "second"
     assert executor.run(parse_workflow(prompt, registry)).status == "interrupted"
     assert executor.run(parse_workflow(prompt, registry)).outputs["3"] == {"text": ["second"]}
+
+
+def stop_prompt(source: dict) -> dict:
+    return {"1": source, "2": {"class_type": "mxStop", "inputs": {"In": ["1", 0]}},
+            "3": {"class_type": "DebugPrint", "inputs": {"ANY": ["2", 0]}}}
+
+
+def test_stop_on_a_list_passes_every_item_then_a_rerun_goes_on(registry):
+    """Stop gets a list item by item: it passes all nine on, the run ends after its last item,
+    and the second run goes on with the whole list (nothing to remember item by item)."""
+    lines = [f"line{i}" for i in range(9)]
+    prompt = stop_prompt({"class_type": "CR Text List",
+                          "inputs": {"multiline_text": "\n".join(lines), "start_index": 0, "max_rows": 1000}})
+    executor = Executor(registry)
+    stopped = executor.run(parse_workflow(prompt, registry))
+    assert stopped.status == "interrupted" and stopped.error["node_id"] == "2"
+    assert list(stopped.values["2"][0]) == lines and "3" not in stopped.executed
+    went_on = executor.run(parse_workflow(prompt, registry))
+    assert went_on.ok and "2" in went_on.cached and went_on.outputs["3"] == {"text": lines}
+
+
+def test_a_stop_in_one_workflow_lets_no_other_through(registry):
+    """Each workflow's Stop stops its own first run and lets its own rerun go on, whatever ran
+    between (two workflows whose values are the same small int included)."""
+    first = stop_prompt({"class_type": "Int", "inputs": {"value": 5}})
+    second = stop_prompt({"class_type": "CM_IntBinaryOperation", "inputs": {"op": "Add", "a": 2, "b": 3}})
+    executor = Executor(registry)
+    assert executor.run(parse_workflow(first, registry)).status == "interrupted"
+    assert executor.run(parse_workflow(second, registry)).status == "interrupted"
+    assert executor.run(parse_workflow(first, registry)).outputs["3"] == {"text": ["5"]}
+    assert executor.run(parse_workflow(second, registry)).outputs["3"] == {"text": ["5"]}
+    assert Executor(registry).run(parse_workflow(first, registry)).status == "interrupted"  # another cache
+
+
+def test_stop_keeps_nothing_outside_the_cache(registry):
+    """What Stop passed on is held by the cache alone: cleared from it, the value is freed."""
+    prompt = stop_prompt({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                                 "color": 0}})
+    executor = Executor(registry)
+    stopped = executor.run(parse_workflow(prompt, registry))
+    assert stopped.status == "interrupted"
+    image = weakref.ref(stopped.values["2"][0])
+    del stopped
+    executor.cache.clear()
+    gc.collect()
+    assert image() is None
+
+
+async def test_a_stopped_run_is_recorded_interrupted_by_the_server(aiohttp_client, tmp_path, registry):
+    """Through the server: the first run's record says interrupted at Stop (as ComfyUI's
+    execution_interrupted), the rerun's success, with DebugPrint's text."""
+    from graphflow.server.app import create_app
+    from tests.test_server import wait_status
+
+    client = await aiohttp_client(create_app(registry, tmp_path / "runs.db", web_dir=None))
+    prompt = stop_prompt({"class_type": "String", "inputs": {"value": "server"}})
+    records = []
+    for _ in range(2):
+        response = await client.post("/api/runs", json={"workflow": prompt})
+        assert response.status == 200
+        run_id = (await response.json())["run_id"]
+        records.append(await wait_status(client, run_id, ("success", "error", "interrupted", "invalid")))
+    assert records[0]["status"] == "interrupted" and records[0]["error"]["node_id"] == "2"
+    assert records[0]["error"]["node_type"] == "MxStop" and "3" not in records[0]["executed"]
+    assert records[1]["status"] == "success" and records[1]["outputs"]["3"] == {"text": ["server"]}
 
 
 def test_ui_save_of_the_sliders_reads_their_widgets(registry):
@@ -139,6 +207,50 @@ def test_value_nodes(registry):
     assert registry.comfy_node("String-🔬").input_specs["value"].widget.multiline
 
 
+def test_debug_print_shows_the_text_or_names_its_input(registry):
+    assert node(registry, "DebugPrint", ANY=12345) is None
+    with pytest.raises(NodeInputError) as caught:  # str() refuses an int of over 4300 digits
+        node(registry, "DebugPrint", ANY=10 ** 5000)
+    assert caught.value.input == "ANY"
+
+
+@pytest.mark.parametrize("class_type, inputs, want", [
+    ("Int", {"Number": "7"}, 7), ("Int", {"Number": " -12 "}, int(" -12 ")),  # ComfyLiterals: int(Number)
+    ("Float", {"Number": "1.5"}, 1.5), ("Float", {"Number": "1e3"}, float("1e3")),  # float(Number)
+    ("Float", {"Value": 2.5}, 2.5),  # Derfuu's ModdedNodes' Float
+    ("String", {"String": "hi"}, "hi")])  # ComfyLiterals' String
+def test_the_shared_bare_names_take_the_other_packs_inputs(registry, class_type, inputs, want):
+    """Int, Float and String are also ComfyLiterals' classes (Number / String, texts) and Float
+    Derfuu's (Value): their API prompts run, the text read as Python's int() / float() reads it."""
+    prompt = {"1": {"class_type": class_type, "inputs": inputs},
+              "2": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 0]}}}
+    got = run_graph(registry, prompt).values["1"][0]
+    assert got == want and type(got) is type(want)
+
+
+@pytest.mark.parametrize("class_type, text", [("Int", "abc"), ("Int", "1e3"), ("Float", "x1"), ("Float", "inf")])
+def test_a_text_that_is_no_number_is_refused_naming_the_input(registry, class_type, text):
+    prompt = {"1": {"class_type": class_type, "inputs": {"Number": text}},
+              "2": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry))
+    assert result.status == "invalid"
+    assert [(p.node_id, p.input) for p in result.problems] == [("1", "value")]
+    assert repr(text) in result.problems[0].message
+
+
+def test_a_ui_save_of_comfyliterals_int_runs(registry):
+    """ComfyLiterals' Int saves its Number text as the one widget value: read as the number."""
+    nodes = [ui_node(1, "Int", ["1"], outputs=[("INT", "INT", [1])]),
+             ui_node(2, "Float", ["0.25"], outputs=[("FLOAT", "FLOAT", [2])]),
+             ui_node(3, "CM_IntBinaryOperation", ["Add", 0, 0], [("a", "INT", 1, True), ("b", "INT", None, True)],
+                     [("INT", "INT", [3])]),
+             ui_node(4, "DebugPrint", [], [("ANY", "*", 3, False)]),
+             ui_node(5, "DebugPrint", [], [("ANY", "*", 2, False)])]
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "INT"], [2, 2, 0, 5, 0, "FLOAT"], [3, 3, 0, 4, 0, "INT"]])
+    result = run_graph(registry, graph)
+    assert result.values["1"] == (1,) and result.values["2"] == (0.25,) and result.outputs["4"] == {"text": ["1"]}
+
+
 COMPARE_REFERENCE = {"a == b": operator.eq, "a != b": operator.ne, "a < b": operator.lt, "a > b": operator.gt,
                      "a <= b": operator.le, "a >= b": operator.ge}
 
@@ -163,6 +275,19 @@ def test_compare_errors(registry):
 def test_if_execute_follows_pythons_truth(registry, condition):
     got = node(registry, "If ANY execute A else B", ANY=condition, IF_TRUE="A", IF_FALSE="B")
     assert got == ("A" if bool(condition) else "B")
+
+
+def test_if_return_is_the_if_node(registry):
+    """The pack's later name "If ANY return A else B-🔬" is its If (IfExecute): an API prompt
+    with it runs and is written back under that name."""
+    prompt = {"1": {"class_type": "Bool-🔬", "inputs": {"value": False}},
+              "2": {"class_type": "String-🔬", "inputs": {"value": "A"}},
+              "3": {"class_type": "String-🔬", "inputs": {"value": "B"}},
+              "4": {"class_type": "If ANY return A else B-🔬",
+                    "inputs": {"ANY": ["1", 0], "IF_TRUE": ["2", 0], "IF_FALSE": ["3", 0]}},
+              "5": {"class_type": "DebugPrint-🔬", "inputs": {"ANY": ["4", 0]}}}
+    assert run_graph(registry, prompt).outputs["5"] == {"text": ["B"]}
+    assert export_api(parse_workflow(prompt, registry), registry)["4"]["class_type"] == "If ANY return A else B-🔬"
 
 
 def test_if_execute_on_a_tensor(registry):
