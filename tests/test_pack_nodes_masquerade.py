@@ -611,3 +611,25 @@ def test_crop_edit_paste_chain_from_a_ui_save(registry):
     for original in nodes:
         assert saved[original["id"]]["type"] == original["type"]
         assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
+
+
+def test_a_mask_batch_on_an_image_socket_previews_and_saves_as_grey(registry, tmp_folders):
+    """Mask Morphology gives a mask batch [B, H, W] on its IMAGE socket; PreviewImage and SaveImage
+    write each mask as a grey picture, as ComfyUI's Image.fromarray makes a 2-D array."""
+    from PIL import Image
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 9, "height": 7, "batch_size": 2,
+                                                          "color": 0x4080C0}},
+             "2": {"class_type": "Mask Morphology", "inputs": {"image": ["1", 0], "distance": 1, "op": "dilate"}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+             "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "masq"}}}
+    result = run_graph(registry, graph, outputs=["2", "3", "4"])
+    masks = result.values["2"][0]
+    assert masks.shape == (2, 7, 9)
+    levels = np.clip(masks.numpy() * 255.0, 0, 255).astype(np.uint8)  # ComfyUI's savers' 8 bits
+    for node_id, folder in (("3", tmp_folders.temp), ("4", tmp_folders.outputs)):
+        shown = result.outputs[node_id]["images"]
+        assert len(shown) == 2
+        for picture, expected in zip(shown, levels):
+            with Image.open(folder / picture["subfolder"] / picture["filename"]) as saved:
+                assert saved.mode == "L"
+                np.testing.assert_array_equal(np.asarray(saved), expected)
