@@ -171,6 +171,22 @@ def _check_size(width: int, height: int, name: str):
                                    f"({limits.max_pixels / 1e6:.1f} megapixels)")
 
 
+def _check_batch(count: int, height: int, width: int, name: str, what: str):
+    """Refuse a batch whose size comes from a mask's contents, before it is made: more than the
+    server's max_batch, or count × height × width float32 values beyond the memory this run may use
+    (the server's ram_bytes, else this machine's RAM)."""
+    from graphflow.resource_limits import machine_ram
+    limits = run_limits()
+    if limits.max_batch is not None and count > limits.max_batch:
+        raise NodeInputError(name, f"gives {count} {what}, more than this server allows in a batch "
+                                   f"({limits.max_batch})")
+    ram = limits.ram_bytes if limits.ram_bytes is not None else machine_ram()
+    need = count * height * width * 4
+    if ram is not None and need > ram:
+        raise NodeInputError(name, f"gives {count} {what} of {width}×{height}: {need / 2**30:.1f} GB, more memory "
+                                   f"than this run may use ({ram / 2**30:.1f} GB)")
+
+
 # -- masks ----------------------------------------------------------------------------------
 
 
@@ -607,21 +623,29 @@ class SeparateMaskComponents(Node):
         mask = as_mask(_tensor(self.mask, "mask"))
         batch, height, width = mask.shape
         positive = (mask > 0).cpu().numpy()
-        pieces = []  # (image index, piece's pixels)
+        # label every image first and count the pieces, so that too many are refused before the
+        # pieces' masks (count × H × W) take any memory
+        labelled = []  # (image index, its labels, each label's place in the pack's order)
         for i in range(batch):
             labels, count = ndimage.label(positive[i], structure=np.ones((3, 3), dtype=bool))
             if not count:
                 continue
             last = ndimage.maximum(np.arange(labels.size).reshape(labels.shape), labels, np.arange(1, count + 1))
-            pieces += [(i, labels == label + 1) for label in np.argsort(last, kind="stable")]
-        limits = run_limits()
-        if limits.max_batch is not None and len(pieces) > limits.max_batch:
-            raise NodeInputError("mask", f"{len(pieces)} pieces is more than this server allows ({limits.max_batch})")
-        result = torch.zeros((len(pieces), height, width), dtype=mask.dtype, device=mask.device)
-        for n, (i, pixels) in enumerate(pieces):
-            where = torch.from_numpy(pixels).to(mask.device)
-            result[n][where] = mask[i][where]
-        return result, torch.tensor([i for i, _ in pieces], dtype=torch.int32, device=mask.device)
+            place = np.empty(count, dtype=np.int64)
+            place[np.argsort(last, kind="stable")] = np.arange(count)
+            labelled.append((i, labels, place))
+        total = sum(len(place) for _, _, place in labelled)
+        _check_batch(total, height, width, "mask", "pieces")
+        result = torch.zeros((total, height, width), dtype=mask.dtype, device=mask.device)
+        images, first = [], 0
+        for i, labels, place in labelled:
+            ys, xs = np.nonzero(labels)
+            pieces = first + place[labels[ys, xs] - 1]
+            ys, xs, pieces = (torch.from_numpy(a).to(mask.device) for a in (ys, xs, pieces))
+            result[pieces, ys, xs] = mask[i, ys, xs]
+            images += [i] * len(place)
+            first += len(place)
+        return result, torch.tensor(images, dtype=torch.int32, device=mask.device)
 
 
 PASTE_BEHAVIORS = ("resize", "keep_ratio_fill", "keep_ratio_fit", "source_size", "source_size_unmasked")

@@ -633,3 +633,31 @@ def test_a_mask_batch_on_an_image_socket_previews_and_saves_as_grey(registry, tm
             with Image.open(folder / picture["subfolder"] / picture["filename"]) as saved:
                 assert saved.mode == "L"
                 np.testing.assert_array_equal(np.asarray(saved), expected)
+
+
+def dotted_picture(folder, size):
+    """A black picture with a white dot on every other pixel each way: (size / 2)² pieces."""
+    from PIL import Image
+    dots = np.zeros((size, size), np.uint8)
+    dots[::2, ::2] = 255
+    Image.fromarray(dots, "L").convert("RGB").save(folder / "dots.png")
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": "dots.png"}},
+            "2": {"class_type": "Separate Mask Components", "inputs": {"mask": ["1", 0]}}}
+
+
+def test_separate_mask_components_refuses_too_many_pieces_before_making_them(registry, tmp_folders):
+    from graphflow.executor import Executor
+    graph = parse_workflow(dotted_picture(tmp_folders.inputs, 32), registry)  # 256 pieces of 32×32
+    result = Executor(registry, limits=RunLimits(max_batch=64)).run(graph, outputs=["2"])
+    assert result.status == "error" and result.error["input"] == "mask"
+    assert "256 pieces" in result.error["message"] and "(64)" in result.error["message"]
+    # 256 masks of 32×32 float32 are 1 MiB: refused where the run may use less memory
+    result = Executor(registry, limits=RunLimits(max_batch=1000, ram_bytes=2**20 - 1)).run(graph, outputs=["2"])
+    assert result.status == "error" and result.error["input"] == "mask"
+    assert "256 pieces of 32×32" in result.error["message"]
+    result = Executor(registry, limits=RunLimits(max_batch=256, ram_bytes=2**20)).run(graph, outputs=["1", "2"])
+    assert result.ok, result.error
+    pieces, mapping = result.values["2"]
+    assert pieces.shape == (256, 32, 32) and mapping.tolist() == [0] * 256
+    expected, _ = pack_components(luma(result.values["1"][0]))  # the RGB picture read as a mask
+    assert torch.equal(pieces, expected)
