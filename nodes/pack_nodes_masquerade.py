@@ -211,9 +211,9 @@ class MaskMorphology(Node):
         return mask
 
     def dilate(self, mask):
-        import torch.nn.functional as F
-        size = 2 * self.distance + 1
-        return F.max_pool2d(mask.unsqueeze(1), kernel_size=size, stride=1, padding=self.distance).squeeze(1)
+        from nodes.image_ops import morphology
+        # a max-pool over the square, as the pack's, taken a row then a column at a time
+        return morphology(mask.unsqueeze(1), "dilate", 2 * self.distance + 1).squeeze(1)
 
     def erode(self, mask):
         return 1.0 - self.dilate(1.0 - mask)
@@ -314,22 +314,19 @@ class MasqueradeBlur(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
+        from nodes.image_ops import separable_blur
         image = _tensor(self.image, "image")
         x = (image.unsqueeze(3) if image.ndim == 3 else image).permute(0, 3, 1, 2)
-        batch, channels, height, width = x.shape
+        channels, height, width = x.shape[1:]
         r = self.radius
         if r >= height or r >= width:
             raise NodeInputError("radius", f"{r} is too big for a {width}×{height} picture (the edges are "
                                            "mirrored): it must be smaller than both sides")
         sigma = self.sigma_factor * (0.6 * r - 0.3)
-        # exp(-(x² + y²) / 2σ²) is the outer product of the 1-D Gaussians, normalised to sum 1
+        # exp(-(x² + y²) / 2σ²) is the outer product of the 1-D Gaussians: blurred a row then a column
         offsets = torch.arange(-r, r + 1, dtype=torch.float64)
         line = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
-        kernel = line[:, None] * line[None, :]
-        kernel = (kernel / kernel.sum()).to(x.dtype).to(x.device)
-        padded = F.pad(x, (r, r, r, r), mode="reflect").reshape(batch * channels, 1, height + 2 * r, width + 2 * r)
-        out = F.conv2d(padded, kernel[None, None]).reshape(batch, channels, height, width).permute(0, 2, 3, 1)
+        out = separable_blur(x, line / line.sum()).permute(0, 2, 3, 1)
         return out[..., 0] if channels == 1 else out
 
 
