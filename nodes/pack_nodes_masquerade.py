@@ -118,13 +118,16 @@ def common(a, b, name_a: str, name_b: str):
 
 
 def _mix(base, other, mask, name: str):
-    """base * (1 - mask) + other * mask, the mask given the images' channels as the pack does."""
+    """base * (1 - mask) + other * mask, the mask given the images' channels as the pack does. One
+    mask mixes every image, and one image is mixed by every mask (a picture and the pieces from
+    Separate Mask Components), as the pack's broadcasting gives; other batches must match."""
     if mask.shape[1:3] != base.shape[1:3]:
         raise NodeInputError(name, f"is {mask.shape[2]}×{mask.shape[1]}, but the images are "
                                    f"{base.shape[2]}×{base.shape[1]}: they must be the same size")
     mask = as_channels(mask, base.shape[3]) if base.ndim == 4 else as_mask(mask)
-    if mask.shape[0] not in (1, base.shape[0]):
-        raise NodeInputError(name, f"a batch of {mask.shape[0]} doesn't match the images' batch of {base.shape[0]}")
+    if mask.shape[0] != base.shape[0] and 1 not in (mask.shape[0], base.shape[0]):
+        raise NodeInputError(name, f"a batch of {mask.shape[0]} doesn't match the images' batch of {base.shape[0]}: "
+                                   "give one mask, one image, or as many masks as images")
     return base * (1.0 - mask) + other * mask
 
 
@@ -351,7 +354,8 @@ class MasqueradeImageToMask(Node):
 class MixImagesByMask(Node):
     """image1 · (1 - mask) + image2 · mask, as Masquerade's Mix Images By Mask does: the images
     made alike as Combine Masks does, the mask given their channel count (a mask repeated, an RGB
-    mask kept per channel; for RGBA images the mask's alpha is 1). All three must be the same size.
+    mask kept per channel; for RGBA images the mask's alpha is 1). All three must be the same size;
+    one image (after that) is mixed by each mask of a batch, giving a batch.
     Two masks, or 1-channel images, mix by the mask read as a mask (the pack's code fails there)."""
     category = CATEGORY
     image1: IMAGE
@@ -368,7 +372,7 @@ class MixImagesByMask(Node):
 class MixColorByMask(Node):
     """image · (1 - mask) + colour · mask, the colour r, g, b out of 255, as Masquerade's Mix
     Color By Mask does: a mask becomes RGB first; an RGBA image's alpha mixes towards 1. The mask
-    is read as a mask and must be the image's size."""
+    is read as a mask and must be the image's size; one image is mixed by each mask of a batch."""
     category = CATEGORY
     image: IMAGE
     r: int = Int(0, min=0, max=255)

@@ -212,6 +212,26 @@ def test_mix_images_and_color_by_mask(registry):
     assert e.value.input == "mask"
 
 
+def test_one_image_mixed_by_each_mask_of_a_batch(registry):
+    """One picture and a batch of masks (Separate Mask Components' pieces) give a batch, as the
+    pack's broadcasting does; batches of 2 and 3 are refused."""
+    a, b, masks = rand(1, 4, 5, 3), rand(1, 4, 5, 3, seed=1), rand(3, 4, 5, seed=2)
+    m = masks.numpy()[..., None]
+    out = node(registry, "Mix Images By Mask", image1=a, image2=b, mask=masks)
+    assert out.shape == (3, 4, 5, 3)
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + b.numpy() * m, atol=1e-6)
+    out = node(registry, "Mix Color By Mask", image=a, r=255, g=0, b=51, mask=masks)
+    assert out.shape == (3, 4, 5, 3)
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + np.array([1.0, 0.0, 0.2]) * m, atol=1e-6)
+    out = node(registry, "Mix Images By Mask", image1=masks[:1], image2=b, mask=masks)  # a mask image1 too
+    np.testing.assert_allclose(out.numpy(), masks[:1].numpy()[..., None] * (1 - m) + b.numpy() * m, atol=1e-6)
+    for name, inputs in (("Mix Images By Mask", dict(image1=a.repeat(2, 1, 1, 1), image2=b)),
+                         ("Mix Color By Mask", dict(image=a.repeat(2, 1, 1, 1), r=0, g=0, b=0))):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, name, mask=masks, **inputs)
+        assert e.value.input == "mask" and "batch of 3" in str(e.value), name
+
+
 def test_create_rect_mask_pixels_percent_and_corners(registry):
     base = dict(mode="pixels", origin="topleft", x=3.0, y=2.0, width=4.0, height=5.0, image_width=64,
                 image_height=128)
