@@ -163,12 +163,14 @@ def _bicubic(image, height: int, width: int):
     return F.interpolate(image.permute(0, 3, 1, 2), size=(height, width), mode="bicubic").permute(0, 2, 3, 1)
 
 
-def _check_size(width: int, height: int, name: str):
+def _check_size(width: int, height: int, name: str, width_name: str | None = None, height_name: str | None = None):
     """Refuse a size computed while running (from a mask's contents) that no estimate could tell:
-    beyond MAX_SIZE a side, or beyond the server's max_pixels."""
+    beyond MAX_SIZE a side (an error naming width_name or height_name, where the side comes from
+    another input than `name`), or beyond the server's max_pixels."""
     limits = run_limits()
-    if width < 1 or height < 1 or width > MAX_SIZE or height > MAX_SIZE:
-        raise NodeInputError(name, f"the size this gives, {width}×{height}, is outside 1..{MAX_SIZE} a side")
+    for side, side_name in ((width, width_name or name), (height, height_name or name)):
+        if side < 1 or side > MAX_SIZE:
+            raise NodeInputError(side_name, f"the size this gives, {width}×{height}, is outside 1..{MAX_SIZE} a side")
     if limits.max_pixels is not None and width * height > limits.max_pixels:
         raise NodeInputError(name, f"the size this gives, {width}×{height}, is larger than this server allows "
                                    f"({limits.max_pixels / 1e6:.1f} megapixels)")
@@ -579,7 +581,10 @@ class CutByMask(Node):
         empty, boxes = mask_boxes(mask)
         cut_w = self.force_resize_width or int((boxes[:, 2] - boxes[:, 0] + 1).max().item() if batch else 1)
         cut_h = self.force_resize_height or int((boxes[:, 3] - boxes[:, 1] + 1).max().item() if batch else 1)
-        _check_size(cut_w, cut_h, "force_resize_width" if self.force_resize_width else "mask")
+        # a side out of range is the forced input's that gives it, else the mask's box's
+        width_name = "force_resize_width" if self.force_resize_width else "mask"
+        height_name = "force_resize_height" if self.force_resize_height else "mask"
+        _check_size(cut_w, cut_h, width_name if self.force_resize_width else height_name, width_name, height_name)
         alpha = torch.ones_like(image)
         alpha[..., 3] = mask
         image = image * alpha

@@ -349,6 +349,30 @@ def test_cut_by_mask_crops_the_box_and_resizes_bicubic(registry):
     assert torch.equal(cut, torch.full((1, 6, 10), 0.5))  # a mask cut gives the cut's alpha: mask · soft
 
 
+def test_cut_by_mask_names_the_input_that_makes_the_cut_too_big(registry):
+    from graphflow.executor import Executor
+    image, mask = rand(1, 32, 32, 3), torch.zeros(1, 32, 32)
+    mask[0, 4:20, 4:20] = 1
+    for width, height, name in ((0, 100000, "force_resize_height"), (100000, 0, "force_resize_width"),
+                                (100000, 100000, "force_resize_width"), (20, 100000, "force_resize_height")):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "Cut By Mask", image=image, mask=mask, force_resize_width=width, force_resize_height=height)
+        assert e.value.input == name and "outside 1..16384" in str(e.value), (width, height)
+    # the server's max_pixels: a forced height of 100 (estimated 1 wide, so the graph is accepted)
+    # on a box 64 wide gives 64×100 = 6400 pixels, over 5000: refused while running
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                          "color": 0xFFFFFF}},
+             "2": {"class_type": "Cut By Mask", "inputs": {"image": ["1", 0], "mask": ["1", 0],
+                                                           "force_resize_width": 0, "force_resize_height": 100}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=5000)).run(parse_workflow(graph, registry),
+                                                                       outputs=["2"])
+    assert result.status == "error" and result.error["input"] == "force_resize_height"
+    assert "64×100" in result.error["message"] and "megapixels" in result.error["message"]
+    result = Executor(registry, limits=RunLimits(max_pixels=6400)).run(parse_workflow(graph, registry),
+                                                                       outputs=["2"])
+    assert result.ok and result.values["2"][0].shape[:3] == (1, 100, 64)
+
+
 def pack_components(mask):
     """The pack's labelling: every set pixel numbered 1 + its index in the batch, each then given the
     largest number of its 3×3 neighbourhood among the set pixels until nothing changes."""
