@@ -323,6 +323,98 @@ def test_mask_to_region_keep_ratio_divisible_follows_the_packs_search(registry):
     assert e.value.input == "mask"
 
 
+def region_by_the_packs_rule(masks, padding, constraints, cx, cy, min_width, min_height, batch_behavior):
+    """Mask To Region worked out mask by mask in Python integers from the rule the pack follows;
+    None where the pack's own code fails (a factor search with no bound: a box of no size)."""
+    batch, height, width = masks.shape
+    empty = [not (m > 0).any() for m in masks]
+    boxes = []
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m) if not empty[i] else ([0], [0])  # an empty mask counts its top-left pixel
+        x0, y0 = max(min(xs) - padding, 0), max(min(ys) - padding, 0)
+        x1, y1 = min(max(xs) + padding, width), min(max(ys) + padding, height)  # the far edge, not the last pixel
+        boxes.append([x0, y0, x1, y1])
+    sizes = [[b[2] - b[0], b[3] - b[1]] for b in boxes]  # one less than the pixels counted: the pack's count
+    targets = [[max(w, min_width), max(h, min_height)] for w, h in sizes]
+    if constraints == "keep_ratio":
+        for t in targets:
+            t[0] = max(t[0], t[1] * cx // cy)
+            t[1] = max(t[1], t[0] * cy // cx)
+    elif constraints == "keep_ratio_divisible":
+        # the largest factor i such that the constraint divided by i still fits in some target;
+        # each i dividing both constraints sets the targets at least (cx / i, cy / i) to exactly that
+        bound = max(min(cx // w if w else math.inf, cy // h if h else math.inf) for w, h in targets)
+        if bound == math.inf:
+            return None
+        for i in range(1, int(bound) + 1):
+            if cx % i == 0 and cy % i == 0:
+                for t in targets:
+                    if t[0] >= cx // i and t[1] >= cy // i:
+                        t[:] = [cx // i, cy // i]
+    elif constraints == "multiple_of":
+        for t in targets:
+            t[:] = [-(-t[0] // cx) * cx, -(-t[1] // cy) * cy]  # up to the next multiple
+    if batch_behavior == "match_size":
+        most = [max(t[0] for t in targets), max(t[1] for t in targets)]
+        targets = [list(most) for _ in targets]
+    elif not all(empty):
+        # the first non-empty mask whose ratio is nearest 1:1 gives all its ratio (each only widened);
+        # nearness in float32, as the pack's tensors have it: 16 / 12 and 16 / 24 are not a tie there
+        nearest = min((i for i in range(batch) if not empty[i]),
+                      key=lambda i: abs(np.float32(targets[i][0]) / np.float32(targets[i][1]) - np.float32(1)))
+        w_m, h_m = targets[nearest]
+        for t in targets:
+            t[0] = max(t[0], t[1] * w_m // h_m)
+            t[1] = max(t[1], t[0] * h_m // w_m)
+    region = np.zeros((batch, height, width), np.float32)
+    for i in range(batch):
+        if empty[i]:
+            continue
+        x0, y0, x1, y1 = boxes[i]
+        grow_x, grow_y = targets[i][0] - sizes[i][0], targets[i][1] - sizes[i][1]
+        x0, x1 = x0 - grow_x // 2, x1 + grow_x - grow_x // 2  # the growth split around the box
+        y0, y1 = y0 - grow_y // 2, y1 + grow_y - grow_y // 2
+        if x0 < 0:  # moved back inside over the left or top edge, then the right or bottom one
+            x0, x1 = 0, x1 - x0
+        if y0 < 0:
+            y0, y1 = 0, y1 - y0
+        if x1 > width:
+            x0, x1 = x0 - (x1 - width), width
+        if y1 > height:
+            y0, y1 = y0 - (y1 - height), height
+        region[i, y0:y1 + 1, x0:x1 + 1] = 1  # the end included; a start still below 0 counts from the end
+    return region
+
+
+def test_mask_to_region_follows_the_packs_rule_over_random_masks(registry):
+    rng = np.random.default_rng(5)
+    checked = 0
+    for case in range(160):
+        batch, height, width = int(rng.integers(1, 4)), int(rng.integers(8, 40)), int(rng.integers(8, 40))
+        masks = np.zeros((batch, height, width), np.float32)
+        for m in masks:
+            if rng.random() < 0.2:
+                continue  # an empty mask
+            for _ in range(int(rng.integers(1, 3))):  # boxes of at least 2 × 2 pixels
+                y, x = int(rng.integers(0, height - 1)), int(rng.integers(0, width - 1))
+                h, w = int(rng.integers(2, height - y + 1)), int(rng.integers(2, width - x + 1))
+                m[y:y + h, x:x + w] = rng.uniform(0.05, 1.0, (h, w))
+        settings = dict(padding=int(rng.integers(0, 6)), constraints=str(rng.choice(
+            ["keep_ratio", "keep_ratio_divisible", "multiple_of", "ignore"])),
+            constraint_x=int(rng.choice([2, 3, 4, 6, 8, 12, 16, 64])),
+            constraint_y=int(rng.choice([2, 3, 4, 6, 8, 12, 16, 64])),
+            min_width=int(rng.integers(0, width + 6)) * int(rng.random() < 0.5),
+            min_height=int(rng.integers(0, height + 6)) * int(rng.random() < 0.5),
+            batch_behavior=str(rng.choice(["match_ratio", "match_size"])))
+        expected = region_by_the_packs_rule(masks, *settings.values())
+        if expected is None:
+            continue
+        region = node(registry, "Mask To Region", mask=torch.from_numpy(masks), **settings)
+        np.testing.assert_array_equal(region.numpy(), expected, err_msg=f"case {case}: {settings}")
+        checked += 1
+    assert checked > 140
+
+
 def test_cut_by_mask_crops_the_box_and_resizes_bicubic(registry):
     image = rand(2, 20, 24, 3)
     mask = torch.zeros(2, 20, 24)
