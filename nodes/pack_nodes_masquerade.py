@@ -309,7 +309,8 @@ class UnaryImageOp(Node):
 class MasqueradeBlur(Node):
     """Blur each channel with a (2·radius + 1)² Gaussian kernel of sigma sigma_factor · (0.6 ·
     radius - 0.3), the picture's edges mirrored (reflect padding), as Masquerade's Blur does.
-    Keeps the input's shape: a mask stays a mask. The picture must be bigger than radius each way."""
+    A mask stays a mask and RGB or RGBA keep their channels; a 1-channel image [B, H, W, 1] comes
+    back a mask [B, H, W], as the pack gives it. The picture must be bigger than radius each way."""
     category = CATEGORY
     image: IMAGE
     radius: int = Int(10, min=0, max=48)
@@ -355,9 +356,10 @@ class MasqueradeImageToMask(Node):
 
 class MixImagesByMask(Node):
     """image1 · (1 - mask) + image2 · mask, as Masquerade's Mix Images By Mask does: the images
-    made alike as Combine Masks does, the mask given their channel count (a mask repeated, an RGB
-    mask kept per channel; for RGBA images the mask's alpha is 1). All three must be the same size;
-    one image (after that) is mixed by each mask of a batch, giving a batch.
+    made alike as Combine Masks does, the mask given their channel count: a mask (or 1-channel
+    image) is repeated into every channel, alpha too, so RGBA images' alpha mixes by it; an RGB
+    mask is kept per channel and given alpha 1, so RGBA images get image2's alpha. All three must
+    be the same size; one image (after that) is mixed by each mask of a batch, giving a batch.
     Two masks, or 1-channel images, mix by the mask read as a mask (the pack's code fails there)."""
     category = CATEGORY
     image1: IMAGE
@@ -615,8 +617,9 @@ class SeparateMaskComponents(Node):
     one mask each, as Masquerade's Separate Mask Components does: each piece keeps the mask's
     values, everything else 0; pieces come in the pack's order (image by image, each piece by
     the position of its last pixel in reading order). mask_mappings gives each piece's image
-    index, for Cut By Mask and Paste By Mask. (The pack labels pieces by repeated 3×3 max-pooling;
-    the same pieces are found here with scipy.ndimage.label.)"""
+    index, for Cut By Mask and Paste By Mask. More pieces than the server's max_batch, or than fit
+    in the run's memory, are refused before any is made. (The pack labels pieces by repeated 3×3
+    max-pooling; the same pieces are found here with scipy.ndimage.label.)"""
     category = CATEGORY
     mask: IMAGE
     outputs = {"mask": IMAGE, "mask_mappings": MASK_MAPPING}

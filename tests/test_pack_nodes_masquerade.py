@@ -212,6 +212,22 @@ def test_mix_images_and_color_by_mask(registry):
     assert e.value.input == "mask"
 
 
+def test_mix_images_by_mask_alpha_follows_the_mask_kind(registry):
+    """RGBA images: a plain mask is repeated into alpha too (alpha mixes by it); an RGB mask gets
+    alpha 1, so the result's alpha is image2's, as the pack's tensor2rgba makes them."""
+    a = torch.cat((rand(1, 3, 4, 3), rand(1, 3, 4, 1, seed=1)), dim=3)
+    b = torch.cat((rand(1, 3, 4, 3, seed=2), rand(1, 3, 4, 1, seed=3)), dim=3)
+    mask = rand(1, 3, 4, seed=4)
+    out = node(registry, "Mix Images By Mask", image1=a, image2=b, mask=mask)
+    m = mask.numpy()[..., None]
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + b.numpy() * m, atol=1e-6)
+    rgb_mask = rand(1, 3, 4, 3, seed=5)
+    out = node(registry, "Mix Images By Mask", image1=a, image2=b, mask=rgb_mask)
+    m = np.concatenate((rgb_mask.numpy(), np.ones((1, 3, 4, 1), np.float32)), axis=3)
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + b.numpy() * m, atol=1e-6)
+    np.testing.assert_allclose(out[..., 3].numpy(), b[..., 3].numpy(), atol=1e-6)
+
+
 def test_one_image_mixed_by_each_mask_of_a_batch(registry):
     """One picture and a batch of masks (Separate Mask Components' pieces) give a batch, as the
     pack's broadcasting does; batches of 2 and 3 are refused."""
