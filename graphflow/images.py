@@ -31,11 +31,15 @@ def pil_alpha_mask(picture: Image.Image) -> torch.Tensor:
 
 def image_to_pil(image: torch.Tensor) -> Image.Image:
     """One image [H, W, C] (or a batch of one) as an 8-bit picture: grey for one channel, RGBA for
-    four (JoinImageWithAlpha's), else RGB. Values are truncated to 8 bits as ComfyUI's savers do
-    (255 x value, clipped, cast), so the same tensor gives ComfyUI's file to the bit."""
+    four (JoinImageWithAlpha's), else RGB. A mask [H, W] (one of a mask batch that a pack's node
+    put on an IMAGE socket) is grey too, as ComfyUI's Image.fromarray makes a 2-D array. Values are
+    truncated to 8 bits as ComfyUI's savers do (255 x value, clipped, cast), so the same tensor
+    gives ComfyUI's file to the bit."""
     if image.dim() == 4:
         image = image[0]
     array = np.clip(image.detach().float().cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return Image.fromarray(array, "L")
     if array.shape[-1] == 1:
         return Image.fromarray(array[..., 0], "L")
     if array.shape[-1] == 4:

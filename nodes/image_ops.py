@@ -81,9 +81,15 @@ def _gaussian(radius: int, sigma: float) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, radius: int, sigma: float) -> torch.Tensor:
     """Blur NCHW with ComfyUI's Gaussian, the borders mirrored (reflect padding), one axis at a time."""
+    return separable_blur(x, _gaussian(radius, sigma))
+
+
+def separable_blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Blur NCHW by the odd-length 1-D `weights` along each axis in turn (a kernel that is their
+    outer product, in two passes of its width instead of one of its area), borders mirrored."""
     import torch.nn.functional as F
-    c = x.shape[1]
-    g = _gaussian(radius, sigma).to(x)
+    c, radius = x.shape[1], weights.numel() // 2
+    g = weights.to(x)
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     x = F.conv2d(x, g.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(x, g.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)

@@ -118,13 +118,16 @@ def common(a, b, name_a: str, name_b: str):
 
 
 def _mix(base, other, mask, name: str):
-    """base * (1 - mask) + other * mask, the mask given the images' channels as the pack does."""
+    """base * (1 - mask) + other * mask, the mask given the images' channels as the pack does. One
+    mask mixes every image, and one image is mixed by every mask (a picture and the pieces from
+    Separate Mask Components), as the pack's broadcasting gives; other batches must match."""
     if mask.shape[1:3] != base.shape[1:3]:
         raise NodeInputError(name, f"is {mask.shape[2]}×{mask.shape[1]}, but the images are "
                                    f"{base.shape[2]}×{base.shape[1]}: they must be the same size")
     mask = as_channels(mask, base.shape[3]) if base.ndim == 4 else as_mask(mask)
-    if mask.shape[0] not in (1, base.shape[0]):
-        raise NodeInputError(name, f"a batch of {mask.shape[0]} doesn't match the images' batch of {base.shape[0]}")
+    if mask.shape[0] != base.shape[0] and 1 not in (mask.shape[0], base.shape[0]):
+        raise NodeInputError(name, f"a batch of {mask.shape[0]} doesn't match the images' batch of {base.shape[0]}: "
+                                   "give one mask, one image, or as many masks as images")
     return base * (1.0 - mask) + other * mask
 
 
@@ -160,15 +163,33 @@ def _bicubic(image, height: int, width: int):
     return F.interpolate(image.permute(0, 3, 1, 2), size=(height, width), mode="bicubic").permute(0, 2, 3, 1)
 
 
-def _check_size(width: int, height: int, name: str):
+def _check_size(width: int, height: int, name: str, width_name: str | None = None, height_name: str | None = None):
     """Refuse a size computed while running (from a mask's contents) that no estimate could tell:
-    beyond MAX_SIZE a side, or beyond the server's max_pixels."""
+    beyond MAX_SIZE a side (an error naming width_name or height_name, where the side comes from
+    another input than `name`), or beyond the server's max_pixels."""
     limits = run_limits()
-    if width < 1 or height < 1 or width > MAX_SIZE or height > MAX_SIZE:
-        raise NodeInputError(name, f"the size this gives, {width}×{height}, is outside 1..{MAX_SIZE} a side")
+    for side, side_name in ((width, width_name or name), (height, height_name or name)):
+        if side < 1 or side > MAX_SIZE:
+            raise NodeInputError(side_name, f"the size this gives, {width}×{height}, is outside 1..{MAX_SIZE} a side")
     if limits.max_pixels is not None and width * height > limits.max_pixels:
         raise NodeInputError(name, f"the size this gives, {width}×{height}, is larger than this server allows "
                                    f"({limits.max_pixels / 1e6:.1f} megapixels)")
+
+
+def _check_batch(count: int, height: int, width: int, name: str, what: str):
+    """Refuse a batch whose size comes from a mask's contents, before it is made: more than the
+    server's max_batch, or count × height × width float32 values beyond the memory this run may use
+    (the server's ram_bytes, else this machine's RAM)."""
+    from graphflow.resource_limits import machine_ram
+    limits = run_limits()
+    if limits.max_batch is not None and count > limits.max_batch:
+        raise NodeInputError(name, f"gives {count} {what}, more than this server allows in a batch "
+                                   f"({limits.max_batch})")
+    ram = limits.ram_bytes if limits.ram_bytes is not None else machine_ram()
+    need = count * height * width * 4
+    if ram is not None and need > ram:
+        raise NodeInputError(name, f"gives {count} {what} of {width}×{height}: {need / 2**30:.1f} GB, more memory "
+                                   f"than this run may use ({ram / 2**30:.1f} GB)")
 
 
 # -- masks ----------------------------------------------------------------------------------
@@ -195,9 +216,9 @@ class MaskMorphology(Node):
         return mask
 
     def dilate(self, mask):
-        import torch.nn.functional as F
-        size = 2 * self.distance + 1
-        return F.max_pool2d(mask.unsqueeze(1), kernel_size=size, stride=1, padding=self.distance).squeeze(1)
+        from nodes.image_ops import morphology
+        # a max-pool over the square, as the pack's, taken a row then a column at a time
+        return morphology(mask.unsqueeze(1), "dilate", 2 * self.distance + 1).squeeze(1)
 
     def erode(self, mask):
         return 1.0 - self.dilate(1.0 - mask)
@@ -288,7 +309,8 @@ class UnaryImageOp(Node):
 class MasqueradeBlur(Node):
     """Blur each channel with a (2·radius + 1)² Gaussian kernel of sigma sigma_factor · (0.6 ·
     radius - 0.3), the picture's edges mirrored (reflect padding), as Masquerade's Blur does.
-    Keeps the input's shape: a mask stays a mask. The picture must be bigger than radius each way."""
+    A mask stays a mask and RGB or RGBA keep their channels; a 1-channel image [B, H, W, 1] comes
+    back a mask [B, H, W], as the pack gives it. The picture must be bigger than radius each way."""
     category = CATEGORY
     image: IMAGE
     radius: int = Int(10, min=0, max=48)
@@ -298,22 +320,19 @@ class MasqueradeBlur(Node):
 
     def run(self):
         import torch
-        import torch.nn.functional as F
+        from nodes.image_ops import separable_blur
         image = _tensor(self.image, "image")
         x = (image.unsqueeze(3) if image.ndim == 3 else image).permute(0, 3, 1, 2)
-        batch, channels, height, width = x.shape
+        channels, height, width = x.shape[1:]
         r = self.radius
         if r >= height or r >= width:
             raise NodeInputError("radius", f"{r} is too big for a {width}×{height} picture (the edges are "
                                            "mirrored): it must be smaller than both sides")
         sigma = self.sigma_factor * (0.6 * r - 0.3)
-        # exp(-(x² + y²) / 2σ²) is the outer product of the 1-D Gaussians, normalised to sum 1
+        # exp(-(x² + y²) / 2σ²) is the outer product of the 1-D Gaussians: blurred a row then a column
         offsets = torch.arange(-r, r + 1, dtype=torch.float64)
         line = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
-        kernel = line[:, None] * line[None, :]
-        kernel = (kernel / kernel.sum()).to(x.dtype).to(x.device)
-        padded = F.pad(x, (r, r, r, r), mode="reflect").reshape(batch * channels, 1, height + 2 * r, width + 2 * r)
-        out = F.conv2d(padded, kernel[None, None]).reshape(batch, channels, height, width).permute(0, 2, 3, 1)
+        out = separable_blur(x, line / line.sum()).permute(0, 2, 3, 1)
         return out[..., 0] if channels == 1 else out
 
 
@@ -337,8 +356,10 @@ class MasqueradeImageToMask(Node):
 
 class MixImagesByMask(Node):
     """image1 · (1 - mask) + image2 · mask, as Masquerade's Mix Images By Mask does: the images
-    made alike as Combine Masks does, the mask given their channel count (a mask repeated, an RGB
-    mask kept per channel; for RGBA images the mask's alpha is 1). All three must be the same size.
+    made alike as Combine Masks does, the mask given their channel count: a mask (or 1-channel
+    image) is repeated into every channel, alpha too, so RGBA images' alpha mixes by it; an RGB
+    mask is kept per channel and given alpha 1, so RGBA images get image2's alpha. All three must
+    be the same size; one image (after that) is mixed by each mask of a batch, giving a batch.
     Two masks, or 1-channel images, mix by the mask read as a mask (the pack's code fails there)."""
     category = CATEGORY
     image1: IMAGE
@@ -355,7 +376,7 @@ class MixImagesByMask(Node):
 class MixColorByMask(Node):
     """image · (1 - mask) + colour · mask, the colour r, g, b out of 255, as Masquerade's Mix
     Color By Mask does: a mask becomes RGB first; an RGBA image's alpha mixes towards 1. The mask
-    is read as a mask and must be the image's size."""
+    is read as a mask and must be the image's size; one image is mixed by each mask of a batch."""
     category = CATEGORY
     image: IMAGE
     r: int = Int(0, min=0, max=255)
@@ -562,7 +583,10 @@ class CutByMask(Node):
         empty, boxes = mask_boxes(mask)
         cut_w = self.force_resize_width or int((boxes[:, 2] - boxes[:, 0] + 1).max().item() if batch else 1)
         cut_h = self.force_resize_height or int((boxes[:, 3] - boxes[:, 1] + 1).max().item() if batch else 1)
-        _check_size(cut_w, cut_h, "force_resize_width" if self.force_resize_width else "mask")
+        # a side out of range is the forced input's that gives it, else the mask's box's
+        width_name = "force_resize_width" if self.force_resize_width else "mask"
+        height_name = "force_resize_height" if self.force_resize_height else "mask"
+        _check_size(cut_w, cut_h, width_name if self.force_resize_width else height_name, width_name, height_name)
         alpha = torch.ones_like(image)
         alpha[..., 3] = mask
         image = image * alpha
@@ -593,8 +617,9 @@ class SeparateMaskComponents(Node):
     one mask each, as Masquerade's Separate Mask Components does: each piece keeps the mask's
     values, everything else 0; pieces come in the pack's order (image by image, each piece by
     the position of its last pixel in reading order). mask_mappings gives each piece's image
-    index, for Cut By Mask and Paste By Mask. (The pack labels pieces by repeated 3×3 max-pooling;
-    the same pieces are found here with scipy.ndimage.label.)"""
+    index, for Cut By Mask and Paste By Mask. More pieces than the server's max_batch, or than fit
+    in the run's memory, are refused before any is made. (The pack labels pieces by repeated 3×3
+    max-pooling; the same pieces are found here with scipy.ndimage.label.)"""
     category = CATEGORY
     mask: IMAGE
     outputs = {"mask": IMAGE, "mask_mappings": MASK_MAPPING}
@@ -607,21 +632,29 @@ class SeparateMaskComponents(Node):
         mask = as_mask(_tensor(self.mask, "mask"))
         batch, height, width = mask.shape
         positive = (mask > 0).cpu().numpy()
-        pieces = []  # (image index, piece's pixels)
+        # label every image first and count the pieces, so that too many are refused before the
+        # pieces' masks (count × H × W) take any memory
+        labelled = []  # (image index, its labels, each label's place in the pack's order)
         for i in range(batch):
             labels, count = ndimage.label(positive[i], structure=np.ones((3, 3), dtype=bool))
             if not count:
                 continue
             last = ndimage.maximum(np.arange(labels.size).reshape(labels.shape), labels, np.arange(1, count + 1))
-            pieces += [(i, labels == label + 1) for label in np.argsort(last, kind="stable")]
-        limits = run_limits()
-        if limits.max_batch is not None and len(pieces) > limits.max_batch:
-            raise NodeInputError("mask", f"{len(pieces)} pieces is more than this server allows ({limits.max_batch})")
-        result = torch.zeros((len(pieces), height, width), dtype=mask.dtype, device=mask.device)
-        for n, (i, pixels) in enumerate(pieces):
-            where = torch.from_numpy(pixels).to(mask.device)
-            result[n][where] = mask[i][where]
-        return result, torch.tensor([i for i, _ in pieces], dtype=torch.int32, device=mask.device)
+            place = np.empty(count, dtype=np.int64)
+            place[np.argsort(last, kind="stable")] = np.arange(count)
+            labelled.append((i, labels, place))
+        total = sum(len(place) for _, _, place in labelled)
+        _check_batch(total, height, width, "mask", "pieces")
+        result = torch.zeros((total, height, width), dtype=mask.dtype, device=mask.device)
+        images, first = [], 0
+        for i, labels, place in labelled:
+            ys, xs = np.nonzero(labels)
+            pieces = first + place[labels[ys, xs] - 1]
+            ys, xs, pieces = (torch.from_numpy(a).to(mask.device) for a in (ys, xs, pieces))
+            result[pieces, ys, xs] = mask[i, ys, xs]
+            images += [i] * len(place)
+            first += len(place)
+        return result, torch.tensor(images, dtype=torch.int32, device=mask.device)
 
 
 PASTE_BEHAVIORS = ("resize", "keep_ratio_fill", "keep_ratio_fit", "source_size", "source_size_unmasked")

@@ -60,6 +60,33 @@ def test_mask_morphology_is_opencv_dilate_and_erode_on_a_square(registry):
             np.testing.assert_allclose(out.numpy(), expected, atol=1e-6, err_msg=f"{op} {distance}")
 
 
+def test_mask_morphology_and_blur_at_their_largest_sizes_take_seconds_not_minutes(registry):
+    """A (2k + 1)² square per pixel took 30 s for close at distance 128 on 512² and minutes on
+    larger pictures; a row then a column at a time takes about a second here."""
+    import time
+    mask = rand(1, 512, 512, seed=9) ** 3  # values off torch.rand's 2^-24 grid, where 1 - (1 - x) != x
+    kernel = np.ones((257, 257), np.uint8)
+    start = time.monotonic()
+    out = node(registry, "Mask Morphology", image=mask, distance=128, op="close")
+    assert time.monotonic() - start < 10
+    np.testing.assert_allclose(out[0].numpy(), cv2.erode(cv2.dilate(mask[0].numpy(), kernel), kernel), atol=1e-7)
+    eroded = node(registry, "Mask Morphology", image=mask, distance=3, op="erode")
+    # the pack's erode, 1 - dilate(1 - mask), to the bit (not the plain minimum)
+    inverse = 1.0 - mask[0].numpy()
+    assert np.array_equal(eroded[0].numpy(), 1.0 - cv2.dilate(inverse, np.ones((7, 7), np.uint8)))
+    image = rand(1, 1024, 1024, 3, seed=10)
+    start = time.monotonic()
+    out = node(registry, "Blur", image=image, radius=48, sigma_factor=1.0)
+    assert time.monotonic() - start < 10
+    sigma = 0.6 * 48 - 0.3
+    line = np.exp(-np.arange(-48, 49) ** 2 / (2 * sigma ** 2))
+    line /= line.sum()
+    # the 2-D Gaussian is the outer product of the 1-D ones: scipy, a row then a column, in float64
+    expected = ndimage.correlate1d(ndimage.correlate1d(image[0].double().numpy(), line, axis=0, mode="mirror"),
+                                   line, axis=1, mode="mirror")
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=2e-6)
+
+
 def test_mask_morphology_reads_an_rgba_images_alpha_and_an_rgb_images_luma(registry):
     rgb = rand(1, 6, 7, 3)
     out = node(registry, "Mask Morphology", image=rgb, distance=0, op="dilate")
@@ -132,12 +159,21 @@ def test_blur_is_the_packs_gaussian_with_mirrored_edges(registry):
         expected = np.stack([np.stack([ndimage.correlate(image[b, ..., c].numpy().astype(np.float64), kernel,
                                                          mode="mirror") for c in range(3)], axis=-1)
                              for b in range(2)])
-        np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+        np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)  # float32 passes: ~1e-7 off float64
+    image = rand(1, 52, 50, 3, seed=4)  # the largest radius: 97² weights, still within float32's rounding
+    out = node(registry, "Blur", image=image, radius=48, sigma_factor=1.0)
+    expected = ndimage.correlate(image[0, ..., 2].double().numpy(), pack_gaussian(48, 1.0), mode="mirror")
+    np.testing.assert_allclose(out[0, ..., 2].numpy(), expected, atol=2e-6)
+    one = rand(2, 12, 15, 1, seed=8)  # a 1-channel image comes back a mask [B, H, W], as the pack gives it
+    out = node(registry, "Blur", image=one, radius=2, sigma_factor=1.0)
+    assert out.shape == (2, 12, 15)
+    np.testing.assert_allclose(out[1].numpy(), ndimage.correlate(one[1, ..., 0].double().numpy(),
+                                                                 pack_gaussian(2, 1.0), mode="mirror"), atol=1e-6)
     mask = rand(1, 12, 15)
     out = node(registry, "Blur", image=mask, radius=2, sigma_factor=1.0)
     assert out.shape == (1, 12, 15)
     np.testing.assert_allclose(out[0].numpy(), ndimage.correlate(mask[0].double().numpy(), pack_gaussian(2, 1.0),
-                                                                 mode="mirror"), atol=1e-5)
+                                                                 mode="mirror"), atol=1e-6)
     with pytest.raises(NodeInputError) as e:
         node(registry, "Blur", image=mask, radius=12, sigma_factor=1.0)
     assert e.value.input == "radius"
@@ -174,6 +210,42 @@ def test_mix_images_and_color_by_mask(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "Mix Images By Mask", image1=a, image2=b, mask=rand(1, 8, 5))
     assert e.value.input == "mask"
+
+
+def test_mix_images_by_mask_alpha_follows_the_mask_kind(registry):
+    """RGBA images: a plain mask is repeated into alpha too (alpha mixes by it); an RGB mask gets
+    alpha 1, so the result's alpha is image2's, as the pack's tensor2rgba makes them."""
+    a = torch.cat((rand(1, 3, 4, 3), rand(1, 3, 4, 1, seed=1)), dim=3)
+    b = torch.cat((rand(1, 3, 4, 3, seed=2), rand(1, 3, 4, 1, seed=3)), dim=3)
+    mask = rand(1, 3, 4, seed=4)
+    out = node(registry, "Mix Images By Mask", image1=a, image2=b, mask=mask)
+    m = mask.numpy()[..., None]
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + b.numpy() * m, atol=1e-6)
+    rgb_mask = rand(1, 3, 4, 3, seed=5)
+    out = node(registry, "Mix Images By Mask", image1=a, image2=b, mask=rgb_mask)
+    m = np.concatenate((rgb_mask.numpy(), np.ones((1, 3, 4, 1), np.float32)), axis=3)
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + b.numpy() * m, atol=1e-6)
+    np.testing.assert_allclose(out[..., 3].numpy(), b[..., 3].numpy(), atol=1e-6)
+
+
+def test_one_image_mixed_by_each_mask_of_a_batch(registry):
+    """One picture and a batch of masks (Separate Mask Components' pieces) give a batch, as the
+    pack's broadcasting does; batches of 2 and 3 are refused."""
+    a, b, masks = rand(1, 4, 5, 3), rand(1, 4, 5, 3, seed=1), rand(3, 4, 5, seed=2)
+    m = masks.numpy()[..., None]
+    out = node(registry, "Mix Images By Mask", image1=a, image2=b, mask=masks)
+    assert out.shape == (3, 4, 5, 3)
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + b.numpy() * m, atol=1e-6)
+    out = node(registry, "Mix Color By Mask", image=a, r=255, g=0, b=51, mask=masks)
+    assert out.shape == (3, 4, 5, 3)
+    np.testing.assert_allclose(out.numpy(), a.numpy() * (1 - m) + np.array([1.0, 0.0, 0.2]) * m, atol=1e-6)
+    out = node(registry, "Mix Images By Mask", image1=masks[:1], image2=b, mask=masks)  # a mask image1 too
+    np.testing.assert_allclose(out.numpy(), masks[:1].numpy()[..., None] * (1 - m) + b.numpy() * m, atol=1e-6)
+    for name, inputs in (("Mix Images By Mask", dict(image1=a.repeat(2, 1, 1, 1), image2=b)),
+                         ("Mix Color By Mask", dict(image=a.repeat(2, 1, 1, 1), r=0, g=0, b=0))):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, name, mask=masks, **inputs)
+        assert e.value.input == "mask" and "batch of 3" in str(e.value), name
 
 
 def test_create_rect_mask_pixels_percent_and_corners(registry):
@@ -267,6 +339,98 @@ def test_mask_to_region_keep_ratio_divisible_follows_the_packs_search(registry):
     assert e.value.input == "mask"
 
 
+def region_by_the_packs_rule(masks, padding, constraints, cx, cy, min_width, min_height, batch_behavior):
+    """Mask To Region worked out mask by mask in Python integers from the rule the pack follows;
+    None where the pack's own code fails (a factor search with no bound: a box of no size)."""
+    batch, height, width = masks.shape
+    empty = [not (m > 0).any() for m in masks]
+    boxes = []
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m) if not empty[i] else ([0], [0])  # an empty mask counts its top-left pixel
+        x0, y0 = max(min(xs) - padding, 0), max(min(ys) - padding, 0)
+        x1, y1 = min(max(xs) + padding, width), min(max(ys) + padding, height)  # the far edge, not the last pixel
+        boxes.append([x0, y0, x1, y1])
+    sizes = [[b[2] - b[0], b[3] - b[1]] for b in boxes]  # one less than the pixels counted: the pack's count
+    targets = [[max(w, min_width), max(h, min_height)] for w, h in sizes]
+    if constraints == "keep_ratio":
+        for t in targets:
+            t[0] = max(t[0], t[1] * cx // cy)
+            t[1] = max(t[1], t[0] * cy // cx)
+    elif constraints == "keep_ratio_divisible":
+        # the largest factor i such that the constraint divided by i still fits in some target;
+        # each i dividing both constraints sets the targets at least (cx / i, cy / i) to exactly that
+        bound = max(min(cx // w if w else math.inf, cy // h if h else math.inf) for w, h in targets)
+        if bound == math.inf:
+            return None
+        for i in range(1, int(bound) + 1):
+            if cx % i == 0 and cy % i == 0:
+                for t in targets:
+                    if t[0] >= cx // i and t[1] >= cy // i:
+                        t[:] = [cx // i, cy // i]
+    elif constraints == "multiple_of":
+        for t in targets:
+            t[:] = [-(-t[0] // cx) * cx, -(-t[1] // cy) * cy]  # up to the next multiple
+    if batch_behavior == "match_size":
+        most = [max(t[0] for t in targets), max(t[1] for t in targets)]
+        targets = [list(most) for _ in targets]
+    elif not all(empty):
+        # the first non-empty mask whose ratio is nearest 1:1 gives all its ratio (each only widened);
+        # nearness in float32, as the pack's tensors have it: 16 / 12 and 16 / 24 are not a tie there
+        nearest = min((i for i in range(batch) if not empty[i]),
+                      key=lambda i: abs(np.float32(targets[i][0]) / np.float32(targets[i][1]) - np.float32(1)))
+        w_m, h_m = targets[nearest]
+        for t in targets:
+            t[0] = max(t[0], t[1] * w_m // h_m)
+            t[1] = max(t[1], t[0] * h_m // w_m)
+    region = np.zeros((batch, height, width), np.float32)
+    for i in range(batch):
+        if empty[i]:
+            continue
+        x0, y0, x1, y1 = boxes[i]
+        grow_x, grow_y = targets[i][0] - sizes[i][0], targets[i][1] - sizes[i][1]
+        x0, x1 = x0 - grow_x // 2, x1 + grow_x - grow_x // 2  # the growth split around the box
+        y0, y1 = y0 - grow_y // 2, y1 + grow_y - grow_y // 2
+        if x0 < 0:  # moved back inside over the left or top edge, then the right or bottom one
+            x0, x1 = 0, x1 - x0
+        if y0 < 0:
+            y0, y1 = 0, y1 - y0
+        if x1 > width:
+            x0, x1 = x0 - (x1 - width), width
+        if y1 > height:
+            y0, y1 = y0 - (y1 - height), height
+        region[i, y0:y1 + 1, x0:x1 + 1] = 1  # the end included; a start still below 0 counts from the end
+    return region
+
+
+def test_mask_to_region_follows_the_packs_rule_over_random_masks(registry):
+    rng = np.random.default_rng(5)
+    checked = 0
+    for case in range(160):
+        batch, height, width = int(rng.integers(1, 4)), int(rng.integers(8, 40)), int(rng.integers(8, 40))
+        masks = np.zeros((batch, height, width), np.float32)
+        for m in masks:
+            if rng.random() < 0.2:
+                continue  # an empty mask
+            for _ in range(int(rng.integers(1, 3))):  # boxes of at least 2 × 2 pixels
+                y, x = int(rng.integers(0, height - 1)), int(rng.integers(0, width - 1))
+                h, w = int(rng.integers(2, height - y + 1)), int(rng.integers(2, width - x + 1))
+                m[y:y + h, x:x + w] = rng.uniform(0.05, 1.0, (h, w))
+        settings = dict(padding=int(rng.integers(0, 6)), constraints=str(rng.choice(
+            ["keep_ratio", "keep_ratio_divisible", "multiple_of", "ignore"])),
+            constraint_x=int(rng.choice([2, 3, 4, 6, 8, 12, 16, 64])),
+            constraint_y=int(rng.choice([2, 3, 4, 6, 8, 12, 16, 64])),
+            min_width=int(rng.integers(0, width + 6)) * int(rng.random() < 0.5),
+            min_height=int(rng.integers(0, height + 6)) * int(rng.random() < 0.5),
+            batch_behavior=str(rng.choice(["match_ratio", "match_size"])))
+        expected = region_by_the_packs_rule(masks, *settings.values())
+        if expected is None:
+            continue
+        region = node(registry, "Mask To Region", mask=torch.from_numpy(masks), **settings)
+        np.testing.assert_array_equal(region.numpy(), expected, err_msg=f"case {case}: {settings}")
+        checked += 1
+    assert checked > 140
+
+
 def test_cut_by_mask_crops_the_box_and_resizes_bicubic(registry):
     image = rand(2, 20, 24, 3)
     mask = torch.zeros(2, 20, 24)
@@ -291,6 +455,30 @@ def test_cut_by_mask_crops_the_box_and_resizes_bicubic(registry):
     soft = mask[:1] * 0.5
     cut = node(registry, "Cut By Mask", image=mask[:1], mask=soft, force_resize_width=0, force_resize_height=0)
     assert torch.equal(cut, torch.full((1, 6, 10), 0.5))  # a mask cut gives the cut's alpha: mask · soft
+
+
+def test_cut_by_mask_names_the_input_that_makes_the_cut_too_big(registry):
+    from graphflow.executor import Executor
+    image, mask = rand(1, 32, 32, 3), torch.zeros(1, 32, 32)
+    mask[0, 4:20, 4:20] = 1
+    for width, height, name in ((0, 100000, "force_resize_height"), (100000, 0, "force_resize_width"),
+                                (100000, 100000, "force_resize_width"), (20, 100000, "force_resize_height")):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "Cut By Mask", image=image, mask=mask, force_resize_width=width, force_resize_height=height)
+        assert e.value.input == name and "outside 1..16384" in str(e.value), (width, height)
+    # the server's max_pixels: a forced height of 100 (estimated 1 wide, so the graph is accepted)
+    # on a box 64 wide gives 64×100 = 6400 pixels, over 5000: refused while running
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                          "color": 0xFFFFFF}},
+             "2": {"class_type": "Cut By Mask", "inputs": {"image": ["1", 0], "mask": ["1", 0],
+                                                           "force_resize_width": 0, "force_resize_height": 100}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=5000)).run(parse_workflow(graph, registry),
+                                                                       outputs=["2"])
+    assert result.status == "error" and result.error["input"] == "force_resize_height"
+    assert "64×100" in result.error["message"] and "megapixels" in result.error["message"]
+    result = Executor(registry, limits=RunLimits(max_pixels=6400)).run(parse_workflow(graph, registry),
+                                                                       outputs=["2"])
+    assert result.ok and result.values["2"][0].shape[:3] == (1, 100, 64)
 
 
 def pack_components(mask):
@@ -611,3 +799,53 @@ def test_crop_edit_paste_chain_from_a_ui_save(registry):
     for original in nodes:
         assert saved[original["id"]]["type"] == original["type"]
         assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
+
+
+def test_a_mask_batch_on_an_image_socket_previews_and_saves_as_grey(registry, tmp_folders):
+    """Mask Morphology gives a mask batch [B, H, W] on its IMAGE socket; PreviewImage and SaveImage
+    write each mask as a grey picture, as ComfyUI's Image.fromarray makes a 2-D array."""
+    from PIL import Image
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 9, "height": 7, "batch_size": 2,
+                                                          "color": 0x4080C0}},
+             "2": {"class_type": "Mask Morphology", "inputs": {"image": ["1", 0], "distance": 1, "op": "dilate"}},
+             "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+             "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "masq"}}}
+    result = run_graph(registry, graph, outputs=["2", "3", "4"])
+    masks = result.values["2"][0]
+    assert masks.shape == (2, 7, 9)
+    levels = np.clip(masks.numpy() * 255.0, 0, 255).astype(np.uint8)  # ComfyUI's savers' 8 bits
+    for node_id, folder in (("3", tmp_folders.temp), ("4", tmp_folders.outputs)):
+        shown = result.outputs[node_id]["images"]
+        assert len(shown) == 2
+        for picture, expected in zip(shown, levels):
+            with Image.open(folder / picture["subfolder"] / picture["filename"]) as saved:
+                assert saved.mode == "L"
+                np.testing.assert_array_equal(np.asarray(saved), expected)
+
+
+def dotted_picture(folder, size):
+    """A black picture with a white dot on every other pixel each way: (size / 2)² pieces."""
+    from PIL import Image
+    dots = np.zeros((size, size), np.uint8)
+    dots[::2, ::2] = 255
+    Image.fromarray(dots, "L").convert("RGB").save(folder / "dots.png")
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": "dots.png"}},
+            "2": {"class_type": "Separate Mask Components", "inputs": {"mask": ["1", 0]}}}
+
+
+def test_separate_mask_components_refuses_too_many_pieces_before_making_them(registry, tmp_folders):
+    from graphflow.executor import Executor
+    graph = parse_workflow(dotted_picture(tmp_folders.inputs, 32), registry)  # 256 pieces of 32×32
+    result = Executor(registry, limits=RunLimits(max_batch=64)).run(graph, outputs=["2"])
+    assert result.status == "error" and result.error["input"] == "mask"
+    assert "256 pieces" in result.error["message"] and "(64)" in result.error["message"]
+    # 256 masks of 32×32 float32 are 1 MiB: refused where the run may use less memory
+    result = Executor(registry, limits=RunLimits(max_batch=1000, ram_bytes=2**20 - 1)).run(graph, outputs=["2"])
+    assert result.status == "error" and result.error["input"] == "mask"
+    assert "256 pieces of 32×32" in result.error["message"]
+    result = Executor(registry, limits=RunLimits(max_batch=256, ram_bytes=2**20)).run(graph, outputs=["1", "2"])
+    assert result.ok, result.error
+    pieces, mapping = result.values["2"]
+    assert pieces.shape == (256, 32, 32) and mapping.tolist() == [0] * 256
+    expected, _ = pack_components(luma(result.values["1"][0]))  # the RGB picture read as a mask
+    assert torch.equal(pieces, expected)
