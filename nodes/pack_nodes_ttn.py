@@ -83,8 +83,7 @@ OUTPUT_FILETYPES = ("png", "jpg", "jpeg", "tiff", "tif", "webp", "bmp")
 PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tiff": "TIFF", "tif": "TIFF", "webp": "WEBP",
                "bmp": "BMP"}
 SAMPLING_CHOICES = ("Default", "eps", "v_prediction", "lcm", "x0")
-LORA_TAG = re.compile(r"<lora:[^>]+>")  # the pack's patterns for <lora:name:weight[:clip weight]>
-LORA_TAG_FORMAT = re.compile(r"^<lora:.*?:[-0-9.]+(:[-0-9.]+)*>$")
+LORA_WEIGHT = re.compile(r"[-0-9.]+")  # a tag's weight, as the pack's tag pattern reads it
 LORA_STACK_ROWS = 20  # pipeLoraStack's rows
 PIPE_KEYS = ("model", "positive", "negative", "vae", "clip", "samples", "images", "seed")
 DECODED_BYTES = 3 * 4  # per pixel of a decoded image (fp32 RGB)
@@ -131,21 +130,52 @@ def _empty_latent(model, aspect: str, width: int, height: int, batch_size: int) 
     return {"samples": torch.zeros(batch_size, 4, height // 8, width // 8)}
 
 
-def lora_tags(text: str) -> list[tuple[str, float, float]]:
-    """(name, model strength, clip strength) of each well-formed <lora:name:weight[:clip weight]>
-    in the text, as the pack reads them (the clip weight defaults to the weight); malformed ones
-    are skipped with a warning, as the pack skips them."""
-    tags = []
-    for tag in LORA_TAG.findall(text or ""):
-        if not LORA_TAG_FORMAT.match(tag):
-            warn(f"skipping malformed LoRA tag {tag}")
+def _tag_texts(text: str):
+    """The text of each <lora:...> tag, as the pack's `<lora:[^>]+>` finds them, in one pass
+    (that pattern backtracks over a long text of unclosed tags)."""
+    start = text.find("<lora:")
+    while start != -1:
+        end = text.find(">", start + 6)
+        if end == -1:
+            return  # no tag closes after here
+        if end == start + 6:  # "<lora:>" is no tag: look again from the next character
+            start = text.find("<lora:", start + 1)
+            continue
+        yield text[start:end + 1]
+        start = text.find("<lora:", end + 1)
+
+
+def _well_formed(tag: str) -> bool:
+    """The pack's `^<lora:.*?:[-0-9.]+(:[-0-9.]+)*>$`, checked without backtracking: one line, and
+    the part after the last ':' a weight (the name takes everything before the trailing weights)."""
+    inner = tag[6:-1]
+    return "\n" not in inner and ":" in inner and LORA_WEIGHT.fullmatch(inner.rsplit(":", 1)[1]) is not None
+
+
+def _parsed_tags(text: str):
+    """(tag, (name, model strength, clip strength) or None when malformed) for each tag."""
+    for tag in _tag_texts(text or ""):
+        if not _well_formed(tag):
+            yield tag, None
             continue
         parts = tag[6:-1].split(":")
         try:
             weights = [float(p) for p in parts[1:3]]
         except ValueError:
-            raise NodeInputError("loras", f"{tag}: the weights are not numbers") from None
-        tags.append((parts[0], weights[0], weights[1] if len(weights) > 1 else weights[0]))
+            raise NodeInputError("loras", f"{tag[:200]}: the weights are not numbers") from None
+        yield tag, (parts[0], weights[0], weights[1] if len(weights) > 1 else weights[0])
+
+
+def lora_tags(text: str) -> list[tuple[str, float, float]]:
+    """(name, model strength, clip strength) of each well-formed <lora:name:weight[:clip weight]>
+    in the text, as the pack reads them (the clip weight defaults to the weight); malformed ones
+    are skipped with a warning, as the pack skips them."""
+    tags = []
+    for tag, parsed in _parsed_tags(text):
+        if parsed is None:
+            warn(f"skipping malformed LoRA tag {tag[:200]}")
+        else:
+            tags.append(parsed)
     return tags
 
 

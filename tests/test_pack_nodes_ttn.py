@@ -332,6 +332,24 @@ def test_unknown_lora_tag_is_skipped_with_a_warning(registry, models, caplog):
     assert "missing.safetensors" in caplog.text and "<lora:bad>" in caplog.text
 
 
+def test_lora_tags_of_a_hostile_megabyte_text_parse_in_one_pass():
+    """Unclosed tags and a tag of a million ':1' are found and judged in one pass (the pack's
+    patterns backtrack: minutes on such a text). Run in a child process so that a slow parser fails
+    the test at its timeout instead of holding the run."""
+    import subprocess
+    import sys
+    script = """
+from nodes.pack_nodes_ttn import lora_tags
+print(lora_tags("<lora:" * 170000))
+print(lora_tags("<lora:" + ":1" * 500000 + "x> <lora:a.safetensors:0.5>"))
+print(lora_tags("<lora:" * 100000 + "> <lora:b.safetensors:1:0.25>"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["[]", "[('a.safetensors', 0.5, 0.5)]",
+                                           "[('b.safetensors', 1.0, 0.25)]"]
+
+
 def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
     """pipeLoaderSDXL_v2 encodes as CLIP Text Encode SDXL (an empty _l: the _g text; sizes from
     the aspect choices) and the refiner's _l text as CLIP Text Encode SDXL Refiner;
