@@ -113,10 +113,21 @@ def _loader_estimate(widgets: dict) -> Estimate:
         return Estimate(None)
 
 
-def _loader_fingerprint(ckpt_name, vae_name, refiner_ckpt_name="None"):
+def _loader_fingerprint(ckpt_name, vae_name, loras=None, refiner_ckpt_name="None"):
     """The loaders' files as they are on disk: a changed file is loaded again, not taken from the cache."""
     return (_state("checkpoints", ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name),
-            refiner_ckpt_name != "None" and _state("checkpoints", refiner_ckpt_name))
+            refiner_ckpt_name != "None" and _state("checkpoints", refiner_ckpt_name), _tags_state(loras))
+
+
+def _tags_state(loras) -> tuple | None:
+    """The files of the loras text's tags as they are on disk (None: no such file yet), so that a
+    LoRA written or changed after a run is applied, not the cached result kept."""
+    if not isinstance(loras, str):
+        return None  # linked (the links' own fingerprints count) or absent
+    try:
+        return tuple(_state("loras", parsed[0]) for _, parsed in _parsed_tags(loras) if parsed is not None)
+    except NodeInputError:
+        return None  # run() names the problem
 
 
 def _empty_latent(model, aspect: str, width: int, height: int, batch_size: int) -> dict:
@@ -465,6 +476,13 @@ def _lora_on(node, model, clip, clip_needed: bool = False):
     return _apply_lora(model, clip, node.lora_name, node.lora_strength, node.lora_strength, "lora_name")
 
 
+def _sampler_fingerprint(cls, lora_name="None", upscale_method="None", upscale_model_name="None", **widgets):
+    """The samplers' LoRA and upscale model files as they are on disk: a changed file is applied."""
+    hires = isinstance(upscale_method, str) and upscale_method.startswith("[hiresFix]")
+    return (lora_name != "None" and _state("loras", lora_name),
+            hires and upscale_model_name != "None" and _state("upscale_models", upscale_model_name))
+
+
 def _sampler_estimate(cls, widgets, inputs):
     from nodes.sampling import _estimate
     latent = inputs.get("optional_latent") or inputs.get("latent")
@@ -551,8 +569,8 @@ class TtnPipeLoader(Node):
                                                          "prepend_negative"))
 
     @classmethod
-    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
-        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, loras=None, **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, loras)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -624,6 +642,7 @@ class TtnPipeKSampler(Node):
     outputs = PIPE_SAMPLER_OUTPUTS
     comfy = ComfyAlias(("ttN pipeKSampler_v2",), optional=PIPE_SAMPLER_OPTIONAL)
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         return pipe_sample(self, self.seed, self.steps, self.cfg, self.denoise)
@@ -676,6 +695,7 @@ class TtnPipeKSamplerAdvanced(Node):
     outputs = PIPE_SAMPLER_OUTPUTS
     comfy = ComfyAlias(("ttN pipeKSamplerAdvanced_v2",), optional=("noise_seed",) + PIPE_SAMPLER_OPTIONAL[1:])
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         return pipe_sample(self, self.noise_seed, self.steps, self.cfg, self.noise, self.start_at_step,
@@ -753,8 +773,9 @@ class TtnPipeLoaderSDXL(Node):
         "prepend_negative_g", "prepend_negative_l"))
 
     @classmethod
-    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
-        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, loras=None, refiner_ckpt_name="None",
+                    **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, loras, refiner_ckpt_name)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -859,6 +880,7 @@ class TtnPipeKSamplerSDXL(Node):
         "optional_refiner_model", "optional_refiner_positive", "optional_refiner_negative", "optional_clip",
         "input_image_override", "adv_xyPlot"))
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         _refuse_plot(self)
@@ -920,7 +942,7 @@ class TtnTinyLoader(Node):
 
     @classmethod
     def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
-        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+        return _loader_fingerprint(ckpt_name, vae_name)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -965,6 +987,10 @@ class TtnConditioning(Node):
     outputs = {"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "clip": CLIP,
                "pos_string": STRING, "neg_string": STRING}
     comfy = ComfyAlias(("ttN conditioning",), optional=("optional_lora_stack", "prepend_positive", "prepend_negative"))
+
+    @classmethod
+    def fingerprint(cls, loras=None, **widgets):
+        return _tags_state(loras)
 
     def run(self):
         model, clip = _with_loras(self.model, self.clip, self.optional_lora_stack, self.loras)
@@ -1016,6 +1042,7 @@ class TtnKSampler(Node):
                "clip": CLIP, "images": IMAGE, "seed": INT, "plot_image": IMAGE}
     comfy = ComfyAlias(("ttN KSampler_v2",), optional=("clip", "seed", "input_image_override", "adv_xyPlot"))
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         _refuse_plot(self)
@@ -1144,6 +1171,11 @@ class TtnPipeLoraStack(Node):
         "optional_pipe", "model_override", "clip_override", "optional_lora_stack",
         *(f"lora_{i}_{part}" for i in range(1, LORA_STACK_ROWS + 1)
           for part in ("name", "strength", "model_strength", "clip_strength"))))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        names = (widgets.get(f"lora_{i}_name", "None") for i in range(1, LORA_STACK_ROWS + 1))
+        return tuple(_state("loras", name) for name in names if name != "None")
 
     def run(self):
         pipe = self.optional_pipe

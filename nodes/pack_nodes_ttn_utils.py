@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Float, \
     Int, Node, NodeInputError, Text, folders, safe_join, show, warn
-from nodes.efficiency_nodes import _checkpoint_choices
+from nodes.efficiency_nodes import _checkpoint_choices, _state
 from nodes.image import _next_counter, temp_pngs
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint
 from nodes.pack_nodes import _core
@@ -238,10 +238,7 @@ class TtnHiresFixScale(Node):
 
     @classmethod
     def fingerprint(cls, model_name=None, **widgets):
-        try:
-            return folders.model_state("upscale_models", model_name) if model_name else None
-        except (FileNotFoundError, ValueError):
-            return None  # run() names the problem
+        return _state("upscale_models", model_name) if model_name else None
 
     def run(self):
         settings = SimpleNamespace(upscale_model_name=self.model_name, rescale=self.rescale, percent=self.percent,
@@ -390,6 +387,11 @@ class TtnMultiModelMerge(Node):
     outputs = {"model": MODEL, "clip": CLIP}
     comfy = ComfyAlias(("ttN multiModelMerge",),
                        optional=tuple(f"{part}_{letter}_override" for part in ("model", "clip") for letter in "ABC"))
+
+    @classmethod
+    def fingerprint(cls, ckpt_A_name=DEMO_CHECKPOINT, ckpt_B_name="None", ckpt_C_name="None", **widgets):
+        """The checkpoints as they are on disk: a changed file is merged again."""
+        return tuple(_state("checkpoints", name) for name in (ckpt_A_name, ckpt_B_name, ckpt_C_name))
 
     def _parts(self, letter: str, need_model: bool, need_clip: bool):
         model, clip = getattr(self, f"model_{letter}_override"), getattr(self, f"clip_{letter}_override")

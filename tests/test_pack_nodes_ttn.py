@@ -350,6 +350,57 @@ print(lora_tags("<lora:" * 100000 + "> <lora:b.safetensors:1:0.25>"))
                                            "[('b.safetensors', 1.0, 0.25)]"]
 
 
+def test_a_lora_or_checkpoint_written_after_a_run_is_used_by_the_next_run(registry, models):
+    """The node cache's fingerprints hold the files each node reads: a LoRA tag's file written
+    after a run (pipeLoader, conditioning), a sampler's lora_name, pipeLoraStack's rows and
+    multiModelMerge's checkpoints rewritten after it: the next run on the same executor loads them
+    and gives new results."""
+    from graphflow.executor import Executor
+    from graphflow.testing import write_checkpoint, write_lora
+    loras = models.models / "loras"
+    write_checkpoint(models.models / "checkpoints" / "c.safetensors", "sd1", seed=2)
+    write_lora(loras / "stacked.safetensors", "sd1", seed=3)
+    conditioning = {"class_type": "ttN conditioning", "inputs": {
+        "model": ["1", 1], "clip": ["1", 6], "loras": "<lora:late.safetensors:1.0>", "positive": "x",
+        "positive_token_normalization": "none", "positive_weight_interpretation": "comfy", "negative": "y",
+        "negative_token_normalization": "none", "negative_weight_interpretation": "comfy", "zero_out_empty": False}}
+    stack = {"class_type": "ttN pipeLoraStack", "inputs": {"toggle": True, "mode": "simple", "num_loras": 1,
+                                                            "optional_pipe": ["1", 0],
+                                                            "lora_1_name": "stacked.safetensors"}}
+    merge = {"class_type": "ttN multiModelMerge", "inputs": {
+        "ckpt_A_name": "tiny.safetensors", "config_A_name": "Default", "ckpt_B_name": "tiny.safetensors",
+        "config_B_name": "Default", "ckpt_C_name": "c.safetensors", "config_C_name": "Default",
+        "model_interpolation": "Add difference = (  A + (B-C)*M  )", "model_multiplier": 0.5,
+        "clip_interpolation": "A Only", "clip_multiplier": 1.0}}
+    graph = {"1": _loader_api(loras="<lora:late.safetensors:1.0>"), "2": conditioning,
+             "3": _advanced_api(["6", 0], lora_name="first.safetensors", image_output="Disabled"),
+             "4": {**stack, "inputs": {**stack["inputs"], "optional_pipe": ["6", 0]}}, "5": merge,
+             "6": _loader_api(loras="")}
+    conditioning["inputs"].update(model=["6", 1], clip=["6", 6])
+    executor = Executor(registry)
+
+    def run():
+        result = executor.run(parse_workflow(graph, registry), outputs=["1", "2", "3", "4", "5", "6"])
+        assert result.ok, (result.problems, result.error)
+        return result.values
+
+    first = run()
+    assert run()["1"][1] is first["1"][1]  # unchanged files: the cached result
+    write_lora(loras / "late.safetensors", "sd1", seed=4)  # the missing tag's file
+    second = run()
+    assert not _same_conditioning(second["1"][2], first["1"][2])  # the tag's LoRA now applied
+    assert not _same_conditioning(second["2"][1], first["2"][1])
+    assert second["3"][4] is first["3"][4] and second["5"][0] is first["5"][0]  # their files unchanged
+    for name, seed in (("first.safetensors", 5), ("stacked.safetensors", 6)):
+        write_lora(loras / name, "sd1", seed=seed)
+    write_checkpoint(models.models / "checkpoints" / "c.safetensors", "sd1", seed=7)
+    third = run()
+    assert third["6"][1] is second["6"][1]  # the pipe they take is the cached one: their own files count
+    assert not torch.allclose(third["3"][4]["samples"], second["3"][4]["samples"])  # lora_name rewritten
+    assert third["4"][0]["model"] is not second["4"][0]["model"]  # the stack's row rewritten
+    assert third["5"][0] is not second["5"][0]  # checkpoint C rewritten
+
+
 def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
     """pipeLoaderSDXL_v2 encodes as CLIP Text Encode SDXL (an empty _l: the _g text; sizes from
     the aspect choices) and the refiner's _l text as CLIP Text Encode SDXL Refiner;
