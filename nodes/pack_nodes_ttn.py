@@ -37,7 +37,7 @@ from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, Conditioni
 from nodes.controlnet import LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _checkpoint_choices, \
     _lora_rows, _set_clip_skip, _state, _vae_choices, efficiency_encode
-from nodes.image import _next_counter, _png_metadata, temp_pngs
+from nodes.image import _next_counter, _png_metadata, _write_at, temp_pngs
 from nodes.latent import _upscale
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
@@ -299,33 +299,45 @@ def _save_prefix_checked(prefix: str) -> str:
     return prefix
 
 
+def save_files(folder, stem: str, file_type: str, padding: int | None, overwrite: bool, writes,
+               input_name: str = "save_prefix") -> list[str]:
+    """Files written as the pack's ttNsave names them, one per `write(path)` of `writes`:
+    stem_<counter>.<file_type> (the counter one past the highest in the folder, `padding` digits;
+    None: no counter); a name already taken is kept (that file skipped with a warning, as the pack
+    skips it) unless overwrite. Each is written under a temporary name and then given its own
+    (nodes/image.py _write_at), so a link at the name is kept or replaced, never written through.
+    Returns the written names."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        counter = _next_counter(folder, stem)
+        written = []
+        for write in writes:
+            name = f"{stem}.{file_type}" if padding is None else f"{stem}_{counter:0{padding}d}.{file_type}"
+            counter += 1
+            if _write_at(write, folder / name, overwrite):
+                written.append(name)
+            else:
+                warn(f"{name} already exists: skipped, as the pack skips it (overwrite_existing keeps none)")
+        return written
+    except OSError as e:  # a folder where the file goes, a full disk
+        raise NodeInputError(input_name, f"can't write {stem!r} in the outputs: {e.strerror or e}") from None
+
+
 def save_images(images, folder, stem: str, file_type: str, padding: int | None = 5, overwrite: bool = False,
                 embed_workflow: bool = True) -> list[dict]:
-    """Images written as the pack's ttNsave writes them: stem_<counter>.<file_type> (the counter
-    one past the highest in the folder, `padding` digits; None: no counter), the workflow embedded
-    in PNGs when embed_workflow; an existing file is kept (and the image skipped with a warning)
-    unless overwrite. Returns the editor's {filename, subfolder, type} of each written file."""
+    """Images written as save_files writes them, the workflow embedded in PNGs when
+    embed_workflow. Returns the editor's {filename, subfolder, type} of each written file."""
     from graphflow.images import image_to_pil
     if file_type not in PIL_FORMATS:
         raise NodeInputError("file_type", f"{file_type!r} is not one of {', '.join(OUTPUT_FILETYPES)}")
-    folder.mkdir(parents=True, exist_ok=True)
+    metadata = _png_metadata() if embed_workflow and file_type == "png" else None
+    options = {"pnginfo": metadata} if metadata is not None else {}
+    writes = (lambda path, image=image: image_to_pil(image).save(path, format=PIL_FORMATS[file_type], **options)
+              for image in images)
+    names = save_files(folder, stem, file_type, padding, overwrite, writes)
     subfolder = folder.relative_to(folders.outputs).as_posix()
     subfolder = "" if subfolder == "." else subfolder
-    metadata = _png_metadata() if embed_workflow and file_type == "png" else None
-    counter = _next_counter(folder, stem)
-    written = []
-    for image in images:
-        name = f"{stem}.{file_type}" if padding is None else f"{stem}_{counter:0{padding}d}.{file_type}"
-        counter += 1
-        path = folder / name
-        if path.exists() and not overwrite:
-            warn(f"{name} already exists: skipped, as the pack skips it (overwrite_existing keeps none)")
-            continue
-        picture = image_to_pil(image)
-        options = {"pnginfo": metadata} if metadata is not None else {}
-        picture.save(path, format=PIL_FORMATS[file_type], **options)
-        written.append({"filename": name, "subfolder": subfolder, "type": "output"})
-    return written
+    return [{"filename": name, "subfolder": subfolder, "type": "output"} for name in names]
 
 
 def output_images(images, image_output: str, save_prefix: str, file_type: str = "png", embed_workflow: bool = True):

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Float, \
     Int, Node, NodeInputError, Text, folders, safe_join, show, warn
 from nodes.efficiency_nodes import _checkpoint_choices, _state
-from nodes.image import _next_counter, temp_pngs
+from nodes.image import temp_pngs
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_ttn import CROP_METHODS, IMAGE_OUTPUTS, MAX_RESOLUTION, OUTPUT_FILETYPES, RESCALES, \
-    _save_prefix_checked, model_upscaled, output_images, save_images
+    _save_prefix_checked, model_upscaled, output_images, save_files, save_images
 from nodes.sampling import SEED_MAX
 
 COMFY_PACK = "ComfyUI_tinyterraNodes"  # the custom node pack this module's ComfyUI classes come from
@@ -330,15 +330,9 @@ class TtnTextOutput(Node):
                 target = safe_join(folder, _save_prefix_checked(self.save_prefix))
             except ValueError as e:
                 raise NodeInputError("save_prefix", str(e)) from None
-            target.parent.mkdir(parents=True, exist_ok=True)
             padding = None if self.number_padding in ("None", None) else int(self.number_padding)
-            counter = _next_counter(target.parent, target.name)
-            name = (f"{target.name}.{self.file_type}" if padding is None
-                    else f"{target.name}_{counter:0{padding}d}.{self.file_type}")
-            if (target.parent / name).exists() and not self.overwrite_existing:
-                warn(f"{name} already exists: not written, as the pack skips it")
-            else:
-                (target.parent / name).write_text(self.text, encoding="utf-8")
+            save_files(target.parent, target.name, self.file_type, padding, self.overwrite_existing,
+                       [lambda path: path.write_text(self.text, encoding="utf-8")])
         show(text=[self.text])
         return self.text
 

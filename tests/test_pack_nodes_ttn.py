@@ -497,6 +497,26 @@ def test_image_output_saves_with_padding_type_and_folder(registry, models):
     assert e.value.input == "output_path"
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_saves_never_write_through_a_link_at_the_file_name(registry, models, tmp_path, overwrite):
+    """A dangling link at the name imageOutput / textOutput would write, leading
+    outside the outputs folder: nothing is written there; without overwrite_existing the name counts
+    as taken (skipped), with it the link itself is replaced by the file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (models.outputs / "victim.png").symlink_to(outside / "planted.png")
+    (models.outputs / "victim.txt").symlink_to(outside / "planted.txt")
+    call(registry, "TtnImageOutput", image=torch.rand(1, 8, 8, 3), image_output="Hide/Save", save_prefix="victim",
+         number_padding="None", overwrite_existing=overwrite)
+    call(registry, "TtnTextOutput", text_output="Save", text="hello", save_prefix="victim", number_padding="None",
+         file_type="txt", overwrite_existing=overwrite)
+    assert list(outside.iterdir()) == []
+    for name in ("victim.png", "victim.txt"):
+        assert (models.outputs / name).is_symlink() != overwrite
+    if overwrite:
+        assert (models.outputs / "victim.txt").read_text() == "hello"
+
+
 def test_loaders_latent_batch_is_checked_before_the_run(registry, models):
     """A 64-batch of 4096x4096 (aspect choice of the custom size) is refused under 2 GiB before
     anything loads, as EmptyLatentImage is; an aspect choice sets the size checked."""
