@@ -361,18 +361,35 @@ def _refuse_plot(node):
         raise NodeInputError("adv_xyPlot", "the pack's advanced xyPlot is not built in: disconnect it")
 
 
-def _latent_upscaled(node, latent: dict, method: str) -> dict:
-    """[latent] upscaling as the pack does it: each latent side times factor, rounded, to a
-    multiple of 8 latent pixels (the pack's enforce_mul_of_64 applied to the latent's own size),
-    resized as LatentUpscale with crop; refused over the server's max_pixels."""
+def _latent_upscale_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """[latent] upscaling's new latent size (latent pixels): each side times factor, rounded, to a
+    multiple of 8 (the pack's enforce_mul_of_64 applied to the latent's own size), at most
+    MAX_RESOLUTION."""
     from nodes.pack_nodes_easyuse_samplers import nearest_multiple_of_8
+    return (min(nearest_multiple_of_8(round(width * factor)), MAX_RESOLUTION),
+            min(nearest_multiple_of_8(round(height * factor)), MAX_RESOLUTION))
+
+
+def _latent_upscaled(node, latent: dict, method: str) -> dict:
+    """[latent] upscaling as the pack does it (_latent_upscale_size), resized as LatentUpscale with
+    crop; refused over the server's max_pixels, or when sampling the upscaled batch needs more
+    working memory than the run may take (a pipe's latent has no size before the run, so the
+    planner's estimate can't tell)."""
+    from graphflow.resource_limits import machine_device, machine_ram
+    from nodes.sampling import UNET_BYTES_PER_PIXEL
     samples = latent["samples"]
-    width = min(nearest_multiple_of_8(round(samples.shape[-1] * node.factor)), MAX_RESOLUTION)
-    height = min(nearest_multiple_of_8(round(samples.shape[-2] * node.factor)), MAX_RESOLUTION)
-    limit = run_limits().max_pixels
-    if limit is not None and width * 8 * height * 8 > limit:
+    width, height = _latent_upscale_size(samples.shape[-1], samples.shape[-2], node.factor)
+    limits = run_limits()
+    if limits.max_pixels is not None and width * 8 * height * 8 > limits.max_pixels:
         raise NodeInputError("factor", f"upscales the latent to {width * 8}x{height * 8} pixels, over the server's "
-                                       f"{limit}")
+                                       f"{limits.max_pixels}")
+    batch = samples.shape[0]
+    need = UNET_BYTES_PER_PIXEL * batch * width * 8 * height * 8
+    budget = limits.device_bytes or machine_device()[1] or limits.ram_bytes or machine_ram()
+    if budget is not None and need > budget:
+        raise NodeInputError("factor", f"upscales a batch of {batch} to {width * 8}x{height * 8} pixels: sampling it "
+                                       f"needs at least {need / 2**30:,.1f} GB of working memory, over the "
+                                       f"{budget / 2**30:,.1f} GB here")
     return {**latent, "samples": _upscale(samples, width, height, method, node.crop)}
 
 
@@ -496,9 +513,15 @@ def _sampler_fingerprint(cls, lora_name="None", upscale_method="None", upscale_m
 
 
 def _sampler_estimate(cls, widgets, inputs):
+    """KSampler's estimate for the connected latent, upscaled first by a [latent] upscale_method's
+    factor (a pipe's latent is not sized before the run: _latent_upscaled checks it then)."""
     from nodes.sampling import _estimate
-    latent = inputs.get("optional_latent") or inputs.get("latent")
-    return _estimate(cls, widgets, {"latent_image": latent})
+    size = inputs.get("optional_latent") or inputs.get("latent")
+    method, factor = widgets.get("upscale_method"), widgets.get("factor")
+    if size is not None and str(method).startswith("[latent]") and isinstance(factor, (int, float)):
+        width, height = _latent_upscale_size(size.width // 8, size.height // 8, factor)
+        size = Size(size.batch, height * 8, width * 8)
+    return _estimate(cls, widgets, {"latent_image": size})
 
 
 PIPE_SAMPLER_OUTPUTS = {"pipe": PIPE_LINE, "model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING,

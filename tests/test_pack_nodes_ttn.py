@@ -539,6 +539,51 @@ def test_loaders_latent_batch_is_checked_before_the_run(registry, models):
     assert problems({"1": tiny})
 
 
+def _pipe_sampler_api(pipe, **changes):
+    inputs = {"pipe": pipe, "lora_name": "None", "lora_strength": 1.0, "upscale_method": "None",
+              "upscale_model_name": "None", "factor": 2.0, "rescale": "by percentage", "percent": 50, "width": 1024,
+              "height": 1024, "longer_side": 1024, "crop": "disabled", "steps": 2, "cfg": 6.5,
+              "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "image_output": "Hide",
+              "save_prefix": "ComfyUI", "file_type": "png", "embed_workflow": True, "seed": 1}
+    return {"class_type": "ttN pipeKSampler_v2", "inputs": {**inputs, **changes}}
+
+
+def test_latent_upscale_factor_is_held_to_the_memory_limits(registry, models):
+    """A [latent] upscale by 8 of a 64-batch at 512x512 (sampling 64 x 4096x4096): KSampler_v2's
+    estimate scales its latent by the factor, so the plan is refused under 8 GiB as the core
+    EmptyLatentImage -> LatentUpscaleBy -> KSampler chain is; a pipe's latent (not sized before the
+    run) is refused by the sampler before it upscales."""
+    from graphflow.executor import Executor
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import plan_workflow
+    limits = RunLimits(ram_bytes=8 * 2**30, device_bytes=8 * 2**30)
+    latent = {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 64}}
+    ksampler = {"class_type": "ttN KSampler_v2", "inputs": {
+        "model": ["c", 0], "positive": ["t", 0], "negative": ["t", 0], "latent": ["l", 0], "vae": ["c", 2],
+        **{k: v for k, v in _pipe_sampler_api(None)["inputs"].items() if k != "pipe"},
+        "upscale_method": "[latent] bilinear", "factor": 8.0}}
+    graph = {"c": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "t": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["c", 1], "text": "a"}}, "l": latent,
+             "k": ksampler}
+
+    def problems(graph):
+        return plan_workflow(parse_workflow(graph, registry), registry, ["k"], limits)[1]
+
+    found = problems(graph)
+    assert found and found[0].node_id == "k" and "64 × 4096×4096" in found[0].message
+    assert problems({**graph, "k": {**ksampler, "inputs": {**ksampler["inputs"], "factor": 1.0}}}) == []
+    core = {**graph, "u": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["l", 0],
+                                                                    "upscale_method": "bilinear", "scale_by": 8.0}},
+            "k": {"class_type": "KSampler", "inputs": {
+                "model": ["c", 0], "seed": 1, "steps": 2, "cfg": 6.5, "sampler_name": "euler", "scheduler": "normal",
+                "positive": ["t", 0], "negative": ["t", 0], "latent_image": ["u", 0], "denoise": 1.0}}}
+    assert "64 × 4096×4096" in problems(core)[0].message
+    piped = {"1": _loader_api(loras="", empty_latent_width=512, empty_latent_height=512, batch_size=64),
+             "2": _pipe_sampler_api(["1", 0], upscale_method="[latent] bilinear", factor=8.0)}
+    result = Executor(registry, limits=limits).run(parse_workflow(piped, registry), outputs=["2"])
+    assert not result.ok and result.error["input"] == "factor" and "4096x4096" in result.error["message"]
+
+
 def test_text_output_writes_the_text_file(registry, models):
     assert call(registry, "TtnTextOutput", text_output="Save", text="hello\nworld", output_path="notes",
                 save_prefix="log", number_padding=2, file_type="md") == "hello\nworld"
