@@ -497,6 +497,27 @@ def test_image_output_saves_with_padding_type_and_folder(registry, models):
     assert e.value.input == "output_path"
 
 
+def test_output_path_is_held_to_file_name_checks_and_keeps_the_subfolder_of_an_absolute_one(registry, models):
+    """output_path: an absolute path through an output folder keeps the part after /output/ (the
+    pack's default is ComfyUI's output folder); a %date% pattern and a name part over 200
+    characters are refused naming output_path, and nothing is created."""
+    image = torch.rand(1, 8, 8, 3)
+    call(registry, "TtnImageOutput", image=image, image_output="Hide/Save", output_path="/home/u/ComfyUI/output/sub",
+         save_prefix="q", number_padding="None")
+    call(registry, "TtnTextOutput", text_output="Save", text="t", output_path="C:\\ComfyUI\\output\\notes\\",
+         save_prefix="n", number_padding="None")
+    assert (models.outputs / "sub" / "q.png").exists() and (models.outputs / "notes" / "n.txt").read_text() == "t"
+    before = sorted(p.name for p in models.outputs.iterdir())
+    for path in ("%date:yyyy-MM-dd%", "/".join(["a" * 300] * 2), "sub/../../x"):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "TtnImageOutput", image=image, image_output="Hide/Save", output_path=path, save_prefix="x")
+        assert e.value.input == "output_path"
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "TtnTextOutput", text_output="Save", text="t", output_path=path, save_prefix="x")
+        assert e.value.input == "output_path"
+    assert sorted(p.name for p in models.outputs.iterdir()) == before
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_saves_never_write_through_a_link_at_the_file_name(registry, models, tmp_path, overwrite):
     """A dangling link at the name imageOutput / textOutput would write, leading
