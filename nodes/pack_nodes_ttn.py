@@ -932,8 +932,13 @@ class TtnPipeKSamplerSDXL(Node):
         if model is None or positive is None or negative is None or latent is None:
             raise NodeInputError("sdxl_pipe", "the pipe lacks a model, prompts or latent: connect a ttN "
                                               "pipeLoaderSDXL or the optional_* inputs")
+        refining = self.refiner_steps > 0 and refiner["model"] is not None
+        for side in ("positive", "negative"):
+            if refining and refiner[side] is None:
+                raise NodeInputError(f"optional_refiner_{side}", f"a refiner model but no refiner {side} prompt: "
+                                                                 f"connect one, or a pipe with a refiner checkpoint")
         latent = upscaled(self, latent, vae, images)
-        if self.refiner_steps > 0 and refiner["model"] is not None:
+        if refining:
             total = self.base_steps + self.refiner_steps
             latent = ksampled(model, self.seed, total, self.cfg, self.sampler_name, self.scheduler, positive,
                               negative, latent, self.denoise, 0, self.base_steps, leftover=True)

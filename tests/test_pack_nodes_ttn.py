@@ -312,6 +312,11 @@ def test_clear_errors(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "TtnPipeKSampler", pipe={"model": None})
     assert e.value.input == "pipe" and "model" in str(e.value)
+    for given, missing in (({}, "optional_refiner_positive"), ({"optional_refiner_positive": []},
+                                                                  "optional_refiner_negative")):
+        with pytest.raises(NodeInputError) as e:  # a refiner model, no refiner prompts: not a TypeError mid-run
+            call(registry, "TtnPipeKSamplerSDXL", sdxl_pipe=pipe, optional_refiner_model=object(), **given)
+        assert e.value.input == missing
     graph = {"1": _loader_api(loras="")}
     graph["2"] = _advanced_api(["1", 0], image_output="Save", save_prefix="img_%date:yyyy%")
     with pytest.raises(AssertionError, match="save_prefix"):
