@@ -104,7 +104,8 @@ def _advanced_api(pipe, **changes):
 def test_advanced_sampler_api_prompt_equals_ksampler_advanced_and_noise_is_the_denoise(registry, models):
     graph = {"1": _loader_api(), "2": _advanced_api(["1", 0]),
              "3": _advanced_api(["1", 0], noise=0.6, start_at_step=0, end_at_step=10000, image_output="Disabled"),
-             "4": {"class_type": "ttN pipeOUT", "inputs": {"pipe": ["3", 0]}}}
+             "4": {"class_type": "ttN pipeOUT", "inputs": {"pipe": ["3", 0]}},
+             "5": _advanced_api(["1", 0], add_noise="disable", image_output="Disabled")}
     core = _core_graph(5, steps=3)
     core["9"] = {"class_type": "KSamplerAdvanced", "inputs": {
         "model": ["3", 0], "add_noise": "enable", "noise_seed": 5, "steps": 3, "cfg": 6.5, "sampler_name": "euler",
@@ -113,8 +114,11 @@ def test_advanced_sampler_api_prompt_equals_ksampler_advanced_and_noise_is_the_d
     core["10"] = {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}}
     core["7"]["inputs"]["denoise"] = 0.6
     core["7"]["inputs"]["seed"] = 5
-    got = run_graph(registry, graph, ["2", "4"]).values
-    want = run_graph(registry, core, ["7", "9", "10"]).values
+    core["11"] = {"class_type": "KSamplerAdvanced", "inputs": {**core["9"]["inputs"], "add_noise": "disable"}}
+    got = run_graph(registry, graph, ["2", "4", "5"]).values
+    want = run_graph(registry, core, ["7", "9", "10", "11"]).values
+    assert torch.allclose(got["5"][4]["samples"], want["11"][0]["samples"], atol=1e-5)
+    assert not torch.allclose(got["5"][4]["samples"], got["2"][4]["samples"], atol=1e-3)
     assert torch.allclose(got["2"][4]["samples"], want["9"][0]["samples"], atol=1e-5)
     assert torch.allclose(got["2"][7], want["10"][0], atol=1e-5)  # Hide decodes without showing
     assert torch.allclose(got["4"][3]["samples"], want["7"][0]["samples"], atol=1e-5)
@@ -428,8 +432,10 @@ def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
                "sampler_name": "euler", "scheduler": "normal", "image_output": "Hide", "save_prefix": "ComfyUI",
                "file_type": "png", "embed_workflow": True, "seed": 4}
     graph = {"1": {"class_type": "ttN pipeLoaderSDXL_v2", "inputs": loader},
-             "2": {"class_type": "ttN pipeKSamplerSDXL_v2", "inputs": sampler}}
-    got = run_graph(registry, graph, ["1", "2"]).values
+             "2": {"class_type": "ttN pipeKSamplerSDXL_v2", "inputs": sampler},
+             "3": {"class_type": "ttN pipeKSamplerSDXL_v2", "inputs": {**sampler, "refiner_steps": 2,
+                                                                        "refiner_denoise": 0.6}}}
+    got = run_graph(registry, graph, ["1", "2", "3"]).values
     size = {"width": 128, "height": 128, "crop_w": 0, "crop_h": 0, "target_width": 800, "target_height": 600}
     core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
             "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xlr.safetensors"}},
@@ -451,14 +457,32 @@ def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
                 "model": ["2", 0], "add_noise": "disable", "noise_seed": 4, "steps": 3, "cfg": 4.0,
                 "sampler_name": "euler", "scheduler": "normal", "positive": ["5", 0], "negative": ["6", 0],
                 "latent_image": ["8", 0], "start_at_step": 2, "end_at_step": 10000,
-                "return_with_leftover_noise": "disable"}}}
-    want = run_graph(registry, core, ["3", "4", "5", "6", "9"]).values
+                "return_with_leftover_noise": "disable"}},
+            # 2 refiner steps at refiner_denoise 0.6: ComfyUI's sampler cuts the denoise's schedule at
+            # the start step, as BasicScheduler at that denoise split at base_steps gives it
+            "14": {"class_type": "KSamplerAdvanced", "inputs": {
+                "model": ["1", 0], "add_noise": "enable", "noise_seed": 4, "steps": 4, "cfg": 5.0,
+                "sampler_name": "euler", "scheduler": "normal", "positive": ["3", 0], "negative": ["4", 0],
+                "latent_image": ["7", 0], "start_at_step": 0, "end_at_step": 2,
+                "return_with_leftover_noise": "enable"}},
+            "10": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "normal", "steps": 4,
+                                                              "denoise": 0.6}},
+            "11": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["10", 0], "step": 2}},
+            "12": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "13": {"class_type": "SamplerCustom", "inputs": {
+                "model": ["2", 0], "add_noise": False, "noise_seed": 4, "cfg": 4.0, "positive": ["5", 0],
+                "negative": ["6", 0], "sampler": ["12", 0], "sigmas": ["11", 1], "latent_image": ["14", 0]}}}
+    want = run_graph(registry, core, ["3", "4", "5", "6", "9", "13"]).values
     sdxl = got["1"]
     assert _same_conditioning(sdxl[2], want["3"][0]) and _same_conditioning(sdxl[3], want["4"][0])
     assert sdxl[2][0][1]["width"] == 128 and sdxl[2][0][1]["target_height"] == 600
     assert _same_conditioning(sdxl[7], want["5"][0]) and _same_conditioning(sdxl[8], want["6"][0])
     assert sdxl[12:14] == (64, 64)
     assert torch.allclose(got["2"][8]["samples"], want["9"][0]["samples"], atol=1e-5)
+    assert torch.allclose(got["3"][8]["samples"], want["13"][0]["samples"], atol=1e-5)
+    assert not torch.allclose(got["3"][8]["samples"], run_graph(registry, {  # the denoise counts
+        **graph, "3": {**graph["3"], "inputs": {**graph["3"]["inputs"], "refiner_denoise": 1.0}}}, ["3"]).values[
+        "3"][8]["samples"], atol=1e-3)
     assert got["2"][1]["seed"] == 4 and "refiner_model" not in got["2"][1]
 
 
@@ -661,8 +685,20 @@ def test_multi_model_merge_equals_the_core_merge_nodes(registry, models, model_i
                     "positive": [f"{key}t", 0], "negative": [f"{key}t", 0], "latent_image": [f"{key}l", 0],
                     "denoise": 1.0}}}
 
-    got = run_graph(registry, {"m": merge, **probe(["m", 0], ["m", 1], "x")}, ["xt", "xk"]).values
-    want = run_graph(registry, {**core, **probe(want_model, want_clip, "y")}, ["yt", "yk"]).values
+    got = run_graph(registry, {"m": merge, **probe(["m", 0], ["m", 1], "x")}, ["m", "xt", "xk"]).values
+    want = run_graph(registry, {**core, **probe(want_model, want_clip, "y")}, ["a", "b", "c", "yt", "yk"]).values
+    # one weight of each against the formula, computed here from the three checkpoints' weights
+    from tests.test_pack_nodes_pysssss import weights
+    merged_unet, merged_text = weights(*got["m"])
+    (a_unet, a_text), (b_unet, b_text), (c_unet, c_text) = (weights(*want[k][:2]) for k in "abc")
+    formulas = {"Weighted sum": lambda a, b, c, m: a * (1 - m) + b * m, "Add difference": lambda a, b, c, m: a + (b - c) * m,
+                "A Only": lambda a, b, c, m: a, "B Only": lambda a, b, c, m: b}
+    clip_formula = model_interpolation if clip_interpolation == "Follow model interp" else clip_interpolation
+    for merged, a, b, c, formula, m in ((merged_unet, a_unet, b_unet, c_unet, model_interpolation, 0.3),
+                                        (merged_text, a_text, b_text, c_text, clip_formula, 0.6)):
+        key = next(k for k, v in a.items() if v.is_floating_point() and v.numel() > 1 and not torch.equal(v, b[k]))
+        expected = formulas[formula.split(" =")[0]](a[key].double(), b[key].double(), c[key].double(), m)
+        assert torch.allclose(merged[key].double(), expected, atol=1e-3, rtol=1e-3), key
     assert _same_conditioning(got["xt"][0], want["yt"][0])
     assert torch.allclose(got["xk"][0]["samples"], want["yk"][0]["samples"], atol=1e-5)
     other = run_graph(registry, {**core, **probe(["a", 0], ["a", 1], "z")}, ["zt"]).values
