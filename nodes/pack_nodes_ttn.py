@@ -1130,8 +1130,8 @@ class TtnPipeOut(Node):
 
     def run(self):
         pipe = _pipe(self.pipe)
-        return (*(pipe.get(k) for k in PIPE_KEYS[:2]), pipe.get("negative"), pipe.get("samples"), pipe.get("vae"),
-                pipe.get("clip"), pipe.get("images"), pipe.get("seed"), pipe)
+        parts = ("model", "positive", "negative", "samples", "vae", "clip", "images", "seed")  # the outputs' order
+        return (*(pipe.get(k) for k in parts), pipe)
 
 
 class TtnPipeEdit(Node):
@@ -1241,9 +1241,7 @@ class TtnPipeLoraStack(Node):
         clip = self.clip_override if self.clip_override is not None else pipe.get("clip")
         if model is None or clip is None:
             return pipe, rows
-        for name, strength_model, strength_clip in rows:
-            if strength_model != 0 or strength_clip != 0:
-                model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, "lora_stack")
+        model, clip = _with_loras(model, clip, rows, None, "lora_stack")
         return {**{k: pipe.get(k) for k in PIPE_KEYS}, "model": model, "clip": clip,
                 "loader_settings": pipe.get("loader_settings")}, rows
 

@@ -227,10 +227,13 @@ def test_pipe_plumbing(registry, models):
                  "positive_weight_interpretation": "comfy", "negative": "", "negative_token_normalization": "none",
                  "negative_weight_interpretation": "comfy"}},
              "9": {"class_type": "ttN pipeLoader_v2", "inputs": {**_loader_api(loras="", clip_skip=0)["inputs"],
-                                                                 "optional_lora_stack": ["7", 1]}}}
-    values = run_graph(registry, graph, ["1", "2", "5", "6", "7", "8", "9"]).values
+                                                                 "optional_lora_stack": ["7", 1]}},
+             "10": {"class_type": "ttN pipeOUT", "inputs": {"pipe": ["7", 0]}},
+             "11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["10", 5], "text": "a red cube"}}}
+    values = run_graph(registry, graph, ["1", "2", "5", "6", "7", "8", "9", "11"]).values
     loader, out, edit, basic, stack, concat = (values[k] for k in ("1", "2", "5", "6", "7", "8"))
     assert out[0] is loader[1] and out[1] is loader[2] and out[3] is loader[4] and out[7] == 123 and out[8] is loader[0]
+    assert out[2] is loader[3] and out[4] is loader[5] and out[5] is loader[6] and out[6] is None
     assert edit[0]["samples"] is edit[4] and edit[4]["samples"].shape[0] == 2 and edit[8] == 42
     assert edit[1] is loader[1] and edit[0]["loader_settings"] is None
     assert basic[0] == (loader[1], loader[6], loader[5], loader[2], loader[3]) and basic[1] is edit[0]
@@ -245,6 +248,7 @@ def test_pipe_plumbing(registry, models):
                                                                  "conditioning_from": ["5", 0]}}}
     want = run_graph(registry, core, ["3", "6"]).values
     assert _same_conditioning(values["9"][2], want["3"][0])  # the stack into the loader, as LoraLoader
+    assert _same_conditioning(values["11"][0], want["3"][0])  # the stack on the pipe's clip, as LoraLoader
     lora_pipe = stack[0]
     assert lora_pipe["model"] is not loader[1] and lora_pipe["positive"] is loader[2]
     assert _same_conditioning(concat[1], want["6"][0]) and concat[2] is loader[3]
