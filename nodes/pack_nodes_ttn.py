@@ -20,7 +20,7 @@ Left out: the advanced xyPlot and its advPlot helper nodes (the samplers refuse 
 adv_xyPlot), imageREMBG (needs the rembg models), pipe2DETAILER (Impact Pack's detectors), the
 legacy non-_v2 loaders and samplers (their widget layouts differ), the noodle-soup-prompts
 expansion of __term__ words (the pack downloads its word list; here such words are encoded as
-written), the %date% / %input% patterns of save_prefix (refused by name) and the workflow in WEBP
+written), the %date% / %input% patterns of save_prefix and output_path (refused by name) and the workflow in WEBP
 files (PNGs carry it). An API prompt that leaves out a sampler's optional seed samples with 0 (the
 pack: the pipe's seed)."""
 
