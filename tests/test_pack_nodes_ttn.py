@@ -695,7 +695,8 @@ def test_multi_model_merge_equals_the_core_merge_nodes(registry, models, model_i
     from tests.test_pack_nodes_pysssss import weights
     merged_unet, merged_text = weights(*got["m"])
     (a_unet, a_text), (b_unet, b_text), (c_unet, c_text) = (weights(*want[k][:2]) for k in "abc")
-    formulas = {"Weighted sum": lambda a, b, c, m: a * (1 - m) + b * m, "Add difference": lambda a, b, c, m: a + (b - c) * m,
+    formulas = {"Weighted sum": lambda a, b, c, m: a * (1 - m) + b * m,
+                "Add difference": lambda a, b, c, m: a + (b - c) * m,
                 "A Only": lambda a, b, c, m: a, "B Only": lambda a, b, c, m: b}
     clip_formula = model_interpolation if clip_interpolation == "Follow model interp" else clip_interpolation
     for merged, a, b, c, formula, m in ((merged_unet, a_unet, b_unet, c_unet, model_interpolation, 0.3),
