@@ -197,23 +197,43 @@ def _write_new(write, folder, stem: str, counter: int, suffix: str) -> tuple[str
     temporary = folder / f".{stem[:64]}.{uuid.uuid4().hex}.tmp"
     try:
         write(temporary)
-        while True:
-            path = folder / f"{stem}_{counter:05d}{suffix}"
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                counter += 1
-                continue
-            except OSError:  # a filesystem without hard links: claim the name, then move the file onto it
-                try:
-                    open(path, "xb").close()
-                except FileExistsError:
-                    counter += 1
-                    continue
-                os.replace(temporary, path)
-            return path.name, counter
+        while not _claim(temporary, folder / f"{stem}_{counter:05d}{suffix}"):
+            counter += 1
+        return f"{stem}_{counter:05d}{suffix}", counter
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _write_at(write, path, overwrite: bool = False) -> bool:
+    """`write(path)` a file at exactly `path`, written as _write_new writes (a temporary name, then
+    linked to its own); a name already taken (by a file, or a link of any kind: never followed) is
+    kept and False returned, unless `overwrite`, which replaces the entry itself (a link, not where
+    it leads)."""
+    temporary = path.parent / f".{path.name[:64]}.{uuid.uuid4().hex}.tmp"
+    try:
+        write(temporary)
+        if overwrite:
+            os.replace(temporary, path)
+            return True
+        return _claim(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _claim(temporary, path) -> bool:
+    """Give the written `temporary` the name `path` if no entry has it; False when one has."""
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: claim the name, then move the file onto it
+        try:
+            open(path, "xb").close()
+        except FileExistsError:
+            return False
+        os.replace(temporary, path)
+        return True
 
 
 class SaveImage(Node):

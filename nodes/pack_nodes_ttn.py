@@ -20,7 +20,7 @@ Left out: the advanced xyPlot and its advPlot helper nodes (the samplers refuse 
 adv_xyPlot), imageREMBG (needs the rembg models), pipe2DETAILER (Impact Pack's detectors), the
 legacy non-_v2 loaders and samplers (their widget layouts differ), the noodle-soup-prompts
 expansion of __term__ words (the pack downloads its word list; here such words are encoded as
-written), the %date% / %input% patterns of save_prefix (refused by name) and the workflow in WEBP
+written), the %date% / %input% patterns of save_prefix and output_path (refused by name) and the workflow in WEBP
 files (PNGs carry it). An API prompt that leaves out a sampler's optional seed samples with 0 (the
 pack: the pipe's seed)."""
 
@@ -37,7 +37,7 @@ from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, Conditioni
 from nodes.controlnet import LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _checkpoint_choices, \
     _lora_rows, _set_clip_skip, _state, _vae_choices, efficiency_encode
-from nodes.image import _next_counter, _png_metadata, temp_pngs
+from nodes.image import _next_counter, _png_metadata, _write_at, temp_pngs
 from nodes.latent import _upscale
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
@@ -83,8 +83,7 @@ OUTPUT_FILETYPES = ("png", "jpg", "jpeg", "tiff", "tif", "webp", "bmp")
 PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tiff": "TIFF", "tif": "TIFF", "webp": "WEBP",
                "bmp": "BMP"}
 SAMPLING_CHOICES = ("Default", "eps", "v_prediction", "lcm", "x0")
-LORA_TAG = re.compile(r"<lora:[^>]+>")  # the pack's patterns for <lora:name:weight[:clip weight]>
-LORA_TAG_FORMAT = re.compile(r"^<lora:.*?:[-0-9.]+(:[-0-9.]+)*>$")
+LORA_WEIGHT = re.compile(r"[-0-9.]+")  # a tag's weight, as the pack's tag pattern reads it
 LORA_STACK_ROWS = 20  # pipeLoraStack's rows
 PIPE_KEYS = ("model", "positive", "negative", "vae", "clip", "samples", "images", "seed")
 DECODED_BYTES = 3 * 4  # per pixel of a decoded image (fp32 RGB)
@@ -114,10 +113,21 @@ def _loader_estimate(widgets: dict) -> Estimate:
         return Estimate(None)
 
 
-def _loader_fingerprint(ckpt_name, vae_name, refiner_ckpt_name="None"):
+def _loader_fingerprint(ckpt_name, vae_name, loras=None, refiner_ckpt_name="None"):
     """The loaders' files as they are on disk: a changed file is loaded again, not taken from the cache."""
     return (_state("checkpoints", ckpt_name), vae_name != BAKED_VAE and _state("vae", vae_name),
-            refiner_ckpt_name != "None" and _state("checkpoints", refiner_ckpt_name))
+            refiner_ckpt_name != "None" and _state("checkpoints", refiner_ckpt_name), _tags_state(loras))
+
+
+def _tags_state(loras) -> tuple | None:
+    """The files of the loras text's tags as they are on disk (None: no such file yet), so that a
+    LoRA written or changed after a run is applied, not the cached result kept."""
+    if not isinstance(loras, str):
+        return None  # linked (the links' own fingerprints count) or absent
+    try:
+        return tuple(_state("loras", parsed[0]) for _, parsed in _parsed_tags(loras) if parsed is not None)
+    except NodeInputError:
+        return None  # run() names the problem
 
 
 def _empty_latent(model, aspect: str, width: int, height: int, batch_size: int) -> dict:
@@ -131,21 +141,52 @@ def _empty_latent(model, aspect: str, width: int, height: int, batch_size: int) 
     return {"samples": torch.zeros(batch_size, 4, height // 8, width // 8)}
 
 
-def lora_tags(text: str) -> list[tuple[str, float, float]]:
-    """(name, model strength, clip strength) of each well-formed <lora:name:weight[:clip weight]>
-    in the text, as the pack reads them (the clip weight defaults to the weight); malformed ones
-    are skipped with a warning, as the pack skips them."""
-    tags = []
-    for tag in LORA_TAG.findall(text or ""):
-        if not LORA_TAG_FORMAT.match(tag):
-            warn(f"skipping malformed LoRA tag {tag}")
+def _tag_texts(text: str):
+    """The text of each <lora:...> tag, as the pack's `<lora:[^>]+>` finds them, in one pass
+    (that pattern backtracks over a long text of unclosed tags)."""
+    start = text.find("<lora:")
+    while start != -1:
+        end = text.find(">", start + 6)
+        if end == -1:
+            return  # no tag closes after here
+        if end == start + 6:  # "<lora:>" is no tag: look again from the next character
+            start = text.find("<lora:", start + 1)
+            continue
+        yield text[start:end + 1]
+        start = text.find("<lora:", end + 1)
+
+
+def _well_formed(tag: str) -> bool:
+    """The pack's `^<lora:.*?:[-0-9.]+(:[-0-9.]+)*>$`, checked without backtracking: one line, and
+    the part after the last ':' a weight (the name takes everything before the trailing weights)."""
+    inner = tag[6:-1]
+    return "\n" not in inner and ":" in inner and LORA_WEIGHT.fullmatch(inner.rsplit(":", 1)[1]) is not None
+
+
+def _parsed_tags(text: str):
+    """(tag, (name, model strength, clip strength) or None when malformed) for each tag."""
+    for tag in _tag_texts(text or ""):
+        if not _well_formed(tag):
+            yield tag, None
             continue
         parts = tag[6:-1].split(":")
         try:
             weights = [float(p) for p in parts[1:3]]
         except ValueError:
-            raise NodeInputError("loras", f"{tag}: the weights are not numbers") from None
-        tags.append((parts[0], weights[0], weights[1] if len(weights) > 1 else weights[0]))
+            raise NodeInputError("loras", f"{tag[:200]}: the weights are not numbers") from None
+        yield tag, (parts[0], weights[0], weights[1] if len(weights) > 1 else weights[0])
+
+
+def lora_tags(text: str) -> list[tuple[str, float, float]]:
+    """(name, model strength, clip strength) of each well-formed <lora:name:weight[:clip weight]>
+    in the text, as the pack reads them (the clip weight defaults to the weight); malformed ones
+    are skipped with a warning, as the pack skips them."""
+    tags = []
+    for tag, parsed in _parsed_tags(text):
+        if parsed is None:
+            warn(f"skipping malformed LoRA tag {tag[:200]}")
+        else:
+            tags.append(parsed)
     return tags
 
 
@@ -258,33 +299,45 @@ def _save_prefix_checked(prefix: str) -> str:
     return prefix
 
 
+def save_files(folder, stem: str, file_type: str, padding: int | None, overwrite: bool, writes,
+               input_name: str = "save_prefix") -> list[str]:
+    """Files written as the pack's ttNsave names them, one per `write(path)` of `writes`:
+    stem_<counter>.<file_type> (the counter one past the highest in the folder, `padding` digits;
+    None: no counter); a name already taken is kept (that file skipped with a warning, as the pack
+    skips it) unless overwrite. Each is written under a temporary name and then given its own
+    (nodes/image.py _write_at), so a link at the name is kept or replaced, never written through.
+    Returns the written names."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        counter = _next_counter(folder, stem)
+        written = []
+        for write in writes:
+            name = f"{stem}.{file_type}" if padding is None else f"{stem}_{counter:0{padding}d}.{file_type}"
+            counter += 1
+            if _write_at(write, folder / name, overwrite):
+                written.append(name)
+            else:
+                warn(f"{name} already exists: skipped, as the pack skips it (overwrite_existing keeps none)")
+        return written
+    except OSError as e:  # a folder where the file goes, a full disk
+        raise NodeInputError(input_name, f"can't write {stem!r} in the outputs: {e.strerror or e}") from None
+
+
 def save_images(images, folder, stem: str, file_type: str, padding: int | None = 5, overwrite: bool = False,
                 embed_workflow: bool = True) -> list[dict]:
-    """Images written as the pack's ttNsave writes them: stem_<counter>.<file_type> (the counter
-    one past the highest in the folder, `padding` digits; None: no counter), the workflow embedded
-    in PNGs when embed_workflow; an existing file is kept (and the image skipped with a warning)
-    unless overwrite. Returns the editor's {filename, subfolder, type} of each written file."""
+    """Images written as save_files writes them, the workflow embedded in PNGs when
+    embed_workflow. Returns the editor's {filename, subfolder, type} of each written file."""
     from graphflow.images import image_to_pil
     if file_type not in PIL_FORMATS:
         raise NodeInputError("file_type", f"{file_type!r} is not one of {', '.join(OUTPUT_FILETYPES)}")
-    folder.mkdir(parents=True, exist_ok=True)
+    metadata = _png_metadata() if embed_workflow and file_type == "png" else None
+    options = {"pnginfo": metadata} if metadata is not None else {}
+    writes = (lambda path, image=image: image_to_pil(image).save(path, format=PIL_FORMATS[file_type], **options)
+              for image in images)
+    names = save_files(folder, stem, file_type, padding, overwrite, writes)
     subfolder = folder.relative_to(folders.outputs).as_posix()
     subfolder = "" if subfolder == "." else subfolder
-    metadata = _png_metadata() if embed_workflow and file_type == "png" else None
-    counter = _next_counter(folder, stem)
-    written = []
-    for image in images:
-        name = f"{stem}.{file_type}" if padding is None else f"{stem}_{counter:0{padding}d}.{file_type}"
-        counter += 1
-        path = folder / name
-        if path.exists() and not overwrite:
-            warn(f"{name} already exists: skipped, as the pack skips it (overwrite_existing keeps none)")
-            continue
-        picture = image_to_pil(image)
-        options = {"pnginfo": metadata} if metadata is not None else {}
-        picture.save(path, format=PIL_FORMATS[file_type], **options)
-        written.append({"filename": name, "subfolder": subfolder, "type": "output"})
-    return written
+    return [{"filename": name, "subfolder": subfolder, "type": "output"} for name in names]
 
 
 def output_images(images, image_output: str, save_prefix: str, file_type: str = "png", embed_workflow: bool = True):
@@ -308,18 +361,35 @@ def _refuse_plot(node):
         raise NodeInputError("adv_xyPlot", "the pack's advanced xyPlot is not built in: disconnect it")
 
 
-def _latent_upscaled(node, latent: dict, method: str) -> dict:
-    """[latent] upscaling as the pack does it: each latent side times factor, rounded, to a
-    multiple of 8 latent pixels (the pack's enforce_mul_of_64 applied to the latent's own size),
-    resized as LatentUpscale with crop; refused over the server's max_pixels."""
+def _latent_upscale_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """[latent] upscaling's new latent size (latent pixels): each side times factor, rounded, to a
+    multiple of 8 (the pack's enforce_mul_of_64 applied to the latent's own size), at most
+    MAX_RESOLUTION."""
     from nodes.pack_nodes_easyuse_samplers import nearest_multiple_of_8
+    return (min(nearest_multiple_of_8(round(width * factor)), MAX_RESOLUTION),
+            min(nearest_multiple_of_8(round(height * factor)), MAX_RESOLUTION))
+
+
+def _latent_upscaled(node, latent: dict, method: str) -> dict:
+    """[latent] upscaling as the pack does it (_latent_upscale_size), resized as LatentUpscale with
+    crop; refused over the server's max_pixels, or when sampling the upscaled batch needs more
+    working memory than the run may take (a pipe's latent has no size before the run, so the
+    planner's estimate can't tell)."""
+    from graphflow.resource_limits import machine_device, machine_ram
+    from nodes.sampling import UNET_BYTES_PER_PIXEL
     samples = latent["samples"]
-    width = min(nearest_multiple_of_8(round(samples.shape[-1] * node.factor)), MAX_RESOLUTION)
-    height = min(nearest_multiple_of_8(round(samples.shape[-2] * node.factor)), MAX_RESOLUTION)
-    limit = run_limits().max_pixels
-    if limit is not None and width * 8 * height * 8 > limit:
+    width, height = _latent_upscale_size(samples.shape[-1], samples.shape[-2], node.factor)
+    limits = run_limits()
+    if limits.max_pixels is not None and width * 8 * height * 8 > limits.max_pixels:
         raise NodeInputError("factor", f"upscales the latent to {width * 8}x{height * 8} pixels, over the server's "
-                                       f"{limit}")
+                                       f"{limits.max_pixels}")
+    batch = samples.shape[0]
+    need = UNET_BYTES_PER_PIXEL * batch * width * 8 * height * 8
+    budget = limits.device_bytes or machine_device()[1] or limits.ram_bytes or machine_ram()
+    if budget is not None and need > budget:
+        raise NodeInputError("factor", f"upscales a batch of {batch} to {width * 8}x{height * 8} pixels: sampling it "
+                                       f"needs at least {need / 2**30:,.1f} GB of working memory, over the "
+                                       f"{budget / 2**30:,.1f} GB here")
     return {**latent, "samples": _upscale(samples, width, height, method, node.crop)}
 
 
@@ -435,10 +505,23 @@ def _lora_on(node, model, clip, clip_needed: bool = False):
     return _apply_lora(model, clip, node.lora_name, node.lora_strength, node.lora_strength, "lora_name")
 
 
+def _sampler_fingerprint(cls, lora_name="None", upscale_method="None", upscale_model_name="None", **widgets):
+    """The samplers' LoRA and upscale model files as they are on disk: a changed file is applied."""
+    hires = isinstance(upscale_method, str) and upscale_method.startswith("[hiresFix]")
+    return (lora_name != "None" and _state("loras", lora_name),
+            hires and upscale_model_name != "None" and _state("upscale_models", upscale_model_name))
+
+
 def _sampler_estimate(cls, widgets, inputs):
+    """KSampler's estimate for the connected latent, upscaled first by a [latent] upscale_method's
+    factor (a pipe's latent is not sized before the run: _latent_upscaled checks it then)."""
     from nodes.sampling import _estimate
-    latent = inputs.get("optional_latent") or inputs.get("latent")
-    return _estimate(cls, widgets, {"latent_image": latent})
+    size = inputs.get("optional_latent") or inputs.get("latent")
+    method, factor = widgets.get("upscale_method"), widgets.get("factor")
+    if size is not None and str(method).startswith("[latent]") and isinstance(factor, (int, float)):
+        width, height = _latent_upscale_size(size.width // 8, size.height // 8, factor)
+        size = Size(size.batch, height * 8, width * 8)
+    return _estimate(cls, widgets, {"latent_image": size})
 
 
 PIPE_SAMPLER_OUTPUTS = {"pipe": PIPE_LINE, "model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING,
@@ -521,8 +604,8 @@ class TtnPipeLoader(Node):
                                                          "prepend_negative"))
 
     @classmethod
-    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
-        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, loras=None, **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, loras)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -594,6 +677,7 @@ class TtnPipeKSampler(Node):
     outputs = PIPE_SAMPLER_OUTPUTS
     comfy = ComfyAlias(("ttN pipeKSampler_v2",), optional=PIPE_SAMPLER_OPTIONAL)
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         return pipe_sample(self, self.seed, self.steps, self.cfg, self.denoise)
@@ -646,6 +730,7 @@ class TtnPipeKSamplerAdvanced(Node):
     outputs = PIPE_SAMPLER_OUTPUTS
     comfy = ComfyAlias(("ttN pipeKSamplerAdvanced_v2",), optional=("noise_seed",) + PIPE_SAMPLER_OPTIONAL[1:])
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         return pipe_sample(self, self.noise_seed, self.steps, self.cfg, self.noise, self.start_at_step,
@@ -723,8 +808,9 @@ class TtnPipeLoaderSDXL(Node):
         "prepend_negative_g", "prepend_negative_l"))
 
     @classmethod
-    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
-        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+    def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, loras=None, refiner_ckpt_name="None",
+                    **widgets):
+        return _loader_fingerprint(ckpt_name, vae_name, loras, refiner_ckpt_name)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -829,6 +915,7 @@ class TtnPipeKSamplerSDXL(Node):
         "optional_refiner_model", "optional_refiner_positive", "optional_refiner_negative", "optional_clip",
         "input_image_override", "adv_xyPlot"))
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         _refuse_plot(self)
@@ -845,8 +932,13 @@ class TtnPipeKSamplerSDXL(Node):
         if model is None or positive is None or negative is None or latent is None:
             raise NodeInputError("sdxl_pipe", "the pipe lacks a model, prompts or latent: connect a ttN "
                                               "pipeLoaderSDXL or the optional_* inputs")
+        refining = self.refiner_steps > 0 and refiner["model"] is not None
+        for side in ("positive", "negative"):
+            if refining and refiner[side] is None:
+                raise NodeInputError(f"optional_refiner_{side}", f"a refiner model but no refiner {side} prompt: "
+                                                                 f"connect one, or a pipe with a refiner checkpoint")
         latent = upscaled(self, latent, vae, images)
-        if self.refiner_steps > 0 and refiner["model"] is not None:
+        if refining:
             total = self.base_steps + self.refiner_steps
             latent = ksampled(model, self.seed, total, self.cfg, self.sampler_name, self.scheduler, positive,
                               negative, latent, self.denoise, 0, self.base_steps, leftover=True)
@@ -890,7 +982,7 @@ class TtnTinyLoader(Node):
 
     @classmethod
     def fingerprint(cls, ckpt_name=DEMO_CHECKPOINT, vae_name=BAKED_VAE, **widgets):
-        return _loader_fingerprint(ckpt_name, vae_name, widgets.get("refiner_ckpt_name", "None"))
+        return _loader_fingerprint(ckpt_name, vae_name)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -935,6 +1027,10 @@ class TtnConditioning(Node):
     outputs = {"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "clip": CLIP,
                "pos_string": STRING, "neg_string": STRING}
     comfy = ComfyAlias(("ttN conditioning",), optional=("optional_lora_stack", "prepend_positive", "prepend_negative"))
+
+    @classmethod
+    def fingerprint(cls, loras=None, **widgets):
+        return _tags_state(loras)
 
     def run(self):
         model, clip = _with_loras(self.model, self.clip, self.optional_lora_stack, self.loras)
@@ -986,6 +1082,7 @@ class TtnKSampler(Node):
                "clip": CLIP, "images": IMAGE, "seed": INT, "plot_image": IMAGE}
     comfy = ComfyAlias(("ttN KSampler_v2",), optional=("clip", "seed", "input_image_override", "adv_xyPlot"))
     estimate = classmethod(_sampler_estimate)
+    fingerprint = classmethod(_sampler_fingerprint)
 
     def run(self):
         _refuse_plot(self)
@@ -1033,8 +1130,8 @@ class TtnPipeOut(Node):
 
     def run(self):
         pipe = _pipe(self.pipe)
-        return (*(pipe.get(k) for k in PIPE_KEYS[:2]), pipe.get("negative"), pipe.get("samples"), pipe.get("vae"),
-                pipe.get("clip"), pipe.get("images"), pipe.get("seed"), pipe)
+        parts = ("model", "positive", "negative", "samples", "vae", "clip", "images", "seed")  # the outputs' order
+        return (*(pipe.get(k) for k in parts), pipe)
 
 
 class TtnPipeEdit(Node):
@@ -1115,6 +1212,11 @@ class TtnPipeLoraStack(Node):
         *(f"lora_{i}_{part}" for i in range(1, LORA_STACK_ROWS + 1)
           for part in ("name", "strength", "model_strength", "clip_strength"))))
 
+    @classmethod
+    def fingerprint(cls, **widgets):
+        names = (widgets.get(f"lora_{i}_name", "None") for i in range(1, LORA_STACK_ROWS + 1))
+        return tuple(_state("loras", name) for name in names if name != "None")
+
     def run(self):
         pipe = self.optional_pipe
         if self.toggle in (False, None, "False"):
@@ -1139,9 +1241,7 @@ class TtnPipeLoraStack(Node):
         clip = self.clip_override if self.clip_override is not None else pipe.get("clip")
         if model is None or clip is None:
             return pipe, rows
-        for name, strength_model, strength_clip in rows:
-            if strength_model != 0 or strength_clip != 0:
-                model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, "lora_stack")
+        model, clip = _with_loras(model, clip, rows, None, "lora_stack")
         return {**{k: pipe.get(k) for k in PIPE_KEYS}, "model": model, "clip": clip,
                 "loader_settings": pipe.get("loader_settings")}, rows
 

@@ -11,12 +11,13 @@ from types import SimpleNamespace
 
 from graphflow.api import ANY, CLIP, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Float, \
     Int, Node, NodeInputError, Text, folders, safe_join, show, warn
-from nodes.efficiency_nodes import _checkpoint_choices
-from nodes.image import _next_counter, temp_pngs
+from graphflow.folders import file_name_problem
+from nodes.efficiency_nodes import _checkpoint_choices, _state
+from nodes.image import temp_pngs
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_ttn import CROP_METHODS, IMAGE_OUTPUTS, MAX_RESOLUTION, OUTPUT_FILETYPES, RESCALES, \
-    _save_prefix_checked, model_upscaled, output_images, save_images
+    _save_prefix_checked, model_upscaled, output_images, save_files, save_images
 from nodes.sampling import SEED_MAX
 
 COMFY_PACK = "ComfyUI_tinyterraNodes"  # the custom node pack this module's ComfyUI classes come from
@@ -238,10 +239,7 @@ class TtnHiresFixScale(Node):
 
     @classmethod
     def fingerprint(cls, model_name=None, **widgets):
-        try:
-            return folders.model_state("upscale_models", model_name) if model_name else None
-        except (FileNotFoundError, ValueError):
-            return None  # run() names the problem
+        return _state("upscale_models", model_name) if model_name else None
 
     def run(self):
         settings = SimpleNamespace(upscale_model_name=self.model_name, rescale=self.rescale, percent=self.percent,
@@ -258,15 +256,27 @@ class TtnHiresFixScale(Node):
 
 def output_folder(output_path: str):
     """imageOutput's / textOutput's output_path as a folder inside the outputs folder: a relative
-    path is a subfolder; the pack's default (an absolute path to ComfyUI's output folder) and any
-    other absolute path mean the outputs folder itself (with a warning for the latter)."""
+    path is a subfolder (held to the checks file names get); an absolute path through an output
+    folder (the pack's default is ComfyUI's) means that subfolder of the outputs folder (the part
+    after the last /output/, none: the outputs folder itself); any other absolute path means the
+    outputs folder itself, with a warning. The pack's %date:..% patterns are refused."""
     path = (output_path or "").strip()
+    if "%" in path:
+        raise NodeInputError("output_path", f"{path[:80]!r}: the pack's %date:..% patterns are not built in; "
+                                            f"use a plain folder name")
     if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
-        if not re.search(r"[\\/]output[\\/]?$", path):
+        _, found, below = (path.replace("\\", "/").rstrip("/") + "/").rpartition("/output/")
+        if not found:
             warn(f"output_path {path!r} is outside graphflow's outputs folder: saving in the outputs folder")
-        path = ""
+        path = below
+    path = "/".join(part for part in path.split("/") if part not in ("", "."))
+    if not path:
+        return folders.outputs
+    problem = file_name_problem(path)
+    if problem is not None:
+        raise NodeInputError("output_path", problem)
     try:
-        return safe_join(folders.outputs, path) if path else folders.outputs
+        return safe_join(folders.outputs, path)
     except ValueError as e:
         raise NodeInputError("output_path", str(e)) from None
 
@@ -276,9 +286,10 @@ class TtnImageOutput(Node):
     them as save_prefix_<counter>.<file_type> (number_padding digits, "None": no counter; an
     existing file is kept unless overwrite_existing; the workflow embedded in PNGs with
     embed_workflow) and shows them; Hide/Save writes only; Hide neither. output_path is a folder
-    inside the outputs folder (the pack's default, an absolute path to ComfyUI's output folder,
-    and any other absolute path mean the outputs folder itself, with a warning for the latter).
-    The images go on."""
+    inside the outputs folder: an absolute path through an output folder (the pack's default is
+    ComfyUI's) keeps the part after /output/ as the subfolder, any other absolute path means the
+    outputs folder itself (with a warning); the pack's %date:..% patterns are refused. A name
+    already taken, by a file or a link, is never written through. The images go on."""
     category = "🌏 tinyterra/image"
     output_node = True
     image: IMAGE
@@ -313,7 +324,7 @@ class TtnTextOutput(Node):
     """Show a text and, with text_output Save, write it to a file, as tinyterraNodes' textOutput
     does: save_prefix_<counter>.<file_type> (number_padding digits, "None": no counter; an existing
     file is kept unless overwrite_existing) in output_path, a folder inside the outputs folder (an
-    absolute path means the outputs folder itself, as imageOutput reads it). The text goes on."""
+    absolute path read as imageOutput reads it; %date:..% patterns refused). The text goes on."""
     category = "🌏 tinyterra/text"
     output_node = True
     text_output: str = Choice(("Preview", "Save"), "Preview")
@@ -333,15 +344,9 @@ class TtnTextOutput(Node):
                 target = safe_join(folder, _save_prefix_checked(self.save_prefix))
             except ValueError as e:
                 raise NodeInputError("save_prefix", str(e)) from None
-            target.parent.mkdir(parents=True, exist_ok=True)
             padding = None if self.number_padding in ("None", None) else int(self.number_padding)
-            counter = _next_counter(target.parent, target.name)
-            name = (f"{target.name}.{self.file_type}" if padding is None
-                    else f"{target.name}_{counter:0{padding}d}.{self.file_type}")
-            if (target.parent / name).exists() and not self.overwrite_existing:
-                warn(f"{name} already exists: not written, as the pack skips it")
-            else:
-                (target.parent / name).write_text(self.text, encoding="utf-8")
+            save_files(target.parent, target.name, self.file_type, padding, self.overwrite_existing,
+                       [lambda path: path.write_text(self.text, encoding="utf-8")])
         show(text=[self.text])
         return self.text
 
@@ -390,6 +395,11 @@ class TtnMultiModelMerge(Node):
     outputs = {"model": MODEL, "clip": CLIP}
     comfy = ComfyAlias(("ttN multiModelMerge",),
                        optional=tuple(f"{part}_{letter}_override" for part in ("model", "clip") for letter in "ABC"))
+
+    @classmethod
+    def fingerprint(cls, ckpt_A_name=DEMO_CHECKPOINT, ckpt_B_name="None", ckpt_C_name="None", **widgets):
+        """The checkpoints as they are on disk: a changed file is merged again."""
+        return tuple(_state("checkpoints", name) for name in (ckpt_A_name, ckpt_B_name, ckpt_C_name))
 
     def _parts(self, letter: str, need_model: bool, need_clip: bool):
         model, clip = getattr(self, f"model_{letter}_override"), getattr(self, f"clip_{letter}_override")

@@ -104,7 +104,8 @@ def _advanced_api(pipe, **changes):
 def test_advanced_sampler_api_prompt_equals_ksampler_advanced_and_noise_is_the_denoise(registry, models):
     graph = {"1": _loader_api(), "2": _advanced_api(["1", 0]),
              "3": _advanced_api(["1", 0], noise=0.6, start_at_step=0, end_at_step=10000, image_output="Disabled"),
-             "4": {"class_type": "ttN pipeOUT", "inputs": {"pipe": ["3", 0]}}}
+             "4": {"class_type": "ttN pipeOUT", "inputs": {"pipe": ["3", 0]}},
+             "5": _advanced_api(["1", 0], add_noise="disable", image_output="Disabled")}
     core = _core_graph(5, steps=3)
     core["9"] = {"class_type": "KSamplerAdvanced", "inputs": {
         "model": ["3", 0], "add_noise": "enable", "noise_seed": 5, "steps": 3, "cfg": 6.5, "sampler_name": "euler",
@@ -113,8 +114,11 @@ def test_advanced_sampler_api_prompt_equals_ksampler_advanced_and_noise_is_the_d
     core["10"] = {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}}
     core["7"]["inputs"]["denoise"] = 0.6
     core["7"]["inputs"]["seed"] = 5
-    got = run_graph(registry, graph, ["2", "4"]).values
-    want = run_graph(registry, core, ["7", "9", "10"]).values
+    core["11"] = {"class_type": "KSamplerAdvanced", "inputs": {**core["9"]["inputs"], "add_noise": "disable"}}
+    got = run_graph(registry, graph, ["2", "4", "5"]).values
+    want = run_graph(registry, core, ["7", "9", "10", "11"]).values
+    assert torch.allclose(got["5"][4]["samples"], want["11"][0]["samples"], atol=1e-5)
+    assert not torch.allclose(got["5"][4]["samples"], got["2"][4]["samples"], atol=1e-3)
     assert torch.allclose(got["2"][4]["samples"], want["9"][0]["samples"], atol=1e-5)
     assert torch.allclose(got["2"][7], want["10"][0], atol=1e-5)  # Hide decodes without showing
     assert torch.allclose(got["4"][3]["samples"], want["7"][0]["samples"], atol=1e-5)
@@ -223,10 +227,13 @@ def test_pipe_plumbing(registry, models):
                  "positive_weight_interpretation": "comfy", "negative": "", "negative_token_normalization": "none",
                  "negative_weight_interpretation": "comfy"}},
              "9": {"class_type": "ttN pipeLoader_v2", "inputs": {**_loader_api(loras="", clip_skip=0)["inputs"],
-                                                                 "optional_lora_stack": ["7", 1]}}}
-    values = run_graph(registry, graph, ["1", "2", "5", "6", "7", "8", "9"]).values
+                                                                 "optional_lora_stack": ["7", 1]}},
+             "10": {"class_type": "ttN pipeOUT", "inputs": {"pipe": ["7", 0]}},
+             "11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["10", 5], "text": "a red cube"}}}
+    values = run_graph(registry, graph, ["1", "2", "5", "6", "7", "8", "9", "11"]).values
     loader, out, edit, basic, stack, concat = (values[k] for k in ("1", "2", "5", "6", "7", "8"))
     assert out[0] is loader[1] and out[1] is loader[2] and out[3] is loader[4] and out[7] == 123 and out[8] is loader[0]
+    assert out[2] is loader[3] and out[4] is loader[5] and out[5] is loader[6] and out[6] is None
     assert edit[0]["samples"] is edit[4] and edit[4]["samples"].shape[0] == 2 and edit[8] == 42
     assert edit[1] is loader[1] and edit[0]["loader_settings"] is None
     assert basic[0] == (loader[1], loader[6], loader[5], loader[2], loader[3]) and basic[1] is edit[0]
@@ -241,6 +248,7 @@ def test_pipe_plumbing(registry, models):
                                                                  "conditioning_from": ["5", 0]}}}
     want = run_graph(registry, core, ["3", "6"]).values
     assert _same_conditioning(values["9"][2], want["3"][0])  # the stack into the loader, as LoraLoader
+    assert _same_conditioning(values["11"][0], want["3"][0])  # the stack on the pipe's clip, as LoraLoader
     lora_pipe = stack[0]
     assert lora_pipe["model"] is not loader[1] and lora_pipe["positive"] is loader[2]
     assert _same_conditioning(concat[1], want["6"][0]) and concat[2] is loader[3]
@@ -312,6 +320,11 @@ def test_clear_errors(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "TtnPipeKSampler", pipe={"model": None})
     assert e.value.input == "pipe" and "model" in str(e.value)
+    for given, missing in (({}, "optional_refiner_positive"), ({"optional_refiner_positive": []},
+                                                                  "optional_refiner_negative")):
+        with pytest.raises(NodeInputError) as e:  # a refiner model, no refiner prompts: not a TypeError mid-run
+            call(registry, "TtnPipeKSamplerSDXL", sdxl_pipe=pipe, optional_refiner_model=object(), **given)
+        assert e.value.input == missing
     graph = {"1": _loader_api(loras="")}
     graph["2"] = _advanced_api(["1", 0], image_output="Save", save_prefix="img_%date:yyyy%")
     with pytest.raises(AssertionError, match="save_prefix"):
@@ -330,6 +343,75 @@ def test_unknown_lora_tag_is_skipped_with_a_warning(registry, models, caplog):
     result = run_graph(registry, graph, ["1", "2"])
     assert _same_conditioning(result.values["1"][2], result.values["2"][2])
     assert "missing.safetensors" in caplog.text and "<lora:bad>" in caplog.text
+
+
+def test_lora_tags_of_a_hostile_megabyte_text_parse_in_one_pass():
+    """Unclosed tags and a tag of a million ':1' are found and judged in one pass (the pack's
+    patterns backtrack: minutes on such a text). Run in a child process so that a slow parser fails
+    the test at its timeout instead of holding the run."""
+    import subprocess
+    import sys
+    script = """
+from nodes.pack_nodes_ttn import lora_tags
+print(lora_tags("<lora:" * 170000))
+print(lora_tags("<lora:" + ":1" * 500000 + "x> <lora:a.safetensors:0.5>"))
+print(lora_tags("<lora:" * 100000 + "> <lora:b.safetensors:1:0.25>"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["[]", "[('a.safetensors', 0.5, 0.5)]",
+                                           "[('b.safetensors', 1.0, 0.25)]"]
+
+
+def test_a_lora_or_checkpoint_written_after_a_run_is_used_by_the_next_run(registry, models):
+    """The node cache's fingerprints hold the files each node reads: a LoRA tag's file written
+    after a run (pipeLoader, conditioning), a sampler's lora_name, pipeLoraStack's rows and
+    multiModelMerge's checkpoints rewritten after it: the next run on the same executor loads them
+    and gives new results."""
+    from graphflow.executor import Executor
+    from graphflow.testing import write_checkpoint, write_lora
+    loras = models.models / "loras"
+    write_checkpoint(models.models / "checkpoints" / "c.safetensors", "sd1", seed=2)
+    write_lora(loras / "stacked.safetensors", "sd1", seed=3)
+    conditioning = {"class_type": "ttN conditioning", "inputs": {
+        "model": ["1", 1], "clip": ["1", 6], "loras": "<lora:late.safetensors:1.0>", "positive": "x",
+        "positive_token_normalization": "none", "positive_weight_interpretation": "comfy", "negative": "y",
+        "negative_token_normalization": "none", "negative_weight_interpretation": "comfy", "zero_out_empty": False}}
+    stack = {"class_type": "ttN pipeLoraStack", "inputs": {"toggle": True, "mode": "simple", "num_loras": 1,
+                                                            "optional_pipe": ["1", 0],
+                                                            "lora_1_name": "stacked.safetensors"}}
+    merge = {"class_type": "ttN multiModelMerge", "inputs": {
+        "ckpt_A_name": "tiny.safetensors", "config_A_name": "Default", "ckpt_B_name": "tiny.safetensors",
+        "config_B_name": "Default", "ckpt_C_name": "c.safetensors", "config_C_name": "Default",
+        "model_interpolation": "Add difference = (  A + (B-C)*M  )", "model_multiplier": 0.5,
+        "clip_interpolation": "A Only", "clip_multiplier": 1.0}}
+    graph = {"1": _loader_api(loras="<lora:late.safetensors:1.0>"), "2": conditioning,
+             "3": _advanced_api(["6", 0], lora_name="first.safetensors", image_output="Disabled"),
+             "4": {**stack, "inputs": {**stack["inputs"], "optional_pipe": ["6", 0]}}, "5": merge,
+             "6": _loader_api(loras="")}
+    conditioning["inputs"].update(model=["6", 1], clip=["6", 6])
+    executor = Executor(registry)
+
+    def run():
+        result = executor.run(parse_workflow(graph, registry), outputs=["1", "2", "3", "4", "5", "6"])
+        assert result.ok, (result.problems, result.error)
+        return result.values
+
+    first = run()
+    assert run()["1"][1] is first["1"][1]  # unchanged files: the cached result
+    write_lora(loras / "late.safetensors", "sd1", seed=4)  # the missing tag's file
+    second = run()
+    assert not _same_conditioning(second["1"][2], first["1"][2])  # the tag's LoRA now applied
+    assert not _same_conditioning(second["2"][1], first["2"][1])
+    assert second["3"][4] is first["3"][4] and second["5"][0] is first["5"][0]  # their files unchanged
+    for name, seed in (("first.safetensors", 5), ("stacked.safetensors", 6)):
+        write_lora(loras / name, "sd1", seed=seed)
+    write_checkpoint(models.models / "checkpoints" / "c.safetensors", "sd1", seed=7)
+    third = run()
+    assert third["6"][1] is second["6"][1]  # the pipe they take is the cached one: their own files count
+    assert not torch.allclose(third["3"][4]["samples"], second["3"][4]["samples"])  # lora_name rewritten
+    assert third["4"][0]["model"] is not second["4"][0]["model"]  # the stack's row rewritten
+    assert third["5"][0] is not second["5"][0]  # checkpoint C rewritten
 
 
 def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
@@ -354,8 +436,10 @@ def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
                "sampler_name": "euler", "scheduler": "normal", "image_output": "Hide", "save_prefix": "ComfyUI",
                "file_type": "png", "embed_workflow": True, "seed": 4}
     graph = {"1": {"class_type": "ttN pipeLoaderSDXL_v2", "inputs": loader},
-             "2": {"class_type": "ttN pipeKSamplerSDXL_v2", "inputs": sampler}}
-    got = run_graph(registry, graph, ["1", "2"]).values
+             "2": {"class_type": "ttN pipeKSamplerSDXL_v2", "inputs": sampler},
+             "3": {"class_type": "ttN pipeKSamplerSDXL_v2", "inputs": {**sampler, "refiner_steps": 2,
+                                                                        "refiner_denoise": 0.6}}}
+    got = run_graph(registry, graph, ["1", "2", "3"]).values
     size = {"width": 128, "height": 128, "crop_w": 0, "crop_h": 0, "target_width": 800, "target_height": 600}
     core = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
             "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xlr.safetensors"}},
@@ -377,14 +461,32 @@ def test_sdxl_loader_and_sampler_equal_the_core_sdxl_nodes(registry, models):
                 "model": ["2", 0], "add_noise": "disable", "noise_seed": 4, "steps": 3, "cfg": 4.0,
                 "sampler_name": "euler", "scheduler": "normal", "positive": ["5", 0], "negative": ["6", 0],
                 "latent_image": ["8", 0], "start_at_step": 2, "end_at_step": 10000,
-                "return_with_leftover_noise": "disable"}}}
-    want = run_graph(registry, core, ["3", "4", "5", "6", "9"]).values
+                "return_with_leftover_noise": "disable"}},
+            # 2 refiner steps at refiner_denoise 0.6: ComfyUI's sampler cuts the denoise's schedule at
+            # the start step, as BasicScheduler at that denoise split at base_steps gives it
+            "14": {"class_type": "KSamplerAdvanced", "inputs": {
+                "model": ["1", 0], "add_noise": "enable", "noise_seed": 4, "steps": 4, "cfg": 5.0,
+                "sampler_name": "euler", "scheduler": "normal", "positive": ["3", 0], "negative": ["4", 0],
+                "latent_image": ["7", 0], "start_at_step": 0, "end_at_step": 2,
+                "return_with_leftover_noise": "enable"}},
+            "10": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "normal", "steps": 4,
+                                                              "denoise": 0.6}},
+            "11": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["10", 0], "step": 2}},
+            "12": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "13": {"class_type": "SamplerCustom", "inputs": {
+                "model": ["2", 0], "add_noise": False, "noise_seed": 4, "cfg": 4.0, "positive": ["5", 0],
+                "negative": ["6", 0], "sampler": ["12", 0], "sigmas": ["11", 1], "latent_image": ["14", 0]}}}
+    want = run_graph(registry, core, ["3", "4", "5", "6", "9", "13"]).values
     sdxl = got["1"]
     assert _same_conditioning(sdxl[2], want["3"][0]) and _same_conditioning(sdxl[3], want["4"][0])
     assert sdxl[2][0][1]["width"] == 128 and sdxl[2][0][1]["target_height"] == 600
     assert _same_conditioning(sdxl[7], want["5"][0]) and _same_conditioning(sdxl[8], want["6"][0])
     assert sdxl[12:14] == (64, 64)
     assert torch.allclose(got["2"][8]["samples"], want["9"][0]["samples"], atol=1e-5)
+    assert torch.allclose(got["3"][8]["samples"], want["13"][0]["samples"], atol=1e-5)
+    assert not torch.allclose(got["3"][8]["samples"], run_graph(registry, {  # the denoise counts
+        **graph, "3": {**graph["3"], "inputs": {**graph["3"]["inputs"], "refiner_denoise": 1.0}}}, ["3"]).values[
+        "3"][8]["samples"], atol=1e-3)
     assert got["2"][1]["seed"] == 4 and "refiner_model" not in got["2"][1]
 
 
@@ -428,6 +530,47 @@ def test_image_output_saves_with_padding_type_and_folder(registry, models):
     assert e.value.input == "output_path"
 
 
+def test_output_path_is_held_to_file_name_checks_and_keeps_the_subfolder_of_an_absolute_one(registry, models):
+    """output_path: an absolute path through an output folder keeps the part after /output/ (the
+    pack's default is ComfyUI's output folder); a %date% pattern and a name part over 200
+    characters are refused naming output_path, and nothing is created."""
+    image = torch.rand(1, 8, 8, 3)
+    call(registry, "TtnImageOutput", image=image, image_output="Hide/Save", output_path="/home/u/ComfyUI/output/sub",
+         save_prefix="q", number_padding="None")
+    call(registry, "TtnTextOutput", text_output="Save", text="t", output_path="C:\\ComfyUI\\output\\notes\\",
+         save_prefix="n", number_padding="None")
+    assert (models.outputs / "sub" / "q.png").exists() and (models.outputs / "notes" / "n.txt").read_text() == "t"
+    before = sorted(p.name for p in models.outputs.iterdir())
+    for path in ("%date:yyyy-MM-dd%", "/".join(["a" * 300] * 2), "sub/../../x"):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "TtnImageOutput", image=image, image_output="Hide/Save", output_path=path, save_prefix="x")
+        assert e.value.input == "output_path"
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "TtnTextOutput", text_output="Save", text="t", output_path=path, save_prefix="x")
+        assert e.value.input == "output_path"
+    assert sorted(p.name for p in models.outputs.iterdir()) == before
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_saves_never_write_through_a_link_at_the_file_name(registry, models, tmp_path, overwrite):
+    """A dangling link at the name imageOutput / textOutput would write, leading
+    outside the outputs folder: nothing is written there; without overwrite_existing the name counts
+    as taken (skipped), with it the link itself is replaced by the file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (models.outputs / "victim.png").symlink_to(outside / "planted.png")
+    (models.outputs / "victim.txt").symlink_to(outside / "planted.txt")
+    call(registry, "TtnImageOutput", image=torch.rand(1, 8, 8, 3), image_output="Hide/Save", save_prefix="victim",
+         number_padding="None", overwrite_existing=overwrite)
+    call(registry, "TtnTextOutput", text_output="Save", text="hello", save_prefix="victim", number_padding="None",
+         file_type="txt", overwrite_existing=overwrite)
+    assert list(outside.iterdir()) == []
+    for name in ("victim.png", "victim.txt"):
+        assert (models.outputs / name).is_symlink() != overwrite
+    if overwrite:
+        assert (models.outputs / "victim.txt").read_text() == "hello"
+
+
 def test_loaders_latent_batch_is_checked_before_the_run(registry, models):
     """A 64-batch of 4096x4096 (aspect choice of the custom size) is refused under 2 GiB before
     anything loads, as EmptyLatentImage is; an aspect choice sets the size checked."""
@@ -448,6 +591,51 @@ def test_loaders_latent_batch_is_checked_before_the_run(registry, models):
         "cfg_rescale_mult": 0.0, "vae_name": "Baked VAE", "clip_skip": 0, "empty_latent_aspect": CUSTOM,
         "empty_latent_width": 4096, "empty_latent_height": 4096, "batch_size": 64}}
     assert problems({"1": tiny})
+
+
+def _pipe_sampler_api(pipe, **changes):
+    inputs = {"pipe": pipe, "lora_name": "None", "lora_strength": 1.0, "upscale_method": "None",
+              "upscale_model_name": "None", "factor": 2.0, "rescale": "by percentage", "percent": 50, "width": 1024,
+              "height": 1024, "longer_side": 1024, "crop": "disabled", "steps": 2, "cfg": 6.5,
+              "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "image_output": "Hide",
+              "save_prefix": "ComfyUI", "file_type": "png", "embed_workflow": True, "seed": 1}
+    return {"class_type": "ttN pipeKSampler_v2", "inputs": {**inputs, **changes}}
+
+
+def test_latent_upscale_factor_is_held_to_the_memory_limits(registry, models):
+    """A [latent] upscale by 8 of a 64-batch at 512x512 (sampling 64 x 4096x4096): KSampler_v2's
+    estimate scales its latent by the factor, so the plan is refused under 8 GiB as the core
+    EmptyLatentImage -> LatentUpscaleBy -> KSampler chain is; a pipe's latent (not sized before the
+    run) is refused by the sampler before it upscales."""
+    from graphflow.executor import Executor
+    from graphflow.resource_limits import RunLimits
+    from graphflow.validation import plan_workflow
+    limits = RunLimits(ram_bytes=8 * 2**30, device_bytes=8 * 2**30)
+    latent = {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 64}}
+    ksampler = {"class_type": "ttN KSampler_v2", "inputs": {
+        "model": ["c", 0], "positive": ["t", 0], "negative": ["t", 0], "latent": ["l", 0], "vae": ["c", 2],
+        **{k: v for k, v in _pipe_sampler_api(None)["inputs"].items() if k != "pipe"},
+        "upscale_method": "[latent] bilinear", "factor": 8.0}}
+    graph = {"c": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "t": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["c", 1], "text": "a"}}, "l": latent,
+             "k": ksampler}
+
+    def problems(graph):
+        return plan_workflow(parse_workflow(graph, registry), registry, ["k"], limits)[1]
+
+    found = problems(graph)
+    assert found and found[0].node_id == "k" and "64 × 4096×4096" in found[0].message
+    assert problems({**graph, "k": {**ksampler, "inputs": {**ksampler["inputs"], "factor": 1.0}}}) == []
+    core = {**graph, "u": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["l", 0],
+                                                                    "upscale_method": "bilinear", "scale_by": 8.0}},
+            "k": {"class_type": "KSampler", "inputs": {
+                "model": ["c", 0], "seed": 1, "steps": 2, "cfg": 6.5, "sampler_name": "euler", "scheduler": "normal",
+                "positive": ["t", 0], "negative": ["t", 0], "latent_image": ["u", 0], "denoise": 1.0}}}
+    assert "64 × 4096×4096" in problems(core)[0].message
+    piped = {"1": _loader_api(loras="", empty_latent_width=512, empty_latent_height=512, batch_size=64),
+             "2": _pipe_sampler_api(["1", 0], upscale_method="[latent] bilinear", factor=8.0)}
+    result = Executor(registry, limits=limits).run(parse_workflow(piped, registry), outputs=["2"])
+    assert not result.ok and result.error["input"] == "factor" and "4096x4096" in result.error["message"]
 
 
 def test_text_output_writes_the_text_file(registry, models):
@@ -501,8 +689,21 @@ def test_multi_model_merge_equals_the_core_merge_nodes(registry, models, model_i
                     "positive": [f"{key}t", 0], "negative": [f"{key}t", 0], "latent_image": [f"{key}l", 0],
                     "denoise": 1.0}}}
 
-    got = run_graph(registry, {"m": merge, **probe(["m", 0], ["m", 1], "x")}, ["xt", "xk"]).values
-    want = run_graph(registry, {**core, **probe(want_model, want_clip, "y")}, ["yt", "yk"]).values
+    got = run_graph(registry, {"m": merge, **probe(["m", 0], ["m", 1], "x")}, ["m", "xt", "xk"]).values
+    want = run_graph(registry, {**core, **probe(want_model, want_clip, "y")}, ["a", "b", "c", "yt", "yk"]).values
+    # one weight of each against the formula, computed here from the three checkpoints' weights
+    from tests.test_pack_nodes_pysssss import weights
+    merged_unet, merged_text = weights(*got["m"])
+    (a_unet, a_text), (b_unet, b_text), (c_unet, c_text) = (weights(*want[k][:2]) for k in "abc")
+    formulas = {"Weighted sum": lambda a, b, c, m: a * (1 - m) + b * m,
+                "Add difference": lambda a, b, c, m: a + (b - c) * m,
+                "A Only": lambda a, b, c, m: a, "B Only": lambda a, b, c, m: b}
+    clip_formula = model_interpolation if clip_interpolation == "Follow model interp" else clip_interpolation
+    for merged, a, b, c, formula, m in ((merged_unet, a_unet, b_unet, c_unet, model_interpolation, 0.3),
+                                        (merged_text, a_text, b_text, c_text, clip_formula, 0.6)):
+        key = next(k for k, v in a.items() if v.is_floating_point() and v.numel() > 1 and not torch.equal(v, b[k]))
+        expected = formulas[formula.split(" =")[0]](a[key].double(), b[key].double(), c[key].double(), m)
+        assert torch.allclose(merged[key].double(), expected, atol=1e-3, rtol=1e-3), key
     assert _same_conditioning(got["xt"][0], want["yt"][0])
     assert torch.allclose(got["xk"][0]["samples"], want["yk"][0]["samples"], atol=1e-5)
     other = run_graph(registry, {**core, **probe(["a", 0], ["a", 1], "z")}, ["zt"]).values
