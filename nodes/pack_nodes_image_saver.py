@@ -320,21 +320,42 @@ def timestamp(time_format: str, now: datetime) -> str:
         return now.strftime(DEFAULT_TIME_FORMAT)
 
 
-def expand_pattern(text: str, values: dict, time_format: str, now: datetime | None = None) -> str:
-    """The pack's placeholders filled in, in its order: %date (Y-m-d), %time (time_format),
-    %model (the model's file name), %width, %height, %seed, %counter, %sampler_name, %steps, %cfg,
-    %scheduler_name then %scheduler, %basemodelname (without extension), %denoise, %clip_skip."""
+PLACEHOLDERS = ("%date", "%time", "%model", "%width", "%height", "%seed", "%counter", "%sampler_name", "%steps",
+                "%cfg", "%scheduler_name", "%scheduler", "%basemodelname", "%denoise", "%clip_skip")
+# the longer of two placeholders that start alike first (%scheduler_name before %scheduler)
+PLACEHOLDER = re.compile("|".join(sorted(PLACEHOLDERS, key=len, reverse=True)))
+MAX_EXPANDED = 65536  # characters a filled-in path or filename may reach (the names are checked after)
+
+
+def expand_pattern(text: str, values: dict, time_format: str, now: datetime | None = None,
+                   input_name: str = "filename") -> str:
+    """The pack's placeholders filled in: %date (Y-m-d), %time (time_format), %model (the model's
+    file name), %width, %height, %seed, %counter, %sampler_name, %steps, %cfg, %scheduler_name or
+    %scheduler, %basemodelname (without extension), %denoise, %clip_skip. In one pass: the pack
+    replaces them one after another, so a value holding a later placeholder is filled in again
+    (and a name can grow to millions of characters); here a value is written as it is. A result
+    longer than MAX_EXPANDED characters is refused (NodeInputError on `input_name`)."""
     now = now or datetime.now()
     model = os.path.basename(values["modelname"])
-    for key, value in (("%date", timestamp("%Y-%m-%d", now)), ("%time", timestamp(time_format, now)),
-                       ("%model", model), ("%width", values["width"]), ("%height", values["height"]),
-                       ("%seed", values["seed"]), ("%counter", values["counter"]),
-                       ("%sampler_name", values["sampler_name"]), ("%steps", values["steps"]),
-                       ("%cfg", values["cfg"]), ("%scheduler_name", values["scheduler"]),
-                       ("%scheduler", values["scheduler"]), ("%basemodelname", os.path.splitext(model)[0]),
-                       ("%denoise", values["denoise"]), ("%clip_skip", values["clip_skip"])):
-        text = text.replace(key, str(value))
-    return text
+    filled = {"%date": timestamp("%Y-%m-%d", now), "%time": timestamp(time_format, now), "%model": model,
+              "%width": values["width"], "%height": values["height"], "%seed": values["seed"],
+              "%counter": values["counter"], "%sampler_name": values["sampler_name"], "%steps": values["steps"],
+              "%cfg": values["cfg"], "%scheduler_name": values["scheduler"], "%scheduler": values["scheduler"],
+              "%basemodelname": os.path.splitext(model)[0], "%denoise": values["denoise"],
+              "%clip_skip": values["clip_skip"]}
+    pieces, length, start = [], 0, 0
+    for match in PLACEHOLDER.finditer(text):
+        pieces += [text[start:match.start()], str(filled[match.group()])]
+        length += len(pieces[-2]) + len(pieces[-1])
+        start = match.end()
+        if length > MAX_EXPANDED:
+            break
+    pieces.append(text[start:])
+    length += len(pieces[-1])
+    if length > MAX_EXPANDED:
+        raise NodeInputError(input_name, f"the placeholders filled in make a name of over {MAX_EXPANDED} characters: "
+                                         "expected a shorter pattern or shorter values")
+    return "".join(pieces)
 
 
 def sanitize(name: str) -> str:
@@ -464,8 +485,8 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
               "steps": metadata.steps, "cfg": metadata.cfg, "scheduler": metadata.scheduler_name,
               "denoise": metadata.denoise, "clip_skip": metadata.clip_skip}
     now = datetime.now()
-    folder = output_folder(expand_pattern(path, values, time_format, now))
-    stem = sanitize(expand_pattern(filename, values, time_format, now)) or timestamp(time_format, now)
+    folder = output_folder(expand_pattern(path, values, time_format, now, "path"))
+    stem = sanitize(expand_pattern(filename, values, time_format, now, "filename")) or timestamp(time_format, now)
     folder, stem = file_place(folder, stem)
     texts = workflow_texts() if embed_workflow else {}
     subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()

@@ -487,3 +487,30 @@ def test_a_ui_save_in_the_packs_example_shape_runs_on_the_demo_model(registry, t
     sources = {link[0]: (link[1], link[2]) for link in ui["links"]}
     assert sources[linked["scheduler_name"]] == (9, 1) and sources[linked["sampler_name"]] == (8, 1)
     assert export_api(workflow, registry)["15"]["inputs"]["scheduler_name"] == ["9", 1]
+
+
+def test_placeholders_fill_in_once_and_a_huge_name_is_refused(registry, tmp_folders):
+    from datetime import datetime
+
+    from nodes.pack_nodes_image_saver import MAX_EXPANDED
+
+    now = datetime(2024, 5, 6, 7, 8, 9)
+    # values holding later placeholders: the pack's one-after-another replaces multiplied them
+    # (30 of each: 1,452 characters -> 315.9 M); each value is written as it is
+    values = {"modelname": "%sampler_name" * 30, "width": 1, "height": 1, "seed": 1, "counter": 0,
+              "sampler_name": "%scheduler_name" * 30, "steps": 1, "cfg": 1.0, "scheduler": "%basemodelname" * 30,
+              "denoise": 1.0, "clip_skip": 0}
+    assert expand_pattern("%model|%sampler_name|%scheduler", values, "%Y", now) == "|".join(
+        (values["modelname"], values["sampler_name"], values["scheduler"]))
+    assert expand_pattern("%date%time%%seed", values, "%H", now) == "2024-05-0607%1"
+    image = torch.rand(1, 8, 8, 3)
+    big = "m" * (MAX_EXPANDED // 20 + 1)
+    for node, inputs in (("ImageSaver", {"modelname": big}),
+                         ("ImageSaverSimple", {"a1111_params": f"x\nNegative prompt: y\nSteps: 2, Model: {big}"})):
+        for name in ("filename", "path"):
+            with pytest.raises(Exception) as caught:
+                call(registry, node, images=image, **{name: "%model" * 20}, **inputs,
+                     **({"download_civitai_data": False} if node == "ImageSaver" else {}))
+            assert getattr(caught.value, "input", None) == name, caught.value
+            assert len(str(caught.value)) < 300
+    assert not saved_files(tmp_folders.outputs)
