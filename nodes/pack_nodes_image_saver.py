@@ -74,7 +74,23 @@ CIVITAI_SAMPLERS = {
 EMBEDDING_TEXT, LORA_TEXT = r"embedding:([^,\s():]+)", r"<lora:([^>:]+)(?::([^>]+))?>"
 EMBEDDING, LORA = re.compile(EMBEDDING_TEXT, re.IGNORECASE), re.compile(LORA_TEXT, re.IGNORECASE)
 PROMPT_CONTROL = re.compile(r"\b[A-Z]+\([^)]*\)")  # prompt-control edits: STYLE(A1111, mean), SHIFT(1)
+LORA_CASED = re.compile(LORA_TEXT)  # easy_remix's
 WEIGHT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _scannable(text: str, end: str) -> tuple[str, str]:
+    """text cut after its last `end` character (the one each match of LORA / PROMPT_CONTROL ends
+    with) and the rest, where no match can be. Scanning the rest would make each unclosed
+    "<lora:a:" or "A(" read on to the text's end: quadratic ("<lora:a:" * 20000 took minutes,
+    holding the GIL). In the part before, a scan that reaches the next `end` matches there and
+    the search goes on after it, so each character is read a bounded number of times."""
+    cut = text.rfind(end) + 1
+    return text[:cut], text[cut:]
+
+
+def lora_tags(prompt: str) -> list[tuple[str, str]]:
+    """The prompt's <lora:NAME[:...]> tags in any case: (NAME, what follows its colon)."""
+    return LORA.findall(_scannable(prompt, ">")[0])
 
 
 # -- file hashes ----------------------------------------------------------------------------------
@@ -168,7 +184,7 @@ def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
             for name in EMBEDDING.findall(text):
                 if path := embedding_file(name):
                     embeddings[f"embed:{name}"] = (path, weight, file_sha256(path)[:10])
-        for name, tail in LORA.findall(prompt):
+        for name, tail in lora_tags(prompt):
             if path := lora_file(name):
                 try:
                     weight = float(tail.split(":")[0])
@@ -228,9 +244,11 @@ def manual_hashes(text: str, existing: set[str], with_weights: bool) -> dict:
 def clean_prompt(prompt: str) -> str:
     """easy_remix: LoRA tags removed, embedding:path/to/name shortened to name, prompt-control
     edits (STYLE(...), SHIFT(...)) removed."""
-    prompt = re.sub(LORA_TEXT, "", prompt)
+    head, rest = _scannable(prompt, ">")
+    prompt = LORA_CASED.sub("", head) + rest
     prompt = re.sub(EMBEDDING_TEXT, lambda m: Path(m.group(1)).stem, prompt)
-    return PROMPT_CONTROL.sub("", prompt)
+    head, rest = _scannable(prompt, ")")
+    return PROMPT_CONTROL.sub("", head) + rest
 
 
 def parameters_text(positive: str, negative: str, steps: int, sampler: str, cfg: float, seed: int, width: int,

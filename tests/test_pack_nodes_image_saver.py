@@ -514,3 +514,21 @@ def test_placeholders_fill_in_once_and_a_huge_name_is_refused(registry, tmp_fold
             assert getattr(caught.value, "input", None) == name, caught.value
             assert len(str(caught.value)) < 300
     assert not saved_files(tmp_folders.outputs)
+
+
+def test_hostile_prompts_are_read_in_linear_time(registry, tmp_folders):
+    import time
+
+    from nodes.pack_nodes_image_saver import LORA, clean_prompt, lora_tags
+
+    # unclosed tags made each failed match read on to the prompt's end (a 160 KB prompt: 36.8 s)
+    for prompt in ("<lora:a:" * 25000, "<lora:" * 33000, "A(" * 100000, "<lora:a:" * 12500 + ">" + "A(" * 50000):
+        start = time.perf_counter()
+        hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), positive=prompt,
+                            negative=prompt, download_civitai_data=False, easy_remix=True)
+        assert time.perf_counter() - start < 2, prompt[:20]
+        assert text.startswith(clean_prompt(prompt).strip())
+    # the same tags and the same cleaning as the pack's patterns on a whole short prompt
+    prompt = "<lora:a <lora:b:0.5> c <LORA:d> e:f> STYLE(x) A(y <lora:g:"
+    assert lora_tags(prompt) == LORA.findall(prompt) == [("a <lora", "b:0.5"), ("d", "")]
+    assert clean_prompt(prompt) == " c <LORA:d> e:f>  A(y <lora:g:"
