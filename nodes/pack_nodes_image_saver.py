@@ -118,39 +118,73 @@ def _model_file(kind: str, name: str) -> Path | None:
         return None
 
 
-def checkpoint_file(name: str) -> Path | None:
-    """A model name as the pack's full_checkpoint_path_for finds it: ".safetensors" added unless it
-    ends in a model extension (or .gguf); the checkpoint of that path, else of that file name; then
-    the diffusion model so; None when none is (or the name is empty)."""
-    if not name:
+def _first_by(names: list[str], key) -> dict:
+    """{key(name): the first of `names` with that key}."""
+    firsts = {}
+    for name in names:
+        firsts.setdefault(key(name), name)
+    return firsts
+
+
+class ModelFiles:
+    """The model, LoRA and embedding files names stand for, as the pack finds them. Each models
+    folder is listed once and each name looked up once (a prompt may hold thousands of tags: the
+    pack walks the folder for each), for one Image Saver run; None for a name not found."""
+
+    def __init__(self):
+        self._indexes: dict[str, tuple[dict, dict]] = {}
+        self._found: dict[tuple[str, str], Path | None] = {}
+
+    def _index(self, kind: str, whole, part, extensions=MODEL_EXTENSIONS) -> tuple[dict, dict]:
+        """The kind's files by whole(name) and by part(name), first listed first."""
+        if kind not in self._indexes:
+            listed = folders.list_models(kind, extensions)
+            self._indexes[kind] = _first_by(listed, whole), _first_by(listed, part)
+        return self._indexes[kind]
+
+    def _once(self, what: str, name: str, find) -> Path | None:
+        if (what, name) not in self._found:
+            self._found[what, name] = find(name)
+        return self._found[what, name]
+
+    def checkpoint(self, name: str) -> Path | None:
+        """A model name as the pack's full_checkpoint_path_for finds it: ".safetensors" added
+        unless it ends in a model extension (or .gguf); the checkpoint of that path, else of that
+        file name; then the diffusion model so; None when none is (or the name is empty)."""
+        return self._once("checkpoints", name, self._find_checkpoint)
+
+    def _find_checkpoint(self, name: str) -> Path | None:
+        if not name:
+            return None
+        if os.path.splitext(name)[1].lower() not in PT_EXTENSIONS + (".gguf",):
+            name += ".safetensors"
+        for kind in ("checkpoints", "diffusion_models"):
+            by_path, by_name = self._index(kind, Path, lambda x: Path(x).name, MODEL_EXTENSIONS + (".gguf",))
+            found = by_path.get(Path(name)) or by_name.get(Path(name).name)
+            if found:
+                return _model_file(kind, found)
         return None
-    if os.path.splitext(name)[1].lower() not in PT_EXTENSIONS + (".gguf",):
-        name += ".safetensors"
-    for kind in ("checkpoints", "diffusion_models"):
-        listed = folders.list_models(kind, MODEL_EXTENSIONS + (".gguf",))
-        found = next((x for x in listed if Path(x) == Path(name)), None)
-        found = found or next((x for x in listed if Path(x).name == Path(name).name), None)
-        if found:
-            return _model_file(kind, found)
-    return None
 
+    def lora(self, name: str) -> Path | None:
+        """A <lora:NAME> as the pack finds it: ".safetensors" added unless NAME ends in a model
+        extension, then the LoRA whose file name (without its folders) is that."""
+        return self._once("loras", name, self._find_lora)
 
-def lora_file(name: str) -> Path | None:
-    """A <lora:NAME> as the pack finds it: ".safetensors" added unless NAME ends in a model
-    extension, then the LoRA whose file name (without its folders) is that."""
-    if os.path.splitext(name)[1] not in PT_EXTENSIONS:
-        name += ".safetensors"
-    listed = next((x for x in folders.list_models("loras") if Path(x).name == name), None)
-    return _model_file("loras", listed) if listed else None
+    def _find_lora(self, name: str) -> Path | None:
+        if os.path.splitext(name)[1] not in PT_EXTENSIONS:
+            name += ".safetensors"
+        _, by_name = self._index("loras", Path, lambda x: Path(x).name)
+        return _model_file("loras", by_name[name]) if name in by_name else None
 
+    def embedding(self, name: str) -> Path | None:
+        """An embedding:NAME as the pack finds it: the embedding whose path without extension is
+        NAME, else the first whose file stem is NAME's."""
+        return self._once("embeddings", name, self._find_embedding)
 
-def embedding_file(name: str) -> Path | None:
-    """An embedding:NAME as the pack finds it: the embedding whose path without extension is NAME,
-    else the first whose file stem is NAME's."""
-    listed = folders.list_models("embeddings")
-    found = next((x for x in listed if Path(x).with_suffix("") == Path(name)), None)
-    found = found or next((x for x in listed if Path(x).stem == Path(name).stem), None)
-    return _model_file("embeddings", found) if found else None
+    def _find_embedding(self, name: str) -> Path | None:
+        by_path, by_stem = self._index("embeddings", lambda x: Path(x).with_suffix(""), lambda x: Path(x).stem)
+        found = by_path.get(Path(name)) or by_stem.get(Path(name).stem)
+        return _model_file("embeddings", found) if found else None
 
 
 # -- the parameters text --------------------------------------------------------------------------
@@ -167,7 +201,7 @@ def civitai_sampler_name(sampler_name: str, scheduler: str) -> str:
     return sampler_name if scheduler == "normal" else f"{sampler_name}_{scheduler}"
 
 
-def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
+def prompt_resources(prompts: list[str], files: ModelFiles) -> tuple[dict, dict]:
     """The LoRAs and embeddings the prompts name that are found: ({"LORA:name": (path, weight,
     hash)}, {"embed:name": (path, weight, hash)}), hash the first 10 hex digits of the file's
     SHA-256. A LoRA's weight is its tag's first number (1 when none reads); an embedding's the
@@ -182,10 +216,10 @@ def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
             weighted = [(prompt, 1.0)]
         for text, weight in weighted:
             for name in EMBEDDING.findall(text):
-                if path := embedding_file(name):
+                if path := files.embedding(name):
                     embeddings[f"embed:{name}"] = (path, weight, file_sha256(path)[:10])
         for name, tail in lora_tags(prompt):
-            if path := lora_file(name):
+            if path := files.lora(name):
                 try:
                     weight = float(tail.split(":")[0])
                 except ValueError:
@@ -285,12 +319,12 @@ class Metadata:
     final_hashes: str = ""
 
 
-def more_models(modelname: str, additional_hashes: str) -> tuple[str, str]:
+def more_models(modelname: str, additional_hashes: str, files: ModelFiles) -> tuple[str, str]:
     """Several comma-separated models: the first is the model, each other one found is added to
     additional_hashes as name:hash."""
     names = [name.strip() for name in modelname.split(",")]
     for name in names[1:]:
-        if path := checkpoint_file(name):
+        if path := files.checkpoint(name):
             additional_hashes += ("," if additional_hashes else "") + f"{name}:{file_sha256(path)[:10]}"
     return names[0], additional_hashes
 
@@ -300,10 +334,11 @@ def make_metadata(modelname: str, positive: str, negative: str, width: int, heig
                   additional_hashes: str, download_civitai_data: bool, easy_remix: bool) -> Metadata:
     """The pack's metadata: the model's, the prompt's LoRAs' and embeddings' and the manual hashes,
     the parameters text and the hashes to chain (name:hash, :weight after with civitai data on)."""
-    modelname, additional_hashes = more_models(modelname, additional_hashes)
-    path = checkpoint_file(modelname)
+    files = ModelFiles()
+    modelname, additional_hashes = more_models(modelname, additional_hashes, files)
+    path = files.checkpoint(modelname)
     model_hash = file_sha256(path)[:10] if path else ""
-    loras, embeddings = prompt_resources([positive, negative])
+    loras, embeddings = prompt_resources([positive, negative], files)
     existing = {model_hash.lower()} | {t[2].lower() for t in (*loras.values(), *embeddings.values())}
     manual = manual_hashes(additional_hashes, existing, download_civitai_data)
     resources = {modelname: (path, None, model_hash)} | loras | embeddings | manual

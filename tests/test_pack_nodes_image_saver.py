@@ -532,3 +532,23 @@ def test_hostile_prompts_are_read_in_linear_time(registry, tmp_folders):
     prompt = "<lora:a <lora:b:0.5> c <LORA:d> e:f> STYLE(x) A(y <lora:g:"
     assert lora_tags(prompt) == LORA.findall(prompt) == [("a <lora", "b:0.5"), ("d", "")]
     assert clean_prompt(prompt) == " c <LORA:d> e:f>  A(y <lora:g:"
+
+
+def test_each_models_folder_is_listed_once_per_run(registry, tmp_folders, monkeypatch):
+    from graphflow.folders import folders
+
+    loras = tmp_folders.models / "loras"
+    loras.mkdir(parents=True, exist_ok=True)
+    for i in range(50):
+        (loras / f"l{i}.safetensors").write_bytes(b"x")
+    listed, list_models = [], folders.list_models
+    monkeypatch.setattr(folders, "list_models", lambda kind, *a: listed.append(kind) or list_models(kind, *a))
+    tags = " ".join(f"<lora:missing{i}:1> <lora:l{i % 3}> embedding:e{i}" for i in range(300))
+    hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), positive=tags, negative=tags,
+                        modelname=f"{DEMO}, other, other2, {DEMO}", download_civitai_data=False, easy_remix=False)
+    # the pack walked the folder for each of the 1,800 tags and each model name
+    assert sorted(listed) == ["checkpoints", "diffusion_models", "embeddings", "loras"]
+    found = {f"LORA:l{i}": hashlib.sha256(b"x").hexdigest()[:10] for i in range(3)}
+    assert {k: v for k, v in json.loads(text.split("Hashes: ")[1].split(", Version")[0]).items()
+            if k.startswith("LORA")} == found
+    assert hashes.startswith(f"{DEMO}:".replace(".safetensors", "") + sha10(BUNDLED / "checkpoints" / DEMO))
