@@ -417,10 +417,12 @@ def sanitize(name: str) -> str:
     return re.sub(r'[<>:"|?*\x00-\x1f]', "", name).rstrip(". ")
 
 
-def unique_stem(folder: Path, stem: str, extension: str) -> str:
+def unique_stem(folder: Path, stem: str, extensions: tuple[str, ...]) -> str:
     """The pack's name for a new file: the stem when no file starts with it and ends with the
-    extension, else stem_NN, NN one more than the highest number after a last "_" among those."""
-    taken = [f for f in os.listdir(folder) if f.startswith(stem) and f.endswith(extension)]
+    extension, else stem_NN, NN one more than the highest number after a last "_" among those.
+    `extensions` are the picture's and, when the workflow is saved beside it, "json" (the pack
+    looks at the picture's only and overwrites a .json of that name)."""
+    taken = [f for f in os.listdir(folder) if f.startswith(stem) and f.endswith(extensions)]
     if not taken:
         return stem
     numbers = [int(part) for part in (os.path.splitext(f)[0].split("_")[-1] for f in taken) if part.isdecimal()]
@@ -547,7 +549,7 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
     for image in images:
         picture = image_to_pil(image)
         while True:  # a name another run took meanwhile is never overwritten: the next one is taken
-            current = unique_stem(folder, stem, extension)
+            current = unique_stem(folder, stem, (extension, "json") if save_workflow_as_json else (extension,))
             name = f"{current}.{extension}"
             try:
                 save_picture(picture, folder / name, extension, quality, lossless_webp, optimize_png,
@@ -559,7 +561,8 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
                 raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
         if save_workflow_as_json:
             try:
-                with open(folder / f"{current}.json", "w", encoding="utf-8") as f:
+                # "x": a file (or a link to one elsewhere) that took the name meanwhile is kept
+                with open(folder / f"{current}.json", "x", encoding="utf-8") as f:
                     f.write(workflow_texts().get("workflow", "null"))
             except OSError as e:  # as the pack: the picture is kept, the JSON reported
                 warn(f"can't save the workflow as {current}.json: {e.strerror}")

@@ -552,3 +552,25 @@ def test_each_models_folder_is_listed_once_per_run(registry, tmp_folders, monkey
     assert {k: v for k, v in json.loads(text.split("Hashes: ")[1].split(", Version")[0]).items()
             if k.startswith("LORA")} == found
     assert hashes.startswith(f"{DEMO}:".replace(".safetensors", "") + sha10(BUNDLED / "checkpoints" / DEMO))
+
+
+def test_the_workflow_json_never_replaces_a_file_or_follows_a_link(registry, tmp_folders, monkeypatch):
+    import os
+
+    import nodes.pack_nodes_image_saver as saver
+
+    outside = tmp_folders.outputs.parent / "outside.txt"
+    outside.write_text("original")
+    tmp_folders.outputs.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, tmp_folders.outputs / "pic.json")
+    image = torch.rand(1, 8, 8, 3)
+    call(registry, "ImageSaver", images=image, filename="pic", save_workflow_as_json=True,
+         download_civitai_data=False)
+    # a name whose .json is there is not taken (the pack looked at pictures only and wrote through the link)
+    assert sorted(p.name for p in tmp_folders.outputs.iterdir()) == ["pic.json", "pic_01.json", "pic_01.png"]
+    assert outside.read_text() == "original"
+    # a link that takes the name between the picture and its JSON is kept, with a warning
+    monkeypatch.setattr(saver, "unique_stem", lambda folder, stem, extensions: "pic")
+    call(registry, "ImageSaver", images=image, filename="pic", save_workflow_as_json=True,
+         download_civitai_data=False)
+    assert (tmp_folders.outputs / "pic.png").is_file() and outside.read_text() == "original"
