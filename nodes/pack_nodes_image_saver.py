@@ -377,6 +377,7 @@ PLACEHOLDERS = ("%date", "%time", "%model", "%width", "%height", "%seed", "%coun
                 "%cfg", "%scheduler_name", "%scheduler", "%basemodelname", "%denoise", "%clip_skip")
 # the longer of two placeholders that start alike first (%scheduler_name before %scheduler)
 PLACEHOLDER = re.compile("|".join(sorted(PLACEHOLDERS, key=len, reverse=True)))
+MAX_NAME_TRIES = 1000  # names tried for one picture before giving up
 MAX_EXPANDED = 65536  # characters a filled-in path or filename may reach (the names are checked after)
 
 
@@ -421,8 +422,10 @@ def unique_stem(folder: Path, stem: str, extensions: tuple[str, ...]) -> str:
     """The pack's name for a new file: the stem when no file starts with it and ends with the
     extension, else stem_NN, NN one more than the highest number after a last "_" among those.
     `extensions` are the picture's and, when the workflow is saved beside it, "json" (the pack
-    looks at the picture's only and overwrites a .json of that name)."""
-    taken = [f for f in os.listdir(folder) if f.startswith(stem) and f.endswith(extensions)]
+    looks at the picture's only and overwrites a .json of that name). Names are compared without
+    case, as a case-insensitive volume (macOS, Windows) compares them: "Pic.png" takes "pic"."""
+    stem_lower = stem.lower()
+    taken = [f for f in os.listdir(folder) if f.lower().startswith(stem_lower) and f.lower().endswith(extensions)]
     if not taken:
         return stem
     numbers = [int(part) for part in (os.path.splitext(f)[0].split("_")[-1] for f in taken) if part.isdecimal()]
@@ -548,7 +551,7 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
     saved = []
     for image in images:
         picture = image_to_pil(image)
-        while True:  # a name another run took meanwhile is never overwritten: the next one is taken
+        for _ in range(MAX_NAME_TRIES):  # a name taken meanwhile is never overwritten: the next one is tried
             current = unique_stem(folder, stem, (extension, "json") if save_workflow_as_json else (extension,))
             name = f"{current}.{extension}"
             try:
@@ -559,6 +562,9 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
                 continue
             except OSError as e:
                 raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
+        else:
+            raise NodeInputError("filename", f"no free name for {stem!r} after {MAX_NAME_TRIES} tries: the folder's "
+                                             "names are taken as fast as they are made")
         if save_workflow_as_json:
             try:
                 # "x": a file (or a link to one elsewhere) that took the name meanwhile is kept

@@ -574,3 +574,35 @@ def test_the_workflow_json_never_replaces_a_file_or_follows_a_link(registry, tmp
     call(registry, "ImageSaver", images=image, filename="pic", save_workflow_as_json=True,
          download_civitai_data=False)
     assert (tmp_folders.outputs / "pic.png").is_file() and outside.read_text() == "original"
+
+
+def test_names_are_counted_without_case_and_the_tries_end(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_image_saver as saver
+
+    # a case-insensitive volume (macOS, Windows): "Pic.png" is there, so "pic.png" can't be made;
+    # the pack's case-sensitive count offered "pic" again and again
+    tmp_folders.outputs.mkdir(parents=True, exist_ok=True)
+    (tmp_folders.outputs / "Pic.png").write_bytes(b"x")
+    real_open = open
+
+    def case_insensitive_open(path, mode="r", *args, **kwargs):
+        names = [p.name.lower() for p in path.parent.iterdir()]
+        if "x" in mode and path.name.lower() in names:
+            raise FileExistsError(17, "File exists", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(saver, "open", case_insensitive_open, raising=False)
+    image = torch.rand(1, 8, 8, 3)
+    call(registry, "ImageSaver", images=image, filename="pic", download_civitai_data=False)
+    assert sorted(p.name for p in tmp_folders.outputs.iterdir()) == ["Pic.png", "pic_01.png"]
+    # a name that can never be made: refused after MAX_NAME_TRIES tries
+    tries = []
+
+    def always_taken(*args):
+        tries.append(args[1])
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(saver, "save_picture", always_taken)
+    with pytest.raises(Exception) as caught:
+        call(registry, "ImageSaver", images=image, filename="pic", download_civitai_data=False)
+    assert getattr(caught.value, "input", None) == "filename" and len(tries) == saver.MAX_NAME_TRIES
