@@ -59,6 +59,8 @@ MAX_HASH_LENGTH = 16  # longer manual hashes (a full sha256, blake3) are skipped
 MAX_MANUAL_HASHES = 30
 PT_EXTENSIONS = MODEL_EXTENSIONS[:8]  # ComfyUI's supported_pt_extensions, which the pack's LoRA look-up reads
 JPEG_MAX_EXIF = 65533  # the most EXIF bytes Pillow writes into a JPEG (its APP1 segment)
+FORMAT_MAX_SIDE = {"webp": 16383, "jpeg": 65500, "jpg": 65500}  # the most pixels a side libwebp / libjpeg write
+SHOWN_NAME = 60  # characters of a name a message shows
 
 # ComfyUI sampler names -> Civitai's (the pack's table, after civitai's constants.ts)
 CIVITAI_SAMPLERS = {
@@ -91,6 +93,11 @@ def _scannable(text: str, end: str) -> tuple[str, str]:
 def lora_tags(prompt: str) -> list[tuple[str, str]]:
     """The prompt's <lora:NAME[:...]> tags in any case: (NAME, what follows its colon)."""
     return LORA.findall(_scannable(prompt, ">")[0])
+
+
+def _short(text: str) -> str:
+    """A name for a message: its first SHOWN_NAME characters, quoted, "..." after when longer."""
+    return repr(text[:SHOWN_NAME]) + ("..." if len(text) > SHOWN_NAME else "")
 
 
 # -- file hashes ----------------------------------------------------------------------------------
@@ -257,12 +264,12 @@ def manual_hashes(text: str, existing: set[str], with_weights: bool) -> dict:
             continue
         read = manual_hash(entry, with_weights)
         if read is None:
-            warn(f"additional_hashes: can't read {entry.strip()!r}: expected HASH or Name:HASH"
+            warn(f"additional_hashes: can't read {_short(entry.strip())}: expected HASH or Name:HASH"
                  + (" (with :Weight after)" if with_weights else ""))
             continue
         name, value, weight = read
         if len(value) > MAX_HASH_LENGTH:
-            warn(f"additional_hashes: {value!r} skipped: longer than {MAX_HASH_LENGTH} characters")
+            warn(f"additional_hashes: {_short(value)} skipped: longer than {MAX_HASH_LENGTH} characters")
             continue
         if any(value.lower() == kept.lower() for _, _, kept in entries.values()) or value.lower() in existing:
             continue
@@ -438,7 +445,7 @@ def output_folder(path: str) -> Path:
     path = path.replace("\\", "/").strip()
     try:
         if re.match(r"[A-Za-z]:", path) or path.startswith("/"):
-            raise UnsafePathError(f"{path!r} is an absolute path")
+            raise UnsafePathError(f"{_short(path)} is an absolute path")
         path = path.rstrip("/") if path not in ("", ".", "./") else ""
         folder = safe_join(folders.outputs, path) if path else folders.outputs.resolve()
         folder.mkdir(parents=True, exist_ok=True)
@@ -538,6 +545,11 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
 
     if getattr(images, "dim", None) is None or images.dim() != 4:
         raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+    height, width = images.shape[1:3]
+    if max(height, width) > FORMAT_MAX_SIDE.get(extension, max(height, width)):
+        raise NodeInputError("images", f"{width}x{height} pictures can't be saved as {extension} (at most "
+                                       f"{FORMAT_MAX_SIDE[extension]} pixels a side): expected smaller images or "
+                                       "extension png")
     values = {"modelname": metadata.modelname, "width": metadata.width, "height": metadata.height,
               "seed": metadata.seed, "counter": counter, "sampler_name": metadata.sampler_name,
               "steps": metadata.steps, "cfg": metadata.cfg, "scheduler": metadata.scheduler_name,
@@ -561,9 +573,11 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
             except FileExistsError:
                 continue
             except OSError as e:
-                raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
+                raise NodeInputError("filename", f"can't write {_short(name)}: {e.strerror or e}") from None
+            except ValueError as e:  # an encoder's refusal
+                raise NodeInputError("images", f"can't write {_short(name)} as {extension}: {e}") from None
         else:
-            raise NodeInputError("filename", f"no free name for {stem!r} after {MAX_NAME_TRIES} tries: the folder's "
+            raise NodeInputError("filename", f"no free name for {_short(stem)} after {MAX_NAME_TRIES} tries: the folder's "
                                              "names are taken as fast as they are made")
         if save_workflow_as_json:
             try:
@@ -571,7 +585,7 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
                 with open(folder / f"{current}.json", "x", encoding="utf-8") as f:
                     f.write(workflow_texts().get("workflow", "null"))
             except OSError as e:  # as the pack: the picture is kept, the JSON reported
-                warn(f"can't save the workflow as {current}.json: {e.strerror}")
+                warn(f"can't save the workflow as {_short(current + '.json')}: {e.strerror or e}")
         saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
     if show_preview:
         show(images=saved)
@@ -753,12 +767,12 @@ def file_place(folder: Path, stem: str) -> tuple[Path, str]:
     stem = stem.replace("\\", "/")
     if "/" not in stem:
         if stem in (".", ".."):
-            raise NodeInputError("filename", f"{stem!r} is not a file name")
+            raise NodeInputError("filename", f"{_short(stem)} is not a file name")
         return folder, stem
     try:
         target = safe_join(folder, stem.strip("/"))
         if folders.outputs.resolve() not in target.parents:
-            raise UnsafePathError(f"{stem!r} leads outside the output folder")
+            raise UnsafePathError(f"{_short(stem)} leads outside the output folder")
         target.parent.mkdir(parents=True, exist_ok=True)
     except UnsafePathError as e:
         raise NodeInputError("filename", f"{e}: expected a name inside the output folder") from None

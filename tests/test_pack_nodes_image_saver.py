@@ -606,3 +606,27 @@ def test_names_are_counted_without_case_and_the_tries_end(registry, tmp_folders,
     with pytest.raises(Exception) as caught:
         call(registry, "ImageSaver", images=image, filename="pic", download_civitai_data=False)
     assert getattr(caught.value, "input", None) == "filename" and len(tries) == saver.MAX_NAME_TRIES
+
+
+def test_format_size_limits_and_long_names_give_short_clear_errors(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_image_saver as saver
+
+    # libwebp writes at most 16383 pixels a side, libjpeg 65500: refused before encoding (a raw
+    # ValueError, and a NodeInputError reading "None", came from the encoders)
+    for extension, width in (("webp", 16384), ("jpg", 65501), ("jpeg", 65501)):
+        with pytest.raises(Exception) as caught:
+            call(registry, "ImageSaver", images=torch.rand(1, 1, width, 3), extension=extension,
+                 download_civitai_data=False)
+        assert getattr(caught.value, "input", None) == "images" and extension in str(caught.value)
+    call(registry, "ImageSaver", images=torch.rand(1, 1, 16383, 3), extension="webp", filename="w",
+         download_civitai_data=False)
+    assert Image.open(tmp_folders.outputs / "w.webp").size == (16383, 1)
+    # another refusal of an encoder: a NodeInputError on images, no file left
+    def refused(*args):
+        raise ValueError("bad")
+
+    monkeypatch.setattr(saver, "_write_picture", refused)
+    with pytest.raises(Exception) as caught:
+        call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), filename="v" * 180, download_civitai_data=False)
+    assert getattr(caught.value, "input", None) == "images" and "bad" in str(caught.value)
+    assert len(str(caught.value)) < 200 and not list(tmp_folders.outputs.glob("v*"))
