@@ -41,7 +41,7 @@ from pathlib import Path
 from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
-from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
+from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError, file_name_problem
 from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadDiffusionModel
@@ -441,13 +441,16 @@ def unique_stem(folder: Path, stem: str, extensions: tuple[str, ...]) -> str:
 
 def output_folder(path: str) -> Path:
     """Image Saver's path: a folder inside the output folder (made when missing). The pack joins it
-    to the output folder, so an absolute path or a drive would leave it: refused, as '..' is."""
+    to the output folder, so an absolute path or a drive would leave it: refused, as '..', control
+    characters and over-long names are (graphflow.folders.file_name_problem: "a:b" reads as a
+    drive there too), and a link leading out."""
     path = path.replace("\\", "/").strip()
+    if path in ("", ".", "./"):
+        return folders.outputs.resolve()
     try:
-        if re.match(r"[A-Za-z]:", path) or path.startswith("/"):
-            raise UnsafePathError(f"{_short(path)} is an absolute path")
-        path = path.rstrip("/") if path not in ("", ".", "./") else ""
-        folder = safe_join(folders.outputs, path) if path else folders.outputs.resolve()
+        if problem := file_name_problem(path):
+            raise UnsafePathError(problem)
+        folder = safe_join(folders.outputs, path.rstrip("/"))
         folder.mkdir(parents=True, exist_ok=True)
     except UnsafePathError as e:
         raise NodeInputError("path", f"{e}: expected a folder inside the output folder") from None
@@ -763,22 +766,18 @@ class ImageSaverSimple(Node):
 
 def file_place(folder: Path, stem: str) -> tuple[Path, str]:
     """A filename holding folders (a time_format with "/") as a subfolder of `folder` and a stem,
-    kept inside the output folder."""
-    stem = stem.replace("\\", "/")
-    if "/" not in stem:
-        if stem in (".", ".."):
-            raise NodeInputError("filename", f"{_short(stem)} is not a file name")
-        return folder, stem
+    kept inside the output folder; a name file_name_problem refuses (too long, '..') refused."""
+    stem = stem.replace("\\", "/").strip("/")
     try:
-        target = safe_join(folder, stem.strip("/"))
-        if folders.outputs.resolve() not in target.parents:
-            raise UnsafePathError(f"{_short(stem)} leads outside the output folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if problem := file_name_problem(stem):
+            raise UnsafePathError(problem)
+        if "/" not in stem:
+            return folder, stem
+        return folders.output_location((folder.relative_to(folders.outputs.resolve()) / stem).as_posix())
     except UnsafePathError as e:
         raise NodeInputError("filename", f"{e}: expected a name inside the output folder") from None
     except OSError as e:
         raise NodeInputError("filename", f"can't make the folder: {e.strerror}") from None
-    return target.parent, target.name
 
 
 # -- literals -------------------------------------------------------------------------------------

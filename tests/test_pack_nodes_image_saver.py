@@ -630,3 +630,19 @@ def test_format_size_limits_and_long_names_give_short_clear_errors(registry, tmp
         call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), filename="v" * 180, download_civitai_data=False)
     assert getattr(caught.value, "input", None) == "images" and "bad" in str(caught.value)
     assert len(str(caught.value)) < 200 and not list(tmp_folders.outputs.glob("v*"))
+
+
+def test_path_and_filename_are_checked_as_file_names(registry, tmp_folders):
+    image = torch.rand(1, 8, 8, 3)
+    # graphflow.folders.file_name_problem's rules: control characters, a part over 200 characters,
+    # over 1000 in all; refused before any folder is made, the message naming the length, not the name
+    for inputs in ({"path": "a\nb"}, {"path": "b" * 300}, {"path": "b/" * 600}, {"filename": "a" * 300},
+                   {"filename": "x/" + "a" * 250}, {"filename": "%model", "modelname": "m" * 300},
+                   {"filename": "x/../../y"}):
+        with pytest.raises(Exception) as caught:
+            call(registry, "ImageSaver", images=image, download_civitai_data=False, **inputs)
+        assert getattr(caught.value, "input", None) == next(iter(inputs)), caught.value
+        assert len(str(caught.value)) < 200
+    assert not list(tmp_folders.outputs.rglob("*"))
+    call(registry, "ImageSaver", images=image, path="./a//b/", filename="c/" + "d" * 200, download_civitai_data=False)
+    assert (tmp_folders.outputs / "a" / "b" / "c" / ("d" * 200 + ".png")).is_file()
