@@ -646,3 +646,15 @@ def test_path_and_filename_are_checked_as_file_names(registry, tmp_folders):
     assert not list(tmp_folders.outputs.rglob("*"))
     call(registry, "ImageSaver", images=image, path="./a//b/", filename="c/" + "d" * 200, download_civitai_data=False)
     assert (tmp_folders.outputs / "a" / "b" / "c" / ("d" * 200 + ".png")).is_file()
+
+
+def test_an_api_prompt_naming_both_scheduler_inputs_reads_the_current_one(registry):
+    # ComfyUI ignores an input the class does not declare: the pack's current scheduler_name wins
+    # over a link under its earlier name, in either order (a UI save's link wins: the test above)
+    for order in (1, -1):
+        inputs = dict(list({"images": ["1", 0], "filename": "x", "path": "", "extension": "png",
+                            "scheduler_name": "beta", "scheduler": ["7", 1]}.items())[::order])
+        api = {"7": {"class_type": "Scheduler Selector (Comfy) (Image Saver)", "inputs": {"scheduler": "karras"}},
+               "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+               "2": {"class_type": "Image Saver", "inputs": inputs}}
+        assert parse_workflow(api, registry).to_json()["nodes"]["2"]["inputs"]["scheduler"] == "beta"
