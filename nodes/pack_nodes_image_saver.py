@@ -43,7 +43,7 @@ from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Ch
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError, file_name_problem
 from nodes.conditioning import concat_conditioning
-from nodes.image import MAX_SIZE
+from nodes.image import MAX_SIZE, comfy_exif
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadDiffusionModel
 
 COMFY_PACK = "ComfyUI-Image-Saver"  # the custom node pack this module's ComfyUI classes come from
@@ -57,7 +57,8 @@ DEFAULT_TIME_FORMAT = "%Y-%m-%d-%H%M%S"
 EXTENSIONS = ("png", "jpeg", "jpg", "webp")
 MAX_HASH_LENGTH = 16  # longer manual hashes (a full sha256, blake3) are skipped, as in the pack
 MAX_MANUAL_HASHES = 30
-PT_EXTENSIONS = MODEL_EXTENSIONS[:8]  # ComfyUI's supported_pt_extensions, which the pack's LoRA look-up reads
+# ComfyUI's supported_pt_extensions, which the pack's model and LoRA look-ups read
+PT_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl")
 JPEG_MAX_EXIF = 65533  # the most EXIF bytes Pillow writes into a JPEG (its APP1 segment)
 FORMAT_MAX_SIDE = {"webp": 16383, "jpeg": 65500, "jpg": 65500}  # the most pixels a side libwebp / libjpeg write
 SHOWN_NAME = 60  # characters of a name a message shows
@@ -460,16 +461,10 @@ def output_folder(path: str) -> Path:
 
 
 def _exif(parameters: str, texts: dict) -> "Image.Exif":
-    """The pack's EXIF for JPEG and WebP: the parameters as UserComment (UNICODE, UTF-16 big-endian,
-    as piexif writes it), the workflow's texts as "key:json" strings from Make (0x010F) down and
-    the prompt as "prompt:json" in Model (0x0110), as ComfyUI's own WebP saver does."""
-    from PIL import Image
-
-    exif = Image.Exif()
-    for i, key in enumerate(k for k in texts if k != "prompt"):
-        exif[0x010F - i] = f"{key}:{texts[key]}"
-    if "prompt" in texts:
-        exif[0x0110] = f"prompt:{texts['prompt']}"
+    """The pack's EXIF for JPEG and WebP: the workflow's texts as ComfyUI's WebP saver writes them
+    (nodes.image.comfy_exif) and the parameters as UserComment (UNICODE, UTF-16 big-endian, as
+    piexif writes it)."""
+    exif = comfy_exif(texts)
     exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + parameters.encode("utf-16-be")
     return exif
 
@@ -711,7 +706,7 @@ def metadata_from_text(text: str) -> Metadata:
     from graphflow.picture_metadata import parse_a1111
 
     settings = parse_a1111(text)
-    metadata = Metadata(positive=(settings["prompt"].split("\n") or ["unknown"])[0].strip() or "unknown",
+    metadata = Metadata(positive=settings["prompt"].split("\n")[0].strip() or "unknown",
                         negative=settings["negative"].split("\n")[0].strip() or "unknown", a111_params=text)
     reads = {"steps": ("steps", int), "sampler": ("sampler_name", str), "cfg scale": ("cfg", float),
              "seed": ("seed", int), "clip skip": ("clip_skip", int), "model": ("modelname", str),
