@@ -575,8 +575,8 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
             except ValueError as e:  # an encoder's refusal
                 raise NodeInputError("images", f"can't write {_short(name)} as {extension}: {e}") from None
         else:
-            raise NodeInputError("filename", f"no free name for {_short(stem)} after {MAX_NAME_TRIES} tries: the folder's "
-                                             "names are taken as fast as they are made")
+            raise NodeInputError("filename", f"no free name for {_short(stem)} after {MAX_NAME_TRIES} tries: "
+                                             "the folder's names are taken as fast as they are made")
         if save_workflow_as_json:
             try:
                 # "x": a file (or a link to one elsewhere) that took the name meanwhile is kept
@@ -598,10 +598,14 @@ class ImageSaver(Node):
     several models, comma-separated: the first is the model, the others go with the additional
     hashes. filename and path take the placeholders %date, %time (time_format), %model,
     %basemodelname, %width, %height, %seed, %counter, %sampler_name, %steps, %cfg, %scheduler (or
-    %scheduler_name), %denoise, %clip_skip; path is a folder inside the output folder (made when
-    missing; a path leading out is refused); a name in use gets _01, _02 ... embed_workflow adds
-    the workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a JPEG's dropped when over
-    its 64 KB); save_workflow_as_json writes it beside as .json too. easy_remix strips LoRA tags
+    %scheduler_name), %denoise, %clip_skip, each filled in once (the pack fills in a placeholder
+    that a value holds again); path is a folder inside the output folder (made when missing; a path
+    leading out, or with control characters or a name over 200 characters, is refused); a name in
+    use gets _01, _02 ... (names compared without case; with save_workflow_as_json a name whose
+    .json is there is not taken either: the pack overwrites that .json). embed_workflow adds the
+    workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a JPEG's dropped when over its
+    64 KB); save_workflow_as_json writes it beside as .json too. WebP takes at most 16383 pixels a
+    side, JPEG 65500 (larger pictures are refused: save them as png). easy_remix strips LoRA tags
     and prompt-control edits and shortens embedding paths in the text. Gives the hashes
     (name:hash[:weight], comma-separated, for another Image Saver's additional_hashes) and the
     parameters text.
