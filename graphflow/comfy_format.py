@@ -303,7 +303,9 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         inputs = dict(alias.fixed) if alias is not None else {}
         if alias is not None and alias.api_inputs is not None:
             raw_inputs = alias.api_inputs(dict(raw_inputs))
+        read_as = {}  # our input name -> the ComfyUI name its value was read under
         for name, value in _gathered(raw_inputs, alias).items():
+            raw_name = name
             value = comfy_pack_nodes.combo_value(class_type, name, value)
             ours = alias.inputs.get(name, name) if alias is not None else name
             undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
@@ -329,9 +331,18 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
-            if name in inputs and is_link(inputs[name]) and not is_link(value):
-                continue  # two of ComfyUI's names for one input of ours (a pack's renamed input): the link wins
-            inputs[name] = value
+            if read_as.get(name, raw_name) != raw_name:  # two of ComfyUI's names for one input of ours
+                if ui is not None and is_link(inputs[name]) and not is_link(value):
+                    # a UI save: a linked input's widget value is unused, as in ComfyUI's editor, also
+                    # where the save links it under the pack's earlier name and its widgets, read by
+                    # position, give the current one (Image Saver's scheduler / scheduler_name). A
+                    # deviation: ComfyUI's editor with the pack's current version may not reconnect a
+                    # link saved under a name the node no longer has; here the wiring saved is kept
+                    continue
+                current = _current_names(cls, alias, declared)
+                if ui is None and read_as[name] in current and raw_name not in current:
+                    continue  # an API prompt: the name the class declares wins, as ComfyUI ignores the other
+            inputs[name], read_as[name] = value, raw_name
         node_type = cls.node_type if cls is not None else \
             NAMESAKE_PREFIX + class_type if registry.get(class_type) is not None else class_type
         nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
@@ -350,6 +361,15 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
     workflow = _validated({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui}, type_of)
     workflow.notes.extend(notes)
     return workflow
+
+
+def _current_names(cls, alias, declared: set | None) -> set:
+    """The input names a ComfyUI class declares today: the catalogue's, else (a pack's class) those
+    export writes for our node's inputs."""
+    if declared is not None:
+        return declared
+    written = alias.written_names() if alias is not None else {}
+    return {written.get(ours, ours) for ours in (cls.input_specs if cls is not None else ())}
 
 
 def _hashable(value) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, show,
                            workflow_texts)
-from nodes.image import _next_counter, _png_metadata, _save_new
+from nodes.image import _next_counter, _png_metadata, _save_new, comfy_exif
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}  # Pillow's method: speed against size
 
@@ -63,13 +63,6 @@ class SaveAnimatedWEBP(Node):
     comfy = ComfyAlias(("SaveAnimatedWEBP",))
 
     def run(self):
-        from PIL import Image
-
-        exif = Image.Exif()
-        texts = workflow_texts()
-        if "prompt" in texts:  # ComfyUI's tags: the prompt at 0x0110, its extra entries from 0x010F down
-            exif[0x0110] = "prompt:" + texts["prompt"]
-        for tag, key in zip((0x010F, 0x010E), [k for k in ("workflow", "graphflow") if k in texts]):
-            exif[tag] = f"{key}:{texts[key]}"
+        exif = comfy_exif(workflow_texts())
         _save_animation(self, "_.webp", "WEBP", exif=exif, lossless=self.lossless, quality=self.quality,
                         method=WEBP_METHODS[self.method])

@@ -170,6 +170,19 @@ def _png_metadata() -> PngImagePlugin.PngInfo:
     return info
 
 
+def comfy_exif(texts: dict) -> "Image.Exif":
+    """The workflow's texts as ComfyUI's WebP savers write them into EXIF: the prompt as
+    "prompt:json" in Model (0x0110), each other text as "key:json" from Make (0x010F) down."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if "prompt" in texts:
+        exif[0x0110] = "prompt:" + texts["prompt"]
+    for tag, key in enumerate(k for k in texts if k != "prompt"):
+        exif[0x010F - tag] = f"{key}:{texts[key]}"
+    return exif
+
+
 def _next_counter(folder, stem: str) -> int:
     """The number for the next `stem_NNNNN...` file: 1 + the highest in the folder among files of any
     kind, as ComfyUI counts (a picture and a video saved with one prefix never share a number). A

@@ -41,9 +41,9 @@ from pathlib import Path
 from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
-from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError
+from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError, file_name_problem
 from nodes.conditioning import concat_conditioning
-from nodes.image import MAX_SIZE
+from nodes.image import MAX_SIZE, comfy_exif
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadDiffusionModel
 
 COMFY_PACK = "ComfyUI-Image-Saver"  # the custom node pack this module's ComfyUI classes come from
@@ -57,8 +57,11 @@ DEFAULT_TIME_FORMAT = "%Y-%m-%d-%H%M%S"
 EXTENSIONS = ("png", "jpeg", "jpg", "webp")
 MAX_HASH_LENGTH = 16  # longer manual hashes (a full sha256, blake3) are skipped, as in the pack
 MAX_MANUAL_HASHES = 30
-PT_EXTENSIONS = MODEL_EXTENSIONS[:8]  # ComfyUI's supported_pt_extensions, which the pack's LoRA look-up reads
+# ComfyUI's supported_pt_extensions, which the pack's model and LoRA look-ups read
+PT_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl")
 JPEG_MAX_EXIF = 65533  # the most EXIF bytes Pillow writes into a JPEG (its APP1 segment)
+FORMAT_MAX_SIDE = {"webp": 16383, "jpeg": 65500, "jpg": 65500}  # the most pixels a side libwebp / libjpeg write
+SHOWN_NAME = 60  # characters of a name a message shows
 
 # ComfyUI sampler names -> Civitai's (the pack's table, after civitai's constants.ts)
 CIVITAI_SAMPLERS = {
@@ -74,7 +77,28 @@ CIVITAI_SAMPLERS = {
 EMBEDDING_TEXT, LORA_TEXT = r"embedding:([^,\s():]+)", r"<lora:([^>:]+)(?::([^>]+))?>"
 EMBEDDING, LORA = re.compile(EMBEDDING_TEXT, re.IGNORECASE), re.compile(LORA_TEXT, re.IGNORECASE)
 PROMPT_CONTROL = re.compile(r"\b[A-Z]+\([^)]*\)")  # prompt-control edits: STYLE(A1111, mean), SHIFT(1)
+LORA_CASED = re.compile(LORA_TEXT)  # easy_remix's
 WEIGHT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _scannable(text: str, end: str) -> tuple[str, str]:
+    """text cut after its last `end` character (the one each match of LORA / PROMPT_CONTROL ends
+    with) and the rest, where no match can be. Scanning the rest would make each unclosed
+    "<lora:a:" or "A(" read on to the text's end: quadratic ("<lora:a:" * 20000 took minutes,
+    holding the GIL). In the part before, a scan that reaches the next `end` matches there and
+    the search goes on after it, so each character is read a bounded number of times."""
+    cut = text.rfind(end) + 1
+    return text[:cut], text[cut:]
+
+
+def lora_tags(prompt: str) -> list[tuple[str, str]]:
+    """The prompt's <lora:NAME[:...]> tags in any case: (NAME, what follows its colon)."""
+    return LORA.findall(_scannable(prompt, ">")[0])
+
+
+def _short(text: str) -> str:
+    """A name for a message: its first SHOWN_NAME characters, quoted, "..." after when longer."""
+    return repr(text[:SHOWN_NAME]) + ("..." if len(text) > SHOWN_NAME else "")
 
 
 # -- file hashes ----------------------------------------------------------------------------------
@@ -102,39 +126,73 @@ def _model_file(kind: str, name: str) -> Path | None:
         return None
 
 
-def checkpoint_file(name: str) -> Path | None:
-    """A model name as the pack's full_checkpoint_path_for finds it: ".safetensors" added unless it
-    ends in a model extension (or .gguf); the checkpoint of that path, else of that file name; then
-    the diffusion model so; None when none is (or the name is empty)."""
-    if not name:
+def _first_by(names: list[str], key) -> dict:
+    """{key(name): the first of `names` with that key}."""
+    firsts = {}
+    for name in names:
+        firsts.setdefault(key(name), name)
+    return firsts
+
+
+class ModelFiles:
+    """The model, LoRA and embedding files names stand for, as the pack finds them. Each models
+    folder is listed once and each name looked up once (a prompt may hold thousands of tags: the
+    pack walks the folder for each), for one Image Saver run; None for a name not found."""
+
+    def __init__(self):
+        self._indexes: dict[str, tuple[dict, dict]] = {}
+        self._found: dict[tuple[str, str], Path | None] = {}
+
+    def _index(self, kind: str, whole, part, extensions=MODEL_EXTENSIONS) -> tuple[dict, dict]:
+        """The kind's files by whole(name) and by part(name), first listed first."""
+        if kind not in self._indexes:
+            listed = folders.list_models(kind, extensions)
+            self._indexes[kind] = _first_by(listed, whole), _first_by(listed, part)
+        return self._indexes[kind]
+
+    def _once(self, what: str, name: str, find) -> Path | None:
+        if (what, name) not in self._found:
+            self._found[what, name] = find(name)
+        return self._found[what, name]
+
+    def checkpoint(self, name: str) -> Path | None:
+        """A model name as the pack's full_checkpoint_path_for finds it: ".safetensors" added
+        unless it ends in a model extension (or .gguf); the checkpoint of that path, else of that
+        file name; then the diffusion model so; None when none is (or the name is empty)."""
+        return self._once("checkpoints", name, self._find_checkpoint)
+
+    def _find_checkpoint(self, name: str) -> Path | None:
+        if not name:
+            return None
+        if os.path.splitext(name)[1].lower() not in PT_EXTENSIONS + (".gguf",):
+            name += ".safetensors"
+        for kind in ("checkpoints", "diffusion_models"):
+            by_path, by_name = self._index(kind, Path, lambda x: Path(x).name, MODEL_EXTENSIONS + (".gguf",))
+            found = by_path.get(Path(name)) or by_name.get(Path(name).name)
+            if found:
+                return _model_file(kind, found)
         return None
-    if os.path.splitext(name)[1].lower() not in PT_EXTENSIONS + (".gguf",):
-        name += ".safetensors"
-    for kind in ("checkpoints", "diffusion_models"):
-        listed = folders.list_models(kind, MODEL_EXTENSIONS + (".gguf",))
-        found = next((x for x in listed if Path(x) == Path(name)), None)
-        found = found or next((x for x in listed if Path(x).name == Path(name).name), None)
-        if found:
-            return _model_file(kind, found)
-    return None
 
+    def lora(self, name: str) -> Path | None:
+        """A <lora:NAME> as the pack finds it: ".safetensors" added unless NAME ends in a model
+        extension, then the LoRA whose file name (without its folders) is that."""
+        return self._once("loras", name, self._find_lora)
 
-def lora_file(name: str) -> Path | None:
-    """A <lora:NAME> as the pack finds it: ".safetensors" added unless NAME ends in a model
-    extension, then the LoRA whose file name (without its folders) is that."""
-    if os.path.splitext(name)[1] not in PT_EXTENSIONS:
-        name += ".safetensors"
-    listed = next((x for x in folders.list_models("loras") if Path(x).name == name), None)
-    return _model_file("loras", listed) if listed else None
+    def _find_lora(self, name: str) -> Path | None:
+        if os.path.splitext(name)[1] not in PT_EXTENSIONS:
+            name += ".safetensors"
+        _, by_name = self._index("loras", Path, lambda x: Path(x).name)
+        return _model_file("loras", by_name[name]) if name in by_name else None
 
+    def embedding(self, name: str) -> Path | None:
+        """An embedding:NAME as the pack finds it: the embedding whose path without extension is
+        NAME, else the first whose file stem is NAME's."""
+        return self._once("embeddings", name, self._find_embedding)
 
-def embedding_file(name: str) -> Path | None:
-    """An embedding:NAME as the pack finds it: the embedding whose path without extension is NAME,
-    else the first whose file stem is NAME's."""
-    listed = folders.list_models("embeddings")
-    found = next((x for x in listed if Path(x).with_suffix("") == Path(name)), None)
-    found = found or next((x for x in listed if Path(x).stem == Path(name).stem), None)
-    return _model_file("embeddings", found) if found else None
+    def _find_embedding(self, name: str) -> Path | None:
+        by_path, by_stem = self._index("embeddings", lambda x: Path(x).with_suffix(""), lambda x: Path(x).stem)
+        found = by_path.get(Path(name)) or by_stem.get(Path(name).stem)
+        return _model_file("embeddings", found) if found else None
 
 
 # -- the parameters text --------------------------------------------------------------------------
@@ -151,7 +209,7 @@ def civitai_sampler_name(sampler_name: str, scheduler: str) -> str:
     return sampler_name if scheduler == "normal" else f"{sampler_name}_{scheduler}"
 
 
-def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
+def prompt_resources(prompts: list[str], files: ModelFiles) -> tuple[dict, dict]:
     """The LoRAs and embeddings the prompts name that are found: ({"LORA:name": (path, weight,
     hash)}, {"embed:name": (path, weight, hash)}), hash the first 10 hex digits of the file's
     SHA-256. A LoRA's weight is its tag's first number (1 when none reads); an embedding's the
@@ -166,10 +224,10 @@ def prompt_resources(prompts: list[str]) -> tuple[dict, dict]:
             weighted = [(prompt, 1.0)]
         for text, weight in weighted:
             for name in EMBEDDING.findall(text):
-                if path := embedding_file(name):
+                if path := files.embedding(name):
                     embeddings[f"embed:{name}"] = (path, weight, file_sha256(path)[:10])
-        for name, tail in LORA.findall(prompt):
-            if path := lora_file(name):
+        for name, tail in lora_tags(prompt):
+            if path := files.lora(name):
                 try:
                     weight = float(tail.split(":")[0])
                 except ValueError:
@@ -207,12 +265,12 @@ def manual_hashes(text: str, existing: set[str], with_weights: bool) -> dict:
             continue
         read = manual_hash(entry, with_weights)
         if read is None:
-            warn(f"additional_hashes: can't read {entry.strip()!r}: expected HASH or Name:HASH"
+            warn(f"additional_hashes: can't read {_short(entry.strip())}: expected HASH or Name:HASH"
                  + (" (with :Weight after)" if with_weights else ""))
             continue
         name, value, weight = read
         if len(value) > MAX_HASH_LENGTH:
-            warn(f"additional_hashes: {value!r} skipped: longer than {MAX_HASH_LENGTH} characters")
+            warn(f"additional_hashes: {_short(value)} skipped: longer than {MAX_HASH_LENGTH} characters")
             continue
         if any(value.lower() == kept.lower() for _, _, kept in entries.values()) or value.lower() in existing:
             continue
@@ -228,9 +286,11 @@ def manual_hashes(text: str, existing: set[str], with_weights: bool) -> dict:
 def clean_prompt(prompt: str) -> str:
     """easy_remix: LoRA tags removed, embedding:path/to/name shortened to name, prompt-control
     edits (STYLE(...), SHIFT(...)) removed."""
-    prompt = re.sub(LORA_TEXT, "", prompt)
+    head, rest = _scannable(prompt, ">")
+    prompt = LORA_CASED.sub("", head) + rest
     prompt = re.sub(EMBEDDING_TEXT, lambda m: Path(m.group(1)).stem, prompt)
-    return PROMPT_CONTROL.sub("", prompt)
+    head, rest = _scannable(prompt, ")")
+    return PROMPT_CONTROL.sub("", head) + rest
 
 
 def parameters_text(positive: str, negative: str, steps: int, sampler: str, cfg: float, seed: int, width: int,
@@ -267,12 +327,12 @@ class Metadata:
     final_hashes: str = ""
 
 
-def more_models(modelname: str, additional_hashes: str) -> tuple[str, str]:
+def more_models(modelname: str, additional_hashes: str, files: ModelFiles) -> tuple[str, str]:
     """Several comma-separated models: the first is the model, each other one found is added to
     additional_hashes as name:hash."""
     names = [name.strip() for name in modelname.split(",")]
     for name in names[1:]:
-        if path := checkpoint_file(name):
+        if path := files.checkpoint(name):
             additional_hashes += ("," if additional_hashes else "") + f"{name}:{file_sha256(path)[:10]}"
     return names[0], additional_hashes
 
@@ -282,10 +342,11 @@ def make_metadata(modelname: str, positive: str, negative: str, width: int, heig
                   additional_hashes: str, download_civitai_data: bool, easy_remix: bool) -> Metadata:
     """The pack's metadata: the model's, the prompt's LoRAs' and embeddings' and the manual hashes,
     the parameters text and the hashes to chain (name:hash, :weight after with civitai data on)."""
-    modelname, additional_hashes = more_models(modelname, additional_hashes)
-    path = checkpoint_file(modelname)
+    files = ModelFiles()
+    modelname, additional_hashes = more_models(modelname, additional_hashes, files)
+    path = files.checkpoint(modelname)
     model_hash = file_sha256(path)[:10] if path else ""
-    loras, embeddings = prompt_resources([positive, negative])
+    loras, embeddings = prompt_resources([positive, negative], files)
     existing = {model_hash.lower()} | {t[2].lower() for t in (*loras.values(), *embeddings.values())}
     manual = manual_hashes(additional_hashes, existing, download_civitai_data)
     resources = {modelname: (path, None, model_hash)} | loras | embeddings | manual
@@ -320,21 +381,43 @@ def timestamp(time_format: str, now: datetime) -> str:
         return now.strftime(DEFAULT_TIME_FORMAT)
 
 
-def expand_pattern(text: str, values: dict, time_format: str, now: datetime | None = None) -> str:
-    """The pack's placeholders filled in, in its order: %date (Y-m-d), %time (time_format),
-    %model (the model's file name), %width, %height, %seed, %counter, %sampler_name, %steps, %cfg,
-    %scheduler_name then %scheduler, %basemodelname (without extension), %denoise, %clip_skip."""
+PLACEHOLDERS = ("%date", "%time", "%model", "%width", "%height", "%seed", "%counter", "%sampler_name", "%steps",
+                "%cfg", "%scheduler_name", "%scheduler", "%basemodelname", "%denoise", "%clip_skip")
+# the longer of two placeholders that start alike first (%scheduler_name before %scheduler)
+PLACEHOLDER = re.compile("|".join(sorted(PLACEHOLDERS, key=len, reverse=True)))
+MAX_NAME_TRIES = 1000  # names tried for one picture before giving up
+MAX_EXPANDED = 65536  # characters a filled-in path or filename may reach (the names are checked after)
+
+
+def expand_pattern(text: str, values: dict, time_format: str, now: datetime | None = None,
+                   input_name: str = "filename") -> str:
+    """The pack's placeholders filled in: %date (Y-m-d), %time (time_format), %model (the model's
+    file name), %width, %height, %seed, %counter, %sampler_name, %steps, %cfg, %scheduler_name or
+    %scheduler, %basemodelname (without extension), %denoise, %clip_skip. In one pass: the pack
+    replaces them one after another, so a value holding a later placeholder is filled in again
+    (and a name can grow to millions of characters); here a value is written as it is. A result
+    longer than MAX_EXPANDED characters is refused (NodeInputError on `input_name`)."""
     now = now or datetime.now()
     model = os.path.basename(values["modelname"])
-    for key, value in (("%date", timestamp("%Y-%m-%d", now)), ("%time", timestamp(time_format, now)),
-                       ("%model", model), ("%width", values["width"]), ("%height", values["height"]),
-                       ("%seed", values["seed"]), ("%counter", values["counter"]),
-                       ("%sampler_name", values["sampler_name"]), ("%steps", values["steps"]),
-                       ("%cfg", values["cfg"]), ("%scheduler_name", values["scheduler"]),
-                       ("%scheduler", values["scheduler"]), ("%basemodelname", os.path.splitext(model)[0]),
-                       ("%denoise", values["denoise"]), ("%clip_skip", values["clip_skip"])):
-        text = text.replace(key, str(value))
-    return text
+    filled = {"%date": timestamp("%Y-%m-%d", now), "%time": timestamp(time_format, now), "%model": model,
+              "%width": values["width"], "%height": values["height"], "%seed": values["seed"],
+              "%counter": values["counter"], "%sampler_name": values["sampler_name"], "%steps": values["steps"],
+              "%cfg": values["cfg"], "%scheduler_name": values["scheduler"], "%scheduler": values["scheduler"],
+              "%basemodelname": os.path.splitext(model)[0], "%denoise": values["denoise"],
+              "%clip_skip": values["clip_skip"]}
+    pieces, length, start = [], 0, 0
+    for match in PLACEHOLDER.finditer(text):
+        pieces += [text[start:match.start()], str(filled[match.group()])]
+        length += len(pieces[-2]) + len(pieces[-1])
+        start = match.end()
+        if length > MAX_EXPANDED:
+            break
+    pieces.append(text[start:])
+    length += len(pieces[-1])
+    if length > MAX_EXPANDED:
+        raise NodeInputError(input_name, f"the placeholders filled in make a name of over {MAX_EXPANDED} characters: "
+                                         "expected a shorter pattern or shorter values")
+    return "".join(pieces)
 
 
 def sanitize(name: str) -> str:
@@ -343,10 +426,14 @@ def sanitize(name: str) -> str:
     return re.sub(r'[<>:"|?*\x00-\x1f]', "", name).rstrip(". ")
 
 
-def unique_stem(folder: Path, stem: str, extension: str) -> str:
+def unique_stem(folder: Path, stem: str, extensions: tuple[str, ...]) -> str:
     """The pack's name for a new file: the stem when no file starts with it and ends with the
-    extension, else stem_NN, NN one more than the highest number after a last "_" among those."""
-    taken = [f for f in os.listdir(folder) if f.startswith(stem) and f.endswith(extension)]
+    extension, else stem_NN, NN one more than the highest number after a last "_" among those.
+    `extensions` are the picture's and, when the workflow is saved beside it, "json" (the pack
+    looks at the picture's only and overwrites a .json of that name). Names are compared without
+    case, as a case-insensitive volume (macOS, Windows) compares them: "Pic.png" takes "pic"."""
+    stem_lower = stem.lower()
+    taken = [f for f in os.listdir(folder) if f.lower().startswith(stem_lower) and f.lower().endswith(extensions)]
     if not taken:
         return stem
     numbers = [int(part) for part in (os.path.splitext(f)[0].split("_")[-1] for f in taken) if part.isdecimal()]
@@ -355,13 +442,16 @@ def unique_stem(folder: Path, stem: str, extension: str) -> str:
 
 def output_folder(path: str) -> Path:
     """Image Saver's path: a folder inside the output folder (made when missing). The pack joins it
-    to the output folder, so an absolute path or a drive would leave it: refused, as '..' is."""
+    to the output folder, so an absolute path or a drive would leave it: refused, as '..', control
+    characters and over-long names are (graphflow.folders.file_name_problem: "a:b" reads as a
+    drive there too), and a link leading out."""
     path = path.replace("\\", "/").strip()
+    if path in ("", ".", "./"):
+        return folders.outputs.resolve()
     try:
-        if re.match(r"[A-Za-z]:", path) or path.startswith("/"):
-            raise UnsafePathError(f"{path!r} is an absolute path")
-        path = path.rstrip("/") if path not in ("", ".", "./") else ""
-        folder = safe_join(folders.outputs, path) if path else folders.outputs.resolve()
+        if problem := file_name_problem(path):
+            raise UnsafePathError(problem)
+        folder = safe_join(folders.outputs, path.rstrip("/"))
         folder.mkdir(parents=True, exist_ok=True)
     except UnsafePathError as e:
         raise NodeInputError("path", f"{e}: expected a folder inside the output folder") from None
@@ -371,16 +461,10 @@ def output_folder(path: str) -> Path:
 
 
 def _exif(parameters: str, texts: dict) -> "Image.Exif":
-    """The pack's EXIF for JPEG and WebP: the parameters as UserComment (UNICODE, UTF-16 big-endian,
-    as piexif writes it), the workflow's texts as "key:json" strings from Make (0x010F) down and
-    the prompt as "prompt:json" in Model (0x0110), as ComfyUI's own WebP saver does."""
-    from PIL import Image
-
-    exif = Image.Exif()
-    for i, key in enumerate(k for k in texts if k != "prompt"):
-        exif[0x010F - i] = f"{key}:{texts[key]}"
-    if "prompt" in texts:
-        exif[0x0110] = f"prompt:{texts['prompt']}"
+    """The pack's EXIF for JPEG and WebP: the workflow's texts as ComfyUI's WebP saver writes them
+    (nodes.image.comfy_exif) and the parameters as UserComment (UNICODE, UTF-16 big-endian, as
+    piexif writes it)."""
+    exif = comfy_exif(texts)
     exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + parameters.encode("utf-16-be")
     return exif
 
@@ -459,21 +543,26 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
 
     if getattr(images, "dim", None) is None or images.dim() != 4:
         raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+    height, width = images.shape[1:3]
+    if max(height, width) > FORMAT_MAX_SIDE.get(extension, max(height, width)):
+        raise NodeInputError("images", f"{width}x{height} pictures can't be saved as {extension} (at most "
+                                       f"{FORMAT_MAX_SIDE[extension]} pixels a side): expected smaller images or "
+                                       "extension png")
     values = {"modelname": metadata.modelname, "width": metadata.width, "height": metadata.height,
               "seed": metadata.seed, "counter": counter, "sampler_name": metadata.sampler_name,
               "steps": metadata.steps, "cfg": metadata.cfg, "scheduler": metadata.scheduler_name,
               "denoise": metadata.denoise, "clip_skip": metadata.clip_skip}
     now = datetime.now()
-    folder = output_folder(expand_pattern(path, values, time_format, now))
-    stem = sanitize(expand_pattern(filename, values, time_format, now)) or timestamp(time_format, now)
+    folder = output_folder(expand_pattern(path, values, time_format, now, "path"))
+    stem = sanitize(expand_pattern(filename, values, time_format, now, "filename")) or timestamp(time_format, now)
     folder, stem = file_place(folder, stem)
     texts = workflow_texts() if embed_workflow else {}
     subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
     saved = []
     for image in images:
         picture = image_to_pil(image)
-        while True:  # a name another run took meanwhile is never overwritten: the next one is taken
-            current = unique_stem(folder, stem, extension)
+        for _ in range(MAX_NAME_TRIES):  # a name taken meanwhile is never overwritten: the next one is tried
+            current = unique_stem(folder, stem, (extension, "json") if save_workflow_as_json else (extension,))
             name = f"{current}.{extension}"
             try:
                 save_picture(picture, folder / name, extension, quality, lossless_webp, optimize_png,
@@ -482,13 +571,19 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
             except FileExistsError:
                 continue
             except OSError as e:
-                raise NodeInputError("filename", f"can't write {name!r}: {e.strerror}") from None
+                raise NodeInputError("filename", f"can't write {_short(name)}: {e.strerror or e}") from None
+            except ValueError as e:  # an encoder's refusal
+                raise NodeInputError("images", f"can't write {_short(name)} as {extension}: {e}") from None
+        else:
+            raise NodeInputError("filename", f"no free name for {_short(stem)} after {MAX_NAME_TRIES} tries: "
+                                             "the folder's names are taken as fast as they are made")
         if save_workflow_as_json:
             try:
-                with open(folder / f"{current}.json", "w", encoding="utf-8") as f:
+                # "x": a file (or a link to one elsewhere) that took the name meanwhile is kept
+                with open(folder / f"{current}.json", "x", encoding="utf-8") as f:
                     f.write(workflow_texts().get("workflow", "null"))
             except OSError as e:  # as the pack: the picture is kept, the JSON reported
-                warn(f"can't save the workflow as {current}.json: {e.strerror}")
+                warn(f"can't save the workflow as {_short(current + '.json')}: {e.strerror or e}")
         saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
     if show_preview:
         show(images=saved)
@@ -503,10 +598,14 @@ class ImageSaver(Node):
     several models, comma-separated: the first is the model, the others go with the additional
     hashes. filename and path take the placeholders %date, %time (time_format), %model,
     %basemodelname, %width, %height, %seed, %counter, %sampler_name, %steps, %cfg, %scheduler (or
-    %scheduler_name), %denoise, %clip_skip; path is a folder inside the output folder (made when
-    missing; a path leading out is refused); a name in use gets _01, _02 ... embed_workflow adds
-    the workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a JPEG's dropped when over
-    its 64 KB); save_workflow_as_json writes it beside as .json too. easy_remix strips LoRA tags
+    %scheduler_name), %denoise, %clip_skip, each filled in once (the pack fills in a placeholder
+    that a value holds again); path is a folder inside the output folder (made when missing; a path
+    leading out, or with control characters or a name over 200 characters, is refused); a name in
+    use gets _01, _02 ... (names compared without case; with save_workflow_as_json a name whose
+    .json is there is not taken either: the pack overwrites that .json). embed_workflow adds the
+    workflow (PNG chunks; JPEG / WebP EXIF as ComfyUI writes them, a JPEG's dropped when over its
+    64 KB); save_workflow_as_json writes it beside as .json too. WebP takes at most 16383 pixels a
+    side, JPEG 65500 (larger pictures are refused: save them as png). easy_remix strips LoRA tags
     and prompt-control edits and shortens embedding paths in the text. Gives the hashes
     (name:hash[:weight], comma-separated, for another Image Saver's additional_hashes) and the
     parameters text.
@@ -611,7 +710,7 @@ def metadata_from_text(text: str) -> Metadata:
     from graphflow.picture_metadata import parse_a1111
 
     settings = parse_a1111(text)
-    metadata = Metadata(positive=(settings["prompt"].split("\n") or ["unknown"])[0].strip() or "unknown",
+    metadata = Metadata(positive=settings["prompt"].split("\n")[0].strip() or "unknown",
                         negative=settings["negative"].split("\n")[0].strip() or "unknown", a111_params=text)
     reads = {"steps": ("steps", int), "sampler": ("sampler_name", str), "cfg scale": ("cfg", float),
              "seed": ("seed", int), "clip skip": ("clip_skip", int), "model": ("modelname", str),
@@ -666,22 +765,18 @@ class ImageSaverSimple(Node):
 
 def file_place(folder: Path, stem: str) -> tuple[Path, str]:
     """A filename holding folders (a time_format with "/") as a subfolder of `folder` and a stem,
-    kept inside the output folder."""
-    stem = stem.replace("\\", "/")
-    if "/" not in stem:
-        if stem in (".", ".."):
-            raise NodeInputError("filename", f"{stem!r} is not a file name")
-        return folder, stem
+    kept inside the output folder; a name file_name_problem refuses (too long, '..') refused."""
+    stem = stem.replace("\\", "/").strip("/")
     try:
-        target = safe_join(folder, stem.strip("/"))
-        if folders.outputs.resolve() not in target.parents:
-            raise UnsafePathError(f"{stem!r} leads outside the output folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if problem := file_name_problem(stem):
+            raise UnsafePathError(problem)
+        if "/" not in stem:
+            return folder, stem
+        return folders.output_location((folder.relative_to(folders.outputs.resolve()) / stem).as_posix())
     except UnsafePathError as e:
         raise NodeInputError("filename", f"{e}: expected a name inside the output folder") from None
     except OSError as e:
         raise NodeInputError("filename", f"can't make the folder: {e.strerror}") from None
-    return target.parent, target.name
 
 
 # -- literals -------------------------------------------------------------------------------------

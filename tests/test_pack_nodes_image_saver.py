@@ -487,3 +487,174 @@ def test_a_ui_save_in_the_packs_example_shape_runs_on_the_demo_model(registry, t
     sources = {link[0]: (link[1], link[2]) for link in ui["links"]}
     assert sources[linked["scheduler_name"]] == (9, 1) and sources[linked["sampler_name"]] == (8, 1)
     assert export_api(workflow, registry)["15"]["inputs"]["scheduler_name"] == ["9", 1]
+
+
+def test_placeholders_fill_in_once_and_a_huge_name_is_refused(registry, tmp_folders):
+    from datetime import datetime
+
+    from nodes.pack_nodes_image_saver import MAX_EXPANDED
+
+    now = datetime(2024, 5, 6, 7, 8, 9)
+    # values holding later placeholders: the pack's one-after-another replaces multiplied them
+    # (30 of each: 1,452 characters -> 315.9 M); each value is written as it is
+    values = {"modelname": "%sampler_name" * 30, "width": 1, "height": 1, "seed": 1, "counter": 0,
+              "sampler_name": "%scheduler_name" * 30, "steps": 1, "cfg": 1.0, "scheduler": "%basemodelname" * 30,
+              "denoise": 1.0, "clip_skip": 0}
+    assert expand_pattern("%model|%sampler_name|%scheduler", values, "%Y", now) == "|".join(
+        (values["modelname"], values["sampler_name"], values["scheduler"]))
+    assert expand_pattern("%date%time%%seed", values, "%H", now) == "2024-05-0607%1"
+    image = torch.rand(1, 8, 8, 3)
+    big = "m" * (MAX_EXPANDED // 20 + 1)
+    for node, inputs in (("ImageSaver", {"modelname": big}),
+                         ("ImageSaverSimple", {"a1111_params": f"x\nNegative prompt: y\nSteps: 2, Model: {big}"})):
+        for name in ("filename", "path"):
+            with pytest.raises(Exception) as caught:
+                call(registry, node, images=image, **{name: "%model" * 20}, **inputs,
+                     **({"download_civitai_data": False} if node == "ImageSaver" else {}))
+            assert getattr(caught.value, "input", None) == name, caught.value
+            assert len(str(caught.value)) < 300
+    assert not saved_files(tmp_folders.outputs)
+
+
+def test_hostile_prompts_are_read_in_linear_time(registry, tmp_folders):
+    import time
+
+    from nodes.pack_nodes_image_saver import LORA, clean_prompt, lora_tags
+
+    # unclosed tags made each failed match read on to the prompt's end (a 160 KB prompt: 36.8 s)
+    for prompt in ("<lora:a:" * 25000, "<lora:" * 33000, "A(" * 100000, "<lora:a:" * 12500 + ">" + "A(" * 50000):
+        start = time.perf_counter()
+        hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), positive=prompt,
+                            negative=prompt, download_civitai_data=False, easy_remix=True)
+        assert time.perf_counter() - start < 2, prompt[:20]
+        assert text.startswith(clean_prompt(prompt).strip())
+    # the same tags and the same cleaning as the pack's patterns on a whole short prompt
+    prompt = "<lora:a <lora:b:0.5> c <LORA:d> e:f> STYLE(x) A(y <lora:g:"
+    assert lora_tags(prompt) == LORA.findall(prompt) == [("a <lora", "b:0.5"), ("d", "")]
+    assert clean_prompt(prompt) == " c <LORA:d> e:f>  A(y <lora:g:"
+
+
+def test_each_models_folder_is_listed_once_per_run(registry, tmp_folders, monkeypatch):
+    from graphflow.folders import folders
+
+    loras = tmp_folders.models / "loras"
+    loras.mkdir(parents=True, exist_ok=True)
+    for i in range(50):
+        (loras / f"l{i}.safetensors").write_bytes(b"x")
+    listed, list_models = [], folders.list_models
+    monkeypatch.setattr(folders, "list_models", lambda kind, *a: listed.append(kind) or list_models(kind, *a))
+    tags = " ".join(f"<lora:missing{i}:1> <lora:l{i % 3}> embedding:e{i}" for i in range(300))
+    hashes, text = call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), positive=tags, negative=tags,
+                        modelname=f"{DEMO}, other, other2, {DEMO}", download_civitai_data=False, easy_remix=False)
+    # the pack walked the folder for each of the 1,800 tags and each model name
+    assert sorted(listed) == ["checkpoints", "diffusion_models", "embeddings", "loras"]
+    found = {f"LORA:l{i}": hashlib.sha256(b"x").hexdigest()[:10] for i in range(3)}
+    assert {k: v for k, v in json.loads(text.split("Hashes: ")[1].split(", Version")[0]).items()
+            if k.startswith("LORA")} == found
+    assert hashes.startswith(f"{DEMO}:".replace(".safetensors", "") + sha10(BUNDLED / "checkpoints" / DEMO))
+
+
+def test_the_workflow_json_never_replaces_a_file_or_follows_a_link(registry, tmp_folders, monkeypatch):
+    import os
+
+    import nodes.pack_nodes_image_saver as saver
+
+    outside = tmp_folders.outputs.parent / "outside.txt"
+    outside.write_text("original")
+    tmp_folders.outputs.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, tmp_folders.outputs / "pic.json")
+    image = torch.rand(1, 8, 8, 3)
+    call(registry, "ImageSaver", images=image, filename="pic", save_workflow_as_json=True,
+         download_civitai_data=False)
+    # a name whose .json is there is not taken (the pack looked at pictures only and wrote through the link)
+    assert sorted(p.name for p in tmp_folders.outputs.iterdir()) == ["pic.json", "pic_01.json", "pic_01.png"]
+    assert outside.read_text() == "original"
+    # a link that takes the name between the picture and its JSON is kept, with a warning
+    monkeypatch.setattr(saver, "unique_stem", lambda folder, stem, extensions: "pic")
+    call(registry, "ImageSaver", images=image, filename="pic", save_workflow_as_json=True,
+         download_civitai_data=False)
+    assert (tmp_folders.outputs / "pic.png").is_file() and outside.read_text() == "original"
+
+
+def test_names_are_counted_without_case_and_the_tries_end(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_image_saver as saver
+
+    # a case-insensitive volume (macOS, Windows): "Pic.png" is there, so "pic.png" can't be made;
+    # the pack's case-sensitive count offered "pic" again and again
+    tmp_folders.outputs.mkdir(parents=True, exist_ok=True)
+    (tmp_folders.outputs / "Pic.png").write_bytes(b"x")
+    real_open = open
+
+    def case_insensitive_open(path, mode="r", *args, **kwargs):
+        names = [p.name.lower() for p in path.parent.iterdir()]
+        if "x" in mode and path.name.lower() in names:
+            raise FileExistsError(17, "File exists", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(saver, "open", case_insensitive_open, raising=False)
+    image = torch.rand(1, 8, 8, 3)
+    call(registry, "ImageSaver", images=image, filename="pic", download_civitai_data=False)
+    assert sorted(p.name for p in tmp_folders.outputs.iterdir()) == ["Pic.png", "pic_01.png"]
+    # a name that can never be made: refused after MAX_NAME_TRIES tries
+    tries = []
+
+    def always_taken(*args):
+        tries.append(args[1])
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(saver, "save_picture", always_taken)
+    with pytest.raises(Exception) as caught:
+        call(registry, "ImageSaver", images=image, filename="pic", download_civitai_data=False)
+    assert getattr(caught.value, "input", None) == "filename" and len(tries) == saver.MAX_NAME_TRIES
+
+
+def test_format_size_limits_and_long_names_give_short_clear_errors(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_image_saver as saver
+
+    # libwebp writes at most 16383 pixels a side, libjpeg 65500: refused before encoding (a raw
+    # ValueError, and a NodeInputError reading "None", came from the encoders)
+    for extension, width in (("webp", 16384), ("jpg", 65501), ("jpeg", 65501)):
+        with pytest.raises(Exception) as caught:
+            call(registry, "ImageSaver", images=torch.rand(1, 1, width, 3), extension=extension,
+                 download_civitai_data=False)
+        assert getattr(caught.value, "input", None) == "images" and extension in str(caught.value)
+    call(registry, "ImageSaver", images=torch.rand(1, 1, 16383, 3), extension="webp", filename="w",
+         download_civitai_data=False)
+    assert Image.open(tmp_folders.outputs / "w.webp").size == (16383, 1)
+    # another refusal of an encoder: a NodeInputError on images, no file left
+    def refused(*args):
+        raise ValueError("bad")
+
+    monkeypatch.setattr(saver, "_write_picture", refused)
+    with pytest.raises(Exception) as caught:
+        call(registry, "ImageSaver", images=torch.rand(1, 8, 8, 3), filename="v" * 180, download_civitai_data=False)
+    assert getattr(caught.value, "input", None) == "images" and "bad" in str(caught.value)
+    assert len(str(caught.value)) < 200 and not list(tmp_folders.outputs.glob("v*"))
+
+
+def test_path_and_filename_are_checked_as_file_names(registry, tmp_folders):
+    image = torch.rand(1, 8, 8, 3)
+    # graphflow.folders.file_name_problem's rules: control characters, a part over 200 characters,
+    # over 1000 in all; refused before any folder is made, the message naming the length, not the name
+    for inputs in ({"path": "a\nb"}, {"path": "b" * 300}, {"path": "b/" * 600}, {"filename": "a" * 300},
+                   {"filename": "x/" + "a" * 250}, {"filename": "%model", "modelname": "m" * 300},
+                   {"filename": "x/../../y"}):
+        with pytest.raises(Exception) as caught:
+            call(registry, "ImageSaver", images=image, download_civitai_data=False, **inputs)
+        assert getattr(caught.value, "input", None) == next(iter(inputs)), caught.value
+        assert len(str(caught.value)) < 200
+    assert not list(tmp_folders.outputs.rglob("*"))
+    call(registry, "ImageSaver", images=image, path="./a//b/", filename="c/" + "d" * 200, download_civitai_data=False)
+    assert (tmp_folders.outputs / "a" / "b" / "c" / ("d" * 200 + ".png")).is_file()
+
+
+def test_an_api_prompt_naming_both_scheduler_inputs_reads_the_current_one(registry):
+    # ComfyUI ignores an input the class does not declare: the pack's current scheduler_name wins
+    # over a link under its earlier name, in either order (a UI save's link wins: the test above)
+    for order in (1, -1):
+        inputs = dict(list({"images": ["1", 0], "filename": "x", "path": "", "extension": "png",
+                            "scheduler_name": "beta", "scheduler": ["7", 1]}.items())[::order])
+        api = {"7": {"class_type": "Scheduler Selector (Comfy) (Image Saver)", "inputs": {"scheduler": "karras"}},
+               "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+               "2": {"class_type": "Image Saver", "inputs": inputs}}
+        assert parse_workflow(api, registry).to_json()["nodes"]["2"]["inputs"]["scheduler"] == "beta"
