@@ -494,9 +494,11 @@ def _run_temporal(motion: MotionModel, part: str, index: int, settings: MotionSe
     if settings.effect == 0.0 or not settings.active():
         return x
     copy, modules = placed_motion(motion, x.dtype)  # the UNet's compute dtype
+    from graphflow.device import same_device
     from graphflow.memory import manager
 
-    if manager().device_for(copy) != x.device:  # run outside a sampling run (which loads it with the UNet)
+    # loaded with the UNet in a sampling run; outside one, loaded here (compute_device's "cuda" is x's cuda:0)
+    if not same_device(manager().device_for(copy), x.device):
         manager().load(copy, "motion_model", motion_memory_name(motion))
     out = modules[part][index].temporal_transformer(x, frames, settings.scale, norm_over_frames)
     if settings.effect != 1.0:

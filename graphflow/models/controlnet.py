@@ -227,9 +227,11 @@ def from_diffusers_layout(keys) -> dict[str, str]:
 def place_control(net: nn.Module, x: torch.Tensor) -> None:
     """Run in the sampled model's dtype (as ComfyUI casts it) and on its device: where the memory
     manager put the net for the sampling run (graphflow.sampling.pipeline), else moved there."""
+    from graphflow.device import same_device
     from graphflow.memory import manager
 
-    if manager().device_for(net) != x.device:
+    # compute_device's "cuda" is x's cuda:0: a partly loaded net (its last blocks streamed) is left so
+    if not same_device(manager().device_for(net), x.device):
         net.to(x.device)
     if next(net.parameters()).dtype != x.dtype:
         net.to(dtype=x.dtype)
