@@ -468,8 +468,9 @@ def window_frames(t: torch.Tensor) -> torch.Tensor:
     window = control_window.get()
     if window is None or t.shape[0] == 1:
         return t
-    frames, full = window
-    return extend_to(t, full).index_select(0, torch.tensor(frames, device=t.device))
+    frames, _ = window
+    last = t.shape[0] - 1  # extend_to(t, full)'s frames, without making the whole video's copy
+    return t.index_select(0, torch.tensor([min(f, last) for f in frames], device=t.device))
 
 
 def window_key() -> tuple | None:
