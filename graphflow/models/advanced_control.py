@@ -34,7 +34,10 @@ the pack's sub_idxs / full_latent_length (adv_control/utils.py at commit 95e26b9
 and each window takes its frames' strengths (null_latent_kf_strength for frames without one); the
 strength mask, a timestep keyframe's mask and a weight mask are matched to the whole video's frames
 (cut, or the last repeated) and each window takes its frames' masks; the hint images likewise
-(graphflow.models.controlnet.window_frames). Core's ContextWindowsManual leaves all of them counting
+(graphflow.models.controlnet.window_frames), a T2I-Adapter's too: the pack's T2IAdapterAdvanced
+extends a hint shorter than the video only to its own length and then fails on a window's frames
+past its end (IndexError); that its ControlNetAdvanced repeats the last frame there is taken as
+the intent, for both. Core's ContextWindowsManual leaves all of them counting
 the window's own latents (its first frames), as ComfyUI's does. As the pack, scaled soft weights
 leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give),
 the middle one too whatever ACN_ExtrasMiddleMult says.
