@@ -503,3 +503,19 @@ def test_a_same_dtype_motion_copy_shares_the_motion_models_ram_again(fresh_manag
     monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB")
     fresh_manager.load(copy, "motion_model", "motion")
     assert actions(fresh_manager, "motion_model")[-1:] == ["load"] and shared()
+
+
+def test_a_freed_components_bytes_leave_the_device_count(fresh_manager, monkeypatch):
+    """A MODEL and its motion model dropped: their records stay until the next register / status, but
+    the weights went with the modules, so used() no longer counts them (it did until then)."""
+    import gc
+
+    budget(monkeypatch, 1 << 20)
+    kept, freed = torch.nn.Linear(8, 8), torch.nn.Linear(16, 16)
+    fresh_manager.load(kept, "other", "kept")
+    fresh_manager.load(freed, "motion_model", "freed")
+    assert fresh_manager.used() == memory.module_bytes(kept) + memory.module_bytes(freed)
+    del freed
+    gc.collect()
+    assert len(fresh_manager.components) == 2  # not forgotten yet
+    assert fresh_manager.used() == memory.module_bytes(kept)
