@@ -91,6 +91,22 @@ def default_dtype(component: str = "unet", device: torch.device | None = None) -
     return torch.float32
 
 
+def same_device(a: torch.device | None, b: torch.device | None) -> bool:
+    """Whether two devices are one: a device without an index is its type's current one (CUDA's
+    current device, else index 0), so torch.device("cuda") (compute_device's) is a tensor's cuda:0."""
+    if a is None or b is None or a.type != b.type:
+        return a == b
+    return _index(a) == _index(b)
+
+
+def _index(device: torch.device) -> int:
+    if device.index is not None:
+        return device.index
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.current_device()
+    return 0
+
+
 def to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Move only when needed."""
     if tensor.device == device and (dtype is None or tensor.dtype == dtype):

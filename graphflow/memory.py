@@ -186,9 +186,14 @@ class MemoryManager:
     def used(self) -> int:
         """Bytes on the device: the managed weights (the simulated budget), else what CUDA reports."""
         if os.environ.get("GRAPHFLOW_VRAM_BUDGET_GB") or self.device.type != "cuda":
-            return sum(c.resident_bytes for c in self.components.values()) + self.streaming + self.cache_bytes(True)
+            return self._live_resident_bytes() + self.streaming + self.cache_bytes(True)
         free, total = torch.cuda.mem_get_info(self.device)
         return total - free
+
+    def _live_resident_bytes(self) -> int:
+        """Bytes of the live components on the device (a freed module's record is forgotten only at the
+        next register or status: its weights went with it)."""
+        return sum(c.resident_bytes for c in list(self.components.values()) if c.module() is not None)
 
     def free(self) -> int | None:
         cap = self.capacity()
@@ -311,7 +316,7 @@ class MemoryManager:
         self.streaming = max(0, self.streaming - size)
 
     def _note_peak(self) -> None:
-        self.peak = max(self.peak, sum(c.resident_bytes for c in self.components.values()) + self.streaming)
+        self.peak = max(self.peak, self._live_resident_bytes() + self.streaming)
 
     def _remove_hooks(self, comp: Component) -> None:
         for hook in comp.hooks:

@@ -206,9 +206,11 @@ class LoadAnimateDiffModel(Node):
     """Load an AnimateDiff motion module from models/animatediff_models/: guoyww's mm_sd_v15.ckpt (v1),
     mm_sd_v15_v2.ckpt (v2), v3_sd15_mm.ckpt (v3), the fine-tunes in their layout, AnimateLCM, HotshotXL.
     A file that is no motion module (a checkpoint, a LoRA) is refused. ad_settings is not built here.
-    When sampling, each MODEL the motion model is applied to keeps its own copy of it on the compute
-    device in the UNet's dtype for as long as that MODEL lives; graphflow's memory manager does not
-    count or offload that copy (the loaded motion model itself stays in RAM, unchanged)."""
+    When sampling, the UNets run a copy of the motion model in their compute dtype, one per motion model
+    and dtype, shared by every MODEL it is applied to and managed by graphflow's memory manager like the
+    other models: counted, loaded to the device with the UNet, offloaded or streamed when device memory
+    is short, dropped from RAM when RAM is short and made again from the loaded motion model, which
+    itself stays in RAM, unchanged."""
     category = GEN2
     model_name: str = Choice(lambda: folders.list_models(FOLDER), model_folder=FOLDER)
     ad_settings: AD_SETTINGS = None

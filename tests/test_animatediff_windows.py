@@ -13,14 +13,23 @@ each window.
 
 Memory: the motion model's copy is a graphflow.memory component (kind motion_model), counted, loaded
 with the UNet, streamed or offloaded under a simulated device budget, loaded again for the next run,
-and shared by two MODELs with the same motion model.
+and shared by two MODELs with the same motion model; placed once a run (not at each temporal call),
+on a compute device named with an index the tensors' device lacks or the other way round, as CUDA's
+"cuda" and a tensor's cuda:0 (simulated on the CPU by "cpu:0"); two runs holding the same motion
+models in other orders take their locks in one order.
 """
+
+import os
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from graphflow import memory
+from graphflow.device import compute_device, same_device
 from graphflow.models.advanced_control import (UNIVERSAL, AdvancedControl, ControlWeights, LatentKeyframes,
                                                TimestepKeyframe, TimestepKeyframes)
 from graphflow.models.animatediff import MotionSettings, load_motion_model, placed_motion
@@ -223,6 +232,61 @@ def test_acn_latent_keyframes_and_masks_follow_the_window():
     assert not torch.allclose(plain["output"][0], second["output"][0])
 
 
+def test_acn_masks_under_uniform_windows_are_made_once_a_run():
+    """Uniform schedules move the windows every step: each window still gets the masks and latent
+    keyframes of its frames (the control made by hand from the pack's rule), and the run's cache holds
+    the whole video's masks and strengths once, not one set per window; the run's end lets go of it."""
+    frames, length, overlap, steps = 24, 8, 2, 6
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(frames, 32, 32, 3, generator=g)
+    mask = torch.rand(frames - 5, 32, 32, generator=g)  # shorter than the video: the last one repeated
+    weight_mask = torch.rand(frames + 3, 4, 4, generator=g)
+    latents = ((3, 0.9), (12, 0.5), (-1, 0.6))
+    control = acn_control(image, mask, weight_mask, latents)
+    seen, sizes = set(), []
+    for step in range(steps):
+        sigma = torch.full((length,), 10.0 - step)
+        for window in context_windows(frames, length, overlap, "looped_uniform", 1, False, step):
+            seen.add(tuple(window))
+            x = torch.zeros(length, 4, 4, 4)
+            token = control_window.set((tuple(window), frames))
+            try:
+                got = control.own_residuals(x, sigma, sigma, None, None, None)
+            finally:
+                control_window.reset(token)
+            index = torch.tensor(window)
+            mapped = tuple((window.index(i % frames), s) for i, s in latents if i % frames in window)
+            want = acn_control(extended(image, frames)[index], extended(mask, frames)[index],
+                               extended(weight_mask, frames)[index], mapped).own_residuals(x, sigma, sigma, None, None,
+                                                                                           None)
+            for key in want:
+                for a, b in zip(got[key], want[key]):
+                    torch.testing.assert_close(a, b)
+        sizes.append(len(control._run.tensors))
+    first = context_windows(frames, length, overlap, "looped_uniform", 1, False, 0)
+    assert len(seen) >= 2 * len(first)  # the windows did move
+    assert sizes == sizes[:1] * steps  # nothing more was kept after the first step's windows
+    assert sizes[0] <= 6  # the two masks at pixel and residual size, the video's strengths
+    control.end_run()
+    assert control._run.tensors == {}
+
+
+def test_window_frames_takes_a_short_hints_frames_without_extending_it(monkeypatch):
+    from graphflow.models import controlnet
+
+    def refused(t, count):
+        raise AssertionError(f"a copy of the hint extended to {count} frames")
+
+    monkeypatch.setattr(controlnet, "extend_to", refused)
+    hint = torch.arange(5.0).reshape(5, 1, 1, 1)
+    token = control_window.set(((2, 3, 4, 5, 6, 0), 1000))
+    try:
+        got = controlnet.window_frames(hint)
+    finally:
+        control_window.reset(token)
+    assert got.reshape(-1).tolist() == [2, 3, 4, 4, 4, 0]  # frames past the hint take its last one
+
+
 # ---- the motion model in the memory manager ---------------------------------------------------
 
 def budget(monkeypatch, nbytes):
@@ -296,3 +360,162 @@ def test_motion_model_is_counted_loaded_streamed_offloaded_and_shared(fresh_mana
     assert torch.equal(run(video), want)
     assert actions(fresh_manager, "motion_model")[:2] == ["drop", "reload"]
     assert next(mm.parameters()).dtype == torch.float16 and not next(mm.parameters()).is_meta
+
+
+@pytest.fixture
+def cpu0_device():
+    """The compute device named "cpu:0": a torch.device unequal to the tensors' "cpu", as CUDA's "cuda"
+    is to a tensor's cuda:0, and to the memory manager a device apart from the offload device, as a GPU."""
+    saved = os.environ.get("GRAPHFLOW_DEVICE")
+    os.environ["GRAPHFLOW_DEVICE"] = "cpu:0"
+    compute_device.cache_clear()
+    yield
+    if saved is None:
+        del os.environ["GRAPHFLOW_DEVICE"]
+    else:
+        os.environ["GRAPHFLOW_DEVICE"] = saved
+    compute_device.cache_clear()
+
+
+def test_same_device_takes_an_index_less_device_as_its_current_one():
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    assert same_device(torch.device("cuda"), torch.device("cuda", current))
+    assert same_device(torch.device("cpu", 0), torch.device("cpu"))
+    assert not same_device(torch.device("cuda", 1), torch.device("cuda", 0))
+    assert not same_device(torch.device("cpu"), torch.device("cuda", 0))
+    assert not same_device(None, torch.device("cpu"))
+
+
+def test_a_partly_loaded_motion_copy_is_placed_once_a_run(fresh_manager, cpu0_device, monkeypatch, tmp_path):
+    """Each temporal call saw the manager's device ("cuda", here "cpu:0") unequal to x's (cuda:0, "cpu")
+    and loaded the copy again: a partly loaded one was placed anew at every call."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.pipeline import sample
+
+    assert fresh_manager.device != fresh_manager.offload_device
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    mm = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=6))
+    video = evolved_model(ckpt.model, "autoselect", [(mm, MotionSettings(), (0.0, 1.0))])
+    cond, _ = ckpt.clip.encode("a cat")
+    uncond, _ = ckpt.clip.encode("")
+
+    def run():
+        return sample(video, 4, 3, 4.0, "euler", "normal", [(cond, {})], [(uncond, {})],
+                      {"samples": torch.zeros(4, 4, 8, 8)})["samples"]
+
+    want = run()
+    assert actions(fresh_manager, "motion_model") == ["load"]
+    (comp,) = motion_components(fresh_manager)
+    fresh_manager.offload_all()
+    fresh_manager.events.clear()
+    budget(monkeypatch, memory.module_bytes(ckpt.model.unet) + comp.size // 2)
+    assert torch.equal(run(), want)
+    assert actions(fresh_manager, "motion_model") == ["partial"]  # once, not at each of the 3 steps' 14 calls
+
+
+def test_place_control_leaves_a_partly_loaded_controlnet_streamed(fresh_manager, cpu0_device, monkeypatch, tmp_path):
+    from graphflow.models.controlnet import load_control_model, place_control
+
+    net = load_control_model(write_controlnet(tmp_path / "cn.safetensors", "sd1", seed=1), dtype=torch.float32)
+    budget(monkeypatch, memory.module_bytes(net) // 2)
+    comp = fresh_manager.load(net, "control", "cn")
+    assert comp.state == "partial"
+    moves = []
+    monkeypatch.setattr(net, "to", lambda *args, **kwargs: moves.append((args, kwargs)) or net)
+    place_control(net, torch.zeros(2, 4, 8, 8))
+    assert moves == [] and comp.state == "partial"
+    fresh_manager.offload(net)
+    place_control(net, torch.zeros(2, 4, 8, 8))  # outside a sampling run: moved to x's device
+    assert len(moves) == 1
+
+
+def test_two_runs_with_motion_models_in_other_orders_do_not_deadlock(fresh_manager, monkeypatch, tmp_path):
+    """MODEL A runs motion models (M1, M2), MODEL B (M2, M1), on two threads (server workers): each used
+    to hold its first motion copy's run lock while waiting for the other's. The barrier lets both reach
+    their first motion copy before going on (when one run holds every lock, the other waits before
+    it: the barrier times out and both go on)."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.pipeline import sample
+
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    m1 = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=1))
+    m2 = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=2))
+    s = MotionSettings()
+    a = evolved_model(ckpt.model, "autoselect", [(m1, s, (0.0, 1.0)), (m2, s, (0.0, 1.0))])
+    b = evolved_model(ckpt.model, "autoselect", [(m2, s, (0.0, 1.0)), (m1, s, (0.0, 1.0))])
+    cond, _ = ckpt.clip.encode("a cat")
+    uncond, _ = ckpt.clip.encode("")
+    barrier = threading.Barrier(2)
+    first = threading.local()
+    plain_use = memory.use
+
+    @contextmanager
+    def use(module, kind, name=None, patches=()):
+        with plain_use(module, kind, name, patches) as comp:
+            if kind == "motion_model" and not getattr(first, "done", False):
+                first.done = True
+                try:
+                    barrier.wait(timeout=3)
+                except threading.BrokenBarrierError:
+                    pass
+            yield comp
+
+    monkeypatch.setattr(memory, "use", use)
+    done, errors = [], []
+
+    def worker(model, tag):
+        try:
+            sample(model, 4, 1, 4.0, "euler", "normal", [(cond, {})], [(uncond, {})],
+                   {"samples": torch.zeros(4, 4, 8, 8)})
+            done.append(tag)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(model, tag), daemon=True) for model, tag in ((a, "A"), (b, "B"))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 90
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not [t for t in threads if t.is_alive()], "the two runs deadlocked"
+    assert errors == [] and sorted(done) == ["A", "B"]
+
+
+def test_a_same_dtype_motion_copy_shares_the_motion_models_ram_again(fresh_manager, monkeypatch):
+    """The copy in the motion model's dtype starts on its tensors; a move back from a device gives it CPU
+    tensors of its own (done here by hand: on the CPU nothing moves); dropped from RAM when RAM runs
+    short, it is made again sharing the motion model's tensors."""
+    mm = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=7, dtype=torch.float32))
+    copy, _ = placed_motion(mm, torch.float32)
+
+    def shared():
+        return all(a.data_ptr() == b.data_ptr() for a, b in zip(copy.state_dict().values(), mm.state_dict().values()))
+
+    assert shared()
+    for p in copy.parameters():  # as the manager's offload from a GPU leaves them
+        p.data = p.data.clone()
+    assert not shared()
+    filler = torch.nn.Module()
+    filler.weight = torch.nn.Parameter(torch.zeros(16), requires_grad=False)
+    monkeypatch.setenv("GRAPHFLOW_RAM_BUDGET_GB", repr(1024 / memory.GiB))
+    fresh_manager.load(filler, "other", "filler")
+    assert actions(fresh_manager, "motion_model") == ["drop"]
+    monkeypatch.delenv("GRAPHFLOW_RAM_BUDGET_GB")
+    fresh_manager.load(copy, "motion_model", "motion")
+    assert actions(fresh_manager, "motion_model")[-1:] == ["load"] and shared()
+
+
+def test_a_freed_components_bytes_leave_the_device_count(fresh_manager, monkeypatch):
+    """A MODEL and its motion model dropped: their records stay until the next register / status, but
+    the weights went with the modules, so used() no longer counts them (it did until then)."""
+    import gc
+
+    budget(monkeypatch, 1 << 20)
+    kept, freed = torch.nn.Linear(8, 8), torch.nn.Linear(16, 16)
+    fresh_manager.load(kept, "other", "kept")
+    fresh_manager.load(freed, "motion_model", "freed")
+    assert fresh_manager.used() == memory.module_bytes(kept) + memory.module_bytes(freed)
+    del freed
+    gc.collect()
+    assert len(fresh_manager.components) == 2  # not forgotten yet
+    assert fresh_manager.used() == memory.module_bytes(kept)

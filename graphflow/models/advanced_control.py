@@ -34,7 +34,10 @@ the pack's sub_idxs / full_latent_length (adv_control/utils.py at commit 95e26b9
 and each window takes its frames' strengths (null_latent_kf_strength for frames without one); the
 strength mask, a timestep keyframe's mask and a weight mask are matched to the whole video's frames
 (cut, or the last repeated) and each window takes its frames' masks; the hint images likewise
-(graphflow.models.controlnet.window_frames). Core's ContextWindowsManual leaves all of them counting
+(graphflow.models.controlnet.window_frames), a T2I-Adapter's too: the pack's T2IAdapterAdvanced
+extends a hint shorter than the video only to its own length and then fails on a window's frames
+past its end (IndexError); that its ControlNetAdvanced repeats the last frame there is taken as
+the intent, for both. Core's ContextWindowsManual leaves all of them counting
 the window's own latents (its first frames), as ComfyUI's does. As the pack, scaled soft weights
 leave a Control-LoRA's residuals as they are (it puts them on a list Control-LoRAs do not give),
 the middle one too whatever ACN_ExtrasMiddleMult says.
@@ -47,7 +50,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .controlnet import ControlApplied, UnionTyped, extend_to, window_frames, window_key
+from .controlnet import ControlApplied, UnionTyped, extend_to, window_key
 
 # the kinds of weights (the pack's ControlWeightType) and the nets that take them
 DEFAULT, UNIVERSAL, CONTROLNET, T2IADAPTER = "default", "universal", "controlnet", "t2iadapter"
@@ -238,6 +241,13 @@ class AdvancedControl(ControlApplied):
         only moves forward until the next run (as the pack's, whatever the sigmas do)."""
         self._run, self._runs_told = None, True
 
+    def end_run(self) -> None:
+        """A sampling run ended (graphflow.sampling.pipeline): the masks and multipliers it made (on
+        the device) are let go; the schedule's place stays until the next run starts it again."""
+        run = self._run
+        if run is not None:
+            run.tensors = {}
+
     def own_residuals(self, x, sigma, timesteps, context, y, schedule, unet_config=None, **extra) -> dict | None:
         run = self._step(sigma, schedule)
         keyframe = run.keyframe
@@ -286,8 +296,15 @@ class AdvancedControl(ControlApplied):
             latent_count = r.shape[0] // chunks
             null = keyframe.null_latent_kf_strength
             window = _window(latent_count)
-            m = m * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks, window), r,
-                                    lambda: _latent_multipliers(run.latents, latent_count, null, window) * chunks)
+            if window is None:
+                m = m * run.rows_tensor(("latents", id(run.latents), null, latent_count, chunks), r,
+                                        lambda: run.latents.multipliers(latent_count, null) * chunks)
+            else:  # the whole video's strengths made once a run (the windows move), the window's frames taken
+                frames, full = window
+                whole = run.rows_tensor(("video latents", id(run.latents), null, full), r,
+                                        lambda: run.latents.multipliers(full, null))
+                rows = whole.index_select(0, torch.tensor(frames, device=whole.device))
+                m = m * (rows.repeat(chunks, *[1] * (r.ndim - 1)) if chunks > 1 else rows)
         for mask in (self.strength_mask, run.mask):
             if mask is not None:
                 _refuse_token_rows(r)
@@ -339,9 +356,10 @@ class _Schedule:
     def rows_tensor(self, key, r: torch.Tensor, values) -> torch.Tensor:
         """A multiplier per row of r, shaped to broadcast over it; values() builds the list once."""
         key = (key, r.shape[0], r.ndim, r.dtype, r.device)
-        if key not in self.tensors:
-            self.tensors[key] = torch.tensor(values(), dtype=r.dtype, device=r.device).reshape(-1, *[1] * (r.ndim - 1))
-        return self.tensors[key]
+        tensors = self.tensors  # (end_run may replace the dict meanwhile)
+        if key not in tensors:
+            tensors[key] = torch.tensor(values(), dtype=r.dtype, device=r.device).reshape(-1, *[1] * (r.ndim - 1))
+        return tensors[key]
 
     def advanced(self, frames, now: float) -> "_Schedule":
         run = _Schedule(**{**self.__dict__, "last_index": self.index})
@@ -377,15 +395,6 @@ def _window(latent_count: int) -> tuple | None:
     return window if window is not None and len(window[0]) == latent_count else None
 
 
-def _latent_multipliers(latents: LatentKeyframes, latent_count: int, null: float, window) -> list[float]:
-    """One multiplier per latent; in a context window, those of the window's frames of the whole video."""
-    if window is None:
-        return latents.multipliers(latent_count, null)
-    frames, full = window
-    whole = latents.multipliers(full, null)
-    return [whole[f] for f in frames]
-
-
 def _negative_rows(batch: int) -> tuple[bool, ...]:
     from graphflow.sampling.guidance import unet_rows
 
@@ -414,29 +423,39 @@ def _residual_mask(mask: torch.Tensor, x: torch.Tensor | None, r: torch.Tensor, 
     latent size x 8; a weight mask, x None, skips this), cut or extended (last one repeated) to
     the latents of one conditioning entry (in an AnimateDiff context window: to the whole video's
     frames, of which the window's are taken), repeated per entry, then resized (bilinear) to the
-    residual's size. Cut before resizing (the resize works per mask, so the result is the same
-    without resizing masks no latent uses), made on r's device; with a cache (the run's tensors),
-    the pixel-size mask and each residual's are made once a run."""
+    residual's size. The resizes work per mask, so masks are cut first (none past the latents' or
+    the video's frames is resized) and, in a window, its frames taken after (the last mask for frames
+    past the end, without an extended copy); made on r's device. With a cache (the run's tensors),
+    the pixel-size mask and each residual size's are made once a run: in a context window the whole
+    video's, from which each window takes its frames (uniform schedules move the windows every step,
+    so per-window masks would pile up)."""
     latent_count = r.shape[0] // chunks
     pixels = None if x is None else (x.shape[2] * 8, x.shape[3] * 8)
     window = _window(latent_count)
-    # the mask is held by the control or its keyframes for the whole run, so its id stays its own
-    made = (id(mask), tuple(mask.shape), pixels, latent_count, chunks, r.shape[0], r.device, window)
+    # the mask is held by the control or its keyframes for the whole run, so its id stays its own;
+    # in a window the masks made are the whole video's (no chunks: each window's rows are taken after)
+    made = (id(mask), tuple(mask.shape), pixels, r.device) + \
+        ((latent_count, chunks, r.shape[0]) if window is None else ("video", window[1]))
     key = ("residual mask", made, tuple(r.shape[2:]), r.dtype)
-    if cache is not None and key in cache:
-        return cache[key]
-    m = cache.get(("pixel mask", made)) if cache is not None else None
+    m = cache.get(key) if cache is not None else None
     if m is None:
-        m = mask.to(r.device).reshape(-1, 1, *mask.shape[-2:]).float()
-        # in an AnimateDiff context window: matched to the whole video, then the window's frames
-        m = extend_to(m, latent_count) if window is None else window_frames(m)
-        if pixels is not None:
-            m = F.interpolate(m, size=pixels, mode="bilinear")
-        if m.shape[0] != 1 and m.shape[0] != r.shape[0]:
-            m = m.repeat(chunks, 1, 1, 1)
+        m = cache.get(("pixel mask", made)) if cache is not None else None
+        if m is None:
+            m = mask[:latent_count if window is None else window[1]]
+            m = m.to(r.device).reshape(-1, 1, *mask.shape[-2:]).float()
+            if window is None:
+                m = extend_to(m, latent_count)
+            if pixels is not None:
+                m = F.interpolate(m, size=pixels, mode="bilinear")
+            if window is None and m.shape[0] not in (1, r.shape[0]):
+                m = m.repeat(chunks, 1, 1, 1)
+            if cache is not None:
+                cache[("pixel mask", made)] = m
+        m = F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear").to(r.dtype)
         if cache is not None:
-            cache[("pixel mask", made)] = m
-    m = F.interpolate(m, size=tuple(r.shape[2:]), mode="bilinear").to(r.dtype)
-    if cache is not None:
-        cache[key] = m
-    return m
+            cache[key] = m
+    if window is None or m.shape[0] == 1:  # (one mask: every row)
+        return m
+    last = m.shape[0] - 1
+    m = m.index_select(0, torch.tensor([min(f, last) for f in window[0]], device=m.device))
+    return m.repeat(chunks, 1, 1, 1) if chunks > 1 else m

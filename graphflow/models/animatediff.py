@@ -37,8 +37,11 @@ model hold one device copy), made in CPU RAM (sharing the motion model's tensors
 agree) and registered with graphflow.memory as a component of kind "motion_model": counted, loaded
 to the device when a sampling run starts, right after the UNet it patches (graphflow.sampling.pipeline),
 offloaded when memory is short like the other components (least recently used first; whole, or
-streamed block by block when only part of it fits), and loaded again for the next run. A copy in
-another dtype than the motion model's may be dropped from RAM and made again from the motion model.
+streamed block by block when only part of it fits), and loaded again for the next run. When RAM runs
+short an idle copy off the device is dropped from RAM and made again from the motion model: a copy in
+another dtype holds RAM of its own; one in the motion model's dtype shares the motion model's until
+it is moved back from a device (the move makes CPU tensors of its own), and shares it again once
+dropped and made again.
 A motion model with motion LoRAs is another motion model (its patched weights are its own): its copy
 is another component, holding the weights the LoRAs leave unchanged once more.
 """
@@ -470,11 +473,11 @@ def placed_motion(motion: MotionModel, dtype: torch.dtype) -> tuple[MotionModel,
         if dtype not in copies:
             copy = _copy_in(motion, dtype)
             copies[dtype] = (copy, copy.temporal_modules())
-            name = motion_memory_name(motion)
-            if next(motion.parameters()).dtype != dtype:  # its own RAM: droppable, made again from the motion model
-                manager().set_source(copy, "motion_model", name, partial(_reloaded, weakref.ref(motion), dtype))
-            else:
-                manager().register(copy, "motion_model", name)
+            # droppable from RAM, made again from the motion model: a copy in another dtype holds RAM
+            # of its own; one in the motion model's dtype too once moved back from a device, and when
+            # made again it shares the motion model's tensors again
+            manager().set_source(copy, "motion_model", motion_memory_name(motion),
+                                 partial(_reloaded, weakref.ref(motion), dtype))
         return copies[dtype]
 
 
@@ -494,9 +497,11 @@ def _run_temporal(motion: MotionModel, part: str, index: int, settings: MotionSe
     if settings.effect == 0.0 or not settings.active():
         return x
     copy, modules = placed_motion(motion, x.dtype)  # the UNet's compute dtype
+    from graphflow.device import same_device
     from graphflow.memory import manager
 
-    if manager().device_for(copy) != x.device:  # run outside a sampling run (which loads it with the UNet)
+    # loaded with the UNet in a sampling run; outside one, loaded here (compute_device's "cuda" is x's cuda:0)
+    if not same_device(manager().device_for(copy), x.device):
         manager().load(copy, "motion_model", motion_memory_name(motion))
     out = modules[part][index].temporal_transformer(x, frames, settings.scale, norm_over_frames)
     if settings.effect != 1.0:

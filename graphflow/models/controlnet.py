@@ -227,9 +227,11 @@ def from_diffusers_layout(keys) -> dict[str, str]:
 def place_control(net: nn.Module, x: torch.Tensor) -> None:
     """Run in the sampled model's dtype (as ComfyUI casts it) and on its device: where the memory
     manager put the net for the sampling run (graphflow.sampling.pipeline), else moved there."""
+    from graphflow.device import same_device
     from graphflow.memory import manager
 
-    if manager().device_for(net) != x.device:
+    # compute_device's "cuda" is x's cuda:0: a partly loaded net (its last blocks streamed) is left so
+    if not same_device(manager().device_for(net), x.device):
         net.to(x.device)
     if next(net.parameters()).dtype != x.dtype:
         net.to(dtype=x.dtype)
@@ -459,15 +461,19 @@ def extend_to(t: torch.Tensor, count: int) -> torch.Tensor:
 def window_frames(t: torch.Tensor) -> torch.Tensor:
     """A per-frame batch (hint images, strength masks) for the AnimateDiff context window now running
     (graphflow.sampling.context_windows.control_window), as Advanced-ControlNet indexes one under
-    AnimateDiff-Evolved's windows: matched to the whole video's frame count (extend_to) and then the
-    window's frames taken. A single frame, or no such window, leaves t as it is (broadcast later)."""
+    AnimateDiff-Evolved's windows: the window's frames of the hint matched to the whole video's frame
+    count (extend_to: frames past its end take its last one, without making the extended copy). A single frame, or no such window, leaves t as it is (broadcast later). A
+    T2I-Adapter's hint too: the pack's T2IAdapterAdvanced (control.py at 0e70221a05a6) fails on frames
+    past a short hint's end (IndexError) where its ControlNetAdvanced repeats the last frame; the
+    latter is taken as the intent."""
     from graphflow.sampling.context_windows import control_window
 
     window = control_window.get()
     if window is None or t.shape[0] == 1:
         return t
-    frames, full = window
-    return extend_to(t, full).index_select(0, torch.tensor(frames, device=t.device))
+    frames, _ = window
+    last = t.shape[0] - 1  # extend_to(t, full)'s frames, without making the whole video's copy
+    return t.index_select(0, torch.tensor([min(f, last) for f in frames], device=t.device))
 
 
 def window_key() -> tuple | None:

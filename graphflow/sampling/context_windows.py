@@ -17,8 +17,9 @@ What is cut to the window (a tensor is cut only where its size along the dim is 
     text / image embedding, SDXL / SVD vector conditioning, guidance, ControlNet text, attention
     bias, Stable Cascade prior, Kontext references, and the sigma; SVD's frame count becomes the
     window's length.
-What is not: ControlNet / T2I-Adapter hint images, GLIGEN boxes and hooks (they see each window as
-a whole latent), LTX-Video's frame rate. Positional encodings follow the window (its first frame is
+What is not: GLIGEN boxes and hooks (they see each window as a whole latent), LTX-Video's frame rate;
+ControlNet / T2I-Adapter hint images under ContextWindowsManual (under AnimateDiff-Evolved's context
+options they are cut per window: see Controls below). Positional encodings follow the window (its first frame is
 frame 0), as in ComfyUI. Refused: LTXVAddGuide's appended guide frames and conditioning areas when
 windowing a dim other than the batch (their positions would not follow the cut).
 

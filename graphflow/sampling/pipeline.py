@@ -205,21 +205,36 @@ def _latent_samples(model, latent) -> torch.Tensor:
 
 def sample_with_sigmas(model, *args, **kwargs) -> torch.Tensor:
     """_sample_with_sigmas with the model on the device for the whole run (graphflow.memory)."""
+    _tell_controls(args, kwargs, "start_run")
+    try:
+        return _placed_and_sampled(model, args, kwargs)
+    finally:
+        _tell_controls(args, kwargs, "end_run")
+
+
+def _placed_and_sampled(model, args, kwargs) -> torch.Tensor:
     from graphflow import memory
     from graphflow.models import speed
     from graphflow.models.animatediff import motion_memory_name
 
-    _start_controls(args, kwargs)
     unet = getattr(model, "unet", None)
     if not isinstance(unet, torch.nn.Module):  # a stand-in model (tests, plugins): nothing to place
         return _sample_with_sigmas(model, *args, **kwargs)
+    # the model first, then AnimateDiff's motion models (with the UNet they patch), then the controls:
+    # what doesn't fit beside the model is streamed
+    parts = [(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}",
+              getattr(model, "patches", ()))]
+    parts += [(copy, "motion_model", motion_memory_name(motion), ()) for motion, copy in _motion_models(unet)]
+    parts += [(net, "control", f"control:{type(net).__name__}@{id(net):x}", ())
+              for net in _control_nets(model, args, kwargs)]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(memory.use(unet, "diffusion_model", f"diffusion_model:{getattr(model, 'arch', 'model')}",
-                                       getattr(model, "patches", ())))
-        for motion, copy in _motion_models(unet):  # AnimateDiff's, with the UNet they patch
-            stack.enter_context(memory.use(copy, "motion_model", motion_memory_name(motion)))
-        for net in _control_nets(model, args, kwargs):  # after the model: what doesn't fit beside it is streamed
-            stack.enter_context(memory.use(net, "control", f"control:{type(net).__name__}@{id(net):x}"))
+        # Every part's run lock first, in one order for all runs (by id): two runs (server workers) whose
+        # MODELs hold the same motion models or controls in other orders would otherwise each hold one
+        # and wait for the other's. The locks are reentrant: use() takes them again.
+        for module, kind, name, _ in sorted(parts, key=lambda part: id(part[0])):
+            stack.enter_context(memory.manager().register(module, kind, name).run_lock)
+        for module, kind, name, patches in parts:
+            stack.enter_context(memory.use(module, kind, name, patches))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
                                            compile_backend=getattr(model, "options", {}).get("compile_backend")))
         if any(entry_hooks(e) is not None for e in _conditioning(args, kwargs)):
@@ -264,15 +279,16 @@ def _conditioning(args, kwargs) -> list:
     return conds
 
 
-def _start_controls(args, kwargs) -> None:
+def _tell_controls(args, kwargs, event: str) -> None:
     """Controls that keep a schedule over a sampling run (ComfyUI-Advanced-ControlNet's timestep
-    keyframes: graphflow.models.advanced_control) start it again, as the pack's pre_run does."""
+    keyframes: graphflow.models.advanced_control) start it again ("start_run"), as the pack's pre_run
+    does, and let go of what the run made when it ends ("end_run")."""
     for entry in _conditioning(args, kwargs):
         applied = entry[1].get("control") if isinstance(entry, (list, tuple)) and len(entry) > 1 \
             and isinstance(entry[1], dict) else None
         while applied is not None:
-            if hasattr(applied, "start_run"):
-                applied.start_run()
+            if hasattr(applied, event):
+                getattr(applied, event)()
             applied = getattr(applied, "previous", None)
 
 
