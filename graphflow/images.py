@@ -173,14 +173,3 @@ def composite_masked(destination: torch.Tensor, source: torch.Tensor, x: int, y:
     region = out[..., top:top + h, left:left + w]
     out[..., top:top + h, left:left + w] = mask * source[..., :h, :w] + (1 - mask) * region
     return out
-    if mask is None:
-        mask = torch.ones_like(source)
-    else:
-        mask = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=source.shape[2:],
-                             mode="bilinear").to(out.dtype)
-        if mask.shape[0] != source.shape[0]:
-            mask = mask.repeat(-(-source.shape[0] // mask.shape[0]), 1, 1, 1)[:source.shape[0]]
-    mask = mask[:, :, :h, :w]
-    region = out[:, :, top:top + h, left:left + w]
-    out[:, :, top:top + h, left:left + w] = mask * source[:, :, :h, :w] + (1 - mask) * region
-    return out
