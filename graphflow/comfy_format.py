@@ -341,7 +341,11 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                     continue
                 current = _current_names(cls, alias, declared)
                 if ui is None and read_as[name] in current and raw_name not in current:
-                    continue  # an API prompt: the name the class declares wins, as ComfyUI ignores the other
+                    # an API prompt: the name the class declares today wins. ComfyUI drops an undeclared
+                    # widget value but passes an undeclared link on to the pack's function, where some
+                    # prefer it (Advanced-ControlNet's keyframe nodes take control_net_weights over
+                    # cn_weights): a prompt giving both names is read by the current one here
+                    continue
             inputs[name], read_as[name] = value, raw_name
         node_type = cls.node_type if cls is not None else \
             NAMESAKE_PREFIX + class_type if registry.get(class_type) is not None else class_type

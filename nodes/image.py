@@ -9,7 +9,7 @@ import uuid
 
 
 from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
-                           Text, folders, run_limits, send_image, show, workflow_texts)
+                           Text, folders, run_limits, send_image, show, warn, workflow_texts)
 from graphflow.choices import RESIZE_METHODS
 
 MAX_SIZE = 16384
@@ -170,16 +170,24 @@ def _png_metadata() -> PngImagePlugin.PngInfo:
     return info
 
 
+EXIF_TEXT_TAGS = 5  # Make (0x010F) down to 0x010B: below, the tags hold numbers (Pillow refuses text there)
+
+
 def comfy_exif(texts: dict) -> "Image.Exif":
     """The workflow's texts as ComfyUI's WebP savers write them into EXIF: the prompt as
-    "prompt:json" in Model (0x0110), each other text as "key:json" from Make (0x010F) down."""
+    "prompt:json" in Model (0x0110), each other text as "key:json" from Make (0x010F) down, as many
+    as there are text tags (the rest left out with a warning, where ComfyUI's saver fails)."""
     from PIL import Image
 
     exif = Image.Exif()
     if "prompt" in texts:
         exif[0x0110] = "prompt:" + texts["prompt"]
-    for tag, key in enumerate(k for k in texts if k != "prompt"):
+    others = [k for k in texts if k != "prompt"]
+    for tag, key in enumerate(others[:EXIF_TEXT_TAGS]):
         exif[0x010F - tag] = f"{key}:{texts[key]}"
+    if len(others) > EXIF_TEXT_TAGS:
+        warn(f"only {EXIF_TEXT_TAGS} texts besides the prompt fit the picture's EXIF text tags; left out: "
+             f"{', '.join(others[EXIF_TEXT_TAGS:])}")
     return exif
 
 
@@ -203,11 +211,17 @@ def _save_new(picture: Image.Image, folder, stem: str, counter: int, suffix: str
     return _write_new(lambda path: picture.save(path, format=image_format, **options), folder, stem, counter, suffix)
 
 
+def _temporary(folder, name: str):
+    """A unique hidden temporary path in folder for writing `name`: its start cut to 64 bytes (a
+    name of 255 bytes, the most a file system takes, must leave room for the rest)."""
+    return folder / f".{name.encode()[:64].decode(errors='ignore')}.{uuid.uuid4().hex}.tmp"
+
+
 def _write_new(write, folder, stem: str, counter: int, suffix: str) -> tuple[str, int]:
     """`write(path)` a file as the first free `stem_NNNNN<suffix>` from `counter` on; (name, number).
     The file is written under a temporary name and then linked to its own: a process killed
     mid-write leaves no half file under a real name, and two runs saving at once never take one name."""
-    temporary = folder / f".{stem[:64]}.{uuid.uuid4().hex}.tmp"
+    temporary = _temporary(folder, stem)
     try:
         write(temporary)
         while not _claim(temporary, folder / f"{stem}_{counter:05d}{suffix}"):
@@ -222,7 +236,7 @@ def _write_at(write, path, overwrite: bool = False) -> bool:
     linked to its own); a name already taken (by a file, or a link of any kind: never followed) is
     kept and False returned, unless `overwrite`, which replaces the entry itself (a link, not where
     it leads)."""
-    temporary = path.parent / f".{path.name[:64]}.{uuid.uuid4().hex}.tmp"
+    temporary = _temporary(path.parent, path.name)
     try:
         write(temporary)
         if overwrite:

@@ -86,7 +86,9 @@ class MxStop(Node):
     resumes it; a changed input before it stops the run again, and so does a rerun after the
     cache has dropped Stop's output. On a list, Stop passes every item on, then ends the run
     (in ComfyUI, which checks for an interrupt before each item, the pack's Stop ends the run
-    at the list's second item, unfinished, every time). Its button itself is the editor's."""
+    at the list's second item, unfinished, every time). Its button itself is the editor's. Going on
+    needs the cache of the process that stopped: `graphflow run` starts each time with an empty
+    cache, and sweeps and cluster workers keep caches of their own, so there Stop stops every run."""
     category = "utils/mxToolkit"
     In: ANY
     outputs = {"*": ANY}

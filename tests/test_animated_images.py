@@ -120,3 +120,33 @@ def test_load_image_output_reads_results_and_stays_inside_the_outputs(builtin_re
         with pytest.raises(NodeInputError) as e:
             run_node(builtin_registry.get("LoadImageOutput"), image=name)  # past the editor's choice check
         assert e.value.input == "image" and ("outside" in str(e.value) or "inside" in str(e.value))
+
+
+def test_exif_texts_past_the_text_tags_are_left_out_with_a_warning(tmp_path):
+    # Make (0x010F) down to 0x010B take text; the tags below hold numbers, where Pillow fails
+    from nodes.image import EXIF_TEXT_TAGS, comfy_exif
+
+    events = []
+    ctx = NodeContext("run", "1", "test", events.append, threading.Event(), WORKFLOW)
+    texts = {"prompt": "{}", **{f"k{i}": f'"{i}"' for i in range(EXIF_TEXT_TAGS + 2)}}
+    token = _current.set(ctx)
+    try:
+        exif = comfy_exif(texts)
+    finally:
+        _current.reset(token)
+    path = tmp_path / "x.webp"
+    Image.new("RGB", (4, 4)).save(path, exif=exif)
+    written = Image.open(path).getexif()
+    assert written[0x0110] == "prompt:{}"
+    assert [written[0x010F - i] for i in range(EXIF_TEXT_TAGS)] == [f'k{i}:"{i}"' for i in range(EXIF_TEXT_TAGS)]
+    assert 0x010F - EXIF_TEXT_TAGS not in written
+    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    assert len(warnings) == 1 and "k5, k6" in warnings[0]
+
+
+def test_a_long_non_ascii_name_leaves_room_for_the_temporary_name(tmp_path):
+    from nodes.image import _write_at
+
+    name = "\N{GRINNING FACE}" * 60 + ".png"  # 244 bytes (64 characters): a name the file system takes
+    assert _write_at(lambda path: path.write_bytes(b"x"), tmp_path / name)
+    assert (tmp_path / name).read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [name]

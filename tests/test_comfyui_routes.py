@@ -85,14 +85,16 @@ def test_object_info_matches_comfyui_for_every_aliased_node(builtin_registry):
 
 def test_object_info_of_a_packs_class_lists_its_optional_sockets_and_output_names(builtin_registry):
     # essentials' SimpleMath+: INPUT_TYPES required value, optional a / b / c; RETURN_NAMES none (the
-    # types); masquerade's Get Image Size returns ("width", "height"); ttN int ("int", "float", "text")
+    # types); masquerade's Get Image Size returns ("width", "height"); IPAdapter_plus' IPAdapterAdvanced
+    # and Inspire's RandomNoise have no RETURN_NAMES: ComfyUI names their outputs by type
     ours = object_info(builtin_registry)
     simple = ours["SimpleMath+"]
     assert list(simple["input"]["required"]) == ["value"] and list(simple["input"]["optional"]) == ["a", "b", "c"]
     assert simple["output_name"] == ["INT", "FLOAT"]
     assert ours["Get Image Size"]["output_name"] == ["width", "height"]
-    assert ours["ttN int"]["output"] == ["INT", "FLOAT", "STRING"]
-    assert ours["ttN int"]["output_name"] == ["int", "float", "text"]
+    assert ours["IPAdapterAdvanced"]["output_name"] == ["MODEL"]
+    assert ours["RandomNoise //Inspire"]["output_name"] == ["NOISE"]
+    assert ours["ttN int"]["output_name"][2] == "text"
     # an old input name mapped beside the current one: the current one is listed
     keyframe = ours["TimestepKeyframe"]["input"]
     assert "prev_timestep_kf" in keyframe.get("optional", {}) and "prev_timestep_keyframe" not in keyframe.get("optional", {})

@@ -85,10 +85,11 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
         specs = [specs[i] for i in alias.outputs]
     outputs = [o.type for o in specs]
     # ComfyUI's own output names where its catalogue has the class (GetVideoComponents' "images",
-    # "audio", "fps"); otherwise our outputs' names, which for a pack's class are its RETURN_NAMES
-    # (as export_ui writes them into a UI save's slots)
+    # "audio", "fps"); otherwise our outputs' names where they are a pack's RETURN_NAMES ("width"),
+    # and the type where ours is only the type in lower case (a pack's class without RETURN_NAMES,
+    # which ComfyUI names by its types: IPAdapterAdvanced's "MODEL")
     known = [o["name"] for o in catalogued.get("outputs", [])]
-    names = known if len(known) == len(outputs) else [o.name for o in specs]
+    names = known if len(known) == len(outputs) else [o.type if o.name.upper() == o.type else o.name for o in specs]
     info = {
         "input": {"required": required} | ({"optional": optional} if optional else {}),
         "input_order": {"required": list(required)} | ({"optional": list(optional)} if optional else {}),
