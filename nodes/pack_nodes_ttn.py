@@ -345,8 +345,9 @@ def output_images(images, image_output: str, save_prefix: str, file_type: str = 
     to the outputs folder as save_prefix and shows them; Hide/Save writes without showing; Hide and
     Disabled do neither."""
     if image_output in ("Save", "Hide/Save"):
+        prefix = _save_prefix_checked(save_prefix)  # its NodeInputError passes as it is
         try:
-            target = safe_join(folders.outputs, _save_prefix_checked(save_prefix))
+            target = safe_join(folders.outputs, prefix)
         except ValueError as e:
             raise NodeInputError("save_prefix", str(e)) from None
         written = save_images(images, target.parent, target.name, file_type, embed_workflow=embed_workflow)

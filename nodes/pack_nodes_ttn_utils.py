@@ -306,8 +306,9 @@ class TtnImageOutput(Node):
     def run(self):
         if self.image_output in ("Save", "Hide/Save"):
             folder = output_folder(self.output_path)
+            prefix = _save_prefix_checked(self.save_prefix)  # its NodeInputError passes as it is
             try:
-                target = safe_join(folder, _save_prefix_checked(self.save_prefix))
+                target = safe_join(folder, prefix)
             except ValueError as e:
                 raise NodeInputError("save_prefix", str(e)) from None
             padding = None if self.number_padding in ("None", None) else int(self.number_padding)
@@ -340,8 +341,9 @@ class TtnTextOutput(Node):
     def run(self):
         if self.text_output == "Save":
             folder = output_folder(self.output_path)
+            prefix = _save_prefix_checked(self.save_prefix)  # its NodeInputError passes as it is
             try:
-                target = safe_join(folder, _save_prefix_checked(self.save_prefix))
+                target = safe_join(folder, prefix)
             except ValueError as e:
                 raise NodeInputError("save_prefix", str(e)) from None
             padding = None if self.number_padding in ("None", None) else int(self.number_padding)
