@@ -1,5 +1,6 @@
 """The registry: every node type known to this process, and its machine-readable catalogue."""
 
+import difflib
 import importlib
 import inspect
 import pkgutil
@@ -20,6 +21,7 @@ class Registry:
         self._comfy: dict[str, type[Node]] = {}
         self.problems: list[dict] = []  # load problems (broken plugins, clashes) for the catalogue
         self.plugins: list[dict] = []  # loaded plugins: {name, file, origin, nodes} (graphflow.plugins)
+        self._close: dict[str, list[str]] = {}  # close_types' answers (difflib over every type is ~10 ms)
 
     def add(self, cls: type[Node], source: str = "builtin") -> None:
         if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
@@ -32,6 +34,7 @@ class Registry:
             )
         self._nodes[name] = cls
         self._sources[name] = source
+        self._close.clear()
         for alias in comfy_aliases(cls):
             for class_type in alias.class_types:
                 self._comfy.setdefault(class_type, cls)
@@ -71,6 +74,17 @@ class Registry:
             if cls is not None and comfy_aliases(cls):
                 return None
         return cls
+
+    def close_types(self, name: str) -> list[str]:
+        """Up to three node types named like `name`, for a "did you mean" (remembered per name)."""
+        if len(name) > 200:
+            return []
+        found = self._close.get(name)
+        if found is None:
+            found = difflib.get_close_matches(name, list(self._nodes), n=3)
+            if len(self._close) < 4096:
+                self._close[name] = found
+        return found
 
     def __contains__(self, node_type: str) -> bool:
         return node_type in self._nodes

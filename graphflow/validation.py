@@ -4,7 +4,6 @@ Only the nodes that would run are checked: the output nodes (or the requested on
 their ancestors, as in ComfyUI, so a half-wired node off to the side doesn't block a run.
 """
 
-import difflib
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -89,8 +88,10 @@ def plan_workflow(workflow: Workflow, registry: Registry, outputs: list[str] | N
 
     planned: dict[str, PlannedNode] = {}
     graph = nx.DiGraph()
+    unknown_seen = 0
     for node_id in sorted(needed, key=_natural_key):
-        node = _check_node(node_id, workflow, registry, problems)
+        node = _check_node(node_id, workflow, registry, problems, suggest=unknown_seen < SUGGESTED_TYPES)
+        unknown_seen += entries[node_id].type not in registry
         graph.add_node(node_id)
         if node is not None:
             planned[node_id] = node
@@ -133,21 +134,28 @@ def _natural_key(node_id: str):
     return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
-def unknown_type_problem(node_id: str, node_type: str, registry: Registry) -> Problem:
-    """A node of a type the registry lacks: which pack it comes from, or the names it is close to."""
+SUGGESTED_TYPES = 8  # unknown types of one workflow given a "did you mean" (a hostile graph has thousands)
+
+
+def unknown_type_problem(node_id: str, node_type: str, registry: Registry, suggest: bool = True) -> Problem:
+    """A node of a type the registry lacks: which pack it comes from, or (`suggest`) the names it
+    is close to."""
     from graphflow.comfy_format import unknown_type_hint
 
     why = unknown_type_hint(node_type)
-    close = difflib.get_close_matches(node_type, [c.node_type for c in registry], n=3)
+    if why:
+        return Problem(node_id, node_type, None, f"unknown node type: {why}")
+    close = registry.close_types(node_type) if suggest else []
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return Problem(node_id, node_type, None, f"unknown node type: {why}" if why else f"unknown node type '{node_type}'{hint}")
+    return Problem(node_id, node_type, None, f"unknown node type '{node_type}'{hint}")
 
 
-def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[Problem]) -> PlannedNode | None:
+def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[Problem],
+                suggest: bool = True) -> PlannedNode | None:
     entry = workflow.nodes[node_id]
     cls = registry.get(entry.type)
     if cls is None:
-        problems.append(unknown_type_problem(node_id, entry.type, registry))
+        problems.append(unknown_type_problem(node_id, entry.type, registry, suggest))
         return None
 
     inputs = entry.inputs

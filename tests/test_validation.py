@@ -24,6 +24,18 @@ def test_unknown_node_type_suggests_close_names(toy_registry):
     assert node == "1" and inp is None and "unknown node type 'Numbr'" in msg and "Number" in msg
 
 
+def test_only_the_first_unknown_types_get_suggestions(toy_registry):
+    # difflib over every node type costs ~10 ms a name: a graph of thousands of unknown types must
+    # not hold the validator for minutes
+    from graphflow.validation import SUGGESTED_TYPES
+
+    nodes = {str(i): {"type": "Numbr", "inputs": {}} for i in range(SUGGESTED_TYPES + 3)}
+    problems = validate(parse_workflow({"nodes": nodes}), toy_registry)
+    suggested = ["did you mean Number" in p.message for p in problems]
+    assert suggested == [True] * SUGGESTED_TYPES + [False] * 3
+    assert all(p.message.startswith("unknown node type 'Numbr'") for p in problems)
+
+
 def test_missing_required_input(toy_registry):
     node, inp, msg = only(toy_registry, {"2": {"type": "Show"}})
     assert (node, inp) == ("2", "x") and "missing required input" in msg and "TOY_NUMBER" in msg

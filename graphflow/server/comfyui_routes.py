@@ -10,7 +10,7 @@ from aiohttp import web
 from graphflow.device import memory_stats
 from graphflow.comfy_format import comfy_version, export_api
 from graphflow.folders import COMFY_KINDS, MODEL_KINDS, UnsafePathError, folders
-from graphflow.validation import Problem, output_nodes, unknown_type_problem
+from graphflow.validation import SUGGESTED_TYPES, Problem, output_nodes, unknown_type_problem
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
 from graphflow.server import comfyui_messages, file_routes, system_routes
@@ -88,8 +88,9 @@ async def comfy_prompt(request):
         return _failed("invalid_prompt", problems[0].message, problems)
     # As in ComfyUI, a class it does not know refuses the whole prompt, with the message clients
     # look for to tell a missing custom node (the problems say which pack it comes from).
-    unknown = [unknown_type_problem(node_id, node.type, server.registry)
-               for node_id, node in workflow.nodes.items() if server.registry.get(node.type) is None]
+    unknown = [unknown_type_problem(node_id, node.type, server.registry, suggest=i < SUGGESTED_TYPES)
+               for i, (node_id, node) in enumerate((k, n) for k, n in workflow.nodes.items()
+                                                   if server.registry.get(n.type) is None)]
     if unknown:
         return _failed("invalid_prompt", f"Cannot execute because node {unknown[0].node_type} does not exist.",
                        unknown, details=f"Node ID '#{unknown[0].node_id}'")
