@@ -843,7 +843,8 @@ def test_a_pack_nodes_own_graphflow_name_does_not_claim_another_packs_class(buil
 
     data = json.loads((CORPUS / "txt2img_ui.json").read_text())
     data["nodes"].append({"id": 20, "type": "SimpleMath", "pos": [5, 5], "size": [300, 100], "flags": {},
-                          "order": 9, "mode": 0, "inputs": [], "outputs": [{"name": "INT", "type": "INT", "links": None}],
+                          "order": 9, "mode": 0, "inputs": [],
+                          "outputs": [{"name": "INT", "type": "INT", "links": None}],
                           "properties": {}, "widgets_values": ["a*2", 7]})
     workflow = parse_workflow(data, builtin_registry)
     assert workflow.nodes["20"].type != "SimpleMath"
@@ -859,7 +860,8 @@ def test_an_old_comfyui_input_name_is_read_and_the_current_one_written_back(buil
         assert ComfyAlias(("X",), inputs=inputs).written_names() == {"new": "new"}
     assert ComfyAlias(("X",), inputs={"theirs": "ours"}).written_names() == {"ours": "theirs"}
     graph = {"1": {"class_type": "TimestepKeyframe", "inputs": {"start_percent": 0.2}},
-             "2": {"class_type": "TimestepKeyframe", "inputs": {"start_percent": 0.5, "prev_timestep_keyframe": ["1", 0]}}}
+             "2": {"class_type": "TimestepKeyframe",
+                   "inputs": {"start_percent": 0.5, "prev_timestep_keyframe": ["1", 0]}}}
     workflow = parse_workflow(graph, builtin_registry)
     assert workflow.nodes["2"].inputs["prev_timestep_kf"] == ["1", 0]
     written = export_api(workflow, builtin_registry)["2"]["inputs"]

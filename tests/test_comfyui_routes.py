@@ -97,7 +97,8 @@ def test_object_info_of_a_packs_class_lists_its_optional_sockets_and_output_name
     assert ours["ttN int"]["output_name"][2] == "text"
     # an old input name mapped beside the current one: the current one is listed
     keyframe = ours["TimestepKeyframe"]["input"]
-    assert "prev_timestep_kf" in keyframe.get("optional", {}) and "prev_timestep_keyframe" not in keyframe.get("optional", {})
+    optional = keyframe.get("optional", {})
+    assert "prev_timestep_kf" in optional and "prev_timestep_keyframe" not in optional
 
 
 async def test_object_info_routes(start):

@@ -462,10 +462,11 @@ def window_frames(t: torch.Tensor) -> torch.Tensor:
     """A per-frame batch (hint images, strength masks) for the AnimateDiff context window now running
     (graphflow.sampling.context_windows.control_window), as Advanced-ControlNet indexes one under
     AnimateDiff-Evolved's windows: the window's frames of the hint matched to the whole video's frame
-    count (extend_to: frames past its end take its last one, without making the extended copy). A single frame, or no such window, leaves t as it is (broadcast later). A
-    T2I-Adapter's hint too: the pack's T2IAdapterAdvanced (control.py at 0e70221a05a6) fails on frames
-    past a short hint's end (IndexError) where its ControlNetAdvanced repeats the last frame; the
-    latter is taken as the intent."""
+    count (extend_to: frames past its end take its last one, without making the extended copy). A
+    single frame, or no such window, leaves t as it is (broadcast later). A T2I-Adapter's hint too:
+    the pack's T2IAdapterAdvanced (control.py at 0e70221a05a6) fails on frames past a short hint's
+    end (IndexError) where its ControlNetAdvanced repeats the last frame; the latter is taken as the
+    intent."""
     from graphflow.sampling.context_windows import control_window
 
     window = control_window.get()
