@@ -38,6 +38,18 @@ when memory is needed (least recently kept first), dropped with
 their component's placement (offload, partial load, drop from RAM) and after an out-of-memory
 error, and `drop_patch_cache` ends them all when the run ends, however it ends.
 
+Shared weights: two components whose modules share parameters (a `_shallow` copy in
+graphflow/models/lora.py: FreeU, AnimateDiff's UNet with a motion model, a `patched_copy`) form a
+group. A group's shared tensors are counted once (`used`, `ram_used`, the peak) and move together:
+a member loaded whole joins the members already loaded (only its own tensors move); a member loaded
+in part, or streamed, is the group's only placed member (the others are offloaded first: their
+blocks would otherwise hold the streamed weights); offloading one offloads the group, so no
+member's record says "loaded" while its weights are on the CPU; eviction passes over a group while
+any member is in use (ranked by its most recent use); its members share one run lock (their runs
+take turns, as they patch the same Parameters); a member is never dropped from RAM. Tensors are
+told apart by Parameter object (and a buffer by its module and name), so a shallow-copied root's
+own buffers, copied on the first move, count twice.
+
 RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
 the managed weights; else the system's available memory is asked), the least-recently-used idle
 components that are off the device and have a source (`set_source`: the loaders register one)
@@ -77,6 +89,19 @@ def module_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
+def _tensor_bytes(module: nn.Module, factor: float) -> dict:
+    """Counted bytes of each of the module's tensors, keyed as `Component.tensors` says."""
+    keys = {}
+    for m in module.modules():
+        for p in m._parameters.values():
+            if p is not None:
+                keys[id(p)] = int(p.numel() * p.element_size() * factor)
+        for name, b in m._buffers.items():
+            if b is not None:
+                keys[(id(m), name)] = int(b.numel() * b.element_size() * factor)
+    return keys
+
+
 def _own_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size()
                for t in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
@@ -102,6 +127,9 @@ class Component:
     # Held while it runs or is patched: two runs sharing the weights with different patch sets
     # (server workers) take turns instead of patching under each other.
     run_lock: threading.RLock = field(default_factory=threading.RLock)
+    # counted bytes of each tensor (id of a Parameter, (id of its module, name) for a buffer), taken at
+    # registration: what groups components that share weights and counts the shared ones once
+    tensors: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
@@ -156,6 +184,8 @@ class MemoryManager:
         # (id(parameter), its patches) -> the weight as they make it; least recently kept first
         self.patch_cache: OrderedDict[tuple, _Cached] = OrderedDict()
         self.cache_patches = True  # patch(..., cache=True) may keep patched weights (off: bench, tests)
+        self._groups: dict[int, list[Component]] | None = None  # id(component) -> its group; None: to compute
+        self._unions: dict[tuple, int] = {}  # ids of components -> bytes of their tensors (shared once)
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -191,9 +221,77 @@ class MemoryManager:
         return total - free
 
     def _live_resident_bytes(self) -> int:
-        """Bytes of the live components on the device (a freed module's record is forgotten only at the
-        next register or status: its weights went with it)."""
-        return sum(c.resident_bytes for c in list(self.components.values()) if c.module() is not None)
+        """Bytes of the live components on the device, shared weights once (a freed module's record is
+        forgotten only at the next register or status: its weights went with it)."""
+        return sum(self._union(m for m in group if m.resident_bytes) for group in self._all_groups())
+
+    # -- groups of components sharing weights -------------------------------------------------
+    def _group(self, comp: Component) -> list[Component]:
+        """`comp` and the live components sharing weights with it, directly or through others."""
+        by_component = self._groups  # (another thread may start it anew meanwhile)
+        if by_component is None:
+            live = [c for c in list(self.components.values()) if c.module() is not None]
+            parent = {id(c): c for c in live}
+
+            def root(c):
+                while parent[id(c)] is not c:
+                    c = parent[id(c)]
+                return c
+
+            owner = {}
+            for c in live:
+                for key in c.tensors:
+                    first = owner.setdefault(key, c)
+                    a, b = root(first), root(c)
+                    if a is not b:
+                        parent[id(b)] = a
+            groups: dict[int, list] = {}
+            for c in live:
+                groups.setdefault(id(root(c)), []).append(c)
+            by_component = self._groups = {id(c): group for group in groups.values() for c in group}
+        return [c for c in by_component.get(id(comp), [comp]) if c.module() is not None]
+
+    def _all_groups(self) -> list[list[Component]]:
+        seen, groups = set(), []
+        for c in list(self.components.values()):
+            if c.module() is not None and id(c) not in seen:
+                group = self._group(c)
+                seen.update(id(m) for m in group)
+                groups.append(group)
+        return groups
+
+    def _union(self, members) -> int:
+        """Bytes the members hold on the device, shared tensors once. Several placed members of one
+        group are all loaded whole (one placed in part is its group's only placed member)."""
+        members = list(members)
+        if len(members) <= 1:
+            return sum(c.resident_bytes for c in members)
+        return self._tensors_bytes(members)
+
+    def _tensors_bytes(self, members: list[Component]) -> int:
+        """Bytes of the members' tensors, shared ones once (kept per member set: `used` runs often)."""
+        key = tuple(sorted(id(c) for c in members))
+        nbytes = self._unions.get(key)
+        if nbytes is None:
+            nbytes = self._unions[key] = sum({k: n for c in members for k, n in c.tensors.items()}.values())
+        return nbytes
+
+    def _shared_on_device(self, comp: Component, members: list[Component]) -> int:
+        """Bytes of `comp`'s tensors already on the device through other members loaded whole."""
+        loaded: set = set()
+        for m in members:
+            if m is not comp and m.state == "loaded":
+                loaded.update(m.tensors)
+        return sum(n for key, n in comp.tensors.items() if key in loaded) if loaded else 0
+
+    def _busy(self, group: list[Component]) -> bool:
+        return any(m.in_use for m in group)
+
+    def _offload_group(self, comp: Component) -> None:
+        """`comp` and every member of its group offloaded: their shared weights move together."""
+        for member in self._group(comp):
+            if not member.pinned or member.state not in ("offloaded", "dropped"):
+                self._offload(member)
 
     def free(self) -> int | None:
         cap = self.capacity()
@@ -210,16 +308,24 @@ class MemoryManager:
                 factor = self.virtual_sizes.get(name, size) / max(size, 1)
                 on_device = _device_of(module) == self.device
                 comp = Component(name, kind, weakref.ref(module), int(size * factor),
-                                 blocks=len(_blocks(module)), factor=factor)
-                # The offload device is the device on the CPU: there, only the record moves.
-                if on_device and self.device != self.offload_device:
-                    comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
+                                 blocks=len(_blocks(module)), factor=factor, tensors=_tensor_bytes(module, factor))
                 self.components[id(module)] = comp
+                self._groups, self._unions = None, {}
+                members = [m for m in self._group(comp) if m is not comp]
+                # The offload device is the device on the CPU: there, only the record moves. A module
+                # sharing weights with others is on the device through them, not loaded: `load` places it.
+                if on_device and self.device != self.offload_device and not members:
+                    comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
+                if members:  # one run lock for the group (a running member's, when one runs)
+                    lock = next((m.run_lock for m in members if m.in_use), members[0].run_lock)
+                    for member in (comp, *members):
+                        member.run_lock = lock
             return comp
 
     def _forget_dead(self) -> None:
         for key in [k for k, c in self.components.items() if c.module() is None]:
             del self.components[key]
+            self._groups, self._unions = None, {}
 
     def pin_to_cpu(self, module: nn.Module, kind: str, name: str | None = None) -> Component:
         """Keep a component on the offload device (the CPU) for its whole life: `use` runs it
@@ -229,8 +335,8 @@ class MemoryManager:
         the dtype it is to compute in there."""
         with self._lock:
             comp = self.register(module, kind, name)
-            if comp.state not in ("offloaded", "dropped"):
-                self._offload(comp)
+            if comp.state not in ("offloaded", "dropped") or any(m.resident_bytes for m in self._group(comp)):
+                self._offload_group(comp)  # its weights, shared ones included, on the CPU
             comp.pinned = True
             return comp
 
@@ -258,22 +364,42 @@ class MemoryManager:
             self._read_back(comp, module)
             if comp.state == "loaded" or comp.pinned:  # pinned: runs where it is, on the CPU
                 return comp
+            members = [m for m in self._group(comp) if m is not comp]
+            for other in members:  # a member placed in part streams shared blocks: it leaves first
+                if other.state == "partial" and not other.in_use:
+                    self._offload(other)
             cap = self.capacity()
             if self.vram == "none":
                 target = 0
             elif cap is None:
                 target = comp.size
             else:
-                # Offload least-recently-used others until this one fits or nothing is left to move.
-                need = comp.size - comp.resident_bytes
+                # Offload least-recently-used other groups (none with a member running now, none of this
+                # one's) until this one fits beside its loaded members or nothing is left to move.
+                shared = self._shared_on_device(comp, members)
+                need = comp.size - comp.resident_bytes - shared
                 self._evict(lambda: self.free() >= need * (2 if self.vram == "low" else 1), "device")
-                for other in sorted(self.components.values(), key=lambda c: c.last_used):
+                mine = {id(m) for m in members}
+                groups = [g for g in self._all_groups() if id(comp) not in {id(m) for m in g}]
+                for group in sorted(groups, key=lambda g: max(m.last_used for m in g)):
                     if self.free() >= need * (2 if self.vram == "low" else 1):
                         break
-                    if other is not comp and other.resident_bytes and not other.in_use:  # not one running now
-                        self._offload(other)
-                room = comp.resident_bytes + self.free()
+                    if any(m.resident_bytes for m in group) and not self._busy(group) \
+                            and not mine & {id(m) for m in group}:
+                        self._offload_group(group[0])
+                room = comp.resident_bytes + shared + self.free()
                 target = room // 2 if self.vram == "low" else room
+            if target < comp.size and any(m.resident_bytes for m in members):
+                # In part: the group's only placed member (their blocks would hold its streamed weights),
+                # unless one runs now: then whole beside it, over the budget rather than under its feet.
+                if any(m.in_use and m.resident_bytes for m in members):
+                    target = comp.size
+                else:
+                    for other in members:
+                        self._offload(other)
+                    if cap is not None and self.vram != "none":
+                        room = comp.resident_bytes + self.free()
+                        target = room // 2 if self.vram == "low" else room
             self._place(comp, module, target)
             return comp
 
@@ -336,10 +462,14 @@ class MemoryManager:
         comp.state, comp.resident_bytes, comp.resident_blocks = "offloaded", 0, 0
 
     def offload(self, module: nn.Module) -> None:
+        """The component to CPU RAM with every component sharing weights with it; nothing moves while
+        another of them runs (its weights stay where its run has them)."""
         with self._lock:
             comp = self.components.get(id(module))
             if comp is not None and comp.module() is module:
-                self._offload(comp)
+                if any(m.in_use for m in self._group(comp) if m is not comp):
+                    return
+                self._offload_group(comp)
 
     def offload_all(self) -> None:
         """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
@@ -654,11 +784,19 @@ class MemoryManager:
 
     def ram_used(self) -> int:
         """Bytes of managed weights in RAM: every component's part that is not on the device
-        (all of it when the device is the CPU) plus the originals of patched weights."""
+        (all of it when the device is the CPU; weights shared by components once) plus the originals
+        of patched weights."""
         on_cpu = self.device == self.offload_device
-        return sum(c.size - (0 if on_cpu else c.resident_bytes) for c in self.components.values()
-                   if c.state != "dropped" and c.module() is not None) + self.backup_bytes() \
-            + self.cache_bytes(None if on_cpu else False)
+        weights = 0
+        for group in self._all_groups():
+            held = [c for c in group if c.state != "dropped"]
+            if len(held) == 1:
+                weights += held[0].size
+            elif held:
+                weights += self._tensors_bytes(held)
+            if not on_cpu:
+                weights -= self._union(c for c in held if c.resident_bytes)
+        return weights + self.backup_bytes() + self.cache_bytes(None if on_cpu else False)
 
     def ram_fits(self, nbytes: int) -> bool:
         return not self._ram_short(nbytes)

@@ -1,0 +1,180 @@
+"""Components whose modules share weights (a `_shallow` copy, a `patched_copy`, AnimateDiff's UNet
+with a motion model) are one group to the memory manager: their shared tensors are counted once,
+offloading one offloads the others' records too (the next run loads them again), a member placed in
+part is its group's only placed member, and eviction passes over a group while a member runs.
+
+The compute device is "cpu:0" (a device apart from the offload device, as a GPU is), so the placement
+is the manager's record: the device mismatch a stale record caused on a GPU cannot happen here, the
+tests check the records and the moves the manager makes instead."""
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from graphflow import memory
+from graphflow.device import compute_device
+from graphflow.models.lora import _shallow, patched_copy
+
+GiB = memory.GiB
+
+
+@pytest.fixture
+def cpu0_device():
+    saved = os.environ.get("GRAPHFLOW_DEVICE")
+    os.environ["GRAPHFLOW_DEVICE"] = "cpu:0"
+    compute_device.cache_clear()
+    yield
+    if saved is None:
+        del os.environ["GRAPHFLOW_DEVICE"]
+    else:
+        os.environ["GRAPHFLOW_DEVICE"] = saved
+    compute_device.cache_clear()
+
+
+def budget(monkeypatch, nbytes):
+    monkeypatch.setenv("GRAPHFLOW_VRAM_BUDGET_GB", repr(nbytes / GiB))
+
+
+def net(width=64, depth=4):
+    torch.manual_seed(0)
+    return nn.Sequential(*(nn.Linear(width, width) for _ in range(depth)))
+
+
+def loads(manager, name):
+    return [e["action"] for e in manager.events if e.get("component") == name]
+
+
+def test_two_modules_sharing_weights_are_counted_once(fresh_manager, cpu0_device):
+    base = net()
+    copy = _shallow(base)
+    size = memory.module_bytes(base)
+    a = fresh_manager.load(base, "diffusion_model", "base")
+    b = fresh_manager.load(copy, "diffusion_model", "copy")
+    assert a.state == b.state == "loaded"
+    assert fresh_manager.used() == size  # not twice
+    assert fresh_manager.peak == size
+    assert a.run_lock is b.run_lock  # their runs take turns: they patch the same Parameters
+    vae = net(32)
+    other = fresh_manager.load(vae, "vae", "other")
+    assert fresh_manager.used() == size + other.size
+
+
+def test_a_partial_copy_counts_its_own_tensors_beside_the_shared_ones(fresh_manager, cpu0_device):
+    base = net()
+    copy = patched_copy(base, {"0.weight": torch.zeros(64, 64)})  # one weight its own, the rest shared
+    fresh_manager.load(base, "diffusion_model", "base")
+    fresh_manager.load(copy, "diffusion_model", "copy")
+    assert fresh_manager.used() == memory.module_bytes(base) + 64 * 64 * 4
+
+
+def test_ram_counts_shared_weights_once(fresh_manager):
+    base = net()  # the device is the CPU here: everything is RAM
+    copy = _shallow(base)
+    fresh_manager.register(base, "diffusion_model", "base")
+    fresh_manager.register(copy, "diffusion_model", "copy")
+    assert fresh_manager.ram_used() == memory.module_bytes(base)
+
+
+def test_offloading_one_offloads_the_other_and_the_next_run_reloads_it(fresh_manager, cpu0_device):
+    base = net()
+    copy = _shallow(base)
+    outputs = []
+    fresh_manager.load(base, "diffusion_model", "base")
+    b = fresh_manager.load(copy, "diffusion_model", "copy")
+    fresh_manager.offload(base)
+    assert b.state == "offloaded" and b.resident_bytes == 0  # its weights went with the base's
+    assert fresh_manager.used() == 0
+    fresh_manager.events.clear()
+    x = torch.randn(2, 64)
+    with memory.use(copy, "diffusion_model", "copy") as comp:  # not skipped as "loaded"
+        assert comp.state == "loaded"
+        outputs.append(copy(x))
+    assert loads(fresh_manager, "copy") == ["load"]
+    assert torch.equal(outputs[0], base(x))
+
+
+def test_a_copy_made_while_its_original_is_loaded_is_not_taken_as_loaded(fresh_manager, cpu0_device, monkeypatch):
+    """The record of a new copy said "loaded" when its first weight was on the device (through the
+    original): its own tensors were never moved, and it was counted twice. On "cpu:0" no tensor is on
+    the device, so where the first weight is is taken from the manager's record here."""
+    base = net()
+    fresh_manager.load(base, "diffusion_model", "base")
+    monkeypatch.setattr(memory, "_device_of", lambda module: fresh_manager.device)
+    # a copy with a weight of its own made on the device (as a GPU's patched copy would be)
+    copy = patched_copy(base, {"3.bias": torch.ones(64, device=fresh_manager.device)})
+    comp = fresh_manager.register(copy, "diffusion_model", "copy")
+    assert comp.state == "offloaded" and fresh_manager.used() == memory.module_bytes(base)
+
+
+def test_a_member_placed_in_part_is_alone_in_its_group(fresh_manager, cpu0_device, monkeypatch):
+    base = net(depth=8)
+    copy = _shallow(base)
+    size = memory.module_bytes(base)
+    a = fresh_manager.load(base, "diffusion_model", "base")
+    fresh_manager.load(copy, "diffusion_model", "copy")
+    budget(monkeypatch, size // 2)
+    fresh_manager.offload_all()
+    a = fresh_manager.load(base, "diffusion_model", "base")
+    assert a.state == "partial" and a.hooks
+    b = fresh_manager.load(copy, "diffusion_model", "copy")
+    assert b.state == "partial"
+    assert a.state == "offloaded" and not a.hooks  # its streaming hooks would move the shared blocks
+    assert fresh_manager.used() == b.resident_bytes <= size // 2
+    x = torch.randn(2, 64)
+    assert torch.equal(copy(x), base(x)) and fresh_manager.streaming == 0
+
+
+def test_eviction_passes_over_a_group_while_a_member_runs(fresh_manager, cpu0_device, monkeypatch):
+    base = net()
+    copy = _shallow(base)
+    other = net(depth=2)
+    size, other_size = memory.module_bytes(base), memory.module_bytes(other)
+    budget(monkeypatch, size + other_size // 2)
+    fresh_manager.load(base, "diffusion_model", "base")  # loaded, idle
+    with memory.use(copy, "diffusion_model", "copy"):  # runs: the group holds the shared weights
+        c = fresh_manager.load(other, "control", "other")
+        # before: the idle base was offloaded for the room, its shared weights leaving under the running copy
+        assert fresh_manager.components[id(base)].state == "loaded"
+        assert fresh_manager.components[id(copy)].state == "loaded"
+        assert c.state == "partial"
+        fresh_manager.offload(base)  # nothing moves while its group-mate runs
+        assert fresh_manager.components[id(copy)].state == "loaded"
+    c = fresh_manager.load(other, "control", "other")  # now the group may go
+    assert c.state == "loaded"
+    assert fresh_manager.components[id(base)].state == fresh_manager.components[id(copy)].state == "offloaded"
+
+
+def test_two_animatediff_models_on_one_unet(fresh_manager, cpu0_device, monkeypatch, tmp_path):
+    """The reviewer's case: two evolved MODELs from one checkpoint (shallow copies of its UNet) sampled in
+    turn count the UNet once; offloading one leaves the other offloaded too and its next run loads it."""
+    from graphflow.models import animatediff as ad
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.sampling.pipeline import sample
+    from graphflow.testing import motion_module_state, unet_config, write_checkpoint
+    from nodes.animatediff import evolved_model
+
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    mm = ad.load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=6))
+    mods = [(mm, ad.MotionSettings(), (0.0, 1.0))]
+    video = evolved_model(ckpt.model, "autoselect", mods)
+    other = evolved_model(ckpt.model, "use existing", mods)
+    cond, _ = ckpt.clip.encode("a cat")
+    uncond, _ = ckpt.clip.encode("")
+
+    def run(model):
+        return sample(model, 4, 1, 4.0, "euler", "normal", [(cond, {})], [(uncond, {})],
+                      {"samples": torch.zeros(4, 4, 8, 8)})["samples"]
+
+    budget(monkeypatch, 10 * GiB)
+    want = {id(m): run(m) for m in (video, other)}
+    unets = [fresh_manager.components[id(m.unet)] for m in (video, other)]
+    assert [c.state for c in unets] == ["loaded", "loaded"]
+    motion = sum(c.resident_bytes for c in fresh_manager.components.values() if c.kind == "motion_model")
+    assert fresh_manager.used() == memory.module_bytes(ckpt.model.unet) + motion  # the UNet once
+    fresh_manager.offload(video.unet)
+    assert [c.state for c in unets] == ["offloaded", "offloaded"]
+    fresh_manager.events.clear()
+    assert torch.equal(run(other), want[id(other)])
+    assert [e["action"] for e in fresh_manager.events if e.get("kind") == "diffusion_model"] == ["load"]
