@@ -379,13 +379,11 @@ class MemoryManager:
                 shared = self._shared_on_device(comp, members)
                 need = comp.size - comp.resident_bytes - shared
                 self._evict(lambda: self.free() >= need * (2 if self.vram == "low" else 1), "device")
-                mine = {id(m) for m in members}
-                groups = [g for g in self._all_groups() if id(comp) not in {id(m) for m in g}]
+                groups = [g for g in self._all_groups() if all(m is not comp for m in g)]
                 for group in sorted(groups, key=lambda g: max(m.last_used for m in g)):
                     if self.free() >= need * (2 if self.vram == "low" else 1):
                         break
-                    if any(m.resident_bytes for m in group) and not self._busy(group) \
-                            and not mine & {id(m) for m in group}:
+                    if any(m.resident_bytes for m in group) and not self._busy(group):
                         self._offload_group(group[0])
                 room = comp.resident_bytes + shared + self.free()
                 target = room // 2 if self.vram == "low" else room

@@ -8,6 +8,7 @@ is the manager's record: the device mismatch a stale record caused on a GPU cann
 tests check the records and the moves the manager makes instead."""
 
 import os
+import threading
 
 import pytest
 import torch
@@ -178,3 +179,14 @@ def test_two_animatediff_models_on_one_unet(fresh_manager, cpu0_device, monkeypa
     fresh_manager.events.clear()
     assert torch.equal(run(other), want[id(other)])
     assert [e["action"] for e in fresh_manager.events if e.get("kind") == "diffusion_model"] == ["load"]
+
+    # two runs at once (server workers): the UNets' one run lock makes them take turns, taken in one
+    # order with the motion model's, so neither waits for the other for ever and both get their own output
+    got = {}
+    threads = [threading.Thread(target=lambda m=m: got.__setitem__(id(m), run(m))) for m in (video, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert all(torch.equal(got[key], want[key]) for key in want)
