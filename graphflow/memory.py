@@ -43,10 +43,14 @@ graphflow/models/lora.py: FreeU, AnimateDiff's UNet with a motion model, a `patc
 group. A group's shared tensors are counted once (`used`, `ram_used`, the peak) and move together:
 a member loaded whole joins the members already loaded (only its own tensors move); a member loaded
 in part, or streamed, is the group's only placed member (the others are offloaded first: their
-blocks would otherwise hold the streamed weights); offloading one offloads the group, so no
-member's record says "loaded" while its weights are on the CPU; eviction passes over a group while
-any member is in use (ranked by its most recent use); its members share one run lock (their runs
-take turns, as they patch the same Parameters); a member is never dropped from RAM. Tensors are
+blocks would otherwise hold the streamed weights), except while a member with placed weights runs:
+nothing moves under a run, so the new member is loaded whole beside it, and a running member placed
+in part is made whole too (over the budget, with an `over_budget` event); offloading one offloads the
+group, so no member's record says "loaded" while its weights are on the CPU; eviction passes over a
+group while any member is in use (ranked by its most recent use); its members share one run lock
+(`RunLock`: their runs take turns, as they patch the same Parameters); a member is never dropped from
+RAM. A group with a pinned member is pinned: every member runs on the CPU (a member running when
+another is pinned keeps its weights until its run ends). Tensors are
 told apart by Parameter object (and a buffer by its module and name), so a shallow-copied root's
 own buffers, copied on the first move, count twice.
 
@@ -107,6 +111,87 @@ def _own_bytes(module: nn.Module) -> int:
                for t in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
 
 
+class RunLock:
+    """A group's run lock (components sharing weights: their runs take turns, as they patch the same
+    Parameters), reached through a holder each member points to. Groups joining (a component sharing
+    weights with two of them) join their holders: one is pointed at the other, whose locks become the
+    union of both, so a lock a run holds is never replaced. A run (`with holder:`) takes every lock of
+    its holder's union, in one order (by id); inside a run (this thread already holds one of them: the
+    pipeline's gathered locks, then `use`) it takes again only those it holds, so two runs that were
+    both going when their groups joined go on without waiting for each other, while a new run waits for
+    both. Holders are never split (a bridge freed later leaves its groups taking turns)."""
+
+    _links = threading.Lock()  # guards every holder's link and union
+    _local = threading.local()  # per thread: times each lock is held, and what each `acquire` took
+
+    def __init__(self):
+        self._into: RunLock | None = None
+        self._locks = [threading.RLock()]
+
+    def _root(self) -> "RunLock":
+        holder = self
+        while holder._into is not None:
+            holder = holder._into
+        return holder
+
+    def locks(self) -> list:
+        with RunLock._links:
+            return list(self._root()._locks)
+
+    def join(self, other: "RunLock") -> None:
+        """One lock for both holders' groups from now on (the union of their locks)."""
+        with RunLock._links:
+            mine, theirs = self._root(), other._root()
+            if mine is not theirs:
+                theirs._into = mine
+                mine._locks = sorted({id(lk): lk for lk in (*mine._locks, *theirs._locks)}.values(), key=id)
+
+    @staticmethod
+    def acquire_all(holders) -> None:
+        """The locks of every holder, in one order: each whole for a new run, only those this thread
+        holds inside a run (see the class docstring)."""
+        local = RunLock._local
+        held = local.__dict__.setdefault("held", {})
+        locks = sorted({id(lk): lk for h in holders for lk in h.locks()}.values(), key=id)
+        if any(held.get(id(lk)) for lk in locks):
+            locks = [lk for lk in locks if held.get(id(lk))]
+        for lk in locks:
+            lk.acquire()
+            held[id(lk)] = held.get(id(lk), 0) + 1
+        local.__dict__.setdefault("taken", []).append(locks)
+
+    @staticmethod
+    def release_last() -> None:
+        local = RunLock._local
+        for lk in reversed(local.taken.pop()):
+            local.held[id(lk)] -= 1
+            lk.release()
+
+    def acquire(self) -> None:
+        RunLock.acquire_all((self,))
+
+    def release(self) -> None:
+        RunLock.release_last()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+@contextlib.contextmanager
+def run_locks(holders):
+    """The run locks of several components (a sampling run's parts) taken together, in one order."""
+    RunLock.acquire_all(list(holders))
+    try:
+        yield
+    finally:
+        RunLock.release_last()
+
+
 @dataclass
 class Component:
     name: str
@@ -125,8 +210,8 @@ class Component:
     pinned: bool = False  # kept on the offload device (the CPU) and run there, never loaded
     dropped: list = field(default_factory=list)  # (module, name, Parameter) while dropped
     # Held while it runs or is patched: two runs sharing the weights with different patch sets
-    # (server workers) take turns instead of patching under each other.
-    run_lock: threading.RLock = field(default_factory=threading.RLock)
+    # (server workers) take turns instead of patching under each other. Shared by its group (RunLock).
+    run_lock: RunLock = field(default_factory=RunLock)
     # counted bytes of each tensor (id of a Parameter, (id of its module, name) for a buffer), taken at
     # registration: what groups components that share weights and counts the shared ones once
     tensors: dict = field(default_factory=dict, repr=False)
@@ -316,10 +401,8 @@ class MemoryManager:
                 # sharing weights with others is on the device through them, not loaded: `load` places it.
                 if on_device and self.device != self.offload_device and not members:
                     comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
-                if members:  # one run lock for the group (a running member's, when one runs)
-                    lock = next((m.run_lock for m in members if m.in_use), members[0].run_lock)
-                    for member in (comp, *members):
-                        member.run_lock = lock
+                for member in members:  # one run lock for the group: holders joined, no held lock replaced
+                    member.run_lock.join(comp.run_lock)
             return comp
 
     def _forget_dead(self) -> None:
@@ -335,10 +418,17 @@ class MemoryManager:
         the dtype it is to compute in there."""
         with self._lock:
             comp = self.register(module, kind, name)
-            if comp.state not in ("offloaded", "dropped") or any(m.resident_bytes for m in self._group(comp)):
-                self._offload_group(comp)  # its weights, shared ones included, on the CPU
             comp.pinned = True
+            self._settle_pinned(comp)  # its weights, shared ones included, on the CPU (once none runs)
             return comp
+
+    def _settle_pinned(self, comp: Component) -> None:
+        """A group with a pinned member is pinned (runs on the CPU): its placed weights are offloaded,
+        unless a member runs now (then when its run ends: its weights stay where its run has them)."""
+        group = self._group(comp)
+        if any(m.pinned for m in group) and not self._busy(group) \
+                and any(m.resident_bytes or m.state not in ("offloaded", "dropped") for m in group):
+            self._offload_group(comp)
 
     def is_pinned(self, module: nn.Module) -> bool:
         comp = self.components.get(id(module))
@@ -362,9 +452,12 @@ class MemoryManager:
             comp.last_used = time.monotonic()
             self._make_ram_room(comp.size if comp.state == "dropped" else 0, comp)
             self._read_back(comp, module)
-            if comp.state == "loaded" or comp.pinned:  # pinned: runs where it is, on the CPU
-                return comp
             members = [m for m in self._group(comp) if m is not comp]
+            if comp.pinned or any(m.pinned for m in members):  # pinned (its group): runs on the CPU
+                self._settle_pinned(comp)
+                return comp
+            if comp.state == "loaded":
+                return comp
             for other in members:  # a member placed in part streams shared blocks: it leaves first
                 if other.state == "partial" and not other.in_use:
                     self._offload(other)
@@ -387,17 +480,27 @@ class MemoryManager:
                         self._offload_group(group[0])
                 room = comp.resident_bytes + shared + self.free()
                 target = room // 2 if self.vram == "low" else room
+            running = [m for m in members if m.in_use and m.resident_bytes]
+            if target < comp.size and running:
+                # A member runs with weights placed: nothing moves under its run, so this one is loaded
+                # whole beside it, and a running member placed in part is made whole too (its streaming
+                # hooks, on the blocks both share, would move the shared weights out under this one):
+                # over the budget, said by an `over_budget` event, rather than records that lie.
+                self._place(comp, module, comp.size)
+                for other in running:
+                    if other.state == "partial" and other.module() is not None:
+                        self._place(other, other.module(), other.size)
+                self.events.append({"action": "over_budget", "component": comp.name, "kind": comp.kind,
+                                    "bytes": self.used(), "capacity": cap})
+                return comp
             if target < comp.size and any(m.resident_bytes for m in members):
-                # In part: the group's only placed member (their blocks would hold its streamed weights),
-                # unless one runs now: then whole beside it, over the budget rather than under its feet.
-                if any(m.in_use and m.resident_bytes for m in members):
-                    target = comp.size
-                else:
-                    for other in members:
+                # In part: the group's only placed member (their blocks would hold its streamed weights)
+                for other in members:
+                    if not other.in_use:
                         self._offload(other)
-                    if cap is not None and self.vram != "none":
-                        room = comp.resident_bytes + self.free()
-                        target = room // 2 if self.vram == "low" else room
+                if cap is not None and self.vram != "none":
+                    room = comp.resident_bytes + self.free()
+                    target = room // 2 if self.vram == "low" else room
             self._place(comp, module, target)
             return comp
 
@@ -837,6 +940,8 @@ class _Use:
             self.comp.in_use -= 1
             if self.kind in TRANSIENT:
                 self.manager.offload(self.module)
+            with self.manager._lock:  # a member pinned while this one ran: the group's weights go now
+                self.manager._settle_pinned(self.comp)
         finally:
             self.lock.release()
         return False

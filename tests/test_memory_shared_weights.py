@@ -56,7 +56,7 @@ def test_two_modules_sharing_weights_are_counted_once(fresh_manager, cpu0_device
     assert a.state == b.state == "loaded"
     assert fresh_manager.used() == size  # not twice
     assert fresh_manager.peak == size
-    assert a.run_lock is b.run_lock  # their runs take turns: they patch the same Parameters
+    assert a.run_lock.locks() == b.run_lock.locks()  # their runs take turns: they patch the same Parameters
     vae = net(32)
     other = fresh_manager.load(vae, "vae", "other")
     assert fresh_manager.used() == size + other.size
@@ -190,3 +190,109 @@ def test_two_animatediff_models_on_one_unet(fresh_manager, cpu0_device, monkeypa
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
     assert all(torch.equal(got[key], want[key]) for key in want)
+
+
+class _Both(nn.Module):
+    """A component sharing weights with two others (AnimateDiff's UNet copy holding a motion model)."""
+
+    def __init__(self, unet, motion):
+        super().__init__()
+        self.unet, self.motion = _shallow(unet), motion
+
+
+def _running(manager, module, name, started, finish):
+    def run():
+        with manager.use(module, "diffusion_model", name):
+            started.set()
+            finish.wait(10)
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(10)
+    return thread
+
+
+@pytest.mark.parametrize("m_ends_first", [True, False])
+def test_groups_joining_keep_the_locks_runs_hold(fresh_manager, cpu0_device, m_ends_first):
+    """The reviewer's interleaving: A and M run (two groups), X joins them; the joined group's lock was
+    M's or A's alone, so a run of X went on while the other's run still held its old lock."""
+    unet, motion = net(), net(depth=2)
+    events = {k: threading.Event() for k in ("a_started", "a_finish", "m_started", "m_finish")}
+    run_m = _running(fresh_manager, motion, "M", events["m_started"], events["m_finish"])
+    run_a = _running(fresh_manager, unet, "A", events["a_started"], events["a_finish"])
+    both = _Both(unet, motion)
+    fresh_manager.register(both, "diffusion_model", "X")
+    first, second = ("m", "a") if m_ends_first else ("a", "m")
+    events[f"{first}_finish"].set()
+    (run_m if m_ends_first else run_a).join(10)
+    x_ran = threading.Event()
+
+    def run_x():
+        with fresh_manager.use(both, "diffusion_model", "X"):
+            x_ran.set()
+    thread = threading.Thread(target=run_x)
+    thread.start()
+    assert not x_ran.wait(0.5)  # the other group's run still goes on: X waits for it
+    events[f"{second}_finish"].set()
+    assert x_ran.wait(10)  # and runs when it ends (no deadlock)
+    for t in (thread, run_m, run_a):
+        t.join(10)
+        assert not t.is_alive()
+
+
+def test_runs_going_when_their_groups_join_go_on(fresh_manager, cpu0_device):
+    """A run that started before the join takes its own lock again inside it (use() after the
+    pipeline's gathered locks) without waiting for the other group's run."""
+    unet, motion = net(), net(depth=2)
+    started, finish = threading.Event(), threading.Event()
+    run_m = _running(fresh_manager, motion, "M", started, finish)
+    lock = fresh_manager.register(unet, "diffusion_model", "A").run_lock
+    done = threading.Event()
+
+    def run_a():
+        with memory.run_locks([lock]):
+            fresh_manager.register(_Both(unet, motion), "diffusion_model", "X")  # the groups join
+            with fresh_manager.use(unet, "diffusion_model", "A"):
+                done.set()
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    assert done.wait(10)
+    finish.set()
+    for t in (thread, run_m):
+        t.join(10)
+        assert not t.is_alive()
+
+
+def test_pin_to_cpu_leaves_a_running_member_where_it_is(fresh_manager, cpu0_device):
+    a = net()
+    b = _shallow(a)
+    with memory.use(a, "diffusion_model", "a") as comp:
+        pinned = fresh_manager.pin_to_cpu(b, "text_encoder", "b")
+        assert pinned.pinned and comp.state == "loaded" and comp.resident_bytes  # not moved under its run
+        assert loads(fresh_manager, "a") == ["load"]
+    assert comp.state == "offloaded" and fresh_manager.used() == 0  # moved when its run ended
+
+
+def test_a_group_with_a_pinned_member_runs_on_the_cpu(fresh_manager, cpu0_device):
+    a = net()
+    b = _shallow(a)
+    fresh_manager.pin_to_cpu(b, "text_encoder", "b")
+    comp = fresh_manager.load(a, "diffusion_model", "a")
+    assert comp.state == "offloaded" and fresh_manager.used() == 0
+    assert fresh_manager.device_for(a) == torch.device("cpu") == fresh_manager.device_for(b)
+
+
+def test_a_sibling_loaded_while_a_member_placed_in_part_runs(fresh_manager, cpu0_device, monkeypatch):
+    """Loading a sibling whole over the budget left the running member's record "partial" with its
+    streaming hooks on the shared blocks (they moved the sibling's weights out), and said nothing."""
+    a = net()
+    size = memory.module_bytes(a)
+    budget(monkeypatch, size * 0.6)
+    c = _shallow(a)
+    with memory.use(a, "diffusion_model", "a") as comp:
+        assert comp.state == "partial"
+        sibling = fresh_manager.load(c, "diffusion_model", "c")
+        assert sibling.state == comp.state == "loaded" and not comp.hooks
+        assert fresh_manager.used() == size > fresh_manager.capacity()
+        assert [e for e in fresh_manager.events if e["action"] == "over_budget"][-1]["component"] == "c"
+        x = torch.randn(2, 64)
+        assert torch.equal(c(x), a(x))
