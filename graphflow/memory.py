@@ -493,7 +493,7 @@ class MemoryManager:
                 self.events.append({"action": "over_budget", "component": comp.name, "kind": comp.kind,
                                     "bytes": self.used(), "capacity": cap})
                 return comp
-            if target < comp.size and any(m.resident_bytes for m in members):
+            if target < comp.size and any(m.state in ("loaded", "partial") for m in members):
                 # In part: the group's only placed member (their blocks would hold its streamed weights)
                 for other in members:
                     if not other.in_use:
