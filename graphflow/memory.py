@@ -52,7 +52,7 @@ group while any member is in use (ranked by its most recent use); its members sh
 RAM. A group with a pinned member is pinned: every member runs on the CPU (a member running when
 another is pinned keeps its weights until its run ends). Tensors are
 told apart by Parameter object (and a buffer by its module and name), so a shallow-copied root's
-own buffers, copied on the first move, count twice.
+buffers (those of each shallow-copied module, root or not) count twice.
 
 RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
 the managed weights; else the system's available memory is asked), the least-recently-used idle
@@ -94,7 +94,10 @@ def module_bytes(module: nn.Module) -> int:
 
 
 def _tensor_bytes(module: nn.Module, factor: float) -> dict:
-    """Counted bytes of each of the module's tensors, keyed as `Component.tensors` says."""
+    """Counted bytes of each of the module's tensors, keyed as `Component.tensors` says. A buffer's
+    key is its module's id and name: a `_shallow` copy of any module (the root, or one on the way to
+    a copied one: `copied_modules`) has its own buffer dict, so its buffers, the same tensors as the
+    original's, are counted twice in a group (conservative: more room asked, never less)."""
     keys = {}
     for m in module.modules():
         for p in m._parameters.values():
@@ -213,7 +216,12 @@ class Component:
     # (server workers) take turns instead of patching under each other. Shared by its group (RunLock).
     run_lock: RunLock = field(default_factory=RunLock)
     # counted bytes of each tensor (id of a Parameter, (id of its module, name) for a buffer), taken at
-    # registration: what groups components that share weights and counts the shared ones once
+    # registration: what groups components that share weights and counts the shared ones once. Ids, not
+    # the tensors (no reference kept): safe because a record lives only while its module does (a dead
+    # one is forgotten, groups and unions computed again, before an id could be reused by a new object),
+    # and a Parameter keeps its id when its data moves between devices or is patched (`param.data = ...`);
+    # _drop's meta stand-ins keep the real Parameters alive in `dropped`. A Parameter object replaced in
+    # a registered module by other code would leave a stale key (its id free for reuse): none does.
     tensors: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
