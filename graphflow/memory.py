@@ -50,9 +50,9 @@ group, so no member's record says "loaded" while its weights are on the CPU; evi
 group while any member is in use (ranked by its most recent use); its members share one run lock
 (`RunLock`: their runs take turns, as they patch the same Parameters); a member is never dropped from
 RAM. A group with a pinned member is pinned: every member runs on the CPU (a member running when
-another is pinned keeps its weights until its run ends). Tensors are
-told apart by Parameter object (and a buffer by its module and name), so a shallow-copied root's
-buffers (those of each shallow-copied module, root or not) count twice.
+another is pinned keeps its weights until its run ends). Tensors are told apart by Parameter object
+(and a buffer by its module and name), so the buffers of each shallow-copied module (the root, or one
+on the way to a copied one) count twice.
 
 RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
 the managed weights; else the system's available memory is asked), the least-recently-used idle
