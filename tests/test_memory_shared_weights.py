@@ -183,14 +183,37 @@ def test_two_animatediff_models_on_one_unet(fresh_manager, cpu0_device, monkeypa
     assert torch.equal(run(other), want[id(other)])
     assert [e["action"] for e in fresh_manager.events if e.get("kind") == "diffusion_model"] == ["load"]
 
-    # two runs at once (server workers): the UNets' one run lock makes them take turns, taken in one
-    # order with the motion model's, so neither waits for the other for ever and both get their own output
+    # two runs at once (server workers) of MODELs with different LoRA-like patches on the one UNet: the
+    # group's run lock makes them take turns (running together, each would patch the weights under the
+    # other), taken in one order with the motion model's, so neither waits for the other for ever
+    name = next(n for n, _ in video.unet.named_parameters())
+    patched = [m.with_patches(m.patches + (memory.WeightPatch(name, lambda w, f=f: w * f),))
+               for m, f in ((video, 1.5), (other, 0.5))]
+    want = {id(m): run(m) for m in patched}
+    assert not torch.equal(*want.values())
+    inside, release, entered = threading.Event(), threading.Event(), []
+
+    def hold(module, args):  # the first run waits inside the network until the test lets it go
+        entered.append(threading.get_ident())
+        if not inside.is_set():
+            inside.set()
+            release.wait(30)
+    handle = [m for m in video.unet.modules() if m is not video.unet and any(True for _ in m.parameters())][0]
+    handle = handle.register_forward_pre_hook(hold)
     got = {}
-    threads = [threading.Thread(target=lambda m=m: got.__setitem__(id(m), run(m))) for m in (video, other)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    threads = [threading.Thread(target=lambda m=m: got.__setitem__(id(m), run(m))) for m in patched]
+    try:
+        threads[0].start()
+        assert inside.wait(60)
+        first = entered[0]
+        threads[1].start()
+        threads[1].join(timeout=1.0)
+        assert set(entered) == {first}  # the second run waits outside the network
+    finally:
+        release.set()
+        for t in threads:
+            t.join(timeout=120)
+        handle.remove()
     assert not any(t.is_alive() for t in threads)
     assert all(torch.equal(got[key], want[key]) for key in want)
 
