@@ -38,6 +38,22 @@ when memory is needed (least recently kept first), dropped with
 their component's placement (offload, partial load, drop from RAM) and after an out-of-memory
 error, and `drop_patch_cache` ends them all when the run ends, however it ends.
 
+Shared weights: two components whose modules share parameters (a `_shallow` copy in
+graphflow/models/lora.py: FreeU, AnimateDiff's UNet with a motion model, a `patched_copy`) form a
+group. A group's shared tensors are counted once (`used`, `ram_used`, the peak) and move together:
+a member loaded whole joins the members already loaded (only its own tensors move); a member loaded
+in part, or streamed, is the group's only placed member (the others are offloaded first: their
+blocks would otherwise hold the streamed weights), except while a member with placed weights runs:
+nothing moves under a run, so the new member is loaded whole beside it, and a running member placed
+in part is made whole too (over the budget, with an `over_budget` event); offloading one offloads the
+group, so no member's record says "loaded" while its weights are on the CPU; eviction passes over a
+group while any member is in use (ranked by its most recent use); its members share one run lock
+(`RunLock`: their runs take turns, as they patch the same Parameters); a member is never dropped from
+RAM. A group with a pinned member is pinned: every member runs on the CPU (a member running when
+another is pinned keeps its weights until its run ends). Tensors are told apart by Parameter object
+(and a buffer by its module and name), so the buffers of each shallow-copied module (the root, or one
+on the way to a copied one) count twice.
+
 RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
 the managed weights; else the system's available memory is asked), the least-recently-used idle
 components that are off the device and have a source (`set_source`: the loaders register one)
@@ -77,9 +93,106 @@ def module_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
+def _tensor_bytes(module: nn.Module, factor: float) -> dict:
+    """Counted bytes of each of the module's tensors, keyed as `Component.tensors` says. A buffer's
+    key is its module's id and name: a `_shallow` copy of any module (the root, or one on the way to
+    a copied one: `copied_modules`) has its own buffer dict, so its buffers, the same tensors as the
+    original's, are counted twice in a group (conservative: more room asked, never less)."""
+    keys = {}
+    for m in module.modules():
+        for p in m._parameters.values():
+            if p is not None:
+                keys[id(p)] = int(p.numel() * p.element_size() * factor)
+        for name, b in m._buffers.items():
+            if b is not None:
+                keys[(id(m), name)] = int(b.numel() * b.element_size() * factor)
+    return keys
+
+
 def _own_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size()
                for t in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
+
+
+class RunLock:
+    """A group's run lock (components sharing weights: their runs take turns, as they patch the same
+    Parameters), reached through a holder each member points to. Groups joining (a component sharing
+    weights with two of them) join their holders: one is pointed at the other, whose locks become the
+    union of both, so a lock a run holds is never replaced. A run (`with holder:`) takes every lock of
+    its holder's union, in one order (by id); inside a run (this thread already holds one of them: the
+    pipeline's gathered locks, then `use`) it takes again only those it holds, so two runs that were
+    both going when their groups joined go on without waiting for each other, while a new run waits for
+    both. Holders are never split (a bridge freed later leaves its groups taking turns)."""
+
+    _links = threading.Lock()  # guards every holder's link and union
+    _local = threading.local()  # per thread: times each lock is held, and what each `acquire` took
+
+    def __init__(self):
+        self._into: RunLock | None = None
+        self._locks = [threading.RLock()]
+
+    def _root(self) -> "RunLock":
+        holder = self
+        while holder._into is not None:
+            holder = holder._into
+        return holder
+
+    def locks(self) -> list:
+        with RunLock._links:
+            return list(self._root()._locks)
+
+    def join(self, other: "RunLock") -> None:
+        """One lock for both holders' groups from now on (the union of their locks)."""
+        with RunLock._links:
+            mine, theirs = self._root(), other._root()
+            if mine is not theirs:
+                theirs._into = mine
+                mine._locks = sorted({id(lk): lk for lk in (*mine._locks, *theirs._locks)}.values(), key=id)
+
+    @staticmethod
+    def acquire_all(holders) -> None:
+        """The locks of every holder, in one order: each whole for a new run, only those this thread
+        holds inside a run (see the class docstring)."""
+        local = RunLock._local
+        held = local.__dict__.setdefault("held", {})
+        locks = sorted({id(lk): lk for h in holders for lk in h.locks()}.values(), key=id)
+        if any(held.get(id(lk)) for lk in locks):
+            locks = [lk for lk in locks if held.get(id(lk))]
+        for lk in locks:
+            lk.acquire()
+            held[id(lk)] = held.get(id(lk), 0) + 1
+        local.__dict__.setdefault("taken", []).append(locks)
+
+    @staticmethod
+    def release_last() -> None:
+        local = RunLock._local
+        for lk in reversed(local.taken.pop()):
+            local.held[id(lk)] -= 1
+            lk.release()
+
+    def acquire(self) -> None:
+        RunLock.acquire_all((self,))
+
+    def release(self) -> None:
+        RunLock.release_last()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+@contextlib.contextmanager
+def run_locks(holders):
+    """The run locks of several components (a sampling run's parts) taken together, in one order."""
+    RunLock.acquire_all(list(holders))
+    try:
+        yield
+    finally:
+        RunLock.release_last()
 
 
 @dataclass
@@ -100,8 +213,16 @@ class Component:
     pinned: bool = False  # kept on the offload device (the CPU) and run there, never loaded
     dropped: list = field(default_factory=list)  # (module, name, Parameter) while dropped
     # Held while it runs or is patched: two runs sharing the weights with different patch sets
-    # (server workers) take turns instead of patching under each other.
-    run_lock: threading.RLock = field(default_factory=threading.RLock)
+    # (server workers) take turns instead of patching under each other. Shared by its group (RunLock).
+    run_lock: RunLock = field(default_factory=RunLock)
+    # counted bytes of each tensor (id of a Parameter, (id of its module, name) for a buffer), taken at
+    # registration: what groups components that share weights and counts the shared ones once. Ids, not
+    # the tensors (no reference kept): safe because a record lives only while its module does (a dead
+    # one is forgotten, groups and unions computed again, before an id could be reused by a new object),
+    # and a Parameter keeps its id when its data moves between devices or is patched (`param.data = ...`);
+    # _drop's meta stand-ins keep the real Parameters alive in `dropped`. A Parameter object replaced in
+    # a registered module by other code would leave a stale key (its id free for reuse): none does.
+    tensors: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "size": self.size, "state": self.state,
@@ -156,6 +277,8 @@ class MemoryManager:
         # (id(parameter), its patches) -> the weight as they make it; least recently kept first
         self.patch_cache: OrderedDict[tuple, _Cached] = OrderedDict()
         self.cache_patches = True  # patch(..., cache=True) may keep patched weights (off: bench, tests)
+        self._groups: dict[int, list[Component]] | None = None  # id(component) -> its group; None: to compute
+        self._unions: dict[tuple, int] = {}  # ids of components -> bytes of their tensors (shared once)
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -191,9 +314,77 @@ class MemoryManager:
         return total - free
 
     def _live_resident_bytes(self) -> int:
-        """Bytes of the live components on the device (a freed module's record is forgotten only at the
-        next register or status: its weights went with it)."""
-        return sum(c.resident_bytes for c in list(self.components.values()) if c.module() is not None)
+        """Bytes of the live components on the device, shared weights once (a freed module's record is
+        forgotten only at the next register or status: its weights went with it)."""
+        return sum(self._union(m for m in group if m.resident_bytes) for group in self._all_groups())
+
+    # -- groups of components sharing weights -------------------------------------------------
+    def _group(self, comp: Component) -> list[Component]:
+        """`comp` and the live components sharing weights with it, directly or through others."""
+        by_component = self._groups  # (another thread may start it anew meanwhile)
+        if by_component is None:
+            live = [c for c in list(self.components.values()) if c.module() is not None]
+            parent = {id(c): c for c in live}
+
+            def root(c):
+                while parent[id(c)] is not c:
+                    c = parent[id(c)]
+                return c
+
+            owner = {}
+            for c in live:
+                for key in c.tensors:
+                    first = owner.setdefault(key, c)
+                    a, b = root(first), root(c)
+                    if a is not b:
+                        parent[id(b)] = a
+            groups: dict[int, list] = {}
+            for c in live:
+                groups.setdefault(id(root(c)), []).append(c)
+            by_component = self._groups = {id(c): group for group in groups.values() for c in group}
+        return [c for c in by_component.get(id(comp), [comp]) if c.module() is not None]
+
+    def _all_groups(self) -> list[list[Component]]:
+        seen, groups = set(), []
+        for c in list(self.components.values()):
+            if c.module() is not None and id(c) not in seen:
+                group = self._group(c)
+                seen.update(id(m) for m in group)
+                groups.append(group)
+        return groups
+
+    def _union(self, members) -> int:
+        """Bytes the members hold on the device, shared tensors once. Several placed members of one
+        group are all loaded whole (one placed in part is its group's only placed member)."""
+        members = list(members)
+        if len(members) <= 1:
+            return sum(c.resident_bytes for c in members)
+        return self._tensors_bytes(members)
+
+    def _tensors_bytes(self, members: list[Component]) -> int:
+        """Bytes of the members' tensors, shared ones once (kept per member set: `used` runs often)."""
+        key = tuple(sorted(id(c) for c in members))
+        nbytes = self._unions.get(key)
+        if nbytes is None:
+            nbytes = self._unions[key] = sum({k: n for c in members for k, n in c.tensors.items()}.values())
+        return nbytes
+
+    def _shared_on_device(self, comp: Component, members: list[Component]) -> int:
+        """Bytes of `comp`'s tensors already on the device through other members loaded whole."""
+        loaded: set = set()
+        for m in members:
+            if m is not comp and m.state == "loaded":
+                loaded.update(m.tensors)
+        return sum(n for key, n in comp.tensors.items() if key in loaded) if loaded else 0
+
+    def _busy(self, group: list[Component]) -> bool:
+        return any(m.in_use for m in group)
+
+    def _offload_group(self, comp: Component) -> None:
+        """`comp` and every member of its group offloaded: their shared weights move together."""
+        for member in self._group(comp):
+            if not member.pinned or member.state not in ("offloaded", "dropped"):
+                self._offload(member)
 
     def free(self) -> int | None:
         cap = self.capacity()
@@ -210,16 +401,22 @@ class MemoryManager:
                 factor = self.virtual_sizes.get(name, size) / max(size, 1)
                 on_device = _device_of(module) == self.device
                 comp = Component(name, kind, weakref.ref(module), int(size * factor),
-                                 blocks=len(_blocks(module)), factor=factor)
-                # The offload device is the device on the CPU: there, only the record moves.
-                if on_device and self.device != self.offload_device:
-                    comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
+                                 blocks=len(_blocks(module)), factor=factor, tensors=_tensor_bytes(module, factor))
                 self.components[id(module)] = comp
+                self._groups, self._unions = None, {}
+                members = [m for m in self._group(comp) if m is not comp]
+                # The offload device is the device on the CPU: there, only the record moves. A module
+                # sharing weights with others is on the device through them, not loaded: `load` places it.
+                if on_device and self.device != self.offload_device and not members:
+                    comp.state, comp.resident_bytes, comp.resident_blocks = "loaded", size, comp.blocks
+                for member in members:  # one run lock for the group: holders joined, no held lock replaced
+                    member.run_lock.join(comp.run_lock)
             return comp
 
     def _forget_dead(self) -> None:
         for key in [k for k, c in self.components.items() if c.module() is None]:
             del self.components[key]
+            self._groups, self._unions = None, {}
 
     def pin_to_cpu(self, module: nn.Module, kind: str, name: str | None = None) -> Component:
         """Keep a component on the offload device (the CPU) for its whole life: `use` runs it
@@ -229,10 +426,17 @@ class MemoryManager:
         the dtype it is to compute in there."""
         with self._lock:
             comp = self.register(module, kind, name)
-            if comp.state not in ("offloaded", "dropped"):
-                self._offload(comp)
             comp.pinned = True
+            self._settle_pinned(comp)  # its weights, shared ones included, on the CPU (once none runs)
             return comp
+
+    def _settle_pinned(self, comp: Component) -> None:
+        """A group with a pinned member is pinned (runs on the CPU): its placed weights are offloaded,
+        unless a member runs now (then when its run ends: its weights stay where its run has them)."""
+        group = self._group(comp)
+        if any(m.pinned for m in group) and not self._busy(group) \
+                and any(m.resident_bytes or m.state not in ("offloaded", "dropped") for m in group):
+            self._offload_group(comp)
 
     def is_pinned(self, module: nn.Module) -> bool:
         comp = self.components.get(id(module))
@@ -256,24 +460,55 @@ class MemoryManager:
             comp.last_used = time.monotonic()
             self._make_ram_room(comp.size if comp.state == "dropped" else 0, comp)
             self._read_back(comp, module)
-            if comp.state == "loaded" or comp.pinned:  # pinned: runs where it is, on the CPU
+            members = [m for m in self._group(comp) if m is not comp]
+            if comp.pinned or any(m.pinned for m in members):  # pinned (its group): runs on the CPU
+                self._settle_pinned(comp)
                 return comp
+            if comp.state == "loaded":
+                return comp
+            for other in members:  # a member placed in part streams shared blocks: it leaves first
+                if other.state == "partial" and not other.in_use:
+                    self._offload(other)
             cap = self.capacity()
             if self.vram == "none":
                 target = 0
             elif cap is None:
                 target = comp.size
             else:
-                # Offload least-recently-used others until this one fits or nothing is left to move.
-                need = comp.size - comp.resident_bytes
+                # Offload least-recently-used other groups (none with a member running now, none of this
+                # one's) until this one fits beside its loaded members or nothing is left to move.
+                shared = self._shared_on_device(comp, members)
+                need = comp.size - comp.resident_bytes - shared
                 self._evict(lambda: self.free() >= need * (2 if self.vram == "low" else 1), "device")
-                for other in sorted(self.components.values(), key=lambda c: c.last_used):
+                groups = [g for g in self._all_groups() if all(m is not comp for m in g)]
+                for group in sorted(groups, key=lambda g: max(m.last_used for m in g)):
                     if self.free() >= need * (2 if self.vram == "low" else 1):
                         break
-                    if other is not comp and other.resident_bytes and not other.in_use:  # not one running now
-                        self._offload(other)
-                room = comp.resident_bytes + self.free()
+                    if any(m.resident_bytes for m in group) and not self._busy(group):
+                        self._offload_group(group[0])
+                room = comp.resident_bytes + shared + self.free()
                 target = room // 2 if self.vram == "low" else room
+            running = [m for m in members if m.in_use and m.resident_bytes]
+            if target < comp.size and running:
+                # A member runs with weights placed: nothing moves under its run, so this one is loaded
+                # whole beside it, and a running member placed in part is made whole too (its streaming
+                # hooks, on the blocks both share, would move the shared weights out under this one):
+                # over the budget, said by an `over_budget` event, rather than records that lie.
+                self._place(comp, module, comp.size)
+                for other in running:
+                    if other.state == "partial" and other.module() is not None:
+                        self._place(other, other.module(), other.size)
+                self.events.append({"action": "over_budget", "component": comp.name, "kind": comp.kind,
+                                    "bytes": self.used(), "capacity": cap})
+                return comp
+            if target < comp.size and any(m.state in ("loaded", "partial") for m in members):
+                # In part: the group's only placed member (their blocks would hold its streamed weights)
+                for other in members:
+                    if not other.in_use:
+                        self._offload(other)
+                if cap is not None and self.vram != "none":
+                    room = comp.resident_bytes + self.free()
+                    target = room // 2 if self.vram == "low" else room
             self._place(comp, module, target)
             return comp
 
@@ -336,10 +571,14 @@ class MemoryManager:
         comp.state, comp.resident_bytes, comp.resident_blocks = "offloaded", 0, 0
 
     def offload(self, module: nn.Module) -> None:
+        """The component to CPU RAM with every component sharing weights with it; nothing moves while
+        another of them runs (its weights stay where its run has them)."""
         with self._lock:
             comp = self.components.get(id(module))
             if comp is not None and comp.module() is module:
-                self._offload(comp)
+                if any(m.in_use for m in self._group(comp) if m is not comp):
+                    return
+                self._offload_group(comp)
 
     def offload_all(self) -> None:
         """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
@@ -654,11 +893,19 @@ class MemoryManager:
 
     def ram_used(self) -> int:
         """Bytes of managed weights in RAM: every component's part that is not on the device
-        (all of it when the device is the CPU) plus the originals of patched weights."""
+        (all of it when the device is the CPU; weights shared by components once) plus the originals
+        of patched weights."""
         on_cpu = self.device == self.offload_device
-        return sum(c.size - (0 if on_cpu else c.resident_bytes) for c in self.components.values()
-                   if c.state != "dropped" and c.module() is not None) + self.backup_bytes() \
-            + self.cache_bytes(None if on_cpu else False)
+        weights = 0
+        for group in self._all_groups():
+            held = [c for c in group if c.state != "dropped"]
+            if len(held) == 1:
+                weights += held[0].size
+            elif held:
+                weights += self._tensors_bytes(held)
+            if not on_cpu:
+                weights -= self._union(c for c in held if c.resident_bytes)
+        return weights + self.backup_bytes() + self.cache_bytes(None if on_cpu else False)
 
     def ram_fits(self, nbytes: int) -> bool:
         return not self._ram_short(nbytes)
@@ -701,6 +948,8 @@ class _Use:
             self.comp.in_use -= 1
             if self.kind in TRANSIENT:
                 self.manager.offload(self.module)
+            with self.manager._lock:  # a member pinned while this one ran: the group's weights go now
+                self.manager._settle_pinned(self.comp)
         finally:
             self.lock.release()
         return False

@@ -228,11 +228,12 @@ def _placed_and_sampled(model, args, kwargs) -> torch.Tensor:
     parts += [(net, "control", f"control:{type(net).__name__}@{id(net):x}", ())
               for net in _control_nets(model, args, kwargs)]
     with contextlib.ExitStack() as stack:
-        # Every part's run lock first, in one order for all runs (by id): two runs (server workers) whose
-        # MODELs hold the same motion models or controls in other orders would otherwise each hold one
-        # and wait for the other's. The locks are reentrant: use() takes them again.
-        for module, kind, name, _ in sorted(parts, key=lambda part: id(part[0])):
-            stack.enter_context(memory.manager().register(module, kind, name).run_lock)
+        # Every part's run locks first, in one order for all runs (by the lock's id: components sharing
+        # weights share a holder, graphflow.memory.RunLock): two runs (server workers) whose MODELs hold
+        # the same motion models or controls in other orders would otherwise each hold one and wait for
+        # the other's. use() takes the same holders' locks again, inside this run.
+        comps = [memory.manager().register(module, kind, name) for module, kind, name, _ in parts]
+        stack.enter_context(memory.run_locks([comp.run_lock for comp in comps]))  # after all are registered
         for module, kind, name, patches in parts:
             stack.enter_context(memory.use(module, kind, name, patches))
         stack.enter_context(speed.sampling(unet, model.device, convolutional=not getattr(model, "is_flow", False),
