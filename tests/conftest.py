@@ -67,6 +67,18 @@ def fresh_manager(monkeypatch):
     yield from _fresh_manager(monkeypatch)
 
 
+@pytest.fixture
+def cpu0_device(monkeypatch):
+    """The compute device named "cpu:0": a torch.device unequal to the tensors' "cpu", as CUDA's "cuda"
+    is to a tensor's cuda:0, and to the memory manager a device apart from the offload device, as a GPU."""
+    from graphflow.device import compute_device
+
+    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu:0")
+    compute_device.cache_clear()
+    yield
+    compute_device.cache_clear()  # (the variable is put back after this, before anything reads it)
+
+
 @pytest.fixture(scope="module")
 def module_manager():
     """fresh_manager, one for a test file's tests: its teardown (every module offloaded, a full

@@ -19,7 +19,6 @@ on a compute device named with an index the tensors' device lacks or the other w
 models in other orders take their locks in one order.
 """
 
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from graphflow import memory
-from graphflow.device import compute_device, same_device
+from graphflow.device import same_device
 from graphflow.models.advanced_control import (UNIVERSAL, AdvancedControl, ControlWeights, LatentKeyframes,
                                                TimestepKeyframe, TimestepKeyframes)
 from graphflow.models.animatediff import MotionSettings, load_motion_model, placed_motion
@@ -360,21 +359,6 @@ def test_motion_model_is_counted_loaded_streamed_offloaded_and_shared(fresh_mana
     assert torch.equal(run(video), want)
     assert actions(fresh_manager, "motion_model")[:2] == ["drop", "reload"]
     assert next(mm.parameters()).dtype == torch.float16 and not next(mm.parameters()).is_meta
-
-
-@pytest.fixture
-def cpu0_device():
-    """The compute device named "cpu:0": a torch.device unequal to the tensors' "cpu", as CUDA's "cuda"
-    is to a tensor's cuda:0, and to the memory manager a device apart from the offload device, as a GPU."""
-    saved = os.environ.get("GRAPHFLOW_DEVICE")
-    os.environ["GRAPHFLOW_DEVICE"] = "cpu:0"
-    compute_device.cache_clear()
-    yield
-    if saved is None:
-        del os.environ["GRAPHFLOW_DEVICE"]
-    else:
-        os.environ["GRAPHFLOW_DEVICE"] = saved
-    compute_device.cache_clear()
 
 
 def test_same_device_takes_an_index_less_device_as_its_current_one():

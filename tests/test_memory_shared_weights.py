@@ -7,7 +7,6 @@ The compute device is "cpu:0" (a device apart from the offload device, as a GPU 
 is the manager's record: the device mismatch a stale record caused on a GPU cannot happen here, the
 tests check the records and the moves the manager makes instead."""
 
-import os
 import threading
 
 import pytest
@@ -15,23 +14,9 @@ import torch
 from torch import nn
 
 from graphflow import memory
-from graphflow.device import compute_device
 from graphflow.models.lora import _shallow, patched_copy
 
 GiB = memory.GiB
-
-
-@pytest.fixture
-def cpu0_device():
-    saved = os.environ.get("GRAPHFLOW_DEVICE")
-    os.environ["GRAPHFLOW_DEVICE"] = "cpu:0"
-    compute_device.cache_clear()
-    yield
-    if saved is None:
-        del os.environ["GRAPHFLOW_DEVICE"]
-    else:
-        os.environ["GRAPHFLOW_DEVICE"] = saved
-    compute_device.cache_clear()
 
 
 def budget(monkeypatch, nbytes):
