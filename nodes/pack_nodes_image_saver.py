@@ -30,6 +30,7 @@ civitai.com is never asked (see ImageSaver's help).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Ch
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError, file_name_problem
 from nodes.conditioning import concat_conditioning
-from nodes.image import MAX_SIZE, comfy_exif
+from nodes.image import MAX_SIZE, _write_at, comfy_exif
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadDiffusionModel
 
 COMFY_PACK = "ComfyUI-Image-Saver"  # the custom node pack this module's ComfyUI classes come from
@@ -472,13 +473,15 @@ def _exif(parameters: str, texts: dict) -> "Image.Exif":
 def save_picture(picture, path: Path, extension: str, quality: int, lossless_webp: bool, optimize_png: bool,
                  parameters: str, texts: dict) -> None:
     """Write one picture as the pack's saver does; `texts` the workflow's (empty when not embedded).
-    A name in use raises FileExistsError; a failed write leaves no file behind."""
-    with open(path, "xb") as f:
-        try:
+    A name in use (a link included, never followed) raises FileExistsError; written as the project's
+    savers write (nodes.image._write_at: a temporary name, then linked), so a failed or killed write
+    leaves no file behind."""
+    def write(temporary):
+        with open(temporary, "wb") as f:
             _write_picture(f, picture, extension, quality, lossless_webp, optimize_png, parameters, texts)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+
+    if not _write_at(write, path):
+        raise FileExistsError(errno.EEXIST, "File exists", str(path))
 
 
 def _write_picture(f, picture, extension: str, quality: int, lossless_webp: bool, optimize_png: bool,
