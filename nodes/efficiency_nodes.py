@@ -1,32 +1,41 @@
 """Efficiency Nodes (jags111/efficiency-nodes-comfyui, the maintained fork of LucianoCirino's) built
 in under the pack's class names, inputs, defaults and outputs: Efficient Loader, Eff. Loader SDXL,
 LoRA Stacker, LoRA Stack to String converter, Control Net Stacker, Apply ControlNet Stack, Pack /
-Unpack SDXL Tuple, Image Overlay and the three samplers KSampler (Efficient), KSampler Adv.
-(Efficient) and KSampler SDXL (Eff.). They call our core loaders, LoRA, text encoding, ControlNet, sampling and VAE
-code. The pack's scripts (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler, AnimateDiff) are
-not built in.
+Unpack SDXL Tuple, Image Overlay, the three samplers KSampler (Efficient), KSampler Adv.
+(Efficient) and KSampler SDXL (Eff.), and two of the pack's scripts, HighRes-Fix Script and Noise
+Control Script (read from jags111's efficiency_nodes.py at 040aea25a12ab86a8488e9d55003ee515da4deae,
+with LucianoCirino's py/smZ_rng_source.py and py/cg_mixed_seed_noise.py at
+93eb9256864fb9a8b68d570fe19947d1aa37bfe5 / 333f984cc460e6a3fb3e0247e4a16a12ee4265e3, jags111's
+py/smZ_cfg_denoiser.py at 425b64ab139287ddbfca08993f9c9df04c9a4b6b and the editor's
+js/seedcontrol.js and js/widgethider.js). They call our core loaders, LoRA, text encoding,
+ControlNet, sampling, upscale and VAE code. The pack's other scripts (XY Plot, Tiled Upscaler,
+AnimateDiff) are not built in: a sampler refuses them by name.
 
 Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
 CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
 (base model, base clip, base positive, base negative, refiner model, refiner clip, refiner
-positive, refiner negative)."""
+positive, refiner negative). A SCRIPT is a plain dict, as the pack's: {"hiresfix": {...},
+"noise": {...}}, each script adding its own key to the one it is chained after."""
 
 from __future__ import annotations
 
+import functools
 import random
 from types import SimpleNamespace
 
-from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Choice, ComfyAlias, Float,
-                           Int, Node, NodeInputError, Text, folders, show, socket_type, warn)
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias,
+                           Float, Int, Node, NodeInputError, Text, folders, run_limits, show, socket_type, warn)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, encoded
-from nodes.controlnet import CONTROL_NET, _apply_pair
-from nodes.image import MAX_SIZE, _resize_image, temp_pngs
-from nodes.latent import EmptyLatent
+from nodes.controlnet import CONTROL_NET, ApplyControlNet, LoadControlNet, _apply_pair
+from nodes.image import MAX_SIZE, ImageScaleBy, _resize_image, temp_pngs
+from nodes.latent import LATENT_RESIZE_METHODS, EmptyLatent, LatentUpscaleBy
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices, random_seed
+from nodes.pack_nodes_controlnet_aux import AIO_NODES, PREPROCESSOR_OPTIONS, AIOPreprocessor
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
-from nodes.vae import VAEDecode
+from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
+from nodes.vae import VAEDecode, VAEEncode
 
 COMFY_PACK = "Efficiency Nodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -37,7 +46,8 @@ CONTROL_NET_STACK = socket_type("CONTROL_NET_STACK", "#00b87a",
 SDXL_TUPLE = socket_type("SDXL_TUPLE", "#8d6ec8", "Efficiency Nodes' SDXL base and refiner models, text encoders "
                                                   "and prompts in one link")
 DEPENDENCIES = socket_type("DEPENDENCIES", "#9e9e9e", "What Efficiency Nodes' XY Plot reads from a loader")
-SCRIPT = socket_type("SCRIPT", "#9e9e9e", "An Efficiency Nodes script (XY Plot, HighRes-Fix, ...)")
+SCRIPT = socket_type("SCRIPT", "#9e9e9e", "Efficiency Nodes' scripts for its samplers (HighRes-Fix, Noise Control, "
+                                          "...): a dict, each script under its own key")
 
 BAKED_VAE = "Baked VAE"
 TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
@@ -52,7 +62,18 @@ VAE_DECODES = ("true", "true (tiled)", "false", "output only", "output only (til
 STACKER_ROWS = 50  # the LoRA Stacker's rows: all saved by the editor, lora_count of them used
 RANDOM_SEED = -1  # the pack's seed widget value for "draw a seed when queueing"
 TILE_SIZE = 320  # the pack decodes "tiled" as VAEDecodeTiled(tile_size 320) with its other defaults
-SCRIPTS = "XY Plot, HighRes-Fix Script, Noise Control Script, Tiled Upscaler Script and AnimateDiff Script"
+# The pack's script keys: ours, and those of its scripts not built in (their node names)
+BUILT_SCRIPTS = ("hiresfix", "noise")
+UNBUILT_SCRIPTS = {"xyplot": "XY Plot", "tile": "Tiled Upscaler Script", "anim": "AnimateDiff Script"}
+SCRIPTS = "XY Plot, Tiled Upscaler Script and AnimateDiff Script"  # the pack's scripts not built in
+USE_SAME = "(use same)"  # HighRes-Fix's hires_ckpt_name for the sampler's own model
+# The pack's NN latent upscalers: city96's downloads its weights from the Hugging Face hub, ttl_nn's
+# ship inside the pack's folder; neither is a file a user has in a model folder.
+NN_LATENT_UPSCALERS = ("city96.v1", "city96.xl", "ttl_nn.SDXL", "ttl_nn.SD 1.x")
+LATENT_UPSCALERS = LATENT_RESIZE_METHODS + NN_LATENT_UPSCALERS
+NO_AUX = "_"  # use_controlnet's and preprocessor's only value where comfyui_controlnet_aux is missing
+MODEL_UPSCALE = 4  # the pack scales a model-upscaled image by upscale_by / 4, taking every model as 4x
+RNG_SOURCES = ("cpu", "gpu", "nv")
 
 
 def _checkpoint_choices() -> list[str]:
@@ -604,6 +625,149 @@ class ImageOverlay(Node):
         return torch.stack(out)
 
 
+# -- the scripts ---------------------------------------------------------------------------------
+
+def _no_aux(values: list, at_end: dict) -> list:
+    """A UI save made without comfyui_controlnet_aux, whose editor then offers only "_" for
+    use_controlnet and preprocessor: those read as off and "none". at_end: {position from the
+    end: value "_" stands for} (counted from the end, so a seed's control slot doesn't shift it)."""
+    values = list(values)
+    for back, value in at_end.items():
+        if len(values) >= back and values[-back] == NO_AUX:
+            values[-back] = value
+    return values
+
+
+def hires_widgets(values: list) -> list:
+    """HighRes-Fix Script's widgets_values: use_controlnet (5th from the end) and preprocessor
+    (2nd) "_" of an editor without comfyui_controlnet_aux read as off and none."""
+    return _no_aux(values, {5: False, 2: "none"})
+
+
+def hires_api_inputs(inputs: dict) -> dict:
+    """An API prompt's "_" for use_controlnet / preprocessor (the pack without
+    comfyui_controlnet_aux) read as off and none."""
+    for name, value in (("use_controlnet", False), ("preprocessor", "none")):
+        if inputs.get(name) == NO_AUX:
+            inputs[name] = value
+    return inputs
+
+
+class HighResFixScript(Node):
+    """Efficiency Nodes' HighRes-Fix Script, for its samplers' script input: after the sampler's
+    first pass, upscale and sample again. upscale_type latent: `iterations` times, the latent
+    resized by upscale_by with latent_upscaler (as LatentUpscaleBy) and sampled by KSampler with
+    hires_steps and denoise. pixel: the first pass decoded, upscaled with pixel_upscaler (an
+    upscale model, as ImageUpscaleWithModel) and then resized by upscale_by / 4 (nearest-exact; the
+    pack takes every model as 4x), given out as the IMAGE without sampling again (the LATENT is
+    the first pass's), as the pack does. both: `iterations` times, that pixel upscale, encoded
+    with the VAE and sampled as in latent. The hires passes use the sampler's cfg, sampler and
+    scheduler, its seed (or this seed, use_same_seed off), its model or hires_ckpt_name's (latent
+    and both), and decode / encode tiled where the sampler's vae_decode says tiled.
+    use_controlnet: the first pass decoded, run through preprocessor (AIO Aux Preprocessor's) and
+    control_net_name applied to the positive prompt at strength (as Apply ControlNet) for the
+    hires passes. seed -1 is the pack's editor's "random" marker (a random seed here).
+    Left out: the NN latent upscalers city96.* (whose weights the pack downloads) and ttl_nn.*
+    (weights inside the pack's folder) are refused by name; preprocessor_imgs is taken and, as in
+    the pack (whose code for it never runs), changes nothing; iterations 0 does nothing (the
+    pack's pixel mode fails on it). Chain it with a Noise Control Script in either order."""
+    category = "Efficiency Nodes/Scripts"
+    upscale_type: str = Choice(("latent", "pixel", "both"), "latent")
+    hires_ckpt_name: str = Choice(lambda: [USE_SAME] + _checkpoint_choices(), USE_SAME, model_folder="checkpoints",
+                                  not_files=(USE_SAME,))
+    latent_upscaler: str = Choice(LATENT_UPSCALERS, LATENT_UPSCALERS[0])
+    pixel_upscaler: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
+    upscale_by: float = Float(1.25, min=0.01, max=8.0, step=0.05)
+    use_same_seed: bool = Bool(True)
+    seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    hires_steps: int = Int(12, min=1, max=10000, resource="steps")
+    denoise: float = Float(0.56, min=0.0, max=1.0, step=0.01)
+    iterations: int = Int(1, min=0, max=5)
+    use_controlnet: bool = Bool(False)
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    preprocessor: str = Choice(PREPROCESSOR_OPTIONS, "none")
+    preprocessor_imgs: bool = Bool(False)
+    script: SCRIPT = None
+    outputs = {"SCRIPT": SCRIPT}
+    comfy = ComfyAlias(("HighRes-Fix Script",), widgets=hires_widgets, api_inputs=hires_api_inputs)
+
+    @classmethod
+    def fingerprint(cls, seed=0, hires_ckpt_name=USE_SAME, pixel_upscaler=None, control_net_name=None, **widgets):
+        # the files the sampler loads for this script: a changed one reruns it
+        return (_random_fingerprint(seed), hires_ckpt_name != USE_SAME and _state("checkpoints", hires_ckpt_name),
+                pixel_upscaler and _state("upscale_models", pixel_upscaler),
+                control_net_name and _state("controlnet", control_net_name))
+
+    def run(self):
+        for name, known in (("upscale_type", ("latent", "pixel", "both")), ("latent_upscaler", LATENT_UPSCALERS),
+                            ("preprocessor", PREPROCESSOR_OPTIONS)):
+            if getattr(self, name) not in known:  # a linked value: its choices are not checked before the run
+                raise NodeInputError(name, f"{getattr(self, name)!r} is not one of {', '.join(known)}")
+        runs = self.iterations > 0
+        if runs and self.upscale_type == "latent" and self.latent_upscaler in NN_LATENT_UPSCALERS:
+            raise NodeInputError("latent_upscaler", f"{self.latent_upscaler} is a neural-network latent upscaler "
+                                                    f"whose weights graphflow does not have (city96's are downloaded "
+                                                    f"by the pack, ttl_nn's ship inside it): choose one of "
+                                                    f"{', '.join(LATENT_RESIZE_METHODS)}")
+        files = [("hires_ckpt_name", "checkpoints", self.hires_ckpt_name,
+                  runs and self.upscale_type != "pixel" and self.hires_ckpt_name != USE_SAME),
+                 ("pixel_upscaler", "upscale_models", self.pixel_upscaler, runs and self.upscale_type != "latent"),
+                 ("control_net_name", "controlnet", self.control_net_name, runs and self.use_controlnet)]
+        for name, folder, file, used in files:
+            if used:
+                try:
+                    folders.find_model(folder, file)
+                except (FileNotFoundError, ValueError) as e:
+                    raise NodeInputError(name, str(e)) from None
+        if runs and self.use_controlnet and self.preprocessor not in ("none", *AIO_NODES):
+            raise NodeInputError("preprocessor", f"{self.preprocessor} needs model weights graphflow does not have; "
+                                                 f"expected one of: none, {', '.join(AIO_NODES)}")
+        settings = {name: getattr(self, name) for name in self.input_specs if name != "script"}
+        settings["seed"] = _seed(self.seed)
+        return _chained(self.script, "hiresfix", settings)
+
+
+class NoiseControlScript(Node):
+    """Efficiency Nodes' Noise Control Script, for its samplers' script input: how every pass of
+    the sampler (a HighRes-Fix Script's too) draws its starting noise. rng_source cpu is KSampler's
+    own noise (a CPU generator); gpu draws it with the CUDA generator, as A1111 does: other noise
+    than cpu's for the same seed, reproduced only where a CUDA device is present (elsewhere it is
+    drawn on the CPU, with a warning that the images differ from the pack's). add_seed_noise mixes
+    in seed's noise, as the pack (after cg-noise) does: for one image noise * (1 - weight) +
+    second * weight; for a batch, every image starts from the first image's noise, image i
+    mixed at weight * i. Noise the ancestral / SDE samplers add during sampling is KSampler's, as
+    in the pack. cfg_denoiser (the pack's hook after smZ Nodes, A1111's CFGDenoiser) acts only on
+    prompts encoded by smZ's CLIP Text Encode++, and passes any other prompt (the Efficient
+    Loaders') to ComfyUI's guidance unchanged: so it changes nothing here. Left out: rng_source nv
+    (A1111's Philox generator reproducing NVIDIA's noise on the CPU) is refused. seed -1 is the
+    pack's editor's "random" marker (a random seed here). Chain it with a HighRes-Fix Script in
+    either order."""
+    category = "Efficiency Nodes/Scripts"
+    rng_source: str = Choice(RNG_SOURCES, "cpu")
+    cfg_denoiser: bool = Bool(False)
+    add_seed_noise: bool = Bool(False)
+    seed: int = Int(0, min=RANDOM_SEED, max=SEED_MAX)
+    weight: float = Float(0.015, min=0.0, max=1.0, step=0.001)
+    script: SCRIPT = None
+    outputs = {"SCRIPT": SCRIPT}
+    comfy = ComfyAlias(("Noise Control Script",))
+
+    @classmethod
+    def fingerprint(cls, seed=0, **widgets):
+        return _random_fingerprint(seed)
+
+    def run(self):
+        if self.rng_source not in RNG_SOURCES:  # a linked value: its choices are not checked before the run
+            raise NodeInputError("rng_source", f"{self.rng_source!r} is not one of {', '.join(RNG_SOURCES)}")
+        if self.rng_source == "nv":
+            raise NodeInputError("rng_source", "nv (A1111's Philox generator, NVIDIA's GPU noise drawn on the CPU) "
+                                               "is not built in: choose cpu, or gpu on a CUDA machine")
+        return _chained(self.script, "noise", {"rng_source": self.rng_source, "cfg_denoiser": self.cfg_denoiser,
+                                               "add_seed_noise": self.add_seed_noise, "seed": _seed(self.seed),
+                                               "weight": self.weight})
+
+
 # -- the samplers -------------------------------------------------------------------------------
 
 def _seed(seed: int) -> int:
@@ -614,10 +778,193 @@ def _random_fingerprint(seed):
     return random.random() if seed == RANDOM_SEED else None  # a drawn seed is never reused from the cache
 
 
-def _refuse_script(script):
-    if script is not None:
-        raise NodeInputError("script", f"the pack's scripts ({SCRIPTS}) are not built in: disconnect the script, or "
-                                       f"use the core nodes (a second KSampler for a high-res fix, ...)")
+def _scripts(script) -> tuple[dict | None, dict | None]:
+    """The (hiresfix, noise) settings of a SCRIPT input (None where absent); the pack's scripts not
+    built in are refused by name."""
+    if script is None:
+        return None, None
+    expected = "expected an Efficiency Nodes SCRIPT (from HighRes-Fix Script or Noise Control Script)"
+    if not isinstance(script, dict):
+        raise NodeInputError("script", f"{expected}, got {type(script).__name__}")
+    unbuilt = [UNBUILT_SCRIPTS.get(key, repr(key)) for key in script if key not in BUILT_SCRIPTS]
+    if unbuilt:
+        raise NodeInputError("script", f"{', '.join(unbuilt)} is not built in (of the pack's scripts, {SCRIPTS} "
+                                       f"are not): disconnect it, or use the core nodes")
+    if not all(isinstance(v, dict) for v in script.values()):  # the pack's own tuples, from elsewhere
+        raise NodeInputError("script", f"{expected}, got one holding {', '.join(script)} in another form")
+    return script.get("hiresfix"), script.get("noise")
+
+
+def _chained(script, key: str, settings: dict) -> dict:
+    """A script node's SCRIPT: the incoming one (a new dict: the pack adds to it in place, which a
+    cached run would repeat) with this script's settings under its key."""
+    if script is not None and not isinstance(script, dict):
+        raise NodeInputError("script", f"expected an Efficiency Nodes SCRIPT, got {type(script).__name__}")
+    return {**(script or {}), key: settings}
+
+
+@functools.cache
+def _noise_class():
+    """The starting noise of a Noise Control Script (a NoiseSource, which the sampling engine
+    draws from), made on first use: graphflow.sampling imports torch, which listing nodes doesn't
+    need."""
+    from dataclasses import dataclass
+
+    from graphflow.sampling.noise import NoiseSource, initial_noise
+
+    @dataclass(frozen=True)
+    class EfficiencyNoise(NoiseSource):
+        """`seed` (NoiseSource's) is the sampler's seed; mix_weight None: no second seed's noise."""
+        rng_source: str = "cpu"
+        mix_seed: int = 0
+        mix_weight: float | None = None
+
+        def generate(self, samples, batch_index=None):
+            import torch
+
+            from nodes.pack_nodes_inspire import _noise_device
+
+            device = _noise_device("CPU" if self.rng_source == "cpu" else "GPU",
+                                   "Noise Control Script's rng_source gpu")
+            if self.mix_weight is None:
+                return initial_noise(samples, self.seed, batch_index, device)
+            if batch_index is not None and samples.shape[0] > 1:
+                raise NodeInputError("latent_image", "Noise Control Script's add_seed_noise mixes the noise of one "
+                                                     "image: it takes no LATENT of several images picked from a "
+                                                     "batch (batch_index), as in the pack")
+            # cg-noise's mix, as the pack: the first image's noise for the seed and for the second
+            # seed; image i of the batch gets seed noise * (1 - weight * i) + second * weight * i
+            # (a single image: weight itself), no renormalisation.
+            one = samples[:1]
+            noise = initial_noise(one, self.seed, batch_index, device)
+            second = initial_noise(one, self.mix_seed, batch_index, device)
+            if samples.shape[0] == 1:
+                return noise * (1.0 - self.mix_weight) + second * self.mix_weight
+            return torch.cat([noise * (1.0 - self.mix_weight * i) + second * (self.mix_weight * i)
+                              for i in range(samples.shape[0])])
+
+    return EfficiencyNoise
+
+
+def _starting_noise(noise: dict | None, seed: int):
+    """The sampler's starting noise as a Noise Control Script draws it for `seed`, or None where
+    it is KSampler's own (cpu, no second seed)."""
+    if noise is None or (noise["rng_source"] == "cpu" and not noise["add_seed_noise"]):
+        return None
+    return _noise_class()(seed=seed, rng_source=noise["rng_source"], mix_seed=noise["seed"],
+                          mix_weight=noise["weight"] if noise["add_seed_noise"] else None)
+
+
+def _decode(latent, vae, vae_decode: str):
+    """The pack's vae_decode_latent: VAEDecodeTiled at 320 where vae_decode says tiled."""
+    tiled = {"tiled": True, "tile_size": TILE_SIZE} if "tiled" in vae_decode else {}
+    return _core(VAEDecode, {"samples": "latent_image", "vae": "optional_vae"}, samples=latent, vae=vae, **tiled)
+
+
+def _encode(images, vae, vae_decode: str):
+    """The pack's vae_encode_image: VAEEncodeTiled at 320 where vae_decode says tiled."""
+    tiled = {"tiled": True, "tile_size": TILE_SIZE} if "tiled" in vae_decode else {}
+    return _core(VAEEncode, {"vae": "optional_vae"}, pixels=images, vae=vae, **tiled)
+
+
+def _held(width: int, height: int, what: str):
+    """A hires pass's image size held to the pixels one image may have (the server's limit, and
+    16384² without one): the script's sizes are not known to the planner, which checks only the
+    sampler's latent."""
+    limit = run_limits().max_pixels
+    cap = MAX_SIZE * MAX_SIZE if limit is None else min(limit, MAX_SIZE * MAX_SIZE)
+    if width * height > cap:
+        raise NodeInputError("script", f"HighRes-Fix Script's {what} makes {width}x{height} images, over the "
+                                       f"{cap} pixels an image may have here")
+
+
+def _hires_models(hires: dict | None, latent: dict, vae, model):
+    """What the hires passes run with, loaded and checked before the first pass: (model to
+    resample with, upscale model or None, ControlNet or None), or None without hires passes. The
+    passes' image sizes are held to the limits here, so that an oversized request is refused
+    before anything is sampled."""
+    if hires is None or hires["iterations"] == 0:
+        return None
+    kind = hires["upscale_type"]
+    if vae is None and (kind != "latent" or hires["use_controlnet"]):
+        raise NodeInputError("optional_vae", f"HighRes-Fix Script's upscale_type {kind}"
+                                             f"{' with its ControlNet' if hires['use_controlnet'] else ''} decodes "
+                                             f"the first pass: connect a VAE")
+    if kind != "pixel" and hires["hires_ckpt_name"] != USE_SAME:
+        model = _core(LoadCheckpoint, {"checkpoint": "script"}, checkpoint=hires["hires_ckpt_name"])[0]
+    upscaler = None
+    if kind != "latent":
+        upscaler = _core(LoadUpscaleModel, {"model_name": "script"}, model_name=hires["pixel_upscaler"])
+    control_net = None
+    if hires["use_controlnet"]:
+        control_net = _core(LoadControlNet, {"control_net_name": "script"}, control_net_name=hires["control_net_name"])
+    samples = latent["samples"] if isinstance(latent, dict) and "samples" in latent else None
+    if samples is not None and samples.dim() == 4:
+        height, width = samples.shape[2], samples.shape[3]  # latent pixels: the image is 8 times larger
+        for _ in range(1 if kind == "pixel" else hires["iterations"]):
+            if kind == "latent":
+                height, width = max(1, round(height * hires["upscale_by"])), max(1, round(width * hires["upscale_by"]))
+                _held(width * 8, height * 8, f"latent upscale by {hires['upscale_by']}")
+            else:
+                scale = getattr(upscaler, "scale", MODEL_UPSCALE)
+                _held(width * 8 * scale, height * 8 * scale, f"upscale model ({scale}x)")
+                pixel_h = round(height * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
+                pixel_w = round(width * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
+                _held(pixel_w, pixel_h, f"upscale by {hires['upscale_by']}")
+                height, width = max(1, pixel_h // 8), max(1, pixel_w // 8)
+    return model, upscaler, control_net
+
+
+def _hires_fix(hires: dict | None, loaded, noise: dict | None, latent, seed: int, cfg: float, sampler_name: str,
+               scheduler, positive, negative, vae, vae_decode: str):
+    """The pack's HighRes-Fix after the first pass: (LATENT, IMAGE or None). With use_controlnet the
+    first pass is decoded, run through the preprocessor and the ControlNet applied to the positive
+    prompt (as Apply ControlNet, at strength) for the hires passes. latent: `iterations` times,
+    LatentUpscaleBy with latent_upscaler by upscale_by, then KSampler at hires_steps / denoise;
+    pixel: the first pass decoded, upscaled with the upscale model and then by upscale_by / 4
+    (nearest-exact), and not sampled again (the LATENT stays the first pass's); both: `iterations`
+    times, that pixel upscale, encoded, and KSampler as in latent. Each KSampler takes seed (or the
+    script's, use_same_seed off), cfg, sampler and scheduler of the sampler, and the Noise Control
+    Script's starting noise. loaded: what _hires_models gave."""
+    if loaded is None:
+        return latent, None
+    model, upscaler, control_net = loaded
+    hires_seed = seed if hires["use_same_seed"] else hires["seed"]
+    images = None
+    if control_net is not None:
+        images = _decode(latent, vae, vae_decode)
+        hint = _core(AIOPreprocessor, {"preprocessor": "script"}, image=images, preprocessor=hires["preprocessor"])
+        positive = _core(ApplyControlNet, {"control_net": "script"}, conditioning=positive, control_net=control_net,
+                         image=hint, strength=hires["strength"])
+
+    def resample(upscaled):
+        return _core(KSampler, {"steps": "script", "denoise": "script"},
+                     starting_noise=_starting_noise(noise, hires_seed), model=model, seed=hires_seed,
+                     steps=hires["hires_steps"], cfg=cfg, sampler_name=sampler_name, scheduler=scheduler,
+                     positive=positive, negative=negative, latent_image=upscaled, denoise=hires["denoise"])
+
+    def pixel_upscale(images):
+        images = _core(ImageUpscaleWithModel, upscale_model=upscaler, image=images)
+        return _core(ImageScaleBy, image=images, upscale_method="nearest-exact",
+                     scale_by=hires["upscale_by"] / MODEL_UPSCALE)
+
+    kind = hires["upscale_type"]
+    if kind == "latent":
+        for _ in range(hires["iterations"]):
+            latent = resample(_core(LatentUpscaleBy, samples=latent, upscale_method=hires["latent_upscaler"],
+                                    scale_by=hires["upscale_by"]))
+            images = None
+    elif kind == "pixel":
+        images = pixel_upscale(images if images is not None else _decode(latent, vae, vae_decode))
+    else:
+        for _ in range(hires["iterations"]):
+            images = pixel_upscale(images if images is not None else _decode(latent, vae, vae_decode))
+            # the pack then runs LatentUpscaleBy (its first method) by 1: the encoded latent as it is
+            encoded = _core(LatentUpscaleBy, samples=_encode(images, vae, vae_decode),
+                            upscale_method=LATENT_RESIZE_METHODS[0], scale_by=1.0)
+            latent = resample(encoded)
+            images = None
+    return latent, images
 
 
 def _scheduler(name: str):
@@ -634,21 +981,25 @@ def _scheduler(name: str):
     return lambda schedule, steps: align_your_steps(name.split(" ")[1], steps)
 
 
-def _finish(latent, vae, vae_decode: str, preview_method: str):
+def _finish(latent, vae, vae_decode: str, preview_method: str, images=None):
     """The IMAGE output and preview as the pack's samplers make them: "true" decodes and shows
     the images (unless preview_method is "none"); "output only" decodes without showing them (its
     meaning in the pack's 2023 versions; the 2024 code no longer decodes it and gives no IMAGE);
     "(tiled)" decodes in 320-pixel tiles; "false", or no VAE connected, gives a 1x1 transparent
-    image."""
+    image. `images` made already (a HighRes-Fix pixel upscale) are given out and shown whatever
+    vae_decode says, except with preview_method none, or vae_decoded_only with vae_decode false."""
     import torch
 
+    if images is not None:
+        if preview_method != "none" and not (preview_method == "vae_decoded_only" and vae_decode == "false"):
+            show(images=temp_pngs(images))
+        return images
     if vae is None and vae_decode != "false":
         warn("no VAE connected (optional_vae): nothing is decoded, as the pack proceeds with vae_decode false")
         vae_decode = "false"
     if vae_decode == "false":
         return torch.zeros(1, 1, 1, 4)
-    tiled = {"tiled": True, "tile_size": TILE_SIZE} if "tiled" in vae_decode else {}
-    images = _core(VAEDecode, {"samples": "latent_image", "vae": "optional_vae"}, samples=latent, vae=vae, **tiled)
+    images = _decode(latent, vae, vae_decode)
     if vae_decode.startswith("true") and preview_method != "none":
         show(images=temp_pngs(images))
     return images
@@ -664,8 +1015,10 @@ class KSamplerEfficient(Node):
     becomes a random seed, with a warning. preview_method is ignored (live previews are a
     server setting here), except that "none" shows no decoded images. The scheduler list adds the
     pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
-    computes them. A script (XY Plot, HighRes-Fix, Noise Control, Tiled Upscaler) is refused: the
-    pack's scripts are not built in. A 2023 save's sampler_state is dropped: every run samples."""
+    computes them. script: a Noise Control Script draws the starting noise of every pass (see it);
+    a HighRes-Fix Script then upscales and samples again (see it), and the LATENT and IMAGE given
+    out are its; XY Plot, Tiled Upscaler and AnimateDiff scripts are not built in and are refused.
+    A 2023 save's sampler_state is dropped: every run samples."""
     category = "Efficiency Nodes/Sampling"
     output_node = True
     model: MODEL
@@ -692,15 +1045,19 @@ class KSamplerEfficient(Node):
         return _random_fingerprint(seed)
 
     def run(self):
-        _refuse_script(self.script)
+        hires, noise = _scripts(self.script)
+        seed, scheduler = _seed(self.seed), _scheduler(self.scheduler)
+        loaded = _hires_models(hires, self.latent_image, self.optional_vae, self.model)
         if self.denoise > 0:
-            latent = _core(KSampler, model=self.model, seed=_seed(self.seed), steps=self.steps, cfg=self.cfg,
-                           sampler_name=self.sampler_name, scheduler=_scheduler(self.scheduler),
+            latent = _core(KSampler, starting_noise=_starting_noise(noise, seed), model=self.model, seed=seed,
+                           steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name, scheduler=scheduler,
                            positive=self.positive, negative=self.negative, latent_image=self.latent_image,
                            denoise=self.denoise)
         else:
             latent = self.latent_image
-        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        latent, images = _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler,
+                                    self.positive, self.negative, self.optional_vae, self.vae_decode)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
         return self.model, self.positive, self.negative, latent, self.optional_vae, images
 
 
@@ -739,13 +1096,17 @@ class KSamplerAdvEfficient(Node):
         return _random_fingerprint(noise_seed)
 
     def run(self):
-        _refuse_script(self.script)
-        latent = _core(KSamplerAdvanced, model=self.model, add_noise=self.add_noise, noise_seed=_seed(self.noise_seed),
-                       steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
-                       scheduler=_scheduler(self.scheduler), positive=self.positive, negative=self.negative,
-                       latent_image=self.latent_image, start_at_step=self.start_at_step, end_at_step=self.end_at_step,
-                       return_with_leftover_noise=self.return_with_leftover_noise)
-        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        hires, noise = _scripts(self.script)
+        seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
+        loaded = _hires_models(hires, self.latent_image, self.optional_vae, self.model)
+        latent = _core(KSamplerAdvanced, starting_noise=_starting_noise(noise, seed), model=self.model,
+                       add_noise=self.add_noise, noise_seed=seed, steps=self.steps, cfg=self.cfg,
+                       sampler_name=self.sampler_name, scheduler=scheduler, positive=self.positive,
+                       negative=self.negative, latent_image=self.latent_image, start_at_step=self.start_at_step,
+                       end_at_step=self.end_at_step, return_with_leftover_noise=self.return_with_leftover_noise)
+        latent, images = _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler,
+                                    self.positive, self.negative, self.optional_vae, self.vae_decode)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
         return self.model, self.positive, self.negative, latent, self.optional_vae, images
 
 
@@ -780,19 +1141,22 @@ class KSamplerSDXLEff(Node):
         return _random_fingerprint(noise_seed)
 
     def run(self):
-        _refuse_script(self.script)
+        hires, noise = _scripts(self.script)
         model, _, positive, negative, refiner_model, _, refiner_positive, refiner_negative = \
             _sdxl_parts(self.sdxl_tuple)
         seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
+        loaded = _hires_models(hires, self.latent_image, self.optional_vae, model)
         end = self.steps if self.refine_at_step == -1 else self.refine_at_step
         common = dict(noise_seed=seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
                       scheduler=scheduler)
-        latent = _core(KSamplerAdvanced, model=model, add_noise="enable", positive=positive, negative=negative,
-                       latent_image=self.latent_image, start_at_step=self.start_at_step, end_at_step=end,
-                       return_with_leftover_noise="enable", **common)
+        latent = _core(KSamplerAdvanced, starting_noise=_starting_noise(noise, seed), model=model, add_noise="enable",
+                       positive=positive, negative=negative, latent_image=self.latent_image,
+                       start_at_step=self.start_at_step, end_at_step=end, return_with_leftover_noise="enable", **common)
         if refiner_model is not None and end < self.steps:
             latent = _core(KSamplerAdvanced, model=refiner_model, add_noise="disable", positive=refiner_positive,
                            negative=refiner_negative, latent_image=latent, start_at_step=end, end_at_step=self.steps,
                            return_with_leftover_noise="disable", **common)
-        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method)
+        latent, images = _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler,
+                                    positive, negative, self.optional_vae, self.vae_decode)
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
         return self.sdxl_tuple, latent, self.optional_vae, images

@@ -83,8 +83,9 @@ batch_seed_mode existed, comfy mode without variation (today's editor would fill
 incremental and 0, which give other images than the save's)."""
 
 
-def _noise_device(noise_mode: str):
-    """Where the pack's noise_mode draws the noise: the CUDA device for GPU(=A1111), where there is one."""
+def _noise_device(noise_mode: str, setting: str = "noise_mode GPU(=A1111)"):
+    """Where the pack's noise_mode draws the noise: the CUDA device for GPU(=A1111), where there is one
+    (elsewhere the CPU, with a warning naming `setting`: also Efficiency Nodes' rng_source gpu)."""
     import torch
 
     if noise_mode == "CPU":
@@ -94,7 +95,7 @@ def _noise_device(noise_mode: str):
     device = compute_device()
     if device.type == "cuda":
         return device
-    warn("noise_mode GPU(=A1111) draws the starting noise with the CUDA generator, and there is no CUDA device "
+    warn(f"{setting} draws the starting noise with the CUDA generator, and there is no CUDA device "
          "here: the noise is drawn on the CPU instead, so the images differ from the pack's for this seed")
     return torch.device("cpu")
 

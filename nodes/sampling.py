@@ -29,11 +29,14 @@ def _reporter():
 
 
 def _sample(node, seed: int, **options) -> dict:
-    """The inputs both samplers share, passed to the sampling engine."""
+    """The inputs both samplers share, passed to the sampling engine. A pack node running a
+    sampler through nodes.pack_nodes._core may set `starting_noise` on it (a NoiseSource drawing
+    the starting noise otherwise: Efficiency Nodes' Noise Control Script)."""
     from graphflow.sampling.pipeline import sample
     return sample(node.model, seed, node.steps, node.cfg, node.sampler_name, node.scheduler,
                   node.positive, node.negative, node.latent_image, callback=_reporter(),
-                  preview_every=max(1, node.steps // 20), noise_mode=node.noise_mode, **options)
+                  preview_every=max(1, node.steps // 20), noise_mode=node.noise_mode,
+                  starting_noise=getattr(node, "starting_noise", None), **options)
 
 
 class KSampler(Node):
