@@ -670,7 +670,10 @@ class HighResFixScript(Node):
     Left out: the NN latent upscalers city96.* (whose weights the pack downloads) and ttl_nn.*
     (weights inside the pack's folder) are refused by name; preprocessor_imgs is taken and, as in
     the pack (whose code for it never runs), changes nothing; iterations 0 does nothing (the
-    pack's pixel mode fails on it). Chain it with a Noise Control Script in either order."""
+    pack's pixel mode fails on it). Chain it with a Noise Control Script in either order. A save
+    made where comfyui_controlnet_aux was missing holds "_" for use_controlnet and preprocessor
+    (the pack's only choice then): read as off and none. The hires sizes are held to the pixels
+    an image may have before the first pass runs."""
     category = "Efficiency Nodes/Scripts"
     upscale_type: str = Choice(("latent", "pixel", "both"), "latent")
     hires_ckpt_name: str = Choice(lambda: [USE_SAME] + _checkpoint_choices(), USE_SAME, model_folder="checkpoints",

@@ -16,7 +16,9 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan
+from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph
@@ -331,7 +333,14 @@ def test_nv_rng_and_unbuilt_scripts_are_refused(registry, models):
         assert e.value.input == "script" and name in str(e.value) and "HighRes" not in str(e.value)
 
 
-def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, models):
+def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, models, monkeypatch):
+    """Refused before anything is sampled: a pixel upscale without a VAE, hires sizes over the
+    pixels an image may have (16384² without a server limit, the server's max_pixels with one);
+    hires_steps is held to the server's max_steps when the graph is validated."""
+    from graphflow.sampling import pipeline
+
+    sampled = []
+    monkeypatch.setattr(pipeline, "sample", lambda *args, **kwargs: sampled.append(args))
     graph = efficient(["6", 0], **{"6": hires(upscale_type="pixel")})
     del graph["5"]["inputs"]["optional_vae"]
     result = failure(registry, graph)
@@ -339,6 +348,14 @@ def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, m
     graph = efficient(["6", 0], **{"6": hires(upscale_by=8.0, iterations=5)})
     result = failure(registry, graph)
     assert result.error["input"] == "script" and "HighRes-Fix Script" in result.error["message"]
+    graph = efficient(["6", 0], **{"6": hires(upscale_type="both", upscale_by=8.0)})  # 64 * 4, then * 8 / 4
+    result = Executor(registry, limits=RunLimits(max_pixels=300 * 300)).run(parse_workflow(graph, registry),
+                                                                           outputs=["5"])
+    assert not result.ok and result.error["input"] == "script" and "512x512" in result.error["message"]
+    assert sampled == []
+    problems = validate(parse_workflow(efficient(["6", 0], **{"6": hires(hires_steps=2000)}), registry), registry,
+                        limits=SERVER_LIMITS)
+    assert [(p.node_id, p.input) for p in problems] == [("6", "hires_steps")]
 
 
 # -- the pack's saves ----------------------------------------------------------------------------
