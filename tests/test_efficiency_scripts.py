@@ -214,6 +214,27 @@ def test_adv_sampler_with_hires(registry, models):
     assert torch.equal(outputs(got)[0], want.values[last][0]["samples"])
 
 
+def test_sdxl_sampler_with_noise_and_hires(registry, models):
+    """KSampler SDXL (Eff.) without a refiner: its base pass as KSamplerAdvanced (leftover noise kept)
+    from the script's starting noise, then the hires pass on the base model and prompts."""
+    graph = efficient(None, **{"6": hires(), "7": noise_control(add_seed_noise=True, seed=9, weight=0.25),
+                              "8": {"class_type": "Pack SDXL Tuple", "inputs": {
+                                  "base_model": ["1", 0], "base_clip": ["1", 1], "base_positive": ["2", 0],
+                                  "base_negative": ["3", 0], "refiner_model": ["1", 0], "refiner_clip": ["1", 1],
+                                  "refiner_positive": ["2", 0], "refiner_negative": ["3", 0]}}})
+    graph["6"]["inputs"]["script"] = ["7", 0]
+    graph["5"] = {"class_type": "KSampler SDXL (Eff.)", "inputs": {
+        "sdxl_tuple": ["8", 0], "noise_seed": SEED, "steps": STEPS, "cfg": CFG, "sampler_name": "euler",
+        "scheduler": "normal", "latent_image": ["4", 0], "start_at_step": 0, "refine_at_step": -1,
+        "preview_method": "none", "vae_decode": "false", "optional_vae": ["1", 2], "script": ["6", 0]}}
+    got = run_graph(registry, graph, ["5"]).values["5"][1]["samples"]
+    base = engine(registry, mixed(SEED, 9, 0.25, (1, 4, 8, 8)), {"samples": torch.zeros(1, 4, 8, 8)},
+                  leftover=True)
+    upscaled = call(registry, "LatentUpscaleBy", samples={"samples": base}, upscale_method="bilinear", scale_by=1.5)
+    want = engine(registry, mixed(SEED, 9, 0.25, (1, 4, 12, 12)), upscaled, denoise=0.5)
+    assert torch.equal(got, want)
+
+
 # -- Noise Control -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -242,13 +263,15 @@ def mixed(seed, second_seed, weight, shape):
     return torch.cat([noise * (1 - weight * i) + second * (weight * i) for i in range(shape[0])])
 
 
-def engine(registry, noise, latent, seed=SEED, steps=STEPS, denoise=1.0, positive=None):
-    """The sampling engine run as KSampler runs it, starting from the given noise."""
+def engine(registry, noise, latent, seed=SEED, steps=STEPS, denoise=1.0, leftover=False):
+    """The sampling engine run as KSampler runs it (leftover: as KSamplerAdvanced keeping the
+    leftover noise), starting from the given noise."""
     from graphflow.sampling.pipeline import sample
 
     base = run_graph(registry, loaders(), ["1", "2", "3"]).values
-    return sample(base["1"][0], seed, steps, CFG, "euler", "normal", positive or base["2"][0], base["3"][0], latent,
-                  denoise=denoise, starting_noise=GivenNoise(seed, noise))["samples"]
+    options = {"start_step": 0, "end_step": steps, "return_with_leftover_noise": True} if leftover else {}
+    return sample(base["1"][0], seed, steps, CFG, "euler", "normal", base["2"][0], base["3"][0], latent,
+                  denoise=denoise, starting_noise=GivenNoise(seed, noise), **options)["samples"]
 
 
 def test_cpu_noise_is_ksamplers(registry, models):
@@ -386,8 +409,8 @@ def saved_graph(noise_seed_control=None):
         ui_node(6, "HighRes-Fix Script", ["latent", "(use same)", "bilinear", "x4.safetensors", 1.5, False, 11, None,
                                           2, 0.5, 1, "_", "control.safetensors", 1.0, "_", False],
                 [("script", "SCRIPT", 9)], [("SCRIPT", "SCRIPT", [8])]),
-        ui_node(7, "Noise Control Script", ["cpu", False, True, 9, noise_seed_control, 0.4], [("script", "SCRIPT", None)],
-                [("SCRIPT", "SCRIPT", [9])]),
+        ui_node(7, "Noise Control Script", ["cpu", False, True, 9, noise_seed_control, 0.4],
+                [("script", "SCRIPT", None)], [("SCRIPT", "SCRIPT", [9])]),
     ]
     links = [[1, 1, 0, 5, 0, "MODEL"], [2, 1, 1, 2, 0, "CLIP"], [3, 1, 1, 3, 0, "CLIP"], [4, 1, 2, 5, 4, "VAE"],
              [5, 2, 0, 5, 1, "CONDITIONING"], [6, 3, 0, 5, 2, "CONDITIONING"], [7, 4, 0, 5, 3, "LATENT"],
