@@ -20,8 +20,8 @@ their inputs being in the same order. The bare "Float" is left to ComfyUI-Logic'
 
 The earlier versions' tuple nodes (Tuple, Int to tuple, Tuple to floats, Tuple to ints, Tuple
 swap, Tuple multiply, ConditioningSetArea with tuples, LatentComposite with tuples, the four
-"... debug print" nodes, and Get latent / image size's third output, a TUPLE) are here under
-those names too (pyscripts/ Tuples.py, TuplesUsed/, Debug.py and __init__.py at
+"... debug print" nodes, and Get latent / image size with their third output, a TUPLE) are
+here under those names too (pyscripts/ Tuples.py, TuplesUsed/, Debug.py and __init__.py at
 7b6746767c0f627831fbd40648648c6360cb9032, Nodes/Functions/GetSizes.py at
 b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the earliest versions' EmptyLatentImage
 and tuple-taking Latent Scale nodes (Nodes/Modded/Latents.py, from when the pack was
@@ -346,31 +346,50 @@ class DerfuuAbsoluteValue(Node):
 
 class DerfuuGetLatentSize(Node):
     """A latent's width and height, as Derfuu's Get latent size gives them: in pixels (its size
-    times 8), or with original true in latent pixels. The pack's earlier versions also gave the
-    pair as a TUPLE (the third output, which the DF_ class lacks). Video latents are refused."""
+    times 8), or with original true in latent pixels. Video latents are refused."""
     category = f"{ROOT}/Functions"
     latent: LATENT
     original: bool = Choice((False, True), False)
-    outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
-    comfy = (ComfyAlias(("DF_Get_latent_size",), outputs=(0, 1)), ComfyAlias(("Get latent size",)))
+    outputs = {"WIDTH": INT, "HEIGHT": INT}
+    comfy = ComfyAlias(("DF_Get_latent_size",))
 
     def run(self):
         x = _samples(self.latent, "latent")
         scale = 1 if self.original else 8
-        width, height = x.shape[3] * scale, x.shape[2] * scale
+        return x.shape[3] * scale, x.shape[2] * scale
+
+
+class DerfuuGetLatentSizeTuple(DerfuuGetLatentSize):
+    """A latent's width and height, as Derfuu's earlier Get latent size gives them: in pixels
+    (its size times 8), or with original true in latent pixels, and the pair as a TUPLE. Video
+    latents are refused."""
+    outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
+    comfy = ComfyAlias(("Get latent size",))
+
+    def run(self):
+        width, height = super().run()
         return width, height, (width, height)
 
 
 class DerfuuGetImageSize(Node):
-    """An image batch's width and height, as Derfuu's Get image size gives them. The pack's
-    earlier versions also gave the pair as a TUPLE (the third output, which the DF_ class lacks)."""
+    """An image batch's width and height, as Derfuu's Get image size gives them."""
     category = f"{ROOT}/Functions"
     image: IMAGE
-    outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
-    comfy = (ComfyAlias(("DF_Get_image_size",), outputs=(0, 1)), ComfyAlias(("Get image size",)))
+    outputs = {"WIDTH": INT, "HEIGHT": INT}
+    comfy = ComfyAlias(("DF_Get_image_size",))
 
     def run(self):
-        width, height = self.image.shape[2], self.image.shape[1]
+        return self.image.shape[2], self.image.shape[1]
+
+
+class DerfuuGetImageSizeTuple(DerfuuGetImageSize):
+    """An image batch's width and height, as Derfuu's earlier Get image size gives them, and the
+    pair as a TUPLE."""
+    outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
+    comfy = ComfyAlias(("Get image size",))
+
+    def run(self):
+        width, height = super().run()
         return width, height, (width, height)
 
 
