@@ -34,6 +34,7 @@ input, and a scaled image or latent must be 1 to MAX_SIZE pixels a side."""
 from __future__ import annotations
 
 import math
+import operator
 import sys
 
 from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Estimate, Float, \
@@ -60,9 +61,9 @@ SIDES = ("Longest", "Shortest", "Width", "Height")
 ROOT = "Derfuu_Nodes"
 
 
-def _number(default=1.0, **bounds):
-    """The pack's FLOAT field: default 1, step 0.01, any finite value unless bounded."""
-    return Float(default, min=bounds.get("min", -FLOAT_MAX), max=FLOAT_MAX, step=bounds.get("step", 0.01))
+def _number(default=1.0, least=-FLOAT_MAX, step=0.01):
+    """The pack's FLOAT field: default 1, step 0.01, any finite value (from `least`)."""
+    return Float(default, min=least, max=FLOAT_MAX, step=step)
 
 
 def _line(default: str = ""):
@@ -469,14 +470,12 @@ class DerfuuSquareRoot(Node):
         return root, -root
 
 
-def _trigonometry(name: str, forward, inverse, value: float, type_: str, arc: bool, arc_name: str) -> float:
+def _trigonometry(name: str, forward, inverse, value: float, type_: str, arc: bool) -> float:
     """The pack's trigonometry: value taken as degrees with type_ DEG (converted to radians
     first, before the arc function too), then the function or, with arc, its inverse."""
     if type_ == "DEG":
         value = math.radians(value)
-    if arc:
-        return _finite(f"arc{name}", inverse, value, names=("value", arc_name))
-    return _finite(name, forward, value, names=("value",))
+    return _finite(f"arc{name}" if arc else name, inverse if arc else forward, value, names=("value",))
 
 
 class DerfuuSinus(Node):
@@ -491,7 +490,7 @@ class DerfuuSinus(Node):
     comfy = ComfyAlias(("DF_Sinus", "Sinus"))
 
     def run(self):
-        return _trigonometry("sin", math.sin, math.asin, self.value, self.type_, self.arcSin, "arcSin")
+        return _trigonometry("sin", math.sin, math.asin, self.value, self.type_, self.arcSin)
 
 
 class DerfuuCosines(Node):
@@ -506,7 +505,7 @@ class DerfuuCosines(Node):
     comfy = ComfyAlias(("DF_Cosines", "Cosines"))
 
     def run(self):
-        return _trigonometry("cos", math.cos, math.acos, self.value, self.type_, self.arcCos, "arcCos")
+        return _trigonometry("cos", math.cos, math.acos, self.value, self.type_, self.arcCos)
 
 
 class DerfuuTangent(Node):
@@ -521,10 +520,14 @@ class DerfuuTangent(Node):
     comfy = ComfyAlias(("DF_Tangent", "Tangent"))
 
     def run(self):
-        return _trigonometry("tan", math.tan, math.atan, self.value, self.type_, self.arcTan, "arcTan")
+        return _trigonometry("tan", math.tan, math.atan, self.value, self.type_, self.arcTan)
 
 
-LOGIC_OPERATIONS = ("A > B", "A < B", "A = B", "A AND B", "A OR B", "A XOR B")
+LOGIC_COMPARISONS = {"A > B": operator.gt, "A < B": operator.lt, "A = B": operator.eq}
+# the truth of A and of B, as functions: looked at only as far as Python's and / or look
+LOGIC_CONNECTIVES = {"A AND B": lambda a, b: a() and b(), "A OR B": lambda a, b: a() or b(),
+                     "A XOR B": lambda a, b: a() != b()}
+LOGIC_OPERATIONS = (*LOGIC_COMPARISONS, *LOGIC_CONNECTIVES)  # the pack's order
 
 
 class DerfuuLogicNode(Node):
@@ -545,16 +548,15 @@ class DerfuuLogicNode(Node):
     def run(self):
         a = self.CompareValue_A
         b = False if self.CompareValue_B is None else self.CompareValue_B
-        if self.Operation in ("A > B", "A < B", "A = B"):
-            compare = {"A > B": lambda: a > b, "A < B": lambda: a < b, "A = B": lambda: a == b}[self.Operation]
+        if self.Operation in LOGIC_COMPARISONS:
             try:
-                holds = _truth(compare(), "CompareValue_A")
+                holds = _truth(LOGIC_COMPARISONS[self.Operation](a, b), "CompareValue_A")
             except (TypeError, RuntimeError) as e:
                 raise NodeInputError("CompareValue_B", f"{type(a).__name__} and {type(b).__name__} can't be "
                                                        f"compared with {self.Operation} ({e})") from None
         else:
-            a, b = _truth(a, "CompareValue_A"), _truth(b, "CompareValue_B")
-            holds = {"A AND B": a and b, "A OR B": a or b, "A XOR B": a != b}[self.Operation]
+            holds = LOGIC_CONNECTIVES[self.Operation](lambda: _truth(a, "CompareValue_A"),
+                                                      lambda: _truth(b, "CompareValue_B"))
         chosen = self.OnTrue if holds else self.OnFalse
         return False if chosen is None else chosen
 
@@ -682,7 +684,7 @@ class DerfuuLatentScaleByRatio(Node):
     naming modifier; video latents are refused."""
     category = f"{ROOT}/Modded nodes/Latent"
     latent: LATENT
-    modifier: float = _number(min=0.0)
+    modifier: float = _number(least=0.0)
     scale_method: str = Choice(SCALE_METHODS, "nearest-exact")
     crop: str = Choice(CROP_METHODS, "disabled")
     outputs = {"LATENT": LATENT}
@@ -907,7 +909,8 @@ class DerfuuConditioningSetAreaWithTuples(Node):
 class DerfuuLatentCompositeWithTuples(Node):
     """Paste samples_from into samples_to at position_tuple's (x, y) pixels, feathering the edges
     over `feather` pixels, as Derfuu's LatentComposite with tuples does: ComfyUI's LatentComposite
-    on those numbers. Negative or over-MAX_SIZE positions are errors."""
+    on those numbers. A negative feather is none, as in the pack (its fade loop never runs);
+    negative or over-MAX_SIZE positions, or a feather over MAX_SIZE, are errors."""
     category = f"{ROOT}/Tuples/Modded nodes/Latents"
     samples_to: LATENT
     samples_from: LATENT
@@ -918,7 +921,7 @@ class DerfuuLatentCompositeWithTuples(Node):
 
     def run(self):
         x, y = _place(self.position_tuple, "position_tuple", MAX_SIZE)
-        if not 0 <= self.feather <= MAX_SIZE:
-            raise NodeInputError("feather", f"expected 0 to {MAX_SIZE} pixels, got {self.feather}")
+        if self.feather > MAX_SIZE:
+            raise NodeInputError("feather", f"expected at most {MAX_SIZE} pixels, got {self.feather}")
         return _core(LatentComposite, samples_to=self.samples_to, samples_from=self.samples_from, x=x, y=y,
-                     feather=self.feather)
+                     feather=max(0, self.feather))

@@ -275,6 +275,9 @@ def test_logic_node_unconnected_inputs_count_false(registry):
 
 
 def test_logic_node_errors_name_the_input(registry):
+    # as Python's `and` in the pack: B's truth is not looked at when A is false
+    assert node(registry, "DF_Logic_node", Operation="A AND B", CompareValue_A=0, CompareValue_B=torch.ones(2),
+                OnTrue=1, OnFalse=2) == 2
     raises(registry, "DF_Logic_node", "CompareValue_B", Operation="A > B", CompareValue_A="x", CompareValue_B=2)
     raises(registry, "DF_Logic_node", "CompareValue_A", Operation="A AND B", CompareValue_A=torch.ones(2),
            CompareValue_B=1)
@@ -521,6 +524,11 @@ def test_latent_composite_with_tuples_is_the_core_node(registry, position, feath
     assert torch.equal(got["samples"], want["samples"])
     raises(registry, "LatentComposite with tuples", "position_tuple", samples_to=to, samples_from=source,
            position_tuple=(0, -8), feather=0)
+    unfeathered = call(registry, "LatentComposite", samples_to=to, samples_from=source, x=position[0],
+                       y=position[1], feather=0)
+    got = node(registry, "LatentComposite with tuples", samples_to=to, samples_from=source, position_tuple=position,
+               feather=-16)  # as the pack: a negative feather fades nothing
+    assert torch.equal(got["samples"], unfeathered["samples"])
 
 
 # -- workflows --------------------------------------------------------------------------------------
@@ -540,7 +548,7 @@ def test_ui_save_with_the_packs_df_classes_runs_and_is_written_back(registry):
         ui_node(6, "DF_Random", [0, 1, 7, "randomize"], outputs=[("FLOAT", "FLOAT", [7])]),
         ui_node(7, "DF_Sum", [1, 1], [("Value_A", "FLOAT", 6, True), ("Value_B", "FLOAT", 7, True)],
                 [("FLOAT", "FLOAT", [8])]),
-        ui_node(8, "DF_To_text_(Debug)", [], [("ANY", "*", 8, False)],
+        ui_node(8, "DF_To_text_(Debug)", ["31.2"], [("ANY", "*", 8, False)],  # the text its editor last showed
                 [("SAME AS INPUT", "*", []), ("STRING", "STRING", [])]),
         ui_node(9, "DF_Absolute_value", [-2.5, True], outputs=[("FLOAT", "FLOAT", [])]),
         ui_node(10, "DF_Sinus", [90, "DEG", False], outputs=[("FLOAT", "FLOAT", [])]),
