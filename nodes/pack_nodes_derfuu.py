@@ -596,7 +596,7 @@ def _image_estimate(size: Size | None, plan) -> Estimate:
         return Estimate(size)
     try:
         width, height = plan(size.width, size.height)
-    except (NodeInputError, TypeError, ValueError, ZeroDivisionError):
+    except (NodeInputError, TypeError, ValueError, ArithmeticError):
         return Estimate(size)  # run() names the problem
     return Estimate(Size(size.batch, height, width))
 
@@ -665,7 +665,7 @@ def _latent_estimate(size: Size | None, plan) -> Estimate:
         return Estimate(size)
     try:
         width, height = plan(size.width // 8, size.height // 8)
-    except (NodeInputError, TypeError, ValueError, ZeroDivisionError):
+    except (NodeInputError, TypeError, ValueError, ArithmeticError):
         return Estimate(size)  # run() names the problem
     return Estimate(Size(size.batch, height * 8, width * 8))
 

@@ -380,8 +380,11 @@ def test_the_scalers_estimate_their_output_size(registry):
     ratio = registry.comfy_node("DF_Image_scale_by_ratio")
     assert ratio.estimate({"upscale_by": 1.3}, {"image": image}).size == Size(2, 16, 26)
     assert ratio.estimate({}, {"image": image}).size == image  # a linked ratio: unknown until it runs
+    for junk in ("x", [1], 10 ** 400, -1.0):  # left to run() to name
+        assert ratio.estimate({"upscale_by": junk}, {"image": image}).size == image
     side = registry.comfy_node("DF_Image_scale_to_side")
     assert side.estimate({"side_length": 30, "side": "Height"}, {"image": image}).size == Size(2, 30, 50)
+    assert side.estimate({"side_length": 10 ** 400, "side": "Width"}, {"image": image}).size == image
     latent_ratio = registry.comfy_node("DF_Latent_Scale_by_ratio")
     width, height = (int(s * 1.3 + s * 1.3 % 8) for s in (20, 12))
     assert latent_ratio.estimate({"modifier": 1.3}, {"latent": latent}).size == Size(1, height * 8, width * 8)
