@@ -23,9 +23,12 @@ swap, Tuple multiply, ConditioningSetArea with tuples, LatentComposite with tupl
 "... debug print" nodes, and Get latent / image size with their third output, a TUPLE) are
 here under those names too (pyscripts/ Tuples.py, TuplesUsed/, Debug.py and __init__.py at
 7b6746767c0f627831fbd40648648c6360cb9032, Nodes/Functions/GetSizes.py at
-b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the earliest versions' EmptyLatentImage
-and tuple-taking Latent Scale nodes (Nodes/Modded/Latents.py, from when the pack was
-"Derfuu_ComfyUI_CustomNodes": other inputs under the same names, and commented out by the pack).
+b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the first versions' Latent Scale nodes
+that took a TUPLE and their EmptyLatentImage (Nodes/Modded/Latents.py at
+dd6557a235d225ed6c5defc43f4c13ad0c56c32b, from when the pack was "Derfuu_ComfyUI_CustomNodes";
+the pack itself later commented that EmptyLatentImage out): a save of those reads its widgets
+into today's Latent Scale nodes, whose inputs differ. Nothing of the pack needs model weights
+or a service.
 
 Deliberately unlike the pack: a result that is not a finite float (an overflow, a math domain
 error, division by zero) or a whole number past +-INT_LIMIT is a NodeInputError naming the
@@ -206,7 +209,9 @@ def _text(value) -> str:
 class DerfuuToText(Node):
     """Show any value as text, as Derfuu's To text (Debug) does: passes the value on and gives
     its text (str()); the text is printed on the server's console and shown on the node (the
-    first SHOWN_TEXT characters). A value Python won't write as text gives that error's message."""
+    first SHOWN_TEXT characters). A value Python won't write as text gives that error's message.
+    ComfyUI runs the pack's node on every queue (its IS_CHANGED); here it runs again when its
+    input changes, like other nodes."""
     category = f"{ROOT}/Debug"
     output_node = True
     ANY: ANY
