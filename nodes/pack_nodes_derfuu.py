@@ -26,9 +26,8 @@ here under those names too (pyscripts/ Tuples.py, TuplesUsed/, Debug.py and __in
 b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the first versions' Latent Scale nodes
 that took a TUPLE and their EmptyLatentImage (Nodes/Modded/Latents.py at
 dd6557a235d225ed6c5defc43f4c13ad0c56c32b, from when the pack was "Derfuu_ComfyUI_CustomNodes";
-the pack itself later commented that EmptyLatentImage out): a save of those reads its widgets
-into today's Latent Scale nodes, whose inputs differ. Nothing of the pack needs model weights
-or a service.
+the pack itself later commented that EmptyLatentImage out): their inputs (LATENT, TUPLE ...)
+are not today's. Nothing of the pack needs model weights or a service.
 
 Deliberately unlike the pack: a result that is not a finite float (an overflow, a math domain
 error, division by zero) or a whole number past +-INT_LIMIT is a NodeInputError naming the
