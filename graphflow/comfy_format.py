@@ -157,6 +157,9 @@ CUSTOM_PACKS = {
     "ComfyMath": ("CM_",),
     "ComfyUI-mxToolkit": ("mx",),
     "ComfyUI-Logic": LOGIC_CLASSES,
+    # its current "DF_" classes; the earlier bare names ("Sum", "Text" ...) are too generic to claim
+    # for it when unknown, and are all ours (nodes/pack_nodes_derfuu.py) but "Float", which is Logic's
+    "Derfuu_ComfyUI_ModdedNodes": ("DF_",),
 }
 
 
