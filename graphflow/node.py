@@ -76,7 +76,9 @@ def Int(default=_REQUIRED, *, min=None, max=None, step=1, description="", **hint
 def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", **hints) -> Any:
     """A finite number. `linked_nonfinite=True` lets a value that arrives by a link be inf or NaN
     where the node means to handle them (a test for infinity, a pack's float operation whose
-    ComfyUI node gets linked values unchecked); a typed-in value still has to be finite."""
+    ComfyUI node gets linked values unchecked); a typed-in value still has to be finite.
+    `linked_list=True` lets a linked value also be a list of such numbers, each within the bounds
+    (a pack's per-frame values, as FizzNodes' pw_a takes a Batch Value Schedule's list)."""
     return Widget("FLOAT", default, min, max, step, description=description, hints=hints)
 
 
@@ -96,7 +98,7 @@ def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, des
     return Widget("CHOICE", default, options=options, description=description, hints=hints)
 
 
-LINKED_HINTS = {"linked_min", "linked_nonfinite"}  # hints that check a linked value unlike a typed one
+LINKED_HINTS = {"linked_min", "linked_nonfinite", "linked_list"}  # hints that check a linked value unlike a typed one
 
 _PLAIN_WIDGET_KINDS = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOLEAN"}
 
@@ -175,7 +177,10 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
         constraints["le"] = w.max
     if w.kind == "FLOAT":
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
-    return Annotated[python_type, Field(**constraints)], default
+    number = Annotated[python_type, Field(**constraints)]
+    if linked and w.hints.get("linked_list"):  # a number or a list of them
+        return number | list[number], default
+    return number, default
 
 
 @functools.cache

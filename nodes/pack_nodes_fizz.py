@@ -25,6 +25,13 @@ and the pack's StringConcatenate: ComfyUI's own StringConcatenate (string_a, str
 has taken that class name, and ComfyUI loads no custom class under a core name, so a save naming it
 is read as the core node (nodes/strings.py).
 
+Widgets the pack marks forceInput (pre_text, app_text, pw_a..pw_d, PromptSchedule's and ValueSchedule's
+current_frame ...) are widgets here, as in the editor its community saves come from (converted
+widgets: widgets_values holds a value for each, sent when the input is not linked); a save without
+those values (an editor making them bare sockets) gets the pack's defaults in their places, and
+Batch Prompt Schedule's earlier layouts (without end_frame, without start_frame) are read too. pw_a..pw_d
+take by link a number or a list of one per frame (Batch Value Schedule's), as the pack does.
+
 Expressions (the pack's numexpr) are never evaluated by Python: `schedule_expression` walks the
 parsed formula under an allow-list (numbers; the names t, max_f and pw_a..pw_d where the pack has
 them; + - * / % ** << >> & | ^ ~ and comparisons; where, sin, cos, tan, arcsin, arccos, arctan,
@@ -58,6 +65,39 @@ MAX_FRAMES = 999999  # the pack's max_frames bound
 DEFAULT_PROMPT = "\n".join(f'"{f}" :""' + ("," if f < 119 else "") for f in (0, 11, 23, 35, 47, 59, 71, 83, 95,
                                                                              107, 119)) + "\n"
 DEFAULT_VALUE = ",\n".join(f"{f}:(0)" for f in (0, 11, 23, 35, 47, 59, 71, 83, 95, 107, 119)) + "\n"
+
+def _pw():
+    """pw_a..pw_d: a number for the prompts' formulas; by link also a list of one per frame
+    (BatchValueSchedule's), as the pack takes it."""
+    return Float(0.0, min=-9999.0, max=9999.0, step=0.1, linked_list=True)
+
+
+def _force_input_layout(full: int, forced: dict, older: dict | None = None):
+    """ComfyAlias.widgets of a class some of whose widgets the pack marks forceInput. The editors its
+    community saves come from keep a value for each of those (converted widgets, sent when not
+    linked): the `full` layout, our widgets in order. An editor making them bare sockets saves
+    none: a save that much shorter gets the pack's defaults ({place: default}) put back; `older`:
+    {length: {place: default}} for the pack's earlier layouts."""
+    def widgets(raw: list) -> list:
+        missing = forced if len(raw) == full - len(forced) else (older or {}).get(len(raw))
+        if not missing:
+            return raw
+        out = list(raw)
+        for place in sorted(missing):
+            out.insert(place, missing[place])
+        return out
+
+    return widgets
+
+
+_PW_PLACES = 4  # pw_a..pw_d
+
+
+def _texts_and_weights(pre: int, pw: int) -> dict:
+    """{place: default} of pre_text, app_text (from `pre`) and pw_a..pw_d (from `pw`)."""
+    return {pre: "", pre + 1: "", **{pw + k: 0.0 for k in range(_PW_PLACES)}}
+
+
 
 # -- expressions --------------------------------------------------------------------------------
 
@@ -410,8 +450,7 @@ prompt that then ends in "0" loses that character. print_output is accepted and 
 
 
 class _PromptWeights:
-    """pw_a..pw_d: numbers for the prompts' `formulas`, one for all frames or a list per frame
-    (BatchValueSchedule's); socket-only in the pack."""
+    """A prompt node's pw_a..pw_d, for its prompts' `formulas`."""
 
     def prompt_weights(self) -> dict:
         return {"pw_a": self.pw_a, "pw_b": self.pw_b, "pw_c": self.pw_c, "pw_d": self.pw_d}
@@ -429,16 +468,17 @@ class BatchPromptSchedule(Node, _PromptWeights):
     clip: CLIP
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: STRING = None
-    app_text: STRING = None
+    pre_text: str = Text("", multiline=True)
+    app_text: str = Text("", multiline=True)
     start_frame: int = Int(0, min=0, max=9999)
     end_frame: int = Int(0, min=0, max=9999)
-    pw_a: FLOAT = None
-    pw_b: FLOAT = None
-    pw_c: FLOAT = None
-    pw_d: FLOAT = None
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("BatchPromptSchedule",))
+    comfy = ComfyAlias(("BatchPromptSchedule",), widgets=_force_input_layout(
+        11, _texts_and_weights(3, 7), {10: {6: 0}, 9: {5: 0, 6: 0}}))  # older: without end_frame, start_frame
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -462,16 +502,17 @@ class BatchPromptScheduleLatentInput(Node, _PromptWeights):
     clip: CLIP
     num_latents: LATENT
     print_output: bool = Bool(False)
-    pre_text: STRING = None
-    app_text: STRING = None
+    pre_text: str = Text("", multiline=True)
+    app_text: str = Text("", multiline=True)
     start_frame: int = Int(0, min=0, max=9999)
     end_frame: int = Int(0, min=0, max=9999)
-    pw_a: FLOAT = None
-    pw_b: FLOAT = None
-    pw_c: FLOAT = None
-    pw_d: FLOAT = None
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING, "INPUT_LATENTS": LATENT}
-    comfy = ComfyAlias(("BatchPromptScheduleLatentInput",))
+    comfy = ComfyAlias(("BatchPromptScheduleLatentInput",), widgets=_force_input_layout(
+        10, _texts_and_weights(2, 6), {9: {5: 0}}))  # older: without end_frame
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -496,16 +537,16 @@ class PromptSchedule(Node, _PromptWeights):
     text: str = Text(DEFAULT_PROMPT, multiline=True)
     clip: CLIP
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
-    current_frame: INT
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: STRING = None
-    app_text: STRING = None
-    pw_a: FLOAT = None
-    pw_b: FLOAT = None
-    pw_c: FLOAT = None
-    pw_d: FLOAT = None
+    pre_text: str = Text("", multiline=True)
+    app_text: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("PromptSchedule",))
+    comfy = ComfyAlias(("PromptSchedule",), widgets=_force_input_layout(10, {2: 0, **_texts_and_weights(4, 6)}))
 
     def run(self):
         return scheduled_frame(self, self.text)
@@ -538,14 +579,14 @@ class StringSchedule(Node, _PromptWeights):
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     current_frame: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: STRING = None
-    app_text: STRING = None
-    pw_a: FLOAT = None
-    pw_b: FLOAT = None
-    pw_c: FLOAT = None
-    pw_d: FLOAT = None
+    pre_text: str = Text("", multiline=True)
+    app_text: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
     outputs = {"POS": STRING, "NEG": STRING}
-    comfy = ComfyAlias(("StringSchedule",))
+    comfy = ComfyAlias(("StringSchedule",), widgets=_force_input_layout(10, _texts_and_weights(4, 6)))
 
     def run(self):
         frame = self.current_frame % self.max_frames
@@ -563,14 +604,14 @@ class BatchStringSchedule(Node, _PromptWeights):
     text: str = Text(DEFAULT_PROMPT, multiline=True)
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: STRING = None
-    app_text: STRING = None
-    pw_a: FLOAT = None
-    pw_b: FLOAT = None
-    pw_c: FLOAT = None
-    pw_d: FLOAT = None
+    pre_text: str = Text("", multiline=True)
+    app_text: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
     outputs = {"POS": STRING, "NEG": STRING}
-    comfy = ComfyAlias(("BatchStringSchedule",))
+    comfy = ComfyAlias(("BatchStringSchedule",), widgets=_force_input_layout(9, _texts_and_weights(3, 5)))
 
     def run(self):
         schedule = prompt_schedule(self.text, self.max_frames, self.pre_text, self.app_text, self.prompt_weights())
@@ -607,19 +648,20 @@ class PromptScheduleNodeFlowEnd(Node, _PromptWeights):
     that comma is dropped too.)"""
     __doc__ = _doc(__doc__, SCHEDULE_HELP)
     category = SCHEDULE
-    text: STRING
+    text: str = Text("")
     clip: CLIP
     max_frames: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    current_frame: INT
-    pre_text: STRING = None
-    app_text: STRING = None
-    pw_a: FLOAT = None
-    pw_b: FLOAT = None
-    pw_c: FLOAT = None
-    pw_d: FLOAT = None
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
+    pre_text: str = Text("", multiline=True)
+    app_text: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("PromptScheduleNodeFlowEnd",))
+    comfy = ComfyAlias(("PromptScheduleNodeFlowEnd",),
+                       widgets=_force_input_layout(10, {0: "", 3: 0, **_texts_and_weights(4, 6)}))
 
     def run(self):
         if self.max_frames < 1:
@@ -717,10 +759,10 @@ class ValueSchedule(Node):
     category = SCHEDULE
     text: str = Text(DEFAULT_VALUE, multiline=True)
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
-    current_frame: INT
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
     outputs = {"FLOAT": FLOAT, "INT": INT}
-    comfy = ComfyAlias(("ValueSchedule",))
+    comfy = ComfyAlias(("ValueSchedule",), widgets=_force_input_layout(4, {2: 0}))
 
     def run(self):
         frame = _whole(self.current_frame, "current_frame") % self.max_frames
@@ -879,10 +921,10 @@ class FizzFrameConcatenate(Node):
 class ConcatStringSingle(Node):
     """string_a followed by string_b, as FizzNodes' Concat String (Single)."""
     category = HELPER_NODES
-    string_a: STRING
-    string_b: STRING
+    string_a: str = Text("", multiline=True)
+    string_b: str = Text("", multiline=True)
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("ConcatStringSingle",))
+    comfy = ComfyAlias(("ConcatStringSingle",), widgets=_force_input_layout(2, {0: "", 1: ""}))
 
     def run(self):
         for name in ("string_a", "string_b"):
@@ -895,10 +937,10 @@ class ConvertKeyframeKeysToBatchKeys(Node):
     """input * num_latents - 1, as FizzNodes' Keyframe Keys To Batch Keys (a keyframe counted in
     latent batches to its last frame)."""
     category = HELPER_NODES
-    input: INT
+    input: int = Int(0)
     num_latents: int = Int(16)
     outputs = {"INT": INT}
-    comfy = ComfyAlias(("convertKeyframeKeysToBatchKeys",))
+    comfy = ComfyAlias(("convertKeyframeKeysToBatchKeys",), widgets=_force_input_layout(2, {0: 0}))
 
     def run(self):
         if isinstance(self.input, bool) or not isinstance(self.input, int):

@@ -40,6 +40,16 @@ def encode(registry, clip, text):
     return cond, options["pooled_output"]
 
 
+def linked_call(registry, node_type, **inputs):
+    """call(), the widget values checked as values arriving by links are (pw_a may be a list)."""
+    cls = registry.get(node_type)
+    cls.linked_widget_model.model_validate({k: v for k, v in inputs.items() if cls.input_specs[k].widget})
+    node = cls.__new__(cls)
+    node.__dict__.update({name: spec.default for name, spec in cls.input_specs.items()})
+    node.__dict__.update(inputs)
+    return node.run()
+
+
 def centre_pad(cond, length):
     """Zero tokens added half before, half after (the extra one after): the pack's pad_with_zeros."""
     missing = length - cond.shape[1]
@@ -79,7 +89,7 @@ def test_a_schedule_not_starting_at_zero_holds_its_first_prompt():
 
 def test_formulas_in_prompts_and_pre_app_text(registry):
     text = '"0": "a (cat:`0.5 + t/10`) --neg blurry",\n"4": "a (dog:`pw_a * max_f`)"'
-    pos, neg = call(registry, "BatchStringSchedule", text=text, max_frames=6, pre_text="photo of",
+    pos, neg = linked_call(registry, "BatchStringSchedule", text=text, max_frames=6, pre_text="photo of",
                     app_text="4k --neg ugly", pw_a=[0.1 * f for f in range(6)])
     # pre + " " + prompt + " " + app, each side's part of the texts around --neg, then stripped
     for f in range(4):
@@ -319,7 +329,7 @@ def test_clear_errors_name_the_input_and_line(registry, clip):
     with pytest.raises(NodeInputError, match="frame 0.*not part of numexpr's grammar"):
         call(registry, "BatchStringSchedule", text='"0": "`os.system(1)`"', max_frames=2)
     with pytest.raises(NodeInputError, match="2 values for 6 frames") as e:
-        call(registry, "BatchPromptSchedule", text='"0": "`pw_a`"', clip=clip, max_frames=6, pw_a=[1.0, 2.0])
+        linked_call(registry, "BatchPromptSchedule", text='"0": "`pw_a`"', clip=clip, max_frames=6, pw_a=[1.0, 2.0])
     assert e.value.input == "pw_a"
     with pytest.raises(NodeInputError, match="keyframe '1.5'"):
         call(registry, "BatchStringSchedule", text='"1.5": "a"', max_frames=2)
@@ -346,43 +356,74 @@ SCHEDULE_TEXT = '"0": "a red circle on a white background",\n"3": "a blue square
 
 
 def test_ui_save_with_the_packs_nodes_reads_runs_and_round_trips(registry):
+    """As community saves have them: every widget in widgets_values, the pack's forceInput ones
+    (pre_text, app_text, pw_a..pw_d) converted to inputs, an unlinked one's value used; and a save
+    without values for those (an editor making them bare sockets)."""
+    text = SCHEDULE_TEXT.replace("circle", "(circle:`pw_a`)")
+    schedule_widgets = [text, 4, False, "best quality", "4k", 0, 0, 0, 0, 0, 0]
+    converted = [(name, kind, link, True) for name, kind, link in (
+        ("pre_text", "STRING", None), ("app_text", "STRING", None), ("pw_a", "FLOAT", 2), ("pw_b", "FLOAT", None),
+        ("pw_c", "FLOAT", None), ("pw_d", "FLOAT", None))]
     nodes = [
         ui_node(1, "CheckpointLoaderSimple", [DEMO], outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1]),
                                                              ("VAE", "VAE", [])]),
-        ui_node(2, "BatchValueSchedule", ["0:(0.5), 3:(1.5)", 4, False], outputs=[("FLOAT", "FLOAT", [2]),
+        ui_node(2, "BatchValueSchedule", ["0:(0.5), 3:(1.5)", 4, False], outputs=[("FLOAT", "FLOAT", [2, 3]),
                                                                                  ("INT", "INT", [])]),
-        ui_node(3, "BatchPromptSchedule", [SCHEDULE_TEXT.replace("circle", "(circle:`pw_a`)"), 4, False, 0, 0],
-                [("clip", "CLIP", 1, False), ("pre_text", "STRING", None, False), ("app_text", "STRING", None, False),
-                 ("pw_a", "FLOAT", 2, False)],
+        ui_node(3, "BatchPromptSchedule", schedule_widgets, [("clip", "CLIP", 1, False)] + converted,
                 [("POS", "CONDITIONING", []), ("NEG", "CONDITIONING", [])]),
-        ui_node(4, "BatchStringSchedule", [SCHEDULE_TEXT.replace("circle", "(circle:`pw_a`)"), 4, False],
-                [("pw_a", "FLOAT", 3, False)], [("POS", "STRING", []), ("NEG", "STRING", [])]),
+        ui_node(4, "BatchStringSchedule", [text, 4, False], [("pw_a", "FLOAT", 3, False)],
+                [("POS", "STRING", []), ("NEG", "STRING", [])]),
         ui_node(5, "SinWave", [8.0, 0.5, 0.0, 0.5, 2], outputs=[("FLOAT", "FLOAT", []), ("INT", "INT", [])]),
+        ui_node(6, "StringSchedule", [text, 4, 1, False, "best quality", "4k", 0.5, 0, 0, 0],
+                outputs=[("POS", "STRING", []), ("NEG", "STRING", [])]),
     ]
     links = [[1, 1, 1, 3, 0, "CLIP"], [2, 2, 0, 3, 3, "FLOAT"], [3, 2, 0, 4, 0, "FLOAT"]]
     graph = ui_graph(nodes, links)
-    result = run_graph(registry, graph, ["3", "4", "5"])
+    result = run_graph(registry, graph, ["3", "4", "5", "6"])
     assert result.values["3"][0][0][0].shape[0] == 4
     values = [0.5 + (1.5 - 0.5) * f / 3 for f in range(3)]
     assert result.values["4"][0] == [f"a red (circle:{v}) on a white background" for v in values] + \
         ["a blue square on a white background"]
+    assert result.values["6"][0] == "best quality a red (circle:0.5) on a white background 4k"
     assert result.values["5"][0] == pytest.approx(0.5 + 0.5 * math.sin(2 * math.pi * 2 / 8))
     saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
-    assert saved[3]["type"] == "BatchPromptSchedule" and saved[3]["widgets_values"] == nodes[2]["widgets_values"]
+    assert saved[3]["type"] == "BatchPromptSchedule" and saved[3]["widgets_values"] == schedule_widgets
+    assert saved[4]["widgets_values"] == [text, 4, False, "", "", 0.0, 0.0, 0.0, 0.0]  # the pack's defaults
     assert saved[2]["widgets_values"] == ["0:(0.5), 3:(1.5)", 4, False]
     assert saved[5]["widgets_values"] == [8.0, 0.5, 0.0, 0.5, 2]
+
+
+def test_older_batch_schedule_layouts_are_read(registry):
+    """The pack's versions before end_frame (10 values) and before start_frame (9)."""
+    for widgets in ([SCHEDULE_TEXT, 4, False, "pre", "app", 2, 0.5, 0, 0, 0],
+                    [SCHEDULE_TEXT, 4, False, "pre", "app", 0.5, 0, 0, 0]):
+        graph = ui_graph([ui_node(1, "CheckpointLoaderSimple", [DEMO], outputs=[("MODEL", "MODEL", []),
+                                                                                ("CLIP", "CLIP", [1]),
+                                                                                ("VAE", "VAE", [])]),
+                          ui_node(2, "BatchPromptSchedule", widgets, [("clip", "CLIP", 1, False)],
+                                  [("POS", "CONDITIONING", []), ("NEG", "CONDITIONING", [])])],
+                         [[1, 1, 1, 2, 0, "CLIP"]])
+        inputs = parse_workflow(graph, registry).nodes["2"].inputs
+        assert (inputs["pre_text"], inputs["app_text"], inputs["pw_a"], inputs["end_frame"]) == ("pre", "app", 0.5, 0)
+        assert inputs["start_frame"] == (2 if len(widgets) == 10 else 0)
 
 
 API_PROMPT = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": DEMO}},
     "2": {"class_type": "PromptSchedule", "inputs": {"text": SCHEDULE_TEXT, "clip": ["1", 1], "max_frames": 6,
-                                                     "current_frame": ["3", 1], "print_output": False}},
+                                                     "current_frame": ["3", 1], "print_output": False,
+                                                     "pre_text": "", "app_text": "", "pw_a": ["6", 0], "pw_b": 0.0,
+                                                     "pw_c": 0.0, "pw_d": 0.0}},
     "3": {"class_type": "ValueSchedule", "inputs": {"text": "0:(1), 5:(t)", "max_frames": 6, "current_frame": ["4", 0],
                                                     "print_output": False}},
     "4": {"class_type": "CalculateFrameOffset", "inputs": {"current_frame": 0, "max_frames": 18,
                                                            "num_latent_inputs": 4, "index": 2}},
     "5": {"class_type": "StringSchedule", "inputs": {"text": SCHEDULE_TEXT, "max_frames": 6, "current_frame": 4,
-                                                     "print_output": False}},
+                                                     "print_output": False, "pre_text": "", "app_text": "",
+                                                     "pw_a": 0.0, "pw_b": 0.0, "pw_c": 0.0, "pw_d": 0.0}},
+    "6": {"class_type": "BatchValueScheduleLatentInput", "inputs": {"text": "0:(0), 5:(1)", "num_latents": ["7", 0],
+                                                                    "print_output": False}},
+    "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 6}},
 }
 
 
@@ -390,6 +431,10 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
     result = run_graph(registry, API_PROMPT, ["2", "5"])
     assert result.values["3"] == (pytest.approx(1 + (5 - 1) * 2 / 5), 2)  # frame 2 between 0:(1) and t at 5
     assert result.values["5"] == ("a blue square on a white background", "")
+    # the new editor sends no values for the pack's forceInput widgets: their defaults
+    bare = {k: {**v, "inputs": {n: x for n, x in v["inputs"].items() if not n.startswith(("pre_", "app_", "pw_"))}}
+            for k, v in API_PROMPT.items()}
+    assert run_graph(registry, bare, ["5"]).values["5"] == result.values["5"]
     api = export_api(parse_workflow(API_PROMPT, registry), registry)
     assert {k: v["class_type"] for k, v in api.items()} == {k: v["class_type"] for k, v in API_PROMPT.items()}
     for node_id, entry in API_PROMPT.items():
