@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from graphflow.folders import file_name_problem
 from graphflow.types import SOCKET_TYPES, SocketType, socket_of
@@ -179,8 +179,23 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
     number = Annotated[python_type, Field(**constraints)]
     if linked and w.hints.get("linked_list"):  # a number or a list of them
-        return number | list[number], default
+        return Annotated[Any, AfterValidator(_number_or_list(TypeAdapter(number)))], default
     return number, default
+
+
+def _number_or_list(number: TypeAdapter):
+    """A check of a linked_list widget's value: a number, or a list of them, each named when wrong."""
+    def check(value):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for k, item in enumerate(items):
+            try:
+                number.validate_python(item)
+            except ValidationError as e:
+                where = f"item {k} ({item!r}): " if items is value else ""
+                raise ValueError(f"{where}{e.errors()[0]['msg']} (expected a number or a list of them)") from None
+        return value
+
+    return check
 
 
 @functools.cache

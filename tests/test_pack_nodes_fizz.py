@@ -14,6 +14,7 @@ import torch
 from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.demo import measure
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.testing import unet_config, write_checkpoint, write_motion_module
 from graphflow.workflow import parse_workflow
@@ -338,6 +339,17 @@ def test_clear_errors_name_the_input_and_line(registry, clip):
     with pytest.raises(NodeInputError, match="no text encoder") as e:
         call(registry, "BatchPromptSchedule", text='"0": "a"', clip=None, max_frames=2)
     assert e.value.input == "clip"
+
+
+def test_a_linked_list_is_checked_against_pw_bounds(registry):
+    prompt = {"1": {"class_type": "BatchValueSchedule", "inputs": {"text": "0:(0), 3:(20000)", "max_frames": 4,
+                                                                   "print_output": False}},
+              "2": {"class_type": "BatchStringSchedule", "inputs": {"text": '"0": "`pw_a`"', "max_frames": 4,
+                                                                    "print_output": False, "pw_a": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["2"])
+    assert not result.ok and result.error["input"] == "pw_a" and "item 2 (13333.333333333334)" in result.error["message"]
+    prompt["1"]["inputs"]["text"] = "0:(0), 3:(3)"
+    assert run_graph(registry, prompt, ["2"]).values["2"][0] == ["0.0", "1.0", "2.0", "3.0"]
 
 
 def test_a_huge_batch_is_refused_before_it_runs(registry):
