@@ -11,16 +11,18 @@ FrameNodes.py at 2baf910f8ad9204017635fabadf473d9b0ec8ef7, HelperNodes.py at
 0d39ed1172a06a16c29b7b545379276fe9979958 and the class table of __init__.py at
 ccdc15f6f829f193b9b20ee1badbce2a0aadb6b8.
 
-Held here: BatchPromptSchedule, PromptSchedule, BatchPromptScheduleLatentInput, ValueSchedule,
+Held here: BatchPromptSchedule, PromptSchedule, BatchPromptScheduleLatentInput, the SDXL schedules
+(PromptScheduleEncodeSDXL, BatchPromptScheduleEncodeSDXL, BatchPromptScheduleSDXLLatentInput: as the
+pack's code at 51a29ce runs them, text_l's schedule taking over text_g's from its first keyframe and
+one text going to both encoders; see their help), ValueSchedule,
 BatchValueSchedule, BatchValueScheduleLatentInput, StringSchedule, BatchStringSchedule,
 PromptScheduleNodeFlow, PromptScheduleNodeFlowEnd, Init FizzFrame, FizzFrame,
 FizzFrameConcatenate, ConcatStringSingle, convertKeyframeKeysToBatchKeys, CalculateFrameOffset and
 the wave nodes (Lerp, SinWave, InvSinWave, CosWave, InvCosWave, SquareWave, SawtoothWave,
 TriangleWave, AbsCosWave, AbsSinWave).
 
-Left out: the SDXL prompt schedules (PromptScheduleEncodeSDXL, BatchPromptScheduleEncodeSDXL,
-BatchPromptScheduleSDXLLatentInput: at 51a29ce they encode the next prompts from the L text alone
-and pass the G schedule's series for the L one, which is not a behaviour to copy), ImagesFromBatchSchedule,
+Left out: ImagesFromBatchSchedule (an image picker driven by a schedule of index lists), the
+commented-out BatchPromptScheduleNodeFlowEnd and BatchGLIGENSchedule (not in the pack's class table),
 and the pack's StringConcatenate: ComfyUI's own StringConcatenate (string_a, string_b, delimiter)
 has taken that class name, and ComfyUI loads no custom class under a core name, so a save naming it
 is read as the core node (nodes/strings.py).
@@ -36,7 +38,20 @@ Expressions (the pack's numexpr) are never evaluated by Python: `schedule_expres
 parsed formula under an allow-list (numbers; the names t, max_f and pw_a..pw_d where the pack has
 them; + - * / % ** << >> & | ^ ~ and comparisons; where, sin, cos, tan, arcsin, arccos, arctan,
 arctan2, sinh, cosh, tanh, arcsinh, arccosh, arctanh, log, log10, log1p, exp, expm1, sqrt, abs,
-floor, ceil), with exponents and whole numbers bounded (an int64, as numexpr's)."""
+floor, ceil), with exponents and whole numbers bounded (an int64, as numexpr's).
+
+Where this differs from the pack, all where it fails or reads text by accident: the pack puts the
+frame number in place of every letter t of a `formula` (so sqrt, tan and atan break there); here t
+is a name. A formula that divides by zero or leaves a function's domain is an error naming the frame
+(numexpr gives inf or nan). Batch rows of different token lengths are centre-padded to the longest
+(the pack fails to stack them). A Value Schedule may end in a comma and start after frame 0 (the pack
+fails on both). The latent-input nodes count the latent's samples (the pack adds a noise mask's rows).
+print_output prints nothing; start_frame and end_frame are the pack's print range only.
+
+A batch schedule's CONDITIONING has one row per frame; the sampler gives latent row i the
+conditioning's row i (graphflow.sampling.guidance's repeat_to_batch, as ComfyUI's
+repeat_to_batch_size: a shorter batch of rows repeats, a longer one is cut), and context windows
+(AnimateDiff's context options, ContextWindowsManual) cut those rows to each window's frames."""
 
 from __future__ import annotations
 
@@ -50,7 +65,7 @@ from dataclasses import dataclass, field
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, Float, Int, \
     Node, NodeInputError, Text, socket_type, warn
-from nodes.pack_nodes import _COMPARE, POWER_LIMIT
+from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
 
 COMFY_PACK = "ComfyUI_FizzNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -616,6 +631,226 @@ class BatchStringSchedule(Node, _PromptWeights):
     def run(self):
         schedule = prompt_schedule(self.text, self.max_frames, self.pre_text, self.app_text, self.prompt_weights())
         return [cur for cur, _ in schedule.positive], [cur for cur, _ in schedule.negative]
+
+
+# -- SDXL prompt schedules ---------------------------------------------------------------------
+
+
+def _sdxl_filled(keyed: list, max_frames: int, pre: str, app: str, series: list) -> None:
+    """The pack's keyframe loop of BatchInterpolatePromptsSDXL into series [current, next, weight]
+    per frame: between keyframes a < b, a's and b's prompts (pre_text and app_text put around them
+    once more) and weight 1 - (f - a) / (b - a); every frame from b on, a's and b's prompts at
+    weight 0 (the next keyframe's loop overwrites them), so past the last keyframe its prompt."""
+    for (start, prompt), (end, next_prompt) in zip(keyed, keyed[1:]):
+        if start >= end:
+            continue
+        current, following = f"{pre} {prompt} {app}", f"{pre} {next_prompt} {app}"
+        step = 1 / (end - start)
+        for f in range(max(start, 0), min(end, max_frames)):
+            series[f] = [current, following, 1 - step * (f - start)]
+        for f in range(max(end, 0), max_frames):
+            series[f] = [current, following, 0.0]
+
+
+def _sdxl_keyed(prompts: dict, max_frames: int, input_name: str) -> list:
+    keyed = []
+    for key, prompt in prompts.items():
+        if _is_number(key):
+            if not re.fullmatch(r"[+-]?\d+", key):
+                raise NodeInputError(input_name, f"keyframe {key!r}: expected a whole frame number")
+            keyed.append((int(key), prompt))
+        else:
+            keyed.append((int(_evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}")), prompt))
+    return sorted(keyed, key=lambda k: k[0])
+
+
+def sdxl_schedule(node, max_frames: int, frames=None) -> Schedule:
+    """The SDXL schedules' prompts per frame as the pack (BatchFuncs.py at 51a29ce) works them out:
+    its G and L series are one object, so text_l's keyframes (from its first on) replace
+    text_g's, and the one text each frame gets goes to both encoders."""
+    frames = range(max_frames) if frames is None else frames
+    weights = {name: _frame_values(values, name, max_frames) for name, values in node.prompt_weights().items()}
+    sides = {}
+    for tower in ("g", "l"):
+        pre, app = (getattr(node, f"{kind}_text_{tower.upper()}") or "" for kind in ("pre", "app"))
+        name = f"text_{tower}"
+        pos, neg = with_pre_and_app(prompt_keyframes(getattr(node, name), name), pre, app)
+        sides[tower] = (pre, app, _sdxl_keyed(pos, max_frames, name), _sdxl_keyed(neg, max_frames, name))
+    if len(sides["l"][2]) == 1:
+        raise NodeInputError("text_l", "has one keyframe; the pack fails on that (it needs none or two or more)")
+    result = []
+    for side in (2, 3):
+        series = [None] * max_frames
+        for tower in ("g", "l"):
+            pre, app = sides[tower][:2]
+            _sdxl_filled(sides[tower][side], max_frames, pre, app, series)
+        if None in series:
+            first = series.index(None)
+            raise NodeInputError("text_g", f"frame {first} comes before the schedule's keyframes (the pack encodes "
+                                           f"the text 'nan' there): start the schedule at frame 0, with at least two "
+                                           f"keyframes")
+        result.append([(with_formulas(series[f][0], f, max_frames, weights, "text_g"),
+                         with_formulas(series[f][1], f, max_frames, weights, "text_g"), series[f][2]) for f in frames])
+    return Schedule([r[:2] for r in result[0]], [r[:2] for r in result[1]], [r[2] for r in result[0]])
+
+
+class _SDXLEncoder(_Encoder):
+    """CLIPTextEncodeSDXL's encoding of a text given to both towers, with the node's sizes."""
+
+    def __init__(self, node):
+        super().__init__(node.clip)
+        self.sizes = {k: getattr(node, k) for k in ("width", "height", "crop_w", "crop_h", "target_width",
+                                                     "target_height")}
+
+    def __call__(self, text: str):
+        from nodes.conditioning import CLIPEncodeSDXL
+
+        if text not in self.done:
+            cond, options = _core(CLIPEncodeSDXL, clip=self.clip, text_g=text, text_l=text, **self.sizes)[0]
+            self.done[text] = (cond, options.get("pooled_output"))
+        return self.done[text]
+
+
+
+
+SDXL_HELP = """As in the pack (BatchFuncs.py at 51a29ce), text_g's and text_l's schedules fill one
+series: from text_l's first keyframe on its prompts replace text_g's (text_g's with its pre/app texts
+before it), and each frame's text goes to both CLIP-G and CLIP-L (CLIPTextEncodeSDXL with the sizes);
+a text_l of one keyframe fails in the pack and is refused here, as is a frame before every keyframe
+(the pack encodes 'nan' there). pre_text and app_text are put around each prompt twice, as in the pack.
+No keyframe 0 or max_frames is added: after the last keyframe its prompt holds. Between keyframes
+the two prompts' encodings blend by the earlier one's weight, the pooled output the next one's.
+Formulas as in Batch Prompt Schedule (t, max_f, pw_a..pw_d)."""
+
+
+def _sdxl_batch(node, frames: int) -> tuple:
+    """The batch SDXL schedules' POS and NEG: one row per frame (rows padded to the longest, where the
+    pack fails on different lengths), only the pooled outputs as options, as the pack gives them."""
+    encode = _SDXLEncoder(node)
+    schedule = sdxl_schedule(node, frames)
+    return tuple(batch_conditioning(pairs, schedule.weights, encode) for pairs in (schedule.positive,
+                                                                                  schedule.negative))
+
+
+def _size(default: int):
+    return Int(default, min=0, max=8192)  # the pack's MAX_RESOLUTION
+
+
+class BatchPromptScheduleEncodeSDXL(Node, _PromptWeights):
+    """An SDXL prompt schedule as a batch of conditionings, one row per frame, as FizzNodes' Batch
+    Prompt Schedule SDXL."""
+    __doc__ = _doc(__doc__, SDXL_HELP)
+    category = BATCH_SCHEDULE
+    width: int = _size(1024)
+    height: int = _size(1024)
+    crop_w: int = _size(0)
+    crop_h: int = _size(0)
+    target_width: int = _size(1024)
+    target_height: int = _size(1024)
+    text_g: str = Text("", multiline=True)
+    clip: CLIP
+    text_l: str = Text("", multiline=True)
+    max_frames: int = Int(120, min=1, max=MAX_FRAMES)
+    print_output: bool = Bool(False)
+    pre_text_G: str = Text("", multiline=True)
+    app_text_G: str = Text("", multiline=True)
+    pre_text_L: str = Text("", multiline=True)
+    app_text_L: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
+    outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
+    comfy = ComfyAlias(("BatchPromptScheduleEncodeSDXL",), widgets=_force_input_layout(
+        18, {10: "", 11: "", 12: "", 13: "", **{14 + k: 0.0 for k in range(_PW_PLACES)}}))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _conditioning_estimate(widgets.get("max_frames"))
+
+    def run(self):
+        return _sdxl_batch(self, self.max_frames)
+
+
+class BatchPromptScheduleSDXLLatentInput(Node, _PromptWeights):
+    """Batch Prompt Schedule SDXL with max_frames taken from a latent batch (its frames), which is
+    passed on (the pack names that output POS_CUR); as FizzNodes' Batch Prompt Schedule SDXL
+    (Latent Input)."""
+    __doc__ = _doc(__doc__, SDXL_HELP)
+    category = BATCH_SCHEDULE
+    width: int = _size(1024)
+    height: int = _size(1024)
+    crop_w: int = _size(0)
+    crop_h: int = _size(0)
+    target_width: int = _size(1024)
+    target_height: int = _size(1024)
+    text_g: str = Text("", multiline=True)
+    clip: CLIP
+    text_l: str = Text("", multiline=True)
+    num_latents: LATENT
+    print_output: bool = Bool(False)
+    pre_text_G: str = Text("", multiline=True)
+    app_text_G: str = Text("", multiline=True)
+    pre_text_L: str = Text("", multiline=True)
+    app_text_L: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
+    outputs = {"POS": CONDITIONING, "NEG": CONDITIONING, "POS_CUR": LATENT}
+    comfy = ComfyAlias(("BatchPromptScheduleSDXLLatentInput",), widgets=_force_input_layout(
+        17, {9: "", 10: "", 11: "", 12: "", **{13 + k: 0.0 for k in range(_PW_PLACES)}}))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("num_latents")
+        return Estimate(size, memory=_conditioning_estimate(size.batch if size else None).memory)
+
+    def run(self):
+        return (*_sdxl_batch(self, latent_frames(self.num_latents)), self.num_latents)
+
+
+class PromptScheduleEncodeSDXL(Node, _PromptWeights):
+    """One frame of an SDXL prompt schedule (current_frame modulo max_frames) as a conditioning, as
+    FizzNodes' Prompt Schedule SDXL: the current and next prompts' encodings blended by the current
+    one's weight (padded to the longer), with the current one's sizes and the next one's pooled
+    output."""
+    __doc__ = _doc(__doc__, SDXL_HELP)
+    category = SCHEDULE
+    width: int = _size(1024)
+    height: int = _size(1024)
+    crop_w: int = _size(0)
+    crop_h: int = _size(0)
+    target_width: int = _size(1024)
+    target_height: int = _size(1024)
+    text_g: str = Text("", multiline=True)
+    clip: CLIP
+    text_l: str = Text("", multiline=True)
+    max_frames: int = Int(120, min=1, max=MAX_FRAMES)
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
+    print_output: bool = Bool(False)
+    pre_text_G: str = Text("", multiline=True)
+    app_text_G: str = Text("", multiline=True)
+    pre_text_L: str = Text("", multiline=True)
+    app_text_L: str = Text("", multiline=True)
+    pw_a: float = _pw()
+    pw_b: float = _pw()
+    pw_c: float = _pw()
+    pw_d: float = _pw()
+    outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
+    comfy = ComfyAlias(("PromptScheduleEncodeSDXL",), widgets=_force_input_layout(
+        19, {11: "", 12: "", 13: "", 14: "", **{15 + k: 0.0 for k in range(_PW_PLACES)}}))
+
+    def run(self):
+        frame = self.current_frame % self.max_frames
+        encode = _SDXLEncoder(self)
+        schedule = sdxl_schedule(self, self.max_frames, [frame])
+        sizes = dict(encode.sizes)
+        out = []
+        for pair in (schedule.positive[0], schedule.negative[0]):
+            cond, pooled = blended(encode(pair[0]), encode(pair[1]), schedule.weights[0], 0)
+            out.append([(cond, {**sizes, **({} if pooled is None else {"pooled_output": pooled})})])
+        return tuple(out)
 
 
 # -- node flow ----------------------------------------------------------------------------------

@@ -258,6 +258,45 @@ def test_animatediff_context_windows_cut_the_schedule_per_window(registry, tmp_f
     assert windows == {(0, 1, 2, 3), (2, 3, 4, 5)}  # the positive side of both windows, rows of their frames
 
 
+def test_sdxl_schedules_as_the_pack_fills_them(registry, tmp_folders):
+    """text_l's keyframes take over from its first on; each frame's text goes to both towers
+    (CLIPTextEncodeSDXL with the sizes); after the last keyframe its prompt holds; rows blend by the
+    earlier prompt's weight with the next prompt's pooled output."""
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny_xl.safetensors", "sdxl")
+    clip = call(registry, "LoadCheckpoint", checkpoint="tiny_xl.safetensors")[1]
+    sizes = {"width": 512, "height": 768, "crop_w": 8, "crop_h": 0, "target_width": 512, "target_height": 768}
+
+    def xl(text):
+        (cond, options), = call(registry, "CLIPEncodeSDXL", clip=clip, text_g=text, text_l=text, **sizes)
+        return cond[0], options["pooled_output"][0]
+
+    texts = {"text_g": '"0": "a cat", "2": "a dog"', "text_l": '"3": "a bird",\n"5": "a fish"'}
+    pos, neg = call(registry, "BatchPromptScheduleEncodeSDXL", clip=clip, max_frames=6, **texts, **sizes)
+    expected = [("a cat", "a dog", 1.0), ("a cat", "a dog", 0.5), ("a cat", "a dog", 0.0),
+                ("a bird", "a fish", 1.0), ("a bird", "a fish", 0.5), ("a bird", "a fish", 0.0)]
+    (rows, options), = pos
+    assert set(options) == {"pooled_output"} and rows.shape[0] == 6
+    for f, (current, following, w) in enumerate(expected):
+        torch.testing.assert_close(rows[f], xl(current)[0] * w + xl(following)[0] * (1 - w), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(options["pooled_output"][f], xl(following)[1])
+    torch.testing.assert_close(neg[0][0][3], xl("")[0])
+    (one, one_options), = call(registry, "PromptScheduleEncodeSDXL", clip=clip, max_frames=6, current_frame=10,
+                               **texts, **sizes)[0]  # 10 % 6 = frame 4
+    torch.testing.assert_close(one[0], xl("a bird")[0] * 0.5 + xl("a fish")[0] * 0.5, atol=1e-5, rtol=1e-5)
+    assert {k: one_options[k] for k in sizes} == sizes
+    torch.testing.assert_close(one_options["pooled_output"][0], xl("a fish")[1])
+    latent = {"samples": torch.zeros(4, 4, 8, 8)}
+    pos, _, passed = call(registry, "BatchPromptScheduleSDXLLatentInput", clip=clip, num_latents=latent, **texts)
+    assert pos[0][0].shape[0] == 4 and passed is latent
+    with pytest.raises(NodeInputError, match="one keyframe") as e:
+        call(registry, "BatchPromptScheduleEncodeSDXL", clip=clip, max_frames=6, text_g=texts["text_g"],
+             text_l='"0": "a bird"')
+    assert e.value.input == "text_l"
+    with pytest.raises(NodeInputError, match="frame 0 comes before"):
+        call(registry, "BatchPromptScheduleEncodeSDXL", clip=clip, max_frames=6, text_g='"2": "a", "4": "b"')
+
+
 # -- waves and helpers ----------------------------------------------------------------------------
 
 
