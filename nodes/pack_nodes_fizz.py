@@ -81,6 +81,7 @@ DEFAULT_PROMPT = "\n".join(f'"{f}" :""' + ("," if f < 119 else "") for f in (0, 
                                                                              107, 119)) + "\n"
 DEFAULT_VALUE = ",\n".join(f"{f}:(0)" for f in (0, 11, 23, 35, 47, 59, 71, 83, 95, 107, 119)) + "\n"
 
+
 def _pw():
     """pw_a..pw_d: a number for the prompts' formulas; by link also a list of one per frame
     (BatchValueSchedule's), as the pack takes it."""
@@ -113,7 +114,6 @@ def _texts_and_weights(pre: int, pw: int) -> dict:
     return {pre: "", pre + 1: "", **{pw + k: 0.0 for k in range(_PW_PLACES)}}
 
 
-
 # -- expressions --------------------------------------------------------------------------------
 
 INT64 = 2 ** 63  # numexpr computes whole numbers as int64: results past it are refused here
@@ -126,7 +126,9 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.i
 FUNCTIONS = {
     "where": (3, lambda test, yes, no: yes if test else no),
     **{name: (1, getattr(math, name)) for name in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "log", "log10",
-                                                    "log1p", "exp", "expm1", "sqrt", "floor", "ceil")},
+                                                    "log1p", "exp", "expm1", "sqrt")},
+    "floor": (1, lambda x: float(math.floor(x))),  # numexpr's are floats
+    "ceil": (1, lambda x: float(math.ceil(x))),
     **{f"arc{name}": (1, getattr(math, f"a{name}")) for name in ("sin", "cos", "tan", "sinh", "cosh", "tanh")},
     "arctan2": (2, math.atan2),
     "abs": (1, abs),
@@ -242,6 +244,8 @@ def prompt_keyframes(text: str, input_name: str = "text") -> dict:
     cleaned = "".join(joined[j] for j in kept)
     try:
         parsed = json.loads(cleaned)
+    except RecursionError:
+        raise NodeInputError(input_name, "is nested too deeply to be read as a schedule") from None
     except json.JSONDecodeError as e:
         at = origin[kept[min(e.pos, len(kept) - 1)]]
         raise NodeInputError(input_name, f"{_line_of(text, at)}: {e.msg}; expected lines like "
@@ -300,8 +304,8 @@ def interpolated_prompts(prompts: dict, max_frames: int, input_name: str = "text
                 raise NodeInputError(input_name, f"keyframe {key!r}: expected a whole frame number")
             keyed.append((int(key), key, prompt))
         else:
-            number = _evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}")
-            keyed.append((int(number), number, prompt))
+            number = int(_evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}"))
+            keyed.append((number, number, prompt))  # the pack keys it by the int, never equal to "0"
     if not keyed:
         raise NodeInputError(input_name, "no keyframes: expected lines like \"0\": \"a cat\",")
     keyed.sort(key=lambda k: k[0])
@@ -346,6 +350,8 @@ _BACKTICKS = re.compile(r"`.*?`")
 def with_formulas(prompt: str, frame: int, max_frames: int, weights: dict, input_name: str = "text") -> str:
     """The prompt with each `formula` replaced by its value at this frame (t; max_f = max_frames - 1;
     pw_a..pw_d), then stripped (the pack's prepare_batch_promptA)."""
+    if "`" not in prompt:
+        return prompt.strip()
     names = {"t": frame, "max_f": max_frames - 1, **{k: v[frame] for k, v in weights.items()}}
 
     def value(match):
@@ -370,10 +376,16 @@ def prompt_schedule(text: str, max_frames: int, pre_text: str, app_text: str, pw
     pos, neg = with_pre_and_app(prompt_keyframes(text), pre_text or "", app_text or "")
     weights = {name: _frame_values(values, name, max_frames) for name, values in pw.items()}
     sides = []
+    plain = {}  # a prompt without formulas is the same text every frame: one string for all of them
+
+    def filled(prompt: str, f: int) -> str:
+        if "`" in prompt:
+            return with_formulas(prompt, f, max_frames, weights)
+        return plain.setdefault(prompt, prompt.strip())
+
     for prompts in (pos, neg):
         series = interpolated_prompts(prompts, max_frames)
-        sides.append([(with_formulas(series.current[f], f, max_frames, weights),
-                       with_formulas(series.following[f], f, max_frames, weights)) for f in frames])
+        sides.append([(filled(series.current[f], f), filled(series.following[f], f)) for f in frames])
     return Schedule(sides[0], sides[1], [series.weights[f] for f in frames])
 
 
@@ -408,8 +420,8 @@ def blended(current, following, weight: float, length: int):
     `length` tokens; the pooled output is the next prompt's."""
     (cond_to, _), (cond_from, pooled_from) = current, following
     length = max(length, cond_to.shape[1], cond_from.shape[1])
-    mixed = _centre_padded(cond_to, length) * weight + _centre_padded(cond_from, length).to(cond_to.dtype) * (1 - weight)
-    return mixed, pooled_from
+    following = _centre_padded(cond_from, length).to(cond_to.dtype)
+    return _centre_padded(cond_to, length) * weight + following * (1 - weight), pooled_from
 
 
 def batch_conditioning(pairs: list[tuple[str, str]], weights: list[float], encode: _Encoder) -> list:
@@ -1276,7 +1288,8 @@ class SquareWave(_Wave):
     comfy = ComfyAlias(("SquareWave",))
 
     def wave(self, f):
-        return self.y_translation + self.amplitude * (1 if math.sin(math.pi * f / self.phase - self.x_translation) < 0 else 0)
+        below = math.sin(math.pi * f / self.phase - self.x_translation) < 0
+        return self.y_translation + self.amplitude * (1 if below else 0)
 
 
 class TriangleWave(_Wave):

@@ -386,7 +386,8 @@ def test_a_linked_list_is_checked_against_pw_bounds(registry):
               "2": {"class_type": "BatchStringSchedule", "inputs": {"text": '"0": "`pw_a`"', "max_frames": 4,
                                                                     "print_output": False, "pw_a": ["1", 0]}}}
     result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["2"])
-    assert not result.ok and result.error["input"] == "pw_a" and "item 2 (13333.333333333334)" in result.error["message"]
+    assert not result.ok and result.error["input"] == "pw_a"
+    assert "item 2 (13333.333333333334)" in result.error["message"]
     prompt["1"]["inputs"]["text"] = "0:(0), 3:(3)"
     assert run_graph(registry, prompt, ["2"]).values["2"][0] == ["0.0", "1.0", "2.0", "3.0"]
 
