@@ -92,9 +92,9 @@ IMAGE_SAVER_CLASSES = ("Image Saver", "Image Saver Simple", "Image Saver Metadat
                        "Edit Image Saver Pipe", "Read Image Saver Pipe", "Image Saver (From Pipe)",
                        "Save Image w/Metadata", "Checkpoint Selector", "Sampler Selector", "Scheduler Selector",
                        "Seed Generator", "String Literal", "Width/Height Literal", "Cfg Literal", "Int Literal")
-# FizzleDorf's ComfyUI_FizzNodes classes (nodes/pack_nodes_fizz.py; ImagesFromBatchSchedule and the
-# two commented out of the pack's table are left out there): generic names, matched whole only ("Lerp"
-# must not claim another pack's "LerpLatents"). Its StringConcatenate is not here: ComfyUI's core class took it.
+# FizzleDorf's ComfyUI_FizzNodes classes (nodes/pack_nodes_fizz.py; the two commented out of the pack's
+# table are left out there): generic names, matched whole only ("Lerp" must not claim another pack's
+# "LerpLatents"). Its StringConcatenate is not here: ComfyUI's core class took it.
 FIZZ_CLASSES = ("BatchPromptSchedule", "PromptSchedule", "BatchPromptScheduleLatentInput", "ValueSchedule",
                 "BatchValueSchedule", "BatchValueScheduleLatentInput", "StringSchedule", "BatchStringSchedule",
                 "PromptScheduleNodeFlow", "PromptScheduleNodeFlowEnd", "BatchPromptScheduleNodeFlowEnd",

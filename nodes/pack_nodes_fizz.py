@@ -14,18 +14,17 @@ ccdc15f6f829f193b9b20ee1badbce2a0aadb6b8.
 Held here: BatchPromptSchedule, PromptSchedule, BatchPromptScheduleLatentInput, the SDXL schedules
 (PromptScheduleEncodeSDXL, BatchPromptScheduleEncodeSDXL, BatchPromptScheduleSDXLLatentInput: as the
 pack's code at 51a29ce runs them, text_l's schedule taking over text_g's from its first keyframe and
-one text going to both encoders; see their help), ValueSchedule,
-BatchValueSchedule, BatchValueScheduleLatentInput, StringSchedule, BatchStringSchedule,
-PromptScheduleNodeFlow, PromptScheduleNodeFlowEnd, Init FizzFrame, FizzFrame,
-FizzFrameConcatenate, ConcatStringSingle, convertKeyframeKeysToBatchKeys, CalculateFrameOffset and
-the wave nodes (Lerp, SinWave, InvSinWave, CosWave, InvCosWave, SquareWave, SawtoothWave,
-TriangleWave, AbsCosWave, AbsSinWave).
+one text going to both encoders; see their help), ValueSchedule, BatchValueSchedule,
+BatchValueScheduleLatentInput, StringSchedule, BatchStringSchedule, ImagesFromBatchSchedule,
+PromptScheduleNodeFlow, PromptScheduleNodeFlowEnd, Init FizzFrame, FizzFrame, FizzFrameConcatenate,
+ConcatStringSingle, convertKeyframeKeysToBatchKeys, CalculateFrameOffset and the wave nodes (Lerp,
+SinWave, InvSinWave, CosWave, InvCosWave, SquareWave, SawtoothWave, TriangleWave, AbsCosWave,
+AbsSinWave).
 
-Left out: ImagesFromBatchSchedule (an image picker driven by a schedule of index lists), the
-commented-out BatchPromptScheduleNodeFlowEnd and BatchGLIGENSchedule (not in the pack's class table),
-and the pack's StringConcatenate: ComfyUI's own StringConcatenate (string_a, string_b, delimiter)
-has taken that class name, and ComfyUI loads no custom class under a core name, so a save naming it
-is read as the core node (nodes/strings.py).
+Left out: BatchPromptScheduleNodeFlowEnd and BatchGLIGENSchedule (commented out of the pack's class
+table), and the pack's StringConcatenate: ComfyUI's own StringConcatenate (string_a, string_b,
+delimiter) has taken that class name, and ComfyUI loads no custom class under a core name, so a save
+naming it is read as the core node (nodes/strings.py).
 
 Widgets the pack marks forceInput (pre_text, app_text, pw_a..pw_d, PromptSchedule's and ValueSchedule's
 current_frame ...) are widgets here, as in the editor its community saves come from (converted
@@ -63,7 +62,7 @@ import operator
 import re
 from dataclasses import dataclass, field
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, Float, Int, \
+from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, Float, Int, \
     Node, NodeInputError, Text, socket_type, warn
 from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
 
@@ -863,6 +862,61 @@ class PromptScheduleEncodeSDXL(Node, _PromptWeights):
             cond, pooled = blended(encode(pair[0]), encode(pair[1]), schedule.weights[0], 0)
             out.append([(cond, {**sizes, **({} if pooled is None else {"pooled_output": pooled})})])
         return tuple(out)
+
+
+# -- image selection ------------------------------------------------------------------------------
+
+
+def selected_images(spec: str, count: int) -> list[int]:
+    """The batch positions an index list picks, as the pack's selectImages (from SLAPaper's
+    ComfyUI-Image-Selector): comma-separated 1-based numbers (one past the batch picks nothing; 0
+    picks the last, as the pack's -1) and ranges a:b (a to b - 1), a: (a to the end), :b (up to
+    b - 1), with Python's slicing; a part that is not a number or range is skipped."""
+    every = list(range(count))
+    picked = []
+    for part in spec.strip().split(","):
+        try:
+            if ":" in part:
+                start, end = (p.strip() for p in part.strip().split(":", 1))
+                if start and end:
+                    picked.extend(every[int(start) - 1:int(end) - 1])
+                elif start:
+                    picked.extend(every[int(start) - 1:])
+                elif end:
+                    picked.extend(every[:int(end) - 1])
+            else:
+                index = int(part.strip()) - 1
+                if index < count:
+                    picked.append(index)
+        except ValueError:  # the pack skips what it can't read
+            continue
+    return picked
+
+
+class ImagesFromBatchSchedule(Node):
+    """Pick images from a batch by a schedule of index lists, as FizzNodes' Image Select Schedule:
+    the keyframe text current at current_frame (keyframes "frame": "1,3:5" as in a prompt schedule,
+    no blending; `formulas` of t and max_f worked out) lists the images, 1-based: numbers and ranges
+    a:b (a to b - 1), a:, :b; parts that are not numbers are skipped, and when nothing is picked the
+    whole batch passes (the pack then gives its first image only, a slip). current_frame must be
+    below max_frames (the pack fails past it)."""
+    category = SCHEDULE
+    images: IMAGE
+    text: str = Text(DEFAULT_PROMPT, multiline=True)
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
+    max_frames: int = Int(120, min=1, max=MAX_FRAMES)
+    print_output: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImagesFromBatchSchedule",))
+
+    def run(self):
+        if self.current_frame >= self.max_frames:
+            raise NodeInputError("current_frame", f"{self.current_frame} is not below max_frames ({self.max_frames})")
+        series = interpolated_prompts(prompt_keyframes(self.text), self.max_frames)
+        spec = with_formulas(series.current[self.current_frame], self.current_frame, self.max_frames,
+                             {name: [0] * self.max_frames for name in ("pw_a", "pw_b", "pw_c", "pw_d")})
+        picked = selected_images(spec, len(self.images))
+        return self.images[picked] if picked else self.images
 
 
 # -- node flow ----------------------------------------------------------------------------------

@@ -297,6 +297,22 @@ def test_sdxl_schedules_as_the_pack_fills_them(registry, tmp_folders):
         call(registry, "BatchPromptScheduleEncodeSDXL", clip=clip, max_frames=6, text_g='"2": "a", "4": "b"')
 
 
+def test_image_select_schedule_picks_as_the_pack(registry):
+    from nodes.pack_nodes_fizz import selected_images
+
+    every = list(range(6))
+    assert selected_images("1, 3:5, 5:, :3, x, 7, 0", 6) == [0] + every[2:4] + every[4:] + every[:2] + [-1]
+    images = torch.rand(6, 4, 4, 3)
+    text = '"0": "1,2",\n"3": "`t`:`t+2`"'
+    out = call(registry, "ImagesFromBatchSchedule", images=images, text=text, current_frame=4, max_frames=8)
+    torch.testing.assert_close(out, images[[3, 4]])  # frame 4: "4:6", images 4 and 5 (1-based)
+    torch.testing.assert_close(call(registry, "ImagesFromBatchSchedule", images=images, text=text,
+                                    current_frame=1, max_frames=8), images[[0, 1]])
+    assert call(registry, "ImagesFromBatchSchedule", images=images, text='"0": "none"', max_frames=8) is images
+    with pytest.raises(NodeInputError, match="not below max_frames"):
+        call(registry, "ImagesFromBatchSchedule", images=images, text=text, current_frame=8, max_frames=8)
+
+
 # -- waves and helpers ----------------------------------------------------------------------------
 
 
@@ -494,6 +510,6 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
 
 
 def test_the_packs_classes_are_named_whole():
-    for name in ("BatchPromptSchedule", "Lerp", "Init FizzFrame", "PromptScheduleEncodeSDXL"):
+    for name in ("BatchPromptSchedule", "Lerp", "Init FizzFrame", "BatchGLIGENSchedule"):
         assert custom_pack(name) == "ComfyUI_FizzNodes"
     assert custom_pack("LerpLatents") is None
