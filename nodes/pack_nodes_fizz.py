@@ -84,7 +84,12 @@ DEFAULT_VALUE = ",\n".join(f"{f}:(0)" for f in (0, 11, 23, 35, 47, 59, 71, 83, 9
 def _pw():
     """pw_a..pw_d: a number for the prompts' formulas; by link also a list of one per frame
     (BatchValueSchedule's), as the pack takes it."""
-    return Float(0.0, min=-9999.0, max=9999.0, step=0.1, linked_list=True)
+    return Float(0.0, min=-9999.0, max=9999.0, step=0.1, linked_list=True, force_input=True)
+
+
+def _socket_text():
+    """A text the pack marks forceInput (pre_text, app_text ...): its editor shows a socket only."""
+    return Text("", multiline=True, force_input=True)
 
 
 def _force_input_layout(full: int, forced: dict, older: dict | None = None):
@@ -106,6 +111,10 @@ def _force_input_layout(full: int, forced: dict, older: dict | None = None):
 
 
 _PW_PLACES = 4  # pw_a..pw_d
+# the inputs the pack lists as optional (ComfyUI clients may leave them out)
+_OPTIONAL = ("pre_text", "app_text", "pw_a", "pw_b", "pw_c", "pw_d")
+_OPTIONAL_BATCH = (*_OPTIONAL, "start_frame", "end_frame")
+_OPTIONAL_SDXL = ("pre_text_G", "app_text_G", "pre_text_L", "app_text_L", "pw_a", "pw_b", "pw_c", "pw_d")
 
 
 def _texts_and_weights(pre: int, pw: int) -> dict:
@@ -494,8 +503,8 @@ class BatchPromptSchedule(Node, _PromptWeights):
     clip: CLIP
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: str = Text("", multiline=True)
-    app_text: str = Text("", multiline=True)
+    pre_text: str = _socket_text()
+    app_text: str = _socket_text()
     start_frame: int = Int(0, min=0, max=9999)
     end_frame: int = Int(0, min=0, max=9999)
     pw_a: float = _pw()
@@ -503,7 +512,7 @@ class BatchPromptSchedule(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("BatchPromptSchedule",), widgets=_force_input_layout(
+    comfy = ComfyAlias(("BatchPromptSchedule",), optional=_OPTIONAL_BATCH, widgets=_force_input_layout(
         11, _texts_and_weights(3, 7), {10: {6: 0}, 9: {5: 0, 6: 0}}))  # older: without end_frame, start_frame
 
     @classmethod
@@ -528,8 +537,8 @@ class BatchPromptScheduleLatentInput(Node, _PromptWeights):
     clip: CLIP
     num_latents: LATENT
     print_output: bool = Bool(False)
-    pre_text: str = Text("", multiline=True)
-    app_text: str = Text("", multiline=True)
+    pre_text: str = _socket_text()
+    app_text: str = _socket_text()
     start_frame: int = Int(0, min=0, max=9999)
     end_frame: int = Int(0, min=0, max=9999)
     pw_a: float = _pw()
@@ -537,7 +546,7 @@ class BatchPromptScheduleLatentInput(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING, "INPUT_LATENTS": LATENT}
-    comfy = ComfyAlias(("BatchPromptScheduleLatentInput",), widgets=_force_input_layout(
+    comfy = ComfyAlias(("BatchPromptScheduleLatentInput",), optional=_OPTIONAL_BATCH, widgets=_force_input_layout(
         10, _texts_and_weights(2, 6), {9: {5: 0}}))  # older: without end_frame
 
     @classmethod
@@ -563,16 +572,16 @@ class PromptSchedule(Node, _PromptWeights):
     text: str = Text(DEFAULT_PROMPT, multiline=True)
     clip: CLIP
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
-    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES, force_input=True)
     print_output: bool = Bool(False)
-    pre_text: str = Text("", multiline=True)
-    app_text: str = Text("", multiline=True)
+    pre_text: str = _socket_text()
+    app_text: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("PromptSchedule",), widgets=_force_input_layout(10, {2: 0, **_texts_and_weights(4, 6)}))
+    comfy = ComfyAlias(("PromptSchedule",), optional=_OPTIONAL, widgets=_force_input_layout(10, {2: 0, **_texts_and_weights(4, 6)}))
 
     def run(self):
         return scheduled_frame(self, self.text)
@@ -605,14 +614,14 @@ class StringSchedule(Node, _PromptWeights):
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     current_frame: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: str = Text("", multiline=True)
-    app_text: str = Text("", multiline=True)
+    pre_text: str = _socket_text()
+    app_text: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": STRING, "NEG": STRING}
-    comfy = ComfyAlias(("StringSchedule",), widgets=_force_input_layout(10, _texts_and_weights(4, 6)))
+    comfy = ComfyAlias(("StringSchedule",), optional=_OPTIONAL, widgets=_force_input_layout(10, _texts_and_weights(4, 6)))
 
     def run(self):
         frame = self.current_frame % self.max_frames
@@ -630,14 +639,14 @@ class BatchStringSchedule(Node, _PromptWeights):
     text: str = Text(DEFAULT_PROMPT, multiline=True)
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text: str = Text("", multiline=True)
-    app_text: str = Text("", multiline=True)
+    pre_text: str = _socket_text()
+    app_text: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": STRING, "NEG": STRING}
-    comfy = ComfyAlias(("BatchStringSchedule",), widgets=_force_input_layout(9, _texts_and_weights(3, 5)))
+    comfy = ComfyAlias(("BatchStringSchedule",), optional=_OPTIONAL, widgets=_force_input_layout(9, _texts_and_weights(3, 5)))
 
     def run(self):
         schedule = prompt_schedule(self.text, self.max_frames, self.pre_text, self.app_text, self.prompt_weights())
@@ -763,16 +772,16 @@ class BatchPromptScheduleEncodeSDXL(Node, _PromptWeights):
     text_l: str = Text("", multiline=True)
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text_G: str = Text("", multiline=True)
-    app_text_G: str = Text("", multiline=True)
-    pre_text_L: str = Text("", multiline=True)
-    app_text_L: str = Text("", multiline=True)
+    pre_text_G: str = _socket_text()
+    app_text_G: str = _socket_text()
+    pre_text_L: str = _socket_text()
+    app_text_L: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("BatchPromptScheduleEncodeSDXL",), widgets=_force_input_layout(
+    comfy = ComfyAlias(("BatchPromptScheduleEncodeSDXL",), optional=_OPTIONAL_SDXL, widgets=_force_input_layout(
         18, {10: "", 11: "", 12: "", 13: "", **{14 + k: 0.0 for k in range(_PW_PLACES)}}))
 
     @classmethod
@@ -800,16 +809,16 @@ class BatchPromptScheduleSDXLLatentInput(Node, _PromptWeights):
     text_l: str = Text("", multiline=True)
     num_latents: LATENT
     print_output: bool = Bool(False)
-    pre_text_G: str = Text("", multiline=True)
-    app_text_G: str = Text("", multiline=True)
-    pre_text_L: str = Text("", multiline=True)
-    app_text_L: str = Text("", multiline=True)
+    pre_text_G: str = _socket_text()
+    app_text_G: str = _socket_text()
+    pre_text_L: str = _socket_text()
+    app_text_L: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING, "POS_CUR": LATENT}
-    comfy = ComfyAlias(("BatchPromptScheduleSDXLLatentInput",), widgets=_force_input_layout(
+    comfy = ComfyAlias(("BatchPromptScheduleSDXLLatentInput",), optional=_OPTIONAL_SDXL, widgets=_force_input_layout(
         17, {9: "", 10: "", 11: "", 12: "", **{13 + k: 0.0 for k in range(_PW_PLACES)}}))
 
     @classmethod
@@ -840,16 +849,16 @@ class PromptScheduleEncodeSDXL(Node, _PromptWeights):
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
     current_frame: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    pre_text_G: str = Text("", multiline=True)
-    app_text_G: str = Text("", multiline=True)
-    pre_text_L: str = Text("", multiline=True)
-    app_text_L: str = Text("", multiline=True)
+    pre_text_G: str = _socket_text()
+    app_text_G: str = _socket_text()
+    pre_text_L: str = _socket_text()
+    app_text_L: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("PromptScheduleEncodeSDXL",), widgets=_force_input_layout(
+    comfy = ComfyAlias(("PromptScheduleEncodeSDXL",), optional=_OPTIONAL_SDXL, widgets=_force_input_layout(
         19, {11: "", 12: "", 13: "", 14: "", **{15 + k: 0.0 for k in range(_PW_PLACES)}}))
 
     def run(self):
@@ -933,7 +942,7 @@ class PromptScheduleNodeFlow(Node):
     in_text: str = Text("")
     max_frames: int = Int(0, min=0, max=MAX_FRAMES)
     outputs = {"INT": INT, "STRING": STRING}
-    comfy = ComfyAlias(("PromptScheduleNodeFlow",))
+    comfy = ComfyAlias(("PromptScheduleNodeFlow",), optional=("in_text", "max_frames"))
 
     def run(self):
         in_text = self.in_text.rstrip(",")
@@ -949,19 +958,19 @@ class PromptScheduleNodeFlowEnd(Node, _PromptWeights):
     that comma is dropped too.)"""
     __doc__ = _doc(__doc__, SCHEDULE_HELP)
     category = SCHEDULE
-    text: str = Text("")
+    text: str = Text("", force_input=True)
     clip: CLIP
     max_frames: int = Int(0, min=0, max=MAX_FRAMES)
     print_output: bool = Bool(False)
-    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
-    pre_text: str = Text("", multiline=True)
-    app_text: str = Text("", multiline=True)
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES, force_input=True)
+    pre_text: str = _socket_text()
+    app_text: str = _socket_text()
     pw_a: float = _pw()
     pw_b: float = _pw()
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("PromptScheduleNodeFlowEnd",),
+    comfy = ComfyAlias(("PromptScheduleNodeFlowEnd",), optional=_OPTIONAL,
                        widgets=_force_input_layout(10, {0: "", 3: 0, **_texts_and_weights(4, 6)}))
 
     def run(self):
@@ -1060,7 +1069,7 @@ class ValueSchedule(Node):
     category = SCHEDULE
     text: str = Text(DEFAULT_VALUE, multiline=True)
     max_frames: int = Int(120, min=1, max=MAX_FRAMES)
-    current_frame: int = Int(0, min=0, max=MAX_FRAMES)
+    current_frame: int = Int(0, min=0, max=MAX_FRAMES, force_input=True)
     print_output: bool = Bool(False)
     outputs = {"FLOAT": FLOAT, "INT": INT}
     comfy = ComfyAlias(("ValueSchedule",), widgets=_force_input_layout(4, {2: 0}))
@@ -1150,7 +1159,8 @@ class InitFizzFrame(Node):
     previous_frame: FIZZFRAME = None
     clip: CLIP = None
     outputs = {"FIZZFRAME": FIZZFRAME, "POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("Init FizzFrame",))
+    comfy = ComfyAlias(("Init FizzFrame",), optional=("negative_text", "general_positive", "general_negative",
+                                                      "previous_frame", "clip"))
 
     def run(self):
         previous = self.previous_frame
@@ -1174,7 +1184,7 @@ class FizzFrame(Node):
     positive_text: str = Text("", multiline=True)
     negative_text: str = Text("", multiline=True)
     outputs = {"FIZZFRAME": FIZZFRAME, "POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("FizzFrame",))
+    comfy = ComfyAlias(("FizzFrame",), optional=("negative_text",))
 
     def run(self):
         previous = self.previous_frame
@@ -1222,8 +1232,8 @@ class FizzFrameConcatenate(Node):
 class ConcatStringSingle(Node):
     """string_a followed by string_b, as FizzNodes' Concat String (Single)."""
     category = HELPER_NODES
-    string_a: str = Text("", multiline=True)
-    string_b: str = Text("", multiline=True)
+    string_a: str = _socket_text()
+    string_b: str = _socket_text()
     outputs = {"STRING": STRING}
     comfy = ComfyAlias(("ConcatStringSingle",), widgets=_force_input_layout(2, {0: "", 1: ""}))
 
@@ -1238,7 +1248,7 @@ class ConvertKeyframeKeysToBatchKeys(Node):
     """input * num_latents - 1, as FizzNodes' Keyframe Keys To Batch Keys (a keyframe counted in
     latent batches to its last frame)."""
     category = HELPER_NODES
-    input: int = Int(0)
+    input: int = Int(0, force_input=True)
     num_latents: int = Int(16)
     outputs = {"INT": INT}
     comfy = ComfyAlias(("convertKeyframeKeysToBatchKeys",), widgets=_force_input_layout(2, {0: 0}))

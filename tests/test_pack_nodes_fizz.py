@@ -513,3 +513,20 @@ def test_the_packs_classes_are_named_whole():
     for name in ("BatchPromptSchedule", "Lerp", "Init FizzFrame", "BatchGLIGENSchedule"):
         assert custom_pack(name) == "ComfyUI_FizzNodes"
     assert custom_pack("LerpLatents") is None
+
+
+def test_object_info_lists_the_packs_inputs_as_it_does(registry):
+    """ComfyUI clients of our server see the pack's required and optional inputs, in its order, with
+    its forceInput ones as sockets."""
+    from graphflow.server.comfyui_object_info import object_info
+
+    info = object_info(registry)["BatchPromptSchedule"]
+    assert info["input_order"] == {"required": ["text", "clip", "max_frames", "print_output"],
+                                   "optional": ["pre_text", "app_text", "start_frame", "end_frame",
+                                                "pw_a", "pw_b", "pw_c", "pw_d"]}
+    optional = info["input"]["optional"]
+    assert optional["pre_text"][1]["forceInput"] and optional["pw_a"][1]["forceInput"]
+    assert "forceInput" not in optional["start_frame"][1] and info["output_name"] == ["POS", "NEG"]
+    schedule = object_info(registry)["PromptSchedule"]["input"]["required"]
+    assert list(schedule) == ["text", "clip", "max_frames", "current_frame", "print_output"]
+    assert schedule["current_frame"][1]["forceInput"]
