@@ -62,8 +62,8 @@ import operator
 import re
 from dataclasses import dataclass, field
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, Float, Int, \
-    Node, NodeInputError, Text, socket_type, warn
+from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, \
+    Float, Int, Node, NodeInputError, Text, socket_type, warn
 from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
 
 COMFY_PACK = "ComfyUI_FizzNodes"  # the custom node pack this module's ComfyUI classes come from
@@ -581,7 +581,8 @@ class PromptSchedule(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
-    comfy = ComfyAlias(("PromptSchedule",), optional=_OPTIONAL, widgets=_force_input_layout(10, {2: 0, **_texts_and_weights(4, 6)}))
+    comfy = ComfyAlias(("PromptSchedule",), optional=_OPTIONAL,
+                       widgets=_force_input_layout(10, {2: 0, **_texts_and_weights(4, 6)}))
 
     def run(self):
         return scheduled_frame(self, self.text)
@@ -621,7 +622,8 @@ class StringSchedule(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": STRING, "NEG": STRING}
-    comfy = ComfyAlias(("StringSchedule",), optional=_OPTIONAL, widgets=_force_input_layout(10, _texts_and_weights(4, 6)))
+    comfy = ComfyAlias(("StringSchedule",), optional=_OPTIONAL,
+                       widgets=_force_input_layout(10, _texts_and_weights(4, 6)))
 
     def run(self):
         frame = self.current_frame % self.max_frames
@@ -646,7 +648,8 @@ class BatchStringSchedule(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": STRING, "NEG": STRING}
-    comfy = ComfyAlias(("BatchStringSchedule",), optional=_OPTIONAL, widgets=_force_input_layout(9, _texts_and_weights(3, 5)))
+    comfy = ComfyAlias(("BatchStringSchedule",), optional=_OPTIONAL,
+                       widgets=_force_input_layout(9, _texts_and_weights(3, 5)))
 
     def run(self):
         schedule = prompt_schedule(self.text, self.max_frames, self.pre_text, self.app_text, self.prompt_weights())
@@ -729,8 +732,6 @@ class _SDXLEncoder(_Encoder):
             cond, options = _core(CLIPEncodeSDXL, clip=self.clip, text_g=text, text_l=text, **self.sizes)[0]
             self.done[text] = (cond, options.get("pooled_output"))
         return self.done[text]
-
-
 
 
 SDXL_HELP = """As in the pack (BatchFuncs.py at 51a29ce), text_g's and text_l's schedules fill one
