@@ -92,7 +92,18 @@ IMAGE_SAVER_CLASSES = ("Image Saver", "Image Saver Simple", "Image Saver Metadat
                        "Edit Image Saver Pipe", "Read Image Saver Pipe", "Image Saver (From Pipe)",
                        "Save Image w/Metadata", "Checkpoint Selector", "Sampler Selector", "Scheduler Selector",
                        "Seed Generator", "String Literal", "Width/Height Literal", "Cfg Literal", "Int Literal")
-WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES))
+# FizzleDorf's ComfyUI_FizzNodes classes (nodes/pack_nodes_fizz.py; the two commented out of the pack's
+# table are left out there): generic names, matched whole only ("Lerp" must not claim another pack's
+# "LerpLatents"). Its StringConcatenate is not here: ComfyUI's core class took it.
+FIZZ_CLASSES = ("BatchPromptSchedule", "PromptSchedule", "BatchPromptScheduleLatentInput", "ValueSchedule",
+                "BatchValueSchedule", "BatchValueScheduleLatentInput", "StringSchedule", "BatchStringSchedule",
+                "PromptScheduleNodeFlow", "PromptScheduleNodeFlowEnd", "BatchPromptScheduleNodeFlowEnd",
+                "PromptScheduleEncodeSDXL", "BatchPromptScheduleEncodeSDXL", "BatchPromptScheduleSDXLLatentInput",
+                "BatchGLIGENSchedule", "ImagesFromBatchSchedule", "Init FizzFrame", "FizzFrame", "FizzFrameConcatenate",
+                "ConcatStringSingle", "convertKeyframeKeysToBatchKeys", "CalculateFrameOffset", "Lerp", "SinWave",
+                "InvSinWave", "CosWave", "InvCosWave", "SquareWave", "SawtoothWave", "TriangleWave", "AbsCosWave",
+                "AbsSinWave")
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES, *FIZZ_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -160,6 +171,7 @@ CUSTOM_PACKS = {
     # its current "DF_" classes; the earlier bare names ("Sum", "Text" ...) are too generic to claim
     # for it when unknown, and are all ours (nodes/pack_nodes_derfuu.py) but "Float", which is Logic's
     "Derfuu_ComfyUI_ModdedNodes": ("DF_",),
+    "ComfyUI_FizzNodes": FIZZ_CLASSES,
 }
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from graphflow.folders import file_name_problem
 from graphflow.types import SOCKET_TYPES, SocketType, socket_of
@@ -76,7 +76,9 @@ def Int(default=_REQUIRED, *, min=None, max=None, step=1, description="", **hint
 def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", **hints) -> Any:
     """A finite number. `linked_nonfinite=True` lets a value that arrives by a link be inf or NaN
     where the node means to handle them (a test for infinity, a pack's float operation whose
-    ComfyUI node gets linked values unchecked); a typed-in value still has to be finite."""
+    ComfyUI node gets linked values unchecked); a typed-in value still has to be finite.
+    `linked_list=True` lets a linked value also be a list of such numbers, each within the bounds
+    (a pack's per-frame values, as FizzNodes' pw_a takes a Batch Value Schedule's list)."""
     return Widget("FLOAT", default, min, max, step, description=description, hints=hints)
 
 
@@ -96,7 +98,7 @@ def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, des
     return Widget("CHOICE", default, options=options, description=description, hints=hints)
 
 
-LINKED_HINTS = {"linked_min", "linked_nonfinite"}  # hints that check a linked value unlike a typed one
+LINKED_HINTS = {"linked_min", "linked_nonfinite", "linked_list"}  # hints that check a linked value unlike a typed one
 
 _PLAIN_WIDGET_KINDS = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOLEAN"}
 
@@ -175,7 +177,25 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
         constraints["le"] = w.max
     if w.kind == "FLOAT":
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
-    return Annotated[python_type, Field(**constraints)], default
+    number = Annotated[python_type, Field(**constraints)]
+    if linked and w.hints.get("linked_list"):  # a number or a list of them
+        return Annotated[Any, AfterValidator(_number_or_list(TypeAdapter(number)))], default
+    return number, default
+
+
+def _number_or_list(number: TypeAdapter):
+    """A check of a linked_list widget's value: a number, or a list of them, each named when wrong."""
+    def check(value):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for k, item in enumerate(items):
+            try:
+                number.validate_python(item)
+            except ValidationError as e:
+                where = f"item {k} ({item!r}): " if items is value else ""
+                raise ValueError(f"{where}{e.errors()[0]['msg']} (expected a number or a list of them)") from None
+        return value
+
+    return check
 
 
 @functools.cache

@@ -35,6 +35,8 @@ def _widget_options(widget, alias: ComfyAlias, our_name: str) -> dict:
         options["control_after_generate"] = True
     if widget.hints.get("upload") in ("image", "video"):
         options[widget.hints["upload"] + "_upload"] = True
+    if widget.hints.get("force_input"):  # a pack's widget its editor shows as a socket only
+        options["forceInput"] = True
     if widget.description:
         options["tooltip"] = widget.description
     return options
