@@ -354,12 +354,23 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                     # deviation: ComfyUI's editor with the pack's current version may not reconnect a
                     # link saved under a name the node no longer has; here the wiring saved is kept
                     continue
-                current = _current_names(cls, alias, declared)
-                if ui is None and read_as[name] in current and raw_name not in current:
-                    # an API prompt: the name the class declares today wins. ComfyUI drops an undeclared
-                    # widget value but passes an undeclared link on to the pack's function, where some
-                    # prefer it (Advanced-ControlNet's keyframe nodes take control_net_weights over
-                    # cn_weights): a prompt giving both names is read by the current one here
+                given = {read_as[name]: inputs[name], raw_name: value}
+                old = [theirs for theirs in given if theirs not in _current_names(cls, alias, declared)]
+                if ui is None and len(old) == 1:
+                    # an API prompt giving an old and the current name: ComfyUI drops an undeclared widget
+                    # value but passes an undeclared link on to the pack's function, which may prefer it
+                    # (alias.old_links_first); else the name the class declares today is read. The other
+                    # is dropped with a note
+                    old = old[0]
+                    [current] = [theirs for theirs in given if theirs != old]
+                    if old in alias.old_links_first and is_link(given[old]):
+                        kept, dropped = old, current
+                        message = f"ignored: also linked under its earlier name {old!r}, which the pack's function takes"
+                    else:
+                        kept, dropped = current, old
+                        message = f"ignored: an earlier name of {current!r}, also given; the current name is read"
+                    notes.append({"node_id": node_id, "node_type": class_type, "input": dropped, "message": message})
+                    inputs[name], read_as[name] = given[kept], kept
                     continue
             inputs[name], read_as[name] = value, raw_name
         node_type = cls.node_type if cls is not None else \

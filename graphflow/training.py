@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from graphflow import memory
+from graphflow.context import NodeInputError
 from graphflow.models.lora import apply_lora, copied_modules, lora_modules
 
 PREFIX = "diffusion_model."
@@ -105,7 +106,7 @@ def _layer_of(key: str) -> str:
     for part in (".lora_up.weight", ".lora_down.weight", ".alpha", ".diff_b", ".diff"):
         if key.endswith(part):
             return key[len(PREFIX):-len(part)]
-    raise ValueError(f"unexpected LoRA key {key!r}; expected ComfyUI's trained-LoRA parts")
+    raise NodeInputError("lora", f"unexpected LoRA key {key!r}; expected ComfyUI's trained-LoRA parts")
 
 
 def _part_of(key: str) -> tuple[str, str]:
@@ -140,8 +141,8 @@ class TrainingNetwork:
         paths = {_layer_of(k) for k in lora}
         unknown = sorted(p for p in paths if p not in layers)
         if unknown:
-            raise ValueError(f"the LoRA has {len(unknown)} layers this model lacks "
-                             f"(e.g. {', '.join(unknown[:3])}); it was trained on another model")
+            raise NodeInputError("lora", f"the LoRA has {len(unknown)} layers this model lacks "
+                                         f"(e.g. {', '.join(unknown[:3])}); it was trained on another model")
         self.paths = sorted(paths)
         # alpha / rank, read once (a tensor's value read each step would wait for the device)
         self.scales = {p: float(lora.get(f"{PREFIX}{p}.alpha", 1.0)) / lora[f"{PREFIX}{p}.lora_up.weight"].shape[1]
@@ -227,12 +228,13 @@ def _check_placed(unet: nn.Module, placed) -> None:
     """Training binds each layer's weight before the forward, so the whole network must be on the
     device (ComfyUI forces a full load too) and earlier LoRAs must be patched in place."""
     if placed.state != "loaded":
-        raise ValueError(f"the model is only partly on the device ({placed.state}); training needs it whole: free "
-                         f"device memory (smaller models beside it) or train on a smaller model")
+        raise NodeInputError("model", f"the model is only partly on the device ({placed.state}); training needs it "
+                                      "whole: free device memory (smaller models beside it) or train on a smaller "
+                                      "model")
     patched = memory.manager().patched
     if any(getattr(patched.get(id(p)), "hooks", ()) for p in unet.parameters()):
-        raise ValueError("the model's LoRAs are patched on the fly (too little RAM to patch them in place); "
-                         "training needs them in place")
+        raise NodeInputError("model", "the model's LoRAs are patched on the fly (too little RAM to patch them in "
+                                      "place); training needs them in place")
 
 
 def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accumulation_steps: int = 1,
@@ -243,15 +245,17 @@ def train_lora(model, latents, positive: list, *, batch_size: int = 1, grad_accu
     latents [N, C, h, w], or a list of [1, C, h, w] of different sizes (each then runs alone and
     a step's loss is the mean over its latents, divided by grad_accumulation_steps, as ComfyUI
     logs it); positive: one CONDITIONING entry per latent, or one for all. `lora`: a LoRA in the
-    same layout to continue training, its parts only (else a fresh one; see continued_lora)."""
+    same layout to continue training, its parts only (else a fresh one; see continued_lora).
+    Inputs that can't be trained on: NodeInputError naming the parameter at fault ("model", "positive",
+    "lora"), so a node blames its own input without reading the message."""
     from graphflow.sampling.flow_sampling import model_sampling_for
 
     count = latents.shape[0] if torch.is_tensor(latents) else len(latents)
     if len(positive) == 1 and count > 1:
         positive = list(positive) * count
     elif len(positive) != count:
-        raise ValueError(f"{len(positive)} conditioning entries for {count} latents; give one per latent "
-                         f"or one for all")
+        raise NodeInputError("positive", f"{len(positive)} conditioning entries for {count} latents; give one per "
+                                         "latent or one for all")
     unet, dtype = model.unet, DTYPES[training_dtype]
     draws = torch.Generator("cpu")
     starting_draw(latents, draws, seed, dtype)

@@ -226,6 +226,10 @@ class ComfyAlias:
     # ComfyUI input name -> ours; an old ComfyUI name listed beside the current one maps onto the
     # same input of ours and is read only: the one written back is the name equal to ours, if listed
     inputs: dict[str, str] = field(default_factory=dict)
+    # old names in `inputs` whose link the pack's function takes over the current name's when an
+    # API prompt gives both (Advanced-ControlNet's keyframes: `old if old else current`); else the
+    # current name is read
+    old_links_first: tuple[str, ...] = ()
     values: dict[str, dict] = field(default_factory=dict)  # our input name -> {ComfyUI value: ours}
     ignore: tuple[str, ...] = ()  # ComfyUI inputs with no meaning here
     fixed: dict = field(default_factory=dict)  # our inputs set by the class itself (VAEDecodeTiled: tiled=True)

@@ -28,7 +28,10 @@ SetUnionControlNetType); the Flux / Anima custom weights, the inpainting apply n
 deprecated image-folder loader; masks on SD3 / FLUX ControlNets (refused: their residuals are
 token rows).
 The pack's flip_weights inputs are kept for the saves' widget places but, as in the pack's current
-version, do nothing."""
+version, do nothing. The pack's old input names (control_net_weights, prev_timestep_keyframe,
+prev_latent_keyframe, the loaders' timestep_keyframe) are read; an API prompt linking both an old
+name and the current one is read as the pack's functions take it, by the old name's link
+(ComfyAlias.old_links_first)."""
 
 from __future__ import annotations
 
@@ -80,7 +83,8 @@ class LoadControlNetAdvanced(Node):
     tk_optional: TIMESTEP_KEYFRAME = None
     outputs = {"CONTROL_NET": CONTROL_NET}
     comfy = ComfyAlias(("ControlNetLoaderAdvanced",),
-                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")}, optional=TK_OPT)
+                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")},
+                       old_links_first=("timestep_keyframe",), optional=TK_OPT)
 
     @classmethod
     def fingerprint(cls, control_net_name, **links):
@@ -109,7 +113,8 @@ class LoadDiffControlNetAdvanced(Node):
     tk_optional: TIMESTEP_KEYFRAME = None
     outputs = {"CONTROL_NET": CONTROL_NET}
     comfy = ComfyAlias(("DiffControlNetLoaderAdvanced",),
-                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")}, optional=TK_OPT)
+                       inputs={"timestep_keyframe": "tk_optional", **_same("tk_optional")},
+                       old_links_first=("timestep_keyframe",), optional=TK_OPT)
 
     @classmethod
     def fingerprint(cls, model, control_net_name, **links):
@@ -607,7 +612,8 @@ class TimestepKeyframe(Node):
     outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
     comfy = ComfyAlias(("TimestepKeyframe",), inputs={
         "prev_timestep_keyframe": "prev_timestep_kf", "control_net_weights": "cn_weights",
-        **_same("prev_timestep_kf", "cn_weights")}, optional=(
+        **_same("prev_timestep_kf", "cn_weights")},
+        old_links_first=("prev_timestep_keyframe", "control_net_weights"), optional=(
         "prev_timestep_kf", "strength", "cn_weights", "latent_keyframe", "null_latent_kf_strength", "inherit_missing",
         "guarantee_steps", "mask_optional"))
 
@@ -732,6 +738,7 @@ def _latent_frames(previous, frames):
 
 
 _LATENT_OLD = {"prev_latent_keyframe": "prev_latent_kf", **_same("prev_latent_kf")}
+_LATENT_OLD_FIRST = ("prev_latent_keyframe",)  # the pack's functions take its link over prev_latent_kf's
 
 
 class LatentKeyframe(Node):
@@ -744,7 +751,8 @@ class LatentKeyframe(Node):
     strength: float = Float(1.0, min=0.0, max=10.0, step=0.001)
     prev_latent_kf: LATENT_KEYFRAME = None
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframe",), inputs=_LATENT_OLD, optional=("prev_latent_kf",))
+    comfy = ComfyAlias(("LatentKeyframe",), inputs=_LATENT_OLD, old_links_first=_LATENT_OLD_FIRST,
+                       optional=("prev_latent_kf",))
 
     def run(self):
         from graphflow.models.advanced_control import LatentKeyframes
@@ -767,7 +775,7 @@ class LatentKeyframeGroup(Node):
     latent_optional: LATENT = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeGroup",), inputs=_LATENT_OLD,
+    comfy = ComfyAlias(("LatentKeyframeGroup",), inputs=_LATENT_OLD, old_links_first=_LATENT_OLD_FIRST,
                        optional=("prev_latent_kf", "latent_optional", "print_keyframes"))
 
     @classmethod
@@ -856,7 +864,7 @@ class LatentKeyframeBatchedGroup(Node):
     prev_latent_kf: LATENT_KEYFRAME = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), inputs=_LATENT_OLD,
+    comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), inputs=_LATENT_OLD, old_links_first=_LATENT_OLD_FIRST,
                        optional=("prev_latent_kf", "print_keyframes"))
 
     def run(self):
@@ -879,7 +887,8 @@ class LatentKeyframeTiming(Node):
     prev_latent_kf: LATENT_KEYFRAME = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeTiming",), inputs=_LATENT_OLD, optional=("prev_latent_kf", "print_keyframes"))
+    comfy = ComfyAlias(("LatentKeyframeTiming",), inputs=_LATENT_OLD, old_links_first=_LATENT_OLD_FIRST,
+                       optional=("prev_latent_kf", "print_keyframes"))
 
     @classmethod
     def estimate(cls, widgets, inputs):

@@ -83,10 +83,8 @@ class TrainLoraNode(Node):
             lora, losses = training.train_lora(
                 model, latents, positive, lora=lora, progress=progress,
                 **{k: v for k, v in settings.items() if k not in ("algorithm", "existing_lora")})
-        except ValueError as e:
-            message = str(e)
-            name = "positive" if "conditioning" in message else "existing_lora" if "LoRA has" in message else "model"
-            raise NodeInputError(name, message) from None
+        except NodeInputError as e:  # names train_lora's parameter at fault; its `lora` is our existing_lora
+            raise NodeInputError("existing_lora" if e.input == "lora" else e.input, str(e)) from None
         # ComfyUI's model_with_lora keeps the training's compute dtype (set_model_compute_dtype on its
         # clone): it samples in bf16 after bf16 training, in fp32 after fp32 training
         from graphflow.models.speed import with_compute_dtype

@@ -94,6 +94,5 @@ class QwenImageDiffsynthControlnet(Node):
         mask = None if self.mask is None else self.mask.reshape(-1, *self.mask.shape[-2:])
         try:
             return apply_diffsynth(self.model, self.model_patch, self.vae, self.image, self.strength, mask)
-        except ValueError as e:
-            name = "vae" if "VAE" in str(e) else "model_patch"
-            raise NodeInputError(name, str(e)) from None
+        except NodeInputError as e:  # names apply_diffsynth's parameter at fault; its `patch` is our model_patch
+            raise NodeInputError("model_patch" if e.input == "patch" else e.input, str(e)) from None

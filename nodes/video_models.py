@@ -219,8 +219,6 @@ class ImageOnlyCheckpointSave(Node):
         if getattr(self.clip_vision, "module", None) is None:
             raise NodeInputError("clip_vision", "expected a CLIP_VISION model")
         path = _output_path(self.filename_prefix)
-        try:
-            save_image_only_checkpoint(path, self.model, self.clip_vision, self.vae, _workflow_metadata())
-        except ValueError as e:
-            raise NodeInputError("vae", str(e)) from None
+        # its NodeInputError names the parameter at fault (model, vae), as our inputs are named
+        save_image_only_checkpoint(path, self.model, self.clip_vision, self.vae, _workflow_metadata())
         _show_saved([path])

@@ -432,6 +432,50 @@ def test_api_prompt_with_the_packs_names_runs_and_round_trips(builtin_registry, 
     assert again.to_json()["nodes"] == workflow.to_json()["nodes"]
 
 
+def test_api_prompt_giving_an_old_and_the_current_name_reads_the_link_the_pack_takes(builtin_registry):
+    """The pack's functions take a link under an input's old name over the current name's
+    (`control_net_weights if control_net_weights else cn_weights`; the loaders' timestep_keyframe
+    when not None): in either order the old name's link is read, the other named in a note. An old
+    name's widget value is not passed on by ComfyUI: the current name is read, the old one noted."""
+    from graphflow.validation import validate
+
+    sources = {"20": {"class_type": "TimestepKeyframe", "inputs": {"start_percent": 0.0}},
+               "21": {"class_type": "TimestepKeyframe", "inputs": {"start_percent": 0.5}},
+               "22": {"class_type": "ScaledSoftControlNetWeights", "inputs": {"base_multiplier": 0.8}},
+               "23": {"class_type": "ScaledSoftControlNetWeights", "inputs": {"base_multiplier": 0.5}},
+               "24": {"class_type": "LatentKeyframe", "inputs": {"batch_index": 0, "strength": 0.5}},
+               "25": {"class_type": "LatentKeyframe", "inputs": {"batch_index": 1, "strength": 0.5}}}
+    cases = [("TimestepKeyframe", {"start_percent": 0.2}, "control_net_weights", "cn_weights", "22", "23"),
+             ("TimestepKeyframe", {"start_percent": 0.2}, "prev_timestep_keyframe", "prev_timestep_kf", "20", "21"),
+             ("LatentKeyframe", {"batch_index": 2, "strength": 1.0}, "prev_latent_keyframe", "prev_latent_kf", "24", "25"),
+             ("LatentKeyframeGroup", {"index_strengths": "0"}, "prev_latent_keyframe", "prev_latent_kf", "24", "25"),
+             ("LatentKeyframeTiming", {}, "prev_latent_keyframe", "prev_latent_kf", "24", "25"),
+             ("LatentKeyframeBatchedGroup", {}, "prev_latent_keyframe", "prev_latent_kf", "24", "25"),
+             ("ControlNetLoaderAdvanced", {"control_net_name": "cn.safetensors"}, "timestep_keyframe", "tk_optional",
+              "20", "21")]
+    for class_type, inputs, old, current, old_source, current_source in cases:
+        for order in (1, -1):
+            both = dict(list({old: [old_source, 0], current: [current_source, 0]}.items())[::order])
+            graph = {**sources, "1": {"class_type": class_type, "inputs": {**inputs, **both}}}
+            workflow = parse_workflow(graph, builtin_registry)
+            assert workflow.nodes["1"].inputs[current] == [old_source, 0], (class_type, old, order)
+            [note] = [n for n in workflow.notes if n["node_id"] == "1"]
+            assert note["input"] == current and f"earlier name {old!r}" in note["message"]
+        # a value, not a link, under the old name: ComfyUI passes no undeclared value on
+        graph = {**sources, "1": {"class_type": class_type, "inputs": {**inputs, old: 7, current: [current_source, 0]}}}
+        workflow = parse_workflow(graph, builtin_registry)
+        assert workflow.nodes["1"].inputs[current] == [current_source, 0]
+        [note] = [n for n in workflow.notes if n["node_id"] == "1"]
+        assert note["input"] == old and "the current name is read" in note["message"]
+    # the interpolation nodes' functions have no old names (ComfyUI's call would fail): a problem
+    graph = {**sources, "1": {"class_type": "ACN_TimestepKeyframeInterpolation", "inputs": {
+        "start_percent": 0.0, "end_percent": 1.0, "strength_start": 1.0, "strength_end": 0.5,
+        "interpolation": "linear", "intervals": 3, "prev_timestep_keyframe": ["20", 0]}}}
+    problems = validate(parse_workflow(graph, builtin_registry), builtin_registry, outputs=["1"])
+    assert [(p.node_id, p.input) for p in problems] == [("1", "prev_timestep_keyframe")]
+    assert "unknown input" in problems[0].message
+
+
 def test_ui_save_with_the_packs_widgets_runs_and_round_trips(builtin_registry, models):
     nodes = [
         ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],

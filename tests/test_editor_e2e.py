@@ -6,10 +6,15 @@ Needs the `chromium` package (apt) and the `playwright` Python package; no brows
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -29,11 +34,14 @@ import toy_nodes
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 CHROMIUM = os.environ.get("GRAPHFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+# --no-zygote: renderers are started by the browser process, not forked by a zygote (whose reaping
+# of them livelocked in this VM's kernel twice, hanging the suite); it needs --no-sandbox
+CHROMIUM_ARGS = ["--no-sandbox", "--no-zygote", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  # a fake camera (a test pattern), granted without asking: WebcamCapture's widget
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 TIMEOUT_MS = 30_000  # an upper bound; every wait ends on a condition
+TEST_LIMIT_S = 150  # the slowest test takes ~25 s; one still running after this has a hung browser
 CHECKPOINT = "tiny-sd1.safetensors"
 
 
@@ -144,6 +152,57 @@ def server(tmp_path_factory):
         folders_module.folders.__dict__.update(saved)
 
 
+def _browser_processes() -> list[int]:
+    """Playwright's driver (node) and the Chromium processes it started: the processes under this
+    one with those commands (read from /proc)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except (OSError, ValueError):
+            continue
+        command, fields = rest.rsplit(") ", 1)  # a command may hold spaces and brackets
+        children.setdefault(int(fields.split()[1]), []).append((int(pid), command))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for pid, command in children.get(todo.pop(), ()):
+            todo.append(pid)
+            if command.startswith(("node", "chrom")):  # node-MainThread; chromium, chrome_crashpad_handler
+                found.append(pid)
+    return found
+
+
+@contextlib.contextmanager
+def hung_browser_watchdog(what: str, limit_s: float = TEST_LIMIT_S):
+    """Past limit_s, kill Chromium and Playwright's driver: the Playwright call waiting on them then
+    raises (the driver's connection closed), so the test fails where it would wait for ever. Some
+    calls (new_page, close) have no timeout of their own, and Chromium hung this VM's suite for 25
+    minutes (a kernel livelock reaping children). Other tests of the module then fail at once (no
+    browser). The kill is reported as the test's error."""
+    killed = threading.Event()
+
+    def kill():
+        killed.set()
+        for pid in _browser_processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    timer = threading.Timer(limit_s, kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if killed.is_set():
+            pytest.fail(f"{what} ran past {limit_s} s: the browser was taken to hang and killed")
+
+
+@pytest.fixture(autouse=True)
+def time_limit(request):
+    with hung_browser_watchdog(request.node.name):
+        yield
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -153,9 +212,12 @@ def browser():
         "or set GRAPHFLOW_CHROMIUM")
     with sync_playwright() as p:
         # launch() gives every run a fresh temporary profile (user-data dir).
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        with hung_browser_watchdog("launching Chromium"):
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                                        timeout=TIMEOUT_MS)
         yield browser
-        browser.close()
+        with hung_browser_watchdog("closing Chromium", limit_s=60):
+            browser.close()
 
 
 @pytest.fixture
@@ -275,6 +337,29 @@ def last_run(page):
 
 
 # --- tests -----------------------------------------------------------------------------------
+
+def test_a_hung_browser_call_fails_instead_of_waiting():
+    """The watchdog ends a Playwright call that would wait for ever (a promise that never settles,
+    no timeout): it kills the browser and the call raises. In a process of its own, so as not to
+    kill this module's browser."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(WEB.parent)!r}]
+        from playwright.sync_api import sync_playwright
+        from test_editor_e2e import CHROMIUM, CHROMIUM_ARGS, hung_browser_watchdog
+
+        with sync_playwright() as p:
+            page = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS).new_page()
+            with hung_browser_watchdog("the endless call", limit_s=3):
+                page.evaluate("new Promise(() => {{}})")  # evaluate has no timeout
+    """)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "the endless call ran past 3 s: the browser was taken to hang and killed" in run.stderr, run.stderr
+    assert "TargetClosedError" in run.stderr  # the call itself raised: the kill ended it
+    assert time.monotonic() - started < 60
+
 
 def test_widget_link_rules_match_the_engine():
     source = (WEB / "js" / "catalogue.js").read_text()

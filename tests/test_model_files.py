@@ -72,6 +72,29 @@ def test_checkpoint_save_keeps_the_demo_models_hidden_config(builtin_registry, t
     torch.testing.assert_close(cond, demo.clip.encode("a red circle on a white background")[0])
 
 
+def test_checkpoint_save_blames_the_part_that_does_not_fit(builtin_registry, tmp_folders, tmp_path):
+    """save_checkpoint says which part is wrong (NodeInputError.input: its parameter's name), and
+    CheckpointSave blames its input of that name, whatever the message says."""
+    from graphflow.models.checkpoint_save import save_checkpoint
+    from graphflow.models.vae import PixelSpaceVAE
+
+    sd1 = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu")
+    sd2 = load_checkpoint(write_checkpoint(tmp_path / "sd2.safetensors", "sd2"), device="cpu")
+    wrong = {"clip": dict(clip=sd2.clip, vae=sd1.vae), "vae": dict(clip=sd1.clip, vae=PixelSpaceVAE())}
+    for part, parts in wrong.items():
+        with pytest.raises(NodeInputError) as e:
+            save_checkpoint(tmp_path / "x.safetensors", sd1.model, **parts)
+        assert e.value.input == part
+        with pytest.raises(NodeInputError) as e:
+            call(builtin_registry, "CheckpointSave", model=sd1.model, filename_prefix="bad", **parts)
+        assert e.value.input == part, str(e.value)
+    with pytest.raises(NodeInputError, match="the text encoder is for sd2") as e:
+        call(builtin_registry, "CheckpointSave", model=sd1.model, clip=sd2.clip, vae=PixelSpaceVAE(),
+             filename_prefix="bad")
+    assert e.value.input == "clip"  # the first part that doesn't fit
+    assert not list(tmp_folders.outputs.glob("bad_*")) and not (tmp_path / "x.safetensors").exists()
+
+
 def test_checkpoint_save_is_read_by_diffusers(builtin_registry, tmp_folders, tmp_path):
     """diffusers' single-file converters (what from_single_file runs) give the same diffusers-layout
     weights from our saved file as from the original checkpoint, and its AutoencoderKL.from_single_file

@@ -657,4 +657,8 @@ def test_an_api_prompt_naming_both_scheduler_inputs_reads_the_current_one(regist
         api = {"7": {"class_type": "Scheduler Selector (Comfy) (Image Saver)", "inputs": {"scheduler": "karras"}},
                "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
                "2": {"class_type": "Image Saver", "inputs": inputs}}
-        assert parse_workflow(api, registry).to_json()["nodes"]["2"]["inputs"]["scheduler"] == "beta"
+        workflow = parse_workflow(api, registry)
+        assert workflow.to_json()["nodes"]["2"]["inputs"]["scheduler"] == "beta"
+        # the link under the earlier name is not dropped silently
+        assert [(n["node_id"], n["input"]) for n in workflow.notes] == [("2", "scheduler")]
+        assert "an earlier name of 'scheduler_name'" in workflow.notes[0]["message"]

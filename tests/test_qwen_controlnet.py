@@ -193,7 +193,8 @@ def test_diffsynth_blockwise_controlnet(tmp_path, qwen, inpaint):
 
 def test_diffsynth_refusals(tmp_path, builtin_registry, qwen):
     from graphflow.context import NodeInputError
-    from graphflow.models.qwen_image_diffsynth import load_diffsynth_controlnet
+    from graphflow.models.qwen_image_diffsynth import (DiffSynthControlNet, DiffSynthControlNetConfig, ModelPatch,
+                                                       load_diffsynth_controlnet)
     from graphflow.models.weight_files import CheckpointError, WeightFile
     from tests.test_nodes_image_mask import call
 
@@ -208,10 +209,25 @@ def test_diffsynth_refusals(tmp_path, builtin_registry, qwen):
     with pytest.raises(NodeInputError, match="expected a Qwen-Image DiffSynth ControlNet") as info:
         call(builtin_registry, "QwenImageDiffsynthControlnet", model=model, model_patch=object(), vae=StubVAE(None),
              image=image, strength=1.0)
+    assert info.value.input == "model_patch"
     with pytest.raises(NodeInputError, match="qwen_image_vae") as info:
         call(builtin_registry, "QwenImageDiffsynthControlnet", model=model, model_patch=patch, vae=object(),
              image=image, strength=1.0)
     assert info.value.input == "vae"
+    # apply_diffsynth names its parameter at fault (patch, vae); the node blames its input for it
+    net = model.unet.config
+    narrow = ModelPatch(DiffSynthControlNet(DiffSynthControlNetConfig(num_layers=net.num_layers, dim=net.dim // 2)))
+    short = ModelPatch(DiffSynthControlNet(DiffSynthControlNetConfig(num_layers=net.num_layers - 1, dim=net.dim)))
+    for wrong, part, message in ((narrow, "patch", "wide tokens"), (short, "patch", "blocks"),
+                                  (patch, "vae", "qwen_image_vae")):
+        vae = object() if part == "vae" else StubVAE(None)
+        with pytest.raises(NodeInputError, match=message) as info:
+            apply_diffsynth(model, wrong, vae, image, 1.0)
+        assert info.value.input == part
+        with pytest.raises(NodeInputError, match=message) as info:
+            call(builtin_registry, "QwenImageDiffsynthControlnet", model=model, model_patch=wrong, vae=vae,
+                 image=image, strength=1.0)
+        assert info.value.input == {"patch": "model_patch"}.get(part, part)
     from safetensors.torch import save_file
 
     save_file({"controlnet_blocks.0.y_rms.weight": torch.ones(8), "img_in.weight": torch.ones(8, 64)},

@@ -401,9 +401,23 @@ def test_image_only_checkpoint_save_round_trip(builtin_registry, tmp_folders):
                                clip_vision.encode_image(image).image_embeds)
     z = torch.randn(3, 4, 4, 4)
     torch.testing.assert_close(vae2.decode(z), vae.decode(z))
-    with pytest.raises(NodeInputError, match="video"):
+    with pytest.raises(NodeInputError, match="video") as e:
         call(builtin_registry, "ImageOnlyCheckpointSave", model=SimpleNamespace(arch="sd1"), clip_vision=clip_vision,
              vae=vae, filename_prefix="x")
+    assert e.value.input == "model"
+    # an image VAE (no temporal decoder): save_image_only_checkpoint names its vae parameter
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint_save import save_image_only_checkpoint
+    from graphflow.testing import write_checkpoint
+
+    image_vae = load_checkpoint(write_checkpoint(tmp_folders.models / "sd1.safetensors", "sd1"), device="cpu").vae
+    with pytest.raises(NodeInputError, match="temporal decoder") as e:
+        save_image_only_checkpoint(tmp_folders.outputs / "x.safetensors", model, clip_vision, image_vae)
+    assert e.value.input == "vae"
+    with pytest.raises(NodeInputError, match="temporal decoder") as e:
+        call(builtin_registry, "ImageOnlyCheckpointSave", model=model, clip_vision=clip_vision, vae=image_vae,
+             filename_prefix="x")
+    assert e.value.input == "vae"
 
 
 def test_sampler_step_is_diffusers_svd_step():

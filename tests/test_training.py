@@ -298,8 +298,12 @@ def train_node(registry, **inputs):
 def test_bad_inputs_are_refused(builtin_registry, sd1):
     cond, _ = conditioning(sd1.model, "eps")
     latent = {"samples": torch.zeros(3, 4, 4, 4)}
-    with pytest.raises(NodeInputError, match="2 conditioning entries for 3 latents"):
+    with pytest.raises(NodeInputError, match="2 conditioning entries for 3 latents") as e:
         train_node(builtin_registry, model=[sd1.model], latents=[latent], positive=[[(cond, {})] * 2], steps=1)
+    assert e.value.input == "positive"
+    with pytest.raises(NodeInputError, match="2 conditioning entries for 3 latents") as e:
+        training.train_lora(sd1.model, latent["samples"], [(cond, {})] * 2, steps=1)
+    assert e.value.input == "positive"  # train_lora's parameter, named so the node needn't read the message
     with pytest.raises(NodeInputError, match="only LoRA"):
         train_node(builtin_registry, model=[sd1.model], latents=[latent], positive=[[(cond, {})]], algorithm="LoHa")
     with pytest.raises(NodeInputError, match="16-channel latents"):
@@ -427,9 +431,10 @@ def test_comfyui_graph_trains_saves_and_samples(builtin_registry, tmp_folders):
 def test_a_model_not_whole_on_the_device_is_refused(builtin_registry, sd1, fresh_manager):
     fresh_manager.configure("none", 0.0)  # streams every block: the network is never whole on the device
     cond, _ = conditioning(sd1.model, "eps")
-    with pytest.raises(NodeInputError, match="only partly on the device"):
+    with pytest.raises(NodeInputError, match="only partly on the device") as e:
         train_node(builtin_registry, model=[sd1.model], latents=[{"samples": torch.zeros(1, 4, 4, 4)}],
                    positive=[[(cond, {})]], steps=1)
+    assert e.value.input == "model"
 
 
 def test_existing_lora_continues_training(builtin_registry, sd1, trained, tmp_folders):
@@ -449,9 +454,20 @@ def test_existing_lora_continues_training(builtin_registry, sd1, trained, tmp_fo
     assert any(value.any() for key, value in continued.items() if key.endswith(".lora_down.weight"))
 
 
-def test_a_lora_for_another_model_is_refused(sd1, flux):
+def test_a_lora_for_another_model_is_refused(builtin_registry, sd1, flux, tmp_folders):
+    """train_lora names its `lora` parameter; TrainLoraNode blames existing_lora for it."""
+    from safetensors.torch import save_file
+
     lora = initial_lora(flux.unet)
     cond, _ = conditioning(sd1.model, "eps")
-    with pytest.raises(ValueError, match="layers this model lacks"):
+    with pytest.raises(NodeInputError, match="layers this model lacks") as e:
         training.train_lora(sd1.model, torch.zeros(1, 4, 4, 4), [(cond, {})], steps=1, lora=lora,
                             training_dtype="fp32", lora_dtype="fp32")
+    assert e.value.input == "lora"
+    (tmp_folders.models / "loras").mkdir()
+    save_file(lora, str(tmp_folders.models / "loras" / "flux_30_steps.safetensors"))
+    with pytest.raises(NodeInputError, match="layers this model lacks") as e:
+        train_node(builtin_registry, model=[sd1.model], latents=[{"samples": torch.zeros(1, 4, 4, 4)}],
+                   positive=[[(cond, {})]], steps=1, training_dtype="fp32", lora_dtype="fp32",
+                   existing_lora="flux_30_steps.safetensors")
+    assert e.value.input == "existing_lora"

@@ -22,6 +22,9 @@ The parts alone, as ComfyUI's ModelSave / VAESave / CLIPSave write them:
     vae      the LDM VAE keys without prefix (`encoder.*`, `decoder.*`, ...)
     clip     one file per text encoder: CLIP towers in transformers' names (`text_model.*`,
              `text_projection.weight`), T5-XXL in T5EncoderModel's (`shared.weight`, `encoder.*`)
+
+A part that doesn't fit is refused with NodeInputError naming the parameter at fault (model, clip,
+vae), the names the saving nodes' inputs have, so a node needn't read the message to blame one.
 """
 
 import json
@@ -31,6 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from graphflow.context import NodeInputError
 from graphflow.memory import manager
 
 from .architecture import EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PREFIX
@@ -178,12 +182,13 @@ def checkpoint_families() -> str:
 def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
     layout = ARCHITECTURES[model.arch].saved_as  # flow families: ComfyUI's layouts
     if layout is None:
-        raise ValueError(f"a {model.arch} model; single-file checkpoints are written for {checkpoint_families()}")
+        raise NodeInputError("model", f"a {model.arch} model; single-file checkpoints are written for "
+                                      f"{checkpoint_families()}")
     if getattr(clip, "arch", None) != model.arch:
-        raise ValueError(f"the text encoder is for {getattr(clip, 'arch', '?')}, the model is {model.arch}")
+        raise NodeInputError("clip", f"the text encoder is for {getattr(clip, 'arch', '?')}, the model is {model.arch}")
     if vae.latent_channels != model.latent_format.channels:
-        raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
-                         f"{model.latent_format.channels}")
+        raise NodeInputError("vae", f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
+                                    f"{model.latent_format.channels}")
     if layout == "flow":
         return _save(path, flow_checkpoint_state(model, clip, vae), model_metadata(model, path), extra_metadata)
     return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, path), extra_metadata)
@@ -271,10 +276,12 @@ def save_image_only_checkpoint(path, model: DiffusionModel, clip_vision, vae: VA
     from .checkpoint import SVD_IMAGE_ENCODER, TEMPORAL_VAE_KEY
 
     if model.arch != "svd":
-        raise ValueError(f"image-only checkpoints hold a video model (Stable Video Diffusion); this is {model.arch}")
+        raise NodeInputError("model", "image-only checkpoints hold a video model (Stable Video Diffusion); "
+                                      f"this is {model.arch}")
     vae_state = vae.module.state_dict()
     if TEMPORAL_VAE_KEY not in vae_state and model.unet.config.variant == "svd":  # SV3D ships either
-        raise ValueError("the VAE has no temporal decoder; a video checkpoint needs the one it was loaded with")
+        raise NodeInputError("vae", "the VAE has no temporal decoder; a video checkpoint needs the one it was "
+                                    "loaded with")
     state = model_state(model)
     state.update({VAE_PREFIX + k: v for k, v in vae_state.items()})
     state.update({SVD_IMAGE_ENCODER + k: v for k, v in clip_vision.module.state_dict().items()})

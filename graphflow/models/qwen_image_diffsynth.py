@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..context import NodeInputError
 from .cast_layers import Linear
 from .weight_files import CheckpointError, WeightFile
 
@@ -135,19 +136,20 @@ def place(module: nn.Module, device, dtype) -> None:
 def apply_diffsynth(model, patch: ModelPatch, vae, image: torch.Tensor, strength: float,
                     mask: torch.Tensor | None = None):
     """A new Qwen-Image MODEL whose network (a shallow copy: weights shared) adds the ControlNet's
-    per-block outputs. mask: MASK [B, H, W] of the part to redraw (the inpaint variant reads 1 - mask)."""
+    per-block outputs. mask: MASK [B, H, W] of the part to redraw (the inpaint variant reads 1 - mask).
+    A patch or VAE that doesn't fit the model: NodeInputError naming the parameter ("patch", "vae")."""
     from .lora import _shallow
 
     net = model.unet
     if patch.config.dim != net.config.dim:
-        raise ValueError(f"this DiffSynth ControlNet works on {patch.config.dim}-wide tokens; the Qwen-Image model's "
-                         f"are {net.config.dim} wide")
+        raise NodeInputError("patch", f"this DiffSynth ControlNet works on {patch.config.dim}-wide tokens; the "
+                                      f"Qwen-Image model's are {net.config.dim} wide")
     if patch.config.num_layers < net.config.num_layers:
-        raise ValueError(f"this DiffSynth ControlNet has {patch.config.num_layers} blocks, the Qwen-Image model "
-                         f"{net.config.num_layers}")
+        raise NodeInputError("patch", f"this DiffSynth ControlNet has {patch.config.num_layers} blocks, the "
+                                      f"Qwen-Image model {net.config.num_layers}")
     if getattr(vae, "latent_format", None) is None or vae.latent_format.channels != LATENT_CHANNELS:
-        raise ValueError(f"the hint is encoded with Qwen-Image's VAE (qwen_image_vae, {LATENT_CHANNELS}-channel "
-                         "latents)")
+        raise NodeInputError("vae", f"the hint is encoded with Qwen-Image's VAE (qwen_image_vae, {LATENT_CHANNELS}-"
+                                    "channel latents)")
     keep = None if mask is None else 1.0 - (mask[:, None] if mask.ndim == 3 else mask).float()
     unet = _shallow(net)
     unet.double_block_patches = (*net.double_block_patches,
