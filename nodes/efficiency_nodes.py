@@ -14,13 +14,16 @@ AnimateDiff) are not built in: a sampler refuses them by name.
 Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
 CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
 (base model, base clip, base positive, base negative, refiner model, refiner clip, refiner
-positive, refiner negative). A SCRIPT is a plain dict, as the pack's: {"hiresfix": {...},
-"noise": {...}}, each script adding its own key to the one it is chained after."""
+positive, refiner negative). A SCRIPT (the pack's is a plain dict {"hiresfix": {...}, "noise": {...}},
+each script adding its own key to the one it is chained after) is here a frozen Script that only
+HighRes-Fix Script and Noise Control Script make, holding the settings each checked: the samplers
+refuse any other value (a dict linked from an ANY output would skip those checks)."""
 
 from __future__ import annotations
 
 import functools
 import random
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias,
@@ -47,7 +50,7 @@ SDXL_TUPLE = socket_type("SDXL_TUPLE", "#8d6ec8", "Efficiency Nodes' SDXL base a
                                                   "and prompts in one link")
 DEPENDENCIES = socket_type("DEPENDENCIES", "#9e9e9e", "What Efficiency Nodes' XY Plot reads from a loader")
 SCRIPT = socket_type("SCRIPT", "#9e9e9e", "Efficiency Nodes' scripts for its samplers (HighRes-Fix, Noise Control, "
-                                          "...): a dict, each script under its own key")
+                                          "...): the settings of each script chained, as those nodes made them")
 
 BAKED_VAE = "Baked VAE"
 TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
@@ -781,29 +784,44 @@ def _random_fingerprint(seed):
     return random.random() if seed == RANDOM_SEED else None  # a drawn seed is never reused from the cache
 
 
+@dataclass(frozen=True)
+class Script:
+    """A SCRIPT: the settings of each script chained, as HighRes-Fix Script / Noise Control Script
+    checked and gave them ((name, value) pairs; None where that script is absent). Only those two
+    nodes make one, so the samplers can trust it; frozen and made of plain values, so it compares,
+    hashes and prints as what it holds."""
+    hiresfix: tuple | None = None
+    noise: tuple | None = None
+
+
 def _scripts(script) -> tuple[dict | None, dict | None]:
-    """The (hiresfix, noise) settings of a SCRIPT input (None where absent); the pack's scripts not
-    built in are refused by name."""
+    """The (hiresfix, noise) settings of a SCRIPT input (None where absent). Any value but a Script
+    (a dict linked from an ANY output, say) is refused: its settings were never checked; a dict
+    holding the pack's scripts not built in is refused naming them."""
     if script is None:
         return None, None
-    expected = "expected an Efficiency Nodes SCRIPT (from HighRes-Fix Script or Noise Control Script)"
-    if not isinstance(script, dict):
-        raise NodeInputError("script", f"{expected}, got {type(script).__name__}")
-    unbuilt = [UNBUILT_SCRIPTS.get(key, repr(key)) for key in script if key not in BUILT_SCRIPTS]
-    if unbuilt:
-        raise NodeInputError("script", f"{', '.join(unbuilt)} is not built in (of the pack's scripts, {SCRIPTS} "
-                                       f"are not): disconnect it, or use the core nodes")
-    if not all(isinstance(v, dict) for v in script.values()):  # the pack's own tuples, from elsewhere
-        raise NodeInputError("script", f"{expected}, got one holding {', '.join(script)} in another form")
-    return script.get("hiresfix"), script.get("noise")
+    if not isinstance(script, Script):
+        unbuilt = [UNBUILT_SCRIPTS[key] for key in script if key in UNBUILT_SCRIPTS] if isinstance(script, dict) else []
+        if unbuilt:
+            raise NodeInputError("script", f"{', '.join(unbuilt)} is not built in (of the pack's scripts, {SCRIPTS} "
+                                           f"are not): disconnect it, or use the core nodes")
+        raise NodeInputError("script", f"expected the SCRIPT of a HighRes-Fix Script or Noise Control Script node, "
+                                       f"got {_kind(script)}: link the script nodes themselves")
+    return tuple(dict(pairs) if pairs is not None else None for pairs in (script.hiresfix, script.noise))
 
 
-def _chained(script, key: str, settings: dict) -> dict:
-    """A script node's SCRIPT: the incoming one (a new dict: the pack adds to it in place, which a
-    cached run would repeat) with this script's settings under its key."""
-    if script is not None and not isinstance(script, dict):
-        raise NodeInputError("script", f"expected an Efficiency Nodes SCRIPT, got {type(script).__name__}")
-    return {**(script or {}), key: settings}
+def _kind(value) -> str:
+    if isinstance(value, dict):
+        return f"a {type(value).__name__} with keys {', '.join(map(repr, list(value)[:5]))}" if value else "an empty dict"
+    return f"a {type(value).__name__}"
+
+
+def _chained(script, key: str, settings: dict) -> Script:
+    """A script node's SCRIPT: the incoming one with this script's settings under its key (the pack
+    adds to the incoming dict in place; a new one here, as the cache keeps the old)."""
+    if script is not None and not isinstance(script, Script):
+        _scripts(script)  # refused, naming what it is
+    return replace(script or Script(), **{key: tuple(settings.items())})
 
 
 @functools.cache

@@ -304,7 +304,7 @@ def test_noise_and_hires_chain_in_either_order(registry, models):
     scripts["7"]["inputs"]["script"] = ["6", 0]
     second = run_graph(registry, efficient(["7", 0], **scripts), ["5"])
     assert torch.equal(outputs(first)[0], outputs(second)[0])
-    assert first.values["6"][0].keys() == {"hiresfix", "noise"}
+    assert first.values["6"][0].hiresfix is not None and first.values["6"][0].noise is not None
     latent = engine(registry, mixed(SEED, 9, 0.4, (1, 4, 8, 8)), {"samples": torch.zeros(1, 4, 8, 8)})
     upscaled = call(registry, "LatentUpscaleBy", samples={"samples": latent}, upscale_method="bilinear", scale_by=1.5)
     want = engine(registry, mixed(11, 9, 0.4, (1, 4, 12, 12)), upscaled, seed=11, denoise=0.5)
@@ -354,6 +354,32 @@ def test_nv_rng_and_unbuilt_scripts_are_refused(registry, models):
             call(registry, "KSamplerEfficient", model=None, positive=None, negative=None, latent_image=None,
                  script={"noise": {}, key: {}})
         assert e.value.input == "script" and name in str(e.value) and "HighRes" not in str(e.value)
+
+
+def test_a_script_from_another_node_is_refused(registry, models, monkeypatch):
+    """Only the script nodes' SCRIPT is taken: a dict linked from an ANY output (Crystools' JSON
+    extractor, holding settings no script node checked: hires_steps 10**9) is refused by name before
+    anything is sampled, as is a dict given to a script node's script input."""
+    import json
+
+    from graphflow.sampling import pipeline
+
+    sampled = []
+    monkeypatch.setattr(pipeline, "sample", lambda *args, **kwargs: sampled.append(args))
+    settings = {**hires()["inputs"], "hires_steps": 10**9}
+    (models.inputs / "s.json").write_text(json.dumps({"s": {"hiresfix": settings}}))
+    read = {"j": {"class_type": "Read JSON file [Crystools]", "inputs": {"path_to_json": "s.json"}},
+            "x": {"class_type": "JSON extractor [Crystools]", "inputs": {"json": ["j", 0], "key": "s", "default": ""}}}
+    result = failure(registry, efficient(["x", 0], **read))
+    assert result.error["node_id"] == "5" and result.error["input"] == "script"
+    assert "HighRes-Fix Script" in result.error["message"] and "'hiresfix'" in result.error["message"]
+    assert sampled == []
+    chained = failure(registry, efficient(["6", 0], **read, **{"6": noise_control(script=["x", 0])}))
+    assert chained.error["node_id"] == "6" and chained.error["input"] == "script"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "KSamplerEfficient", model=None, positive=None, negative=None, latent_image=None,
+             script={"noise": {"rng_source": "nv"}})
+    assert e.value.input == "script"
 
 
 def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, models, monkeypatch):
