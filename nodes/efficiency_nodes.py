@@ -920,8 +920,8 @@ def _hires_models(hires: dict | None, latent: dict, vae, model):
     if hires["use_controlnet"]:
         control_net = _core(LoadControlNet, {"control_net_name": "script"}, control_net_name=hires["control_net_name"])
     samples = latent["samples"] if isinstance(latent, dict) and "samples" in latent else None
-    if samples is not None and samples.dim() == 4:
-        height, width = samples.shape[2], samples.shape[3]  # latent pixels: the image is 8 times larger
+    if samples is not None and samples.dim() >= 4:  # [B, C, H, W], or a video's [B, C, T, H, W]
+        height, width = samples.shape[-2], samples.shape[-1]  # latent pixels: the image is 8 times larger
         for _ in range(1 if kind == "pixel" else hires["iterations"]):
             if kind == "latent":
                 height, width = max(1, round(height * hires["upscale_by"])), max(1, round(width * hires["upscale_by"]))

@@ -402,6 +402,13 @@ def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, m
                                                                            outputs=["5"])
     assert not result.ok and result.error["input"] == "script" and "512x512" in result.error["message"]
     assert sampled == []
+    graph = efficient(["6", 0], **{"6": hires(upscale_by=8.0)})  # a video's 5-D latent: its frames 64 * 8 pixels
+    graph["4"] = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
+                                                                     "batch_size": 1}}
+    result = Executor(registry, limits=RunLimits(max_pixels=300 * 300)).run(parse_workflow(graph, registry),
+                                                                           outputs=["5"])
+    assert not result.ok and result.error["input"] == "script" and "512x512" in result.error["message"]
+    assert len(sampled) == 0
     problems = validate(parse_workflow(efficient(["6", 0], **{"6": hires(hires_steps=2000)}), registry), registry,
                         limits=SERVER_LIMITS)
     assert [(p.node_id, p.input) for p in problems] == [("6", "hires_steps")]
