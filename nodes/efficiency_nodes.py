@@ -22,12 +22,14 @@ refuse any other value (a dict linked from an ANY output would skip those checks
 from __future__ import annotations
 
 import functools
+import math
 import random
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias,
-                           Float, Int, Node, NodeInputError, Text, folders, run_limits, show, socket_type, warn)
+                           Float, Int, Node, NodeInputError, Size, Text, check_run_memory, folders, run_limits, show,
+                           socket_type, warn)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.controlnet import CONTROL_NET, ApplyControlNet, LoadControlNet, _apply_pair
@@ -675,8 +677,9 @@ class HighResFixScript(Node):
     the pack (whose code for it never runs), changes nothing; iterations 0 does nothing (the
     pack's pixel mode fails on it). Chain it with a Noise Control Script in either order. A save
     made where comfyui_controlnet_aux was missing holds "_" for use_controlnet and preprocessor
-    (the pack's only choice then): read as off and none. The hires sizes are held to the pixels
-    an image may have before the first pass runs."""
+    (the pack's only choice then): read as off and none. Before the first pass runs, the hires
+    sizes are held to the pixels an image may have, and sampling the batch at them (a video's
+    frames counted) and holding its upscaled images to the memory."""
     category = "Efficiency Nodes/Scripts"
     upscale_type: str = Choice(("latent", "pixel", "both"), "latent")
     hires_ckpt_name: str = Choice(lambda: [USE_SAME] + _checkpoint_choices(), USE_SAME, model_folder="checkpoints",
@@ -902,7 +905,8 @@ def _held(width: int, height: int, what: str):
 def _hires_models(hires: dict | None, latent: dict, vae, model):
     """What the hires passes run with, loaded and checked before the first pass: (model to
     resample with, upscale model or None, ControlNet or None), or None without hires passes. The
-    passes' image sizes are held to the limits here, so that an oversized request is refused
+    passes' image sizes are held to the limits here, and what sampling and holding them takes to
+    the memory (check_run_memory, the planner's rule), so that an oversized request is refused
     before anything is sampled."""
     if hires is None or hires["iterations"] == 0:
         return None
@@ -921,19 +925,32 @@ def _hires_models(hires: dict | None, latent: dict, vae, model):
         control_net = _core(LoadControlNet, {"control_net_name": "script"}, control_net_name=hires["control_net_name"])
     samples = latent["samples"] if isinstance(latent, dict) and "samples" in latent else None
     if samples is not None and samples.dim() >= 4:  # [B, C, H, W], or a video's [B, C, T, H, W]
+        images = samples.shape[0] * math.prod(samples.shape[2:-2])  # a video's frames count too
         height, width = samples.shape[-2], samples.shape[-1]  # latent pixels: the image is 8 times larger
         for _ in range(1 if kind == "pixel" else hires["iterations"]):
             if kind == "latent":
                 height, width = max(1, round(height * hires["upscale_by"])), max(1, round(width * hires["upscale_by"]))
-                _held(width * 8, height * 8, f"latent upscale by {hires['upscale_by']}")
+                _hires_pass(f"latent upscale by {hires['upscale_by']}", width * 8, height * 8, images, sampled=True)
             else:
                 scale = getattr(upscaler, "scale", MODEL_UPSCALE)
-                _held(width * 8 * scale, height * 8 * scale, f"upscale model ({scale}x)")
+                _hires_pass(f"upscale model ({scale}x)", width * 8 * scale, height * 8 * scale, images, decoded=True)
                 pixel_h = round(height * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
                 pixel_w = round(width * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
-                _held(pixel_w, pixel_h, f"upscale by {hires['upscale_by']}")
+                _hires_pass(f"upscale by {hires['upscale_by']}", pixel_w, pixel_h, images, decoded=True,
+                            sampled=kind == "both")
                 height, width = max(1, pixel_h // 8), max(1, pixel_w // 8)
     return model, upscaler, control_net
+
+
+def _hires_pass(what: str, width: int, height: int, images: int, decoded: bool = False, sampled: bool = False):
+    """A hires pass making `images` images of width x height (decoded: as an IMAGE batch; sampled:
+    as a latent, encoded first where decoded), held to the limits (_held) and to the memory (the
+    images in the RAM, sampling them on the compute device: check_run_memory), refused before the
+    first pass where they can't be."""
+    _held(width, height, what)
+    what = f"HighRes-Fix Script's {what} makes {width}x{height} images"
+    check_run_memory("script", what, sampled=Size(images, height // 8 * 8, width // 8 * 8) if sampled else None,
+                     images=Size(images, height, width) if decoded else None)
 
 
 def _hires_fix(hires: dict | None, loaded, noise: dict | None, latent, seed: int, cfg: float, sampler_name: str,

@@ -414,6 +414,44 @@ def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, m
     assert [(p.node_id, p.input) for p in problems] == [("6", "hires_steps")]
 
 
+def test_hires_passes_are_held_to_the_memory_before_the_first_pass(registry, models, monkeypatch):
+    """By the planner's rule (check_run_memory): sampling a batch of 16 upscaled from 512x512 by 8
+    (16 x 4096x4096, about 15 GB of working memory) is refused under 2 GiB before the first pass, as
+    the core KSampler -> LatentUpscaleBy -> KSampler chain is refused by validation; pixel mode's
+    upscaled images (16 x 4096x4096 x 12 bytes) are held to the RAM."""
+    from graphflow.sampling import pipeline
+
+    sampled = []
+
+    def sample(model, seed, steps, cfg, sampler, scheduler, positive, negative, latent, **options):
+        sampled.append(tuple(latent["samples"].shape))
+        return {**latent, "samples": torch.zeros_like(latent["samples"])}
+
+    monkeypatch.setattr(pipeline, "sample", sample)
+    limits = RunLimits(ram_bytes=2 * 2**30, device_bytes=2 * 2**30)
+    for settings, words in (({}, "working memory on device"), ({"upscale_type": "pixel"}, "the images")):
+        graph = efficient(["6", 0], batch=16, vae_decode="false", **{"6": hires(upscale_by=8.0, **settings)})
+        graph["4"]["inputs"].update(width=512, height=512)
+        result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["5"])
+        assert not result.ok and result.error["input"] == "script", (result.problems, result.error)
+        assert "16 × 4096×4096" in result.error["message"] and words in result.error["message"]
+        assert "4096x4096" in result.error["message"] and "HighRes-Fix Script" in result.error["message"]
+    assert sampled == []
+    core = {**loaders(16), "c": ksampler(["4", 0]), "k": ksampler(["u", 0], denoise=0.5),
+            "u": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["c", 0], "upscale_method": "bilinear",
+                                                             "scale_by": 8.0}}}
+    core["4"]["inputs"].update(width=512, height=512)
+    core["d"] = {"class_type": "VAEDecode", "inputs": {"samples": ["k", 0], "vae": ["1", 2]}}
+    core["p"] = {"class_type": "PreviewImage", "inputs": {"images": ["d", 0]}}
+    found = validate(parse_workflow(core, registry), registry, limits=limits)
+    assert any(p.node_id == "k" and "16 × 4096×4096" in p.message for p in found), found
+    graph = efficient(["6", 0], batch=16, vae_decode="false", **{"6": hires(upscale_by=8.0)})
+    graph["4"]["inputs"].update(width=64, height=64)  # 16 x 512x512 fits
+    result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["5"])
+    assert result.ok, result.error
+    assert sampled == [(16, 4, 8, 8), (16, 4, 64, 64)]
+
+
 # -- the pack's saves ----------------------------------------------------------------------------
 
 def ui_node(id, type, widgets, inputs=(), outputs=()):
