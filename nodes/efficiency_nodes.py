@@ -891,15 +891,18 @@ def _encode(images, vae, vae_decode: str):
     return _core(VAEEncode, {"vae": "optional_vae"}, pixels=images, vae=vae, **tiled)
 
 
-def _held(width: int, height: int, what: str):
+def _held(width: int, height: int, what: str, encoded: bool = False):
     """A hires pass's image size held to the pixels one image may have (the server's limit, and
-    16384² without one): the script's sizes are not known to the planner, which checks only the
-    sampler's latent."""
+    16384² without one), and at least 8x8 where it is VAE-encoded: the script's sizes are not known
+    to the planner, which checks only the sampler's latent."""
     limit = run_limits().max_pixels
     cap = MAX_SIZE * MAX_SIZE if limit is None else min(limit, MAX_SIZE * MAX_SIZE)
     if width * height > cap:
         raise NodeInputError("script", f"HighRes-Fix Script's {what} makes {width}x{height} images, over the "
                                        f"{cap} pixels an image may have here")
+    if encoded and min(width, height) < 8:
+        raise NodeInputError("script", f"HighRes-Fix Script's {what} makes {width}x{height} images, smaller than the "
+                                       f"8x8 pixels the VAE encodes: raise its upscale_by")
 
 
 def _hires_models(hires: dict | None, latent: dict, vae, model):
@@ -947,7 +950,7 @@ def _hires_pass(what: str, width: int, height: int, images: int, decoded: bool =
     as a latent, encoded first where decoded), held to the limits (_held) and to the memory (the
     images in the RAM, sampling them on the compute device: check_run_memory), refused before the
     first pass where they can't be."""
-    _held(width, height, what)
+    _held(width, height, what, encoded=decoded and sampled)
     what = f"HighRes-Fix Script's {what} makes {width}x{height} images"
     check_run_memory("script", what, sampled=Size(images, height // 8 * 8, width // 8 * 8) if sampled else None,
                      images=Size(images, height, width) if decoded else None)

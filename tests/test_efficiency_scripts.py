@@ -452,6 +452,14 @@ def test_hires_passes_are_held_to_the_memory_before_the_first_pass(registry, mod
     assert sampled == [(16, 4, 8, 8), (16, 4, 64, 64)]
 
 
+def test_both_mode_below_the_vaes_8_pixels_is_refused_naming_upscale_by(registry, models):
+    result = failure(registry, efficient(["6", 0], **{"6": hires(upscale_type="both", upscale_by=0.01)}))
+    assert result.error["input"] == "script" and "upscale_by" in result.error["message"]
+    assert "8x8" in result.error["message"] and "1x1" in result.error["message"]
+    result = run_graph(registry, efficient(["6", 0], **{"6": hires(upscale_type="latent", upscale_by=0.01)}), ["5"])
+    assert outputs(result)[0].shape == (1, 4, 1, 1)  # a latent pass makes it, as LatentUpscaleBy does
+
+
 # -- the pack's saves ----------------------------------------------------------------------------
 
 def ui_node(id, type, widgets, inputs=(), outputs=()):
