@@ -652,6 +652,7 @@ def hires_widgets(values: list) -> list:
 def hires_api_inputs(inputs: dict) -> dict:
     """An API prompt's "_" for use_controlnet / preprocessor (the pack without
     comfyui_controlnet_aux) read as off and none."""
+    inputs = dict(inputs)  # the caller's prompt stays as it was read
     for name, value in (("use_controlnet", False), ("preprocessor", "none")):
         if inputs.get(name) == NO_AUX:
             inputs[name] = value
@@ -723,6 +724,9 @@ class HighResFixScript(Node):
                   runs and self.upscale_type != "pixel" and self.hires_ckpt_name != USE_SAME),
                  ("pixel_upscaler", "upscale_models", self.pixel_upscaler, runs and self.upscale_type != "latent"),
                  ("control_net_name", "controlnet", self.control_net_name, runs and self.use_controlnet)]
+        # Validation checks a typed-in file name against its folder; a linked one (a string from
+        # another node) reaches run() unchecked, so the files this script's passes will load are
+        # looked up here, naming the input, rather than failing in the sampler.
         for name, folder, file, used in files:
             if used:
                 try:
@@ -810,7 +814,15 @@ def _scripts(script) -> tuple[dict | None, dict | None]:
                                            f"are not): disconnect it, or use the core nodes")
         raise NodeInputError("script", f"expected the SCRIPT of a HighRes-Fix Script or Noise Control Script node, "
                                        f"got {_kind(script)}: link the script nodes themselves")
-    return tuple(dict(pairs) if pairs is not None else None for pairs in (script.hiresfix, script.noise))
+    hiresfix, noise = (dict(pairs) if pairs is not None else None for pairs in (script.hiresfix, script.noise))
+    if noise is not None:
+        from nodes.pack_nodes_inspire import _noise_device  # Inspire's module imports this one
+
+        # where the noise is drawn, found (and a missing CUDA device warned of) once per sampler
+        # run rather than at each of its passes
+        noise["device"] = "cpu" if noise["rng_source"] == "cpu" else \
+            str(_noise_device("GPU", "Noise Control Script's rng_source gpu"))
+    return hiresfix, noise
 
 
 def _kind(value) -> str:
@@ -838,18 +850,16 @@ def _noise_class():
 
     @dataclass(frozen=True)
     class EfficiencyNoise(NoiseSource):
-        """`seed` (NoiseSource's) is the sampler's seed; mix_weight None: no second seed's noise."""
-        rng_source: str = "cpu"
+        """`seed` (NoiseSource's) is the sampler's seed; device: where it is drawn (rng_source's);
+        mix_weight None: no second seed's noise."""
+        device: str = "cpu"
         mix_seed: int = 0
         mix_weight: float | None = None
 
         def generate(self, samples, batch_index=None):
             import torch
 
-            from nodes.pack_nodes_inspire import _noise_device
-
-            device = _noise_device("CPU" if self.rng_source == "cpu" else "GPU",
-                                   "Noise Control Script's rng_source gpu")
+            device = torch.device(self.device)
             if self.mix_weight is None:
                 return initial_noise(samples, self.seed, batch_index, device)
             if batch_index is not None and samples.shape[0] > 1:
@@ -875,7 +885,7 @@ def _starting_noise(noise: dict | None, seed: int):
     it is KSampler's own (cpu, no second seed)."""
     if noise is None or (noise["rng_source"] == "cpu" and not noise["add_seed_noise"]):
         return None
-    return _noise_class()(seed=seed, rng_source=noise["rng_source"], mix_seed=noise["seed"],
+    return _noise_class()(seed=seed, device=noise["device"], mix_seed=noise["seed"],
                           mix_weight=noise["weight"] if noise["add_seed_noise"] else None)
 
 

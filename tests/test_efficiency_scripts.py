@@ -312,7 +312,8 @@ def test_noise_and_hires_chain_in_either_order(registry, models):
 
 
 def test_gpu_noise(registry, models, caplog):
-    """gpu: the CUDA generator's noise where there is CUDA; elsewhere the CPU's, with a warning."""
+    """gpu: the CUDA generator's noise where there is CUDA; elsewhere the CPU's, with a warning
+    (one per sampler run, however many passes draw noise)."""
     result = run_graph(registry, efficient(["7", 0], **{"7": noise_control(rng_source="gpu")}), ["5"])
     if torch.cuda.is_available():
         noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cuda").manual_seed(SEED), device="cuda").cpu()
@@ -322,6 +323,20 @@ def test_gpu_noise(registry, models, caplog):
         want = run_graph(registry, {**loaders(), "c": ksampler(["4", 0])}, ["c"])
         assert torch.equal(outputs(result)[0], want.values["c"][0]["samples"])
         assert any("rng_source gpu" in r.getMessage() and "no CUDA" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        scripts = {"6": hires(iterations=2, script=["7", 0]), "7": noise_control(rng_source="gpu")}
+        hired = run_graph(registry, efficient(["6", 0], **scripts), ["5"])
+        assert len([r for r in caplog.records if "rng_source gpu" in r.getMessage()]) == 1
+        scripts["7"]["inputs"]["rng_source"] = "cpu"
+        assert torch.equal(outputs(hired)[0], outputs(run_graph(registry, efficient(["6", 0], **scripts), ["5"]))[0])
+
+
+def test_api_inputs_leave_the_prompt_as_read():
+    from nodes.efficiency_nodes import hires_api_inputs
+
+    prompt = {"use_controlnet": "_", "preprocessor": "_", "upscale_by": 1.5}
+    assert hires_api_inputs(prompt) == {"use_controlnet": False, "preprocessor": "none", "upscale_by": 1.5}
+    assert prompt == {"use_controlnet": "_", "preprocessor": "_", "upscale_by": 1.5}
 
 
 # -- clear errors ---------------------------------------------------------------------------------
