@@ -826,8 +826,8 @@ def _scripts(script) -> tuple[dict | None, dict | None]:
 
 
 def _kind(value) -> str:
-    if isinstance(value, dict):
-        return f"a {type(value).__name__} with keys {', '.join(map(repr, list(value)[:5]))}" if value else "an empty dict"
+    if isinstance(value, dict) and value:
+        return f"a {type(value).__name__} with keys {', '.join(map(repr, list(value)[:5]))}"
     return f"a {type(value).__name__}"
 
 
