@@ -18,7 +18,7 @@ from graphflow.context import (
 )
 from graphflow.folders import folders, safe_join
 from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text
-from graphflow.resource_limits import Estimate, Size, repeated
+from graphflow.resource_limits import Estimate, Size, check_run_memory, repeated, sampling_memory
 from graphflow.types import (
     ANY,
     AUDIO,
@@ -53,5 +53,6 @@ __all__ = [
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "workflow_texts", "Interrupted",
     "run_limits", "stop_after_this_node",
-    "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated",
+    "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated", "sampling_memory",
+    "check_run_memory",
 ]

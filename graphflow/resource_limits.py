@@ -27,6 +27,9 @@ from graphflow.workflow import Problem
 log = logging.getLogger("graphflow.resource_limits")
 
 SIZED_SOCKETS = {"LATENT": 4 * 4 / 64, "IMAGE": 3 * 4, "MASK": 4}  # bytes per pixel: fp32, latents at 1/8 side
+# A lower bound of a UNet's working memory per image pixel: its first level keeps about six
+# 320-channel activations at 1/8 of the side (the skip connections) in half precision.
+UNET_BYTES_PER_PIXEL = 6 * 320 * 2 / 64
 RESOURCE_HINTS = ("width", "height", "batch", "steps")
 
 
@@ -109,6 +112,34 @@ def repeated(size: Size | None, times) -> Estimate:
     if size is None or not isinstance(times, int):
         return Estimate(size)
     return Estimate(Size(size.batch * times, size.height, size.width))
+
+
+def sampling_memory(size: Size | None) -> int:
+    """The working memory sampling a latent batch of `size` (its decoded pixels) takes at least."""
+    return int(UNET_BYTES_PER_PIXEL * size.batch * size.pixels) if size is not None else 0
+
+
+def check_run_memory(input_name: str, what: str, sampled: Size | None = None, images: Size | None = None) -> None:
+    """Refuse (NodeInputError naming input_name), before it starts, work whose size only the run
+    knows (a pipe's latent, a sampler script's hires pass), by the rule the planner applies to the
+    sizes it knows: sampling a latent batch of `sampled` needs sampling_memory() on the compute
+    device (on a CPU in the RAM), and an IMAGE batch of `images` its bytes in the RAM; against the
+    run's RunLimits (ram_bytes / device_bytes) or this machine's. `what` says what makes the size
+    ("upscales the latent by 8")."""
+    from graphflow.context import NodeInputError, run_limits
+
+    budget = _budget(run_limits())
+    device_name, device_bytes = budget["device"]
+    working, held = sampling_memory(sampled), _bytes("IMAGE", images)
+    if device_bytes is not None and working > device_bytes:
+        raise NodeInputError(input_name, f"{what}: sampling {_what(sampled)} needs at least {_gb(working)} of "
+                                         f"working memory on {device_name}, which has {_gb(device_bytes)}")
+    on_ram = held + (working if device_bytes is None or device_name == "cpu" else 0)
+    if budget["ram"] is not None and on_ram > budget["ram"]:
+        needs = " and ".join(part for part, n in ((f"sampling {_what(sampled)}", working if on_ram > held else 0),
+                                                  (f"the images ({images})", held)) if n)
+        raise NodeInputError(input_name, f"{what}: {needs} needs at least {_gb(on_ram)} of memory; this machine has "
+                                         f"{_gb(budget['ram'])}")
 
 
 def check(plan, limits: RunLimits | None = None) -> list[Problem]:

@@ -14,17 +14,22 @@ AnimateDiff) are not built in: a sampler refuses them by name.
 Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
 CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
 (base model, base clip, base positive, base negative, refiner model, refiner clip, refiner
-positive, refiner negative). A SCRIPT is a plain dict, as the pack's: {"hiresfix": {...},
-"noise": {...}}, each script adding its own key to the one it is chained after."""
+positive, refiner negative). A SCRIPT (the pack's is a plain dict {"hiresfix": {...}, "noise": {...}},
+each script adding its own key to the one it is chained after) is here a frozen Script that only
+HighRes-Fix Script and Noise Control Script make, holding the settings each checked: the samplers
+refuse any other value (a dict linked from an ANY output would skip those checks)."""
 
 from __future__ import annotations
 
 import functools
+import math
 import random
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias,
-                           Float, Int, Node, NodeInputError, Text, folders, run_limits, show, socket_type, warn)
+                           Float, Int, Node, NodeInputError, Size, Text, check_run_memory, folders, run_limits, show,
+                           socket_type, warn)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode, encoded
 from nodes.controlnet import CONTROL_NET, ApplyControlNet, LoadControlNet, _apply_pair
@@ -47,7 +52,7 @@ SDXL_TUPLE = socket_type("SDXL_TUPLE", "#8d6ec8", "Efficiency Nodes' SDXL base a
                                                   "and prompts in one link")
 DEPENDENCIES = socket_type("DEPENDENCIES", "#9e9e9e", "What Efficiency Nodes' XY Plot reads from a loader")
 SCRIPT = socket_type("SCRIPT", "#9e9e9e", "Efficiency Nodes' scripts for its samplers (HighRes-Fix, Noise Control, "
-                                          "...): a dict, each script under its own key")
+                                          "...): the settings of each script chained, as those nodes made them")
 
 BAKED_VAE = "Baked VAE"
 TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
@@ -647,6 +652,7 @@ def hires_widgets(values: list) -> list:
 def hires_api_inputs(inputs: dict) -> dict:
     """An API prompt's "_" for use_controlnet / preprocessor (the pack without
     comfyui_controlnet_aux) read as off and none."""
+    inputs = dict(inputs)  # the caller's prompt stays as it was read
     for name, value in (("use_controlnet", False), ("preprocessor", "none")):
         if inputs.get(name) == NO_AUX:
             inputs[name] = value
@@ -672,8 +678,9 @@ class HighResFixScript(Node):
     the pack (whose code for it never runs), changes nothing; iterations 0 does nothing (the
     pack's pixel mode fails on it). Chain it with a Noise Control Script in either order. A save
     made where comfyui_controlnet_aux was missing holds "_" for use_controlnet and preprocessor
-    (the pack's only choice then): read as off and none. The hires sizes are held to the pixels
-    an image may have before the first pass runs."""
+    (the pack's only choice then): read as off and none. Before the first pass runs, the hires
+    sizes are held to the pixels an image may have, and sampling the batch at them (a video's
+    frames counted) and holding its upscaled images to the memory."""
     category = "Efficiency Nodes/Scripts"
     upscale_type: str = Choice(("latent", "pixel", "both"), "latent")
     hires_ckpt_name: str = Choice(lambda: [USE_SAME] + _checkpoint_choices(), USE_SAME, model_folder="checkpoints",
@@ -717,6 +724,9 @@ class HighResFixScript(Node):
                   runs and self.upscale_type != "pixel" and self.hires_ckpt_name != USE_SAME),
                  ("pixel_upscaler", "upscale_models", self.pixel_upscaler, runs and self.upscale_type != "latent"),
                  ("control_net_name", "controlnet", self.control_net_name, runs and self.use_controlnet)]
+        # Validation checks a typed-in file name against its folder; a linked one (a string from
+        # another node) reaches run() unchecked, so the files this script's passes will load are
+        # looked up here, naming the input, rather than failing in the sampler.
         for name, folder, file, used in files:
             if used:
                 try:
@@ -781,29 +791,52 @@ def _random_fingerprint(seed):
     return random.random() if seed == RANDOM_SEED else None  # a drawn seed is never reused from the cache
 
 
+@dataclass(frozen=True)
+class Script:
+    """A SCRIPT: the settings of each script chained, as HighRes-Fix Script / Noise Control Script
+    checked and gave them ((name, value) pairs; None where that script is absent). Only those two
+    nodes make one, so the samplers can trust it; frozen and made of plain values, so it compares,
+    hashes and prints as what it holds."""
+    hiresfix: tuple | None = None
+    noise: tuple | None = None
+
+
 def _scripts(script) -> tuple[dict | None, dict | None]:
-    """The (hiresfix, noise) settings of a SCRIPT input (None where absent); the pack's scripts not
-    built in are refused by name."""
+    """The (hiresfix, noise) settings of a SCRIPT input (None where absent). Any value but a Script
+    (a dict linked from an ANY output, say) is refused: its settings were never checked; a dict
+    holding the pack's scripts not built in is refused naming them."""
     if script is None:
         return None, None
-    expected = "expected an Efficiency Nodes SCRIPT (from HighRes-Fix Script or Noise Control Script)"
-    if not isinstance(script, dict):
-        raise NodeInputError("script", f"{expected}, got {type(script).__name__}")
-    unbuilt = [UNBUILT_SCRIPTS.get(key, repr(key)) for key in script if key not in BUILT_SCRIPTS]
-    if unbuilt:
-        raise NodeInputError("script", f"{', '.join(unbuilt)} is not built in (of the pack's scripts, {SCRIPTS} "
-                                       f"are not): disconnect it, or use the core nodes")
-    if not all(isinstance(v, dict) for v in script.values()):  # the pack's own tuples, from elsewhere
-        raise NodeInputError("script", f"{expected}, got one holding {', '.join(script)} in another form")
-    return script.get("hiresfix"), script.get("noise")
+    if not isinstance(script, Script):
+        unbuilt = [UNBUILT_SCRIPTS[key] for key in script if key in UNBUILT_SCRIPTS] if isinstance(script, dict) else []
+        if unbuilt:
+            raise NodeInputError("script", f"{', '.join(unbuilt)} is not built in (of the pack's scripts, {SCRIPTS} "
+                                           f"are not): disconnect it, or use the core nodes")
+        raise NodeInputError("script", f"expected the SCRIPT of a HighRes-Fix Script or Noise Control Script node, "
+                                       f"got {_kind(script)}: link the script nodes themselves")
+    hiresfix, noise = (dict(pairs) if pairs is not None else None for pairs in (script.hiresfix, script.noise))
+    if noise is not None:
+        from nodes.pack_nodes_inspire import _noise_device  # Inspire's module imports this one
+
+        # where the noise is drawn, found (and a missing CUDA device warned of) once per sampler
+        # run rather than at each of its passes
+        noise["device"] = "cpu" if noise["rng_source"] == "cpu" else \
+            str(_noise_device("GPU", "Noise Control Script's rng_source gpu"))
+    return hiresfix, noise
 
 
-def _chained(script, key: str, settings: dict) -> dict:
-    """A script node's SCRIPT: the incoming one (a new dict: the pack adds to it in place, which a
-    cached run would repeat) with this script's settings under its key."""
-    if script is not None and not isinstance(script, dict):
-        raise NodeInputError("script", f"expected an Efficiency Nodes SCRIPT, got {type(script).__name__}")
-    return {**(script or {}), key: settings}
+def _kind(value) -> str:
+    if isinstance(value, dict) and value:
+        return f"a {type(value).__name__} with keys {', '.join(map(repr, list(value)[:5]))}"
+    return f"a {type(value).__name__}"
+
+
+def _chained(script, key: str, settings: dict) -> Script:
+    """A script node's SCRIPT: the incoming one with this script's settings under its key (the pack
+    adds to the incoming dict in place; a new one here, as the cache keeps the old)."""
+    if script is not None and not isinstance(script, Script):
+        _scripts(script)  # refused, naming what it is
+    return replace(script or Script(), **{key: tuple(settings.items())})
 
 
 @functools.cache
@@ -817,18 +850,16 @@ def _noise_class():
 
     @dataclass(frozen=True)
     class EfficiencyNoise(NoiseSource):
-        """`seed` (NoiseSource's) is the sampler's seed; mix_weight None: no second seed's noise."""
-        rng_source: str = "cpu"
+        """`seed` (NoiseSource's) is the sampler's seed; device: where it is drawn (rng_source's);
+        mix_weight None: no second seed's noise."""
+        device: str = "cpu"
         mix_seed: int = 0
         mix_weight: float | None = None
 
         def generate(self, samples, batch_index=None):
             import torch
 
-            from nodes.pack_nodes_inspire import _noise_device
-
-            device = _noise_device("CPU" if self.rng_source == "cpu" else "GPU",
-                                   "Noise Control Script's rng_source gpu")
+            device = torch.device(self.device)
             if self.mix_weight is None:
                 return initial_noise(samples, self.seed, batch_index, device)
             if batch_index is not None and samples.shape[0] > 1:
@@ -854,7 +885,7 @@ def _starting_noise(noise: dict | None, seed: int):
     it is KSampler's own (cpu, no second seed)."""
     if noise is None or (noise["rng_source"] == "cpu" and not noise["add_seed_noise"]):
         return None
-    return _noise_class()(seed=seed, rng_source=noise["rng_source"], mix_seed=noise["seed"],
+    return _noise_class()(seed=seed, device=noise["device"], mix_seed=noise["seed"],
                           mix_weight=noise["weight"] if noise["add_seed_noise"] else None)
 
 
@@ -870,21 +901,25 @@ def _encode(images, vae, vae_decode: str):
     return _core(VAEEncode, {"vae": "optional_vae"}, pixels=images, vae=vae, **tiled)
 
 
-def _held(width: int, height: int, what: str):
+def _held(width: int, height: int, what: str, encoded: bool = False):
     """A hires pass's image size held to the pixels one image may have (the server's limit, and
-    16384² without one): the script's sizes are not known to the planner, which checks only the
-    sampler's latent."""
+    16384² without one), and at least 8x8 where it is VAE-encoded: the script's sizes are not known
+    to the planner, which checks only the sampler's latent."""
     limit = run_limits().max_pixels
     cap = MAX_SIZE * MAX_SIZE if limit is None else min(limit, MAX_SIZE * MAX_SIZE)
     if width * height > cap:
         raise NodeInputError("script", f"HighRes-Fix Script's {what} makes {width}x{height} images, over the "
                                        f"{cap} pixels an image may have here")
+    if encoded and min(width, height) < 8:
+        raise NodeInputError("script", f"HighRes-Fix Script's {what} makes {width}x{height} images, smaller than the "
+                                       f"8x8 pixels the VAE encodes: raise its upscale_by")
 
 
 def _hires_models(hires: dict | None, latent: dict, vae, model):
     """What the hires passes run with, loaded and checked before the first pass: (model to
     resample with, upscale model or None, ControlNet or None), or None without hires passes. The
-    passes' image sizes are held to the limits here, so that an oversized request is refused
+    passes' image sizes are held to the limits here, and what sampling and holding them takes to
+    the memory (check_run_memory, the planner's rule), so that an oversized request is refused
     before anything is sampled."""
     if hires is None or hires["iterations"] == 0:
         return None
@@ -902,20 +937,33 @@ def _hires_models(hires: dict | None, latent: dict, vae, model):
     if hires["use_controlnet"]:
         control_net = _core(LoadControlNet, {"control_net_name": "script"}, control_net_name=hires["control_net_name"])
     samples = latent["samples"] if isinstance(latent, dict) and "samples" in latent else None
-    if samples is not None and samples.dim() == 4:
-        height, width = samples.shape[2], samples.shape[3]  # latent pixels: the image is 8 times larger
+    if samples is not None and samples.dim() >= 4:  # [B, C, H, W], or a video's [B, C, T, H, W]
+        images = samples.shape[0] * math.prod(samples.shape[2:-2])  # a video's frames count too
+        height, width = samples.shape[-2], samples.shape[-1]  # latent pixels: the image is 8 times larger
         for _ in range(1 if kind == "pixel" else hires["iterations"]):
             if kind == "latent":
                 height, width = max(1, round(height * hires["upscale_by"])), max(1, round(width * hires["upscale_by"]))
-                _held(width * 8, height * 8, f"latent upscale by {hires['upscale_by']}")
+                _hires_pass(f"latent upscale by {hires['upscale_by']}", width * 8, height * 8, images, sampled=True)
             else:
                 scale = getattr(upscaler, "scale", MODEL_UPSCALE)
-                _held(width * 8 * scale, height * 8 * scale, f"upscale model ({scale}x)")
+                _hires_pass(f"upscale model ({scale}x)", width * 8 * scale, height * 8 * scale, images, decoded=True)
                 pixel_h = round(height * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
                 pixel_w = round(width * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
-                _held(pixel_w, pixel_h, f"upscale by {hires['upscale_by']}")
+                _hires_pass(f"upscale by {hires['upscale_by']}", pixel_w, pixel_h, images, decoded=True,
+                            sampled=kind == "both")
                 height, width = max(1, pixel_h // 8), max(1, pixel_w // 8)
     return model, upscaler, control_net
+
+
+def _hires_pass(what: str, width: int, height: int, images: int, decoded: bool = False, sampled: bool = False):
+    """A hires pass making `images` images of width x height (decoded: as an IMAGE batch; sampled:
+    as a latent, encoded first where decoded), held to the limits (_held) and to the memory (the
+    images in the RAM, sampling them on the compute device: check_run_memory), refused before the
+    first pass where they can't be."""
+    _held(width, height, what, encoded=decoded and sampled)
+    what = f"HighRes-Fix Script's {what} makes {width}x{height} images"
+    check_run_memory("script", what, sampled=Size(images, height // 8 * 8, width // 8 * 8) if sampled else None,
+                     images=Size(images, height, width) if decoded else None)
 
 
 def _hires_fix(hires: dict | None, loaded, noise: dict | None, latent, seed: int, cfg: float, sampler_name: str,

@@ -22,7 +22,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, SAMPLER, SIGMAS, VAE, Bool, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, run_limits, show
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_run_memory, folders, run_limits, \
+    show
 from graphflow.choices import DEEP_SHRINK_RESIZE_METHODS, SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning
 from nodes.mask import GrowMask, grow_mask
@@ -431,7 +432,8 @@ class EasyHiresFix(Node):
 
 def check_upscaled_size(image, scale: int, image_input: str) -> None:
     """Refuse, before the model runs, an image batch the model would make too large: an image
-    over the server's max_pixels or HIRES_MAX_PIXELS, a batch over the server's max_batch."""
+    over the server's max_pixels or HIRES_MAX_PIXELS, a batch over the server's max_batch, a batch
+    whose images the memory can't hold."""
     limits = run_limits()
     batch, height, width = image.shape[0], image.shape[1] * scale, image.shape[2] * scale
     cap = min(HIRES_MAX_PIXELS, limits.max_pixels) if limits.max_pixels is not None else HIRES_MAX_PIXELS
@@ -441,6 +443,8 @@ def check_upscaled_size(image, scale: int, image_input: str) -> None:
     if limits.max_batch is not None and batch > limits.max_batch:
         raise NodeInputError(image_input, f"a batch of {batch} images is more than this server allows "
                                           f"({limits.max_batch})")
+    check_run_memory("model_name", f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to {width}x{height}",
+                     images=Size(batch, height, width))
 
 
 def resized_image(image, width: int, height: int, method: str, crop: bool):

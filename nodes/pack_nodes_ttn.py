@@ -26,12 +26,13 @@ pack: the pipe's seed)."""
 
 from __future__ import annotations
 
+import math
 import re
 from types import SimpleNamespace
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, run_limits, safe_join, show, \
-    socket_type, warn
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_run_memory, folders, run_limits, \
+    safe_join, show, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, ConditioningZeroOut, concat_conditioning
 from nodes.controlnet import LoadControlNet
@@ -376,21 +377,15 @@ def _latent_upscaled(node, latent: dict, method: str) -> dict:
     crop; refused over the server's max_pixels, or when sampling the upscaled batch needs more
     working memory than the run may take (a pipe's latent has no size before the run, so the
     planner's estimate can't tell)."""
-    from graphflow.resource_limits import machine_device, machine_ram
-    from nodes.sampling import UNET_BYTES_PER_PIXEL
     samples = latent["samples"]
     width, height = _latent_upscale_size(samples.shape[-1], samples.shape[-2], node.factor)
     limits = run_limits()
     if limits.max_pixels is not None and width * 8 * height * 8 > limits.max_pixels:
         raise NodeInputError("factor", f"upscales the latent to {width * 8}x{height * 8} pixels, over the server's "
                                        f"{limits.max_pixels}")
-    batch = samples.shape[0]
-    need = UNET_BYTES_PER_PIXEL * batch * width * 8 * height * 8
-    budget = limits.device_bytes or machine_device()[1] or limits.ram_bytes or machine_ram()
-    if budget is not None and need > budget:
-        raise NodeInputError("factor", f"upscales a batch of {batch} to {width * 8}x{height * 8} pixels: sampling it "
-                                       f"needs at least {need / 2**30:,.1f} GB of working memory, over the "
-                                       f"{budget / 2**30:,.1f} GB here")
+    images = samples.shape[0] * math.prod(samples.shape[2:-2])  # a video latent's frames count too
+    check_run_memory("factor", f"upscales the latent to {width * 8}x{height * 8} pixels",
+                     sampled=Size(images, height * 8, width * 8))
     return {**latent, "samples": _upscale(samples, width, height, method, node.crop)}
 
 

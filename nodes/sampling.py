@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node, progress)
+from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node, progress,
+                           sampling_memory)
 from graphflow.choices import NOISE_MODES, SAMPLER_NAMES, SCHEDULER_NAMES
 
 SEED_MAX = 2**64 - 1
-# A lower bound of a UNet's working memory per image pixel: its first level keeps about six
-# 320-channel activations at 1/8 of the side (the skip connections) in half precision.
-UNET_BYTES_PER_PIXEL = 6 * 320 * 2 / 64
 
 
 def _estimate(cls, widgets, inputs):
     size = inputs.get("latent_image")
-    return Estimate(size, memory=int(UNET_BYTES_PER_PIXEL * size.batch * size.pixels) if size else 0)
+    return Estimate(size, memory=sampling_memory(size))
 
 
 def _reporter():

@@ -304,7 +304,7 @@ def test_noise_and_hires_chain_in_either_order(registry, models):
     scripts["7"]["inputs"]["script"] = ["6", 0]
     second = run_graph(registry, efficient(["7", 0], **scripts), ["5"])
     assert torch.equal(outputs(first)[0], outputs(second)[0])
-    assert first.values["6"][0].keys() == {"hiresfix", "noise"}
+    assert first.values["6"][0].hiresfix is not None and first.values["6"][0].noise is not None
     latent = engine(registry, mixed(SEED, 9, 0.4, (1, 4, 8, 8)), {"samples": torch.zeros(1, 4, 8, 8)})
     upscaled = call(registry, "LatentUpscaleBy", samples={"samples": latent}, upscale_method="bilinear", scale_by=1.5)
     want = engine(registry, mixed(11, 9, 0.4, (1, 4, 12, 12)), upscaled, seed=11, denoise=0.5)
@@ -312,7 +312,8 @@ def test_noise_and_hires_chain_in_either_order(registry, models):
 
 
 def test_gpu_noise(registry, models, caplog):
-    """gpu: the CUDA generator's noise where there is CUDA; elsewhere the CPU's, with a warning."""
+    """gpu: the CUDA generator's noise where there is CUDA; elsewhere the CPU's, with a warning
+    (one per sampler run, however many passes draw noise)."""
     result = run_graph(registry, efficient(["7", 0], **{"7": noise_control(rng_source="gpu")}), ["5"])
     if torch.cuda.is_available():
         noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cuda").manual_seed(SEED), device="cuda").cpu()
@@ -322,6 +323,20 @@ def test_gpu_noise(registry, models, caplog):
         want = run_graph(registry, {**loaders(), "c": ksampler(["4", 0])}, ["c"])
         assert torch.equal(outputs(result)[0], want.values["c"][0]["samples"])
         assert any("rng_source gpu" in r.getMessage() and "no CUDA" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        scripts = {"6": hires(iterations=2, script=["7", 0]), "7": noise_control(rng_source="gpu")}
+        hired = run_graph(registry, efficient(["6", 0], **scripts), ["5"])
+        assert len([r for r in caplog.records if "rng_source gpu" in r.getMessage()]) == 1
+        scripts["7"]["inputs"]["rng_source"] = "cpu"
+        assert torch.equal(outputs(hired)[0], outputs(run_graph(registry, efficient(["6", 0], **scripts), ["5"]))[0])
+
+
+def test_api_inputs_leave_the_prompt_as_read():
+    from nodes.efficiency_nodes import hires_api_inputs
+
+    prompt = {"use_controlnet": "_", "preprocessor": "_", "upscale_by": 1.5}
+    assert hires_api_inputs(prompt) == {"use_controlnet": False, "preprocessor": "none", "upscale_by": 1.5}
+    assert prompt == {"use_controlnet": "_", "preprocessor": "_", "upscale_by": 1.5}
 
 
 # -- clear errors ---------------------------------------------------------------------------------
@@ -356,6 +371,32 @@ def test_nv_rng_and_unbuilt_scripts_are_refused(registry, models):
         assert e.value.input == "script" and name in str(e.value) and "HighRes" not in str(e.value)
 
 
+def test_a_script_from_another_node_is_refused(registry, models, monkeypatch):
+    """Only the script nodes' SCRIPT is taken: a dict linked from an ANY output (Crystools' JSON
+    extractor, holding settings no script node checked: hires_steps 10**9) is refused by name before
+    anything is sampled, as is a dict given to a script node's script input."""
+    import json
+
+    from graphflow.sampling import pipeline
+
+    sampled = []
+    monkeypatch.setattr(pipeline, "sample", lambda *args, **kwargs: sampled.append(args))
+    settings = {**hires()["inputs"], "hires_steps": 10**9}
+    (models.inputs / "s.json").write_text(json.dumps({"s": {"hiresfix": settings}}))
+    read = {"j": {"class_type": "Read JSON file [Crystools]", "inputs": {"path_to_json": "s.json"}},
+            "x": {"class_type": "JSON extractor [Crystools]", "inputs": {"json": ["j", 0], "key": "s", "default": ""}}}
+    result = failure(registry, efficient(["x", 0], **read))
+    assert result.error["node_id"] == "5" and result.error["input"] == "script"
+    assert "HighRes-Fix Script" in result.error["message"] and "'hiresfix'" in result.error["message"]
+    assert sampled == []
+    chained = failure(registry, efficient(["6", 0], **read, **{"6": noise_control(script=["x", 0])}))
+    assert chained.error["node_id"] == "6" and chained.error["input"] == "script"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "KSamplerEfficient", model=None, positive=None, negative=None, latent_image=None,
+             script={"noise": {"rng_source": "nv"}})
+    assert e.value.input == "script"
+
+
 def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, models, monkeypatch):
     """Refused before anything is sampled: a pixel upscale without a VAE, hires sizes over the
     pixels an image may have (16384² without a server limit, the server's max_pixels with one);
@@ -376,9 +417,62 @@ def test_pixel_hires_needs_a_vae_and_huge_upscales_are_refused_first(registry, m
                                                                            outputs=["5"])
     assert not result.ok and result.error["input"] == "script" and "512x512" in result.error["message"]
     assert sampled == []
+    graph = efficient(["6", 0], **{"6": hires(upscale_by=8.0)})  # a video's 5-D latent: its frames 64 * 8 pixels
+    graph["4"] = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
+                                                                     "batch_size": 1}}
+    result = Executor(registry, limits=RunLimits(max_pixels=300 * 300)).run(parse_workflow(graph, registry),
+                                                                           outputs=["5"])
+    assert not result.ok and result.error["input"] == "script" and "512x512" in result.error["message"]
+    assert len(sampled) == 0
     problems = validate(parse_workflow(efficient(["6", 0], **{"6": hires(hires_steps=2000)}), registry), registry,
                         limits=SERVER_LIMITS)
     assert [(p.node_id, p.input) for p in problems] == [("6", "hires_steps")]
+
+
+def test_hires_passes_are_held_to_the_memory_before_the_first_pass(registry, models, monkeypatch):
+    """By the planner's rule (check_run_memory): sampling a batch of 16 upscaled from 512x512 by 8
+    (16 x 4096x4096, about 15 GB of working memory) is refused under 2 GiB before the first pass, as
+    the core KSampler -> LatentUpscaleBy -> KSampler chain is refused by validation; pixel mode's
+    upscaled images (16 x 4096x4096 x 12 bytes) are held to the RAM."""
+    from graphflow.sampling import pipeline
+
+    sampled = []
+
+    def sample(model, seed, steps, cfg, sampler, scheduler, positive, negative, latent, **options):
+        sampled.append(tuple(latent["samples"].shape))
+        return {**latent, "samples": torch.zeros_like(latent["samples"])}
+
+    monkeypatch.setattr(pipeline, "sample", sample)
+    limits = RunLimits(ram_bytes=2 * 2**30, device_bytes=2 * 2**30)
+    for settings, words in (({}, "working memory on device"), ({"upscale_type": "pixel"}, "the images")):
+        graph = efficient(["6", 0], batch=16, vae_decode="false", **{"6": hires(upscale_by=8.0, **settings)})
+        graph["4"]["inputs"].update(width=512, height=512)
+        result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["5"])
+        assert not result.ok and result.error["input"] == "script", (result.problems, result.error)
+        assert "16 × 4096×4096" in result.error["message"] and words in result.error["message"]
+        assert "4096x4096" in result.error["message"] and "HighRes-Fix Script" in result.error["message"]
+    assert sampled == []
+    core = {**loaders(16), "c": ksampler(["4", 0]), "k": ksampler(["u", 0], denoise=0.5),
+            "u": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["c", 0], "upscale_method": "bilinear",
+                                                             "scale_by": 8.0}}}
+    core["4"]["inputs"].update(width=512, height=512)
+    core["d"] = {"class_type": "VAEDecode", "inputs": {"samples": ["k", 0], "vae": ["1", 2]}}
+    core["p"] = {"class_type": "PreviewImage", "inputs": {"images": ["d", 0]}}
+    found = validate(parse_workflow(core, registry), registry, limits=limits)
+    assert any(p.node_id == "k" and "16 × 4096×4096" in p.message for p in found), found
+    graph = efficient(["6", 0], batch=16, vae_decode="false", **{"6": hires(upscale_by=8.0)})
+    graph["4"]["inputs"].update(width=64, height=64)  # 16 x 512x512 fits
+    result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["5"])
+    assert result.ok, result.error
+    assert sampled == [(16, 4, 8, 8), (16, 4, 64, 64)]
+
+
+def test_both_mode_below_the_vaes_8_pixels_is_refused_naming_upscale_by(registry, models):
+    result = failure(registry, efficient(["6", 0], **{"6": hires(upscale_type="both", upscale_by=0.01)}))
+    assert result.error["input"] == "script" and "upscale_by" in result.error["message"]
+    assert "8x8" in result.error["message"] and "1x1" in result.error["message"]
+    result = run_graph(registry, efficient(["6", 0], **{"6": hires(upscale_type="latent", upscale_by=0.01)}), ["5"])
+    assert outputs(result)[0].shape == (1, 4, 1, 1)  # a latent pass makes it, as LatentUpscaleBy does
 
 
 # -- the pack's saves ----------------------------------------------------------------------------

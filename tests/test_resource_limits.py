@@ -293,3 +293,39 @@ def test_linked_steps_and_run_limits_in_a_node():
     from graphflow.api import run_limits
 
     assert run_limits() == RunLimits()  # outside a run: no limits
+
+
+def test_check_run_memory_applies_the_planners_rule_at_run_time():
+    """A size only the run knows: sampling it is held to the device memory (the RAM where the
+    device has none of its own), its images to the RAM; the planner refuses the same sizes."""
+    import threading
+
+    from graphflow.api import NodeInputError, check_run_memory, sampling_memory
+    from graphflow.context import NodeContext, _current
+    from graphflow.resource_limits import UNET_BYTES_PER_PIXEL
+
+    def refusal(limits, **sizes):
+        token = _current.set(NodeContext("run", "1", "test", lambda event: None, threading.Event(), limits=limits))
+        try:
+            check_run_memory("factor", "upscales it", **sizes)
+        except NodeInputError as e:
+            return e.input, str(e)
+        finally:
+            _current.reset(token)
+
+    big = Size(16, 4096, 4096)
+    assert sampling_memory(big) == int(UNET_BYTES_PER_PIXEL * 16 * 4096 * 4096)  # about 15 GB
+    name, message = refusal(RunLimits(ram_bytes=10**15, device_bytes=2 * GB), sampled=big)
+    assert name == "factor" and "upscales it" in message and "16 × 4096×4096" in message and "on device" in message
+    assert refusal(RunLimits(ram_bytes=2 * GB, device_bytes=16 * GB), sampled=big) is None  # on the device
+    images = 16 * 4096 * 4096 * 12  # fp32 RGB: 3 GB in the RAM
+    assert "the images" in refusal(RunLimits(ram_bytes=images - 1, device_bytes=10**15), images=big)[1]
+    assert refusal(RunLimits(ram_bytes=images, device_bytes=10**15), images=big) is None
+    registry = Registry().load_builtin()  # the planner: the same batch sampled after an upscale is refused too
+    workflow = txt2img(width=512, height=512, batch_size=16)
+    upscale = {"type": "LatentUpscaleBy", "inputs": {"samples": None, "upscale_method": "bilinear", "scale_by": 8.0}}
+    sampler = next(n for n in workflow["nodes"].values() if n["type"] == "KSampler")
+    upscale["inputs"]["samples"], sampler["inputs"]["latent_image"] = sampler["inputs"]["latent_image"], ["up", 0]
+    workflow["nodes"]["up"] = upscale
+    found = problems(registry, workflow, RunLimits(ram_bytes=10**15, device_bytes=2 * GB))
+    assert any("16 × 4096×4096" in p.message and "working memory on device" in p.message for p in found), found
