@@ -16,18 +16,20 @@ c60bfa6bee8c9fcb037e3f3b360f77a9cd5f0281). Its earlier versions used bare names 
 "Sum", "Image scale to side" ...; utility/mapping_replace.py at
 43653f29f8cd19baec387f87696a5e59a473214e maps them onto the DF_ ones): those are aliases here,
 their inputs being in the same order. The bare "Float" is left to ComfyUI-Logic's Float
-(nodes/pack_nodes_mxlogic.py), which reads Derfuu's Value input too.
+(nodes/pack_nodes_mxlogic.py), which reads Derfuu's Value input too (a saved Derfuu Float runs
+as the number it holds) but writes the node back in Logic's shape (its input named `value`).
 
 The earlier versions' tuple nodes (Tuple, Int to tuple, Tuple to floats, Tuple to ints, Tuple
 swap, Tuple multiply, ConditioningSetArea with tuples, LatentComposite with tuples, the four
 "... debug print" nodes, and Get latent / image size with their third output, a TUPLE) are
 here under those names too (pyscripts/ Tuples.py, TuplesUsed/, Debug.py and __init__.py at
 7b6746767c0f627831fbd40648648c6360cb9032, Nodes/Functions/GetSizes.py at
-b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the first versions' Latent Scale nodes
-that took a TUPLE and their EmptyLatentImage (Nodes/Modded/Latents.py at
-dd6557a235d225ed6c5defc43f4c13ad0c56c32b, from when the pack was "Derfuu_ComfyUI_CustomNodes";
-the pack itself later commented that EmptyLatentImage out): their inputs (LATENT, TUPLE ...)
-are not today's. Nothing of the pack needs model weights or a service.
+b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the pack's whole first layout, from when
+it was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a235d225ed6c5defc43f4c13ad0c56c32b):
+all its classes, named with a "_DF" suffix (FloatNode_DF, SumNode_DF, ImageScale_Side_DF,
+EmptyLatentImage_DF ... 33 of them), take other inputs than the later ones (SumNode_DF's
+FLOAT_A and FLOAT_B, a TUPLE for sizes ...); a save using them stays unknown, its message naming
+the pack. Nothing of the pack needs model weights or a service.
 
 Deliberately unlike the pack: a result that is not a finite float (an overflow, a math domain
 error, division by zero) or a whole number past +-INT_LIMIT is a NodeInputError naming the

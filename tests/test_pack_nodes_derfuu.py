@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
+from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui, unknown_type_hint
 from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits, Size
@@ -103,6 +103,19 @@ def test_the_packs_names_are_ours_in_its_input_order_and_clash_with_no_core_clas
     assert registry.comfy_node("Float").__module__ == "nodes.pack_nodes_mxlogic"  # ComfyUI-Logic's, reads Value
     assert custom_pack("DF_Something_New") == "Derfuu_ComfyUI_ModdedNodes"
     assert custom_pack("Sum") is None and custom_pack("Integer") is None  # bare names: not claimed when unknown
+
+
+# The pack's first layout (__init__.py at dd6557a), left out: other inputs (SumNode_DF's FLOAT_A, FLOAT_B ...).
+FIRST_LAYOUT = ["FloatNode_DF", "IntegerNode_DF", "SumNode_DF", "SqrtNode_DF", "ImageScale_Side_DF",
+                "LatentScale_Ratio_DF", "EmptyLatentImage_DF", "ConditioningSetAreaEXT_DF", "Float2Tuple_DF"]
+
+
+@pytest.mark.parametrize("name", FIRST_LAYOUT)
+def test_the_first_layouts_classes_are_unknown_but_named_as_the_packs(registry, name):
+    assert registry.comfy_node(name) is None
+    assert custom_pack(name) == "Derfuu_ComfyUI_ModdedNodes"
+    assert "Derfuu_ComfyUI_ModdedNodes" in unknown_type_hint(name)
+    assert custom_pack(name + "2") is None  # whole names only
 
 
 def test_the_packs_widget_defaults(registry):
