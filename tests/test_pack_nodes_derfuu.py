@@ -652,3 +652,43 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
     ui = {n["id"]: n for n in export_ui(parse_workflow(prompt, registry), registry)["nodes"]}
     assert [o["name"] for o in ui[3]["outputs"]] == ["WIDTH", "HEIGHT"]  # as the DF_ class has them
     assert ui[3]["widgets_values"] == [True] and ui[7]["widgets_values"][1:] == ["w(.)", r"W\1", "RegEx"]
+
+
+# The bare "Float" is ComfyUI-Logic's Float here (nodes/pack_nodes_mxlogic.py): it reads Derfuu's Value,
+# typed or linked, as the pack's 0.5.0_demo.json uses it (a Float into Divide, its result into Integer).
+
+
+def test_ui_save_with_derfuus_bare_float_runs(registry):
+    nodes = [
+        ui_node(1, "Float", [640], outputs=[("FLOAT", "FLOAT", [1])]),
+        ui_node(2, "Divide", [1, 3], [("Numerator", "FLOAT", 1, True)], [("FLOAT", "FLOAT", [2, 3])]),
+        ui_node(3, "Integer", [1], [("Value", "FLOAT", 2, True)], [("INT", "INT", [])]),
+        ui_node(4, "Sum", [2.5, 0.25], outputs=[("FLOAT", "FLOAT", [4])]),
+        ui_node(5, "Float", [1], [("Value", "FLOAT", 4, True)], [("FLOAT", "FLOAT", [5])]),  # Value linked
+        ui_node(6, "Sum", [1, 1], [("Value_A", "FLOAT", 3, True), ("Value_B", "FLOAT", 5, True)],
+                [("FLOAT", "FLOAT", [])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "FLOAT"], [2, 2, 0, 3, 0, "FLOAT"], [3, 2, 0, 6, 0, "FLOAT"], [4, 4, 0, 5, 0, "FLOAT"],
+             [5, 5, 0, 6, 1, "FLOAT"]]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["3", "6"]).values
+    assert values["1"] == (640,) and values["2"] == (640 / 3,) and values["3"] == (int(640 / 3),)
+    assert values["5"] == (2.5 + 0.25,) and values["6"] == (640 / 3 + (2.5 + 0.25),)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[1]["type"] == "Float" and saved[1]["widgets_values"] == [640]
+    assert [i["name"] for i in saved[5]["inputs"]] == ["value"]  # written back in Logic's shape
+
+
+def test_api_prompt_with_derfuus_bare_float_runs(registry):
+    prompt = {
+        "1": {"class_type": "Float", "inputs": {"Value": 1366.0}},
+        "2": {"class_type": "Divide", "inputs": {"Numerator": ["1", 0], "Denominator": 4.0}},
+        "3": {"class_type": "Integer", "inputs": {"Value": ["2", 0]}},
+        "4": {"class_type": "Float", "inputs": {"Value": ["2", 0]}},
+        "5": {"class_type": "DF_Sum", "inputs": {"Value_A": ["4", 0], "Value_B": ["1", 0]}},
+    }
+    values = run_graph(registry, prompt, ["3", "5"]).values
+    assert values["2"] == (1366.0 / 4,) and values["3"] == (int(1366.0 / 4),) and values["4"] == (1366.0 / 4,)
+    assert values["5"] == (1366.0 / 4 + 1366.0,)
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert api["1"]["inputs"] == {"value": 1366.0} and api["4"]["inputs"] == {"value": ["2", 0]}
