@@ -44,7 +44,7 @@ import sys
 from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, show, socket_type
 from nodes.conditioning import ConditioningSetArea
-from nodes.image import MAX_SIZE
+from nodes.image import MAX_SIZE, _image
 from nodes.latent import LatentComposite, _samples, _upscale
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_comfymath import _value, _whole
@@ -386,7 +386,8 @@ class DerfuuGetImageSize(Node):
     comfy = ComfyAlias(("DF_Get_image_size",))
 
     def run(self):
-        return self.image.shape[2], self.image.shape[1]
+        image = _image(self.image, "image")
+        return image.shape[2], image.shape[1]
 
 
 class DerfuuGetImageSizeTuple(DerfuuGetImageSize):
@@ -570,10 +571,12 @@ class DerfuuLogicNode(Node):
 # -- image and latent scaling ---------------------------------------------------------------------
 
 
-def _side_size(width: int, height: int, side_length: int, side: str) -> tuple[float, float]:
+def _side_size(width: int, height: int, side_length: int, side: str, input_name: str) -> tuple[float, float]:
     """The pack's size for scaling to a side: that side set to side_length, the other following
     the aspect ratio (Longest: the width when wider than high, else the height; Shortest: the
-    width when narrower than high, else the height)."""
+    width when narrower than high, else the height). An empty input (named input_name) has none."""
+    if not (width and height):
+        raise NodeInputError(input_name, f"has a side of 0 pixels ({width}x{height}): it has no aspect ratio to keep")
     if side == "Longest":
         side = "Width" if width > height else "Height"
     elif side == "Shortest":
@@ -629,8 +632,9 @@ class DerfuuImageScaleByRatio(Node):
         return _image_estimate(inputs.get("image"), lambda w, h: cls.size(w, h, ratio))
 
     def run(self):
-        width, height = self.size(self.image.shape[2], self.image.shape[1], self.upscale_by)
-        return _scaled_image(self.image, width, height, self.upscale_method, self.crop)
+        image = _image(self.image, "image")
+        width, height = self.size(image.shape[2], image.shape[1], self.upscale_by)
+        return _scaled_image(image, width, height, self.upscale_method, self.crop)
 
 
 class DerfuuImageScaleToSide(Node):
@@ -638,7 +642,8 @@ class DerfuuImageScaleToSide(Node):
     ratio (rounded up), as Derfuu's Image scale to side does: side Width or Height, Longest (the
     width when wider than high, else the height) or Shortest (the width when narrower than high,
     else the height). ComfyUI's resize methods; crop "center" first crops to the new aspect
-    ratio. A size outside 1 to MAX_SIZE pixels a side is an error naming side_length."""
+    ratio. A size outside 1 to MAX_SIZE pixels a side is an error naming side_length, an image
+    with a side of 0 pixels (no aspect ratio) one naming image."""
     category = f"{ROOT}/Modded nodes/Image"
     image: IMAGE
     side_length: int = _whole_number()
@@ -650,7 +655,7 @@ class DerfuuImageScaleToSide(Node):
 
     @staticmethod
     def size(width: int, height: int, side_length: int, side: str) -> tuple[int, int]:
-        return _checked(*_side_size(width, height, side_length, side), "side_length", MAX_SIZE)
+        return _checked(*_side_size(width, height, side_length, side, "image"), "side_length", MAX_SIZE)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -658,8 +663,9 @@ class DerfuuImageScaleToSide(Node):
         return _image_estimate(inputs.get("image"), lambda w, h: cls.size(w, h, length, side))
 
     def run(self):
-        width, height = self.size(self.image.shape[2], self.image.shape[1], self.side_length, self.side)
-        return _scaled_image(self.image, width, height, self.upscale_method, self.crop)
+        image = _image(self.image, "image")
+        width, height = self.size(image.shape[2], image.shape[1], self.side_length, self.side)
+        return _scaled_image(image, width, height, self.upscale_method, self.crop)
 
 
 MAX_LATENT = MAX_SIZE // 8  # latent pixels a side
@@ -720,8 +726,9 @@ class DerfuuLatentScaleToSide(Node):
     (the pixel size rounded up, then cut to latent pixels): side Width or Height, Longest (the
     width when wider than high, else the height) or Shortest (the width when narrower than high,
     else the height). ComfyUI's resize methods; crop "center" first crops to the new aspect
-    ratio. A size outside 1 to MAX_SIZE / 8 latent pixels a side is an error naming side_length;
-    video latents are refused."""
+    ratio. A size outside 1 to MAX_SIZE / 8 latent pixels a side is an error naming side_length,
+    a latent with a side of 0 pixels (no aspect ratio) one naming latent; video latents are
+    refused."""
     category = f"{ROOT}/Modded nodes/Latent"
     latent: LATENT
     side_length: int = Int(512, min=-INT_MAX, max=INT_MAX)
@@ -733,7 +740,7 @@ class DerfuuLatentScaleToSide(Node):
 
     @staticmethod
     def size(width: int, height: int, side_length: int, side: str) -> tuple[int, int]:
-        pixel_width, pixel_height = _side_size(width, height, side_length, side)
+        pixel_width, pixel_height = _side_size(width, height, side_length, side, "latent")
         if math.isfinite(pixel_width + pixel_height):
             pixel_width, pixel_height = math.ceil(pixel_width) // 8, math.ceil(pixel_height) // 8
         return _checked(pixel_width, pixel_height, "side_length", MAX_LATENT, "latent pixels")

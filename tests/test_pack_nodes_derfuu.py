@@ -388,6 +388,28 @@ def test_image_scale_errors_name_the_input_before_resizing(registry):
            upscale_method="area", crop="disabled")
 
 
+@pytest.mark.parametrize("shape", [(1, 0, 8, 3), (1, 8, 0, 3)])
+@pytest.mark.parametrize("side", ["Longest", "Shortest", "Width", "Height"])
+def test_scaling_an_empty_image_or_latent_to_a_side_names_it(registry, shape, side):
+    """Its aspect ratio would divide by zero."""
+    message = raises(registry, "DF_Image_scale_to_side", "image", image=torch.zeros(shape), side_length=64, side=side,
+                     upscale_method="area", crop="disabled")
+    assert "side of 0 pixels" in message
+    latent = {"samples": torch.zeros(1, 4, shape[1], shape[2])}
+    assert "side of 0 pixels" in raises(registry, "DF_Latent_Scale_to_side", "latent", latent=latent, side_length=512,
+                                        side=side, scale_method="area", crop="disabled")
+
+
+@pytest.mark.parametrize("image", [torch.zeros(8, 8, 3), torch.zeros(8, 8), "an image"])
+def test_the_image_nodes_refuse_what_is_not_an_image_batch(registry, image):
+    raises(registry, "DF_Image_scale_by_ratio", "image", image=image, upscale_by=2.0, upscale_method="area",
+           crop="disabled")
+    raises(registry, "DF_Image_scale_to_side", "image", image=image, side_length=16, side="Width",
+           upscale_method="area", crop="disabled")
+    raises(registry, "DF_Get_image_size", "image", image=image)
+    raises(registry, "Get image size", "image", image=image)
+
+
 def test_the_scalers_estimate_their_output_size(registry):
     image, latent = Size(2, 12, 20), Size(1, 96, 160)  # a latent's size counts its pixels
     ratio = registry.comfy_node("DF_Image_scale_by_ratio")
