@@ -50,7 +50,7 @@ from nodes.pack_nodes import _core
 from nodes.pack_nodes_comfymath import _value, _whole
 from nodes.pack_nodes_mxlogic import SHOWN_TEXT, _truth
 from nodes.pack_nodes_pysssss import regex_replace
-from nodes.strings import _fits
+from nodes.strings import _fits, replaced_in_turn
 
 COMFY_PACK = "Derfuu_ComfyUI_ModdedNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -80,7 +80,7 @@ def _box(**hints):
 
 
 def _whole_number(default=1):
-    """The pack's INT field: default 1, +-sys.maxsize."""
+    """The pack's INT field: default 1 (or `default`), +-sys.maxsize."""
     return Int(default, min=-INT_MAX, max=INT_MAX)
 
 
@@ -185,14 +185,9 @@ class DerfuuStringReplace(Node):
 
     def run(self):
         if self.Mode == "Strict":
-            _fits(len(self.Text) + self.Text.count(self.Pattern) * (len(self.Replace_With) - len(self.Pattern)),
-                  "Replace_With")
-            return self.Text.replace(self.Pattern, self.Replace_With)
-        try:  # pysssss's regex replacement is re.sub(pattern, replace, text) too: its input names made ours
-            return regex_replace(self.Text, self.Pattern, self.Replace_With)
-        except NodeInputError as e:
-            raise NodeInputError({"text_b": "Pattern", "text_c": "Replace_With"}.get(e.input, e.input),
-                                 str(e)) from None
+            return replaced_in_turn(self.Text, [(self.Pattern, self.Replace_With)], ["Replace_With"])
+        # pysssss's regex replacement is re.sub(pattern, replace, text) too
+        return regex_replace(self.Text, self.Pattern, self.Replace_With, "Pattern", "Replace_With")
 
 
 # -- debug --------------------------------------------------------------------------------------
@@ -731,7 +726,7 @@ class DerfuuLatentScaleToSide(Node):
     refused."""
     category = f"{ROOT}/Modded nodes/Latent"
     latent: LATENT
-    side_length: int = Int(512, min=-INT_MAX, max=INT_MAX)
+    side_length: int = _whole_number(512)
     side: str = Choice(SIDES, "Longest")
     scale_method: str = Choice(SCALE_METHODS, "nearest-exact")
     crop: str = Choice(CROP_METHODS, "disabled")
