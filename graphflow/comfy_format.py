@@ -1373,8 +1373,11 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         ui_node["properties"] = properties
         if not old:
             cls = registry.comfy_node(class_type)
-            outs = comfy_catalogue().get(class_type, {}).get("outputs") or (
-                [{"name": o.name, "type": o.type} for o in cls.output_specs] if cls else [])
+            specs, alias = (cls.output_specs if cls else ()), _alias_for(cls, class_type)
+            if alias is not None and alias.outputs is not None:  # the class has only those of ours
+                specs = [specs[i] for i in alias.outputs]
+            outs = comfy_catalogue().get(class_type, {}).get("outputs") or \
+                [{"name": o.name, "type": o.type} for o in specs]
             ui_node["outputs"] = [{"name": o["name"], "type": o["type"], "links": []} for o in outs]
         out_nodes.append(ui_node)
 
