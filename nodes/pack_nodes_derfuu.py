@@ -33,7 +33,9 @@ the pack. Nothing of the pack needs model weights or a service.
 
 Deliberately unlike the pack: a result that is not a finite float (an overflow, a math domain
 error, division by zero) or a whole number past +-INT_LIMIT is a NodeInputError naming the
-input, and a scaled image or latent must be 1 to MAX_SIZE pixels a side."""
+input, and a scaled image or latent must be 1 to MAX_SIZE pixels a side. Where the pack names
+no outputs of a node with two of one type (Square root, Tuple to floats / ints, the earlier Get
+latent / image size), ComfyUI labels them by type; here they have names (said in their help)."""
 
 from __future__ import annotations
 
@@ -364,7 +366,9 @@ class DerfuuGetLatentSize(Node):
 class DerfuuGetLatentSizeTuple(DerfuuGetLatentSize):
     """A latent's width and height, as Derfuu's earlier Get latent size gives them: in pixels
     (its size times 8), or with original true in latent pixels, and the pair as a TUPLE. Video
-    latents are refused."""
+    latents are refused. Its outputs are named WIDTH, HEIGHT, TUPLE here; ComfyUI names the
+    pack's (which has no names for them) by their types, INT, INT, TUPLE (labels only: links go
+    by position)."""
     outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
     comfy = ComfyAlias(("Get latent size",))
 
@@ -387,7 +391,9 @@ class DerfuuGetImageSize(Node):
 
 class DerfuuGetImageSizeTuple(DerfuuGetImageSize):
     """An image batch's width and height, as Derfuu's earlier Get image size gives them, and the
-    pair as a TUPLE."""
+    pair as a TUPLE. Its outputs are named WIDTH, HEIGHT, TUPLE here; ComfyUI names the pack's
+    (which has no names for them) by their types, INT, INT, TUPLE (labels only: links go by
+    position)."""
     outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
     comfy = ComfyAlias(("Get image size",))
 
@@ -461,7 +467,9 @@ class DerfuuPower(Node):
 
 class DerfuuSquareRoot(Node):
     """The square root of Value and its negative, as Derfuu's Square root gives them; a negative
-    Value is an error naming it."""
+    Value is an error naming it. The outputs are named FLOAT and negative here; ComfyUI names the
+    pack's (which has no names for them) by their type, FLOAT and FLOAT (labels only: links go by
+    position)."""
     category = f"{ROOT}/Math"
     Value: float = _number()
     outputs = {"FLOAT": FLOAT, "negative": FLOAT}
@@ -836,7 +844,9 @@ class DerfuuIntToTuple(Node):
 
 class DerfuuTupleToFloats(Node):
     """A TUPLE's two numbers, as Derfuu's Tuple to floats gives them (as floats here; the pack
-    passes whole numbers on as they are)."""
+    passes whole numbers on as they are). The outputs are named A and B here; ComfyUI names the
+    pack's (which has no names for them) by their type, FLOAT and FLOAT (labels only: links go by
+    position)."""
     category = f"{ROOT}/Tuples"
     Tuple: TUPLE
     outputs = {"A": FLOAT, "B": FLOAT}
@@ -849,7 +859,9 @@ class DerfuuTupleToFloats(Node):
 
 class DerfuuTupleToInts(Node):
     """A TUPLE's two numbers cut to whole numbers toward zero (int()), as Derfuu's Tuple to ints
-    gives them; one past +-INT_LIMIT is an error."""
+    gives them; one past +-INT_LIMIT is an error. The outputs are named A and B here; ComfyUI
+    names the pack's (which has no names for them) by their type, INT and INT (labels only: links
+    go by position)."""
     category = f"{ROOT}/Tuples"
     Tuple: TUPLE
     outputs = {"A": INT, "B": INT}
