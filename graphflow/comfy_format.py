@@ -103,7 +103,17 @@ FIZZ_CLASSES = ("BatchPromptSchedule", "PromptSchedule", "BatchPromptScheduleLat
                 "ConcatStringSingle", "convertKeyframeKeysToBatchKeys", "CalculateFrameOffset", "Lerp", "SinWave",
                 "InvSinWave", "CosWave", "InvCosWave", "SquareWave", "SawtoothWave", "TriangleWave", "AbsCosWave",
                 "AbsSinWave")
-WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES, *FIZZ_CLASSES))
+# Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
+# "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
+DERFUU_FIRST_CLASSES = (
+    "FloatNode_DF", "IntegerNode_DF", "StringNode_DF", "TupleNode_DF", "MultilineStringNode_DF", "FloatDebugPrint_DF",
+    "IntDebugPrint_DF", "TupleDebugPrint_DF", "RandomFloat_DF", "Float2Tuple_DF", "Tuple2Float_DF", "Int2Float_DF",
+    "CeilNode_DF", "FloorNode_DF", "ABSNode_DF", "GetLatentSize_DF", "GetImageSize_DF", "SumNode_DF",
+    "SubtractNode_DF", "MultiplyNode_DF", "DivideNode_DF", "PowNode_DF", "SqrtNode_DF", "SinNode_DF", "CosNode_DF",
+    "TanNode_DF", "EmptyLatentImage_DF", "LatentScale_Ratio_DF", "LatentScale_Side_DF", "ImageScale_Ratio_DF",
+    "ImageScale_Side_DF", "ConditioningSetArea_DF", "ConditioningSetAreaEXT_DF")
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
+                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -168,9 +178,11 @@ CUSTOM_PACKS = {
     "ComfyMath": ("CM_",),
     "ComfyUI-mxToolkit": ("mx",),
     "ComfyUI-Logic": LOGIC_CLASSES,
-    # its current "DF_" classes; the earlier bare names ("Sum", "Text" ...) are too generic to claim
-    # for it when unknown, and are all ours (nodes/pack_nodes_derfuu.py) but "Float", which is Logic's
-    "Derfuu_ComfyUI_ModdedNodes": ("DF_",),
+    # its current "DF_" classes and its first layout's "_DF" ones (whole names); the bare names between
+    # ("Sum", "Text" ...) are too generic to claim for it when unknown, and are all ours
+    # (nodes/pack_nodes_derfuu.py) but "Float": ComfyUI-Logic's Float answers it (reading Derfuu's Value,
+    # written back in Logic's shape, `value`)
+    "Derfuu_ComfyUI_ModdedNodes": ("DF_", *DERFUU_FIRST_CLASSES),
     "ComfyUI_FizzNodes": FIZZ_CLASSES,
 }
 
@@ -1384,8 +1396,11 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         ui_node["properties"] = properties
         if not old:
             cls = registry.comfy_node(class_type)
-            outs = comfy_catalogue().get(class_type, {}).get("outputs") or (
-                [{"name": o.name, "type": o.type} for o in cls.output_specs] if cls else [])
+            specs, alias = (cls.output_specs if cls else ()), _alias_for(cls, class_type)
+            if alias is not None and alias.outputs is not None:  # the class has only those of ours
+                specs = [specs[i] for i in alias.outputs]
+            outs = comfy_catalogue().get(class_type, {}).get("outputs") or \
+                [{"name": o.name, "type": o.type} for o in specs]
             ui_node["outputs"] = [{"name": o["name"], "type": o["type"], "links": []} for o in outs]
         out_nodes.append(ui_node)
 

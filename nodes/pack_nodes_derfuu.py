@@ -16,22 +16,26 @@ c60bfa6bee8c9fcb037e3f3b360f77a9cd5f0281). Its earlier versions used bare names 
 "Sum", "Image scale to side" ...; utility/mapping_replace.py at
 43653f29f8cd19baec387f87696a5e59a473214e maps them onto the DF_ ones): those are aliases here,
 their inputs being in the same order. The bare "Float" is left to ComfyUI-Logic's Float
-(nodes/pack_nodes_mxlogic.py), which reads Derfuu's Value input too.
+(nodes/pack_nodes_mxlogic.py), which reads Derfuu's Value input too (a saved Derfuu Float runs
+as the number it holds) but writes the node back in Logic's shape (its input named `value`).
 
 The earlier versions' tuple nodes (Tuple, Int to tuple, Tuple to floats, Tuple to ints, Tuple
 swap, Tuple multiply, ConditioningSetArea with tuples, LatentComposite with tuples, the four
 "... debug print" nodes, and Get latent / image size with their third output, a TUPLE) are
 here under those names too (pyscripts/ Tuples.py, TuplesUsed/, Debug.py and __init__.py at
 7b6746767c0f627831fbd40648648c6360cb9032, Nodes/Functions/GetSizes.py at
-b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the first versions' Latent Scale nodes
-that took a TUPLE and their EmptyLatentImage (Nodes/Modded/Latents.py at
-dd6557a235d225ed6c5defc43f4c13ad0c56c32b, from when the pack was "Derfuu_ComfyUI_CustomNodes";
-the pack itself later commented that EmptyLatentImage out): their inputs (LATENT, TUPLE ...)
-are not today's. Nothing of the pack needs model weights or a service.
+b3d93a72a0760a246b179549b8d07f25f99822d3). Left out: the pack's whole first layout, from when
+it was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a235d225ed6c5defc43f4c13ad0c56c32b):
+all its classes, named with a "_DF" suffix (FloatNode_DF, SumNode_DF, ImageScale_Side_DF,
+EmptyLatentImage_DF ... 33 of them), take other inputs than the later ones (SumNode_DF's
+FLOAT_A and FLOAT_B, a TUPLE for sizes ...); a save using them stays unknown, its message naming
+the pack. Nothing of the pack needs model weights or a service.
 
 Deliberately unlike the pack: a result that is not a finite float (an overflow, a math domain
 error, division by zero) or a whole number past +-INT_LIMIT is a NodeInputError naming the
-input, and a scaled image or latent must be 1 to MAX_SIZE pixels a side."""
+input, and a scaled image or latent must be 1 to MAX_SIZE pixels a side. Where the pack names
+no outputs of a node with two of one type (Square root, Tuple to floats / ints, the earlier Get
+latent / image size), ComfyUI labels them by type; here they have names (said in their help)."""
 
 from __future__ import annotations
 
@@ -42,13 +46,13 @@ import sys
 from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, show, socket_type
 from nodes.conditioning import ConditioningSetArea
-from nodes.image import MAX_SIZE
+from nodes.image import MAX_SIZE, _image
 from nodes.latent import LatentComposite, _samples, _upscale
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_comfymath import _value, _whole
 from nodes.pack_nodes_mxlogic import SHOWN_TEXT, _truth
 from nodes.pack_nodes_pysssss import regex_replace
-from nodes.strings import _fits
+from nodes.strings import _fits, replaced_in_turn
 
 COMFY_PACK = "Derfuu_ComfyUI_ModdedNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -78,7 +82,7 @@ def _box(**hints):
 
 
 def _whole_number(default=1):
-    """The pack's INT field: default 1, +-sys.maxsize."""
+    """The pack's INT field: default 1 (or `default`), +-sys.maxsize."""
     return Int(default, min=-INT_MAX, max=INT_MAX)
 
 
@@ -183,14 +187,9 @@ class DerfuuStringReplace(Node):
 
     def run(self):
         if self.Mode == "Strict":
-            _fits(len(self.Text) + self.Text.count(self.Pattern) * (len(self.Replace_With) - len(self.Pattern)),
-                  "Replace_With")
-            return self.Text.replace(self.Pattern, self.Replace_With)
-        try:  # pysssss's regex replacement is re.sub(pattern, replace, text) too: its input names made ours
-            return regex_replace(self.Text, self.Pattern, self.Replace_With)
-        except NodeInputError as e:
-            raise NodeInputError({"text_b": "Pattern", "text_c": "Replace_With"}.get(e.input, e.input),
-                                 str(e)) from None
+            return replaced_in_turn(self.Text, [(self.Pattern, self.Replace_With)], ["Replace_With"])
+        # pysssss's regex replacement is re.sub(pattern, replace, text) too
+        return regex_replace(self.Text, self.Pattern, self.Replace_With, "Pattern", "Replace_With")
 
 
 # -- debug --------------------------------------------------------------------------------------
@@ -367,7 +366,9 @@ class DerfuuGetLatentSize(Node):
 class DerfuuGetLatentSizeTuple(DerfuuGetLatentSize):
     """A latent's width and height, as Derfuu's earlier Get latent size gives them: in pixels
     (its size times 8), or with original true in latent pixels, and the pair as a TUPLE. Video
-    latents are refused."""
+    latents are refused. Its outputs are named WIDTH, HEIGHT, TUPLE here; ComfyUI names the
+    pack's (which has no names for them) by their types, INT, INT, TUPLE (labels only: links go
+    by position)."""
     outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
     comfy = ComfyAlias(("Get latent size",))
 
@@ -384,12 +385,15 @@ class DerfuuGetImageSize(Node):
     comfy = ComfyAlias(("DF_Get_image_size",))
 
     def run(self):
-        return self.image.shape[2], self.image.shape[1]
+        image = _image(self.image, "image")
+        return image.shape[2], image.shape[1]
 
 
 class DerfuuGetImageSizeTuple(DerfuuGetImageSize):
     """An image batch's width and height, as Derfuu's earlier Get image size gives them, and the
-    pair as a TUPLE."""
+    pair as a TUPLE. Its outputs are named WIDTH, HEIGHT, TUPLE here; ComfyUI names the pack's
+    (which has no names for them) by their types, INT, INT, TUPLE (labels only: links go by
+    position)."""
     outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
     comfy = ComfyAlias(("Get image size",))
 
@@ -463,7 +467,9 @@ class DerfuuPower(Node):
 
 class DerfuuSquareRoot(Node):
     """The square root of Value and its negative, as Derfuu's Square root gives them; a negative
-    Value is an error naming it."""
+    Value is an error naming it. The outputs are named FLOAT and negative here; ComfyUI names the
+    pack's (which has no names for them) by their type, FLOAT and FLOAT (labels only: links go by
+    position)."""
     category = f"{ROOT}/Math"
     Value: float = _number()
     outputs = {"FLOAT": FLOAT, "negative": FLOAT}
@@ -568,10 +574,12 @@ class DerfuuLogicNode(Node):
 # -- image and latent scaling ---------------------------------------------------------------------
 
 
-def _side_size(width: int, height: int, side_length: int, side: str) -> tuple[float, float]:
+def _side_size(width: int, height: int, side_length: int, side: str, input_name: str) -> tuple[float, float]:
     """The pack's size for scaling to a side: that side set to side_length, the other following
     the aspect ratio (Longest: the width when wider than high, else the height; Shortest: the
-    width when narrower than high, else the height)."""
+    width when narrower than high, else the height). An empty input (named input_name) has none."""
+    if not (width and height):
+        raise NodeInputError(input_name, f"has a side of 0 pixels ({width}x{height}): it has no aspect ratio to keep")
     if side == "Longest":
         side = "Width" if width > height else "Height"
     elif side == "Shortest":
@@ -627,8 +635,9 @@ class DerfuuImageScaleByRatio(Node):
         return _image_estimate(inputs.get("image"), lambda w, h: cls.size(w, h, ratio))
 
     def run(self):
-        width, height = self.size(self.image.shape[2], self.image.shape[1], self.upscale_by)
-        return _scaled_image(self.image, width, height, self.upscale_method, self.crop)
+        image = _image(self.image, "image")
+        width, height = self.size(image.shape[2], image.shape[1], self.upscale_by)
+        return _scaled_image(image, width, height, self.upscale_method, self.crop)
 
 
 class DerfuuImageScaleToSide(Node):
@@ -636,7 +645,8 @@ class DerfuuImageScaleToSide(Node):
     ratio (rounded up), as Derfuu's Image scale to side does: side Width or Height, Longest (the
     width when wider than high, else the height) or Shortest (the width when narrower than high,
     else the height). ComfyUI's resize methods; crop "center" first crops to the new aspect
-    ratio. A size outside 1 to MAX_SIZE pixels a side is an error naming side_length."""
+    ratio. A size outside 1 to MAX_SIZE pixels a side is an error naming side_length, an image
+    with a side of 0 pixels (no aspect ratio) one naming image."""
     category = f"{ROOT}/Modded nodes/Image"
     image: IMAGE
     side_length: int = _whole_number()
@@ -648,7 +658,7 @@ class DerfuuImageScaleToSide(Node):
 
     @staticmethod
     def size(width: int, height: int, side_length: int, side: str) -> tuple[int, int]:
-        return _checked(*_side_size(width, height, side_length, side), "side_length", MAX_SIZE)
+        return _checked(*_side_size(width, height, side_length, side, "image"), "side_length", MAX_SIZE)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -656,8 +666,9 @@ class DerfuuImageScaleToSide(Node):
         return _image_estimate(inputs.get("image"), lambda w, h: cls.size(w, h, length, side))
 
     def run(self):
-        width, height = self.size(self.image.shape[2], self.image.shape[1], self.side_length, self.side)
-        return _scaled_image(self.image, width, height, self.upscale_method, self.crop)
+        image = _image(self.image, "image")
+        width, height = self.size(image.shape[2], image.shape[1], self.side_length, self.side)
+        return _scaled_image(image, width, height, self.upscale_method, self.crop)
 
 
 MAX_LATENT = MAX_SIZE // 8  # latent pixels a side
@@ -718,11 +729,12 @@ class DerfuuLatentScaleToSide(Node):
     (the pixel size rounded up, then cut to latent pixels): side Width or Height, Longest (the
     width when wider than high, else the height) or Shortest (the width when narrower than high,
     else the height). ComfyUI's resize methods; crop "center" first crops to the new aspect
-    ratio. A size outside 1 to MAX_SIZE / 8 latent pixels a side is an error naming side_length;
-    video latents are refused."""
+    ratio. A size outside 1 to MAX_SIZE / 8 latent pixels a side is an error naming side_length,
+    a latent with a side of 0 pixels (no aspect ratio) one naming latent; video latents are
+    refused."""
     category = f"{ROOT}/Modded nodes/Latent"
     latent: LATENT
-    side_length: int = Int(512, min=-INT_MAX, max=INT_MAX)
+    side_length: int = _whole_number(512)
     side: str = Choice(SIDES, "Longest")
     scale_method: str = Choice(SCALE_METHODS, "nearest-exact")
     crop: str = Choice(CROP_METHODS, "disabled")
@@ -731,7 +743,7 @@ class DerfuuLatentScaleToSide(Node):
 
     @staticmethod
     def size(width: int, height: int, side_length: int, side: str) -> tuple[int, int]:
-        pixel_width, pixel_height = _side_size(width, height, side_length, side)
+        pixel_width, pixel_height = _side_size(width, height, side_length, side, "latent")
         if math.isfinite(pixel_width + pixel_height):
             pixel_width, pixel_height = math.ceil(pixel_width) // 8, math.ceil(pixel_height) // 8
         return _checked(pixel_width, pixel_height, "side_length", MAX_LATENT, "latent pixels")
@@ -832,7 +844,9 @@ class DerfuuIntToTuple(Node):
 
 class DerfuuTupleToFloats(Node):
     """A TUPLE's two numbers, as Derfuu's Tuple to floats gives them (as floats here; the pack
-    passes whole numbers on as they are)."""
+    passes whole numbers on as they are). The outputs are named A and B here; ComfyUI names the
+    pack's (which has no names for them) by their type, FLOAT and FLOAT (labels only: links go by
+    position)."""
     category = f"{ROOT}/Tuples"
     Tuple: TUPLE
     outputs = {"A": FLOAT, "B": FLOAT}
@@ -845,7 +859,9 @@ class DerfuuTupleToFloats(Node):
 
 class DerfuuTupleToInts(Node):
     """A TUPLE's two numbers cut to whole numbers toward zero (int()), as Derfuu's Tuple to ints
-    gives them; one past +-INT_LIMIT is an error."""
+    gives them; one past +-INT_LIMIT is an error. The outputs are named A and B here; ComfyUI
+    names the pack's (which has no names for them) by their type, INT and INT (labels only: links
+    go by position)."""
     category = f"{ROOT}/Tuples"
     Tuple: TUPLE
     outputs = {"A": INT, "B": INT}

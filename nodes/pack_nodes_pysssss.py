@@ -83,25 +83,27 @@ def string_function(action: str, tidy_tags: bool, a: str, b: str, c: str) -> str
     return out
 
 
-def regex_replace(text: str, expression: str, replace: str) -> str:
-    """re.sub(expression, replace, text), as the pack runs it, guarded as RegexReplace is."""
+def regex_replace(text: str, expression: str, replace: str, expression_input: str = "text_b",
+                  replace_input: str = "text_c") -> str:
+    """re.sub(expression, replace, text), as the pack runs it, guarded as RegexReplace is; errors
+    name the inputs the expression and the replacement came from."""
     try:
         pattern = re.compile(expression)
     except (re.error, ValueError, OverflowError, RecursionError) as e:
-        raise NodeInputError("text_b", f"not a regular expression: /{expression}/ ({e})") from None
+        raise NodeInputError(expression_input, f"not a regular expression: /{expression}/ ({e})") from None
     try:
         pattern.sub(replace, "")  # re reads the template before matching: a bad one fails with no match too
     except (re.error, IndexError) as e:
-        raise NodeInputError("text_c", f"not a valid replacement for /{expression}/: {e}") from None
+        raise NodeInputError(replace_input, f"not a valid replacement for /{expression}/: {e}") from None
     growth = [len(text)]
 
     def expand(match):  # the template filled in, its size counted as the result grows
         filled = match.expand(replace)
         growth[0] += len(filled) - (match.end() - match.start())
-        _fits(growth[0], "text_c")
+        _fits(growth[0], replace_input)
         return filled
 
-    return _guarded(pattern, text, every_match=True, input_name="text_b").sub(expand, text)
+    return _guarded(pattern, text, every_match=True, input_name=expression_input).sub(expand, text)
 
 
 class PysssssStringFunction(Node):

@@ -793,6 +793,29 @@ def test_ours_to_ui_to_ours_keeps_the_graph(builtin_registry):
             assert back.ui["nodes"]["1"]["pos"] == ours.ui["nodes"]["1"]["pos"]
 
 
+def test_a_ui_node_written_afresh_has_the_outputs_its_alias_exposes(toy_registry):
+    """A pack class answered by one of our nodes with more outputs (ComfyAlias.outputs) gets
+    only its own outputs on the UI node, as ComfyUI's editor would make it."""
+    import toy_nodes
+    from graphflow.api import ComfyAlias, Int, Node
+
+    class Sizes(Node):
+        value: int = Int(1)
+        outputs = {"WIDTH": toy_nodes.NUMBER, "HEIGHT": toy_nodes.NUMBER, "AREA": toy_nodes.NUMBER}
+        comfy = (ComfyAlias(("All sizes",)), ComfyAlias(("Two sizes",), outputs=(0, 1)),
+                 ComfyAlias(("Area only",), outputs=(2,)))
+
+        def run(self):
+            return self.value, self.value, self.value ** 2
+
+    toy_registry.add(Sizes)
+    prompt = {str(i): {"class_type": name, "inputs": {"value": 3}}
+              for i, name in enumerate(("All sizes", "Two sizes", "Area only"), 1)}
+    ui = export_ui(parse_workflow(prompt, toy_registry), toy_registry)
+    assert {n["type"]: [o["name"] for o in n["outputs"]] for n in ui["nodes"]} == \
+        {"All sizes": ["WIDTH", "HEIGHT", "AREA"], "Two sizes": ["WIDTH", "HEIGHT"], "Area only": ["AREA"]}
+
+
 # --- API format -------------------------------------------------------------------------------
 
 

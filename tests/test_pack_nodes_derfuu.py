@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
+from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui, unknown_type_hint
 from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits, Size
@@ -103,6 +103,19 @@ def test_the_packs_names_are_ours_in_its_input_order_and_clash_with_no_core_clas
     assert registry.comfy_node("Float").__module__ == "nodes.pack_nodes_mxlogic"  # ComfyUI-Logic's, reads Value
     assert custom_pack("DF_Something_New") == "Derfuu_ComfyUI_ModdedNodes"
     assert custom_pack("Sum") is None and custom_pack("Integer") is None  # bare names: not claimed when unknown
+
+
+# The pack's first layout (__init__.py at dd6557a), left out: other inputs (SumNode_DF's FLOAT_A, FLOAT_B ...).
+FIRST_LAYOUT = ["FloatNode_DF", "IntegerNode_DF", "SumNode_DF", "SqrtNode_DF", "ImageScale_Side_DF",
+                "LatentScale_Ratio_DF", "EmptyLatentImage_DF", "ConditioningSetAreaEXT_DF", "Float2Tuple_DF"]
+
+
+@pytest.mark.parametrize("name", FIRST_LAYOUT)
+def test_the_first_layouts_classes_are_unknown_but_named_as_the_packs(registry, name):
+    assert registry.comfy_node(name) is None
+    assert custom_pack(name) == "Derfuu_ComfyUI_ModdedNodes"
+    assert "Derfuu_ComfyUI_ModdedNodes" in unknown_type_hint(name)
+    assert custom_pack(name + "2") is None  # whole names only
 
 
 def test_the_packs_widget_defaults(registry):
@@ -375,6 +388,28 @@ def test_image_scale_errors_name_the_input_before_resizing(registry):
            upscale_method="area", crop="disabled")
 
 
+@pytest.mark.parametrize("shape", [(1, 0, 8, 3), (1, 8, 0, 3)])
+@pytest.mark.parametrize("side", ["Longest", "Shortest", "Width", "Height"])
+def test_scaling_an_empty_image_or_latent_to_a_side_names_it(registry, shape, side):
+    """Its aspect ratio would divide by zero."""
+    message = raises(registry, "DF_Image_scale_to_side", "image", image=torch.zeros(shape), side_length=64, side=side,
+                     upscale_method="area", crop="disabled")
+    assert "side of 0 pixels" in message
+    latent = {"samples": torch.zeros(1, 4, shape[1], shape[2])}
+    assert "side of 0 pixels" in raises(registry, "DF_Latent_Scale_to_side", "latent", latent=latent, side_length=512,
+                                        side=side, scale_method="area", crop="disabled")
+
+
+@pytest.mark.parametrize("image", [torch.zeros(8, 8, 3), torch.zeros(8, 8), "an image"])
+def test_the_image_nodes_refuse_what_is_not_an_image_batch(registry, image):
+    raises(registry, "DF_Image_scale_by_ratio", "image", image=image, upscale_by=2.0, upscale_method="area",
+           crop="disabled")
+    raises(registry, "DF_Image_scale_to_side", "image", image=image, side_length=16, side="Width",
+           upscale_method="area", crop="disabled")
+    raises(registry, "DF_Get_image_size", "image", image=image)
+    raises(registry, "Get image size", "image", image=image)
+
+
 def test_the_scalers_estimate_their_output_size(registry):
     image, latent = Size(2, 12, 20), Size(1, 96, 160)  # a latent's size counts its pixels
     ratio = registry.comfy_node("DF_Image_scale_by_ratio")
@@ -639,3 +674,43 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
     ui = {n["id"]: n for n in export_ui(parse_workflow(prompt, registry), registry)["nodes"]}
     assert [o["name"] for o in ui[3]["outputs"]] == ["WIDTH", "HEIGHT"]  # as the DF_ class has them
     assert ui[3]["widgets_values"] == [True] and ui[7]["widgets_values"][1:] == ["w(.)", r"W\1", "RegEx"]
+
+
+# The bare "Float" is ComfyUI-Logic's Float here (nodes/pack_nodes_mxlogic.py): it reads Derfuu's Value,
+# typed or linked, as the pack's 0.5.0_demo.json uses it (a Float into Divide, its result into Integer).
+
+
+def test_ui_save_with_derfuus_bare_float_runs(registry):
+    nodes = [
+        ui_node(1, "Float", [640], outputs=[("FLOAT", "FLOAT", [1])]),
+        ui_node(2, "Divide", [1, 3], [("Numerator", "FLOAT", 1, True)], [("FLOAT", "FLOAT", [2, 3])]),
+        ui_node(3, "Integer", [1], [("Value", "FLOAT", 2, True)], [("INT", "INT", [])]),
+        ui_node(4, "Sum", [2.5, 0.25], outputs=[("FLOAT", "FLOAT", [4])]),
+        ui_node(5, "Float", [1], [("Value", "FLOAT", 4, True)], [("FLOAT", "FLOAT", [5])]),  # Value linked
+        ui_node(6, "Sum", [1, 1], [("Value_A", "FLOAT", 3, True), ("Value_B", "FLOAT", 5, True)],
+                [("FLOAT", "FLOAT", [])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "FLOAT"], [2, 2, 0, 3, 0, "FLOAT"], [3, 2, 0, 6, 0, "FLOAT"], [4, 4, 0, 5, 0, "FLOAT"],
+             [5, 5, 0, 6, 1, "FLOAT"]]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["3", "6"]).values
+    assert values["1"] == (640,) and values["2"] == (640 / 3,) and values["3"] == (int(640 / 3),)
+    assert values["5"] == (2.5 + 0.25,) and values["6"] == (640 / 3 + (2.5 + 0.25),)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[1]["type"] == "Float" and saved[1]["widgets_values"] == [640]
+    assert [i["name"] for i in saved[5]["inputs"]] == ["value"]  # written back in Logic's shape
+
+
+def test_api_prompt_with_derfuus_bare_float_runs(registry):
+    prompt = {
+        "1": {"class_type": "Float", "inputs": {"Value": 1366.0}},
+        "2": {"class_type": "Divide", "inputs": {"Numerator": ["1", 0], "Denominator": 4.0}},
+        "3": {"class_type": "Integer", "inputs": {"Value": ["2", 0]}},
+        "4": {"class_type": "Float", "inputs": {"Value": ["2", 0]}},
+        "5": {"class_type": "DF_Sum", "inputs": {"Value_A": ["4", 0], "Value_B": ["1", 0]}},
+    }
+    values = run_graph(registry, prompt, ["3", "5"]).values
+    assert values["2"] == (1366.0 / 4,) and values["3"] == (int(1366.0 / 4),) and values["4"] == (1366.0 / 4,)
+    assert values["5"] == (1366.0 / 4 + 1366.0,)
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert api["1"]["inputs"] == {"value": 1366.0} and api["4"]["inputs"] == {"value": ["2", 0]}
