@@ -103,7 +103,12 @@ FIZZ_CLASSES = ("BatchPromptSchedule", "PromptSchedule", "BatchPromptScheduleLat
                 "ConcatStringSingle", "convertKeyframeKeysToBatchKeys", "CalculateFrameOffset", "Lerp", "SinWave",
                 "InvSinWave", "CosWave", "InvCosWave", "SquareWave", "SawtoothWave", "TriangleWave", "AbsCosWave",
                 "AbsSinWave")
-WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES, *FIZZ_CLASSES))
+# BlenderNeko's ComfyUI_ADV_CLIP_emb (nodes/pack_nodes_adv_clip.py) with its early BNK_MixCLIPEmbeddings, whole
+# names only: "BNK_" is also the prefix of his Tiled KSampler, Noise and Cutoff packs' classes
+ADV_CLIP_CLASSES = ("BNK_CLIPTextEncodeAdvanced", "BNK_CLIPTextEncodeSDXLAdvanced", "BNK_AddCLIPSDXLParams",
+                    "BNK_AddCLIPSDXLRParams", "BNK_MixCLIPEmbeddings")
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES, *FIZZ_CLASSES,
+                         *ADV_CLIP_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -172,6 +177,7 @@ CUSTOM_PACKS = {
     # for it when unknown, and are all ours (nodes/pack_nodes_derfuu.py) but "Float", which is Logic's
     "Derfuu_ComfyUI_ModdedNodes": ("DF_",),
     "ComfyUI_FizzNodes": FIZZ_CLASSES,
+    "ComfyUI_ADV_CLIP_emb": ADV_CLIP_CLASSES,
 }
 
 
