@@ -1,16 +1,17 @@
 """BlenderNeko's ComfyUI_ADV_CLIP_emb built in under the pack's class names, inputs, defaults and
 outputs: CLIP Text Encode (Advanced) (BNK_CLIPTextEncodeAdvanced), CLIP Text Encode SDXL (Advanced)
 (BNK_CLIPTextEncodeSDXLAdvanced), Add CLIP SDXL Params (BNK_AddCLIPSDXLParams) and Add CLIP SDXL
-Refiner Params (BNK_AddCLIPSDXLRParams). Read from the pack's nodes.py at
-e17c01fd3c48060b645f47cdb0c4f63806a997d7 and adv_encode.py at ac51d7111dd7eeb5b15075849f3b95ce4f537b9d.
+Refiner Params (BNK_AddCLIPSDXLRParams), and Mix CLIP Embeddings (BNK_MixCLIPEmbeddings) of the
+pack's early versions, which saves from then still carry. Read from the pack's nodes.py at
+e17c01fd3c48060b645f47cdb0c4f63806a997d7 (Mix CLIP Embeddings: at 1416cfcf710aacf79b63c468ab792195efaa8de7)
+and adv_encode.py at ac51d7111dd7eeb5b15075849f3b95ce4f537b9d.
 
 The encoding (advanced_encode) is the one place graphflow weights prompts the pack's way: Efficiency
 Nodes, Easy-Use, Inspire and ttN encode their token_normalization / weight_interpretation prompts
 with it, as those packs carry a copy of this pack's adv_encode.py.
 
 Left out: the pack's affect_pooled input (commented out of its inputs; the pooled output is always
-the unweighted prompt's, comfy's the weighted one's, as the pack's default "disable") and
-BNK_MixCLIPEmbeddings (in the pack's early versions only, removed since). Where this differs from
+the unweighted prompt's, comfy's the weighted one's, as the pack's default "disable"). Where this differs from
 the pack: on SD1 / SD2 the pack's pooled_output is None and it reads only CLIP-L's tokens (an SD2
 encoder fails there); here SD2 encodes and the pooled output is the encoder's, which those models
 do not read. The SDXL node refuses texts of different 77-token window counts by name (the pack
@@ -18,7 +19,7 @@ fails there on a tensor shape)."""
 
 from __future__ import annotations
 
-from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
+from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, warn
 from nodes.conditioning import MAX_SIZE, CLIPEncode, _with_options, encoded
 from nodes.pack_nodes import _core
 
@@ -294,3 +295,27 @@ class AddCLIPSDXLRParams(Node):
 
     def run(self):
         return _with_options(self.conditioning, width=self.width, height=self.height, aesthetic_score=self.ascore)
+
+
+class MixCLIPEmbeddings(Node):
+    """Blend two conditionings' embeddings: cond1 * (1 - mix) + cond2 * mix, entry by entry (as
+    many entries as the shorter has), keeping cond1's options (pooled output, area ...). An entry
+    whose embeddings differ in shape (another token length or encoder) keeps cond1's, with a
+    warning. From the pack's early versions."""
+    category = "conditioning"
+    cond1: CONDITIONING
+    cond2: CONDITIONING
+    mix: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("BNK_MixCLIPEmbeddings",))
+
+    def run(self):
+        mixed = []
+        for (emb1, options), (emb2, _) in zip(self.cond1, self.cond2):
+            if emb1.shape == emb2.shape:
+                emb1 = emb1 * (1 - self.mix) + emb2 * self.mix
+            else:
+                warn(f"Mix CLIP Embeddings: embedding shapes {tuple(emb1.shape)} and {tuple(emb2.shape)} differ; "
+                     f"cond1's kept")
+            mixed.append((emb1, dict(options)))
+        return mixed
