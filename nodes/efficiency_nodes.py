@@ -186,8 +186,8 @@ class EfficientLoader(Node):
     Efficiency Nodes' Efficient Loader does. vae_name "Baked VAE" is the checkpoint's own VAE.
     token_normalization none with weight_interpretation comfy encodes exactly as CLIP Text Encode;
     the other token normalizations (mean, length, length+mean) and weight interpretations (A1111,
-    compel, comfy++, down_weight) follow the pack's ComfyUI_ADV_CLIP_emb formulas
-    (advanced_encode, nodes/pack_nodes_adv_clip.py). The CLIP output is the clip-skipped text encoder;
+    compel, comfy++, down_weight) follow ComfyUI_ADV_CLIP_emb's formulas, as CLIP Text Encode
+    (Advanced) encodes. The CLIP output is the clip-skipped text encoder;
     DEPENDENCIES is what the pack's XY Plot reads (not built in). Saves of the pack's 2023 versions
     (no token_normalization / weight_interpretation) read as none / comfy."""
     category = "Efficiency Nodes/Loaders"

@@ -8,14 +8,17 @@ and adv_encode.py at ac51d7111dd7eeb5b15075849f3b95ce4f537b9d.
 
 The encoding (advanced_encode) is the one place graphflow weights prompts the pack's way: Efficiency
 Nodes, Easy-Use, Inspire and ttN encode their token_normalization / weight_interpretation prompts
-with it, as those packs carry a copy of this pack's adv_encode.py.
+with it, as those packs run this pack's adv_encode.py (a copy of it, or the pack itself). Prompts
+are parsed and split into 77-token windows as CLIP Text Encode does (the pack calls ComfyUI's own
+tokenizer, its word ids being the weighted segments and embeddings); "+" (token 266) is the pack's
+mask token.
 
-Left out: the pack's affect_pooled input (commented out of its inputs; the pooled output is always
-the unweighted prompt's, comfy's the weighted one's, as the pack's default "disable"). Where this differs from
-the pack: on SD1 / SD2 the pack's pooled_output is None and it reads only CLIP-L's tokens (an SD2
-encoder fails there); here SD2 encodes and the pooled output is the encoder's, which those models
-do not read. The SDXL node refuses texts of different 77-token window counts by name (the pack
-fails there on a tensor shape)."""
+Left out: the pack's affect_pooled input (commented out of its inputs): the pooled output is always
+the unweighted prompt's (comfy: the weighted one's), as with the pack's default "disable". Where this
+differs from the pack: on SD1 / SD2 the pack's pooled_output is None and it reads only CLIP-L's tokens
+(an SD2 encoder fails there); here SD2 encodes too and the pooled output is the encoder's, which
+those models do not read. The SDXL node refuses texts of different 77-token window counts by name
+(the pack fails there on a tensor shape)."""
 
 from __future__ import annotations
 
@@ -224,7 +227,9 @@ class CLIPTextEncodeAdvanced(Node):
     as comfy, down-weights by mixing in encodings with those words masked out, as the compel
     library); comfy++ (down-weights as compel, up-weights by pushing the words away from their
     masked encoding); down_weight (scales all weights so the largest is 1, then down-weights as
-    compel). none + comfy is CLIP Text Encode. On SDXL each text encoder is weighted on its own."""
+    compel). none + comfy is CLIP Text Encode. On SDXL each text encoder is weighted on its own.
+    The pooled output is the unweighted prompt's (comfy: the weighted one's); the pack's
+    affect_pooled option is switched off in the pack and not here either."""
     category = "conditioning/advanced"
     text: str = Text("", multiline=True)
     clip: CLIP
