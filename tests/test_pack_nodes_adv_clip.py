@@ -251,3 +251,25 @@ def test_mix_clip_embeddings_blends_entry_by_entry(registry, models):
     longer = call(registry, "CLIPEncode", clip=clip, text=", ".join(["a dog"] * 40))
     [(kept, _)] = call(registry, "MixCLIPEmbeddings", cond1=first, cond2=longer, mix=0.3)
     assert torch.equal(kept, first[0][0])  # shapes differ: cond1's, as the pack
+
+
+def test_sdxl_ui_save_reads_widgets_in_the_packs_order(registry, models):
+    widgets = ["a (red:1.2) cube", "a blue sphere", "length", "compel", 0.7]
+    nodes = [
+        ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"],
+                outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1]), ("VAE", "VAE", [])]),
+        ui_node(2, "BNK_CLIPTextEncodeSDXLAdvanced", widgets, inputs=[("clip", "CLIP", 1, False)],
+                outputs=[("CONDITIONING", "CONDITIONING", [2])]),
+        ui_node(3, "BNK_AddCLIPSDXLParams", [896, 1152, 0, 0, 1024, 1024],
+                inputs=[("conditioning", "CONDITIONING", 2, False)], outputs=[("CONDITIONING", "CONDITIONING", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 1, 2, 0, "CLIP"], [2, 2, 0, 3, 0, "CONDITIONING"]])
+    result = run_graph(registry, graph, ["3"])
+    [(want, _)] = call(registry, "CLIPTextEncodeSDXLAdvanced", clip=_clip(registry, "base.safetensors"),
+                       text_l=widgets[0], text_g=widgets[1], token_normalization="length",
+                       weight_interpretation="compel", balance=0.7)
+    [(cond, options)] = result.values["3"][0]
+    assert torch.equal(cond, want) and (options["width"], options["height"]) == (896, 1152)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2]["widgets_values"] == widgets
+    assert saved[3]["widgets_values"] == [896, 1152, 0, 0, 1024, 1024]
