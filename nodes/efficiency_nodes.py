@@ -31,12 +31,12 @@ from graphflow.api import (CLIP, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STRIN
                            Float, Int, Node, NodeInputError, Size, Text, check_run_memory, folders, run_limits, show,
                            socket_type, warn)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
-from nodes.conditioning import CLIPEncode, encoded
 from nodes.controlnet import CONTROL_NET, ApplyControlNet, LoadControlNet, _apply_pair
 from nodes.image import MAX_SIZE, ImageScaleBy, _resize_image, temp_pngs
 from nodes.latent import LATENT_RESIZE_METHODS, EmptyLatent, LatentUpscaleBy
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices, random_seed
+from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, WEIGHT_INTERPRETATIONS, advanced_encode
 from nodes.pack_nodes_controlnet_aux import AIO_NODES, PREPROCESSOR_OPTIONS, AIOPreprocessor
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
@@ -55,8 +55,6 @@ SCRIPT = socket_type("SCRIPT", "#9e9e9e", "Efficiency Nodes' scripts for its sam
                                           "...): the settings of each script chained, as those nodes made them")
 
 BAKED_VAE = "Baked VAE"
-TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
-WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
 # The pack's samplers add Align Your Steps and GITS to the scheduler list.
 EFF_SCHEDULERS = SCHEDULER_NAMES + ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS")
 PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "vae_decoded_only", "none")  # KSampler (Efficient)'s
@@ -87,145 +85,6 @@ def _checkpoint_choices() -> list[str]:
 
 def _vae_choices() -> list[str]:
     return [BAKED_VAE] + folders.list_models("vae")
-
-
-# -- text encoding (the pack's AdvancedCLIPTextEncode, after ComfyUI_ADV_CLIP_emb) --------------
-
-def normalized_weights(weights: list[list[float]], words: list[list[int]], normalization: str) -> list[list[float]]:
-    """Token weights after token_normalization: "length" spreads a segment's weight over its tokens
-    (w -> 1 + (w - 1) / sqrt(n) for a segment of n tokens), "mean" shifts the weights of the
-    prompt's tokens so that they average 1; BOS, EOS and padding (word 0) keep 1."""
-    flat = [(w, word) for ws, ids in zip(weights, words) for w, word in zip(ws, ids)]
-    if normalization.startswith("length"):
-        counts = {}
-        for _, word in flat:
-            counts[word] = counts.get(word, 0) + 1
-        weights = [[1.0 if word == 0 else 1 + (w - 1) / counts[word] ** 0.5 for w, word in zip(ws, ids)]
-                   for ws, ids in zip(weights, words)]
-    if normalization.endswith("mean"):
-        spoken = [w for ws, ids in zip(weights, words) for w, word in zip(ws, ids) if word != 0]
-        if spoken:
-            delta = 1 - sum(spoken) / len(spoken)
-            weights = [[w if word == 0 else w + delta for w, word in zip(ws, ids)] for ws, ids in zip(weights, words)]
-    return weights
-
-
-MASK_TOKEN = 266  # the token ComfyUI_ADV_CLIP_emb masks words with (CLIP's "+")
-
-
-def _masked(ids, weights, vectors, positions):
-    """Windows with the (window, index) positions replaced by MASK_TOKEN at weight 1 (an embedding
-    vector there is dropped with its token)."""
-    ids = [[MASK_TOKEN if (k, j) in positions else t for j, t in enumerate(window)] for k, window in enumerate(ids)]
-    weights = [[1.0 if (k, j) in positions else w for j, w in enumerate(window)] for k, window in enumerate(weights)]
-    return ids, weights, {key: v for key, v in vectors.items() if key not in positions}
-
-
-def down_weighted(encode, ids, weights, strengths, vectors, base):
-    """ADV_CLIP_emb's down-weighting: for the distinct strengths below 1, lowest first, the tokens
-    at that strength are masked (cumulatively) and the prompt encoded again; the result mixes the
-    base embedding and those encodings with the steps between the strengths (w0 base + (w1 - w0)
-    first masked + ... + (1 - wn) all masked). `ids` / `weights` are what is encoded, `strengths`
-    the token strengths; encode(ids, weights, vectors) -> embedding."""
-    levels = sorted({w for window in strengths for w in window})
-    if not any(w < 1 for w in levels):
-        return base
-    embs, masked = [base], set()
-    for level in (w for w in levels if w < 1):
-        masked |= {(k, j) for k, window in enumerate(strengths) for j, w in enumerate(window) if w == level}
-        embs.append(encode(*_masked(ids, weights, vectors, masked)))
-    kept = [w for w in levels if w <= 1]
-    steps = [b - a for a, b in zip([0.0] + kept, kept)]
-    return sum(step * emb for step, emb in zip(steps, embs))
-
-
-def up_weighted(encode, ids, strengths, words, vectors, base):
-    """ADV_CLIP_emb's up-weighting by masking (comfy++): each word (segment) whose strength (at its
-    first token) is not 1 is masked and the prompt encoded again; each of its tokens gets
-    (strength - 1) times the difference between the base embedding and that encoding there."""
-    import torch
-
-    first = {}
-    for window_words, window in zip(words, strengths):
-        for word, w in zip(window_words, window):
-            first.setdefault(word, w)
-    out = torch.zeros_like(base)
-    plain = [[1.0] * len(window) for window in ids]
-    for word in (word for word, w in first.items() if w != 1.0):
-        positions = {(k, j) for k, window in enumerate(words) for j, wd in enumerate(window) if wd == word}
-        diff = base - encode(*_masked(ids, plain, vectors, positions))
-        mask = torch.tensor([wd == word for window in words for wd in window], dtype=base.dtype,
-                            device=base.device).reshape(1, -1, 1)
-        out = out + diff * mask
-    scale = torch.tensor(strengths, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
-    return (scale - 1) * out
-
-
-def efficiency_encode(clip, text: str, token_normalization: str, weight_interpretation: str,
-                      input_name: str = "positive") -> list:
-    """A prompt's CONDITIONING as the pack's loaders encode it (its AdvancedCLIPTextEncode, after
-    ComfyUI_ADV_CLIP_emb). none + comfy is CLIP Text Encode itself; the other token
-    normalizations reweight the tokens first (normalized_weights). Then, each of SDXL's towers on
-    its own: comfy encodes with the weights as CLIP Text Encode does; A1111 multiplies the
-    unweighted embedding by the weights and rescales it to its old mean; down_weight scales the
-    weights to at most 1 (padding at the top one) and down-weights by masking (down_weighted);
-    compel encodes the weights above 1 as comfy and down-weights the rest; comfy++ down-weights
-    below 1 and up-weights above 1 by masking (up_weighted). The pooled output is the unweighted
-    prompt's (comfy: the weighted one's). input_name: the node's input holding the text."""
-    for name, value, known in (("token_normalization", token_normalization, TOKEN_NORMALIZATIONS),
-                               ("weight_interpretation", weight_interpretation, WEIGHT_INTERPRETATIONS)):
-        if value not in known:  # a linked value: its choices are not checked before the run
-            raise NodeInputError(name, f"{value!r} is not one of {', '.join(known)}")
-    if token_normalization == "none" and weight_interpretation == "comfy":
-        return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
-    if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
-        raise NodeInputError("weight_interpretation" if weight_interpretation != "comfy" else "token_normalization",
-                             "token_normalization and weight_interpretation other than none / comfy need a CLIP "
-                             "text encoder (SD1, SD2, SDXL)")
-    import torch
-
-    from graphflow.models.tokenizer import TokenWindows
-
-    def encode(clip):
-        tokens, conds, pooled = clip.tokenize(text), [], None
-        for tower in clip.towers:
-            windows, single = tokens[tower.name], clip.with_towers([tower])
-
-            def run(ids, weights, vectors):
-                return single.encode_tokens({tower.name: TokenWindows(ids, weights, vectors, windows.words)})
-
-            ids, vectors = windows.ids, windows.vectors
-            weights = normalized_weights(windows.weights, windows.words, token_normalization)
-            plain = [[1.0] * len(w) for w in weights]
-            if weight_interpretation == "comfy":
-                cond, pooled = run(ids, weights, vectors)
-                conds.append(cond)
-                continue
-            base, pooled = run(ids, plain, vectors)
-            embed = lambda *args: run(*args)[0]  # noqa: E731
-            if weight_interpretation == "A1111":
-                scale = torch.tensor(weights, dtype=base.dtype, device=base.device).reshape(1, -1, 1)
-                cond = base * scale
-                cond = base.mean() / cond.mean() * cond
-            elif weight_interpretation == "compel":
-                up = [[max(w, 1.0) for w in window] for window in weights]
-                cond = down_weighted(embed, ids, up, weights, vectors, run(ids, up, vectors)[0])
-            elif weight_interpretation == "comfy++":
-                cond = down_weighted(embed, ids, plain, weights, vectors, base)
-                cond = cond + up_weighted(embed, ids, [[max(w, 1.0) for w in window] for window in weights],
-                                          windows.words, vectors, base)
-            else:  # down_weight: the weights over their top (at most 1), BOS / EOS / padding at it
-                top = max(w for window in weights for w in window)
-                ceiling = min(top, 1.0)
-                scaled = [[ceiling if word == 0 else w / top * ceiling for w, word in zip(window, window_words)]
-                          for window, window_words in zip(weights, windows.words)]
-                cond = down_weighted(embed, ids, plain, scaled, vectors, base)
-            conds.append(cond)
-        length = min(c.shape[1] for c in conds)
-        cond = torch.cat([c[:, :length] for c in conds], dim=-1)
-        return cond, {} if pooled is None else {"pooled_output": pooled}
-
-    return encoded(clip, encode)
 
 
 def _apply_cnet_stack(positive, negative, stack):
@@ -332,8 +191,8 @@ class EfficientLoader(Node):
     Efficiency Nodes' Efficient Loader does. vae_name "Baked VAE" is the checkpoint's own VAE.
     token_normalization none with weight_interpretation comfy encodes exactly as CLIP Text Encode;
     the other token normalizations (mean, length, length+mean) and weight interpretations (A1111,
-    compel, comfy++, down_weight) follow the pack's ComfyUI_ADV_CLIP_emb formulas
-    (efficiency_encode). The CLIP output is the clip-skipped text encoder;
+    compel, comfy++, down_weight) follow ComfyUI_ADV_CLIP_emb's formulas, as CLIP Text Encode
+    (Advanced) encodes. The CLIP output is the clip-skipped text encoder;
     DEPENDENCIES is what the pack's XY Plot reads (not built in). Saves of the pack's 2023 versions
     (no token_normalization / weight_interpretation) read as none / comfy."""
     category = "Efficiency Nodes/Loaders"
@@ -368,8 +227,8 @@ class EfficientLoader(Node):
                                  [(*r, "lora_name" if i == 0 and self.lora_name != "None" else "lora_stack")
                                   for i, r in enumerate(loras)])
         clip = _set_clip_skip(clip, self.clip_skip, "clip_skip")
-        positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
-                                                self.weight_interpretation, name) for name in ("positive", "negative"))
+        positive, negative = (advanced_encode(clip, getattr(self, name), self.token_normalization,
+                                              self.weight_interpretation, name) for name in ("positive", "negative"))
         positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
         latent = _core(EmptyLatent, width=self.empty_latent_width, height=self.empty_latent_height,
                        batch_size=self.batch_size)
@@ -417,8 +276,8 @@ class EffLoaderSDXL(Node):
         model, clip, vae = _load(self.base_ckpt_name, "base_ckpt_name", self.vae_name,
                                  [(*r, "lora_stack") for r in loras])
         clip = _set_clip_skip(clip, self.base_clip_skip, "base_clip_skip")
-        positive, negative = (efficiency_encode(clip, getattr(self, name), self.token_normalization,
-                                                self.weight_interpretation, name) for name in ("positive", "negative"))
+        positive, negative = (advanced_encode(clip, getattr(self, name), self.token_normalization,
+                                              self.weight_interpretation, name) for name in ("positive", "negative"))
         positive, negative = _apply_cnet_stack(positive, negative, self.cnet_stack)
         refiner_model = refiner_clip = refiner_positive = refiner_negative = None
         if self.refiner_ckpt_name != "None":
@@ -428,8 +287,8 @@ class EffLoaderSDXL(Node):
             size = {"width": self.empty_latent_width, "height": self.empty_latent_height}
             refiner_positive, refiner_negative = (
                 [(c, {**o, **size, "aesthetic_score": score}) for c, o in
-                 efficiency_encode(refiner_clip, getattr(self, name), self.token_normalization,
-                                   self.weight_interpretation, name)]
+                 advanced_encode(refiner_clip, getattr(self, name), self.token_normalization,
+                                 self.weight_interpretation, name)]
                 for name, score in (("positive", self.positive_ascore), ("negative", self.negative_ascore)))
         latent = _core(EmptyLatent, width=self.empty_latent_width, height=self.empty_latent_height,
                        batch_size=self.batch_size)

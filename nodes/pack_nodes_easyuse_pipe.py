@@ -29,11 +29,12 @@ from nodes.conditioning import ConditioningAverage, ConditioningCombine, Conditi
     ConditioningSetTimestepRange
 from nodes.controlnet import CONTROL_NET, ApplyControlNetAdvanced, LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _checkpoint_choices, _load, _lora_rows, \
-    _set_clip_skip, _vae_choices, efficiency_encode
+    _set_clip_skip, _vae_choices
 from nodes.image import SaveImage, temp_pngs
 from nodes.latent import EmptyLatent, RepeatLatentBatch
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
+from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, advanced_encode
 from nodes.pack_nodes_easyuse import SEED_MAX
 from nodes.sampling import KSampler, _reporter
 from nodes.text_encoder_loaders import _list as _text_encoder_choices
@@ -108,7 +109,7 @@ def _encode(clip, node, name: str, normalization: str, interpretation: str):
     if clip is None:
         raise NodeInputError(name, "no text encoder to encode the prompt with (the checkpoint has none)")
     try:
-        return efficiency_encode(clip, getattr(node, name), normalization, interpretation, name)
+        return advanced_encode(clip, getattr(node, name), normalization, interpretation, name)
     except NodeInputError as e:
         if e.input == "weight_interpretation" and f"{name}_weight_interpretation" in node.input_specs:
             raise NodeInputError(f"{name}_weight_interpretation", str(e)) from None
@@ -158,7 +159,6 @@ def easy_pipe(node, normalization: str, interpretation: str,
     return pipe, model, vae, clip, positive, negative, samples
 
 
-TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
 EASY_INTERPRETATIONS = ("comfy", "A1111", "comfy++", "compel", "fixed attention")
 
 
@@ -682,7 +682,7 @@ class EasyPipeEdit(Node):
             if interpretation == "fixed attention":
                 raise NodeInputError(f"{side}_weight_interpretation", "\"fixed attention\" is not built in")
             try:
-                new = efficiency_encode(clipped, text, normalization, interpretation, f"optional_{side}")
+                new = advanced_encode(clipped, text, normalization, interpretation, f"optional_{side}")
             except NodeInputError as e:
                 name = f"{side}_weight_interpretation" if e.input == "weight_interpretation" else e.input
                 raise NodeInputError(name, str(e)) from None

@@ -42,11 +42,11 @@ from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, NO
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import UnsafePathError
 from nodes.conditioning import CLIPSetLastLayer
-from nodes.efficiency_nodes import TOKEN_NORMALIZATIONS, WEIGHT_INTERPRETATIONS, efficiency_encode
 from nodes.pack_nodes_impact import BASIC_PIPE, LORA_PROMPT, MODES, OLD_MODES, WILDCARD_PROMPT, ImpactWildcardEncode, \
     _pipe, encode_with_loras, populated, process_wildcards
 from nodes.loaders import LoadCheckpoint
 from nodes.pack_nodes import _core
+from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, WEIGHT_INTERPRETATIONS, advanced_encode
 from nodes.sampling import SEED_MAX, _estimate, _reporter
 from nodes.strings import MAX_TEXT
 
@@ -1053,8 +1053,8 @@ class InspireWildcardEncode(Node):
         text = process_wildcards(populated(self), self.seed)
 
         def encode(clip, part):
-            return efficiency_encode(clip, part, self.token_normalization, self.weight_interpretation,
-                                     "populated_text")
+            return advanced_encode(clip, part, self.token_normalization, self.weight_interpretation,
+                                   "populated_text")
 
         return (*encode_with_loras(text, self.model, self.clip, encode), text)
 
@@ -1144,8 +1144,8 @@ class InspireMakeBasicPipe(Node):
         clip = _core(CLIPSetLastLayer, clip=clip, stop_at_clip_layer=self.stop_at_clip_layer)
 
         def encode(clip, part):
-            return efficiency_encode(clip, part, self.token_normalization, self.weight_interpretation,
-                                     "positive_populated_text")
+            return advanced_encode(clip, part, self.token_normalization, self.weight_interpretation,
+                                   "positive_populated_text")
 
         conditionings = []
         for side in ("positive", "negative"):

@@ -37,11 +37,12 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, ConditioningZeroOut, concat_conditioning
 from nodes.controlnet import LoadControlNet
 from nodes.efficiency_nodes import BAKED_VAE, CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _checkpoint_choices, \
-    _lora_rows, _set_clip_skip, _state, _vae_choices, efficiency_encode
+    _lora_rows, _set_clip_skip, _state, _vae_choices
 from nodes.image import _next_counter, _png_metadata, _write_at, temp_pngs
 from nodes.latent import _upscale
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadVAE
 from nodes.pack_nodes import _apply_lora, _core, _lora_choices
+from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, WEIGHT_INTERPRETATIONS, advanced_encode
 from nodes.pack_nodes_easyuse_pipe import PIPE_LINE
 from nodes.pack_nodes_impact import BASIC_PIPE
 from nodes.sampling import SEED_MAX, _sample
@@ -70,8 +71,6 @@ TINY_ASPECTS = SD_ASPECTS[:10] + ("1024 x 1024 [S] 1:1", "512 x 1024 [P] 1:2", "
 RELATIVE_ASPECTS = (CUSTOM_ASPECT, "1x Empty Latent Aspect", "2x Empty Latent Aspect", "3x Empty Latent Aspect",
                     "4x Empty Latent Aspect", "5x Empty Latent Aspect", "6x Empty Latent ASpect",
                     "7x Empty Latent Aspect", "8x Empty Latent Aspect")
-TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
-WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
 CUSTOM_SCHEDULERS = ("AYS SD1", "AYS SDXL", "AYS SVD", "GITS SD1")
 TTN_SCHEDULERS = SCHEDULER_NAMES + CUSTOM_SCHEDULERS
 UPSCALE_METHODS = ("None", *(f"[latent] {m}" for m in ("nearest-exact", "bilinear", "area", "bicubic", "lanczos",
@@ -250,7 +249,7 @@ def ttn_encode(clip, node, side: str, zero_out: bool = False):
     normalization = getattr(node, f"{side}_token_normalization")
     interpretation = getattr(node, f"{side}_weight_interpretation")
     try:
-        conditioning = efficiency_encode(clip, text, normalization, interpretation, side)
+        conditioning = advanced_encode(clip, text, normalization, interpretation, side)
     except NodeInputError as e:
         name = {"token_normalization": f"{side}_token_normalization",
                 "weight_interpretation": f"{side}_weight_interpretation"}.get(e.input, e.input)

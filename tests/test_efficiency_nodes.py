@@ -18,7 +18,7 @@ from graphflow.resource_limits import SERVER_LIMITS
 from graphflow.testing import write_checkpoint, write_controlnet, write_lora
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
-from nodes.efficiency_nodes import efficiency_encode
+from nodes.pack_nodes_adv_clip import advanced_encode as efficiency_encode
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph
 

@@ -319,7 +319,7 @@ def test_ksampler_names_a_pipe_without_settings(registry, models):
 
 
 def test_full_loader_encodes_each_prompt_its_way_and_takes_overrides(registry, models):
-    from nodes.efficiency_nodes import efficiency_encode
+    from nodes.pack_nodes_adv_clip import advanced_encode as efficiency_encode
     graph = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
         "2": {"class_type": "easy fullLoader", "inputs": {

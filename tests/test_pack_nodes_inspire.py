@@ -460,7 +460,7 @@ def test_list_counter_random_generator_and_remove_controlnet(registry):
 # -- wildcard encoding and the basic pipe --------------------------------------------------------------
 
 def test_wildcard_encode_weights_each_break_part_as_the_advanced_encoder(registry, models):
-    from nodes.efficiency_nodes import efficiency_encode
+    from nodes.pack_nodes_adv_clip import advanced_encode as efficiency_encode
     from nodes.pack_nodes_impact import concat_all
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     text = "a {red|blue} (cat:1.2) BREAK a hat"

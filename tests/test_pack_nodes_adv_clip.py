@@ -1,0 +1,275 @@
+"""ComfyUI_ADV_CLIP_emb (nodes/pack_nodes_adv_clip.py): the token normalizations against their
+formulas on the token weights, each weight interpretation against the pack's rule computed here from
+plain encodings (words masked by hand with "+", token 266), the SDXL node's balance, the params
+nodes against CLIP Text Encode SDXL's options, a UI-format save and an API prompt under the pack's
+class names, and export round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.testing import write_checkpoint
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_adv_clip import advanced_encode_sdxl, normalized_weights
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+DEMO = "graphflow-demo.safetensors"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+@pytest.fixture
+def models(tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
+    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner", seed=3)
+    return tmp_folders
+
+
+def _clip(registry, name="tiny.safetensors"):
+    return call(registry, "LoadCheckpoint", checkpoint=name)[1]
+
+
+def _encode(registry, clip, text, normalization="none", interpretation="comfy"):
+    [(cond, options)] = call(registry, "CLIPTextEncodeAdvanced", clip=clip, text=text,
+                             token_normalization=normalization, weight_interpretation=interpretation)
+    return cond, options
+
+
+def _core(registry, clip, text):
+    [(cond, options)] = call(registry, "CLIPEncode", clip=clip, text=text)
+    return cond, options
+
+
+def test_normalizations_follow_the_packs_formulas():
+    # two windows' worth of words: ids 0 (BOS / EOS / padding), 1 (3 tokens at 1.6), 2 (1 token at 0.5),
+    # 3 (2 tokens at 1.0, the second in the next window)
+    words = [[0, 1, 1, 1, 2, 3, 0, 0], [0, 3, 0, 0, 0, 0, 0, 0]]
+    weights = [[1.0, 1.6, 1.6, 1.6, 0.5, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]]
+    ids, w = np.array(words), np.array(weights)
+    counts = {word: int((ids == word).sum()) for word in np.unique(ids)}
+    d = w - 1
+    length = np.where(ids == 0, 1.0, 1 + np.sign(d) * np.sqrt(d ** 2 / np.vectorize(counts.get)(ids)))
+    assert np.allclose(normalized_weights(weights, words, "length"), length)
+    assert np.allclose(normalized_weights(weights, words, "none"), w)
+    mean = np.where(ids == 0, w, w + 1 - w[ids != 0].mean())
+    assert np.allclose(normalized_weights(weights, words, "mean"), mean)
+    both = np.where(ids == 0, length, length + 1 - length[ids != 0].mean())
+    assert np.allclose(normalized_weights(weights, words, "length+mean"), both)
+    assert np.isclose(np.array(normalized_weights(weights, words, "length+mean"))[ids != 0].mean(), 1.0)
+
+
+def test_none_comfy_is_clip_text_encode_and_normalized_comfy_its_reweighted_prompt(registry, models):
+    clip = _clip(registry)
+    cond, options = _encode(registry, clip, "a (red:1.2) cat")
+    want, want_options = _core(registry, clip, "a (red:1.2) cat")
+    assert torch.equal(cond, want) and torch.equal(options["pooled_output"], want_options["pooled_output"])
+    # mean: cat at 1.5 and dog at 1 average 1.25; comfy weighting keeps the weighted prompt's pooled output
+    cond, options = _encode(registry, clip, "(cat:1.5) dog", "mean")
+    want, want_options = _core(registry, clip, "(cat:1.25) (dog:0.75)")
+    assert torch.allclose(cond, want, atol=1e-5)
+    assert torch.allclose(options["pooled_output"], want_options["pooled_output"], atol=1e-5)
+
+
+def test_each_interpretation_against_masked_encodings(registry, models):
+    clip = _clip(registry)
+    segment = "tabby kitten"
+    n = clip.tokenize(f"({segment}:0.5) dog")["clip_l"].words[0].count(1)
+    assert n >= 2  # a multi-token segment: all its tokens are masked together
+    mask = " ".join(["+"] * n)
+    text = f"({segment}:0.5) (dog:1.5)"
+    plain, plain_options = _core(registry, clip, f"{segment} dog")
+    masked_segment = _core(registry, clip, f"{mask} dog")[0]
+    masked_dog = _core(registry, clip, f"{segment} +")[0]
+    dog = n + 1  # BOS, the segment's tokens, then dog
+
+    # A1111: the unweighted embedding times the weights, rescaled to its mean
+    weights = torch.ones(plain.shape[1])
+    weights[1:dog] = 0.5
+    weights[dog] = 1.5
+    scaled = plain * weights[None, :, None]
+    cond, options = _encode(registry, clip, text, interpretation="A1111")
+    assert torch.allclose(cond, plain.mean() / scaled.mean() * scaled, atol=1e-6)
+    assert torch.equal(options["pooled_output"], plain_options["pooled_output"])  # the unweighted prompt's
+
+    # compel: the up-weights as comfy, then 0.5 of that and 0.5 of it with the segment masked
+    cond, options = _encode(registry, clip, text, interpretation="compel")
+    want = 0.5 * _core(registry, clip, f"{segment} (dog:1.5)")[0] + 0.5 * _core(registry, clip, f"{mask} (dog:1.5)")[0]
+    assert torch.allclose(cond, want, atol=1e-5)
+    assert torch.equal(options["pooled_output"], plain_options["pooled_output"])
+
+    # comfy++: down as compel from the plain prompt; dog's tokens pushed 0.5 of the way from its masked encoding
+    up = torch.zeros_like(plain)
+    up[:, dog] = 0.5 * (plain - masked_dog)[:, dog]
+    cond, _ = _encode(registry, clip, text, interpretation="comfy++")
+    assert torch.allclose(cond, 0.5 * plain + 0.5 * masked_segment + up, atol=1e-5)
+
+    # down_weight: weights over their top (1.5): segment 1/3, dog 1, padding 1
+    cond, _ = _encode(registry, clip, text, interpretation="down_weight")
+    assert torch.allclose(cond, plain / 3 + (1 - 1 / 3) * masked_segment, atol=1e-5)
+    # two levels below 1 mask cumulatively: 0.25 base, 0.25 cat masked, 0.5 both masked
+    cond, _ = _encode(registry, clip, "(cat:0.25) (dog:0.5)", interpretation="down_weight")
+    want = 0.25 * _core(registry, clip, "cat dog")[0] + 0.25 * _core(registry, clip, "+ dog")[0] + \
+        0.5 * _core(registry, clip, "+ +")[0]
+    assert torch.allclose(cond, want, atol=1e-5)
+
+
+def test_sdxl_node_balance_and_towers(registry, models):
+    clip = _clip(registry, "base.safetensors")
+    split = clip.tower("clip_l").hidden_size
+
+    def node(balance=0.5, interpretation="comfy", text_l="a (red:1.3) cube", text_g="a blue sphere"):
+        [(cond, options)] = call(registry, "CLIPTextEncodeSDXLAdvanced", clip=clip, text_l=text_l, text_g=text_g,
+                                 token_normalization="none", weight_interpretation=interpretation, balance=balance)
+        return cond, options
+
+    cond, options = node()
+    [(want, want_options)] = call(registry, "CLIPEncodeSDXL", clip=clip, text_l="a (red:1.3) cube",
+                                  text_g="a blue sphere")
+    assert torch.allclose(cond, want, atol=1e-6)
+    assert torch.equal(options["pooled_output"], want_options["pooled_output"])  # CLIP-G's
+    for interpretation in ("comfy", "A1111"):
+        middle, _ = node(0.5, interpretation)
+        for balance in (0.0, 0.2, 0.8, 1.0):
+            l_factor = 1 - max(0, balance - 0.5) * 2
+            g_factor = 1 - max(0, 0.5 - balance) * 2
+            got, _ = node(balance, interpretation)
+            assert torch.allclose(got[..., :split], l_factor * middle[..., :split], atol=1e-6)
+            assert torch.allclose(got[..., split:], g_factor * middle[..., split:], atol=1e-6)
+    # each tower weighted on its own: A1111 on CLIP-L is the L half of the single-text node's A1111
+    single, _ = _encode(registry, clip, "a (red:1.3) cube", interpretation="A1111")
+    got, _ = node(0.5, "A1111", text_g="a (red:1.3) cube")
+    assert torch.allclose(got, single, atol=1e-6)
+
+    long_text = ", ".join(["a red cube"] * 40)
+    with pytest.raises(NodeInputError) as caught:
+        node(text_l=long_text)
+    assert caught.value.input == "text_l" and "77-token windows" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CLIPTextEncodeSDXLAdvanced", clip=_clip(registry, "refiner.safetensors"), text_l="a",
+             text_g="b")
+    assert caught.value.input == "clip" and "CLIP-L and CLIP-G" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:  # a linked value: not checked before the run
+        advanced_encode_sdxl(clip, "a", "b", "none", "comfy+++", 0.5)
+    assert caught.value.input == "weight_interpretation" and "'comfy+++'" in str(caught.value)
+
+
+def test_params_nodes_set_what_clip_text_encode_sdxl_and_refiner_set(registry, models):
+    clip = _clip(registry, "base.safetensors")
+    sizes = dict(width=832, height=1216, crop_w=16, crop_h=32, target_width=1024, target_height=1536)
+    [(_, want)] = call(registry, "CLIPEncodeSDXL", clip=clip, text_l="a cube", text_g="a cube", **sizes)
+    plain = call(registry, "CLIPEncodeSDXL", clip=clip, text_l="a cube", text_g="a cube")
+    [(_, got)] = call(registry, "AddCLIPSDXLParams", conditioning=plain, **sizes)
+    assert got.keys() == want.keys() and torch.equal(got["pooled_output"], want["pooled_output"])
+    assert {k: got[k] for k in sizes} == {k: want[k] for k in sizes}
+    assert plain[0][1]["width"] == 1024  # the input is not changed
+
+    refiner = _clip(registry, "refiner.safetensors")
+    [(_, want)] = call(registry, "CLIPEncodeSDXLRefiner", clip=refiner, text="a cube", ascore=2.5, width=640,
+                       height=768)
+    encoded = call(registry, "CLIPTextEncodeAdvanced", clip=refiner, text="a cube")
+    [(_, got)] = call(registry, "AddCLIPSDXLRParams", conditioning=encoded, ascore=2.5, width=640, height=768)
+    assert got.keys() == want.keys() and torch.equal(got["pooled_output"], want["pooled_output"])
+    assert (got["aesthetic_score"], got["width"], got["height"]) == (2.5, 640, 768)
+
+
+def test_ui_save_with_the_packs_class_reads_runs_and_round_trips(registry):
+    nodes = [
+        ui_node(1, "CheckpointLoaderSimple", [DEMO], outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1]),
+                                                              ("VAE", "VAE", [])]),
+        ui_node(2, "BNK_CLIPTextEncodeAdvanced", ["a (red:1.2) circle, [blue] square", "length+mean", "comfy++"],
+                inputs=[("clip", "CLIP", 1, False)], outputs=[("CONDITIONING", "CONDITIONING", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 1, 2, 0, "CLIP"]])
+    result = run_graph(registry, graph, ["2"])
+    clip = call(registry, "LoadCheckpoint", checkpoint=DEMO)[1]
+    [(want, _)] = call(registry, "CLIPTextEncodeAdvanced", clip=clip, text="a (red:1.2) circle, [blue] square",
+                       token_normalization="length+mean", weight_interpretation="comfy++")
+    assert torch.equal(result.values["2"][0][0][0], want)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2]["type"] == "BNK_CLIPTextEncodeAdvanced"
+    assert saved[2]["widgets_values"] == ["a (red:1.2) circle, [blue] square", "length+mean", "comfy++"]
+
+
+API_PROMPT = {
+    "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "base.safetensors"}},
+    "2": {"class_type": "BNK_CLIPTextEncodeSDXLAdvanced", "inputs": {
+        "text_l": "a (red:1.2) cube", "text_g": "a (blue:0.8) sphere", "clip": ["1", 1], "token_normalization": "mean",
+        "weight_interpretation": "A1111", "balance": 0.2}},
+    "3": {"class_type": "BNK_AddCLIPSDXLParams", "inputs": {
+        "conditioning": ["2", 0], "width": 1024, "height": 768, "crop_w": 0, "crop_h": 0, "target_width": 1024,
+        "target_height": 768}},
+    "4": {"class_type": "BNK_CLIPTextEncodeAdvanced", "inputs": {
+        "text": "blurry", "clip": ["1", 1], "token_normalization": "none", "weight_interpretation": "down_weight"}},
+    "5": {"class_type": "BNK_AddCLIPSDXLRParams", "inputs": {
+        "conditioning": ["4", 0], "width": 1024, "height": 768, "ascore": 2.5}},
+    "6": {"class_type": "BNK_MixCLIPEmbeddings", "inputs": {"cond1": ["4", 0], "cond2": ["5", 0], "mix": 0.25}},
+}
+
+
+def test_api_prompt_with_the_packs_classes_runs_and_round_trips(registry, models):
+    result = run_graph(registry, API_PROMPT, ["3", "5", "6"])
+    clip = _clip(registry, "base.safetensors")
+    [(want, _)] = call(registry, "CLIPTextEncodeSDXLAdvanced", clip=clip, text_l="a (red:1.2) cube",
+                       text_g="a (blue:0.8) sphere", token_normalization="mean", weight_interpretation="A1111",
+                       balance=0.2)
+    [(cond, options)] = result.values["3"][0]
+    assert torch.equal(cond, want) and (options["width"], options["height"], options["target_height"]) == \
+        (1024, 768, 768)
+    assert result.values["5"][0][0][1]["aesthetic_score"] == 2.5
+    assert torch.allclose(result.values["6"][0][0][0], result.values["5"][0][0][0], atol=1e-6)  # one embedding mixed
+    api = export_api(parse_workflow(API_PROMPT, registry), registry)
+    assert {k: v["class_type"] for k, v in api.items()} == {k: v["class_type"] for k, v in API_PROMPT.items()}
+    for node_id, entry in API_PROMPT.items():
+        assert api[node_id]["inputs"] == entry["inputs"], node_id
+
+
+def test_the_packs_classes_are_named_whole():
+    for name in ("BNK_CLIPTextEncodeAdvanced", "BNK_AddCLIPSDXLRParams", "BNK_MixCLIPEmbeddings"):
+        assert custom_pack(name) == "ComfyUI_ADV_CLIP_emb"
+    for other in ("BNK_TiledKSampler", "BNK_NoisyLatentImage", "BNK_CutoffBasePrompt"):
+        assert custom_pack(other) != "ComfyUI_ADV_CLIP_emb"
+
+
+def test_mix_clip_embeddings_blends_entry_by_entry(registry, models):
+    clip = _clip(registry)
+    first = call(registry, "CLIPEncode", clip=clip, text="a cat")
+    second = call(registry, "CLIPEncode", clip=clip, text="a dog")
+    [(got, options)] = call(registry, "MixCLIPEmbeddings", cond1=first, cond2=second, mix=0.3)
+    assert torch.allclose(got, 0.7 * first[0][0] + 0.3 * second[0][0], atol=1e-6)
+    assert torch.equal(options["pooled_output"], first[0][1]["pooled_output"])  # cond1's options
+    longer = call(registry, "CLIPEncode", clip=clip, text=", ".join(["a dog"] * 40))
+    [(kept, _)] = call(registry, "MixCLIPEmbeddings", cond1=first, cond2=longer, mix=0.3)
+    assert torch.equal(kept, first[0][0])  # shapes differ: cond1's, as the pack
+
+
+def test_sdxl_ui_save_reads_widgets_in_the_packs_order(registry, models):
+    widgets = ["a (red:1.2) cube", "a blue sphere", "length", "compel", 0.7]
+    nodes = [
+        ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"],
+                outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1]), ("VAE", "VAE", [])]),
+        ui_node(2, "BNK_CLIPTextEncodeSDXLAdvanced", widgets, inputs=[("clip", "CLIP", 1, False)],
+                outputs=[("CONDITIONING", "CONDITIONING", [2])]),
+        ui_node(3, "BNK_AddCLIPSDXLParams", [896, 1152, 0, 0, 1024, 1024],
+                inputs=[("conditioning", "CONDITIONING", 2, False)], outputs=[("CONDITIONING", "CONDITIONING", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 1, 2, 0, "CLIP"], [2, 2, 0, 3, 0, "CONDITIONING"]])
+    result = run_graph(registry, graph, ["3"])
+    [(want, _)] = call(registry, "CLIPTextEncodeSDXLAdvanced", clip=_clip(registry, "base.safetensors"),
+                       text_l=widgets[0], text_g=widgets[1], token_normalization="length",
+                       weight_interpretation="compel", balance=0.7)
+    [(cond, options)] = result.values["3"][0]
+    assert torch.equal(cond, want) and (options["width"], options["height"]) == (896, 1152)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2]["widgets_values"] == widgets
+    assert saved[3]["widgets_values"] == [896, 1152, 0, 0, 1024, 1024]
