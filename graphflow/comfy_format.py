@@ -3,7 +3,9 @@
 API format: `{"<id>": {"class_type": ..., "inputs": {...}, "_meta": {"title": ...}}}`.
 UI format (what ComfyUI's editor saves and its PNGs carry): `nodes` (list), `links` (list),
 positional `widgets_values` in the order of each class's `input_order`, Primitive and Reroute
-nodes, muted (mode 2) and bypassed (mode 4) nodes, groups, and `definitions.subgraphs`.
+nodes, muted (mode 2) and bypassed (mode 4) nodes, groups, and `definitions.subgraphs`. A pack's
+forceInput input (ComfyAlias.force_input) had a value there in saves from editors before ComfyUI
+frontend 1.16; such a save is read without those values, as the frontend migrates it.
 
 A UI graph is first resolved into an API graph as ComfyUI's editor does when it queues, then
 renamed onto our nodes through the registry's ComfyAlias table. The editor's parts of the UI

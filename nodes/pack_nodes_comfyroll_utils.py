@@ -26,8 +26,12 @@ file 2887105057), nodes_graphics_layout.py at 14391b2b with the helpers of funct
 through 8-bit Pillow pictures, as the pack does, giving its values to the bit.
 
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
-int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
-hand-made API prompt is refused."""
+int_ ...) takes a link here, as the pack's editor makes it. An editor before ComfyUI frontend 1.16
+kept a value for it (the hidden widget's default): in a UI save's widgets_values that value is
+left out, as the current editor reads such a save; in an API prompt, for the inputs followed by
+widgets (ComfyAlias.force_input: the texts of CR Text Concatenate, Replace, Blacklist, Operation,
+CR String To Number, CR Set Value ...), it is ignored with a note and the input read as unconnected;
+a literal value for another socket-only input is refused."""
 
 from __future__ import annotations
 
