@@ -135,3 +135,20 @@ def test_api_prompt_of_an_older_editor_with_an_unlinked_force_input(registry):
     result = Executor(registry).run(workflow, outputs=["3"])
     assert result.ok, (result.problems, result.error)
     assert result.values["3"][0] == "first" + " | " + ""
+
+
+def test_a_real_easy_prompt_concat_save(registry):
+    """Easy-Use's promptConcat as a 2024 community save holds it (index file 64346945652): both
+    prompts linked and listed as converted widgets, a value kept for each (the second a whole
+    prompt), then the separator."""
+    texts = [ui_node(i, "PrimitiveStringMultiline", [text], outputs=[("STRING", "STRING", [i])])
+             for i, text in ((1, "a girl"), (2, "wanostyle, solo"))]
+    concat = ui_node(82, "easy promptConcat", ["", "wanostyle, solo, ((masterpiece)), manga,", "，"],
+                     inputs=[("prompt1", "STRING", 1, True), ("prompt2", "STRING", 2, True)],
+                     outputs=[("prompt", "STRING", [])])
+    save = ui_graph(texts + [concat], [[1, 1, 0, 82, 0, "STRING"], [2, 2, 0, 82, 1, "STRING"]])
+    graph, _, _ = ui_to_api(save, registry)
+    assert graph["82"]["inputs"] == {"prompt1": ["1", 0], "prompt2": ["2", 0], "separator": "，"}
+    result = Executor(registry).run(import_ui(save, registry), outputs=["82"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["82"][0] == "a girl" + "，" + "wanostyle, solo"  # the pack's prompt1 + separator + prompt2
