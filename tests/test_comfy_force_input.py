@@ -129,7 +129,8 @@ def test_api_prompt_of_an_older_editor_with_an_unlinked_force_input(registry):
     """An editor before frontend 1.16 sent the hidden widget's value for an unlinked forceInput
     input: read as unconnected (the pack's text2 default "" joins the same), with a note."""
     prompt = {"1": {"class_type": "CR Text", "inputs": {"text": "first"}},
-              "3": {"class_type": "CR Text Concatenate", "inputs": {"text1": ["1", 0], "text2": "", "separator": " | "}}}
+              "3": {"class_type": "CR Text Concatenate",
+                    "inputs": {"text1": ["1", 0], "text2": "", "separator": " | "}}}
     workflow = import_api(prompt, registry)
     assert any(n["input"] == "text2" and n["node_id"] == "3" for n in workflow.notes)
     result = Executor(registry).run(workflow, outputs=["3"])
