@@ -3,7 +3,9 @@
 API format: `{"<id>": {"class_type": ..., "inputs": {...}, "_meta": {"title": ...}}}`.
 UI format (what ComfyUI's editor saves and its PNGs carry): `nodes` (list), `links` (list),
 positional `widgets_values` in the order of each class's `input_order`, Primitive and Reroute
-nodes, muted (mode 2) and bypassed (mode 4) nodes, groups, and `definitions.subgraphs`.
+nodes, muted (mode 2) and bypassed (mode 4) nodes, groups, and `definitions.subgraphs`. A pack's
+forceInput input (ComfyAlias.force_input) had a value there in saves from editors before ComfyUI
+frontend 1.16; such a save is read without those values, as the frontend migrates it.
 
 A UI graph is first resolved into an API graph as ComfyUI's editor does when it queues, then
 renamed onto our nodes through the registry's ComfyAlias table. The editor's parts of the UI
@@ -350,6 +352,14 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                 if name in alias.ignore:
                     continue
                 name = ours
+                if name in alias.force_input and not is_link(value):
+                    # an editor before frontend 1.16 sent the hidden widget's value (the pack's
+                    # default: a forceInput widget was never shown) for an unlinked forceInput
+                    # input; it is read as unlinked, as a later editor sends it
+                    notes.append({"node_id": node_id, "node_type": class_type, "input": raw_name,
+                                  "message": f"the value {_short(value)} an older editor sent for this socket-only "
+                                             "input is ignored; it is read as unconnected"})
+                    continue
                 mapping = alias.values.get(name)
                 if mapping is not None and isinstance(value, (str, int, float)) and value in mapping:
                     value = mapping[value]
@@ -452,6 +462,8 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
                 entry["dynamic"] = True
             if spec.widget.hints.get("upload") == "image":  # the editor's upload button saves "image" after it
                 entry["upload"] = True
+        elif alias is not None and spec.name in alias.force_input:  # a socket older editors saved a value for
+            entry["force_input"] = True
         if alias is not None and spec.name in alias.optional:  # the pack's optional inputs, as ComfyUI lists them
             entry["optional"] = True
         order.append(entry)
@@ -757,11 +769,15 @@ def _saved_widgets(node: dict, order: list[dict], registry) -> tuple[dict, dict]
 
 
 def _current_widgets(node: dict, registry) -> dict:
-    """The node with its widgets_values as its class's current editor saves them, where its alias
-    reads an older layout (ComfyAlias.widgets): a list, or the dict of a class saved by name
-    (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets)."""
+    """The node with its widgets_values as its class's current editor saves them: without the
+    values an older editor kept for the pack's forceInput inputs (ComfyAlias.force_input), and
+    where its alias reads an older layout (ComfyAlias.widgets), a list, or the dict of a class
+    saved by name (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets)."""
     class_type, raw = node.get("type"), node.get("widgets_values")
     alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
+    if alias is not None and alias.force_input and isinstance(raw, list):
+        raw = _without_force_input(node, raw, alias, _widget_order(class_type, registry) or [])
+        node = {**node, "widgets_values": raw}
     if alias is None or alias.widgets is None:
         return node
     if isinstance(raw, dict) and class_type.startswith(NAMED_WIDGETS):
@@ -769,17 +785,42 @@ def _current_widgets(node: dict, registry) -> dict:
     return {**node, "widgets_values": alias.widgets(list(raw))} if isinstance(raw, list) else node
 
 
-def _widget_slots(order: list[dict]) -> list[tuple[dict, str]]:
+def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> list:
+    """widgets_values without the values an editor before ComfyUI frontend 1.16 saved for the
+    pack's forceInput inputs (each a widget converted to an input then). The frontend since 1.16
+    drops them when the save is as long as that layout (its migrateWidgetsValues); the save's
+    inputs also tell: such an input was listed as a converted widget ("widget": {"name": ...}),
+    which a later editor never does for a bare socket (a layout our own extra widgets make
+    longer, WAS Text Concatenate's linebreak_addition, is told so)."""
+    full = _widget_slots(order, force_input=True)
+    places = {at for at, (_, role) in enumerate(full) if role == "forced"}
+    if not places:
+        return raw
+    theirs = alias.written_names()
+    forced = {theirs.get(name, name) for name in alias.force_input}
+    converted = any(isinstance(socket, dict) and socket.get("widget") and socket.get("name") in forced
+                    for socket in node.get("inputs") or [])
+    if len(raw) != len(full) and not (converted and len(raw) > max(places)):
+        return raw
+    return [value for at, value in enumerate(raw) if at not in places]
+
+
+def _widget_slots(order: list[dict], force_input: bool = False) -> list[tuple[dict, str]]:
     """The places of widgets_values: (input, "value" | "control" | "upload"). A seed's
     control_after_generate follows it; the upload button is a widget the editor adds after the
-    required inputs (LoadImageMask saves [image, channel, "image"]), so before optional ones."""
+    required inputs (LoadImageMask saves [image, channel, "image"]), so before optional ones.
+    `force_input`: the layout of editors before ComfyUI frontend 1.16, with a place (input,
+    "forced") for each of the pack's forceInput inputs (ComfyAlias.force_input)."""
     slots, upload = [], None
     for entry in order:
-        if not entry.get("widget"):
+        if not entry.get("widget") and not (force_input and entry.get("force_input")):
             continue
         if entry.get("optional") and upload is not None:
             slots.append(upload)
             upload = None
+        if not entry.get("widget"):
+            slots.append((entry, "forced"))
+            continue
         slots.append((entry, "value"))
         if entry.get("control"):
             slots.append((entry, "control"))
@@ -1374,6 +1415,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             else:
                 base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
                 base["link"] = socket["link"] if socket else None
+                if spec.get("force_input"):  # a bare socket now, as the current editor saves it
+                    base.pop("widget", None)
                 new_inputs.append((rank, base))
         new_inputs = [socket for _, socket in sorted(new_inputs, key=lambda pair: pair[0])]
         ui_node["inputs"] = new_inputs

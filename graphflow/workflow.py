@@ -249,6 +249,12 @@ class ComfyAlias:
     # optional input left out, where that is not the widget's default (Inspire's samplers: internal_seed
     # the seed); run on every import, so it fills in only what is missing
     api_inputs: Callable[[dict], dict] | None = None
+    # our socket inputs the pack marks forceInput (a STRING / INT / FLOAT / BOOLEAN / combo): an
+    # editor before ComfyUI frontend 1.16 (April 2025) made each a widget converted to an input and
+    # saved a value for it in widgets_values, at its place in the input order; later editors make
+    # it a bare socket and save none (and drop those values from an older save when its length is
+    # that of the older layout). The UI reader does the same (comfy_format._without_force_input)
+    force_input: tuple[str, ...] = ()
 
     def written_names(self) -> dict[str, str]:
         """Our input name -> the ComfyUI name it is written back as."""

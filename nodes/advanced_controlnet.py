@@ -702,7 +702,7 @@ class TimestepKeyframeFromStrengthList(Node):
     mask_optional: MASK = None
     print_keyframes: bool = Bool(False)
     outputs = {"TIMESTEP_KF": TIMESTEP_KEYFRAME}
-    comfy = ComfyAlias(("ACN_TimestepKeyframeFromStrengthList",), optional=SERIES_OPT)
+    comfy = ComfyAlias(("ACN_TimestepKeyframeFromStrengthList",), force_input=("float_strengths",), optional=SERIES_OPT)
 
     def run(self):
         strengths = _float_list(self.float_strengths, "float_strengths")
@@ -864,7 +864,8 @@ class LatentKeyframeBatchedGroup(Node):
     prev_latent_kf: LATENT_KEYFRAME = None
     print_keyframes: bool = Bool(False)
     outputs = {"LATENT_KF": LATENT_KEYFRAME}
-    comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), inputs=_LATENT_OLD, old_links_first=_LATENT_OLD_FIRST,
+    comfy = ComfyAlias(("LatentKeyframeBatchedGroup",), force_input=("float_strengths",), inputs=_LATENT_OLD,
+                       old_links_first=_LATENT_OLD_FIRST,
                        optional=("prev_latent_kf", "print_keyframes"))
 
     def run(self):

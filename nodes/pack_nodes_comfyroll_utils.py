@@ -26,8 +26,12 @@ file 2887105057), nodes_graphics_layout.py at 14391b2b with the helpers of funct
 through 8-bit Pillow pictures, as the pack does, giving its values to the bit.
 
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
-int_ ...) takes a link here, as the pack's editor makes it; a literal value written for it in a
-hand-made API prompt is refused."""
+int_ ...) takes a link here, as the pack's editor makes it. An editor before ComfyUI frontend 1.16
+kept a value for it (the hidden widget's default): in a UI save's widgets_values that value is
+left out, as the current editor reads such a save; in an API prompt, for the inputs followed by
+widgets (ComfyAlias.force_input: the texts of CR Text Concatenate, Replace, Blacklist, Operation,
+CR String To Number, CR Set Value ...), it is ignored with a note and the input read as unconnected;
+a literal value for another socket-only input is refused."""
 
 from __future__ import annotations
 
@@ -149,7 +153,8 @@ class CRTextConcatenate(Node):
     text2: STRING = None
     separator: str = Text("")
     outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Concatenate",), optional=("text1", "text2", "separator"))
+    comfy = ComfyAlias(("CR Text Concatenate",), force_input=("text1", "text2"),
+                       optional=("text1", "text2", "separator"))
 
     def run(self):
         first = "" if self.text1 is None else _text(self.text1, "text1")
@@ -171,7 +176,8 @@ class CRTextReplace(Node):
     find3: str = Text("")
     replace3: str = Text("")
     outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Replace",), optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
+    comfy = ComfyAlias(("CR Text Replace",), force_input=("text",),
+                       optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
 
     def run(self):
         pairs = [(getattr(self, f"find{i}"), getattr(self, f"replace{i}")) for i in (1, 2, 3)]
@@ -261,7 +267,7 @@ class CRTextBlacklist(Node):
     blacklist_words: str = Text("", multiline=True)
     replacement_text: str = Text("")
     outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Blacklist",), optional=("replacement_text",))
+    comfy = ComfyAlias(("CR Text Blacklist",), force_input=("text",), optional=("replacement_text",))
 
     def run(self):
         text = _text(self.text, "text")
@@ -285,7 +291,7 @@ class CRTextOperation(Node):
     text: STRING
     operation: str = Choice(tuple(TEXT_OPERATIONS), "uppercase")
     outputs = {"STRING": ANY, "show_help": STRING}
-    comfy = ComfyAlias(("CR Text Operation",))
+    comfy = ComfyAlias(("CR Text Operation",), force_input=("text",))
 
     def run(self):
         return TEXT_OPERATIONS[self.operation](_text(self.text, "text")), _help("List-Nodes", "cr-text_operation")
@@ -594,7 +600,7 @@ class CRSetValueOnBoolean(Node):
     value_if_true: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
     value_if_false: float = Float(0.0, min=-CR_LIMIT, max=CR_LIMIT)
     outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Set Value On Boolean",))
+    comfy = ComfyAlias(("CR Set Value On Boolean",), force_input=("boolean",))
 
     def run(self):
         name = "value_if_true" if self.boolean is True else "value_if_false"  # the pack tests `== True`
@@ -624,7 +630,7 @@ class CRSetValueOnBinary(Node):
     value_if_1: float = Float(1.0, min=-CR_LIMIT, max=CR_LIMIT)
     value_if_0: float = Float(0.0, min=-CR_LIMIT, max=CR_LIMIT)
     outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
-    comfy = ComfyAlias(("CR Set Value On Binary",))
+    comfy = ComfyAlias(("CR Set Value On Binary",), force_input=("binary",))
 
     def run(self):
         name = "value_if_1" if self.binary == 1 else "value_if_0"
@@ -641,7 +647,8 @@ class CRSetValueOnString(Node):
     value_if_true: str = Text("")
     value_if_false: str = Text("")
     outputs = {"STRING": ANY, "BOOLEAN": BOOLEAN, "show_help": STRING}
-    comfy = ComfyAlias(("CR Set Value on String",), optional=("test_string", "value_if_true", "value_if_false"))
+    comfy = ComfyAlias(("CR Set Value on String",), force_input=("text",),
+                       optional=("test_string", "value_if_true", "value_if_false"))
 
     def run(self):
         found = self.test_string in _text(self.text, "text")
@@ -681,7 +688,7 @@ class CRStringToNumber(Node):
     text: STRING
     round_integer: str = Choice(ROUNDINGS, "round")
     outputs = {"INT": INT, "FLOAT": FLOAT, "show_help": STRING}
-    comfy = ComfyAlias(("CR String To Number",))
+    comfy = ComfyAlias(("CR String To Number",), force_input=("text",))
 
     def run(self):
         return (*string_to_number(_text(self.text, "text"), self.round_integer),

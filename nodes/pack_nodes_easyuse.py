@@ -515,7 +515,8 @@ class EasyPromptConcat(Node):
     prompt2: STRING = None
     separator: str = Text("")
     outputs = {"prompt": STRING}
-    comfy = ComfyAlias(("easy promptConcat",), optional=("prompt1", "prompt2", "separator"))
+    comfy = ComfyAlias(("easy promptConcat",), force_input=("prompt1", "prompt2"),
+                       optional=("prompt1", "prompt2", "separator"))
 
     def run(self):
         prompt1, prompt2 = self.prompt1 or "", self.prompt2 or ""
@@ -536,7 +537,7 @@ class EasyPromptReplace(Node):
     find3: str = Text("")
     replace3: str = Text("")
     outputs = {"prompt": STRING}
-    comfy = ComfyAlias(("easy promptReplace",),
+    comfy = ComfyAlias(("easy promptReplace",), force_input=("prompt",),
                        optional=("find1", "replace1", "find2", "replace2", "find3", "replace3"))
 
     def run(self):

@@ -441,7 +441,8 @@ class RgthreeSDXLPowerPromptPositive(Node):
     crop_width: int = Int(-1, min=-1, max=MAX_SIZE)
     crop_height: int = Int(-1, min=-1, max=MAX_SIZE)
     outputs = {"CONDITIONING": CONDITIONING, "MODEL": MODEL, "CLIP": CLIP, "TEXT_G": STRING, "TEXT_L": STRING}
-    comfy = ComfyAlias(("SDXL Power Prompt - Positive (rgthree)",), ignore=("values_insert_saved",))
+    comfy = ComfyAlias(("SDXL Power Prompt - Positive (rgthree)",), ignore=("values_insert_saved",),
+                       force_input=("opt_clip_width", "opt_clip_height"))
 
     @classmethod
     def fingerprint(cls, prompt_g="", prompt_l="", **widgets):
@@ -482,7 +483,8 @@ class RgthreeSDXLPowerPromptSimple(Node):
     crop_width: int = Int(-1, min=-1, max=MAX_SIZE)
     crop_height: int = Int(-1, min=-1, max=MAX_SIZE)
     outputs = {"CONDITIONING": CONDITIONING, "TEXT_G": STRING, "TEXT_L": STRING}
-    comfy = ComfyAlias(("SDXL Power Prompt - Simple / Negative (rgthree)",), ignore=("values_insert_saved",))
+    comfy = ComfyAlias(("SDXL Power Prompt - Simple / Negative (rgthree)",), ignore=("values_insert_saved",),
+                       force_input=("opt_clip_width", "opt_clip_height"))
 
     def run(self):
         return sdxl_prompt_conditioning(self, self.opt_clip, self.prompt_g, self.prompt_l), self.prompt_g, \

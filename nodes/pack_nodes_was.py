@@ -135,7 +135,8 @@ class WasTextConcatenate(Node):
     # the 2.2.2 layout's only widget, kept so its saves join as they did ("": a later save)
     linebreak_addition: str = Choice(("", "false", "true"), "")
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Concatenate",), optional=("linebreak_addition",), widgets=concatenate_widgets)
+    comfy = ComfyAlias(("Text Concatenate",), force_input=("text_a", "text_b", "text_c", "text_d"),
+                       optional=("linebreak_addition",), widgets=concatenate_widgets)
 
     def run(self):
         given = [self.text_a, self.text_b, self.text_c, self.text_d]
@@ -184,7 +185,7 @@ class WasTextFindAndReplace(Node):
     replace: str = Text("")
     outputs = {"result_text": STRING, "replacement_count_number": NUMBER, "replacement_count_float": FLOAT,
                "replacement_count_int": INT}
-    comfy = ComfyAlias(("Text Find and Replace",))
+    comfy = ComfyAlias(("Text Find and Replace",), force_input=("text",))
 
     def run(self):
         text, count = regex_sub(self.text, self.find, self.replace)
@@ -251,7 +252,7 @@ class WasTextFindAndReplaceByDictionary(Node):
     replacement_key: str = Text("__")
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Find and Replace by Dictionary",))
+    comfy = ComfyAlias(("Text Find and Replace by Dictionary",), force_input=("text",))
 
     def run(self):
         if not isinstance(self.dictionary, dict):
@@ -291,7 +292,7 @@ class WasTextRandomLine(Node):
     text: STRING
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Random Line",))
+    comfy = ComfyAlias(("Text Random Line",), force_input=("text",))
 
     def run(self):
         return random.Random(self.seed).choice(self.text.split("\n"))
@@ -322,7 +323,7 @@ class WasTextShuffle(Node):
     separator: str = Text(",")
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Shuffle",))
+    comfy = ComfyAlias(("Text Shuffle",), force_input=("text",))
 
     def run(self):
         if self.separator == "":
@@ -353,7 +354,7 @@ class WasTextStringTruncate(Node):
     text_c: STRING = None
     text_d: STRING = None
     outputs = {"STRING": STRING, "STRING_2": STRING, "STRING_3": STRING, "STRING_4": STRING}
-    comfy = ComfyAlias(("Text String Truncate",))
+    comfy = ComfyAlias(("Text String Truncate",), force_input=("text",))
 
     def run(self):
         return tuple(truncate(t or "", self.truncate_to, self.truncate_from, self.truncate_by)
@@ -435,7 +436,7 @@ class WasTextCompare(Node):
     tolerance: float = Float(0.0, min=0.0, max=1.0, step=0.01)
     outputs = {"TEXT_A_PASS": STRING, "TEXT_B_PASS": STRING, "BOOL_NUMBER": NUMBER, "SCORE_NUMBER": NUMBER,
                "COMPARISON_TEXT": STRING}
-    comfy = ComfyAlias(("Text Compare",))
+    comfy = ComfyAlias(("Text Compare",), force_input=("text_a", "text_b"))
 
     def run(self):
         if (len(self.text_a) + 1) * (len(self.text_b) + 1) > COMPARE_CELLS:
@@ -641,7 +642,7 @@ class WasTextAddTokenByInput(Node):
     token_value: STRING
     print_current_tokens: str = Choice(("false", "true"), "false")
     outputs = {}
-    comfy = ComfyAlias(("Text Add Token by Input",))
+    comfy = ComfyAlias(("Text Add Token by Input",), force_input=("token_name", "token_value"))
 
     @classmethod
     def fingerprint(cls, **widgets):
@@ -895,7 +896,7 @@ class WasSaveTextFile(Node):
     filename_delimiter: str = Text("_")
     filename_number_padding: int = Int(4, min=2, max=9)
     outputs = {}
-    comfy = ComfyAlias(("Save Text File",))
+    comfy = ComfyAlias(("Save Text File",), force_input=("text",))
 
     @classmethod
     def fingerprint(cls, **widgets):
@@ -1388,7 +1389,7 @@ class WasTextToConsole(Node):
     text: STRING
     label: str = Text("Text Output")
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text to Console",))
+    comfy = ComfyAlias(("Text to Console",), force_input=("text",))
 
     def run(self):
         logging.getLogger(__name__).info("%s:\n%s", self.label.strip() or "Text to Console", self.text)

@@ -55,8 +55,8 @@ def _comfy_value(alias: ComfyAlias, our_name: str, value):
 
 def _input_entry(spec, alias: ComfyAlias) -> list:
     widget = spec.widget
-    if widget is None:
-        return [spec.type, {}]
+    if widget is None:  # a socket; one the pack marks forceInput is marked so, or an editor makes it a widget
+        return [spec.type, {"forceInput": True} if spec.name in alias.force_input else {}]
     if widget.hints.get("upload") == "webcam":  # ComfyUI's own widget type: the capture's file name
         return ["WEBCAM", _widget_options(widget, alias, spec.name)]
     if widget.kind == "CHOICE":
