@@ -32,6 +32,10 @@ TOKEN_NORMALIZATIONS = ("none", "mean", "length", "length+mean")
 WEIGHT_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++", "down_weight")
 MASK_TOKEN = 266  # the token the pack masks words with (CLIP's "+")
 SDXL_TOWERS = ["clip_g", "clip_l"]
+# compel / comfy++ / down_weight encode the prompt once per distinct weight below 1 (comfy++: and once
+# per word above 1), all its windows each time: a tower runs at most this many windows for one prompt
+# (a 3-window prompt with 80 weighted words), so a prompt cannot ask for thousands of encodings
+MAX_WINDOW_PASSES = 256
 
 
 def normalized_weights(weights: list[list[float]], words: list[list[int]], normalization: str) -> list[list[float]]:
@@ -61,37 +65,50 @@ def _masked(ids, weights, vectors, positions):
     return ids, weights, {key: v for key, v in vectors.items() if key not in positions}
 
 
+def _down_levels(strengths) -> list[float]:
+    """The distinct strengths of at most 1, lowest first: down_weighted encodes the prompt once
+    more for each but the last."""
+    return sorted({w for window in strengths for w in window if w <= 1})
+
+
 def down_weighted(encode, ids, weights, strengths, vectors, base):
     """The pack's down-weighting: for the distinct strengths below 1, lowest first, the tokens
     at that strength are masked (cumulatively) and the prompt encoded again; the result mixes the
     base embedding and those encodings with the steps between the strengths (w0 base + (w1 - w0)
     first masked + ... + (1 - wn) all masked). `ids` / `weights` are what is encoded, `strengths`
     the token strengths; encode(ids, weights, vectors) -> embedding."""
-    levels = sorted({w for window in strengths for w in window})
-    if not any(w < 1 for w in levels):
+    levels = _down_levels(strengths)
+    if not levels or levels[0] >= 1:
         return base
-    embs, masked = [base], set()
-    for level in (w for w in levels if w < 1):
+    # each encoding is added to the sum at once, not kept: one embedding in memory, not one per level.
+    # A level's step reaches the next level; the top one has none (1 is there unless every token,
+    # padding too, is below 1) and is not encoded.
+    cond, masked = levels[0] * base, set()
+    for level, following in zip(levels, levels[1:]):
         masked |= {(k, j) for k, window in enumerate(strengths) for j, w in enumerate(window) if w == level}
-        embs.append(encode(*_masked(ids, weights, vectors, masked)))
-    kept = [w for w in levels if w <= 1]
-    steps = [b - a for a, b in zip([0.0] + kept, kept)]
-    return sum(step * emb for step, emb in zip(steps, embs))
+        cond = cond + (following - level) * encode(*_masked(ids, weights, vectors, masked))
+    return cond
 
 
-def up_weighted(encode, ids, strengths, words, vectors, base):
-    """The pack's up-weighting by masking (comfy++): each word (segment) whose strength (at its
-    first token) is not 1 is masked and the prompt encoded again; each of its tokens gets
-    (strength - 1) times the difference between the base embedding and that encoding there."""
-    import torch
-
+def _up_words(words, strengths) -> list[int]:
+    """The words (segments) whose strength at their first token is above 1: up_weighted encodes
+    once more for each."""
     first = {}
     for window_words, window in zip(words, strengths):
         for word, w in zip(window_words, window):
             first.setdefault(word, w)
+    return [word for word, w in first.items() if w > 1.0]
+
+
+def up_weighted(encode, ids, strengths, words, vectors, base):
+    """The pack's up-weighting by masking (comfy++): each word (segment) whose strength (at its
+    first token) is above 1 is masked and the prompt encoded again; each of its tokens gets
+    (strength - 1) times the difference between the base embedding and that encoding there."""
+    import torch
+
     out = torch.zeros_like(base)
     plain = [[1.0] * len(window) for window in ids]
-    for word in (word for word, w in first.items() if w != 1.0):
+    for word in _up_words(words, strengths):
         positions = {(k, j) for k, window in enumerate(words) for j, wd in enumerate(window) if wd == word}
         diff = base - encode(*_masked(ids, plain, vectors, positions))
         mask = torch.tensor([wd == word for window in words for wd in window], dtype=base.dtype,
@@ -108,11 +125,56 @@ def _check_choices(token_normalization: str, weight_interpretation: str) -> None
             raise NodeInputError(name, f"{value!r} is not one of {', '.join(known)}")
 
 
+def _is_clip(clip) -> bool:
+    """A CLIP text encoder with CLIP towers: decoder language models (Qwen, Gemma, Llama) and
+    T5 have with_towers / tokenize too, but no CLIP tokens to weight or mask."""
+    from graphflow.models.text_encoders import TextEncoder
+
+    return isinstance(clip, TextEncoder) and bool(clip.towers)
+
+
 def _check_clip(clip, weight_interpretation: str) -> None:
-    if not hasattr(clip, "tokenize") or not hasattr(clip, "with_towers"):
+    if not _is_clip(clip):
         raise NodeInputError("weight_interpretation" if weight_interpretation != "comfy" else "token_normalization",
                              "token_normalization and weight_interpretation other than none / comfy need a CLIP "
                              "text encoder (SD1, SD2, SDXL)")
+
+
+def _down_weight_strengths(weights, words):
+    """down_weight's strengths: the weights over their top (at most 1), BOS / EOS / padding at it."""
+    top = max(w for window in weights for w in window)
+    ceiling = min(top, 1.0)
+    return [[ceiling if word == 0 else w / top * ceiling for w, word in zip(window, window_words)]
+            for window, window_words in zip(weights, words)]
+
+
+def _window_passes(windows, token_normalization: str, weight_interpretation: str) -> int:
+    """How many 77-token windows _tower_encode runs through the tower for these windows: each
+    encoding of the prompt runs all its windows."""
+    weights = normalized_weights(windows.weights, windows.words, token_normalization)
+    passes = 1  # comfy; A1111
+    if weight_interpretation == "compel":
+        passes = 2 + max(len(_down_levels(weights)) - 1, 0)
+    elif weight_interpretation == "comfy++":
+        up = [[max(w, 1.0) for w in window] for window in weights]
+        passes = 1 + max(len(_down_levels(weights)) - 1, 0) + len(_up_words(windows.words, up))
+    elif weight_interpretation == "down_weight":
+        passes = 1 + max(len(_down_levels(_down_weight_strengths(weights, windows.words))) - 1, 0)
+    return passes * len(windows.ids)
+
+
+def _check_passes(input_name: str, tower_windows: dict, token_normalization: str,
+                  weight_interpretation: str) -> None:
+    """Refuses before encoding a prompt whose weighting would run more than MAX_WINDOW_PASSES
+    windows through a tower: compel, comfy++ and down_weight encode the prompt again for each
+    distinct weight below 1, comfy++ also for each word weighted above 1."""
+    for name, windows in tower_windows.items():
+        passes = _window_passes(windows, token_normalization, weight_interpretation)
+        if passes > MAX_WINDOW_PASSES:
+            raise NodeInputError(input_name, f"{weight_interpretation} would encode {passes} 77-token windows on "
+                                             f"{name} (at most {MAX_WINDOW_PASSES}): it encodes the prompt once more "
+                                             f"per distinct weight below 1 (comfy++: and per word weighted above 1); "
+                                             f"use fewer distinct weights or weighted words, or comfy / A1111")
 
 
 def _tower_encode(clip, tower, windows, token_normalization: str, weight_interpretation: str):
@@ -147,11 +209,7 @@ def _tower_encode(clip, tower, windows, token_normalization: str, weight_interpr
         up = up_weighted(embed, ids, [[max(w, 1.0) for w in window] for window in weights], windows.words,
                          vectors, base)
         return cond + up, pooled
-    # down_weight: the weights over their top (at most 1), BOS / EOS / padding at it
-    top = max(w for window in weights for w in window)
-    ceiling = min(top, 1.0)
-    scaled = [[ceiling if word == 0 else w / top * ceiling for w, word in zip(window, window_words)]
-              for window, window_words in zip(weights, windows.words)]
+    scaled = _down_weight_strengths(weights, windows.words)
     return down_weighted(embed, ids, plain, scaled, vectors, base), pooled
 
 
@@ -165,7 +223,8 @@ def advanced_encode(clip, text: str, token_normalization: str, weight_interpreta
     down-weights by masking (down_weighted); compel encodes the weights above 1 as comfy and
     down-weights the rest; comfy++ down-weights below 1 and up-weights above 1 by masking
     (up_weighted). The pooled output is the unweighted prompt's (comfy: the weighted one's).
-    input_name: the node's input holding the text."""
+    A prompt whose weighting would encode more than MAX_WINDOW_PASSES 77-token windows on a tower
+    is refused (_check_passes). input_name: the node's input holding the text."""
     _check_choices(token_normalization, weight_interpretation)
     if token_normalization == "none" and weight_interpretation == "comfy":
         return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
@@ -174,6 +233,7 @@ def advanced_encode(clip, text: str, token_normalization: str, weight_interpreta
 
     def encode(clip):
         tokens = clip.tokenize(text)
+        _check_passes(input_name, tokens, token_normalization, weight_interpretation)
         parts = [_tower_encode(clip, tower, tokens[tower.name], token_normalization, weight_interpretation)
                  for tower in clip.towers]
         length = min(cond.shape[1] for cond, _ in parts)
@@ -198,16 +258,21 @@ def advanced_encode_sdxl(clip, text_l: str, text_g: str, token_normalization: st
     if clip is None:
         raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
     towers = sorted(t.name for t in getattr(clip, "towers", ()))
-    if towers != SDXL_TOWERS or not hasattr(clip, "tokenize"):
+    if towers != SDXL_TOWERS or not _is_clip(clip):
         raise NodeInputError("clip", f"needs SDXL's text encoder (CLIP-L and CLIP-G); this one has "
                                      f"{', '.join(towers) or 'other towers'}: use CLIP Text Encode (Advanced)")
     import torch
 
     def encode(clip):
-        l_windows, g_windows = clip.tokenize(text_l)["clip_l"], clip.tokenize(text_g)["clip_g"]
+        # each text tokenized for its own tower only (as TextEncoder.encode_each): an unknown
+        # embedding is reported once
+        l_windows = clip.with_towers([clip.tower("clip_l")]).tokenize(text_l)["clip_l"]
+        g_windows = clip.with_towers([clip.tower("clip_g")]).tokenize(text_g)["clip_g"]
         if len(l_windows.ids) != len(g_windows.ids):
             raise NodeInputError("text_l", f"text_l takes {len(l_windows.ids)} 77-token windows and text_g "
                                            f"{len(g_windows.ids)}: the pack needs them to take the same number")
+        _check_passes("text_l", {"clip_l": l_windows}, token_normalization, weight_interpretation)
+        _check_passes("text_g", {"clip_g": g_windows}, token_normalization, weight_interpretation)
         cond_l, _ = _tower_encode(clip, clip.tower("clip_l"), l_windows, token_normalization, weight_interpretation)
         cond_g, pooled = _tower_encode(clip, clip.tower("clip_g"), g_windows, token_normalization,
                                        weight_interpretation)
@@ -229,7 +294,11 @@ class CLIPTextEncodeAdvanced(Node):
     masked encoding); down_weight (scales all weights so the largest is 1, then down-weights as
     compel). none + comfy is CLIP Text Encode. On SDXL each text encoder is weighted on its own.
     The pooled output is the unweighted prompt's (comfy: the weighted one's); the pack's
-    affect_pooled option is switched off in the pack and not here either."""
+    affect_pooled option is switched off in the pack and not here either. compel, comfy++ and
+    down_weight encode the prompt again for each distinct weight below 1 (comfy++: and for each
+    word weighted above 1); a prompt that would take more than 256 77-token window encodings per
+    text encoder that way is refused (the pack has no limit). Needs a CLIP text encoder (SD1, SD2,
+    SDXL) unless none + comfy."""
     category = "conditioning/advanced"
     text: str = Text("", multiline=True)
     clip: CLIP
@@ -249,7 +318,8 @@ class CLIPTextEncodeSDXLAdvanced(Node):
     text_g to CLIP-G, each weighted as token_normalization and weight_interpretation say (see
     CLIP Text Encode (Advanced)). balance leans between them: 0.5 keeps both; below, CLIP-G's
     embedding is scaled by 1 - 2 (0.5 - balance) (0: silenced); above, CLIP-L's by
-    1 - 2 (balance - 0.5). The two texts must take the same number of 77-token windows. No size
+    1 - 2 (balance - 0.5). The two texts must take the same number of 77-token windows, and each
+    at most 256 window encodings under its weighting (see CLIP Text Encode (Advanced)). No size
     conditioning: add it with Add CLIP SDXL Params."""
     category = "conditioning/advanced"
     text_l: str = Text("", multiline=True)

@@ -15,7 +15,7 @@ from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_adv_clip import advanced_encode_sdxl, normalized_weights
+from nodes.pack_nodes_adv_clip import MAX_WINDOW_PASSES, advanced_encode, advanced_encode_sdxl, normalized_weights
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -124,6 +124,93 @@ def test_each_interpretation_against_masked_encodings(registry, models):
     assert torch.allclose(cond, want, atol=1e-5)
 
 
+def test_comfy_plus_plus_up_weights_each_word_and_the_pooled_output_is_the_plain_prompts(registry, models):
+    clip = _clip(registry)
+    segment = "tabby kitten"
+    n = clip.tokenize(segment)["clip_l"].words[0].count(1)
+    assert n >= 2  # a multi-token word: masked as one
+    plain, plain_options = _core(registry, clip, f"{segment} dog cat")
+    masked_segment = _core(registry, clip, " ".join(["+"] * n) + " dog cat")[0]
+    masked_dog = _core(registry, clip, f"{segment} + cat")[0]
+    dog = n + 1
+    want = plain.clone()
+    want[:, 1:dog] += 0.4 * (plain - masked_segment)[:, 1:dog]
+    want[:, dog] += 0.5 * (plain - masked_dog)[:, dog]
+    cond, options = _encode(registry, clip, f"({segment}:1.4) (dog:1.5) cat", interpretation="comfy++")
+    assert torch.allclose(cond, want, atol=1e-5)
+    assert torch.equal(options["pooled_output"], plain_options["pooled_output"])
+    _, options = _encode(registry, clip, f"({segment}:0.5) (dog:1.5) cat", interpretation="down_weight")
+    assert torch.equal(options["pooled_output"], plain_options["pooled_output"])
+
+
+def _counting_encoder(monkeypatch):
+    """Counts the 77-token windows the CLIP towers encode (the empty window of a weighted encoding
+    left out)."""
+    import graphflow.models.text_encoders as text_encoders
+
+    seen = {"windows": 0}
+    encode_windows = text_encoders._encode_windows
+
+    def counting(tower, windows, *args, **kwargs):
+        seen["windows"] += len(windows.ids)
+        return encode_windows(tower, windows, *args, **kwargs)
+
+    monkeypatch.setattr(text_encoders, "_encode_windows", counting)
+    return seen
+
+
+def test_encoder_passes_are_counted_and_a_prompt_needing_too_many_is_refused(registry, models, monkeypatch):
+    clip = _clip(registry)
+    seen = _counting_encoder(monkeypatch)
+    from nodes.pack_nodes_adv_clip import _window_passes
+
+    text = "(a:0.5) (b:0.25) (c:0.25) (d e:1.5) (f:1.2) g, " + ", ".join(["a red cube"] * 30)
+    windows = clip.tokenize(text)["clip_l"]
+    assert len(windows.ids) == 2
+    for interpretation in ("A1111", "compel", "comfy++", "down_weight"):
+        seen["windows"] = 0
+        _encode(registry, clip, text, interpretation=interpretation)
+        assert seen["windows"] == _window_passes(windows, "none", interpretation), interpretation
+    assert _window_passes(windows, "none", "comfy++") == 2 * (1 + 2 + 2)  # base, 2 levels below 1, 2 words above
+
+    # a distinct weight below 1 per word: one encoding of both windows each
+    many = " ".join(f"(w{i}:{0.001 * (i + 1):.3f})" for i in range(MAX_WINDOW_PASSES // 2 + 1))
+    for interpretation in ("compel", "comfy++", "down_weight"):
+        seen["windows"] = 0
+        with pytest.raises(NodeInputError) as caught:
+            _encode(registry, clip, many, interpretation=interpretation)
+        assert caught.value.input == "text" and f"at most {MAX_WINDOW_PASSES}" in str(caught.value)
+        assert seen["windows"] == 0  # refused before encoding
+    with pytest.raises(NodeInputError) as caught:  # words above 1: comfy++ only
+        advanced_encode(clip, " ".join(f"(w{i}:1.5)" for i in range(MAX_WINDOW_PASSES)), "none", "comfy++",
+                        input_name="positive")
+    assert caught.value.input == "positive"
+    _encode(registry, clip, " ".join(f"(w{i}:1.5)" for i in range(MAX_WINDOW_PASSES)), interpretation="compel")
+    sdxl = _clip(registry, "base.safetensors")
+    with pytest.raises(NodeInputError) as caught:
+        unweighted = " ".join(f"w{i}" for i in range(MAX_WINDOW_PASSES // 2 + 1))  # as many windows as many
+        call(registry, "CLIPTextEncodeSDXLAdvanced", clip=sdxl, text_l=unweighted, text_g=many,
+             token_normalization="none", weight_interpretation="down_weight", balance=0.5)
+    assert caught.value.input == "text_g"
+
+
+def test_non_clip_text_encoders_are_refused_by_input(registry, tmp_path):
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    gemma = load_text_encoders(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32), "lumina2",
+                               device="cpu", dtype=torch.float32)
+    assert hasattr(gemma, "tokenize") and hasattr(gemma, "with_towers")  # what let it through before
+    for normalization, interpretation, name in (("none", "A1111", "weight_interpretation"),
+                                                ("mean", "comfy", "token_normalization")):
+        with pytest.raises(NodeInputError) as caught:
+            _encode(registry, gemma, "a (red:0.5) cube", normalization, interpretation)
+        assert caught.value.input == name and "CLIP text encoder" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        advanced_encode_sdxl(gemma, "a", "b", "none", "comfy", 0.5)
+    assert caught.value.input == "clip"
+
+
 def test_sdxl_node_balance_and_towers(registry, models):
     clip = _clip(registry, "base.safetensors")
     split = clip.tower("clip_l").hidden_size
@@ -150,6 +237,15 @@ def test_sdxl_node_balance_and_towers(registry, models):
     single, _ = _encode(registry, clip, "a (red:1.3) cube", interpretation="A1111")
     got, _ = node(0.5, "A1111", text_g="a (red:1.3) cube")
     assert torch.allclose(got, single, atol=1e-6)
+    # the masking interpretations per tower: each half is the single-text node's on that text
+    text_l, text_g = "a (red:0.5) cube (big:1.4)", "a (blue:0.25) sphere (small:1.5)"
+    for interpretation in ("compel", "comfy++", "down_weight"):
+        got, options = node(0.5, interpretation, text_l=text_l, text_g=text_g)
+        want_l, _ = _encode(registry, clip, text_l, interpretation=interpretation)
+        want_g, want_options = _encode(registry, clip, text_g, interpretation=interpretation)
+        assert torch.allclose(got[..., :split], want_l[..., :split], atol=1e-6), interpretation
+        assert torch.allclose(got[..., split:], want_g[..., split:], atol=1e-6), interpretation
+        assert torch.equal(options["pooled_output"], want_options["pooled_output"])  # CLIP-G's, of text_g
 
     long_text = ", ".join(["a red cube"] * 40)
     with pytest.raises(NodeInputError) as caught:
@@ -162,6 +258,17 @@ def test_sdxl_node_balance_and_towers(registry, models):
     with pytest.raises(NodeInputError) as caught:  # a linked value: not checked before the run
         advanced_encode_sdxl(clip, "a", "b", "none", "comfy+++", 0.5)
     assert caught.value.input == "weight_interpretation" and "'comfy+++'" in str(caught.value)
+
+
+def test_sdxl_node_tokenizes_each_text_for_its_own_tower_only(registry, models, caplog):
+    clip = _clip(registry, "base.safetensors")
+    with caplog.at_level("WARNING"):
+        call(registry, "CLIPTextEncodeSDXLAdvanced", clip=clip, text_l="embedding:no_such_l a cube",
+             text_g="embedding:no_such_g a sphere", token_normalization="none", weight_interpretation="A1111",
+             balance=0.5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("embedding:no_such_l does not exist" in m for m in messages) == 1  # CLIP-L's text, once
+    assert sum("embedding:no_such_g does not exist" in m for m in messages) == 1
 
 
 def test_params_nodes_set_what_clip_text_encode_sdxl_and_refiner_set(registry, models):
