@@ -55,6 +55,7 @@ repeat_to_batch_size: a shorter batch of rows repeats, a longer one is cut), and
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import math
@@ -143,14 +144,15 @@ FUNCTIONS = {
 }
 
 
-def schedule_expression(text: str, names: dict):
+def schedule_expression(text: str | ast.expr, names: dict):
     """The value of a schedule's formula (the pack's numexpr.evaluate), walked node by node:
-    numbers, `names`, numexpr's operators and FUNCTIONS. Raises ValueError (or NameError,
-    ZeroDivisionError, OverflowError, SyntaxError) with what is wrong."""
+    numbers, `names`, numexpr's operators and FUNCTIONS; `text` may be parsed already
+    (formula_tree). Raises ValueError (or NameError, ZeroDivisionError, OverflowError,
+    SyntaxError) with what is wrong."""
     def value(node):
         if isinstance(node, ast.Constant):
             if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-                return node.value
+                return whole_checked(node.value)  # a long literal would make ** and << slow
             raise ValueError(f"{node.value!r} is not a number")
         if isinstance(node, ast.Name):
             if node.id not in names:
@@ -159,7 +161,7 @@ def schedule_expression(text: str, names: dict):
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             return whole_checked(binary(node.op, value(node.left), value(node.right)))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](value(node.operand))
+            return whole_checked(_UNARY[type(node.op)](value(node.operand)))
         if isinstance(node, ast.Compare):
             left = value(node.left)
             for op, right in zip(node.ops, node.comparators):
@@ -184,6 +186,14 @@ def schedule_expression(text: str, names: dict):
             raise ValueError(f"the exponent {right} is too big (at most {POWER_LIMIT})")
         if isinstance(op, (ast.LShift, ast.RShift)) and not 0 <= right < 64:
             raise ValueError(f"a shift of {right} is outside 0..63")
+        # Whole numbers past int64 are refused after the operation; refuse before it where the result
+        # surely is, so that no big-number power (one long C call, not interruptible) runs.
+        if isinstance(left, int) and isinstance(right, int) and right > 0:
+            bits = abs(left).bit_length()  # abs(left) >= 2 ** (bits - 1)
+            past = (bits - 1) * right >= 64 if isinstance(op, ast.Pow) else (
+                bits and bits - 1 + right >= 64 if isinstance(op, ast.LShift) else False)
+            if past:
+                raise OverflowError("the whole number is past int64")
         return _BINARY[type(op)](left, right)
 
     def whole_checked(result):
@@ -193,19 +203,71 @@ def schedule_expression(text: str, names: dict):
             raise ValueError("the result is not a real number")
         return result
 
-    return value(ast.parse(text.strip(), mode="eval").body)
+    return value(formula_tree(text) if isinstance(text, str) else text)
 
 
-def _evaluated(text: str, names: dict, input_name: str, where: str):
-    """schedule_expression, its errors named by the input and where in it (a line, a frame)."""
-    try:
-        return schedule_expression(text, names)
-    except SyntaxError as e:
-        raise NodeInputError(input_name, f"{where}: {text!r} is not a formula ({e.msg})") from None
-    except (ValueError, NameError, TypeError, ZeroDivisionError, OverflowError) as e:
-        raise NodeInputError(input_name, f"{where}: {text!r} can't be worked out: {e}") from None
-    except (RecursionError, MemoryError):
-        raise NodeInputError(input_name, f"{where}: {text!r} is nested too deeply to be worked out") from None
+def formula_tree(text: str) -> ast.expr:
+    return ast.parse(text.strip(), mode="eval").body
+
+
+FORMULA_WORK = 20_000_000  # parts of formulas worked out in one run (about half a minute)
+
+
+class Formulas:
+    """A run's formulas, each parsed once (a schedule works one out at many frames), and the work
+    they take counted: past FORMULA_WORK parts in all, the run is refused."""
+
+    def __init__(self):
+        self.parsed = {}  # text -> (tree, its part count)
+        self.work = 0
+
+    def value(self, text: str, names: dict, input_name: str, where):
+        """The formula's value, its errors named by the input and `where` in it (a line, a frame;
+        a function giving that text, worked out only for an error)."""
+        try:
+            if text not in self.parsed:
+                tree = formula_tree(text)
+                self.parsed[text] = (tree, sum(isinstance(n, ast.expr) for n in ast.walk(tree)))
+            tree, parts = self.parsed[text]
+            self.work += parts
+            if self.work > FORMULA_WORK:
+                raise NodeInputError(input_name, f"the formulas take more than {FORMULA_WORK:,} steps to work out "
+                                                 f"at every frame: use fewer frames or shorter formulas")
+            return schedule_expression(tree, names)
+        except SyntaxError as e:
+            raise NodeInputError(input_name, f"{_where(where)}: {_shown(text)} is not a formula ({e.msg})") from None
+        except (ValueError, NameError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise NodeInputError(input_name, f"{_where(where)}: {_shown(text)} can't be worked out: {e}") from None
+        except (RecursionError, MemoryError):
+            raise NodeInputError(input_name, f"{_where(where)}: {_shown(text)} is nested too deeply to be "
+                                             f"worked out") from None
+
+
+def _where(where) -> str:
+    return where() if callable(where) else where
+
+
+def _shown(text: str, most: int = 80) -> str:
+    """A user's text in an error message: quoted, cut to `most` characters."""
+    return repr(text[:most] + "..." if len(text) > most else text)
+
+
+def _evaluated(text: str, names: dict, input_name: str, where):
+    """A formula's value, its errors named by the input and where in it (a line, a frame)."""
+    return Formulas().value(text, names, input_name, where)
+
+
+def key_frame(key: str, max_f: int, input_name: str, where) -> int:
+    """A keyframe's frame: a whole number, or a formula of max_f, cut toward 0 (as the pack's int())."""
+    if _is_number(key):
+        if not re.fullmatch(r"[+-]?\d+", key) or len(key) > 20:  # int64's digits at most
+            raise NodeInputError(input_name, f"{_where(where)}: keyframe {_shown(key)} is not a whole frame number")
+        return int(key)
+    number = _evaluated(key, {"max_f": max_f}, input_name, where)
+    if not math.isfinite(number):
+        raise NodeInputError(input_name, f"{_where(where)}: keyframe {_shown(key)} works out to {number}, "
+                                         f"not a frame")
+    return int(number)
 
 
 _NUMBER = re.compile(r"^(?=.)([+-]?([0-9]*)(\.([0-9]+))?)$")  # the pack's check_is_number
@@ -231,31 +293,35 @@ def _line_of(text: str, index: int) -> str:
 # -- prompt schedules -----------------------------------------------------------------------------
 
 
+_TRAILING_COMMA = re.compile(r",\s*}")
+
+
+def _position_in_text(text: str, joined: str, pos: int) -> int:
+    """The index in text of the character at `pos` of prompt_keyframes' cleaned text (joined with
+    its trailing commas dropped), for an error's line: worked out only then, as it walks the text."""
+    for m in _TRAILING_COMMA.finditer(joined):  # back to joined's index: past each dropped stretch
+        if pos < m.start():
+            break
+        pos += m.end() - 1 - m.start()
+    pos -= 1  # joined's "{"
+    for m in re.finditer("\n", text):  # past each newline removed before it
+        if m.start() > pos:
+            break
+        pos += 1
+    return min(max(pos, 0), len(text))
+
+
 def prompt_keyframes(text: str, input_name: str = "text") -> dict:
     """The schedule's {key: prompt}, read as the pack reads it: newlines removed, the text put in
     braces, a comma before the closing brace dropped, then JSON. A mistake is named by its line."""
-    # joined[j] comes from text[origin[j]]: the JSON error's position back to the user's line
-    joined, origin = ["{"], [0]
-    for i, ch in enumerate(text):
-        if ch != "\n":
-            joined.append(ch)
-            origin.append(i)
-    joined.append("}")
-    origin.append(len(text))
-    joined = "".join(joined)
-    kept = []
-    last = 0
-    for m in re.finditer(r",\s*}", joined):  # the pack's re.sub(r',\s*}', '}'): each match keeps its brace
-        kept.extend(range(last, m.start()))
-        last = m.end() - 1
-    kept.extend(range(last, len(joined)))
-    cleaned = "".join(joined[j] for j in kept)
+    joined = "{" + text.replace("\n", "") + "}"
+    cleaned = _TRAILING_COMMA.sub("}", joined)  # the pack's re.sub(r',\s*}', '}')
     try:
         parsed = json.loads(cleaned)
     except RecursionError:
         raise NodeInputError(input_name, "is nested too deeply to be read as a schedule") from None
     except json.JSONDecodeError as e:
-        at = origin[kept[min(e.pos, len(kept) - 1)]]
+        at = _position_in_text(text, joined, e.pos)
         raise NodeInputError(input_name, f"{_line_of(text, at)}: {e.msg}; expected lines like "
                                          f"\"0\": \"a cat\", (each key and prompt in double quotes, "
                                          f"separated by commas)") from None
@@ -307,13 +373,9 @@ def interpolated_prompts(prompts: dict, max_frames: int, input_name: str = "text
     b's, and a's weight 1 - (f - a) / (b - a)."""
     keyed = []
     for key, prompt in prompts.items():
-        if _is_number(key):
-            if not re.fullmatch(r"[+-]?\d+", key):
-                raise NodeInputError(input_name, f"keyframe {key!r}: expected a whole frame number")
-            keyed.append((int(key), key, prompt))
-        else:
-            number = int(_evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}"))
-            keyed.append((number, number, prompt))  # the pack keys it by the int, never equal to "0"
+        number = key_frame(key, max_frames, input_name, f"keyframe {_shown(key)}")
+        # the pack keys a formula's frame by the int, never equal to "0"
+        keyed.append((number, key if _is_number(key) else number, prompt))
     if not keyed:
         raise NodeInputError(input_name, "no keyframes: expected lines like \"0\": \"a cat\",")
     keyed.sort(key=lambda k: k[0])
@@ -355,15 +417,17 @@ def _frame_values(values, name: str, frames: int) -> list:
 _BACKTICKS = re.compile(r"`.*?`")
 
 
-def with_formulas(prompt: str, frame: int, max_frames: int, weights: dict, input_name: str = "text") -> str:
+def with_formulas(prompt: str, frame: int, max_frames: int, weights: dict, input_name: str = "text",
+                  formulas: Formulas | None = None) -> str:
     """The prompt with each `formula` replaced by its value at this frame (t; max_f = max_frames - 1;
     pw_a..pw_d), then stripped (the pack's prepare_batch_promptA)."""
     if "`" not in prompt:
         return prompt.strip()
     names = {"t": frame, "max_f": max_frames - 1, **{k: v[frame] for k, v in weights.items()}}
+    formulas = formulas or Formulas()
 
     def value(match):
-        return str(_evaluated(match.group(0)[1:-1], names, input_name, f"frame {frame}, {match.group(0)}"))
+        return str(formulas.value(match.group(0)[1:-1], names, input_name, f"frame {frame}"))
 
     return _BACKTICKS.sub(value, prompt).strip()
 
@@ -676,14 +740,8 @@ def _sdxl_filled(keyed: list, max_frames: int, pre: str, app: str, series: list)
 
 
 def _sdxl_keyed(prompts: dict, max_frames: int, input_name: str) -> list:
-    keyed = []
-    for key, prompt in prompts.items():
-        if _is_number(key):
-            if not re.fullmatch(r"[+-]?\d+", key):
-                raise NodeInputError(input_name, f"keyframe {key!r}: expected a whole frame number")
-            keyed.append((int(key), prompt))
-        else:
-            keyed.append((int(_evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}")), prompt))
+    keyed = [(key_frame(key, max_frames, input_name, f"keyframe {_shown(key)}"), prompt)
+             for key, prompt in prompts.items()]
     return sorted(keyed, key=lambda k: k[0])
 
 
@@ -994,25 +1052,23 @@ max_f. The last frame takes the last keyframe's value; frames before the first k
 value (the pack fails without a keyframe 0). print_output is accepted and prints nothing."""
 
 
-def value_keyframes(text: str, max_frames: int, input_name: str = "text") -> dict[int, str]:
-    """{frame: value text} of a value schedule, read as the pack's batch_parse_key_frames."""
+def value_keyframes(text: str, max_frames: int, input_name: str = "text") -> dict[int, tuple]:
+    """{frame: (value text, where: a function naming its line)} of a value schedule, read as the
+    pack's batch_parse_key_frames. (Line numbers are worked out only for an error: counting them
+    for every entry would take time growing with the square of the text's length.)"""
     text = re.sub(r",\s*$", "", text)
     frames = {}
     offset = 0
     for entry in text.split(","):
-        where = _line_of(text, offset + len(entry) - len(entry.lstrip()))
+        where = functools.partial(_line_of, text, offset + len(entry) - len(entry.lstrip()))
         offset += len(entry) + 1
         parts = entry.split(":")
         if len(parts) < 2:
-            raise NodeInputError(input_name, f"{where}: expected frame:(value), got {entry.strip()!r}")
+            raise NodeInputError(input_name, f"{where()}: expected frame:(value), got {_shown(entry.strip())}")
         key = parts[0].strip()
         plain = _unquoted(key)
-        if _is_number(plain):
-            if not re.fullmatch(r"[+-]?\d+", plain):
-                raise NodeInputError(input_name, f"{where}: keyframe {key!r} is not a whole frame number")
-            frame = int(plain)
-        else:
-            frame = int(_evaluated(_outer_quotes_dropped(key), {"max_f": max_frames - 1}, input_name, where))
+        frame = key_frame(plain if _is_number(plain) else _outer_quotes_dropped(key), max_frames - 1, input_name,
+                          where)
         frames[frame] = (parts[1].strip(), where)
     return frames
 
@@ -1031,6 +1087,7 @@ def _outer_quotes_dropped(key: str) -> str:
 def value_series(text: str, max_frames: int, input_name: str = "text") -> list[float]:
     """The value at every frame (the pack's batch_get_inbetweens, linear)."""
     keyframes = value_keyframes(text, max_frames, input_name)
+    formulas = Formulas()
     series: list[float | None] = [None] * max_frames
     formula = None  # (value text, where) of the last keyframe holding a formula, until the next keyframe
     for f in range(max_frames):
@@ -1042,7 +1099,9 @@ def value_series(text: str, max_frames: int, input_name: str = "text") -> list[f
             else:
                 formula = (value, where)
         if formula is not None:
-            result = _evaluated(formula[0], {"t": f, "max_f": max_frames - 1}, input_name, formula[1])
+            # the pack's numexpr also sees its loop's i (the frame) and max_frames
+            names = {"t": f, "max_f": max_frames - 1, "i": f, "max_frames": max_frames}
+            result = formulas.value(formula[0], names, input_name, formula[1])
             series[f] = float(result)
     known = [f for f, v in enumerate(series) if v is not None]
     if not known:
