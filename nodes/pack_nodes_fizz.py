@@ -55,6 +55,7 @@ repeat_to_batch_size: a shorter batch of rows repeats, a longer one is cut), and
 from __future__ import annotations
 
 import ast
+import bisect
 import functools
 import inspect
 import json
@@ -66,6 +67,7 @@ from dataclasses import dataclass, field
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, \
     Float, Int, Node, NodeInputError, Text, socket_type, warn
 from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
+from nodes.strings import _fits
 
 COMFY_PACK = "ComfyUI_FizzNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -432,6 +434,27 @@ def with_formulas(prompt: str, frame: int, max_frames: int, weights: dict, input
     return _BACKTICKS.sub(value, prompt).strip()
 
 
+class _Filler:
+    """Each frame's prompt with its formulas filled in (with_formulas): a prompt without formulas is
+    the same text every frame, one string for all of them; those with formulas are new text each
+    frame, their total held to nodes.strings' MAX_TEXT (many frames of a long prompt would fill the
+    memory)."""
+
+    def __init__(self, max_frames: int, weights: dict, input_name: str):
+        self.max_frames, self.weights, self.input_name = max_frames, weights, input_name
+        self.plain = {}
+        self.formulas = Formulas()
+        self.total = 0
+
+    def __call__(self, prompt: str, frame: int) -> str:
+        if "`" not in prompt:
+            return self.plain.setdefault(prompt, prompt.strip())
+        text = with_formulas(prompt, frame, self.max_frames, self.weights, self.input_name, self.formulas)
+        self.total += len(text)
+        _fits(self.total, self.input_name)
+        return text
+
+
 @dataclass
 class Schedule:
     """A prompt schedule worked out per frame: each side's (current prompt, next prompt) with the
@@ -448,13 +471,7 @@ def prompt_schedule(text: str, max_frames: int, pre_text: str, app_text: str, pw
     pos, neg = with_pre_and_app(prompt_keyframes(text), pre_text or "", app_text or "")
     weights = {name: _frame_values(values, name, max_frames) for name, values in pw.items()}
     sides = []
-    plain = {}  # a prompt without formulas is the same text every frame: one string for all of them
-
-    def filled(prompt: str, f: int) -> str:
-        if "`" in prompt:
-            return with_formulas(prompt, f, max_frames, weights)
-        return plain.setdefault(prompt, prompt.strip())
-
+    filled = _Filler(max_frames, weights, "text")
     for prompts in (pos, neg):
         series = interpolated_prompts(prompts, max_frames)
         sides.append([(filled(series.current[f], f), filled(series.following[f], f)) for f in frames])
@@ -723,20 +740,30 @@ class BatchStringSchedule(Node, _PromptWeights):
 # -- SDXL prompt schedules ---------------------------------------------------------------------
 
 
-def _sdxl_filled(keyed: list, max_frames: int, pre: str, app: str, series: list) -> None:
-    """The pack's keyframe loop of BatchInterpolatePromptsSDXL into series [current, next, weight]
-    per frame: between keyframes a < b, a's and b's prompts (pre_text and app_text put around them
-    once more) and weight 1 - (f - a) / (b - a); every frame from b on, a's and b's prompts at
-    weight 0 (the next keyframe's loop overwrites them), so past the last keyframe its prompt."""
-    for (start, prompt), (end, next_prompt) in zip(keyed, keyed[1:]):
-        if start >= end:
-            continue
-        current, following = f"{pre} {prompt} {app}", f"{pre} {next_prompt} {app}"
-        step = 1 / (end - start)
-        for f in range(max(start, 0), min(end, max_frames)):
-            series[f] = [current, following, 1 - step * (f - start)]
-        for f in range(max(end, 0), max_frames):
-            series[f] = [current, following, 0.0]
+@dataclass
+class _SDXLPairs:
+    """One tower's keyframe pairs (a < b, in order) as the pack's BatchInterpolatePromptsSDXL loop
+    writes them into its series: pair a, b writes every frame from a on (between a and b a's and
+    b's prompts, pre_text and app_text put around them once more, at weight 1 - (f - a) / (b - a);
+    from b on the same prompts at weight 0), so a frame ends with the last pair starting at or
+    before it, and text_l's pairs (written after text_g's) win where one does. Worked out per
+    frame here, where the pack fills every frame from each keyframe on."""
+    starts: list[int]
+    pairs: list[tuple[int, int, str, str]]
+
+    @classmethod
+    def of(cls, keyed: list, pre: str, app: str) -> "_SDXLPairs":
+        pairs = [(start, end, f"{pre} {prompt} {app}", f"{pre} {next_prompt} {app}")
+                 for (start, prompt), (end, next_prompt) in zip(keyed, keyed[1:]) if start < end]
+        return cls([max(start, 0) for start, *_ in pairs], pairs)
+
+    def at(self, f: int) -> list | None:
+        """[current, next, weight] at frame f, None before the first pair."""
+        index = bisect.bisect_right(self.starts, f) - 1
+        if index < 0:
+            return None
+        start, end, current, following = self.pairs[index]
+        return [current, following, 1 - (f - start) / (end - start) if f < end else 0.0]
 
 
 def _sdxl_keyed(prompts: dict, max_frames: int, input_name: str) -> list:
@@ -760,18 +787,18 @@ def sdxl_schedule(node, max_frames: int, frames=None) -> Schedule:
     if len(sides["l"][2]) == 1:
         raise NodeInputError("text_l", "has one keyframe; the pack fails on that (it needs none or two or more)")
     result = []
+    filled = _Filler(max_frames, weights, "text_g")
     for side in (2, 3):
-        series = [None] * max_frames
-        for tower in ("g", "l"):
-            pre, app = sides[tower][:2]
-            _sdxl_filled(sides[tower][side], max_frames, pre, app, series)
-        if None in series:
-            first = series.index(None)
-            raise NodeInputError("text_g", f"frame {first} comes before the schedule's keyframes (the pack encodes "
-                                           f"the text 'nan' there): start the schedule at frame 0, with at least two "
-                                           f"keyframes")
-        result.append([(with_formulas(series[f][0], f, max_frames, weights, "text_g"),
-                         with_formulas(series[f][1], f, max_frames, weights, "text_g"), series[f][2]) for f in frames])
+        towers = [_SDXLPairs.of(sides[tower][side], *sides[tower][:2]) for tower in ("g", "l")]
+        if not any(t.starts and t.starts[0] == 0 for t in towers):  # each tower covers frames from its first on
+            raise NodeInputError("text_g", "frame 0 comes before the schedule's keyframes (the pack encodes "
+                                           "the text 'nan' there): start the schedule at frame 0, with at least two "
+                                           "keyframes")
+        rows = []
+        for f in frames:
+            current, following, weight = towers[1].at(f) or towers[0].at(f)
+            rows.append((filled(current, f), filled(following, f), weight))
+        result.append(rows)
     return Schedule([r[:2] for r in result[0]], [r[:2] for r in result[1]], [r[2] for r in result[0]])
 
 
