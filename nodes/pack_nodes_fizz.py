@@ -65,7 +65,7 @@ import re
 from dataclasses import dataclass, field
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, \
-    Float, Int, Node, NodeInputError, Text, socket_type, warn
+    Float, Int, Node, NodeInputError, Size, Text, check_run_memory, run_limits, socket_type, warn
 from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
 from nodes.strings import _fits
 
@@ -962,14 +962,20 @@ class PromptScheduleEncodeSDXL(Node, _PromptWeights):
 # -- image selection ------------------------------------------------------------------------------
 
 
-def selected_images(spec: str, count: int) -> list[int]:
+MAX_PICKS = 100_000  # images ImagesFromBatchSchedule may pick where the server sets no max_batch
+
+
+def selected_images(spec: str, count: int, most: int = MAX_PICKS) -> list[int]:
     """The batch positions an index list picks, as the pack's selectImages (from SLAPaper's
     ComfyUI-Image-Selector): comma-separated 1-based numbers (one past the batch picks nothing; 0
     picks the last, as the pack's -1) and ranges a:b (a to b - 1), a: (a to the end), :b (up to
-    b - 1), with Python's slicing; a part that is not a number or range is skipped."""
+    b - 1), with Python's slicing; a part that is not a number or range is skipped. More than `most`
+    picks, or a number before the batch's first (below 1 - count), is an error naming text."""
     every = list(range(count))
     picked = []
     for part in spec.strip().split(","):
+        if len(picked) > most:
+            break
         try:
             if ":" in part:
                 start, end = (p.strip() for p in part.strip().split(":", 1))
@@ -981,10 +987,15 @@ def selected_images(spec: str, count: int) -> list[int]:
                     picked.extend(every[:int(end) - 1])
             else:
                 index = int(part.strip()) - 1
+                if index < -count:
+                    raise NodeInputError("text", f"the image number {index + 1} is before the batch's first "
+                                                 f"(a batch of {count}: 1..{count}, or 0..{1 - count} from its end)")
                 if index < count:
                     picked.append(index)
         except ValueError:  # the pack skips what it can't read
             continue
+    if len(picked) > most:
+        raise NodeInputError("text", f"picks more than {most} images (the most allowed here)")
     return picked
 
 
@@ -994,7 +1005,8 @@ class ImagesFromBatchSchedule(Node):
     no blending; `formulas` of t and max_f worked out) lists the images, 1-based: numbers and ranges
     a:b (a to b - 1), a:, :b; parts that are not numbers are skipped, and when nothing is picked the
     whole batch passes (the pack then gives its first image only, a slip). current_frame must be
-    below max_frames (the pack fails past it)."""
+    below max_frames (the pack fails past it). The picks are held to the server's max_batch (else
+    100 000) and the memory."""
     category = SCHEDULE
     images: IMAGE
     text: str = Text(DEFAULT_PROMPT, multiline=True)
@@ -1010,7 +1022,10 @@ class ImagesFromBatchSchedule(Node):
         series = interpolated_prompts(prompt_keyframes(self.text), self.max_frames)
         spec = with_formulas(series.current[self.current_frame], self.current_frame, self.max_frames,
                              {name: [0] * self.max_frames for name in ("pw_a", "pw_b", "pw_c", "pw_d")})
-        picked = selected_images(spec, len(self.images))
+        most = run_limits().max_batch
+        picked = selected_images(spec, len(self.images), MAX_PICKS if most is None else most)
+        if picked:
+            check_run_memory("text", "the picked images", images=Size(len(picked), *self.images.shape[1:3]))
         return self.images[picked] if picked else self.images
 
 
