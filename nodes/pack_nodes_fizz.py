@@ -593,8 +593,11 @@ class BatchPromptSchedule(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
+    # older layouts: without end_frame, then without start_frame too; each with the forceInput values
+    # (converted widgets) or without them (bare sockets)
     comfy = ComfyAlias(("BatchPromptSchedule",), optional=_OPTIONAL_BATCH, widgets=_force_input_layout(
-        11, _texts_and_weights(3, 7), {10: {6: 0}, 9: {5: 0, 6: 0}}))  # older: without end_frame, start_frame
+        11, _texts_and_weights(3, 7), {10: {6: 0}, 9: {5: 0, 6: 0}, 4: {**_texts_and_weights(3, 7), 6: 0},
+                                       3: {**_texts_and_weights(3, 7), 5: 0, 6: 0}}))
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -627,8 +630,9 @@ class BatchPromptScheduleLatentInput(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING, "INPUT_LATENTS": LATENT}
+    # older: without end_frame, with the forceInput values (converted widgets) or without (bare sockets)
     comfy = ComfyAlias(("BatchPromptScheduleLatentInput",), optional=_OPTIONAL_BATCH, widgets=_force_input_layout(
-        10, _texts_and_weights(2, 6), {9: {5: 0}}))  # older: without end_frame
+        10, _texts_and_weights(2, 6), {9: {5: 0}, 3: {**_texts_and_weights(2, 6), 5: 0}}))
 
     @classmethod
     def estimate(cls, widgets, inputs):
