@@ -541,9 +541,9 @@ def frame_conditioning(pair: tuple[str, str], weight: float, encode: _Encoder) -
     return [(cond, {} if pooled is None else {"pooled_output": pooled})]
 
 
-def _conditioning_estimate(frames) -> Estimate:
-    """At least 77 tokens of 768 floats per frame and side (SD1's CLIP; others are wider)."""
-    return Estimate(None, memory=frames * 2 * 77 * 768 * 4 if isinstance(frames, int) else 0)
+def _conditioning_estimate(frames, width: int = 768) -> Estimate:
+    """At least 77 tokens of `width` floats per frame and side (SD1's CLIP 768; SDXL's 2048)."""
+    return Estimate(None, memory=frames * 2 * 77 * width * 4 if isinstance(frames, int) else 0)
 
 
 def latent_frames(latent, name: str = "num_latents") -> int:
@@ -842,6 +842,9 @@ def _sdxl_batch(node, frames: int) -> tuple:
                                                                                   schedule.negative))
 
 
+SDXL_WIDTH = 2048  # CLIP-G's 1280 and CLIP-L's 768 floats per token, side by side
+
+
 def _size(default: int):
     return Int(default, min=0, max=8192)  # the pack's MAX_RESOLUTION
 
@@ -876,7 +879,7 @@ class BatchPromptScheduleEncodeSDXL(Node, _PromptWeights):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _conditioning_estimate(widgets.get("max_frames"))
+        return _conditioning_estimate(widgets.get("max_frames"), SDXL_WIDTH)
 
     def run(self):
         return _sdxl_batch(self, self.max_frames)
@@ -914,7 +917,7 @@ class BatchPromptScheduleSDXLLatentInput(Node, _PromptWeights):
     @classmethod
     def estimate(cls, widgets, inputs):
         size = inputs.get("num_latents")
-        return Estimate(size, memory=_conditioning_estimate(size.batch if size else None).memory)
+        return Estimate(size, memory=_conditioning_estimate(size.batch if size else None, SDXL_WIDTH).memory)
 
     def run(self):
         return (*_sdxl_batch(self, latent_frames(self.num_latents)), self.num_latents)
