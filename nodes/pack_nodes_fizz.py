@@ -37,7 +37,10 @@ Expressions (the pack's numexpr) are never evaluated by Python: `schedule_expres
 parsed formula under an allow-list (numbers; the names t, max_f and pw_a..pw_d where the pack has
 them; + - * / % ** << >> & | ^ ~ and comparisons; where, sin, cos, tan, arcsin, arccos, arctan,
 arctan2, sinh, cosh, tanh, arcsinh, arccosh, arctanh, log, log10, log1p, exp, expm1, sqrt, abs,
-floor, ceil), with exponents and whole numbers bounded (an int64, as numexpr's).
+floor, ceil), with exponents and whole numbers bounded (an int64, as numexpr's; a power or shift
+whose result would be past it is refused before it is worked out). A run's formulas are parsed once
+and may take 20 million steps in all (FORMULA_WORK), and a schedule's texts with formulas, 10 million
+characters over its frames (nodes.strings' MAX_TEXT).
 
 Where this differs from the pack, all where it fails or reads text by accident: the pack puts the
 frame number in place of every letter t of a `formula` (so sqrt, tan and atan break there); here t
@@ -1094,8 +1097,8 @@ class PromptScheduleNodeFlowEnd(Node, _PromptWeights):
 
 VALUE_HELP = """The schedule: keyframes frame:(value) separated by commas (a trailing comma is fine).
 Between two keyframes holding numbers the value goes linearly; a keyframe holding a formula is worked
-out at every frame from it to the next keyframe, with t (the frame), max_f (max_frames - 1),
-numbers, + - * / % ** and sin, cos, tan, arc..., log, exp, sqrt, abs, floor, ceil, where(test, a, b)
+out at every frame from it to the next keyframe, with t (the frame; i too, as the pack's), max_f
+(max_frames - 1), max_frames, numbers, + - * / % ** and sin, cos, tan, arc..., log, exp, sqrt, abs, floor, ceil, where(test, a, b)
 (no commas inside a value: they separate keyframes, as in the pack). A key may be a formula of
 max_f. The last frame takes the last keyframe's value; frames before the first keyframe take its
 value (the pack fails without a keyframe 0). print_output is accepted and prints nothing."""
