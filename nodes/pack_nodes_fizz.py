@@ -262,16 +262,17 @@ def _evaluated(text: str, names: dict, input_name: str, where):
     return Formulas().value(text, names, input_name, where)
 
 
-def key_frame(key: str, max_f: int, input_name: str, where) -> int:
-    """A keyframe's frame: a whole number, or a formula of max_f, cut toward 0 (as the pack's int())."""
+def key_frame(key: str, max_f: int, input_name: str, where=None) -> int:
+    """A keyframe's frame: a whole number, or a formula of max_f, cut toward 0 (as the pack's int());
+    `where`: the line it is on, for an error."""
+    prefix = f"{_where(where)}: " if where else ""
     if _is_number(key):
         if not re.fullmatch(r"[+-]?\d+", key) or len(key) > 20:  # int64's digits at most
-            raise NodeInputError(input_name, f"{_where(where)}: keyframe {_shown(key)} is not a whole frame number")
+            raise NodeInputError(input_name, f"{prefix}keyframe {_shown(key)} is not a whole frame number")
         return int(key)
-    number = _evaluated(key, {"max_f": max_f}, input_name, where)
+    number = _evaluated(key, {"max_f": max_f}, input_name, where or f"keyframe {_shown(key)}")
     if not math.isfinite(number):
-        raise NodeInputError(input_name, f"{_where(where)}: keyframe {_shown(key)} works out to {number}, "
-                                         f"not a frame")
+        raise NodeInputError(input_name, f"{prefix}keyframe {_shown(key)} works out to {number}, not a frame")
     return int(number)
 
 
@@ -378,7 +379,7 @@ def interpolated_prompts(prompts: dict, max_frames: int, input_name: str = "text
     b's, and a's weight 1 - (f - a) / (b - a)."""
     keyed = []
     for key, prompt in prompts.items():
-        number = key_frame(key, max_frames, input_name, f"keyframe {_shown(key)}")
+        number = key_frame(key, max_frames, input_name)
         # the pack keys a formula's frame by the int, never equal to "0"
         keyed.append((number, key if _is_number(key) else number, prompt))
     if not keyed:
@@ -774,7 +775,7 @@ class _SDXLPairs:
 
 
 def _sdxl_keyed(prompts: dict, max_frames: int, input_name: str) -> list:
-    keyed = [(key_frame(key, max_frames, input_name, f"keyframe {_shown(key)}"), prompt)
+    keyed = [(key_frame(key, max_frames, input_name), prompt)
              for key, prompt in prompts.items()]
     return sorted(keyed, key=lambda k: k[0])
 
