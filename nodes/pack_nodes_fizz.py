@@ -265,14 +265,16 @@ def _evaluated(text: str, names: dict, input_name: str, where):
 def key_frame(key: str, max_f: int, input_name: str, where=None) -> int:
     """A keyframe's frame: a whole number, or a formula of max_f, cut toward 0 (as the pack's int());
     `where`: the line it is on, for an error."""
-    prefix = f"{_where(where)}: " if where else ""
+    def refused(why: str):
+        return NodeInputError(input_name, (f"{_where(where)}: " if where else "") + f"keyframe {_shown(key)} {why}")
+
     if _is_number(key):
         if not re.fullmatch(r"[+-]?\d+", key) or len(key) > 20:  # int64's digits at most
-            raise NodeInputError(input_name, f"{prefix}keyframe {_shown(key)} is not a whole frame number")
+            raise refused("is not a whole frame number")
         return int(key)
     number = _evaluated(key, {"max_f": max_f}, input_name, where or f"keyframe {_shown(key)}")
     if not math.isfinite(number):
-        raise NodeInputError(input_name, f"{prefix}keyframe {_shown(key)} works out to {number}, not a frame")
+        raise refused(f"works out to {number}, not a frame")
     return int(number)
 
 
@@ -292,7 +294,9 @@ def _doc(doc: str, extra: str) -> str:
 def _line_of(text: str, index: int) -> str:
     """'line N (its text)' for a character index of text."""
     line = text.count("\n", 0, index) + 1
-    shown = text.splitlines()[line - 1].strip() if text.splitlines() else ""
+    start = text.rfind("\n", 0, index) + 1
+    end = text.find("\n", start)
+    shown = text[start:end if end >= 0 else len(text)].strip()
     return f"line {line} ({shown[:60]!r})"
 
 
@@ -998,13 +1002,14 @@ def selected_images(spec: str, count: int, most: int = MAX_PICKS) -> list[int]:
                     picked.extend(every[:int(end) - 1])
             else:
                 index = int(part.strip()) - 1
-                if index < -count:
-                    raise NodeInputError("text", f"the image number {index + 1} is before the batch's first "
-                                                 f"(a batch of {count}: 1..{count}, or 0..{1 - count} from its end)")
-                if index < count:
-                    picked.append(index)
         except ValueError:  # the pack skips what it can't read
             continue
+        if ":" not in part:
+            if index < -count:
+                raise NodeInputError("text", f"the image number {index + 1} is before the batch's first "
+                                             f"(a batch of {count}: 1..{count}, or 0..{1 - count} from its end)")
+            if index < count:
+                picked.append(index)
     if len(picked) > most:
         raise NodeInputError("text", f"picks more than {most} images (the most allowed here)")
     return picked
