@@ -619,7 +619,7 @@ def test_sdxl_frames_follow_the_packs_refill_loop_in_one_pass():
         assert schedule.weights == pytest.approx([row[2] for row in expected])
     node = _sdxl_node(",".join(f'"{k * 20}": "p{k}"' for k in range(200)), "")
     start = time.perf_counter()
-    schedule = sdxl_schedule(node, 999999, [3990])
+    schedule = sdxl_schedule(node, 999999, [3970])
     assert time.perf_counter() - start < 2
     assert schedule.positive[0] == ("g g p198", "g g p199") and schedule.weights[0] == pytest.approx(1 - 10 / 20)
 
