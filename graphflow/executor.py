@@ -14,6 +14,7 @@ once on whole lists (graphflow.node).
 """
 
 import hashlib
+import reprlib
 import threading
 import time
 import traceback
@@ -354,7 +355,8 @@ def _check_linked_widgets(node, instance) -> None:
             node.cls.linked_widget_model.model_validate(row)
     except ValidationError as e:
         err = e.errors()[0]
-        raise NodeInputError(str(err["loc"][0]), f"linked value {err.get('input')!r}: {err['msg']}") from None
+        # reprlib: a linked list of a million numbers would otherwise be quoted whole
+        raise NodeInputError(str(err["loc"][0]), f"linked value {reprlib.repr(err.get('input'))}: {err['msg']}") from None
 
 
 def _failing_fingerprint(plan: Plan) -> str:

@@ -161,7 +161,7 @@ def _check_file_name(value: str) -> str:
 
 def _pydantic_field(spec: InputSpec, linked: bool = False):
     """The widget's pydantic field; `linked`: for a value arriving by a link (its `linked_min`,
-    `linked_nonfinite`)."""
+    `linked_nonfinite`, `linked_list`)."""
     w = spec.widget
     default = ... if w.default is _REQUIRED else w.default
     if w.kind == "CHOICE":
@@ -179,7 +179,9 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
     number = Annotated[python_type, Field(**constraints)]
     if linked and w.hints.get("linked_list"):  # a number or a list of them
-        return Annotated[Any, AfterValidator(_number_or_list(TypeAdapter(number)))], default
+        # strict: an item that is text or a bool is refused here, not turned into a number
+        item = Annotated[python_type, Field(strict=True, **constraints)]
+        return Annotated[Any, AfterValidator(_number_or_list(TypeAdapter(item)))], default
     return number, default
 
 
@@ -223,7 +225,7 @@ class Node:
     input_specs: ClassVar[dict[str, InputSpec]] = {}
     output_specs: ClassVar[tuple[OutputSpec, ...]] = ()
     widget_model: ClassVar[type[BaseModel]]
-    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min / linked_nonfinite
+    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min / linked_nonfinite / linked_list
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -37,7 +37,10 @@ Expressions (the pack's numexpr) are never evaluated by Python: `schedule_expres
 parsed formula under an allow-list (numbers; the names t, max_f and pw_a..pw_d where the pack has
 them; + - * / % ** << >> & | ^ ~ and comparisons; where, sin, cos, tan, arcsin, arccos, arctan,
 arctan2, sinh, cosh, tanh, arcsinh, arccosh, arctanh, log, log10, log1p, exp, expm1, sqrt, abs,
-floor, ceil), with exponents and whole numbers bounded (an int64, as numexpr's).
+floor, ceil), with exponents and whole numbers bounded (an int64, as numexpr's; a power or shift
+whose result would be past it is refused before it is worked out). A run's formulas are parsed once
+and may take 20 million steps in all (FORMULA_WORK), and a schedule's texts with formulas, 10 million
+characters over its frames (nodes.strings' MAX_TEXT).
 
 Where this differs from the pack, all where it fails or reads text by accident: the pack puts the
 frame number in place of every letter t of a `formula` (so sqrt, tan and atan break there); here t
@@ -55,6 +58,8 @@ repeat_to_batch_size: a shorter batch of rows repeats, a longer one is cut), and
 from __future__ import annotations
 
 import ast
+import bisect
+import functools
 import inspect
 import json
 import math
@@ -63,8 +68,9 @@ import re
 from dataclasses import dataclass, field
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, \
-    Float, Int, Node, NodeInputError, Text, socket_type, warn
+    Float, Int, Node, NodeInputError, Size, Text, check_run_memory, run_limits, socket_type, warn
 from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
+from nodes.strings import _fits
 
 COMFY_PACK = "ComfyUI_FizzNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -143,14 +149,15 @@ FUNCTIONS = {
 }
 
 
-def schedule_expression(text: str, names: dict):
+def schedule_expression(text: str | ast.expr, names: dict):
     """The value of a schedule's formula (the pack's numexpr.evaluate), walked node by node:
-    numbers, `names`, numexpr's operators and FUNCTIONS. Raises ValueError (or NameError,
-    ZeroDivisionError, OverflowError, SyntaxError) with what is wrong."""
+    numbers, `names`, numexpr's operators and FUNCTIONS; `text` may be parsed already
+    (formula_tree). Raises ValueError (or NameError, ZeroDivisionError, OverflowError,
+    SyntaxError) with what is wrong."""
     def value(node):
         if isinstance(node, ast.Constant):
             if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-                return node.value
+                return whole_checked(node.value)  # a long literal would make ** and << slow
             raise ValueError(f"{node.value!r} is not a number")
         if isinstance(node, ast.Name):
             if node.id not in names:
@@ -159,7 +166,7 @@ def schedule_expression(text: str, names: dict):
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             return whole_checked(binary(node.op, value(node.left), value(node.right)))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](value(node.operand))
+            return whole_checked(_UNARY[type(node.op)](value(node.operand)))
         if isinstance(node, ast.Compare):
             left = value(node.left)
             for op, right in zip(node.ops, node.comparators):
@@ -184,6 +191,14 @@ def schedule_expression(text: str, names: dict):
             raise ValueError(f"the exponent {right} is too big (at most {POWER_LIMIT})")
         if isinstance(op, (ast.LShift, ast.RShift)) and not 0 <= right < 64:
             raise ValueError(f"a shift of {right} is outside 0..63")
+        # Whole numbers past int64 are refused after the operation; refuse before it where the result
+        # surely is, so that no big-number power (one long C call, not interruptible) runs.
+        if isinstance(left, int) and isinstance(right, int) and right > 0:
+            bits = abs(left).bit_length()  # abs(left) >= 2 ** (bits - 1)
+            past = (bits - 1) * right >= 64 if isinstance(op, ast.Pow) else (
+                bits and bits - 1 + right >= 64 if isinstance(op, ast.LShift) else False)
+            if past:
+                raise OverflowError("the whole number is past int64")
         return _BINARY[type(op)](left, right)
 
     def whole_checked(result):
@@ -193,19 +208,74 @@ def schedule_expression(text: str, names: dict):
             raise ValueError("the result is not a real number")
         return result
 
-    return value(ast.parse(text.strip(), mode="eval").body)
+    return value(formula_tree(text) if isinstance(text, str) else text)
 
 
-def _evaluated(text: str, names: dict, input_name: str, where: str):
-    """schedule_expression, its errors named by the input and where in it (a line, a frame)."""
-    try:
-        return schedule_expression(text, names)
-    except SyntaxError as e:
-        raise NodeInputError(input_name, f"{where}: {text!r} is not a formula ({e.msg})") from None
-    except (ValueError, NameError, TypeError, ZeroDivisionError, OverflowError) as e:
-        raise NodeInputError(input_name, f"{where}: {text!r} can't be worked out: {e}") from None
-    except (RecursionError, MemoryError):
-        raise NodeInputError(input_name, f"{where}: {text!r} is nested too deeply to be worked out") from None
+def formula_tree(text: str) -> ast.expr:
+    return ast.parse(text.strip(), mode="eval").body
+
+
+FORMULA_WORK = 20_000_000  # parts of formulas worked out in one run (about half a minute)
+
+
+class Formulas:
+    """A run's formulas, each parsed once (a schedule works one out at many frames), and the work
+    they take counted: past FORMULA_WORK parts in all, the run is refused."""
+
+    def __init__(self):
+        self.parsed = {}  # text -> (tree, its part count)
+        self.work = 0
+
+    def value(self, text: str, names: dict, input_name: str, where):
+        """The formula's value, its errors named by the input and `where` in it (a line, a frame;
+        a function giving that text, worked out only for an error)."""
+        try:
+            if text not in self.parsed:
+                tree = formula_tree(text)
+                self.parsed[text] = (tree, sum(isinstance(n, ast.expr) for n in ast.walk(tree)))
+            tree, parts = self.parsed[text]
+            self.work += parts
+            if self.work > FORMULA_WORK:
+                raise NodeInputError(input_name, f"the formulas take more than {FORMULA_WORK:,} steps to work out "
+                                                 f"at every frame: use fewer frames or shorter formulas")
+            return schedule_expression(tree, names)
+        except SyntaxError as e:
+            raise NodeInputError(input_name, f"{_where(where)}: {_shown(text)} is not a formula ({e.msg})") from None
+        except (ValueError, NameError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise NodeInputError(input_name, f"{_where(where)}: {_shown(text)} can't be worked out: {e}") from None
+        except (RecursionError, MemoryError):
+            raise NodeInputError(input_name, f"{_where(where)}: {_shown(text)} is nested too deeply to be "
+                                             f"worked out") from None
+
+
+def _where(where) -> str:
+    return where() if callable(where) else where
+
+
+def _shown(text: str, most: int = 80) -> str:
+    """A user's text in an error message: quoted, cut to `most` characters."""
+    return repr(text[:most] + "..." if len(text) > most else text)
+
+
+def _evaluated(text: str, names: dict, input_name: str, where):
+    """A formula's value, its errors named by the input and where in it (a line, a frame)."""
+    return Formulas().value(text, names, input_name, where)
+
+
+def key_frame(key: str, max_f: int, input_name: str, where=None) -> int:
+    """A keyframe's frame: a whole number, or a formula of max_f, cut toward 0 (as the pack's int());
+    `where`: the line it is on, for an error."""
+    def refused(why: str):
+        return NodeInputError(input_name, (f"{_where(where)}: " if where else "") + f"keyframe {_shown(key)} {why}")
+
+    if _is_number(key):
+        if not re.fullmatch(r"[+-]?\d+", key) or len(key) > 20:  # int64's digits at most
+            raise refused("is not a whole frame number")
+        return int(key)
+    number = _evaluated(key, {"max_f": max_f}, input_name, where or f"keyframe {_shown(key)}")
+    if not math.isfinite(number):
+        raise refused(f"works out to {number}, not a frame")
+    return int(number)
 
 
 _NUMBER = re.compile(r"^(?=.)([+-]?([0-9]*)(\.([0-9]+))?)$")  # the pack's check_is_number
@@ -224,38 +294,44 @@ def _doc(doc: str, extra: str) -> str:
 def _line_of(text: str, index: int) -> str:
     """'line N (its text)' for a character index of text."""
     line = text.count("\n", 0, index) + 1
-    shown = text.splitlines()[line - 1].strip() if text.splitlines() else ""
+    start = text.rfind("\n", 0, index) + 1
+    end = text.find("\n", start)
+    shown = text[start:end if end >= 0 else len(text)].strip()
     return f"line {line} ({shown[:60]!r})"
 
 
 # -- prompt schedules -----------------------------------------------------------------------------
 
 
+_TRAILING_COMMA = re.compile(r",\s*}")
+
+
+def _position_in_text(text: str, joined: str, pos: int) -> int:
+    """The index in text of the character at `pos` of prompt_keyframes' cleaned text (joined with
+    its trailing commas dropped), for an error's line: worked out only then, as it walks the text."""
+    for m in _TRAILING_COMMA.finditer(joined):  # back to joined's index: past each dropped stretch
+        if pos < m.start():
+            break
+        pos += m.end() - 1 - m.start()
+    pos -= 1  # joined's "{"
+    for m in re.finditer("\n", text):  # past each newline removed before it
+        if m.start() > pos:
+            break
+        pos += 1
+    return min(max(pos, 0), len(text))
+
+
 def prompt_keyframes(text: str, input_name: str = "text") -> dict:
     """The schedule's {key: prompt}, read as the pack reads it: newlines removed, the text put in
     braces, a comma before the closing brace dropped, then JSON. A mistake is named by its line."""
-    # joined[j] comes from text[origin[j]]: the JSON error's position back to the user's line
-    joined, origin = ["{"], [0]
-    for i, ch in enumerate(text):
-        if ch != "\n":
-            joined.append(ch)
-            origin.append(i)
-    joined.append("}")
-    origin.append(len(text))
-    joined = "".join(joined)
-    kept = []
-    last = 0
-    for m in re.finditer(r",\s*}", joined):  # the pack's re.sub(r',\s*}', '}'): each match keeps its brace
-        kept.extend(range(last, m.start()))
-        last = m.end() - 1
-    kept.extend(range(last, len(joined)))
-    cleaned = "".join(joined[j] for j in kept)
+    joined = "{" + text.replace("\n", "") + "}"
+    cleaned = _TRAILING_COMMA.sub("}", joined)  # the pack's re.sub(r',\s*}', '}')
     try:
         parsed = json.loads(cleaned)
     except RecursionError:
         raise NodeInputError(input_name, "is nested too deeply to be read as a schedule") from None
     except json.JSONDecodeError as e:
-        at = origin[kept[min(e.pos, len(kept) - 1)]]
+        at = _position_in_text(text, joined, e.pos)
         raise NodeInputError(input_name, f"{_line_of(text, at)}: {e.msg}; expected lines like "
                                          f"\"0\": \"a cat\", (each key and prompt in double quotes, "
                                          f"separated by commas)") from None
@@ -307,13 +383,9 @@ def interpolated_prompts(prompts: dict, max_frames: int, input_name: str = "text
     b's, and a's weight 1 - (f - a) / (b - a)."""
     keyed = []
     for key, prompt in prompts.items():
-        if _is_number(key):
-            if not re.fullmatch(r"[+-]?\d+", key):
-                raise NodeInputError(input_name, f"keyframe {key!r}: expected a whole frame number")
-            keyed.append((int(key), key, prompt))
-        else:
-            number = int(_evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}"))
-            keyed.append((number, number, prompt))  # the pack keys it by the int, never equal to "0"
+        number = key_frame(key, max_frames, input_name)
+        # the pack keys a formula's frame by the int, never equal to "0"
+        keyed.append((number, key if _is_number(key) else number, prompt))
     if not keyed:
         raise NodeInputError(input_name, "no keyframes: expected lines like \"0\": \"a cat\",")
     keyed.sort(key=lambda k: k[0])
@@ -355,17 +427,40 @@ def _frame_values(values, name: str, frames: int) -> list:
 _BACKTICKS = re.compile(r"`.*?`")
 
 
-def with_formulas(prompt: str, frame: int, max_frames: int, weights: dict, input_name: str = "text") -> str:
+def with_formulas(prompt: str, frame: int, max_frames: int, weights: dict, input_name: str = "text",
+                  formulas: Formulas | None = None) -> str:
     """The prompt with each `formula` replaced by its value at this frame (t; max_f = max_frames - 1;
     pw_a..pw_d), then stripped (the pack's prepare_batch_promptA)."""
     if "`" not in prompt:
         return prompt.strip()
     names = {"t": frame, "max_f": max_frames - 1, **{k: v[frame] for k, v in weights.items()}}
+    formulas = formulas or Formulas()
 
     def value(match):
-        return str(_evaluated(match.group(0)[1:-1], names, input_name, f"frame {frame}, {match.group(0)}"))
+        return str(formulas.value(match.group(0)[1:-1], names, input_name, f"frame {frame}"))
 
     return _BACKTICKS.sub(value, prompt).strip()
+
+
+class _Filler:
+    """Each frame's prompt with its formulas filled in (with_formulas): a prompt without formulas is
+    the same text every frame, one string for all of them; those with formulas are new text each
+    frame, their total held to nodes.strings' MAX_TEXT (many frames of a long prompt would fill the
+    memory)."""
+
+    def __init__(self, max_frames: int, weights: dict, input_name: str):
+        self.max_frames, self.weights, self.input_name = max_frames, weights, input_name
+        self.plain = {}
+        self.formulas = Formulas()
+        self.total = 0
+
+    def __call__(self, prompt: str, frame: int) -> str:
+        if "`" not in prompt:
+            return self.plain.setdefault(prompt, prompt.strip())
+        text = with_formulas(prompt, frame, self.max_frames, self.weights, self.input_name, self.formulas)
+        self.total += len(text)
+        _fits(self.total, self.input_name)
+        return text
 
 
 @dataclass
@@ -384,13 +479,7 @@ def prompt_schedule(text: str, max_frames: int, pre_text: str, app_text: str, pw
     pos, neg = with_pre_and_app(prompt_keyframes(text), pre_text or "", app_text or "")
     weights = {name: _frame_values(values, name, max_frames) for name, values in pw.items()}
     sides = []
-    plain = {}  # a prompt without formulas is the same text every frame: one string for all of them
-
-    def filled(prompt: str, f: int) -> str:
-        if "`" in prompt:
-            return with_formulas(prompt, f, max_frames, weights)
-        return plain.setdefault(prompt, prompt.strip())
-
+    filled = _Filler(max_frames, weights, "text")
     for prompts in (pos, neg):
         series = interpolated_prompts(prompts, max_frames)
         sides.append([(filled(series.current[f], f), filled(series.following[f], f)) for f in frames])
@@ -460,9 +549,9 @@ def frame_conditioning(pair: tuple[str, str], weight: float, encode: _Encoder) -
     return [(cond, {} if pooled is None else {"pooled_output": pooled})]
 
 
-def _conditioning_estimate(frames) -> Estimate:
-    """At least 77 tokens of 768 floats per frame and side (SD1's CLIP; others are wider)."""
-    return Estimate(None, memory=frames * 2 * 77 * 768 * 4 if isinstance(frames, int) else 0)
+def _conditioning_estimate(frames, width: int = 768) -> Estimate:
+    """At least 77 tokens of `width` floats per frame and side (SD1's CLIP 768; SDXL's 2048)."""
+    return Estimate(None, memory=frames * 2 * 77 * width * 4 if isinstance(frames, int) else 0)
 
 
 def latent_frames(latent, name: str = "num_latents") -> int:
@@ -512,8 +601,11 @@ class BatchPromptSchedule(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING}
+    # older layouts: without end_frame, then without start_frame too; each with the forceInput values
+    # (converted widgets) or without them (bare sockets)
     comfy = ComfyAlias(("BatchPromptSchedule",), optional=_OPTIONAL_BATCH, widgets=_force_input_layout(
-        11, _texts_and_weights(3, 7), {10: {6: 0}, 9: {5: 0, 6: 0}}))  # older: without end_frame, start_frame
+        11, _texts_and_weights(3, 7), {10: {6: 0}, 9: {5: 0, 6: 0}, 4: {**_texts_and_weights(3, 7), 6: 0},
+                                       3: {**_texts_and_weights(3, 7), 5: 0, 6: 0}}))
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -546,8 +638,9 @@ class BatchPromptScheduleLatentInput(Node, _PromptWeights):
     pw_c: float = _pw()
     pw_d: float = _pw()
     outputs = {"POS": CONDITIONING, "NEG": CONDITIONING, "INPUT_LATENTS": LATENT}
+    # older: without end_frame, with the forceInput values (converted widgets) or without (bare sockets)
     comfy = ComfyAlias(("BatchPromptScheduleLatentInput",), optional=_OPTIONAL_BATCH, widgets=_force_input_layout(
-        10, _texts_and_weights(2, 6), {9: {5: 0}}))  # older: without end_frame
+        10, _texts_and_weights(2, 6), {9: {5: 0}, 3: {**_texts_and_weights(2, 6), 5: 0}}))
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -659,31 +752,35 @@ class BatchStringSchedule(Node, _PromptWeights):
 # -- SDXL prompt schedules ---------------------------------------------------------------------
 
 
-def _sdxl_filled(keyed: list, max_frames: int, pre: str, app: str, series: list) -> None:
-    """The pack's keyframe loop of BatchInterpolatePromptsSDXL into series [current, next, weight]
-    per frame: between keyframes a < b, a's and b's prompts (pre_text and app_text put around them
-    once more) and weight 1 - (f - a) / (b - a); every frame from b on, a's and b's prompts at
-    weight 0 (the next keyframe's loop overwrites them), so past the last keyframe its prompt."""
-    for (start, prompt), (end, next_prompt) in zip(keyed, keyed[1:]):
-        if start >= end:
-            continue
-        current, following = f"{pre} {prompt} {app}", f"{pre} {next_prompt} {app}"
-        step = 1 / (end - start)
-        for f in range(max(start, 0), min(end, max_frames)):
-            series[f] = [current, following, 1 - step * (f - start)]
-        for f in range(max(end, 0), max_frames):
-            series[f] = [current, following, 0.0]
+@dataclass
+class _SDXLPairs:
+    """One tower's keyframe pairs (a < b, in order) as the pack's BatchInterpolatePromptsSDXL loop
+    writes them into its series: pair a, b writes every frame from a on (between a and b a's and
+    b's prompts, pre_text and app_text put around them once more, at weight 1 - (f - a) / (b - a);
+    from b on the same prompts at weight 0), so a frame ends with the last pair starting at or
+    before it, and text_l's pairs (written after text_g's) win where one does. Worked out per
+    frame here, where the pack fills every frame from each keyframe on."""
+    starts: list[int]
+    pairs: list[tuple[int, int, str, str]]
+
+    @classmethod
+    def of(cls, keyed: list, pre: str, app: str) -> "_SDXLPairs":
+        pairs = [(start, end, f"{pre} {prompt} {app}", f"{pre} {next_prompt} {app}")
+                 for (start, prompt), (end, next_prompt) in zip(keyed, keyed[1:]) if start < end]
+        return cls([max(start, 0) for start, *_ in pairs], pairs)
+
+    def at(self, f: int) -> list | None:
+        """[current, next, weight] at frame f, None before the first pair."""
+        index = bisect.bisect_right(self.starts, f) - 1
+        if index < 0:
+            return None
+        start, end, current, following = self.pairs[index]
+        return [current, following, 1 - (f - start) / (end - start) if f < end else 0.0]
 
 
 def _sdxl_keyed(prompts: dict, max_frames: int, input_name: str) -> list:
-    keyed = []
-    for key, prompt in prompts.items():
-        if _is_number(key):
-            if not re.fullmatch(r"[+-]?\d+", key):
-                raise NodeInputError(input_name, f"keyframe {key!r}: expected a whole frame number")
-            keyed.append((int(key), prompt))
-        else:
-            keyed.append((int(_evaluated(key, {"max_f": max_frames}, input_name, f"keyframe {key!r}")), prompt))
+    keyed = [(key_frame(key, max_frames, input_name), prompt)
+             for key, prompt in prompts.items()]
     return sorted(keyed, key=lambda k: k[0])
 
 
@@ -702,18 +799,18 @@ def sdxl_schedule(node, max_frames: int, frames=None) -> Schedule:
     if len(sides["l"][2]) == 1:
         raise NodeInputError("text_l", "has one keyframe; the pack fails on that (it needs none or two or more)")
     result = []
+    filled = _Filler(max_frames, weights, "text_g")
     for side in (2, 3):
-        series = [None] * max_frames
-        for tower in ("g", "l"):
-            pre, app = sides[tower][:2]
-            _sdxl_filled(sides[tower][side], max_frames, pre, app, series)
-        if None in series:
-            first = series.index(None)
-            raise NodeInputError("text_g", f"frame {first} comes before the schedule's keyframes (the pack encodes "
-                                           f"the text 'nan' there): start the schedule at frame 0, with at least two "
-                                           f"keyframes")
-        result.append([(with_formulas(series[f][0], f, max_frames, weights, "text_g"),
-                         with_formulas(series[f][1], f, max_frames, weights, "text_g"), series[f][2]) for f in frames])
+        towers = [_SDXLPairs.of(sides[tower][side], *sides[tower][:2]) for tower in ("g", "l")]
+        if not any(t.starts and t.starts[0] == 0 for t in towers):  # each tower covers frames from its first on
+            raise NodeInputError("text_g", "frame 0 comes before the schedule's keyframes (the pack encodes "
+                                           "the text 'nan' there): start the schedule at frame 0, with at least two "
+                                           "keyframes")
+        rows = []
+        for f in frames:
+            current, following, weight = towers[1].at(f) or towers[0].at(f)
+            rows.append((filled(current, f), filled(following, f), weight))
+        result.append(rows)
     return Schedule([r[:2] for r in result[0]], [r[:2] for r in result[1]], [r[2] for r in result[0]])
 
 
@@ -753,6 +850,9 @@ def _sdxl_batch(node, frames: int) -> tuple:
                                                                                   schedule.negative))
 
 
+SDXL_WIDTH = 2048  # CLIP-G's 1280 and CLIP-L's 768 floats per token, side by side
+
+
 def _size(default: int):
     return Int(default, min=0, max=8192)  # the pack's MAX_RESOLUTION
 
@@ -787,7 +887,7 @@ class BatchPromptScheduleEncodeSDXL(Node, _PromptWeights):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _conditioning_estimate(widgets.get("max_frames"))
+        return _conditioning_estimate(widgets.get("max_frames"), SDXL_WIDTH)
 
     def run(self):
         return _sdxl_batch(self, self.max_frames)
@@ -825,7 +925,7 @@ class BatchPromptScheduleSDXLLatentInput(Node, _PromptWeights):
     @classmethod
     def estimate(cls, widgets, inputs):
         size = inputs.get("num_latents")
-        return Estimate(size, memory=_conditioning_estimate(size.batch if size else None).memory)
+        return Estimate(size, memory=_conditioning_estimate(size.batch if size else None, SDXL_WIDTH).memory)
 
     def run(self):
         return (*_sdxl_batch(self, latent_frames(self.num_latents)), self.num_latents)
@@ -877,14 +977,20 @@ class PromptScheduleEncodeSDXL(Node, _PromptWeights):
 # -- image selection ------------------------------------------------------------------------------
 
 
-def selected_images(spec: str, count: int) -> list[int]:
+MAX_PICKS = 100_000  # images ImagesFromBatchSchedule may pick where the server sets no max_batch
+
+
+def selected_images(spec: str, count: int, most: int = MAX_PICKS) -> list[int]:
     """The batch positions an index list picks, as the pack's selectImages (from SLAPaper's
     ComfyUI-Image-Selector): comma-separated 1-based numbers (one past the batch picks nothing; 0
     picks the last, as the pack's -1) and ranges a:b (a to b - 1), a: (a to the end), :b (up to
-    b - 1), with Python's slicing; a part that is not a number or range is skipped."""
+    b - 1), with Python's slicing; a part that is not a number or range is skipped. More than `most`
+    picks, or a number before the batch's first (below 1 - count), is an error naming text."""
     every = list(range(count))
     picked = []
     for part in spec.strip().split(","):
+        if len(picked) > most:
+            break
         try:
             if ":" in part:
                 start, end = (p.strip() for p in part.strip().split(":", 1))
@@ -896,10 +1002,16 @@ def selected_images(spec: str, count: int) -> list[int]:
                     picked.extend(every[:int(end) - 1])
             else:
                 index = int(part.strip()) - 1
-                if index < count:
-                    picked.append(index)
         except ValueError:  # the pack skips what it can't read
             continue
+        if ":" not in part:
+            if index < -count:
+                raise NodeInputError("text", f"the image number {index + 1} is before the batch's first "
+                                             f"(a batch of {count}: 1..{count}, or 0..{1 - count} from its end)")
+            if index < count:
+                picked.append(index)
+    if len(picked) > most:
+        raise NodeInputError("text", f"picks more than {most} images (the most allowed here)")
     return picked
 
 
@@ -909,7 +1021,8 @@ class ImagesFromBatchSchedule(Node):
     no blending; `formulas` of t and max_f worked out) lists the images, 1-based: numbers and ranges
     a:b (a to b - 1), a:, :b; parts that are not numbers are skipped, and when nothing is picked the
     whole batch passes (the pack then gives its first image only, a slip). current_frame must be
-    below max_frames (the pack fails past it)."""
+    below max_frames (the pack fails past it). The picks are held to the server's max_batch (else
+    100 000) and the memory."""
     category = SCHEDULE
     images: IMAGE
     text: str = Text(DEFAULT_PROMPT, multiline=True)
@@ -925,7 +1038,10 @@ class ImagesFromBatchSchedule(Node):
         series = interpolated_prompts(prompt_keyframes(self.text), self.max_frames)
         spec = with_formulas(series.current[self.current_frame], self.current_frame, self.max_frames,
                              {name: [0] * self.max_frames for name in ("pw_a", "pw_b", "pw_c", "pw_d")})
-        picked = selected_images(spec, len(self.images))
+        most = run_limits().max_batch
+        picked = selected_images(spec, len(self.images), MAX_PICKS if most is None else most)
+        if picked:
+            check_run_memory("text", "the picked images", images=Size(len(picked), *self.images.shape[1:3]))
         return self.images[picked] if picked else self.images
 
 
@@ -987,32 +1103,30 @@ class PromptScheduleNodeFlowEnd(Node, _PromptWeights):
 
 VALUE_HELP = """The schedule: keyframes frame:(value) separated by commas (a trailing comma is fine).
 Between two keyframes holding numbers the value goes linearly; a keyframe holding a formula is worked
-out at every frame from it to the next keyframe, with t (the frame), max_f (max_frames - 1),
-numbers, + - * / % ** and sin, cos, tan, arc..., log, exp, sqrt, abs, floor, ceil, where(test, a, b)
+out at every frame from it to the next keyframe, with t (the frame; i too, as the pack's), max_f
+(max_frames - 1), max_frames, numbers, + - * / % ** and sin, cos, tan, arc..., log, exp, sqrt, abs, floor, ceil, where(test, a, b)
 (no commas inside a value: they separate keyframes, as in the pack). A key may be a formula of
 max_f. The last frame takes the last keyframe's value; frames before the first keyframe take its
 value (the pack fails without a keyframe 0). print_output is accepted and prints nothing."""
 
 
-def value_keyframes(text: str, max_frames: int, input_name: str = "text") -> dict[int, str]:
-    """{frame: value text} of a value schedule, read as the pack's batch_parse_key_frames."""
+def value_keyframes(text: str, max_frames: int, input_name: str = "text") -> dict[int, tuple]:
+    """{frame: (value text, where: a function naming its line)} of a value schedule, read as the
+    pack's batch_parse_key_frames. (Line numbers are worked out only for an error: counting them
+    for every entry would take time growing with the square of the text's length.)"""
     text = re.sub(r",\s*$", "", text)
     frames = {}
     offset = 0
     for entry in text.split(","):
-        where = _line_of(text, offset + len(entry) - len(entry.lstrip()))
+        where = functools.partial(_line_of, text, offset + len(entry) - len(entry.lstrip()))
         offset += len(entry) + 1
         parts = entry.split(":")
         if len(parts) < 2:
-            raise NodeInputError(input_name, f"{where}: expected frame:(value), got {entry.strip()!r}")
+            raise NodeInputError(input_name, f"{where()}: expected frame:(value), got {_shown(entry.strip())}")
         key = parts[0].strip()
         plain = _unquoted(key)
-        if _is_number(plain):
-            if not re.fullmatch(r"[+-]?\d+", plain):
-                raise NodeInputError(input_name, f"{where}: keyframe {key!r} is not a whole frame number")
-            frame = int(plain)
-        else:
-            frame = int(_evaluated(_outer_quotes_dropped(key), {"max_f": max_frames - 1}, input_name, where))
+        frame = key_frame(plain if _is_number(plain) else _outer_quotes_dropped(key), max_frames - 1, input_name,
+                          where)
         frames[frame] = (parts[1].strip(), where)
     return frames
 
@@ -1031,6 +1145,7 @@ def _outer_quotes_dropped(key: str) -> str:
 def value_series(text: str, max_frames: int, input_name: str = "text") -> list[float]:
     """The value at every frame (the pack's batch_get_inbetweens, linear)."""
     keyframes = value_keyframes(text, max_frames, input_name)
+    formulas = Formulas()
     series: list[float | None] = [None] * max_frames
     formula = None  # (value text, where) of the last keyframe holding a formula, until the next keyframe
     for f in range(max_frames):
@@ -1042,7 +1157,9 @@ def value_series(text: str, max_frames: int, input_name: str = "text") -> list[f
             else:
                 formula = (value, where)
         if formula is not None:
-            result = _evaluated(formula[0], {"t": f, "max_f": max_frames - 1}, input_name, formula[1])
+            # the pack's numexpr also sees its loop's i (the frame) and max_frames
+            names = {"t": f, "max_f": max_frames - 1, "i": f, "max_frames": max_frames}
+            result = formulas.value(formula[0], names, input_name, formula[1])
             series[f] = float(result)
     known = [f for f, v in enumerate(series) if v is not None]
     if not known:

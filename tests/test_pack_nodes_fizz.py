@@ -530,3 +530,221 @@ def test_object_info_lists_the_packs_inputs_as_it_does(registry):
     schedule = object_info(registry)["PromptSchedule"]["input"]["required"]
     assert list(schedule) == ["text", "clip", "max_frames", "current_frame", "print_output"]
     assert schedule["current_frame"][1]["forceInput"]
+
+
+# -- limits on work and memory (review findings) ----------------------------------------------------
+
+
+def test_a_big_whole_number_is_refused_before_any_long_power():
+    """A 4000-digit literal to the power 10000 was one ~70 s big-number pow: now refused at once,
+    while powers and shifts inside int64 still give Python's (numexpr's int64) values."""
+    import time
+
+    start = time.perf_counter()
+    for text in ("9" * 4000 + "**10000", "9" * 20, "3**40", "1 << 63", "-(2**62) * 4"):
+        with pytest.raises(OverflowError, match="past int64"):
+            schedule_expression(text, {})
+    assert time.perf_counter() - start < 1
+    assert schedule_expression("3**39", {}) == 3 ** 39 and schedule_expression("1 << 62", {}) == 1 << 62
+    assert schedule_expression("(-2)**63", {}) == (-2) ** 63 and schedule_expression("2**-3", {}) == 2 ** -3
+    start = time.perf_counter()
+    with pytest.raises(NodeInputError, match="past int64") as e:
+        value_series("0:(" + "9" * 4000 + "**10000)", 3)
+    assert e.value.input == "text" and time.perf_counter() - start < 1
+
+
+def test_key_formulas_that_are_not_finite_are_named_errors(registry):
+    for key, word in (("1e309", "inf"), ("1e309-1e309", "nan")):
+        with pytest.raises(NodeInputError, match=f"keyframe '{key}' works out to {word}") as e:
+            call(registry, "BatchStringSchedule", text=f'"0": "a", "{key}": "b"', max_frames=3)
+        assert e.value.input == "text"
+        with pytest.raises(NodeInputError, match=f"works out to {word}"):
+            value_series(f'0:(1), "{key}":(2)', 3)
+    from nodes.pack_nodes_fizz import sdxl_schedule
+
+    with pytest.raises(NodeInputError, match="works out to inf") as e:
+        sdxl_schedule(_sdxl_node('"0": "a", "1e309": "b"', ""), 3)
+    assert e.value.input == "text_g"
+
+
+def _sdxl_node(text_g, text_l):
+    from types import SimpleNamespace
+
+    node = SimpleNamespace(text_g=text_g, text_l=text_l, pre_text_G="g", app_text_G="", pre_text_L="",
+                           app_text_L="l", pw_a=0.0, pw_b=0.0, pw_c=0.0, pw_d=0.0)
+    node.prompt_weights = lambda: {"pw_a": 0.0, "pw_b": 0.0, "pw_c": 0.0, "pw_d": 0.0}
+    return node
+
+
+def test_sdxl_frames_follow_the_packs_refill_loop_in_one_pass():
+    """Against the pack's loop (BatchInterpolatePromptsSDXL: for each tower, g then l, and each pair
+    a < b, frames a..b-1 blended, every frame from b on the pair at weight 0), on random schedules;
+    and one frame of 200 keyframes at 999999 frames is worked out without filling every frame."""
+    import random
+    import time
+
+    from nodes.pack_nodes_fizz import sdxl_schedule
+
+    def refilled(node, max_frames):
+        series = [None] * max_frames
+        for text, pre, app in ((node.text_g, node.pre_text_G, node.app_text_G),
+                               (node.text_l, node.pre_text_L, node.app_text_L)):
+            # with_pre_and_app's pre and app texts, then once more
+            keyed = sorted((int(k), f"{pre} {pre} {p} {app} {app}") for k, p in prompt_keyframes(text).items())
+            for (a, prompt), (b, following) in zip(keyed, keyed[1:]):
+                if a >= b:
+                    continue
+                for f in range(max(a, 0), min(b, max_frames)):
+                    series[f] = (prompt.strip(), following.strip(), 1 - (f - a) / (b - a))
+                for f in range(max(b, 0), max_frames):
+                    series[f] = (prompt.strip(), following.strip(), 0.0)
+        return series
+
+    rng = random.Random(3)
+    for _ in range(60):
+        texts = [",".join(f'"{k}": "p{k}"' for k in rng.sample(range(-3, 30), count)) for count in
+                 (rng.randint(2, 5), rng.choice([0, 2, 3]))]
+        if not texts[0].startswith('"') or '"0"' not in texts[0] + texts[1]:
+            texts[0] = '"0": "start",' + texts[0]
+        max_frames = rng.randint(1, 40)
+        node = _sdxl_node(*texts)
+        try:
+            expected = refilled(node, max_frames)
+        except ValueError:
+            continue
+        if None in expected:
+            continue
+        schedule = sdxl_schedule(node, max_frames)
+        assert schedule.positive == [row[:2] for row in expected]
+        assert schedule.weights == pytest.approx([row[2] for row in expected])
+    node = _sdxl_node(",".join(f'"{k * 20}": "p{k}"' for k in range(200)), "")
+    start = time.perf_counter()
+    schedule = sdxl_schedule(node, 999999, [3970])
+    assert time.perf_counter() - start < 2
+    assert schedule.positive[0] == ("g g p198", "g g p199") and schedule.weights[0] == pytest.approx(1 - 10 / 20)
+
+
+def test_formula_texts_over_the_frames_are_held_to_max_text(registry):
+    from nodes.strings import MAX_TEXT
+
+    prompt = "x" * 10_000 + " `t`"
+    frames = MAX_TEXT // 10_000 + 10
+    with pytest.raises(NodeInputError, match="MAX_TEXT|characters|longer") as e:
+        call(registry, "BatchStringSchedule", text=f'"0": "{prompt}"', max_frames=frames)
+    assert e.value.input == "text"
+    pos, _ = call(registry, "BatchStringSchedule", text=f'"0": "{prompt}"', max_frames=20)
+    assert pos[19] == "x" * 10_000 + " 19"
+
+
+def test_formulas_are_parsed_once_and_their_work_is_capped(registry, monkeypatch):
+    import nodes.pack_nodes_fizz as fizz
+
+    parsed = []
+    real = fizz.formula_tree
+    monkeypatch.setattr(fizz, "formula_tree", lambda text: parsed.append(text) or real(text))
+    values = value_series("0:(sin(t / 7) * max_f)", 500)
+    assert values == [math.sin(f / 7) * 499 for f in range(500)] and len(parsed) == 1
+    pos, _ = call(registry, "BatchStringSchedule", text='"0": "a `t*2`", "9": "b"', max_frames=100)
+    assert pos[3] == "a 6" and parsed.count("t*2") == 1
+    monkeypatch.setattr(fizz, "FORMULA_WORK", 10_000)
+    with pytest.raises(NodeInputError, match="10,000 steps") as e:
+        call(registry, "BatchValueSchedule", text="0:(" + "+".join(["t"] * 50) + ")", max_frames=1000)
+    assert e.value.input == "text"
+
+
+def test_value_formulas_see_the_packs_i_and_max_frames():
+    assert value_series("0:(sin(i / max_frames) + t)", 12) == [math.sin(f / 12) + f for f in range(12)]
+
+
+def test_long_value_schedules_parse_in_linear_time():
+    """Line numbers were counted for every entry (20 000 entries: 28 s); now only for an error."""
+    import time
+
+    text = ",\n".join(f"{f}:({f % 7})" for f in range(20_000))
+    start = time.perf_counter()
+    values = value_series(text, 20_000)
+    assert time.perf_counter() - start < 3 and values[:8] == [0, 1, 2, 3, 4, 5, 6, 0]
+    with pytest.raises(NodeInputError, match=r"line 20001 \('20000:\(foo\)'\)"):
+        value_series(text + ",\n20000:(foo)", 20_002)
+
+
+def test_prompt_text_is_parsed_without_per_character_lists():
+    import tracemalloc
+
+    text = ",\n".join(f'"{f}": "{"word " * 100}"' for f in range(10_000))  # about 5 MB
+    tracemalloc.start()
+    try:
+        parsed = prompt_keyframes(text + ",\n")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(parsed) == 10_000 and peak < 8 * len(text)  # the lists took ~90 bytes a character
+    with pytest.raises(NodeInputError, match=r"line 10001 \('\"x\" \"y\"'\)"):
+        prompt_keyframes(text + ',\n"x" "y"')
+
+
+def test_error_messages_cut_the_users_formula():
+    formula = "+".join(["t"] * 900) + "+foo"
+    with pytest.raises(NodeInputError) as e:
+        value_series(f"0:({formula})", 2)
+    assert "unknown name 'foo'" in str(e.value) and len(str(e.value)) < 400
+
+
+def test_image_picks_are_bounded_and_checked(registry, monkeypatch):
+    import nodes.pack_nodes_fizz as fizz
+    from graphflow.resource_limits import RunLimits
+
+    images = torch.rand(3, 8, 8, 3)
+    with pytest.raises(NodeInputError, match="before the batch's first") as e:
+        call(registry, "ImagesFromBatchSchedule", images=images, text='"0": "-10"', max_frames=2)
+    assert e.value.input == "text"
+    torch.testing.assert_close(call(registry, "ImagesFromBatchSchedule", images=images, text='"0": "-2"',
+                                    max_frames=2), images[[-3]])  # 1-based: -2 is three from the end
+    monkeypatch.setattr(fizz, "run_limits", lambda: RunLimits(max_batch=64))
+    with pytest.raises(NodeInputError, match="more than 64 images") as e:
+        call(registry, "ImagesFromBatchSchedule", images=images, text='"0": "' + ",".join(["1:"] * 2000) + '"',
+             max_frames=2)
+    assert e.value.input == "text"
+    out = call(registry, "ImagesFromBatchSchedule", images=images, text='"0": "' + ",".join(["1:"] * 21) + '"',
+               max_frames=2)
+    assert out.shape[0] == 63
+
+
+def test_bare_socket_saves_of_older_batch_schedule_layouts(registry):
+    """[text, max_frames, print_output, start_frame] (before end_frame, the forceInput inputs bare
+    sockets) was read shifted: pre_text '2'."""
+    cls = registry.get("BatchPromptSchedule")
+    assert cls.comfy.widgets(["T", 4, False, 2]) == ["T", 4, False, "", "", 2, 0, 0.0, 0.0, 0.0, 0.0]
+    assert cls.comfy.widgets(["T", 4, False]) == ["T", 4, False, "", "", 0, 0, 0.0, 0.0, 0.0, 0.0]
+    latent = registry.get("BatchPromptScheduleLatentInput")
+    assert latent.comfy.widgets(["T", False, 2]) == ["T", False, "", "", 2, 0, 0.0, 0.0, 0.0, 0.0]
+    graph = ui_graph([ui_node(1, "CheckpointLoaderSimple", [DEMO], outputs=[("MODEL", "MODEL", []),
+                                                                            ("CLIP", "CLIP", [1]), ("VAE", "VAE", [])]),
+                      ui_node(2, "BatchPromptSchedule", [SCHEDULE_TEXT, 4, False, 2], [("clip", "CLIP", 1, False)],
+                              [("POS", "CONDITIONING", []), ("NEG", "CONDITIONING", [])])],
+                     [[1, 1, 1, 2, 0, "CLIP"]])
+    inputs = parse_workflow(graph, registry).nodes["2"].inputs
+    assert (inputs["pre_text"], inputs["start_frame"], inputs["end_frame"]) == ("", 2, 0)
+
+
+def test_a_bad_linked_list_is_named_briefly_and_text_items_are_refused(registry):
+    prompt = {"1": {"class_type": "BatchValueSchedule", "inputs": {"text": "0:(0), 99999:(99999)",
+                                                                   "max_frames": 100_000, "print_output": False}},
+              "2": {"class_type": "BatchStringSchedule", "inputs": {"text": '"0": "`pw_a`"', "max_frames": 4,
+                                                                    "print_output": False, "pw_a": ["1", 0]}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["2"])
+    assert not result.ok and result.error["input"] == "pw_a" and "item 10000 " in result.error["message"]
+    assert len(result.error["message"]) < 500
+    from pydantic import ValidationError
+
+    model = registry.get("BatchStringSchedule").linked_widget_model  # a FLOAT output's run() returning these
+    for bad in (["1.5"], [1.0, True], "1.5", True):
+        with pytest.raises(ValidationError, match="valid number|expected a number"):
+            model.model_validate({"text": '"0": "a"', "pw_a": bad})
+    assert model.model_validate({"text": '"0": "a"', "pw_a": [1, 2.5]}).pw_a == [1, 2.5]
+
+
+def test_sdxl_batch_estimates_count_sdxls_width(registry):
+    for name, widgets, inputs in (("BatchPromptScheduleEncodeSDXL", {"max_frames": 10}, {}),):
+        assert registry.get(name).estimate(widgets, inputs).memory == 10 * 2 * 77 * 2048 * 4
+    assert registry.get("BatchPromptSchedule").estimate({"max_frames": 10}, {}).memory == 10 * 2 * 77 * 768 * 4
