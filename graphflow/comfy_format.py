@@ -352,7 +352,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                 if name in alias.ignore:
                     continue
                 name = ours
-                if name in alias.force_input and not is_link(value):
+                if name in alias.force_input and not is_link(value) and ui is not None:
                     # an editor before frontend 1.16 sent the hidden widget's value (the pack's
                     # default: a forceInput widget was never shown) for an unlinked forceInput
                     # input; it is read as unlinked, as a later editor sends it
@@ -790,8 +790,10 @@ def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> lis
     pack's forceInput inputs (each a widget converted to an input then). The frontend since 1.16
     drops them when the save is as long as that layout (its migrateWidgetsValues); the save's
     inputs also tell: such an input was listed as a converted widget ("widget": {"name": ...}),
-    which a later editor never does for a bare socket (a layout our own extra widgets make
-    longer, WAS Text Concatenate's linebreak_addition, is told so)."""
+    which a later editor never does for a bare socket. A save of another length (a layout our
+    own extra widgets make longer, WAS Text Concatenate's linebreak_addition) is read as older
+    only when it is so marked and holds more values than the current layout has places: a newer
+    save may keep a stale mark, and its values must not lose one (CR Text Replace's text)."""
     full = _widget_slots(order, force_input=True)
     places = {at for at, (_, role) in enumerate(full) if role == "forced"}
     if not places:
@@ -800,7 +802,7 @@ def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> lis
     forced = {theirs.get(name, name) for name in alias.force_input}
     converted = any(isinstance(socket, dict) and socket.get("widget") and socket.get("name") in forced
                     for socket in node.get("inputs") or [])
-    if len(raw) != len(full) and not (converted and len(raw) > max(places)):
+    if len(raw) != len(full) and not (converted and len(raw) > len(_widget_slots(order))):
         return raw
     return [value for at, value in enumerate(raw) if at not in places]
 
