@@ -1152,15 +1152,26 @@ def _comfy_class(cls, inputs: dict, preferred: str | None = None) -> tuple[str, 
     return cls.node_type, None
 
 
-def _output_index(registry, workflow: Workflow, src: str, output) -> int:
-    if isinstance(output, int):
-        return output
+def _output_index(registry, workflow: Workflow, src: str, output, classes: dict) -> int:
+    """The output slot a link from our output `output` (index or name) of node `src` has in
+    ComfyUI: where the class src is written as has only some of ours (ComfyAlias.outputs), its
+    place among them (a link from our third output of "Area only", whose one output it is, is
+    slot 0)."""
     src_cls = registry.get(workflow.nodes[src].type) if src in workflow.nodes else None
-    names = [o.name for o in src_cls.output_specs] if src_cls else []
-    return names.index(output) if output in names else 0
+    if isinstance(output, int):
+        ours = output
+    else:
+        names = [o.name for o in src_cls.output_specs] if src_cls else []
+        ours = names.index(output) if output in names else 0
+    if src_cls is None:
+        return ours
+    alias = _comfy_class(src_cls, workflow.nodes[src].inputs, classes.get(src))[1]
+    if alias is not None and alias.outputs is not None and ours in alias.outputs:
+        return list(alias.outputs).index(ours)
+    return ours
 
 
-def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
+def _comfy_inputs(node, cls, alias, registry, workflow, classes: dict) -> dict:
     """A node's inputs in ComfyUI's names and values (links as [id, index])."""
     back = alias.written_names() if alias else {}
     scattered = {ours: prefix for prefix, ours in alias.gather.items()} if alias else {}
@@ -1174,7 +1185,7 @@ def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
                 out.update({f"{scattered[name]}{i}": item for i, item in enumerate(items, 1)})
                 continue
         if is_link(value):
-            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1])]
+            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1], classes)]
             continue
         value = literal(value)
         if alias is not None and name in alias.values:
@@ -1228,7 +1239,7 @@ def _api_graph(workflow: Workflow, registry) -> dict:
             class_type, inputs = comfy_class_name(node.type), dict(node.inputs)
         else:
             class_type, alias = _comfy_class(cls, node.inputs, classes.get(node_id))
-            inputs = _comfy_inputs(node, cls, alias, registry, workflow)
+            inputs = _comfy_inputs(node, cls, alias, registry, workflow, classes)
             cls_with_defaults = {spec.name: spec.default for spec in cls.input_specs.values()
                                  if spec.socket is None and spec.default is not None}
             back = alias.written_names() if alias else {}
