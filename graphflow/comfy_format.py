@@ -352,7 +352,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                 if name in alias.ignore:
                     continue
                 name = ours
-                if name in alias.force_input and not is_link(value):
+                if name in alias.force_input and not is_link(value) and ui is not None:
                     # an editor before frontend 1.16 sent the hidden widget's value (the pack's
                     # default: a forceInput widget was never shown) for an unlinked forceInput
                     # input; it is read as unlinked, as a later editor sends it
@@ -790,8 +790,10 @@ def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> lis
     pack's forceInput inputs (each a widget converted to an input then). The frontend since 1.16
     drops them when the save is as long as that layout (its migrateWidgetsValues); the save's
     inputs also tell: such an input was listed as a converted widget ("widget": {"name": ...}),
-    which a later editor never does for a bare socket (a layout our own extra widgets make
-    longer, WAS Text Concatenate's linebreak_addition, is told so)."""
+    which a later editor never does for a bare socket. A save of another length (a layout our
+    own extra widgets make longer, WAS Text Concatenate's linebreak_addition) is read as older
+    only when it is so marked and holds more values than the current layout has places: a newer
+    save may keep a stale mark, and its values must not lose one (CR Text Replace's text)."""
     full = _widget_slots(order, force_input=True)
     places = {at for at, (_, role) in enumerate(full) if role == "forced"}
     if not places:
@@ -800,7 +802,7 @@ def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> lis
     forced = {theirs.get(name, name) for name in alias.force_input}
     converted = any(isinstance(socket, dict) and socket.get("widget") and socket.get("name") in forced
                     for socket in node.get("inputs") or [])
-    if len(raw) != len(full) and not (converted and len(raw) > max(places)):
+    if len(raw) != len(full) and not (converted and len(raw) > len(_widget_slots(order))):
         return raw
     return [value for at, value in enumerate(raw) if at not in places]
 
@@ -1150,15 +1152,26 @@ def _comfy_class(cls, inputs: dict, preferred: str | None = None) -> tuple[str, 
     return cls.node_type, None
 
 
-def _output_index(registry, workflow: Workflow, src: str, output) -> int:
-    if isinstance(output, int):
-        return output
+def _output_index(registry, workflow: Workflow, src: str, output, classes: dict) -> int:
+    """The output slot a link from our output `output` (index or name) of node `src` has in
+    ComfyUI: where the class src is written as has only some of ours (ComfyAlias.outputs), its
+    place among them (a link from our third output of "Area only", whose one output it is, is
+    slot 0)."""
     src_cls = registry.get(workflow.nodes[src].type) if src in workflow.nodes else None
-    names = [o.name for o in src_cls.output_specs] if src_cls else []
-    return names.index(output) if output in names else 0
+    if isinstance(output, int):
+        ours = output
+    else:
+        names = [o.name for o in src_cls.output_specs] if src_cls else []
+        ours = names.index(output) if output in names else 0
+    if src_cls is None:
+        return ours
+    alias = _comfy_class(src_cls, workflow.nodes[src].inputs, classes.get(src))[1]
+    if alias is not None and alias.outputs is not None and ours in alias.outputs:
+        return list(alias.outputs).index(ours)
+    return ours
 
 
-def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
+def _comfy_inputs(node, cls, alias, registry, workflow, classes: dict) -> dict:
     """A node's inputs in ComfyUI's names and values (links as [id, index])."""
     back = alias.written_names() if alias else {}
     scattered = {ours: prefix for prefix, ours in alias.gather.items()} if alias else {}
@@ -1172,7 +1185,7 @@ def _comfy_inputs(node, cls, alias, registry, workflow) -> dict:
                 out.update({f"{scattered[name]}{i}": item for i, item in enumerate(items, 1)})
                 continue
         if is_link(value):
-            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1])]
+            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1], classes)]
             continue
         value = literal(value)
         if alias is not None and name in alias.values:
@@ -1226,7 +1239,7 @@ def _api_graph(workflow: Workflow, registry) -> dict:
             class_type, inputs = comfy_class_name(node.type), dict(node.inputs)
         else:
             class_type, alias = _comfy_class(cls, node.inputs, classes.get(node_id))
-            inputs = _comfy_inputs(node, cls, alias, registry, workflow)
+            inputs = _comfy_inputs(node, cls, alias, registry, workflow, classes)
             cls_with_defaults = {spec.name: spec.default for spec in cls.input_specs.values()
                                  if spec.socket is None and spec.default is not None}
             back = alias.written_names() if alias else {}

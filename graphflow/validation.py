@@ -25,6 +25,9 @@ WIDGET_LINK_TYPES = {
     "CHOICE": {"STRING", "INT", "FLOAT"},
 }
 ANY = "*"
+# socket types a literal value may be given for, each with the conversion ComfyUI's backend
+# validation applies to a value of that type (execution.py validate_inputs)
+SOCKET_LITERALS = {"STRING": str, "INT": int, "FLOAT": float, "BOOLEAN": bool}
 
 
 class WorkflowInvalid(Exception):
@@ -180,7 +183,7 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
         inputs = upgraded
 
     count = len(problems)
-    links, literals = {}, {}
+    links, literals, socket_literals = {}, {}, {}
     for name, value in inputs.items():
         spec = cls.input_specs.get(name)
         if spec is None:
@@ -191,6 +194,14 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             resolved = _check_link(node_id, entry.type, spec, value, workflow, registry, problems)
             if resolved is not None:
                 links[name] = resolved
+        elif spec.socket is not None and spec.type in SOCKET_LITERALS:
+            # a value for a text / number socket (a pack's forceInput input): ComfyUI's backend
+            # runs it, converted as its validation converts a widget of that type
+            try:
+                socket_literals[name] = SOCKET_LITERALS[spec.type](literal(value))
+            except (TypeError, ValueError, OverflowError):
+                problems.append(Problem(node_id, entry.type, name, f"expected a link from {_a(spec.type)} "
+                                        f"output or {_a(spec.type.lower())} value, got {_short(value)}"))
         elif spec.socket is not None:
             problems.append(Problem(node_id, entry.type, name,
                                     f"expected a link from {_a(spec.type)} output, got the value {_short(value)}"))
@@ -221,7 +232,7 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
         return None
     for name in links:
         widgets.pop(name, None)
-    return PlannedNode(node_id, cls, widgets, links)
+    return PlannedNode(node_id, cls, widgets | socket_literals, links)
 
 
 def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[Problem]) -> None:

@@ -28,10 +28,9 @@ through 8-bit Pillow pictures, as the pack does, giving its values to the bit.
 A socket-only input of the pack (forceInput: CR Text Concatenate's texts, CR Integer To String's
 int_ ...) takes a link here, as the pack's editor makes it. An editor before ComfyUI frontend 1.16
 kept a value for it (the hidden widget's default): in a UI save's widgets_values that value is
-left out, as the current editor reads such a save; in an API prompt, for the inputs followed by
-widgets (ComfyAlias.force_input: the texts of CR Text Concatenate, Replace, Blacklist, Operation,
-CR String To Number, CR Set Value ...), it is ignored with a note and the input read as unconnected;
-a literal value for another socket-only input is refused."""
+left out, as the current editor reads such a save; in an API prompt a value for a text or number
+socket is run, as ComfyUI's backend runs it (converted as its validation converts the input's type:
+str for STRING, int for INT ...); a literal value for another socket-only input is refused."""
 
 from __future__ import annotations
 

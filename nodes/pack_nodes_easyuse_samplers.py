@@ -430,20 +430,21 @@ class EasyHiresFix(Node):
         return new_pipe, upscaled, latent
 
 
-def check_upscaled_size(image, scale: int, image_input: str) -> None:
+def check_upscaled_size(image, scale: int, image_input: str, model_input: str = "model_name") -> None:
     """Refuse, before the model runs, an image batch the model would make too large: an image
     over the server's max_pixels or HIRES_MAX_PIXELS, a batch over the server's max_batch, a batch
-    whose images the memory can't hold."""
+    whose images the memory can't hold. The errors name model_input (the node's upscale model
+    input: ttN's is upscale_model_name) or image_input."""
     limits = run_limits()
     batch, height, width = image.shape[0], image.shape[1] * scale, image.shape[2] * scale
     cap = min(HIRES_MAX_PIXELS, limits.max_pixels) if limits.max_pixels is not None else HIRES_MAX_PIXELS
     if width * height > cap:
-        raise NodeInputError("model_name", f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to "
+        raise NodeInputError(model_input, f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to "
                                            f"{width}x{height}, over the {cap} pixels an image may have here")
     if limits.max_batch is not None and batch > limits.max_batch:
         raise NodeInputError(image_input, f"a batch of {batch} images is more than this server allows "
                                           f"({limits.max_batch})")
-    check_run_memory("model_name", f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to {width}x{height}",
+    check_run_memory(model_input, f"upscales {image.shape[2]}x{image.shape[1]} by {scale} to {width}x{height}",
                      images=Size(batch, height, width))
 
 

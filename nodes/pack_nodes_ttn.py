@@ -388,17 +388,19 @@ def _latent_upscaled(node, latent: dict, method: str) -> dict:
     return {**latent, "samples": _upscale(samples, width, height, method, node.crop)}
 
 
-def model_upscaled(node, image, vae, method: str, rescale_after_model: bool, image_input: str):
+def model_upscaled(node, image, vae, method: str, rescale_after_model: bool, image_input: str,
+                   sampled: bool = False):
     """The pack's hiresfixScale work: the image through the upscale model (ImageUpscaleWithModel's
     tiling), then, with rescale_after_model, resized with `method` and crop to node.rescale's size
     (Easy-Use's hiresFix, which follows this pack, computes it the same way); gives (image, latent of
-    it encoded with the VAE, or None without a VAE)."""
+    it encoded with the VAE, or None without a VAE). `sampled`: the latent is to be sampled, so
+    the sampling memory its final size needs is checked before it is encoded."""
     from nodes.pack_nodes_easyuse_samplers import check_upscaled_size, hires_size, resized_image
     from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
     if node.upscale_model_name in (None, "None"):
         raise NodeInputError("upscale_model_name", "no upscale model chosen (models/upscale_models has none?)")
     model = _core(LoadUpscaleModel, {"model_name": "upscale_model_name"}, model_name=node.upscale_model_name)
-    check_upscaled_size(image, model.scale, image_input)
+    check_upscaled_size(image, model.scale, image_input, "upscale_model_name")
     upscaled = _core(ImageUpscaleWithModel, {"image": image_input}, upscale_model=model, image=image)
     if rescale_after_model:
         width, height = hires_size(node, upscaled.shape[2], upscaled.shape[1])
@@ -406,6 +408,10 @@ def model_upscaled(node, image, vae, method: str, rescale_after_model: bool, ima
         if limit is not None and width * height > limit:
             raise NodeInputError("rescale", f"rescales to {width}x{height}, over the server's {limit} pixels")
         upscaled = resized_image(upscaled, width, height, method, node.crop == "center")
+    if sampled:  # the image's size is known only now (the model's scale, then the rescale)
+        batch, height, width = upscaled.shape[:3]
+        check_run_memory("upscale_method", f"[hiresFix] upscales to {width}x{height} pixels",
+                         sampled=Size(batch, height // 8 * 8, width // 8 * 8))
     latent = None
     if vae is not None:
         latent = _core(VAEEncode, {"pixels": image_input, "vae": "vae"}, pixels=upscaled[..., :3], vae=vae)
@@ -428,7 +434,8 @@ def upscaled(node, latent: dict, vae, images) -> dict:
         raise NodeInputError("upscale_method", "[hiresFix] needs a VAE to decode and encode with")
     if images is None:
         images = _core(VAEDecode, {"samples": "upscale_method", "vae": "upscale_method"}, samples=latent, vae=vae)
-    _, latent = model_upscaled(node, images, vae, method, node.rescale != "None", "input_image_override")
+    _, latent = model_upscaled(node, images, vae, method, node.rescale != "None", "input_image_override",
+                               sampled=True)
     return latent
 
 

@@ -84,6 +84,23 @@ def test_the_current_layout_is_not_cut(registry):
     assert graph["1"]["inputs"]["separator"] == " | "
 
 
+@pytest.mark.parametrize("class_type,forced,values,expected", [
+    ("CR Text Replace", [("text", "STRING")], ["cat", "dog", "", "", "", ""], {"find1": "cat", "replace1": "dog"}),
+    ("SDXL Power Prompt - Positive (rgthree)", [("opt_clip_width", "INT"), ("opt_clip_height", "INT")],
+     ["a cat", "a dog", "CHOOSE", "CHOOSE", "CHOOSE", 2048, 1536, 0, 16],
+     {"prompt_g": "a cat", "prompt_l": "a dog", "insert_embedding": "CHOOSE", "target_width": 2048,
+      "target_height": 1536, "crop_width": 0, "crop_height": 16}),
+], ids=["CR Text Replace", "rgthree"])
+def test_a_newer_save_with_a_stale_mark_keeps_its_values(registry, class_type, forced, values, expected):
+    """A newer editor's save (the current layout, forceInput place first or among other widgets)
+    whose forceInput sockets still carry an older save's converted-widget marks: its values are as
+    many as the current layout's places, so none is dropped."""
+    graph, _, _ = ui_to_api(ui_graph([pack_node(1, class_type, forced, values, True)]), registry)
+    inputs = graph["1"]["inputs"]
+    for name, value in expected.items():
+        assert inputs[name] == value, (name, inputs)
+
+
 def concatenate_save(older_editor: bool) -> dict:
     """CR Text -> CR Text Concatenate <- CR Text, as the pack's editor saves it."""
     texts = [ui_node(i, "CR Text", [text], outputs=[("text", "*", [i]), ("show_help", "STRING", [])])
@@ -125,17 +142,39 @@ def test_api_prompt_with_the_packs_class_names(registry):
     assert export_api(workflow, registry)["3"]["inputs"] == prompt["3"]["inputs"]
 
 
-def test_api_prompt_of_an_older_editor_with_an_unlinked_force_input(registry):
-    """An editor before frontend 1.16 sent the hidden widget's value for an unlinked forceInput
-    input: read as unconnected (the pack's text2 default "" joins the same), with a note."""
+def test_api_prompt_with_a_value_for_an_optional_force_input(registry):
+    """A value sent for a forceInput input (as an editor before frontend 1.16 sent the hidden
+    widget's): ComfyUI's backend runs it, converted as its validation converts the input's type
+    (str for STRING), so it is read, without a note."""
     prompt = {"1": {"class_type": "CR Text", "inputs": {"text": "first"}},
               "3": {"class_type": "CR Text Concatenate",
-                    "inputs": {"text1": ["1", 0], "text2": "", "separator": " | "}}}
+                    "inputs": {"text1": ["1", 0], "text2": 7, "separator": " | "}}}
     workflow = import_api(prompt, registry)
-    assert any(n["input"] == "text2" and n["node_id"] == "3" for n in workflow.notes)
+    assert not any(n["node_id"] == "3" for n in workflow.notes)
     result = Executor(registry).run(workflow, outputs=["3"])
     assert result.ok, (result.problems, result.error)
-    assert result.values["3"][0] == "first" + " | " + ""
+    assert result.values["3"][0] == "first" + " | " + str(7)
+
+
+def test_api_prompt_with_a_value_for_a_required_force_input(registry):
+    prompt = {"1": {"class_type": "CR Text Replace", "inputs": {
+        "text": "hello", "find1": "l", "replace1": "L", "find2": "", "replace2": "", "find3": "", "replace3": ""}}}
+    workflow = import_api(prompt, registry)
+    assert workflow.notes == []
+    result = Executor(registry).run(workflow, outputs=["1"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["1"][0] == "hello".replace("l", "L")
+    assert export_api(workflow, registry)["1"]["inputs"]["text"] == "hello"
+
+
+def test_api_prompt_with_a_value_not_of_the_force_inputs_type(registry):
+    prompt = {"1": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
+        "prompt_g": "a cat", "prompt_l": "", "opt_clip_width": "wide", "insert_lora": "CHOOSE",
+        "insert_embedding": "CHOOSE", "insert_saved": "CHOOSE", "target_width": -1, "target_height": -1,
+        "crop_width": -1, "crop_height": -1}}}
+    result = Executor(registry).run(import_api(prompt, registry), outputs=["1"])
+    assert not result.ok
+    assert any(p.input == "opt_clip_width" and "an int value" in p.message for p in result.problems), result.problems
 
 
 def test_a_real_easy_prompt_concat_save(registry):

@@ -793,9 +793,8 @@ def test_ours_to_ui_to_ours_keeps_the_graph(builtin_registry):
             assert back.ui["nodes"]["1"]["pos"] == ours.ui["nodes"]["1"]["pos"]
 
 
-def test_a_ui_node_written_afresh_has_the_outputs_its_alias_exposes(toy_registry):
-    """A pack class answered by one of our nodes with more outputs (ComfyAlias.outputs) gets
-    only its own outputs on the UI node, as ComfyUI's editor would make it."""
+def _add_sizes(registry) -> None:
+    """A node with three outputs answering three pack classes: all of them, the first two, the third."""
     import toy_nodes
     from graphflow.api import ComfyAlias, Int, Node
 
@@ -808,12 +807,42 @@ def test_a_ui_node_written_afresh_has_the_outputs_its_alias_exposes(toy_registry
         def run(self):
             return self.value, self.value, self.value ** 2
 
-    toy_registry.add(Sizes)
+    registry.add(Sizes)
+
+
+def test_a_ui_node_written_afresh_has_the_outputs_its_alias_exposes(toy_registry):
+    """A pack class answered by one of our nodes with more outputs (ComfyAlias.outputs) gets
+    only its own outputs on the UI node, as ComfyUI's editor would make it."""
+    _add_sizes(toy_registry)
     prompt = {str(i): {"class_type": name, "inputs": {"value": 3}}
               for i, name in enumerate(("All sizes", "Two sizes", "Area only"), 1)}
     ui = export_ui(parse_workflow(prompt, toy_registry), toy_registry)
     assert {n["type"]: [o["name"] for o in n["outputs"]] for n in ui["nodes"]} == \
         {"All sizes": ["WIDTH", "HEIGHT", "AREA"], "Two sizes": ["WIDTH", "HEIGHT"], "Area only": ["AREA"]}
+
+
+def test_links_from_an_alias_with_some_outputs_use_its_slots(toy_registry):
+    """A link from "Area only" (our AREA, output 2, its only one) is written from its slot 0, and
+    one from "Two sizes"' HEIGHT (ours 1) from slot 1: in the API graph, in the UI links and in
+    each UI output's links; read back, the same workflow runs."""
+    _add_sizes(toy_registry)
+    prompt = {"1": {"class_type": "Area only", "inputs": {"value": 3}},
+              "2": {"class_type": "Two sizes", "inputs": {"value": 5}},
+              "3": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": ["2", 1]}}}
+    workflow = parse_workflow(prompt, toy_registry)
+    assert workflow.nodes["3"].inputs == {"a": ["1", 2], "b": ["2", 1]}  # our output indexes
+    assert export_api(workflow, toy_registry)["3"]["inputs"] == prompt["3"]["inputs"]
+    ui = export_ui(workflow, toy_registry)
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    links = {(link[1], link[2], link[3], link[4]): link[0] for link in ui["links"]}
+    assert set(links) == {(1, 0, 3, 0), (2, 1, 3, 1)}
+    assert nodes[1]["outputs"][0]["links"] == [links[(1, 0, 3, 0)]]
+    assert [o["links"] for o in nodes[2]["outputs"]] == [[], [links[(2, 1, 3, 1)]]]
+    back = import_ui(ui, toy_registry)
+    assert back.nodes["3"].inputs == workflow.nodes["3"].inputs
+    result = Executor(toy_registry).run(back, outputs=["3"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["3"][0] == 3 ** 2 + 5
 
 
 # --- API format -------------------------------------------------------------------------------

@@ -829,3 +829,47 @@ def test_pipe_lora_stack_ui_save_reads_its_rows_in_the_packs_order(registry, mod
     assert run_graph(registry, graph, ["1"]).values["1"] == (None, [("first.safetensors", 0.6, 0.6)])
     saved = export_ui(parse_workflow(graph, registry), registry)["nodes"][0]
     assert saved["type"] == "ttN pipeLoraStack" and saved["widgets_values"] == widgets
+
+
+def _hiresfix_graph(models, **changes) -> dict:
+    """KSampler_v2 upscaling a 40x32 image with an x2 model ("[hiresFix] bilinear") to width x height."""
+    from graphflow.testing import write_esrgan
+    (models.models / "upscale_models").mkdir(exist_ok=True)
+    write_esrgan(models.models / "upscale_models" / "x2.safetensors", scale=2)
+    inputs = {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0], "latent": ["3", 0], "vae": ["1", 2],
+              **{k: v for k, v in _pipe_sampler_api(None)["inputs"].items() if k != "pipe"},
+              "upscale_method": "[hiresFix] bilinear", "upscale_model_name": "x2.safetensors",
+              "rescale": "to Width/Height", "width": 96, "height": 72, "input_image_override": ["4", 0]}
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a cube"}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "4": {"class_type": "EmptyImage", "inputs": {"width": 40, "height": 32, "batch_size": 1, "color": 0}},
+        "5": {"class_type": "ttN KSampler_v2", "inputs": {**inputs, **changes}}}
+
+
+def test_hiresfix_over_the_pixel_limit_names_the_upscale_model_input(registry, models):
+    """The model's 80x64 output is over a 4500-pixel limit: refused naming ttN's own input."""
+    from graphflow.executor import Executor
+    from graphflow.resource_limits import RunLimits
+    result = Executor(registry, limits=RunLimits(max_pixels=4500)).run(
+        parse_workflow(_hiresfix_graph(models), registry), outputs=["5"])
+    assert not result.ok and result.error["input"] == "upscale_model_name", result.error
+    assert "80x64" in result.error["message"]
+
+
+def test_hiresfix_rescale_is_held_to_the_sampling_memory(registry, models):
+    """Rescaled to 2048x2048 after the model, the latent to sample needs more working memory than
+    the run's 0.1 GiB (sampling_memory of that size, the planner's rule): refused before sampling;
+    at 96x72 it runs."""
+    from graphflow.executor import Executor
+    from graphflow.resource_limits import RunLimits, Size, sampling_memory
+    budget = 2**30 // 10
+    assert sampling_memory(Size(1, 96, 72)) < budget < sampling_memory(Size(1, 2048, 2048))
+    limits = RunLimits(ram_bytes=budget, device_bytes=budget)
+    big = Executor(registry, limits=limits).run(
+        parse_workflow(_hiresfix_graph(models, width=2048, height=2048), registry), outputs=["5"])
+    assert not big.ok and big.error["input"] == "upscale_method", (big.error, big.problems)
+    assert "2048x2048" in big.error["message"]
+    small = Executor(registry, limits=limits).run(parse_workflow(_hiresfix_graph(models), registry), outputs=["5"])
+    assert small.ok, (small.error, small.problems)
