@@ -1,16 +1,18 @@
 """ComfyUI-AnimateDiff-Evolved's core (Kosinkadink's pack, read at commit 599b71807de3 for
 motion_module_ad.py, 01ec8aa236ff for nodes_gen2.py, 1a87cefb18dd for nodes_gen1.py, 0ba022c77512
-for nodes_context.py, 11252fc34fec for utils_model.py): short videos from SD1.5 (or SDXL) checkpoints
-with AnimateDiff motion modules from models/animatediff_models/ (graphflow.models.animatediff). The
-latent batch is the video's frames (EmptyLatentImage's batch_size); every sampler samples them
-together and the motion module lets the frames attend to each other.
+for nodes_context.py, 11252fc34fec for utils_model.py, 31955647a1b6 for nodes_multival.py, 63b70f105834
+for utils_motion.py): short videos from SD1.5 (or SDXL) checkpoints with AnimateDiff motion modules
+from models/animatediff_models/ (graphflow.models.animatediff). The latent batch is the video's frames
+(EmptyLatentImage's batch_size); every sampler samples them together and the motion module lets the
+frames attend to each other.
 
 Nodes: ADE_LoadAnimateDiffModel, ADE_ApplyAnimateDiffModelSimple, ADE_ApplyAnimateDiffModel,
 ADE_UseEvolvedSampling (Gen2); ADE_AnimateDiffLoaderGen1 and the legacy ADE_AnimateDiffLoaderWithContext
 (Gen1); ADE_AnimateDiffLoRALoader (motion LoRAs from models/animatediff_motion_lora/); ADE_MultivalDynamic
-(a number); ADE_EmptyLatentImageLarge; ADE_AnimateDiffUnload; the context options ADE_StandardStaticContextOptions,
-ADE_StandardUniformContextOptions, ADE_LoopedUniformContextOptions, ADE_BatchedContextOptions and the
-legacy ADE_AnimateDiffUniformContextOptions, which become graphflow's context windows over the frames
+(a number, or by link one per frame); ADE_EmptyLatentImageLarge; ADE_AnimateDiffUnload; the context
+options ADE_StandardStaticContextOptions, ADE_StandardUniformContextOptions,
+ADE_LoopedUniformContextOptions, ADE_BatchedContextOptions and the legacy
+ADE_AnimateDiffUniformContextOptions, which become graphflow's context windows over the frames
 (graphflow.sampling.context_windows: the same schedules and the flat / pyramid / relative /
 overlap-linear fuse weights).
 
@@ -45,7 +47,7 @@ MOTION_MODEL_ADE = socket_type("MOTION_MODEL_ADE", "#7c4dbb", "An AnimateDiff mo
 M_MODELS = socket_type("M_MODELS", "#8e5ccc", "Motion models applied with their scale and effect (AnimateDiff-Evolved)")
 CONTEXT_OPTIONS = socket_type("CONTEXT_OPTIONS", "#5c8ecc", "AnimateDiff-Evolved context options: windows over "
                                                             "the frames")
-MULTIVAL = socket_type("MULTIVAL", "#9e7c4d", "An AnimateDiff-Evolved multival: here a number")
+MULTIVAL = socket_type("MULTIVAL", "#9e7c4d", "An AnimateDiff-Evolved multival: here a number or one per frame")
 MOTION_LORA = socket_type("MOTION_LORA", "#b0764d", "AnimateDiff motion LoRAs with their strengths")
 AD_SETTINGS = socket_type("AD_SETTINGS", "#9e9e9e", "AnimateDiff settings (not built here)")
 AD_KEYFRAMES = socket_type("AD_KEYFRAMES", "#9e9e9e", "AnimateDiff keyframes (not built here)")
@@ -90,11 +92,19 @@ def _not_built(value, name: str, what: str):
         raise NodeInputError(name, f"{what} are not built in graphflow's AnimateDiff; disconnect {name}")
 
 
-def _number(multival, name: str) -> float | None:
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(multival, name: str) -> float | tuple[float, ...] | None:
+    """A multival as MotionSettings takes it: a number, or a tuple of one per frame."""
     if multival is None:
         return None
-    if isinstance(multival, bool) or not isinstance(multival, (int, float)):
-        raise NodeInputError(name, "only a number is built as a multival here (ADE_MultivalDynamic without a mask)")
+    if isinstance(multival, (list, tuple)) and multival and all(_is_number(v) for v in multival):
+        return tuple(float(v) for v in multival)
+    if not _is_number(multival):
+        raise NodeInputError(name, "only a number or a list of one per frame is built as a multival here "
+                                   "(ADE_MultivalDynamic without a mask)")
     return float(multival)
 
 
@@ -232,8 +242,8 @@ EFFECT_HELP = "how much of the motion module's change each temporal layer keeps:
 
 class ApplyAnimateDiffModelSimple(Node):
     """Apply a motion model, for ADE_UseEvolvedSampling's m_models: scale_multival and effect_multival
-    take a number (ADE_MultivalDynamic's float_val); motion_lora (ADE_AnimateDiffLoRALoader's) is added to the
-    motion model's weights; ad_keyframes is not built here."""
+    take a number or one per frame (ADE_MultivalDynamic's float_val); motion_lora
+    (ADE_AnimateDiffLoRALoader's) is added to the motion model's weights; ad_keyframes is not built here."""
     category = GEN2
     motion_model: MOTION_MODEL_ADE
     motion_lora: MOTION_LORA = None
@@ -303,8 +313,8 @@ class UseEvolvedSampling(Node):
 
 class AnimateDiffLoaderGen1(Node):
     """AnimateDiff in one node: load the motion module model_name, apply it with scale_multival /
-    effect_multival (numbers) and sample with the beta schedule and context options, as
-    ADE_LoadAnimateDiffModel + ADE_ApplyAnimateDiffModelSimple + ADE_UseEvolvedSampling, with motion_lora.
+    effect_multival (numbers, or one per frame) and sample with the beta schedule and context options,
+    as ADE_LoadAnimateDiffModel + ADE_ApplyAnimateDiffModelSimple + ADE_UseEvolvedSampling, with motion_lora.
     ad_settings, ad_keyframes, sample_settings and per_block are not built here."""
     category = GEN1
     model: MODEL
@@ -404,16 +414,22 @@ class AnimateDiffLoraLoader(Node):
 
 
 class MultivalDynamic(Node):
-    """A multival for scale_multival / effect_multival: the number float_val (mask_optional, a per-pixel
-    multival, is not built here)."""
+    """A multival for scale_multival / effect_multival: the number float_val, or by link a list of one
+    per frame (FizzNodes' Batch Value Schedule), as the pack takes it: a list shorter than the video
+    has its last value repeated, a longer one is cut, and under context options each window takes
+    its frames' values. mask_optional (a per-pixel multival) is not built here."""
     category = "Animate Diff 🎭🅐🅓/multival"
-    float_val: float = Float(1.0, min=0.0, step=0.001)
+    float_val: float = Float(1.0, min=0.0, step=0.001, linked_list=True)
     mask_optional: MASK = None
     outputs = {"MULTIVAL": MULTIVAL}
     comfy = ComfyAlias(("ADE_MultivalDynamic",), optional=("mask_optional",))
 
     def run(self):
         _not_built(self.mask_optional, "mask_optional", "multival masks")
+        if isinstance(self.float_val, (list, tuple)):
+            if not self.float_val:
+                raise NodeInputError("float_val", "got an empty list; expected a number or one per frame")
+            return tuple(float(v) for v in self.float_val)
         return self.float_val
 
 

@@ -616,7 +616,8 @@ def _image_estimate(size: Size | None, plan) -> Estimate:
 class DerfuuImageScaleByRatio(Node):
     """Resize images by upscale_by (each side times it, rounded up), as Derfuu's Image scale by
     ratio does, with ComfyUI's resize methods; crop "center" first crops to the new aspect
-    ratio. A size outside 1 to MAX_SIZE pixels a side is an error naming upscale_by."""
+    ratio. A size outside 1 to MAX_SIZE pixels a side is an error naming upscale_by, an image with a
+    side of 0 pixels (no ratio makes it a size) one naming image."""
     category = f"{ROOT}/Modded nodes/Image"
     image: IMAGE
     upscale_by: float = _number()
@@ -627,6 +628,8 @@ class DerfuuImageScaleByRatio(Node):
 
     @staticmethod
     def size(width: int, height: int, upscale_by: float) -> tuple[int, int]:
+        if not (width and height):  # no ratio helps: the image is at fault, not upscale_by
+            raise NodeInputError("image", f"has a side of 0 pixels ({width}x{height}): no ratio scales it to a size")
         return _checked(width * upscale_by, height * upscale_by, "upscale_by", MAX_SIZE)
 
     @classmethod

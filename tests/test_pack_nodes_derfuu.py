@@ -400,6 +400,14 @@ def test_scaling_an_empty_image_or_latent_to_a_side_names_it(registry, shape, si
                                         side=side, scale_method="area", crop="disabled")
 
 
+@pytest.mark.parametrize("shape", [(1, 0, 8, 3), (1, 8, 0, 3), (1, 0, 0, 3)])
+def test_scaling_an_empty_image_by_a_ratio_names_the_image(registry, shape):
+    """Any ratio gives a side of 0 pixels: the image is at fault, not upscale_by."""
+    message = raises(registry, "DF_Image_scale_by_ratio", "image", image=torch.zeros(shape), upscale_by=2.0,
+                     upscale_method="area", crop="disabled")
+    assert "side of 0 pixels" in message
+
+
 @pytest.mark.parametrize("image", [torch.zeros(8, 8, 3), torch.zeros(8, 8), "an image"])
 def test_the_image_nodes_refuse_what_is_not_an_image_batch(registry, image):
     raises(registry, "DF_Image_scale_by_ratio", "image", image=image, upscale_by=2.0, upscale_method="area",

@@ -25,8 +25,10 @@ torch.nn.GroupNorm.forward for the whole sampling run, so a ControlNet's (or T2I
 run over the frames too; here only the UNet's GroupNorms (and the motion module's) do, each
 ControlNet normalising per frame.
 
-Motion scale (`scale_multival` as a number) multiplies the temporal attention's keys; effect
-(`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Motion LoRAs
+Motion scale (`scale_multival`) multiplies the temporal attention's keys; effect
+(`effect_multival`) blends: x (1 - effect) + motion(x) effect, as the pack does. Each is a number or
+one per frame (`per_frame`: the pack's list multival, a [frames, 1, 1] tensor there, fitted to the
+video's length and cut to each context window's frames). Motion LoRAs
 (guoyww's v2_lora_*.ckpt) add strength * up @ down to the weights they name (no alpha), on a copy.
 Several motion models on one UNet run in turn at each place, the first attached first.
 
@@ -212,15 +214,18 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(dim, dim))
         self.pos_encoder = PositionalEncoding(dim, pe_length) if pe_length else None
 
-    def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0) -> torch.Tensor:
-        """x [videos * frames, pixels, C] -> the same shape, each pixel attending over its frames."""
+    def forward(self, x: torch.Tensor, frames: int, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """x [videos * frames, pixels, C] -> the same shape, each pixel attending over its frames;
+        scale a number or one per frame ([frames])."""
         bf, pixels, c = x.shape
         t = x.reshape(bf // frames, frames, pixels, c).transpose(1, 2).reshape(-1, frames, c)
         if self.pos_encoder is not None:  # (read, not called: on the CPU when the manager streams its block)
             t = t + self.pos_encoder.pe[:, :frames].to(t.device, t.dtype)
         n = t.shape[0]
         k = self.to_k(t)
-        if scale != 1.0:  # the pack's motion scale multiplies the keys
+        if torch.is_tensor(scale):  # one per frame: each frame's keys times its own
+            k = k * scale.to(k.device, k.dtype).view(1, frames, 1)
+        elif scale != 1.0:  # the pack's motion scale multiplies the keys
             k = k * scale
         q, k, v = (p.view(n, frames, self.heads, c // self.heads).transpose(1, 2)
                    for p in (self.to_q(t), k, self.to_v(t)))
@@ -236,7 +241,7 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
         for attn, norm in zip(self.attention_blocks, self.norms):
             x = x + attn(norm(x), frames, scale)
         return x + self.ff(self.ff_norm(x))
@@ -252,7 +257,8 @@ class TemporalTransformer(nn.Module):
             for _ in range(cfg.transformer_layers))
         self.proj_out = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0, norm_over_frames: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, scale: float | torch.Tensor = 1.0,
+                norm_over_frames: bool = False) -> torch.Tensor:
         bf, c, h, w = x.shape
         t = self.norm(x, frames if norm_over_frames else None)
         t = self.proj_in(t.permute(0, 2, 3, 1).reshape(bf, h * w, c))
@@ -404,8 +410,10 @@ def motion_slots(unet: UNet) -> dict[str, list[tuple[int, int, int]]]:
 
 @dataclass(frozen=True)
 class MotionSettings:
-    scale: float = 1.0
-    effect: float = 1.0
+    # a number, or one per frame of the whole video (a tuple: ADE_MultivalDynamic's list), which
+    # per_frame cuts to the frames of each UNet call
+    scale: float | tuple[float, ...] = 1.0
+    effect: float | tuple[float, ...] = 1.0
     # (highest, lowest) sigma the motion model runs at (the pack's start / end percent); None: always
     sigma_range: tuple[float, float] | None = None
     # the context options' context_length when the MODEL samples in windows (None: without); for errors
@@ -490,11 +498,28 @@ def unet_motion_models(unet) -> tuple[MotionModel, ...]:
     return getattr(unet, "motions", ())
 
 
+def per_frame(value: float | tuple[float, ...], frames: int) -> float | torch.Tensor:
+    """A multival for a UNet call of `frames` frames: a number as it is; a list (one per frame) as the
+    pack takes it: fitted to the whole video's length (cut, or its last value repeated; the video is
+    the call's frames, or under context windows over the batch the windowed latent's), then the
+    running window's frames of it (the pack's full_length and sub_idxs)."""
+    if not isinstance(value, tuple):
+        return value
+    from graphflow.sampling.context_windows import batch_window
+
+    window, length = batch_window.get() or (None, frames)
+    if window is None or len(window) != frames:  # not windowed (or not this call's frames): the first ones
+        window, length = range(frames), max(length, frames)
+    fitted = list(value[:length]) + [value[-1]] * (length - len(value))
+    return torch.tensor([fitted[i] for i in window], dtype=torch.float32)
+
+
 def _run_temporal(motion: MotionModel, part: str, index: int, settings: MotionSettings, norm_over_frames: bool,
                   x: torch.Tensor, frames: int) -> torch.Tensor:
     if frames > motion.config.max_frames:  # the pack refuses these before sampling
         raise too_many_frames(motion, frames, settings.context_length)
-    if settings.effect == 0.0 or not settings.active():
+    effect = per_frame(settings.effect, frames)
+    if (not torch.is_tensor(effect) and effect == 0.0) or not settings.active():
         return x
     copy, modules = placed_motion(motion, x.dtype)  # the UNet's compute dtype
     from graphflow.device import same_device
@@ -503,9 +528,12 @@ def _run_temporal(motion: MotionModel, part: str, index: int, settings: MotionSe
     # loaded with the UNet in a sampling run; outside one, loaded here (compute_device's "cuda" is x's cuda:0)
     if not same_device(manager().device_for(copy), x.device):
         manager().load(copy, "motion_model", motion_memory_name(motion))
-    out = modules[part][index].temporal_transformer(x, frames, settings.scale, norm_over_frames)
-    if settings.effect != 1.0:
-        out = x * (1.0 - settings.effect) + out * settings.effect
+    out = modules[part][index].temporal_transformer(x, frames, per_frame(settings.scale, frames), norm_over_frames)
+    if torch.is_tensor(effect):  # one per frame, for each video of the batch ([videos * frames, C, h, w])
+        effect = effect.to(x.device, x.dtype).repeat(x.shape[0] // frames).view(-1, 1, 1, 1)
+        out = x * (1.0 - effect) + out * effect
+    elif effect != 1.0:
+        out = x * (1.0 - effect) + out * effect
     return out
 
 

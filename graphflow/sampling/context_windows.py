@@ -93,6 +93,10 @@ UNIFORM = ("standard_uniform", "looped_uniform")
 # window_controls runs (AnimateDiff-Evolved's sub_idxs and full_length); None otherwise
 control_window: contextvars.ContextVar[tuple[tuple[int, ...], int] | None] = contextvars.ContextVar(
     "control_window", default=None)
+# (the window's frames, the whole batch's length) while any window over dim 0 (the batch: AnimateDiff's
+# frames) runs, core's windows included; None otherwise. AnimateDiff's per-frame multivals read it
+batch_window: contextvars.ContextVar[tuple[tuple[int, ...], int] | None] = contextvars.ContextVar(
+    "batch_window", default=None)
 
 
 def ordered_halving(step: int) -> float:
@@ -298,10 +302,13 @@ class WindowedRun:
                 sub_sigma = sigma.index_select(0, index.to(sigma.device))
             sub_sides = [None if side is None else [self._cut_cond(c, window, x) for c in side] for side in sides]
             token = control_window.set((tuple(window), num_frames)) if self.settings.window_controls else None
+            batch_token = batch_window.set((tuple(window), num_frames)) if dim == 0 else None
             try:
                 parts.append(predict_sides(self._cut_denoiser(model_denoiser, index, x), sub_sides,
                                            x.index_select(dim, index), sub_sigma))
             finally:
+                if batch_token is not None:
+                    batch_window.reset(batch_token)
                 if token is not None:
                     control_window.reset(token)
         return [fuse([p[k] for p in parts], windows, weights, dim, x) for k in range(len(sides))]
