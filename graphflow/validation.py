@@ -4,6 +4,7 @@ Only the nodes that would run are checked: the output nodes (or the requested on
 their ancestors, as in ComfyUI, so a half-wired node off to the side doesn't block a run.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -28,6 +29,17 @@ ANY = "*"
 # socket types a literal value may be given for, each with the conversion ComfyUI's backend
 # validation applies to a value of that type (execution.py validate_inputs)
 SOCKET_LITERALS = {"STRING": str, "INT": int, "FLOAT": float, "BOOLEAN": bool}
+SOCKET_RANGES = {"INT": " within int64", "FLOAT": " that is finite"}
+INT64_MAX = 2**63 - 1  # a socket has no widget bounds: its literal is held to what a linked output could give
+
+
+def _socket_literal(kind: str, value):
+    """A literal for a STRING / INT / FLOAT / BOOLEAN socket, converted; ValueError if it isn't one
+    (an INT beyond int64, a FLOAT that is not finite)."""
+    converted = SOCKET_LITERALS[kind](value)
+    if kind == "INT" and abs(converted) > INT64_MAX or kind == "FLOAT" and not math.isfinite(converted):
+        raise ValueError(converted)
+    return converted
 
 
 class WorkflowInvalid(Exception):
@@ -198,10 +210,11 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             # a value for a text / number socket (a pack's forceInput input): ComfyUI's backend
             # runs it, converted as its validation converts a widget of that type
             try:
-                socket_literals[name] = SOCKET_LITERALS[spec.type](literal(value))
+                socket_literals[name] = _socket_literal(spec.type, literal(value))
             except (TypeError, ValueError, OverflowError):
                 problems.append(Problem(node_id, entry.type, name, f"expected a link from {_a(spec.type)} "
-                                        f"output or {_a(spec.type.lower())} value, got {_short(value)}"))
+                                        f"output or {_a(spec.type.lower())} value{SOCKET_RANGES.get(spec.type, '')}, "
+                                        f"got {_short(value)}"))
         elif spec.socket is not None:
             problems.append(Problem(node_id, entry.type, name,
                                     f"expected a link from {_a(spec.type)} output, got the value {_short(value)}"))

@@ -192,3 +192,17 @@ def test_a_real_easy_prompt_concat_save(registry):
     result = Executor(registry).run(import_ui(save, registry), outputs=["82"])
     assert result.ok, (result.problems, result.error)
     assert result.values["82"][0] == "a girl" + "，" + "wanostyle, solo"  # the pack's prompt1 + separator + prompt2
+
+
+@pytest.mark.parametrize("value, expected", [(10**30, "within int64"), (1e300, "within int64"),
+                                             ("inf", "within int64")])
+def test_a_number_value_for_a_socket_is_held_to_what_a_link_could_give(registry, value, expected):
+    """A socket has no widget bounds: a literal INT beyond int64 (which a node could take as a size or
+    a count) is refused by name, as an int that doesn't convert is."""
+    prompt = {"1": {"class_type": "SDXL Power Prompt - Positive (rgthree)", "inputs": {
+        "prompt_g": "a cat", "prompt_l": "", "opt_clip_width": value, "insert_lora": "CHOOSE",
+        "insert_embedding": "CHOOSE", "insert_saved": "CHOOSE", "target_width": -1, "target_height": -1,
+        "crop_width": -1, "crop_height": -1}}}
+    result = Executor(registry).run(import_api(prompt, registry), outputs=["1"])
+    assert not result.ok
+    assert any(p.input == "opt_clip_width" and expected in p.message for p in result.problems), result.problems
