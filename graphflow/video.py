@@ -277,6 +277,23 @@ def read_metadata(raw: bytes) -> dict[str, str]:
         return {}
 
 
+@contextmanager
+def _scheduling_kept():
+    """Put the calling thread's scheduling policy back after the block. SVT-AV1 (FFmpeg's
+    libsvtav1) raises the thread that opens it to SCHED_FIFO priority 99 where it may (as root, in
+    a container): a server or worker thread left so starves the machine, and every process it
+    starts after inherits the policy (Chromium under it livelocked this project's test VM)."""
+    if not hasattr(os, "sched_getscheduler"):  # not on macOS / Windows
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (policy, param.sched_priority):
+            os.sched_setscheduler(0, policy, param)
+
+
 def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: str = "yuv420p",
                 options: dict | None = None, metadata: dict[str, str] | None = None, audio_codec: str = "aac",
                 bt709: bool = False, depth: int = 8, codec_tag: str | None = None,
@@ -312,7 +329,7 @@ def write_video(path, video: Video, container_format: str, codec: str, pix_fmt: 
     target = path if hasattr(path, "write") else str(path)
     if codec == "libsvtav1":  # SVT-AV1 logs its settings to stderr unless told: errors only (as VideoHelperSuite)
         os.environ.setdefault("SVT_LOG", "1")  # read when the first encoder opens; the user's own setting kept
-    with av.open(target, mode="w", format=container_format, options=flags) as container:
+    with _scheduling_kept(), av.open(target, mode="w", format=container_format, options=flags) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value
         stream = container.add_stream(codec, rate=frame_rate(video.fps))

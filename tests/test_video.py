@@ -4,6 +4,7 @@ file, bounded for lossy codecs), sound kept through a save, the workflow in the 
 
 import io
 import json
+import os
 import shutil
 import sys
 import threading
@@ -147,6 +148,16 @@ def test_save_webm_vp9_and_av1(builtin_registry, tmp_folders, running):
         assert json.loads(metadata["graphflow"]) == WORKFLOW
     assert running.ui["images"][1] == {"filename": "w_00002_.webm", "subfolder": "web", "type": "output"}
     assert running.ui["animated"] == [True, True]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="scheduling policies are Linux's")
+def test_an_av1_save_leaves_the_thread_on_its_scheduling_policy(builtin_registry, tmp_folders, running):
+    """SVT-AV1 raises the thread that opens it to SCHED_FIFO 99 where it may (as root); the saver
+    puts the policy back, so nothing the thread runs or starts afterwards is real-time."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    call(builtin_registry, "SaveWEBM", images=smooth_frames(count=2), filename_prefix="web/rt", codec="av1",
+         fps=24.0, crf=40.0)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
 
 
 def test_bad_files_and_inputs_name_the_input(builtin_registry, tmp_folders, running):
