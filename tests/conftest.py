@@ -113,9 +113,10 @@ def pytest_runtest_makereport(item, call):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     """Name a test after which this worker's main thread is on a real-time scheduling policy, and
-    put it back on SCHED_OTHER. In this VM a worker was twice found under SCHED_FIFO priority 99,
-    set by something unknown; Chromium started from it inherited the policy and livelocked the
-    kernel. The warning reaches the run's warnings summary (xdist passes it on)."""
+    put it back on SCHED_OTHER. In this VM a worker was found under SCHED_FIFO priority 99 (SVT-AV1
+    sets it when an AV1 video is encoded; graphflow.video now puts it back); Chromium started from it
+    inherited the policy and livelocked the kernel. The warning reaches the run's warnings summary
+    (xdist passes it on) and names the test."""
     result = yield
     if os.sched_getscheduler(0) != os.SCHED_OTHER:
         import warnings

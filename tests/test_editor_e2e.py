@@ -205,10 +205,11 @@ def time_limit(request):
 
 def normal_scheduling() -> None:
     """Put this thread back on the normal time-sharing policy (SCHED_OTHER) if it is on a real-time
-    one. A pytest worker in this VM was once found under SCHED_FIFO priority 99 (left by some
-    earlier test, cause unknown); Playwright's driver and Chromium, which inherit the policy of the
-    thread that starts them, then spun at real-time priority and livelocked the kernel (load 80+).
-    Leaving a real-time policy needs no privilege."""
+    one. A pytest worker in this VM was found under SCHED_FIFO priority 99 (set by SVT-AV1 in an
+    earlier AV1 save, before graphflow.video put the policy back); Playwright's driver and Chromium,
+    which inherit the policy of the thread that starts them, then spun at real-time priority and
+    livelocked the kernel (load 80+). Kept as a second guard. Leaving a real-time policy needs no
+    privilege."""
     if os.sched_getscheduler(0) != os.SCHED_OTHER:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
