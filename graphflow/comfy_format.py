@@ -1152,26 +1152,24 @@ def _comfy_class(cls, inputs: dict, preferred: str | None = None) -> tuple[str, 
     return cls.node_type, None
 
 
-def _output_index(registry, workflow: Workflow, src: str, output, classes: dict) -> int:
+def _output_index(registry, workflow: Workflow, src: str, output, chosen: dict) -> int:
     """The output slot a link from our output `output` (index or name) of node `src` has in
     ComfyUI: where the class src is written as has only some of ours (ComfyAlias.outputs), its
     place among them (a link from our third output of "Area only", whose one output it is, is
-    slot 0)."""
+    slot 0). chosen: node id -> (ComfyUI class, alias) each node is written as."""
     src_cls = registry.get(workflow.nodes[src].type) if src in workflow.nodes else None
     if isinstance(output, int):
         ours = output
     else:
         names = [o.name for o in src_cls.output_specs] if src_cls else []
         ours = names.index(output) if output in names else 0
-    if src_cls is None:
-        return ours
-    alias = _comfy_class(src_cls, workflow.nodes[src].inputs, classes.get(src))[1]
+    alias = chosen[src][1] if src in chosen else None
     if alias is not None and alias.outputs is not None and ours in alias.outputs:
         return list(alias.outputs).index(ours)
     return ours
 
 
-def _comfy_inputs(node, cls, alias, registry, workflow, classes: dict) -> dict:
+def _comfy_inputs(node, cls, alias, registry, workflow, chosen: dict) -> dict:
     """A node's inputs in ComfyUI's names and values (links as [id, index])."""
     back = alias.written_names() if alias else {}
     scattered = {ours: prefix for prefix, ours in alias.gather.items()} if alias else {}
@@ -1185,7 +1183,7 @@ def _comfy_inputs(node, cls, alias, registry, workflow, classes: dict) -> dict:
                 out.update({f"{scattered[name]}{i}": item for i, item in enumerate(items, 1)})
                 continue
         if is_link(value):
-            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1], classes)]
+            out[back.get(name, name)] = [value[0], _output_index(registry, workflow, value[0], value[1], chosen)]
             continue
         value = literal(value)
         if alias is not None and name in alias.values:
@@ -1232,14 +1230,17 @@ def _api_graph(workflow: Workflow, registry) -> dict:
                    if isinstance(v, dict) and isinstance(v.get("title"), str) and v["title"]})
     kept = ui.get("comfyui") if isinstance(ui.get("comfyui"), dict) else {}
     classes = kept.get("classes") if isinstance(kept.get("classes"), dict) else {}
+    # the ComfyUI class (and alias) each of our nodes is written as, chosen once: links read it too
+    chosen = {node_id: _comfy_class(cls, node.inputs, classes.get(node_id)) for node_id, node in workflow.nodes.items()
+              if (cls := registry.get(node.type)) is not None}
     graph = {}
     for node_id, node in workflow.nodes.items():
         cls = registry.get(node.type)
         if cls is None:
             class_type, inputs = comfy_class_name(node.type), dict(node.inputs)
         else:
-            class_type, alias = _comfy_class(cls, node.inputs, classes.get(node_id))
-            inputs = _comfy_inputs(node, cls, alias, registry, workflow, classes)
+            class_type, alias = chosen[node_id]
+            inputs = _comfy_inputs(node, cls, alias, registry, workflow, chosen)
             cls_with_defaults = {spec.name: spec.default for spec in cls.input_specs.values()
                                  if spec.socket is None and spec.default is not None}
             back = alias.written_names() if alias else {}

@@ -703,8 +703,6 @@ def _noise_class():
     """The starting noise of a Noise Control Script (a NoiseSource, which the sampling engine
     draws from), made on first use: graphflow.sampling imports torch, which listing nodes doesn't
     need."""
-    from dataclasses import dataclass
-
     from graphflow.sampling.noise import NoiseSource, initial_noise
 
     @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from graphflow.resource_limits import SERVER_LIMITS
 from graphflow.testing import write_checkpoint, write_controlnet, write_lora
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_adv_clip import advanced_encode as efficiency_encode
+from nodes.pack_nodes_adv_clip import advanced_encode
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph
 
@@ -369,7 +369,7 @@ def test_sdxl_a1111_rescales_each_tower_on_its_own(registry, tmp_folders):
     (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
     write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
     clip = call(registry, "LoadCheckpoint", checkpoint="base.safetensors")[1]
-    [(got, options)] = efficiency_encode(clip, "(cat:1.5) dog", "none", "A1111")
+    [(got, options)] = advanced_encode(clip, "(cat:1.5) dog", "none", "A1111")
     [(base, plain_options)] = call(registry, "CLIPEncode", clip=clip, text="cat dog")
     weights = torch.ones(1, base.shape[1], 1)
     weights[:, 1] = 1.5
@@ -441,7 +441,7 @@ def test_token_normalization_and_a1111_closed_forms(registry, models):
                 stop_at_clip_layer=-1)
 
     def encode(text, normalization="none", interpretation="comfy"):
-        return efficiency_encode(clip, text, normalization, interpretation)[0][0]
+        return advanced_encode(clip, text, normalization, interpretation)[0][0]
 
     def core(text):
         return call(registry, "CLIPEncode", clip=clip, text=text)[0][0]
@@ -500,11 +500,11 @@ def test_encode_refuses_unknown_linked_choices_naming_them(registry, models):
     for name, bad, other in (("weight_interpretation", "comfy+++", "none"), ("token_normalization", "median", "comfy")):
         args = {name: bad, ("token_normalization" if name == "weight_interpretation" else "weight_interpretation"): other}
         with pytest.raises(NodeInputError) as caught:
-            efficiency_encode(clip, "a cat", **args)
+            advanced_encode(clip, "a cat", **args)
         assert caught.value.input == name and repr(bad) in str(caught.value)
     with pytest.raises(NodeInputError) as caught:  # a text encoder without CLIP's tokens: the setting that needs them
-        efficiency_encode(object(), "a cat", "mean", "comfy")
+        advanced_encode(object(), "a cat", "mean", "comfy")
     assert caught.value.input == "token_normalization"
     with pytest.raises(NodeInputError) as caught:
-        efficiency_encode(object(), "a cat", "none", "A1111")
+        advanced_encode(object(), "a cat", "none", "A1111")
     assert caught.value.input == "weight_interpretation"

@@ -319,7 +319,7 @@ def test_ksampler_names_a_pipe_without_settings(registry, models):
 
 
 def test_full_loader_encodes_each_prompt_its_way_and_takes_overrides(registry, models):
-    from nodes.pack_nodes_adv_clip import advanced_encode as efficiency_encode
+    from nodes.pack_nodes_adv_clip import advanced_encode
     graph = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
         "2": {"class_type": "easy fullLoader", "inputs": {
@@ -336,8 +336,8 @@ def test_full_loader_encodes_each_prompt_its_way_and_takes_overrides(registry, m
     pipe, got_model, got_vae, got_clip, positive, negative, latent = values["2"]
     assert got_model is model and got_vae is vae and got_clip is clip
     assert _same_conditioning(negative, values["3"][0])
-    assert _same_conditioning(positive, efficiency_encode(clip, "a (red:1.3) cube", "mean", "A1111"))
-    assert not _same_conditioning(positive, efficiency_encode(clip, "a (red:1.3) cube", "none", "comfy"))
+    assert _same_conditioning(positive, advanced_encode(clip, "a (red:1.3) cube", "mean", "A1111"))
+    assert not _same_conditioning(positive, advanced_encode(clip, "a (red:1.3) cube", "none", "comfy"))
     assert latent["samples"].shape == (1, 4, 768 // 8, 512 // 8)
     graph["2"]["inputs"]["negative_weight_interpretation"] = "fixed attention"
     with pytest.raises(AssertionError, match="negative_weight_interpretation"):

@@ -460,7 +460,7 @@ def test_list_counter_random_generator_and_remove_controlnet(registry):
 # -- wildcard encoding and the basic pipe --------------------------------------------------------------
 
 def test_wildcard_encode_weights_each_break_part_as_the_advanced_encoder(registry, models):
-    from nodes.pack_nodes_adv_clip import advanced_encode as efficiency_encode
+    from nodes.pack_nodes_adv_clip import advanced_encode
     from nodes.pack_nodes_impact import concat_all
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     text = "a {red|blue} (cat:1.2) BREAK a hat"
@@ -472,7 +472,7 @@ def test_wildcard_encode_weights_each_break_part_as_the_advanced_encoder(registr
     weighted = call(registry, "InspireWildcardEncode", token_normalization="mean", weight_interpretation="comfy++",
                     **common)
     parts = [p.strip() for p in weighted[3].split("BREAK")]
-    want = concat_all([efficiency_encode(clip, p, "mean", "comfy++") for p in parts])
+    want = concat_all([advanced_encode(clip, p, "mean", "comfy++") for p in parts])
     assert torch.equal(weighted[2][0][0], want[0][0]) and not torch.equal(weighted[2][0][0], plain[2][0][0])
     fixed = call(registry, "InspireWildcardEncode", **{**common, "mode": "fixed", "populated_text": "kept text"})
     assert fixed[3] == "kept text"
