@@ -27,15 +27,19 @@ WIDGET_LINK_TYPES = {
 }
 ANY = "*"
 # socket types a literal value may be given for, each with the conversion ComfyUI's backend
-# validation applies to a value of that type (execution.py validate_inputs)
+# validation applies to a value of that type (execution.py validate_inputs: int(), float(), str()).
+# ComfyUI passes a BOOLEAN value on unconverted; here only true / false (or 0 / 1) is taken, as
+# bool("false") would be true
 SOCKET_LITERALS = {"STRING": str, "INT": int, "FLOAT": float, "BOOLEAN": bool}
-SOCKET_RANGES = {"INT": " within int64", "FLOAT": " that is finite"}
+SOCKET_RANGES = {"INT": " within int64", "FLOAT": " that is finite", "BOOLEAN": " (true or false)"}
 INT64_MAX = 2**63 - 1  # a socket has no widget bounds: its literal is held to what a linked output could give
 
 
 def _socket_literal(kind: str, value):
     """A literal for a STRING / INT / FLOAT / BOOLEAN socket, converted; ValueError if it isn't one
-    (an INT beyond int64, a FLOAT that is not finite)."""
+    (an INT beyond int64, a FLOAT that is not finite, a BOOLEAN that is not true / false / 0 / 1)."""
+    if kind == "BOOLEAN" and (isinstance(value, float) or value not in (True, False)):
+        raise ValueError(value)
     converted = SOCKET_LITERALS[kind](value)
     if kind == "INT" and abs(converted) > INT64_MAX or kind == "FLOAT" and not math.isfinite(converted):
         raise ValueError(converted)

@@ -206,3 +206,40 @@ def test_a_number_value_for_a_socket_is_held_to_what_a_link_could_give(registry,
     result = Executor(registry).run(import_api(prompt, registry), outputs=["1"])
     assert not result.ok
     assert any(p.input == "opt_clip_width" and expected in p.message for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("value, expected", [("12", 12), (7.9, 7), (True, 1)])
+def test_an_int_value_for_a_socket_converts_as_comfyuis_validation_does(registry, value, expected):
+    """ComfyUI's validate_inputs runs int() on an INT input's value: text of digits, a float
+    (truncated) and a boolean convert; CR Integer To String writes what it got."""
+    prompt = {"1": {"class_type": "CR Integer To String", "inputs": {"int_": value}}}
+    result = Executor(registry).run(import_api(prompt, registry), outputs=["1"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["1"][0] == str(int(value)) == str(expected)
+
+
+@pytest.mark.parametrize("value, expected", [(True, True), (False, False), (0, False), (1, True)])
+def test_a_boolean_value_for_a_socket(value, expected):
+    from graphflow.validation import _socket_literal
+    converted = _socket_literal("BOOLEAN", value)
+    assert converted is expected
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0.0, 2, None, [True]])
+def test_a_boolean_socket_refuses_what_is_not_true_or_false(value):
+    """bool("false") is true: a text, a float or another number for a BOOLEAN socket is refused,
+    not read by its truth."""
+    from graphflow.validation import _socket_literal
+    with pytest.raises(ValueError):
+        _socket_literal("BOOLEAN", value)
+
+
+def test_object_info_marks_every_text_and_number_socket_force_input(registry):
+    """A ComfyUI editor shows an INT / FLOAT / STRING / BOOLEAN input without forceInput as a widget;
+    our socket inputs are marked so it shows a socket (CR Integer To String's int_, which the pack
+    declared as a plain widget before it added the mark), other sockets are not."""
+    from graphflow.server.comfyui_object_info import object_info
+    info = object_info(registry)
+    assert info["CR Integer To String"]["input"]["required"]["int_"] == ["INT", {"forceInput": True}]
+    assert info["KSampler"]["input"]["required"]["model"] == ["MODEL", {}]
+    assert "forceInput" not in info["KSampler"]["input"]["required"]["seed"][1]

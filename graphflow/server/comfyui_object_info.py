@@ -55,8 +55,12 @@ def _comfy_value(alias: ComfyAlias, our_name: str, value):
 
 def _input_entry(spec, alias: ComfyAlias) -> list:
     widget = spec.widget
-    if widget is None:  # a socket; one the pack marks forceInput is marked so, or an editor makes it a widget
-        return [spec.type, {"forceInput": True} if spec.name in alias.force_input else {}]
+    if widget is None:
+        # a socket: a text / number / boolean one is marked forceInput, or a ComfyUI editor would
+        # show it as a widget (as it does a pack's input without the mark, Comfyroll's older int_)
+        # and its saves would hold a value where our node takes a link
+        forced = spec.name in alias.force_input or spec.type in WIDGET_TYPES
+        return [spec.type, {"forceInput": True} if forced else {}]
     if widget.hints.get("upload") == "webcam":  # ComfyUI's own widget type: the capture's file name
         return ["WEBCAM", _widget_options(widget, alias, spec.name)]
     if widget.kind == "CHOICE":
