@@ -270,6 +270,12 @@ def _alias_for(cls, class_type: str):
     return next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
 
 
+def _output_names(alias, specs) -> list[str]:
+    """The names a UI save gives a class's outputs: ComfyUI's where the alias lists them, else ours."""
+    names = list(alias.output_names) if alias is not None else []
+    return names if len(names) == len(specs) else [o.name for o in specs]
+
+
 def _gathered(raw_inputs: dict, alias) -> dict:
     """The inputs with those the alias gathers (ComfyAlias.gather) put together as JSON lists."""
     if alias is None or not alias.gather:
@@ -1462,7 +1468,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             if alias is not None and alias.outputs is not None:  # the class has only those of ours
                 specs = [specs[i] for i in alias.outputs]
             outs = comfy_catalogue().get(class_type, {}).get("outputs") or \
-                [{"name": o.name, "type": o.type} for o in specs]
+                [{"name": name, "type": o.type} for o, name in zip(specs, _output_names(alias, specs))]
             ui_node["outputs"] = [{"name": o["name"], "type": o["type"], "links": []} for o in outs]
         out_nodes.append(ui_node)
 

@@ -35,7 +35,8 @@ Deliberately unlike the pack: a result that is not a finite float (an overflow, 
 error, division by zero) or a whole number past +-INT_LIMIT is a NodeInputError naming the
 input, and a scaled image or latent must be 1 to MAX_SIZE pixels a side. Where the pack names
 no outputs of a node with two of one type (Square root, Tuple to floats / ints, the earlier Get
-latent / image size), ComfyUI labels them by type; here they have names (said in their help)."""
+latent / image size), ComfyUI labels them by type; our editor gives them names (said in their
+help), while /object_info and UI saves written back label them by type as ComfyUI does."""
 
 from __future__ import annotations
 
@@ -366,11 +367,11 @@ class DerfuuGetLatentSize(Node):
 class DerfuuGetLatentSizeTuple(DerfuuGetLatentSize):
     """A latent's width and height, as Derfuu's earlier Get latent size gives them: in pixels
     (its size times 8), or with original true in latent pixels, and the pair as a TUPLE. Video
-    latents are refused. Its outputs are named WIDTH, HEIGHT, TUPLE here; ComfyUI names the
-    pack's (which has no names for them) by their types, INT, INT, TUPLE (labels only: links go
-    by position)."""
+    latents are refused. Its outputs are named WIDTH, HEIGHT, TUPLE in this editor; ComfyUI names
+    the pack's (which has no names for them) by their types, INT, INT, TUPLE, and so do UI saves
+    written back (labels only: links go by position)."""
     outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
-    comfy = ComfyAlias(("Get latent size",))
+    comfy = ComfyAlias(("Get latent size",), output_names=("INT", "INT", "TUPLE"))
 
     def run(self):
         width, height = super().run()
@@ -391,11 +392,11 @@ class DerfuuGetImageSize(Node):
 
 class DerfuuGetImageSizeTuple(DerfuuGetImageSize):
     """An image batch's width and height, as Derfuu's earlier Get image size gives them, and the
-    pair as a TUPLE. Its outputs are named WIDTH, HEIGHT, TUPLE here; ComfyUI names the pack's
-    (which has no names for them) by their types, INT, INT, TUPLE (labels only: links go by
-    position)."""
+    pair as a TUPLE. Its outputs are named WIDTH, HEIGHT, TUPLE in this editor; ComfyUI names the
+    pack's (which has no names for them) by their types, INT, INT, TUPLE, and so do UI saves
+    written back (labels only: links go by position)."""
     outputs = {"WIDTH": INT, "HEIGHT": INT, "TUPLE": TUPLE}
-    comfy = ComfyAlias(("Get image size",))
+    comfy = ComfyAlias(("Get image size",), output_names=("INT", "INT", "TUPLE"))
 
     def run(self):
         width, height = super().run()
@@ -467,13 +468,13 @@ class DerfuuPower(Node):
 
 class DerfuuSquareRoot(Node):
     """The square root of Value and its negative, as Derfuu's Square root gives them; a negative
-    Value is an error naming it. The outputs are named FLOAT and negative here; ComfyUI names the
-    pack's (which has no names for them) by their type, FLOAT and FLOAT (labels only: links go by
-    position)."""
+    Value is an error naming it. The outputs are named FLOAT and negative in this editor; ComfyUI
+    names the pack's (which has no names for them) by their type, FLOAT and FLOAT, and so do UI
+    saves written back (labels only: links go by position)."""
     category = f"{ROOT}/Math"
     Value: float = _number()
     outputs = {"FLOAT": FLOAT, "negative": FLOAT}
-    comfy = ComfyAlias(("DF_Square_root", "Square root"))
+    comfy = ComfyAlias(("DF_Square_root", "Square root"), output_names=("FLOAT", "FLOAT"))
 
     def run(self):
         root = _finite("square root", math.sqrt, self.Value, names=("Value",))
@@ -847,13 +848,13 @@ class DerfuuIntToTuple(Node):
 
 class DerfuuTupleToFloats(Node):
     """A TUPLE's two numbers, as Derfuu's Tuple to floats gives them (as floats here; the pack
-    passes whole numbers on as they are). The outputs are named A and B here; ComfyUI names the
-    pack's (which has no names for them) by their type, FLOAT and FLOAT (labels only: links go by
-    position)."""
+    passes whole numbers on as they are). The outputs are named A and B in this editor; ComfyUI
+    names the pack's (which has no names for them) by their type, FLOAT and FLOAT, and so do UI
+    saves written back (labels only: links go by position)."""
     category = f"{ROOT}/Tuples"
     Tuple: TUPLE
     outputs = {"A": FLOAT, "B": FLOAT}
-    comfy = ComfyAlias(("Tuple to floats",))
+    comfy = ComfyAlias(("Tuple to floats",), output_names=("FLOAT", "FLOAT"))
 
     def run(self):
         a, b = _pair(self.Tuple, "Tuple")
@@ -862,13 +863,13 @@ class DerfuuTupleToFloats(Node):
 
 class DerfuuTupleToInts(Node):
     """A TUPLE's two numbers cut to whole numbers toward zero (int()), as Derfuu's Tuple to ints
-    gives them; one past +-INT_LIMIT is an error. The outputs are named A and B here; ComfyUI
-    names the pack's (which has no names for them) by their type, INT and INT (labels only: links
-    go by position)."""
+    gives them; one past +-INT_LIMIT is an error. The outputs are named A and B in this editor;
+    ComfyUI names the pack's (which has no names for them) by their type, INT and INT, and so do UI
+    saves written back (labels only: links go by position)."""
     category = f"{ROOT}/Tuples"
     Tuple: TUPLE
     outputs = {"A": INT, "B": INT}
-    comfy = ComfyAlias(("Tuple to ints",))
+    comfy = ComfyAlias(("Tuple to ints",), output_names=("INT", "INT"))
 
     def run(self):
         a, b = _pair(self.Tuple, "Tuple")

@@ -722,3 +722,31 @@ def test_api_prompt_with_derfuus_bare_float_runs(registry):
     assert values["5"] == (1366.0 / 4 + 1366.0,)
     api = export_api(parse_workflow(prompt, registry), registry)
     assert api["1"]["inputs"] == {"value": 1366.0} and api["4"]["inputs"] == {"value": ["2", 0]}
+
+
+def test_outputs_comfyui_names_by_type_carry_its_names_in_object_info_and_ui_saves(registry):
+    """The pack names no outputs of Square root, Tuple to floats / ints and the earlier Get sizes:
+    ComfyUI labels them by type (INT, INT, TUPLE), and so do /object_info and a UI save written
+    afresh (ComfyAlias.output_names), while our editor keeps ours; the links still go by position."""
+    from graphflow.server.comfyui_object_info import object_info
+    info = object_info(registry)
+    assert info["Square root"]["output_name"] == ["FLOAT", "FLOAT"]
+    assert info["Get image size"]["output_name"] == ["INT", "INT", "TUPLE"]
+    assert [o.name for o in registry.comfy_node("Get image size").output_specs] == ["WIDTH", "HEIGHT", "TUPLE"]
+    prompt = {"1": {"class_type": "Tuple", "inputs": {"Value_A": 9, "Value_B": -4.5}},
+              "2": {"class_type": "Tuple to ints", "inputs": {"Tuple": ["1", 0]}},
+              "3": {"class_type": "DF_Square_root", "inputs": {"Value": ["2", 0]}}}
+    workflow = parse_workflow(prompt, registry)
+    ui = export_ui(workflow, registry)
+    names = {n["type"]: [o["name"] for o in n["outputs"]] for n in ui["nodes"]}
+    assert names["Tuple to ints"] == ["INT", "INT"] and names["DF_Square_root"] == ["FLOAT", "FLOAT"]
+    assert export_api(workflow, registry)["3"]["inputs"] == {"Value": ["2", 0]}
+
+
+def test_every_alias_names_as_many_outputs_as_it_exposes(builtin_registry):
+    from graphflow.workflow import comfy_aliases
+    for cls in builtin_registry:
+        for alias in comfy_aliases(cls):
+            if alias.output_names:
+                exposed = len(alias.outputs) if alias.outputs is not None else len(cls.output_specs)
+                assert len(alias.output_names) == exposed, (cls.node_type, alias.class_types)

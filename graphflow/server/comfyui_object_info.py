@@ -94,7 +94,7 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
     # "audio", "fps"); otherwise our outputs' names where they are a pack's RETURN_NAMES ("width"),
     # and the type where ours is only the type in lower case (a pack's class without RETURN_NAMES,
     # which ComfyUI names by its types: IPAdapterAdvanced's "MODEL")
-    known = [o["name"] for o in catalogued.get("outputs", [])]
+    known = [o["name"] for o in catalogued.get("outputs", [])] or list(alias.output_names)
     names = known if len(known) == len(outputs) else [o.type if o.name.upper() == o.type else o.name for o in specs]
     info = {
         "input": {"required": required} | ({"optional": optional} if optional else {}),
