@@ -209,7 +209,7 @@ class DetailDaemonGraphSigmas(Node):
     smooth: bool = Bool(True)
     cfg_scale: float = Float(1.0, min=0.0, max=100.0, step=0.5)
     outputs = {}
-    comfy = ComfyAlias(("DetailDaemonGraphSigmasNode", "DetailDaemonGraphSigmas"), force_input=("sigmas",))
+    comfy = ComfyAlias(("DetailDaemonGraphSigmasNode", "DetailDaemonGraphSigmas"))
 
     def run(self):
         import torch
@@ -280,7 +280,7 @@ class MultiplySigmasStateless(Node):
     start: float = Float(0.0, min=0.0, max=1.0, step=0.001)
     end: float = Float(1.0, min=0.0, max=1.0, step=0.001)
     outputs = {"SIGMAS": SIGMAS}
-    comfy = ComfyAlias(("MultiplySigmas",), force_input=("sigmas",))
+    comfy = ComfyAlias(("MultiplySigmas",))
 
     def run(self):
         import torch

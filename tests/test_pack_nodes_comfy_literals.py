@@ -102,13 +102,15 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
     assert written["1"][0] == "Int" and written["2"][0] == "Float"  # written back in ComfyUI-Logic's shape
 
 
-def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
+@pytest.mark.parametrize("operation_widgets", [["Int", "Float", "A*B"], ["Int", "Float", "A*B", 0, 0.0, 0, 0.0]])
+def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, operation_widgets):
     """As the pack's editor saves Operation: the type and operation widgets, and only the two
-    inputs its script leaves (here A - Int and B - Float), linked."""
+    inputs its script leaves (here A - Int and B - Float), linked; an editor before ComfyUI
+    frontend 1.16 also saved a value for each of the four forceInput numbers."""
     nodes = [
         ui_node(1, "Int", ["12"], outputs=[("INT", "INT", [1])]),
         ui_node(2, "Float", ["0.5"], outputs=[("FLOAT", "FLOAT", [2])]),
-        ui_node(3, "Operation", ["Int", "Float", "A*B"], [("A - Int", "INT", 1, False), ("B - Float", "FLOAT", 2, False)],
+        ui_node(3, "Operation", operation_widgets, [("A - Int", "INT", 1, False), ("B - Float", "FLOAT", 2, False)],
                 [("INT", "INT", [3]), ("FLOAT", "FLOAT", [4])]),
         ui_node(4, "DebugPrint", [], [("ANY", "*", 3, False)]),
         ui_node(5, "DebugPrint", [], [("ANY", "*", 4, False)]),
@@ -127,7 +129,8 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
     by_id = {n["id"]: n for n in saved["nodes"]}
     for n in nodes:
         assert by_id[n["id"]]["type"] == n["type"]
-        if n["type"] not in ("Int", "Float"):  # those are written back as ComfyUI-Logic's widgets
+        if n["type"] not in ("Int", "Float", "Operation"):  # those: ComfyUI-Logic's widgets; below
             assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+    assert by_id[3]["widgets_values"] == ["Int", "Float", "A*B"]  # as today's editor saves it
     linked = {i["name"] for i in by_id[3]["inputs"] if i.get("link") is not None}
     assert linked == {"A - Int", "B - Float"}
