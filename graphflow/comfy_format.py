@@ -118,8 +118,8 @@ DERFUU_FIRST_CLASSES = (
     "SubtractNode_DF", "MultiplyNode_DF", "DivideNode_DF", "PowNode_DF", "SqrtNode_DF", "SinNode_DF", "CosNode_DF",
     "TanNode_DF", "EmptyLatentImage_DF", "LatentScale_Ratio_DF", "LatentScale_Side_DF", "ImageScale_Ratio_DF",
     "ImageScale_Side_DF", "ConditioningSetArea_DF", "ConditioningSetAreaEXT_DF")
-# Jonseed's ComfyUI-Detail-Daemon (nodes/pack_nodes_detail_daemon.py), its forks' class names too (the
-# GUI sampler, the Advanced Lying Sigma and the Wan 2.1 sampler are not ours), whole names only
+# Jonseed's ComfyUI-Detail-Daemon (nodes/pack_nodes_detail_daemon.py), its forks' class names too (their
+# Advanced Lying Sigma and Wan 2.1 sampler are not ours), whole names only
 DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode", "MultiplySigmas", "LyingSigmaSampler",
                          "DetailDaemonSampler", "DetailDaemonGraphSigmas", "DetailDaemonSamplerGUINode",
                          "AdvancedLyingSigmaSamplerNode", "DetailDaemonWan21Sampler")

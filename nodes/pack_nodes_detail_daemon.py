@@ -6,17 +6,23 @@ names of Jonseed/ComfyUI-Detail-Daemon's __init__.py:
 - Detail Daemon Sampler (DetailDaemonSamplerNode): wraps a SAMPLER; the model is told a lower
   (or, with a negative detail_amount, higher) noise level than the step's on a schedule, so it
   removes less noise and leaves more detail.
+- Detail Daemon Sampler GUI (DetailDaemonSamplerGUINode): the same, passing SIGMAS on.
 - Detail Daemon Graph Sigmas (DetailDaemonGraphSigmasNode): shows that schedule as a graph.
 - Multiply Sigmas (stateless) (MultiplySigmas): multiplies a part of a schedule by a factor.
 - Lying Sigma Sampler (LyingSigmaSampler): wraps a SAMPLER; the model is told sigma x (1 +
   dishonesty_factor) between two percents of the process.
 
-The two wrappers carry graphflow.sampling.sigma_adjust adjusters in the SAMPLER value; the
+The sampler wrappers carry graphflow.sampling.sigma_adjust adjusters in the SAMPLER value; the
 pipeline applies them around the guided denoiser, as the pack's model wrapper is applied around
 ComfyUI's. The fork class names DetailDaemonSampler / DetailDaemonGraphSigmas (same inputs) are
-read too. Left out: the later "Detail Daemon Sampler GUI" (an editor widget with a second SIGMAS
-output), the forks' Advanced Lying Sigma Sampler (smooth_factor), their artifact_control variant
-and DetailDaemonWan21Sampler; a save that uses them is reported as an unknown class.
+read too. The pack's later Detail Daemon Sampler GUI (DetailDaemonSamplerGUINode: the sampler with
+a SIGMAS passed through, and an editor graph that is not saved) is here too; its Python is not
+stored at the pack's newest commit, so its inputs and outputs were read from a port of it (the
+same class in a ComfyUI V3-schema conversion of the pack) and from Jonseed's
+web/detailDaemonSamplerGUI.js at 036e0645af1abc44508df2b188e3ac330d6e858e (which widgets it
+reads; its graph widget is not serialized). Left out: the forks' Advanced Lying Sigma Sampler
+(smooth_factor), their artifact_control variant and DetailDaemonWan21Sampler; a save that uses
+them is reported as an unknown class of this pack.
 """
 
 from __future__ import annotations
@@ -188,6 +194,31 @@ class DetailDaemonSampler(Node):
 
     def run(self):
         return _wrapped(self.sampler, _adjuster(self, self.cfg_scale_override))
+
+
+class DetailDaemonSamplerGUI(Node):
+    """Detail Daemon Sampler (see its help) that also passes `sigmas` on unchanged, as the pack's
+    later "Detail Daemon Sampler GUI": its editor draws the schedule in the node, with handles to
+    drag (an editor widget that is not saved, so not here: use Detail Daemon Graph Sigmas to see
+    the schedule of a run's sigmas)."""
+    category = "sampling/custom_sampling/samplers"
+    sampler: SAMPLER
+    sigmas: SIGMAS
+    detail_amount: float = Float(0.1, min=-5.0, max=5.0, step=0.01)
+    start: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    end: float = Float(0.8, min=0.0, max=1.0, step=0.01)
+    bias: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    exponent: float = Float(1.0, min=0.0, max=10.0, step=0.05)
+    start_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
+    end_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
+    fade: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    smooth: bool = Bool(True)
+    cfg_scale_override: float = Float(0.0, min=0.0, max=100.0, step=0.5)
+    outputs = {"sampler": SAMPLER, "sigmas": SIGMAS}
+    comfy = ComfyAlias(("DetailDaemonSamplerGUINode",))
+
+    def run(self):
+        return _wrapped(self.sampler, _adjuster(self, self.cfg_scale_override)), self.sigmas
 
 
 class DetailDaemonGraphSigmas(Node):

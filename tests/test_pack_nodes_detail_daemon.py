@@ -43,17 +43,20 @@ def node(registry, name, **inputs):
 
 
 def test_the_packs_names_are_ours_and_clash_with_no_core_class(registry):
-    for name in (*PACK_NAMES, "DetailDaemonSampler", "DetailDaemonGraphSigmas"):
+    for name in (*PACK_NAMES, "DetailDaemonSampler", "DetailDaemonGraphSigmas", "DetailDaemonSamplerGUINode"):
         assert name not in comfy_catalogue()
         assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_detail_daemon"
         assert custom_pack(name) == "ComfyUI-Detail-Daemon"
-    assert custom_pack("DetailDaemonSamplerGUINode") == "ComfyUI-Detail-Daemon"  # not ours: named when unknown
+    assert custom_pack("AdvancedLyingSigmaSamplerNode") == "ComfyUI-Detail-Daemon"  # a fork's, not ours: named
     assert custom_pack("MultiplySigmasX") is None  # whole names only
     inputs = {name: list(registry.comfy_node(name).input_specs) for name in PACK_NAMES}
     assert inputs["DetailDaemonSamplerNode"] == ["sampler", *DEFAULTS, "cfg_scale_override"]
     assert inputs["DetailDaemonGraphSigmasNode"] == ["sigmas", *DEFAULTS, "cfg_scale"]
     assert inputs["MultiplySigmas"] == ["sigmas", "factor", "start", "end"]
     assert inputs["LyingSigmaSampler"] == ["sampler", "dishonesty_factor", "start_percent", "end_percent"]
+    assert list(registry.comfy_node("DetailDaemonSamplerGUINode").input_specs) == \
+        ["sampler", "sigmas", *DEFAULTS, "cfg_scale_override"]
+    assert [o.name for o in registry.comfy_node("DetailDaemonSamplerGUINode").output_specs] == ["sampler", "sigmas"]
     specs = registry.comfy_node("DetailDaemonSamplerNode").input_specs
     assert {k: specs[k].widget.default for k in DEFAULTS} == DEFAULTS
     assert specs["cfg_scale_override"].widget.default == 0
@@ -190,6 +193,16 @@ def test_detail_daemon_at_amount_zero_samples_as_the_sampler(registry):
                    cfg_scale_override=0.0, **{**DEFAULTS, "detail_amount": 0.0})
     got, out = recorded(wrapped, sigmas, 4.0)
     assert got == plain and torch.equal(out, plain_out)
+
+
+def test_gui_sampler_is_the_sampler_and_passes_the_sigmas_on(registry):
+    sigmas = karras(5)
+    settings = {**DEFAULTS, "detail_amount": 0.4, "fade": 0.1}
+    sampler, passed = node(registry, "DetailDaemonSamplerGUINode", sampler=SamplerChoice("euler"), sigmas=sigmas,
+                           cfg_scale_override=2.0, **settings)
+    assert passed is sigmas
+    assert sampler == node(registry, "DetailDaemonSamplerNode", sampler=SamplerChoice("euler"),
+                           cfg_scale_override=2.0, **settings)
 
 
 def test_a_huge_amount_keeps_the_sigma_above_zero(registry):
@@ -375,21 +388,27 @@ def test_api_prompt_without_the_optional_percents_takes_the_functions_defaults(r
 
 def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
     nodes = [
-        ui_node(1, "KarrasScheduler", [6, 14.614642, 0.0291675, 7.0], outputs=[("SIGMAS", "SIGMAS", [1, 2])]),
+        ui_node(1, "KarrasScheduler", [6, 14.614642, 0.0291675, 7.0], outputs=[("SIGMAS", "SIGMAS", [1, 2, 6])]),
         ui_node(2, "MultiplySigmas", [0.5, 0.25, 0.75], [("sigmas", "SIGMAS", 1, False)],
                 [("SIGMAS", "SIGMAS", [])]),
         ui_node(3, "DetailDaemonGraphSigmasNode", [0.3, 0.1, 0.9, 0.5, 1.0, 0.0, 0.0, 0.0, True, 1.0],
                 [("sigmas", "SIGMAS", 2, False)]),
-        ui_node(4, "KSamplerSelect", ["euler"], outputs=[("SAMPLER", "SAMPLER", [3])]),
+        ui_node(4, "KSamplerSelect", ["euler"], outputs=[("SAMPLER", "SAMPLER", [3, 5])]),
         ui_node(5, "LyingSigmaSampler", [-0.05, 0.1, 0.9], [("sampler", "SAMPLER", 3, False)],
                 [("SAMPLER", "SAMPLER", [4])]),
         ui_node(6, "DetailDaemonSamplerNode", [0.25, 0.2, 0.8, 0.5, 1.0, 0.0, 0.0, 0.0, True, 0],
                 [("sampler", "SAMPLER", 4, False)], [("SAMPLER", "SAMPLER", [])]),
+        ui_node(7, "DetailDaemonSamplerGUINode", [0.5, 0.1, 0.9, 0.4, 1.5, 0.0, 0.1, 0.0, False, 3.0],
+                [("sampler", "SAMPLER", 5, False), ("sigmas", "SIGMAS", 6, False)],
+                [("sampler", "SAMPLER", []), ("sigmas", "SIGMAS", [])]),
     ]
     links = [[1, 1, 0, 2, 0, "SIGMAS"], [2, 1, 0, 3, 0, "SIGMAS"], [3, 4, 0, 5, 0, "SAMPLER"],
-             [4, 5, 0, 6, 0, "SAMPLER"]]
+             [4, 5, 0, 6, 0, "SAMPLER"], [5, 4, 0, 7, 0, "SAMPLER"], [6, 1, 0, 7, 1, "SIGMAS"]]
     graph = ui_graph(nodes, links)
-    result = run_graph(registry, graph, ["2", "3", "6"])
+    result = run_graph(registry, graph, ["2", "3", "6", "7"])
+    assert result.values["7"][0].sigma_adjusters == (
+        DetailDaemonAdjuster(0.5, 0.1, 0.9, 0.4, 1.5, 0.0, 0.1, 0.0, False, 3.0),)
+    assert torch.equal(result.values["7"][1], result.values["1"][0])
     sigmas = result.values["1"][0]
     want = sigmas.clone()
     want[int(0.25 * 7):int(0.75 * 7)] *= 0.5
