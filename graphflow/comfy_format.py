@@ -118,8 +118,17 @@ DERFUU_FIRST_CLASSES = (
     "SubtractNode_DF", "MultiplyNode_DF", "DivideNode_DF", "PowNode_DF", "SqrtNode_DF", "SinNode_DF", "CosNode_DF",
     "TanNode_DF", "EmptyLatentImage_DF", "LatentScale_Ratio_DF", "LatentScale_Side_DF", "ImageScale_Ratio_DF",
     "ImageScale_Side_DF", "ConditioningSetArea_DF", "ConditioningSetAreaEXT_DF")
+# Jonseed's ComfyUI-Detail-Daemon (nodes/pack_nodes_detail_daemon.py), its forks' class names too (their
+# Advanced Lying Sigma and Wan 2.1 sampler are not ours), whole names only
+DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode", "MultiplySigmas", "LyingSigmaSampler",
+                         "DetailDaemonSampler", "DetailDaemonGraphSigmas", "DetailDaemonSamplerGUINode",
+                         "AdvancedLyingSigmaSamplerNode", "DetailDaemonWan21Sampler")
+# M1kep's ComfyLiterals (nodes/pack_nodes_comfy_literals.py) but its bare Int / Float / String, which
+# ComfyUI-Logic's names claim (its nodes answer them, reading ComfyLiterals' inputs too)
+LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
-                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES))
+                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
+                         *LITERALS_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -191,6 +200,8 @@ CUSTOM_PACKS = {
     "Derfuu_ComfyUI_ModdedNodes": ("DF_", *DERFUU_FIRST_CLASSES),
     "ComfyUI_FizzNodes": FIZZ_CLASSES,
     "ComfyUI_ADV_CLIP_emb": ADV_CLIP_CLASSES,
+    "ComfyUI-Detail-Daemon": DETAIL_DAEMON_CLASSES,
+    "ComfyLiterals": LITERALS_CLASSES,
 }
 
 

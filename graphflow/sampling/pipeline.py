@@ -52,6 +52,7 @@ from .preview import make_preview
 from .samplers import (ALL_SAMPLERS, DISCARD_PENULTIMATE_SIGMA, FLOW_SWITCH_SAMPLERS, RANDOM_INPAINT_NOISE, SAMPLERS,
                        SCHEDULE_SAMPLERS, SEEDED_SAMPLERS, UNI_PC_END_SIGMA, UNI_PC_SAMPLERS, SamplerChoice)
 from .schedules import SCHEDULERS, compute_sigmas
+from .sigma_adjust import adjusted_denoiser, guider_cfg
 from .step_cache import WrappedDenoiser
 
 
@@ -159,7 +160,7 @@ def sample_custom(guider, noise: NoiseSource, sampler: SamplerChoice, sigmas: to
     out["samples"] = sample_with_sigmas(
         model, sigmas.float(), noise.generate(samples, batch_index), samples, None, None, 1.0, sampler.name, noise.seed,
         noise_mask=latent.get("noise_mask"), batch_index=batch_index, callback=on_step, preview_every=preview_every,
-        guider=guider, sampler_options=sampler.options)
+        guider=guider, sampler_options=sampler.options, sigma_adjusters=sampler.sigma_adjusters)
     if "denoised" not in last:
         return out, out
     denoised = dict(latent)
@@ -332,11 +333,12 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",
                        schedule: DiscreteSchedule | None = None, guider=None,
-                       sampler_options: dict | None = None) -> torch.Tensor:
+                       sampler_options: dict | None = None, sigma_adjusters: tuple = ()) -> torch.Tensor:
     """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
     noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32.
     guider (a GUIDER: guidance.CFGGuider, DualCFGGuider) replaces positive / negative / cfg, which
-    KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function."""
+    KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function;
+    sigma_adjusters (a SAMPLER's, sigma_adjust.py) change the sigma the model is called with."""
     schedule = schedule or model_sampling_for(model)
     flow = is_flow(schedule)
     fmt = model.latent_format
@@ -427,6 +429,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             scale_known = model.scale_latent_inpaint(schedule) if hasattr(model, "scale_latent_inpaint") else None
             denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn,
                                       noised_known=not video, scale_known=scale_known)
+        # outermost, as ComfyUI's sampler wrappers wrap the model their KSAMPLER is given (the
+        # inpainting-masked one): the mask's known region is noised to the adjusted sigma too
+        denoiser = adjusted_denoiser(denoiser, sigma_adjusters, sigmas, guider_cfg(guider), schedule)
 
         x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
         options = dict(sampler_options or {})

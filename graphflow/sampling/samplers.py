@@ -43,10 +43,13 @@ UNI_PC_SAMPLERS = frozenset({"uni_pc", "uni_pc_bh2"})
 
 @dataclass(frozen=True)
 class SamplerChoice:
-    """A SAMPLER value (KSamplerSelect): a sampler of SAMPLERS by name, with options for it."""
+    """A SAMPLER value (KSamplerSelect): a sampler of SAMPLERS by name, with options for it, and
+    the sigma adjusters of the nodes that wrap it (sigma_adjust.py: they change the sigma the model
+    is called with, not the sampler's steps)."""
 
     name: str
     options: dict = field(default_factory=dict)
+    sigma_adjusters: tuple = ()
 
 
 def to_d(x, sigma, denoised):

@@ -1,0 +1,136 @@
+"""ComfyLiterals' nodes (nodes/pack_nodes_comfy_literals.py; its bare Int / Float / String are
+ComfyUI-Logic's in nodes/pack_nodes_mxlogic.py, tested there with ComfyLiterals' inputs too):
+Operation against Python's operators, int() and float(), its clear errors, the Checkpoint / Lora
+lists against the pack's line split, KepStringLiteral, and UI-format saves and API prompts with
+the pack's class names that run and round-trip."""
+
+import operator
+
+import pytest
+
+from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+REFERENCE = {"A+B": operator.add, "A-B": operator.sub, "A*B": operator.mul, "A/B": operator.truediv}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def node(registry, name, **inputs):
+    return call(registry, registry.comfy_node(name).node_type, **inputs)
+
+
+def test_the_packs_names_are_ours_and_clash_with_no_core_class(registry):
+    for name in ("Operation", "Checkpoint", "Lora", "KepStringLiteral"):
+        assert name not in comfy_catalogue()
+        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_comfy_literals"
+        assert custom_pack(name) == "ComfyLiterals"
+    for name in ("Int", "Float", "String"):  # shared with ComfyUI-Logic, whose nodes answer them
+        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_mxlogic"
+    assert custom_pack("OperationX") is None and custom_pack("Loras") is None  # whole names only
+
+
+@pytest.mark.parametrize("operation", list(REFERENCE))
+@pytest.mark.parametrize("a_type, a, b_type, b", [("Int", 7, "Int", 2), ("Int", -7, "Float", 2.5),
+                                                  ("Float", 0.1, "Float", 0.2), ("Float", -3.75, "Int", 4)])
+def test_operation_is_pythons_operator_as_int_and_float(registry, operation, a_type, a, b_type, b):
+    inputs = {"a_type": a_type, "b_type": b_type, "operation": operation,
+              f"a_{a_type.lower()}": a, f"b_{b_type.lower()}": b}
+    # the other side's input of each pair, linked but not chosen, is not read
+    inputs.setdefault("a_float" if a_type == "Int" else "a_int", 99 if a_type != "Int" else 99.5)
+    whole, number = node(registry, "Operation", **inputs)
+    want = REFERENCE[operation](a, b)
+    assert whole == int(want) and type(whole) is int
+    assert number == float(want) and type(number) is float
+
+
+def test_operation_errors_name_the_input(registry):
+    with pytest.raises(NodeInputError) as caught:  # Float chosen, only the Int linked
+        node(registry, "Operation", a_type="Float", b_type="Int", operation="A+B", a_int=1, b_int=2)
+    assert caught.value.input == "a_float" and "A - Float" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Operation", a_type="Int", b_type="Float", operation="A/B", a_int=1, b_float=0.0)
+    assert caught.value.input == "b_float"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Operation", a_type="Float", b_type="Float", operation="A*B", a_float=1e308, b_float=1e308)
+    assert caught.value.input == "operation"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Operation", a_type="Int", b_type="Int", operation="A*B", a_int=2 ** 62, b_int=2 ** 62)
+    assert caught.value.input == "operation"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Operation", a_type="Int", b_type="Int", operation="A+B", a_int="3", b_int=1)
+    assert caught.value.input == "a_int"
+
+
+@pytest.mark.parametrize("name", ["Checkpoint", "Lora"])
+@pytest.mark.parametrize("text", ["", "a.safetensors", "a.safetensors\nsub/b.ckpt\n", "\n\nx\n\n y \n"])
+def test_lists_are_the_packs_line_split(registry, name, text):
+    assert node(registry, name, literal=text) == list(filter(None, text.split("\n")))
+
+
+def test_kep_string_literal_gives_its_text(registry):
+    assert node(registry, "KepStringLiteral", text="two\nlines") == "two\nlines"
+
+
+def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
+    prompt = {
+        "1": {"class_type": "Int", "inputs": {"Number": "7"}},
+        "2": {"class_type": "Float", "inputs": {"Number": "2.5"}},
+        "3": {"class_type": "Operation", "inputs": {"A Type": "Int", "B Type": "Float", "Operation": "A/B",
+                                                    "A - Int": ["1", 0], "B - Float": ["2", 0]}},
+        "4": {"class_type": "Lora", "inputs": {"literal": "one.safetensors\n\ntwo.safetensors"}},
+        "5": {"class_type": "DebugPrint", "inputs": {"ANY": ["4", 0]}},
+        "6": {"class_type": "KepStringLiteral", "inputs": {"String": "hello"}},
+        "7": {"class_type": "DebugPrint", "inputs": {"ANY": ["3", 1]}},
+        "8": {"class_type": "DebugPrint", "inputs": {"ANY": ["6", 0]}},
+    }
+    result = run_graph(registry, prompt)
+    assert result.values["3"] == (int(7 / 2.5), 7 / 2.5)
+    assert result.outputs["5"] == {"text": ["one.safetensors", "two.safetensors"]}  # one run per name
+    assert result.outputs["7"] == {"text": [str(7 / 2.5)]} and result.outputs["8"] == {"text": ["hello"]}
+    api = export_api(parse_workflow(prompt, registry), registry)
+    written = {k: (v["class_type"], v["inputs"]) for k, v in api.items()}
+    for key in ("3", "4", "5", "6", "7", "8"):
+        assert written[key] == (prompt[key]["class_type"], prompt[key]["inputs"])
+    assert written["1"][0] == "Int" and written["2"][0] == "Float"  # written back in ComfyUI-Logic's shape
+
+
+@pytest.mark.parametrize("operation_widgets", [["Int", "Float", "A*B"], ["Int", "Float", "A*B", 0, 0.0, 0, 0.0]])
+def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, operation_widgets):
+    """As the pack's editor saves Operation: the type and operation widgets, and only the two
+    inputs its script leaves (here A - Int and B - Float), linked; an editor before ComfyUI
+    frontend 1.16 also saved a value for each of the four forceInput numbers."""
+    nodes = [
+        ui_node(1, "Int", ["12"], outputs=[("INT", "INT", [1])]),
+        ui_node(2, "Float", ["0.5"], outputs=[("FLOAT", "FLOAT", [2])]),
+        ui_node(3, "Operation", operation_widgets, [("A - Int", "INT", 1, False), ("B - Float", "FLOAT", 2, False)],
+                [("INT", "INT", [3]), ("FLOAT", "FLOAT", [4])]),
+        ui_node(4, "DebugPrint", [], [("ANY", "*", 3, False)]),
+        ui_node(5, "DebugPrint", [], [("ANY", "*", 4, False)]),
+        ui_node(6, "Checkpoint", ["x.safetensors\ny.safetensors"], outputs=[("Selected Checkpoints", "*", [5])]),
+        ui_node(7, "DebugPrint", [], [("ANY", "*", 5, False)]),
+        ui_node(8, "KepStringLiteral", ["text here"], outputs=[("STRING", "STRING", [])]),
+    ]
+    links = [[1, 1, 0, 3, 0, "INT"], [2, 2, 0, 3, 1, "FLOAT"], [3, 3, 0, 4, 0, "INT"], [4, 3, 1, 5, 0, "FLOAT"],
+             [5, 6, 0, 7, 0, "*"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["4", "5", "7", "8"])
+    assert result.outputs["4"] == {"text": ["6"]} and result.outputs["5"] == {"text": ["6.0"]}
+    assert result.outputs["7"] == {"text": ["x.safetensors", "y.safetensors"]}
+    assert result.values["8"] == ("text here",)
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    for n in nodes:
+        assert by_id[n["id"]]["type"] == n["type"]
+        if n["type"] not in ("Int", "Float", "Operation"):  # those: ComfyUI-Logic's widgets; below
+            assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+    assert by_id[3]["widgets_values"] == ["Int", "Float", "A*B"]  # as today's editor saves it
+    linked = {i["name"] for i in by_id[3]["inputs"] if i.get("link") is not None}
+    assert linked == {"A - Int", "B - Float"}
