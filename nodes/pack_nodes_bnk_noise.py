@@ -9,7 +9,8 @@ Read from the pack's nodes.py at 000fde9195a6f350ac6086cbcc6979ede9377bd5 (the o
 noise / mask inputs, Unsampler's end_at_step and normalize, Get Sigma divided by the latent scale
 factor) and its README.md at 369a03c8c473a173d818a90681b9e20b313eb7be; the pack's later move to
 ComfyUI's comfy.sampler_helpers (the store's newest nodes.py text, store file 9673361064) changes no
-input and no behaviour. Duplicate Batch Index is commented out of that version's class table: older
+input and no behaviour. The Unsampler's first layout (no end_at_step or normalize), which UI saves of
+that time carry, from nodes.py at ecc7c7a3c03a00c8915a85952837de89caf505ab. Duplicate Batch Index is commented out of that version's class table: older
 saves still carry it, and it is here.
 
 Nothing of the pack is left out. Where this differs from the pack (each node's help says so too):
@@ -244,6 +245,16 @@ class InjectNoise(Node):
         return out
 
 
+def _unsampler_widgets(values: list) -> list:
+    """A UI save of the pack's first Unsampler (steps, cfg, sampler_name, scheduler: no end_at_step
+    or normalize yet) read into today's layout as that version ran: the whole schedule, not
+    normalized."""
+    if len(values) == 4:
+        steps, cfg, sampler_name, scheduler = values
+        return [steps, 0, cfg, sampler_name, scheduler, "disable"]
+    return values
+
+
 class Unsampler(Node):
     """A sampler run backwards: from the image's latent towards the noise that would give it.
     KSampler's sigmas for steps / sampler / scheduler (denoise 1) flipped to run low to high, each
@@ -254,7 +265,8 @@ class Unsampler(Node):
     add_noise disabled, the same steps, sampler and scheduler and a cfg close to 1 to get the
     image back. A latent's noise mask keeps its known region (mask 0) on the image. Meant for the
     deterministic samplers (euler, heun, dpmpp_2m ...): the noise ancestral and SDE samplers add is
-    drawn from seed 0 here (the pack draws it unseeded)."""
+    drawn from seed 0 here (the pack draws it unseeded). A UI save of the pack's first version
+    (without end_at_step and normalize) is read as it ran: 0 and disable."""
     category = "sampling"
     model: MODEL
     steps: int = Int(20, min=1, max=10000, resource="steps")
@@ -267,7 +279,7 @@ class Unsampler(Node):
     negative: CONDITIONING
     latent_image: LATENT
     outputs = {"latent": LATENT}
-    comfy = ComfyAlias(("BNK_Unsampler",))
+    comfy = ComfyAlias(("BNK_Unsampler",), widgets=_unsampler_widgets)
     estimate = classmethod(_estimate)
 
     def run(self):

@@ -356,6 +356,41 @@ def test_ui_save_of_the_variations_recipe_reads_runs_and_round_trips(registry):
     assert any(i["name"] == "strength" and i.get("link") is not None for i in saved[10]["inputs"])
 
 
+@pytest.mark.parametrize("widgets,want", [
+    ([6, 1.0, "euler", "normal"], dict(steps=6, end_at_step=0, cfg=1.0, scheduler="normal", normalize="disable")),
+    ([6, 2, 1.5, "euler", "karras", "enable"],
+     dict(steps=6, end_at_step=2, cfg=1.5, scheduler="karras", normalize="enable")),
+])
+def test_ui_save_of_the_unsampler_reads_both_layouts_and_round_trips(registry, widgets, want):
+    """Today's six widgets, and the pack's first Unsampler's four (steps, cfg, sampler, scheduler),
+    read as that version ran: the whole schedule, not normalized; written back in today's layout."""
+    nodes = [
+        ui_node(1, "CheckpointLoaderSimple", [DEMO], outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2, 3]),
+                                                              ("VAE", "VAE", [])]),
+        ui_node(2, "CLIPTextEncode", ["a red circle"], [("clip", "CLIP", 2, False)],
+                [("CONDITIONING", "CONDITIONING", [4])]),
+        ui_node(3, "CLIPTextEncode", [""], [("clip", "CLIP", 3, False)], [("CONDITIONING", "CONDITIONING", [5])]),
+        ui_node(4, "BNK_NoisyLatentImage", ["CPU", 2, "fixed", 64, 64, 1], outputs=[("LATENT", "LATENT", [6])]),
+        ui_node(5, "BNK_Unsampler", widgets, [("model", "MODEL", 1, False), ("positive", "CONDITIONING", 4, False),
+                                              ("negative", "CONDITIONING", 5, False),
+                                              ("latent_image", "LATENT", 6, False)], [("LATENT", "LATENT", [])]),
+    ]
+    links = [[1, 1, 0, 5, 0, "MODEL"], [2, 1, 1, 2, 0, "CLIP"], [3, 1, 1, 3, 0, "CLIP"],
+             [4, 2, 0, 5, 1, "CONDITIONING"], [5, 3, 0, 5, 2, "CONDITIONING"], [6, 4, 0, 5, 3, "LATENT"]]
+    graph = ui_graph(nodes, links)
+    got = run_graph(registry, graph, ["5"]).values["5"][0]["samples"]
+    model, clip = call(registry, "LoadCheckpoint", checkpoint=DEMO)[:2]
+    expected = call(registry, "Unsampler", model=model, sampler_name="euler",
+                    positive=call(registry, "CLIPEncode", clip=clip, text="a red circle"),
+                    negative=call(registry, "CLIPEncode", clip=clip, text=""),
+                    latent_image={"samples": _pack_noise(2, (1, 4, 8, 8))}, **want)["samples"]
+    torch.testing.assert_close(got, expected)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[5]["type"] == "BNK_Unsampler"
+    assert saved[5]["widgets_values"] == [want["steps"], want["end_at_step"], want["cfg"], "euler", want["scheduler"],
+                                          want["normalize"]]
+
+
 API_PROMPT = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": DEMO}},
     "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["1", 1]}},
