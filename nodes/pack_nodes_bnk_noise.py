@@ -1,19 +1,24 @@
 """BlenderNeko's ComfyUI_Noise built in under the pack's class names, inputs, defaults and outputs:
 Noisy Latent Image (BNK_NoisyLatentImage), Duplicate Batch Index (BNK_DuplicateBatchIndex), Slerp
 Latents (BNK_SlerpLatent), Get Sigma (BNK_GetSigma), Inject Noise (BNK_InjectNoise) and Unsampler
-(BNK_Unsampler). Community workflows use them for variations of a
-seed (noise slerped into noise, injected at a schedule's sigma, sampled without added noise) and for
-unsampling an image back to the noise that gives it.
+(BNK_Unsampler). Community workflows use them for variations of a seed (noise slerped into noise,
+injected at a schedule's sigma, sampled without added noise) and for unsampling an image back to the
+noise that gives it.
 
 Read from the pack's nodes.py at 000fde9195a6f350ac6086cbcc6979ede9377bd5 (the optional latents2 /
 noise / mask inputs, Unsampler's end_at_step and normalize, Get Sigma divided by the latent scale
 factor) and its README.md at 369a03c8c473a173d818a90681b9e20b313eb7be; the pack's later move to
 ComfyUI's comfy.sampler_helpers (the store's newest nodes.py text, store file 9673361064) changes no
 input and no behaviour. The Unsampler's first layout (no end_at_step or normalize), which UI saves of
-that time carry, from nodes.py at ecc7c7a3c03a00c8915a85952837de89caf505ab. Duplicate Batch Index is commented out of that version's class table: older
-saves still carry it, and it is here.
+that time carry, from nodes.py at ecc7c7a3c03a00c8915a85952837de89caf505ab. Duplicate Batch Index
+is commented out of the later versions' class table; saves from before still carry it, and it is
+here.
 
-Nothing of the pack is left out. Where this differs from the pack (each node's help says so too):
+Left out: the class names of the pack's first version without the BNK_ prefix (NoisyLatentImage,
+DuplicateBatchIndex, LatentSlerp, GetSigma, InjectNoise, Unsampler), which the pack's own
+example_workflows still carry: other packs name other nodes so (ComfyUI-ELLA's GetSigma takes SIGMAS),
+so a save with them is not claimed for this pack. Where this differs from the pack (each node's help
+says so too):
 - Slerp Latents: where the two latents point the same way (the angle between them 0, where the
   pack's slerp divides 0 by 0 and gives NaN) the linear mix, which is the slerp's limit there.
 - Slerp Latents / Inject Noise: a mask with more images than the latent batch is refused by name
@@ -26,7 +31,8 @@ Nothing of the pack is left out. Where this differs from the pack (each node's h
   which works in ComfyUI only for a single picked image, with that same result).
 - Get Sigma at 0 steps gives 0 (no schedule; the pack gives 0 or fails, by scheduler).
 - Unsampler: the noise ancestral and SDE samplers add is drawn from seed 0 (the pack draws it from
-  ComfyUI's unseeded global generator); unsampling is meant for the deterministic samplers.
+  ComfyUI's unseeded global generator); unsampling is meant for the deterministic samplers. A UI
+  save of its first layout runs as today's pack (that version skipped the step up from 0).
 """
 
 from __future__ import annotations
@@ -247,8 +253,8 @@ class InjectNoise(Node):
 
 def _unsampler_widgets(values: list) -> list:
     """A UI save of the pack's first Unsampler (steps, cfg, sampler_name, scheduler: no end_at_step
-    or normalize yet) read into today's layout as that version ran: the whole schedule, not
-    normalized."""
+    or normalize yet) read into today's layout with their defaults (the whole schedule, not
+    normalized). That version also left out the first step (from 0), which today's runs."""
     if len(values) == 4:
         steps, cfg, sampler_name, scheduler = values
         return [steps, 0, cfg, sampler_name, scheduler, "disable"]
@@ -266,7 +272,8 @@ class Unsampler(Node):
     image back. A latent's noise mask keeps its known region (mask 0) on the image. Meant for the
     deterministic samplers (euler, heun, dpmpp_2m ...): the noise ancestral and SDE samplers add is
     drawn from seed 0 here (the pack draws it unseeded). A UI save of the pack's first version
-    (without end_at_step and normalize) is read as it ran: 0 and disable."""
+    (without end_at_step and normalize) is read with 0 and disable, and runs as today's pack does
+    (that version also skipped the first step, up from 0)."""
     category = "sampling"
     model: MODEL
     steps: int = Int(20, min=1, max=10000, resource="steps")

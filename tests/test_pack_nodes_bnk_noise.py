@@ -363,7 +363,8 @@ def test_ui_save_of_the_variations_recipe_reads_runs_and_round_trips(registry):
 ])
 def test_ui_save_of_the_unsampler_reads_both_layouts_and_round_trips(registry, widgets, want):
     """Today's six widgets, and the pack's first Unsampler's four (steps, cfg, sampler, scheduler),
-    read as that version ran: the whole schedule, not normalized; written back in today's layout."""
+    read with today's defaults for the two it lacked (the whole schedule, not normalized); written
+    back in today's layout."""
     nodes = [
         ui_node(1, "CheckpointLoaderSimple", [DEMO], outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2, 3]),
                                                               ("VAE", "VAE", [])]),
