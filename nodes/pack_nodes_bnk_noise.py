@@ -30,6 +30,7 @@ says so too):
   picked image's index, so every copy gets that image's noise (the pack keeps the list as it was,
   which works in ComfyUI only for a single picked image, with that same result).
 - Get Sigma at 0 steps gives 0 (no schedule; the pack gives 0 or fails, by scheduler).
+- Inject Noise: a linked strength is held to the widget's 200 too (the pack takes any).
 - Unsampler: the noise ancestral and SDE samplers add is drawn from seed 0 (the pack draws it from
   ComfyUI's unseeded global generator); unsampling is meant for the deterministic samplers. A UI
   save of its first layout runs as today's pack (that version skipped the step up from 0).
@@ -224,7 +225,9 @@ class InjectNoise(Node):
     Sigma's for a schedule's step. With a mask (resized to the latent, repeated over the batch)
     only where it is 1, in between partly. Without noise, or where noise and latents differ in
     shape (with a warning), the latents come out unchanged, as in the pack; their other entries
-    (noise mask, batch_index) are kept."""
+    (noise mask, batch_index) are kept. strength is at most 200, the pack's widget bound, a linked
+    one too (the pack takes any linked value: Get Sigma's whole schedule of an EDM model such as
+    CosXL, about 920, is refused here)."""
     category = "latent/noise"
     latents: LATENT
     strength: float = Float(1.0, min=0.0, max=200.0, step=0.01)
