@@ -109,6 +109,9 @@ FIZZ_CLASSES = ("BatchPromptSchedule", "PromptSchedule", "BatchPromptScheduleLat
 # names only: "BNK_" is also the prefix of his Tiled KSampler, Noise and Cutoff packs' classes
 ADV_CLIP_CLASSES = ("BNK_CLIPTextEncodeAdvanced", "BNK_CLIPTextEncodeSDXLAdvanced", "BNK_AddCLIPSDXLParams",
                     "BNK_AddCLIPSDXLRParams", "BNK_MixCLIPEmbeddings")
+# BlenderNeko's ComfyUI_Noise (nodes/pack_nodes_bnk_noise.py), whole names only for the same reason
+NOISE_CLASSES = ("BNK_NoisyLatentImage", "BNK_DuplicateBatchIndex", "BNK_SlerpLatent", "BNK_GetSigma",
+                 "BNK_InjectNoise", "BNK_Unsampler")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
 # "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
 DERFUU_FIRST_CLASSES = (
@@ -128,7 +131,7 @@ DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode
 LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
-                         *LITERALS_CLASSES))
+                         *LITERALS_CLASSES, *NOISE_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -202,6 +205,7 @@ CUSTOM_PACKS = {
     "ComfyUI_ADV_CLIP_emb": ADV_CLIP_CLASSES,
     "ComfyUI-Detail-Daemon": DETAIL_DAEMON_CLASSES,
     "ComfyLiterals": LITERALS_CLASSES,
+    "ComfyUI_Noise": NOISE_CLASSES,
 }
 
 
