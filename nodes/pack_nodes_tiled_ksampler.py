@@ -307,7 +307,8 @@ def _check_model(model, samples):
     if samples.shape[1] != channels:
         if int((samples != 0).sum()) == 0:  # an empty latent made for another format
             return schedule, samples.new_zeros(samples.shape[0], channels, *samples.shape[2:])
-        raise NodeInputError("latent_image", f"the latent has {samples.shape[1]} channels, the model expects {channels}")
+        raise NodeInputError("latent_image", f"the latent has {samples.shape[1]} channels, the model expects "
+                                             f"{channels}")
     return schedule, samples
 
 
@@ -458,7 +459,8 @@ class TiledKSampler(Node):
 
     def run(self):
         if not self.denoise > 0:
-            raise NodeInputError("denoise", f"must be above 0 (the schedule is steps / denoise long), got {self.denoise}")
+            raise NodeInputError("denoise", f"must be above 0 (the schedule is steps / denoise steps long), got "
+                                            f"{self.denoise}")
         total = int(self.steps / self.denoise)
         return tiled_sample(self.model, self.seed, self.tile_width, self.tile_height, self.tiling_strategy, total,
                             self.cfg, self.sampler_name, self.scheduler, self.positive, self.negative,
