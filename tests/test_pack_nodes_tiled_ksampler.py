@@ -224,6 +224,20 @@ def test_a_noise_mask_is_cut_to_the_tiles(registry):
         assert torch.equal(got[..., :5, :], image["samples"][..., :5, :])  # outside the mask: untouched
 
 
+def test_a_batch_with_a_mask_per_image_on_moved_tiles(registry):
+    """Tiles moved inwards at the border (padded, random strict) carry each image's noise mask."""
+    model = pointwise_model()
+    mask = torch.zeros(2, 40, 72)
+    mask[0, 5:30, 10:60] = 1.0
+    mask[1, 20:, 40:] = 1.0
+    generator = torch.Generator().manual_seed(3)
+    image = {"samples": torch.randn(2, 4, 40, 72, generator=generator) * 3, "noise_mask": mask}
+    for strategy, denoise in (("padded", 1.0), ("random strict", 0.8)):
+        got = tiled(registry, model, image, strategy, denoise=denoise)
+        torch.testing.assert_close(got, ksampler(registry, model, image, denoise=denoise), rtol=1e-4, atol=1e-4)
+        assert torch.equal(got[1, :, :20], image["samples"][1, :, :20])
+
+
 def test_advanced_steps_and_the_packs_leftover_noise_switch(registry):
     """start/end like KSamplerAdvanced; return_with_leftover_noise the pack's way round."""
     model = pointwise_model()
