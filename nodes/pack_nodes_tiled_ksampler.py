@@ -29,8 +29,8 @@ Kept from the pack: return_with_leftover_noise acts the other way round from KSa
 ("enable" sets the last sigma to 0, and only at the last step of a one-step-per-tile run: random
 strategies, or any strategy with one step), as the pack's force_full_denoise does.
 Differs from the pack, where its code fails or leaves pixels unsampled: "padded" places its
-shifted columns by the tile's width (the pack measures them with the tile's height, which leaves
-a band unsampled when the two differ); a tile moved inwards carries a batched / latent noise mask
+shifted columns by the tile's width (the pack bounds them with the tile's height, which can leave
+a band unsampled, or sample one twice, when the two differ); a tile moved inwards carries a batched / latent noise mask
 (the pack fails on a noise_mask there); area conditioning cut to a tile ends at the tile's edge;
 an area given in percent is taken against the whole latent (the pack fails on one);
 start_at_step >= end_at_step returns the latent as given (the pack returns it with noise added,

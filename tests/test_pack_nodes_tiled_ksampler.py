@@ -469,3 +469,54 @@ def test_the_pack_is_named_by_whole_class_names():
     assert custom_pack("BNK_TiledKSampler") == "ComfyUI_TiledKSampler"
     assert custom_pack("BNK_TiledKSamplerAdvanced") == "ComfyUI_TiledKSampler"
     assert custom_pack("BNK_NoiseFromSomewhere") != "ComfyUI_TiledKSampler"
+
+
+# -- a real ControlNet through tiles ------------------------------------------------------------
+
+@pytest.fixture
+def controlnet_models(tmp_folders):
+    from graphflow.testing import write_checkpoint, write_controlnet
+
+    (tmp_folders.models / "controlnet").mkdir(parents=True, exist_ok=True)
+    (tmp_folders.models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    write_controlnet(tmp_folders.models / "controlnet" / "net.safetensors", "sd1")
+    return tmp_folders.models
+
+
+def test_a_controlnet_sees_its_hint_cut_to_each_tile(registry, controlnet_models, monkeypatch):
+    from graphflow.models.controlnet import ControlApplied
+
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    net = call(registry, "LoadControlNet", control_net_name="net.safetensors")
+    positive = call(registry, "CLIPEncode", text="a red circle", clip=clip)
+    negative = call(registry, "CLIPEncode", text="", clip=clip)
+    image = torch.rand(1, 256, 320, 3, generator=torch.Generator().manual_seed(0))  # the latent's pixel size
+    applied = call(registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=1.0)
+    start = latent(32, 40)
+
+    def run(node, positive, **widgets):
+        return call(registry, node, model=model, positive=positive, negative=negative, latent_image=start,
+                    steps=3, cfg=4.0, sampler_name="euler", scheduler="normal", denoise=0.6, **widgets)["samples"]
+
+    # one tile as large as the latent: KSampler's run, hint and all
+    whole = run("TiledKSampler", applied, seed=2, tile_width=320, tile_height=256, tiling_strategy="simple")
+    torch.testing.assert_close(whole, run("KSampler", applied, seed=2), rtol=1e-3, atol=1e-3)
+    # tiles of 256 x 256 pixels: every hint the net reads is the image's part under the tile
+    seen = []
+    hint = ControlApplied.hint
+
+    def recorded(self, *args, **kwargs):
+        out = hint(self, *args, **kwargs)
+        seen.append(out.float().cpu())
+        return out
+
+    monkeypatch.setattr(ControlApplied, "hint", recorded)
+    tiled_out = run("TiledKSampler", applied, seed=2, tile_width=256, tile_height=256, tiling_strategy="random strict")
+    pixels = image.movedim(-1, 1)
+    assert seen and all(h.shape[-2:] == (256, 256) for h in seen)
+    for h in seen:
+        assert any(torch.allclose(h, pixels[:, :, :, x:x + 256].to(h.dtype), atol=1e-2) for x in range(0, 65, 8))
+    assert torch.isfinite(tiled_out).all()
+    plain = run("TiledKSampler", positive, seed=2, tile_width=256, tile_height=256, tiling_strategy="random strict")
+    assert (tiled_out - plain).abs().max() > 1e-3  # the control did something
