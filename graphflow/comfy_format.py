@@ -112,6 +112,8 @@ ADV_CLIP_CLASSES = ("BNK_CLIPTextEncodeAdvanced", "BNK_CLIPTextEncodeSDXLAdvance
 # BlenderNeko's ComfyUI_Noise (nodes/pack_nodes_bnk_noise.py), whole names only for the same reason
 NOISE_CLASSES = ("BNK_NoisyLatentImage", "BNK_DuplicateBatchIndex", "BNK_SlerpLatent", "BNK_GetSigma",
                  "BNK_InjectNoise", "BNK_Unsampler")
+# BlenderNeko's ComfyUI_TiledKSampler (nodes/pack_nodes_tiled_ksampler.py), whole names only (see above)
+TILED_KSAMPLER_CLASSES = ("BNK_TiledKSampler", "BNK_TiledKSamplerAdvanced")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
 # "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
 DERFUU_FIRST_CLASSES = (
@@ -131,7 +133,7 @@ DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode
 LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
-                         *LITERALS_CLASSES, *NOISE_CLASSES))
+                         *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -206,6 +208,7 @@ CUSTOM_PACKS = {
     "ComfyUI-Detail-Daemon": DETAIL_DAEMON_CLASSES,
     "ComfyLiterals": LITERALS_CLASSES,
     "ComfyUI_Noise": NOISE_CLASSES,
+    "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
 }
 
 
