@@ -25,6 +25,7 @@ from typing import Callable
 from graphflow.cache import OutputCache
 from graphflow.context import (ForcedInterrupt, Interrupted, NodeContext, NodeInputError, _current, check_interrupted,
                                force_interrupt)
+from graphflow.node import Node
 from graphflow.registry import Registry
 from graphflow.resource_limits import RunLimits, linked_value_problem
 from graphflow.validation import Plan, Problem, plan_workflow
@@ -118,27 +119,17 @@ class Executor:
         return ctx is not None and ctx.interrupt.is_set() and force_interrupt(ctx)
 
     def signatures(self, plan: Plan) -> dict[str, str]:
-        signatures = {}
-        nonce = uuid.uuid4().hex  # never-cacheable nodes get a fresh signature every run
-        for node_id in plan.order:
-            node = plan.nodes[node_id]
-            cls = node.cls
-            # Widget values are validated JSON literals in declaration order, so repr is canonical.
-            text = f"{cls.node_type}\0{cls.version}\0{node.widgets!r}\0{cls.fingerprint(**node.widgets)!r}"
-            for name, (src, index) in sorted(node.links.items()):
-                text += f"\0{name}={signatures[src]}:{index}"
-            if not cls.cacheable:
-                text += nonce
-            signatures[node_id] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-        return signatures
+        """Each node's cache key (see _keys)."""
+        return _keys(plan, uuid.uuid4().hex)[0]
 
     def _execute(self, plan: Plan, result: RunResult, emit, interrupt, pnginfo: dict) -> None:
         run_id = result.run_id
         values = result.values
+        nonce = uuid.uuid4().hex  # never-cacheable nodes get a fresh signature every run
         try:
-            signatures, failure = self.signatures(plan), None
+            (signatures, fingerprints), failure = _keys(plan, nonce), None
         except Exception as e:  # a node's fingerprint failed (e.g. its file vanished)
-            signatures, failure = {}, e
+            signatures, fingerprints, failure = {}, {}, e
         # Announced up front, as ComfyUI's single execution_cached message does; a node the cache
         # drops meanwhile still runs, and one that a twin's run fills is still reported as cached.
         cached = [node_id for node_id, signature in signatures.items() if signature in self.cache]
@@ -155,7 +146,10 @@ class Executor:
             if interrupt.is_set():
                 self._interrupted(result, emit, node_id, node_type, "before it started")
                 return
-            signature = signatures[node_id]
+            if fingerprints[node_id] is LINKED_FINGERPRINT:  # its sources have run: the linked values are known
+                fingerprints[node_id] = _linked_fingerprint(node, values, nonce)
+            # again, as a source's key may have been made since (a node after one with a linked fingerprint)
+            signature = signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
             entry = self.cache.get(signature)
             if entry is not None:
                 values[node_id] = entry.outputs
@@ -359,11 +353,61 @@ def _check_linked_widgets(node, instance) -> None:
         raise NodeInputError(str(err["loc"][0]), f"linked value {reprlib.repr(err.get('input'))}: {err['msg']}") from None
 
 
+LINKED_FINGERPRINT = object()  # a fingerprint that needs a linked widget's value, made when the run has it
+
+
+def _keys(plan: Plan, nonce: str) -> tuple[dict[str, str], dict]:
+    """Each node's cache key and fingerprint: its type, version, widgets, fingerprint and its
+    sources' keys. A node whose fingerprint reads a linked widget (a file name from a text node)
+    has LINKED_FINGERPRINT and a key of this run only, as the value is not known before its source
+    runs; the run makes both again then."""
+    signatures, fingerprints = {}, {}
+    for node_id in plan.order:
+        node = plan.nodes[node_id]
+        fingerprints[node_id] = LINKED_FINGERPRINT if _fingerprint_reads_links(node) else \
+            node.cls.fingerprint(**node.widgets)
+        signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
+    return signatures, fingerprints
+
+
+def _signature(node, signatures: dict, fingerprint, nonce: str) -> str:
+    cls = node.cls
+    marker = nonce if fingerprint is LINKED_FINGERPRINT else repr(fingerprint)
+    # Widget values are validated JSON literals in declaration order, so repr is canonical.
+    text = f"{cls.node_type}\0{cls.version}\0{node.widgets!r}\0{marker}"
+    for name, (src, index) in sorted(node.links.items()):
+        text += f"\0{name}={signatures[src]}:{index}"
+    if not cls.cacheable:
+        text += nonce
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _fingerprint_reads_links(node) -> bool:
+    return node.cls.fingerprint.__func__ is not Node.fingerprint.__func__ and \
+        any(node.cls.input_specs[name].widget for name in node.links)
+
+
+def _linked_fingerprint(node, values: dict, nonce: str):
+    """The fingerprint with the linked widgets' values (each item's, for a list), or the run's own
+    marker where it fails on them (a value that is no file name): the node then runs, uncached,
+    and its run() judges the value, naming the input."""
+    linked = {name: values[src][index] for name, (src, index) in node.links.items()
+              if node.cls.input_specs[name].widget}
+    count = max((len(v) for v in linked.values() if isinstance(v, ItemList)), default=0)
+    rows = [{name: v[min(k, len(v) - 1)] if isinstance(v, ItemList) else v for name, v in linked.items()}
+            for k in range(count)] if count else [linked]
+    try:
+        return tuple(node.cls.fingerprint(**(node.widgets | row)) for row in rows)
+    except Exception:
+        return ("unfingerprinted", nonce)
+
+
 def _failing_fingerprint(plan: Plan) -> str:
     for node_id in plan.order:
         node = plan.nodes[node_id]
         try:
-            node.cls.fingerprint(**node.widgets)
+            if not _fingerprint_reads_links(node):
+                node.cls.fingerprint(**node.widgets)
         except Exception:
             return node_id
     return plan.order[0]

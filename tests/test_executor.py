@@ -153,6 +153,89 @@ def test_fingerprint_change_reruns(toy_registry, tmp_path):
     assert again.executed == ["r"] and again.outputs["r"] == {"text": ["two"]}
 
 
+def _add_read_file(toy_registry):
+    from pathlib import Path
+
+    from graphflow.api import ListOf, Node, NodeInputError, Text, show
+    from graphflow.types import STRING
+
+    class ReadFile(Node):
+        output_node = True
+        path: str = Text("")
+        outputs = {"text": STRING}
+
+        @classmethod
+        def fingerprint(cls, path):
+            return Path(path).read_text()
+
+        def run(self):
+            if not Path(self.path).is_file():
+                raise NodeInputError("path", f"no such file: {self.path}")
+            text = Path(self.path).read_text()
+            show(text=[text])
+            return text
+
+    class Paths(Node):
+        """Its text's lines, as a list that runs what it feeds once per line."""
+        text: str = Text("")
+        outputs = {"paths": ListOf(STRING)}
+
+        def run(self):
+            return self.text.splitlines()
+
+    toy_registry.add(ReadFile)
+    toy_registry.add(Paths)
+
+
+def test_a_fingerprint_reads_its_linked_widget_once_the_link_has_run(toy_registry, tmp_path):
+    """A file name linked into a widget (a checkpoint name from a text node): the node's fingerprint
+    is made with the linked value once its source has run, so the run works, a rerun is cached and
+    a changed file reruns it (before, the fingerprint was called without the value and the run failed)."""
+    _add_read_file(toy_registry)
+    target = tmp_path / "f.txt"
+    target.write_text("one")
+    wf = parse_workflow({"nodes": {"p": {"type": "Repeat", "inputs": {"text": str(target)}},
+                                   "r": {"type": "ReadFile", "inputs": {"path": ["p", 0]}}}})
+    executor = Executor(toy_registry)
+    first = executor.run(wf)
+    assert first.ok, first.error
+    assert first.outputs["r"] == {"text": ["one"]}
+    assert sorted(executor.run(wf).cached) == ["p", "r"]
+    target.write_text("two")
+    again = executor.run(wf)
+    assert again.executed == ["r"] and again.cached == ["p"] and again.outputs["r"] == {"text": ["two"]}
+    events = []
+    executor.run(wf, on_event=events.append)
+    started = next(e for e in events if e["type"] == "run_started")
+    assert started["cached"] == ["p"]  # announced before the link's value is known
+    assert [e["node"] for e in events if e["type"] == "node_cached"] == ["p", "r"]
+
+
+def test_a_linked_list_of_file_names_fingerprints_each(toy_registry, tmp_path):
+    _add_read_file(toy_registry)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("A")
+    b.write_text("B")
+    wf = parse_workflow({"nodes": {"p": {"type": "Paths", "inputs": {"text": f"{a}\n{b}"}},
+                                   "r": {"type": "ReadFile", "inputs": {"path": ["p", 0]}}}})
+    executor = Executor(toy_registry)
+    assert executor.run(wf).values["r"][0] == ["A", "B"]
+    assert executor.run(wf).cached == ["p", "r"]
+    b.write_text("C")
+    assert executor.run(wf).values["r"][0] == ["A", "C"]
+
+
+def test_a_linked_value_the_fingerprint_cannot_read_is_judged_by_the_run(toy_registry, tmp_path):
+    """A linked name of no file: the fingerprint fails on it, so the node runs uncached and its
+    run() refuses the value naming the input (not the fingerprint's bare exception)."""
+    _add_read_file(toy_registry)
+    wf = parse_workflow({"nodes": {"p": {"type": "Repeat", "inputs": {"text": str(tmp_path / "none.txt")}},
+                                   "r": {"type": "ReadFile", "inputs": {"path": ["p", 0]}}}})
+    result = Executor(toy_registry).run(wf)
+    assert result.status == "error" and result.error["node_id"] == "r"
+    assert result.error["input"] == "path" and "no such file" in result.error["message"]
+
+
 def test_failing_node_keeps_cache_of_finished_nodes(toy_registry):
     wf = parse_workflow({"nodes": {
         "1": {"type": "Number", "inputs": {"value": 4}},
