@@ -109,6 +109,8 @@ FIZZ_CLASSES = ("BatchPromptSchedule", "PromptSchedule", "BatchPromptScheduleLat
 # names only: "BNK_" is also the prefix of his Tiled KSampler, Noise and Cutoff packs' classes
 ADV_CLIP_CLASSES = ("BNK_CLIPTextEncodeAdvanced", "BNK_CLIPTextEncodeSDXLAdvanced", "BNK_AddCLIPSDXLParams",
                     "BNK_AddCLIPSDXLRParams", "BNK_MixCLIPEmbeddings")
+# shiimizu's ComfyUI_smZNodes (nodes/pack_nodes_smz.py), whole names: "smZ " starts no other pack's classes we know
+SMZ_CLASSES = ("smZ CLIPTextEncode", "smZ Settings")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
 # "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
 DERFUU_FIRST_CLASSES = (
@@ -119,7 +121,7 @@ DERFUU_FIRST_CLASSES = (
     "TanNode_DF", "EmptyLatentImage_DF", "LatentScale_Ratio_DF", "LatentScale_Side_DF", "ImageScale_Ratio_DF",
     "ImageScale_Side_DF", "ConditioningSetArea_DF", "ConditioningSetAreaEXT_DF")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
-                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES))
+                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *SMZ_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -191,6 +193,7 @@ CUSTOM_PACKS = {
     "Derfuu_ComfyUI_ModdedNodes": ("DF_", *DERFUU_FIRST_CLASSES),
     "ComfyUI_FizzNodes": FIZZ_CLASSES,
     "ComfyUI_ADV_CLIP_emb": ADV_CLIP_CLASSES,
+    "ComfyUI_smZNodes": SMZ_CLASSES,
 }
 
 

@@ -428,7 +428,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             denoiser = MaskedDenoiser(denoiser, schedule, latent_image, blend_noise, denoise_mask, mask_fn,
                                       noised_known=not video, scale_known=scale_known)
 
-        x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
+        # Settings (smZ)'s sgm_noise_multiplier off: the starting noise is scaled by the first sigma
+        # alone, never as a full denoise (ComfyUI's max_denoise forced off)
+        max_denoise = schedule.is_max_denoise(sigmas[0]) and model_options.get("max_denoise", True)
+        x = schedule.noise_scaling(sigmas[0], noise, latent_image, max_denoise)
         options = dict(sampler_options or {})
         if sampler_name in SCHEDULE_SAMPLERS:
             options["schedule"] = schedule
@@ -452,7 +455,14 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             callback({"i": i, "step": i + 1, "total": total, "sigma": float(info["sigma"]),
                       "x": info["x"], "denoised": info["denoised"], "preview": preview})
 
-        x = sampler_for(sampler_name, schedule)(denoiser, x, sigmas, callback=on_step, **options)
+        sample = sampler_for(sampler_name, schedule)
+        overrides = model_options.get("sampler_overrides")
+        if overrides:  # Settings (smZ)'s eta / s_noise: given to the samplers that take them, over their own
+            import inspect
+
+            accepted = inspect.signature(sample).parameters
+            options.update({name: value for name, value in overrides.items() if name in accepted})
+        x = sample(denoiser, x, sigmas, callback=on_step, **options)
         if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
             end = sigmas[-1]
             if sampler_name in UNI_PC_SAMPLERS and end == 0:
