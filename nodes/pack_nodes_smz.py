@@ -10,9 +10,10 @@ attention parsers): A1111's emphasis syntax, BREAK, AND with weights, prompt edi
 and alternation [a|b], 75-token chunks with A1111's comma word wrap, and its emphasis (the
 embedding times the weights, then its mean put back). "comfy" is CLIP Text Encode; "comfy++" is
 ComfyUI's prompt syntax with A1111's emphasis. Prompt editing and alternation make a conditioning
-entry per stretch of steps, marked with start_percent / end_percent (ConditioningSetTimestepRange's
-options); the step count is the one of the sampler the conditioning feeds (the pack's prompt handler
-reads it the same way), else the smZ_steps input.
+entry per stretch of steps, marked with a "step_range" (fractions of the sampler's steps, judged at
+each sigma's nearest step as the pack's sampling hook does: graphflow.sampling.guidance); the step
+count is the one of the sampler the conditioning feeds (the pack's prompt handler reads it the same
+way), else the smZ_steps input.
 
 Left out, each refused by name when asked for: the "compel" parser (it reads the compel library's
 own prompt syntax), use_old_emphasis_implementation (A1111's pre-2023 tokenizer) and the Settings
@@ -38,6 +39,7 @@ COMMA_BACKTRACK = 20  # A1111's "prompt word wrap length limit": the pack's engi
 ROUND, SQUARE = 1.1, 1 / 1.1  # (word) and [word] multipliers
 MAX_SCHEDULE_STEPS = 10000  # the pack's prompt handler clamps the sampler's steps to this
 BREAK_MARK = -1.0  # the weight A1111's parser gives a BREAK
+MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may make (alternation: one per step)
 
 
 # -- prompt editing and alternation (A1111's schedule grammar) ------------------------------------
@@ -553,14 +555,16 @@ class CLIPTextEncodePlusPlus(Node):
     then `to`; [to:when] and [from::when] add or drop text; `when` with a "." is a fraction of the
     steps, without one a step number; [a|b] alternates every step. The step count is the sampler's
     that the conditioning reaches (its steps, or its sigmas' scheduler's), else smZ_steps; each
-    stretch of steps becomes an entry used from start_percent to end_percent (step / steps), as
-    ConditioningSetTimestepRange does: the change falls where the model's noise schedule passes
-    that fraction, which on a Karras or other non-linear schedule may be a step off the pack's
-    (it counts steps). with_SDXL (SDXL encoders): text_g goes to CLIP-G and text_l to CLIP-L (no
+    stretch of steps becomes an entry used at those steps of the sampler's schedule (a sampler
+    that evaluates between steps uses the nearest step's), as the pack switches them; a prompt
+    whose editing would make more than 1000 entries is refused. with_SDXL (SDXL encoders): text_g
+    goes to CLIP-G and text_l to CLIP-L (no
     prompt editing there, as the pack) with the size conditioning width ... target_height as CLIP
     Text Encode SDXL; on the SDXL refiner the text with ascore (aesthetic score) and width/height.
     Left out: the compel parser (the compel library's syntax) and use_old_emphasis_implementation
-    (A1111's old tokenizer) are refused by name. Embeddings are written embedding:name."""
+    (A1111's old tokenizer) are refused by name. Embeddings are written embedding:name. UI saves
+    of the pack's versions with a use_CFGDenoiser widget (after use_old_emphasis_implementation)
+    are read too; that switch of the pack's own sampling is dropped."""
     category = "conditioning"
     text: str = Text("", multiline=True)
     clip: CLIP
@@ -676,11 +680,15 @@ class CLIPTextEncodePlusPlus(Node):
         out, cache = [], {}
         for body, weight in parts:
             schedule = prompt_schedule(body, steps)
+            if len(out) + len(schedule) > MAX_SCHEDULE_ENTRIES:  # each entry is a model input at sampling
+                raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes more than "
+                                             f"{MAX_SCHEDULE_ENTRIES} conditioning entries: use fewer steps or "
+                                             f"alternations")
             start = 0
             for end, text in schedule:
                 extra = dict(sizes)
                 if len(schedule) > 1:
-                    extra.update(start_percent=start / steps, end_percent=end / steps)
+                    extra["step_range"] = (start / steps, end / steps)
                 if len(parts) > 1:
                     extra["strength"] = weight
                 if text not in cache:
@@ -755,7 +763,8 @@ class SettingsSmZ(Node):
     disable_nan_check, upcast_sampling, batch_cond_uncond, debug and Use previous prompt editing
     timelines change no result (the pack's encoder does not read the last; graphflow checks, batches
     and casts its own way) and are taken as they are. The headings and info_* texts are the editor's
-    labels; extra is the editor's display state."""
+    labels; extra is the editor's display state. UI saves of the pack's versions before
+    skip_early_cond and NGMS all steps are read too (those at their defaults)."""
     category = "advanced"
     value: ANY
     extra: str = Text('{"show_headings":true,"show_descriptions":false,"mode":"*"}', multiline=True)

@@ -189,17 +189,54 @@ def test_and_makes_weighted_entries_and_editing_makes_timestep_ranges(registry, 
     # multi_conditioning off: AND is text and the weight too
     assert len(_encode(registry, clip, "a cat :1.5 AND a dog", multi_conditioning=False)) == 1
     entries = _encode(registry, clip, "a [cat:dog:0.25] in a box", smZ_steps=20)
-    assert [(o["start_percent"], o["end_percent"]) for _, o in entries] == [(0.0, 0.25), (0.25, 1.0)]
+    assert [o["step_range"] for _, o in entries] == [(0.0, 0.25), (0.25, 1.0)]
     [(first, _)] = _encode(registry, clip, "a cat in a box")
     [(second, _)] = _encode(registry, clip, "a dog in a box")
     assert torch.allclose(entries[0][0], first, atol=1e-6) and torch.allclose(entries[1][0], second, atol=1e-6)
     entries = _encode(registry, clip, "[cat|dog]", smZ_steps=4)
-    assert [(o["start_percent"], o["end_percent"]) for _, o in entries] == [
-        (0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]
+    assert [o["step_range"] for _, o in entries] == [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]
     assert torch.equal(entries[0][0], entries[2][0]) and not torch.equal(entries[0][0], entries[1][0])
     # no editing: one entry, no range
     [(_, options)] = _encode(registry, clip, "a cat", smZ_steps=20)
-    assert "start_percent" not in options
+    assert "step_range" not in options
+
+
+def test_a_step_range_is_active_at_the_steps_nearest_sigma_as_the_pack_counts():
+    """Each sigma counts as its nearest step i of n; the entry takes part where start <= i / n < end."""
+    from graphflow.sampling.guidance import step_range_sigmas
+    from graphflow.sampling.model_sampling import in_sigma_window
+
+    sigmas = torch.tensor([14.6, 7.1, 3.3, 1.6, 0.7, 0.2, 0.0])
+    n = len(sigmas) - 1
+    probes = torch.cat([sigmas, torch.linspace(0.01, 14.5, 97)])  # the steps and sigmas between (Heun, DPM2)
+    for start, end in ((0.0, 0.5), (0.5, 1.0), (1 / 3, 2 / 3), (0.0, 1.0), (0.9, 0.95)):
+        upper, lower = step_range_sigmas(sigmas, start, end)
+        for sigma in probes:
+            nearest = int((sigmas - sigma).abs().argmin())
+            if float((sigmas - sigma).abs().sort().values[1] - (sigmas - sigma).abs().min()) < 1e-4:
+                continue  # a midpoint: either side
+            want = start <= nearest / n < end
+            assert in_sigma_window(sigma.reshape(1), upper, lower) == want, (start, end, float(sigma))
+
+
+def test_prompt_editing_samples_as_two_runs_switched_at_the_step(registry, models):
+    """[cat:dog:0.5] over 4 euler steps: the same latent as 2 steps with "a cat", then 2 with "a dog"
+    (KSamplerAdvanced's halves of one schedule), so the switch falls at step 2 exactly."""
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    latent = call(registry, "EmptyLatent", width=64, height=64)
+    negative = _encode(registry, clip, "blurry")
+    common = dict(model=model, negative=negative, noise_seed=7, steps=4, cfg=4.0, sampler_name="euler",
+                  scheduler="karras")
+    edited = _encode(registry, clip, "a [cat:dog:0.5]", smZ_steps=4)
+    whole = call(registry, "KSamplerAdvanced", positive=edited, latent_image=latent, **common)["samples"]
+    half = call(registry, "KSamplerAdvanced", positive=_encode(registry, clip, "a cat"), latent_image=latent,
+                end_at_step=2, return_with_leftover_noise="enable", **common)
+    rest = call(registry, "KSamplerAdvanced", positive=_encode(registry, clip, "a dog"), latent_image=half,
+                add_noise="disable", start_at_step=2, **common)["samples"]
+    assert torch.allclose(whole, rest, atol=1e-5)
+    plain = call(registry, "KSamplerAdvanced", positive=_encode(registry, clip, "a dog"), latent_image=latent,
+                 **common)["samples"]
+    assert not torch.allclose(whole, plain, atol=1e-3)
 
 
 def test_the_step_count_is_the_samplers_the_conditioning_reaches():
@@ -315,7 +352,7 @@ def test_ui_save_with_the_packs_classes_reads_runs_and_round_trips(registry):
     graph = ui_graph(nodes, [[1, 1, 1, 3, 0, "CLIP"], [2, 3, 0, 2, 0, "CLIP"]])
     result = run_graph(registry, graph, ["2"])
     entries = result.values["2"][0]
-    assert [(o.get("start_percent"), o.get("end_percent"), o["strength"]) for _, o in entries] == [
+    assert [(*o.get("step_range", (None, None)), o["strength"]) for _, o in entries] == [
         (0.0, 0.5, 1.0), (0.5, 1.0, 1.0), (None, None, 0.8)]
     clip = call(registry, "LoadCheckpoint", checkpoint=DEMO)[1]
     plain = call(registry, "SettingsSmZ", value=clip, enable_emphasis=False)
@@ -364,7 +401,7 @@ def test_api_prompt_runs_with_the_samplers_steps_and_round_trips(registry):
     result = run_graph(registry, API_PROMPT, ["2", "5"])
     entries = result.values["2"][0]
     # the sampler's 4 steps, not smZ_steps' 1: cat for steps 1-2, dog for 3-4
-    assert [(o["start_percent"], o["end_percent"]) for _, o in entries] == [(0.0, 0.5), (0.5, 1.0)]
+    assert [o["step_range"] for _, o in entries] == [(0.0, 0.5), (0.5, 1.0)]
     assert torch.isfinite(result.values["5"][0]["samples"]).all()
     api = export_api(parse_workflow(API_PROMPT, registry), registry)
     assert {k: v["class_type"] for k, v in api.items()} == {k: v["class_type"] for k, v in API_PROMPT.items()}
@@ -374,3 +411,35 @@ def test_api_prompt_runs_with_the_samplers_steps_and_round_trips(registry):
 def test_the_packs_classes_are_named_whole():
     for name in ("smZ CLIPTextEncode", "smZ Settings"):
         assert custom_pack(name) == "ComfyUI_smZNodes"
+
+
+def test_settings_sgm_noise_multiplier_off_scales_the_starting_noise_by_sigma_alone(registry, models, monkeypatch):
+    """ComfyUI's max_denoise: noise * sqrt(1 + sigma^2) at full denoise; the pack's switch off: noise * sigma."""
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+
+    started = []
+    original = DiscreteSchedule.noise_scaling
+
+    def recording(self, sigma, noise, latent, max_denoise=False):
+        x = original(self, sigma, noise, latent, max_denoise)
+        started.append((float(sigma), noise.clone(), x))
+        return x
+
+    monkeypatch.setattr(DiscreteSchedule, "noise_scaling", recording)
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    positive = _encode(registry, clip, "a cat", parser="comfy")
+    latent = call(registry, "EmptyLatent", width=64, height=64)
+    for m in (model, call(registry, "SettingsSmZ", value=model, sgm_noise_multiplier=False)):
+        call(registry, "KSampler", model=m, positive=positive, negative=positive, latent_image=latent, seed=2, steps=2,
+             cfg=1.0, sampler_name="euler", scheduler="normal")
+    (sigma, noise, full), (_, _, off) = started
+    assert torch.allclose(full, noise * (1 + sigma ** 2) ** 0.5, atol=1e-5)
+    assert torch.allclose(off, noise * sigma, atol=1e-5)
+
+
+def test_a_schedule_of_too_many_entries_is_refused(registry, models):
+    clip = _clip(registry)
+    assert len(_encode(registry, clip, "[cat|dog]", smZ_steps=1000)) == 1000
+    with pytest.raises(NodeInputError) as e:
+        _encode(registry, clip, "[cat|dog]", smZ_steps=1001)
+    assert e.value.input == "text"

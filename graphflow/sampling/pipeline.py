@@ -102,6 +102,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     schedule = model_sampling_for(model)
     sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
                             discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
+    all_sigmas = sigmas  # the whole schedule: "step_range" conditioning counts its steps (guidance.prepare_conds)
     if end_step is not None and end_step < len(sigmas) - 1:
         sigmas = sigmas[:end_step + 1].clone()
         if not return_with_leftover_noise:
@@ -123,7 +124,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     out["samples"] = sample_with_sigmas(
         model, sigmas, noise, samples, positive, negative, cfg, sampler_name, seed,
         noise_mask=latent.get("noise_mask"), batch_index=batch_index, callback=callback,
-        preview_every=preview_every, noise_mode=noise_mode, schedule=schedule)
+        preview_every=preview_every, noise_mode=noise_mode, schedule=schedule, step_sigmas=all_sigmas)
     return out
 
 
@@ -332,11 +333,13 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",
                        schedule: DiscreteSchedule | None = None, guider=None,
-                       sampler_options: dict | None = None) -> torch.Tensor:
+                       sampler_options: dict | None = None, step_sigmas: torch.Tensor | None = None) -> torch.Tensor:
     """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
     noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32.
     guider (a GUIDER: guidance.CFGGuider, DualCFGGuider) replaces positive / negative / cfg, which
-    KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function."""
+    KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function.
+    step_sigmas: the whole schedule these sigmas are a part of (KSamplerAdvanced's steps), in which
+    "step_range" conditioning counts its steps; None: these sigmas."""
     schedule = schedule or model_sampling_for(model)
     flow = is_flow(schedule)
     fmt = model.latent_format
@@ -402,7 +405,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         def prepare(conditioning, negative=False):
             return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=concat_fn,
-                                 schedule=schedule, seed=seed)
+                                 schedule=schedule, seed=seed, sigmas=sigmas if step_sigmas is None else step_sigmas)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
         if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's; Wan 2.2
