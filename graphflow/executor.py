@@ -120,11 +120,20 @@ class Executor:
     def signatures(self, plan: Plan) -> dict[str, str]:
         signatures = {}
         nonce = uuid.uuid4().hex  # never-cacheable nodes get a fresh signature every run
+        workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
         for node_id in plan.order:
             node = plan.nodes[node_id]
             cls = node.cls
+            # a fingerprint may read the workflow around its node (current_workflow / current_node_id:
+            # CLIP Text Encode++ depends on the step count of the sampler it feeds)
+            token = _current.set(NodeContext("", node_id, cls.node_type, lambda event: None, threading.Event(),
+                                             workflow_json, self.registry))
+            try:
+                fingerprint = cls.fingerprint(**node.widgets)
+            finally:
+                _current.reset(token)
             # Widget values are validated JSON literals in declaration order, so repr is canonical.
-            text = f"{cls.node_type}\0{cls.version}\0{node.widgets!r}\0{cls.fingerprint(**node.widgets)!r}"
+            text = f"{cls.node_type}\0{cls.version}\0{node.widgets!r}\0{fingerprint!r}"
             for name, (src, index) in sorted(node.links.items()):
                 text += f"\0{name}={signatures[src]}:{index}"
             if not cls.cacheable:

@@ -310,7 +310,7 @@ def parse_attention(text: str, parser: str = "A1111") -> list[tuple[str, float]]
 
 def _comfy_escaped(text: str) -> str:
     """Text for graphflow's tokenizer, which reads ComfyUI's brackets: every bracket literal."""
-    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    return text.replace("(", "\\(").replace(")", "\\)")
 
 
 def _token_units(clip, tower, text: str) -> list[list]:
@@ -585,6 +585,14 @@ class CLIPTextEncodePlusPlus(Node):
     smZ_steps: int = Int(1, min=1, max=MAX_SCHEDULE_STEPS)
     outputs = {"conditioning": CONDITIONING}
     comfy = ComfyAlias(("smZ CLIPTextEncode",), optional=("smZ_steps",), widgets=_widgets)
+
+    @classmethod
+    def fingerprint(cls, text="", parser="comfy", **_):
+        """The step count of the sampler fed, where the prompt may edit or alternate (its result
+        depends on it): a run with other steps encodes again."""
+        if parser in ("comfy", "comfy++") or "[" not in str(text):
+            return None
+        return sampler_steps(current_workflow(), current_node_id())
 
     def _checked(self) -> None:
         if self.clip is None:

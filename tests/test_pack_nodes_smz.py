@@ -443,3 +443,29 @@ def test_a_schedule_of_too_many_entries_is_refused(registry, models):
     with pytest.raises(NodeInputError) as e:
         _encode(registry, clip, "[cat|dog]", smZ_steps=1001)
     assert e.value.input == "text"
+
+
+def test_a_rerun_with_other_sampler_steps_encodes_again(registry):
+    """The encoding depends on the sampler's steps: the cache must not hand back the old schedule."""
+    import copy
+
+    from graphflow.executor import Executor
+
+    executor = Executor(registry)
+    first = executor.run(parse_workflow(API_PROMPT, registry), outputs=["2"])
+    prompt = copy.deepcopy(API_PROMPT)
+    prompt["5"]["inputs"]["steps"] = 5
+    second = executor.run(parse_workflow(prompt, registry), outputs=["2"])
+    assert first.ok and second.ok
+    assert [o["step_range"] for _, o in first.values["2"][0]] == [(0.0, 0.5), (0.5, 1.0)]
+    assert [o["step_range"] for _, o in second.values["2"][0]] == [(0.0, 0.4), (0.4, 1.0)]  # int(0.5 * 5) = 2
+    third = executor.run(parse_workflow(prompt, registry), outputs=["2"])
+    assert "2" in third.cached
+
+
+def test_literal_brackets_and_backslashes_are_text(registry, models):
+    clip = _clip(registry)
+    pad = clip.towers[0].spec.pad_token
+    [(got, _)] = _encode(registry, clip, "a \\(cat\\) \\[dog\\] \\\\ fish")
+    z, _ = _plain_chunks(clip, [encode_text("a (cat) [dog] \\ fish")], pad)
+    assert torch.allclose(got, z, atol=1e-6)
