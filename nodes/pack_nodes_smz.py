@@ -22,7 +22,6 @@ its sampling hooks for its own CFG denoiser are not nodes and are not here."""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -426,7 +425,7 @@ def _towers_encode(clip, tower_windows: dict, mean_normalization: bool):
     return torch.cat([c[:, :length] for c in conds], dim=-1), pooled
 
 
-def _padded(tower_windows: dict) -> dict:
+def _padded(clip, tower_windows: dict) -> dict:
     """Each tower's windows with empty ones added up to the longest count (ComfyUI's SDXL node)."""
     from graphflow.models.tokenizer import BOS, EOS, TokenWindows
 
@@ -434,8 +433,7 @@ def _padded(tower_windows: dict) -> dict:
     out = {}
     for name, (windows, multipliers) in tower_windows.items():
         extra = count - len(windows.ids)
-        pad = windows.ids[0][-1] if windows.ids[0][-1] != EOS else EOS
-        empty = [BOS, EOS] + [pad] * CHUNK
+        empty = [BOS, EOS] + [clip.tower(name).spec.pad_token] * CHUNK
         out[name] = (TokenWindows(windows.ids + [empty] * extra, windows.weights + [[1.0] * (CHUNK + 2)] * extra,
                                   windows.vectors, windows.words + [[0] * (CHUNK + 2)] * extra),
                      multipliers + [[1.0] * (CHUNK + 2)] * extra)
@@ -455,7 +453,7 @@ def a1111_encode(clip, texts: dict[str, str], parser: str, mean_normalization: b
         if not emphasis:
             parts = [(text, weight if weight == BREAK_MARK else 1.0) for text, weight in parts]
         tower_windows[tower.name] = _chunk_windows(a1111_chunks(clip, tower, parts, comma), tower.spec.pad_token)
-    return _towers_encode(clip, _padded(tower_windows), mean_normalization)
+    return _towers_encode(clip, _padded(clip, tower_windows), mean_normalization)
 
 
 def comfy_plus_plus_encode(clip, texts: dict[str, str], mean_normalization: bool):
@@ -468,7 +466,7 @@ def comfy_plus_plus_encode(clip, texts: dict[str, str], mean_normalization: bool
         windows = clip.with_towers([tower]).tokenize(texts[tower.name])[tower.name]
         plain = TokenWindows(windows.ids, [[1.0] * len(w) for w in windows.ids], windows.vectors, windows.words)
         tower_windows[tower.name] = (plain, windows.weights)
-    return _towers_encode(clip, _padded(tower_windows), mean_normalization)
+    return _towers_encode(clip, _padded(clip, tower_windows), mean_normalization)
 
 
 # -- the sampler's step count ------------------------------------------------------------------------
@@ -558,9 +556,9 @@ class CLIPTextEncodePlusPlus(Node):
     stretch of steps becomes an entry used at those steps of the sampler's schedule (a sampler
     that evaluates between steps uses the nearest step's), as the pack switches them; a prompt
     whose editing would make more than 1000 entries is refused. with_SDXL (SDXL encoders): text_g
-    goes to CLIP-G and text_l to CLIP-L (no
-    prompt editing there, as the pack) with the size conditioning width ... target_height as CLIP
-    Text Encode SDXL; on the SDXL refiner the text with ascore (aesthetic score) and width/height.
+    goes to CLIP-G and text_l to CLIP-L (no prompt editing there, as the pack) with the size
+    conditioning width ... target_height as CLIP Text Encode SDXL; on the SDXL refiner the text
+    with ascore (aesthetic score) and width/height.
     Left out: the compel parser (the compel library's syntax) and use_old_emphasis_implementation
     (A1111's old tokenizer) are refused by name. Embeddings are written embedding:name. UI saves
     of the pack's versions with a use_CFGDenoiser widget (after use_old_emphasis_implementation)
@@ -743,7 +741,6 @@ UNSUPPORTED = {
     "s_churn": "graphflow's samplers take no churn from the model",
     "s_tmin": "graphflow's samplers take no churn from the model",
     "s_tmax": "graphflow's samplers take no churn from the model",
-    "prompt_word_wrap_length_limit": "the pack's encoder always wraps at 20 tokens (this setting does not reach it)",
 }
 
 
@@ -766,11 +763,13 @@ class SettingsSmZ(Node):
     functions; sgm_noise_multiplier off starts from noise scaled by the first sigma alone (the
     pack's max_denoise off). On a CLIP: enable_emphasis off makes CLIP Text Encode++ (A1111 / full /
     fixed attention) weigh every part 1. Refused by name when set away from the pack's default:
-    RNG gpu / nv, ENSD, skip_early_cond, NGMS, NGMS all steps, pad_cond_uncond, Use CFGDenoiser,
-    s_churn / s_tmin / s_tmax and the prompt word wrap length (the pack's encoder fixes it at 20).
-    disable_nan_check, upcast_sampling, batch_cond_uncond, debug and Use previous prompt editing
-    timelines change no result (the pack's encoder does not read the last; graphflow checks, batches
-    and casts its own way) and are taken as they are. The headings and info_* texts are the editor's
+    RNG gpu / nv, ENSD, skip_early_cond, NGMS, NGMS all steps, pad_cond_uncond, Use CFGDenoiser and
+    s_churn / s_tmin / s_tmax (graphflow's samplers have no churn). Prompt word wrap length limit
+    and Use previous prompt editing timelines change nothing, as in the pack (its encoder wraps at
+    20 tokens and uses today's timelines whatever they say); disable_nan_check, upcast_sampling,
+    batch_cond_uncond and debug change no result (graphflow checks, casts and batches its own way).
+    All of these are taken as they are. RNG cpu (the default) is graphflow's own noise: the
+    starting noise from the seed on the CPU, as ComfyUI's (the pack's hook gives the same there). The headings and info_* texts are the editor's
     labels; extra is the editor's display state. UI saves of the pack's versions before
     skip_early_cond and NGMS all steps are read too (those at their defaults)."""
     category = "advanced"

@@ -469,3 +469,16 @@ def test_literal_brackets_and_backslashes_are_text(registry, models):
     [(got, _)] = _encode(registry, clip, "a \\(cat\\) \\[dog\\] \\\\ fish")
     z, _ = _plain_chunks(clip, [encode_text("a (cat) [dog] \\ fish")], pad)
     assert torch.allclose(got, z, atol=1e-6)
+
+
+def test_with_sdxl_pads_the_shorter_text_with_empty_chunks(registry, models):
+    clip = _clip(registry, "base.safetensors")
+    long_l = " ".join(["cat"] * 80)
+    [(got, _)] = _encode(registry, clip, "", with_SDXL=True, text_g="a dog", text_l=long_l, mean_normalization=False)
+    assert got.shape[1] == 154
+    g_pad = clip.tower("clip_g").spec.pad_token
+    ids_g = encode_text("a dog")
+    z_g, _ = clip.with_towers([clip.tower("clip_g")]).encode_tokens({"clip_g": TokenWindows(
+        [[BOS] + ids_g + [EOS] + [g_pad] * (75 - len(ids_g)), [BOS, EOS] + [g_pad] * 75], [[1.0] * 77] * 2)})
+    split = clip.tower("clip_l").hidden_size
+    assert torch.allclose(got[..., split:], z_g, atol=1e-6)
