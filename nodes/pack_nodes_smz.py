@@ -16,8 +16,10 @@ count is the one of the sampler the conditioning feeds (the pack's prompt handle
 way), else the smZ_steps input.
 
 Left out, each refused by name when asked for: the "compel" parser (it reads the compel library's
-own prompt syntax), use_old_emphasis_implementation (A1111's pre-2023 tokenizer) and the Settings
-options graphflow's samplers cannot follow (see Settings (smZ)). The pack's dpmpp_2m_alt sampler and
+own prompt syntax), use_old_emphasis_implementation (A1111's pre-2023 tokenizer), the pack's T5
+engine (its parsers on FLUX / SD3 encoders: there only "comfy" runs) and the Settings options
+graphflow's samplers cannot follow (see Settings (smZ)). AND weights become the entries' strengths:
+ComfyUI's weighted average, not the pack's own CFG sum (the same when the weights are 1). The pack's dpmpp_2m_alt sampler and
 its sampling hooks for its own CFG denoiser are not nodes and are not here."""
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from graphflow.api import (ANY, CLIP, CONDITIONING, Bool, Choice, ComfyAlias, Fl
                            Text, current_node_id, current_workflow)
 from nodes.conditioning import MAX_SIZE, CLIPEncode, CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, encoded
 from nodes.pack_nodes import _core
+from nodes.pack_nodes_adv_clip import _is_clip
 
 COMFY_PACK = "ComfyUI_smZNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -560,7 +563,8 @@ class CLIPTextEncodePlusPlus(Node):
     conditioning width ... target_height as CLIP Text Encode SDXL; on the SDXL refiner the text
     with ascore (aesthetic score) and width/height.
     Left out: the compel parser (the compel library's syntax) and use_old_emphasis_implementation
-    (A1111's old tokenizer) are refused by name. Embeddings are written embedding:name. UI saves
+    (A1111's old tokenizer) are refused by name; parsers other than comfy need a CLIP text encoder
+    (SD1, SD2, SDXL): the pack's T5 engine (FLUX, SD3) is not built here. Embeddings are written embedding:name. UI saves
     of the pack's versions with a use_CFGDenoiser widget (after use_old_emphasis_implementation)
     are read too; that switch of the pack's own sampling is dropped."""
     category = "conditioning"
@@ -603,11 +607,8 @@ class CLIPTextEncodePlusPlus(Node):
         if self.use_old_emphasis_implementation and self.parser not in ("comfy", "comfy++"):
             raise NodeInputError("use_old_emphasis_implementation", "A1111's old emphasis implementation is not "
                                                                     "built here: switch it off")
-        if self.parser != "comfy" and not self._is_clip():
+        if self.parser != "comfy" and not _is_clip(self.clip):
             raise NodeInputError("parser", f"{self.parser} needs a CLIP text encoder (SD1, SD2, SDXL); use comfy")
-
-    def _is_clip(self) -> bool:
-        return bool(getattr(self.clip, "towers", None)) and hasattr(self.clip, "encode_tokens")
 
     def _arch(self) -> str:
         return getattr(self.clip, "arch", "")

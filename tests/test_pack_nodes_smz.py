@@ -482,3 +482,29 @@ def test_with_sdxl_pads_the_shorter_text_with_empty_chunks(registry, models):
         [[BOS] + ids_g + [EOS] + [g_pad] * (75 - len(ids_g)), [BOS, EOS] + [g_pad] * 75], [[1.0] * 77] * 2)})
     split = clip.tower("clip_l").hidden_size
     assert torch.allclose(got[..., split:], z_g, atol=1e-6)
+
+
+def test_comfy_plus_plus_on_one_window_is_adv_clips_a1111_interpretation(registry, models):
+    """The same rule in another pack: the embedding times the weights, its mean put back (over the
+    whole prompt there, per 77-token window here: the same for one window)."""
+    from nodes.pack_nodes_adv_clip import advanced_encode
+
+    for name in ("tiny.safetensors", "base.safetensors"):
+        clip = _clip(registry, name)
+        text = "a (red:1.3) cat, (blue:0.7) dog"
+        [(want, want_options)] = advanced_encode(clip, text, "none", "A1111")
+        [(got, options)] = _encode(registry, clip, text, parser="comfy++")
+        assert torch.allclose(got, want, atol=1e-6)
+        assert torch.equal(options["pooled_output"], want_options["pooled_output"])
+
+
+def test_other_parsers_need_a_clip_text_encoder(registry, tmp_path):
+    from graphflow.models.text_encoder_files import load_text_encoders
+    from graphflow.testing import write_gemma2
+
+    gemma = load_text_encoders(write_gemma2(tmp_path / "g.safetensors", dtype=torch.float32), "lumina2",
+                               device="cpu", dtype=torch.float32)
+    for parser in ("comfy++", "A1111", "full", "fixed attention"):
+        with pytest.raises(NodeInputError) as e:
+            _encode(registry, gemma, "a cat", parser=parser)
+        assert e.value.input == "parser" and "CLIP text encoder" in str(e.value)
