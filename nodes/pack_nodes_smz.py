@@ -564,9 +564,10 @@ class CLIPTextEncodePlusPlus(Node):
     with ascore (aesthetic score) and width/height.
     Left out: the compel parser (the compel library's syntax) and use_old_emphasis_implementation
     (A1111's old tokenizer) are refused by name; parsers other than comfy need a CLIP text encoder
-    (SD1, SD2, SDXL): the pack's T5 engine (FLUX, SD3) is not built here. Embeddings are written embedding:name. UI saves
-    of the pack's versions with a use_CFGDenoiser widget (after use_old_emphasis_implementation)
-    are read too; that switch of the pack's own sampling is dropped."""
+    (SD1, SD2, SDXL): the pack's T5 engine (FLUX, SD3) is not built here. Embeddings are written
+    embedding:name. UI saves of the pack's versions with a use_CFGDenoiser widget (after
+    use_old_emphasis_implementation) are read too; that switch of the pack's own sampling is
+    dropped."""
     category = "conditioning"
     text: str = Text("", multiline=True)
     clip: CLIP
