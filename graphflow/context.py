@@ -140,6 +140,12 @@ def current_workflow() -> dict:
     return ctx.workflow if ctx is not None else {}
 
 
+def current_node_id() -> str | None:
+    """The id of the node running, as current_workflow() names it; None outside a run."""
+    ctx = _current.get()
+    return ctx.node_id if ctx is not None else None
+
+
 def workflow_texts() -> dict[str, str]:
     """The workflow being run as the JSON texts a saved file embeds: ours under "graphflow", and
     ComfyUI's "prompt" (API format) and "workflow" (its editor's format) under the keys ComfyUI's

@@ -120,14 +120,14 @@ class Executor:
 
     def signatures(self, plan: Plan) -> dict[str, str]:
         """Each node's cache key (see _keys)."""
-        return _keys(plan, uuid.uuid4().hex)[0]
+        return _keys(plan, uuid.uuid4().hex, self.registry)[0]
 
     def _execute(self, plan: Plan, result: RunResult, emit, interrupt, pnginfo: dict) -> None:
         run_id = result.run_id
         values = result.values
         nonce = uuid.uuid4().hex  # never-cacheable nodes get a fresh signature every run
         try:
-            (signatures, fingerprints), failure = _keys(plan, nonce), None
+            (signatures, fingerprints), failure = _keys(plan, nonce, self.registry), None
         except Exception as e:  # a node's fingerprint failed (e.g. its file vanished)
             signatures, fingerprints, failure = {}, {}, e
         # Announced up front, as ComfyUI's single execution_cached message does; a node the cache
@@ -147,7 +147,7 @@ class Executor:
                 self._interrupted(result, emit, node_id, node_type, "before it started")
                 return
             if fingerprints[node_id] is LINKED_FINGERPRINT:  # its sources have run: the linked values are known
-                fingerprints[node_id] = _linked_fingerprint(node, values, nonce)
+                fingerprints[node_id] = _linked_fingerprint(node_id, plan, values, nonce, self.registry, workflow_json)
             # again, as a source's key may have been made since (a node after one with a linked fingerprint)
             signature = signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
             entry = self.cache.get(signature)
@@ -356,16 +356,17 @@ def _check_linked_widgets(node, instance) -> None:
 LINKED_FINGERPRINT = object()  # a fingerprint that needs a linked widget's value, made when the run has it
 
 
-def _keys(plan: Plan, nonce: str) -> tuple[dict[str, str], dict]:
+def _keys(plan: Plan, nonce: str, registry) -> tuple[dict[str, str], dict]:
     """Each node's cache key and fingerprint: its type, version, widgets, fingerprint and its
     sources' keys. A node whose fingerprint reads a linked widget (a file name from a text node)
     has LINKED_FINGERPRINT and a key of this run only, as the value is not known before its source
     runs; the run makes both again then."""
     signatures, fingerprints = {}, {}
+    workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
     for node_id in plan.order:
         node = plan.nodes[node_id]
         fingerprints[node_id] = LINKED_FINGERPRINT if _fingerprint_reads_links(node) else \
-            node.cls.fingerprint(**node.widgets)
+            _fingerprint(node_id, plan, node.widgets, registry, workflow_json)
         signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
     return signatures, fingerprints
 
@@ -387,17 +388,30 @@ def _fingerprint_reads_links(node) -> bool:
         any(node.cls.input_specs[name].widget for name in node.links)
 
 
-def _linked_fingerprint(node, values: dict, nonce: str):
+def _fingerprint(node_id: str, plan: Plan, widgets: dict, registry, workflow_json: dict):
+    """The node's fingerprint, made where current_workflow() / current_node_id() answer as in its
+    run (CLIP Text Encode++'s depends on the step count of the sampler it feeds)."""
+    cls = plan.nodes[node_id].cls
+    token = _current.set(NodeContext("", node_id, cls.node_type, lambda event: None, threading.Event(),
+                                     workflow_json, registry))
+    try:
+        return cls.fingerprint(**widgets)
+    finally:
+        _current.reset(token)
+
+
+def _linked_fingerprint(node_id: str, plan: Plan, values: dict, nonce: str, registry, workflow_json: dict):
     """The fingerprint with the linked widgets' values (each item's, for a list), or the run's own
     marker where it fails on them (a value that is no file name): the node then runs, uncached,
     and its run() judges the value, naming the input."""
+    node = plan.nodes[node_id]
     linked = {name: values[src][index] for name, (src, index) in node.links.items()
               if node.cls.input_specs[name].widget}
     count = max((len(v) for v in linked.values() if isinstance(v, ItemList)), default=0)
     rows = [{name: v[min(k, len(v) - 1)] if isinstance(v, ItemList) else v for name, v in linked.items()}
             for k in range(count)] if count else [linked]
     try:
-        return tuple(node.cls.fingerprint(**(node.widgets | row)) for row in rows)
+        return tuple(_fingerprint(node_id, plan, node.widgets | row, registry, workflow_json) for row in rows)
     except Exception:
         return ("unfingerprinted", nonce)
 

@@ -26,6 +26,11 @@ ConditioningSetArea / SetMask do:
     while end_sigma <= sigma <= start_sigma, the percents turned into sigmas by the model's
     schedule (0% = the noisiest, above any sigma; 100% = sigma 0), judged by the batch's first
     sigma against the bounds rounded to float32 (ComfyUI's tensor comparison); at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
+  - an entry with "step_range" (start, end) (CLIP Text Encode++'s prompt editing, fractions of the
+    sampler's steps) takes part at the steps i of n with start <= i / n < end, a sigma counting as
+    the step whose sigma is nearest (the smZ pack's rule): its bounds are the midpoints to the
+    neighbouring steps' sigmas (an unbounded end at the first and last step). Without the run's
+    sigmas (prepare_conds(sigmas=None)) it is taken as a start_percent / end_percent range.
   - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
     in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
     (FluxKontextMultiReferenceLatentMethod; "offset" by default) or to a Qwen-Image model (the
@@ -197,13 +202,29 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
     return (max(8, y1 - y0 + 1), max(8, x1 - x0 + 1), y0, x0)
 
 
+def step_range_sigmas(sigmas, start: float, end: float) -> tuple[float | None, float | None]:
+    """The (sigma_start, sigma_end) window of the steps i of the run's n (len(sigmas) - 1) with
+    start <= i / n < end: from the midpoint to the step before to the midpoint to the step after, so
+    that any sigma counts as its nearest step (None: unbounded); no such step: a window no sigma is in."""
+    values = [float(v) for v in sigmas]
+    n = len(values) - 1
+    steps = [i for i in range(n + 1) if start <= i / max(n, 1) < end]
+    if not steps:
+        return -1.0, None
+    first, last = steps[0], steps[-1]
+    upper = None if first == 0 else (values[first - 1] + values[first]) / 2
+    lower = None if last >= n else (values[last] + values[last + 1]) / 2
+    return upper, lower
+
+
 def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = False,
-                  concat_fn=None, schedule=None, seed: int = 0) -> list[Cond]:
+                  concat_fn=None, schedule=None, seed: int = 0, sigmas=None) -> list[Cond]:
     """CONDITIONING list -> [Cond]. SDXL's y comes from model.encode_adm(options, width_px,
     height_px, negative=...) with the full image size (latent size * 8) as default sizes.
     concat_fn(options) -> [B, c, h, w] | None supplies inpainting models' extra channels.
     schedule (a DiscreteSchedule; the model's own if None) turns timestep ranges into sigmas.
-    seed (the sampler's) seeds unCLIP models' noise augmentation of image embeddings."""
+    seed (the sampler's) seeds unCLIP models' noise augmentation of image embeddings. sigmas (the
+    run's) place "step_range" entries."""
     if not isinstance(conditioning, (list, tuple)):
         raise TypeError(f"conditioning must be a list of (tensor, options) pairs, got {type(conditioning).__name__}")
     batch, latent_hw = x_shape[0], tuple(x_shape[2:])  # latent_hw: every latent dim (video: T, h, w)
@@ -264,6 +285,9 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                              f"appended guide frames (their positions are the whole latent's); area {area}")
         sigma_start = sigma_end = None
         start, end = options.get("start_percent"), options.get("end_percent")
+        step_range = options.get("step_range")
+        if step_range is not None and sigmas is None:  # no run to count steps in: a percent range
+            start, end = step_range
         if options.get("clip_start_percent") is not None:  # a scheduled CLIP hook's stretch (SetClipHooks)
             start = max(float(options["clip_start_percent"]), float(start or 0.0))
             end = min(float(options.get("clip_end_percent", 1.0)), 1.0 if end is None else float(end))
@@ -274,6 +298,8 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                 schedule = model_sampling_for(model)
             sigma_start = percent_to_sigma(schedule, float(0.0 if start is None else start))
             sigma_end = percent_to_sigma(schedule, float(1.0 if end is None else end))
+        if step_range is not None and sigmas is not None:
+            sigma_start, sigma_end = step_range_sigmas(sigmas, float(step_range[0]), float(step_range[1]))
         out.append(Cond(
             context=repeat_to_batch(embedding, batch).to(device),
             y=y,

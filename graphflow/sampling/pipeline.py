@@ -103,6 +103,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     schedule = model_sampling_for(model)
     sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
                             discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
+    all_sigmas = sigmas  # the whole schedule: "step_range" conditioning counts its steps (guidance.prepare_conds)
     if end_step is not None and end_step < len(sigmas) - 1:
         sigmas = sigmas[:end_step + 1].clone()
         if not return_with_leftover_noise:
@@ -124,7 +125,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     out["samples"] = sample_with_sigmas(
         model, sigmas, noise, samples, positive, negative, cfg, sampler_name, seed,
         noise_mask=latent.get("noise_mask"), batch_index=batch_index, callback=callback,
-        preview_every=preview_every, noise_mode=noise_mode, schedule=schedule)
+        preview_every=preview_every, noise_mode=noise_mode, schedule=schedule, step_sigmas=all_sigmas)
     return out
 
 
@@ -333,12 +334,15 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                        noise_mask: torch.Tensor | None = None, batch_index: list[int] | None = None,
                        callback=None, preview_every: int = 1, noise_mode: str = "comfy",
                        schedule: DiscreteSchedule | None = None, guider=None,
-                       sampler_options: dict | None = None, sigma_adjusters: tuple = ()) -> torch.Tensor:
+                       sampler_options: dict | None = None, sigma_adjusters: tuple = (),
+                       step_sigmas: torch.Tensor | None = None) -> torch.Tensor:
     """Run one sampler over given sigmas (steps 3-6 above). latent_samples: raw VAE latent;
     noise: unit noise of the same shape (zeros for none). Returns the raw latent, CPU float32.
     guider (a GUIDER: guidance.CFGGuider, DualCFGGuider) replaces positive / negative / cfg, which
     KSampler's CFGGuider is made of; sampler_options are passed on to the sampler function;
-    sigma_adjusters (a SAMPLER's, sigma_adjust.py) change the sigma the model is called with."""
+    sigma_adjusters (a SAMPLER's, sigma_adjust.py) change the sigma the model is called with.
+    step_sigmas: the whole schedule these sigmas are a part of (KSamplerAdvanced's steps), in which
+    "step_range" conditioning counts its steps; None: these sigmas."""
     schedule = schedule or model_sampling_for(model)
     flow = is_flow(schedule)
     fmt = model.latent_format
@@ -404,7 +408,7 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         def prepare(conditioning, negative=False):
             return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=concat_fn,
-                                 schedule=schedule, seed=seed)
+                                 schedule=schedule, seed=seed, sigmas=sigmas if step_sigmas is None else step_sigmas)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
         if flow:  # LTX-Video: each token denoised at its own level, sigma x the noise mask (ComfyUI's; Wan 2.2
@@ -433,7 +437,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         # inpainting-masked one): the mask's known region is noised to the adjusted sigma too
         denoiser = adjusted_denoiser(denoiser, sigma_adjusters, sigmas, guider_cfg(guider), schedule)
 
-        x = schedule.noise_scaling(sigmas[0], noise, latent_image, schedule.is_max_denoise(sigmas[0]))
+        # Settings (smZ)'s sgm_noise_multiplier off: the starting noise is scaled by the first sigma
+        # alone, never as a full denoise (ComfyUI's max_denoise forced off)
+        max_denoise = schedule.is_max_denoise(sigmas[0]) and model_options.get("max_denoise", True)
+        x = schedule.noise_scaling(sigmas[0], noise, latent_image, max_denoise)
         options = dict(sampler_options or {})
         if sampler_name in SCHEDULE_SAMPLERS:
             options["schedule"] = schedule
@@ -457,7 +464,14 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             callback({"i": i, "step": i + 1, "total": total, "sigma": float(info["sigma"]),
                       "x": info["x"], "denoised": info["denoised"], "preview": preview})
 
-        x = sampler_for(sampler_name, schedule)(denoiser, x, sigmas, callback=on_step, **options)
+        sample = sampler_for(sampler_name, schedule)
+        overrides = model_options.get("sampler_overrides")
+        if overrides:  # Settings (smZ)'s eta / s_noise: given to the samplers that take them, over their own
+            import inspect
+
+            accepted = inspect.signature(sample).parameters
+            options.update({name: value for name, value in overrides.items() if name in accepted})
+        x = sample(denoiser, x, sigmas, callback=on_step, **options)
         if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
             end = sigmas[-1]
             if sampler_name in UNI_PC_SAMPLERS and end == 0:
