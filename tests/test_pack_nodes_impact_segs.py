@@ -1,0 +1,433 @@
+"""Impact Pack's SEGS and detailer nodes (nodes/pack_nodes_impact_segs.py): MaskToSEGS's segments
+against connected components (scipy) and the pack's crop-region rule worked in the test, the
+blur against torchvision's GaussianBlur, the paste against its formula, the detailer on the demo
+model (what changes, what stays bit-identical, the guide-size scaling, SEGSDetailer + SEGSPaste
+against DetailerForEach), the filters, the clear errors, and UI / API saves with the pack's class
+names read, run and written back."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+from torchvision.transforms import GaussianBlur
+
+import nodes.pack_nodes_impact_segs as segs_module
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.testing import write_checkpoint
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_impact_segs import SEG, Segs, blurred_mask, wildcard_plan
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def crop_rule(width, height, bbox, factor, min_size=None):
+    """The pack's make_crop_region, worked here from its text: the box grown about its centre, the
+    corner truncated, then moved inside the picture (clamped where larger)."""
+    out = []
+    for limit, start, end in ((width, bbox[0], bbox[2]), (height, bbox[1], bbox[3])):
+        size = (end - start) * factor if min_size is None else max(min_size, (end - start) * factor)
+        corner = int(start + (end - start) / 2 - size / 2)
+        if corner < 0:
+            out.append((0, int(min(limit, size))))
+        elif corner + size > limit:
+            out.append((int(max(0, limit - size)), limit))
+        else:
+            out.append((corner, int(min(limit, corner + size))))
+    return [out[0][0], out[1][0], out[0][1], out[1][1]]
+
+
+@pytest.mark.parametrize("bbox, factor, want", [
+    ((24, 20, 34, 30), 2.0, [19, 15, 39, 35]),   # inside: grown about the centre
+    ((0, 0, 10, 10), 3.0, [0, 0, 30, 30]),       # off the top-left: moved in
+    ((60, 60, 64, 64), 3.0, [52, 52, 64, 64]),   # off the bottom-right: moved in
+    ((0, 0, 40, 40), 3.0, [0, 0, 64, 64]),       # larger than the picture: clamped
+    ((3, 3, 8, 8), 1.5, [1, 1, 8, 8]),           # 7.5 wide: corner int(1.75), end int(8.5)
+])
+def test_crop_region_follows_the_pack(bbox, factor, want):
+    assert segs_module.make_crop_region(64, 64, bbox, factor) == want == crop_rule(64, 64, bbox, factor)
+    assert segs_module.make_crop_region(64, 48, bbox, factor, 20) == crop_rule(64, 48, bbox, factor, 20)
+
+
+def drawn_mask():
+    mask = np.zeros((80, 96), np.float32)
+    mask[10:18, 8:22] = 1.0                       # a rectangle
+    mask[40:60, 40:60] = 1.0                      # a ring: a square with a hole
+    mask[46:54, 46:54] = 0.0
+    mask[5:12, 70:78] = 0.5                       # a half-strength blob
+    mask[70:72, 10:12] = 1.0                      # 2×2: dropped at drop_size 2
+    mask[70:73, 30:33] = 1.0                      # 3×3: kept
+    return mask
+
+
+def test_mask_to_segs_parts_regions_and_masks(registry):
+    mask = drawn_mask()
+    for contour_fill in (False, True):
+        segs = call(registry, "MaskToSEGS", mask=torch.from_numpy(mask)[None], combined=False, crop_factor=1.5,
+                    bbox_fill=False, drop_size=2, contour_fill=contour_fill)
+        assert segs.shape == (80, 96)
+        labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3)))
+        want = {}
+        for index, found in enumerate(ndimage.find_objects(labels), start=1):
+            ys, xs = found
+            if xs.stop - xs.start <= 2 or ys.stop - ys.start <= 2:
+                continue
+            bbox = (xs.start, ys.start, xs.stop, ys.stop)
+            part = labels == index
+            inside = ndimage.binary_fill_holes(part) if contour_fill else part
+            region = crop_rule(96, 80, bbox, 1.5)
+            x1, y1, x2, y2 = region
+            values = inside.astype(np.float32) if contour_fill else mask * inside
+            want[bbox] = (region, values[y1:y2, x1:x2])
+        assert {seg.bbox for seg in segs.segs} == set(want) and len(want) == 4
+        for seg in segs.segs:
+            region, values = want[seg.bbox]
+            assert list(seg.crop_region) == region and seg.label == "A" and seg.confidence == 1.0
+            assert np.array_equal(seg.cropped_mask.numpy(), values)
+
+
+def test_mask_to_segs_combined_and_bbox_fill(registry):
+    mask = drawn_mask()
+    segs = call(registry, "MaskToSEGS", mask=torch.from_numpy(mask)[None], combined=True, crop_factor=1.2,
+                bbox_fill=False, drop_size=50, contour_fill=False)
+    ys, xs = np.nonzero(mask)
+    bbox = (xs.min(), ys.min(), xs.max(), ys.max())  # the last pixel, not after it (the pack's)
+    seg, = segs.segs
+    x1, y1, x2, y2 = crop_rule(96, 80, bbox, 1.2)
+    assert seg.bbox == bbox and list(seg.crop_region) == [x1, y1, x2, y2]
+    assert np.array_equal(seg.cropped_mask.numpy(), mask[y1:y2, x1:x2])
+    filled = call(registry, "MaskToSEGS", mask=torch.from_numpy(mask)[None], combined=False, crop_factor=2.0,
+                  bbox_fill=True, drop_size=2, contour_fill=False)
+    ring = next(s for s in filled.segs if s.bbox == (40, 40, 60, 60))
+    cx1, cy1 = ring.crop_region[:2]
+    assert ring.cropped_mask[40 - cy1:60 - cy1, 40 - cx1:60 - cx1].eq(1).all()
+    assert ring.cropped_mask.sum() == 400
+
+
+def test_too_many_parts_are_refused(registry, monkeypatch):
+    monkeypatch.setattr(segs_module, "MAX_SEGMENTS", 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskToSEGS", mask=torch.from_numpy(drawn_mask())[None], combined=False, crop_factor=1.5,
+             bbox_fill=False, drop_size=2, contour_fill=False)
+    assert e.value.input == "mask" and "drop_size" in str(e.value)
+
+
+@pytest.mark.parametrize("height, width, feather", [(30, 40, 5), (30, 40, 20), (4, 6, 1), (40, 33, 3)])
+def test_blur_is_torchvisions_gaussian_blur(height, width, feather):
+    mask = (torch.rand(height, width) > 0.6).float()
+    size = feather * 2 + 1
+    if min(height, width) <= size:
+        size = min(height, width) // 2
+        size += 1 - size % 2
+    want = GaussianBlur(kernel_size=size, sigma=10.0)(mask[None, None])[0, 0]
+    assert torch.allclose(blurred_mask(mask, feather)[0, ..., 0], want, atol=1e-6)
+
+
+def test_blur_leaves_small_masks_and_zero_feather():
+    mask = (torch.rand(3, 9) > 0.5).float()
+    assert torch.equal(blurred_mask(mask, 5)[0, ..., 0], mask)  # the kernel would be 1: skipped, as the pack
+    assert torch.equal(blurred_mask(mask, 0)[0, ..., 0], mask)
+
+
+def test_segs_paste_is_the_blend_formula(registry):
+    image = torch.rand(1, 40, 50, 3)
+    patch = torch.rand(1, 20, 16, 3)
+    mask = torch.zeros(20, 16)
+    mask[5:15, 4:12] = 1.0
+    segs = Segs((40, 50), (SEG(patch, mask, 1.0, (30, 10, 46, 30), (34, 15, 42, 25), "A"),))
+    out = call(registry, "SEGSPaste", image=image, segs=segs, feather=3, alpha=200)
+    blur = GaussianBlur(kernel_size=7, sigma=10.0)(mask[None, None])[0, 0][..., None] * (200 / 255)
+    want = image.clone()
+    want[0, 10:30, 30:46] = (1 - blur) * image[0, 10:30, 30:46] + blur * patch[0]
+    assert torch.allclose(out, want, atol=1e-6)
+    outside = torch.ones(40, 50, dtype=torch.bool)
+    outside[10:30, 30:46] = False
+    assert torch.equal(out[0][outside], image[0][outside])
+
+
+def test_combined_mask_and_mask_list(registry):
+    a = SEG(None, torch.tensor([[0.5, 1.0], [0.0, 0.25]]), 1.0, (1, 1, 3, 3), (1, 1, 3, 3), "A")
+    b = SEG(None, torch.tensor([[1.0, 0.0]]), 1.0, (2, 2, 4, 3), (2, 2, 4, 3), "B")
+    segs = Segs((4, 5), (a, b))
+    combined, = call(registry, "SegsToCombinedMask", segs=segs)
+    want = np.zeros((4, 5), np.uint8)
+    want[1:3, 1:3] |= (a.cropped_mask.numpy() * 255).astype(np.uint8)
+    want[2:3, 2:4] |= (b.cropped_mask.numpy() * 255).astype(np.uint8)
+    assert torch.equal(combined, torch.from_numpy(want.astype(np.float32) / 255.0))
+    masks = call(registry, "SEGSToMaskList", segs=segs)
+    assert len(masks) == 2 and masks[1][0, 2, 2] == 1.0 and masks[1].sum() == 1.0
+    assert call(registry, "CountEltsInSEGS", segs=segs) == 2
+
+
+def test_filters(registry):
+    def seg(region, label, confidence=1.0):
+        return SEG(None, torch.ones(region[3] - region[1], region[2] - region[0]), confidence, region, region, label)
+    items = (seg((0, 0, 10, 10), "face"), seg((5, 5, 35, 15), "left_eye", 0.5), seg((0, 20, 20, 40), "hand", 0.9))
+    segs = Segs((50, 50), items)
+    biggest, rest = call(registry, "SEGSOrderedFilter", segs=segs, target="area(=w*h)", order=True, take_start=0,
+                         take_count=2)
+    assert biggest.segs == (items[2], items[1]) and rest.segs == (items[0],)
+    wide, narrow = call(registry, "SEGSRangeFilter", segs=segs, target="width", mode=True, min_value=15,
+                        max_value=30)
+    assert wide.segs == (items[1], items[2]) and narrow.segs == (items[0],)
+    out, _ = call(registry, "SEGSRangeFilter", segs=segs, target="confidence(0-100)", mode=False, min_value=60,
+                  max_value=100)
+    assert out.segs == (items[1],)
+    eyes, others = call(registry, "SEGSLabelFilter", segs=segs, preset="all", labels="eyes, hand")
+    assert eyes.segs == (items[1], items[2]) and others.segs == (items[0],)
+    joined = call(registry, "SEGSConcat", segs1=eyes, segs2=Segs((0, 0), ()), segs3=others)
+    assert joined.segs == (items[1], items[2], items[0]) and joined.shape == (50, 50)
+
+
+def test_wildcard_plan_orders_and_items():
+    a = SEG(None, torch.ones(1, 1), 1.0, (0, 0, 9, 9), (30, 0, 40, 10), "face")
+    b = SEG(None, torch.ones(1, 1), 1.0, (0, 0, 9, 9), (0, 5, 5, 10), "hand")
+    assert wildcard_plan("", (a, b)) == ((a, b), [(None, "")] * 2, False)
+    assert wildcard_plan("[ASC]x[SEP:7]y", (a, b)) == ((b, a), [(None, "x"), (7, "y")], False)
+    assert wildcard_plan("[DSC-SIZE]only", (b, a)) == ((a, b), [(None, "only"), (None, "only")], False)
+    assert wildcard_plan("[CONCAT][LAB][ALL]red [face]eyes", (a, b))[1:] == ([(None, "redeyes"), (None, "red")], True)
+    with pytest.raises(NodeInputError):
+        wildcard_plan("[RND]a[SEP]b", (a, b))
+
+
+# -- the detailer on the demo model ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("segs_models")
+    write_checkpoint(folder / "tiny.safetensors", "sd1")
+    return folder / "tiny.safetensors"
+
+
+@pytest.fixture
+def demo(registry, tmp_folders, model_file):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    (tmp_folders.models / "checkpoints" / "tiny.safetensors").symlink_to(model_file)
+    model, clip, vae = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    return {"model": model, "clip": clip, "vae": vae, "positive": call(registry, "CLIPEncode", clip=clip, text="a face"),
+            "negative": call(registry, "CLIPEncode", clip=clip, text="")}
+
+
+def picture_and_segs(registry):
+    generator = torch.Generator().manual_seed(3)
+    image = torch.rand(1, 64, 72, 3, generator=generator)
+    mask = torch.zeros(1, 64, 72)
+    mask[0, 20:30, 24:34] = 1.0
+    segs = call(registry, "MaskToSEGS", mask=mask, combined=False, crop_factor=2.0, bbox_fill=False, drop_size=2,
+                contour_fill=True)
+    return image, segs
+
+
+DETAIL = dict(guide_size=64, guide_size_for=True, max_size=128, seed=5, steps=2, cfg=7.0, sampler_name="euler",
+              scheduler="normal", denoise=0.6, feather=3, noise_mask=True, force_inpaint=True, wildcard="", cycle=1,
+              inpaint_model=False, noise_mask_feather=4)
+
+
+def test_detailer_changes_the_segment_only_and_scales_as_the_pack(registry, demo, monkeypatch):
+    image, segs = picture_and_segs(registry)
+    sizes = []
+    resize = segs_module.lanczos
+    monkeypatch.setattr(segs_module, "lanczos", lambda picture, w, h: sizes.append((w, h)) or resize(picture, w, h))
+    out = call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    seg, = segs.segs
+    x1, y1, x2, y2 = seg.crop_region
+    # the pack's sizing: the bbox's shorter side (10) to guide_size 64: x6.4 on the 20×20 crop = 128
+    upscale = 64 / min(seg.bbox[2] - seg.bbox[0], seg.bbox[3] - seg.bbox[1])
+    assert sizes == [(int((x2 - x1) * upscale), int((y2 - y1) * upscale)), (x2 - x1, y2 - y1)]
+    outside = torch.ones(64, 72, dtype=torch.bool)
+    outside[y1:y2, x1:x2] = False
+    assert torch.equal(out[0][outside], image[0][outside])
+    blur = blurred_mask(seg.cropped_mask, 3)[0, ..., 0]
+    region_in, region_out = image[0, y1:y2, x1:x2], out[0, y1:y2, x1:x2]
+    assert torch.equal(region_out[blur == 0], region_in[blur == 0])
+    assert (region_out[blur > 0.5] - region_in[blur > 0.5]).abs().mean() > 0.01
+
+
+def test_guide_size_beyond_max_size_is_scaled_down(registry, demo, monkeypatch):
+    image, segs = picture_and_segs(registry)
+    sizes = []
+    resize = segs_module.lanczos
+    monkeypatch.setattr(segs_module, "lanczos", lambda picture, w, h: sizes.append((w, h)) or resize(picture, w, h))
+    call(registry, "DetailerForEach", image=image, segs=segs, **demo, **{**DETAIL, "guide_size": 256, "max_size": 96,
+                                                                           "guide_size_for": False})
+    crop_w = segs.segs[0].crop_region[2] - segs.segs[0].crop_region[0]
+    upscale = 256 / crop_w                          # the crop region's shorter side to guide_size
+    new = int(crop_w * upscale)
+    upscale *= 96 / new                             # then its longer side down to max_size
+    assert sizes[0] == (int(crop_w * upscale),) * 2
+
+
+def test_detailer_skips_big_segments_unless_forced(registry, demo):
+    """A bbox already guide_size each way is skipped; force_inpaint samples it at its own size
+    (the pack's upscale 1), and a DUMMY model samples nothing."""
+    image = torch.rand(1, 80, 80, 3, generator=torch.Generator().manual_seed(4))
+    mask = torch.zeros(1, 80, 80)
+    mask[0, 8:72, 8:72] = 1.0
+    segs = call(registry, "MaskToSEGS", mask=mask, combined=False, crop_factor=1.0, bbox_fill=False, drop_size=2,
+                contour_fill=True)
+    assert segs.segs[0].bbox == (8, 8, 72, 72)
+    skipped = call(registry, "DetailerForEach", image=image, segs=segs, **demo, **{**DETAIL, "force_inpaint": False})
+    assert torch.equal(skipped, image)
+    forced = call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    assert not torch.equal(forced, image)
+    dummy = call(registry, "DetailerForEach", image=image, segs=segs, **{**demo, "model": "DUMMY"}, **DETAIL)
+    assert torch.allclose(dummy, image, atol=1e-6)
+
+
+def test_detailer_is_the_chain_of_core_nodes(registry, demo):
+    """One segment detailed is, to the bit, the crop scaled up (LANCZOS), VAEEncode,
+    SetLatentNoiseMask (the mask blurred by noise_mask_feather), KSampler on the
+    DifferentialDiffusion model with seed + 0, VAEDecode, scaled back and pasted through the mask
+    blurred by feather. (Even denoise 0.0001, the pack's least, changes the demo model's latent
+    well beyond a VAE round trip: its weights are random, so that is not asserted.)"""
+    image, segs = picture_and_segs(registry)
+    out = call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    seg, = segs.segs
+    x1, y1, x2, y2 = seg.crop_region
+    up = segs_module.lanczos(image[:, y1:y2, x1:x2], 128, 128)
+    latent = call(registry, "VAEEncode", pixels=up, vae=demo["vae"])
+    latent = call(registry, "SetLatentNoiseMask", samples=latent, mask=blurred_mask(seg.cropped_mask, 4)[..., 0])
+    model = call(registry, "DifferentialDiffusion", model=demo["model"])
+    sampled = call(registry, "KSampler", model=model, seed=5, steps=2, cfg=7.0, sampler_name="euler",
+                   scheduler="normal", positive=demo["positive"], negative=demo["negative"], latent_image=latent,
+                   denoise=0.6)
+    back = segs_module.lanczos(call(registry, "VAEDecode", samples=sampled, vae=demo["vae"]), x2 - x1, y2 - y1)
+    blur = blurred_mask(seg.cropped_mask, 3)[0]
+    want = image.clone()
+    want[0, y1:y2, x1:x2] = (1 - blur) * image[0, y1:y2, x1:x2] + blur * back[0]
+    assert torch.equal(out, want)
+
+
+def test_lanczos_is_pils_on_8_bits():
+    picture = torch.rand(1, 9, 13, 3)
+    pixels = np.clip(picture[0].numpy() * 255.0, 0, 255).astype(np.uint8)
+    want = np.asarray(Image.fromarray(pixels).resize((31, 20), Image.Resampling.LANCZOS), np.float32) / 255.0
+    assert torch.equal(segs_module.lanczos(picture, 31, 20)[0], torch.from_numpy(want))
+
+
+def test_segs_detailer_and_paste_equal_detailer_for_each(registry, demo):
+    image, segs = picture_and_segs(registry)
+    pipe = (demo["model"], demo["clip"], demo["vae"], demo["positive"], demo["negative"])
+    whole = call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    settings = {k: v for k, v in DETAIL.items() if k not in ("feather", "wildcard")}
+    detailed, cnet = call(registry, "SEGSDetailer", image=image, segs=segs, basic_pipe=pipe,
+                          **{**settings, "seed": DETAIL["seed"] - 1})  # SEGSDetailer starts at seed + 1
+    assert len(cnet) == 1 and cnet[0].shape == (1, 64, 64, 3)
+    pasted = call(registry, "SEGSPaste", image=image, segs=detailed, feather=DETAIL["feather"], alpha=255)
+    assert torch.equal(pasted, whole)
+    pictures = call(registry, "SEGSToImageList", segs=detailed)
+    assert torch.equal(pictures[0], detailed.segs[0].cropped_image)
+    debug = call(registry, "DetailerForEachDebug", image=image, segs=segs, **demo, **DETAIL)
+    assert torch.equal(debug[0], whole) and torch.equal(debug[2][0], detailed.segs[0].cropped_image)
+    assert debug[3][0].shape[-1] == 4
+
+
+def test_detailer_errors_name_the_input(registry, demo):
+    image, segs = picture_and_segs(registry)
+    cases = [({"image": image.repeat(2, 1, 1, 1)}, "image"), ({"detailer_hook": object()}, "detailer_hook"),
+             ({"image": image[:, :32]}, "segs"), ({"wildcard": "[RND]a[SEP]b"}, "wildcard"),
+             ({"segs": "not segs"}, "segs")]
+    for change, name in cases:
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "DetailerForEach", **{"image": image, "segs": segs, **demo, **DETAIL, **change})
+        assert e.value.input == name
+
+
+# -- saves with the pack's class names -------------------------------------------------------------
+
+
+def write_input(tmp_folders):
+    pixels = (np.random.default_rng(1).random((64, 72, 3)) * 255).astype(np.uint8)
+    alpha = np.full((64, 72), 255, np.uint8)
+    alpha[20:30, 24:34] = 0  # LoadImage's mask is 1 - alpha: the part to detail
+    Image.fromarray(np.dstack([pixels, alpha]), "RGBA").save(tmp_folders.inputs / "in.png")
+
+
+DETAIL_WIDGETS = [64, True, 128, 5, "fixed", 2, 7.0, "euler", "normal", 0.6, 3, True, True, "", 1, False, 4, False,
+                  False]
+
+
+def test_ui_save_load_mask_segs_detail_save(registry, demo, tmp_folders):
+    write_input(tmp_folders)
+    nodes = [
+        ui_node(1, "LoadImage", ["in.png", "image"], outputs=[("IMAGE", "IMAGE", [1]), ("MASK", "MASK", [2])]),
+        ui_node(2, "MaskToSEGS", [False, 2.0, False, 2, True], [("mask", "MASK", 2, False)],
+                [("SEGS", "SEGS", [3])]),
+        ui_node(3, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                outputs=[("MODEL", "MODEL", [4]), ("CLIP", "CLIP", [5, 6, 7]), ("VAE", "VAE", [8])]),
+        ui_node(4, "CLIPTextEncode", ["a face"], [("clip", "CLIP", 6, False)], [("CONDITIONING", "CONDITIONING", [9])]),
+        ui_node(5, "CLIPTextEncode", [""], [("clip", "CLIP", 7, False)], [("CONDITIONING", "CONDITIONING", [10])]),
+        ui_node(6, "DetailerForEach", DETAIL_WIDGETS,
+                [("image", "IMAGE", 1, False), ("segs", "SEGS", 3, False), ("model", "MODEL", 4, False),
+                 ("clip", "CLIP", 5, False), ("vae", "VAE", 8, False), ("positive", "CONDITIONING", 9, False),
+                 ("negative", "CONDITIONING", 10, False), ("detailer_hook", "DETAILER_HOOK", None, False)],
+                [("image", "IMAGE", [11])]),
+        ui_node(7, "SaveImage", ["detailed"], [("images", "IMAGE", 11, False)]),
+    ]
+    links = [[1, 1, 0, 6, 0, "IMAGE"], [2, 1, 1, 2, 0, "MASK"], [3, 2, 0, 6, 1, "SEGS"], [4, 3, 0, 6, 2, "MODEL"],
+             [5, 3, 1, 6, 3, "CLIP"], [6, 3, 1, 4, 0, "CLIP"], [7, 3, 1, 5, 0, "CLIP"], [8, 3, 2, 6, 4, "VAE"],
+             [9, 4, 0, 6, 5, "CONDITIONING"], [10, 5, 0, 6, 6, "CONDITIONING"], [11, 6, 0, 7, 0, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    saved = workflow.to_json()["nodes"]
+    assert saved["6"]["inputs"]["seed"] == 5 and saved["6"]["inputs"]["noise_mask_feather"] == 4
+    result = Executor(registry).run(workflow, outputs=["7", "6"])
+    assert result.ok, (result.problems, result.error)
+    loaded = result.values["1"][0]
+    detailed = result.values["6"][0]
+    seg, = result.values["2"][0].segs
+    x1, y1, x2, y2 = seg.crop_region
+    assert seg.bbox == (24, 20, 34, 30) and list(seg.crop_region) == crop_rule(72, 64, seg.bbox, 2.0)
+    outside = torch.ones(64, 72, dtype=torch.bool)
+    outside[y1:y2, x1:x2] = False
+    assert torch.equal(detailed[0][outside], loaded[0][outside])
+    assert not torch.equal(detailed, loaded)
+    assert list(tmp_folders.outputs.glob("detailed_*.png"))
+    written = export_ui(workflow, registry)
+    by_id = {n["id"]: n for n in written["nodes"]}
+    assert by_id[6]["type"] == "DetailerForEach" and by_id[6]["widgets_values"] == DETAIL_WIDGETS
+    assert by_id[2]["type"] == "MaskToSEGS" and by_id[2]["widgets_values"] == [False, 2.0, False, 2, True]
+    assert parse_workflow(written, registry).to_json()["nodes"] == saved
+
+
+def test_api_prompt_segs_detailer_paste_preview_and_filters(registry, demo, tmp_folders):
+    write_input(tmp_folders)
+    detail = {k: v for k, v in DETAIL.items() if k not in ("feather", "wildcard")}
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+        "2": {"class_type": "MaskToSEGS", "inputs": {"mask": ["1", 1], "combined": False, "crop_factor": 2.0,
+                                                     "bbox_fill": False, "drop_size": 2, "contour_fill": True}},
+        "3": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 1], "text": "a face"}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 1], "text": ""}},
+        "6": {"class_type": "ToBasicPipe", "inputs": {"model": ["3", 0], "clip": ["3", 1], "vae": ["3", 2],
+                                                      "positive": ["4", 0], "negative": ["5", 0]}},
+        "7": {"class_type": "ImpactSEGSOrderedFilter", "inputs": {"segs": ["2", 0], "target": "area(=w*h)",
+                                                                  "order": True, "take_start": 0, "take_count": 1}},
+        "8": {"class_type": "SEGSDetailer", "inputs": {"image": ["1", 0], "segs": ["7", 0], "basic_pipe": ["6", 0],
+                                                       **detail, "refiner_ratio": 0.2, "batch_size": 1}},
+        "9": {"class_type": "SEGSPaste", "inputs": {"image": ["1", 0], "segs": ["8", 0], "feather": 3, "alpha": 255}},
+        "10": {"class_type": "SEGSPreview", "inputs": {"segs": ["8", 0], "alpha_mode": True, "min_alpha": 0.2}},
+        "11": {"class_type": "SegsToCombinedMask", "inputs": {"segs": ["2", 0]}},
+        "12": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "segs"}},
+    }
+    workflow = parse_workflow(graph, registry)
+    result = Executor(registry).run(workflow, outputs=["12", "10", "11"])
+    assert result.ok, (result.problems, result.error)
+    mask = result.values["11"][0]
+    assert torch.equal(mask, result.values["1"][1])  # the one part, filled: the loaded mask itself
+    preview, = result.values["10"][0]
+    seg, = result.values["8"][0].segs
+    assert torch.allclose(preview, seg.cropped_image * seg.cropped_mask[None, ..., None])
+    again = export_api(workflow, registry)
+    assert {k: v["class_type"] for k, v in again.items()} == {k: v["class_type"] for k, v in graph.items()}
+    assert parse_workflow(again, registry).to_json()["nodes"] == workflow.to_json()["nodes"]
