@@ -48,6 +48,8 @@ from nodes.pack_nodes_impact import BASIC_PIPE, LIST_INPUTS, _numbered, _pipe, e
 from nodes.sampling import SEED_MAX, KSampler
 from nodes.vae import VAEDecode, VAEEncode
 
+COMFY_PACK = "ComfyUI Impact Pack"  # the custom node pack this module's ComfyUI classes come from
+
 SEGS = socket_type("SEGS", "#c2185b", "Impact Pack's segments of a picture: its (height, width) and a list of SEG "
                                      "(crop region, bounding box, mask in the crop, label, confidence)")
 DETAILER_HOOK = socket_type("DETAILER_HOOK", "#8d6e63", "Impact Pack's detailer hook (not built here)")
