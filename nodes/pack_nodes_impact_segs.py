@@ -76,6 +76,18 @@ ORDER_TARGETS = ("area(=w*h)", "width", "height", "x1", "y1", "x2", "y2", "confi
 RANGE_TARGETS = ("area(=w*h)", "width", "height", "x1", "y1", "x2", "y2", "length_percent", "confidence(0-100)")
 INT_MAX = 2**63 - 1  # the pack's sys.maxsize
 
+# saves from the pack's 2023 versions hold these toggles as choices; each maps onto itself too, so
+# that a workflow is written back with today's values
+OLD_TOGGLES = {
+    "guide_size_for": {"bbox": True, "crop_region": False, True: True, False: False},
+    "noise_mask": {"enabled": True, "disabled": False, True: True, False: False},
+    "force_inpaint": {"enabled": True, "disabled": False, True: True, False: False},
+    "combined": {"True": True, "False": False, True: True, False: False},
+    "bbox_fill": {"enabled": True, "disabled": False, True: True, False: False},
+}
+DETAILER_OPTIONAL = ("detailer_hook", "inpaint_model", "noise_mask_feather", "scheduler_func_opt", "tiled_encode",
+                     "tiled_decode")
+
 _SEPARATOR = re.compile(r"\[SEP(?::\w+)?\]")
 _ORDER_MODE = re.compile(r"\[(ASC-SIZE|DSC-SIZE|ASC|DSC|RND)\]")
 _LABEL_ITEM = re.compile(r"\[([A-Za-z0-9_. ]+)\]([^\[]+)(?=\[|$)")
@@ -513,7 +525,7 @@ class MaskToSEGS(Node):
     drop_size: int = Int(10, min=1, max=MAX_SIZE)
     contour_fill: bool = Bool(False)
     outputs = {"SEGS": SEGS}
-    comfy = ComfyAlias(("MaskToSEGS",))
+    comfy = ComfyAlias(("MaskToSEGS",), values={k: OLD_TOGGLES[k] for k in ("combined", "bbox_fill")})
 
     def run(self):
         return mask_to_segs(self.mask, self.combined, self.crop_factor, self.bbox_fill, self.drop_size,
@@ -663,7 +675,8 @@ class SEGSDetailer(Node):
     scheduler_func_opt: SCHEDULER_FUNC = None
     outputs = {"segs": SEGS, "cnet_images": ListOf(IMAGE)}
     comfy = ComfyAlias(("SEGSDetailer",), optional=("refiner_basic_pipe_opt", "inpaint_model", "noise_mask_feather",
-                                                     "scheduler_func_opt"))
+                                                     "scheduler_func_opt"),
+                       values={k: OLD_TOGGLES[k] for k in ("guide_size_for", "noise_mask", "force_inpaint")})
     estimate = classmethod(_estimate_detail)
 
     def run(self):
@@ -745,8 +758,8 @@ class DetailerForEach(Node):
     tiled_encode: bool = Bool(False)
     tiled_decode: bool = Bool(False)
     outputs = {"image": IMAGE}
-    comfy = ComfyAlias(("DetailerForEach",), optional=("detailer_hook", "inpaint_model", "noise_mask_feather",
-                                                        "scheduler_func_opt", "tiled_encode", "tiled_decode"))
+    comfy = ComfyAlias(("DetailerForEach",), optional=DETAILER_OPTIONAL,
+                       values={k: OLD_TOGGLES[k] for k in ("guide_size_for", "noise_mask", "force_inpaint")})
     estimate = classmethod(_estimate_detail)
 
     def detailed(self):
@@ -768,8 +781,8 @@ class DetailerForEachDebug(DetailerForEach):
     empty one). cnet_images is one 64×64 black picture (ControlNet wrappers are not built)."""
     outputs = {"image": IMAGE, "cropped": ListOf(IMAGE), "cropped_refined": ListOf(IMAGE),
                "cropped_refined_alpha": ListOf(IMAGE), "cnet_images": ListOf(IMAGE)}
-    comfy = ComfyAlias(("DetailerForEachDebug",), optional=("detailer_hook", "inpaint_model", "noise_mask_feather",
-                                                             "scheduler_func_opt", "tiled_encode", "tiled_decode"))
+    comfy = ComfyAlias(("DetailerForEachDebug",), optional=DETAILER_OPTIONAL,
+                       values={k: OLD_TOGGLES[k] for k in ("guide_size_for", "noise_mask", "force_inpaint")})
 
     def run(self):
         image, cropped, enhanced, alpha, _ = self.detailed()

@@ -431,3 +431,23 @@ def test_api_prompt_segs_detailer_paste_preview_and_filters(registry, demo, tmp_
     again = export_api(workflow, registry)
     assert {k: v["class_type"] for k, v in again.items()} == {k: v["class_type"] for k, v in graph.items()}
     assert parse_workflow(again, registry).to_json()["nodes"] == workflow.to_json()["nodes"]
+
+
+def test_old_saves_toggle_choices_read_as_booleans(registry):
+    """The pack's 2023 versions had choices where today's have toggles: read as today's, written
+    back as today's."""
+    graph = {
+        "1": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}},
+        "2": {"class_type": "MaskToSEGS", "inputs": {"mask": ["1", 0], "combined": "True", "crop_factor": 3.0,
+                                                     "bbox_fill": "enabled"}},
+        "3": {"class_type": "SegsToCombinedMask", "inputs": {"segs": ["2", 0]}},
+    }
+    workflow = parse_workflow(graph, registry)
+    inputs = workflow.to_json()["nodes"]["2"]["inputs"]
+    assert inputs["combined"] is True and inputs["bbox_fill"] is True
+    again = export_api(workflow, registry)["2"]["inputs"]
+    assert again["combined"] is True and again["bbox_fill"] is True
+    detailer = {"class_type": "DetailerForEach", "inputs": {"guide_size_for": "crop_region", "noise_mask": "disabled",
+                                                            "force_inpaint": "enabled"}}
+    read = parse_workflow({**graph, "4": detailer}, registry).to_json()["nodes"]["4"]["inputs"]
+    assert (read["guide_size_for"], read["noise_mask"], read["force_inpaint"]) == (False, False, True)
