@@ -37,10 +37,10 @@ import re
 from dataclasses import dataclass, field, replace
 
 from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
-    Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, sampling_memory, socket_type
+    Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, sampling_memory, show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning, concat_conditioning
-from nodes.image import MAX_SIZE, preview
+from nodes.image import MAX_SIZE, temp_pngs
 from nodes.latent import SetLatentNoiseMask
 from nodes.model_sampling import DifferentialDiffusion
 from nodes.pack_nodes import _core
@@ -606,7 +606,7 @@ class SEGSPreview(Node):
                 mask = torch.as_tensor(seg.cropped_mask).float()
                 picture = picture * mask.reshape(-1, *mask.shape[-2:])[..., None]
             pictures.append(picture)
-        preview(torch.cat([p.reshape(-1, *p.shape[-3:]) for p in pictures]) if pictures else [])
+        show(images=[shown for picture in pictures for shown in temp_pngs(picture)])  # crops differ in size
         return pictures
 
 

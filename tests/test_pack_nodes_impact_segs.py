@@ -451,3 +451,53 @@ def test_old_saves_toggle_choices_read_as_booleans(registry):
                                                             "force_inpaint": "enabled"}}
     read = parse_workflow({**graph, "4": detailer}, registry).to_json()["nodes"]["4"]["inputs"]
     assert (read["guide_size_for"], read["noise_mask"], read["force_inpaint"]) == (False, False, True)
+
+
+def test_preview_and_image_list_of_crops_of_different_sizes(registry, tmp_folders):
+    image = torch.rand(1, 40, 50, 3)
+    small = SEG(None, torch.full((4, 6), 0.5), 1.0, (2, 3, 8, 7), (2, 3, 8, 7), "A")
+    large = SEG(torch.rand(1, 10, 12, 3), torch.ones(10, 12), 1.0, (20, 20, 32, 30), (20, 20, 32, 30), "B")
+    segs = Segs((40, 50), (small, large))
+    shown = call(registry, "SEGSPreview", segs=segs, alpha_mode=True, min_alpha=0.2, fallback_image_opt=image)
+    assert len(shown) == 2 and len(list(tmp_folders.temp.glob("*.png"))) == 2
+    assert torch.equal(shown[0], image[:, 3:7, 2:8] * 0.5) and torch.equal(shown[1], large.cropped_image)
+    pictures = call(registry, "SEGSToImageList", segs=segs, fallback_image_opt=image)
+    assert torch.equal(pictures[0], image[:, 3:7, 2:8]) and pictures[1] is large.cropped_image
+    assert call(registry, "SEGSToImageList", segs=Segs((0, 0), ()))[0].shape == (1, 64, 64, 3)
+
+
+def test_conditioning_masks_are_cropped_to_the_segment():
+    mask = torch.rand(1, 32, 36)
+    conditioning = [(torch.zeros(1, 77, 8), {"mask": mask, "strength": 1.0}), (torch.zeros(1, 77, 8), {})]
+    picture = torch.zeros(1, 64, 72, 3)
+    cropped = segs_module.cropped_conditioning(conditioning, picture, (19, 15, 39, 35))
+    # the pack's scale (mask / picture: 0.5 both ways), rounded as Python rounds: 9.5 -> 10, 7.5 -> 8
+    assert torch.equal(cropped[0][1]["mask"], mask[:, 8:18, 10:20]) and cropped[1][1] == {}
+    assert conditioning[0][1]["mask"] is mask
+
+
+def test_dilation_and_blur_nodes_against_opencv_and_torchvision(registry):
+    import cv2
+    mask = (torch.rand(1, 30, 40) > 0.8).float()
+    for dilation in (5, -3, 0):
+        kernel = np.ones((abs(dilation), abs(dilation)), np.uint8)
+        plane = mask[0].numpy()
+        want = plane if dilation == 0 else cv2.dilate(plane, kernel, 1) if dilation > 0 else cv2.erode(plane, kernel, 1)
+        assert torch.equal(call(registry, "ImpactDilateMask", mask=mask, dilation=dilation)[0], torch.from_numpy(want))
+        segs = Segs((30, 40), (SEG(None, mask[0, 5:25, 5:35], 1.0, (5, 5, 35, 25), (5, 5, 35, 25), "A"),))
+        grown, = call(registry, "DilateMaskInSEGS", segs=segs, dilation=dilation).segs
+        inner = mask[0, 5:25, 5:35].numpy()
+        want = inner if dilation == 0 else cv2.dilate(inner, kernel, 1) if dilation > 0 else cv2.erode(inner, kernel, 1)
+        assert torch.equal(grown.cropped_mask, torch.from_numpy(want))
+    blurred = call(registry, "ImpactGaussianBlurMask", mask=mask, kernel_size=4, sigma=2.5)
+    assert torch.allclose(blurred, GaussianBlur(kernel_size=9, sigma=2.5)(mask[:, None])[:, 0], atol=1e-6)
+    with pytest.raises(NodeInputError):
+        call(registry, "ImpactDilateMask", mask=mask.repeat(2, 1, 1), dilation=3)
+
+
+def test_concat_leaves_out_segs_of_another_size(registry):
+    seg = SEG(None, torch.ones(2, 2), 1.0, (0, 0, 2, 2), (0, 0, 2, 2), "A")
+    joined = call(registry, "SEGSConcat", segs1=Segs((8, 8), (seg,)), segs2=Segs((9, 8), (seg,)),
+                  segs3=Segs((8, 8), (seg, seg)))
+    assert joined.shape == (8, 8) and len(joined.segs) == 3
+    assert call(registry, "SEGSConcat", segs1=Segs((0, 0), ())).shape == (0, 0)
