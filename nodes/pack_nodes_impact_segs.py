@@ -18,7 +18,8 @@ and tiled_decode after noise_mask_feather, and [SKIP] / [STOP] wildcard items); 
 Nodes: MaskToSEGS, SegsToCombinedMask, SEGSToImageList, ImpactSEGSToMaskList, SEGSPreview,
 SEGSPaste, SEGSDetailer, DetailerForEach, DetailerForEachDebug, ImpactSEGSOrderedFilter,
 ImpactSEGSRangeFilter, ImpactSEGSLabelFilter, ImpactSEGSConcat, ImpactCount_Elts_in_SEGS,
-ImpactDilateMaskInSEGS, ImpactDilateMask, ImpactGaussianBlurMask.
+ImpactDilateMaskInSEGS, ImpactDilateMask, ImpactGaussianBlurMask, EmptySegs, ImpactIsNotEmptySEGS,
+ImpactSEGSToMaskBatch, ImpactSegsAndMask.
 
 Left out: the detectors (BBOX / SEGM / ONNX / CLIPSeg / MediaPipe: pickled ultralytics and SAM
 weights or packages we don't have), SAM, FaceDetailer and the detailer pipes (built on those), the
@@ -36,8 +37,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from graphflow.api import ANY, CLIP, CONDITIONING, IMAGE, INT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, Estimate, \
-    Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, sampling_memory, show, socket_type
+from graphflow.api import BOOLEAN, CLIP, CONDITIONING, IMAGE, INT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, \
+    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, sampling_memory, show, \
+    socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning, concat_conditioning
 from nodes.image import MAX_SIZE, temp_pngs
@@ -964,3 +966,65 @@ class ImpactGaussianBlurMask(Node):
     def run(self):
         mask = self.mask.reshape(-1, *self.mask.shape[-2:])
         return blurred_mask(mask, self.kernel_size, self.sigma)[..., 0]
+
+
+class EmptySEGS(Node):
+    """No segments (of a 0×0 picture)."""
+    category = "ImpactPack/Util"
+    outputs = {"SEGS": SEGS}
+    comfy = ComfyAlias(("EmptySegs",))
+
+    def run(self):
+        return Segs((0, 0), ())
+
+
+class ImpactIsNotEmptySEGS(Node):
+    """Whether there is any segment."""
+    category = "ImpactPack/Logic"
+    segs: SEGS
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("ImpactIsNotEmptySEGS",))
+
+    def run(self):
+        return len(_segs(self.segs).segs) > 0
+
+
+class SEGSToMaskBatch(Node):
+    """Each segment's mask placed in a picture-sized mask, as one batch (one empty mask for none)."""
+    category = "ImpactPack/Util"
+    segs: SEGS
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("ImpactSEGSToMaskBatch",))
+
+    def run(self):
+        import torch
+        return torch.cat(_core(SEGSToMaskList, segs=self.segs))
+
+
+class SegsBitwiseAndMask(Node):
+    """Each segment's mask AND-ed, as 8 bits (values truncated), with its crop of mask (one
+    picture-sized mask); the segments' ControlNet wrappers are dropped, as the pack drops them."""
+    category = "ImpactPack/Operation"
+    segs: SEGS
+    mask: MASK
+    outputs = {"SEGS": SEGS}
+    comfy = ComfyAlias(("ImpactSegsAndMask", "Segs & Mask"))
+
+    def run(self):
+        import torch
+        segs = _segs(self.segs)
+        mask = self.mask
+        while mask.ndim > 2 and mask.shape[0] == 1:
+            mask = mask[0]
+        if mask.ndim != 2:
+            raise NodeInputError("mask", "one mask, not a batch")
+        if tuple(mask.shape) != tuple(segs.shape) and segs.segs:
+            raise NodeInputError("mask", f"the mask is {mask.shape[1]}×{mask.shape[0]}; the SEGS were made for "
+                                         f"{segs.shape[1]}×{segs.shape[0]}")
+        bits = (mask.float().cpu() * 255).to(torch.uint8)
+        out = []
+        for seg in segs.segs:
+            x1, y1, x2, y2 = seg.crop_region
+            own = (torch.as_tensor(seg.cropped_mask).float() * 255).to(torch.uint8)
+            out.append(replace(seg, cropped_mask=(own & bits[y1:y2, x1:x2]).float() / 255.0, control_net_wrapper=None))
+        return Segs(segs.shape, tuple(out))

@@ -213,7 +213,8 @@ def demo(registry, tmp_folders, model_file):
     (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
     (tmp_folders.models / "checkpoints" / "tiny.safetensors").symlink_to(model_file)
     model, clip, vae = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
-    return {"model": model, "clip": clip, "vae": vae, "positive": call(registry, "CLIPEncode", clip=clip, text="a face"),
+    return {"model": model, "clip": clip, "vae": vae,
+            "positive": call(registry, "CLIPEncode", clip=clip, text="a face"),
             "negative": call(registry, "CLIPEncode", clip=clip, text="")}
 
 
@@ -501,3 +502,18 @@ def test_concat_leaves_out_segs_of_another_size(registry):
                   segs3=Segs((8, 8), (seg, seg)))
     assert joined.shape == (8, 8) and len(joined.segs) == 3
     assert call(registry, "SEGSConcat", segs1=Segs((0, 0), ())).shape == (0, 0)
+
+
+def test_empty_not_empty_mask_batch_and_and_mask(registry):
+    empty = call(registry, "EmptySEGS")
+    assert empty.shape == (0, 0) and call(registry, "ImpactIsNotEmptySEGS", segs=empty) is False
+    a = SEG(None, torch.tensor([[0.5, 1.0], [0.3, 0.0]]), 1.0, (1, 1, 3, 3), (1, 1, 3, 3), "A", "wrapper")
+    segs = Segs((4, 5), (a,))
+    assert call(registry, "ImpactIsNotEmptySEGS", segs=segs) is True
+    batch = call(registry, "SEGSToMaskBatch", segs=segs)
+    assert batch.shape == (1, 4, 5) and torch.equal(batch[0], segs_module.combined_mask(segs))
+    mask = torch.rand(1, 4, 5)
+    anded, = call(registry, "SegsBitwiseAndMask", segs=segs, mask=mask).segs
+    want = np.bitwise_and((a.cropped_mask.numpy() * 255).astype(np.uint8),
+                          (mask[0].numpy() * 255).astype(np.uint8)[1:3, 1:3]).astype(np.float32) / 255.0
+    assert torch.equal(anded.cropped_mask, torch.from_numpy(want)) and anded.control_net_wrapper is None
