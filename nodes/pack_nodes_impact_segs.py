@@ -724,7 +724,8 @@ class DetailerForEach(Node):
     when above 0) at denoise, cycle times (seed + segment number, + 1 a cycle), decoded, scaled
     back and pasted through the mask blurred by feather. Segments whose bbox is already
     guide_size each way, or that would not be enlarged, are skipped unless force_inpaint.
-    inpaint_model encodes as InpaintModelConditioning does. wildcard: a prompt for each segment
+    inpaint_model encodes as InpaintModelConditioning does; tiled_encode / tiled_decode use
+    VAEEncodeTiled / VAEDecodeTiled with their default tiles (512, overlap 64). wildcard: a prompt for each segment
     in place of positive (its wildcards drawn with the segment's seed, where the pack draws
     unseeded; [CONCAT] first: added to positive), with the pack's [LAB], [ASC] / [DSC] /
     [ASC-SIZE] / [DSC-SIZE] and [SEP] / [SEP:seed] forms and [SKIP] / [STOP] items; [RND] and

@@ -517,3 +517,26 @@ def test_empty_not_empty_mask_batch_and_and_mask(registry):
     want = np.bitwise_and((a.cropped_mask.numpy() * 255).astype(np.uint8),
                           (mask[0].numpy() * 255).astype(np.uint8)[1:3, 1:3]).astype(np.float32) / 255.0
     assert torch.equal(anded.cropped_mask, torch.from_numpy(want)) and anded.control_net_wrapper is None
+
+
+def test_max_size_beyond_the_memory_is_refused_before_running(registry, demo, tmp_folders):
+    """Each segment samples at up to max_size a side: the planner refuses what the budget can't hold."""
+    from graphflow.resource_limits import RunLimits
+    write_input(tmp_folders)
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+        "2": {"class_type": "MaskToSEGS", "inputs": {"mask": ["1", 1], "combined": False, "crop_factor": 2.0,
+                                                     "bbox_fill": False, "drop_size": 2, "contour_fill": True}},
+        "3": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 1], "text": "a face"}},
+        "6": {"class_type": "DetailerForEach",
+              "inputs": {"image": ["1", 0], "segs": ["2", 0], "model": ["3", 0], "clip": ["3", 1], "vae": ["3", 2],
+                         "positive": ["4", 0], "negative": ["4", 0], **{**DETAIL, "max_size": 8192}}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    limits = RunLimits(ram_bytes=2**30, device_bytes=2**30)
+    result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["7"])
+    assert not result.ok and any(p.node_id == "6" and "memory" in p.message for p in result.problems), \
+        (result.problems, result.error)
+    graph["6"]["inputs"]["max_size"] = 128
+    assert Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["7"]).ok
