@@ -12,25 +12,28 @@ wildcards.py (store file 1951372682, the text nodes/pack_nodes_impact.py follows
 the pack's newer segs_nodes.py and impact_pack.py only as files it does not name by commit: store
 file 66515373893 (segs_nodes.py with tooltips: SEGSDetailer, SEGSPaste, SEGSPreview, the SEGS
 filters, SEGSToImageList, SEGSToMaskList, SEGSConcat, MaskToSEGS, the mask dilation and blur) and
-store file 21557146755 (impact_pack.py whose DetailerForEach adds scheduler_func_opt, tiled_encode
-and tiled_decode after noise_mask_feather, and [SKIP] / [STOP] wildcard items); we follow those.
+store file 21557146755 (a newer impact_pack.py, copied into a repository that adds a
+DetailerForEachAutoRetry: its DetailerForEach and DetailerForEachPipe add scheduler_func_opt,
+tiled_encode and tiled_decode after noise_mask_feather, and [SKIP] / [STOP] wildcard items); we
+follow those for what 544a0b9 lacks. Defaults are 544a0b9's (DetailerForEach's guide_size 384,
+where the newer text has 512).
 
 Nodes: MaskToSEGS, SegsToCombinedMask, SEGSToImageList, ImpactSEGSToMaskList, SEGSPreview,
-SEGSPaste, SEGSDetailer, DetailerForEach, DetailerForEachDebug, ImpactSEGSOrderedFilter,
-ImpactSEGSRangeFilter, ImpactSEGSLabelFilter, ImpactSEGSConcat, ImpactCount_Elts_in_SEGS,
-ImpactDilateMaskInSEGS, ImpactDilateMask, ImpactGaussianBlurMask, EmptySegs, ImpactIsNotEmptySEGS,
-ImpactSEGSToMaskBatch, ImpactSegsAndMask.
+SEGSPaste, SEGSDetailer, DetailerForEach, DetailerForEachDebug, DetailerForEachPipe,
+ImpactSEGSOrderedFilter, ImpactSEGSRangeFilter, ImpactSEGSLabelFilter, ImpactSEGSConcat,
+ImpactCount_Elts_in_SEGS, ImpactDilateMaskInSEGS, ImpactDilateMask, ImpactGaussianBlurMask,
+EmptySegs, ImpactIsNotEmptySEGS, ImpactSEGSToMaskBatch, ImpactSegsAndMask.
 
 Left out: the detectors (BBOX / SEGM / ONNX / CLIPSeg / MediaPipe: pickled ultralytics and SAM
-weights or packages we don't have), SAM, FaceDetailer and the detailer pipes (built on those), the
-ControlNet / IPAdapter wrappers a SEG may carry (ControlNetApplySEGS ...: a SEG holding one is
-refused by name), detailer hooks and Impact's scheduler functions (the detailer_hook and
-scheduler_func_opt inputs are refused by name when connected), the refiner pipes of SEGSDetailer
-(refused when connected), MaskToSEGS_for_AnimateDiff and the AnimateDiff detailers, SEGS whose
-size differs from the picture's (the pack rescales them with segs_scale_match, which scales x1 / y1
-by the width and x2 / y2 by the height: refused here instead), and the SEG_ELT nodes.
+weights or packages we don't have), SAM, FaceDetailer and the detailer pipes built on them
+(DetailerPipe ...), DetailerForEachDebugPipe, the ControlNet / IPAdapter wrappers a SEG may carry
+(ControlNetApplySEGS ...: a SEG holding one is refused by name), detailer hooks and Impact's
+scheduler functions (the detailer_hook and scheduler_func_opt inputs are refused by name when
+connected), the refiner pipes of SEGSDetailer and DetailerForEachPipe (refused when connected),
+MaskToSEGS_for_AnimateDiff and the AnimateDiff detailers, SEGS whose size differs from the
+picture's (the pack rescales them with segs_scale_match, which scales x1 / y1 by the width and
+x2 / y2 by the height: refused here instead), and the SEG_ELT nodes.
 """
-
 
 from __future__ import annotations
 
@@ -791,6 +794,53 @@ class DetailerForEachDebug(DetailerForEach):
         image, cropped, enhanced, alpha, _ = self.detailed()
         return image, cropped or [_empty_picture()], enhanced or [_empty_picture()], alpha or [_empty_picture()], \
             [_empty_picture()]
+
+
+class DetailerForEachPipe(Node):
+    """DetailerForEach on a basic_pipe's model, clip, vae and prompts; gives the picture, the SEGS
+    with each detailed crop, the pipe back and cnet_images (one 64×64 black picture: ControlNet
+    wrappers are not built). refiner_ratio only matters with a refiner pipe, which is not
+    supported (refused when connected), as are detailer_hook and scheduler_func_opt."""
+    category = "ImpactPack/Detailer"
+    image: IMAGE
+    segs: SEGS
+    guide_size: float = Float(384, min=64, max=MAX_SIZE, step=8)
+    guide_size_for: bool = Bool(True)
+    max_size: float = Float(1024, min=64, max=MAX_SIZE, step=8)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    denoise: float = Float(0.5, min=0.0001, max=1.0, step=0.01)
+    feather: int = Int(5, min=0, max=100)
+    noise_mask: bool = Bool(True)
+    force_inpaint: bool = Bool(True)
+    basic_pipe: BASIC_PIPE
+    wildcard: str = Text("", multiline=True)
+    refiner_ratio: float = Float(0.2, min=0.0, max=1.0)
+    cycle: int = Int(1, min=1, max=10)
+    detailer_hook: DETAILER_HOOK = None
+    refiner_basic_pipe_opt: BASIC_PIPE = None
+    inpaint_model: bool = Bool(False)
+    noise_mask_feather: int = Int(20, min=0, max=100)
+    scheduler_func_opt: SCHEDULER_FUNC = None
+    tiled_encode: bool = Bool(False)
+    tiled_decode: bool = Bool(False)
+    outputs = {"image": IMAGE, "segs": SEGS, "basic_pipe": BASIC_PIPE, "cnet_images": ListOf(IMAGE)}
+    comfy = ComfyAlias(("DetailerForEachPipe",), optional=DETAILER_OPTIONAL + ("refiner_basic_pipe_opt",),
+                       values={k: OLD_TOGGLES[k] for k in ("guide_size_for", "noise_mask", "force_inpaint")})
+    estimate = classmethod(_estimate_detail)
+
+    def run(self):
+        _refuse(self, "detailer_hook", "scheduler_func_opt", "refiner_basic_pipe_opt")
+        model, clip, vae, positive, negative = _pipe(self.basic_pipe)
+        how = Sampling(model, clip, vae, positive, negative, self.guide_size, self.guide_size_for, self.max_size,
+                       self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.force_inpaint,
+                       self.cycle, self.inpaint_model, self.noise_mask_feather, self.tiled_encode, self.tiled_decode)
+        image, _, _, _, segs = detail_each(_image_batch(self.image, "image"), _segs(self.segs), how, self.seed,
+                                           self.feather, self.noise_mask, self.wildcard)
+        return image, segs, self.basic_pipe, [_empty_picture()]
 
 
 class SEGSOrderedFilter(Node):

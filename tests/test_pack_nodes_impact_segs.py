@@ -540,3 +540,19 @@ def test_max_size_beyond_the_memory_is_refused_before_running(registry, demo, tm
         (result.problems, result.error)
     graph["6"]["inputs"]["max_size"] = 128
     assert Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["7"]).ok
+
+
+def test_detailer_pipe_equals_detailer_for_each(registry, demo):
+    image, segs = picture_and_segs(registry)
+    pipe = (demo["model"], demo["clip"], demo["vae"], demo["positive"], demo["negative"])
+    whole = call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    out, new_segs, same_pipe, cnet = call(registry, "DetailerForEachPipe", image=image, segs=segs, basic_pipe=pipe,
+                                          refiner_ratio=0.2, **DETAIL)
+    assert torch.equal(out, whole) and same_pipe is pipe and len(cnet) == 1
+    seg, = new_segs.segs
+    x1, y1, x2, y2 = seg.crop_region
+    assert seg.cropped_image.shape == (1, y2 - y1, x2 - x1, 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "DetailerForEachPipe", image=image, segs=segs, basic_pipe=pipe, refiner_basic_pipe_opt=pipe,
+             **DETAIL)
+    assert e.value.input == "refiner_basic_pipe_opt"
