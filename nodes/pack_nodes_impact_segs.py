@@ -15,8 +15,8 @@ filters, SEGSToImageList, SEGSToMaskList, SEGSConcat, MaskToSEGS, the mask dilat
 store file 21557146755 (a newer impact_pack.py, copied into a repository that adds a
 DetailerForEachAutoRetry: its DetailerForEach and DetailerForEachPipe add scheduler_func_opt,
 tiled_encode and tiled_decode after noise_mask_feather, and [SKIP] / [STOP] wildcard items); we
-follow those for what 544a0b9 lacks. Defaults are 544a0b9's (DetailerForEach's guide_size 384,
-where the newer text has 512).
+follow those for what 544a0b9 lacks. The detailers' defaults are 544a0b9's (guide_size 384, where
+the newer text has 512); the segs_nodes.py nodes' are store file 66515373893's.
 
 Nodes: MaskToSEGS, SegsToCombinedMask, SEGSToImageList, ImpactSEGSToMaskList, SEGSPreview,
 SEGSPaste, SEGSDetailer, DetailerForEach, DetailerForEachDebug, DetailerForEachPipe,
