@@ -533,8 +533,10 @@ class MaskToSEGS(Node):
     comfy = ComfyAlias(("MaskToSEGS",), values={k: OLD_TOGGLES[k] for k in ("combined", "bbox_fill")})
 
     def run(self):
-        return mask_to_segs(self.mask, self.combined, self.crop_factor, self.bbox_fill, self.drop_size,
-                            contour_fill=self.contour_fill)
+        if self.mask.ndim < 2:
+            raise NodeInputError("mask", f"expected a MASK [B, H, W]; got shape {tuple(self.mask.shape)}")
+        return mask_to_segs(self.mask.reshape(-1, *self.mask.shape[-2:]), self.combined, self.crop_factor,
+                            self.bbox_fill, self.drop_size, contour_fill=self.contour_fill)
 
 
 class SegsToCombinedMask(Node):
@@ -763,7 +765,7 @@ class DetailerForEach(Node):
     scheduler_func_opt: SCHEDULER_FUNC = None
     tiled_encode: bool = Bool(False)
     tiled_decode: bool = Bool(False)
-    outputs = {"image": IMAGE}
+    outputs = {"IMAGE": IMAGE}  # the pack gives no RETURN_NAMES: ComfyUI labels it by its type
     comfy = ComfyAlias(("DetailerForEach",), optional=DETAILER_OPTIONAL,
                        values={k: OLD_TOGGLES[k] for k in ("guide_size_for", "noise_mask", "force_inpaint")})
     estimate = classmethod(_estimate_detail)

@@ -371,7 +371,7 @@ def test_ui_save_load_mask_segs_detail_save(registry, demo, tmp_folders):
                 [("image", "IMAGE", 1, False), ("segs", "SEGS", 3, False), ("model", "MODEL", 4, False),
                  ("clip", "CLIP", 5, False), ("vae", "VAE", 8, False), ("positive", "CONDITIONING", 9, False),
                  ("negative", "CONDITIONING", 10, False), ("detailer_hook", "DETAILER_HOOK", None, False)],
-                [("image", "IMAGE", [11])]),
+                [("IMAGE", "IMAGE", [11])]),
         ui_node(7, "SaveImage", ["detailed"], [("images", "IMAGE", 11, False)]),
     ]
     links = [[1, 1, 0, 6, 0, "IMAGE"], [2, 1, 1, 2, 0, "MASK"], [3, 2, 0, 6, 1, "SEGS"], [4, 3, 0, 6, 2, "MODEL"],
