@@ -10,8 +10,8 @@ at 544a0b9df22142d78ec9176ec74cd7f8a720cf78 (DetailerForEach, DetailerForEachDeb
 db2446367584a310bf1866e04a3470e545665b74 (the label presets) and the wildcard chooser of
 wildcards.py (store file 1951372682, the text nodes/pack_nodes_impact.py follows). The store holds
 the pack's newer segs_nodes.py and impact_pack.py only as files it does not name by commit: store
-file 66515373893 (segs_nodes.py with tooltips: SEGSDetailer, SEGSPaste, SEGSPreview, the SEGS
-filters, SEGSToImageList, SEGSToMaskList, SEGSConcat, MaskToSEGS, the mask dilation and blur) and
+file 66515373893 (segs_nodes.py with tooltips: SEGSDetailer, SEGSPaste, SEGSPreview, MakeTileSEGS, the
+SEGS filters, SEGSToImageList, SEGSToMaskList, SEGSConcat, MaskToSEGS, the mask dilation and blur) and
 store file 21557146755 (a newer impact_pack.py, copied into a repository that adds a
 DetailerForEachAutoRetry: its DetailerForEach and DetailerForEachPipe add scheduler_func_opt,
 tiled_encode and tiled_decode after noise_mask_feather, and [SKIP] / [STOP] wildcard items); we
@@ -22,7 +22,8 @@ Nodes: MaskToSEGS, SegsToCombinedMask, SEGSToImageList, ImpactSEGSToMaskList, SE
 SEGSPaste, SEGSDetailer, DetailerForEach, DetailerForEachDebug, DetailerForEachPipe,
 ImpactSEGSOrderedFilter, ImpactSEGSRangeFilter, ImpactSEGSLabelFilter, ImpactSEGSConcat,
 ImpactCount_Elts_in_SEGS, ImpactDilateMaskInSEGS, ImpactDilateMask, ImpactGaussianBlurMask,
-EmptySegs, ImpactIsNotEmptySEGS, ImpactSEGSToMaskBatch, ImpactSegsAndMask.
+EmptySegs, ImpactIsNotEmptySEGS, ImpactSEGSToMaskBatch, ImpactSegsAndMask, ImpactMakeTileSEGS (rectangular
+tiles: mask_irregularity, drawn unseeded in the pack, is refused above 0).
 
 Left out: the detectors (BBOX / SEGM / ONNX / CLIPSeg / MediaPipe: pickled ultralytics and SAM
 weights or packages we don't have), SAM, FaceDetailer and the detailer pipes built on them
@@ -1081,3 +1082,88 @@ class SegsBitwiseAndMask(Node):
             own = (torch.as_tensor(seg.cropped_mask).float() * 255).to(torch.uint8)
             out.append(replace(seg, cropped_mask=(own & bits[y1:y2, x1:x2]).float() / 255.0, control_net_wrapper=None))
         return Segs(segs.shape, tuple(out))
+
+
+def tile_starts(length: int, bbox_size: int, min_overlap: float) -> tuple[int, int]:
+    """The pack's tile count along one side and the overlap between neighbours."""
+    import math
+    count = math.ceil(length / (bbox_size - min_overlap))
+    overlap_sum = bbox_size * count - length
+    if overlap_sum < 0:
+        count += 1
+        overlap_sum = bbox_size * count - length
+    overlap = 0 if count == 1 else int(overlap_sum / (count - 1))
+    return (1 if overlap == bbox_size else count), overlap
+
+
+class MakeTileSEGS(Node):
+    """The picture cut into overlapping bbox_size tiles as segments (for SEGSDetailer / DetailerForEach
+    over the whole picture): tiles are spread so that neighbours overlap by at least min_overlap
+    and the last one ends at the picture's edge; each one's crop region is its box grown
+    crop_factor times, its mask the box. filter_in_segs_opt keeps tiles to the bounding box of
+    those segments (their mask dilated by filter_segs_dilation) and masks out what lies outside
+    them; filter_out_segs_opt masks out what lies inside. Tiles left with an empty mask are
+    dropped. mask_irregularity above 0 (random tile outlines drawn from an unseeded generator in
+    the pack) is refused; irregular_mask_mode then changes nothing."""
+    category = "ImpactPack/__for_testing"
+    images: IMAGE
+    bbox_size: int = Int(512, min=64, max=4096, step=8)
+    crop_factor: float = Float(3.0, min=1.0, max=10, step=0.01)
+    min_overlap: int = Int(5, min=0, max=512)
+    filter_segs_dilation: int = Int(20, min=-255, max=255)
+    mask_irregularity: float = Float(0, min=0, max=1.0, step=0.01)
+    irregular_mask_mode: str = Choice(("Reuse fast", "Reuse quality", "All random fast", "All random quality"),
+                                      "Reuse fast")
+    filter_in_segs_opt: SEGS = None
+    filter_out_segs_opt: SEGS = None
+    outputs = {"SEGS": SEGS}
+    comfy = ComfyAlias(("ImpactMakeTileSEGS",), optional=("filter_in_segs_opt", "filter_out_segs_opt"))
+
+    def filter_mask(self, segs, name: str, height: int, width: int):
+        import torch.nn.functional as F
+        mask = combined_mask(_segs(segs, name))[None]
+        if tuple(mask.shape[1:]) != (height, width):  # the pack's resize_mask
+            mask = F.interpolate(mask[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        return dilated(mask, self.filter_segs_dilation)
+
+    def run(self):
+        import torch
+        if self.mask_irregularity > 0:
+            raise NodeInputError("mask_irregularity", "irregular tiles are drawn from an unseeded random generator "
+                                                      "in the pack (a different result every run): not supported")
+        height, width = _image_batch(self.images, "images").shape[1:3]
+        bbox_size, min_overlap = self.bbox_size, self.min_overlap
+        if bbox_size <= 2 * min_overlap:
+            min_overlap = bbox_size / 2
+        excluded = None if self.filter_out_segs_opt is None else \
+            self.filter_mask(self.filter_out_segs_opt, "filter_out_segs_opt", height, width)
+        kept, start_x, start_y, area_w, area_h = None, 0, 0, width, height
+        if self.filter_in_segs_opt is not None:
+            kept = self.filter_mask(self.filter_in_segs_opt, "filter_in_segs_opt", height, width)
+            around = mask_to_segs(kept, True, 1.0, False, 0)
+            if not around.segs:
+                return around
+            start_x, start_y, right, bottom = around.segs[0].crop_region
+            area_w, area_h = right - start_x, bottom - start_y
+        bbox_size = min(bbox_size, area_w, area_h)
+        across, overlap_x = tile_starts(area_w, bbox_size, min_overlap)
+        down, overlap_y = tile_starts(area_h, bbox_size, min_overlap)
+        if across * down > MAX_SEGMENTS:
+            raise NodeInputError("bbox_size", f"{across * down} tiles: at most {MAX_SEGMENTS}")
+        tiles = []
+        for row in range(down):
+            y1 = start_y + row * (bbox_size - overlap_y)
+            y1, y2 = (y1, y1 + bbox_size) if y1 + bbox_size < height - 1 else (height - bbox_size, height)
+            for column in range(across):
+                x1 = start_x + column * (bbox_size - overlap_x)
+                x1, x2 = (x1, x1 + bbox_size) if x1 + bbox_size < width - 1 else (width - bbox_size, width)
+                cx1, cy1, cx2, cy2 = region = make_crop_region(width, height, (x1, y1, x2, y2), self.crop_factor)
+                mask = torch.zeros((cy2 - cy1, cx2 - cx1))
+                mask[y1 - cy1:y2 - cy1, x1 - cx1:x2 - cx1] = 1.0
+                if excluded is not None:
+                    mask[excluded[cy1:cy2, cx1:cx2] != 0] = 0.0
+                if kept is not None:
+                    mask[kept[cy1:cy2, cx1:cx2] == 0] = 0.0
+                if bool(mask.any()):
+                    tiles.append(SEG(None, mask, 1.0, tuple(region), (x1, y1, x2, y2), ""))
+        return Segs((height, width), tuple(tiles))

@@ -556,3 +556,41 @@ def test_detailer_pipe_equals_detailer_for_each(registry, demo):
         call(registry, "DetailerForEachPipe", image=image, segs=segs, basic_pipe=pipe, refiner_basic_pipe_opt=pipe,
              **DETAIL)
     assert e.value.input == "refiner_basic_pipe_opt"
+
+
+def test_make_tile_segs_spreads_tiles_as_the_pack(registry):
+    """200×160 in 96-pixel tiles, overlap at least 10: worked from the pack's steps, 3 across
+    (ceil(200 / 86); the 88 pixels over shared by 2 overlaps: 44) and 2 down (32 over: 32),
+    the last tile of a row or column put against the edge."""
+    image = torch.zeros(1, 160, 200, 3)
+    segs = call(registry, "MakeTileSEGS", images=image, bbox_size=96, crop_factor=1.5, min_overlap=10,
+                filter_segs_dilation=0, mask_irregularity=0.0, irregular_mask_mode="Reuse fast")
+    want = [(0, 0, 96, 96), (52, 0, 148, 96), (104, 0, 200, 96), (0, 64, 96, 160), (52, 64, 148, 160),
+            (104, 64, 200, 160)]
+    assert [seg.bbox for seg in segs.segs] == want and segs.shape == (160, 200)
+    for seg in segs.segs:
+        assert list(seg.crop_region) == crop_rule(200, 160, seg.bbox, 1.5)
+        cx1, cy1 = seg.crop_region[:2]
+        x1, y1, x2, y2 = seg.bbox
+        assert seg.cropped_mask.sum() == 96 * 96 and seg.cropped_mask[y1 - cy1:y2 - cy1, x1 - cx1:x2 - cx1].eq(1).all()
+    left = SEG(None, torch.ones(160, 100), 1.0, (0, 0, 100, 160), (0, 0, 100, 160), "A")
+    out = call(registry, "MakeTileSEGS", images=image, bbox_size=96, crop_factor=1.0, min_overlap=10,
+               filter_segs_dilation=0, filter_out_segs_opt=Segs((160, 200), (left,)))
+    assert [seg.bbox for seg in out.segs] == [b for b in want if b[0] != 0]  # the tiles at x 0 lie wholly inside
+    middle = out.segs[0]
+    assert middle.cropped_mask[:, :100 - 52].eq(0).all() and middle.cropped_mask[:, 100 - 52:].eq(1).all()
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MakeTileSEGS", images=image, bbox_size=96, crop_factor=1.0, min_overlap=10,
+             filter_segs_dilation=0, mask_irregularity=0.3)
+    assert e.value.input == "mask_irregularity"
+
+
+def test_make_tile_segs_within_filter_in_segs(registry):
+    """Kept to the bbox of filter_in_segs_opt (its last pixel, as mask_to_segs gives it: 79 wide),
+    bbox_size shrinks to that, and one tile then covers it (the pack's overlap equals the tile)."""
+    inside = SEG(None, torch.ones(80, 80), 1.0, (60, 40, 140, 120), (60, 40, 140, 120), "A")
+    segs = call(registry, "MakeTileSEGS", images=torch.zeros(1, 160, 200, 3), bbox_size=96, crop_factor=1.0,
+                min_overlap=10, filter_segs_dilation=0, filter_in_segs_opt=Segs((160, 200), (inside,)))
+    seg, = segs.segs
+    assert seg.bbox == (60, 40, 139, 119) and list(seg.crop_region) == [60, 40, 139, 119]
+    assert seg.cropped_mask.eq(1).all()
