@@ -20,10 +20,11 @@ the newer text has 512); the segs_nodes.py nodes' are store file 66515373893's.
 
 Nodes: MaskToSEGS, SegsToCombinedMask, SEGSToImageList, ImpactSEGSToMaskList, SEGSPreview,
 SEGSPaste, SEGSDetailer, DetailerForEach, DetailerForEachDebug, DetailerForEachPipe,
-ImpactSEGSOrderedFilter, ImpactSEGSRangeFilter, ImpactSEGSLabelFilter, ImpactSEGSConcat,
-ImpactCount_Elts_in_SEGS, ImpactDilateMaskInSEGS, ImpactDilateMask, ImpactGaussianBlurMask,
-EmptySegs, ImpactIsNotEmptySEGS, ImpactSEGSToMaskBatch, ImpactSegsAndMask, ImpactMakeTileSEGS (rectangular
-tiles: mask_irregularity, drawn unseeded in the pack, is refused above 0).
+ImpactSEGSOrderedFilter, ImpactSEGSRangeFilter, ImpactSEGSLabelFilter, ImpactSEGSLabelAssign,
+ImpactSEGSConcat, ImpactCount_Elts_in_SEGS, ImpactDilateMaskInSEGS, ImpactDilateMask,
+ImpactGaussianBlurMask, EmptySegs, ImpactIsNotEmptySEGS, ImpactSEGSToMaskBatch, ImpactSegsAndMask,
+ImpactMakeTileSEGS (rectangular tiles: mask_irregularity, drawn unseeded in the pack, is refused
+above 0).
 
 Left out: the detectors (BBOX / SEGM / ONNX / CLIPSeg / MediaPipe: pickled ultralytics and SAM
 weights or packages we don't have), SAM, FaceDetailer and the detailer pipes built on them
@@ -919,6 +920,25 @@ class SEGSLabelFilter(Node):
         wanted = labels | {side for group, pair in sides.items() if group in labels for side in pair}
         return Segs(segs.shape, tuple(s for s in segs.segs if s.label in wanted)), \
             Segs(segs.shape, tuple(s for s in segs.segs if s.label not in wanted))
+
+
+class SEGSLabelAssign(Node):
+    """The comma-separated labels given to the segments in order (segments past the last label keep
+    theirs; a count that differs is warned of, as the pack prints it)."""
+    category = "ImpactPack/Util"
+    segs: SEGS
+    labels: str = Text("", multiline=True)
+    outputs = {"SEGS": SEGS}
+    comfy = ComfyAlias(("ImpactSEGSLabelAssign",))
+
+    def run(self):
+        from graphflow.api import warn
+        segs = _segs(self.segs)
+        labels = [label.strip() for label in self.labels.split(",")]
+        if len(labels) != len(segs.segs):
+            warn(f"{len(labels)} labels for {len(segs.segs)} segments")
+        return Segs(segs.shape, tuple(replace(seg, label=labels[i]) if i < len(labels) else seg
+                                      for i, seg in enumerate(segs.segs)))
 
 
 class SEGSConcat(Node):

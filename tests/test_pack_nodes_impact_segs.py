@@ -594,3 +594,42 @@ def test_make_tile_segs_within_filter_in_segs(registry):
     seg, = segs.segs
     assert seg.bbox == (60, 40, 139, 119) and list(seg.crop_region) == [60, 40, 139, 119]
     assert seg.cropped_mask.eq(1).all()
+
+
+UI_WIDGETS = {  # each class's widgets_values as the pack's editor saves them (a seed followed by its control)
+    "SEGSDetailer": ([256, False, 512, 9, "fixed", 3, 6.5, "euler", "karras", 0.4, True, False, 0.2, 2, 1, False, 8],
+                     {"guide_size": 256, "guide_size_for": False, "max_size": 512, "seed": 9, "scheduler": "karras",
+                      "noise_mask": True, "force_inpaint": False, "batch_size": 2, "noise_mask_feather": 8}),
+    "DetailerForEachPipe": ([384, True, 1024, 3, "randomize", 20, 8.0, "euler", "normal", 0.5, 5, True, True,
+                             "[CONCAT] sharp", 0.2, 2, False, 20, True, False],
+                            {"seed": 3, "feather": 5, "wildcard": "[CONCAT] sharp", "cycle": 2, "tiled_encode": True}),
+    "DetailerForEachDebug": (DETAIL_WIDGETS, {"guide_size": 64, "seed": 5, "noise_mask_feather": 4}),
+    "SEGSPaste": ([7, 128], {"feather": 7, "alpha": 128}),
+    "SEGSPreview": ([False, 0.5], {"alpha_mode": False, "min_alpha": 0.5}),
+    "ImpactSEGSOrderedFilter": (["x1", False, 1, 2],
+                                {"target": "x1", "order": False, "take_start": 1, "take_count": 2}),
+    "ImpactSEGSRangeFilter": (["height", False, 3, 90], {"target": "height", "mode": False, "max_value": 90}),
+    "ImpactSEGSLabelFilter": (["face", "face,hand"], {"preset": "face", "labels": "face,hand"}),
+    "ImpactMakeTileSEGS": ([640, 2.5, 16, 10, 0, "Reuse quality"],
+                           {"bbox_size": 640, "crop_factor": 2.5, "min_overlap": 16, "filter_segs_dilation": 10,
+                            "irregular_mask_mode": "Reuse quality"}),
+    "ImpactDilateMaskInSEGS": ([-4], {"dilation": -4}),
+    "ImpactGaussianBlurMask": ([6, 3.5], {"kernel_size": 6, "sigma": 3.5}),
+}
+
+
+@pytest.mark.parametrize("class_type", sorted(UI_WIDGETS))
+def test_ui_widgets_read_in_the_packs_order_and_written_back(registry, class_type):
+    widgets, want = UI_WIDGETS[class_type]
+    graph = ui_graph([ui_node(1, class_type, widgets)])
+    workflow = parse_workflow(graph, registry)
+    inputs = workflow.to_json()["nodes"]["1"]["inputs"]
+    assert {k: inputs[k] for k in want} == want
+    written, = export_ui(workflow, registry)["nodes"]
+    assert written["type"] == class_type and written["widgets_values"] == widgets
+
+
+def test_label_assign(registry):
+    seg = SEG(None, torch.ones(1, 1), 1.0, (0, 0, 1, 1), (0, 0, 1, 1), "A")
+    out = call(registry, "SEGSLabelAssign", segs=Segs((2, 2), (seg, seg, seg)), labels="face, hand")
+    assert [s.label for s in out.segs] == ["face", "hand", "A"]
