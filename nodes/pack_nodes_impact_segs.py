@@ -8,7 +8,9 @@ d47c85be075b38e02b32a061dddbdae76a3065df (make_crop_region / normalize_region, c
 tensor_resize, tensor_gaussian_blur_mask, tensor_paste, dilate_mask), modules/impact/impact_pack.py
 at 544a0b9df22142d78ec9176ec74cd7f8a720cf78 (DetailerForEach, DetailerForEachDebug), defs.py at
 db2446367584a310bf1866e04a3470e545665b74 (the label presets) and the wildcard chooser of
-wildcards.py (store file 1951372682, the text nodes/pack_nodes_impact.py follows). The store holds
+wildcards.py (store file 1951372682, the text nodes/pack_nodes_impact.py follows); the editor's
+js/impact-pack.js at 05bbb58546ba14d17c1889c29e9756524a61204c (the detailers' wildcard text adds no
+widget) and js/comboBoolMigration.js at 05bebe3185ae36596731e583f05540d013cb8a9a. The store holds
 the pack's newer segs_nodes.py and impact_pack.py only as files it does not name by commit: store
 file 66515373893 (segs_nodes.py with tooltips: SEGSDetailer, SEGSPaste, SEGSPreview, MakeTileSEGS, the
 SEGS filters, SEGSToImageList, SEGSToMaskList, SEGSConcat, MaskToSEGS, the mask dilation and blur) and
@@ -83,8 +85,9 @@ ORDER_TARGETS = ("area(=w*h)", "width", "height", "x1", "y1", "x2", "y2", "confi
 RANGE_TARGETS = ("area(=w*h)", "width", "height", "x1", "y1", "x2", "y2", "length_percent", "confidence(0-100)")
 INT_MAX = 2**63 - 1  # the pack's sys.maxsize
 
-# saves from the pack's 2023 versions hold these toggles as choices; each maps onto itself too, so
-# that a workflow is written back with today's values
+# saves from the pack's 2023 versions hold these toggles as choices, which its editor
+# (js/comboBoolMigration.js) reads as on where the value is the toggle's label_on; each maps onto
+# itself too, so that a workflow is written back with today's values
 OLD_TOGGLES = {
     "guide_size_for": {"bbox": True, "crop_region": False, True: True, False: False},
     "noise_mask": {"enabled": True, "disabled": False, True: True, False: False},
