@@ -7,8 +7,10 @@ segs_to_masklist, crop_condition_mask), modules/impact/utils.py at
 d47c85be075b38e02b32a061dddbdae76a3065df (make_crop_region / normalize_region, crop_ndarray4,
 tensor_resize, tensor_gaussian_blur_mask, tensor_paste, dilate_mask), modules/impact/impact_pack.py
 at 544a0b9df22142d78ec9176ec74cd7f8a720cf78 (DetailerForEach, DetailerForEachDebug), defs.py at
-db2446367584a310bf1866e04a3470e545665b74 (the label presets) and the wildcard chooser of
-wildcards.py (store file 1951372682, the text nodes/pack_nodes_impact.py follows); the editor's
+db2446367584a310bf1866e04a3470e545665b74 (the label presets), impact_sampling.py at
+042a6fd793ae226a45329cb3f5a967d0770516a8 (ksampler_wrapper: KSampler itself where no refiner is
+given) and the wildcard chooser of wildcards.py (store file 1951372682, the text
+nodes/pack_nodes_impact.py follows); the editor's
 js/impact-pack.js at 05bbb58546ba14d17c1889c29e9756524a61204c (the detailers' wildcard text adds no
 widget) and js/comboBoolMigration.js at 05bebe3185ae36596731e583f05540d013cb8a9a. The store holds
 the pack's newer segs_nodes.py and impact_pack.py only as files it does not name by commit: store
