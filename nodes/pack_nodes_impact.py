@@ -21,10 +21,11 @@ ImageListToImageBatch, ImageBatchToImageList, ImpactMakeAnyList, ImpactConcatCon
 ImpactCombineConditionings; ToBasicPipe, FromBasicPipe, FromBasicPipe_v2, EditBasicPipe,
 ImpactKSamplerBasicPipe, ImpactKSamplerAdvancedBasicPipe.
 
-Left out: the detectors, SAM, detailers and SEGS nodes (model files and packages we don't have;
-comfy_format.CUSTOM_PACKS names the pack for them), ImpactString (its source is not in the store
-we read from), ImpactNegativeConditioningPlaceholder (its source is stored, file 2166609295: it
-gives the marker "NegativePlaceholder", which only the detailers read, and they are left out),
+The SEGS and detailer nodes (MaskToSEGS, DetailerForEach, SEGSDetailer, SEGSPaste ...) are in
+nodes/pack_nodes_impact_segs.py. Left out: the detectors and SAM (model files and packages we don't
+have; comfy_format.CUSTOM_PACKS names the pack for them), ImpactString (its source is not in the
+store we read from), ImpactNegativeConditioningPlaceholder (its source is stored, file 2166609295:
+it gives the marker "NegativePlaceholder" in place of a negative prompt, which our samplers don't take),
 the queue/mute/widget-setting nodes (editor remote control) and the detailer pipes.
 """
 
