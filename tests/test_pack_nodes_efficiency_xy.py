@@ -11,7 +11,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
-from graphflow.testing import write_checkpoint, write_lora
+from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan, write_lora
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph
@@ -24,12 +24,14 @@ def registry():
 
 @pytest.fixture
 def models(tmp_folders):
-    for sub in ("checkpoints", "loras", "vae"):
+    for sub in ("checkpoints", "loras", "vae", "upscale_models", "controlnet"):
         (tmp_folders.models / sub).mkdir(exist_ok=True)
     write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
     write_checkpoint(tmp_folders.models / "checkpoints" / "other.safetensors", "sd1", seed=3)
     write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
     write_lora(tmp_folders.models / "loras" / "second.safetensors", "sd1", seed=2)
+    write_esrgan(tmp_folders.models / "upscale_models" / "x4.safetensors", scale=4)
+    write_controlnet(tmp_folders.models / "controlnet" / "control.safetensors", "sd1")
     return tmp_folders
 
 
@@ -342,3 +344,69 @@ def test_refusals(registry, models):
                                                                         "last_clip_skip": -2}}, SEED_AXIS)
     del no_deps["2"]["inputs"]["dependencies"]
     assert "DEPENDENCIES" in str(refused(no_deps))
+
+
+def hires_fix(script=None, **settings):
+    inputs = {"upscale_type": "latent", "hires_ckpt_name": "(use same)", "latent_upscaler": "bilinear",
+              "pixel_upscaler": "x4.safetensors", "upscale_by": 1.5, "use_same_seed": True, "seed": 11,
+              "hires_steps": 2, "denoise": 0.5, "iterations": 1, "use_controlnet": False,
+              "control_net_name": "control.safetensors", "strength": 1.0, "preprocessor": "none",
+              "preprocessor_imgs": False}
+    return {"class_type": "HighRes-Fix Script", "inputs": {**inputs, **settings,
+                                                             **({"script": script} if script else {})}}
+
+
+def test_a_highres_fix_script_chained_after_the_plot_runs_in_every_cell(registry, models):
+    """XY Plot -> HighRes-Fix Script -> sampler: each cell is the sampler with the hires pass at
+    that cell's seed (96x96 from 64x64 latents), as the pack applies its scripts per run."""
+    graph = xy_prompt(SEED_AXIS, CFG_AXIS)
+    graph["6"] = hires_fix(["2", 0])
+    graph["5"]["inputs"]["script"] = ["6", 0]
+    _, _, _, latent, _, images = run_graph(registry, graph, ["5"]).values["5"]
+    assert images.shape == (4, 96, 96, 3) and latent["samples"].shape == (4, 4, 12, 12)
+    for i, (cfg, seed) in enumerate((c, s) for c in (4.0, 8.0) for s in (5, 6)):
+        alone = run_graph(registry, {"1": loader(), "6": hires_fix(), "5": sampler(["6", 0], seed=seed, cfg=cfg)},
+                          ["5"]).values["5"]
+        assert torch.equal(images[i:i + 1], alone[5]) and torch.equal(latent["samples"][i:i + 1], alone[3]["samples"])
+
+
+def adv_sampler(script, **changes):
+    inputs = {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 2], "latent_image": ["1", 3],
+              "optional_vae": ["1", 4], "add_noise": "enable", "noise_seed": 5, "steps": 3, "cfg": 7.0,
+              "sampler_name": "euler", "scheduler": "normal", "start_at_step": 0, "end_at_step": 10000,
+              "return_with_leftover_noise": "disable", "preview_method": "none", "vae_decode": "true"}
+    if script:
+        inputs["script"] = script
+    return {"class_type": "KSampler Adv. (Efficient)", "inputs": {**inputs, **changes}}
+
+
+def test_adv_sampler_axes_and_sampler_by_scheduler(registry, models):
+    """KSampler Adv. (Efficient) with X EndStep 1 / 3 and Y add_noise enable / disable; then
+    KSampler (Efficient) with X samplers and Y schedulers: each cell its own pair."""
+    end = {"class_type": "XY Input: Steps", "inputs": {"target_parameter": "end_at_step", "batch_count": 2,
+                                                       "first_end_step": 1, "last_end_step": 3}}
+    noise = {"class_type": "XY Input: Add/Return Noise", "inputs": {"XY_type": "add_noise"}}
+    graph = xy_prompt(end, noise)
+    graph["5"] = adv_sampler(["2", 0])
+    images = run_graph(registry, graph, ["5"]).values["5"][5]
+    for i, (add, stop) in enumerate((a, e) for a in ("enable", "disable") for e in (1, 3)):
+        alone = run_graph(registry, {"1": loader(), "5": adv_sampler(None, add_noise=add, end_at_step=stop)}, ["5"])
+        assert torch.equal(images[i:i + 1], alone.values["5"][5]), (add, stop)
+    samplers = {"class_type": "XY Input: Sampler/Scheduler", "inputs": {
+        "target_parameter": "sampler & scheduler", "input_count": 2, "sampler_1": "euler", "scheduler_1": "karras",
+        "sampler_2": "heun", "scheduler_2": "None"}}
+    schedulers = {"class_type": "XY Input: Sampler/Scheduler", "inputs": {
+        "target_parameter": "scheduler", "input_count": 2, "scheduler_1": "simple", "scheduler_2": "exponential"}}
+    images = run_graph(registry, xy_prompt(samplers, schedulers), ["5"]).values["5"][5]
+    for i, (scheduler, name) in enumerate((s, n) for s in ("simple", "exponential") for n in ("euler", "heun")):
+        want = single(registry, sampler_name=name, scheduler=scheduler)[1]
+        assert torch.equal(images[i:i + 1], want), (name, scheduler)  # the Scheduler axis wins over karras
+
+
+def test_no_axis_gives_no_script(registry, models):
+    """Both X and Y unconnected: the pack's XY Plot gives None and the sampler runs once, as here."""
+    graph = xy_prompt(CFG_AXIS, SEED_AXIS)
+    del graph["2"]["inputs"]["X"], graph["2"]["inputs"]["Y"], graph["3"], graph["4"]
+    got = run_graph(registry, graph, ["2", "5"])
+    assert got.values["2"][0] is None
+    assert torch.equal(got.values["5"][5], single(registry)[1])
