@@ -758,7 +758,9 @@ def run_xy_plot(node, sampler_type: str):
                 if hasattr(node, name):
                     setattr(run, name, cell[name])
             run.script, run.latent_image = base, latent
-            run.model, run.positive, run.negative, run.optional_vae = _cell_models(node, cell, kinds, loaded)
+            model, positive, negative, run.optional_vae = _cell_models(node, cell, kinds, loaded)
+            if sampler_type != "sdxl":  # the SDXL sampler's models come in its SDXL_TUPLE, which no axis changes
+                run.model, run.positive, run.negative = model, positive, negative
             done, images = run.sample(cell["seed"])
             key = (first_value, second_value) if first is x else (second_value, first_value)
             cells[key] = (done, images if images is not None else _decode(done, run.optional_vae, node.vae_decode))
@@ -786,7 +788,8 @@ def _cell_models(node, cell: dict, kinds: set, loaded: dict):
     where an axis changes them (with the Efficient Loader's loading code), the prompts encoded again
     as the loader encodes them (with its ControlNets) where an axis changes what they depend on,
     the VAE by name where an axis names it; else the sampler's own."""
-    model, positive, negative, vae = node.model, node.positive, node.negative, node.optional_vae
+    model, positive, negative = (getattr(node, name, None) for name in ("model", "positive", "negative"))
+    vae = node.optional_vae
     clip = cell.get("clip")
     if kinds & {"Checkpoint", *LORA_TYPES}:
         key = (cell["ckpt_name"], cell["loras"])

@@ -11,7 +11,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
-from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan, write_lora
+from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan, write_lora, write_vae
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph
@@ -32,6 +32,7 @@ def models(tmp_folders):
     write_lora(tmp_folders.models / "loras" / "second.safetensors", "sd1", seed=2)
     write_esrgan(tmp_folders.models / "upscale_models" / "x4.safetensors", scale=4)
     write_controlnet(tmp_folders.models / "controlnet" / "control.safetensors", "sd1")
+    write_vae(tmp_folders.models / "vae" / "other_vae.safetensors", seed=4)
     return tmp_folders
 
 
@@ -94,6 +95,8 @@ def test_xy_inputs_give_the_packs_values(registry, models):
     assert values(call(registry, "XYAddReturnNoise", XY_type="return_with_leftover_noise")) == \
         ("ReturnNoise", ["enable", "disable"])
     assert values(call(registry, "XYRefinerOnOff", refine_at_percent=0.6)) == ("Refiner On/Off", [0.6, 1])
+    assert values(call(registry, "XYLoRAStacks", lora_stack_2=stack, lora_stack_4=[])) == ("LoRA Stacks", [tuple(stack), ()])
+    assert call(registry, "XYLoRAStacks", lora_stack_1=[]) is None
     steps = call(registry, "XYSteps", batch_count=2, first_step=3, last_step=4)
     assert values(call(registry, "XYJoinInputs", XY_1=steps, XY_2=steps)) == ("Steps", [3, 4, 3, 4])
     seeds = call(registry, "XYSeedsBatch", batch_count=2)
@@ -410,3 +413,47 @@ def test_no_axis_gives_no_script(registry, models):
     got = run_graph(registry, graph, ["2", "5"])
     assert got.values["2"][0] is None
     assert torch.equal(got.values["5"][5], single(registry)[1])
+
+
+def test_vae_axis_decodes_with_each_vae(registry, models):
+    vaes = {"class_type": "XY Input: VAE", "inputs": {
+        "input_mode": "VAE Names", "batch_path": "/example_folder", "subdirectories": False, "batch_sort": "ascending",
+        "batch_max": -1, "vae_count": 2, "vae_name_1": "Baked VAE", "vae_name_2": "other_vae.safetensors"}}
+    images = run_graph(registry, xy_prompt(vaes, SEED_AXIS), ["5"]).values["5"][5]
+    for i, (seed, vae) in enumerate((s, v) for s in (5, 6) for v in ("Baked VAE", "other_vae.safetensors")):
+        assert torch.equal(images[i:i + 1], single(registry, {"vae_name": vae}, seed=seed)[1]), (seed, vae)
+    assert not torch.equal(images[0], images[1])
+
+
+def test_sdxl_sampler_refiner_on_off(registry, tmp_folders):
+    """KSampler SDXL (Eff.) with X Refiner On/Off (0.5 of the steps, then off) and Y seeds: each cell
+    the sampler alone at refine_at_step int(0.5 x 4) = 2 or 4 (no refiner pass)."""
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
+    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner", seed=3)
+    sdxl_loader = {"class_type": "Eff. Loader SDXL", "inputs": {
+        "base_ckpt_name": "base.safetensors", "base_clip_skip": -2, "refiner_ckpt_name": "refiner.safetensors",
+        "refiner_clip_skip": -1, "positive_ascore": 6.0, "negative_ascore": 2.0, "vae_name": "Baked VAE",
+        "positive": "a cat", "negative": "blurry", "token_normalization": "none", "weight_interpretation": "comfy",
+        "empty_latent_width": 64, "empty_latent_height": 64, "batch_size": 1}}
+
+    def sdxl(script=None, **changes):
+        inputs = {"sdxl_tuple": ["1", 0], "latent_image": ["1", 1], "optional_vae": ["1", 2], "noise_seed": 7,
+                  "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "start_at_step": 0,
+                  "refine_at_step": -1, "preview_method": "none", "vae_decode": "true", **changes}
+        return {"class_type": "KSampler SDXL (Eff.)", "inputs": {**inputs, **({"script": script} if script else {})}}
+
+    graph = {"1": sdxl_loader, "2": {"class_type": "XY Plot", "inputs": {
+                 "grid_spacing": 0, "XY_flip": "False", "Y_label_orientation": "Horizontal", "cache_models": "True",
+                 "ksampler_output_image": "Images", "X": ["3", 0], "Y": ["4", 0]}},
+             "3": {"class_type": "XY Input: Refiner On/Off", "inputs": {"refine_at_percent": 0.5}},
+             "4": SEED_AXIS, "5": sdxl(["2", 0])}
+    images = run_graph(registry, graph, ["5"]).values["5"][3]
+    for i, (seed, refine) in enumerate((s, r) for s in (7, 8) for r in (2, 4)):
+        alone = run_graph(registry, {"1": sdxl_loader, "5": sdxl(noise_seed=seed, refine_at_step=refine)}, ["5"])
+        assert torch.equal(images[i:i + 1], alone.values["5"][3]), (seed, refine)
+    graph["3"] = {"class_type": "XY Input: Clip Skip", "inputs": {"target_ckpt": "Base", "batch_count": 2,
+                                                                 "first_clip_skip": -1, "last_clip_skip": -2}}
+    graph["2"]["inputs"]["dependencies"] = ["1", 3]
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["5"])
+    assert not result.ok and "Clip Skip" in str(result.error)  # left out: SDXL re-encoding
