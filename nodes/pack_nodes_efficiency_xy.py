@@ -456,7 +456,8 @@ def parse_manual_entry(plot_type: str, plot_value: str) -> XYAxis | None:
     """Manual XY Entry's text as the pack reads it (no evaluation): spaces removed except for names
     and prompts, newlines removed, a trailing ";" dropped, entries split at ";". Seeds++ Batch: one
     count (1 .. 50); Sampler / Checkpoint / LoRA: a last entry starting with "," gives the
-    missing parts of every other entry; Prompt S/R: the search text then its replacements."""
+    missing parts of every other entry; Prompt S/R: the search text then its replacements. Numbers
+    out of their range are clamped, except the seed count, which (as in the pack) is refused."""
     if plot_type == NOTHING:
         return None
     if plot_type not in SPACED_TYPES:
@@ -466,9 +467,11 @@ def parse_manual_entry(plot_type: str, plot_value: str) -> XYAxis | None:
         if len(entries) != 1:
             raise NodeInputError("plot_value", f"{';'.join(entries)!r} is not a valid batch count: give one number")
         count = _number(entries[0], float, "batch count")
-        if count != int(count):
-            raise NodeInputError("plot_value", f"{entries[0]!r} is not a valid batch count")
-        return _axis(plot_type, range(min(max(int(count), 1), XYPLOT_LIM)))
+        # the pack clamps int(count) to 1 .. 50 and then refuses it where that changed the number
+        if count != min(max(int(count), 1), XYPLOT_LIM):
+            raise NodeInputError("plot_value", f"{entries[0]!r} is not a valid batch count: expected a whole number "
+                                               f"from 1 to {XYPLOT_LIM}")
+        return _axis(plot_type, range(int(count)))
     if plot_type in ("Sampler", "Checkpoint", "LoRA") and entries[-1].startswith(","):
         suffixes = entries.pop().lstrip(",").split(",")
         entries = [",".join(parts + suffixes[len(parts) - 1:]) for parts in (e.split(",") for e in entries)]
@@ -482,7 +485,7 @@ def parse_manual_entry(plot_type: str, plot_value: str) -> XYAxis | None:
 class XYManualEntry(Node):
     """XY Plot axis typed as text, read by the pack's rules (no evaluation of the text): entries
     separated by ";" — Seeds++ Batch "count"; Steps / StartStep / EndStep / CFG Scale / Denoise /
-    Clip Skip numbers (clamped to their ranges); Sampler "name" or "name,scheduler" (a last entry
+    Clip Skip numbers (clamped to their ranges; a seed count outside 1 .. 50 is refused); Sampler "name" or "name,scheduler" (a last entry
     ",scheduler" gives every entry that scheduler); Scheduler, VAE names; Prompt S/R "search;
     replace_1;..."; Checkpoint "name" or "name,clip_skip"; LoRA "name" or "name,model_str,clip_str".
     A name not in its list or a number that doesn't read is refused naming it (the pack prints the
