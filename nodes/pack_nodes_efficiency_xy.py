@@ -701,9 +701,14 @@ def _apply(cell: dict, kind: str, value, original: dict):
 
 
 def _grid_checks(columns: int, rows: int, height: int, width: int, spacing: int):
-    """Refuse, before the first cell runs, a grid whose picture would pass the pixels an image may
-    have or whose cells' images would not fit the memory (the planner doesn't see the grid)."""
-    cap = MAX_SIZE * MAX_SIZE if run_limits().max_pixels is None else min(run_limits().max_pixels, MAX_SIZE ** 2)
+    """Refuse, before the first cell runs, a grid whose cells pass the batch a run may make (the
+    server's limit), whose picture would pass the pixels an image may have or whose cells' images
+    would not fit the memory (the planner doesn't see the grid)."""
+    limits = run_limits()
+    if limits.max_batch is not None and columns * rows > limits.max_batch:
+        raise NodeInputError("script", f"XY Plot's {columns}x{rows} grid makes a batch of {columns * rows} images and "
+                                       f"latents, over the {limits.max_batch} a batch may have here")
+    cap = MAX_SIZE * MAX_SIZE if limits.max_pixels is None else min(limits.max_pixels, MAX_SIZE ** 2)
     grid_w, grid_h = columns * (width + spacing) + width, rows * (height + spacing) + width
     if grid_w * grid_h > cap:
         raise NodeInputError("script", f"XY Plot's {columns}x{rows} grid of {width}x{height} images would be about "

@@ -11,6 +11,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import SERVER_LIMITS
 from graphflow.testing import write_checkpoint, write_controlnet, write_esrgan, write_lora, write_vae
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
@@ -336,6 +337,12 @@ def test_refusals(registry, models):
     big = xy_prompt({**steps}, {"class_type": "XY Input: Seeds++ Batch", "inputs": {"batch_count": 50}})
     big["1"]["inputs"].update(empty_latent_width=2048, empty_latent_height=2048)
     assert "XY Plot's 50x50 grid" in str(refused(big))
+    # a server's batch limit (64) holds the cells: 9 x 8 = 72 are refused there before anything is sampled
+    many = xy_prompt({"class_type": "XY Input: Seeds++ Batch", "inputs": {"batch_count": 9}},
+                     {"class_type": "XY Input: CFG Scale", "inputs": {"batch_count": 8, "first_cfg": 1.0,
+                                                                      "last_cfg": 8.0}})
+    result = Executor(registry, limits=SERVER_LIMITS).run(parse_workflow(many, registry), outputs=["5"])
+    assert not result.ok and "72 images" in str(result.error) and "5" not in result.executed
     noise = {"class_type": "XY Input: Add/Return Noise", "inputs": {"XY_type": "add_noise"}}
     assert "AddNoise" in str(refused(xy_prompt(noise, SEED_AXIS)))
     assert "must be different" in str(refused(xy_prompt(SEED_AXIS, SEED_AXIS)))
