@@ -655,8 +655,8 @@ def _random_fingerprint(seed):
 class Script:
     """A SCRIPT: the settings of each script chained, as HighRes-Fix Script / Noise Control Script
     checked and gave them ((name, value) pairs; None where that script is absent; XY Plot's its
-    own tuple). Only those nodes make one, so the samplers can trust it; frozen and made of plain values, so it compares,
-    hashes and prints as what it holds."""
+    own tuple). Only those nodes make one, so the samplers can trust it; frozen and made of plain
+    values, so it compares, hashes and prints as what it holds."""
     hiresfix: tuple | None = None
     noise: tuple | None = None
     xyplot: tuple | None = None  # XY Plot's (nodes/pack_nodes_efficiency_xy.py): the sampler runs its grid

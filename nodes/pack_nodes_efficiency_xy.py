@@ -198,7 +198,8 @@ class XYSamplerScheduler(Node):
     comfy = ComfyAlias(("XY Input: Sampler/Scheduler",))
 
     def run(self):
-        rows = [(getattr(self, f"sampler_{i}"), getattr(self, f"scheduler_{i}")) for i in range(1, self.input_count + 1)]
+        rows = [(getattr(self, f"sampler_{i}"), getattr(self, f"scheduler_{i}"))
+                for i in range(1, self.input_count + 1)]
         if self.target_parameter == "scheduler":
             return _axis("Scheduler", [scheduler for _, scheduler in rows if scheduler != "None"])
         if self.target_parameter == "sampler":
@@ -484,9 +485,9 @@ def parse_manual_entry(plot_type: str, plot_value: str) -> XYAxis | None:
 
 class XYManualEntry(Node):
     """XY Plot axis typed as text, read by the pack's rules (no evaluation of the text): entries
-    separated by ";" — Seeds++ Batch "count"; Steps / StartStep / EndStep / CFG Scale / Denoise /
-    Clip Skip numbers (clamped to their ranges; a seed count outside 1 .. 50 is refused); Sampler "name" or "name,scheduler" (a last entry
-    ",scheduler" gives every entry that scheduler); Scheduler, VAE names; Prompt S/R "search;
+    separated by ";" — Seeds++ Batch "count" (1 .. 50); Steps / StartStep / EndStep / CFG Scale /
+    Denoise / Clip Skip numbers (clamped to their ranges); Sampler "name" or "name,scheduler" (a
+    last entry ",scheduler" gives every entry that scheduler); Scheduler, VAE names; Prompt S/R "search;
     replace_1;..."; Checkpoint "name" or "name,clip_skip"; LoRA "name" or "name,model_str,clip_str".
     A name not in its list or a number that doesn't read is refused naming it (the pack prints the
     error and gives no axis)."""
@@ -755,8 +756,8 @@ def run_xy_plot(node, sampler_type: str):
     loaded = {}  # (checkpoint, LoRAs) -> (model, clip, VAE): each loaded once per plot
     cells = {}
     base = replace(node.script, xyplot=None)
-    for first_value in first.values:
-        for second_value in second.values:
+    for first_index, first_value in enumerate(first.values):
+        for second_index, second_value in enumerate(second.values):
             cell = dict(original)
             _apply(cell, first.kind, first_value, original)
             _apply(cell, second.kind, second_value, original)
@@ -770,10 +771,10 @@ def run_xy_plot(node, sampler_type: str):
             if sampler_type != "sdxl":  # the SDXL sampler's models come in its SDXL_TUPLE, which no axis changes
                 run.model, run.positive, run.negative = model, positive, negative
             done, images = run.sample(cell["seed"])
-            key = (first_value, second_value) if first is x else (second_value, first_value)
+            key = (first_index, second_index) if first is x else (second_index, first_index)  # (X, Y) positions
             cells[key] = (done, images if images is not None else _decode(done, run.optional_vae, node.vae_decode))
 
-    order = [cells[(xv, yv)] for yv in y.values for xv in x.values]  # row by row, as the pack gives them
+    order = [cells[(column, row)] for row in range(len(y.values)) for column in range(len(x.values))]  # row by row
     images = [image for _, image in order]
     if any(image.shape[1:] != images[0].shape[1:] for image in images):
         raise NodeInputError("script", "XY Plot's cells came out at different sizes; they can't make one batch")
@@ -871,7 +872,8 @@ def draw_grid(images: list, columns: int, rows: int, x_labels: list | None, y_la
                 label = Image.new("RGBA", (picture.width, label_h), (255, 255, 255, 0))
                 draw = ImageDraw.Draw(label)
                 _, _, text_w, text_h = draw.textbbox((0, 0), text, font=_font(size))
-                draw.text(((picture.width - text_w) // 2, (label_h - text_h) // 2), text, fill="black", font=_font(size))
+                draw.text(((picture.width - text_w) // 2, (label_h - text_h) // 2), text, fill="black",
+                          font=_font(size))
                 grid.alpha_composite(label, (x_offset, (y_offset - label_h) // 2))
             if column == 0 and y_labels is not None:
                 text = y_labels[row]

@@ -96,7 +96,8 @@ def test_xy_inputs_give_the_packs_values(registry, models):
     assert values(call(registry, "XYAddReturnNoise", XY_type="return_with_leftover_noise")) == \
         ("ReturnNoise", ["enable", "disable"])
     assert values(call(registry, "XYRefinerOnOff", refine_at_percent=0.6)) == ("Refiner On/Off", [0.6, 1])
-    assert values(call(registry, "XYLoRAStacks", lora_stack_2=stack, lora_stack_4=[])) == ("LoRA Stacks", [tuple(stack), ()])
+    assert values(call(registry, "XYLoRAStacks", lora_stack_2=stack, lora_stack_4=[])) == \
+        ("LoRA Stacks", [tuple(stack), ()])
     assert call(registry, "XYLoRAStacks", lora_stack_1=[]) is None
     steps = call(registry, "XYSteps", batch_count=2, first_step=3, last_step=4)
     assert values(call(registry, "XYJoinInputs", XY_1=steps, XY_2=steps)) == ("Steps", [3, 4, 3, 4])
@@ -233,6 +234,12 @@ def test_flip_and_a_single_axis(registry, models):
     del graph["2"]["inputs"]["Y"]
     row = run_graph(registry, graph, ["5"]).values["5"][5]
     assert row.shape == (1, 64 + 3 * top, 2 * 64, 4)  # no Y labels: no left border
+    # a value given twice (Join) is a cell of its own
+    graph["3"] = {"class_type": "Join XY Inputs of Same Type", "inputs": {"XY_1": ["6", 0], "XY_2": ["6", 0]}}
+    graph["6"] = CFG_AXIS
+    graph["2"]["inputs"]["ksampler_output_image"] = "Images"
+    joined = run_graph(registry, graph, ["5"]).values["5"][5]
+    assert joined.shape[0] == 4 and torch.equal(joined[:2], joined[2:]) and torch.equal(joined[:2], straight[:2])
 
 
 def ui_node(id, type, widgets, inputs=(), outputs=()):
