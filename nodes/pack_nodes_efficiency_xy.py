@@ -9,11 +9,11 @@ that branch of the samplers (nodes/efficiency_nodes.py calls it).
 
 Built: XY Plot; XY Input: Seeds++ Batch, Add/Return Noise, Steps, CFG Scale, Sampler/Scheduler,
 Denoise, VAE, Prompt S/R, Checkpoint, Clip Skip, LoRA, LoRA Stacks, Refiner On/Off, Manual XY
-Entry; Join XY Inputs of Same Type. Left out (their classes stay unknown, named by their pack when
-a workflow uses them): XY Input: Aesthetic Score, LoRA Plot, Control Net, Control Net Plot and
-Manual XY Entry Info; within the built inputs the "Batch" modes (files listed from a folder path
-the user types, which may lie outside the model folders) and the refiner targets of Checkpoint
-and Clip Skip are refused by name, and the SDXL sampler takes no XY type that encodes the prompts
+Entry; Join XY Inputs of Same Type; Manual XY Entry Info (notes). Left out (their classes stay
+unknown, named by their pack when a workflow uses them): XY Input: Aesthetic Score, LoRA Plot,
+Control Net and Control Net Plot; within the built inputs the "Batch" modes (files listed from a
+folder path the user types, which may lie outside the model folders) and the refiner targets of
+Checkpoint and Clip Skip are refused by name, and the SDXL sampler takes no XY type that encodes the prompts
 again (Checkpoint, LoRA, LoRA Stacks, Prompt S/R, Clip Skip). The pack's font (arial.ttf, shipped
 inside the pack) is not ours to ship: labels use PIL's default font (Aileron) at the pack's sizes."""
 
@@ -499,6 +499,38 @@ class XYManualEntry(Node):
 
     def run(self):
         return parse_manual_entry(self.plot_type, self.plot_value)
+
+
+MANUAL_SYNTAX = """(type)          (entries, separated by ;)
+Seeds++ Batch   count
+Steps           steps_1;steps_2;...
+StartStep       start_1;start_2;...
+EndStep         end_1;end_2;...
+CFG Scale       cfg_1;cfg_2;...
+Sampler         sampler_1;... or sampler_1,scheduler_1;... or sampler_1;...;,scheduler
+Scheduler       scheduler_1;scheduler_2;...
+Denoise         denoise_1;denoise_2;...
+VAE             vae_1;vae_2;...
++/-Prompt S/R   search;replace_1;replace_2;...
+Checkpoint      ckpt_1;... or ckpt_1,clip_skip_1;... or ckpt_1;...;,clip_skip
+Clip Skip       clip_skip_1;clip_skip_2;...
+LoRA            lora_1;... or lora_1,model_str,clip_str;... or lora_1;...;,model_str,clip_str"""
+
+
+class XYManualEntryInfo(Node):
+    """Efficiency Nodes' notes on Manual XY Entry's syntax, with the sampler and scheduler names;
+    it gives nothing and runs nothing (the pack's node has no outputs). The pack's text also lists
+    the VAE, checkpoint and LoRA files found when the editor loaded: left out of the default here
+    (the file lists are in the editor's choices); a save keeps whatever text it holds."""
+    category = CATEGORY
+    notes: str = Text(f"_____________SYNTAX_____________\n{MANUAL_SYNTAX}\n\n____________SAMPLERS____________\n"
+                      + ";\n".join(SAMPLER_NAMES) + "\n\n___________SCHEDULERS___________\n"
+                      + ";\n".join(EFF_SCHEDULERS) + "\n", multiline=True)
+    outputs = {}
+    comfy = ComfyAlias(("Manual XY Entry Info",))
+
+    def run(self):
+        return None
 
 
 # -- XY Plot --------------------------------------------------------------------------------------

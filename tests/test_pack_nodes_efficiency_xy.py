@@ -278,8 +278,10 @@ def test_ui_save_with_prompt_sr_and_seeds(registry, models):
     links = [[1, 1, 0, 5, 0, "MODEL"], [2, 1, 1, 5, 1, "CONDITIONING"], [3, 1, 2, 5, 2, "CONDITIONING"],
              [4, 1, 3, 5, 3, "LATENT"], [5, 1, 4, 5, 4, "VAE"], [6, 1, 6, 2, 0, "DEPENDENCIES"],
              [7, 3, 0, 2, 1, "XY"], [8, 4, 0, 2, 2, "XY"], [9, 2, 0, 5, 5, "SCRIPT"]]
+    nodes.append(ui_node(6, "Manual XY Entry Info", ["my notes"]))  # notes only: read, never run
     workflow = parse_workflow(ui_graph(nodes, links), registry)
-    result = Executor(registry).run(workflow, outputs=["5"])
+    assert workflow.to_json()["nodes"]["6"]["inputs"]["notes"] == "my notes"
+    result = Executor(registry).run(workflow)
     assert result.ok, (result.problems, result.error)
     images = result.values["5"][5]
     prompts = ["a red cat on a red mat", "a blue cat on a red mat", "a green cat on a red mat"]
