@@ -8,14 +8,15 @@ that makes KSampler (Efficient), KSampler Adv. (Efficient) and KSampler SDXL (Ef
 that branch of the samplers (nodes/efficiency_nodes.py calls it).
 
 Built: XY Plot; XY Input: Seeds++ Batch, Add/Return Noise, Steps, CFG Scale, Sampler/Scheduler,
-Denoise, VAE, Prompt S/R, Checkpoint, Clip Skip, LoRA, LoRA Stacks, Refiner On/Off, Manual XY
-Entry; Join XY Inputs of Same Type; Manual XY Entry Info (notes). Left out (their classes stay
-unknown, named by their pack when a workflow uses them): XY Input: Aesthetic Score, LoRA Plot,
-Control Net and Control Net Plot; within the built inputs the "Batch" modes (files listed from a
+Denoise, VAE, Prompt S/R, Checkpoint, Clip Skip, LoRA, LoRA Stacks, Refiner On/Off, Control Net,
+Control Net Plot, Manual XY Entry; Join XY Inputs of Same Type; Manual XY Entry Info (notes). Left
+out (their classes stay unknown, named by their pack when a workflow uses them): XY Input:
+Aesthetic Score and LoRA Plot; within the built inputs the "Batch" modes (files listed from a
 folder path the user types, which may lie outside the model folders) and the refiner targets of
-Checkpoint and Clip Skip are refused by name, and the SDXL sampler takes no XY type that encodes the prompts
-again (Checkpoint, LoRA, LoRA Stacks, Prompt S/R, Clip Skip). The pack's font (arial.ttf, shipped
-inside the pack) is not ours to ship: labels use PIL's default font (Aileron) at the pack's sizes."""
+Checkpoint and Clip Skip are refused by name, and the SDXL sampler takes no XY type that encodes
+the prompts again (Checkpoint, LoRA, LoRA Stacks, Prompt S/R, Clip Skip, Control Net). The pack's
+font (arial.ttf, shipped inside the pack) is not ours to ship: labels use PIL's default font
+(Aileron) at the pack's sizes."""
 
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ import copy
 import os
 from dataclasses import dataclass, replace
 
-from graphflow.api import (Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Size, Text, check_run_memory,
-                           run_limits, show, socket_type)
+from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Size, Text,
+                           check_run_memory, run_limits, show, socket_type)
 from graphflow.choices import SAMPLER_NAMES
-from nodes.efficiency_nodes import (BAKED_VAE, DEPENDENCIES, EFF_SCHEDULERS, LORA_STACK, SCRIPT, Script,
+from nodes.controlnet import CONTROL_NET
+from nodes.efficiency_nodes import (BAKED_VAE, CONTROL_NET_STACK, DEPENDENCIES, EFF_SCHEDULERS, LORA_STACK, SCRIPT, Script,
                                     _apply_cnet_stack, _checkpoint_choices, _decode, _load, _lora_rows, _seed,
                                     _set_clip_skip)
 from nodes.image import MAX_SIZE, temp_pngs
@@ -42,8 +44,10 @@ CATEGORY = "Efficiency Nodes/XY Inputs"
 NOTHING = "Nothing"
 SR_TYPES = ("Positive Prompt S/R", "Negative Prompt S/R")
 LORA_TYPES = ("LoRA", "LoRA Stacks")
+# ControlNet axes: the stack entry's part each varies ((control net, image, strength, start, end))
+CNET_PARTS = {"ControlNetStrength": 2, "ControlNetStart%": 3, "ControlNetEnd%": 4}
 # The types whose cells the pack encodes the prompts for again (with the loader's DEPENDENCIES)
-ENCODE_TYPES = ("Checkpoint", *LORA_TYPES, *SR_TYPES, "Clip Skip")
+ENCODE_TYPES = ("Checkpoint", *LORA_TYPES, *SR_TYPES, "Clip Skip", *CNET_PARTS)
 # The types each sampler refuses, as the pack's XY branch lists them
 DISALLOWED = {"regular": ("AddNoise", "ReturnNoise", "StartStep", "EndStep", "RefineStep", "Refiner On/Off"),
               "advanced": ("RefineStep", "Denoise", "Refiner On/Off"),
@@ -397,6 +401,96 @@ class XYJoinInputs(Node):
         return _axis(first.kind, first.values + second.values)
 
 
+def _spread(count: int, first: float, last: float) -> list[float]:
+    """The pack's ControlNet values: first, first + i x step between, last (not rounded)."""
+    if count == 0:
+        return []
+    step = (last - first) / (count - 1) if count > 1 else 0
+    return [first] + [first + i * step for i in range(1, count - 1)] + ([last] if count > 1 else [])
+
+
+def _cnet_axis(kind: str, control_net, image, values: list, strength, start, end, cnet_stack) -> XYAxis | None:
+    """A ControlNet axis: per value, [(control_net, image, strength, start, end) with the varied part
+    set] followed by cnet_stack's entries."""
+    part = CNET_PARTS[kind]
+    rows = []
+    for value in values:
+        entry = [control_net, image, strength, start, end]
+        entry[part] = value
+        rows.append((tuple(entry),) + tuple(tuple(e) for e in (cnet_stack or ())))
+    return _axis(kind, rows)
+
+
+class XYControlNet(Node):
+    """XY Plot axis: batch_count values of the ControlNet's strength, start_percent or end_percent
+    (target_parameter) from its first to its last value, evenly (the other two at strength /
+    start_percent / end_percent), as (control_net, image, ...) followed by cnet_stack's entries.
+    Each cell encodes the loader's prompts again with that stack; where the Efficient Loader has
+    a cnet_stack of its own, the pack keeps that stack's first ControlNet and image and sets only
+    the parameters. Needs the loader's DEPENDENCIES on XY Plot."""
+    category = CATEGORY
+    control_net: CONTROL_NET
+    image: IMAGE
+    target_parameter: str = Choice(("strength", "start_percent", "end_percent"), "strength")
+    batch_count: int = Int(XYPLOT_DEF, min=0, max=XYPLOT_LIM)
+    first_strength: float = Float(0.0, min=0.0, max=10.0, step=0.01)
+    last_strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    first_start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    last_start_percent: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    first_end_percent: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    last_end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"X or Y": XY}
+    comfy = ComfyAlias(("XY Input: Control Net",))
+
+    def run(self):
+        kind = {"strength": "ControlNetStrength", "start_percent": "ControlNetStart%",
+                "end_percent": "ControlNetEnd%"}[self.target_parameter]
+        first, last = getattr(self, f"first_{self.target_parameter}"), getattr(self, f"last_{self.target_parameter}")
+        return _cnet_axis(kind, self.control_net, self.image, _spread(self.batch_count, first, last), self.strength,
+                          self.start_percent, self.end_percent, self.cnet_stack)
+
+
+class XYControlNetPlot(Node):
+    """Two XY Plot axes at once (X and Y outputs) of one ControlNet's parameters, plot_type naming
+    which: X_batch_count values from X_first_value to X_last_value, the same for Y (start and end
+    percents held to 1 at most), the third parameter at its own widget; each followed by
+    cnet_stack's entries. A count of 0 gives no axis there. Needs the loader's DEPENDENCIES."""
+    category = CATEGORY
+    control_net: CONTROL_NET
+    image: IMAGE
+    plot_type: str = Choice(("X: Strength, Y: Start%", "X: Strength, Y: End%", "X: Start%, Y: Strength",
+                             "X: Start%, Y: End%", "X: End%, Y: Strength", "X: End%, Y: Start%"),
+                            "X: Strength, Y: Start%")
+    strength: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    X_batch_count: int = Int(XYPLOT_DEF, min=0, max=XYPLOT_LIM)
+    X_first_value: float = Float(0.0, min=0.0, max=10.0, step=0.01)
+    X_last_value: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    Y_batch_count: int = Int(XYPLOT_DEF, min=0, max=XYPLOT_LIM)
+    Y_first_value: float = Float(0.0, min=0.0, max=10.0, step=0.01)
+    Y_last_value: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    cnet_stack: CONTROL_NET_STACK = None
+    outputs = {"X": XY, "Y": XY}
+    comfy = ComfyAlias(("XY Input: Control Net Plot",))
+
+    def run(self):
+        axes = []
+        for part, axis in zip(self.plot_type.split(", "), "XY"):
+            kind = "ControlNet" + part.split(": ")[1]
+            first, last = getattr(self, f"{axis}_first_value"), getattr(self, f"{axis}_last_value")
+            if kind != "ControlNetStrength":
+                first, last = min(1, first), min(1, last)
+            axes.append(_cnet_axis(kind, self.control_net, self.image,
+                                   _spread(getattr(self, f"{axis}_batch_count"), first, last), self.strength,
+                                   self.start_percent, self.end_percent, self.cnet_stack))
+        return tuple(axes)
+
+
 # -- Manual XY Entry ------------------------------------------------------------------------------
 
 MANUAL_TYPES = (NOTHING, "Seeds++ Batch", "Steps", "StartStep", "EndStep", "CFG Scale", "Sampler", "Scheduler",
@@ -690,6 +784,8 @@ def _labels(axis: XYAxis, cell: dict) -> list[str]:
             text, limit = _lora_label(value)
         elif kind == "Refiner On/Off":
             text = f"Refiner: {'On' if value < 1 else 'Off'}"
+        elif kind in CNET_PARTS:
+            text = f"{kind}: {round(value[0][CNET_PARTS[kind]], 3)}"
         else:
             text = ""
         texts.append(text)
@@ -731,6 +827,15 @@ def _apply(cell: dict, kind: str, value, original: dict):
         cell["loras"] = tuple(value)
     elif kind == "Refiner On/Off":
         cell["refine_at_step"] = int(value * cell["steps"])
+    elif kind in CNET_PARTS:
+        # As the pack: the first entry of the stack so far (the loader's, else this value's) with this
+        # axis's part, and the parts no axis varies as the first ControlNet value gives them.
+        stack = cell["cnet_stack"] or value
+        first = list(stack[0])
+        first[CNET_PARTS[kind]] = value[0][CNET_PARTS[kind]]
+        for part, fixed in cell["cnet_fixed"].items():
+            first[part] = fixed
+        cell["cnet_stack"] = (tuple(first),) + tuple(stack[1:])
 
 
 def _grid_checks(columns: int, rows: int, height: int, width: int, spacing: int):
@@ -779,6 +884,10 @@ def run_xy_plot(node, sampler_type: str):
          original["positive_text"], original["negative_text"], original["token_normalization"],
          original["weight_interpretation"], _, _, _, loras, original["cnet_stack"]) = deps
         original["loras"] = () if any(a.kind in LORA_TYPES for a in (x, y)) else tuple(loras or ())
+        cnet_axis = next((a for a in (x, y) if a.kind in CNET_PARTS), None)
+        if cnet_axis is not None:  # the parts no axis varies, as the first ControlNet value has them
+            original["cnet_fixed"] = {part: cnet_axis.values[0][0][part] for part in CNET_PARTS.values()
+                                      if part not in {CNET_PARTS.get(x.kind), CNET_PARTS.get(y.kind)}}
     samples = latent["samples"]
     height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
     _grid_checks(len(x.values), len(y.values), height, width, plot["grid_spacing"])

@@ -473,3 +473,32 @@ def test_sdxl_sampler_refiner_on_off(registry, tmp_folders):
     graph["2"]["inputs"]["dependencies"] = ["1", 3]
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["5"])
     assert not result.ok and "Clip Skip" in str(result.error)  # left out: SDXL re-encoding
+
+
+def test_control_net_axis_equals_the_loader_with_that_stack(registry, models):
+    """X ControlNet strength 0 / 1.5 (start 0, end 0.9), Y seeds: each cell is the Efficient Loader
+    with a Control Net Stacker of that strength; Control Net Plot gives both axes' values."""
+    graph = xy_prompt({"class_type": "XY Input: Control Net", "inputs": {
+        "control_net": ["7", 0], "image": ["8", 0], "target_parameter": "strength", "batch_count": 2,
+        "first_strength": 0.0, "last_strength": 1.5, "first_start_percent": 0.0, "last_start_percent": 1.0,
+        "first_end_percent": 0.0, "last_end_percent": 1.0, "strength": 1.0, "start_percent": 0.0,
+        "end_percent": 0.9}}, SEED_AXIS)
+    graph["7"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "control.safetensors"}}
+    graph["8"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                         "color": 0x8040C0}}
+    images = run_graph(registry, graph, ["5"]).values["5"][5]
+    for i, (seed, strength) in enumerate((s, c) for s in (5, 6) for c in (0.0, 1.5)):
+        alone = {"1": {**loader(), "inputs": {**loader()["inputs"], "cnet_stack": ["9", 0]}},
+                 "5": sampler(seed=seed), "7": graph["7"], "8": graph["8"],
+                 "9": {"class_type": "Control Net Stacker", "inputs": {
+                     "control_net": ["7", 0], "image": ["8", 0], "strength": strength, "start_percent": 0.0,
+                     "end_percent": 0.9}}}
+        assert torch.equal(images[i:i + 1], run_graph(registry, alone, ["5"]).values["5"][5]), (seed, strength)
+    assert not torch.equal(images[0], images[1])
+    model = call(registry, "LoadControlNet", control_net_name="control.safetensors")
+    image = torch.zeros(1, 8, 8, 3)
+    x, y = call(registry, "XYControlNetPlot", control_net=model, image=image, plot_type="X: Start%, Y: Strength",
+                X_batch_count=3, X_first_value=0.5, X_last_value=1.5, Y_batch_count=2, Y_first_value=0.0,
+                Y_last_value=2.0, strength=0.7, end_percent=0.8)
+    assert x.kind == "ControlNetStart%" and [v[0][3] for v in x.values] == [0.5, 0.75, 1]  # start held to 1
+    assert y.kind == "ControlNetStrength" and [v[0][2:] for v in y.values] == [(0.0, 0.0, 0.8), (2.0, 0.0, 0.8)]
