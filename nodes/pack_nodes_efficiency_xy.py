@@ -28,9 +28,9 @@ from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, No
                            check_run_memory, run_limits, show, socket_type)
 from graphflow.choices import SAMPLER_NAMES
 from nodes.controlnet import CONTROL_NET
-from nodes.efficiency_nodes import (BAKED_VAE, CONTROL_NET_STACK, DEPENDENCIES, EFF_SCHEDULERS, LORA_STACK, SCRIPT, Script,
-                                    _apply_cnet_stack, _checkpoint_choices, _decode, _load, _lora_rows, _seed,
-                                    _set_clip_skip)
+from nodes.efficiency_nodes import (BAKED_VAE, CONTROL_NET_STACK, DEPENDENCIES, EFF_SCHEDULERS, LORA_STACK, SCRIPT,
+                                    Script, _apply_cnet_stack, _checkpoint_choices, _decode, _load, _lora_rows,
+                                    _seed, _set_clip_skip)
 from nodes.image import MAX_SIZE, temp_pngs
 from nodes.loaders import LoadVAE
 from nodes.pack_nodes import _core, _lora_choices
