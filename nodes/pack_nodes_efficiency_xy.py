@@ -9,14 +9,14 @@ that branch of the samplers (nodes/efficiency_nodes.py calls it).
 
 Built: XY Plot; XY Input: Seeds++ Batch, Add/Return Noise, Steps, CFG Scale, Sampler/Scheduler,
 Denoise, VAE, Prompt S/R, Checkpoint, Clip Skip, LoRA, LoRA Stacks, Refiner On/Off, Control Net,
-Control Net Plot, Manual XY Entry; Join XY Inputs of Same Type; Manual XY Entry Info (notes). Left
-out (their classes stay unknown, named by their pack when a workflow uses them): XY Input:
-Aesthetic Score and LoRA Plot; within the built inputs the "Batch" modes (files listed from a
-folder path the user types, which may lie outside the model folders) and the refiner targets of
-Checkpoint and Clip Skip are refused by name, and the SDXL sampler takes no XY type that encodes
-the prompts again (Checkpoint, LoRA, LoRA Stacks, Prompt S/R, Clip Skip, Control Net). The pack's
-font (arial.ttf, shipped inside the pack) is not ours to ship: labels use PIL's default font
-(Aileron) at the pack's sizes."""
+Control Net Plot, LoRA Plot, Manual XY Entry; Join XY Inputs of Same Type; Manual XY Entry Info
+(notes). Left out (its class stays unknown, named by its pack when a workflow uses it): XY Input:
+Aesthetic Score (SDXL refiner prompts); within the built inputs the "Batch" modes (files listed
+from a folder path the user types, which may lie outside the model folders) and the refiner
+targets of Checkpoint and Clip Skip are refused by name, and the SDXL sampler takes no XY type
+that encodes the prompts again (Checkpoint, LoRA, LoRA Stacks, LoRA Plot, Prompt S/R, Clip Skip,
+Control Net). The pack's font (arial.ttf, shipped inside the pack) is not ours to ship: labels
+use PIL's default font (Aileron) at the pack's sizes."""
 
 from __future__ import annotations
 
@@ -44,10 +44,12 @@ CATEGORY = "Efficiency Nodes/XY Inputs"
 NOTHING = "Nothing"
 SR_TYPES = ("Positive Prompt S/R", "Negative Prompt S/R")
 LORA_TYPES = ("LoRA", "LoRA Stacks")
+LORA_PLOT_TYPES = {"LoRA MStr": 1, "LoRA CStr": 2}  # LoRA Plot's axes: the first LoRA's part each varies
+ALL_LORA_TYPES = (*LORA_TYPES, *LORA_PLOT_TYPES)  # the types whose cells take their LoRAs from the axes
 # ControlNet axes: the stack entry's part each varies ((control net, image, strength, start, end))
 CNET_PARTS = {"ControlNetStrength": 2, "ControlNetStart%": 3, "ControlNetEnd%": 4}
 # The types whose cells the pack encodes the prompts for again (with the loader's DEPENDENCIES)
-ENCODE_TYPES = ("Checkpoint", *LORA_TYPES, *SR_TYPES, "Clip Skip", *CNET_PARTS)
+ENCODE_TYPES = ("Checkpoint", *ALL_LORA_TYPES, *SR_TYPES, "Clip Skip", *CNET_PARTS)
 # The types each sampler refuses, as the pack's XY branch lists them
 DISALLOWED = {"regular": ("AddNoise", "ReturnNoise", "StartStep", "EndStep", "RefineStep", "Refiner On/Off"),
               "advanced": ("RefineStep", "Denoise", "Refiner On/Off"),
@@ -491,6 +493,46 @@ class XYControlNetPlot(Node):
         return tuple(axes)
 
 
+class XYLoRAPlot(Node):
+    """Two XY Plot axes at once (X and Y outputs) of one LoRA: "X: Model Strength, Y: Clip Strength"
+    gives X_batch_count model strengths from X_first_value to X_last_value and Y_batch_count clip
+    strengths (each evenly, rounded to 3 places) for lora_name, followed by lora_stack's LoRAs, each
+    cell loading them in place of the loader's. lora_name "None" gives no axes. Needs the loader's
+    DEPENDENCIES on XY Plot. Left out: the three "X: LoRA Batch" modes (LoRA files listed from
+    X_batch_path, a folder anywhere on the machine) are refused; model_strength, clip_strength and
+    the X_batch_* path widgets belong to them."""
+    category = CATEGORY
+    input_mode: str = Choice(("X: LoRA Batch, Y: LoRA Weight", "X: LoRA Batch, Y: Model Strength",
+                              "X: LoRA Batch, Y: Clip Strength", "X: Model Strength, Y: Clip Strength"),
+                             "X: LoRA Batch, Y: LoRA Weight")
+    lora_name: str = Choice(_lora_choices, "None", model_folder="loras", not_files=("None",))
+    model_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    clip_strength: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    X_batch_count: int = Int(XYPLOT_DEF, min=0, max=XYPLOT_LIM)
+    X_batch_path: str = Text(BATCH_PATH)
+    X_subdirectories: bool = Bool(False)
+    X_batch_sort: str = Choice(("ascending", "descending"), "ascending")
+    X_first_value: float = Float(0.0, min=-10.0, max=10.0, step=0.01)
+    X_last_value: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    Y_batch_count: int = Int(XYPLOT_DEF, min=0, max=XYPLOT_LIM)
+    Y_first_value: float = Float(0.0, min=-10.0, max=10.0, step=0.01)
+    Y_last_value: float = Float(1.0, min=-10.0, max=10.0, step=0.01)
+    lora_stack: LORA_STACK = None
+    outputs = {"X": XY, "Y": XY}
+    comfy = ComfyAlias(("XY Input: LoRA Plot",))
+
+    def run(self):
+        _no_batch(self.input_mode)
+        if self.lora_name == "None":
+            return None, None
+        stack = tuple(_lora_rows(self.lora_stack))
+        x = [((self.lora_name, v, None),) + stack for v in _floats(self.X_batch_count, self.X_first_value,
+                                                                    self.X_last_value)]
+        y = [((self.lora_name, None, v),) + stack for v in _floats(self.Y_batch_count, self.Y_first_value,
+                                                                    self.Y_last_value)]
+        return _axis("LoRA MStr", x), _axis("LoRA CStr", y)
+
+
 # -- Manual XY Entry ------------------------------------------------------------------------------
 
 MANUAL_TYPES = (NOTHING, "Seeds++ Batch", "Steps", "StartStep", "EndStep", "CFG Scale", "Sampler", "Scheduler",
@@ -670,6 +712,9 @@ class XYPlot(Node):
             if x.kind == NOTHING:
                 return None  # as the pack: no script, the sampler runs once
             raise NodeInputError("Y", f"X and Y are both {x.kind}: the input types must be different")
+        if (x.kind in LORA_PLOT_TYPES) != (y.kind in LORA_PLOT_TYPES):
+            raise NodeInputError("Y" if x.kind in LORA_PLOT_TYPES else "X", "connect both of LoRA Plot's outputs, X "
+                                                                            "and Y, to use it")
         if x.kind in LORA_TYPES and y.kind in LORA_TYPES:
             raise NodeInputError("Y", "X and Y input types must be different (LoRA and LoRA Stacks both set the LoRAs)")
         for name, axis in (("X", x), ("Y", y)):
@@ -782,6 +827,9 @@ def _labels(axis: XYAxis, cell: dict) -> list[str]:
             text = f"ClipSkip ({value})"
         elif kind in LORA_TYPES:
             text, limit = _lora_label(value)
+        elif kind in LORA_PLOT_TYPES:
+            limit = 50 + 12 * (len(value) - 1)
+            text = f"LoRA {'Mstr' if kind == 'LoRA MStr' else 'Cstr'}: {_weight(value[0][LORA_PLOT_TYPES[kind]])}"
         elif kind == "Refiner On/Off":
             text = f"Refiner: {'On' if value < 1 else 'Off'}"
         elif kind in CNET_PARTS:
@@ -789,7 +837,7 @@ def _labels(axis: XYAxis, cell: dict) -> list[str]:
         else:
             text = ""
         texts.append(text)
-    if axis.kind in ("VAE", "Checkpoint", *LORA_TYPES) and texts:
+    if axis.kind in ("VAE", "Checkpoint", *ALL_LORA_TYPES) and texts:
         cut = max(min(max(len(t) for t in texts), limit), 24)
         texts = [t if len(t) <= cut else t[:cut] + "..." for t in texts]
     return texts
@@ -825,6 +873,11 @@ def _apply(cell: dict, kind: str, value, original: dict):
         cell["clip_skip"] = value
     elif kind in LORA_TYPES:
         cell["loras"] = tuple(value)
+    elif kind in LORA_PLOT_TYPES:
+        # the pack fills the first LoRA's part left None (the other axis's) from the LoRAs so far
+        first = value[0] if not cell["loras"] else tuple(v if v is not None else cell["loras"][0][i]
+                                                          for i, v in enumerate(value[0]))
+        cell["loras"] = (first,) + tuple(value[1:])
     elif kind == "Refiner On/Off":
         cell["refine_at_step"] = int(value * cell["steps"])
     elif kind in CNET_PARTS:
@@ -883,7 +936,7 @@ def run_xy_plot(node, sampler_type: str):
         (original["vae_name"], original["ckpt_name"], original["clip"], original["clip_skip"], *_,
          original["positive_text"], original["negative_text"], original["token_normalization"],
          original["weight_interpretation"], _, _, _, loras, original["cnet_stack"]) = deps
-        original["loras"] = () if any(a.kind in LORA_TYPES for a in (x, y)) else tuple(loras or ())
+        original["loras"] = () if any(a.kind in ALL_LORA_TYPES for a in (x, y)) else tuple(loras or ())
         cnet_axis = next((a for a in (x, y) if a.kind in CNET_PARTS), None)
         if cnet_axis is not None:  # the parts no axis varies, as the first ControlNet value has them
             original["cnet_fixed"] = {part: cnet_axis.values[0][0][part] for part in CNET_PARTS.values()
@@ -941,7 +994,7 @@ def _cell_models(node, cell: dict, kinds: set, loaded: dict):
     model, positive, negative = (getattr(node, name, None) for name in ("model", "positive", "negative"))
     vae = node.optional_vae
     clip = cell.get("clip")
-    if kinds & {"Checkpoint", *LORA_TYPES}:
+    if kinds & {"Checkpoint", *ALL_LORA_TYPES}:
         key = (cell["ckpt_name"], cell["loras"])
         if key not in loaded:
             loaded[key] = _load(cell["ckpt_name"], "script", BAKED_VAE, [(*row, "script") for row in cell["loras"]])
@@ -957,7 +1010,7 @@ def _cell_models(node, cell: dict, kinds: set, loaded: dict):
             if "ckpt_name" not in cell:
                 raise NodeInputError("script", "XY Plot's VAE Baked VAE is the checkpoint's own: connect the "
                                                "Efficient Loader's DEPENDENCIES to XY Plot")
-            key = (cell["ckpt_name"], cell["loras"] if kinds & {"Checkpoint", *LORA_TYPES} else ())
+            key = (cell["ckpt_name"], cell["loras"] if kinds & {"Checkpoint", *ALL_LORA_TYPES} else ())
             if key not in loaded:
                 loaded[key] = _load(cell["ckpt_name"], "script", BAKED_VAE, [(*r, "script") for r in key[1]])
             vae = loaded[key][2]

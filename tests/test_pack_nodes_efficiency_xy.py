@@ -502,3 +502,32 @@ def test_control_net_axis_equals_the_loader_with_that_stack(registry, models):
                 Y_last_value=2.0, strength=0.7, end_percent=0.8)
     assert x.kind == "ControlNetStart%" and [v[0][3] for v in x.values] == [0.5, 0.75, 1]  # start held to 1
     assert y.kind == "ControlNetStrength" and [v[0][2:] for v in y.values] == [(0.0, 0.0, 0.8), (2.0, 0.0, 0.8)]
+
+
+def test_lora_plot_model_by_clip_strength(registry, models):
+    """LoRA Plot "X: Model Strength, Y: Clip Strength": each cell is the Efficient Loader with that
+    LoRA at that model and clip strength (the loader's own LoRA replaced); labels as the pack."""
+    from nodes.pack_nodes_efficiency_xy import _labels
+
+    graph = xy_prompt({"class_type": "XY Input: LoRA Plot", "inputs": {
+        "input_mode": "X: Model Strength, Y: Clip Strength", "lora_name": "first.safetensors", "model_strength": 1.0,
+        "clip_strength": 1.0, "X_batch_count": 2, "X_batch_path": "/example_folder", "X_subdirectories": False,
+        "X_batch_sort": "ascending", "X_first_value": 0.25, "X_last_value": 1.5, "Y_batch_count": 2,
+        "Y_first_value": 0.0, "Y_last_value": 2.0}}, None)
+    graph["2"]["inputs"]["Y"] = ["3", 1]
+    del graph["4"]
+    graph["1"]["inputs"].update(lora_name="second.safetensors")  # replaced by the plot's LoRA
+    images = run_graph(registry, graph, ["5"]).values["5"][5]
+    for i, (clip, model) in enumerate((c, m) for c in (0.0, 2.0) for m in (0.25, 1.5)):
+        want = single(registry, {"lora_name": "first.safetensors", "lora_model_strength": model,
+                                 "lora_clip_strength": clip})[1]
+        assert torch.equal(images[i:i + 1], want), (model, clip)
+    x, y = call(registry, "XYLoRAPlot", input_mode="X: Model Strength, Y: Clip Strength",
+                lora_name="first.safetensors", X_batch_count=2, X_first_value=0.25, X_last_value=1.5)
+    assert _labels(x, {}) == ["LoRA Mstr: 0.25", "LoRA Mstr: 1.5"] and _labels(y, {})[1] == "LoRA Cstr: 0.5"
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "XYLoRAPlot", lora_name="first.safetensors")  # X: LoRA Batch
+    assert e.value.input == "input_mode"
+    del graph["2"]["inputs"]["Y"]
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["5"])
+    assert not result.ok and "both of LoRA Plot's outputs" in str(result.error)
