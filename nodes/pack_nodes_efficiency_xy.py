@@ -687,8 +687,9 @@ class XYPlot(Node):
     pack's sizes (the pack's arial.ttf is not ours to ship). The sampler's IMAGE is the cells'
     images, row by row ("Images"), or the grid, RGBA as the pack makes it ("Plot"); its LATENT the
     cells' latents, row by row; the grid is shown either way. XY_flip swaps the axes. Checkpoint,
-    LoRA, Prompt S/R and Clip Skip axes need dependencies from the Efficient Loader (its model,
-    prompts, clip skip, LoRAs and ControlNets are what they vary). cache_models changes nothing
+    LoRA (and LoRA Stacks / LoRA Plot), Prompt S/R, Clip Skip and Control Net axes need dependencies
+    from the Efficient Loader (its model, prompts, clip skip, LoRAs and ControlNets are what they
+    vary; a cell so changed has its prompts encoded again). cache_models changes nothing
     here (the pack's choice of keeping models loaded between cells). X and Y of the same type
     (except Prompt S/R) are refused (the pack prints an error and plots nothing); each axis holds
     at most 50 values, as the pack's inputs give (its Manual XY Entry and Join take more) and the
