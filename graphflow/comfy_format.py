@@ -161,6 +161,7 @@ CUSTOM_PACKS = {
     "Efficiency Nodes": ("Efficient Loader", "KSampler (Efficient)", "KSampler Adv. (Efficient)",
                          "Eff. Loader SDXL", "KSampler SDXL (Eff.)", "LoRA Stacker", "Control Net Stacker",
                          "Apply ControlNet Stack", "Pack SDXL Tuple", "Unpack SDXL Tuple", "XY Plot", "XY Input: ",
+                         "Join XY Inputs of Same Type", "Manual XY Entry Info",
                          "HighRes-Fix Script", "Noise Control Script", "Tiled Upscaler Script", "AnimateDiff Script",
                          "LoRA Stack to String converter", "Image Overlay"),
     "ComfyUI_Comfyroll_CustomNodes": ("CR ",),

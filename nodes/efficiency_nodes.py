@@ -8,15 +8,16 @@ with LucianoCirino's py/smZ_rng_source.py and py/cg_mixed_seed_noise.py at
 93eb9256864fb9a8b68d570fe19947d1aa37bfe5 / 333f984cc460e6a3fb3e0247e4a16a12ee4265e3, jags111's
 py/smZ_cfg_denoiser.py at 425b64ab139287ddbfca08993f9c9df04c9a4b6b and the editor's
 js/seedcontrol.js and js/widgethider.js). They call our core loaders, LoRA, text encoding,
-ControlNet, sampling, upscale and VAE code. The pack's other scripts (XY Plot, Tiled Upscaler,
-AnimateDiff) are not built in: a sampler refuses them by name.
+ControlNet, sampling, upscale and VAE code. XY Plot and its XY inputs are in
+nodes/pack_nodes_efficiency_xy.py (the samplers run its grid); the pack's other scripts (Tiled
+Upscaler, AnimateDiff) are not built in: a sampler refuses them by name.
 
 Stacks as the pack passes them: LORA_STACK a list of (lora_name, model_strength, clip_strength),
 CONTROL_NET_STACK a list of (control_net, image, strength, start_percent, end_percent), SDXL_TUPLE
 (base model, base clip, base positive, base negative, refiner model, refiner clip, refiner
 positive, refiner negative). A SCRIPT (the pack's is a plain dict {"hiresfix": {...}, "noise": {...}},
 each script adding its own key to the one it is chained after) is here a frozen Script that only
-HighRes-Fix Script and Noise Control Script make, holding the settings each checked: the samplers
+HighRes-Fix Script, Noise Control Script and XY Plot make, holding the settings each checked: the samplers
 refuse any other value (a dict linked from an ANY output would skip those checks)."""
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ STACKER_ROWS = 50  # the LoRA Stacker's rows: all saved by the editor, lora_coun
 RANDOM_SEED = -1  # the pack's seed widget value for "draw a seed when queueing"
 TILE_SIZE = 320  # the pack decodes "tiled" as VAEDecodeTiled(tile_size 320) with its other defaults
 # The pack's script keys: ours, and those of its scripts not built in (their node names)
-BUILT_SCRIPTS = ("hiresfix", "noise")
-UNBUILT_SCRIPTS = {"xyplot": "XY Plot", "tile": "Tiled Upscaler Script", "anim": "AnimateDiff Script"}
-SCRIPTS = "XY Plot, Tiled Upscaler Script and AnimateDiff Script"  # the pack's scripts not built in
+BUILT_SCRIPTS = ("hiresfix", "noise", "xyplot")
+UNBUILT_SCRIPTS = {"tile": "Tiled Upscaler Script", "anim": "AnimateDiff Script"}
+SCRIPTS = "Tiled Upscaler Script and AnimateDiff Script"  # the pack's scripts not built in
 USE_SAME = "(use same)"  # HighRes-Fix's hires_ckpt_name for the sampler's own model
 # The pack's NN latent upscalers: city96's downloads its weights from the Hugging Face hub, ttl_nn's
 # ship inside the pack's folder; neither is a file a user has in a model folder.
@@ -193,7 +194,7 @@ class EfficientLoader(Node):
     the other token normalizations (mean, length, length+mean) and weight interpretations (A1111,
     compel, comfy++, down_weight) follow ComfyUI_ADV_CLIP_emb's formulas, as CLIP Text Encode
     (Advanced) encodes. The CLIP output is the clip-skipped text encoder;
-    DEPENDENCIES is what the pack's XY Plot reads (not built in). Saves of the pack's 2023 versions
+    DEPENDENCIES is what the pack's XY Plot reads. Saves of the pack's 2023 versions
     (no token_normalization / weight_interpretation) read as none / comfy."""
     category = "Efficiency Nodes/Loaders"
     ckpt_name: str = Choice(_checkpoint_choices, DEMO_CHECKPOINT, model_folder="checkpoints")
@@ -653,11 +654,12 @@ def _random_fingerprint(seed):
 @dataclass(frozen=True)
 class Script:
     """A SCRIPT: the settings of each script chained, as HighRes-Fix Script / Noise Control Script
-    checked and gave them ((name, value) pairs; None where that script is absent). Only those two
-    nodes make one, so the samplers can trust it; frozen and made of plain values, so it compares,
-    hashes and prints as what it holds."""
+    checked and gave them ((name, value) pairs; None where that script is absent; XY Plot's its
+    own tuple). Only those nodes make one, so the samplers can trust it; frozen and made of plain
+    values, so it compares, hashes and prints as what it holds."""
     hiresfix: tuple | None = None
     noise: tuple | None = None
+    xyplot: tuple | None = None  # XY Plot's (nodes/pack_nodes_efficiency_xy.py): the sampler runs its grid
 
 
 def _scripts(script) -> tuple[dict | None, dict | None]:
@@ -671,8 +673,8 @@ def _scripts(script) -> tuple[dict | None, dict | None]:
         if unbuilt:
             raise NodeInputError("script", f"{', '.join(unbuilt)} is not built in (of the pack's scripts, {SCRIPTS} "
                                            f"are not): disconnect it, or use the core nodes")
-        raise NodeInputError("script", f"expected the SCRIPT of a HighRes-Fix Script or Noise Control Script node, "
-                                       f"got {_kind(script)}: link the script nodes themselves")
+        raise NodeInputError("script", f"expected the SCRIPT of a HighRes-Fix Script, Noise Control Script or XY Plot "
+                                       f"node, got {_kind(script)}: link the script nodes themselves")
     hiresfix, noise = (dict(pairs) if pairs is not None else None for pairs in (script.hiresfix, script.noise))
     if noise is not None:
         from nodes.pack_nodes_inspire import _noise_device  # Inspire's module imports this one
@@ -682,6 +684,17 @@ def _scripts(script) -> tuple[dict | None, dict | None]:
         noise["device"] = "cpu" if noise["rng_source"] == "cpu" else \
             str(_noise_device("GPU", "Noise Control Script's rng_source gpu"))
     return hiresfix, noise
+
+
+def _xyplot(script) -> bool:
+    """Whether a SCRIPT holds an XY Plot (the sampler then runs its grid)."""
+    return isinstance(script, Script) and script.xyplot is not None
+
+
+def _run_xyplot(node, sampler_type: str):
+    from nodes.pack_nodes_efficiency_xy import run_xy_plot  # that module imports this one
+
+    return run_xy_plot(node, sampler_type)
 
 
 def _kind(value) -> str:
@@ -925,7 +938,8 @@ class KSamplerEfficient(Node):
     pack's AYS SD1 / SDXL / SVD (Align Your Steps' tables) and GITS (coeff 1.20), as the pack
     computes them. script: a Noise Control Script draws the starting noise of every pass (see it);
     a HighRes-Fix Script then upscales and samples again (see it), and the LATENT and IMAGE given
-    out are its; XY Plot, Tiled Upscaler and AnimateDiff scripts are not built in and are refused.
+    out are its; an XY Plot script runs the sampler once per cell of its grid (see XY Plot);
+    Tiled Upscaler and AnimateDiff scripts are not built in and are refused.
     A 2023 save's sampler_state is dropped: every run samples."""
     category = "Efficiency Nodes/Sampling"
     output_node = True
@@ -953,8 +967,17 @@ class KSamplerEfficient(Node):
         return _random_fingerprint(seed)
 
     def run(self):
+        if _xyplot(self.script):
+            return _run_xyplot(self, "regular")
+        latent, images = self.sample(_seed(self.seed))
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
+        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+
+    def sample(self, seed: int):
+        """One generation with this node's settings and scripts: (LATENT, IMAGE a HighRes-Fix pixel
+        upscale made, else None)."""
         hires, noise = _scripts(self.script)
-        seed, scheduler = _seed(self.seed), _scheduler(self.scheduler)
+        scheduler = _scheduler(self.scheduler)
         loaded = _hires_models(hires, self.latent_image, self.optional_vae, self.model)
         if self.denoise > 0:
             latent = _core(KSampler, starting_noise=_starting_noise(noise, seed), model=self.model, seed=seed,
@@ -963,10 +986,8 @@ class KSamplerEfficient(Node):
                            denoise=self.denoise)
         else:
             latent = self.latent_image
-        latent, images = _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler,
-                                    self.positive, self.negative, self.optional_vae, self.vae_decode)
-        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
-        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+        return _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler, self.positive,
+                          self.negative, self.optional_vae, self.vae_decode)
 
 
 class KSamplerAdvEfficient(Node):
@@ -1004,18 +1025,24 @@ class KSamplerAdvEfficient(Node):
         return _random_fingerprint(noise_seed)
 
     def run(self):
+        if _xyplot(self.script):
+            return _run_xyplot(self, "advanced")
+        latent, images = self.sample(_seed(self.noise_seed))
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
+        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+
+    def sample(self, seed: int):
+        """One generation, as KSampler (Efficient)'s sample()."""
         hires, noise = _scripts(self.script)
-        seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
+        scheduler = _scheduler(self.scheduler)
         loaded = _hires_models(hires, self.latent_image, self.optional_vae, self.model)
         latent = _core(KSamplerAdvanced, starting_noise=_starting_noise(noise, seed), model=self.model,
                        add_noise=self.add_noise, noise_seed=seed, steps=self.steps, cfg=self.cfg,
                        sampler_name=self.sampler_name, scheduler=scheduler, positive=self.positive,
                        negative=self.negative, latent_image=self.latent_image, start_at_step=self.start_at_step,
                        end_at_step=self.end_at_step, return_with_leftover_noise=self.return_with_leftover_noise)
-        latent, images = _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler,
-                                    self.positive, self.negative, self.optional_vae, self.vae_decode)
-        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
-        return self.model, self.positive, self.negative, latent, self.optional_vae, images
+        return _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler, self.positive,
+                          self.negative, self.optional_vae, self.vae_decode)
 
 
 class KSamplerSDXLEff(Node):
@@ -1049,10 +1076,18 @@ class KSamplerSDXLEff(Node):
         return _random_fingerprint(noise_seed)
 
     def run(self):
+        if _xyplot(self.script):
+            return _run_xyplot(self, "sdxl")
+        latent, images = self.sample(_seed(self.noise_seed))
+        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
+        return self.sdxl_tuple, latent, self.optional_vae, images
+
+    def sample(self, seed: int):
+        """One generation, as KSampler (Efficient)'s sample()."""
         hires, noise = _scripts(self.script)
         model, _, positive, negative, refiner_model, _, refiner_positive, refiner_negative = \
             _sdxl_parts(self.sdxl_tuple)
-        seed, scheduler = _seed(self.noise_seed), _scheduler(self.scheduler)
+        scheduler = _scheduler(self.scheduler)
         loaded = _hires_models(hires, self.latent_image, self.optional_vae, model)
         end = self.steps if self.refine_at_step == -1 else self.refine_at_step
         common = dict(noise_seed=seed, steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name,
@@ -1064,7 +1099,5 @@ class KSamplerSDXLEff(Node):
             latent = _core(KSamplerAdvanced, model=refiner_model, add_noise="disable", positive=refiner_positive,
                            negative=refiner_negative, latent_image=latent, start_at_step=end, end_at_step=self.steps,
                            return_with_leftover_noise="disable", **common)
-        latent, images = _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler,
-                                    positive, negative, self.optional_vae, self.vae_decode)
-        images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
-        return self.sdxl_tuple, latent, self.optional_vae, images
+        return _hires_fix(hires, loaded, noise, latent, seed, self.cfg, self.sampler_name, scheduler, positive,
+                          negative, self.optional_vae, self.vae_decode)

@@ -198,11 +198,12 @@ def test_saves_of_the_packs_2023_versions(registry, models):
 
 @pytest.mark.parametrize("mode", [0, 4])
 def test_a_script_node_is_named_and_a_bypassed_one_left_out(registry, models, mode):
-    """XY Plot is not built in: validation names it and its pack; bypassed (mode 4), ComfyUI
-    leaves it out and the sampler runs without a script, as here."""
+    """Tiled Upscaler Script is not built in: validation names it and its pack; bypassed (mode 4),
+    ComfyUI leaves it out and the sampler runs without a script, as here."""
     graph = eff_ui_graph([5, None, 2, 7.0, "euler", "normal", 1.0, "none", "false"])
     graph["nodes"][2]["inputs"][-1]["link"] = 9
-    graph["nodes"].append(ui_node(4, "XY Plot", [0, "False", "Horizontal", "True", "Images"], [],
+    graph["nodes"].append(ui_node(4, "Tiled Upscaler Script", [1.25, 512, "random", 30, 0, "fixed", 0.4, False,
+                                                               "none", 1.0], [],
                                   [("SCRIPT", "SCRIPT", [9])]))
     graph["nodes"][-1]["mode"] = mode
     graph["links"].append([9, 4, 0, 3, 5, "SCRIPT"])
@@ -210,7 +211,7 @@ def test_a_script_node_is_named_and_a_bypassed_one_left_out(registry, models, mo
     if mode == 4:
         assert result.ok, (result.problems, result.error)
     else:
-        assert not result.ok and any("'XY Plot'" in p.message and "Efficiency Nodes" in p.message
+        assert not result.ok and any("'Tiled Upscaler Script'" in p.message and "Efficiency Nodes" in p.message
                                      for p in result.problems), result.problems
 
 

@@ -364,7 +364,7 @@ def test_nv_rng_and_unbuilt_scripts_are_refused(registry, models):
     with pytest.raises(NodeInputError) as e:
         call(registry, "NoiseControlScript", rng_source="nv")
     assert e.value.input == "rng_source" and "nv" in str(e.value)
-    for key, name in (("xyplot", "XY Plot"), ("tile", "Tiled Upscaler Script"), ("anim", "AnimateDiff Script")):
+    for key, name in (("tile", "Tiled Upscaler Script"), ("anim", "AnimateDiff Script")):
         with pytest.raises(NodeInputError) as e:
             call(registry, "KSamplerEfficient", model=None, positive=None, negative=None, latent_image=None,
                  script={"noise": {}, key: {}})
