@@ -52,8 +52,9 @@ def model_keys(workflow, registry, targets=None) -> dict[str, str]:
         signatures = Executor(registry).signatures(plan)
     except Exception:  # a model file this machine doesn't have: route without affinity
         return {}
-    return {node_id: signatures[node_id] for node_id in plan.order
-            if any(o.type in MODEL_TYPES for o in plan.nodes[node_id].cls.output_specs)}
+    # a loader whose file name is linked has no key before the run: no affinity for it
+    return {node_id: signatures[node_id] for node_id in plan.order if node_id in signatures
+            and any(o.type in MODEL_TYPES for o in plan.nodes[node_id].cls.output_specs)}
 
 
 MAX_SHIPPED_INPUTS = 512 * 2**20  # bytes of input files sent with one run

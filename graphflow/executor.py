@@ -119,26 +119,40 @@ class Executor:
         return ctx is not None and ctx.interrupt.is_set() and force_interrupt(ctx)
 
     def signatures(self, plan: Plan) -> dict[str, str]:
-        """Each node's cache key (see _keys)."""
-        return _keys(plan, uuid.uuid4().hex, self.registry)[0]
+        """Each node's cache key (see _keys), for the nodes whose key is known before the run: not
+        one whose fingerprint reads a linked widget's value, nor those after it, whose keys the run
+        makes (the cluster routes by these keys, so they are the same on every call)."""
+        signatures, fingerprints = _keys(plan, uuid.uuid4().hex, self.registry, _workflow_json(plan))
+        pending = set()
+        for node_id in plan.order:
+            if fingerprints[node_id] is LINKED_FINGERPRINT or \
+                    any(src in pending for src, _ in plan.nodes[node_id].links.values()):
+                pending.add(node_id)
+        return {node_id: key for node_id, key in signatures.items() if node_id not in pending}
 
     def _execute(self, plan: Plan, result: RunResult, emit, interrupt, pnginfo: dict) -> None:
         run_id = result.run_id
         values = result.values
         nonce = uuid.uuid4().hex  # never-cacheable nodes get a fresh signature every run
+        workflow_json = _workflow_json(plan)
         try:
-            (signatures, fingerprints), failure = _keys(plan, nonce, self.registry), None
-        except Exception as e:  # a node's fingerprint failed (e.g. its file vanished)
+            (signatures, fingerprints), failure = _keys(plan, nonce, self.registry, workflow_json, interrupt,
+                                                        self.limits), None
+        except FingerprintFailed as e:  # a node's fingerprint failed (e.g. its file vanished)
             signatures, fingerprints, failure = {}, {}, e
         # Announced up front, as ComfyUI's single execution_cached message does; a node the cache
-        # drops meanwhile still runs, and one that a twin's run fills is still reported as cached.
+        # drops meanwhile still runs, and one that a twin's run fills is still reported as cached
+        # (as is one whose key the run makes: after a fingerprint of a linked value).
         cached = [node_id for node_id, signature in signatures.items() if signature in self.cache]
         emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": cached})
         if failure is not None:
-            node_id = _failing_fingerprint(plan)
-            self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, failure)
+            node_id = failure.node_id
+            if isinstance(failure.error, (Interrupted, ForcedInterrupt)):  # stopped while hashing its file
+                self._interrupted(result, emit, node_id, plan.nodes[node_id].cls.node_type, "before it started")
+            else:
+                self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, failure.error)
             return
-        workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
+        rekeyed, per_run = set(), set()  # nodes keyed again in the run; those whose key is this run's only
         texts = {}  # workflow_texts(), made by the first node that saves a file
         for node_id in plan.order:
             node = plan.nodes[node_id]
@@ -146,17 +160,25 @@ class Executor:
             if interrupt.is_set():
                 self._interrupted(result, emit, node_id, node_type, "before it started")
                 return
+            sources = [src for src, _ in node.links.values()]
             if fingerprints[node_id] is LINKED_FINGERPRINT:  # its sources have run: the linked values are known
-                fingerprints[node_id] = _linked_fingerprint(node_id, plan, values, nonce, self.registry, workflow_json)
-            # again, as a source's key may have been made since (a node after one with a linked fingerprint)
-            signature = signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
+                fingerprints[node_id] = _linked_fingerprint(node_id, plan, values, self.registry, workflow_json,
+                                                            interrupt, self.limits)
+                rekeyed.add(node_id)
+            if fingerprints[node_id] is UNFINGERPRINTED or any(src in per_run for src in sources):
+                per_run.add(node_id)  # its outputs are not kept: no later run has this key
+            if node_id in rekeyed or any(src in rekeyed for src in sources):
+                rekeyed.add(node_id)
+                signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
+            signature = signatures[node_id]
             entry = self.cache.get(signature)
             if entry is not None:
                 values[node_id] = entry.outputs
                 result.cached.append(node_id)
                 if entry.ui:
                     result.outputs[node_id] = entry.ui
-                emit({"type": "node_cached", "run_id": run_id, "node": node_id, "node_type": node_type, "ui": entry.ui})
+                emit({"type": "node_cached", "run_id": run_id, "node": node_id, "node_type": node_type, "ui": entry.ui,
+                      "announced": node_id in cached})
                 continue
 
             emit({"type": "node_started", "run_id": run_id, "node": node_id, "node_type": node_type})
@@ -190,7 +212,7 @@ class Executor:
             result.timings[node_id] = elapsed
             if ctx.ui:
                 result.outputs[node_id] = ctx.ui
-            if node.cls.cacheable:
+            if node.cls.cacheable and node_id not in per_run:
                 self.cache.put(signature, outputs, ctx.ui)
             emit({"type": "node_finished", "run_id": run_id, "node": node_id, "node_type": node_type,
                   "elapsed": elapsed, "ui": ctx.ui})
@@ -354,26 +376,43 @@ def _check_linked_widgets(node, instance) -> None:
 
 
 LINKED_FINGERPRINT = object()  # a fingerprint that needs a linked widget's value, made when the run has it
+UNFINGERPRINTED = object()  # a fingerprint that failed on a linked value: the node runs, uncached
 
 
-def _keys(plan: Plan, nonce: str, registry) -> tuple[dict[str, str], dict]:
+class FingerprintFailed(Exception):
+    def __init__(self, node_id: str, error: BaseException):
+        super().__init__(str(error))
+        self.node_id, self.error = node_id, error
+
+
+def _workflow_json(plan: Plan) -> dict:
+    return plan.workflow.to_json() if plan.workflow is not None else {}
+
+
+def _keys(plan: Plan, nonce: str, registry, workflow_json: dict, interrupt=None,
+          limits=None) -> tuple[dict[str, str], dict]:
     """Each node's cache key and fingerprint: its type, version, widgets, fingerprint and its
     sources' keys. A node whose fingerprint reads a linked widget (a file name from a text node)
     has LINKED_FINGERPRINT and a key of this run only, as the value is not known before its source
-    runs; the run makes both again then."""
+    runs; the run makes both again then. FingerprintFailed names the node whose fingerprint failed."""
     signatures, fingerprints = {}, {}
-    workflow_json = plan.workflow.to_json() if plan.workflow is not None else {}
     for node_id in plan.order:
         node = plan.nodes[node_id]
-        fingerprints[node_id] = LINKED_FINGERPRINT if _fingerprint_reads_links(node) else \
-            _fingerprint(node_id, plan, node.widgets, registry, workflow_json)
+        if _fingerprint_reads_links(node):
+            fingerprints[node_id] = LINKED_FINGERPRINT
+        else:
+            try:
+                fingerprints[node_id] = _fingerprint(node_id, plan, node.widgets, registry, workflow_json,
+                                                     interrupt, limits)
+            except (Exception, SystemExit) as e:
+                raise FingerprintFailed(node_id, e) from e
         signatures[node_id] = _signature(node, signatures, fingerprints[node_id], nonce)
     return signatures, fingerprints
 
 
 def _signature(node, signatures: dict, fingerprint, nonce: str) -> str:
     cls = node.cls
-    marker = nonce if fingerprint is LINKED_FINGERPRINT else repr(fingerprint)
+    marker = nonce if fingerprint is LINKED_FINGERPRINT or fingerprint is UNFINGERPRINTED else repr(fingerprint)
     # Widget values are validated JSON literals in declaration order, so repr is canonical.
     text = f"{cls.node_type}\0{cls.version}\0{node.widgets!r}\0{marker}"
     for name, (src, index) in sorted(node.links.items()):
@@ -383,27 +422,36 @@ def _signature(node, signatures: dict, fingerprint, nonce: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _has_fingerprint(cls) -> bool:
+    """Whether the class has a fingerprint of its own (a classmethod, or a plugin's staticmethod)."""
+    return getattr(cls.fingerprint, "__func__", cls.fingerprint) is not Node.fingerprint.__func__
+
+
 def _fingerprint_reads_links(node) -> bool:
-    return node.cls.fingerprint.__func__ is not Node.fingerprint.__func__ and \
-        any(node.cls.input_specs[name].widget for name in node.links)
+    return _has_fingerprint(node.cls) and any(node.cls.input_specs[name].widget for name in node.links)
 
 
-def _fingerprint(node_id: str, plan: Plan, widgets: dict, registry, workflow_json: dict):
-    """The node's fingerprint, made where current_workflow() / current_node_id() answer as in its
-    run (CLIP Text Encode++'s depends on the step count of the sampler it feeds)."""
+def _fingerprint(node_id: str, plan: Plan, widgets: dict, registry, workflow_json: dict, interrupt=None,
+                 limits=None):
+    """The node's fingerprint, made where current_workflow() / current_node_id() / run_limits()
+    answer as in its run (CLIP Text Encode++'s depends on the step count of the sampler it feeds)
+    and the run's interrupt stops a long one (a video's hash)."""
     cls = plan.nodes[node_id].cls
-    token = _current.set(NodeContext("", node_id, cls.node_type, lambda event: None, threading.Event(),
-                                     workflow_json, registry))
+    if not _has_fingerprint(cls):
+        return None
+    token = _current.set(NodeContext("", node_id, cls.node_type, lambda event: None, interrupt or threading.Event(),
+                                     workflow_json, registry, limits=limits))
     try:
         return cls.fingerprint(**widgets)
     finally:
         _current.reset(token)
 
 
-def _linked_fingerprint(node_id: str, plan: Plan, values: dict, nonce: str, registry, workflow_json: dict):
-    """The fingerprint with the linked widgets' values (each item's, for a list), or the run's own
-    marker where it fails on them (a value that is no file name): the node then runs, uncached,
-    and its run() judges the value, naming the input."""
+def _linked_fingerprint(node_id: str, plan: Plan, values: dict, registry, workflow_json: dict, interrupt=None,
+                        limits=None):
+    """The fingerprint with the linked widgets' values (each item's, for a list), or UNFINGERPRINTED
+    where it fails on them (a value that is no file name): the node then runs, uncached, and its
+    run() judges the value, naming the input."""
     node = plan.nodes[node_id]
     linked = {name: values[src][index] for name, (src, index) in node.links.items()
               if node.cls.input_specs[name].widget}
@@ -411,17 +459,7 @@ def _linked_fingerprint(node_id: str, plan: Plan, values: dict, nonce: str, regi
     rows = [{name: v[min(k, len(v) - 1)] if isinstance(v, ItemList) else v for name, v in linked.items()}
             for k in range(count)] if count else [linked]
     try:
-        return tuple(_fingerprint(node_id, plan, node.widgets | row, registry, workflow_json) for row in rows)
-    except Exception:
-        return ("unfingerprinted", nonce)
-
-
-def _failing_fingerprint(plan: Plan) -> str:
-    for node_id in plan.order:
-        node = plan.nodes[node_id]
-        try:
-            if not _fingerprint_reads_links(node):
-                node.cls.fingerprint(**node.widgets)
-        except Exception:
-            return node_id
-    return plan.order[0]
+        return tuple(_fingerprint(node_id, plan, node.widgets | row, registry, workflow_json, interrupt, limits)
+                     for row in rows)
+    except (Exception, SystemExit):
+        return UNFINGERPRINTED

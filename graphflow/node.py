@@ -237,6 +237,7 @@ class Node:
         cls.widget_model = create_model(
             f"{cls.__name__}Widgets", __config__=ConfigDict(extra="ignore"), **widgets
         )
+        _check_fingerprint(cls)
         cls.linked_widget_model = cls.widget_model
         if any(s.widget and LINKED_HINTS & s.widget.hints.keys() for s in cls.input_specs.values()):
             linked = {name: _pydantic_field(s, linked=True) for name, s in cls.input_specs.items() if s.widget}
@@ -315,6 +316,22 @@ def _input_spec(cls, name, hint, default) -> InputSpec:
     if widget.kind == "CHOICE" and widget.options is None:
         raise NodeDeclarationError(f"node {cls.__name__}: choice input {name!r} has no options")
     return InputSpec(name, widget.kind, required=widget.default is _REQUIRED, widget=widget)
+
+
+def _check_fingerprint(cls) -> None:
+    """A fingerprint is called with the widget values only: one that needs another input (a
+    socket) would fail every run, so it is refused where the node is declared."""
+    try:
+        parameters = inspect.signature(cls.fingerprint).parameters.values()
+    except (TypeError, ValueError):
+        return
+    for p in parameters:
+        spec = cls.input_specs.get(p.name)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty and \
+                (spec is None or spec.widget is None):
+            what = "a socket" if spec is not None else "no input of the node"
+            raise NodeDeclarationError(f"node {cls.__name__}: fingerprint() takes {p.name!r}, {what}; it is called "
+                                       f"with the widget values only (take **inputs for the rest)")
 
 
 def _declared_outputs(cls) -> tuple[OutputSpec, ...]:

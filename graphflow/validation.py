@@ -31,7 +31,7 @@ ANY = "*"
 # ComfyUI passes a BOOLEAN value on unconverted; here only true / false (or 0 / 1) is taken, as
 # bool("false") would be true
 SOCKET_LITERALS = {"STRING": str, "INT": int, "FLOAT": float, "BOOLEAN": bool}
-SOCKET_RANGES = {"INT": " within int64", "FLOAT": " that is finite", "BOOLEAN": " (true or false)"}
+SOCKET_RANGES = {"INT": " within int64", "FLOAT": " that is finite", "BOOLEAN": " (true or false, or 0 or 1)"}
 INT64_MAX = 2**63 - 1  # a socket has no widget bounds: its literal is held to what a linked output could give
 
 

@@ -117,7 +117,7 @@ class LoadDiffControlNetAdvanced(Node):
                        old_links_first=("timestep_keyframe",), optional=TK_OPT)
 
     @classmethod
-    def fingerprint(cls, model, control_net_name, **links):
+    def fingerprint(cls, control_net_name, **links):
         return folders.model_state("controlnet", control_net_name)
 
     def run(self):

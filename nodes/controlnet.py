@@ -63,7 +63,7 @@ class LoadDiffControlNet(Node):
     comfy = ComfyAlias(("DiffControlNetLoader",))
 
     @classmethod
-    def fingerprint(cls, model, control_net_name):
+    def fingerprint(cls, control_net_name, **links):
         return folders.model_state("controlnet", control_net_name)
 
     def run(self):

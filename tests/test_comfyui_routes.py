@@ -484,3 +484,24 @@ async def test_a_class_nobody_has_refuses_the_whole_prompt_as_in_comfyui(start):
     assert response.status == 400 and body["error"]["type"] == "invalid_prompt"
     assert body["error"]["message"] == "Cannot execute because a node is missing the class_type property."
     assert body["error"]["details"] == "Node ID '#3'" and body["node_errors"] == {}
+
+
+def test_object_info_marks_forceinput_as_comfyui_does_for_core_classes(builtin_registry):
+    """A ComfyUI editor shows an input without forceInput as a widget: ours mark the same core
+    inputs as ComfyUI's catalogue (every text / number socket here is one), but for the known
+    difference of a link-only FLOATS input."""
+    ours = object_info(builtin_registry)
+    differ = []
+    for class_type, alias in aliased_classes(builtin_registry):
+        if class_type not in REFERENCE:
+            continue
+        ref, mine = REFERENCE[class_type]["input"], ours[class_type]["input"]
+        mine = {**mine["required"], **mine.get("optional", {})}
+        for section in ("required", "optional"):
+            for name, spec in ref.get(section, {}).items():
+                if name in alias.ignore or name not in mine:
+                    continue
+                theirs = bool(len(spec) > 1 and spec[1].get("forceInput"))
+                if theirs != bool(mine[name][1].get("forceInput")):
+                    differ.append((class_type, name, theirs))
+    assert differ == [("CreateHookKeyframesFromFloats", "floats_strength", True)]

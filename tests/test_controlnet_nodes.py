@@ -314,3 +314,21 @@ def test_share_controls_gives_the_negative_the_positive_gligen_boxes():
     side = [Cond(ctx)]
     share_controls([Cond(ctx, gligen=boxes, area=(4, 4, 0, 0))], side)
     assert side[0].gligen is None  # an area entry's boxes stay with it
+
+
+@pytest.mark.parametrize("class_type", ["DiffControlNetLoader", "DiffControlNetLoaderAdvanced",
+                                        "ACN_DiffControlNetLoaderAdvanced"])
+def test_diff_controlnet_loaders_run_in_a_workflow(builtin_registry, models, class_type):
+    """Their fingerprint took the MODEL socket, which a fingerprint never gets: every run of
+    them failed with a TypeError (only calls of the node itself were tested)."""
+    from graphflow.executor import Executor
+    from graphflow.testing import write_controlnet
+    from graphflow.workflow import import_comfy
+
+    write_controlnet(models / "controlnet" / "x.safetensors", "sd1")
+    graph = {"9": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "2": {"class_type": class_type, "inputs": {"model": ["9", 0], "control_net_name": "x.safetensors"}}}
+    executor = Executor(builtin_registry)
+    result = executor.run(import_comfy(graph, builtin_registry), outputs=["2"])
+    assert result.ok, result.error
+    assert executor.run(import_comfy(graph, builtin_registry), outputs=["2"]).cached == ["9", "2"]

@@ -209,6 +209,97 @@ def test_a_fingerprint_reads_its_linked_widget_once_the_link_has_run(toy_registr
     started = next(e for e in events if e["type"] == "run_started")
     assert started["cached"] == ["p"]  # announced before the link's value is known
     assert [e["node"] for e in events if e["type"] == "node_cached"] == ["p", "r"]
+    # ComfyUI's clients count a node done from execution_cached: r gets its own, once found cached
+    from graphflow.server.comfyui_messages import translate
+    messages = [m for e in events for m in translate(e["type"], e)]
+    assert [data["nodes"] for kind, data in messages if kind == "execution_cached"] == [["p"], ["r"]]
+
+
+def test_after_a_linked_fingerprint_the_nodes_it_feeds_are_keyed_again(toy_registry, tmp_path):
+    """A node after the one whose fingerprint read a linked value: its key is made again from the
+    new one, so a changed file reruns both, and an unchanged one leaves both cached; Executor.
+    signatures (the cluster's routing keys) leaves out both, whose keys only the run knows, and is
+    the same on every call."""
+    from graphflow.validation import plan_workflow
+
+    _add_read_file(toy_registry)
+    target = tmp_path / "f.txt"
+    target.write_text("one")
+    wf = parse_workflow({"nodes": {"p": {"type": "Repeat", "inputs": {"text": str(target)}},
+                                   "r": {"type": "ReadFile", "inputs": {"path": ["p", 0]}},
+                                   "s": {"type": "Repeat", "inputs": {"text": ["r", 0], "times": 2}}}})
+    executor = Executor(toy_registry)
+    assert executor.run(wf, outputs=["s"]).values["s"][0] == "oneone"
+    assert sorted(executor.run(wf, outputs=["s"]).cached) == ["p", "r", "s"]
+    target.write_text("two")
+    again = executor.run(wf, outputs=["s"])
+    assert again.executed == ["r", "s"] and again.values["s"][0] == "twotwo"
+    plan, _ = plan_workflow(wf, toy_registry, ["s"])
+    keys = executor.signatures(plan)
+    assert set(keys) == {"p"} and executor.signatures(plan) == keys
+
+
+def test_outputs_of_a_node_whose_fingerprint_failed_on_its_linked_value_are_not_kept(toy_registry, tmp_path):
+    """Keyed for this run only (the fingerprint could not read the value), the node and those after
+    it run every time; their outputs are not put in the cache, where no later run could hit them."""
+    from graphflow.api import Node, Text
+    from graphflow.types import STRING
+
+    class Echo(Node):
+        name: str = Text("")
+        outputs = {"text": STRING}
+
+        @classmethod
+        def fingerprint(cls, name):
+            raise ValueError("no file")
+
+        def run(self):
+            return self.name
+
+    toy_registry.add(Echo)
+    wf = parse_workflow({"nodes": {"p": {"type": "Repeat", "inputs": {"text": "x"}},
+                                   "e": {"type": "Echo", "inputs": {"name": ["p", 0]}},
+                                   "s": {"type": "Repeat", "inputs": {"text": ["e", 0]}}}})
+    executor = Executor(toy_registry)
+    first = executor.run(wf, outputs=["s"])
+    assert first.ok, first.error
+    size = len(executor.cache)
+    second = executor.run(wf, outputs=["s"])
+    assert second.cached == ["p"] and second.executed == ["e", "s"] and len(executor.cache) == size
+
+
+def test_a_staticmethod_fingerprint_works_and_one_taking_a_socket_is_refused_where_declared(toy_registry):
+    from graphflow.api import Node, Text
+    from graphflow.node import NodeDeclarationError
+    from graphflow.types import STRING
+
+    class Stamped(Node):
+        output_node = True
+        text: str = Text("a")
+        outputs = {"text": STRING}
+
+        @staticmethod
+        def fingerprint(**widgets):
+            return widgets["text"]
+
+        def run(self):
+            return self.text
+
+    toy_registry.add(Stamped)
+    executor = Executor(toy_registry)
+    wf = parse_workflow({"nodes": {"s": {"type": "Stamped", "inputs": {"text": "b"}}}})
+    assert executor.run(wf).ok and executor.run(wf).cached == ["s"]
+    with pytest.raises(NodeDeclarationError, match="fingerprint.*'x'.*a socket"):
+        class Bad(Node):
+            x: toy_nodes.NUMBER
+            outputs = {"text": STRING}
+
+            @classmethod
+            def fingerprint(cls, x):
+                return None
+
+            def run(self):
+                return ""
 
 
 def test_a_linked_list_of_file_names_fingerprints_each(toy_registry, tmp_path):

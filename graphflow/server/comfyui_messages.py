@@ -154,11 +154,15 @@ def translate(kind: str, data: dict, node_states: dict | None = None) -> list[tu
         return [("execution_start", {"prompt_id": prompt_id, "timestamp": now}),
                 ("execution_cached", {"nodes": list(data.get("cached") or []), "prompt_id": prompt_id,
                                       "timestamp": now})]
-    if kind in ("node_cached", "node_finished"):  # a cached node is named in execution_cached already
+    if kind in ("node_cached", "node_finished"):
+        # a cached node is named in execution_cached already, unless the run found it cached only
+        # once its key was made (after a fingerprint of a linked value)
+        cached = [("execution_cached", {"nodes": [node], "prompt_id": prompt_id, "timestamp": _now()})] \
+            if kind == "node_cached" and data.get("announced") is False else []
         if not data.get("ui"):
-            return state
+            return cached + state
         executed = {"node": node, "display_node": node, "output": data["ui"], "prompt_id": prompt_id}
-        return [("executed", executed)] + state
+        return cached + [("executed", executed)] + state
     if kind == "node_started":
         return state + [("executing", {"node": node, "display_node": node, "prompt_id": prompt_id})]
     if kind == "progress":
