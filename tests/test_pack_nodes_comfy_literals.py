@@ -64,6 +64,11 @@ def test_operation_errors_name_the_input(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Operation", a_type="Int", b_type="Int", operation="A*B", a_int=2 ** 62, b_int=2 ** 62)
     assert caught.value.input == "operation"
+    for a, b, operation, said in ((10 ** 200, 10 ** 200, "A*B", "64-bit"), (10 ** 400, 1, "A+B", "64-bit"),
+                                  (2 ** 70, 1, "A+B", "64-bit"), (10 ** 4000, 10 ** 4000, "A*B", "64-bit"), (10 ** 400, 3, "A/B", "not a finite")):
+        with pytest.raises(NodeInputError) as caught:  # results beyond what a float holds, or 64 bits
+            node(registry, "Operation", a_type="Int", b_type="Int", operation=operation, a_int=a, b_int=b)
+        assert caught.value.input == "operation" and said in str(caught.value)
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Operation", a_type="Int", b_type="Int", operation="A+B", a_int="3", b_int=1)
     assert caught.value.input == "a_int"
@@ -73,6 +78,15 @@ def test_operation_errors_name_the_input(registry):
 @pytest.mark.parametrize("text", ["", "a.safetensors", "a.safetensors\nsub/b.ckpt\n", "\n\nx\n\n y \n"])
 def test_lists_are_the_packs_line_split(registry, name, text):
     assert node(registry, name, literal=text) == list(filter(None, text.split("\n")))
+
+
+@pytest.mark.parametrize("name", ["Checkpoint", "Lora"])
+def test_a_list_longer_than_the_list_cap_is_refused_naming_literal(registry, name):
+    from nodes.pack_nodes import MAX_LIST_ITEMS
+    assert len(node(registry, name, literal="a\n" * MAX_LIST_ITEMS)) == MAX_LIST_ITEMS
+    with pytest.raises(NodeInputError) as caught:  # each name would run the nodes after it once
+        node(registry, name, literal="a\n" * (MAX_LIST_ITEMS + 1))
+    assert caught.value.input == "literal" and f"{MAX_LIST_ITEMS:,}" in str(caught.value)
 
 
 def test_kep_string_literal_gives_its_text(registry):
