@@ -7,9 +7,11 @@ the pack's class names that run and round-trip."""
 import operator
 
 import pytest
+import torch
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
@@ -65,7 +67,8 @@ def test_operation_errors_name_the_input(registry):
         node(registry, "Operation", a_type="Int", b_type="Int", operation="A*B", a_int=2 ** 62, b_int=2 ** 62)
     assert caught.value.input == "operation"
     for a, b, operation, said in ((10 ** 200, 10 ** 200, "A*B", "64-bit"), (10 ** 400, 1, "A+B", "64-bit"),
-                                  (2 ** 70, 1, "A+B", "64-bit"), (10 ** 4000, 10 ** 4000, "A*B", "64-bit"), (10 ** 400, 3, "A/B", "not a finite")):
+                                  (2 ** 70, 1, "A+B", "64-bit"), (10 ** 4000, 10 ** 4000, "A*B", "64-bit"),
+                                  (10 ** 400, 3, "A/B", "not a finite")):
         with pytest.raises(NodeInputError) as caught:  # results beyond what a float holds, or 64 bits
             node(registry, "Operation", a_type="Int", b_type="Int", operation=operation, a_int=a, b_int=b)
         assert caught.value.input == "operation" and said in str(caught.value)
@@ -148,3 +151,55 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, operation_w
     assert by_id[3]["widgets_values"] == ["Int", "Float", "A*B"]  # as today's editor saves it
     linked = {i["name"] for i in by_id[3]["inputs"] if i.get("link") is not None}
     assert linked == {"A - Int", "B - Float"}
+
+
+def test_a_checkpoint_list_feeds_the_loaders_ckpt_name_on_the_demo_model(registry, tmp_folders):
+    """Checkpoint's names linked into CheckpointLoaderSimple.ckpt_name: the loader loads (and
+    checks) each, as when typed in."""
+    from tests.test_comfy_core_demo import base_graph
+
+    typed = base_graph()
+    typed["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
+    want = run_graph(registry, typed, ["8"]).values["8"][0]
+    linked = {**typed, "20": {"class_type": "Checkpoint", "inputs": {"literal": "graphflow-demo.safetensors\n"}}}
+    linked["4"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["20", 0]}}
+    got = run_graph(registry, linked, ["8"]).values["8"][0]  # a list of one picture: one name
+    assert len(got) == 1 and torch.equal(got[0], want)
+    linked["20"]["inputs"]["literal"] = "missing.safetensors"
+    failed = Executor(registry).run(parse_workflow(linked, registry), outputs=["8"])
+    assert not failed.ok and failed.error["node_id"] == "4" and "missing.safetensors" in failed.error["message"]
+
+
+def test_a_lora_list_feeds_the_loaders_lora_name(registry, tmp_folders):
+    """Lora's names linked into LoraLoader.lora_name: one run per name, each the LoRA typed in;
+    a name outside the loras folder is refused by the loader."""
+    from graphflow.testing import write_checkpoint, write_lora
+
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    for seed, name in enumerate(("first.safetensors", "second.safetensors"), 1):
+        write_lora(tmp_folders.models / "loras" / name, "sd1", seed=seed)
+
+    def graph(lora_name):
+        return {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+                "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                             "lora_name": lora_name, "strength_model": 1.0,
+                                                             "strength_clip": 1.0}},
+                "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "a red cat"}},
+                "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+                "5": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "positive": ["3", 0],
+                                                           "negative": ["3", 0], "latent_image": ["4", 0],
+                                                           "seed": 1, "steps": 2, "cfg": 3.0, "sampler_name": "euler",
+                                                           "scheduler": "normal", "denoise": 1.0}}}
+
+    typed = [run_graph(registry, graph(name), ["5"]).values["5"][0]["samples"]
+             for name in ("first.safetensors", "second.safetensors")]
+    assert not torch.equal(*typed)  # the two LoRAs do differ
+    linked = {**graph(["10", 0]), "10": {"class_type": "Lora",
+                                         "inputs": {"literal": "first.safetensors\nsecond.safetensors"}}}
+    got = run_graph(registry, linked, ["5"]).values["5"][0]
+    assert len(got) == 2 and all(torch.equal(g["samples"], t) for g, t in zip(got, typed))
+    linked["10"]["inputs"]["literal"] = "../../../etc/passwd"
+    failed = Executor(registry).run(parse_workflow(linked, registry), outputs=["5"])
+    assert not failed.ok and failed.error["node_id"] == "2" and "etc/passwd" in failed.error["message"]
