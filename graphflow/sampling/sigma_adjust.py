@@ -4,7 +4,8 @@ own steps (its sigmas, its update of x) stay as they are. This is how ComfyUI's 
 nodes (Detail Daemon, Lying Sigma) work: their KSAMPLER calls the wrapped sampler with a model
 function that passes an altered sigma on.
 
-An adjuster is a small frozen (picklable: SAMPLER values travel to cluster workers) object with
+An adjuster is a small frozen dataclass (a SAMPLER value the cache keeps is handed to every node
+it feeds, so nothing changes it in place; two built from the same settings compare equal) with
 
     for_run(sigmas, cfg, schedule) -> adjust(sigma) -> sigma
 
