@@ -49,6 +49,16 @@ def counted_inputs(node, prefix: str) -> list[tuple[str, object]]:
     return named
 
 
+MAX_LIST_ITEMS = 100_000  # a longer list would run the nodes after it that many times: refused
+
+
+def _list_fits(count: int, input_name: str) -> None:
+    """Refuse, naming the input, a list output (ListOf) longer than MAX_LIST_ITEMS."""
+    if count > MAX_LIST_ITEMS:
+        raise NodeInputError(input_name, f"makes a list of {count:,} values; the limit is {MAX_LIST_ITEMS:,} (each "
+                                         f"value runs the nodes after it once)")
+
+
 def image_or_latent_size(value) -> tuple[int, int] | None:
     """(width, height) of an image or mask batch, or of a latent's pixels (its size times 8), as
     rgthree's Image or Latent Size and pysssss's Math Expression read them; None for anything else."""

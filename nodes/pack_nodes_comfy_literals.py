@@ -9,9 +9,12 @@ M1kep/ComfyLiterals (__init__.py at bdddb08ca82d90d75d97b1d437a652e0284a32ac, no
 
 The pack's bare "Int", "Float" and "String" are also ComfyUI-Logic's class names; ComfyUI-Logic's
 nodes in nodes/pack_nodes_mxlogic.py answer them, reading ComfyLiterals' `Number` / `String`
-inputs (a typed-in number text parsed as the pack's int() / float() do; bad text refused naming
-the input). KepStringLiteral, ComfyLiterals' own, is answered here. Nothing of the pack is left
-out but its editor script's hiding of the Operation's unused inputs.
+inputs (a typed-in number text read as the pack's int() / float() read it, but for "7.0" read as
+7 by Int, whole numbers beyond 2^64 - 1 either way refused, and inf, nan and "1e400" refused by
+Float on purpose: its widget holds finite numbers; bad text refused naming the input). They are
+written back in ComfyUI-Logic's shape (input `value`), which a ComfyUI with ComfyLiterals and
+without ComfyUI-Logic does not read. KepStringLiteral, ComfyLiterals' own, is answered here.
+Nothing of the pack is left out but its editor script's hiding of the Operation's unused inputs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import math
 
 from graphflow.api import ANY, FLOAT, INT, STRING, Choice, ComfyAlias, ListOf, Node, NodeInputError, Text
+from nodes.pack_nodes import _list_fits
 
 COMFY_PACK = "ComfyLiterals"  # the custom node pack this module's ComfyUI classes come from
 
@@ -65,6 +69,11 @@ class LiteralsOperation(Node):
             result = OPERATIONS[self.operation](a, b)
         except OverflowError:
             result = math.inf
+        # a whole-number result first: one beyond a float's range would make isfinite() raise (not
+        # printed: it may have more digits than str() of an int allows)
+        if isinstance(result, int) and not INT64[0] <= result <= INT64[1]:
+            raise NodeInputError("operation", f"{self.operation} of the linked whole numbers is beyond a 64-bit "
+                                              f"whole number")
         if not math.isfinite(result):
             raise NodeInputError("operation", f"{self.operation} of {a} and {b} is not a finite number")
         whole = int(result)
@@ -74,15 +83,18 @@ class LiteralsOperation(Node):
 
 
 def _names(literal: str) -> list[str]:
-    """The pack's parse: the text's lines, empty ones dropped (kept as they are otherwise)."""
-    return [line for line in literal.split("\n") if line]
+    """The pack's parse: the text's lines, empty ones dropped (kept as they are otherwise); more
+    than MAX_LIST_ITEMS of them refused, naming `literal` (the pack sets no limit)."""
+    names = [line for line in literal.split("\n") if line]
+    _list_fits(len(names), "literal")
+    return names
 
 
 class LiteralsCheckpointList(Node):
     """A list of checkpoint names typed one a line, given on one by one (each node fed by it runs
     once per name), as ComfyLiterals' Checkpoint. The names are passed on as written: the loader
     they feed checks them. (The pack fills the box with every checkpoint found when the editor
-    loads; here it starts empty.)"""
+    loads; here it starts empty.) At most 100,000 names (the pack sets no limit)."""
     category = "List Stuff"
     literal: str = Text("", multiline=True)
     outputs = {"Selected Checkpoints": ListOf(ANY)}
@@ -95,7 +107,8 @@ class LiteralsCheckpointList(Node):
 class LiteralsLoraList(Node):
     """A list of LoRA names typed one a line, given on one by one, as ComfyLiterals' Lora. The
     names are passed on as written: the loader they feed checks them. (The pack fills the box
-    with every LoRA found when the editor loads; here it starts empty.)"""
+    with every LoRA found when the editor loads; here it starts empty.) At most 100,000 names (the
+    pack sets no limit)."""
     category = "List Stuff"
     literal: str = Text("", multiline=True)
     outputs = {"Selected Loras": ListOf(ANY)}

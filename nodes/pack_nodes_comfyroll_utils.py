@@ -40,6 +40,7 @@ import string
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
     ListOf, Node, NodeInputError, Size, Text
+from nodes.pack_nodes import _list_fits
 from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
 from nodes.sampling import SEED_MAX
 from nodes.strings import _fits, replaced_in_turn
@@ -347,15 +348,6 @@ class CRPromptList(Node):
         _fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
         return ([self.prepend_text + row + self.append_text for row in rows], rows,
                 _help("List-Nodes", "cr-prompt-list"))
-
-
-MAX_LIST_ITEMS = 100_000  # a longer list would run the nodes after it that many times: refused
-
-
-def _list_fits(count: int, input_name: str) -> None:
-    if count > MAX_LIST_ITEMS:
-        raise NodeInputError(input_name, f"makes a list of {count:,} values; the limit is {MAX_LIST_ITEMS:,} (each "
-                                         f"value runs the nodes after it once)")
 
 
 def ping_pong_loops(values: list, loops: int, ping_pong: bool) -> list:

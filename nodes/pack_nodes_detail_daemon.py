@@ -152,7 +152,9 @@ class LyingSigmaAdjuster:
 
 
 def _wrapped(sampler, adjuster):
-    """The SAMPLER `sampler` with `adjuster` nearest the model (inside its own adjusters)."""
+    """The SAMPLER `sampler` with `adjuster` put first in its sigma_adjusters, nearest the model:
+    of nested wrapper nodes, the outermost node's adjuster is nearest the model, so it changes the
+    sigma last (after the adjusters of the sampler it wraps), as ComfyUI's nested model wrappers."""
     from dataclasses import replace
 
     from graphflow.sampling.samplers import SamplerChoice
@@ -167,7 +169,33 @@ def _adjuster(node, cfg_scale_override: float) -> DetailDaemonAdjuster:
                                 node.start_offset, node.end_offset, node.fade, node.smooth, cfg_scale_override)
 
 
-class DetailDaemonSampler(Node):
+class _SamplerInput(Node):
+    sampler: SAMPLER
+
+
+class _SigmasInput(Node):
+    sigmas: SIGMAS
+
+
+class _DetailSchedule(Node):
+    """The schedule's nine widgets, in the pack's order, that the three Detail Daemon nodes share."""
+    detail_amount: float = Float(0.1, min=-5.0, max=5.0, step=0.01)
+    start: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    end: float = Float(0.8, min=0.0, max=1.0, step=0.01)
+    bias: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    exponent: float = Float(1.0, min=0.0, max=10.0, step=0.05)
+    start_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
+    end_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
+    fade: float = Float(0.0, min=0.0, max=1.0, step=0.05)
+    smooth: bool = Bool(True)
+
+
+# A Detail Daemon node lists _DetailSchedule before its socket classes: inputs are gathered from
+# the last base to the class itself, so its sockets come first, then the schedule, then its own
+# (UI saves are read by position).
+
+
+class DetailDaemonSampler(_DetailSchedule, _SamplerInput):
     """Detail Daemon: the sampler as it is, but the model is told a lower noise level than the
     step's, so it removes less noise and leaves more detail (a negative detail_amount: higher,
     less detail). Per step the schedule (see Detail Daemon Graph Sigmas) rises from start_offset
@@ -178,16 +206,6 @@ class DetailDaemonSampler(Node):
     cfg_scale_override when above 0, else the guider's CFG (1 for guiders without one).
     detail_amount 0 samples exactly as the wrapped sampler."""
     category = "sampling/custom_sampling/samplers"
-    sampler: SAMPLER
-    detail_amount: float = Float(0.1, min=-5.0, max=5.0, step=0.01)
-    start: float = Float(0.2, min=0.0, max=1.0, step=0.01)
-    end: float = Float(0.8, min=0.0, max=1.0, step=0.01)
-    bias: float = Float(0.5, min=0.0, max=1.0, step=0.01)
-    exponent: float = Float(1.0, min=0.0, max=10.0, step=0.05)
-    start_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
-    end_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
-    fade: float = Float(0.0, min=0.0, max=1.0, step=0.05)
-    smooth: bool = Bool(True)
     cfg_scale_override: float = Float(0.0, min=0.0, max=100.0, step=0.5)
     outputs = {"SAMPLER": SAMPLER}
     comfy = ComfyAlias(("DetailDaemonSamplerNode", "DetailDaemonSampler"))
@@ -196,23 +214,12 @@ class DetailDaemonSampler(Node):
         return _wrapped(self.sampler, _adjuster(self, self.cfg_scale_override))
 
 
-class DetailDaemonSamplerGUI(Node):
+class DetailDaemonSamplerGUI(_DetailSchedule, _SigmasInput, _SamplerInput):
     """Detail Daemon Sampler (see its help) that also passes `sigmas` on unchanged, as the pack's
     later "Detail Daemon Sampler GUI": its editor draws the schedule in the node, with handles to
     drag (an editor widget that is not saved, so not here: use Detail Daemon Graph Sigmas to see
     the schedule of a run's sigmas)."""
     category = "sampling/custom_sampling/samplers"
-    sampler: SAMPLER
-    sigmas: SIGMAS
-    detail_amount: float = Float(0.1, min=-5.0, max=5.0, step=0.01)
-    start: float = Float(0.2, min=0.0, max=1.0, step=0.01)
-    end: float = Float(0.8, min=0.0, max=1.0, step=0.01)
-    bias: float = Float(0.5, min=0.0, max=1.0, step=0.01)
-    exponent: float = Float(1.0, min=0.0, max=10.0, step=0.05)
-    start_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
-    end_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
-    fade: float = Float(0.0, min=0.0, max=1.0, step=0.05)
-    smooth: bool = Bool(True)
     cfg_scale_override: float = Float(0.0, min=0.0, max=100.0, step=0.5)
     outputs = {"sampler": SAMPLER, "sigmas": SIGMAS}
     comfy = ComfyAlias(("DetailDaemonSamplerGUINode",))
@@ -221,23 +228,13 @@ class DetailDaemonSamplerGUI(Node):
         return _wrapped(self.sampler, _adjuster(self, self.cfg_scale_override)), self.sigmas
 
 
-class DetailDaemonGraphSigmas(Node):
+class DetailDaemonGraphSigmas(_DetailSchedule, _SigmasInput):
     """Show the Detail Daemon schedule of these inputs as a graph (the multiplier per step of the
     sigmas' steps, one fewer than the sigmas; the y axis from -1 to 1, values beyond cut off, as
     the pack's). cfg_scale is the pack's, which only uses it for the adjusted sigmas it prints.
     Drawn with PIL, in the pack's layout (title, axes, grid, one tick per step), not matplotlib."""
     category = "sampling/custom_sampling/sigmas"
     output_node = True
-    sigmas: SIGMAS
-    detail_amount: float = Float(0.1, min=-5.0, max=5.0, step=0.01)
-    start: float = Float(0.2, min=0.0, max=1.0, step=0.01)
-    end: float = Float(0.8, min=0.0, max=1.0, step=0.01)
-    bias: float = Float(0.5, min=0.0, max=1.0, step=0.01)
-    exponent: float = Float(1.0, min=0.0, max=10.0, step=0.05)
-    start_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
-    end_offset: float = Float(0.0, min=-1.0, max=1.0, step=0.01)
-    fade: float = Float(0.0, min=0.0, max=1.0, step=0.05)
-    smooth: bool = Bool(True)
     cfg_scale: float = Float(1.0, min=0.0, max=100.0, step=0.5)
     outputs = {}
     comfy = ComfyAlias(("DetailDaemonGraphSigmasNode", "DetailDaemonGraphSigmas"))

@@ -116,7 +116,8 @@ def _truth(value, input_name: str) -> bool:
 class LogicString(Node):
     """A text, as ComfyUI-Logic's String gives it. The bare name "String" is ComfyLiterals'
     class too (its input named String): a prompt or save of either pack runs here, and is
-    written back in ComfyUI-Logic's shape."""
+    written back in ComfyUI-Logic's shape (its input `value`, which a ComfyUI with ComfyLiterals
+    and without ComfyUI-Logic does not read)."""
     category = "Logic"
     value: str = Text("", multiline=True)
     outputs = {"STRING": STRING}
@@ -128,10 +129,13 @@ class LogicString(Node):
 
 class LogicInt(Node):
     """A whole number, as ComfyUI-Logic's Int gives it. The bare name "Int" is ComfyLiterals'
-    class too, whose Number is a text: a prompt or save of either pack runs here (written back
-    in ComfyUI-Logic's shape), a typed-in text read as the whole number it writes ("7", "-12")
-    and any other text refused, naming the input. A text linked into Number is refused: the
-    value here is a whole-number widget, which takes INT links only."""
+    class too, whose Number is a text: a prompt or save of either pack runs here, a typed-in
+    text read as the whole number it writes (" -12 ", "+3", "1_000", as the pack's int()) and
+    any other text refused, naming the input. Unlike the pack's int(): "7.0" is read as 7, and
+    numbers beyond the widget's range (2^64 - 1 either way) are refused. It is written back in
+    ComfyUI-Logic's shape (its input `value`), which a ComfyUI with ComfyLiterals and without
+    ComfyUI-Logic does not read (its Number is missing there). A text linked into Number is
+    refused: the value here is a whole-number widget, which takes INT links only."""
     category = "Logic"
     value: int = Int(0, min=-INT_LIMIT, max=INT_LIMIT)
     outputs = {"INT": INT}
@@ -144,9 +148,13 @@ class LogicInt(Node):
 class LogicFloat(Node):
     """A number, as ComfyUI-Logic's Float gives it. The bare name "Float" is ComfyLiterals'
     class too (Number, a text) and Derfuu's ModdedNodes' (Value): a prompt or save of any of
-    them runs here (written back in ComfyUI-Logic's shape), a typed-in text read as the number
-    it writes ("1.5", "1e3") and any other text (or inf, NaN) refused, naming the input. A text
-    linked into Number is refused: the value here is a number widget (INT or FLOAT links)."""
+    them runs here, a typed-in text read as the number it writes ("1.5", "1e3", as the pack's
+    float()) and any other text refused, naming the input. Unlike ComfyLiterals' float(), "inf",
+    "nan" and a text beyond a float's range ("1e400") are refused on purpose: the widget holds
+    finite numbers only. It is written back in ComfyUI-Logic's shape (its input `value`), which a
+    ComfyUI with ComfyLiterals and without ComfyUI-Logic does not read (its Number is missing
+    there). A text linked into Number is refused: the value here is a number widget (INT or
+    FLOAT links)."""
     category = "Logic"
     value: float = Float(0, step=0.01)
     outputs = {"FLOAT": FLOAT}

@@ -7,9 +7,11 @@ the pack's class names that run and round-trip."""
 import operator
 
 import pytest
+import torch
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
@@ -64,6 +66,12 @@ def test_operation_errors_name_the_input(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Operation", a_type="Int", b_type="Int", operation="A*B", a_int=2 ** 62, b_int=2 ** 62)
     assert caught.value.input == "operation"
+    for a, b, operation, said in ((10 ** 200, 10 ** 200, "A*B", "64-bit"), (10 ** 400, 1, "A+B", "64-bit"),
+                                  (2 ** 70, 1, "A+B", "64-bit"), (10 ** 4000, 10 ** 4000, "A*B", "64-bit"),
+                                  (10 ** 400, 3, "A/B", "not a finite")):
+        with pytest.raises(NodeInputError) as caught:  # results beyond what a float holds, or 64 bits
+            node(registry, "Operation", a_type="Int", b_type="Int", operation=operation, a_int=a, b_int=b)
+        assert caught.value.input == "operation" and said in str(caught.value)
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Operation", a_type="Int", b_type="Int", operation="A+B", a_int="3", b_int=1)
     assert caught.value.input == "a_int"
@@ -73,6 +81,15 @@ def test_operation_errors_name_the_input(registry):
 @pytest.mark.parametrize("text", ["", "a.safetensors", "a.safetensors\nsub/b.ckpt\n", "\n\nx\n\n y \n"])
 def test_lists_are_the_packs_line_split(registry, name, text):
     assert node(registry, name, literal=text) == list(filter(None, text.split("\n")))
+
+
+@pytest.mark.parametrize("name", ["Checkpoint", "Lora"])
+def test_a_list_longer_than_the_list_cap_is_refused_naming_literal(registry, name):
+    from nodes.pack_nodes import MAX_LIST_ITEMS
+    assert len(node(registry, name, literal="a\n" * MAX_LIST_ITEMS)) == MAX_LIST_ITEMS
+    with pytest.raises(NodeInputError) as caught:  # each name would run the nodes after it once
+        node(registry, name, literal="a\n" * (MAX_LIST_ITEMS + 1))
+    assert caught.value.input == "literal" and f"{MAX_LIST_ITEMS:,}" in str(caught.value)
 
 
 def test_kep_string_literal_gives_its_text(registry):
@@ -134,3 +151,85 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, operation_w
     assert by_id[3]["widgets_values"] == ["Int", "Float", "A*B"]  # as today's editor saves it
     linked = {i["name"] for i in by_id[3]["inputs"] if i.get("link") is not None}
     assert linked == {"A - Int", "B - Float"}
+
+
+def test_a_checkpoint_list_feeds_the_loaders_ckpt_name_on_the_demo_model(registry, tmp_folders):
+    """Checkpoint's names linked into CheckpointLoaderSimple.ckpt_name: the loader loads (and
+    checks) each, as when typed in."""
+    from tests.test_comfy_core_demo import base_graph
+
+    typed = base_graph()
+    typed["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
+    want = run_graph(registry, typed, ["8"]).values["8"][0]
+    linked = {**typed, "20": {"class_type": "Checkpoint", "inputs": {"literal": "graphflow-demo.safetensors\n"}}}
+    linked["4"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["20", 0]}}
+    got = run_graph(registry, linked, ["8"]).values["8"][0]  # a list of one picture: one name
+    assert len(got) == 1 and torch.equal(got[0], want)
+    linked["20"]["inputs"]["literal"] = "missing.safetensors"
+    failed = Executor(registry).run(parse_workflow(linked, registry), outputs=["8"])
+    assert not failed.ok and failed.error["node_id"] == "4" and "missing.safetensors" in failed.error["message"]
+
+
+def test_a_lora_list_feeds_the_loaders_lora_name(registry, tmp_folders):
+    """Lora's names linked into LoraLoader.lora_name: one run per name, each the LoRA typed in;
+    a name outside the loras folder is refused by the loader."""
+    from graphflow.testing import write_checkpoint, write_lora
+
+    for sub in ("checkpoints", "loras"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    for seed, name in enumerate(("first.safetensors", "second.safetensors"), 1):
+        write_lora(tmp_folders.models / "loras" / name, "sd1", seed=seed)
+
+    def graph(lora_name):
+        return {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+                "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                             "lora_name": lora_name, "strength_model": 1.0,
+                                                             "strength_clip": 1.0}},
+                "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "a red cat"}},
+                "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+                "5": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "positive": ["3", 0],
+                                                           "negative": ["3", 0], "latent_image": ["4", 0],
+                                                           "seed": 1, "steps": 2, "cfg": 3.0, "sampler_name": "euler",
+                                                           "scheduler": "normal", "denoise": 1.0}}}
+
+    typed = [run_graph(registry, graph(name), ["5"]).values["5"][0]["samples"]
+             for name in ("first.safetensors", "second.safetensors")]
+    assert not torch.equal(*typed)  # the two LoRAs do differ
+    linked = {**graph(["10", 0]), "10": {"class_type": "Lora",
+                                         "inputs": {"literal": "first.safetensors\nsecond.safetensors"}}}
+    got = run_graph(registry, linked, ["5"]).values["5"][0]
+    assert len(got) == 2 and all(torch.equal(g["samples"], t) for g, t in zip(got, typed))
+    linked["10"]["inputs"]["literal"] = "../../../etc/passwd"
+    failed = Executor(registry).run(parse_workflow(linked, registry), outputs=["5"])
+    assert not failed.ok and failed.error["node_id"] == "2" and "etc/passwd" in failed.error["message"]
+
+
+@pytest.mark.parametrize("class_type, text, read", [
+    ("Int", " 7 ", int), ("Int", "+3", int), ("Int", "1_000", int), ("Int", "7.0", lambda t: 7),
+    ("Float", " 2.5", float), ("Float", "1_0.5", float), ("Float", "1e3", float)])
+def test_the_bare_int_and_float_read_number_as_their_help_says(registry, class_type, text, read):
+    """ComfyLiterals' Int / Float (answered by ComfyUI-Logic's): Number read as the pack's
+    int() / float(), but for "7.0", which Int reads as 7 (the pack's int() refuses it)."""
+    got = run_graph(registry, {"1": {"class_type": class_type, "inputs": {"Number": text}}}, ["1"]).values["1"][0]
+    assert got == read(text) and type(got) is type(read(text))
+
+
+@pytest.mark.parametrize("class_type, text", [("Int", str(2 ** 64)), ("Int", "abc"), ("Float", "inf"),
+                                              ("Float", "nan"), ("Float", "1e400"), ("Float", "")])
+def test_the_bare_int_and_float_refuse_what_their_help_says(registry, class_type, text):
+    """Beyond 2^64 - 1 (the pack's int() takes it) and non-finite floats (the pack's float() gives
+    them) are refused on purpose, as is text that is no number, naming the input."""
+    result = Executor(registry).run(parse_workflow({"1": {"class_type": class_type, "inputs": {"Number": text}}},
+                                                   registry), outputs=["1"])
+    assert result.status == "invalid" and [p.input for p in result.problems] == ["value"]
+
+
+def test_the_bare_names_are_written_back_in_comfyui_logics_shape(registry):
+    """The loss the help names: ComfyLiterals' Number / String come back as Logic's `value`."""
+    prompt = {"1": {"class_type": "Int", "inputs": {"Number": "7"}},
+              "2": {"class_type": "Float", "inputs": {"Number": "2.5"}},
+              "3": {"class_type": "String", "inputs": {"String": "hi"}}}
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert {k: (v["class_type"], list(v["inputs"])) for k, v in api.items()} == \
+        {"1": ("Int", ["value"]), "2": ("Float", ["value"]), "3": ("String", ["value"])}

@@ -5,7 +5,6 @@ pipeline (a stub guider recording it) against sigma x (1 - schedule x 0.1 x cfg)
 run, and UI-format saves and API prompts with the pack's class names that run and round-trip."""
 
 import math
-import pickle
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,24 +126,30 @@ def test_linear_schedule_by_hand():
 
 @dataclass
 class RecordingGuider:
-    """A GUIDER whose denoiser records each sigma it is called with and predicts x0 = x / 2."""
+    """A GUIDER whose denoiser records each sigma (and x) it is called with and predicts x0 = x / 2."""
     model: object
     cfg: float = 1.0
     seen: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
 
     def denoiser(self, model_denoiser, prepare):
         def denoise(x, sigma, **extra):
             self.seen.append(float(sigma.max()))
+            self.inputs.append(x.clone())
             return x * 0.5
         return denoise
 
 
-def recorded(sampler, sigmas, cfg=1.0, mask=None):
+def recorded(sampler, sigmas, cfg=1.0, mask=None, inputs=None):
+    """The sigmas the model is called with, and the sampled latent; `inputs`, a list, gets each
+    x the model is called with."""
     guider = RecordingGuider(FakeModel(gaussian_eps(0.0, 1.0)), cfg)
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     if mask is not None:
         latent["noise_mask"] = mask
     out, _ = sample_custom(guider, NoiseSource(3), sampler, sigmas, latent)
+    if inputs is not None:
+        inputs.extend(guider.inputs)
     return guider.seen, out["samples"]
 
 
@@ -244,22 +249,34 @@ def test_wrappers_nest_as_comfyuis_model_wrappers(registry):
 
 
 def test_the_adjusted_sigma_reaches_the_inpainting_mask_too(registry):
-    """As ComfyUI's wrapper around the masked model: the known region is noised to the told sigma."""
+    """As ComfyUI's wrapper around the masked model: the known region is noised to the told sigma.
+    The latent is 0, so the known region the model gets is noise x the sigma it was noised to:
+    divided by the sigma the model is told, the same noise at every call (the adjusters inside
+    the mask would noise it to the sampler's sigma, and the steps whose sigma is adjusted would
+    give noise x raw / told)."""
     sigmas = karras(4)
     mask = torch.ones(8, 8)
     mask[:, :4] = 0
     wrapped = node(registry, "DetailDaemonSamplerNode", sampler=SamplerChoice("euler"), cfg_scale_override=1.0,
                    **{**DEFAULTS, "detail_amount": 2.0})
-    got, _ = recorded(wrapped, sigmas, mask=mask)
+    inputs = []
+    got, _ = recorded(wrapped, sigmas, mask=mask, inputs=inputs)
     raw, _ = recorded(SamplerChoice("euler"), sigmas, mask=mask)
-    assert got != raw and len(got) == len(raw)
+    assert len(got) == len(raw) and any(g != r for g, r in zip(got, raw))  # some sigma adjusted
+    noise = [x[..., :4] / told for x, told in zip(inputs, got)]  # the known columns
+    assert noise[0].abs().min() > 0
+    for seen in noise[1:]:
+        torch.testing.assert_close(seen, noise[0], rtol=1e-5, atol=0)
 
 
-def test_sampler_values_pickle_and_cfg_comes_from_the_guider(registry):
-    wrapped = node(registry, "LyingSigmaSampler", sampler=node(registry, "DetailDaemonSamplerNode",
-                   sampler=SamplerChoice("euler", {"s_noise": 1.0}), cfg_scale_override=0.0, **DEFAULTS),
-                   dishonesty_factor=-0.05, start_percent=0.1, end_percent=0.9)
-    assert pickle.loads(pickle.dumps(wrapped)) == wrapped  # SAMPLER values travel to cluster workers
+def test_sampler_values_compare_by_settings_and_cfg_comes_from_the_guider(registry):
+    def wrapped_with(factor):
+        return node(registry, "LyingSigmaSampler", sampler=node(registry, "DetailDaemonSamplerNode",
+                    sampler=SamplerChoice("euler", {"s_noise": 1.0}), cfg_scale_override=0.0, **DEFAULTS),
+                    dishonesty_factor=factor, start_percent=0.1, end_percent=0.9)
+
+    wrapped = wrapped_with(-0.05)
+    assert wrapped_with(-0.05) == wrapped and wrapped_with(-0.06) != wrapped  # frozen dataclasses: by value
     assert wrapped.name == "euler" and wrapped.options == {"s_noise": 1.0}
     assert guider_cfg(RecordingGuider(None, 7.5)) == 7.5
     assert guider_cfg(object()) == 1.0  # DualCFGGuider has no single cfg: the pack's 1.0

@@ -350,7 +350,10 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
     with torch.no_grad():
         # The samplers get the sigmas on the host: their per-step tests (sigma == 0, ...) and the
         # scalars they pass to device kernels (0-dim CPU tensors are kernel arguments) then never
-        # wait for the device. Nothing in the loop below syncs (tests/test_sampling_syncs.py).
+        # wait for the device. Nothing in the loop below syncs (tests/test_sampling_syncs.py), but
+        # for a SAMPLER's sigma adjusters (Detail Daemon, Lying Sigma): they read the sigma of each
+        # model call on the host (float(sigma.max()), one sync per call, as the pack's wrappers do),
+        # their range tests and schedule lookup being the pack's float64 / float32 host arithmetic.
         sigmas = sigmas.detach().to("cpu", torch.float32)
         empty = torch.count_nonzero(latent_samples) == 0  # on the input, before it reaches the device
         latent_image = latent_samples.to(device=device, dtype=torch.float32)
