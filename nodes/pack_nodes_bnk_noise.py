@@ -38,6 +38,8 @@ says so too):
 
 from __future__ import annotations
 
+import math
+
 from graphflow.api import CONDITIONING, FLOAT, LATENT, MASK, MODEL, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
@@ -75,10 +77,10 @@ def latent_mask(mask, samples, name: str = "mask"):
         raise NodeInputError(name, f"a mask applies to image latents [B, C, h, w]; this latent is "
                                    f"{tuple(samples.shape)}")
     batch, channels, height, width = samples.shape
+    frames = math.prod(mask.shape[:-2])
+    if frames > batch:  # counted before the resize, which would make every frame latent-sized first
+        raise NodeInputError(name, f"{frames} masks for a batch of {batch} latents; expected at most one per latent")
     mask = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=(height, width), mode="bilinear")
-    if mask.shape[0] > batch:
-        raise NodeInputError(name, f"{mask.shape[0]} masks for a batch of {batch} latents; expected at most one "
-                                   f"per latent")
     mask = mask.expand(-1, channels, -1, -1)
     if mask.shape[0] < batch:  # repeated whole, then cut to the batch (the pack's order)
         mask = mask.repeat((batch - 1) // mask.shape[0] + 1, 1, 1, 1)[:batch]

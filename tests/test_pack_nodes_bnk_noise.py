@@ -202,6 +202,34 @@ def test_inject_noise_formula_and_mask(registry, caplog):
     assert e.value.input == "mask"
 
 
+
+def test_masks_fewer_than_latents_repeat_whole(registry):
+    """2 masks for 3 latents: the pack's order, [m0, m1, m0] (repeated whole, then cut to the batch)."""
+    latents, noise = _latent(3, 4, 8, 8, seed=1), _latent(3, 4, 8, 8, seed=2)
+    masks = torch.stack([torch.full((64, 64), 0.25), torch.full((64, 64), 0.75)])
+    out = call(registry, "InjectNoise", latents={"samples": latents}, strength=2.0, noise={"samples": noise},
+               mask=masks)["samples"]
+    per_latent = torch.tensor([0.25, 0.75, 0.25]).reshape(3, 1, 1, 1)
+    torch.testing.assert_close(out, latents + per_latent * 2.0 * noise)
+
+
+def test_too_many_masks_are_refused_before_any_is_resized(registry, monkeypatch):
+    """2000 one-pixel masks for one 256 x 256 latent: counted and refused before the resize, which
+    would first make each of them latent-sized (half a GiB here)."""
+    import torch.nn.functional as F
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("the masks were resized before they were counted")
+
+    monkeypatch.setattr(F, "interpolate", no_resize)
+    latents, other = {"samples": torch.zeros(1, 4, 256, 256)}, {"samples": torch.ones(1, 4, 256, 256)}
+    for node, inputs in (("InjectNoise", dict(latents=latents, strength=1.0, noise=other)),
+                         ("SlerpLatents", dict(latents1=latents, factor=0.5, latents2=other))):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, mask=torch.ones(2000, 1, 1), **inputs)
+        assert e.value.input == "mask" and "2000 masks for a batch of 1" in str(e.value)
+
+
 # -- Unsampler -----------------------------------------------------------------------------------
 
 def _linear_eps(x_in, t, context, y):
