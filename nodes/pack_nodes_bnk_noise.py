@@ -29,7 +29,11 @@ says so too):
 - Duplicate Batch Index: a latent carrying a batch_index (LatentFromBatch's) gives each copy the
   picked image's index, so every copy gets that image's noise (the pack keeps the list as it was,
   which works in ComfyUI only for a single picked image, with that same result).
-- Get Sigma at 0 steps gives 0 (no schedule; the pack gives 0 or fails, by scheduler).
+- Get Sigma at 0 steps gives 0 (no schedule; the pack gives 0 or fails, by scheduler). Where the
+  schedule has fewer than steps + 1 sigmas (beta drops repeated timesteps, e.g. at 200 steps;
+  ddim_uniform stops at the model's 1000, so at the node's default 10000), end_at_step is held to
+  its last sigma, then start_at_step to end_at_step, as ComfyUI-ELLA's copy of the node does (the
+  pack fails with an IndexError).
 - Inject Noise: a linked strength is held to the widget's 200 too (the pack takes any).
 - Unsampler: the noise ancestral and SDE samplers add is drawn from seed 0 (the pack draws it from
   ComfyUI's unseeded global generator); unsampling is meant for the deterministic samplers. A UI
@@ -199,7 +203,8 @@ class GetSigma(Node):
     """How much noise lies between two steps of a sampler's schedule, in the latent's own scale:
     (sigma at start_at_step - sigma at end_at_step) / the model's latent scale factor, from the
     same sigmas KSampler runs for this model, sampler, scheduler and steps (end_at_step at most
-    steps, start_at_step at most end_at_step). The strength for Inject Noise: noise injected at
+    the schedule's last step, start_at_step at most end_at_step; a schedule may be shorter than
+    steps: beta drops repeated timesteps, ddim_uniform stops at the model's 1000). The strength for Inject Noise: noise injected at
     that strength into a latent at end_at_step brings it back to start_at_step (0 to steps: the
     full noise a sampler starts from, with add_noise disabled). 0 steps gives 0."""
     category = "latent/noise"
@@ -216,7 +221,9 @@ class GetSigma(Node):
         if self.steps == 0:
             return 0.0
         sigmas = schedule_sigmas(self.model, self.sampler_name, self.scheduler, self.steps)
-        end = min(self.steps, self.end_at_step)
+        # held to the schedule's own length: beta drops repeated timesteps and ddim_uniform stops at
+        # the model's 1000, so a schedule may have fewer than steps + 1 sigmas (the pack fails there)
+        end = min(self.end_at_step, len(sigmas) - 1)
         start = min(self.start_at_step, end)
         # in float32 as the pack's tensor arithmetic
         return float((sigmas[start] - sigmas[end]) / self.model.latent_format.scale_factor)

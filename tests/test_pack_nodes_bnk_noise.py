@@ -179,6 +179,25 @@ def test_get_sigma_drops_the_penultimate_sigma_for_dpm_2_and_is_0_without_steps(
                 start_at_step=0, end_at_step=10) == 0.0
 
 
+
+@pytest.mark.parametrize("scheduler,steps", [("beta", 200), ("ddim_uniform", 10000)])
+def test_get_sigma_on_a_schedule_shorter_than_steps(registry, scheduler, steps):
+    """beta drops repeated timesteps at 200 steps and ddim_uniform stops at the model's 1000 (the
+    node's default steps and end_at_step, 10000): end_at_step is held to the schedule's last sigma."""
+    model = FakeModel(lambda x, t, c, y: x)
+    sigmas = compute_sigmas(model_sampling_for(model), scheduler, steps)
+    assert len(sigmas) < steps + 1  # the case itself
+    whole = call(registry, "GetSigma", model=model, sampler_name="euler", scheduler=scheduler, steps=steps,
+                 start_at_step=0, end_at_step=10000)
+    assert math.isclose(whole, (float(sigmas[0]) - float(sigmas[-1])) / SD1_SCALE, rel_tol=1e-6)
+    past_the_end = call(registry, "GetSigma", model=model, sampler_name="euler", scheduler=scheduler, steps=steps,
+                        start_at_step=steps, end_at_step=steps)
+    assert past_the_end == 0.0  # start held to the held end
+    inside = call(registry, "GetSigma", model=model, sampler_name="euler", scheduler=scheduler, steps=steps,
+                  start_at_step=3, end_at_step=len(sigmas) - 2)
+    assert math.isclose(inside, (float(sigmas[3]) - float(sigmas[-2])) / SD1_SCALE, rel_tol=1e-6)
+
+
 # -- Inject Noise --------------------------------------------------------------------------------
 
 def test_inject_noise_formula_and_mask(registry, caplog):
