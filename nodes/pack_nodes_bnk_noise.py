@@ -35,9 +35,14 @@ says so too):
   its last sigma, then start_at_step to end_at_step, as ComfyUI-ELLA's copy of the node does (the
   pack fails with an IndexError).
 - Inject Noise: a linked strength is held to the widget's 200 too (the pack takes any).
-- Unsampler: the noise ancestral and SDE samplers add is drawn from seed 0 (the pack draws it from
-  ComfyUI's unseeded global generator); unsampling is meant for the deterministic samplers. A UI
-  save of its first layout runs as today's pack (that version skipped the step up from 0).
+- Unsampler: the samplers that can't run on rising sigmas are refused by name (the SDE ones,
+  ddpm and seeds_2 / seeds_3 give NaN there in the pack too; sa_solver fails). The noise that the
+  stochastic samplers left still add going up (euler_ancestral_cfg_pp, dpmpp_2s_ancestral*,
+  dpmpp_sde*, lcm, res_multistep_ancestral*) is drawn from seed 0 (the pack draws it from
+  ComfyUI's unseeded global generator); euler_ancestral and dpm_2_ancestral add none on rising
+  sigmas. normalize "enable" on an output without spread (a constant, where the pack divides by a
+  standard deviation of 0 and gives NaN) leaves it as it is, with a warning. A UI save of its
+  first layout runs as today's pack (that version skipped the step up from 0).
 """
 
 from __future__ import annotations
@@ -59,6 +64,12 @@ NOISE_CHANNELS = 4  # the pack's noise is SD1 / SDXL-shaped (4 channels at 1/8 o
 # the Unsampler adds this to every flipped sigma, so that its first step (sigma 0 flipped) has a level
 # to divide by (ComfyUI's FlipSigmas sets only a leading 0 to it)
 SIGMA_OFFSET = 0.0001
+# samplers that can't run on rising sigmas: the SDE steps (and ddpm's, seeds') give NaN there, as
+# in the pack, and sa_solver's step fails on a math domain error; found by running every sampler
+# on the flipped schedule (tests/test_pack_nodes_bnk_noise.py checks this list against that run)
+UNSAMPLER_REFUSED = ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+                     "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "seeds_2", "seeds_3", "sa_solver",
+                     "sa_solver_pece")
 
 
 def _samples(latent, name: str):
@@ -204,9 +215,10 @@ class GetSigma(Node):
     (sigma at start_at_step - sigma at end_at_step) / the model's latent scale factor, from the
     same sigmas KSampler runs for this model, sampler, scheduler and steps (end_at_step at most
     the schedule's last step, start_at_step at most end_at_step; a schedule may be shorter than
-    steps: beta drops repeated timesteps, ddim_uniform stops at the model's 1000). The strength for Inject Noise: noise injected at
-    that strength into a latent at end_at_step brings it back to start_at_step (0 to steps: the
-    full noise a sampler starts from, with add_noise disabled). 0 steps gives 0."""
+    steps: beta drops repeated timesteps, ddim_uniform stops at the model's 1000). The strength
+    for Inject Noise: noise injected at that strength into a latent at end_at_step brings it back
+    to start_at_step (0 to steps: the full noise a sampler starts from, with add_noise disabled).
+    0 steps gives 0."""
     category = "latent/noise"
     model: MODEL
     sampler_name: str = Choice(SAMPLER_NAMES, "euler")
@@ -279,13 +291,18 @@ class Unsampler(Node):
     plus 0.0001 (the first step is then at a noise level above 0), without added noise, guided by
     positive / negative at cfg (close to 1 reconstructs best). end_at_step stops that many steps
     before the top (at most steps - 1). normalize "enable" shifts and scales the result to mean 0
-    and standard deviation 1 over the whole batch. Sample the result with KSampler (Advanced),
+    and standard deviation 1 over the whole batch (a result without spread, a constant, is left
+    as it is, with a warning: the pack gives NaN). Sample the result with KSampler (Advanced),
     add_noise disabled, the same steps, sampler and scheduler and a cfg close to 1 to get the
     image back. A latent's noise mask keeps its known region (mask 0) on the image. Meant for the
-    deterministic samplers (euler, heun, dpmpp_2m ...): the noise ancestral and SDE samplers add is
-    drawn from seed 0 here (the pack draws it unseeded). A UI save of the pack's first version
-    (without end_at_step and normalize) is read with 0 and disable, and runs as today's pack does
-    (that version also skipped the first step, up from 0)."""
+    deterministic samplers (euler, heun, dpmpp_2m ...). Refused: the SDE samplers (dpmpp_2m_sde*,
+    dpmpp_3m_sde*), ddpm, seeds_2, seeds_3, sa_solver and sa_solver_pece, which can't run on rising
+    sigmas (NaN, in the pack too, or a failed step). The stochastic samplers left that still add
+    noise going up (euler_ancestral_cfg_pp, dpmpp_2s_ancestral*, dpmpp_sde*, lcm,
+    res_multistep_ancestral*) draw it from seed 0 here (the pack unseeded); euler_ancestral and
+    dpm_2_ancestral add none on rising sigmas. A UI save of the pack's first version (without
+    end_at_step and normalize) is read with 0 and disable, and runs as today's pack does (that
+    version also skipped the first step, up from 0)."""
     category = "sampling"
     model: MODEL
     steps: int = Int(20, min=1, max=10000, resource="steps")
@@ -306,11 +323,20 @@ class Unsampler(Node):
         from graphflow.sampling.noise import NoiseSource
         from graphflow.sampling.samplers import SamplerChoice
 
+        if self.sampler_name in UNSAMPLER_REFUSED:
+            raise NodeInputError("sampler_name", f"{self.sampler_name} can't run on rising sigmas (unsampling "
+                                                 f"gives NaN or fails with it); use a deterministic sampler "
+                                                 f"such as euler, heun or dpmpp_2m")
         sigmas = unsampling_sigmas(self.model, self.sampler_name, self.scheduler, self.steps, self.end_at_step)
         guider = CFGGuider(self.model, self.positive, self.negative, self.cfg)
         out, _ = _run(guider, NoiseSource(0, enabled=False), SamplerChoice(self.sampler_name), sigmas,
                       self.latent_image)
         if self.normalize == "enable":
             centered = out["samples"] - out["samples"].mean()
-            out = {**out, "samples": centered / centered.std()}
+            spread = centered.std()
+            if not spread > 0:  # a constant (or a single value): dividing would give NaN, as in the pack
+                warn("Unsampler: normalize skipped: the unsampled latent has no spread (a standard deviation of "
+                     f"{float(spread)}); passed on as it is")
+                return out
+            out = {**out, "samples": centered / spread}
         return out

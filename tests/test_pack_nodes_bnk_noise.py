@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from graphflow.choices import SAMPLER_NAMES
 from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.sampling import compute_sigmas, model_sampling_for
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_bnk_noise import unsampling_sigmas
+from nodes.pack_nodes_bnk_noise import UNSAMPLER_REFUSED, unsampling_sigmas
 from sampling_fakes import FakeModel, prompt
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -299,6 +300,50 @@ def test_unsampler_normalize_and_noise_mask(registry):
                   **inputs)["samples"]
     torch.testing.assert_close(masked[..., :4], latent[..., :4], rtol=1e-5, atol=1e-5)  # known: kept
     torch.testing.assert_close(masked[..., 4:], plain[..., 4:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampler_name", SAMPLER_NAMES)
+def test_unsampler_refuses_exactly_the_samplers_that_cant_run_on_rising_sigmas(registry, sampler_name):
+    """Every sampler run on the Unsampler's flipped sigmas with the closed-form model: one that gives
+    a non-finite result or fails there is refused by name, every other runs."""
+    from graphflow.sampling.guidance import CFGGuider
+    from graphflow.sampling.noise import NoiseSource
+    from graphflow.sampling.samplers import SamplerChoice
+    from nodes.custom_sampling import _run
+
+    assert set(UNSAMPLER_REFUSED) <= set(SAMPLER_NAMES)  # no stale name
+    model = FakeModel(_linear_eps)
+    latent = {"samples": _latent(1, 4, 8, 8, seed=5)}
+    sigmas = unsampling_sigmas(model, sampler_name, "karras", 4, 0)
+    try:
+        out, _ = _run(CFGGuider(model, prompt(0.6), prompt(-0.4), 1.0), NoiseSource(0, enabled=False),
+                      SamplerChoice(sampler_name), sigmas, latent)
+        runs = bool(torch.isfinite(out["samples"]).all())
+    except Exception:  # noqa: BLE001 - sa_solver's math domain error, say
+        runs = False
+    inputs = dict(model=model, steps=4, end_at_step=0, cfg=1.0, sampler_name=sampler_name, scheduler="karras",
+                  normalize="disable", positive=prompt(0.6), negative=prompt(-0.4), latent_image=latent)
+    if runs:
+        assert sampler_name not in UNSAMPLER_REFUSED
+        assert torch.isfinite(call(registry, "Unsampler", **inputs)["samples"]).all()
+    else:
+        assert sampler_name in UNSAMPLER_REFUSED
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "Unsampler", **inputs)
+        assert e.value.input == "sampler_name" and "rising sigmas" in str(e.value)
+
+
+def test_unsampler_normalize_leaves_a_constant_result_as_it_is(registry, caplog):
+    """A model that predicts no noise unsamples zeros to zeros: there is no spread to scale to 1
+    (the pack divides by 0 and gives NaN); passed on as it is, with a warning."""
+    model = FakeModel(lambda x, t, c, y: 0 * x)
+    zeros = torch.zeros(1, 4, 8, 8)
+    with caplog.at_level(logging.WARNING):
+        out = call(registry, "Unsampler", model=model, steps=2, end_at_step=0, cfg=1.0, sampler_name="euler",
+                   scheduler="karras", normalize="enable", positive=prompt(0.5), negative=prompt(0.1),
+                   latent_image={"samples": zeros})["samples"]
+    assert torch.equal(out, zeros) and "normalize skipped" in caplog.text
+
 
 
 def _demo_graph(unsample_steps=25):
