@@ -34,7 +34,6 @@ says so too):
   ddim_uniform stops at the model's 1000, so at the node's default 10000), end_at_step is held to
   its last sigma, then start_at_step to end_at_step, as ComfyUI-ELLA's copy of the node does (the
   pack fails with an IndexError).
-- Inject Noise: a linked strength is held to the widget's 200 too (the pack takes any).
 - Unsampler: the samplers that can't run on rising sigmas are refused by name (the SDE ones,
   ddpm and seeds_2 / seeds_3 give NaN there in the pack too; sa_solver fails). The noise that the
   stochastic samplers left still add going up (euler_ancestral_cfg_pp, dpmpp_2s_ancestral*,
@@ -183,10 +182,12 @@ class SlerpLatents(Node):
     and latents1 stays where it is 0, in between mixed linearly. Without latents2, or where the two
     differ in shape (with a warning), latents1 comes out unchanged, as in the pack; latents1's
     other entries (noise mask, batch_index) are kept. Where the two point the same way (w = 0,
-    where the pack's formula gives NaN) the linear mix, the slerp's limit."""
+    where the pack's formula gives NaN) the linear mix, the slerp's limit. A linked factor may be
+    over 1 (past latents2, as the pack's formula goes on); a typed-in one is 0 to 1."""
     category = "latent"
     latents1: LATENT
-    factor: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    # a linked factor over 1 extrapolates, as in the pack (ComfyUI checks no bounds on links)
+    factor: float = Float(0.5, min=0.0, max=1.0, step=0.01, linked_max=None)
     latents2: LATENT = None
     mask: MASK = None
     outputs = {"latent": LATENT}
@@ -246,12 +247,12 @@ class InjectNoise(Node):
     Sigma's for a schedule's step. With a mask (resized to the latent, repeated over the batch)
     only where it is 1, in between partly. Without noise, or where noise and latents differ in
     shape (with a warning), the latents come out unchanged, as in the pack; their other entries
-    (noise mask, batch_index) are kept. strength is at most 200, the pack's widget bound, a linked
-    one too (the pack takes any linked value: Get Sigma's whole schedule of an EDM model such as
-    CosXL, about 920, is refused here)."""
+    (noise mask, batch_index) are kept. A typed-in strength is at most 200, the pack's widget
+    bound; a linked one may be more, as in the pack (Get Sigma's whole schedule of an EDM model
+    such as CosXL is about 920)."""
     category = "latent/noise"
     latents: LATENT
-    strength: float = Float(1.0, min=0.0, max=200.0, step=0.01)
+    strength: float = Float(1.0, min=0.0, max=200.0, step=0.01, linked_max=None)  # ComfyUI checks no link
     noise: LATENT = None
     mask: MASK = None
     outputs = {"latent": LATENT}

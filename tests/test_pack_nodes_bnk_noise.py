@@ -223,6 +223,42 @@ def test_inject_noise_formula_and_mask(registry, caplog):
 
 
 
+def _float_into(registry, value, node, linked=True):
+    """value, from a PrimitiveFloat linked in or typed in, as Inject Noise's strength or Slerp
+    Latents' factor; the run's result."""
+    from graphflow.executor import Executor
+
+    noise = {"class_type": "BNK_NoisyLatentImage", "inputs": {"source": "CPU", "seed": 1, "width": 64, "height": 64,
+                                                            "batch_size": 1}}
+    other = {**noise, "inputs": {**noise["inputs"], "seed": 2}}
+    given = ["1", 0] if linked else value
+    uses = {"inject": {"class_type": "BNK_InjectNoise", "inputs": {"latents": ["2", 0], "strength": given,
+                                                                   "noise": ["3", 0]}},
+            "slerp": {"class_type": "BNK_SlerpLatent", "inputs": {"latents1": ["2", 0], "factor": given,
+                                                                  "latents2": ["3", 0]}}}
+    api = {"1": {"class_type": "PrimitiveFloat", "inputs": {"value": value}}, "2": noise, "3": other, "4": uses[node]}
+    return Executor(registry).run(parse_workflow(api, registry), outputs=["4"])
+
+
+def test_a_linked_strength_or_factor_goes_past_the_widgets_max_as_in_the_pack(registry):
+    """ComfyUI checks no bounds on a linked value: Get Sigma's ~921 for an EDM model (CosXL) into
+    Inject Noise, a factor of 1.5 into Slerp Latents (the formula extrapolates); typed in, the
+    widget's bounds hold."""
+    first, second = _pack_noise(1, (1, 4, 8, 8)), _pack_noise(2, (1, 4, 8, 8))
+    injected = _float_into(registry, 921.0, "inject")
+    assert injected.ok, injected.error
+    torch.testing.assert_close(injected.values["4"][0]["samples"], first + 921.0 * second)
+    slerped = _float_into(registry, 1.5, "slerp")
+    assert slerped.ok, slerped.error
+    torch.testing.assert_close(slerped.values["4"][0]["samples"], _slerp_reference(1.5, first, second), rtol=1e-4,
+                               atol=1e-5)
+    negative = _float_into(registry, -1.0, "inject")  # the min still holds
+    assert not negative.ok and negative.error["input"] == "strength"
+    for value, node, name in ((300.0, "inject", "strength"), (1.5, "slerp", "factor")):
+        typed = _float_into(registry, value, node, linked=False)
+        assert not typed.ok and any(p.node_id == "4" and p.input == name for p in typed.problems), typed.problems
+
+
 def test_masks_fewer_than_latents_repeat_whole(registry):
     """2 masks for 3 latents: the pack's order, [m0, m1, m0] (repeated whole, then cut to the batch)."""
     latents, noise = _latent(3, 4, 8, 8, seed=1), _latent(3, 4, 8, 8, seed=2)
