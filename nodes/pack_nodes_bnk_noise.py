@@ -52,6 +52,7 @@ from graphflow.api import CONDITIONING, FLOAT, LATENT, MASK, MODEL, Choice, Comf
     NodeInputError, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.custom_sampling import _run
+from nodes.latent import _samples
 from nodes.pack_nodes_inspire import _noise_device, slerp
 from nodes.sampling import SEED_MAX, _estimate
 
@@ -69,13 +70,6 @@ SIGMA_OFFSET = 0.0001
 UNSAMPLER_REFUSED = ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
                      "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "seeds_2", "seeds_3", "sa_solver",
                      "sa_solver_pece")
-
-
-def _samples(latent, name: str):
-    import torch
-    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim < 2:
-        raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]")
-    return latent["samples"]
 
 
 def latent_mask(mask, samples, name: str = "mask"):
@@ -162,7 +156,7 @@ class DuplicateBatchIndex(Node):
     comfy = ComfyAlias(("BNK_DuplicateBatchIndex",))
 
     def run(self):
-        samples = _samples(self.latents, "latents")
+        samples = _samples(self.latents, "latents", video=True)
         if samples.shape[0] == 0:
             raise NodeInputError("latents", "the latent batch is empty: there is no image to duplicate")
         index = min(samples.shape[0] - 1, self.batch_index)
@@ -195,15 +189,15 @@ class SlerpLatents(Node):
 
     def run(self):
         out = dict(self.latents1)
-        first = _samples(self.latents1, "latents1")
+        first = _samples(self.latents1, "latents1", video=True)
         if self.latents2 is None:
             return out
-        second = _samples(self.latents2, "latents2")
+        second = _samples(self.latents2, "latents2", video=True)
         if first.shape != second.shape:
             warn(f"Slerp Latents: latents1 {tuple(first.shape)} and latents2 {tuple(second.shape)} differ in shape; "
                  f"latents1 passed on unchanged")
             return out
-        mixed = slerp(self.factor, first.clone(), second.clone())
+        mixed = slerp(self.factor, first, second)  # it writes neither
         if self.mask is not None:
             mask = latent_mask(self.mask, mixed)
             mixed = mask * mixed + (1 - mask) * first
@@ -260,10 +254,10 @@ class InjectNoise(Node):
 
     def run(self):
         out = dict(self.latents)
-        samples = _samples(self.latents, "latents")
+        samples = _samples(self.latents, "latents", video=True)
         if self.noise is None:
             return out
-        noise = _samples(self.noise, "noise")
+        noise = _samples(self.noise, "noise", video=True)
         if samples.shape != noise.shape:
             warn(f"Inject Noise: latents {tuple(samples.shape)} and noise {tuple(noise.shape)} differ in shape; "
                  f"latents passed on unchanged")

@@ -148,8 +148,15 @@ def test_slerp_edge_cases_pass_latents1_on(registry, caplog):
                    latents2={"samples": _latent(1, 4, 8, 16)})
     assert torch.equal(out["samples"], a) and "differ in shape" in caplog.text
     # the same direction (the angle 0, where the formula divides 0 by 0): the linear mix
-    parallel = call(registry, "SlerpLatents", latents1={"samples": a}, factor=0.25, latents2={"samples": 3 * a})
+    three_a = 3 * a
+    parallel = call(registry, "SlerpLatents", latents1={"samples": a}, factor=0.25, latents2={"samples": three_a})
     torch.testing.assert_close(parallel["samples"], 0.75 * a + 0.25 * 3 * a)
+    # the inputs are not written (the slerp runs on them as they are, uncopied)
+    assert torch.equal(a, _latent(1, 4, 8, 8, seed=1)) and torch.equal(three_a, 3 * a)
+    b, c = _latent(2, 4, 8, 8, seed=3), _latent(2, 4, 8, 8, seed=4)
+    b_before, c_before = b.clone(), c.clone()
+    call(registry, "SlerpLatents", latents1={"samples": b}, factor=0.6, latents2={"samples": c})
+    assert torch.equal(b, b_before) and torch.equal(c, c_before)
 
 
 # -- Get Sigma -----------------------------------------------------------------------------------
