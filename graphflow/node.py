@@ -78,7 +78,10 @@ def Float(default=_REQUIRED, *, min=None, max=None, step=0.01, description="", *
     where the node means to handle them (a test for infinity, a pack's float operation whose
     ComfyUI node gets linked values unchecked); a typed-in value still has to be finite.
     `linked_list=True` lets a linked value also be a list of such numbers, each within the bounds
-    (a pack's per-frame values, as FizzNodes' pw_a takes a Batch Value Schedule's list)."""
+    (a pack's per-frame values, as FizzNodes' pw_a takes a Batch Value Schedule's list).
+    `linked_max=N` lets a value that arrives by a link go up to N (None: no upper bound) where the
+    node itself handles values above `max`, as a pack does whose ComfyUI node gets linked values
+    unchecked (Int's `linked_min` the other way); a typed-in value still has to be at most `max`."""
     return Widget("FLOAT", default, min, max, step, description=description, hints=hints)
 
 
@@ -98,7 +101,8 @@ def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, des
     return Widget("CHOICE", default, options=options, description=description, hints=hints)
 
 
-LINKED_HINTS = {"linked_min", "linked_nonfinite", "linked_list"}  # hints that check a linked value unlike a typed one
+# hints that check a linked value unlike a typed one
+LINKED_HINTS = {"linked_min", "linked_max", "linked_nonfinite", "linked_list"}
 
 _PLAIN_WIDGET_KINDS = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOLEAN"}
 
@@ -161,7 +165,7 @@ def _check_file_name(value: str) -> str:
 
 def _pydantic_field(spec: InputSpec, linked: bool = False):
     """The widget's pydantic field; `linked`: for a value arriving by a link (its `linked_min`,
-    `linked_nonfinite`, `linked_list`)."""
+    `linked_max`, `linked_nonfinite`, `linked_list`)."""
     w = spec.widget
     default = ... if w.default is _REQUIRED else w.default
     if w.kind == "CHOICE":
@@ -173,8 +177,9 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
     least = w.hints["linked_min"] if linked and "linked_min" in w.hints else w.min
     if least is not None:
         constraints["ge"] = least
-    if w.max is not None:
-        constraints["le"] = w.max
+    most = w.hints["linked_max"] if linked and "linked_max" in w.hints else w.max
+    if most is not None:
+        constraints["le"] = most
     if w.kind == "FLOAT":
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
     number = Annotated[python_type, Field(**constraints)]
@@ -225,7 +230,7 @@ class Node:
     input_specs: ClassVar[dict[str, InputSpec]] = {}
     output_specs: ClassVar[tuple[OutputSpec, ...]] = ()
     widget_model: ClassVar[type[BaseModel]]
-    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min / linked_nonfinite / linked_list
+    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min / _max / _nonfinite / _list
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

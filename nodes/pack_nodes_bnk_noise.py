@@ -29,19 +29,30 @@ says so too):
 - Duplicate Batch Index: a latent carrying a batch_index (LatentFromBatch's) gives each copy the
   picked image's index, so every copy gets that image's noise (the pack keeps the list as it was,
   which works in ComfyUI only for a single picked image, with that same result).
-- Get Sigma at 0 steps gives 0 (no schedule; the pack gives 0 or fails, by scheduler).
-- Inject Noise: a linked strength is held to the widget's 200 too (the pack takes any).
-- Unsampler: the noise ancestral and SDE samplers add is drawn from seed 0 (the pack draws it from
-  ComfyUI's unseeded global generator); unsampling is meant for the deterministic samplers. A UI
-  save of its first layout runs as today's pack (that version skipped the step up from 0).
+- Get Sigma at 0 steps gives 0 (no schedule; the pack gives 0 or fails, by scheduler). Where the
+  schedule has fewer than steps + 1 sigmas (beta drops repeated timesteps, e.g. at 200 steps;
+  ddim_uniform stops at the model's 1000, so at the node's default 10000), end_at_step is held to
+  its last sigma, then start_at_step to end_at_step, as ComfyUI-ELLA's copy of the node does (the
+  pack fails with an IndexError).
+- Unsampler: the samplers that can't run on rising sigmas are refused by name (the SDE ones,
+  ddpm and seeds_2 / seeds_3 give NaN there in the pack too; sa_solver fails). The noise that the
+  stochastic samplers left still add going up (euler_ancestral_cfg_pp, dpmpp_2s_ancestral*,
+  dpmpp_sde*, lcm, res_multistep_ancestral*) is drawn from seed 0 (the pack draws it from
+  ComfyUI's unseeded global generator); euler_ancestral and dpm_2_ancestral add none on rising
+  sigmas. normalize "enable" on an output without spread (a constant, where the pack divides by a
+  standard deviation of 0 and gives NaN) leaves it as it is, with a warning. A UI save of its
+  first layout runs as today's pack (that version skipped the step up from 0).
 """
 
 from __future__ import annotations
+
+import math
 
 from graphflow.api import CONDITIONING, FLOAT, LATENT, MASK, MODEL, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.custom_sampling import _run
+from nodes.latent import _samples
 from nodes.pack_nodes_inspire import _noise_device, slerp
 from nodes.sampling import SEED_MAX, _estimate
 
@@ -53,13 +64,12 @@ NOISE_CHANNELS = 4  # the pack's noise is SD1 / SDXL-shaped (4 channels at 1/8 o
 # the Unsampler adds this to every flipped sigma, so that its first step (sigma 0 flipped) has a level
 # to divide by (ComfyUI's FlipSigmas sets only a leading 0 to it)
 SIGMA_OFFSET = 0.0001
-
-
-def _samples(latent, name: str):
-    import torch
-    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim < 2:
-        raise NodeInputError(name, "expected a LATENT: a dict with 'samples' [B, C, h, w]")
-    return latent["samples"]
+# samplers that can't run on rising sigmas: the SDE steps (and ddpm's, seeds') give NaN there, as
+# in the pack, and sa_solver's step fails on a math domain error; found by running every sampler
+# on the flipped schedule (tests/test_pack_nodes_bnk_noise.py checks this list against that run)
+UNSAMPLER_REFUSED = ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+                     "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "seeds_2", "seeds_3", "sa_solver",
+                     "sa_solver_pece")
 
 
 def latent_mask(mask, samples, name: str = "mask"):
@@ -75,10 +85,10 @@ def latent_mask(mask, samples, name: str = "mask"):
         raise NodeInputError(name, f"a mask applies to image latents [B, C, h, w]; this latent is "
                                    f"{tuple(samples.shape)}")
     batch, channels, height, width = samples.shape
+    frames = math.prod(mask.shape[:-2])
+    if frames > batch:  # counted before the resize, which would make every frame latent-sized first
+        raise NodeInputError(name, f"{frames} masks for a batch of {batch} latents; expected at most one per latent")
     mask = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=(height, width), mode="bilinear")
-    if mask.shape[0] > batch:
-        raise NodeInputError(name, f"{mask.shape[0]} masks for a batch of {batch} latents; expected at most one "
-                                   f"per latent")
     mask = mask.expand(-1, channels, -1, -1)
     if mask.shape[0] < batch:  # repeated whole, then cut to the batch (the pack's order)
         mask = mask.repeat((batch - 1) // mask.shape[0] + 1, 1, 1, 1)[:batch]
@@ -146,7 +156,7 @@ class DuplicateBatchIndex(Node):
     comfy = ComfyAlias(("BNK_DuplicateBatchIndex",))
 
     def run(self):
-        samples = _samples(self.latents, "latents")
+        samples = _samples(self.latents, "latents", video=True)
         if samples.shape[0] == 0:
             raise NodeInputError("latents", "the latent batch is empty: there is no image to duplicate")
         index = min(samples.shape[0] - 1, self.batch_index)
@@ -166,10 +176,12 @@ class SlerpLatents(Node):
     and latents1 stays where it is 0, in between mixed linearly. Without latents2, or where the two
     differ in shape (with a warning), latents1 comes out unchanged, as in the pack; latents1's
     other entries (noise mask, batch_index) are kept. Where the two point the same way (w = 0,
-    where the pack's formula gives NaN) the linear mix, the slerp's limit."""
+    where the pack's formula gives NaN) the linear mix, the slerp's limit. A linked factor may be
+    over 1 (past latents2, as the pack's formula goes on); a typed-in one is 0 to 1."""
     category = "latent"
     latents1: LATENT
-    factor: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    # a linked factor over 1 extrapolates, as in the pack (ComfyUI checks no bounds on links)
+    factor: float = Float(0.5, min=0.0, max=1.0, step=0.01, linked_max=None)
     latents2: LATENT = None
     mask: MASK = None
     outputs = {"latent": LATENT}
@@ -177,15 +189,15 @@ class SlerpLatents(Node):
 
     def run(self):
         out = dict(self.latents1)
-        first = _samples(self.latents1, "latents1")
+        first = _samples(self.latents1, "latents1", video=True)
         if self.latents2 is None:
             return out
-        second = _samples(self.latents2, "latents2")
+        second = _samples(self.latents2, "latents2", video=True)
         if first.shape != second.shape:
             warn(f"Slerp Latents: latents1 {tuple(first.shape)} and latents2 {tuple(second.shape)} differ in shape; "
                  f"latents1 passed on unchanged")
             return out
-        mixed = slerp(self.factor, first.clone(), second.clone())
+        mixed = slerp(self.factor, first, second)  # it writes neither
         if self.mask is not None:
             mask = latent_mask(self.mask, mixed)
             mixed = mask * mixed + (1 - mask) * first
@@ -197,9 +209,11 @@ class GetSigma(Node):
     """How much noise lies between two steps of a sampler's schedule, in the latent's own scale:
     (sigma at start_at_step - sigma at end_at_step) / the model's latent scale factor, from the
     same sigmas KSampler runs for this model, sampler, scheduler and steps (end_at_step at most
-    steps, start_at_step at most end_at_step). The strength for Inject Noise: noise injected at
-    that strength into a latent at end_at_step brings it back to start_at_step (0 to steps: the
-    full noise a sampler starts from, with add_noise disabled). 0 steps gives 0."""
+    the schedule's last step, start_at_step at most end_at_step; a schedule may be shorter than
+    steps: beta drops repeated timesteps, ddim_uniform stops at the model's 1000). The strength
+    for Inject Noise: noise injected at that strength into a latent at end_at_step brings it back
+    to start_at_step (0 to steps: the full noise a sampler starts from, with add_noise disabled).
+    0 steps gives 0."""
     category = "latent/noise"
     model: MODEL
     sampler_name: str = Choice(SAMPLER_NAMES, "euler")
@@ -214,7 +228,9 @@ class GetSigma(Node):
         if self.steps == 0:
             return 0.0
         sigmas = schedule_sigmas(self.model, self.sampler_name, self.scheduler, self.steps)
-        end = min(self.steps, self.end_at_step)
+        # held to the schedule's own length: beta drops repeated timesteps and ddim_uniform stops at
+        # the model's 1000, so a schedule may have fewer than steps + 1 sigmas (the pack fails there)
+        end = min(self.end_at_step, len(sigmas) - 1)
         start = min(self.start_at_step, end)
         # in float32 as the pack's tensor arithmetic
         return float((sigmas[start] - sigmas[end]) / self.model.latent_format.scale_factor)
@@ -225,12 +241,12 @@ class InjectNoise(Node):
     Sigma's for a schedule's step. With a mask (resized to the latent, repeated over the batch)
     only where it is 1, in between partly. Without noise, or where noise and latents differ in
     shape (with a warning), the latents come out unchanged, as in the pack; their other entries
-    (noise mask, batch_index) are kept. strength is at most 200, the pack's widget bound, a linked
-    one too (the pack takes any linked value: Get Sigma's whole schedule of an EDM model such as
-    CosXL, about 920, is refused here)."""
+    (noise mask, batch_index) are kept. A typed-in strength is at most 200, the pack's widget
+    bound; a linked one may be more, as in the pack (Get Sigma's whole schedule of an EDM model
+    such as CosXL is about 920)."""
     category = "latent/noise"
     latents: LATENT
-    strength: float = Float(1.0, min=0.0, max=200.0, step=0.01)
+    strength: float = Float(1.0, min=0.0, max=200.0, step=0.01, linked_max=None)  # ComfyUI checks no link
     noise: LATENT = None
     mask: MASK = None
     outputs = {"latent": LATENT}
@@ -238,10 +254,10 @@ class InjectNoise(Node):
 
     def run(self):
         out = dict(self.latents)
-        samples = _samples(self.latents, "latents")
+        samples = _samples(self.latents, "latents", video=True)
         if self.noise is None:
             return out
-        noise = _samples(self.noise, "noise")
+        noise = _samples(self.noise, "noise", video=True)
         if samples.shape != noise.shape:
             warn(f"Inject Noise: latents {tuple(samples.shape)} and noise {tuple(noise.shape)} differ in shape; "
                  f"latents passed on unchanged")
@@ -270,13 +286,18 @@ class Unsampler(Node):
     plus 0.0001 (the first step is then at a noise level above 0), without added noise, guided by
     positive / negative at cfg (close to 1 reconstructs best). end_at_step stops that many steps
     before the top (at most steps - 1). normalize "enable" shifts and scales the result to mean 0
-    and standard deviation 1 over the whole batch. Sample the result with KSampler (Advanced),
+    and standard deviation 1 over the whole batch (a result without spread, a constant, is left
+    as it is, with a warning: the pack gives NaN). Sample the result with KSampler (Advanced),
     add_noise disabled, the same steps, sampler and scheduler and a cfg close to 1 to get the
     image back. A latent's noise mask keeps its known region (mask 0) on the image. Meant for the
-    deterministic samplers (euler, heun, dpmpp_2m ...): the noise ancestral and SDE samplers add is
-    drawn from seed 0 here (the pack draws it unseeded). A UI save of the pack's first version
-    (without end_at_step and normalize) is read with 0 and disable, and runs as today's pack does
-    (that version also skipped the first step, up from 0)."""
+    deterministic samplers (euler, heun, dpmpp_2m ...). Refused: the SDE samplers (dpmpp_2m_sde*,
+    dpmpp_3m_sde*), ddpm, seeds_2, seeds_3, sa_solver and sa_solver_pece, which can't run on rising
+    sigmas (NaN, in the pack too, or a failed step). The stochastic samplers left that still add
+    noise going up (euler_ancestral_cfg_pp, dpmpp_2s_ancestral*, dpmpp_sde*, lcm,
+    res_multistep_ancestral*) draw it from seed 0 here (the pack unseeded); euler_ancestral and
+    dpm_2_ancestral add none on rising sigmas. A UI save of the pack's first version (without
+    end_at_step and normalize) is read with 0 and disable, and runs as today's pack does (that
+    version also skipped the first step, up from 0)."""
     category = "sampling"
     model: MODEL
     steps: int = Int(20, min=1, max=10000, resource="steps")
@@ -297,11 +318,20 @@ class Unsampler(Node):
         from graphflow.sampling.noise import NoiseSource
         from graphflow.sampling.samplers import SamplerChoice
 
+        if self.sampler_name in UNSAMPLER_REFUSED:
+            raise NodeInputError("sampler_name", f"{self.sampler_name} can't run on rising sigmas (unsampling "
+                                                 f"gives NaN or fails with it); use a deterministic sampler "
+                                                 f"such as euler, heun or dpmpp_2m")
         sigmas = unsampling_sigmas(self.model, self.sampler_name, self.scheduler, self.steps, self.end_at_step)
         guider = CFGGuider(self.model, self.positive, self.negative, self.cfg)
         out, _ = _run(guider, NoiseSource(0, enabled=False), SamplerChoice(self.sampler_name), sigmas,
                       self.latent_image)
         if self.normalize == "enable":
             centered = out["samples"] - out["samples"].mean()
-            out = {**out, "samples": centered / centered.std()}
+            spread = centered.std()
+            if not spread > 0:  # a constant (or a single value): dividing would give NaN, as in the pack
+                warn("Unsampler: normalize skipped: the unsampled latent has no spread (a standard deviation of "
+                     f"{float(spread)}); passed on as it is")
+                return out
+            out = {**out, "samples": centered / spread}
         return out

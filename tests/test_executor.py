@@ -539,6 +539,47 @@ def test_linked_nonfinite_lets_a_linked_inf_or_nan_through_but_not_a_typed_one(t
         assert refused.status == "invalid" and any(p.input == "x" for p in refused.problems)
 
 
+def test_linked_max_lets_a_linked_value_over_max_through_but_not_a_typed_one(toy_registry):
+    from graphflow.api import FLOAT, STRING, Float, Node
+
+    class Level(Node):  # a FLOAT from anywhere, as Get Sigma's ~921 for an EDM model
+        category = "test"
+        value: float = Float(1.0, max=1e6)
+        outputs = {"level": FLOAT}
+
+        def run(self):
+            return self.value
+
+    class Capped(Node):  # handles values over its widget's max itself, as a pack's node may
+        category = "test"
+        strength: float = Float(1.0, min=0.0, max=200.0, linked_max=None)
+        factor: float = Float(0.5, min=0.0, max=1.0)
+        outputs = {"text": STRING}
+
+        def run(self):
+            return f"{self.strength}x{self.factor}"
+
+    toy_registry.add(Level, source="tests")
+    toy_registry.add(Capped, source="tests")
+
+    def run(value, linked="strength", typed=None):
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "Level", "inputs": {"value": value}},
+            "2": {"type": "Capped", "inputs": {linked: ["1", 0], **(typed or {})}},
+            "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}},
+        }}))
+
+    assert run(921.0).outputs["3"] == {"text": ["921.0x0.5"]}  # no upper bound for a linked strength
+    low = run(-1.0)
+    assert low.status == "error" and low.error["input"] == "strength"  # the min still holds
+    other = run(1.5, linked="factor")  # a widget without linked_max keeps its max
+    assert other.status == "error" and other.error["input"] == "factor"
+    typed = Executor(toy_registry).run(parse_workflow({"nodes": {
+        "2": {"type": "Capped", "inputs": {"strength": 300.0}},
+        "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}}}}))
+    assert typed.status == "invalid" and any(p.input == "strength" for p in typed.problems)
+
+
 def test_cache_lru_bounds_entries_and_bytes(toy_registry):
     cache = OutputCache(max_entries=2)
     executor = Executor(toy_registry, cache)
