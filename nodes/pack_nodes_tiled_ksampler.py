@@ -38,8 +38,9 @@ or fails past the last step); denoise 0 is refused by name (the pack divides by 
 Refused by name (NodeInputError) rather than sampled wrongly: flow models (SD3, FLUX: the pack adds
 the noise the eps way), video and Stable Cascade models, models with extra input channels other than
 inpainting ones, conditioning carrying a full-image concat latent / mask (InpaintModelConditioning,
-InstructPixToPix), ControlNets that read the hint as a latent (need a VAE) or carry a mask
-(inpainting ControlNets, Advanced-ControlNet strength masks). The preview shows the tile being
+InstructPixToPix), ControlNets that read the hint as a latent (need a VAE) or carry a whole-image mask
+(inpainting ControlNets; Advanced-ControlNet's strength mask, timestep keyframe masks and masked
+weights: each is made for the whole image, and a tile would get it whole, stretched onto the tile). The preview shows the tile being
 sampled (Advanced: when preview is "enable"; the plain node always, as the pack's)."""
 
 from __future__ import annotations
@@ -261,9 +262,10 @@ def _full_hint(name: str, k: int, applied, height: int, width: int):
     if getattr(applied, "vae", None) is not None:
         raise NodeInputError(name, f"conditioning entry {k}: this ControlNet reads its hint as a latent (it "
                                    f"takes a VAE); the tiled sampler cuts pixel hints only")
-    if getattr(applied, "mask", None) is not None:
-        raise NodeInputError(name, f"conditioning entry {k}: this ControlNet carries a mask (an inpainting "
-                                   f"ControlNet's or a strength mask); the tiled sampler can't cut it to tiles")
+    masks = _control_masks(applied)
+    if masks:
+        raise NodeInputError(name, f"conditioning entry {k}: this ControlNet carries {' and '.join(masks)}, a "
+                                   f"whole-image mask the tiled sampler can't cut to tiles: remove it or use KSampler")
     image = getattr(applied, "image", None)
     if image is None or not hasattr(applied, "with_hint"):
         raise NodeInputError(name, f"conditioning entry {k}: a control of type {type(applied).__name__} the "
@@ -272,6 +274,19 @@ def _full_hint(name: str, k: int, applied, height: int, width: int):
     if tuple(hint.shape[-2:]) != (8 * height, 8 * width):
         hint = F.interpolate(hint, size=(8 * height, 8 * width), mode="nearest-exact")
     return hint
+
+
+def _control_masks(applied) -> list[str]:
+    """What whole-image masks a control carries: an inpainting ControlNet's mask, and
+    Advanced-ControlNet's strength mask, timestep keyframe masks and masked weights (each scales
+    the residuals over the whole image, so a tile would get the whole mask stretched onto it)."""
+    keyframes = getattr(getattr(applied, "keyframes", None), "frames", ())
+    weights = [getattr(applied, "weights_override", None)] + [getattr(frame, "weights", None) for frame in keyframes]
+    found = (("a mask (an inpainting ControlNet's)", getattr(applied, "mask", None) is not None),
+             ("an Advanced-ControlNet strength mask (mask_optional)", getattr(applied, "strength_mask", None) is not None),
+             ("a timestep keyframe's mask", any(getattr(frame, "mask", None) is not None for frame in keyframes)),
+             ("masked weights (Scaled Soft Masked Weights)", any(getattr(w, "mask", None) is not None for w in weights)))
+    return [what for what, given in found if given]
 
 
 def _cut_control(applied, tile: Tile, hints: dict, controls: dict):
@@ -438,7 +453,8 @@ class TiledKSampler(Node):
     samplers restart at every step with the random strategies; more steps or an ancestral sampler
     hide tiles better. Conditioning areas and masks, GLIGEN boxes and ControlNet / T2I-Adapter hints
     are cut to each tile. Refused: flow / video / Stable Cascade models, whole-image concat
-    conditioning, ControlNets with a mask or a latent hint; denoise 0."""
+    conditioning, ControlNets with a latent hint or a mask (an inpainting ControlNet's;
+    Advanced-ControlNet's strength mask, keyframe masks or masked weights); denoise 0."""
     category = "sampling"
     model: MODEL
     seed: int = Int(0, min=0, max=SEED_MAX)

@@ -15,8 +15,8 @@ from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.resource_limits import Size, sampling_memory
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_tiled_ksampler import (TileConditioning, TiledKSampler, full_size, padded_tiles, random_tiles,
-                                             tile_plan)
+from nodes.pack_nodes_tiled_ksampler import (Tile, TileConditioning, TiledKSampler, full_size, padded_tiles,
+                                             random_tiles, tile_plan)
 from tests.sampling_fakes import FakeModel, gaussian_eps, prompt
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -386,6 +386,36 @@ def test_what_it_cannot_tile_is_refused_by_name(registry):
         call(registry, "TiledKSampler", model=model, positive=prompt(1.0), negative=prompt(0.0),
              latent_image={"samples": torch.zeros(1, 3, 8, 8) + 1})
     assert e.value.input == "latent_image"
+
+
+def test_advanced_controlnet_masks_are_refused_by_name(registry):
+    """Advanced-ControlNet's strength mask, a timestep keyframe's mask and masked weights scale the
+    residuals over the whole image; cut to a tile they would be the whole mask stretched onto it."""
+    from graphflow.models.advanced_control import (UNIVERSAL, AdvancedControl, ControlWeights, TimestepKeyframe,
+                                                   TimestepKeyframes)
+
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :32] = 1
+    image = torch.rand(1, 64, 64, 3)
+    plain = AdvancedControl(object(), image, 1.0)
+    side = TileConditioning("positive", [(torch.zeros(1, 2, 3), {"control": plain})], 32, 32, {})
+    [(_, options)] = side.cut(Tile(0, 16, 0, 16, 1), {})  # without a mask: cut as any ControlNet
+    assert options["control"].image.shape == (1, 128, 128, 3)
+    for control, what in (
+            (AdvancedControl(object(), image, 1.0, strength_mask=mask), "strength mask"),
+            (AdvancedControl(object(), image, 1.0, keyframes=TimestepKeyframes.only(TimestepKeyframe(mask=mask))),
+             "keyframe's mask"),
+            (AdvancedControl(object(), image, 1.0, weights_override=ControlWeights(UNIVERSAL, mask=mask)),
+             "masked weights"),
+            (AdvancedControl(object(), image, 1.0, keyframes=TimestepKeyframes.only(
+                TimestepKeyframe(weights=ControlWeights(UNIVERSAL, mask=mask)))), "masked weights"),
+            (AdvancedControl(object(), image, 0.5, previous=AdvancedControl(object(), image, 1.0, strength_mask=mask)),
+             "strength mask")):  # one earlier in the chain too
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "TiledKSampler", model=pointwise_model(), positive=prompt(1.0),
+                 negative=[(torch.zeros(1, 77, 8), {"control": control})], latent_image=latent(32, 32),
+                 tile_width=256, tile_height=256)
+        assert e.value.input == "negative" and what in str(e.value), str(e.value)
 
 
 def test_the_memory_estimate_is_one_tiles():
