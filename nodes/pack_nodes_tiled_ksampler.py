@@ -48,13 +48,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node,
-                           NodeInputError, Size, progress, sampling_memory)
+                           NodeInputError, Size, check_interrupted, progress, sampling_memory)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.sampling import SEED_MAX
 
 COMFY_PACK = "ComfyUI_TiledKSampler"  # the custom node pack this module's ComfyUI classes come from
 MAX_RESOLUTION = 8192
 STRATEGIES = ("random", "random strict", "padded", "simple")
+# The most tile steps (each tile's sampler steps, summed over the tiles: UNet calls of one tile's
+# size) one run may take: an 8192 x 8192 image in 512-pixel tiles takes at most 96,100 at 100 steps
+# (padded), in the smallest (256-pixel) tiles at most 396,900.
+MAX_TILE_STEPS = 1_000_000
 
 
 # -- tile positions (tiling.py), in latent pixels -------------------------------------------------
@@ -77,6 +81,12 @@ def simple_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int) 
               for y in range(0, height, tile_h) for x in range(0, width, tile_w)]]]
 
 
+def _padded_lines(size: int, tile: int) -> tuple[range, range]:
+    """Where padded's tiles start along one side (tile already a multiple of 4): the grid's, and
+    the grid's shifted by half a tile."""
+    return range(0, size, tile), range(tile // 2, size - tile // 2, tile)
+
+
 def padded_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int) -> list:
     """Four passes (grid; shifted half a tile down; right; both), each one group of tiles run
     through all steps. Tile sizes are rounded down to a multiple of 4; each tile writes its middle
@@ -85,9 +95,8 @@ def padded_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int) 
 
     tile_h, tile_w = tile_h // 4 * 4, tile_w // 4 * 4
     quarter_h, quarter_w = tile_h // 4, tile_w // 4
-    rows, cols = range(0, height, tile_h), range(0, width, tile_w)
-    shifted_rows = range(tile_h // 2, height - tile_h // 2, tile_h)
-    shifted_cols = range(tile_w // 2, width - tile_w // 2, tile_w)
+    rows, shifted_rows = _padded_lines(height, tile_h)
+    cols, shifted_cols = _padded_lines(width, tile_w)
 
     def tile(ys, xs, i, j, grid_rows, grid_cols):
         y, x = ys[i], xs[j]
@@ -113,25 +122,27 @@ def _spans(size: int, tile: int, jitter: int) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in zip(edges, edges[1:])]
 
 
-def random_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int, generator) -> list:
-    """One pass of `steps` one-step groups. Per step two uniform numbers (float32, from the
-    generator) give two jitters per side, half a tile apart; even steps lay rows of tiles (the rows
-    by the first jitter, the columns of odd rows by the second), odd steps columns."""
+def _random_spans(height: int, width: int, tile_h: int, tile_w: int, generator) -> tuple[list, list]:
+    """One step's two row layouts and two column layouts: two uniform numbers (float32, from the
+    generator) give two jitters per side, half a tile apart."""
     import torch
 
-    groups = []
+    rand_w, rand_h = torch.rand((2,), dtype=torch.float32, generator=generator)
+    jitter_w = (int(rand_w * tile_w), int((rand_w + 0.5) % 1.0 * tile_w))
+    jitter_h = (int(rand_h * tile_h), int((rand_h + 0.5) % 1.0 * tile_h))
+    return [_spans(height, tile_h, j) for j in jitter_h], [_spans(width, tile_w, j) for j in jitter_w]
+
+
+def random_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int, generator):
+    """The one-step groups of `steps` steps, each made when it is reached (a long run's tiles are
+    never all held). Even steps lay rows of tiles (the rows by the first jitter, the columns of odd
+    rows by the second), odd steps columns."""
     for step in range(steps):
-        rand_w, rand_h = torch.rand((2,), dtype=torch.float32, generator=generator)
-        jitter_w = (int(rand_w * tile_w), int((rand_w + 0.5) % 1.0 * tile_w))
-        jitter_h = (int(rand_h * tile_h), int((rand_h + 0.5) % 1.0 * tile_h))
-        rows = [_spans(height, tile_h, j) for j in jitter_h]
-        cols = [_spans(width, tile_w, j) for j in jitter_w]
+        rows, cols = _random_spans(height, width, tile_h, tile_w, generator)
         if step % 2 == 0:
-            tiles = [Tile(y, h, x, w, 1) for i, (y, h) in enumerate(rows[0]) for x, w in cols[i % 2]]
+            yield [Tile(y, h, x, w, 1) for i, (y, h) in enumerate(rows[0]) for x, w in cols[i % 2]]
         else:
-            tiles = [Tile(y, h, x, w, 1) for i, (x, w) in enumerate(cols[0]) for y, h in rows[i % 2]]
-        groups.append(tiles)
-    return [groups]
+            yield [Tile(y, h, x, w, 1) for i, (x, w) in enumerate(cols[0]) for y, h in rows[i % 2]]
 
 
 def full_size(tile: Tile, mask, tile_h: int, tile_w: int, height: int, width: int):
@@ -150,14 +161,34 @@ def full_size(tile: Tile, mask, tile_h: int, tile_w: int, height: int, width: in
 
 
 def tile_plan(strategy: str, steps: int, height: int, width: int, tile_h: int, tile_w: int, seed: int) -> list:
-    """The passes of groups of tiles a strategy samples, for `steps` steps of a height x width latent."""
+    """The passes of groups of tiles a strategy samples, for `steps` steps of a height x width
+    latent; the random strategies' one pass makes its groups as they are reached."""
     import torch
 
     if strategy in ("random", "random strict"):
-        return random_tiles(steps, height, width, tile_h, tile_w, torch.Generator("cpu").manual_seed(seed))
+        return [random_tiles(steps, height, width, tile_h, tile_w, torch.Generator("cpu").manual_seed(seed))]
     if strategy == "padded":
         return padded_tiles(steps, height, width, tile_h, tile_w)
     return simple_tiles(steps, height, width, tile_h, tile_w)
+
+
+def tile_steps(strategy: str, steps: int, height: int, width: int, tile_h: int, tile_w: int, seed: int) -> int:
+    """The tile steps tile_plan's plan runs (each tile's sampler steps, summed over its tiles),
+    counted from the layout without making the tiles: the grids' sizes, and the random strategies'
+    jitters step by step (each step lays len(lines) rows, or columns, alternating two layouts)."""
+    import torch
+
+    if strategy in ("random", "random strict"):
+        generator, total = torch.Generator("cpu").manual_seed(seed), 0
+        for step in range(steps):
+            rows, cols = _random_spans(height, width, tile_h, tile_w, generator)
+            lines, across = (rows, cols) if step % 2 == 0 else (cols, rows)
+            total += (len(lines[0]) + 1) // 2 * len(across[0]) + len(lines[0]) // 2 * len(across[1])
+        return total
+    if strategy == "padded":
+        rows, cols = _padded_lines(height, tile_h // 4 * 4), _padded_lines(width, tile_w // 4 * 4)
+        return (len(rows[0]) + len(rows[1])) * (len(cols[0]) + len(cols[1])) * steps
+    return len(range(0, height, tile_h)) * len(range(0, width, tile_w)) * steps
 
 
 # -- conditioning cut to a tile (the pack's slice_cond, slice_gligen, slice_cnet) -----------------
@@ -357,6 +388,12 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
     if strategy == "padded" and (tile_h < 4 or tile_w < 4):
         raise NodeInputError("latent_image", f"'padded' needs a latent of at least 4 x 4 (32 x 32 pixels); this "
                                              f"one is {width} x {height}")
+    total = tile_steps(strategy, end - start, height, width, tile_h, tile_w, seed)
+    if total > MAX_TILE_STEPS:
+        raise NodeInputError("steps", f"{strategy!r} tiles of {8 * tile_w} x {8 * tile_h} pixels over this "
+                                      f"{8 * width} x {8 * height} latent take {total} tile steps over {end - start} "
+                                      f"steps (each tile's sampler steps, summed), more than {MAX_TILE_STEPS}: use "
+                                      f"fewer steps or larger tiles")
 
     batch_index = latent.get("batch_index")
     noise = NoiseSource(seed).generate(samples, batch_index) if add_noise else torch.zeros(samples.shape)
@@ -374,7 +411,6 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
     sides = (TileConditioning("positive", positive, height, width, hints),
              TileConditioning("negative", negative, height, width, hints))
     plan = tile_plan(strategy, end - start, height, width, tile_h, tile_w, seed)
-    total = sum(tile.steps for one_pass in plan for group in one_pass for tile in group)
     done = [0]
 
     def on_step(info):
@@ -384,6 +420,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
 
     for one_pass in plan:
         for i, group in enumerate(one_pass):
+            check_interrupted()  # a group's tiles may all be skipped, and sampling reports no step then
             target = samples.clone() if strategy == "random strict" else samples
             for tile in group:
                 mask = tile.mask
@@ -454,7 +491,10 @@ class TiledKSampler(Node):
     hide tiles better. Conditioning areas and masks, GLIGEN boxes and ControlNet / T2I-Adapter hints
     are cut to each tile. Refused: flow / video / Stable Cascade models, whole-image concat
     conditioning, ControlNets with a latent hint or a mask (an inpainting ControlNet's;
-    Advanced-ControlNet's strength mask, keyframe masks or masked weights); denoise 0."""
+    Advanced-ControlNet's strength mask, keyframe masks or masked weights); denoise 0; a steps /
+    denoise schedule longer than 10000 steps (as KSampler); a run of more than 1,000,000 tile steps
+    (each tile's steps, summed over the tiles: an 8192 x 8192 image in 512-pixel tiles takes at
+    most about 96,000 at 100 steps)."""
     category = "sampling"
     model: MODEL
     seed: int = Int(0, min=0, max=SEED_MAX)
@@ -474,10 +514,12 @@ class TiledKSampler(Node):
     estimate = classmethod(_estimate)
 
     def run(self):
+        from graphflow.sampling.schedules import schedule_length
+
         if not self.denoise > 0:
             raise NodeInputError("denoise", f"must be above 0 (the schedule is steps / denoise steps long), got "
                                             f"{self.denoise}")
-        total = int(self.steps / self.denoise)
+        total = schedule_length(self.steps, self.denoise)  # KSampler's, capped as KSampler's
         return tiled_sample(self.model, self.seed, self.tile_width, self.tile_height, self.tiling_strategy, total,
                             self.cfg, self.sampler_name, self.scheduler, self.positive, self.negative,
                             self.latent_image, total - self.steps, total, True, False, True)

@@ -15,8 +15,8 @@ from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.resource_limits import Size, sampling_memory
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_tiled_ksampler import (Tile, TileConditioning, TiledKSampler, full_size, padded_tiles,
-                                             random_tiles, tile_plan)
+from nodes.pack_nodes_tiled_ksampler import (MAX_TILE_STEPS, STRATEGIES, Tile, TileConditioning, TiledKSampler,
+                                             full_size, padded_tiles, random_tiles, tile_plan, tile_steps)
 from tests.sampling_fakes import FakeModel, gaussian_eps, prompt
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -61,6 +61,7 @@ def test_random_strategies_write_every_latent_pixel_once_per_step(strategy):
     for height, width, tile_h, tile_w in SIZES:
         tile_h, tile_w = min(tile_h, height), min(tile_w, width)
         [groups] = tile_plan(strategy, 4, height, width, tile_h, tile_w, 7)
+        groups = list(groups)
         assert len(groups) == 4
         for group in groups:
             assert all(tile.steps == 1 for tile in group)
@@ -74,7 +75,7 @@ def test_random_positions_follow_the_seed_as_the_pack_draws_them():
     int(((u0 + .5) % 1) * tile_w); odd steps swap rows and columns. Reference: tiling.py's
     calc_coords formula with numpy."""
     height, width, tile_h, tile_w = 70, 90, 32, 40
-    [groups] = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234))
+    groups = list(random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234)))
     rands = torch.rand((3, 2), generator=torch.manual_seed(1234)).numpy()
 
     def spans(size, tile, jitter):
@@ -92,11 +93,75 @@ def test_random_positions_follow_the_seed_as_the_pack_draws_them():
         else:
             want = [(y, h, x, w) for i, (x, w) in enumerate(cols[0]) for y, h in rows[i % 2]]
         assert [(t.y, t.h, t.x, t.w) for t in groups[step]] == want
-    again = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234))[0]
-    other = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1235))[0]
+    again = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234))
+    other = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1235))
     positions = [[(t.y, t.x) for t in group] for group in groups]
     assert [[(t.y, t.x) for t in group] for group in again] == positions
     assert [[(t.y, t.x) for t in group] for group in other] != positions
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_tile_steps_are_counted_without_making_the_tiles(strategy):
+    for height, width, tile_h, tile_w in SIZES[::3]:
+        tile_h, tile_w = min(tile_h, height), min(tile_w, width)
+        if strategy == "padded" and min(tile_h, tile_w) < 4:
+            continue
+        plan = tile_plan(strategy, 5, height, width, tile_h, tile_w, 3)
+        made = sum(tile.steps for one_pass in plan for group in one_pass for tile in group)
+        assert tile_steps(strategy, 5, height, width, tile_h, tile_w, 3) == made, (height, width, tile_h, tile_w)
+
+
+def test_a_long_random_plan_is_made_step_by_step():
+    """The probe's case (1,086,920 tiles, 12 s and 143 MB made before the first step): the first
+    group comes at once, and only as the steps are reached are more made."""
+    generator = torch.Generator().manual_seed(0)
+    groups = random_tiles(1000, 1024, 1024, 32, 32, generator)
+    first = next(iter(groups))
+    assert 32 * 32 <= len(first) <= 33 * 33 and all(tile.steps == 1 for tile in first)
+    one_step = torch.Generator().manual_seed(0)
+    torch.rand((2,), generator=one_step)
+    assert torch.equal(generator.get_state(), one_step.get_state())  # one step's jitters drawn, no more
+
+
+def test_more_tile_steps_than_the_cap_are_refused_before_sampling(registry):
+    # the pack's big uses pass: an 8192 x 8192 image in 512-pixel tiles at 100 steps, any strategy
+    for strategy in STRATEGIES:
+        assert tile_steps(strategy, 100, 1024, 1024, 64, 64, 0) <= MAX_TILE_STEPS
+    assert tile_steps("padded", 100, 1024, 1024, 64, 64, 0) == (16 + 15) ** 2 * 100
+    # a 8192 x 8192 latent in 256-pixel tiles over 1000 steps: about 1.09 million tile steps
+    model = pointwise_model()
+    model.unet.predict = lambda *args: pytest.fail("refused runs sample nothing")
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "TiledKSamplerAdvanced", model=model, positive=prompt(1.0), negative=prompt(0.0),
+             latent_image={"samples": torch.zeros(1, 4, 1024, 1024)}, tile_width=256, tile_height=256, steps=1000,
+             tiling_strategy="random")
+    assert e.value.input == "steps" and str(MAX_TILE_STEPS) in str(e.value)
+
+
+def test_steps_over_denoise_past_the_cap_is_refused_by_name_as_in_ksampler(registry):
+    """int(steps / denoise) is the schedule both KSampler and the tiled sampler cut their steps
+    from (graphflow.sampling.schedules.schedule_length): 20 steps at denoise 2e-5 would be a
+    million-step schedule."""
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.schedules import MAX_SCHEDULE_STEPS, compute_sigmas, schedule_length
+
+    assert MAX_SCHEDULE_STEPS == 10000
+    assert schedule_length(20, 0.5) == 40 and schedule_length(20, 1.0) == 20 and schedule_length(10000, 1.0) == 10000
+    assert schedule_length(20, 20 / 10000) == 10000
+    model = pointwise_model()
+    schedule = model_sampling_for(model)
+    assert len(compute_sigmas(schedule, "normal", 20, 20 / 10000)) == 21
+    with pytest.raises(NodeInputError) as e:
+        compute_sigmas(schedule, "normal", 20, 2e-5)
+    assert e.value.input == "denoise"
+    model.unet.predict = lambda *args: pytest.fail("refused runs sample nothing")
+    for node in ("KSampler", "TiledKSampler", "BasicScheduler"):
+        inputs = dict(model=model, steps=20, denoise=2e-5)
+        if node != "BasicScheduler":
+            inputs.update(positive=prompt(1.0), negative=prompt(0.0), latent_image=latent(32, 32))
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, **inputs)
+        assert e.value.input == "denoise" and "10000" in str(e.value), node
 
 
 def test_padded_tiles_write_their_middle_half_and_reach_the_border():
@@ -118,7 +183,7 @@ def test_padded_tiles_write_their_middle_half_and_reach_the_border():
 
 
 def test_a_short_tile_is_moved_inwards_with_its_mask_where_it_was():
-    tile = random_tiles(1, 40, 40, 32, 32, torch.Generator().manual_seed(0))[0][0][-1]
+    tile = next(random_tiles(1, 40, 40, 32, 32, torch.Generator().manual_seed(0)))[-1]
     assert tile.y + tile.h == 40 and tile.x + tile.w == 40 and (tile.h < 32 or tile.w < 32)
     moved, mask = full_size(tile, None, 32, 32, 40, 40)
     assert (moved.y, moved.x, moved.h, moved.w) == (8, 8, 32, 32)
