@@ -30,18 +30,25 @@ Kept from the pack: return_with_leftover_noise acts the other way round from KSa
 strategies, or any strategy with one step), as the pack's force_full_denoise does.
 Differs from the pack, where its code fails or leaves pixels unsampled: "padded" places its
 shifted columns by the tile's width (the pack bounds them with the tile's height, which can leave
-a band unsampled, or sample one twice, when the two differ); a tile moved inwards carries a batched / latent noise mask
-(the pack fails on a noise_mask there); area conditioning cut to a tile ends at the tile's edge;
-an area given in percent is taken against the whole latent (the pack fails on one);
+a band unsampled, or sample one twice, when the two differ); a tile moved inwards carries a
+batched / latent noise mask (the pack fails on a noise_mask there); area conditioning cut to a
+tile ends at the tile's edge;
+an area given in percent is taken against the whole latent (the pack fails on one); each
+conditioning entry keeps its own GLIGEN boxes (the pack pairs the entries left after dropping those
+outside a tile with the unfiltered list of boxes, so boxes move to another entry);
 start_at_step >= end_at_step returns the latent as given (the pack returns it with noise added,
 or fails past the last step); denoise 0 is refused by name (the pack divides by it).
+Long runs: the random strategies' tiles are made step by step; a run of more than MAX_TILE_STEPS
+tile steps (counted from the layout before starting) and a steps / denoise schedule longer than
+graphflow.sampling.schedules.MAX_SCHEDULE_STEPS are refused by name.
 Refused by name (NodeInputError) rather than sampled wrongly: flow models (SD3, FLUX: the pack adds
 the noise the eps way), video and Stable Cascade models, models with extra input channels other than
 inpainting ones, conditioning carrying a full-image concat latent / mask (InpaintModelConditioning,
 InstructPixToPix), ControlNets that read the hint as a latent (need a VAE) or carry a whole-image mask
 (inpainting ControlNets; Advanced-ControlNet's strength mask, timestep keyframe masks and masked
-weights: each is made for the whole image, and a tile would get it whole, stretched onto the tile). The preview shows the tile being
-sampled (Advanced: when preview is "enable"; the plain node always, as the pack's)."""
+weights: each is made for the whole image, and a tile would get it whole, stretched onto the
+tile). The preview shows the tile being sampled (Advanced: when preview is "enable"; the plain
+node always, as the pack's)."""
 
 from __future__ import annotations
 
@@ -313,10 +320,12 @@ def _control_masks(applied) -> list[str]:
     the residuals over the whole image, so a tile would get the whole mask stretched onto it)."""
     keyframes = getattr(getattr(applied, "keyframes", None), "frames", ())
     weights = [getattr(applied, "weights_override", None)] + [getattr(frame, "weights", None) for frame in keyframes]
+    masked = [getattr(holder, "mask", None) is not None for holder in weights]
+    strength_mask = getattr(applied, "strength_mask", None)
     found = (("a mask (an inpainting ControlNet's)", getattr(applied, "mask", None) is not None),
-             ("an Advanced-ControlNet strength mask (mask_optional)", getattr(applied, "strength_mask", None) is not None),
+             ("an Advanced-ControlNet strength mask (mask_optional)", strength_mask is not None),
              ("a timestep keyframe's mask", any(getattr(frame, "mask", None) is not None for frame in keyframes)),
-             ("masked weights (Scaled Soft Masked Weights)", any(getattr(w, "mask", None) is not None for w in weights)))
+             ("masked weights (Scaled Soft Masked Weights)", any(masked)))
     return [what for what, given in found if given]
 
 
@@ -485,11 +494,19 @@ class TiledKSampler(Node):
     step (from the seed) to hide seams, "random strict" also gives tiles at the border full-size
     context, "padded" samples a grid then fills the seams with shifted tiles, "simple" samples each
     tile of a grid alone. denoise < 1 runs the last steps of an int(steps / denoise)-step schedule
-    (img2img). The starting noise is the seed's, as KSampler's; random / simple add it to the whole
-    latent at the first step's sigma (not KSampler's sqrt(1 + sigma^2) at full denoise). Multistep
-    samplers restart at every step with the random strategies; more steps or an ancestral sampler
-    hide tiles better. Conditioning areas and masks, GLIGEN boxes and ControlNet / T2I-Adapter hints
-    are cut to each tile. Refused: flow / video / Stable Cascade models, whole-image concat
+    (img2img). The starting noise is the seed's, as KSampler's; random, random strict and simple add
+    it to the whole latent at the first step's sigma (not KSampler's sqrt(1 + sigma^2) at full
+    denoise), padded gives each tile its part of it. Each tile run is sampled with the seed, so
+    tiles of one size draw the same ancestral noise, as in the pack. Multistep samplers restart at
+    every step with the random strategies; more steps or an ancestral sampler hide tiles better.
+    Conditioning areas and masks, GLIGEN boxes and ControlNet / T2I-Adapter hints are cut to each
+    tile. Differs from the pack where it fails or samples wrongly: padded places its shifted
+    columns by the tile's width (the pack bounds them by the tile's height, which can leave a band
+    unsampled, or sample one twice, when the two differ); an area given in percent is taken against
+    the whole latent (the pack fails on one) and an area cut to a tile ends at the tile's edge; a
+    tile moved inwards at the border carries the latent's noise_mask (the pack fails there); each
+    conditioning entry keeps its own GLIGEN boxes (the pack's move to another entry once an entry
+    outside the tile is left out). Refused: flow / video / Stable Cascade models, whole-image concat
     conditioning, ControlNets with a latent hint or a mask (an inpainting ControlNet's;
     Advanced-ControlNet's strength mask, keyframe masks or masked weights); denoise 0; a steps /
     denoise schedule longer than 10000 steps (as KSampler); a run of more than 1,000,000 tile steps
@@ -531,8 +548,9 @@ class TiledKSamplerAdvanced(Node):
     pack, return_with_leftover_noise acts the other way round from KSamplerAdvanced's: "enable"
     sets the last sigma to 0 (full denoise) and only on the last step of one-step tile runs (the
     random strategies, or a single step); otherwise the latent keeps the noise of end_at_step's
-    sigma when end_at_step < steps. preview "enable" shows the tile being sampled. Tiling and what
-    is refused: see Tiled KSampler."""
+    sigma when end_at_step < steps. start_at_step >= end_at_step returns the latent as given (the
+    pack adds the noise to it, or fails past the last step). preview "enable" shows the tile being
+    sampled. Tiling, how it differs from the pack and what is refused: see Tiled KSampler."""
     category = "sampling"
     model: MODEL
     add_noise: str = Choice(["enable", "disable"], "enable")

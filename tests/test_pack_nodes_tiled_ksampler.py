@@ -483,6 +483,18 @@ def test_advanced_controlnet_masks_are_refused_by_name(registry):
         assert e.value.input == "negative" and what in str(e.value), str(e.value)
 
 
+def test_the_help_says_where_it_differs_from_the_pack():
+    from nodes.pack_nodes_tiled_ksampler import TiledKSamplerAdvanced
+
+    help_text = " ".join(TiledKSampler.description().split())
+    for said in ("random, random strict and simple add it to the whole latent", "shifted columns by the tile's width",
+                 "an area given in percent", "ends at the tile's edge", "carries the latent's noise_mask",
+                 "keeps its own GLIGEN boxes", "sampled with the seed", "1,000,000 tile steps", "10000 steps"):
+        assert said in help_text, said
+    assert "start_at_step >= end_at_step returns the latent as given" in " ".join(
+        TiledKSamplerAdvanced.description().split())
+
+
 def test_the_memory_estimate_is_one_tiles():
     big = Size(1, 4096, 4096)
     estimate = TiledKSampler.estimate({"tile_width": 512, "tile_height": 768}, {"latent_image": big})
