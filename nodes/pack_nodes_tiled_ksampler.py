@@ -23,7 +23,8 @@ strategies, as in the pack (their README: use more steps or an ancestral sampler
 show); ancestral noise is drawn per tile run from the seed, as ComfyUI's sampler draws it.
 Per tile, as the pack does: the LATENT's noise_mask cut to the tile; conditioning areas and masks
 cut to the tile (an entry outside the tile is left out), GLIGEN boxes cut to the tile, and each
-ControlNet / T2I-Adapter hint stretched to the latent's pixel size and cut to the tile.
+ControlNet / T2I-Adapter hint stretched to the latent's pixel size and cut to the tile (only the
+tile's part of the stretched hint is made).
 
 Kept from the pack: return_with_leftover_noise acts the other way round from KSamplerAdvanced's
 ("enable" sets the last sigma to 0, and only at the last step of a one-step-per-tile run: random
@@ -219,7 +220,7 @@ def _absolute_area(area, height: int, width: int):
 
 class TileConditioning:
     """A CONDITIONING side made ready once for cutting to tiles: areas absolute, masks at the
-    latent's size, ControlNet hints at its pixel size."""
+    latent's size, for each ControlNet hint where its pixels go at the latent's pixel size."""
 
     def __init__(self, name: str, conditioning, height: int, width: int, hints: dict):
         import torch.nn.functional as F
@@ -293,10 +294,9 @@ def _with_boxes(gligen, boxes):
 
 
 def _full_hint(name: str, k: int, applied, height: int, width: int):
-    """A control's hint [B, C, 8h, 8w], stretched to the latent's pixel size (nearest-exact) as the
-    pack does before cutting it."""
-    import torch.nn.functional as F
-
+    """A control's hint [B, C, H, W] with the rows and columns of it that the pack's stretch to
+    the latent's pixel size (nearest-exact) puts at each of the 8h pixel rows and 8w columns: each
+    tile's hint is cut from these, without the stretched image (805 MB a control at 8192 x 8192)."""
     if getattr(applied, "vae", None) is not None:
         raise NodeInputError(name, f"conditioning entry {k}: this ControlNet reads its hint as a latent (it "
                                    f"takes a VAE); the tiled sampler cuts pixel hints only")
@@ -309,9 +309,19 @@ def _full_hint(name: str, k: int, applied, height: int, width: int):
         raise NodeInputError(name, f"conditioning entry {k}: a control of type {type(applied).__name__} the "
                                    f"tiled sampler can't cut to tiles")
     hint = image.movedim(-1, 1).float()
-    if tuple(hint.shape[-2:]) != (8 * height, 8 * width):
-        hint = F.interpolate(hint, size=(8 * height, 8 * width), mode="nearest-exact")
-    return hint
+    return hint, _nearest_exact(hint.shape[-2], 8 * height), _nearest_exact(hint.shape[-1], 8 * width)
+
+
+def _nearest_exact(size: int, new_size: int):
+    """For each of new_size places, which of size places F.interpolate's nearest-exact takes it from
+    (worked out by F.interpolate itself, so its rounding is the same)."""
+    import torch
+    import torch.nn.functional as F
+
+    places = torch.arange(size, dtype=torch.float32)
+    if size == new_size:
+        return places.long()
+    return F.interpolate(places.reshape(1, 1, size, 1), size=(new_size, 1), mode="nearest-exact").reshape(-1).long()
 
 
 def _control_masks(applied) -> list[str]:
@@ -335,7 +345,9 @@ def _cut_control(applied, tile: Tile, hints: dict, controls: dict):
     if applied is None:
         return None
     if id(applied) not in controls:
-        hint = hints[id(applied)][:, :, 8 * tile.y:8 * (tile.y + tile.h), 8 * tile.x:8 * (tile.x + tile.w)]
+        image, rows, cols = hints[id(applied)]
+        hint = image.index_select(2, rows[8 * tile.y:8 * (tile.y + tile.h)])
+        hint = hint.index_select(3, cols[8 * tile.x:8 * (tile.x + tile.w)])
         previous = _cut_control(getattr(applied, "previous", None), tile, hints, controls)
         controls[id(applied)] = applied.with_hint(hint.movedim(1, -1), previous)
     return controls[id(applied)]

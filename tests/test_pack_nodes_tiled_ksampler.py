@@ -425,6 +425,10 @@ def test_controlnet_hints_are_stretched_to_the_latent_and_cut_to_the_tile():
     assert torch.equal(options["control"].image, second.image[:, 32:160, 64:224])
     assert options["control"].strength == 1.0 and options["control"].previous.strength == 0.7
     assert second.image.shape == (1, 256, 256, 3)  # the input is left as it was
+    # what is held for the whole run is each control's own image and where its pixels go, not the
+    # hint stretched to the latent's pixel size (at 8192 x 8192 pixels that is 805 MB a control)
+    held = [part for parts in side.hints.values() for part in parts]
+    assert sum(part.numel() for part in held) == first.image.numel() + second.image.numel() + 2 * (256 + 256)
 
 
 # -- refusals, estimate, formats ----------------------------------------------------------------
