@@ -211,19 +211,12 @@ def _cut_box(box, tile: Tile):
     return bottom - top, right - left, top - tile.y, left - tile.x
 
 
-def _absolute_area(area, height: int, width: int):
-    if area[0] == "percentage":
-        h, w, y, x = (float(v) for v in area[1:])
-        return max(1, round(h * height)), max(1, round(w * width)), round(y * height), round(x * width)
-    return tuple(int(v) for v in area)
-
-
 class TileConditioning:
     """A CONDITIONING side made ready once for cutting to tiles: areas absolute, masks at the
     latent's size, for each ControlNet hint where its pixels go at the latent's pixel size."""
 
     def __init__(self, name: str, conditioning, height: int, width: int, hints: dict):
-        import torch.nn.functional as F
+        from graphflow.sampling.guidance import _resize_mask, _resolve_area
 
         if not isinstance(conditioning, (list, tuple)):
             raise NodeInputError(name, f"expected a CONDITIONING list, got {type(conditioning).__name__}")
@@ -238,17 +231,15 @@ class TileConditioning:
                                                f"(InpaintModelConditioning, InstructPixToPix...); the tiled "
                                                f"sampler can't cut it to tiles: use KSampler")
             area = options.get("area")
-            if area is not None:
-                if len(area) - (area[0] == "percentage") != 4:
-                    raise NodeInputError(name, f"conditioning entry {k}: an image area is (h, w, y, x), got {area}")
-                area = _absolute_area(area, height, width)
+            if area is not None:  # absolute, as KSampler's guidance reads it
+                try:
+                    area = _resolve_area(area, (height, width), k)
+                except (TypeError, ValueError, IndexError) as error:
+                    raise NodeInputError(name, f"conditioning entry {k}: an image area is (h, w, y, x) in latent "
+                                               f"pixels or ('percentage', h, w, y, x), got {area!r} ({error})")
             mask = options.get("mask")
             if mask is not None:
-                mask = mask.float()
-                mask = mask.reshape(-1, 1, *mask.shape[-2:])
-                if tuple(mask.shape[-2:]) != (height, width):
-                    mask = F.interpolate(mask, size=(height, width), mode="bilinear")
-                mask = mask[:, 0]
+                mask = _resize_mask(mask, (height, width), k)
             control = options.get("control")
             applied = control
             while applied is not None:
@@ -355,7 +346,8 @@ def _cut_control(applied, tile: Tile, hints: dict, controls: dict):
 
 # -- the sampler (nodes.py's sample_common) -------------------------------------------------------
 
-def _check_model(model, samples):
+def _check_model(model):
+    """The model's noise schedule; what the tiled sampler can't sample refused by name."""
     from graphflow.sampling.flow_sampling import is_flow, model_sampling_for
 
     schedule = model_sampling_for(model)
@@ -369,14 +361,7 @@ def _check_model(model, samples):
     if model.in_channels not in (channels, 2 * channels + 1):
         raise NodeInputError("model", f"the model takes {model.in_channels} input channels (InstructPix2Pix or "
                                       f"another image-conditioned model); the tiled sampler can't cut its image input")
-    if not hasattr(samples, "ndim") or samples.ndim != 4:
-        raise NodeInputError("latent_image", "expected a LATENT of image latents [B, C, h, w]")
-    if samples.shape[1] != channels:
-        if int((samples != 0).sum()) == 0:  # an empty latent made for another format
-            return schedule, samples.new_zeros(samples.shape[0], channels, *samples.shape[2:])
-        raise NodeInputError("latent_image", f"the latent has {samples.shape[1]} channels, the model expects "
-                                             f"{channels}")
-    return schedule, samples
+    return schedule
 
 
 def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: str, steps: int, cfg: float,
@@ -387,7 +372,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
 
     from graphflow.images import image_to_pil
     from graphflow.sampling.noise import NoiseSource
-    from graphflow.sampling.pipeline import prepare_noise_mask, sample_with_sigmas
+    from graphflow.sampling.pipeline import _latent_samples, prepare_noise_mask, sample_with_sigmas
     from graphflow.sampling.samplers import DISCARD_PENULTIMATE_SIGMA, SAMPLERS
     from graphflow.sampling.schedules import SCHEDULERS, compute_sigmas
 
@@ -397,9 +382,8 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
         raise NodeInputError("sampler_name", f"unknown sampler {sampler_name!r}; expected one of {', '.join(SAMPLERS)}")
     if scheduler not in SCHEDULERS:
         raise NodeInputError("scheduler", f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
-    if not isinstance(latent, dict) or "samples" not in latent:
-        raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
-    schedule, samples = _check_model(model, latent["samples"])
+    schedule = _check_model(model)
+    samples = _latent_samples(model, latent)  # KSampler's checks, and its fix of an empty latent's channels
     end = min(end, steps)
     if start >= end:
         return {**latent, "samples": samples}
@@ -449,8 +433,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
                     cut = noise_mask[:, :, tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]
                     mask = cut if mask is None else cut * mask
                 if strategy in ("padded", "random strict"):
-                    tile, mask = full_size(tile, mask, min(8 * height, tile_height) // 8,
-                                           min(8 * width, tile_width) // 8, height, width)
+                    tile, mask = full_size(tile, mask, tile_h, tile_w, height, width)
                 if mask is not None and float(mask.sum()) == 0.0:
                     continue
                 region = (slice(None), slice(None), slice(tile.y, tile.y + tile.h), slice(tile.x, tile.x + tile.w))

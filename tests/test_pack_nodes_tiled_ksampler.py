@@ -475,6 +475,13 @@ def test_what_it_cannot_tile_is_refused_by_name(registry):
         call(registry, "TiledKSampler", model=model, positive=prompt(1.0), negative=prompt(0.0),
              latent_image={"samples": torch.zeros(1, 3, 8, 8) + 1})
     assert e.value.input == "latent_image"
+    for area in (("a", 8, 0, 0), ("percentage", "half", 0.5, 0.0, 0.0), (8, 8, 0), ("percentage", 0.5, 0.5, 0.0)):
+        for side in ("positive", "negative"):
+            entry = [(torch.zeros(1, 77, 8), {"area": area})]
+            inputs = {"positive": prompt(1.0), "negative": prompt(0.0), side: entry}
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "TiledKSampler", model=model, latent_image=latent(32, 32), **inputs)
+            assert e.value.input == side and "area" in str(e.value), (area, side)
 
 
 def test_advanced_controlnet_masks_are_refused_by_name(registry):
