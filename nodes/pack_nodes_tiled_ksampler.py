@@ -23,37 +23,50 @@ strategies, as in the pack (their README: use more steps or an ancestral sampler
 show); ancestral noise is drawn per tile run from the seed, as ComfyUI's sampler draws it.
 Per tile, as the pack does: the LATENT's noise_mask cut to the tile; conditioning areas and masks
 cut to the tile (an entry outside the tile is left out), GLIGEN boxes cut to the tile, and each
-ControlNet / T2I-Adapter hint stretched to the latent's pixel size and cut to the tile.
+ControlNet / T2I-Adapter hint stretched to the latent's pixel size and cut to the tile (only the
+tile's part of the stretched hint is made).
 
 Kept from the pack: return_with_leftover_noise acts the other way round from KSamplerAdvanced's
 ("enable" sets the last sigma to 0, and only at the last step of a one-step-per-tile run: random
 strategies, or any strategy with one step), as the pack's force_full_denoise does.
 Differs from the pack, where its code fails or leaves pixels unsampled: "padded" places its
 shifted columns by the tile's width (the pack bounds them with the tile's height, which can leave
-a band unsampled, or sample one twice, when the two differ); a tile moved inwards carries a batched / latent noise mask
-(the pack fails on a noise_mask there); area conditioning cut to a tile ends at the tile's edge;
-an area given in percent is taken against the whole latent (the pack fails on one);
+a band unsampled, or sample one twice, when the two differ); a tile moved inwards carries a
+batched / latent noise mask (the pack fails on a noise_mask there); area conditioning cut to a
+tile ends at the tile's edge;
+an area given in percent is taken against the whole latent (the pack fails on one); each
+conditioning entry keeps its own GLIGEN boxes (the pack pairs the entries left after dropping those
+outside a tile with the unfiltered list of boxes, so boxes move to another entry);
 start_at_step >= end_at_step returns the latent as given (the pack returns it with noise added,
 or fails past the last step); denoise 0 is refused by name (the pack divides by it).
+Long runs: the random strategies' tiles are made step by step; a run of more than MAX_TILE_STEPS
+tile steps (counted from the layout before starting) and a steps / denoise schedule longer than
+graphflow.sampling.schedules.MAX_SCHEDULE_STEPS are refused by name.
 Refused by name (NodeInputError) rather than sampled wrongly: flow models (SD3, FLUX: the pack adds
 the noise the eps way), video and Stable Cascade models, models with extra input channels other than
 inpainting ones, conditioning carrying a full-image concat latent / mask (InpaintModelConditioning,
-InstructPixToPix), ControlNets that read the hint as a latent (need a VAE) or carry a mask
-(inpainting ControlNets, Advanced-ControlNet strength masks). The preview shows the tile being
-sampled (Advanced: when preview is "enable"; the plain node always, as the pack's)."""
+InstructPixToPix), ControlNets that read the hint as a latent (need a VAE) or carry a whole-image mask
+(inpainting ControlNets; Advanced-ControlNet's strength mask, timestep keyframe masks and masked
+weights: each is made for the whole image, and a tile would get it whole, stretched onto the
+tile). The preview shows the tile being sampled (Advanced: when preview is "enable"; the plain
+node always, as the pack's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from graphflow.api import (CONDITIONING, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node,
-                           NodeInputError, Size, progress, sampling_memory)
+                           NodeInputError, Size, check_interrupted, progress, sampling_memory)
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.sampling import SEED_MAX
 
 COMFY_PACK = "ComfyUI_TiledKSampler"  # the custom node pack this module's ComfyUI classes come from
 MAX_RESOLUTION = 8192
 STRATEGIES = ("random", "random strict", "padded", "simple")
+# The most tile steps (each tile's sampler steps, summed over the tiles: UNet calls of one tile's
+# size) one run may take: an 8192 x 8192 image in 512-pixel tiles takes at most 96,100 at 100 steps
+# (padded), in the smallest (256-pixel) tiles at most 396,900.
+MAX_TILE_STEPS = 1_000_000
 
 
 # -- tile positions (tiling.py), in latent pixels -------------------------------------------------
@@ -76,6 +89,12 @@ def simple_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int) 
               for y in range(0, height, tile_h) for x in range(0, width, tile_w)]]]
 
 
+def _padded_lines(size: int, tile: int) -> tuple[range, range]:
+    """Where padded's tiles start along one side (tile already a multiple of 4): the grid's, and
+    the grid's shifted by half a tile."""
+    return range(0, size, tile), range(tile // 2, size - tile // 2, tile)
+
+
 def padded_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int) -> list:
     """Four passes (grid; shifted half a tile down; right; both), each one group of tiles run
     through all steps. Tile sizes are rounded down to a multiple of 4; each tile writes its middle
@@ -84,9 +103,8 @@ def padded_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int) 
 
     tile_h, tile_w = tile_h // 4 * 4, tile_w // 4 * 4
     quarter_h, quarter_w = tile_h // 4, tile_w // 4
-    rows, cols = range(0, height, tile_h), range(0, width, tile_w)
-    shifted_rows = range(tile_h // 2, height - tile_h // 2, tile_h)
-    shifted_cols = range(tile_w // 2, width - tile_w // 2, tile_w)
+    rows, shifted_rows = _padded_lines(height, tile_h)
+    cols, shifted_cols = _padded_lines(width, tile_w)
 
     def tile(ys, xs, i, j, grid_rows, grid_cols):
         y, x = ys[i], xs[j]
@@ -112,25 +130,27 @@ def _spans(size: int, tile: int, jitter: int) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in zip(edges, edges[1:])]
 
 
-def random_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int, generator) -> list:
-    """One pass of `steps` one-step groups. Per step two uniform numbers (float32, from the
-    generator) give two jitters per side, half a tile apart; even steps lay rows of tiles (the rows
-    by the first jitter, the columns of odd rows by the second), odd steps columns."""
+def _random_spans(height: int, width: int, tile_h: int, tile_w: int, generator) -> tuple[list, list]:
+    """One step's two row layouts and two column layouts: two uniform numbers (float32, from the
+    generator) give two jitters per side, half a tile apart."""
     import torch
 
-    groups = []
+    rand_w, rand_h = torch.rand((2,), dtype=torch.float32, generator=generator)
+    jitter_w = (int(rand_w * tile_w), int((rand_w + 0.5) % 1.0 * tile_w))
+    jitter_h = (int(rand_h * tile_h), int((rand_h + 0.5) % 1.0 * tile_h))
+    return [_spans(height, tile_h, j) for j in jitter_h], [_spans(width, tile_w, j) for j in jitter_w]
+
+
+def random_tiles(steps: int, height: int, width: int, tile_h: int, tile_w: int, generator):
+    """The one-step groups of `steps` steps, each made when it is reached (a long run's tiles are
+    never all held). Even steps lay rows of tiles (the rows by the first jitter, the columns of odd
+    rows by the second), odd steps columns."""
     for step in range(steps):
-        rand_w, rand_h = torch.rand((2,), dtype=torch.float32, generator=generator)
-        jitter_w = (int(rand_w * tile_w), int((rand_w + 0.5) % 1.0 * tile_w))
-        jitter_h = (int(rand_h * tile_h), int((rand_h + 0.5) % 1.0 * tile_h))
-        rows = [_spans(height, tile_h, j) for j in jitter_h]
-        cols = [_spans(width, tile_w, j) for j in jitter_w]
+        rows, cols = _random_spans(height, width, tile_h, tile_w, generator)
         if step % 2 == 0:
-            tiles = [Tile(y, h, x, w, 1) for i, (y, h) in enumerate(rows[0]) for x, w in cols[i % 2]]
+            yield [Tile(y, h, x, w, 1) for i, (y, h) in enumerate(rows[0]) for x, w in cols[i % 2]]
         else:
-            tiles = [Tile(y, h, x, w, 1) for i, (x, w) in enumerate(cols[0]) for y, h in rows[i % 2]]
-        groups.append(tiles)
-    return [groups]
+            yield [Tile(y, h, x, w, 1) for i, (x, w) in enumerate(cols[0]) for y, h in rows[i % 2]]
 
 
 def full_size(tile: Tile, mask, tile_h: int, tile_w: int, height: int, width: int):
@@ -149,14 +169,34 @@ def full_size(tile: Tile, mask, tile_h: int, tile_w: int, height: int, width: in
 
 
 def tile_plan(strategy: str, steps: int, height: int, width: int, tile_h: int, tile_w: int, seed: int) -> list:
-    """The passes of groups of tiles a strategy samples, for `steps` steps of a height x width latent."""
+    """The passes of groups of tiles a strategy samples, for `steps` steps of a height x width
+    latent; the random strategies' one pass makes its groups as they are reached."""
     import torch
 
     if strategy in ("random", "random strict"):
-        return random_tiles(steps, height, width, tile_h, tile_w, torch.Generator("cpu").manual_seed(seed))
+        return [random_tiles(steps, height, width, tile_h, tile_w, torch.Generator("cpu").manual_seed(seed))]
     if strategy == "padded":
         return padded_tiles(steps, height, width, tile_h, tile_w)
     return simple_tiles(steps, height, width, tile_h, tile_w)
+
+
+def tile_steps(strategy: str, steps: int, height: int, width: int, tile_h: int, tile_w: int, seed: int) -> int:
+    """The tile steps tile_plan's plan runs (each tile's sampler steps, summed over its tiles),
+    counted from the layout without making the tiles: the grids' sizes, and the random strategies'
+    jitters step by step (each step lays len(lines) rows, or columns, alternating two layouts)."""
+    import torch
+
+    if strategy in ("random", "random strict"):
+        generator, total = torch.Generator("cpu").manual_seed(seed), 0
+        for step in range(steps):
+            rows, cols = _random_spans(height, width, tile_h, tile_w, generator)
+            lines, across = (rows, cols) if step % 2 == 0 else (cols, rows)
+            total += (len(lines[0]) + 1) // 2 * len(across[0]) + len(lines[0]) // 2 * len(across[1])
+        return total
+    if strategy == "padded":
+        rows, cols = _padded_lines(height, tile_h // 4 * 4), _padded_lines(width, tile_w // 4 * 4)
+        return (len(rows[0]) + len(rows[1])) * (len(cols[0]) + len(cols[1])) * steps
+    return len(range(0, height, tile_h)) * len(range(0, width, tile_w)) * steps
 
 
 # -- conditioning cut to a tile (the pack's slice_cond, slice_gligen, slice_cnet) -----------------
@@ -171,19 +211,12 @@ def _cut_box(box, tile: Tile):
     return bottom - top, right - left, top - tile.y, left - tile.x
 
 
-def _absolute_area(area, height: int, width: int):
-    if area[0] == "percentage":
-        h, w, y, x = (float(v) for v in area[1:])
-        return max(1, round(h * height)), max(1, round(w * width)), round(y * height), round(x * width)
-    return tuple(int(v) for v in area)
-
-
 class TileConditioning:
     """A CONDITIONING side made ready once for cutting to tiles: areas absolute, masks at the
-    latent's size, ControlNet hints at its pixel size."""
+    latent's size, for each ControlNet hint where its pixels go at the latent's pixel size."""
 
     def __init__(self, name: str, conditioning, height: int, width: int, hints: dict):
-        import torch.nn.functional as F
+        from graphflow.sampling.guidance import _resize_mask, _resolve_area
 
         if not isinstance(conditioning, (list, tuple)):
             raise NodeInputError(name, f"expected a CONDITIONING list, got {type(conditioning).__name__}")
@@ -198,17 +231,15 @@ class TileConditioning:
                                                f"(InpaintModelConditioning, InstructPixToPix...); the tiled "
                                                f"sampler can't cut it to tiles: use KSampler")
             area = options.get("area")
-            if area is not None:
-                if len(area) - (area[0] == "percentage") != 4:
-                    raise NodeInputError(name, f"conditioning entry {k}: an image area is (h, w, y, x), got {area}")
-                area = _absolute_area(area, height, width)
+            if area is not None:  # absolute, as KSampler's guidance reads it
+                try:
+                    area = _resolve_area(area, (height, width), k)
+                except (TypeError, ValueError, IndexError) as error:
+                    raise NodeInputError(name, f"conditioning entry {k}: an image area is (h, w, y, x) in latent "
+                                               f"pixels or ('percentage', h, w, y, x), got {area!r} ({error})")
             mask = options.get("mask")
             if mask is not None:
-                mask = mask.float()
-                mask = mask.reshape(-1, 1, *mask.shape[-2:])
-                if tuple(mask.shape[-2:]) != (height, width):
-                    mask = F.interpolate(mask, size=(height, width), mode="bilinear")
-                mask = mask[:, 0]
+                mask = _resize_mask(mask, (height, width), k)
             control = options.get("control")
             applied = control
             while applied is not None:
@@ -254,24 +285,49 @@ def _with_boxes(gligen, boxes):
 
 
 def _full_hint(name: str, k: int, applied, height: int, width: int):
-    """A control's hint [B, C, 8h, 8w], stretched to the latent's pixel size (nearest-exact) as the
-    pack does before cutting it."""
-    import torch.nn.functional as F
-
+    """A control's hint [B, C, H, W] with the rows and columns of it that the pack's stretch to
+    the latent's pixel size (nearest-exact) puts at each of the 8h pixel rows and 8w columns: each
+    tile's hint is cut from these, without the stretched image (805 MB a control at 8192 x 8192)."""
     if getattr(applied, "vae", None) is not None:
         raise NodeInputError(name, f"conditioning entry {k}: this ControlNet reads its hint as a latent (it "
                                    f"takes a VAE); the tiled sampler cuts pixel hints only")
-    if getattr(applied, "mask", None) is not None:
-        raise NodeInputError(name, f"conditioning entry {k}: this ControlNet carries a mask (an inpainting "
-                                   f"ControlNet's or a strength mask); the tiled sampler can't cut it to tiles")
+    masks = _control_masks(applied)
+    if masks:
+        raise NodeInputError(name, f"conditioning entry {k}: this ControlNet carries {' and '.join(masks)}, a "
+                                   f"whole-image mask the tiled sampler can't cut to tiles: remove it or use KSampler")
     image = getattr(applied, "image", None)
     if image is None or not hasattr(applied, "with_hint"):
         raise NodeInputError(name, f"conditioning entry {k}: a control of type {type(applied).__name__} the "
                                    f"tiled sampler can't cut to tiles")
     hint = image.movedim(-1, 1).float()
-    if tuple(hint.shape[-2:]) != (8 * height, 8 * width):
-        hint = F.interpolate(hint, size=(8 * height, 8 * width), mode="nearest-exact")
-    return hint
+    return hint, _nearest_exact(hint.shape[-2], 8 * height), _nearest_exact(hint.shape[-1], 8 * width)
+
+
+def _nearest_exact(size: int, new_size: int):
+    """For each of new_size places, which of size places F.interpolate's nearest-exact takes it from
+    (worked out by F.interpolate itself, so its rounding is the same)."""
+    import torch
+    import torch.nn.functional as F
+
+    places = torch.arange(size, dtype=torch.float32)
+    if size == new_size:
+        return places.long()
+    return F.interpolate(places.reshape(1, 1, size, 1), size=(new_size, 1), mode="nearest-exact").reshape(-1).long()
+
+
+def _control_masks(applied) -> list[str]:
+    """What whole-image masks a control carries: an inpainting ControlNet's mask, and
+    Advanced-ControlNet's strength mask, timestep keyframe masks and masked weights (each scales
+    the residuals over the whole image, so a tile would get the whole mask stretched onto it)."""
+    keyframes = getattr(getattr(applied, "keyframes", None), "frames", ())
+    weights = [getattr(applied, "weights_override", None)] + [getattr(frame, "weights", None) for frame in keyframes]
+    masked = [getattr(holder, "mask", None) is not None for holder in weights]
+    strength_mask = getattr(applied, "strength_mask", None)
+    found = (("a mask (an inpainting ControlNet's)", getattr(applied, "mask", None) is not None),
+             ("an Advanced-ControlNet strength mask (mask_optional)", strength_mask is not None),
+             ("a timestep keyframe's mask", any(getattr(frame, "mask", None) is not None for frame in keyframes)),
+             ("masked weights (Scaled Soft Masked Weights)", any(masked)))
+    return [what for what, given in found if given]
 
 
 def _cut_control(applied, tile: Tile, hints: dict, controls: dict):
@@ -280,7 +336,9 @@ def _cut_control(applied, tile: Tile, hints: dict, controls: dict):
     if applied is None:
         return None
     if id(applied) not in controls:
-        hint = hints[id(applied)][:, :, 8 * tile.y:8 * (tile.y + tile.h), 8 * tile.x:8 * (tile.x + tile.w)]
+        image, rows, cols = hints[id(applied)]
+        hint = image.index_select(2, rows[8 * tile.y:8 * (tile.y + tile.h)])
+        hint = hint.index_select(3, cols[8 * tile.x:8 * (tile.x + tile.w)])
         previous = _cut_control(getattr(applied, "previous", None), tile, hints, controls)
         controls[id(applied)] = applied.with_hint(hint.movedim(1, -1), previous)
     return controls[id(applied)]
@@ -288,7 +346,8 @@ def _cut_control(applied, tile: Tile, hints: dict, controls: dict):
 
 # -- the sampler (nodes.py's sample_common) -------------------------------------------------------
 
-def _check_model(model, samples):
+def _check_model(model):
+    """The model's noise schedule; what the tiled sampler can't sample refused by name."""
     from graphflow.sampling.flow_sampling import is_flow, model_sampling_for
 
     schedule = model_sampling_for(model)
@@ -302,14 +361,7 @@ def _check_model(model, samples):
     if model.in_channels not in (channels, 2 * channels + 1):
         raise NodeInputError("model", f"the model takes {model.in_channels} input channels (InstructPix2Pix or "
                                       f"another image-conditioned model); the tiled sampler can't cut its image input")
-    if not hasattr(samples, "ndim") or samples.ndim != 4:
-        raise NodeInputError("latent_image", "expected a LATENT of image latents [B, C, h, w]")
-    if samples.shape[1] != channels:
-        if int((samples != 0).sum()) == 0:  # an empty latent made for another format
-            return schedule, samples.new_zeros(samples.shape[0], channels, *samples.shape[2:])
-        raise NodeInputError("latent_image", f"the latent has {samples.shape[1]} channels, the model expects "
-                                             f"{channels}")
-    return schedule, samples
+    return schedule
 
 
 def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: str, steps: int, cfg: float,
@@ -320,7 +372,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
 
     from graphflow.images import image_to_pil
     from graphflow.sampling.noise import NoiseSource
-    from graphflow.sampling.pipeline import prepare_noise_mask, sample_with_sigmas
+    from graphflow.sampling.pipeline import _latent_samples, prepare_noise_mask, sample_with_sigmas
     from graphflow.sampling.samplers import DISCARD_PENULTIMATE_SIGMA, SAMPLERS
     from graphflow.sampling.schedules import SCHEDULERS, compute_sigmas
 
@@ -330,9 +382,8 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
         raise NodeInputError("sampler_name", f"unknown sampler {sampler_name!r}; expected one of {', '.join(SAMPLERS)}")
     if scheduler not in SCHEDULERS:
         raise NodeInputError("scheduler", f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
-    if not isinstance(latent, dict) or "samples" not in latent:
-        raise NodeInputError("latent_image", "expected a LATENT: a dict with 'samples' [B, C, h, w]")
-    schedule, samples = _check_model(model, latent["samples"])
+    schedule = _check_model(model)
+    samples = _latent_samples(model, latent)  # KSampler's checks, and its fix of an empty latent's channels
     end = min(end, steps)
     if start >= end:
         return {**latent, "samples": samples}
@@ -342,6 +393,12 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
     if strategy == "padded" and (tile_h < 4 or tile_w < 4):
         raise NodeInputError("latent_image", f"'padded' needs a latent of at least 4 x 4 (32 x 32 pixels); this "
                                              f"one is {width} x {height}")
+    total = tile_steps(strategy, end - start, height, width, tile_h, tile_w, seed)
+    if total > MAX_TILE_STEPS:
+        raise NodeInputError("steps", f"{strategy!r} tiles of {8 * tile_w} x {8 * tile_h} pixels over this "
+                                      f"{8 * width} x {8 * height} latent take {total} tile steps over {end - start} "
+                                      f"steps (each tile's sampler steps, summed), more than {MAX_TILE_STEPS}: use "
+                                      f"fewer steps or larger tiles")
 
     batch_index = latent.get("batch_index")
     noise = NoiseSource(seed).generate(samples, batch_index) if add_noise else torch.zeros(samples.shape)
@@ -359,7 +416,6 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
     sides = (TileConditioning("positive", positive, height, width, hints),
              TileConditioning("negative", negative, height, width, hints))
     plan = tile_plan(strategy, end - start, height, width, tile_h, tile_w, seed)
-    total = sum(tile.steps for one_pass in plan for group in one_pass for tile in group)
     done = [0]
 
     def on_step(info):
@@ -369,6 +425,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
 
     for one_pass in plan:
         for i, group in enumerate(one_pass):
+            check_interrupted()  # a group's tiles may all be skipped, and sampling reports no step then
             target = samples.clone() if strategy == "random strict" else samples
             for tile in group:
                 mask = tile.mask
@@ -376,8 +433,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
                     cut = noise_mask[:, :, tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]
                     mask = cut if mask is None else cut * mask
                 if strategy in ("padded", "random strict"):
-                    tile, mask = full_size(tile, mask, min(8 * height, tile_height) // 8,
-                                           min(8 * width, tile_width) // 8, height, width)
+                    tile, mask = full_size(tile, mask, tile_h, tile_w, height, width)
                 if mask is not None and float(mask.sum()) == 0.0:
                     continue
                 region = (slice(None), slice(None), slice(tile.y, tile.y + tile.h), slice(tile.x, tile.x + tile.w))
@@ -433,12 +489,24 @@ class TiledKSampler(Node):
     step (from the seed) to hide seams, "random strict" also gives tiles at the border full-size
     context, "padded" samples a grid then fills the seams with shifted tiles, "simple" samples each
     tile of a grid alone. denoise < 1 runs the last steps of an int(steps / denoise)-step schedule
-    (img2img). The starting noise is the seed's, as KSampler's; random / simple add it to the whole
-    latent at the first step's sigma (not KSampler's sqrt(1 + sigma^2) at full denoise). Multistep
-    samplers restart at every step with the random strategies; more steps or an ancestral sampler
-    hide tiles better. Conditioning areas and masks, GLIGEN boxes and ControlNet / T2I-Adapter hints
-    are cut to each tile. Refused: flow / video / Stable Cascade models, whole-image concat
-    conditioning, ControlNets with a mask or a latent hint; denoise 0."""
+    (img2img). The starting noise is the seed's, as KSampler's; random, random strict and simple add
+    it to the whole latent at the first step's sigma (not KSampler's sqrt(1 + sigma^2) at full
+    denoise), padded gives each tile its part of it. Each tile run is sampled with the seed, so
+    tiles of one size draw the same ancestral noise, as in the pack. Multistep samplers restart at
+    every step with the random strategies; more steps or an ancestral sampler hide tiles better.
+    Conditioning areas and masks, GLIGEN boxes and ControlNet / T2I-Adapter hints are cut to each
+    tile. Differs from the pack where it fails or samples wrongly: padded places its shifted
+    columns by the tile's width (the pack bounds them by the tile's height, which can leave a band
+    unsampled, or sample one twice, when the two differ); an area given in percent is taken against
+    the whole latent (the pack fails on one) and an area cut to a tile ends at the tile's edge; a
+    tile moved inwards at the border carries the latent's noise_mask (the pack fails there); each
+    conditioning entry keeps its own GLIGEN boxes (the pack's move to another entry once an entry
+    outside the tile is left out). Refused: flow / video / Stable Cascade models, whole-image concat
+    conditioning, ControlNets with a latent hint or a mask (an inpainting ControlNet's;
+    Advanced-ControlNet's strength mask, keyframe masks or masked weights); denoise 0; a steps /
+    denoise schedule longer than 10000 steps (as KSampler); a run of more than 1,000,000 tile steps
+    (each tile's steps, summed over the tiles: an 8192 x 8192 image in 512-pixel tiles takes at
+    most about 96,000 at 100 steps)."""
     category = "sampling"
     model: MODEL
     seed: int = Int(0, min=0, max=SEED_MAX)
@@ -458,10 +526,12 @@ class TiledKSampler(Node):
     estimate = classmethod(_estimate)
 
     def run(self):
+        from graphflow.sampling.schedules import schedule_length
+
         if not self.denoise > 0:
             raise NodeInputError("denoise", f"must be above 0 (the schedule is steps / denoise steps long), got "
                                             f"{self.denoise}")
-        total = int(self.steps / self.denoise)
+        total = schedule_length(self.steps, self.denoise)  # KSampler's, capped as KSampler's
         return tiled_sample(self.model, self.seed, self.tile_width, self.tile_height, self.tiling_strategy, total,
                             self.cfg, self.sampler_name, self.scheduler, self.positive, self.negative,
                             self.latent_image, total - self.steps, total, True, False, True)
@@ -473,8 +543,9 @@ class TiledKSamplerAdvanced(Node):
     pack, return_with_leftover_noise acts the other way round from KSamplerAdvanced's: "enable"
     sets the last sigma to 0 (full denoise) and only on the last step of one-step tile runs (the
     random strategies, or a single step); otherwise the latent keeps the noise of end_at_step's
-    sigma when end_at_step < steps. preview "enable" shows the tile being sampled. Tiling and what
-    is refused: see Tiled KSampler."""
+    sigma when end_at_step < steps. start_at_step >= end_at_step returns the latent as given (the
+    pack adds the noise to it, or fails past the last step). preview "enable" shows the tile being
+    sampled. Tiling, how it differs from the pack and what is refused: see Tiled KSampler."""
     category = "sampling"
     model: MODEL
     add_noise: str = Choice(["enable", "disable"], "enable")

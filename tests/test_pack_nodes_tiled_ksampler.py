@@ -15,8 +15,8 @@ from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.resource_limits import Size, sampling_memory
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_tiled_ksampler import (TileConditioning, TiledKSampler, full_size, padded_tiles, random_tiles,
-                                             tile_plan)
+from nodes.pack_nodes_tiled_ksampler import (MAX_TILE_STEPS, STRATEGIES, Tile, TileConditioning, TiledKSampler,
+                                             full_size, padded_tiles, random_tiles, tile_plan, tile_steps)
 from tests.sampling_fakes import FakeModel, gaussian_eps, prompt
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -61,6 +61,7 @@ def test_random_strategies_write_every_latent_pixel_once_per_step(strategy):
     for height, width, tile_h, tile_w in SIZES:
         tile_h, tile_w = min(tile_h, height), min(tile_w, width)
         [groups] = tile_plan(strategy, 4, height, width, tile_h, tile_w, 7)
+        groups = list(groups)
         assert len(groups) == 4
         for group in groups:
             assert all(tile.steps == 1 for tile in group)
@@ -74,7 +75,7 @@ def test_random_positions_follow_the_seed_as_the_pack_draws_them():
     int(((u0 + .5) % 1) * tile_w); odd steps swap rows and columns. Reference: tiling.py's
     calc_coords formula with numpy."""
     height, width, tile_h, tile_w = 70, 90, 32, 40
-    [groups] = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234))
+    groups = list(random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234)))
     rands = torch.rand((3, 2), generator=torch.manual_seed(1234)).numpy()
 
     def spans(size, tile, jitter):
@@ -92,11 +93,75 @@ def test_random_positions_follow_the_seed_as_the_pack_draws_them():
         else:
             want = [(y, h, x, w) for i, (x, w) in enumerate(cols[0]) for y, h in rows[i % 2]]
         assert [(t.y, t.h, t.x, t.w) for t in groups[step]] == want
-    again = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234))[0]
-    other = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1235))[0]
+    again = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1234))
+    other = random_tiles(3, height, width, tile_h, tile_w, torch.Generator().manual_seed(1235))
     positions = [[(t.y, t.x) for t in group] for group in groups]
     assert [[(t.y, t.x) for t in group] for group in again] == positions
     assert [[(t.y, t.x) for t in group] for group in other] != positions
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_tile_steps_are_counted_without_making_the_tiles(strategy):
+    for height, width, tile_h, tile_w in SIZES[::3]:
+        tile_h, tile_w = min(tile_h, height), min(tile_w, width)
+        if strategy == "padded" and min(tile_h, tile_w) < 4:
+            continue
+        plan = tile_plan(strategy, 5, height, width, tile_h, tile_w, 3)
+        made = sum(tile.steps for one_pass in plan for group in one_pass for tile in group)
+        assert tile_steps(strategy, 5, height, width, tile_h, tile_w, 3) == made, (height, width, tile_h, tile_w)
+
+
+def test_a_long_random_plan_is_made_step_by_step():
+    """The probe's case (1,086,920 tiles, 12 s and 143 MB made before the first step): the first
+    group comes at once, and only as the steps are reached are more made."""
+    generator = torch.Generator().manual_seed(0)
+    groups = random_tiles(1000, 1024, 1024, 32, 32, generator)
+    first = next(iter(groups))
+    assert 32 * 32 <= len(first) <= 33 * 33 and all(tile.steps == 1 for tile in first)
+    one_step = torch.Generator().manual_seed(0)
+    torch.rand((2,), generator=one_step)
+    assert torch.equal(generator.get_state(), one_step.get_state())  # one step's jitters drawn, no more
+
+
+def test_more_tile_steps_than_the_cap_are_refused_before_sampling(registry):
+    # the pack's big uses pass: an 8192 x 8192 image in 512-pixel tiles at 100 steps, any strategy
+    for strategy in STRATEGIES:
+        assert tile_steps(strategy, 100, 1024, 1024, 64, 64, 0) <= MAX_TILE_STEPS
+    assert tile_steps("padded", 100, 1024, 1024, 64, 64, 0) == (16 + 15) ** 2 * 100
+    # a 8192 x 8192 latent in 256-pixel tiles over 1000 steps: about 1.09 million tile steps
+    model = pointwise_model()
+    model.unet.predict = lambda *args: pytest.fail("refused runs sample nothing")
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "TiledKSamplerAdvanced", model=model, positive=prompt(1.0), negative=prompt(0.0),
+             latent_image={"samples": torch.zeros(1, 4, 1024, 1024)}, tile_width=256, tile_height=256, steps=1000,
+             tiling_strategy="random")
+    assert e.value.input == "steps" and str(MAX_TILE_STEPS) in str(e.value)
+
+
+def test_steps_over_denoise_past_the_cap_is_refused_by_name_as_in_ksampler(registry):
+    """int(steps / denoise) is the schedule both KSampler and the tiled sampler cut their steps
+    from (graphflow.sampling.schedules.schedule_length): 20 steps at denoise 2e-5 would be a
+    million-step schedule."""
+    from graphflow.sampling.flow_sampling import model_sampling_for
+    from graphflow.sampling.schedules import MAX_SCHEDULE_STEPS, compute_sigmas, schedule_length
+
+    assert MAX_SCHEDULE_STEPS == 10000
+    assert schedule_length(20, 0.5) == 40 and schedule_length(20, 1.0) == 20 and schedule_length(10000, 1.0) == 10000
+    assert schedule_length(20, 20 / 10000) == 10000
+    model = pointwise_model()
+    schedule = model_sampling_for(model)
+    assert len(compute_sigmas(schedule, "normal", 20, 20 / 10000)) == 21
+    with pytest.raises(NodeInputError) as e:
+        compute_sigmas(schedule, "normal", 20, 2e-5)
+    assert e.value.input == "denoise"
+    model.unet.predict = lambda *args: pytest.fail("refused runs sample nothing")
+    for node in ("KSampler", "TiledKSampler", "BasicScheduler"):
+        inputs = dict(model=model, steps=20, denoise=2e-5)
+        if node != "BasicScheduler":
+            inputs.update(positive=prompt(1.0), negative=prompt(0.0), latent_image=latent(32, 32))
+        with pytest.raises(NodeInputError) as e:
+            call(registry, node, **inputs)
+        assert e.value.input == "denoise" and "10000" in str(e.value), node
 
 
 def test_padded_tiles_write_their_middle_half_and_reach_the_border():
@@ -118,7 +183,7 @@ def test_padded_tiles_write_their_middle_half_and_reach_the_border():
 
 
 def test_a_short_tile_is_moved_inwards_with_its_mask_where_it_was():
-    tile = random_tiles(1, 40, 40, 32, 32, torch.Generator().manual_seed(0))[0][0][-1]
+    tile = next(random_tiles(1, 40, 40, 32, 32, torch.Generator().manual_seed(0)))[-1]
     assert tile.y + tile.h == 40 and tile.x + tile.w == 40 and (tile.h < 32 or tile.w < 32)
     moved, mask = full_size(tile, None, 32, 32, 40, 40)
     assert (moved.y, moved.x, moved.h, moved.w) == (8, 8, 32, 32)
@@ -284,30 +349,50 @@ def test_ancestral_noise_is_drawn_per_tile_run_from_the_seed(registry):
     assert torch.isfinite(first).all()
 
 
+def test_every_tile_run_is_seeded_with_the_seed(registry):
+    """The pack gives every tile run the node's seed (its sampler.sample(..., seed=noise_seed)), so
+    tiles of one size draw the same ancestral noise: without starting noise, a latent of four equal
+    tiles comes out as four equal tiles, each KSamplerAdvanced's run on that tile alone."""
+    model = pointwise_model()
+    model.unet.predict = lambda x, t, c, y: torch.tanh(x.roll(1, -1) + x.roll(3, -2)) * 0.5
+    one = latent(32, 32)["samples"]
+
+    def run(node, samples, seed=5, **widgets):
+        return call(registry, node, model=model, add_noise="disable", noise_seed=seed, steps=4, cfg=3.0,
+                    sampler_name="euler_ancestral", scheduler="karras", positive=prompt(1.0), negative=prompt(0.0),
+                    latent_image={"samples": samples}, **widgets)["samples"]
+
+    out = run("TiledKSamplerAdvanced", one.repeat(1, 1, 2, 2), tile_width=256, tile_height=256,
+              tiling_strategy="simple")
+    tiles = [out[..., y:y + 32, x:x + 32] for y in (0, 32) for x in (0, 32)]
+    assert all(torch.equal(tile, tiles[0]) for tile in tiles[1:])
+    alone = run("KSamplerAdvanced", one)
+    torch.testing.assert_close(tiles[0], alone, rtol=1e-4, atol=1e-4)
+    assert (run("KSamplerAdvanced", one, seed=6) - alone).abs().max() > 1e-2  # the ancestral noise counts
+
+
 def test_the_demo_model_tiled_is_finite_and_close_to_untiled(registry):
     graph = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["1", 1]}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blue", "clip": ["1", 1]}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 384, "batch_size": 1}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 320, "height": 256, "batch_size": 1}},
         "5": {"class_type": "KSampler", "inputs": {
-            "model": ["1", 0], "seed": 3, "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras",
+            "model": ["1", 0], "seed": 3, "steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras",
             "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}},
+        "6": {"class_type": "BNK_TiledKSampler", "inputs": {
+            "model": ["1", 0], "seed": 3, "tile_width": 256, "tile_height": 256, "tiling_strategy": "random",
+            "steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras", "positive": ["2", 0],
+            "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}},
     }
-    for i, strategy in enumerate(("random", "padded"), start=6):
-        graph[str(i)] = {"class_type": "BNK_TiledKSampler", "inputs": {
-            "model": ["1", 0], "seed": 3, "tile_width": 256, "tile_height": 256, "tiling_strategy": strategy,
-            "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras", "positive": ["2", 0],
-            "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}}
-    result = run_graph(registry, graph, outputs=["5", "6", "7"])
+    result = run_graph(registry, graph, outputs=["5", "6"])
     untiled = result.values["5"][0]["samples"]
-    for node_id in ("6", "7"):
-        out = result.values[node_id][0]["samples"]
-        assert out.shape == (1, 4, 48, 64) and torch.isfinite(out).all()
-        # the same picture with seams: close to the untiled one, but not it (a real model sees its neighbours)
-        difference = (out - untiled).abs().mean() / untiled.abs().mean()
-        assert 1e-3 < difference < 0.6, (node_id, difference)
-        assert torch.corrcoef(torch.stack([out.flatten(), untiled.flatten()]))[0, 1] > 0.6
+    out = result.values["6"][0]["samples"]
+    assert out.shape == (1, 4, 32, 40) and torch.isfinite(out).all()
+    # the same picture with seams: close to the untiled one, but not it (a real model sees its neighbours)
+    difference = (out - untiled).abs().mean() / untiled.abs().mean()
+    assert 1e-3 < difference < 0.6, difference
+    assert torch.corrcoef(torch.stack([out.flatten(), untiled.flatten()]))[0, 1] > 0.6
 
 
 # -- conditioning cut to tiles ------------------------------------------------------------------
@@ -360,6 +445,10 @@ def test_controlnet_hints_are_stretched_to_the_latent_and_cut_to_the_tile():
     assert torch.equal(options["control"].image, second.image[:, 32:160, 64:224])
     assert options["control"].strength == 1.0 and options["control"].previous.strength == 0.7
     assert second.image.shape == (1, 256, 256, 3)  # the input is left as it was
+    # what is held for the whole run is each control's own image and where its pixels go, not the
+    # hint stretched to the latent's pixel size (at 8192 x 8192 pixels that is 805 MB a control)
+    held = [part for parts in side.hints.values() for part in parts]
+    assert sum(part.numel() for part in held) == first.image.numel() + second.image.numel() + 2 * (256 + 256)
 
 
 # -- refusals, estimate, formats ----------------------------------------------------------------
@@ -386,6 +475,55 @@ def test_what_it_cannot_tile_is_refused_by_name(registry):
         call(registry, "TiledKSampler", model=model, positive=prompt(1.0), negative=prompt(0.0),
              latent_image={"samples": torch.zeros(1, 3, 8, 8) + 1})
     assert e.value.input == "latent_image"
+    for area in (("a", 8, 0, 0), ("percentage", "half", 0.5, 0.0, 0.0), (8, 8, 0), ("percentage", 0.5, 0.5, 0.0)):
+        for side in ("positive", "negative"):
+            entry = [(torch.zeros(1, 77, 8), {"area": area})]
+            inputs = {"positive": prompt(1.0), "negative": prompt(0.0), side: entry}
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "TiledKSampler", model=model, latent_image=latent(32, 32), **inputs)
+            assert e.value.input == side and "area" in str(e.value), (area, side)
+
+
+def test_advanced_controlnet_masks_are_refused_by_name(registry):
+    """Advanced-ControlNet's strength mask, a timestep keyframe's mask and masked weights scale the
+    residuals over the whole image; cut to a tile they would be the whole mask stretched onto it."""
+    from graphflow.models.advanced_control import (UNIVERSAL, AdvancedControl, ControlWeights, TimestepKeyframe,
+                                                   TimestepKeyframes)
+
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :32] = 1
+    image = torch.rand(1, 64, 64, 3)
+    plain = AdvancedControl(object(), image, 1.0)
+    side = TileConditioning("positive", [(torch.zeros(1, 2, 3), {"control": plain})], 32, 32, {})
+    [(_, options)] = side.cut(Tile(0, 16, 0, 16, 1), {})  # without a mask: cut as any ControlNet
+    assert options["control"].image.shape == (1, 128, 128, 3)
+    for control, what in (
+            (AdvancedControl(object(), image, 1.0, strength_mask=mask), "strength mask"),
+            (AdvancedControl(object(), image, 1.0, keyframes=TimestepKeyframes.only(TimestepKeyframe(mask=mask))),
+             "keyframe's mask"),
+            (AdvancedControl(object(), image, 1.0, weights_override=ControlWeights(UNIVERSAL, mask=mask)),
+             "masked weights"),
+            (AdvancedControl(object(), image, 1.0, keyframes=TimestepKeyframes.only(
+                TimestepKeyframe(weights=ControlWeights(UNIVERSAL, mask=mask)))), "masked weights"),
+            (AdvancedControl(object(), image, 0.5, previous=AdvancedControl(object(), image, 1.0, strength_mask=mask)),
+             "strength mask")):  # one earlier in the chain too
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "TiledKSampler", model=pointwise_model(), positive=prompt(1.0),
+                 negative=[(torch.zeros(1, 77, 8), {"control": control})], latent_image=latent(32, 32),
+                 tile_width=256, tile_height=256)
+        assert e.value.input == "negative" and what in str(e.value), str(e.value)
+
+
+def test_the_help_says_where_it_differs_from_the_pack():
+    from nodes.pack_nodes_tiled_ksampler import TiledKSamplerAdvanced
+
+    help_text = " ".join(TiledKSampler.description().split())
+    for said in ("random, random strict and simple add it to the whole latent", "shifted columns by the tile's width",
+                 "an area given in percent", "ends at the tile's edge", "carries the latent's noise_mask",
+                 "keeps its own GLIGEN boxes", "sampled with the seed", "1,000,000 tile steps", "10000 steps"):
+        assert said in help_text, said
+    assert "start_at_step >= end_at_step returns the latent as given" in " ".join(
+        TiledKSamplerAdvanced.description().split())
 
 
 def test_the_memory_estimate_is_one_tiles():
@@ -491,13 +629,13 @@ def test_a_controlnet_sees_its_hint_cut_to_each_tile(registry, controlnet_models
     net = call(registry, "LoadControlNet", control_net_name="net.safetensors")
     positive = call(registry, "CLIPEncode", text="a red circle", clip=clip)
     negative = call(registry, "CLIPEncode", text="", clip=clip)
-    image = torch.rand(1, 256, 320, 3, generator=torch.Generator().manual_seed(0))  # the latent's pixel size
+    image = torch.rand(1, 256, 288, 3, generator=torch.Generator().manual_seed(0))  # the latent's pixel size
     applied = call(registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=1.0)
-    start = latent(32, 40)
+    start = latent(32, 36)
 
     def run(node, positive, **widgets):
         return call(registry, node, model=model, positive=positive, negative=negative, latent_image=start,
-                    steps=3, cfg=4.0, sampler_name="euler", scheduler="normal", denoise=0.6, **widgets)["samples"]
+                    steps=2, cfg=4.0, sampler_name="euler", scheduler="normal", denoise=0.6, **widgets)["samples"]
 
     # one tile as large as the latent: KSampler's run, hint and all
     whole = run("TiledKSampler", applied, seed=2, tile_width=320, tile_height=256, tiling_strategy="simple")
@@ -516,7 +654,7 @@ def test_a_controlnet_sees_its_hint_cut_to_each_tile(registry, controlnet_models
     pixels = image.movedim(-1, 1)
     assert seen and all(h.shape[-2:] == (256, 256) for h in seen)
     for h in seen:
-        assert any(torch.allclose(h, pixels[:, :, :, x:x + 256].to(h.dtype), atol=1e-2) for x in range(0, 65, 8))
+        assert any(torch.allclose(h, pixels[:, :, :, x:x + 256].to(h.dtype), atol=1e-2) for x in range(0, 33, 8))
     assert torch.isfinite(tiled_out).all()
     plain = run("TiledKSampler", positive, seed=2, tile_width=256, tile_height=256, tiling_strategy="random strict")
     assert (tiled_out - plain).abs().max() > 1e-3  # the control did something

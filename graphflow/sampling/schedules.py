@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..context import NodeInputError
 from .model_sampling import DiscreteSchedule
 
 
@@ -295,14 +296,35 @@ def ltxv_sigmas(steps: int, mu: float, stretch: bool = True, terminal: float = 0
     return sigmas
 
 
+# The longest schedule a denoise < 1 may stretch to (ComfyUI's steps widget's max): int(steps / denoise)
+# is not bounded by the steps widget, and a tiny denoise would build (slowly, uninterruptibly) a
+# schedule of millions of steps to keep its last few.
+MAX_SCHEDULE_STEPS = 10000
+
+
+def schedule_length(steps: int, denoise: float | None) -> int:
+    """The number of steps of the whole schedule KSampler cuts its last `steps` from: steps at
+    full denoise, else int(steps / denoise) (ComfyUI's rule). Refused by name (denoise) past
+    MAX_SCHEDULE_STEPS; denoise must be above 0."""
+    if denoise is None or denoise > 0.9999:
+        return steps
+    length = int(steps / denoise)
+    if length > MAX_SCHEDULE_STEPS:
+        raise NodeInputError("denoise", f"denoise {denoise} stretches {steps} steps to a schedule of {length} steps "
+                                        f"(steps / denoise), more than {MAX_SCHEDULE_STEPS}: raise denoise or lower "
+                                        f"steps")
+    return length
+
+
 def compute_sigmas(schedule: DiscreteSchedule, scheduler: str | Callable, steps: int, denoise: float = 1.0,
                    discard_penultimate: bool = False) -> torch.Tensor:
     """The sigmas KSampler runs: the named schedule for `steps`, with ComfyUI's two adjustments.
 
     discard_penultimate (dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2): compute steps + 1 sigmas and
     drop the second-to-last, so the last step jumps from a mid sigma straight to 0.
-    denoise < 1 (img2img): compute int(steps / denoise) steps and keep the last steps + 1 sigmas;
-    denoise <= 0 gives no sigmas (nothing to do).
+    denoise < 1 (img2img): compute int(steps / denoise) steps and keep the last steps + 1 sigmas
+    (refused by name past MAX_SCHEDULE_STEPS: schedule_length); denoise <= 0 gives no sigmas
+    (nothing to do).
     `scheduler` may also be a function (schedule, steps) -> sigmas: a schedule of a custom pack's
     (Efficiency Nodes' AYS / GITS), which ComfyUI's calculate_sigmas gets patched with."""
     if not callable(scheduler) and scheduler not in SCHEDULERS:
@@ -321,4 +343,4 @@ def compute_sigmas(schedule: DiscreteSchedule, scheduler: str | Callable, steps:
         return full(steps)
     if denoise <= 0.0:
         return torch.zeros(0)
-    return full(int(steps / denoise))[-(steps + 1):]
+    return full(schedule_length(steps, denoise))[-(steps + 1):]
