@@ -502,7 +502,9 @@ class InspireKSamplerProgress(Node):
     def run(self):
         if self.denoise == 0:
             raise NodeInputError("denoise", "denoise 0 leaves no step to run (the pack divides by it)")
-        total = int(self.steps / self.denoise)
+        from graphflow.sampling.schedules import schedule_length
+
+        total = schedule_length(self.steps, self.denoise)  # int(steps / denoise), refused past 10,000 steps
         return _progress(self, self.model, self.positive, self.negative, self.latent_image, self.seed, total,
                          start_step=total - self.steps, end_step=total, return_with_leftover_noise=False)
 
