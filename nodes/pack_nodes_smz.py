@@ -24,6 +24,7 @@ its sampling hooks for its own CFG denoiser are not nodes and are not here."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -42,6 +43,10 @@ ROUND, SQUARE = 1.1, 1 / 1.1  # (word) and [word] multipliers
 MAX_SCHEDULE_STEPS = 10000  # the pack's prompt handler clamps the sampler's steps to this
 BREAK_MARK = -1.0  # the weight A1111's parser gives a BREAK
 MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may make (alternation: one per step)
+# 75-token chunks the distinct texts of one prompt's editing may encode in all: each is an encoder
+# pass and 77 x width floats kept through sampling (SDXL's 2048: 630 KB, so 500 chunks ~ 315 MB);
+# a long prompt edited at every step is far past what any prompt needs
+MAX_SCHEDULE_CHUNKS = 500
 
 
 # -- prompt editing and alternation (A1111's schedule grammar) ------------------------------------
@@ -58,8 +63,22 @@ MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may mak
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)\s*\]")
 
 
+MAX_NESTING = 100  # bracket levels a prompt may nest (the parser recurses once per level)
+
+
 class _NoParse(Exception):
     """The text at this place is not what the grammar reads there."""
+
+
+def _number(text: str, what: str) -> float:
+    """A number written in the prompt, refused by name when it does not read or is not finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise NodeInputError("text", f"{what} {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise NodeInputError("text", f"{what} {text.strip()!r} is too large (it must be a finite number)")
+    return value
 
 
 @dataclass
@@ -87,83 +106,128 @@ def _plain(text: str, i: int) -> int:
     return i
 
 
-def _prompt(text: str, i: int) -> tuple[list, int]:
-    """Nested prompt items from i up to (not past) a "]", ")", ":" or "|"."""
-    items = []
+def _bracket_partners(text: str) -> dict[int, int]:
+    """Each "(" / "[" that has a closing bracket of its kind -> that bracket's position, matched as
+    nesting goes (a closer of the other kind ends the opener below it unmatched). An opener without
+    one opens nothing the grammar reads (a construct read closes at its partner), so it is text."""
+    partners, stack, i = {}, [], 0
     while i < len(text):
-        end = _plain(text, i)
-        if end > i:
-            items.append(text[i:end])
-            i = end
-        elif text[i] == "(":
-            item, i = _round(text, i)
-            items.append(item)
-        elif text[i] == "[":
-            item, i = _square(text, i)
-            items.append(item)
-        elif text[i] == "\\":  # a lone backslash at the very end
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "([":
+            stack.append(i)
+        elif char in ")]" and stack:
+            opener = stack.pop()
+            if text[opener] + char in ("()", "[]"):
+                partners[opener] = i
+        i += 1
+    return partners
+
+
+class _Parser:
+    """A1111's grammar read once: brackets without a partner are text at once, and a construct
+    found not to close is remembered, so each is tried once (no re-reading the rest of the text)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.partners = _bracket_partners(text)
+        self.failed: set[int] = set()
+        self.depth = 0
+
+    def construct(self, i: int) -> tuple[object, int]:
+        """The bracketed construct opening at i (its partner is known)."""
+        if i in self.failed or i not in self.partners:
             raise _NoParse
-        else:
-            break
-    return items, i
+        self.depth += 1
+        if self.depth > MAX_NESTING:  # the reading recurses once per level
+            raise NodeInputError("text", f"brackets nest more than {MAX_NESTING} levels deep")
+        try:
+            return (self._round if self.text[i] == "(" else self._square)(i)
+        except _NoParse:
+            self.failed.add(i)
+            raise
+        finally:
+            self.depth -= 1
 
+    def prompt(self, i: int) -> tuple[list, int]:
+        """Nested prompt items from i up to (not past) a "]", ")", ":" or "|"."""
+        text, items = self.text, []
+        while i < len(text):
+            end = _plain(text, i)
+            if end > i:
+                items.append(text[i:end])
+                i = end
+            elif text[i] in "([":
+                item, i = self.construct(i)
+                items.append(item)
+            elif text[i] == "\\":  # a lone backslash at the very end
+                raise _NoParse
+            else:
+                break
+        return items, i
 
-def _round(text: str, i: int) -> tuple[list, int]:
-    """ "(" prompt ")" or "(" prompt ":" prompt ")", kept as text (weights are read later)."""
-    inner, i = _prompt(text, i + 1)
-    out = ["(", *inner]
-    if i < len(text) and text[i] == ":":
-        weight, i = _prompt(text, i + 1)
-        out += [":", *weight]
-    if i >= len(text) or text[i] != ")":
-        raise _NoParse
-    return out + [")"], i + 1
-
-
-def _square(text: str, i: int) -> tuple[object, int]:
-    first, i = _prompt(text, i + 1)
-    if i >= len(text):
-        raise _NoParse
-    if text[i] == "]":
-        return ["[", *first, "]"], i + 1
-    if text[i] == "|":
-        options = [first]
-        while i < len(text) and text[i] == "|":
-            option, i = _prompt(text, i + 1)
-            options.append(option)
-        if i >= len(text) or text[i] != "]":
+    def _round(self, i: int) -> tuple[list, int]:
+        """ "(" prompt ")" or "(" prompt ":" prompt ")", kept as text (weights are read later)."""
+        text = self.text
+        inner, i = self.prompt(i + 1)
+        out = ["(", *inner]
+        if i < len(text) and text[i] == ":":
+            weight, i = self.prompt(i + 1)
+            out += [":", *weight]
+        if i >= len(text) or text[i] != ")":
             raise _NoParse
-        return _Alternate(options), i + 1
-    if text[i] != ":":
-        raise _NoParse
-    number = _NUMBER.match(text, i + 1)
-    if number:  # [to:when]
-        return _Scheduled(None, first, number.group(1)), number.end()
-    second, i = _prompt(text, i + 1)
-    if i < len(text) and text[i] == ":":
+        return out + [")"], i + 1
+
+    def _square(self, i: int) -> tuple[object, int]:
+        text = self.text
+        first, i = self.prompt(i + 1)
+        if i >= len(text):
+            raise _NoParse
+        if text[i] == "]":
+            return ["[", *first, "]"], i + 1
+        if text[i] == "|":
+            options = [first]
+            while i < len(text) and text[i] == "|":
+                option, i = self.prompt(i + 1)
+                options.append(option)
+            if i >= len(text) or text[i] != "]":
+                raise _NoParse
+            return _Alternate(options), i + 1
+        if text[i] != ":":
+            raise _NoParse
         number = _NUMBER.match(text, i + 1)
-        if number:  # [from:to:when]
-            return _Scheduled(first, second, number.group(1)), number.end()
-    raise _NoParse
+        if number:  # [to:when]
+            return _Scheduled(None, first, number.group(1)), number.end()
+        second, i = self.prompt(i + 1)
+        if i < len(text) and text[i] == ":":
+            number = _NUMBER.match(text, i + 1)
+            if number:  # [from:to:when]
+                return _Scheduled(first, second, number.group(1)), number.end()
+        raise _NoParse
 
 
 def parse_schedule(text: str) -> list | None:
     """The prompt's items as A1111's grammar reads it; None where the grammar does not read it.
     At the top level a bracket or colon that opens nothing readable is kept as text."""
-    items, i = [], 0
+    parser, items, i = _Parser(text), [], 0
     while i < len(text):
-        try:
-            nested, i = _prompt(text, i)
-            items += nested
-        except _NoParse:
-            # the construct opening here does not close: its opener is a stray character (text)
+        end = _plain(text, i)
+        if end > i:
+            items.append(text[i:end])
+            i = end
+        elif text[i] in "([":
+            try:
+                item, i = parser.construct(i)
+                items.append(item)
+            except _NoParse:  # the construct opening here does not close: its opener is text
+                items.append(text[i])
+                i += 1
+        elif text[i] == "|":
+            return None
+        else:  # a stray ] ) or :, or a lone backslash at the end
             items.append(text[i])
-            i += 1
-            continue
-        if i < len(text):
-            if text[i] == "|":
-                return None
-            items.append(text[i])  # a stray ] ) or :
             i += 1
     return items
 
@@ -182,23 +246,20 @@ def _walk(items, visit) -> None:
             _walk(item, visit)
 
 
-def schedule_steps(items, steps: int, old_rule: bool = False) -> list[int]:
+def schedule_steps(items, steps: int) -> list[int]:
     """The steps at which the prompt changes, the last one `steps` (A1111's collect_steps): a
     [from:to:when] ends `from` at step `when` (with a "." a fraction of the steps, else a step
-    number; old_rule: below 1 a fraction, else a step number), cut to whole steps; an alternation
-    changes at every step."""
+    number), cut to whole steps; an alternation changes at every step."""
     ends = {steps}
 
     def visit(item):
         if isinstance(item, _Alternate):
             ends.update(range(1, steps + 1))
             return
-        value = float(item.when)
-        if old_rule:
-            value = value * steps if value < 1 else value
-        elif "." in item.when:
+        value = _number(item.when, "a prompt editing step")
+        if "." in item.when:
             value = value * steps
-        item.step = min(steps, int(value))
+        item.step = max(0, min(steps, int(value)))
         if item.step >= 1:
             ends.add(item.step)
 
@@ -220,17 +281,22 @@ def _text_at(items, step: int) -> str:
     return "".join(out)
 
 
-def prompt_schedule(text: str, steps: int, old_rule: bool = False) -> list[tuple[int, str]]:
+def prompt_schedule(text: str, steps: int, max_entries: int | None = None) -> list[tuple[int, str]]:
     """[(last step, prompt text)] for a prompt with editing / alternation, as A1111's
-    get_learned_conditioning_prompt_schedules: "a [b:3]" at 10 steps is [(3, "a "), (10, "a b")]."""
+    get_learned_conditioning_prompt_schedules: "a [b:3]" at 10 steps is [(3, "a "), (10, "a b")].
+    More than max_entries stretches are refused before any text is made."""
     items = parse_schedule(text)
     if items is None:
         return [(steps, text)]
-    return [(end, _text_at(items, end)) for end in schedule_steps(items, steps, old_rule)]
+    ends = schedule_steps(items, steps)
+    if max_entries is not None and len(ends) > max_entries:
+        raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes {len(ends)} "
+                                     f"conditioning entries, more than {max_entries}: use fewer steps or alternations")
+    return [(end, _text_at(items, end)) for end in ends]
 
 
 _AND = re.compile(r"\bAND\b")
-_AND_WEIGHT = re.compile(r"^((?:\s|.)*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+_WEIGHT = re.compile(r"[-+]?(?:\d+\.?|\d*\.\d+)")
 
 
 def split_and(text: str) -> list[tuple[str, float]]:
@@ -238,16 +304,19 @@ def split_and(text: str) -> list[tuple[str, float]]:
     colon at its end ("a cat :1.2 AND a dog"), 1 when none."""
     parts = []
     for part in _AND.split(text):
-        match = _AND_WEIGHT.search(part)
-        body, weight = match.groups() if match else (part, None)
-        parts.append((body, 1.0 if weight is None else float(weight)))
+        body = part.rstrip()
+        head, colon, tail = body.rpartition(":")
+        if colon and _WEIGHT.fullmatch(tail.strip()):
+            parts.append((head.rstrip(), _number(tail, "an AND weight")))
+        else:
+            parts.append((body, 1.0))
     return parts
 
 
 # -- emphasis (A1111's parse_prompt_attention) ----------------------------------------------------
 
 _ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK = re.compile(r"\bBREAK\b")  # the pieces' spaces next to it are stripped after
 _LEADING_NON_WORD = re.compile(r"^\W+", re.S)
 _SPACES = re.compile(r"\s+", re.S)
 
@@ -279,15 +348,19 @@ def parse_attention(text: str, parser: str = "A1111") -> list[tuple[str, float]]
         elif part == "[":
             squares.append(len(res))
         elif weight is not None and rounds:
-            multiply(rounds.pop(), float(weight))
+            multiply(rounds.pop(), _number(weight, "an emphasis weight"))
         elif part == ")" and rounds:
             multiply(rounds.pop(), ROUND)
         elif part == "]" and squares:
             multiply(squares.pop(), SQUARE)
         else:
-            for k, piece in enumerate(_BREAK.split(part)):
+            pieces = _BREAK.split(part)
+            for k, piece in enumerate(pieces):
                 if k > 0:
                     res.append(["BREAK", BREAK_MARK])
+                    piece = piece.lstrip()
+                if k < len(pieces) - 1:
+                    piece = piece.rstrip()
                 if parser == "full":
                     piece = _SPACES.sub(" ", _LEADING_NON_WORD.sub("", piece)).strip()
                     if not piece:
@@ -685,13 +758,10 @@ class CLIPTextEncodePlusPlus(Node):
                 raise NodeInputError("text", f"an AND part's weight must be above 0 here (got {weight:g}): the "
                                              f"parts are averaged by weight")
         steps = self._steps()
-        out, cache = [], {}
+        out, cache, chunks = [], {}, 0
         for body, weight in parts:
-            schedule = prompt_schedule(body, steps)
-            if len(out) + len(schedule) > MAX_SCHEDULE_ENTRIES:  # each entry is a model input at sampling
-                raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes more than "
-                                             f"{MAX_SCHEDULE_ENTRIES} conditioning entries: use fewer steps or "
-                                             f"alternations")
+            # each entry is a model input at sampling: counted before any step's text is made
+            schedule = prompt_schedule(body, steps, max_entries=MAX_SCHEDULE_ENTRIES - len(out))
             start = 0
             for end, text in schedule:
                 extra = dict(sizes)
@@ -701,6 +771,12 @@ class CLIPTextEncodePlusPlus(Node):
                     extra["strength"] = weight
                 if text not in cache:
                     cache[text] = encode_texts({name: text for name in names}, {})
+                    chunks += cache[text][0][0].shape[-2] // (CHUNK + 2)
+                    if chunks > MAX_SCHEDULE_CHUNKS and len(cache) > 1:
+                        raise NodeInputError("text", f"the prompt's editing makes {len(cache)} different texts "
+                                                     f"of more than {MAX_SCHEDULE_CHUNKS} 75-token chunks in all "
+                                                     f"(each an encoder pass kept for sampling): use fewer "
+                                                     f"edits or a shorter prompt")
                 out += [(cond, {**options, **extra}) for cond, options in cache[text]]
                 start = end
         return out

@@ -508,3 +508,64 @@ def test_other_parsers_need_a_clip_text_encoder(registry, tmp_path):
         with pytest.raises(NodeInputError) as e:
             _encode(registry, gemma, "a cat", parser=parser)
         assert e.value.input == "parser" and "CLIP text encoder" in str(e.value)
+
+
+# -- review mends: hostile prompts are read in linear time or refused by name -----------------------
+
+def _timed(f, *args):
+    import time
+
+    start = time.perf_counter()
+    out = f(*args)
+    assert time.perf_counter() - start < 1.0
+    return out
+
+
+def test_unclosed_and_deep_brackets_and_long_space_runs_read_fast():
+    # unclosed openers are text at once (the rest is not re-read from each of them)
+    assert _timed(prompt_schedule, "[a " * 300 + "x" * 100000, 20) == [(20, "[a " * 300 + "x" * 100000)]
+    assert _timed(prompt_schedule, "(" * 300 + "x" * 100000, 20) == [(20, "(" * 300 + "x" * 100000)]
+    assert _timed(prompt_schedule, "[" * 10000, 20) == [(20, "[" * 10000)]
+    # a nested construct that fails deep inside is tried once
+    text = "(" * 90 + "x" * 100000 + "|" + ")" * 90
+    assert _timed(prompt_schedule, text, 20) == [(20, text)]
+    # a construct that reads is kept before an unclosed bracket after it
+    assert prompt_schedule("[a:b:2] (x", 10) == [(2, "a (x"), (10, "b (x")]
+    # matched nesting past MAX_NESTING is refused by name, not a RecursionError
+    for text in ("[" * 600 + "]" * 600, "(" * 600 + "a" + ")" * 600, "[a|" * 900 + "b" + "]" * 900):
+        with pytest.raises(NodeInputError) as e:
+            _timed(prompt_schedule, text, 20)
+        assert e.value.input == "text"
+    assert prompt_schedule("(" * 100 + "a" + ")" * 100, 5) == [(5, "(" * 100 + "a" + ")" * 100)]
+    # BREAK and AND weights on long space runs
+    assert _timed(split_and, " " * 40000 + "x") == [(" " * 40000 + "x", 1.0)]
+    assert _timed(split_and, "a" + " " * 40000 + ": 2 " + " " * 40000) == [("a", 2.0)]
+    assert _timed(parse_attention, " " * 40000 + "x") == [(" " * 40000 + "x", 1.0)]
+    assert parse_attention("a \n BREAK\tb BREAK") == [("a", 1.0), ("BREAK", -1.0), ("b", 1.0), ("BREAK", -1.0),
+                                                        ("", 1.0)]
+    assert split_and("a : 1.5 AND b:x AND c:") == [("a", 1.5), (" b:x", 1.0), (" c:", 1.0)]
+
+
+@pytest.mark.parametrize("text", ["a [b:c:1e999]", "a (b:1..2)", "a (b:.)", "a :" + "9" * 400 + " AND b",
+                                  "(b:" + "9" * 400 + ")"])
+def test_numbers_that_do_not_read_or_are_not_finite_are_refused(registry, models, text):
+    with pytest.raises(NodeInputError) as e:
+        _encode(registry, _clip(registry), text, smZ_steps=10, multi_conditioning=True)
+    assert e.value.input == "text"
+
+
+def test_the_entry_cap_is_checked_before_the_texts_are_made_and_the_chunks_are_bounded(registry, models):
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(NodeInputError):
+        prompt_schedule("[a|b] " + "x" * 20000, 10000, max_entries=1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000  # 10,000 texts of 20 KB would be 200 MB
+    clip = _clip(registry)
+    tail = " ".join(["cat"] * 750)  # 10 chunks: 60 edits of it pass 500 chunks
+    with pytest.raises(NodeInputError) as e:
+        _encode(registry, clip, "".join(f"[x:{i}]" for i in range(1, 60)) + " " + tail, smZ_steps=60)
+    assert e.value.input == "text" and "chunks" in str(e.value)
+    assert len(_encode(registry, clip, tail, smZ_steps=60)) == 1  # one long text is not an edit
