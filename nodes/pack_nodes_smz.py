@@ -547,21 +547,27 @@ def comfy_plus_plus_encode(clip, texts: dict[str, str], mean_normalization: bool
 
 # -- the sampler's step count ------------------------------------------------------------------------
 
-def _links_to(nodes: dict, node_id: str, target: str, seen: set) -> bool:
-    if node_id in seen or node_id not in nodes:
-        return False
-    seen.add(node_id)
-    for value in (nodes[node_id].get("inputs") or {}).values():
-        if isinstance(value, list) and len(value) == 2 and str(value[0]) == target:
-            return True
-        if isinstance(value, list) and len(value) == 2 and _links_to(nodes, str(value[0]), target, seen):
-            return True
+def _links_to(nodes: dict, node_id: str, target: str) -> bool:
+    """Whether node_id takes target's output, directly or through other nodes (walked with a list:
+    a chain of any length)."""
+    seen, pending = set(), [node_id]
+    while pending:
+        current = pending.pop()
+        if current in seen or current not in nodes:
+            continue
+        seen.add(current)
+        for value in (nodes[current].get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2:
+                if str(value[0]) == target:
+                    return True
+                pending.append(str(value[0]))
     return False
 
 
 def _input_value(nodes: dict, node_id: str, name: str):
     """A node's input `name` followed through links as the pack's prompt handler follows them: at a
-    linked node its input of that name, else the one at the link's output index (modulo its inputs)."""
+    linked node its input of that name, else the one at the link's output index (modulo its inputs).
+    A link naming its output (not an index) gives None: the pack's handler reads indices only."""
     value = (nodes.get(node_id, {}).get("inputs") or {}).get(name)
     for _ in range(len(nodes) + 1):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -571,9 +577,9 @@ def _input_value(nodes: dict, node_id: str, name: str):
         inputs = nodes.get(str(value[0]), {}).get("inputs") or {}
         if name in inputs:
             value = inputs[name]
-        elif inputs:
+        elif inputs and isinstance(value[1], int) and not isinstance(value[1], bool):
             keys = list(inputs)
-            value = inputs[keys[int(value[1]) % len(keys)]]
+            value = inputs[keys[value[1] % len(keys)]]
         else:
             return None
     return None
@@ -582,18 +588,27 @@ def _input_value(nodes: dict, node_id: str, name: str):
 def sampler_steps(workflow: dict, node_id: str) -> int | None:
     """The step count of the first sampler node (its type naming a sampler) that this node feeds,
     directly or through other nodes: its steps input, else its sigmas' node's steps (the pack's
-    prompt handler); 1 to 10000. None when there is none."""
+    prompt handler); 1 to 10000. None when there is none, or the workflow is not one this reads
+    (then smZ_steps counts: a guess gone wrong never fails the run)."""
+    try:
+        return _sampler_steps(workflow, node_id)
+    except Exception:  # noqa: BLE001 - any odd workflow shape means "no sampler found"
+        return None
+
+
+def _sampler_steps(workflow: dict, node_id: str) -> int | None:
     nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
     if not isinstance(nodes, dict) or node_id is None:
         return None
     for sampler_id, node in nodes.items():
         kind = str(node.get("type", ""))
-        if "sampler" not in kind.lower() or not _links_to(nodes, str(sampler_id), str(node_id), set()):
+        if "sampler" not in kind.lower() or not _links_to(nodes, str(sampler_id), str(node_id)):
             continue
-        name = "steps" if "steps" in (node.get("inputs") or {}) else "sigmas"
-        value = _input_value(nodes, str(sampler_id), name if name == "steps" else "sigmas")
-        if name == "sigmas":
-            sigmas = (node.get("inputs") or {}).get("sigmas")
+        inputs = node.get("inputs") or {}
+        if "steps" in inputs:
+            value = _input_value(nodes, str(sampler_id), "steps")
+        else:  # the steps of the node giving its sigmas
+            sigmas = inputs.get("sigmas")
             value = _input_value(nodes, str(sigmas[0]), "steps") if isinstance(sigmas, list) else None
         if value is not None:
             return min(max(1, int(value)), MAX_SCHEDULE_STEPS)

@@ -569,3 +569,42 @@ def test_the_entry_cap_is_checked_before_the_texts_are_made_and_the_chunks_are_b
         _encode(registry, clip, "".join(f"[x:{i}]" for i in range(1, 60)) + " " + tail, smZ_steps=60)
     assert e.value.input == "text" and "chunks" in str(e.value)
     assert len(_encode(registry, clip, tail, smZ_steps=60)) == 1  # one long text is not an edit
+
+
+def test_sampler_steps_never_fails_the_run():
+    workflow = {"nodes": {
+        "1": {"type": "CLIPTextEncodePlusPlus", "inputs": {"text": "a [b:c:0.5]"}},
+        "3": {"type": "KSampler", "inputs": {"positive": ["1", 0], "steps": ["4", "value"]}},
+        "4": {"type": "IntValue", "inputs": {"value": 30, "other": 5}},
+    }}
+    assert sampler_steps(workflow, "1") is None  # a link by output name: smZ_steps counts
+    workflow["nodes"]["3"]["inputs"]["steps"] = ["4", 1]
+    assert sampler_steps(workflow, "1") == 5  # by index, the pack's way
+    workflow["nodes"]["4"]["inputs"]["other"] = float("inf")
+    assert sampler_steps(workflow, "1") is None
+    workflow["nodes"]["4"] = "not a node"
+    assert sampler_steps(workflow, "1") is None
+    # a chain of 1,200 nodes between the encoder and the sampler is walked without recursion
+    chain = {"0": {"type": "CLIPTextEncodePlusPlus", "inputs": {"text": "x"}}}
+    for k in range(1, 1201):
+        chain[str(k)] = {"type": "ConditioningSetArea", "inputs": {"conditioning": [str(k - 1), 0]}}
+    chain["s"] = {"type": "KSampler", "inputs": {"positive": ["1200", 0], "steps": 17}}
+    assert sampler_steps({"nodes": chain}, "0") == 17
+
+
+def test_a_steps_link_by_output_name_runs_with_smz_steps(registry):
+    from graphflow.executor import Executor
+
+    workflow = {"version": 1, "nodes": {
+        "1": {"type": "LoadCheckpoint", "inputs": {"checkpoint": DEMO}},
+        "2": {"type": "CLIPTextEncodePlusPlus", "inputs": {"text": "a [b:c:0.5]", "clip": ["1", 1], "parser": "A1111",
+                                                           "smZ_steps": 10}},
+        "3": {"type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
+                                             "latent_image": ["5", 0], "steps": ["4", "value"], "seed": 1,
+                                             "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal"}},
+        "4": {"type": "IntValue", "inputs": {"value": 30}},
+        "5": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64}},
+    }}
+    result = Executor(registry).run(parse_workflow(workflow, registry), outputs=["2"])
+    assert result.ok
+    assert [o["step_range"] for _, o in result.values["2"][0]] == [(0.0, 0.5), (0.5, 1.0)]
