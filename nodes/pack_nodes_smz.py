@@ -645,8 +645,13 @@ class CLIPTextEncodePlusPlus(Node):
     steps, without one a step number; [a|b] alternates every step. The step count is the sampler's
     that the conditioning reaches (its steps, or its sigmas' scheduler's), else smZ_steps; each
     stretch of steps becomes an entry used at those steps of the sampler's schedule (a sampler
-    that evaluates between steps uses the nearest step's), as the pack switches them; a prompt
-    whose editing would make more than 1000 entries is refused. with_SDXL (SDXL encoders): text_g
+    that evaluates between steps uses the nearest step's), as the pack switches them: KSampler
+    Advanced's partial runs count steps of its whole schedule; a custom sampler counts the sigmas it
+    is given (a SplitSigmas half its own steps: the whole schedule is not known there); within a
+    ConditioningSetTimestepRange an entry is used only where both allow. A prompt whose editing
+    would make more than 1000 entries, or whose different texts make more than 500 75-token chunks
+    in all, is refused; brackets nested past 100 levels and numbers that do not read or are not
+    finite are refused. with_SDXL (SDXL encoders): text_g
     goes to CLIP-G and text_l to CLIP-L (no prompt editing there, as the pack) with the size
     conditioning width ... target_height as CLIP Text Encode SDXL; on the SDXL refiner the text
     with ascore (aesthetic score) and width/height.

@@ -206,17 +206,41 @@ def test_a_step_range_is_active_at_the_steps_nearest_sigma_as_the_pack_counts():
     from graphflow.sampling.guidance import step_range_sigmas
     from graphflow.sampling.model_sampling import in_sigma_window
 
-    sigmas = torch.tensor([14.6, 7.1, 3.3, 1.6, 0.7, 0.2, 0.0])
-    n = len(sigmas) - 1
-    probes = torch.cat([sigmas, torch.linspace(0.01, 14.5, 97)])  # the steps and sigmas between (Heun, DPM2)
-    for start, end in ((0.0, 0.5), (0.5, 1.0), (1 / 3, 2 / 3), (0.0, 1.0), (0.9, 0.95)):
-        upper, lower = step_range_sigmas(sigmas, start, end)
-        for sigma in probes:
-            nearest = int((sigmas - sigma).abs().argmin())
-            if float((sigmas - sigma).abs().sort().values[1] - (sigmas - sigma).abs().min()) < 1e-4:
-                continue  # a midpoint: either side
-            want = start <= nearest / n < end
-            assert in_sigma_window(sigma.reshape(1), upper, lower) == want, (start, end, float(sigma))
+    falling = torch.tensor([14.6, 7.1, 3.3, 1.6, 0.7, 0.2, 0.0])
+    for sigmas in (falling, falling.flip(0)):  # rising: the Unsampler's
+        n = len(sigmas) - 1
+        probes = torch.cat([sigmas, torch.linspace(0.01, 14.5, 97)])  # the steps and sigmas between (Heun, DPM2)
+        for start, end in ((0.0, 0.5), (0.5, 1.0), (1 / 3, 2 / 3), (0.0, 1.0), (0.9, 0.95)):
+            upper, lower = step_range_sigmas(sigmas, start, end)
+            for sigma in probes:
+                nearest = int((sigmas - sigma).abs().argmin())
+                if float((sigmas - sigma).abs().sort().values[1] - (sigmas - sigma).abs().min()) < 1e-4:
+                    continue  # a midpoint: either side
+                # the last sigma (step n) goes with the stretch ending at 1
+                want = start <= nearest / n < end or (nearest == n and end >= 1)
+                assert in_sigma_window(sigma.reshape(1), upper, lower) == want, (start, end, float(sigma))
+
+
+def test_a_step_range_within_a_percent_range_is_active_only_where_both_are():
+    """[cat:dog:0.5] then ConditioningSetTimestepRange 0-0.3: dog (steps 5-9 of 10) is past 30%."""
+    import sys
+
+    sys.path.insert(0, "tests")
+    from sampling_fakes import SD, FakeModel, context_eps
+
+    from graphflow.sampling import prepare_conds
+    from graphflow.sampling.schedules import compute_sigmas
+
+    run = compute_sigmas(SD, "normal", 10, 1.0)
+    model = FakeModel(context_eps)
+    probes = torch.cat([run[:-1], torch.linspace(0.05, float(run[0]), 200)])
+    dog = {"step_range": (0.5, 1.0)}
+    for given in (run, None):
+        alone = prepare_conds([(torch.ones(1, 77, 8), dog)], model, (1, 4, 8, 8), "cpu", sigmas=given)[0]
+        assert any(alone.active(s.reshape(1)) for s in probes)  # without the percent range: late steps
+        ranged = {**dog, "start_percent": 0.0, "end_percent": 0.3}
+        cond = prepare_conds([(torch.ones(1, 77, 8), ranged)], model, (1, 4, 8, 8), "cpu", sigmas=given)[0]
+        assert not any(cond.active(s.reshape(1)) for s in probes)
 
 
 def test_prompt_editing_samples_as_two_runs_switched_at_the_step(registry, models):
