@@ -516,18 +516,15 @@ def _padded(clip, tower_windows: dict) -> dict:
     return out
 
 
-def a1111_encode(clip, texts: dict[str, str], parser: str, mean_normalization: bool, emphasis: bool = True):
+def a1111_encode(clip, texts: dict[str, str], parser: str, mean_normalization: bool):
     """(cond, pooled) of A1111's engine: texts {tower name: prompt} parsed by `parser`, chunked,
-    encoded chunk by chunk and emphasized. emphasis False: every weight 1 (Settings'
-    enable_emphasis off)."""
+    encoded chunk by chunk and emphasized."""
     from graphflow.models.tokenizer import encode_text
 
     comma = encode_text(",")[0]
     tower_windows = {}
     for tower in clip.towers:
         parts = parse_attention(texts[tower.name], parser)
-        if not emphasis:
-            parts = [(text, weight if weight == BREAK_MARK else 1.0) for text, weight in parts]
         tower_windows[tower.name] = _chunk_windows(a1111_chunks(clip, tower, parts, comma), tower.spec.pad_token)
     return _towers_encode(clip, _padded(clip, tower_windows), mean_normalization)
 
@@ -719,9 +716,6 @@ class CLIPTextEncodePlusPlus(Node):
         found = sampler_steps(current_workflow(), current_node_id())
         return found if found is not None else max(int(self.smZ_steps), 1)
 
-    def _settings(self) -> dict:
-        return dict(getattr(self.clip, "smz_settings", None) or {})
-
     def run(self):
         self._checked()
         if self.parser == "comfy":
@@ -758,14 +752,12 @@ class CLIPTextEncodePlusPlus(Node):
         return out
 
     def _a1111(self):
-        settings = self._settings()
-        emphasis = bool(settings.get("enable_emphasis", True))
         sizes = self._sdxl_sizes()
         names = [t.name for t in self.clip.towers]
 
         def encode_texts(texts: dict, extra: dict) -> list:
             def encode(clip):
-                cond, pooled = a1111_encode(clip, texts, self.parser, self.mean_normalization, emphasis)
+                cond, pooled = a1111_encode(clip, texts, self.parser, self.mean_normalization)
                 return cond, {**({} if pooled is None else {"pooled_output": pooled}), **extra}
 
             return encoded(self.clip, encode)
@@ -855,12 +847,12 @@ def _settings_widgets(values):
 
 
 class SettingsSmZ(Node):
-    """The pack's settings put on the MODEL or CLIP passed through (anything else passes as it is).
+    """The pack's settings put on the MODEL passed through (anything else passes as it is).
     On a MODEL: eta and s_noise reach the samplers that take them (the ancestral and SDE ones,
     through KSampler or the custom samplers), as the pack passes them to ComfyUI's sampler
     functions; sgm_noise_multiplier off starts from noise scaled by the first sigma alone (the
-    pack's max_denoise off). On a CLIP: enable_emphasis off makes CLIP Text Encode++ (A1111 / full /
-    fixed attention) weigh every part 1. Refused by name when set away from the pack's default:
+    pack's max_denoise off). A CLIP passes unchanged: enable_emphasis changes nothing, as in the pack
+    (its encoder, classic_engine.py, reads emphasis whatever the setting says). Refused by name when set away from the pack's default:
     RNG gpu / nv, ENSD, skip_early_cond, NGMS, NGMS all steps, pad_cond_uncond, Use CFGDenoiser and
     s_churn / s_tmin / s_tmax (graphflow's samplers have no churn). Prompt word wrap length limit
     and Use previous prompt editing timelines change nothing, as in the pack (its encoder wraps at
@@ -931,10 +923,8 @@ class SettingsSmZ(Node):
             if name in UNSUPPORTED and value != default:
                 raise NodeInputError(name, f"{label} = {value!r}: {UNSUPPORTED[name]}; leave it at {default!r}")
         target = self.value
-        if hasattr(target, "towers") and hasattr(target, "with_towers"):  # a CLIP
-            clone = target.with_towers(target.towers)
-            clone.smz_settings = {"enable_emphasis": bool(self.enable_emphasis)}
-            return clone
+        if hasattr(target, "towers") and hasattr(target, "with_towers"):  # a CLIP: nothing the pack's encoder reads
+            return target
         if hasattr(target, "unet") or hasattr(target, "options"):  # a MODEL
             from nodes.model_sampling import _with_options
 

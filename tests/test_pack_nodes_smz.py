@@ -328,12 +328,13 @@ def test_what_is_left_out_is_refused_by_name(registry, models):
         assert e.value.input == name
 
 
-def test_settings_put_emphasis_on_the_clip_and_sampler_options_on_the_model(registry, models):
+def test_settings_leave_the_clip_and_put_sampler_options_on_the_model(registry, models):
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     plain = call(registry, "SettingsSmZ", value=clip, enable_emphasis=False)
     [(got, _)] = _encode(registry, plain, "a (cat:1.5)")
-    [(want, _)] = _encode(registry, clip, "a cat")
-    assert torch.allclose(got, want, atol=1e-6)
+    [(want, _)] = _encode(registry, clip, "a (cat:1.5)")
+    [(unweighted, _)] = _encode(registry, clip, "a cat")
+    assert torch.equal(got, want) and not torch.allclose(got, unweighted, atol=1e-4)  # a no-op, as the pack
     tuned = call(registry, "SettingsSmZ", value=model, eta=0.5, s_noise=0.9, sgm_noise_multiplier=False)
     assert tuned.options["sampler_overrides"] == {"eta": 0.5, "s_noise": 0.9}
     assert tuned.options["max_denoise"] is False and "sampler_overrides" not in getattr(model, "options", {})
@@ -353,6 +354,10 @@ def test_settings_eta_reaches_an_ancestral_sampler(registry, models, monkeypatch
     tuned = call(registry, "SettingsSmZ", value=model, eta=0.0)
     assert torch.allclose(sample(tuned, "euler_ancestral"), sample(model, "euler"), atol=1e-5)
     assert not torch.allclose(sample(model, "euler_ancestral"), sample(model, "euler"), atol=1e-3)
+    # dpm_adaptive: ComfyUI's wrapper names no eta, so the pack's settings (eta 1 by default) never
+    # reach it and its own eta 0 stays
+    defaults = call(registry, "SettingsSmZ", value=model)
+    assert torch.equal(sample(defaults, "dpm_adaptive"), sample(model, "dpm_adaptive"))
 
 
 # -- ComfyUI's formats -----------------------------------------------------------------------------------
@@ -381,7 +386,9 @@ def test_ui_save_with_the_packs_classes_reads_runs_and_round_trips(registry):
     clip = call(registry, "LoadCheckpoint", checkpoint=DEMO)[1]
     plain = call(registry, "SettingsSmZ", value=clip, enable_emphasis=False)
     [(want, _)] = _encode(registry, plain, "a (red:1.2) circle, square", multi_conditioning=False)
-    assert torch.allclose(entries[0][0], want, atol=1e-6)  # emphasis off by the settings
+    [(weighted, _)] = _encode(registry, clip, "a (red:1.2) circle, square", multi_conditioning=False)
+    # enable_emphasis off changes nothing, as the pack's encoder never reads it
+    assert torch.allclose(entries[0][0], weighted, atol=1e-6) and torch.allclose(want, weighted, atol=1e-6)
     saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     assert saved[2]["type"] == "smZ CLIPTextEncode" and saved[3]["type"] == "smZ Settings"
     assert saved[2]["widgets_values"] == nodes[2]["widgets_values"]
