@@ -24,6 +24,7 @@ its sampling hooks for its own CFG denoiser are not nodes and are not here."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -42,6 +43,10 @@ ROUND, SQUARE = 1.1, 1 / 1.1  # (word) and [word] multipliers
 MAX_SCHEDULE_STEPS = 10000  # the pack's prompt handler clamps the sampler's steps to this
 BREAK_MARK = -1.0  # the weight A1111's parser gives a BREAK
 MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may make (alternation: one per step)
+# 75-token chunks the distinct texts of one prompt's editing may encode in all: each is an encoder
+# pass and 77 x width floats kept through sampling (SDXL's 2048: 630 KB, so 500 chunks ~ 315 MB);
+# a long prompt edited at every step is far past what any prompt needs
+MAX_SCHEDULE_CHUNKS = 500
 
 
 # -- prompt editing and alternation (A1111's schedule grammar) ------------------------------------
@@ -58,8 +63,22 @@ MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may mak
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)\s*\]")
 
 
+MAX_NESTING = 100  # bracket levels a prompt may nest (the parser recurses once per level)
+
+
 class _NoParse(Exception):
     """The text at this place is not what the grammar reads there."""
+
+
+def _number(text: str, what: str) -> float:
+    """A number written in the prompt, refused by name when it does not read or is not finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise NodeInputError("text", f"{what} {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise NodeInputError("text", f"{what} {text.strip()!r} is too large (it must be a finite number)")
+    return value
 
 
 @dataclass
@@ -87,83 +106,128 @@ def _plain(text: str, i: int) -> int:
     return i
 
 
-def _prompt(text: str, i: int) -> tuple[list, int]:
-    """Nested prompt items from i up to (not past) a "]", ")", ":" or "|"."""
-    items = []
+def _bracket_partners(text: str) -> dict[int, int]:
+    """Each "(" / "[" that has a closing bracket of its kind -> that bracket's position, matched as
+    nesting goes (a closer of the other kind ends the opener below it unmatched). An opener without
+    one opens nothing the grammar reads (a construct read closes at its partner), so it is text."""
+    partners, stack, i = {}, [], 0
     while i < len(text):
-        end = _plain(text, i)
-        if end > i:
-            items.append(text[i:end])
-            i = end
-        elif text[i] == "(":
-            item, i = _round(text, i)
-            items.append(item)
-        elif text[i] == "[":
-            item, i = _square(text, i)
-            items.append(item)
-        elif text[i] == "\\":  # a lone backslash at the very end
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "([":
+            stack.append(i)
+        elif char in ")]" and stack:
+            opener = stack.pop()
+            if text[opener] + char in ("()", "[]"):
+                partners[opener] = i
+        i += 1
+    return partners
+
+
+class _Parser:
+    """A1111's grammar read once: brackets without a partner are text at once, and a construct
+    found not to close is remembered, so each is tried once (no re-reading the rest of the text)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.partners = _bracket_partners(text)
+        self.failed: set[int] = set()
+        self.depth = 0
+
+    def construct(self, i: int) -> tuple[object, int]:
+        """The bracketed construct opening at i (its partner is known)."""
+        if i in self.failed or i not in self.partners:
             raise _NoParse
-        else:
-            break
-    return items, i
+        self.depth += 1
+        if self.depth > MAX_NESTING:  # the reading recurses once per level
+            raise NodeInputError("text", f"brackets nest more than {MAX_NESTING} levels deep")
+        try:
+            return (self._round if self.text[i] == "(" else self._square)(i)
+        except _NoParse:
+            self.failed.add(i)
+            raise
+        finally:
+            self.depth -= 1
 
+    def prompt(self, i: int) -> tuple[list, int]:
+        """Nested prompt items from i up to (not past) a "]", ")", ":" or "|"."""
+        text, items = self.text, []
+        while i < len(text):
+            end = _plain(text, i)
+            if end > i:
+                items.append(text[i:end])
+                i = end
+            elif text[i] in "([":
+                item, i = self.construct(i)
+                items.append(item)
+            elif text[i] == "\\":  # a lone backslash at the very end
+                raise _NoParse
+            else:
+                break
+        return items, i
 
-def _round(text: str, i: int) -> tuple[list, int]:
-    """ "(" prompt ")" or "(" prompt ":" prompt ")", kept as text (weights are read later)."""
-    inner, i = _prompt(text, i + 1)
-    out = ["(", *inner]
-    if i < len(text) and text[i] == ":":
-        weight, i = _prompt(text, i + 1)
-        out += [":", *weight]
-    if i >= len(text) or text[i] != ")":
-        raise _NoParse
-    return out + [")"], i + 1
-
-
-def _square(text: str, i: int) -> tuple[object, int]:
-    first, i = _prompt(text, i + 1)
-    if i >= len(text):
-        raise _NoParse
-    if text[i] == "]":
-        return ["[", *first, "]"], i + 1
-    if text[i] == "|":
-        options = [first]
-        while i < len(text) and text[i] == "|":
-            option, i = _prompt(text, i + 1)
-            options.append(option)
-        if i >= len(text) or text[i] != "]":
+    def _round(self, i: int) -> tuple[list, int]:
+        """ "(" prompt ")" or "(" prompt ":" prompt ")", kept as text (weights are read later)."""
+        text = self.text
+        inner, i = self.prompt(i + 1)
+        out = ["(", *inner]
+        if i < len(text) and text[i] == ":":
+            weight, i = self.prompt(i + 1)
+            out += [":", *weight]
+        if i >= len(text) or text[i] != ")":
             raise _NoParse
-        return _Alternate(options), i + 1
-    if text[i] != ":":
-        raise _NoParse
-    number = _NUMBER.match(text, i + 1)
-    if number:  # [to:when]
-        return _Scheduled(None, first, number.group(1)), number.end()
-    second, i = _prompt(text, i + 1)
-    if i < len(text) and text[i] == ":":
+        return out + [")"], i + 1
+
+    def _square(self, i: int) -> tuple[object, int]:
+        text = self.text
+        first, i = self.prompt(i + 1)
+        if i >= len(text):
+            raise _NoParse
+        if text[i] == "]":
+            return ["[", *first, "]"], i + 1
+        if text[i] == "|":
+            options = [first]
+            while i < len(text) and text[i] == "|":
+                option, i = self.prompt(i + 1)
+                options.append(option)
+            if i >= len(text) or text[i] != "]":
+                raise _NoParse
+            return _Alternate(options), i + 1
+        if text[i] != ":":
+            raise _NoParse
         number = _NUMBER.match(text, i + 1)
-        if number:  # [from:to:when]
-            return _Scheduled(first, second, number.group(1)), number.end()
-    raise _NoParse
+        if number:  # [to:when]
+            return _Scheduled(None, first, number.group(1)), number.end()
+        second, i = self.prompt(i + 1)
+        if i < len(text) and text[i] == ":":
+            number = _NUMBER.match(text, i + 1)
+            if number:  # [from:to:when]
+                return _Scheduled(first, second, number.group(1)), number.end()
+        raise _NoParse
 
 
 def parse_schedule(text: str) -> list | None:
     """The prompt's items as A1111's grammar reads it; None where the grammar does not read it.
     At the top level a bracket or colon that opens nothing readable is kept as text."""
-    items, i = [], 0
+    parser, items, i = _Parser(text), [], 0
     while i < len(text):
-        try:
-            nested, i = _prompt(text, i)
-            items += nested
-        except _NoParse:
-            # the construct opening here does not close: its opener is a stray character (text)
+        end = _plain(text, i)
+        if end > i:
+            items.append(text[i:end])
+            i = end
+        elif text[i] in "([":
+            try:
+                item, i = parser.construct(i)
+                items.append(item)
+            except _NoParse:  # the construct opening here does not close: its opener is text
+                items.append(text[i])
+                i += 1
+        elif text[i] == "|":
+            return None
+        else:  # a stray ] ) or :, or a lone backslash at the end
             items.append(text[i])
-            i += 1
-            continue
-        if i < len(text):
-            if text[i] == "|":
-                return None
-            items.append(text[i])  # a stray ] ) or :
             i += 1
     return items
 
@@ -182,23 +246,20 @@ def _walk(items, visit) -> None:
             _walk(item, visit)
 
 
-def schedule_steps(items, steps: int, old_rule: bool = False) -> list[int]:
+def schedule_steps(items, steps: int) -> list[int]:
     """The steps at which the prompt changes, the last one `steps` (A1111's collect_steps): a
     [from:to:when] ends `from` at step `when` (with a "." a fraction of the steps, else a step
-    number; old_rule: below 1 a fraction, else a step number), cut to whole steps; an alternation
-    changes at every step."""
+    number), cut to whole steps; an alternation changes at every step."""
     ends = {steps}
 
     def visit(item):
         if isinstance(item, _Alternate):
             ends.update(range(1, steps + 1))
             return
-        value = float(item.when)
-        if old_rule:
-            value = value * steps if value < 1 else value
-        elif "." in item.when:
+        value = _number(item.when, "a prompt editing step")
+        if "." in item.when:
             value = value * steps
-        item.step = min(steps, int(value))
+        item.step = max(0, min(steps, int(value)))
         if item.step >= 1:
             ends.add(item.step)
 
@@ -220,17 +281,22 @@ def _text_at(items, step: int) -> str:
     return "".join(out)
 
 
-def prompt_schedule(text: str, steps: int, old_rule: bool = False) -> list[tuple[int, str]]:
+def prompt_schedule(text: str, steps: int, max_entries: int | None = None) -> list[tuple[int, str]]:
     """[(last step, prompt text)] for a prompt with editing / alternation, as A1111's
-    get_learned_conditioning_prompt_schedules: "a [b:3]" at 10 steps is [(3, "a "), (10, "a b")]."""
+    get_learned_conditioning_prompt_schedules: "a [b:3]" at 10 steps is [(3, "a "), (10, "a b")].
+    More than max_entries stretches are refused before any text is made."""
     items = parse_schedule(text)
     if items is None:
         return [(steps, text)]
-    return [(end, _text_at(items, end)) for end in schedule_steps(items, steps, old_rule)]
+    ends = schedule_steps(items, steps)
+    if max_entries is not None and len(ends) > max_entries:
+        raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes {len(ends)} "
+                                     f"conditioning entries, more than {max_entries}: use fewer steps or alternations")
+    return [(end, _text_at(items, end)) for end in ends]
 
 
 _AND = re.compile(r"\bAND\b")
-_AND_WEIGHT = re.compile(r"^((?:\s|.)*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+_WEIGHT = re.compile(r"[-+]?(?:\d+\.?|\d*\.\d+)")
 
 
 def split_and(text: str) -> list[tuple[str, float]]:
@@ -238,16 +304,19 @@ def split_and(text: str) -> list[tuple[str, float]]:
     colon at its end ("a cat :1.2 AND a dog"), 1 when none."""
     parts = []
     for part in _AND.split(text):
-        match = _AND_WEIGHT.search(part)
-        body, weight = match.groups() if match else (part, None)
-        parts.append((body, 1.0 if weight is None else float(weight)))
+        body = part.rstrip()
+        head, colon, tail = body.rpartition(":")
+        if colon and _WEIGHT.fullmatch(tail.strip()):
+            parts.append((head.rstrip(), _number(tail, "an AND weight")))
+        else:
+            parts.append((body, 1.0))
     return parts
 
 
 # -- emphasis (A1111's parse_prompt_attention) ----------------------------------------------------
 
 _ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK = re.compile(r"\bBREAK\b")  # the pieces' spaces next to it are stripped after
 _LEADING_NON_WORD = re.compile(r"^\W+", re.S)
 _SPACES = re.compile(r"\s+", re.S)
 
@@ -279,15 +348,19 @@ def parse_attention(text: str, parser: str = "A1111") -> list[tuple[str, float]]
         elif part == "[":
             squares.append(len(res))
         elif weight is not None and rounds:
-            multiply(rounds.pop(), float(weight))
+            multiply(rounds.pop(), _number(weight, "an emphasis weight"))
         elif part == ")" and rounds:
             multiply(rounds.pop(), ROUND)
         elif part == "]" and squares:
             multiply(squares.pop(), SQUARE)
         else:
-            for k, piece in enumerate(_BREAK.split(part)):
+            pieces = _BREAK.split(part)
+            for k, piece in enumerate(pieces):
                 if k > 0:
                     res.append(["BREAK", BREAK_MARK])
+                    piece = piece.lstrip()
+                if k < len(pieces) - 1:
+                    piece = piece.rstrip()
                 if parser == "full":
                     piece = _SPACES.sub(" ", _LEADING_NON_WORD.sub("", piece)).strip()
                     if not piece:
@@ -443,18 +516,15 @@ def _padded(clip, tower_windows: dict) -> dict:
     return out
 
 
-def a1111_encode(clip, texts: dict[str, str], parser: str, mean_normalization: bool, emphasis: bool = True):
+def a1111_encode(clip, texts: dict[str, str], parser: str, mean_normalization: bool):
     """(cond, pooled) of A1111's engine: texts {tower name: prompt} parsed by `parser`, chunked,
-    encoded chunk by chunk and emphasized. emphasis False: every weight 1 (Settings'
-    enable_emphasis off)."""
+    encoded chunk by chunk and emphasized."""
     from graphflow.models.tokenizer import encode_text
 
     comma = encode_text(",")[0]
     tower_windows = {}
     for tower in clip.towers:
         parts = parse_attention(texts[tower.name], parser)
-        if not emphasis:
-            parts = [(text, weight if weight == BREAK_MARK else 1.0) for text, weight in parts]
         tower_windows[tower.name] = _chunk_windows(a1111_chunks(clip, tower, parts, comma), tower.spec.pad_token)
     return _towers_encode(clip, _padded(clip, tower_windows), mean_normalization)
 
@@ -474,21 +544,27 @@ def comfy_plus_plus_encode(clip, texts: dict[str, str], mean_normalization: bool
 
 # -- the sampler's step count ------------------------------------------------------------------------
 
-def _links_to(nodes: dict, node_id: str, target: str, seen: set) -> bool:
-    if node_id in seen or node_id not in nodes:
-        return False
-    seen.add(node_id)
-    for value in (nodes[node_id].get("inputs") or {}).values():
-        if isinstance(value, list) and len(value) == 2 and str(value[0]) == target:
-            return True
-        if isinstance(value, list) and len(value) == 2 and _links_to(nodes, str(value[0]), target, seen):
-            return True
+def _links_to(nodes: dict, node_id: str, target: str) -> bool:
+    """Whether node_id takes target's output, directly or through other nodes (walked with a list:
+    a chain of any length)."""
+    seen, pending = set(), [node_id]
+    while pending:
+        current = pending.pop()
+        if current in seen or current not in nodes:
+            continue
+        seen.add(current)
+        for value in (nodes[current].get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2:
+                if str(value[0]) == target:
+                    return True
+                pending.append(str(value[0]))
     return False
 
 
 def _input_value(nodes: dict, node_id: str, name: str):
     """A node's input `name` followed through links as the pack's prompt handler follows them: at a
-    linked node its input of that name, else the one at the link's output index (modulo its inputs)."""
+    linked node its input of that name, else the one at the link's output index (modulo its inputs).
+    A link naming its output (not an index) gives None: the pack's handler reads indices only."""
     value = (nodes.get(node_id, {}).get("inputs") or {}).get(name)
     for _ in range(len(nodes) + 1):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -498,9 +574,9 @@ def _input_value(nodes: dict, node_id: str, name: str):
         inputs = nodes.get(str(value[0]), {}).get("inputs") or {}
         if name in inputs:
             value = inputs[name]
-        elif inputs:
+        elif inputs and isinstance(value[1], int) and not isinstance(value[1], bool):
             keys = list(inputs)
-            value = inputs[keys[int(value[1]) % len(keys)]]
+            value = inputs[keys[value[1] % len(keys)]]
         else:
             return None
     return None
@@ -509,18 +585,27 @@ def _input_value(nodes: dict, node_id: str, name: str):
 def sampler_steps(workflow: dict, node_id: str) -> int | None:
     """The step count of the first sampler node (its type naming a sampler) that this node feeds,
     directly or through other nodes: its steps input, else its sigmas' node's steps (the pack's
-    prompt handler); 1 to 10000. None when there is none."""
+    prompt handler); 1 to 10000. None when there is none, or the workflow is not one this reads
+    (then smZ_steps counts: a guess gone wrong never fails the run)."""
+    try:
+        return _sampler_steps(workflow, node_id)
+    except Exception:  # noqa: BLE001 - any odd workflow shape means "no sampler found"
+        return None
+
+
+def _sampler_steps(workflow: dict, node_id: str) -> int | None:
     nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
     if not isinstance(nodes, dict) or node_id is None:
         return None
     for sampler_id, node in nodes.items():
         kind = str(node.get("type", ""))
-        if "sampler" not in kind.lower() or not _links_to(nodes, str(sampler_id), str(node_id), set()):
+        if "sampler" not in kind.lower() or not _links_to(nodes, str(sampler_id), str(node_id)):
             continue
-        name = "steps" if "steps" in (node.get("inputs") or {}) else "sigmas"
-        value = _input_value(nodes, str(sampler_id), name if name == "steps" else "sigmas")
-        if name == "sigmas":
-            sigmas = (node.get("inputs") or {}).get("sigmas")
+        inputs = node.get("inputs") or {}
+        if "steps" in inputs:
+            value = _input_value(nodes, str(sampler_id), "steps")
+        else:  # the steps of the node giving its sigmas
+            sigmas = inputs.get("sigmas")
             value = _input_value(nodes, str(sigmas[0]), "steps") if isinstance(sigmas, list) else None
         if value is not None:
             return min(max(1, int(value)), MAX_SCHEDULE_STEPS)
@@ -557,8 +642,13 @@ class CLIPTextEncodePlusPlus(Node):
     steps, without one a step number; [a|b] alternates every step. The step count is the sampler's
     that the conditioning reaches (its steps, or its sigmas' scheduler's), else smZ_steps; each
     stretch of steps becomes an entry used at those steps of the sampler's schedule (a sampler
-    that evaluates between steps uses the nearest step's), as the pack switches them; a prompt
-    whose editing would make more than 1000 entries is refused. with_SDXL (SDXL encoders): text_g
+    that evaluates between steps uses the nearest step's), as the pack switches them: KSampler
+    Advanced's partial runs count steps of its whole schedule; a custom sampler counts the sigmas it
+    is given (a SplitSigmas half its own steps: the whole schedule is not known there); within a
+    ConditioningSetTimestepRange an entry is used only where both allow. A prompt whose editing
+    would make more than 1000 entries, or whose different texts make more than 500 75-token chunks
+    in all, is refused; brackets nested past 100 levels and numbers that do not read or are not
+    finite are refused. with_SDXL (SDXL encoders): text_g
     goes to CLIP-G and text_l to CLIP-L (no prompt editing there, as the pack) with the size
     conditioning width ... target_height as CLIP Text Encode SDXL; on the SDXL refiner the text
     with ascore (aesthetic score) and width/height.
@@ -626,9 +716,6 @@ class CLIPTextEncodePlusPlus(Node):
         found = sampler_steps(current_workflow(), current_node_id())
         return found if found is not None else max(int(self.smZ_steps), 1)
 
-    def _settings(self) -> dict:
-        return dict(getattr(self.clip, "smz_settings", None) or {})
-
     def run(self):
         self._checked()
         if self.parser == "comfy":
@@ -665,14 +752,12 @@ class CLIPTextEncodePlusPlus(Node):
         return out
 
     def _a1111(self):
-        settings = self._settings()
-        emphasis = bool(settings.get("enable_emphasis", True))
         sizes = self._sdxl_sizes()
         names = [t.name for t in self.clip.towers]
 
         def encode_texts(texts: dict, extra: dict) -> list:
             def encode(clip):
-                cond, pooled = a1111_encode(clip, texts, self.parser, self.mean_normalization, emphasis)
+                cond, pooled = a1111_encode(clip, texts, self.parser, self.mean_normalization)
                 return cond, {**({} if pooled is None else {"pooled_output": pooled}), **extra}
 
             return encoded(self.clip, encode)
@@ -685,13 +770,10 @@ class CLIPTextEncodePlusPlus(Node):
                 raise NodeInputError("text", f"an AND part's weight must be above 0 here (got {weight:g}): the "
                                              f"parts are averaged by weight")
         steps = self._steps()
-        out, cache = [], {}
+        out, cache, chunks = [], {}, 0
         for body, weight in parts:
-            schedule = prompt_schedule(body, steps)
-            if len(out) + len(schedule) > MAX_SCHEDULE_ENTRIES:  # each entry is a model input at sampling
-                raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes more than "
-                                             f"{MAX_SCHEDULE_ENTRIES} conditioning entries: use fewer steps or "
-                                             f"alternations")
+            # each entry is a model input at sampling: counted before any step's text is made
+            schedule = prompt_schedule(body, steps, max_entries=MAX_SCHEDULE_ENTRIES - len(out))
             start = 0
             for end, text in schedule:
                 extra = dict(sizes)
@@ -701,6 +783,12 @@ class CLIPTextEncodePlusPlus(Node):
                     extra["strength"] = weight
                 if text not in cache:
                     cache[text] = encode_texts({name: text for name in names}, {})
+                    chunks += cache[text][0][0].shape[-2] // (CHUNK + 2)
+                    if chunks > MAX_SCHEDULE_CHUNKS and len(cache) > 1:
+                        raise NodeInputError("text", f"the prompt's editing makes {len(cache)} different texts "
+                                                     f"of more than {MAX_SCHEDULE_CHUNKS} 75-token chunks in all "
+                                                     f"(each an encoder pass kept for sampling): use fewer "
+                                                     f"edits or a shorter prompt")
                 out += [(cond, {**options, **extra}) for cond, options in cache[text]]
                 start = end
         return out
@@ -759,12 +847,12 @@ def _settings_widgets(values):
 
 
 class SettingsSmZ(Node):
-    """The pack's settings put on the MODEL or CLIP passed through (anything else passes as it is).
+    """The pack's settings put on the MODEL passed through (anything else passes as it is).
     On a MODEL: eta and s_noise reach the samplers that take them (the ancestral and SDE ones,
     through KSampler or the custom samplers), as the pack passes them to ComfyUI's sampler
     functions; sgm_noise_multiplier off starts from noise scaled by the first sigma alone (the
-    pack's max_denoise off). On a CLIP: enable_emphasis off makes CLIP Text Encode++ (A1111 / full /
-    fixed attention) weigh every part 1. Refused by name when set away from the pack's default:
+    pack's max_denoise off). A CLIP passes unchanged: enable_emphasis changes nothing, as in the pack
+    (its encoder, classic_engine.py, reads emphasis whatever the setting says). Refused by name when set away from the pack's default:
     RNG gpu / nv, ENSD, skip_early_cond, NGMS, NGMS all steps, pad_cond_uncond, Use CFGDenoiser and
     s_churn / s_tmin / s_tmax (graphflow's samplers have no churn). Prompt word wrap length limit
     and Use previous prompt editing timelines change nothing, as in the pack (its encoder wraps at
@@ -835,10 +923,8 @@ class SettingsSmZ(Node):
             if name in UNSUPPORTED and value != default:
                 raise NodeInputError(name, f"{label} = {value!r}: {UNSUPPORTED[name]}; leave it at {default!r}")
         target = self.value
-        if hasattr(target, "towers") and hasattr(target, "with_towers"):  # a CLIP
-            clone = target.with_towers(target.towers)
-            clone.smz_settings = {"enable_emphasis": bool(self.enable_emphasis)}
-            return clone
+        if hasattr(target, "towers") and hasattr(target, "with_towers"):  # a CLIP: nothing the pack's encoder reads
+            return target
         if hasattr(target, "unet") or hasattr(target, "options"):  # a MODEL
             from nodes.model_sampling import _with_options
 

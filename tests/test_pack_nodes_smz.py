@@ -206,17 +206,41 @@ def test_a_step_range_is_active_at_the_steps_nearest_sigma_as_the_pack_counts():
     from graphflow.sampling.guidance import step_range_sigmas
     from graphflow.sampling.model_sampling import in_sigma_window
 
-    sigmas = torch.tensor([14.6, 7.1, 3.3, 1.6, 0.7, 0.2, 0.0])
-    n = len(sigmas) - 1
-    probes = torch.cat([sigmas, torch.linspace(0.01, 14.5, 97)])  # the steps and sigmas between (Heun, DPM2)
-    for start, end in ((0.0, 0.5), (0.5, 1.0), (1 / 3, 2 / 3), (0.0, 1.0), (0.9, 0.95)):
-        upper, lower = step_range_sigmas(sigmas, start, end)
-        for sigma in probes:
-            nearest = int((sigmas - sigma).abs().argmin())
-            if float((sigmas - sigma).abs().sort().values[1] - (sigmas - sigma).abs().min()) < 1e-4:
-                continue  # a midpoint: either side
-            want = start <= nearest / n < end
-            assert in_sigma_window(sigma.reshape(1), upper, lower) == want, (start, end, float(sigma))
+    falling = torch.tensor([14.6, 7.1, 3.3, 1.6, 0.7, 0.2, 0.0])
+    for sigmas in (falling, falling.flip(0)):  # rising: the Unsampler's
+        n = len(sigmas) - 1
+        probes = torch.cat([sigmas, torch.linspace(0.01, 14.5, 97)])  # the steps and sigmas between (Heun, DPM2)
+        for start, end in ((0.0, 0.5), (0.5, 1.0), (1 / 3, 2 / 3), (0.0, 1.0), (0.9, 0.95)):
+            upper, lower = step_range_sigmas(sigmas, start, end)
+            for sigma in probes:
+                nearest = int((sigmas - sigma).abs().argmin())
+                if float((sigmas - sigma).abs().sort().values[1] - (sigmas - sigma).abs().min()) < 1e-4:
+                    continue  # a midpoint: either side
+                # the last sigma (step n) goes with the stretch ending at 1
+                want = start <= nearest / n < end or (nearest == n and end >= 1)
+                assert in_sigma_window(sigma.reshape(1), upper, lower) == want, (start, end, float(sigma))
+
+
+def test_a_step_range_within_a_percent_range_is_active_only_where_both_are():
+    """[cat:dog:0.5] then ConditioningSetTimestepRange 0-0.3: dog (steps 5-9 of 10) is past 30%."""
+    import sys
+
+    sys.path.insert(0, "tests")
+    from sampling_fakes import SD, FakeModel, context_eps
+
+    from graphflow.sampling import prepare_conds
+    from graphflow.sampling.schedules import compute_sigmas
+
+    run = compute_sigmas(SD, "normal", 10, 1.0)
+    model = FakeModel(context_eps)
+    probes = torch.cat([run[:-1], torch.linspace(0.05, float(run[0]), 200)])
+    dog = {"step_range": (0.5, 1.0)}
+    for given in (run, None):
+        alone = prepare_conds([(torch.ones(1, 77, 8), dog)], model, (1, 4, 8, 8), "cpu", sigmas=given)[0]
+        assert any(alone.active(s.reshape(1)) for s in probes)  # without the percent range: late steps
+        ranged = {**dog, "start_percent": 0.0, "end_percent": 0.3}
+        cond = prepare_conds([(torch.ones(1, 77, 8), ranged)], model, (1, 4, 8, 8), "cpu", sigmas=given)[0]
+        assert not any(cond.active(s.reshape(1)) for s in probes)
 
 
 def test_prompt_editing_samples_as_two_runs_switched_at_the_step(registry, models):
@@ -304,12 +328,13 @@ def test_what_is_left_out_is_refused_by_name(registry, models):
         assert e.value.input == name
 
 
-def test_settings_put_emphasis_on_the_clip_and_sampler_options_on_the_model(registry, models):
+def test_settings_leave_the_clip_and_put_sampler_options_on_the_model(registry, models):
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
     plain = call(registry, "SettingsSmZ", value=clip, enable_emphasis=False)
     [(got, _)] = _encode(registry, plain, "a (cat:1.5)")
-    [(want, _)] = _encode(registry, clip, "a cat")
-    assert torch.allclose(got, want, atol=1e-6)
+    [(want, _)] = _encode(registry, clip, "a (cat:1.5)")
+    [(unweighted, _)] = _encode(registry, clip, "a cat")
+    assert torch.equal(got, want) and not torch.allclose(got, unweighted, atol=1e-4)  # a no-op, as the pack
     tuned = call(registry, "SettingsSmZ", value=model, eta=0.5, s_noise=0.9, sgm_noise_multiplier=False)
     assert tuned.options["sampler_overrides"] == {"eta": 0.5, "s_noise": 0.9}
     assert tuned.options["max_denoise"] is False and "sampler_overrides" not in getattr(model, "options", {})
@@ -329,6 +354,10 @@ def test_settings_eta_reaches_an_ancestral_sampler(registry, models, monkeypatch
     tuned = call(registry, "SettingsSmZ", value=model, eta=0.0)
     assert torch.allclose(sample(tuned, "euler_ancestral"), sample(model, "euler"), atol=1e-5)
     assert not torch.allclose(sample(model, "euler_ancestral"), sample(model, "euler"), atol=1e-3)
+    # dpm_adaptive: ComfyUI's wrapper names no eta, so the pack's settings (eta 1 by default) never
+    # reach it and its own eta 0 stays
+    defaults = call(registry, "SettingsSmZ", value=model)
+    assert torch.equal(sample(defaults, "dpm_adaptive"), sample(model, "dpm_adaptive"))
 
 
 # -- ComfyUI's formats -----------------------------------------------------------------------------------
@@ -357,7 +386,9 @@ def test_ui_save_with_the_packs_classes_reads_runs_and_round_trips(registry):
     clip = call(registry, "LoadCheckpoint", checkpoint=DEMO)[1]
     plain = call(registry, "SettingsSmZ", value=clip, enable_emphasis=False)
     [(want, _)] = _encode(registry, plain, "a (red:1.2) circle, square", multi_conditioning=False)
-    assert torch.allclose(entries[0][0], want, atol=1e-6)  # emphasis off by the settings
+    [(weighted, _)] = _encode(registry, clip, "a (red:1.2) circle, square", multi_conditioning=False)
+    # enable_emphasis off changes nothing, as the pack's encoder never reads it
+    assert torch.allclose(entries[0][0], weighted, atol=1e-6) and torch.allclose(want, weighted, atol=1e-6)
     saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     assert saved[2]["type"] == "smZ CLIPTextEncode" and saved[3]["type"] == "smZ Settings"
     assert saved[2]["widgets_values"] == nodes[2]["widgets_values"]
@@ -508,3 +539,103 @@ def test_other_parsers_need_a_clip_text_encoder(registry, tmp_path):
         with pytest.raises(NodeInputError) as e:
             _encode(registry, gemma, "a cat", parser=parser)
         assert e.value.input == "parser" and "CLIP text encoder" in str(e.value)
+
+
+# -- review mends: hostile prompts are read in linear time or refused by name -----------------------
+
+def _timed(f, *args):
+    import time
+
+    start = time.perf_counter()
+    out = f(*args)
+    assert time.perf_counter() - start < 1.0
+    return out
+
+
+def test_unclosed_and_deep_brackets_and_long_space_runs_read_fast():
+    # unclosed openers are text at once (the rest is not re-read from each of them)
+    assert _timed(prompt_schedule, "[a " * 300 + "x" * 100000, 20) == [(20, "[a " * 300 + "x" * 100000)]
+    assert _timed(prompt_schedule, "(" * 300 + "x" * 100000, 20) == [(20, "(" * 300 + "x" * 100000)]
+    assert _timed(prompt_schedule, "[" * 10000, 20) == [(20, "[" * 10000)]
+    # a nested construct that fails deep inside is tried once
+    text = "(" * 90 + "x" * 100000 + "|" + ")" * 90
+    assert _timed(prompt_schedule, text, 20) == [(20, text)]
+    # a construct that reads is kept before an unclosed bracket after it
+    assert prompt_schedule("[a:b:2] (x", 10) == [(2, "a (x"), (10, "b (x")]
+    # matched nesting past MAX_NESTING is refused by name, not a RecursionError
+    for text in ("[" * 600 + "]" * 600, "(" * 600 + "a" + ")" * 600, "[a|" * 900 + "b" + "]" * 900):
+        with pytest.raises(NodeInputError) as e:
+            _timed(prompt_schedule, text, 20)
+        assert e.value.input == "text"
+    assert prompt_schedule("(" * 100 + "a" + ")" * 100, 5) == [(5, "(" * 100 + "a" + ")" * 100)]
+    # BREAK and AND weights on long space runs
+    assert _timed(split_and, " " * 40000 + "x") == [(" " * 40000 + "x", 1.0)]
+    assert _timed(split_and, "a" + " " * 40000 + ": 2 " + " " * 40000) == [("a", 2.0)]
+    assert _timed(parse_attention, " " * 40000 + "x") == [(" " * 40000 + "x", 1.0)]
+    assert parse_attention("a \n BREAK\tb BREAK") == [("a", 1.0), ("BREAK", -1.0), ("b", 1.0), ("BREAK", -1.0),
+                                                        ("", 1.0)]
+    assert split_and("a : 1.5 AND b:x AND c:") == [("a", 1.5), (" b:x", 1.0), (" c:", 1.0)]
+
+
+@pytest.mark.parametrize("text", ["a [b:c:1e999]", "a (b:1..2)", "a (b:.)", "a :" + "9" * 400 + " AND b",
+                                  "(b:" + "9" * 400 + ")"])
+def test_numbers_that_do_not_read_or_are_not_finite_are_refused(registry, models, text):
+    with pytest.raises(NodeInputError) as e:
+        _encode(registry, _clip(registry), text, smZ_steps=10, multi_conditioning=True)
+    assert e.value.input == "text"
+
+
+def test_the_entry_cap_is_checked_before_the_texts_are_made_and_the_chunks_are_bounded(registry, models):
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(NodeInputError):
+        prompt_schedule("[a|b] " + "x" * 20000, 10000, max_entries=1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000  # 10,000 texts of 20 KB would be 200 MB
+    clip = _clip(registry)
+    tail = " ".join(["cat"] * 750)  # 10 chunks: 60 edits of it pass 500 chunks
+    with pytest.raises(NodeInputError) as e:
+        _encode(registry, clip, "".join(f"[x:{i}]" for i in range(1, 60)) + " " + tail, smZ_steps=60)
+    assert e.value.input == "text" and "chunks" in str(e.value)
+    assert len(_encode(registry, clip, tail, smZ_steps=60)) == 1  # one long text is not an edit
+
+
+def test_sampler_steps_never_fails_the_run():
+    workflow = {"nodes": {
+        "1": {"type": "CLIPTextEncodePlusPlus", "inputs": {"text": "a [b:c:0.5]"}},
+        "3": {"type": "KSampler", "inputs": {"positive": ["1", 0], "steps": ["4", "value"]}},
+        "4": {"type": "IntValue", "inputs": {"value": 30, "other": 5}},
+    }}
+    assert sampler_steps(workflow, "1") is None  # a link by output name: smZ_steps counts
+    workflow["nodes"]["3"]["inputs"]["steps"] = ["4", 1]
+    assert sampler_steps(workflow, "1") == 5  # by index, the pack's way
+    workflow["nodes"]["4"]["inputs"]["other"] = float("inf")
+    assert sampler_steps(workflow, "1") is None
+    workflow["nodes"]["4"] = "not a node"
+    assert sampler_steps(workflow, "1") is None
+    # a chain of 1,200 nodes between the encoder and the sampler is walked without recursion
+    chain = {"0": {"type": "CLIPTextEncodePlusPlus", "inputs": {"text": "x"}}}
+    for k in range(1, 1201):
+        chain[str(k)] = {"type": "ConditioningSetArea", "inputs": {"conditioning": [str(k - 1), 0]}}
+    chain["s"] = {"type": "KSampler", "inputs": {"positive": ["1200", 0], "steps": 17}}
+    assert sampler_steps({"nodes": chain}, "0") == 17
+
+
+def test_a_steps_link_by_output_name_runs_with_smz_steps(registry):
+    from graphflow.executor import Executor
+
+    workflow = {"version": 1, "nodes": {
+        "1": {"type": "LoadCheckpoint", "inputs": {"checkpoint": DEMO}},
+        "2": {"type": "CLIPTextEncodePlusPlus", "inputs": {"text": "a [b:c:0.5]", "clip": ["1", 1], "parser": "A1111",
+                                                           "smZ_steps": 10}},
+        "3": {"type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
+                                             "latent_image": ["5", 0], "steps": ["4", "value"], "seed": 1,
+                                             "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal"}},
+        "4": {"type": "IntValue", "inputs": {"value": 30}},
+        "5": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64}},
+    }}
+    result = Executor(registry).run(parse_workflow(workflow, registry), outputs=["2"])
+    assert result.ok
+    assert [o["step_range"] for _, o in result.values["2"][0]] == [(0.0, 0.5), (0.5, 1.0)]

@@ -28,9 +28,14 @@ ConditioningSetArea / SetMask do:
     sigma against the bounds rounded to float32 (ComfyUI's tensor comparison); at a step where no entry of a side is active that side's prediction is 0, as in ComfyUI.
   - an entry with "step_range" (start, end) (CLIP Text Encode++'s prompt editing, fractions of the
     sampler's steps) takes part at the steps i of n with start <= i / n < end, a sigma counting as
-    the step whose sigma is nearest (the smZ pack's rule): its bounds are the midpoints to the
-    neighbouring steps' sigmas (an unbounded end at the first and last step). Without the run's
-    sigmas (prepare_conds(sigmas=None)) it is taken as a start_percent / end_percent range.
+    the step whose sigma is nearest (the smZ pack's rule; falling or rising sigmas): its bounds are
+    the midpoints to the sigmas of the nearest steps outside it (unbounded above the first step and,
+    for the stretch ending at 1, below the last). Within a percent range (ConditioningSetTimestepRange,
+    a hook's clip_start_percent) it is active only where both are. The steps counted are those of the
+    sigmas given (KSampler / KSamplerAdvanced pass their whole schedule, so a partial run counts
+    absolute steps; custom samplers pass the sigmas they run, the whole schedule being unknown there,
+    so a SplitSigmas half counts its own steps). Without the run's sigmas (prepare_conds(sigmas=None))
+    it is taken as a start_percent / end_percent range.
   - an entry with "reference_latents" (ReferenceLatent: raw latents, each its own size) passes them,
     in model space and repeated to the batch, to a FLUX model with its "reference_latents_method"
     (FluxKontextMultiReferenceLatentMethod; "offset" by default) or to a Qwen-Image model (the
@@ -204,16 +209,22 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
 
 def step_range_sigmas(sigmas, start: float, end: float) -> tuple[float | None, float | None]:
     """The (sigma_start, sigma_end) window of the steps i of the run's n (len(sigmas) - 1) with
-    start <= i / n < end: from the midpoint to the step before to the midpoint to the step after, so
-    that any sigma counts as its nearest step (None: unbounded); no such step: a window no sigma is in."""
+    start <= i / n < end (the last sigma, step n, goes with the stretch ending at 1), such that any
+    sigma counts as its nearest step: the window reaches halfway to the nearest sigma of a step
+    outside it, above and below (None: unbounded). Falling or rising sigmas (the Unsampler's) give
+    the same nearest steps; a schedule that goes both ways gets the span of the steps' sigmas.
+    No such step: a window no sigma is in."""
     values = [float(v) for v in sigmas]
     n = len(values) - 1
-    steps = [i for i in range(n + 1) if start <= i / max(n, 1) < end]
-    if not steps:
+    inside = [start <= i / max(n, 1) < end or (i == n and end >= 1) for i in range(n + 1)]
+    if not any(inside):
         return -1.0, None
-    first, last = steps[0], steps[-1]
-    upper = None if first == 0 else (values[first - 1] + values[first]) / 2
-    lower = None if last >= n else (values[last] + values[last + 1]) / 2
+    top = max(v for v, keep in zip(values, inside) if keep)
+    bottom = min(v for v, keep in zip(values, inside) if keep)
+    above = [v for v, keep in zip(values, inside) if not keep and v > top]
+    below = [v for v, keep in zip(values, inside) if not keep and v < bottom]
+    upper = (top + min(above)) / 2 if above else None
+    lower = (bottom + max(below)) / 2 if below else None
     return upper, lower
 
 
@@ -286,8 +297,10 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
         sigma_start = sigma_end = None
         start, end = options.get("start_percent"), options.get("end_percent")
         step_range = options.get("step_range")
-        if step_range is not None and sigmas is None:  # no run to count steps in: a percent range
-            start, end = step_range
+        if step_range is not None and sigmas is None:  # no run to count steps in: a percent range, within
+            # any percent range the entry has (the tighter bounds)
+            start = max(float(step_range[0]), float(0.0 if start is None else start))
+            end = min(float(step_range[1]), float(1.0 if end is None else end))
         if options.get("clip_start_percent") is not None:  # a scheduled CLIP hook's stretch (SetClipHooks)
             start = max(float(options["clip_start_percent"]), float(start or 0.0))
             end = min(float(options.get("clip_end_percent", 1.0)), 1.0 if end is None else float(end))
@@ -298,8 +311,12 @@ def prepare_conds(conditioning, model, x_shape, device, *, negative: bool = Fals
                 schedule = model_sampling_for(model)
             sigma_start = percent_to_sigma(schedule, float(0.0 if start is None else start))
             sigma_end = percent_to_sigma(schedule, float(1.0 if end is None else end))
-        if step_range is not None and sigmas is not None:
-            sigma_start, sigma_end = step_range_sigmas(sigmas, float(step_range[0]), float(step_range[1]))
+        if step_range is not None and sigmas is not None:  # within any percent range too: the tighter bounds
+            steps_start, steps_end = step_range_sigmas(sigmas, float(step_range[0]), float(step_range[1]))
+            if steps_start is not None:
+                sigma_start = steps_start if sigma_start is None else min(sigma_start, steps_start)
+            if steps_end is not None:
+                sigma_end = steps_end if sigma_end is None else max(sigma_end, steps_end)
         out.append(Cond(
             context=repeat_to_batch(embedding, batch).to(device),
             y=y,

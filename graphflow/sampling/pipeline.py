@@ -55,6 +55,11 @@ from .schedules import SCHEDULERS, compute_sigmas
 from .sigma_adjust import adjusted_denoiser, guider_cfg
 from .step_cache import WrappedDenoiser
 
+# Samplers ComfyUI calls through a wrapper of its own that names no eta / s_noise (dpm_fast's takes
+# none; dpm_adaptive's passes only **extra_options): the smZ pack passes its Settings by name to
+# that wrapper, so they never reach these, whose own defaults stay (dpm_adaptive's eta 0)
+NO_SAMPLER_OVERRIDES = frozenset({"dpm_fast", "dpm_adaptive"})
+
 
 # What an SD VAE encodes a mid-grey image to, in model space (scaled): the masked-image latent an
 # inpainting model sees when no mask is given (nothing known), as ComfyUI uses.
@@ -469,9 +474,8 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
 
         sample = sampler_for(sampler_name, schedule)
         overrides = model_options.get("sampler_overrides")
-        if overrides:  # Settings (smZ)'s eta / s_noise: given to the samplers that take them, over their own
-            import inspect
-
+        if overrides and sampler_name not in NO_SAMPLER_OVERRIDES:  # Settings (smZ)'s eta / s_noise: given to
+            # the samplers that take them, over their own
             accepted = inspect.signature(sample).parameters
             options.update({name: value for name, value in overrides.items() if name in accepted})
         x = sample(denoiser, x, sigmas, callback=on_step, **options)
