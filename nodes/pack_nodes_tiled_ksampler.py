@@ -453,7 +453,8 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
                     result = sample_with_sigmas(
                         model, run, tile_noise, tile_latent, sides[0].cut(tile, controls),
                         sides[1].cut(tile, controls), cfg, sampler_name, seed, noise_mask=mask,
-                        batch_index=batch_index, callback=on_step, preview_every=1 if preview else 0)
+                        batch_index=batch_index, callback=on_step, preview_every=1 if preview else 0,
+                        step_sigmas=sigmas)  # prompt editing (CLIP Text Encode++) counts the whole schedule's steps
                 target[region] = result if mask is None else target[region] * (1 - mask) + result * mask
             samples = target
     return {**latent, "samples": samples}

@@ -658,3 +658,43 @@ def test_a_controlnet_sees_its_hint_cut_to_each_tile(registry, controlnet_models
     assert torch.isfinite(tiled_out).all()
     plain = run("TiledKSampler", positive, seed=2, tile_width=256, tile_height=256, tiling_strategy="random strict")
     assert (tiled_out - plain).abs().max() > 1e-3  # the control did something
+
+
+def test_prompt_editing_switches_in_tiles_as_in_ksampler(registry):
+    """A CLIP Text Encode++ edit ([circle:square:0.5]) switches at the schedule's middle step in tile
+    runs as in KSampler: one full padded tile gives KSampler's latent (not the unedited prompt's),
+    and "random"'s one-step tile runs count their step in the whole schedule (each run's own two
+    sigmas would always be its first step: the edit never switched, the result was all "circle")."""
+    def encode(text):
+        return {"class_type": "smZ CLIPTextEncode", "inputs": {
+            "text": text, "clip": ["1", 1], "parser": "A1111", "mean_normalization": True,
+            "multi_conditioning": True, "use_old_emphasis_implementation": False, "with_SDXL": False, "ascore": 6.0,
+            "width": 1024, "height": 1024, "crop_w": 0, "crop_h": 0, "target_width": 1024, "target_height": 1024,
+            "text_g": "", "text_l": ""}}
+
+    sampling = {"seed": 3, "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0,
+                "model": ["1", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
+
+    def tiled(positive, strategy):
+        return {"class_type": "BNK_TiledKSampler", "inputs": {**sampling, "positive": [positive, 0], "tile_width": 256,
+                                                             "tile_height": 256, "tiling_strategy": strategy}}
+
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
+        "2": encode("a red [circle:square:0.5]"),
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
+        "5": {"class_type": "KSampler", "inputs": {**sampling, "positive": ["2", 0]}},
+        "6": tiled("2", "padded"),
+        "7": encode("a red circle"),
+        "8": {"class_type": "KSampler", "inputs": {**sampling, "positive": ["7", 0]}},
+        "10": encode("a red square"),
+        "11": tiled("2", "random"), "12": tiled("7", "random"), "13": tiled("10", "random"),
+    }
+    keys = ["5", "6", "8", "11", "12", "13"]
+    result = run_graph(registry, graph, outputs=keys)
+    got = {k: result.values[k][0]["samples"] for k in keys}
+    assert not torch.allclose(got["5"], got["8"], atol=1e-3)
+    assert torch.equal(got["6"], got["5"])
+    for plain in ("12", "13"):
+        assert not torch.allclose(got["11"], got[plain], atol=1e-3), plain
