@@ -396,7 +396,7 @@ def enhance_detail(cropped_image, seg: SEG, noise_mask, seed: int, how: Sampling
         noise_mask = blurred_mask(noise_mask, how.noise_mask_feather)[..., 0]
     if wildcard:
         text = process_wildcards(wildcard, seed, "wildcard")
-        model, _, wildcard_positive = encode_with_loras(text, model, how.clip)
+        model, _, wildcard_positive = encode_with_loras(text, model, how.clip, input_name="wildcard")
         positive = concat_conditioning(positive, wildcard_positive, "wildcard") if concat else wildcard_positive
     crop_h, crop_w = cropped_image.shape[1:3]
     size = upscaled_size(crop_w, crop_h, seg.bbox, how.guide_size, how.guide_size_for, how.max_size,

@@ -336,7 +336,7 @@ def test_detailer_errors_name_the_input(registry, demo):
     image, segs = picture_and_segs(registry)
     cases = [({"image": image.repeat(2, 1, 1, 1)}, "image"), ({"detailer_hook": object()}, "detailer_hook"),
              ({"image": image[:, :32]}, "segs"), ({"wildcard": "[RND]a[SEP]b"}, "wildcard"),
-             ({"segs": "not segs"}, "segs")]
+             ({"segs": "not segs"}, "segs"), ({"wildcard": "a BREAK " * 120}, "wildcard")]
     for change, name in cases:
         with pytest.raises(NodeInputError) as e:
             call(registry, "DetailerForEach", **{"image": image, "segs": segs, **demo, **DETAIL, **change})
