@@ -428,7 +428,8 @@ def wildcard_plan(wildcard: str, segs: tuple) -> tuple[tuple, list, bool]:
     (seed or None, wildcard text), concat). [CONCAT] first adds the text's prompt to positive;
     [LAB] gives [ALL] text plus the text of the segment's [label]; [ASC] / [DSC] (by bbox x, y),
     [ASC-SIZE] / [DSC-SIZE] (by bbox area) take the [SEP]-separated texts in turn ([SEP:n]: seed n
-    for the next); plain text goes to every segment."""
+    for the next), segments with an empty mask (never detailed) taking none; plain text goes to
+    every segment."""
     concat = wildcard.startswith("[CONCAT]")
     wildcard = wildcard[len("[CONCAT]"):] if concat else wildcard
     if wildcard.startswith("[LAB]"):
@@ -448,7 +449,19 @@ def wildcard_plan(wildcard: str, segs: tuple) -> tuple[tuple, list, bool]:
     corner = lambda seg: (seg.bbox[0], seg.bbox[1])  # noqa: E731
     key = {"ASC": corner, "DSC": corner, "ASC-SIZE": area, "DSC-SIZE": area}[mode[1]]
     ordered = tuple(sorted(segs, key=key, reverse=mode[1].startswith("DSC")))
-    return ordered, [items[i % len(items)] for i in range(len(ordered))], concat
+    # the pack's chooser takes the next item only for a segment it details: one with an empty mask
+    # (skipped before) takes none
+    plan, taken = [], 0
+    for seg in ordered:
+        plan.append((None, "") if _blank(seg) else items[taken % len(items)])
+        taken += not _blank(seg)
+    return ordered, plan, concat
+
+
+def _blank(seg: SEG) -> bool:
+    """Whether the segment's mask is all zero (the detailers skip it)."""
+    import torch
+    return not bool((torch.as_tensor(seg.cropped_mask) != 0).any())
 
 
 def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise_mask: bool, wildcard: str):
@@ -473,7 +486,7 @@ def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise
         _no_wrapper(seg)
         cropped_image = crop(image, seg.crop_region).clone()  # the picture as detailed so far, never seg.cropped_image
         mask = blurred_mask(seg.cropped_mask, feather)
-        if not bool((torch.as_tensor(seg.cropped_mask) != 0).any()):
+        if _blank(seg):
             continue
         item_seed, text = items[i]
         if text.strip() == "[SKIP]":
@@ -716,7 +729,7 @@ class SEGSDetailer(Node):
                 _no_wrapper(seg)
                 cropped_image = torch.as_tensor(seg.cropped_image) if seg.cropped_image is not None \
                     else crop(image, seg.crop_region)
-                if not bool((torch.as_tensor(seg.cropped_mask) != 0).any()):
+                if _blank(seg):
                     new_segs.append(seg)
                     continue
                 step = replace(how, positive=cropped_conditioning(positive, image, seg.crop_region),
@@ -740,7 +753,8 @@ class DetailerForEach(Node):
     VAEEncodeTiled / VAEDecodeTiled with their default tiles (512, overlap 64). wildcard: a prompt for each segment
     in place of positive (its wildcards drawn with the segment's seed, where the pack draws
     unseeded; [CONCAT] first: added to positive), with the pack's [LAB], [ASC] / [DSC] /
-    [ASC-SIZE] / [DSC-SIZE] and [SEP] / [SEP:seed] forms and [SKIP] / [STOP] items; [RND] and
+    [ASC-SIZE] / [DSC-SIZE] and [SEP] / [SEP:seed] forms (a segment with an empty mask, never
+    detailed, takes no item) and [SKIP] / [STOP] items; [RND] and
     [SEP:R] (unseeded in the pack) are refused. Not supported (refused when connected):
     detailer_hook, scheduler_func_opt; Impact's AYS / GITS schedulers are not offered. One
     picture, not a batch; at most 512 segments."""

@@ -196,6 +196,10 @@ def test_wildcard_plan_orders_and_items():
     assert wildcard_plan("[CONCAT][LAB][ALL]red [face]eyes", (a, b))[1:] == ([(None, "redeyes"), (None, "red")], True)
     with pytest.raises(NodeInputError):
         wildcard_plan("[RND]a[SEP]b", (a, b))
+    # the pack's chooser is asked only for segments it details: one with an empty mask takes no item
+    empty = SEG(None, torch.zeros(1, 1), 1.0, (0, 0, 9, 9), (0, 0, 4, 4), "face")
+    ordered, items, _ = wildcard_plan("[ASC]x[SEP:7]y", (a, empty, b))
+    assert ordered == (empty, b, a) and items[1:] == [(None, "x"), (7, "y")]
 
 
 # -- the detailer on the demo model ----------------------------------------------------------------
@@ -330,6 +334,18 @@ def test_segs_detailer_and_paste_equal_detailer_for_each(registry, demo):
     debug = call(registry, "DetailerForEachDebug", image=image, segs=segs, **demo, **DETAIL)
     assert torch.equal(debug[0], whole) and torch.equal(debug[2][0], detailed.segs[0].cropped_image)
     assert debug[3][0].shape[-1] == 4
+
+
+def test_empty_segments_take_no_wildcard_item(registry, demo):
+    """(empty, a, b) in [ASC] order with items x, [STOP]: as the pack, a takes x and is detailed,
+    b takes [STOP] (positional items would give a the [STOP] and detail nothing)."""
+    image = torch.rand(1, 16, 40, 3)
+    empty, a, b = (SEG(None, torch.full((8, 8), value), 1.0, (x, 4, x + 8, 12), (x, 4, x + 8, 12), "A")
+                   for value, x in ((0.0, 0), (1.0, 12), (1.0, 24)))
+    out = call(registry, "DetailerForEachDebug", image=image, segs=Segs((16, 40), (empty, a, b)),
+               **{**demo, "model": "DUMMY"}, **{**DETAIL, "wildcard": "[ASC]x[SEP][STOP]"})
+    cropped = out[1]
+    assert len(cropped) == 1 and torch.equal(cropped[0], image[:, 4:12, 12:20])
 
 
 def test_detailer_errors_name_the_input(registry, demo):
