@@ -386,6 +386,13 @@ class Sampling:
     tiled_decode: bool = False
 
 
+def wrapped_seed(seed: int) -> int:
+    """A seed counted past the widget's largest (seed + segment number + cycle) wrapped round to 0
+    (% 2**64, as pack_nodes_essentials_misc wraps its seeds): the pack hands it on unwrapped, and
+    the sampler's generator fails on it."""
+    return seed % (SEED_MAX + 1)
+
+
 def enhance_detail(cropped_image, seg: SEG, noise_mask, seed: int, how: Sampling, wildcard: str = "",
                    concat: bool = False):
     """The pack's enhance_detail: the crop upscaled (LANCZOS, 8 bits) to the guide size, encoded,
@@ -416,7 +423,7 @@ def enhance_detail(cropped_image, seg: SEG, noise_mask, seed: int, how: Sampling
         if noise_mask is not None:
             latent = _core(SetLatentNoiseMask, samples=latent, mask=noise_mask)
     for i in range(how.cycle):
-        latent = _core(KSampler, model=model, seed=seed + i, steps=how.steps, cfg=how.cfg,
+        latent = _core(KSampler, model=model, seed=wrapped_seed(seed + i), steps=how.steps, cfg=how.cfg,
                        sampler_name=how.sampler_name, scheduler=how.scheduler, positive=positive,
                        negative=negative, latent_image=latent, denoise=how.denoise)
     refined = _core(VAEDecode, samples=latent, vae=how.vae, tiled=how.tiled_decode)
@@ -499,7 +506,7 @@ def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise
             enhanced = cropped_image
         else:
             enhanced = enhance_detail(cropped_image, seg, seg.cropped_mask if noise_mask else None,
-                                      seed + i if item_seed is None else item_seed, step, text, concat)
+                                      wrapped_seed(seed + i if item_seed is None else item_seed), step, text, concat)
         if enhanced is not None:
             paste(image, enhanced, seg.crop_region[0], seg.crop_region[1], mask)
             enhanced_list.append(enhanced)
@@ -675,7 +682,8 @@ class SEGSPaste(Node):
 class SEGSDetailer(Node):
     """The detailer's first half: each segment's picture (its own, else its crop of image) enhanced
     as DetailerForEach enhances it, kept in the SEGS for SEGSPaste. batch_size runs it again with
-    the next seed (the pack starts at seed + 1), every segment with the same seed. cnet_images is
+    the next seed (the pack starts at seed + 1; wrapped to 0 past 2**64 - 1, where the pack
+    fails), every segment with the same seed. cnet_images is
     one 64×64 black picture (ControlNet wrappers are not built). The refiner pipe and Impact's
     schedulers are not supported."""
     category = "ImpactPack/Detailer"
@@ -724,7 +732,7 @@ class SEGSDetailer(Node):
             how = replace(how, model=_core(DifferentialDiffusion, model=model))
         new_segs, seed = [], self.seed
         for _ in range(self.batch_size):
-            seed += 1
+            seed = wrapped_seed(seed + 1)
             for seg in segs.segs:
                 _no_wrapper(seg)
                 cropped_image = torch.as_tensor(seg.cropped_image) if seg.cropped_image is not None \
@@ -746,7 +754,8 @@ class DetailerForEach(Node):
     upscaled (LANCZOS) so that the bbox's shorter side (guide_size_for on: bbox; off: the crop
     region's) becomes guide_size, at most max_size a side, encoded, sampled with the segment's
     mask as the noise mask (noise_mask; blurred by noise_mask_feather, with DifferentialDiffusion
-    when above 0) at denoise, cycle times (seed + segment number, + 1 a cycle), decoded, scaled
+    when above 0) at denoise, cycle times (seed + segment number, + 1 a cycle; wrapped to 0 past
+    2**64 - 1, where the pack fails), decoded, scaled
     back and pasted through the mask blurred by feather. Segments whose bbox is already
     guide_size each way, or that would not be enlarged, are skipped unless force_inpaint.
     inpaint_model encodes as InpaintModelConditioning does; tiled_encode / tiled_decode use

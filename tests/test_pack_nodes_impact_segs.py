@@ -5,6 +5,8 @@ model (what changes, what stays bit-identical, the guide-size scaling, SEGSDetai
 against DetailerForEach), the filters, the clear errors, and UI / API saves with the pack's class
 names read, run and written back."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -346,6 +348,27 @@ def test_empty_segments_take_no_wildcard_item(registry, demo):
                **{**demo, "model": "DUMMY"}, **{**DETAIL, "wildcard": "[ASC]x[SEP][STOP]"})
     cropped = out[1]
     assert len(cropped) == 1 and torch.equal(cropped[0], image[:, 4:12, 12:20])
+
+
+def test_seeds_past_the_largest_wrap_to_zero(registry, demo):
+    """seed + 1 (SEGSDetailer) and seed + segment number (DetailerForEach) past 2**64 - 1 go on
+    from 0: the same pictures as seed 0, where the pack's sampler fails."""
+    from nodes.sampling import SEED_MAX
+    image, segs = picture_and_segs(registry)
+    pipe = (demo["model"], demo["clip"], demo["vae"], demo["positive"], demo["negative"])
+    settings = {k: v for k, v in DETAIL.items() if k not in ("feather", "wildcard")}
+    last, _ = call(registry, "SEGSDetailer", image=image, segs=segs, basic_pipe=pipe, **{**settings, "seed": SEED_MAX})
+    pasted = call(registry, "SEGSPaste", image=image, segs=last, feather=DETAIL["feather"], alpha=255)
+    assert torch.equal(pasted, call(registry, "DetailerForEach", image=image, segs=segs, **demo,
+                                    **{**DETAIL, "seed": 0}))
+    a = segs.segs[0]
+    b = replace(a, crop_region=(44, 30, 64, 50), bbox=(49, 35, 59, 45))
+    both = call(registry, "DetailerForEach", image=image, segs=Segs(segs.shape, (a, b)), **demo,
+                **{**DETAIL, "seed": SEED_MAX})
+    first = call(registry, "DetailerForEach", image=image, segs=Segs(segs.shape, (a,)), **demo,
+                 **{**DETAIL, "seed": SEED_MAX})
+    assert torch.equal(both, call(registry, "DetailerForEach", image=first, segs=Segs(segs.shape, (b,)), **demo,
+                                  **{**DETAIL, "seed": 0}))
 
 
 def test_detailer_errors_name_the_input(registry, demo):
