@@ -647,7 +647,10 @@ class SEGSPreview(Node):
 class SEGSPaste(Node):
     """Each segment's picture pasted onto the image through its mask blurred by feather (as the
     detailer pastes) and scaled by alpha / 255; with ref_image_opt, its crop of that picture is
-    pasted instead. Segments without a picture are left out."""
+    pasted instead. Segments without a picture are left out. On a batch, picture i of each
+    segment (or of ref_image_opt) goes onto picture i, so each must hold as many as image; a
+    segment's batch of masks gives picture i its mask i where there are as many, else all of them
+    are OR-ed into one (any value above 0.1 becoming 1), as the pack does."""
     category = "ImpactPack/Detailer"
     image: IMAGE
     segs: SEGS
@@ -661,22 +664,54 @@ class SEGSPaste(Node):
         import torch
         image = _image_batch(self.image, "image")
         segs = _fitting(_segs(self.segs), image, "segs")
+        count, (height, width) = image.shape[0], image.shape[1:3]
+        ref = self.ref_image_opt
+        if ref is not None:
+            ref = _image_batch(ref, "ref_image_opt")
+            if ref.shape[0] < count or tuple(ref.shape[1:3]) != (height, width):
+                raise NodeInputError("ref_image_opt", f"expected {count} picture(s) of {width}×{height}, one for "
+                                                      f"each of image's; got {ref.shape[0]} of "
+                                                      f"{ref.shape[2]}×{ref.shape[1]}")
+        else:
+            for seg in segs.segs:
+                if seg.cropped_image is not None and len(seg.cropped_image) < count:
+                    raise NodeInputError("segs", f"a segment holds {len(seg.cropped_image)} picture(s) for image's "
+                                                 f"{count} (picture i is pasted onto picture i): detail each picture "
+                                                 "of the batch through a list")
         result = []
-        for i in range(image.shape[0]):
+        for i in range(count):
             picture = image[i:i + 1].clone()
             for seg in segs.segs:
-                if self.ref_image_opt is not None:
-                    patch = crop(_image_batch(self.ref_image_opt, "ref_image_opt")[i:i + 1], seg.crop_region)
+                if ref is not None:
+                    patch = crop(ref[i:i + 1], seg.crop_region)
                 elif seg.cropped_image is not None:
                     patch = torch.as_tensor(seg.cropped_image)[i:i + 1]
                 else:
                     continue
-                mask = torch.as_tensor(seg.cropped_mask).float()
-                mask = mask[i] if mask.ndim == 3 and mask.shape[0] == image.shape[0] else mask.reshape(mask.shape[-2:])
                 paste(picture, patch, seg.crop_region[0], seg.crop_region[1],
-                      blurred_mask(mask, self.feather) * (self.alpha / 255))
+                      blurred_mask(_paste_mask(seg, i, count), self.feather) * (self.alpha / 255))
             result.append(picture)
         return torch.cat(result)
+
+
+def _paste_mask(seg: SEG, i: int, count: int):
+    """The mask SEGSPaste pastes picture i of `count` through: the segment's mask i where it holds
+    one for each picture; all of several OR-ed as 8 bits and made 0 / 1 at 0.1 where it holds
+    another number (the pack warns of it); else its one mask."""
+    import torch
+    mask = torch.as_tensor(seg.cropped_mask).float()
+    if mask.ndim == 3 and mask.shape[0] == count:
+        return mask[i]
+    if mask.ndim == 3 and mask.shape[0] > 1:
+        if i == 0:
+            from graphflow.api import warn
+            warn(f"a segment holds {mask.shape[0]} masks for {count} picture(s): pasting through all of them combined")
+        bits = (mask * 255).to(torch.uint8)
+        combined = bits[0]
+        for frame in bits[1:]:
+            combined = combined | frame
+        return (combined.float() / 255.0 > 0.1).float()
+    return mask.reshape(mask.shape[-2:])
 
 
 class SEGSDetailer(Node):

@@ -155,6 +155,36 @@ def test_segs_paste_is_the_blend_formula(registry):
     assert torch.equal(out[0][outside], image[0][outside])
 
 
+def test_segs_paste_on_a_batch(registry):
+    """Picture i of the segment onto picture i; three masks for two pictures OR-ed as 8 bits and
+    made 0 / 1 above 0.1 (the pack's rule, worked here in numpy); too few pictures in the segment
+    or ref_image_opt are refused by name."""
+    image = torch.rand(2, 16, 16, 3)
+    patches = torch.rand(2, 8, 8, 3)
+    masks = torch.zeros(3, 8, 8)
+    masks[0, :4] = 0.3
+    masks[1, 6:, 6:] = 0.05
+    masks[2, :, :2] = 1.0
+    seg = SEG(patches, masks, 1.0, (4, 4, 12, 12), (6, 6, 10, 10), "A")
+    out = call(registry, "SEGSPaste", image=image, segs=Segs((16, 16), (seg,)), feather=0, alpha=255)
+    bits = np.bitwise_or.reduce((masks.numpy() * 255).astype(np.uint8), axis=0)
+    combined = torch.from_numpy((bits / 255.0 > 0.1).astype(np.float32))[..., None]
+    want = image.clone()
+    want[:, 4:12, 4:12] = (1 - combined) * image[:, 4:12, 4:12] + combined * patches
+    assert torch.equal(out, want) and not combined[6:, 6:].any()
+    one = SEG(patches[:1], masks[0], 1.0, (4, 4, 12, 12), (6, 6, 10, 10), "A")
+    for change, name in (({"segs": Segs((16, 16), (one,))}, "segs"),
+                         ({"segs": Segs((16, 16), (one,)), "ref_image_opt": image[:1]}, "ref_image_opt"),
+                         ({"segs": Segs((16, 16), (one,)), "ref_image_opt": torch.rand(2, 8, 8, 3)}, "ref_image_opt")):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "SEGSPaste", **{"image": image, "feather": 0, **change})
+        assert e.value.input == name
+    ref = image.flip(0)
+    from_ref = call(registry, "SEGSPaste", image=image, segs=Segs((16, 16), (one,)), feather=0, ref_image_opt=ref)
+    inside = masks[0][..., None]
+    assert torch.equal(from_ref[:, 4:12, 4:12], (1 - inside) * image[:, 4:12, 4:12] + inside * ref[:, 4:12, 4:12])
+
+
 def test_combined_mask_and_mask_list(registry):
     a = SEG(None, torch.tensor([[0.5, 1.0], [0.0, 0.25]]), 1.0, (1, 1, 3, 3), (1, 1, 3, 3), "A")
     b = SEG(None, torch.tensor([[1.0, 0.0]]), 1.0, (2, 2, 4, 3), (2, 2, 4, 3), "B")
