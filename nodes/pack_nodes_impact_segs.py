@@ -1185,8 +1185,11 @@ class MakeTileSEGS(Node):
     and the last one ends at the picture's edge; each one's crop region is its box grown
     crop_factor times, its mask the box. filter_in_segs_opt keeps tiles to the bounding box of
     those segments (their mask dilated by filter_segs_dilation) and masks out what lies outside
-    them; filter_out_segs_opt masks out what lies inside. Tiles left with an empty mask are
-    dropped. mask_irregularity above 0 (random tile outlines drawn from an unseeded generator in
+    them; filter_out_segs_opt masks out what lies inside. SEGS without segments (EmptySEGS) as
+    filter_out_segs_opt exclude nothing, as filter_in_segs_opt keep nothing: no tiles (the pack
+    fails on either). Tiles left with an empty mask are dropped. bbox_size is cut down to the
+    picture (or the filter_in area) where larger; a min_overlap not below it then becomes half of
+    it (the pack divides by zero or makes no tiles). mask_irregularity above 0 (random tile outlines drawn from an unseeded generator in
     the pack) is refused; irregular_mask_mode then changes nothing."""
     category = "ImpactPack/__for_testing"
     images: IMAGE
@@ -1218,10 +1221,13 @@ class MakeTileSEGS(Node):
         bbox_size, min_overlap = self.bbox_size, self.min_overlap
         if bbox_size <= 2 * min_overlap:
             min_overlap = bbox_size / 2
-        excluded = None if self.filter_out_segs_opt is None else \
-            self.filter_mask(self.filter_out_segs_opt, "filter_out_segs_opt", height, width)
+        excluded = None
+        if self.filter_out_segs_opt is not None and _segs(self.filter_out_segs_opt, "filter_out_segs_opt").segs:
+            excluded = self.filter_mask(self.filter_out_segs_opt, "filter_out_segs_opt", height, width)
         kept, start_x, start_y, area_w, area_h = None, 0, 0, width, height
         if self.filter_in_segs_opt is not None:
+            if not _segs(self.filter_in_segs_opt, "filter_in_segs_opt").segs:
+                return Segs((height, width), ())
             kept = self.filter_mask(self.filter_in_segs_opt, "filter_in_segs_opt", height, width)
             around = mask_to_segs(kept, True, 1.0, False, 0)
             if not around.segs:
@@ -1229,6 +1235,8 @@ class MakeTileSEGS(Node):
             start_x, start_y, right, bottom = around.segs[0].crop_region
             area_w, area_h = right - start_x, bottom - start_y
         bbox_size = min(bbox_size, area_w, area_h)
+        if bbox_size <= min_overlap:  # only now, where bbox_size shrank to the area: the pack's rule again
+            min_overlap = bbox_size / 2
         across, overlap_x = tile_starts(area_w, bbox_size, min_overlap)
         down, overlap_y = tile_starts(area_h, bbox_size, min_overlap)
         if across * down > MAX_SEGMENTS:

@@ -665,6 +665,25 @@ def test_make_tile_segs_within_filter_in_segs(registry):
     assert seg.cropped_mask.eq(1).all()
 
 
+def test_make_tile_segs_overlap_against_the_shrunk_tile_and_empty_filters(registry):
+    """300×100 in 512 tiles: the tile shrinks to 100, where min_overlap 100 (or 150) would divide
+    by zero (or count no tiles): it becomes 50, so 6 across (ceil(300 / 50)) with the 300 pixels
+    over shared by 5 overlaps (60): starts 0, 40, ... 200. EmptySEGS filters out nothing and
+    filters in nothing."""
+    image = torch.zeros(1, 100, 300, 3)
+    want = [(x, 0, x + 100, 100) for x in (0, 40, 80, 120, 160, 200)]
+    for min_overlap in (100, 150):
+        segs = call(registry, "MakeTileSEGS", images=image, bbox_size=512, crop_factor=1.0, min_overlap=min_overlap)
+        assert [seg.bbox for seg in segs.segs] == want
+    empty = call(registry, "EmptySEGS")
+    plain = call(registry, "MakeTileSEGS", images=image, bbox_size=64, min_overlap=8)
+    out = call(registry, "MakeTileSEGS", images=image, bbox_size=64, min_overlap=8, filter_out_segs_opt=empty)
+    assert [s.bbox for s in out.segs] == [s.bbox for s in plain.segs] and len(plain.segs) > 1
+    assert all(torch.equal(a.cropped_mask, b.cropped_mask) for a, b in zip(out.segs, plain.segs))
+    none = call(registry, "MakeTileSEGS", images=image, bbox_size=64, min_overlap=8, filter_in_segs_opt=empty)
+    assert none.segs == () and none.shape == (100, 300)
+
+
 UI_WIDGETS = {  # each class's widgets_values as the pack's editor saves them (a seed followed by its control)
     "SEGSDetailer": ([256, False, 512, 9, "fixed", 3, 6.5, "euler", "karras", 0.4, True, False, 0.2, 2, 1, False, 8],
                      {"guide_size": 256, "guide_size_for": False, "max_size": 512, "seed": 9, "scheduler": "karras",
