@@ -385,6 +385,27 @@ class Sampling:
     tiled_encode: bool = False
     tiled_decode: bool = False
 
+    @classmethod
+    def of(cls, node, model, clip, vae, positive, negative) -> Sampling:
+        """A detailer node's settings (its widgets of these names; tiled_encode / tiled_decode off
+        where it has none) with its model, given DifferentialDiffusion by differential()."""
+        return cls(model=differential(model, node.noise_mask_feather), clip=clip, vae=vae, positive=positive,
+                   negative=negative, guide_size=node.guide_size, guide_size_for=node.guide_size_for,
+                   max_size=node.max_size, steps=node.steps, cfg=node.cfg, sampler_name=node.sampler_name,
+                   scheduler=node.scheduler, denoise=node.denoise, force_inpaint=node.force_inpaint,
+                   cycle=node.cycle, inpaint_model=node.inpaint_model, noise_mask_feather=node.noise_mask_feather,
+                   tiled_encode=getattr(node, "tiled_encode", False), tiled_decode=getattr(node, "tiled_decode", False))
+
+
+def differential(model, noise_mask_feather: int):
+    """The model DifferentialDiffusion applied, as the detailers apply it where noise_mask_feather
+    is above 0; a model that has it already (its own strength) is left as it is, as the newer pack
+    leaves a model with a denoise-mask function, and so is ImpactDummyInput's "DUMMY"."""
+    if noise_mask_feather <= 0 or isinstance(model, str) or \
+            getattr(model, "options", {}).get("differential_diffusion") is not None:
+        return model
+    return _core(DifferentialDiffusion, model=model)
+
 
 def wrapped_seed(seed: int) -> int:
     """A seed counted past the widget's largest (seed + segment number + cycle) wrapped round to 0
@@ -485,8 +506,6 @@ def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise
         raise NodeInputError("segs", f"{len(segs.segs)} segments: at most {MAX_SEGMENTS} are detailed (each is "
                                      "one sampling run)")
     image = image.clone().cpu()
-    if how.noise_mask_feather > 0 and how.model != "DUMMY":
-        how = replace(how, model=_core(DifferentialDiffusion, model=how.model))
     ordered, items, concat = wildcard_plan(wildcard, segs.segs)
     cropped_list, enhanced_list, alpha_list, new_segs = [], [], [], []
     for i, seg in enumerate(ordered):
@@ -760,11 +779,7 @@ class SEGSDetailer(Node):
             raise NodeInputError("segs", f"{len(segs.segs)} segments × batch_size {self.batch_size}: at most "
                                          f"{MAX_SEGMENTS} detailings")
         model, clip, vae, positive, negative = _pipe(self.basic_pipe)
-        how = Sampling(model, clip, vae, positive, negative, self.guide_size, self.guide_size_for, self.max_size,
-                       self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.force_inpaint,
-                       self.cycle, self.inpaint_model, self.noise_mask_feather)
-        if self.noise_mask_feather > 0 and model != "DUMMY":
-            how = replace(how, model=_core(DifferentialDiffusion, model=model))
+        how = Sampling.of(self, model, clip, vae, positive, negative)
         new_segs, seed = [], self.seed
         for _ in range(self.batch_size):
             seed = wrapped_seed(seed + 1)
@@ -785,23 +800,23 @@ class SEGSDetailer(Node):
 
 
 class DetailerForEach(Node):
-    """Re-sample each segment in more detail: its crop of the picture (as detailed so far) is
-    upscaled (LANCZOS) so that the bbox's shorter side (guide_size_for on: bbox; off: the crop
-    region's) becomes guide_size, at most max_size a side, encoded, sampled with the segment's
-    mask as the noise mask (noise_mask; blurred by noise_mask_feather, with DifferentialDiffusion
-    when above 0) at denoise, cycle times (seed + segment number, + 1 a cycle; wrapped to 0 past
-    2**64 - 1, where the pack fails), decoded, scaled
-    back and pasted through the mask blurred by feather. Segments whose bbox is already
-    guide_size each way, or that would not be enlarged, are skipped unless force_inpaint.
-    inpaint_model encodes as InpaintModelConditioning does; tiled_encode / tiled_decode use
-    VAEEncodeTiled / VAEDecodeTiled with their default tiles (512, overlap 64). wildcard: a prompt for each segment
-    in place of positive (its wildcards drawn with the segment's seed, where the pack draws
-    unseeded; [CONCAT] first: added to positive), with the pack's [LAB], [ASC] / [DSC] /
+    """Re-sample each segment in more detail: its crop of the picture (as detailed so far) is upscaled
+    (LANCZOS) so that the bbox's shorter side (guide_size_for on: bbox; off: the crop region's)
+    becomes guide_size, at most max_size a side, encoded, sampled with the segment's mask as the
+    noise mask (noise_mask; blurred by noise_mask_feather, with DifferentialDiffusion when above
+    0, unless the model has it already) at denoise, cycle times (seed + segment number, + 1 a
+    cycle; wrapped to 0 past 2**64 - 1, where the pack fails), decoded, scaled back and pasted
+    through the mask blurred by feather. Segments whose bbox is already guide_size each way, or
+    that would not be enlarged, are skipped unless force_inpaint. inpaint_model encodes as
+    InpaintModelConditioning does; tiled_encode / tiled_decode use VAEEncodeTiled /
+    VAEDecodeTiled with their default tiles (512, overlap 64). wildcard: a prompt for each
+    segment in place of positive (its wildcards drawn with the segment's seed, where the pack
+    draws unseeded; [CONCAT] first: added to positive), with the pack's [LAB], [ASC] / [DSC] /
     [ASC-SIZE] / [DSC-SIZE] and [SEP] / [SEP:seed] forms (a segment with an empty mask, never
-    detailed, takes no item) and [SKIP] / [STOP] items; [RND] and
-    [SEP:R] (unseeded in the pack) are refused. Not supported (refused when connected):
-    detailer_hook, scheduler_func_opt; Impact's AYS / GITS schedulers are not offered. One
-    picture, not a batch; at most 512 segments."""
+    detailed, takes no item) and [SKIP] / [STOP] items; [RND] and [SEP:R] (unseeded in the pack)
+    are refused. Not supported (refused when connected): detailer_hook, scheduler_func_opt;
+    Impact's AYS / GITS schedulers are not offered. One picture, not a batch; at most 512
+    segments."""
     category = "ImpactPack/Detailer"
     image: IMAGE
     segs: SEGS
@@ -837,10 +852,7 @@ class DetailerForEach(Node):
 
     def detailed(self):
         _refuse(self, "detailer_hook", "scheduler_func_opt")
-        how = Sampling(self.model, self.clip, self.vae, self.positive, self.negative, self.guide_size,
-                       self.guide_size_for, self.max_size, self.steps, self.cfg, self.sampler_name, self.scheduler,
-                       self.denoise, self.force_inpaint, self.cycle, self.inpaint_model, self.noise_mask_feather,
-                       self.tiled_encode, self.tiled_decode)
+        how = Sampling.of(self, self.model, self.clip, self.vae, self.positive, self.negative)
         return detail_each(_image_batch(self.image, "image"), _segs(self.segs), how, self.seed, self.feather,
                            self.noise_mask, self.wildcard)
 
@@ -902,9 +914,7 @@ class DetailerForEachPipe(Node):
     def run(self):
         _refuse(self, "detailer_hook", "scheduler_func_opt", "refiner_basic_pipe_opt")
         model, clip, vae, positive, negative = _pipe(self.basic_pipe)
-        how = Sampling(model, clip, vae, positive, negative, self.guide_size, self.guide_size_for, self.max_size,
-                       self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.force_inpaint,
-                       self.cycle, self.inpaint_model, self.noise_mask_feather, self.tiled_encode, self.tiled_decode)
+        how = Sampling.of(self, model, clip, vae, positive, negative)
         image, _, _, _, segs = detail_each(_image_batch(self.image, "image"), _segs(self.segs), how, self.seed,
                                            self.feather, self.noise_mask, self.wildcard)
         return image, segs, self.basic_pipe, [_empty_picture()]
@@ -1188,9 +1198,10 @@ class MakeTileSEGS(Node):
     them; filter_out_segs_opt masks out what lies inside. SEGS without segments (EmptySEGS) as
     filter_out_segs_opt exclude nothing, as filter_in_segs_opt keep nothing: no tiles (the pack
     fails on either). Tiles left with an empty mask are dropped. bbox_size is cut down to the
-    picture (or the filter_in area) where larger; a min_overlap not below it then becomes half of
-    it (the pack divides by zero or makes no tiles). mask_irregularity above 0 (random tile outlines drawn from an unseeded generator in
-    the pack) is refused; irregular_mask_mode then changes nothing."""
+    picture (or the filter_in area) where larger; a min_overlap not below it then becomes half
+    of it (the pack divides by zero or makes no tiles). mask_irregularity above 0 (random tile
+    outlines drawn from an unseeded generator in the pack) is refused; irregular_mask_mode then
+    changes nothing."""
     category = "ImpactPack/__for_testing"
     images: IMAGE
     bbox_size: int = Int(512, min=64, max=4096, step=8)

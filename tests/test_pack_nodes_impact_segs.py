@@ -344,6 +344,28 @@ def test_detailer_is_the_chain_of_core_nodes(registry, demo):
     assert torch.equal(out, want)
 
 
+def test_a_model_with_differential_diffusion_keeps_its_own(registry, demo, monkeypatch):
+    """noise_mask_feather above 0 applies DifferentialDiffusion (strength 1) to the model, but not
+    over one the user gave it already (the newer pack skips a model with a denoise-mask function)."""
+    strengths = []
+    core = segs_module._core
+
+    def spy(cls, *args, **inputs):
+        if cls.__name__ == "KSampler":
+            strengths.append(inputs["model"].options.get("differential_diffusion"))
+        return core(cls, *args, **inputs)
+    monkeypatch.setattr(segs_module, "_core", spy)
+    image, segs = picture_and_segs(registry)
+    pipe = (demo["model"], demo["clip"], demo["vae"], demo["positive"], demo["negative"])
+    call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    own = call(registry, "DifferentialDiffusion", model=demo["model"], strength=0.5)
+    call(registry, "DetailerForEach", image=image, segs=segs, **{**demo, "model": own}, **DETAIL)
+    call(registry, "SEGSDetailer", image=image, segs=segs, basic_pipe=(own, *pipe[1:]),
+         **{k: v for k, v in DETAIL.items() if k not in ("feather", "wildcard")})
+    call(registry, "DetailerForEach", image=image, segs=segs, **demo, **{**DETAIL, "noise_mask_feather": 0})
+    assert strengths == [1.0, 0.5, 0.5, None]
+
+
 def test_lanczos_is_pils_on_8_bits():
     picture = torch.rand(1, 9, 13, 3)
     pixels = np.clip(picture[0].numpy() * 255.0, 0, 255).astype(np.uint8)
