@@ -47,8 +47,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from graphflow.api import BOOLEAN, CLIP, CONDITIONING, IMAGE, INT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, \
-    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, sampling_memory, show, \
-    socket_type
+    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, progress, sampling_memory, \
+    show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning, concat_conditioning
 from nodes.image import MAX_SIZE, temp_pngs
@@ -202,7 +202,7 @@ def mask_to_segs(mask, combined: bool, crop_factor: float, bbox_fill: bool, drop
     planes = mask.detach().cpu().float().numpy()
     planes = planes[None] if planes.ndim == 2 else planes
     height, width = planes.shape[1:]
-    found = []
+    parts = []  # (plane, outer contour or None for combined, bbox, crop region): the crops are made once all are known
     for plane in planes:
         if combined:
             ys, xs = np.nonzero(plane)
@@ -211,30 +211,50 @@ def mask_to_segs(mask, combined: bool, crop_factor: float, bbox_fill: bool, drop
             bbox = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
             x1, y1, x2, y2 = region = make_crop_region(width, height, bbox, crop_factor)
             if x2 > x1 and y2 > y1:
-                cropped = plane[y1:y2, x1:x2].copy()
-                if bbox_fill:  # as the pack: the bbox's picture coordinates used inside the crop
-                    cropped[bbox[1]:bbox[3], bbox[0]:bbox[2]] = 1.0
-                found.append(SEG(None, torch.from_numpy(cropped), 1.0, tuple(region), bbox, label))
+                parts.append((plane, None, bbox, region))
+            if len(parts) > MAX_SEGMENTS:
+                raise NodeInputError("mask", f"more than {MAX_SEGMENTS} masks in the batch, each giving a segment "
+                                             "(combined)")
             continue
         contours, tree = cv2.findContours((plane * 255.0).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
         outer = [c for c, links in zip(contours, tree[0] if tree is not None else ()) if links[3] == -1]
         kept = [(c, cv2.boundingRect(c)) for c in outer]
-        kept = [(c, (x, y, w, h)) for c, (x, y, w, h) in kept if w > drop_size and h > drop_size]
-        if len(found) + len(kept) > MAX_SEGMENTS:
+        kept = [(c, (x, y, x + w, y + h)) for c, (x, y, w, h) in kept if w > drop_size and h > drop_size]
+        if len(parts) + len(kept) > MAX_SEGMENTS:
             raise NodeInputError("mask", f"the mask has more than {MAX_SEGMENTS} parts wider and taller than "
                                          f"drop_size ({drop_size}): raise drop_size or clean the mask")
-        for contour, (x, y, w, h) in kept:
-            bbox = (x, y, x + w, y + h)
-            cx1, cy1, cx2, cy2 = region = make_crop_region(width, height, bbox, crop_factor, crop_min_size)
-            # the contour filled within the crop only (the pack fills it over the whole picture, then crops)
-            filled = np.zeros((cy2 - cy1, cx2 - cx1), np.uint8)
-            cv2.drawContours(filled, [contour], 0, 255, -1, offset=(-cx1, -cy1))
-            inside = (filled / 255.0).astype(np.float32)
-            cropped = inside if contour_fill else plane[cy1:cy2, cx1:cx2] * inside
-            if bbox_fill:
-                cropped[y - cy1:y + h - cy1, x - cx1:x + w - cx1] = 1.0
-            found.append(SEG(None, torch.from_numpy(np.clip(cropped, 0.0, 1.0)), 1.0, tuple(region), bbox, label))
+        parts += [(plane, c, bbox, make_crop_region(width, height, bbox, crop_factor, crop_min_size))
+                  for c, bbox in kept]
+    check_crops("crop_factor", f"the {len(parts)} segments' crop regions (crop_factor {crop_factor})",
+                [region for *_, region in parts], 1)
+    found = []
+    for plane, contour, bbox, region in parts:
+        x1, y1, x2, y2 = region
+        if contour is None:
+            cropped = plane[y1:y2, x1:x2].copy()
+            if bbox_fill:  # as the pack: the bbox's picture coordinates used inside the crop
+                cropped[bbox[1]:bbox[3], bbox[0]:bbox[2]] = 1.0
+            found.append(SEG(None, torch.from_numpy(cropped), 1.0, tuple(region), bbox, label))
+            continue
+        # the contour filled within the crop only (the pack fills it over the whole picture, then crops)
+        filled = np.zeros((y2 - y1, x2 - x1), np.uint8)
+        cv2.drawContours(filled, [contour], 0, 255, -1, offset=(-x1, -y1))
+        inside = (filled / 255.0).astype(np.float32)
+        cropped = inside if contour_fill else plane[y1:y2, x1:x2] * inside
+        if bbox_fill:
+            cropped[bbox[1] - y1:bbox[3] - y1, bbox[0] - x1:bbox[2] - x1] = 1.0
+        found.append(SEG(None, torch.from_numpy(np.clip(cropped, 0.0, 1.0)), 1.0, tuple(region), bbox, label))
     return Segs((height, width), tuple(found))
+
+
+def check_crops(input_name: str, what: str, regions, channels: int) -> None:
+    """Refuse, before they are made, crops of these regions (x1, y1, x2, y2) of `channels` float32
+    values a pixel that the memory can't hold: check_run_memory's rule for an IMAGE batch of as
+    many bytes (3 values a pixel). A crop region may be the whole picture (crop_factor up to 100),
+    so their count alone (MAX_SEGMENTS) does not bound them."""
+    pixels = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)
+    check_run_memory(input_name, f"{what} hold {pixels} pixels of {channels} value(s)",
+                     images=Size(1, 1, -(-pixels * channels // 3)))
 
 
 def combined_mask(segs: Segs):
@@ -505,6 +525,9 @@ def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise
     if len(segs.segs) > MAX_SEGMENTS:
         raise NodeInputError("segs", f"{len(segs.segs)} segments: at most {MAX_SEGMENTS} are detailed (each is "
                                      "one sampling run)")
+    # each segment's crop, detailed crop and detailed crop with alpha are kept: 3 + 3 + 4 values a pixel
+    check_crops("segs", f"the {len(segs.segs)} segments' crops, before and after detailing",
+                [seg.crop_region for seg in segs.segs], 10)
     image = image.clone().cpu()
     ordered, items, concat = wildcard_plan(wildcard, segs.segs)
     cropped_list, enhanced_list, alpha_list, new_segs = [], [], [], []
@@ -567,7 +590,9 @@ class MaskToSEGS(Node):
     centre and moved inside the picture. bbox_fill makes each mask its whole bounding box (with
     combined, the pack fills the bbox's picture coordinates inside the crop, which we follow);
     contour_fill fills each part's outline, else the mask's own values are kept inside it.
-    At most 512 segments (more is refused)."""
+    At most 512 segments (more is refused; combined gives one for each mask of a batch), and
+    crops the memory can't hold (a crop region may be the whole picture) are refused before they
+    are made."""
     category = "ImpactPack/Operation"
     mask: MASK
     combined: bool = Bool(False)
@@ -778,6 +803,9 @@ class SEGSDetailer(Node):
         if len(segs.segs) * self.batch_size > MAX_SEGMENTS:
             raise NodeInputError("segs", f"{len(segs.segs)} segments × batch_size {self.batch_size}: at most "
                                          f"{MAX_SEGMENTS} detailings")
+        check_crops("batch_size" if self.batch_size > 1 else "segs",
+                    f"the detailed pictures of the {len(segs.segs)} segments × batch_size {self.batch_size}",
+                    [seg.crop_region for seg in segs.segs] * self.batch_size, 3)
         model, clip, vae, positive, negative = _pipe(self.basic_pipe)
         how = Sampling.of(self, model, clip, vae, positive, negative)
         new_segs, seed = [], self.seed
@@ -1081,8 +1109,11 @@ class DilateMaskInSEGS(Node):
 
     def run(self):
         segs = _segs(self.segs)
-        return Segs(segs.shape, tuple(replace(seg, cropped_mask=dilated(seg.cropped_mask, self.dilation))
-                                      for seg in segs.segs))
+        out = []
+        for i, seg in enumerate(segs.segs):
+            progress(i, len(segs.segs))  # a large square on many whole-picture crops takes minutes: stoppable
+            out.append(replace(seg, cropped_mask=dilated(seg.cropped_mask, self.dilation)))
+        return Segs(segs.shape, tuple(out))
 
 
 class ImpactDilateMask(Node):
@@ -1252,20 +1283,25 @@ class MakeTileSEGS(Node):
         down, overlap_y = tile_starts(area_h, bbox_size, min_overlap)
         if across * down > MAX_SEGMENTS:
             raise NodeInputError("bbox_size", f"{across * down} tiles: at most {MAX_SEGMENTS}")
-        tiles = []
+        boxes = []
         for row in range(down):
             y1 = start_y + row * (bbox_size - overlap_y)
             y1, y2 = (y1, y1 + bbox_size) if y1 + bbox_size < height - 1 else (height - bbox_size, height)
             for column in range(across):
                 x1 = start_x + column * (bbox_size - overlap_x)
                 x1, x2 = (x1, x1 + bbox_size) if x1 + bbox_size < width - 1 else (width - bbox_size, width)
-                cx1, cy1, cx2, cy2 = region = make_crop_region(width, height, (x1, y1, x2, y2), self.crop_factor)
-                mask = torch.zeros((cy2 - cy1, cx2 - cx1))
-                mask[y1 - cy1:y2 - cy1, x1 - cx1:x2 - cx1] = 1.0
-                if excluded is not None:
-                    mask[excluded[cy1:cy2, cx1:cx2] != 0] = 0.0
-                if kept is not None:
-                    mask[kept[cy1:cy2, cx1:cx2] == 0] = 0.0
-                if bool(mask.any()):
-                    tiles.append(SEG(None, mask, 1.0, tuple(region), (x1, y1, x2, y2), ""))
+                boxes.append(((x1, y1, x2, y2), make_crop_region(width, height, (x1, y1, x2, y2), self.crop_factor)))
+        check_crops("crop_factor", f"the {len(boxes)} tiles' crop regions (crop_factor {self.crop_factor})",
+                    [region for _, region in boxes], 1)
+        tiles = []
+        for (x1, y1, x2, y2), region in boxes:
+            cx1, cy1, cx2, cy2 = region
+            mask = torch.zeros((cy2 - cy1, cx2 - cx1))
+            mask[y1 - cy1:y2 - cy1, x1 - cx1:x2 - cx1] = 1.0
+            if excluded is not None:
+                mask[excluded[cy1:cy2, cx1:cx2] != 0] = 0.0
+            if kept is not None:
+                mask[kept[cy1:cy2, cx1:cx2] == 0] = 0.0
+            if bool(mask.any()):
+                tiles.append(SEG(None, mask, 1.0, tuple(region), (x1, y1, x2, y2), ""))
         return Segs((height, width), tuple(tiles))

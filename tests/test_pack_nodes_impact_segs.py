@@ -122,6 +122,51 @@ def test_too_many_parts_are_refused(registry, monkeypatch):
     assert e.value.input == "mask" and "drop_size" in str(e.value)
 
 
+def test_crops_beyond_the_memory_are_refused_before_they_are_made(registry, monkeypatch):
+    """A crop region may be the whole picture: the crops' pixels, not only their count, are held
+    to the memory (check_run_memory's rule, here on a machine of 600 kB): 4 specks at crop_factor
+    100 give 4 whole 200×200 crops (640 kB of masks); at 1.0, 4 small ones. A batch of more masks
+    than MAX_SEGMENTS is refused with combined too."""
+    from graphflow import resource_limits
+    monkeypatch.setattr(resource_limits, "machine_ram", lambda: 600_000)
+    mask = torch.zeros(1, 200, 200)
+    for x in (20, 60, 100, 140):
+        mask[0, 90:100, x:x + 10] = 1.0
+    settings = dict(combined=False, bbox_fill=False, drop_size=2, contour_fill=False)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskToSEGS", mask=mask, crop_factor=100.0, **settings)
+    assert e.value.input == "crop_factor" and "memory" in str(e.value)
+    small = call(registry, "MaskToSEGS", mask=mask, crop_factor=1.0, **settings)
+    assert len(small.segs) == 4
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MakeTileSEGS", images=torch.zeros(1, 200, 200, 3), bbox_size=64, crop_factor=10.0)
+    assert e.value.input == "crop_factor"
+    whole = SEG(None, torch.ones(200, 200), 1.0, (0, 0, 200, 200), (90, 90, 110, 110), "A")
+    image = torch.zeros(1, 200, 200, 3)
+    with pytest.raises(NodeInputError) as e:  # 40000 pixels × 3 values × 4 bytes, twice
+        call(registry, "SEGSDetailer", image=image, segs=Segs((200, 200), (whole,)),
+             basic_pipe=("DUMMY", None, None, [], []), batch_size=2)
+    assert e.value.input == "batch_size"
+    with pytest.raises(NodeInputError) as e:  # 40000 pixels × (3 + 3 + 4) values × 4 bytes
+        call(registry, "DetailerForEach", image=image, segs=Segs((200, 200), (whole,)), model="DUMMY", clip=None,
+             vae=None, positive=[], negative=[])
+    assert e.value.input == "segs"
+    monkeypatch.setattr(segs_module, "MAX_SEGMENTS", 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskToSEGS", mask=mask.repeat(4, 1, 1), crop_factor=1.0, **{**settings, "combined": True})
+    assert e.value.input == "mask"
+
+
+def test_dilation_in_segs_reports_each_segment(registry, monkeypatch):
+    """A large square on many whole-picture crops takes minutes: each segment reports progress,
+    which is where a run is stopped (interrupt, max_run_seconds)."""
+    reported = []
+    monkeypatch.setattr(segs_module, "progress", lambda value, total: reported.append((value, total)))
+    seg = SEG(None, torch.zeros(8, 8), 1.0, (0, 0, 8, 8), (2, 2, 6, 6), "A")
+    call(registry, "DilateMaskInSEGS", segs=Segs((8, 8), (seg,) * 3), dilation=3)
+    assert reported == [(0, 3), (1, 3), (2, 3)]
+
+
 @pytest.mark.parametrize("height, width, feather", [(30, 40, 5), (30, 40, 20), (4, 6, 1), (40, 33, 3)])
 def test_blur_is_torchvisions_gaussian_blur(height, width, feather):
     mask = (torch.rand(height, width) > 0.6).float()
