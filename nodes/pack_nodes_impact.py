@@ -556,10 +556,11 @@ class ImpactWildcardEncode(Node):
         return (*encode_with_loras(text, self.model, self.clip), text)
 
 
-def encode_with_loras(text: str, model, clip, encode=None) -> tuple:
+def encode_with_loras(text: str, model, clip, encode=None, input_name: str = "populated_text") -> tuple:
     """The pack's process_with_loras on a processed text: its <lora:...> tags applied to model and
     clip and removed, the rest split at BREAK and each part encoded (with encode(clip, text), by
-    default CLIPTextEncode), the parts concatenated. Gives (model, clip, conditioning)."""
+    default CLIPTextEncode), the parts concatenated. Gives (model, clip, conditioning). Errors
+    name input_name, the input the text came from."""
     names = _lora_names()
     for name, model_weight, clip_weight, vector, lbw_a, lbw_b in lora_tag_entries(text):
         found = lora_file(name, names)
@@ -568,14 +569,14 @@ def encode_with_loras(text: str, model, clip, encode=None) -> tuple:
         elif vector is not None:  # Inspire Pack's LoRA Block Weight loader, as the pack calls it
             from nodes.pack_nodes_inspire_lbw import block_weight_lora
             model, clip, _ = block_weight_lora(model, clip, found, model_weight, clip_weight, False, 0, lbw_a, lbw_b,
-                                               vector, "populated_text")
+                                               vector, input_name)
         else:
-            model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, "populated_text")
+            model, clip = _apply_lora(model, clip, found, model_weight, clip_weight, input_name)
     tagged, rest = _tagged(text)
     parts = [part.strip() for part in (_LORA_TAG.sub("", tagged) + rest).split("BREAK", MAX_BREAK_PARTS)]
     if len(parts) > MAX_BREAK_PARTS:
-        raise NodeInputError("populated_text", f"more than {MAX_BREAK_PARTS} parts between BREAKs "
-                                               "(each is one CLIP encoding)")
+        raise NodeInputError(input_name, f"more than {MAX_BREAK_PARTS} parts between BREAKs (each is one CLIP "
+                                         "encoding)")
     parts = [part for part in parts if part] or [""]
     encode = encode or (lambda clip, part: _core(CLIPEncode, text=part, clip=clip))
     return model, clip, concat_all([encode(clip, part) for part in parts])

@@ -47,8 +47,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from graphflow.api import BOOLEAN, CLIP, CONDITIONING, IMAGE, INT, MASK, MODEL, VAE, Bool, Choice, ComfyAlias, \
-    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, sampling_memory, show, \
-    socket_type
+    Estimate, Float, Int, ListOf, Node, NodeInputError, Size, Text, check_run_memory, progress, sampling_memory, \
+    show, socket_type
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import InpaintModelConditioning, concat_conditioning
 from nodes.image import MAX_SIZE, temp_pngs
@@ -202,7 +202,7 @@ def mask_to_segs(mask, combined: bool, crop_factor: float, bbox_fill: bool, drop
     planes = mask.detach().cpu().float().numpy()
     planes = planes[None] if planes.ndim == 2 else planes
     height, width = planes.shape[1:]
-    found = []
+    parts = []  # (plane, outer contour or None for combined, bbox, crop region): the crops are made once all are known
     for plane in planes:
         if combined:
             ys, xs = np.nonzero(plane)
@@ -211,30 +211,50 @@ def mask_to_segs(mask, combined: bool, crop_factor: float, bbox_fill: bool, drop
             bbox = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
             x1, y1, x2, y2 = region = make_crop_region(width, height, bbox, crop_factor)
             if x2 > x1 and y2 > y1:
-                cropped = plane[y1:y2, x1:x2].copy()
-                if bbox_fill:  # as the pack: the bbox's picture coordinates used inside the crop
-                    cropped[bbox[1]:bbox[3], bbox[0]:bbox[2]] = 1.0
-                found.append(SEG(None, torch.from_numpy(cropped), 1.0, tuple(region), bbox, label))
+                parts.append((plane, None, bbox, region))
+            if len(parts) > MAX_SEGMENTS:
+                raise NodeInputError("mask", f"more than {MAX_SEGMENTS} masks in the batch, each giving a segment "
+                                             "(combined)")
             continue
         contours, tree = cv2.findContours((plane * 255.0).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
         outer = [c for c, links in zip(contours, tree[0] if tree is not None else ()) if links[3] == -1]
         kept = [(c, cv2.boundingRect(c)) for c in outer]
-        kept = [(c, (x, y, w, h)) for c, (x, y, w, h) in kept if w > drop_size and h > drop_size]
-        if len(found) + len(kept) > MAX_SEGMENTS:
+        kept = [(c, (x, y, x + w, y + h)) for c, (x, y, w, h) in kept if w > drop_size and h > drop_size]
+        if len(parts) + len(kept) > MAX_SEGMENTS:
             raise NodeInputError("mask", f"the mask has more than {MAX_SEGMENTS} parts wider and taller than "
                                          f"drop_size ({drop_size}): raise drop_size or clean the mask")
-        for contour, (x, y, w, h) in kept:
-            bbox = (x, y, x + w, y + h)
-            cx1, cy1, cx2, cy2 = region = make_crop_region(width, height, bbox, crop_factor, crop_min_size)
-            # the contour filled within the crop only (the pack fills it over the whole picture, then crops)
-            filled = np.zeros((cy2 - cy1, cx2 - cx1), np.uint8)
-            cv2.drawContours(filled, [contour], 0, 255, -1, offset=(-cx1, -cy1))
-            inside = (filled / 255.0).astype(np.float32)
-            cropped = inside if contour_fill else plane[cy1:cy2, cx1:cx2] * inside
-            if bbox_fill:
-                cropped[y - cy1:y + h - cy1, x - cx1:x + w - cx1] = 1.0
-            found.append(SEG(None, torch.from_numpy(np.clip(cropped, 0.0, 1.0)), 1.0, tuple(region), bbox, label))
+        parts += [(plane, c, bbox, make_crop_region(width, height, bbox, crop_factor, crop_min_size))
+                  for c, bbox in kept]
+    check_crops("crop_factor", f"the {len(parts)} segments' crop regions (crop_factor {crop_factor})",
+                [region for *_, region in parts], 1)
+    found = []
+    for plane, contour, bbox, region in parts:
+        x1, y1, x2, y2 = region
+        if contour is None:
+            cropped = plane[y1:y2, x1:x2].copy()
+            if bbox_fill:  # as the pack: the bbox's picture coordinates used inside the crop
+                cropped[bbox[1]:bbox[3], bbox[0]:bbox[2]] = 1.0
+            found.append(SEG(None, torch.from_numpy(cropped), 1.0, tuple(region), bbox, label))
+            continue
+        # the contour filled within the crop only (the pack fills it over the whole picture, then crops)
+        filled = np.zeros((y2 - y1, x2 - x1), np.uint8)
+        cv2.drawContours(filled, [contour], 0, 255, -1, offset=(-x1, -y1))
+        inside = (filled / 255.0).astype(np.float32)
+        cropped = inside if contour_fill else plane[y1:y2, x1:x2] * inside
+        if bbox_fill:
+            cropped[bbox[1] - y1:bbox[3] - y1, bbox[0] - x1:bbox[2] - x1] = 1.0
+        found.append(SEG(None, torch.from_numpy(np.clip(cropped, 0.0, 1.0)), 1.0, tuple(region), bbox, label))
     return Segs((height, width), tuple(found))
+
+
+def check_crops(input_name: str, what: str, regions, channels: int) -> None:
+    """Refuse, before they are made, crops of these regions (x1, y1, x2, y2) of `channels` float32
+    values a pixel that the memory can't hold: check_run_memory's rule for an IMAGE batch of as
+    many bytes (3 values a pixel). A crop region may be the whole picture (crop_factor up to 100),
+    so their count alone (MAX_SEGMENTS) does not bound them."""
+    pixels = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)
+    check_run_memory(input_name, f"{what} hold {pixels} pixels of {channels} value(s)",
+                     images=Size(1, 1, -(-pixels * channels // 3)))
 
 
 def combined_mask(segs: Segs):
@@ -385,6 +405,34 @@ class Sampling:
     tiled_encode: bool = False
     tiled_decode: bool = False
 
+    @classmethod
+    def of(cls, node, model, clip, vae, positive, negative) -> Sampling:
+        """A detailer node's settings (its widgets of these names; tiled_encode / tiled_decode off
+        where it has none) with its model, given DifferentialDiffusion by differential()."""
+        return cls(model=differential(model, node.noise_mask_feather), clip=clip, vae=vae, positive=positive,
+                   negative=negative, guide_size=node.guide_size, guide_size_for=node.guide_size_for,
+                   max_size=node.max_size, steps=node.steps, cfg=node.cfg, sampler_name=node.sampler_name,
+                   scheduler=node.scheduler, denoise=node.denoise, force_inpaint=node.force_inpaint,
+                   cycle=node.cycle, inpaint_model=node.inpaint_model, noise_mask_feather=node.noise_mask_feather,
+                   tiled_encode=getattr(node, "tiled_encode", False), tiled_decode=getattr(node, "tiled_decode", False))
+
+
+def differential(model, noise_mask_feather: int):
+    """The model DifferentialDiffusion applied, as the detailers apply it where noise_mask_feather
+    is above 0; a model that has it already (its own strength) is left as it is, as the newer pack
+    leaves a model with a denoise-mask function, and so is ImpactDummyInput's "DUMMY"."""
+    if noise_mask_feather <= 0 or isinstance(model, str) or \
+            getattr(model, "options", {}).get("differential_diffusion") is not None:
+        return model
+    return _core(DifferentialDiffusion, model=model)
+
+
+def wrapped_seed(seed: int) -> int:
+    """A seed counted past the widget's largest (seed + segment number + cycle) wrapped round to 0
+    (% 2**64, as pack_nodes_essentials_misc wraps its seeds): the pack hands it on unwrapped, and
+    the sampler's generator fails on it."""
+    return seed % (SEED_MAX + 1)
+
 
 def enhance_detail(cropped_image, seg: SEG, noise_mask, seed: int, how: Sampling, wildcard: str = "",
                    concat: bool = False):
@@ -396,7 +444,7 @@ def enhance_detail(cropped_image, seg: SEG, noise_mask, seed: int, how: Sampling
         noise_mask = blurred_mask(noise_mask, how.noise_mask_feather)[..., 0]
     if wildcard:
         text = process_wildcards(wildcard, seed, "wildcard")
-        model, _, wildcard_positive = encode_with_loras(text, model, how.clip)
+        model, _, wildcard_positive = encode_with_loras(text, model, how.clip, input_name="wildcard")
         positive = concat_conditioning(positive, wildcard_positive, "wildcard") if concat else wildcard_positive
     crop_h, crop_w = cropped_image.shape[1:3]
     size = upscaled_size(crop_w, crop_h, seg.bbox, how.guide_size, how.guide_size_for, how.max_size,
@@ -416,7 +464,7 @@ def enhance_detail(cropped_image, seg: SEG, noise_mask, seed: int, how: Sampling
         if noise_mask is not None:
             latent = _core(SetLatentNoiseMask, samples=latent, mask=noise_mask)
     for i in range(how.cycle):
-        latent = _core(KSampler, model=model, seed=seed + i, steps=how.steps, cfg=how.cfg,
+        latent = _core(KSampler, model=model, seed=wrapped_seed(seed + i), steps=how.steps, cfg=how.cfg,
                        sampler_name=how.sampler_name, scheduler=how.scheduler, positive=positive,
                        negative=negative, latent_image=latent, denoise=how.denoise)
     refined = _core(VAEDecode, samples=latent, vae=how.vae, tiled=how.tiled_decode)
@@ -428,7 +476,8 @@ def wildcard_plan(wildcard: str, segs: tuple) -> tuple[tuple, list, bool]:
     (seed or None, wildcard text), concat). [CONCAT] first adds the text's prompt to positive;
     [LAB] gives [ALL] text plus the text of the segment's [label]; [ASC] / [DSC] (by bbox x, y),
     [ASC-SIZE] / [DSC-SIZE] (by bbox area) take the [SEP]-separated texts in turn ([SEP:n]: seed n
-    for the next); plain text goes to every segment."""
+    for the next), segments with an empty mask (never detailed) taking none; plain text goes to
+    every segment."""
     concat = wildcard.startswith("[CONCAT]")
     wildcard = wildcard[len("[CONCAT]"):] if concat else wildcard
     if wildcard.startswith("[LAB]"):
@@ -448,7 +497,19 @@ def wildcard_plan(wildcard: str, segs: tuple) -> tuple[tuple, list, bool]:
     corner = lambda seg: (seg.bbox[0], seg.bbox[1])  # noqa: E731
     key = {"ASC": corner, "DSC": corner, "ASC-SIZE": area, "DSC-SIZE": area}[mode[1]]
     ordered = tuple(sorted(segs, key=key, reverse=mode[1].startswith("DSC")))
-    return ordered, [items[i % len(items)] for i in range(len(ordered))], concat
+    # the pack's chooser takes the next item only for a segment it details: one with an empty mask
+    # (skipped before) takes none
+    plan, taken = [], 0
+    for seg in ordered:
+        plan.append((None, "") if _blank(seg) else items[taken % len(items)])
+        taken += not _blank(seg)
+    return ordered, plan, concat
+
+
+def _blank(seg: SEG) -> bool:
+    """Whether the segment's mask is all zero (the detailers skip it)."""
+    import torch
+    return not bool((torch.as_tensor(seg.cropped_mask) != 0).any())
 
 
 def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise_mask: bool, wildcard: str):
@@ -464,16 +525,17 @@ def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise
     if len(segs.segs) > MAX_SEGMENTS:
         raise NodeInputError("segs", f"{len(segs.segs)} segments: at most {MAX_SEGMENTS} are detailed (each is "
                                      "one sampling run)")
+    # each segment's crop, detailed crop and detailed crop with alpha are kept: 3 + 3 + 4 values a pixel
+    check_crops("segs", f"the {len(segs.segs)} segments' crops, before and after detailing",
+                [seg.crop_region for seg in segs.segs], 10)
     image = image.clone().cpu()
-    if how.noise_mask_feather > 0 and how.model != "DUMMY":
-        how = replace(how, model=_core(DifferentialDiffusion, model=how.model))
     ordered, items, concat = wildcard_plan(wildcard, segs.segs)
     cropped_list, enhanced_list, alpha_list, new_segs = [], [], [], []
     for i, seg in enumerate(ordered):
         _no_wrapper(seg)
         cropped_image = crop(image, seg.crop_region).clone()  # the picture as detailed so far, never seg.cropped_image
         mask = blurred_mask(seg.cropped_mask, feather)
-        if not bool((torch.as_tensor(seg.cropped_mask) != 0).any()):
+        if _blank(seg):
             continue
         item_seed, text = items[i]
         if text.strip() == "[SKIP]":
@@ -486,7 +548,7 @@ def detail_each(image, segs: Segs, how: Sampling, seed: int, feather: int, noise
             enhanced = cropped_image
         else:
             enhanced = enhance_detail(cropped_image, seg, seg.cropped_mask if noise_mask else None,
-                                      seed + i if item_seed is None else item_seed, step, text, concat)
+                                      wrapped_seed(seed + i if item_seed is None else item_seed), step, text, concat)
         if enhanced is not None:
             paste(image, enhanced, seg.crop_region[0], seg.crop_region[1], mask)
             enhanced_list.append(enhanced)
@@ -528,7 +590,9 @@ class MaskToSEGS(Node):
     centre and moved inside the picture. bbox_fill makes each mask its whole bounding box (with
     combined, the pack fills the bbox's picture coordinates inside the crop, which we follow);
     contour_fill fills each part's outline, else the mask's own values are kept inside it.
-    At most 512 segments (more is refused)."""
+    At most 512 segments (more is refused; combined gives one for each mask of a batch), and
+    crops the memory can't hold (a crop region may be the whole picture) are refused before they
+    are made."""
     category = "ImpactPack/Operation"
     mask: MASK
     combined: bool = Bool(False)
@@ -627,7 +691,10 @@ class SEGSPreview(Node):
 class SEGSPaste(Node):
     """Each segment's picture pasted onto the image through its mask blurred by feather (as the
     detailer pastes) and scaled by alpha / 255; with ref_image_opt, its crop of that picture is
-    pasted instead. Segments without a picture are left out."""
+    pasted instead. Segments without a picture are left out. On a batch, picture i of each
+    segment (or of ref_image_opt) goes onto picture i, so each must hold as many as image; a
+    segment's batch of masks gives picture i its mask i where there are as many, else all of them
+    are OR-ed into one (any value above 0.1 becoming 1), as the pack does."""
     category = "ImpactPack/Detailer"
     image: IMAGE
     segs: SEGS
@@ -641,28 +708,61 @@ class SEGSPaste(Node):
         import torch
         image = _image_batch(self.image, "image")
         segs = _fitting(_segs(self.segs), image, "segs")
+        count, (height, width) = image.shape[0], image.shape[1:3]
+        ref = self.ref_image_opt
+        if ref is not None:
+            ref = _image_batch(ref, "ref_image_opt")
+            if ref.shape[0] < count or tuple(ref.shape[1:3]) != (height, width):
+                raise NodeInputError("ref_image_opt", f"expected {count} picture(s) of {width}×{height}, one for "
+                                                      f"each of image's; got {ref.shape[0]} of "
+                                                      f"{ref.shape[2]}×{ref.shape[1]}")
+        else:
+            for seg in segs.segs:
+                if seg.cropped_image is not None and len(seg.cropped_image) < count:
+                    raise NodeInputError("segs", f"a segment holds {len(seg.cropped_image)} picture(s) for image's "
+                                                 f"{count} (picture i is pasted onto picture i): detail each picture "
+                                                 "of the batch through a list")
         result = []
-        for i in range(image.shape[0]):
+        for i in range(count):
             picture = image[i:i + 1].clone()
             for seg in segs.segs:
-                if self.ref_image_opt is not None:
-                    patch = crop(_image_batch(self.ref_image_opt, "ref_image_opt")[i:i + 1], seg.crop_region)
+                if ref is not None:
+                    patch = crop(ref[i:i + 1], seg.crop_region)
                 elif seg.cropped_image is not None:
                     patch = torch.as_tensor(seg.cropped_image)[i:i + 1]
                 else:
                     continue
-                mask = torch.as_tensor(seg.cropped_mask).float()
-                mask = mask[i] if mask.ndim == 3 and mask.shape[0] == image.shape[0] else mask.reshape(mask.shape[-2:])
                 paste(picture, patch, seg.crop_region[0], seg.crop_region[1],
-                      blurred_mask(mask, self.feather) * (self.alpha / 255))
+                      blurred_mask(_paste_mask(seg, i, count), self.feather) * (self.alpha / 255))
             result.append(picture)
         return torch.cat(result)
+
+
+def _paste_mask(seg: SEG, i: int, count: int):
+    """The mask SEGSPaste pastes picture i of `count` through: the segment's mask i where it holds
+    one for each picture; all of several OR-ed as 8 bits and made 0 / 1 at 0.1 where it holds
+    another number (the pack warns of it); else its one mask."""
+    import torch
+    mask = torch.as_tensor(seg.cropped_mask).float()
+    if mask.ndim == 3 and mask.shape[0] == count:
+        return mask[i]
+    if mask.ndim == 3 and mask.shape[0] > 1:
+        if i == 0:
+            from graphflow.api import warn
+            warn(f"a segment holds {mask.shape[0]} masks for {count} picture(s): pasting through all of them combined")
+        bits = (mask * 255).to(torch.uint8)
+        combined = bits[0]
+        for frame in bits[1:]:
+            combined = combined | frame
+        return (combined.float() / 255.0 > 0.1).float()
+    return mask.reshape(mask.shape[-2:])
 
 
 class SEGSDetailer(Node):
     """The detailer's first half: each segment's picture (its own, else its crop of image) enhanced
     as DetailerForEach enhances it, kept in the SEGS for SEGSPaste. batch_size runs it again with
-    the next seed (the pack starts at seed + 1), every segment with the same seed. cnet_images is
+    the next seed (the pack starts at seed + 1; wrapped to 0 past 2**64 - 1, where the pack
+    fails), every segment with the same seed. cnet_images is
     one 64×64 black picture (ControlNet wrappers are not built). The refiner pipe and Impact's
     schedulers are not supported."""
     category = "ImpactPack/Detailer"
@@ -703,20 +803,19 @@ class SEGSDetailer(Node):
         if len(segs.segs) * self.batch_size > MAX_SEGMENTS:
             raise NodeInputError("segs", f"{len(segs.segs)} segments × batch_size {self.batch_size}: at most "
                                          f"{MAX_SEGMENTS} detailings")
+        check_crops("batch_size" if self.batch_size > 1 else "segs",
+                    f"the detailed pictures of the {len(segs.segs)} segments × batch_size {self.batch_size}",
+                    [seg.crop_region for seg in segs.segs] * self.batch_size, 3)
         model, clip, vae, positive, negative = _pipe(self.basic_pipe)
-        how = Sampling(model, clip, vae, positive, negative, self.guide_size, self.guide_size_for, self.max_size,
-                       self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.force_inpaint,
-                       self.cycle, self.inpaint_model, self.noise_mask_feather)
-        if self.noise_mask_feather > 0 and model != "DUMMY":
-            how = replace(how, model=_core(DifferentialDiffusion, model=model))
+        how = Sampling.of(self, model, clip, vae, positive, negative)
         new_segs, seed = [], self.seed
         for _ in range(self.batch_size):
-            seed += 1
+            seed = wrapped_seed(seed + 1)
             for seg in segs.segs:
                 _no_wrapper(seg)
                 cropped_image = torch.as_tensor(seg.cropped_image) if seg.cropped_image is not None \
                     else crop(image, seg.crop_region)
-                if not bool((torch.as_tensor(seg.cropped_mask) != 0).any()):
+                if _blank(seg):
                     new_segs.append(seg)
                     continue
                 step = replace(how, positive=cropped_conditioning(positive, image, seg.crop_region),
@@ -729,21 +828,23 @@ class SEGSDetailer(Node):
 
 
 class DetailerForEach(Node):
-    """Re-sample each segment in more detail: its crop of the picture (as detailed so far) is
-    upscaled (LANCZOS) so that the bbox's shorter side (guide_size_for on: bbox; off: the crop
-    region's) becomes guide_size, at most max_size a side, encoded, sampled with the segment's
-    mask as the noise mask (noise_mask; blurred by noise_mask_feather, with DifferentialDiffusion
-    when above 0) at denoise, cycle times (seed + segment number, + 1 a cycle), decoded, scaled
-    back and pasted through the mask blurred by feather. Segments whose bbox is already
-    guide_size each way, or that would not be enlarged, are skipped unless force_inpaint.
-    inpaint_model encodes as InpaintModelConditioning does; tiled_encode / tiled_decode use
-    VAEEncodeTiled / VAEDecodeTiled with their default tiles (512, overlap 64). wildcard: a prompt for each segment
-    in place of positive (its wildcards drawn with the segment's seed, where the pack draws
-    unseeded; [CONCAT] first: added to positive), with the pack's [LAB], [ASC] / [DSC] /
-    [ASC-SIZE] / [DSC-SIZE] and [SEP] / [SEP:seed] forms and [SKIP] / [STOP] items; [RND] and
-    [SEP:R] (unseeded in the pack) are refused. Not supported (refused when connected):
-    detailer_hook, scheduler_func_opt; Impact's AYS / GITS schedulers are not offered. One
-    picture, not a batch; at most 512 segments."""
+    """Re-sample each segment in more detail: its crop of the picture (as detailed so far) is upscaled
+    (LANCZOS) so that the bbox's shorter side (guide_size_for on: bbox; off: the crop region's)
+    becomes guide_size, at most max_size a side, encoded, sampled with the segment's mask as the
+    noise mask (noise_mask; blurred by noise_mask_feather, with DifferentialDiffusion when above
+    0, unless the model has it already) at denoise, cycle times (seed + segment number, + 1 a
+    cycle; wrapped to 0 past 2**64 - 1, where the pack fails), decoded, scaled back and pasted
+    through the mask blurred by feather. Segments whose bbox is already guide_size each way, or
+    that would not be enlarged, are skipped unless force_inpaint. inpaint_model encodes as
+    InpaintModelConditioning does; tiled_encode / tiled_decode use VAEEncodeTiled /
+    VAEDecodeTiled with their default tiles (512, overlap 64). wildcard: a prompt for each
+    segment in place of positive (its wildcards drawn with the segment's seed, where the pack
+    draws unseeded; [CONCAT] first: added to positive), with the pack's [LAB], [ASC] / [DSC] /
+    [ASC-SIZE] / [DSC-SIZE] and [SEP] / [SEP:seed] forms (a segment with an empty mask, never
+    detailed, takes no item) and [SKIP] / [STOP] items; [RND] and [SEP:R] (unseeded in the pack)
+    are refused. Not supported (refused when connected): detailer_hook, scheduler_func_opt;
+    Impact's AYS / GITS schedulers are not offered. One picture, not a batch; at most 512
+    segments."""
     category = "ImpactPack/Detailer"
     image: IMAGE
     segs: SEGS
@@ -779,10 +880,7 @@ class DetailerForEach(Node):
 
     def detailed(self):
         _refuse(self, "detailer_hook", "scheduler_func_opt")
-        how = Sampling(self.model, self.clip, self.vae, self.positive, self.negative, self.guide_size,
-                       self.guide_size_for, self.max_size, self.steps, self.cfg, self.sampler_name, self.scheduler,
-                       self.denoise, self.force_inpaint, self.cycle, self.inpaint_model, self.noise_mask_feather,
-                       self.tiled_encode, self.tiled_decode)
+        how = Sampling.of(self, self.model, self.clip, self.vae, self.positive, self.negative)
         return detail_each(_image_batch(self.image, "image"), _segs(self.segs), how, self.seed, self.feather,
                            self.noise_mask, self.wildcard)
 
@@ -844,9 +942,7 @@ class DetailerForEachPipe(Node):
     def run(self):
         _refuse(self, "detailer_hook", "scheduler_func_opt", "refiner_basic_pipe_opt")
         model, clip, vae, positive, negative = _pipe(self.basic_pipe)
-        how = Sampling(model, clip, vae, positive, negative, self.guide_size, self.guide_size_for, self.max_size,
-                       self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.force_inpaint,
-                       self.cycle, self.inpaint_model, self.noise_mask_feather, self.tiled_encode, self.tiled_decode)
+        how = Sampling.of(self, model, clip, vae, positive, negative)
         image, _, _, _, segs = detail_each(_image_batch(self.image, "image"), _segs(self.segs), how, self.seed,
                                            self.feather, self.noise_mask, self.wildcard)
         return image, segs, self.basic_pipe, [_empty_picture()]
@@ -1013,8 +1109,11 @@ class DilateMaskInSEGS(Node):
 
     def run(self):
         segs = _segs(self.segs)
-        return Segs(segs.shape, tuple(replace(seg, cropped_mask=dilated(seg.cropped_mask, self.dilation))
-                                      for seg in segs.segs))
+        out = []
+        for i, seg in enumerate(segs.segs):
+            progress(i, len(segs.segs))  # a large square on many whole-picture crops takes minutes: stoppable
+            out.append(replace(seg, cropped_mask=dilated(seg.cropped_mask, self.dilation)))
+        return Segs(segs.shape, tuple(out))
 
 
 class ImpactDilateMask(Node):
@@ -1127,9 +1226,13 @@ class MakeTileSEGS(Node):
     and the last one ends at the picture's edge; each one's crop region is its box grown
     crop_factor times, its mask the box. filter_in_segs_opt keeps tiles to the bounding box of
     those segments (their mask dilated by filter_segs_dilation) and masks out what lies outside
-    them; filter_out_segs_opt masks out what lies inside. Tiles left with an empty mask are
-    dropped. mask_irregularity above 0 (random tile outlines drawn from an unseeded generator in
-    the pack) is refused; irregular_mask_mode then changes nothing."""
+    them; filter_out_segs_opt masks out what lies inside. SEGS without segments (EmptySEGS) as
+    filter_out_segs_opt exclude nothing, as filter_in_segs_opt keep nothing: no tiles (the pack
+    fails on either). Tiles left with an empty mask are dropped. bbox_size is cut down to the
+    picture (or the filter_in area) where larger; a min_overlap not below it then becomes half
+    of it (the pack divides by zero or makes no tiles). mask_irregularity above 0 (random tile
+    outlines drawn from an unseeded generator in the pack) is refused; irregular_mask_mode then
+    changes nothing."""
     category = "ImpactPack/__for_testing"
     images: IMAGE
     bbox_size: int = Int(512, min=64, max=4096, step=8)
@@ -1160,10 +1263,13 @@ class MakeTileSEGS(Node):
         bbox_size, min_overlap = self.bbox_size, self.min_overlap
         if bbox_size <= 2 * min_overlap:
             min_overlap = bbox_size / 2
-        excluded = None if self.filter_out_segs_opt is None else \
-            self.filter_mask(self.filter_out_segs_opt, "filter_out_segs_opt", height, width)
+        excluded = None
+        if self.filter_out_segs_opt is not None and _segs(self.filter_out_segs_opt, "filter_out_segs_opt").segs:
+            excluded = self.filter_mask(self.filter_out_segs_opt, "filter_out_segs_opt", height, width)
         kept, start_x, start_y, area_w, area_h = None, 0, 0, width, height
         if self.filter_in_segs_opt is not None:
+            if not _segs(self.filter_in_segs_opt, "filter_in_segs_opt").segs:
+                return Segs((height, width), ())
             kept = self.filter_mask(self.filter_in_segs_opt, "filter_in_segs_opt", height, width)
             around = mask_to_segs(kept, True, 1.0, False, 0)
             if not around.segs:
@@ -1171,24 +1277,31 @@ class MakeTileSEGS(Node):
             start_x, start_y, right, bottom = around.segs[0].crop_region
             area_w, area_h = right - start_x, bottom - start_y
         bbox_size = min(bbox_size, area_w, area_h)
+        if bbox_size <= min_overlap:  # only now, where bbox_size shrank to the area: the pack's rule again
+            min_overlap = bbox_size / 2
         across, overlap_x = tile_starts(area_w, bbox_size, min_overlap)
         down, overlap_y = tile_starts(area_h, bbox_size, min_overlap)
         if across * down > MAX_SEGMENTS:
             raise NodeInputError("bbox_size", f"{across * down} tiles: at most {MAX_SEGMENTS}")
-        tiles = []
+        boxes = []
         for row in range(down):
             y1 = start_y + row * (bbox_size - overlap_y)
             y1, y2 = (y1, y1 + bbox_size) if y1 + bbox_size < height - 1 else (height - bbox_size, height)
             for column in range(across):
                 x1 = start_x + column * (bbox_size - overlap_x)
                 x1, x2 = (x1, x1 + bbox_size) if x1 + bbox_size < width - 1 else (width - bbox_size, width)
-                cx1, cy1, cx2, cy2 = region = make_crop_region(width, height, (x1, y1, x2, y2), self.crop_factor)
-                mask = torch.zeros((cy2 - cy1, cx2 - cx1))
-                mask[y1 - cy1:y2 - cy1, x1 - cx1:x2 - cx1] = 1.0
-                if excluded is not None:
-                    mask[excluded[cy1:cy2, cx1:cx2] != 0] = 0.0
-                if kept is not None:
-                    mask[kept[cy1:cy2, cx1:cx2] == 0] = 0.0
-                if bool(mask.any()):
-                    tiles.append(SEG(None, mask, 1.0, tuple(region), (x1, y1, x2, y2), ""))
+                boxes.append(((x1, y1, x2, y2), make_crop_region(width, height, (x1, y1, x2, y2), self.crop_factor)))
+        check_crops("crop_factor", f"the {len(boxes)} tiles' crop regions (crop_factor {self.crop_factor})",
+                    [region for _, region in boxes], 1)
+        tiles = []
+        for (x1, y1, x2, y2), region in boxes:
+            cx1, cy1, cx2, cy2 = region
+            mask = torch.zeros((cy2 - cy1, cx2 - cx1))
+            mask[y1 - cy1:y2 - cy1, x1 - cx1:x2 - cx1] = 1.0
+            if excluded is not None:
+                mask[excluded[cy1:cy2, cx1:cx2] != 0] = 0.0
+            if kept is not None:
+                mask[kept[cy1:cy2, cx1:cx2] == 0] = 0.0
+            if bool(mask.any()):
+                tiles.append(SEG(None, mask, 1.0, tuple(region), (x1, y1, x2, y2), ""))
         return Segs((height, width), tuple(tiles))

@@ -5,6 +5,8 @@ model (what changes, what stays bit-identical, the guide-size scaling, SEGSDetai
 against DetailerForEach), the filters, the clear errors, and UI / API saves with the pack's class
 names read, run and written back."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,51 @@ def test_too_many_parts_are_refused(registry, monkeypatch):
     assert e.value.input == "mask" and "drop_size" in str(e.value)
 
 
+def test_crops_beyond_the_memory_are_refused_before_they_are_made(registry, monkeypatch):
+    """A crop region may be the whole picture: the crops' pixels, not only their count, are held
+    to the memory (check_run_memory's rule, here on a machine of 600 kB): 4 specks at crop_factor
+    100 give 4 whole 200×200 crops (640 kB of masks); at 1.0, 4 small ones. A batch of more masks
+    than MAX_SEGMENTS is refused with combined too."""
+    from graphflow import resource_limits
+    monkeypatch.setattr(resource_limits, "machine_ram", lambda: 600_000)
+    mask = torch.zeros(1, 200, 200)
+    for x in (20, 60, 100, 140):
+        mask[0, 90:100, x:x + 10] = 1.0
+    settings = dict(combined=False, bbox_fill=False, drop_size=2, contour_fill=False)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskToSEGS", mask=mask, crop_factor=100.0, **settings)
+    assert e.value.input == "crop_factor" and "memory" in str(e.value)
+    small = call(registry, "MaskToSEGS", mask=mask, crop_factor=1.0, **settings)
+    assert len(small.segs) == 4
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MakeTileSEGS", images=torch.zeros(1, 200, 200, 3), bbox_size=64, crop_factor=10.0)
+    assert e.value.input == "crop_factor"
+    whole = SEG(None, torch.ones(200, 200), 1.0, (0, 0, 200, 200), (90, 90, 110, 110), "A")
+    image = torch.zeros(1, 200, 200, 3)
+    with pytest.raises(NodeInputError) as e:  # 40000 pixels × 3 values × 4 bytes, twice
+        call(registry, "SEGSDetailer", image=image, segs=Segs((200, 200), (whole,)),
+             basic_pipe=("DUMMY", None, None, [], []), batch_size=2)
+    assert e.value.input == "batch_size"
+    with pytest.raises(NodeInputError) as e:  # 40000 pixels × (3 + 3 + 4) values × 4 bytes
+        call(registry, "DetailerForEach", image=image, segs=Segs((200, 200), (whole,)), model="DUMMY", clip=None,
+             vae=None, positive=[], negative=[])
+    assert e.value.input == "segs"
+    monkeypatch.setattr(segs_module, "MAX_SEGMENTS", 3)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "MaskToSEGS", mask=mask.repeat(4, 1, 1), crop_factor=1.0, **{**settings, "combined": True})
+    assert e.value.input == "mask"
+
+
+def test_dilation_in_segs_reports_each_segment(registry, monkeypatch):
+    """A large square on many whole-picture crops takes minutes: each segment reports progress,
+    which is where a run is stopped (interrupt, max_run_seconds)."""
+    reported = []
+    monkeypatch.setattr(segs_module, "progress", lambda value, total: reported.append((value, total)))
+    seg = SEG(None, torch.zeros(8, 8), 1.0, (0, 0, 8, 8), (2, 2, 6, 6), "A")
+    call(registry, "DilateMaskInSEGS", segs=Segs((8, 8), (seg,) * 3), dilation=3)
+    assert reported == [(0, 3), (1, 3), (2, 3)]
+
+
 @pytest.mark.parametrize("height, width, feather", [(30, 40, 5), (30, 40, 20), (4, 6, 1), (40, 33, 3)])
 def test_blur_is_torchvisions_gaussian_blur(height, width, feather):
     mask = (torch.rand(height, width) > 0.6).float()
@@ -151,6 +198,36 @@ def test_segs_paste_is_the_blend_formula(registry):
     outside = torch.ones(40, 50, dtype=torch.bool)
     outside[10:30, 30:46] = False
     assert torch.equal(out[0][outside], image[0][outside])
+
+
+def test_segs_paste_on_a_batch(registry):
+    """Picture i of the segment onto picture i; three masks for two pictures OR-ed as 8 bits and
+    made 0 / 1 above 0.1 (the pack's rule, worked here in numpy); too few pictures in the segment
+    or ref_image_opt are refused by name."""
+    image = torch.rand(2, 16, 16, 3)
+    patches = torch.rand(2, 8, 8, 3)
+    masks = torch.zeros(3, 8, 8)
+    masks[0, :4] = 0.3
+    masks[1, 6:, 6:] = 0.05
+    masks[2, :, :2] = 1.0
+    seg = SEG(patches, masks, 1.0, (4, 4, 12, 12), (6, 6, 10, 10), "A")
+    out = call(registry, "SEGSPaste", image=image, segs=Segs((16, 16), (seg,)), feather=0, alpha=255)
+    bits = np.bitwise_or.reduce((masks.numpy() * 255).astype(np.uint8), axis=0)
+    combined = torch.from_numpy((bits / 255.0 > 0.1).astype(np.float32))[..., None]
+    want = image.clone()
+    want[:, 4:12, 4:12] = (1 - combined) * image[:, 4:12, 4:12] + combined * patches
+    assert torch.equal(out, want) and not combined[6:, 6:].any()
+    one = SEG(patches[:1], masks[0], 1.0, (4, 4, 12, 12), (6, 6, 10, 10), "A")
+    for change, name in (({"segs": Segs((16, 16), (one,))}, "segs"),
+                         ({"segs": Segs((16, 16), (one,)), "ref_image_opt": image[:1]}, "ref_image_opt"),
+                         ({"segs": Segs((16, 16), (one,)), "ref_image_opt": torch.rand(2, 8, 8, 3)}, "ref_image_opt")):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "SEGSPaste", **{"image": image, "feather": 0, **change})
+        assert e.value.input == name
+    ref = image.flip(0)
+    from_ref = call(registry, "SEGSPaste", image=image, segs=Segs((16, 16), (one,)), feather=0, ref_image_opt=ref)
+    inside = masks[0][..., None]
+    assert torch.equal(from_ref[:, 4:12, 4:12], (1 - inside) * image[:, 4:12, 4:12] + inside * ref[:, 4:12, 4:12])
 
 
 def test_combined_mask_and_mask_list(registry):
@@ -196,6 +273,10 @@ def test_wildcard_plan_orders_and_items():
     assert wildcard_plan("[CONCAT][LAB][ALL]red [face]eyes", (a, b))[1:] == ([(None, "redeyes"), (None, "red")], True)
     with pytest.raises(NodeInputError):
         wildcard_plan("[RND]a[SEP]b", (a, b))
+    # the pack's chooser is asked only for segments it details: one with an empty mask takes no item
+    empty = SEG(None, torch.zeros(1, 1), 1.0, (0, 0, 9, 9), (0, 0, 4, 4), "face")
+    ordered, items, _ = wildcard_plan("[ASC]x[SEP:7]y", (a, empty, b))
+    assert ordered == (empty, b, a) and items[1:] == [(None, "x"), (7, "y")]
 
 
 # -- the detailer on the demo model ----------------------------------------------------------------
@@ -308,6 +389,28 @@ def test_detailer_is_the_chain_of_core_nodes(registry, demo):
     assert torch.equal(out, want)
 
 
+def test_a_model_with_differential_diffusion_keeps_its_own(registry, demo, monkeypatch):
+    """noise_mask_feather above 0 applies DifferentialDiffusion (strength 1) to the model, but not
+    over one the user gave it already (the newer pack skips a model with a denoise-mask function)."""
+    strengths = []
+    core = segs_module._core
+
+    def spy(cls, *args, **inputs):
+        if cls.__name__ == "KSampler":
+            strengths.append(inputs["model"].options.get("differential_diffusion"))
+        return core(cls, *args, **inputs)
+    monkeypatch.setattr(segs_module, "_core", spy)
+    image, segs = picture_and_segs(registry)
+    pipe = (demo["model"], demo["clip"], demo["vae"], demo["positive"], demo["negative"])
+    call(registry, "DetailerForEach", image=image, segs=segs, **demo, **DETAIL)
+    own = call(registry, "DifferentialDiffusion", model=demo["model"], strength=0.5)
+    call(registry, "DetailerForEach", image=image, segs=segs, **{**demo, "model": own}, **DETAIL)
+    call(registry, "SEGSDetailer", image=image, segs=segs, basic_pipe=(own, *pipe[1:]),
+         **{k: v for k, v in DETAIL.items() if k not in ("feather", "wildcard")})
+    call(registry, "DetailerForEach", image=image, segs=segs, **demo, **{**DETAIL, "noise_mask_feather": 0})
+    assert strengths == [1.0, 0.5, 0.5, None]
+
+
 def test_lanczos_is_pils_on_8_bits():
     picture = torch.rand(1, 9, 13, 3)
     pixels = np.clip(picture[0].numpy() * 255.0, 0, 255).astype(np.uint8)
@@ -332,11 +435,44 @@ def test_segs_detailer_and_paste_equal_detailer_for_each(registry, demo):
     assert debug[3][0].shape[-1] == 4
 
 
+def test_empty_segments_take_no_wildcard_item(registry, demo):
+    """(empty, a, b) in [ASC] order with items x, [STOP]: as the pack, a takes x and is detailed,
+    b takes [STOP] (positional items would give a the [STOP] and detail nothing)."""
+    image = torch.rand(1, 16, 40, 3)
+    empty, a, b = (SEG(None, torch.full((8, 8), value), 1.0, (x, 4, x + 8, 12), (x, 4, x + 8, 12), "A")
+                   for value, x in ((0.0, 0), (1.0, 12), (1.0, 24)))
+    out = call(registry, "DetailerForEachDebug", image=image, segs=Segs((16, 40), (empty, a, b)),
+               **{**demo, "model": "DUMMY"}, **{**DETAIL, "wildcard": "[ASC]x[SEP][STOP]"})
+    cropped = out[1]
+    assert len(cropped) == 1 and torch.equal(cropped[0], image[:, 4:12, 12:20])
+
+
+def test_seeds_past_the_largest_wrap_to_zero(registry, demo):
+    """seed + 1 (SEGSDetailer) and seed + segment number (DetailerForEach) past 2**64 - 1 go on
+    from 0: the same pictures as seed 0, where the pack's sampler fails."""
+    from nodes.sampling import SEED_MAX
+    image, segs = picture_and_segs(registry)
+    pipe = (demo["model"], demo["clip"], demo["vae"], demo["positive"], demo["negative"])
+    settings = {k: v for k, v in DETAIL.items() if k not in ("feather", "wildcard")}
+    last, _ = call(registry, "SEGSDetailer", image=image, segs=segs, basic_pipe=pipe, **{**settings, "seed": SEED_MAX})
+    pasted = call(registry, "SEGSPaste", image=image, segs=last, feather=DETAIL["feather"], alpha=255)
+    assert torch.equal(pasted, call(registry, "DetailerForEach", image=image, segs=segs, **demo,
+                                    **{**DETAIL, "seed": 0}))
+    a = segs.segs[0]
+    b = replace(a, crop_region=(44, 30, 64, 50), bbox=(49, 35, 59, 45))
+    both = call(registry, "DetailerForEach", image=image, segs=Segs(segs.shape, (a, b)), **demo,
+                **{**DETAIL, "seed": SEED_MAX})
+    first = call(registry, "DetailerForEach", image=image, segs=Segs(segs.shape, (a,)), **demo,
+                 **{**DETAIL, "seed": SEED_MAX})
+    assert torch.equal(both, call(registry, "DetailerForEach", image=first, segs=Segs(segs.shape, (b,)), **demo,
+                                  **{**DETAIL, "seed": 0}))
+
+
 def test_detailer_errors_name_the_input(registry, demo):
     image, segs = picture_and_segs(registry)
     cases = [({"image": image.repeat(2, 1, 1, 1)}, "image"), ({"detailer_hook": object()}, "detailer_hook"),
              ({"image": image[:, :32]}, "segs"), ({"wildcard": "[RND]a[SEP]b"}, "wildcard"),
-             ({"segs": "not segs"}, "segs")]
+             ({"segs": "not segs"}, "segs"), ({"wildcard": "a BREAK " * 120}, "wildcard")]
     for change, name in cases:
         with pytest.raises(NodeInputError) as e:
             call(registry, "DetailerForEach", **{"image": image, "segs": segs, **demo, **DETAIL, **change})
@@ -594,6 +730,25 @@ def test_make_tile_segs_within_filter_in_segs(registry):
     seg, = segs.segs
     assert seg.bbox == (60, 40, 139, 119) and list(seg.crop_region) == [60, 40, 139, 119]
     assert seg.cropped_mask.eq(1).all()
+
+
+def test_make_tile_segs_overlap_against_the_shrunk_tile_and_empty_filters(registry):
+    """300×100 in 512 tiles: the tile shrinks to 100, where min_overlap 100 (or 150) would divide
+    by zero (or count no tiles): it becomes 50, so 6 across (ceil(300 / 50)) with the 300 pixels
+    over shared by 5 overlaps (60): starts 0, 40, ... 200. EmptySEGS filters out nothing and
+    filters in nothing."""
+    image = torch.zeros(1, 100, 300, 3)
+    want = [(x, 0, x + 100, 100) for x in (0, 40, 80, 120, 160, 200)]
+    for min_overlap in (100, 150):
+        segs = call(registry, "MakeTileSEGS", images=image, bbox_size=512, crop_factor=1.0, min_overlap=min_overlap)
+        assert [seg.bbox for seg in segs.segs] == want
+    empty = call(registry, "EmptySEGS")
+    plain = call(registry, "MakeTileSEGS", images=image, bbox_size=64, min_overlap=8)
+    out = call(registry, "MakeTileSEGS", images=image, bbox_size=64, min_overlap=8, filter_out_segs_opt=empty)
+    assert [s.bbox for s in out.segs] == [s.bbox for s in plain.segs] and len(plain.segs) > 1
+    assert all(torch.equal(a.cropped_mask, b.cropped_mask) for a, b in zip(out.segs, plain.segs))
+    none = call(registry, "MakeTileSEGS", images=image, bbox_size=64, min_overlap=8, filter_in_segs_opt=empty)
+    assert none.segs == () and none.shape == (100, 300)
 
 
 UI_WIDGETS = {  # each class's widgets_values as the pack's editor saves them (a seed followed by its control)
