@@ -856,6 +856,8 @@ def hires_image_size(script, height: int, width: int) -> tuple[int, int]:
     if hires is not None and hires["iterations"] > 0:
         for _, pass_width, pass_height, _, _ in _hires_passes(hires, height, width, MODEL_UPSCALE):
             size = (pass_height, pass_width)
+        if hires["upscale_type"] == "both":  # sampled again: decoded from the latent, a multiple of 8
+            size = tuple(max(1, side // 8) * 8 for side in size)
     return size
 
 

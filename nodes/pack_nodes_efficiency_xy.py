@@ -727,8 +727,11 @@ class XYPlot(Node):
     vary; a cell so changed has its prompts encoded again). cache_models changes nothing
     here (the pack's choice of keeping models loaded between cells). X and Y of the same type
     (except Prompt S/R) are refused (the pack prints an error and plots nothing); each axis holds
-    at most 50 values, as the pack's inputs give (its Manual XY Entry and Join take more) and the
-    cells' images are held to the memory before the first runs."""
+    at most 50 values, as the pack's inputs give (its Manual XY Entry and Join take more). Before
+    the first cell runs, the grid's size (with a chained HighRes-Fix's scale, an upscale model
+    taken as 4x as the pack takes it) is held to the pixels an image may have and the cells' images
+    and the grid to the memory, and again once the cells are made; a label is drawn from its first
+    256 characters."""
     category = "Efficiency Nodes/Scripts"
     grid_spacing: int = Int(0, min=0, max=500, step=5)
     XY_flip: str = Choice(("False", "True"), "False")

@@ -178,7 +178,7 @@ def loader(**changes):
 
 def sampler(script=None, **changes):
     inputs = {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 2], "latent_image": ["1", 3],
-              "optional_vae": ["1", 4], "seed": 5, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+              "optional_vae": ["1", 4], "seed": 5, "steps": 1, "cfg": 7.0, "sampler_name": "euler",
               "scheduler": "normal", "denoise": 1.0, "preview_method": "auto", "vae_decode": "true"}
     if script:
         inputs["script"] = script
@@ -289,7 +289,7 @@ def test_ui_save_with_prompt_sr_and_seeds(registry, models):
                 [("dependencies", "DEPENDENCIES", 6), ("X", "XY", 7), ("Y", "XY", 8)], [("SCRIPT", "SCRIPT", [9])]),
         ui_node(3, "XY Input: Prompt S/R", sr_widgets("red", ["blue", "green"]), [], [("X or Y", "XY", [7])]),
         ui_node(4, "XY Input: Seeds++ Batch", [2], [], [("X or Y", "XY", [8])]),
-        ui_node(5, "KSampler (Efficient)", [5, None, 2, 7.0, "euler", "normal", 1.0, "auto", "true"],
+        ui_node(5, "KSampler (Efficient)", [5, None, 1, 7.0, "euler", "normal", 1.0, "auto", "true"],
                 [("model", "MODEL", 1), ("positive", "CONDITIONING", 2), ("negative", "CONDITIONING", 3),
                  ("latent_image", "LATENT", 4), ("optional_vae", "VAE", 5), ("script", "SCRIPT", 9)],
                 [("MODEL", "MODEL", []), ("CONDITIONING+", "CONDITIONING", []), ("CONDITIONING-", "CONDITIONING", []),
@@ -657,6 +657,8 @@ def test_the_grid_limit_counts_the_hires_scale(registry, models):
                                                   "upscale_by": 2.0})
     assert hires_image_size(pixel, 8, 8) == (round(64 * 4 * 2.0 / 4),) * 2 and hires_image_size(Script(), 8, 8) == \
         (64, 64)
+    both = call(registry, "HighResFixScript", **{**hires_fix()["inputs"], "upscale_type": "both", "upscale_by": 1.3})
+    assert hires_image_size(both, 8, 8) == (round(64 * 4 * 1.3 / 4) // 8 * 8,) * 2  # decoded again: 80, not 83
 
 
 def test_the_memory_counted_is_what_the_grid_holds(registry, models, monkeypatch):
