@@ -560,14 +560,19 @@ def rewrite(path, write):
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
 
 
-def test_an_axis_file_rewritten_under_its_name_runs_the_plot_again(registry, models):
+CKPT_AXIS = {"class_type": "XY Input: Checkpoint", "inputs": {
+    "target_ckpt": "Base", "input_mode": "Ckpt Names", "batch_path": "/example_folder", "subdirectories": False,
+    "batch_sort": "ascending", "batch_max": -1, "ckpt_count": 2, "ckpt_name_1": "tiny.safetensors",
+    "ckpt_name_2": "other.safetensors"}}
+MANUAL_CKPT_AXIS = {"class_type": "XY Input: Manual XY Entry", "inputs": {
+    "plot_type": "Checkpoint", "plot_value": "tiny.safetensors;other.safetensors"}}
+
+
+@pytest.mark.parametrize("axis", [CKPT_AXIS, MANUAL_CKPT_AXIS], ids=["Checkpoint", "Manual XY Entry"])
+def test_an_axis_file_rewritten_under_its_name_runs_the_plot_again(registry, models, axis):
     """The XY inputs naming model files fingerprint them (as the Efficient Loader does): a
     checkpoint rewritten under the same name makes the sampler run again, with the new weights."""
-    ckpt = {"class_type": "XY Input: Checkpoint", "inputs": {
-        "target_ckpt": "Base", "input_mode": "Ckpt Names", "batch_path": "/example_folder", "subdirectories": False,
-        "batch_sort": "ascending", "batch_max": -1, "ckpt_count": 2, "ckpt_name_1": "tiny.safetensors",
-        "ckpt_name_2": "other.safetensors"}}
-    graph = xy_prompt(ckpt, None, steps=1)
+    graph = xy_prompt(axis, None)
     del graph["2"]["inputs"]["Y"], graph["4"]
     executor = Executor(registry)
     first = executor.run(parse_workflow(graph, registry), outputs=["5"])
