@@ -138,8 +138,19 @@ def _set_clip_skip(clip, clip_skip: int, input_name: str):
 def _state(kind: str, name: str):
     try:
         return folders.model_state(kind, name)
-    except (FileNotFoundError, ValueError):
-        return None  # run() names the problem
+    except (OSError, ValueError, TypeError):
+        return None  # run() names the problem (a fingerprint must not raise: it would fail the run)
+
+
+def _counted(count, limit: int) -> range:
+    """The rows 1 .. count a fingerprint reads (all `limit` where count is no count: a superset)."""
+    return range(1, (count if isinstance(count, int) and 0 <= count <= limit else limit) + 1)
+
+
+def _states(kind: str, names, skip=("None",)) -> tuple:
+    """The files' states (_state) of the names in use, for a fingerprint: a file rewritten under
+    its name runs the node again; a missing one gives None (run() reports it)."""
+    return tuple(_state(kind, name) for name in names if isinstance(name, str) and name not in skip)
 
 
 # -- saves of the pack's 2023 versions (before its October 2023 2.0), read into today's layout --
@@ -324,6 +335,10 @@ class LoRAStacker(Node):
     comfy = (ComfyAlias(("LoRA Stacker",), widgets=stacker_widgets),
              ComfyAlias(("LoRA Stacker Adv.",), fixed={"input_mode": "advanced", "lora_count": 3},
                         widgets=stacker_adv_widgets))
+
+    @classmethod
+    def fingerprint(cls, lora_count=3, **widgets):
+        return _states("loras", (widgets.get(f"lora_name_{i}") for i in _counted(lora_count, STACKER_ROWS)))
 
     def run(self):
         rows = []
@@ -809,20 +824,41 @@ def _hires_models(hires: dict | None, latent: dict, vae, model):
     samples = latent["samples"] if isinstance(latent, dict) and "samples" in latent else None
     if samples is not None and samples.dim() >= 4:  # [B, C, H, W], or a video's [B, C, T, H, W]
         images = samples.shape[0] * math.prod(samples.shape[2:-2])  # a video's frames count too
-        height, width = samples.shape[-2], samples.shape[-1]  # latent pixels: the image is 8 times larger
-        for _ in range(1 if kind == "pixel" else hires["iterations"]):
-            if kind == "latent":
-                height, width = max(1, round(height * hires["upscale_by"])), max(1, round(width * hires["upscale_by"]))
-                _hires_pass(f"latent upscale by {hires['upscale_by']}", width * 8, height * 8, images, sampled=True)
-            else:
-                scale = getattr(upscaler, "scale", MODEL_UPSCALE)
-                _hires_pass(f"upscale model ({scale}x)", width * 8 * scale, height * 8 * scale, images, decoded=True)
-                pixel_h = round(height * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
-                pixel_w = round(width * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
-                _hires_pass(f"upscale by {hires['upscale_by']}", pixel_w, pixel_h, images, decoded=True,
-                            sampled=kind == "both")
-                height, width = max(1, pixel_h // 8), max(1, pixel_w // 8)
+        scale = getattr(upscaler, "scale", MODEL_UPSCALE)
+        for what, width, height, decoded, sampled in _hires_passes(hires, samples.shape[-2], samples.shape[-1], scale):
+            _hires_pass(what, width, height, images, decoded=decoded, sampled=sampled)
     return model, upscaler, control_net
+
+
+def _hires_passes(hires: dict, height: int, width: int, scale: int):
+    """The hires passes' images, in turn, from a latent of height x width (latent pixels: the image
+    is 8 times larger) with an upscale model of `scale`: (what, width, height, decoded, sampled) each,
+    as _hires_pass takes them."""
+    kind = hires["upscale_type"]
+    for _ in range(1 if kind == "pixel" else hires["iterations"]):
+        if kind == "latent":
+            height, width = max(1, round(height * hires["upscale_by"])), max(1, round(width * hires["upscale_by"]))
+            yield f"latent upscale by {hires['upscale_by']}", width * 8, height * 8, False, True
+        else:
+            yield f"upscale model ({scale}x)", width * 8 * scale, height * 8 * scale, True, False
+            pixel_h = round(height * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
+            pixel_w = round(width * 8 * scale * hires["upscale_by"] / MODEL_UPSCALE)
+            yield f"upscale by {hires['upscale_by']}", pixel_w, pixel_h, True, kind == "both"
+            height, width = max(1, pixel_h // 8), max(1, pixel_w // 8)
+
+
+def hires_image_size(script, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) of the images a sampler with this SCRIPT gives from a latent of height x
+    width (latent pixels): its HighRes-Fix passes' last, an upscale model taken as the pack takes
+    it (4x: its real scale is known once loaded), else the latent's own, 8 times larger."""
+    hires = dict(script.hiresfix) if isinstance(script, Script) and script.hiresfix is not None else None
+    size = (height * 8, width * 8)
+    if hires is not None and hires["iterations"] > 0:
+        for _, pass_width, pass_height, _, _ in _hires_passes(hires, height, width, MODEL_UPSCALE):
+            size = (pass_height, pass_width)
+        if hires["upscale_type"] == "both":  # sampled again: decoded from the latent, a multiple of 8
+            size = tuple(max(1, side // 8) * 8 for side in size)
+    return size
 
 
 def _hires_pass(what: str, width: int, height: int, images: int, decoded: bool = False, sampled: bool = False):

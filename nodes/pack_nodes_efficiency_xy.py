@@ -21,6 +21,7 @@ use PIL's default font (Aileron) at the pack's sizes."""
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, replace
 
@@ -29,16 +30,21 @@ from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, No
 from graphflow.choices import SAMPLER_NAMES
 from nodes.controlnet import CONTROL_NET
 from nodes.efficiency_nodes import (BAKED_VAE, CONTROL_NET_STACK, DEPENDENCIES, EFF_SCHEDULERS, LORA_STACK, SCRIPT,
-                                    Script, _apply_cnet_stack, _checkpoint_choices, _decode, _load, _lora_rows,
-                                    _seed, _set_clip_skip)
+                                    Script, _apply_cnet_stack, _checkpoint_choices, _counted, _decode, _load,
+                                    _lora_rows, _seed, _set_clip_skip, _states, _vae_choices,
+                                    hires_image_size)
 from nodes.image import MAX_SIZE, temp_pngs
 from nodes.loaders import LoadVAE
 from nodes.pack_nodes import _core, _lora_choices
 from nodes.pack_nodes_adv_clip import advanced_encode
+from nodes.sampling import SEED_MAX
 
 XY = socket_type("XY", "#38b2ac", "Efficiency Nodes' XY Plot axis: what to vary and its values")
 XYPLOT_LIM = 50  # the pack's most values an XY input gives an axis
 XYPLOT_DEF = 3  # the pack's default count
+LABEL_MAX = 256  # the most characters of a grid label drawn
+IMAGE_BYTES_PER_PIXEL = 3 * 4  # an IMAGE's float32 RGB
+GRID_BYTES_PER_PIXEL = 4 + 4 * 4  # the grid drawn: 8-bit RGBA, then its float32 RGBA IMAGE
 BATCH_PATH = "/example_folder"  # the pack's batch_path default (its root folder + "example_folder")
 CATEGORY = "Efficiency Nodes/XY Inputs"
 NOTHING = "Nothing"
@@ -226,20 +232,20 @@ class XYVAE(Node):
     batch_max: int = Int(-1, min=-1, max=XYPLOT_LIM, step=1)
     vae_count: int = Int(XYPLOT_DEF, min=0, max=XYPLOT_LIM, step=1)
     _numbered(locals(), __annotations__,
-              {"vae_name": (str, lambda: Choice(lambda: ["None", BAKED_VAE] + _vae_files(), "None",
+              {"vae_name": (str, lambda: Choice(lambda: ["None"] + _vae_choices(), "None",
                                                 model_folder="vae", not_files=("None", BAKED_VAE)))})
     outputs = {"X or Y": XY}
     comfy = ComfyAlias(("XY Input: VAE",))
+
+    @classmethod
+    def fingerprint(cls, vae_count=XYPLOT_DEF, **widgets):
+        return _states("vae", (widgets.get(f"vae_name_{i}") for i in _counted(vae_count, XYPLOT_LIM)),
+                       skip=("None", BAKED_VAE))
 
     def run(self):
         _no_batch(self.input_mode)
         return _axis("VAE", [v for v in (getattr(self, f"vae_name_{i}") for i in range(1, self.vae_count + 1))
                              if v != "None"])
-
-
-def _vae_files() -> list[str]:
-    from graphflow.api import folders
-    return folders.list_models("vae")
 
 
 class XYPromptSR(Node):
@@ -286,10 +292,17 @@ class XYCheckpoint(Node):
               {"ckpt_name": (str, lambda: Choice(lambda: ["None"] + _checkpoint_choices(), "None",
                                                  model_folder="checkpoints", not_files=("None",))),
                "clip_skip": (int, lambda: Int(-1, min=-24, max=-1, step=1)),
-               "vae_name": (str, lambda: Choice(lambda: [BAKED_VAE] + _vae_files(), BAKED_VAE, model_folder="vae",
+               "vae_name": (str, lambda: Choice(_vae_choices, BAKED_VAE, model_folder="vae",
                                                 not_files=(BAKED_VAE,)))})
     outputs = {"X or Y": XY}
     comfy = ComfyAlias(("XY Input: Checkpoint",))
+
+    @classmethod
+    def fingerprint(cls, input_mode="Ckpt Names", ckpt_count=XYPLOT_DEF, **widgets):
+        rows = _counted(ckpt_count, XYPLOT_LIM)
+        vaes = (widgets.get(f"vae_name_{i}") for i in rows) if "VAE" in str(input_mode) else ()
+        return (_states("checkpoints", (widgets.get(f"ckpt_name_{i}") for i in rows)),
+                _states("vae", vaes, skip=(BAKED_VAE,)))
 
     def run(self):
         if self.target_ckpt != "Base":
@@ -341,6 +354,10 @@ class XYLoRA(Node):
     lora_stack: LORA_STACK = None
     outputs = {"X or Y": XY}
     comfy = ComfyAlias(("XY Input: LoRA",))
+
+    @classmethod
+    def fingerprint(cls, lora_count=XYPLOT_DEF, **widgets):
+        return _states("loras", (widgets.get(f"lora_name_{i}") for i in _counted(lora_count, XYPLOT_LIM)))
 
     def run(self):
         _no_batch(self.input_mode)
@@ -521,6 +538,10 @@ class XYLoRAPlot(Node):
     outputs = {"X": XY, "Y": XY}
     comfy = ComfyAlias(("XY Input: LoRA Plot",))
 
+    @classmethod
+    def fingerprint(cls, lora_name="None", **widgets):
+        return _states("loras", (lora_name,))
+
     def run(self):
         _no_batch(self.input_mode)
         if self.lora_name == "None":
@@ -537,6 +558,7 @@ class XYLoRAPlot(Node):
 
 MANUAL_TYPES = (NOTHING, "Seeds++ Batch", "Steps", "StartStep", "EndStep", "CFG Scale", "Sampler", "Scheduler",
                 "Denoise", "VAE", *SR_TYPES, "Checkpoint", "Clip Skip", "LoRA")
+MANUAL_FOLDERS = {"Checkpoint": "checkpoints", "VAE": "vae", "LoRA": "loras"}  # the types naming model files
 # The types whose text keeps its spaces (the pack removes them from the others)
 SPACED_TYPES = (*SR_TYPES, "VAE", "Checkpoint", "LoRA", "Scheduler")
 NUMBER_BOUNDS = {"Steps": (int, 1, 10000), "StartStep": (int, 0, 10000), "EndStep": (int, 0, 10000),
@@ -545,9 +567,12 @@ NUMBER_BOUNDS = {"Steps": (int, 1, 10000), "StartStep": (int, 0, 10000), "EndSte
 
 def _number(text: str, kind: type, what: str):
     try:
-        return kind(text)
-    except ValueError:
-        raise NodeInputError("plot_value", f"{text!r} is not a valid {what}") from None
+        number = kind(text)
+    except (ValueError, OverflowError):  # OverflowError: an int past the digits Python reads
+        number = None
+    if number is None or not math.isfinite(number):  # nan would pass the clamps; inf can't be a count
+        raise NodeInputError("plot_value", f"{text[:80]!r} is not a valid {what}: expected a finite number")
+    return number
 
 
 def _one_of(name: str, options, what: str) -> str:
@@ -633,6 +658,16 @@ class XYManualEntry(Node):
     outputs = {"X or Y": XY}
     comfy = ComfyAlias(("XY Input: Manual XY Entry",))
 
+    @classmethod
+    def fingerprint(cls, plot_type=NOTHING, plot_value="", **widgets):
+        """The named files' states: each entry's name (a checkpoint's or LoRA's before its first ",")."""
+        kind = MANUAL_FOLDERS.get(plot_type)
+        if kind is None or not isinstance(plot_value, str):
+            return None
+        entries = plot_value.replace("\n", "").rstrip(";").split(";")
+        return _states(kind, (e.split(",")[0].strip() if "," in e and kind != "vae" else e for e in entries),
+                       skip=("",))
+
     def run(self):
         return parse_manual_entry(self.plot_type, self.plot_value)
 
@@ -692,8 +727,11 @@ class XYPlot(Node):
     vary; a cell so changed has its prompts encoded again). cache_models changes nothing
     here (the pack's choice of keeping models loaded between cells). X and Y of the same type
     (except Prompt S/R) are refused (the pack prints an error and plots nothing); each axis holds
-    at most 50 values, as the pack's inputs give (its Manual XY Entry and Join take more) and the
-    cells' images are held to the memory before the first runs."""
+    at most 50 values, as the pack's inputs give (its Manual XY Entry and Join take more). Before
+    the first cell runs, the grid's size (with a chained HighRes-Fix's scale, an upscale model
+    taken as 4x as the pack takes it) is held to the pixels an image may have and the cells' images
+    and the grid to the memory, and again once the cells are made; a label is drawn from its first
+    256 characters."""
     category = "Efficiency Nodes/Scripts"
     grid_spacing: int = Int(0, min=0, max=500, step=5)
     XY_flip: str = Choice(("False", "True"), "False")
@@ -892,21 +930,33 @@ def _apply(cell: dict, kind: str, value, original: dict):
         cell["cnet_stack"] = (tuple(first),) + tuple(stack[1:])
 
 
-def _grid_checks(columns: int, rows: int, height: int, width: int, spacing: int):
-    """Refuse, before the first cell runs, a grid whose cells pass the batch a run may make (the
-    server's limit), whose picture would pass the pixels an image may have or whose cells' images
-    would not fit the memory (the planner doesn't see the grid)."""
+def _grid_checks(columns: int, rows: int, height: int, width: int, spacing: int, orientation: str,
+                 x_labels: list | None, y_labels: list | None, as_plot: bool, made: bool = False):
+    """Refuse a grid whose cells pass the batch a run may make (the server's limit), whose picture
+    (draw_grid's own size, grid_layout) would pass the pixels an image may have or whose images
+    would not fit the memory (the planner doesn't see the grid): before the first cell runs, with
+    the cells' size as the sampler's scripts make it, and again with the cells made (made)."""
     limits = run_limits()
     if limits.max_batch is not None and columns * rows > limits.max_batch:
         raise NodeInputError("script", f"XY Plot's {columns}x{rows} grid makes a batch of {columns * rows} images and "
                                        f"latents, over the {limits.max_batch} a batch may have here")
     cap = MAX_SIZE * MAX_SIZE if limits.max_pixels is None else min(limits.max_pixels, MAX_SIZE ** 2)
-    grid_w, grid_h = columns * (width + spacing) + width, rows * (height + spacing) + width
+    grid_w, grid_h = grid_layout(columns, rows, height, width, spacing, orientation, x_labels, y_labels)[:2]
     if grid_w * grid_h > cap:
-        raise NodeInputError("script", f"XY Plot's {columns}x{rows} grid of {width}x{height} images would be about "
+        raise NodeInputError("script", f"XY Plot's {columns}x{rows} grid of {width}x{height} images would be "
                                        f"{grid_w}x{grid_h}, over the {cap} pixels an image may have here")
-    check_run_memory("script", f"XY Plot's {columns}x{rows} grid", sampled=Size(1, height, width),
-                     images=Size(columns * rows + 1, height, width))
+    check_run_memory("script", f"XY Plot's {columns}x{rows} grid", sampled=None if made else Size(1, height, width),
+                     images=Size(held_images(columns * rows, height, width, grid_w * grid_h, as_plot), height, width))
+
+
+def held_images(cells: int, height: int, width: int, grid_pixels: int, as_plot: bool) -> int:
+    """What the XY branch holds at its peak, in cell-sized IMAGEs (float32 RGB) for the memory rule:
+    the cells' images and then either the grid being drawn (8-bit RGBA and its float32 RGBA IMAGE,
+    GRID_BYTES_PER_PIXEL) or, for "Images", the cells' batch (made once the grid is freed)."""
+    cell_bytes = cells * height * width * IMAGE_BYTES_PER_PIXEL
+    grid_bytes = grid_pixels * GRID_BYTES_PER_PIXEL
+    held = cell_bytes + max(grid_bytes, 0 if as_plot else cell_bytes)
+    return math.ceil(held / (height * width * IMAGE_BYTES_PER_PIXEL))
 
 
 def run_xy_plot(node, sampler_type: str):
@@ -933,6 +983,11 @@ def run_xy_plot(node, sampler_type: str):
                                                        "refine_at_step", "return_with_leftover_noise")
                 if hasattr(node, name)}
     original["seed"] = _seed(getattr(node, seed_name))
+    seeds = [max(a.values) for a in (x, y) if a.kind == "Seeds++ Batch"]
+    if seeds and original["seed"] + seeds[0] > SEED_MAX:
+        raise NodeInputError(seed_name, f"XY Plot's Seeds++ Batch runs seeds {original['seed']} .. "
+                                        f"{original['seed'] + seeds[0]}, past the largest seed {SEED_MAX}: "
+                                        f"lower the seed or the batch count")
     if deps is not None:
         (original["vae_name"], original["ckpt_name"], original["clip"], original["clip_skip"], *_,
          original["positive_text"], original["negative_text"], original["token_normalization"],
@@ -943,14 +998,18 @@ def run_xy_plot(node, sampler_type: str):
             original["cnet_fixed"] = {part: cnet_axis.values[0][0][part] for part in CNET_PARTS.values()
                                       if part not in {CNET_PARTS.get(x.kind), CNET_PARTS.get(y.kind)}}
     samples = latent["samples"]
-    height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
-    _grid_checks(len(x.values), len(y.values), height, width, plot["grid_spacing"])
+    base = replace(node.script, xyplot=None)
+    labels_cell = dict(original)
+    x_labels = _labels(x, labels_cell) if x.kind != NOTHING else None
+    y_labels = _labels(y, labels_cell) if y.kind != NOTHING else None
+    layout = (len(x.values), len(y.values))
+    style = (plot["grid_spacing"], plot["Y_label_orientation"], x_labels, y_labels, plot["as_plot"])
+    _grid_checks(*layout, *hires_image_size(base, samples.shape[-2], samples.shape[-1]), *style)
 
     kinds = {x.kind, y.kind}
     first, second = (y, x) if _outer_first(x.kind, y.kind) else (x, y)
     loaded = {}  # (checkpoint, LoRAs) -> (model, clip, VAE): each loaded once per plot
     cells = {}
-    base = replace(node.script, xyplot=None)
     for first_index, first_value in enumerate(first.values):
         for second_index, second_value in enumerate(second.values):
             cell = dict(original)
@@ -975,12 +1034,12 @@ def run_xy_plot(node, sampler_type: str):
         raise NodeInputError("script", "XY Plot's cells came out at different sizes; they can't make one batch")
     latents = {key: torch.cat([done[key] for done, _ in order]) for key in order[0][0] if
                all(key in done and torch.is_tensor(done[key]) for done, _ in order)}
-    labels_cell = dict(original)
-    grid = draw_grid([img[0] for img in images], len(x.values), len(y.values),
-                     _labels(x, labels_cell) if x.kind != NOTHING else None,
-                     _labels(y, labels_cell) if y.kind != NOTHING else None,
-                     plot["grid_spacing"], plot["Y_label_orientation"])
+    _grid_checks(*layout, images[0].shape[1], images[0].shape[2], *style, made=True)  # the cells' real size
+    grid = draw_grid([img[0] for img in images], *layout, x_labels, y_labels, plot["grid_spacing"],
+                     plot["Y_label_orientation"])
     show(images=temp_pngs(grid))
+    if not plot["as_plot"]:
+        del grid  # freed before the batch is made: held_images counts one or the other
     output = grid if plot["as_plot"] else torch.cat(images)
     if sampler_type == "sdxl":
         return node.sdxl_tuple, latents, node.optional_vae, output
@@ -1031,34 +1090,50 @@ def _fitted_size(text: str, size: int, room: int) -> int:
     return int(size * (room / length) * 0.9) if length > room * 0.9 else size
 
 
+def grid_layout(columns: int, rows: int, height: int, width: int, spacing: int, orientation: str,
+                x_labels: list | None, y_labels: list | None) -> tuple[int, int, int, int, int]:
+    """The pack's plot layout for cells of height x width: (grid width, grid height, the Y labels'
+    column width, the X labels' row height / 3, where the first column starts)."""
+    top = width // 15
+    left = top
+    if orientation != "Vertical":
+        longest = max((len(s[:LABEL_MAX]) for s in y_labels), default=0) if y_labels else 0
+        left = int((min(width, height) + int(0.2 * abs(width - height))) * _y_scale(longest))
+    x_start = 0 if y_labels is None else (3 * left if orientation == "Vertical" else left)
+    grid_w = columns * width + (columns - 1) * spacing + x_start
+    grid_h = rows * height + (rows - 1) * spacing + (0 if x_labels is None else 3 * top)
+    return grid_w, grid_h, left, top, x_start
+
+
+def _y_scale(longest: int) -> float:
+    """The pack's Horizontal Y label column, scaled to the longest label's length."""
+    return min(longest + 4, 24) / 24
+
+
 def draw_grid(images: list, columns: int, rows: int, x_labels: list | None, y_labels: list | None, spacing: int,
               orientation: str):
     """The pack's plot: images ([H, W, C] each, row by row) pasted on white, X labels centred over
-    the top row, Y labels beside the first column, as an RGBA IMAGE of one."""
+    the top row, Y labels beside the first column, as an RGBA IMAGE of one. A label is cut to its
+    first LABEL_MAX characters (longer, its font is shrunk past reading anyway, and measuring it
+    takes seconds)."""
     import numpy as np
     import torch
     from PIL import Image, ImageDraw
 
     from graphflow.images import image_to_pil
 
-    pictures = [image_to_pil(image) for image in images]
     height, width = images[0].shape[0], images[0].shape[1]
-    top = width // 15
-    longest = max((len(s) for s in y_labels), default=0) if y_labels else 0
-    y_scale = min(longest + 4, 24) / 24
-    if orientation == "Vertical":
-        left = top
-    else:
-        left = int((min(width, height) + int(0.2 * abs(width - height))) * y_scale)
-    x_start = 0 if y_labels is None else (3 * left if orientation == "Vertical" else left)
-    grid_w = columns * width + (columns - 1) * spacing + x_start
+    x_labels, y_labels = ([s[:LABEL_MAX] for s in labels] if labels is not None else None
+                          for labels in (x_labels, y_labels))
+    grid_w, grid_h, left, top, x_start = grid_layout(columns, rows, height, width, spacing, orientation, x_labels,
+                                                     y_labels)
+    y_scale = _y_scale(max((len(s) for s in y_labels), default=0) if y_labels else 0)
     y_offset = 0 if x_labels is None else 3 * top
-    grid_h = rows * height + (rows - 1) * spacing + y_offset
     grid = Image.new("RGBA", (grid_w, grid_h), (255, 255, 255, 255))
     for row in range(rows):
         x_offset = x_start
         for column in range(columns):
-            picture = pictures[row * columns + column]
+            picture = image_to_pil(images[row * columns + column])  # one 8-bit copy at a time
             grid.paste(picture, (x_offset, y_offset))
             if row == 0 and x_labels is not None:
                 text = x_labels[column]
@@ -1089,4 +1164,7 @@ def draw_grid(images: list, columns: int, rows: int, x_labels: list | None, y_la
                 grid.alpha_composite(label, ((x_offset - label.width) // 2, label_y))
             x_offset += picture.width + spacing
         y_offset += height + spacing
-    return torch.from_numpy(np.asarray(grid, dtype=np.float32) / 255.0)[None]
+    array = np.asarray(grid, dtype=np.float32)
+    del grid
+    array /= 255.0  # in place: no second float copy
+    return torch.from_numpy(array)[None]

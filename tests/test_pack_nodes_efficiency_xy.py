@@ -3,6 +3,10 @@ pack computes them (its generate_ints / generate_floats formulas, written out he
 equal to KSampler (Efficient) run alone with each cell's settings, the grid's layout by the pack's
 formulas, the axes swapped, UI and API saves with the pack's class names and the refusals."""
 
+import os
+import shutil
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -23,17 +27,30 @@ def registry():
     return Registry().load_builtin()
 
 
+MODEL_FILES = (("checkpoints", "tiny.safetensors", lambda p: write_checkpoint(p, "sd1")),
+               ("checkpoints", "other.safetensors", lambda p: write_checkpoint(p, "sd1", seed=3)),
+               ("loras", "first.safetensors", lambda p: write_lora(p, "sd1", seed=1)),
+               ("loras", "second.safetensors", lambda p: write_lora(p, "sd1", seed=2)),
+               ("upscale_models", "x4.safetensors", lambda p: write_esrgan(p, scale=4)),
+               ("controlnet", "control.safetensors", lambda p: write_controlnet(p, "sd1")),
+               ("vae", "other_vae.safetensors", lambda p: write_vae(p, seed=4)))
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """The test models, written once for the module (each test gets copies)."""
+    home = tmp_path_factory.mktemp("xy_models")
+    for sub, name, write in MODEL_FILES:
+        (home / sub).mkdir(exist_ok=True)
+        write(home / sub / name)
+    return home
+
+
 @pytest.fixture
-def models(tmp_folders):
-    for sub in ("checkpoints", "loras", "vae", "upscale_models", "controlnet"):
+def models(tmp_folders, model_files):
+    for sub, name, _ in MODEL_FILES:
         (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "other.safetensors", "sd1", seed=3)
-    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
-    write_lora(tmp_folders.models / "loras" / "second.safetensors", "sd1", seed=2)
-    write_esrgan(tmp_folders.models / "upscale_models" / "x4.safetensors", scale=4)
-    write_controlnet(tmp_folders.models / "controlnet" / "control.safetensors", "sd1")
-    write_vae(tmp_folders.models / "vae" / "other_vae.safetensors", seed=4)
+        shutil.copy(model_files / sub / name, tmp_folders.models / sub / name)  # a copy: a test may rewrite it
     return tmp_folders
 
 
@@ -141,7 +158,10 @@ def test_manual_entry_reads_the_text_by_the_packs_rules(registry, models, plot_t
 @pytest.mark.parametrize("plot_type, text", [("Steps", "ten"), ("Sampler", "nope"), ("Seeds++ Batch", "2;3"),
                                              ("Seeds++ Batch", "2.5"), ("Seeds++ Batch", "80"),
                                              ("Seeds++ Batch", "0"), ("Checkpoint", "missing.safetensors"),
-                                             ("Positive Prompt S/R", ";x"), ("LoRA", "first.safetensors,20")])
+                                             ("Positive Prompt S/R", ";x"), ("LoRA", "first.safetensors,20"),
+                                             ("Seeds++ Batch", "nan"), ("Seeds++ Batch", "inf"),
+                                             ("Seeds++ Batch", "1e400"), ("CFG Scale", "nan"), ("Denoise", "nan"),
+                                             ("CFG Scale", "1e400"), ("Steps", "9" * 5000)])
 def test_manual_entry_refuses_what_the_pack_rejects(registry, models, plot_type, text):
     with pytest.raises(NodeInputError) as e:
         call(registry, "XYManualEntry", plot_type=plot_type, plot_value=text)
@@ -158,7 +178,7 @@ def loader(**changes):
 
 def sampler(script=None, **changes):
     inputs = {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 2], "latent_image": ["1", 3],
-              "optional_vae": ["1", 4], "seed": 5, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+              "optional_vae": ["1", 4], "seed": 5, "steps": 1, "cfg": 7.0, "sampler_name": "euler",
               "scheduler": "normal", "denoise": 1.0, "preview_method": "auto", "vae_decode": "true"}
     if script:
         inputs["script"] = script
@@ -269,7 +289,7 @@ def test_ui_save_with_prompt_sr_and_seeds(registry, models):
                 [("dependencies", "DEPENDENCIES", 6), ("X", "XY", 7), ("Y", "XY", 8)], [("SCRIPT", "SCRIPT", [9])]),
         ui_node(3, "XY Input: Prompt S/R", sr_widgets("red", ["blue", "green"]), [], [("X or Y", "XY", [7])]),
         ui_node(4, "XY Input: Seeds++ Batch", [2], [], [("X or Y", "XY", [8])]),
-        ui_node(5, "KSampler (Efficient)", [5, None, 2, 7.0, "euler", "normal", 1.0, "auto", "true"],
+        ui_node(5, "KSampler (Efficient)", [5, None, 1, 7.0, "euler", "normal", 1.0, "auto", "true"],
                 [("model", "MODEL", 1), ("positive", "CONDITIONING", 2), ("negative", "CONDITIONING", 3),
                  ("latent_image", "LATENT", 4), ("optional_vae", "VAE", 5), ("script", "SCRIPT", 9)],
                 [("MODEL", "MODEL", []), ("CONDITIONING+", "CONDITIONING", []), ("CONDITIONING-", "CONDITIONING", []),
@@ -531,3 +551,157 @@ def test_lora_plot_model_by_clip_strength(registry, models):
     del graph["2"]["inputs"]["Y"]
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["5"])
     assert not result.ok and "both of LoRA Plot's outputs" in str(result.error)
+
+
+def rewrite(path, write):
+    """A model file written again under its name, with another modification time."""
+    stamp = path.stat().st_mtime_ns
+    write(path)
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
+
+
+CKPT_AXIS = {"class_type": "XY Input: Checkpoint", "inputs": {
+    "target_ckpt": "Base", "input_mode": "Ckpt Names", "batch_path": "/example_folder", "subdirectories": False,
+    "batch_sort": "ascending", "batch_max": -1, "ckpt_count": 2, "ckpt_name_1": "tiny.safetensors",
+    "ckpt_name_2": "other.safetensors"}}
+MANUAL_CKPT_AXIS = {"class_type": "XY Input: Manual XY Entry", "inputs": {
+    "plot_type": "Checkpoint", "plot_value": "tiny.safetensors;other.safetensors"}}
+
+
+@pytest.mark.parametrize("axis", [CKPT_AXIS, MANUAL_CKPT_AXIS], ids=["Checkpoint", "Manual XY Entry"])
+def test_an_axis_file_rewritten_under_its_name_runs_the_plot_again(registry, models, axis):
+    """The XY inputs naming model files fingerprint them (as the Efficient Loader does): a
+    checkpoint rewritten under the same name makes the sampler run again, with the new weights."""
+    graph = xy_prompt(axis, None)
+    del graph["2"]["inputs"]["Y"], graph["4"]
+    executor = Executor(registry)
+    first = executor.run(parse_workflow(graph, registry), outputs=["5"])
+    assert first.ok, first.error
+    assert "5" not in executor.run(parse_workflow(graph, registry), outputs=["5"]).executed  # cached
+    rewrite(models.models / "checkpoints" / "other.safetensors", lambda p: write_checkpoint(p, "sd1", seed=9))
+    again = executor.run(parse_workflow(graph, registry), outputs=["5"])
+    assert again.ok and {"3", "5"} <= set(again.executed)
+    assert torch.equal(again.values["5"][5][0], first.values["5"][5][0])  # tiny.safetensors: unchanged
+    assert not torch.equal(again.values["5"][5][1], first.values["5"][5][1])
+
+
+@pytest.mark.parametrize("node, widgets, folder, name", [
+    ("XYCheckpoint", {"ckpt_count": 1, "ckpt_name_1": "other.safetensors"}, "checkpoints", "other.safetensors"),
+    ("XYCheckpoint", {"input_mode": "Ckpt Names+ClipSkip+VAE", "ckpt_count": 1, "ckpt_name_1": "tiny.safetensors",
+                      "vae_name_1": "other_vae.safetensors"}, "vae", "other_vae.safetensors"),
+    ("XYVAE", {"vae_count": 2, "vae_name_1": "Baked VAE", "vae_name_2": "other_vae.safetensors"}, "vae",
+     "other_vae.safetensors"),
+    ("XYLoRA", {"lora_count": 1, "lora_name_1": "second.safetensors"}, "loras", "second.safetensors"),
+    ("XYLoRAPlot", {"lora_name": "second.safetensors"}, "loras", "second.safetensors"),
+    ("XYManualEntry", {"plot_type": "Checkpoint", "plot_value": "tiny.safetensors;other.safetensors, -2"},
+     "checkpoints", "other.safetensors"),
+    ("XYManualEntry", {"plot_type": "LoRA", "plot_value": "first.safetensors;second.safetensors,0.5"}, "loras",
+     "second.safetensors"),
+    ("XYManualEntry", {"plot_type": "VAE", "plot_value": "other_vae.safetensors"}, "vae", "other_vae.safetensors"),
+    ("LoRAStacker", {"lora_count": 2, "lora_name_2": "second.safetensors"}, "loras", "second.safetensors"),
+])
+def test_fingerprints_follow_the_named_files(registry, models, node, widgets, folder, name):
+    """Each node's fingerprint (with its widgets, as the executor calls it) changes when a file in
+    use is rewritten, and gives a marker, not an error, once it is gone (run() reports it)."""
+    cls = registry.get(node)
+    before = cls.fingerprint(**widgets)
+    path = models.models / folder / name
+    rewrite(path, lambda p: p.write_bytes(p.read_bytes() + b" "))
+    after = cls.fingerprint(**widgets)
+    assert after != before
+    path.unlink()
+    assert cls.fingerprint(**widgets) not in (before, after)
+
+
+def test_prompt_sr_on_both_axes_applies_x_then_y(registry, models):
+    """Prompt S/R on X ("red" -> "cat") and on Y ("cat" -> "dog"): a cell applies X's replacement,
+    then Y's, as the pack does: "a red cat on a red mat" -> "a cat cat ..." -> "a dog cat ..."."""
+    def sr(search, replacement):
+        return {"class_type": "XY Input: Prompt S/R", "inputs": {
+            "target_prompt": "positive", "search_txt": search, "replace_count": 1, "replace_1": replacement}}
+
+    images = run_graph(registry, xy_prompt(sr("red", "cat"), sr("cat", "dog"), steps=1), ["5"]).values["5"][5]
+    for i, prompt in enumerate(("a red cat on a red mat", "a cat cat on a red mat", "a red dog on a red mat",
+                                "a dog cat on a red mat")):
+        assert torch.equal(images[i:i + 1], single(registry, {"positive": prompt}, steps=1)[1]), prompt
+
+
+def test_the_grid_estimate_is_the_drawn_size(registry):
+    """grid_layout, which the checks use, gives draw_grid's size, tall and wide cells, both
+    orientations, labels or none."""
+    from nodes.pack_nodes_efficiency_xy import draw_grid, grid_layout
+
+    for height, width, columns, rows, orientation in ((256, 16, 1, 3, "Horizontal"), (16, 200, 2, 2, "Vertical"),
+                                                      (40, 40, 3, 1, "Horizontal")):
+        for x_labels, y_labels in ((["CFG: 7.0"] * columns, [f"Seed: {i}" for i in range(rows)]), (None, None),
+                                   (None, ["x" * 300] * rows)):
+            grid = draw_grid([torch.zeros(height, width, 3)] * (columns * rows), columns, rows, x_labels, y_labels, 5,
+                             orientation)
+            assert grid.shape[1:3] == grid_layout(columns, rows, height, width, 5, orientation, x_labels,
+                                                  y_labels)[1::-1]
+
+
+def test_the_grid_limit_counts_the_hires_scale(registry, models):
+    """A HighRes-Fix Script chained after the plot makes 96x96 cells from 64x64 latents: the plot
+    (draw_grid's size for those) is refused before any cell runs where it passes max_pixels, and
+    the cells hold the size the estimate took."""
+    from graphflow.resource_limits import RunLimits
+    from nodes.efficiency_nodes import Script, hires_image_size
+    from nodes.pack_nodes_efficiency_xy import grid_layout
+
+    graph = xy_prompt(SEED_AXIS, CFG_AXIS, output="Plot")
+    graph["6"] = hires_fix(["2", 0])
+    graph["5"]["inputs"]["script"] = ["6", 0]
+    real = grid_layout(2, 2, 96, 96, 0, "Horizontal", ["Seed: 5", "Seed: 6"], ["CFG: 4.0", "CFG: 8.0"])[:2]
+    result = Executor(registry, limits=RunLimits(max_pixels=real[0] * real[1] - 1)).run(
+        parse_workflow(graph, registry), outputs=["5"])
+    assert not result.ok and f"{real[0]}x{real[1]}" in str(result.error) and "5" not in result.executed
+    hires = call(registry, "HighResFixScript", **hires_fix()["inputs"])
+    assert hires_image_size(hires, 8, 8) == (96, 96)
+    pixel = call(registry, "HighResFixScript", **{**hires_fix()["inputs"], "upscale_type": "pixel",
+                                                  "upscale_by": 2.0})
+    assert hires_image_size(pixel, 8, 8) == (round(64 * 4 * 2.0 / 4),) * 2 and hires_image_size(Script(), 8, 8) == \
+        (64, 64)
+    both = call(registry, "HighResFixScript", **{**hires_fix()["inputs"], "upscale_type": "both", "upscale_by": 1.3})
+    assert hires_image_size(both, 8, 8) == (round(64 * 4 * 1.3 / 4) // 8 * 8,) * 2  # decoded again: 80, not 83
+
+
+def test_the_memory_counted_is_what_the_grid_holds(registry, models, monkeypatch):
+    """The memory check counts the cells' float32 images and then the larger of the grid drawn
+    (8-bit RGBA + float32 RGBA) and, for "Images", the cells' batch."""
+    import nodes.pack_nodes_efficiency_xy as xy
+    from nodes.pack_nodes_efficiency_xy import grid_layout
+
+    counted = []
+    monkeypatch.setattr(xy, "check_run_memory", lambda name, what, sampled=None, images=None: counted.append(images))
+    for output in ("Plot", "Images"):
+        counted.clear()
+        run_graph(registry, xy_prompt(CFG_AXIS, SEED_AXIS, output=output, steps=1), ["5"])
+        w, h = grid_layout(2, 2, 64, 64, 0, "Horizontal", ["CFG: 4.0", "CFG: 8.0"], ["Seed: 5", "Seed: 6"])[:2]
+        cells = 4 * 64 * 64 * 3 * 4
+        want = cells + max(w * h * (4 + 4 * 4), cells if output == "Images" else 0)
+        assert len(counted) == 2  # before the first cell, and with the cells made
+        for size in counted:
+            got = size.batch * size.height * size.width * 3 * 4
+            assert want <= got < want + size.height * size.width * 3 * 4
+
+
+def test_a_long_label_is_cut_before_it_is_measured():
+    from nodes.pack_nodes_efficiency_xy import LABEL_MAX, draw_grid
+
+    cells = [torch.zeros(64, 64, 3)] * 2
+    start = time.monotonic()
+    long = draw_grid(cells, 2, 1, ["cat", "x" * 1_000_000], None, 0, "Horizontal")
+    tall = draw_grid(cells, 1, 2, None, ["cat", "x" * 1_000_000], 0, "Horizontal")
+    assert time.monotonic() - start < 5  # uncut: about 20 s a header
+    assert torch.equal(long, draw_grid(cells, 2, 1, ["cat", "x" * LABEL_MAX], None, 0, "Horizontal"))
+    assert torch.equal(tall, draw_grid(cells, 1, 2, None, ["cat", "x" * LABEL_MAX], 0, "Horizontal"))
+
+
+def test_seeds_past_the_largest_seed_are_refused_before_a_cell_runs(registry, models):
+    result = Executor(registry).run(parse_workflow(xy_prompt(SEED_AXIS, CFG_AXIS, seed=2**64 - 1), registry),
+                                    outputs=["5"])
+    assert not result.ok and result.error["input"] == "seed" and "largest seed" in result.error["message"]
+    ok = Executor(registry).run(parse_workflow(xy_prompt(SEED_AXIS, CFG_AXIS, seed=2**64 - 2, steps=1), registry),
+                                outputs=["5"])
+    assert ok.ok, ok.error
