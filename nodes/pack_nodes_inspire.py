@@ -1145,17 +1145,19 @@ class InspireMakeBasicPipe(Node):
         model, clip, vae = _core(LoadCheckpoint, {"checkpoint": "ckpt_name"}, checkpoint=self.ckpt_name)
         clip = _core(CLIPSetLastLayer, clip=clip, stop_at_clip_layer=self.stop_at_clip_layer)
 
-        def encode(clip, part):
-            return advanced_encode(clip, part, self.token_normalization, self.weight_interpretation,
-                                   "positive_populated_text")
-
         conditionings = []
         for side in ("positive", "negative"):
+            name = f"{side}_populated_text"  # what errors in the text name (both modes encode the populated text)
+
+            def encode(clip, part, name=name):
+                return advanced_encode(clip, part, self.token_normalization, self.weight_interpretation, name)
+
             if self.wildcard_mode == "populate":
                 text = process_wildcards(getattr(self, f"{side}_wildcard_text"), self.seed, f"{side}_wildcard_text")
             else:
-                text = getattr(self, f"{side}_populated_text")
-            model, clip, conditioning = encode_with_loras(process_wildcards(text, self.seed), model, clip, encode)
+                text = getattr(self, name)
+            model, clip, conditioning = encode_with_loras(process_wildcards(text, self.seed), model, clip, encode,
+                                                          input_name=name)
             conditionings.append(conditioning)
         vae = self.vae_opt if self.vae_opt is not None else vae
         return (model, clip, vae, *conditionings), self.ckpt_key_opt or self.ckpt_name

@@ -15,7 +15,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.sampling.noise import NoiseSource
-from graphflow.testing import write_checkpoint
+from graphflow.testing import write_checkpoint, write_lora
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_inspire as inspire
 from nodes import pack_nodes_inspire_lbw as lbw
@@ -476,6 +476,22 @@ def test_wildcard_encode_weights_each_break_part_as_the_advanced_encoder(registr
     assert torch.equal(weighted[2][0][0], want[0][0]) and not torch.equal(weighted[2][0][0], plain[2][0][0])
     fixed = call(registry, "InspireWildcardEncode", **{**common, "mode": "fixed", "populated_text": "kept text"})
     assert fixed[3] == "kept text"
+
+
+@pytest.mark.parametrize("side", ["positive", "negative"])
+def test_make_basic_pipe_names_the_side_whose_text_fails(registry, models, tmp_folders, side):
+    """A LoRA tag the pack refuses (block weights "A" used, no A= given) in one side's text is
+    refused naming that side's populated text (the negative's was blamed on the positive's), not
+    encode_with_loras' own default name."""
+    (tmp_folders.models / "loras").mkdir(exist_ok=True)
+    write_lora(tmp_folders.models / "loras" / "style.safetensors", "sd1", seed=3)
+    texts = {"positive_populated_text": "a cat", "negative_populated_text": "blurry"}
+    texts[f"{side}_populated_text"] = "<lora:style:1:LBW=A,1,1,1,1,1,1,1,1,1,1,1>"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InspireMakeBasicPipe", ckpt_name="tiny.safetensors", positive_wildcard_text="",
+             negative_wildcard_text="", wildcard_mode="fixed", token_normalization="none",
+             weight_interpretation="comfy", stop_at_clip_layer=-2, seed=1, **texts)
+    assert caught.value.input == f"{side}_populated_text"
 
 
 def test_make_basic_pipe_equals_loader_clip_skip_and_encodes(registry, models):
