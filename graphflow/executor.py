@@ -123,10 +123,11 @@ class Executor:
         one whose fingerprint reads a linked widget's value, nor those after it, whose keys the run
         makes (the cluster routes by these keys, so they are the same on every call)."""
         signatures, fingerprints = _keys(plan, uuid.uuid4().hex, self.registry, _workflow_json(plan))
-        pending = set()
+        pending = set()  # also a never-cacheable node and those after it: keys of one call only
         for node_id in plan.order:
-            if fingerprints[node_id] is LINKED_FINGERPRINT or \
-                    any(src in pending for src, _ in plan.nodes[node_id].links.values()):
+            node = plan.nodes[node_id]
+            if fingerprints[node_id] is LINKED_FINGERPRINT or not node.cls.cacheable or \
+                    any(src in pending for src, _ in node.links.values()):
                 pending.add(node_id)
         return {node_id: key for node_id, key in signatures.items() if node_id not in pending}
 
@@ -147,7 +148,7 @@ class Executor:
         emit({"type": "run_started", "run_id": run_id, "nodes": plan.order, "cached": cached})
         if failure is not None:
             node_id = failure.node_id
-            if isinstance(failure.error, (Interrupted, ForcedInterrupt)):  # stopped while hashing its file
+            if isinstance(failure.error, Interrupted):  # stopped while hashing its file
                 self._interrupted(result, emit, node_id, plan.nodes[node_id].cls.node_type, "before it started")
             else:
                 self._fail(result, emit, node_id, plan.nodes[node_id].cls.node_type, failure.error)
@@ -162,10 +163,15 @@ class Executor:
                 return
             sources = [src for src, _ in node.links.values()]
             if fingerprints[node_id] is LINKED_FINGERPRINT:  # its sources have run: the linked values are known
-                fingerprints[node_id] = _linked_fingerprint(node_id, plan, values, self.registry, workflow_json,
-                                                            interrupt, self.limits)
+                try:
+                    fingerprints[node_id] = _linked_fingerprint(node_id, plan, values, self.registry, workflow_json,
+                                                                interrupt, self.limits)
+                except Interrupted:
+                    self._interrupted(result, emit, node_id, node_type, "before it started")
+                    return
                 rekeyed.add(node_id)
-            if fingerprints[node_id] is UNFINGERPRINTED or any(src in per_run for src in sources):
+            if fingerprints[node_id] is UNFINGERPRINTED or not node.cls.cacheable or \
+                    any(src in per_run for src in sources):
                 per_run.add(node_id)  # its outputs are not kept: no later run has this key
             if node_id in rekeyed or any(src in rekeyed for src in sources):
                 rekeyed.add(node_id)
@@ -458,8 +464,14 @@ def _linked_fingerprint(node_id: str, plan: Plan, values: dict, registry, workfl
     count = max((len(v) for v in linked.values() if isinstance(v, ItemList)), default=0)
     rows = [{name: v[min(k, len(v) - 1)] if isinstance(v, ItemList) else v for name, v in linked.items()}
             for k in range(count)] if count else [linked]
+    made = []
     try:
-        return tuple(_fingerprint(node_id, plan, node.widgets | row, registry, workflow_json, interrupt, limits)
-                     for row in rows)
+        for row in rows:
+            if interrupt is not None and interrupt.is_set():  # a list of many names: one file each
+                raise Interrupted(f"interrupted in node {node_id} ({node.cls.node_type}) before it started")
+            made.append(_fingerprint(node_id, plan, node.widgets | row, registry, workflow_json, interrupt, limits))
+    except Interrupted:
+        raise
     except (Exception, SystemExit):
         return UNFINGERPRINTED
+    return tuple(made)

@@ -324,19 +324,32 @@ def _input_spec(cls, name, hint, default) -> InputSpec:
 
 
 def _check_fingerprint(cls) -> None:
-    """A fingerprint is called with the widget values only: one that needs another input (a
-    socket) would fail every run, so it is refused where the node is declared."""
+    """A fingerprint is called as fingerprint(**widget values): one that needs another input (a
+    socket), or that takes fewer than all the widgets without **widgets, would fail every run, so
+    it is refused where the node is declared."""
     try:
-        parameters = inspect.signature(cls.fingerprint).parameters.values()
+        parameters = list(inspect.signature(cls.fingerprint).parameters.values())
     except (TypeError, ValueError):
         return
+    if parameters and parameters[0].name == "self":
+        raise NodeDeclarationError(f"node {cls.__name__}: fingerprint() takes self; it is called on the class: "
+                                   f"declare it @classmethod")
+    named = set()
     for p in parameters:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
         spec = cls.input_specs.get(p.name)
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty and \
-                (spec is None or spec.widget is None):
-            what = "a socket" if spec is not None else "no input of the node"
+        if p.kind == p.POSITIONAL_ONLY or p.default is p.empty and (spec is None or spec.widget is None):
+            what = "a socket" if spec is not None else "no input of the node" if p.kind != p.POSITIONAL_ONLY \
+                else "a positional-only parameter"
             raise NodeDeclarationError(f"node {cls.__name__}: fingerprint() takes {p.name!r}, {what}; it is called "
-                                       f"with the widget values only (take **inputs for the rest)")
+                                       f"with the widget values only, by name (take **inputs for the rest)")
+        named.add(p.name)
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+        missing = [name for name, spec in cls.input_specs.items() if spec.widget is not None and name not in named]
+        if missing:
+            raise NodeDeclarationError(f"node {cls.__name__}: fingerprint() is called with every widget value but "
+                                       f"does not take {', '.join(map(repr, missing))}: add **widgets")
 
 
 def _declared_outputs(cls) -> tuple[OutputSpec, ...]:

@@ -174,7 +174,7 @@ class KSamplerSelect(Node):
 class BasicScheduler(Node):
     """The sigma schedule KSampler would use: the named scheduler over the model's own noise
     levels for `steps` steps; denoise < 1 keeps the last steps of a steps / denoise-step schedule
-    (img2img), which may be at most 10000 steps long."""
+    (img2img), which may be at most 20000 steps long."""
     category = "sampling/custom_sampling/schedulers"
     model: MODEL
     scheduler: str = Choice(SCHEDULER_NAMES, "simple")

@@ -86,6 +86,8 @@ def latent_mask(mask, samples, name: str = "mask"):
                                    f"{tuple(samples.shape)}")
     batch, channels, height, width = samples.shape
     frames = math.prod(mask.shape[:-2])
+    if frames == 0 or 0 in mask.shape[-2:]:
+        raise NodeInputError(name, f"an empty mask {tuple(mask.shape)}; expected at least one mask of at least 1 x 1")
     if frames > batch:  # counted before the resize, which would make every frame latent-sized first
         raise NodeInputError(name, f"{frames} masks for a batch of {batch} latents; expected at most one per latent")
     mask = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=(height, width), mode="bilinear")

@@ -661,7 +661,7 @@ class XYManualEntry(Node):
     @classmethod
     def fingerprint(cls, plot_type=NOTHING, plot_value="", **widgets):
         """The named files' states: each entry's name (a checkpoint's or LoRA's before its first ",")."""
-        kind = MANUAL_FOLDERS.get(plot_type)
+        kind = MANUAL_FOLDERS.get(plot_type) if isinstance(plot_type, str) else None  # a linked value may be anything
         if kind is None or not isinstance(plot_value, str):
             return None
         entries = plot_value.replace("\n", "").rstrip(";").split(";")

@@ -504,9 +504,10 @@ class InspireKSamplerProgress(Node):
             raise NodeInputError("denoise", "denoise 0 leaves no step to run (the pack divides by it)")
         from graphflow.sampling.schedules import schedule_length
 
-        total = schedule_length(self.steps, self.denoise)  # int(steps / denoise), refused past 10,000 steps
+        total = schedule_length(self.steps, self.denoise)  # int(steps / denoise), refused past 20,000 steps
         return _progress(self, self.model, self.positive, self.negative, self.latent_image, self.seed, total,
-                         start_step=total - self.steps, end_step=total, return_with_leftover_noise=False)
+                         start_step=total - self.steps, end_step=total, return_with_leftover_noise=False,
+                         counted_from=total - self.steps)  # prompt editing counts the user's steps, as KSampler's
 
 
 class InspireKSamplerAdvancedProgress(Node):

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from graphflow.api import (ANY, CLIP, CONDITIONING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
-                           Text, current_node_id, current_workflow)
+                           Text, check_interrupted, current_node_id, current_workflow)
 from nodes.conditioning import MAX_SIZE, CLIPEncode, CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, encoded
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_adv_clip import _is_clip
@@ -41,6 +41,9 @@ CHUNK = 75  # tokens of a chunk between its start and end token (A1111's chunk_l
 COMMA_BACKTRACK = 20  # A1111's "prompt word wrap length limit": the pack's engine fixes it at 20
 ROUND, SQUARE = 1.1, 1 / 1.1  # (word) and [word] multipliers
 MAX_SCHEDULE_STEPS = 10000  # the pack's prompt handler clamps the sampler's steps to this
+# the characters a prompt's schedule texts may hold in all (entries x prompt length): 1000 entries of
+# a 20,000-character prompt; each text is parsed and encoded after, so this bounds that work too
+MAX_SCHEDULE_CHARS = 20_000_000
 BREAK_MARK = -1.0  # the weight A1111's parser gives a BREAK
 MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may make (alternation: one per step)
 # 75-token chunks the distinct texts of one prompt's editing may encode in all: each is an encoder
@@ -250,11 +253,11 @@ def schedule_steps(items, steps: int) -> list[int]:
     """The steps at which the prompt changes, the last one `steps` (A1111's collect_steps): a
     [from:to:when] ends `from` at step `when` (with a "." a fraction of the steps, else a step
     number), cut to whole steps; an alternation changes at every step."""
-    ends = {steps}
+    ends, alternates = {steps}, []
 
     def visit(item):
         if isinstance(item, _Alternate):
-            ends.update(range(1, steps + 1))
+            alternates.append(item)  # every step, added once below (not once per alternation)
             return
         value = _number(item.when, "a prompt editing step")
         if "." in item.when:
@@ -264,6 +267,8 @@ def schedule_steps(items, steps: int) -> list[int]:
             ends.add(item.step)
 
     _walk(items, visit)
+    if alternates:
+        ends.update(range(1, steps + 1))
     return sorted(ends)
 
 
@@ -284,7 +289,10 @@ def _text_at(items, step: int) -> str:
 def prompt_schedule(text: str, steps: int, max_entries: int | None = None) -> list[tuple[int, str]]:
     """[(last step, prompt text)] for a prompt with editing / alternation, as A1111's
     get_learned_conditioning_prompt_schedules: "a [b:3]" at 10 steps is [(3, "a "), (10, "a b")].
-    More than max_entries stretches are refused before any text is made."""
+    More than max_entries stretches, or texts that would hold more than MAX_SCHEDULE_CHARS
+    characters in all, are refused before any text is made."""
+    if "[" not in text:  # no editing or alternation (emphasis alone may nest deeper than the cap)
+        return [(steps, text)]
     items = parse_schedule(text)
     if items is None:
         return [(steps, text)]
@@ -292,7 +300,15 @@ def prompt_schedule(text: str, steps: int, max_entries: int | None = None) -> li
     if max_entries is not None and len(ends) > max_entries:
         raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes {len(ends)} "
                                      f"conditioning entries, more than {max_entries}: use fewer steps or alternations")
-    return [(end, _text_at(items, end)) for end in ends]
+    if len(ends) * len(text) > MAX_SCHEDULE_CHARS:  # each entry's text is at most about the prompt's length
+        raise NodeInputError("text", f"the prompt's editing / alternation over {steps} steps makes {len(ends)} texts "
+                                     f"of up to {len(text)} characters, more than {MAX_SCHEDULE_CHARS} in all: "
+                                     f"shorten the prompt or use fewer steps or alternations")
+    out = []
+    for end in ends:
+        check_interrupted()
+        out.append((end, _text_at(items, end)))
+    return out
 
 
 _AND = re.compile(r"\bAND\b")

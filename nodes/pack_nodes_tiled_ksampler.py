@@ -183,15 +183,20 @@ def tile_plan(strategy: str, steps: int, height: int, width: int, tile_h: int, t
 def tile_steps(strategy: str, steps: int, height: int, width: int, tile_h: int, tile_w: int, seed: int) -> int:
     """The tile steps tile_plan's plan runs (each tile's sampler steps, summed over its tiles),
     counted from the layout without making the tiles: the grids' sizes, and the random strategies'
-    jitters step by step (each step lays len(lines) rows, or columns, alternating two layouts)."""
+    jitters step by step (each step lays len(lines) rows, or columns, alternating two layouts),
+    stopping once past MAX_TILE_STEPS (a count the run refuses whatever it comes to)."""
     import torch
 
     if strategy in ("random", "random strict"):
         generator, total = torch.Generator("cpu").manual_seed(seed), 0
         for step in range(steps):
+            if step % 256 == 0:
+                check_interrupted()
             rows, cols = _random_spans(height, width, tile_h, tile_w, generator)
             lines, across = (rows, cols) if step % 2 == 0 else (cols, rows)
             total += (len(lines[0]) + 1) // 2 * len(across[0]) + len(lines[0]) // 2 * len(across[1])
+            if total > MAX_TILE_STEPS:  # past the cap: the exact count no longer matters
+                return total
         return total
     if strategy == "padded":
         rows, cols = _padded_lines(height, tile_h // 4 * 4), _padded_lines(width, tile_w // 4 * 4)
@@ -366,8 +371,9 @@ def _check_model(model):
 
 def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: str, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, positive, negative, latent: dict, start: int, end: int,
-                 add_noise: bool, leftover_flag: bool, preview: bool) -> dict:
-    """Sample `latent` tile by tile over steps start..end of a `steps`-step schedule."""
+                 add_noise: bool, leftover_flag: bool, preview: bool, counted_from: int = 0) -> dict:
+    """Sample `latent` tile by tile over steps start..end of a `steps`-step schedule; prompt editing
+    (step_range conditioning) counts the schedule's steps from counted_from."""
     import torch
 
     from graphflow.images import image_to_pil
@@ -454,7 +460,7 @@ def tiled_sample(model, seed: int, tile_width: int, tile_height: int, strategy: 
                         model, run, tile_noise, tile_latent, sides[0].cut(tile, controls),
                         sides[1].cut(tile, controls), cfg, sampler_name, seed, noise_mask=mask,
                         batch_index=batch_index, callback=on_step, preview_every=1 if preview else 0,
-                        step_sigmas=sigmas)  # prompt editing (CLIP Text Encode++) counts the whole schedule's steps
+                        step_sigmas=sigmas[counted_from:])  # prompt editing (CLIP Text Encode++) counts these steps
                 target[region] = result if mask is None else target[region] * (1 - mask) + result * mask
             samples = target
     return {**latent, "samples": samples}
@@ -505,7 +511,7 @@ class TiledKSampler(Node):
     outside the tile is left out). Refused: flow / video / Stable Cascade models, whole-image concat
     conditioning, ControlNets with a latent hint or a mask (an inpainting ControlNet's;
     Advanced-ControlNet's strength mask, keyframe masks or masked weights); denoise 0; a steps /
-    denoise schedule longer than 10000 steps (as KSampler); a run of more than 1,000,000 tile steps
+    denoise schedule longer than 20000 steps (as KSampler); a run of more than 1,000,000 tile steps
     (each tile's steps, summed over the tiles: an 8192 x 8192 image in 512-pixel tiles takes at
     most about 96,000 at 100 steps)."""
     category = "sampling"
@@ -535,7 +541,8 @@ class TiledKSampler(Node):
         total = schedule_length(self.steps, self.denoise)  # KSampler's, capped as KSampler's
         return tiled_sample(self.model, self.seed, self.tile_width, self.tile_height, self.tiling_strategy, total,
                             self.cfg, self.sampler_name, self.scheduler, self.positive, self.negative,
-                            self.latent_image, total - self.steps, total, True, False, True)
+                            self.latent_image, total - self.steps, total, True, False, True,
+                            counted_from=total - self.steps)  # prompt editing counts the user's steps, as KSampler's
 
 
 class TiledKSamplerAdvanced(Node):

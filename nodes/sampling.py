@@ -40,7 +40,7 @@ def _sample(node, seed: int, **options) -> dict:
 class KSampler(Node):
     """Denoise a latent: from pure noise (txt2img, denoise 1.0) or part-way from an encoded
     image (img2img, denoise < 1: the last steps of a steps / denoise-step schedule, which may be at
-    most 10000 steps long). cfg scales how strongly the positive prompt is followed
+    most 20000 steps long). cfg scales how strongly the positive prompt is followed
     against the negative: uncond + cfg * (cond - uncond). The starting noise comes from the
     seed on the CPU, so it is the same on every device. Ancestral and SDE samplers add noise at
     every step: noise_mode "comfy" draws it as ComfyUI does (one stream on the model's device);

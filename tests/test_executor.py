@@ -327,6 +327,91 @@ def test_a_linked_value_the_fingerprint_cannot_read_is_judged_by_the_run(toy_reg
     assert result.error["input"] == "path" and "no such file" in result.error["message"]
 
 
+def test_an_interrupt_while_a_linked_fingerprint_is_made_stops_the_run_before_the_node(toy_registry, tmp_path):
+    """The run's interrupt reaches a fingerprint made once its linked value is known (a video's
+    hash can take long); an interrupt there stops the run before the node, as one while the
+    typed-in fingerprints are made does (it was taken for a failed fingerprint and the node ran)."""
+    import threading
+
+    from graphflow.api import Node, Text, check_interrupted
+    from graphflow.types import STRING
+
+    stop = threading.Event()
+    ran = []
+
+    class Hashed(Node):
+        output_node = True
+        name: str = Text("")
+        outputs = {"text": STRING}
+
+        @classmethod
+        def fingerprint(cls, name):
+            stop.set()  # the user presses stop while the file is hashed
+            check_interrupted()
+            return name
+
+        def run(self):
+            ran.append(self.name)
+            return self.name
+
+    toy_registry.add(Hashed)
+    linked = parse_workflow({"nodes": {"p": {"type": "Repeat", "inputs": {"text": "x"}},
+                                       "h": {"type": "Hashed", "inputs": {"name": ["p", 0]}}}})
+    typed = parse_workflow({"nodes": {"h": {"type": "Hashed", "inputs": {"name": "x"}}}})
+    for workflow in (linked, typed):
+        stop.clear()
+        result = Executor(toy_registry).run(workflow, interrupt=stop)
+        assert result.status == "interrupted" and result.error["node_id"] == "h", result.error
+        assert ran == []
+
+
+def test_nodes_after_a_never_cacheable_node_are_not_kept_nor_keyed_for_the_cluster(toy_registry):
+    """A never-cacheable node's key is the run's own, and so are those after it: their outputs are
+    not cached (no later run could hit them: they only pushed useful entries out), and
+    Executor.signatures leaves them out (its keys are the same on every call)."""
+    from graphflow.api import Node
+    from graphflow.validation import plan_workflow
+
+    class NeverCached(Node):
+        cacheable = False
+        outputs = {"x": toy_nodes.NUMBER}
+
+        def run(self):
+            return 2.0
+
+    toy_registry.add(NeverCached)
+    wf = parse_workflow({"nodes": {"c": {"type": "NeverCached"}, "s": {"type": "Scale", "inputs": {"x": ["c", 0]}},
+                                   "o": {"type": "Show", "inputs": {"x": ["s", 0]}},
+                                   "n": {"type": "Number"}, "o2": {"type": "Show", "inputs": {"x": ["n", 0]}}}})
+    executor = Executor(toy_registry)
+    executor.run(wf)
+    size = len(executor.cache)
+    for _ in range(3):
+        assert sorted(executor.run(wf).executed) == ["c", "o", "s"]
+    assert len(executor.cache) == size
+    plan, _ = plan_workflow(wf, toy_registry)
+    keys = executor.signatures(plan)
+    assert set(keys) == {"n", "o2"} and executor.signatures(plan) == keys
+
+
+@pytest.mark.parametrize("fingerprint, match", [
+    ("def fingerprint(cls, text):\n    return text", "does not take 'other'"),
+    ("def fingerprint(cls, *args):\n    return args", "does not take 'text', 'other'"),
+    ("def fingerprint(self, **widgets):\n    return None", "@classmethod"),
+])
+def test_a_fingerprint_that_cannot_take_every_widget_is_refused_where_declared(fingerprint, match):
+    from graphflow.api import Node, Text
+    from graphflow.node import NodeDeclarationError
+
+    namespace = {}
+    exec(fingerprint, namespace)  # the test's own source text, not user input
+    function = namespace["fingerprint"]
+    body = {"text": Text("a"), "other": Text("b"), "__annotations__": {"text": str, "other": str},
+            "run": lambda self: None, "fingerprint": function if "self" in fingerprint else classmethod(function)}
+    with pytest.raises(NodeDeclarationError, match=match):
+        type("Partial", (Node,), body)
+
+
 def test_failing_node_keeps_cache_of_finished_nodes(toy_registry):
     wf = parse_workflow({"nodes": {
         "1": {"type": "Number", "inputs": {"value": 4}},

@@ -596,3 +596,12 @@ def test_sizes_are_declared_before_running(registry):
                         limits=RunLimits(max_pixels=1024 * 1024, max_steps=1000, max_batch=32))
     found = {(p.node_id, p.input) for p in problems}
     assert {("4", "width"), ("5", "batch_size"), ("9", "steps")} <= found, problems
+
+
+def test_an_empty_mask_is_refused_by_name():
+    from nodes.pack_nodes_bnk_noise import latent_mask
+
+    for empty in (torch.ones(0, 8, 8), torch.ones(2, 0, 8)):
+        with pytest.raises(NodeInputError) as refused:
+            latent_mask(empty, torch.zeros(4, 4, 8, 8))
+        assert refused.value.input == "mask" and "empty" in str(refused.value)

@@ -613,6 +613,14 @@ def test_fingerprints_follow_the_named_files(registry, models, node, widgets, fo
     assert cls.fingerprint(**widgets) not in (before, after)
 
 
+def test_manual_entry_fingerprint_takes_any_linked_value(registry):
+    """A linked plot_type may be anything (a list, say): the fingerprint gives no state rather than
+    failing the run; run() judges the value."""
+    cls = registry.get("XYManualEntry")
+    assert cls.fingerprint(plot_type=["Checkpoint"], plot_value="a.safetensors") is None
+    assert cls.fingerprint(plot_type="Checkpoint", plot_value=None) is None
+
+
 def test_prompt_sr_on_both_axes_applies_x_then_y(registry, models):
     """Prompt S/R on X ("red" -> "cat") and on Y ("cat" -> "dog"): a cell applies X's replacement,
     then Y's, as the pack does: "a red cat on a red mat" -> "a cat cat ..." -> "a dog cat ..."."""

@@ -764,7 +764,7 @@ def test_progress_samplers_give_the_latents_along_the_way(registry):
     assert only_steps["samples"].shape[0] == 1 + 4 * 2 and torch.equal(only_steps["samples"][0], torch.ones(4, 8, 8))
     with pytest.raises(NodeInputError):
         call(registry, "InspireKSamplerProgress", **fake_inputs(model, **common), denoise=0.0)
-    # steps / denoise past 10,000 steps is refused by name before any schedule is made, as KSampler's
+    # steps / denoise past 20,000 steps is refused by name before any schedule is made, as KSampler's
     with pytest.raises(NodeInputError) as refused:
         call(registry, "InspireKSamplerProgress", **fake_inputs(model, **common, steps=20), denoise=0.00002)
     assert refused.value.input == "denoise"

@@ -145,12 +145,12 @@ def test_steps_over_denoise_past_the_cap_is_refused_by_name_as_in_ksampler(regis
     from graphflow.sampling.flow_sampling import model_sampling_for
     from graphflow.sampling.schedules import MAX_SCHEDULE_STEPS, compute_sigmas, schedule_length
 
-    assert MAX_SCHEDULE_STEPS == 10000
+    assert MAX_SCHEDULE_STEPS == 20000  # any steps (at most 10000) at denoise 0.5 or more pass
     assert schedule_length(20, 0.5) == 40 and schedule_length(20, 1.0) == 20 and schedule_length(10000, 1.0) == 10000
-    assert schedule_length(20, 20 / 10000) == 10000
+    assert schedule_length(10000, 0.5) == 20000 and schedule_length(20, 20 / 20000) == 20000
     model = pointwise_model()
     schedule = model_sampling_for(model)
-    assert len(compute_sigmas(schedule, "normal", 20, 20 / 10000)) == 21
+    assert len(compute_sigmas(schedule, "normal", 20, 20 / 20000)) == 21
     with pytest.raises(NodeInputError) as e:
         compute_sigmas(schedule, "normal", 20, 2e-5)
     assert e.value.input == "denoise"
@@ -161,7 +161,7 @@ def test_steps_over_denoise_past_the_cap_is_refused_by_name_as_in_ksampler(regis
             inputs.update(positive=prompt(1.0), negative=prompt(0.0), latent_image=latent(32, 32))
         with pytest.raises(NodeInputError) as e:
             call(registry, node, **inputs)
-        assert e.value.input == "denoise" and "10000" in str(e.value), node
+        assert e.value.input == "denoise" and "20000" in str(e.value), node
 
 
 def test_padded_tiles_write_their_middle_half_and_reach_the_border():
@@ -520,7 +520,7 @@ def test_the_help_says_where_it_differs_from_the_pack():
     help_text = " ".join(TiledKSampler.description().split())
     for said in ("random, random strict and simple add it to the whole latent", "shifted columns by the tile's width",
                  "an area given in percent", "ends at the tile's edge", "carries the latent's noise_mask",
-                 "keeps its own GLIGEN boxes", "sampled with the seed", "1,000,000 tile steps", "10000 steps"):
+                 "keeps its own GLIGEN boxes", "sampled with the seed", "1,000,000 tile steps", "20000 steps"):
         assert said in help_text, said
     assert "start_at_step >= end_at_step returns the latent as given" in " ".join(
         TiledKSamplerAdvanced.description().split())
@@ -698,3 +698,15 @@ def test_prompt_editing_switches_in_tiles_as_in_ksampler(registry):
     assert torch.equal(got["6"], got["5"])
     for plain in ("12", "13"):
         assert not torch.allclose(got["11"], got[plain], atol=1e-3), plain
+
+
+def test_counting_stops_past_the_cap():
+    """10,000 random steps over an 8192 x 8192 latent in 256-pixel tiles: the count stops once past
+    MAX_TILE_STEPS (it took seconds counting every step of a run refused anyway)."""
+    import time
+
+    from nodes.pack_nodes_tiled_ksampler import MAX_TILE_STEPS
+
+    start = time.perf_counter()
+    total = tile_steps("random", 10000, 1024, 1024, 32, 32, 0)
+    assert total > MAX_TILE_STEPS and time.perf_counter() - start < 2.0

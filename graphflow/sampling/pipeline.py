@@ -70,7 +70,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
            positive: list, negative: list, latent: dict, denoise: float = 1.0,
            start_step: int | None = None, end_step: int | None = None, add_noise: bool = True,
            return_with_leftover_noise: bool = False, callback=None, preview_every: int = 1,
-           noise_mode: str = "comfy", starting_noise: NoiseSource | None = None) -> dict:
+           noise_mode: str = "comfy", starting_noise: NoiseSource | None = None, counted_from: int = 0) -> dict:
     """Sample a LATENT with a MODEL; returns a new LATENT dict (input keys kept, "samples" replaced).
 
     KSampler = sample(..., denoise=d); KSamplerAdvanced = sample(..., start_step, end_step,
@@ -84,7 +84,10 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     its own CPU stream seeded with seed + batch_index[i], independent of batch size and device.
     starting_noise: where the starting noise comes from when add_noise is on (a NoiseSource, or
     a subclass drawing it otherwise: Inspire Pack's samplers); None: NoiseSource(seed). `seed`
-    still drives the noise ancestral / SDE samplers add.
+    still drives the noise ancestral / SDE samplers add. counted_from: the step of the schedule that
+    "step_range" conditioning (prompt editing) counts as its first: 0, the whole schedule (KSampler's
+    own denoise cuts it first); a caller that stretches the schedule itself for a denoise (Inspire's
+    KSampler Progress: steps / denoise steps from step total - steps) passes where the user's steps begin.
     """
     if sampler_name not in SAMPLERS:
         raise NodeInputError("sampler_name", f"unknown sampler {sampler_name!r}; expected one of {', '.join(SAMPLERS)}")
@@ -108,7 +111,7 @@ def sample(model, seed: int, steps: int, cfg: float, sampler_name: str, schedule
     schedule = model_sampling_for(model)
     sigmas = compute_sigmas(schedule, scheduler, steps, denoise,
                             discard_penultimate=sampler_name in DISCARD_PENULTIMATE_SIGMA)
-    all_sigmas = sigmas  # the whole schedule: "step_range" conditioning counts its steps (guidance.prepare_conds)
+    all_sigmas = sigmas[counted_from:]  # where "step_range" conditioning counts its steps (guidance.prepare_conds)
     if end_step is not None and end_step < len(sigmas) - 1:
         sigmas = sigmas[:end_step + 1].clone()
         if not return_with_leftover_noise:

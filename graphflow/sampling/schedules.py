@@ -296,10 +296,11 @@ def ltxv_sigmas(steps: int, mu: float, stretch: bool = True, terminal: float = 0
     return sigmas
 
 
-# The longest schedule a denoise < 1 may stretch to (ComfyUI's steps widget's max): int(steps / denoise)
-# is not bounded by the steps widget, and a tiny denoise would build (slowly, uninterruptibly) a
-# schedule of millions of steps to keep its last few.
-MAX_SCHEDULE_STEPS = 10000
+# The longest schedule a denoise < 1 may stretch to: int(steps / denoise) is not bounded by the steps
+# widget, and a tiny denoise would build (slowly, uninterruptibly) a schedule of millions of steps to
+# keep its last few. ComfyUI has no such cap; twice its steps widget's max (10000) lets any steps run
+# at denoise 0.5 or more (the slowest scheduler takes a few seconds to build it).
+MAX_SCHEDULE_STEPS = 20000
 
 
 def schedule_length(steps: int, denoise: float | None) -> int:
