@@ -1,0 +1,143 @@
+"""More of WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
+c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
+defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
+Region and Mask Smooth Region. Their node classes were compared with the later (2024-2025) source
+quoted by a documentation mirror of the suite's nodes: unchanged.
+
+The pack works each mask as an 8-bit picture (255 x value, clipped, truncated) and gives it back
+through its pil2mask, which returns 1 - level / 255: so these nodes' results are, as in the pack,
+0 over the region they pick and 1 elsewhere (the documented quirks are in each node's help). The
+pack fails on a batch of more than one [B, H, W] mask (it squeezes the batch into one picture);
+here each mask of a batch is worked on its own, and masks come out [B, H, W], never [B, 1, H, W].
+
+Left out here (the other modules' docstrings, nodes/pack_nodes_was.py and
+nodes/pack_nodes_was_image.py, name what they hold and leave out): not built yet, Mask Crop Region,
+Mask Paste Region, Mask Rect Area (Advanced), Image Color Palette, Image Gradient Map, Image
+Generate Gradient and the pilgram-based filters (Image Dragan / Nova / Sparkle need the pilgram
+package, not a dependency).
+"""
+
+from __future__ import annotations
+
+from graphflow.api import MASK, ComfyAlias, Float, Int, Node, NodeInputError
+from nodes.pack_nodes_was_image import _mask_levels, _masks, _stack
+
+COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
+
+EIGHT_NEIGHBOURS = ((1, 1, 1), (1, 1, 1), (1, 1, 1))  # skimage's label default for 2-D pictures
+
+
+def _picked(levels, pick):
+    """0 where pick(level) marks the region (a boolean picture), 1 elsewhere: the pack's
+    pil2mask of its 255-on-the-region picture."""
+    return _masks(_stack([~pick(level) for level in levels]))
+
+
+def dominant_region(level, threshold: int):
+    """The pack's dominant region: the largest 4-connected region of the inverted levels above
+    threshold; with no such region, the background label (the whole picture)."""
+    import numpy as np
+    import scipy.ndimage
+
+    labels, count = scipy.ndimage.label(255 - level.astype(np.int32) > threshold)
+    if count == 0:
+        return labels == 0
+    sizes = np.bincount(labels.ravel())
+    return labels == int(np.argmax(sizes[1:])) + 1
+
+
+def minority_region(level, threshold: int):
+    """The pack's minority region: the smallest 4-connected region of the levels above
+    threshold (the first of equal ones); with no such region, the whole picture."""
+    import numpy as np
+    import scipy.ndimage
+
+    labels, count = scipy.ndimage.label(level > threshold)
+    if count == 0:
+        return labels == 0
+    sizes = np.bincount(labels.ravel())
+    return labels == int(np.argmin(sizes[1:])) + 1
+
+
+class WasMaskDominantRegion(Node):
+    """Keep the largest region, as WAS's Mask Dominant Region does: the pack inverts the mask,
+    takes the 4-connected regions of levels above threshold (so the parts of the mask darker
+    than 255 - threshold), and gives 0 over the largest of them and 1 elsewhere. A white shape
+    on black comes out as the shape (and any other shapes) at 1, the largest black background
+    at 0. A mask with no such region gives all 0."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    threshold: int = Int(128, min=0, max=255)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Dominant Region",))
+
+    def run(self):
+        return _picked(_mask_levels(self.masks), lambda level: dominant_region(level, self.threshold))
+
+
+class WasMaskMinorityRegion(Node):
+    """Pick the smallest region, as WAS's Mask Minority Region does: the 4-connected regions of
+    the mask's 8-bit levels above threshold, 0 over the smallest of them (the first found of
+    equal sizes) and 1 elsewhere, as the pack gives it. A mask with no level above threshold
+    gives all 0."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    threshold: int = Int(128, min=0, max=255)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Minority Region",))
+
+    def run(self):
+        return _picked(_mask_levels(self.masks), lambda level: minority_region(level, self.threshold))
+
+
+class WasMaskArbitraryRegion(Node):
+    """Pick a region by size, as WAS's Mask Arbitrary Region does: of the 8-connected regions
+    of levels above threshold (skimage's labelling), those of at least size / 10000 of the
+    picture's area, the smallest gets 0 and the rest 1. Where no region is that big the pack
+    gives the mask back through its pil2mask, so inverted (1 - mask, on 8-bit levels)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    size: int = Int(256, min=1, max=4096)
+    threshold: int = Int(128, min=0, max=255)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Arbitrary Region",))
+
+    def run(self):
+        import numpy as np
+        import scipy.ndimage
+
+        out = []
+        for level in _mask_levels(self.masks):
+            labels, count = scipy.ndimage.label(level > self.threshold, structure=EIGHT_NEIGHBOURS)
+            areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+            big_enough = np.flatnonzero(areas >= self.size * level.size / 10000)
+            if big_enough.size:
+                # the smallest area; stable on ties, so the first label of equal ones, as the pack's sort
+                chosen = big_enough[np.argsort(areas[big_enough], kind="stable")[0]] + 1
+                out.append(np.where(labels == chosen, 0, 255).astype(np.uint8))
+            else:
+                out.append(255 - level)
+        return _masks(_stack(out))
+
+
+class WasMaskSmoothRegion(Node):
+    """Smooth each mask's shape, as WAS's Mask Smooth Region does: scipy's gaussian_filter of
+    the 8-bit levels at sigma (its result kept in 8 bits), then 1 where it is at least half its
+    highest value and 0 elsewhere. As in the pack, an all-black mask comes out all 1 (half of
+    0 is 0, and every level is at least 0)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    sigma: float = Float(5.0, min=0.0, max=128.0, step=0.1)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Smooth Region",))
+
+    def run(self):
+        import scipy.ndimage
+
+        if self.sigma < 0:
+            raise NodeInputError("sigma", f"{self.sigma} is below 0: expected a blur of 0 or more")
+        out = []
+        for level in _mask_levels(self.masks):
+            smoothed = scipy.ndimage.gaussian_filter(level, sigma=self.sigma)
+            out.append(smoothed >= smoothed.max() / 2)
+        return _masks(_stack(out))

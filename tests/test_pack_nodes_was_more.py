@@ -1,0 +1,155 @@
+"""WAS Node Suite's region masks (nodes/pack_nodes_was_more.py) against the pack's recipe redone
+here with Pillow, scipy.ndimage and skimage.measure (the libraries it calls), with the pack's
+pil2mask (1 - level / 255) applied; read from a UI save and an API prompt under the pack's class
+names, and exported back."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def blobs(seed: int, size=(40, 48)) -> torch.Tensor:
+    """A grey mask of scattered blobs of several sizes and levels."""
+    rng = np.random.default_rng(seed)
+    levels = np.zeros(size, dtype=np.float32)
+    for _ in range(6):
+        y, x = rng.integers(0, size[0] - 8), rng.integers(0, size[1] - 8)
+        h, w = rng.integers(1, 9), rng.integers(1, 9)
+        levels[y:y + h, x:x + w] = rng.uniform(0.3, 1.0)
+    return torch.from_numpy(levels)
+
+
+MASKS = torch.stack([blobs(1), blobs(2), blobs(3)])
+
+
+def pictures(masks):
+    return [Image.fromarray(np.clip(255.0 * m.numpy(), 0, 255).astype(np.uint8)) for m in masks]
+
+
+def pil2mask(picture) -> torch.Tensor:
+    """The pack's pil2mask."""
+    return 1.0 - torch.from_numpy(np.array(picture.convert("L")).astype(np.float32) / 255.0)
+
+
+def binary(picture, threshold):
+    return np.array(picture.point(lambda x: 255 if x > threshold else 0, mode="1"))
+
+
+def region_picture(region):
+    return Image.fromarray(region.astype(np.uint8) * 255, mode="L")
+
+
+def test_dominant_region_is_the_largest_inverted_region(registry):
+    from scipy.ndimage import label
+    got = call(registry, "WasMaskDominantRegion", masks=MASKS, threshold=100)
+    assert got.shape == MASKS.shape
+    for mask, picture in zip(got, pictures(MASKS)):
+        labels, _ = label(binary(ImageOps.invert(picture), 100))
+        sizes = np.bincount(labels.flatten())
+        assert torch.equal(mask, pil2mask(region_picture(labels == np.argmax(sizes[1:]) + 1)))
+    # a white square on black: the black surround is the largest region, so the square is 1
+    square = torch.zeros(1, 20, 20)
+    square[0, 5:10, 5:10] = 1.0
+    assert torch.equal(call(registry, "WasMaskDominantRegion", masks=square), square)
+    # nothing dark enough: the pack's background label covers the whole picture
+    assert torch.equal(call(registry, "WasMaskDominantRegion", masks=torch.ones(1, 8, 8)), torch.zeros(1, 8, 8))
+
+
+def test_minority_region_is_the_smallest_region(registry):
+    from scipy.ndimage import label
+    got = call(registry, "WasMaskMinorityRegion", masks=MASKS, threshold=90)
+    for mask, picture in zip(got, pictures(MASKS)):
+        labels, _ = label(binary(picture, 90))
+        sizes = np.bincount(labels.flatten())
+        assert torch.equal(mask, pil2mask(region_picture(labels == np.argmin(sizes[1:]) + 1)))
+    two = torch.zeros(1, 20, 20)
+    two[0, 1:3, 1:3] = 1.0  # 4 pixels, the smallest
+    two[0, 10:15, 10:15] = 1.0
+    want = torch.ones(1, 20, 20)
+    want[0, 1:3, 1:3] = 0.0
+    assert torch.equal(call(registry, "WasMaskMinorityRegion", masks=two), want)
+    assert torch.equal(call(registry, "WasMaskMinorityRegion", masks=torch.zeros(1, 6, 6)), torch.zeros(1, 6, 6))
+
+
+@pytest.mark.parametrize("size", [1, 40, 150, 4096])
+def test_arbitrary_region_against_skimage(registry, size):
+    from skimage.measure import label, regionprops
+    got = call(registry, "WasMaskArbitraryRegion", masks=MASKS, size=size, threshold=60)
+    for mask, picture in zip(got, pictures(MASKS)):
+        bits = binary(picture, 60)
+        labels = label(bits)
+        big = sorted((r for r in regionprops(labels) if r.area >= size * bits.size / 10000), key=lambda r: r.area)
+        want = pil2mask(region_picture(labels == big[0].label)) if big else pil2mask(picture)
+        assert torch.allclose(mask, want, atol=1e-6)
+    # diagonal neighbours join (skimage's 8-connectivity): two touching corners are one region of 2
+    corners = torch.zeros(1, 10, 10)
+    corners[0, 2, 2] = corners[0, 3, 3] = 1.0
+    assert call(registry, "WasMaskArbitraryRegion", masks=corners, size=20)[0, 3, 3] == 0
+
+
+def test_smooth_region_against_scipy(registry):
+    from scipy.ndimage import gaussian_filter
+    for sigma in (0.0, 1.5, 5.0):
+        got = call(registry, "WasMaskSmoothRegion", masks=MASKS, sigma=sigma)
+        for mask, picture in zip(got, pictures(MASKS)):
+            smoothed = gaussian_filter(np.array(picture), sigma=sigma)
+            made = Image.fromarray(np.where(smoothed >= np.max(smoothed) / 2, 255, 0).astype(np.uint8), mode="L")
+            assert torch.equal(mask, pil2mask(ImageOps.invert(made.convert("RGB"))))
+    # the pack's quirk: all black is at least half of its highest (0) everywhere
+    assert torch.equal(call(registry, "WasMaskSmoothRegion", masks=torch.zeros(1, 5, 5)), torch.ones(1, 5, 5))
+
+
+def test_a_single_mask_and_bad_masks(registry):
+    one = call(registry, "WasMaskMinorityRegion", masks=MASKS[0])
+    assert torch.equal(one, call(registry, "WasMaskMinorityRegion", masks=MASKS[:1]))
+    for node in ("WasMaskDominantRegion", "WasMaskMinorityRegion", "WasMaskArbitraryRegion", "WasMaskSmoothRegion"):
+        with pytest.raises(NodeInputError, match="mask batch") as caught:
+            call(registry, node, masks=torch.zeros(1, 1, 4, 4))
+        assert caught.value.input == "masks"
+
+
+def test_region_masks_in_a_ui_save(registry):
+    link = lambda id, src, dst, slot: [id, src, 0, dst, slot, "MASK"]  # noqa: E731
+    nodes = [ui_node(1, "SolidMask", [1.0, 16, 16], outputs=[("MASK", "MASK", [1, 2])]),
+             ui_node(2, "Mask Dominant Region", [200], inputs=[("masks", "MASK", 1, False)],
+                     outputs=[("MASKS", "MASK", [3])]),
+             ui_node(3, "Mask Smooth Region", [2.5], inputs=[("masks", "MASK", 2, False)],
+                     outputs=[("MASKS", "MASK", [])]),
+             ui_node(4, "Mask Arbitrary Region", [10, 50], inputs=[("masks", "MASK", 3, False)],
+                     outputs=[("MASKS", "MASK", [])])]
+    graph = ui_graph(nodes, [link(1, 1, 2, 0), link(2, 1, 3, 0), link(3, 2, 4, 0)])
+    values = run_graph(registry, graph, ["3", "4"]).values
+    assert torch.equal(values["3"][0], torch.ones(1, 16, 16))
+    # all white: no region is dark enough for Dominant (all 0), so none is lit for Arbitrary: inverted, all 1
+    assert torch.equal(values["4"][0], torch.ones(1, 16, 16))
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [200] and saved[3] == [2.5] and saved[4] == [10, 50]
+    again = export_api(parse_workflow(export_api(workflow, registry), registry), registry)
+    assert again["4"]["class_type"] == "Mask Arbitrary Region"
+    assert again["4"]["inputs"]["size"] == 10 and again["4"]["inputs"]["threshold"] == 50
+
+
+def test_region_masks_in_an_api_prompt(registry):
+    graph = {"1": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 12, "height": 12}},
+             "2": {"class_type": "Mask Minority Region", "inputs": {"masks": ["1", 0], "threshold": 10}},
+             "3": {"class_type": "Mask Smooth Region", "inputs": {"masks": ["2", 0], "sigma": 1.0}}}
+    values = run_graph(registry, graph, ["2", "3"]).values
+    assert torch.equal(values["2"][0], torch.zeros(1, 12, 12))
+    assert torch.equal(values["3"][0], torch.ones(1, 12, 12))
+    exported = export_api(parse_workflow(graph, registry), registry)
+    assert exported["2"] == {"class_type": "Mask Minority Region", "inputs": {"masks": ["1", 0], "threshold": 10}}
+    assert exported["3"]["inputs"]["sigma"] == 1.0
