@@ -1,7 +1,7 @@
 """More of WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
 defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
-Region and Mask Smooth Region. Their node classes were compared with the later (2024-2025) source
+Region and Mask Smooth Region, and Mask Crop Region. Their node classes were compared with the later (2024-2025) source
 quoted by a documentation mirror of the suite's nodes: unchanged.
 
 The pack works each mask as an 8-bit picture (255 x value, clipped, truncated) and gives it back
@@ -11,16 +11,15 @@ pack fails on a batch of more than one [B, H, W] mask (it squeezes the batch int
 here each mask of a batch is worked on its own, and masks come out [B, H, W], never [B, 1, H, W].
 
 Left out here (the other modules' docstrings, nodes/pack_nodes_was.py and
-nodes/pack_nodes_was_image.py, name what they hold and leave out): not built yet, Mask Crop Region,
-Mask Paste Region, Mask Rect Area (Advanced), Image Color Palette, Image Gradient Map, Image
+nodes/pack_nodes_was_image.py, name what they hold and leave out): not built yet, Mask Paste Region, Mask Rect Area (Advanced), Image Color Palette, Image Gradient Map, Image
 Generate Gradient and the pilgram-based filters (Image Dragan / Nova / Sparkle need the pilgram
 package, not a dependency).
 """
 
 from __future__ import annotations
 
-from graphflow.api import MASK, ComfyAlias, Float, Int, Node, NodeInputError
-from nodes.pack_nodes_was_image import _mask_levels, _masks, _stack
+from graphflow.api import INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError
+from nodes.pack_nodes_was_image import CROP_DATA, _mask_levels, _masks, _stack
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -141,3 +140,51 @@ class WasMaskSmoothRegion(Node):
             smoothed = scipy.ndimage.gaussian_filter(level, sigma=self.sigma)
             out.append(smoothed >= smoothed.max() / 2)
         return _masks(_stack(out))
+
+
+def square_about(bbox, padding: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Mask Crop Region's box: a square of the bbox's longer side plus padding on each side,
+    centred on the bbox (centres cut to whole pixels), its start moved to 0 and its end cut at
+    the picture's edge (so it may come out narrower there)."""
+    left, top, right, bottom = bbox
+    side = max(right - left, bottom - top) + 2 * padding
+    x = max((left + right) // 2 - side // 2, 0)
+    y = max((top + bottom) // 2 - side // 2, 0)
+    return x, y, min(x + side, width), min(y + side, height)
+
+
+class WasMaskCropRegion(Node):
+    """Cut a mask to a square about its lit part, as WAS's Mask Crop Region does: the box of
+    the levels above 0, squared to its longer side plus padding each side and centred on it
+    (moved in at the top-left edges, cut at the bottom-right ones). Gives the cut mask, the crop
+    data for Image Paste Crop / Mask Paste Region ((width, height), (left, top, right, bottom))
+    and the box's numbers. An all-black mask is given whole with the box (0, 0, 0, 0), as in the
+    pack. region_type is read but, as in the pack (c6cadcc and later), changes nothing. One mask
+    only: the pack squeezes its input to one picture, so a batch of several is refused."""
+    category = "WAS Suite/Image/Masking"
+    mask: MASK
+    padding: int = Int(24, min=0, max=4096)
+    region_type: str = Choice(("dominant", "minority"), "dominant")
+    outputs = {"cropped_mask": MASK, "crop_data": CROP_DATA, "top_int": INT, "left_int": INT, "right_int": INT,
+               "bottom_int": INT, "width_int": INT, "height_int": INT}
+    comfy = ComfyAlias(("Mask Crop Region",))
+
+    def run(self):
+        import numpy as np
+
+        levels = _mask_levels(self.mask, "mask")
+        if levels.shape[0] != 1:
+            raise NodeInputError("mask", f"a batch of {levels.shape[0]} masks: expected one mask, as the pack crops one")
+        level = levels[0]
+        height, width = level.shape
+        rows, columns = np.nonzero(level)
+        if rows.size == 0:
+            left = top = right = bottom = 0
+            cut = level
+        else:
+            bbox = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+            left, top, right, bottom = square_about(bbox, self.padding, width, height)
+            cut = level[top:bottom, left:right]
+        crop_width, crop_height = cut.shape[1], cut.shape[0]
+        crop_data = ((crop_width, crop_height), (left, top, right, bottom))
+        return _masks(cut[None]), crop_data, top, left, right, bottom, crop_width, crop_height

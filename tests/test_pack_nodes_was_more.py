@@ -153,3 +153,54 @@ def test_region_masks_in_an_api_prompt(registry):
     exported = export_api(parse_workflow(graph, registry), registry)
     assert exported["2"] == {"class_type": "Mask Minority Region", "inputs": {"masks": ["1", 0], "threshold": 10}}
     assert exported["3"]["inputs"]["sigma"] == 1.0
+
+
+def pack_crop(picture, padding):
+    """The pack's crop_region, with Pillow's getbbox and crop."""
+    bbox = picture.getbbox()
+    if bbox is None:
+        return picture, (picture.size, (0, 0, 0, 0))
+    side = max(bbox[2] - bbox[0], bbox[3] - bbox[1]) + 2 * padding
+    x = max((bbox[2] + bbox[0]) // 2 - side // 2, 0)
+    y = max((bbox[3] + bbox[1]) // 2 - side // 2, 0)
+    box = (x, y, min(x + side, picture.width), min(y + side, picture.height))
+    cut = picture.crop(box)
+    return cut, (cut.size, box)
+
+
+@pytest.mark.parametrize("index, padding", [(0, 0), (1, 3), (2, 24), (0, 4096)])
+def test_mask_crop_region_against_pillow(registry, index, padding):
+    cut, crop_data = pack_crop(pictures(MASKS)[index], padding)
+    got = call(registry, "WasMaskCropRegion", mask=MASKS[index:index + 1], padding=padding, region_type="minority")
+    # the pack: pil2mask of the inverted cut, so the cut's levels / 255
+    assert torch.allclose(got[0], pil2mask(ImageOps.invert(cut))[None], atol=1e-6)
+    (width, height), (left, top, right, bottom) = crop_data
+    assert got[1] == crop_data and got[2:] == (top, left, right, bottom, width, height)
+
+
+def test_mask_crop_region_edges_and_errors(registry):
+    dot = torch.zeros(1, 30, 30)
+    dot[0, 10:14, 12:14] = 0.5  # a 2 x 4 box: a square of 4 + 2 x 2 = 8 about (13, 12)
+    got = call(registry, "WasMaskCropRegion", mask=dot, padding=2)
+    assert got[1] == ((8, 8), (9, 8, 17, 16))
+    assert torch.equal(got[0], dot[:, 8:16, 9:17].mul(255).floor().div(255))  # the pack's 8-bit levels
+    blank = call(registry, "WasMaskCropRegion", mask=torch.zeros(1, 6, 7))
+    assert blank[1] == ((7, 6), (0, 0, 0, 0)) and torch.equal(blank[0], torch.zeros(1, 6, 7))
+    with pytest.raises(NodeInputError, match="one mask") as caught:
+        call(registry, "WasMaskCropRegion", mask=MASKS)
+    assert caught.value.input == "mask"
+
+
+def test_mask_crop_region_feeds_image_paste_crop_in_an_api_prompt(registry):
+    graph = {"1": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 16, "height": 16}},
+             "2": {"class_type": "Mask Crop Region", "inputs": {"mask": ["1", 0], "padding": 0,
+                                                                "region_type": "dominant"}},
+             "3": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
+             "4": {"class_type": "Image Paste Crop", "inputs": {"image": ["3", 0], "crop_image": ["3", 0],
+                                                                "crop_data": ["2", 1], "crop_blending": 0.25,
+                                                                "crop_sharpening": 0}}}
+    values = run_graph(registry, graph, ["2", "4"]).values
+    assert values["2"][1] == ((16, 16), (0, 0, 16, 16)) and values["2"][6:] == (16, 16)
+    assert values["4"][0].shape == (1, 16, 16, 3)
+    exported = export_api(parse_workflow(graph, registry), registry)
+    assert exported["2"] == graph["2"]
