@@ -1,7 +1,7 @@
 """More of WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
 defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
-Region and Mask Smooth Region, and Mask Crop Region. Their node classes were compared with the later (2024-2025) source
+Region and Mask Smooth Region, and Mask Crop Region and Mask Paste Region. Their node classes were compared with the later (2024-2025) source
 quoted by a documentation mirror of the suite's nodes: unchanged.
 
 The pack works each mask as an 8-bit picture (255 x value, clipped, truncated) and gives it back
@@ -19,7 +19,7 @@ package, not a dependency).
 from __future__ import annotations
 
 from graphflow.api import INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError
-from nodes.pack_nodes_was_image import CROP_DATA, _mask_levels, _masks, _stack
+from nodes.pack_nodes_was_image import CROP_DATA, _mask_levels, _masks, _stack, paste_crop
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -188,3 +188,44 @@ class WasMaskCropRegion(Node):
         crop_width, crop_height = cut.shape[1], cut.shape[0]
         crop_data = ((crop_width, crop_height), (left, top, right, bottom))
         return _masks(cut[None]), crop_data, top, left, right, bottom, crop_width, crop_height
+
+
+class WasMaskPasteRegion(Node):
+    """Paste a cut mask (from Mask Crop Region, edited) back where it was cut, as WAS's Mask
+    Paste Region does with Image Paste Crop's recipe: resized to the crop's size, sharpened
+    crop_sharpening times, its edges faded in over crop_blending of its size where they lie
+    inside the mask. Gives the mask and the blend mask used. Each mask of a batch is pasted on
+    its own (one crop_mask for all, or one each). Where the pack, given no crop data, prints an
+    error and gives two 512 x 512 masks, here the crop_data input is named in an error."""
+    category = "WAS Suite/Image/Masking"
+    mask: MASK
+    crop_mask: MASK
+    crop_data: CROP_DATA
+    crop_blending: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    crop_sharpening: int = Int(0, min=0, max=3)
+    outputs = {"MASK": MASK, "MASK_2": MASK}
+    comfy = ComfyAlias(("Mask Paste Region",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+
+        try:
+            (width, height), box = self.crop_data
+            if len(box) != 4 or width < 1 or height < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise NodeInputError("crop_data", f"expected ((width, height), (left, top, right, bottom)) from Mask "
+                                              f"Crop Region, got {self.crop_data!r}") from None
+        levels, crops = _mask_levels(self.mask, "mask"), _mask_levels(self.crop_mask, "crop_mask")
+        if len(crops) not in (1, len(levels)):
+            raise NodeInputError("crop_mask", f"{len(crops)} masks for {len(levels)}: expected 1 or as many")
+        pasted, blends = [], []
+        for i, level in enumerate(levels):
+            # the pack pastes grey pictures into RGBA ones: the same as pasting their RGB
+            picture = Image.fromarray(level, "L").convert("RGB")
+            crop = Image.fromarray(crops[i % len(crops)], "L").convert("RGB")
+            result, blend = paste_crop(picture, crop, self.crop_data, self.crop_blending, self.crop_sharpening)
+            pasted.append(np.asarray(result.convert("L")))
+            blends.append(np.asarray(blend.convert("L")))
+        return _masks(_stack(pasted)), _masks(_stack(blends))

@@ -204,3 +204,90 @@ def test_mask_crop_region_feeds_image_paste_crop_in_an_api_prompt(registry):
     assert values["4"][0].shape == (1, 16, 16, 3)
     exported = export_api(parse_workflow(graph, registry), registry)
     assert exported["2"] == graph["2"]
+
+
+def lingrad(size, direction, white_ratio):
+    """The pack's ramp, drawn line by line with ImageDraw as it does."""
+    from PIL import ImageDraw
+    picture = Image.new("RGB", size)
+    draw = ImageDraw.Draw(picture)
+    length = size[1] if direction == "vertical" else size[0]
+    black_end = int(length * (1 - white_ratio))
+    for i in range(length):
+        value = 0 if i <= black_end else int((i - black_end) / (length - black_end) * 255)
+        line = [(0, i), (size[0], i)] if direction == "vertical" else [(i, 0), (i, size[1])]
+        draw.line(line, fill=(value, value, value))
+    return picture.convert("L")
+
+
+def pack_paste(mask, crop, crop_data, blend, sharpen):
+    """The pack's Mask Paste Region on one mask, with Pillow, then its pil2mask of both results."""
+    from PIL import ImageChops, ImageFilter
+    size, (left, top, right, bottom) = crop_data
+    crop = crop.resize(size)
+    for _ in range(sharpen):
+        crop = crop.filter(ImageFilter.SHARPEN)
+    image = Image.new("RGBA", mask.size, (0, 0, 0, 255))
+    image.paste(mask, (0, 0))
+    padded = Image.new("RGBA", mask.size, (0, 0, 0, 0))
+    padded.paste(crop, (left, top))
+    fade = Image.new("L", crop.size, 0)
+    if top > 0:
+        fade = ImageChops.screen(fade, ImageOps.flip(lingrad(crop.size, "vertical", blend)))
+    if left > 0:
+        fade = ImageChops.screen(fade, ImageOps.mirror(lingrad(crop.size, "horizontal", blend)))
+    if right < mask.width:
+        fade = ImageChops.screen(fade, lingrad(crop.size, "horizontal", blend))
+    if bottom < mask.height:
+        fade = ImageChops.screen(fade, lingrad(crop.size, "vertical", blend))
+    blend_mask = Image.new("L", mask.size, 0)
+    blend_mask.paste(ImageOps.invert(fade), (left, top))
+    image.paste(padded, (0, 0), blend_mask)
+    return (pil2mask(ImageOps.invert(image.convert("RGB")).convert("L")),
+            pil2mask(ImageOps.invert(blend_mask.convert("RGB")).convert("L")))
+
+
+@pytest.mark.parametrize("crop_data, blend, sharpen", [(((10, 12), (5, 6, 15, 18)), 0.25, 0),
+                                                       (((20, 14), (0, 0, 20, 14)), 0.6, 2),
+                                                       (((16, 16), (32, 24, 48, 40)), 1.0, 1)])
+def test_mask_paste_region_against_the_packs_recipe(registry, crop_data, blend, sharpen):
+    crop = blobs(7, size=(9, 11))[None]
+    got = call(registry, "WasMaskPasteRegion", mask=MASKS, crop_mask=crop, crop_data=crop_data, crop_blending=blend,
+               crop_sharpening=sharpen)
+    for i, picture in enumerate(pictures(MASKS)):
+        pasted, used = pack_paste(picture, pictures(crop)[0], crop_data, blend, sharpen)
+        assert torch.allclose(got[0][i], pasted, atol=1e-6) and torch.allclose(got[1][i], used, atol=1e-6)
+
+
+def test_mask_paste_region_errors(registry):
+    with pytest.raises(NodeInputError, match="Mask Crop Region") as caught:
+        call(registry, "WasMaskPasteRegion", mask=MASKS, crop_mask=MASKS, crop_data=False)
+    assert caught.value.input == "crop_data"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasMaskPasteRegion", mask=MASKS, crop_mask=MASKS[:2], crop_data=((4, 4), (0, 0, 4, 4)))
+    assert caught.value.input == "crop_mask"
+
+
+def test_crop_and_paste_region_in_a_ui_save(registry):
+    nodes = [ui_node(1, "SolidMask", [0.0, 24, 20], outputs=[("MASK", "MASK", [1, 2])]),
+             ui_node(2, "Mask Crop Region", [2, "dominant"], inputs=[("mask", "MASK", 1, False)],
+                     outputs=[("cropped_mask", "MASK", [3]), ("crop_data", "CROP_DATA", [4])]),
+             ui_node(3, "Mask Invert", [], inputs=[("masks", "MASK", 3, False)], outputs=[("MASKS", "MASK", [5])]),
+             ui_node(4, "Mask Paste Region", [0.5, 1],
+                     inputs=[("mask", "MASK", 2, False), ("crop_mask", "MASK", 5, False),
+                             ("crop_data", "CROP_DATA", 4, False)],
+                     outputs=[("MASK", "MASK", []), ("MASK", "MASK", [])])]
+    links = [[1, 1, 0, 2, 0, "MASK"], [2, 1, 0, 4, 0, "MASK"], [3, 2, 0, 3, 0, "MASK"], [4, 2, 1, 4, 2, "CROP_DATA"],
+             [5, 3, 0, 4, 1, "MASK"]]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["4"]).values
+    # an all-black mask: the whole mask is "cut" with the box (0, 0, 0, 0), inverted to white and pasted back at
+    # (0, 0); its right and bottom count as inside the mask (0 < 24, 0 < 20), so they fade, as in the pack
+    want = pack_paste(Image.new("L", (24, 20), 0), Image.new("L", (24, 20), 255), ((24, 20), (0, 0, 0, 0)), 0.5, 1)
+    assert torch.allclose(values["4"][0][0], want[0], atol=1e-6) and torch.allclose(values["4"][1][0], want[1], atol=1e-6)
+    assert values["4"][0][0, 0, 0] == 1 and values["4"][0][0, -1, -1] < 0.1
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [2, "dominant"] and saved[4] == [0.5, 1]
+    again = export_api(parse_workflow(export_api(workflow, registry), registry), registry)
+    assert again["4"]["inputs"]["crop_data"] == ["2", 1] and again["4"]["class_type"] == "Mask Paste Region"
