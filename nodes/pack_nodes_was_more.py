@@ -1,25 +1,29 @@
 """More of WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
 defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
-Region and Mask Smooth Region, and Mask Crop Region and Mask Paste Region. Their node classes were compared with the later (2024-2025) source
-quoted by a documentation mirror of the suite's nodes: unchanged.
+Region, Mask Smooth Region, Mask Crop Region and Mask Paste Region, and Image Gradient Map. The
+mask nodes' classes (inputs, defaults, outputs and the calls they make) were compared with the
+later (2024-2025) source quoted by a documentation mirror of the suite's nodes: unchanged; Image
+Gradient Map's inputs too, its drawing follows c6cadcc.
 
 The pack works each mask as an 8-bit picture (255 x value, clipped, truncated) and gives it back
-through its pil2mask, which returns 1 - level / 255: so these nodes' results are, as in the pack,
-0 over the region they pick and 1 elsewhere (the documented quirks are in each node's help). The
-pack fails on a batch of more than one [B, H, W] mask (it squeezes the batch into one picture);
-here each mask of a batch is worked on its own, and masks come out [B, H, W], never [B, 1, H, W].
+through its pil2mask, which returns 1 - level / 255: so the region nodes' results are, as in the
+pack, 0 over the region they pick and 1 elsewhere (the quirks are in each node's help). The pack
+fails on a batch of more than one [B, H, W] mask or image (it squeezes the batch into one
+picture); here each of a batch is worked on its own (Mask Crop Region, which gives one crop,
+refuses a batch), and masks come out [B, H, W], never [B, 1, H, W].
 
 Left out here (the other modules' docstrings, nodes/pack_nodes_was.py and
-nodes/pack_nodes_was_image.py, name what they hold and leave out): not built yet, Mask Paste Region, Mask Rect Area (Advanced), Image Color Palette, Image Gradient Map, Image
-Generate Gradient and the pilgram-based filters (Image Dragan / Nova / Sparkle need the pilgram
-package, not a dependency).
+nodes/pack_nodes_was_image.py, name what they hold and leave out): not built yet, Mask Rect Area
+and Mask Rect Area (Advanced) (later nodes whose source was not read), Image Color Palette (it
+needs scikit-learn's KMeans and a font, not dependencies), Image Generate Gradient, and the
+pilgram-based filters (Image Dragan / Nova / Sparkle need the pilgram package, not a dependency).
 """
 
 from __future__ import annotations
 
-from graphflow.api import INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError
-from nodes.pack_nodes_was_image import CROP_DATA, _mask_levels, _masks, _stack, paste_crop
+from graphflow.api import IMAGE, INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError
+from nodes.pack_nodes_was_image import CROP_DATA, _batch, _mask_levels, _masks, _pictures, _stack, paste_crop
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -229,3 +233,42 @@ class WasMaskPasteRegion(Node):
             pasted.append(np.asarray(result.convert("L")))
             blends.append(np.asarray(blend.convert("L")))
         return _masks(_stack(pasted)), _masks(_stack(blends))
+
+
+def gradient_lut(gradient, flip: bool):
+    """The pack's 256-colour table from a gradient picture: (mirrored,) resized to 256 x 256 with
+    OpenCV's default (bilinear), its top row as a (256, 1, 3) lookup table."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    if flip:
+        gradient = gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return cv2.resize(np.asarray(gradient.convert("RGB")), (256, 256))[0].reshape(256, 1, 3).astype(np.uint8)
+
+
+class WasImageGradientMap(Node):
+    """Colour an image by a gradient, as WAS's Image Gradient Map does: each pixel's grey level
+    (Pillow's "L") picks its colour from the gradient image's top row, stretched (or squeezed)
+    to 256 colours with OpenCV's resize and applied with cv2.applyColorMap; flip_left_right
+    "true" mirrors the gradient first. Each image of a batch is mapped on its own, with one
+    gradient image for all or one each (the pack takes a single image)."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    gradient_image: IMAGE
+    flip_left_right: str = Choice(("false", "true"), "false")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Gradient Map",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+
+        pictures, gradients = _pictures(self.image, "image"), _pictures(self.gradient_image, "gradient_image")
+        if len(gradients) not in (1, len(pictures)):
+            raise NodeInputError("gradient_image", f"{len(gradients)} gradients for {len(pictures)} images: "
+                                                   "expected 1 or as many")
+        tables = [gradient_lut(g, self.flip_left_right == "true") for g in gradients]
+        return _batch([Image.fromarray(cv2.applyColorMap(np.asarray(p.convert("L")), tables[i % len(tables)]))
+                       for i, p in enumerate(pictures)])

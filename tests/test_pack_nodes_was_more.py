@@ -291,3 +291,54 @@ def test_crop_and_paste_region_in_a_ui_save(registry):
     assert saved[2] == [2, "dominant"] and saved[4] == [0.5, 1]
     again = export_api(parse_workflow(export_api(workflow, registry), registry), registry)
     assert again["4"]["inputs"]["crop_data"] == ["2", 1] and again["4"]["class_type"] == "Mask Paste Region"
+
+
+IMAGES = torch.rand(2, 20, 24, 3, generator=torch.Generator().manual_seed(3))
+
+
+def image_pictures(images):
+    return [Image.fromarray(np.clip(255.0 * i.numpy(), 0, 255).astype(np.uint8)) for i in images]
+
+
+def test_gradient_map_picks_the_gradients_colour_by_grey_level(registry):
+    # a 256-wide gradient is taken as it is: the colour at column L of its top row
+    ramp = torch.rand(1, 4, 256, 3, generator=torch.Generator().manual_seed(4))
+    row = np.asarray(image_pictures(ramp)[0])[0]
+    for flip in ("false", "true"):
+        got = call(registry, "WasImageGradientMap", image=IMAGES, gradient_image=ramp, flip_left_right=flip)
+        for image, picture in zip(got, image_pictures(IMAGES)):
+            grey = np.asarray(picture.convert("L"))
+            colours = (row[::-1] if flip == "true" else row)[grey]
+            assert torch.equal(image, torch.from_numpy(colours.astype(np.float32) / 255))
+
+
+def test_gradient_map_against_opencv(registry):
+    import cv2
+    gradient = torch.rand(2, 7, 30, 3, generator=torch.Generator().manual_seed(6))
+    got = call(registry, "WasImageGradientMap", image=IMAGES, gradient_image=gradient)
+    for i, picture in enumerate(image_pictures(IMAGES)):
+        table = cv2.resize(np.asarray(image_pictures(gradient)[i]), (256, 256))[0].reshape(256, 1, 3)
+        want = cv2.applyColorMap(np.asarray(picture.convert("L")), table)
+        assert torch.equal(got[i], torch.from_numpy(want.astype(np.float32) / 255))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageGradientMap", image=IMAGES, gradient_image=torch.rand(3, 4, 4, 3))
+    assert caught.value.input == "gradient_image"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageGradientMap", image=IMAGES[0], gradient_image=gradient)
+    assert caught.value.input == "image"
+
+
+def test_gradient_map_in_a_ui_save_and_api_prompt(registry):
+    nodes = [ui_node(1, "EmptyImage", [8, 8, 1, 0x808080], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+             ui_node(2, "Image Gradient Map", ["true"],
+                     inputs=[("image", "IMAGE", 1, False), ("gradient_image", "IMAGE", 2, False)],
+                     outputs=[("IMAGE", "IMAGE", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"]])
+    values = run_graph(registry, graph, ["2"]).values
+    assert torch.allclose(values["2"][0], torch.full((1, 8, 8, 3), 128 / 255), atol=1e-6)
+    workflow = parse_workflow(graph, registry)
+    assert export_ui(workflow, registry)["nodes"][1]["widgets_values"] == ["true"]
+    prompt = export_api(workflow, registry)
+    assert prompt["2"] == {"class_type": "Image Gradient Map",
+                           "inputs": {"image": ["1", 0], "gradient_image": ["1", 0], "flip_left_right": "true"}}
+    assert torch.equal(run_graph(registry, prompt, ["2"]).values["2"][0], values["2"][0])
