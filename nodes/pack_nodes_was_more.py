@@ -1,10 +1,11 @@
 """More of WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
 defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
-Region, Mask Smooth Region, Mask Crop Region and Mask Paste Region, and Image Gradient Map. The
+Region, Mask Smooth Region, Mask Crop Region and Mask Paste Region, and Image Gradient Map and
+Image Generate Gradient. The
 mask nodes' classes (inputs, defaults, outputs and the calls they make) were compared with the
 later (2024-2025) source quoted by a documentation mirror of the suite's nodes: unchanged; Image
-Gradient Map's inputs too, its drawing follows c6cadcc.
+Gradient Map's and Image Generate Gradient's inputs too, their drawing follows c6cadcc.
 
 The pack works each mask as an 8-bit picture (255 x value, clipped, truncated) and gives it back
 through its pil2mask, which returns 1 - level / 255: so the region nodes' results are, as in the
@@ -22,7 +23,7 @@ pilgram-based filters (Image Dragan / Nova / Sparkle need the pilgram package, n
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError
+from graphflow.api import IMAGE, INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
 from nodes.pack_nodes_was_image import CROP_DATA, _batch, _mask_levels, _masks, _pictures, _stack, paste_crop
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
@@ -272,3 +273,69 @@ class WasImageGradientMap(Node):
         tables = [gradient_lut(g, self.flip_left_right == "true") for g in gradients]
         return _batch([Image.fromarray(cv2.applyColorMap(np.asarray(p.convert("L")), tables[i % len(tables)]))
                        for i, p in enumerate(pictures)])
+
+
+GRADIENT_STOPS = "0:255,0,0\n25:255,255,255\n50:0,255,0\n75:0,0,255"
+
+
+def gradient_stops(text: str) -> dict[int, tuple[int, int, int]]:
+    """Image Generate Gradient's stops, one "position:red,green,blue" a line (spaces dropped), as
+    the pack reads them; the lowest stop's colour is put at 0 and the highest's at 255."""
+    stops = {}
+    for line in text.strip().replace(" ", "").split("\n"):
+        position, _, colour = line.partition(":")
+        try:
+            channels = [int(c) for c in colour.split(",")]
+            stops[int(position)] = (channels[0], channels[1], channels[2])
+        except (ValueError, IndexError):
+            raise NodeInputError("gradient_stops", f"{line!r}: expected a line like 25:255,128,0 (position:red,"
+                                                   "green,blue)") from None
+    stops[0], stops[255] = stops[min(stops)], stops[max(stops)]
+    return stops
+
+
+def gradient_spectrum(stops: dict[int, tuple[int, int, int]]) -> list[tuple[int, ...]]:
+    """The pack's 256 colours: each index between the stops about it, linearly, rounded."""
+    positions = sorted(stops)
+    spectrum = []
+    for i in range(256):
+        start = max(p for p in positions if p <= i)
+        end = min(p for p in positions if p >= i)
+        factor = 0 if start == end else (i - start) / (end - start)
+        spectrum.append(tuple(round(a + (b - a) * factor) for a, b in zip(stops[start], stops[end])))
+    return spectrum
+
+
+class WasImageGenerateGradient(Node):
+    """A gradient picture, as WAS's Image Generate Gradient draws it: gradient_stops gives a
+    colour at each position (one "position:red,green,blue" a line); the pack reads positions as
+    0..255 but draws only 0..100 of them across the image (column x takes colour int(x * 100 /
+    (width - 1))), so stops past 100 only shade the colours before them, and the last stop's
+    colour reaches position 255. tolerance above 0 rounds each channel to a multiple of it
+    (clipped to 255 here, as Pillow does on drawing). Last a Gaussian blur of 1.5 pixels (times
+    the longer side / 512, at least 1.5 times, above 512)."""
+    category = "WAS Suite/Image/Generate"
+    width: int = Int(512, min=64, max=4096, resource="width")
+    height: int = Int(512, min=64, max=4096, resource="height")
+    direction: str = Choice(("horizontal", "vertical"), "horizontal")
+    tolerance: int = Int(0, min=0, max=255)
+    gradient_stops: str = Text(GRADIENT_STOPS, multiline=True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Generate Gradient",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageFilter
+
+        spectrum = np.array(gradient_spectrum(gradient_stops(self.gradient_stops)))
+        if self.tolerance > 0:
+            # Python's round (halves to even), as the pack rounds
+            spectrum = np.array([[round(c / self.tolerance) * self.tolerance for c in colour] for colour in spectrum])
+        horizontal = self.direction == "horizontal"
+        length = self.width if horizontal else self.height
+        colours = np.clip(spectrum[np.arange(length) * 100 // (length - 1)], 0, 255).astype(np.uint8)
+        levels = np.broadcast_to(colours[None] if horizontal else colours[:, None], (self.height, self.width, 3))
+        blur = 1.5
+        if self.width > 512 or self.height > 512:
+            blur *= max(max(self.width, self.height) / 512, 1.5)
+        return _batch([Image.fromarray(np.ascontiguousarray(levels), "RGB").filter(ImageFilter.GaussianBlur(blur))])

@@ -342,3 +342,64 @@ def test_gradient_map_in_a_ui_save_and_api_prompt(registry):
     assert prompt["2"] == {"class_type": "Image Gradient Map",
                            "inputs": {"image": ["1", 0], "gradient_image": ["1", 0], "flip_left_right": "true"}}
     assert torch.equal(run_graph(registry, prompt, ["2"]).values["2"][0], values["2"][0])
+
+
+def pack_gradient(size, mode, stops_text, tolerance):
+    """The pack's gradient: its stops parsed, its spectrum, drawn line by line with ImageDraw, blurred."""
+    from PIL import ImageDraw, ImageFilter
+    colors = {}
+    for stop in stops_text.strip().replace(" ", "").split("\n"):
+        position, colour = stop.split(":")
+        colors[int(position)] = [int(c) for c in colour.split(",")]
+    colors[0] = colors[min(colors)]
+    colors[255] = colors[max(colors)]
+    keys = sorted(colors)
+    spectrum = []
+    for i in range(256):
+        start, end = max(p for p in keys if p <= i), min(p for p in keys if p >= i)
+        factor = 0 if start == end else (i - start) / (end - start)
+        spectrum.append(tuple(round(colors[start][c] + (colors[end][c] - colors[start][c]) * factor) for c in range(3)))
+    picture = Image.new("RGB", size, color=(0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    for i in range(size[0] if mode == "horizontal" else size[1]):
+        colour = spectrum[int(i * 100 / ((size[0] if mode == "horizontal" else size[1]) - 1))]
+        if tolerance > 0:
+            colour = tuple(round(c / tolerance) * tolerance for c in colour)
+        draw.line((i, 0, i, size[1]) if mode == "horizontal" else (0, i, size[0], i), fill=colour)
+    blur = 1.5
+    if size[0] > 512 or size[1] > 512:
+        blur *= max(max(size) / 512, 1.5)
+    return picture.filter(ImageFilter.GaussianBlur(radius=blur))
+
+
+@pytest.mark.parametrize("width, height, direction, tolerance, stops", [
+    (64, 80, "horizontal", 0, "0:255,0,0\n25:255,255,255\n50:0,255,0\n75:0,0,255"),
+    (96, 70, "vertical", 0, " 10: 0, 0, 0\n90:255,128,7"),
+    (130, 64, "horizontal", 100, "0:255,0,0\n60:30,255,120\n200:0,0,255"),  # 255 rounds to 300: clipped
+    (600, 64, "vertical", 16, "50:1,2,3\n100:250,251,252"),
+])
+def test_generate_gradient_against_the_packs_drawing(registry, width, height, direction, tolerance, stops):
+    got = call(registry, "WasImageGenerateGradient", width=width, height=height, direction=direction,
+               tolerance=tolerance, gradient_stops=stops)
+    want = pack_gradient((width, height), direction, stops, tolerance)
+    assert got.shape == (1, height, width, 3)
+    assert torch.equal(got[0], torch.from_numpy(np.asarray(want).astype(np.float32) / 255))
+
+
+def test_generate_gradient_errors_and_prompts(registry):
+    for stops in ("", "10:255,0", "red:1,2,3", "0:1,2,3\n\n50:4,5,6"):
+        with pytest.raises(NodeInputError, match="position:red") as caught:
+            call(registry, "WasImageGenerateGradient", gradient_stops=stops)
+        assert caught.value.input == "gradient_stops"
+    nodes = [ui_node(1, "Image Generate Gradient", [64, 64, "vertical", 0, "0:0,0,0\n100:255,255,255"],
+                     outputs=[("IMAGE", "IMAGE", [])])]
+    graph = ui_graph(nodes)
+    values = run_graph(registry, graph, ["1"]).values
+    assert torch.equal(values["1"][0][0], torch.from_numpy(np.asarray(
+        pack_gradient((64, 64), "vertical", "0:0,0,0\n100:255,255,255", 0)).astype(np.float32) / 255))
+    workflow = parse_workflow(graph, registry)
+    assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == [64, 64, "vertical", 0,
+                                                                            "0:0,0,0\n100:255,255,255"]
+    prompt = export_api(workflow, registry)
+    assert prompt["1"]["class_type"] == "Image Generate Gradient" and prompt["1"]["inputs"]["direction"] == "vertical"
+    assert torch.equal(run_graph(registry, prompt, ["1"]).values["1"][0], values["1"][0])
