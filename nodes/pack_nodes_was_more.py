@@ -1,8 +1,9 @@
 """More of WAS Node Suite's (WASasquatch/was-node-suite-comfyui, WAS_Node_Suite.py at commit
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
 defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
-Region, Mask Smooth Region, Mask Crop Region and Mask Paste Region, and Image Gradient Map and
-Image Generate Gradient. The
+Region, Mask Smooth Region, Mask Crop Region and Mask Paste Region; Image Gradient Map, Image
+Generate Gradient and Image Paste Crop by Location (the last read from the later source quoted by
+the documentation mirror named below: c6cadcc's copy was not compared). The
 mask nodes' classes (inputs, defaults, outputs and the calls they make) were compared with the
 later (2024-2025) source quoted by a documentation mirror of the suite's nodes: unchanged; Image
 Gradient Map's and Image Generate Gradient's inputs too, their drawing follows c6cadcc.
@@ -339,3 +340,61 @@ class WasImageGenerateGradient(Node):
         if self.width > 512 or self.height > 512:
             blur *= max(max(self.width, self.height) / 512, 1.5)
         return _batch([Image.fromarray(np.ascontiguousarray(levels), "RGB").filter(ImageFilter.GaussianBlur(blur))])
+
+
+def paste_at(picture, crop, box: tuple[int, int, int, int], blending: float, sharpening: int):
+    """Image Paste Crop by Location on one picture: the crop resized into box (and sharpened),
+    laid over through a mask that is white in the box less a black border of a quarter of
+    blend_ratio (half the box's longer side times blending), then box- and Gaussian-blurred by
+    blend_ratio / 4; (result, mask) as RGB pictures."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    left, top, right, bottom = box
+    size = (right - left, bottom - top)
+    picture = picture.convert("RGBA")
+    crop = crop.convert("RGBA").resize(size)
+    for _ in range(int(sharpening)):
+        crop = crop.filter(ImageFilter.SHARPEN)
+    ratio = max(size) / 2 * min(max(blending, 0.0), 1.0)
+    block = Image.new("L", size, 255)
+    ImageDraw.Draw(block).rectangle((0, 0, size[0] - 1, size[1] - 1), outline=0, width=int(ratio / 2))
+    mask = Image.new("L", picture.size, 0)
+    mask.paste(block, (left, top))
+    laid = picture.copy()
+    laid.paste(crop, (left, top), crop)
+    mask = mask.filter(ImageFilter.BoxBlur(radius=ratio / 4)).filter(ImageFilter.GaussianBlur(radius=ratio / 4))
+    laid.putalpha(mask)
+    return Image.alpha_composite(picture, laid).convert("RGB"), mask.convert("RGB")
+
+
+class WasImagePasteCropByLocation(Node):
+    """Paste crop_image into the box left..right x top..bottom (clamped to the image), as WAS's
+    Image Paste Crop by Location does: resized to the box, sharpened crop_sharpening times, its
+    edges faded over a border of crop_blending x half the box's longer side (a box- and
+    Gaussian-blurred mask). Gives the image and the mask (as an image). The pack gives the image
+    with an alpha channel that is always opaque; here it is RGB. Each image of a batch is pasted
+    on its own (one crop_image for all, or one each)."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    crop_image: IMAGE
+    top: int = Int(0, min=0, max=10000000)
+    left: int = Int(0, min=0, max=10000000)
+    right: int = Int(256, min=0, max=10000000)
+    bottom: int = Int(256, min=0, max=10000000)
+    crop_blending: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    crop_sharpening: int = Int(0, min=0, max=3)
+    outputs = {"IMAGE": IMAGE, "IMAGE_2": IMAGE}
+    comfy = ComfyAlias(("Image Paste Crop by Location",))
+
+    def run(self):
+        pictures, crops = _pictures(self.image, "image"), _pictures(self.crop_image, "crop_image")
+        if len(crops) not in (1, len(pictures)):
+            raise NodeInputError("crop_image", f"{len(crops)} crops for {len(pictures)} images: expected 1 or as many")
+        width, height = pictures[0].size
+        box = (min(self.left, width), min(self.top, height), min(self.right, width), min(self.bottom, height))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("right", f"the box {box} in a {width}x{height} image is empty: expected left < "
+                                          "right and top < bottom inside the image")
+        pasted = [paste_at(p, crops[i % len(crops)], box, self.crop_blending, self.crop_sharpening)
+                  for i, p in enumerate(pictures)]
+        return _batch([p for p, _ in pasted]), _batch([m for _, m in pasted])

@@ -403,3 +403,80 @@ def test_generate_gradient_errors_and_prompts(registry):
     prompt = export_api(workflow, registry)
     assert prompt["1"]["class_type"] == "Image Generate Gradient" and prompt["1"]["inputs"]["direction"] == "vertical"
     assert torch.equal(run_graph(registry, prompt, ["1"]).values["1"][0], values["1"][0])
+
+
+def pack_paste_location(image, crop_image, top, left, right, bottom, blend_amount, sharpen_amount):
+    """The pack's paste_image of Image Paste Crop by Location, step by step with Pillow."""
+    from PIL import ImageDraw, ImageFilter
+    image, crop_image = image.convert("RGBA"), crop_image.convert("RGBA")
+
+    def inset_border(picture, border_width, border_color):
+        bordered = Image.new(picture.mode, picture.size, border_color)
+        bordered.paste(picture, (0, 0))
+        ImageDraw.Draw(bordered).rectangle((0, 0, picture.width - 1, picture.height - 1), outline=border_color,
+                                           width=border_width)
+        return bordered
+    top, left = min(max(top, 0), image.height), min(max(left, 0), image.width)
+    bottom, right = min(max(bottom, 0), image.height), min(max(right, 0), image.width)
+    crop_size = (right - left, bottom - top)
+    crop = crop_image.resize(crop_size).convert("RGBA")
+    for _ in range(sharpen_amount):
+        crop = crop.filter(ImageFilter.SHARPEN)
+    ratio = max(crop_size) / 2 * float(blend_amount)
+    blend = image.copy()
+    mask = Image.new("L", image.size, 0)
+    mask.paste(inset_border(Image.new("L", crop_size, 255), int(ratio / 2), 0), (left, top))
+    blend.paste(crop, (left, top), crop)
+    mask = mask.filter(ImageFilter.BoxBlur(radius=ratio / 4)).filter(ImageFilter.GaussianBlur(radius=ratio / 4))
+    blend.putalpha(mask)
+    return Image.alpha_composite(image, blend), mask.convert("RGB")
+
+
+def as_tensor(picture):
+    return torch.from_numpy(np.asarray(picture.convert("RGB")).astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize("box, blend, sharpen", [((2, 3, 15, 17), 0.25, 0), ((0, 0, 24, 20), 1.0, 2),
+                                                 ((10, 5, 400, 300), 0.6, 1)])
+def test_paste_crop_by_location_against_the_packs_recipe(registry, box, blend, sharpen):
+    top, left, right, bottom = box
+    crop = torch.rand(1, 9, 7, 3, generator=torch.Generator().manual_seed(8))
+    got = call(registry, "WasImagePasteCropByLocation", image=IMAGES, crop_image=crop, top=top, left=left, right=right,
+               bottom=bottom, crop_blending=blend, crop_sharpening=sharpen)
+    for i, picture in enumerate(image_pictures(IMAGES)):
+        image, mask = pack_paste_location(picture, image_pictures(crop)[0], top, left, right, bottom, blend, sharpen)
+        assert torch.equal(got[0][i], as_tensor(image)) and torch.equal(got[1][i], as_tensor(mask))
+
+
+def test_paste_crop_by_location_unblended_is_a_plain_paste(registry):
+    crop = torch.rand(1, 6, 5, 3, generator=torch.Generator().manual_seed(9))
+    got = call(registry, "WasImagePasteCropByLocation", image=IMAGES[:1], crop_image=crop, top=4, left=3, right=8,
+               bottom=10, crop_blending=0.0)
+    want = IMAGES[:1].clone()
+    want[0, 4:10, 3:8] = crop[0]
+    assert torch.allclose(got[0], want, atol=1 / 255 + 1e-6)
+    assert torch.equal(got[1][0, 4:10, 3:8], torch.ones(6, 5, 3)) and got[1].sum() == 6 * 5 * 3
+    with pytest.raises(NodeInputError, match="is empty") as caught:
+        call(registry, "WasImagePasteCropByLocation", image=IMAGES, crop_image=crop, left=30, right=40)
+    assert caught.value.input == "right"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImagePasteCropByLocation", image=IMAGES, crop_image=torch.rand(3, 4, 4, 3))
+    assert caught.value.input == "crop_image"
+
+
+def test_paste_crop_by_location_in_a_ui_save(registry):
+    nodes = [ui_node(1, "EmptyImage", [32, 32, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "EmptyImage", [8, 8, 1, 0xFFFFFF], outputs=[("IMAGE", "IMAGE", [2])]),
+             ui_node(3, "Image Paste Crop by Location", [4, 6, 20, 16, 0.0, 0],
+                     inputs=[("image", "IMAGE", 1, False), ("crop_image", "IMAGE", 2, False)],
+                     outputs=[("IMAGE", "IMAGE", []), ("IMAGE", "IMAGE", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"]])
+    values = run_graph(registry, graph, ["3"]).values
+    want = torch.zeros(1, 32, 32, 3)
+    want[0, 4:16, 6:20] = 1.0  # top 4, left 6, right 20, bottom 16, by position
+    assert torch.equal(values["3"][0], want) and torch.equal(values["3"][1], want)
+    workflow = parse_workflow(graph, registry)
+    assert export_ui(workflow, registry)["nodes"][2]["widgets_values"] == [4, 6, 20, 16, 0.0, 0]
+    prompt = export_api(workflow, registry)
+    assert prompt["3"]["class_type"] == "Image Paste Crop by Location" and prompt["3"]["inputs"]["left"] == 6
+    assert torch.equal(run_graph(registry, prompt, ["3"]).values["3"][0], want)
