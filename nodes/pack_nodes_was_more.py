@@ -180,7 +180,8 @@ class WasMaskCropRegion(Node):
 
         levels = _mask_levels(self.mask, "mask")
         if levels.shape[0] != 1:
-            raise NodeInputError("mask", f"a batch of {levels.shape[0]} masks: expected one mask, as the pack crops one")
+            raise NodeInputError("mask", f"a batch of {levels.shape[0]} masks: expected one mask, as the pack "
+                                         "crops one")
         level = levels[0]
         height, width = level.shape
         rows, columns = np.nonzero(level)

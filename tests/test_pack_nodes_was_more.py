@@ -284,7 +284,8 @@ def test_crop_and_paste_region_in_a_ui_save(registry):
     # an all-black mask: the whole mask is "cut" with the box (0, 0, 0, 0), inverted to white and pasted back at
     # (0, 0); its right and bottom count as inside the mask (0 < 24, 0 < 20), so they fade, as in the pack
     want = pack_paste(Image.new("L", (24, 20), 0), Image.new("L", (24, 20), 255), ((24, 20), (0, 0, 0, 0)), 0.5, 1)
-    assert torch.allclose(values["4"][0][0], want[0], atol=1e-6) and torch.allclose(values["4"][1][0], want[1], atol=1e-6)
+    assert torch.allclose(values["4"][0][0], want[0], atol=1e-6)
+    assert torch.allclose(values["4"][1][0], want[1], atol=1e-6)
     assert values["4"][0][0, 0, 0] == 1 and values["4"][0][0, -1, -1] < 0.1
     workflow = parse_workflow(graph, registry)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
