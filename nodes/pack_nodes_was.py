@@ -35,9 +35,10 @@ history database); Text Parse Noodle Soup Prompts and CLIPTextEncode (NSP)'s exp
 pantry is downloaded from the web, the wildcards are the pack's own files); Image Blending Mode and
 Image Style Filter (they need the pilgram package); Number Counter (it counts per node, by an id the
 node API doesn't give); and, not built yet, Text Sort (its weight-aware ordering: the later source
-was not readable), KSampler Cycle, the video and cache nodes, Image Paste Crop by Location, Mask
-Crop / Paste Region, the dominant / minority / arbitrary / smooth region masks, and the other image
-filters and the generators.
+was not readable), KSampler Cycle, the video and cache nodes, and the other image filters and
+generators. (Mask Crop / Paste Region, the dominant / minority / arbitrary / smooth region masks,
+Image Gradient Map, Image Generate Gradient and Image Paste Crop by Location are in
+nodes/pack_nodes_was_more.py, whose docstring names what it leaves out.)
 """
 
 from __future__ import annotations
