@@ -12,7 +12,7 @@ SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCoun
 ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
 Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
 Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+,
-SamplerSelectHelper+, SchedulerSelectHelper+.
+SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ (a CFG function on the MODEL).
 Image and mask: ImageSmartSharpen+ (OpenCV's bilateral filter; grey or RGB only),
 MaskFromSegmentation+ (PIL's quantizer, scipy.ndimage's morphology).
 Text: DrawText+ (fonts from models/fonts).
@@ -824,6 +824,47 @@ class MaskFromSegmentation(Node):
         if not masks:
             masks.append(torch.zeros(reduced.shape[:2]))
         return torch.stack(masks)
+
+
+def timestepped_cfg(value: float, sigma_start: float, sigma_end: float):
+    """The guidance of Guidance Timestep: plain CFG whose scale is `value` while the step's sigma (the
+    batch's first) is at most sigma_start and above sigma_end, the sampler's cfg elsewhere. Without
+    an unconditional prediction (the sampler's cfg 1) it counts as 0, as ComfyUI's
+    sampler_cfg_function sees it."""
+    def cfg_function(args):
+        import torch
+        cond, uncond, scale = args["cond_denoised"], args["uncond_denoised"], args["cond_scale"]
+        if uncond is None:
+            uncond = torch.zeros_like(cond)
+        sigma = float(args["sigma"].flatten()[0])
+        if sigma_end < sigma <= sigma_start:
+            scale = value
+        return uncond + (cond - uncond) * scale
+    return cfg_function
+
+
+class GuidanceTimestepping(Node):
+    """CFG `value` between start_at and end_at of the sampling (percents turned into the model's
+    sigmas), the sampler's cfg before and after, as ComfyUI_essentials' Guidance Timestep
+    (experimental) does. It takes the model's one CFG-function slot (ComfyUI's
+    sampler_cfg_function): a later RescaleCFG or other CFG function replaces it, and it replaces
+    theirs. When the sampler's cfg is 1 no negative prediction is made (as in ComfyUI), so inside
+    the window the result is value x the positive prediction."""
+    category = "essentials/sampling"
+    model: MODEL
+    value: float = Float(2.0, min=0.0, max=100.0, step=0.05)
+    start_at: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    end_at: float = Float(0.8, min=0.0, max=1.0, step=0.01)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("GuidanceTimestepping+",))
+
+    def run(self):
+        from graphflow.sampling import model_sampling_for
+        from graphflow.sampling.cfg_patches import _with_cfg_function
+        schedule = model_sampling_for(self.model)
+        cfg_function = timestepped_cfg(self.value, float(schedule.percent_to_sigma(self.start_at)),
+                                       float(schedule.percent_to_sigma(self.end_at)))
+        return _with_cfg_function(self.model, cfg_function)
 
 
 # -- sampler-parameter helpers (read from sampling.py at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34) --

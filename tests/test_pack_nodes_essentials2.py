@@ -142,3 +142,68 @@ def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
     assert values["4"][0] == "ddim"
     exported = export_api(workflow, registry)
     assert exported["2"] == graph["2"] and exported["3"] == graph["3"] and exported["4"] == graph["4"]
+
+
+def test_guidance_timestepping_sets_the_cfg_inside_its_window_only():
+    """The CFG function against the formula uncond + (cond - uncond) x scale, scale = value for
+    sigma_end < sigma <= sigma_start, the sampler's cfg elsewhere; no negative counts as 0."""
+    from nodes.pack_nodes_essentials_misc import timestepped_cfg
+    cond, uncond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    guide = timestepped_cfg(2.5, sigma_start=5.0, sigma_end=1.0)
+    for sigma, scale in ((6.0, 7.0), (5.0, 2.5), (3.0, 2.5), (1.0, 7.0), (0.5, 7.0)):
+        args = {"cond_denoised": cond, "uncond_denoised": uncond, "cond_scale": 7.0,
+                "sigma": torch.full((2,), sigma)}
+        assert torch.allclose(guide(args), uncond + (cond - uncond) * scale)
+    no_negative = {"cond_denoised": cond, "uncond_denoised": None, "cond_scale": 1.0, "sigma": torch.full((2,), 3.0)}
+    assert torch.allclose(guide(no_negative), 2.5 * cond)
+
+
+def test_guidance_timestepping_over_the_whole_run_is_ksampler_at_its_value(registry, tmp_folders):
+    """A UI save: Guidance Timestep from 0 to 1 (every sigma) with value 3 equals KSampler at cfg 3;
+    a window from 1 to 1 (no sigma) leaves KSampler's cfg 6."""
+    from graphflow.testing import write_checkpoint
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    model_out = ("MODEL", "MODEL", [1, 2, 3])
+    nodes = [ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                     outputs=[model_out, ("CLIP", "CLIP", [4, 5]), ("VAE", "VAE", [])]),
+             ui_node(2, "CLIPTextEncode", ["a fox"], [("clip", "CLIP", 4, False)],
+                     [("CONDITIONING", "CONDITIONING", [6, 8, 10])]),
+             ui_node(3, "CLIPTextEncode", [""], [("clip", "CLIP", 5, False)],
+                     [("CONDITIONING", "CONDITIONING", [7, 9, 11])]),
+             ui_node(4, "EmptyLatentImage", [64, 64, 1], outputs=[("LATENT", "LATENT", [12, 13, 14])]),
+             ui_node(5, "GuidanceTimestepping+", [3.0, 0.0, 1.0], [("model", "MODEL", 1, False)],
+                     [("MODEL", "MODEL", [15])]),
+             ui_node(6, "GuidanceTimestepping+", [3.0, 1.0, 1.0], [("model", "MODEL", 2, False)],
+                     [("MODEL", "MODEL", [16])])]
+    links = [[1, 1, 0, 5, 0, "MODEL"], [2, 1, 0, 6, 0, "MODEL"], [3, 1, 0, 9, 0, "MODEL"],
+             [4, 1, 1, 2, 0, "CLIP"], [5, 1, 1, 3, 0, "CLIP"]]
+    sampler_inputs = lambda model, pos, neg, latent: [("model", "MODEL", model, False),  # noqa: E731
+                                                       ("positive", "CONDITIONING", pos, False),
+                                                       ("negative", "CONDITIONING", neg, False),
+                                                       ("latent_image", "LATENT", latent, False)]
+    for node_id, model_link, cfg, pos, neg, latent in ((7, 15, 6.0, 6, 7, 12), (8, 16, 6.0, 8, 9, 13),
+                                                      (9, 3, 3.0, 10, 11, 14)):
+        nodes.append(ui_node(node_id, "KSampler", [5, "fixed", 4, cfg, "euler", "normal", 1.0],
+                             sampler_inputs(model_link, pos, neg, latent), [("LATENT", "LATENT", [])]))
+    links += [[15, 5, 0, 7, 0, "MODEL"], [16, 6, 0, 8, 0, "MODEL"]]
+    links += [[6, 2, 0, 7, 1, "CONDITIONING"], [7, 3, 0, 7, 2, "CONDITIONING"], [8, 2, 0, 8, 1, "CONDITIONING"],
+              [9, 3, 0, 8, 2, "CONDITIONING"], [10, 2, 0, 9, 1, "CONDITIONING"], [11, 3, 0, 9, 2, "CONDITIONING"],
+              [12, 4, 0, 7, 3, "LATENT"], [13, 4, 0, 8, 3, "LATENT"], [14, 4, 0, 9, 3, "LATENT"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["7", "8", "9"])
+    whole, never, at_three = (values[k][0]["samples"] for k in ("7", "8", "9"))
+    assert torch.allclose(whole, at_three, atol=1e-5)
+    assert not torch.allclose(never, at_three, atol=1e-3)
+    plain = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+             "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a fox"}},
+             "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+             "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                       "latent_image": ["4", 0], "seed": 5, "steps": 4, "cfg": 6.0,
+                                                       "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}}}
+    _, plain_values = run(registry, plain, ["5"])
+    assert torch.allclose(never, plain_values["5"][0]["samples"], atol=1e-5)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[5] == [3.0, 0.0, 1.0] and saved[6] == [3.0, 1.0, 1.0]
+    assert export_api(workflow, registry)["5"] == {"class_type": "GuidanceTimestepping+", "inputs": {
+        "model": ["1", 0], "value": 3.0, "start_at": 0.0, "end_at": 1.0}}
