@@ -20,9 +20,9 @@ PixelOEPixelize+); ImageRandomTransform+ and NoiseFromImage+ (their results are 
 random draws, which can't be reproduced without it); ImageHistogramMatch+, ImageSeamCarving+,
 ImageToDevice+, the attention seekers (FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), the
 sampler-parameter nodes (FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+,
-LorasForFluxParams+), ModelSamplingSD3Advanced+ and FluxBlocksBuster+ (not yet: less used, or
-large). ImageSmartSharpen+, MaskFromSegmentation+, SamplerSelectHelper+, SchedulerSelectHelper+ and
-GuidanceTimestepping+ are in nodes/pack_nodes_essentials_misc.py.
+LorasForFluxParams+) and FluxBlocksBuster+ (not yet: large). ImageSmartSharpen+,
+MaskFromSegmentation+, SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ and
+ModelSamplingSD3Advanced+ are in nodes/pack_nodes_essentials_misc.py.
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
 

@@ -12,10 +12,14 @@ SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCoun
 ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
 Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
 Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+,
-SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ (a CFG function on the MODEL).
+SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ (a CFG function on the MODEL),
+ModelSamplingSD3Advanced+ (a flow schedule with the pack's cut-off shift).
 Image and mask: ImageSmartSharpen+ (OpenCV's bilateral filter; grey or RGB only),
 MaskFromSegmentation+ (PIL's quantizer, scipy.ndimage's morphology).
 Text: DrawText+ (fonts from models/fonts).
+Left out here (see also nodes/pack_nodes_essentials.py): FluxSamplerParams+, PlotParameters+,
+TextEncodeForSamplerParams+, LorasForFluxParams+ (the parameter-sweep sampler and its helpers: not
+yet) and FluxBlocksBuster+.
 """
 
 from __future__ import annotations
@@ -865,6 +869,62 @@ class GuidanceTimestepping(Node):
         cfg_function = timestepped_cfg(self.value, float(schedule.percent_to_sigma(self.start_at)),
                                        float(schedule.percent_to_sigma(self.end_at)))
         return _with_cfg_function(self.model, cfg_function)
+
+
+class CutOffFlowSchedule:
+    """ModelSamplingSD3Advanced+'s model sampling: ModelSamplingSD3's (a graphflow FlowSchedule, to
+    which everything else is passed) except that sigma() of ONE timestep at or below cut_off x the
+    multiplier uses shift x shift_multiplier: the pack's rule, so the schedulers asking the model
+    for each step's sigma (normal, sgm_uniform) change while those reading its sigma table (simple,
+    beta, karras ...) keep the plain shift; and percent_to_sigma is 1 - percent, not shifted."""
+
+    def __init__(self, shift: float, cut_off: float, shift_multiplier: float, multiplier: float = 1000.0):
+        from graphflow.sampling.flow_sampling import FlowSchedule
+        self.base = FlowSchedule.sd3(shift, multiplier=multiplier)
+        self.cut_off, self.shift_multiplier = float(cut_off), float(shift_multiplier)
+        self.sigmas = self.base.sigmas  # the table: one call on every timestep, the plain shift
+
+    def __getattr__(self, name):
+        if name == "base":  # not yet set (unpickling): don't recurse
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def sigma(self, timestep):
+        from graphflow.sampling.flow_sampling import time_snr_shift
+        import torch
+        timestep = torch.as_tensor(timestep)
+        shift = self.base.shift
+        if timestep.dim() == 0 and float(timestep) / self.base.multiplier <= self.cut_off:
+            shift = shift * self.shift_multiplier
+        return time_snr_shift(shift, timestep / self.base.multiplier)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return 1.0 - percent
+
+
+class ModelSamplingSD3Advanced(Node):
+    """ModelSamplingSD3 (flow models: SD3, FLUX ...) with a second shift, as ComfyUI_essentials'
+    Model Sampling SD3 Advanced: where the pack's model sampling is asked for the sigma of a single
+    timestep at or below cut_off (as a fraction of the run, 1 at its start), the shift is
+    shift x shift_multiplier. That reaches the schedulers that ask step by step (normal,
+    sgm_uniform); the ones reading the model's sigma table (simple, beta, karras, exponential ...)
+    see the plain shift, as with the pack. Its start/end percents (ControlNet ranges, Guidance
+    Timestep ...) are taken as 1 - percent, unshifted, as the pack's are."""
+    category = "essentials/sampling"
+    model: MODEL
+    shift: float = Float(3.0, min=0.0, max=100.0, step=0.01)
+    cut_off: float = Float(0.5, min=0.0, max=1.0, step=0.05)
+    shift_multiplier: float = Float(2.0, min=0.0, max=10.0, step=0.05)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("ModelSamplingSD3Advanced+",))
+
+    def run(self):
+        from nodes.flow import _with_sampling
+        return _with_sampling(self.model, CutOffFlowSchedule(self.shift, self.cut_off, self.shift_multiplier))
 
 
 # -- sampler-parameter helpers (read from sampling.py at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34) --

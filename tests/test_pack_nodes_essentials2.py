@@ -207,3 +207,45 @@ def test_guidance_timestepping_over_the_whole_run_is_ksampler_at_its_value(regis
     assert saved[5] == [3.0, 0.0, 1.0] and saved[6] == [3.0, 1.0, 1.0]
     assert export_api(workflow, registry)["5"] == {"class_type": "GuidanceTimestepping+", "inputs": {
         "model": ["1", 0], "value": 3.0, "start_at": 0.0, "end_at": 1.0}}
+
+
+def snr_shift(shift, t):
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def pack_normal_sigmas(shift, cut_off, shift_multiplier, steps):
+    """ComfyUI's normal scheduler on the pack's model sampling, written out: a sigma table at the
+    plain shift (its ends give the start and end timesteps), each step's sigma from its single
+    timestep, shifted by shift x shift_multiplier at or below cut_off."""
+    table = snr_shift(shift, torch.arange(1, 1001, 1) / 1000)
+    start, end = float(table[-1]) * 1000, float(table[0]) * 1000
+    sigmas = []
+    for t in torch.linspace(start, end, steps):
+        step_shift = shift * shift_multiplier if float(t) / 1000 <= cut_off else shift
+        sigmas.append(float(snr_shift(step_shift, t / 1000)))
+    return torch.tensor(sigmas + [0.0])
+
+
+def test_model_sampling_sd3_advanced_shifts_the_normal_schedule_after_its_cut_off(registry, tmp_folders):
+    from graphflow.testing import write_flow_checkpoint
+    (tmp_folders.models / "diffusion_models").mkdir(exist_ok=True)
+    write_flow_checkpoint(tmp_folders.models / "diffusion_models" / "sd3.safetensors", "sd3_medium",
+                          components=("model",), prefixed=False)
+    graph = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "sd3.safetensors", "weight_dtype": "default"}},
+             "2": {"class_type": "ModelSamplingSD3Advanced+", "inputs": {"model": ["1", 0], "shift": 3.0,
+                                                                         "cut_off": 0.5, "shift_multiplier": 2.0}},
+             "3": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "normal", "steps": 8,
+                                                              "denoise": 1.0}},
+             "4": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "simple", "steps": 8,
+                                                              "denoise": 1.0}},
+             "5": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 3.0}},
+             "6": {"class_type": "BasicScheduler", "inputs": {"model": ["5", 0], "scheduler": "simple", "steps": 8,
+                                                              "denoise": 1.0}}}
+    workflow, values = run(registry, graph, ["3", "4", "6"])
+    assert torch.allclose(values["3"][0].float(), pack_normal_sigmas(3.0, 0.5, 2.0, 8), atol=1e-6)
+    assert not torch.allclose(values["3"][0].float(), pack_normal_sigmas(3.0, 0.5, 1.0, 8), atol=1e-3)
+    assert torch.equal(values["4"][0], values["6"][0])  # the table keeps the plain shift
+    assert export_api(workflow, registry)["2"] == graph["2"]
+    with pytest.raises(NodeInputError) as err:
+        call(registry, "ModelSamplingSD3Advanced", model=type("EpsModel", (), {"prediction": "eps"})())
+    assert err.value.input == "model"
