@@ -735,8 +735,7 @@ class DrawText(Node):
 def kornia_sharpness(image, factor: float):
     """kornia.enhance.sharpness on a [B, H, W, C] batch (the function the pack calls): each channel
     smoothed by the 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 and clamped to 0..1, the one-pixel
-    border kept from the image, then image + (image - smoothed) (factor - 1) ... written as kornia
-    blends: smoothed + (image - smoothed) * factor, clamped to 0..1."""
+    border kept from the image; then smoothed + (image - smoothed) x factor, clamped to 0..1."""
     import torch
     import torch.nn.functional as F
     channels = image.shape[-1]
@@ -788,9 +787,9 @@ class ImageSmartSharpen(Node):
 
 class MaskFromSegmentation(Node):
     """One mask per colour region of the first image, as ComfyUI_essentials' Mask From Segmentation
-    makes them: the image (its 0..1 values times 255, cut to whole numbers) reduced by PIL to a
-    palette of `segments` colours (median cut, no dithering), then a mask for each colour left, in
-    the colours' sorted order; each opened by a remove_isolated_pixels-square (when above 0) and
+    makes them: the image (its values clamped to 0..1, where the pack lets others wrap around;
+    times 255, cut to whole numbers) reduced by PIL to a palette of `segments` colours (median cut,
+    no dithering), then a mask for each colour left, in the colours' sorted order; each opened by a remove_isolated_pixels-square (when above 0) and
     hole-filled (fill_holes), both scipy.ndimage's binary morphology, and kept only when it covers
     more than `remove_small_masks` of the picture. No mask kept gives one empty mask. Only the
     batch's first image is read, as in the pack; it must be RGB."""
