@@ -17,12 +17,12 @@ TransitionMask+.
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+); ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
-random draws, which can't be reproduced without it); ImageSmartSharpen+ (OpenCV's bilateral
-filter, not a dependency here); ImageHistogramMatch+, ImageSeamCarving+, MaskFromSegmentation+,
+random draws, which can't be reproduced without it); ImageHistogramMatch+, ImageSeamCarving+,
 ImageToDevice+, the attention seekers (FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), the
 sampler-parameter nodes (FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+,
-LorasForFluxParams+, SamplerSelectHelper+, SchedulerSelectHelper+), GuidanceTimestepping+,
-ModelSamplingSD3Advanced+ and FluxBlocksBuster+ (not yet: less used, or large).
+LorasForFluxParams+) and FluxBlocksBuster+ (not yet: large). ImageSmartSharpen+,
+MaskFromSegmentation+, SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ and
+ModelSamplingSD3Advanced+ are in nodes/pack_nodes_essentials_misc.py.
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.
 """
 

@@ -3,15 +3,23 @@ nodes are in nodes/pack_nodes_essentials.py, with what is left out and why), und
 names, inputs and outputs. Read from the pack's source as stored at commits
 05b82cf39a6827d5462f9faf6935d50dd6283b57 (misc.py, conditioning.py; and a later stored misc.py
 adding Display Any's mode), 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34 (sampling.py) and
-1f8f5ced9c29bcfcdb8742e69bde971badbe6b08 (text.py).
+1f8f5ced9c29bcfcdb8742e69bde971badbe6b08 (text.py, mask.py's MaskFromSegmentation+) and
+07702eb68bec54ec84db91ce78e05eea2832d024 (image.py's ImageSmartSharpen+).
 
 Utilities: SimpleMathFloat+, SimpleMathInt+, SimpleMathPercent+, SimpleMathSlider+,
 SimpleMathSliderLowRes+, SimpleMathBoolean+, SimpleMathDual+, SimpleMathCondition+,
 SimpleCondition+, SimpleComparison+, ConsoleDebug+, DebugTensorShape+, BatchCount+, DisplayAny,
 ModelCompile+ (passes the model on), RemoveLatentMask+, SDXLEmptyLatentSizePicker+.
 Conditioning: CLIPTextEncodeSDXL+, ConditioningCombineMultiple+, SD3NegativeConditioning+.
-Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+.
+Sampling: InjectLatentNoise+, KSamplerVariationsStochastic+, KSamplerVariationsWithNoise+,
+SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ (a CFG function on the MODEL),
+ModelSamplingSD3Advanced+ (a flow schedule with the pack's cut-off shift).
+Image and mask: ImageSmartSharpen+ (OpenCV's bilateral filter; grey or RGB only),
+MaskFromSegmentation+ (PIL's quantizer, scipy.ndimage's morphology).
 Text: DrawText+ (fonts from models/fonts).
+Left out here (see also nodes/pack_nodes_essentials.py): FluxSamplerParams+, PlotParameters+,
+TextEncodeForSamplerParams+, LorasForFluxParams+ (the parameter-sweep sampler and its helpers: not
+yet) and FluxBlocksBuster+.
 """
 
 from __future__ import annotations
@@ -719,3 +727,240 @@ class DrawText(Node):
             image = Image.alpha_composite(under, image)
         picture = torch.from_numpy(np.array(image)[..., :3].astype(np.float32) / 255)[None]
         return picture, mask
+
+
+# -- image processing (read from image.py at 07702eb68bec54ec84db91ce78e05eea2832d024) ----------
+
+
+def kornia_sharpness(image, factor: float):
+    """kornia.enhance.sharpness on a [B, H, W, C] batch (the function the pack calls): each channel
+    smoothed by the 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 and clamped to 0..1, the one-pixel
+    border kept from the image; then smoothed + (image - smoothed) x factor, clamped to 0..1."""
+    import torch
+    import torch.nn.functional as F
+    channels = image.shape[-1]
+    planes = image.movedim(-1, 1)
+    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], dtype=planes.dtype) / 13
+    kernel = kernel.view(1, 1, 3, 3).repeat(channels, 1, 1, 1)
+    smoothed = F.conv2d(planes, kernel, groups=channels).clamp(0, 1)
+    degenerate = planes.clone()
+    degenerate[:, :, 1:-1, 1:-1] = smoothed
+    return (degenerate + (planes - degenerate) * factor).clamp(0, 1).movedim(1, -1)
+
+
+class ImageSmartSharpen(Node):
+    """Sharpen while smoothing noise, as ComfyUI_essentials' Image Smart Sharpen does: a blend,
+    `ratio` of the image sharpened by `sharpen` (kornia's sharpness: the image pushed away from its
+    3x3 smoothing) and 1 - `ratio` of the image through OpenCV's bilateral filter of diameter
+    `noise_radius` (none when 1), sigma-colour max(1 - preserve_edges, 0.05) (0 when preserve_edges
+    is 0) and sigma-space 0.3 ((noise_radius - 1) / 2 - 1) + 0.8; clamped to 0..1. The bilateral
+    filter takes grey or RGB images: RGBA is refused (the pack fails on it)."""
+    category = "essentials/image processing"
+    image: IMAGE
+    noise_radius: int = Int(7, min=1, max=25, step=1)
+    preserve_edges: float = Float(0.75, min=0.0, max=1.0, step=0.05)
+    sharpen: float = Float(5.0, min=0.0, max=25.0, step=0.5)
+    ratio: float = Float(0.5, min=0.0, max=1.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageSmartSharpen+",))
+
+    def run(self):
+        import cv2
+        import numpy
+        import torch
+        image = _image(self.image, "image")
+        if image.shape[-1] not in (1, 3):
+            raise NodeInputError("image", f"a grey or RGB image (1 or 3 channels), got {image.shape[-1]} channels")
+        image = image.float()
+        sigma_color = max(1 - self.preserve_edges, 0.05) if self.preserve_edges > 0 else 0.0
+        sigma_space = 0.3 * ((self.noise_radius - 1) * 0.5 - 1) + 0.8  # torchvision's blur sigma for this size
+        if self.noise_radius > 1:
+            blurred = torch.stack([
+                torch.from_numpy(cv2.bilateralFilter(numpy.ascontiguousarray(picture.cpu().numpy()), self.noise_radius,
+                                                     sigma_color, sigma_space).reshape(picture.shape))
+                for picture in image])
+        else:
+            blurred = image
+        sharpened = kornia_sharpness(image, self.sharpen) if self.sharpen > 0 else image
+        return (self.ratio * sharpened + (1 - self.ratio) * blurred).clamp(0, 1)
+
+
+class MaskFromSegmentation(Node):
+    """One mask per colour region of the first image, as ComfyUI_essentials' Mask From Segmentation
+    makes them: the image (its values clamped to 0..1, where the pack lets others wrap around;
+    times 255, cut to whole numbers) reduced by PIL to a palette of `segments` colours (median cut,
+    no dithering), then a mask for each colour left, in the colours' sorted order; each opened by a remove_isolated_pixels-square (when above 0) and
+    hole-filled (fill_holes), both scipy.ndimage's binary morphology, and kept only when it covers
+    more than `remove_small_masks` of the picture. No mask kept gives one empty mask. Only the
+    batch's first image is read, as in the pack; it must be RGB."""
+    category = "essentials/mask"
+    image: IMAGE
+    segments: int = Int(6, min=1, max=16, step=1)
+    remove_isolated_pixels: int = Int(0, min=0, max=32, step=1)
+    remove_small_masks: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    fill_holes: bool = Bool(False)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskFromSegmentation+",))
+
+    def run(self):
+        import numpy
+        import scipy.ndimage
+        import torch
+        from PIL import Image
+        image = _image(self.image, "image")
+        if image.shape[-1] != 3:
+            raise NodeInputError("image", f"an RGB image (3 channels), got {image.shape[-1]} channels")
+        pixels = (image[0].clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()  # cut, not rounded: the pack's
+        picture = Image.fromarray(pixels)  # [H, W, 3] uint8: RGB
+        palette = picture.quantize(colors=self.segments)
+        reduced = numpy.asarray(picture.quantize(palette=palette, dither=Image.Dither.NONE).convert("RGB"))
+        masks = []
+        for color in numpy.unique(reduced.reshape(-1, 3), axis=0):
+            mask = (reduced == color).all(axis=-1)
+            if self.remove_isolated_pixels > 0:
+                square = numpy.ones((self.remove_isolated_pixels,) * 2)
+                mask = scipy.ndimage.binary_opening(mask, structure=square)
+            if self.fill_holes:
+                mask = scipy.ndimage.binary_fill_holes(mask)
+            if mask.mean() > self.remove_small_masks:  # smaller ones are taken for noise
+                masks.append(torch.from_numpy(mask.astype(numpy.float32)))
+        if not masks:
+            masks.append(torch.zeros(reduced.shape[:2]))
+        return torch.stack(masks)
+
+
+def timestepped_cfg(value: float, sigma_start: float, sigma_end: float):
+    """The guidance of Guidance Timestep: plain CFG whose scale is `value` while the step's sigma (the
+    batch's first) is at most sigma_start and above sigma_end, the sampler's cfg elsewhere. Without
+    an unconditional prediction (the sampler's cfg 1) it counts as 0, as ComfyUI's
+    sampler_cfg_function sees it."""
+    def cfg_function(args):
+        import torch
+        cond, uncond, scale = args["cond_denoised"], args["uncond_denoised"], args["cond_scale"]
+        if uncond is None:
+            uncond = torch.zeros_like(cond)
+        sigma = float(args["sigma"].flatten()[0])
+        if sigma_end < sigma <= sigma_start:
+            scale = value
+        return uncond + (cond - uncond) * scale
+    return cfg_function
+
+
+class GuidanceTimestepping(Node):
+    """CFG `value` between start_at and end_at of the sampling (percents turned into the model's
+    sigmas), the sampler's cfg before and after, as ComfyUI_essentials' Guidance Timestep
+    (experimental) does. It takes the model's one CFG-function slot (ComfyUI's
+    sampler_cfg_function): a later RescaleCFG or other CFG function replaces it, and it replaces
+    theirs. When the sampler's cfg is 1 no negative prediction is made (as in ComfyUI), so inside
+    the window the result is value x the positive prediction."""
+    category = "essentials/sampling"
+    model: MODEL
+    value: float = Float(2.0, min=0.0, max=100.0, step=0.05)
+    start_at: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    end_at: float = Float(0.8, min=0.0, max=1.0, step=0.01)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("GuidanceTimestepping+",))
+
+    def run(self):
+        from graphflow.sampling import model_sampling_for
+        from graphflow.sampling.cfg_patches import _with_cfg_function
+        schedule = model_sampling_for(self.model)
+        cfg_function = timestepped_cfg(self.value, float(schedule.percent_to_sigma(self.start_at)),
+                                       float(schedule.percent_to_sigma(self.end_at)))
+        return _with_cfg_function(self.model, cfg_function)
+
+
+class CutOffFlowSchedule:
+    """ModelSamplingSD3Advanced+'s model sampling: ModelSamplingSD3's (a graphflow FlowSchedule, to
+    which everything else is passed) except that sigma() of ONE timestep at or below cut_off x the
+    multiplier uses shift x shift_multiplier: the pack's rule, so the schedulers asking the model
+    for each step's sigma (normal, sgm_uniform) change while those reading its sigma table (simple,
+    beta, karras ...) keep the plain shift; and percent_to_sigma is 1 - percent, not shifted."""
+
+    def __init__(self, shift: float, cut_off: float, shift_multiplier: float, multiplier: float = 1000.0):
+        from graphflow.sampling.flow_sampling import FlowSchedule
+        self.base = FlowSchedule.sd3(shift, multiplier=multiplier)
+        self.cut_off, self.shift_multiplier = float(cut_off), float(shift_multiplier)
+        self.sigmas = self.base.sigmas  # the table: one call on every timestep, the plain shift
+
+    def __getattr__(self, name):
+        if name == "base":  # not yet set (unpickling): don't recurse
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def sigma(self, timestep):
+        from graphflow.sampling.flow_sampling import time_snr_shift
+        import torch
+        timestep = torch.as_tensor(timestep)
+        shift = self.base.shift
+        if timestep.dim() == 0 and float(timestep) / self.base.multiplier <= self.cut_off:
+            shift = shift * self.shift_multiplier
+        return time_snr_shift(shift, timestep / self.base.multiplier)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return 1.0 - percent
+
+
+class ModelSamplingSD3Advanced(Node):
+    """ModelSamplingSD3 (flow models: SD3, FLUX ...) with a second shift, as ComfyUI_essentials'
+    Model Sampling SD3 Advanced: where the pack's model sampling is asked for the sigma of a single
+    timestep at or below cut_off (as a fraction of the run, 1 at its start), the shift is
+    shift x shift_multiplier. That reaches the schedulers that ask step by step (normal,
+    sgm_uniform); the ones reading the model's sigma table (simple, beta, karras, exponential ...)
+    see the plain shift, as with the pack. Its start/end percents (ControlNet ranges, Guidance
+    Timestep ...) are taken as 1 - percent, unshifted, as the pack's are."""
+    category = "essentials/sampling"
+    model: MODEL
+    shift: float = Float(3.0, min=0.0, max=100.0, step=0.01)
+    cut_off: float = Float(0.5, min=0.0, max=1.0, step=0.05)
+    shift_multiplier: float = Float(2.0, min=0.0, max=10.0, step=0.05)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("ModelSamplingSD3Advanced+",))
+
+    def run(self):
+        from nodes.flow import _with_sampling
+        return _with_sampling(self.model, CutOffFlowSchedule(self.shift, self.cut_off, self.shift_multiplier))
+
+
+# -- sampler-parameter helpers (read from sampling.py at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34) --
+
+
+def selected_names(flags: dict) -> str:
+    """The names whose switch is on, in the list's order, joined by ", " (the pack's string)."""
+    return ", ".join(name for name, on in flags.items() if on)
+
+
+class SamplerSelectHelper(Node):
+    """A switch per sampler (in ComfyUI's list order, as the pack's UI saves them); gives the names
+    switched on joined by ", ", the form FluxSamplerParams+' sampler list takes."""
+    category = "essentials/sampling"
+    __annotations__ = {}  # the switches are declared in a loop: their names are the list's
+    for _name in SAMPLER_NAMES:
+        __annotations__[_name] = bool
+        locals()[_name] = Bool(False)
+    del _name
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("SamplerSelectHelper+",))
+
+    def run(self):
+        return selected_names({name: getattr(self, name) for name in SAMPLER_NAMES})
+
+
+class SchedulerSelectHelper(Node):
+    """A switch per scheduler (in ComfyUI's list order, as the pack's UI saves them); gives the names
+    switched on joined by ", ", the form FluxSamplerParams+' scheduler list takes."""
+    category = "essentials/sampling"
+    __annotations__ = {}  # the switches are declared in a loop: their names are the list's
+    for _name in SCHEDULER_NAMES:
+        __annotations__[_name] = bool
+        locals()[_name] = Bool(False)
+    del _name
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("SchedulerSelectHelper+",))
+
+    def run(self):
+        return selected_names({name: getattr(self, name) for name in SCHEDULER_NAMES})
