@@ -1,0 +1,181 @@
+"""More of ComfyUI-KJNodes' (kijai's) model-free nodes, under the pack's class names, inputs and
+outputs (read from kijai/ComfyUI-KJNodes nodes/mask_nodes.py at commit
+28381262d197596eb2b4c9bcc361228a5dcef4cc): the generated masks CreateFadeMask,
+CreateFadeMaskAdvanced and CreateGradientMask, and RemapMaskRange and ColorToMask.
+
+Not built yet (round 2 ran out of time; their classes stay unknown): the crop / uncrop family
+(ImageCropByMask*, ImageUncropByMask, BatchCropFromMask*, BatchUncrop*), OffsetMask, CreateTextMask,
+MaskOrImageToWeight, FloatToMask, the string and sigma nodes, and the image channel / grid /
+cross-fade / preview nodes, EmptyLatentImagePresets and ConditioningSetMaskAndCombine*."""
+
+from __future__ import annotations
+
+from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
+
+COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
+
+FADE_CURVES = ("linear", "ease_in", "ease_out", "ease_in_out")
+
+
+def eased(t: float, curve: str) -> float:
+    """The pack's easing of a 0..1 fraction: squared, mirrored square, or smoothstep."""
+    if curve == "ease_in":
+        return t * t
+    if curve == "ease_out":
+        return 1 - (1 - t) * (1 - t)
+    if curve == "ease_in_out":
+        return 3 * t * t - 2 * t * t * t
+    return t
+
+
+def level_masks(levels, width: int, height: int, invert: bool):
+    """One flat mask per level, inverted (1 - level) where asked."""
+    import torch
+    values = torch.tensor(levels, dtype=torch.float32)
+    masks = values[:, None, None].expand(len(levels), height, width).clone()
+    return 1.0 - masks if invert else masks
+
+
+class CreateFadeMask(Node):
+    """A batch of flat masks fading from start_level to midpoint_level by midpoint_frame (0: half the
+    frames, frames // 2), then towards end_level, as KJNodes' (deprecated) Create Fade Mask does.
+    Frame i up to the midpoint has t = i / midpoint_frame; after it t = (i - midpoint) / (frames -
+    midpoint), so the last frame stops one step short of end_level, as in the pack. The curve eases t."""
+    category = "KJNodes/deprecated"
+    invert: bool = Bool(False)
+    frames: int = Int(2, min=2, max=10000, resource="batch")
+    width: int = Int(256, min=16, max=4096, resource="width")
+    height: int = Int(256, min=16, max=4096, resource="height")
+    interpolation: str = Choice(FADE_CURVES, "linear")
+    start_level: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    midpoint_level: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    end_level: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    midpoint_frame: int = Int(0, min=0, max=4096)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("CreateFadeMask",))
+
+    def run(self):
+        midpoint = self.midpoint_frame or self.frames // 2
+        levels = []
+        for i in range(self.frames):
+            if i <= midpoint:
+                t = eased(i / midpoint, self.interpolation)
+                levels.append(self.start_level - t * (self.start_level - self.midpoint_level))
+            else:
+                t = eased((i - midpoint) / (self.frames - midpoint), self.interpolation)
+                levels.append(self.midpoint_level - t * (self.midpoint_level - self.end_level))
+        return level_masks(levels, self.width, self.height, self.invert)
+
+
+def fade_points(text: str, frames: int) -> list[tuple[int, float]]:
+    """The pack's "frame:(level)" list, comma separated; a point at the last frame is added with
+    the last given level when the last given point is not there; sorted by frame."""
+    points = []
+    for item in text.rstrip(",\n").split(","):
+        frame, sep, level = item.partition(":")
+        level = level.strip()
+        try:
+            if not sep or not (level.startswith("(") and level.endswith(")")):
+                raise ValueError
+            points.append((int(frame.strip()), float(level[1:-1])))
+        except ValueError:
+            raise NodeInputError("points_string", f"expected points like 0:(0.0), 7:(1.0), got {item.strip()!r}")
+    if points[-1][0] != frames - 1:
+        points.append((frames - 1, points[-1][1]))
+    points.sort(key=lambda p: p[0])
+    frame_numbers = [p[0] for p in points]
+    if len(points) < 2 or len(set(frame_numbers)) < len(frame_numbers):
+        raise NodeInputError("points_string", f"expected at least two points at different frames, got frames "
+                             f"{frame_numbers} (with the last frame, {frames - 1}, added)")
+    return points
+
+
+class CreateFadeMaskAdvanced(Node):
+    """A batch of flat masks whose level runs through points_string ("frame:(level)", comma
+    separated, frames counted from 0), as KJNodes' Create Fade Mask Advanced does: each frame is
+    eased between the points either side of it (before the first point the line goes on backwards);
+    the last frame takes the last given level if no point names it."""
+    category = "KJNodes/masking/generate"
+    points_string: str = Text("0:(0.0),\n7:(1.0),\n15:(0.0)\n", multiline=True)
+    invert: bool = Bool(False)
+    frames: int = Int(16, min=2, max=10000, resource="batch")
+    width: int = Int(512, min=1, max=4096, resource="width")
+    height: int = Int(512, min=1, max=4096, resource="height")
+    interpolation: str = Choice(FADE_CURVES, "linear")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("CreateFadeMaskAdvanced",))
+
+    def run(self):
+        points = fade_points(self.points_string, self.frames)
+        levels, after = [], 1
+        for i in range(self.frames):
+            while after < len(points) - 1 and i > points[after][0]:
+                after += 1
+            (f0, v0), (f1, v1) = points[after - 1], points[after]
+            t = eased((i - f0) / (f1 - f0), self.interpolation)
+            levels.append(v0 - t * (v0 - v1))
+        return level_masks(levels, self.width, self.height, self.invert)
+
+
+class CreateGradientMask(Node):
+    """A batch of horizontal gradient masks, as KJNodes' Create Gradient Mask does: 1 at the left to
+    0 at the right, frame i lowered by i / frames (not clamped: later frames go below 0, as in the
+    pack). The pack's default of 0 frames gives it an empty batch; here 0 frames is refused."""
+    category = "KJNodes/masking/generate"
+    invert: bool = Bool(False)
+    frames: int = Int(0, min=0, max=255, resource="batch")
+    width: int = Int(256, min=16, max=4096, resource="width")
+    height: int = Int(256, min=16, max=4096, resource="height")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("CreateGradientMask",))
+
+    def run(self):
+        import torch
+        if self.frames < 1:
+            raise NodeInputError("frames", "expected at least 1 frame (the pack gives an empty batch for 0)")
+        ramp = torch.linspace(1.0, 0.0, self.width)
+        lowered = ramp[None, :] - torch.arange(self.frames, dtype=torch.float32)[:, None] / self.frames
+        masks = lowered[:, None, :].expand(self.frames, self.height, self.width).clone()
+        return 1.0 - masks if self.invert else masks
+
+
+class RemapMaskRange(Node):
+    """Rescale masks so their brightest value becomes max and 0 becomes min, as KJNodes' Remap Mask
+    Range does (one scale for the whole batch; an all-zero batch is not divided), clamped to 0..1."""
+    category = "KJNodes/masking"
+    mask: MASK
+    min: float = Float(0.0, min=-10.0, max=1.0, step=0.01)
+    max: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("RemapMaskRange",))
+
+    def run(self):
+        peak = float(self.mask.max())
+        peak = peak if peak > 0 else 1.0
+        return (self.mask / peak * (self.max - self.min) + self.min).clamp(0.0, 1.0)
+
+
+class ColorToMask(Node):
+    """White where a pixel's colour lies within threshold of red, green, blue (the straight-line
+    distance in 0..255 units, threshold included), black elsewhere; invert swaps them. As KJNodes'
+    Color To Mask does; per_batch only sets how many images the pack handles at once."""
+    category = "KJNodes/masking"
+    images: IMAGE
+    invert: bool = Bool(False)
+    red: int = Int(0, min=0, max=255)
+    green: int = Int(0, min=0, max=255)
+    blue: int = Int(0, min=0, max=255)
+    threshold: int = Int(10, min=0, max=255)
+    per_batch: int = Int(16, min=1, max=4096)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("ColorToMask",))
+
+    def run(self):
+        import torch
+        color = torch.tensor([self.red, self.green, self.blue], dtype=torch.float32)
+        out = []
+        for start in range(0, self.images.shape[0], self.per_batch):
+            distance = torch.linalg.vector_norm(self.images[start:start + self.per_batch, ..., :3] * 255 - color, dim=-1)
+            out.append((distance <= self.threshold).float())
+        masks = torch.cat(out)
+        return 1.0 - masks if self.invert else masks

@@ -1,0 +1,162 @@
+"""KJNodes' nodes in nodes/pack_nodes_kj_more.py (fade and gradient masks, RemapMaskRange,
+ColorToMask): each against the pack's formula computed here, its errors by input name, and read
+from a UI-format save and an API prompt with the pack's class names, exported back unchanged."""
+
+import pytest
+import torch
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.resource_limits import RunLimits
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import ui_graph, ui_node
+from tests.test_pack_nodes_kj import refused
+
+
+@pytest.fixture(scope="module")
+def registry(builtin_registry):
+    return builtin_registry
+
+
+def run(registry, graph, outputs):
+    workflow = parse_workflow(graph, registry)
+    result = Executor(registry).run(workflow, outputs=outputs)
+    assert result.ok, (result.problems, result.error)
+    return workflow, result.values
+
+
+CURVES = {"linear": lambda t: t, "ease_in": lambda t: t * t, "ease_out": lambda t: 1 - (1 - t) ** 2,
+          "ease_in_out": lambda t: 3 * t * t - 2 * t ** 3}
+
+
+def frame_levels(masks):
+    """Each frame's one level, after checking the frame is flat."""
+    assert torch.equal(masks, masks[:, :1, :1].expand_as(masks))
+    return masks[:, 0, 0].tolist()
+
+
+@pytest.mark.parametrize("curve", list(CURVES))
+def test_create_fade_mask_levels_per_frame(registry, curve):
+    ease = CURVES[curve]
+    masks = call(registry, "CreateFadeMask", frames=7, width=20, height=16, interpolation=curve, start_level=0.9,
+                 midpoint_level=0.3, end_level=0.1, midpoint_frame=0)
+    assert masks.shape == (7, 16, 20)
+    mid = 7 // 2  # midpoint_frame 0: half the frames
+    want = [0.9 - ease(i / mid) * (0.9 - 0.3) if i <= mid else 0.3 - ease((i - mid) / (7 - mid)) * (0.3 - 0.1)
+            for i in range(7)]
+    assert frame_levels(masks) == pytest.approx(want, abs=1e-6)
+    inverted = call(registry, "CreateFadeMask", invert=True, frames=7, width=20, height=16, interpolation=curve,
+                    start_level=0.9, midpoint_level=0.3, end_level=0.1)
+    assert torch.allclose(inverted, 1 - masks)
+    late = call(registry, "CreateFadeMask", frames=4, width=16, height=16, midpoint_frame=2)
+    assert frame_levels(late) == pytest.approx([1.0, 0.75, 0.5, 0.25])  # the last frame stops short of end_level
+
+
+@pytest.mark.parametrize("curve", list(CURVES))
+def test_create_fade_mask_advanced_runs_through_the_points(registry, curve):
+    ease = CURVES[curve]
+    masks = call(registry, "CreateFadeMaskAdvanced", points_string="0:(0.0),\n7:(1.0),\n15:(0.0)\n", frames=16,
+                 width=8, height=4, interpolation=curve)
+    want = [ease(i / 7) for i in range(8)] + [1 - ease((i - 7) / 8) for i in range(8, 16)]
+    assert masks.shape == (16, 4, 8) and frame_levels(masks) == pytest.approx(want, abs=1e-6)
+
+
+def test_create_fade_mask_advanced_unsorted_points_and_added_last_frame(registry):
+    # unsorted; the last given point (2) is not the last frame, so (9, 0.2) is added; before 2 the line goes back
+    masks = call(registry, "CreateFadeMaskAdvanced", points_string="5:(1.0), 2:(0.2)", frames=10, width=4, height=4,
+                 invert=True)
+    points = [(2, 0.2), (5, 1.0), (9, 0.2)]
+    want = []
+    for i in range(10):
+        (f0, v0), (f1, v1) = points[:2] if i <= 5 else points[1:]
+        want.append(1 - (v0 - (i - f0) / (f1 - f0) * (v0 - v1)))
+    assert frame_levels(masks) == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("text, message", [("0:0.5, 7:(1.0)", "expected points like"), ("zero:(1.0)", "expected"),
+                                           ("15:(1.0)", "at least two points"), ("3:(1.0), 3:(0.0)", "different")])
+def test_create_fade_mask_advanced_refuses_bad_points(registry, text, message):
+    with pytest.raises(NodeInputError, match=message) as caught:
+        call(registry, "CreateFadeMaskAdvanced", points_string=text, frames=16, width=4, height=4)
+    assert caught.value.input == "points_string"
+
+
+def test_create_gradient_mask(registry):
+    masks = call(registry, "CreateGradientMask", frames=4, width=16, height=16)
+    ramp = torch.linspace(1, 0, 16)
+    assert masks.shape == (4, 16, 16)
+    for i in range(4):
+        assert torch.allclose(masks[i], (ramp - i / 4).expand(16, 16))
+    assert masks.min() < 0  # the pack does not clamp
+    assert torch.allclose(call(registry, "CreateGradientMask", frames=4, width=16, height=16, invert=True), 1 - masks)
+    with pytest.raises(NodeInputError, match="at least 1") as caught:
+        call(registry, "CreateGradientMask", frames=0)
+    assert caught.value.input == "frames"
+
+
+def test_remap_mask_range(registry):
+    mask = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(3)) * 0.5
+    out = call(registry, "RemapMaskRange", mask=mask, min=0.2, max=0.9)
+    assert torch.allclose(out, (mask / mask.max() * 0.7 + 0.2).clamp(0, 1))
+    assert torch.equal(call(registry, "RemapMaskRange", mask=torch.zeros(1, 2, 2), min=-1.0, max=2.0),
+                       torch.zeros(1, 2, 2))  # no division by a zero peak; -1 clamps to 0
+    assert torch.allclose(call(registry, "RemapMaskRange", mask=mask, min=-0.5, max=3.0),
+                          (mask / mask.max() * 3.5 - 0.5).clamp(0, 1))
+
+
+def test_color_to_mask_by_distance(registry):
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(5, 6, 7, 3, generator=g)
+    images[:, 0, 0] = torch.tensor([200, 30, 90]) / 255
+    color = torch.tensor([200.0, 30.0, 90.0])
+    for threshold in (0, 40, 120):
+        want = ((images * 255 - color).pow(2).sum(-1).sqrt() <= threshold).float()
+        out = call(registry, "ColorToMask", images=images, red=200, green=30, blue=90, threshold=threshold, per_batch=2)
+        assert torch.equal(out, want) and out[:, 0, 0].eq(1).all()
+        inverted = call(registry, "ColorToMask", images=images, invert=True, red=200, green=30, blue=90,
+                        threshold=threshold)
+        assert torch.equal(inverted, 1 - want)
+
+
+def test_the_packs_ui_save_runs_and_exports_back(registry):
+    nodes = [ui_node(1, "CreateFadeMaskAdvanced", ["0:(0.0),\n3:(1.0)\n", False, 4, 8, 8, "ease_in"],
+                     outputs=[("MASK", "MASK", [1])]),
+             ui_node(2, "RemapMaskRange", [0.5, 1.0], inputs=[("mask", "MASK", 1, False)],
+                     outputs=[("mask", "MASK", [])]),
+             ui_node(3, "CreateFadeMask", [True, 3, 16, 16, "linear", 1.0, 0.5, 0.0, 0],
+                     outputs=[("MASK", "MASK", [])]),
+             ui_node(4, "CreateGradientMask", [False, 2, 16, 16], outputs=[("MASK", "MASK", [])])]
+    workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]]), ["2", "3", "4"])
+    fade = torch.tensor([(i / 3) ** 2 for i in range(4)])
+    assert torch.allclose(values["2"][0][:, 0, 0], fade / fade.max() * 0.5 + 0.5)
+    assert frame_levels(values["3"][0]) == pytest.approx([0.0, 0.5, 0.75])  # 1 - (1, 0.5, 0.25): t = 1 / 2 past the midpoint
+    assert values["4"][0].shape == (2, 16, 16)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[1] == ["0:(0.0),\n3:(1.0)\n", False, 4, 8, 8, "ease_in"]
+    assert saved[3] == [True, 3, 16, 16, "linear", 1.0, 0.5, 0.0, 0] and saved[2] == [0.5, 1.0]
+
+
+def test_the_packs_api_prompt_runs_and_exports_back(registry):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 4, "batch_size": 1,
+                                                              "color": 0xC81E5A}},
+              "2": {"class_type": "ColorToMask", "inputs": {"images": ["1", 0], "invert": False, "red": 200,
+                                                            "green": 30, "blue": 90, "threshold": 2,
+                                                            "per_batch": 16}},
+              "3": {"class_type": "CreateGradientMask", "inputs": {"frames": 3, "width": 16, "height": 16}}}
+    workflow, values = run(registry, prompt, ["2", "3"])
+    assert torch.equal(values["2"][0], torch.ones(1, 4, 8))
+    assert values["3"][0].shape == (3, 16, 16)
+    again = export_api(workflow, registry)
+    assert again["2"]["class_type"] == "ColorToMask" and again["2"]["inputs"]["threshold"] == 2
+    assert again["2"]["inputs"]["images"] == ["1", 0] and again["3"]["inputs"]["frames"] == 3
+
+
+def test_huge_generated_masks_are_refused_before_running(registry):
+    for node in ({"type": "CreateFadeMask", "inputs": {"frames": 10000, "width": 4096, "height": 4096}},
+                 {"type": "CreateFadeMaskAdvanced", "inputs": {"frames": 10000, "width": 4096, "height": 4096}},
+                 {"type": "CreateGradientMask", "inputs": {"frames": 255, "width": 4096, "height": 4096}}):
+        assert "1" in refused(registry, [node], RunLimits(max_batch=64)), node["type"]
+        small = {"type": node["type"], "inputs": {"frames": 4, "width": 64, "height": 64}}
+        assert refused(registry, [small], RunLimits(max_batch=64)) == set()
