@@ -1,16 +1,23 @@
 """More of ComfyUI-KJNodes' (kijai's) model-free nodes, under the pack's class names, inputs and
 outputs (read from kijai/ComfyUI-KJNodes nodes/mask_nodes.py at commit
-28381262d197596eb2b4c9bcc361228a5dcef4cc): the generated masks CreateFadeMask,
-CreateFadeMaskAdvanced and CreateGradientMask, and RemapMaskRange and ColorToMask.
+28381262d197596eb2b4c9bcc361228a5dcef4cc and nodes/nodes.py at commit
+b37122a9fd079b2854fa92565582a195d6b03c92): the generated masks CreateFadeMask,
+CreateFadeMaskAdvanced and CreateGradientMask, RemapMaskRange and ColorToMask; JoinStrings,
+SomethingToString and EmptyLatentImagePresets.
 
-Not built yet (round 2 ran out of time; their classes stay unknown): the crop / uncrop family
-(ImageCropByMask*, ImageUncropByMask, BatchCropFromMask*, BatchUncrop*), OffsetMask, CreateTextMask,
-MaskOrImageToWeight, FloatToMask, the string and sigma nodes, and the image channel / grid /
-cross-fade / preview nodes, EmptyLatentImagePresets and ConditioningSetMaskAndCombine*."""
+Not built yet (round 2 ran out of time; their classes stay unknown, named in comfy_format's
+CUSTOM_PACKS): the crop / uncrop family (ImageCropByMask*, ImageUncropByMask, BatchCropFromMask*,
+BatchUncrop*), OffsetMask, CreateTextMask, MaskOrImageToWeight, FloatToMask, JoinStringMulti,
+StringToFloatList, WidgetToString, FloatToSigmas, SigmasToFloat, CustomSigmas, ImageAndMaskPreview,
+CrossFadeImages, SplitImageChannels, MergeImageChannels, ImageGridComposite2x2 / 3x3,
+ImageNormalize_Neg1_To_1 and ConditioningSetMaskAndCombine (3 / 4 / 5)."""
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text
+from graphflow.api import ANY, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text
+from nodes.latent import EmptyLatent
+from nodes.pack_nodes import _core
 
 COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -175,7 +182,73 @@ class ColorToMask(Node):
         color = torch.tensor([self.red, self.green, self.blue], dtype=torch.float32)
         out = []
         for start in range(0, self.images.shape[0], self.per_batch):
-            distance = torch.linalg.vector_norm(self.images[start:start + self.per_batch, ..., :3] * 255 - color, dim=-1)
+            chunk = self.images[start:start + self.per_batch, ..., :3]
+            distance = torch.linalg.vector_norm(chunk * 255 - color, dim=-1)
             out.append((distance <= self.threshold).float())
         masks = torch.cat(out)
         return 1.0 - masks if self.invert else masks
+
+
+# -- text and values (nodes/nodes.py at commit b37122a9fd079b2854fa92565582a195d6b03c92) ----------
+
+
+class JoinStrings(Node):
+    """string1 + delimiter + string2, as KJNodes' Join Strings does (an unconnected string is
+    empty, so the delimiter is still there)."""
+    category = "KJNodes/text"
+    delimiter: str = Text(" ")
+    string1: STRING = None
+    string2: STRING = None
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("JoinStrings",), optional=("string1", "string2"))
+
+    def run(self):
+        return (self.string1 or "") + self.delimiter + (self.string2 or "")
+
+
+class SomethingToString(Node):
+    """A number or boolean as Python writes it (True, 0.5), or a list's items joined by ", ",
+    between prefix and suffix, as KJNodes' Something To String does. The pack gives nothing for
+    any other value (text included); here that is refused, naming the input."""
+    category = "KJNodes/text"
+    input: ANY
+    prefix: str = Text("")
+    suffix: str = Text("")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("SomethingToString",), optional=("prefix", "suffix"))
+
+    def run(self):
+        if isinstance(self.input, (bool, int, float)):
+            text = str(self.input)
+        elif isinstance(self.input, list):
+            text = ", ".join(str(item) for item in self.input)
+        else:
+            raise NodeInputError("input", f"expected a number, a boolean or a list, got {type(self.input).__name__} "
+                                          "(the pack gives no string for it)")
+        return self.prefix + text + self.suffix
+
+
+LATENT_PRESETS = ("512 x 512 (1:1)", "768 x 512 (1.5:1)", "960 x 512 (1.875:1)", "1024 x 512 (2:1)",
+                  "1024 x 576 (1.778:1)", "1536 x 640 (2.4:1)", "1344 x 768 (1.75:1)", "1216 x 832 (1.46:1)",
+                  "1152 x 896 (1.286:1)", "1024 x 1024 (1:1)")
+
+
+def preset_size(preset: str, invert: bool) -> tuple[int, int]:
+    """(width, height) of a "W x H (ratio)" preset; invert swaps them."""
+    width, height = (int(side) for side in preset.split("(")[0].split("x"))
+    return (height, width) if invert else (width, height)
+
+
+class EmptyLatentImagePresets(Node):
+    """An empty latent (as Empty Latent Image makes it) of a preset size, width and height swapped
+    with invert, with that width and height, as KJNodes' Empty Latent Image Presets gives them."""
+    category = "KJNodes/latents"
+    dimensions: str = Choice(LATENT_PRESETS, "512 x 512 (1:1)")
+    invert: bool = Bool(False)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
+    outputs = {"Latent": LATENT, "Width": INT, "Height": INT}
+    comfy = ComfyAlias(("EmptyLatentImagePresets",))
+
+    def run(self):
+        width, height = preset_size(self.dimensions, self.invert)
+        return _core(EmptyLatent, width=width, height=height, batch_size=self.batch_size), width, height

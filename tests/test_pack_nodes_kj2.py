@@ -131,7 +131,7 @@ def test_the_packs_ui_save_runs_and_exports_back(registry):
     workflow, values = run(registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]]), ["2", "3", "4"])
     fade = torch.tensor([(i / 3) ** 2 for i in range(4)])
     assert torch.allclose(values["2"][0][:, 0, 0], fade / fade.max() * 0.5 + 0.5)
-    assert frame_levels(values["3"][0]) == pytest.approx([0.0, 0.5, 0.75])  # 1 - (1, 0.5, 0.25): t = 1 / 2 past the midpoint
+    assert frame_levels(values["3"][0]) == pytest.approx([0.0, 0.5, 0.75])  # 1 - (1, 0.5, 0.25)
     assert values["4"][0].shape == (2, 16, 16)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[1] == ["0:(0.0),\n3:(1.0)\n", False, 4, 8, 8, "ease_in"]
@@ -160,3 +160,45 @@ def test_huge_generated_masks_are_refused_before_running(registry):
         assert "1" in refused(registry, [node], RunLimits(max_batch=64)), node["type"]
         small = {"type": node["type"], "inputs": {"frames": 4, "width": 64, "height": 64}}
         assert refused(registry, [small], RunLimits(max_batch=64)) == set()
+
+
+def test_join_strings_and_something_to_string(registry):
+    assert call(registry, "JoinStrings", delimiter=", ", string1="a cat", string2="a hat") == "a cat, a hat"
+    assert call(registry, "JoinStrings", delimiter="-", string1="alone") == "alone-"
+    assert call(registry, "SomethingToString", input=0.25, prefix="cfg ", suffix="!") == "cfg 0.25!"
+    assert call(registry, "SomethingToString", input=True) == "True"
+    assert call(registry, "SomethingToString", input=[1, 2.5, "x"]) == ", ".join(str(v) for v in [1, 2.5, "x"])
+    with pytest.raises(NodeInputError, match="expected a number") as caught:
+        call(registry, "SomethingToString", input="text")
+    assert caught.value.input == "input"
+
+
+def test_empty_latent_image_presets_is_empty_latent_image_of_the_preset(registry):
+    latent, width, height = call(registry, "EmptyLatentImagePresets", dimensions="1216 x 832 (1.46:1)", batch_size=2)
+    core = call(registry, "EmptyLatent", width=1216, height=832, batch_size=2)
+    assert (width, height) == (1216, 832) and torch.equal(latent["samples"], core["samples"])
+    latent, width, height = call(registry, "EmptyLatentImagePresets", dimensions="1536 x 640 (2.4:1)", invert=True)
+    assert (width, height) == (640, 1536) and latent["samples"].shape == (1, 4, 1536 // 8, 640 // 8)
+
+
+def test_text_nodes_from_the_packs_ui_save_and_api_prompt(registry):
+    nodes = [ui_node(1, "INTConstant", [7], outputs=[("value", "INT", [1])]),
+             ui_node(2, "SomethingToString", ["steps: ", ""], inputs=[("input", "*", 1, False)],
+                     outputs=[("STRING", "STRING", [2])]),
+             ui_node(3, "JoinStrings", [" | "], inputs=[("string1", "STRING", 2, False)],
+                     outputs=[("STRING", "STRING", [])]),
+             ui_node(4, "EmptyLatentImagePresets", ["768 x 512 (1.5:1)", True, 1],
+                     outputs=[("Latent", "LATENT", []), ("Width", "INT", []), ("Height", "INT", [])])]
+    links = [[1, 1, 0, 2, 0, "INT"], [2, 2, 0, 3, 0, "STRING"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["3", "4"])
+    assert values["3"][0] == "steps: 7 | " and values["4"][1:] == (512, 768)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == ["steps: ", ""] and saved[3] == [" | "] and saved[4] == ["768 x 512 (1.5:1)", True, 1]
+    prompt = {"1": {"class_type": "FloatConstant", "inputs": {"value": 1.5}},
+              "2": {"class_type": "SomethingToString", "inputs": {"input": ["1", 0], "suffix": "x"}},
+              "3": {"class_type": "JoinStrings", "inputs": {"delimiter": "+", "string1": "a", "string2": ["2", 0]}}}
+    workflow, values = run(registry, prompt, ["3"])
+    assert values["3"][0] == "a+1.5x"
+    again = export_api(workflow, registry)
+    assert again["3"]["inputs"] == {"delimiter": "+", "string1": "a", "string2": ["2", 0]}
+    assert again["2"]["inputs"]["input"] == ["1", 0] and again["2"]["class_type"] == "SomethingToString"
