@@ -2,6 +2,8 @@
 ColorToMask): each against the pack's formula computed here, its errors by input name, and read
 from a UI-format save and an API prompt with the pack's class names, exported back unchanged."""
 
+import math
+
 import pytest
 import torch
 
@@ -202,3 +204,56 @@ def test_text_nodes_from_the_packs_ui_save_and_api_prompt(registry):
     again = export_api(workflow, registry)
     assert again["3"]["inputs"] == {"delimiter": "+", "string1": "a", "string2": ["2", 0]}
     assert again["2"]["inputs"]["input"] == ["1", 0] and again["2"]["class_type"] == "SomethingToString"
+
+
+def pack_curve(t, curve):
+    """The pack's cross-fade easings, written out from its formulas."""
+    if curve == "bounce":
+        return (1 - (1 - 2 * t) ** 2) * 0.5 if t < 0.5 else ((t - 0.5) * 2) ** 2 * 0.5 + 0.5
+    if curve == "elastic":
+        return math.sin(13 * math.pi / 2 * t) * 2 ** (10 * (t - 1))
+    if curve == "glitchy":
+        return t + 0.1 * math.sin(40 * t)
+    if curve == "exponential_ease_out":
+        return 1 - (1 - t) ** 4
+    return CURVES[curve](t)
+
+
+@pytest.mark.parametrize("curve", ["linear", "ease_in_out", "bounce", "elastic", "glitchy", "exponential_ease_out"])
+def test_cross_fade_images_frames(registry, curve):
+    g = torch.Generator().manual_seed(11)
+    first, second = torch.rand(6, 4, 5, 3, generator=g), torch.rand(5, 4, 5, 3, generator=g)
+    out = call(registry, "CrossFadeImages", images_1=first, images_2=second, interpolation=curve,
+               transition_start_index=-3, transitioning_frames=4, start_level=0.2, end_level=0.9)
+    count = 3  # cut to images_1's frames from index 3
+    levels = [0.2 + (0.9 - 0.2) * i / (count - 1) for i in range(count)]
+    faded = [(1 - pack_curve(a, curve)) * first[3 + i] + pack_curve(a, curve) * second[i] for i, a in enumerate(levels)]
+    want = torch.cat([first[:3], torch.stack(faded), second[count:]])
+    assert out.shape == want.shape and torch.allclose(out, want, atol=1e-5)
+
+
+def test_cross_fade_images_errors(registry):
+    images = torch.rand(3, 4, 4, 3)
+    for inputs, name in [({"transition_start_index": 3}, "transition_start_index"),
+                         ({"transition_start_index": -4}, "transition_start_index"),
+                         ({"transitioning_frames": 0}, "transitioning_frames")]:
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "CrossFadeImages", images_1=images, images_2=images, **inputs)
+        assert caught.value.input == name
+    with pytest.raises(NodeInputError, match="images_1's size") as caught:
+        call(registry, "CrossFadeImages", images_1=images, images_2=torch.rand(3, 5, 4, 3))
+    assert caught.value.input == "images_2"
+
+
+def test_cross_fade_images_from_the_packs_ui_save(registry):
+    nodes = [ui_node(1, "EmptyImage", [8, 8, 3, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "EmptyImage", [8, 8, 3, 0xFFFFFF], outputs=[("IMAGE", "IMAGE", [2])]),
+             ui_node(3, "CrossFadeImages", ["ease_in", 1, 2, 0.0, 1.0],
+                     inputs=[("images_1", "IMAGE", 1, False), ("images_2", "IMAGE", 2, False)],
+                     outputs=[("IMAGE", "IMAGE", [])])]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["3"])
+    # black frame 0, then black -> white eased over 2 frames (0, then 1), then white's third frame
+    assert values["3"][0][:, 0, 0, 0].tolist() == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[3] == ["ease_in", 1, 2, 0.0, 1.0]
