@@ -4,14 +4,14 @@ outputs (read from kijai/ComfyUI-KJNodes nodes/mask_nodes.py at commit
 b37122a9fd079b2854fa92565582a195d6b03c92 and nodes/image_nodes.py at commit
 6dfd2c2420260dbb321a3412b9f1dff439a0f2e3): the generated masks CreateFadeMask,
 CreateFadeMaskAdvanced and CreateGradientMask, RemapMaskRange and ColorToMask; JoinStrings,
-SomethingToString and EmptyLatentImagePresets; CrossFadeImages.
+SomethingToString and EmptyLatentImagePresets; CrossFadeImages, ImageNormalize_Neg1_To_1,
+RemapImageRange, SplitImageChannels and MergeImageChannels.
 
 Not built yet (round 2 ran out of time; their classes stay unknown, named in comfy_format's
 CUSTOM_PACKS): the crop / uncrop family (ImageCropByMask*, ImageUncropByMask, BatchCropFromMask*,
 BatchUncrop*), OffsetMask, CreateTextMask, MaskOrImageToWeight, FloatToMask, JoinStringMulti,
 StringToFloatList, WidgetToString, FloatToSigmas, SigmasToFloat, CustomSigmas, ImageAndMaskPreview,
-SplitImageChannels, MergeImageChannels, ImageGridComposite2x2 / 3x3,
-ImageNormalize_Neg1_To_1 and ConditioningSetMaskAndCombine (3 / 4 / 5)."""
+ImageGridComposite2x2 / 3x3 and ConditioningSetMaskAndCombine (3 / 4 / 5)."""
 
 from __future__ import annotations
 
@@ -314,3 +314,76 @@ class CrossFadeImages(Node):
             alpha = crossfade_eased(float(levels[i]), self.interpolation)
             faded.append((1 - alpha) * first[start + i] + alpha * second[i])
         return torch.cat([first[:start], torch.stack(faded), second[count:]])
+
+
+class ImageNormalize_Neg1_To_1(Node):
+    """images * 2 - 1: the 0..1 range moved to -1..1, as KJNodes' Image Normalize -1 to 1 does."""
+    category = "KJNodes/image"
+    images: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageNormalize_Neg1_To_1",))
+
+    def run(self):
+        return self.images * 2.0 - 1.0
+
+
+class RemapImageRange(Node):
+    """min + image * (max - min), clamped to 0..1 with clamp, as KJNodes' Remap Image Range does."""
+    category = "KJNodes/image"
+    image: IMAGE
+    min: float = Float(0.0, min=-10.0, max=1.0, step=0.01)
+    max: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    clamp: bool = Bool(True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("RemapImageRange",))
+
+    def run(self):
+        import torch
+        image = self.min + self.image.to(torch.float32) * (self.max - self.min)
+        return image.clamp(0.0, 1.0) if self.clamp else image
+
+
+class SplitImageChannels(Node):
+    """Each of red, green and blue as a grey image (the channel in all three), and the alpha
+    channel as a mask, as KJNodes' Split Image Channels does. An image without alpha gives an
+    all-zero mask (the pack's version read gives an empty one there)."""
+    category = "KJNodes/image"
+    image: IMAGE
+    outputs = {"red": IMAGE, "green": IMAGE, "blue": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("SplitImageChannels",))
+
+    def run(self):
+        import torch
+        image = self.image
+        if image.shape[-1] < 3:
+            raise NodeInputError("image", f"expected an RGB or RGBA image, got {image.shape[-1]} channel(s)")
+        greys = [image[..., c:c + 1].expand(-1, -1, -1, 3).clone() for c in range(3)]
+        alpha = image[..., 3].clone() if image.shape[-1] > 3 else torch.zeros(image.shape[:3], dtype=image.dtype)
+        return *greys, alpha
+
+
+class MergeImageChannels(Node):
+    """One image from red's red channel, green's green and blue's blue, with alpha (if connected)
+    as a fourth channel, as KJNodes' Merge Image Channels does; all must be the same size."""
+    category = "KJNodes/image"
+    red: IMAGE
+    green: IMAGE
+    blue: IMAGE
+    alpha: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("MergeImageChannels",), optional=("alpha",))
+
+    def run(self):
+        import torch
+        size = self.red.shape[:3]
+        for name in ("green", "blue"):
+            if getattr(self, name).shape[:3] != size:
+                raise NodeInputError(name, f"expected {tuple(size)} (batch, height, width) as red has, "
+                                           f"got {tuple(getattr(self, name).shape[:3])}")
+        channels = [self.red[..., 0], self.green[..., 1], self.blue[..., 2]]
+        if self.alpha is not None:
+            alpha = self.alpha[None] if self.alpha.ndim == 2 else self.alpha
+            if alpha.shape != size:
+                raise NodeInputError("alpha", f"expected a mask of {tuple(size)}, got {tuple(alpha.shape)}")
+            channels.append(alpha.to(self.red.dtype))
+        return torch.stack(channels, dim=-1)

@@ -257,3 +257,43 @@ def test_cross_fade_images_from_the_packs_ui_save(registry):
     assert values["3"][0][:, 0, 0, 0].tolist() == pytest.approx([0.0, 0.0, 1.0, 1.0])
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[3] == ["ease_in", 1, 2, 0.0, 1.0]
+
+
+def test_normalize_remap_split_and_merge_channels(registry):
+    g = torch.Generator().manual_seed(2)
+    rgba = torch.rand(2, 3, 4, 4, generator=g)
+    assert torch.allclose(call(registry, "ImageNormalize_Neg1_To_1", images=rgba), rgba * 2 - 1)
+    assert torch.allclose(call(registry, "RemapImageRange", image=rgba, min=-0.5, max=2.0, clamp=False),
+                          -0.5 + rgba * 2.5)
+    assert torch.allclose(call(registry, "RemapImageRange", image=rgba, min=-0.5, max=2.0),
+                          (-0.5 + rgba * 2.5).clamp(0, 1))
+    red, green, blue, mask = call(registry, "SplitImageChannels", image=rgba)
+    for c, grey in enumerate((red, green, blue)):
+        assert torch.equal(grey, rgba[..., c:c + 1].repeat(1, 1, 1, 3))
+    assert torch.equal(mask, rgba[..., 3])
+    assert torch.equal(call(registry, "MergeImageChannels", red=red, green=green, blue=blue, alpha=mask), rgba)
+    assert torch.equal(call(registry, "MergeImageChannels", red=rgba, green=rgba, blue=rgba), rgba[..., :3])
+    *_, no_alpha = call(registry, "SplitImageChannels", image=rgba[..., :3])
+    assert torch.equal(no_alpha, torch.zeros(2, 3, 4))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "MergeImageChannels", red=red, green=green[:1], blue=blue)
+    assert caught.value.input == "green"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "MergeImageChannels", red=red, green=green, blue=blue, alpha=mask[:, :2])
+    assert caught.value.input == "alpha"
+
+
+def test_channel_nodes_from_an_api_prompt(registry):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1,
+                                                              "color": 0x336699}},
+              "2": {"class_type": "SplitImageChannels", "inputs": {"image": ["1", 0]}},
+              "3": {"class_type": "MergeImageChannels", "inputs": {"red": ["2", 2], "green": ["2", 1],
+                                                                   "blue": ["2", 0]}},
+              "4": {"class_type": "ImageNormalize_Neg1_To_1", "inputs": {"images": ["3", 0]}}}
+    workflow, values = run(registry, prompt, ["4"])
+    # red and blue swapped: 0x99, 0x66, 0x33, then to -1..1
+    want = torch.tensor([0x99, 0x66, 0x33]) / 255 * 2 - 1
+    assert torch.allclose(values["4"][0][0, 0, 0], want, atol=1e-6)
+    again = export_api(workflow, registry)
+    assert again["3"]["inputs"] == {"red": ["2", 2], "green": ["2", 1], "blue": ["2", 0]}
+    assert again["4"]["class_type"] == "ImageNormalize_Neg1_To_1"
