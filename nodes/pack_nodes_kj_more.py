@@ -5,20 +5,22 @@ b37122a9fd079b2854fa92565582a195d6b03c92 and nodes/image_nodes.py at commit
 6dfd2c2420260dbb321a3412b9f1dff439a0f2e3): the generated masks CreateFadeMask,
 CreateFadeMaskAdvanced and CreateGradientMask, RemapMaskRange and ColorToMask; JoinStrings,
 SomethingToString and EmptyLatentImagePresets; CrossFadeImages, ImageNormalize_Neg1_To_1,
-RemapImageRange, SplitImageChannels and MergeImageChannels.
+RemapImageRange, SplitImageChannels and MergeImageChannels; ConditioningSetMaskAndCombine and its
+3 / 4 / 5 variants.
 
 Not built yet (round 2 ran out of time; their classes stay unknown, named in comfy_format's
 CUSTOM_PACKS): the crop / uncrop family (ImageCropByMask*, ImageUncropByMask, BatchCropFromMask*,
 BatchUncrop*), OffsetMask, CreateTextMask, MaskOrImageToWeight, FloatToMask, JoinStringMulti,
-StringToFloatList, WidgetToString, FloatToSigmas, SigmasToFloat, CustomSigmas, ImageAndMaskPreview,
-ImageGridComposite2x2 / 3x3 and ConditioningSetMaskAndCombine (3 / 4 / 5)."""
+StringToFloatList, WidgetToString, FloatToSigmas, SigmasToFloat, CustomSigmas, ImageAndMaskPreview
+and ImageGridComposite2x2 / 3x3."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text
+from graphflow.api import ANY, CONDITIONING, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Float, \
+    Int, Node, NodeInputError, Text
+from nodes.conditioning import ConditioningSetMask
 from nodes.latent import EmptyLatent
 from nodes.pack_nodes import _core
 
@@ -387,3 +389,129 @@ class MergeImageChannels(Node):
                 raise NodeInputError("alpha", f"expected a mask of {tuple(size)}, got {tuple(alpha.shape)}")
             channels.append(alpha.to(self.red.dtype))
         return torch.stack(channels, dim=-1)
+
+
+# -- regional prompts (nodes/nodes.py at commit b37122a9fd079b2854fa92565582a195d6b03c92) ----------
+
+COND_AREAS = ("default", "mask bounds")
+
+
+def masked_and_combined(node, count: int):
+    """(positives, negatives): each positive_i and negative_i set to mask_i at mask_i_strength (as
+    Conditioning (Set Mask) sets it), all of them combined in order (as Conditioning (Combine))."""
+    positives, negatives = [], []
+    for i in range(1, count + 1):
+        mask, strength = getattr(node, f"mask_{i}"), getattr(node, f"mask_{i}_strength")
+        for side, out in (("positive", positives), ("negative", negatives)):
+            out.extend(_core(ConditioningSetMask, {"mask": f"mask_{i}", "conditioning": f"{side}_{i}"},
+                             conditioning=getattr(node, f"{side}_{i}"), mask=mask, strength=strength,
+                             set_cond_area=node.set_cond_area))
+    return positives, negatives
+
+
+MASK_STRENGTH = {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}
+
+
+class ConditioningSetMaskAndCombine(Node):
+    """Two regional prompts in one node, as KJNodes' ConditioningSetMaskAndCombine does: each
+    positive and negative set to its mask and strength as Conditioning (Set Mask) does, the
+    positives combined (Conditioning (Combine)) and the negatives combined."""
+    category = "KJNodes/masking/conditioning"
+    positive_1: CONDITIONING
+    negative_1: CONDITIONING
+    positive_2: CONDITIONING
+    negative_2: CONDITIONING
+    mask_1: MASK
+    mask_2: MASK
+    mask_1_strength: float = Float(**MASK_STRENGTH)
+    mask_2_strength: float = Float(**MASK_STRENGTH)
+    set_cond_area: str = Choice(COND_AREAS, "default")
+    outputs = {"combined_positive": CONDITIONING, "combined_negative": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetMaskAndCombine",))
+
+    def run(self):
+        return masked_and_combined(self, 2)
+
+
+class ConditioningSetMaskAndCombine3(Node):
+    """Three regional prompts in one node, as KJNodes' ConditioningSetMaskAndCombine3 does (see
+    ConditioningSetMaskAndCombine)."""
+    category = "KJNodes/masking/conditioning"
+    positive_1: CONDITIONING
+    negative_1: CONDITIONING
+    positive_2: CONDITIONING
+    negative_2: CONDITIONING
+    positive_3: CONDITIONING
+    negative_3: CONDITIONING
+    mask_1: MASK
+    mask_2: MASK
+    mask_3: MASK
+    mask_1_strength: float = Float(**MASK_STRENGTH)
+    mask_2_strength: float = Float(**MASK_STRENGTH)
+    mask_3_strength: float = Float(**MASK_STRENGTH)
+    set_cond_area: str = Choice(COND_AREAS, "default")
+    outputs = {"combined_positive": CONDITIONING, "combined_negative": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetMaskAndCombine3",))
+
+    def run(self):
+        return masked_and_combined(self, 3)
+
+
+class ConditioningSetMaskAndCombine4(Node):
+    """Four regional prompts in one node, as KJNodes' ConditioningSetMaskAndCombine4 does (see
+    ConditioningSetMaskAndCombine)."""
+    category = "KJNodes/masking/conditioning"
+    positive_1: CONDITIONING
+    negative_1: CONDITIONING
+    positive_2: CONDITIONING
+    negative_2: CONDITIONING
+    positive_3: CONDITIONING
+    negative_3: CONDITIONING
+    positive_4: CONDITIONING
+    negative_4: CONDITIONING
+    mask_1: MASK
+    mask_2: MASK
+    mask_3: MASK
+    mask_4: MASK
+    mask_1_strength: float = Float(**MASK_STRENGTH)
+    mask_2_strength: float = Float(**MASK_STRENGTH)
+    mask_3_strength: float = Float(**MASK_STRENGTH)
+    mask_4_strength: float = Float(**MASK_STRENGTH)
+    set_cond_area: str = Choice(COND_AREAS, "default")
+    outputs = {"combined_positive": CONDITIONING, "combined_negative": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetMaskAndCombine4",))
+
+    def run(self):
+        return masked_and_combined(self, 4)
+
+
+class ConditioningSetMaskAndCombine5(Node):
+    """Five regional prompts in one node, as KJNodes' ConditioningSetMaskAndCombine5 does (see
+    ConditioningSetMaskAndCombine)."""
+    category = "KJNodes/masking/conditioning"
+    positive_1: CONDITIONING
+    negative_1: CONDITIONING
+    positive_2: CONDITIONING
+    negative_2: CONDITIONING
+    positive_3: CONDITIONING
+    negative_3: CONDITIONING
+    positive_4: CONDITIONING
+    negative_4: CONDITIONING
+    positive_5: CONDITIONING
+    negative_5: CONDITIONING
+    mask_1: MASK
+    mask_2: MASK
+    mask_3: MASK
+    mask_4: MASK
+    mask_5: MASK
+    mask_1_strength: float = Float(**MASK_STRENGTH)
+    mask_2_strength: float = Float(**MASK_STRENGTH)
+    mask_3_strength: float = Float(**MASK_STRENGTH)
+    mask_4_strength: float = Float(**MASK_STRENGTH)
+    mask_5_strength: float = Float(**MASK_STRENGTH)
+    set_cond_area: str = Choice(COND_AREAS, "default")
+    outputs = {"combined_positive": CONDITIONING, "combined_negative": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningSetMaskAndCombine5",))
+
+    def run(self):
+        return masked_and_combined(self, 5)

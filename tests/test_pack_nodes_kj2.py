@@ -297,3 +297,43 @@ def test_channel_nodes_from_an_api_prompt(registry):
     again = export_api(workflow, registry)
     assert again["3"]["inputs"] == {"red": ["2", 2], "green": ["2", 1], "blue": ["2", 0]}
     assert again["4"]["class_type"] == "ImageNormalize_Neg1_To_1"
+
+
+def conditioning(seed):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.rand(1, 3, 8, generator=g), {"pooled_output": torch.rand(1, 8, generator=g)})]
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5])
+def test_conditioning_set_mask_and_combine_is_set_mask_then_combine(registry, count):
+    name = "ConditioningSetMaskAndCombine" + ("" if count == 2 else str(count))
+    inputs, want_pos, want_neg = {"set_cond_area": "mask bounds"}, [], []
+    for i in range(1, count + 1):
+        pos, neg, mask = conditioning(10 * i), conditioning(10 * i + 1), torch.rand(8, 8)
+        strength = 0.25 * i
+        inputs.update({f"positive_{i}": pos, f"negative_{i}": neg, f"mask_{i}": mask, f"mask_{i}_strength": strength})
+        for side, want in ((pos, want_pos), (neg, want_neg)):
+            masked = call(registry, "ConditioningSetMask", conditioning=side, mask=mask, strength=strength,
+                          set_cond_area="mask bounds")
+            want[:] = call(registry, "ConditioningCombine", conditioning_1=list(want), conditioning_2=masked)
+    positive, negative = call(registry, name, **inputs)
+    for got, want in ((positive, want_pos), (negative, want_neg)):
+        assert len(got) == len(want) == count
+        for (t, options), (wt, woptions) in zip(got, want):
+            assert torch.equal(t, wt) and options.keys() == woptions.keys()
+            assert torch.equal(options["mask"], woptions["mask"]) and options["mask"].shape == (1, 8, 8)
+            assert options["mask_strength"] == woptions["mask_strength"] and options["set_area_to_bounds"] is True
+
+
+def test_conditioning_set_mask_and_combine_errors_and_ui_save(registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ConditioningSetMaskAndCombine", positive_1=conditioning(1), negative_1=conditioning(2),
+             positive_2=conditioning(3), negative_2=conditioning(4), mask_1=torch.rand(8, 8),
+             mask_2=torch.rand(1, 1, 8, 8))
+    assert caught.value.input == "mask_2"
+    nodes = [ui_node(1, "ConditioningSetMaskAndCombine3", [0.5, 1.0, 2.0, "mask bounds"],
+                     outputs=[("combined_positive", "CONDITIONING", []), ("combined_negative", "CONDITIONING", [])])]
+    workflow = parse_workflow(ui_graph(nodes), registry)
+    assert {k: workflow.nodes["1"].inputs[k] for k in ("mask_1_strength", "mask_3_strength", "set_cond_area")} == \
+        {"mask_1_strength": 0.5, "mask_3_strength": 2.0, "set_cond_area": "mask bounds"}
+    assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == [0.5, 1.0, 2.0, "mask bounds"]
