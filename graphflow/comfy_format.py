@@ -185,7 +185,7 @@ CUSTOM_PACKS = {
                         "TorchCompileModelWanVideo", "TorchCompileModelAdvanced", "TorchCompileModelQwenImage",
                         "TorchCompileModelFlux", "DiffusionModelLoaderKJ", "VAELoaderKJ", "TorchCompileVAE",
                         "ModelPatchTorchSettings", "ImageCropByMask", "ImageCropByMaskAndResize", "ImageUncropByMask",
-                        "BatchCropFromMask", "BatchCropFromMaskAdvanced", "BatchUncrop", "BatchUncropAdvanced",
+                        "BatchCropFromMaskAdvanced", "BatchUncropAdvanced",
                         "OffsetMask", "CreateTextMask", "MaskOrImageToWeight", "FloatToMask", "JoinStringMulti",
                         "StringToFloatList", "WidgetToString", "FloatToSigmas", "SigmasToFloat", "CustomSigmas",
                         "ImageAndMaskPreview", "ImageGridComposite2x2", "ImageGridComposite3x3"),

@@ -4,6 +4,7 @@ from a UI-format save and an API prompt with the pack's class names, exported ba
 
 import math
 
+import numpy
 import pytest
 import torch
 
@@ -337,3 +338,95 @@ def test_conditioning_set_mask_and_combine_errors_and_ui_save(registry):
     assert {k: workflow.nodes["1"].inputs[k] for k in ("mask_1_strength", "mask_3_strength", "set_cond_area")} == \
         {"mask_1_strength": 0.5, "mask_3_strength": 2.0, "set_cond_area": "mask bounds"}
     assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == [0.5, 1.0, 2.0, "mask bounds"]
+
+
+def pack_crop_boxes(masks, width, height, mult, alpha):
+    """The pack's BatchCropFromMask boxes, from numpy: extents, the box size, the smoothed centres."""
+    pixels = [numpy.nonzero(numpy.clip(255.0 * m.numpy(), 0, 255).astype(numpy.uint8)) for m in masks]
+    box_w = round(round(alpha * max(p[1].max() - p[1].min() for p in pixels)) * mult)
+    box_h = round(round(alpha * max(p[0].max() - p[0].min() for p in pixels)) * mult)
+    boxes, center = [], None
+    for i, (ys, xs) in enumerate(pixels):
+        here = (round(numpy.mean(xs)), round(numpy.mean(ys)))
+        center = here if i == 0 else (round(alpha * here[0] + (1 - alpha) * center[0]),
+                                      round(alpha * here[1] + (1 - alpha) * center[1]))
+        x0, x1 = max(0, center[0] - round(box_w / 2)), min(width, center[0] + round(box_w / 2))
+        y0, y1 = max(0, center[1] - round(box_h / 2)), min(height, center[1] + round(box_h / 2))
+        boxes.append((x0, y0, x1 - x0, y1 - y0))
+    return boxes, box_w, box_h
+
+
+def test_batch_crop_from_mask_boxes_and_crops(registry):
+    from torchvision.transforms import CenterCrop, Resize
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(3, 40, 50, 3, generator=g)
+    masks = torch.zeros(3, 40, 50)
+    masks[0, 5:20, 6:30] = 1
+    masks[1, 10:31, 20:41] = 0.5
+    masks[2, 25:39, 30:49] = 1
+    masks[2, 0, 0] = 0.003  # under 1/255: not counted, as the pack's 8-bit mask drops it
+    for mult, alpha in ((1.0, 1.0), (1.5, 0.5), (0.8, 0.3)):
+        originals, crops, boxes, width, height = call(registry, "BatchCropFromMask", original_images=images,
+                                                      masks=masks, crop_size_mult=mult, bbox_smooth_alpha=alpha)
+        want_boxes, want_w, want_h = pack_crop_boxes(masks, 50, 40, mult, alpha)
+        assert originals is images and boxes == want_boxes and (width, height) == (want_w, want_h)
+        for crop, image, (x, y, w, h) in zip(crops, images, boxes):
+            piece = image[y:y + h, x:x + w].permute(2, 0, 1)
+            new_h = min(h, want_h)
+            want = CenterCrop((want_h, want_w))(Resize((new_h, round(new_h * want_w / want_h)), antialias=True)(piece))
+            assert torch.allclose(crop, want.permute(1, 2, 0), atol=1e-5)
+    with pytest.raises(NodeInputError, match="empty") as caught:
+        call(registry, "BatchCropFromMask", original_images=images, masks=torch.zeros(3, 40, 50))
+    assert caught.value.input == "masks"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "BatchCropFromMask", original_images=images, masks=masks, bbox_smooth_alpha=0.0)
+    assert caught.value.input == "bbox_smooth_alpha"
+
+
+def test_batch_uncrop_pastes_the_crop_back(registry):
+    from PIL import Image
+    g = torch.Generator().manual_seed(8)
+    images = (torch.rand(2, 30, 40, 3, generator=g) * 255).round() / 255
+    crops = (torch.rand(2, 10, 12, 3, generator=g) * 255).round() / 255
+    boxes = [(5, 4, 24, 20), (30, 20, 24, 20)]  # the second runs past the edges: cut there
+    out = call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes + [(0, 0, 1, 1)],
+               border_blending=0.0)
+    for i, (x, y, w, h) in enumerate(boxes):
+        w, h = min(40 - x, w), min(30 - y, h)
+        crop = Image.fromarray((crops[i].numpy() * 255).round().astype(numpy.uint8)).resize((w, h))
+        want = images[i].clone()
+        # border_blending 0: a 0-wide border still blacks out the block's first row and column (PIL
+        # rectangles include both ends), so those keep the original
+        want[y + 1:y + h, x + 1:x + w] = torch.from_numpy(numpy.asarray(crop)[1:, 1:].astype(numpy.float32) / 255)
+        assert torch.allclose(out[i], want, atol=1e-6)
+    blended = call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes)
+    inside = call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes,
+                  border_blending=0.0)
+    assert torch.equal(blended[0, :4], images[0, :4]) and torch.equal(blended[0, 14, 17], inside[0, 14, 17])
+    assert not torch.equal(blended[0, 5, 6:28], inside[0, 5, 6:28])  # near the border, blended
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes[:1])
+    assert caught.value.input == "bboxes"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "BatchUncrop", original_images=images, cropped_images=crops[:1], bboxes=boxes)
+    assert caught.value.input == "cropped_images"
+
+
+def test_batch_crop_and_uncrop_from_the_packs_ui_save(registry):
+    nodes = [ui_node(1, "EmptyImage", [32, 24, 2, 0x204060], outputs=[("IMAGE", "IMAGE", [1, 3])]),
+             ui_node(2, "CreateShapeMask", ["square", 2, 12, 10, 0, 32, 24, 10, 8],
+                     outputs=[("mask", "MASK", [2]), ("mask_inverted", "MASK", [])]),
+             ui_node(3, "BatchCropFromMask", [1.0, 1.0],
+                     inputs=[("original_images", "IMAGE", 1, False), ("masks", "MASK", 2, False)],
+                     outputs=[("original_images", "IMAGE", []), ("cropped_images", "IMAGE", [4]),
+                              ("bboxes", "BBOX", [5]), ("width", "INT", []), ("height", "INT", [])]),
+             ui_node(4, "BatchUncrop", [0.25, 1.0, True, True, True, True],
+                     inputs=[("original_images", "IMAGE", 3, False), ("cropped_images", "IMAGE", 4, False),
+                             ("bboxes", "BBOX", 5, False)], outputs=[("IMAGE", "IMAGE", [])])]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "MASK"], [3, 1, 0, 4, 0, "IMAGE"],
+             [4, 3, 1, 4, 1, "IMAGE"], [5, 3, 2, 4, 2, "BBOX"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["3", "4"])
+    assert values["3"][2] == [(7, 6, 10, 8)] * 2 and values["3"][3:] == (10, 8)  # 11x9 square: extent 10x8
+    assert torch.allclose(values["4"][0], values["3"][0], atol=1 / 255)  # one colour: pasting back changes nothing
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[3] == [1.0, 1.0] and saved[4] == [0.25, 1.0, True, True, True, True]
