@@ -187,7 +187,7 @@ CUSTOM_PACKS = {
                         "ModelPatchTorchSettings", "ImageCropByMask", "ImageCropByMaskAndResize", "ImageUncropByMask",
                         "BatchCropFromMaskAdvanced", "BatchUncropAdvanced",
                         "OffsetMask", "CreateTextMask", "MaskOrImageToWeight", "FloatToMask", "JoinStringMulti",
-                        "StringToFloatList", "WidgetToString", "FloatToSigmas", "SigmasToFloat", "CustomSigmas",
+                        "StringToFloatList", "WidgetToString", "FloatToSigmas", "SigmasToFloat",
                         "ImageAndMaskPreview", "ImageGridComposite2x2", "ImageGridComposite3x3"),
     "ComfyUI-VideoHelperSuite": (comfy_pack_nodes.VHS_PREFIX,),
     "ComfyUI_UltimateSDUpscale": ("UltimateSDUpscale",),

@@ -7,20 +7,20 @@ b37122a9fd079b2854fa92565582a195d6b03c92, nodes/image_nodes.py at commit
 CreateFadeMask, CreateFadeMaskAdvanced and CreateGradientMask, RemapMaskRange and ColorToMask;
 JoinStrings, SomethingToString and EmptyLatentImagePresets; CrossFadeImages,
 ImageNormalize_Neg1_To_1, RemapImageRange, SplitImageChannels and MergeImageChannels;
-ConditioningSetMaskAndCombine and its 3 / 4 / 5 variants.
+ConditioningSetMaskAndCombine and its 3 / 4 / 5 variants; CustomSigmas.
 
 Not built yet (round 2 ran out of time; their classes stay unknown, named in comfy_format's
 CUSTOM_PACKS): ImageCropByMask, ImageCropByMaskAndResize, ImageUncropByMask,
 BatchCropFromMaskAdvanced, BatchUncropAdvanced, OffsetMask, CreateTextMask, MaskOrImageToWeight,
 FloatToMask, JoinStringMulti, StringToFloatList, WidgetToString, FloatToSigmas, SigmasToFloat,
-CustomSigmas, ImageAndMaskPreview and ImageGridComposite2x2 / 3x3."""
+ImageAndMaskPreview and ImageGridComposite2x2 / 3x3."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, CONDITIONING, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Float, \
-    Int, Node, NodeInputError, Text, socket_type
+from graphflow.api import ANY, CONDITIONING, IMAGE, INT, LATENT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, \
+    Float, Int, Node, NodeInputError, Text, socket_type
 from nodes.conditioning import ConditioningSetMask
 from nodes.latent import EmptyLatent
 from nodes.pack_nodes import _core
@@ -664,3 +664,38 @@ class BatchUncrop(Node):
             merged = Image.alpha_composite(picture.convert("RGBA"), blend).convert("RGB")
             out.append(torch.from_numpy(np.asarray(merged).astype(np.float32) / 255.0))
         return torch.stack(out)
+
+
+# -- sigmas (nodes/nodes.py at commit b37122a9fd079b2854fa92565582a195d6b03c92) -----------------------
+
+
+class CustomSigmas(Node):
+    """A sigma schedule from ", "-separated numbers, as KJNodes' Custom Sigmas makes it: when their
+    count is not interpolate_to_steps + 1 they are resampled to it, evenly in log space (numpy's
+    interp of the reversed logs, as the pack does); the last sigma is then set to 0. Resampling a list
+    with a sigma of 0 or below (no logarithm) is refused."""
+    category = "KJNodes/noise"
+    sigmas_string: str = Text("14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029",
+                              multiline=True)
+    interpolate_to_steps: int = Int(10, min=0, max=255)
+    outputs = {"SIGMAS": SIGMAS}
+    comfy = ComfyAlias(("CustomSigmas",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        try:
+            values = [float(item) for item in self.sigmas_string.split(", ")]
+        except ValueError:
+            raise NodeInputError("sigmas_string", "expected numbers separated by a comma and a space, like "
+                                                  f"'14.615, 6.475, 0.029', got {self.sigmas_string!r}")
+        sigmas = np.asarray(values, dtype=np.float32)
+        count = self.interpolate_to_steps + 1
+        if len(sigmas) != count:
+            if (sigmas <= 0).any():
+                raise NodeInputError("sigmas_string", "expected sigmas above 0 to interpolate in log space")
+            logs = np.interp(np.linspace(0, 1, count), np.linspace(0, 1, len(sigmas)), np.log(sigmas[::-1]))
+            sigmas = np.exp(logs)[::-1].copy()
+        out = torch.tensor(sigmas, dtype=torch.float32)
+        out[-1] = 0
+        return out

@@ -430,3 +430,27 @@ def test_batch_crop_and_uncrop_from_the_packs_ui_save(registry):
     assert torch.allclose(values["4"][0], values["3"][0], atol=1 / 255)  # one colour: pasting back changes nothing
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[3] == [1.0, 1.0] and saved[4] == [0.25, 1.0, True, True, True, True]
+
+
+def test_custom_sigmas(registry):
+    text = "14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029"
+    values = numpy.array([float(v) for v in text.split(", ")], dtype=numpy.float32)
+    same = call(registry, "CustomSigmas", sigmas_string=text, interpolate_to_steps=10)
+    assert same.dtype == torch.float32 and torch.equal(same[:-1], torch.from_numpy(values[:-1])) and same[-1] == 0
+    resampled = call(registry, "CustomSigmas", sigmas_string=text, interpolate_to_steps=20)
+    logs = numpy.log(values[::-1])
+    want = numpy.exp(numpy.interp(numpy.linspace(0, 1, 21), numpy.linspace(0, 1, 11), logs))[::-1].copy()
+    want[-1] = 0
+    assert resampled.shape == (21,) and torch.allclose(resampled, torch.tensor(want, dtype=torch.float32))
+    assert resampled[0] == pytest.approx(14.615, rel=1e-6) and resampled[2] == pytest.approx(6.475, rel=1e-6)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CustomSigmas", sigmas_string="14.6,6.4")
+    assert caught.value.input == "sigmas_string"
+    with pytest.raises(NodeInputError, match="above 0") as caught:
+        call(registry, "CustomSigmas", sigmas_string="14.6, 0.0", interpolate_to_steps=4)
+    assert caught.value.input == "sigmas_string"
+    prompt = {"1": {"class_type": "CustomSigmas",
+                    "inputs": {"sigmas_string": "3.0, 1.0, 0.5", "interpolate_to_steps": 2}}}
+    workflow, values = run(registry, prompt, ["1"])
+    assert values["1"][0].tolist() == [3.0, 1.0, 0.0]
+    assert export_api(workflow, registry)["1"]["inputs"] == prompt["1"]["inputs"]
