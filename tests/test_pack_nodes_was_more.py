@@ -112,6 +112,33 @@ def test_smooth_region_against_scipy(registry):
     assert torch.equal(call(registry, "WasMaskSmoothRegion", masks=torch.zeros(1, 5, 5)), torch.ones(1, 5, 5))
 
 
+@pytest.mark.parametrize("sigma", [0.0, 1e-16, 0.7, 3.0, 40.0])
+def test_smooth_region_blurs_in_strips_as_gaussian_filter_does(sigma):
+    # strips of 3 lines cut every pass many times; sigma 40 reaches past the 19 x 26 picture
+    from scipy.ndimage import gaussian_filter
+
+    from nodes.pack_nodes_was_more import gaussian_in_strips
+    level = np.random.default_rng(7).integers(0, 256, (19, 26)).astype(np.uint8)
+    got = gaussian_in_strips(level, sigma, strip=3)
+    assert got.dtype == np.uint8 and np.array_equal(got, gaussian_filter(level, sigma=sigma))
+
+
+def test_smooth_region_checks_for_an_interrupt_between_strips(registry, monkeypatch):
+    import nodes.pack_nodes_was_more as module
+    from graphflow.api import Interrupted
+    checks = []
+
+    def interrupt_at_the_third():
+        checks.append(1)
+        if len(checks) == 3:
+            raise Interrupted("stop")
+    monkeypatch.setattr(module, "check_interrupted", interrupt_at_the_third)
+    monkeypatch.setattr(module, "BLUR_STRIP", 8)
+    with pytest.raises(Interrupted):
+        call(registry, "WasMaskSmoothRegion", masks=torch.rand(1, 40, 40), sigma=128.0)
+    assert len(checks) == 3
+
+
 def test_a_single_mask_and_bad_masks(registry):
     one = call(registry, "WasMaskMinorityRegion", masks=MASKS[0])
     assert torch.equal(one, call(registry, "WasMaskMinorityRegion", masks=MASKS[:1]))
