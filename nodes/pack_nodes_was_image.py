@@ -175,8 +175,9 @@ class WasImageCropLocation(Node):
         width, height = pictures[0].size
         box = (max(self.left, 0), max(self.top, 0), min(self.right, width), min(self.bottom, height))
         if box[2] <= box[0] or box[3] <= box[1]:
-            raise NodeInputError("right", f"the crop {box} of a {width}x{height} image is empty: expected left < "
-                                          "right and top < bottom inside the image")
+            raise NodeInputError("right" if box[2] <= box[0] else "bottom",
+                                 f"the crop {box} of a {width}x{height} image is empty: expected left < right and "
+                                 "top < bottom inside the image")
         return _crop_to_eights(pictures, box)
 
 

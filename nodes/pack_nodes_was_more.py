@@ -418,8 +418,9 @@ class WasImagePasteCropByLocation(Node):
         width, height = pictures[0].size
         box = (min(self.left, width), min(self.top, height), min(self.right, width), min(self.bottom, height))
         if box[2] <= box[0] or box[3] <= box[1]:
-            raise NodeInputError("right", f"the box {box} in a {width}x{height} image is empty: expected left < "
-                                          "right and top < bottom inside the image")
+            raise NodeInputError("right" if box[2] <= box[0] else "bottom",
+                                 f"the box {box} in a {width}x{height} image is empty: expected left < right and "
+                                 "top < bottom inside the image")
         pasted = [paste_at(p, crops[i % len(crops)], box, self.crop_blending, self.crop_sharpening)
                   for i, p in enumerate(pictures)]
         return _batch([p for p, _ in pasted]), _batch([m for _, m in pasted])

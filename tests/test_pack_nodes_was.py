@@ -601,6 +601,10 @@ def test_crops_are_pillows_crop_then_resize_to_eights(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageCropLocation", image=IMAGES, left=30, right=20)
     assert caught.value.input == "right"
+    for top, bottom in ((10, 5), (7, 7)):  # empty only from top to bottom: bottom is named
+        with pytest.raises(NodeInputError, match="is empty") as caught:
+            call(registry, "WasImageCropLocation", image=IMAGES, top=top, left=0, right=8, bottom=bottom)
+        assert caught.value.input == "bottom"
 
 
 def test_filter_adjustments_follow_the_packs_order_with_pillow(registry):

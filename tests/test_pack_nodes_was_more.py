@@ -487,6 +487,12 @@ def test_paste_crop_by_location_unblended_is_a_plain_paste(registry):
     with pytest.raises(NodeInputError, match="is empty") as caught:
         call(registry, "WasImagePasteCropByLocation", image=IMAGES, crop_image=crop, left=30, right=40)
     assert caught.value.input == "right"
+    # empty only from top to bottom: bottom is named
+    for top, bottom in ((10, 5), (7, 7), (25, 30)):
+        with pytest.raises(NodeInputError, match="is empty") as caught:
+            call(registry, "WasImagePasteCropByLocation", image=IMAGES, crop_image=crop, top=top, left=0, right=8,
+                 bottom=bottom)
+        assert caught.value.input == "bottom"
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImagePasteCropByLocation", image=IMAGES, crop_image=torch.rand(3, 4, 4, 3))
     assert caught.value.input == "crop_image"
