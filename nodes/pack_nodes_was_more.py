@@ -2,11 +2,16 @@
 c6cadcca870488fdb1f82d2f1082e0d4de64eb53) model-free nodes, under the pack's class names, inputs,
 defaults and outputs: the region masks Mask Dominant Region, Mask Minority Region, Mask Arbitrary
 Region, Mask Smooth Region, Mask Crop Region and Mask Paste Region; Image Gradient Map, Image
-Generate Gradient and Image Paste Crop by Location (the last read from the later source quoted by
-the documentation mirror named below: c6cadcc's copy was not compared). The
-mask nodes' classes (inputs, defaults, outputs and the calls they make) were compared with the
-later (2024-2025) source quoted by a documentation mirror of the suite's nodes: unchanged; Image
-Gradient Map's and Image Generate Gradient's inputs too, their drawing follows c6cadcc.
+Generate Gradient and Image Paste Crop by Location. The mask nodes' classes (inputs, defaults,
+outputs and the calls they make) were compared with the later (2024-2025) source quoted by a
+documentation mirror of the suite's nodes: unchanged. Image Generate Gradient's inputs are the
+same in both; its drawing follows c6cadcc (the later source's drawing and blur read the same).
+Image Paste Crop by Location is read from that later source (c6cadcc's copy was not compared).
+Image Gradient Map's inputs are the same in both, its colouring is not: c6cadcc greys a pixel by
+the mean of its channels and takes its colour from the gradient picture's first 256 pixels in
+reading order (no resize); the later source greys it with Pillow's "L" and takes the colour from
+the gradient resized to 256 colours with OpenCV. It follows the later source here, which is
+what the pack's users run now.
 
 The pack works each mask as an 8-bit picture (255 x value, clipped, truncated) and gives it back
 through its pil2mask, which returns 1 - level / 255: so the region nodes' results are, as in the
@@ -18,8 +23,8 @@ refuses a batch), and masks come out [B, H, W], never [B, 1, H, W].
 Left out here (the other modules' docstrings, nodes/pack_nodes_was.py and
 nodes/pack_nodes_was_image.py, name what they hold and leave out): not built yet, Mask Rect Area
 and Mask Rect Area (Advanced) (later nodes whose source was not read), Image Color Palette (it
-needs scikit-learn's KMeans and a font, not dependencies), Image Generate Gradient, and the
-pilgram-based filters (Image Dragan / Nova / Sparkle need the pilgram package, not a dependency).
+needs scikit-learn's KMeans and a font, not dependencies), and the pilgram-based filters (Image
+Dragan / Nova / Sparkle need the pilgram package, not a dependency).
 """
 
 from __future__ import annotations
@@ -275,11 +280,13 @@ def gradient_lut(gradient, flip: bool):
 
 
 class WasImageGradientMap(Node):
-    """Colour an image by a gradient, as WAS's Image Gradient Map does: each pixel's grey level
-    (Pillow's "L") picks its colour from the gradient image's top row, stretched (or squeezed)
-    to 256 colours with OpenCV's resize and applied with cv2.applyColorMap; flip_left_right
-    "true" mirrors the gradient first. Each image of a batch is mapped on its own, with one
-    gradient image for all or one each (the pack takes a single image)."""
+    """Colour an image by a gradient, as WAS's Image Gradient Map does in its current source:
+    each pixel's grey level (Pillow's "L") picks its colour from the gradient image resized to
+    256 x 256 with OpenCV (its top row), applied with cv2.applyColorMap; flip_left_right "true"
+    mirrors the gradient first. (Older releases, such as c6cadcc, greyed by the mean of the
+    channels and read the gradient's first 256 pixels unresized: their colours differ.) Each
+    image of a batch is mapped on its own, with one gradient image for all or one each (the
+    pack takes a single image)."""
     category = "WAS Suite/Image/Filter"
     image: IMAGE
     gradient_image: IMAGE

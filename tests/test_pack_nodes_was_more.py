@@ -139,6 +139,15 @@ def test_smooth_region_checks_for_an_interrupt_between_strips(registry, monkeypa
     assert len(checks) == 3
 
 
+def test_the_module_help_leaves_out_no_node_it_builds(registry):
+    import nodes.pack_nodes_was_more as module
+    left_out = module.__doc__.split("Left out here")[1]
+    built = [cls.comfy.class_types[0] for cls in vars(module).values()
+             if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
+    assert len(built) == 9
+    assert [name for name in built if name in left_out] == []
+
+
 def test_a_single_mask_and_bad_masks(registry):
     one = call(registry, "WasMaskMinorityRegion", masks=MASKS[0])
     assert torch.equal(one, call(registry, "WasMaskMinorityRegion", masks=MASKS[:1]))
@@ -340,14 +349,31 @@ def test_gradient_map_picks_the_gradients_colour_by_grey_level(registry):
             assert torch.equal(image, torch.from_numpy(colours.astype(np.float32) / 255))
 
 
-def test_gradient_map_against_opencv(registry):
+def later_gradient_map(picture, gradient, reverse):
+    """The pack's WAS_Tools_Class.gradient_map in its later source (the documentation mirror's,
+    "Version 2 optimized based on Mark Setchell's ideas"), step by step: the gradient mirrored
+    if reverse, the grey of Pillow's "L", the gradient resized to 256 x 256 by cv2.resize, its
+    top row as the (256, 1, 3) table of cv2.applyColorMap."""
     import cv2
-    gradient = torch.rand(2, 7, 30, 3, generator=torch.Generator().manual_seed(6))
-    got = call(registry, "WasImageGradientMap", image=IMAGES, gradient_image=gradient)
+    if reverse:
+        gradient = gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    grey = np.array(picture.convert("L"))
+    table = cv2.resize(np.array(gradient.convert("RGB")), (256, 256))[0, :, :].reshape((256, 1, 3)).astype(np.uint8)
+    return Image.fromarray(cv2.applyColorMap(grey, table))
+
+
+@pytest.mark.parametrize("gradient_size, flip", [((7, 30), "false"), ((7, 30), "true"), ((300, 4), "true"),
+                                                 ((3, 700), "false")])
+def test_gradient_map_against_the_later_sources_recipe(registry, gradient_size, flip):
+    gradient = torch.rand(2, *gradient_size, 3, generator=torch.Generator().manual_seed(6))
+    got = call(registry, "WasImageGradientMap", image=IMAGES, gradient_image=gradient, flip_left_right=flip)
     for i, picture in enumerate(image_pictures(IMAGES)):
-        table = cv2.resize(np.asarray(image_pictures(gradient)[i]), (256, 256))[0].reshape(256, 1, 3)
-        want = cv2.applyColorMap(np.asarray(picture.convert("L")), table)
-        assert torch.equal(got[i], torch.from_numpy(want.astype(np.float32) / 255))
+        want = later_gradient_map(picture, image_pictures(gradient)[i], flip == "true")
+        assert torch.equal(got[i], as_tensor(want))
+
+
+def test_gradient_map_errors(registry):
+    gradient = torch.rand(2, 7, 30, 3, generator=torch.Generator().manual_seed(6))
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageGradientMap", image=IMAGES, gradient_image=torch.rand(3, 4, 4, 3))
     assert caught.value.input == "gradient_image"
