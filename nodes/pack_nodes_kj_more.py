@@ -107,7 +107,9 @@ class CreateFadeMaskAdvanced(Node):
     """A batch of flat masks whose level runs through points_string ("frame:(level)", comma
     separated, frames counted from 0), as KJNodes' Create Fade Mask Advanced does: each frame is
     eased between the points either side of it (before the first point the line goes on backwards);
-    the last frame takes the last given level if no point names it."""
+    the last frame takes the last given level if no point names it. Each level is then clipped to
+    0..255 as the pack clips it (its 8-bit colour range, never scaled): below 0 becomes 0, while
+    levels above 1 are kept."""
     category = "KJNodes/masking/generate"
     points_string: str = Text("0:(0.0),\n7:(1.0),\n15:(0.0)\n", multiline=True)
     invert: bool = Bool(False)
@@ -126,7 +128,7 @@ class CreateFadeMaskAdvanced(Node):
                 after += 1
             (f0, v0), (f1, v1) = points[after - 1], points[after]
             t = eased((i - f0) / (f1 - f0), self.interpolation)
-            levels.append(v0 - t * (v0 - v1))
+            levels.append(min(max(v0 - t * (v0 - v1), 0.0), 255.0))  # the pack's np.clip(color, 0, 255)
         return level_masks(levels, self.width, self.height, self.invert)
 
 

@@ -74,8 +74,20 @@ def test_create_fade_mask_advanced_unsorted_points_and_added_last_frame(registry
     want = []
     for i in range(10):
         (f0, v0), (f1, v1) = points[:2] if i <= 5 else points[1:]
-        want.append(1 - (v0 - (i - f0) / (f1 - f0) * (v0 - v1)))
+        want.append(1 - max(0.0, v0 - (i - f0) / (f1 - f0) * (v0 - v1)))  # clipped at 0 (the pack), then inverted
     assert frame_levels(masks) == pytest.approx(want, abs=1e-6)
+
+
+def test_create_fade_mask_advanced_clips_levels_as_the_pack(registry):
+    """The pack clips each frame's level with numpy.clip(level, 0, 255) (no scaling): negative levels,
+    given or from the line run backwards before the first point, become 0; above 1 is kept."""
+    for text, frames, line in (("0:(-0.5),\n3:(1.5)", 4, lambda i: -0.5 + i * 2 / 3),
+                               ("2:(0.0),\n3:(1.0)", 4, lambda i: i - 2.0)):
+        masks = call(registry, "CreateFadeMaskAdvanced", points_string=text, frames=frames, width=2, height=1)
+        want = [float(numpy.clip(numpy.float32(line(i)), 0, 255)) for i in range(frames)]
+        assert frame_levels(masks) == pytest.approx(want, abs=1e-6)
+    assert frame_levels(call(registry, "CreateFadeMaskAdvanced", points_string="0:(-1.0), 1:(300.0)", frames=2,
+                             width=1, height=1)) == [0.0, 255.0]
 
 
 @pytest.mark.parametrize("text, message", [("0:0.5, 7:(1.0)", "expected points like"), ("zero:(1.0)", "expected"),
