@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from graphflow.api import ANY, CONDITIONING, IMAGE, INT, LATENT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, socket_type
+    Float, Int, Node, NodeInputError, Size, Text, check_run_memory, socket_type
 from nodes.conditioning import ConditioningSetMask
 from nodes.latent import EmptyLatent
 from nodes.pack_nodes import _core
@@ -553,8 +553,11 @@ class BatchCropFromMask(Node):
     is centred on its mask's mean pixel (rounded), the centre moving from the previous frame's by
     bbox_smooth_alpha, cut at the image's edges; each crop is resized (bilinear, antialiased) to the
     box's height and aspect, then centre-cropped (zero-padded) to the box. Gives the images, the
-    crops, the boxes (x, y, width, height) and the box's width and height. An empty mask, or a box
-    that comes out 0 wide or high, is refused (the pack fails there)."""
+    crops, the boxes (x, y, width, height) and the box's width and height. Refused (the pack fails
+    there): masks of another size than the images, an empty mask or masks with no extent (one row or
+    column), and a box under 2 pixels wide or high (its half rounds to 0: an empty crop). The crops
+    (the box, up to crop_size_mult^2 times the masks' extent) are checked against the memory before
+    they are made."""
     category = "KJNodes/masking"
     original_images: IMAGE
     masks: MASK
@@ -568,14 +571,23 @@ class BatchCropFromMask(Node):
         import torch.nn.functional as F
         images, alpha = self.original_images, self.bbox_smooth_alpha
         masks = self.masks[None] if self.masks.ndim == 2 else self.masks
+        if masks.shape[-2:] != images.shape[1:3]:
+            raise NodeInputError("masks", f"expected masks of the images' size {tuple(images.shape[1:3])} (height, "
+                                          f"width), got {tuple(masks.shape[-2:])}")
         pixels = [mask_pixels(mask, "masks") for mask in masks]
         widest = max(int(xs.max() - xs.min()) for _, xs in pixels)
         tallest = max(int(ys.max() - ys.min()) for ys, _ in pixels)
+        if widest == 0 or tallest == 0:
+            raise NodeInputError("masks", f"the masks' extent (last - first pixel) is {widest}x{tallest}: expected "
+                                          "masks at least 2 pixels wide and high to size a box by")
         box_w = round(round(alpha * widest) * self.crop_size_mult)
         box_h = round(round(alpha * tallest) * self.crop_size_mult)
-        if box_w < 1 or box_h < 1:
+        if round(box_w / 2) < 1 or round(box_h / 2) < 1:  # the crop runs half a box either side: empty
             raise NodeInputError("bbox_smooth_alpha" if alpha == 0 else "crop_size_mult",
-                                 f"the crop box comes out {box_w}x{box_h}: expected at least 1x1")
+                                 f"the crop box comes out {box_w}x{box_h}: expected at least 2x2 (a larger "
+                                 f"crop_size_mult or bbox_smooth_alpha)")
+        check_run_memory("crop_size_mult", f"crop_size_mult {self.crop_size_mult:g} makes {box_w}x{box_h} crops",
+                         images=Size(len(pixels), box_h, box_w))
         boxes, crops, center = [], [], None
         for i, ((ys, xs), image) in enumerate(zip(pixels, images)):
             here = (round(float(xs.double().mean())), round(float(ys.double().mean())))
@@ -620,7 +632,8 @@ class BatchUncrop(Node):
     8 bits): the box (cut at the image's edges) times crop_rescale, the crop resized to it; the
     edges chosen blend into the image over (the crop's longer side / 2 * border_blending) / 2
     pixels, box- then Gaussian-blurred by a quarter of that. Extra boxes are dropped; fewer boxes
-    than images, or a different number of crops, is refused."""
+    than images, a box not of 4 numbers, or a different number of crops, is refused. Each resized
+    patch (crop_rescale x the box) is checked against the memory before it is made."""
     category = "KJNodes/masking"
     original_images: IMAGE
     cropped_images: IMAGE
@@ -646,15 +659,22 @@ class BatchUncrop(Node):
             raise NodeInputError("bboxes", f"expected a box for each of the {len(images)} images, got "
                                            f"{len(self.bboxes)}")
         edges = (self.border_top, self.border_bottom, self.border_left, self.border_right)
+        for box in self.bboxes[:len(images)]:
+            if not isinstance(box, (tuple, list)) or len(box) != 4:
+                raise NodeInputError("bboxes", f"expected boxes of 4 numbers (x, y, width, height), got {box!r}")
         out = []
         for image, crop, (x, y, w, h) in zip(images, crops, self.bboxes):
             picture = to_pil(image)
             width, height = picture.size
             region = (x, y, x + min(width - x, w), y + min(height - y, h))
+            if region[2] <= region[0] or region[3] <= region[1]:
+                raise NodeInputError("bboxes", f"the box {(x, y, w, h)} has nothing inside the {width}x{height} image")
             region = tuple(round(v * self.crop_rescale) for v in region)
             size = (region[2] - region[0], region[3] - region[1])
             if size[0] < 1 or size[1] < 1:
                 raise NodeInputError("crop_rescale", f"a box comes out {size[0]}x{size[1]}: expected at least 1x1")
+            check_run_memory("crop_rescale", f"crop_rescale {self.crop_rescale:g} resizes a crop to "
+                                             f"{size[0]}x{size[1]}", images=Size(1, size[1], size[0]))
             patch = to_pil(crop).resize(size).convert("RGB")
             blend_ratio = max(patch.size) / 2 * self.border_blending
             blend, alpha = picture.convert("RGBA"), Image.new("L", picture.size, 0)

@@ -395,6 +395,57 @@ def test_batch_crop_from_mask_boxes_and_crops(registry):
     assert caught.value.input == "bbox_smooth_alpha"
 
 
+def test_batch_crop_from_mask_refuses_what_the_pack_crashes_on(registry):
+    images = torch.rand(1, 64, 64, 3)
+    cases = []
+    small = torch.zeros(1, 64, 64)
+    small[0, 10:13, 10:13] = 1  # extent 2, x 0.5: a 1-pixel box, whose half (round(0.5) = 0) leaves no crop
+    cases.append((small, 0.5, "crop_size_mult"))
+    bigger = torch.zeros(1, 128, 128)
+    bigger[0, 100:110, 100:110] = 1  # its centre lies outside the 64x64 images
+    cases.append((bigger, 1.0, "masks"))
+    line = torch.zeros(1, 64, 64)
+    line[0, 5, 5] = line[0, 5, 20] = 1  # one row: no height to size a box by, whatever crop_size_mult
+    cases.append((line, 10.0, "masks"))
+    for masks, mult, name in cases:
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "BatchCropFromMask", original_images=images, masks=masks, crop_size_mult=mult,
+                 bbox_smooth_alpha=1.0)
+        assert caught.value.input == name, (name, caught.value)
+    _, crops, boxes, width, height = call(registry, "BatchCropFromMask", original_images=images, masks=small,
+                                          crop_size_mult=1.0, bbox_smooth_alpha=1.0)
+    assert crops.shape == (1, 2, 2, 3) and (width, height) == (2, 2)
+
+
+CROP_GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 256, "height": 256}},
+              "3": {"class_type": "BatchCropFromMask", "inputs": {"original_images": ["1", 0], "masks": ["2", 0],
+                                                                  "crop_size_mult": 1.0, "bbox_smooth_alpha": 1.0}},
+              "4": {"class_type": "BatchUncrop", "inputs": {"original_images": ["1", 0], "cropped_images": ["3", 1],
+                                                            "bboxes": ["3", 2], "border_blending": 0.25,
+                                                            "crop_rescale": 1.0, "border_top": True,
+                                                            "border_bottom": True, "border_left": True,
+                                                            "border_right": True}}}
+
+
+@pytest.mark.parametrize("node, input_name, size", [("3", "crop_size_mult", "2550x2550"),
+                                                     ("4", "crop_rescale", "2560x2560")])
+def test_batch_crop_and_uncrop_sizes_beyond_the_memory_are_refused_before_running(registry, node, input_name, size):
+    """A full 256x256 mask (extent 255) at crop_size_mult 10 makes a 2550x2550 crop; crop_rescale 10
+    makes its 256x256 box (the crop's box cut at the image) a 2560x2560 patch (78 MB each as a
+    float32 image): over a 64 MB budget, each is refused naming its input before it is made; at 1.0
+    the same graph runs."""
+    import copy
+    limits = RunLimits(ram_bytes=2**26, device_bytes=2**26)
+    graph = copy.deepcopy(CROP_GRAPH)
+    graph[node]["inputs"][input_name] = 10.0
+    result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["4"])
+    error = result.error or {}
+    assert not result.ok and error.get("node_id") == node and error.get("input") == input_name, result.error
+    assert "memory" in str(error.get("message")) and size in str(error.get("message")), result.error
+    assert Executor(registry, limits=limits).run(parse_workflow(CROP_GRAPH, registry), outputs=["4"]).ok
+
+
 def test_batch_uncrop_pastes_the_crop_back(registry):
     from PIL import Image
     g = torch.Generator().manual_seed(8)
@@ -419,6 +470,10 @@ def test_batch_uncrop_pastes_the_crop_back(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes[:1])
     assert caught.value.input == "bboxes"
+    for bad in ([(5, 4, 24), (30, 20, 24, 20)], [(70, 70, 8, 8), (30, 20, 24, 20)]):  # 3 numbers; outside
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=bad)
+        assert caught.value.input == "bboxes"
     with pytest.raises(NodeInputError) as caught:
         call(registry, "BatchUncrop", original_images=images, cropped_images=crops[:1], bboxes=boxes)
     assert caught.value.input == "cropped_images"
