@@ -187,6 +187,8 @@ class ColorToMask(Node):
 
     def run(self):
         import torch
+        if self.images.shape[-1] < 3:  # a 1-channel image would be compared against all 3 colours silently
+            raise NodeInputError("images", f"expected images of 3 or more channels, got {self.images.shape[-1]}")
         color = torch.tensor([self.red, self.green, self.blue], dtype=torch.float32)
         out = []
         for start in range(0, self.images.shape[0], self.per_batch):
@@ -380,6 +382,10 @@ class MergeImageChannels(Node):
 
     def run(self):
         import torch
+        for name in ("red", "green", "blue"):
+            channels = getattr(self, name).shape[-1]
+            if channels < 3:
+                raise NodeInputError(name, f"expected an image of 3 or more channels, got {channels}")
         size = self.red.shape[:3]
         for name in ("green", "blue"):
             if getattr(self, name).shape[:3] != size:

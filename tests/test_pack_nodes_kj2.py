@@ -133,6 +133,9 @@ def test_color_to_mask_by_distance(registry):
         inverted = call(registry, "ColorToMask", images=images, invert=True, red=200, green=30, blue=90,
                         threshold=threshold)
         assert torch.equal(inverted, 1 - want)
+    with pytest.raises(NodeInputError) as caught:  # one channel: would be compared with all three colours
+        call(registry, "ColorToMask", images=images[..., :1])
+    assert caught.value.input == "images"
 
 
 def test_the_packs_ui_save_runs_and_exports_back(registry):
@@ -294,6 +297,10 @@ def test_normalize_remap_split_and_merge_channels(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "MergeImageChannels", red=red, green=green, blue=blue, alpha=mask[:, :2])
     assert caught.value.input == "alpha"
+    for name in ("red", "green", "blue"):  # a 1-channel image has no green or blue to take
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "MergeImageChannels", **{"red": rgba, "green": rgba, "blue": rgba, name: rgba[..., :1]})
+        assert caught.value.input == name
 
 
 def test_channel_nodes_from_an_api_prompt(registry):
