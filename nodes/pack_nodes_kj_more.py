@@ -701,7 +701,8 @@ class CustomSigmas(Node):
     """A sigma schedule from ", "-separated numbers, as KJNodes' Custom Sigmas makes it: when their
     count is not interpolate_to_steps + 1 they are resampled to it, evenly in log space (numpy's
     interp of the reversed logs, as the pack does); the last sigma is then set to 0. Resampling a list
-    with a sigma of 0 or below (no logarithm) is refused."""
+    with a sigma of 0 or below (no logarithm) is refused, and so is any sigma that is not a finite
+    number (nan, inf, or too large for a float, as 1e400), which the pack would pass to the sampler."""
     category = "KJNodes/noise"
     sigmas_string: str = Text("14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029",
                               multiline=True)
@@ -718,6 +719,9 @@ class CustomSigmas(Node):
             raise NodeInputError("sigmas_string", "expected numbers separated by a comma and a space, like "
                                                   f"'14.615, 6.475, 0.029', got {self.sigmas_string!r}")
         sigmas = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(sigmas).all():
+            raise NodeInputError("sigmas_string", f"expected finite numbers (not nan or inf, each under 3.4e38 as a "
+                                                  f"32-bit float), got {self.sigmas_string!r}")
         count = self.interpolate_to_steps + 1
         if len(sigmas) != count:
             if (sigmas <= 0).any():

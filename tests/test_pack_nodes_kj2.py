@@ -523,6 +523,10 @@ def test_custom_sigmas(registry):
     with pytest.raises(NodeInputError, match="above 0") as caught:
         call(registry, "CustomSigmas", sigmas_string="14.6, 0.0", interpolate_to_steps=4)
     assert caught.value.input == "sigmas_string"
+    for text, steps in (("nan, 1.0", 3), ("inf, 1.0, 0.5", 2), ("1e400, 1.0", 3), ("3.0, -inf", 1)):
+        with pytest.raises(NodeInputError, match="finite") as caught:  # float() takes them all
+            call(registry, "CustomSigmas", sigmas_string=text, interpolate_to_steps=steps)
+        assert caught.value.input == "sigmas_string"
     prompt = {"1": {"class_type": "CustomSigmas",
                     "inputs": {"sigmas_string": "3.0, 1.0, 0.5", "interpolate_to_steps": 2}}}
     workflow, values = run(registry, prompt, ["1"])
