@@ -289,7 +289,11 @@ class CrossFadeImages(Node):
     transitioning_frames frames blending images_1 from there into images_2's first frames, then
     the rest of images_2, as KJNodes' Cross Fade Images does (images_1's frames after the fade are
     dropped, as in the pack). The blend runs from start_level to end_level evenly, each eased by
-    interpolation; transitioning_frames is cut to the frames both batches have there."""
+    interpolation; transitioning_frames is cut to the frames both batches have there, and a fade
+    of no frames is refused (the pack fails to stack none). The eight easings are the pack's
+    (image_nodes.py @6dfd2c24), all of which run there: its bounce is an ease-out to halfway, then an
+    ease-in, with no rebound. The pack eases its float32 levels as tensors, here as Python floats
+    (double precision): levels differ by about 1e-7."""
     category = "KJNodes/image"
     images_1: IMAGE
     images_2: IMAGE
