@@ -12,6 +12,7 @@ model on unchanged here."""
 from __future__ import annotations
 
 import functools
+import io
 import math
 
 from graphflow.api import BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, \
@@ -64,9 +65,11 @@ class KJStringConstant(Node):
 
 
 class KJStringConstantMultiline(Node):
-    """Text to link into several inputs, as KJNodes' String Constant Multiline does: with
-    strip_newlines, every line break is removed (the lines run together, not joined by spaces)
-    and spaces at both ends are cut."""
+    """Text to link into several inputs, as KJNodes' String Constant Multiline does (nodes/nodes.py
+    at commit b37122a9): the text is read line by line and the lines are joined again with a line
+    break. With strip_newlines each line's own break is dropped first, so the text comes out as
+    given less one final line break; without it every line break but a final one is doubled.
+    Spaces are never cut."""
     category = "KJNodes/constants"
     string: str = Text("", multiline=True)
     strip_newlines: bool = Bool(True)
@@ -74,7 +77,8 @@ class KJStringConstantMultiline(Node):
     comfy = ComfyAlias(("StringConstantMultiline",))
 
     def run(self):
-        return self.string.replace("\n", "").strip() if self.strip_newlines else self.string
+        lines = io.StringIO(self.string).readlines()  # each keeps its "\n", as the pack reads them
+        return "\n".join(line.removesuffix("\n") if self.strip_newlines else line for line in lines)
 
 
 class KJBoolConstant(Node):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from graphflow.api import ANY, CONDITIONING, IMAGE, INT, LATENT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, \
-    Float, Int, Node, NodeInputError, Text, socket_type
+    Float, Int, Node, NodeInputError, Size, Text, check_run_memory, socket_type
 from nodes.conditioning import ConditioningSetMask
 from nodes.latent import EmptyLatent
 from nodes.pack_nodes import _core
@@ -107,7 +107,9 @@ class CreateFadeMaskAdvanced(Node):
     """A batch of flat masks whose level runs through points_string ("frame:(level)", comma
     separated, frames counted from 0), as KJNodes' Create Fade Mask Advanced does: each frame is
     eased between the points either side of it (before the first point the line goes on backwards);
-    the last frame takes the last given level if no point names it."""
+    the last frame takes the last given level if no point names it. Each level is then clipped to
+    0..255 as the pack clips it (its 8-bit colour range, never scaled): below 0 becomes 0, while
+    levels above 1 are kept."""
     category = "KJNodes/masking/generate"
     points_string: str = Text("0:(0.0),\n7:(1.0),\n15:(0.0)\n", multiline=True)
     invert: bool = Bool(False)
@@ -126,7 +128,7 @@ class CreateFadeMaskAdvanced(Node):
                 after += 1
             (f0, v0), (f1, v1) = points[after - 1], points[after]
             t = eased((i - f0) / (f1 - f0), self.interpolation)
-            levels.append(v0 - t * (v0 - v1))
+            levels.append(min(max(v0 - t * (v0 - v1), 0.0), 255.0))  # the pack's np.clip(color, 0, 255)
         return level_masks(levels, self.width, self.height, self.invert)
 
 
@@ -185,6 +187,8 @@ class ColorToMask(Node):
 
     def run(self):
         import torch
+        if self.images.shape[-1] < 3:  # a 1-channel image would be compared against all 3 colours silently
+            raise NodeInputError("images", f"expected images of 3 or more channels, got {self.images.shape[-1]}")
         color = torch.tensor([self.red, self.green, self.blue], dtype=torch.float32)
         out = []
         for start in range(0, self.images.shape[0], self.per_batch):
@@ -285,7 +289,11 @@ class CrossFadeImages(Node):
     transitioning_frames frames blending images_1 from there into images_2's first frames, then
     the rest of images_2, as KJNodes' Cross Fade Images does (images_1's frames after the fade are
     dropped, as in the pack). The blend runs from start_level to end_level evenly, each eased by
-    interpolation; transitioning_frames is cut to the frames both batches have there."""
+    interpolation; transitioning_frames is cut to the frames both batches have there, and a fade
+    of no frames is refused (the pack fails to stack none). The eight easings are the pack's
+    (image_nodes.py @6dfd2c24), all of which run there: its bounce is an ease-out to halfway, then an
+    ease-in, with no rebound. The pack eases its float32 levels as tensors, here as Python floats
+    (double precision): levels differ by about 1e-7."""
     category = "KJNodes/image"
     images_1: IMAGE
     images_2: IMAGE
@@ -378,6 +386,10 @@ class MergeImageChannels(Node):
 
     def run(self):
         import torch
+        for name in ("red", "green", "blue"):
+            channels = getattr(self, name).shape[-1]
+            if channels < 3:
+                raise NodeInputError(name, f"expected an image of 3 or more channels, got {channels}")
         size = self.red.shape[:3]
         for name in ("green", "blue"):
             if getattr(self, name).shape[:3] != size:
@@ -551,8 +563,11 @@ class BatchCropFromMask(Node):
     is centred on its mask's mean pixel (rounded), the centre moving from the previous frame's by
     bbox_smooth_alpha, cut at the image's edges; each crop is resized (bilinear, antialiased) to the
     box's height and aspect, then centre-cropped (zero-padded) to the box. Gives the images, the
-    crops, the boxes (x, y, width, height) and the box's width and height. An empty mask, or a box
-    that comes out 0 wide or high, is refused (the pack fails there)."""
+    crops, the boxes (x, y, width, height) and the box's width and height. Refused (the pack fails
+    there): masks of another size than the images, an empty mask or masks with no extent (one row or
+    column), and a box under 2 pixels wide or high (its half rounds to 0: an empty crop). The crops
+    (the box, up to crop_size_mult^2 times the masks' extent) are checked against the memory before
+    they are made."""
     category = "KJNodes/masking"
     original_images: IMAGE
     masks: MASK
@@ -566,14 +581,23 @@ class BatchCropFromMask(Node):
         import torch.nn.functional as F
         images, alpha = self.original_images, self.bbox_smooth_alpha
         masks = self.masks[None] if self.masks.ndim == 2 else self.masks
+        if masks.shape[-2:] != images.shape[1:3]:
+            raise NodeInputError("masks", f"expected masks of the images' size {tuple(images.shape[1:3])} (height, "
+                                          f"width), got {tuple(masks.shape[-2:])}")
         pixels = [mask_pixels(mask, "masks") for mask in masks]
         widest = max(int(xs.max() - xs.min()) for _, xs in pixels)
         tallest = max(int(ys.max() - ys.min()) for ys, _ in pixels)
+        if widest == 0 or tallest == 0:
+            raise NodeInputError("masks", f"the masks' extent (last - first pixel) is {widest}x{tallest}: expected "
+                                          "masks at least 2 pixels wide and high to size a box by")
         box_w = round(round(alpha * widest) * self.crop_size_mult)
         box_h = round(round(alpha * tallest) * self.crop_size_mult)
-        if box_w < 1 or box_h < 1:
+        if round(box_w / 2) < 1 or round(box_h / 2) < 1:  # the crop runs half a box either side: empty
             raise NodeInputError("bbox_smooth_alpha" if alpha == 0 else "crop_size_mult",
-                                 f"the crop box comes out {box_w}x{box_h}: expected at least 1x1")
+                                 f"the crop box comes out {box_w}x{box_h}: expected at least 2x2 (a larger "
+                                 f"crop_size_mult or bbox_smooth_alpha)")
+        check_run_memory("crop_size_mult", f"crop_size_mult {self.crop_size_mult:g} makes {box_w}x{box_h} crops",
+                         images=Size(len(pixels), box_h, box_w))
         boxes, crops, center = [], [], None
         for i, ((ys, xs), image) in enumerate(zip(pixels, images)):
             here = (round(float(xs.double().mean())), round(float(ys.double().mean())))
@@ -618,7 +642,8 @@ class BatchUncrop(Node):
     8 bits): the box (cut at the image's edges) times crop_rescale, the crop resized to it; the
     edges chosen blend into the image over (the crop's longer side / 2 * border_blending) / 2
     pixels, box- then Gaussian-blurred by a quarter of that. Extra boxes are dropped; fewer boxes
-    than images, or a different number of crops, is refused."""
+    than images, a box not of 4 numbers, or a different number of crops, is refused. Each resized
+    patch (crop_rescale x the box) is checked against the memory before it is made."""
     category = "KJNodes/masking"
     original_images: IMAGE
     cropped_images: IMAGE
@@ -644,15 +669,22 @@ class BatchUncrop(Node):
             raise NodeInputError("bboxes", f"expected a box for each of the {len(images)} images, got "
                                            f"{len(self.bboxes)}")
         edges = (self.border_top, self.border_bottom, self.border_left, self.border_right)
+        for box in self.bboxes[:len(images)]:
+            if not isinstance(box, (tuple, list)) or len(box) != 4:
+                raise NodeInputError("bboxes", f"expected boxes of 4 numbers (x, y, width, height), got {box!r}")
         out = []
         for image, crop, (x, y, w, h) in zip(images, crops, self.bboxes):
             picture = to_pil(image)
             width, height = picture.size
             region = (x, y, x + min(width - x, w), y + min(height - y, h))
+            if region[2] <= region[0] or region[3] <= region[1]:
+                raise NodeInputError("bboxes", f"the box {(x, y, w, h)} has nothing inside the {width}x{height} image")
             region = tuple(round(v * self.crop_rescale) for v in region)
             size = (region[2] - region[0], region[3] - region[1])
             if size[0] < 1 or size[1] < 1:
                 raise NodeInputError("crop_rescale", f"a box comes out {size[0]}x{size[1]}: expected at least 1x1")
+            check_run_memory("crop_rescale", f"crop_rescale {self.crop_rescale:g} resizes a crop to "
+                                             f"{size[0]}x{size[1]}", images=Size(1, size[1], size[0]))
             patch = to_pil(crop).resize(size).convert("RGB")
             blend_ratio = max(patch.size) / 2 * self.border_blending
             blend, alpha = picture.convert("RGBA"), Image.new("L", picture.size, 0)
@@ -673,7 +705,8 @@ class CustomSigmas(Node):
     """A sigma schedule from ", "-separated numbers, as KJNodes' Custom Sigmas makes it: when their
     count is not interpolate_to_steps + 1 they are resampled to it, evenly in log space (numpy's
     interp of the reversed logs, as the pack does); the last sigma is then set to 0. Resampling a list
-    with a sigma of 0 or below (no logarithm) is refused."""
+    with a sigma of 0 or below (no logarithm) is refused, and so is any sigma that is not a finite
+    number (nan, inf, or too large for a float, as 1e400), which the pack would pass to the sampler."""
     category = "KJNodes/noise"
     sigmas_string: str = Text("14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029",
                               multiline=True)
@@ -690,6 +723,9 @@ class CustomSigmas(Node):
             raise NodeInputError("sigmas_string", "expected numbers separated by a comma and a space, like "
                                                   f"'14.615, 6.475, 0.029', got {self.sigmas_string!r}")
         sigmas = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(sigmas).all():
+            raise NodeInputError("sigmas_string", f"expected finite numbers (not nan or inf, each under 3.4e38 as a "
+                                                  f"32-bit float), got {self.sigmas_string!r}")
         count = self.interpolate_to_steps + 1
         if len(sigmas) != count:
             if (sigmas <= 0).any():

@@ -4,6 +4,7 @@ widgets in the pack's input order) and from API graphs, checked against closed f
 nodes."""
 
 import functools
+import io
 import logging
 import math
 
@@ -34,9 +35,27 @@ def run(registry, graph, outputs):
     return workflow, result.values
 
 
+def pack_multiline(text, strip_newlines):
+    """KJNodes' stringify (nodes.py @b37122a9) written out: the lines as io.StringIO reads them
+    (each with its "\n"), each line's "\n" removed when stripping, joined with "\n"."""
+    # (the pack skips lines whose .strip() starts with "\n": none can, so every line is stripped)
+    lines = []
+    for line in io.StringIO(text):
+        if strip_newlines:
+            line = line.replace("\n", "")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("strip", [True, False])
+@pytest.mark.parametrize("text", ["first\nsecond", " a \n\nb\n", "", "\n", "one line ", "x\r\ny\n\n", "\n\n end"])
+def test_string_constant_multiline_joins_lines_as_the_pack(registry, text, strip):
+    assert call(registry, "KJStringConstantMultiline", string=text, strip_newlines=strip) == pack_multiline(text, strip)
+
+
 def test_constants_read_from_the_packs_ui_graph(registry):
     """Each constant saves its widgets in the pack's order; Float Constant rounds to 6 decimals and
-    String Constant Multiline drops every line break, then the spaces at its ends."""
+    String Constant Multiline rejoins its lines as the pack does (see pack_multiline)."""
     nodes = [ui_node(1, "INTConstant", [-12345678901234567890], outputs=[("value", "INT", [])]),
              ui_node(2, "FloatConstant", [0.12345678], outputs=[("value", "FLOAT", [])]),
              ui_node(3, "StringConstant", ["a cat"], outputs=[("STRING", "STRING", [])]),
@@ -47,8 +66,8 @@ def test_constants_read_from_the_packs_ui_graph(registry):
     assert values["1"][0] == -12345678901234567890
     assert values["2"][0] == 0.123457
     assert values["3"][0] == "a cat"
-    assert values["4"][0] == "firstsecond"
-    assert values["5"][0] == "one\ntwo"
+    assert values["4"][0] == "  first\nsecond " == pack_multiline("  first\nsecond \n", True)
+    assert values["5"][0] == "one\n\ntwo" == pack_multiline("one\ntwo", False)
     assert values["6"][0] is False
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[4] == ["  first\nsecond \n", True] and saved[1] == [-12345678901234567890]
@@ -59,7 +78,7 @@ def test_constants_from_an_api_graph_with_defaults(registry):
              "2": {"class_type": "StringConstantMultiline", "inputs": {"string": "x\ny"}},
              "3": {"class_type": "INTConstant", "inputs": {"value": 7}}}
     _, values = run(registry, graph, ["1", "2", "3"])
-    assert values["1"][0] is True and values["2"][0] == "xy" and values["3"][0] == 7
+    assert values["1"][0] is True and values["2"][0] == "x\ny" and values["3"][0] == 7
 
 
 def frames(n, h=4, w=6):

@@ -74,8 +74,20 @@ def test_create_fade_mask_advanced_unsorted_points_and_added_last_frame(registry
     want = []
     for i in range(10):
         (f0, v0), (f1, v1) = points[:2] if i <= 5 else points[1:]
-        want.append(1 - (v0 - (i - f0) / (f1 - f0) * (v0 - v1)))
+        want.append(1 - max(0.0, v0 - (i - f0) / (f1 - f0) * (v0 - v1)))  # clipped at 0 (the pack), then inverted
     assert frame_levels(masks) == pytest.approx(want, abs=1e-6)
+
+
+def test_create_fade_mask_advanced_clips_levels_as_the_pack(registry):
+    """The pack clips each frame's level with numpy.clip(level, 0, 255) (no scaling): negative levels,
+    given or from the line run backwards before the first point, become 0; above 1 is kept."""
+    for text, frames, line in (("0:(-0.5),\n3:(1.5)", 4, lambda i: -0.5 + i * 2 / 3),
+                               ("2:(0.0),\n3:(1.0)", 4, lambda i: i - 2.0)):
+        masks = call(registry, "CreateFadeMaskAdvanced", points_string=text, frames=frames, width=2, height=1)
+        want = [float(numpy.clip(numpy.float32(line(i)), 0, 255)) for i in range(frames)]
+        assert frame_levels(masks) == pytest.approx(want, abs=1e-6)
+    assert frame_levels(call(registry, "CreateFadeMaskAdvanced", points_string="0:(-1.0), 1:(300.0)", frames=2,
+                             width=1, height=1)) == [0.0, 255.0]
 
 
 @pytest.mark.parametrize("text, message", [("0:0.5, 7:(1.0)", "expected points like"), ("zero:(1.0)", "expected"),
@@ -121,6 +133,9 @@ def test_color_to_mask_by_distance(registry):
         inverted = call(registry, "ColorToMask", images=images, invert=True, red=200, green=30, blue=90,
                         threshold=threshold)
         assert torch.equal(inverted, 1 - want)
+    with pytest.raises(NodeInputError) as caught:  # one channel: would be compared with all three colours
+        call(registry, "ColorToMask", images=images[..., :1])
+    assert caught.value.input == "images"
 
 
 def test_the_packs_ui_save_runs_and_exports_back(registry):
@@ -282,6 +297,10 @@ def test_normalize_remap_split_and_merge_channels(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "MergeImageChannels", red=red, green=green, blue=blue, alpha=mask[:, :2])
     assert caught.value.input == "alpha"
+    for name in ("red", "green", "blue"):  # a 1-channel image has no green or blue to take
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "MergeImageChannels", **{"red": rgba, "green": rgba, "blue": rgba, name: rgba[..., :1]})
+        assert caught.value.input == name
 
 
 def test_channel_nodes_from_an_api_prompt(registry):
@@ -383,6 +402,57 @@ def test_batch_crop_from_mask_boxes_and_crops(registry):
     assert caught.value.input == "bbox_smooth_alpha"
 
 
+def test_batch_crop_from_mask_refuses_what_the_pack_crashes_on(registry):
+    images = torch.rand(1, 64, 64, 3)
+    cases = []
+    small = torch.zeros(1, 64, 64)
+    small[0, 10:13, 10:13] = 1  # extent 2, x 0.5: a 1-pixel box, whose half (round(0.5) = 0) leaves no crop
+    cases.append((small, 0.5, "crop_size_mult"))
+    bigger = torch.zeros(1, 128, 128)
+    bigger[0, 100:110, 100:110] = 1  # its centre lies outside the 64x64 images
+    cases.append((bigger, 1.0, "masks"))
+    line = torch.zeros(1, 64, 64)
+    line[0, 5, 5] = line[0, 5, 20] = 1  # one row: no height to size a box by, whatever crop_size_mult
+    cases.append((line, 10.0, "masks"))
+    for masks, mult, name in cases:
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "BatchCropFromMask", original_images=images, masks=masks, crop_size_mult=mult,
+                 bbox_smooth_alpha=1.0)
+        assert caught.value.input == name, (name, caught.value)
+    _, crops, boxes, width, height = call(registry, "BatchCropFromMask", original_images=images, masks=small,
+                                          crop_size_mult=1.0, bbox_smooth_alpha=1.0)
+    assert crops.shape == (1, 2, 2, 3) and (width, height) == (2, 2)
+
+
+CROP_GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 256, "height": 256}},
+              "3": {"class_type": "BatchCropFromMask", "inputs": {"original_images": ["1", 0], "masks": ["2", 0],
+                                                                  "crop_size_mult": 1.0, "bbox_smooth_alpha": 1.0}},
+              "4": {"class_type": "BatchUncrop", "inputs": {"original_images": ["1", 0], "cropped_images": ["3", 1],
+                                                            "bboxes": ["3", 2], "border_blending": 0.25,
+                                                            "crop_rescale": 1.0, "border_top": True,
+                                                            "border_bottom": True, "border_left": True,
+                                                            "border_right": True}}}
+
+
+@pytest.mark.parametrize("node, input_name, size", [("3", "crop_size_mult", "2550x2550"),
+                                                     ("4", "crop_rescale", "2560x2560")])
+def test_batch_crop_and_uncrop_sizes_beyond_the_memory_are_refused_before_running(registry, node, input_name, size):
+    """A full 256x256 mask (extent 255) at crop_size_mult 10 makes a 2550x2550 crop; crop_rescale 10
+    makes its 256x256 box (the crop's box cut at the image) a 2560x2560 patch (78 MB each as a
+    float32 image): over a 64 MB budget, each is refused naming its input before it is made; at 1.0
+    the same graph runs."""
+    import copy
+    limits = RunLimits(ram_bytes=2**26, device_bytes=2**26)
+    graph = copy.deepcopy(CROP_GRAPH)
+    graph[node]["inputs"][input_name] = 10.0
+    result = Executor(registry, limits=limits).run(parse_workflow(graph, registry), outputs=["4"])
+    error = result.error or {}
+    assert not result.ok and error.get("node_id") == node and error.get("input") == input_name, result.error
+    assert "memory" in str(error.get("message")) and size in str(error.get("message")), result.error
+    assert Executor(registry, limits=limits).run(parse_workflow(CROP_GRAPH, registry), outputs=["4"]).ok
+
+
 def test_batch_uncrop_pastes_the_crop_back(registry):
     from PIL import Image
     g = torch.Generator().manual_seed(8)
@@ -407,6 +477,10 @@ def test_batch_uncrop_pastes_the_crop_back(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes[:1])
     assert caught.value.input == "bboxes"
+    for bad in ([(5, 4, 24), (30, 20, 24, 20)], [(70, 70, 8, 8), (30, 20, 24, 20)]):  # 3 numbers; outside
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=bad)
+        assert caught.value.input == "bboxes"
     with pytest.raises(NodeInputError) as caught:
         call(registry, "BatchUncrop", original_images=images, cropped_images=crops[:1], bboxes=boxes)
     assert caught.value.input == "cropped_images"
@@ -449,6 +523,10 @@ def test_custom_sigmas(registry):
     with pytest.raises(NodeInputError, match="above 0") as caught:
         call(registry, "CustomSigmas", sigmas_string="14.6, 0.0", interpolate_to_steps=4)
     assert caught.value.input == "sigmas_string"
+    for text, steps in (("nan, 1.0", 3), ("inf, 1.0, 0.5", 2), ("1e400, 1.0", 3), ("3.0, -inf", 1)):
+        with pytest.raises(NodeInputError, match="finite") as caught:  # float() takes them all
+            call(registry, "CustomSigmas", sigmas_string=text, interpolate_to_steps=steps)
+        assert caught.value.input == "sigmas_string"
     prompt = {"1": {"class_type": "CustomSigmas",
                     "inputs": {"sigmas_string": "3.0, 1.0, 0.5", "interpolate_to_steps": 2}}}
     workflow, values = run(registry, prompt, ["1"])
