@@ -934,9 +934,24 @@ def selected_names(flags: dict) -> str:
     return ", ".join(name for name, on in flags.items() if on)
 
 
+def switch_widgets(names: tuple[str, ...], kind: str):
+    """ComfyAlias.widgets of a switch helper: the pack makes a switch per name of the user's
+    ComfyUI's list, so a UI save (read by place) from a ComfyUI whose list is longer or shorter
+    would turn on the wrong switches; such a save is refused (an API prompt names each switch)."""
+    def widgets(raw: list) -> list:
+        if len(raw) != len(names):
+            raise ValueError(f"the save holds {len(raw)} switches: it comes from a ComfyUI with {len(raw)} "
+                             f"{kind}s, while this node's switches are ComfyUI's {len(names)} ({names[0]} ... "
+                             f"{names[-1]}), so their places don't match; add the node anew and set its switches")
+        return raw
+    return widgets
+
+
 class SamplerSelectHelper(Node):
     """A switch per sampler (in ComfyUI's list order, as the pack's UI saves them); gives the names
-    switched on joined by ", ", the form FluxSamplerParams+' sampler list takes."""
+    switched on joined by ", ", the form FluxSamplerParams+' sampler list takes. The pack's switches
+    are those of the user's ComfyUI: a UI save with another number of switches (from a ComfyUI with
+    more or fewer samplers) is refused, since its places can't be matched to names."""
     category = "essentials/sampling"
     __annotations__ = {}  # the switches are declared in a loop: their names are the list's
     for _name in SAMPLER_NAMES:
@@ -944,7 +959,7 @@ class SamplerSelectHelper(Node):
         locals()[_name] = Bool(False)
     del _name
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("SamplerSelectHelper+",))
+    comfy = ComfyAlias(("SamplerSelectHelper+",), widgets=switch_widgets(SAMPLER_NAMES, "sampler"))
 
     def run(self):
         return selected_names({name: getattr(self, name) for name in SAMPLER_NAMES})
@@ -952,7 +967,9 @@ class SamplerSelectHelper(Node):
 
 class SchedulerSelectHelper(Node):
     """A switch per scheduler (in ComfyUI's list order, as the pack's UI saves them); gives the names
-    switched on joined by ", ", the form FluxSamplerParams+' scheduler list takes."""
+    switched on joined by ", ", the form FluxSamplerParams+' scheduler list takes. A UI save with
+    another number of switches (from a ComfyUI with more or fewer schedulers) is refused, since its
+    places can't be matched to names."""
     category = "essentials/sampling"
     __annotations__ = {}  # the switches are declared in a loop: their names are the list's
     for _name in SCHEDULER_NAMES:
@@ -960,7 +977,7 @@ class SchedulerSelectHelper(Node):
         locals()[_name] = Bool(False)
     del _name
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("SchedulerSelectHelper+",))
+    comfy = ComfyAlias(("SchedulerSelectHelper+",), widgets=switch_widgets(SCHEDULER_NAMES, "scheduler"))
 
     def run(self):
         return selected_names({name: getattr(self, name) for name in SCHEDULER_NAMES})

@@ -126,6 +126,24 @@ def test_select_helpers_read_their_switches_from_a_ui_save_in_comfyuis_order(reg
     assert none == ""
 
 
+@pytest.mark.parametrize("node_type, names, kind", [("SamplerSelectHelper+", SAMPLER_NAMES, "sampler"),
+                                                     ("SchedulerSelectHelper+", SCHEDULER_NAMES, "scheduler")])
+@pytest.mark.parametrize("change", [-3, 1])
+def test_select_helpers_refuse_a_ui_save_from_a_comfyui_with_another_list(registry, node_type, names, kind, change):
+    """A save from a ComfyUI with 3 fewer samplers (before seeds_3, sa_solver, sa_solver_pece), or
+    one more, can't be read by place: its switches would land on other names. Refused, naming the node."""
+    from graphflow.comfy_format import ui_to_api
+    from graphflow.workflow import WorkflowFormatError
+    switches = [name in (names[0], names[-1]) for name in names]
+    switches = switches[:-4] + switches[-1:] if change < 0 else switches + [False]
+    nodes = [ui_node(7, node_type, switches, outputs=[("STRING", "STRING", [])])]
+    with pytest.raises(WorkflowFormatError) as err:
+        ui_to_api(ui_graph(nodes), registry)
+    [problem] = err.value.problems
+    assert problem.node_id == "7" and problem.node_type == node_type
+    assert f"{len(switches)} {kind}s" in problem.message and str(len(names)) in problem.message
+
+
 def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
     graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 24, "batch_size": 1,
                                                           "color": 0x3366CC}},
