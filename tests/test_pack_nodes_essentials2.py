@@ -90,6 +90,41 @@ def test_mask_from_segmentation_equals_pil_quantize_and_scipy(registry, segments
     assert out.dtype == torch.float32 and numpy.array_equal(out.numpy(), want.astype(numpy.float32))
 
 
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 7, 31, 32])
+def test_square_opening_by_a_row_and_a_column_equals_scipys_opening_by_the_square(side):
+    from nodes.pack_nodes_essentials_misc import square_opening
+    rng = numpy.random.default_rng(side)
+    # blobs of several sizes, touching the borders, so the opening removes some and keeps others
+    mask = scipy.ndimage.gaussian_filter(rng.random((90, 123)), 2 + side / 4) > 0.5
+    want = scipy.ndimage.binary_opening(mask, structure=numpy.ones((side, side)))
+    assert side == 1 or not numpy.array_equal(want, mask)
+    assert numpy.array_equal(square_opening(mask, side), want)
+
+
+def test_mask_from_segmentation_declares_segments_masks_and_stops_when_interrupted(registry):
+    """The estimate counts `segments` masks of the image's size, so limits refuse a big request
+    before it runs; an interrupt stops it between colours."""
+    import threading
+    from graphflow import context
+    from graphflow.resource_limits import RunLimits
+    from tests.test_pack_nodes_kj import empty_image, refused
+    segmentation = lambda segments: {"type": "MaskFromSegmentation", "inputs": {  # noqa: E731
+        "image": ["1", 0], "segments": segments}}
+    assert refused(registry, [empty_image(512, 512), segmentation(16)], RunLimits(max_batch=8)) == {"2"}
+    assert refused(registry, [empty_image(512, 512), segmentation(8)], RunLimits(max_batch=8)) == set()
+    huge = RunLimits(ram_bytes=2 * 2**30, device_bytes=2 * 2**30)  # 16 masks of 8192^2 take 4 GiB
+    assert "2" in refused(registry, [empty_image(8192, 8192), segmentation(16)], huge)
+    ctx = context.NodeContext("run", "1", "MaskFromSegmentation", emit=lambda event: None,
+                              interrupt=threading.Event())
+    ctx.interrupt.set()
+    token = context._current.set(ctx)
+    try:
+        with pytest.raises(context.Interrupted):
+            call(registry, "MaskFromSegmentation", image=pictures(), remove_isolated_pixels=3)
+    finally:
+        context._current.reset(token)
+
+
 def test_mask_from_segmentation_of_a_two_colour_picture(registry):
     """A red square with a black hole on a blue ground: three colours, three masks; fill_holes fills
     each mask's holes; remove_small_masks above the hole's share drops it; nothing kept gives one empty mask."""
