@@ -775,10 +775,13 @@ class ImageSmartSharpen(Node):
         sigma_color = max(1 - self.preserve_edges, 0.05) if self.preserve_edges > 0 else 0.0
         sigma_space = 0.3 * ((self.noise_radius - 1) * 0.5 - 1) + 0.8  # torchvision's blur sigma for this size
         if self.noise_radius > 1:
-            blurred = torch.stack([
-                torch.from_numpy(cv2.bilateralFilter(numpy.ascontiguousarray(picture.cpu().numpy()), self.noise_radius,
-                                                     sigma_color, sigma_space).reshape(picture.shape))
-                for picture in image])
+            filtered = []
+            for picture in image:
+                check_interrupted()  # a big radius takes seconds an image
+                filtered.append(torch.from_numpy(cv2.bilateralFilter(numpy.ascontiguousarray(picture.cpu().numpy()),
+                                                                     self.noise_radius, sigma_color, sigma_space)
+                                                 .reshape(picture.shape)))
+            blurred = torch.stack(filtered)
         else:
             blurred = image
         sharpened = kornia_sharpness(image, self.sharpen) if self.sharpen > 0 else image

@@ -63,6 +63,27 @@ def test_smart_sharpen_with_nothing_to_do_keeps_the_image_and_refuses_alpha(regi
     assert err.value.input == "image" and "channels" in str(err.value)
 
 
+def test_smart_sharpen_stops_between_images_when_interrupted(registry, monkeypatch):
+    """An interrupt while one image is filtered stops the node before the next."""
+    import threading
+    from graphflow import context
+    ctx = context.NodeContext("run", "1", "ImageSmartSharpen", emit=lambda event: None, interrupt=threading.Event())
+    filtered = []
+
+    def bilateral(*args):
+        filtered.append(args[0])
+        ctx.interrupt.set()
+        return args[0]
+    monkeypatch.setattr(cv2, "bilateralFilter", bilateral)
+    token = context._current.set(ctx)
+    try:
+        with pytest.raises(context.Interrupted):
+            call(registry, "ImageSmartSharpen", image=pictures(batch=3))
+    finally:
+        context._current.reset(token)
+    assert len(filtered) == 1
+
+
 def reference_segments(image, segments, isolated, small, fill):
     pixels = (image.clamp(0, 1) * 255).to(torch.uint8).numpy()
     picture = Image.fromarray(pixels)
