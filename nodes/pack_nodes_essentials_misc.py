@@ -854,23 +854,6 @@ class MaskFromSegmentation(Node):
         return torch.stack(masks)
 
 
-def timestepped_cfg(value: float, sigma_start: float, sigma_end: float):
-    """The guidance of Guidance Timestep: plain CFG whose scale is `value` while the step's sigma (the
-    batch's first) is at most sigma_start and above sigma_end, the sampler's cfg elsewhere. Without
-    an unconditional prediction (the sampler's cfg 1) it counts as 0, as ComfyUI's
-    sampler_cfg_function sees it."""
-    def cfg_function(args):
-        import torch
-        cond, uncond, scale = args["cond_denoised"], args["uncond_denoised"], args["cond_scale"]
-        if uncond is None:
-            uncond = torch.zeros_like(cond)
-        sigma = float(args["sigma"].flatten()[0])
-        if sigma_end < sigma <= sigma_start:
-            scale = value
-        return uncond + (cond - uncond) * scale
-    return cfg_function
-
-
 class GuidanceTimestepping(Node):
     """CFG `value` between start_at and end_at of the sampling (percents turned into the model's
     sigmas), the sampler's cfg before and after, as ComfyUI_essentials' Guidance Timestep
@@ -888,11 +871,10 @@ class GuidanceTimestepping(Node):
 
     def run(self):
         from graphflow.sampling import model_sampling_for
-        from graphflow.sampling.cfg_patches import _with_cfg_function
+        from graphflow.sampling.cfg_patches import timestep_window_cfg
         schedule = model_sampling_for(self.model)
-        cfg_function = timestepped_cfg(self.value, float(schedule.percent_to_sigma(self.start_at)),
-                                       float(schedule.percent_to_sigma(self.end_at)))
-        return _with_cfg_function(self.model, cfg_function)
+        return timestep_window_cfg(self.model, self.value, float(schedule.percent_to_sigma(self.start_at)),
+                                   float(schedule.percent_to_sigma(self.end_at)))
 
 
 class CutOffFlowSchedule:

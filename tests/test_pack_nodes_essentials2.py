@@ -221,9 +221,13 @@ def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
 def test_guidance_timestepping_sets_the_cfg_inside_its_window_only():
     """The CFG function against the formula uncond + (cond - uncond) x scale, scale = value for
     sigma_end < sigma <= sigma_start, the sampler's cfg elsewhere; no negative counts as 0."""
-    from nodes.pack_nodes_essentials_misc import timestepped_cfg
+    from types import SimpleNamespace
+    from graphflow.sampling.cfg_patches import timestep_window_cfg
     cond, uncond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    guide = timestepped_cfg(2.5, sigma_start=5.0, sigma_end=1.0)
+    model = SimpleNamespace(options={"cfg_rescale": 0.7})
+    patched = timestep_window_cfg(model, 2.5, sigma_start=5.0, sigma_end=1.0)
+    assert "cfg_rescale" not in patched.options and not hasattr(model, "cfg_function")  # one slot; input kept
+    guide = patched.cfg_function
     for sigma, scale in ((6.0, 7.0), (5.0, 2.5), (3.0, 2.5), (1.0, 7.0), (0.5, 7.0)):
         args = {"cond_denoised": cond, "uncond_denoised": uncond, "cond_scale": 7.0,
                 "sigma": torch.full((2,), sigma)}
