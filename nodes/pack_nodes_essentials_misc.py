@@ -919,7 +919,10 @@ class ModelSamplingSD3Advanced(Node):
     shift x shift_multiplier. That reaches the schedulers that ask step by step (normal,
     sgm_uniform); the ones reading the model's sigma table (simple, beta, karras, exponential ...)
     see the plain shift, as with the pack. Its start/end percents (ControlNet ranges, Guidance
-    Timestep ...) are taken as 1 - percent, unshifted, as the pack's are."""
+    Timestep ...) are taken as 1 - percent, unshifted, as the pack's are. Shift 0 is refused (its
+    schedule is all NaN, with the pack as with ComfyUI); shift_multiplier 0 makes every step from
+    cut_off on sigma 0 (steps that do nothing) in the normal and sgm_uniform schedules, as the
+    pack's, with a warning."""
     category = "essentials/sampling"
     model: MODEL
     shift: float = Float(3.0, min=0.0, max=100.0, step=0.01)
@@ -930,6 +933,12 @@ class ModelSamplingSD3Advanced(Node):
 
     def run(self):
         from nodes.flow import _with_sampling
+        if self.shift == 0:
+            raise NodeInputError("shift", "0 gives a schedule of NaN sigmas (0 / 0 at the first step): expected "
+                                          "a shift above 0")
+        if self.shift * self.shift_multiplier == 0:
+            warn(f"ModelSamplingSD3Advanced+: shift x shift_multiplier is 0, so the steps a normal or sgm_uniform "
+                 f"schedule places at or below cut_off {self.cut_off} are at sigma 0 and do nothing")
         return _with_sampling(self.model, CutOffFlowSchedule(self.shift, self.cut_off, self.shift_multiplier))
 
 

@@ -291,17 +291,23 @@ def snr_shift(shift, t):
     return shift * t / (1 + (shift - 1) * t)
 
 
-def pack_normal_sigmas(shift, cut_off, shift_multiplier, steps):
+def pack_normal_sigmas(shift, cut_off, shift_multiplier, steps, sgm=False):
     """ComfyUI's normal scheduler on the pack's model sampling, written out: a sigma table at the
     plain shift (its ends give the start and end timesteps), each step's sigma from its single
-    timestep, shifted by shift x shift_multiplier at or below cut_off."""
+    timestep, shifted by shift x shift_multiplier at or below cut_off. sgm (sgm_uniform): steps + 1
+    timesteps, the last dropped; else when the last timestep's sigma is 0 (ComfyUI's zero-terminal
+    case) steps + 1 timesteps and no 0 appended."""
     table = snr_shift(shift, torch.arange(1, 1001, 1) / 1000)
     start, end = float(table[-1]) * 1000, float(table[0]) * 1000
-    sigmas = []
-    for t in torch.linspace(start, end, steps):
+
+    def sigma(t):
         step_shift = shift * shift_multiplier if float(t) / 1000 <= cut_off else shift
-        sigmas.append(float(snr_shift(step_shift, t / 1000)))
-    return torch.tensor(sigmas + [0.0])
+        return float(snr_shift(step_shift, torch.as_tensor(t) / 1000))
+    if sgm:
+        return torch.tensor([sigma(t) for t in torch.linspace(start, end, steps + 1)[:-1]] + [0.0])
+    if abs(sigma(end)) <= 1e-5:
+        return torch.tensor([sigma(t) for t in torch.linspace(start, end, steps + 1)])
+    return torch.tensor([sigma(t) for t in torch.linspace(start, end, steps)] + [0.0])
 
 
 def test_model_sampling_sd3_advanced_shifts_the_normal_schedule_after_its_cut_off(registry, tmp_folders):
@@ -318,12 +324,41 @@ def test_model_sampling_sd3_advanced_shifts_the_normal_schedule_after_its_cut_of
                                                               "denoise": 1.0}},
              "5": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 3.0}},
              "6": {"class_type": "BasicScheduler", "inputs": {"model": ["5", 0], "scheduler": "simple", "steps": 8,
-                                                              "denoise": 1.0}}}
-    workflow, values = run(registry, graph, ["3", "4", "6"])
+                                                              "denoise": 1.0}},
+             "7": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "sgm_uniform",
+                                                              "steps": 7, "denoise": 1.0}}}
+    workflow, values = run(registry, graph, ["3", "4", "6", "7"])
     assert torch.allclose(values["3"][0].float(), pack_normal_sigmas(3.0, 0.5, 2.0, 8), atol=1e-6)
     assert not torch.allclose(values["3"][0].float(), pack_normal_sigmas(3.0, 0.5, 1.0, 8), atol=1e-3)
+    assert torch.allclose(values["7"][0].float(), pack_normal_sigmas(3.0, 0.5, 2.0, 7, sgm=True), atol=1e-6)
+    assert not torch.allclose(values["7"][0].float(), pack_normal_sigmas(3.0, 0.5, 1.0, 7, sgm=True), atol=1e-3)
     assert torch.equal(values["4"][0], values["6"][0])  # the table keeps the plain shift
     assert export_api(workflow, registry)["2"] == graph["2"]
     with pytest.raises(NodeInputError) as err:
         call(registry, "ModelSamplingSD3Advanced", model=type("EpsModel", (), {"prediction": "eps"})())
     assert err.value.input == "model"
+
+
+def test_model_sampling_sd3_advanced_refuses_shift_0_and_warns_of_a_zero_second_shift(registry, tmp_folders, caplog):
+    """Shift 0: every sigma NaN (0 / 0), refused by name. Multiplier 0: the normal schedule's steps
+    at or below cut_off are at sigma 0 (the pack's formula), with a warning."""
+    from graphflow.testing import write_flow_checkpoint
+    (tmp_folders.models / "diffusion_models").mkdir(exist_ok=True)
+    write_flow_checkpoint(tmp_folders.models / "diffusion_models" / "sd3.safetensors", "sd3_medium",
+                          components=("model",), prefixed=False)
+    advanced = lambda shift, multiplier: {  # noqa: E731
+        "class_type": "ModelSamplingSD3Advanced+", "inputs": {"model": ["1", 0], "shift": shift, "cut_off": 0.5,
+                                                             "shift_multiplier": multiplier}}
+    graph = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "sd3.safetensors", "weight_dtype": "default"}},
+             "2": advanced(3.0, 0.0),
+             "3": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "normal", "steps": 8,
+                                                              "denoise": 1.0}}}
+    with caplog.at_level("WARNING"):
+        _, values = run(registry, graph, ["3"])
+    sigmas = values["3"][0].float()
+    assert torch.allclose(sigmas, pack_normal_sigmas(3.0, 0.5, 0.0, 8), atol=1e-6) and (sigmas[1:-1] == 0).any()
+    assert any("shift_multiplier is 0" in r.getMessage() for r in caplog.records)
+    assert torch.isnan(pack_normal_sigmas(0.0, 0.5, 2.0, 8)[:-1]).all()  # what shift 0 would give
+    with pytest.raises(NodeInputError) as err:
+        call(registry, "ModelSamplingSD3Advanced", model=object(), shift=0.0)
+    assert err.value.input == "shift"
