@@ -813,9 +813,12 @@ def _current_widgets(node: dict, registry) -> dict:
         node = {**node, "widgets_values": raw}
     if alias is None or alias.widgets is None:
         return node
-    if isinstance(raw, dict) and class_type.startswith(NAMED_WIDGETS):
-        return {**node, "widgets_values": alias.widgets(dict(raw))}
-    return {**node, "widgets_values": alias.widgets(list(raw))} if isinstance(raw, list) else node
+    try:
+        if isinstance(raw, dict) and class_type.startswith(NAMED_WIDGETS):
+            return {**node, "widgets_values": alias.widgets(dict(raw))}
+        return {**node, "widgets_values": alias.widgets(list(raw))} if isinstance(raw, list) else node
+    except ValueError as e:  # the alias can't read this save (ComfyAlias.widgets): refused, by the node
+        raise WorkflowFormatError(f"{class_type}: {e}", [Problem(None, class_type, None, str(e))]) from None
 
 
 def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> list:
@@ -982,7 +985,11 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
             continue
         order = _widget_order(node_type, registry)
         inputs, seen, cut = {}, {}, set()
-        values, controls = _saved_widgets(node, order or [], registry)
+        try:
+            values, controls = _saved_widgets(node, order or [], registry)
+        except WorkflowFormatError as e:
+            problems.extend(Problem(node_id, node_type, p.input, p.message) for p in e.problems)
+            continue
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
             target = resolver.link(socket.get("link"), kind=socket.get("type"))

@@ -243,7 +243,8 @@ class ComfyAlias:
     gather: dict[str, str] = field(default_factory=dict)
     # a UI-format save's widgets_values list (or dict, for a class its editor saves by name) -> the
     # same values as the pack's current editor saves them (an older version's layout read into
-    # today's: Efficiency Nodes' 2023 saves, VideoHelperSuite's list-shaped ones)
+    # today's: Efficiency Nodes' 2023 saves, VideoHelperSuite's list-shaped ones); it raises
+    # ValueError (its message) for a save it can't read, and the graph is refused naming the node
     widgets: Callable[[list | dict], list | dict] | None = None
     # an API prompt's inputs (ComfyUI's names) -> the same with what the class's Python takes for an
     # optional input left out, where that is not the widget's default (Inspire's samplers: internal_seed

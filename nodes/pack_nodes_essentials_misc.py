@@ -28,7 +28,7 @@ import operator
 import sys
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, Bool, \
-    Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, show, warn
+    Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, show, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, ConditioningSetTimestepRange, ConditioningZeroOut
 from nodes.image import MAX_SIZE, _image
@@ -775,24 +775,42 @@ class ImageSmartSharpen(Node):
         sigma_color = max(1 - self.preserve_edges, 0.05) if self.preserve_edges > 0 else 0.0
         sigma_space = 0.3 * ((self.noise_radius - 1) * 0.5 - 1) + 0.8  # torchvision's blur sigma for this size
         if self.noise_radius > 1:
-            blurred = torch.stack([
-                torch.from_numpy(cv2.bilateralFilter(numpy.ascontiguousarray(picture.cpu().numpy()), self.noise_radius,
-                                                     sigma_color, sigma_space).reshape(picture.shape))
-                for picture in image])
+            filtered = []
+            for picture in image:
+                check_interrupted()  # a big radius takes seconds an image
+                filtered.append(torch.from_numpy(cv2.bilateralFilter(numpy.ascontiguousarray(picture.cpu().numpy()),
+                                                                     self.noise_radius, sigma_color, sigma_space)
+                                                 .reshape(picture.shape)))
+            blurred = torch.stack(filtered)
         else:
             blurred = image
         sharpened = kornia_sharpness(image, self.sharpen) if self.sharpen > 0 else image
         return (self.ratio * sharpened + (1 - self.ratio) * blurred).clamp(0, 1)
 
 
+def square_opening(mask, side: int):
+    """scipy.ndimage.binary_opening of a boolean mask by a side x side square of ones, done as
+    erosions by a row and a column of `side` ones, then dilations by the same: the square is their
+    sum, so the result is the same (outside counting as 0 throughout), at 4 side instead of 2 side^2
+    looks a pixel."""
+    import numpy
+    import scipy.ndimage
+    row, column = numpy.ones((1, side), bool), numpy.ones((side, 1), bool)
+    eroded = scipy.ndimage.binary_erosion(scipy.ndimage.binary_erosion(mask, row), column)
+    return scipy.ndimage.binary_dilation(scipy.ndimage.binary_dilation(eroded, row), column)
+
+
 class MaskFromSegmentation(Node):
     """One mask per colour region of the first image, as ComfyUI_essentials' Mask From Segmentation
     makes them: the image (its values clamped to 0..1, where the pack lets others wrap around;
     times 255, cut to whole numbers) reduced by PIL to a palette of `segments` colours (median cut,
-    no dithering), then a mask for each colour left, in the colours' sorted order; each opened by a remove_isolated_pixels-square (when above 0) and
-    hole-filled (fill_holes), both scipy.ndimage's binary morphology, and kept only when it covers
-    more than `remove_small_masks` of the picture. No mask kept gives one empty mask. Only the
-    batch's first image is read, as in the pack; it must be RGB."""
+    no dithering), then a mask for each colour left, in the colours' sorted order; each opened by a
+    remove_isolated_pixels-square (when above 0) and hole-filled (fill_holes), both scipy.ndimage's
+    binary morphology, and kept only when it covers more than `remove_small_masks` of the picture.
+    No mask kept gives one empty mask. Only the batch's first image is read, as in the pack; it
+    must be RGB. The opening is done as a row then a column of remove_isolated_pixels (the same
+    result as the square's, in far less time). Its estimate counts `segments` masks of the image's
+    size (the most it can give)."""
     category = "essentials/mask"
     image: IMAGE
     segments: int = Int(6, min=1, max=16, step=1)
@@ -801,6 +819,13 @@ class MaskFromSegmentation(Node):
     fill_holes: bool = Bool(False)
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("MaskFromSegmentation+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, segments = inputs.get("image"), widgets.get("segments")
+        if size is None or not isinstance(segments, int):
+            return Estimate(None)
+        return Estimate(Size(segments, size.height, size.width))
 
     def run(self):
         import numpy
@@ -816,10 +841,10 @@ class MaskFromSegmentation(Node):
         reduced = numpy.asarray(picture.quantize(palette=palette, dither=Image.Dither.NONE).convert("RGB"))
         masks = []
         for color in numpy.unique(reduced.reshape(-1, 3), axis=0):
+            check_interrupted()
             mask = (reduced == color).all(axis=-1)
             if self.remove_isolated_pixels > 0:
-                square = numpy.ones((self.remove_isolated_pixels,) * 2)
-                mask = scipy.ndimage.binary_opening(mask, structure=square)
+                mask = square_opening(mask, self.remove_isolated_pixels)
             if self.fill_holes:
                 mask = scipy.ndimage.binary_fill_holes(mask)
             if mask.mean() > self.remove_small_masks:  # smaller ones are taken for noise
@@ -827,23 +852,6 @@ class MaskFromSegmentation(Node):
         if not masks:
             masks.append(torch.zeros(reduced.shape[:2]))
         return torch.stack(masks)
-
-
-def timestepped_cfg(value: float, sigma_start: float, sigma_end: float):
-    """The guidance of Guidance Timestep: plain CFG whose scale is `value` while the step's sigma (the
-    batch's first) is at most sigma_start and above sigma_end, the sampler's cfg elsewhere. Without
-    an unconditional prediction (the sampler's cfg 1) it counts as 0, as ComfyUI's
-    sampler_cfg_function sees it."""
-    def cfg_function(args):
-        import torch
-        cond, uncond, scale = args["cond_denoised"], args["uncond_denoised"], args["cond_scale"]
-        if uncond is None:
-            uncond = torch.zeros_like(cond)
-        sigma = float(args["sigma"].flatten()[0])
-        if sigma_end < sigma <= sigma_start:
-            scale = value
-        return uncond + (cond - uncond) * scale
-    return cfg_function
 
 
 class GuidanceTimestepping(Node):
@@ -863,11 +871,10 @@ class GuidanceTimestepping(Node):
 
     def run(self):
         from graphflow.sampling import model_sampling_for
-        from graphflow.sampling.cfg_patches import _with_cfg_function
+        from graphflow.sampling.cfg_patches import timestep_window_cfg
         schedule = model_sampling_for(self.model)
-        cfg_function = timestepped_cfg(self.value, float(schedule.percent_to_sigma(self.start_at)),
-                                       float(schedule.percent_to_sigma(self.end_at)))
-        return _with_cfg_function(self.model, cfg_function)
+        return timestep_window_cfg(self.model, self.value, float(schedule.percent_to_sigma(self.start_at)),
+                                   float(schedule.percent_to_sigma(self.end_at)))
 
 
 class CutOffFlowSchedule:
@@ -912,7 +919,10 @@ class ModelSamplingSD3Advanced(Node):
     shift x shift_multiplier. That reaches the schedulers that ask step by step (normal,
     sgm_uniform); the ones reading the model's sigma table (simple, beta, karras, exponential ...)
     see the plain shift, as with the pack. Its start/end percents (ControlNet ranges, Guidance
-    Timestep ...) are taken as 1 - percent, unshifted, as the pack's are."""
+    Timestep ...) are taken as 1 - percent, unshifted, as the pack's are. Shift 0 is refused (its
+    schedule is all NaN, with the pack as with ComfyUI); shift_multiplier 0 makes every step from
+    cut_off on sigma 0 (steps that do nothing) in the normal and sgm_uniform schedules, as the
+    pack's, with a warning."""
     category = "essentials/sampling"
     model: MODEL
     shift: float = Float(3.0, min=0.0, max=100.0, step=0.01)
@@ -923,6 +933,12 @@ class ModelSamplingSD3Advanced(Node):
 
     def run(self):
         from nodes.flow import _with_sampling
+        if self.shift == 0:
+            raise NodeInputError("shift", "0 gives a schedule of NaN sigmas (0 / 0 at the first step): expected "
+                                          "a shift above 0")
+        if self.shift * self.shift_multiplier == 0:
+            warn(f"ModelSamplingSD3Advanced+: shift x shift_multiplier is 0, so the steps a normal or sgm_uniform "
+                 f"schedule places at or below cut_off {self.cut_off} are at sigma 0 and do nothing")
         return _with_sampling(self.model, CutOffFlowSchedule(self.shift, self.cut_off, self.shift_multiplier))
 
 
@@ -934,9 +950,24 @@ def selected_names(flags: dict) -> str:
     return ", ".join(name for name, on in flags.items() if on)
 
 
+def switch_widgets(names: tuple[str, ...], kind: str):
+    """ComfyAlias.widgets of a switch helper: the pack makes a switch per name of the user's
+    ComfyUI's list, so a UI save (read by place) from a ComfyUI whose list is longer or shorter
+    would turn on the wrong switches; such a save is refused (an API prompt names each switch)."""
+    def widgets(raw: list) -> list:
+        if len(raw) != len(names):
+            raise ValueError(f"the save holds {len(raw)} switches: it comes from a ComfyUI with {len(raw)} "
+                             f"{kind}s, while this node's switches are ComfyUI's {len(names)} ({names[0]} ... "
+                             f"{names[-1]}), so their places don't match; add the node anew and set its switches")
+        return raw
+    return widgets
+
+
 class SamplerSelectHelper(Node):
     """A switch per sampler (in ComfyUI's list order, as the pack's UI saves them); gives the names
-    switched on joined by ", ", the form FluxSamplerParams+' sampler list takes."""
+    switched on joined by ", ", the form FluxSamplerParams+' sampler list takes. The pack's switches
+    are those of the user's ComfyUI: a UI save with another number of switches (from a ComfyUI with
+    more or fewer samplers) is refused, since its places can't be matched to names."""
     category = "essentials/sampling"
     __annotations__ = {}  # the switches are declared in a loop: their names are the list's
     for _name in SAMPLER_NAMES:
@@ -944,7 +975,7 @@ class SamplerSelectHelper(Node):
         locals()[_name] = Bool(False)
     del _name
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("SamplerSelectHelper+",))
+    comfy = ComfyAlias(("SamplerSelectHelper+",), widgets=switch_widgets(SAMPLER_NAMES, "sampler"))
 
     def run(self):
         return selected_names({name: getattr(self, name) for name in SAMPLER_NAMES})
@@ -952,7 +983,9 @@ class SamplerSelectHelper(Node):
 
 class SchedulerSelectHelper(Node):
     """A switch per scheduler (in ComfyUI's list order, as the pack's UI saves them); gives the names
-    switched on joined by ", ", the form FluxSamplerParams+' scheduler list takes."""
+    switched on joined by ", ", the form FluxSamplerParams+' scheduler list takes. A UI save with
+    another number of switches (from a ComfyUI with more or fewer schedulers) is refused, since its
+    places can't be matched to names."""
     category = "essentials/sampling"
     __annotations__ = {}  # the switches are declared in a loop: their names are the list's
     for _name in SCHEDULER_NAMES:
@@ -960,7 +993,7 @@ class SchedulerSelectHelper(Node):
         locals()[_name] = Bool(False)
     del _name
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("SchedulerSelectHelper+",))
+    comfy = ComfyAlias(("SchedulerSelectHelper+",), widgets=switch_widgets(SCHEDULER_NAMES, "scheduler"))
 
     def run(self):
         return selected_names({name: getattr(self, name) for name in SCHEDULER_NAMES})

@@ -63,6 +63,27 @@ def test_smart_sharpen_with_nothing_to_do_keeps_the_image_and_refuses_alpha(regi
     assert err.value.input == "image" and "channels" in str(err.value)
 
 
+def test_smart_sharpen_stops_between_images_when_interrupted(registry, monkeypatch):
+    """An interrupt while one image is filtered stops the node before the next."""
+    import threading
+    from graphflow import context
+    ctx = context.NodeContext("run", "1", "ImageSmartSharpen", emit=lambda event: None, interrupt=threading.Event())
+    filtered = []
+
+    def bilateral(*args):
+        filtered.append(args[0])
+        ctx.interrupt.set()
+        return args[0]
+    monkeypatch.setattr(cv2, "bilateralFilter", bilateral)
+    token = context._current.set(ctx)
+    try:
+        with pytest.raises(context.Interrupted):
+            call(registry, "ImageSmartSharpen", image=pictures(batch=3))
+    finally:
+        context._current.reset(token)
+    assert len(filtered) == 1
+
+
 def reference_segments(image, segments, isolated, small, fill):
     pixels = (image.clamp(0, 1) * 255).to(torch.uint8).numpy()
     picture = Image.fromarray(pixels)
@@ -88,6 +109,41 @@ def test_mask_from_segmentation_equals_pil_quantize_and_scipy(registry, segments
                remove_small_masks=small, fill_holes=fill)
     want = reference_segments(images[0], segments, isolated, small, fill)
     assert out.dtype == torch.float32 and numpy.array_equal(out.numpy(), want.astype(numpy.float32))
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 7, 31, 32])
+def test_square_opening_by_a_row_and_a_column_equals_scipys_opening_by_the_square(side):
+    from nodes.pack_nodes_essentials_misc import square_opening
+    rng = numpy.random.default_rng(side)
+    # blobs of several sizes, touching the borders, so the opening removes some and keeps others
+    mask = scipy.ndimage.gaussian_filter(rng.random((90, 123)), 2 + side / 4) > 0.5
+    want = scipy.ndimage.binary_opening(mask, structure=numpy.ones((side, side)))
+    assert side == 1 or not numpy.array_equal(want, mask)
+    assert numpy.array_equal(square_opening(mask, side), want)
+
+
+def test_mask_from_segmentation_declares_segments_masks_and_stops_when_interrupted(registry):
+    """The estimate counts `segments` masks of the image's size, so limits refuse a big request
+    before it runs; an interrupt stops it between colours."""
+    import threading
+    from graphflow import context
+    from graphflow.resource_limits import RunLimits
+    from tests.test_pack_nodes_kj import empty_image, refused
+    segmentation = lambda segments: {"type": "MaskFromSegmentation", "inputs": {  # noqa: E731
+        "image": ["1", 0], "segments": segments}}
+    assert refused(registry, [empty_image(512, 512), segmentation(16)], RunLimits(max_batch=8)) == {"2"}
+    assert refused(registry, [empty_image(512, 512), segmentation(8)], RunLimits(max_batch=8)) == set()
+    huge = RunLimits(ram_bytes=2 * 2**30, device_bytes=2 * 2**30)  # 16 masks of 8192^2 take 4 GiB
+    assert "2" in refused(registry, [empty_image(8192, 8192), segmentation(16)], huge)
+    ctx = context.NodeContext("run", "1", "MaskFromSegmentation", emit=lambda event: None,
+                              interrupt=threading.Event())
+    ctx.interrupt.set()
+    token = context._current.set(ctx)
+    try:
+        with pytest.raises(context.Interrupted):
+            call(registry, "MaskFromSegmentation", image=pictures(), remove_isolated_pixels=3)
+    finally:
+        context._current.reset(token)
 
 
 def test_mask_from_segmentation_of_a_two_colour_picture(registry):
@@ -126,6 +182,24 @@ def test_select_helpers_read_their_switches_from_a_ui_save_in_comfyuis_order(reg
     assert none == ""
 
 
+@pytest.mark.parametrize("node_type, names, kind", [("SamplerSelectHelper+", SAMPLER_NAMES, "sampler"),
+                                                     ("SchedulerSelectHelper+", SCHEDULER_NAMES, "scheduler")])
+@pytest.mark.parametrize("change", [-3, 1])
+def test_select_helpers_refuse_a_ui_save_from_a_comfyui_with_another_list(registry, node_type, names, kind, change):
+    """A save from a ComfyUI with 3 fewer samplers (before seeds_3, sa_solver, sa_solver_pece), or
+    one more, can't be read by place: its switches would land on other names. Refused, naming the node."""
+    from graphflow.comfy_format import ui_to_api
+    from graphflow.workflow import WorkflowFormatError
+    switches = [name in (names[0], names[-1]) for name in names]
+    switches = switches[:-4] + switches[-1:] if change < 0 else switches + [False]
+    nodes = [ui_node(7, node_type, switches, outputs=[("STRING", "STRING", [])])]
+    with pytest.raises(WorkflowFormatError) as err:
+        ui_to_api(ui_graph(nodes), registry)
+    [problem] = err.value.problems
+    assert problem.node_id == "7" and problem.node_type == node_type
+    assert f"{len(switches)} {kind}s" in problem.message and str(len(names)) in problem.message
+
+
 def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
     graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 24, "batch_size": 1,
                                                           "color": 0x3366CC}},
@@ -147,9 +221,13 @@ def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry):
 def test_guidance_timestepping_sets_the_cfg_inside_its_window_only():
     """The CFG function against the formula uncond + (cond - uncond) x scale, scale = value for
     sigma_end < sigma <= sigma_start, the sampler's cfg elsewhere; no negative counts as 0."""
-    from nodes.pack_nodes_essentials_misc import timestepped_cfg
+    from types import SimpleNamespace
+    from graphflow.sampling.cfg_patches import timestep_window_cfg
     cond, uncond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    guide = timestepped_cfg(2.5, sigma_start=5.0, sigma_end=1.0)
+    model = SimpleNamespace(options={"cfg_rescale": 0.7})
+    patched = timestep_window_cfg(model, 2.5, sigma_start=5.0, sigma_end=1.0)
+    assert "cfg_rescale" not in patched.options and not hasattr(model, "cfg_function")  # one slot; input kept
+    guide = patched.cfg_function
     for sigma, scale in ((6.0, 7.0), (5.0, 2.5), (3.0, 2.5), (1.0, 7.0), (0.5, 7.0)):
         args = {"cond_denoised": cond, "uncond_denoised": uncond, "cond_scale": 7.0,
                 "sigma": torch.full((2,), sigma)}
@@ -213,17 +291,23 @@ def snr_shift(shift, t):
     return shift * t / (1 + (shift - 1) * t)
 
 
-def pack_normal_sigmas(shift, cut_off, shift_multiplier, steps):
+def pack_normal_sigmas(shift, cut_off, shift_multiplier, steps, sgm=False):
     """ComfyUI's normal scheduler on the pack's model sampling, written out: a sigma table at the
     plain shift (its ends give the start and end timesteps), each step's sigma from its single
-    timestep, shifted by shift x shift_multiplier at or below cut_off."""
+    timestep, shifted by shift x shift_multiplier at or below cut_off. sgm (sgm_uniform): steps + 1
+    timesteps, the last dropped; else when the last timestep's sigma is 0 (ComfyUI's zero-terminal
+    case) steps + 1 timesteps and no 0 appended."""
     table = snr_shift(shift, torch.arange(1, 1001, 1) / 1000)
     start, end = float(table[-1]) * 1000, float(table[0]) * 1000
-    sigmas = []
-    for t in torch.linspace(start, end, steps):
+
+    def sigma(t):
         step_shift = shift * shift_multiplier if float(t) / 1000 <= cut_off else shift
-        sigmas.append(float(snr_shift(step_shift, t / 1000)))
-    return torch.tensor(sigmas + [0.0])
+        return float(snr_shift(step_shift, torch.as_tensor(t) / 1000))
+    if sgm:
+        return torch.tensor([sigma(t) for t in torch.linspace(start, end, steps + 1)[:-1]] + [0.0])
+    if abs(sigma(end)) <= 1e-5:
+        return torch.tensor([sigma(t) for t in torch.linspace(start, end, steps + 1)])
+    return torch.tensor([sigma(t) for t in torch.linspace(start, end, steps)] + [0.0])
 
 
 def test_model_sampling_sd3_advanced_shifts_the_normal_schedule_after_its_cut_off(registry, tmp_folders):
@@ -240,12 +324,41 @@ def test_model_sampling_sd3_advanced_shifts_the_normal_schedule_after_its_cut_of
                                                               "denoise": 1.0}},
              "5": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 3.0}},
              "6": {"class_type": "BasicScheduler", "inputs": {"model": ["5", 0], "scheduler": "simple", "steps": 8,
-                                                              "denoise": 1.0}}}
-    workflow, values = run(registry, graph, ["3", "4", "6"])
+                                                              "denoise": 1.0}},
+             "7": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "sgm_uniform",
+                                                              "steps": 7, "denoise": 1.0}}}
+    workflow, values = run(registry, graph, ["3", "4", "6", "7"])
     assert torch.allclose(values["3"][0].float(), pack_normal_sigmas(3.0, 0.5, 2.0, 8), atol=1e-6)
     assert not torch.allclose(values["3"][0].float(), pack_normal_sigmas(3.0, 0.5, 1.0, 8), atol=1e-3)
+    assert torch.allclose(values["7"][0].float(), pack_normal_sigmas(3.0, 0.5, 2.0, 7, sgm=True), atol=1e-6)
+    assert not torch.allclose(values["7"][0].float(), pack_normal_sigmas(3.0, 0.5, 1.0, 7, sgm=True), atol=1e-3)
     assert torch.equal(values["4"][0], values["6"][0])  # the table keeps the plain shift
     assert export_api(workflow, registry)["2"] == graph["2"]
     with pytest.raises(NodeInputError) as err:
         call(registry, "ModelSamplingSD3Advanced", model=type("EpsModel", (), {"prediction": "eps"})())
     assert err.value.input == "model"
+
+
+def test_model_sampling_sd3_advanced_refuses_shift_0_and_warns_of_a_zero_second_shift(registry, tmp_folders, caplog):
+    """Shift 0: every sigma NaN (0 / 0), refused by name. Multiplier 0: the normal schedule's steps
+    at or below cut_off are at sigma 0 (the pack's formula), with a warning."""
+    from graphflow.testing import write_flow_checkpoint
+    (tmp_folders.models / "diffusion_models").mkdir(exist_ok=True)
+    write_flow_checkpoint(tmp_folders.models / "diffusion_models" / "sd3.safetensors", "sd3_medium",
+                          components=("model",), prefixed=False)
+    advanced = lambda shift, multiplier: {  # noqa: E731
+        "class_type": "ModelSamplingSD3Advanced+", "inputs": {"model": ["1", 0], "shift": shift, "cut_off": 0.5,
+                                                             "shift_multiplier": multiplier}}
+    graph = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "sd3.safetensors", "weight_dtype": "default"}},
+             "2": advanced(3.0, 0.0),
+             "3": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "normal", "steps": 8,
+                                                              "denoise": 1.0}}}
+    with caplog.at_level("WARNING"):
+        _, values = run(registry, graph, ["3"])
+    sigmas = values["3"][0].float()
+    assert torch.allclose(sigmas, pack_normal_sigmas(3.0, 0.5, 0.0, 8), atol=1e-6) and (sigmas[1:-1] == 0).any()
+    assert any("shift_multiplier is 0" in r.getMessage() for r in caplog.records)
+    assert torch.isnan(pack_normal_sigmas(0.0, 0.5, 2.0, 8)[:-1]).all()  # what shift 0 would give
+    with pytest.raises(NodeInputError) as err:
+        call(registry, "ModelSamplingSD3Advanced", model=object(), shift=0.0)
+    assert err.value.input == "shift"

@@ -20,6 +20,8 @@ predictions) or replace it (`cfg_function`, ComfyUI's sampler_cfg_function):
     Perp-Neg         graphflow.sampling.guidance.perp_neg_combine, as ComfyUI's PerpNeg node
     latent operation a LATENT_OPERATION (sharpen, tonemap) applied to the guidance, as ComfyUI's
                      LatentApplyOperationCFG
+    video / window   per-frame CFG ramps (ComfyUI's Video Linear / Triangle CFG Guidance) and a
+                     cfg value inside a sigma window (ComfyUI_essentials' Guidance Timestep)
 
 Each returns a shallow copy of the MODEL with its function added (the input is not changed)."""
 
@@ -268,14 +270,19 @@ def latent_operation_cfg(model, operation):
     return _with_pre_cfg(model, pre_cfg)
 
 
+def _predictions(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """A CFG function's (cond, uncond) predictions; without an unconditional one (the sampler's
+    cfg 1) it counts as 0, as ComfyUI's sampler_cfg_function sees it."""
+    cond, uncond = args["cond_denoised"], args["uncond_denoised"]
+    return cond, torch.zeros_like(cond) if uncond is None else uncond
+
+
 def _frame_ramp_cfg(ramp, min_cfg: float):
     """CFG whose scale differs per frame (per latent in the batch): ramp(frames, device) -> [frames]
     in 0..1 places each frame's scale between min_cfg (0) and the sampler's cfg (1). Without an
-    unconditional prediction (cfg 1) it counts as 0, as ComfyUI's sampler_cfg_function sees it."""
+    unconditional prediction (cfg 1) it counts as 0 (_predictions)."""
     def cfg_function(args):
-        cond, uncond = args["cond_denoised"], args["uncond_denoised"]
-        if uncond is None:
-            uncond = torch.zeros_like(cond)
+        cond, uncond = _predictions(args)
         frames = cond.shape[0]
         scale = min_cfg + ramp(frames, cond.device) * (args["cond_scale"] - min_cfg)
         return uncond + scale.reshape(frames, *[1] * (cond.ndim - 1)).to(cond.dtype) * (cond - uncond)
@@ -297,3 +304,16 @@ def video_triangle_cfg(model, min_cfg: float = 1.0):
         return 2 * (t - torch.floor(t + 0.5)).abs()
 
     return _with_cfg_function(model, _frame_ramp_cfg(triangle, min_cfg))
+
+
+def timestep_window_cfg(model, value: float, sigma_start: float, sigma_end: float):
+    """ComfyUI_essentials' Guidance Timestep: plain CFG whose scale is `value` while the step's
+    sigma (the batch's first) is at most sigma_start and above sigma_end, the sampler's cfg
+    elsewhere. Without an unconditional prediction (cfg 1) it counts as 0 (_predictions), so
+    inside the window the result is value x the positive prediction."""
+    def cfg_function(args):
+        cond, uncond = _predictions(args)
+        scale = value if sigma_end < float(args["sigma"].flatten()[0]) <= sigma_start else args["cond_scale"]
+        return uncond + (cond - uncond) * scale
+
+    return _with_cfg_function(model, cfg_function)
