@@ -196,6 +196,19 @@ def linear_ramp(size: tuple[int, int], direction: str, white_ratio: float):
     return Image.fromarray(levels, "L")
 
 
+def crop_data_of(value, source: str):
+    """A CROP_DATA value ((width, height), (left, top, right, bottom)), checked: a NodeInputError
+    naming crop_data where it is not one (`source`: the node that makes it, for the message)."""
+    try:
+        (width, height), box = value
+        if len(box) != 4 or width < 1 or height < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise NodeInputError("crop_data", f"expected ((width, height), (left, top, right, bottom)) from {source}, "
+                                          f"got {value!r}") from None
+    return value
+
+
 def paste_crop(picture, crop, crop_data, blending: float, sharpening: int):
     """Image Paste Crop of one picture: the crop resized to its crop size (and sharpened),
     pasted back at its box through a mask that fades in over `blending` of the crop from each
@@ -240,13 +253,7 @@ class WasImagePasteCrop(Node):
     comfy = ComfyAlias(("Image Paste Crop",))
 
     def run(self):
-        try:
-            (width, height), box = self.crop_data
-            if len(box) != 4 or width < 1 or height < 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise NodeInputError("crop_data", f"expected ((width, height), (left, top, right, bottom)), got "
-                                              f"{self.crop_data!r}") from None
+        crop_data_of(self.crop_data, "Image Crop Location / Square Location")
         pictures, crops = _pictures(self.image, "image"), _pictures(self.crop_image, "crop_image")
         if len(crops) not in (1, len(pictures)):
             raise NodeInputError("crop_image", f"{len(crops)} crops for {len(pictures)} images: expected 1 or as many")

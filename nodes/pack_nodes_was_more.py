@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from graphflow.api import (IMAGE, INT, MASK, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text,
                            check_interrupted)
-from nodes.pack_nodes_was_image import CROP_DATA, _batch, _mask_levels, _masks, _pictures, _stack, paste_crop
+from nodes.pack_nodes_was_image import (CROP_DATA, _batch, _mask_levels, _masks, _pictures, _stack, crop_data_of,
+                                      paste_crop)
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -246,13 +247,7 @@ class WasMaskPasteRegion(Node):
         import numpy as np
         from PIL import Image
 
-        try:
-            (width, height), box = self.crop_data
-            if len(box) != 4 or width < 1 or height < 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise NodeInputError("crop_data", f"expected ((width, height), (left, top, right, bottom)) from Mask "
-                                              f"Crop Region, got {self.crop_data!r}") from None
+        crop_data_of(self.crop_data, "Mask Crop Region")
         levels, crops = _mask_levels(self.mask, "mask"), _mask_levels(self.crop_mask, "crop_mask")
         if len(crops) not in (1, len(levels)):
             raise NodeInputError("crop_mask", f"{len(crops)} masks for {len(levels)}: expected 1 or as many")
