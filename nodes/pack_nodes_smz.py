@@ -44,6 +44,9 @@ MAX_SCHEDULE_STEPS = 10000  # the pack's prompt handler clamps the sampler's ste
 # the characters a prompt's schedule texts may hold in all (entries x prompt length): 1000 entries of
 # a 20,000-character prompt; each text is parsed and encoded after, so this bounds that work too
 MAX_SCHEDULE_CHARS = 20_000_000
+# the largest emphasis weight taken (float32's largest): nested brackets multiply by 1.1 each, and
+# past it (about 930 levels) the weight is inf in the embeddings, then NaN in the conditioning
+MAX_WEIGHT = 3.4028234663852886e38
 BREAK_MARK = -1.0  # the weight A1111's parser gives a BREAK
 MAX_SCHEDULE_ENTRIES = 1000  # conditioning entries one prompt's editing may make (alternation: one per step)
 # 75-token chunks the distinct texts of one prompt's editing may encode in all: each is an encoder
@@ -388,6 +391,10 @@ def parse_attention(text: str, parser: str = "A1111") -> list[tuple[str, float]]
         multiply(start, SQUARE)
     if not res:
         res = [["", 1.0]]
+    for piece, weight in res:
+        if weight != BREAK_MARK and not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
+            raise NodeInputError("text", f"{piece[:40]!r} is weighted {weight:g} by its nested brackets, past "
+                                         f"{MAX_WEIGHT:g}: the conditioning would not be finite")
     merged = [res[0]]
     for piece, weight in res[1:]:  # runs of one weight merge (two BREAKs in a row too: then text)
         if merged[-1][1] == weight:

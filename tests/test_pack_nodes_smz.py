@@ -562,11 +562,18 @@ def test_unclosed_and_deep_brackets_and_long_space_runs_read_fast():
     assert _timed(prompt_schedule, text, 20) == [(20, text)]
     # a construct that reads is kept before an unclosed bracket after it
     assert prompt_schedule("[a:b:2] (x", 10) == [(2, "a (x"), (10, "b (x")]
-    # matched nesting past MAX_NESTING is refused by name, not a RecursionError
-    for text in ("[" * 600 + "]" * 600, "(" * 600 + "a" + ")" * 600, "[a|" * 900 + "b" + "]" * 900):
+    # matched editing / alternation nesting past MAX_NESTING is refused by name, not a RecursionError;
+    # emphasis alone is no schedule (A1111 reads it at any depth), but a weight past float32's is refused
+    for text in ("[" * 600 + "]" * 600, "[a|" * 900 + "b" + "]" * 900):
         with pytest.raises(NodeInputError) as e:
             _timed(prompt_schedule, text, 20)
         assert e.value.input == "text"
+    deep = "(" * 600 + "a" + ")" * 600
+    assert _timed(prompt_schedule, deep, 20) == [(20, deep)]
+    assert _timed(parse_attention, deep) == [("a", pytest.approx(1.1 ** 600, rel=1e-9))]
+    with pytest.raises(NodeInputError) as e:
+        _timed(parse_attention, "(" * 1000 + "a" + ")" * 1000)  # 1.1 ** 1000 is past float32
+    assert e.value.input == "text"
     assert prompt_schedule("(" * 100 + "a" + ")" * 100, 5) == [(5, "(" * 100 + "a" + ")" * 100)]
     # BREAK and AND weights on long space runs
     assert _timed(split_and, " " * 40000 + "x") == [(" " * 40000 + "x", 1.0)]
