@@ -670,7 +670,8 @@ class BatchUncrop(Node):
                                            f"{len(self.bboxes)}")
         edges = (self.border_top, self.border_bottom, self.border_left, self.border_right)
         for box in self.bboxes[:len(images)]:
-            if not isinstance(box, (tuple, list)) or len(box) != 4:
+            if not isinstance(box, (tuple, list)) or len(box) != 4 or \
+                    not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
                 raise NodeInputError("bboxes", f"expected boxes of 4 numbers (x, y, width, height), got {box!r}")
         out = []
         for image, crop, (x, y, w, h) in zip(images, crops, self.bboxes):

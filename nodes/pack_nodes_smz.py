@@ -496,7 +496,8 @@ def _chunk_windows(chunks, pad_token: int):
 def emphasized(cond, multipliers, mean_normalization: bool):
     """A1111's emphasis on a [1, 77 k, D] embedding, window by window: each token's vector times
     its weight; with mean_normalization the window is then scaled back to its old mean ("Original";
-    else "No norm")."""
+    else "No norm"). Weights so large that the result is not finite (about 1e36 and up, depending
+    on the embedding) are refused naming text, where A1111 gives NaN conditioning."""
     import torch
 
     windows = cond.reshape(-1, CHUNK + 2, cond.shape[-1])
@@ -507,7 +508,12 @@ def emphasized(cond, multipliers, mean_normalization: bool):
         if mean_normalization:
             weighted = weighted * (window.mean() / weighted.mean())
         out.append(weighted)
-    return torch.cat(out).reshape(1, -1, cond.shape[-1])
+    result = torch.cat(out).reshape(1, -1, cond.shape[-1])
+    if not bool(torch.isfinite(result).all()):
+        largest = max(abs(w) for row in multipliers for w in row)
+        raise NodeInputError("text", f"the prompt's weights (up to {largest:g}) make the conditioning overflow "
+                                     f"(not finite): use smaller weights or fewer brackets")
+    return result
 
 
 def _towers_encode(clip, tower_windows: dict, mean_normalization: bool):

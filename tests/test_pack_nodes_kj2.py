@@ -477,7 +477,8 @@ def test_batch_uncrop_pastes_the_crop_back(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=boxes[:1])
     assert caught.value.input == "bboxes"
-    for bad in ([(5, 4, 24), (30, 20, 24, 20)], [(70, 70, 8, 8), (30, 20, 24, 20)]):  # 3 numbers; outside
+    for bad in ([(5, 4, 24), (30, 20, 24, 20)], [(70, 70, 8, 8), (30, 20, 24, 20)],  # 3 numbers; outside
+                [("a", 0, 1, 1), (30, 20, 24, 20)], [(5, 4, float("nan"), 20), (30, 20, 24, 20)]):  # not numbers
         with pytest.raises(NodeInputError) as caught:
             call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=bad)
         assert caught.value.input == "bboxes"

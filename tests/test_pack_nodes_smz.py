@@ -692,3 +692,16 @@ def test_schedules_of_long_prompts_are_bounded_before_their_texts_are_made():
     deep = "(" * 101 + "a" + ")" * 101
     assert prompt_schedule(deep, 20, 1000) == [(20, deep)]
     assert parse_attention(deep)[0][0] == "a"
+
+
+@pytest.mark.parametrize("mean_normalization", [False, True])
+def test_weights_that_overflow_the_conditioning_are_refused(mean_normalization):
+    """A weight under float32's largest can still overflow the weighted embedding (1e38 times a
+    value of 3) or its mean (1e37): refused naming text rather than NaN conditioning."""
+    from nodes.pack_nodes_smz import emphasized
+
+    cond = torch.randn(1, 77, 16, generator=torch.Generator().manual_seed(0)) * 3
+    assert torch.isfinite(emphasized(cond, [[1.0] + [1e30] * 75 + [1.0]], mean_normalization)).all()
+    with pytest.raises(NodeInputError) as refused:
+        emphasized(cond, [[1.0] + [1e38] * 75 + [1.0]], mean_normalization)
+    assert refused.value.input == "text" and "overflow" in str(refused.value)
