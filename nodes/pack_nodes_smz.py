@@ -40,7 +40,7 @@ PARSERS = ("comfy", "comfy++", "A1111", "full", "compel", "fixed attention")
 CHUNK = 75  # tokens of a chunk between its start and end token (A1111's chunk_length)
 COMMA_BACKTRACK = 20  # A1111's "prompt word wrap length limit": the pack's engine fixes it at 20
 ROUND, SQUARE = 1.1, 1 / 1.1  # (word) and [word] multipliers
-MAX_SCHEDULE_STEPS = 10000  # the pack's prompt handler clamps the sampler's steps to this
+PACK_MAX_STEPS = 10000  # the pack's prompt handler clamps the sampler's steps to this (not the engine's schedule cap)
 # the characters a prompt's schedule texts may hold in all (entries x prompt length): 1000 entries of
 # a 20,000-character prompt; each text is parsed and encoded after, so this bounds that work too
 MAX_SCHEDULE_CHARS = 20_000_000
@@ -637,7 +637,7 @@ def _sampler_steps(workflow: dict, node_id: str) -> int | None:
             sigmas = inputs.get("sigmas")
             value = _input_value(nodes, str(sigmas[0]), "steps") if isinstance(sigmas, list) else None
         if value is not None:
-            return min(max(1, int(value)), MAX_SCHEDULE_STEPS)
+            return min(max(1, int(value)), PACK_MAX_STEPS)
     return None
 
 
@@ -704,7 +704,7 @@ class CLIPTextEncodePlusPlus(Node):
     target_height: int = Int(1024, min=0, max=MAX_SIZE)
     text_g: str = Text("", multiline=True)
     text_l: str = Text("", multiline=True)
-    smZ_steps: int = Int(1, min=1, max=MAX_SCHEDULE_STEPS)
+    smZ_steps: int = Int(1, min=1, max=PACK_MAX_STEPS)
     outputs = {"conditioning": CONDITIONING}
     comfy = ComfyAlias(("smZ CLIPTextEncode",), optional=("smZ_steps",), widgets=_widgets)
 

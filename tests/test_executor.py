@@ -121,29 +121,9 @@ def test_never_cacheable_node_and_descendants_rerun(toy_registry):
 
 
 def test_fingerprint_change_reruns(toy_registry, tmp_path):
-    from graphflow.api import Node, Text, show
-    from graphflow.types import STRING
-
+    _add_read_file(toy_registry)
     target = tmp_path / "f.txt"
     target.write_text("one")
-
-    class ReadFile(Node):
-        output_node = True
-        path: str = Text("")
-        outputs = {"text": STRING}
-
-        @classmethod
-        def fingerprint(cls, path):
-            from pathlib import Path
-            return Path(path).read_text()
-
-        def run(self):
-            from pathlib import Path
-            text = Path(self.path).read_text()
-            show(text=[text])
-            return text
-
-    toy_registry.add(ReadFile)
     wf = parse_workflow({"nodes": {"r": {"type": "ReadFile", "inputs": {"path": str(target)}}}})
     executor = Executor(toy_registry)
     assert executor.run(wf).outputs["r"] == {"text": ["one"]}

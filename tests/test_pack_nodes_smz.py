@@ -13,11 +13,11 @@ from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.models.tokenizer import BOS, EOS, TokenWindows, encode_text
 from graphflow.registry import Registry
-from graphflow.testing import write_checkpoint
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_smz import parse_attention, prompt_schedule, sampler_steps, split_and
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_adv_clip import _clip, models  # noqa: F401  (a fixture: the same tiny checkpoints)
 
 DEMO = "graphflow-demo.safetensors"
 
@@ -25,19 +25,6 @@ DEMO = "graphflow-demo.safetensors"
 @pytest.fixture(scope="module")
 def registry():
     return Registry().load_builtin()
-
-
-@pytest.fixture
-def models(tmp_folders):
-    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner", seed=3)
-    return tmp_folders
-
-
-def _clip(registry, name="tiny.safetensors"):
-    return call(registry, "LoadCheckpoint", checkpoint=name)[1]
 
 
 def _encode(registry, clip, text, parser="A1111", **inputs):
