@@ -890,7 +890,8 @@ class CFGDenoiser:
     as PerturbedAttentionGuidance: `post_cfg_functions` on the MODEL) and the post_cfg hook a
     sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
     {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "cond_scale" (the cfg),
-    "model", "predict"} and returns the new denoised; predict(conds, x, sigma) runs the model on a list of
+    "model", "model_sampling", "predict"} and returns the new denoised ("model_sampling": the run's
+    schedule, ComfyUI's model.model_sampling, whose timestep(sigma) places the step in the run); predict(conds, x, sigma) runs the model on a list of
     Cond ("cond" / "uncond": the two sides' lists). With a sampler hook, or a model function
     marked `needs_uncond`, the negative side is evaluated even at cfg 1 (ComfyUI's
     disable_cfg1_optimization); otherwise at cfg 1 the negative is skipped and its prediction is
@@ -941,6 +942,7 @@ def _hook_args(denoiser, cond, uncond, cond_list, uncond_list, x, sigma, cfg) ->
     return {"cond_denoised": cond, "uncond_denoised": uncond, "x": x, "sigma": sigma, "cond": cond_list,
             "uncond": uncond_list, "cond_scale": cfg,
             "model": getattr(model_denoiser, "model", None),
+            "model_sampling": getattr(model_denoiser, "schedule", None),
             "predict": lambda conds, x_, sigma_: predict_sides(model_denoiser, [conds], x_, sigma_)[0]}
 
 
