@@ -218,6 +218,9 @@ CUSTOM_PACKS = {
     "ComfyUI_Noise": NOISE_CLASSES,
     "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
     "ComfyUI_smZNodes": SMZ_CLASSES,
+    # mcmonkey's sd-dynamic-thresholding (nodes/pack_nodes_dynamic_thresholding.py): both its classes are ours;
+    # named so the docs list them under the pack
+    "sd-dynamic-thresholding": ("DynamicThresholdingFull", "DynamicThresholdingSimple"),
 }
 
 
