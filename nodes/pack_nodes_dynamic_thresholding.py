@@ -176,7 +176,8 @@ class DynamicThresholdingFull(Node):
     (Constant: no change; Down modes fall, Up modes rise, Repeating / Sawtooth cycle sched_val
     times, Power modes use sched_val as the exponent). separate_feature_channels: a spread per
     latent channel and image (else one for the batch). scaling_startpoint: rescale about the mean
-    (MEAN) or about zero (ZERO). variability_measure: largest absolute value (AD) or standard
+    (MEAN) or about zero (ZERO; with AD and a low threshold_percentile the factor mimic / threshold
+    can get huge, as in the pack). variability_measure: largest absolute value (AD) or standard
     deviation (STD). interpolate_phi: 1 the thresholded result, 0 plain CFG, between a blend.
     The step's place in the run is the pack's (999 - the model's timestep) / 998: on FLUX every
     step counts as the end of the run, on SD3 the first step just before its start (a Power mode

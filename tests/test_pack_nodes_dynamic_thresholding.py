@@ -254,12 +254,9 @@ def test_full_node_in_a_discrete_run_follows_the_steps_timestep(registry):
     assert (out - plain).abs().max() > 1e-3
 
 
-def test_full_node_on_a_flow_model_takes_sigma_x_1000_as_comfyui():
-    from nodes.pack_nodes_dynamic_thresholding import DynamicThresholdingFull
-    registry = Registry().load_builtin()
+def test_full_node_on_a_flow_model_takes_sigma_x_1000_as_comfyui(registry):
     model = FakeFlowModel(gaussian_x0(0.4, 0.3), arch="sd3")
-    patched, seen = recording(call(registry, DynamicThresholdingFull.node_type, model=model,
-                                   **dict(FULL, sched_val=2.0)))
+    patched, seen = recording(node(registry, "DynamicThresholdingFull", model=model, **FULL))
     latent = {"samples": torch.zeros(1, 16, 4, 4)}
     sample(patched, 5, 3, 6.0, "euler", "simple", [(torch.randn(1, 5, 32), {})], [(torch.zeros(1, 5, 32), {})], latent)
     assert len(seen) == 3
@@ -270,10 +267,15 @@ def test_full_node_on_a_flow_model_takes_sigma_x_1000_as_comfyui():
     assert float(seen[0][0]["sigma"][0]) == 1.0  # the first step sits before the schedule's start
 
 
+def fake_run(model, cfg):
+    """Three euler steps of a fake SD model from an empty 8 x 8 latent."""
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    return sample(model, 3, 3, cfg, "euler", "karras", prompt(0.3), prompt(-0.2), latent)["samples"]
+
+
 def test_mimic_equal_to_cfg_samples_as_plain_cfg_and_cfg_one_sees_a_zero_negative(registry):
     model = FakeModel(structured_eps)
-    latent = {"samples": torch.zeros(1, 4, 8, 8)}
-    run = lambda m, cfg: sample(m, 3, 3, cfg, "euler", "karras", prompt(0.3), prompt(-0.2), latent)["samples"]  # noqa: E731
+    run = fake_run
     for name, extra in (("DynamicThresholdingFull", {**FULL, "mimic_scale": 7.0}), ("DynamicThresholdingSimple", {})):
         patched = node(registry, name, model=model, **{"mimic_scale": 7.0, "threshold_percentile": 0.9, **extra})
         assert torch.equal(run(patched, 7.0), run(model, 7.0)), name
@@ -290,12 +292,10 @@ def test_mimic_equal_to_cfg_samples_as_plain_cfg_and_cfg_one_sees_a_zero_negativ
 
 def test_simple_is_full_with_the_packs_fixed_settings(registry):
     model = FakeModel(structured_eps)
-    latent = {"samples": torch.zeros(1, 4, 8, 8)}
     simple = node(registry, "DynamicThresholdingSimple", model=model, mimic_scale=3.0, threshold_percentile=0.9)
     full = node(registry, "DynamicThresholdingFull", model=model, **dict(
         FULL_DEFAULTS, mimic_scale=3.0, threshold_percentile=0.9, separate_feature_channels="disable"))
-    run = lambda m: sample(m, 3, 3, 9.0, "euler", "karras", prompt(0.3), prompt(-0.2), latent)["samples"]  # noqa: E731
-    assert torch.equal(run(simple), run(full))
+    assert torch.equal(fake_run(simple, 9.0), fake_run(full, 9.0))
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -304,7 +304,8 @@ def test_simple_is_full_with_the_packs_fixed_settings(registry):
 def test_errors_name_the_input(registry):
     flow = FakeFlowModel(gaussian_x0(0.4, 0.3), arch="sd3")
     with pytest.raises(NodeInputError) as caught:
-        node(registry, "DynamicThresholdingFull", model=flow, **dict(FULL_DEFAULTS, mimic_mode="Power Up", sched_val=1.5))
+        node(registry, "DynamicThresholdingFull", model=flow,
+             **dict(FULL_DEFAULTS, mimic_mode="Power Up", sched_val=1.5))
     assert caught.value.input == "sched_val"
     # a whole power, or a discrete model (its first step is at fraction 0 or later), is accepted
     node(registry, "DynamicThresholdingFull", model=flow, **dict(FULL_DEFAULTS, cfg_mode="Power Down", sched_val=2.0))
@@ -327,7 +328,8 @@ def demo_prompt(mimic_scale=4.0, cfg=9.0):
                "positive": link(2), "negative": link(3), "latent_image": link(4)}
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle on a blue background", "clip": link(1, 1)}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle on a blue background",
+                                                         "clip": link(1, 1)}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": link(1, 1)}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "5": {"class_type": "DynamicThresholdingFull", "inputs": {
