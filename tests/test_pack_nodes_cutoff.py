@@ -156,7 +156,7 @@ def test_masks_of_a_second_window_skip_its_bos_and_last_position(registry, model
 def _pack_mix(full, masked, owns, region_masks, weights, strict_mask, start_from_masked):
     """finalize_clip_regions' formula on given encodings (owns: each region's, all targets masked
     but its own)."""
-    regions = np.stack(region_masks)
+    regions = np.stack(region_masks).astype(float)
     covering = regions.sum(axis=0)
     share = np.divide(1, covering, out=np.zeros_like(covering), where=covering != 0)
     start = full * (1 - start_from_masked) + masked * start_from_masked
@@ -410,3 +410,30 @@ def test_the_packs_classes_are_named_whole():
         assert custom_pack(name) == "ComfyUI_Cutoff"
     for other in ("BNK_CLIPTextEncodeAdvanced", "BNK_TiledKSampler", "BNK_CutoffBasePrompt2"):
         assert custom_pack(other) != "ComfyUI_Cutoff"
+
+
+def test_a_target_may_name_an_embedding(registry, models):
+    """The pack gives each distinct embedding an id of its own, so embedding:name matches its
+    vectors in the prompt (and not another embedding's); masking replaces its vectors."""
+    from safetensors.torch import save_file
+
+    clip = _clip(registry)
+    folder = models.models / "embeddings"
+    folder.mkdir(exist_ok=True)
+    width = clip.tower("clip_l").hidden_size
+    for name, seed in (("style", 0), ("other", 1)):
+        vectors = torch.randn(3, width, generator=torch.Generator().manual_seed(seed)) * 0.02
+        save_file({"emb_params": vectors}, str(folder / f"{name}.safetensors"))
+    prompt = "a embedding:style hat, a embedding:other coat"
+    regions = _regions(registry, clip, prompt, ("embedding:style hat\nembedding:other coat", "embedding:style", 1.0))
+    on = lambda mask: [i for i, m in enumerate(mask) if m]  # noqa: E731
+    hat, coat = regions.regions
+    assert on(hat.region["clip_l"]) == [2, 3, 4, 5] and on(hat.target["clip_l"]) == [2, 3, 4]
+    assert on(coat.region["clip_l"]) == [8, 9, 10, 11] and on(coat.target["clip_l"]) == []
+    [(cond, _)] = call(registry, "CutoffRegionsToConditioning", clip_regions=regions, mask_token="+",
+                       strict_mask=1.0, start_from_masked=1.0)
+    full = _text_encode(registry, clip, prompt)[0]
+    masked = _text_encode(registry, clip, "a + + + hat, a embedding:other coat")[0]
+    masks = [np.array(hat.region["clip_l"]), np.array(coat.region["clip_l"])]
+    assert torch.allclose(cond, _pack_mix(full, masked, [full, masked], masks, [1.0, 1.0], 1.0, 1.0), atol=1e-5)
+    assert not torch.allclose(masked, full, atol=1e-3)
