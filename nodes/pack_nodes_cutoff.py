@@ -15,13 +15,14 @@ A CLIPREGION is a ClipRegions: the text encoder, the base prompt's token windows
 the regions set so far, each with its weight and, per tower, its region and target masks over the
 prompt's token positions (1 where masked; a window's first and last position never are).
 
-Where this differs from the pack (the version read): SDXL's two towers (and SD2's) are each masked
-and mixed on their own and concatenated, the pooled output the unmasked prompt's (the version read
-reads CLIP-L only and gives no pooled output; the pack's later SDXL versions, whose code was not at
-hand, mix each tower); a region's words are matched without the window's end and padding tokens
+Where this differs from the pack (the version read): SDXL's two towers are each masked and mixed on
+their own and concatenated, and the pooled output is the unmasked prompt's (the version read handles
+one CLIP tower and gives no pooled output; the pack's later versions import ADV_CLIP's per-tower
+SDXL encoders, but their code could not be read, so SDXL follows ADV_CLIP's way of encoding each
+tower with the same masks); a region's words are matched without the window's end and padding tokens
 whatever the padding token (the version read trims only the end token, so on OpenCLIP, whose
 padding is token 0, a region matched only at the prompt's end); with no region set the base
-prompt's encoding is given (the version read fails there; its later versions pass it through);
+prompt's encoding is given (the version read fails there on an empty list of masks);
 blank region lines and empty target words (two spaces) are skipped, and a region_text or
 target_text with none, or a mask_token that gives no token, is refused by name (the pack fails
 there on an index error). A conditioning whose encodings would run more than MAX_CUTOFF_WINDOWS
@@ -210,10 +211,10 @@ def _check_windows(regions: ClipRegions, token_normalization: str, weight_interp
     for name, windows in regions.tokens.items():
         count = encodings * _window_passes(windows, token_normalization, weight_interpretation)
         if count > MAX_CUTOFF_WINDOWS:
-            raise NodeInputError("clip_regions", f"{len(regions.regions)} regions would encode {count} 77-token windows "
-                                                 f"on {name} (at most {MAX_CUTOFF_WINDOWS}): the prompt is encoded "
-                                                 f"twice and once more per region; use fewer regions or a shorter "
-                                                 f"prompt")
+            raise NodeInputError("clip_regions", f"{len(regions.regions)} regions would encode {count} 77-token "
+                                                 f"windows on {name} (at most {MAX_CUTOFF_WINDOWS}): the prompt is "
+                                                 f"encoded twice and once more per region; use fewer regions or a "
+                                                 f"shorter prompt")
 
 
 def _tower_cutoff(clip, tower, windows, regions, token: int, strict_mask: float, start_from_masked: float,
@@ -296,8 +297,9 @@ class CutoffSetRegions(Node):
     target_text: the words to keep to the region, separated by spaces; a_run_of_words (underscores)
     is several words in a row and \\_ a literal underscore; embedding:name names an embedding (its
     underscores escaped). Each target is looked for inside the region's text; a target that is not
-    there masks nothing. weight: how far each of the region's tokens travels from the masked start
-    towards its own target words (shared among regions that overlap). Blank lines are skipped."""
+    there masks nothing, and a region not in the prompt masks nothing either (with a warning).
+    weight: how far each of the region's tokens travels from the masked start towards its own
+    target words (shared among regions that overlap). Blank lines are skipped."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Set Regions"
     clip_regions: CLIPREGION

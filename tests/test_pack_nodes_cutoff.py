@@ -23,9 +23,6 @@ from nodes.pack_nodes_adv_clip import advanced_encode
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
-PLUS = encode_text("+")[0]
-
-
 @pytest.fixture(scope="module")
 def registry():
     return Registry().load_builtin()
@@ -182,6 +179,7 @@ def test_conditioning_is_the_packs_mix_of_the_masked_prompts(registry, models, s
                        ("a blue shirt with", "blue", 0.5))
     [(cond, options)] = call(registry, "CutoffRegionsToConditioning", clip_regions=regions, mask_token="+",
                              strict_mask=strict_mask, start_from_masked=start_from_masked)
+    assert len(encode_text("+")) == 1  # so a masked prompt can be written out as text
     full, full_options = _text_encode(registry, clip, prompt)
     masked = _text_encode(registry, clip, "a + hat and a + shirt with a + scarf")[0]
     # each region's own: every target masked but those inside that region's occurrences
@@ -232,7 +230,8 @@ def test_a_target_missing_from_its_region_masks_nothing_but_the_region_still_mov
                        strict_mask=1.0, start_from_masked=1.0)
     full = _text_encode(registry, clip, prompt)[0]
     masked = _text_encode(registry, clip, "a + hat and a blue shirt")[0]
-    masks = [_pack_masks(clip, prompt, "a red hat", "red")[0][0], _pack_masks(clip, prompt, "a blue shirt", "green")[0][0]]
+    masks = [_pack_masks(clip, prompt, "a red hat", "red")[0][0],
+             _pack_masks(clip, prompt, "a blue shirt", "green")[0][0]]
     # region 1 keeps red (nothing else is a target); region 2 keeps no target of its own: red masked
     want = _pack_mix(full, masked, [full, masked], masks, [1.0, 2.0], 1.0, 1.0)
     assert torch.allclose(cond, want, atol=1e-5)
