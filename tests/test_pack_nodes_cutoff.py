@@ -436,3 +436,17 @@ def test_a_target_may_name_an_embedding(registry, models):
     masks = [np.array(hat.region["clip_l"]), np.array(coat.region["clip_l"])]
     assert torch.allclose(cond, _pack_mix(full, masked, [full, masked], masks, [1.0, 1.0], 1.0, 1.0), atol=1e-5)
     assert not torch.allclose(masked, full, atol=1e-3)
+
+
+def test_openclip_padding_does_not_stop_a_region_matching_mid_prompt(registry, models):
+    """SD2's OpenCLIP pads with token 0: a region is matched by its words only, as on SD1 (the
+    version of the pack read kept the 0 padding in the region's tokens, matching only at the end)."""
+    write_checkpoint(models.models / "checkpoints" / "sd2.safetensors", "sd2")
+    sd2, sd1 = _clip(registry, "sd2.safetensors"), _clip(registry)
+    [tower] = sd2.towers
+    assert tower.spec.pad_token == 0
+    prompt = "a red hat and a blue shirt"
+    [hat] = _regions(registry, sd2, prompt, ("a red hat", "red", 1.0)).regions
+    [want] = _regions(registry, sd1, prompt, ("a red hat", "red", 1.0)).regions
+    assert hat.region[tower.name] == want.region["clip_l"] and hat.target[tower.name] == want.target["clip_l"]
+    assert any(hat.target[tower.name])
