@@ -170,8 +170,8 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
                 raise NodeInputError("region_text", f"the region {line!r} gives no tokens")
             region_mask, target_mask = region_masks(prompt, region, targets)
             if tower is clip.towers[0] and not any(region_mask):
-                warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt; it changes nothing "
-                     f"there but masks nothing")
+                warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt: it masks and "
+                     f"changes nothing")
             masks[tower.name].append((_windowed(region_mask, width), _windowed(target_mask, width)))
     added = tuple(CutoffRegion(weight, {name: lists[n][0] for name, lists in masks.items()},
                                {name: lists[n][1] for name, lists in masks.items()}) for n in range(len(lines)))
