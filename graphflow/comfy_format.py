@@ -114,6 +114,10 @@ NOISE_CLASSES = ("BNK_NoisyLatentImage", "BNK_DuplicateBatchIndex", "BNK_SlerpLa
                  "BNK_InjectNoise", "BNK_Unsampler")
 # BlenderNeko's ComfyUI_TiledKSampler (nodes/pack_nodes_tiled_ksampler.py), whole names only (see above)
 TILED_KSAMPLER_CLASSES = ("BNK_TiledKSampler", "BNK_TiledKSamplerAdvanced")
+# BlenderNeko's ComfyUI_Cutoff (nodes/pack_nodes_cutoff.py), whole names only (see above): listed so that
+# its module's COMFY_PACK is a known pack (docs/comfyui.md groups its classes under it)
+CUTOFF_CLASSES = ("BNK_CutoffBasePrompt", "BNK_CutoffSetRegions", "BNK_CutoffRegionsToConditioning",
+                  "BNK_CutoffRegionsToConditioning_ADV")
 # shiimizu's ComfyUI_smZNodes (nodes/pack_nodes_smz.py), whole names: "smZ " starts no other pack's classes we know
 SMZ_CLASSES = ("smZ CLIPTextEncode", "smZ Settings")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
@@ -136,7 +140,7 @@ LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES))
+                         *SMZ_CLASSES, *CUTOFF_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -221,6 +225,7 @@ CUSTOM_PACKS = {
     # mcmonkey's sd-dynamic-thresholding (nodes/pack_nodes_dynamic_thresholding.py): both its classes are ours;
     # named so the docs list them under the pack
     "sd-dynamic-thresholding": ("DynamicThresholdingFull", "DynamicThresholdingSimple"),
+    "ComfyUI_Cutoff": CUTOFF_CLASSES,
 }
 
 

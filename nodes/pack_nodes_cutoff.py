@@ -1,0 +1,361 @@
+"""BlenderNeko's ComfyUI_Cutoff built in under the pack's class names, inputs, defaults and outputs:
+Cutoff Base Prompt (BNK_CutoffBasePrompt), Cutoff Set Regions (BNK_CutoffSetRegions), Cutoff Regions
+To Conditioning (BNK_CutoffRegionsToConditioning) and its (ADV) variant
+(BNK_CutoffRegionsToConditioning_ADV): all the pack's nodes. Read from the pack's cutoff.py at
+ce5cc64043ca3b9f53c381a7f2563cb227e30521 and __init__.py at 95db47d9c72d14d56081449b488e80586d31dfc9;
+the prompt weighting is ComfyUI_ADV_CLIP_emb's (nodes/pack_nodes_adv_clip.py), which the pack
+vendors as adv_encode.py (read at 6c1b1248cbd336000ab1faf779ca603abd560904).
+
+Cutoff keeps attribute words to their part of the prompt ("red hat, blue shirt" without the red
+bleeding into the shirt): the prompt is encoded again with the words of each region's targets
+replaced by a mask token, and the embeddings are mixed so that within a region only its own
+targets' influence remains (see CutoffRegionsToConditioning's help for the formula).
+
+A CLIPREGION is a ClipRegions: the text encoder, the base prompt's token windows per CLIP tower and
+the regions set so far, each with its weight and, per tower, its region and target masks over the
+prompt's token positions (1 where masked; a window's first and last position never are).
+
+Where this differs from the pack (the version read): SDXL's two towers are each masked and mixed on
+their own and concatenated, and the pooled output is the unmasked prompt's (the version read handles
+one CLIP tower and gives no pooled output; the pack's later versions import ADV_CLIP's per-tower
+SDXL encoders, but their code could not be read, so SDXL follows ADV_CLIP's way of encoding each
+tower with the same masks); a region's words are matched without the window's end and padding tokens
+whatever the padding token (the version read trims only the end token, so on OpenCLIP, whose
+padding is token 0, a region matched only at the prompt's end); with no region set the base
+prompt's encoding is given (the version read fails there on an empty list of masks);
+blank region lines and empty target words (two spaces) are skipped, and a region_text or
+target_text with none, or a mask_token that gives no token, is refused by name (the pack fails
+there on an index error). A conditioning whose encodings would run more than MAX_CUTOFF_WINDOWS
+77-token windows through a tower is refused (the pack has no limit)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, socket_type, warn
+from nodes.conditioning import encoded
+from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, _check_choices, _is_clip, _tower_encode, _window_passes
+
+COMFY_PACK = "ComfyUI_Cutoff"  # the custom node pack this module's ComfyUI classes come from
+
+CLIPREGION = socket_type("CLIPREGION", "#d4a373", "Cutoff's base prompt and the regions set on it, with their "
+                                                  "target words (ComfyUI_Cutoff)")
+# the (ADV) node's choices: the pack's list has no down_weight
+CUTOFF_INTERPRETATIONS = ("comfy", "A1111", "compel", "comfy++")
+# the conditioning encodes the prompt 2 + (regions) times, each encoding running all its windows (compel
+# and comfy++ more than once): at most this many windows per tower for one conditioning
+MAX_CUTOFF_WINDOWS = 1024
+
+
+@dataclass(frozen=True)
+class CutoffRegion:
+    """One region (a line of region_text): its weight and, per tower, its masks over the prompt's
+    token positions (window by window, 77 a window)."""
+
+    weight: float
+    region: dict  # tower name -> tuple of 0 / 1: the region's tokens, wherever the region occurs
+    target: dict  # tower name -> tuple of 0 / 1: its target words' tokens inside those occurrences
+
+
+@dataclass(frozen=True)
+class ClipRegions:
+    """The CLIPREGION value: the base prompt's token windows per tower and the regions set on it."""
+
+    clip: object
+    tokens: dict  # tower name -> TokenWindows
+    regions: tuple = ()  # CutoffRegion, in the order set
+
+
+def _embedding_id(vector, seen: list) -> int:
+    """An id past CLIP's vocabulary standing for a textual-inversion vector, the same for equal
+    vectors (the pack's replace_embeddings), so a target may name an embedding."""
+    import torch
+
+    from graphflow.models.tokenizer import EOS
+
+    for number, known in enumerate(seen):
+        if known.shape == vector.shape and torch.equal(known, vector):
+            return EOS + 1 + number
+    seen.append(vector)
+    return EOS + len(seen)
+
+
+def _inner(windows, seen: list) -> tuple[list[int], list[int]]:
+    """The windows' ids and word numbers without each window's first and last position, one list
+    after another (the pack's prompt_tokens: its masks cover these positions)."""
+    ids, words = [], []
+    for k, (row, row_words) in enumerate(zip(windows.ids, windows.words)):
+        for j in range(1, len(row) - 1):
+            vector = windows.vectors.get((k, j))
+            ids.append(row[j] if vector is None else _embedding_id(vector, seen))
+            words.append(row_words[j])
+    return ids, words
+
+
+def _text_ids(clip, tower, text: str, seen: list) -> list[int]:
+    """The tokens `text` tokenizes to on this tower as the prompt does (weights read, embeddings
+    looked up), without the end and padding tokens around them (the pack's unpad_prompt)."""
+    windows = clip.with_towers([tower]).tokenize(text)[tower.name]
+    ids, words = _inner(windows, seen)
+    spoken = [i for i, word in enumerate(words) if word != 0]
+    return ids[spoken[0]:spoken[-1] + 1] if spoken else []
+
+
+def occurrences(tokens: list[int], part: list[int]) -> list[int]:
+    """Where `part` starts in `tokens`, overlaps included (the pack's get_sublists)."""
+    size = len(part)
+    return [i for i in range(len(tokens) - size + 1) if tokens[i:i + size] == part]
+
+
+def target_words(target_text: str) -> list[str]:
+    """target_text's words, split at each space; an unescaped underscore is a space inside a word
+    (a run of words), "\\_" a literal underscore. Empty words (two spaces) are dropped."""
+    words = []
+    for word in target_text.strip().split(" "):
+        if word:
+            words.append(re.sub(r"(?<!\\)_", " ", word).replace("\\_", "_"))
+    return words
+
+
+def _windowed(flat: list[int], width: int) -> tuple[int, ...]:
+    """A mask over the inner positions as one over whole windows: 0 at each window's first and
+    last position."""
+    body = width - 2
+    out = []
+    for start in range(0, len(flat), body):
+        out += [0, *flat[start:start + body], 0]
+    return tuple(out)
+
+
+def region_masks(prompt: list[int], region: list[int], targets: list[list[int]]) -> tuple[list[int], list[int]]:
+    """The pack's masks over the prompt's inner tokens: every occurrence of the region's tokens,
+    and in each occurrence every occurrence of each target's tokens within the region's."""
+    starts = occurrences(prompt, region)
+    region_mask, target_mask = [0] * len(prompt), [0] * len(prompt)
+    for start in starts:
+        for i in range(start, start + len(region)):
+            region_mask[i] = 1
+    spans = [(offset, len(target)) for target in targets for offset in occurrences(region, target)]
+    for start in starts:
+        for offset, size in spans:
+            for i in range(start + offset, start + offset + size):
+                target_mask[i] = 1
+    return region_mask, target_mask
+
+
+def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight: float) -> ClipRegions:
+    """The CLIPREGION with a region for each line of region_text, all with target_text's words."""
+    lines = [line for line in region_text.strip().split("\n") if line.strip()]
+    if not lines:
+        raise NodeInputError("region_text", "no region: give a part of the base prompt, one region a line")
+    words = target_words(target_text)
+    if not words:
+        raise NodeInputError("target_text", "no target word: give the words to keep to the region, separated by "
+                                            "spaces (a_run_of_words for several in a row)")
+    clip = regions.clip
+    masks = {}  # tower name -> [(region mask, target mask)] a line
+    for tower in clip.towers:
+        windows = regions.tokens[tower.name]
+        seen = []  # the prompt's embedding vectors first, so that the texts' equal ones get their ids
+        prompt, _ = _inner(windows, seen)
+        targets = [ids for ids in (_text_ids(clip, tower, word, seen) for word in words) if ids]
+        if not targets:
+            raise NodeInputError("target_text", f"{target_text!r} gives no tokens")
+        width = len(windows.ids[0])
+        masks[tower.name] = []
+        for line in lines:
+            region = _text_ids(clip, tower, line, seen)
+            if not region:
+                raise NodeInputError("region_text", f"the region {line!r} gives no tokens")
+            region_mask, target_mask = region_masks(prompt, region, targets)
+            if tower is clip.towers[0] and not any(region_mask):
+                warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt: it masks and "
+                     f"changes nothing")
+            masks[tower.name].append((_windowed(region_mask, width), _windowed(target_mask, width)))
+    added = tuple(CutoffRegion(weight, {name: lists[n][0] for name, lists in masks.items()},
+                               {name: lists[n][1] for name, lists in masks.items()}) for n in range(len(lines)))
+    return ClipRegions(clip, regions.tokens, regions.regions + added)
+
+
+def mask_token_id(mask_token: str) -> int:
+    """The token masked words become: CLIP's end token for an empty mask_token, else the first
+    token of the text (with a warning when it gives more than one)."""
+    from graphflow.models.tokenizer import EOS, encode_text
+
+    if mask_token == "":
+        return EOS
+    ids = encode_text(mask_token)
+    if not ids:
+        raise NodeInputError("mask_token", f"{mask_token!r} gives no token: leave it empty for the end token or "
+                                           f"give a word")
+    if len(ids) > 1:
+        warn(f"Cutoff: mask_token {mask_token!r} is {len(ids)} tokens; the first is used")
+    return ids[0]
+
+
+def masked_windows(windows, mask, token: int):
+    """The windows with the positions where `mask` is 1 replaced by `token`, keeping their weights
+    and word numbers (an embedding vector there is dropped with its token)."""
+    from graphflow.models.tokenizer import TokenWindows
+
+    width = len(windows.ids[0])
+    positions = {(i // width, i % width) for i, m in enumerate(mask) if m}
+    ids = [[token if (k, j) in positions else t for j, t in enumerate(row)] for k, row in enumerate(windows.ids)]
+    vectors = {key: v for key, v in windows.vectors.items() if key not in positions}
+    return TokenWindows(ids, windows.weights, vectors, windows.words)
+
+
+def _check_windows(regions: ClipRegions, token_normalization: str, weight_interpretation: str) -> None:
+    encodings = 2 + len(regions.regions) if regions.regions else 1
+    for name, windows in regions.tokens.items():
+        count = encodings * _window_passes(windows, token_normalization, weight_interpretation)
+        if count > MAX_CUTOFF_WINDOWS:
+            raise NodeInputError("clip_regions", f"{len(regions.regions)} regions would encode {count} 77-token "
+                                                 f"windows on {name} (at most {MAX_CUTOFF_WINDOWS}): the prompt is "
+                                                 f"encoded twice and once more per region; use fewer regions or a "
+                                                 f"shorter prompt")
+
+
+def _tower_cutoff(clip, tower, windows, regions, token: int, strict_mask: float, start_from_masked: float,
+                  token_normalization: str, weight_interpretation: str):
+    """One tower's (embedding, pooled output) mixed the pack's way (its finalize_clip_regions)."""
+    import torch
+
+    def encode(mask=None):
+        tokens = windows if mask is None else masked_windows(windows, mask, token)
+        return _tower_encode(clip, tower, tokens, token_normalization, weight_interpretation)
+
+    full, pooled = encode()
+    if not regions:
+        return full, pooled
+    as_tensor = lambda values: torch.tensor(values, dtype=full.dtype).reshape(1, -1, 1)  # noqa: E731
+    region_masks = [r.region[tower.name] for r in regions]
+    target_masks = [r.target[tower.name] for r in regions]
+    any_target = [int(any(column)) for column in zip(*target_masks)]
+    covering = [sum(column) for column in zip(*region_masks)]  # how many regions cover each token
+    masked = encode(any_target)[0]
+    start = full * (1 - start_from_masked) + masked * start_from_masked
+    outer = full * (1 - strict_mask) + masked * strict_mask
+    inside = as_tensor([float(n > 0) for n in covering])
+    cond = start * inside + outer * (1 - inside)
+    for region, mask, target in zip(regions, region_masks, target_masks):
+        # every target masked but this region's own, the way from the start there, shared among
+        # the regions covering a token
+        own = encode([int(a and not t) for a, t in zip(any_target, target)])[0]
+        share = as_tensor([region.weight * m / n if n else 0.0 for m, n in zip(mask, covering)])
+        cond = cond + (own - start) * share
+    return cond, pooled
+
+
+def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from_masked: float,
+                        token_normalization: str = "none", weight_interpretation: str = "comfy") -> list:
+    """The CONDITIONING of a CLIPREGION (see CutoffRegionsToConditioning), each CLIP tower mixed
+    on its own and the towers concatenated; the pooled output is the last tower's (CLIP-G's on
+    SDXL) of the unmasked prompt."""
+    if not isinstance(regions, ClipRegions):
+        raise NodeInputError("clip_regions", "needs Cutoff Base Prompt's or Cutoff Set Regions' output")
+    _check_choices(token_normalization, weight_interpretation)
+    token = mask_token_id(mask_token)
+    _check_windows(regions, token_normalization, weight_interpretation)
+    import torch
+
+    def encode(clip):
+        parts = [_tower_cutoff(clip, tower, regions.tokens[tower.name], regions.regions, token, strict_mask,
+                               start_from_masked, token_normalization, weight_interpretation)
+                 for tower in clip.towers]
+        length = min(cond.shape[1] for cond, _ in parts)
+        cond = torch.cat([c[:, :length] for c, _ in parts], dim=-1)
+        pooled = parts[-1][1]
+        return cond, {} if pooled is None else {"pooled_output": pooled}
+
+    return encoded(regions.clip, encode)
+
+
+class CutoffBasePrompt(Node):
+    """The prompt Cutoff works on: the whole prompt, weights and embeddings as CLIP Text Encode
+    reads them. Set regions on it with Cutoff Set Regions, then make the conditioning with Cutoff
+    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL)."""
+    category = "conditioning/cutoff"
+    display_name = "Cutoff Base Prompt"
+    text: str = Text("", multiline=True)
+    clip: CLIP
+    outputs = {"clip_regions": CLIPREGION}
+    comfy = ComfyAlias(("BNK_CutoffBasePrompt",))
+
+    def run(self):
+        if self.clip is None:
+            raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
+        if not _is_clip(self.clip):
+            raise NodeInputError("clip", "Cutoff needs a CLIP text encoder (SD1, SD2, SDXL)")
+        return ClipRegions(self.clip, self.clip.tokenize(self.text))
+
+
+class CutoffSetRegions(Node):
+    """Keep target words to regions of the base prompt. region_text: a part of the base prompt
+    (its tokens are looked for in the prompt's, every occurrence counts), one region a line.
+    target_text: the words to keep to the region, separated by spaces; a_run_of_words (underscores)
+    is several words in a row and \\_ a literal underscore; embedding:name names an embedding (its
+    underscores escaped). Each target is looked for inside the region's text; a target that is not
+    there masks nothing, and a region not in the prompt masks nothing either (with a warning).
+    weight: how far each of the region's tokens travels from the masked start towards its own
+    target words (shared among regions that overlap). Blank lines are skipped."""
+    category = "conditioning/cutoff"
+    display_name = "Cutoff Set Regions"
+    clip_regions: CLIPREGION
+    region_text: str = Text("", multiline=True)
+    target_text: str = Text("")
+    weight: float = Float(1.0, min=-10.0, max=10.0, step=0.05)
+    outputs = {"clip_regions": CLIPREGION}
+    comfy = ComfyAlias(("BNK_CutoffSetRegions",))
+
+    def run(self):
+        if not isinstance(self.clip_regions, ClipRegions):
+            raise NodeInputError("clip_regions", "needs Cutoff Base Prompt's or Cutoff Set Regions' output")
+        return add_regions(self.clip_regions, self.region_text, self.target_text, self.weight)
+
+
+class CutoffRegionsToConditioning(Node):
+    """The conditioning of a Cutoff prompt and its regions. The prompt is encoded as it is (full),
+    with every region's target words replaced by mask_token (masked), and once per region with
+    all targets but its own masked (own). start = full (1 - start_from_masked) + masked
+    start_from_masked; outside every region the embedding is full (1 - strict_mask) + masked
+    strict_mask (1: the targets reach only their regions; 0: they still reach what no region
+    covers), inside the regions start, plus for each region (own - start) times its weight, divided
+    among the regions covering that token. mask_token: the token masked words become (empty: CLIP's
+    end token; a text of several tokens uses its first, with a warning). With no region set, the
+    prompt's own encoding. On SDXL each text encoder is masked and mixed on its own; the pooled
+    output is the unmasked prompt's."""
+    category = "conditioning/cutoff"
+    display_name = "Cutoff Regions To Conditioning"
+    clip_regions: CLIPREGION
+    mask_token: str = Text("")
+    strict_mask: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    start_from_masked: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("BNK_CutoffRegionsToConditioning",))
+
+    def run(self):
+        return cutoff_conditioning(self.clip_regions, self.mask_token, self.strict_mask, self.start_from_masked)
+
+
+class CutoffRegionsToConditioningADV(Node):
+    """Cutoff Regions To Conditioning with every encoding weighted as CLIP Text Encode (Advanced)
+    weights it: token_normalization and weight_interpretation (see that node's help; the masked
+    words keep their weights). Weightings that encode the prompt more than once (compel, comfy++)
+    do so for each of the 2 + regions encodings."""
+    category = "conditioning/cutoff"
+    display_name = "Cutoff Regions To Conditioning (ADV)"
+    clip_regions: CLIPREGION
+    mask_token: str = Text("")
+    strict_mask: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    start_from_masked: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    token_normalization: str = Choice(TOKEN_NORMALIZATIONS, "none")
+    weight_interpretation: str = Choice(CUTOFF_INTERPRETATIONS, "comfy")
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("BNK_CutoffRegionsToConditioning_ADV",))
+
+    def run(self):
+        return cutoff_conditioning(self.clip_regions, self.mask_token, self.strict_mask, self.start_from_masked,
+                                   self.token_normalization, self.weight_interpretation)
+
