@@ -577,12 +577,17 @@ class JoinStringMulti(Node):
     comfy = ComfyAlias(("JoinStringMulti",), force_input=("string_1", "string_2"))
 
     def run(self):
-        strings = [self.string_1]
+        named = [("string_1", self.string_1)]
         for i in range(2, min(self.inputcount, 20) + 1):
-            value = getattr(self, f"string_{i}")
-            if value:
-                strings.append(value)
-        return strings if self.return_list else self.delimiter.join(strings)
+            if value := getattr(self, f"string_{i}"):
+                named.append((f"string_{i}", value))
+        if self.return_list:
+            return [value for _, value in named]
+        for name, value in named:
+            if not isinstance(value, str):  # a list from another Join String Multi, say: the pack fails too
+                raise NodeInputError(name, f"expected text to join, got {type(value).__name__} (return_list gives "
+                                           "a list)")
+        return self.delimiter.join(value for _, value in named)
 
 
 def node_titles(workflow: dict) -> dict[str, str]:
@@ -907,7 +912,7 @@ class FloatToMask(Node):
     """A batch of flat masks, one per number, each filled with it, as KJNodes' Float To Mask makes
     them: one number, a list of numbers (a list of lists is flattened) or a tensor. An empty list
     is refused (the pack fails on it); the masks are checked against the memory before they are
-    made."""
+    made. At most 16384 pixels a side here (the pack sets no bound)."""
     category = "KJNodes/masking/generate"
     input_values: FLOAT
     width: int = Int(100, min=1, max=MAX_SIZE, resource="width")

@@ -160,6 +160,13 @@ def test_image_crop_by_mask_and_resize_errors(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "ImageCropByMaskAndResize", image=images, mask=masks[:1])
     assert caught.value.input == "mask"
+    # the crops are base_resolution on their longer side (rounded up to 16): a huge one is refused before the run
+    picture = {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    solid = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
+    crop = {"type": "ImageCropByMaskAndResize", "inputs": {"image": ["1", 0], "mask": ["2", 0], "base_resolution": 8192}}
+    assert "3" in refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048))
+    crop["inputs"]["base_resolution"] = 1024
+    assert refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048)) == set()
 
 
 def test_image_uncrop_by_mask_blends_the_resized_source_into_its_box(registry):
@@ -429,6 +436,9 @@ def test_join_string_multi(registry):
     assert call(registry, "JoinStringMulti", return_list=True, **inputs) == ["a cat", "a hat", "red"]
     assert call(registry, "JoinStringMulti", inputcount=2, string_1="", delimiter="-", string_3="x") == ""
     assert call(registry, "JoinStringMulti", inputcount=3, string_1="x", string_3="z") == "x z"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "JoinStringMulti", inputcount=2, string_1="x", string_2=["a", "b"])
+    assert caught.value.input == "string_2"
 
 
 def test_values_from_the_packs_ui_save_and_api_prompt(registry):
