@@ -610,11 +610,12 @@ class WidgetToString(Node):
     String gives it. The node is the one titled node_title when that is set (titles set in the
     editor), else the one with this id when id is not 0, else the node linked to any_input.
     widget_name names the input (several, comma-separated, give "name: value" pairs); return_all
-    gives all the node's inputs as "name: value" pairs. Floats are written with
-    allowed_float_decimals places, links as [node id, output]. The inputs are the node's as this
-    workflow holds them (the pack reads ComfyUI's prompt: the names are the same but where one of
-    our nodes names an input otherwise). A missing node or widget is refused, naming the input
-    that asked for it. The value is read again on every run (the node it reads may change)."""
+    gives all the node's inputs as "name: value" pairs, its links last (ComfyUI's prompt lists
+    socket inputs after the widgets; a widget fed by a link goes there too here). Floats are
+    written with allowed_float_decimals places, links as [node id, output]. The inputs are the
+    node's as this workflow holds them (the pack reads ComfyUI's prompt: the names are the same
+    but where one of our nodes names an input otherwise). A missing node or widget is refused,
+    naming the input that asked for it. The value is read again whenever the node read changes."""
     category = "KJNodes/text"
     id: int = Int(0, min=0, max=100000)
     widget_name: str = Text("")
@@ -655,8 +656,9 @@ class WidgetToString(Node):
     def _read(cls, workflow: dict, own_id, widget_name="", return_all=False, allowed_float_decimals=2, **where) -> str:
         node_id = cls._target(workflow, own_id, **where)
         inputs = workflow["nodes"][node_id].get("inputs") or {}
-        if return_all:
-            return ", ".join(f"{k}: {widget_text(v, allowed_float_decimals)}" for k, v in inputs.items()).strip(", ")
+        if return_all:  # links last: ComfyUI's prompt lists a node's socket inputs after its widgets
+            ordered = sorted(inputs.items(), key=lambda item: isinstance(item[1], list) and len(item[1]) == 2)
+            return ", ".join(f"{k}: {widget_text(v, allowed_float_decimals)}" for k, v in ordered).strip(", ")
         names = [name.strip() for name in widget_name.split(",") if name.strip()]
         missing = [name for name in names if name not in inputs] or ([] if names else [widget_name])
         if missing:

@@ -490,7 +490,7 @@ def widget_graph(widget_values, any_link=None):
     ([5, "width", False, "", 2], False, "64"),
     ([0, "width, height", False, "Canvas", 2], False, "width: 64, height: 32"),
     ([0, "scale_by", False, "", 3], True, "1.250"),
-    ([7, "", True, "", 1], False, "image: ['5', 0], upscale_method: bilinear, scale_by: 1.2"),
+    ([7, "", True, "", 1], False, "upscale_method: bilinear, scale_by: 1.2, image: ['5', 0]"),
     ([5, "color", False, "Canvas", 2], False, "0"),  # the title is looked up first
 ])
 def test_widget_to_string_reads_the_running_workflow(registry, widgets, linked, want):
