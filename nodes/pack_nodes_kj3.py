@@ -21,8 +21,8 @@ The pack's other classes not built here stay unknown, named in comfy_format's CU
 
 from __future__ import annotations
 
-import json
 import math
+from numbers import Integral, Real
 
 from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, folders, repeated
@@ -30,7 +30,7 @@ from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, p
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_essentials_misc import font_choices
 from nodes.pack_nodes_kj import _mask_to
-from nodes.pack_nodes_kj_more import BBOX, center_crop, mask_pixels, to_pil
+from nodes.pack_nodes_kj_more import BBOX, mask_pixels, to_pil
 
 COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -170,11 +170,11 @@ class ImageCropByMaskAndResize(Node):
 def _corner_box(box, name: str) -> tuple[int, int, int, int]:
     """One (x0, y0, x1, y1) box of whole numbers, x1 > x0 and y1 > y0."""
     if not isinstance(box, (tuple, list)) or len(box) != 4 or \
-            not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
+            not all(isinstance(v, Integral) and not isinstance(v, bool) for v in box):
         raise NodeInputError(name, f"expected boxes of 4 whole numbers (x0, y0, x1, y1), got {box!r}")
     if box[2] <= box[0] or box[3] <= box[1]:
         raise NodeInputError(name, f"the box {tuple(box)} is empty: expected x1 > x0 and y1 > y0")
-    return tuple(box)
+    return tuple(int(v) for v in box)
 
 
 class ImageUncropByMask(Node):
@@ -370,7 +370,7 @@ def _xywh_boxes(boxes, count: int, name: str) -> list:
         raise NodeInputError(name, f"expected a box for each of the {count} images, got {have}")
     for box in boxes[:count]:
         if not isinstance(box, (tuple, list)) or len(box) != 4 or \
-                not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
+                not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in box):
             raise NodeInputError(name, f"expected boxes of 4 numbers (x, y, width, height), got {box!r}")
     return list(boxes[:count])
 
@@ -488,10 +488,9 @@ def _numbers(value, name: str) -> list[float]:
     """A number, or a list / tensor of numbers, as a list of floats."""
     if hasattr(value, "tolist"):
         value = value.tolist()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, Real) and not isinstance(value, bool):
         return [float(value)]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                for v in value):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, Real) and not isinstance(v, bool) for v in value):
         return [float(v) for v in value]
     raise NodeInputError(name, f"expected a number or a list of numbers, got {type(value).__name__}")
 

@@ -163,7 +163,8 @@ def test_image_crop_by_mask_and_resize_errors(registry):
     # the crops are base_resolution on their longer side (rounded up to 16): a huge one is refused before the run
     picture = {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     solid = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
-    crop = {"type": "ImageCropByMaskAndResize", "inputs": {"image": ["1", 0], "mask": ["2", 0], "base_resolution": 8192}}
+    crop = {"type": "ImageCropByMaskAndResize",
+            "inputs": {"image": ["1", 0], "mask": ["2", 0], "base_resolution": 8192}}
     assert "3" in refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048))
     crop["inputs"]["base_resolution"] = 1024
     assert refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048)) == set()
@@ -181,7 +182,8 @@ def test_image_uncrop_by_mask_blends_the_resized_source_into_its_box(registry):
         weight = F.interpolate(masks[i][None, None], size=(y1 - y0, x1 - x0), mode="bilinear")[0, 0, ..., None]
         want = dest[i].clone()
         w, h = min(x1, 40) - x0, min(y1, 30) - y0
-        want[y0:y0 + h, x0:x0 + w] = dest[i, y0:y0 + h, x0:x0 + w] * (1 - weight[:h, :w]) + patch[:h, :w] * weight[:h, :w]
+        inside = dest[i, y0:y0 + h, x0:x0 + w]
+        want[y0:y0 + h, x0:x0 + w] = inside * (1 - weight[:h, :w]) + patch[:h, :w] * weight[:h, :w]
         assert torch.allclose(out[i], want, atol=1e-6)
     for name, kwargs in (("bbox", {"bbox": boxes[:1]}), ("mask", {"mask": masks[:1]}),
                          ("destination", {"destination": dest[:1]}), ("source", {"source": source[..., :1]}),
@@ -227,7 +229,8 @@ def pack_advanced_boxes(masks, width, height, mult, alpha, preserve, max_w, max_
         ys, xs = numpy.nonzero(numpy.clip(255.0 * mask.numpy(), 0, 255).astype(numpy.uint8))
         if len(xs) == 0:
             return None
-        return (xs.min() + xs.max()) / 2.0, (ys.min() + ys.max()) / 2.0, xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        return ((xs.min() + xs.max()) / 2.0, (ys.min() + ys.max()) / 2.0,
+                xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
 
     def fit(w, h, lw, lh):
         w, h = max(1, int(round(w))), max(1, int(round(h)))
@@ -498,8 +501,10 @@ def test_widget_to_string_reads_the_running_workflow(registry, widgets, linked, 
     assert values["9"][0] == want
 
 
-@pytest.mark.parametrize("widgets, name", [([12, "width", False, "", 2], "id"), ([0, "width", False, "Nope", 2], "node_title"),
-                                           ([5, "depth", False, "", 2], "widget_name"), ([5, "", False, "", 2], "widget_name"),
+@pytest.mark.parametrize("widgets, name", [([12, "width", False, "", 2], "id"),
+                                           ([0, "width", False, "Nope", 2], "node_title"),
+                                           ([5, "depth", False, "", 2], "widget_name"),
+                                           ([5, "", False, "", 2], "widget_name"),
                                            ([0, "width", False, "", 2], "any_input")])
 def test_widget_to_string_refuses_what_it_cannot_find(registry, widgets, name):
     error = failed(registry, widget_graph(widgets), ["9"])
@@ -562,7 +567,8 @@ def pack_offset(masks, x, y, angle, times, roll, incremental, mode):
 @pytest.mark.parametrize("x, y, angle, times, roll, incremental, mode", [
     (5, 3, 0, 1, False, False, "empty"), (-4, -2, 0, 2, False, True, "empty"), (7, -3, 30, 2, True, False, "empty"),
     (3, 2, -45, 3, False, True, "empty"), (2, 0, -30, 1, False, False, "empty"), (60, 40, 90, 1, False, False, "empty"),
-    (4, 4, 15, 2, False, False, "border"), (-3, 5, 0, 1, False, False, "reflection"), (-100, 0, 0, 1, True, True, "empty"),
+    (4, 4, 15, 2, False, False, "border"), (-3, 5, 0, 1, False, False, "reflection"),
+    (-100, 0, 0, 1, True, True, "empty"),
     (-50, 0, 0, 1, False, False, "empty")])
 def test_offset_mask_matches_the_pack(registry, x, y, angle, times, roll, incremental, mode):
     g = torch.Generator().manual_seed(9)
@@ -731,8 +737,8 @@ def test_image_and_mask_preview_composites_the_coloured_mask(registry):
     weight = (mask * 0.8 * (128 / 255))[..., None]
     color = torch.tensor([1.0, 0.0, 64 / 255])
     assert torch.allclose(out, image * (1 - weight) + color * weight, atol=1e-6)
-    for text, want in (("#ff8000", [1.0, 128 / 255, 0.0]), ("0.5, 0.5, 1", [127 / 255, 127 / 255, 1.0]), ("blue", [0, 0, 1]),
-                       ("128", [128 / 255] * 3)):
+    for text, want in (("#ff8000", [1.0, 128 / 255, 0.0]), ("0.5, 0.5, 1", [127 / 255, 127 / 255, 1.0]),
+                       ("blue", [0, 0, 1]), ("128", [128 / 255] * 3)):
         out = call(registry, "ImageAndMaskPreview", image=image, mask=torch.ones(2, 6, 7), mask_color=text,
                    pass_through=True)
         assert torch.allclose(out, torch.tensor(want, dtype=torch.float32).expand_as(out), atol=1e-6), text
@@ -751,8 +757,9 @@ def test_image_and_mask_preview_composites_the_coloured_mask(registry):
 
 def test_image_nodes_from_the_packs_ui_save_and_api_prompt(registry, tmp_folders):
     nodes = [ui_node(1, "EmptyImage", [8, 6, 1, 0xFF0000], outputs=[("IMAGE", "IMAGE", [1, 2, 3, 4, 5])]),
-             ui_node(2, "ImageGridComposite2x2", [], inputs=[("image1", "IMAGE", 1, False), ("image2", "IMAGE", 2, False),
-                                                             ("image3", "IMAGE", 3, False), ("image4", "IMAGE", 4, False)],
+             ui_node(2, "ImageGridComposite2x2", [],
+                     inputs=[("image1", "IMAGE", 1, False), ("image2", "IMAGE", 2, False),
+                             ("image3", "IMAGE", 3, False), ("image4", "IMAGE", 4, False)],
                      outputs=[("IMAGE", "IMAGE", [6])]),
              ui_node(3, "SolidMask", [1.0, 16, 12], outputs=[("MASK", "MASK", [7])]),
              ui_node(4, "ImageAndMaskPreview", [0.5, "0, 0, 255", False],
