@@ -176,7 +176,9 @@ def test_image_uncrop_by_mask_blends_the_resized_source_into_its_box(registry):
     source = eight_bit(torch.rand(2, 16, 16, 3, generator=g))
     masks = torch.rand(2, 16, 16, generator=g)
     boxes = [(4, 6, 20, 18), (30, 20, 46, 36)]  # the second runs past the right and bottom edges
-    out = call(registry, "ImageUncropByMask", destination=dest, source=source, mask=masks, bbox=boxes + [(0, 0, 1, 1)])
+    numpy_boxes = [tuple(numpy.int64(v) for v in box) for box in boxes]  # boxes another pack made with numpy
+    out = call(registry, "ImageUncropByMask", destination=dest, source=source, mask=masks,
+               bbox=numpy_boxes + [(0, 0, 1, 1)])
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         patch = comfy_lanczos(source[i:i + 1], x1 - x0, y1 - y0)[0]
         weight = F.interpolate(masks[i][None, None], size=(y1 - y0, x1 - x0), mode="bilinear")[0, 0, ..., None]
@@ -639,6 +641,23 @@ def test_create_text_mask_draws_wraps_and_turns(registry):
         assert torch.equal(images[i], 1 - frame) and torch.equal(masks[i], 1 - frame[..., 0])
     same_angles = call(registry, "CreateTextMask", frames=2, start_rotation=30, end_rotation=30, width=64, height=32)
     assert torch.equal(same_angles[0][0], same_angles[0][1])  # equal rotations turn nothing, as the pack
+
+
+def test_create_text_mask_uses_a_font_in_models_fonts(registry, tmp_folders):
+    """A font file in models/fonts is drawn with (Pillow's own Aileron, written under the pack's
+    font name, and a name of its own, listed as a choice too)."""
+    from PIL import ImageFont
+    folder = tmp_folders.models / "fonts"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = ImageFont.load_default(10).path.getvalue()
+    for name in ("FreeMono.ttf", "aileron.ttf"):
+        (folder / name).write_bytes(data)
+    assert "aileron.ttf" in registry.get("CreateTextMask").input_specs["font"].widget.choices()
+    for name in ("FreeMono.ttf", "aileron.ttf"):
+        images, masks = call(registry, "CreateTextMask", text="Waffle fig", font=name, font_size=24, text_x=3,
+                             width=160, height=40)
+        want = pack_text_frame("Waffle fig", ImageFont.truetype(str(folder / name), 24), 3, 0, 24, "white", 160, 40)
+        assert torch.equal(images[0], want) and torch.equal(masks[0], want[..., 0]) and want.sum() > 0
 
 
 def test_create_text_mask_errors_and_size_estimate(registry):
