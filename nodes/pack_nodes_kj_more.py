@@ -9,11 +9,10 @@ JoinStrings, SomethingToString and EmptyLatentImagePresets; CrossFadeImages,
 ImageNormalize_Neg1_To_1, RemapImageRange, SplitImageChannels and MergeImageChannels;
 ConditioningSetMaskAndCombine and its 3 / 4 / 5 variants; CustomSigmas.
 
-Not built yet (round 2 ran out of time; their classes stay unknown, named in comfy_format's
-CUSTOM_PACKS): ImageCropByMask, ImageCropByMaskAndResize, ImageUncropByMask,
-BatchCropFromMaskAdvanced, BatchUncropAdvanced, OffsetMask, CreateTextMask, MaskOrImageToWeight,
-FloatToMask, JoinStringMulti, StringToFloatList, WidgetToString, FloatToSigmas, SigmasToFloat,
-ImageAndMaskPreview and ImageGridComposite2x2 / 3x3."""
+Round 3 (nodes/pack_nodes_kj3.py) builds ImageCropByMask, ImageCropByMaskAndResize,
+ImageUncropByMask, BatchCropFromMaskAdvanced, BatchUncropAdvanced, OffsetMask, CreateTextMask,
+MaskOrImageToWeight, FloatToMask, JoinStringMulti, StringToFloatList, WidgetToString,
+FloatToSigmas, SigmasToFloat, ImageAndMaskPreview and ImageGridComposite2x2 / 3x3."""
 
 from __future__ import annotations
 
