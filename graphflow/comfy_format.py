@@ -23,6 +23,7 @@ declaration order.
 
 import copy
 import json
+import math
 import random
 import re
 from datetime import datetime
@@ -340,7 +341,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
     Inputs ComfyUI itself ignores (ones the class does not declare, the upload button) are
     dropped with a note (Workflow.notes). Classes without an equivalent keep their name, so
     validation reports them by node."""
-    nodes, titles, notes, classes, problems, type_of = {}, {}, [], {}, [], {}
+    nodes, titles, notes, classes, problems, type_of, missing = {}, {}, [], {}, [], {}, {}
     catalogue = comfy_catalogue()
     output_maps = {}  # node id -> our output index for each of its ComfyUI class's outputs
     for key, entry in graph.items():
@@ -407,6 +408,12 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             if spec is not None and spec.widget is not None and spec.widget.kind == "STRING" \
                     and isinstance(value, (int, float)):
                 value = str(value)  # ComfyUI's validation turns a number given for a text widget into its text
+            if spec is not None and spec.widget is not None and spec.widget.kind == "INT" \
+                    and isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+                # ComfyUI's validation takes int() of an integer widget's value: 64.5 runs as 64
+                notes.append({"node_id": node_id, "node_type": class_type, "input": raw_name,
+                              "message": f"{value!r} is read as {int(value)}, as ComfyUI does (an integer input)"})
+                value = int(value)
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
                 outputs = output_maps[str(value[0])]
                 value = [value[0], outputs[value[1]] if 0 <= value[1] < len(outputs) else value[1]]
@@ -439,6 +446,10 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             inputs[name], read_as[name] = value, raw_name
         node_type = cls.node_type if cls is not None else \
             NAMESAKE_PREFIX + class_type if registry.get(class_type) is not None else class_type
+        if ui is None and cls is not None and class_type in catalogue:
+            left_out = _missing_widgets(catalogue[class_type], raw_inputs, cls, alias)
+            if left_out:
+                missing[node_id] = left_out
         nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
         classes[node_id] = class_type
         meta = entry.get("_meta")
@@ -452,9 +463,28 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         if titles:
             ui["titles"] = titles
     ui.setdefault("comfyui", {})["classes"] = classes  # the class each node was, for writing it back
+    if missing:
+        ui["comfyui"]["missing"] = missing
     workflow = _validated({"version": FORMAT_VERSION, "nodes": nodes, "ui": ui}, type_of)
     workflow.notes.extend(notes)
     return workflow
+
+
+def _missing_widgets(entry: dict, raw_inputs: dict, cls, alias) -> list[str]:
+    """Our names of the required widgets of a core class that an API prompt leaves out: ComfyUI
+    refuses such a node (required_input_missing) rather than run it on the widget's default, and so
+    does validation (graphflow.validation reads them from ui.comfyui.missing)."""
+    left_out = []
+    for given in entry["inputs"]:
+        name = given["name"]
+        if given.get("optional") or given.get("dynamic") or not given.get("widget") or name in raw_inputs:
+            continue
+        if alias is not None and (name in alias.ignore or alias.inputs.get(name, name) in alias.fixed):
+            continue
+        ours = alias.inputs.get(name, name) if alias is not None else name
+        if ours in cls.input_specs:
+            left_out.append(ours)
+    return left_out
 
 
 def _current_names(cls, alias, declared: set | None) -> set:
@@ -916,7 +946,10 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
                 [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
         if not found:
             return match.group(0)
-        values, _ = _saved_widgets(found[0], _widget_order(found[0].get("type"), registry) or [], registry)
+        try:
+            values, _ = _saved_widgets(found[0], _widget_order(found[0].get("type"), registry) or [], registry)
+        except WorkflowFormatError:  # a save its class can't read: refused on that node itself, by its id
+            return match.group(0)
         if split[1] not in values:
             return match.group(0)
         value = values[split[1]]

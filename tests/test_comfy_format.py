@@ -1580,3 +1580,57 @@ def test_each_pack_modules_comfy_pack_is_a_known_pack(builtin_registry):
     from graphflow.comfy_format import CUSTOM_PACKS
     declared = {getattr(sys.modules[cls.__module__], "COMFY_PACK", None) for cls in builtin_registry} - {None}
     assert len(declared) >= 9 and declared <= set(CUSTOM_PACKS)
+
+
+# --- ComfyUI's prompt validation rules for values ----------------------------------------------
+
+
+def test_api_prompt_leaving_out_a_required_widget_is_refused_on_that_node(builtin_registry):
+    """ComfyUI refuses a node of an API prompt that leaves a required widget out
+    (required_input_missing) instead of running it on the default: a script that misspells "cfg"
+    must not quietly sample at cfg 8. Our own format may leave any widget out for its default."""
+    data = json.loads((CORPUS / "txt2img_api.json").read_text())
+    sampler = next(k for k, v in data.items() if v["class_type"] == "KSampler")
+    assert validate(parse_workflow(data, builtin_registry), builtin_registry) == []
+    data[sampler]["inputs"]["CFG"] = data[sampler]["inputs"].pop("cfg")
+    workflow = parse_workflow(data, builtin_registry)
+    [problem] = validate(workflow, builtin_registry)
+    assert (problem.node_id, problem.input, problem.kind) == (sampler, "cfg", "required_input_missing")
+    assert "ComfyUI API prompt" in problem.message and problem.message.endswith("expected a number")
+    ours = parse_workflow(json.loads(json.dumps(workflow.to_json())), builtin_registry)
+    assert validate(ours, builtin_registry) == [problem]  # the note travels with the saved workflow
+    ours.nodes[sampler].inputs["cfg"] = 6.5  # ... until the value is given
+    assert validate(ours, builtin_registry) == []
+    del ours.ui["comfyui"]
+    del ours.nodes[sampler].inputs["cfg"]
+    assert validate(ours, builtin_registry) == []  # a workflow of ours: the default
+
+
+def test_api_prompt_fraction_for_an_integer_widget_is_truncated_as_comfyui_does(builtin_registry):
+    """ComfyUI's validation takes int() of an integer widget's value: 512.9 runs as 512, -0.5 as 0."""
+    data = json.loads((CORPUS / "txt2img_api.json").read_text())
+    latent = next(k for k, v in data.items() if v["class_type"] == "EmptyLatentImage")
+    data[latent]["inputs"].update(width=64.9, height=64.0)
+    workflow = parse_workflow(data, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert workflow.nodes[latent].inputs["width"] == int(64.9) == 64
+    assert workflow.nodes[latent].inputs["height"] == 64
+    [note] = [n for n in workflow.notes if n["input"] == "width"]
+    assert note["node_id"] == latent and "64.9" in note["message"]
+    data[latent]["inputs"]["width"] = 8.5  # truncated to 8, then out of range: refused as in ComfyUI
+    [problem] = validate(parse_workflow(data, builtin_registry), builtin_registry)
+    assert (problem.node_id, problem.input) == (latent, "width")
+
+
+def test_filename_reference_to_a_node_whose_save_is_refused_names_that_node(builtin_registry):
+    """%Node.widget% in a save node's prefix, naming a node whose widgets can't be read (a Sampler
+    Select Helper+ from a ComfyUI with another sampler list): the problem names that node by id."""
+    from graphflow.choices import SAMPLER_NAMES
+    from tests.test_pack_nodes import ui_graph, ui_node
+    nodes = [ui_node(7, "SamplerSelectHelper+", [True] * (len(SAMPLER_NAMES) + 1), outputs=[("STRING", "STRING", [])]),
+             ui_node(8, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(9, "SaveImage", ["pics/%SamplerSelectHelper+.euler%"], inputs=[("images", "IMAGE", 1, False)])]
+    with pytest.raises(WorkflowFormatError) as err:
+        ui_to_api(ui_graph(nodes, [[1, 8, 0, 9, 0, "IMAGE"]]), builtin_registry)
+    [problem] = err.value.problems
+    assert problem.node_id == "7" and problem.node_type == "SamplerSelectHelper+"

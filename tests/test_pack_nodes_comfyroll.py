@@ -800,7 +800,8 @@ def test_image_panel_estimate_is_the_canvas_it_makes(registry, direction):
     got = CRImagePanel.estimate(widgets, sizes).size
     assert (got.batch, got.height, got.width) == tuple(out.shape[:3])
     # four framed 8192 x 8192 images side by side: refused before the run
-    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8192, "height": 8192, "batch_size": 1}},
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8192, "height": 8192, "batch_size": 1,
+                                                           "color": 0}},
              "2": {"class_type": "CR Image Panel", "inputs": {**{f"image_{i}": ["1", 0] for i in (1, 2, 3, 4)},
                                                               "border_thickness": 1024, "outline_thickness": 1024,
                                                               "layout_direction": direction}}}

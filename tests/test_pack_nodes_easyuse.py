@@ -389,7 +389,7 @@ def test_ksampler_tiled_decodes_as_vae_decode_tiled_and_none_skips_decoding(regi
                                                              "image_output": "Preview", "link_id": 0,
                                                              "save_prefix": "x"}},
         "4": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["5", 0], "vae": ["1", 2], "tile_size": 320,
-                                                         "overlap": 80}},
+                                                         "overlap": 80, "temporal_size": 64, "temporal_overlap": 8}},
         "5": {"class_type": "easy pipeOut", "inputs": {"pipe": ["3", 0]}},
         "6": {"class_type": "easy kSampler", "inputs": {"pipe": ["2", 0], "image_output": "None", "link_id": 0,
                                                         "save_prefix": "x"}},
