@@ -2,16 +2,20 @@
 names, inputs and outputs. Read from the pack's source as stored at commits
 5b75a0e84ba92f944d801b2c9dfbf9940abdeba3 (sampling.py: FluxSamplerParams+, PlotParameters+,
 TextEncodeForSamplerParams+, LorasForFluxParams+; the same as at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34)
-and 1ab2482e018c14adad4ee3e3d46b9a7f0e6dd0b7 (utils.py: parse_string_to_list, the number lists).
+and 1ab2482e018c14adad4ee3e3d46b9a7f0e6dd0b7 (utils.py: parse_string_to_list, the number lists);
+ImageHistogramMatch+ from c861cd6baf531e2e52ae2f8562731dd5f113c7bc (image.py) and
+b0cfa1bfb4f27fdf41d021b27d7ac930e704b0e7 (histogram_matching.py).
 
 FluxSamplerParams+: one sampler run per combination of its lists (seeds, samplers, schedulers,
 steps, guidance, max_shift, base_shift, denoise, prompts from TextEncodeForSamplerParams+, LoRA
 strengths from LorasForFluxParams+), through the core nodes ModelSamplingFlux (ModelSamplingAuraFlow
 for ComfyUI's FLOW models), FluxGuidance, BasicGuider, RandomNoise, KSamplerSelect, BasicScheduler
 and SamplerCustomAdvanced; its PARAMS go to PlotParameters+, which draws the grid.
+ImageHistogramMatch+: its "skimage" method (scikit-image's match_histograms, which the pack calls
+and graphflow doesn't declare) and its own "pytorch" tables, both written here in torch.
 (The other nodes of the pack are in nodes/pack_nodes_essentials.py and
 nodes/pack_nodes_essentials_misc.py, with what is left out there.)
-Left out: ImageHistogramMatch+ and FluxBlocksBuster+ (not yet).
+Left out: FluxBlocksBuster+ (not yet).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import math
 import random
 
-from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, Choice, ComfyAlias, Estimate, Int, Node, \
+from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text, check_interrupted, folders, repeated, run_limits, sampling_memory, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode
@@ -553,3 +557,95 @@ class PlotParameters(Node):
         out = F.pad(out, (0, 0, 0, 0, 0, 0, 0, rows * cols - out.shape[0]))  # black cells fill the last row
         b, h, w, c = out.shape
         return out.reshape(rows, cols, h, w, c).permute(0, 2, 1, 3, 4).reshape(1, rows * h, cols * w, c)
+
+
+# -- image processing (read from image.py at c861cd6baf531e2e52ae2f8562731dd5f113c7bc and
+# histogram_matching.py at b0cfa1bfb4f27fdf41d021b27d7ac930e704b0e7) ----------------------------
+
+HISTOGRAM_CHUNK = 16384  # pixels binned at once: the soft histogram holds 256 values per pixel
+
+
+def _interp(x, xp, fp):
+    """numpy's interp in torch: fp's piecewise-linear function of xp (increasing) at x, held flat
+    beyond xp's ends."""
+    import torch
+    if len(xp) == 1:
+        return fp.expand(x.shape).clone()
+    right = torch.searchsorted(xp, x, right=True).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[right - 1], xp[right], fp[right - 1], fp[right]
+    t = ((x - x0) / (x1 - x0)).clamp(0, 1)
+    return f0 + t * (f1 - f0)
+
+
+def cdf_match(source, template):
+    """Exact histogram matching of one channel (scikit-image's match_histograms for float images):
+    each distinct source value goes to the template value at the same quantile, the quantiles being
+    the cumulative counts of the sorted distinct values over the pixel count, linearly
+    interpolated between the template's."""
+    import torch
+    values, inverse, counts = torch.unique(source.reshape(-1), return_inverse=True, return_counts=True)
+    ref_values, ref_counts = torch.unique(template.reshape(-1), return_counts=True)
+    quantiles = torch.cumsum(counts, 0).double() / source.numel()
+    ref_quantiles = torch.cumsum(ref_counts, 0).double() / template.numel()
+    return _interp(quantiles, ref_quantiles, ref_values.double())[inverse].reshape(source.shape).float()
+
+
+def soft_cdf(channel):
+    """The pack's differentiable histogram of one channel (x 255) as a cumulative distribution:
+    each pixel adds sigmoid(75 (x - c + 1/2)) - sigmoid(75 (x - c - 1/2)) to the bin centred at
+    c = 0.5 ... 255.5; the counts over their sum, accumulated. In float64 (the pack bins in bfloat16)."""
+    import torch
+    centers = torch.arange(256, dtype=torch.float64, device=channel.device) + 0.5
+    hist = torch.zeros(256, dtype=torch.float64, device=channel.device)
+    for chunk in (channel.reshape(-1).double() * 255).split(HISTOGRAM_CHUNK):
+        offset = chunk[None, :] - centers[:, None]
+        hist += (torch.sigmoid(75 * (offset + 0.5)) - torch.sigmoid(75 * (offset - 0.5))).sum(1)
+    return torch.cumsum(hist / hist.sum().clamp_min(1e-12), 0)
+
+
+def table_match(image, reference):
+    """The pack's "pytorch" matching of one [H, W, C] image to a [H', W', C] reference: a 256-level
+    table from the first channels' cumulative histograms (level j goes to the number of reference
+    levels whose cumulative share is at most the image's at j, less one), through which every
+    channel's levels (value x 255, cut to a whole number) are looked up, over 255. The pack indexes
+    its tables by batch x channel, which for its one image at a time is always the first channel's."""
+    import torch
+    source_cdf, reference_cdf = soft_cdf(image[..., 0]), soft_cdf(reference[..., 0])
+    table = (torch.searchsorted(reference_cdf, source_cdf, right=True) - 1).clamp(0, 255)
+    levels = (image.clamp(0, 1) * 255).long()
+    return table[levels].to(image.dtype) / 255
+
+
+class ImageHistogramMatch(Node):
+    """Match an image's histogram to a reference's (ComfyUI_essentials' Image Histogram Match),
+    blended by factor (1: fully matched). method "skimage": exact matching per channel, the whole
+    batch's values against the whole reference batch's (scikit-image's match_histograms, which the
+    pack calls; written here in torch), not clamped. method "pytorch": the pack's own 256-level
+    tables, each image against the first reference image, clamped to 0..1; as in the pack, every
+    channel goes through the table of the first channel (red) and levels are cut to whole 1/255
+    steps. Its smooth histogram is summed in float64 here (the pack sums it in bfloat16, which
+    rounds large counts), so a level may land one step apart. Image and reference must have the
+    same channel count. The `device` choice is kept for old saves and does nothing."""
+    category = "essentials/image processing"
+    image: IMAGE
+    reference: IMAGE
+    method: str = Choice(("pytorch", "skimage"), "pytorch")
+    factor: float = Float(1.0, min=0.0, max=1.0, step=0.05)
+    device: str = Choice(("auto", "cpu", "gpu"), "auto")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageHistogramMatch+",))
+
+    def run(self):
+        import torch
+        image, reference = _image(self.image, "image"), _image(self.reference, "reference")
+        if image.shape[-1] != reference.shape[-1]:
+            raise NodeInputError("reference", f"{reference.shape[-1]} channels: expected the image's "
+                                              f"{image.shape[-1]}")
+        if self.method == "skimage":
+            matched = torch.stack([cdf_match(image[..., c], reference[..., c]) for c in range(image.shape[-1])], -1)
+            return self.factor * matched.to(image) + (1 - self.factor) * image
+        matched = []
+        for picture in image:
+            check_interrupted()
+            matched.append(table_match(picture, reference[0]))
+        return (self.factor * torch.stack(matched) + (1 - self.factor) * image).clamp(0, 1)

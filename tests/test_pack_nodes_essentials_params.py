@@ -8,9 +8,11 @@ prompt with the pack's class names and the export round trip."""
 import itertools
 import math
 
+import numpy
 import pytest
 import torch
 from safetensors.torch import save_file
+from scipy.special import expit
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
@@ -366,6 +368,63 @@ def test_plot_prompt_rows_and_errors(registry):
     assert e.value.input == "params"
 
 
+# -- histogram match ---------------------------------------------------------------------------------
+
+
+def numpy_cdf_match(source, template):
+    """The closed form of CDF matching in numpy: distinct source values to the template's values at
+    the same cumulative share (np.unique's counts), np.interp between them."""
+    values, inverse, counts = numpy.unique(source.ravel(), return_inverse=True, return_counts=True)
+    ref_values, ref_counts = numpy.unique(template.ravel(), return_counts=True)
+    mapped = numpy.interp(numpy.cumsum(counts) / source.size, numpy.cumsum(ref_counts) / template.size, ref_values)
+    return mapped[inverse.ravel()].reshape(source.shape)
+
+
+def numpy_table_match(image, reference):
+    """The pack's 256-level tables (histogram_matching.py @b0cfa1bf) in numpy: smooth histograms
+    sum(sigmoid(75 (x - c + 1/2)) - sigmoid(75 (x - c - 1/2))) at c = k + 1/2 of x = 255 v, over
+    their sum, accumulated; level j -> #(reference levels with share <= image's at j) - 1; the first
+    channel's table for every channel (the pack's tables[b * c] at b = 0)."""
+    def cdf(channel):
+        x = channel.reshape(-1).astype(numpy.float64) * 255
+        d = x[None, :] - (numpy.arange(256) + 0.5)[:, None]
+        hist = (expit(75 * (d + 0.5)) - expit(75 * (d - 0.5))).sum(1)  # expit: the logistic sigmoid
+        return numpy.cumsum(hist / hist.sum())
+    source, target = cdf(image[..., 0]), cdf(reference[..., 0])
+    table = numpy.clip((target[:, None] <= source[None, :]).sum(0) - 1, 0, 255)
+    return table[(image * 255).astype(numpy.int64)] / 255
+
+
+def two_pictures():
+    generator = torch.Generator().manual_seed(11)
+    image = torch.rand(2, 12, 10, 3, generator=generator) ** 2
+    reference = (torch.rand(3, 8, 9, 3, generator=generator) * 0.5 + 0.3)
+    return image, reference
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.35])
+def test_histogram_match_skimage_equals_scikit_image_and_the_numpy_closed_form(registry, factor):
+    from skimage.exposure import match_histograms
+    image, reference = two_pictures()
+    out = call(registry, "ImageHistogramMatch", image=image, reference=reference, method="skimage", factor=factor)
+    matched = match_histograms(image.numpy(), reference.numpy(), channel_axis=3)
+    want = factor * torch.from_numpy(matched) + (1 - factor) * image
+    assert out.shape == image.shape and torch.allclose(out, want, atol=1e-6)
+    closed = numpy.stack([numpy_cdf_match(image.numpy()[..., c], reference.numpy()[..., c]) for c in range(3)], -1)
+    assert torch.allclose(out, factor * torch.from_numpy(closed).float() + (1 - factor) * image, atol=1e-6)
+
+
+def test_histogram_match_pytorch_is_the_packs_table_of_the_first_channel(registry):
+    image, reference = two_pictures()
+    out = call(registry, "ImageHistogramMatch", image=image, reference=reference, method="pytorch", factor=0.8)
+    want = numpy.stack([numpy_table_match(picture, reference.numpy()[0]) for picture in image.numpy()])
+    assert torch.allclose(out, (0.8 * torch.from_numpy(want).float() + 0.2 * image).clamp(0, 1), atol=1e-6)
+    assert not torch.allclose(out, image, atol=1e-2)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "ImageHistogramMatch", image=image, reference=reference[..., :1], method="pytorch")
+    assert e.value.input == "reference"
+
+
 # -- workflows -------------------------------------------------------------------------------------
 
 
@@ -421,11 +480,27 @@ def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry, flow_
     assert {k: again[k] for k in ("4", "5", "7")} == {k: exported[k] for k in ("4", "5", "7")}
 
 
+def test_histogram_match_in_an_api_prompt_and_a_ui_save(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 2, "color": 0x336699}},
+             "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0xCC8844}},
+             "3": {"class_type": "ImageHistogramMatch+", "inputs": {"image": ["1", 0], "reference": ["2", 0],
+                                                                    "method": "skimage", "factor": 1.0,
+                                                                    "device": "auto"}}}
+    workflow, values = run(registry, graph, ["3"])
+    want = torch.tensor([0xCC, 0x88, 0x44]) / 255  # a flat picture takes the flat reference's colour
+    assert torch.allclose(values["3"][0], want.expand(2, 8, 16, 3), atol=1e-6)
+    assert export_api(workflow, registry)["3"] == graph["3"]
+    ui = export_ui(workflow, registry)
+    assert next(n for n in ui["nodes"] if n["id"] == 3)["widgets_values"] == ["skimage", 1.0, "auto"]
+    assert export_api(parse_workflow(ui, registry), registry)["3"] == graph["3"]
+
+
 def test_module_docstring_no_longer_lists_the_built_classes_as_left_out():
     import nodes.pack_nodes_essentials as image_module
     import nodes.pack_nodes_essentials_misc as misc_module
     for doc in (image_module.__doc__, misc_module.__doc__):
         left_out = doc.split("Left out")[1]
-        for name in ("FluxSamplerParams+", "PlotParameters+", "TextEncodeForSamplerParams+", "LorasForFluxParams+"):
+        for name in ("FluxSamplerParams+", "PlotParameters+", "TextEncodeForSamplerParams+", "LorasForFluxParams+",
+                     "ImageHistogramMatch+"):
             assert name not in left_out
     assert math.isfinite(MAX_RUNS)
