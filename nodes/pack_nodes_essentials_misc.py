@@ -18,8 +18,8 @@ Image and mask: ImageSmartSharpen+ (OpenCV's bilateral filter; grey or RGB only)
 MaskFromSegmentation+ (PIL's quantizer, scipy.ndimage's morphology).
 Text: DrawText+ (fonts from models/fonts).
 The parameter-sweep sampler and its helpers (FluxSamplerParams+, PlotParameters+,
-TextEncodeForSamplerParams+, LorasForFluxParams+) are in nodes/pack_nodes_essentials_params.py.
-Left out here (see also nodes/pack_nodes_essentials.py): FluxBlocksBuster+.
+TextEncodeForSamplerParams+, LorasForFluxParams+) and FluxBlocksBuster+ are in
+nodes/pack_nodes_essentials_params.py. Left out: see nodes/pack_nodes_essentials.py.
 """
 
 from __future__ import annotations

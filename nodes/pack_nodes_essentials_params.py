@@ -1,5 +1,5 @@
-"""ComfyUI_essentials' (cubiq's) parameter-sweep sampler and its companions, under the pack's class
-names, inputs and outputs. Read from the pack's source as stored at commits
+"""ComfyUI_essentials' (cubiq's) parameter-sweep sampler and its companions, Image Histogram Match
+and Flux Model Blocks Buster, under the pack's class names, inputs and outputs. Read from the pack's source as stored at commits
 5b75a0e84ba92f944d801b2c9dfbf9940abdeba3 (sampling.py: FluxSamplerParams+, PlotParameters+,
 TextEncodeForSamplerParams+, LorasForFluxParams+; the same as at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34)
 and 1ab2482e018c14adad4ee3e3d46b9a7f0e6dd0b7 (utils.py: parse_string_to_list, the number lists);
@@ -15,17 +15,21 @@ ImageHistogramMatch+: its "skimage" method (scikit-image's match_histograms, whi
 and graphflow doesn't declare) and its own "pytorch" tables, both written here in torch.
 (The other nodes of the pack are in nodes/pack_nodes_essentials.py and
 nodes/pack_nodes_essentials_misc.py, with what is left out there.)
-Left out: FluxBlocksBuster+ (not yet).
+FluxBlocksBuster+ (conditioning.py at ef704350e7d44d3dc744d1b386cc65dd3e93a090): FLUX's double / single
+blocks' weights scaled, as weight patches.
+Left out: none of these; the pack's attention seekers (FluxAttentionSeeker+, SD3AttentionSeekerLG+
+/ T5+) remain left out (see nodes/pack_nodes_essentials.py).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import random
 
-from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text, check_interrupted, folders, repeated, run_limits, sampling_memory, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode
@@ -649,3 +653,90 @@ class ImageHistogramMatch(Node):
             check_interrupted()
             matched.append(table_match(picture, reference[0]))
         return (self.factor * torch.stack(matched) + (1 - self.factor) * image).clamp(0, 1)
+
+
+# -- FLUX blocks (read from conditioning.py at ef704350e7d44d3dc744d1b386cc65dd3e93a090) ----------
+
+DEFAULT_BLOCKS = "\n".join([f"## {i} = 1.0" for i in range(19)] + [f"# {i} = 1.0" for i in range(38)])
+DOUBLE_BLOCK_WEIGHTS = r"\.(img|txt)_(mod|attn|mlp)\.(lin|qkv|proj|0|2)\.(weight|bias)"
+SINGLE_BLOCK_WEIGHTS = r"\.(linear[12]|modulation\.lin)\.(weight|bias)"
+
+
+def block_lines(text: str) -> list[tuple[str, float]]:
+    """(pattern, factor) of each line of FluxBlocksBuster+'s text that changes something: "## n = f"
+    double block n's weights, "# n = f" single block n's, any other line a regular expression of
+    parameter names; a line without "=" has factor 1 (no change), as have lines at 1."""
+    out = []
+    for line in (line.strip() for line in text.split("\n")):
+        if not line:
+            continue
+        parts = line.split("=")
+        try:
+            factor = float(parts[1].strip()) if len(parts) > 1 else 1.0
+        except ValueError:
+            raise NodeInputError("blocks", f"{line!r}: expected a number after '=' (such as ## 3 = 1.2)") from None
+        if not math.isfinite(factor):
+            raise NodeInputError("blocks", f"{line!r}: the factor must be a finite number")
+        pattern = parts[0].strip()
+        if pattern.startswith("##"):
+            pattern = r"double_blocks\." + pattern[2:].strip() + DOUBLE_BLOCK_WEIGHTS
+        elif pattern.startswith("#"):
+            pattern = r"single_blocks\." + pattern[1:].strip() + SINGLE_BLOCK_WEIGHTS
+        if factor != 1.0:
+            out.append((pattern, factor))
+    return out
+
+
+def _times(factor: float, seed: int, weight):
+    """weight x factor, computed in float32 and stored back in the weight's dtype (an fp8 one
+    rounded stochastically, seeded by its key, as ComfyUI stores patched weights)."""
+    import torch
+    from graphflow.models.cast_layers import stochastic_round
+    return stochastic_round(weight.to(torch.float32) * factor, weight.dtype, seed)
+
+
+class FluxBlocksBuster(Node):
+    """Scale the weights of chosen blocks of a FLUX model (ComfyUI_essentials' Flux Model Blocks
+    Buster), one line each: "## n = f" multiplies double block n's modulation, attention (qkv,
+    proj) and MLP weights and biases by f, "# n = f" single block n's linear1, linear2 and
+    modulation; any other line is a regular expression searched in the model's parameter names as
+    ComfyUI writes them ("diffusion_model.final_layer.linear.weight"), "pattern = f". Lines at 1.0
+    (the default text's) change nothing; a parameter several lines match is scaled by each. The
+    number after "##" / "#" is part of the pattern too ("## 1[0-8] = 0.5" is blocks 10 to 18).
+    Gives the patched model (a weight patch like a LoRA's: the input model is unchanged) and the
+    list of "name: factor" patched, in the model's parameter order. Empty text: the model as it is."""
+    category = "essentials/conditioning"
+    model: MODEL
+    blocks: str = Text(DEFAULT_BLOCKS, multiline=True, dynamic_prompts=True)
+    outputs = {"MODEL": MODEL, "patched_blocks": STRING}
+    comfy = ComfyAlias(("FluxBlocksBuster+",))
+
+    def run(self):
+        import re
+        import zlib
+        from graphflow.memory import WeightPatch
+        from nodes.strings import _guarded
+        import torch
+        unet = getattr(self.model, "unet", None)
+        if not isinstance(unet, torch.nn.Module) or not hasattr(self.model, "with_patches"):
+            raise NodeInputError("model", "expected a diffusion MODEL (from a checkpoint or UNET loader)")
+        lines = block_lines(self.blocks)
+        if not lines:
+            return self.model, ""
+        names = [name for name, _ in unet.named_parameters()]
+        keys = "\n".join(f"diffusion_model.{name}" for name in names)
+        compiled = []
+        for pattern, factor in lines:
+            try:
+                regex = re.compile(pattern)
+            except (re.error, OverflowError, RecursionError) as e:
+                raise NodeInputError("blocks", f"{pattern!r} is not a valid regular expression: {e}") from None
+            compiled.append((_guarded(regex, keys, every_match=False, input_name="blocks"), factor))
+        patches, patched = [], []
+        for name in names:
+            key = f"diffusion_model.{name}"
+            for regex, factor in compiled:
+                if regex.search(key):
+                    patches.append(WeightPatch(name, functools.partial(_times, factor, zlib.crc32(key.encode()))))
+                    patched.append(f"{key}: {factor}")
+        return self.model.with_patches(self.model.patches + tuple(patches)), "\n".join(patched)

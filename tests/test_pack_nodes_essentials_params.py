@@ -7,6 +7,7 @@ prompt with the pack's class names and the export round trip."""
 
 import itertools
 import math
+import re
 
 import numpy
 import pytest
@@ -425,6 +426,88 @@ def test_histogram_match_pytorch_is_the_packs_table_of_the_first_channel(registr
     assert e.value.input == "reference"
 
 
+# -- blocks buster ---------------------------------------------------------------------------------
+
+
+def pack_factors(names, text):
+    """conditioning.py's FluxBlocksBuster.patch (@ef704350) written out: each parameter key
+    "diffusion_model.<name>" times the factor of every line whose pattern it matches ("## n" and
+    "# n" expanded to the double / single blocks' weights), lines at 1.0 skipped."""
+    factors = {}
+    for name in names:
+        key = "diffusion_model." + name
+        for line in (x.strip() for x in text.split("\n") if x.strip()):
+            block, _, value = line.partition("=")
+            value = float(value) if value else 1.0
+            block = block.strip()
+            if block.startswith("##"):
+                block = r"double_blocks\." + block[2:].strip() + r"\.(img|txt)_(mod|attn|mlp)\.(lin|qkv|proj|0|2)\.(weight|bias)"
+            elif block.startswith("#"):
+                block = r"single_blocks\." + block[1:].strip() + r"\.(linear[12]|modulation\.lin)\.(weight|bias)"
+            if value != 1.0 and re.search(block, key):
+                factors[name] = factors.get(name, 1.0) * value
+    return factors
+
+
+BUSTED = "## 0 = 0.5\n# 1 = 2.0\n\nfinal_layer\\.linear = 3\n# 1 = 1.5\n## 0 = 1.0\n# 0"
+
+
+def test_blocks_buster_scales_each_matched_weight_as_the_pack_patches_it(registry, flow_files):
+    from graphflow.memory import manager
+    _, values = run(registry, {"1": loader("flux_dev.safetensors")}, ["1"])
+    model = values["1"][0]
+    busted, listed = call(registry, "FluxBlocksBuster", model=model, blocks=BUSTED)
+    names = [name for name, _ in model.unet.named_parameters()]
+    factors = pack_factors(names, BUSTED)
+    assert factors["double_blocks.0.img_attn.qkv.weight"] == 0.5 and factors["single_blocks.1.linear1.bias"] == 3.0
+    assert factors["final_layer.linear.weight"] == 3.0 and "double_blocks.0.img_attn.norm.query_norm.scale" not in factors
+    before, after = manager().weights(model.unet, model.patches), manager().weights(busted.unet, busted.patches)
+    for name in names:
+        want = (before[name].float() * factors.get(name, 1.0)).to(before[name].dtype)
+        assert torch.equal(after[name], want), name
+    assert listed.split("\n")[0] == "diffusion_model.double_blocks.0.img_mod.lin.weight: 0.5"
+    assert sum(line.startswith("diffusion_model.single_blocks.1.linear1.weight: ") for line in listed.split("\n")) == 2
+    assert len(listed.split("\n")) == sum(2 if n.startswith("single_blocks.1.") and "norm" not in n else 1
+                                          for n in factors)
+    assert torch.equal(manager().weights(model.unet, model.patches)["final_layer.linear.weight"],
+                       before["final_layer.linear.weight"])  # the input model is unchanged
+    unchanged, empty = call(registry, "FluxBlocksBuster", model=model, blocks="")
+    assert unchanged is model and empty == ""
+    default, nothing = call(registry, "FluxBlocksBuster", model=model)  # the default text: every block at 1.0
+    assert default is model and nothing == ""
+
+
+def test_blocks_buster_samples_as_a_manually_patched_copy(registry, flow_files):
+    from graphflow.memory import manager
+    from graphflow.models.lora import patched_copy
+    _, values = run(registry, {"1": loader("flux_dev.safetensors"),
+                               "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a fox"}},
+                               "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 32, "height": 32,
+                                                                                     "batch_size": 1}}},
+                    ["1", "2", "3"])
+    model, cond, latent = values["1"][0], values["2"][0], values["3"][0]
+    busted, _ = call(registry, "FluxBlocksBuster", model=model, blocks=BUSTED)
+    state = manager().weights(model.unet, model.patches)
+    factors = pack_factors([n for n, _ in model.unet.named_parameters()], BUSTED)
+    manual = model.with_patches(())
+    manual.unet = patched_copy(model.unet, {n: (state[n].float() * f).to(state[n].dtype) for n, f in factors.items()})
+    args = (cond, latent, 2, "euler", "simple", 2, 3.5, 1.15, 0.5, 1.0)
+    got, want, plain = (core_run(registry, m, *args) for m in (busted, manual, model))
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, plain, atol=1e-4)
+
+
+def test_blocks_buster_errors_name_their_input(registry):
+    for text in ("## 0 = lots", "([ = 2", "# 1 = inf"):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "FluxBlocksBuster", model=type("M", (), {"unet": torch.nn.Linear(1, 1), "patches": (),
+                                                                   "with_patches": lambda self, p: self})(),
+                 blocks=text)
+        assert e.value.input == "blocks", text
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "FluxBlocksBuster", model=object(), blocks="## 0 = 2")
+    assert e.value.input == "model"
+
+
 # -- workflows -------------------------------------------------------------------------------------
 
 
@@ -465,19 +548,24 @@ def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry, flow_
     graph["4"]["inputs"]["loras"] = ["5", 0]
     graph["5"] = {"class_type": "LorasForFluxParams+", "inputs": {"lora_1": "flux_tiny_lora.safetensors",
                                                                   "strength_model_1": "0.5"}}
+    graph["8"] = {"class_type": "FluxBlocksBuster+", "inputs": {"model": ["1", 0], "blocks": "## 0 = 1.2\n# 1 = 0.8"}}
+    graph["4"]["inputs"]["model"] = ["8", 0]
     graph["6"] = {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}}
     graph["7"] = {"class_type": "PlotParameters+", "inputs": {
         "images": ["6", 0], "params": ["4", 1], "order_by": "denoise", "cols_value": "denoise", "cols_num": 0,
         "add_prompt": "false", "add_params": "changes only"}}
-    workflow, values = run(registry, graph, ["4", "6", "7"])
+    workflow, values = run(registry, graph, ["4", "6", "7", "8"])
     assert [p["denoise"] for p in values["4"][1]] == [1.0, 0.5]
     grid = values["7"][0]
     assert grid.shape[2] == 64 and torch.allclose(grid[0, :32, :32], values["6"][0][1].clamp(0, 1), atol=1e-6)
     exported = export_api(workflow, registry)
-    for node_id in ("4", "5", "7"):
+    for node_id in ("4", "5", "7", "8"):
         assert exported[node_id] == graph[node_id]
-    again = export_api(parse_workflow(export_ui(workflow, registry), registry), registry)
-    assert {k: again[k] for k in ("4", "5", "7")} == {k: exported[k] for k in ("4", "5", "7")}
+    ui = export_ui(workflow, registry)
+    assert next(n for n in ui["nodes"] if n["id"] == 8)["widgets_values"] == ["## 0 = 1.2\n# 1 = 0.8"]
+    again = export_api(parse_workflow(ui, registry), registry)
+    assert {k: again[k] for k in ("4", "5", "7", "8")} == {k: exported[k] for k in ("4", "5", "7", "8")}
+    assert len(values["8"][1].split("\n")) == 20 + 6  # double block 0's 20 weights and biases, single block 1's 6
 
 
 def test_histogram_match_in_an_api_prompt_and_a_ui_save(registry):
@@ -501,6 +589,6 @@ def test_module_docstring_no_longer_lists_the_built_classes_as_left_out():
     for doc in (image_module.__doc__, misc_module.__doc__):
         left_out = doc.split("Left out")[1]
         for name in ("FluxSamplerParams+", "PlotParameters+", "TextEncodeForSamplerParams+", "LorasForFluxParams+",
-                     "ImageHistogramMatch+"):
+                     "ImageHistogramMatch+", "FluxBlocksBuster+"):
             assert name not in left_out
     assert math.isfinite(MAX_RUNS)
