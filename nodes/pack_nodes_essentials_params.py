@@ -1,7 +1,8 @@
 """ComfyUI_essentials' (cubiq's) parameter-sweep sampler and its companions, Image Histogram Match
-and Flux Model Blocks Buster, under the pack's class names, inputs and outputs. Read from the pack's source as stored at commits
-5b75a0e84ba92f944d801b2c9dfbf9940abdeba3 (sampling.py: FluxSamplerParams+, PlotParameters+,
-TextEncodeForSamplerParams+, LorasForFluxParams+; the same as at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34)
+and Flux Model Blocks Buster, under the pack's class names, inputs and outputs. Read from the
+pack's source as stored at commits 5b75a0e84ba92f944d801b2c9dfbf9940abdeba3 (sampling.py:
+FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+, LorasForFluxParams+; the same as
+at 0fbb1a2974d4c55fa7c2252f721f2b6c1d795c34)
 and 1ab2482e018c14adad4ee3e3d46b9a7f0e6dd0b7 (utils.py: parse_string_to_list, the number lists);
 ImageHistogramMatch+ from c861cd6baf531e2e52ae2f8562731dd5f113c7bc (image.py) and
 b0cfa1bfb4f27fdf41d021b27d7ac930e704b0e7 (histogram_matching.py).
@@ -29,8 +30,9 @@ import logging
 import math
 import random
 
-from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size, Text, check_interrupted, folders, repeated, run_limits, sampling_memory, socket_type, warn
+from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, STRING, Choice, ComfyAlias, Estimate, Float, Int, \
+    Node, NodeInputError, Size, Text, check_interrupted, folders, repeated, run_limits, sampling_memory, socket_type, \
+    warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode
 from nodes.custom_sampling import BasicGuider, BasicScheduler, KSamplerSelect, RandomNoise, SamplerCustomAdvanced
@@ -507,7 +509,8 @@ class PlotParameters(Node):
             elif cols == 0:
                 cols = max(1, min(math.isqrt(len(params)), 1024))
         except KeyError as e:
-            raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected FluxSamplerParams+'s")
+            raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected FluxSamplerParams+'s") \
+                from None
         except TypeError as e:
             raise NodeInputError("params", f"the parameters can't be sorted or grouped: {e}") from None
         return order, cols
@@ -542,8 +545,12 @@ class PlotParameters(Node):
         for image, param in zip(images, params):
             picture = image.permute(2, 0, 1)
             if self.add_params != "false":
-                text = "\n".join(f"{k}: {v}" for k, v in param.items() if k != "prompt") \
-                    if self.add_params == "changes only" else _params_text(param)
+                try:
+                    text = "\n".join(f"{k}: {v}" for k, v in param.items() if k != "prompt") \
+                        if self.add_params == "changes only" else _params_text(param)
+                except KeyError as e:
+                    raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected "
+                                                   f"FluxSamplerParams+'s") from None
                 picture = torch.cat([picture, _text_rows(text.split("\n"), width, line_height, font).to(picture)], 1)
             if param.get("prompt") and self.add_prompt != "false":
                 prompt = param["prompt"]

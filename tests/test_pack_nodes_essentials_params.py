@@ -363,10 +363,11 @@ def test_plot_prompt_rows_and_errors(registry):
         call(registry, "PlotParameters", images=torch.zeros(2, 8, 8, 4), params=params, order_by="none",
              cols_value="none", cols_num=-1, add_prompt="false", add_params="true")
     assert e.value.input == "images"
-    with pytest.raises(NodeInputError) as e:
-        call(registry, "PlotParameters", images=images, params=[{"seed": 1}, {"seed": 2}], order_by="steps",
-             cols_value="none", cols_num=-1, add_prompt="false", add_params="false")
-    assert e.value.input == "params"
+    for order_by, add_params in (("steps", "false"), ("seed", "true")):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "PlotParameters", images=images, params=[{"seed": 1}, {"seed": 2}], order_by=order_by,
+                 cols_value="none", cols_num=-1, add_prompt="false", add_params=add_params)
+        assert e.value.input == "params"
 
 
 # -- histogram match ---------------------------------------------------------------------------------
@@ -441,7 +442,8 @@ def pack_factors(names, text):
             value = float(value) if value else 1.0
             block = block.strip()
             if block.startswith("##"):
-                block = r"double_blocks\." + block[2:].strip() + r"\.(img|txt)_(mod|attn|mlp)\.(lin|qkv|proj|0|2)\.(weight|bias)"
+                block = (r"double_blocks\." + block[2:].strip()
+                         + r"\.(img|txt)_(mod|attn|mlp)\.(lin|qkv|proj|0|2)\.(weight|bias)")
             elif block.startswith("#"):
                 block = r"single_blocks\." + block[1:].strip() + r"\.(linear[12]|modulation\.lin)\.(weight|bias)"
             if value != 1.0 and re.search(block, key):
@@ -460,7 +462,8 @@ def test_blocks_buster_scales_each_matched_weight_as_the_pack_patches_it(registr
     names = [name for name, _ in model.unet.named_parameters()]
     factors = pack_factors(names, BUSTED)
     assert factors["double_blocks.0.img_attn.qkv.weight"] == 0.5 and factors["single_blocks.1.linear1.bias"] == 3.0
-    assert factors["final_layer.linear.weight"] == 3.0 and "double_blocks.0.img_attn.norm.query_norm.scale" not in factors
+    assert factors["final_layer.linear.weight"] == 3.0
+    assert "double_blocks.0.img_attn.norm.query_norm.scale" not in factors  # not one of the block's weights
     before, after = manager().weights(model.unet, model.patches), manager().weights(busted.unet, busted.patches)
     for name in names:
         want = (before[name].float() * factors.get(name, 1.0)).to(before[name].dtype)
@@ -569,7 +572,8 @@ def test_api_prompt_with_the_packs_classes_runs_and_exports_back(registry, flow_
 
 
 def test_histogram_match_in_an_api_prompt_and_a_ui_save(registry):
-    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 2, "color": 0x336699}},
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 2,
+                                                          "color": 0x336699}},
              "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0xCC8844}},
              "3": {"class_type": "ImageHistogramMatch+", "inputs": {"image": ["1", 0], "reference": ["2", 0],
                                                                     "method": "skimage", "factor": 1.0,
