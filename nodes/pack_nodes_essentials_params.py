@@ -37,7 +37,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode
 from nodes.custom_sampling import BasicGuider, BasicScheduler, KSamplerSelect, RandomNoise, SamplerCustomAdvanced
 from nodes.flow import FluxGuidance, ModelSamplingAuraFlow, ModelSamplingFlux
-from nodes.image import _image
+from nodes.image import MAX_SIZE, _image
 from nodes.latent import LatentBatch
 from nodes.loaders import LoadLoRA
 from nodes.pack_nodes import _core
@@ -473,7 +473,8 @@ class PlotParameters(Node):
     between runs); add_prompt the prompt ("excerpt": its first 64 words). White text on black, in
     the pack's font (ShareTechMono-Regular.ttf) when models/fonts has it, else Pillow's default
     font (not monospaced: the prompt wraps at the width of an "M"), at the pack's size
-    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added."""
+    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added; a grid over 16384 x
+16384 pixels (or the server's limit) is refused."""
     category = "essentials/sampling"
     images: IMAGE
     params: SAMPLER_PARAMS
@@ -565,6 +566,11 @@ class PlotParameters(Node):
             return out
         cols = min(cols, out.shape[0])
         rows = math.ceil(out.shape[0] / cols)
+        limit = run_limits().max_pixels or MAX_SIZE * MAX_SIZE
+        if rows * out.shape[1] * cols * out.shape[2] > limit:
+            raise NodeInputError("cols_num", f"a grid of {rows} x {cols} cells of {out.shape[2]}x{out.shape[1]} is "
+                                             f"over the {limit} pixels an image may have here: plot fewer images "
+                                             f"(or -1: no grid)")
         out = F.pad(out, (0, 0, 0, 0, 0, 0, 0, rows * cols - out.shape[0]))  # black cells fill the last row
         b, h, w, c = out.shape
         return out.reshape(rows, cols, h, w, c).permute(0, 2, 1, 3, 4).reshape(1, rows * h, cols * w, c)

@@ -5,9 +5,11 @@ RandomNoise, KSamplerSelect, BasicScheduler, SamplerCustomAdvanced's denoised ou
 FLUX dev, FLUX schnell and SD3 checkpoints; the plot's layout; errors by name; a UI save, an API
 prompt with the pack's class names and the export round trip."""
 
+import contextlib
 import itertools
 import math
 import re
+import threading
 
 import numpy
 import pytest
@@ -17,6 +19,7 @@ from scipy.special import expit
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.resource_limits import RunLimits
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_essentials_params import MAX_RUNS, name_list, number_list, seed_list
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
@@ -346,6 +349,17 @@ def test_plot_columns_by_value_interleave_the_groups_and_changes_only_lists_what
     assert cut.shape == (1, 48, 128, 3)
 
 
+@contextlib.contextmanager
+def run_context(limits):
+    """A node context with the running server's policy limits, as the executor gives them."""
+    from graphflow.context import NodeContext, _current
+    token = _current.set(NodeContext("run", "1", "test", lambda event: None, threading.Event(), limits=limits))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 def test_plot_prompt_rows_and_errors(registry):
     images = cells(2, width=512)  # the pack's font size: 32 x 512 / 1024 = 16
     params = plot_params(2, prompt=["short", " ".join(["word"] * 200)])
@@ -363,6 +377,11 @@ def test_plot_prompt_rows_and_errors(registry):
         call(registry, "PlotParameters", images=torch.zeros(2, 8, 8, 4), params=params, order_by="none",
              cols_value="none", cols_num=-1, add_prompt="false", add_params="true")
     assert e.value.input == "images"
+    with pytest.raises(NodeInputError) as e:
+        with run_context(RunLimits(max_pixels=64 * 48)):
+            call(registry, "PlotParameters", images=cells(2), params=plot_params(2), order_by="none",
+                 cols_value="none", cols_num=2, add_prompt="false", add_params="false")
+    assert e.value.input == "cols_num"
     for order_by, add_params in (("steps", "false"), ("seed", "true")):
         with pytest.raises(NodeInputError) as e:
             call(registry, "PlotParameters", images=images, params=[{"seed": 1}, {"seed": 2}], order_by=order_by,
