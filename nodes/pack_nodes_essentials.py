@@ -12,15 +12,16 @@ models/luts), ImagePreviewFromLatent+.
 Mask: MaskBlur+, MaskFlip+, MaskPreview+, MaskBatch+, MaskExpandBatch+, MaskBoundingBox+,
 MaskFromColor+, MaskFromRGBCMYBW+, MaskFromBatch+, MaskFromList+, MaskSmooth+, MaskFix+,
 TransitionMask+.
-(Utilities, conditioning, sampling and DrawText+ are in nodes/pack_nodes_essentials_misc.py.)
+(Utilities, conditioning, sampling and DrawText+ are in nodes/pack_nodes_essentials_misc.py; the
+parameter-sweep sampler FluxSamplerParams+ and its companions, ImageHistogramMatch+ and
+FluxBlocksBuster+ in nodes/pack_nodes_essentials_params.py.)
 
 Left out: the nodes needing model weights or other packages' models (RemBGSession+,
 TransparentBGSession+, ImageRemoveBackground+, ApplyCLIPSeg+, LoadCLIPSegModels+,
 PixelOEPixelize+); ImageRandomTransform+ and NoiseFromImage+ (their results are torchvision's
-random draws, which can't be reproduced without it); ImageHistogramMatch+, ImageSeamCarving+,
-ImageToDevice+, the attention seekers (FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+), the
-sampler-parameter nodes (FluxSamplerParams+, PlotParameters+, TextEncodeForSamplerParams+,
-LorasForFluxParams+) and FluxBlocksBuster+ (not yet: large). ImageSmartSharpen+,
+random draws, which can't be reproduced without it); ImageSeamCarving+,
+ImageToDevice+ and the attention seekers (FluxAttentionSeeker+, SD3AttentionSeekerLG+ / T5+)
+(not yet: large). ImageSmartSharpen+,
 MaskFromSegmentation+, SamplerSelectHelper+, SchedulerSelectHelper+, GuidanceTimestepping+ and
 ModelSamplingSD3Advanced+ are in nodes/pack_nodes_essentials_misc.py.
 The pack's `device` choices are kept for old saves and do nothing: graphflow places tensors itself.

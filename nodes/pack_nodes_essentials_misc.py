@@ -17,9 +17,9 @@ ModelSamplingSD3Advanced+ (a flow schedule with the pack's cut-off shift).
 Image and mask: ImageSmartSharpen+ (OpenCV's bilateral filter; grey or RGB only),
 MaskFromSegmentation+ (PIL's quantizer, scipy.ndimage's morphology).
 Text: DrawText+ (fonts from models/fonts).
-Left out here (see also nodes/pack_nodes_essentials.py): FluxSamplerParams+, PlotParameters+,
-TextEncodeForSamplerParams+, LorasForFluxParams+ (the parameter-sweep sampler and its helpers: not
-yet) and FluxBlocksBuster+.
+The parameter-sweep sampler and its helpers (FluxSamplerParams+, PlotParameters+,
+TextEncodeForSamplerParams+, LorasForFluxParams+) and FluxBlocksBuster+ are in
+nodes/pack_nodes_essentials_params.py. Left out: see nodes/pack_nodes_essentials.py.
 """
 
 from __future__ import annotations
