@@ -1,28 +1,36 @@
 """lquesada's ComfyUI-Inpaint-CropAndStitch, under the pack's class names, inputs and outputs, as
-read at lquesada/ComfyUI-Inpaint-CropAndStitch commit dc21ea331aa171d23a79afb8c620f9cc3260e7a9
-(inpaint_cropandstitch.py; __init__.py at cd639976226aaac5a86db1970dd8fc62a6af015e):
+read at lquesada/ComfyUI-Inpaint-CropAndStitch commit 3253768f7933ad65fe41cb68b5450dce72fcaa40
+(version 3.0.7: inpaint_cropandstitch.py; __init__.py at cd639976226aaac5a86db1970dd8fc62a6af015e):
 
 - ✂️ Inpaint Crop (Improved) (InpaintCropImproved): crops each picture around its mask (grown by a
   context factor, joined with an optional context mask), at the target size's aspect ratio, the
   picture grown by its edge pixels where the area leaves it; the crop resized to the target size
-  (or kept at its own, padded to a multiple). The mask can have its holes filled, be expanded,
-  inverted, blended (expanded and blurred) and high-pass filtered; the picture can be pre-resized
-  and extended for outpainting first.
+  (or kept at its own, grown to a multiple of the padding). The mask can have its holes filled, be
+  expanded, inverted, blended (expanded and blurred) and high-pass filtered; the picture can be
+  pre-resized and extended for outpainting first.
 - ✂️ Inpaint Stitch (Improved) (InpaintStitchImproved): resizes the sampled crop back and pastes it
   into the picture blended by the crop's blurred mask: mask · inpainted + (1 - mask) · picture.
 
 The STITCHER between them is a plain Python value (Stitcher below), as the pack's dict is.
 
-Resizing is the pack's: each picture (or mask) made 8-bit as torchvision's to_pil_image does
-(x · 255 truncated), resized by PIL with the named filter (nearest, bilinear, bicubic, lanczos,
-box, hamming), read back as value / 255; so a crop and a stitched area come back in 1/255 steps,
-as the pack's do. One difference: values outside 0..1 are clamped before the 8-bit step (the
-pack's torch byte conversion wraps them around).
+The pack's device_mode picks between two sets of mask operations, and so does ours: "cpu
+(compatible)" runs scipy's (grey_dilation, gaussian_filter with reflected edges, a level-by-level
+hole filling with binary_closing and binary_fill_holes), "gpu (much faster)" (the default) the
+pack's torch ones (a max-pool dilation with an odd square, a Gaussian convolution with zero
+padding, a flood fill of the mask's outside at 0.5). Here both run on the device the tensors are
+on; the results are the same formulas, within float rounding between devices.
+
+Resizing is the pack's in both modes: each picture (or mask) made 8-bit as torchvision's
+to_pil_image does (x · 255 truncated), resized by PIL with the named filter (nearest, bilinear,
+bicubic, lanczos, box, hamming), read back as value / 255; so a resized crop and a stitched area
+come back in 1/255 steps, as the pack's do. One difference: values outside 0..1 are clamped before
+the 8-bit step (the pack's torch byte conversion wraps them around).
 
 Left out: the pack's older nodes in inpaint_cropandstitch_old.py (InpaintCrop, InpaintStitch,
 InpaintExtendOutpaint, InpaintResize, the "OLD 💀" ones); a save that uses them is reported as an
 unknown class of this pack (graphflow/comfy_format.py CUSTOM_PACKS). Also left out: the pack's
-DEBUG outputs (off in the pack too) and any earlier layout of the Improved nodes' widgets.
+DEBUG outputs (off in the pack too). A save from before device_mode (23 widget values) reads with
+device_mode at its default, as ComfyUI's editor loads it.
 """
 
 from __future__ import annotations
@@ -97,10 +105,10 @@ def pil_resize(pixels, width: int, height: int, algorithm: str):
     return values.unsqueeze(0).to(pixels.device)
 
 
-def fill_holes(mask):
-    """The pack's hole filling, level by level from 1 down to 0.1: the mask at or above the level,
-    closed by a 3×3 square (outside counted as set) and its enclosed holes filled (scipy), raises
-    every pixel it covers to at least that level."""
+def fill_holes_cpu(mask):
+    """The pack's CPU hole filling, level by level from 1 down to 0.1: the mask at or above the
+    level, closed by a 3×3 square (outside counted as set) and its enclosed holes filled (scipy),
+    raises every pixel it covers to at least that level."""
     import numpy as np
     import torch
     from scipy.ndimage import binary_closing, binary_fill_holes
@@ -109,33 +117,106 @@ def fill_holes(mask):
     for level in FILL_HOLES_THRESHOLDS:
         closed = binary_closing(values >= level, structure=np.ones((3, 3)), border_value=1)
         values = np.maximum(values, np.where(binary_fill_holes(closed), level, 0))
-    return torch.from_numpy(values.astype(np.float32)).unsqueeze(0)
+    return torch.from_numpy(values.astype(np.float32)).unsqueeze(0).to(mask.device)
 
 
-def expand_mask(mask, pixels: float):
-    """The pack's expand: a grey dilation (scipy) by a ceil(pixels / 4 · 1.5 + 1) square, clamped to 0..1."""
+def fill_holes_gpu(mask):
+    """The pack's GPU hole filling: the outside is flooded from a one-pixel frame around the
+    picture through the pixels not above 0.5, to the 8 neighbours a step (its 3×3 max-pool),
+    until nothing changes or after as many steps as the longer side; every pixel the flood did
+    not reach becomes 1. Worked out here as a breadth-first search, layer by layer, which reaches
+    the same pixels in the same number of steps without a max-pool over the whole picture each."""
+    import numpy as np
+    import torch
+
+    height, width = mask.shape[1:]
+    # two rings around the picture: the frame the flood starts from, and a wall outside it
+    passable = np.zeros((height + 4, width + 4), dtype=bool)
+    passable[2:-2, 2:-2] = ~(mask[0] > 0.5).cpu().numpy()
+    reached = np.zeros_like(passable)
+    reached[1:-1, 1:-1] = True
+    reached[2:-2, 2:-2] = False
+    stride = width + 4
+    neighbours = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
+    flat_passable, flat_reached = passable.ravel(), reached.ravel()
+    frontier = np.flatnonzero(flat_reached)
+    for _ in range(max(height, width)):
+        found = np.unique((frontier[:, None] + neighbours).ravel())
+        found = found[flat_passable[found] & ~flat_reached[found]]
+        if not len(found):
+            break
+        flat_reached[found] = True
+        frontier = found
+    enclosed = torch.from_numpy(~reached[2:-2, 2:-2]).float().to(mask.device)
+    return torch.maximum(mask, enclosed.unsqueeze(0))
+
+
+def _dilation_side(pixels: float) -> int:
+    return math.ceil(pixels / 4 * 1.5 + 1)
+
+
+def expand_mask_cpu(mask, pixels: float):
+    """The pack's CPU expand: a grey dilation (scipy) by a ceil(pixels / 4 · 1.5 + 1) square, clamped to 0..1."""
     import numpy as np
     import torch
     from scipy.ndimage import grey_dilation
 
-    side = math.ceil(pixels / 4 * 1.5 + 1)
+    side = _dilation_side(pixels)
     dilated = grey_dilation(mask[0].cpu().numpy(), footprint=np.ones((side, side), dtype=np.uint8))
-    return torch.from_numpy(dilated.astype(np.float32)).clamp(0.0, 1.0).unsqueeze(0)
+    return torch.from_numpy(dilated.astype(np.float32)).clamp(0.0, 1.0).unsqueeze(0).to(mask.device)
 
 
-def blur_mask(mask, pixels: float):
-    """The pack's blur: scipy's gaussian_filter of sigma pixels / 4 (edges reflected), clamped to 0..1."""
+def expand_mask_gpu(mask, pixels: float):
+    """The pack's GPU expand: a max-pool over the same square made odd (one more where even), centred."""
+    import torch.nn.functional as F
+    side = _dilation_side(pixels)
+    side += 1 - side % 2
+    return F.max_pool2d(mask.unsqueeze(1), kernel_size=side, stride=1, padding=side // 2).squeeze(1)
+
+
+def blur_mask_cpu(mask, pixels: float):
+    """The pack's CPU blur: scipy's gaussian_filter of sigma pixels / 4 (edges reflected), clamped to 0..1."""
     import torch
     from scipy.ndimage import gaussian_filter
 
     blurred = gaussian_filter(mask[0].cpu().numpy(), sigma=pixels / 4)
-    return torch.from_numpy(blurred).float().clamp(0.0, 1.0).unsqueeze(0)
+    return torch.from_numpy(blurred).float().clamp(0.0, 1.0).unsqueeze(0).to(mask.device)
 
 
-def mask_box(mask) -> tuple[int, int, int, int] | None:
-    """(x, y, w, h) around the mask's non-zero pixels, None for an empty mask."""
+def blur_mask_gpu(mask, pixels: float):
+    """The pack's GPU blur: a convolution with a normalised Gaussian of sigma pixels / 4, 2 ·
+    int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1."""
     import torch
-    ys, xs = torch.nonzero(mask[0], as_tuple=True)
+    import torch.nn.functional as F
+    sigma = pixels / 4
+    side = 2 * int(4.0 * sigma + 0.5) + 1
+    x = torch.arange(side, device=mask.device) - (side - 1) / 2
+    kernel = torch.exp(-0.5 * (x / sigma).pow(2))
+    kernel = kernel / kernel.sum()
+    kernel = (kernel.unsqueeze(1) * kernel.unsqueeze(0)).expand(1, 1, side, side)
+    return F.conv2d(mask.unsqueeze(1), kernel, padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class MaskOperations:
+    """One of the pack's two sets of mask operations (its device_mode)."""
+
+    fill_holes: object
+    expand: object
+    blur: object
+    nonzero: object  # which mask values count toward the mask's box
+
+
+DEVICE_MODES = {
+    "cpu (compatible)": MaskOperations(fill_holes_cpu, expand_mask_cpu, blur_mask_cpu, lambda m: m != 0),
+    "gpu (much faster)": MaskOperations(fill_holes_gpu, expand_mask_gpu, blur_mask_gpu, lambda m: m > 0),
+}
+
+
+def mask_box(mask, nonzero=lambda m: m != 0) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) around the mask's set pixels, None for an empty mask."""
+    import torch
+    ys, xs = torch.nonzero(nonzero(mask[0]), as_tuple=True)
     if not len(ys):
         return None
     x, y = int(xs.min()), int(ys.min())
@@ -143,10 +224,11 @@ def mask_box(mask) -> tuple[int, int, int, int] | None:
 
 
 def grow_box(box, factor: float, width: int, height: int):
-    """The pack's context growth: each side by round(size · (factor - 1) / 2) (Python's round, halves
-    to even), cut to the picture."""
+    """The pack's context growth: each side by size · (factor - 1) / 2 in float32, rounded half to
+    even (torch's round), cut to the picture."""
+    import torch
     x, y, w, h = box
-    grow_x, grow_y = int(round(w * (factor - 1.0) / 2.0)), int(round(h * (factor - 1.0) / 2.0))
+    grow_x, grow_y = (int((torch.tensor(size).float() * (factor - 1.0) / 2.0).round()) for size in (w, h))
     left, top = max(x - grow_x, 0), max(y - grow_y, 0)
     right, bottom = min(x + w + grow_x, width), min(y + h + grow_y, height)
     return left, top, right - left, bottom - top
@@ -168,8 +250,8 @@ def padded(value: int, multiple: int) -> int:
 
 def _place(start: int, size: int, grown: int, limit: int) -> int:
     """Where the pack puts an area grown from `size` to `grown` along one side of a picture
-    `limit` long: centred on the old one (the extra split with the odd pixel after), moved back
-    inside the picture where it fits, else centred on the picture (its start negative)."""
+    `limit` long: centred on the old one (the odd pixel after), moved back inside the picture
+    where it fits, else centred on the picture (its start negative)."""
     new_start = start - (grown - size) // 2
     if new_start < 0:
         return 0 if grown <= limit else -((grown - limit) // 2)
@@ -179,17 +261,25 @@ def _place(start: int, size: int, grown: int, limit: int) -> int:
     return new_start
 
 
-def crop_area(box, target_w: int, target_h: int, image_w: int, image_h: int):
-    """The pack's crop area (crop_magic_im's steps 2-3): the box grown along one side to the target's
-    aspect ratio (int of the product, i.e. truncated), placed by _place. Gives (x, y, w, h); x or y
-    negative, or the area past the picture, where the picture must grow (by its edge pixels)."""
+def crop_area(box, target_w: int, target_h: int, image_w: int, image_h: int, at_target_size: bool = False):
+    """The pack's crop area (crop_magic_im's steps 2-3b): the box grown along one side to the
+    target's aspect ratio (int of the product, i.e. truncated) and placed by _place; where the
+    crop keeps its own size (at_target_size), each side then grown to the target's and placed
+    again. Gives (x, y, w, h); x or y negative, or the area past the picture, where the picture
+    must grow (by its edge pixels)."""
     x, y, w, h = box
     aspect = target_w / target_h
     if w / h < aspect:
         new_w = int(h * aspect)
-        return _place(x, w, new_w, image_w), y, new_w, h
-    new_h = int(w / aspect)
-    return x, _place(y, h, new_h, image_h), w, new_h
+        x, w = _place(x, w, new_w, image_w), new_w
+    else:
+        new_h = int(w / aspect)
+        y, h = _place(y, h, new_h, image_h), new_h
+    if at_target_size and w < target_w:
+        x, w = _place(x, w, target_w, image_w), target_w
+    if at_target_size and h < target_h:
+        y, h = _place(y, h, target_h, image_h), target_h
+    return x, y, w, h
 
 
 def grow_canvas(image, mask, area):
@@ -242,10 +332,6 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     return grown, grown_mask, grown_context
 
 
-def _resize_algorithm(shrinking: bool, downscale: str, upscale: str) -> str:
-    return downscale if shrinking else upscale
-
-
 # -- the nodes -----------------------------------------------------------------------------------
 
 
@@ -279,18 +365,23 @@ class InpaintCropImproved(Node):
     (Improved) does; sample the crop, then ✂️ Inpaint Stitch (Improved) pastes it back.
 
     In turn, for each picture of the batch: preresize (scale the picture, keeping its aspect
-    ratio, to at least / at most the sizes given; the mask by bilinear when enlarging to a
-    minimum, else nearest); mask_fill_holes (enclosed holes filled, level by level); mask_expand_pixels
-    (a dilation by a ceil(pixels/4 · 1.5 + 1) square); mask_invert; mask_blend_pixels (the same
-    dilation and a Gaussian blur of sigma pixels/8); mask_hipass_filter (values under it set to 0,
-    in the context mask too); extend_for_outpainting (the picture grown by the factors of its
-    sides, edge pixels repeated, the new area masked). The context is the mask's box (the whole
-    picture for an empty mask), grown by context_from_mask_extend_factor in every direction and
-    joined with optional_context_mask's box; it is widened along one side to the target's aspect
-    ratio (output_target_width × output_target_height when output_resize_to_target_size, else its
-    own size, padded up to a multiple of output_padding), the picture growing by its edge pixels
-    where the area passes it; the crop is resized to the target with upscale_algorithm (when
-    either side grows) or downscale_algorithm (PIL's filters, in 1/255 steps as the pack).
+    ratio, to at least / at most the sizes given: sides rounded up when enlarging, down when
+    shrinking; the mask by bilinear when enlarging to a minimum, else nearest); mask_fill_holes
+    (enclosed holes filled); mask_expand_pixels (a dilation by a ceil(pixels/4 · 1.5 + 1) square);
+    mask_invert; mask_blend_pixels (the same dilation, then a Gaussian blur of sigma pixels/8);
+    mask_hipass_filter (values under it set to 0, in the context mask too); extend_for_outpainting
+    (the picture grown by the factors of its sides, edge pixels repeated, the new area masked).
+    device_mode picks the pack's scipy ("cpu (compatible)") or torch ("gpu (much faster)")
+    versions of those mask operations, which differ at the edges and in how holes are found.
+
+    The context is the mask's box (the whole picture for an empty mask), grown by
+    context_from_mask_extend_factor in every direction and joined with optional_context_mask's
+    box; it is widened along one side to the target's aspect ratio, the picture growing by its
+    edge pixels where the area passes it. With output_resize_to_target_size the target is
+    output_target_width × output_target_height (padded up to a multiple of output_padding) and the
+    crop is resized to it with upscale_algorithm (when either side grows) or downscale_algorithm
+    (PIL's filters, in 1/255 steps as the pack); without it the target is the context's own size
+    padded up to the multiple, the area grown to it, and the crop is not resized.
 
     A batch of pictures needs output_resize_to_target_size; one picture with several masks is
     cropped once per mask. A mask of another size than the picture is an error unless it is
@@ -321,6 +412,7 @@ class InpaintCropImproved(Node):
     output_target_width: int = Int(512, min=64, max=MAX_SIZE)
     output_target_height: int = Int(512, min=64, max=MAX_SIZE)
     output_padding: str = Choice(PADDINGS, "32")
+    device_mode: str = Choice(tuple(DEVICE_MODES), "gpu (much faster)")
     mask: MASK = None
     optional_context_mask: MASK = None
     outputs = {"stitcher": STITCHER, "cropped_image": IMAGE, "cropped_mask": MASK}
@@ -390,16 +482,17 @@ class InpaintCropImproved(Node):
 
     def crop_one(self, image, mask, context):
         """One picture [1, H, W, C], its mask and context mask [1, H, W]: (CropPiece, crop, crop mask)."""
+        ops = DEVICE_MODES[self.device_mode]
         if self.preresize:
             image, mask, context = self.preresized(image, mask, context)
         if self.mask_fill_holes:
-            mask = fill_holes(mask)
+            mask = ops.fill_holes(mask)
         if self.mask_expand_pixels > 0:
-            mask = expand_mask(mask, self.mask_expand_pixels)
+            mask = ops.expand(mask, self.mask_expand_pixels)
         if self.mask_invert:
             mask = 1.0 - mask
         if self.mask_blend_pixels > 0:
-            mask = blur_mask(expand_mask(mask, self.mask_blend_pixels), self.mask_blend_pixels * 0.5)
+            mask = ops.blur(ops.expand(mask, self.mask_blend_pixels), self.mask_blend_pixels * 0.5)
         if self.mask_hipass_filter >= HIPASS_OFF_BELOW:
             mask = mask.masked_fill(mask < self.mask_hipass_filter, 0.0)
             context = context.masked_fill(context < self.mask_hipass_filter, 0.0)
@@ -408,29 +501,30 @@ class InpaintCropImproved(Node):
                                                           self.extend_down_factor, self.extend_left_factor,
                                                           self.extend_right_factor)
         height, width = image.shape[1:3]
-        box = mask_box(mask) or (0, 0, width, height)  # no mask: the whole picture is the context
+        box = mask_box(mask, ops.nonzero) or (0, 0, width, height)  # no mask: the whole picture is the context
         if self.context_from_mask_extend_factor >= CONTEXT_GROWTH_FROM:
             box = grow_box(box, self.context_from_mask_extend_factor, width, height)
-        box = join_boxes(box, mask_box(context))
-        target_w, target_h = (self.output_target_width, self.output_target_height) \
-            if self.output_resize_to_target_size else box[2:]
+        box = join_boxes(box, mask_box(context, ops.nonzero))
+        resize = self.output_resize_to_target_size
+        target_w, target_h = (self.output_target_width, self.output_target_height) if resize else box[2:]
         target_w, target_h = padded(target_w, int(self.output_padding)), padded(target_h, int(self.output_padding))
         _check_size(target_w, target_h, "output_target_width", "output_target_width", "output_target_height")
-        area = crop_area(box, target_w, target_h, width, height)
+        area = crop_area(box, target_w, target_h, width, height, at_target_size=not resize)
         canvas, canvas_mask, left, top = grow_canvas(image, mask, area)
         x, y, w, h = area[0] + left, area[1] + top, area[2], area[3]
-        algorithm = _resize_algorithm(not (target_w > w or target_h > h), self.downscale_algorithm,
-                                      self.upscale_algorithm)
-        cropped = pil_resize(canvas[:, y:y + h, x:x + w], target_w, target_h, algorithm)
-        cropped_mask = pil_resize(canvas_mask[:, y:y + h, x:x + w], target_w, target_h, algorithm)
-        blend = blur_mask(cropped_mask, self.mask_blend_pixels * 0.5) if self.mask_blend_pixels > 0 \
+        cropped, cropped_mask = canvas[:, y:y + h, x:x + w], canvas_mask[:, y:y + h, x:x + w]
+        if resize:
+            algorithm = self.upscale_algorithm if target_w > w or target_h > h else self.downscale_algorithm
+            cropped = pil_resize(cropped, target_w, target_h, algorithm)
+            cropped_mask = pil_resize(cropped_mask, target_w, target_h, algorithm)
+        blend = ops.blur(cropped_mask, self.mask_blend_pixels * 0.5) if self.mask_blend_pixels > 0 \
             else cropped_mask.clone()
         piece = CropPiece(canvas, (left, top, width, height), (x, y, w, h), blend)
-        return piece, cropped, cropped_mask
+        return piece, cropped.clone(), cropped_mask.clone()
 
     def preresized(self, image, mask, context):
         """The pack's preresize_imm: the scale that meets the minimum (or maximum) sizes, the new
-        sides int(side · scale) (truncated)."""
+        sides rounded up when enlarging, down (truncated) when shrinking."""
         height, width = image.shape[1:3]
         least_w, least_h = self.preresize_min_width, self.preresize_min_height
         most_w, most_h = self.preresize_max_width, self.preresize_max_height
@@ -452,11 +546,13 @@ class InpaintCropImproved(Node):
                                                        "the maximum sizes keeping its aspect ratio")
             scale, algorithm = (up, self.upscale_algorithm) if up > 1 else (down, self.downscale_algorithm)
             mask_algorithm = "nearest"
-        new_w, new_h = int(width * scale), int(height * scale)
+        enlarging = mode == "ensure minimum resolution" or mode != "ensure maximum resolution" and scale >= 1.0
+        side = math.ceil if enlarging else int
+        new_w, new_h = side(width * scale), side(height * scale)
         _check_size(new_w, new_h, "preresize_min_width", "preresize_min_width", "preresize_min_height")
         if mode != "ensure maximum resolution" and (new_w < least_w or new_h < least_h) or \
                 mode != "ensure minimum resolution" and (new_w > most_w or new_h > most_h):
-            # the pack asserts this too: a scale's rounding may miss the size by a pixel
+            # the pack asserts this too: the aspect ratio kept, one side may overshoot the other's range
             raise NodeInputError("preresize_mode", f"scaling {width}×{height} gives {new_w}×{new_h}, outside the "
                                                    "sizes asked for (the pack refuses this too)")
         return (pil_resize(image, new_w, new_h, algorithm), pil_resize(mask, new_w, new_h, mask_algorithm),
@@ -466,11 +562,11 @@ class InpaintCropImproved(Node):
 class InpaintStitchImproved(Node):
     """Paste a sampled crop back into the picture it came from, as Inpaint-CropAndStitch's
     ✂️ Inpaint Stitch (Improved) does: the crop is resized to the area it was cut from (PIL,
-    upscale_algorithm when either side grows, else downscale_algorithm, in 1/255 steps), its
-    blurred mask likewise, and the area becomes mask · inpainted + (1 - mask) · picture; pixels
-    outside the mask keep the picture's exact values. Then the canvas is cut back to the picture
-    (or to the pre-resized / extended picture, as the pack gives it). One stitcher serves a whole
-    batch of sampled images; otherwise their counts must match."""
+    upscale_algorithm when either side grows, else downscale_algorithm, in 1/255 steps; at the
+    same size too), its blurred mask likewise, and the area becomes mask · inpainted + (1 - mask)
+    · picture; pixels outside the mask keep the picture's exact values. Then the canvas is cut
+    back to the picture (the pre-resized / extended picture, as the pack gives it). One stitcher
+    serves a whole batch of sampled images; otherwise their counts must match."""
     category = CATEGORY
     display_name = "✂️ Inpaint Stitch (Improved)"
     stitcher: STITCHER
@@ -505,8 +601,8 @@ class InpaintStitchImproved(Node):
             raise NodeInputError("inpainted_image", f"has {inpainted.shape[3]} channels, the picture "
                                                     f"{canvas.shape[3]}")
         x, y, w, h = piece.crop_in_canvas
-        algorithm = _resize_algorithm(not (w > inpainted.shape[2] or h > inpainted.shape[1]),
-                                      self.stitcher.downscale_algorithm, self.stitcher.upscale_algorithm)
+        grows = w > inpainted.shape[2] or h > inpainted.shape[1]
+        algorithm = self.stitcher.upscale_algorithm if grows else self.stitcher.downscale_algorithm
         resized = pil_resize(inpainted, w, h, algorithm)
         weight = pil_resize(piece.blend_mask, w, h, algorithm).clamp(0, 1).unsqueeze(-1)
         canvas[:, y:y + h, x:x + w] = weight * resized + (1.0 - weight) * canvas[:, y:y + h, x:x + w]

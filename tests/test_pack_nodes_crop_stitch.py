@@ -1,6 +1,7 @@
 """ComfyUI-Inpaint-CropAndStitch's Improved nodes (nodes/pack_nodes_crop_stitch.py): the crop area
 against the pack's rule worked out here step by step (borders, aspect ratios, padding multiples,
-the context mask and factor), the mask operations against scipy, the resizes against PIL, the
+the context mask and factor), both device modes' mask operations against scipy (the CPU mode's
+calls, and the GPU mode's torch operations by scipy's equivalents), the resizes against PIL, the
 stitch's blend formula and round trip, pre-resize and outpainting extension, batches, the clear
 errors, and a UI-format save and an API prompt with the pack's class names running crop → VAE
 encode → KSampler → decode → stitch on a tiny checkpoint, written back unchanged."""
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy.ndimage import binary_closing, binary_fill_holes, gaussian_filter, grey_dilation
+from scipy.ndimage import binary_closing, binary_fill_holes, correlate, gaussian_filter, grey_dilation, label
 
 from graphflow.comfy_format import custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
@@ -26,10 +27,11 @@ CROP_INPUTS = ["image", "downscale_algorithm", "upscale_algorithm", "preresize",
                "mask_fill_holes", "mask_expand_pixels", "mask_invert", "mask_blend_pixels", "mask_hipass_filter",
                "extend_for_outpainting", "extend_up_factor", "extend_down_factor", "extend_left_factor",
                "extend_right_factor", "context_from_mask_extend_factor", "output_resize_to_target_size",
-               "output_target_width", "output_target_height", "output_padding", "mask", "optional_context_mask"]
+               "output_target_width", "output_target_height", "output_padding", "device_mode", "mask",
+               "optional_context_mask"]
 # the pack's widget defaults, in its order
 CROP_DEFAULTS = ["bilinear", "bicubic", False, "ensure minimum resolution", 1024, 1024, 16384, 16384, True, 0,
-                 False, 32, 0.1, False, 1.0, 1.0, 1.0, 1.0, 1.2, True, 512, 512, "32"]
+                 False, 32, 0.1, False, 1.0, 1.0, 1.0, 1.0, 1.2, True, 512, 512, "32", "gpu (much faster)"]
 PLAIN = {"mask_fill_holes": False, "mask_blend_pixels": 0, "mask_hipass_filter": 0.0,
          "context_from_mask_extend_factor": 1.0}  # the mask's own box, untouched
 
@@ -60,26 +62,34 @@ def box_mask(height, width, x, y, w, h):
 # -- the pack's rules, worked out here -----------------------------------------------------------
 
 
-def pack_area(x, y, w, h, target_w, target_h, padding, image_w, image_h):
-    """crop_magic_im's steps 1-3 as the pack writes them: the padded target, then the context grown
-    along one side to the target's aspect ratio and moved back inside the picture, or centred."""
+def pack_place(start, size, grown, limit):
+    """The pack's placing of a side grown from size to grown: centred, moved back inside, else centred on the picture."""
+    start = start - (grown - size) // 2
+    if start < 0:
+        return 0 if start + grown + (-start) <= limit else -((grown - limit) // 2)
+    if start + grown > limit:
+        overflow = start + grown - limit
+        return start - overflow if start - overflow >= 0 else -((grown - limit) // 2)
+    return start
+
+
+def pack_area(x, y, w, h, target_w, target_h, padding, image_w, image_h, resize_output=True):
+    """crop_magic_im's steps 1-3b as the pack writes them: the padded target, the context grown
+    along one side to the target's aspect ratio and placed, and without a resize each side grown
+    to the target's and placed again."""
     if padding:
         target_w, target_h = int(math.ceil(target_w / padding) * padding), int(math.ceil(target_h / padding) * padding)
     ratio = target_w / target_h
     if w / h < ratio:
-        new_w, new_h, new_x, new_y = int(h * ratio), h, x - (int(h * ratio) - w) // 2, y
-        if new_x < 0:
-            new_x = 0 if new_x + new_w + (-new_x) <= image_w else -((new_w - image_w) // 2)
-        elif new_x + new_w > image_w:
-            overflow = new_x + new_w - image_w
-            new_x = new_x - overflow if new_x - overflow >= 0 else -((new_w - image_w) // 2)
+        new_w, new_h = int(h * ratio), h
+        new_x, new_y = pack_place(x, w, new_w, image_w), y
     else:
-        new_w, new_h, new_x, new_y = w, int(w / ratio), x, y - (int(w / ratio) - h) // 2
-        if new_y < 0:
-            new_y = 0 if new_y + new_h + (-new_y) <= image_h else -((new_h - image_h) // 2)
-        elif new_y + new_h > image_h:
-            overflow = new_y + new_h - image_h
-            new_y = new_y - overflow if new_y - overflow >= 0 else -((new_h - image_h) // 2)
+        new_w, new_h = w, int(w / ratio)
+        new_x, new_y = x, pack_place(y, h, new_h, image_h)
+    if not resize_output and new_w < target_w:
+        new_x, new_w = pack_place(new_x, new_w, target_w, image_w), target_w
+    if not resize_output and new_h < target_h:
+        new_y, new_h = pack_place(new_y, new_h, target_h, image_h), target_h
     return (new_x, new_y, new_w, new_h), (target_w, target_h)
 
 
@@ -139,13 +149,20 @@ def test_crop_area_is_the_packs_rule(registry, height, width, box, target, paddi
     assert np.array_equal(cropped_mask[0].numpy(), pil(canvas_mask[y:y + h, x:x + w], target_w, target_h, algorithm))
 
 
-@pytest.mark.parametrize("box, padding", [((10, 40, 21, 13), 0), ((10, 40, 21, 13), 8), ((0, 95, 150, 5), 32)])
-def test_crop_at_its_own_size_is_padded_to_the_multiple(registry, box, padding):
-    stitcher, cropped, _ = crop(registry, image=picture(100, 150), mask=box_mask(100, 150, *box), **PLAIN,
-                                output_resize_to_target_size=False, output_padding=str(padding))
-    area, (target_w, target_h) = pack_area(*box, box[2], box[3], padding, 150, 100)
-    assert cropped.shape[1:3] == (target_h, target_w)
-    assert stitcher.pieces[0].crop_in_canvas[2:] == area[2:]
+@pytest.mark.parametrize("box, padding", [((10, 40, 21, 13), 0), ((10, 40, 21, 13), 8), ((0, 95, 150, 5), 32),
+                                          ((140, 0, 10, 17), 64)])
+def test_crop_at_its_own_size_is_grown_to_the_multiple_and_not_resized(registry, box, padding):
+    image = picture(100, 150)
+    stitcher, cropped, cropped_mask = crop(registry, image=image, mask=box_mask(100, 150, *box), **PLAIN,
+                                           output_resize_to_target_size=False, output_padding=str(padding))
+    area, (target_w, target_h) = pack_area(*box, box[2], box[3], padding, 150, 100, resize_output=False)
+    assert area[2:] == (target_w, target_h) and cropped.shape[1:3] == (target_h, target_w)
+    grown, left, top = edge_canvas(image, area)
+    piece = stitcher.pieces[0]
+    x, y, w, h = piece.crop_in_canvas
+    assert (x, y, w, h) == (area[0] + left, area[1] + top, area[2], area[3])
+    assert np.array_equal(cropped[0].numpy(), grown[y:y + h, x:x + w])  # the canvas's own values
+    assert cropped_mask.shape == (1, h, w)
 
 
 def test_context_factor_and_context_mask_grow_the_box(registry):
@@ -165,6 +182,13 @@ def test_context_factor_and_context_mask_grow_the_box(registry):
     stitcher, _, _ = crop(registry, image=picture(100, 150), mask=box_mask(100, 150, 0, 0, 10, 10), **settings,
                           output_resize_to_target_size=False)
     assert stitcher.pieces[0].crop_in_canvas == (0, 0, 12, 12)
+    # the growth is worked out in float32 and rounded half to even (torch's): 15 · 0.2 / 2 is 1.4999... in
+    # Python's float, 1.5 in float32, so 2 pixels a side; 10 · 0.1 / 2 is 0.5000...04, 0.5 in float32: none
+    for size, factor, grow in ((15, 1.2, 2), (10, 1.1, 0)):
+        stitcher, _, _ = crop(registry, image=picture(100, 150), mask=box_mask(100, 150, 50, 40, size, size),
+                              **{**settings, "context_from_mask_extend_factor": factor},
+                              output_resize_to_target_size=False)
+        assert stitcher.pieces[0].crop_in_canvas == (50 - grow, 40 - grow, size + 2 * grow, size + 2 * grow)
 
 
 def test_an_empty_mask_crops_the_whole_picture_and_an_empty_mask_of_another_size_is_no_mask(registry):
@@ -173,56 +197,136 @@ def test_an_empty_mask_crops_the_whole_picture_and_an_empty_mask_of_another_size
         stitcher, cropped, cropped_mask = crop(registry, image=image, mask=mask, **PLAIN,
                                                output_resize_to_target_size=False, output_padding="0")
         assert stitcher.pieces[0].crop_in_canvas == (0, 0, 60, 40)
-        assert np.array_equal(cropped[0].numpy(), np.floor(image[0].numpy() * np.float32(255)) / np.float32(255))
-        assert not cropped_mask.any()
+        assert torch.equal(cropped, image) and not cropped_mask.any()
 
 
 # -- the mask operations ------------------------------------------------------------------------------
 
 
-def pack_mask(mask, fill, expand, invert, blend, hipass):
-    """The pack's chain on a numpy mask, with scipy as the pack calls it."""
+def cpu_fill(values):
+    for level in [1, 0.99, 0.97, 0.95, 0.93, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]:
+        filled = binary_fill_holes(binary_closing(values >= level, structure=np.ones((3, 3)), border_value=1))
+        values = np.maximum(values, np.where(filled != 0, level, 0))
+    return values.astype(np.float32)
+
+
+def gpu_fill(values):
+    """The pixels not connected (8-neighbours, through pixels not above 0.5) to a frame around
+    the picture become 1: scipy's labelling of the converged flood."""
+    passable = np.pad(values <= 0.5, 1, constant_values=True)
+    labels, _ = label(passable, structure=np.ones((3, 3)))
+    outside = labels == labels[0, 0]
+    return np.maximum(values, 1.0 - outside[1:-1, 1:-1]).astype(np.float32)
+
+
+def dilation_side(pixels):
+    return math.ceil(pixels / 4 * 1.5 + 1)
+
+
+def cpu_expand(values, pixels):
+    side = dilation_side(pixels)
+    return np.clip(grey_dilation(values, footprint=np.ones((side, side), dtype=np.uint8)).astype(np.float32), 0, 1)
+
+
+def gpu_expand(values, pixels):
+    side = dilation_side(pixels) | 1  # made odd, centred: the edges repeat (a max ignores them)
+    return grey_dilation(values, size=(side, side), mode="nearest")
+
+
+def cpu_blur(values, pixels):
+    return np.clip(gaussian_filter(values, sigma=pixels / 4), 0, 1)
+
+
+def gpu_blur(values, pixels):
+    sigma = pixels / 4
+    side = 2 * int(4.0 * sigma + 0.5) + 1
+    x = np.arange(side, dtype=np.float32) - np.float32((side - 1) / 2)
+    kernel = np.exp(-0.5 * (x / np.float32(sigma)) ** 2)
+    kernel = kernel / kernel.sum()
+    return np.clip(correlate(values, np.outer(kernel, kernel), mode="constant", cval=0.0), 0, 1)
+
+
+MODES = {"cpu (compatible)": (cpu_fill, cpu_expand, cpu_blur), "gpu (much faster)": (gpu_fill, gpu_expand, gpu_blur)}
+
+
+def pack_mask(mask, mode, fill, expand, invert, blend, hipass):
+    """The pack's chain on a numpy mask, by scipy's functions."""
+    fill_holes, dilate, blur = MODES[mode]
     values = mask.astype(np.float32)
     if fill:
-        for level in [1, 0.99, 0.97, 0.95, 0.93, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]:
-            filled = binary_fill_holes(binary_closing(values >= level, structure=np.ones((3, 3)), border_value=1))
-            values = np.maximum(values, np.where(filled != 0, level, 0))
-        values = values.astype(np.float32)
-
-    def dilate(v, pixels):
-        k = math.ceil(pixels / 4 * 1.5 + 1)
-        return np.clip(grey_dilation(v, footprint=np.ones((k, k), dtype=np.uint8)).astype(np.float32), 0, 1)
-
+        values = fill_holes(values)
     if expand:
         values = dilate(values, expand)
     if invert:
         values = 1.0 - values
     if blend:
-        values = np.clip(gaussian_filter(dilate(values, blend), sigma=blend * 0.5 / 4), 0, 1)
+        values = blur(dilate(values, blend), blend * 0.5)
     if hipass >= 0.01:
         values = np.where(values < hipass, 0, values).astype(np.float32)
     return values
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("fill, expand, invert, blend, hipass", [
-    (True, 0, False, 32, 0.1), (True, 6, False, 0, 0.0), (False, 0, True, 8, 0.3), (True, 3, True, 5, 0.5)])
-def test_mask_operations_are_scipys_as_the_pack_calls_them(registry, fill, expand, invert, blend, hipass):
+    (True, 0, False, 32, 0.1), (True, 6, False, 0, 0.0), (False, 0, True, 8, 0.3), (True, 3, True, 5, 0.5),
+    (True, 13, False, 1, 0.0)])
+def test_mask_operations_are_the_packs(registry, mode, fill, expand, invert, blend, hipass):
     mask = np.zeros((48, 64), dtype=np.float32)
     mask[10:30, 12:40] = 0.8
     mask[16:24, 20:30] = 0.0  # a hole
+    mask[18:20, 22:24] = 0.3  # a faint spot in it
     mask[35:40, 50:52] = 0.05  # under the hipass filter
-    stitcher, _, cropped_mask = crop(registry, image=picture(48, 64), mask=torch.from_numpy(mask)[None],
-                                     optional_context_mask=torch.ones(1, 48, 64), mask_fill_holes=fill,
-                                     mask_expand_pixels=expand, mask_invert=invert, mask_blend_pixels=blend,
-                                     mask_hipass_filter=hipass, context_from_mask_extend_factor=1.0,
-                                     output_resize_to_target_size=False, output_padding="0")
-    want = pack_mask(mask, fill, expand, invert, blend, hipass)
+    mask[44:48, 0:6] = 0.95  # at the corner
+    stitcher, cropped, cropped_mask = crop(registry, image=picture(48, 64), mask=torch.from_numpy(mask)[None],
+                                           optional_context_mask=torch.ones(1, 48, 64), mask_fill_holes=fill,
+                                           mask_expand_pixels=expand, mask_invert=invert, mask_blend_pixels=blend,
+                                           mask_hipass_filter=hipass, context_from_mask_extend_factor=1.0,
+                                           output_resize_to_target_size=False, output_padding="0", device_mode=mode)
+    want = pack_mask(mask, mode, fill, expand, invert, blend, hipass)
     assert stitcher.pieces[0].crop_in_canvas == (0, 0, 64, 48)  # the context mask takes in the whole picture
-    assert np.array_equal(cropped_mask[0].numpy(), np.floor(want * np.float32(255)) / np.float32(255))
-    blend_mask = cropped_mask[0].numpy()
-    if blend:
-        blend_mask = np.clip(gaussian_filter(blend_mask, sigma=blend * 0.5 / 4), 0, 1)
-    assert np.allclose(stitcher.pieces[0].blend_mask[0].numpy(), blend_mask, atol=1e-7)
+    assert np.allclose(cropped_mask[0].numpy(), want, atol=1e-6)
+    blend_mask = MODES[mode][2](cropped_mask[0].numpy(), blend * 0.5) if blend else cropped_mask[0].numpy()
+    assert np.allclose(stitcher.pieces[0].blend_mask[0].numpy(), blend_mask, atol=1e-6)
+
+
+def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
+    """The pack's flood, a 3×3 max-pool a step for at most max(H, W) steps, run here as the pack
+    writes it: a winding corridor longer than that leaves its far end unreached, so filled."""
+    import torch.nn.functional as F
+    from nodes.pack_nodes_crop_stitch import fill_holes_gpu
+
+    mask = torch.ones(1, 23, 23)  # walls, with a serpentine corridor inside entered from the top
+    mask[0, 1:22:2, 1:22] = 0.0
+    for row in range(2, 21, 2):
+        mask[0, row, 21 if row % 4 == 2 else 1] = 0.0
+    mask[0, 0, 1] = 0.0
+    passable = torch.zeros(1, 25, 25)
+    passable[:, 1:-1, 1:-1] = 1.0 - (mask > 0.5).float()
+    outside = torch.zeros(1, 25, 25)
+    outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1] = 1, 1, 1, 1
+    for _ in range(23):
+        grown = F.max_pool2d(outside.unsqueeze(1), 3, 1, 1).squeeze(1) * passable
+        grown[:, 0], grown[:, -1], grown[:, :, 0], grown[:, :, -1] = 1, 1, 1, 1
+        if torch.equal(grown, outside):
+            break
+        outside = grown
+    want = torch.maximum(mask, 1.0 - outside[:, 1:-1, 1:-1])
+    assert torch.equal(fill_holes_gpu(mask), want)
+    assert want[0, 1, 5] == 0 and want[0, 21, 5] == 1  # the corridor's start is reached, its far end filled
+    converged = gpu_fill(mask[0].numpy())
+    assert not np.array_equal(converged, want[0].numpy())  # a flood without the cap would reach it
+
+
+def test_the_two_modes_find_different_holes(registry):
+    """The CPU mode fills a grey ring's hole at the ring's level; the GPU mode cuts the mask at 0.5."""
+    ring = np.zeros((40, 40), dtype=np.float32)
+    ring[5:35, 5:35] = 0.4
+    ring[12:28, 12:28] = 0.0
+    settings = dict(image=picture(40, 40), mask=torch.from_numpy(ring)[None], mask_blend_pixels=0,
+                    mask_hipass_filter=0.0, output_resize_to_target_size=False, output_padding="0")
+    _, _, cpu = crop(registry, **settings, device_mode="cpu (compatible)")
+    _, _, gpu = crop(registry, **settings, device_mode="gpu (much faster)")
+    assert cpu[0, 20, 20] == pytest.approx(0.4) and gpu[0, 20, 20] == 0.0
 
 
 # -- the stitch ------------------------------------------------------------------------------------------
@@ -331,13 +435,14 @@ def test_extend_for_outpainting_repeats_the_edges_and_masks_the_new_area(registr
     piece = stitcher.pieces[0]
     assert piece.canvas_to_original == (0, 0, new_w, new_h)
     assert np.array_equal(piece.canvas[0].numpy(), want)
-    # the new area is masked, so the context is the whole extended picture; its aspect ratio as a
-    # float (81 / 60) gives int(81 / 1.35) = 59 rows, one fewer, as the pack's arithmetic does
-    assert piece.crop_in_canvas == pack_area(0, 0, new_w, new_h, new_w, new_h, 0, new_w, new_h)[0] == (0, 1, 81, 59)
+    # the new area is masked, so the context is the whole extended picture: its aspect ratio as a
+    # float (81 / 60) gives int(81 / 1.35) = 59 rows, which the crop at its own size grows back to 60
+    area = pack_area(0, 0, new_w, new_h, new_w, new_h, 0, new_w, new_h, resize_output=False)[0]
+    assert piece.crop_in_canvas == area == (0, 0, 81, 60)
     canvas_mask = np.ones((new_h, new_w), dtype=np.float32)
     canvas_mask[up:up + 40, left:left + 60] = box_mask(40, 60, 20, 10, 5, 5)[0].numpy()
-    assert np.array_equal(cropped_mask[0].numpy(), pil(canvas_mask[1:], new_w, new_h, "bicubic"))
-    assert np.array_equal(cropped[0].numpy(), pil(want[1:], new_w, new_h, "bicubic"))
+    assert np.array_equal(cropped_mask[0].numpy(), canvas_mask)
+    assert np.array_equal(cropped[0].numpy(), want)
 
 
 def test_extend_factors_under_one_cut_the_picture(registry):
@@ -414,7 +519,7 @@ def tiny(tmp_folders):
 
 
 CROP_WIDGETS = ["bilinear", "bicubic", False, "ensure minimum resolution", 1024, 1024, 16384, 16384, True, 0,
-                False, 16, 0.1, False, 1.0, 1.0, 1.0, 1.0, 1.2, True, 64, 64, "32"]
+                False, 16, 0.1, False, 1.0, 1.0, 1.0, 1.0, 1.2, True, 64, 64, "32", "cpu (compatible)"]
 
 
 def inpaint_prompt():
@@ -503,3 +608,16 @@ def test_ui_save_runs_crop_sample_stitch_and_round_trips(registry, tiny):
     for n in nodes:
         assert saved[n["id"]]["type"] == n["type"]
         assert saved[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+
+
+def test_a_save_from_before_device_mode_reads_it_at_its_default(registry):
+    """Saves from before 3.0 have 23 widget values; ComfyUI's editor leaves the new last widget
+    at its default, and so does the reader."""
+    nodes = [ui_node(1, "EmptyImage", [96, 80, 1, 0x3366cc], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "InpaintCropImproved", CROP_WIDGETS[:-1], [("image", "IMAGE", 1, False)],
+                     [("stitcher", "STITCHER", []), ("cropped_image", "IMAGE", []), ("cropped_mask", "MASK", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]])
+    inputs = parse_workflow(graph, registry).to_json()["nodes"]["2"]["inputs"]
+    assert inputs["output_padding"] == "32" and "device_mode" not in inputs  # the widget's default applies
+    assert registry.comfy_node("InpaintCropImproved").input_specs["device_mode"].default == "gpu (much faster)"
+    assert run_graph(registry, graph, ["2"]).values["2"][1].shape == (1, 64, 64, 3)
