@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import binary_closing, binary_fill_holes, correlate, gaussian_filter, grey_dilation, label
 
-from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.testing import write_checkpoint
@@ -507,9 +507,8 @@ def test_the_packs_names_inputs_and_defaults(registry):
     assert [node.input_specs[n].default for n in CROP_INPUTS[1:-2]] == CROP_DEFAULTS
     assert [o.name for o in node.output_specs] == ["stitcher", "cropped_image", "cropped_mask"]
     assert list(registry.comfy_node("InpaintStitchImproved").input_specs) == ["stitcher", "inpainted_image"]
-    for name in ("InpaintCrop", "InpaintStitch", "InpaintExtendOutpaint", "InpaintResize"):
-        assert custom_pack(name) == "ComfyUI-Inpaint-CropAndStitch"
-
+    for name in ("InpaintCropImproved", "InpaintStitchImproved"):
+        assert name not in comfy_catalogue() and custom_pack(name) is None  # ours, and no core class
 
 @pytest.fixture
 def tiny(tmp_folders):
@@ -621,3 +620,382 @@ def test_a_save_from_before_device_mode_reads_it_at_its_default(registry):
     assert inputs["output_padding"] == "32" and "device_mode" not in inputs  # the widget's default applies
     assert registry.comfy_node("InpaintCropImproved").input_specs["device_mode"].default == "gpu (much faster)"
     assert run_graph(registry, graph, ["2"]).values["2"][1].shape == (1, 64, 64, 3)
+
+
+# -- the old nodes ----------------------------------------------------------------------------------------
+
+OLD_CROP_INPUTS = ["image", "mask", "context_expand_pixels", "context_expand_factor", "fill_mask_holes",
+                   "blur_mask_pixels", "invert_mask", "blend_pixels", "rescale_algorithm", "mode", "force_width",
+                   "force_height", "rescale_factor", "min_width", "min_height", "max_width", "max_height", "padding",
+                   "optional_context_mask"]
+OLD_CROP_DEFAULTS = [20, 1.0, True, 16.0, False, 16.0, "bicubic", "ranged size", 1024, 1024, 1.0, 512, 512, 768, 768,
+                     32]
+OLD_PLAIN = {"fill_mask_holes": False, "blur_mask_pixels": 0.0, "blend_pixels": 0.0, "context_expand_pixels": 0}
+
+
+def old_canvas(image):
+    """The old crop's canvas as the pack builds it: half the width above and below, half the height
+    left and right, the picture mirrored (numpy's 'symmetric') as far as it reaches, black beyond."""
+    height, width = image.shape[1:3]
+    top, left = (width + 1) // 2, (height + 1) // 2
+    reach_y, reach_x = min(top, height), min(left, width)
+    canvas = np.zeros((height + 2 * top, width + 2 * left, image.shape[3]), dtype=np.float32)
+    canvas[top - reach_y:top + height + reach_y, left - reach_x:left + width + reach_x] = np.pad(
+        image[0].numpy(), ((reach_y, reach_y), (reach_x, reach_x), (0, 0)), mode="symmetric")
+    return canvas, left, top
+
+
+def pack_old_box(box, canvas_size, picture, settings):
+    """The old crop's box (x_min, x_max, y_min, y_max, rescale) for a context box in the canvas, as
+    inpaint_crop_single_image works it out: growth, the aspect ratio and size range, the rescale."""
+    (x_min, y_min, w, h), (canvas_w, canvas_h), (left, top, width, height) = box, canvas_size, picture
+    x_max, y_max = x_min + w - 1, y_min + h - 1
+    grow_x = round(max(w * (settings["factor"] - 1), settings["pixels"], settings["blend"] ** 1.5))
+    grow_y = round(max(h * (settings["factor"] - 1), settings["pixels"], settings["blend"] ** 1.5))
+    x_min, x_max = max(x_min - grow_x // 2, 0), min(x_max + grow_x // 2, canvas_w - 1)
+    y_min, y_max = max(y_min - grow_y // 2, 0), min(y_max + grow_y // 2, canvas_h - 1)
+    min_w, min_h, max_w, max_h = settings["range"]
+    cw, ch = x_max - x_min + 1, y_max - y_min + 1
+    least, most = min_w / max_h, max_w / min_h
+    target = None
+    if cw / ch < least:
+        target = (min(cw, min_w), int(min(cw, min_w) / least))
+    elif cw / ch > most:
+        target = (int(min(ch, max_h) * most), min(ch, max_h))
+    if target:
+        ratio = target[0] / target[1]
+        if cw / ch < ratio:
+            extend = int(ch * ratio) - cw
+            x_min, x_max = max(x_min - extend // 2, 0), min(x_max + extend // 2, canvas_w - 1)
+        else:
+            extend = int(cw / ratio) - ch
+            y_min, y_max = max(y_min - extend // 2, 0), min(y_max + extend // 2, canvas_h - 1)
+        if x_max - x_min + 1 <= width + 1:
+            shift = left - x_min if x_min < left else (left + width - x_max if x_max > left + width else 0)
+            x_min, x_max = x_min + shift, x_max + shift
+        if y_max - y_min + 1 <= height + 1:
+            shift = top - y_min if y_min < top else (top + height - y_max if y_max > top + height else 0)
+            y_min, y_max = y_min + shift, y_max + shift
+    xs, ys = x_max - x_min + 1, y_max - y_min + 1
+    rescale = max(min(min_w / xs, min_h / ys), min(max_w / xs, max_h / ys))
+    return x_min, x_max, y_min, y_max, rescale
+
+
+def test_old_crop_names_inputs_and_defaults(registry):
+    node = registry.comfy_node("InpaintCrop")
+    assert list(node.input_specs) == OLD_CROP_INPUTS
+    assert [node.input_specs[n].default for n in OLD_CROP_INPUTS[2:-1]] == OLD_CROP_DEFAULTS
+    assert [o.name for o in node.output_specs] == ["stitch", "cropped_image", "cropped_mask"]
+    assert list(registry.comfy_node("InpaintStitch").input_specs) == ["stitch", "inpainted_image", "rescale_algorithm"]
+    assert registry.comfy_node("InpaintStitch").input_specs["rescale_algorithm"].default == "bislerp"
+    assert list(registry.comfy_node("InpaintResize").input_specs) == [
+        "image", "mask", "rescale_algorithm", "mode", "min_width", "min_height", "rescale_factor",
+        "optional_context_mask"]
+    sides = ("up", "down", "left", "right")
+    assert list(registry.comfy_node("InpaintExtendOutpaint").input_specs) == [
+        "image", "mask", "mode", *[f"expand_{s}_pixels" for s in sides], *[f"expand_{s}_factor" for s in sides],
+        "size_multiple", "padding_mode", "noise_blend", "optional_context_mask"]
+    for name in ("InpaintCrop", "InpaintStitch", "InpaintExtendOutpaint", "InpaintResize"):
+        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_crop_stitch"
+
+
+@pytest.mark.parametrize("box, padding", [((20, 30, 10, 12), 32), ((0, 0, 5, 5), 8), ((140, 90, 10, 10), 64)])
+def test_old_crop_free_size_pads_the_grown_box_in_the_mirrored_canvas(registry, box, padding):
+    image = picture(100, 150)
+    stitch_value, cropped, cropped_mask = call(
+        registry, "InpaintCrop", image=image, mask=box_mask(100, 150, *box), **{**OLD_PLAIN, "context_expand_pixels": 6},
+        mode="free size", padding=padding)
+    canvas, left, top = old_canvas(image)
+    piece = stitch_value.pieces[0]
+    assert piece.picture == (left, top, 150, 100) and np.array_equal(piece.canvas[0].numpy(), canvas)
+    x_min, x_max, y_min, y_max = box[0] + left - 3, box[0] + box[2] - 1 + left + 3, box[1] + top - 3, \
+        box[1] + box[3] - 1 + top + 3
+
+    def padded_span(low, high, limit):  # the pack's apply_padding
+        size = high - low + 1
+        new = size if size % padding == 0 else (size // padding + 1) * padding
+        low = max((low + high) // 2 - new // 2, 0)
+        high = low + new - 1
+        if high >= limit:
+            high, low = limit - 1, max(limit - new, 0)
+        return low, high
+
+    x_min, x_max = padded_span(x_min, x_max, canvas.shape[1])
+    y_min, y_max = padded_span(y_min, y_max, canvas.shape[0])
+    assert (piece.x, piece.y) == (x_min, y_min)
+    assert np.array_equal(cropped[0].numpy(), canvas[y_min:y_max + 1, x_min:x_max + 1])
+    mask_canvas = np.ones(canvas.shape[:2], dtype=np.float32)
+    mask_canvas[top:top + 100, left:left + 150] = box_mask(100, 150, *box)[0].numpy()
+    assert np.array_equal(cropped_mask[0].numpy(), mask_canvas[y_min:y_max + 1, x_min:x_max + 1])
+
+
+@pytest.mark.parametrize("mode, size_range", [("forced size", (64, 64, 64, 64)), ("forced size", (96, 48, 96, 48)),
+                                              ("ranged size", (64, 64, 96, 96)), ("ranged size", (32, 80, 48, 120))])
+def test_old_crop_sizes_and_rescale_are_the_packs(registry, mode, size_range):
+    image = picture(60, 90)
+    box = (30, 20, 14, 9)
+    settings = dict(OLD_PLAIN, mode=mode, context_expand_pixels=10, padding=16, rescale_algorithm="lanczos")
+    if mode == "forced size":
+        settings.update(force_width=size_range[0], force_height=size_range[1])
+    else:
+        settings.update(min_width=size_range[0], min_height=size_range[1], max_width=size_range[2],
+                        max_height=size_range[3])
+    stitch_value, cropped, _ = call(registry, "InpaintCrop", image=image, mask=box_mask(60, 90, *box), **settings)
+    canvas, left, top = old_canvas(image)
+    canvas_h, canvas_w = canvas.shape[:2]
+    x_min, x_max, y_min, y_max, rescale = pack_old_box(
+        (box[0] + left, box[1] + top, box[2], box[3]), (canvas_w, canvas_h), (left, top, 90, 60),
+        {"factor": 1.0, "pixels": 10, "blend": 0.0, "range": size_range})
+    new_w, new_h = round(canvas_w * rescale), round(canvas_h * rescale)
+    scale_x, scale_y = new_w / canvas_w, new_h / canvas_h
+    piece = stitch_value.pieces[0]
+    assert (piece.rescale_x, piece.rescale_y) == (scale_x, scale_y)
+    size_x, size_y = int((x_max - x_min + 1) * scale_x), int((y_max - y_min + 1) * scale_y)
+    x_min, y_min = round(x_min * scale_x), round(y_min * scale_y)
+    x_max, y_max = x_min + size_x, y_min + size_y
+    min_w, min_h, max_w, max_h = size_range
+    if x_max - x_min + 1 < min_w:
+        x_max = min(x_max + (min_w - (x_max - x_min + 1)), new_w - 1)
+    elif x_max - x_min + 1 > max_w:
+        x_max = x_min + max_w - 1
+    if y_max - y_min + 1 < min_h:
+        y_max = min(y_max + (min_h - (y_max - y_min + 1)), new_h - 1)
+    elif y_max - y_min + 1 > max_h:
+        y_max = y_min + max_h - 1
+    if mode == "ranged size":
+        from nodes.pack_nodes_crop_stitch import old_padding
+        x_min, x_max = old_padding(x_min, x_max, new_w, 16)
+        y_min, y_max = old_padding(y_min, y_max, new_h, 16)
+    assert (piece.x, piece.y) == (x_min, y_min)
+    rescaled = pil(canvas, new_w, new_h, "lanczos")
+    assert np.array_equal(cropped[0].numpy(), rescaled[y_min:y_max + 1, x_min:x_max + 1])
+    if mode == "forced size":
+        assert cropped.shape[1:3] == (size_range[1], size_range[0])
+    else:
+        assert min_w <= cropped.shape[2] and min_h <= cropped.shape[1]
+
+
+def test_old_padding_is_the_packs_rule():
+    from nodes.pack_nodes_crop_stitch import old_padding
+    assert old_padding(10, 29, 100, 32) == (3, 34)  # 20 wide: 32 around the middle (19)
+    assert old_padding(0, 9, 100, 32) == (0, 31)  # cut at 0, grown at the end
+    assert old_padding(90, 99, 100, 32) == (68, 99)  # moved back inside
+    assert old_padding(0, 9, 20, 32) == (0, 19)  # longer than the canvas: all of it
+
+
+def test_old_masks_fill_blur_and_blend_as_the_pack(registry):
+    mask = np.zeros((60, 90), dtype=np.float32)
+    mask[20:40, 30:60] = 0.6
+    mask[25:35, 40:50] = 0.0
+    stitch_value, _, cropped_mask = call(registry, "InpaintCrop", image=picture(60, 90),
+                                         mask=torch.from_numpy(mask)[None], fill_mask_holes=True, blur_mask_pixels=8.0,
+                                         blend_pixels=4.0, mode="free size", context_expand_pixels=0, padding=8)
+    filled = binary_fill_holes(binary_closing(mask > 0, structure=np.ones((5, 5)), border_value=1)).astype(np.float32)
+
+    def grow_blur(values, pixels):
+        side = math.ceil(pixels / 4 * 1.5 + 1)
+        grown = np.clip(grey_dilation(values, footprint=np.ones((side, side), dtype=np.uint8)).astype(np.float32) * 255,
+                        0, 1)
+        return np.clip(gaussian_filter(grown, sigma=pixels / 4), 0, 1)
+
+    want = grow_blur(filled, 8.0)
+    canvas_mask = np.ones((60 + 2 * 45, 90 + 2 * 30), dtype=np.float32)
+    canvas_mask[45:105, 30:120] = want
+    piece = stitch_value.pieces[0]
+    h, w = cropped_mask.shape[1:]
+    assert np.allclose(cropped_mask[0].numpy(), canvas_mask[piece.y:piece.y + h, piece.x:piece.x + w], atol=1e-7)
+    blend_canvas = np.zeros_like(canvas_mask)
+    blend_canvas[15:135, 0:150] = np.pad(want, ((30, 30), (30, 30)), mode="symmetric")
+    blend = grow_blur(blend_canvas[piece.y:piece.y + h, piece.x:piece.x + w], 4.0)
+    assert np.allclose(piece.blend_mask[0].numpy(), blend, atol=1e-7)
+
+
+def test_old_stitch_without_rescale_blends_by_the_mask(registry):
+    image = picture(60, 90)
+    stitch_value, cropped, _ = call(registry, "InpaintCrop", image=image, mask=box_mask(60, 90, 30, 20, 14, 9),
+                                    mode="free size", blend_pixels=6.0, blur_mask_pixels=0.0)
+    piece = stitch_value.pieces[0]
+    inpainted = torch.full_like(cropped, 0.25)
+    result = call(registry, "InpaintStitch", stitch=stitch_value, inpainted_image=inpainted)
+    canvas = piece.canvas[0].numpy().copy()
+    h, w = cropped.shape[1:3]
+    weight = piece.blend_mask[0].numpy()[..., None]
+    canvas[piece.y:piece.y + h, piece.x:piece.x + w] = weight * 0.25 + (1 - weight) * canvas[piece.y:piece.y + h,
+                                                                                              piece.x:piece.x + w]
+    left, top = piece.picture[:2]
+    assert np.allclose(result[0].numpy(), canvas[top:top + 60, left:left + 90], atol=1e-6)
+    untouched = np.ones((canvas.shape[0], canvas.shape[1]), dtype=bool)
+    untouched[piece.y:piece.y + h, piece.x:piece.x + w] = weight[..., 0] == 0
+    untouched = torch.from_numpy(untouched[top:top + 60, left:left + 90])
+    assert untouched.any() and torch.equal(result[0][untouched], image[0][untouched])
+
+
+def test_old_stitch_with_rescale_places_and_blends_as_the_pack(registry):
+    """Rescaled crops come back at ceil(size / rescale) + 1, at floor(x / rescale); the blend mask
+    resized as the pack's stitch does (its axes swapped for PIL, then fitted bilinearly)."""
+    import torch.nn.functional as F
+    image = picture(60, 90)
+    stitch_value, cropped, _ = call(registry, "InpaintCrop", image=image, mask=box_mask(60, 90, 30, 20, 14, 9),
+                                    mode="free size", rescale_factor=1.5, blend_pixels=6.0, blur_mask_pixels=0.0)
+    piece = stitch_value.pieces[0]
+    inpainted = picture(*cropped.shape[1:3], seed=5)
+    result = call(registry, "InpaintStitch", stitch=stitch_value, inpainted_image=inpainted, rescale_algorithm="bilinear")
+    width = math.ceil(cropped.shape[2] / piece.rescale_x) + 1
+    height = math.ceil(cropped.shape[1] / piece.rescale_y) + 1
+    x, y = math.floor(piece.x / piece.rescale_x), math.floor(piece.y / piece.rescale_y)
+    back = pil(inpainted[0].numpy(), width, height, "bilinear")
+    swapped = pil(piece.blend_mask[0].numpy().T, width, height, "bilinear").T  # [width, height]
+    weight = F.interpolate(torch.from_numpy(np.clip(swapped, 0, 1).copy())[None, None], size=(height, width),
+                           mode="bilinear")[0, 0].numpy()[..., None]
+    canvas = piece.canvas[0].numpy().copy()
+    canvas[y:y + height, x:x + width] = weight * back + (1 - weight) * canvas[y:y + height, x:x + width]
+    left, top = piece.picture[:2]
+    assert np.allclose(result[0].numpy(), canvas[top:top + 60, left:left + 90], atol=1e-6)
+
+
+def test_old_nodes_errors_name_the_input(registry):
+    image = picture(40, 60)
+    mask = box_mask(40, 60, 5, 5, 10, 10)
+    cases = [
+        ("InpaintCrop", dict(image=torch.cat([image, image]), mask=torch.cat([mask, mask])), "mode"),
+        ("InpaintCrop", dict(image=image, mask=box_mask(30, 30, 1, 1, 5, 5)), "mask"),
+        ("InpaintCrop", dict(image=image, mask=torch.cat([mask, mask]), mode="forced size"), "mask"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_width=800), "max_width"),
+        ("InpaintCrop", dict(image=picture(40, 200), mask=torch.zeros(1, 40, 200), mode="free size",
+                             rescale_factor=100.0), "rescale_factor"),  # a 24000-pixel canvas
+        ("InpaintResize", dict(image=image, mask=box_mask(30, 30, 1, 1, 5, 5)), "mask"),
+        ("InpaintResize", dict(image=picture(40, 200), mask=torch.zeros(1, 40, 200), mode="factor",
+                               rescale_factor=100.0), "rescale_factor"),
+        ("InpaintExtendOutpaint", dict(image=image, mask=mask, mode="pixels", expand_up_pixels=-40), "expand_up_pixels"),
+        ("InpaintExtendOutpaint", dict(image=image, mask=mask, mode="pixels", expand_up_pixels=48), "padding_mode"),
+    ]
+    for node_type, inputs, name in cases:
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, node_type, **inputs)
+        assert caught.value.input == name, (node_type, name, caught.value)
+    stitch_value, cropped, _ = call(registry, "InpaintCrop", image=image, mask=mask)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InpaintStitch", stitch=stitch_value, inpainted_image=torch.cat([cropped, cropped]))
+    assert caught.value.input == "inpainted_image"
+
+
+@pytest.mark.parametrize("mode, size, want", [("ensure minimum size", (60, 40), (150, 100)),
+                                              ("ensure minimum size", (40, 60), (100, 150)),
+                                              ("ensure minimum size", (300, 200), (300, 200)),
+                                              ("factor", (60, 40), (75, 50))])
+def test_old_resize_sizes_and_pixels(registry, mode, size, want):
+    width, height = size
+    image = picture(height, width)
+    mask = box_mask(height, width, 3, 4, 10, 10)
+    resized, resized_mask, context = call(registry, "InpaintResize", image=image, mask=mask, mode=mode,
+                                          min_width=100, min_height=100, rescale_factor=1.25,
+                                          rescale_algorithm="bislerp")
+    assert context is None
+    assert resized.shape == (1, want[1], want[0], 3)
+    if want == size:
+        assert torch.equal(resized, image)
+    else:
+        assert np.array_equal(resized[0].numpy(), pil(image[0].numpy(), *want, "bicubic"))
+        assert np.array_equal(resized_mask[0].numpy(), pil(mask[0].numpy(), *want, "nearest"))
+
+
+@pytest.mark.parametrize("padding_mode, numpy_mode", [("mirror", "symmetric"), ("replicate", "edge"),
+                                                      ("black", "constant")])
+def test_old_extend_fills_the_new_area_and_cuts_to_the_multiple(registry, padding_mode, numpy_mode):
+    image = picture(40, 60)
+    mask = box_mask(40, 60, 5, 5, 10, 10)
+    grown, grown_mask, context = call(registry, "InpaintExtendOutpaint", image=image, mask=mask, mode="pixels",
+                                      expand_up_pixels=16, expand_down_pixels=3, expand_left_pixels=24,
+                                      expand_right_pixels=-8, size_multiple=8, padding_mode=padding_mode,
+                                      optional_context_mask=torch.ones(1, 40, 60))
+    full = np.pad(image[0].numpy()[:, :52], ((16, 3), (24, 0), (0, 0)), mode=numpy_mode)  # 59 × 76
+    assert grown.shape == (1, 56, 72, 3)  # cut to multiples of 8, the cut split around the middle
+    assert np.array_equal(grown[0].numpy(), full[1:57, 2:74])
+    full_mask = np.pad(mask[0].numpy()[:, :52], ((16, 3), (24, 0)), constant_values=1.0)
+    assert np.array_equal(grown_mask[0].numpy(), full_mask[1:57, 2:74])
+    full_context = np.pad(np.ones((40, 52), dtype=np.float32), ((16, 3), (24, 0)))
+    assert np.array_equal(context[0].numpy(), full_context[1:57, 2:74])
+
+
+def test_old_extend_factors_round_and_noise_stays_outside(registry):
+    image = picture(40, 60)
+    grown, _, context = call(registry, "InpaintExtendOutpaint", image=image, mask=torch.zeros(1, 40, 60),
+                             expand_up_factor=1.3, expand_right_factor=1.25, size_multiple=1, noise_blend=1.0)
+    up, right = int(round(40 * (1.3 - 1.0))), int(round(60 * (1.25 - 1.0)))
+    assert grown.shape == (1, 40 + up, 60 + right, 3) and not context.any()
+    assert torch.equal(grown[0, up:, :60], image[0])
+    assert not torch.equal(grown[0, :up], torch.zeros_like(grown[0, :up]))
+    assert grown.min() >= 0 and grown.max() <= 1
+
+
+def test_old_extend_reads_its_first_layout(registry):
+    """The first layout saved mode and each side's pixels and factor in turn (9 values)."""
+    nodes = [ui_node(1, "EmptyImage", [60, 40, 1, 0x808080], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "SolidMask", [0.0, 60, 40], outputs=[("MASK", "MASK", [2])]),
+             ui_node(3, "InpaintExtendOutpaint", ["pixels", 8, 1.0, 16, 1.0, 0, 1.0, 24, 1.0],
+                     [("image", "IMAGE", 1, False), ("mask", "MASK", 2, False)],
+                     [("image", "IMAGE", []), ("mask", "MASK", []), ("context_mask", "MASK", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "MASK"]])
+    inputs = parse_workflow(graph, registry).to_json()["nodes"]["3"]["inputs"]
+    assert (inputs["expand_up_pixels"], inputs["expand_down_pixels"], inputs["expand_right_pixels"]) == (8, 16, 24)
+    assert (inputs["size_multiple"], inputs["padding_mode"], inputs["noise_blend"]) == (1, "mirror", 0.0)
+    assert run_graph(registry, graph, ["3"]).values["3"][0].shape == (1, 64, 84, 3)
+
+
+OLD_CROP_WIDGETS = [10, 1.2, True, 4.0, False, 8.0, "bicubic", "forced size", 64, 64, 1.0, 512, 512, 768, 768, 32]
+
+
+def old_inpaint_prompt():
+    link = lambda node, index=0: [str(node), index]  # noqa: E731
+    prompt = inpaint_prompt()
+    prompt["13"] = {"class_type": "InpaintResize", "inputs": {
+        "image": link(2), "mask": link(5), "rescale_algorithm": "bicubic", "mode": "factor", "min_width": 1024,
+        "min_height": 1024, "rescale_factor": 1.0}}
+    prompt["14"] = {"class_type": "InpaintExtendOutpaint", "inputs": {
+        "image": link(13), "mask": link(13, 1), "mode": "pixels", "expand_up_pixels": 0, "expand_down_pixels": 16,
+        "expand_left_pixels": 0, "expand_right_pixels": 0, "expand_up_factor": 1.0, "expand_down_factor": 1.0,
+        "expand_left_factor": 1.0, "expand_right_factor": 1.0, "size_multiple": 8, "padding_mode": "replicate",
+        "noise_blend": 0.0}}
+    prompt["6"] = {"class_type": "InpaintCrop", "inputs": {"image": link(14), "mask": link(14, 1),
+                                                          **dict(zip(OLD_CROP_INPUTS[2:-1], OLD_CROP_WIDGETS))}}
+    prompt["12"] = {"class_type": "InpaintStitch", "inputs": {"stitch": link(6), "inpainted_image": link(11),
+                                                              "rescale_algorithm": "bislerp"}}
+    return prompt
+
+
+def test_old_nodes_api_prompt_runs_and_round_trips(registry, tiny):
+    prompt = old_inpaint_prompt()
+    result = run_graph(registry, prompt, ["12"])
+    extended = result.values["14"][0]
+    assert extended.shape == (1, 96, 96, 3) and result.values["12"][0].shape == extended.shape
+    assert result.values["6"][1].shape == (1, 64, 64, 3)
+    assert not torch.equal(result.values["12"][0], extended)
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert {k: (v["class_type"], v["inputs"]) for k, v in api.items()} == \
+        {k: (v["class_type"], v["inputs"]) for k, v in prompt.items()}
+
+
+def test_old_nodes_ui_save_round_trips(registry, tiny):
+    nodes = [
+        ui_node(2, "EmptyImage", [96, 80, 1, 0x3366cc], outputs=[("IMAGE", "IMAGE", [1])]),
+        ui_node(3, "SolidMask", [0.0, 96, 80], outputs=[("MASK", "MASK", [2])]),
+        ui_node(4, "InpaintResize", ["bicubic", "factor", 1024, 1024, 1.0],
+                [("image", "IMAGE", 1, False), ("mask", "MASK", 2, False)],
+                [("image", "IMAGE", [3]), ("mask", "MASK", [4]), ("context_mask", "MASK", [])]),
+        ui_node(5, "InpaintExtendOutpaint", ["pixels", 0, 16, 0, 0, 1.0, 1.0, 1.0, 1.0, 8, "replicate", 0.0],
+                [("image", "IMAGE", 3, False), ("mask", "MASK", 4, False)],
+                [("image", "IMAGE", [5]), ("mask", "MASK", [6]), ("context_mask", "MASK", [])]),
+        ui_node(6, "InpaintCrop", OLD_CROP_WIDGETS, [("image", "IMAGE", 5, False), ("mask", "MASK", 6, False)],
+                [("stitch", "STITCH", [7]), ("cropped_image", "IMAGE", [8]), ("cropped_mask", "MASK", [])]),
+        ui_node(7, "InpaintStitch", ["bislerp"], [("stitch", "STITCH", 7, False), ("inpainted_image", "IMAGE", 8, False)],
+                [("image", "IMAGE", [])]),
+    ]
+    links = [[1, 2, 0, 4, 0, "IMAGE"], [2, 3, 0, 4, 1, "MASK"], [3, 4, 0, 5, 0, "IMAGE"], [4, 4, 1, 5, 1, "MASK"],
+             [5, 5, 0, 6, 0, "IMAGE"], [6, 5, 1, 6, 1, "MASK"], [7, 6, 0, 7, 0, "STITCH"], [8, 6, 1, 7, 1, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["7"])
+    assert result.values["7"][0].shape == (1, 96, 96, 3)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    for n in nodes:
+        assert saved[n["id"]]["type"] == n["type"]
+        assert saved[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
