@@ -116,6 +116,10 @@ NOISE_CLASSES = ("BNK_NoisyLatentImage", "BNK_DuplicateBatchIndex", "BNK_SlerpLa
 TILED_KSAMPLER_CLASSES = ("BNK_TiledKSampler", "BNK_TiledKSamplerAdvanced")
 # shiimizu's ComfyUI_smZNodes (nodes/pack_nodes_smz.py), whole names: "smZ " starts no other pack's classes we know
 SMZ_CLASSES = ("smZ CLIPTextEncode", "smZ Settings")
+# lquesada's ComfyUI-Inpaint-CropAndStitch (nodes/pack_nodes_crop_stitch.py), its Improved nodes and its old
+# ones; whole names only: "InpaintCrop" is a prefix of the Improved node's name
+CROP_STITCH_CLASSES = ("InpaintCropImproved", "InpaintStitchImproved", "InpaintCrop", "InpaintStitch",
+                       "InpaintExtendOutpaint", "InpaintResize")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
 # "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
 DERFUU_FIRST_CLASSES = (
@@ -136,7 +140,7 @@ LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES))
+                         *SMZ_CLASSES, *CROP_STITCH_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -218,6 +222,7 @@ CUSTOM_PACKS = {
     "ComfyUI_Noise": NOISE_CLASSES,
     "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
     "ComfyUI_smZNodes": SMZ_CLASSES,
+    "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
 }
 
 

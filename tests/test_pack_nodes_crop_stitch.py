@@ -507,8 +507,10 @@ def test_the_packs_names_inputs_and_defaults(registry):
     assert [node.input_specs[n].default for n in CROP_INPUTS[1:-2]] == CROP_DEFAULTS
     assert [o.name for o in node.output_specs] == ["stitcher", "cropped_image", "cropped_mask"]
     assert list(registry.comfy_node("InpaintStitchImproved").input_specs) == ["stitcher", "inpainted_image"]
-    for name in ("InpaintCropImproved", "InpaintStitchImproved"):
-        assert name not in comfy_catalogue() and custom_pack(name) is None  # ours, and no core class
+    for name in ("InpaintCropImproved", "InpaintStitchImproved", "InpaintCrop", "InpaintStitch",
+                 "InpaintExtendOutpaint", "InpaintResize"):
+        assert name not in comfy_catalogue() and custom_pack(name) == "ComfyUI-Inpaint-CropAndStitch"
+    assert custom_pack("InpaintCropImprovedX") is None  # whole names only
 
 @pytest.fixture
 def tiny(tmp_folders):
