@@ -253,6 +253,13 @@ def join_boxes(box, other):
     return left, top, right - left, bottom - top
 
 
+def _number(value):
+    """A widget value an estimate can count with: a finite int or float, else None (unknown)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
 def padded(value: int, multiple: int) -> int:
     """Up to a multiple (0: as it is)."""
     return int(math.ceil(value / multiple) * multiple) if multiple else value
@@ -438,8 +445,8 @@ class InpaintCropImproved(Node):
         memory = 0
         per_pixel = 4 * 4 + 3 * 4  # the picture (up to 4 channels) and three masks, float32
         if widgets.get("extend_for_outpainting") is True and image is not None:
-            factors = [widgets.get(f"extend_{side}_factor") for side in ("up", "down", "left", "right")]
-            if all(isinstance(f, (int, float)) for f in factors):
+            factors = [_number(widgets.get(f"extend_{side}_factor")) for side in ("up", "down", "left", "right")]
+            if None not in factors:
                 high = max(int(image.height * (factors[0] + factors[1] - 1.0)), 0)
                 wide = max(int(image.width * (factors[2] + factors[3] - 1.0)), 0)
                 memory = max(memory, high * wide * per_pixel)
@@ -812,8 +819,8 @@ class InpaintCrop(Node):
         if image is None:
             return Estimate(None)
         pixels = (image.height + 2 * ((image.width + 1) // 2)) * (image.width + 2 * ((image.height + 1) // 2))
-        factor = widgets.get("rescale_factor")
-        if widgets.get("mode") == "free size" and isinstance(factor, (int, float)):
+        factor = _number(widgets.get("rescale_factor"))
+        if widgets.get("mode") == "free size" and factor is not None:
             pixels = max(pixels, int(pixels * factor * factor))
         return Estimate(None, pixels * (3 * 4 + 3 * 4))
 
@@ -1052,9 +1059,9 @@ class InpaintExtendOutpaint(Node):
         sides = ("up", "down", "left", "right")
         if widgets.get("mode") == "pixels":
             values = [widgets.get(f"expand_{side}_pixels") for side in sides]
-            return values if all(isinstance(v, int) for v in values) else None
+            return values if all(isinstance(v, int) and not isinstance(v, bool) for v in values) else None
         factors = [widgets.get(f"expand_{side}_factor") for side in sides]
-        if not all(isinstance(f, (int, float)) for f in factors):
+        if not all(isinstance(f, (int, float)) and not math.isinf(f) for f in factors):
             return None
         factors = [1.0 if math.isnan(f) else max(0.0, f) for f in factors]
         return [int(round(length * (f - 1.0))) for length, f in zip((height, height, width, width), factors)]
@@ -1163,8 +1170,8 @@ class InpaintResize(Node):
         if image is None:
             return Estimate(None)
         if widgets.get("mode") == "factor":
-            factor = widgets.get("rescale_factor")
-            if not isinstance(factor, (int, float)):
+            factor = _number(widgets.get("rescale_factor"))
+            if factor is None:
                 return Estimate(None)
             return Estimate(Size(image.batch, max(round(image.height * factor), 1), max(round(image.width * factor), 1)))
         least_w, least_h = widgets.get("min_width"), widgets.get("min_height")
