@@ -116,7 +116,7 @@ NOISE_CLASSES = ("BNK_NoisyLatentImage", "BNK_DuplicateBatchIndex", "BNK_SlerpLa
 TILED_KSAMPLER_CLASSES = ("BNK_TiledKSampler", "BNK_TiledKSamplerAdvanced")
 # shiimizu's ComfyUI_smZNodes (nodes/pack_nodes_smz.py), whole names: "smZ " starts no other pack's classes we know
 SMZ_CLASSES = ("smZ CLIPTextEncode", "smZ Settings")
-# lquesada's ComfyUI-Inpaint-CropAndStitch (nodes/pack_nodes_crop_stitch.py), its Improved nodes and its old
+# lquesada's ComfyUI-Inpaint-CropAndStitch (nodes/pack_nodes_crop_stitch.py and _old.py), its Improved nodes and old
 # ones; whole names only: "InpaintCrop" is a prefix of the Improved node's name
 CROP_STITCH_CLASSES = ("InpaintCropImproved", "InpaintStitchImproved", "InpaintCrop", "InpaintStitch",
                        "InpaintExtendOutpaint", "InpaintResize")

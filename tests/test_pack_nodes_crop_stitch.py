@@ -4,7 +4,10 @@ the context mask and factor), both device modes' mask operations against scipy (
 calls, and the GPU mode's torch operations by scipy's equivalents), the resizes against PIL, the
 stitch's blend formula and round trip, pre-resize and outpainting extension, batches, the clear
 errors, and a UI-format save and an API prompt with the pack's class names running crop → VAE
-encode → KSampler → decode → stitch on a tiny checkpoint, written back unchanged."""
+encode → KSampler → decode → stitch on a tiny checkpoint, written back unchanged. Then the old
+nodes (nodes/pack_nodes_crop_stitch_old.py): the old crop's box, sizes and rescale against the
+pack's rule worked out here, its masks against scipy, the old stitch's placing and blend, Resize
+and Extend against PIL and numpy's padding, Extend's first layout, errors, saves and prompts."""
 
 import math
 
@@ -698,7 +701,7 @@ def test_old_crop_names_inputs_and_defaults(registry):
         "image", "mask", "mode", *[f"expand_{s}_pixels" for s in sides], *[f"expand_{s}_factor" for s in sides],
         "size_multiple", "padding_mode", "noise_blend", "optional_context_mask"]
     for name in ("InpaintCrop", "InpaintStitch", "InpaintExtendOutpaint", "InpaintResize"):
-        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_crop_stitch"
+        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_crop_stitch_old"
 
 
 @pytest.mark.parametrize("box, padding", [((20, 30, 10, 12), 32), ((0, 0, 5, 5), 8), ((140, 90, 10, 10), 64)])
@@ -765,7 +768,7 @@ def test_old_crop_sizes_and_rescale_are_the_packs(registry, mode, size_range):
     elif y_max - y_min + 1 > max_h:
         y_max = y_min + max_h - 1
     if mode == "ranged size":
-        from nodes.pack_nodes_crop_stitch import old_padding
+        from nodes.pack_nodes_crop_stitch_old import old_padding
         x_min, x_max = old_padding(x_min, x_max, new_w, 16)
         y_min, y_max = old_padding(y_min, y_max, new_h, 16)
     assert (piece.x, piece.y) == (x_min, y_min)
@@ -778,7 +781,7 @@ def test_old_crop_sizes_and_rescale_are_the_packs(registry, mode, size_range):
 
 
 def test_old_padding_is_the_packs_rule():
-    from nodes.pack_nodes_crop_stitch import old_padding
+    from nodes.pack_nodes_crop_stitch_old import old_padding
     assert old_padding(10, 29, 100, 32) == (3, 34)  # 20 wide: 32 around the middle (19)
     assert old_padding(0, 9, 100, 32) == (0, 31)  # cut at 0, grown at the end
     assert old_padding(90, 99, 100, 32) == (68, 99)  # moved back inside
