@@ -288,25 +288,45 @@ def crop_area(box, target_w: int, target_h: int, image_w: int, image_h: int, at_
     return x, y, w, h
 
 
+def repeat_edges(canvas, rows: slice, cols: slice):
+    """Fill the canvas [1, H, W, C] around the picture placed at rows × cols as the pack does: the
+    rows above and below it (under its columns) repeat its top and bottom rows, the columns left
+    and right of it (beside its rows) its first and last columns; the corners stay as they are
+    (black in a new canvas)."""
+    height, width = canvas.shape[1:3]
+    if rows.start > 0:
+        canvas[:, :rows.start, cols] = canvas[:, rows.start:rows.start + 1, cols]
+    if rows.stop < height:
+        canvas[:, rows.stop:, cols] = canvas[:, rows.stop - 1:rows.stop, cols]
+    if cols.start > 0:
+        canvas[:, rows, :cols.start] = canvas[:, rows, cols.start:cols.start + 1]
+    if cols.stop < width:
+        canvas[:, rows, cols.stop:] = canvas[:, rows, cols.stop - 1:cols.stop]
+    return canvas
+
+
 def grow_canvas(image, mask, area):
-    """The picture and mask grown to hold the crop area: the new rows or columns repeat the
-    picture's edge pixels, the mask is 1 there. Gives (canvas, canvas mask, left, top)."""
+    """The picture and mask grown to hold the crop area: the new rows and columns repeat the
+    picture's edge pixels (repeat_edges; corners black), the mask is 1 there. Gives (canvas,
+    canvas mask, left, top)."""
     import torch
     x, y, w, h = area
     _, image_h, image_w, channels = image.shape
     left, top = max(-x, 0), max(-y, 0)
     right, bottom = max(x + w - image_w, 0), max(y + h - image_h, 0)
     _check_size(image_w + left + right, image_h + top + bottom, "output_target_width")
-    canvas = torch.nn.functional.pad(image.permute(0, 3, 1, 2), (left, right, top, bottom), mode="replicate")
-    canvas_mask = torch.ones((1, image_h + top + bottom, image_w + left + right), dtype=mask.dtype)
-    canvas_mask[:, top:top + image_h, left:left + image_w] = mask
-    return canvas.permute(0, 2, 3, 1), canvas_mask, left, top
+    rows, cols = slice(top, top + image_h), slice(left, left + image_w)
+    canvas = torch.zeros((1, image_h + top + bottom, image_w + left + right, channels), device=image.device)
+    canvas[:, rows, cols] = image
+    canvas_mask = torch.ones((1, image_h + top + bottom, image_w + left + right), device=mask.device)
+    canvas_mask[:, rows, cols] = mask
+    return repeat_edges(canvas, rows, cols), canvas_mask, left, top
 
 
 def extend_for_outpainting(image, mask, context_mask, up: float, down: float, left: float, right: float):
     """The pack's extend_imm: the picture grown (or, with a factor under 1, cut) by the factors of
-    its height and width (int of the products), the new rows then columns repeating its edge
-    pixels; the mask is 1 there, the context mask 0."""
+    its height and width (int of the products), the new rows and columns repeating its edge
+    pixels (repeat_edges: the corners black); the mask is 1 there, the context mask 0."""
     import torch
     _, height, width, channels = image.shape
     new_h = int(height * (1.0 + up - 1.0 + down - 1.0))
@@ -316,21 +336,13 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
                                                  "each side must keep at least 1 pixel")
     _check_size(new_w, new_h, "extend_up_factor", "extend_left_factor", "extend_up_factor")
     top, left_pad = int(height * (up - 1.0)), int(width * (left - 1.0))
-    bottom, right_pad = new_h - height - top, new_w - width - left_pad
     to_rows = slice(max(0, top), min(new_h, top + height))
     to_cols = slice(max(0, left_pad), min(new_w, left_pad + width))
     from_rows = slice(max(0, -top), min(height, new_h - top))
     from_cols = slice(max(0, -left_pad), min(width, new_w - left_pad))
-    grown = torch.zeros((1, new_h, new_w, channels), dtype=image.dtype)
+    grown = torch.zeros((1, new_h, new_w, channels), dtype=image.dtype, device=image.device)
     grown[:, to_rows, to_cols] = image[:, from_rows, from_cols]
-    if top > 0:
-        grown[:, :top, to_cols] = image[:, 0:1, from_cols]
-    if bottom > 0:
-        grown[:, new_h - bottom:, to_cols] = image[:, height - 1:height, from_cols]
-    if left_pad > 0:
-        grown[:, :, :left_pad] = grown[:, :, left_pad:left_pad + 1]
-    if right_pad > 0:
-        grown[:, :, new_w - right_pad:] = grown[:, :, new_w - right_pad - 1:new_w - right_pad]
+    grown = repeat_edges(grown, to_rows, to_cols)
     grown_mask = torch.ones((1, new_h, new_w), dtype=mask.dtype)
     grown_mask[:, to_rows, to_cols] = mask[:, from_rows, from_cols]
     grown_context = torch.zeros((1, new_h, new_w), dtype=context_mask.dtype)

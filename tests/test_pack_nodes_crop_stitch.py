@@ -108,12 +108,17 @@ def pil(array, width, height, algorithm):
 
 
 def edge_canvas(image, area):
-    """The picture grown by its edge pixels to hold the area (numpy's 'edge' padding); its left, top."""
+    """The picture grown to hold the area as the pack grows it: numpy's 'edge' padding, the corners
+    black (the pack repeats the edge rows under the picture's columns and the edge columns beside
+    its rows only); its left, top."""
     x, y, w, h = area
     height, width = image.shape[1:3]
     left, top = max(-x, 0), max(-y, 0)
     right, bottom = max(x + w - width, 0), max(y + h - height, 0)
     grown = np.pad(image[0].numpy(), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    for rows in (slice(0, top), slice(top + height, None)):
+        for cols in (slice(0, left), slice(left + width, None)):
+            grown[rows, cols] = 0.0
     return grown, left, top
 
 
@@ -159,6 +164,20 @@ def test_crop_at_its_own_size_is_grown_to_the_multiple_and_not_resized(registry,
     stitcher, cropped, cropped_mask = crop(registry, image=image, mask=box_mask(100, 150, *box), **PLAIN,
                                            output_resize_to_target_size=False, output_padding=str(padding))
     area, (target_w, target_h) = pack_area(*box, box[2], box[3], padding, 150, 100, resize_output=False)
+    check_own_size_crop(image, stitcher, cropped, cropped_mask, area, target_w, target_h)
+
+
+def test_a_picture_smaller_than_the_multiple_grows_both_ways_with_black_corners(registry):
+    image = picture(30, 50)
+    stitcher, cropped, cropped_mask = crop(registry, image=image, mask=box_mask(30, 50, 10, 10, 20, 12), **PLAIN,
+                                           output_resize_to_target_size=False, output_padding="64")
+    area, (target_w, target_h) = pack_area(10, 10, 20, 12, 20, 12, 64, 50, 30, resize_output=False)
+    assert area == (-7, -17, 64, 64)
+    check_own_size_crop(image, stitcher, cropped, cropped_mask, area, target_w, target_h)
+    assert not cropped[0, 16, 6].any() and torch.equal(cropped[0, 0, 7], image[0, 0, 0])  # corner black, edge not
+
+
+def check_own_size_crop(image, stitcher, cropped, cropped_mask, area, target_w, target_h):
     assert area[2:] == (target_w, target_h) and cropped.shape[1:3] == (target_h, target_w)
     grown, left, top = edge_canvas(image, area)
     piece = stitcher.pieces[0]
@@ -435,6 +454,7 @@ def test_extend_for_outpainting_repeats_the_edges_and_masks_the_new_area(registr
     new_h, new_w = int(40 * (1.0 + 1.5 - 1.0 + 1.0 - 1.0)), int(60 * (1.0 + 1.25 - 1.0 + 1.1 - 1.0))
     up, left = int(40 * 0.5), int(60 * 0.25)
     want = np.pad(image[0].numpy(), ((up, new_h - 40 - up), (left, new_w - 60 - left), (0, 0)), mode="edge")
+    want[:up, :left] = want[:up, left + 60:] = 0.0  # the corners stay black, as the pack leaves them
     piece = stitcher.pieces[0]
     assert piece.canvas_to_original == (0, 0, new_w, new_h)
     assert np.array_equal(piece.canvas[0].numpy(), want)
