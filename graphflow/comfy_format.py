@@ -121,6 +121,10 @@ CUTOFF_CLASSES = ("BNK_CutoffBasePrompt", "BNK_CutoffSetRegions", "BNK_CutoffReg
                   "BNK_CutoffRegionsToConditioning_ADV")
 # shiimizu's ComfyUI_smZNodes (nodes/pack_nodes_smz.py), whole names: "smZ " starts no other pack's classes we know
 SMZ_CLASSES = ("smZ CLIPTextEncode", "smZ Settings")
+# lquesada's ComfyUI-Inpaint-CropAndStitch (nodes/pack_nodes_crop_stitch.py and _old.py), its Improved nodes and old
+# ones; whole names only: "InpaintCrop" is a prefix of the Improved node's name
+CROP_STITCH_CLASSES = ("InpaintCropImproved", "InpaintStitchImproved", "InpaintCrop", "InpaintStitch",
+                       "InpaintExtendOutpaint", "InpaintResize")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
 # "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
 DERFUU_FIRST_CLASSES = (
@@ -141,7 +145,7 @@ LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES, *CUTOFF_CLASSES))
+                         *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -223,6 +227,7 @@ CUSTOM_PACKS = {
     # named so the docs list them under the pack
     "sd-dynamic-thresholding": ("DynamicThresholdingFull", "DynamicThresholdingSimple"),
     "ComfyUI_Cutoff": CUTOFF_CLASSES,
+    "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
 }
 
 
