@@ -133,8 +133,15 @@ DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode
 # M1kep's ComfyLiterals (nodes/pack_nodes_comfy_literals.py) but its bare Int / Float / String, which
 # ComfyUI-Logic's names claim (its nodes answer them, reading ComfyLiterals' inputs too)
 LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
+# adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
+DYNAMIC_PROMPTS_LEFT_OUT = {
+    "DPJinja": "the library renders its Jinja2 template outside jinja2's sandbox, so a template could run "
+               "code; graphflow refuses it (write the template with Random or Combinatorial Prompts' syntax)",
+    "DPFeelingLucky": "it asks a web service (lexica.art) for prompts, which graphflow does not call",
+    "DPMagicPrompt": "it downloads a GPT-2 prompt model from the Hugging Face hub at run time",
+}
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
-                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
+                         *DYNAMIC_PROMPTS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
                          *SMZ_CLASSES))
 
@@ -218,7 +225,10 @@ CUSTOM_PACKS = {
     "ComfyUI_Noise": NOISE_CLASSES,
     "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
     "ComfyUI_smZNodes": SMZ_CLASSES,
+    "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
 }
+# why a class of a pack listed above is left out, where it is left out on purpose
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}
 
 
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns
@@ -278,7 +288,8 @@ def unknown_type_hint(node_type: str) -> str:
         return f"'{node_type}' is a ComfyUI core node that graphflow does not support yet (see docs/comfyui.md)"
     pack = custom_pack(node_type)
     if pack:
-        return f"'{node_type}' is a ComfyUI custom node from {pack}, not one of graphflow's nodes"
+        why = f": {LEFT_OUT[node_type]}" if node_type in LEFT_OUT else ""
+        return f"'{node_type}' is a ComfyUI custom node from {pack}, not one of graphflow's nodes{why}"
     return ""
 
 
