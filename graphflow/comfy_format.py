@@ -141,9 +141,9 @@ DYNAMIC_PROMPTS_LEFT_OUT = {
     "DPMagicPrompt": "it downloads a GPT-2 prompt model from the Hugging Face hub at run time",
 }
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
-                         *DYNAMIC_PROMPTS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
+                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES))
+                         *SMZ_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.

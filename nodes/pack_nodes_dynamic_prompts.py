@@ -29,7 +29,7 @@ import threading
 from collections import OrderedDict
 
 from graphflow.api import STRING, Choice, ComfyAlias, Int, Node, NodeInputError, Text, check_interrupted, \
-    current_node_id, show
+    current_node_id, show, warn
 from nodes.pack_nodes_impact import _wildcard_files, wildcards_state
 from nodes.sampling import SEED_MAX
 from nodes.strings import _fits
@@ -105,8 +105,9 @@ def _collections(base, path) -> dict:
     prefix = "" if relative.parent.as_posix() == "." else relative.parent.as_posix() + "/"
     try:
         return {prefix + name: collection for name, collection in parse_structured_file(path)}
-    except Exception as e:  # the library skips an unreadable file too (with a warning)
-        raise NodeInputError("text", f"wildcard file {relative.as_posix()}: {e}") from None
+    except Exception as e:  # the library's folder walk skips an unreadable file with a warning too
+        warn(f"wildcard file {relative.as_posix()} skipped: {e}")
+        return {}
 
 
 def wildcard_manager():
@@ -236,12 +237,13 @@ def combinatorial_prompt(key: tuple, text: str, seed: int) -> str:
 
 class DynamicPromptsRandom(Node):
     """Random Prompts (Dynamic Prompts): one prompt drawn from a template each run. {a|b|c} picks
-    one, {2$$a|b|c} two (joined by ", "), {1-3$$ and $$a|b|c} one to three joined by " and ",
-    {0.5::a|2::b} weighs them, __name__ picks a line of the wildcard file name.txt (or a key of a
-    .json / .yaml file) under the models' wildcards folder, ${name={a|b}} and ${name} are
-    variables, __name(var=x)__ passes one on. With seed above 0 the prompt is the library's
+    one, {2$$a|b|c} two different ones (joined by ","), {1-3$$ and $$a|b|c} one to three joined
+    by " and ", {0.5::a|2::b} weighs them, __name__ picks a line of the wildcard file name.txt
+    under the models' wildcards folder (or the list under the key name of a .json / .yaml file
+    there; __shapes/*__ any of the folder shapes), ${name={a|b}} and ${name} are variables,
+    __name(var=x)__ passes one on. With seed above 0 the prompt is the library's
     RandomPromptGenerator's with that seed (the pack reseeds its generator each run); with seed 0
-    a new draw each run. autorefresh is kept for old saves (the pack re-runs the node either way).
+    a new draw each run. autorefresh changes nothing (the pack re-runs the node whatever it says).
 
     An empty text gives ""; bad template syntax, an undefined variable and a template that is
     longer than 20,000 characters or needs more than 200,000 sampling steps are refused naming
@@ -268,8 +270,8 @@ class DynamicPromptsCombinatorial(Node):
     the library's order ({a|b} {c|d}: "a c", "a d", "b c", "b d"), starting again after the last
     (each node keeps its place while graphflow runs; a changed text or wildcard file starts it
     from the first). Same template language as Random Prompts; a {~a|b} part is drawn at random,
-    with the seed reset before each prompt when seed is above 0. autorefresh is kept for old
-    saves. The pack has no prompt count: queue the workflow as many times as you want prompts.
+    with the seed reset before each prompt when seed is above 0. autorefresh changes nothing, as
+    in the pack. The pack has no prompt count: queue the workflow as many times as you want prompts.
 
     An empty text gives ""; bad syntax, an undefined variable, a text over 20,000 characters and
     one prompt needing more than 200,000 sampling steps are refused naming text."""

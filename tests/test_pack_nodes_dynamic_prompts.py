@@ -200,6 +200,13 @@ def test_an_exploding_combinatorial_search_is_stopped_by_the_step_budget(registr
     assert node(registry, "DPRandomGenerator", text="{2$$" + options + "}", seed=4)
 
 
+def test_an_unreadable_structured_file_is_skipped_as_the_library_skips_it(registry, wildcards):
+    (wildcards / "broken.json").write_text("{not json", encoding="utf-8")
+    (wildcards / "broken.yaml").write_text("a: [unclosed", encoding="utf-8")
+    assert node(registry, "DPCombinatorialGenerator", text="__mammal__ __shapes/solid__", seed=0) == "cat cube"
+    assert library_manager(wildcards).get_collection_names() == dp.wildcard_manager().get_collection_names()
+
+
 def test_empty_text_gives_empty_and_the_string_nodes(registry, wildcards):
     assert node(registry, "DPRandomGenerator", text="   ", seed=1) == ""
     assert node(registry, "DPCombinatorialGenerator", text="", seed=1) == ""
@@ -250,7 +257,8 @@ def test_api_prompt_with_the_packs_classes_feeds_clip_text_encode_and_round_trip
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
         "2": {"class_type": "DPRandomGenerator", "inputs": {"text": text, "seed": 42, "autorefresh": "No"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["2", 0]}},
-        "4": {"class_type": "DPCombinatorialGenerator", "inputs": {"text": "{a|b} cat", "seed": 0, "autorefresh": "Yes"}},
+        "4": {"class_type": "DPCombinatorialGenerator",
+              "inputs": {"text": "{a|b} cat", "seed": 0, "autorefresh": "Yes"}},
         "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["4", 0]}},
         "6": {"class_type": "DPOutput", "inputs": {"string": ["2", 0]}},
     }
