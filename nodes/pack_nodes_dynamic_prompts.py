@@ -192,11 +192,24 @@ class _Cycle:
     manager: object
     rand: random.Random
     budget: _Budget
+    context: object
     prompts: object = None
 
 
 _cycles: OrderedDict[tuple, _Cycle] = OrderedDict()  # (node type, node id) -> its place; kept while graphflow runs
 _cycles_lock = threading.Lock()
+
+
+def _cycle(key: tuple, text: str, manager) -> _Cycle:
+    with _cycles_lock:
+        cycle = _cycles.pop(key, None)
+        if cycle is None or cycle.text != text or cycle.manager is not manager:
+            rand, budget = random.Random(), _Budget()
+            cycle = _Cycle(text, manager, rand, budget, _sampling_context("COMBINATORIAL", rand, manager, budget))
+        _cycles[key] = cycle
+        while len(_cycles) > MAX_NODES_KEPT:
+            _cycles.popitem(last=False)
+        return cycle
 
 
 def combinatorial_prompt(key: tuple, text: str, seed: int) -> str:
@@ -207,29 +220,21 @@ def combinatorial_prompt(key: tuple, text: str, seed: int) -> str:
     if text.strip() == "":
         return ""
     _checked_template(text)
-    manager = wildcard_manager()
-    with _cycles_lock:
-        cycle = _cycles.pop(key, None)
-        if cycle is None or cycle.text != text or cycle.manager is not manager:
-            cycle = _Cycle(text, manager, random.Random(), _Budget())
-        _cycles[key] = cycle
-        while len(_cycles) > MAX_NODES_KEPT:
-            _cycles.popitem(last=False)
+    cycle = _cycle(key, text, wildcard_manager())
     if seed > 0:
         cycle.rand.seed(seed)
     cycle.budget.left = MAX_STEPS
-    context = _sampling_context("COMBINATORIAL", cycle.rand, manager, cycle.budget)
-    for fresh in (cycle.prompts is None, True):
-        if fresh:
-            cycle.prompts = _prompts(context, text)
+    for _ in range(2):  # after the last prompt, once more from the first
+        if cycle.prompts is None:
+            cycle.prompts = _prompts(cycle.context, text)
         try:
             return _next_prompt(cycle.prompts)
         except StopIteration:
-            cycle.prompts = None  # the last was given: start again
+            cycle.prompts = None
         except NodeInputError:
             cycle.prompts = None  # a generator that raised is spent
             raise
-    return ""  # a template with no prompt at all ({0$$a}), as the pack gives
+    return ""  # a template that makes no prompt at all, as the pack gives
 
 
 # -- nodes ---------------------------------------------------------------------------------------------
