@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import random
 import threading
 from collections import OrderedDict
@@ -110,21 +111,39 @@ def _collections(base, path) -> dict:
         return {}
 
 
+@functools.cache
+def _folder_wildcards():
+    """The library's WildcardManager, telling the user (warn) of a wildcard no file has, which the
+    library leaves in the prompt as written. The library's own log lines for it (a traceback for
+    a name with '..') are left out: the warning says it."""
+    from dynamicprompts.wildcards import WildcardManager
+
+    logging.getLogger("dynamicprompts").setLevel(logging.ERROR)
+
+    class FolderWildcards(WildcardManager):
+        def get_values(self, wildcard):
+            values = super().get_values(wildcard)
+            if not values:
+                warn(f"no wildcard file or key in the wildcards folders is named {wildcard!r} (a name "
+                     f"with '..' is never looked up): __{wildcard}__ is left in the prompt as written")
+            return values
+
+    return FolderWildcards
+
+
 def wildcard_manager():
     """The library's WildcardManager over the files of graphflow's wildcards model folders (the
     Impact Pack nodes' folders), the first folder (the user's) winning a name. It is given the
     files found by graphflow's folder walk, not a folder to walk, so it knows only files inside
     those folders (and the library refuses a name with '..'). Built anew when a file changes."""
     global _manager
-    from dynamicprompts.wildcards import WildcardManager
-
     state = wildcards_state(WILDCARD_EXTENSIONS)
     with _manager_lock:
         if _manager[0] != state or _manager[1] is None:
             found: dict = {}
             for base, path in reversed(list(_wildcard_files(WILDCARD_EXTENSIONS))):
                 found.update(_collections(base, path))
-            _manager = (state, WildcardManager(root_map={"": [found]}))
+            _manager = (state, _folder_wildcards()(root_map={"": [found]}))
         return _manager[1]
 
 
@@ -252,7 +271,8 @@ class DynamicPromptsRandom(Node):
 
     An empty text gives ""; bad template syntax, an undefined variable and a template that is
     longer than 20,000 characters or needs more than 200,000 sampling steps are refused naming
-    text. A wildcard name that no file has is left in the prompt as written, as the library does."""
+    text. A wildcard name that no file has is left in the prompt as written, as the library does,
+    with a warning."""
     category = "Dynamic Prompts"
     display_name = "Random Prompts"
     text: str = Text("", multiline=True)

@@ -160,7 +160,7 @@ def test_the_user_wildcards_folder_wins_a_name_over_an_extra_one(registry, wildc
         folders.extra_models.update(saved)
 
 
-def test_a_wildcard_name_cannot_read_outside_the_folder(registry, wildcards, tmp_path):
+def test_a_wildcard_name_cannot_read_outside_the_folder(registry, wildcards, tmp_path, caplog):
     (tmp_path / "secret.txt").write_text("SECRET\n", encoding="utf-8")
     (wildcards.parent / "secret.txt").write_text("SECRET\n", encoding="utf-8")
     outside = str(tmp_path / "secret").lstrip("/")
@@ -169,6 +169,7 @@ def test_a_wildcard_name_cannot_read_outside_the_folder(registry, wildcards, tmp
         for class_type in ("DPRandomGenerator", "DPCombinatorialGenerator"):
             got = node(registry, class_type, text=text, seed=1)
             assert "SECRET" not in got and "__" in got, (class_type, name, got)  # left as written
+    assert "is left in the prompt as written" in caplog.text  # with a warning
 
 
 BOTH = ("DPRandomGenerator", "DPCombinatorialGenerator")
