@@ -142,10 +142,17 @@ DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode
 # M1kep's ComfyLiterals (nodes/pack_nodes_comfy_literals.py) but its bare Int / Float / String, which
 # ComfyUI-Logic's names claim (its nodes answer them, reading ComfyLiterals' inputs too)
 LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
+# adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
+DYNAMIC_PROMPTS_LEFT_OUT = {
+    "DPJinja": "the library renders its Jinja2 template outside jinja2's sandbox, so a template could run "
+               "code; graphflow refuses it (write the template with Random or Combinatorial Prompts' syntax)",
+    "DPFeelingLucky": "it asks a web service (lexica.art) for prompts, which graphflow does not call",
+    "DPMagicPrompt": "it downloads a GPT-2 prompt model from the Hugging Face hub at run time",
+}
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES))
+                         *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -228,7 +235,10 @@ CUSTOM_PACKS = {
     "sd-dynamic-thresholding": ("DynamicThresholdingFull", "DynamicThresholdingSimple"),
     "ComfyUI_Cutoff": CUTOFF_CLASSES,
     "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
+    "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
 }
+# why a class of a pack listed above is left out, where it is left out on purpose
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}
 
 
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns
@@ -288,7 +298,8 @@ def unknown_type_hint(node_type: str) -> str:
         return f"'{node_type}' is a ComfyUI core node that graphflow does not support yet (see docs/comfyui.md)"
     pack = custom_pack(node_type)
     if pack:
-        return f"'{node_type}' is a ComfyUI custom node from {pack}, not one of graphflow's nodes"
+        why = f": {LEFT_OUT[node_type]}" if node_type in LEFT_OUT else ""
+        return f"'{node_type}' is a ComfyUI custom node from {pack}, not one of graphflow's nodes{why}"
     return ""
 
 

@@ -80,15 +80,19 @@ def wildcard_key(name: str) -> str:
     return name.replace("\\", "/").replace(" ", "-").lower()
 
 
-def _wildcard_files():
-    """(folder, file path) of every .txt/.yaml/.yml file under the wildcards model folders, in
+WILDCARD_EXTENSIONS = (".txt", ".yaml", ".yml")  # the wildcard files this pack reads
+
+
+def _wildcard_files(extensions: tuple[str, ...] = WILDCARD_EXTENSIONS):
+    """(folder, file path) of every file of these extensions under the wildcards model folders
+    (the Dynamic Prompts nodes read theirs, .txt/.json/.yaml, from the same folders), in
     sorted order (the pack takes os.walk's order, which differs between file systems). As in the
     other model folders (folders' walk): links followed, each real folder once, .git skipped, and
     only plain files (not a dangling link or a pipe)."""
     for base in folders.model_dirs("wildcards"):
         if base.is_dir():
             for name in sorted(_walk_files(base)):
-                if name.endswith((".txt", ".yaml", ".yml")):
+                if name.endswith(extensions):
                     yield base, base / name
 
 
@@ -147,10 +151,10 @@ def _read_wildcards() -> dict[str, list[str]]:
     return table
 
 
-def wildcards_state() -> str:
+def wildcards_state(extensions: tuple[str, ...] = WILDCARD_EXTENSIONS) -> str:
     """The wildcard files' names, sizes and times, for node caches: an edited file re-runs."""
     digest = hashlib.sha1()
-    for _, path in _wildcard_files():
+    for _, path in _wildcard_files(extensions):
         stat = path.stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
