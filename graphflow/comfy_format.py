@@ -465,7 +465,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         if ui is None and cls is not None and class_type in catalogue:
             left_out = _missing_widgets(catalogue[class_type], raw_inputs, cls, alias)
             if left_out:
-                missing[node_id] = left_out
+                missing[node_id] = {"type": cls.node_type, "inputs": left_out}
         nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
         classes[node_id] = class_type
         meta = entry.get("_meta")
@@ -489,11 +489,12 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
 def _missing_widgets(entry: dict, raw_inputs: dict, cls, alias) -> list[str]:
     """Our names of the required widgets of a core class that an API prompt leaves out: ComfyUI
     refuses such a node (required_input_missing) rather than run it on the widget's default, and so
-    does validation (graphflow.validation reads them from ui.comfyui.missing)."""
+    does validation (it reads them back with prompt_left_out). A text widget with the catalogue's
+    "dynamic" flag (the editor's {a|b} prompts) is required as any other."""
     left_out = []
     for given in entry["inputs"]:
         name = given["name"]
-        if given.get("optional") or given.get("dynamic") or not given.get("widget") or name in raw_inputs:
+        if given.get("optional") or not given.get("widget") or name in raw_inputs:
             continue
         if alias is not None and (name in alias.ignore or alias.inputs.get(name, name) in alias.fixed):
             continue
@@ -501,6 +502,20 @@ def _missing_widgets(entry: dict, raw_inputs: dict, cls, alias) -> list[str]:
         if ours in cls.input_specs:
             left_out.append(ours)
     return left_out
+
+
+def prompt_left_out(workflow: Workflow, node_id: str) -> list[str]:
+    """The required widgets the ComfyUI API prompt a node was read from left out (import_api notes
+    them in ui.comfyui.missing), while the node is still of that type and still lacks them. A
+    workflow of ours may leave any widget out for its default."""
+    kept = workflow.ui.get("comfyui") if isinstance(workflow.ui, dict) else None
+    missing = kept.get("missing") if isinstance(kept, dict) else None
+    entry = missing.get(node_id) if isinstance(missing, dict) else None
+    node = workflow.nodes.get(node_id)
+    if not isinstance(entry, dict) or node is None or entry.get("type") != node.type \
+            or not isinstance(entry.get("inputs"), list):
+        return []
+    return [name for name in entry["inputs"] if isinstance(name, str) and name not in node.inputs]
 
 
 def _current_names(cls, alias, declared: set | None) -> set:
@@ -1334,8 +1349,9 @@ def _api_graph(workflow: Workflow, registry) -> dict:
         else:
             class_type, alias = chosen[node_id]
             inputs = _comfy_inputs(node, cls, alias, registry, workflow, chosen)
+            left_out = prompt_left_out(workflow, node_id)  # refused, not run on the default: kept out
             cls_with_defaults = {spec.name: spec.default for spec in cls.input_specs.values()
-                                 if spec.socket is None and spec.default is not None}
+                                 if spec.socket is None and spec.default is not None and spec.name not in left_out}
             back = alias.written_names() if alias else {}
             for name, default in cls_with_defaults.items():
                 if alias is not None and (name in alias.fixed or name in alias.gather.values()):
@@ -1348,8 +1364,10 @@ def _api_graph(workflow: Workflow, registry) -> dict:
                 # ignores inputs a class does not declare; we read them back).
                 explicit = {back.get(name, name) for name in node.inputs}
                 inputs = {k: v for k, v in inputs.items() if k in names or k in explicit}
+                unwritten = {back.get(name, name) for name in left_out}
                 for entry in declared:
-                    if entry.get("widget") and entry["name"] not in inputs and "default" in entry:
+                    if entry.get("widget") and entry["name"] not in inputs and "default" in entry \
+                            and entry["name"] not in unwritten:
                         inputs[entry["name"]] = entry["default"]
         entry = {"inputs": inputs, "class_type": class_type}
         if node_id in titles:

@@ -230,13 +230,16 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             what = f"a link from {_a(spec.type)} output" if spec.socket else f"{_a(spec.type.lower())} value"
             problems.append(Problem(node_id, entry.type, name, f"missing required input: expected {what}",
                                     "required_input_missing"))
-    for name in _left_out_of_prompt(workflow, node_id):
-        if name not in inputs and name in cls.input_specs:
-            widget = cls.input_specs[name].widget
-            what = WIDGET_KINDS.get(widget.kind, "one of its choices") if widget is not None else "a value"
-            problems.append(Problem(node_id, entry.type, name, f"missing required input: a ComfyUI API prompt must "
-                                    f"give it (ComfyUI refuses a node that leaves it out); expected {what}",
-                                    "required_input_missing"))
+    from graphflow.comfy_format import prompt_left_out
+
+    for name in prompt_left_out(workflow, node_id):
+        spec = cls.input_specs.get(name)
+        if name not in inputs and spec is not None and not spec.required:  # a required one is reported above
+            what = WIDGET_KINDS.get(spec.widget.kind, "one of its choices") if spec.widget is not None else \
+                f"a link from {_a(spec.type)} output"
+            problems.append(Problem(node_id, entry.type, name, "missing required input: the ComfyUI API prompt this "
+                                    "node was read from leaves it out, which ComfyUI refuses (give it a value); "
+                                    f"expected {what}", "required_input_missing"))
 
     widgets = {}
     linked_widgets = frozenset(name for name in links if cls.input_specs[name].widget)
@@ -257,15 +260,6 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
     for name in links:
         widgets.pop(name, None)
     return PlannedNode(node_id, cls, widgets | socket_literals, links)
-
-
-def _left_out_of_prompt(workflow: Workflow, node_id: str) -> list:
-    """The required widgets a ComfyUI API prompt left out of this node (graphflow.comfy_format's
-    import notes them; a workflow of ours may leave any widget out for its default)."""
-    comfyui = workflow.ui.get("comfyui") if isinstance(workflow.ui, dict) else None
-    missing = comfyui.get("missing") if isinstance(comfyui, dict) else None
-    names = missing.get(node_id) if isinstance(missing, dict) else None
-    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
 def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[Problem]) -> None:

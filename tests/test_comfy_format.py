@@ -1604,6 +1604,27 @@ def test_api_prompt_leaving_out_a_required_widget_is_refused_on_that_node(builti
     del ours.ui["comfyui"]
     del ours.nodes[sampler].inputs["cfg"]
     assert validate(ours, builtin_registry) == []  # a workflow of ours: the default
+    # written back as ComfyUI's API prompt, it still lacks cfg (not the default filled in)
+    assert "cfg" not in export_api(workflow, builtin_registry)[sampler]["inputs"]
+    # a node replaced by one of another type no longer carries the note
+    workflow.nodes[sampler].type = "KSamplerAdvanced"
+    assert all(p.input != "cfg" for p in validate(workflow, builtin_registry))
+
+
+def test_api_prompt_leaving_out_a_required_text_is_refused_once(builtin_registry):
+    """CLIPTextEncode's text (the editor's {a|b} text: "dynamic" in the catalogue) is required as any
+    widget; LoadImage's image, which our node requires too, is reported once, not twice."""
+    data = json.loads((CORPUS / "txt2img_api.json").read_text())
+    encoder = next(k for k, v in data.items() if v["class_type"] == "CLIPTextEncode")
+    del data[encoder]["inputs"]["text"]
+    data["90"] = {"class_type": "LoadImage", "inputs": {}}
+    data["91"] = {"class_type": "PreviewImage", "inputs": {"images": ["90", 0]}}
+    found = [(p.node_id, p.input, p.kind) for p in validate(parse_workflow(data, builtin_registry), builtin_registry)]
+    assert sorted(found) == sorted([(encoder, "text", "required_input_missing"),
+                                    ("90", "image", "required_input_missing")])
+    # a UI save is read as the editor loads it: a widget it lacks takes its default, nothing is noted
+    ui = json.loads((CORPUS / "txt2img_ui.json").read_text())
+    assert "missing" not in parse_workflow(ui, builtin_registry).ui.get("comfyui", {})
 
 
 def test_api_prompt_fraction_for_an_integer_widget_is_truncated_as_comfyui_does(builtin_registry):
