@@ -13,9 +13,9 @@ class EmptyChromaRadianceLatent(Node):
     """A blank batch for Chroma Radiance: the image itself at full size, [B, 3, height, width],
     all zeros (mid-grey in its -1..1 pixels)."""
     category = "latent/chroma_radiance"
-    width: int = Int(1024, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(1024, min=16, max=MAX_SIZE, step=16)
-    batch_size: int = Int(1, min=1, max=4096)
+    width: int = Int(1024, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(1024, min=16, max=MAX_SIZE, step=16, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyChromaRadianceLatentImage",))
 

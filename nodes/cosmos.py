@@ -61,10 +61,10 @@ class EmptyCosmosLatentVideo(Node):
     """A blank Cosmos 1.0 latent: 16 channels, (length - 1) / 8 + 1 latent frames, 1/8 of the width
     and height (the CV8x8x8 tokenizer's)."""
     category = "latent/video"
-    width: int = Int(1280, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(704, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(1280, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(704, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(121, min=1, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyCosmosLatentVideo",))
 
@@ -83,10 +83,10 @@ class CosmosImageToVideoLatent(Node):
     Without images: an empty video latent. The VAE is Cosmos' CV8x8x8 tokenizer (16 channels)."""
     category = "conditioning/inpaint"
     vae: VAE
-    width: int = Int(1280, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(704, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(1280, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(704, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(121, min=1, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     start_image: IMAGE = None
     end_image: IMAGE = None
     outputs = {"latent": LATENT}
@@ -117,10 +117,10 @@ class CosmosPredict2ImageToVideoLatent(Node):
     channel, timestep 0 there). Without images: an empty video latent."""
     category = "conditioning/inpaint"
     vae: VAE
-    width: int = Int(848, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(93, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     start_image: IMAGE = None
     end_image: IMAGE = None
     outputs = {"latent": LATENT}

@@ -83,9 +83,9 @@ class ModelSamplingFlux(Node):
 class EmptySD3Latent(Node):
     """A blank 16-channel latent batch (SD3, SD3.5, FLUX) of the given pixel size, 1/8 size."""
     category = "latent"
-    width: int = Int(1024, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(1024, min=16, max=MAX_SIZE, step=16)
-    batch_size: int = Int(1, min=1, max=4096)
+    width: int = Int(1024, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(1024, min=16, max=MAX_SIZE, step=16, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptySD3LatentImage",))
 

@@ -21,10 +21,10 @@ class HunyuanImageToVideo(Node):
     category = "conditioning/video_models"
     positive: CONDITIONING
     vae: VAE
-    width: int = Int(848, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(53, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     guidance_type: str = Choice(GUIDANCE_TYPES, "v1 (concat)")
     start_image: IMAGE = None
     outputs = {"positive": CONDITIONING, "latent": LATENT}

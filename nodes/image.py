@@ -101,8 +101,8 @@ class WebcamCapture(Node):
     width or height resizes the capture to it (bilinear); 0 keeps the capture's own."""
     category = "image"
     image: str = Text("", upload="webcam", description="the uploaded capture: a file in the inputs folder")
-    width: int = Int(0, min=0, max=MAX_SIZE)
-    height: int = Int(0, min=0, max=MAX_SIZE)
+    width: int = Int(0, min=0, max=MAX_SIZE, resource="width")
+    height: int = Int(0, min=0, max=MAX_SIZE, resource="height")
     capture_on_queue: bool = Bool(True, description="take a new frame each time the graph is queued")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("WebcamCapture",), folders={"image": "input"})

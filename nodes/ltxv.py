@@ -96,10 +96,10 @@ class EmptyLTXVLatentVideo(Node):
     """A blank LTX-Video latent: 128 channels, one latent frame for the first picture and one for
     each 8 after it ((length - 1) / 8 + 1), 1/32 of the width and height."""
     category = "latent/video/ltxv"
-    width: int = Int(768, min=64, max=MAX_SIZE, step=32)
-    height: int = Int(512, min=64, max=MAX_SIZE, step=32)
+    width: int = Int(768, min=64, max=MAX_SIZE, step=32, resource="width")
+    height: int = Int(512, min=64, max=MAX_SIZE, step=32, resource="height")
     length: int = Int(97, min=1, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyLTXVLatentVideo",))
 
@@ -117,10 +117,10 @@ class LTXVImgToVideo(Node):
     negative: CONDITIONING
     vae: VAE
     image: IMAGE
-    width: int = Int(768, min=64, max=MAX_SIZE, step=32)
-    height: int = Int(512, min=64, max=MAX_SIZE, step=32)
+    width: int = Int(768, min=64, max=MAX_SIZE, step=32, resource="width")
+    height: int = Int(512, min=64, max=MAX_SIZE, step=32, resource="height")
     length: int = Int(97, min=9, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     strength: float = Float(1.0, min=0.0, max=1.0)
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
     comfy = ComfyAlias(("LTXVImgToVideo",))

@@ -18,10 +18,10 @@ class EmptyMochiLatentVideo(Node):
     """A blank Mochi latent: 12 channels, one latent frame for the first picture and one for each
     6 after it ((length - 1) / 6 + 1), 1/8 of the width and height."""
     category = "latent/video"
-    width: int = Int(848, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(25, min=7, max=MAX_SIZE, step=6)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyMochiLatentVideo",))
 

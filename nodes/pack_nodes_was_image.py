@@ -399,8 +399,8 @@ def _mask_images(images):
 class WasImageBlank(Node):
     """A picture of one colour, its sides cut down to multiples of 8, as WAS's Image Blank makes."""
     category = "WAS Suite/Image"
-    width: int = Int(512, min=8, max=4096)
-    height: int = Int(512, min=8, max=4096)
+    width: int = Int(512, min=8, max=4096, resource="width")
+    height: int = Int(512, min=8, max=4096, resource="height")
     red: int = Int(255, min=0, max=255)
     green: int = Int(255, min=0, max=255)
     blue: int = Int(255, min=0, max=255)

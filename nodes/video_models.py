@@ -62,8 +62,8 @@ class SVDImageToVideo(Node):
     clip_vision: CLIP_VISION
     init_image: IMAGE
     vae: VAE
-    width: int = Int(1024, min=16, max=16384, step=8)
-    height: int = Int(576, min=16, max=16384, step=8)
+    width: int = Int(1024, min=16, max=16384, step=8, resource="width")
+    height: int = Int(576, min=16, max=16384, step=8, resource="height")
     video_frames: int = Int(14, min=1, max=4096)
     motion_bucket_id: int = Int(127, min=1, max=1023)
     fps: int = Int(6, min=1, max=1024)
@@ -118,8 +118,8 @@ class SV3DConditioning(Node):
     clip_vision: CLIP_VISION
     init_image: IMAGE
     vae: VAE
-    width: int = Int(576, min=16, max=16384, step=8)
-    height: int = Int(576, min=16, max=16384, step=8)
+    width: int = Int(576, min=16, max=16384, step=8, resource="width")
+    height: int = Int(576, min=16, max=16384, step=8, resource="height")
     video_frames: int = Int(21, min=1, max=4096)
     elevation: float = Float(0.0, min=-90.0, max=90.0, step=0.1, round=False)
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}

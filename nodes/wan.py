@@ -120,10 +120,10 @@ class EmptyHunyuanLatentVideo(Node):
     """A blank Wan 2.1 (or HunyuanVideo) latent: 16 channels, one latent frame for the first picture
     and one for each 4 after it ((length - 1) / 4 + 1), 1/8 of the width and height."""
     category = "latent/video"
-    width: int = Int(848, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(25, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyHunyuanLatentVideo",))
 
@@ -141,10 +141,10 @@ class WanImageToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
@@ -176,10 +176,10 @@ class Wan22ImageToVideoLatent(Node):
     the model is told they are clean (timestep 0 on those frames)."""
     category = "conditioning/inpaint"
     vae: VAE
-    width: int = Int(1280, min=32, max=MAX_SIZE, step=32)
-    height: int = Int(704, min=32, max=MAX_SIZE, step=32)
+    width: int = Int(1280, min=32, max=MAX_SIZE, step=32, resource="width")
+    height: int = Int(704, min=32, max=MAX_SIZE, step=32, resource="height")
     length: int = Int(49, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     start_image: IMAGE = None
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("Wan22ImageToVideoLatent",), optional=("start_image",))
@@ -253,10 +253,10 @@ class WanFirstLastFrameToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_start_image: CLIP_VISION_OUTPUT = None
     clip_vision_end_image: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
@@ -278,10 +278,10 @@ class WanFunInpaintToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
     end_image: IMAGE = None
@@ -301,10 +301,10 @@ class WanFunControlToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
     control_video: IMAGE = None
@@ -345,10 +345,10 @@ class WanPhantomSubjectToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     images: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative_text": CONDITIONING, "negative_img_text": CONDITIONING,
                "latent": LATENT}
@@ -383,10 +383,10 @@ class Wan22FunControlToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     ref_image: IMAGE = None
     control_video: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
@@ -499,10 +499,10 @@ class WanTrackToVideo(Node):
     negative: CONDITIONING
     vae: VAE
     tracks: str = Text("[]", multiline=True)
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     temperature: float = Float(220.0, min=1.0, max=1000.0, step=0.1)
     topk: int = Int(2, min=1, max=10)
     start_image: IMAGE
@@ -555,10 +555,10 @@ class WanVaceToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     strength: float = Float(1.0, min=0.0, max=1000.0, step=0.01)
     control_video: IMAGE = None
     control_masks: MASK = None
@@ -753,10 +753,10 @@ class WanCameraImageToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(81, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
     camera_conditions: WAN_CAMERA_EMBEDDING = None
@@ -816,10 +816,10 @@ class WanAnimateToVideo(Node):
     positive: CONDITIONING
     negative: CONDITIONING
     vae: VAE
-    width: int = Int(832, min=16, max=MAX_SIZE, step=16)
-    height: int = Int(480, min=16, max=MAX_SIZE, step=16)
+    width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
+    height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
     length: int = Int(77, min=1, max=MAX_SIZE, step=4)
-    batch_size: int = Int(1, min=1, max=4096)
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     continue_motion_max_frames: int = Int(5, min=1, max=MAX_SIZE, step=4)
     video_frame_offset: int = Int(0, min=0, max=MAX_SIZE * 16)
     clip_vision_output: CLIP_VISION_OUTPUT = None

@@ -74,9 +74,9 @@ class StableZero123Conditioning(Node):
     clip_vision: CLIP_VISION
     init_image: IMAGE
     vae: VAE
-    width: int = Int(256, min=16, max=MAX_SIZE, step=8)
-    height: int = Int(256, min=16, max=MAX_SIZE, step=8)
-    batch_size: int = Int(1, min=1, max=4096)
+    width: int = Int(256, min=16, max=MAX_SIZE, step=8, resource="width")
+    height: int = Int(256, min=16, max=MAX_SIZE, step=8, resource="height")
+    batch_size: int = Int(1, min=1, max=4096, resource="batch")
     elevation: float = _angle()
     azimuth: float = _angle()
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}

@@ -77,6 +77,56 @@ def test_server_policy_limits_name_the_input(builtin_registry):
     assert problems(builtin_registry, txt2img(), limits) == []  # the example itself is fine
 
 
+# Nodes with a width / height / batch_size widget and a latent / image / mask output whose widgets
+# are not the output's size, each with why (the size comes from the input, or is bounded by it).
+NOT_OUTPUT_SIZES = {
+    "LatentPerturb": "width / height of the perturbed patch inside the input latent",
+    "VAESensitivityMap": "batch_size: decodes per batch",
+    "ImageOverlay": "the overlay's size, pasted inside the base image",
+    "ImageResizeKJ": "a resize of the input by the pack's proportion rules (the input's size bounds the estimate)",
+    "ImageResizePlus": "a resize of the input by the pack's proportion rules",
+    "ImageColorMatch": "batch_size: images matched per batch",
+    "ImageCropPlus": "a crop: no larger than the input",
+    "RgthreeSDXLEmptyLatentImage": "its size is a preset of at most 1536 pixels a side, batch_size at most 64",
+    "LoadImageTextSetFromFolderNode": "a training set resized from files (sizes known when read)",
+    "UltimateSDUpscale": "batch_size: tiles sampled per batch",
+    "UltimateSDUpscaleCustomSample": "batch_size: tiles sampled per batch",
+    "UltimateSDUpscaleNoUpscale": "batch_size: tiles sampled per batch",
+}
+
+
+def test_nodes_that_make_sized_outputs_from_numbers_declare_their_size(builtin_registry):
+    """A node whose width / height / batch_size widgets set its latent, image or mask output must
+    hint them (or estimate), else a server's max_pixels / max_batch never see what it makes (FLUX's
+    EmptySD3LatentImage and the video latents went unchecked)."""
+    from graphflow.node import Node as BaseNode
+
+    unsized = []
+    for cls in builtin_registry:
+        if not {o.type for o in cls.output_specs} & {"LATENT", "IMAGE", "MASK"}:
+            continue
+        sizes = [n for n in ("width", "height", "batch_size")
+                 if n in cls.input_specs and cls.input_specs[n].widget is not None]
+        hinted = [n for n in sizes if cls.input_specs[n].widget.hints.get("resource")]
+        if sizes and not hinted and cls.estimate.__func__ is BaseNode.estimate.__func__:
+            unsized.append(cls.node_type)
+    assert sorted(unsized) == sorted(NOT_OUTPUT_SIZES)
+
+
+@pytest.mark.parametrize("node_type, extra", [("EmptySD3Latent", {}), ("EmptyHunyuanLatentVideo", {"length": 25}),
+                                              ("EmptyMochiLatentVideo", {"length": 25}),
+                                              ("EmptyLTXVLatentVideo", {"length": 25})])
+def test_flow_and_video_latents_are_held_to_the_server_policy(builtin_registry, node_type, extra):
+    limits = RunLimits(max_pixels=8192 * 8192, max_batch=64, ram_bytes=10**18, device_bytes=10**18)
+    workflow = {"nodes": {"1": {"type": node_type, "inputs": {"width": 16384, "height": 16384, "batch_size": 100,
+                                                              **extra}},
+                          "2": {"type": "SaveLatent", "inputs": {"samples": ["1", 0]}}}}
+    found = {(p.node_id, p.input) for p in problems(builtin_registry, workflow, limits)}
+    assert found == {("1", "width"), ("1", "batch_size")}
+    small = {"nodes": {**workflow["nodes"], "1": {"type": node_type, "inputs": {"width": 512, "height": 512, **extra}}}}
+    assert problems(builtin_registry, small, limits) == []
+
+
 def test_keep_aspect_and_padding_sizes(builtin_registry):
     workflow = txt2img(width=1024, height=512, batch_size=2)
     workflow["nodes"]["8"] = {"type": "ImageScale", "inputs": {"image": ["6", 0], "width": 0, "height": 4096}}
