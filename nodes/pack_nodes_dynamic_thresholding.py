@@ -143,8 +143,8 @@ class Thresholding:
         """The sampler_cfg_function: plain CFG when the sampler's cfg is the mimic scale (the pack's
         shortcut, before any schedule), else the thresholded result. A negative prediction that
         was not evaluated (cfg 1) counts as 0, as in ComfyUI."""
-        from graphflow.sampling.cfg_patches import _predictions
-        cond, uncond = _predictions(args)
+        from graphflow.sampling.cfg_patches import cfg_predictions
+        cond, uncond = cfg_predictions(args)
         cfg_scale = args["cond_scale"]
         if cfg_scale == self.mimic_scale:
             return uncond + (cond - uncond) * cfg_scale
@@ -154,7 +154,7 @@ class Thresholding:
 
     def patch(self, model):
         from graphflow.sampling import model_sampling_for
-        from graphflow.sampling.cfg_patches import _with_cfg_function
+        from graphflow.sampling.cfg_patches import with_cfg_function
         if {self.mimic_mode, self.cfg_mode} & set(POWER_MODES) and self.sched_val != int(self.sched_val):
             sampling = model_sampling_for(model)
             first = step_fraction(sampling, sampling.sigma_max)
@@ -163,7 +163,7 @@ class Thresholding:
                                      f"has no value at this model's first step (step fraction {first:.4f}, "
                                      "before the schedule's start; the pack fails there too): use a whole "
                                      "number or another mode")
-        return _with_cfg_function(model, self.cfg_function)
+        return with_cfg_function(model, self.cfg_function)
 
 
 class DynamicThresholdingFull(Node):
