@@ -267,6 +267,25 @@ def test_full_node_on_a_flow_model_takes_sigma_x_1000_as_comfyui(registry):
     assert float(seen[0][0]["sigma"][0]) == 1.0  # the first step sits before the schedule's start
 
 
+def test_dual_cfg_guider_passes_the_runs_schedule_to_the_cfg_function(registry):
+    from graphflow.sampling.guidance import DualCFGGuider, prepare_conds
+    from graphflow.sampling.model_sampling import ModelDenoiser
+    patched, seen = recording(node(registry, "DynamicThresholdingFull", model=FakeModel(structured_eps), **FULL))
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4)) * 3
+    sigma = torch.tensor([2.0])
+
+    def prepare(conditioning, negative=False):
+        return prepare_conds(conditioning, patched, x.shape, "cpu", negative=negative)
+    for nested in (False, True):  # the CFG it replaces: cond2 vs the negative, or cond1 vs cond2
+        seen.clear()
+        guider = DualCFGGuider(patched, prompt(0.3), prompt(0.1), prompt(-0.2), 3.0, 5.0, nested=nested)
+        out = guider.denoiser(ModelDenoiser(patched, SD), prepare)(x, sigma)
+        assert len(seen) == 1 and torch.isfinite(out).all()
+        args, got = seen[0]
+        assert args["model_sampling"] is SD and args["cond_scale"] == (3.0 if nested else 5.0)
+        torch.testing.assert_close(got, expected_at(args, (999 - nearest_timestep(2.0)) / 998), rtol=1e-4, atol=1e-4)
+
+
 def fake_run(model, cfg):
     """Three euler steps of a fake SD model from an empty 8 x 8 latent."""
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
