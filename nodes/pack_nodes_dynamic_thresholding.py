@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from graphflow.api import MODEL, Choice, ComfyAlias, Float, Node, NodeInputError
+from graphflow.api import MODEL, Choice, ComfyAlias, Float, Node
 
 COMFY_PACK = "sd-dynamic-thresholding"  # the custom node pack this module's ComfyUI classes come from
 
@@ -52,13 +52,17 @@ SCHEDULES = {
 }
 
 
-def scheduled_scale(scale: float, mode: str, minimum: float, fraction: float, sched_val: float) -> float:
+def scheduled_scale(scale: float, mode: str, minimum: float, fraction: float, sched_val: float,
+                    mode_input: str = "mimic_mode") -> float:
     """The pack's interpret_scale: minimum + (scale - minimum) x the mode's multiplier at `fraction`
-    of the run. A negative fraction to a fractional power (a Power mode at an SD3 run's first step)
-    has no real value: the pack fails there with a math domain error, here with this one."""
+    of the run. A negative fraction to a fractional power (a Power mode at the first step of a full
+    run on an SD3-style flow model) has no real value: the pack's run fails there with a math
+    domain error, ours with this one, naming the node's inputs (mode_input: which mode it is)."""
     if mode in POWER_MODES and fraction < 0 and sched_val != int(sched_val):
-        raise ValueError(f"{mode} with sched_val {sched_val} has no value at step fraction {fraction:.4f} "
-                         "(before the schedule's start): use a whole sched_val or another mode")
+        raise ValueError(f"DynamicThresholdingFull: {mode_input} {mode} with the fractional sched_val {sched_val} "
+                         f"has no value at this step (step fraction {fraction:.4f}, before the schedule's start, "
+                         "as at an SD3-style model's first step of a full-denoise run; the pack fails there too): "
+                         "use a whole sched_val or another mode, or start the run later (denoise below 1)")
     return minimum + (scale - minimum) * SCHEDULES[mode](fraction, sched_val)
 
 
@@ -134,7 +138,7 @@ class Thresholding:
 
     def guided(self, cond, uncond, cfg_scale: float, fraction: float):
         mimic = scheduled_scale(self.mimic_scale, self.mimic_mode, self.mimic_scale_min, fraction, self.sched_val)
-        cfg = scheduled_scale(cfg_scale, self.cfg_mode, self.cfg_scale_min, fraction, self.sched_val)
+        cfg = scheduled_scale(cfg_scale, self.cfg_mode, self.cfg_scale_min, fraction, self.sched_val, "cfg_mode")
         return dynamic_threshold(cond, uncond, cfg, mimic, self.threshold_percentile,
                                  self.separate_feature_channels, self.scaling_startpoint, self.variability_measure,
                                  self.interpolate_phi)
@@ -153,16 +157,7 @@ class Thresholding:
         return self.guided(cond, uncond, cfg_scale, fraction)
 
     def patch(self, model):
-        from graphflow.sampling import model_sampling_for
         from graphflow.sampling.cfg_patches import with_cfg_function
-        if {self.mimic_mode, self.cfg_mode} & set(POWER_MODES) and self.sched_val != int(self.sched_val):
-            sampling = model_sampling_for(model)
-            first = step_fraction(sampling, sampling.sigma_max)
-            if first < 0:
-                raise NodeInputError("sched_val", f"a Power mode with the fractional sched_val {self.sched_val} "
-                                     f"has no value at this model's first step (step fraction {first:.4f}, "
-                                     "before the schedule's start; the pack fails there too): use a whole "
-                                     "number or another mode")
         return with_cfg_function(model, self.cfg_function)
 
 
@@ -180,9 +175,10 @@ class DynamicThresholdingFull(Node):
     can get huge, as in the pack). variability_measure: largest absolute value (AD) or standard
     deviation (STD). interpolate_phi: 1 the thresholded result, 0 plain CFG, between a blend.
     The step's place in the run is the pack's (999 - the model's timestep) / 998: on FLUX every
-    step counts as the end of the run, on SD3 the first step just before its start (a Power mode
-    with a fractional sched_val is refused there, where the pack fails). Replaces the CFG combination
-    (the last such patch wins, as in ComfyUI)."""
+    step counts as the end of the run, on SD3 the first step of a full-denoise run just before its
+    start, where a Power mode with a fractional sched_val has no value: as the pack's, such a run
+    stops there with an error (img2img, a later start or cfg equal to mimic_scale run). Replaces
+    the CFG combination (the last such patch wins, as in ComfyUI)."""
     category = "advanced/mcmonkey"
     model: MODEL
     mimic_scale: float = Float(7.0, min=0.0, max=100.0, step=0.5)

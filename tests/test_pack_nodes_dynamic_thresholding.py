@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
-from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.sampling import FlowSchedule
 from graphflow.sampling.pipeline import sample
@@ -189,8 +188,9 @@ def test_modes_by_hand():
 
 def test_a_fractional_power_before_the_start_is_refused_clearly():
     assert scheduled_scale(10.0, "Power Up", 0.0, -0.001, 2.0) == pytest.approx(10.0 * 1e-6)  # whole: fine
-    with pytest.raises(ValueError, match="sched_val 1.5"):
-        scheduled_scale(10.0, "Power Down", 0.0, -0.001, 1.5)
+    with pytest.raises(ValueError, match="DynamicThresholdingFull: cfg_mode Power Down with the fractional "
+                                         "sched_val 1.5"):
+        scheduled_scale(10.0, "Power Down", 0.0, -0.001, 1.5, "cfg_mode")
 
 
 def nearest_timestep(sigma):
@@ -267,6 +267,32 @@ def test_full_node_on_a_flow_model_takes_sigma_x_1000_as_comfyui(registry):
     assert float(seen[0][0]["sigma"][0]) == 1.0  # the first step sits before the schedule's start
 
 
+def test_a_fractional_power_on_sd3_fails_only_where_the_pack_does(registry):
+    """Power Up with sched_val 1.5 on an SD3-style model: the node accepts it; img2img (its first
+    sigma below 1) and cfg equal to the mimic scale (plain CFG, no schedule) run; a full-denoise run
+    fails at its first step (fraction -1 / 998) with an error naming the node's inputs."""
+    model = FakeFlowModel(gaussian_x0(0.4, 0.3), arch="sd3")
+    settings = dict(FULL_DEFAULTS, mimic_mode="Power Up", mimic_scale_min=1.0, sched_val=1.5)
+    patched, seen = recording(node(registry, "DynamicThresholdingFull", model=model, **settings))
+    latent = {"samples": torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(5))}
+    positive, negative = [(torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(6)), {})], \
+        [(torch.zeros(1, 5, 32), {})]
+
+    def run(model_, cfg, denoise):  # 4 steps of a 5-step schedule at denoise 0.8
+        return sample(model_, 5, 4, cfg, "euler", "simple", positive, negative, latent, denoise=denoise)["samples"]
+    run(patched, 9.0, 0.8)
+    assert len(seen) == 4
+    for args, got in seen:
+        fraction = (999 - 1000 * float(args["sigma"][0])) / 998
+        assert fraction > 0
+        want = reference(args["cond_denoised"], args["uncond_denoised"], 9.0, 1.0 + 6.0 * fraction ** 1.5)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(run(patched, 7.0, 1.0), run(model, 7.0, 1.0))
+    with pytest.raises(ValueError, match="DynamicThresholdingFull: mimic_mode Power Up with the fractional "
+                                         "sched_val 1.5 has no value at this step"):
+        run(patched, 9.0, 1.0)
+
+
 def test_dual_cfg_guider_passes_the_runs_schedule_to_the_cfg_function(registry):
     from graphflow.sampling.guidance import DualCFGGuider, prepare_conds
     from graphflow.sampling.model_sampling import ModelDenoiser
@@ -321,15 +347,6 @@ def test_simple_is_full_with_the_packs_fixed_settings(registry):
 
 
 def test_errors_name_the_input(registry):
-    flow = FakeFlowModel(gaussian_x0(0.4, 0.3), arch="sd3")
-    with pytest.raises(NodeInputError) as caught:
-        node(registry, "DynamicThresholdingFull", model=flow,
-             **dict(FULL_DEFAULTS, mimic_mode="Power Up", sched_val=1.5))
-    assert caught.value.input == "sched_val"
-    # a whole power, or a discrete model (its first step is at fraction 0 or later), is accepted
-    node(registry, "DynamicThresholdingFull", model=flow, **dict(FULL_DEFAULTS, cfg_mode="Power Down", sched_val=2.0))
-    node(registry, "DynamicThresholdingFull", model=FakeModel(structured_eps),
-         **dict(FULL_DEFAULTS, mimic_mode="Power Up", sched_val=1.5))
     prompt_ = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
                "2": {"class_type": "DynamicThresholdingFull", "inputs": {
                    "model": ["1", 0], **dict(FULL_DEFAULTS, mimic_mode="Linear Sideways", mimic_scale=120.0)}}}
