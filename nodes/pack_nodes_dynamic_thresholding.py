@@ -166,7 +166,9 @@ class DynamicThresholdingFull(Node):
     oversaturated look, by bringing each step's guided prediction to the spread it would have at
     mimic_scale (a lower CFG that looks right) while keeping the high CFG's detail and prompt
     adherence. The sampler's cfg is the real scale; equal to mimic_scale, this is plain CFG.
-    threshold_percentile (AD only): the share of values below the clamp (1: none clamped).
+    threshold_percentile (AD only): the quantile of the CFG result's spread (|value - its mean|)
+    used as its reference; with MEAN, values beyond the larger of it and the mimic's spread are
+    clamped (1: the reference is the largest value, so none are).
     mimic_mode / cfg_mode move each scale over the run from its value toward its *_scale_min
     (Constant: no change; Down modes fall, Up modes rise, Repeating / Sawtooth cycle sched_val
     times, Power modes use sched_val as the exponent). separate_feature_channels: a spread per
@@ -205,10 +207,12 @@ class DynamicThresholdingFull(Node):
 class DynamicThresholdingSimple(Node):
     """Dynamic Thresholding ("CFG fix"), simple: sample at a high CFG scale without burning the
     image by bringing each step's guided prediction to the spread of the CFG result at
-    mimic_scale (a lower CFG that looks right). threshold_percentile: the share of values below
-    the clamp (1: none clamped). Constant scales, one spread for the whole batch measured as the
-    largest absolute value about the mean (DynamicThresholdingFull has the other options). With
-    the sampler's cfg equal to mimic_scale this is plain CFG."""
+    mimic_scale (a lower CFG that looks right). threshold_percentile: the quantile of the CFG
+    result's spread (|value - its mean|) used as its reference; values beyond the larger of it and
+    the mimic's spread are clamped (1: the reference is the largest value, so none are). Constant
+    scales, one spread for the whole batch measured as the largest absolute value about the mean
+    (DynamicThresholdingFull has the other options). With the sampler's cfg equal to mimic_scale
+    this is plain CFG."""
     category = "advanced/mcmonkey"
     model: MODEL
     mimic_scale: float = Float(7.0, min=0.0, max=100.0, step=0.5)
