@@ -84,9 +84,13 @@ def dynamic_threshold(cond, uncond, cfg_scale: float, mimic_scale: float, percen
       MEAN + STD: centred values / cfg's std x mimic's std, mean added back
       ZERO:       the uncentred CFG result x mimic's spread / cfg's (largest |value| and quantile for
                   AD, std for STD)
-    Stds are the unbiased ones (torch's default), as the pack's. The result is then mixed with the
-    plain CFG result: phi x it + (1 - phi) x CFG."""
+    Stds are the unbiased ones (torch's default), as the pack's; the quantile is torch.quantile's
+    (graphflow.quantile: without the 2**24-value limit of older torch, which a batch of video
+    latents exceeds over the whole batch). The result is then mixed with the plain CFG result:
+    phi x it + (1 - phi) x CFG."""
     import torch
+
+    from graphflow.quantile import quantile
 
     dtype = cond.dtype
     cond, uncond = cond.float(), uncond.float()
@@ -102,11 +106,11 @@ def dynamic_threshold(cond, uncond, cfg_scale: float, mimic_scale: float, percen
             mimic_ref, cfg_ref = mimic_centred.std(dim=2, keepdim=True), cfg_centred.std(dim=2, keepdim=True)
         else:
             mimic_ref = mimic_centred.abs().amax(dim=2, keepdim=True)
-            cfg_ref = torch.quantile(cfg_centred.abs(), percentile, dim=2, keepdim=True)
+            cfg_ref = quantile(cfg_centred.abs(), percentile, dim=2, keepdim=True)
     elif variability == "STD":  # one for the whole batch
         mimic_ref, cfg_ref = mimic_centred.std(), cfg_centred.std()
     else:
-        mimic_ref, cfg_ref = mimic_centred.abs().max(), torch.quantile(cfg_centred.abs(), percentile)
+        mimic_ref, cfg_ref = mimic_centred.abs().max(), quantile(cfg_centred.abs(), percentile)
     if startpoint == "ZERO":
         result = cfg_flat * (mimic_ref / cfg_ref)
     elif variability == "STD":

@@ -42,8 +42,9 @@ def predictions(seed=0, shape=(2, 4, 6, 5)):
     """cond / uncond x0 predictions whose channels differ in offset and spread (so per-channel and
     whole-batch statistics differ)."""
     g = torch.Generator().manual_seed(seed)
-    spread = torch.tensor([0.5, 1.0, 2.0, 4.0]).reshape(1, 4, 1, 1)
-    offset = torch.tensor([0.3, -1.0, 0.0, 2.0]).reshape(1, 4, 1, 1)
+    per_channel = (1, 4) + (1,) * (len(shape) - 2)
+    spread = torch.tensor([0.5, 1.0, 2.0, 4.0]).reshape(per_channel)
+    offset = torch.tensor([0.3, -1.0, 0.0, 2.0]).reshape(per_channel)
     uncond = torch.randn(*shape, generator=g) * spread + offset
     cond = uncond + 0.4 * torch.randn(*shape, generator=g) * spread
     return cond, uncond
@@ -112,6 +113,22 @@ def test_dynamic_threshold_is_the_described_rescale(separate, startpoint, variab
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     plain = uncond + (cond - uncond) * 15.0
     assert (got - plain).abs().max() > 0.1  # it does rescale
+
+
+def test_the_quantile_does_not_go_through_torch_quantile(monkeypatch):
+    """Older torch.quantile refuses more than 2**24 values, which a batch of video latents has over
+    the whole batch: the reference comes from graphflow.quantile (torch.quantile's interpolation,
+    tests/test_quantile.py), so with torch.quantile refusing everything the result is unchanged."""
+    cond, uncond = predictions(5, (2, 4, 3, 6, 5))  # a video latent's [B, C, T, H, W]
+    want = {separate: dynamic_threshold(cond, uncond, 12.0, 4.0, 0.9, separate) for separate in (True, False)}
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("quantile() input tensor is too large")
+    monkeypatch.setattr(torch, "quantile", refuse)
+    for separate in (True, False):
+        got = dynamic_threshold(cond, uncond, 12.0, 4.0, 0.9, separate)
+        assert torch.equal(got, want[separate])
+        torch.testing.assert_close(got, reference(cond, uncond, 12.0, 4.0, 0.9, separate), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("separate", [True, False])
