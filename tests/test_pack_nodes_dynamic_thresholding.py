@@ -375,9 +375,9 @@ def test_errors_name_the_input(registry):
 # -- the demo model, prompts and saves -------------------------------------------------------------
 
 
-def demo_prompt(mimic_scale=4.0, cfg=9.0):
+def demo_prompt(mimic_scale=4.0, cfg=9.0, steps=4):
     link = lambda node, index=0: [str(node), index]  # noqa: E731
-    sampler = {"seed": 5, "steps": 4, "cfg": cfg, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0,
+    sampler = {"seed": 5, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0,
                "positive": link(2), "negative": link(3), "latent_image": link(4)}
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
@@ -396,15 +396,18 @@ def demo_prompt(mimic_scale=4.0, cfg=9.0):
 
 
 def test_demo_model_runs_differ_from_plain_cfg_and_equal_it_at_the_mimic_scale(registry):
-    runs = {}
-    for mimic in (4.0, 9.0):
-        result = run_graph(registry, demo_prompt(mimic), ["7", "8", "9"])
-        runs[mimic] = {k: result.values[k][0]["samples"] for k in ("7", "8", "9")}
-    plain = runs[4.0]["7"]
-    for k in ("8", "9"):
-        assert torch.isfinite(runs[4.0][k]).all()
-        assert (runs[4.0][k] - plain).abs().max() > 1e-3, k
-        assert torch.equal(runs[9.0][k], plain), k
+    prompt_ = demo_prompt(4.0, steps=2)  # plain CFG (7), Full (8) and Simple (9) at mimic 4, cfg 9
+    at_cfg = demo_prompt(9.0, steps=2)  # the two nodes again at mimic 9 = cfg, sampled by 12 and 13
+    prompt_.update({"10": at_cfg["5"], "11": at_cfg["6"],
+                    "12": {"class_type": "KSampler", "inputs": {**at_cfg["8"]["inputs"], "model": ["10", 0]}},
+                    "13": {"class_type": "KSampler", "inputs": {**at_cfg["9"]["inputs"], "model": ["11", 0]}}})
+    result = run_graph(registry, prompt_, ["7", "8", "9", "12", "13"])
+    samples = {k: v[0]["samples"] for k, v in result.values.items() if k in ("7", "8", "9", "12", "13")}
+    plain = samples["7"]
+    for lower, equal in (("8", "12"), ("9", "13")):
+        assert torch.isfinite(samples[lower]).all()
+        assert (samples[lower] - plain).abs().max() > 1e-3, lower
+        assert torch.equal(samples[equal], plain), equal
 
 
 def test_api_prompt_round_trips(registry):
