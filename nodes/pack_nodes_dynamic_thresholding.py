@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from graphflow.api import MODEL, Choice, ComfyAlias, Float, Node, NodeInputError
+from graphflow.api import MODEL, Choice, ComfyAlias, Float, Node
 
 COMFY_PACK = "sd-dynamic-thresholding"  # the custom node pack this module's ComfyUI classes come from
 
@@ -52,13 +52,17 @@ SCHEDULES = {
 }
 
 
-def scheduled_scale(scale: float, mode: str, minimum: float, fraction: float, sched_val: float) -> float:
+def scheduled_scale(scale: float, mode: str, minimum: float, fraction: float, sched_val: float,
+                    mode_input: str = "mimic_mode") -> float:
     """The pack's interpret_scale: minimum + (scale - minimum) x the mode's multiplier at `fraction`
-    of the run. A negative fraction to a fractional power (a Power mode at an SD3 run's first step)
-    has no real value: the pack fails there with a math domain error, here with this one."""
+    of the run. A negative fraction to a fractional power (a Power mode at the first step of a full
+    run on an SD3-style flow model) has no real value: the pack's run fails there with a math
+    domain error, ours with this one, naming the node's inputs (mode_input: which mode it is)."""
     if mode in POWER_MODES and fraction < 0 and sched_val != int(sched_val):
-        raise ValueError(f"{mode} with sched_val {sched_val} has no value at step fraction {fraction:.4f} "
-                         "(before the schedule's start): use a whole sched_val or another mode")
+        raise ValueError(f"DynamicThresholdingFull: {mode_input} {mode} with the fractional sched_val {sched_val} "
+                         f"has no value at this step (step fraction {fraction:.4f}, before the schedule's start, "
+                         "as at an SD3-style model's first step of a full-denoise run; the pack fails there too): "
+                         "use a whole sched_val or another mode, or start the run later (denoise below 1)")
     return minimum + (scale - minimum) * SCHEDULES[mode](fraction, sched_val)
 
 
@@ -80,9 +84,13 @@ def dynamic_threshold(cond, uncond, cfg_scale: float, mimic_scale: float, percen
       MEAN + STD: centred values / cfg's std x mimic's std, mean added back
       ZERO:       the uncentred CFG result x mimic's spread / cfg's (largest |value| and quantile for
                   AD, std for STD)
-    Stds are the unbiased ones (torch's default), as the pack's. The result is then mixed with the
-    plain CFG result: phi x it + (1 - phi) x CFG."""
+    Stds are the unbiased ones (torch's default), as the pack's; the quantile is torch.quantile's
+    (graphflow.quantile: without the 2**24-value limit of older torch, which a batch of video
+    latents exceeds over the whole batch). The result is then mixed with the plain CFG result:
+    phi x it + (1 - phi) x CFG."""
     import torch
+
+    from graphflow.quantile import quantile
 
     dtype = cond.dtype
     cond, uncond = cond.float(), uncond.float()
@@ -98,11 +106,11 @@ def dynamic_threshold(cond, uncond, cfg_scale: float, mimic_scale: float, percen
             mimic_ref, cfg_ref = mimic_centred.std(dim=2, keepdim=True), cfg_centred.std(dim=2, keepdim=True)
         else:
             mimic_ref = mimic_centred.abs().amax(dim=2, keepdim=True)
-            cfg_ref = torch.quantile(cfg_centred.abs(), percentile, dim=2, keepdim=True)
+            cfg_ref = quantile(cfg_centred.abs(), percentile, dim=2, keepdim=True)
     elif variability == "STD":  # one for the whole batch
         mimic_ref, cfg_ref = mimic_centred.std(), cfg_centred.std()
     else:
-        mimic_ref, cfg_ref = mimic_centred.abs().max(), torch.quantile(cfg_centred.abs(), percentile)
+        mimic_ref, cfg_ref = mimic_centred.abs().max(), quantile(cfg_centred.abs(), percentile)
     if startpoint == "ZERO":
         result = cfg_flat * (mimic_ref / cfg_ref)
     elif variability == "STD":
@@ -134,7 +142,7 @@ class Thresholding:
 
     def guided(self, cond, uncond, cfg_scale: float, fraction: float):
         mimic = scheduled_scale(self.mimic_scale, self.mimic_mode, self.mimic_scale_min, fraction, self.sched_val)
-        cfg = scheduled_scale(cfg_scale, self.cfg_mode, self.cfg_scale_min, fraction, self.sched_val)
+        cfg = scheduled_scale(cfg_scale, self.cfg_mode, self.cfg_scale_min, fraction, self.sched_val, "cfg_mode")
         return dynamic_threshold(cond, uncond, cfg, mimic, self.threshold_percentile,
                                  self.separate_feature_channels, self.scaling_startpoint, self.variability_measure,
                                  self.interpolate_phi)
@@ -143,8 +151,8 @@ class Thresholding:
         """The sampler_cfg_function: plain CFG when the sampler's cfg is the mimic scale (the pack's
         shortcut, before any schedule), else the thresholded result. A negative prediction that
         was not evaluated (cfg 1) counts as 0, as in ComfyUI."""
-        from graphflow.sampling.cfg_patches import _predictions
-        cond, uncond = _predictions(args)
+        from graphflow.sampling.cfg_patches import cfg_predictions
+        cond, uncond = cfg_predictions(args)
         cfg_scale = args["cond_scale"]
         if cfg_scale == self.mimic_scale:
             return uncond + (cond - uncond) * cfg_scale
@@ -153,17 +161,8 @@ class Thresholding:
         return self.guided(cond, uncond, cfg_scale, fraction)
 
     def patch(self, model):
-        from graphflow.sampling import model_sampling_for
-        from graphflow.sampling.cfg_patches import _with_cfg_function
-        if {self.mimic_mode, self.cfg_mode} & set(POWER_MODES) and self.sched_val != int(self.sched_val):
-            sampling = model_sampling_for(model)
-            first = step_fraction(sampling, sampling.sigma_max)
-            if first < 0:
-                raise NodeInputError("sched_val", f"a Power mode with the fractional sched_val {self.sched_val} "
-                                     f"has no value at this model's first step (step fraction {first:.4f}, "
-                                     "before the schedule's start; the pack fails there too): use a whole "
-                                     "number or another mode")
-        return _with_cfg_function(model, self.cfg_function)
+        from graphflow.sampling.cfg_patches import with_cfg_function
+        return with_cfg_function(model, self.cfg_function)
 
 
 class DynamicThresholdingFull(Node):
@@ -171,7 +170,9 @@ class DynamicThresholdingFull(Node):
     oversaturated look, by bringing each step's guided prediction to the spread it would have at
     mimic_scale (a lower CFG that looks right) while keeping the high CFG's detail and prompt
     adherence. The sampler's cfg is the real scale; equal to mimic_scale, this is plain CFG.
-    threshold_percentile (AD only): the share of values below the clamp (1: none clamped).
+    threshold_percentile (AD only): the quantile of the CFG result's spread (|value - its mean|)
+    used as its reference; with MEAN, values beyond the larger of it and the mimic's spread are
+    clamped (1: the reference is the largest value, so none are).
     mimic_mode / cfg_mode move each scale over the run from its value toward its *_scale_min
     (Constant: no change; Down modes fall, Up modes rise, Repeating / Sawtooth cycle sched_val
     times, Power modes use sched_val as the exponent). separate_feature_channels: a spread per
@@ -180,9 +181,10 @@ class DynamicThresholdingFull(Node):
     can get huge, as in the pack). variability_measure: largest absolute value (AD) or standard
     deviation (STD). interpolate_phi: 1 the thresholded result, 0 plain CFG, between a blend.
     The step's place in the run is the pack's (999 - the model's timestep) / 998: on FLUX every
-    step counts as the end of the run, on SD3 the first step just before its start (a Power mode
-    with a fractional sched_val is refused there, where the pack fails). Replaces the CFG combination
-    (the last such patch wins, as in ComfyUI)."""
+    step counts as the end of the run, on SD3 the first step of a full-denoise run just before its
+    start, where a Power mode with a fractional sched_val has no value: as the pack's, such a run
+    stops there with an error (img2img, a later start or cfg equal to mimic_scale run). Replaces
+    the CFG combination (the last such patch wins, as in ComfyUI)."""
     category = "advanced/mcmonkey"
     model: MODEL
     mimic_scale: float = Float(7.0, min=0.0, max=100.0, step=0.5)
@@ -209,10 +211,12 @@ class DynamicThresholdingFull(Node):
 class DynamicThresholdingSimple(Node):
     """Dynamic Thresholding ("CFG fix"), simple: sample at a high CFG scale without burning the
     image by bringing each step's guided prediction to the spread of the CFG result at
-    mimic_scale (a lower CFG that looks right). threshold_percentile: the share of values below
-    the clamp (1: none clamped). Constant scales, one spread for the whole batch measured as the
-    largest absolute value about the mean (DynamicThresholdingFull has the other options). With
-    the sampler's cfg equal to mimic_scale this is plain CFG."""
+    mimic_scale (a lower CFG that looks right). threshold_percentile: the quantile of the CFG
+    result's spread (|value - its mean|) used as its reference; values beyond the larger of it and
+    the mimic's spread are clamped (1: the reference is the largest value, so none are). Constant
+    scales, one spread for the whole batch measured as the largest absolute value about the mean
+    (DynamicThresholdingFull has the other options). With the sampler's cfg equal to mimic_scale
+    this is plain CFG."""
     category = "advanced/mcmonkey"
     model: MODEL
     mimic_scale: float = Float(7.0, min=0.0, max=100.0, step=0.5)

@@ -18,7 +18,7 @@ from graphflow.memory import manager  # noqa: E402
 from graphflow.models.checkpoint import load_checkpoint  # noqa: E402
 from graphflow.models.file_kind import identify  # noqa: E402
 from graphflow.models.lora import LoraError, apply_lora  # noqa: E402
-from graphflow.models.lora_extract import extract_lora, quantile, save_lora  # noqa: E402
+from graphflow.models.lora_extract import extract_lora, save_lora  # noqa: E402
 from graphflow.testing import write_checkpoint, write_flow_checkpoint  # noqa: E402
 from graphflow.workflow import parse_workflow  # noqa: E402
 from tests.test_flow_models import flux_any_width  # noqa: E402,F401
@@ -136,13 +136,6 @@ def test_low_rank_factors_are_comfyuis_clamped_truncated_svd(builtin_registry, p
         torch.testing.assert_close(torch.linalg.norm(matrix - approx), S[k:].square().sum().sqrt(), rtol=1e-4,
                                    atol=1e-5)
         assert torch.linalg.matrix_rank(approx) == k
-
-
-@pytest.mark.parametrize("count", [7, 101, 1000, 4097])
-def test_quantile_is_torchs(count):
-    values = torch.randn(count, generator=torch.Generator().manual_seed(count))
-    for q in (0.0, 0.5, 0.99, 1.0):
-        assert quantile(values, q) == pytest.approx(float(torch.quantile(values, q)), abs=1e-6)
 
 
 def test_full_diff_writes_whole_differences_and_loads_back(builtin_registry, pairs, tmp_folders):

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
-from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.sampling import FlowSchedule
 from graphflow.sampling.pipeline import sample
@@ -43,8 +42,9 @@ def predictions(seed=0, shape=(2, 4, 6, 5)):
     """cond / uncond x0 predictions whose channels differ in offset and spread (so per-channel and
     whole-batch statistics differ)."""
     g = torch.Generator().manual_seed(seed)
-    spread = torch.tensor([0.5, 1.0, 2.0, 4.0]).reshape(1, 4, 1, 1)
-    offset = torch.tensor([0.3, -1.0, 0.0, 2.0]).reshape(1, 4, 1, 1)
+    per_channel = (1, 4) + (1,) * (len(shape) - 2)
+    spread = torch.tensor([0.5, 1.0, 2.0, 4.0]).reshape(per_channel)
+    offset = torch.tensor([0.3, -1.0, 0.0, 2.0]).reshape(per_channel)
     uncond = torch.randn(*shape, generator=g) * spread + offset
     cond = uncond + 0.4 * torch.randn(*shape, generator=g) * spread
     return cond, uncond
@@ -113,6 +113,22 @@ def test_dynamic_threshold_is_the_described_rescale(separate, startpoint, variab
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     plain = uncond + (cond - uncond) * 15.0
     assert (got - plain).abs().max() > 0.1  # it does rescale
+
+
+def test_the_quantile_does_not_go_through_torch_quantile(monkeypatch):
+    """Older torch.quantile refuses more than 2**24 values, which a batch of video latents has over
+    the whole batch: the reference comes from graphflow.quantile (torch.quantile's interpolation,
+    tests/test_quantile.py), so with torch.quantile refusing everything the result is unchanged."""
+    cond, uncond = predictions(5, (2, 4, 3, 6, 5))  # a video latent's [B, C, T, H, W]
+    want = {separate: dynamic_threshold(cond, uncond, 12.0, 4.0, 0.9, separate) for separate in (True, False)}
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("quantile() input tensor is too large")
+    monkeypatch.setattr(torch, "quantile", refuse)
+    for separate in (True, False):
+        got = dynamic_threshold(cond, uncond, 12.0, 4.0, 0.9, separate)
+        assert torch.equal(got, want[separate])
+        torch.testing.assert_close(got, reference(cond, uncond, 12.0, 4.0, 0.9, separate), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("separate", [True, False])
@@ -189,8 +205,9 @@ def test_modes_by_hand():
 
 def test_a_fractional_power_before_the_start_is_refused_clearly():
     assert scheduled_scale(10.0, "Power Up", 0.0, -0.001, 2.0) == pytest.approx(10.0 * 1e-6)  # whole: fine
-    with pytest.raises(ValueError, match="sched_val 1.5"):
-        scheduled_scale(10.0, "Power Down", 0.0, -0.001, 1.5)
+    with pytest.raises(ValueError, match="DynamicThresholdingFull: cfg_mode Power Down with the fractional "
+                                         "sched_val 1.5"):
+        scheduled_scale(10.0, "Power Down", 0.0, -0.001, 1.5, "cfg_mode")
 
 
 def nearest_timestep(sigma):
@@ -267,6 +284,51 @@ def test_full_node_on_a_flow_model_takes_sigma_x_1000_as_comfyui(registry):
     assert float(seen[0][0]["sigma"][0]) == 1.0  # the first step sits before the schedule's start
 
 
+def test_a_fractional_power_on_sd3_fails_only_where_the_pack_does(registry):
+    """Power Up with sched_val 1.5 on an SD3-style model: the node accepts it; img2img (its first
+    sigma below 1) and cfg equal to the mimic scale (plain CFG, no schedule) run; a full-denoise run
+    fails at its first step (fraction -1 / 998) with an error naming the node's inputs."""
+    model = FakeFlowModel(gaussian_x0(0.4, 0.3), arch="sd3")
+    settings = dict(FULL_DEFAULTS, mimic_mode="Power Up", mimic_scale_min=1.0, sched_val=1.5)
+    patched, seen = recording(node(registry, "DynamicThresholdingFull", model=model, **settings))
+    latent = {"samples": torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(5))}
+    positive, negative = [(torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(6)), {})], \
+        [(torch.zeros(1, 5, 32), {})]
+
+    def run(model_, cfg, denoise):  # 4 steps of a 5-step schedule at denoise 0.8
+        return sample(model_, 5, 4, cfg, "euler", "simple", positive, negative, latent, denoise=denoise)["samples"]
+    run(patched, 9.0, 0.8)
+    assert len(seen) == 4
+    for args, got in seen:
+        fraction = (999 - 1000 * float(args["sigma"][0])) / 998
+        assert fraction > 0
+        want = reference(args["cond_denoised"], args["uncond_denoised"], 9.0, 1.0 + 6.0 * fraction ** 1.5)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(run(patched, 7.0, 1.0), run(model, 7.0, 1.0))
+    with pytest.raises(ValueError, match="DynamicThresholdingFull: mimic_mode Power Up with the fractional "
+                                         "sched_val 1.5 has no value at this step"):
+        run(patched, 9.0, 1.0)
+
+
+def test_dual_cfg_guider_passes_the_runs_schedule_to_the_cfg_function(registry):
+    from graphflow.sampling.guidance import DualCFGGuider, prepare_conds
+    from graphflow.sampling.model_sampling import ModelDenoiser
+    patched, seen = recording(node(registry, "DynamicThresholdingFull", model=FakeModel(structured_eps), **FULL))
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4)) * 3
+    sigma = torch.tensor([2.0])
+
+    def prepare(conditioning, negative=False):
+        return prepare_conds(conditioning, patched, x.shape, "cpu", negative=negative)
+    for nested in (False, True):  # the CFG it replaces: cond2 vs the negative, or cond1 vs cond2
+        seen.clear()
+        guider = DualCFGGuider(patched, prompt(0.3), prompt(0.1), prompt(-0.2), 3.0, 5.0, nested=nested)
+        out = guider.denoiser(ModelDenoiser(patched, SD), prepare)(x, sigma)
+        assert len(seen) == 1 and torch.isfinite(out).all()
+        args, got = seen[0]
+        assert args["model_sampling"] is SD and args["cond_scale"] == (3.0 if nested else 5.0)
+        torch.testing.assert_close(got, expected_at(args, (999 - nearest_timestep(2.0)) / 998), rtol=1e-4, atol=1e-4)
+
+
 def fake_run(model, cfg):
     """Three euler steps of a fake SD model from an empty 8 x 8 latent."""
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
@@ -302,15 +364,6 @@ def test_simple_is_full_with_the_packs_fixed_settings(registry):
 
 
 def test_errors_name_the_input(registry):
-    flow = FakeFlowModel(gaussian_x0(0.4, 0.3), arch="sd3")
-    with pytest.raises(NodeInputError) as caught:
-        node(registry, "DynamicThresholdingFull", model=flow,
-             **dict(FULL_DEFAULTS, mimic_mode="Power Up", sched_val=1.5))
-    assert caught.value.input == "sched_val"
-    # a whole power, or a discrete model (its first step is at fraction 0 or later), is accepted
-    node(registry, "DynamicThresholdingFull", model=flow, **dict(FULL_DEFAULTS, cfg_mode="Power Down", sched_val=2.0))
-    node(registry, "DynamicThresholdingFull", model=FakeModel(structured_eps),
-         **dict(FULL_DEFAULTS, mimic_mode="Power Up", sched_val=1.5))
     prompt_ = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
                "2": {"class_type": "DynamicThresholdingFull", "inputs": {
                    "model": ["1", 0], **dict(FULL_DEFAULTS, mimic_mode="Linear Sideways", mimic_scale=120.0)}}}
@@ -322,9 +375,9 @@ def test_errors_name_the_input(registry):
 # -- the demo model, prompts and saves -------------------------------------------------------------
 
 
-def demo_prompt(mimic_scale=4.0, cfg=9.0):
+def demo_prompt(mimic_scale=4.0, cfg=9.0, steps=4):
     link = lambda node, index=0: [str(node), index]  # noqa: E731
-    sampler = {"seed": 5, "steps": 4, "cfg": cfg, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0,
+    sampler = {"seed": 5, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0,
                "positive": link(2), "negative": link(3), "latent_image": link(4)}
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
@@ -343,15 +396,18 @@ def demo_prompt(mimic_scale=4.0, cfg=9.0):
 
 
 def test_demo_model_runs_differ_from_plain_cfg_and_equal_it_at_the_mimic_scale(registry):
-    runs = {}
-    for mimic in (4.0, 9.0):
-        result = run_graph(registry, demo_prompt(mimic), ["7", "8", "9"])
-        runs[mimic] = {k: result.values[k][0]["samples"] for k in ("7", "8", "9")}
-    plain = runs[4.0]["7"]
-    for k in ("8", "9"):
-        assert torch.isfinite(runs[4.0][k]).all()
-        assert (runs[4.0][k] - plain).abs().max() > 1e-3, k
-        assert torch.equal(runs[9.0][k], plain), k
+    prompt_ = demo_prompt(4.0, steps=2)  # plain CFG (7), Full (8) and Simple (9) at mimic 4, cfg 9
+    at_cfg = demo_prompt(9.0, steps=2)  # the two nodes again at mimic 9 = cfg, sampled by 12 and 13
+    prompt_.update({"10": at_cfg["5"], "11": at_cfg["6"],
+                    "12": {"class_type": "KSampler", "inputs": {**at_cfg["8"]["inputs"], "model": ["10", 0]}},
+                    "13": {"class_type": "KSampler", "inputs": {**at_cfg["9"]["inputs"], "model": ["11", 0]}}})
+    result = run_graph(registry, prompt_, ["7", "8", "9", "12", "13"])
+    samples = {k: v[0]["samples"] for k, v in result.values.items() if k in ("7", "8", "9", "12", "13")}
+    plain = samples["7"]
+    for lower, equal in (("8", "12"), ("9", "13")):
+        assert torch.isfinite(samples[lower]).all()
+        assert (samples[lower] - plain).abs().max() > 1e-3, lower
+        assert torch.equal(samples[equal], plain), equal
 
 
 def test_api_prompt_round_trips(registry):

@@ -19,27 +19,16 @@ bias_diff: every bias whole as `.diff_b`.
 Everything is stored as float16 (as ComfyUI does).
 """
 
-import math
-
 import torch
 
 from graphflow.memory import manager
+from graphflow.quantile import quantile
 
 from .checkpoint_save import _save, text_encoder_states
 
 CLAMP_QUANTILE = 0.99
 UNET_KEY_PREFIX = "diffusion_model."
 TEXT_KEY_PREFIX = "text_encoders."
-
-
-def quantile(values: torch.Tensor, q: float) -> float:
-    """torch.quantile (linear interpolation) of a flat tensor, without its input-size limit
-    (it refuses more than 2**24 entries; a large embedding at high rank has more)."""
-    position = q * (values.numel() - 1)
-    below, above = math.floor(position), math.ceil(position)
-    low = values.kthvalue(below + 1).values
-    high = values.kthvalue(above + 1).values if above != below else low
-    return float(low + (high - low) * (position - below))
 
 
 def extract_lora(diff: torch.Tensor, rank: int, clamp_quantile: float | None = CLAMP_QUANTILE):
@@ -51,7 +40,7 @@ def extract_lora(diff: torch.Tensor, rank: int, clamp_quantile: float | None = C
     U, S, Vh = torch.linalg.svd(matrix, full_matrices=False)
     up, down = U[:, :rank] * S[:rank], Vh[:rank]
     if clamp_quantile is not None:
-        limit = quantile(torch.cat([up.flatten(), down.flatten()]), clamp_quantile)
+        limit = float(quantile(torch.cat([up.flatten(), down.flatten()]), clamp_quantile))
         up, down = up.clamp(-limit, limit), down.clamp(-limit, limit)
     up = up.reshape(diff.shape[0], rank, *[1] * (diff.dim() - 2))
     down = down.reshape(rank, *diff.shape[1:])

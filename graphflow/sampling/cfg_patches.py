@@ -42,7 +42,7 @@ def _with_pre_cfg(model, pre_cfg):
     return patched
 
 
-def _with_cfg_function(model, cfg_function):
+def with_cfg_function(model, cfg_function):
     # one slot, as ComfyUI's sampler_cfg_function: the last node applied wins (RescaleCFG's too)
     patched = copy.copy(model)
     patched.cfg_function = cfg_function
@@ -234,7 +234,7 @@ def renorm_cfg(model, cfg_trunc: float = 100.0, renorm: float = 1.0):
         truncated = (sigma.reshape(-1, *[1] * (cond.ndim - 1)) < cfg_trunc).to(cond.device)
         return torch.where(truncated, guided, cond)
 
-    return _with_cfg_function(model, cfg_function)
+    return with_cfg_function(model, cfg_function)
 
 
 def perp_neg(model, empty_conditioning, neg_scale: float = 1.0):
@@ -254,7 +254,7 @@ def perp_neg(model, empty_conditioning, neg_scale: float = 1.0):
         return perp_neg_combine(args["cond_denoised"], args["uncond_denoised"], nocond, neg_scale,
                                 args["cond_scale"])
 
-    return _with_cfg_function(model, cfg_function)
+    return with_cfg_function(model, cfg_function)
 
 
 def latent_operation_cfg(model, operation):
@@ -270,7 +270,7 @@ def latent_operation_cfg(model, operation):
     return _with_pre_cfg(model, pre_cfg)
 
 
-def _predictions(args) -> tuple[torch.Tensor, torch.Tensor]:
+def cfg_predictions(args) -> tuple[torch.Tensor, torch.Tensor]:
     """A CFG function's (cond, uncond) predictions; without an unconditional one (the sampler's
     cfg 1) it counts as 0, as ComfyUI's sampler_cfg_function sees it."""
     cond, uncond = args["cond_denoised"], args["uncond_denoised"]
@@ -280,9 +280,9 @@ def _predictions(args) -> tuple[torch.Tensor, torch.Tensor]:
 def _frame_ramp_cfg(ramp, min_cfg: float):
     """CFG whose scale differs per frame (per latent in the batch): ramp(frames, device) -> [frames]
     in 0..1 places each frame's scale between min_cfg (0) and the sampler's cfg (1). Without an
-    unconditional prediction (cfg 1) it counts as 0 (_predictions)."""
+    unconditional prediction (cfg 1) it counts as 0 (cfg_predictions)."""
     def cfg_function(args):
-        cond, uncond = _predictions(args)
+        cond, uncond = cfg_predictions(args)
         frames = cond.shape[0]
         scale = min_cfg + ramp(frames, cond.device) * (args["cond_scale"] - min_cfg)
         return uncond + scale.reshape(frames, *[1] * (cond.ndim - 1)).to(cond.dtype) * (cond - uncond)
@@ -292,7 +292,7 @@ def _frame_ramp_cfg(ramp, min_cfg: float):
 def video_linear_cfg(model, min_cfg: float = 1.0):
     """ComfyUI's VideoLinearCFGGuidance: the cfg rises linearly over the frames, min_cfg at the first
     (the init image's), the sampler's cfg at the last."""
-    return _with_cfg_function(model, _frame_ramp_cfg(lambda n, device: torch.linspace(0.0, 1.0, n, device=device),
+    return with_cfg_function(model, _frame_ramp_cfg(lambda n, device: torch.linspace(0.0, 1.0, n, device=device),
                                                      min_cfg))
 
 
@@ -303,17 +303,17 @@ def video_triangle_cfg(model, min_cfg: float = 1.0):
         t = torch.linspace(0.0, 1.0, n, device=device)
         return 2 * (t - torch.floor(t + 0.5)).abs()
 
-    return _with_cfg_function(model, _frame_ramp_cfg(triangle, min_cfg))
+    return with_cfg_function(model, _frame_ramp_cfg(triangle, min_cfg))
 
 
 def timestep_window_cfg(model, value: float, sigma_start: float, sigma_end: float):
     """ComfyUI_essentials' Guidance Timestep: plain CFG whose scale is `value` while the step's
     sigma (the batch's first) is at most sigma_start and above sigma_end, the sampler's cfg
-    elsewhere. Without an unconditional prediction (cfg 1) it counts as 0 (_predictions), so
+    elsewhere. Without an unconditional prediction (cfg 1) it counts as 0 (cfg_predictions), so
     inside the window the result is value x the positive prediction."""
     def cfg_function(args):
-        cond, uncond = _predictions(args)
+        cond, uncond = cfg_predictions(args)
         scale = value if sigma_end < float(args["sigma"].flatten()[0]) <= sigma_start else args["cond_scale"]
         return uncond + (cond - uncond) * scale
 
-    return _with_cfg_function(model, cfg_function)
+    return with_cfg_function(model, cfg_function)

@@ -891,11 +891,11 @@ class CFGDenoiser:
     sampler passes (the CFG++ samplers record the unconditional prediction with it). Each gets
     {"denoised", "cond_denoised", "uncond_denoised", "x", "sigma", "cond", "cond_scale" (the cfg),
     "model", "model_sampling", "predict"} and returns the new denoised ("model_sampling": the run's
-    schedule, ComfyUI's model.model_sampling, whose timestep(sigma) places the step in the run); predict(conds, x, sigma) runs the model on a list of
-    Cond ("cond" / "uncond": the two sides' lists). With a sampler hook, or a model function
-    marked `needs_uncond`, the negative side is evaluated even at cfg 1 (ComfyUI's
-    disable_cfg1_optimization); otherwise at cfg 1 the negative is skipped and its prediction is
-    0, as in ComfyUI."""
+    schedule, ComfyUI's model.model_sampling, whose timestep(sigma) places the step in the run);
+    predict(conds, x, sigma) runs the model on a list of Cond ("cond" / "uncond": the two sides'
+    lists). With a sampler hook, or a model function marked `needs_uncond`, the negative side is
+    evaluated even at cfg 1 (ComfyUI's disable_cfg1_optimization); otherwise at cfg 1 the negative
+    is skipped and its prediction is 0, as in ComfyUI."""
 
     def __init__(self, model_denoiser, positive: list[Cond], negative: list[Cond], cfg: float,
                  post_cfg_functions=(), rescale: float = 0.0, pre_cfg_functions=(), cfg_function=None,
