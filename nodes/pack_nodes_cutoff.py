@@ -102,10 +102,20 @@ def _text_ids(clip, tower, text: str, seen: list) -> list[int]:
     return ids[spoken[0]:spoken[-1] + 1] if spoken else []
 
 
-def occurrences(tokens: list[int], part: list[int]) -> list[int]:
-    """Where `part` starts in `tokens`, overlaps included (the pack's get_sublists)."""
-    size = len(part)
-    return [i for i in range(len(tokens) - size + 1) if tokens[i:i + size] == part]
+def occurrences(tokens, part) -> list[int]:
+    """Where `part` starts in `tokens`, overlaps included (the pack's get_sublists): the positions
+    holding part's first token, narrowed token by token with numpy (no Python loop over positions)."""
+    import numpy as np
+
+    tokens, size = np.asarray(tokens), len(part)
+    if size == 0 or size > len(tokens):
+        return []
+    starts = np.flatnonzero(tokens[:len(tokens) - size + 1] == part[0])
+    for k in range(1, size):
+        if not len(starts):
+            break
+        starts = starts[tokens[starts + k] == part[k]]
+    return starts.tolist()
 
 
 def target_words(target_text: str) -> list[str]:
@@ -118,29 +128,49 @@ def target_words(target_text: str) -> list[str]:
     return words
 
 
-def _windowed(flat: list[int], width: int) -> tuple[int, ...]:
+def _windowed(flat, width: int) -> tuple[int, ...]:
     """A mask over the inner positions as one over whole windows: 0 at each window's first and
     last position."""
-    body = width - 2
-    out = []
-    for start in range(0, len(flat), body):
-        out += [0, *flat[start:start + body], 0]
-    return tuple(out)
+    import numpy as np
+
+    rows = np.asarray(flat, dtype=np.int8).reshape(-1, width - 2)
+    return tuple(np.pad(rows, ((0, 0), (1, 1))).reshape(-1).tolist())
 
 
-def region_masks(prompt: list[int], region: list[int], targets: list[list[int]]) -> tuple[list[int], list[int]]:
-    """The pack's masks over the prompt's inner tokens: every occurrence of the region's tokens,
-    and in each occurrence every occurrence of each target's tokens within the region's."""
-    starts = occurrences(prompt, region)
-    region_mask, target_mask = [0] * len(prompt), [0] * len(prompt)
-    for start in starts:
-        for i in range(start, start + len(region)):
-            region_mask[i] = 1
-    spans = [(offset, len(target)) for target in targets for offset in occurrences(region, target)]
-    for start in starts:
-        for offset, size in spans:
-            for i in range(start + offset, start + offset + size):
-                target_mask[i] = 1
+def _covered(length: int, starts, size: int):
+    """A boolean mask of `length` positions, True over `size` positions from each start (a
+    difference array summed up: no loop over the starts)."""
+    import numpy as np
+
+    edges = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, np.minimum(np.asarray(starts, dtype=np.int64) + size, length), -1)
+    return np.cumsum(edges[:length]) > 0
+
+
+def region_masks(prompt: list[int], region: list[int], targets: list[list[int]]):
+    """The pack's masks over the prompt's inner tokens (numpy booleans): every occurrence of the
+    region's tokens, and in each occurrence every occurrence of each target's tokens within the
+    region's."""
+    import numpy as np
+
+    starts = np.asarray(occurrences(prompt, region), dtype=np.int64)
+    region_mask = _covered(len(prompt), starts, len(region))
+    target_mask = np.zeros(len(prompt), dtype=bool)
+    if not len(starts):  # nothing to place the targets in: a long region not in the prompt costs no more
+        return region_mask, target_mask
+    own = np.zeros(len(region), dtype=bool)  # the region's positions that its targets cover
+    for target in targets:
+        own |= _covered(len(region), occurrences(region, target), len(target))
+    offsets = np.flatnonzero(own)
+    # the region's target positions copied to each occurrence: one numpy step per start or per
+    # offset, whichever are fewer
+    if len(offsets) < len(starts):
+        for offset in offsets:
+            target_mask[starts + offset] = True
+    else:
+        for start in starts:
+            target_mask[start:start + len(region)] |= own
     return region_mask, target_mask
 
 
@@ -153,6 +183,14 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
     if not words:
         raise NodeInputError("target_text", "no target word: give the words to keep to the region, separated by "
                                             "spaces (a_run_of_words for several in a row)")
+    windows_count = max(len(windows.ids) for windows in regions.tokens.values())
+    encodings = 2 + len(regions.regions) + len(lines)
+    if encodings * windows_count > MAX_CUTOFF_WINDOWS:
+        raise NodeInputError("region_text", f"with {len(lines)} more region(s) the conditioning would encode the "
+                                            f"{windows_count}-window prompt {encodings} times, "
+                                            f"{encodings * windows_count} 77-token windows (at most "
+                                            f"{MAX_CUTOFF_WINDOWS}): use fewer regions or a shorter prompt")
+    words = list(dict.fromkeys(words))  # a repeated target masks nothing more
     clip = regions.clip
     masks = {}  # tower name -> [(region mask, target mask)] a line
     for tower in clip.towers:
@@ -169,7 +207,7 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
             if not region:
                 raise NodeInputError("region_text", f"the region {line!r} gives no tokens")
             region_mask, target_mask = region_masks(prompt, region, targets)
-            if tower is clip.towers[0] and not any(region_mask):
+            if tower is clip.towers[0] and not region_mask.any():
                 warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt: it masks and "
                      f"changes nothing")
             masks[tower.name].append((_windowed(region_mask, width), _windowed(target_mask, width)))
@@ -275,7 +313,9 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
 class CutoffBasePrompt(Node):
     """The prompt Cutoff works on: the whole prompt, weights and embeddings as CLIP Text Encode
     reads them. Set regions on it with Cutoff Set Regions, then make the conditioning with Cutoff
-    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL)."""
+    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL). A prompt of more than 341
+    77-token windows is refused (the conditioning encodes it at least 3 times, at most 1024 windows;
+    the pack has no limit)."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Base Prompt"
     text: str = Text("", multiline=True)
@@ -288,7 +328,14 @@ class CutoffBasePrompt(Node):
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
         if not _is_clip(self.clip):
             raise NodeInputError("clip", "Cutoff needs a CLIP text encoder (SD1, SD2, SDXL)")
-        return ClipRegions(self.clip, self.clip.tokenize(self.text))
+        tokens = self.clip.tokenize(self.text)
+        for name, windows in tokens.items():
+            # the conditioning encodes the prompt at least 3 times once a region is set
+            if len(windows.ids) > MAX_CUTOFF_WINDOWS // 3:
+                raise NodeInputError("text", f"the prompt takes {len(windows.ids)} 77-token windows on {name} (at "
+                                             f"most {MAX_CUTOFF_WINDOWS // 3}: the conditioning encodes it at least "
+                                             f"3 times, at most {MAX_CUTOFF_WINDOWS} windows); shorten it")
+        return ClipRegions(self.clip, tokens)
 
 
 class CutoffSetRegions(Node):
@@ -299,7 +346,9 @@ class CutoffSetRegions(Node):
     underscores escaped). Each target is looked for inside the region's text; a target that is not
     there masks nothing, and a region not in the prompt masks nothing either (with a warning).
     weight: how far each of the region's tokens travels from the masked start towards its own
-    target words (shared among regions that overlap). Blank lines are skipped."""
+    target words (shared among regions that overlap). Blank lines are skipped. A region_text whose
+    lines would have the conditioning encode more than 1024 77-token windows ((2 + all regions)
+    times the prompt's windows) is refused before its masks are built."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Set Regions"
     clip_regions: CLIPREGION

@@ -313,14 +313,58 @@ def test_errors_name_the_input(registry, models, monkeypatch):
     with pytest.raises(NodeInputError) as caught:  # a linked weighting the pack does not know
         pack_nodes_cutoff.cutoff_conditioning(regions, "", 1.0, 1.0, "none", "comfy+++")
     assert caught.value.input == "weight_interpretation"
-    # too many encodings: refused before any runs
-    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 4)
+    # too many encodings: refused before any runs (regions set under a higher limit)
     many = call(registry, "CutoffSetRegions", clip_regions=regions, region_text="red\nhat", target_text="red",
                 weight=1.0)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 4)
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CutoffRegionsToConditioning", clip_regions=many, mask_token="", strict_mask=1.0,
              start_from_masked=1.0)
     assert caught.value.input == "clip_regions" and "at most 4" in str(caught.value)
+
+
+def test_too_long_a_prompt_or_too_many_regions_is_refused_before_the_masks_are_built(registry, models, monkeypatch):
+    """The conditioning encodes the prompt 2 + regions times: Base Prompt refuses a prompt of more
+    than a third of MAX_CUTOFF_WINDOWS windows, Set Regions a region_text whose lines would pass it."""
+    clip = _clip(registry)
+    prompt = ", ".join(["a red hat"] * 30)  # 2 windows
+    assert len(clip.tokenize(prompt)["clip_l"].ids) == 2
+    base = call(registry, "CutoffBasePrompt", text=prompt, clip=clip)
+    one = call(registry, "CutoffSetRegions", clip_regions=base, region_text="a red hat", target_text="red",
+               weight=1.0)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 5)  # at most 1 window a prompt
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CutoffBasePrompt", text=prompt, clip=clip)
+    assert caught.value.input == "text" and "2 77-token windows" in str(caught.value)
+
+    def no_masks(*args):
+        raise AssertionError("masks built before the refusal")
+
+    monkeypatch.setattr(pack_nodes_cutoff, "region_masks", no_masks)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 9)  # (2 + 1 + 2) regions x 2 windows = 10
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CutoffSetRegions", clip_regions=one, region_text="a red hat\nred hat", target_text="red",
+             weight=1.0)
+    assert caught.value.input == "region_text" and "at most 9" in str(caught.value)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 10)  # at the limit: built
+    with pytest.raises(AssertionError, match="masks built"):
+        call(registry, "CutoffSetRegions", clip_regions=one, region_text="a red hat\nred hat", target_text="red",
+             weight=1.0)
+
+
+@pytest.mark.parametrize("prompt, region_text, target_text", [
+    # many occurrences of a region holding few target positions, and the other way round
+    (" ".join(["a"] * 300), "a a a", "a_a"),
+    (" ".join(["a"] * 300), " ".join(["a"] * 150), "a"),
+    (" ".join(["a red"] * 100), "red a red a", "red_a a_red"),
+])
+def test_masks_of_long_repeated_regions_follow_the_packs_rule(registry, models, prompt, region_text, target_text):
+    clip = _clip(registry)
+    [region] = _regions(registry, clip, prompt, (region_text, target_text, 1.0)).regions
+    [(region_mask, target_mask)] = _pack_masks(clip, prompt, region_text, target_text)
+    assert np.array_equal(region.region["clip_l"], region_mask)
+    assert np.array_equal(region.target["clip_l"], target_mask)
+    assert any(region.target["clip_l"])
 
 
 def test_a_region_not_in_the_prompt_is_warned_about_and_masks_nothing(registry, models, caplog):
