@@ -23,8 +23,8 @@ tower with the same masks); a region's words are matched without the window's en
 whatever the padding token (the version read trims only the end token, so on OpenCLIP, whose
 padding is token 0, a region matched only at the prompt's end); with no region set the base
 prompt's encoding is given (the version read fails there on an empty list of masks);
-blank region lines and empty target words (two spaces) are skipped, and a region_text or
-target_text with none, or a mask_token that gives no token, is refused by name (the pack fails
+blank region lines and empty target words (two spaces) are skipped, and a target_text with
+none, or a mask_token that gives no token, is refused by name (the pack fails
 there on an index error). A conditioning whose encodings would run more than MAX_CUTOFF_WINDOWS
 77-token windows through a tower is refused (the pack has no limit)."""
 
@@ -177,8 +177,9 @@ def region_masks(prompt: list[int], region: list[int], targets: list[list[int]])
 def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight: float) -> ClipRegions:
     """The CLIPREGION with a region for each line of region_text, all with target_text's words."""
     lines = [line for line in region_text.strip().split("\n") if line.strip()]
-    if not lines:
-        raise NodeInputError("region_text", "no region: give a part of the base prompt, one region a line")
+    if not lines:  # the pack passes the CLIPREGION on unchanged
+        warn("Cutoff Set Regions: region_text is empty: no region set")
+        return regions
     words = target_words(target_text)
     if not words:
         raise NodeInputError("target_text", "no target word: give the words to keep to the region, separated by "
@@ -346,7 +347,8 @@ class CutoffSetRegions(Node):
     underscores escaped). Each target is looked for inside the region's text; a target that is not
     there masks nothing, and a region not in the prompt masks nothing either (with a warning).
     weight: how far each of the region's tokens travels from the masked start towards its own
-    target words (shared among regions that overlap). Blank lines are skipped. A region_text whose
+    target words (shared among regions that overlap). Blank lines are skipped; an empty region_text
+    sets no region (its clip_regions pass on unchanged, with a warning, as in the pack). A region_text whose
     lines would have the conditioning encode more than 1024 77-token windows ((2 + all regions)
     times the prompt's windows) is refused before its masks are built."""
     category = "conditioning/cutoff"

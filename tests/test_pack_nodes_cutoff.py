@@ -291,8 +291,9 @@ def test_errors_name_the_input(registry, models, monkeypatch):
     clip = _clip(registry)
     base = call(registry, "CutoffBasePrompt", text="a red hat", clip=clip)
     cases = [
-        (dict(region_text=" \n\n", target_text="red"), "region_text", "no region"),
         (dict(region_text="a red hat", target_text="   "), "target_text", "no target word"),
+        (dict(region_text="a red hat", target_text="()"), "target_text", "gives no tokens"),
+        (dict(region_text="a red hat\n()", target_text="red"), "region_text", "gives no tokens"),
     ]
     for inputs, name, words in cases:
         with pytest.raises(NodeInputError) as caught:
@@ -365,6 +366,19 @@ def test_masks_of_long_repeated_regions_follow_the_packs_rule(registry, models, 
     assert np.array_equal(region.region["clip_l"], region_mask)
     assert np.array_equal(region.target["clip_l"], target_mask)
     assert any(region.target["clip_l"])
+
+
+def test_an_empty_region_text_passes_the_regions_on_unchanged(registry, models, caplog):
+    """The pack sets regions only `if len(region_text) != 0` (after strip): an empty one passes the
+    CLIPREGION on, whatever target_text holds."""
+    clip = _clip(registry)
+    regions = _regions(registry, clip, "a red hat, a blue shirt", ("a red hat", "red", 1.0))
+    for region_text, target_text in (("", "blue"), (" \n\n ", ""), ("", "")):
+        with caplog.at_level("WARNING"):
+            out = call(registry, "CutoffSetRegions", clip_regions=regions, region_text=region_text,
+                       target_text=target_text, weight=2.0)
+        assert out.regions == regions.regions and out.tokens is regions.tokens
+    assert any("region_text is empty" in r.getMessage() for r in caplog.records)
 
 
 def test_a_region_not_in_the_prompt_is_warned_about_and_masks_nothing(registry, models, caplog):
