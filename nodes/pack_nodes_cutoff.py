@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, socket_type, warn
 from nodes.conditioning import encoded
-from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, _check_choices, _is_clip, _tower_encode, _window_passes
+from nodes.pack_nodes_adv_clip import (MASK_TOKEN, TOKEN_NORMALIZATIONS, _check_choices, _is_clip, _tower_encode,
+                                      _window_passes)
 
 COMFY_PACK = "ComfyUI_Cutoff"  # the custom node pack this module's ComfyUI classes come from
 
@@ -218,16 +219,17 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
 
 
 def mask_token_id(mask_token: str) -> int:
-    """The token masked words become: CLIP's end token for an empty mask_token, else the first
-    token of the text (with a warning when it gives more than one)."""
-    from graphflow.models.tokenizer import EOS, encode_text
+    """The token masked words become: for an empty mask_token the pack's 266 ("+" as a word of its
+    own, as ADV_CLIP masks with; the same id in SD1's, SDXL's and SD2's CLIP vocabulary), else the
+    first token of the text (with a warning when it gives more than one)."""
+    from graphflow.models.tokenizer import encode_text
 
     if mask_token == "":
-        return EOS
+        return MASK_TOKEN
     ids = encode_text(mask_token)
     if not ids:
-        raise NodeInputError("mask_token", f"{mask_token!r} gives no token: leave it empty for the end token or "
-                                           f"give a word")
+        raise NodeInputError("mask_token", f"{mask_token!r} gives no token: leave it empty for \"+\" (token 266) "
+                                           f"or give a word")
     if len(ids) > 1:
         warn(f"Cutoff: mask_token {mask_token!r} is {len(ids)} tokens; the first is used")
     return ids[0]
@@ -373,8 +375,8 @@ class CutoffRegionsToConditioning(Node):
     start_from_masked; outside every region the embedding is full (1 - strict_mask) + masked
     strict_mask (1: the targets reach only their regions; 0: they still reach what no region
     covers), inside the regions start, plus for each region (own - start) times its weight, divided
-    among the regions covering that token. mask_token: the token masked words become (empty: CLIP's
-    end token; a text of several tokens uses its first, with a warning). With no region set, the
+    among the regions covering that token. mask_token: the token masked words become (empty: "+",
+    token 266, as the pack; a text of several tokens uses its first, with a warning). With no region set, the
     prompt's own encoding. On SDXL each text encoder is masked and mixed on its own; the pooled
     output is the unmasked prompt's."""
     category = "conditioning/cutoff"

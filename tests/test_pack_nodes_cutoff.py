@@ -1,7 +1,7 @@
 """ComfyUI_Cutoff (nodes/pack_nodes_cutoff.py): the region and target masks against the pack's rule
 computed here with numpy on the tokenizer's ids (its get_sublists / unpad / reshape-and-pad steps),
 the conditioning against the pack's mixing formula applied here to encodings of the masked prompts
-written out as text (mask token "+") or as token windows (the default end token), the (ADV) node
+written out as text (mask token "+") or as token windows (the default, token 266), the (ADV) node
 against CLIP Text Encode (Advanced) of the masked prompts, SDXL's two towers, the errors by input
 name, a UI-format save and an API prompt under the pack's class names feeding a KSampler, and
 export round trips."""
@@ -52,27 +52,28 @@ def _regions(registry, clip, text, *regions):
 # -- the pack's mask rule, with numpy as its cutoff.py computes it --------------------------------
 
 
-def _pack_tokens(clip, text):
+def _pack_tokens(clip, text, tower="clip_l"):
     """tokenize_with_weights' ids as the pack flattens them: each window without its first and last."""
-    return np.array(clip.tokenize(text)["clip_l"].ids)[:, 1:-1].reshape(-1)
+    return np.array(clip.tokenize(text)[tower].ids)[:, 1:-1].reshape(-1)
 
 
 def _pack_unpad(tokens):
-    return (np.trim_zeros(tokens - EOS) + EOS).tolist()
+    """The later pack's unpad_prompt: trailing zero padding (OpenCLIP's), then trailing end tokens."""
+    return (np.trim_zeros(np.trim_zeros(tokens, "b") - EOS, "b") + EOS).tolist()
 
 
 def _pack_sublists(tokens, part):
     return [i for i, t in enumerate(tokens) if t == part[0] and list(tokens[i:i + len(part)]) == part]
 
 
-def _pack_masks(clip, prompt, region_text, target_text):
+def _pack_masks(clip, prompt, region_text, target_text, tower="clip_l"):
     """[(region mask, target mask)] for each line of region_text, flat over the prompt's windows."""
     import re
 
-    tokens = _pack_tokens(clip, prompt)
+    tokens = _pack_tokens(clip, prompt, tower)
     out = []
     for line in region_text.strip().split("\n"):
-        region = _pack_unpad(_pack_tokens(clip, line))
+        region = _pack_unpad(_pack_tokens(clip, line, tower))
         starts = _pack_sublists(list(tokens), region)
         region_mask = np.zeros(len(tokens))
         for r in starts:
@@ -80,7 +81,7 @@ def _pack_masks(clip, prompt, region_text, target_text):
         spans = []
         for target in target_text.strip().split(" "):
             target = re.sub(r"\\_", "_", re.sub(r"(?<!\\)_", " ", target))
-            ids = _pack_unpad(_pack_tokens(clip, target))
+            ids = _pack_unpad(_pack_tokens(clip, target, tower))
             spans += [(x, len(ids)) for x in _pack_sublists(region, ids)]
         target_mask = np.zeros(len(tokens))
         for r in starts:
@@ -196,20 +197,31 @@ def test_conditioning_is_the_packs_mix_of_the_masked_prompts(registry, models, s
     assert not torch.allclose(cond, full, atol=1e-3)  # it did change the embedding
 
 
-def test_default_mask_token_is_the_end_token_and_a_long_one_uses_its_first(registry, models, caplog):
-    clip = _clip(registry)
+@pytest.mark.parametrize("checkpoint, kind", [("tiny.safetensors", None), ("base.safetensors", None),
+                                               ("sd2.safetensors", "sd2")])
+def test_default_mask_token_is_266_and_a_long_one_uses_its_first(registry, models, caplog, checkpoint, kind):
+    """The later pack masks with token 266 when mask_token is empty (its finalize_clip_regions, as
+    ADV_CLIP's m_token): "+" as a word of its own in CLIP's vocabulary, which SD1, SDXL and SD2
+    share."""
+    from graphflow.models.tokenizer import clip_bpe
+
+    assert clip_bpe().convert_ids_to_tokens([266]) == ["+</w>"]
+    if kind:
+        write_checkpoint(models.models / "checkpoints" / checkpoint, kind)
+    clip = _clip(registry, checkpoint)
     prompt = "a red hat, a blue shirt"
     regions = _regions(registry, clip, prompt, ("a red hat", "red", 1.0))
     [(cond, _)] = call(registry, "CutoffRegionsToConditioning", clip_regions=regions, mask_token="",
                        strict_mask=1.0, start_from_masked=1.0)
-    windows = clip.tokenize(prompt)["clip_l"]
-    red = windows.ids[0].index(encode_text("red")[0])
-    ids = [list(windows.ids[0])]
-    ids[0][red] = EOS
-    masked = clip.encode_tokens({"clip_l": TokenWindows(ids, windows.weights, {}, windows.words)})[0]
+    tokens = {}
+    for name, windows in clip.tokenize(prompt).items():  # red replaced by id 266 on every tower
+        ids = [list(windows.ids[0])]
+        ids[0][ids[0].index(encode_text("red")[0])] = 266
+        tokens[name] = TokenWindows(ids, windows.weights, {}, windows.words)
+    masked = clip.encode_tokens(tokens)[0]
     # one region whose only target is masked everywhere: own = the prompt itself; strict 1, start 1
     full = _text_encode(registry, clip, prompt)[0]
-    [(region_mask, _)] = _pack_masks(clip, prompt, "a red hat", "red")
+    [(region_mask, _)] = _pack_masks(clip, prompt, "a red hat", "red", clip.towers[0].name)
     assert torch.allclose(cond, _pack_mix(full, masked, [full], [region_mask], [1.0], 1.0, 1.0), atol=1e-5)
 
     with caplog.at_level("WARNING"):
