@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, socket_type, warn
 from nodes.conditioning import encoded
-from nodes.pack_nodes_adv_clip import (MASK_TOKEN, TOKEN_NORMALIZATIONS, _check_choices, _is_clip, _tower_encode,
-                                      _window_passes)
+from nodes.pack_nodes_adv_clip import (MASK_TOKEN, TOKEN_NORMALIZATIONS, _check_choices, _check_passes, _is_clip,
+                                      _tower_encode, _window_passes)
 
 COMFY_PACK = "ComfyUI_Cutoff"  # the custom node pack this module's ComfyUI classes come from
 
@@ -298,6 +298,11 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
         raise NodeInputError("clip_regions", "needs Cutoff Base Prompt's or Cutoff Set Regions' output")
     _check_choices(token_normalization, weight_interpretation)
     token = mask_token_id(mask_token)
+    if (token_normalization, weight_interpretation) != ("none", "comfy"):
+        # ADV's own limit on one encoding (CLIP Text Encode (Advanced) does not check none + comfy):
+        # every encoding keeps the prompt's weights and word numbers, so each runs as many windows as
+        # the unmasked prompt's does and checking that one checks them all
+        _check_passes("clip_regions", regions.tokens, token_normalization, weight_interpretation)
     _check_windows(regions, token_normalization, weight_interpretation)
     import torch
 
@@ -396,7 +401,8 @@ class CutoffRegionsToConditioningADV(Node):
     """Cutoff Regions To Conditioning with every encoding weighted as CLIP Text Encode (Advanced)
     weights it: token_normalization and weight_interpretation (see that node's help; the masked
     words keep their weights). Weightings that encode the prompt more than once (compel, comfy++)
-    do so for each of the 2 + regions encodings."""
+    do so for each of the 2 + regions encodings; as in CLIP Text Encode (Advanced), a weighting that
+    would run more than 256 77-token windows through a text encoder for one encoding is refused."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Regions To Conditioning (ADV)"
     clip_regions: CLIPREGION

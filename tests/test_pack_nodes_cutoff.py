@@ -281,6 +281,27 @@ def test_adv_encodes_each_masked_prompt_as_clip_text_encode_advanced(registry, m
     assert torch.equal(options["pooled_output"], full_options["pooled_output"])
 
 
+def test_adv_refuses_an_encoding_past_adv_clips_window_passes(registry, models, monkeypatch):
+    """Each of the 2 + regions encodings is checked as CLIP Text Encode (Advanced) checks its one
+    (MAX_WINDOW_PASSES), besides the conditioning's MAX_CUTOFF_WINDOWS for them all."""
+    from nodes import pack_nodes_adv_clip
+
+    clip = _clip(registry)
+    prompt = "a (red:0.5) hat and a (blue:0.7) shirt, (green:0.9) shoes"
+    regions = _regions(registry, clip, prompt, ("(red:0.5) hat", "red", 1.0))
+    passes = pack_nodes_adv_clip._window_passes(clip.tokenize(prompt)["clip_l"], "none", "compel")
+    assert passes > 1 and 3 * passes <= pack_nodes_cutoff.MAX_CUTOFF_WINDOWS  # compel: once per weight below 1
+    adv = dict(clip_regions=regions, mask_token="", strict_mask=1.0, start_from_masked=1.0, token_normalization="none")
+    monkeypatch.setattr(pack_nodes_adv_clip, "MAX_WINDOW_PASSES", passes - 1)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CutoffRegionsToConditioningADV", weight_interpretation="compel", **adv)
+    assert caught.value.input == "clip_regions" and f"at most {passes - 1}" in str(caught.value)
+    # none + comfy is CLIP Text Encode's encoding, not checked by ADV either; at the limit compel runs
+    call(registry, "CutoffRegionsToConditioningADV", weight_interpretation="comfy", **adv)
+    monkeypatch.setattr(pack_nodes_adv_clip, "MAX_WINDOW_PASSES", passes)
+    call(registry, "CutoffRegionsToConditioningADV", weight_interpretation="compel", **adv)
+
+
 def test_sdxl_masks_and_mixes_both_towers(registry, models):
     clip = _clip(registry, "base.safetensors")
     prompt = "a red hat and a blue shirt"
