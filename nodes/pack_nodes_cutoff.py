@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, socket_type, warn
 from nodes.conditioning import encoded
 from nodes.pack_nodes_adv_clip import (MASK_TOKEN, TOKEN_NORMALIZATIONS, _check_choices, _check_passes, _is_clip,
-                                      _tower_encode, _window_passes)
+                                      _tower_encode, _window_passes, joined_towers)
 
 COMFY_PACK = "ComfyUI_Cutoff"  # the custom node pack this module's ComfyUI classes come from
 
@@ -271,16 +271,16 @@ def _tower_cutoff(clip, tower, windows, regions, token: int, strict_mask: float,
     if not regions:
         return full, pooled
     as_tensor = lambda values: torch.tensor(values, dtype=full.dtype).reshape(1, -1, 1)  # noqa: E731
-    region_masks = [r.region[tower.name] for r in regions]
-    target_masks = [r.target[tower.name] for r in regions]
-    any_target = [int(any(column)) for column in zip(*target_masks)]
-    covering = [sum(column) for column in zip(*region_masks)]  # how many regions cover each token
+    tower_regions = [r.region[tower.name] for r in regions]
+    tower_targets = [r.target[tower.name] for r in regions]
+    any_target = [int(any(column)) for column in zip(*tower_targets)]
+    covering = [sum(column) for column in zip(*tower_regions)]  # how many regions cover each token
     masked = encode(any_target)[0]
     start = full * (1 - start_from_masked) + masked * start_from_masked
     outer = full * (1 - strict_mask) + masked * strict_mask
     inside = as_tensor([float(n > 0) for n in covering])
     cond = start * inside + outer * (1 - inside)
-    for region, mask, target in zip(regions, region_masks, target_masks):
+    for region, mask, target in zip(regions, tower_regions, tower_targets):
         # every target masked but this region's own, the way from the start there, shared among
         # the regions covering a token
         own = encode([int(a and not t) for a, t in zip(any_target, target)])[0]
@@ -296,6 +296,8 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
     SDXL) of the unmasked prompt."""
     if not isinstance(regions, ClipRegions):
         raise NodeInputError("clip_regions", "needs Cutoff Base Prompt's or Cutoff Set Regions' output")
+    # a linked weight_interpretation may be down_weight, which the node's list lacks: accepted, as
+    # the pack hands it to its adv_encode, which weights that way too
     _check_choices(token_normalization, weight_interpretation)
     token = mask_token_id(mask_token)
     if (token_normalization, weight_interpretation) != ("none", "comfy"):
@@ -304,16 +306,11 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
         # the unmasked prompt's does and checking that one checks them all
         _check_passes("clip_regions", regions.tokens, token_normalization, weight_interpretation)
     _check_windows(regions, token_normalization, weight_interpretation)
-    import torch
 
     def encode(clip):
-        parts = [_tower_cutoff(clip, tower, regions.tokens[tower.name], regions.regions, token, strict_mask,
-                               start_from_masked, token_normalization, weight_interpretation)
-                 for tower in clip.towers]
-        length = min(cond.shape[1] for cond, _ in parts)
-        cond = torch.cat([c[:, :length] for c, _ in parts], dim=-1)
-        pooled = parts[-1][1]
-        return cond, {} if pooled is None else {"pooled_output": pooled}
+        return joined_towers([_tower_cutoff(clip, tower, regions.tokens[tower.name], regions.regions, token,
+                                            strict_mask, start_from_masked, token_normalization,
+                                            weight_interpretation) for tower in clip.towers])
 
     return encoded(regions.clip, encode)
 
@@ -353,8 +350,9 @@ class CutoffSetRegions(Node):
     is several words in a row and \\_ a literal underscore; embedding:name names an embedding (its
     underscores escaped). Each target is looked for inside the region's text; a target that is not
     there masks nothing, and a region not in the prompt masks nothing either (with a warning).
-    weight: how far each of the region's tokens travels from the masked start towards its own
-    target words (shared among regions that overlap). Blank lines are skipped; an empty region_text
+    weight: how far each of the region's tokens travels from the start towards its own target words
+    (shared among regions that overlap); the start is the masked prompt's embedding with Cutoff
+    Regions To Conditioning's start_from_masked at 1 (see its help). Blank lines are skipped; an empty region_text
     sets no region (its clip_regions pass on unchanged, with a warning, as in the pack). A region_text whose
     lines would have the conditioning encode more than 1024 77-token windows ((2 + all regions)
     times the prompt's windows) is refused before its masks are built."""
