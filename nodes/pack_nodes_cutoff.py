@@ -2,9 +2,13 @@
 Cutoff Base Prompt (BNK_CutoffBasePrompt), Cutoff Set Regions (BNK_CutoffSetRegions), Cutoff Regions
 To Conditioning (BNK_CutoffRegionsToConditioning) and its (ADV) variant
 (BNK_CutoffRegionsToConditioning_ADV): all the pack's nodes. Read from the pack's cutoff.py at
-ce5cc64043ca3b9f53c381a7f2563cb227e30521 and __init__.py at 95db47d9c72d14d56081449b488e80586d31dfc9;
-the prompt weighting is ComfyUI_ADV_CLIP_emb's (nodes/pack_nodes_adv_clip.py), which the pack
-vendors as adv_encode.py (read at 6c1b1248cbd336000ab1faf779ca603abd560904).
+ce5cc64043ca3b9f53c381a7f2563cb227e30521 (BlenderNeko/ComfyUI_Cutoff, one CLIP tower) and its later,
+SDXL-era cutoff.py, the version users have, read in the fork lenkunz/ComfyUI_Cutoff at
+3e27e4c75803a5cd4ef0dade4ba1f84441f742b6 (the upstream's later versions are not stored); the
+pack's __init__.py at 95db47d9c72d14d56081449b488e80586d31dfc9 and its vendored adv_encode.py at
+6c1b1248cbd336000ab1faf779ca603abd560904, which goes with the later cutoff.py. We follow the later
+version; the prompt weighting is ComfyUI_ADV_CLIP_emb's (nodes/pack_nodes_adv_clip.py), which that
+adv_encode.py is a copy of.
 
 Cutoff keeps attribute words to their part of the prompt ("red hat, blue shirt" without the red
 bleeding into the shirt): the prompt is encoded again with the words of each region's targets
@@ -15,18 +19,27 @@ A CLIPREGION is a ClipRegions: the text encoder, the base prompt's token windows
 the regions set so far, each with its weight and, per tower, its region and target masks over the
 prompt's token positions (1 where masked; a window's first and last position never are).
 
-Where this differs from the pack (the version read): SDXL's two towers are each masked and mixed on
-their own and concatenated, and the pooled output is the unmasked prompt's (the version read handles
-one CLIP tower and gives no pooled output; the pack's later versions import ADV_CLIP's per-tower
-SDXL encoders, but their code could not be read, so SDXL follows ADV_CLIP's way of encoding each
-tower with the same masks); a region's words are matched without the window's end and padding tokens
-whatever the padding token (the version read trims only the end token, so on OpenCLIP, whose
-padding is token 0, a region matched only at the prompt's end); with no region set the base
-prompt's encoding is given (the version read fails there on an empty list of masks);
-blank region lines and empty target words (two spaces) are skipped, and a target_text with
-none, or a mask_token that gives no token, is refused by name (the pack fails
-there on an index error). A conditioning whose encodings would run more than MAX_CUTOFF_WINDOWS
-77-token windows through a tower is refused (the pack has no limit)."""
+As the later pack: a region's and a target's tokens are matched without their trailing padding
+(OpenCLIP's zeros) and end tokens; with no region set the conditioning is the base prompt's own
+encoding; an empty region_text passes the CLIPREGION on; an empty mask_token masks with token 266
+("+"); on SDXL the same masks mask both text encoders' tokens, each tower is encoded as ADV_CLIP
+encodes it (the (ADV) node's weighting, or comfy) and mixed, the two concatenated, and the pooled
+output is CLIP-G's of the unmasked prompt.
+
+Where this differs from the later pack: it builds the masks from one tokenizer's tokens (CLIP-G's
+on SDXL) and applies them to every tower; here each tower's masks come from its own tokens, which
+are the same on SDXL (one vocabulary; only the padding differs, which no region covers). Its SD1
+conditioning has no pooled output (None); here it is the encoder's, which SD1 does not read. It
+reads only ComfyUI's 'l' and 'g' tokenizers, so SD2 (OpenCLIP-H) is our extension, masked by
+token 266 too (the same vocabulary). A non-empty mask_token is looked up on SD1 through a
+tokenizer ComfyUI's SD1 wrapper does not have (the pack fails there); here it is the text's first
+token on every model. Blank region lines and empty target words (two spaces) are skipped, and a
+target_text with none, a target or region line that gives no tokens, or a mask_token that gives no
+token, is refused by name (the pack fails there on an index error). Limits the pack does not have:
+a Base Prompt of more than MAX_CUTOFF_WINDOWS // 3 windows, a Set Regions whose lines would take
+(2 + regions) x windows past MAX_CUTOFF_WINDOWS, and a conditioning whose encodings would run more
+than MAX_CUTOFF_WINDOWS 77-token windows through a tower are refused, and the (ADV) node holds each
+encoding to ADV_CLIP's MAX_WINDOW_PASSES."""
 
 from __future__ import annotations
 
@@ -318,9 +331,10 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
 class CutoffBasePrompt(Node):
     """The prompt Cutoff works on: the whole prompt, weights and embeddings as CLIP Text Encode
     reads them. Set regions on it with Cutoff Set Regions, then make the conditioning with Cutoff
-    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL). A prompt of more than 341
-    77-token windows is refused (the conditioning encodes it at least 3 times, at most 1024 windows;
-    the pack has no limit)."""
+    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL; the pack reads SD1's and
+    SDXL's tokenizers only, SD2 is our extension). A prompt of more than 341 77-token windows is
+    refused (the conditioning encodes it at least 3 times, at most 1024 windows; the pack has no
+    limit)."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Base Prompt"
     text: str = Text("", multiline=True)
@@ -379,9 +393,10 @@ class CutoffRegionsToConditioning(Node):
     strict_mask (1: the targets reach only their regions; 0: they still reach what no region
     covers), inside the regions start, plus for each region (own - start) times its weight, divided
     among the regions covering that token. mask_token: the token masked words become (empty: "+",
-    token 266, as the pack; a text of several tokens uses its first, with a warning). With no region set, the
-    prompt's own encoding. On SDXL each text encoder is masked and mixed on its own; the pooled
-    output is the unmasked prompt's."""
+    token 266, as the pack; a text of several tokens uses its first, with a warning). With no
+    region set, the prompt's own encoding. On SDXL the same masks mask both text encoders, each encoded and mixed
+    on its own and the two concatenated, as the pack; the pooled output is the unmasked prompt's
+    (CLIP-G's on SDXL; on SD1 / SD2, where the pack gives none, the encoder's)."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Regions To Conditioning"
     clip_regions: CLIPREGION

@@ -530,14 +530,17 @@ def test_a_target_may_name_an_embedding(registry, models):
 
 
 def test_openclip_padding_does_not_stop_a_region_matching_mid_prompt(registry, models):
-    """SD2's OpenCLIP pads with token 0: a region is matched by its words only, as on SD1 (the
-    version of the pack read kept the 0 padding in the region's tokens, matching only at the end)."""
+    """SD2's OpenCLIP pads with token 0: a region is matched by its words only, as the later pack's
+    unpad_prompt strips trailing zeros before the end tokens (the first version read kept the zeros,
+    matching a region only at the prompt's end); the masks are SD1's."""
     write_checkpoint(models.models / "checkpoints" / "sd2.safetensors", "sd2")
     sd2, sd1 = _clip(registry, "sd2.safetensors"), _clip(registry)
     [tower] = sd2.towers
     assert tower.spec.pad_token == 0
     prompt = "a red hat and a blue shirt"
     [hat] = _regions(registry, sd2, prompt, ("a red hat", "red", 1.0)).regions
+    [(region_mask, target_mask)] = _pack_masks(sd2, prompt, "a red hat", "red", tower.name)
+    assert np.array_equal(hat.region[tower.name], region_mask) and np.array_equal(hat.target[tower.name], target_mask)
     [want] = _regions(registry, sd1, prompt, ("a red hat", "red", 1.0)).regions
     assert hat.region[tower.name] == want.region["clip_l"] and hat.target[tower.name] == want.target["clip_l"]
     assert any(hat.target[tower.name])
