@@ -229,19 +229,26 @@ def advanced_encode(clip, text: str, token_normalization: str, weight_interpreta
     if token_normalization == "none" and weight_interpretation == "comfy":
         return _core(CLIPEncode, {"text": input_name}, text=text, clip=clip)
     _check_clip(clip, weight_interpretation)
-    import torch
 
     def encode(clip):
         tokens = clip.tokenize(text)
         _check_passes(input_name, tokens, token_normalization, weight_interpretation)
-        parts = [_tower_encode(clip, tower, tokens[tower.name], token_normalization, weight_interpretation)
-                 for tower in clip.towers]
-        length = min(cond.shape[1] for cond, _ in parts)
-        cond = torch.cat([c[:, :length] for c, _ in parts], dim=-1)
-        pooled = parts[-1][1]  # the last tower's: CLIP-G's on SDXL
-        return cond, {} if pooled is None else {"pooled_output": pooled}
+        return joined_towers([_tower_encode(clip, tower, tokens[tower.name], token_normalization,
+                                            weight_interpretation) for tower in clip.towers])
 
     return encoded(clip, encode)
+
+
+def joined_towers(parts: list) -> tuple:
+    """One encoding's (embedding, options) from its towers' (embedding, pooled output), in the
+    encoder's tower order: the embeddings cut to the shortest and concatenated along the features;
+    the pooled output the last tower's (CLIP-G's on SDXL)."""
+    import torch
+
+    length = min(cond.shape[1] for cond, _ in parts)
+    cond = torch.cat([c[:, :length] for c, _ in parts], dim=-1)
+    pooled = parts[-1][1]
+    return cond, {} if pooled is None else {"pooled_output": pooled}
 
 
 def balance_weights(balance: float) -> tuple[float, float]:

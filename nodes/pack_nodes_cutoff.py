@@ -2,9 +2,13 @@
 Cutoff Base Prompt (BNK_CutoffBasePrompt), Cutoff Set Regions (BNK_CutoffSetRegions), Cutoff Regions
 To Conditioning (BNK_CutoffRegionsToConditioning) and its (ADV) variant
 (BNK_CutoffRegionsToConditioning_ADV): all the pack's nodes. Read from the pack's cutoff.py at
-ce5cc64043ca3b9f53c381a7f2563cb227e30521 and __init__.py at 95db47d9c72d14d56081449b488e80586d31dfc9;
-the prompt weighting is ComfyUI_ADV_CLIP_emb's (nodes/pack_nodes_adv_clip.py), which the pack
-vendors as adv_encode.py (read at 6c1b1248cbd336000ab1faf779ca603abd560904).
+ce5cc64043ca3b9f53c381a7f2563cb227e30521 (BlenderNeko/ComfyUI_Cutoff, one CLIP tower) and its later,
+SDXL-era cutoff.py, the version users have, read in the fork lenkunz/ComfyUI_Cutoff at
+3e27e4c75803a5cd4ef0dade4ba1f84441f742b6 (the upstream's later versions are not stored); the
+pack's __init__.py at 95db47d9c72d14d56081449b488e80586d31dfc9 and its vendored adv_encode.py at
+6c1b1248cbd336000ab1faf779ca603abd560904, which goes with the later cutoff.py. We follow the later
+version; the prompt weighting is ComfyUI_ADV_CLIP_emb's (nodes/pack_nodes_adv_clip.py), which that
+adv_encode.py is a copy of.
 
 Cutoff keeps attribute words to their part of the prompt ("red hat, blue shirt" without the red
 bleeding into the shirt): the prompt is encoded again with the words of each region's targets
@@ -15,18 +19,27 @@ A CLIPREGION is a ClipRegions: the text encoder, the base prompt's token windows
 the regions set so far, each with its weight and, per tower, its region and target masks over the
 prompt's token positions (1 where masked; a window's first and last position never are).
 
-Where this differs from the pack (the version read): SDXL's two towers are each masked and mixed on
-their own and concatenated, and the pooled output is the unmasked prompt's (the version read handles
-one CLIP tower and gives no pooled output; the pack's later versions import ADV_CLIP's per-tower
-SDXL encoders, but their code could not be read, so SDXL follows ADV_CLIP's way of encoding each
-tower with the same masks); a region's words are matched without the window's end and padding tokens
-whatever the padding token (the version read trims only the end token, so on OpenCLIP, whose
-padding is token 0, a region matched only at the prompt's end); with no region set the base
-prompt's encoding is given (the version read fails there on an empty list of masks);
-blank region lines and empty target words (two spaces) are skipped, and a region_text or
-target_text with none, or a mask_token that gives no token, is refused by name (the pack fails
-there on an index error). A conditioning whose encodings would run more than MAX_CUTOFF_WINDOWS
-77-token windows through a tower is refused (the pack has no limit)."""
+As the later pack: a region's and a target's tokens are matched without their trailing padding
+(OpenCLIP's zeros) and end tokens; with no region set the conditioning is the base prompt's own
+encoding; an empty region_text passes the CLIPREGION on; an empty mask_token masks with token 266
+("+"); on SDXL the same masks mask both text encoders' tokens, each tower is encoded as ADV_CLIP
+encodes it (the (ADV) node's weighting, or comfy) and mixed, the two concatenated, and the pooled
+output is CLIP-G's of the unmasked prompt.
+
+Where this differs from the later pack: it builds the masks from one tokenizer's tokens (CLIP-G's
+on SDXL) and applies them to every tower; here each tower's masks come from its own tokens, which
+are the same on SDXL (one vocabulary; only the padding differs, which no region covers). Its SD1
+conditioning has no pooled output (None); here it is the encoder's, which SD1 does not read. It
+reads only ComfyUI's 'l' and 'g' tokenizers, so SD2 (OpenCLIP-H) is our extension, masked by
+token 266 too (the same vocabulary). A non-empty mask_token is looked up on SD1 through a
+tokenizer ComfyUI's SD1 wrapper does not have (the pack fails there); here it is the text's first
+token on every model. Blank region lines and empty target words (two spaces) are skipped, and a
+target_text with none, a target or region line that gives no tokens, or a mask_token that gives no
+token, is refused by name (the pack fails there on an index error). Limits the pack does not have:
+a Base Prompt of more than MAX_CUTOFF_WINDOWS // 3 windows, a Set Regions whose lines would take
+(2 + regions) x windows past MAX_CUTOFF_WINDOWS, and a conditioning whose encodings would run more
+than MAX_CUTOFF_WINDOWS 77-token windows through a tower are refused, and the (ADV) node holds each
+encoding to ADV_CLIP's MAX_WINDOW_PASSES."""
 
 from __future__ import annotations
 
@@ -35,7 +48,8 @@ from dataclasses import dataclass
 
 from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, socket_type, warn
 from nodes.conditioning import encoded
-from nodes.pack_nodes_adv_clip import TOKEN_NORMALIZATIONS, _check_choices, _is_clip, _tower_encode, _window_passes
+from nodes.pack_nodes_adv_clip import (MASK_TOKEN, TOKEN_NORMALIZATIONS, _check_choices, _check_passes, _is_clip,
+                                      _tower_encode, _window_passes, joined_towers)
 
 COMFY_PACK = "ComfyUI_Cutoff"  # the custom node pack this module's ComfyUI classes come from
 
@@ -102,10 +116,20 @@ def _text_ids(clip, tower, text: str, seen: list) -> list[int]:
     return ids[spoken[0]:spoken[-1] + 1] if spoken else []
 
 
-def occurrences(tokens: list[int], part: list[int]) -> list[int]:
-    """Where `part` starts in `tokens`, overlaps included (the pack's get_sublists)."""
-    size = len(part)
-    return [i for i in range(len(tokens) - size + 1) if tokens[i:i + size] == part]
+def occurrences(tokens, part) -> list[int]:
+    """Where `part` starts in `tokens`, overlaps included (the pack's get_sublists): the positions
+    holding part's first token, narrowed token by token with numpy (no Python loop over positions)."""
+    import numpy as np
+
+    tokens, size = np.asarray(tokens), len(part)
+    if size == 0 or size > len(tokens):
+        return []
+    starts = np.flatnonzero(tokens[:len(tokens) - size + 1] == part[0])
+    for k in range(1, size):
+        if not len(starts):
+            break
+        starts = starts[tokens[starts + k] == part[k]]
+    return starts.tolist()
 
 
 def target_words(target_text: str) -> list[str]:
@@ -118,41 +142,70 @@ def target_words(target_text: str) -> list[str]:
     return words
 
 
-def _windowed(flat: list[int], width: int) -> tuple[int, ...]:
+def _windowed(flat, width: int) -> tuple[int, ...]:
     """A mask over the inner positions as one over whole windows: 0 at each window's first and
     last position."""
-    body = width - 2
-    out = []
-    for start in range(0, len(flat), body):
-        out += [0, *flat[start:start + body], 0]
-    return tuple(out)
+    import numpy as np
+
+    rows = np.asarray(flat, dtype=np.int8).reshape(-1, width - 2)
+    return tuple(np.pad(rows, ((0, 0), (1, 1))).reshape(-1).tolist())
 
 
-def region_masks(prompt: list[int], region: list[int], targets: list[list[int]]) -> tuple[list[int], list[int]]:
-    """The pack's masks over the prompt's inner tokens: every occurrence of the region's tokens,
-    and in each occurrence every occurrence of each target's tokens within the region's."""
-    starts = occurrences(prompt, region)
-    region_mask, target_mask = [0] * len(prompt), [0] * len(prompt)
-    for start in starts:
-        for i in range(start, start + len(region)):
-            region_mask[i] = 1
-    spans = [(offset, len(target)) for target in targets for offset in occurrences(region, target)]
-    for start in starts:
-        for offset, size in spans:
-            for i in range(start + offset, start + offset + size):
-                target_mask[i] = 1
+def _covered(length: int, starts, size: int):
+    """A boolean mask of `length` positions, True over `size` positions from each start (a
+    difference array summed up: no loop over the starts)."""
+    import numpy as np
+
+    edges = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, np.minimum(np.asarray(starts, dtype=np.int64) + size, length), -1)
+    return np.cumsum(edges[:length]) > 0
+
+
+def region_masks(prompt: list[int], region: list[int], targets: list[list[int]]):
+    """The pack's masks over the prompt's inner tokens (numpy booleans): every occurrence of the
+    region's tokens, and in each occurrence every occurrence of each target's tokens within the
+    region's."""
+    import numpy as np
+
+    starts = np.asarray(occurrences(prompt, region), dtype=np.int64)
+    region_mask = _covered(len(prompt), starts, len(region))
+    target_mask = np.zeros(len(prompt), dtype=bool)
+    if not len(starts):  # nothing to place the targets in: a long region not in the prompt costs no more
+        return region_mask, target_mask
+    own = np.zeros(len(region), dtype=bool)  # the region's positions that its targets cover
+    for target in targets:
+        own |= _covered(len(region), occurrences(region, target), len(target))
+    offsets = np.flatnonzero(own)
+    # the region's target positions copied to each occurrence: one numpy step per start or per
+    # offset, whichever are fewer
+    if len(offsets) < len(starts):
+        for offset in offsets:
+            target_mask[starts + offset] = True
+    else:
+        for start in starts:
+            target_mask[start:start + len(region)] |= own
     return region_mask, target_mask
 
 
 def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight: float) -> ClipRegions:
     """The CLIPREGION with a region for each line of region_text, all with target_text's words."""
     lines = [line for line in region_text.strip().split("\n") if line.strip()]
-    if not lines:
-        raise NodeInputError("region_text", "no region: give a part of the base prompt, one region a line")
+    if not lines:  # the pack passes the CLIPREGION on unchanged
+        warn("Cutoff Set Regions: region_text is empty: no region set")
+        return regions
     words = target_words(target_text)
     if not words:
         raise NodeInputError("target_text", "no target word: give the words to keep to the region, separated by "
                                             "spaces (a_run_of_words for several in a row)")
+    windows_count = max(len(windows.ids) for windows in regions.tokens.values())
+    encodings = 2 + len(regions.regions) + len(lines)
+    if encodings * windows_count > MAX_CUTOFF_WINDOWS:
+        raise NodeInputError("region_text", f"with {len(lines)} more region(s) the conditioning would encode the "
+                                            f"{windows_count}-window prompt {encodings} times, "
+                                            f"{encodings * windows_count} 77-token windows (at most "
+                                            f"{MAX_CUTOFF_WINDOWS}): use fewer regions or a shorter prompt")
+    words = list(dict.fromkeys(words))  # a repeated target masks nothing more
     clip = regions.clip
     masks = {}  # tower name -> [(region mask, target mask)] a line
     for tower in clip.towers:
@@ -169,7 +222,7 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
             if not region:
                 raise NodeInputError("region_text", f"the region {line!r} gives no tokens")
             region_mask, target_mask = region_masks(prompt, region, targets)
-            if tower is clip.towers[0] and not any(region_mask):
+            if tower is clip.towers[0] and not region_mask.any():
                 warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt: it masks and "
                      f"changes nothing")
             masks[tower.name].append((_windowed(region_mask, width), _windowed(target_mask, width)))
@@ -179,16 +232,17 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
 
 
 def mask_token_id(mask_token: str) -> int:
-    """The token masked words become: CLIP's end token for an empty mask_token, else the first
-    token of the text (with a warning when it gives more than one)."""
-    from graphflow.models.tokenizer import EOS, encode_text
+    """The token masked words become: for an empty mask_token the pack's 266 ("+" as a word of its
+    own, as ADV_CLIP masks with; the same id in SD1's, SDXL's and SD2's CLIP vocabulary), else the
+    first token of the text (with a warning when it gives more than one)."""
+    from graphflow.models.tokenizer import encode_text
 
     if mask_token == "":
-        return EOS
+        return MASK_TOKEN
     ids = encode_text(mask_token)
     if not ids:
-        raise NodeInputError("mask_token", f"{mask_token!r} gives no token: leave it empty for the end token or "
-                                           f"give a word")
+        raise NodeInputError("mask_token", f"{mask_token!r} gives no token: leave it empty for \"+\" (token 266) "
+                                           f"or give a word")
     if len(ids) > 1:
         warn(f"Cutoff: mask_token {mask_token!r} is {len(ids)} tokens; the first is used")
     return ids[0]
@@ -230,16 +284,16 @@ def _tower_cutoff(clip, tower, windows, regions, token: int, strict_mask: float,
     if not regions:
         return full, pooled
     as_tensor = lambda values: torch.tensor(values, dtype=full.dtype).reshape(1, -1, 1)  # noqa: E731
-    region_masks = [r.region[tower.name] for r in regions]
-    target_masks = [r.target[tower.name] for r in regions]
-    any_target = [int(any(column)) for column in zip(*target_masks)]
-    covering = [sum(column) for column in zip(*region_masks)]  # how many regions cover each token
+    tower_regions = [r.region[tower.name] for r in regions]
+    tower_targets = [r.target[tower.name] for r in regions]
+    any_target = [int(any(column)) for column in zip(*tower_targets)]
+    covering = [sum(column) for column in zip(*tower_regions)]  # how many regions cover each token
     masked = encode(any_target)[0]
     start = full * (1 - start_from_masked) + masked * start_from_masked
     outer = full * (1 - strict_mask) + masked * strict_mask
     inside = as_tensor([float(n > 0) for n in covering])
     cond = start * inside + outer * (1 - inside)
-    for region, mask, target in zip(regions, region_masks, target_masks):
+    for region, mask, target in zip(regions, tower_regions, tower_targets):
         # every target masked but this region's own, the way from the start there, shared among
         # the regions covering a token
         own = encode([int(a and not t) for a, t in zip(any_target, target)])[0]
@@ -255,19 +309,21 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
     SDXL) of the unmasked prompt."""
     if not isinstance(regions, ClipRegions):
         raise NodeInputError("clip_regions", "needs Cutoff Base Prompt's or Cutoff Set Regions' output")
+    # a linked weight_interpretation may be down_weight, which the node's list lacks: accepted, as
+    # the pack hands it to its adv_encode, which weights that way too
     _check_choices(token_normalization, weight_interpretation)
     token = mask_token_id(mask_token)
+    if (token_normalization, weight_interpretation) != ("none", "comfy"):
+        # ADV's own limit on one encoding (CLIP Text Encode (Advanced) does not check none + comfy):
+        # every encoding keeps the prompt's weights and word numbers, so each runs as many windows as
+        # the unmasked prompt's does and checking that one checks them all
+        _check_passes("clip_regions", regions.tokens, token_normalization, weight_interpretation)
     _check_windows(regions, token_normalization, weight_interpretation)
-    import torch
 
     def encode(clip):
-        parts = [_tower_cutoff(clip, tower, regions.tokens[tower.name], regions.regions, token, strict_mask,
-                               start_from_masked, token_normalization, weight_interpretation)
-                 for tower in clip.towers]
-        length = min(cond.shape[1] for cond, _ in parts)
-        cond = torch.cat([c[:, :length] for c, _ in parts], dim=-1)
-        pooled = parts[-1][1]
-        return cond, {} if pooled is None else {"pooled_output": pooled}
+        return joined_towers([_tower_cutoff(clip, tower, regions.tokens[tower.name], regions.regions, token,
+                                            strict_mask, start_from_masked, token_normalization,
+                                            weight_interpretation) for tower in clip.towers])
 
     return encoded(regions.clip, encode)
 
@@ -275,7 +331,10 @@ def cutoff_conditioning(regions, mask_token: str, strict_mask: float, start_from
 class CutoffBasePrompt(Node):
     """The prompt Cutoff works on: the whole prompt, weights and embeddings as CLIP Text Encode
     reads them. Set regions on it with Cutoff Set Regions, then make the conditioning with Cutoff
-    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL)."""
+    Regions To Conditioning. Needs a CLIP text encoder (SD1, SD2, SDXL; the pack reads SD1's and
+    SDXL's tokenizers only, SD2 is our extension). A prompt of more than 341 77-token windows is
+    refused (the conditioning encodes it at least 3 times, at most 1024 windows; the pack has no
+    limit)."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Base Prompt"
     text: str = Text("", multiline=True)
@@ -288,7 +347,14 @@ class CutoffBasePrompt(Node):
             raise NodeInputError("clip", "no text encoder: the checkpoint has none; load one separately")
         if not _is_clip(self.clip):
             raise NodeInputError("clip", "Cutoff needs a CLIP text encoder (SD1, SD2, SDXL)")
-        return ClipRegions(self.clip, self.clip.tokenize(self.text))
+        tokens = self.clip.tokenize(self.text)
+        for name, windows in tokens.items():
+            # the conditioning encodes the prompt at least 3 times once a region is set
+            if len(windows.ids) > MAX_CUTOFF_WINDOWS // 3:
+                raise NodeInputError("text", f"the prompt takes {len(windows.ids)} 77-token windows on {name} (at "
+                                             f"most {MAX_CUTOFF_WINDOWS // 3}: the conditioning encodes it at least "
+                                             f"3 times, at most {MAX_CUTOFF_WINDOWS} windows); shorten it")
+        return ClipRegions(self.clip, tokens)
 
 
 class CutoffSetRegions(Node):
@@ -298,8 +364,12 @@ class CutoffSetRegions(Node):
     is several words in a row and \\_ a literal underscore; embedding:name names an embedding (its
     underscores escaped). Each target is looked for inside the region's text; a target that is not
     there masks nothing, and a region not in the prompt masks nothing either (with a warning).
-    weight: how far each of the region's tokens travels from the masked start towards its own
-    target words (shared among regions that overlap). Blank lines are skipped."""
+    weight: how far each of the region's tokens travels from the start towards its own target words
+    (shared among regions that overlap); the start is the masked prompt's embedding with Cutoff
+    Regions To Conditioning's start_from_masked at 1 (see its help). Blank lines are skipped; an empty region_text
+    sets no region (its clip_regions pass on unchanged, with a warning, as in the pack). A region_text whose
+    lines would have the conditioning encode more than 1024 77-token windows ((2 + all regions)
+    times the prompt's windows) is refused before its masks are built."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Set Regions"
     clip_regions: CLIPREGION
@@ -322,10 +392,11 @@ class CutoffRegionsToConditioning(Node):
     start_from_masked; outside every region the embedding is full (1 - strict_mask) + masked
     strict_mask (1: the targets reach only their regions; 0: they still reach what no region
     covers), inside the regions start, plus for each region (own - start) times its weight, divided
-    among the regions covering that token. mask_token: the token masked words become (empty: CLIP's
-    end token; a text of several tokens uses its first, with a warning). With no region set, the
-    prompt's own encoding. On SDXL each text encoder is masked and mixed on its own; the pooled
-    output is the unmasked prompt's."""
+    among the regions covering that token. mask_token: the token masked words become (empty: "+",
+    token 266, as the pack; a text of several tokens uses its first, with a warning). With no
+    region set, the prompt's own encoding. On SDXL the same masks mask both text encoders, each encoded and mixed
+    on its own and the two concatenated, as the pack; the pooled output is the unmasked prompt's
+    (CLIP-G's on SDXL; on SD1 / SD2, where the pack gives none, the encoder's)."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Regions To Conditioning"
     clip_regions: CLIPREGION
@@ -343,7 +414,8 @@ class CutoffRegionsToConditioningADV(Node):
     """Cutoff Regions To Conditioning with every encoding weighted as CLIP Text Encode (Advanced)
     weights it: token_normalization and weight_interpretation (see that node's help; the masked
     words keep their weights). Weightings that encode the prompt more than once (compel, comfy++)
-    do so for each of the 2 + regions encodings."""
+    do so for each of the 2 + regions encodings; as in CLIP Text Encode (Advanced), a weighting that
+    would run more than 256 77-token windows through a text encoder for one encoding is refused."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Regions To Conditioning (ADV)"
     clip_regions: CLIPREGION

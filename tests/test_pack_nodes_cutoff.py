@@ -1,7 +1,7 @@
 """ComfyUI_Cutoff (nodes/pack_nodes_cutoff.py): the region and target masks against the pack's rule
 computed here with numpy on the tokenizer's ids (its get_sublists / unpad / reshape-and-pad steps),
 the conditioning against the pack's mixing formula applied here to encodings of the masked prompts
-written out as text (mask token "+") or as token windows (the default end token), the (ADV) node
+written out as text (mask token "+") or as token windows (the default, token 266), the (ADV) node
 against CLIP Text Encode (Advanced) of the masked prompts, SDXL's two towers, the errors by input
 name, a UI-format save and an API prompt under the pack's class names feeding a KSampler, and
 export round trips."""
@@ -52,27 +52,28 @@ def _regions(registry, clip, text, *regions):
 # -- the pack's mask rule, with numpy as its cutoff.py computes it --------------------------------
 
 
-def _pack_tokens(clip, text):
+def _pack_tokens(clip, text, tower="clip_l"):
     """tokenize_with_weights' ids as the pack flattens them: each window without its first and last."""
-    return np.array(clip.tokenize(text)["clip_l"].ids)[:, 1:-1].reshape(-1)
+    return np.array(clip.tokenize(text)[tower].ids)[:, 1:-1].reshape(-1)
 
 
 def _pack_unpad(tokens):
-    return (np.trim_zeros(tokens - EOS) + EOS).tolist()
+    """The later pack's unpad_prompt: trailing zero padding (OpenCLIP's), then trailing end tokens."""
+    return (np.trim_zeros(np.trim_zeros(tokens, "b") - EOS, "b") + EOS).tolist()
 
 
 def _pack_sublists(tokens, part):
     return [i for i, t in enumerate(tokens) if t == part[0] and list(tokens[i:i + len(part)]) == part]
 
 
-def _pack_masks(clip, prompt, region_text, target_text):
+def _pack_masks(clip, prompt, region_text, target_text, tower="clip_l"):
     """[(region mask, target mask)] for each line of region_text, flat over the prompt's windows."""
     import re
 
-    tokens = _pack_tokens(clip, prompt)
+    tokens = _pack_tokens(clip, prompt, tower)
     out = []
     for line in region_text.strip().split("\n"):
-        region = _pack_unpad(_pack_tokens(clip, line))
+        region = _pack_unpad(_pack_tokens(clip, line, tower))
         starts = _pack_sublists(list(tokens), region)
         region_mask = np.zeros(len(tokens))
         for r in starts:
@@ -80,7 +81,7 @@ def _pack_masks(clip, prompt, region_text, target_text):
         spans = []
         for target in target_text.strip().split(" "):
             target = re.sub(r"\\_", "_", re.sub(r"(?<!\\)_", " ", target))
-            ids = _pack_unpad(_pack_tokens(clip, target))
+            ids = _pack_unpad(_pack_tokens(clip, target, tower))
             spans += [(x, len(ids)) for x in _pack_sublists(region, ids)]
         target_mask = np.zeros(len(tokens))
         for r in starts:
@@ -196,20 +197,31 @@ def test_conditioning_is_the_packs_mix_of_the_masked_prompts(registry, models, s
     assert not torch.allclose(cond, full, atol=1e-3)  # it did change the embedding
 
 
-def test_default_mask_token_is_the_end_token_and_a_long_one_uses_its_first(registry, models, caplog):
-    clip = _clip(registry)
+@pytest.mark.parametrize("checkpoint, kind", [("tiny.safetensors", None), ("base.safetensors", None),
+                                               ("sd2.safetensors", "sd2")])
+def test_default_mask_token_is_266_and_a_long_one_uses_its_first(registry, models, caplog, checkpoint, kind):
+    """The later pack masks with token 266 when mask_token is empty (its finalize_clip_regions, as
+    ADV_CLIP's m_token): "+" as a word of its own in CLIP's vocabulary, which SD1, SDXL and SD2
+    share."""
+    from graphflow.models.tokenizer import clip_bpe
+
+    assert clip_bpe().convert_ids_to_tokens([266]) == ["+</w>"]
+    if kind:
+        write_checkpoint(models.models / "checkpoints" / checkpoint, kind)
+    clip = _clip(registry, checkpoint)
     prompt = "a red hat, a blue shirt"
     regions = _regions(registry, clip, prompt, ("a red hat", "red", 1.0))
     [(cond, _)] = call(registry, "CutoffRegionsToConditioning", clip_regions=regions, mask_token="",
                        strict_mask=1.0, start_from_masked=1.0)
-    windows = clip.tokenize(prompt)["clip_l"]
-    red = windows.ids[0].index(encode_text("red")[0])
-    ids = [list(windows.ids[0])]
-    ids[0][red] = EOS
-    masked = clip.encode_tokens({"clip_l": TokenWindows(ids, windows.weights, {}, windows.words)})[0]
+    tokens = {}
+    for name, windows in clip.tokenize(prompt).items():  # red replaced by id 266 on every tower
+        ids = [list(windows.ids[0])]
+        ids[0][ids[0].index(encode_text("red")[0])] = 266
+        tokens[name] = TokenWindows(ids, windows.weights, {}, windows.words)
+    masked = clip.encode_tokens(tokens)[0]
     # one region whose only target is masked everywhere: own = the prompt itself; strict 1, start 1
     full = _text_encode(registry, clip, prompt)[0]
-    [(region_mask, _)] = _pack_masks(clip, prompt, "a red hat", "red")
+    [(region_mask, _)] = _pack_masks(clip, prompt, "a red hat", "red", clip.towers[0].name)
     assert torch.allclose(cond, _pack_mix(full, masked, [full], [region_mask], [1.0], 1.0, 1.0), atol=1e-5)
 
     with caplog.at_level("WARNING"):
@@ -269,6 +281,27 @@ def test_adv_encodes_each_masked_prompt_as_clip_text_encode_advanced(registry, m
     assert torch.equal(options["pooled_output"], full_options["pooled_output"])
 
 
+def test_adv_refuses_an_encoding_past_adv_clips_window_passes(registry, models, monkeypatch):
+    """Each of the 2 + regions encodings is checked as CLIP Text Encode (Advanced) checks its one
+    (MAX_WINDOW_PASSES), besides the conditioning's MAX_CUTOFF_WINDOWS for them all."""
+    from nodes import pack_nodes_adv_clip
+
+    clip = _clip(registry)
+    prompt = "a (red:0.5) hat and a (blue:0.7) shirt, (green:0.9) shoes"
+    regions = _regions(registry, clip, prompt, ("(red:0.5) hat", "red", 1.0))
+    passes = pack_nodes_adv_clip._window_passes(clip.tokenize(prompt)["clip_l"], "none", "compel")
+    assert passes > 1 and 3 * passes <= pack_nodes_cutoff.MAX_CUTOFF_WINDOWS  # compel: once per weight below 1
+    adv = dict(clip_regions=regions, mask_token="", strict_mask=1.0, start_from_masked=1.0, token_normalization="none")
+    monkeypatch.setattr(pack_nodes_adv_clip, "MAX_WINDOW_PASSES", passes - 1)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CutoffRegionsToConditioningADV", weight_interpretation="compel", **adv)
+    assert caught.value.input == "clip_regions" and f"at most {passes - 1}" in str(caught.value)
+    # none + comfy is CLIP Text Encode's encoding, not checked by ADV either; at the limit compel runs
+    call(registry, "CutoffRegionsToConditioningADV", weight_interpretation="comfy", **adv)
+    monkeypatch.setattr(pack_nodes_adv_clip, "MAX_WINDOW_PASSES", passes)
+    call(registry, "CutoffRegionsToConditioningADV", weight_interpretation="compel", **adv)
+
+
 def test_sdxl_masks_and_mixes_both_towers(registry, models):
     clip = _clip(registry, "base.safetensors")
     prompt = "a red hat and a blue shirt"
@@ -291,8 +324,9 @@ def test_errors_name_the_input(registry, models, monkeypatch):
     clip = _clip(registry)
     base = call(registry, "CutoffBasePrompt", text="a red hat", clip=clip)
     cases = [
-        (dict(region_text=" \n\n", target_text="red"), "region_text", "no region"),
         (dict(region_text="a red hat", target_text="   "), "target_text", "no target word"),
+        (dict(region_text="a red hat", target_text="()"), "target_text", "gives no tokens"),
+        (dict(region_text="a red hat\n()", target_text="red"), "region_text", "gives no tokens"),
     ]
     for inputs, name, words in cases:
         with pytest.raises(NodeInputError) as caught:
@@ -313,14 +347,71 @@ def test_errors_name_the_input(registry, models, monkeypatch):
     with pytest.raises(NodeInputError) as caught:  # a linked weighting the pack does not know
         pack_nodes_cutoff.cutoff_conditioning(regions, "", 1.0, 1.0, "none", "comfy+++")
     assert caught.value.input == "weight_interpretation"
-    # too many encodings: refused before any runs
-    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 4)
+    # too many encodings: refused before any runs (regions set under a higher limit)
     many = call(registry, "CutoffSetRegions", clip_regions=regions, region_text="red\nhat", target_text="red",
                 weight=1.0)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 4)
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CutoffRegionsToConditioning", clip_regions=many, mask_token="", strict_mask=1.0,
              start_from_masked=1.0)
     assert caught.value.input == "clip_regions" and "at most 4" in str(caught.value)
+
+
+def test_too_long_a_prompt_or_too_many_regions_is_refused_before_the_masks_are_built(registry, models, monkeypatch):
+    """The conditioning encodes the prompt 2 + regions times: Base Prompt refuses a prompt of more
+    than a third of MAX_CUTOFF_WINDOWS windows, Set Regions a region_text whose lines would pass it."""
+    clip = _clip(registry)
+    prompt = ", ".join(["a red hat"] * 30)  # 2 windows
+    assert len(clip.tokenize(prompt)["clip_l"].ids) == 2
+    base = call(registry, "CutoffBasePrompt", text=prompt, clip=clip)
+    one = call(registry, "CutoffSetRegions", clip_regions=base, region_text="a red hat", target_text="red",
+               weight=1.0)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 5)  # at most 1 window a prompt
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CutoffBasePrompt", text=prompt, clip=clip)
+    assert caught.value.input == "text" and "2 77-token windows" in str(caught.value)
+
+    def no_masks(*args):
+        raise AssertionError("masks built before the refusal")
+
+    monkeypatch.setattr(pack_nodes_cutoff, "region_masks", no_masks)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 9)  # (2 + 1 + 2) regions x 2 windows = 10
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "CutoffSetRegions", clip_regions=one, region_text="a red hat\nred hat", target_text="red",
+             weight=1.0)
+    assert caught.value.input == "region_text" and "at most 9" in str(caught.value)
+    monkeypatch.setattr(pack_nodes_cutoff, "MAX_CUTOFF_WINDOWS", 10)  # at the limit: built
+    with pytest.raises(AssertionError, match="masks built"):
+        call(registry, "CutoffSetRegions", clip_regions=one, region_text="a red hat\nred hat", target_text="red",
+             weight=1.0)
+
+
+@pytest.mark.parametrize("prompt, region_text, target_text", [
+    # many occurrences of a region holding few target positions, and the other way round
+    (" ".join(["a"] * 300), "a a a", "a_a"),
+    (" ".join(["a"] * 300), " ".join(["a"] * 150), "a"),
+    (" ".join(["a red"] * 100), "red a red a", "red_a a_red"),
+])
+def test_masks_of_long_repeated_regions_follow_the_packs_rule(registry, models, prompt, region_text, target_text):
+    clip = _clip(registry)
+    [region] = _regions(registry, clip, prompt, (region_text, target_text, 1.0)).regions
+    [(region_mask, target_mask)] = _pack_masks(clip, prompt, region_text, target_text)
+    assert np.array_equal(region.region["clip_l"], region_mask)
+    assert np.array_equal(region.target["clip_l"], target_mask)
+    assert any(region.target["clip_l"])
+
+
+def test_an_empty_region_text_passes_the_regions_on_unchanged(registry, models, caplog):
+    """The pack sets regions only `if len(region_text) != 0` (after strip): an empty one passes the
+    CLIPREGION on, whatever target_text holds."""
+    clip = _clip(registry)
+    regions = _regions(registry, clip, "a red hat, a blue shirt", ("a red hat", "red", 1.0))
+    for region_text, target_text in (("", "blue"), (" \n\n ", ""), ("", "")):
+        with caplog.at_level("WARNING"):
+            out = call(registry, "CutoffSetRegions", clip_regions=regions, region_text=region_text,
+                       target_text=target_text, weight=2.0)
+        assert out.regions == regions.regions and out.tokens is regions.tokens
+    assert any("region_text is empty" in r.getMessage() for r in caplog.records)
 
 
 def test_a_region_not_in_the_prompt_is_warned_about_and_masks_nothing(registry, models, caplog):
@@ -439,14 +530,17 @@ def test_a_target_may_name_an_embedding(registry, models):
 
 
 def test_openclip_padding_does_not_stop_a_region_matching_mid_prompt(registry, models):
-    """SD2's OpenCLIP pads with token 0: a region is matched by its words only, as on SD1 (the
-    version of the pack read kept the 0 padding in the region's tokens, matching only at the end)."""
+    """SD2's OpenCLIP pads with token 0: a region is matched by its words only, as the later pack's
+    unpad_prompt strips trailing zeros before the end tokens (the first version read kept the zeros,
+    matching a region only at the prompt's end); the masks are SD1's."""
     write_checkpoint(models.models / "checkpoints" / "sd2.safetensors", "sd2")
     sd2, sd1 = _clip(registry, "sd2.safetensors"), _clip(registry)
     [tower] = sd2.towers
     assert tower.spec.pad_token == 0
     prompt = "a red hat and a blue shirt"
     [hat] = _regions(registry, sd2, prompt, ("a red hat", "red", 1.0)).regions
+    [(region_mask, target_mask)] = _pack_masks(sd2, prompt, "a red hat", "red", tower.name)
+    assert np.array_equal(hat.region[tower.name], region_mask) and np.array_equal(hat.target[tower.name], target_mask)
     [want] = _regions(registry, sd1, prompt, ("a red hat", "red", 1.0)).regions
     assert hat.region[tower.name] == want.region["clip_l"] and hat.target[tower.name] == want.target["clip_l"]
     assert any(hat.target[tower.name])
