@@ -66,12 +66,15 @@ def _number(text: str, name: str):
     anything else as 0; here it is refused by name."""
     try:
         value = float(text) if "." in text else int(text)
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        raise NodeInputError(name, f"{text.strip()[:20]!r}... is too large a number") from None
     except ValueError:
         hint = " (write it with a decimal point: the pack reads a number without one as an integer)" \
             if _is_float(text) else ""
         raise NodeInputError(name, f"{text.strip()!r} is not a number{hint}; expected numbers separated by commas, "
                                    f"or a range start...end+step") from None
-    if not math.isfinite(value):
+    if not finite:
         raise NodeInputError(name, f"{text.strip()!r} is not a finite number")
     return value
 
@@ -104,14 +107,21 @@ def _number_range(item: str, name: str) -> list:
         return []
     if step <= 0:  # the pack's loop would never end
         raise NodeInputError(name, f"{item!r}: the step must not be 0 (and not below 0 when start and end are equal)")
-    if (end - start) / step + 1 > MAX_RUNS:
-        raise NodeInputError(name, f"{item!r} gives {math.floor((end - start) / step) + 1} values: expected at most "
-                                   f"{MAX_RUNS} (each value is a sampler run)")
+    count = (float(end) - float(start)) / float(step) + 1  # in floats: inf rather than an OverflowError
+    if count > MAX_RUNS:
+        shown = f"{math.floor(count)} values" if math.isfinite(count) else "too many values"
+        raise NodeInputError(name, f"{item!r} gives {shown}: expected at most {MAX_RUNS} (each value is a sampler "
+                                   f"run)")
     values, current = [], start
-    while current <= end:
+    for _ in range(MAX_RUNS + 1):  # bounded: the pack's loop never ends where adding the step changes nothing
+        if current > end:
+            return values
         values.append(round(current, decimals))
+        if current + step == current:
+            raise NodeInputError(name, f"{item!r}: adding the step {step_text.strip()} to {current} changes nothing "
+                                       f"(too small for the number's precision), so the range would never end")
         current += step
-    return values
+    raise NodeInputError(name, f"{item!r} gives more than {MAX_RUNS} values (each value is a sampler run)")
 
 
 def number_list(text: str, name: str) -> list:

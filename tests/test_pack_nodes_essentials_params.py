@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import math
 import re
+import signal
 import threading
 
 import numpy
@@ -34,6 +35,20 @@ def registry(builtin_registry):
 
 
 # -- the lists ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def within_seconds(seconds):
+    """A test failure, not a hang, when the block runs longer than `seconds` (a loop without end)."""
+    def stop(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def pack_numbers(text):
@@ -79,9 +94,15 @@ def test_number_list_ranges_end_where_the_accumulated_sum_passes_the_end():
                                             ("1e-3", "decimal point"), ("1...5", "start...end+step"),
                                             ("1...5+0", "must not be 0"), ("5...1+1", "gives no values"),
                                             ("1...2...3+1", "start...end+step"), ("0...5000+1", "at most"),
-                                            ("nan", "not a number"), ("1.0e999", "not a finite")])
+                                            ("nan", "not a number"), ("1.0e999", "not a finite"),
+                                            ("9" * 400, "too large"), ("1...1" + "0" * 400 + "+1", "too large"),
+                                            # float sums that adding the step leaves unchanged: the pack loops
+                                            ("1.0...1.0+0.00000000000000001", "changes nothing"),
+                                            ("9007199254740992.0...9007199254740994.0+1.0", "changes nothing"),
+                                            # 2.9 adds 2 at 2**53: 1001 values where 2000 / 2.9 promised 690
+                                            ("9007199254740992.0...9007199254742992.0+2.9", "more than 1000")])
 def test_number_lists_refuse_what_the_pack_reads_as_0_or_loops_on_by_name(text, expected):
-    with pytest.raises(NodeInputError) as e:
+    with within_seconds(5), pytest.raises(NodeInputError) as e:
         number_list(text, "guidance")
     assert e.value.input == "guidance" and expected in str(e.value)
 
@@ -252,12 +273,16 @@ def test_sweep_errors_name_their_input(registry, flow_files):
     from graphflow.executor import Executor
     cases = [({"steps": "0"}, "steps"), ({"steps": "2.5"}, "steps"), ({"denoise": "1.5"}, "denoise"),
              ({"seed": "1, x"}, "seed"), ({"guidance": "high"}, "guidance"),
-             ({"steps": "1...600+1", "sampler": "euler, ddim"}, "steps")]
+             ({"steps": "1...600+1", "sampler": "euler, ddim"}, "steps"), ({"steps": "9" * 400}, "steps"),
+             ({"guidance": "1.0...1.0+0.00000000000000001"}, "guidance")]
+    messages = []
     for widgets, name in cases:
-        result = Executor(registry).run(parse_workflow(sweep_graph("flux_dev.safetensors", **widgets), registry),
-                                        outputs=["4"])
+        with within_seconds(20):  # validation's estimate reads the lists too: it must not loop
+            result = Executor(registry).run(parse_workflow(sweep_graph("flux_dev.safetensors", **widgets), registry),
+                                            outputs=["4"])
         assert not result.ok and result.error["input"] == name, (widgets, result.error)
-    assert str(MAX_RUNS) in result.error["message"] and "1200 runs" in result.error["message"]
+        messages.append(result.error["message"])
+    assert str(MAX_RUNS) in messages[5] and "1200 runs" in messages[5]
     graph = sweep_graph("flux_dev.safetensors")
     sd_model = type("EpsModel", (), {"prediction": "eps"})()
     with pytest.raises(NodeInputError) as e:
