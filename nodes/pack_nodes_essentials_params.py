@@ -419,7 +419,7 @@ class FluxSamplerParams(Node):
                     params.append({"time": time.time() - started, "seed": seed, "width": width, "height": height,
                                    "sampler": sampler, "scheduler": scheduler, "steps": steps, "guidance": guidance,
                                    "max_shift": max_shift, "base_shift": base_shift, "denoise": denoise,
-                                   "prompt": text, "lora": lora_name, "lora_strength": strength or 0})
+                                   "prompt": text, "lora": lora_name, "lora_strength": 0 if strength is None else strength})
                     out = latent if out is None else _core(LatentBatch, samples1=out, samples2=latent)
         return out, params
 

@@ -7,7 +7,6 @@ prompt with the pack's class names and the export round trip."""
 
 import contextlib
 import itertools
-import math
 import re
 import signal
 import threading
@@ -22,7 +21,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.resource_limits import RunLimits
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_essentials_params import MAX_RUNS, name_list, number_list, seed_list
+from nodes.pack_nodes_essentials_params import MAX_RUNS, _params_text, name_list, number_list, seed_list
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_graph, ui_node
@@ -256,11 +255,13 @@ def test_lora_strengths_each_run_on_the_model_with_the_lora_at_that_strength(reg
     graph = sweep_graph("flux_dev.safetensors", seed="4")
     graph["4"]["inputs"]["loras"] = ["5", 0]
     graph["5"] = {"class_type": "LorasForFluxParams+", "inputs": {"lora_1": "flux_tiny_lora.safetensors",
-                                                                  "strength_model_1": "0, 1.0...2+1"}}
+                                                                  "strength_model_1": "0.0, 1.0...2+1"}}
     _, values = run(registry, graph, ["1", "2", "3", "4", "5"])
     assert values["5"][0] == {"loras": ["flux_tiny_lora.safetensors"], "strengths": [[0, 1.0, 2.0]]}
     latent, params = values["4"]
     assert [(p["lora"], p["lora_strength"]) for p in params] == [("flux_tiny_lora.safetensors", s) for s in (0, 1, 2)]
+    assert [repr(p["lora_strength"]) for p in params] == ["0.0", "1.0", "2.0"]  # 0.0 stays a float, as in the pack
+    assert _params_text(params[0]).endswith("LoRA: flux_tiny_lora.safetensors, str: 0.0")
     for i, strength in enumerate((0, 1.0, 2.0)):
         model = call(registry, "LoadLoRA", model=values["1"][0], lora_name="flux_tiny_lora.safetensors",
                      strength_model=strength, strength_clip=0.0)[0]
@@ -639,4 +640,5 @@ def test_module_docstring_no_longer_lists_the_built_classes_as_left_out():
         for name in ("FluxSamplerParams+", "PlotParameters+", "TextEncodeForSamplerParams+", "LorasForFluxParams+",
                      "ImageHistogramMatch+", "FluxBlocksBuster+"):
             assert name not in left_out
-    assert math.isfinite(MAX_RUNS)
+    from nodes.pack_nodes_essentials_params import FluxSamplerParams
+    assert MAX_RUNS == 1000 and "at most 1000 runs" in FluxSamplerParams.__doc__  # the cap the help states
