@@ -712,7 +712,9 @@ def block_lines(text: str) -> list[tuple[str, float]]:
 
 def _times(factor: float, seed: int, weight):
     """weight x factor, computed in float32 and stored back in the weight's dtype (an fp8 one
-    rounded stochastically, seeded by its key, as ComfyUI stores patched weights)."""
+    rounded stochastically, seeded by its key, as ComfyUI stores patched weights). Not
+    graphflow.models.attention_multiply's scaling, which multiplies in the weight's own dtype: a
+    lone patch of an fp8 weight gets that weight itself, and torch has no fp8 product."""
     import torch
     from graphflow.models.cast_layers import stochastic_round
     return stochastic_round(weight.to(torch.float32) * factor, weight.dtype, seed)
@@ -747,19 +749,20 @@ class FluxBlocksBuster(Node):
         if not lines:
             return self.model, ""
         names = [name for name, _ in unet.named_parameters()]
-        keys = "\n".join(f"diffusion_model.{name}" for name in names)
+        keys = [f"diffusion_model.{name}" for name in names]
         compiled = []
         for pattern, factor in lines:
             try:
                 regex = re.compile(pattern)
             except (re.error, OverflowError, RecursionError) as e:
                 raise NodeInputError("blocks", f"{pattern!r} is not a valid regular expression: {e}") from None
+            # the trial searches each key, as below: one key's first match says nothing of the others
             compiled.append((_guarded(regex, keys, every_match=False, input_name="blocks"), factor))
         patches, patched = [], []
-        for name in names:
-            key = f"diffusion_model.{name}"
+        for name, key in zip(names, keys):
+            seed = zlib.crc32(key.encode())  # ComfyUI's seed for rounding a patched fp8 weight: its key's CRC-32
             for regex, factor in compiled:
                 if regex.search(key):
-                    patches.append(WeightPatch(name, functools.partial(_times, factor, zlib.crc32(key.encode()))))
+                    patches.append(WeightPatch(name, functools.partial(_times, factor, seed), seed))
                     patched.append(f"{key}: {factor}")
         return self.model.with_patches(self.model.patches + tuple(patches)), "\n".join(patched)

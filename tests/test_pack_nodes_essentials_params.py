@@ -554,6 +554,47 @@ def test_blocks_buster_errors_name_their_input(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "FluxBlocksBuster", model=object(), blocks="## 0 = 2")
     assert e.value.input == "model"
+    # the first key matches at once, the next ones backtrack without end: the trial searches every key
+    unet = torch.nn.Module()
+    unet.img_in = torch.nn.Linear(1, 1)
+    unet.double_blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"img_attn": torch.nn.Linear(1, 1)})])
+    with within_seconds(10), pytest.raises(NodeInputError) as e:
+        call(registry, "FluxBlocksBuster", model=fake_model(unet),
+             blocks=r"^diffusion_model\.img_in\.weight|([\w.]|[\w.])+! = 2")
+    assert e.value.input == "blocks" and "backtracks" in str(e.value)
+
+
+def fake_model(unet):
+    """A MODEL as FluxBlocksBuster+ reads one: its unet, its patches and with_patches."""
+    class Model:
+        def __init__(self, patches=()):
+            self.unet, self.patches = unet, patches
+
+        def with_patches(self, patches):
+            return Model(patches)
+    return Model()
+
+
+def test_blocks_buster_rounds_stacked_patches_of_an_fp8_weight_seeded_by_its_key(registry):
+    """ComfyUI patches a weight in float32 (every matching line in turn) and rounds it into fp8 once,
+    stochastically, seeded by the CRC-32 of its key ("diffusion_model.<name>")."""
+    import zlib
+    from graphflow.memory import manager
+    from graphflow.models.cast_layers import stochastic_round
+    unet = torch.nn.Module()
+    unet.final_layer = torch.nn.ModuleDict({"linear": torch.nn.Linear(64, 64)})
+    unet.final_layer.linear.weight.data = unet.final_layer.linear.weight.data.to(torch.float8_e4m3fn)
+    original = unet.final_layer.linear.weight.data.clone()
+    busted, listed = call(registry, "FluxBlocksBuster", model=fake_model(unet),
+                          blocks="final_layer\\.linear\\.weight = 1.3\nlinear\\.weight = 0.7")
+    assert listed.split("\n")[:2] == ["diffusion_model.final_layer.linear.weight: 1.3",
+                                       "diffusion_model.final_layer.linear.weight: 0.7"]
+    got = manager().weights(unet, busted.patches)["final_layer.linear.weight"]
+    scaled = original.float() * 1.3 * 0.7
+    want = stochastic_round(scaled, torch.float8_e4m3fn, zlib.crc32(b"diffusion_model.final_layer.linear.weight"))
+    assert got.dtype == torch.float8_e4m3fn and torch.equal(got.float(), want.float())
+    assert not torch.equal(got.float(), stochastic_round(scaled, torch.float8_e4m3fn, 0).float())
+    assert torch.equal(unet.final_layer.linear.weight.data.float(), original.float())  # the input unchanged
 
 
 # -- workflows -------------------------------------------------------------------------------------
