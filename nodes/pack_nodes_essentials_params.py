@@ -618,16 +618,23 @@ def cdf_match(source, template):
 
 
 def soft_cdf(channel):
-    """The pack's differentiable histogram of one channel (x 255) as a cumulative distribution:
-    each pixel adds sigmoid(75 (x - c + 1/2)) - sigmoid(75 (x - c - 1/2)) to the bin centred at
-    c = 0.5 ... 255.5; the counts over their sum, accumulated. In float64 (the pack bins in bfloat16)."""
+    """The pack's differentiable histogram of one channel (x 255) as a cumulative distribution,
+    in the pack's precisions: bin centres 0.5, 1.5, ... in bfloat16 (above 128 they round to 128,
+    130, 130, 132, ...); each pixel's offset from each centre in bfloat16, through which it adds
+    sigmoid(75 (offset + 1/2)) - sigmoid(75 (offset - 1/2)) to the bin, in bfloat16; a bin's sum
+    rounded to bfloat16 (as torch sums bfloat16: accumulated wider, rounded at the end; here in
+    float64 over chunks of pixels); the counts over their sum and accumulated in float32, as a
+    product with an upper triangle of ones as the pack's."""
     import torch
-    centers = torch.arange(256, dtype=torch.float64, device=channel.device) + 0.5
-    hist = torch.zeros(256, dtype=torch.float64, device=channel.device)
-    for chunk in (channel.reshape(-1).double() * 255).split(HISTOGRAM_CHUNK):
-        offset = chunk[None, :] - centers[:, None]
-        hist += (torch.sigmoid(75 * (offset + 0.5)) - torch.sigmoid(75 * (offset - 0.5))).sum(1)
-    return torch.cumsum(hist / hist.sum().clamp_min(1e-12), 0)
+    device = channel.device
+    centers = torch.arange(256, dtype=torch.bfloat16, device=device) + 0.5
+    hist = torch.zeros(256, dtype=torch.float64, device=device)
+    for chunk in (channel.reshape(-1).float() * 255).split(HISTOGRAM_CHUNK):
+        offset = (chunk[None, :] - centers[:, None]).bfloat16()  # float32 less bfloat16: float32, then rounded
+        hist += (torch.sigmoid(75 * (offset + 0.5)) - torch.sigmoid(75 * (offset - 0.5))).double().sum(1)
+    hist = hist.bfloat16().float()
+    hist = hist / hist.sum().clamp_min(1e-12)
+    return (hist[None, :] @ torch.ones(256, 256, device=device).triu())[0]
 
 
 def table_match(image, reference):
@@ -638,7 +645,8 @@ def table_match(image, reference):
     its tables by batch x channel, which for its one image at a time is always the first channel's."""
     import torch
     source_cdf, reference_cdf = soft_cdf(image[..., 0]), soft_cdf(reference[..., 0])
-    table = (torch.searchsorted(reference_cdf, source_cdf, right=True) - 1).clamp(0, 255)
+    # counted, not searchsorted: float32 sums of the product need not be sorted
+    table = ((reference_cdf[:, None] <= source_cdf[None, :]).sum(0) - 1).clamp(0, 255)
     levels = (image.clamp(0, 1) * 255).long()
     return table[levels].to(image.dtype) / 255
 
@@ -650,9 +658,11 @@ class ImageHistogramMatch(Node):
     pack calls; written here in torch), not clamped. method "pytorch": the pack's own 256-level
     tables, each image against the first reference image, clamped to 0..1; as in the pack, every
     channel goes through the table of the first channel (red) and levels are cut to whole 1/255
-    steps. Its smooth histogram is summed in float64 here (the pack sums it in bfloat16, which
-    rounds large counts), so a level may land one step apart. Image and reference must have the
-    same channel count. The `device` choice is kept for old saves and does nothing."""
+    steps; its smooth histogram follows the pack's bfloat16 steps (bin centres, offsets, sigmoids,
+    the bins' sums rounded to bfloat16), its pixels taken in chunks (the pack holds 256 values per
+    pixel at once). Image and reference must have the same channel count, for both methods (the
+    pack's "pytorch" accepts a 1-channel reference, matching against its one channel; here it is
+    refused by name, as a mismatch is for "skimage"). The `device` choice is kept for old saves and does nothing."""
     category = "essentials/image processing"
     image: IMAGE
     reference: IMAGE

@@ -15,7 +15,6 @@ import numpy
 import pytest
 import torch
 from safetensors.torch import save_file
-from scipy.special import expit
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
@@ -427,19 +426,23 @@ def numpy_cdf_match(source, template):
     return mapped[inverse.ravel()].reshape(source.shape)
 
 
-def numpy_table_match(image, reference):
-    """The pack's 256-level tables (histogram_matching.py @b0cfa1bf) in numpy: smooth histograms
-    sum(sigmoid(75 (x - c + 1/2)) - sigmoid(75 (x - c - 1/2))) at c = k + 1/2 of x = 255 v, over
-    their sum, accumulated; level j -> #(reference levels with share <= image's at j) - 1; the first
-    channel's table for every channel (the pack's tables[b * c] at b = 0)."""
+def pack_table_match(image, reference):
+    """The pack's 256-level tables (histogram_matching.py @b0cfa1bf, differentiable) written out for
+    one [H, W, C] image, in torch at the pack's precisions, all pixels at once: centres
+    arange(256) in bfloat16 + 0.5; x = 255 v less each centre, cast to bfloat16; sigmoid(75 (x + 1/2))
+    - sigmoid(75 (x - 1/2)) in bfloat16, summed over the pixels in bfloat16; in float32 over their L1
+    norm, times an upper triangle of ones; level j -> #(reference levels i with cdf_j - ref_i >= 0) - 1,
+    clamped to 0..255; every channel through tables[b * c] = tables[0] (b = 0), over 255."""
     def cdf(channel):
-        x = channel.reshape(-1).astype(numpy.float64) * 255
-        d = x[None, :] - (numpy.arange(256) + 0.5)[:, None]
-        hist = (expit(75 * (d + 0.5)) - expit(75 * (d - 0.5))).sum(1)  # expit: the logistic sigmoid
-        return numpy.cumsum(hist / hist.sum())
+        x = (channel.reshape(1, -1) * 255)[:, None, :]  # [1, 1, H*W]
+        centers = (1.0 * (torch.arange(256, dtype=torch.bfloat16) + 0.5))[None, :, None]
+        x = (x - centers).type(torch.bfloat16)
+        hist = (torch.sigmoid(75 * (x + 0.5)) - torch.sigmoid(75 * (x - 0.5))).sum(dim=2).float()
+        hist = torch.nn.functional.normalize(hist, p=1)
+        return torch.bmm(hist[:, None, :], torch.ones(1, 256, 256).triu())[0, 0]
     source, target = cdf(image[..., 0]), cdf(reference[..., 0])
-    table = numpy.clip((target[:, None] <= source[None, :]).sum(0) - 1, 0, 255)
-    return table[(image * 255).astype(numpy.int64)] / 255
+    table = torch.where(source[None, :] - target[:, None] >= 0, 1.0, 0.0).sum(0).sub(1).clamp(0, 255)
+    return table[(image * 255).long()] / 255
 
 
 def two_pictures():
@@ -464,9 +467,18 @@ def test_histogram_match_skimage_equals_scikit_image_and_the_numpy_closed_form(r
 def test_histogram_match_pytorch_is_the_packs_table_of_the_first_channel(registry):
     image, reference = two_pictures()
     out = call(registry, "ImageHistogramMatch", image=image, reference=reference, method="pytorch", factor=0.8)
-    want = numpy.stack([numpy_table_match(picture, reference.numpy()[0]) for picture in image.numpy()])
-    assert torch.allclose(out, (0.8 * torch.from_numpy(want).float() + 0.2 * image).clamp(0, 1), atol=1e-6)
+    want = torch.stack([pack_table_match(picture, reference[0]) for picture in image])
+    assert torch.allclose(out, (0.8 * want + 0.2 * image).clamp(0, 1), atol=1e-6)
     assert not torch.allclose(out, image, atol=1e-2)
+    # larger pictures (taken in chunks of pixels here), with most levels above 128, where the pack's
+    # bfloat16 centres are 128, 130, 130, ...
+    generator = torch.Generator().manual_seed(5)
+    for image, reference in ((torch.rand(1, 160, 150, 3, generator=generator) ** 0.5,
+                              torch.rand(1, 90, 80, 3, generator=generator) * 0.4 + 0.6),
+                             (torch.rand(1, 64, 64, 3, generator=generator) * 0.5,
+                              torch.rand(1, 64, 64, 3, generator=generator) ** 0.3)):
+        out = call(registry, "ImageHistogramMatch", image=image, reference=reference, method="pytorch", factor=1.0)
+        assert torch.equal(out[0], pack_table_match(image[0], reference[0]))
     with pytest.raises(NodeInputError) as e:
         call(registry, "ImageHistogramMatch", image=image, reference=reference[..., :1], method="pytorch")
     assert e.value.input == "reference"
