@@ -419,7 +419,8 @@ class FluxSamplerParams(Node):
                     params.append({"time": time.time() - started, "seed": seed, "width": width, "height": height,
                                    "sampler": sampler, "scheduler": scheduler, "steps": steps, "guidance": guidance,
                                    "max_shift": max_shift, "base_shift": base_shift, "denoise": denoise,
-                                   "prompt": text, "lora": lora_name, "lora_strength": 0 if strength is None else strength})
+                                   "prompt": text, "lora": lora_name,
+                                   "lora_strength": 0 if strength is None else strength})
                     out = latent if out is None else _core(LatentBatch, samples1=out, samples2=latent)
         return out, params
 
@@ -483,8 +484,11 @@ class PlotParameters(Node):
     between runs); add_prompt the prompt ("excerpt": its first 64 words). White text on black, in
     the pack's font (ShareTechMono-Regular.ttf) when models/fonts has it, else Pillow's default
     font (not monospaced: the prompt wraps at the width of an "M"), at the pack's size
-    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added; a grid over 16384 x
-16384 pixels (or the server's limit) is refused."""
+    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added. Refused before any
+    text is drawn (the pack has no limit): an output image (the grid; with cols_num -1 each labelled
+    image) over 16384 x 16384 pixels (or the server's limit) or a labelled image over 16384 pixels
+    tall, by add_prompt when the prompt's lines make it so ("excerpt" keeps 64 words), add_params
+    when the settings' do, cols_num when the images alone do."""
     category = "essentials/sampling"
     images: IMAGE
     params: SAMPLER_PARAMS
@@ -526,8 +530,56 @@ class PlotParameters(Node):
             raise NodeInputError("params", f"the parameters can't be sorted or grouped: {e}") from None
         return order, cols
 
-    def run(self):
+    def _label_lines(self, param: dict, width: int, char_width: int) -> tuple[list[str], list[str]]:
+        """The lines of text under one image: its settings, its prompt (wrapped); not drawn yet."""
         import textwrap
+        settings, prompt = [], []
+        if self.add_params != "false":
+            try:
+                text = "\n".join(f"{k}: {v}" for k, v in param.items() if k != "prompt") \
+                    if self.add_params == "changes only" else _params_text(param)
+            except KeyError as e:
+                raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected "
+                                               f"FluxSamplerParams+'s") from None
+            settings = text.split("\n")
+        if param.get("prompt") and self.add_prompt != "false":
+            text = param["prompt"]
+            if self.add_prompt == "excerpt":
+                text = " ".join(text.split()[:64]) + "..."
+            prompt = textwrap.wrap(text, width=math.ceil(width / char_width))
+        return settings, prompt
+
+    @staticmethod
+    def _check_size(height: int, width: int, labels: list[tuple[list, list]], line_height: int,
+                    grid: tuple[int, int] | None) -> None:
+        """Refuse, before any text is drawn, a cell (image and text) taller than MAX_SIZE or an output
+        image (the grid, or each cell without one) over the pixel limit: naming cols_num when the
+        images alone make it, else add_params when their settings do, else add_prompt."""
+        limit = run_limits().max_pixels or MAX_SIZE * MAX_SIZE
+        rows, cols = grid or (1, 1)
+
+        def over(rows_of_text: int) -> bool:
+            cell = height + rows_of_text * line_height
+            return cell > MAX_SIZE or rows * cols * cell * width > limit
+
+        def made(rows_of_text: int) -> str:
+            cell = f"{width}x{height + rows_of_text * line_height}"
+            return (f"a grid of {rows} x {cols} cells of {cell}" if grid else f"a cell of {cell}") + \
+                f", over {MAX_SIZE} pixels tall or the {limit} pixels an image may have here"
+
+        text_rows = max(len(settings) + len(prompt) for settings, prompt in labels)
+        if not over(text_rows):
+            return
+        if over(0):
+            raise NodeInputError("cols_num" if grid else "images", f"the images alone make {made(0)}" +
+                                 (": plot fewer images (or -1: no grid)" if grid else ""))
+        if over(max(len(settings) for settings, _ in labels)):
+            raise NodeInputError("add_params", f"the settings' text would make {made(text_rows)}: expected 'false' "
+                                               f"(or fewer images in the grid)")
+        raise NodeInputError("add_prompt", f"the prompt's {max(len(prompt) for _, prompt in labels)} lines of text "
+                                           f"would make {made(text_rows)}: expected 'excerpt' or 'false'")
+
+    def run(self):
         import torch
         import torch.nn.functional as F
         images = _image(self.images, "images")
@@ -552,35 +604,23 @@ class PlotParameters(Node):
                 params = _changes_only(params)
             except TypeError as e:
                 raise NodeInputError("params", f"a parameter can't be compared: {e}") from None
+        labels = [self._label_lines(param, width, char_width) for param in params]
+        cols = min(cols, len(params))
+        grid = None if cols < 0 else (math.ceil(len(params) / cols), cols)
+        self._check_size(images.shape[1], width, labels, line_height, grid)
         labelled = []
-        for image, param in zip(images, params):
+        for image, (settings, prompt) in zip(images, labels):
+            check_interrupted()
             picture = image.permute(2, 0, 1)
-            if self.add_params != "false":
-                try:
-                    text = "\n".join(f"{k}: {v}" for k, v in param.items() if k != "prompt") \
-                        if self.add_params == "changes only" else _params_text(param)
-                except KeyError as e:
-                    raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected "
-                                                   f"FluxSamplerParams+'s") from None
-                picture = torch.cat([picture, _text_rows(text.split("\n"), width, line_height, font).to(picture)], 1)
-            if param.get("prompt") and self.add_prompt != "false":
-                prompt = param["prompt"]
-                if self.add_prompt == "excerpt":
-                    prompt = " ".join(prompt.split()[:64]) + "..."
-                lines = textwrap.wrap(prompt, width=math.ceil(width / char_width))
-                picture = torch.cat([picture, _text_rows(lines, width, line_height, font).to(picture)], 1)
+            for lines in (settings, prompt):
+                if lines:
+                    picture = torch.cat([picture, _text_rows(lines, width, line_height, font).to(picture)], 1)
             labelled.append(torch.nan_to_num(picture, nan=0.0).clamp(0, 1))
         tallest = max(p.shape[1] for p in labelled)
         out = torch.stack([F.pad(p, (0, 0, 0, tallest - p.shape[1])) for p in labelled]).permute(0, 2, 3, 1)
-        if cols < 0:
+        if grid is None:
             return out
-        cols = min(cols, out.shape[0])
-        rows = math.ceil(out.shape[0] / cols)
-        limit = run_limits().max_pixels or MAX_SIZE * MAX_SIZE
-        if rows * out.shape[1] * cols * out.shape[2] > limit:
-            raise NodeInputError("cols_num", f"a grid of {rows} x {cols} cells of {out.shape[2]}x{out.shape[1]} is "
-                                             f"over the {limit} pixels an image may have here: plot fewer images "
-                                             f"(or -1: no grid)")
+        rows = grid[0]
         out = F.pad(out, (0, 0, 0, 0, 0, 0, 0, rows * cols - out.shape[0]))  # black cells fill the last row
         b, h, w, c = out.shape
         return out.reshape(rows, cols, h, w, c).permute(0, 2, 1, 3, 4).reshape(1, rows * h, cols * w, c)

@@ -375,10 +375,11 @@ def test_plot_columns_by_value_interleave_the_groups_and_changes_only_lists_what
 
 
 @contextlib.contextmanager
-def run_context(limits):
+def run_context(limits, interrupt=None):
     """A node context with the running server's policy limits, as the executor gives them."""
     from graphflow.context import NodeContext, _current
-    token = _current.set(NodeContext("run", "1", "test", lambda event: None, threading.Event(), limits=limits))
+    token = _current.set(NodeContext("run", "1", "test", lambda event: None, interrupt or threading.Event(),
+                                     limits=limits))
     try:
         yield
     finally:
@@ -412,6 +413,54 @@ def test_plot_prompt_rows_and_errors(registry):
             call(registry, "PlotParameters", images=images, params=[{"seed": 1}, {"seed": 2}], order_by=order_by,
                  cols_value="none", cols_num=-1, add_prompt="false", add_params=add_params)
         assert e.value.input == "params"
+
+
+def test_plot_text_is_sized_before_it_is_drawn_and_refused_by_the_input_that_makes_it(registry, monkeypatch):
+    import nodes.pack_nodes_essentials_params as module
+    from graphflow.context import Interrupted
+    wide = torch.zeros(1, 64, 1024, 3)
+    long_prompt = plot_params(1, prompt=" ".join(["word"] * 4000))  # 20,000 characters: 570 lines at 1024 wide
+    with within_seconds(10), pytest.raises(NodeInputError) as e:  # no grid: each labelled image on its own
+        call(registry, "PlotParameters", images=wide, params=long_prompt, order_by="none", cols_value="none",
+             cols_num=-1, add_prompt="true", add_params="false")
+    assert e.value.input == "add_prompt" and "16384 pixels tall" in str(e.value)
+    excerpt = call(registry, "PlotParameters", images=wide, params=long_prompt, order_by="none", cols_value="none",
+                   cols_num=-1, add_prompt="excerpt", add_params="true")
+    assert 64 < excerpt.shape[1] < 1000
+    # the line height of the pack's font size at 512 wide, from a drawn label (3 lines of settings)
+    images = cells(4, width=512)
+    labelled = call(registry, "PlotParameters", images=images[:1], params=plot_params(1), order_by="none",
+                    cols_value="none", cols_num=-1, add_prompt="false", add_params="true")
+    line = (labelled.shape[1] - 48) // 3
+    params = plot_params(4, seed=[1, 2, 1, 2], prompt=" ".join(["word"] * 300))
+    for cols_num, cols_value in ((2, "none"), (0, "none"), (5, "seed"), (-1, "none")):
+        cells_in_grid = 1 if cols_num == -1 else 4
+        with run_context(RunLimits(max_pixels=cells_in_grid * 512 * (48 + 4 * line))):
+            fits = call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                        cols_value=cols_value, cols_num=cols_num, add_prompt="false", add_params="true")
+            assert fits.shape[-3] == (48 + 3 * line) * (1 if cols_num == -1 else 2)
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                     cols_value=cols_value, cols_num=cols_num, add_prompt="true", add_params="true")
+            assert e.value.input == "add_prompt" and "lines of text" in str(e.value), (cols_num, cols_value)
+        with run_context(RunLimits(max_pixels=cells_in_grid * 512 * (48 + 2 * line))):
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                     cols_value=cols_value, cols_num=cols_num, add_prompt="false", add_params="true")
+            assert e.value.input == "add_params", (cols_num, cols_value)
+    # an interrupt is seen between cells: the second cell's text isn't drawn
+    interrupt, drawn = threading.Event(), []
+
+    def draw_then_interrupt(*args):
+        drawn.append(args[0])
+        interrupt.set()
+        return module_text_rows(*args)
+    module_text_rows = module._text_rows
+    monkeypatch.setattr(module, "_text_rows", draw_then_interrupt)
+    with run_context(None, interrupt), pytest.raises(Interrupted):
+        call(registry, "PlotParameters", images=images, params=plot_params(4), order_by="none", cols_value="none",
+             cols_num=2, add_prompt="false", add_params="true")
+    assert len(drawn) == 1
 
 
 # -- histogram match ---------------------------------------------------------------------------------
