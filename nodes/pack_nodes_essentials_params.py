@@ -702,7 +702,8 @@ class ImageHistogramMatch(Node):
     the bins' sums rounded to bfloat16), its pixels taken in chunks (the pack holds 256 values per
     pixel at once). Image and reference must have the same channel count, for both methods (the
     pack's "pytorch" accepts a 1-channel reference, matching against its one channel; here it is
-    refused by name, as a mismatch is for "skimage"). The `device` choice is kept for old saves and does nothing."""
+    refused by name, as a mismatch is for "skimage"). The `device` choice is kept for old saves
+    and does nothing."""
     category = "essentials/image processing"
     image: IMAGE
     reference: IMAGE
