@@ -66,12 +66,15 @@ def _number(text: str, name: str):
     anything else as 0; here it is refused by name."""
     try:
         value = float(text) if "." in text else int(text)
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        raise NodeInputError(name, f"{text.strip()[:20]!r}... is too large a number") from None
     except ValueError:
         hint = " (write it with a decimal point: the pack reads a number without one as an integer)" \
             if _is_float(text) else ""
         raise NodeInputError(name, f"{text.strip()!r} is not a number{hint}; expected numbers separated by commas, "
                                    f"or a range start...end+step") from None
-    if not math.isfinite(value):
+    if not finite:
         raise NodeInputError(name, f"{text.strip()!r} is not a finite number")
     return value
 
@@ -104,14 +107,21 @@ def _number_range(item: str, name: str) -> list:
         return []
     if step <= 0:  # the pack's loop would never end
         raise NodeInputError(name, f"{item!r}: the step must not be 0 (and not below 0 when start and end are equal)")
-    if (end - start) / step + 1 > MAX_RUNS:
-        raise NodeInputError(name, f"{item!r} gives {math.floor((end - start) / step) + 1} values: expected at most "
-                                   f"{MAX_RUNS} (each value is a sampler run)")
+    count = (float(end) - float(start)) / float(step) + 1  # in floats: inf rather than an OverflowError
+    if count > MAX_RUNS:
+        shown = f"{math.floor(count)} values" if math.isfinite(count) else "too many values"
+        raise NodeInputError(name, f"{item!r} gives {shown}: expected at most {MAX_RUNS} (each value is a sampler "
+                                   f"run)")
     values, current = [], start
-    while current <= end:
+    for _ in range(MAX_RUNS + 1):  # bounded: the pack's loop never ends where adding the step changes nothing
+        if current > end:
+            return values
         values.append(round(current, decimals))
+        if current + step == current:
+            raise NodeInputError(name, f"{item!r}: adding the step {step_text.strip()} to {current} changes nothing "
+                                       f"(too small for the number's precision), so the range would never end")
         current += step
-    return values
+    raise NodeInputError(name, f"{item!r} gives more than {MAX_RUNS} values (each value is a sampler run)")
 
 
 def number_list(text: str, name: str) -> list:
@@ -409,7 +419,8 @@ class FluxSamplerParams(Node):
                     params.append({"time": time.time() - started, "seed": seed, "width": width, "height": height,
                                    "sampler": sampler, "scheduler": scheduler, "steps": steps, "guidance": guidance,
                                    "max_shift": max_shift, "base_shift": base_shift, "denoise": denoise,
-                                   "prompt": text, "lora": lora_name, "lora_strength": strength or 0})
+                                   "prompt": text, "lora": lora_name,
+                                   "lora_strength": 0 if strength is None else strength})
                     out = latent if out is None else _core(LatentBatch, samples1=out, samples2=latent)
         return out, params
 
@@ -473,8 +484,11 @@ class PlotParameters(Node):
     between runs); add_prompt the prompt ("excerpt": its first 64 words). White text on black, in
     the pack's font (ShareTechMono-Regular.ttf) when models/fonts has it, else Pillow's default
     font (not monospaced: the prompt wraps at the width of an "M"), at the pack's size
-    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added; a grid over 16384 x
-16384 pixels (or the server's limit) is refused."""
+    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added. Refused before any
+    text is drawn (the pack has no limit): an output image (the grid; with cols_num -1 each labelled
+    image) over 16384 x 16384 pixels (or the server's limit) or a labelled image over 16384 pixels
+    tall, by add_prompt when the prompt's lines make it so ("excerpt" keeps 64 words), add_params
+    when the settings' do, cols_num when the images alone do."""
     category = "essentials/sampling"
     images: IMAGE
     params: SAMPLER_PARAMS
@@ -516,8 +530,56 @@ class PlotParameters(Node):
             raise NodeInputError("params", f"the parameters can't be sorted or grouped: {e}") from None
         return order, cols
 
-    def run(self):
+    def _label_lines(self, param: dict, width: int, char_width: int) -> tuple[list[str], list[str]]:
+        """The lines of text under one image: its settings, its prompt (wrapped); not drawn yet."""
         import textwrap
+        settings, prompt = [], []
+        if self.add_params != "false":
+            try:
+                text = "\n".join(f"{k}: {v}" for k, v in param.items() if k != "prompt") \
+                    if self.add_params == "changes only" else _params_text(param)
+            except KeyError as e:
+                raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected "
+                                               f"FluxSamplerParams+'s") from None
+            settings = text.split("\n")
+        if param.get("prompt") and self.add_prompt != "false":
+            text = param["prompt"]
+            if self.add_prompt == "excerpt":
+                text = " ".join(text.split()[:64]) + "..."
+            prompt = textwrap.wrap(text, width=math.ceil(width / char_width))
+        return settings, prompt
+
+    @staticmethod
+    def _check_size(height: int, width: int, labels: list[tuple[list, list]], line_height: int,
+                    grid: tuple[int, int] | None) -> None:
+        """Refuse, before any text is drawn, a cell (image and text) taller than MAX_SIZE or an output
+        image (the grid, or each cell without one) over the pixel limit: naming cols_num when the
+        images alone make it, else add_params when their settings do, else add_prompt."""
+        limit = run_limits().max_pixels or MAX_SIZE * MAX_SIZE
+        rows, cols = grid or (1, 1)
+
+        def over(rows_of_text: int) -> bool:
+            cell = height + rows_of_text * line_height
+            return cell > MAX_SIZE or rows * cols * cell * width > limit
+
+        def made(rows_of_text: int) -> str:
+            cell = f"{width}x{height + rows_of_text * line_height}"
+            return (f"a grid of {rows} x {cols} cells of {cell}" if grid else f"a cell of {cell}") + \
+                f", over {MAX_SIZE} pixels tall or the {limit} pixels an image may have here"
+
+        text_rows = max(len(settings) + len(prompt) for settings, prompt in labels)
+        if not over(text_rows):
+            return
+        if over(0):
+            raise NodeInputError("cols_num" if grid else "images", f"the images alone make {made(0)}" +
+                                 (": plot fewer images (or -1: no grid)" if grid else ""))
+        if over(max(len(settings) for settings, _ in labels)):
+            raise NodeInputError("add_params", f"the settings' text would make {made(text_rows)}: expected 'false' "
+                                               f"(or fewer images in the grid)")
+        raise NodeInputError("add_prompt", f"the prompt's {max(len(prompt) for _, prompt in labels)} lines of text "
+                                           f"would make {made(text_rows)}: expected 'excerpt' or 'false'")
+
+    def run(self):
         import torch
         import torch.nn.functional as F
         images = _image(self.images, "images")
@@ -542,35 +604,23 @@ class PlotParameters(Node):
                 params = _changes_only(params)
             except TypeError as e:
                 raise NodeInputError("params", f"a parameter can't be compared: {e}") from None
+        labels = [self._label_lines(param, width, char_width) for param in params]
+        cols = min(cols, len(params))
+        grid = None if cols < 0 else (math.ceil(len(params) / cols), cols)
+        self._check_size(images.shape[1], width, labels, line_height, grid)
         labelled = []
-        for image, param in zip(images, params):
+        for image, (settings, prompt) in zip(images, labels):
+            check_interrupted()
             picture = image.permute(2, 0, 1)
-            if self.add_params != "false":
-                try:
-                    text = "\n".join(f"{k}: {v}" for k, v in param.items() if k != "prompt") \
-                        if self.add_params == "changes only" else _params_text(param)
-                except KeyError as e:
-                    raise NodeInputError("params", f"the parameters have no {e.args[0]!r}: expected "
-                                                   f"FluxSamplerParams+'s") from None
-                picture = torch.cat([picture, _text_rows(text.split("\n"), width, line_height, font).to(picture)], 1)
-            if param.get("prompt") and self.add_prompt != "false":
-                prompt = param["prompt"]
-                if self.add_prompt == "excerpt":
-                    prompt = " ".join(prompt.split()[:64]) + "..."
-                lines = textwrap.wrap(prompt, width=math.ceil(width / char_width))
-                picture = torch.cat([picture, _text_rows(lines, width, line_height, font).to(picture)], 1)
+            for lines in (settings, prompt):
+                if lines:
+                    picture = torch.cat([picture, _text_rows(lines, width, line_height, font).to(picture)], 1)
             labelled.append(torch.nan_to_num(picture, nan=0.0).clamp(0, 1))
         tallest = max(p.shape[1] for p in labelled)
         out = torch.stack([F.pad(p, (0, 0, 0, tallest - p.shape[1])) for p in labelled]).permute(0, 2, 3, 1)
-        if cols < 0:
+        if grid is None:
             return out
-        cols = min(cols, out.shape[0])
-        rows = math.ceil(out.shape[0] / cols)
-        limit = run_limits().max_pixels or MAX_SIZE * MAX_SIZE
-        if rows * out.shape[1] * cols * out.shape[2] > limit:
-            raise NodeInputError("cols_num", f"a grid of {rows} x {cols} cells of {out.shape[2]}x{out.shape[1]} is "
-                                             f"over the {limit} pixels an image may have here: plot fewer images "
-                                             f"(or -1: no grid)")
+        rows = grid[0]
         out = F.pad(out, (0, 0, 0, 0, 0, 0, 0, rows * cols - out.shape[0]))  # black cells fill the last row
         b, h, w, c = out.shape
         return out.reshape(rows, cols, h, w, c).permute(0, 2, 1, 3, 4).reshape(1, rows * h, cols * w, c)
@@ -608,16 +658,23 @@ def cdf_match(source, template):
 
 
 def soft_cdf(channel):
-    """The pack's differentiable histogram of one channel (x 255) as a cumulative distribution:
-    each pixel adds sigmoid(75 (x - c + 1/2)) - sigmoid(75 (x - c - 1/2)) to the bin centred at
-    c = 0.5 ... 255.5; the counts over their sum, accumulated. In float64 (the pack bins in bfloat16)."""
+    """The pack's differentiable histogram of one channel (x 255) as a cumulative distribution,
+    in the pack's precisions: bin centres 0.5, 1.5, ... in bfloat16 (above 128 they round to 128,
+    130, 130, 132, ...); each pixel's offset from each centre in bfloat16, through which it adds
+    sigmoid(75 (offset + 1/2)) - sigmoid(75 (offset - 1/2)) to the bin, in bfloat16; a bin's sum
+    rounded to bfloat16 (as torch sums bfloat16: accumulated wider, rounded at the end; here in
+    float64 over chunks of pixels); the counts over their sum and accumulated in float32, as a
+    product with an upper triangle of ones as the pack's."""
     import torch
-    centers = torch.arange(256, dtype=torch.float64, device=channel.device) + 0.5
-    hist = torch.zeros(256, dtype=torch.float64, device=channel.device)
-    for chunk in (channel.reshape(-1).double() * 255).split(HISTOGRAM_CHUNK):
-        offset = chunk[None, :] - centers[:, None]
-        hist += (torch.sigmoid(75 * (offset + 0.5)) - torch.sigmoid(75 * (offset - 0.5))).sum(1)
-    return torch.cumsum(hist / hist.sum().clamp_min(1e-12), 0)
+    device = channel.device
+    centers = torch.arange(256, dtype=torch.bfloat16, device=device) + 0.5
+    hist = torch.zeros(256, dtype=torch.float64, device=device)
+    for chunk in (channel.reshape(-1).float() * 255).split(HISTOGRAM_CHUNK):
+        offset = (chunk[None, :] - centers[:, None]).bfloat16()  # float32 less bfloat16: float32, then rounded
+        hist += (torch.sigmoid(75 * (offset + 0.5)) - torch.sigmoid(75 * (offset - 0.5))).double().sum(1)
+    hist = hist.bfloat16().float()
+    hist = hist / hist.sum().clamp_min(1e-12)
+    return (hist[None, :] @ torch.ones(256, 256, device=device).triu())[0]
 
 
 def table_match(image, reference):
@@ -628,7 +685,8 @@ def table_match(image, reference):
     its tables by batch x channel, which for its one image at a time is always the first channel's."""
     import torch
     source_cdf, reference_cdf = soft_cdf(image[..., 0]), soft_cdf(reference[..., 0])
-    table = (torch.searchsorted(reference_cdf, source_cdf, right=True) - 1).clamp(0, 255)
+    # counted, not searchsorted: float32 sums of the product need not be sorted
+    table = ((reference_cdf[:, None] <= source_cdf[None, :]).sum(0) - 1).clamp(0, 255)
     levels = (image.clamp(0, 1) * 255).long()
     return table[levels].to(image.dtype) / 255
 
@@ -640,9 +698,12 @@ class ImageHistogramMatch(Node):
     pack calls; written here in torch), not clamped. method "pytorch": the pack's own 256-level
     tables, each image against the first reference image, clamped to 0..1; as in the pack, every
     channel goes through the table of the first channel (red) and levels are cut to whole 1/255
-    steps. Its smooth histogram is summed in float64 here (the pack sums it in bfloat16, which
-    rounds large counts), so a level may land one step apart. Image and reference must have the
-    same channel count. The `device` choice is kept for old saves and does nothing."""
+    steps; its smooth histogram follows the pack's bfloat16 steps (bin centres, offsets, sigmoids,
+    the bins' sums rounded to bfloat16), its pixels taken in chunks (the pack holds 256 values per
+    pixel at once). Image and reference must have the same channel count, for both methods (the
+    pack's "pytorch" accepts a 1-channel reference, matching against its one channel; here it is
+    refused by name, as a mismatch is for "skimage"). The `device` choice is kept for old saves
+    and does nothing."""
     category = "essentials/image processing"
     image: IMAGE
     reference: IMAGE
@@ -702,7 +763,9 @@ def block_lines(text: str) -> list[tuple[str, float]]:
 
 def _times(factor: float, seed: int, weight):
     """weight x factor, computed in float32 and stored back in the weight's dtype (an fp8 one
-    rounded stochastically, seeded by its key, as ComfyUI stores patched weights)."""
+    rounded stochastically, seeded by its key, as ComfyUI stores patched weights). Not
+    graphflow.models.attention_multiply's scaling, which multiplies in the weight's own dtype: a
+    lone patch of an fp8 weight gets that weight itself, and torch has no fp8 product."""
     import torch
     from graphflow.models.cast_layers import stochastic_round
     return stochastic_round(weight.to(torch.float32) * factor, weight.dtype, seed)
@@ -737,19 +800,20 @@ class FluxBlocksBuster(Node):
         if not lines:
             return self.model, ""
         names = [name for name, _ in unet.named_parameters()]
-        keys = "\n".join(f"diffusion_model.{name}" for name in names)
+        keys = [f"diffusion_model.{name}" for name in names]
         compiled = []
         for pattern, factor in lines:
             try:
                 regex = re.compile(pattern)
             except (re.error, OverflowError, RecursionError) as e:
                 raise NodeInputError("blocks", f"{pattern!r} is not a valid regular expression: {e}") from None
+            # the trial searches each key, as below: one key's first match says nothing of the others
             compiled.append((_guarded(regex, keys, every_match=False, input_name="blocks"), factor))
         patches, patched = [], []
-        for name in names:
-            key = f"diffusion_model.{name}"
+        for name, key in zip(names, keys):
+            seed = zlib.crc32(key.encode())  # ComfyUI's seed for rounding a patched fp8 weight: its key's CRC-32
             for regex, factor in compiled:
                 if regex.search(key):
-                    patches.append(WeightPatch(name, functools.partial(_times, factor, zlib.crc32(key.encode()))))
+                    patches.append(WeightPatch(name, functools.partial(_times, factor, seed), seed))
                     patched.append(f"{key}: {factor}")
         return self.model.with_patches(self.model.patches + tuple(patches)), "\n".join(patched)

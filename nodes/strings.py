@@ -165,12 +165,15 @@ def _compile(pattern: str, case_insensitive: bool, multiline: bool, dotall: bool
         raise NodeInputError("regex_pattern", f"not a valid regular expression: {e}") from None
 
 
-def _guarded(pattern: re.Pattern, text: str, every_match: bool, input_name: str = "regex_pattern") -> re.Pattern:
+def _guarded(pattern: re.Pattern, text: str | list[str], every_match: bool,
+             input_name: str = "regex_pattern") -> re.Pattern:
     """`pattern`, once `re` itself has run it over `text` (its first match, or every match)
     within REGEX_SECONDS in a child process (graphflow.regex_trial): a pattern that backtracks
     without end ((a+)+$ or (a|aa)+$ on "aaa...b") is stopped there, as an error naming
-    input_name, instead of holding the server."""
-    if backtracks(pattern, [text], REGEX_SECONDS, every_match):
+    input_name, instead of holding the server. A list of texts: each is searched in turn, all
+    within the one time limit (for a caller that searches each of them)."""
+    texts = [text] if isinstance(text, str) else list(text)
+    if backtracks(pattern, texts, REGEX_SECONDS, every_match):
         raise NodeInputError(input_name, f"matching took longer than {REGEX_SECONDS:g} s on this text and "
                                          "was stopped: the pattern backtracks too much (nested repeats "
                                          "like (a+)+ or overlapping alternatives like (a|aa)+); "

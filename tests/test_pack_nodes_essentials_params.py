@@ -7,21 +7,20 @@ prompt with the pack's class names and the export round trip."""
 
 import contextlib
 import itertools
-import math
 import re
+import signal
 import threading
 
 import numpy
 import pytest
 import torch
 from safetensors.torch import save_file
-from scipy.special import expit
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.resource_limits import RunLimits
 from graphflow.workflow import parse_workflow
-from nodes.pack_nodes_essentials_params import MAX_RUNS, name_list, number_list, seed_list
+from nodes.pack_nodes_essentials_params import MAX_RUNS, _params_text, name_list, number_list, seed_list
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_graph, ui_node
@@ -34,6 +33,20 @@ def registry(builtin_registry):
 
 
 # -- the lists ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def within_seconds(seconds):
+    """A test failure, not a hang, when the block runs longer than `seconds` (a loop without end)."""
+    def stop(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def pack_numbers(text):
@@ -79,9 +92,15 @@ def test_number_list_ranges_end_where_the_accumulated_sum_passes_the_end():
                                             ("1e-3", "decimal point"), ("1...5", "start...end+step"),
                                             ("1...5+0", "must not be 0"), ("5...1+1", "gives no values"),
                                             ("1...2...3+1", "start...end+step"), ("0...5000+1", "at most"),
-                                            ("nan", "not a number"), ("1.0e999", "not a finite")])
+                                            ("nan", "not a number"), ("1.0e999", "not a finite"),
+                                            ("9" * 400, "too large"), ("1...1" + "0" * 400 + "+1", "too large"),
+                                            # float sums that adding the step leaves unchanged: the pack loops
+                                            ("1.0...1.0+0.00000000000000001", "changes nothing"),
+                                            ("9007199254740992.0...9007199254740994.0+1.0", "changes nothing"),
+                                            # 2.9 adds 2 at 2**53: 1001 values where 2000 / 2.9 promised 690
+                                            ("9007199254740992.0...9007199254742992.0+2.9", "more than 1000")])
 def test_number_lists_refuse_what_the_pack_reads_as_0_or_loops_on_by_name(text, expected):
-    with pytest.raises(NodeInputError) as e:
+    with within_seconds(5), pytest.raises(NodeInputError) as e:
         number_list(text, "guidance")
     assert e.value.input == "guidance" and expected in str(e.value)
 
@@ -235,11 +254,13 @@ def test_lora_strengths_each_run_on_the_model_with_the_lora_at_that_strength(reg
     graph = sweep_graph("flux_dev.safetensors", seed="4")
     graph["4"]["inputs"]["loras"] = ["5", 0]
     graph["5"] = {"class_type": "LorasForFluxParams+", "inputs": {"lora_1": "flux_tiny_lora.safetensors",
-                                                                  "strength_model_1": "0, 1.0...2+1"}}
+                                                                  "strength_model_1": "0.0, 1.0...2+1"}}
     _, values = run(registry, graph, ["1", "2", "3", "4", "5"])
     assert values["5"][0] == {"loras": ["flux_tiny_lora.safetensors"], "strengths": [[0, 1.0, 2.0]]}
     latent, params = values["4"]
     assert [(p["lora"], p["lora_strength"]) for p in params] == [("flux_tiny_lora.safetensors", s) for s in (0, 1, 2)]
+    assert [repr(p["lora_strength"]) for p in params] == ["0.0", "1.0", "2.0"]  # 0.0 stays a float, as in the pack
+    assert _params_text(params[0]).endswith("LoRA: flux_tiny_lora.safetensors, str: 0.0")
     for i, strength in enumerate((0, 1.0, 2.0)):
         model = call(registry, "LoadLoRA", model=values["1"][0], lora_name="flux_tiny_lora.safetensors",
                      strength_model=strength, strength_clip=0.0)[0]
@@ -252,12 +273,16 @@ def test_sweep_errors_name_their_input(registry, flow_files):
     from graphflow.executor import Executor
     cases = [({"steps": "0"}, "steps"), ({"steps": "2.5"}, "steps"), ({"denoise": "1.5"}, "denoise"),
              ({"seed": "1, x"}, "seed"), ({"guidance": "high"}, "guidance"),
-             ({"steps": "1...600+1", "sampler": "euler, ddim"}, "steps")]
+             ({"steps": "1...600+1", "sampler": "euler, ddim"}, "steps"), ({"steps": "9" * 400}, "steps"),
+             ({"guidance": "1.0...1.0+0.00000000000000001"}, "guidance")]
+    messages = []
     for widgets, name in cases:
-        result = Executor(registry).run(parse_workflow(sweep_graph("flux_dev.safetensors", **widgets), registry),
-                                        outputs=["4"])
+        with within_seconds(20):  # validation's estimate reads the lists too: it must not loop
+            result = Executor(registry).run(parse_workflow(sweep_graph("flux_dev.safetensors", **widgets), registry),
+                                            outputs=["4"])
         assert not result.ok and result.error["input"] == name, (widgets, result.error)
-    assert str(MAX_RUNS) in result.error["message"] and "1200 runs" in result.error["message"]
+        messages.append(result.error["message"])
+    assert str(MAX_RUNS) in messages[5] and "1200 runs" in messages[5]
     graph = sweep_graph("flux_dev.safetensors")
     sd_model = type("EpsModel", (), {"prediction": "eps"})()
     with pytest.raises(NodeInputError) as e:
@@ -350,10 +375,11 @@ def test_plot_columns_by_value_interleave_the_groups_and_changes_only_lists_what
 
 
 @contextlib.contextmanager
-def run_context(limits):
+def run_context(limits, interrupt=None):
     """A node context with the running server's policy limits, as the executor gives them."""
     from graphflow.context import NodeContext, _current
-    token = _current.set(NodeContext("run", "1", "test", lambda event: None, threading.Event(), limits=limits))
+    token = _current.set(NodeContext("run", "1", "test", lambda event: None, interrupt or threading.Event(),
+                                     limits=limits))
     try:
         yield
     finally:
@@ -389,6 +415,54 @@ def test_plot_prompt_rows_and_errors(registry):
         assert e.value.input == "params"
 
 
+def test_plot_text_is_sized_before_it_is_drawn_and_refused_by_the_input_that_makes_it(registry, monkeypatch):
+    import nodes.pack_nodes_essentials_params as module
+    from graphflow.context import Interrupted
+    wide = torch.zeros(1, 64, 1024, 3)
+    long_prompt = plot_params(1, prompt=" ".join(["word"] * 4000))  # 20,000 characters: 570 lines at 1024 wide
+    with within_seconds(10), pytest.raises(NodeInputError) as e:  # no grid: each labelled image on its own
+        call(registry, "PlotParameters", images=wide, params=long_prompt, order_by="none", cols_value="none",
+             cols_num=-1, add_prompt="true", add_params="false")
+    assert e.value.input == "add_prompt" and "16384 pixels tall" in str(e.value)
+    excerpt = call(registry, "PlotParameters", images=wide, params=long_prompt, order_by="none", cols_value="none",
+                   cols_num=-1, add_prompt="excerpt", add_params="true")
+    assert 64 < excerpt.shape[1] < 1000
+    # the line height of the pack's font size at 512 wide, from a drawn label (3 lines of settings)
+    images = cells(4, width=512)
+    labelled = call(registry, "PlotParameters", images=images[:1], params=plot_params(1), order_by="none",
+                    cols_value="none", cols_num=-1, add_prompt="false", add_params="true")
+    line = (labelled.shape[1] - 48) // 3
+    params = plot_params(4, seed=[1, 2, 1, 2], prompt=" ".join(["word"] * 300))
+    for cols_num, cols_value in ((2, "none"), (0, "none"), (5, "seed"), (-1, "none")):
+        cells_in_grid = 1 if cols_num == -1 else 4
+        with run_context(RunLimits(max_pixels=cells_in_grid * 512 * (48 + 4 * line))):
+            fits = call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                        cols_value=cols_value, cols_num=cols_num, add_prompt="false", add_params="true")
+            assert fits.shape[-3] == (48 + 3 * line) * (1 if cols_num == -1 else 2)
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                     cols_value=cols_value, cols_num=cols_num, add_prompt="true", add_params="true")
+            assert e.value.input == "add_prompt" and "lines of text" in str(e.value), (cols_num, cols_value)
+        with run_context(RunLimits(max_pixels=cells_in_grid * 512 * (48 + 2 * line))):
+            with pytest.raises(NodeInputError) as e:
+                call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                     cols_value=cols_value, cols_num=cols_num, add_prompt="false", add_params="true")
+            assert e.value.input == "add_params", (cols_num, cols_value)
+    # an interrupt is seen between cells: the second cell's text isn't drawn
+    interrupt, drawn = threading.Event(), []
+
+    def draw_then_interrupt(*args):
+        drawn.append(args[0])
+        interrupt.set()
+        return module_text_rows(*args)
+    module_text_rows = module._text_rows
+    monkeypatch.setattr(module, "_text_rows", draw_then_interrupt)
+    with run_context(None, interrupt), pytest.raises(Interrupted):
+        call(registry, "PlotParameters", images=images, params=plot_params(4), order_by="none", cols_value="none",
+             cols_num=2, add_prompt="false", add_params="true")
+    assert len(drawn) == 1
+
+
 # -- histogram match ---------------------------------------------------------------------------------
 
 
@@ -401,19 +475,23 @@ def numpy_cdf_match(source, template):
     return mapped[inverse.ravel()].reshape(source.shape)
 
 
-def numpy_table_match(image, reference):
-    """The pack's 256-level tables (histogram_matching.py @b0cfa1bf) in numpy: smooth histograms
-    sum(sigmoid(75 (x - c + 1/2)) - sigmoid(75 (x - c - 1/2))) at c = k + 1/2 of x = 255 v, over
-    their sum, accumulated; level j -> #(reference levels with share <= image's at j) - 1; the first
-    channel's table for every channel (the pack's tables[b * c] at b = 0)."""
+def pack_table_match(image, reference):
+    """The pack's 256-level tables (histogram_matching.py @b0cfa1bf, differentiable) written out for
+    one [H, W, C] image, in torch at the pack's precisions, all pixels at once: centres
+    arange(256) in bfloat16 + 0.5; x = 255 v less each centre, cast to bfloat16; sigmoid(75 (x + 1/2))
+    - sigmoid(75 (x - 1/2)) in bfloat16, summed over the pixels in bfloat16; in float32 over their L1
+    norm, times an upper triangle of ones; level j -> #(reference levels i with cdf_j - ref_i >= 0) - 1,
+    clamped to 0..255; every channel through tables[b * c] = tables[0] (b = 0), over 255."""
     def cdf(channel):
-        x = channel.reshape(-1).astype(numpy.float64) * 255
-        d = x[None, :] - (numpy.arange(256) + 0.5)[:, None]
-        hist = (expit(75 * (d + 0.5)) - expit(75 * (d - 0.5))).sum(1)  # expit: the logistic sigmoid
-        return numpy.cumsum(hist / hist.sum())
+        x = (channel.reshape(1, -1) * 255)[:, None, :]  # [1, 1, H*W]
+        centers = (1.0 * (torch.arange(256, dtype=torch.bfloat16) + 0.5))[None, :, None]
+        x = (x - centers).type(torch.bfloat16)
+        hist = (torch.sigmoid(75 * (x + 0.5)) - torch.sigmoid(75 * (x - 0.5))).sum(dim=2).float()
+        hist = torch.nn.functional.normalize(hist, p=1)
+        return torch.bmm(hist[:, None, :], torch.ones(1, 256, 256).triu())[0, 0]
     source, target = cdf(image[..., 0]), cdf(reference[..., 0])
-    table = numpy.clip((target[:, None] <= source[None, :]).sum(0) - 1, 0, 255)
-    return table[(image * 255).astype(numpy.int64)] / 255
+    table = torch.where(source[None, :] - target[:, None] >= 0, 1.0, 0.0).sum(0).sub(1).clamp(0, 255)
+    return table[(image * 255).long()] / 255
 
 
 def two_pictures():
@@ -438,9 +516,18 @@ def test_histogram_match_skimage_equals_scikit_image_and_the_numpy_closed_form(r
 def test_histogram_match_pytorch_is_the_packs_table_of_the_first_channel(registry):
     image, reference = two_pictures()
     out = call(registry, "ImageHistogramMatch", image=image, reference=reference, method="pytorch", factor=0.8)
-    want = numpy.stack([numpy_table_match(picture, reference.numpy()[0]) for picture in image.numpy()])
-    assert torch.allclose(out, (0.8 * torch.from_numpy(want).float() + 0.2 * image).clamp(0, 1), atol=1e-6)
+    want = torch.stack([pack_table_match(picture, reference[0]) for picture in image])
+    assert torch.allclose(out, (0.8 * want + 0.2 * image).clamp(0, 1), atol=1e-6)
     assert not torch.allclose(out, image, atol=1e-2)
+    # larger pictures (taken in chunks of pixels here), with most levels above 128, where the pack's
+    # bfloat16 centres are 128, 130, 130, ...
+    generator = torch.Generator().manual_seed(5)
+    for image, reference in ((torch.rand(1, 160, 150, 3, generator=generator) ** 0.5,
+                              torch.rand(1, 90, 80, 3, generator=generator) * 0.4 + 0.6),
+                             (torch.rand(1, 64, 64, 3, generator=generator) * 0.5,
+                              torch.rand(1, 64, 64, 3, generator=generator) ** 0.3)):
+        out = call(registry, "ImageHistogramMatch", image=image, reference=reference, method="pytorch", factor=1.0)
+        assert torch.equal(out[0], pack_table_match(image[0], reference[0]))
     with pytest.raises(NodeInputError) as e:
         call(registry, "ImageHistogramMatch", image=image, reference=reference[..., :1], method="pytorch")
     assert e.value.input == "reference"
@@ -528,6 +615,47 @@ def test_blocks_buster_errors_name_their_input(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "FluxBlocksBuster", model=object(), blocks="## 0 = 2")
     assert e.value.input == "model"
+    # the first key matches at once, the next ones backtrack without end: the trial searches every key
+    unet = torch.nn.Module()
+    unet.img_in = torch.nn.Linear(1, 1)
+    unet.double_blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"img_attn": torch.nn.Linear(1, 1)})])
+    with within_seconds(10), pytest.raises(NodeInputError) as e:
+        call(registry, "FluxBlocksBuster", model=fake_model(unet),
+             blocks=r"^diffusion_model\.img_in\.weight|([\w.]|[\w.])+! = 2")
+    assert e.value.input == "blocks" and "backtracks" in str(e.value)
+
+
+def fake_model(unet):
+    """A MODEL as FluxBlocksBuster+ reads one: its unet, its patches and with_patches."""
+    class Model:
+        def __init__(self, patches=()):
+            self.unet, self.patches = unet, patches
+
+        def with_patches(self, patches):
+            return Model(patches)
+    return Model()
+
+
+def test_blocks_buster_rounds_stacked_patches_of_an_fp8_weight_seeded_by_its_key(registry):
+    """ComfyUI patches a weight in float32 (every matching line in turn) and rounds it into fp8 once,
+    stochastically, seeded by the CRC-32 of its key ("diffusion_model.<name>")."""
+    import zlib
+    from graphflow.memory import manager
+    from graphflow.models.cast_layers import stochastic_round
+    unet = torch.nn.Module()
+    unet.final_layer = torch.nn.ModuleDict({"linear": torch.nn.Linear(64, 64)})
+    unet.final_layer.linear.weight.data = unet.final_layer.linear.weight.data.to(torch.float8_e4m3fn)
+    original = unet.final_layer.linear.weight.data.clone()
+    busted, listed = call(registry, "FluxBlocksBuster", model=fake_model(unet),
+                          blocks="final_layer\\.linear\\.weight = 1.3\nlinear\\.weight = 0.7")
+    assert listed.split("\n")[:2] == ["diffusion_model.final_layer.linear.weight: 1.3",
+                                       "diffusion_model.final_layer.linear.weight: 0.7"]
+    got = manager().weights(unet, busted.patches)["final_layer.linear.weight"]
+    scaled = original.float() * 1.3 * 0.7
+    want = stochastic_round(scaled, torch.float8_e4m3fn, zlib.crc32(b"diffusion_model.final_layer.linear.weight"))
+    assert got.dtype == torch.float8_e4m3fn and torch.equal(got.float(), want.float())
+    assert not torch.equal(got.float(), stochastic_round(scaled, torch.float8_e4m3fn, 0).float())
+    assert torch.equal(unet.final_layer.linear.weight.data.float(), original.float())  # the input unchanged
 
 
 # -- workflows -------------------------------------------------------------------------------------
@@ -614,4 +742,5 @@ def test_module_docstring_no_longer_lists_the_built_classes_as_left_out():
         for name in ("FluxSamplerParams+", "PlotParameters+", "TextEncodeForSamplerParams+", "LorasForFluxParams+",
                      "ImageHistogramMatch+", "FluxBlocksBuster+"):
             assert name not in left_out
-    assert math.isfinite(MAX_RUNS)
+    from nodes.pack_nodes_essentials_params import FluxSamplerParams
+    assert MAX_RUNS == 1000 and "at most 1000 runs" in FluxSamplerParams.__doc__  # the cap the help states
