@@ -973,9 +973,10 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
     from graphflow.models.cast_layers import FP8_DTYPES, stochastic_round
 
     dtype = weight.dtype
-    if len(patches) > 1 and dtype in (torch.float16, torch.bfloat16, *FP8_DTYPES):
+    if patches and dtype in FP8_DTYPES or len(patches) > 1 and dtype in (torch.float16, torch.bfloat16):
         # stacked patches (LoRAs) change one float32 copy and round once, as ComfyUI's patcher
-        # does (into fp8 stochastically): rounding after each would add their rounding errors
+        # does (into fp8 stochastically): rounding after each would add their rounding errors;
+        # an fp8 weight is changed in float32 even by one patch (torch has no fp8 arithmetic)
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)

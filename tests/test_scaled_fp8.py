@@ -309,6 +309,28 @@ def test_lora_on_an_fp8_weight_keeps_a_change_below_half_a_step():
 
 
 @torch.no_grad()
+def test_one_scaling_patch_on_an_fp8_weight_is_applied_in_float32():
+    """An attention multiplier alone on an fp8 weight (weight * factor): torch has no fp8
+    arithmetic, so the patch runs on a float32 copy, rounded back stochastically by its seed."""
+    from graphflow import memory
+    from graphflow.models.attention_multiply import multiplier_patches
+    from graphflow.models.cast_layers import stochastic_round
+
+    net = torch.nn.Module()
+    net.block = torch.nn.Module()
+    net.block.attn1 = torch.nn.Module()
+    net.block.attn1.to_q = torch.nn.Linear(16, 16, bias=False)
+    w = torch.randn(16, 16, generator=torch.Generator().manual_seed(4)).to(E4M3)
+    net.block.attn1.to_q.weight.data = w
+    patches = multiplier_patches(net, {"q": "attn1.to_q"}, {"q": 1.3})
+    got = memory.manager().weights(net, patches)["block.attn1.to_q.weight"]
+    assert got.dtype == E4M3
+    want = stochastic_round(w.float() * 1.3, E4M3, patches[0].seed)
+    assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
+    assert torch.equal(net.block.attn1.to_q.weight.data.view(torch.uint8), w.view(torch.uint8))  # unchanged
+
+
+@torch.no_grad()
 def test_stacked_loras_on_an_fp8_weight_round_once():
     """ComfyUI patches one float32 copy with every stacked LoRA and rounds into fp8 once."""
     import zlib
