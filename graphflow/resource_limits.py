@@ -183,39 +183,47 @@ def check(plan, limits: RunLimits | None = None) -> list[Problem]:
         source = origin.get(node_id)
         from_note = f" (the size is set by node {source} ({plan.nodes[source].cls.node_type}))" \
             if source not in (None, node_id) else ""
-        device_name, device_bytes = budget["device"]
         count = len(problems)
-        if device_bytes is not None and working > device_bytes:
+        problem = _memory_problem(node_id, cls, size, in_bytes + out_bytes, working, budget, where, from_note)
+        if problem is not None:
+            problems.append(problem)
+        elif budget["ram"] is not None and held > budget["ram"]:
             problems.append(Problem(node_id, cls.node_type, where,
-                                    f"{_what(size)} needs at least {_gb(working)} of working memory on "
-                                    f"{device_name}, which has {_gb(device_bytes)}{from_note}"))
-        elif budget["ram"] is not None:
-            on_cpu = working if device_bytes is None or device_name == "cpu" else 0
-            need = in_bytes + out_bytes + on_cpu
-            if need > budget["ram"]:
-                problems.append(Problem(node_id, cls.node_type, where,
-                                        f"{_what(size)} needs at least {_gb(need)} of memory; this machine has "
-                                        f"{_gb(budget['ram'])}{from_note}"))
-            elif held > budget["ram"]:
-                problems.append(Problem(node_id, cls.node_type, where,
-                                        f"the run's latents and images add up to at least {_gb(held)} by this "
-                                        f"node; this machine has {_gb(budget['ram'])}{from_note}"))
-                held = 0  # reported once
+                                    f"the run's latents and images add up to at least {_gb(held)} by this "
+                                    f"node; this machine has {_gb(budget['ram'])}{from_note}"))
+            held = 0  # reported once
         if len(problems) > count:
             too_big.add(origin[node_id])
     return problems
+
+
+def _memory_problem(node_id, cls, size: Size | None, tensor_bytes: int, working: int, budget: dict, where,
+                    from_note: str = "") -> Problem | None:
+    """What one node needs that this machine (or the run's RunLimits) lacks: its working memory on the
+    compute device, or its inputs, outputs and (on a CPU) working memory in the RAM."""
+    device_name, device_bytes = budget["device"]
+    if device_bytes is not None and working > device_bytes:
+        return Problem(node_id, cls.node_type, where, f"{_what(size)} needs at least {_gb(working)} of working "
+                                                      f"memory on {device_name}, which has {_gb(device_bytes)}{from_note}")
+    on_cpu = working if device_bytes is None or device_name == "cpu" else 0
+    if budget["ram"] is not None and tensor_bytes + on_cpu > budget["ram"]:
+        return Problem(node_id, cls.node_type, where, f"{_what(size)} needs at least {_gb(tensor_bytes + on_cpu)} of "
+                                                      f"memory; this machine has {_gb(budget['ram'])}{from_note}")
+    return None
 
 
 def linked_value_problem(node, values: dict, limits: RunLimits | None) -> Problem | None:
     """The policy limit a node breaks with the widget values that reached it by links, or None:
     the check validation made with the typed-in values, made again with the values the node is about
     to run on (its latent/image/mask inputs at the sizes validation estimated), so a linked
-    16384 × 16384 is refused under a server's 8192 × 8192 as a typed-in one is. `node` is the
+    16384 × 16384 is refused under a server's 8192 × 8192 as a typed-in one is, and a size that
+    can't fit in memory as validation refuses a typed-in one (also without a policy). `node` is the
     plan's (graphflow.validation.PlannedNode)."""
     cls = node.cls
     linked = [name for name in node.links if cls.input_specs[name].widget]
-    if not linked or limits is None or (limits.max_pixels, limits.max_batch, limits.max_steps) == (None,) * 3:
+    if not linked:
         return None
+    limits = limits or RunLimits()
     widgets = {name: values[name] for name, spec in cls.input_specs.items() if spec.widget and name in values}
     steps_name = hinted(cls, "steps")
     steps = widgets.get(steps_name)
@@ -223,11 +231,19 @@ def linked_value_problem(node, values: dict, limits: RunLimits | None) -> Proble
         return Problem(node.id, cls.node_type, steps_name,
                        f"{steps} steps is more than this server allows ({limits.max_steps})")
     inputs = node.input_sizes
-    size = _estimated(node.id, cls, widgets, inputs)[0].size
+    estimate, working = _estimated(node.id, cls, widgets, inputs)
+    size = estimate.size
     if size is None or _passed_on(size, inputs) is not None:  # a size passed on was checked where it was set
         return None
     problems = _policy_problems(node.id, cls, size, inputs, limits)
-    return problems[0] if problems else None
+    if problems:
+        return problems[0]
+    # and the memory it would take, as validation checks a typed-in size (a linked 8192 resize)
+    tensor_bytes = sum(_bytes(o.type, size) for o in cls.output_specs) + \
+        sum(_bytes(cls.input_specs[name].type, s) for name, s in inputs.items())
+    where = next((name for name in linked if cls.input_specs[name].widget.hints.get("resource")), None)
+    return _memory_problem(node.id, cls, size, tensor_bytes, working, _budget(limits),
+                           where or _largest_input(inputs) or _size_input(cls, size))
 
 
 def _estimated(node_id, cls, widgets: dict, inputs: dict) -> tuple[Estimate, int]:

@@ -301,6 +301,22 @@ def test_a_linked_size_is_held_to_the_server_policy_when_the_node_runs(builtin_r
     assert run_with(builtin_registry, nodes).ok
 
 
+def test_a_linked_size_that_cannot_fit_in_memory_is_refused_before_the_node_runs(builtin_registry):
+    """As validation refuses a typed-in size the machine can't hold, a linked one is refused when it
+    arrives, with no server policy too (graphflow run)."""
+    limits = RunLimits(ram_bytes=2 * GB, device_bytes=10**15)
+    nodes = {"1": {"type": "IntValue", "inputs": {"value": 4096}},
+             "2": {"type": "EmptyImage", "inputs": {"width": ["1", 0], "height": 4096, "batch_size": 16}},
+             "3": {"type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    assert problems(builtin_registry, {"nodes": nodes}, limits) == []
+    result = run_with(builtin_registry, nodes, limits)  # 16 x 4096² RGB float32: 3.2e9 bytes (3.0 GiB)
+    assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("2", "width")
+    assert "16 × 4096×4096 needs at least 3.0 GB" in result.error["message"] and "has 2.0 GB" in result.error["message"]
+    assert result.executed == ["1"]
+    nodes["1"]["inputs"]["value"] = 512
+    assert run_with(builtin_registry, nodes, limits).ok
+
+
 def test_a_linked_factor_is_checked_on_the_size_validation_estimated(builtin_registry):
     # The input's size is validation's (EmptyImage's 1000x1000), the factor the linked one.
     nodes = {"1": {"type": "FloatValue", "inputs": {"value": 8.0}},
