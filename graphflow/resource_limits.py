@@ -241,9 +241,9 @@ def linked_value_problem(node, values: dict, limits: RunLimits | None) -> Proble
     # and the memory it would take, as validation checks a typed-in size (a linked 8192 resize)
     tensor_bytes = sum(_bytes(o.type, size) for o in cls.output_specs) + \
         sum(_bytes(cls.input_specs[name].type, s) for name, s in inputs.items())
-    where = next((name for name in linked if cls.input_specs[name].widget.hints.get("resource")), None)
-    return _memory_problem(node.id, cls, size, tensor_bytes, working, _budget(limits),
-                           where or _largest_input(inputs) or _size_input(cls, size))
+    # the linked value that sets the size: a hinted one (width, batch) if linked, else the first linked
+    where = next((name for name in linked if cls.input_specs[name].widget.hints.get("resource")), linked[0])
+    return _memory_problem(node.id, cls, size, tensor_bytes, working, _budget(limits), where)
 
 
 def _estimated(node_id, cls, widgets: dict, inputs: dict) -> tuple[Estimate, int]:
