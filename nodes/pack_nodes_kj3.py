@@ -25,7 +25,8 @@ import math
 from numbers import Integral, Real
 
 from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
-    Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, folders, repeated
+    Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, folders, progress, \
+    repeated
 from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, preview
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_essentials_misc import font_choices
@@ -815,8 +816,11 @@ class CreateTextMask(Node):
     i is turned counter-clockwise by start_rotation + i x (end - start) / (frames - 1) degrees about
     the last line's centre (equal ones turn nothing, as in the pack). invert gives 1 - both. The
     font is a .ttf / .otf file in models/fonts; the pack's own fonts (FreeMono.ttf ...) are drawn
-    with PIL's default font at font_size unless put in models/fonts. Refused: a colour PIL does not
-    know, a rotation over one frame (the pack divides by 0) and a rotation of no text."""
+    with PIL's default font at font_size unless put in models/fonts. The picture is drawn once and
+    turned for each frame (the pack draws the same picture each frame), and lines wholly off the
+    canvas are not drawn (they show nothing). Refused: a colour PIL does not know, a rotation over
+    one frame (the pack divides by 0), a rotation of no text, and a line on the canvas too large for
+    Pillow to draw (named font_size; the pack fails there)."""
     category = "KJNodes/text"
     invert: bool = Bool(False)
     frames: int = Int(1, min=1, max=4096, resource="batch")
@@ -833,21 +837,32 @@ class CreateTextMask(Node):
     outputs = {"IMAGE": IMAGE, "MASK": MASK}
     comfy = ComfyAlias(("CreateTextMask",))
 
-    def _frame(self, font, lines, rotation):
+    def _picture(self, font, lines):
+        """The unrotated text picture (the pack draws the same one for every frame) and the centre
+        a rotation turns about: the last line's. A line whose ink box lies wholly outside the
+        canvas is measured, not drawn (it draws nothing there; the rotation only turns what is
+        inside)."""
         from PIL import Image, ImageDraw
         picture = Image.new("RGB", (self.width, self.height), "black")
         draw = ImageDraw.Draw(picture)
-        top = self.text_y
-        for line in lines:
+        top, center = self.text_y, None
+        for i, line in enumerate(lines):
             center = (self.text_x + font.getlength(line) / 2, top + self.font_size / 2)
             try:  # ligatures off, as the pack asks where Pillow can (with raqm)
-                draw.text((self.text_x, top), line, font=font, fill=self.font_color, features=["-liga"])
+                features, box = ["-liga"], font.getbbox(line, features=["-liga"])
             except (KeyError, ValueError, OSError):
-                draw.text((self.text_x, top), line, font=font, fill=self.font_color)
+                features, box = None, font.getbbox(line)
+            left, upper, right, lower = box[0] + self.text_x, box[1] + top, box[2] + self.text_x, box[3] + top
+            if right > 0 and lower > 0 and left < self.width and upper < self.height:
+                try:
+                    draw.text((self.text_x, top), line, font=font, fill=self.font_color, features=features)
+                except Image.DecompressionBombError:  # Pillow will not draw the line's bitmap
+                    raise NodeInputError("font_size", f"line {i + 1} of the text ({len(line)} characters) at "
+                                                      f"font_size {self.font_size} is {box[2] - box[0]}x"
+                                                      f"{box[3] - box[1]} pixels, more than Pillow draws: expected "
+                                                      "a smaller font_size or shorter words in text") from None
             top += self.font_size
-        if rotation is not None:
-            picture = picture.rotate(rotation, center=center)
-        return picture
+        return picture, center
 
     def run(self):
         import numpy as np
@@ -865,15 +880,25 @@ class CreateTextMask(Node):
         lines = wrapped_lines(self.text, font, self.width - 2 * self.text_x)
         if turning and not lines:
             raise NodeInputError("text", "empty: a rotation turns about the last line, and there is none")
-        rotations = [None] * self.frames
-        if turning:  # added up frame by frame, as the pack does (its floats, to the last bit)
-            step, rotations[0] = (self.end_rotation - self.start_rotation) / (self.frames - 1), self.start_rotation
-            for i in range(1, self.frames):
-                rotations[i] = rotations[i - 1] + step
-        pictures = [np.asarray(self._frame(font, lines, rotation)) for rotation in rotations]
-        images = torch.from_numpy(np.stack(pictures).astype(np.float32) / 255.0)
-        masks = images[..., 0].clone()
-        return (1.0 - images, 1.0 - masks) if self.invert else (images, masks)
+        picture, center = self._picture(font, lines)
+        images = torch.empty(self.frames, self.height, self.width, 3)
+        masks = torch.empty(self.frames, self.height, self.width)
+        rotation = self.start_rotation
+        step = (self.end_rotation - self.start_rotation) / (self.frames - 1) if turning else 0
+        for i in range(self.frames):
+            progress(i, self.frames)
+            if turning or i == 0:  # the pack's float32 / 255, written into the batch
+                frame = picture.rotate(rotation, center=center) if turning else picture
+                np.divide(np.asarray(frame), np.float32(255.0), out=images[i].numpy(), dtype=np.float32)
+                rotation += step  # added up frame by frame, as the pack does (its floats, to the last bit)
+            else:  # unturned frames are all the first
+                images[i] = images[0]
+            masks[i] = images[i, ..., 0]
+        progress(self.frames, self.frames)
+        if self.invert:  # 1 - x in place: -x + 1 is the same float
+            images.neg_().add_(1.0)
+            masks.neg_().add_(1.0)
+        return images, masks
 
 
 class MaskOrImageToWeight(Node):

@@ -643,6 +643,34 @@ def test_create_text_mask_draws_wraps_and_turns(registry):
     assert torch.equal(same_angles[0][0], same_angles[0][1])  # equal rotations turn nothing, as the pack
 
 
+def test_create_text_mask_draws_only_what_shows_and_once_for_all_frames(registry, monkeypatch):
+    """Lines below the canvas are not drawn, and the picture is drawn once and turned per frame:
+    the frames are still the pack's (drawn whole each frame), also when the rotation's centre (the
+    last line's) lies below the canvas."""
+    from PIL import ImageDraw, ImageFont
+    drawn = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *a, **k: (
+        drawn.append(text), draw_text(self, xy, text, *a, **k))[1])
+    font, text = ImageFont.load_default(size=20), " ".join(["WW", "fig"] * 100)
+    images, masks = call(registry, "CreateTextMask", frames=3, text=text, font_size=20, width=64, height=64, text_x=2,
+                         text_y=3, start_rotation=20, end_rotation=-40, invert=True)
+    visible = len(drawn)
+    assert 1 <= visible <= math.ceil(64 / 20)  # of some hundreds of lines, once for the 3 frames
+    drawn.clear()
+    for i, angle in enumerate((20, -10.0, -40.0)):
+        frame = pack_text_frame(text, font, 2, 3, 20, "white", 64, 64, rotation=angle)
+        assert torch.equal(images[i], 1 - frame) and torch.equal(masks[i], 1 - frame[..., 0])
+    assert len(drawn) % 3 == 0 and len(drawn) // 3 >= 200  # the pack's way: every line, every frame
+    drawn.clear()
+    images, masks = call(registry, "CreateTextMask", frames=8, text=" ".join(["WW"] * 200), font_size=1024,
+                         width=64, height=64)
+    assert drawn == [] and images.shape == (8, 64, 64, 3) and images.sum() == 0 and masks.sum() == 0
+    unturned = call(registry, "CreateTextMask", frames=3, text="fig", font_size=20, width=64, height=32)[0]
+    assert len(drawn) == 1 and torch.equal(unturned[0], pack_text_frame("fig", font, 0, 0, 20, "white", 64, 32))
+    assert torch.equal(unturned[1], unturned[0]) and torch.equal(unturned[2], unturned[0])
+
+
 def test_create_text_mask_uses_a_font_in_models_fonts(registry, tmp_folders):
     """A font file in models/fonts is drawn with (Pillow's own Aileron, written under the pack's
     font name, and a name of its own, listed as a choice too)."""
@@ -662,7 +690,9 @@ def test_create_text_mask_uses_a_font_in_models_fonts(registry, tmp_folders):
 
 def test_create_text_mask_errors_and_size_estimate(registry):
     for inputs, name in (({"font_color": "not-a-colour"}, "font_color"), ({"frames": 1, "end_rotation": 20}, "frames"),
-                         ({"text": "  ", "frames": 2, "end_rotation": 20}, "text")):
+                         ({"text": "  ", "frames": 2, "end_rotation": 20}, "text"),
+                         # a word Pillow will not draw (its bitmap is over Pillow's limit), on the canvas
+                         ({"text": "W" * 200, "font_size": 1500, "width": 16, "height": 2000}, "font_size")):
         with pytest.raises(NodeInputError) as caught:
             call(registry, "CreateTextMask", **inputs)
         assert caught.value.input == name
