@@ -608,7 +608,8 @@ def widget_text(value, decimals: int) -> str:
 class WidgetToString(Node):
     """The value of another node's widget in the running workflow, as text, as KJNodes' Widget To
     String gives it. The node is the one titled node_title when that is set (titles set in the
-    editor), else the one with this id when id is not 0, else the node linked to any_input.
+    editor), else the one with this id when id is not 0 (in a subgraph, the subgraph's own node of
+    that id first, then the top level's, as the pack looks), else the node linked to any_input.
     widget_name names the input (several, comma-separated, give "name: value" pairs); return_all
     gives all the node's inputs as "name: value" pairs, its links last (ComfyUI's prompt lists
     socket inputs after the widgets; a widget fed by a link goes there too here). Floats are
@@ -642,10 +643,13 @@ class WidgetToString(Node):
             if not found or found[0] not in nodes:
                 raise NodeInputError("node_title", f"no node titled {node_title!r} in the workflow")
             return found[0]
-        if id != 0:
-            if str(id) not in nodes:
-                raise NodeInputError("id", f"no node {id} in the workflow")
-            return str(id)
+        if id != 0:  # inside a subgraph, its own node of that id first, as the pack's prompt key
+            prefix = str(own_id).rpartition(":")[0]
+            for key in ([f"{prefix}:{id}"] if prefix else []) + [str(id)]:
+                if key in nodes:
+                    return key
+            raise NodeInputError("id", f"no node {id} in the workflow" + (f" (nor {prefix}:{id} in this node's "
+                                                                            "subgraph)" if prefix else ""))
         link = (nodes.get(str(own_id), {}).get("inputs") or {}).get("any_input")
         if not (isinstance(link, list) and len(link) == 2 and str(link[0]) in nodes):
             raise NodeInputError("any_input", "no node to read: expected an id, a node_title, or a node linked "

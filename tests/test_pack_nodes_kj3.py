@@ -533,6 +533,27 @@ def test_widget_to_string_from_an_api_prompt_with_titles(registry):
     assert again["3"]["_meta"] == {"title": "Size"}
 
 
+def test_widget_to_string_by_id_inside_a_subgraph_reads_the_subgraphs_node_first(registry):
+    """Inside a subgraph, id names the subgraph's own node before the top level's (the pack's
+    prompt key "<subgraph node>:<id>" first), and falls back to the top level's."""
+    import json
+    from pathlib import Path
+    saved = json.loads((Path(__file__).parent / "comfyui" / "txt2img_subgraph_ui.json").read_text())
+    saved["nodes"].append(ui_node(1, "EmptyLatentImage", [32, 48, 1], outputs=[("LATENT", "LATENT", [])]))
+    inner = saved["definitions"]["subgraphs"][0]["nodes"]
+    for node_id, widgets in ((20, [1, "text", False, "", 2]), (21, [5, "width", False, "", 2]),
+                             (22, [12, "width", False, "", 2])):
+        inner.append(ui_node(node_id, "WidgetToString", widgets, inputs=[("any_input", "*", None, False)],
+                             outputs=[("STRING", "STRING", [])]))
+    workflow = parse_workflow(saved, registry)
+    result = Executor(registry).run(workflow, outputs=["6:20", "6:21"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["6:20"][0] == "a red circle on a white background"  # not top-level node 1's
+    assert result.values["6:21"][0] == "64"  # no node 5 in the subgraph: the top level's
+    error = Executor(registry).run(workflow, outputs=["6:22"]).error
+    assert error["node_id"] == "6:22" and error["input"] == "id" and "6:12" in error["message"]
+
+
 # -- masks ------------------------------------------------------------------------------------------
 
 
