@@ -27,6 +27,7 @@ from numbers import Integral, Real
 from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, folders, progress, \
     repeated
+from graphflow.workflow import literal
 from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, preview
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_essentials_misc import font_choices
@@ -601,7 +602,9 @@ def node_titles(workflow: dict) -> dict[str, str]:
 
 
 def widget_text(value, decimals: int) -> str:
-    """A widget value as the pack writes it: a float with `decimals` places, else str()."""
+    """A widget value as the pack writes it: a float with `decimals` places, else str() (a list as
+    Python writes it, not as the workflow wraps it)."""
+    value = literal(value)
     return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
 

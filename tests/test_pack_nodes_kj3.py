@@ -554,6 +554,18 @@ def test_widget_to_string_by_id_inside_a_subgraph_reads_the_subgraphs_node_first
     assert error["node_id"] == "6:22" and error["input"] == "id" and "6:12" in error["message"]
 
 
+def test_widget_to_string_writes_a_list_as_python_does(registry):
+    """A literal list is held wrapped ({"__value__": [...]}) in the workflow; the pack's str() of
+    the prompt's value writes the list itself."""
+    graph = {"nodes": {"1": {"type": "FloatToMask", "inputs": {"input_values": {"__value__": [0.25, 0.5]},
+                                                               "width": 2, "height": 2}},
+                       "2": {"type": "WidgetToString", "inputs": {"id": 1, "widget_name": "input_values"}},
+                       "3": {"type": "WidgetToString", "inputs": {"id": 1, "return_all": True}}}}
+    _, values = run(registry, graph, ["2", "3"])
+    assert values["2"][0] == str([0.25, 0.5])
+    assert values["3"][0] == f"input_values: {[0.25, 0.5]}, width: 2, height: 2"
+
+
 # -- masks ------------------------------------------------------------------------------------------
 
 
