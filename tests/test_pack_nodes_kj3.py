@@ -389,6 +389,45 @@ def test_batch_uncrop_advanced_blends_the_border_and_refuses_bad_input(registry)
         assert caught.value.input == name, change
 
 
+def pack_uncrop_advanced(image, crop, region, blending):
+    """The pack's square-mask paste with PIL, one image: its tensor2pil pictures (squeezed: one
+    channel is an 'L' picture), the crop resized to the region, a white block with a black
+    outline round(ratio / 2) wide, box- then Gaussian-blurred by ratio / 4, alpha-composited."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    def picture(pixels):
+        return Image.fromarray(numpy.clip(255.0 * pixels.numpy().squeeze(), 0, 255).astype(numpy.uint8))
+
+    base = picture(image)
+    x0, y0, x1, y1 = region
+    patch = picture(crop).resize((x1 - x0, y1 - y0)).convert("RGB")
+    ratio = max(patch.size) / 2 * blending
+    block = Image.new("L", patch.size, 255)
+    ImageDraw.Draw(block).rectangle((0, 0, patch.size[0] - 1, patch.size[1] - 1), outline=0, width=round(ratio / 2))
+    alpha = Image.new("L", base.size, 0)
+    alpha.paste(block, region)
+    alpha = alpha.filter(ImageFilter.BoxBlur(radius=ratio / 4)).filter(ImageFilter.GaussianBlur(radius=ratio / 4))
+    blend = base.convert("RGBA")
+    blend.paste(patch, region)
+    blend.putalpha(alpha)
+    merged = Image.alpha_composite(base.convert("RGBA"), blend).convert("RGB")
+    return torch.from_numpy(numpy.asarray(merged).astype(numpy.float32) / 255)
+
+
+@pytest.mark.parametrize("blending", [0.1, 0.25, 0.6, 1.0])
+def test_batch_uncrop_advanced_border_blending_is_the_packs(registry, blending):
+    g = torch.Generator().manual_seed(9)
+    images = eight_bit(torch.rand(2, 60, 70, 3, generator=g))
+    crops = eight_bit(torch.rand(2, 24, 30, 3, generator=g))
+    boxes = [(8, 6, 30, 24), (50, 40, 30, 24)]  # the second is cut at the edges (20 x 20)
+    ones = torch.ones(2, 24, 30)
+    out = call(registry, "BatchUncropAdvanced", original_images=images, cropped_images=crops, cropped_masks=ones,
+               combined_crop_mask=ones, bboxes=boxes, border_blending=blending)
+    for i, (x, y, w, h) in enumerate(boxes):
+        region = (x, y, x + min(70 - x, w), y + min(60 - y, h))
+        assert torch.equal(out[i], pack_uncrop_advanced(images[i], crops[i], region, blending))
+
+
 def test_batch_crop_and_uncrop_advanced_from_the_packs_ui_save(registry):
     nodes = [ui_node(1, "EmptyImage", [48, 40, 2, 0x204060], outputs=[("IMAGE", "IMAGE", [1, 3])]),
              ui_node(2, "CreateShapeMask", ["circle", 2, 20, 18, 2, 48, 40, 12, 10],
