@@ -45,6 +45,13 @@ def _masks(mask, name: str):
     return mask[None] if mask.ndim == 2 else mask
 
 
+def _filled(batch, name: str, what: str = "images"):
+    """The batch, refused naming the input when it holds none (the pack fails there)."""
+    if batch.shape[0] == 0:
+        raise NodeInputError(name, f"an empty batch (0 {what}): expected at least one")
+    return batch
+
+
 # -- crop and uncrop by mask (nodes/image_nodes.py) ----------------------------------------------
 
 
@@ -52,8 +59,9 @@ class ImageCropByMask(Node):
     """Crop each image to its mask's box, as KJNodes' Image Crop By Mask does: the mask is rounded
     (0.5 and up is in), and image i takes mask i's box (the last mask's when there are fewer), from
     its first to its last marked row and column, both included. The crops must come out the same
-    size, as the pack stacks them; an empty mask, or boxes of different sizes, are refused naming
-    mask (the pack fails there)."""
+    size, as the pack stacks them; an empty mask, boxes of different sizes, or a box outside the
+    image (a larger mask's; the pack gives a 0x0 image) are refused naming mask (the pack fails
+    there), and so is an empty batch of images or masks."""
     category = "KJNodes/image"
     image: IMAGE
     mask: MASK
@@ -62,7 +70,8 @@ class ImageCropByMask(Node):
 
     def run(self):
         import torch
-        images, masks = _image(self.image, "image"), _masks(self.mask, "mask").round()
+        images, masks = _filled(_image(self.image, "image"), "image"), _masks(self.mask, "mask").round()
+        _filled(masks, "mask", "masks")
         crops = []
         for b in range(images.shape[0]):
             marked = masks[min(b, masks.shape[0] - 1)] > 0
@@ -71,6 +80,10 @@ class ImageCropByMask(Node):
                 raise NodeInputError("mask", f"the mask for image {b} is empty (under 0.5 everywhere): expected "
                                              "a mask marking what to crop")
             crop = images[b:b + 1, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            if crop.shape[1] == 0 or crop.shape[2] == 0:  # the pack gives a 0x0 image there
+                raise NodeInputError("mask", f"the mask for image {b} marks columns {int(cols[0])}-{int(cols[-1])}, "
+                                             f"rows {int(rows[0])}-{int(rows[-1])}, outside the {images.shape[2]}x"
+                                             f"{images.shape[1]} image: expected a box inside it")
             if crops and crop.shape != crops[0].shape:
                 raise NodeInputError("mask", f"image {b}'s box is {crop.shape[2]}x{crop.shape[1]}, image 0's "
                                              f"{crops[0].shape[2]}x{crops[0].shape[1]}: expected boxes of one size "
@@ -118,7 +131,7 @@ class ImageCropByMaskAndResize(Node):
     to base_resolution on its longer side by the widest box's aspect, both sides rounded up to
     multiples of 16. Gives the crops, their masks and each crop's box as (x0, y0, x1, y1), which
     Image Uncrop By Mask pastes back. Refused: an empty mask with min_crop_resolution 0 (a box with
-    no size), fewer masks than images, and base_resolution 0. The resized crops (at most
+    no size), no images, fewer masks than images, and base_resolution 0. The resized crops (at most
     base_resolution square, rounded up to 16) are checked before the run."""
     category = "KJNodes/image"
     image: IMAGE
@@ -139,7 +152,7 @@ class ImageCropByMaskAndResize(Node):
 
     def run(self):
         import torch
-        images, masks = _image(self.image, "image"), _masks(self.mask, "mask").round()
+        images, masks = _filled(_image(self.image, "image"), "image"), _masks(self.mask, "mask").round()
         if masks.shape[0] < images.shape[0]:
             raise NodeInputError("mask", f"{masks.shape[0]} masks for {images.shape[0]} images: expected one per image")
         boxes = [mask_box(masks[i], self.padding, self.min_crop_resolution, self.max_crop_resolution)
@@ -184,9 +197,9 @@ class ImageUncropByMask(Node):
     mask, as KJNodes' Image Uncrop By Mask does (with Image Crop By Mask And Resize's outputs):
     source i is resized (Lanczos) and mask i (bilinear) to the box, and the result is destination i
     x (1 - mask) + source x mask there; a box running past the destination's edges is cut there.
-    One image per source; fewer destinations, masks or boxes than sources, or a source with other
-    channels than the destination, are refused (the pack fails there); each resized source is
-    checked against the memory before it is made."""
+    One image per source; no sources, fewer destinations, masks or boxes than sources, or a source
+    with other channels than the destination, are refused (the pack fails there); each resized
+    source is checked against the memory before it is made."""
     category = "KJNodes/image"
     destination: IMAGE
     source: IMAGE
@@ -200,7 +213,7 @@ class ImageUncropByMask(Node):
         import torch.nn.functional as F
         dest, source, masks = _image(self.destination, "destination"), _image(self.source, "source"), \
             _masks(self.mask, "mask")
-        count = source.shape[0]
+        count = _filled(source, "source").shape[0]
         for name, have in (("destination", dest.shape[0]), ("mask", masks.shape[0]),
                            ("bbox", len(self.bbox) if isinstance(self.bbox, (list, tuple)) else 0)):
             if have < count:
@@ -275,7 +288,8 @@ class BatchCropFromMaskAdvanced(Node):
     preserve_aspect_ratio, at most the image's shorter side), centred on it. Gives the images, the
     crops, their masks, the union crops and their masks, the boxes (x, y, width, height), the
     union box (a list of one) and the output width and height. As the pack, an image without a
-    mask (more images than masks) is left out; masks of another size than the images are refused."""
+    mask (more images than masks) is left out; masks of another size than the images, and no images
+    or no masks, are refused."""
     category = "KJNodes/masking"
     original_images: IMAGE
     masks: MASK
@@ -340,7 +354,8 @@ class BatchCropFromMaskAdvanced(Node):
     def run(self):
         import torch
         import torch.nn.functional as F
-        images, masks = _image(self.original_images, "original_images"), _masks(self.masks, "masks")
+        images = _filled(_image(self.original_images, "original_images"), "original_images")
+        masks = _filled(_masks(self.masks, "masks"), "masks", "masks")
         if masks.shape[-2:] != images.shape[1:3]:
             raise NodeInputError("masks", f"expected masks of the images' size {tuple(images.shape[1:3])} (height, "
                                           f"width), got {tuple(masks.shape[-2:])}")
@@ -415,9 +430,11 @@ class BatchUncropAdvanced(Node):
     about its centre and moved inside the image; the crop is resized to it (PIL's default filter).
     The paste is blended by a mask: with use_square_mask a white block with a black outline
     (crop's longer side / 2 x border_blending) / 2 pixels wide, else the crop's mask resized to the
-    block; box- then Gaussian-blurred by a quarter of that blend width. Extra boxes are dropped;
-    fewer boxes, crops or masks than images, use_combined_mask without a combined_bounding_box, or a
-    box not of 4 numbers, are refused."""
+    block; box- then Gaussian-blurred by a quarter of that blend width. One-channel images are grey
+    pictures, as the pack's tensor2pil makes them; the result is RGB. Extra boxes are dropped; no
+    images, fewer boxes, crops or masks than images, use_combined_mask without a
+    combined_bounding_box, a box not of 4 numbers, or images of 2 channels (no picture), are
+    refused."""
     category = "KJNodes/masking"
     original_images: IMAGE
     cropped_images: IMAGE
@@ -450,7 +467,11 @@ class BatchUncropAdvanced(Node):
         import numpy as np
         import torch
         from PIL import Image, ImageFilter
-        images, crops = _image(self.original_images, "original_images"), _image(self.cropped_images, "cropped_images")
+        images = _filled(_image(self.original_images, "original_images"), "original_images")
+        crops = _image(self.cropped_images, "cropped_images")
+        for name, batch in (("original_images", images), ("cropped_images", crops)):
+            if batch.shape[-1] not in (1, 3, 4):  # what the pack's tensor2pil makes a picture of
+                raise NodeInputError(name, f"{batch.shape[-1]} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)")
         if len(images) != len(crops):
             raise NodeInputError("cropped_images", f"expected as many crops as original_images ({len(images)}), "
                                                    f"got {len(crops)}")
@@ -1078,7 +1099,8 @@ class ImageAndMaskPreview(Node):
     alpha scales the mask) at mask_opacity, composited over the image (the mask's picture resized
     to the image's size, as ComfyUI's composite; an RGBA image gives the colour an alpha of 1).
     With pass_through the result is given on composite and not shown; without, it is shown, and
-    given too (the pack then gives nothing there). Neither input connected is refused."""
+    given too (the pack then gives nothing there). Neither input connected, or an empty batch, is
+    refused."""
     category = "KJNodes/masking"
     output_node = True
     mask_opacity: float = Float(1.0, min=0.0, max=1.0, step=0.01)
@@ -1104,6 +1126,9 @@ class ImageAndMaskPreview(Node):
     def run(self):
         if self.image is None and self.mask is None:
             raise NodeInputError("image", "neither image nor mask is connected: expected one or both to preview")
+        for name, batch in (("image", self.image), ("mask", self.mask)):
+            if batch is not None:
+                _filled(_image(batch, name) if name == "image" else _masks(batch, name), name, name + "s")
         if self.image is None:
             shown = _masks(self.mask, "mask")[..., None].expand(-1, -1, -1, 3)
         elif self.mask is None:

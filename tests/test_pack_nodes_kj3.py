@@ -88,6 +88,11 @@ def test_image_crop_by_mask_errors(registry):
     with pytest.raises(NodeInputError, match="one size") as caught:
         call(registry, "ImageCropByMask", image=images, mask=masks)
     assert caught.value.input == "mask"
+    beyond = torch.zeros(1, 64, 64)
+    beyond[0, 40:50, 40:50] = 1  # a larger mask whose box lies outside the 30x20 image: the pack gives a 0x0 image
+    with pytest.raises(NodeInputError, match="outside") as caught:
+        call(registry, "ImageCropByMask", image=images, mask=beyond)
+    assert caught.value.input == "mask"
 
 
 # -- ImageCropByMaskAndResize / ImageUncropByMask ---------------------------------------------------
@@ -426,6 +431,44 @@ def test_batch_uncrop_advanced_border_blending_is_the_packs(registry, blending):
     for i, (x, y, w, h) in enumerate(boxes):
         region = (x, y, x + min(70 - x, w), y + min(60 - y, h))
         assert torch.equal(out[i], pack_uncrop_advanced(images[i], crops[i], region, blending))
+
+
+def test_batch_uncrop_advanced_of_one_channel_images_is_the_packs(registry):
+    """One-channel images are grey pictures to the pack's tensor2pil; the result is RGB."""
+    g = torch.Generator().manual_seed(10)
+    images, crops = eight_bit(torch.rand(1, 30, 40, 1, generator=g)), eight_bit(torch.rand(1, 10, 12, 1, generator=g))
+    ones = torch.ones(1, 10, 12)
+    out = call(registry, "BatchUncropAdvanced", original_images=images, cropped_images=crops, cropped_masks=ones,
+               combined_crop_mask=ones, bboxes=[(5, 6, 12, 10)], border_blending=0.4)
+    assert out.shape == (1, 30, 40, 3)
+    assert torch.equal(out[0], pack_uncrop_advanced(images[0], crops[0], (5, 6, 17, 16), 0.4))
+    plain = call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=[(5, 6, 12, 10)],
+                 border_blending=0.0)  # round 2's Batch Uncrop reads them the same way
+    assert torch.equal(plain[0, 7:15, 6:16], crops[0, 1:9, 1:11].expand(-1, -1, 3))  # its edges: a 1-pixel blend
+    assert torch.equal(plain[0, :6], images[0, :6].expand(-1, -1, 3))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "BatchUncropAdvanced", original_images=images.repeat(1, 1, 1, 2), cropped_images=crops,
+             cropped_masks=ones, combined_crop_mask=ones, bboxes=[(5, 6, 12, 10)])
+    assert caught.value.input == "original_images"
+
+
+def test_crop_and_uncrop_nodes_refuse_empty_batches_by_name(registry):
+    image, none3, none2 = torch.rand(1, 32, 32, 3), torch.zeros(0, 32, 32, 3), torch.zeros(0, 32, 32)
+    ones = torch.ones(1, 32, 32)
+    for node, inputs, name in (
+            ("ImageCropByMask", {"image": image, "mask": none2}, "mask"),
+            ("ImageCropByMask", {"image": none3, "mask": ones}, "image"),
+            ("ImageCropByMaskAndResize", {"image": none3, "mask": ones}, "image"),
+            ("BatchCropFromMaskAdvanced", {"original_images": image, "masks": none2}, "masks"),
+            ("BatchCropFromMaskAdvanced", {"original_images": none3, "masks": ones}, "original_images"),
+            ("ImageUncropByMask", {"destination": image, "source": none3, "mask": ones, "bbox": []}, "source"),
+            ("BatchUncropAdvanced", {"original_images": none3, "cropped_images": none3, "cropped_masks": ones,
+                                     "combined_crop_mask": ones, "bboxes": []}, "original_images"),
+            ("ImageAndMaskPreview", {"image": image, "mask": none2, "pass_through": True}, "mask"),
+            ("ImageAndMaskPreview", {"image": none3, "mask": ones, "pass_through": True}, "image")):
+        with pytest.raises(NodeInputError, match="empty batch") as caught:
+            call(registry, node, **inputs)
+        assert caught.value.input == name, (node, inputs)
 
 
 def test_batch_crop_and_uncrop_advanced_from_the_packs_ui_save(registry):
