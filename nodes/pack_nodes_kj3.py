@@ -136,7 +136,7 @@ class ImageCropByMaskAndResize(Node):
     category = "KJNodes/image"
     image: IMAGE
     mask: MASK
-    base_resolution: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    base_resolution: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="width")  # names it in a refusal
     padding: int = Int(0, min=0, max=MAX_SIZE)
     min_crop_resolution: int = Int(128, min=0, max=MAX_SIZE, step=8)
     max_crop_resolution: int = Int(512, min=0, max=MAX_SIZE, step=8)
@@ -765,7 +765,7 @@ class OffsetMask(Node):
     x: int = Int(0, min=-4096, max=MAX_SIZE)
     y: int = Int(0, min=-4096, max=MAX_SIZE)
     angle: int = Int(0, min=-360, max=360)
-    duplication_factor: int = Int(1, min=1, max=1000)
+    duplication_factor: int = Int(1, min=1, max=1000, resource="batch")  # names it in a refusal
     roll: bool = Bool(False)
     incremental: bool = Bool(False)
     padding_mode: str = Choice(("empty", "border", "reflection"), "empty")

@@ -175,6 +175,28 @@ def test_image_crop_by_mask_and_resize_errors(registry):
     assert refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048)) == set()
 
 
+def test_size_refusals_name_the_input_that_sets_the_size(registry):
+    """Over the policy, ImageCropByMaskAndResize's crops are named by base_resolution (typed in or
+    linked) and OffsetMask's batch by duplication_factor, not by the mask."""
+    from graphflow.validation import validate
+    picture = {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    solid = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
+    for base in (8192, ["4", 0]):
+        graph = {"1": picture, "2": solid, "4": {"type": "IntValue", "inputs": {"value": 8192}},
+                 "3": {"type": "ImageCropByMaskAndResize", "inputs": {"image": ["1", 0], "mask": ["2", 0],
+                                                                      "base_resolution": base}}}
+        executor = Executor(registry, limits=RunLimits(max_pixels=2048 * 2048))
+        result = executor.run(parse_workflow({"nodes": graph}, registry), outputs=["3"])
+        # typed in, validation refuses it; linked, the run does before the node starts
+        where = [(p.node_id, p.input) for p in result.problems] or [(result.error["node_id"], result.error["input"])]
+        assert not result.ok and where == [("3", "base_resolution")], (result.problems, result.error)
+    graph = {"1": solid, "2": {"type": "OffsetMask", "inputs": {"mask": ["1", 0], "duplication_factor": 1000}},
+             "3": {"type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+             "4": {"type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
+    assert [(p.node_id, p.input) for p in problems] == [("2", "duplication_factor")]
+
+
 def test_image_uncrop_by_mask_blends_the_resized_source_into_its_box(registry):
     g = torch.Generator().manual_seed(3)
     dest = eight_bit(torch.rand(2, 30, 40, 3, generator=g))
