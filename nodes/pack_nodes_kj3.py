@@ -570,7 +570,8 @@ class JoinStringMulti(Node):
     """string_1 ... string_<inputcount> joined by the delimiter, or given as a list of them with
     return_list, as KJNodes' Join String Multi does: an input left unconnected or empty is skipped
     (string_1 always comes first, even empty). Up to 20 inputs here (the pack allows 1000: an
-    inputcount above 20 reads the 20)."""
+    inputcount above 20 reads the 20, and a save that connects or sets string_21 or later is
+    refused naming that input and the cap)."""
     category = "KJNodes/text"
     inputcount: int = Int(2, min=2, max=1000)
     string_1: STRING
@@ -597,10 +598,20 @@ class JoinStringMulti(Node):
     string_20: STRING = None
     outputs = {"string": STRING}
     comfy = ComfyAlias(("JoinStringMulti",), force_input=("string_1", "string_2"))
+    MOST = 20  # string inputs built here
+
+    @classmethod
+    def unknown_input(cls, name):
+        number = name.removeprefix("string_")
+        if number.isdigit() and int(number) > cls.MOST:
+            return (f"graphflow's Join String Multi has {cls.MOST} string inputs (string_1 ... string_{cls.MOST}); "
+                    f"the pack's inputcount can add more: expected {name}'s text joined into one of the {cls.MOST} "
+                    "(an earlier Join String Multi, say)")
+        return None
 
     def run(self):
         named = [("string_1", self.string_1)]
-        for i in range(2, min(self.inputcount, 20) + 1):
+        for i in range(2, min(self.inputcount, self.MOST) + 1):
             if value := getattr(self, f"string_{i}"):
                 named.append((f"string_{i}", value))
         if self.return_list:

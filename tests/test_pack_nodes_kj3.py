@@ -550,6 +550,30 @@ def test_join_string_multi(registry):
     assert caught.value.input == "string_2"
 
 
+def test_join_string_multi_beyond_its_20_inputs_is_refused_naming_the_input_and_the_cap(registry):
+    """The pack grows string_21 and on with inputcount; ours has 20: a UI save linking string_22,
+    or an API prompt giving string_25, is refused naming that input and the cap. Other unknown
+    inputs keep the generic message."""
+    from graphflow.validation import validate
+    nodes = [ui_node(1, "StringConstant", ["A"], outputs=[("STRING", "STRING", [1, 2])])]
+    inputs = [("string_1", "STRING", 1, False)] + [(f"string_{i}", "STRING", None, False) for i in range(2, 22)]
+    nodes.append(ui_node(2, "JoinStringMulti", [22, "-", False], inputs=inputs + [("string_22", "STRING", 2, False)],
+                         outputs=[("string", "STRING", [])]))
+    saved = ui_graph(nodes, [[1, 1, 0, 2, 0, "STRING"], [2, 1, 0, 2, 21, "STRING"]])
+    prompt = {"1": {"class_type": "StringConstant", "inputs": {"string": "A"}},
+              "2": {"class_type": "JoinStringMulti", "inputs": {"inputcount": 25, "string_1": ["1", 0], "delimiter": "-",
+                                                                "return_list": False, "string_25": ["1", 0]}}}
+    for graph, name in ((saved, "string_22"), (prompt, "string_25")):
+        problems = validate(parse_workflow(graph, registry), registry, outputs=["2"])
+        assert [(p.node_id, p.input) for p in problems] == [("2", name)]
+        assert "has 20 string inputs" in problems[0].message and "unknown input" not in problems[0].message
+    prompt["2"]["inputs"] = {"inputcount": 2, "string_1": ["1", 0], "string_two": ["1", 0]}
+    prompt["3"] = {"class_type": "StringToFloatList", "inputs": {"string": "1", "string_25": "x"}}
+    problems = validate(parse_workflow(prompt, registry), registry, outputs=["2", "3"])
+    assert sorted((p.node_id, p.input) for p in problems) == [("2", "string_two"), ("3", "string_25")]
+    assert all(p.message.startswith("unknown input; this node's inputs are: ") for p in problems)
+
+
 def test_values_from_the_packs_ui_save_and_api_prompt(registry):
     nodes = [ui_node(1, "StringToFloatList", ["14.6, 7.0, 3.1, 0.0"], outputs=[("FLOAT", "FLOAT", [1])]),
              ui_node(2, "FloatToSigmas", [], inputs=[("float_list", "FLOAT", 1, False)],
