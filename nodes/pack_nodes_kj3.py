@@ -25,13 +25,12 @@ import math
 from numbers import Integral, Real
 
 from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
-    Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, folders, progress, \
-    repeated
+    Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, progress, repeated
 from graphflow.workflow import literal
 from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, preview
 from nodes.pack_nodes import _core
-from nodes.pack_nodes_essentials_misc import font_choices
-from nodes.pack_nodes_kj import _mask_to
+from nodes.pack_nodes_essentials_misc import font_choices, font_file
+from nodes.pack_nodes_kj import _mask_to, kj_color
 from nodes.pack_nodes_kj_more import BBOX, mask_pixels, to_pil
 
 COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
@@ -818,14 +817,11 @@ def text_mask_fonts() -> list[str]:
 
 
 def _text_font(name: str, size: int):
-    """The font file from models/fonts at `size`, else (one of the pack's fonts, not here) PIL's
-    default font at that size."""
+    """The font file from models/fonts at `size` (Pillow's default layout, as the pack's
+    truetype()), else (one of the pack's fonts, not here) PIL's default font at that size."""
     from PIL import ImageFont
     if name in font_choices():
-        try:
-            return ImageFont.truetype(str(folders.find_model("fonts", name, inside=True)), size)
-        except (FileNotFoundError, ValueError, OSError) as e:
-            raise NodeInputError("font", str(e)) from None
+        return font_file(name, size, basic_layout=False)
     return ImageFont.load_default(size=size)
 
 
@@ -1078,32 +1074,6 @@ class ImageGridComposite3x3(Node):
         return grid_of([[(name, getattr(self, name)) for name in row] for row in self.ROWS])
 
 
-def pack_color(text: str, name: str) -> list[int]:
-    """KJNodes' string_to_color: "r, g, b" or "r, g, b, a" (0-255; all within 0..1 read as
-    fractions of 255), "#rrggbb" / "#rrggbbaa" (the # may be left out), a colour name, or one grey
-    value; each clipped to 0-255. What the pack reads as black with a warning is refused here."""
-    from PIL import ImageColor
-    bare = text.lstrip("#")
-    try:
-        if "," in text:
-            values = [float(part.strip()) for part in text.split(",")]
-            color = [int(v * 255) for v in values] if all(0 <= v <= 1 for v in values) else [int(v) for v in values]
-        elif text.startswith("#") or (bare.isalnum() and not bare.replace(".", "", 1).isdigit()):
-            if len(bare) in (6, 8) and all(c in "0123456789ABCDEFabcdef" for c in bare):
-                color = [int(bare[i:i + 2], 16) for i in range(0, len(bare), 2)]
-            else:
-                color = list(ImageColor.getrgb(text))
-        else:
-            value = float(text.strip())
-            color = [int(value * 255) if 0 <= value <= 1 else int(value)] * 3
-    except (ValueError, OverflowError):
-        color = []
-    if len(color) not in (3, 4):
-        raise NodeInputError(name, f"{text!r} is not a colour: expected \"r, g, b\" or \"r, g, b, a\" (0-255), "
-                                   "\"#rrggbb\" or a colour name")
-    return [min(max(v, 0), 255) for v in color]
-
-
 class ImageAndMaskPreview(Node):
     """Preview an image, a mask, or the mask laid over the image, as KJNodes' Image And Mask
     Preview does: the mask in mask_color ("r, g, b", "r, g, b, a", "#rrggbb[aa]" or a name; its
@@ -1125,7 +1095,7 @@ class ImageAndMaskPreview(Node):
     def _composite(self):
         import torch
         mask = _masks(self.mask, "mask")
-        color = pack_color(self.mask_color, "mask_color")
+        color = kj_color(self.mask_color, "mask_color")
         weight = mask * self.mask_opacity * (color[3] / 255.0 if len(color) == 4 else 1.0)
         picture = torch.tensor([c / 255 for c in color[:3]], dtype=mask.dtype).expand(*mask.shape, 3).clone()
         image = _image(self.image, "image")
