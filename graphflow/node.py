@@ -269,6 +269,13 @@ class Node:
         return None
 
     @classmethod
+    def unknown_input(cls, name: str) -> str | None:
+        """Why an input this node does not declare is refused, where the generic message
+        ("unknown input; this node's inputs are: ...") would mislead: a pack's node that grows
+        more numbered inputs than ours has, say. None (the default) keeps the generic message."""
+        return None
+
+    @classmethod
     def estimate(cls, widgets: dict, inputs: dict):
         """What a run of this node takes, for the check before a run starts: an Estimate
         (graphflow.resource_limits) of its outputs' pixel size and its working memory, from its

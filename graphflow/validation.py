@@ -204,7 +204,8 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
         spec = cls.input_specs.get(name)
         if spec is None:
             known = ", ".join(cls.input_specs) or "none"
-            problems.append(Problem(node_id, entry.type, name, f"unknown input; this node's inputs are: {known}"))
+            problems.append(Problem(node_id, entry.type, name,
+                                    cls.unknown_input(name) or f"unknown input; this node's inputs are: {known}"))
             continue
         if is_link(value):
             resolved = _check_link(node_id, entry.type, spec, value, workflow, registry, problems)

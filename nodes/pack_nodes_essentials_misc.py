@@ -595,13 +595,14 @@ def font_choices() -> list[str]:
     return folders.list_files_inside("fonts", (".ttf", ".otf"))
 
 
-def _font(name, size):
-    """A font file in models/fonts at `size`, with Pillow's basic layout (with raqm's, measuring
-    text of several lines, as the pack does, fails)."""
+def font_file(name, size, basic_layout: bool = True):
+    """A font file in models/fonts at `size`, errors naming font. With Pillow's basic layout by
+    default (with raqm's, measuring text of several lines, as essentials does, fails); else
+    Pillow's own choice (raqm where it is installed), as a pack's plain ImageFont.truetype()."""
     from PIL import ImageFont
     try:
         return ImageFont.truetype(str(folders.find_model("fonts", name, inside=True)), size,
-                                  layout_engine=ImageFont.Layout.BASIC)
+                                  layout_engine=ImageFont.Layout.BASIC if basic_layout else None)
     except (FileNotFoundError, ValueError, OSError, TypeError) as e:  # UnsafePathError is a ValueError
         raise NodeInputError("font", str(e)) from None
 
@@ -653,7 +654,7 @@ class DrawText(Node):
             return Estimate(Size(1, under.height, under.width))
         text, shadow = widgets.get("text"), widgets.get("shadow_distance", 0)
         try:
-            font = _font(widgets.get("font"), widgets.get("size"))
+            font = font_file(widgets.get("font"), widgets.get("size"))
             left, top, right, bottom = font.getbbox(text)
             lines = text.split("\n")
             width = max(font.getbbox(line)[2] for line in lines)
@@ -676,7 +677,7 @@ class DrawText(Node):
 
         for name in ("color", "shadow_color", "background_color"):
             _color(getattr(self, name), name)  # checked here; given to Pillow as written, as the pack does
-        font = _font(self.font, self.size)
+        font = font_file(self.font, self.size)
         lines = self.text.split("\n")
         text_width = max(font.getbbox(line)[2] for line in lines)
         left, top, right, bottom = font.getbbox(self.text)  # the size of the pack's getmask(text), not drawn

@@ -615,25 +615,39 @@ class ImageConcatMulti(Node):
 # -- resize and pad ---------------------------------------------------------------------------
 
 
-def kj_color(text: str, name: str) -> list[float]:
-    """A KJNodes colour widget: "r, g, b" (0-255; one number is a grey) or "#rrggbb", as 0..1."""
-    text = text.strip()
+def kj_color(text: str, name: str) -> list[int]:
+    """A KJNodes colour widget as the pack's string_to_color (utility/utility.py @2acdef17) reads it,
+    0-255: "r, g, b" or "r, g, b, a" (all within 0..1 read as fractions of 255), "#rrggbb" /
+    "#rrggbbaa" (the # may be left out), a colour name, or one grey value; each clipped to 0-255.
+    What the pack reads as black with a warning is refused here."""
+    from PIL import ImageColor
+    bare = text.lstrip("#")
     try:
-        if text.startswith("#") and len(text) == 7:
-            values = [int(text[i:i + 2], 16) for i in (1, 3, 5)]
+        if "," in text:
+            values = [float(part.strip()) for part in text.split(",")]
+            color = [int(v * 255) for v in values] if all(0 <= v <= 1 for v in values) else [int(v) for v in values]
+        elif text.startswith("#") or (bare.isalnum() and not bare.replace(".", "", 1).isdigit()):
+            if len(bare) in (6, 8) and all(c in "0123456789ABCDEFabcdef" for c in bare):
+                color = [int(bare[i:i + 2], 16) for i in range(0, len(bare), 2)]
+            else:
+                color = list(ImageColor.getrgb(text))
         else:
-            values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
-        raise NodeInputError(name, f"{text!r} is not a colour: expected \"r, g, b\" (0-255) or \"#rrggbb\"")
-    return [v / 255 for v in values * (3 if len(values) == 1 else 1)]
+            value = float(text.strip())
+            color = [int(value * 255) if 0 <= value <= 1 else int(value)] * 3
+    except (ValueError, OverflowError):
+        color = []
+    if len(color) not in (3, 4):
+        raise NodeInputError(name, f"{text!r} is not a colour: expected \"r, g, b\" or \"r, g, b, a\" (0-255), "
+                                   "\"#rrggbb\" or a colour name")
+    return [min(max(v, 0), 255) for v in color]
 
 
-def kj_pad(image, mask, left: int, right: int, top: int, bottom: int, mode: str, color: str):
-    """ImagePadKJ's padding of an image batch (and its mask): "color" fills with the colour, "edge"
-    each side with the mean colour of the image's edge row or column there (the left and right
-    sides over the corners), "edge_pixel" repeats the edge pixels outwards. A given mask (at the
+def kj_pad(image, mask, left: int, right: int, top: int, bottom: int, mode: str, color: str,
+           color_name: str = "color"):
+    """ImagePadKJ's padding of an image batch (and its mask): "color" fills with the colour (read
+    by kj_color; an alpha only on an image that has one), "edge" each side with the mean colour
+    of the image's edge row or column there (the left and right sides over the corners),
+    "edge_pixel" repeats the edge pixels outwards. A given mask (at the
     image's size) is padded by repeating its edges; without one the mask is 1 on the padding and
     0 on the image. (image, mask)."""
     import torch
@@ -644,8 +658,11 @@ def kj_pad(image, mask, left: int, right: int, top: int, bottom: int, mode: str,
     else:
         out = image.new_zeros(b, h + top + bottom, w + left + right, c)
         if mode == "color":
-            fill = torch.tensor(kj_color(color, "color"), dtype=image.dtype)
-            out[:] = torch.cat([fill, fill.new_ones(max(c - 3, 0))])[:c]
+            fill = [v / 255.0 for v in kj_color(color, color_name)]
+            if len(fill) > max(c, 3):  # the pack fails to fill 3 channels with 4 values
+                raise NodeInputError(color_name, f"{color!r} has an alpha, but the image has {c} channels: expected "
+                                                 "\"r, g, b\"")
+            out[:] = torch.tensor(fill + [1.0] * (c - len(fill)), dtype=image.dtype)[:c]
         else:  # edge: in the pack's order, so the left and right means cover the corners
             out[:, :top] = image[:, :1].mean(dim=2, keepdim=True)
             out[:, top + h:] = image[:, -1:].mean(dim=2, keepdim=True)
@@ -668,9 +685,11 @@ def _mask_to(mask, width: int, height: int, method: str, crop: bool = False):
 class ImagePadKJ(Node):
     """Pad images (and a mask), as KJNodes' Pad Image KJ does: by left, right, top and bottom, each
     plus extra_padding; or, with target_width and target_height connected, centred in that size
-    (the image first shrunk by extra_padding, lanczos). pad_mode "color" fills with color ("r, g,
-    b" 0-255), "edge" with each edge's mean colour, "edge_pixel" repeats the edge pixels;
-    "pillarbox_blur" is refused here. The mask is 1 on the padding, 0 on the image; a given mask is
+    (the image first shrunk by extra_padding, lanczos). pad_mode "color" fills with color, read as
+    the pack's ImagePadKJ (image_nodes.py @016f9c14) reads it: "r, g, b" (0-255, or all 0..1;
+    with an alpha ", a" for an RGBA image), "#rrggbb", a colour name or one grey value; "edge"
+    with each edge's mean colour, "edge_pixel" repeats the edge pixels; "pillarbox_blur" is
+    refused here. The mask is 1 on the padding, 0 on the image; a given mask is
     resized to the image (nearest-exact) and padded by repeating its edges."""
     category = "KJNodes/image"
     image: IMAGE
@@ -767,11 +786,11 @@ class ImageResizeKJv2(Node):
     width x height (a 0 side keeps the image's); "resize" to the largest size of the image's aspect
     inside it (a 0 side follows the other); "crop" cuts the image to width x height's aspect at
     crop_position first; "pad" / "pad_edge" / "pad_edge_pixel" resize as "resize" and then pad to
-    width x height, the image placed by crop_position, padding with pad_color ("r, g, b"), the edge
-    means or the edge pixels (as ImagePadKJ); "total_pixels" keeps the image's aspect with about
-    width x height pixels. The size is then cut down to multiples of divisible_by (a padded size
-    rounded up). "pillarbox_blur" and the nvidia_rtx_vsr method are refused here; device is
-    ignored. The mask output is the resized (and padded) mask; without one, 1 on the padding, or a
+    width x height, the image placed by crop_position, padding with pad_color (read as ImagePadKJ
+    reads its color), the edge means or the edge pixels (as ImagePadKJ); "total_pixels" keeps the
+    image's aspect with about width x height pixels. The size is then cut down to multiples of
+    divisible_by (a padded size rounded up). "pillarbox_blur" and the nvidia_rtx_vsr method are
+    refused here; device is ignored. The mask output is the resized (and padded) mask; without one, 1 on the padding, or a
     64x64 zero placeholder when nothing was padded, as the pack gives."""
     category = "KJNodes/image"
     image: IMAGE
@@ -824,7 +843,7 @@ class ImageResizeKJv2(Node):
         mask = None if mask is None else _mask_to(mask, width, height, self.upscale_method)
         if any(pads):
             mode = {"pad_edge": "edge", "pad_edge_pixel": "edge_pixel"}.get(self.keep_proportion, "color")
-            image, mask = kj_pad(image, mask, *pads, mode, self.pad_color)
+            image, mask = kj_pad(image, mask, *pads, mode, self.pad_color, "pad_color")
         if mask is None:
             mask = torch.zeros(64, 64)
         return image, image.shape[2], image.shape[1], mask

@@ -25,11 +25,12 @@ import math
 from numbers import Integral, Real
 
 from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
-    Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, folders, repeated
+    Int, Node, NodeInputError, Size, Text, check_run_memory, current_node_id, current_workflow, progress, repeated
+from graphflow.workflow import literal
 from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, preview
 from nodes.pack_nodes import _core
-from nodes.pack_nodes_essentials_misc import font_choices
-from nodes.pack_nodes_kj import _mask_to
+from nodes.pack_nodes_essentials_misc import font_choices, font_file
+from nodes.pack_nodes_kj import _mask_to, kj_color
 from nodes.pack_nodes_kj_more import BBOX, mask_pixels, to_pil
 
 COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
@@ -43,6 +44,13 @@ def _masks(mask, name: str):
     return mask[None] if mask.ndim == 2 else mask
 
 
+def _filled(batch, name: str, what: str = "images"):
+    """The batch, refused naming the input when it holds none (the pack fails there)."""
+    if batch.shape[0] == 0:
+        raise NodeInputError(name, f"an empty batch (0 {what}): expected at least one")
+    return batch
+
+
 # -- crop and uncrop by mask (nodes/image_nodes.py) ----------------------------------------------
 
 
@@ -50,8 +58,9 @@ class ImageCropByMask(Node):
     """Crop each image to its mask's box, as KJNodes' Image Crop By Mask does: the mask is rounded
     (0.5 and up is in), and image i takes mask i's box (the last mask's when there are fewer), from
     its first to its last marked row and column, both included. The crops must come out the same
-    size, as the pack stacks them; an empty mask, or boxes of different sizes, are refused naming
-    mask (the pack fails there)."""
+    size, as the pack stacks them; an empty mask, boxes of different sizes, or a box outside the
+    image (a larger mask's; the pack gives a 0x0 image) are refused naming mask (the pack fails
+    there), and so is an empty batch of images or masks."""
     category = "KJNodes/image"
     image: IMAGE
     mask: MASK
@@ -60,7 +69,8 @@ class ImageCropByMask(Node):
 
     def run(self):
         import torch
-        images, masks = _image(self.image, "image"), _masks(self.mask, "mask").round()
+        images, masks = _filled(_image(self.image, "image"), "image"), _masks(self.mask, "mask").round()
+        _filled(masks, "mask", "masks")
         crops = []
         for b in range(images.shape[0]):
             marked = masks[min(b, masks.shape[0] - 1)] > 0
@@ -69,6 +79,10 @@ class ImageCropByMask(Node):
                 raise NodeInputError("mask", f"the mask for image {b} is empty (under 0.5 everywhere): expected "
                                              "a mask marking what to crop")
             crop = images[b:b + 1, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            if crop.shape[1] == 0 or crop.shape[2] == 0:  # the pack gives a 0x0 image there
+                raise NodeInputError("mask", f"the mask for image {b} marks columns {int(cols[0])}-{int(cols[-1])}, "
+                                             f"rows {int(rows[0])}-{int(rows[-1])}, outside the {images.shape[2]}x"
+                                             f"{images.shape[1]} image: expected a box inside it")
             if crops and crop.shape != crops[0].shape:
                 raise NodeInputError("mask", f"image {b}'s box is {crop.shape[2]}x{crop.shape[1]}, image 0's "
                                              f"{crops[0].shape[2]}x{crops[0].shape[1]}: expected boxes of one size "
@@ -116,12 +130,12 @@ class ImageCropByMaskAndResize(Node):
     to base_resolution on its longer side by the widest box's aspect, both sides rounded up to
     multiples of 16. Gives the crops, their masks and each crop's box as (x0, y0, x1, y1), which
     Image Uncrop By Mask pastes back. Refused: an empty mask with min_crop_resolution 0 (a box with
-    no size), fewer masks than images, and base_resolution 0. The resized crops (at most
+    no size), no images, fewer masks than images, and base_resolution 0. The resized crops (at most
     base_resolution square, rounded up to 16) are checked before the run."""
     category = "KJNodes/image"
     image: IMAGE
     mask: MASK
-    base_resolution: int = Int(512, min=0, max=MAX_SIZE, step=8)
+    base_resolution: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="width")  # names it in a refusal
     padding: int = Int(0, min=0, max=MAX_SIZE)
     min_crop_resolution: int = Int(128, min=0, max=MAX_SIZE, step=8)
     max_crop_resolution: int = Int(512, min=0, max=MAX_SIZE, step=8)
@@ -137,7 +151,7 @@ class ImageCropByMaskAndResize(Node):
 
     def run(self):
         import torch
-        images, masks = _image(self.image, "image"), _masks(self.mask, "mask").round()
+        images, masks = _filled(_image(self.image, "image"), "image"), _masks(self.mask, "mask").round()
         if masks.shape[0] < images.shape[0]:
             raise NodeInputError("mask", f"{masks.shape[0]} masks for {images.shape[0]} images: expected one per image")
         boxes = [mask_box(masks[i], self.padding, self.min_crop_resolution, self.max_crop_resolution)
@@ -182,9 +196,9 @@ class ImageUncropByMask(Node):
     mask, as KJNodes' Image Uncrop By Mask does (with Image Crop By Mask And Resize's outputs):
     source i is resized (Lanczos) and mask i (bilinear) to the box, and the result is destination i
     x (1 - mask) + source x mask there; a box running past the destination's edges is cut there.
-    One image per source; fewer destinations, masks or boxes than sources, or a source with other
-    channels than the destination, are refused (the pack fails there); each resized source is
-    checked against the memory before it is made."""
+    One image per source; no sources, fewer destinations, masks or boxes than sources, or a source
+    with other channels than the destination, are refused (the pack fails there); each resized
+    source is checked against the memory before it is made."""
     category = "KJNodes/image"
     destination: IMAGE
     source: IMAGE
@@ -198,7 +212,7 @@ class ImageUncropByMask(Node):
         import torch.nn.functional as F
         dest, source, masks = _image(self.destination, "destination"), _image(self.source, "source"), \
             _masks(self.mask, "mask")
-        count = source.shape[0]
+        count = _filled(source, "source").shape[0]
         for name, have in (("destination", dest.shape[0]), ("mask", masks.shape[0]),
                            ("bbox", len(self.bbox) if isinstance(self.bbox, (list, tuple)) else 0)):
             if have < count:
@@ -273,7 +287,8 @@ class BatchCropFromMaskAdvanced(Node):
     preserve_aspect_ratio, at most the image's shorter side), centred on it. Gives the images, the
     crops, their masks, the union crops and their masks, the boxes (x, y, width, height), the
     union box (a list of one) and the output width and height. As the pack, an image without a
-    mask (more images than masks) is left out; masks of another size than the images are refused."""
+    mask (more images than masks) is left out; masks of another size than the images, and no images
+    or no masks, are refused."""
     category = "KJNodes/masking"
     original_images: IMAGE
     masks: MASK
@@ -338,7 +353,8 @@ class BatchCropFromMaskAdvanced(Node):
     def run(self):
         import torch
         import torch.nn.functional as F
-        images, masks = _image(self.original_images, "original_images"), _masks(self.masks, "masks")
+        images = _filled(_image(self.original_images, "original_images"), "original_images")
+        masks = _filled(_masks(self.masks, "masks"), "masks", "masks")
         if masks.shape[-2:] != images.shape[1:3]:
             raise NodeInputError("masks", f"expected masks of the images' size {tuple(images.shape[1:3])} (height, "
                                           f"width), got {tuple(masks.shape[-2:])}")
@@ -413,9 +429,11 @@ class BatchUncropAdvanced(Node):
     about its centre and moved inside the image; the crop is resized to it (PIL's default filter).
     The paste is blended by a mask: with use_square_mask a white block with a black outline
     (crop's longer side / 2 x border_blending) / 2 pixels wide, else the crop's mask resized to the
-    block; box- then Gaussian-blurred by a quarter of that blend width. Extra boxes are dropped;
-    fewer boxes, crops or masks than images, use_combined_mask without a combined_bounding_box, or a
-    box not of 4 numbers, are refused."""
+    block; box- then Gaussian-blurred by a quarter of that blend width. One-channel images are grey
+    pictures, as the pack's tensor2pil makes them; the result is RGB. Extra boxes are dropped; no
+    images, fewer boxes, crops or masks than images, use_combined_mask without a
+    combined_bounding_box, a box not of 4 numbers, or images of 2 channels (no picture), are
+    refused."""
     category = "KJNodes/masking"
     original_images: IMAGE
     cropped_images: IMAGE
@@ -448,7 +466,11 @@ class BatchUncropAdvanced(Node):
         import numpy as np
         import torch
         from PIL import Image, ImageFilter
-        images, crops = _image(self.original_images, "original_images"), _image(self.cropped_images, "cropped_images")
+        images = _filled(_image(self.original_images, "original_images"), "original_images")
+        crops = _image(self.cropped_images, "cropped_images")
+        for name, batch in (("original_images", images), ("cropped_images", crops)):
+            if batch.shape[-1] not in (1, 3, 4):  # what the pack's tensor2pil makes a picture of
+                raise NodeInputError(name, f"{batch.shape[-1]} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)")
         if len(images) != len(crops):
             raise NodeInputError("cropped_images", f"expected as many crops as original_images ({len(images)}), "
                                                    f"got {len(crops)}")
@@ -547,7 +569,8 @@ class JoinStringMulti(Node):
     """string_1 ... string_<inputcount> joined by the delimiter, or given as a list of them with
     return_list, as KJNodes' Join String Multi does: an input left unconnected or empty is skipped
     (string_1 always comes first, even empty). Up to 20 inputs here (the pack allows 1000: an
-    inputcount above 20 reads the 20)."""
+    inputcount above 20 reads the 20, and a save that connects or sets string_21 or later is
+    refused naming that input and the cap)."""
     category = "KJNodes/text"
     inputcount: int = Int(2, min=2, max=1000)
     string_1: STRING
@@ -574,10 +597,20 @@ class JoinStringMulti(Node):
     string_20: STRING = None
     outputs = {"string": STRING}
     comfy = ComfyAlias(("JoinStringMulti",), force_input=("string_1", "string_2"))
+    MOST = 20  # string inputs built here
+
+    @classmethod
+    def unknown_input(cls, name):
+        number = name.removeprefix("string_")
+        if number.isdigit() and int(number) > cls.MOST:
+            return (f"graphflow's Join String Multi has {cls.MOST} string inputs (string_1 ... string_{cls.MOST}); "
+                    f"the pack's inputcount can add more: expected {name}'s text joined into one of the {cls.MOST} "
+                    "(an earlier Join String Multi, say)")
+        return None
 
     def run(self):
         named = [("string_1", self.string_1)]
-        for i in range(2, min(self.inputcount, 20) + 1):
+        for i in range(2, min(self.inputcount, self.MOST) + 1):
             if value := getattr(self, f"string_{i}"):
                 named.append((f"string_{i}", value))
         if self.return_list:
@@ -600,14 +633,17 @@ def node_titles(workflow: dict) -> dict[str, str]:
 
 
 def widget_text(value, decimals: int) -> str:
-    """A widget value as the pack writes it: a float with `decimals` places, else str()."""
+    """A widget value as the pack writes it: a float with `decimals` places, else str() (a list as
+    Python writes it, not as the workflow wraps it)."""
+    value = literal(value)
     return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
 
 class WidgetToString(Node):
     """The value of another node's widget in the running workflow, as text, as KJNodes' Widget To
     String gives it. The node is the one titled node_title when that is set (titles set in the
-    editor), else the one with this id when id is not 0, else the node linked to any_input.
+    editor), else the one with this id when id is not 0 (in a subgraph, the subgraph's own node of
+    that id first, then the top level's, as the pack looks), else the node linked to any_input.
     widget_name names the input (several, comma-separated, give "name: value" pairs); return_all
     gives all the node's inputs as "name: value" pairs, its links last (ComfyUI's prompt lists
     socket inputs after the widgets; a widget fed by a link goes there too here). Floats are
@@ -641,10 +677,13 @@ class WidgetToString(Node):
             if not found or found[0] not in nodes:
                 raise NodeInputError("node_title", f"no node titled {node_title!r} in the workflow")
             return found[0]
-        if id != 0:
-            if str(id) not in nodes:
-                raise NodeInputError("id", f"no node {id} in the workflow")
-            return str(id)
+        if id != 0:  # inside a subgraph, its own node of that id first, as the pack's prompt key
+            prefix = str(own_id).rpartition(":")[0]
+            for key in ([f"{prefix}:{id}"] if prefix else []) + [str(id)]:
+                if key in nodes:
+                    return key
+            raise NodeInputError("id", f"no node {id} in the workflow" + (f" (nor {prefix}:{id} in this node's "
+                                                                            "subgraph)" if prefix else ""))
         link = (nodes.get(str(own_id), {}).get("inputs") or {}).get("any_input")
         if not (isinstance(link, list) and len(link) == 2 and str(link[0]) in nodes):
             raise NodeInputError("any_input", "no node to read: expected an id, a node_title, or a node linked "
@@ -736,7 +775,7 @@ class OffsetMask(Node):
     x: int = Int(0, min=-4096, max=MAX_SIZE)
     y: int = Int(0, min=-4096, max=MAX_SIZE)
     angle: int = Int(0, min=-360, max=360)
-    duplication_factor: int = Int(1, min=1, max=1000)
+    duplication_factor: int = Int(1, min=1, max=1000, resource="batch")  # names it in a refusal
     roll: bool = Bool(False)
     incremental: bool = Bool(False)
     padding_mode: str = Choice(("empty", "border", "reflection"), "empty")
@@ -778,14 +817,11 @@ def text_mask_fonts() -> list[str]:
 
 
 def _text_font(name: str, size: int):
-    """The font file from models/fonts at `size`, else (one of the pack's fonts, not here) PIL's
-    default font at that size."""
+    """The font file from models/fonts at `size` (Pillow's default layout, as the pack's
+    truetype()), else (one of the pack's fonts, not here) PIL's default font at that size."""
     from PIL import ImageFont
     if name in font_choices():
-        try:
-            return ImageFont.truetype(str(folders.find_model("fonts", name, inside=True)), size)
-        except (FileNotFoundError, ValueError, OSError) as e:
-            raise NodeInputError("font", str(e)) from None
+        return font_file(name, size, basic_layout=False)
     return ImageFont.load_default(size=size)
 
 
@@ -815,8 +851,11 @@ class CreateTextMask(Node):
     i is turned counter-clockwise by start_rotation + i x (end - start) / (frames - 1) degrees about
     the last line's centre (equal ones turn nothing, as in the pack). invert gives 1 - both. The
     font is a .ttf / .otf file in models/fonts; the pack's own fonts (FreeMono.ttf ...) are drawn
-    with PIL's default font at font_size unless put in models/fonts. Refused: a colour PIL does not
-    know, a rotation over one frame (the pack divides by 0) and a rotation of no text."""
+    with PIL's default font at font_size unless put in models/fonts. The picture is drawn once and
+    turned for each frame (the pack draws the same picture each frame), and lines wholly off the
+    canvas are not drawn (they show nothing). Refused: a colour PIL does not know, a rotation over
+    one frame (the pack divides by 0), a rotation of no text, and a line on the canvas too large for
+    Pillow to draw (named font_size; the pack fails there)."""
     category = "KJNodes/text"
     invert: bool = Bool(False)
     frames: int = Int(1, min=1, max=4096, resource="batch")
@@ -833,21 +872,32 @@ class CreateTextMask(Node):
     outputs = {"IMAGE": IMAGE, "MASK": MASK}
     comfy = ComfyAlias(("CreateTextMask",))
 
-    def _frame(self, font, lines, rotation):
+    def _picture(self, font, lines):
+        """The unrotated text picture (the pack draws the same one for every frame) and the centre
+        a rotation turns about: the last line's. A line whose ink box lies wholly outside the
+        canvas is measured, not drawn (it draws nothing there; the rotation only turns what is
+        inside)."""
         from PIL import Image, ImageDraw
         picture = Image.new("RGB", (self.width, self.height), "black")
         draw = ImageDraw.Draw(picture)
-        top = self.text_y
-        for line in lines:
+        top, center = self.text_y, None
+        for i, line in enumerate(lines):
             center = (self.text_x + font.getlength(line) / 2, top + self.font_size / 2)
             try:  # ligatures off, as the pack asks where Pillow can (with raqm)
-                draw.text((self.text_x, top), line, font=font, fill=self.font_color, features=["-liga"])
+                features, box = ["-liga"], font.getbbox(line, features=["-liga"])
             except (KeyError, ValueError, OSError):
-                draw.text((self.text_x, top), line, font=font, fill=self.font_color)
+                features, box = None, font.getbbox(line)
+            left, upper, right, lower = box[0] + self.text_x, box[1] + top, box[2] + self.text_x, box[3] + top
+            if right > 0 and lower > 0 and left < self.width and upper < self.height:
+                try:
+                    draw.text((self.text_x, top), line, font=font, fill=self.font_color, features=features)
+                except Image.DecompressionBombError:  # Pillow will not draw the line's bitmap
+                    raise NodeInputError("font_size", f"line {i + 1} of the text ({len(line)} characters) at "
+                                                      f"font_size {self.font_size} is {box[2] - box[0]}x"
+                                                      f"{box[3] - box[1]} pixels, more than Pillow draws: expected "
+                                                      "a smaller font_size or shorter words in text") from None
             top += self.font_size
-        if rotation is not None:
-            picture = picture.rotate(rotation, center=center)
-        return picture
+        return picture, center
 
     def run(self):
         import numpy as np
@@ -865,15 +915,25 @@ class CreateTextMask(Node):
         lines = wrapped_lines(self.text, font, self.width - 2 * self.text_x)
         if turning and not lines:
             raise NodeInputError("text", "empty: a rotation turns about the last line, and there is none")
-        rotations = [None] * self.frames
-        if turning:  # added up frame by frame, as the pack does (its floats, to the last bit)
-            step, rotations[0] = (self.end_rotation - self.start_rotation) / (self.frames - 1), self.start_rotation
-            for i in range(1, self.frames):
-                rotations[i] = rotations[i - 1] + step
-        pictures = [np.asarray(self._frame(font, lines, rotation)) for rotation in rotations]
-        images = torch.from_numpy(np.stack(pictures).astype(np.float32) / 255.0)
-        masks = images[..., 0].clone()
-        return (1.0 - images, 1.0 - masks) if self.invert else (images, masks)
+        picture, center = self._picture(font, lines)
+        images = torch.empty(self.frames, self.height, self.width, 3)
+        masks = torch.empty(self.frames, self.height, self.width)
+        rotation = self.start_rotation
+        step = (self.end_rotation - self.start_rotation) / (self.frames - 1) if turning else 0
+        for i in range(self.frames):
+            progress(i, self.frames)
+            if turning or i == 0:  # the pack's float32 / 255, written into the batch
+                frame = picture.rotate(rotation, center=center) if turning else picture
+                np.divide(np.asarray(frame), np.float32(255.0), out=images[i].numpy(), dtype=np.float32)
+                rotation += step  # added up frame by frame, as the pack does (its floats, to the last bit)
+            else:  # unturned frames are all the first
+                images[i] = images[0]
+            masks[i] = images[i, ..., 0]
+        progress(self.frames, self.frames)
+        if self.invert:  # 1 - x in place: -x + 1 is the same float
+            images.neg_().add_(1.0)
+            masks.neg_().add_(1.0)
+        return images, masks
 
 
 class MaskOrImageToWeight(Node):
@@ -1014,39 +1074,14 @@ class ImageGridComposite3x3(Node):
         return grid_of([[(name, getattr(self, name)) for name in row] for row in self.ROWS])
 
 
-def pack_color(text: str, name: str) -> list[int]:
-    """KJNodes' string_to_color: "r, g, b" or "r, g, b, a" (0-255; all within 0..1 read as
-    fractions of 255), "#rrggbb" / "#rrggbbaa" (the # may be left out), a colour name, or one grey
-    value; each clipped to 0-255. What the pack reads as black with a warning is refused here."""
-    from PIL import ImageColor
-    bare = text.lstrip("#")
-    try:
-        if "," in text:
-            values = [float(part.strip()) for part in text.split(",")]
-            color = [int(v * 255) for v in values] if all(0 <= v <= 1 for v in values) else [int(v) for v in values]
-        elif text.startswith("#") or (bare.isalnum() and not bare.replace(".", "", 1).isdigit()):
-            if len(bare) in (6, 8) and all(c in "0123456789ABCDEFabcdef" for c in bare):
-                color = [int(bare[i:i + 2], 16) for i in range(0, len(bare), 2)]
-            else:
-                color = list(ImageColor.getrgb(text))
-        else:
-            value = float(text.strip())
-            color = [int(value * 255) if 0 <= value <= 1 else int(value)] * 3
-    except (ValueError, OverflowError):
-        color = []
-    if len(color) not in (3, 4):
-        raise NodeInputError(name, f"{text!r} is not a colour: expected \"r, g, b\" or \"r, g, b, a\" (0-255), "
-                                   "\"#rrggbb\" or a colour name")
-    return [min(max(v, 0), 255) for v in color]
-
-
 class ImageAndMaskPreview(Node):
     """Preview an image, a mask, or the mask laid over the image, as KJNodes' Image And Mask
     Preview does: the mask in mask_color ("r, g, b", "r, g, b, a", "#rrggbb[aa]" or a name; its
     alpha scales the mask) at mask_opacity, composited over the image (the mask's picture resized
     to the image's size, as ComfyUI's composite; an RGBA image gives the colour an alpha of 1).
     With pass_through the result is given on composite and not shown; without, it is shown, and
-    given too (the pack then gives nothing there). Neither input connected is refused."""
+    given too (the pack then gives nothing there). Neither input connected, or an empty batch, is
+    refused."""
     category = "KJNodes/masking"
     output_node = True
     mask_opacity: float = Float(1.0, min=0.0, max=1.0, step=0.01)
@@ -1060,7 +1095,7 @@ class ImageAndMaskPreview(Node):
     def _composite(self):
         import torch
         mask = _masks(self.mask, "mask")
-        color = pack_color(self.mask_color, "mask_color")
+        color = kj_color(self.mask_color, "mask_color")
         weight = mask * self.mask_opacity * (color[3] / 255.0 if len(color) == 4 else 1.0)
         picture = torch.tensor([c / 255 for c in color[:3]], dtype=mask.dtype).expand(*mask.shape, 3).clone()
         image = _image(self.image, "image")
@@ -1072,6 +1107,9 @@ class ImageAndMaskPreview(Node):
     def run(self):
         if self.image is None and self.mask is None:
             raise NodeInputError("image", "neither image nor mask is connected: expected one or both to preview")
+        for name, batch in (("image", self.image), ("mask", self.mask)):
+            if batch is not None:
+                _filled(_image(batch, name) if name == "image" else _masks(batch, name), name, name + "s")
         if self.image is None:
             shown = _masks(self.mask, "mask")[..., None].expand(-1, -1, -1, 3)
         elif self.mask is None:

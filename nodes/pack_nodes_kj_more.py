@@ -615,10 +615,13 @@ class BatchCropFromMask(Node):
 
 
 def to_pil(image):
-    """One image as the pack's tensor2pil makes it: 8-bit, clipped."""
+    """One image as the pack's tensor2pil makes it: 8-bit, clipped; one channel gives an 'L'
+    picture (its squeeze)."""
     import numpy as np
     from PIL import Image
-    return Image.fromarray(np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8))
+    pixels = image.cpu().numpy()
+    pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+    return Image.fromarray(np.clip(255.0 * pixels, 0, 255).astype(np.uint8))
 
 
 def inset_border(block, width: int, top: bool, bottom: bool, left: bool, right: bool):
@@ -640,7 +643,8 @@ class BatchUncrop(Node):
     """Paste each crop back into its image at its box, as KJNodes' Batch Uncrop does (with PIL, in
     8 bits): the box (cut at the image's edges) times crop_rescale, the crop resized to it; the
     edges chosen blend into the image over (the crop's longer side / 2 * border_blending) / 2
-    pixels, box- then Gaussian-blurred by a quarter of that. Extra boxes are dropped; fewer boxes
+    pixels, box- then Gaussian-blurred by a quarter of that (one-channel images are grey pictures, as
+    the pack's tensor2pil makes them; the result is RGB). Extra boxes are dropped; fewer boxes
     than images, a box not of 4 numbers, or a different number of crops, is refused. Each resized
     patch (crop_rescale x the box) is checked against the memory before it is made."""
     category = "KJNodes/masking"

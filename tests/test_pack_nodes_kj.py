@@ -11,6 +11,7 @@ import math
 import numpy
 import pytest
 import torch
+from PIL import ImageColor
 
 from graphflow.context import NodeInputError
 from graphflow.comfy_format import export_ui
@@ -257,14 +258,30 @@ def test_image_pad_kj_modes(registry):
     assert out.shape == (1, 6, 7, 3) and torch.allclose(out[0, 0, 0], torch.tensor([1.0, 128 / 255, 0.0]))
     out, mask = call(registry, "ImagePadKJ", image=image, target_width=9, target_height=6, pad_mode="color")
     assert out.shape == (1, 6, 9, 3) and torch.equal(out[:, 1:5, 2:7], image) and out[:, 0].max() == 0
+    # the colour as the pack's string_to_color reads it (PIL's names, 0..1 fractions, one grey
+    # value, values clipped to 0-255; an alpha for an RGBA image)
+    for text, want in (("red", ImageColor.getrgb("red")), ("0.5, 0.25, 1", (int(0.5 * 255), int(0.25 * 255), 255)),
+                       ("64", (64, 64, 64)), ("300, -4, 12", (255, 0, 12)), ("#00ff7f", (0, 255, 127))):
+        out, _ = call(registry, "ImagePadKJ", image=image, left=1, pad_mode="color", color=text)
+        assert torch.equal(out[0, :, 0], torch.tensor([v / 255.0 for v in want]).expand(4, 3)), text
+    rgba = torch.cat([image, torch.full_like(image[..., :1], 0.5)], dim=-1)
+    out, _ = call(registry, "ImagePadKJ", image=rgba, top=1, pad_mode="color", color="255, 0, 0, 51")
+    assert torch.equal(out[0, 0], torch.tensor([1.0, 0.0, 0.0, 0.2]).expand(5, 4))
+    out = call(registry, "ImageResizeKJv2", image=image, width=7, height=4, keep_proportion="pad",
+               pad_color="blue", divisible_by=0, upscale_method="nearest-exact")[0]
+    assert torch.equal(out[0, :, 0], torch.tensor([0.0, 0.0, 1.0]).expand(4, 3))
     for widgets, name in (({"pad_mode": "pillarbox_blur"}, "pad_mode"),
-                          ({"pad_mode": "color", "color": "red"}, "color")):
+                          ({"pad_mode": "color", "color": "not a colour"}, "color"),
+                          ({"pad_mode": "color", "color": "255, 0, 0, 51"}, "color")):
         with pytest.raises(NodeInputError) as caught:
             call(registry, "ImagePadKJ", image=image, left=1, **widgets)
         assert caught.value.input == name
     with pytest.raises(NodeInputError) as caught:
         call(registry, "ImagePadKJ", image=image, target_width=3, target_height=6)
     assert caught.value.input == "target_width"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "ImageResizeKJv2", image=image, width=7, height=4, keep_proportion="pad", pad_color="nope")
+    assert caught.value.input == "pad_color"
 
 
 def test_image_resize_kj_v2_reads_the_packs_graph(registry):

@@ -88,6 +88,11 @@ def test_image_crop_by_mask_errors(registry):
     with pytest.raises(NodeInputError, match="one size") as caught:
         call(registry, "ImageCropByMask", image=images, mask=masks)
     assert caught.value.input == "mask"
+    beyond = torch.zeros(1, 64, 64)
+    beyond[0, 40:50, 40:50] = 1  # a larger mask whose box lies outside the 30x20 image: the pack gives a 0x0 image
+    with pytest.raises(NodeInputError, match="outside") as caught:
+        call(registry, "ImageCropByMask", image=images, mask=beyond)
+    assert caught.value.input == "mask"
 
 
 # -- ImageCropByMaskAndResize / ImageUncropByMask ---------------------------------------------------
@@ -168,6 +173,28 @@ def test_image_crop_by_mask_and_resize_errors(registry):
     assert "3" in refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048))
     crop["inputs"]["base_resolution"] = 1024
     assert refused(registry, [picture, solid, crop], RunLimits(max_pixels=2048 * 2048)) == set()
+
+
+def test_size_refusals_name_the_input_that_sets_the_size(registry):
+    """Over the policy, ImageCropByMaskAndResize's crops are named by base_resolution (typed in or
+    linked) and OffsetMask's batch by duplication_factor, not by the mask."""
+    from graphflow.validation import validate
+    picture = {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    solid = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
+    for base in (8192, ["4", 0]):
+        graph = {"1": picture, "2": solid, "4": {"type": "IntValue", "inputs": {"value": 8192}},
+                 "3": {"type": "ImageCropByMaskAndResize", "inputs": {"image": ["1", 0], "mask": ["2", 0],
+                                                                      "base_resolution": base}}}
+        executor = Executor(registry, limits=RunLimits(max_pixels=2048 * 2048))
+        result = executor.run(parse_workflow({"nodes": graph}, registry), outputs=["3"])
+        # typed in, validation refuses it; linked, the run does before the node starts
+        where = [(p.node_id, p.input) for p in result.problems] or [(result.error["node_id"], result.error["input"])]
+        assert not result.ok and where == [("3", "base_resolution")], (result.problems, result.error)
+    graph = {"1": solid, "2": {"type": "OffsetMask", "inputs": {"mask": ["1", 0], "duplication_factor": 1000}},
+             "3": {"type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+             "4": {"type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
+    assert [(p.node_id, p.input) for p in problems] == [("2", "duplication_factor")]
 
 
 def test_image_uncrop_by_mask_blends_the_resized_source_into_its_box(registry):
@@ -389,6 +416,83 @@ def test_batch_uncrop_advanced_blends_the_border_and_refuses_bad_input(registry)
         assert caught.value.input == name, change
 
 
+def pack_uncrop_advanced(image, crop, region, blending):
+    """The pack's square-mask paste with PIL, one image: its tensor2pil pictures (squeezed: one
+    channel is an 'L' picture), the crop resized to the region, a white block with a black
+    outline round(ratio / 2) wide, box- then Gaussian-blurred by ratio / 4, alpha-composited."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    def picture(pixels):
+        return Image.fromarray(numpy.clip(255.0 * pixels.numpy().squeeze(), 0, 255).astype(numpy.uint8))
+
+    base = picture(image)
+    x0, y0, x1, y1 = region
+    patch = picture(crop).resize((x1 - x0, y1 - y0)).convert("RGB")
+    ratio = max(patch.size) / 2 * blending
+    block = Image.new("L", patch.size, 255)
+    ImageDraw.Draw(block).rectangle((0, 0, patch.size[0] - 1, patch.size[1] - 1), outline=0, width=round(ratio / 2))
+    alpha = Image.new("L", base.size, 0)
+    alpha.paste(block, region)
+    alpha = alpha.filter(ImageFilter.BoxBlur(radius=ratio / 4)).filter(ImageFilter.GaussianBlur(radius=ratio / 4))
+    blend = base.convert("RGBA")
+    blend.paste(patch, region)
+    blend.putalpha(alpha)
+    merged = Image.alpha_composite(base.convert("RGBA"), blend).convert("RGB")
+    return torch.from_numpy(numpy.asarray(merged).astype(numpy.float32) / 255)
+
+
+@pytest.mark.parametrize("blending", [0.1, 0.25, 0.6, 1.0])
+def test_batch_uncrop_advanced_border_blending_is_the_packs(registry, blending):
+    g = torch.Generator().manual_seed(9)
+    images = eight_bit(torch.rand(2, 60, 70, 3, generator=g))
+    crops = eight_bit(torch.rand(2, 24, 30, 3, generator=g))
+    boxes = [(8, 6, 30, 24), (50, 40, 30, 24)]  # the second is cut at the edges (20 x 20)
+    ones = torch.ones(2, 24, 30)
+    out = call(registry, "BatchUncropAdvanced", original_images=images, cropped_images=crops, cropped_masks=ones,
+               combined_crop_mask=ones, bboxes=boxes, border_blending=blending)
+    for i, (x, y, w, h) in enumerate(boxes):
+        region = (x, y, x + min(70 - x, w), y + min(60 - y, h))
+        assert torch.equal(out[i], pack_uncrop_advanced(images[i], crops[i], region, blending))
+
+
+def test_batch_uncrop_advanced_of_one_channel_images_is_the_packs(registry):
+    """One-channel images are grey pictures to the pack's tensor2pil; the result is RGB."""
+    g = torch.Generator().manual_seed(10)
+    images, crops = eight_bit(torch.rand(1, 30, 40, 1, generator=g)), eight_bit(torch.rand(1, 10, 12, 1, generator=g))
+    ones = torch.ones(1, 10, 12)
+    out = call(registry, "BatchUncropAdvanced", original_images=images, cropped_images=crops, cropped_masks=ones,
+               combined_crop_mask=ones, bboxes=[(5, 6, 12, 10)], border_blending=0.4)
+    assert out.shape == (1, 30, 40, 3)
+    assert torch.equal(out[0], pack_uncrop_advanced(images[0], crops[0], (5, 6, 17, 16), 0.4))
+    plain = call(registry, "BatchUncrop", original_images=images, cropped_images=crops, bboxes=[(5, 6, 12, 10)],
+                 border_blending=0.0)  # round 2's Batch Uncrop reads them the same way
+    assert torch.equal(plain[0, 7:15, 6:16], crops[0, 1:9, 1:11].expand(-1, -1, 3))  # its edges: a 1-pixel blend
+    assert torch.equal(plain[0, :6], images[0, :6].expand(-1, -1, 3))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "BatchUncropAdvanced", original_images=images.repeat(1, 1, 1, 2), cropped_images=crops,
+             cropped_masks=ones, combined_crop_mask=ones, bboxes=[(5, 6, 12, 10)])
+    assert caught.value.input == "original_images"
+
+
+def test_crop_and_uncrop_nodes_refuse_empty_batches_by_name(registry):
+    image, none3, none2 = torch.rand(1, 32, 32, 3), torch.zeros(0, 32, 32, 3), torch.zeros(0, 32, 32)
+    ones = torch.ones(1, 32, 32)
+    for node, inputs, name in (
+            ("ImageCropByMask", {"image": image, "mask": none2}, "mask"),
+            ("ImageCropByMask", {"image": none3, "mask": ones}, "image"),
+            ("ImageCropByMaskAndResize", {"image": none3, "mask": ones}, "image"),
+            ("BatchCropFromMaskAdvanced", {"original_images": image, "masks": none2}, "masks"),
+            ("BatchCropFromMaskAdvanced", {"original_images": none3, "masks": ones}, "original_images"),
+            ("ImageUncropByMask", {"destination": image, "source": none3, "mask": ones, "bbox": []}, "source"),
+            ("BatchUncropAdvanced", {"original_images": none3, "cropped_images": none3, "cropped_masks": ones,
+                                     "combined_crop_mask": ones, "bboxes": []}, "original_images"),
+            ("ImageAndMaskPreview", {"image": image, "mask": none2, "pass_through": True}, "mask"),
+            ("ImageAndMaskPreview", {"image": none3, "mask": ones, "pass_through": True}, "image")):
+        with pytest.raises(NodeInputError, match="empty batch") as caught:
+            call(registry, node, **inputs)
+        assert caught.value.input == name, (node, inputs)
+
+
 def test_batch_crop_and_uncrop_advanced_from_the_packs_ui_save(registry):
     nodes = [ui_node(1, "EmptyImage", [48, 40, 2, 0x204060], outputs=[("IMAGE", "IMAGE", [1, 3])]),
              ui_node(2, "CreateShapeMask", ["circle", 2, 20, 18, 2, 48, 40, 12, 10],
@@ -444,6 +548,30 @@ def test_join_string_multi(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "JoinStringMulti", inputcount=2, string_1="x", string_2=["a", "b"])
     assert caught.value.input == "string_2"
+
+
+def test_join_string_multi_beyond_its_20_inputs_is_refused_naming_the_input_and_the_cap(registry):
+    """The pack grows string_21 and on with inputcount; ours has 20: a UI save linking string_22,
+    or an API prompt giving string_25, is refused naming that input and the cap. Other unknown
+    inputs keep the generic message."""
+    from graphflow.validation import validate
+    nodes = [ui_node(1, "StringConstant", ["A"], outputs=[("STRING", "STRING", [1, 2])])]
+    inputs = [("string_1", "STRING", 1, False)] + [(f"string_{i}", "STRING", None, False) for i in range(2, 22)]
+    nodes.append(ui_node(2, "JoinStringMulti", [22, "-", False], inputs=inputs + [("string_22", "STRING", 2, False)],
+                         outputs=[("string", "STRING", [])]))
+    saved = ui_graph(nodes, [[1, 1, 0, 2, 0, "STRING"], [2, 1, 0, 2, 21, "STRING"]])
+    prompt = {"1": {"class_type": "StringConstant", "inputs": {"string": "A"}},
+              "2": {"class_type": "JoinStringMulti", "inputs": {"inputcount": 25, "string_1": ["1", 0], "delimiter": "-",
+                                                                "return_list": False, "string_25": ["1", 0]}}}
+    for graph, name in ((saved, "string_22"), (prompt, "string_25")):
+        problems = validate(parse_workflow(graph, registry), registry, outputs=["2"])
+        assert [(p.node_id, p.input) for p in problems] == [("2", name)]
+        assert "has 20 string inputs" in problems[0].message and "unknown input" not in problems[0].message
+    prompt["2"]["inputs"] = {"inputcount": 2, "string_1": ["1", 0], "string_two": ["1", 0]}
+    prompt["3"] = {"class_type": "StringToFloatList", "inputs": {"string": "1", "string_25": "x"}}
+    problems = validate(parse_workflow(prompt, registry), registry, outputs=["2", "3"])
+    assert sorted((p.node_id, p.input) for p in problems) == [("2", "string_two"), ("3", "string_25")]
+    assert all(p.message.startswith("unknown input; this node's inputs are: ") for p in problems)
 
 
 def test_values_from_the_packs_ui_save_and_api_prompt(registry):
@@ -531,6 +659,39 @@ def test_widget_to_string_from_an_api_prompt_with_titles(registry):
     again = export_api(workflow, registry)
     assert again["4"]["class_type"] == "WidgetToString" and again["4"]["inputs"]["node_title"] == "Size"
     assert again["3"]["_meta"] == {"title": "Size"}
+
+
+def test_widget_to_string_by_id_inside_a_subgraph_reads_the_subgraphs_node_first(registry):
+    """Inside a subgraph, id names the subgraph's own node before the top level's (the pack's
+    prompt key "<subgraph node>:<id>" first), and falls back to the top level's."""
+    import json
+    from pathlib import Path
+    saved = json.loads((Path(__file__).parent / "comfyui" / "txt2img_subgraph_ui.json").read_text())
+    saved["nodes"].append(ui_node(1, "EmptyLatentImage", [32, 48, 1], outputs=[("LATENT", "LATENT", [])]))
+    inner = saved["definitions"]["subgraphs"][0]["nodes"]
+    for node_id, widgets in ((20, [1, "text", False, "", 2]), (21, [5, "width", False, "", 2]),
+                             (22, [12, "width", False, "", 2])):
+        inner.append(ui_node(node_id, "WidgetToString", widgets, inputs=[("any_input", "*", None, False)],
+                             outputs=[("STRING", "STRING", [])]))
+    workflow = parse_workflow(saved, registry)
+    result = Executor(registry).run(workflow, outputs=["6:20", "6:21"])
+    assert result.ok, (result.problems, result.error)
+    assert result.values["6:20"][0] == "a red circle on a white background"  # not top-level node 1's
+    assert result.values["6:21"][0] == "64"  # no node 5 in the subgraph: the top level's
+    error = Executor(registry).run(workflow, outputs=["6:22"]).error
+    assert error["node_id"] == "6:22" and error["input"] == "id" and "6:12" in error["message"]
+
+
+def test_widget_to_string_writes_a_list_as_python_does(registry):
+    """A literal list is held wrapped ({"__value__": [...]}) in the workflow; the pack's str() of
+    the prompt's value writes the list itself."""
+    graph = {"nodes": {"1": {"type": "FloatToMask", "inputs": {"input_values": {"__value__": [0.25, 0.5]},
+                                                               "width": 2, "height": 2}},
+                       "2": {"type": "WidgetToString", "inputs": {"id": 1, "widget_name": "input_values"}},
+                       "3": {"type": "WidgetToString", "inputs": {"id": 1, "return_all": True}}}}
+    _, values = run(registry, graph, ["2", "3"])
+    assert values["2"][0] == str([0.25, 0.5])
+    assert values["3"][0] == f"input_values: {[0.25, 0.5]}, width: 2, height: 2"
 
 
 # -- masks ------------------------------------------------------------------------------------------
@@ -643,6 +804,34 @@ def test_create_text_mask_draws_wraps_and_turns(registry):
     assert torch.equal(same_angles[0][0], same_angles[0][1])  # equal rotations turn nothing, as the pack
 
 
+def test_create_text_mask_draws_only_what_shows_and_once_for_all_frames(registry, monkeypatch):
+    """Lines below the canvas are not drawn, and the picture is drawn once and turned per frame:
+    the frames are still the pack's (drawn whole each frame), also when the rotation's centre (the
+    last line's) lies below the canvas."""
+    from PIL import ImageDraw, ImageFont
+    drawn = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *a, **k: (
+        drawn.append(text), draw_text(self, xy, text, *a, **k))[1])
+    font, text = ImageFont.load_default(size=20), " ".join(["WW", "fig"] * 100)
+    images, masks = call(registry, "CreateTextMask", frames=3, text=text, font_size=20, width=64, height=64, text_x=2,
+                         text_y=3, start_rotation=20, end_rotation=-40, invert=True)
+    visible = len(drawn)
+    assert 1 <= visible <= math.ceil(64 / 20)  # of some hundreds of lines, once for the 3 frames
+    drawn.clear()
+    for i, angle in enumerate((20, -10.0, -40.0)):
+        frame = pack_text_frame(text, font, 2, 3, 20, "white", 64, 64, rotation=angle)
+        assert torch.equal(images[i], 1 - frame) and torch.equal(masks[i], 1 - frame[..., 0])
+    assert len(drawn) % 3 == 0 and len(drawn) // 3 >= 200  # the pack's way: every line, every frame
+    drawn.clear()
+    images, masks = call(registry, "CreateTextMask", frames=8, text=" ".join(["WW"] * 200), font_size=1024,
+                         width=64, height=64)
+    assert drawn == [] and images.shape == (8, 64, 64, 3) and images.sum() == 0 and masks.sum() == 0
+    unturned = call(registry, "CreateTextMask", frames=3, text="fig", font_size=20, width=64, height=32)[0]
+    assert len(drawn) == 1 and torch.equal(unturned[0], pack_text_frame("fig", font, 0, 0, 20, "white", 64, 32))
+    assert torch.equal(unturned[1], unturned[0]) and torch.equal(unturned[2], unturned[0])
+
+
 def test_create_text_mask_uses_a_font_in_models_fonts(registry, tmp_folders):
     """A font file in models/fonts is drawn with (Pillow's own Aileron, written under the pack's
     font name, and a name of its own, listed as a choice too)."""
@@ -662,7 +851,9 @@ def test_create_text_mask_uses_a_font_in_models_fonts(registry, tmp_folders):
 
 def test_create_text_mask_errors_and_size_estimate(registry):
     for inputs, name in (({"font_color": "not-a-colour"}, "font_color"), ({"frames": 1, "end_rotation": 20}, "frames"),
-                         ({"text": "  ", "frames": 2, "end_rotation": 20}, "text")):
+                         ({"text": "  ", "frames": 2, "end_rotation": 20}, "text"),
+                         # a word Pillow will not draw (its bitmap is over Pillow's limit), on the canvas
+                         ({"text": "W" * 200, "font_size": 1500, "width": 16, "height": 2000}, "font_size")):
         with pytest.raises(NodeInputError) as caught:
             call(registry, "CreateTextMask", **inputs)
         assert caught.value.input == name
