@@ -107,7 +107,7 @@ def test_a_linked_prescale_is_checked_when_it_runs(registry):
     assert [(p.node_id, p.input) for p in problems] == [("2", "latent")]  # 128 latents: more than 64
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
     assert not result.ok and result.error["input"] == "prescale_factor"  # not torch's failed allocation
-    assert "819200x819200" in result.error["message"]
+    assert "64 × 819200×819200" in result.error["message"]  # refused as the linked value arrives
     with pytest.raises(NodeInputError) as caught:
         call(registry, "CRAspectRatio", width=8192, height=8192, prescale_factor=2.01, batch_size=1)
     assert caught.value.input == "prescale_factor"

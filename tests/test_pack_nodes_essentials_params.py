@@ -295,7 +295,7 @@ def test_sweep_errors_name_their_input(registry, flow_files):
     assert e.value.input == "latent_image"
 
 
-def test_sweep_estimate_counts_the_runs_so_a_large_one_is_refused_before_it_starts(registry, flow_files):
+def test_sweep_estimate_counts_the_runs_so_a_large_one_is_refused_before_it_starts(registry, flow_files, monkeypatch):
     from graphflow.executor import Executor
     from graphflow.resource_limits import RunLimits, Size
     cls = registry.get("FluxSamplerParams")
@@ -308,7 +308,10 @@ def test_sweep_estimate_counts_the_runs_so_a_large_one_is_refused_before_it_star
     result = Executor(registry, limits=RunLimits(max_batch=4)).run(parse_workflow(graph, registry), outputs=["4"])
     assert result.status == "invalid" and "batch of 6" in result.problems[0].message  # before anything ran
     assert result.problems[0].node_id == "4"
-    # a latent whose size validation doesn't know (EmptySD3LatentImage): refused as the node starts
+    # a latent whose size validation doesn't know (a node without an estimate): refused as the node starts
+    from graphflow.api import Estimate
+    from nodes.flow import EmptySD3Latent
+    monkeypatch.setattr(EmptySD3Latent, "estimate", classmethod(lambda cls, widgets, inputs: Estimate(None)))
     graph["3"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}}
     result = Executor(registry, limits=RunLimits(max_batch=4)).run(parse_workflow(graph, registry), outputs=["4"])
     assert result.status == "error" and result.error["input"] == "seed" and "batch of 6" in result.error["message"]
