@@ -385,6 +385,42 @@ def test_a_template_is_parsed_once_for_the_nodes_that_run_it(registry, wildcards
     assert dp._parsed_template.cache_info().misses == 1 and dp._parsed_template.cache_info().hits == 4
 
 
+# the review's probes: odd and empty syntax, nesting of each bracket, weights, ranges, globs
+ODD_TEMPLATES = [
+    "{}", "{|}", "{2$$}", "{0$$a|b}", "{-1$$a|b}", "{0::a|0::b}", "{~}", "{@a|b}", "{@a|b} {@c|d}", "__ __", "____",
+    "__{x|y}__", "${}", "${a=}", "${a=!} ${a}", "__x(v=)__", "{2$$ and $$}", "{1-0$$a|b}", "{3-1$$a|b|c}",
+    "__colors__ __comments__", "{2$$__comments__}", "{2$$__colors__|__colors__}", "{0.0::a}", "{-1::a|b}",
+    "{nan::a|b}", "{inf::a|b}", "{1e308::a|1e308::b}", "{2$$-1::a|b|c}", "${a=${a}} ${a}", "__*__", "__**__",
+    "{__colors__|__comments__}", "{{a}}", "}", "{a|b}}", "${x}", "\\{a|b\\}", "{2$$0::a|0::b|0::c}",
+    "{99999999999999999999$$a|b}", "{1-99999999999999999999$$a|b}", "%{a|b}", "{a|b}{c|d}",
+    "{2$$__comments__} foo", "a ${b=} c", "{2$$__nofile__} x", "{@2$$__colors__}", "{@9$$__colors__|x}",
+    *(opening * n + "a" + closing * n for n in (400, 2000) for opening, closing in
+      (("{", "}"), ("{a|", "}"), ("(", ")"), ("[", "]"))),
+]
+
+
+@pytest.mark.parametrize("text", ODD_TEMPLATES)
+def test_odd_templates_give_a_prompt_or_an_error_naming_text(registry, wildcards, text):
+    for class_type in BOTH:
+        how, got = finishes(lambda: node(registry, class_type, text=text, seed=3), 20)
+        assert how == "returned" and isinstance(got, str) or \
+            how == "raised" and isinstance(got, NodeInputError) and got.input == "text", (class_type, how, got)
+
+
+@pytest.mark.parametrize("widgets, runs", [(["{cat|dog}", 5, "randomize", "No"], True), (["{cat|dog}", 5, "No"], True),
+                                           (["{cat|dog}", "No"], False)])
+def test_ui_saves_with_fewer_widgets(registry, wildcards, widgets, runs):
+    """A save with the seed's control widget, one without it, and one without the seed (its
+    autorefresh read as the seed: refused, naming the seed)."""
+    graph = ui_graph([ui_node(2, "DPRandomGenerator", widgets, outputs=[("STRING", "STRING", [])]),
+                      ui_node(3, "DPCombinatorialGenerator", widgets, outputs=[("STRING", "STRING", [])])], [])
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2", "3"])
+    if runs:
+        assert result.ok and result.values["2"][0] in ("cat", "dog") and result.values["3"] == ("cat",)
+    else:
+        assert not result.ok and all("expected an integer" in p.message for p in result.problems)
+
+
 def test_an_unreadable_structured_file_is_skipped_as_the_library_skips_it(registry, wildcards):
     (wildcards / "broken.json").write_text("{not json", encoding="utf-8")
     (wildcards / "broken.yaml").write_text("a: [unclosed", encoding="utf-8")
