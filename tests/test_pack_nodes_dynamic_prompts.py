@@ -294,6 +294,30 @@ def test_a_wildcard_ranges_lines_are_parsed_once_a_run_and_counted(registry, wil
         assert caught.value.input == "text" and "sampling steps" in str(caught.value)
 
 
+@pytest.mark.parametrize("line", ["artist name 12", "  padded  ", "(masterpiece:1.2), best", "a, b. c! d? \"q\" 'r'",
+                                  "émile zola", "x-y=z+w*v/u;t&s", "ÅÆØ 東京"])
+def test_a_plain_wildcard_line_is_what_the_parser_makes_of_it(line):
+    from dynamicprompts.commands import LiteralCommand
+    from dynamicprompts.parser.config import ParserConfig
+    from dynamicprompts.parser.parse import parse
+
+    assert dp._plain(line) and parse(line, parser_config=ParserConfig()) == LiteralCommand(line)
+    for special in ("a {b|c}", "a__b__", "50%", "#tag", "a$b", "tab\there", "", "x<y>", "[a]", "a|b}", "a~b", "a\\b"):
+        assert not dp._plain(special)
+
+
+def test_a_range_over_a_long_plain_list_runs_within_the_budget(registry, wildcards):
+    """{2$$__artists__} over a 3000-line plain list (as users keep): its lines need no parser, so the
+    range is within the step budget, and gives the library's prompt."""
+    from dynamicprompts.generators import RandomPromptGenerator
+
+    (wildcards / "artists.txt").write_text("\n".join(f"artist number {i}, painter" for i in range(3000)),
+                                           encoding="utf-8")
+    text = "a portrait by {2$$__artists__}"
+    assert node(registry, "DPRandomGenerator", text=text, seed=4) == \
+        RandomPromptGenerator(library_manager(wildcards), seed=4).generate(text, 1)[0]
+
+
 def test_the_values_a_wildcard_glob_gathers_are_counted(registry, wildcards, monkeypatch):
     """Each new glob (__*__, __**__, ...) gathers every file's lines anew."""
     for f in range(20):
