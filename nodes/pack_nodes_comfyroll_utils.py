@@ -43,7 +43,7 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice,
 from nodes.pack_nodes import _list_fits
 from nodes.pack_nodes_comfyroll import CR_LIMIT, _help
 from nodes.sampling import SEED_MAX
-from nodes.strings import _fits, replaced_in_turn
+from nodes.strings import fits, replaced_in_turn
 
 COMFY_PACK = "ComfyUI_Comfyroll_CustomNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -83,7 +83,7 @@ class CRCombinePrompt(Node):
 
     def run(self):
         parts = (self.part1, self.part2, self.part3, self.part4)
-        _fits(sum(map(len, parts)) + 3 * len(self.separator), "separator")
+        fits(sum(map(len, parts)) + 3 * len(self.separator), "separator")
         return self.separator.join(parts), _help("Core-Nodes", "cr-prompt-parts")
 
 
@@ -159,7 +159,7 @@ class CRTextConcatenate(Node):
     def run(self):
         first = "" if self.text1 is None else _text(self.text1, "text1")
         second = "" if self.text2 is None else _text(self.text2, "text2")
-        _fits(len(first) + len(self.separator) + len(second), "separator")
+        fits(len(first) + len(self.separator) + len(second), "separator")
         return first + self.separator + second, _help("List-Nodes", "cr-text-concatenate")
 
 
@@ -274,7 +274,7 @@ class CRTextBlacklist(Node):
         for line in self.blacklist_words.split("\n"):
             word = line.strip()
             if word:
-                _fits(len(text) + text.count(word) * (len(self.replacement_text) - len(word)), "replacement_text")
+                fits(len(text) + text.count(word) * (len(self.replacement_text) - len(word)), "replacement_text")
                 text = text.replace(word, self.replacement_text)
         return text, _help("List-Nodes", "cr-text-blacklist")
 
@@ -345,7 +345,7 @@ class CRPromptList(Node):
 
     def run(self):
         rows = list_rows(self.multiline_text, self.start_index, self.max_rows)
-        _fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
+        fits(sum(map(len, rows)) + len(rows) * (len(self.prepend_text) + len(self.append_text)), "append_text")
         return ([self.prepend_text + row + self.append_text for row in rows], rows,
                 _help("List-Nodes", "cr-prompt-list"))
 
@@ -459,7 +459,7 @@ class CRTextListToString(Node):
 
     def run(self):
         texts = [_text(text, "text_list") for text in self.text_list]
-        _fits(sum(len(t) + 1 for t in texts), "text_list")
+        fits(sum(len(t) + 1 for t in texts), "text_list")
         return "\n".join(texts), _help("List-Nodes", "cr-text-list-to-string")
 
 
@@ -826,7 +826,7 @@ class CRRandomMultilineValues(Node):
         characters = self.custom_values if self.value_type == "custom" else VALUE_CHARACTERS[self.value_type]
         if not characters:
             raise NodeInputError("custom_values", "is empty: there are no characters to draw from")
-        _fits(self.rows * (len(self.prepend_text) + self.string_length + 1), "prepend_text")
+        fits(self.rows * (len(self.prepend_text) + self.string_length + 1), "prepend_text")
         draw = _drawer(self.seed)
         lines = [self.prepend_text + "".join(draw.choice(characters) for _ in range(self.string_length))
                  for _ in range(self.rows)]

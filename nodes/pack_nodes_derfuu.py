@@ -53,7 +53,7 @@ from nodes.pack_nodes import _core
 from nodes.pack_nodes_comfymath import _value, _whole
 from nodes.pack_nodes_mxlogic import SHOWN_TEXT, _truth
 from nodes.pack_nodes_pysssss import regex_replace
-from nodes.strings import _fits, replaced_in_turn
+from nodes.strings import fits, replaced_in_turn
 
 COMFY_PACK = "Derfuu_ComfyUI_ModdedNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -169,7 +169,7 @@ class DerfuuStringConcatenate(Node):
     comfy = ComfyAlias(("DF_String_Concatenate", "String Concatenate"))
 
     def run(self):
-        _fits(len(self.Prepend) + len(self.Delimiter) + len(self.Append), "Append")
+        fits(len(self.Prepend) + len(self.Delimiter) + len(self.Append), "Append")
         return f"{self.Prepend}{self.Delimiter}{self.Append}"
 
 

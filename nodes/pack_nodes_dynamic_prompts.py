@@ -22,6 +22,7 @@ The pack has no max_prompts input (the combinatorial node gives one prompt a run
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -31,60 +32,198 @@ from collections import OrderedDict
 
 from graphflow.api import STRING, Choice, ComfyAlias, Int, Node, NodeInputError, Text, check_interrupted, \
     current_node_id, show, warn
-from nodes.pack_nodes_impact import _wildcard_files, wildcards_state
+from nodes.pack_nodes_impact import wildcard_files, wildcards_state
 from nodes.sampling import SEED_MAX
-from nodes.strings import _fits
+from nodes.strings import MAX_TEXT, fits
 
 COMFY_PACK = "comfyui-dynamicprompts"  # the custom node pack this module's ComfyUI classes come from
 
-WILDCARD_EXTENSIONS = (".txt", ".json", ".yaml")  # the library's wildcard files (it skips .yml)
-MAX_TEMPLATE = 20_000  # characters of text: the library's parser takes about 1 s per 4,000 of dense syntax
+DYNAMIC_PROMPTS_EXTENSIONS = (".txt", ".json", ".yaml")  # the library's wildcard files (it skips .yml)
+# Characters of text. The library's template parser is not counted by the step budget and takes
+# up to about 0.5 ms a character of dense syntax ({a|b}{a|b}...: 4 s for 8,000 characters on a
+# busy two-core machine, 10-19 s for 20,000); parsed templates are kept by text (TEMPLATES_KEPT).
+MAX_TEMPLATE = 8_000
+TEMPLATES_KEPT = 16
 # Work a run may do, counted in the library's steps (a generator made for one part of the
-# template: some 50,000 to 80,000 a second) plus PARSE_STEPS per character of each wildcard line
-# it parses (the template itself is held to MAX_TEMPLATE). A combinatorial range whose choices
-# come out equal ({6$$...} of variants giving the same words) otherwise searches every
-# combination for one that differs, for hours.
+# template: some 50,000 to 80,000 a second) plus PARSE_STEPS per character of each wildcard line with template syntax
+# it parses, one step per VALUES_PER_STEP wildcard values (and files) it gathers for a wildcard
+# name, one per COMPARISONS_PER_STEP options it compares for a range and one per CHARS_PER_STEP
+# characters of each part's text it joins. A combinatorial range whose choices come out equal
+# ({6$$...} of variants giving the same words) otherwise searches every combination for one that
+# differs, for hours.
 MAX_STEPS = 200_000
 PARSE_STEPS = 10
-MAX_NODES_KEPT = 1000  # combinatorial nodes whose place in their list is kept (the oldest dropped)
+VALUES_PER_STEP = 16
+COMPARISONS_PER_STEP = 64
+CHARS_PER_STEP = 1000
+MAX_NODES_KEPT = 1000  # nodes whose prompt generator is kept (the oldest dropped)
 
 
 class _TooMuchWork(Exception):
     pass
 
 
+class _TooLong(Exception):
+    pass
+
+
 @dataclasses.dataclass
 class _Budget:
-    left: int = MAX_STEPS
+    """One run's work: the steps left, the wildcard lines parsed so far (each parsed and counted
+    once a run), the wildcards found with no lines and those warned of."""
+    left: int
+    parsed: dict = dataclasses.field(default_factory=dict)
+    empty_wildcards: list = dataclasses.field(default_factory=list)
+    warned: set = dataclasses.field(default_factory=set)
 
     def spend(self, steps: int) -> None:
         self.left -= steps
         if self.left < 0:
             raise _TooMuchWork
-        if self.left % 10_000 < steps:  # now and then: a long run can be stopped
+        if self.left % 10_000 < steps:  # now and then (and at each big charge): a long run can be stopped
             check_interrupted()
+
+
+# The budget of the run in this thread: the library's generators run inside next(), so the parts
+# made by an earlier run (a combinatorial node's) count against the run that resumes them.
+_budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("dynamic_prompts_budget")
+
+
+def _spend(steps: int) -> None:
+    _budget.get().spend(steps)
+
+
+def _measured(results):
+    """A part's results, each counted by its length and refused over MAX_TEXT as it is made (nested
+    variables that double a text each would otherwise build gigabytes before the end)."""
+    for result in results:
+        _spend(len(result.text) // CHARS_PER_STEP)
+        if len(result.text) > MAX_TEXT:
+            raise _TooLong
+        yield result
 
 
 @functools.cache
 def _counted_context():
-    """The library's SamplingContext, counting its work against a _Budget (its sub-contexts are
-    made by dataclasses.replace, so they count too)."""
+    """The library's SamplingContext, counting its work against the run's _Budget (its
+    sub-contexts are made by dataclasses.replace, so they count too)."""
     from dynamicprompts.sampling_context import SamplingContext
 
     @dataclasses.dataclass(frozen=True)
     class CountedContext(SamplingContext):
-        budget: _Budget = dataclasses.field(default_factory=_Budget)
-
         def generator_from_command(self, command):
-            self.budget.spend(1)
-            return super().generator_from_command(command)
+            _spend(1)
+            return _measured(super().generator_from_command(command))
 
         def sample_prompts(self, prompt, num_prompts=None):
             if isinstance(prompt, str):
-                self.budget.spend(PARSE_STEPS * len(prompt))
+                _spend(PARSE_STEPS * len(prompt))
             return super().sample_prompts(prompt, num_prompts)
 
     return CountedContext
+
+
+# Characters the template parser reads as themselves anywhere in a line (tested against it): a
+# wildcard line of only these and letters, digits and spaces parses to LiteralCommand(line), so a
+# range over a long plain list (artists, colours) skips the parser (some 25,000 characters a second).
+PLAIN_PUNCTUATION = frozenset("!\"&'()*+,-./:;=?")
+
+
+def _plain(line: str) -> bool:
+    return bool(line) and all(c.isalnum() or c == " " or c in PLAIN_PUNCTUATION for c in line)
+
+
+def _wildcard_range(command, context):
+    """{2$$__name__}: a range over the wildcard's lines, made as the library's wildcard_to_variant
+    makes it (which parses every line each time, uncounted), each line parsed once a run and
+    counted; a wildcard with no lines is noted for the error that follows."""
+    from dynamicprompts.commands import LiteralCommand, VariantCommand, VariantOption
+    from dynamicprompts.parser.parse import parse
+
+    wildcard, budget = command.values[0], _budget.get()
+    name = next(iter(context.sample_prompts(wildcard.wildcard, 1))).text
+    values = context.wildcard_manager.get_values(name)
+    if not values:
+        budget.empty_wildcards.append(name)
+    options = []
+    for line in values.iterate_string_values_weighted():  # a line weighted 5:: five times
+        budget.spend(1)
+        if line not in budget.parsed and _plain(line):  # the parser's own result, without its cost
+            budget.parsed[line] = LiteralCommand(line)
+        elif line not in budget.parsed:
+            budget.spend(PARSE_STEPS * len(line))
+            budget.parsed[line] = parse(line, parser_config=context.parser_config)
+        options.append(VariantOption(budget.parsed[line]))
+    return VariantCommand(options, min(command.min_bound, len(values)), min(command.max_bound, len(values)),
+                          command.separator, wildcard.sampling_method)
+
+
+def _resolved(command, context):
+    """A variant command with its wildcard ranges made (a wildcard line may be one itself)."""
+    from dynamicprompts.commands import WildcardCommand
+
+    while len(command.values) == 1 and isinstance(command.values[0], WildcardCommand):
+        command = _wildcard_range(command, context)
+    return command
+
+
+def _distinct_count(values, at_most: int) -> int:
+    """How many of values differ, as the library's get_value_combinations tells them apart (==),
+    counted up to at_most."""
+    distinct: list = []
+    for value in values:
+        if len(distinct) >= at_most:
+            break
+        _spend(1 + len(distinct) // COMPARISONS_PER_STEP)
+        if all(value != seen for seen in distinct):
+            distinct.append(value)
+    return len(distinct)
+
+
+def _within_distinct(command):
+    """command with its range cut to the number of options that differ: the library finds no
+    combination of more, after searching every ordering of the options for one ({9$$...} of
+    eight words written three times each: 3^8 * 8! orderings); no options where even its least
+    count can't be made."""
+    if not command.values:
+        return command
+    command = command.adjust_range()
+    distinct = _distinct_count(command.values, command.max_bound)
+    if distinct < command.min_bound:
+        return dataclasses.replace(command, variants=[])
+    return dataclasses.replace(command, max_bound=min(command.max_bound, distinct))
+
+
+@functools.cache
+def _samplers() -> dict:
+    """The library's samplers, with their {n$$...} ranges made through _resolved (counted wildcard
+    lines) and, where they search combinations, _within_distinct. The library's cyclical sampler
+    spins forever, counting nothing, on a {@2$$a|a} range that has no combination: refused."""
+    from dynamicprompts.enums import SamplingMethod
+    from dynamicprompts.samplers.combinatorial import CombinatorialSampler
+    from dynamicprompts.samplers.cycle import CyclicalSampler
+    from dynamicprompts.samplers.random import RandomSampler
+
+    class Random(RandomSampler):
+        def _get_variant(self, command, context):
+            yield from super()._get_variant(_resolved(command, context), context)
+
+    class Combinatorial(CombinatorialSampler):
+        def _get_variant(self, command, context):
+            yield from super()._get_variant(_within_distinct(_resolved(command, context)), context)
+
+    class Cyclical(CyclicalSampler):
+        def _get_variant(self, command, context):
+            command = _resolved(command, context)
+            options = _within_distinct(command)
+            if command.values and not options.values:
+                needed = command.adjust_range().min_bound
+                raise NodeInputError("text", f"a cyclical {{@{needed}$$...}} range needs {needed} options "
+                                             f"that differ; it has fewer")
+            yield from super()._get_variant(options, context)
+
+    return {SamplingMethod.RANDOM: Random(), SamplingMethod.COMBINATORIAL: Combinatorial(),
+            SamplingMethod.CYCLICAL: Cyclical()}
 
 
 # -- wildcards -------------------------------------------------------------------------------------
@@ -113,19 +252,29 @@ def _collections(base, path) -> dict:
 
 @functools.cache
 def _folder_wildcards():
-    """The library's WildcardManager, telling the user (warn) of a wildcard no file has, which the
-    library leaves in the prompt as written. The library's own log lines for it (a traceback for
-    a name with '..') are left out: the warning says it."""
+    """The library's WildcardManager, counting the values it gathers for a name (a glob like
+    __**__ gathers every file's lines: charged whether or not the library's cache holds them, so
+    that a refusal does not depend on what ran before) and telling the user (warn, once a run) of a
+    wildcard no file has, which the library leaves in the prompt as written. The library's own log
+    lines for it (a traceback for a name with '..') are left out: the warning says it."""
     from dynamicprompts.wildcards import WildcardManager
 
     logging.getLogger("dynamicprompts").setLevel(logging.ERROR)
 
     class FolderWildcards(WildcardManager):
+        collection_count = 0  # the files and keys it holds: a glob is matched against each
+
         def get_values(self, wildcard):
             values = super().get_values(wildcard)
-            if not values:
-                warn(f"no wildcard file or key in the wildcards folders is named {wildcard!r} (a name "
-                     f"with '..' is never looked up): __{wildcard}__ is left in the prompt as written")
+            budget = _budget.get(None)  # None: used outside a node's run (tests)
+            if budget is not None:
+                budget.spend((self.collection_count + len(values)) // VALUES_PER_STEP)
+            if not values and (budget is None or wildcard not in budget.warned):
+                if budget is not None:
+                    budget.warned.add(wildcard)
+                why = " (a name with '..' is never looked up)" if ".." in wildcard else ""
+                warn(f"the wildcards folders have no lines for {wildcard!r} (no file or key of that name{why}, "
+                     f"or only comments): __{wildcard}__ is left in the prompt as written")
             return values
 
     return FolderWildcards
@@ -133,28 +282,26 @@ def _folder_wildcards():
 
 def wildcard_manager():
     """The library's WildcardManager over the files of graphflow's wildcards model folders (the
-    Impact Pack nodes' folders), the first folder (the user's) winning a name. It is given the
-    files found by graphflow's folder walk, not a folder to walk, so it knows only files inside
-    those folders (and the library refuses a name with '..'). Built anew when a file changes."""
+    Impact Pack nodes' folders), the first folder (the user's) winning a name, and, as the
+    library's folder walk, no file in a folder whose name starts with "." (.git, .cache). It is
+    given the files found by graphflow's folder walk, not a folder to walk, so it knows only files
+    inside those folders (and the library refuses a name with '..'). Built anew when a file
+    changes."""
     global _manager
-    state = wildcards_state(WILDCARD_EXTENSIONS)
+    state = wildcards_state(DYNAMIC_PROMPTS_EXTENSIONS)
     with _manager_lock:
         if _manager[0] != state or _manager[1] is None:
             found: dict = {}
-            for base, path in reversed(list(_wildcard_files(WILDCARD_EXTENSIONS))):
-                found.update(_collections(base, path))
-            _manager = (state, _folder_wildcards()(root_map={"": [found]}))
+            for base, path in reversed(list(wildcard_files(DYNAMIC_PROMPTS_EXTENSIONS))):
+                if not any(part.startswith(".") for part in path.relative_to(base).parent.parts):
+                    found.update(_collections(base, path))
+            manager = _folder_wildcards()(root_map={"": [found]})
+            manager.collection_count = len(found)
+            _manager = (state, manager)
         return _manager[1]
 
 
 # -- sampling ----------------------------------------------------------------------------------------
-
-
-def _sampling_context(method: str, rand: random.Random, manager, budget: _Budget):
-    from dynamicprompts.enums import SamplingMethod
-
-    return _counted_context()(default_sampling_method=SamplingMethod[method], wildcard_manager=manager,
-                              rand=rand, budget=budget)
 
 
 def _checked_template(text: str) -> None:
@@ -163,97 +310,110 @@ def _checked_template(text: str) -> None:
                                      f"{MAX_TEMPLATE:,} (the template parser is slow on long texts)")
 
 
-def _next_prompt(prompts) -> str:
-    """next(prompts) as text, the library's errors as errors naming text."""
-    from pyparsing import ParseBaseException
-
-    try:
-        prompt = str(next(prompts))
-    except ParseBaseException as e:
-        raise NodeInputError("text", f"not a Dynamic Prompts template: {e}") from None
-    except _TooMuchWork:
-        raise NodeInputError("text", f"the template takes more than {MAX_STEPS:,} sampling steps for one "
-                                     f"prompt (a combinatorial range whose choices come out the same, or "
-                                     f"wildcards that nest very deep)") from None
-    except RecursionError:
-        raise NodeInputError("text", "the template nests too deep, or a variable or wildcard refers to "
-                                     "itself") from None
-    except (KeyError, ValueError) as e:  # an undefined ${variable}, a bad wildcard name or range
-        raise NodeInputError("text", str(e.args[0] if e.args else e)) from None
-    _fits(len(prompt), "text")
-    return prompt
-
-
-def _prompts(context, text: str):
-    """The library's prompt generator for text, parsed on the first next() (parsed here, so that
-    the template's parse is not counted against the budget: MAX_TEMPLATE bounds it)."""
+@functools.lru_cache(maxsize=TEMPLATES_KEPT)
+def _parsed_template(text: str):
+    """The library's parse of a template (its commands are frozen dataclasses, shared safely)."""
     from dynamicprompts.parser.parse import parse
 
-    yield from context.sample_prompts(parse(text, parser_config=context.parser_config))
-
-
-def random_prompt(text: str, seed: int) -> str:
-    """The pack's DPRandomGenerator: one prompt of the library's random sampling, drawn with
-    random.Random(seed) when seed > 0 (RandomPromptGenerator(seed=seed)'s first prompt), with a
-    fresh unseeded one when seed is 0."""
-    if text.strip() == "":
-        return ""
-    _checked_template(text)
-    rand = random.Random(seed) if seed > 0 else random.Random()
-    context = _sampling_context("RANDOM", rand, wildcard_manager(), _Budget(MAX_STEPS))
-    return _next_prompt(_prompts(context, text))
+    return parse(text)
 
 
 @dataclasses.dataclass
 class _Cycle:
-    """A combinatorial node's place in its list of prompts."""
+    """A node's prompt generator, kept between runs as the pack keeps its own (one at a time: lock)."""
     text: str
     manager: object
     rand: random.Random
-    budget: _Budget
     context: object
     prompts: object = None
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
-_cycles: OrderedDict[tuple, _Cycle] = OrderedDict()  # (node type, node id) -> its place; kept while graphflow runs
+_cycles: OrderedDict[tuple, _Cycle] = OrderedDict()  # (node type, node id) -> its generator; kept while graphflow runs
 _cycles_lock = threading.Lock()
 
 
-def _cycle(key: tuple, text: str, manager) -> _Cycle:
+def _cycle(key: tuple, method: str, text: str, manager) -> _Cycle:
+    from dynamicprompts.enums import SamplingMethod
+
     with _cycles_lock:
         cycle = _cycles.pop(key, None)
         if cycle is None or cycle.text != text or cycle.manager is not manager:
-            rand, budget = random.Random(), _Budget()
-            cycle = _Cycle(text, manager, rand, budget, _sampling_context("COMBINATORIAL", rand, manager, budget))
+            rand = random.Random()
+            context = _counted_context()(default_sampling_method=SamplingMethod[method], wildcard_manager=manager,
+                                         rand=rand, samplers=_samplers())
+            cycle = _Cycle(text, manager, rand, context)
         _cycles[key] = cycle
         while len(_cycles) > MAX_NODES_KEPT:
             _cycles.popitem(last=False)
         return cycle
 
 
-def combinatorial_prompt(key: tuple, text: str, seed: int) -> str:
-    """The pack's DPCombinatorialGenerator: each run the next prompt of the library's
-    combinatorial sampling of text, starting again after the last; a changed text (or changed
-    wildcard files) starts from the first. seed > 0 reseeds the node's random draws (its {~a|b}
-    random parts) before each prompt, as the pack does."""
+def _next_prompt(cycle: _Cycle, budget: _Budget) -> str:
+    """The next prompt of the cycle's generator (made on the first call) as text, counted against
+    the run's budget; the library's errors as errors naming text. StopIteration when it has no more."""
+    from pyparsing import ParseBaseException
+
+    token = _budget.set(budget)
+    try:
+        if cycle.prompts is None:
+            cycle.prompts = cycle.context.sample_prompts(_parsed_template(cycle.text))
+        prompt = str(next(cycle.prompts))
+    except ParseBaseException as e:
+        raise NodeInputError("text", f"not a Dynamic Prompts template: {e}") from None
+    except _TooMuchWork:
+        raise NodeInputError("text", f"the template takes more than {MAX_STEPS:,} sampling steps for one "
+                                     f"prompt (a combinatorial range whose choices come out the same, or "
+                                     f"wildcards that nest very deep or have very many lines)") from None
+    except _TooLong:
+        raise NodeInputError("text", f"a part of the prompt would be over {MAX_TEXT:,} characters long "
+                                     f"(variables that repeat each other)") from None
+    except RecursionError:
+        raise NodeInputError("text", "the template nests too deep, or a variable or wildcard refers to "
+                                     "itself") from None
+    except NotImplementedError as e:  # ${a=...} sampled as a value: a template that only sets one
+        what = "a variable is set (${name=...}) where text is expected" if "Variable" in str(e) else str(e)
+        raise NodeInputError("text", f"the Dynamic Prompts library can't sample this template: {what}") from None
+    except RuntimeError as e:  # a part that gives nothing inside one that needs a value from it
+        if not isinstance(e.__cause__, StopIteration):
+            raise
+        named = ", ".join(f"__{name}__" for name in dict.fromkeys(budget.empty_wildcards))
+        raise NodeInputError("text", f"the wildcard {named} has no lines (no file or key has that name, or its "
+                                     f"lines are all comments), so its {{n$$...}} range gives nothing" if named
+                             else "a part of the template gives no text at all") from None
+    except NodeInputError:
+        raise
+    except (KeyError, ValueError) as e:  # an undefined ${variable}, a bad wildcard name or range
+        raise NodeInputError("text", str(e.args[0] if e.args else e)) from None
+    finally:
+        _budget.reset(token)
+    fits(len(prompt), "text")
+    return prompt
+
+
+def next_prompt(method: str, key: tuple, text: str, seed: int) -> str:
+    """The pack's get_prompt for the node keyed key (node type, node id), its sampling method
+    "RANDOM" or "COMBINATORIAL": the node's generator of the template's prompts is kept between
+    runs (a new one for a changed text or changed wildcard files); seed > 0 reseeds its random
+    draws before each prompt; after the last prompt it starts again, and a template that gives no
+    prompt at all gives ""."""
     if text.strip() == "":
         return ""
     _checked_template(text)
-    cycle = _cycle(key, text, wildcard_manager())
-    if seed > 0:
-        cycle.rand.seed(seed)
-    cycle.budget.left = MAX_STEPS
-    for _ in range(2):  # after the last prompt, once more from the first
-        if cycle.prompts is None:
-            cycle.prompts = _prompts(cycle.context, text)
-        try:
-            return _next_prompt(cycle.prompts)
-        except StopIteration:
-            cycle.prompts = None
-        except NodeInputError:
-            cycle.prompts = None  # a generator that raised is spent
-            raise
-    return ""  # a template that makes no prompt at all, as the pack gives
+    cycle = _cycle(key, method, text, wildcard_manager())
+    budget = _Budget(MAX_STEPS)
+    with cycle.lock:  # the server runs workflows in threads: one prompt at a time from a generator
+        if seed > 0:
+            cycle.rand.seed(seed)
+        for _ in range(2):  # after the last prompt, once more from the first
+            try:
+                return _next_prompt(cycle, budget)
+            except StopIteration:
+                cycle.prompts = None
+            except BaseException:
+                cycle.prompts = None  # a generator that raised is spent
+                raise
+    return ""
 
 
 # -- nodes ---------------------------------------------------------------------------------------------
@@ -264,15 +424,25 @@ class DynamicPromptsRandom(Node):
     one, {2$$a|b|c} two different ones (joined by ","), {1-3$$ and $$a|b|c} one to three joined
     by " and ", {0.5::a|2::b} weighs them, __name__ picks a line of the wildcard file name.txt
     under the models' wildcards folder (or the list under the key name of a .json / .yaml file
-    there; __shapes/*__ any of the folder shapes), ${name={a|b}} and ${name} are variables,
-    __name(var=x)__ passes one on. With seed above 0 the prompt is the library's
-    RandomPromptGenerator's with that seed (the pack reseeds its generator each run); with seed 0
-    a new draw each run. autorefresh changes nothing (the pack re-runs the node whatever it says).
+    there, not in a folder whose name starts with "."; __shapes/*__ any of the folder shapes),
+    ${name={a|b}} and ${name} are variables, __name(var=x)__ passes one on. autorefresh changes
+    nothing (the pack re-runs the node whatever it says).
 
-    An empty text gives ""; bad template syntax, an undefined variable and a template that is
-    longer than 20,000 characters or needs more than 200,000 sampling steps are refused naming
-    text. A wildcard name that no file has is left in the prompt as written, as the library does,
-    with a warning."""
+    As in the pack, the node keeps its prompt generator between runs (while graphflow runs; a
+    changed text or wildcard file makes a new one), re-runs each time, and with seed above 0
+    reseeds its random draws before each prompt: its first prompt is the library's
+    RandomPromptGenerator's with that seed. The seed does not reset a weighted wildcard (a .json /
+    .yaml list with 2::line weights, drawn ten lines at a time) or an immediate variable
+    ${v=!{a|b}} (drawn once, when the generator is made): with one of them the same seed gives
+    different prompts from run to run, and with seed 0 an immediate variable keeps its value for
+    as long as the text stays the same.
+
+    An empty text gives "" (so does a template that gives no prompt at all, as in the pack); bad
+    template syntax, an undefined variable, a text longer than 8,000 characters, a prompt needing
+    more than 200,000 sampling steps or a part over 10,000,000 characters, a {2$$__name__} range
+    over a wildcard with no lines inside other text, and a cyclical {@2$$a|a} range without enough
+    options that differ (the library would search forever) are refused naming text. A wildcard name
+    that no file has is left in the prompt as written, as the library does, with a warning."""
     category = "Dynamic Prompts"
     display_name = "Random Prompts"
     text: str = Text("", multiline=True)
@@ -282,12 +452,11 @@ class DynamicPromptsRandom(Node):
     comfy = ComfyAlias(("DPRandomGenerator",))
 
     @classmethod
-    def fingerprint(cls, seed=0, **widgets):
-        # seed 0 draws anew each run; a seed's prompt changes only with the wildcard files
-        return random.random() if seed == 0 else wildcards_state(WILDCARD_EXTENSIONS)
+    def fingerprint(cls, **widgets):
+        return random.random()  # the generator's next prompt each run, as the pack's
 
     def run(self):
-        return random_prompt(self.text, self.seed)
+        return next_prompt("RANDOM", (self.node_type, current_node_id()), self.text, self.seed)
 
 
 class DynamicPromptsCombinatorial(Node):
@@ -298,8 +467,7 @@ class DynamicPromptsCombinatorial(Node):
     with the seed reset before each prompt when seed is above 0. autorefresh changes nothing, as
     in the pack. The pack has no prompt count: queue the workflow as many times as you want prompts.
 
-    An empty text gives ""; bad syntax, an undefined variable, a text over 20,000 characters and
-    one prompt needing more than 200,000 sampling steps are refused naming text."""
+    An empty text gives ""; the same templates as in Random Prompts are refused naming text."""
     category = "Dynamic Prompts"
     display_name = "Combinatorial Prompts"
     text: str = Text("", multiline=True)
@@ -313,7 +481,7 @@ class DynamicPromptsCombinatorial(Node):
         return random.random()  # the next prompt each run
 
     def run(self):
-        return combinatorial_prompt((self.node_type, current_node_id()), self.text, self.seed)
+        return next_prompt("COMBINATORIAL", (self.node_type, current_node_id()), self.text, self.seed)
 
 
 class DynamicPromptsOutput(Node):

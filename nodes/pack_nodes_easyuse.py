@@ -37,7 +37,7 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, C
     Int, ListOf, Node, NodeInputError, Size, Text, show
 from nodes.image import SaveImage, preview
 from nodes.pack_nodes import INT_LIMIT, POWER_LIMIT, _core
-from nodes.strings import _fits, _guarded, replaced_in_turn
+from nodes.strings import _guarded, fits, replaced_in_turn
 
 COMFY_PACK = "ComfyUI-Easy-Use"  # the custom node pack this module's ComfyUI classes come from
 
@@ -520,7 +520,7 @@ class EasyPromptConcat(Node):
 
     def run(self):
         prompt1, prompt2 = self.prompt1 or "", self.prompt2 or ""
-        _fits(len(prompt1) + len(self.separator) + len(prompt2), "prompt2")
+        fits(len(prompt1) + len(self.separator) + len(prompt2), "prompt2")
         return prompt1 + self.separator + prompt2
 
 

@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Bool, ComfyAlias, Estimate, \
     Float, Int, Node, NodeInputError, Size, Text, check_run_memory, run_limits, socket_type, warn
 from nodes.pack_nodes import _COMPARE, POWER_LIMIT, _core
-from nodes.strings import _fits
+from nodes.strings import fits
 
 COMFY_PACK = "ComfyUI_FizzNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -459,7 +459,7 @@ class _Filler:
             return self.plain.setdefault(prompt, prompt.strip())
         text = with_formulas(prompt, frame, self.max_frames, self.weights, self.input_name, self.formulas)
         self.total += len(text)
-        _fits(self.total, self.input_name)
+        fits(self.total, self.input_name)
         return text
 
 

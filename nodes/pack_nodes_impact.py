@@ -44,7 +44,7 @@ from nodes.image import _resize_image
 from nodes.pack_nodes import _apply_lora, _core
 from nodes.sampling import SEED_MAX, KSampler, KSamplerAdvanced, _estimate
 import nodes.strings
-from nodes.strings import _fits
+from nodes.strings import fits
 
 COMFY_PACK = "ComfyUI Impact Pack"  # the custom node pack this module's ComfyUI classes come from
 
@@ -83,7 +83,7 @@ def wildcard_key(name: str) -> str:
 WILDCARD_EXTENSIONS = (".txt", ".yaml", ".yml")  # the wildcard files this pack reads
 
 
-def _wildcard_files(extensions: tuple[str, ...] = WILDCARD_EXTENSIONS):
+def wildcard_files(extensions: tuple[str, ...] = WILDCARD_EXTENSIONS):
     """(folder, file path) of every file of these extensions under the wildcards model folders
     (the Dynamic Prompts nodes read theirs, .txt/.json/.yaml, from the same folders), in
     sorted order (the pack takes os.walk's order, which differs between file systems). As in the
@@ -136,7 +136,7 @@ def _read_wildcards() -> dict[str, list[str]]:
     import yaml
 
     table: dict[str, list[str]] = {}
-    for base, path in reversed(list(_wildcard_files())):
+    for base, path in reversed(list(wildcard_files())):
         if path.suffix == ".txt":
             lines = _read_text(path).splitlines()
             table[wildcard_key(str(path.relative_to(base).with_suffix("")))] = \
@@ -154,7 +154,7 @@ def _read_wildcards() -> dict[str, list[str]]:
 def wildcards_state(extensions: tuple[str, ...] = WILDCARD_EXTENSIONS) -> str:
     """The wildcard files' names, sizes and times, for node caches: an edited file re-runs."""
     digest = hashlib.sha1()
-    for _, path in _wildcard_files(extensions):
+    for _, path in wildcard_files(extensions):
         stat = path.stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -328,11 +328,11 @@ class WildcardText:
         except ValueError as e:  # weights of 0 that leave too few options, say
             self.fail(f"{{{match.group(1)}}}: {e}")
         size = len(separator) * len(chosen) + sum(len(str(x)) for x in chosen)
-        _fits(size, self.input_name)
+        fits(size, self.input_name)
         self.spend(size)
         chosen = separator.join(_WEIGHT_PREFIX.sub("", str(x), count=1) for x in chosen)
         self.pass_size += len(chosen) - len(match.group(0))  # the pass's text so far, not built yet
-        _fits(self.pass_size, self.input_name)
+        fits(self.pass_size, self.input_name)
         return chosen
 
     def replace_options(self, text: str) -> tuple[str, bool]:
@@ -344,7 +344,7 @@ class WildcardText:
     def put(self, text: str, match: str, line) -> str:
         """text with its first __match__ replaced by line (a result over MAX_TEXT refused first)."""
         line = str(line)
-        _fits(len(text) + len(line) - len(match) - 4, self.input_name)
+        fits(len(text) + len(line) - len(match) - 4, self.input_name)
         self.spend(len(text) + len(line))  # a text rebuilt per wildcard: many wildcards in a long text add up
         return text.replace(f"__{match}__", line, 1)
 
@@ -384,7 +384,7 @@ class WildcardText:
             replacement = times * (len(keyword) + 5) - 1  # __name__|__name__...
             self.spend(len(text))
             size = len(text) + sum(replacement - len(other[0]) for other in same.finditer(text))  # every one
-            _fits(size, self.input_name)
+            fits(size, self.input_name)
             self.spend(size)
             text = same.sub(lambda _: "__" + "__|__".join([keyword] * times) + "__", text)
         return text
@@ -398,11 +398,11 @@ class WildcardText:
             while options_found:
                 if passes > MAX_OPTION_PASSES:
                     self.fail(f"{{...}} choices nested more than {MAX_OPTION_PASSES} deep")
-                _fits(len(text), self.input_name)
+                fits(len(text), self.input_name)
                 text, options_found = self.replace_options(text)
                 passes += 1
             text, wildcards_found = self.replace_wildcards(text)
-            _fits(len(text), self.input_name)
+            fits(len(text), self.input_name)
             if not wildcards_found:  # options_found is always False here, as in the pack
                 break
         return text
@@ -863,7 +863,7 @@ class StringListToString(Node):
     def run(self):
         separator = self.join_with[0]
         separator = "\n" if separator == "\\n" else separator
-        _fits(sum(len(s) for s in self.string_list) + len(separator) * len(self.string_list), "string_list")
+        fits(sum(len(s) for s in self.string_list) + len(separator) * len(self.string_list), "string_list")
         return separator.join(str(s) for s in self.string_list)
 
 

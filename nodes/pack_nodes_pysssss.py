@@ -19,7 +19,7 @@ from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.loaders import LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import _BINARY, _COMPARE, POWER_LIMIT, _operator, image_or_latent_size
-from nodes.strings import _fits, _guarded
+from nodes.strings import _guarded, fits
 
 COMFY_PACK = "ComfyUI-Custom-Scripts (pysssss)"  # the custom node pack this module's ComfyUI classes come from
 
@@ -76,7 +76,7 @@ def string_function(action: str, tidy_tags: bool, a: str, b: str, c: str) -> str
     elif b.startswith("/") and b.endswith("/"):  # a lone "/" too: the empty expression, as in the pack
         out = regex_replace(a, b[1:-1], c)
     else:
-        _fits(len(a) + a.count(b) * (len(c) - len(b)), "text_c")  # "" is found between every character
+        fits(len(a) + a.count(b) * (len(c) - len(b)), "text_c")  # "" is found between every character
         out = a.replace(b, c)
     if tidy_tags:
         out = out.replace("  ", " ").replace(" ,", ",").replace(",,", ",").replace(",,", ",")
@@ -100,7 +100,7 @@ def regex_replace(text: str, expression: str, replace: str, expression_input: st
     def expand(match):  # the template filled in, its size counted as the result grows
         filled = match.expand(replace)
         growth[0] += len(filled) - (match.end() - match.start())
-        _fits(growth[0], replace_input)
+        fits(growth[0], replace_input)
         return filled
 
     return _guarded(pattern, text, every_match=True, input_name=expression_input).sub(expand, text)

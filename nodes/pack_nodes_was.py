@@ -60,7 +60,7 @@ from nodes.conditioning import CLIPEncode
 from nodes.loaders import DEMO_CHECKPOINT, LoadCheckpoint, LoadLoRA
 from nodes.pack_nodes import POWER_LIMIT, _core
 from nodes.sampling import KSampler
-from nodes.strings import MAX_TEXT, _fits, _guarded
+from nodes.strings import MAX_TEXT, fits, _guarded
 from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
@@ -148,7 +148,7 @@ class WasTextConcatenate(Node):
             texts = [t.strip() if self.clean_whitespace == "true" else t for t in given if isinstance(t, str)]
             texts = [t for t in texts if t != ""]
             delimiter = "\n" if self.delimiter == "\\n" else self.delimiter
-        _fits(sum(len(t) + len(delimiter) for t in texts), "delimiter")
+        fits(sum(len(t) + len(delimiter) for t in texts), "delimiter")
         return delimiter.join(texts)
 
 
@@ -169,7 +169,7 @@ def regex_sub(text: str, find: str, replace: str) -> tuple[str, int]:
     def expand(match):
         filled = match.expand(replace)
         size[0] += len(filled) - (match.end() - match.start())
-        _fits(size[0], "replace")
+        fits(size[0], "replace")
         return filled
 
     return _guarded(pattern, text, every_match=True, input_name="find").subn(expand, text)
@@ -201,7 +201,7 @@ def replace_one_by_one(text: str, find: str, replace: str) -> str:
     on from there, and each replacement costs about its own size, not the text's."""
     width = len(find)
     count = text.count(find)
-    _fits(len(text) + count * max(0, len(replace) - width), "replace")
+    fits(len(text) + count * max(0, len(replace) - width), "replace")
     if not find:  # "" is first found at the very start, every time
         return replace * count + text
     done, pending, pos = [], "", 0  # the text is "".join(done) + pending + text[pos:]
@@ -274,7 +274,7 @@ class WasTextFindAndReplaceByDictionary(Node):
                 nonlocal seed, size
                 choice = draw.choice(lines)
                 size += len(choice) - len(marker)
-                _fits(size, "dictionary")
+                fits(size, "dictionary")
                 if seed != 0:
                     seed += 1
                     draw.seed(seed)
@@ -582,7 +582,7 @@ def parse_tokens(text: str, now: float | None = None, input_name: str = "text") 
     builtin = {"[time]": str(int(now)), "[hostname]": socket.gethostname(), "[user]": user}
     for token, value in {**builtin, **CUSTOM_TOKENS}.items():
         if not token.startswith("[time("):
-            _fits(len(text) + text.count(token) * max(len(value) - len(token), 0), input_name)
+            fits(len(text) + text.count(token) * max(len(value) - len(token), 0), input_name)
             text = text.replace(token, value)
     try:
         return "\n".join(_fill_time_formats(line, time.localtime(now)) for line in text.split("\n"))
@@ -652,7 +652,7 @@ class WasTextAddTokenByInput(Node):
     def run(self):
         if not self.token_name.strip():
             raise NodeInputError("token_name", "empty: a token needs a name")
-        _fits(len(self.token_value), "token_value")
+        fits(len(self.token_value), "token_value")
         remember(CUSTOM_TOKENS, self.token_name, self.token_value, "token_name")
         _log_tokens(self.print_current_tokens)
         return ()
@@ -698,7 +698,7 @@ class WasTextParseA1111Embeddings(Node):
             stem = os.path.splitext(name)[0]
             # the name is escaped: a literal word, not a user's expression
             text = re.sub(rf"\b{re.escape(stem)}\b", lambda m: f"embedding:{stem}", text)
-            _fits(len(text), "text")
+            fits(len(text), "text")
         return text
 
 

@@ -20,7 +20,8 @@ REGEX_SECONDS = 1.0
 MAX_TEXT = 10_000_000  # characters in a node's text result
 
 
-def _fits(length: int, input_name: str) -> None:
+def fits(length: int, input_name: str) -> None:
+    """Refuse, naming input_name, a text result of length characters over MAX_TEXT (before it is built)."""
     if length > MAX_TEXT:
         raise NodeInputError(input_name, f"the result would be {length:,} characters long; the limit is "
                                          f"{MAX_TEXT:,}")
@@ -31,7 +32,7 @@ def replaced_in_turn(text: str, pairs, input_names) -> str:
     an empty find puts the replacement between every character), each result's size checked
     first and a too long one named by that pair's input."""
     for (find, replace), name in zip(pairs, input_names):
-        _fits(len(text) + text.count(find) * (len(replace) - len(find)), name)
+        fits(len(text) + text.count(find) * (len(replace) - len(find)), name)
         text = text.replace(find, replace)
     return text
 
@@ -50,7 +51,7 @@ class StringConcatenate(Node):
     comfy = ComfyAlias(("StringConcatenate",))
 
     def run(self):
-        _fits(len(self.string_a) + len(self.delimiter) + len(self.string_b), "string_b")
+        fits(len(self.string_a) + len(self.delimiter) + len(self.string_b), "string_b")
         return self.delimiter.join((self.string_a, self.string_b))
 
 
@@ -118,7 +119,7 @@ class StringReplace(Node):
 
     def run(self):
         found = self.string.count(self.find)
-        _fits(len(self.string) + found * (len(self.replace) - len(self.find)), "replace")
+        fits(len(self.string) + found * (len(self.replace) - len(self.find)), "replace")
         return self.string.replace(self.find, self.replace)
 
 
@@ -257,7 +258,7 @@ class RegexReplace(Node):
         def expand(match):  # the template filled in, its size counted as the result grows
             text = match.expand(self.replace)
             growth[0] += len(text) - (match.end() - match.start())
-            _fits(growth[0], "replace")
+            fits(growth[0], "replace")
             return text
 
         try:
