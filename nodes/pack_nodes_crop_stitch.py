@@ -18,7 +18,11 @@ The pack's device_mode picks between two sets of mask operations, and so does ou
 hole filling with binary_closing and binary_fill_holes), "gpu (much faster)" (the default) the
 pack's torch ones (a max-pool dilation with an odd square, a Gaussian convolution with zero
 padding, a flood fill of the mask's outside at 0.5). Here both run on the device the tensors are
-on; the results are the same formulas, within float rounding between devices.
+on; the results are the same formulas, within float rounding between devices. The GPU mode's
+square max-pool and square convolution are worked as two 1-D passes (the max-pool bit for bit,
+the blur within about 2e-6 of the pack's float32 sum), and its flood a layer at a time, each
+step checking for a stop: a large expand or blur costs seconds here where the pack's single call
+takes minutes on a CPU.
 
 Resizing is the pack's in both modes: each picture (or mask) made 8-bit as torchvision's
 to_pil_image does (x · 255 truncated), resized by PIL with the named filter (nearest, bilinear,
@@ -38,7 +42,7 @@ import math
 from dataclasses import dataclass, field
 
 from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, \
-    socket_type
+    check_interrupted, socket_type
 from nodes.image import MAX_SIZE
 from nodes.pack_nodes_masquerade import _check_size
 
@@ -52,6 +56,7 @@ PADDINGS = ("0", "8", "16", "32", "64", "128", "256", "512")
 FILL_HOLES_THRESHOLDS = (1, 0.99, 0.97, 0.95, 0.93, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 HIPASS_OFF_BELOW = 0.01  # a hipass filter under this is off
 CONTEXT_GROWTH_FROM = 1.01  # a context factor under this grows nothing
+BLUR_BAND_PIXELS = 2 ** 22  # the GPU mode's blur works a band of rows of about this many pixels at a time
 
 
 @dataclass
@@ -124,7 +129,8 @@ def fill_holes_gpu(mask):
     picture through the pixels not above 0.5, to the 8 neighbours a step (its 3×3 max-pool),
     until nothing changes or after as many steps as the longer side; every pixel the flood did
     not reach becomes 1. Worked out here as a breadth-first search, layer by layer, which reaches
-    the same pixels in the same number of steps without a max-pool over the whole picture each."""
+    the same pixels in the same number of steps without a max-pool over the whole picture each;
+    each step's work is its new layer's (no sort), and a stop asked for ends it between steps."""
     import numpy as np
     import torch
 
@@ -138,12 +144,19 @@ def fill_holes_gpu(mask):
     stride = width + 4
     neighbours = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
     flat_passable, flat_reached = passable.ravel(), reached.ravel()
+    # a pixel found by several of the layer's pixels is kept once: each candidate writes its own
+    # index here, and whichever write stands marks the one copy kept
+    claimed = np.zeros(flat_passable.size, dtype=np.int32 if flat_passable.size < 2 ** 31 else np.int64)
     frontier = np.flatnonzero(flat_reached)
     for _ in range(max(height, width)):
-        found = np.unique((frontier[:, None] + neighbours).ravel())
+        check_interrupted()
+        found = (frontier[:, None] + neighbours).ravel()
         found = found[flat_passable[found] & ~flat_reached[found]]
         if not len(found):
             break
+        order = np.arange(len(found), dtype=claimed.dtype)
+        claimed[found] = order
+        found = found[claimed[found] == order]
         flat_reached[found] = True
         frontier = found
     enclosed = torch.from_numpy(~reached[2:-2, 2:-2]).float().to(mask.device)
@@ -165,12 +178,32 @@ def expand_mask_cpu(mask, pixels: float):
     return torch.from_numpy(dilated.astype(np.float32)).clamp(0.0, 1.0).unsqueeze(0).to(mask.device)
 
 
+def _window_max(values, side: int, dim: int):
+    """The maximum over a window `side` long centred on each place along dim, nothing counted
+    outside (as a max-pool's padding): the window's maxima built by doubling (the maxima of 1,
+    2, 4 ... places), the last two overlapping, so each place costs about log2(side) comparisons.
+    Maxima are exact: the same values as a max-pool of that window, bit for bit."""
+    import torch
+    half, length = side // 2, values.shape[dim]
+    edge = list(values.shape)
+    edge[dim] = half
+    outside = torch.full(edge, -math.inf, dtype=values.dtype, device=values.device)
+    spans, span = torch.cat([outside, values, outside], dim), 1
+    while span * 2 <= side:
+        check_interrupted()
+        count = spans.shape[dim] - span
+        spans, span = torch.maximum(spans.narrow(dim, 0, count), spans.narrow(dim, span, count)), span * 2
+    return torch.maximum(spans.narrow(dim, 0, length), spans.narrow(dim, side - span, length))
+
+
 def expand_mask_gpu(mask, pixels: float):
-    """The pack's GPU expand: a max-pool over the same square made odd (one more where even), centred."""
-    import torch.nn.functional as F
+    """The pack's GPU expand: a max-pool over the same square made odd (one more where even),
+    centred. Run as the maximum down the columns, then along the rows (the square's maximum,
+    bit for bit), each by _window_max: a mask expanded by thousands of pixels costs a few dozen
+    passes over the picture, not side² comparisons a pixel."""
     side = _dilation_side(pixels)
     side += 1 - side % 2
-    return F.max_pool2d(mask.unsqueeze(1), kernel_size=side, stride=1, padding=side // 2).squeeze(1)
+    return _window_max(_window_max(mask, side, mask.ndim - 2), side, mask.ndim - 1)
 
 
 def blur_mask_cpu(mask, pixels: float):
@@ -184,16 +217,33 @@ def blur_mask_cpu(mask, pixels: float):
 
 def blur_mask_gpu(mask, pixels: float):
     """The pack's GPU blur: a convolution with a normalised Gaussian of sigma pixels / 4, 2 ·
-    int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1."""
+    int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1. The pack's square
+    kernel is the outer product of the 1-D one, so it is run here as two 1-D convolutions (down
+    the columns, then along the rows): 2 · side products a pixel instead of side², a band of
+    rows at a time. They run in float64 (float32 on a device without it) and give the blur
+    rounded once to float32: within about 2e-6 of the pack's single float32 convolution, whose
+    own rounding differs by device; an area of 1s stays exactly 1 (a float32 pass can leave it a
+    hair under, which the pack's 8-bit resize then makes 254/255)."""
     import torch
     import torch.nn.functional as F
     sigma = pixels / 4
     side = 2 * int(4.0 * sigma + 0.5) + 1
-    x = torch.arange(side, device=mask.device) - (side - 1) / 2
+    half, (height, width) = side // 2, mask.shape[-2:]
+    wide = torch.float32 if mask.device.type == "mps" else torch.float64
+    x = torch.arange(side, device=mask.device, dtype=wide) - (side - 1) / 2
     kernel = torch.exp(-0.5 * (x / sigma).pow(2))
     kernel = kernel / kernel.sum()
-    kernel = (kernel.unsqueeze(1) * kernel.unsqueeze(0)).expand(1, 1, side, side)
-    return F.conv2d(mask.unsqueeze(1), kernel, padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+    padded = F.pad(mask.unsqueeze(1), (0, 0, half, half))  # zero rows above and below
+    blurred = torch.empty_like(mask)
+    band = max(1, BLUR_BAND_PIXELS // max(width, 1))
+    for top in range(0, height, band):
+        check_interrupted()
+        bottom = min(top + band, height)
+        rows = padded[:, :, top:bottom + 2 * half].to(wide)
+        down_columns = F.conv2d(rows, kernel.view(1, 1, side, 1))
+        along_rows = F.conv2d(down_columns, kernel.view(1, 1, 1, side), padding=(0, half))
+        blurred[:, top:bottom] = along_rows.squeeze(1).to(mask.dtype)
+    return blurred.clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -311,10 +311,29 @@ def test_mask_operations_are_the_packs(registry, mode, fill, expand, invert, ble
     assert np.allclose(stitcher.pieces[0].blend_mask[0].numpy(), blend_mask, atol=1e-6)
 
 
-def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
-    """The pack's flood, a 3×3 max-pool a step for at most max(H, W) steps, run here as the pack
-    writes it: a winding corridor longer than that leaves its far end unreached, so filled."""
+def pack_gpu_flood(mask):
+    """The pack's GPU hole filling as the pack writes it: from a frame around the picture, a 3×3
+    max-pool a step times the passable pixels (not above 0.5), for at most max(H, W) steps or
+    until nothing changes; what the flood leaves out becomes 1."""
     import torch.nn.functional as F
+
+    height, width = mask.shape[1:]
+    passable = torch.zeros(1, height + 2, width + 2)
+    passable[:, 1:-1, 1:-1] = 1.0 - (mask > 0.5).float()
+    outside = torch.zeros(1, height + 2, width + 2)
+    outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1] = 1, 1, 1, 1
+    for _ in range(max(height, width)):
+        grown = F.max_pool2d(outside.unsqueeze(1), 3, 1, 1).squeeze(1) * passable
+        grown[:, 0], grown[:, -1], grown[:, :, 0], grown[:, :, -1] = 1, 1, 1, 1
+        if torch.equal(grown, outside):
+            break
+        outside = grown
+    return torch.maximum(mask, 1.0 - outside[:, 1:-1, 1:-1])
+
+
+def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
+    """A winding corridor longer than max(H, W) leaves its far end unreached by the pack's
+    capped flood, so filled."""
     from nodes.pack_nodes_crop_stitch import fill_holes_gpu
 
     mask = torch.ones(1, 23, 23)  # walls, with a serpentine corridor inside entered from the top
@@ -322,21 +341,108 @@ def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
     for row in range(2, 21, 2):
         mask[0, row, 21 if row % 4 == 2 else 1] = 0.0
     mask[0, 0, 1] = 0.0
-    passable = torch.zeros(1, 25, 25)
-    passable[:, 1:-1, 1:-1] = 1.0 - (mask > 0.5).float()
-    outside = torch.zeros(1, 25, 25)
-    outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1] = 1, 1, 1, 1
-    for _ in range(23):
-        grown = F.max_pool2d(outside.unsqueeze(1), 3, 1, 1).squeeze(1) * passable
-        grown[:, 0], grown[:, -1], grown[:, :, 0], grown[:, :, -1] = 1, 1, 1, 1
-        if torch.equal(grown, outside):
-            break
-        outside = grown
-    want = torch.maximum(mask, 1.0 - outside[:, 1:-1, 1:-1])
+    want = pack_gpu_flood(mask)
     assert torch.equal(fill_holes_gpu(mask), want)
     assert want[0, 1, 5] == 0 and want[0, 21, 5] == 1  # the corridor's start is reached, its far end filled
     converged = gpu_fill(mask[0].numpy())
     assert not np.array_equal(converged, want[0].numpy())  # a flood without the cap would reach it
+
+
+@pytest.mark.parametrize("seed, height, width, density", [(0, 40, 52, 0.45), (1, 33, 17, 0.55), (2, 64, 64, 0.5),
+                                                          (3, 9, 70, 0.3), (4, 50, 50, 0.6)])
+def test_gpu_fill_is_the_packs_flood_on_random_masks(seed, height, width, density):
+    from nodes.pack_nodes_crop_stitch import fill_holes_gpu
+    mask = torch.rand(1, height, width, generator=torch.Generator().manual_seed(seed))
+    mask = torch.where(mask < density, mask / density, torch.zeros(()))  # grey walls, some under 0.5
+    assert torch.equal(fill_holes_gpu(mask), pack_gpu_flood(mask))
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 5, 6, 13, 40, 120])
+def test_gpu_expand_is_the_packs_square_max_pool_bit_for_bit(pixels):
+    """The pack's one max-pool over a side × side square, against ours (the square's maximum
+    taken down the columns, then along the rows), on grey masks, also past the picture's size."""
+    import torch.nn.functional as F
+    from nodes.pack_nodes_crop_stitch import expand_mask_gpu
+    side = dilation_side(pixels) | 1
+    for seed, (height, width) in enumerate([(31, 45), (12, 80), (64, 7)]):
+        mask = torch.rand(1, height, width, generator=torch.Generator().manual_seed(seed))
+        mask = mask * (mask > 0.9)
+        want = F.max_pool2d(mask.unsqueeze(1), kernel_size=side, stride=1, padding=side // 2).squeeze(1)
+        assert torch.equal(expand_mask_gpu(mask, pixels), want)
+
+
+@pytest.mark.parametrize("pixels", [1, 5, 16, 32])
+@pytest.mark.parametrize("band_pixels", [2 ** 22, 7 * 70])
+def test_gpu_blur_is_the_packs_square_convolution_within_rounding(monkeypatch, pixels, band_pixels):
+    """The pack's single float32 convolution with the outer product of its 1-D Gaussian, against
+    ours (two 1-D convolutions in float64, a band of rows at a time: one band, or bands of 7
+    rows): within 5e-6 of the pack's, within float32 rounding of that convolution worked in
+    float64; an area of 1s stays exactly 1."""
+    import torch.nn.functional as F
+    import nodes.pack_nodes_crop_stitch as module
+    monkeypatch.setattr(module, "BLUR_BAND_PIXELS", band_pixels)
+    sigma = pixels / 4
+    side = 2 * int(4.0 * sigma + 0.5) + 1
+    x = torch.arange(side) - (side - 1) / 2
+    kernel = torch.exp(-0.5 * (x / sigma).pow(2))
+    kernel = kernel / kernel.sum()
+    square = (kernel.unsqueeze(1) * kernel.unsqueeze(0)).expand(1, 1, side, side)
+    mask = torch.rand(1, 90, 70, generator=torch.Generator().manual_seed(pixels))
+    mask = mask * (mask > 0.6)
+    mask[:, 20:70, 10:60] = 1.0
+    packs = F.conv2d(mask.unsqueeze(1), square, padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+    exact = F.conv2d(mask.unsqueeze(1).double(), square.double(), padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+    got = module.blur_mask_gpu(mask, pixels)
+    assert got.shape == packs.shape and got.dtype == torch.float32
+    assert (got - packs).abs().max() < 5e-6
+    assert (got.double() - exact).abs().max() < 2e-7
+    inside = slice(20 + side // 2, 70 - side // 2), slice(10 + side // 2, 60 - side // 2)
+    assert torch.all(got[0][inside] == 1.0)
+
+
+def test_gpu_mask_operations_on_a_large_mask_are_cheap_and_can_be_stopped(monkeypatch):
+    """The cases that ran for minutes in one uninterruptible call (the square max-pool and the
+    square convolution: side² work a pixel; the flood sorting each layer): now a number of
+    passes over the picture that grows with log(side) or side, not side², each stop-checked."""
+    import torch.nn.functional as F
+    import nodes.pack_nodes_crop_stitch as module
+    from graphflow.context import Interrupted
+
+    checks = []
+    monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    maxima, convolutions = [], []
+    real_maximum, real_conv2d = torch.maximum, F.conv2d
+    monkeypatch.setattr(torch, "maximum", lambda a, b: maxima.append(a.numel()) or real_maximum(a, b))
+    monkeypatch.setattr(F, "conv2d", lambda x, w, **k: convolutions.append(tuple(w.shape)) or real_conv2d(x, w, **k))
+
+    point = torch.zeros(1, 512, 512)
+    point[0, 256, 256] = 1.0
+    expanded = module.expand_mask_gpu(point, 2000)  # a 751-pixel square: the whole picture
+    assert torch.equal(expanded, torch.ones(1, 512, 512))
+    assert len(maxima) == 2 * (9 + 1) and max(maxima) <= (512 + 750) * 512  # log2(751) passes a side
+    assert len(checks) == 2 * 9
+
+    checks.clear()
+    square = torch.zeros(1, 2048, 512)
+    square[:, 512:1536, 128:384] = 1.0
+    blurred = module.blur_mask_gpu(square, 32)  # sigma 8: side 65
+    assert blurred.shape == square.shape and blurred[0, 1024, 256] == 1.0 and blurred[0, 0, 0] == 0.0
+    assert set(convolutions) == {(1, 1, 65, 1), (1, 1, 1, 65)}  # 1-D kernels only, a band at a time
+    assert len(convolutions) == 2 * len(checks) and len(checks) == math.ceil(2048 / (module.BLUR_BAND_PIXELS // 512))
+
+    checks.clear()
+    filled = module.fill_holes_gpu(torch.zeros(1, 1024, 1024))
+    assert torch.equal(filled, torch.zeros(1, 1024, 1024))
+    assert 512 <= len(checks) <= 514  # one check a layer, the flood reaching the middle
+
+    def stop():
+        if len(checks) == 5:
+            raise Interrupted("stopped")
+        checks.append(1)
+    monkeypatch.setattr(module, "check_interrupted", stop)
+    checks.clear()
+    with pytest.raises(Interrupted):
+        module.fill_holes_gpu(torch.zeros(1, 1024, 1024))
 
 
 def test_the_two_modes_find_different_holes(registry):
