@@ -379,8 +379,7 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     pixels (repeat_edges: the corners black); the mask is 1 there, the context mask 0."""
     import torch
     _, height, width, channels = image.shape
-    new_h = int(height * (1.0 + up - 1.0 + down - 1.0))
-    new_w = int(width * (1.0 + left - 1.0 + right - 1.0))
+    new_h, new_w = extended_size(height, width, up, down, left, right)
     if new_h < 1 or new_w < 1:
         raise NodeInputError("extend_up_factor", f"the extend factors leave a {new_w}×{new_h} picture; "
                                                  "each side must keep at least 1 pixel")
@@ -398,6 +397,49 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     grown_context = torch.zeros((1, new_h, new_w), dtype=context_mask.dtype)
     grown_context[:, to_rows, to_cols] = context_mask[:, from_rows, from_cols]
     return grown, grown_mask, grown_context
+
+
+def preresize_size(width: int, height: int, mode: str, least_w: int, least_h: int, most_w: int, most_h: int):
+    """The size the pack's preresize_imm gives a width × height picture: (new width, new height,
+    enlarging), or None where it keeps its size. The scale meets the minimum (or maximum) sizes
+    keeping the aspect ratio, the new sides rounded up when enlarging, down (truncated) when
+    shrinking. Refuses what the pack asserts against (NodeInputError)."""
+    if mode == "ensure minimum resolution":
+        if width >= least_w and height >= least_h:
+            return None
+        scale = max(least_w / width, least_h / height)
+    elif mode == "ensure maximum resolution":
+        if width <= most_w and height <= most_h:
+            return None
+        scale = min(most_w / width, most_h / height)
+    else:
+        if least_w <= width <= most_w and least_h <= height <= most_h:
+            return None
+        up, down = max(least_w / width, least_h / height), min(most_w / width, most_h / height)
+        if up > 1 and down < 1:
+            raise NodeInputError("preresize_mode", f"a {width}×{height} picture can't meet both the minimum and "
+                                                   "the maximum sizes keeping its aspect ratio")
+        scale = up if up > 1 else down
+    enlarging = mode == "ensure minimum resolution" or mode != "ensure maximum resolution" and scale >= 1.0
+    side = math.ceil if enlarging else int
+    new_w, new_h = side(width * scale), side(height * scale)
+    if enlarging:  # the input whose ratio set the scale
+        scaled_by = "preresize_min_width" if least_w / width >= least_h / height else "preresize_min_height"
+    else:
+        scaled_by = "preresize_max_width" if most_w / width <= most_h / height else "preresize_max_height"
+    _check_size(new_w, new_h, scaled_by)
+    if mode != "ensure maximum resolution" and (new_w < least_w or new_h < least_h) or \
+            mode != "ensure minimum resolution" and (new_w > most_w or new_h > most_h):
+        # the pack asserts this too: the aspect ratio kept, one side may overshoot the other's range
+        raise NodeInputError("preresize_mode", f"scaling {width}×{height} gives {new_w}×{new_h}, outside the "
+                                               "sizes asked for (the pack refuses this too)")
+    return new_w, new_h, enlarging
+
+
+def extended_size(height: int, width: int, up: float, down: float, left: float, right: float) -> tuple[int, int]:
+    """The pack's extend_imm size: (height, width) times the sum of the factors' growths, written
+    as the pack writes it (1.0 + up - 1.0 + down - 1.0, in that order) and truncated."""
+    return int(height * (1.0 + up - 1.0 + down - 1.0)), int(width * (1.0 + left - 1.0 + right - 1.0))
 
 
 # -- the nodes -----------------------------------------------------------------------------------
@@ -489,28 +531,54 @@ class InpaintCropImproved(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         """The crops' size where the target is fixed (the padded target size; a crop at its own size
-        is unknown before the run, which checks it), and as working memory the biggest picture the
-        run must hold: the extended one, or the pre-resize minimum."""
+        is unknown before the run, which checks it), and as working memory the canvases the run
+        keeps (one per crop, in the stitcher): the picture pre-resized as the run does it from the
+        image's size (without the image's size, at least the minimum sizes), then extended, then
+        grown as far as a crop area at the target's aspect ratio (or padded) can pass it."""
         image = inputs.get("image")
         batch = max([s.batch for s in (image, inputs.get("mask")) if s is not None] or [1])
-        memory = 0
         per_pixel = 4 * 4 + 3 * 4  # the picture (up to 4 channels) and three masks, float32
-        if widgets.get("extend_for_outpainting") is True and image is not None:
+        mode = widgets.get("preresize_mode")
+        # the sizes the mode reads (the others stand in at values it doesn't look at)
+        least_w, least_h = (widgets.get("preresize_min_width"), widgets.get("preresize_min_height")) \
+            if mode != "ensure maximum resolution" else (0, 0)
+        most_w, most_h = (widgets.get("preresize_max_width"), widgets.get("preresize_max_height")) \
+            if mode != "ensure minimum resolution" else (MAX_SIZE, MAX_SIZE)
+        sizes_known = all(isinstance(v, int) and not isinstance(v, bool) for v in (least_w, least_h, most_w, most_h))
+        height, width = (image.height, image.width) if image is not None else (None, None)
+        if widgets.get("preresize") is True and mode in PRERESIZE_MODES and sizes_known:
+            if image is None:
+                if mode != "ensure maximum resolution":
+                    height, width = least_h, least_w
+            else:
+                try:
+                    size = preresize_size(image.width, image.height, mode, least_w, least_h, most_w, most_h)
+                except NodeInputError:
+                    size = None  # the run refuses it
+                if size is not None:
+                    width, height = size[:2]
+        if widgets.get("extend_for_outpainting") is True and height is not None:
             factors = [_number(widgets.get(f"extend_{side}_factor")) for side in ("up", "down", "left", "right")]
             if None not in factors:
-                high = max(int(image.height * (factors[0] + factors[1] - 1.0)), 0)
-                wide = max(int(image.width * (factors[2] + factors[3] - 1.0)), 0)
-                memory = max(memory, high * wide * per_pixel)
-        least_w, least_h = widgets.get("preresize_min_width"), widgets.get("preresize_min_height")
-        if widgets.get("preresize") is True and "minimum" in str(widgets.get("preresize_mode")) and \
-                isinstance(least_w, int) and isinstance(least_h, int):
-            memory = max(memory, least_w * least_h * per_pixel)
-        width, height = widgets.get("output_target_width"), widgets.get("output_target_height")
+                height, width = (max(side, 0) for side in extended_size(height, width, *factors))
+        target_w, target_h = widgets.get("output_target_width"), widgets.get("output_target_height")
         padding = widgets.get("output_padding")
-        if widgets.get("output_resize_to_target_size") is not True or not isinstance(width, int) or \
-                not isinstance(height, int) or padding not in PADDINGS:
+        target = None
+        if widgets.get("output_resize_to_target_size") is True and isinstance(target_w, int) and \
+                isinstance(target_h, int) and padding in PADDINGS:
+            target = padded(target_w, int(padding)), padded(target_h, int(padding))
+        if height is None:
+            memory = 0
+        elif target is not None and min(target) > 0 and min(height, width) > 0:
+            # the crop area, widened to the target's ratio, may pass the picture, which grows to hold it
+            aspect = target[0] / target[1]
+            memory = batch * max(width, int(height * aspect)) * max(height, int(width / aspect)) * per_pixel
+        else:  # at its own size the area is at most the picture padded up to the multiple
+            multiple = int(padding) if padding in PADDINGS else 0
+            memory = batch * padded(width, multiple) * padded(height, multiple) * per_pixel
+        if target is None:
             return Estimate(None, memory)
-        return Estimate(Size(batch, padded(height, int(padding)), padded(width, int(padding))), memory)
+        return Estimate(Size(batch, target[1], target[0]), memory)
 
     def run(self):
         import torch
@@ -591,38 +659,16 @@ class InpaintCropImproved(Node):
         return piece, cropped.clone(), cropped_mask.clone()
 
     def preresized(self, image, mask, context):
-        """The pack's preresize_imm: the scale that meets the minimum (or maximum) sizes, the new
-        sides rounded up when enlarging, down (truncated) when shrinking."""
+        """The pack's preresize_imm (preresize_size): upscale_algorithm when enlarging, else
+        downscale_algorithm; the mask by bilinear when enlarging to a minimum, else nearest."""
         height, width = image.shape[1:3]
-        least_w, least_h = self.preresize_min_width, self.preresize_min_height
-        most_w, most_h = self.preresize_max_width, self.preresize_max_height
-        mode = self.preresize_mode
-        if mode == "ensure minimum resolution":
-            if width >= least_w and height >= least_h:
-                return image, mask, context
-            scale, algorithm, mask_algorithm = max(least_w / width, least_h / height), self.upscale_algorithm, "bilinear"
-        elif mode == "ensure maximum resolution":
-            if width <= most_w and height <= most_h:
-                return image, mask, context
-            scale, algorithm, mask_algorithm = min(most_w / width, most_h / height), self.downscale_algorithm, "nearest"
-        else:
-            if least_w <= width <= most_w and least_h <= height <= most_h:
-                return image, mask, context
-            up, down = max(least_w / width, least_h / height), min(most_w / width, most_h / height)
-            if up > 1 and down < 1:
-                raise NodeInputError("preresize_mode", f"a {width}×{height} picture can't meet both the minimum and "
-                                                       "the maximum sizes keeping its aspect ratio")
-            scale, algorithm = (up, self.upscale_algorithm) if up > 1 else (down, self.downscale_algorithm)
-            mask_algorithm = "nearest"
-        enlarging = mode == "ensure minimum resolution" or mode != "ensure maximum resolution" and scale >= 1.0
-        side = math.ceil if enlarging else int
-        new_w, new_h = side(width * scale), side(height * scale)
-        _check_size(new_w, new_h, "preresize_min_width", "preresize_min_width", "preresize_min_height")
-        if mode != "ensure maximum resolution" and (new_w < least_w or new_h < least_h) or \
-                mode != "ensure minimum resolution" and (new_w > most_w or new_h > most_h):
-            # the pack asserts this too: the aspect ratio kept, one side may overshoot the other's range
-            raise NodeInputError("preresize_mode", f"scaling {width}×{height} gives {new_w}×{new_h}, outside the "
-                                                   "sizes asked for (the pack refuses this too)")
+        size = preresize_size(width, height, self.preresize_mode, self.preresize_min_width,
+                              self.preresize_min_height, self.preresize_max_width, self.preresize_max_height)
+        if size is None:
+            return image, mask, context
+        new_w, new_h, enlarging = size
+        algorithm = self.upscale_algorithm if enlarging else self.downscale_algorithm
+        mask_algorithm = "bilinear" if self.preresize_mode == "ensure minimum resolution" else "nearest"
         return (pil_resize(image, new_w, new_h, algorithm), pil_resize(mask, new_w, new_h, mask_algorithm),
                 pil_resize(context, new_w, new_h, mask_algorithm))
 

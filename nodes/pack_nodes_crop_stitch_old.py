@@ -544,6 +544,20 @@ class InpaintExtendOutpaint(Node):
         return grown
 
 
+def minimum_size(width: int, height: int, least_w: int, least_h: int) -> tuple[int, int]:
+    """The old Resize's "ensure minimum size": a picture short of either minimum scaled, keeping
+    its aspect ratio, to the minimum width (if the height then reaches its minimum) or else the
+    minimum height, the other side int of the product; then each side at least its minimum."""
+    new_w, new_h = width, height
+    if width < least_w or height < least_h:
+        aspect = width / height
+        if least_w / aspect >= least_h:
+            new_w, new_h = least_w, int(least_w / aspect)
+        else:
+            new_w, new_h = int(least_h * aspect), least_h
+    return max(new_w, least_w), max(new_h, least_h)
+
+
 class InpaintResize(Node):
     """The pack's old (OLD 💀 use Crop instead) Resize Image Before Inpainting, for saves that use
     it: ensure minimum size scales each picture up, keeping its aspect ratio, until both sides
@@ -578,19 +592,13 @@ class InpaintResize(Node):
         least_w, least_h = widgets.get("min_width"), widgets.get("min_height")
         if not isinstance(least_w, int) or not isinstance(least_h, int):
             return Estimate(None)
-        return Estimate(Size(image.batch, max(image.height, least_h), max(image.width, least_w)))
+        new_w, new_h = minimum_size(image.width, image.height, least_w, least_h)
+        return Estimate(Size(image.batch, new_h, new_w))
 
     def new_size(self, width: int, height: int) -> tuple[int, int]:
         if self.mode == "factor":
             return round(width * self.rescale_factor), round(height * self.rescale_factor)
-        new_w, new_h = width, height
-        if width < self.min_width or height < self.min_height:
-            aspect = width / height
-            if self.min_width / aspect >= self.min_height:
-                new_w, new_h = self.min_width, int(self.min_width / aspect)
-            else:
-                new_w, new_h = int(self.min_height * aspect), self.min_height
-        return max(new_w, self.min_width), max(new_h, self.min_height)
+        return minimum_size(width, height, self.min_width, self.min_height)
 
     def run(self):
         import torch

@@ -598,6 +598,11 @@ def test_errors_name_the_input(registry):
         (dict(image=image, mask=None, preresize=True, preresize_mode="ensure minimum and maximum resolution",
               preresize_min_width=100, preresize_max_width=200, preresize_min_height=10, preresize_max_height=20),
          "preresize_mode"),
+        (dict(image=image, mask=None, preresize=True, preresize_mode="ensure maximum resolution",
+              preresize_max_width=0), "preresize_max_width"),  # shrinks to 0×0: the maximum that set the scale
+        (dict(image=image, mask=None, preresize=True, preresize_mode="ensure maximum resolution",
+              preresize_max_height=0), "preresize_max_height"),
+        (dict(image=image, mask=None, preresize=True, preresize_min_height=16384), "preresize_min_height"),
         (dict(image=image, mask=None, extend_for_outpainting=True, extend_up_factor=0.01, extend_down_factor=0.01),
          "extend_up_factor"),
         (dict(image=picture(40, 100), mask=None, extend_for_outpainting=True, extend_left_factor=100.0,
@@ -627,6 +632,69 @@ def test_a_huge_target_is_refused_before_the_run(registry):
     result = Executor(registry, limits=SERVER_LIMITS).run(parse_workflow(prompt, registry), outputs=["2"])
     assert not result.ok
     assert any(p.node_id == "2" and "16384×16384" in p.message for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("size, settings", [
+    ((100, 8), dict(preresize=True, preresize_min_width=64, preresize_min_height=64)),  # 8× up: 64×800
+    ((100, 8), dict(preresize=True, preresize_min_width=64, preresize_min_height=64, extend_for_outpainting=True,
+                    extend_up_factor=1.3, extend_down_factor=1.1, extend_left_factor=2.0, extend_right_factor=1.7)),
+    ((90, 300), dict(preresize=True, preresize_mode="ensure maximum resolution", preresize_max_width=100,
+                     preresize_max_height=100, extend_for_outpainting=True, extend_up_factor=1.5)),
+    ((30, 20), dict(preresize=True, preresize_mode="ensure minimum and maximum resolution", preresize_min_width=50,
+                    preresize_min_height=50, preresize_max_width=200, preresize_max_height=200)),
+    ((41, 37), dict(extend_for_outpainting=True, extend_up_factor=1.1, extend_down_factor=1.2,
+                    extend_left_factor=1.3, extend_right_factor=1.9)),
+])
+def test_the_estimate_holds_the_pictures_the_run_keeps(registry, size, settings):
+    """The working memory declared is the canvas the run keeps per crop: the picture pre-resized
+    (keeping the aspect ratio), then extended, then grown to hold a crop area at the target's
+    ratio, from the image's size; with no mask, the whole picture is the area, so it is the most."""
+    from graphflow.resource_limits import Size
+    widgets = {**dict(zip(CROP_INPUTS[1:], CROP_DEFAULTS)), **PLAIN, **settings}
+    image = torch.cat([picture(*size), picture(*size, seed=1)])
+    stitcher, _, _ = crop(registry, image=image, mask=None, **{k: v for k, v in widgets.items()})
+    kept = sum(piece.canvas.shape[1] * piece.canvas.shape[2] for piece in stitcher.pieces)
+    estimate = registry.get("InpaintCropImproved").estimate(widgets, {"image": Size(2, *size)})
+    assert estimate.memory == kept * (4 * 4 + 3 * 4)
+    widgets.update(output_resize_to_target_size=False, output_padding="32")  # at its own size, padded
+    stitcher, _, _ = crop(registry, image=image[:1], mask=None, **widgets)
+    canvas = stitcher.pieces[0].canvas
+    own = registry.get("InpaintCropImproved").estimate(widgets, {"image": Size(1, *size)}).memory
+    assert own >= canvas.shape[1] * canvas.shape[2] * (4 * 4 + 3 * 4)  # the most the padded area can take
+    if "extend_for_outpainting" not in settings:  # no mask: the area is the whole picture, padded
+        assert own == canvas.shape[1] * canvas.shape[2] * (4 * 4 + 3 * 4)
+
+
+def test_the_estimate_of_a_narrow_picture_pre_resized_and_extended(registry):
+    """A 64-wide, 1024-high picture brought to at least 1024×1024 keeping its ratio is 1024×16384
+    (not 1024×1024); a 64×64 one is 1024×1024, extended by 2 up and down (the pack's 1.0 + 2 -
+    1.0 + 2 - 1.0) 1024×3072, its canvas at a 1:1 target 3072×3072."""
+    from graphflow.resource_limits import Size
+    widgets = {**dict(zip(CROP_INPUTS[1:], CROP_DEFAULTS)), "preresize": True}
+    cls = registry.get("InpaintCropImproved")
+    square = 16384 * 16384 * 28  # a 1:1 target's area, widened from 1024 to 16384, grows the canvas so
+    assert cls.estimate(widgets, {"image": Size(1, 1024, 64)}).memory == square
+    assert cls.estimate({**widgets, "output_target_width": 64, "output_target_height": 1024},
+                        {"image": Size(1, 1024, 64)}).memory == 1024 * 16384 * 28
+    widgets.update(extend_for_outpainting=True, extend_up_factor=2.0, extend_down_factor=2.0)
+    assert cls.estimate(widgets, {"image": Size(1, 64, 64)}).memory == 3072 * 3072 * 28  # extends the pre-resized
+    assert cls.estimate(widgets, {}).memory == 3072 * 3072 * 28  # no image size known: the minimum, extended
+
+
+@pytest.mark.parametrize("size, least", [((1024, 64), (1024, 1024)), ((64, 1024), (1024, 1024)), ((30, 50), (64, 40)),
+                                         ((100, 100), (64, 64)), ((20, 90), (80, 300))])
+def test_old_resize_estimate_is_the_runs_size(registry, size, least):
+    from graphflow.resource_limits import Size
+    widgets = {"rescale_algorithm": "nearest", "mode": "ensure minimum size", "min_width": least[0],
+               "min_height": least[1], "rescale_factor": 1.0}
+    estimate = registry.get("InpaintResize").estimate(widgets, {"image": Size(1, *size)})
+    aspect = size[1] / size[0]
+    want = (least[0], int(least[0] / aspect)) if least[0] / aspect >= least[1] else (int(least[1] * aspect), least[1])
+    want = (size[1], size[0]) if size[1] >= least[0] and size[0] >= least[1] else want
+    assert (estimate.size.width, estimate.size.height) == (max(want[0], least[0]), max(want[1], least[1]))
+    if size[0] * size[1] < 70000:
+        out = call(registry, "InpaintResize", image=picture(*size), mask=torch.zeros(1, *size), **widgets)[0]
+        assert (out.shape[2], out.shape[1]) == (estimate.size.width, estimate.size.height)
 
 
 # -- the pack's names, saves and prompts ------------------------------------------------------------------
