@@ -418,7 +418,8 @@ class InpaintExtendOutpaint(Node):
     or by round(side · (factor - 1)) in factors mode; the new area is filled by padding_mode
     (mirror: the picture reflected, edge pixel repeated, as far as it reaches; replicate: the edge
     pixels; black), then mixed with uniform noise by noise_blend ((1 - blend) · fill + blend ·
-    noise, clamped; the noise is drawn afresh each run, unseeded, as the pack's); the mask is 1
+    noise, clamped; the noise is drawn from seed 0, the pictures of a batch in turn, so a run
+    repeats: the pack's is unseeded, another each run); the mask is 1
     there, the context mask 0. Then the sides are cut down to a multiple of size_multiple, the
     cut split around the middle (the odd pixel at the end). A picture cut to nothing gives an
     error here (the pack gives an empty picture). Saves of the first layout (9 values: each
@@ -473,20 +474,21 @@ class InpaintExtendOutpaint(Node):
         if not torch.is_tensor(image) or image.ndim != 4:
             raise NodeInputError("image", "expected an image batch [B, H, W, C]")
         images, masks, contexts = [], [], []
+        noise = torch.Generator(device=image.device).manual_seed(0)  # seed 0 (the pack: unseeded)
         for b in range(image.shape[0]):
             one = image[b:b + 1].float()
             one_mask = mask[b:b + 1] if mask is not None and b < mask.shape[0] and mask.shape[1:] == one.shape[1:3] \
                 else torch.zeros_like(one[..., 0])
             one_context = context[b:b + 1] if context is not None and b < context.shape[0] and \
                 context.shape[1:] == one.shape[1:3] else None
-            grown = self.extend_one(one, one_mask.float(), one_context)
+            grown = self.extend_one(one, one_mask.float(), one_context, noise)
             for results, value in zip((images, masks, contexts), grown):
                 results.append(value[0])
         if len({tuple(i.shape) for i in images}) > 1:
             raise NodeInputError("image", "the pictures come out in different sizes and can't make one batch")
         return torch.stack(images), torch.stack(masks), torch.stack(contexts)
 
-    def extend_one(self, image, mask, context):
+    def extend_one(self, image, mask, context, generator):
         import numpy as np
         import torch
         height, width, channels = image.shape[1:]
@@ -511,7 +513,7 @@ class InpaintExtendOutpaint(Node):
         if self.noise_blend > 0.0:
             outside = torch.ones((1, new_h, new_w, 1), dtype=torch.bool)
             outside[:, to_rows, to_cols] = False
-            noise = torch.rand_like(grown)
+            noise = torch.rand(grown.shape, generator=generator, device=grown.device, dtype=grown.dtype)
             mixed = noise if self.noise_blend >= 1.0 else \
                 torch.clamp(grown * (1.0 - self.noise_blend) + noise * self.noise_blend, 0.0, 1.0)
             grown = torch.where(outside, mixed, grown)

@@ -1129,6 +1129,27 @@ def test_old_extend_factors_round_and_noise_stays_outside(registry):
     assert grown.min() >= 0 and grown.max() <= 1
 
 
+def test_old_extend_noise_is_drawn_from_seed_0_and_leaves_the_global_generator(registry):
+    """The pack draws its noise from the global generator, unseeded; here from seed 0, the
+    pictures of a batch in turn: two runs give the same pictures, the global state untouched."""
+    image = torch.cat([picture(20, 30), picture(20, 30, seed=1)])
+    settings = dict(image=image, mask=torch.zeros(2, 20, 30), mode="pixels", expand_up_pixels=8,
+                    expand_left_pixels=16, size_multiple=1, noise_blend=0.6, padding_mode="replicate")
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    first = call(registry, "InpaintExtendOutpaint", **settings)[0]
+    assert torch.equal(torch.get_rng_state(), state)
+    second = call(registry, "InpaintExtendOutpaint", **settings)[0]
+    assert torch.equal(first, second)
+    noise = torch.Generator().manual_seed(0)
+    fill = np.pad(image.numpy(), ((0, 0), (8, 0), (16, 0), (0, 0)), mode="edge")
+    for b in range(2):
+        drawn = torch.rand((1, 28, 46, 3), generator=noise)[0].numpy()
+        want = np.clip(fill[b] * (1 - 0.6) + drawn * 0.6, 0, 1)
+        want[8:, 16:] = image[b].numpy()
+        assert np.allclose(first[b].numpy(), want, atol=1e-6)
+
+
 def test_old_extend_reads_its_first_layout(registry):
     """The first layout saved mode and each side's pixels and factor in turn (9 values)."""
     nodes = [ui_node(1, "EmptyImage", [60, 40, 1, 0x808080], outputs=[("IMAGE", "IMAGE", [1])]),
