@@ -183,7 +183,8 @@ class InpaintCrop(Node):
     context_expand_pixels and blend_pixels^1.5 (half each way). Then by mode: forced size
     (force_width × force_height) and ranged size (min_* to max_*) widen the box to an aspect
     ratio in range, move it inside the picture where it fits, and rescale the whole canvas (PIL,
-    rescale_algorithm; 'bislerp' is bicubic) so the box fits the maximum sizes; free size
+    rescale_algorithm; 'bislerp' is bicubic) so the box fits the maximum sizes (min_width may be
+    0, as in the pack; the heights and max_width, which the pack divides by, may not); free size
     rescales by rescale_factor. Ranged and free sizes pad the box to a multiple of padding. The
     blend mask is the mirrored mask, grown and blurred by blend_pixels. Sizes past 16384 a side
     (the rescaled canvas too) are refused. A batch of pictures needs forced size and one mask per
@@ -244,10 +245,15 @@ class InpaintCrop(Node):
             high_w, high_h = (self.force_width, self.force_height) if self.mode == "forced size" else \
                 (self.max_width, self.max_height)
             if high_w < low_w or high_h < low_h:
-                raise NodeInputError("max_width", "the maximum sizes must be at least the minimum sizes")
-            if 0 in (low_w, low_h, high_w, high_h):
-                raise NodeInputError("force_width" if self.mode == "forced size" else "min_width",
-                                     "the sizes must be above 0 (the pack divides by them)")
+                raise NodeInputError("max_width" if high_w < low_w else "max_height",
+                                     "the maximum sizes must be at least the minimum sizes")
+            # the pack divides by both heights (the aspect ratio range) and, through the aspect
+            # target, by the maximum width; a minimum width of 0 it takes
+            forced = self.mode == "forced size"
+            for name, value in (("min_height", low_h), ("max_height", high_h), ("max_width", high_w)):
+                if value == 0:
+                    raise NodeInputError(("force_" + name.split("_")[1]) if forced else name,
+                                         "must be above 0 (the pack divides by it)")
         pieces, crops, crop_masks = [], [], []
         for b in range(image.shape[0]):
             one_context = None if context is None else context[b:b + 1]
@@ -289,17 +295,18 @@ class InpaintCrop(Node):
                 (self.min_width, self.min_height, self.max_width, self.max_height)
             aspect = (x_max - x_min + 1) / (y_max - y_min + 1)
             least, most = low_w / high_h, high_w / low_h
-            target = None
+            target, setting = None, None
             if aspect < least:
                 target_w = min(x_max - x_min + 1, low_w)
-                target = (target_w, int(target_w / least))
+                target, setting = (target_w, int(target_w / least)), "min_width"
             elif aspect > most:
                 target_h = min(y_max - y_min + 1, high_h)
-                target = (int(target_h * most), target_h)
+                target, setting = (int(target_h * most), target_h), "max_width"
             if target is not None:
                 if 0 in target:
-                    raise NodeInputError("min_width", f"the sizes give a {target[0]}×{target[1]} aspect target "
-                                                      "(the pack divides by it)")
+                    raise NodeInputError("force_width" if self.mode == "forced size" else setting,
+                                         f"the sizes give a {target[0]}×{target[1]} aspect target (the pack "
+                                         "divides by it)")
                 x_min, x_max, y_min, y_max = _to_aspect_ratio(x_min, x_max, y_min, y_max, canvas_w, canvas_h, *target)
                 x_min, x_max = _into_picture(x_min, x_max, left, left + width)
                 y_min, y_max = _into_picture(y_min, y_max, top, top + height)

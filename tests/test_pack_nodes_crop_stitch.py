@@ -931,7 +931,8 @@ def test_old_crop_free_size_pads_the_grown_box_in_the_mirrored_canvas(registry, 
 
 
 @pytest.mark.parametrize("mode, size_range", [("forced size", (64, 64, 64, 64)), ("forced size", (96, 48, 96, 48)),
-                                              ("ranged size", (64, 64, 96, 96)), ("ranged size", (32, 80, 48, 120))])
+                                              ("ranged size", (64, 64, 96, 96)), ("ranged size", (32, 80, 48, 120)),
+                                              ("ranged size", (0, 64, 96, 96)), ("ranged size", (0, 8, 20, 30))])
 def test_old_crop_sizes_and_rescale_are_the_packs(registry, mode, size_range):
     image = picture(60, 90)
     box = (30, 20, 14, 9)
@@ -1062,6 +1063,12 @@ def test_old_nodes_errors_name_the_input(registry):
         ("InpaintCrop", dict(image=image, mask=box_mask(30, 30, 1, 1, 5, 5)), "mask"),
         ("InpaintCrop", dict(image=image, mask=torch.cat([mask, mask]), mode="forced size"), "mask"),
         ("InpaintCrop", dict(image=image, mask=mask, min_width=800), "max_width"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_height=800), "max_height"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_height=0), "min_height"),  # the pack divides by these
+        ("InpaintCrop", dict(image=image, mask=mask, min_height=0, max_height=0), "min_height"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_width=0, max_width=0), "max_width"),
+        ("InpaintCrop", dict(image=image, mask=mask, mode="forced size", force_width=0), "force_width"),
+        ("InpaintCrop", dict(image=image, mask=mask, mode="forced size", force_height=0), "force_height"),
         ("InpaintCrop", dict(image=picture(40, 200), mask=torch.zeros(1, 40, 200), mode="free size",
                              rescale_factor=100.0), "rescale_factor"),  # a 24000-pixel canvas
         ("InpaintResize", dict(image=image, mask=box_mask(30, 30, 1, 1, 5, 5)), "mask"),
