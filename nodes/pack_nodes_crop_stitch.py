@@ -355,16 +355,17 @@ def repeat_edges(canvas, rows: slice, cols: slice):
     return canvas
 
 
-def grow_canvas(image, mask, area):
+def grow_canvas(image, mask, area, width_name: str, height_name: str):
     """The picture and mask grown to hold the crop area: the new rows and columns repeat the
     picture's edge pixels (repeat_edges; corners black), the mask is 1 there. Gives (canvas,
-    canvas mask, left, top)."""
+    canvas mask, left, top). A canvas too wide or too high is refused naming width_name or
+    height_name (the inputs that grew it)."""
     import torch
     x, y, w, h = area
     _, image_h, image_w, channels = image.shape
     left, top = max(-x, 0), max(-y, 0)
     right, bottom = max(x + w - image_w, 0), max(y + h - image_h, 0)
-    _check_size(image_w + left + right, image_h + top + bottom, "output_target_width")
+    _check_size(image_w + left + right, image_h + top + bottom, width_name, width_name, height_name)
     rows, cols = slice(top, top + image_h), slice(left, left + image_w)
     canvas = torch.zeros((1, image_h + top + bottom, image_w + left + right, channels), device=image.device)
     canvas[:, rows, cols] = image
@@ -381,8 +382,9 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     _, height, width, channels = image.shape
     new_h, new_w = extended_size(height, width, up, down, left, right)
     if new_h < 1 or new_w < 1:
-        raise NodeInputError("extend_up_factor", f"the extend factors leave a {new_w}×{new_h} picture; "
-                                                 "each side must keep at least 1 pixel")
+        raise NodeInputError("extend_up_factor" if new_h < 1 else "extend_left_factor",
+                             f"the extend factors leave a {new_w}×{new_h} picture; each side must keep at least "
+                             "1 pixel")
     _check_size(new_w, new_h, "extend_up_factor", "extend_left_factor", "extend_up_factor")
     top, left_pad = int(height * (up - 1.0)), int(width * (left - 1.0))
     to_rows = slice(max(0, top), min(new_h, top + height))
@@ -644,9 +646,12 @@ class InpaintCropImproved(Node):
         resize = self.output_resize_to_target_size
         target_w, target_h = (self.output_target_width, self.output_target_height) if resize else box[2:]
         target_w, target_h = padded(target_w, int(self.output_padding)), padded(target_h, int(self.output_padding))
-        _check_size(target_w, target_h, "output_target_width", "output_target_width", "output_target_height")
+        # at its own size the crop passes the picture only by the padding
+        width_name, height_name = ("output_target_width", "output_target_height") if resize else \
+            ("output_padding", "output_padding")
+        _check_size(target_w, target_h, width_name, width_name, height_name)
         area = crop_area(box, target_w, target_h, width, height, at_target_size=not resize)
-        canvas, canvas_mask, left, top = grow_canvas(image, mask, area)
+        canvas, canvas_mask, left, top = grow_canvas(image, mask, area, width_name, height_name)
         x, y, w, h = area[0] + left, area[1] + top, area[2], area[3]
         cropped, cropped_mask = canvas[:, y:y + h, x:x + w], canvas_mask[:, y:y + h, x:x + w]
         if resize:

@@ -621,6 +621,26 @@ def test_errors_name_the_input(registry):
     assert caught.value.input == "stitcher"
 
 
+def test_size_errors_name_the_input_that_grew_the_side(registry, monkeypatch):
+    """With the largest side set to 600 (100): a crop area widened to a tall target's ratio grows
+    the canvas past it in height, a wide one in width; at its own size only the padding can take
+    the crop past the picture; an extension that leaves no width names a width factor."""
+    monkeypatch.setattr("nodes.pack_nodes_masquerade.MAX_SIZE", 600)
+    cases = [(dict(image=picture(20, 90), output_target_width=64, output_target_height=512), "output_target_height"),
+             (dict(image=picture(90, 20), output_target_width=512, output_target_height=64), "output_target_width"),
+             (dict(image=picture(40, 60), extend_for_outpainting=True, extend_left_factor=0.01,
+                   extend_right_factor=0.01), "extend_left_factor")]
+    for inputs, name in cases:
+        with pytest.raises(NodeInputError) as caught:
+            crop(registry, mask=None, **PLAIN, **inputs)
+        assert caught.value.input == name, (name, caught.value)
+    monkeypatch.setattr("nodes.pack_nodes_masquerade.MAX_SIZE", 100)
+    with pytest.raises(NodeInputError) as caught:
+        crop(registry, image=picture(90, 90), mask=None, **PLAIN, output_resize_to_target_size=False,
+             output_padding="64")
+    assert caught.value.input == "output_padding"
+
+
 def test_a_huge_target_is_refused_before_the_run(registry):
     """The crops' size is the padded target: declared, so the run is refused before it starts."""
     prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 64, "color": 0}},
