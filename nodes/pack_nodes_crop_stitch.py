@@ -369,7 +369,7 @@ def grow_canvas(image, mask, area, width_name: str, height_name: str):
     rows, cols = slice(top, top + image_h), slice(left, left + image_w)
     canvas = torch.zeros((1, image_h + top + bottom, image_w + left + right, channels), device=image.device)
     canvas[:, rows, cols] = image
-    canvas_mask = torch.ones((1, image_h + top + bottom, image_w + left + right), device=mask.device)
+    canvas_mask = torch.ones((1, image_h + top + bottom, image_w + left + right), device=image.device)
     canvas_mask[:, rows, cols] = mask
     return repeat_edges(canvas, rows, cols), canvas_mask, left, top
 
@@ -394,9 +394,9 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     grown = torch.zeros((1, new_h, new_w, channels), dtype=image.dtype, device=image.device)
     grown[:, to_rows, to_cols] = image[:, from_rows, from_cols]
     grown = repeat_edges(grown, to_rows, to_cols)
-    grown_mask = torch.ones((1, new_h, new_w), dtype=mask.dtype)
+    grown_mask = torch.ones((1, new_h, new_w), dtype=mask.dtype, device=image.device)
     grown_mask[:, to_rows, to_cols] = mask[:, from_rows, from_cols]
-    grown_context = torch.zeros((1, new_h, new_w), dtype=context_mask.dtype)
+    grown_context = torch.zeros((1, new_h, new_w), dtype=context_mask.dtype, device=image.device)
     grown_context[:, to_rows, to_cols] = context_mask[:, from_rows, from_cols]
     return grown, grown_mask, grown_context
 
@@ -460,7 +460,7 @@ def _same_size_or_empty(mask, image, name: str):
             raise NodeInputError(name, f"is {mask.shape[2]}×{mask.shape[1]}, but the image is "
                                        f"{image.shape[2]}×{image.shape[1]}: they must be the same size")
         mask = torch.zeros((mask.shape[0], *image.shape[1:3]), dtype=image.dtype)
-    return mask.float()
+    return mask.float().to(image.device)  # everything on the picture's device
 
 
 def _batched(tensor, batch: int, name: str):
@@ -716,6 +716,7 @@ class InpaintStitchImproved(Node):
 
     def stitch_one(self, piece: CropPiece, inpainted):
         canvas = piece.canvas.clone()
+        inpainted = inpainted.to(canvas.device)  # the sampled crop may come back on another device
         if inpainted.shape[3] != canvas.shape[3]:
             raise NodeInputError("inpainted_image", f"has {inpainted.shape[3]} channels, the picture "
                                                     f"{canvas.shape[3]}")

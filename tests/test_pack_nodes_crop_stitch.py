@@ -574,6 +574,20 @@ def test_extend_for_outpainting_repeats_the_edges_and_masks_the_new_area(registr
     assert np.array_equal(cropped[0].numpy(), want)
 
 
+def test_grown_pictures_and_masks_are_made_on_the_pictures_device():
+    """The extension's masks and the grown canvas's mask are made where the picture is (meta
+    tensors stand in for another device here: a tensor made on the CPU can't take their values,
+    nor a CPU mask be mixed in unnoticed), and a mask taken as none is put there too."""
+    from nodes.pack_nodes_crop_stitch import _same_size_or_empty, extend_for_outpainting, grow_canvas
+    image = torch.zeros(1, 10, 12, 3, device="meta")
+    mask = torch.zeros(1, 10, 12, device="meta")
+    grown = extend_for_outpainting(image, mask, mask, 1.5, 1.2, 1.3, 1.0)
+    assert [t.device.type for t in grown] == ["meta"] * 3 and grown[1].shape == (1, 17, 15)
+    canvas, canvas_mask, left, top = grow_canvas(image, torch.zeros(1, 10, 12), (-3, -2, 20, 15), "a", "b")
+    assert (canvas.device.type, canvas_mask.device.type) == ("meta", "meta") and canvas_mask.shape == (1, 15, 20)
+    assert _same_size_or_empty(torch.zeros(1, 64, 64), image, "mask").device.type == "meta"
+
+
 def test_extend_factors_under_one_cut_the_picture(registry):
     image = picture(40, 60)
     stitcher, _, _ = crop(registry, image=image, mask=None, **PLAIN, extend_for_outpainting=True,
