@@ -412,7 +412,9 @@ def _extend_widgets(values):
     up, down, left, right in turn: 9 values) read into today's layout (the pixels, then the
     factors, size_multiple, padding_mode, noise_blend), with no rounding to a multiple (1), mirrored
     edges and no noise, as that version did. That version truncated the factors' products where
-    today's rounds them (a pixel's difference where a factor's product is not whole)."""
+    today's rounds them (a pixel's difference where a factor's product is not whole), and
+    mirrored only as far as the picture reaches, black beyond: today's mirror refuses a side
+    grown past the picture, so such a save gives an error naming padding_mode (said in the help)."""
     if isinstance(values, list) and len(values) == 9:
         mode, up, up_f, down, down_f, left, left_f, right, right_f = values
         return [mode, up, down, left, right, up_f, down_f, left_f, right_f, 1, "mirror", 0.0]
@@ -430,7 +432,10 @@ class InpaintExtendOutpaint(Node):
     there, the context mask 0. Then the sides are cut down to a multiple of size_multiple, the
     cut split around the middle (the odd pixel at the end). A picture cut to nothing gives an
     error here (the pack gives an empty picture). Saves of the first layout (9 values: each
-    side's pixels and factor in turn) are read too."""
+    side's pixels and factor in turn) are read too, into mirror; that layout mirrored as far as
+    the picture reaches and left black beyond, which today's mirror can't: where a side of such a
+    save grows by more than the picture's own height or width, it is refused (an error naming
+    padding_mode: pick replicate or black)."""
     category = CATEGORY
     display_name = "(OLD 💀 use Crop instead) Extend Image for Outpainting"
     image: IMAGE
@@ -546,7 +551,9 @@ class InpaintExtendOutpaint(Node):
         if mode == "symmetric" and (max(top, bottom) > content.shape[0] > 1 or max(lead, trail) > content.shape[1] > 1):
             # the pack's mirror copies at most the picture's own rows or columns and fails past them
             raise NodeInputError("padding_mode", "mirror can't fill more than the picture's own size on a side "
-                                                 "(the pack fails there too): use replicate or black")
+                                                 "(the pack fails there too): use replicate or black. A save of "
+                                                 "this node's first layout (9 values), read into mirror, meets "
+                                                 "this too: that layout left black beyond the mirrored part")
         grown[0, :, to_cols] = torch.from_numpy(np.pad(content, ((top, bottom), (0, 0), (0, 0)), mode=mode))
         band = grown[0, :, to_cols].numpy()
         grown[0] = torch.from_numpy(np.pad(band, ((0, 0), (lead, trail), (0, 0)), mode=mode))

@@ -1203,6 +1203,19 @@ def test_old_extend_reads_its_first_layout(registry):
     assert (inputs["expand_up_pixels"], inputs["expand_down_pixels"], inputs["expand_right_pixels"]) == (8, 16, 24)
     assert (inputs["size_multiple"], inputs["padding_mode"], inputs["noise_blend"]) == (1, "mirror", 0.0)
     assert run_graph(registry, graph, ["3"]).values["3"][0].shape == (1, 64, 84, 3)
+    # a side grown by more than the picture: that layout left black beyond the mirror; refused here
+    nodes[2] = ui_node(3, "InpaintExtendOutpaint", ["pixels", 48, 1.0, 0, 1.0, 0, 1.0, 0, 1.0],
+                       [("image", "IMAGE", 1, False), ("mask", "MASK", 2, False)],
+                       [("image", "IMAGE", []), ("mask", "MASK", []), ("context_mask", "MASK", [])])
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "MASK"]])
+    inputs = parse_workflow(graph, registry).to_json()["nodes"]["3"]["inputs"]
+    widgets = {name: value for name, value in inputs.items() if name not in ("image", "mask")}
+    assert (widgets["expand_up_pixels"], widgets["padding_mode"]) == (48, "mirror")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InpaintExtendOutpaint", image=picture(40, 60), mask=torch.zeros(1, 40, 60), **widgets)
+    assert caught.value.input == "padding_mode" and "first layout" in str(caught.value)
+    help_text = registry.comfy_node("InpaintExtendOutpaint").__doc__
+    assert "first layout" in help_text and "refused" in help_text
 
 
 OLD_CROP_WIDGETS = [10, 1.2, True, 4.0, False, 8.0, "bicubic", "forced size", 64, 64, 1.0, 512, 512, 768, 768, 32]
