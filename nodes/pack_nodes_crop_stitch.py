@@ -18,7 +18,11 @@ The pack's device_mode picks between two sets of mask operations, and so does ou
 hole filling with binary_closing and binary_fill_holes), "gpu (much faster)" (the default) the
 pack's torch ones (a max-pool dilation with an odd square, a Gaussian convolution with zero
 padding, a flood fill of the mask's outside at 0.5). Here both run on the device the tensors are
-on; the results are the same formulas, within float rounding between devices.
+on; the results are the same formulas, within float rounding between devices. The GPU mode's
+square max-pool and square convolution are worked as two 1-D passes (the max-pool bit for bit,
+the blur within about 2e-6 of the pack's float32 sum), and its flood a layer at a time, each
+step checking for a stop: a large expand or blur costs seconds here where the pack's single call
+takes minutes on a CPU.
 
 Resizing is the pack's in both modes: each picture (or mask) made 8-bit as torchvision's
 to_pil_image does (x · 255 truncated), resized by PIL with the named filter (nearest, bilinear,
@@ -38,7 +42,7 @@ import math
 from dataclasses import dataclass, field
 
 from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, \
-    socket_type
+    check_interrupted, socket_type
 from nodes.image import MAX_SIZE
 from nodes.pack_nodes_masquerade import _check_size
 
@@ -52,6 +56,7 @@ PADDINGS = ("0", "8", "16", "32", "64", "128", "256", "512")
 FILL_HOLES_THRESHOLDS = (1, 0.99, 0.97, 0.95, 0.93, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 HIPASS_OFF_BELOW = 0.01  # a hipass filter under this is off
 CONTEXT_GROWTH_FROM = 1.01  # a context factor under this grows nothing
+BLUR_BAND_PIXELS = 2 ** 22  # the GPU mode's blur works a band of rows of about this many pixels at a time
 
 
 @dataclass
@@ -124,7 +129,8 @@ def fill_holes_gpu(mask):
     picture through the pixels not above 0.5, to the 8 neighbours a step (its 3×3 max-pool),
     until nothing changes or after as many steps as the longer side; every pixel the flood did
     not reach becomes 1. Worked out here as a breadth-first search, layer by layer, which reaches
-    the same pixels in the same number of steps without a max-pool over the whole picture each."""
+    the same pixels in the same number of steps without a max-pool over the whole picture each;
+    each step's work is its new layer's (no sort), and a stop asked for ends it between steps."""
     import numpy as np
     import torch
 
@@ -138,12 +144,19 @@ def fill_holes_gpu(mask):
     stride = width + 4
     neighbours = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
     flat_passable, flat_reached = passable.ravel(), reached.ravel()
+    # a pixel found by several of the layer's pixels is kept once: each candidate writes its own
+    # index here, and whichever write stands marks the one copy kept
+    claimed = np.zeros(flat_passable.size, dtype=np.int32 if flat_passable.size < 2 ** 31 else np.int64)
     frontier = np.flatnonzero(flat_reached)
     for _ in range(max(height, width)):
-        found = np.unique((frontier[:, None] + neighbours).ravel())
+        check_interrupted()
+        found = (frontier[:, None] + neighbours).ravel()
         found = found[flat_passable[found] & ~flat_reached[found]]
         if not len(found):
             break
+        order = np.arange(len(found), dtype=claimed.dtype)
+        claimed[found] = order
+        found = found[claimed[found] == order]
         flat_reached[found] = True
         frontier = found
     enclosed = torch.from_numpy(~reached[2:-2, 2:-2]).float().to(mask.device)
@@ -165,12 +178,32 @@ def expand_mask_cpu(mask, pixels: float):
     return torch.from_numpy(dilated.astype(np.float32)).clamp(0.0, 1.0).unsqueeze(0).to(mask.device)
 
 
+def _window_max(values, side: int, dim: int):
+    """The maximum over a window `side` long centred on each place along dim, nothing counted
+    outside (as a max-pool's padding): the window's maxima built by doubling (the maxima of 1,
+    2, 4 ... places), the last two overlapping, so each place costs about log2(side) comparisons.
+    Maxima are exact: the same values as a max-pool of that window, bit for bit."""
+    import torch
+    half, length = side // 2, values.shape[dim]
+    edge = list(values.shape)
+    edge[dim] = half
+    outside = torch.full(edge, -math.inf, dtype=values.dtype, device=values.device)
+    spans, span = torch.cat([outside, values, outside], dim), 1
+    while span * 2 <= side:
+        check_interrupted()
+        count = spans.shape[dim] - span
+        spans, span = torch.maximum(spans.narrow(dim, 0, count), spans.narrow(dim, span, count)), span * 2
+    return torch.maximum(spans.narrow(dim, 0, length), spans.narrow(dim, side - span, length))
+
+
 def expand_mask_gpu(mask, pixels: float):
-    """The pack's GPU expand: a max-pool over the same square made odd (one more where even), centred."""
-    import torch.nn.functional as F
+    """The pack's GPU expand: a max-pool over the same square made odd (one more where even),
+    centred. Run as the maximum down the columns, then along the rows (the square's maximum,
+    bit for bit), each by _window_max: a mask expanded by thousands of pixels costs a few dozen
+    passes over the picture, not side² comparisons a pixel."""
     side = _dilation_side(pixels)
     side += 1 - side % 2
-    return F.max_pool2d(mask.unsqueeze(1), kernel_size=side, stride=1, padding=side // 2).squeeze(1)
+    return _window_max(_window_max(mask, side, mask.ndim - 2), side, mask.ndim - 1)
 
 
 def blur_mask_cpu(mask, pixels: float):
@@ -184,16 +217,33 @@ def blur_mask_cpu(mask, pixels: float):
 
 def blur_mask_gpu(mask, pixels: float):
     """The pack's GPU blur: a convolution with a normalised Gaussian of sigma pixels / 4, 2 ·
-    int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1."""
+    int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1. The pack's square
+    kernel is the outer product of the 1-D one, so it is run here as two 1-D convolutions (down
+    the columns, then along the rows): 2 · side products a pixel instead of side², a band of
+    rows at a time. They run in float64 (float32 on a device without it) and give the blur
+    rounded once to float32: within about 2e-6 of the pack's single float32 convolution, whose
+    own rounding differs by device; an area of 1s stays exactly 1 (a float32 pass can leave it a
+    hair under, which the pack's 8-bit resize then makes 254/255)."""
     import torch
     import torch.nn.functional as F
     sigma = pixels / 4
     side = 2 * int(4.0 * sigma + 0.5) + 1
-    x = torch.arange(side, device=mask.device) - (side - 1) / 2
+    half, (height, width) = side // 2, mask.shape[-2:]
+    wide = torch.float32 if mask.device.type == "mps" else torch.float64
+    x = torch.arange(side, device=mask.device, dtype=wide) - (side - 1) / 2
     kernel = torch.exp(-0.5 * (x / sigma).pow(2))
     kernel = kernel / kernel.sum()
-    kernel = (kernel.unsqueeze(1) * kernel.unsqueeze(0)).expand(1, 1, side, side)
-    return F.conv2d(mask.unsqueeze(1), kernel, padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+    padded = F.pad(mask.unsqueeze(1), (0, 0, half, half))  # zero rows above and below
+    blurred = torch.empty_like(mask)
+    band = max(1, BLUR_BAND_PIXELS // max(width, 1))
+    for top in range(0, height, band):
+        check_interrupted()
+        bottom = min(top + band, height)
+        rows = padded[:, :, top:bottom + 2 * half].to(wide)
+        down_columns = F.conv2d(rows, kernel.view(1, 1, side, 1))
+        along_rows = F.conv2d(down_columns, kernel.view(1, 1, 1, side), padding=(0, half))
+        blurred[:, top:bottom] = along_rows.squeeze(1).to(mask.dtype)
+    return blurred.clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -305,20 +355,21 @@ def repeat_edges(canvas, rows: slice, cols: slice):
     return canvas
 
 
-def grow_canvas(image, mask, area):
+def grow_canvas(image, mask, area, width_name: str, height_name: str):
     """The picture and mask grown to hold the crop area: the new rows and columns repeat the
     picture's edge pixels (repeat_edges; corners black), the mask is 1 there. Gives (canvas,
-    canvas mask, left, top)."""
+    canvas mask, left, top). A canvas too wide or too high is refused naming width_name or
+    height_name (the inputs that grew it)."""
     import torch
     x, y, w, h = area
     _, image_h, image_w, channels = image.shape
     left, top = max(-x, 0), max(-y, 0)
     right, bottom = max(x + w - image_w, 0), max(y + h - image_h, 0)
-    _check_size(image_w + left + right, image_h + top + bottom, "output_target_width")
+    _check_size(image_w + left + right, image_h + top + bottom, width_name, width_name, height_name)
     rows, cols = slice(top, top + image_h), slice(left, left + image_w)
     canvas = torch.zeros((1, image_h + top + bottom, image_w + left + right, channels), device=image.device)
     canvas[:, rows, cols] = image
-    canvas_mask = torch.ones((1, image_h + top + bottom, image_w + left + right), device=mask.device)
+    canvas_mask = torch.ones((1, image_h + top + bottom, image_w + left + right), device=image.device)
     canvas_mask[:, rows, cols] = mask
     return repeat_edges(canvas, rows, cols), canvas_mask, left, top
 
@@ -329,11 +380,11 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     pixels (repeat_edges: the corners black); the mask is 1 there, the context mask 0."""
     import torch
     _, height, width, channels = image.shape
-    new_h = int(height * (1.0 + up - 1.0 + down - 1.0))
-    new_w = int(width * (1.0 + left - 1.0 + right - 1.0))
+    new_h, new_w = extended_size(height, width, up, down, left, right)
     if new_h < 1 or new_w < 1:
-        raise NodeInputError("extend_up_factor", f"the extend factors leave a {new_w}×{new_h} picture; "
-                                                 "each side must keep at least 1 pixel")
+        raise NodeInputError("extend_up_factor" if new_h < 1 else "extend_left_factor",
+                             f"the extend factors leave a {new_w}×{new_h} picture; each side must keep at least "
+                             "1 pixel")
     _check_size(new_w, new_h, "extend_up_factor", "extend_left_factor", "extend_up_factor")
     top, left_pad = int(height * (up - 1.0)), int(width * (left - 1.0))
     to_rows = slice(max(0, top), min(new_h, top + height))
@@ -343,11 +394,54 @@ def extend_for_outpainting(image, mask, context_mask, up: float, down: float, le
     grown = torch.zeros((1, new_h, new_w, channels), dtype=image.dtype, device=image.device)
     grown[:, to_rows, to_cols] = image[:, from_rows, from_cols]
     grown = repeat_edges(grown, to_rows, to_cols)
-    grown_mask = torch.ones((1, new_h, new_w), dtype=mask.dtype)
+    grown_mask = torch.ones((1, new_h, new_w), dtype=mask.dtype, device=image.device)
     grown_mask[:, to_rows, to_cols] = mask[:, from_rows, from_cols]
-    grown_context = torch.zeros((1, new_h, new_w), dtype=context_mask.dtype)
+    grown_context = torch.zeros((1, new_h, new_w), dtype=context_mask.dtype, device=image.device)
     grown_context[:, to_rows, to_cols] = context_mask[:, from_rows, from_cols]
     return grown, grown_mask, grown_context
+
+
+def preresize_size(width: int, height: int, mode: str, least_w: int, least_h: int, most_w: int, most_h: int):
+    """The size the pack's preresize_imm gives a width × height picture: (new width, new height,
+    enlarging), or None where it keeps its size. The scale meets the minimum (or maximum) sizes
+    keeping the aspect ratio, the new sides rounded up when enlarging, down (truncated) when
+    shrinking. Refuses what the pack asserts against (NodeInputError)."""
+    if mode == "ensure minimum resolution":
+        if width >= least_w and height >= least_h:
+            return None
+        scale = max(least_w / width, least_h / height)
+    elif mode == "ensure maximum resolution":
+        if width <= most_w and height <= most_h:
+            return None
+        scale = min(most_w / width, most_h / height)
+    else:
+        if least_w <= width <= most_w and least_h <= height <= most_h:
+            return None
+        up, down = max(least_w / width, least_h / height), min(most_w / width, most_h / height)
+        if up > 1 and down < 1:
+            raise NodeInputError("preresize_mode", f"a {width}×{height} picture can't meet both the minimum and "
+                                                   "the maximum sizes keeping its aspect ratio")
+        scale = up if up > 1 else down
+    enlarging = mode == "ensure minimum resolution" or mode != "ensure maximum resolution" and scale >= 1.0
+    side = math.ceil if enlarging else int
+    new_w, new_h = side(width * scale), side(height * scale)
+    if enlarging:  # the input whose ratio set the scale
+        scaled_by = "preresize_min_width" if least_w / width >= least_h / height else "preresize_min_height"
+    else:
+        scaled_by = "preresize_max_width" if most_w / width <= most_h / height else "preresize_max_height"
+    _check_size(new_w, new_h, scaled_by)
+    if mode != "ensure maximum resolution" and (new_w < least_w or new_h < least_h) or \
+            mode != "ensure minimum resolution" and (new_w > most_w or new_h > most_h):
+        # the pack asserts this too: the aspect ratio kept, one side may overshoot the other's range
+        raise NodeInputError("preresize_mode", f"scaling {width}×{height} gives {new_w}×{new_h}, outside the "
+                                               "sizes asked for (the pack refuses this too)")
+    return new_w, new_h, enlarging
+
+
+def extended_size(height: int, width: int, up: float, down: float, left: float, right: float) -> tuple[int, int]:
+    """The pack's extend_imm size: (height, width) times the sum of the factors' growths, written
+    as the pack writes it (1.0 + up - 1.0 + down - 1.0, in that order) and truncated."""
+    return int(height * (1.0 + up - 1.0 + down - 1.0)), int(width * (1.0 + left - 1.0 + right - 1.0))
 
 
 # -- the nodes -----------------------------------------------------------------------------------
@@ -366,7 +460,7 @@ def _same_size_or_empty(mask, image, name: str):
             raise NodeInputError(name, f"is {mask.shape[2]}×{mask.shape[1]}, but the image is "
                                        f"{image.shape[2]}×{image.shape[1]}: they must be the same size")
         mask = torch.zeros((mask.shape[0], *image.shape[1:3]), dtype=image.dtype)
-    return mask.float()
+    return mask.float().to(image.device)  # everything on the picture's device
 
 
 def _batched(tensor, batch: int, name: str):
@@ -439,28 +533,54 @@ class InpaintCropImproved(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         """The crops' size where the target is fixed (the padded target size; a crop at its own size
-        is unknown before the run, which checks it), and as working memory the biggest picture the
-        run must hold: the extended one, or the pre-resize minimum."""
+        is unknown before the run, which checks it), and as working memory the canvases the run
+        keeps (one per crop, in the stitcher): the picture pre-resized as the run does it from the
+        image's size (without the image's size, at least the minimum sizes), then extended, then
+        grown as far as a crop area at the target's aspect ratio (or padded) can pass it."""
         image = inputs.get("image")
         batch = max([s.batch for s in (image, inputs.get("mask")) if s is not None] or [1])
-        memory = 0
         per_pixel = 4 * 4 + 3 * 4  # the picture (up to 4 channels) and three masks, float32
-        if widgets.get("extend_for_outpainting") is True and image is not None:
+        mode = widgets.get("preresize_mode")
+        # the sizes the mode reads (the others stand in at values it doesn't look at)
+        least_w, least_h = (widgets.get("preresize_min_width"), widgets.get("preresize_min_height")) \
+            if mode != "ensure maximum resolution" else (0, 0)
+        most_w, most_h = (widgets.get("preresize_max_width"), widgets.get("preresize_max_height")) \
+            if mode != "ensure minimum resolution" else (MAX_SIZE, MAX_SIZE)
+        sizes_known = all(isinstance(v, int) and not isinstance(v, bool) for v in (least_w, least_h, most_w, most_h))
+        height, width = (image.height, image.width) if image is not None else (None, None)
+        if widgets.get("preresize") is True and mode in PRERESIZE_MODES and sizes_known:
+            if image is None:
+                if mode != "ensure maximum resolution":
+                    height, width = least_h, least_w
+            else:
+                try:
+                    size = preresize_size(image.width, image.height, mode, least_w, least_h, most_w, most_h)
+                except NodeInputError:
+                    size = None  # the run refuses it
+                if size is not None:
+                    width, height = size[:2]
+        if widgets.get("extend_for_outpainting") is True and height is not None:
             factors = [_number(widgets.get(f"extend_{side}_factor")) for side in ("up", "down", "left", "right")]
             if None not in factors:
-                high = max(int(image.height * (factors[0] + factors[1] - 1.0)), 0)
-                wide = max(int(image.width * (factors[2] + factors[3] - 1.0)), 0)
-                memory = max(memory, high * wide * per_pixel)
-        least_w, least_h = widgets.get("preresize_min_width"), widgets.get("preresize_min_height")
-        if widgets.get("preresize") is True and "minimum" in str(widgets.get("preresize_mode")) and \
-                isinstance(least_w, int) and isinstance(least_h, int):
-            memory = max(memory, least_w * least_h * per_pixel)
-        width, height = widgets.get("output_target_width"), widgets.get("output_target_height")
+                height, width = (max(side, 0) for side in extended_size(height, width, *factors))
+        target_w, target_h = widgets.get("output_target_width"), widgets.get("output_target_height")
         padding = widgets.get("output_padding")
-        if widgets.get("output_resize_to_target_size") is not True or not isinstance(width, int) or \
-                not isinstance(height, int) or padding not in PADDINGS:
+        target = None
+        if widgets.get("output_resize_to_target_size") is True and isinstance(target_w, int) and \
+                isinstance(target_h, int) and padding in PADDINGS:
+            target = padded(target_w, int(padding)), padded(target_h, int(padding))
+        if height is None:
+            memory = 0
+        elif target is not None and min(target) > 0 and min(height, width) > 0:
+            # the crop area, widened to the target's ratio, may pass the picture, which grows to hold it
+            aspect = target[0] / target[1]
+            memory = batch * max(width, int(height * aspect)) * max(height, int(width / aspect)) * per_pixel
+        else:  # at its own size the area is at most the picture padded up to the multiple
+            multiple = int(padding) if padding in PADDINGS else 0
+            memory = batch * padded(width, multiple) * padded(height, multiple) * per_pixel
+        if target is None:
             return Estimate(None, memory)
-        return Estimate(Size(batch, padded(height, int(padding)), padded(width, int(padding))), memory)
+        return Estimate(Size(batch, target[1], target[0]), memory)
 
     def run(self):
         import torch
@@ -526,9 +646,12 @@ class InpaintCropImproved(Node):
         resize = self.output_resize_to_target_size
         target_w, target_h = (self.output_target_width, self.output_target_height) if resize else box[2:]
         target_w, target_h = padded(target_w, int(self.output_padding)), padded(target_h, int(self.output_padding))
-        _check_size(target_w, target_h, "output_target_width", "output_target_width", "output_target_height")
+        # at its own size the crop passes the picture only by the padding
+        width_name, height_name = ("output_target_width", "output_target_height") if resize else \
+            ("output_padding", "output_padding")
+        _check_size(target_w, target_h, width_name, width_name, height_name)
         area = crop_area(box, target_w, target_h, width, height, at_target_size=not resize)
-        canvas, canvas_mask, left, top = grow_canvas(image, mask, area)
+        canvas, canvas_mask, left, top = grow_canvas(image, mask, area, width_name, height_name)
         x, y, w, h = area[0] + left, area[1] + top, area[2], area[3]
         cropped, cropped_mask = canvas[:, y:y + h, x:x + w], canvas_mask[:, y:y + h, x:x + w]
         if resize:
@@ -541,38 +664,16 @@ class InpaintCropImproved(Node):
         return piece, cropped.clone(), cropped_mask.clone()
 
     def preresized(self, image, mask, context):
-        """The pack's preresize_imm: the scale that meets the minimum (or maximum) sizes, the new
-        sides rounded up when enlarging, down (truncated) when shrinking."""
+        """The pack's preresize_imm (preresize_size): upscale_algorithm when enlarging, else
+        downscale_algorithm; the mask by bilinear when enlarging to a minimum, else nearest."""
         height, width = image.shape[1:3]
-        least_w, least_h = self.preresize_min_width, self.preresize_min_height
-        most_w, most_h = self.preresize_max_width, self.preresize_max_height
-        mode = self.preresize_mode
-        if mode == "ensure minimum resolution":
-            if width >= least_w and height >= least_h:
-                return image, mask, context
-            scale, algorithm, mask_algorithm = max(least_w / width, least_h / height), self.upscale_algorithm, "bilinear"
-        elif mode == "ensure maximum resolution":
-            if width <= most_w and height <= most_h:
-                return image, mask, context
-            scale, algorithm, mask_algorithm = min(most_w / width, most_h / height), self.downscale_algorithm, "nearest"
-        else:
-            if least_w <= width <= most_w and least_h <= height <= most_h:
-                return image, mask, context
-            up, down = max(least_w / width, least_h / height), min(most_w / width, most_h / height)
-            if up > 1 and down < 1:
-                raise NodeInputError("preresize_mode", f"a {width}×{height} picture can't meet both the minimum and "
-                                                       "the maximum sizes keeping its aspect ratio")
-            scale, algorithm = (up, self.upscale_algorithm) if up > 1 else (down, self.downscale_algorithm)
-            mask_algorithm = "nearest"
-        enlarging = mode == "ensure minimum resolution" or mode != "ensure maximum resolution" and scale >= 1.0
-        side = math.ceil if enlarging else int
-        new_w, new_h = side(width * scale), side(height * scale)
-        _check_size(new_w, new_h, "preresize_min_width", "preresize_min_width", "preresize_min_height")
-        if mode != "ensure maximum resolution" and (new_w < least_w or new_h < least_h) or \
-                mode != "ensure minimum resolution" and (new_w > most_w or new_h > most_h):
-            # the pack asserts this too: the aspect ratio kept, one side may overshoot the other's range
-            raise NodeInputError("preresize_mode", f"scaling {width}×{height} gives {new_w}×{new_h}, outside the "
-                                                   "sizes asked for (the pack refuses this too)")
+        size = preresize_size(width, height, self.preresize_mode, self.preresize_min_width,
+                              self.preresize_min_height, self.preresize_max_width, self.preresize_max_height)
+        if size is None:
+            return image, mask, context
+        new_w, new_h, enlarging = size
+        algorithm = self.upscale_algorithm if enlarging else self.downscale_algorithm
+        mask_algorithm = "bilinear" if self.preresize_mode == "ensure minimum resolution" else "nearest"
         return (pil_resize(image, new_w, new_h, algorithm), pil_resize(mask, new_w, new_h, mask_algorithm),
                 pil_resize(context, new_w, new_h, mask_algorithm))
 
@@ -615,6 +716,7 @@ class InpaintStitchImproved(Node):
 
     def stitch_one(self, piece: CropPiece, inpainted):
         canvas = piece.canvas.clone()
+        inpainted = inpainted.to(canvas.device)  # the sampled crop may come back on another device
         if inpainted.shape[3] != canvas.shape[3]:
             raise NodeInputError("inpainted_image", f"has {inpainted.shape[3]} channels, the picture "
                                                     f"{canvas.shape[3]}")

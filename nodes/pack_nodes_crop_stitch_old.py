@@ -183,7 +183,8 @@ class InpaintCrop(Node):
     context_expand_pixels and blend_pixels^1.5 (half each way). Then by mode: forced size
     (force_width × force_height) and ranged size (min_* to max_*) widen the box to an aspect
     ratio in range, move it inside the picture where it fits, and rescale the whole canvas (PIL,
-    rescale_algorithm; 'bislerp' is bicubic) so the box fits the maximum sizes; free size
+    rescale_algorithm; 'bislerp' is bicubic) so the box fits the maximum sizes (min_width may be
+    0, as in the pack; the heights and max_width, which the pack divides by, may not); free size
     rescales by rescale_factor. Ranged and free sizes pad the box to a multiple of padding. The
     blend mask is the mirrored mask, grown and blurred by blend_pixels. Sizes past 16384 a side
     (the rescaled canvas too) are refused. A batch of pictures needs forced size and one mask per
@@ -244,10 +245,15 @@ class InpaintCrop(Node):
             high_w, high_h = (self.force_width, self.force_height) if self.mode == "forced size" else \
                 (self.max_width, self.max_height)
             if high_w < low_w or high_h < low_h:
-                raise NodeInputError("max_width", "the maximum sizes must be at least the minimum sizes")
-            if 0 in (low_w, low_h, high_w, high_h):
-                raise NodeInputError("force_width" if self.mode == "forced size" else "min_width",
-                                     "the sizes must be above 0 (the pack divides by them)")
+                raise NodeInputError("max_width" if high_w < low_w else "max_height",
+                                     "the maximum sizes must be at least the minimum sizes")
+            # the pack divides by both heights (the aspect ratio range) and, through the aspect
+            # target, by the maximum width; a minimum width of 0 it takes
+            forced = self.mode == "forced size"
+            for name, value in (("min_height", low_h), ("max_height", high_h), ("max_width", high_w)):
+                if value == 0:
+                    raise NodeInputError(("force_" + name.split("_")[1]) if forced else name,
+                                         "must be above 0 (the pack divides by it)")
         pieces, crops, crop_masks = [], [], []
         for b in range(image.shape[0]):
             one_context = None if context is None else context[b:b + 1]
@@ -289,17 +295,18 @@ class InpaintCrop(Node):
                 (self.min_width, self.min_height, self.max_width, self.max_height)
             aspect = (x_max - x_min + 1) / (y_max - y_min + 1)
             least, most = low_w / high_h, high_w / low_h
-            target = None
+            target, setting = None, None
             if aspect < least:
                 target_w = min(x_max - x_min + 1, low_w)
-                target = (target_w, int(target_w / least))
+                target, setting = (target_w, int(target_w / least)), "min_width"
             elif aspect > most:
                 target_h = min(y_max - y_min + 1, high_h)
-                target = (int(target_h * most), target_h)
+                target, setting = (int(target_h * most), target_h), "max_width"
             if target is not None:
                 if 0 in target:
-                    raise NodeInputError("min_width", f"the sizes give a {target[0]}×{target[1]} aspect target "
-                                                      "(the pack divides by it)")
+                    raise NodeInputError("force_width" if self.mode == "forced size" else setting,
+                                         f"the sizes give a {target[0]}×{target[1]} aspect target (the pack "
+                                         "divides by it)")
                 x_min, x_max, y_min, y_max = _to_aspect_ratio(x_min, x_max, y_min, y_max, canvas_w, canvas_h, *target)
                 x_min, x_max = _into_picture(x_min, x_max, left, left + width)
                 y_min, y_max = _into_picture(y_min, y_max, top, top + height)
@@ -405,7 +412,9 @@ def _extend_widgets(values):
     up, down, left, right in turn: 9 values) read into today's layout (the pixels, then the
     factors, size_multiple, padding_mode, noise_blend), with no rounding to a multiple (1), mirrored
     edges and no noise, as that version did. That version truncated the factors' products where
-    today's rounds them (a pixel's difference where a factor's product is not whole)."""
+    today's rounds them (a pixel's difference where a factor's product is not whole), and
+    mirrored only as far as the picture reaches, black beyond: today's mirror refuses a side
+    grown past the picture, so such a save gives an error naming padding_mode (said in the help)."""
     if isinstance(values, list) and len(values) == 9:
         mode, up, up_f, down, down_f, left, left_f, right, right_f = values
         return [mode, up, down, left, right, up_f, down_f, left_f, right_f, 1, "mirror", 0.0]
@@ -418,11 +427,15 @@ class InpaintExtendOutpaint(Node):
     or by round(side · (factor - 1)) in factors mode; the new area is filled by padding_mode
     (mirror: the picture reflected, edge pixel repeated, as far as it reaches; replicate: the edge
     pixels; black), then mixed with uniform noise by noise_blend ((1 - blend) · fill + blend ·
-    noise, clamped; the noise is drawn afresh each run, unseeded, as the pack's); the mask is 1
+    noise, clamped; the noise is drawn from seed 0, the pictures of a batch in turn, so a run
+    repeats: the pack's is unseeded, another each run); the mask is 1
     there, the context mask 0. Then the sides are cut down to a multiple of size_multiple, the
     cut split around the middle (the odd pixel at the end). A picture cut to nothing gives an
     error here (the pack gives an empty picture). Saves of the first layout (9 values: each
-    side's pixels and factor in turn) are read too."""
+    side's pixels and factor in turn) are read too, into mirror; that layout mirrored as far as
+    the picture reaches and left black beyond, which today's mirror can't: where a side of such a
+    save grows by more than the picture's own height or width, it is refused (an error naming
+    padding_mode: pick replicate or black)."""
     category = CATEGORY
     display_name = "(OLD 💀 use Crop instead) Extend Image for Outpainting"
     image: IMAGE
@@ -473,20 +486,21 @@ class InpaintExtendOutpaint(Node):
         if not torch.is_tensor(image) or image.ndim != 4:
             raise NodeInputError("image", "expected an image batch [B, H, W, C]")
         images, masks, contexts = [], [], []
+        noise = torch.Generator(device=image.device).manual_seed(0)  # seed 0 (the pack: unseeded)
         for b in range(image.shape[0]):
             one = image[b:b + 1].float()
             one_mask = mask[b:b + 1] if mask is not None and b < mask.shape[0] and mask.shape[1:] == one.shape[1:3] \
                 else torch.zeros_like(one[..., 0])
             one_context = context[b:b + 1] if context is not None and b < context.shape[0] and \
                 context.shape[1:] == one.shape[1:3] else None
-            grown = self.extend_one(one, one_mask.float(), one_context)
+            grown = self.extend_one(one, one_mask.float(), one_context, noise)
             for results, value in zip((images, masks, contexts), grown):
                 results.append(value[0])
         if len({tuple(i.shape) for i in images}) > 1:
             raise NodeInputError("image", "the pictures come out in different sizes and can't make one batch")
         return torch.stack(images), torch.stack(masks), torch.stack(contexts)
 
-    def extend_one(self, image, mask, context):
+    def extend_one(self, image, mask, context, generator):
         import numpy as np
         import torch
         height, width, channels = image.shape[1:]
@@ -511,7 +525,7 @@ class InpaintExtendOutpaint(Node):
         if self.noise_blend > 0.0:
             outside = torch.ones((1, new_h, new_w, 1), dtype=torch.bool)
             outside[:, to_rows, to_cols] = False
-            noise = torch.rand_like(grown)
+            noise = torch.rand(grown.shape, generator=generator, device=grown.device, dtype=grown.dtype)
             mixed = noise if self.noise_blend >= 1.0 else \
                 torch.clamp(grown * (1.0 - self.noise_blend) + noise * self.noise_blend, 0.0, 1.0)
             grown = torch.where(outside, mixed, grown)
@@ -537,11 +551,27 @@ class InpaintExtendOutpaint(Node):
         if mode == "symmetric" and (max(top, bottom) > content.shape[0] > 1 or max(lead, trail) > content.shape[1] > 1):
             # the pack's mirror copies at most the picture's own rows or columns and fails past them
             raise NodeInputError("padding_mode", "mirror can't fill more than the picture's own size on a side "
-                                                 "(the pack fails there too): use replicate or black")
+                                                 "(the pack fails there too): use replicate or black. A save of "
+                                                 "this node's first layout (9 values), read into mirror, meets "
+                                                 "this too: that layout left black beyond the mirrored part")
         grown[0, :, to_cols] = torch.from_numpy(np.pad(content, ((top, bottom), (0, 0), (0, 0)), mode=mode))
         band = grown[0, :, to_cols].numpy()
         grown[0] = torch.from_numpy(np.pad(band, ((0, 0), (lead, trail), (0, 0)), mode=mode))
         return grown
+
+
+def minimum_size(width: int, height: int, least_w: int, least_h: int) -> tuple[int, int]:
+    """The old Resize's "ensure minimum size": a picture short of either minimum scaled, keeping
+    its aspect ratio, to the minimum width (if the height then reaches its minimum) or else the
+    minimum height, the other side int of the product; then each side at least its minimum."""
+    new_w, new_h = width, height
+    if width < least_w or height < least_h:
+        aspect = width / height
+        if least_w / aspect >= least_h:
+            new_w, new_h = least_w, int(least_w / aspect)
+        else:
+            new_w, new_h = int(least_h * aspect), least_h
+    return max(new_w, least_w), max(new_h, least_h)
 
 
 class InpaintResize(Node):
@@ -578,19 +608,13 @@ class InpaintResize(Node):
         least_w, least_h = widgets.get("min_width"), widgets.get("min_height")
         if not isinstance(least_w, int) or not isinstance(least_h, int):
             return Estimate(None)
-        return Estimate(Size(image.batch, max(image.height, least_h), max(image.width, least_w)))
+        new_w, new_h = minimum_size(image.width, image.height, least_w, least_h)
+        return Estimate(Size(image.batch, new_h, new_w))
 
     def new_size(self, width: int, height: int) -> tuple[int, int]:
         if self.mode == "factor":
             return round(width * self.rescale_factor), round(height * self.rescale_factor)
-        new_w, new_h = width, height
-        if width < self.min_width or height < self.min_height:
-            aspect = width / height
-            if self.min_width / aspect >= self.min_height:
-                new_w, new_h = self.min_width, int(self.min_width / aspect)
-            else:
-                new_w, new_h = int(self.min_height * aspect), self.min_height
-        return max(new_w, self.min_width), max(new_h, self.min_height)
+        return minimum_size(width, height, self.min_width, self.min_height)
 
     def run(self):
         import torch

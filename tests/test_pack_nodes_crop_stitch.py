@@ -311,10 +311,29 @@ def test_mask_operations_are_the_packs(registry, mode, fill, expand, invert, ble
     assert np.allclose(stitcher.pieces[0].blend_mask[0].numpy(), blend_mask, atol=1e-6)
 
 
-def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
-    """The pack's flood, a 3×3 max-pool a step for at most max(H, W) steps, run here as the pack
-    writes it: a winding corridor longer than that leaves its far end unreached, so filled."""
+def pack_gpu_flood(mask):
+    """The pack's GPU hole filling as the pack writes it: from a frame around the picture, a 3×3
+    max-pool a step times the passable pixels (not above 0.5), for at most max(H, W) steps or
+    until nothing changes; what the flood leaves out becomes 1."""
     import torch.nn.functional as F
+
+    height, width = mask.shape[1:]
+    passable = torch.zeros(1, height + 2, width + 2)
+    passable[:, 1:-1, 1:-1] = 1.0 - (mask > 0.5).float()
+    outside = torch.zeros(1, height + 2, width + 2)
+    outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1] = 1, 1, 1, 1
+    for _ in range(max(height, width)):
+        grown = F.max_pool2d(outside.unsqueeze(1), 3, 1, 1).squeeze(1) * passable
+        grown[:, 0], grown[:, -1], grown[:, :, 0], grown[:, :, -1] = 1, 1, 1, 1
+        if torch.equal(grown, outside):
+            break
+        outside = grown
+    return torch.maximum(mask, 1.0 - outside[:, 1:-1, 1:-1])
+
+
+def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
+    """A winding corridor longer than max(H, W) leaves its far end unreached by the pack's
+    capped flood, so filled."""
     from nodes.pack_nodes_crop_stitch import fill_holes_gpu
 
     mask = torch.ones(1, 23, 23)  # walls, with a serpentine corridor inside entered from the top
@@ -322,21 +341,108 @@ def test_gpu_fill_stops_after_as_many_steps_as_the_longer_side():
     for row in range(2, 21, 2):
         mask[0, row, 21 if row % 4 == 2 else 1] = 0.0
     mask[0, 0, 1] = 0.0
-    passable = torch.zeros(1, 25, 25)
-    passable[:, 1:-1, 1:-1] = 1.0 - (mask > 0.5).float()
-    outside = torch.zeros(1, 25, 25)
-    outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1] = 1, 1, 1, 1
-    for _ in range(23):
-        grown = F.max_pool2d(outside.unsqueeze(1), 3, 1, 1).squeeze(1) * passable
-        grown[:, 0], grown[:, -1], grown[:, :, 0], grown[:, :, -1] = 1, 1, 1, 1
-        if torch.equal(grown, outside):
-            break
-        outside = grown
-    want = torch.maximum(mask, 1.0 - outside[:, 1:-1, 1:-1])
+    want = pack_gpu_flood(mask)
     assert torch.equal(fill_holes_gpu(mask), want)
     assert want[0, 1, 5] == 0 and want[0, 21, 5] == 1  # the corridor's start is reached, its far end filled
     converged = gpu_fill(mask[0].numpy())
     assert not np.array_equal(converged, want[0].numpy())  # a flood without the cap would reach it
+
+
+@pytest.mark.parametrize("seed, height, width, density", [(0, 40, 52, 0.45), (1, 33, 17, 0.55), (2, 64, 64, 0.5),
+                                                          (3, 9, 70, 0.3), (4, 50, 50, 0.6)])
+def test_gpu_fill_is_the_packs_flood_on_random_masks(seed, height, width, density):
+    from nodes.pack_nodes_crop_stitch import fill_holes_gpu
+    mask = torch.rand(1, height, width, generator=torch.Generator().manual_seed(seed))
+    mask = torch.where(mask < density, mask / density, torch.zeros(()))  # grey walls, some under 0.5
+    assert torch.equal(fill_holes_gpu(mask), pack_gpu_flood(mask))
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 5, 6, 13, 40, 120])
+def test_gpu_expand_is_the_packs_square_max_pool_bit_for_bit(pixels):
+    """The pack's one max-pool over a side × side square, against ours (the square's maximum
+    taken down the columns, then along the rows), on grey masks, also past the picture's size."""
+    import torch.nn.functional as F
+    from nodes.pack_nodes_crop_stitch import expand_mask_gpu
+    side = dilation_side(pixels) | 1
+    for seed, (height, width) in enumerate([(31, 45), (12, 80), (64, 7)]):
+        mask = torch.rand(1, height, width, generator=torch.Generator().manual_seed(seed))
+        mask = mask * (mask > 0.9)
+        want = F.max_pool2d(mask.unsqueeze(1), kernel_size=side, stride=1, padding=side // 2).squeeze(1)
+        assert torch.equal(expand_mask_gpu(mask, pixels), want)
+
+
+@pytest.mark.parametrize("pixels", [1, 5, 16, 32])
+@pytest.mark.parametrize("band_pixels", [2 ** 22, 7 * 70])
+def test_gpu_blur_is_the_packs_square_convolution_within_rounding(monkeypatch, pixels, band_pixels):
+    """The pack's single float32 convolution with the outer product of its 1-D Gaussian, against
+    ours (two 1-D convolutions in float64, a band of rows at a time: one band, or bands of 7
+    rows): within 5e-6 of the pack's, within float32 rounding of that convolution worked in
+    float64; an area of 1s stays exactly 1."""
+    import torch.nn.functional as F
+    import nodes.pack_nodes_crop_stitch as module
+    monkeypatch.setattr(module, "BLUR_BAND_PIXELS", band_pixels)
+    sigma = pixels / 4
+    side = 2 * int(4.0 * sigma + 0.5) + 1
+    x = torch.arange(side) - (side - 1) / 2
+    kernel = torch.exp(-0.5 * (x / sigma).pow(2))
+    kernel = kernel / kernel.sum()
+    square = (kernel.unsqueeze(1) * kernel.unsqueeze(0)).expand(1, 1, side, side)
+    mask = torch.rand(1, 90, 70, generator=torch.Generator().manual_seed(pixels))
+    mask = mask * (mask > 0.6)
+    mask[:, 20:70, 10:60] = 1.0
+    packs = F.conv2d(mask.unsqueeze(1), square, padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+    exact = F.conv2d(mask.unsqueeze(1).double(), square.double(), padding=side // 2).squeeze(1).clamp(0.0, 1.0)
+    got = module.blur_mask_gpu(mask, pixels)
+    assert got.shape == packs.shape and got.dtype == torch.float32
+    assert (got - packs).abs().max() < 5e-6
+    assert (got.double() - exact).abs().max() < 2e-7
+    inside = slice(20 + side // 2, 70 - side // 2), slice(10 + side // 2, 60 - side // 2)
+    assert torch.all(got[0][inside] == 1.0)
+
+
+def test_gpu_mask_operations_on_a_large_mask_are_cheap_and_can_be_stopped(monkeypatch):
+    """The cases that ran for minutes in one uninterruptible call (the square max-pool and the
+    square convolution: side² work a pixel; the flood sorting each layer): now a number of
+    passes over the picture that grows with log(side) or side, not side², each stop-checked."""
+    import torch.nn.functional as F
+    import nodes.pack_nodes_crop_stitch as module
+    from graphflow.context import Interrupted
+
+    checks = []
+    monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    maxima, convolutions = [], []
+    real_maximum, real_conv2d = torch.maximum, F.conv2d
+    monkeypatch.setattr(torch, "maximum", lambda a, b: maxima.append(a.numel()) or real_maximum(a, b))
+    monkeypatch.setattr(F, "conv2d", lambda x, w, **k: convolutions.append(tuple(w.shape)) or real_conv2d(x, w, **k))
+
+    point = torch.zeros(1, 512, 512)
+    point[0, 256, 256] = 1.0
+    expanded = module.expand_mask_gpu(point, 2000)  # a 751-pixel square: the whole picture
+    assert torch.equal(expanded, torch.ones(1, 512, 512))
+    assert len(maxima) == 2 * (9 + 1) and max(maxima) <= (512 + 750) * 512  # log2(751) passes a side
+    assert len(checks) == 2 * 9
+
+    checks.clear()
+    square = torch.zeros(1, 2048, 512)
+    square[:, 512:1536, 128:384] = 1.0
+    blurred = module.blur_mask_gpu(square, 32)  # sigma 8: side 65
+    assert blurred.shape == square.shape and blurred[0, 1024, 256] == 1.0 and blurred[0, 0, 0] == 0.0
+    assert set(convolutions) == {(1, 1, 65, 1), (1, 1, 1, 65)}  # 1-D kernels only, a band at a time
+    assert len(convolutions) == 2 * len(checks) and len(checks) == math.ceil(2048 / (module.BLUR_BAND_PIXELS // 512))
+
+    checks.clear()
+    filled = module.fill_holes_gpu(torch.zeros(1, 1024, 1024))
+    assert torch.equal(filled, torch.zeros(1, 1024, 1024))
+    assert 512 <= len(checks) <= 514  # one check a layer, the flood reaching the middle
+
+    def stop():
+        if len(checks) == 5:
+            raise Interrupted("stopped")
+        checks.append(1)
+    monkeypatch.setattr(module, "check_interrupted", stop)
+    checks.clear()
+    with pytest.raises(Interrupted):
+        module.fill_holes_gpu(torch.zeros(1, 1024, 1024))
 
 
 def test_the_two_modes_find_different_holes(registry):
@@ -468,6 +574,20 @@ def test_extend_for_outpainting_repeats_the_edges_and_masks_the_new_area(registr
     assert np.array_equal(cropped[0].numpy(), want)
 
 
+def test_grown_pictures_and_masks_are_made_on_the_pictures_device():
+    """The extension's masks and the grown canvas's mask are made where the picture is (meta
+    tensors stand in for another device here: a tensor made on the CPU can't take their values,
+    nor a CPU mask be mixed in unnoticed), and a mask taken as none is put there too."""
+    from nodes.pack_nodes_crop_stitch import _same_size_or_empty, extend_for_outpainting, grow_canvas
+    image = torch.zeros(1, 10, 12, 3, device="meta")
+    mask = torch.zeros(1, 10, 12, device="meta")
+    grown = extend_for_outpainting(image, mask, mask, 1.5, 1.2, 1.3, 1.0)
+    assert [t.device.type for t in grown] == ["meta"] * 3 and grown[1].shape == (1, 17, 15)
+    canvas, canvas_mask, left, top = grow_canvas(image, torch.zeros(1, 10, 12), (-3, -2, 20, 15), "a", "b")
+    assert (canvas.device.type, canvas_mask.device.type) == ("meta", "meta") and canvas_mask.shape == (1, 15, 20)
+    assert _same_size_or_empty(torch.zeros(1, 64, 64), image, "mask").device.type == "meta"
+
+
 def test_extend_factors_under_one_cut_the_picture(registry):
     image = picture(40, 60)
     stitcher, _, _ = crop(registry, image=image, mask=None, **PLAIN, extend_for_outpainting=True,
@@ -492,6 +612,11 @@ def test_errors_name_the_input(registry):
         (dict(image=image, mask=None, preresize=True, preresize_mode="ensure minimum and maximum resolution",
               preresize_min_width=100, preresize_max_width=200, preresize_min_height=10, preresize_max_height=20),
          "preresize_mode"),
+        (dict(image=image, mask=None, preresize=True, preresize_mode="ensure maximum resolution",
+              preresize_max_width=0), "preresize_max_width"),  # shrinks to 0×0: the maximum that set the scale
+        (dict(image=image, mask=None, preresize=True, preresize_mode="ensure maximum resolution",
+              preresize_max_height=0), "preresize_max_height"),
+        (dict(image=image, mask=None, preresize=True, preresize_min_height=16384), "preresize_min_height"),
         (dict(image=image, mask=None, extend_for_outpainting=True, extend_up_factor=0.01, extend_down_factor=0.01),
          "extend_up_factor"),
         (dict(image=picture(40, 100), mask=None, extend_for_outpainting=True, extend_left_factor=100.0,
@@ -510,6 +635,26 @@ def test_errors_name_the_input(registry):
     assert caught.value.input == "stitcher"
 
 
+def test_size_errors_name_the_input_that_grew_the_side(registry, monkeypatch):
+    """With the largest side set to 600 (100): a crop area widened to a tall target's ratio grows
+    the canvas past it in height, a wide one in width; at its own size only the padding can take
+    the crop past the picture; an extension that leaves no width names a width factor."""
+    monkeypatch.setattr("nodes.pack_nodes_masquerade.MAX_SIZE", 600)
+    cases = [(dict(image=picture(20, 90), output_target_width=64, output_target_height=512), "output_target_height"),
+             (dict(image=picture(90, 20), output_target_width=512, output_target_height=64), "output_target_width"),
+             (dict(image=picture(40, 60), extend_for_outpainting=True, extend_left_factor=0.01,
+                   extend_right_factor=0.01), "extend_left_factor")]
+    for inputs, name in cases:
+        with pytest.raises(NodeInputError) as caught:
+            crop(registry, mask=None, **PLAIN, **inputs)
+        assert caught.value.input == name, (name, caught.value)
+    monkeypatch.setattr("nodes.pack_nodes_masquerade.MAX_SIZE", 100)
+    with pytest.raises(NodeInputError) as caught:
+        crop(registry, image=picture(90, 90), mask=None, **PLAIN, output_resize_to_target_size=False,
+             output_padding="64")
+    assert caught.value.input == "output_padding"
+
+
 def test_a_huge_target_is_refused_before_the_run(registry):
     """The crops' size is the padded target: declared, so the run is refused before it starts."""
     prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 64, "color": 0}},
@@ -521,6 +666,69 @@ def test_a_huge_target_is_refused_before_the_run(registry):
     result = Executor(registry, limits=SERVER_LIMITS).run(parse_workflow(prompt, registry), outputs=["2"])
     assert not result.ok
     assert any(p.node_id == "2" and "16384×16384" in p.message for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("size, settings", [
+    ((100, 8), dict(preresize=True, preresize_min_width=64, preresize_min_height=64)),  # 8× up: 64×800
+    ((100, 8), dict(preresize=True, preresize_min_width=64, preresize_min_height=64, extend_for_outpainting=True,
+                    extend_up_factor=1.3, extend_down_factor=1.1, extend_left_factor=2.0, extend_right_factor=1.7)),
+    ((90, 300), dict(preresize=True, preresize_mode="ensure maximum resolution", preresize_max_width=100,
+                     preresize_max_height=100, extend_for_outpainting=True, extend_up_factor=1.5)),
+    ((30, 20), dict(preresize=True, preresize_mode="ensure minimum and maximum resolution", preresize_min_width=50,
+                    preresize_min_height=50, preresize_max_width=200, preresize_max_height=200)),
+    ((41, 37), dict(extend_for_outpainting=True, extend_up_factor=1.1, extend_down_factor=1.2,
+                    extend_left_factor=1.3, extend_right_factor=1.9)),
+])
+def test_the_estimate_holds_the_pictures_the_run_keeps(registry, size, settings):
+    """The working memory declared is the canvas the run keeps per crop: the picture pre-resized
+    (keeping the aspect ratio), then extended, then grown to hold a crop area at the target's
+    ratio, from the image's size; with no mask, the whole picture is the area, so it is the most."""
+    from graphflow.resource_limits import Size
+    widgets = {**dict(zip(CROP_INPUTS[1:], CROP_DEFAULTS)), **PLAIN, **settings}
+    image = torch.cat([picture(*size), picture(*size, seed=1)])
+    stitcher, _, _ = crop(registry, image=image, mask=None, **{k: v for k, v in widgets.items()})
+    kept = sum(piece.canvas.shape[1] * piece.canvas.shape[2] for piece in stitcher.pieces)
+    estimate = registry.get("InpaintCropImproved").estimate(widgets, {"image": Size(2, *size)})
+    assert estimate.memory == kept * (4 * 4 + 3 * 4)
+    widgets.update(output_resize_to_target_size=False, output_padding="32")  # at its own size, padded
+    stitcher, _, _ = crop(registry, image=image[:1], mask=None, **widgets)
+    canvas = stitcher.pieces[0].canvas
+    own = registry.get("InpaintCropImproved").estimate(widgets, {"image": Size(1, *size)}).memory
+    assert own >= canvas.shape[1] * canvas.shape[2] * (4 * 4 + 3 * 4)  # the most the padded area can take
+    if "extend_for_outpainting" not in settings:  # no mask: the area is the whole picture, padded
+        assert own == canvas.shape[1] * canvas.shape[2] * (4 * 4 + 3 * 4)
+
+
+def test_the_estimate_of_a_narrow_picture_pre_resized_and_extended(registry):
+    """A 64-wide, 1024-high picture brought to at least 1024×1024 keeping its ratio is 1024×16384
+    (not 1024×1024); a 64×64 one is 1024×1024, extended by 2 up and down (the pack's 1.0 + 2 -
+    1.0 + 2 - 1.0) 1024×3072, its canvas at a 1:1 target 3072×3072."""
+    from graphflow.resource_limits import Size
+    widgets = {**dict(zip(CROP_INPUTS[1:], CROP_DEFAULTS)), "preresize": True}
+    cls = registry.get("InpaintCropImproved")
+    square = 16384 * 16384 * 28  # a 1:1 target's area, widened from 1024 to 16384, grows the canvas so
+    assert cls.estimate(widgets, {"image": Size(1, 1024, 64)}).memory == square
+    assert cls.estimate({**widgets, "output_target_width": 64, "output_target_height": 1024},
+                        {"image": Size(1, 1024, 64)}).memory == 1024 * 16384 * 28
+    widgets.update(extend_for_outpainting=True, extend_up_factor=2.0, extend_down_factor=2.0)
+    assert cls.estimate(widgets, {"image": Size(1, 64, 64)}).memory == 3072 * 3072 * 28  # extends the pre-resized
+    assert cls.estimate(widgets, {}).memory == 3072 * 3072 * 28  # no image size known: the minimum, extended
+
+
+@pytest.mark.parametrize("size, least", [((1024, 64), (1024, 1024)), ((64, 1024), (1024, 1024)), ((30, 50), (64, 40)),
+                                         ((100, 100), (64, 64)), ((20, 90), (80, 300))])
+def test_old_resize_estimate_is_the_runs_size(registry, size, least):
+    from graphflow.resource_limits import Size
+    widgets = {"rescale_algorithm": "nearest", "mode": "ensure minimum size", "min_width": least[0],
+               "min_height": least[1], "rescale_factor": 1.0}
+    estimate = registry.get("InpaintResize").estimate(widgets, {"image": Size(1, *size)})
+    aspect = size[1] / size[0]
+    want = (least[0], int(least[0] / aspect)) if least[0] / aspect >= least[1] else (int(least[1] * aspect), least[1])
+    want = (size[1], size[0]) if size[1] >= least[0] and size[0] >= least[1] else want
+    assert (estimate.size.width, estimate.size.height) == (max(want[0], least[0]), max(want[1], least[1]))
+    if size[0] * size[1] < 70000:
+        out = call(registry, "InpaintResize", image=picture(*size), mask=torch.zeros(1, *size), **widgets)[0]
+        assert (out.shape[2], out.shape[1]) == (estimate.size.width, estimate.size.height)
 
 
 # -- the pack's names, saves and prompts ------------------------------------------------------------------
@@ -757,7 +965,8 @@ def test_old_crop_free_size_pads_the_grown_box_in_the_mirrored_canvas(registry, 
 
 
 @pytest.mark.parametrize("mode, size_range", [("forced size", (64, 64, 64, 64)), ("forced size", (96, 48, 96, 48)),
-                                              ("ranged size", (64, 64, 96, 96)), ("ranged size", (32, 80, 48, 120))])
+                                              ("ranged size", (64, 64, 96, 96)), ("ranged size", (32, 80, 48, 120)),
+                                              ("ranged size", (0, 64, 96, 96)), ("ranged size", (0, 8, 20, 30))])
 def test_old_crop_sizes_and_rescale_are_the_packs(registry, mode, size_range):
     image = picture(60, 90)
     box = (30, 20, 14, 9)
@@ -888,6 +1097,12 @@ def test_old_nodes_errors_name_the_input(registry):
         ("InpaintCrop", dict(image=image, mask=box_mask(30, 30, 1, 1, 5, 5)), "mask"),
         ("InpaintCrop", dict(image=image, mask=torch.cat([mask, mask]), mode="forced size"), "mask"),
         ("InpaintCrop", dict(image=image, mask=mask, min_width=800), "max_width"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_height=800), "max_height"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_height=0), "min_height"),  # the pack divides by these
+        ("InpaintCrop", dict(image=image, mask=mask, min_height=0, max_height=0), "min_height"),
+        ("InpaintCrop", dict(image=image, mask=mask, min_width=0, max_width=0), "max_width"),
+        ("InpaintCrop", dict(image=image, mask=mask, mode="forced size", force_width=0), "force_width"),
+        ("InpaintCrop", dict(image=image, mask=mask, mode="forced size", force_height=0), "force_height"),
         ("InpaintCrop", dict(image=picture(40, 200), mask=torch.zeros(1, 40, 200), mode="free size",
                              rescale_factor=100.0), "rescale_factor"),  # a 24000-pixel canvas
         ("InpaintResize", dict(image=image, mask=box_mask(30, 30, 1, 1, 5, 5)), "mask"),
@@ -955,6 +1170,27 @@ def test_old_extend_factors_round_and_noise_stays_outside(registry):
     assert grown.min() >= 0 and grown.max() <= 1
 
 
+def test_old_extend_noise_is_drawn_from_seed_0_and_leaves_the_global_generator(registry):
+    """The pack draws its noise from the global generator, unseeded; here from seed 0, the
+    pictures of a batch in turn: two runs give the same pictures, the global state untouched."""
+    image = torch.cat([picture(20, 30), picture(20, 30, seed=1)])
+    settings = dict(image=image, mask=torch.zeros(2, 20, 30), mode="pixels", expand_up_pixels=8,
+                    expand_left_pixels=16, size_multiple=1, noise_blend=0.6, padding_mode="replicate")
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    first = call(registry, "InpaintExtendOutpaint", **settings)[0]
+    assert torch.equal(torch.get_rng_state(), state)
+    second = call(registry, "InpaintExtendOutpaint", **settings)[0]
+    assert torch.equal(first, second)
+    noise = torch.Generator().manual_seed(0)
+    fill = np.pad(image.numpy(), ((0, 0), (8, 0), (16, 0), (0, 0)), mode="edge")
+    for b in range(2):
+        drawn = torch.rand((1, 28, 46, 3), generator=noise)[0].numpy()
+        want = np.clip(fill[b] * (1 - 0.6) + drawn * 0.6, 0, 1)
+        want[8:, 16:] = image[b].numpy()
+        assert np.allclose(first[b].numpy(), want, atol=1e-6)
+
+
 def test_old_extend_reads_its_first_layout(registry):
     """The first layout saved mode and each side's pixels and factor in turn (9 values)."""
     nodes = [ui_node(1, "EmptyImage", [60, 40, 1, 0x808080], outputs=[("IMAGE", "IMAGE", [1])]),
@@ -967,6 +1203,19 @@ def test_old_extend_reads_its_first_layout(registry):
     assert (inputs["expand_up_pixels"], inputs["expand_down_pixels"], inputs["expand_right_pixels"]) == (8, 16, 24)
     assert (inputs["size_multiple"], inputs["padding_mode"], inputs["noise_blend"]) == (1, "mirror", 0.0)
     assert run_graph(registry, graph, ["3"]).values["3"][0].shape == (1, 64, 84, 3)
+    # a side grown by more than the picture: that layout left black beyond the mirror; refused here
+    nodes[2] = ui_node(3, "InpaintExtendOutpaint", ["pixels", 48, 1.0, 0, 1.0, 0, 1.0, 0, 1.0],
+                       [("image", "IMAGE", 1, False), ("mask", "MASK", 2, False)],
+                       [("image", "IMAGE", []), ("mask", "MASK", []), ("context_mask", "MASK", [])])
+    graph = ui_graph(nodes, [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "MASK"]])
+    inputs = parse_workflow(graph, registry).to_json()["nodes"]["3"]["inputs"]
+    widgets = {name: value for name, value in inputs.items() if name not in ("image", "mask")}
+    assert (widgets["expand_up_pixels"], widgets["padding_mode"]) == (48, "mirror")
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InpaintExtendOutpaint", image=picture(40, 60), mask=torch.zeros(1, 40, 60), **widgets)
+    assert caught.value.input == "padding_mode" and "first layout" in str(caught.value)
+    help_text = registry.comfy_node("InpaintExtendOutpaint").__doc__
+    assert "first layout" in help_text and "refused" in help_text
 
 
 OLD_CROP_WIDGETS = [10, 1.2, True, 4.0, False, 8.0, "bicubic", "forced size", 64, 64, 1.0, 512, 512, 768, 768, 32]
