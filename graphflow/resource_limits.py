@@ -241,8 +241,10 @@ def linked_value_problem(node, values: dict, limits: RunLimits | None) -> Proble
     # and the memory it would take, as validation checks a typed-in size (a linked 8192 resize)
     tensor_bytes = sum(_bytes(o.type, size) for o in cls.output_specs) + \
         sum(_bytes(cls.input_specs[name].type, s) for name, s in inputs.items())
-    # the linked value that sets the size: a hinted one (width, batch) if linked, else the first linked
-    where = next((name for name in linked if cls.input_specs[name].widget.hints.get("resource")), linked[0])
+    # the linked value that sets the size: a hinted one (width, batch) if linked, else a linked number
+    # (a scale factor, not a method's name), else the first linked
+    where = next((name for name in linked if cls.input_specs[name].widget.hints.get("resource")), None) or \
+        next((name for name in linked if cls.input_specs[name].widget.kind in ("INT", "FLOAT")), linked[0])
     return _memory_problem(node.id, cls, size, tensor_bytes, working, _budget(limits), where)
 
 

@@ -4,6 +4,7 @@ Only the nodes that would run are checked: the output nodes (or the requested on
 their ancestors, as in ComfyUI, so a half-wired node off to the side doesn't block a run.
 """
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from graphflow.node import Node, widget_model_linking
 from graphflow.resource_limits import RunLimits
 from graphflow.registry import Registry
 from graphflow.workflow import Problem, Workflow, is_link, literal  # Problem: re-exported
+
+log = logging.getLogger("graphflow.validation")
 
 # What each widget kind accepts from a link.
 WIDGET_LINK_TYPES = {
@@ -205,7 +208,7 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
         if spec is None:
             known = ", ".join(cls.input_specs) or "none"
             problems.append(Problem(node_id, entry.type, name,
-                                    cls.unknown_input(name) or f"unknown input; this node's inputs are: {known}"))
+                                    _unknown_input(cls, name) or f"unknown input; this node's inputs are: {known}"))
             continue
         if is_link(value):
             resolved = _check_link(node_id, entry.type, spec, value, workflow, registry, problems)
@@ -261,6 +264,17 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
     for name in links:
         widgets.pop(name, None)
     return PlannedNode(node_id, cls, widgets | socket_literals, links)
+
+
+def _unknown_input(cls, name: str) -> str | None:
+    """The node's own message for an input it does not declare (Node.unknown_input), or None; a
+    plugin's hook that fails or answers other than text is passed over (validation never raises)."""
+    try:
+        message = cls.unknown_input(name)
+    except Exception:
+        log.warning("%s.unknown_input(%r) failed", cls.node_type, name, exc_info=True)
+        return None
+    return message if isinstance(message, str) and message else None
 
 
 def _check_model_files(node_id, cls, widgets: dict, links: dict, problems: list[Problem]) -> None:

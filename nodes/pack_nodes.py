@@ -13,8 +13,8 @@ import operator
 import os
 import random
 
-from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text, folders, show, warn
+from graphflow.api import ANY, CLIP, CONDITIONING, FLOAT, IMAGE, INT, MODEL, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
+    Node, NodeInputError, Size, Text, folders, show, warn
 from graphflow.choices import RESIZE_METHODS
 from nodes.conditioning import concat_conditioning
 from nodes.image import MAX_SIZE, _resize_image, temp_pngs
@@ -300,8 +300,8 @@ class ImageResizeKJ(Node):
     and height."""
     category = "image/transform"
     image: IMAGE
-    width: int = Int(512, min=0, max=MAX_SIZE)
-    height: int = Int(512, min=0, max=MAX_SIZE)
+    width: int = Int(512, min=0, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=0, max=MAX_SIZE, resource="height")
     upscale_method: str = Choice(RESIZE_METHODS, "nearest-exact")
     keep_proportion: bool = Bool(False)
     divisible_by: int = Int(2, min=0, max=512)
@@ -310,6 +310,18 @@ class ImageResizeKJ(Node):
     outputs = {"IMAGE": IMAGE, "width": INT, "height": INT}
     # The pack also takes crop 0, for center: old workflows saved it there after a widget-order change.
     comfy = ComfyAlias(("ImageResizeKJ",), values={"crop": {0: "center", "center": "center"}})
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        source, reference = inputs.get("image"), inputs.get("get_image_size")
+        if reference is not None and source is not None:
+            return Estimate(Size(source.batch, reference.height, reference.width))
+        sides = [widgets.get(name) for name in ("width", "height", "divisible_by")]
+        if source is None or "get_image_size" in inputs or not all(isinstance(v, int) for v in sides) \
+                or not isinstance(widgets.get("keep_proportion"), bool):
+            return Estimate(None)  # a size only the run knows
+        width, height = kj_resize_size(source.width, source.height, *sides[:2], widgets["keep_proportion"], sides[2])
+        return Estimate(Size(source.batch, max(height, 1), max(width, 1)))
 
     def run(self):
         _, oh, ow, _ = self.image.shape
@@ -420,14 +432,31 @@ class ImageResizePlus(Node):
     middle) to them last. Gives the images with their width and height."""
     category = "image/transform"
     image: IMAGE
-    width: int = Int(512, min=0, max=MAX_SIZE)
-    height: int = Int(512, min=0, max=MAX_SIZE)
+    width: int = Int(512, min=0, max=MAX_SIZE, resource="width")
+    height: int = Int(512, min=0, max=MAX_SIZE, resource="height")
     interpolation: str = Choice(ESSENTIALS_INTERPOLATIONS, "nearest")
     method: str = Choice(ESSENTIALS_METHODS, "stretch")
     condition: str = Choice(ESSENTIALS_CONDITIONS, "always")
     multiple_of: int = Int(0, min=0, max=512)
     outputs = {"IMAGE": IMAGE, "width": INT, "height": INT}
     comfy = ComfyAlias(("ImageResize+",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        source = inputs.get("image")
+        values = [widgets.get(name) for name in ("width", "height", "method", "condition", "multiple_of")]
+        if source is None or None in values:
+            return Estimate(None)  # a size only the run knows
+        width, height, method, condition, multiple = values
+        (w, h), pads, crop = essentials_resize_plan(source.width, source.height, width, height, method, multiple)
+        if not essentials_resize_applies(condition, source.width, source.height, w, h):
+            return Estimate(source)
+        w, h = w + pads[0] + pads[1], h + pads[2] + pads[3]
+        if crop is not None:
+            w, h = crop[2] - crop[0], crop[3] - crop[1]
+        if multiple > 1:
+            w, h = w - w % multiple, h - h % multiple
+        return Estimate(Size(source.batch, max(h, 1), max(w, 1)))
 
     def run(self):
         import torch

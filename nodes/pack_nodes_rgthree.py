@@ -216,7 +216,7 @@ class RgthreeSDXLEmptyLatentImage(Node):
     category = "latent"
     dimensions: str = Choice(SDXL_DIMENSIONS, "1024 x 1024  (square)")
     clip_scale: float = Float(2.0, min=1.0, max=10.0, step=0.5)
-    batch_size: int = Int(1, min=1, max=64)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
     outputs = {"LATENT": LATENT, "CLIP_WIDTH": INT, "CLIP_HEIGHT": INT}
     comfy = ComfyAlias(("SDXL Empty Latent Image (rgthree)",))
 

@@ -6,8 +6,8 @@ A LORA_MODEL is a dict of LoRA tensors in ComfyUI's layout (`diffusion_model.<mo
 
 from __future__ import annotations
 
-from graphflow.api import (CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node,
-                           NodeInputError, Text, folders, progress, show, socket_type)
+from graphflow.api import (CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, Bool, Choice, ComfyAlias, Estimate, Float, Int,
+                           Node, NodeInputError, Size, Text, folders, progress, show, socket_type)
 from graphflow.choices import (IMAGE_SET_RESIZE, TRAIN_ALGORITHMS, TRAIN_DTYPES, TRAIN_LOSSES,
                                TRAIN_OPTIMIZERS)
 
@@ -266,6 +266,13 @@ class LoadImageTextSetFromFolderNode(Node):
     height: int = Int(-1, min=-1, max=10000)
     outputs = {"image": IMAGE, "conditioning": CONDITIONING}
     comfy = ComfyAlias(("LoadImageTextSetFromFolderNode",), optional=("resize_method", "width", "height"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        width, height = widgets.get("width"), widgets.get("height")
+        if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+            return Estimate(Size(1, height, width))  # one picture: the count is known when the folder is read
+        return Estimate(None)
 
     def run(self):
         from nodes.conditioning import encoded

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import server_nodes
 from graphflow import cli
@@ -83,12 +84,8 @@ NOT_OUTPUT_SIZES = {
     "LatentPerturb": "width / height of the perturbed patch inside the input latent",
     "VAESensitivityMap": "batch_size: decodes per batch",
     "ImageOverlay": "the overlay's size, pasted inside the base image",
-    "ImageResizeKJ": "a resize of the input by the pack's proportion rules (the input's size bounds the estimate)",
-    "ImageResizePlus": "a resize of the input by the pack's proportion rules",
     "ImageColorMatch": "batch_size: images matched per batch",
     "ImageCropPlus": "a crop: no larger than the input",
-    "RgthreeSDXLEmptyLatentImage": "its size is a preset of at most 1536 pixels a side, batch_size at most 64",
-    "LoadImageTextSetFromFolderNode": "a training set resized from files (sizes known when read)",
     "UltimateSDUpscale": "batch_size: tiles sampled per batch",
     "UltimateSDUpscaleCustomSample": "batch_size: tiles sampled per batch",
     "UltimateSDUpscaleNoUpscale": "batch_size: tiles sampled per batch",
@@ -125,6 +122,47 @@ def test_flow_and_video_latents_are_held_to_the_server_policy(builtin_registry, 
     assert found == {("1", "width"), ("1", "batch_size")}
     small = {"nodes": {**workflow["nodes"], "1": {"type": node_type, "inputs": {"width": 512, "height": 512, **extra}}}}
     assert problems(builtin_registry, small, limits) == []
+
+
+@pytest.mark.parametrize("node_type, widgets", [
+    ("ImageResizeKJ", {"width": 100, "height": 0, "keep_proportion": False, "divisible_by": 8}),
+    ("ImageResizeKJ", {"width": 90, "height": 40, "keep_proportion": True, "divisible_by": 2}),
+    ("ImageResizePlus", {"width": 90, "height": 40, "method": "pad", "condition": "always", "multiple_of": 0}),
+    ("ImageResizePlus", {"width": 90, "height": 40, "method": "fill / crop", "condition": "always", "multiple_of": 8}),
+    ("ImageResizePlus", {"width": 0, "height": 100, "method": "keep proportion", "condition": "always",
+                         "multiple_of": 0}),
+    ("ImageResizePlus", {"width": 20, "height": 20, "method": "stretch", "condition": "upscale if smaller",
+                         "multiple_of": 0}),
+])
+def test_resize_estimates_are_the_size_the_node_makes(builtin_registry, node_type, widgets):
+    """The pack resizes' estimates follow their size rules (a server's max_pixels sees an upscale)."""
+    from tests.test_nodes_image_mask import call
+
+    image = torch.rand(2, 30, 50, 3)
+    out = call(builtin_registry, node_type, image=image, **widgets)[0]
+    got = builtin_registry.get(node_type).estimate(widgets, {"image": Size(2, 30, 50)}).size
+    assert (got.batch, got.height, got.width) == tuple(out.shape[:3])
+
+
+@pytest.mark.parametrize("node_type", ["ImageResizeKJ", "ImageResizePlus"])
+def test_a_pack_resize_to_a_huge_size_is_held_to_the_server_policy(builtin_registry, node_type):
+    workflow = {"nodes": {"1": {"type": "EmptyImage", "inputs": {"width": 64, "height": 64}},
+                          "2": {"type": node_type, "inputs": {"image": ["1", 0], "width": 16384, "height": 16384}},
+                          "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}}
+    limits = RunLimits(max_pixels=8192 * 8192, ram_bytes=10**18, device_bytes=10**18)
+    assert {(p.node_id, p.input) for p in problems(builtin_registry, workflow, limits)} == {("2", "width")}
+
+
+def test_a_linked_memory_refusal_names_the_linked_number(builtin_registry):
+    """With a method's name and a factor both linked, the factor is named (it sets the size)."""
+    nodes = {"1": {"type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 16}},
+             "m": {"type": "TextValue", "inputs": {"text": "bilinear"}},
+             "f": {"type": "FloatValue", "inputs": {"value": 8.0}},
+             "2": {"type": "ImageScaleBy", "inputs": {"image": ["1", 0], "upscale_method": ["m", 0],
+                                                      "scale_by": ["f", 0]}},
+             "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    result = run_with(builtin_registry, nodes, RunLimits(ram_bytes=2 * GB, device_bytes=10**15))
+    assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("2", "scale_by")
 
 
 def test_keep_aspect_and_padding_sizes(builtin_registry):
@@ -311,7 +349,8 @@ def test_a_linked_size_that_cannot_fit_in_memory_is_refused_before_the_node_runs
     assert problems(builtin_registry, {"nodes": nodes}, limits) == []
     result = run_with(builtin_registry, nodes, limits)  # 16 x 4096² RGB float32: 3.2e9 bytes (3.0 GiB)
     assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("2", "width")
-    assert "16 × 4096×4096 needs at least 3.0 GB" in result.error["message"] and "has 2.0 GB" in result.error["message"]
+    message = result.error["message"]
+    assert "16 × 4096×4096 needs at least 3.0 GB" in message and "has 2.0 GB" in message
     assert result.executed == ["1"]
     nodes["1"]["inputs"]["value"] = 512
     assert run_with(builtin_registry, nodes, limits).ok

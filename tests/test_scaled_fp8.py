@@ -331,6 +331,29 @@ def test_one_scaling_patch_on_an_fp8_weight_is_applied_in_float32():
 
 
 @torch.no_grad()
+def test_a_lora_and_a_multiplier_round_an_fp8_weight_by_the_keys_seed_in_either_order():
+    import zlib
+    from graphflow import memory
+    from graphflow.models.attention_multiply import multiplier_patches
+    from graphflow.models.cast_layers import stochastic_round
+    from graphflow.models.lora import LoraModule, _weight_patches
+
+    net = torch.nn.Module()
+    net.lin = torch.nn.Linear(32, 32, bias=False)
+    w = torch.randn(32, 32, generator=torch.Generator().manual_seed(2)).to(E4M3)
+    net.lin.weight.data = w
+    up, down = torch.full((32, 1), 0.1), torch.full((1, 32), 0.1)
+    lora = _weight_patches(net, {"lin": LoraModule({"lora_up.weight": up, "lora_down.weight": down})}, 1.0, "x")
+    scale = multiplier_patches(net, {"q": "lin"}, {"q": 1.5})
+    seed = zlib.crc32(b"diffusion_model.lin.weight")
+    first = memory.manager().weights(net, lora + scale)["lin.weight"]
+    then = memory.manager().weights(net, scale + lora)["lin.weight"]
+    bits = lambda x: x.view(torch.uint8)  # noqa: E731 (fp8 tensors have no torch.equal on CPU)
+    assert torch.equal(bits(first), bits(stochastic_round((w.float() + up @ down) * 1.5, E4M3, seed)))
+    assert torch.equal(bits(then), bits(stochastic_round(w.float() * 1.5 + up @ down, E4M3, seed)))
+
+
+@torch.no_grad()
 def test_stacked_loras_on_an_fp8_weight_round_once():
     """ComfyUI patches one float32 copy with every stacked LoRA and rounds into fp8 once."""
     import zlib

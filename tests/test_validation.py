@@ -108,6 +108,22 @@ def test_unknown_input_name(toy_registry):
     assert (node, inp) == ("1", "valu") and "unknown input" in msg and "value" in msg
 
 
+def test_a_failing_unknown_input_hook_leaves_the_generic_message(toy_registry, monkeypatch):
+    """A plugin's Node.unknown_input that raises (or answers other than text) is passed over:
+    validation answers with problems, never an exception."""
+    number = toy_registry.get("Number")
+    graph = {"1": {"type": "Number", "inputs": {"valu": 3}}, "2": {"type": "Show", "inputs": {"x": ["1", 0]}}}
+
+    def broken(cls, name):
+        raise RuntimeError("plugin bug")
+    for hook in (broken, lambda cls, name: {"not": "text"}):
+        monkeypatch.setattr(number, "unknown_input", classmethod(hook))
+        node, inp, msg = only(toy_registry, graph)
+        assert (node, inp) == ("1", "valu") and msg.startswith("unknown input") and "value" in msg
+    monkeypatch.setattr(number, "unknown_input", classmethod(lambda cls, name: f"{name}: not in this version"))
+    assert only(toy_registry, graph)[2] == "valu: not in this version"
+
+
 def test_cycle(toy_registry):
     found = problems_of(toy_registry, {
         "1": {"type": "Add", "inputs": {"a": ["3", 0]}},
