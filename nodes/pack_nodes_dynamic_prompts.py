@@ -116,9 +116,16 @@ def _counted_context():
             return _measured(super().generator_from_command(command))
 
         def sample_prompts(self, prompt, num_prompts=None):
-            if isinstance(prompt, str):
-                _spend(PARSE_STEPS * len(prompt))
-            return super().sample_prompts(prompt, num_prompts)
+            from pyparsing import ParseBaseException
+
+            # at least a step a call: a weighted empty line ("2::") gives no prompt, and the
+            # library's random wildcard sampler asks again for ever
+            _spend(1 + (PARSE_STEPS * len(prompt) if isinstance(prompt, str) else 0))
+            try:
+                return super().sample_prompts(prompt, num_prompts)
+            except ParseBaseException as e:  # a wildcard line's or variable's text, not the template's
+                raise NodeInputError("text", f"a wildcard line {str(prompt)[:80]!r} is not valid template "
+                                             f"syntax: {e}") from None
 
     return CountedContext
 
@@ -126,7 +133,8 @@ def _counted_context():
 # Characters the template parser reads as themselves anywhere in a line (tested against it): a
 # wildcard line of only these and letters, digits and spaces parses to LiteralCommand(line), so a
 # range over a long plain list (artists, colours) skips the parser (some 25,000 characters a second).
-PLAIN_PUNCTUATION = frozenset("!\"&'()*+,-./:;=?")
+# ("/" is not among them: the parser drops // and /* */ comments)
+PLAIN_PUNCTUATION = frozenset("!\"&'()*+,-.:;=?")
 
 
 def _plain(line: str) -> bool:
@@ -139,6 +147,7 @@ def _wildcard_range(command, context):
     counted; a wildcard with no lines is noted for the error that follows."""
     from dynamicprompts.commands import LiteralCommand, VariantCommand, VariantOption
     from dynamicprompts.parser.parse import parse
+    from pyparsing import ParseBaseException
 
     wildcard, budget = command.values[0], _budget.get()
     name = next(iter(context.sample_prompts(wildcard.wildcard, 1))).text
@@ -152,7 +161,11 @@ def _wildcard_range(command, context):
             budget.parsed[line] = LiteralCommand(line)
         elif line not in budget.parsed:
             budget.spend(PARSE_STEPS * len(line))
-            budget.parsed[line] = parse(line, parser_config=context.parser_config)
+            try:
+                budget.parsed[line] = parse(line, parser_config=context.parser_config)
+            except ParseBaseException as e:
+                raise NodeInputError("text", f"a line of wildcard __{name}__ ({line[:80]!r}) is not valid template "
+                                             f"syntax: {e}") from None
         options.append(VariantOption(budget.parsed[line]))
     return VariantCommand(options, min(command.min_bound, len(values)), min(command.max_bound, len(values)),
                           command.separator, wildcard.sampling_method)
@@ -268,7 +281,11 @@ def _folder_wildcards():
             values = super().get_values(wildcard)
             budget = _budget.get(None)  # None: used outside a node's run (tests)
             if budget is not None:
-                budget.spend((self.collection_count + len(values)) // VALUES_PER_STEP)
+                # a weighted line counts its weight: the library's cyclical and combinatorial
+                # samplers repeat it that many times ("1e7::x" built 3 GB of generators)
+                weights = (getattr(item, "weight", 1) for item in values.items)
+                count = sum(min(w, 1e12) if isinstance(w, (int, float)) and w == w else 1 for w in weights)
+                budget.spend(int(self.collection_count + max(count, len(values))) // VALUES_PER_STEP)
             if not values and (budget is None or wildcard not in budget.warned):
                 if budget is not None:
                     budget.warned.add(wildcard)
@@ -431,7 +448,9 @@ class DynamicPromptsRandom(Node):
     As in the pack, the node keeps its prompt generator between runs (while graphflow runs; a
     changed text or wildcard file makes a new one), re-runs each time, and with seed above 0
     reseeds its random draws before each prompt: its first prompt is the library's
-    RandomPromptGenerator's with that seed. The seed does not reset a weighted wildcard (a .json /
+    RandomPromptGenerator's with that seed. (In the pack every Dynamic Prompts node draws from one
+    generator of the whole process, so a seed-0 node queued after a seeded one continues the
+    seeded draws; here each node has its own.) The seed does not reset a weighted wildcard (a .json /
     .yaml list with 2::line weights, drawn ten lines at a time) or an immediate variable
     ${v=!{a|b}} (drawn once, when the generator is made): with one of them the same seed gives
     different prompts from run to run, and with seed 0 an immediate variable keeps its value for

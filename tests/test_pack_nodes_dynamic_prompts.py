@@ -86,7 +86,8 @@ def test_the_packs_names_are_ours(registry):
 
 @pytest.mark.parametrize("text", TEMPLATES)
 def test_random_prompt_is_the_packs_one_generator_reseeded_each_run(registry, wildcards, text):
-    """The pack keeps one generator per node and reseeds it before each run's prompt: the library's
+    """The pack reseeds its generator before each run's prompt (one node alone here: the pack's
+    nodes share one process-wide generator, ours each keep their own): the library's
     RandomPromptGenerator.generate with seeds= does the same; its first prompt is a new
     generator's with that seed."""
     from dynamicprompts.generators import RandomPromptGenerator
@@ -276,18 +277,39 @@ def test_a_range_over_more_than_its_different_options_is_not_searched_for_hours(
         assert [combinatorial(("t", text), text) for _ in range(len(every))] == every
 
 
+def test_weighted_empty_and_huge_weight_lines_are_counted_not_spun_on(registry, wildcards, monkeypatch):
+    """A .json line "2::" is an empty prompt weighted 2: the library's random wildcard sampler asks
+    again for ever (nothing was counted); "1e7::" repeats a line ten million times in the cyclical
+    sampler (3 GB). Both are counted and refused by the step budget, naming text."""
+    (wildcards / "odd.json").write_text(json.dumps({"blank": ["2::"], "heavy": ["1e7::", "x"]}), encoding="utf-8")
+    monkeypatch.setattr(dp, "MAX_STEPS", 20_000)
+    for text, class_type in (("a __blank__", "DPRandomGenerator"), ("__@heavy__", "DPRandomGenerator"),
+                             ("__@heavy__", "DPCombinatorialGenerator")):
+        how, got = finishes(lambda: node(registry, class_type, text=text, seed=1), 20)
+        assert how == "raised" and isinstance(got, NodeInputError) and got.input == "text", (text, how, got)
+
+
+def test_a_wildcard_line_with_bad_syntax_is_named_as_the_wildcards(registry, wildcards):
+    (wildcards / "broken.txt").write_text("fine\n}{oops\n", encoding="utf-8")
+    for text in ("a {2$$__broken__}", "{@__broken__|x} " * 2):
+        with pytest.raises(NodeInputError) as caught:
+            for _ in range(4):  # the random draw may take the good line first
+                node(registry, "DPCombinatorialGenerator", text=text, seed=1)
+        assert caught.value.input == "text" and "}{oops" in str(caught.value) and "wildcard" in str(caught.value)
+
+
 def test_a_wildcard_ranges_lines_are_parsed_once_a_run_and_counted(registry, wildcards, monkeypatch):
     """{2$$__x__}: the library parses every line of x each time (40 such ranges over a 1000-line
     file: 40,000 parses, 34 s, 561 steps counted). Each line is parsed once a run and counted."""
     from dynamicprompts.generators import RandomPromptGenerator
 
-    (wildcards / "many.txt").write_text("\n".join(f"word{i} {{thing|item}}" for i in range(300)), encoding="utf-8")
+    (wildcards / "many.txt").write_text("\n".join(f"word{i} {{thing|item}}" for i in range(100)), encoding="utf-8")
     text = "{2$$__many__} " * 3
     assert node(registry, "DPRandomGenerator", text=text, seed=9) == \
         RandomPromptGenerator(library_manager(wildcards), seed=9).generate(text, 1)[0]
     how, got = finishes(lambda: node(registry, "DPRandomGenerator", text="{2$$__many__} " * 40, seed=9), 20)
     assert how == "returned" and got.count(",") == 40
-    monkeypatch.setattr(dp, "MAX_STEPS", 30_000)  # 300 lines of about 18 characters: 54,000 steps of parsing
+    monkeypatch.setattr(dp, "MAX_STEPS", 10_000)  # 100 lines of about 18 characters: 18,000 steps of parsing
     for class_type in BOTH:
         with pytest.raises(NodeInputError) as caught:
             node(registry, class_type, text="{2$$__many__}", seed=1)
@@ -295,14 +317,15 @@ def test_a_wildcard_ranges_lines_are_parsed_once_a_run_and_counted(registry, wil
 
 
 @pytest.mark.parametrize("line", ["artist name 12", "  padded  ", "(masterpiece:1.2), best", "a, b. c! d? \"q\" 'r'",
-                                  "émile zola", "x-y=z+w*v/u;t&s", "ÅÆØ 東京"])
+                                  "émile zola", "x-y=z+w*v;t&s", "ÅÆØ 東京"])
 def test_a_plain_wildcard_line_is_what_the_parser_makes_of_it(line):
     from dynamicprompts.commands import LiteralCommand
     from dynamicprompts.parser.config import ParserConfig
     from dynamicprompts.parser.parse import parse
 
     assert dp._plain(line) and parse(line, parser_config=ParserConfig()) == LiteralCommand(line)
-    for special in ("a {b|c}", "a__b__", "50%", "#tag", "a$b", "tab\there", "", "x<y>", "[a]", "a|b}", "a~b", "a\\b"):
+    for special in ("a {b|c}", "a__b__", "50%", "#tag", "a$b", "tab\there", "", "x<y>", "[a]", "a|b}", "a~b", "a\\b",
+                    "//x", "/*x*/y", "AC/DC"):
         assert not dp._plain(special)
 
 
