@@ -741,6 +741,9 @@ class ImageHistogramMatch(Node):
 
 # -- FLUX blocks (read from conditioning.py at ef704350e7d44d3dc744d1b386cc65dd3e93a090) ----------
 
+# lines that change weights: each is a guarded regex (a trial in a child process) searched in every
+# parameter name, and adds a patch per name it matches
+MAX_BLOCK_LINES = 256
 DEFAULT_BLOCKS = "\n".join([f"## {i} = 1.0" for i in range(19)] + [f"# {i} = 1.0" for i in range(38)])
 DOUBLE_BLOCK_WEIGHTS = r"\.(img|txt)_(mod|attn|mlp)\.(lin|qkv|proj|0|2)\.(weight|bias)"
 SINGLE_BLOCK_WEIGHTS = r"\.(linear[12]|modulation\.lin)\.(weight|bias)"
@@ -790,7 +793,8 @@ class FluxBlocksBuster(Node):
     (the default text's) change nothing; a parameter several lines match is scaled by each. The
     number after "##" / "#" is part of the pattern too ("## 1[0-8] = 0.5" is blocks 10 to 18).
     Gives the patched model (a weight patch like a LoRA's: the input model is unchanged) and the
-    list of "name: factor" patched, in the model's parameter order. Empty text: the model as it is."""
+    list of "name: factor" patched, in the model's parameter order. Empty text: the model as it is.
+    More than 256 lines that change weights are refused (the pack has no limit)."""
     category = "essentials/conditioning"
     model: MODEL
     blocks: str = Text(DEFAULT_BLOCKS, multiline=True, dynamic_prompts=True)
@@ -809,10 +813,14 @@ class FluxBlocksBuster(Node):
         lines = block_lines(self.blocks)
         if not lines:
             return self.model, ""
+        if len(lines) > MAX_BLOCK_LINES:
+            raise NodeInputError("blocks", f"{len(lines)} lines change weights: at most {MAX_BLOCK_LINES} (lines at 1.0 "
+                                           f"don't count); join patterns with | or use fewer lines")
         names = [name for name, _ in unet.named_parameters()]
         keys = [f"diffusion_model.{name}" for name in names]
         compiled = []
         for pattern, factor in lines:
+            check_interrupted()
             try:
                 regex = re.compile(pattern)
             except (re.error, OverflowError, RecursionError) as e:
@@ -821,6 +829,7 @@ class FluxBlocksBuster(Node):
             compiled.append((_guarded(regex, keys, every_match=False, input_name="blocks"), factor))
         patches, patched = [], []
         for name, key in zip(names, keys):
+            check_interrupted()
             seed = zlib.crc32(key.encode())  # ComfyUI's seed for rounding a patched fp8 weight: its key's CRC-32
             for regex, factor in compiled:
                 if regex.search(key):

@@ -682,6 +682,28 @@ def test_blocks_buster_errors_name_their_input(registry):
     assert e.value.input == "blocks" and "backtracks" in str(e.value)
 
 
+def test_blocks_buster_caps_its_changing_lines_and_checks_for_interruption(registry, monkeypatch):
+    import nodes.pack_nodes_essentials_params as module
+    import nodes.strings
+    unet = torch.nn.Module()
+    unet.img_in = torch.nn.Linear(1, 1)
+    trials = []
+    real_guarded = nodes.strings._guarded
+    monkeypatch.setattr(nodes.strings, "_guarded", lambda *a, **k: trials.append(1) or real_guarded(*a, **k))
+    at_one = "\n".join(f"x{i} = 1.0" for i in range(300))  # lines at 1.0 change nothing and don't count
+    lines = "\n".join(f"x{i} = 2" for i in range(module.MAX_BLOCK_LINES))
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "FluxBlocksBuster", model=fake_model(unet), blocks=at_one + "\n" + lines + "\nimg_in = 3")
+    assert e.value.input == "blocks" and f"{module.MAX_BLOCK_LINES + 1} lines" in str(e.value)
+    assert not trials  # refused before any regex trial
+    checks = []
+    monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    busted, listed = call(registry, "FluxBlocksBuster", model=fake_model(unet), blocks=at_one + "\nimg_in = 3\nbias = 2")
+    assert listed == "diffusion_model.img_in.weight: 3.0\ndiffusion_model.img_in.bias: 3.0\n" \
+                     "diffusion_model.img_in.bias: 2.0"
+    assert len(trials) == 2 and len(checks) == 2 + 2  # a check per changing line and per parameter
+
+
 def fake_model(unet):
     """A MODEL as FluxBlocksBuster+ reads one: its unet, its patches and with_patches."""
     class Model:
