@@ -814,8 +814,8 @@ class FluxBlocksBuster(Node):
         if not lines:
             return self.model, ""
         if len(lines) > MAX_BLOCK_LINES:
-            raise NodeInputError("blocks", f"{len(lines)} lines change weights: at most {MAX_BLOCK_LINES} (lines at 1.0 "
-                                           f"don't count); join patterns with | or use fewer lines")
+            raise NodeInputError("blocks", f"{len(lines)} lines change weights: at most {MAX_BLOCK_LINES} (lines at "
+                                           f"1.0 don't count); join patterns with | or use fewer lines")
         names = [name for name, _ in unet.named_parameters()]
         keys = [f"diffusion_model.{name}" for name in names]
         compiled = []

@@ -698,7 +698,8 @@ def test_blocks_buster_caps_its_changing_lines_and_checks_for_interruption(regis
     assert not trials  # refused before any regex trial
     checks = []
     monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
-    busted, listed = call(registry, "FluxBlocksBuster", model=fake_model(unet), blocks=at_one + "\nimg_in = 3\nbias = 2")
+    busted, listed = call(registry, "FluxBlocksBuster", model=fake_model(unet),
+                          blocks=at_one + "\nimg_in = 3\nbias = 2")
     assert listed == "diffusion_model.img_in.weight: 3.0\ndiffusion_model.img_in.bias: 3.0\n" \
                      "diffusion_model.img_in.bias: 2.0"
     assert len(trials) == 2 and len(checks) == 2 + 2  # a check per changing line and per parameter
