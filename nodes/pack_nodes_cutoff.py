@@ -46,7 +46,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from graphflow.api import CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, socket_type, warn
+from graphflow.api import (CLIP, CONDITIONING, Choice, ComfyAlias, Float, Node, NodeInputError, Text, check_interrupted,
+                           socket_type, warn)
 from nodes.conditioning import encoded
 from nodes.pack_nodes_adv_clip import (MASK_TOKEN, TOKEN_NORMALIZATIONS, _check_choices, _check_passes, _is_clip,
                                       _tower_encode, _window_passes, joined_towers)
@@ -215,17 +216,25 @@ def add_regions(regions: ClipRegions, region_text: str, target_text: str, weight
         targets = [ids for ids in (_text_ids(clip, tower, word, seen) for word in words) if ids]
         if not targets:
             raise NodeInputError("target_text", f"{target_text!r} gives no tokens")
+        # a target absent from the prompt is absent from every region found in it and masks
+        # nothing: keeping only the others bounds the work per region by the prompt, not by the
+        # number of targets given
+        targets = [list(ids) for ids in dict.fromkeys(map(tuple, targets)) if occurrences(prompt, ids)]
         width = len(windows.ids[0])
         masks[tower.name] = []
+        found = {}  # region tokens -> its masks: a repeated region is matched once
         for line in lines:
+            check_interrupted()
             region = _text_ids(clip, tower, line, seen)
             if not region:
                 raise NodeInputError("region_text", f"the region {line!r} gives no tokens")
-            region_mask, target_mask = region_masks(prompt, region, targets)
-            if tower is clip.towers[0] and not region_mask.any():
-                warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt: it masks and "
-                     f"changes nothing")
-            masks[tower.name].append((_windowed(region_mask, width), _windowed(target_mask, width)))
+            if tuple(region) not in found:
+                region_mask, target_mask = region_masks(prompt, region, targets)
+                if tower is clip.towers[0] and not region_mask.any():
+                    warn(f"Cutoff Set Regions: the region {line.strip()!r} is not in the base prompt: it masks "
+                         f"and changes nothing")
+                found[tuple(region)] = (_windowed(region_mask, width), _windowed(target_mask, width))
+            masks[tower.name].append(found[tuple(region)])
     added = tuple(CutoffRegion(weight, {name: lists[n][0] for name, lists in masks.items()},
                                {name: lists[n][1] for name, lists in masks.items()}) for n in range(len(lines)))
     return ClipRegions(clip, regions.tokens, regions.regions + added)
@@ -366,10 +375,10 @@ class CutoffSetRegions(Node):
     there masks nothing, and a region not in the prompt masks nothing either (with a warning).
     weight: how far each of the region's tokens travels from the start towards its own target words
     (shared among regions that overlap); the start is the masked prompt's embedding with Cutoff
-    Regions To Conditioning's start_from_masked at 1 (see its help). Blank lines are skipped; an empty region_text
-    sets no region (its clip_regions pass on unchanged, with a warning, as in the pack). A region_text whose
-    lines would have the conditioning encode more than 1024 77-token windows ((2 + all regions)
-    times the prompt's windows) is refused before its masks are built."""
+    Regions To Conditioning's start_from_masked at 1 (see its help). Blank lines are skipped; an
+    empty region_text sets no region (its clip_regions pass on unchanged, with a warning, as in the
+    pack). A region_text whose lines would have the conditioning encode more than 1024 77-token
+    windows ((2 + all regions) times the prompt's windows) is refused before its masks are built."""
     category = "conditioning/cutoff"
     display_name = "Cutoff Set Regions"
     clip_regions: CLIPREGION

@@ -31,8 +31,8 @@ import math
 import random
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, STRING, Choice, ComfyAlias, Estimate, Float, Int, \
-    Node, NodeInputError, Size, Text, check_interrupted, folders, repeated, run_limits, sampling_memory, socket_type, \
-    warn
+    Node, NodeInputError, Size, Text, check_interrupted, check_run_memory, folders, repeated, run_limits, \
+    sampling_memory, socket_type, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncode
 from nodes.custom_sampling import BasicGuider, BasicScheduler, KSamplerSelect, RandomNoise, SamplerCustomAdvanced
@@ -484,11 +484,13 @@ class PlotParameters(Node):
     between runs); add_prompt the prompt ("excerpt": its first 64 words). White text on black, in
     the pack's font (ShareTechMono-Regular.ttf) when models/fonts has it, else Pillow's default
     font (not monospaced: the prompt wraps at the width of an "M"), at the pack's size
-    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added. Refused before any
-    text is drawn (the pack has no limit): an output image (the grid; with cols_num -1 each labelled
-    image) over 16384 x 16384 pixels (or the server's limit) or a labelled image over 16384 pixels
-    tall, by add_prompt when the prompt's lines make it so ("excerpt" keeps 64 words), add_params
-    when the settings' do, cols_num when the images alone do."""
+    min(48, 32 x width / 1024), at least 1. Images must be RGB when text is added, and at least one.
+    Refused before any text is drawn (the pack has no limit): an output image (the grid; with cols_num
+    -1 each labelled image) over 16384 x 16384 pixels (or the server's limit), a labelled image over
+    16384 pixels tall, or an output (the grid; with cols_num -1 the whole batch, each image padded to
+    the tallest) over the memory the run may take, by add_prompt when the prompt's lines make it so
+    ("excerpt" keeps 64 words), add_params when the settings' do, cols_num (images without a grid)
+    when the images alone do."""
     category = "essentials/sampling"
     images: IMAGE
     params: SAMPLER_PARAMS
@@ -551,38 +553,41 @@ class PlotParameters(Node):
 
     @staticmethod
     def _check_size(height: int, width: int, labels: list[tuple[list, list]], line_height: int,
-                    grid: tuple[int, int] | None) -> None:
-        """Refuse, before any text is drawn, a cell (image and text) taller than MAX_SIZE or an output
-        image (the grid, or each cell without one) over the pixel limit: naming cols_num when the
-        images alone make it, else add_params when their settings do, else add_prompt."""
+                    grid: tuple[int, int] | None, count: int) -> None:
+        """Refuse, before any text is drawn, a cell (image and text) taller than MAX_SIZE, an output
+        image (the grid, or each cell without one) over the pixel limit, or an output (the grid, or
+        the `count` cells padded to the tallest) over the memory this run may take: naming cols_num
+        (images without a grid) when the images alone make it, else add_params when their settings
+        do, else add_prompt. `labels` may stop at the first label too tall on its own."""
         limit = run_limits().max_pixels or MAX_SIZE * MAX_SIZE
         rows, cols = grid or (1, 1)
 
-        def over(rows_of_text: int) -> bool:
-            cell = height + rows_of_text * line_height
-            return cell > MAX_SIZE or rows * cols * cell * width > limit
-
         def made(rows_of_text: int) -> str:
             cell = f"{width}x{height + rows_of_text * line_height}"
-            return (f"a grid of {rows} x {cols} cells of {cell}" if grid else f"a cell of {cell}") + \
-                f", over {MAX_SIZE} pixels tall or the {limit} pixels an image may have here"
+            return f"a grid of {rows} x {cols} cells of {cell}" if grid else f"{count} cells of {cell}"
 
-        text_rows = max(len(settings) + len(prompt) for settings, prompt in labels)
-        if not over(text_rows):
-            return
-        if over(0):
-            raise NodeInputError("cols_num" if grid else "images", f"the images alone make {made(0)}" +
-                                 (": plot fewer images (or -1: no grid)" if grid else ""))
-        if over(max(len(settings) for settings, _ in labels)):
-            raise NodeInputError("add_params", f"the settings' text would make {made(text_rows)}: expected 'false' "
-                                               f"(or fewer images in the grid)")
-        raise NodeInputError("add_prompt", f"the prompt's {max(len(prompt) for _, prompt in labels)} lines of text "
-                                           f"would make {made(text_rows)}: expected 'excerpt' or 'false'")
+        def check(name: str, rows_of_text: int, fix: str) -> None:
+            cell = height + rows_of_text * line_height
+            if cell > MAX_SIZE or rows * cols * cell * width > limit:
+                raise NodeInputError(name, f"{made(rows_of_text)}, over {MAX_SIZE} pixels tall or the {limit} pixels "
+                                           f"an image may have here{fix}")
+            output = Size(1, rows * cell, cols * width) if grid else Size(count, cell, width)
+            check_run_memory(name, f"{made(rows_of_text)}{fix}", images=output)
+
+        check("cols_num" if grid else "images", 0, ": plot fewer images (or -1: no grid)" if grid else
+              ": the images alone make it")
+        check("add_params", max(len(settings) for settings, _ in labels),
+              ": the settings' text would make it: expected 'false' (or fewer images in the grid)")
+        check("add_prompt", max(len(settings) + len(prompt) for settings, prompt in labels),
+              f": the prompt's {max(len(prompt) for _, prompt in labels)} lines of text would make it: expected "
+              f"'excerpt' or 'false'")
 
     def run(self):
         import torch
         import torch.nn.functional as F
         images = _image(self.images, "images")
+        if images.shape[0] == 0:
+            raise NodeInputError("images", "no images: expected at least one to plot")
         params = self.params
         if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
             raise NodeInputError("params", "expected FluxSamplerParams+'s params: one dict per image")
@@ -604,10 +609,15 @@ class PlotParameters(Node):
                 params = _changes_only(params)
             except TypeError as e:
                 raise NodeInputError("params", f"a parameter can't be compared: {e}") from None
-        labels = [self._label_lines(param, width, char_width) for param in params]
+        labels = []
+        for param in params:
+            check_interrupted()
+            labels.append(self._label_lines(param, width, char_width))
+            if images.shape[1] + sum(map(len, labels[-1])) * line_height > MAX_SIZE:
+                break  # too tall already: refused below without wrapping the other prompts
         cols = min(cols, len(params))
         grid = None if cols < 0 else (math.ceil(len(params) / cols), cols)
-        self._check_size(images.shape[1], width, labels, line_height, grid)
+        self._check_size(images.shape[1], width, labels, line_height, grid, len(params))
         labelled = []
         for image, (settings, prompt) in zip(images, labels):
             check_interrupted()
@@ -731,6 +741,9 @@ class ImageHistogramMatch(Node):
 
 # -- FLUX blocks (read from conditioning.py at ef704350e7d44d3dc744d1b386cc65dd3e93a090) ----------
 
+# lines that change weights: each is a guarded regex (a trial in a child process) searched in every
+# parameter name, and adds a patch per name it matches
+MAX_BLOCK_LINES = 256
 DEFAULT_BLOCKS = "\n".join([f"## {i} = 1.0" for i in range(19)] + [f"# {i} = 1.0" for i in range(38)])
 DOUBLE_BLOCK_WEIGHTS = r"\.(img|txt)_(mod|attn|mlp)\.(lin|qkv|proj|0|2)\.(weight|bias)"
 SINGLE_BLOCK_WEIGHTS = r"\.(linear[12]|modulation\.lin)\.(weight|bias)"
@@ -780,7 +793,8 @@ class FluxBlocksBuster(Node):
     (the default text's) change nothing; a parameter several lines match is scaled by each. The
     number after "##" / "#" is part of the pattern too ("## 1[0-8] = 0.5" is blocks 10 to 18).
     Gives the patched model (a weight patch like a LoRA's: the input model is unchanged) and the
-    list of "name: factor" patched, in the model's parameter order. Empty text: the model as it is."""
+    list of "name: factor" patched, in the model's parameter order. Empty text: the model as it is.
+    More than 256 lines that change weights are refused (the pack has no limit)."""
     category = "essentials/conditioning"
     model: MODEL
     blocks: str = Text(DEFAULT_BLOCKS, multiline=True, dynamic_prompts=True)
@@ -799,10 +813,14 @@ class FluxBlocksBuster(Node):
         lines = block_lines(self.blocks)
         if not lines:
             return self.model, ""
+        if len(lines) > MAX_BLOCK_LINES:
+            raise NodeInputError("blocks", f"{len(lines)} lines change weights: at most {MAX_BLOCK_LINES} (lines at "
+                                           f"1.0 don't count); join patterns with | or use fewer lines")
         names = [name for name, _ in unet.named_parameters()]
         keys = [f"diffusion_model.{name}" for name in names]
         compiled = []
         for pattern, factor in lines:
+            check_interrupted()
             try:
                 regex = re.compile(pattern)
             except (re.error, OverflowError, RecursionError) as e:
@@ -811,6 +829,7 @@ class FluxBlocksBuster(Node):
             compiled.append((_guarded(regex, keys, every_match=False, input_name="blocks"), factor))
         patches, patched = [], []
         for name, key in zip(names, keys):
+            check_interrupted()
             seed = zlib.crc32(key.encode())  # ComfyUI's seed for rounding a patched fp8 weight: its key's CRC-32
             for regex, factor in compiled:
                 if regex.search(key):

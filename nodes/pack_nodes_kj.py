@@ -790,8 +790,8 @@ class ImageResizeKJv2(Node):
     reads its color), the edge means or the edge pixels (as ImagePadKJ); "total_pixels" keeps the
     image's aspect with about width x height pixels. The size is then cut down to multiples of
     divisible_by (a padded size rounded up). "pillarbox_blur" and the nvidia_rtx_vsr method are
-    refused here; device is ignored. The mask output is the resized (and padded) mask; without one, 1 on the padding, or a
-    64x64 zero placeholder when nothing was padded, as the pack gives."""
+    refused here; device is ignored. The mask output is the resized (and padded) mask; without one,
+    1 on the padding, or a 64x64 zero placeholder when nothing was padded, as the pack gives."""
     category = "KJNodes/image"
     image: IMAGE
     width: int = Int(512, min=0, max=MAX_SIZE)

@@ -31,7 +31,7 @@ from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, p
 from nodes.pack_nodes import _core
 from nodes.pack_nodes_essentials_misc import font_choices, font_file
 from nodes.pack_nodes_kj import _mask_to, kj_color
-from nodes.pack_nodes_kj_more import BBOX, mask_pixels, to_pil
+from nodes.pack_nodes_kj_more import BBOX, check_picture_channels, mask_pixels, to_pil
 
 COMFY_PACK = "ComfyUI-KJNodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -469,8 +469,7 @@ class BatchUncropAdvanced(Node):
         images = _filled(_image(self.original_images, "original_images"), "original_images")
         crops = _image(self.cropped_images, "cropped_images")
         for name, batch in (("original_images", images), ("cropped_images", crops)):
-            if batch.shape[-1] not in (1, 3, 4):  # what the pack's tensor2pil makes a picture of
-                raise NodeInputError(name, f"{batch.shape[-1]} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+            check_picture_channels(name, batch)
         if len(images) != len(crops):
             raise NodeInputError("cropped_images", f"expected as many crops as original_images ({len(images)}), "
                                                    f"got {len(crops)}")

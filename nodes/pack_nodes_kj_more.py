@@ -624,6 +624,13 @@ def to_pil(image):
     return Image.fromarray(np.clip(255.0 * pixels, 0, 255).astype(np.uint8))
 
 
+def check_picture_channels(name: str, batch) -> None:
+    """Refuse, naming `name`, an image batch whose channels to_pil makes no picture of (the pack's
+    tensor2pil: 1 grey, 3 RGB or 4 RGBA)."""
+    if batch.shape[-1] not in (1, 3, 4):
+        raise NodeInputError(name, f"{batch.shape[-1]} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+
+
 def inset_border(block, width: int, top: bool, bottom: bool, left: bool, right: bool):
     """Black out the chosen edges of a white block, width pixels in (PIL rectangles, ends included)."""
     from PIL import ImageDraw
@@ -645,8 +652,9 @@ class BatchUncrop(Node):
     edges chosen blend into the image over (the crop's longer side / 2 * border_blending) / 2
     pixels, box- then Gaussian-blurred by a quarter of that (one-channel images are grey pictures, as
     the pack's tensor2pil makes them; the result is RGB). Extra boxes are dropped; fewer boxes
-    than images, a box not of 4 numbers, or a different number of crops, is refused. Each resized
-    patch (crop_rescale x the box) is checked against the memory before it is made."""
+    than images, a box not of 4 numbers, a different number of crops, or images of 2 channels (no
+    picture), is refused. Each resized patch (crop_rescale x the box) is checked against the memory
+    before it is made."""
     category = "KJNodes/masking"
     original_images: IMAGE
     cropped_images: IMAGE
@@ -665,6 +673,8 @@ class BatchUncrop(Node):
         import torch
         from PIL import Image, ImageFilter
         images, crops = self.original_images, self.cropped_images
+        for name, batch in (("original_images", images), ("cropped_images", crops)):
+            check_picture_channels(name, batch)
         if len(images) != len(crops):
             raise NodeInputError("cropped_images", f"expected as many crops as original_images ({len(images)}), "
                                                    f"got {len(crops)}")

@@ -544,3 +544,30 @@ def test_openclip_padding_does_not_stop_a_region_matching_mid_prompt(registry, m
     [want] = _regions(registry, sd1, prompt, ("a red hat", "red", 1.0)).regions
     assert hat.region[tower.name] == want.region["clip_l"] and hat.target[tower.name] == want.target["clip_l"]
     assert any(hat.target[tower.name])
+
+
+def test_set_regions_matches_only_targets_in_the_prompt_and_each_distinct_region_once(registry, models,
+                                                                                      monkeypatch):
+    """Many lines x many targets: a target absent from the prompt is looked for once (in the
+    prompt) and never again, a repeated region line is matched once, and the masks are the pack's."""
+    clip = _clip(registry)
+    prompt = "a red hat, a blue shirt, " * 3
+    absent = [f"zq{chr(97 + i)}{chr(97 + j)}x" for i in range(10) for j in range(10)]  # 100 absent targets
+    target_text = " ".join(absent + ["red", "blue"])
+    region_text = "\n".join(["a red hat", "a blue shirt"] * 20)  # 40 lines, 2 distinct regions
+    calls = []
+    real = pack_nodes_cutoff.occurrences
+    monkeypatch.setattr(pack_nodes_cutoff, "occurrences", lambda tokens, part: calls.append(1) or real(tokens, part))
+    checks = []
+    monkeypatch.setattr(pack_nodes_cutoff, "check_interrupted", lambda: checks.append(1))
+    regions = _regions(registry, clip, prompt, (region_text, target_text, 1.0)).regions
+    # 102 targets looked for in the prompt, then per distinct region: its occurrences and the 2
+    # present targets' in it (before: 40 lines x (1 + 102 targets))
+    assert len(calls) == 102 + 2 * (1 + 2)
+    assert len(checks) == 40  # one interruption check a line
+    want = _pack_masks(clip, prompt, region_text, target_text)
+    assert len(regions) == len(want) == 40
+    for region, (region_mask, target_mask) in zip(regions, want):
+        assert np.array_equal(region.region["clip_l"], region_mask)
+        assert np.array_equal(region.target["clip_l"], target_mask)
+        assert any(region.target["clip_l"])

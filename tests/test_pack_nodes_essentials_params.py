@@ -466,6 +466,60 @@ def test_plot_text_is_sized_before_it_is_drawn_and_refused_by_the_input_that_mak
     assert len(drawn) == 1
 
 
+def test_plot_refuses_no_images_by_name(registry):
+    for cols_num in (2, 0, -1):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "PlotParameters", images=torch.zeros(0, 48, 64, 3), params=[], order_by="none",
+                 cols_value="none", cols_num=cols_num, add_prompt="false", add_params="true")
+        assert e.value.input == "images" and "no images" in str(e.value)
+
+
+def test_plot_without_a_grid_checks_the_whole_padded_batch_against_the_runs_memory(registry):
+    """With cols_num -1 the output is every labelled image padded to the tallest: its bytes
+    (batch x tallest x width x 3 x 4) are checked against the run's memory before any text is
+    drawn, naming the input whose text makes it too big."""
+    images = torch.zeros(6, 16, 64, 3)
+    params = plot_params(6, prompt=[" ".join(["word"] * 200)] + [None] * 5)  # one long prompt: all padded to it
+    for add_prompt, add_params in (("true", "false"), ("false", "true")):
+        out = call(registry, "PlotParameters", images=images, params=params, order_by="none", cols_value="none",
+                   cols_num=-1, add_prompt=add_prompt, add_params=add_params)
+        assert out.shape[0] == 6 and out.shape[1] > 16
+        needed = out.numel() * 4  # float32 bytes of the output the node makes
+        with run_context(RunLimits(ram_bytes=needed)):
+            fits = call(registry, "PlotParameters", images=images, params=params, order_by="none",
+                        cols_value="none", cols_num=-1, add_prompt=add_prompt, add_params=add_params)
+        assert torch.equal(fits, out)
+        with run_context(RunLimits(ram_bytes=needed - 1)), pytest.raises(NodeInputError) as e:
+            call(registry, "PlotParameters", images=images, params=params, order_by="none", cols_value="none",
+                 cols_num=-1, add_prompt=add_prompt, add_params=add_params)
+        assert e.value.input == ("add_prompt" if add_prompt == "true" else "add_params"), e.value
+        assert "6 cells of 64x" in str(e.value) and "memory" in str(e.value)
+    with run_context(RunLimits(ram_bytes=images.numel() * 4 - 1)), pytest.raises(NodeInputError) as e:
+        call(registry, "PlotParameters", images=images, params=params, order_by="none", cols_value="none",
+             cols_num=-1, add_prompt="false", add_params="false")
+    assert e.value.input == "images"
+    # a grid: the one grid image's bytes
+    grid = call(registry, "PlotParameters", images=images, params=params, order_by="none", cols_value="none",
+                cols_num=3, add_prompt="false", add_params="true")
+    with run_context(RunLimits(ram_bytes=grid.numel() * 4 - 1)), pytest.raises(NodeInputError) as e:
+        call(registry, "PlotParameters", images=images, params=params, order_by="none", cols_value="none",
+             cols_num=3, add_prompt="false", add_params="true")
+    assert e.value.input == "add_params"
+
+
+def test_plot_stops_wrapping_prompts_at_the_first_label_too_tall(registry, monkeypatch):
+    import textwrap
+    wrapped = []
+    real_wrap = textwrap.wrap
+    monkeypatch.setattr(textwrap, "wrap", lambda *a, **k: wrapped.append(1) or real_wrap(*a, **k))
+    long_prompt = " ".join(["word"] * 4000)  # 570 lines at 1024 wide: over 16384 pixels tall
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "PlotParameters", images=torch.zeros(3, 8, 1024, 3), params=plot_params(3, prompt=long_prompt),
+             order_by="none", cols_value="none", cols_num=-1, add_prompt="true", add_params="false")
+    assert e.value.input == "add_prompt" and "16384 pixels tall" in str(e.value)
+    assert len(wrapped) == 1  # the first prompt's lines were enough to refuse
+
+
 # -- histogram match ---------------------------------------------------------------------------------
 
 
@@ -626,6 +680,29 @@ def test_blocks_buster_errors_name_their_input(registry):
         call(registry, "FluxBlocksBuster", model=fake_model(unet),
              blocks=r"^diffusion_model\.img_in\.weight|([\w.]|[\w.])+! = 2")
     assert e.value.input == "blocks" and "backtracks" in str(e.value)
+
+
+def test_blocks_buster_caps_its_changing_lines_and_checks_for_interruption(registry, monkeypatch):
+    import nodes.pack_nodes_essentials_params as module
+    import nodes.strings
+    unet = torch.nn.Module()
+    unet.img_in = torch.nn.Linear(1, 1)
+    trials = []
+    real_guarded = nodes.strings._guarded
+    monkeypatch.setattr(nodes.strings, "_guarded", lambda *a, **k: trials.append(1) or real_guarded(*a, **k))
+    at_one = "\n".join(f"x{i} = 1.0" for i in range(300))  # lines at 1.0 change nothing and don't count
+    lines = "\n".join(f"x{i} = 2" for i in range(module.MAX_BLOCK_LINES))
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "FluxBlocksBuster", model=fake_model(unet), blocks=at_one + "\n" + lines + "\nimg_in = 3")
+    assert e.value.input == "blocks" and f"{module.MAX_BLOCK_LINES + 1} lines" in str(e.value)
+    assert not trials  # refused before any regex trial
+    checks = []
+    monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    busted, listed = call(registry, "FluxBlocksBuster", model=fake_model(unet),
+                          blocks=at_one + "\nimg_in = 3\nbias = 2")
+    assert listed == "diffusion_model.img_in.weight: 3.0\ndiffusion_model.img_in.bias: 3.0\n" \
+                     "diffusion_model.img_in.bias: 2.0"
+    assert len(trials) == 2 and len(checks) == 2 + 2  # a check per changing line and per parameter
 
 
 def fake_model(unet):

@@ -485,6 +485,13 @@ def test_batch_uncrop_pastes_the_crop_back(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "BatchUncrop", original_images=images, cropped_images=crops[:1], bboxes=boxes)
     assert caught.value.input == "cropped_images"
+    # 2 channels make no picture (the pack's tensor2pil): refused by name, as Batch Uncrop Advanced does
+    for name in ("original_images", "cropped_images"):
+        two = {"original_images": images, "cropped_images": crops}
+        two[name] = two[name][..., :2]
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "BatchUncrop", bboxes=boxes, **two)
+        assert caught.value.input == name and "2 channels" in str(caught.value)
 
 
 def test_batch_crop_and_uncrop_from_the_packs_ui_save(registry):
