@@ -18,19 +18,13 @@ from graphflow.resource_limits import RunLimits
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import ui_graph, ui_node
-from tests.test_pack_nodes_kj import refused
+from tests.test_pack_nodes_kj import refused, run
 
 
 @pytest.fixture(scope="module")
 def registry(builtin_registry):
     return builtin_registry
 
-
-def run(registry, graph, outputs):
-    workflow = parse_workflow(graph, registry)
-    result = Executor(registry).run(workflow, outputs=outputs)
-    assert result.ok, (result.problems, result.error)
-    return workflow, result.values
 
 
 def failed(registry, graph, outputs):
