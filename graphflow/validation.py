@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from pydantic import ValidationError
 
+from graphflow.comfy_format import prompt_left_out
 from graphflow.node_modes import apply_modes
 from graphflow import resource_limits
 from graphflow.node import Node, widget_model_linking
@@ -234,8 +235,6 @@ def _check_node(node_id, workflow: Workflow, registry: Registry, problems: list[
             what = f"a link from {_a(spec.type)} output" if spec.socket else f"{_a(spec.type.lower())} value"
             problems.append(Problem(node_id, entry.type, name, f"missing required input: expected {what}",
                                     "required_input_missing"))
-    from graphflow.comfy_format import prompt_left_out
-
     for name in prompt_left_out(workflow, node_id):
         spec = cls.input_specs.get(name)
         if name not in inputs and spec is not None and not spec.required:  # a required one is reported above
