@@ -56,6 +56,8 @@ PADDINGS = ("0", "8", "16", "32", "64", "128", "256", "512")
 FILL_HOLES_THRESHOLDS = (1, 0.99, 0.97, 0.95, 0.93, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 HIPASS_OFF_BELOW = 0.01  # a hipass filter under this is off
 CONTEXT_GROWTH_FROM = 1.01  # a context factor under this grows nothing
+RGB_BYTES = 3 * 4  # a canvas pixel the stitcher keeps: RGB, float32
+MASKS_BYTES = 2 * 4  # a pixel of one crop's mask and context mask, float32
 BLUR_BAND_PIXELS = 2 ** 22  # the GPU mode's blur works a band of rows of about this many pixels at a time
 
 
@@ -533,13 +535,17 @@ class InpaintCropImproved(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         """The crops' size where the target is fixed (the padded target size; a crop at its own size
-        is unknown before the run, which checks it), and as working memory the canvases the run
-        keeps (one per crop, in the stitcher): the picture pre-resized as the run does it from the
-        image's size (without the image's size, at least the minimum sizes), then extended, then
-        grown as far as a crop area at the target's aspect ratio (or padded) can pass it."""
+        is unknown before the run, which checks it), and as working memory, at least, what the run
+        keeps and makes: one canvas per crop (in the stitcher), an RGB float32 picture (12 bytes a
+        pixel), and one crop's mask and context mask (8 bytes a pixel); the picture pre-resized as
+        the run does it from the image's size (without the image's size, at least the minimum
+        sizes), then extended. A canvas grows past the picture only where a crop area passes it,
+        which is certain only with no mask and no context mask linked and, when extending, every
+        side grown (the area is then the whole picture, widened to the target's ratio or padded);
+        otherwise it is counted at the picture's size, the least it can be (the estimate is a
+        lower bound)."""
         image = inputs.get("image")
         batch = max([s.batch for s in (image, inputs.get("mask")) if s is not None] or [1])
-        per_pixel = 4 * 4 + 3 * 4  # the picture (up to 4 channels) and three masks, float32
         mode = widgets.get("preresize_mode")
         # the sizes the mode reads (the others stand in at values it doesn't look at)
         least_w, least_h = (widgets.get("preresize_min_width"), widgets.get("preresize_min_height")) \
@@ -559,10 +565,18 @@ class InpaintCropImproved(Node):
                     size = None  # the run refuses it
                 if size is not None:
                     width, height = size[:2]
+        # with no mask and no context mask linked the crop's box is the whole picture (an inverted
+        # empty mask too), unless extending leaves a side as it was (the box is then the new bands)
+        whole_picture = "mask" not in inputs and "optional_context_mask" not in inputs
         if widgets.get("extend_for_outpainting") is True and height is not None:
             factors = [_number(widgets.get(f"extend_{side}_factor")) for side in ("up", "down", "left", "right")]
-            if None not in factors:
-                height, width = (max(side, 0) for side in extended_size(height, width, *factors))
+            if None in factors:
+                whole_picture = False
+            else:
+                new_h, new_w = (max(side, 0) for side in extended_size(height, width, *factors))
+                top, left = int(height * (factors[0] - 1.0)), int(width * (factors[2] - 1.0))
+                whole_picture = whole_picture and min(top, left, new_h - top - height, new_w - left - width) >= 1
+                height, width = new_h, new_w
         target_w, target_h = widgets.get("output_target_width"), widgets.get("output_target_height")
         padding = widgets.get("output_padding")
         target = None
@@ -571,13 +585,16 @@ class InpaintCropImproved(Node):
             target = padded(target_w, int(padding)), padded(target_h, int(padding))
         if height is None:
             memory = 0
-        elif target is not None and min(target) > 0 and min(height, width) > 0:
-            # the crop area, widened to the target's ratio, may pass the picture, which grows to hold it
-            aspect = target[0] / target[1]
-            memory = batch * max(width, int(height * aspect)) * max(height, int(width / aspect)) * per_pixel
-        else:  # at its own size the area is at most the picture padded up to the multiple
-            multiple = int(padding) if padding in PADDINGS else 0
-            memory = batch * padded(width, multiple) * padded(height, multiple) * per_pixel
+        else:
+            canvas_w, canvas_h = width, height
+            if whole_picture and target is not None and min(target) > 0 and min(height, width) > 0:
+                # the crop area, widened to the target's ratio, passes the picture, which grows to hold it
+                aspect = target[0] / target[1]
+                canvas_w, canvas_h = max(width, int(height * aspect)), max(height, int(width / aspect))
+            elif whole_picture and widgets.get("output_resize_to_target_size") is False and padding in PADDINGS:
+                # at its own size the area is the picture, padded
+                canvas_w, canvas_h = padded(width, int(padding)), padded(height, int(padding))
+            memory = batch * canvas_w * canvas_h * RGB_BYTES + width * height * MASKS_BYTES
         if target is None:
             return Estimate(None, memory)
         return Estimate(Size(batch, target[1], target[0]), memory)
