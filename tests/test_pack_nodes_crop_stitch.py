@@ -1213,6 +1213,25 @@ def test_old_extend_factors_round_and_noise_stays_outside(registry):
     assert grown.min() >= 0 and grown.max() <= 1
 
 
+class _OnAnotherDevice(torch.Tensor):
+    """A picture that says it lies on another device than the CPU (this machine may have no GPU)."""
+
+    @property
+    def device(self):
+        return torch.device("meta")
+
+
+def test_old_extend_noise_on_a_picture_from_another_device(registry):
+    """The grown picture is made on the CPU, so its seed-0 noise comes from a CPU generator whatever
+    device the picture lies on (a generator on the picture's device, CUDA, can't draw a CPU
+    tensor's noise: the run crashed)."""
+    image = picture(20, 30)
+    settings = dict(mask=torch.zeros(1, 20, 30), mode="pixels", expand_up_pixels=8, size_multiple=1,
+                    noise_blend=0.6)
+    elsewhere = call(registry, "InpaintExtendOutpaint", image=image.as_subclass(_OnAnotherDevice), **settings)[0]
+    assert torch.equal(torch.Tensor(elsewhere), call(registry, "InpaintExtendOutpaint", image=image, **settings)[0])
+
+
 def test_old_extend_noise_is_drawn_from_seed_0_and_leaves_the_global_generator(registry):
     """The pack draws its noise from the global generator, unseeded; here from seed 0, the
     pictures of a batch in turn: two runs give the same pictures, the global state untouched."""
