@@ -220,9 +220,10 @@ def blur_mask_cpu(mask, pixels: float):
 def blur_mask_gpu(mask, pixels: float):
     """The pack's GPU blur: a convolution with a normalised Gaussian of sigma pixels / 4, 2 ·
     int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1. The pack's square
-    kernel is the outer product of the 1-D one, so it is run here as two 1-D convolutions (down
-    the columns, then along the rows): 2 · side products a pixel instead of side², a band of
-    rows at a time. They run in float64 (float32 on a device without it) and give the blur
+    kernel is the outer product of the 1-D one, so it is run here as two 1-D passes (down the
+    columns, then along the rows), each a weighted sum of the shifted rows or columns: 2 · side
+    products a pixel instead of side², a band of rows at a time (a stop asked for ends it between
+    bands). They run in float64 (float32 on a device without it) and give the blur
     rounded once to float32: within about 2e-6 of the pack's single float32 convolution, whose
     own rounding differs by device; an area of 1s stays exactly 1 (a float32 pass can leave it a
     hair under, which the pack's 8-bit resize then makes 254/255)."""
@@ -235,16 +236,22 @@ def blur_mask_gpu(mask, pixels: float):
     x = torch.arange(side, device=mask.device, dtype=wide) - (side - 1) / 2
     kernel = torch.exp(-0.5 * (x / sigma).pow(2))
     kernel = kernel / kernel.sum()
-    padded = F.pad(mask.unsqueeze(1), (0, 0, half, half))  # zero rows above and below
+    weights = kernel.tolist()
+    padded = F.pad(mask, (half, half, half, half))  # zero all round
     blurred = torch.empty_like(mask)
     band = max(1, BLUR_BAND_PIXELS // max(width, 1))
     for top in range(0, height, band):
         check_interrupted()
         bottom = min(top + band, height)
-        rows = padded[:, :, top:bottom + 2 * half].to(wide)
-        down_columns = F.conv2d(rows, kernel.view(1, 1, side, 1))
-        along_rows = F.conv2d(down_columns, kernel.view(1, 1, 1, side), padding=(0, half))
-        blurred[:, top:bottom] = along_rows.squeeze(1).to(mask.dtype)
+        rows = padded[:, top:bottom + 2 * half].to(wide)
+        # each pass a weighted sum of shifted slices (conv2d would unfold its input: side copies of it)
+        down_columns = torch.zeros((rows.shape[0], bottom - top, width + 2 * half), dtype=wide, device=mask.device)
+        for i, weight in enumerate(weights):
+            down_columns.add_(rows[:, i:i + bottom - top], alpha=weight)
+        along_rows = torch.zeros((rows.shape[0], bottom - top, width), dtype=wide, device=mask.device)
+        for i, weight in enumerate(weights):
+            along_rows.add_(down_columns[:, :, i:i + width], alpha=weight)
+        blurred[:, top:bottom] = along_rows.to(mask.dtype)
     return blurred.clamp(0.0, 1.0)
 
 
