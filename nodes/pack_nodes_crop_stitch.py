@@ -20,9 +20,12 @@ pack's torch ones (a max-pool dilation with an odd square, a Gaussian convolutio
 padding, a flood fill of the mask's outside at 0.5). Here both run on the device the tensors are
 on; the results are the same formulas, within float rounding between devices. The GPU mode's
 square max-pool and square convolution are worked as two 1-D passes (the max-pool bit for bit,
-the blur within about 2e-6 of the pack's float32 sum), and its flood a layer at a time, each
-step checking for a stop: a large expand or blur costs seconds here where the pack's single call
-takes minutes on a CPU.
+the blur summed in float64 and rounded once: within float32 rounding of the exact blur, and a
+few millionths from the pack's float32 sum, whose own rounding differs by device; after the
+8-bit resize that can be one level, as inside a fully masked area: 1.0 here, 254/255 from the
+pack's float32 convolution on a CPU), and its flood a layer at a time, each step checking for a
+stop: a large expand or blur costs seconds here where the pack's single call takes minutes on a
+CPU.
 
 Resizing is the pack's in both modes: each picture (or mask) made 8-bit as torchvision's
 to_pil_image does (x · 255 truncated), resized by PIL with the named filter (nearest, bilinear,
@@ -224,9 +227,10 @@ def blur_mask_gpu(mask, pixels: float):
     columns, then along the rows), each a weighted sum of the shifted rows or columns: 2 · side
     products a pixel instead of side², a band of rows at a time (a stop asked for ends it between
     bands). They run in float64 (float32 on a device without it) and give the blur
-    rounded once to float32: within about 2e-6 of the pack's single float32 convolution, whose
-    own rounding differs by device; an area of 1s stays exactly 1 (a float32 pass can leave it a
-    hair under, which the pack's 8-bit resize then makes 254/255)."""
+    rounded once to float32: within float32 rounding of the exact blur and a few millionths of
+    the pack's single float32 convolution, whose own rounding differs by device; an area of 1s
+    stays exactly 1 (a float32 pass can leave it a hair under, which the pack's 8-bit resize then
+    makes 254/255)."""
     import torch
     import torch.nn.functional as F
     sigma = pixels / 4
@@ -493,7 +497,10 @@ class InpaintCropImproved(Node):
     mask_hipass_filter (values under it set to 0, in the context mask too); extend_for_outpainting
     (the picture grown by the factors of its sides, edge pixels repeated, the new area masked).
     device_mode picks the pack's scipy ("cpu (compatible)") or torch ("gpu (much faster)")
-    versions of those mask operations, which differ at the edges and in how holes are found.
+    versions of those mask operations, which differ at the edges and in how holes are found. The
+    torch blur is summed in float64 here, the pack's in float32: inside a fully masked area our
+    blend mask is exactly 1.0 where the pack's float32 convolution on a CPU gives a hair under,
+    254/255 after its 8-bit resize (one 8-bit level; elsewhere too a pixel may differ by one).
 
     The context is the mask's box (the whole picture for an empty mask), grown by
     context_from_mask_extend_factor in every direction and joined with optional_context_mask's
