@@ -766,9 +766,11 @@ def test_a_long_picture_batch_with_default_settings_validates(registry):
     assert problems(masked, 8) == []
 
 
-@pytest.mark.parametrize("size, least", [((1024, 64), (1024, 1024)), ((64, 1024), (1024, 1024)), ((30, 50), (64, 40)),
+@pytest.mark.parametrize("size, least", [((256, 16), (256, 256)), ((16, 256), (256, 256)), ((30, 50), (64, 40)),
                                          ((100, 100), (64, 64)), ((20, 90), (80, 300))])
 def test_old_resize_estimate_is_the_runs_size(registry, size, least):
+    """A narrow picture brought to the minimum keeping its ratio (16×256 to 256×4096, not 256×256),
+    a picture already large enough left as it is: the estimate is the size the run gives."""
     from graphflow.resource_limits import Size
     widgets = {"rescale_algorithm": "nearest", "mode": "ensure minimum size", "min_width": least[0],
                "min_height": least[1], "rescale_factor": 1.0}
