@@ -20,9 +20,12 @@ pack's torch ones (a max-pool dilation with an odd square, a Gaussian convolutio
 padding, a flood fill of the mask's outside at 0.5). Here both run on the device the tensors are
 on; the results are the same formulas, within float rounding between devices. The GPU mode's
 square max-pool and square convolution are worked as two 1-D passes (the max-pool bit for bit,
-the blur within about 2e-6 of the pack's float32 sum), and its flood a layer at a time, each
-step checking for a stop: a large expand or blur costs seconds here where the pack's single call
-takes minutes on a CPU.
+the blur summed in float64 and rounded once: within float32 rounding of the exact blur, and a
+few millionths from the pack's float32 sum, whose own rounding differs by device; after the
+8-bit resize that can be one level, as inside a fully masked area: 1.0 here, 254/255 from the
+pack's float32 convolution on a CPU), and its flood a layer at a time, each step checking for a
+stop: a large expand or blur costs seconds here where the pack's single call takes minutes on a
+CPU.
 
 Resizing is the pack's in both modes: each picture (or mask) made 8-bit as torchvision's
 to_pil_image does (x · 255 truncated), resized by PIL with the named filter (nearest, bilinear,
@@ -56,6 +59,8 @@ PADDINGS = ("0", "8", "16", "32", "64", "128", "256", "512")
 FILL_HOLES_THRESHOLDS = (1, 0.99, 0.97, 0.95, 0.93, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 HIPASS_OFF_BELOW = 0.01  # a hipass filter under this is off
 CONTEXT_GROWTH_FROM = 1.01  # a context factor under this grows nothing
+RGB_BYTES = 3 * 4  # a canvas pixel the stitcher keeps: RGB, float32
+MASKS_BYTES = 2 * 4  # a pixel of one crop's mask and context mask, float32
 BLUR_BAND_PIXELS = 2 ** 22  # the GPU mode's blur works a band of rows of about this many pixels at a time
 
 
@@ -218,12 +223,14 @@ def blur_mask_cpu(mask, pixels: float):
 def blur_mask_gpu(mask, pixels: float):
     """The pack's GPU blur: a convolution with a normalised Gaussian of sigma pixels / 4, 2 ·
     int(4 · sigma + 0.5) + 1 wide, zero outside the picture, clamped to 0..1. The pack's square
-    kernel is the outer product of the 1-D one, so it is run here as two 1-D convolutions (down
-    the columns, then along the rows): 2 · side products a pixel instead of side², a band of
-    rows at a time. They run in float64 (float32 on a device without it) and give the blur
-    rounded once to float32: within about 2e-6 of the pack's single float32 convolution, whose
-    own rounding differs by device; an area of 1s stays exactly 1 (a float32 pass can leave it a
-    hair under, which the pack's 8-bit resize then makes 254/255)."""
+    kernel is the outer product of the 1-D one, so it is run here as two 1-D passes (down the
+    columns, then along the rows), each a weighted sum of the shifted rows or columns: 2 · side
+    products a pixel instead of side², a band of rows at a time (a stop asked for ends it between
+    bands). They run in float64 (float32 on a device without it) and give the blur
+    rounded once to float32: within float32 rounding of the exact blur and a few millionths of
+    the pack's single float32 convolution, whose own rounding differs by device; an area of 1s
+    stays exactly 1 (a float32 pass can leave it a hair under, which the pack's 8-bit resize then
+    makes 254/255)."""
     import torch
     import torch.nn.functional as F
     sigma = pixels / 4
@@ -233,16 +240,22 @@ def blur_mask_gpu(mask, pixels: float):
     x = torch.arange(side, device=mask.device, dtype=wide) - (side - 1) / 2
     kernel = torch.exp(-0.5 * (x / sigma).pow(2))
     kernel = kernel / kernel.sum()
-    padded = F.pad(mask.unsqueeze(1), (0, 0, half, half))  # zero rows above and below
+    weights = kernel.tolist()
+    padded = F.pad(mask, (half, half, half, half))  # zero all round
     blurred = torch.empty_like(mask)
     band = max(1, BLUR_BAND_PIXELS // max(width, 1))
     for top in range(0, height, band):
         check_interrupted()
         bottom = min(top + band, height)
-        rows = padded[:, :, top:bottom + 2 * half].to(wide)
-        down_columns = F.conv2d(rows, kernel.view(1, 1, side, 1))
-        along_rows = F.conv2d(down_columns, kernel.view(1, 1, 1, side), padding=(0, half))
-        blurred[:, top:bottom] = along_rows.squeeze(1).to(mask.dtype)
+        rows = padded[:, top:bottom + 2 * half].to(wide)
+        # each pass a weighted sum of shifted slices (conv2d would unfold its input: side copies of it)
+        down_columns = torch.zeros((rows.shape[0], bottom - top, width + 2 * half), dtype=wide, device=mask.device)
+        for i, weight in enumerate(weights):
+            down_columns.add_(rows[:, i:i + bottom - top], alpha=weight)
+        along_rows = torch.zeros((rows.shape[0], bottom - top, width), dtype=wide, device=mask.device)
+        for i, weight in enumerate(weights):
+            along_rows.add_(down_columns[:, :, i:i + width], alpha=weight)
+        blurred[:, top:bottom] = along_rows.to(mask.dtype)
     return blurred.clamp(0.0, 1.0)
 
 
@@ -484,7 +497,10 @@ class InpaintCropImproved(Node):
     mask_hipass_filter (values under it set to 0, in the context mask too); extend_for_outpainting
     (the picture grown by the factors of its sides, edge pixels repeated, the new area masked).
     device_mode picks the pack's scipy ("cpu (compatible)") or torch ("gpu (much faster)")
-    versions of those mask operations, which differ at the edges and in how holes are found.
+    versions of those mask operations, which differ at the edges and in how holes are found. The
+    torch blur is summed in float64 here, the pack's in float32: inside a fully masked area our
+    blend mask is exactly 1.0 where the pack's float32 convolution on a CPU gives a hair under,
+    254/255 after its 8-bit resize (one 8-bit level; elsewhere too a pixel may differ by one).
 
     The context is the mask's box (the whole picture for an empty mask), grown by
     context_from_mask_extend_factor in every direction and joined with optional_context_mask's
@@ -533,13 +549,17 @@ class InpaintCropImproved(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         """The crops' size where the target is fixed (the padded target size; a crop at its own size
-        is unknown before the run, which checks it), and as working memory the canvases the run
-        keeps (one per crop, in the stitcher): the picture pre-resized as the run does it from the
-        image's size (without the image's size, at least the minimum sizes), then extended, then
-        grown as far as a crop area at the target's aspect ratio (or padded) can pass it."""
+        is unknown before the run, which checks it), and as working memory, at least, what the run
+        keeps and makes: one canvas per crop (in the stitcher), an RGB float32 picture (12 bytes a
+        pixel), and one crop's mask and context mask (8 bytes a pixel); the picture pre-resized as
+        the run does it from the image's size (without the image's size, at least the minimum
+        sizes), then extended. A canvas grows past the picture only where a crop area passes it,
+        which is certain only with no mask and no context mask linked and, when extending, every
+        side grown (the area is then the whole picture, widened to the target's ratio or padded);
+        otherwise it is counted at the picture's size, the least it can be (the estimate is a
+        lower bound)."""
         image = inputs.get("image")
         batch = max([s.batch for s in (image, inputs.get("mask")) if s is not None] or [1])
-        per_pixel = 4 * 4 + 3 * 4  # the picture (up to 4 channels) and three masks, float32
         mode = widgets.get("preresize_mode")
         # the sizes the mode reads (the others stand in at values it doesn't look at)
         least_w, least_h = (widgets.get("preresize_min_width"), widgets.get("preresize_min_height")) \
@@ -559,10 +579,18 @@ class InpaintCropImproved(Node):
                     size = None  # the run refuses it
                 if size is not None:
                     width, height = size[:2]
+        # with no mask and no context mask linked the crop's box is the whole picture (an inverted
+        # empty mask too), unless extending leaves a side as it was (the box is then the new bands)
+        whole_picture = "mask" not in inputs and "optional_context_mask" not in inputs
         if widgets.get("extend_for_outpainting") is True and height is not None:
             factors = [_number(widgets.get(f"extend_{side}_factor")) for side in ("up", "down", "left", "right")]
-            if None not in factors:
-                height, width = (max(side, 0) for side in extended_size(height, width, *factors))
+            if None in factors:
+                whole_picture = False
+            else:
+                new_h, new_w = (max(side, 0) for side in extended_size(height, width, *factors))
+                top, left = int(height * (factors[0] - 1.0)), int(width * (factors[2] - 1.0))
+                whole_picture = whole_picture and min(top, left, new_h - top - height, new_w - left - width) >= 1
+                height, width = new_h, new_w
         target_w, target_h = widgets.get("output_target_width"), widgets.get("output_target_height")
         padding = widgets.get("output_padding")
         target = None
@@ -571,13 +599,16 @@ class InpaintCropImproved(Node):
             target = padded(target_w, int(padding)), padded(target_h, int(padding))
         if height is None:
             memory = 0
-        elif target is not None and min(target) > 0 and min(height, width) > 0:
-            # the crop area, widened to the target's ratio, may pass the picture, which grows to hold it
-            aspect = target[0] / target[1]
-            memory = batch * max(width, int(height * aspect)) * max(height, int(width / aspect)) * per_pixel
-        else:  # at its own size the area is at most the picture padded up to the multiple
-            multiple = int(padding) if padding in PADDINGS else 0
-            memory = batch * padded(width, multiple) * padded(height, multiple) * per_pixel
+        else:
+            canvas_w, canvas_h = width, height
+            if whole_picture and target is not None and min(target) > 0 and min(height, width) > 0:
+                # the crop area, widened to the target's ratio, passes the picture, which grows to hold it
+                aspect = target[0] / target[1]
+                canvas_w, canvas_h = max(width, int(height * aspect)), max(height, int(width / aspect))
+            elif whole_picture and widgets.get("output_resize_to_target_size") is False and padding in PADDINGS:
+                # at its own size the area is the picture, padded
+                canvas_w, canvas_h = padded(width, int(padding)), padded(height, int(padding))
+            memory = batch * canvas_w * canvas_h * RGB_BYTES + width * height * MASKS_BYTES
         if target is None:
             return Estimate(None, memory)
         return Estimate(Size(batch, target[1], target[0]), memory)

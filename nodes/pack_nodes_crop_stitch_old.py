@@ -486,7 +486,9 @@ class InpaintExtendOutpaint(Node):
         if not torch.is_tensor(image) or image.ndim != 4:
             raise NodeInputError("image", "expected an image batch [B, H, W, C]")
         images, masks, contexts = [], [], []
-        noise = torch.Generator(device=image.device).manual_seed(0)  # seed 0 (the pack: unseeded)
+        # seed 0 (the pack: unseeded), on the CPU where the grown picture is made, so the noise is
+        # the same whatever device the picture comes on
+        noise = torch.Generator().manual_seed(0)
         for b in range(image.shape[0]):
             one = image[b:b + 1].float()
             one_mask = mask[b:b + 1] if mask is not None and b < mask.shape[0] and mask.shape[1:] == one.shape[1:3] \
