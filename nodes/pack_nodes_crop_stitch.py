@@ -36,7 +36,8 @@ the 8-bit step (the pack's torch byte conversion wraps them around).
 The pack's older nodes, which saves from before April 2025 use, are in
 nodes/pack_nodes_crop_stitch_old.py.
 
-Left out: the pack's DEBUG outputs (off in the pack too). A save from before device_mode (23 widget values) reads with device_mode at its default, as ComfyUI's editor loads it.
+Left out: the pack's DEBUG outputs (off in the pack too). A save from before device_mode (23
+widget values) reads with device_mode at its default, as ComfyUI's editor loads it.
 """
 
 from __future__ import annotations

@@ -146,6 +146,15 @@ def old_padding(low: int, high: int, limit: int, padding: int):
     return new_low, new_high
 
 
+def _check_batches(image, mask, context) -> None:
+    """The old Inpaint Crop / Extend nodes' rule: one mask (and context mask) per picture."""
+    if mask.shape[0] != image.shape[0]:
+        raise NodeInputError("mask", f"a batch of {mask.shape[0]} doesn't match the image batch of {image.shape[0]}")
+    if context is not None and context.shape[0] != image.shape[0]:
+        raise NodeInputError("optional_context_mask", f"a batch of {context.shape[0]} doesn't match the image "
+                                                      f"batch of {image.shape[0]}")
+
+
 @dataclass
 class OldCropPiece:
     """One picture's crop by the old Inpaint Crop: where it lies in the (not rescaled) canvas, the
@@ -233,12 +242,7 @@ class InpaintCrop(Node):
             raise NodeInputError("image", "expected an image batch [B, H, W, C]")
         if image.shape[0] > 1 and self.mode != "forced size":
             raise NodeInputError("mode", "must be 'forced size' for a batch of images")
-        if mask.shape[0] != image.shape[0]:
-            raise NodeInputError("mask", f"a batch of {mask.shape[0]} doesn't match the image batch of "
-                                         f"{image.shape[0]}")
-        if context is not None and context.shape[0] != image.shape[0]:
-            raise NodeInputError("optional_context_mask", f"a batch of {context.shape[0]} doesn't match the image "
-                                                          f"batch of {image.shape[0]}")
+        _check_batches(image, mask, context)
         if self.mode != "free size":
             low_w, low_h = (self.force_width, self.force_height) if self.mode == "forced size" else \
                 (self.min_width, self.min_height)
@@ -385,7 +389,8 @@ class InpaintStitch(Node):
             raise NodeInputError("inpainted_image", f"has {inpainted.shape[3]} channels, the picture "
                                                     f"{canvas.shape[1]}")
         x, y, blend = piece.x, piece.y, piece.blend_mask
-        if not (RESCALE_OFF[0] <= piece.rescale_x <= RESCALE_OFF[1] and RESCALE_OFF[0] <= piece.rescale_y <= RESCALE_OFF[1]):
+        low, high = RESCALE_OFF
+        if not (low <= piece.rescale_x <= high and low <= piece.rescale_y <= high):
             width = math.ceil(inpainted.shape[2] / piece.rescale_x) + 1
             height = math.ceil(inpainted.shape[1] / piece.rescale_y) + 1
             x, y = math.floor(x / piece.rescale_x), math.floor(y / piece.rescale_y)
@@ -503,7 +508,6 @@ class InpaintExtendOutpaint(Node):
         return torch.stack(images), torch.stack(masks), torch.stack(contexts)
 
     def extend_one(self, image, mask, context, generator):
-        import numpy as np
         import torch
         height, width, channels = image.shape[1:]
         sides = [f"expand_{side}_{kind}" for kind in ("pixels", "factor") for side in ("up", "down", "left", "right")]
@@ -606,7 +610,8 @@ class InpaintResize(Node):
             factor = _number(widgets.get("rescale_factor"))
             if factor is None:
                 return Estimate(None)
-            return Estimate(Size(image.batch, max(round(image.height * factor), 1), max(round(image.width * factor), 1)))
+            return Estimate(Size(image.batch, max(round(image.height * factor), 1),
+                                 max(round(image.width * factor), 1)))
         least_w, least_h = widgets.get("min_width"), widgets.get("min_height")
         if not isinstance(least_w, int) or not isinstance(least_h, int):
             return Estimate(None)
@@ -623,12 +628,7 @@ class InpaintResize(Node):
         image, mask, context = self.image, self.mask, self.optional_context_mask
         if not torch.is_tensor(image) or image.ndim != 4:
             raise NodeInputError("image", "expected an image batch [B, H, W, C]")
-        if mask.shape[0] != image.shape[0]:
-            raise NodeInputError("mask", f"a batch of {mask.shape[0]} doesn't match the image batch of "
-                                         f"{image.shape[0]}")
-        if context is not None and context.shape[0] != image.shape[0]:
-            raise NodeInputError("optional_context_mask", f"a batch of {context.shape[0]} doesn't match the image "
-                                                          f"batch of {image.shape[0]}")
+        _check_batches(image, mask, context)
         images, masks, contexts = [], [], []
         for b in range(image.shape[0]):
             one = image[b:b + 1].float()
