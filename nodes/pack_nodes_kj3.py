@@ -154,6 +154,9 @@ class ImageCropByMaskAndResize(Node):
         images, masks = _filled(_image(self.image, "image"), "image"), _masks(self.mask, "mask").round()
         if masks.shape[0] < images.shape[0]:
             raise NodeInputError("mask", f"{masks.shape[0]} masks for {images.shape[0]} images: expected one per image")
+        if masks.shape[1:] != images.shape[1:3]:  # its boxes would lie past the picture
+            raise NodeInputError("mask", f"the masks are {masks.shape[2]}x{masks.shape[1]}, the images "
+                                         f"{images.shape[2]}x{images.shape[1]}: expected the images' size")
         boxes = [mask_box(masks[i], self.padding, self.min_crop_resolution, self.max_crop_resolution)
                  for i in range(images.shape[0])]
         for i, (_, _, w, h) in enumerate(boxes):

@@ -159,6 +159,11 @@ def test_image_crop_by_mask_and_resize_errors(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "ImageCropByMaskAndResize", image=images, mask=masks[:1])
     assert caught.value.input == "mask"
+    larger = torch.zeros(2, 80, 80)  # a box past the 40x40 picture (it gave a corner box of 0..80)
+    larger[:, 50:70, 50:70] = 1
+    with pytest.raises(NodeInputError, match="80x80, the images 40x40") as caught:
+        call(registry, "ImageCropByMaskAndResize", image=images, mask=larger)
+    assert caught.value.input == "mask"
     # the crops are base_resolution on their longer side (rounded up to 16): a huge one is refused before the run
     picture = {"type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     solid = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
