@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from graphflow.folders import file_name_problem
 from graphflow.types import SOCKET_TYPES, SocketType, socket_of
@@ -183,11 +183,25 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
     if w.kind == "FLOAT":
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
     number = Annotated[python_type, Field(**constraints)]
+    if w.kind == "INT":
+        number = Annotated[int, BeforeValidator(_int_from_text), Field(**constraints)]
     if linked and w.hints.get("linked_list"):  # a number or a list of them
         # strict: an item that is text or a bool is refused here, not turned into a number
         item = Annotated[python_type, Field(strict=True, **constraints)]
         return Annotated[Any, AfterValidator(_number_or_list(TypeAdapter(item)))], default
     return number, default
+
+
+def _int_from_text(value):
+    """Text for an integer widget is read as Python's int() reads it, as ComfyUI's validation does:
+    " 7 ", "+3" and "1_000" are numbers, "7.0" is not (pydantic alone would take it as 7)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"got {value[:40]!r}; expected an integer (text is read as ComfyUI reads it, by "
+                         f"Python's int(): no fraction, no exponent)") from None
 
 
 def _number_or_list(number: TypeAdapter):

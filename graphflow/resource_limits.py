@@ -11,7 +11,8 @@ The estimates are lower bounds, so a refused run would surely have failed; one t
 may still run out of memory, as before. `max_run_seconds` is enforced by the executor.
 
 A node tells its sizes with hints on its widgets: `Int(512, resource="width")` (also "height",
-"batch"; 0 keeps the aspect ratio of the input) and `Int(20, resource="steps")`; without them
+"batch", and "frames": a video's frames per batch item, counted in memory but not against
+`max_batch`; 0 keeps the aspect ratio of the input) and `Int(20, resource="steps")`; without them
 its outputs take the size of its first sized input. A node whose sizes or working memory
 follow another rule overrides `Node.estimate(widgets, inputs)` and returns an `Estimate`.
 """
@@ -30,23 +31,31 @@ SIZED_SOCKETS = {"LATENT": 4 * 4 / 64, "IMAGE": 3 * 4, "MASK": 4}  # bytes per p
 # A lower bound of a UNet's working memory per image pixel: its first level keeps about six
 # 320-channel activations at 1/8 of the side (the skip connections) in half precision.
 UNET_BYTES_PER_PIXEL = 6 * 320 * 2 / 64
-RESOURCE_HINTS = ("width", "height", "batch", "steps")
+RESOURCE_HINTS = ("width", "height", "batch", "frames", "steps")
 
 
 @dataclass(frozen=True)
 class Size:
-    """The pixel size of a batch of latents, images or masks (latents count their decoded pixels)."""
+    """The pixel size of a batch of latents, images or masks (latents count their decoded pixels);
+    `frames`: a video latent's frames per batch item (its decoded frames)."""
 
     batch: int
     height: int
     width: int
+    frames: int = 1
 
     @property
     def pixels(self) -> int:
         return self.height * self.width
 
+    @property
+    def volume(self) -> int:
+        """Pixels in all: batch × frames × height × width."""
+        return self.batch * self.frames * self.pixels
+
     def __str__(self):
-        return f"{self.batch} × {self.width}×{self.height}"
+        frames = f" × {self.frames} frames" if self.frames != 1 else ""
+        return f"{self.batch}{frames} × {self.width}×{self.height}"
 
 
 @dataclass
@@ -88,9 +97,14 @@ def default_estimate(cls, widgets: dict, inputs: dict) -> Estimate:
     width_name, height_name, batch_name = hinted(cls, "width"), hinted(cls, "height"), hinted(cls, "batch")
     width, height = widgets.get(width_name), widgets.get(height_name)
     batch = widgets.get(batch_name) if batch_name else None
+    frames_name = hinted(cls, "frames")
+    frames = widgets.get(frames_name) if frames_name else None
+    if not isinstance(frames, int) or frames < 1:
+        frames = source.frames if source is not None else 1
     if not isinstance(width, int) or not isinstance(height, int):
-        if source is not None and isinstance(batch, int):
-            return Estimate(Size(batch, source.height, source.width))
+        if source is not None and (isinstance(batch, int) or frames != source.frames):
+            return Estimate(Size(batch if isinstance(batch, int) else source.batch, source.height, source.width,
+                                 frames))
         return Estimate(source)
     if width == 0 or height == 0:  # 0 keeps the input's aspect ratio
         if source is None:
@@ -103,7 +117,7 @@ def default_estimate(cls, widgets: dict, inputs: dict) -> Estimate:
             height = max(1, round(source.height * width / source.width))
     if not isinstance(batch, int):
         batch = source.batch if source is not None else 1
-    return Estimate(Size(batch, height, width))
+    return Estimate(Size(batch, height, width, frames))
 
 
 def repeated(size: Size | None, times) -> Estimate:
@@ -111,12 +125,12 @@ def repeated(size: Size | None, times) -> Estimate:
     or each in place): the batch `times` as long (unknown while either is)."""
     if size is None or not isinstance(times, int):
         return Estimate(size)
-    return Estimate(Size(size.batch * times, size.height, size.width))
+    return Estimate(Size(size.batch * times, size.height, size.width, size.frames))
 
 
 def sampling_memory(size: Size | None) -> int:
     """The working memory sampling a latent batch of `size` (its decoded pixels) takes at least."""
-    return int(UNET_BYTES_PER_PIXEL * size.batch * size.pixels) if size is not None else 0
+    return int(UNET_BYTES_PER_PIXEL * size.volume) if size is not None else 0
 
 
 def check_run_memory(input_name: str, what: str, sampled: Size | None = None, images: Size | None = None) -> None:
@@ -281,11 +295,11 @@ def _policy_problems(node_id, cls, size: Size, inputs: dict, limits: RunLimits) 
 def _bytes(socket_type: str, size: Size | None) -> int:
     if size is None or socket_type not in SIZED_SOCKETS:
         return 0
-    return int(size.batch * size.pixels * SIZED_SOCKETS[socket_type])
+    return int(size.volume * SIZED_SOCKETS[socket_type])
 
 
 def _largest_input(inputs: dict) -> str | None:
-    known = [(s.batch * s.pixels, name) for name, s in inputs.items() if s is not None]
+    known = [(s.volume, name) for name, s in inputs.items() if s is not None]
     return max(known)[1] if known else None
 
 

@@ -9,8 +9,8 @@ M1kep/ComfyLiterals (__init__.py at bdddb08ca82d90d75d97b1d437a652e0284a32ac, no
 
 The pack's bare "Int", "Float" and "String" are also ComfyUI-Logic's class names; ComfyUI-Logic's
 nodes in nodes/pack_nodes_mxlogic.py answer them, reading ComfyLiterals' `Number` / `String`
-inputs (a typed-in number text read as the pack's int() / float() read it, but for "7.0" read as
-7 by Int, whole numbers beyond 2^64 - 1 either way refused, and inf, nan and "1e400" refused by
+inputs (a typed-in number text read as the pack's int() / float() read it, "7.0" refused by Int
+as there, whole numbers beyond 2^64 - 1 either way refused, and inf, nan and "1e400" refused by
 Float on purpose: its widget holds finite numbers; bad text refused naming the input). They are
 written back in ComfyUI-Logic's shape (input `value`), which a ComfyUI with ComfyLiterals and
 without ComfyUI-Logic does not read. KepStringLiteral, ComfyLiterals' own, is answered here.

@@ -131,8 +131,8 @@ class LogicInt(Node):
     """A whole number, as ComfyUI-Logic's Int gives it. The bare name "Int" is ComfyLiterals'
     class too, whose Number is a text: a prompt or save of either pack runs here, a typed-in
     text read as the whole number it writes (" -12 ", "+3", "1_000", as the pack's int()) and
-    any other text refused, naming the input. Unlike the pack's int(): "7.0" is read as 7, and
-    numbers beyond the widget's range (2^64 - 1 either way) are refused. It is written back in
+    any other text ("7.0" too, as the pack's int()) refused, naming the input. Unlike the pack's
+    int(): numbers beyond the widget's range (2^64 - 1 either way) are refused. It is written back in
     ComfyUI-Logic's shape (its input `value`), which a ComfyUI with ComfyLiterals and without
     ComfyUI-Logic does not read (its Number is missing there). A text linked into Number is
     refused: the value here is a whole-number widget, which takes INT links only."""

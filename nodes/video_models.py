@@ -64,7 +64,7 @@ class SVDImageToVideo(Node):
     vae: VAE
     width: int = Int(1024, min=16, max=16384, step=8, resource="width")
     height: int = Int(576, min=16, max=16384, step=8, resource="height")
-    video_frames: int = Int(14, min=1, max=4096)
+    video_frames: int = Int(14, min=1, max=4096, resource="frames")
     motion_bucket_id: int = Int(127, min=1, max=1023)
     fps: int = Int(6, min=1, max=1024)
     augmentation_level: float = Float(0.0, min=0.0, max=10.0, step=0.01)
@@ -120,7 +120,7 @@ class SV3DConditioning(Node):
     vae: VAE
     width: int = Int(576, min=16, max=16384, step=8, resource="width")
     height: int = Int(576, min=16, max=16384, step=8, resource="height")
-    video_frames: int = Int(21, min=1, max=4096)
+    video_frames: int = Int(21, min=1, max=4096, resource="frames")
     elevation: float = Float(0.0, min=-90.0, max=90.0, step=0.1, round=False)
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
     comfy = ComfyAlias(("SV3D_Conditioning",))

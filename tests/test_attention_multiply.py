@@ -110,6 +110,27 @@ def test_clip_multipliers_scale_each_towers_self_attention(builtin_registry, che
     torch.testing.assert_close(clip.encode("a red cube")[0], before, rtol=0, atol=0)
 
 
+def test_multiplier_patches_carry_comfyuis_key_seeds(builtin_registry, checkpoint):
+    """Each patch is seeded by the CRC-32 of its weight's key in ComfyUI's state dict (what an fp8
+    weight's stochastic rounding uses: tests/test_scaled_fp8.py): diffusion_model.* for the UNet,
+    clip_l.transformer.text_model.* for CLIP-L (transformers >= 5.6 builds it without the
+    text_model level: our path lacks it, ComfyUI's key has it)."""
+    import zlib
+
+    unet = call(builtin_registry, "UNetSelfAttentionMultiply", model=checkpoint.model, q=1.5)
+    assert unet.patches and all(p.seed == zlib.crc32(f"diffusion_model.{p.param}".encode()) for p in unet.patches)
+    temporal = call(builtin_registry, "UNetTemporalAttentionMultiply", model=checkpoint.model, self_structural=2.0)
+    assert temporal.patches and all(p.seed == zlib.crc32(f"diffusion_model.{p.param}".encode())
+                                    for p in temporal.patches)
+    clip = call(builtin_registry, "CLIPAttentionMultiply", clip=checkpoint.clip, k=2.0)
+    [tower] = clip.towers
+    assert tower.name == "clip_l" and tower.patches
+    inner = "" if hasattr(tower.model, "text_model") else "text_model."
+    assert all(p.seed == zlib.crc32(f"clip_l.transformer.{inner}{p.param}".encode()) for p in tower.patches)
+    keys = {f"clip_l.transformer.{inner}{p.param}" for p in tower.patches}
+    assert "clip_l.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight" in keys
+
+
 def test_bad_inputs_are_named(builtin_registry):
     with pytest.raises(NodeInputError) as e:
         call(builtin_registry, "UNetSelfAttentionMultiply", model=object())

@@ -1643,6 +1643,23 @@ def test_api_prompt_fraction_for_an_integer_widget_is_truncated_as_comfyui_does(
     assert (problem.node_id, problem.input) == (latent, "width")
 
 
+def test_integer_widget_text_is_read_as_pythons_int_as_comfyui_does(builtin_registry):
+    """ComfyUI's validation takes int() of an integer widget's text: " 64 ", "+64" and "6_4" are
+    numbers, "64.0" and "6.4e1" are refused as invalid_input_type (pydantic alone read "64.0" as 64)."""
+    data = json.loads((CORPUS / "txt2img_api.json").read_text())
+    latent = next(k for k, v in data.items() if v["class_type"] == "EmptyLatentImage")
+    for text in (" 64 ", "+64", "6_4"):
+        data[latent]["inputs"]["width"] = text
+        workflow = parse_workflow(data, builtin_registry)
+        assert validate(workflow, builtin_registry) == [], text
+        assert int(text) == 64
+    for text in ("64.0", "6.4e1", "0x40"):
+        data[latent]["inputs"]["width"] = text
+        [problem] = validate(parse_workflow(data, builtin_registry), builtin_registry)
+        assert (problem.node_id, problem.input, problem.kind) == (latent, "width", "invalid_input_type"), text
+        assert repr(text) in problem.message and "expected an integer" in problem.message
+
+
 def test_filename_reference_to_a_node_whose_save_is_refused_names_that_node(builtin_registry):
     """%Node.widget% in a save node's prefix, naming a node whose widgets can't be read (a Sampler
     Select Helper+ from a ComfyUI with another sampler list): the problem names that node by id."""

@@ -201,3 +201,28 @@ def test_comfyui_text_encoder_aliases(tmp_path, sd1, sdxl):
               str(tmp_path / "proj.safetensors"))
     _, clip = apply_lora(xl.model, xl.clip, tmp_path / "proj.safetensors", 1.0, 1.0)
     torch.testing.assert_close(tower_weights(clip.towers[1])["text_projection.weight"], proj + up @ down)
+
+
+def test_text_encoder_lora_patches_are_seeded_by_comfyuis_keys(tmp_path, sd1, sdxl):
+    """An fp8 weight's stochastic rounding after a LoRA is seeded by the CRC-32 of the weight's key in
+    ComfyUI's state dict, which keeps CLIP's text_model level (clip_l.transformer.text_model.encoder...):
+    transformers >= 5.6 builds CLIP-L without it, so the seed was of a key ComfyUI doesn't have."""
+    import zlib
+
+    ckpt, _ = sd1
+    tower = ckpt.clip.towers[0]
+    inner = "text_model." if tower.transformer is not tower.model else ""
+    q = tower.model.get_submodule(inner + "encoder.layers.0.self_attn.q_proj")
+    save_file({"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": torch.ones(2, q.in_features),
+               "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": torch.ones(q.out_features, 2)},
+              str(tmp_path / "te.safetensors"))
+    _, clip = apply_lora(ckpt.model, ckpt.clip, tmp_path / "te.safetensors", 1.0, 1.0)
+    [patch] = clip.towers[0].patches
+    assert patch.seed == zlib.crc32(b"clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight")
+    xl, _ = sdxl
+    proj = xl.clip.towers[1].projection.weight
+    save_file({"lora_te2_text_projection.lora_down.weight": torch.ones(2, proj.shape[1]),
+               "lora_te2_text_projection.lora_up.weight": torch.ones(proj.shape[0], 2)}, str(tmp_path / "p.safetensors"))
+    _, clip = apply_lora(xl.model, xl.clip, tmp_path / "p.safetensors", 1.0, 1.0)
+    [patch] = clip.towers[1].patches
+    assert patch.seed == zlib.crc32(b"clip_g.transformer.text_projection.weight")

@@ -124,6 +124,34 @@ def test_flow_and_video_latents_are_held_to_the_server_policy(builtin_registry, 
     assert problems(builtin_registry, small, limits) == []
 
 
+@pytest.mark.parametrize("node_type", ["EmptyHunyuanLatentVideo", "EmptyLTXVLatentVideo", "EmptyMochiLatentVideo",
+                                       "EmptyCosmosLatentVideo"])
+def test_video_latents_count_their_frames_in_memory_not_against_the_batch_limit(builtin_registry, node_type):
+    """A video latent's length is held in memory (its decoded frames: a decode gives that many
+    images), so 1280×720 × 1001 frames decoded (11 GB of float32 RGB) is refused on an 8 GB machine
+    where 1 frame of it passes (it was counted as one frame); the server's max_batch counts batch_size alone (81 frames pass at 64)."""
+    from graphflow.resource_limits import UNET_BYTES_PER_PIXEL
+
+    def video(length, batch=1):
+        return {"nodes": {"1": {"type": node_type, "inputs": {"width": 1280, "height": 720, "length": length,
+                                                              "batch_size": batch}},
+                          "2": {"type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["3", 0]}},
+                          "3": {"type": "LoadVAE", "inputs": {"vae_name": "pixel_space"}},
+                          "4": {"type": "SaveImage", "inputs": {"images": ["2", 0]}}}}
+    limits = RunLimits(max_batch=64, ram_bytes=8 * GB, device_bytes=10**18)
+    lengths = {"EmptyMochiLatentVideo": (7, 1003), "EmptyLTXVLatentVideo": (9, 1001)}.get(node_type, (1, 1001))
+    assert problems(builtin_registry, video(lengths[0]), limits) == []
+    frames = lengths[1]
+    assert 1280 * 720 * frames * 12 > 10 * GB  # the decoded frames' float32 RGB bytes
+    found = problems(builtin_registry, video(frames), limits)
+    assert found and found[0].node_id in ("1", "2") and f"{frames} frames" in found[0].message, found
+    assert problems(builtin_registry, video(81), RunLimits(max_batch=64, ram_bytes=10**18, device_bytes=10**18)) == []
+    plan, _ = plan_workflow(parse_workflow(video(81, batch=2)), builtin_registry)
+    size = plan.nodes["2"].input_sizes["samples"]
+    assert (size.batch, size.frames, size.height, size.width) == (2, 81, 720, 1280)
+    assert UNET_BYTES_PER_PIXEL * size.volume == UNET_BYTES_PER_PIXEL * 2 * 81 * 720 * 1280
+
+
 @pytest.mark.parametrize("node_type, widgets", [
     ("ImageResizeKJ", {"width": 100, "height": 0, "keep_proportion": False, "divisible_by": 8}),
     ("ImageResizeKJ", {"width": 90, "height": 40, "keep_proportion": True, "divisible_by": 2}),

@@ -311,7 +311,9 @@ def test_lora_on_an_fp8_weight_keeps_a_change_below_half_a_step():
 @torch.no_grad()
 def test_one_scaling_patch_on_an_fp8_weight_is_applied_in_float32():
     """An attention multiplier alone on an fp8 weight (weight * factor): torch has no fp8
-    arithmetic, so the patch runs on a float32 copy, rounded back stochastically by its seed."""
+    arithmetic, so the patch runs on a float32 copy, rounded back stochastically seeded as ComfyUI
+    seeds it, by the CRC-32 of the weight's key (was seed 0)."""
+    import zlib
     from graphflow import memory
     from graphflow.models.attention_multiply import multiplier_patches
     from graphflow.models.cast_layers import stochastic_round
@@ -322,10 +324,10 @@ def test_one_scaling_patch_on_an_fp8_weight_is_applied_in_float32():
     net.block.attn1.to_q = torch.nn.Linear(16, 16, bias=False)
     w = torch.randn(16, 16, generator=torch.Generator().manual_seed(4)).to(E4M3)
     net.block.attn1.to_q.weight.data = w
-    patches = multiplier_patches(net, {"q": "attn1.to_q"}, {"q": 1.3})
+    patches = multiplier_patches(net, {"q": "attn1.to_q"}, {"q": 1.3}, "diffusion_model.")
     got = memory.manager().weights(net, patches)["block.attn1.to_q.weight"]
     assert got.dtype == E4M3
-    want = stochastic_round(w.float() * 1.3, E4M3, patches[0].seed)
+    want = stochastic_round(w.float() * 1.3, E4M3, zlib.crc32(b"diffusion_model.block.attn1.to_q.weight"))
     assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
     assert torch.equal(net.block.attn1.to_q.weight.data.view(torch.uint8), w.view(torch.uint8))  # unchanged
 
@@ -344,7 +346,7 @@ def test_a_lora_and_a_multiplier_round_an_fp8_weight_by_the_keys_seed_in_either_
     net.lin.weight.data = w
     up, down = torch.full((32, 1), 0.1), torch.full((1, 32), 0.1)
     lora = _weight_patches(net, {"lin": LoraModule({"lora_up.weight": up, "lora_down.weight": down})}, 1.0, "x")
-    scale = multiplier_patches(net, {"q": "lin"}, {"q": 1.5})
+    scale = multiplier_patches(net, {"q": "lin"}, {"q": 1.5}, "diffusion_model.")
     seed = zlib.crc32(b"diffusion_model.lin.weight")
     first = memory.manager().weights(net, lora + scale)["lin.weight"]
     then = memory.manager().weights(net, scale + lora)["lin.weight"]

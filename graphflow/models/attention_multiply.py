@@ -9,10 +9,13 @@ logits scale by s^2); v and out scale the attention's output linearly.
 
 They are weight patches (graphflow.memory.WeightPatch, like LoRAs): the memory manager applies
 them to the shared weights when the patched MODEL / CLIP runs, so the input models are unchanged
-and the patches survive offloading.
+and the patches survive offloading. An fp8 weight's scaled value is rounded stochastically, seeded
+as ComfyUI seeds it: the CRC-32 of the weight's key in ComfyUI's state dict (diffusion_model.*,
+clip_l.transformer.*, qwen25_7b.transformer.*, ...), so the picture is ComfyUI's.
 """
 
 import functools
+import zlib
 
 import torch
 
@@ -28,16 +31,23 @@ def _scaled(factor: float, weight: torch.Tensor) -> torch.Tensor:
     return weight * factor
 
 
-def multiplier_patches(module: torch.nn.Module, suffixes: dict[str, str], factors: dict[str, float]) -> tuple:
+def _patch(path: str, factor: float, key_prefix: str) -> WeightPatch:
+    """`path` scaled by `factor`, its fp8 rounding seeded by its ComfyUI key (key_prefix + path)."""
+    return WeightPatch(path, functools.partial(_scaled, factor), zlib.crc32(f"{key_prefix}{path}".encode()))
+
+
+def multiplier_patches(module: torch.nn.Module, suffixes: dict[str, str], factors: dict[str, float],
+                       key_prefix: str) -> tuple:
     """WeightPatches scaling every parameter of `module` whose owner path ends with
-    `.<suffixes[name]>` by factors[name] (factors of 1 are left out: nothing changes)."""
+    `.<suffixes[name]>` by factors[name] (factors of 1 are left out: nothing changes);
+    `key_prefix`: what ComfyUI's state dict puts before the module's parameter paths."""
     ends = {"." + suffixes[name]: factor for name, factor in factors.items() if factor != 1.0}
     patches = []
     for path, _ in module.named_parameters():
         owner = "." + path.rpartition(".")[0]
         factor = next((f for end, f in ends.items() if owner.endswith(end)), None)
         if factor is not None:
-            patches.append(WeightPatch(path, functools.partial(_scaled, factor)))
+            patches.append(_patch(path, factor, key_prefix))
     return tuple(patches)
 
 
@@ -45,7 +55,7 @@ def multiply_unet_attention(model: DiffusionModel, which: str, q: float, k: floa
                             out: float) -> DiffusionModel:
     """which: "attn1" (self-attention) or "attn2" (cross-attention)."""
     suffixes = {name: f"{which}.{proj}" for name, proj in UNET_PROJECTIONS.items()}
-    patches = multiplier_patches(model.unet, suffixes, {"q": q, "k": k, "v": v, "out": out})
+    patches = multiplier_patches(model.unet, suffixes, {"q": q, "k": k, "v": v, "out": out}, "diffusion_model.")
     return model.with_patches(model.patches + patches)
 
 
@@ -62,8 +72,10 @@ def multiply_clip_attention(clip, q: float, k: float, v: float, out: float):
     factors = {"q": q, "k": k, "v": v, "out": out}
     if isinstance(clip, DecoderTextEncoder) or (getattr(clip, "arch", None) == "hidream"
                                                 and clip.model is not None):  # the language model, then any CLIPs
-        clip = clip.with_patches(clip.patches + multiplier_patches(clip.model, suffixes, factors))
-    towers = [tower.with_patches(tower.patches + multiplier_patches(tower.model, suffixes, factors))
+        prefix = f"{clip.key if isinstance(clip, DecoderTextEncoder) else 'llama'}.transformer."
+        clip = clip.with_patches(clip.patches + multiplier_patches(clip.model, suffixes, factors, prefix))
+    towers = [tower.with_patches(tower.patches + multiplier_patches(tower.model, suffixes, factors,
+                                                                    tower.comfy_key_prefix))
               for tower in clip.towers]
     return clip.with_towers(towers)
 
@@ -85,5 +97,5 @@ def multiply_temporal_attention(model: DiffusionModel, self_structural: float, s
         else:
             continue
         if factor != 1.0:
-            patches.append(WeightPatch(path, functools.partial(_scaled, factor)))
+            patches.append(_patch(path, factor, "diffusion_model."))
     return model.with_patches(model.patches + tuple(patches))

@@ -722,7 +722,7 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         for index, patches in text_patches.items():
             tower = towers[index]
             towers[index] = tower.with_patches(tower.patches + _weight_patches(
-                tower.model, patches, strength_clip, name, f"{tower.name}.transformer."))
+                tower.model, patches, strength_clip, name, tower.comfy_key_prefix))
         clip = clip.with_towers(towers)
     if clip is not None and strength_clip != 0 and t5_patches:
         t5 = clip.t5

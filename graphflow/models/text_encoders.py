@@ -236,6 +236,13 @@ class ClipTower:
     def projection(self) -> nn.Linear | None:
         return getattr(self.model, "text_projection", None)
 
+    @property
+    def comfy_key_prefix(self) -> str:
+        """What ComfyUI's state dict puts before `model`'s parameter paths (clip_l.transformer.
+        text_model.encoder...): its keys seed an fp8 weight's stochastic rounding after a patch.
+        transformers >= 5.6 builds CLIPTextModel without the text_model level ComfyUI keeps."""
+        return f"{self.name}.transformer." + ("text_model." if self.transformer is self.model else "")
+
     def with_model(self, model: nn.Module) -> "ClipTower":
         """Another network in this tower's place (its weights final: no patches)."""
         return ClipTower(self.spec, model)
