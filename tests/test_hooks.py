@@ -155,6 +155,23 @@ def test_model_as_lora_change_is_taken_against_the_original_weights(files, ckpt,
     fresh_manager.patch(own_lora.unet, ())
 
 
+def test_model_as_lora_patches_carry_comfyuis_key_seeds(files, ckpt):
+    """Each model-as-LoRA patch is seeded by the CRC-32 of its weight's ComfyUI key (what rounds a
+    patched fp8 weight: tests/test_scaled_fp8.py), as LoRAs and attention multipliers are."""
+    import zlib
+
+    from graphflow.sampling.hooks import clip_with_hook, model_patches
+
+    other = load_checkpoint(files["b"], device="cpu", dtype=torch.float32)
+    patches = model_patches(ckpt.model, WeightHook("b", 1.0, 0.0, model=other.model), 1.0)
+    assert patches and all(p.seed == zlib.crc32(f"diffusion_model.{p.param}".encode()) for p in patches)
+    clip = clip_with_hook(ckpt.clip, WeightHook("b", 0.0, 1.0, clip=other.clip), 1.0)
+    [tower] = clip.towers
+    keys = {tower.comfy_key_prefix + p.param: p.seed for p in tower.patches}
+    assert keys and all(seed == zlib.crc32(key.encode()) for key, seed in keys.items())
+    assert "clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight" in keys
+
+
 @pytest.fixture
 def models(tmp_folders, files):
     import shutil

@@ -333,6 +333,28 @@ def test_one_scaling_patch_on_an_fp8_weight_is_applied_in_float32():
 
 
 @torch.no_grad()
+def test_a_model_as_lora_hook_rounds_an_fp8_weight_by_the_keys_seed():
+    """A model-as-LoRA change (W + s (W2 - W)) on an fp8 weight is made in float32 and rounded
+    stochastically, seeded by the CRC-32 of the weight's ComfyUI key (was seed 0)."""
+    import zlib
+    from graphflow import memory
+    from graphflow.models.cast_layers import stochastic_round
+    from graphflow.sampling.hooks import _model_as_lora_patches
+
+    net, other = torch.nn.Module(), torch.nn.Module()
+    net.lin, other.lin = torch.nn.Linear(32, 32, bias=False), torch.nn.Linear(32, 32, bias=False)
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(32, 32, generator=g).to(E4M3)
+    net.lin.weight.data = w
+    other.lin.weight.data = torch.randn(32, 32, generator=g)
+    patches = _model_as_lora_patches(net, other, 0.3, "b", "diffusion_model.")
+    got = memory.manager().weights(net, patches)["lin.weight"]
+    want = stochastic_round(w.float() + 0.3 * (other.lin.weight - w.float()), E4M3,
+                            zlib.crc32(b"diffusion_model.lin.weight"))
+    assert got.dtype == E4M3 and torch.equal(got.view(torch.uint8), want.view(torch.uint8))
+
+
+@torch.no_grad()
 def test_a_lora_and_a_multiplier_round_an_fp8_weight_by_the_keys_seed_in_either_order():
     import zlib
     from graphflow import memory

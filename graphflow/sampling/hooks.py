@@ -118,7 +118,12 @@ class _AsLora:
         return w.to(weight.dtype)
 
 
-def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, strength: float, what: str) -> tuple:
+def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, strength: float, what: str,
+                           key_prefix: str) -> tuple:
+    """`key_prefix`: what ComfyUI's state dict puts before `module`'s parameter paths; the CRC-32
+    of each weight's key seeds its stochastic rounding into fp8, as ComfyUI's patcher seeds it."""
+    import zlib
+
     from graphflow.memory import WeightPatch
 
     mine = dict(module.named_parameters())
@@ -126,7 +131,8 @@ def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, stre
     if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
         raise ValueError(f"{what} has another architecture or size than the one sampled; a model taken as "
                          f"LoRA must be of the same kind")
-    return tuple(WeightPatch(name, _AsLora(((theirs[name].detach(), strength),))) for name in mine)
+    return tuple(WeightPatch(name, _AsLora(((theirs[name].detach(), strength),)), zlib.crc32(f"{key_prefix}{name}".encode()))
+                 for name in mine)
 
 
 def with_patches(patches: tuple, added: tuple) -> tuple:
@@ -140,7 +146,7 @@ def with_patches(patches: tuple, added: tuple) -> tuple:
     rest = []
     for p in (*patches, *added):
         (lead.setdefault(p.param, []) if isinstance(p.change, _AsLora) else rest).append(p)
-    merged = (ps[0] if len(ps) == 1 else WeightPatch(name, _AsLora(sum((p.change.pairs for p in ps), ())))
+    merged = (ps[0] if len(ps) == 1 else WeightPatch(name, _AsLora(sum((p.change.pairs for p in ps), ())), ps[0].seed)
               for name, ps in lead.items())
     return (*merged, *rest)
 
@@ -159,7 +165,7 @@ def model_patches(model, hook: WeightHook, strength: float) -> tuple:
         return patched.patches[len(model.patches):]
     if hook.model is None:
         return ()
-    return _model_as_lora_patches(model.unet, hook.model.unet, strength, hook.name)
+    return _model_as_lora_patches(model.unet, hook.model.unet, strength, hook.name, "diffusion_model.")
 
 
 def clip_with_hook(clip, hook: WeightHook, strength: float):
@@ -184,12 +190,13 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
     towers = []
     for tower, other in zip(clip.towers, hook.clip.towers):  # in the same order for the same kind
         towers.append(tower.with_patches(with_patches(tower.patches, _model_as_lora_patches(
-            tower.model, other.model, strength, f"{hook.name} ({tower.name})"))))
+            tower.model, other.model, strength, f"{hook.name} ({tower.name})", tower.comfy_key_prefix))))
     clip = clip.with_towers(towers)
     t5, theirs = getattr(clip, "t5", None), getattr(hook.clip, "t5", None)
     if t5 is not None and theirs is not None:  # ComfyUI's clip weights are the whole encoder's
+        prefix = f"{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer."
         clip = clip.with_t5(t5.with_patches(with_patches(t5.patches, _model_as_lora_patches(
-            t5.model, theirs.model, strength, f"{hook.name} (t5xxl)"))))
+            t5.model, theirs.model, strength, f"{hook.name} (t5xxl)", prefix))))
     return clip
 
 
