@@ -97,9 +97,11 @@ def test_the_packs_names_inputs_defaults_and_ranges(registry):
     assert widget(ref, "batch_size")[:3] == (1, 1, 64)
     assert [o.name for o in ref.output_specs] == ["model", "latent"] and ref.comfy.output_names == ("MODEL", "LATENT")
     rescale = registry.comfy_node("RescaleClassifierFreeGuidanceTest")
-    assert list(rescale.input_specs) == ["model", "multiplier"] and widget(rescale, "multiplier") == (0.7, 0.0, 1.0, 0.01)
+    assert list(rescale.input_specs) == ["model", "multiplier"]
+    assert widget(rescale, "multiplier") == (0.7, 0.0, 1.0, 0.01)
     tonemap = registry.comfy_node("ModelSamplerTonemapNoiseTest")
-    assert list(tonemap.input_specs) == ["model", "multiplier"] and widget(tonemap, "multiplier") == (1.0, 0.0, 100.0, 0.01)
+    assert list(tonemap.input_specs) == ["model", "multiplier"]
+    assert widget(tonemap, "multiplier") == (1.0, 0.0, 100.0, 0.01)
     both = registry.comfy_node("TonemapNoiseWithRescaleCFG")
     assert list(both.input_specs) == ["model", "tonemap_multiplier", "rescale_multiplier"]
     assert widget(both, "tonemap_multiplier") == (1.0, 0.0, 100.0, 0.01)
@@ -112,10 +114,9 @@ def test_the_packs_names_inputs_defaults_and_ranges(registry):
         assert cls.category == "advanced/model_merging" and cls.comfy.output_names == ("MODEL",)
 
 
-def test_model_merge_sdxl_is_the_cores_node():
+def test_model_merge_sdxl_is_the_cores_node(registry):
     """The pack's ModelMergeSDXL has the core's class name: ComfyUI's core node wins at load, so
     a save's ModelMergeSDXL is ours from nodes/model_merging.py (the same ratio names)."""
-    registry = Registry().load_builtin()
     assert "ModelMergeSDXL" in comfy_catalogue()
     cls = registry.comfy_node("ModelMergeSDXL")
     assert cls.__module__ == "nodes.model_merging"
@@ -350,7 +351,8 @@ def reference_workflow(reference_size=64, reference_node_type="ReferenceOnlySimp
         ui_node(14, "ImageScale", ["nearest-exact", reference_size, reference_size, "center"],
                 [("image", "IMAGE", 19, False)], [("IMAGE", "IMAGE", [18])]),
         ui_node(13, "LoadImage", ["example.png", "image"], outputs=[("IMAGE", "IMAGE", [19]), ("MASK", "MASK", [])]),
-        ui_node(15, reference_node_type, [batch_size], [("model", "MODEL", 32, False), ("reference", "LATENT", 35, False)],
+        ui_node(15, reference_node_type, [batch_size],
+                [("model", "MODEL", 32, False), ("reference", "LATENT", 35, False)],
                 [("MODEL", "MODEL", [37]), ("LATENT", "LATENT", [34])]),
         ui_node(12, "VAEEncode", [], [("pixels", "IMAGE", 18, False), ("vae", "VAE", 20, False)],
                 [("LATENT", "LATENT", [35])]),
@@ -415,9 +417,6 @@ def test_reference_only_validation_and_estimate(registry, tiny):
 
 
 # -- block merges ----------------------------------------------------------------------------------
-
-
-UNET = "model.diffusion_model."
 
 
 def pack_ratio(key, ratios, default):
@@ -541,7 +540,8 @@ def test_ui_save_of_the_cfg_and_merge_nodes_round_trips(registry, tiny):
     nodes = [
         ui_node(1, "CheckpointLoaderSimple", ["tiny.safetensors"],
                 outputs=[("MODEL", "MODEL", [1, 2, 3, 4, 5, 6]), ("CLIP", "CLIP", []), ("VAE", "VAE", [])]),
-        ui_node(2, "RescaleClassifierFreeGuidanceTest", [0.35], [("model", "MODEL", 1, False)], [("MODEL", "MODEL", [])]),
+        ui_node(2, "RescaleClassifierFreeGuidanceTest", [0.35], [("model", "MODEL", 1, False)],
+                [("MODEL", "MODEL", [])]),
         ui_node(3, "ModelSamplerTonemapNoiseTest", [2.5], [("model", "MODEL", 2, False)], [("MODEL", "MODEL", [])]),
         ui_node(4, "TonemapNoiseWithRescaleCFG", [3.0, 0.2], [("model", "MODEL", 3, False)],
                 [("MODEL", "MODEL", [])]),
