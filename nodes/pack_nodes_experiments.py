@@ -101,7 +101,7 @@ def _tonemap_top(multiplier: float, input_name: str) -> None:
 
 class RescaleClassifierFreeGuidanceTest(Node):
     """Rescale Classifier-Free Guidance (Lin et al. 2023, "Common Diffusion Noise Schedules and
-    Sample Steps are Flawed", arXiv:2305.08891), the pack's early version: each step's CFG result
+    Sample Steps are Flawed", arXiv:2305.08891) as the pack does it: each step's CFG result
     is brought to the standard deviation of the positive prediction, which keeps high CFG from
     over-saturating; multiplier blends the rescaled result (1) with plain CFG (0). Unlike the core
     RescaleCFG node it works on ComfyUI's x - denoised values rather than in v-space, as the pack
