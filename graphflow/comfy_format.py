@@ -125,6 +125,11 @@ SMZ_CLASSES = ("smZ CLIPTextEncode", "smZ Settings")
 # ones; whole names only: "InpaintCrop" is a prefix of the Improved node's name
 CROP_STITCH_CLASSES = ("InpaintCropImproved", "InpaintStitchImproved", "InpaintCrop", "InpaintStitch",
                        "InpaintExtendOutpaint", "InpaintResize")
+# comfyanonymous' ComfyUI_experiments (nodes/pack_nodes_experiments.py), whole names: its ModelMergeSDXL is
+# not here (ComfyUI's core class of that name wins), and "ModelMergeBlockNumber" must not claim longer names
+EXPERIMENTS_CLASSES = ("ReferenceOnlySimple", "RescaleClassifierFreeGuidanceTest", "ModelSamplerTonemapNoiseTest",
+                       "TonemapNoiseWithRescaleCFG", "ModelMergeBlockNumber", "ModelMergeSDXLTransformers",
+                       "ModelMergeSDXLDetailedTransformers")
 # Derfuu's first layout, from when the pack was "Derfuu_ComfyUI_CustomNodes" (__init__.py at dd6557a):
 # "_DF"-suffixed classes with other inputs than today's, none of them ours (nodes/pack_nodes_derfuu.py)
 DERFUU_FIRST_CLASSES = (
@@ -152,7 +157,8 @@ DYNAMIC_PROMPTS_LEFT_OUT = {
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
                          *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT))
+                         *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT,
+                         *EXPERIMENTS_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -236,6 +242,7 @@ CUSTOM_PACKS = {
     "ComfyUI_Cutoff": CUTOFF_CLASSES,
     "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
     "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
+    "ComfyUI_experiments": EXPERIMENTS_CLASSES,
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}
