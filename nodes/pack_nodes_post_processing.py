@@ -23,7 +23,7 @@ alpha where the pack's code only takes RGB (each node's help says which).
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, Choice, ComfyAlias, Float, Int, Node, NodeInputError
+from graphflow.api import IMAGE, Choice, ComfyAlias, Float, Int, Node, NodeInputError, check_interrupted
 from nodes.image import _image
 from nodes.image_ops import _blend, _gaussian, quantize
 
@@ -112,7 +112,7 @@ class PostProcArithmeticBlend(Node):
         else:
             combine = {"add": torch.add, "subtract": torch.sub, "difference": lambda x, y: (x - y).abs()}
             out = _combined(a, b, "image2", combine[self.blend_mode])
-        return (out.clamp(0, 1),)
+        return out.clamp(0, 1)
 
 
 def _pack_crop_and_resize(image, height: int, width: int):
@@ -150,7 +150,7 @@ class PostProcBlend(Node):
         if a.shape != b.shape:
             b = _pack_crop_and_resize(b, a.shape[1], a.shape[2])
         blended = _combined(a, b, "image2", lambda x, y: _blend(x, y, self.blend_mode))
-        return ((a * (1 - self.blend_factor) + blended * self.blend_factor).clamp(0, 1),)
+        return (a * (1 - self.blend_factor) + blended * self.blend_factor).clamp(0, 1)
 
 
 class PostProcDissolve(Node):
@@ -170,7 +170,7 @@ class PostProcDissolve(Node):
         a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
         draw = torch.rand(a.shape, generator=torch.Generator().manual_seed(0)).to(a)
         keep = (draw < self.dissolve_factor).float()
-        return (_combined(a * keep, b, "image2", lambda x, y: x + y * (1 - keep)).clamp(0, 1),)
+        return _combined(a * keep, b, "image2", lambda x, y: x + y * (1 - keep)).clamp(0, 1)
 
 
 class PostProcDodgeAndBurn(Node):
@@ -194,7 +194,7 @@ class PostProcDodgeAndBurn(Node):
         steps = {"dodge_and_burn": ("dodge", "burn"), "burn_and_dodge": ("burn", "dodge")}.get(self.mode, (self.mode,))
         for step in steps:
             image = _combined(image, mask, "mask", lambda x, m: _dodge_or_burn(x, m * self.intensity, step))
-        return (image,)
+        return image
 
 
 def _dodge_or_burn(image, m, mode: str):
@@ -227,7 +227,7 @@ class PostProcBlur(Node):
     outputs = {"IMAGE": IMAGE}
 
     def run(self):
-        return (_padded_conv(_image(self.image, "image"), _gaussian_2d(self.blur_radius, self.sigma)),)
+        return _padded_conv(_image(self.image, "image"), _gaussian_2d(self.blur_radius, self.sigma))
 
 
 class PostProcSharpen(Node):
@@ -243,7 +243,7 @@ class PostProcSharpen(Node):
 
     def run(self):
         image = _image(self.image, "image")
-        return (_padded_conv(image, _sharpen_kernel(self.sharpen_radius, self.alpha)).clamp(0, 1),)
+        return _padded_conv(image, _sharpen_kernel(self.sharpen_radius, self.alpha)).clamp(0, 1)
 
 
 def kuwahara(picture, method: str, radius: int):
@@ -289,9 +289,9 @@ class PostProcKuwaharaBlur(Node):
         import torch
         image = _rgb(self.image, "image")
         if self.blur_radius == 0:
-            return (self.image,)
-        return (torch.stack([torch.from_numpy(kuwahara(_pixels(p), self.method, self.blur_radius)) / 255.0
-                             for p in image]).to(image),)
+            return self.image
+        return torch.stack([torch.from_numpy(kuwahara(_pixels(p), self.method, self.blur_radius)) / 255.0
+                             for p in image]).to(image)
 
 
 # -- masks ------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ class PostProcCannyEdgeMask(Node):
         for picture in image:
             grey = (cv2.cvtColor(picture.cpu().float().numpy(), cv2.COLOR_RGB2GRAY) * 255).astype(np.uint8)
             edges.append(torch.from_numpy(cv2.Canny(grey, self.lower_threshold, self.upper_threshold)))
-        return (torch.stack(edges).float(),)
+        return torch.stack(edges).float()
 
 
 class PostProcHSVThresholdMask(Node):
@@ -342,7 +342,7 @@ class PostProcHSVThresholdMask(Node):
         low, high = int(self.low_threshold * scale), int(self.high_threshold * scale)
         masks = [torch.from_numpy(cv2.inRange(cv2.cvtColor(_pixels(p), cv2.COLOR_RGB2HSV)[:, :, channel], low, high))
                  for p in image]
-        return (torch.stack(masks).float() / 255.0,)
+        return torch.stack(masks).float() / 255.0
 
 
 # -- colour adjustments -----------------------------------------------------------------------
@@ -379,7 +379,7 @@ class PostProcColorCorrect(Node):
     def run(self):
         import torch
         image = _rgb(self.image, "image")
-        return (torch.stack([torch.from_numpy(self._corrected(_pixels(p))) for p in image]).to(image),)
+        return torch.stack([torch.from_numpy(self._corrected(_pixels(p))) for p in image]).to(image)
 
     def _corrected(self, pixels):
         import cv2
@@ -417,8 +417,8 @@ class PostProcColorTint(Node):
     def run(self):
         image = _rgb(self.image, "image")
         if self.strength == 0:
-            return (self.image,)
-        return (_tinted(image, TINTS[self.mode], self.strength),)
+            return self.image
+        return _tinted(image, TINTS[self.mode], self.strength)
 
 
 class PostProcSepia(Node):
@@ -433,8 +433,8 @@ class PostProcSepia(Node):
     def run(self):
         image = _rgb(self.image, "image")
         if self.strength == 0:
-            return (self.image,)
-        return (_tinted(image, TINTS["sepia"], self.strength),)
+            return self.image
+        return _tinted(image, TINTS["sepia"], self.strength)
 
 
 class PostProcParabolize(Node):
@@ -449,7 +449,7 @@ class PostProcParabolize(Node):
 
     def run(self):
         image = _image(self.image, "image")
-        return ((self.coeff * (image - self.vertex_x) ** 2 + self.vertex_y).clamp(0, 1),)
+        return (self.coeff * (image - self.vertex_x) ** 2 + self.vertex_y).clamp(0, 1)
 
 
 class PostProcSolarize(Node):
@@ -463,7 +463,7 @@ class PostProcSolarize(Node):
     def run(self):
         import torch
         image = _image(self.image, "image")
-        return (torch.where(image > self.threshold, 1 - image, image).clamp(0, 1),)
+        return torch.where(image > self.threshold, 1 - image, image).clamp(0, 1)
 
 
 class PostProcQuantize(Node):
@@ -484,7 +484,7 @@ class PostProcQuantize(Node):
         image = _rgb(self.image, "image")
         out = [np.array(quantize(Image.fromarray(_pixels(p), mode="RGB"), self.colors, self.dither).convert("RGB"))
                for p in image]
-        return (torch.from_numpy(np.stack(out)).float() / 255,)
+        return torch.from_numpy(np.stack(out)).float() / 255
 
 
 class PostProcKMeansQuantize(Node):
@@ -506,7 +506,7 @@ class PostProcKMeansQuantize(Node):
         if self.colors > image.shape[1] * image.shape[2]:
             raise NodeInputError("colors", f"{self.colors} clusters for {image.shape[1] * image.shape[2]} pixels: "
                                            "expected at most one per pixel")
-        return (torch.stack([torch.from_numpy(self._quantized(p.cpu().numpy())) for p in image]).to(image),)
+        return torch.stack([torch.from_numpy(self._quantized(p.cpu().numpy())) for p in image]).to(image)
 
     def _quantized(self, picture):
         import cv2
@@ -548,7 +548,7 @@ class PostProcAsciiArt(Node):
             raise NodeInputError("font_size", "0: expected 1 or more")
         font = _text_font("arial.ttf", self.font_size)
         drawn = [np.array(self._drawn(_pixels(p), font)) for p in image]
-        return (torch.from_numpy(np.stack(drawn)).float().div(255.0).to(image),)
+        return torch.from_numpy(np.stack(drawn)).float().div(255.0).to(image)
 
     def _drawn(self, pixels, font):
         from PIL import Image, ImageDraw
@@ -558,6 +558,7 @@ class PostProcAsciiArt(Node):
         out = Image.new("RGB", picture.size, (0, 0, 0))
         draw = ImageDraw.Draw(out)
         for i in range(small.height):
+            check_interrupted()  # one draw call per character: a big picture with small ones takes a while
             for j in range(small.width):
                 r, g, b = small.getpixel((j, i))
                 draw.text((j * size, i * size), ASCII_CHARS[(r + g + b) // 3 * len(ASCII_CHARS) // 256],
@@ -586,9 +587,9 @@ class PostProcChromaticAberration(Node):
         shifts = [(self.red_shift, self.red_direction), (self.green_shift, self.green_direction),
                   (self.blue_shift, self.blue_direction)]
         # vertical shifts are negated: a positive one moves the channel up, as the pack's comment says
-        return (torch.stack([torch.roll(image[..., c], -shift if direction == "vertical" else shift,
+        return torch.stack([torch.roll(image[..., c], -shift if direction == "vertical" else shift,
                                         dims=1 if direction == "vertical" else 2)
-                             for c, (shift, direction) in enumerate(shifts)], dim=-1),)
+                             for c, (shift, direction) in enumerate(shifts)], dim=-1)
 
 
 def _pack_perlin(rng, height: int, width: int, scale: float):
@@ -657,7 +658,7 @@ class PostProcFilmGrain(Node):
             if self.vignette != 0:
                 grain = np.clip(grain * _radial_vignette(height, width, self.vignette)[..., None], 0, 1)
             out.append(torch.from_numpy(grain))
-        return (torch.stack(out).to(image),)
+        return torch.stack(out).to(image)
 
 
 class PostProcGlow(Node):
@@ -674,7 +675,7 @@ class PostProcGlow(Node):
     def run(self):
         image = _image(self.image, "image")
         blurred = _padded_conv(image, _gaussian_2d(self.blur_radius, self.blur_radius / 3))
-        return ((image + blurred * self.intensity).clamp(0, 1),)
+        return (image + blurred * self.intensity).clamp(0, 1)
 
 
 class PostProcPencilSketch(Node):
@@ -696,7 +697,7 @@ class PostProcPencilSketch(Node):
         sketch = (grey / (1 - blurred + 1e-7)).clamp(0, 1)
         if self.sharpen_alpha != 0.0:
             sketch = _padded_conv(sketch, _sharpen_kernel(1, self.sharpen_alpha)).clamp(0, 1)
-        return (sketch,)
+        return sketch
 
 
 def _edge_ends(line):
@@ -754,6 +755,7 @@ class PostProcPixelSort(Node):
         channel = ("hue", "saturation", "value").index(self.sort_by)
         out = []
         for picture, marks in zip(image.cpu().float().numpy(), (mask.cpu().numpy() > 0).astype(np.uint8)):
+            check_interrupted()
             hsv = cv2.cvtColor(picture, cv2.COLOR_RGB2HSV)
             hsv[..., 0] /= 2.0
             keys = hsv[..., channel]
@@ -762,7 +764,7 @@ class PostProcPixelSort(Node):
             lines = np.stack([_sorted_line(p, k, _edge_ends(m), self.span_limit, self.order == "backward")
                               for p, k, m in zip(picture, keys, marks)])
             out.append(torch.from_numpy(lines.transpose(1, 0, 2) if self.direction == "vertical" else lines))
-        return (torch.stack(out).to(image),)
+        return torch.stack(out).to(image)
 
 
 class PostProcPixelize(Node):
@@ -782,7 +784,7 @@ class PostProcPixelize(Node):
         if self.pixel_size > min(height, width):
             raise NodeInputError("pixel_size", f"{self.pixel_size} is bigger than the image ({width}x{height})")
         pooled = F.avg_pool2d(image.movedim(-1, 1), kernel_size=self.pixel_size, stride=self.pixel_size)
-        return (F.interpolate(pooled, size=(height, width), mode="nearest").movedim(1, -1).clamp(0, 1),)
+        return F.interpolate(pooled, size=(height, width), mode="nearest").movedim(1, -1).clamp(0, 1)
 
 
 class PostProcSineWave(Node):
@@ -815,7 +817,7 @@ class PostProcSineWave(Node):
             out[..., :3] = torch.gather(image[..., :3], 1, source.T[None, :, :, None].expand(len(image), -1, -1, 3))
         else:
             out[..., :3] = torch.gather(image[..., :3], 2, source[None, :, :, None].expand(len(image), -1, -1, 3))
-        return (out,)
+        return out
 
 
 class PostProcVignette(Node):
@@ -833,9 +835,9 @@ class PostProcVignette(Node):
         import torch
         image = _image(self.image, "image")
         if self.vignette == 0:
-            return (image,)
+            return image
         x = torch.linspace(-1, 1, image.shape[2])
         y = torch.linspace(-1, 1, image.shape[1])
         radius = (y[:, None] ** 2 + x[None, :] ** 2).sqrt()
         shade = 1 - radius / radius.max() * min(self.vignette, 1.0)
-        return ((image * shade[None, :, :, None].to(image)).clamp(0, 1),)
+        return (image * shade[None, :, :, None].to(image)).clamp(0, 1)
