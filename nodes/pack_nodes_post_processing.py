@@ -803,12 +803,15 @@ class PostProcSineWave(Node):
     def run(self):
         import math
 
+        import numpy as np
         import torch
-        image = _image(self.image, "image")
+        _rgb(self.image, "image")  # three channels at least; a fourth is kept (as zeros)
+        image = self.image
         vertical = self.direction == "vertical"
         lines = image.shape[2] if vertical else image.shape[1]
         length = image.shape[1] if vertical else image.shape[2]
-        offsets = torch.tensor([int(self.amplitude * math.sin(2 * math.pi * i * self.frequency / lines))
+        # numpy's sin, as the pack: the cut to whole pixels may turn on the last bit
+        offsets = torch.tensor([int(self.amplitude * np.sin(2 * math.pi * i * self.frequency / lines))
                                 for i in range(lines)])
         # out[line, k] = in[line, (k - offset) mod length]: torch.roll of each line by its offset
         source = (torch.arange(length)[None, :] - offsets[:, None]) % length
