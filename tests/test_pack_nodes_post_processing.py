@@ -638,3 +638,33 @@ def test_sizes_follow_the_image_for_the_resource_check(registry):
             sockets = {name: size for name, spec in cls.input_specs.items() if spec.socket}
             assert cls.estimate({}, sockets) is None, cls.node_type  # no rule of its own
             assert default_estimate(cls, {}, sockets).size == size
+
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def test_ascii_art_draws_with_models_fonts_arial(registry, tmp_folders):
+    """With models/fonts/arial.ttf (here a copy of DejaVu Sans), the pack's truetype("arial.ttf") font."""
+    import os
+    import shutil
+    if not os.path.exists(DEJAVU):
+        pytest.skip("no DejaVu Sans on this machine to stand in for arial.ttf")
+    (tmp_folders.models / "fonts").mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEJAVU, tmp_folders.models / "fonts" / "arial.ttf")
+    image = _images(19, batch=2, height=24, width=36)
+    out = call(registry, "PostProcAsciiArt", image=image, char_size=6, font_size=8)
+    font = ImageFont.truetype(DEJAVU, 8)
+    chars = r" .'`^\",:;I1!i><-+_-?][}{1)(|\/tfjrxnuvczXYUCLQ0OZmwqpbdkhao*#MW&8%B@$"
+    for b in range(2):
+        picture = Image.fromarray((image[b].numpy() * 255).astype("uint8"), "RGB")
+        small = picture.resize((6, 4), Image.Resampling.NEAREST)
+        want = Image.new("RGB", picture.size, (0, 0, 0))
+        draw = ImageDraw.Draw(want)
+        for i in range(4):
+            for j in range(6):
+                r, g, bl = small.getpixel((j, i))
+                draw.text((j * 6, i * 6), chars[((r + g + bl) // 3) * len(chars) // 256], font=font, fill=(r, g, bl))
+        assert torch.equal(out[b], torch.tensor(np.array(want)) / 255.0)
+    with_arial = call(registry, "PostProcAsciiArt", image=image, char_size=6, font_size=8)
+    shutil.rmtree(tmp_folders.models / "fonts")
+    assert not torch.equal(call(registry, "PostProcAsciiArt", image=image, char_size=6, font_size=8), with_arial)
