@@ -108,7 +108,7 @@ class PostProcArithmeticBlend(Node):
         import torch
         a, b = _image(self.image1, "image1"), _image(self.image2, "image2")
         if self.blend_mode == "divide":
-            out = a / torch.where(a == 0, torch.tensor(1e-10), a)
+            out = a / torch.where(a == 0, 1e-10, a)
         else:
             combine = {"add": torch.add, "subtract": torch.sub, "difference": lambda x, y: (x - y).abs()}
             out = _combined(a, b, "image2", combine[self.blend_mode])
@@ -814,7 +814,7 @@ class PostProcSineWave(Node):
         offsets = torch.tensor([int(self.amplitude * np.sin(2 * math.pi * i * self.frequency / lines))
                                 for i in range(lines)])
         # out[line, k] = in[line, (k - offset) mod length]: torch.roll of each line by its offset
-        source = (torch.arange(length)[None, :] - offsets[:, None]) % length
+        source = ((torch.arange(length)[None, :] - offsets[:, None]) % length).to(image.device)
         out = torch.zeros_like(image)
         if vertical:
             out[..., :3] = torch.gather(image[..., :3], 1, source.T[None, :, :, None].expand(len(image), -1, -1, 3))
