@@ -16,9 +16,13 @@ each). PostProcBlur is this pack's Blur under its own name.
 
 Where the pack draws unseeded random numbers (Dissolve's torch.rand_like, FilmGrain's numpy
 global generator) these nodes seed a generator of their own at 0 each run, so a result equals the
-pack's after torch.manual_seed(0) / np.random.seed(0). The pack's picture-wide nodes work image
-by image here where the pack's code breaks on a batch (KuwaharaBlur); RGBA pictures lose their
-alpha where the pack's code only takes RGB (each node's help says which).
+pack's after torch.manual_seed(0) / np.random.seed(0). Where the pack's code fails, these nodes
+give the evident result instead: KuwaharaBlur on a batch (image by image), Vignette on a picture
+that is not square, PixelSort with a mask given as an IMAGE [B, H, W, C] (its first channel);
+KMeansQuantize quantizes the whole batch (the old pack only its first image). RGBA pictures lose
+their alpha where the pack's code only takes RGB (each node's help says which). As in the pack,
+CannyEdgeMask and HSVThresholdMask give mask-shaped [B, H, W] tensors on IMAGE outputs (made for
+PixelSort's mask), and DodgeAndBurn's dodge / burn are not clamped.
 """
 
 from __future__ import annotations
