@@ -243,6 +243,9 @@ CUSTOM_PACKS = {
     "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
     "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
     "ComfyUI_experiments": EXPERIMENTS_CLASSES,
+    # EllangoK's ComfyUI-post-processing-nodes (nodes/pack_nodes_post_processing.py): every class is ours
+    # but its "Blur", a name Masquerade's Blur holds (whole names: in WHOLE_NAMES through MASQUERADE_CLASSES)
+    "ComfyUI-post-processing-nodes": ("Blur",),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}
