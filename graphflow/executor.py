@@ -374,7 +374,7 @@ def _check_linked_widgets(node, instance) -> None:
         rows = [{name: v[min(k, len(v) - 1)] for name, v in widgets.items()} for k in range(count)]
     try:
         for row in rows:
-            node.cls.linked_widget_model.model_validate(row)
+            node.cls.linked_widget_model.model_validate(row, context={"linked": True})
     except ValidationError as e:
         err = e.errors()[0]
         # reprlib: a linked list of a million numbers would otherwise be quoted whole

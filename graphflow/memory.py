@@ -980,8 +980,8 @@ def _changed(weight: torch.Tensor, patches: tuple) -> torch.Tensor:
         weight = weight.float()
     for p in patches:
         weight = p.change(weight)
-    # the weight key's seed, from any patch that carries it (LoRAs and attention multipliers do; a
-    # hook's model-as-LoRA has 0), so the rounding doesn't depend on the patches' order
+    # the weight key's seed (ComfyUI's: the CRC-32 of its key), from any patch that carries it, so the
+    # rounding doesn't depend on the patches' order
     seed = next((p.seed for p in patches if p.seed), 0)
     return stochastic_round(weight, dtype, seed) if weight.dtype != dtype else weight
 

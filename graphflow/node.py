@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
+                      ValidationInfo, create_model)
 
 from graphflow.folders import file_name_problem
 from graphflow.types import SOCKET_TYPES, SocketType, socket_of
@@ -182,9 +183,8 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
         constraints["le"] = most
     if w.kind == "FLOAT":
         constraints["allow_inf_nan"] = bool(linked and w.hints.get("linked_nonfinite"))
-    number = Annotated[python_type, Field(**constraints)]
-    if w.kind == "INT":
-        number = Annotated[int, BeforeValidator(_int_from_text), Field(**constraints)]
+    number = Annotated[int, BeforeValidator(_int_from_text), Field(**constraints)] if w.kind == "INT" \
+        else Annotated[python_type, Field(**constraints)]
     if linked and w.hints.get("linked_list"):  # a number or a list of them
         # strict: an item that is text or a bool is refused here, not turned into a number
         item = Annotated[python_type, Field(strict=True, **constraints)]
@@ -192,16 +192,19 @@ def _pydantic_field(spec: InputSpec, linked: bool = False):
     return number, default
 
 
-def _int_from_text(value):
-    """Text for an integer widget is read as Python's int() reads it, as ComfyUI's validation does:
-    " 7 ", "+3" and "1_000" are numbers, "7.0" is not (pydantic alone would take it as 7)."""
-    if not isinstance(value, str):
+def _int_from_text(value, info: ValidationInfo):
+    """Typed-in text for an integer widget is read as Python's int() reads it, as ComfyUI's validation
+    does: " 7 ", "+3" and "1_000" are numbers, "7.0" is not (pydantic alone would take it as 7). A
+    linked value (validated with context {"linked": True}) ComfyUI passes on unconverted: it keeps
+    pydantic's reading."""
+    if not isinstance(value, str) or (info.context or {}).get("linked"):
         return value
     try:
         return int(value)
-    except ValueError:
+    except ValueError as e:
+        why = "too many digits" if "digits" in str(e) else "no fraction, no exponent"
         raise ValueError(f"got {value[:40]!r}; expected an integer (text is read as ComfyUI reads it, by "
-                         f"Python's int(): no fraction, no exponent)") from None
+                         f"Python's int(): {why})") from None
 
 
 def _number_or_list(number: TypeAdapter):
@@ -237,6 +240,7 @@ class Node:
     outputs: ClassVar[dict] = {}
     output_node: ClassVar[bool] = False  # produces results (save/preview): the executor runs toward these
     cacheable: ClassVar[bool] = True  # False: re-run every time, and so are its descendants
+    keeps_frames: ClassVar[bool] = False  # passes a video's frames on (graphflow.resource_limits' default estimate)
     input_is_list: ClassVar[bool] = False  # True: run once on whole lists, every input a list (INPUT_IS_LIST)
     comfy: ClassVar[Any] = None  # ComfyAlias (graphflow.workflow) mapping ComfyUI names onto this node
 

@@ -11,17 +11,21 @@ The estimates are lower bounds, so a refused run would surely have failed; one t
 may still run out of memory, as before. `max_run_seconds` is enforced by the executor.
 
 A node tells its sizes with hints on its widgets: `Int(512, resource="width")` (also "height",
-"batch", and "frames": a video's frames per batch item, counted in memory but not against
-`max_batch`; 0 keeps the aspect ratio of the input) and `Int(20, resource="steps")`; without them
-its outputs take the size of its first sized input. A node whose sizes or working memory
-follow another rule overrides `Node.estimate(widgets, inputs)` and returns an `Estimate`.
+"batch"; 0 keeps the aspect ratio of the input) and `Int(20, resource="steps")`; without them
+its outputs take the size of its first sized input. A video's length is hinted
+`Int(81, resource="frames", frame_stride=4)`: the frames a decode of it gives (its latent keeps one
+frame per `frame_stride`), counted in the bytes of its latents and images but not against
+`max_batch`; only nodes that set `keeps_frames` (a decode) or estimate by their input's size (the
+samplers) pass them on: a node picking frames out of a video would otherwise be counted at the
+whole video, so image nodes after a decode count one frame (a lower bound). A node whose sizes or working
+memory follow another rule overrides `Node.estimate(widgets, inputs)` and returns an `Estimate`.
 """
 
 import functools
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from graphflow.workflow import Problem
 
@@ -37,7 +41,7 @@ RESOURCE_HINTS = ("width", "height", "batch", "frames", "steps")
 @dataclass(frozen=True)
 class Size:
     """The pixel size of a batch of latents, images or masks (latents count their decoded pixels);
-    `frames`: a video latent's frames per batch item (its decoded frames)."""
+    `frames`: a video's decoded frames per batch item."""
 
     batch: int
     height: int
@@ -92,19 +96,23 @@ def hinted(cls, hint: str) -> str | None:
 
 
 def default_estimate(cls, widgets: dict, inputs: dict) -> Estimate:
-    """Sizes from the resource hints (width/height/batch), else the first sized input's."""
+    """Sizes from the resource hints (width/height/batch/frames), else the first sized input's."""
     source = next((s for s in inputs.values() if s is not None), None)
     width_name, height_name, batch_name = hinted(cls, "width"), hinted(cls, "height"), hinted(cls, "batch")
     width, height = widgets.get(width_name), widgets.get(height_name)
     batch = widgets.get(batch_name) if batch_name else None
     frames_name = hinted(cls, "frames")
-    frames = widgets.get(frames_name) if frames_name else None
-    if not isinstance(frames, int) or frames < 1:
-        frames = source.frames if source is not None else 1
+    if frames_name is not None:
+        # a video node: its own width x height x length (its image inputs are start frames, guides,
+        # not its size); unknown until they are (linked values are checked when it runs)
+        if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+            return Estimate(None)
+        return Estimate(Size(batch if isinstance(batch, int) else 1, height, width, _decoded_frames(cls, widgets)))
+    if source is not None and source.frames != 1 and not cls.keeps_frames:
+        source = replace(source, frames=1)
     if not isinstance(width, int) or not isinstance(height, int):
-        if source is not None and (isinstance(batch, int) or frames != source.frames):
-            return Estimate(Size(batch if isinstance(batch, int) else source.batch, source.height, source.width,
-                                 frames))
+        if source is not None and isinstance(batch, int):
+            return Estimate(Size(batch, source.height, source.width, source.frames))
         return Estimate(source)
     if width == 0 or height == 0:  # 0 keeps the input's aspect ratio
         if source is None:
@@ -117,7 +125,17 @@ def default_estimate(cls, widgets: dict, inputs: dict) -> Estimate:
             height = max(1, round(source.height * width / source.width))
     if not isinstance(batch, int):
         batch = source.batch if source is not None else 1
-    return Estimate(Size(batch, height, width, frames))
+    return Estimate(Size(batch, height, width, source.frames if source is not None else 1))
+
+
+def _decoded_frames(cls, widgets: dict) -> int:
+    """The frames a decode of the node's video gives: one, then `frame_stride` per latent frame after it."""
+    name = hinted(cls, "frames")
+    length = widgets.get(name)
+    if not isinstance(length, int) or length < 1:
+        return 1
+    stride = cls.input_specs[name].widget.hints.get("frame_stride", 1)
+    return (length - 1) // stride * stride + 1
 
 
 def repeated(size: Size | None, times) -> Estimate:
@@ -129,8 +147,10 @@ def repeated(size: Size | None, times) -> Estimate:
 
 
 def sampling_memory(size: Size | None) -> int:
-    """The working memory sampling a latent batch of `size` (its decoded pixels) takes at least."""
-    return int(UNET_BYTES_PER_PIXEL * size.volume) if size is not None else 0
+    """The working memory sampling a latent batch of `size` (its decoded pixels) takes at least. A
+    video's frames are not counted: video models pack many decoded pixel-frames into one token
+    (LTX-Video 32 x 32 x 8), so the UNet's figure per pixel times frames would not be a lower bound."""
+    return int(UNET_BYTES_PER_PIXEL * size.batch * size.pixels) if size is not None else 0
 
 
 def check_run_memory(input_name: str, what: str, sampled: Size | None = None, images: Size | None = None) -> None:
@@ -276,8 +296,12 @@ def _estimated(node_id, cls, widgets: dict, inputs: dict) -> tuple[Estimate, int
 
 
 def _passed_on(size: Size | None, inputs: dict) -> str | None:
-    """The input whose size the node passes on unchanged, if any."""
-    return next((n for n, s in inputs.items() if s is not None and s == size), None)
+    """The input whose size the node passes on unchanged (frames aside: a node that doesn't keep a
+    video's frames passes on its picture size, checked where it was set), if any."""
+    if size is None:
+        return None
+    return next((n for n, s in inputs.items() if s is not None and replace(s, frames=1) == replace(size, frames=1)),
+                None)
 
 
 def _policy_problems(node_id, cls, size: Size, inputs: dict, limits: RunLimits) -> list[Problem]:

@@ -63,7 +63,7 @@ class EmptyCosmosLatentVideo(Node):
     category = "latent/video"
     width: int = Int(1280, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(704, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(121, min=1, max=MAX_SIZE, step=8, resource="frames")
+    length: int = Int(121, min=1, max=MAX_SIZE, step=8, resource="frames", frame_stride=8)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyCosmosLatentVideo",))
@@ -85,7 +85,7 @@ class CosmosImageToVideoLatent(Node):
     vae: VAE
     width: int = Int(1280, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(704, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(121, min=1, max=MAX_SIZE, step=8, resource="frames")
+    length: int = Int(121, min=1, max=MAX_SIZE, step=8, resource="frames", frame_stride=8)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     start_image: IMAGE = None
     end_image: IMAGE = None
@@ -119,7 +119,7 @@ class CosmosPredict2ImageToVideoLatent(Node):
     vae: VAE
     width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(93, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(93, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     start_image: IMAGE = None
     end_image: IMAGE = None

@@ -23,7 +23,7 @@ class HunyuanImageToVideo(Node):
     vae: VAE
     width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(53, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(53, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     guidance_type: str = Choice(GUIDANCE_TYPES, "v1 (concat)")
     start_image: IMAGE = None

@@ -98,7 +98,7 @@ class EmptyLTXVLatentVideo(Node):
     category = "latent/video/ltxv"
     width: int = Int(768, min=64, max=MAX_SIZE, step=32, resource="width")
     height: int = Int(512, min=64, max=MAX_SIZE, step=32, resource="height")
-    length: int = Int(97, min=1, max=MAX_SIZE, step=8, resource="frames")
+    length: int = Int(97, min=1, max=MAX_SIZE, step=8, resource="frames", frame_stride=8)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyLTXVLatentVideo",))
@@ -119,7 +119,7 @@ class LTXVImgToVideo(Node):
     image: IMAGE
     width: int = Int(768, min=64, max=MAX_SIZE, step=32, resource="width")
     height: int = Int(512, min=64, max=MAX_SIZE, step=32, resource="height")
-    length: int = Int(97, min=9, max=MAX_SIZE, step=8, resource="frames")
+    length: int = Int(97, min=9, max=MAX_SIZE, step=8, resource="frames", frame_stride=8)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     strength: float = Float(1.0, min=0.0, max=1.0)
     outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}

@@ -20,7 +20,7 @@ class EmptyMochiLatentVideo(Node):
     category = "latent/video"
     width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(25, min=7, max=MAX_SIZE, step=6, resource="frames")
+    length: int = Int(25, min=7, max=MAX_SIZE, step=6, resource="frames", frame_stride=6)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyMochiLatentVideo",))

@@ -63,6 +63,7 @@ class VAEDecode(Node):
     temporal_overlap, turned into latent frames as ComfyUI's VAEDecodeTiled does (a video no longer
     than a tile is not cut in time). Image VAEs ignore the temporal inputs."""
     category = "latent"
+    keeps_frames = True  # a video latent decodes to its frames
     samples: LATENT
     vae: VAE
     tiled: bool = Bool(False)

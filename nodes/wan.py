@@ -122,7 +122,7 @@ class EmptyHunyuanLatentVideo(Node):
     category = "latent/video"
     width: int = Int(848, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(25, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(25, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("EmptyHunyuanLatentVideo",))
@@ -143,7 +143,7 @@ class WanImageToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
@@ -178,7 +178,7 @@ class Wan22ImageToVideoLatent(Node):
     vae: VAE
     width: int = Int(1280, min=32, max=MAX_SIZE, step=32, resource="width")
     height: int = Int(704, min=32, max=MAX_SIZE, step=32, resource="height")
-    length: int = Int(49, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(49, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     start_image: IMAGE = None
     outputs = {"latent": LATENT}
@@ -255,7 +255,7 @@ class WanFirstLastFrameToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_start_image: CLIP_VISION_OUTPUT = None
     clip_vision_end_image: CLIP_VISION_OUTPUT = None
@@ -280,7 +280,7 @@ class WanFunInpaintToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
@@ -303,7 +303,7 @@ class WanFunControlToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
@@ -347,7 +347,7 @@ class WanPhantomSubjectToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     images: IMAGE = None
     outputs = {"positive": CONDITIONING, "negative_text": CONDITIONING, "negative_img_text": CONDITIONING,
@@ -385,7 +385,7 @@ class Wan22FunControlToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     ref_image: IMAGE = None
     control_video: IMAGE = None
@@ -501,7 +501,7 @@ class WanTrackToVideo(Node):
     tracks: str = Text("[]", multiline=True)
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     temperature: float = Float(220.0, min=1.0, max=1000.0, step=0.1)
     topk: int = Int(2, min=1, max=10)
@@ -557,7 +557,7 @@ class WanVaceToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     strength: float = Float(1.0, min=0.0, max=1000.0, step=0.01)
     control_video: IMAGE = None
@@ -755,7 +755,7 @@ class WanCameraImageToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(81, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     clip_vision_output: CLIP_VISION_OUTPUT = None
     start_image: IMAGE = None
@@ -818,7 +818,7 @@ class WanAnimateToVideo(Node):
     vae: VAE
     width: int = Int(832, min=16, max=MAX_SIZE, step=16, resource="width")
     height: int = Int(480, min=16, max=MAX_SIZE, step=16, resource="height")
-    length: int = Int(77, min=1, max=MAX_SIZE, step=4, resource="frames")
+    length: int = Int(77, min=1, max=MAX_SIZE, step=4, resource="frames", frame_stride=4)
     batch_size: int = Int(1, min=1, max=4096, resource="batch")
     continue_motion_max_frames: int = Int(5, min=1, max=MAX_SIZE, step=4)
     video_frame_offset: int = Int(0, min=0, max=MAX_SIZE * 16)

@@ -142,6 +142,7 @@ def test_cliploader_gives_auraflows_encoder_matching_transformers(llama_tokenize
     """A bare Pile-T5 XL file is AuraFlow's encoder whatever the type (ComfyUI's T5_XL detection)."""
     clip = call(registry(), "LoadTextEncoder", clip_name=pile_file.name, type=clip_type)
     assert clip.arch == "aura_flow" and clip.t5.pile_t5 and clip.t5.umt5
+    assert clip.t5.comfy_name == "pile_t5xl"  # its keys in ComfyUI: pile_t5xl.transformer.* (LoRAs, fp8 seeds)
     model = reference(pile_file)
     for prompt in ("a red fox, in the snow", "", "héllo 日本 🦊"):
         context, pooled = clip.encode(prompt)

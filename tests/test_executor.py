@@ -527,6 +527,43 @@ def test_linked_widget_value_out_of_range_fails_with_input_named(toy_registry):
     assert result.status == "error" and result.error["node_id"] == "3" and result.error["input"] == "times"
 
 
+def test_integer_text_by_link_is_passed_as_comfyui_passes_it_and_typed_text_is_read_by_int(toy_registry):
+    """ComfyUI reads typed-in text for an integer by int() ("7.0" refused) and passes a linked value on
+    unconverted: a linked "7.0" from an ANY output runs, as it did before typed text was held to int()."""
+    from graphflow.api import ANY, STRING, Int, Node, Text
+
+    class AnyText(Node):
+        category = "test"
+        text: str = Text("")
+        outputs = {"value": ANY}
+
+        def run(self):
+            return self.text
+
+    class Width(Node):
+        category = "test"
+        width: int = Int(8, min=1, max=64)
+        outputs = {"text": STRING}
+
+        def run(self):
+            return repr(self.width)
+
+    toy_registry.add(AnyText, source="tests")
+    toy_registry.add(Width, source="tests")
+
+    def run(width):
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "AnyText", "inputs": {"text": "7.0"}},
+            "2": {"type": "Width", "inputs": {"width": width}},
+            "3": {"type": "ShowText", "inputs": {"text": ["2", 0]}}}}))
+
+    assert run(["1", 0]).status == "success"
+    typed = run("7.0")
+    assert typed.status == "invalid" and [p.input for p in typed.problems] == ["width"]
+    assert "expected an integer" in typed.problems[0].message
+    assert run(" 7 ").outputs["3"] == {"text": ["7"]}
+
+
 def test_linked_min_lets_a_linked_value_under_min_through_but_not_a_typed_one(toy_registry):
     from graphflow.api import STRING, Int, Node
 

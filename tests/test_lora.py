@@ -222,7 +222,8 @@ def test_text_encoder_lora_patches_are_seeded_by_comfyuis_keys(tmp_path, sd1, sd
     xl, _ = sdxl
     proj = xl.clip.towers[1].projection.weight
     save_file({"lora_te2_text_projection.lora_down.weight": torch.ones(2, proj.shape[1]),
-               "lora_te2_text_projection.lora_up.weight": torch.ones(proj.shape[0], 2)}, str(tmp_path / "p.safetensors"))
+               "lora_te2_text_projection.lora_up.weight": torch.ones(proj.shape[0], 2)},
+              str(tmp_path / "p.safetensors"))
     _, clip = apply_lora(xl.model, xl.clip, tmp_path / "p.safetensors", 1.0, 1.0)
     [patch] = clip.towers[1].patches
     assert patch.seed == zlib.crc32(b"clip_g.transformer.text_projection.weight")

@@ -367,6 +367,11 @@ def test_merge_attention_multiply_and_clipsave(builtin_registry, tmp_path):
         call(builtin_registry, "CLIPMergeSimple", clip1=q1, clip2=gemma, ratio=0.5)
 
     scaled = call(builtin_registry, "CLIPAttentionMultiply", clip=q1, q=0.5, k=1.0, v=2.0, out=3.0)
+    import zlib  # each patch's fp8 rounding seed: the CRC-32 of its key in ComfyUI's CLIP state dict
+    seeds = {p.param: p.seed for p in scaled.patches}
+    assert seeds["model.layers.0.self_attn.q_proj.weight"] == \
+        zlib.crc32(b"qwen25_7b.transformer.model.layers.0.self_attn.q_proj.weight")
+    assert all(seed == zlib.crc32(f"qwen25_7b.transformer.{param}".encode()) for param, seed in seeds.items())
     state = {k: v.clone() for k, v in q1.model.state_dict().items()}
     for key in state:
         if ".self_attn.q_proj." in key:

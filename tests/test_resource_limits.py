@@ -129,9 +129,8 @@ def test_flow_and_video_latents_are_held_to_the_server_policy(builtin_registry, 
 def test_video_latents_count_their_frames_in_memory_not_against_the_batch_limit(builtin_registry, node_type):
     """A video latent's length is held in memory (its decoded frames: a decode gives that many
     images), so 1280×720 × 1001 frames decoded (11 GB of float32 RGB) is refused on an 8 GB machine
-    where 1 frame of it passes (it was counted as one frame); the server's max_batch counts batch_size alone (81 frames pass at 64)."""
-    from graphflow.resource_limits import UNET_BYTES_PER_PIXEL
-
+    where 1 frame of it passes (it was counted as one frame); the server's max_batch counts
+    batch_size alone (97 frames pass at 64)."""
     def video(length, batch=1):
         return {"nodes": {"1": {"type": node_type, "inputs": {"width": 1280, "height": 720, "length": length,
                                                               "batch_size": batch}},
@@ -145,11 +144,48 @@ def test_video_latents_count_their_frames_in_memory_not_against_the_batch_limit(
     assert 1280 * 720 * frames * 12 > 10 * GB  # the decoded frames' float32 RGB bytes
     found = problems(builtin_registry, video(frames), limits)
     assert found and found[0].node_id in ("1", "2") and f"{frames} frames" in found[0].message, found
-    assert problems(builtin_registry, video(81), RunLimits(max_batch=64, ram_bytes=10**18, device_bytes=10**18)) == []
-    plan, _ = plan_workflow(parse_workflow(video(81, batch=2)), builtin_registry)
+    assert problems(builtin_registry, video(97), RunLimits(max_batch=64, ram_bytes=10**18, device_bytes=10**18)) == []
+    plan, _ = plan_workflow(parse_workflow(video(97, batch=2)), builtin_registry)
     size = plan.nodes["2"].input_sizes["samples"]
-    assert (size.batch, size.frames, size.height, size.width) == (2, 81, 720, 1280)
-    assert UNET_BYTES_PER_PIXEL * size.volume == UNET_BYTES_PER_PIXEL * 2 * 81 * 720 * 1280
+    assert (size.batch, size.frames, size.height, size.width) == (2, 97, 720, 1280)
+
+
+def test_video_frames_are_a_lower_bound(builtin_registry):
+    """What a video's frames count for stays a lower bound: only a decode (keeps_frames) passes them
+    on (a node picking frames gives fewer), a length counts the frames its latent decodes to, a video
+    node with linked sizes is unsized (its image input is a start frame, not its size), SVD's batch is
+    one video whatever its init image's batch, and sampling memory leaves frames out (video models
+    pack 16 x 16 x 4 to 32 x 32 x 8 decoded pixel-frames a token)."""
+    from graphflow.resource_limits import UNET_BYTES_PER_PIXEL, sampling_memory
+
+    reg = builtin_registry
+    wan = reg.get("WanImageToVideo")
+    typed = {"width": 832, "height": 480, "length": 81, "batch_size": 1}
+    assert default_estimate(wan, typed, {"start_image": Size(1, 3000, 4000)}).size == Size(1, 480, 832, 81)
+    linked = {"length": 81, "batch_size": 1}  # width / height linked: not known before the run
+    assert default_estimate(wan, linked, {"start_image": Size(1, 3000, 4000)}).size is None
+    for node_type, length, decoded in (("EmptyHunyuanLatentVideo", 4, 1), ("EmptyHunyuanLatentVideo", 83, 81),
+                                       ("EmptyLTXVLatentVideo", 100, 97), ("EmptyMochiLatentVideo", 12, 7),
+                                       ("EmptyCosmosLatentVideo", 8, 1)):
+        got = default_estimate(reg.get(node_type), {"width": 64, "height": 64, "length": length}, {}).size
+        assert got.frames == decoded, (node_type, length, got)
+    svd = reg.get("SVDImageToVideo")
+    got = default_estimate(svd, {"width": 1024, "height": 576, "video_frames": 14}, {"init_image": Size(4, 576, 1024)})
+    assert got.size == Size(1, 576, 1024, 14)
+    video = Size(1, 480, 832, 81)
+    assert default_estimate(reg.get("VAEDecode"), {}, {"samples": video}).size == video
+    picked = default_estimate(reg.get("ImageFromBatchPlus"), {"start": 80, "length": 1}, {"image": video})
+    assert picked.size.frames == 1
+    assert sampling_memory(Size(1, 704, 1216, 257)) == int(UNET_BYTES_PER_PIXEL * 704 * 1216)
+    # the last frame picked and upscaled to 4K: 100 MB, not the 8 GB of 81 such frames (a 6 GB machine)
+    workflow = {"nodes": {
+        "1": {"type": "EmptyHunyuanLatentVideo", "inputs": {"width": 832, "height": 480, "length": 81}},
+        "2": {"type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["3", 0]}},
+        "3": {"type": "LoadVAE", "inputs": {"vae_name": "pixel_space"}},
+        "4": {"type": "ImageFromBatchPlus", "inputs": {"image": ["2", 0], "start": 80, "length": 1}},
+        "5": {"type": "ImageScale", "inputs": {"image": ["4", 0], "width": 3840, "height": 2160}},
+        "6": {"type": "SaveImage", "inputs": {"images": ["5", 0]}}}}
+    assert problems(reg, workflow, RunLimits(ram_bytes=6 * GB, device_bytes=10**18)) == []
 
 
 @pytest.mark.parametrize("node_type, widgets", [

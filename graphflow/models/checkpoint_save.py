@@ -245,7 +245,7 @@ def text_encoder_states(clip) -> dict[str, tuple[dict[str, torch.Tensor], dict[s
         if isinstance(t5.pieces, SentencePieceIds):  # UMT5 (Wan): its tokenizer beside the weights, as in Comfy-Org's
             state["spiece_model"] = torch.frombuffer(bytearray(t5.pieces.model), dtype=torch.uint8)
         # Pile-T5 (AuraFlow): its tokenizer ships with graphflow, as with ComfyUI
-        states["pile_t5xl" if t5.pile_t5 else "umt5xxl" if t5.umt5 else "t5xxl"] = (state, {})
+        states[t5.comfy_name] = (state, {})
     return states
 
 

@@ -565,7 +565,7 @@ def t5_lora_names(clip, every_weight: bool = False) -> dict[str, str]:
             for n in indices:
                 names[f"lora_te{n}_" + path.replace(".", "_")] = path
             if every_weight:
-                names[f"{TEXT_ENCODERS}{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer.{path}"] = path
+                names[f"{TEXT_ENCODERS}{t5.comfy_name}.transformer.{path}"] = path
     return names
 
 
@@ -726,7 +726,7 @@ def apply_lora(model: DiffusionModel | None, clip: TextEncoder | None, lora_path
         clip = clip.with_towers(towers)
     if clip is not None and strength_clip != 0 and t5_patches:
         t5 = clip.t5
-        prefix = f"{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer."
+        prefix = f"{t5.comfy_name}.transformer."
         t5_weights = _weight_patches(t5.model, t5_patches, strength_clip, name, prefix)
         clip = clip.with_t5(t5.with_patches(t5.patches + t5_weights))
     return model, clip

@@ -262,6 +262,12 @@ class T5Encoder:
         """Pile-T5 XL (AuraFlow's), told by its vocabulary (t5_from_weights)."""
         return isinstance(self.pieces, PileT5Ids)
 
+    @property
+    def comfy_name(self) -> str:
+        """The encoder's name in ComfyUI's CLIP state dict (its keys: <name>.transformer.*), CLIPSave
+        files and generic text_encoders.<name>.* LoRA keys."""
+        return "pile_t5xl" if self.pile_t5 else "umt5xxl" if self.umt5 else "t5xxl"
+
     def _check_pieces(self) -> None:
         if self.umt5 and self.pieces is None:
             raise ValueError("this UMT5 file carries no tokenizer (no spiece_model tensor); use ComfyUI's "

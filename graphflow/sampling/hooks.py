@@ -131,8 +131,8 @@ def _model_as_lora_patches(module: torch.nn.Module, other: torch.nn.Module, stre
     if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
         raise ValueError(f"{what} has another architecture or size than the one sampled; a model taken as "
                          f"LoRA must be of the same kind")
-    return tuple(WeightPatch(name, _AsLora(((theirs[name].detach(), strength),)), zlib.crc32(f"{key_prefix}{name}".encode()))
-                 for name in mine)
+    return tuple(WeightPatch(name, _AsLora(((theirs[name].detach(), strength),)),
+                             zlib.crc32(f"{key_prefix}{name}".encode())) for name in mine)
 
 
 def with_patches(patches: tuple, added: tuple) -> tuple:
@@ -194,7 +194,7 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
     clip = clip.with_towers(towers)
     t5, theirs = getattr(clip, "t5", None), getattr(hook.clip, "t5", None)
     if t5 is not None and theirs is not None:  # ComfyUI's clip weights are the whole encoder's
-        prefix = f"{'umt5xxl' if t5.umt5 else 't5xxl'}.transformer."
+        prefix = f"{t5.comfy_name}.transformer."
         clip = clip.with_t5(t5.with_patches(with_patches(t5.patches, _model_as_lora_patches(
             t5.model, theirs.model, strength, f"{hook.name} (t5xxl)", prefix))))
     return clip
