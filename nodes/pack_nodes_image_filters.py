@@ -1,16 +1,14 @@
 """spacepxl's ComfyUI-Image-Filters, under the pack's class names, inputs and outputs (read from
 the pack's nodes.py at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7, __init__.py at 94279ac5).
 
-Images: AlphaClean, BetterFilmGrain, BlurImageFast, BilateralFilterImage, MedianFilterImage,
-GuidedFilterImage, GuidedFilterAlpha, EnhanceDetail, ColorMatchImage, RestoreDetail,
-FrequencySeparate, FrequencyCombine, RemapRange, ClampImage, ShuffleChannels, AdainImage,
-BatchNormalizeImage, BatchAverageImage, DifferenceChecker, ImageConstant, ImageConstantHSV,
-RelightSimple, Tonemap, UnTonemap, ExposureAdjust, ConvertNormals, NormalMapSimple,
-DepthToNormals, Keyer, JitterImage, UnJitterImage, BatchAverageUnJittered, GameOfLife,
-ExtractNFrames, MergeFramesByIndex. Masks: BlurMaskFast, DilateErodeMask. Latents:
-ClampOutliers, AdainLatent, AdainFilterLatent, SharpenFilterLatent, BatchNormalizeLatent,
-OffsetLatentImage, LatentNormalizeShuffle, LatentStats, VisualizeLatents. Conditioning and
-sampling: InstructPixToPixConditioningAdvanced, ConditioningSubtract, CustomNoise, PrintSigmas.
+This module: the image and mask filters (AlphaClean, BetterFilmGrain, BlurImageFast,
+BlurMaskFast, BilateralFilterImage, MedianFilterImage, GuidedFilterImage, GuidedFilterAlpha,
+EnhanceDetail, ColorMatchImage, RestoreDetail, FrequencySeparate, FrequencyCombine, RemapRange,
+ClampImage, ShuffleChannels, AdainImage, BatchNormalizeImage, BatchAverageImage,
+DifferenceChecker, DilateErodeMask, ImageConstant, ImageConstantHSV, RelightSimple, Tonemap,
+UnTonemap, ExposureAdjust, ConvertNormals, NormalMapSimple, DepthToNormals, Keyer, JitterImage,
+UnJitterImage, BatchAverageUnJittered). Part two, nodes/pack_nodes_image_filters_more.py: the
+latent filters, conditioning, noise and sigma nodes, and the generated frames.
 
 The pack's guided filter is OpenCV-contrib's cv2.ximgproc.guidedFilter, which graphflow does not
 depend on: `guided_filter` below is He et al.'s box-filter form written here in torch (OpenCV's
@@ -22,7 +20,9 @@ Left out: AlphaMatte (pymatting's closed-form matting, a library graphflow does 
 BatchAlign and UnJitterImage's oflow_align (RAFT optical-flow weights the pack downloads),
 ModelTest (runs the user's Python text), InpaintConditionEncode / InpaintConditionApply (a socket
 type of their own that no other node reads). They are named in comfy_format.CUSTOM_PACKS, so a
-workflow using them is refused naming this pack.
+workflow using them is refused naming this pack. LatentStats is left out too: graphflow's own
+LatentStats (nodes/diagnostics.py, another node) is written to API prompts under that class name,
+so the pack's class name would take over our own node's saves.
 """
 
 from __future__ import annotations

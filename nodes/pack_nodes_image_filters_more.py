@@ -1,7 +1,7 @@
 """spacepxl's ComfyUI-Image-Filters, part two (part one, nodes/pack_nodes_image_filters.py, holds
 the image and mask filters and says what is left out): its latent filters (ClampOutliers,
 AdainLatent, AdainFilterLatent, SharpenFilterLatent, BatchNormalizeLatent, OffsetLatentImage,
-LatentNormalizeShuffle, LatentStats, VisualizeLatents), conditioning and sampling nodes
+LatentNormalizeShuffle, VisualizeLatents), conditioning and sampling nodes
 (InstructPixToPixConditioningAdvanced, ConditioningSubtract, CustomNoise, PrintSigmas) and
 generated frames (GameOfLife, ExtractNFrames, MergeFramesByIndex). Read from the pack's nodes.py
 at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
@@ -9,7 +9,7 @@ at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
 
 from __future__ import annotations
 
-from graphflow.api import (CONDITIONING, FLOAT, IMAGE, LATENT, MASK, NOISE, SIGMAS, STRING, Bool, ComfyAlias,
+from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, Bool, ComfyAlias,
                            Estimate, Float, Int, Node, NodeInputError, Size, show, socket_type, warn)
 from nodes.image import _image
 from nodes.image_ops import _gaussian
@@ -191,34 +191,6 @@ class LatentNormalizeShuffle(Node):
         if self.shuffle:
             t = t[:, [1, 2, 3, 0]]
         return _with_samples(self.latents, t)
-
-
-class LatentStatsImageFilters(Node):
-    """Describe a latent batch as Image-Filters' Latent Stats does: batch size, channels, size
-    (and x8 in pixels), and each channel's mean, standard deviation, min and max (one decimal);
-    the first four channels' means as numbers (0 for missing ones)."""
-    category = "utils"
-    latent: LATENT
-    outputs = {"stats": STRING, "c0_mean": FLOAT, "c1_mean": FLOAT, "c2_mean": FLOAT, "c3_mean": FLOAT}
-    output_node = True
-    comfy = ComfyAlias(("LatentStats",))
-
-    def run(self):
-        samples = _image_latent(self.latent, "latent")
-        batch, channels, height, width = samples.shape
-        lines = [f"batch size: {batch}", f"channels: {channels}", f"width: {width} ({width * 8})",
-                 f"height: {height} ({height * 8})"]
-        means = [0.0] * 4
-        for i in range(channels):
-            channel = samples[:, i]
-            sd, mean = _std_mean(channel)
-            if i < 4:
-                means[i] = mean.item()
-            lines.append(f"c{i} mean: {mean:.1f} std_dev: {sd:.1f} min: {channel.min().item():.1f} "
-                         f"max: {channel.max().item():.1f}")
-        text = "\n".join(lines)
-        show(text=[text])
-        return text, *means
 
 
 class VisualizeLatents(Node):
