@@ -150,7 +150,7 @@ DYNAMIC_PROMPTS_LEFT_OUT = {
     "DPMagicPrompt": "it downloads a GPT-2 prompt model from the Hugging Face hub at run time",
 }
 # spacepxl's ComfyUI-Image-Filters classes graphflow leaves out (nodes/pack_nodes_image_filters.py says why)
-IMAGE_FILTERS_LEFT_OUT = ("AlphaMatte", "BatchAlign", "ModelTest", "InpaintConditionEncode", "InpaintConditionApply")
+IMAGE_FILTERS_LEFT_OUT = ("AlphaMatte", "BatchAlign", "ModelTest")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,

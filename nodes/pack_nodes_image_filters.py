@@ -18,8 +18,7 @@ pack makes (opencv-python-headless is declared).
 
 Left out: AlphaMatte (pymatting's closed-form matting, a library graphflow does not depend on),
 BatchAlign and UnJitterImage's oflow_align (RAFT optical-flow weights the pack downloads),
-ModelTest (runs the user's Python text), InpaintConditionEncode / InpaintConditionApply (a socket
-type of their own that no other node reads). They are named in comfy_format.CUSTOM_PACKS, so a
+ModelTest (runs the user's Python text). They are named in comfy_format.CUSTOM_PACKS, so a
 workflow using them is refused naming this pack. LatentStats is left out too: graphflow's own
 LatentStats (nodes/diagnostics.py, another node) is written to API prompts under that class name,
 so the pack's class name would take over our own node's saves.
@@ -440,7 +439,9 @@ class GuidedFilterAlpha(Node):
 class GuidedFilterImage(Node):
     """Edge-preserving smoothing of the images guided by `guide`, as Image-Filters' Guided Filter
     Image does: radius 2*size+1 and eps sigma / 10 (windows over 100 run at a tenth of the size
-    and are scaled back, as in the pack). The guided filter is He et al.'s, written here."""
+    and are scaled back, as in the pack). The guided filter is He et al.'s, written here; it
+    takes a guide of any channel count, where OpenCV's (the pack's) stops at 3. The guide batch
+    must be at least as long as the images' and of their size."""
     category = "image/filters"
     images: IMAGE
     guide: IMAGE

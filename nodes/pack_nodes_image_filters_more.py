@@ -2,15 +2,17 @@
 the image and mask filters and says what is left out): its latent filters (ClampOutliers,
 AdainLatent, AdainFilterLatent, SharpenFilterLatent, BatchNormalizeLatent, OffsetLatentImage,
 LatentNormalizeShuffle, VisualizeLatents), conditioning and sampling nodes
-(InstructPixToPixConditioningAdvanced, ConditioningSubtract, CustomNoise, PrintSigmas) and
+(InstructPixToPixConditioningAdvanced, InpaintConditionEncode, InpaintConditionApply,
+ConditioningSubtract, CustomNoise, PrintSigmas) and
 generated frames (GameOfLife, ExtractNFrames, MergeFramesByIndex). Read from the pack's nodes.py
 at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
 """
 
 from __future__ import annotations
 
-from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, Bool, ComfyAlias,
+from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, VAE, Bool, ComfyAlias,
                            Estimate, Float, Int, Node, NodeInputError, Size, show, socket_type, warn)
+from nodes.conditioning import _crop_to_multiple, _with_options
 from nodes.image import _image
 from nodes.image_ops import _gaussian
 from nodes.pack_nodes_image_filters import (MAX_RESOLUTION, SEED_MAX, _adain, _batch_normalize, _latent, _mask,
@@ -18,6 +20,8 @@ from nodes.pack_nodes_image_filters import (MAX_RESOLUTION, SEED_MAX, _adain, _b
 
 COMFY_PACK = "ComfyUI-Image-Filters"  # the custom node pack this module's ComfyUI classes come from
 
+INPAINT_CONDITION = socket_type("INPAINT_CONDITION", description="an encoded inpainting picture and its mask "
+                                "(InpaintConditionEncode -> InpaintConditionApply)")
 LIST = socket_type("LIST", description="a Python list of frame indexes (ExtractNFrames -> MergeFramesByIndex)")
 
 
@@ -244,6 +248,64 @@ class InstructPixToPixConditioningAdvanced(Node):
         cond1 = [(cond, {**options, "concat_latent_image": concat}) for cond, options in self.positive]
         cond2 = [(cond, {**options, "concat_latent_image": concat}) for cond, options in self.negative]
         return cond1, cond2, self.negative, {"samples": new * self.new_scale}
+
+
+class InpaintConditionEncode(Node):
+    """Encode the picture to inpaint once, as Image-Filters' Inpaint Condition Encode does: the
+    mask is resized (bilinear) to the picture, both are centre-cropped to multiples of 8, the
+    masked area (mask over 0.5) is greyed out and the picture encoded with the VAE; the encoded
+    picture and the mask go on to Inpaint Condition Apply (as InpaintModelConditioning gives
+    them to an inpainting model)."""
+    category = "conditioning/inpaint"
+    vae: VAE
+    pixels: IMAGE
+    mask: MASK
+    outputs = {"inpaint_condition": INPAINT_CONDITION}
+    comfy = ComfyAlias(("InpaintConditionEncode",))
+
+    def run(self):
+        import torch.nn.functional as F
+        if self.vae is None:
+            raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
+        pixels = _image(self.pixels, "pixels")
+        mask = _mask(self.mask, "mask").reshape(-1, 1, *self.mask.shape[-2:]).float()
+        mask = F.interpolate(mask, size=pixels.shape[1:3], mode="bilinear")
+        pixels, mask = _crop_to_multiple(pixels, 8, mask)
+        keep = (1.0 - mask.round())[:, 0, :, :, None]
+        greyed = (pixels[..., :3] - 0.5) * keep + 0.5
+        # the VAE crops to its own multiple (the same centre crop: 8 divides it or it divides 8)
+        encoded = self.vae.encode(_crop_to_multiple(greyed, self.vae.downscale)[0])
+        return {"concat_latent_image": encoded, "concat_mask": mask}
+
+
+class InpaintConditionApply(Node):
+    """Give an encoded inpainting picture (Inpaint Condition Encode's) to both conditionings, as
+    Image-Filters' Inpaint Condition Apply does. The latent is latents_optional (else zeros the
+    size of the encoded picture); noise_mask adds the mask as its noise mask, so sampling
+    changes only the masked area."""
+    category = "conditioning/inpaint"
+    positive: CONDITIONING
+    negative: CONDITIONING
+    inpaint_condition: INPAINT_CONDITION
+    noise_mask: bool = Bool(False)
+    latents_optional: LATENT = None
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT}
+    comfy = ComfyAlias(("InpaintConditionApply",))
+
+    def run(self):
+        import torch
+        condition = self.inpaint_condition
+        if not isinstance(condition, dict) or not {"concat_latent_image", "concat_mask"} <= condition.keys():
+            raise NodeInputError("inpaint_condition", "expected Inpaint Condition Encode's output")
+        encoded, mask = condition["concat_latent_image"], condition["concat_mask"]
+        if self.latents_optional is not None:
+            latent = dict(self.latents_optional)
+        else:
+            latent = {"samples": torch.zeros_like(encoded)}
+        if self.noise_mask:
+            latent["noise_mask"] = mask
+        values = {"concat_latent_image": encoded, "concat_mask": mask}
+        return _with_options(self.positive, **values), _with_options(self.negative, **values), latent
 
 
 class ConditioningSubtract(Node):

@@ -200,6 +200,25 @@ def test_color_match_and_restore_detail(registry):
     assert caught.value.input == "detail"
 
 
+def test_windows_over_100_pixels_run_at_a_tenth_of_the_size(registry):
+    """The pack's cv_blur_tensor / guided_filter_tensor: bilinear to a tenth, a window of
+    d // 20 * 2 + 1 there, bilinear back."""
+    import torch.nn.functional as F
+    images, detail = rand(1, 40, 50, 3, seed=42), rand(1, 40, 50, 3, seed=43)
+    got = call(registry, "RestoreDetail", images=images, detail=detail, mode="multiply", blur_size=60)
+
+    def big_blur(x):  # d = 121: a 13-pixel window at 4x5
+        small = F.interpolate(x.movedim(-1, 1), scale_factor=0.1, mode="bilinear").movedim(1, -1).numpy()
+        small = torch.from_numpy(np.stack([cv2.GaussianBlur(im, (13, 13), 0) for im in small]))
+        return F.interpolate(small.movedim(-1, 1), size=(40, 50), mode="bilinear").movedim(1, -1).numpy()
+    t, d = images + 0.1, detail + 0.1
+    close(got, np.clip(d.numpy() / big_blur(d) * big_blur(t) - 0.1, 0, 1), atol=1e-5)
+    got = call(registry, "GuidedFilterImage", images=images, guide=detail, size=60, sigma=1.0)
+    small = lambda x: F.interpolate(x.movedim(-1, 1), scale_factor=0.1, mode="bilinear").movedim(1, -1)  # noqa: E731
+    filtered = torch.from_numpy(paper_filter_batch(small(detail), small(images), 13, 0.1)).float()
+    close(got, F.interpolate(filtered.movedim(-1, 1), size=(40, 50), mode="bilinear").movedim(1, -1), atol=2e-5)
+
+
 def test_frequency_separate_and_combine(registry):
     original, low = rand(1, 5, 4, 3, seed=17), rand(1, 5, 4, 3, seed=18)
     high = call(registry, "FrequencySeparate", original=original, low_frequency=low, mode="subtract")
@@ -279,6 +298,24 @@ def test_image_constants(registry):
                                    (0.95, 0.9, 0.9), (1.0, 0.5, 0.5)):
         hsv = call(registry, "ImageConstantHSV", width=2, height=2, hue=hue, saturation=saturation, value=value)
         close(hsv[0, 0, 0], colorsys.hsv_to_rgb(hue % 1.0, saturation, value), atol=1e-6)
+
+
+def test_film_grain_is_its_formula(registry):
+    import torch.nn.functional as F
+    image = rand(1, 10, 12, 3, seed=44)
+    got = call(registry, "BetterFilmGrain", image=image, scale=0.5, strength=0.8, saturation=0.6, toe=0.05, seed=7)
+    torch.manual_seed(7)  # the pack draws from torch's global generator
+    noise = torch.rand(1, 20, 24, 3).numpy()[0]
+    r, g, b = noise[..., 0], noise[..., 1], noise[..., 2]
+    y = cv2.GaussianBlur(0.2123 * r + 0.7152 * g + 0.0722 * b, (3, 3), 0)
+    cb = cv2.GaussianBlur(-0.1146 * r - 0.3854 * g + 0.5 * b, (15, 15), 0)
+    cr = cv2.GaussianBlur(0.5 * r - 0.4542 * g - 0.0458 * b, (11, 11), 0)
+    rgb = np.stack([y + 1.5748 * cr, y - 0.1873 * cb - 0.4681 * cr, y + 1.8556 * cb], -1)
+    grain = (rgb - 0.5) * 0.8 * np.array([2.0, 1.0, 3.0]) + 1
+    grain = grain * 0.6 + grain[..., 1:2] * 0.4
+    grain = F.interpolate(torch.from_numpy(grain).float().permute(2, 0, 1)[None], size=(10, 12),
+                          mode="bilinear")[0].permute(1, 2, 0).numpy()
+    close(got[0], np.clip((1 - (1 - image[0].numpy()) * grain) * 0.95 + 0.05, 0, 1), atol=1e-5)
 
 
 def test_film_grain_without_strength_only_lifts_the_toe(registry):
@@ -511,6 +548,34 @@ def test_instruct_pix2pix_advanced_and_conditioning_subtract(registry):
     close(second_options["pooled_output"], cond[0][1]["pooled_output"] * 0.7)  # its own: the subtracted one's
 
 
+def test_inpaint_condition_encode_and_apply_give_what_inpaint_model_conditioning_gives(registry):
+    model, clip, vae = call(registry, "LoadCheckpoint", checkpoint=DEMO)[:3]
+    positive = call(registry, "CLIPEncode", clip=clip, text="a red circle")
+    negative = call(registry, "CLIPEncode", clip=clip, text="")
+    pixels, mask = rand(1, 36, 42, 3, seed=40), (rand(1, 18, 21, seed=41) > 0.6).float()  # not multiples of 8
+    condition = call(registry, "InpaintConditionEncode", vae=vae, pixels=pixels, mask=mask)
+    core_positive, core_negative, core_latent = call(registry, "InpaintModelConditioning", positive=positive,
+                                                     negative=negative, vae=vae, pixels=pixels, mask=mask)
+    want = core_positive[0][1]
+    close(condition["concat_latent_image"], want["concat_latent_image"], atol=1e-5)
+    close(condition["concat_mask"], want["concat_mask"])
+    assert condition["concat_mask"].shape == (1, 1, 32, 40)
+    cond1, cond2, latent = call(registry, "InpaintConditionApply", positive=positive, negative=negative,
+                                inpaint_condition=condition, noise_mask=True)
+    for got in (cond1, cond2):
+        assert got[0][1]["concat_latent_image"] is condition["concat_latent_image"]
+        assert got[0][1]["concat_mask"] is condition["concat_mask"]
+    assert torch.equal(latent["samples"], torch.zeros_like(condition["concat_latent_image"]))
+    assert latent["noise_mask"] is condition["concat_mask"]
+    given = {"samples": torch.ones(1, 4, 4, 5)}
+    _, _, latent = call(registry, "InpaintConditionApply", positive=positive, negative=negative,
+                        inpaint_condition=condition, latents_optional=given)
+    assert latent == given and latent is not given and "noise_mask" not in latent
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "InpaintConditionApply", positive=positive, negative=negative, inpaint_condition={})
+    assert caught.value.input == "inpaint_condition"
+
+
 def test_custom_noise_normalises_a_latent_and_checks_its_shape(registry):
     samples = torch.randn(1, 4, 3, 3) * 4 + 2
     noise = call(registry, "CustomNoise", noise={"samples": samples})
@@ -654,5 +719,5 @@ def test_ui_save_with_the_packs_classes_reads_runs_and_writes_back(registry):
 def test_left_out_classes_name_the_pack(registry):
     # LatentStats stays graphflow's own node (nodes/diagnostics.py): its API saves carry that name
     assert registry.comfy_node("LatentStats") is registry.get("LatentStats")
-    for name in ("AlphaMatte", "BatchAlign", "ModelTest", "InpaintConditionEncode", "InpaintConditionApply"):
+    for name in ("AlphaMatte", "BatchAlign", "ModelTest"):
         assert custom_pack(name) == "ComfyUI-Image-Filters"
