@@ -697,7 +697,7 @@ class BatchAverageImage(Node):
 
 class DifferenceChecker(Node):
     """|images1 - images2| times multiplier, clamped to 0..1, as Image-Filters' Difference
-    Checker does; print_MAE shows the mean absolute difference."""
+    Checker does (a batch of 1 against any batch); print_MAE shows the mean absolute difference."""
     category = "image/filters"
     images1: IMAGE
     images2: IMAGE
@@ -711,9 +711,10 @@ class DifferenceChecker(Node):
         import torch
         first = _image(self.images1, "images1")
         second = _image(self.images2, "images2")
-        if first.shape[1:] != second.shape[1:]:
-            raise NodeInputError("images2", f"expected images of images1's size and channels {tuple(first.shape[1:])}, "
-                                            f"got {tuple(second.shape[1:])}")
+        if first.shape[1:] != second.shape[1:] or 1 not in (len(first), len(second)) and len(first) != len(second):
+            raise NodeInputError("images2", f"expected images of images1's size and channels {tuple(first.shape[1:])}"
+                                            f" in a batch of {len(first)} or 1, got {len(second)} of "
+                                            f"{tuple(second.shape[1:])}")
         difference = torch.abs(first - second)
         if self.print_MAE:
             show(text=[f"MAE = {difference.mean().item()}"])

@@ -10,6 +10,8 @@ at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
 
 from __future__ import annotations
 
+import functools
+
 from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, VAE, Bool, ComfyAlias,
                            Estimate, Float, Int, Node, NodeInputError, Size, show, socket_type, warn)
 from nodes.conditioning import _crop_to_multiple, _with_options
@@ -347,7 +349,8 @@ class ConditioningSubtract(Node):
 class CustomNoise(Node):
     """Starting noise taken from a latent, as Image-Filters' CustomNoise does: each latent's
     channels normalised to mean 0, standard deviation 1 over height and width; the sampler adds
-    it as it would its seeded noise (its shape must be the sampled latent's)."""
+    it as it would its seeded noise (its shape must be the sampled latent's). Samplers that draw
+    more noise on the way (ancestral, SDE) draw it with seed 0, as the pack's."""
     category = "sampling/custom_sampling/noise"
     noise: LATENT
     outputs = {"NOISE": NOISE}
@@ -357,23 +360,28 @@ class CustomNoise(Node):
         import torch
         samples = _latent(self.noise, "noise").detach().float().cpu()
         sd, mean = torch.std_mean(samples, dim=(-2, -1), keepdim=True)
-        return LatentNoise((samples - mean) / sd)
+        return _latent_noise_class()(given=(samples - mean) / sd)
 
 
-class LatentNoise:
-    """A NOISE value that is a fixed tensor (seed 0 for the samplers that draw more noise, as the pack's)."""
+@functools.cache
+def _latent_noise_class():
+    """A NoiseSource (so the samplers and AddNoise take it) that is a fixed tensor, made on first
+    use: graphflow.sampling imports torch, which listing nodes doesn't need."""
+    from dataclasses import dataclass, field
 
-    seed = 0
-    enabled = True
+    from graphflow.sampling.noise import NoiseSource
 
-    def __init__(self, noise):
-        self.noise = noise
+    @dataclass(frozen=True)
+    class LatentNoise(NoiseSource):
+        given: object = field(default=None, compare=False)
 
-    def generate(self, samples, batch_index=None):
-        if tuple(samples.shape) != tuple(self.noise.shape):
-            raise NodeInputError("noise", f"expected the sampled latent's shape {tuple(samples.shape)}, got "
-                                          f"{tuple(self.noise.shape)}")
-        return self.noise.clone()
+        def generate(self, samples, batch_index=None):
+            if tuple(samples.shape) != tuple(self.given.shape):
+                raise NodeInputError("noise", f"expected the sampled latent's shape {tuple(samples.shape)}, got "
+                                              f"{tuple(self.given.shape)}")
+            return self.given.clone()
+
+    return LatentNoise
 
 
 class PrintSigmas(Node):

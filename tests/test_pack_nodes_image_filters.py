@@ -576,12 +576,21 @@ def test_inpaint_condition_encode_and_apply_give_what_inpaint_model_conditioning
     assert caught.value.input == "inpaint_condition"
 
 
-def test_custom_noise_normalises_a_latent_and_checks_its_shape(registry):
-    samples = torch.randn(1, 4, 3, 3) * 4 + 2
+def test_custom_noise_normalises_a_latent_and_add_noise_takes_it(registry):
+    samples = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(45)) * 4 + 2
     noise = call(registry, "CustomNoise", noise={"samples": samples})
-    got = noise.generate(torch.zeros(1, 4, 3, 3))
     s = samples.numpy().astype(np.float64)
-    close(got, (s - s.mean((2, 3), keepdims=True)) / s.std((2, 3), ddof=1, keepdims=True), atol=1e-5)
+    normalised = (s - s.mean((2, 3), keepdims=True)) / s.std((2, 3), ddof=1, keepdims=True)
+    close(noise.generate(torch.zeros(1, 4, 8, 8)), normalised, atol=1e-5)
+    assert noise.seed == 0
+    # core AddNoise on an empty latent: 0 + sigma * noise (an eps model), sigma = first - last sigma
+    model = call(registry, "LoadCheckpoint", checkpoint=DEMO)[0]
+    sigmas = torch.tensor([3.0, 1.0])
+    added = call(registry, "AddNoise", model=model, noise=noise, sigmas=sigmas,
+                 latent_image={"samples": torch.zeros(1, 4, 8, 8)})
+    fmt = model.latent_format
+    want = fmt.process_out(torch.from_numpy(normalised).float() * 2.0)
+    close(added["samples"], want, atol=1e-4)
     with pytest.raises(NodeInputError) as caught:
         noise.generate(torch.zeros(1, 4, 4, 4))
     assert caught.value.input == "noise"
