@@ -98,23 +98,41 @@ def guided_filter(guide, source, radius: int, eps: float):
     per window, the source is fitted as a linear function a . I + b of the guide
     (a = (cov(I) + eps U)^-1 cov(I, p), b = mean(p) - a . mean(I)); the output is the mean of
     the fitted a and b over the windows covering a pixel, applied to the guide there.
-    Computed in float64, given as float32."""
+    Computed in float64 one image at a time (GUIDED_BYTES_PER_PIXEL), given as float32."""
     import torch
-    guide = guide.double() if guide.ndim == 4 else guide.double().unsqueeze(-1)
+    guide = guide if guide.ndim == 4 else guide.unsqueeze(-1)
     flat = source.ndim == 3
-    p = source.double().unsqueeze(-1) if flat else source.double()
-    mean_i = _box(guide, radius)  # [B, H, W, G]
-    mean_p = _box(p, radius)  # [B, H, W, C]
-    corr_ii = _box(guide.unsqueeze(-1) * guide.unsqueeze(-2), radius)  # [B, H, W, G, G]
-    corr_ip = _box(guide.unsqueeze(-1) * p.unsqueeze(-2), radius)  # [B, H, W, G, C]
+    source = source.unsqueeze(-1) if flat else source
+    q = torch.cat([_guided_filter_one(guide[i:i + 1].double(), source[i:i + 1].double(), radius, eps)
+                   for i in range(len(source))]).float()
+    return q.squeeze(-1) if flat else q
+
+
+# The float64 working memory of one image's guided filter (RGB guide and source): about 80
+# values per pixel at the peak (the guide's 3x3 covariances, the 3x3 fits and their box sums).
+GUIDED_BYTES_PER_PIXEL = 8 * 80
+
+
+def _guided_filter_one(guide, p, radius: int, eps: float):
+    import torch
+    mean_i = _box(guide, radius)  # [1, H, W, G]
+    mean_p = _box(p, radius)  # [1, H, W, C]
+    corr_ii = _box(guide.unsqueeze(-1) * guide.unsqueeze(-2), radius)  # [1, H, W, G, G]
+    corr_ip = _box(guide.unsqueeze(-1) * p.unsqueeze(-2), radius)  # [1, H, W, G, C]
     cov_ii = corr_ii - mean_i.unsqueeze(-1) * mean_i.unsqueeze(-2)
     cov_ip = corr_ip - mean_i.unsqueeze(-1) * mean_p.unsqueeze(-2)
     eye = torch.eye(guide.shape[-1], dtype=torch.float64, device=guide.device)
-    a = torch.linalg.solve(cov_ii + eps * eye, cov_ip)  # [B, H, W, G, C]
+    a = torch.linalg.solve(cov_ii + eps * eye, cov_ip)  # [1, H, W, G, C]
     b = mean_p - (a * mean_i.unsqueeze(-1)).sum(-2)
-    q = (_box(a, radius) * guide.unsqueeze(-1)).sum(-2) + _box(b, radius)
-    q = q.float()
-    return q.squeeze(-1) if flat else q
+    return (_box(a, radius) * guide.unsqueeze(-1)).sum(-2) + _box(b, radius)
+
+
+def _guided_estimate(size, d: int = 1):
+    """The output is the input's size; the working memory one image's guided filter (of window
+    d: over 100 it runs at a tenth of the side)."""
+    if size is None:
+        return Estimate(None)
+    return Estimate(size, memory=GUIDED_BYTES_PER_PIXEL * size.pixels // (100 if d > 100 else 1))
 
 
 def _guided_filter_scaled(guide, images, d: int, eps: float):
@@ -402,6 +420,10 @@ class EnhanceDetail(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("EnhanceDetail",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _guided_estimate(inputs.get("images"))
+
     def run(self):
         import cv2
         import numpy as np
@@ -429,6 +451,10 @@ class GuidedFilterAlpha(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("GuidedFilterAlpha",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _guided_estimate(inputs.get("alpha"))
+
     def run(self):
         images = _image(self.images, "images")
         alpha = _image(self.alpha, "alpha")
@@ -449,6 +475,11 @@ class GuidedFilterImage(Node):
     sigma: float = Float(0.1, min=0.01, max=100.0, step=0.01)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("GuidedFilterImage",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = widgets.get("size")
+        return _guided_estimate(inputs.get("images"), size * 2 + 1 if isinstance(size, int) else 1)
 
     def run(self):
         images = _image(self.images, "images")

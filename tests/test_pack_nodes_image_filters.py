@@ -658,6 +658,24 @@ def test_sizes_from_inputs_are_declared(registry):
     assert {(p.node_id, p.input) for p in problems} == {("1", "batch_size")}
 
 
+def test_guided_filters_declare_their_working_memory(registry):
+    from nodes.pack_nodes_image_filters import GUIDED_BYTES_PER_PIXEL
+    size = Size(2, 1000, 800)
+    for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "alpha"), ("EnhanceDetail", "images")):
+        estimate = registry.get(node).estimate({"size": 4}, {name: size})
+        assert estimate.size == size and estimate.memory == GUIDED_BYTES_PER_PIXEL * 800 * 1000, node
+    # a window over 100 pixels runs at a tenth of the side
+    assert registry.get("GuidedFilterImage").estimate({"size": 50}, {"images": size}).memory == \
+        GUIDED_BYTES_PER_PIXEL * 8000
+    jitter = {"type": "JitterImage", "inputs": {"images": ["1", 0]}}
+    graph = {"1": {"type": "ImageConstant", "inputs": {"width": 64, "height": 64, "batch_size": 8}}, "2": jitter,
+             "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(max_batch=64))
+    assert {p.node_id for p in problems} == {"2"}  # 8 images jittered are 72
+    assert registry.get("UnJitterImage").estimate({}, {"images": Size(20, 6, 8)}).size == Size(18, 6, 8)
+    assert registry.get("BatchAverageUnJittered").estimate({}, {"images": Size(20, 6, 8)}).size == Size(2, 6, 8)
+
+
 # -- the pack's graphs ------------------------------------------------------------------------
 
 
