@@ -318,6 +318,14 @@ def _mask(mask, name: str):
     return mask if mask.ndim == 3 else mask.unsqueeze(0)
 
 
+def _local_means_estimate(widgets, size):
+    """A guided filter's working memory for blur_type guidedFilter (per image: it filters both batches)."""
+    blur_size = widgets.get("blur_size")
+    if widgets.get("blur_type") != "guidedFilter" or not isinstance(blur_size, int) or blur_size == 0:
+        return Estimate(size)
+    return _guided_estimate(size, blur_size * 2 + 1)
+
+
 def _local_means(t, ref, blur_type: str, blur_size: int):
     d = blur_size * 2 + 1
     if blur_type == "blur":
@@ -339,6 +347,10 @@ class ColorMatchImage(Node):
     factor: float = Float(1.0, min=-10.0, max=10.0, step=0.01, round=0.01)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ColorMatchImage",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _local_means_estimate(widgets, inputs.get("images"))
 
     def run(self):
         import torch
@@ -367,6 +379,10 @@ class RestoreDetail(Node):
     factor: float = Float(1.0, min=-10.0, max=10.0, step=0.01, round=0.01)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("RestoreDetail",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _local_means_estimate(widgets, inputs.get("images"))
 
     def run(self):
         import torch

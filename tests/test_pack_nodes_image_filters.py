@@ -664,6 +664,10 @@ def test_guided_filters_declare_their_working_memory(registry):
     for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "alpha"), ("EnhanceDetail", "images")):
         estimate = registry.get(node).estimate({"size": 4}, {name: size})
         assert estimate.size == size and estimate.memory == GUIDED_BYTES_PER_PIXEL * 800 * 1000, node
+    for node in ("ColorMatchImage", "RestoreDetail"):
+        widgets = {"blur_type": "guidedFilter", "blur_size": 3}
+        assert registry.get(node).estimate(widgets, {"images": size}).memory == GUIDED_BYTES_PER_PIXEL * 800000
+        assert registry.get(node).estimate({**widgets, "blur_type": "blur"}, {"images": size}).memory == 0
     # a window over 100 pixels runs at a tenth of the side
     assert registry.get("GuidedFilterImage").estimate({"size": 50}, {"images": size}).memory == \
         GUIDED_BYTES_PER_PIXEL * 8000
