@@ -353,7 +353,6 @@ class ColorMatchImage(Node):
         return _local_means_estimate(widgets, inputs.get("images"))
 
     def run(self):
-        import torch
         images = _image(self.images, "images")
         t = images.detach().clone().float() + 0.1
         ref = _reference_batch(_image(self.reference, "reference"), len(t)) + 0.1
@@ -442,14 +441,13 @@ class EnhanceDetail(Node):
 
     def run(self):
         import cv2
-        import numpy as np
         import torch
         images = _bilateral_ready(_image(self.images, "images"), "images")
         d = self.filter_radius * 2 + 1
-        batch = _numpy(images)
-        smoothed = _each(_numpy(images), lambda im: cv2.bilateralFilter(im, d, self.denoise / 10, d)) \
-            if self.denoise > 0 else torch.from_numpy(batch.copy())
-        original = torch.from_numpy(batch)
+        original = torch.from_numpy(_numpy(images))
+        smoothed = original
+        if self.denoise > 0:
+            smoothed = _each(_numpy(images), lambda im: cv2.bilateralFilter(im, d, self.denoise / 10, d))
         base = torch.clip(guided_filter(original, original, d, self.sigma / 10), 0.001, 1)
         details = (smoothed / base - 1) * self.detail_mult + 1
         return torch.clip(details * base - smoothed + original, 0, 1)
@@ -545,7 +543,8 @@ class BilateralFilterImage(Node):
 
 
 def _same_size(a, b, name: str):
-    if a.shape[1:] != b.shape[1:] or len(b) not in (1, len(a)):
+    """b, checked to broadcast against a as the pack's arithmetic does: one size, batches equal or one of them 1."""
+    if a.shape[1:] != b.shape[1:] or 1 not in (len(a), len(b)) and len(a) != len(b):
         raise NodeInputError(name, f"expected images of {a.shape[2]}x{a.shape[1]}x{a.shape[3]} in a batch of 1 or "
                                    f"{len(a)}, got {len(b)} of {b.shape[2]}x{b.shape[1]}x{b.shape[3]}")
     return b
@@ -596,7 +595,7 @@ class FrequencySeparate(Node):
 
 class RemapRange(Node):
     """Stretch blackpoint..whitepoint to 0..1 and clip, as Image-Filters' Remap Range does (a
-    blackpoint at or over the whitepoint counts as whitepoint - 0.001)."""
+    blackpoint over whitepoint - 0.001 counts as whitepoint - 0.001)."""
     category = "image/filters"
     image: IMAGE
     blackpoint: float = Float(0.0, min=0.0, max=1.0, step=0.01)
@@ -757,11 +756,7 @@ class DifferenceChecker(Node):
     def run(self):
         import torch
         first = _image(self.images1, "images1")
-        second = _image(self.images2, "images2")
-        if first.shape[1:] != second.shape[1:] or 1 not in (len(first), len(second)) and len(first) != len(second):
-            raise NodeInputError("images2", f"expected images of images1's size and channels {tuple(first.shape[1:])}"
-                                            f" in a batch of {len(first)} or 1, got {len(second)} of "
-                                            f"{tuple(second.shape[1:])}")
+        second = _same_size(first, _image(self.images2, "images2"), "images2")
         difference = torch.abs(first - second)
         if self.print_MAE:
             show(text=[f"MAE = {difference.mean().item()}"])

@@ -3,9 +3,9 @@ the image and mask filters and says what is left out): its latent filters (Clamp
 AdainLatent, AdainFilterLatent, SharpenFilterLatent, BatchNormalizeLatent, OffsetLatentImage,
 LatentNormalizeShuffle, VisualizeLatents), conditioning and sampling nodes
 (InstructPixToPixConditioningAdvanced, InpaintConditionEncode, InpaintConditionApply,
-ConditioningSubtract, CustomNoise, PrintSigmas) and
-generated frames (GameOfLife, ExtractNFrames, MergeFramesByIndex). Read from the pack's nodes.py
-at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
+ConditioningSubtract, CustomNoise, PrintSigmas) and generated frames (GameOfLife, ExtractNFrames,
+MergeFramesByIndex). Read from the pack's nodes.py at commit
+7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
 """
 
 from __future__ import annotations
