@@ -151,6 +151,15 @@ def test_median_and_bilateral_are_opencvs(registry):
           np.stack([cv2.bilateralFilter(im, 5, 0.3, 4.0) for im in images.numpy()]))
 
 
+def test_opencv_channel_limits_are_named(registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "BilateralFilterImage", images=rand(1, 4, 4, 4))
+    assert caught.value.input == "images" and "1 or 3 channels" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "MedianFilterImage", images=rand(1, 4, 4, 2))
+    assert caught.value.input == "images" and "1, 3 or 4 channels" in str(caught.value)
+
+
 def test_alpha_clean_is_its_formula(registry):
     images = rand(1, 12, 12, 3, seed=12)
     got = call(registry, "AlphaClean", images=images, radius=2, fill_holes=1, white_threshold=0.5, extra_clip=0.9)
@@ -375,6 +384,13 @@ def test_tonemap_untonemap_and_exposure(registry):
     x = np.clip(x, 0, 0.999)
     x = x / (1 - x) * 0.5
     close(exposed, np.clip(srgb_encode(x / (x + 1)), 0, 1), atol=1e-5)
+    # linlog: un-tonemapped, exposed, tonemapped again; at 0 stops the curve and its inverse cancel
+    same = call(registry, "ExposureAdjust", images=image, stops=0.0, input_mode="linear", output_mode="linear",
+                tonemap="linlog")
+    close(same, image, atol=2e-3)
+    brighter = call(registry, "ExposureAdjust", images=image, stops=1.0, input_mode="linear", output_mode="linear",
+                    tonemap="linlog")
+    assert (brighter >= same - 1e-6).all() and (brighter.mean() > same.mean())
 
 
 # -- normals ----------------------------------------------------------------------------------
@@ -509,6 +525,9 @@ def test_offset_latent_and_normalize_shuffle(registry):
     flat = s - (sliding_window_view(padded, (3, 3), axis=(2, 3)) * kernel).sum((-2, -1))
     flat = (flat - flat.mean((2, 3), keepdims=True)) / flat.std((2, 3), ddof=1, keepdims=True)
     close(got, flat[:, [1, 2, 3, 0]], atol=1e-5)
+    wide = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(46))
+    got = call(registry, "LatentNormalizeShuffle", latents={"samples": wide}, normalize=False)["samples"]
+    assert torch.equal(got, wide[:, [1, 2, 3, 0]])  # as the pack: four channels come out
     with pytest.raises(NodeInputError) as caught:
         call(registry, "LatentNormalizeShuffle", latents={"samples": samples[:, :3]})
     assert caught.value.input == "latents"
