@@ -1,5 +1,6 @@
-"""spacepxl's ComfyUI-Image-Filters, under the pack's class names, inputs and outputs (read from
-the pack's nodes.py at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7, __init__.py at 94279ac5).
+"""spacepxl's ComfyUI-Image-Filters, under the pack's class names, inputs and outputs, as its
+nodes.py at commit 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7 registers them (NODE_CLASS_MAPPINGS;
+the stored __init__.py, 94279ac5, reads a COMBINED_MAPPINGS of a version not seen here).
 
 This module: the image and mask filters (AlphaClean, BetterFilmGrain, BlurImageFast,
 BlurMaskFast, BilateralFilterImage, MedianFilterImage, GuidedFilterImage, GuidedFilterAlpha,
