@@ -154,9 +154,11 @@ DYNAMIC_PROMPTS_LEFT_OUT = {
     "DPFeelingLucky": "it asks a web service (lexica.art) for prompts, which graphflow does not call",
     "DPMagicPrompt": "it downloads a GPT-2 prompt model from the Hugging Face hub at run time",
 }
+# spacepxl's ComfyUI-Image-Filters classes graphflow leaves out (nodes/pack_nodes_image_filters.py says why)
+IMAGE_FILTERS_LEFT_OUT = ("AlphaMatte", "BatchAlign", "ModelTest")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
-                         *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES, *DETAIL_DAEMON_CLASSES,
-                         *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
+                         *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
+                         *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
                          *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT,
                          *EXPERIMENTS_CLASSES))
 
@@ -186,6 +188,8 @@ CUSTOM_PACKS = {
                          "Join XY Inputs of Same Type", "Manual XY Entry Info",
                          "HighRes-Fix Script", "Noise Control Script", "Tiled Upscaler Script", "AnimateDiff Script",
                          "LoRA Stack to String converter", "Image Overlay"),
+    # the Image-Filters classes graphflow leaves out (nodes/pack_nodes_image_filters.py says why)
+    "ComfyUI-Image-Filters": IMAGE_FILTERS_LEFT_OUT,
     "ComfyUI_Comfyroll_CustomNodes": ("CR ",),
     "ComfyUI_tinyterraNodes": ("ttN ",),
     "comfyui_controlnet_aux": ("CannyEdgePreprocessor", "DWPreprocessor", "OpenposePreprocessor",
