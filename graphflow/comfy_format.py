@@ -236,6 +236,9 @@ CUSTOM_PACKS = {
     "ComfyUI_Cutoff": CUTOFF_CLASSES,
     "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
     "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
+    # Acly's comfyui-inpaint-nodes (nodes/pack_nodes_inpaint.py): all its classes are ours; named so the
+    # docs list them under the pack, and a class of a later version is named as the pack's
+    "comfyui-inpaint-nodes": ("INPAINT_",),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}

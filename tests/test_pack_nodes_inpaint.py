@@ -477,3 +477,55 @@ def test_inpaint_with_model_errors(registry, lama):
         call(registry, "InpaintInpaintWithModel", inpaint_model=object(), image=torch.rand(1, 16, 16, 3),
              mask=torch.ones(1, 16, 16))
     assert e.value.input == "inpaint_model"
+
+
+def test_inpaint_with_model_upscales_the_square_with_the_optional_model(registry, xl_folders, lama):
+    """The pack upscales LaMa's 256x256 square with optional_upscale_model (one 512 tile here: the
+    bare network, clamped to 0..1) before resizing it back (bilinear) to the padded square."""
+    from spandrel import ModelLoader
+    from graphflow.models.upscale import load_upscale_model
+    esrgan = load_upscale_model(write_esrgan(xl_folders.models / "inpaint" / "x2.safetensors", scale=2))
+    model = ModelLoader().load_from_state_dict(lama.state_dict()).eval()  # as Load Inpaint Model gives it
+    g = torch.Generator().manual_seed(5)
+    image, mask = torch.rand(1, 30, 20, 3, generator=g), torch.zeros(1, 30, 20)
+    mask[0, 5:20, 4:12] = 1.0
+    x = F.interpolate(F.pad(image.permute(0, 3, 1, 2), (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
+    m = F.interpolate(F.pad(mask[:, None], (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
+    with torch.no_grad():
+        square = esrgan(lama(x, (m >= 0.99).float())).clamp(0, 1)
+    back = F.interpolate(square, size=30, mode="bilinear")[:, :, :30, :20].permute(0, 2, 3, 1)
+    want = image + (back - image) * mask[..., None]
+    out = call(registry, "InpaintInpaintWithModel", inpaint_model=model, image=image, mask=mask, seed=0,
+               optional_upscale_model=esrgan)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-5)
+
+
+def test_fill_blur_and_mask_nodes_from_a_ui_save_and_an_api_prompt(registry):
+    """The pack's preprocess workflow shapes: Fill / Blur Masked Area and Denoise to Compositing
+    Mask with their widgets in the pack's order, exported back unchanged."""
+    nodes = [ui_node(1, "EmptyImage", [48, 32, 1, 0xff8000], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+             ui_node(2, "SolidMask", [1.0, 48, 32], outputs=[("MASK", "MASK", [3, 4, 5])]),
+             ui_node(3, "INPAINT_MaskedFill", ["neutral", 0],
+                     inputs=[("image", "IMAGE", 1, False), ("mask", "MASK", 3, False)], outputs=[("IMAGE", "IMAGE", [])]),
+             ui_node(4, "INPAINT_MaskedBlur", [65, 11],
+                     inputs=[("image", "IMAGE", 2, False), ("mask", "MASK", 4, False)], outputs=[("IMAGE", "IMAGE", [])]),
+             ui_node(5, "INPAINT_DenoiseToCompositingMask", [0.25, 0.75],
+                     inputs=[("mask", "MASK", 5, False)], outputs=[("MASK", "MASK", [])])]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 1, 0, 4, 0, "IMAGE"], [3, 2, 0, 3, 1, "MASK"], [4, 2, 0, 4, 1, "MASK"],
+             [5, 2, 0, 5, 0, "MASK"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["1", "3", "4", "5"])
+    image = values["1"][0]
+    assert torch.equal(values["3"][0], torch.full_like(image, 0.5))  # all masked: all grey
+    torch.testing.assert_close(values["4"][0], image, rtol=0, atol=1e-6)  # a flat colour blurs to itself
+    assert torch.equal(values["5"][0], torch.ones(1, 32, 48))
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[3] == ["neutral", 0] and saved[4] == [65, 11] and saved[5] == [0.25, 0.75]
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 255}},
+              "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 16, "height": 16}},
+              "3": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["2", 0], "grow": 2, "blur": 3}},
+              "4": {"class_type": "INPAINT_MaskedFill",
+                    "inputs": {"image": ["1", 0], "mask": ["3", 0], "fill": "telea", "falloff": 3}}}
+    workflow, values = run(registry, prompt, ["4"])
+    assert values["4"][0].shape == (1, 16, 16, 3)
+    again = export_api(workflow, registry)
+    assert again["3"] == prompt["3"] and again["4"] == prompt["4"]
