@@ -1,15 +1,22 @@
-"""Acly's comfyui-inpaint-nodes (the inpainting pack Krita AI Diffusion drives), every node of it
-under the pack's class names, inputs (order, defaults, ranges) and outputs, as read from its
-nodes.py at commit 1e2543e5619b3f6e88b7727243c8b9c5791a7b4a, util.py at 48a8913b584b25db8a9c529be84929be66b1194e
-and __init__.py at 422eccd86685e084b551fb7e14bc025d77a64cc2:
+"""Acly's comfyui-inpaint-nodes (the inpainting pack Krita AI Diffusion drives), its nodes under the
+pack's class names, inputs (order, defaults, ranges) and outputs, as read from its nodes.py at
+commit 1e2543e5619b3f6e88b7727243c8b9c5791a7b4a, util.py at 48a8913b584b25db8a9c529be84929be66b1194e
+and 1b7c98e2337edef80376f3c2d49f75cfd1922db6 (mask_blur's kernels), __init__.py at
+422eccd86685e084b551fb7e14bc025d77a64cc2, and a later nodes.py in ComfyUI's V3 node schema (the
+index names no commit for it) for INPAINT_ShrinkMask, INPAINT_StabilizeMask and Expand Mask's
+blur_type:
 
-  INPAINT_ExpandMask, INPAINT_DenoiseToCompositingMask     masks
+  INPAINT_ExpandMask, INPAINT_ShrinkMask, INPAINT_StabilizeMask,
+  INPAINT_DenoiseToCompositingMask                          masks
   INPAINT_MaskedFill, INPAINT_MaskedBlur                   pre-fill of the area to inpaint
   INPAINT_VAEEncodeInpaintConditioning                     InpaintModelConditioning + the inpaint latent
   INPAINT_LoadFooocusInpaint, INPAINT_ApplyFooocusInpaint  Fooocus' inpaint head and weight patch
   INPAINT_LoadInpaintModel, INPAINT_InpaintWithModel       LaMa through spandrel
 
-Left out: MAT models (the pack carries their architecture itself; spandrel has it only in
+Left out: INPAINT_ColorMatch (the pack's newest node, which Krita AI Diffusion asks for: its source
+is not in the index we read from, so it stays unknown and is named as the pack's). The V3 file's
+Fill Masked Area also erodes the mask by 10 pixels before its falloff, a line no other version
+has; Fill Masked Area here is 1e2543e's. MAT models (the pack carries their architecture itself; spandrel has it only in
 spandrel_extra_arches, which graphflow does not depend on): a MAT file is recognised by its keys
 and refused by name. TorchScript (.pt) LaMa files are refused too: reading one runs its archive's
 own code, and graphflow reads model files as plain tensors only; a LaMa state dict (.pth read
@@ -113,21 +120,47 @@ def gaussian_kernel(size: int, sigma: float):
     return (g / g.sum()).float()
 
 
-def gaussian_blur(x, size: int):
-    """The pack's gaussian_blur of [B, C, H, W]: `size` taps, sigma 0.3 (size - 1) + 0.8, reflected
-    borders, separable (rows, then columns)."""
+def separable_filter(x, kernel):
+    """[B, C, H, W] filtered by the 1-D `kernel` along rows, then columns, with reflected borders:
+    kornia's filter2d_separable(border_type="reflect") (an even kernel reaches one pixel further
+    right / down, as kornia pads it)."""
     import torch.nn.functional as F
+    size = kernel.numel()
+    b, c, h, w = x.shape
+    left, right = (size - 1) // 2, size // 2
+    flat = x.reshape(b * c, 1, h, w).float()
+    pad_w = _reflected(w, right)[right - left:]
+    flat = F.conv2d(flat.index_select(3, pad_w), kernel.reshape(1, 1, 1, size).float())
+    pad_h = _reflected(h, right)[right - left:]
+    flat = F.conv2d(flat.index_select(2, pad_h), kernel.reshape(1, 1, size, 1).float())
+    return flat.reshape(b, c, h, w)
+
+
+def gaussian_blur(x, size: int):
+    """The pack's gaussian_blur of [B, C, H, W]: `size` taps, sigma 0.3 (size - 1) + 0.8, reflected borders."""
     if size <= 0:
         return x
-    b, c, h, w = x.shape
-    kernel = gaussian_kernel(size, 0.3 * (size - 1) + 0.8)
-    left, right = (size - 1) // 2, size // 2  # an even kernel reaches one further right, as kornia pads it
-    flat = x.reshape(b * c, 1, h, w).float()
-    pad_w = _reflected(w, max(left, right))[max(left, right) - left:][:w + left + right]
-    flat = F.conv2d(flat.index_select(3, pad_w), kernel.reshape(1, 1, 1, size))
-    pad_h = _reflected(h, max(left, right))[max(left, right) - left:][:h + left + right]
-    flat = F.conv2d(flat.index_select(2, pad_h), kernel.reshape(1, 1, size, 1))
-    return flat.reshape(b, c, h, w)
+    return separable_filter(x, gaussian_kernel(size, 0.3 * (size - 1) + 0.8))
+
+
+BLUR_TYPES = ["box", "linear", "gaussian"]  # the pack's BlurKernel, in its order
+
+
+def mask_blur(mask, size: int, blur_type: str):
+    """The pack's mask_blur: nothing below 3 taps; 'gaussian' as gaussian_blur; 'box' the mean of
+    `size` pixels; 'linear' a tent: h = size // 2 weights linspace(1/h, (h-1)/h, h), 1, the same
+    reversed, summed to 1 (3 taps: the box)."""
+    import torch
+    if size <= 2:
+        return mask
+    if blur_type == "gaussian":
+        return gaussian_blur(mask, size)
+    if blur_type == "box" or size == 3:
+        return separable_filter(mask, torch.full((size,), 1.0 / size))
+    h = size // 2
+    side = torch.linspace(1 / h, (h - 1) / h, h)
+    kernel = torch.cat([side, torch.ones(1), side.flip(0)])
+    return separable_filter(mask, kernel / kernel.sum())
 
 
 def _any_within(mask, radius: int):
@@ -173,30 +206,76 @@ def _blur_memory(size: Size | None, kernel: int, channels: int) -> int:
 # -- masks -----------------------------------------------------------------------------------------
 
 
+def _mask_blur_estimate(widgets, inputs):
+    size = inputs.get("mask")
+    return Estimate(size, memory=_blur_memory(size, _make_odd(int(widgets.get("blur", 7))), 1))
+
+
 class InpaintExpandMask(Node):
     """Grow a mask by `grow` pixels (every pixel with a masked one, above 0, within that many pixels
-    across or along becomes 1: a square reach; the result is 0/1), then blur it with a Gaussian
-    of `blur` taps (made odd; sigma 0.3 (taps - 1) + 0.8, reflected borders), as the pack's
-    Expand Mask. 0 skips either step. Masks are taken as 0..1."""
+    across or along becomes 1: a square reach; the result is 0/1), then blur it over `blur` pixels
+    (made odd; below 3 no blur) with blur_type: 'gaussian' (sigma 0.3 (taps - 1) + 0.8), 'box' or
+    'linear' (a tent), reflected borders, as the pack's Expand Mask. 0 skips either step. Masks
+    are taken as 0..1. UI saves from before blur_type existed read as gaussian, as they blurred."""
     category = "inpaint"
     mask: MASK
     grow: int = Int(16, min=0, max=8096, step=1)
     blur: int = Int(7, min=0, max=8096, step=1)
+    blur_type: str = Choice(BLUR_TYPES, "gaussian")
     outputs = {"MASK": MASK}
     comfy = ComfyAlias(("INPAINT_ExpandMask",))
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size = inputs.get("mask")
-        return Estimate(size, memory=_blur_memory(size, _make_odd(int(widgets.get("blur", 7))), 1))
+        return _mask_blur_estimate(widgets, inputs)
 
     def run(self):
         mask = _mask_b1hw(self.mask).float()
         if self.grow > 0:
             mask = _any_within(mask, self.grow)
         if self.blur > 0:
-            mask = gaussian_blur(mask, _make_odd(self.blur))
+            mask = mask_blur(mask, _make_odd(self.blur), self.blur_type)
         return mask[:, 0]
+
+
+class InpaintShrinkMask(Node):
+    """Shrink a mask by `shrink` pixels (a pixel stays 1 only where every pixel within that many
+    pixels across or along is 1; outside the picture counts as 1; the result is 0/1), then blur it
+    as Expand Mask does, as the pack's Shrink Mask. 0 skips either step."""
+    category = "inpaint"
+    mask: MASK
+    shrink: int = Int(16, min=0, max=8096, step=1)
+    blur: int = Int(7, min=0, max=8096, step=1)
+    blur_type: str = Choice(BLUR_TYPES, "gaussian")
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("INPAINT_ShrinkMask",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return _mask_blur_estimate(widgets, inputs)
+
+    def run(self):
+        mask = _mask_b1hw(self.mask).float()
+        if self.shrink > 0:
+            mask = _eroded(mask, self.shrink)
+        if self.blur > 0:
+            mask = mask_blur(mask, _make_odd(self.blur), self.blur_type)
+        return mask[:, 0]
+
+
+class InpaintStabilizeMask(Node):
+    """Values above 1 - epsilon become exactly 1, as the pack's Stabilize Mask (a blurred or
+    resized mask's near-1 inside counts as fully masked again); the rest is kept."""
+    category = "inpaint"
+    mask: MASK
+    epsilon: float = Float(0.01, min=0.0, max=1.0, step=0.0001)
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("INPAINT_StabilizeMask",))
+
+    def run(self):
+        import torch
+        mask = _mask_b1hw(self.mask).float()
+        return torch.where(mask > 1.0 - self.epsilon, torch.ones_like(mask), mask)[:, 0]
 
 
 class InpaintDenoiseToCompositingMask(Node):

@@ -304,7 +304,7 @@ def test_fooocus_inpaint_from_a_ui_save_merges_the_patch_and_adds_the_head(regis
     assert torch.equal(block_patch(h, 1, None), h)
     assert not getattr(base.unet, "input_block_patches", ())
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
-    assert saved[8] == ["fooocus_inpaint_head.pth", "inpaint_v26.fooocus.patch"] and saved[6] == [4, 3]
+    assert saved[8] == ["fooocus_inpaint_head.pth", "inpaint_v26.fooocus.patch"] and saved[6] == [4, 3, "gaussian"]  # today's layout
     assert saved[9] == [] and saved[7] == []
 
 
@@ -522,10 +522,83 @@ def test_fill_blur_and_mask_nodes_from_a_ui_save_and_an_api_prompt(registry):
     assert saved[3] == ["neutral", 0] and saved[4] == [65, 11] and saved[5] == [0.25, 0.75]
     prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 255}},
               "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 16, "height": 16}},
-              "3": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["2", 0], "grow": 2, "blur": 3}},
+              "3": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["2", 0], "grow": 2, "blur": 3,
+                                                                     "blur_type": "linear"}},
               "4": {"class_type": "INPAINT_MaskedFill",
                     "inputs": {"image": ["1", 0], "mask": ["3", 0], "fill": "telea", "falloff": 3}}}
     workflow, values = run(registry, prompt, ["4"])
     assert values["4"][0].shape == (1, 16, 16, 3)
     again = export_api(workflow, registry)
     assert again["3"] == prompt["3"] and again["4"] == prompt["4"]
+
+
+# -- the later version's mask nodes --------------------------------------------------------------
+
+
+def pack_mask_blur(mask, size, blur_type):
+    """The pack's util.mask_blur through kornia (its library), with the pack's kernels built here."""
+    if size <= 2:
+        return mask
+    if blur_type == "gaussian":
+        return kornia_blur(mask, size)
+    if blur_type == "box" or size == 3:
+        kernel = torch.ones(1, size) / size
+    else:
+        h = size // 2
+        side = torch.linspace(1 / h, (h - 1) / h, h)
+        kernel = torch.cat([side, torch.ones(1), side.flip(0)])
+        kernel = (kernel / kernel.sum())[None]
+    return kornia.filters.filter2d_separable(mask, kernel, kernel, border_type="reflect")
+
+
+@pytest.mark.parametrize("blur_type", ["box", "linear", "gaussian"])
+def test_expand_and_shrink_mask_blur_types(registry, blur_type):
+    mask = blob_mask()
+    for blur in (2, 3, 8):
+        out = call(registry, "InpaintExpandMask", mask=mask, grow=2, blur=blur, blur_type=blur_type)
+        grown = cv2_square((mask[0] > 0).float(), 2)[None, None]
+        want = pack_mask_blur(grown, blur + 1 if blur % 2 == 0 else blur, blur_type)
+        torch.testing.assert_close(out, want[:, 0], rtol=0, atol=2e-6)
+        out = call(registry, "InpaintShrinkMask", mask=mask, shrink=2, blur=blur, blur_type=blur_type)
+        shrunk = cv2_square((mask[0] >= 1).float(), 2, erode=True)[None, None]
+        want = pack_mask_blur(shrunk, blur + 1 if blur % 2 == 0 else blur, blur_type)
+        torch.testing.assert_close(out, want[:, 0], rtol=0, atol=2e-6)
+    assert torch.equal(call(registry, "InpaintExpandMask", mask=mask, grow=0, blur=1, blur_type=blur_type), mask)
+
+
+def test_shrink_mask_erodes_from_the_border_as_if_outside_were_masked(registry):
+    mask = torch.ones(1, 10, 12)
+    mask[0, 4, 5] = 0.0
+    out = call(registry, "InpaintShrinkMask", mask=mask, shrink=1, blur=0)
+    want = torch.ones(10, 12)
+    want[3:6, 4:7] = 0.0  # only the hole grows; the picture's edge does not eat in
+    assert torch.equal(out[0], want)
+
+
+def test_stabilize_mask(registry):
+    mask = torch.tensor([[[0.0, 0.5, 0.985, 0.995, 1.0]]])
+    out = call(registry, "InpaintStabilizeMask", mask=mask, epsilon=0.01)
+    assert torch.equal(out, torch.where(mask > 0.99, torch.ones_like(mask), mask))
+    assert out[0, 0].tolist() == [0.0, 0.5, pytest.approx(0.985), 1.0, 1.0]
+
+
+def test_later_mask_nodes_from_ui_saves_old_and_new(registry):
+    """Expand Mask saved before blur_type ([grow, blur]) and after ([grow, blur, blur_type]), Shrink
+    and Stabilize Mask as the later editor saves them; exported back in today's layout."""
+    nodes = [ui_node(1, "SolidMask", [1.0, 24, 24], outputs=[("MASK", "MASK", [1, 2, 3, 4])]),
+             ui_node(2, "INPAINT_ExpandMask", [2, 5], inputs=[("mask", "MASK", 1, False)],
+                     outputs=[("MASK", "MASK", [])]),
+             ui_node(3, "INPAINT_ExpandMask", [2, 5, "box"], inputs=[("mask", "MASK", 2, False)],
+                     outputs=[("MASK", "MASK", [])]),
+             ui_node(4, "INPAINT_ShrinkMask", [4, 0, "linear"], inputs=[("mask", "MASK", 3, False)],
+                     outputs=[("MASK", "MASK", [])]),
+             ui_node(5, "INPAINT_StabilizeMask", [0.05], inputs=[("mask", "MASK", 4, False)],
+                     outputs=[("MASK", "MASK", [])])]
+    links = [[1, 1, 0, 2, 0, "MASK"], [2, 1, 0, 3, 0, "MASK"], [3, 1, 0, 4, 0, "MASK"], [4, 1, 0, 5, 0, "MASK"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["2", "3", "4", "5"])
+    full = torch.ones(1, 24, 24)
+    for node in ("2", "3", "4", "5"):
+        torch.testing.assert_close(values[node][0], full, rtol=0, atol=1e-6)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [2, 5, "gaussian"] and saved[3] == [2, 5, "box"] and saved[4] == [4, 0, "linear"]
+    assert saved[5] == [0.05]
