@@ -34,7 +34,7 @@ import functools
 import zlib
 from dataclasses import dataclass
 
-from graphflow.api import IMAGE, LATENT, MASK, MODEL, CONDITIONING, VAE, Choice, ComfyAlias, Estimate, Float, Int, \
+from graphflow.api import CONDITIONING, IMAGE, LATENT, MASK, MODEL, VAE, Choice, ComfyAlias, Estimate, Float, Int, \
     Node, NodeInputError, Size, folders, socket_type, warn
 from nodes.conditioning import InpaintModelConditioning
 from nodes.pack_nodes import _core
@@ -321,7 +321,7 @@ class InpaintMaskedFill(Node):
     def run(self):
         import numpy as np
         import torch
-        pixels, mask = _image_mask(self.image, self.mask, batch_must_match=True)
+        _, mask = _image_mask(self.image, self.mask, batch_must_match=True)
         alpha = _falloff_alpha(_masked(mask), _make_odd(self.falloff))
         image = self.image.float().clone()
         if self.fill == "neutral":

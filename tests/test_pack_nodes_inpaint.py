@@ -304,7 +304,8 @@ def test_fooocus_inpaint_from_a_ui_save_merges_the_patch_and_adds_the_head(regis
     assert torch.equal(block_patch(h, 1, None), h)
     assert not getattr(base.unet, "input_block_patches", ())
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
-    assert saved[8] == ["fooocus_inpaint_head.pth", "inpaint_v26.fooocus.patch"] and saved[6] == [4, 3, "gaussian"]  # today's layout
+    assert saved[8] == ["fooocus_inpaint_head.pth", "inpaint_v26.fooocus.patch"]
+    assert saved[6] == [4, 3, "gaussian"]  # today's layout: blur_type after blur
     assert saved[9] == [] and saved[7] == []
 
 
@@ -325,7 +326,7 @@ def test_fooocus_patched_model_samples_from_an_api_prompt(registry, xl_folders):
         "8": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["5", 0], "negative": ["5", 1],
                                                    "latent_image": ["5", 3], "seed": 1, "steps": 1, "cfg": 2.0,
                                                    "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
-        "9": {"class_type": "KSampler", "inputs": {**{}, "model": ["1", 0], "positive": ["5", 0],
+        "9": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["5", 0],
                                                    "negative": ["5", 1], "latent_image": ["5", 3], "seed": 1,
                                                    "steps": 1, "cfg": 2.0, "sampler_name": "euler",
                                                    "scheduler": "normal", "denoise": 1.0}},
@@ -506,9 +507,11 @@ def test_fill_blur_and_mask_nodes_from_a_ui_save_and_an_api_prompt(registry):
     nodes = [ui_node(1, "EmptyImage", [48, 32, 1, 0xff8000], outputs=[("IMAGE", "IMAGE", [1, 2])]),
              ui_node(2, "SolidMask", [1.0, 48, 32], outputs=[("MASK", "MASK", [3, 4, 5])]),
              ui_node(3, "INPAINT_MaskedFill", ["neutral", 0],
-                     inputs=[("image", "IMAGE", 1, False), ("mask", "MASK", 3, False)], outputs=[("IMAGE", "IMAGE", [])]),
+                     inputs=[("image", "IMAGE", 1, False), ("mask", "MASK", 3, False)],
+                     outputs=[("IMAGE", "IMAGE", [])]),
              ui_node(4, "INPAINT_MaskedBlur", [65, 11],
-                     inputs=[("image", "IMAGE", 2, False), ("mask", "MASK", 4, False)], outputs=[("IMAGE", "IMAGE", [])]),
+                     inputs=[("image", "IMAGE", 2, False), ("mask", "MASK", 4, False)],
+                     outputs=[("IMAGE", "IMAGE", [])]),
              ui_node(5, "INPAINT_DenoiseToCompositingMask", [0.25, 0.75],
                      inputs=[("mask", "MASK", 5, False)], outputs=[("MASK", "MASK", [])])]
     links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 1, 0, 4, 0, "IMAGE"], [3, 2, 0, 3, 1, "MASK"], [4, 2, 0, 4, 1, "MASK"],
