@@ -348,6 +348,9 @@ def test_fooocus_errors_by_name(registry, xl_folders):
                   patch="inpaint_v26.fooocus.patch")
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     cases = [({"latent": latent}, "latent", "no noise mask"),
+             ({"latent": {"samples": torch.zeros(1, 16, 8, 8), "noise_mask": torch.ones(1, 1, 64, 64)}}, "latent",
+              "expected latents [B, 4, h, w]"),
+             ({"model": object(), "latent": latent}, "model", "UNet"),
              ({"latent": {**latent, "noise_mask": torch.ones(1, 1, 32, 32)}}, "latent", "8 times larger")]
     for inputs, name, words in cases:
         with pytest.raises(NodeInputError) as e:
