@@ -216,7 +216,8 @@ class InpaintExpandMask(Node):
     across or along becomes 1: a square reach; the result is 0/1), then blur it over `blur` pixels
     (made odd; below 3 no blur) with blur_type: 'gaussian' (sigma 0.3 (taps - 1) + 0.8), 'box' or
     'linear' (a tent), reflected borders, as the pack's Expand Mask. 0 skips either step. Masks
-    are taken as 0..1. UI saves from before blur_type existed read as gaussian, as they blurred."""
+    are taken as 0..1. UI saves and API prompts from before blur_type existed read as gaussian, as
+    they blurred."""
     category = "inpaint"
     mask: MASK
     grow: int = Int(16, min=0, max=8096, step=1)

@@ -605,6 +605,9 @@ def test_later_mask_nodes_from_ui_saves_old_and_new(registry):
     full = torch.ones(1, 24, 24)
     for node in ("2", "3", "4", "5"):
         torch.testing.assert_close(values[node][0], full, rtol=0, atol=1e-6)
+    old_prompt = {"1": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 24, "height": 24}},
+                  "2": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["1", 0], "grow": 2, "blur": 5}}}
+    assert torch.equal(run(registry, old_prompt, ["2"])[1]["2"][0], torch.zeros(1, 24, 24))
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[2] == [2, 5, "gaussian"] and saved[3] == [2, 5, "box"] and saved[4] == [4, 0, "linear"]
     assert saved[5] == [0.05]
