@@ -250,6 +250,9 @@ CUSTOM_PACKS = {
     # EllangoK's ComfyUI-post-processing-nodes (nodes/pack_nodes_post_processing.py): every class is ours
     # but its "Blur", a name Masquerade's Blur holds (whole names: in WHOLE_NAMES through MASQUERADE_CLASSES)
     "ComfyUI-post-processing-nodes": ("Blur",),
+    # Acly's comfyui-inpaint-nodes (nodes/pack_nodes_inpaint.py): all its classes are ours; named so the
+    # docs list them under the pack, and a class of a later version is named as the pack's
+    "comfyui-inpaint-nodes": ("INPAINT_",),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}

@@ -56,7 +56,8 @@ COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
 MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders", "controlnet", "upscale_models",
                "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx",
                "photomaker", "model_patches", "animatediff_models",
-               "animatediff_motion_lora")
+               "animatediff_motion_lora",
+               "inpaint")  # comfyui-inpaint-nodes' folder (Fooocus head / patch, LaMa): nodes/pack_nodes_inpaint.py
 
 # kinds whose models are folders, not files (a diffusers model_index.json and its parts' subfolders)
 FOLDER_KINDS = ("diffusers",)
