@@ -1,0 +1,426 @@
+"""A fourth round of WAS Node Suite's (WASasquatch/was-node-suite-comfyui) model-free nodes, under
+the pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter,
+Image Dragan Photography Filter and Image Nova Filter (the pilgram, Instagram-filter, ones), Mask
+Rect Area and Mask Rect Area (Advanced), and Image Color Palette.
+
+Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version
+(546,293 characters; the store names no commit for that copy): Mask Rect Area and Mask Rect Area
+(Advanced), WAS_Tools_Class's dragan_filter, sparkle and generate_palette; and the class sources
+quoted by a documentation mirror of the suite's nodes (same era) for Image Blending Mode, Image
+Style Filter, Image Dragan Photography Filter, Image Nova Filter and Image Color Palette. (The
+first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py,
+followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js
+at d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
+b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview
+canvas, so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help
+says which). The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and
+drawn_combine to those two nodes; that layout is not read here.
+
+pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
+rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
+pack seeds it) and OpenCV blurs the rectangles. The pack's single-image nodes (Image Blending
+Mode, Image Nova Filter) fail on a batch of more than one; here each image is worked on its own.
+Quirks kept and said in each node's help: Image Blending Mode's "add" is pilgram's normal
+blend; Image Dragan Photography Filter's colorize is a text the pack tests for truth, so
+"false" colorizes too; Image Nova Filter wraps negative levels round 256 as the NumPy 1 the pack
+ran on did. Image Style Filter's "fairy tale" (the suite's sparkle) scatters 10,000 random
+specks from Python's unseeded random, as the pack does: no two runs give the same picture.
+
+Left out here, and why: Image Shadows and Highlights (its pilgram use was read but its class name
+in the suite's registration was not), KSampler Cycle (it needs the suite's own upscale and
+sampling loop, not built on our samplers in this round), Text Sort (no source of it was found in
+the store), and the nodes that need model weights or a web service (BLIP, CLIPSeg, MiDaS, SAM,
+Bus Text/Text File History aside: the first rounds' docstrings name those).
+"""
+
+from __future__ import annotations
+
+from graphflow.api import IMAGE, MASK, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
+from nodes.pack_nodes_was import LIST
+from nodes.pack_nodes_was_image import _batch, _pictures
+
+COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
+
+# -- pilgram blend modes and filters -----------------------------------------------------------------
+
+# the pack's mode names and the pilgram.css.blending function each calls ("add" calls normal)
+BLEND_MODES = {"add": "normal", "color": "color", "color_burn": "color_burn", "color_dodge": "color_dodge",
+               "darken": "darken", "difference": "difference", "exclusion": "exclusion",
+               "hard_light": "hard_light", "hue": "hue", "lighten": "lighten", "multiply": "multiply",
+               "overlay": "overlay", "screen": "screen", "soft_light": "soft_light"}
+
+
+def blend_with_mode(first, second, mode: str, percentage: float):
+    """One picture of Image Blending Mode: pilgram's blend of second over first, mixed back with
+    first through a uniform 8-bit mask of 255 - round(percentage * 255) (the pack's composite)."""
+    import pilgram.css.blending
+    from PIL import Image, ImageOps
+
+    blended = getattr(pilgram.css.blending, BLEND_MODES[mode])(first, second).convert("RGB")
+    keep_first = ImageOps.invert(Image.new("L", first.size, round(percentage * 255)))
+    return Image.composite(first, blended, keep_first)
+
+
+class WasImageBlendingMode(Node):
+    """image_b blended over image_a with a CSS blend mode (pilgram's, as WAS's Image Blending Mode
+    calls them), then mixed with image_a by blend_percentage (1: the blend alone, 0: image_a),
+    through an 8-bit mask as the pack does. As in the pack, "add" is pilgram's normal blend
+    (image_b itself), not an addition. Batches are blended image by image (one image_b for all of
+    image_a, or one each); the two must be one size."""
+    category = "WAS Suite/Image"
+    image_a: IMAGE
+    image_b: IMAGE
+    mode: str = Choice(tuple(BLEND_MODES), "add")
+    blend_percentage: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Image Blending Mode",))
+
+    def run(self):
+        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
+        if len(second) not in (1, len(first)):
+            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
+        if first[0].size != second[0].size:
+            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        return _batch([blend_with_mode(a, second[i % len(second)], self.mode, self.blend_percentage)
+                       for i, a in enumerate(first)])
+
+
+def sparkle(picture, rng):
+    """The suite's sparkle ("fairy tale"): contrast 1.25 and colour 1.5, a half-transparent bloom
+    (Gaussian 20, brightness 1.2) laid over, then two layers of 5,000 random specks each (blurred
+    1 pixel, half transparent) colour-dodged and lightened on with pilgram. rng gives the specks'
+    places and colours, drawn in the pack's order."""
+    import pilgram.css.blending
+    from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+    picture = ImageEnhance.Color(ImageEnhance.Contrast(picture.convert("RGBA")).enhance(1.25)).enhance(1.5)
+    bloom = ImageEnhance.Brightness(picture.filter(ImageFilter.GaussianBlur(radius=20))).enhance(1.2)
+    bloom.putalpha(128)
+    picture = Image.alpha_composite(picture, bloom)
+    width, height = picture.size
+    layers = []
+    for _ in range(2):
+        specks = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(specks)
+        for _ in range(5000):
+            # randint is inclusive: a speck at x == width or y == height falls off the picture, as in the pack
+            x, y = rng.randint(0, width), rng.randint(0, height)
+            draw.point((x, y), fill=(rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255), 255))
+        specks = specks.filter(ImageFilter.GaussianBlur(radius=1))
+        specks.putalpha(128)
+        layers.append(specks)
+    picture = pilgram.css.blending.color_dodge(picture, layers[0])
+    return pilgram.css.blending.lighten(picture, layers[1])
+
+
+STYLES = ("1977", "aden", "brannan", "brooklyn", "clarendon", "earlybird", "fairy tale", "gingham", "hudson",
+          "inkwell", "kelvin", "lark", "lofi", "maven", "mayfair", "moon", "nashville", "perpetua", "reyes",
+          "rise", "slumber", "stinson", "toaster", "valencia", "walden", "willow", "xpro2")
+
+
+def style_filter(picture, style: str):
+    """One picture through pilgram's Instagram filter named style ("1977" is pilgram._1977), or
+    the suite's sparkle for "fairy tale"."""
+    import random
+
+    import pilgram
+
+    if style == "fairy tale":
+        return sparkle(picture, random.Random())
+    return getattr(pilgram, "_1977" if style == "1977" else style)(picture)
+
+
+class WasImageStyleFilter(Node):
+    """Each image through an Instagram-like filter, pilgram's, as WAS's Image Style Filter applies
+    them. "fairy tale" is the suite's own sparkle (more contrast and colour, a bloom, and 10,000
+    random coloured specks): as in the pack its specks come from an unseeded random, so every run
+    differs. The pack gives that style's image with an alpha channel when pilgram returns one;
+    here images are RGB."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    style: str = Choice(STYLES, "1977")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Style Filter",))
+
+    def run(self):
+        return _batch([style_filter(p, self.style).convert("RGB") for p in _pictures(self.image, "image")])
+
+
+def dragan(picture, saturation: float, contrast: float, sharpness: float, brightness: float,
+           highpass_radius: float, highpass_samples: int, highpass_strength: float, colorize: bool):
+    """The suite's dragan_filter on one RGB picture: contrast, colour, sharpness and brightness on
+    its grey copy; a high pass (the picture less that grey one blurred by -highpass_radius, as
+    the pack passes it to Pillow, screened over mid grey) overlaid 1 + highpass_samples times
+    (at least twice); blended by highpass_strength; last pilgram's color blend of the picture's
+    colours back on, when colorize."""
+    import pilgram.css.blending
+    from PIL import Image, ImageChops, ImageEnhance, ImageFilter
+
+    grey = ImageEnhance.Contrast(picture.convert("L")).enhance(contrast)
+    grey = ImageEnhance.Color(grey).enhance(saturation)
+    grey = ImageEnhance.Sharpness(grey).enhance(sharpness)
+    grey = ImageEnhance.Brightness(grey).enhance(brightness)
+    blurred = grey.filter(ImageFilter.GaussianBlur(radius=-highpass_radius))
+    high_pass = ImageChops.subtract(picture, blurred.convert("RGB"))
+    high_pass = ImageChops.screen(Image.new("RGB", picture.size, (127, 127, 127)), high_pass.resize(picture.size))
+    if not colorize:
+        high_pass = high_pass.convert("L").convert("RGB")
+    passed = pilgram.css.blending.overlay(grey.convert("RGB"), high_pass)
+    for _ in range(highpass_samples if highpass_samples > 0 else 1):
+        passed = pilgram.css.blending.overlay(passed, high_pass)
+    result = ImageChops.blend(grey.convert("RGB"), passed, highpass_strength)
+    return pilgram.css.blending.color(result, picture) if colorize else result
+
+
+class WasImageDraganPhotographyFilter(Node):
+    """A "Dragan" look, as WAS's Image Dragan Photography Filter makes it: the image's grey copy
+    given contrast, saturation, sharpness and brightness (Pillow's enhancers), a high pass
+    overlaid 1 + highpass_samples times (twice at 0) and blended in by highpass_strength, then
+    the image's colours laid back with pilgram's color blend. The pack hands the Gaussian blur of
+    its high pass -highpass_radius (Pillow's blur of a negative radius), kept here. colorize is
+    the text "true" or "false", which the pack tests for truth: both colorize, as in the pack."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    saturation: float = Float(1.0, min=0.0, max=16.0, step=0.01)
+    contrast: float = Float(1.0, min=0.0, max=16.0, step=0.01)
+    brightness: float = Float(1.0, min=0.0, max=16.0, step=0.01)
+    sharpness: float = Float(1.0, min=0.0, max=6.0, step=0.01)
+    highpass_radius: float = Float(6.0, min=0.0, max=255.0, step=0.01)
+    highpass_samples: int = Int(1, min=0, max=6)
+    highpass_strength: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    colorize: str = Choice(("true", "false"), "true")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Dragan Photography Filter",))
+
+    def run(self):
+        # the pack passes the text on: any non-empty one is true
+        colorize = bool(self.colorize)
+        return _batch([dragan(p, self.saturation, self.contrast, self.sharpness, self.brightness,
+                              self.highpass_radius, self.highpass_samples, self.highpass_strength, colorize)
+                       for p in _pictures(self.image, "image")])
+
+
+def nova_levels(levels, amplitude: float, frequency: float):
+    """Image Nova Filter's levels: each 8-bit level v becomes int(amplitude * sin(2 pi frequency
+    v / 255) * 255) (cut toward zero), stored in 8 bits, so a negative one wraps round 256 (as
+    NumPy 1 stored it; NumPy 2 refuses). frequency is capped at half the picture's width."""
+    import numpy as np
+
+    frequency = min(frequency, levels.shape[1] / 2)
+    waved = np.trunc(amplitude * np.sin(2 * np.pi * frequency * (levels / 255)) * 255).astype(np.int64)
+    return (waved % 256).astype(np.uint8)
+
+
+class WasImageNovaFilter(Node):
+    """Each colour level run through a sine wave, as WAS's Image Nova Filter does: level v (0-255)
+    becomes amplitude x sin(2 pi x frequency x v / 255) x 255, cut to a whole number; negative
+    results wrap round to 256 + result, as the NumPy the pack was written on stored them (so the
+    dark bands are bright). frequency is held to at most half the image width, as in the pack."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    amplitude: float = Float(0.1, min=0.0, max=1.0, step=0.001)
+    frequency: float = Float(3.14, min=0.0, max=100.0, step=0.001)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Nova Filter",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+
+        return _batch([Image.fromarray(nova_levels(np.array(p), self.amplitude, self.frequency), "RGB")
+                       for p in _pictures(self.image, "image")])
+
+
+# -- rectangle masks ---------------------------------------------------------------------------------
+
+def blurred_rectangle(height: int, width: int, top: int, bottom: int, left: int, right: int, blur_radius: int):
+    """A [1, height, width] mask, 1 over rows top..bottom and columns left..right (cut at the
+    edges, as slicing does), blurred when blur_radius > 0 by OpenCV's Gaussian of size
+    2 x blur_radius + 1 and its own sigma for that size, in float32, as the pack does."""
+    import numpy as np
+    import torch
+
+    mask = np.zeros((height, width), dtype=np.float32)
+    mask[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)] = 1.0
+    if blur_radius > 0:
+        import cv2
+
+        side = blur_radius * 2 + 1
+        mask = cv2.GaussianBlur(mask, (side, side), 0)
+    return torch.from_numpy(mask)[None]
+
+
+RECT_RESOLUTION = 512  # Mask Rect Area always draws on a 512 x 512 mask
+
+
+def rect_area_widgets(values: list) -> list:
+    """Mask Rect Area's widgets_values as the pack's schema lays them out (x, y, width, height,
+    blur_radius). The pack's editor script adds its own x, y, w, h and blur_radius number widgets
+    after the schema's five, and a preview canvas (saved as null): eleven values. The editor
+    sends the later widget of a name, so x, y and blur_radius come from the script's widgets;
+    its w and h reach the pack under other names, unused, so width and height stay the schema's."""
+    if isinstance(values, list) and len(values) >= 10:
+        return [values[5], values[6], values[2], values[3], values[9]]
+    return values
+
+
+def rect_area_advanced_widgets(values: list) -> list:
+    """Mask Rect Area (Advanced)'s widgets_values in the schema's seven: its editor script adds
+    the same seven number widgets again (and a preview canvas, saved as null), and the editor
+    sends the later ones, so those are read."""
+    if isinstance(values, list) and len(values) >= 14:
+        return values[7:14]
+    return values
+
+
+class WasMaskRectArea(Node):
+    """A 512 x 512 mask, 1 over a rectangle given in percent of the side, as WAS's Mask Rect Area
+    draws it: from int(x / 100 x 512) to int((x / 100 + width / 100) x 512) (the same for y and
+    height; past 100 % it stops at the edge), then blurred by OpenCV's Gaussian of size
+    2 x blur_radius + 1 when blur_radius > 0. Always 512 x 512, whatever it is used with. The
+    pack's editor adds a second x, y, w, h and blur_radius (its preview's); a save is read as
+    the pack runs it: x, y and blur_radius from those, width and height from the first ones (an
+    API prompt's w and h are ignored, as the pack ignores them). Written back, the node has the
+    five values of the pack's schema."""
+    category = "WAS Suite/Image/Masking"
+    x: int = Int(0, min=0, max=100)
+    y: int = Int(0, min=0, max=100)
+    width: int = Int(50, min=0, max=100)
+    height: int = Int(50, min=0, max=100)
+    blur_radius: int = Int(0, min=0, max=255)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Rect Area",), ignore=("w", "h"), widgets=rect_area_widgets)
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return Estimate(Size(1, RECT_RESOLUTION, RECT_RESOLUTION))
+
+    def run(self):
+        # the pack's float steps, in its order, so its rounding is ours
+        left, top = self.x / 100, self.y / 100
+        right, bottom = left + self.width / 100, top + self.height / 100
+        side = RECT_RESOLUTION
+        return blurred_rectangle(side, side, int(top * side), int(bottom * side), int(left * side),
+                                 int(right * side), self.blur_radius)
+
+
+class WasMaskRectAreaAdvanced(Node):
+    """An image_width x image_height mask, 1 over the rectangle x..x + width, y..y + height in
+    pixels (cut at the edges), as WAS's Mask Rect Area (Advanced) draws it, then blurred by
+    OpenCV's Gaussian of size 2 x blur_radius + 1 when blur_radius > 0. The pack's editor adds
+    all seven widgets again (its preview's); a save is read from those, as the pack runs it, and
+    written back with the schema's seven."""
+    category = "WAS Suite/Image/Masking"
+    x: int = Int(0, min=0, max=4096, step=64)
+    y: int = Int(0, min=0, max=4096, step=64)
+    width: int = Int(256, min=0, max=4096, step=64)
+    height: int = Int(256, min=0, max=4096, step=64)
+    image_width: int = Int(512, min=64, max=4096, step=64, resource="width")
+    image_height: int = Int(512, min=64, max=4096, step=64, resource="height")
+    blur_radius: int = Int(0, min=0, max=255)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Rect Area (Advanced)",), widgets=rect_area_advanced_widgets)
+
+    def run(self):
+        return blurred_rectangle(self.image_height, self.image_width, self.y, self.y + self.height, self.x,
+                                 self.x + self.width, self.blur_radius)
+
+
+# -- colour palette ----------------------------------------------------------------------------------
+
+PALETTE_CELL = 128  # the pack's cell side, text padding and font size for its chart
+PALETTE_PADDING = 10
+PALETTE_FONT_SIZE = 15
+
+
+def palette_grid(colors: int, mode: str) -> tuple[int, int]:
+    """(rows, columns) of the palette picture: one row for back_to_back, else int(sqrt(colors))
+    rows and as many columns as the colours need."""
+    import math
+
+    if mode == "back_to_back":
+        return 1, colors
+    rows = math.isqrt(colors)
+    return rows, -(-colors // rows)
+
+
+def palette_colours(picture, colors: int):
+    """The pack's palette: KMeans (random_state=0, n_init "auto") of the picture halved with
+    Pillow's bilinear, its centres cut to 8 bits, grouped by their largest channel (red, green,
+    blue) and each group sorted by sqrt(0.299 R + 0.587 G + 0.114 B)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.cluster import KMeans
+
+    half = picture.resize((picture.width // 2, picture.height // 2), resample=Image.BILINEAR)
+    pixels = np.array(half).reshape((-1, 3))
+    if len(pixels) < colors:
+        raise NodeInputError("colors", f"{colors} colours from a picture of {len(pixels)} pixels (halved): "
+                                       "expected at most one colour per pixel")
+    centres = np.uint8(KMeans(n_clusters=colors, random_state=0, n_init="auto").fit(pixels).cluster_centers_)
+    luminance = np.sqrt(np.dot(centres, [0.299, 0.587, 0.114]))
+    order = np.argsort(luminance)
+    groups = ([], [], [])
+    for centre, lum in zip(centres[order], luminance[order]):
+        groups[int(np.argmax(centre))].append((centre, lum))
+    return [tuple(int(c) for c in centre) for group in groups
+            for centre, _ in sorted(group, key=lambda item: item[1])]
+
+
+def palette_picture(colours, mode: str):
+    """The palette drawn as the pack draws it: 128-pixel cells, column by column (rows first),
+    each chart cell labelled "R: r G: g B: b" with Pillow's default font centred 10 pixels below
+    the cell (under the next cell, which covers it, or past the picture)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows, columns = palette_grid(len(colours), mode)
+    picture = Image.new("RGB", (columns * PALETTE_CELL, rows * PALETTE_CELL), color="white")
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    for i, colour in enumerate(colours):
+        left, top = ((i * PALETTE_CELL, 0) if mode == "back_to_back"
+                     else (i // rows * PALETTE_CELL, i % rows * PALETTE_CELL))
+        picture.paste(Image.new("RGB", (PALETTE_CELL, PALETTE_CELL), color=colour), (left, top))
+        if mode != "back_to_back":
+            label = f"R: {colour[0]} G: {colour[1]} B: {colour[2]}"
+            x, y = left + PALETTE_CELL / 2, top + PALETTE_CELL + PALETTE_PADDING
+            draw.text((x + 1, y + 1), label, font=font, fill="black", anchor="ms")
+            draw.text((x, y), label, font=font, fill="white", anchor="ms")
+    return picture
+
+
+class WasImageColorPalette(Node):
+    """The image's main colours, as WAS's Image Color Palette finds them: scikit-learn's KMeans
+    (seeded, random_state=0, as the pack) on the image halved, centres cut to 8 bits, grouped
+    reddest / greenest / bluest and each group sorted by luminance. Gives a picture of 128-pixel
+    cells ("Chart": int(sqrt(colors)) rows, filled column by column; "back_to_back": one row) and,
+    per image, the colours as "#rrggbb" lines in a list. The pack labels chart cells with its
+    own font.ttf when the suite has one; here with Pillow's default font (as the pack without
+    it), and either way the label lands under the next cell or past the picture."""
+    category = "WAS Suite/Image/Analyze"
+    image: IMAGE
+    colors: int = Int(16, min=8, max=256)
+    mode: str = Choice(("Chart", "back_to_back"), "Chart")
+    outputs = {"image": IMAGE, "color_palettes": LIST}
+    comfy = ComfyAlias(("Image Color Palette",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        try:
+            rows, columns = palette_grid(int(widgets["colors"]), widgets["mode"].lower())
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return Estimate(None)
+        # KMeans works on the halved picture's pixels in float64, three channels
+        working = 0 if size is None else size.pixels // 4 * 3 * 8 * 4
+        return Estimate(Size(1 if size is None else size.batch, rows * PALETTE_CELL, columns * PALETTE_CELL),
+                        memory=working)
+
+    def run(self):
+        mode = self.mode.lower()
+        pictures, palettes = [], []
+        for picture in _pictures(self.image, "image"):
+            colours = palette_colours(picture, self.colors)
+            pictures.append(palette_picture(colours, mode))
+            palettes.append("\n".join("#%02x%02x%02x" % colour for colour in colours))
+        return _batch(pictures), palettes

@@ -1,0 +1,397 @@
+"""WAS Node Suite's fourth round (nodes/pack_nodes_was4.py) against the libraries the pack calls:
+pilgram's blend modes and Instagram filters called here directly, Pillow's enhancers and
+composite, OpenCV's Gaussian blur of the rectangles, scikit-learn's seeded KMeans for the palette;
+and read from a UI save and an API prompt under the pack's class names, and exported back."""
+
+import math
+import random
+
+import cv2
+import numpy as np
+import pilgram
+import pilgram.css.blending
+import pytest
+import torch
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.resource_limits import RunLimits, Size
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_was4 import sparkle
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def photo(seed: int, size=(40, 56)) -> torch.Tensor:
+    """A smooth colour picture with some noise, [H, W, 3] in 0..1."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    levels = np.stack([np.sin(3 * x + seed), np.cos(2 * y - seed), x * y], axis=-1) * 0.5 + 0.5
+    return torch.from_numpy(np.clip(levels + rng.normal(0, 0.08, levels.shape), 0, 1).astype(np.float32))
+
+
+IMAGES = torch.stack([photo(1), photo(2)])
+OTHER = torch.stack([photo(7), photo(8)])
+
+
+def pictures(images):
+    """The pack's tensor2pil of each image."""
+    return [Image.fromarray(np.clip(255.0 * i.numpy(), 0, 255).astype(np.uint8)) for i in images]
+
+
+def tensor(picture) -> torch.Tensor:
+    """The pack's pil2tensor."""
+    return torch.from_numpy(np.array(picture).astype(np.float32) / 255.0)
+
+
+# -- Image Blending Mode -----------------------------------------------------------------------------
+
+MODES = ("add", "color", "color_burn", "color_dodge", "darken", "difference", "exclusion", "hard_light", "hue",
+         "lighten", "multiply", "overlay", "screen", "soft_light")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("percentage", [1.0, 0.35])
+def test_blending_modes_are_pilgrams_mixed_by_the_percentage(registry, mode, percentage):
+    got = call(registry, "WasImageBlendingMode", image_a=IMAGES, image_b=OTHER, mode=mode,
+               blend_percentage=percentage)
+    assert got.shape == IMAGES.shape
+    for i, (a, b) in enumerate(zip(pictures(IMAGES), pictures(OTHER))):
+        blend = getattr(pilgram.css.blending, "normal" if mode == "add" else mode)(a, b).convert("RGB")
+        if percentage == 1.0:  # the mask keeps none of image_a
+            assert torch.equal(got[i], tensor(blend))
+        # the pack's mix: Pillow's composite through a uniform mask of 255 - round(p * 255)
+        keep = 255 - round(percentage * 255)
+        expected = (np.array(a, dtype=np.float64) * keep + np.array(blend, dtype=np.float64) * (255 - keep)) / 255
+        assert np.abs(got[i].numpy() * 255 - expected).max() <= 1.0
+        assert torch.equal(got[i], tensor(Image.composite(a, blend, Image.new("L", a.size, keep))))
+
+
+def test_blending_mode_add_is_pilgrams_normal_so_image_b(registry):
+    got = call(registry, "WasImageBlendingMode", image_a=IMAGES, image_b=OTHER[:1], mode="add")
+    for i in range(2):
+        assert torch.equal(got[i], tensor(pictures(OTHER)[0]))
+
+
+def test_blending_mode_bad_inputs(registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageBlendingMode", image_a=IMAGES, image_b=OTHER[:, :20])
+    assert caught.value.input == "image_b" and "size" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageBlendingMode", image_a=IMAGES[:1], image_b=OTHER)
+    assert caught.value.input == "image_b"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageBlendingMode", image_a=IMAGES[0], image_b=OTHER)
+    assert caught.value.input == "image_a" and "[B, H, W, C]" in str(caught.value)
+
+
+# -- Image Style Filter ------------------------------------------------------------------------------
+
+STYLES = ("1977", "aden", "brannan", "brooklyn", "clarendon", "earlybird", "gingham", "hudson", "inkwell", "kelvin",
+          "lark", "lofi", "maven", "mayfair", "moon", "nashville", "perpetua", "reyes", "rise", "slumber",
+          "stinson", "toaster", "valencia", "walden", "willow", "xpro2")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_style_filters_are_pilgrams(registry, style):
+    got = call(registry, "WasImageStyleFilter", image=IMAGES, style=style)
+    assert got.shape == IMAGES.shape
+    for i, picture in enumerate(pictures(IMAGES)):
+        assert torch.equal(got[i], tensor(getattr(pilgram, "_1977" if style == "1977" else style)(picture)))
+
+
+def pack_sparkle(image, rng):
+    """The suite's sparkle, step by step as its source reads, with rng for Python's random module."""
+    image = image.convert("RGBA")
+    image = ImageEnhance.Contrast(image).enhance(1.25)
+    image = ImageEnhance.Color(image).enhance(1.5)
+    bloom = image.filter(ImageFilter.GaussianBlur(radius=20))
+    bloom = ImageEnhance.Brightness(bloom).enhance(1.2)
+    bloom.putalpha(128)
+    bloom = bloom.convert(image.mode)
+    image = Image.alpha_composite(image, bloom)
+    width, height = image.size
+    layers = []
+    for _ in range(2):
+        particles = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(particles)
+        for _ in range(5000):
+            x = rng.randint(0, width)
+            y = rng.randint(0, height)
+            r = rng.randint(0, 255)
+            g = rng.randint(0, 255)
+            b = rng.randint(0, 255)
+            draw.point((x, y), fill=(r, g, b, 255))
+        particles = particles.filter(ImageFilter.GaussianBlur(radius=1))
+        particles.putalpha(128)
+        layers.append(particles)
+    image = pilgram.css.blending.color_dodge(image, layers[0])
+    return pilgram.css.blending.lighten(image, layers[1])
+
+
+def test_fairy_tale_is_the_suites_sparkle(registry):
+    picture = pictures(IMAGES)[0]
+    ours = sparkle(picture, random.Random(11))
+    assert np.array_equal(np.array(ours), np.array(pack_sparkle(picture, random.Random(11))))
+    # unseeded, as in the pack: two runs differ, and each is a picture of the same size
+    first = call(registry, "WasImageStyleFilter", image=IMAGES, style="fairy tale")
+    second = call(registry, "WasImageStyleFilter", image=IMAGES, style="fairy tale")
+    assert first.shape == IMAGES.shape and not torch.equal(first, second)
+
+
+# -- Image Dragan Photography Filter -----------------------------------------------------------------
+
+def pack_dragan(image, saturation, contrast, sharpness, brightness, radius, samples, strength):
+    """The suite's dragan_filter as its source reads (colorize always true: the node passes a text)."""
+    grey = image.convert("L")
+    contrast_image = ImageEnhance.Contrast(grey).enhance(contrast)
+    saturation_image = ImageEnhance.Color(contrast_image).enhance(saturation)
+    sharpness_image = ImageEnhance.Sharpness(saturation_image).enhance(sharpness)
+    brightness_image = ImageEnhance.Brightness(sharpness_image).enhance(brightness)
+    blurred = brightness_image.filter(ImageFilter.GaussianBlur(radius=-radius))
+    highpass = ImageChops.subtract(image, blurred.convert("RGB"))
+    highpass = ImageChops.screen(Image.new("RGB", image.size, (127, 127, 127)), highpass.resize(image.size))
+    passed = pilgram.css.blending.overlay(brightness_image.convert("RGB"), highpass)
+    for _ in range(samples if samples > 0 else 1):
+        passed = pilgram.css.blending.overlay(passed, highpass)
+    final = ImageChops.blend(brightness_image.convert("RGB"), passed, strength)
+    return pilgram.css.blending.color(final, image)
+
+
+@pytest.mark.parametrize("settings", [(1.0, 1.0, 1.0, 1.0, 6.0, 1, 1.0), (1.6, 1.3, 2.0, 0.9, 2.5, 0, 0.4),
+                                      (0.5, 2.0, 0.0, 1.4, 0.0, 3, 2.2)])
+def test_dragan_filter_follows_the_suites_recipe(registry, settings):
+    saturation, contrast, sharpness, brightness, radius, samples, strength = settings
+    got = call(registry, "WasImageDraganPhotographyFilter", image=IMAGES, saturation=saturation, contrast=contrast,
+               sharpness=sharpness, brightness=brightness, highpass_radius=radius, highpass_samples=samples,
+               highpass_strength=strength, colorize="true")
+    for i, picture in enumerate(pictures(IMAGES)):
+        assert torch.equal(got[i], tensor(pack_dragan(picture, *settings)))
+    # "false" is a non-empty text: the pack colorizes all the same
+    unchanged = call(registry, "WasImageDraganPhotographyFilter", image=IMAGES, saturation=saturation,
+                     contrast=contrast, sharpness=sharpness, brightness=brightness, highpass_radius=radius,
+                     highpass_samples=samples, highpass_strength=strength, colorize="false")
+    assert torch.equal(got, unchanged)
+
+
+# -- Image Nova Filter -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("amplitude, frequency", [(0.1, 3.14), (0.8, 1.7), (1.0, 100.0), (0.0, 5.0)])
+def test_nova_filter_is_the_sine_of_each_level(registry, amplitude, frequency):
+    small = IMAGES[:, :6, :7]
+    got = call(registry, "WasImageNovaFilter", image=small, amplitude=amplitude, frequency=frequency)
+    for n, picture in enumerate(pictures(small)):
+        levels = np.array(picture)
+        capped = min(frequency, picture.width / 2)
+        expected = np.zeros_like(levels)
+        for index, level in np.ndenumerate(levels):
+            # the pack's int(), stored in 8 bits as NumPy 1 stored a negative Python int (wrapped)
+            expected[index] = int(amplitude * math.sin(2 * math.pi * capped * (int(level) / 255)) * 255) % 256
+        assert torch.equal(got[n], torch.from_numpy(expected.astype(np.float32) / 255.0))
+
+
+# -- Mask Rect Area (and Advanced) -------------------------------------------------------------------
+
+def pack_rect(height, width, top, bottom, left, right, blur):
+    mask = torch.zeros((height, width))
+    mask[top:bottom, left:right] = 1
+    if blur > 0:
+        mask = torch.from_numpy(cv2.GaussianBlur(mask.numpy().astype("float32"), (blur * 2 + 1, blur * 2 + 1), 0))
+    return mask.unsqueeze(0)
+
+
+@pytest.mark.parametrize("x, y, width, height, blur", [(0, 0, 50, 50, 0), (29, 7, 41, 13, 0), (10, 20, 30, 70, 5),
+                                                      (60, 80, 100, 100, 0), (33, 67, 0, 10, 3), (1, 99, 58, 1, 40)])
+def test_mask_rect_area_in_percent_of_512(registry, x, y, width, height, blur):
+    got = call(registry, "WasMaskRectArea", x=x, y=y, width=width, height=height, blur_radius=blur)
+    # the pack's rule: int() of (percent / 100) * 512 on Python floats
+    left, top = int(x / 100 * 512), int(y / 100 * 512)
+    right, bottom = int((x / 100 + width / 100) * 512), int((y / 100 + height / 100) * 512)
+    expected = pack_rect(512, 512, top, bottom, left, right, blur)
+    assert got.shape == (1, 512, 512) and got.dtype == torch.float32
+    assert torch.equal(got, expected)
+
+
+def test_mask_rect_area_rounds_as_the_pack_floats_do(registry):
+    # 0.29 * 512 = 148.48 and (0.1 + 0.2) * 512 = 153.60000000000002: cut, not rounded
+    got = call(registry, "WasMaskRectArea", x=29, y=10, width=1, height=20)
+    rows, columns = torch.nonzero(got[0], as_tuple=True)
+    assert (columns.min().item(), columns.max().item()) == (148, 152)  # int(0.3 * 512) = 153, exclusive
+    assert (rows.min().item(), rows.max().item()) == (51, 152)
+
+
+@pytest.mark.parametrize("x, y, width, height, image_width, image_height, blur",
+                         [(0, 0, 256, 256, 512, 512, 0), (64, 128, 320, 64, 384, 256, 0),
+                          (128, 0, 4096, 4096, 256, 192, 7), (300, 10, 5, 90, 320, 128, 2), (512, 0, 64, 64, 512, 64, 3)])
+def test_mask_rect_area_advanced_in_pixels(registry, x, y, width, height, image_width, image_height, blur):
+    got = call(registry, "WasMaskRectAreaAdvanced", x=x, y=y, width=width, height=height, image_width=image_width,
+               image_height=image_height, blur_radius=blur)
+    assert torch.equal(got, pack_rect(image_height, image_width, y, y + height, x, x + width, blur))
+
+
+def test_rect_masks_sizes_are_known_before_the_run(registry):
+    assert registry.get("WasMaskRectArea").estimate({}, {}).size == Size(1, 512, 512)
+    graph = {"1": {"class_type": "Mask Rect Area (Advanced)",
+                   "inputs": {"x": 0, "y": 0, "width": 64, "height": 64, "image_width": 4096, "image_height": 4096,
+                              "blur_radius": 0}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=1024 * 1024)).run(parse_workflow(graph, registry),
+                                                                             outputs=["1"])
+    assert not result.ok
+    assert result.problems and result.problems[0].input in ("image_width", "image_height")
+
+
+# -- Image Color Palette -----------------------------------------------------------------------------
+
+def pack_palette(picture, colors):
+    """The suite's generate_palette's colours, with scikit-learn's KMeans as it calls it."""
+    from sklearn.cluster import KMeans
+    img = picture.resize((picture.width // 2, picture.height // 2), resample=Image.BILINEAR)
+    pixels = np.array(img).reshape((-1, 3))
+    centres = np.uint8(KMeans(n_clusters=colors, random_state=0, n_init="auto").fit(pixels).cluster_centers_)
+    luminance = np.sqrt(np.dot(centres, [0.299, 0.587, 0.114]))
+    order = np.argsort(luminance)
+    centres, luminance = centres[order], luminance[order]
+    groups = {0: [], 1: [], 2: []}
+    for i in range(colors):
+        groups[int(np.argmax(centres[i]))].append((centres[i], luminance[i]))
+    ordered = []
+    for key in (0, 1, 2):
+        ordered += [tuple(int(c) for c in colour) for colour, _ in sorted(groups[key], key=lambda item: item[1])]
+    return ordered
+
+
+@pytest.mark.parametrize("colors, mode", [(8, "Chart"), (10, "Chart"), (16, "back_to_back")])
+def test_color_palette_is_the_seeded_kmeans_palette(registry, colors, mode):
+    image, palettes = call(registry, "WasImageColorPalette", image=IMAGES, colors=colors, mode=mode)
+    rows = 1 if mode == "back_to_back" else int(math.sqrt(colors))
+    columns = colors if mode == "back_to_back" else math.ceil(colors / rows)
+    assert image.shape == (2, rows * 128, columns * 128, 3)
+    assert isinstance(palettes, list) and len(palettes) == 2
+    for n, picture in enumerate(pictures(IMAGES)):
+        colours = pack_palette(picture, colors)
+        assert palettes[n] == "\n".join("#%02x%02x%02x" % c for c in colours)
+        drawn = (image[n].numpy() * 255).round().astype(np.uint8)
+        for i, colour in enumerate(colours):
+            row, column = (0, i) if mode == "back_to_back" else (i % rows, i // rows)
+            # the cell's top-left quarter: away from where any label might reach
+            cell = drawn[row * 128:row * 128 + 64, column * 128:column * 128 + 64]
+            assert (cell == np.array(colour, dtype=np.uint8)).all()
+        if mode == "Chart" and colors % rows:  # the last column's empty places stay white
+            assert (drawn[-1, -1] == 255).all()
+
+
+def test_color_palette_estimate_and_errors(registry):
+    cls = registry.get("WasImageColorPalette")
+    estimate = cls.estimate({"colors": 256, "mode": "back_to_back"}, {"image": Size(3, 100, 200)})
+    assert estimate.size == Size(3, 128, 256 * 128) and estimate.memory == 100 * 200 // 4 * 3 * 8 * 4
+    assert cls.estimate({"colors": 20, "mode": "Chart"}, {"image": Size(1, 8, 8)}).size == Size(1, 4 * 128, 5 * 128)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=IMAGES[:, :6, :6], colors=16)
+    assert caught.value.input == "colors"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=IMAGES[0])
+    assert caught.value.input == "image"
+
+
+# -- workflows ---------------------------------------------------------------------------------------
+
+def test_the_module_help_leaves_out_no_node_it_builds(registry):
+    import nodes.pack_nodes_was4 as module
+    left_out = module.__doc__.split("Left out here")[1]
+    built = [cls.comfy.class_types[0] for cls in vars(module).values()
+             if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
+    assert len(built) == 7
+    assert [name for name in built if name in left_out] == []
+    assert all(name in module.__doc__.split("Read from")[0] for name in built)
+
+
+def test_was4_nodes_in_a_ui_save(registry):
+    nodes = [ui_node(1, "EmptyImage", [32, 24, 1, 0xff8000], outputs=[("IMAGE", "IMAGE", [1, 2, 3])]),
+             ui_node(2, "Image Blending Mode", ["multiply", 0.5],
+                     inputs=[("image_a", "IMAGE", 1, False), ("image_b", "IMAGE", 2, False)],
+                     outputs=[("image", "IMAGE", [4])]),
+             ui_node(3, "Image Style Filter", ["inkwell"], inputs=[("image", "IMAGE", 3, False)],
+                     outputs=[("IMAGE", "IMAGE", [])]),
+             ui_node(4, "Mask Rect Area", [10, 20, 30, 40, 2], outputs=[("MASKS", "MASK", [])]),
+             ui_node(5, "Mask Rect Area (Advanced)", [64, 0, 128, 64, 256, 128, 0], outputs=[("MASKS", "MASK", [])]),
+             ui_node(6, "Image Nova Filter", [0.2, 2.0], inputs=[("image", "IMAGE", 4, False)],
+                     outputs=[("IMAGE", "IMAGE", [])]),
+             ui_node(7, "Image Dragan Photography Filter", [1.2, 1.1, 1.0, 1.0, 3.0, 1, 0.5, "false"],
+                     inputs=[("image", "IMAGE", 5, False)], outputs=[("IMAGE", "IMAGE", [])]),
+             ui_node(8, "Image Color Palette", [8, "back_to_back"], inputs=[("image", "IMAGE", 6, False)],
+                     outputs=[("image", "IMAGE", []), ("color_palettes", "LIST", [])])]
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 2, 1, "IMAGE"], [3, 1, 0, 3, 0, "IMAGE"],
+             [4, 2, 0, 6, 0, "IMAGE"], [5, 2, 0, 7, 0, "IMAGE"], [6, 3, 0, 8, 0, "IMAGE"]]
+    nodes[1]["outputs"][0]["links"] = [4, 5]
+    nodes[2]["outputs"][0]["links"] = [6]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["2", "3", "4", "5", "6", "7", "8"]).values
+    orange = Image.new("RGB", (32, 24), (255, 128, 0))
+    multiplied = pilgram.css.blending.multiply(orange, orange).convert("RGB")
+    mixed = Image.composite(orange, multiplied, Image.new("L", orange.size, 255 - round(0.5 * 255)))
+    assert torch.equal(values["2"][0][0], tensor(mixed))
+    assert torch.equal(values["3"][0][0], tensor(pilgram.inkwell(orange)))
+    assert torch.equal(values["4"][0], pack_rect(512, 512, 102, 307, 51, 204, 2))
+    assert torch.equal(values["5"][0], pack_rect(128, 256, 0, 64, 64, 192, 0))
+    assert values["6"][0].shape == (1, 24, 32, 3) and values["7"][0].shape == (1, 24, 32, 3)
+    assert values["8"][0].shape == (1, 128, 8 * 128, 3) and len(values["8"][1]) == 1
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == ["multiply", 0.5] and saved[3] == ["inkwell"] and saved[4] == [10, 20, 30, 40, 2]
+    assert saved[5] == [64, 0, 128, 64, 256, 128, 0] and saved[6] == [0.2, 2.0]
+    assert saved[7] == [1.2, 1.1, 1.0, 1.0, 3.0, 1, 0.5, "false"] and saved[8] == [8, "back_to_back"]
+    again = export_api(parse_workflow(export_api(workflow, registry), registry), registry)
+    assert again["5"]["class_type"] == "Mask Rect Area (Advanced)"
+    assert again["5"]["inputs"] == {"x": 64, "y": 0, "width": 128, "height": 64, "image_width": 256,
+                                    "image_height": 128, "blur_radius": 0}
+    assert again["7"]["inputs"]["colorize"] == "false" and again["7"]["inputs"]["image"] == ["2", 0]
+
+
+def test_was4_nodes_in_an_api_prompt(registry):
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1,
+                                                          "color": 0x204060}},
+             "2": {"class_type": "Image Style Filter", "inputs": {"image": ["1", 0], "style": "1977"}},
+             "3": {"class_type": "Image Blending Mode", "inputs": {"image_a": ["1", 0], "image_b": ["2", 0],
+                                                                   "mode": "screen", "blend_percentage": 1.0}},
+             "4": {"class_type": "Mask Rect Area", "inputs": {"x": 0, "y": 0, "width": 50, "height": 50,
+                                                              "blur_radius": 0}},
+             "5": {"class_type": "Image Color Palette", "inputs": {"image": ["3", 0], "colors": 8, "mode": "Chart"}}}
+    values = run_graph(registry, graph, ["2", "3", "4", "5"]).values
+    blue = Image.new("RGB", (16, 16), (0x20, 0x40, 0x60))
+    styled = pilgram._1977(blue)
+    assert torch.equal(values["2"][0][0], tensor(styled))
+    assert torch.equal(values["3"][0][0], tensor(pilgram.css.blending.screen(blue, styled).convert("RGB")))
+    assert torch.equal(values["4"][0], pack_rect(512, 512, 0, 256, 0, 256, 0))
+    assert values["5"][0].shape == (1, 256, 4 * 128, 3)
+    exported = export_api(parse_workflow(graph, registry), registry)
+    assert exported["3"] == graph["3"] and exported["4"] == graph["4"] and exported["5"] == graph["5"]
+
+
+def test_rect_area_saves_with_the_editor_scripts_widgets(registry):
+    # the schema's five, then the script's x, y, w, h, blur_radius and its canvas (null)
+    nodes = [ui_node(1, "Mask Rect Area", [5, 5, 30, 40, 0, 20, 10, 70, 70, 3, None],
+                     outputs=[("MASKS", "MASK", [])]),
+             ui_node(2, "Mask Rect Area (Advanced)", [0, 0, 256, 256, 512, 512, 0, 64, 128, 128, 64, 256, 192, 1, None],
+                     outputs=[("MASKS", "MASK", [])])]
+    graph = ui_graph(nodes)
+    values = run_graph(registry, graph, ["1", "2"]).values
+    # the pack gets x=20, y=10, blur_radius=3 from the script's widgets, width=30, height=40 from the schema's
+    assert torch.equal(values["1"][0], pack_rect(512, 512, 51, 256, 102, 256, 3))
+    assert torch.equal(values["2"][0], pack_rect(192, 256, 128, 192, 64, 192, 1))
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[1] == [20, 10, 30, 40, 3] and saved[2] == [64, 128, 128, 64, 256, 192, 1]
+    # an API prompt from that editor carries the script's w and h too: unused, as in the pack
+    prompt = {"1": {"class_type": "Mask Rect Area", "inputs": {"x": 20, "y": 10, "width": 30, "height": 40,
+                                                               "blur_radius": 3, "w": 70, "h": 70}}}
+    assert torch.equal(run_graph(registry, prompt, ["1"]).values["1"][0], values["1"][0])
+    assert export_api(parse_workflow(prompt, registry), registry)["1"]["inputs"] == {
+        "x": 20, "y": 10, "width": 30, "height": 40, "blur_radius": 3}
