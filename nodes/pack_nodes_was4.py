@@ -1,42 +1,58 @@
 """A fourth round of WAS Node Suite's (WASasquatch/was-node-suite-comfyui) model-free nodes, under
 the pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter,
-Image Dragan Photography Filter and Image Nova Filter (the pilgram, Instagram-filter, ones), Mask
-Rect Area and Mask Rect Area (Advanced), and Image Color Palette.
+Image Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
+Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
+Color Palette; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible), Text
+List to Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary To
+Text and Text Dictionary Convert.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version
-(546,293 characters; the store names no commit for that copy): Mask Rect Area and Mask Rect Area
-(Advanced), WAS_Tools_Class's dragan_filter, sparkle and generate_palette; and the class sources
-quoted by a documentation mirror of the suite's nodes (same era) for Image Blending Mode, Image
-Style Filter, Image Dragan Photography Filter, Image Nova Filter and Image Color Palette. (The
-first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py,
-followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js
-at d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
-b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview
-canvas, so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help
-says which). The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and
-drawn_combine to those two nodes; that layout is not read here.
+(546,293 characters; the store names no commit for that copy): its node registration, the
+classes Mask Rect Area (and Advanced), Masks Combine Batch, Image Shadows and Highlights, the
+text nodes here, and WAS_Tools_Class's shadows_and_highlights, dragan_filter, sparkle and
+generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes
+(same era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image
+Nova Filter and Image Color Palette. (The first rounds, nodes/pack_nodes_was.py,
+pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect
+Area nodes' editor scripts, js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e
+and js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second
+set of number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the
+pack runs them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...)
+adds a drawn_mask and drawn_combine to those two nodes; that layout is not read here.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
 pack seeds it) and OpenCV blurs the rectangles. The pack's single-image nodes (Image Blending
-Mode, Image Nova Filter) fail on a batch of more than one; here each image is worked on its own.
-Quirks kept and said in each node's help: Image Blending Mode's "add" is pilgram's normal
-blend; Image Dragan Photography Filter's colorize is a text the pack tests for truth, so
-"false" colorizes too; Image Nova Filter wraps negative levels round 256 as the NumPy 1 the pack
-ran on did. Image Style Filter's "fairy tale" (the suite's sparkle) scatters 10,000 random
-specks from Python's unseeded random, as the pack does: no two runs give the same picture.
+Mode, Image Nova Filter, Image Shadows and Highlights) fail on a batch of more than one; here each
+image is worked on its own. Quirks kept and said in each node's help: Image Blending Mode's "add"
+is pilgram's normal blend; Image Dragan Photography Filter's colorize is a text the pack tests
+for truth, so "false" colorizes too; Image Nova Filter wraps negative levels round 256 as the
+NumPy 1 the pack ran on did. Image Style Filter's "fairy tale" (the suite's sparkle) scatters
+10,000 random specks from Python's unseeded random, as the pack does: no two runs give the same
+picture.
 
-Left out here, and why: Image Shadows and Highlights (its pilgram use was read but its class name
-in the suite's registration was not), KSampler Cycle (it needs the suite's own upscale and
-sampling loop, not built on our samplers in this round), Text Sort (no source of it was found in
-the store), and the nodes that need model weights or a web service (BLIP, CLIPSeg, MiDaS, SAM,
-Bus Text/Text File History aside: the first rounds' docstrings name those).
+Left out here, and why (the first rounds' docstrings name the rest): KSampler Cycle (the suite's
+own upscale-and-resample loop, not built on our samplers in this round); the nodes that need
+model weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders,
+Image Crop Face / Paste Face, True Random.org, Image Send HTTP, Text Random Prompt); those tied
+to the suite's own history, cache, style and video files (Image / Text File History Loader, Load
+/ Cache Node, Export API, Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to
+GIF / Video, Video Dump Frames); and model-free ones not reached in this round: Blend Latents,
+Latent Batch, Latent Noise Injection, Image Batch, Mask Batch, Mask Crop Dominant / Minority
+Region, Image Rotate Hue, Image Select Color, Image Median Filter, Image Canny Filter, Image
+Chromatic Aberration, Image Film Grain, Image Monitor Effects Filter, Image Pixelate, Image Power
+Noise, Image Perlin Noise / Power Fractal, Image Voronoi Noise Filter, Image Seamless Texture,
+Image Tiled, Image fDOF Filter, Image Lucy Sharpen, Image Displacement Warp, Image SSAO / SSDO,
+Image Analyze, Image to Noise, Image to Seed, Images to Linear, Hex to HSL, HSL to Hex, Number
+Counter, Logic Boolean Primitive, the Lora / CLIP Vision / Control Net input switches, Dictionary
+to Console, Image Bounds to Console and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, MASK, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
-from nodes.pack_nodes_was import LIST
+from graphflow.api import BOOLEAN, IMAGE, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+    NodeInputError, Size, Text
+from nodes.pack_nodes_was import DICT, LIST, parse_tokens
 from nodes.pack_nodes_was_image import _batch, _pictures
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
@@ -231,6 +247,59 @@ class WasImageNovaFilter(Node):
                        for p in _pictures(self.image, "image")])
 
 
+def shadows_and_highlights(picture, shadow_threshold: float, highlight_threshold: float, shadow_factor: float,
+                           highlight_factor: float, shadow_smoothing: float, highlight_smoothing: float,
+                           simplify_isolation: float):
+    """The suite's shadows_and_highlights on one RGB picture: its grey copy blurred by
+    simplify_isolation picks the shadows (below shadow_threshold) and highlights (above
+    highlight_threshold) as 8-bit masks, each blurred twice by its smoothing; the picture's
+    levels times shadow_factor are pasted through the shadow mask, times highlight_factor through
+    the highlight one, and pilgram's color blend lays the picture's colours back. Gives (result,
+    shadow mask, highlight mask)."""
+    import pilgram.css.blending
+    from PIL import Image, ImageFilter
+
+    grey = picture.convert("L").filter(ImageFilter.GaussianBlur(radius=float(simplify_isolation)))
+    shadow_mask = Image.eval(grey, lambda level: 255 if level < shadow_threshold else 0)
+    highlight_mask = Image.eval(grey, lambda level: 255 if level > highlight_threshold else 0)
+    # the pack blurs each mask twice with the same radius (before and after scaling the levels)
+    for _ in range(2):
+        shadow_mask = shadow_mask.filter(ImageFilter.GaussianBlur(radius=shadow_smoothing))
+        highlight_mask = highlight_mask.filter(ImageFilter.GaussianBlur(radius=highlight_smoothing))
+    result = picture.copy()
+    result.paste(Image.eval(picture, lambda level: level * shadow_factor), shadow_mask)
+    result.paste(Image.eval(picture, lambda level: level * highlight_factor), highlight_mask)
+    return pilgram.css.blending.color(result, picture), shadow_mask, highlight_mask
+
+
+class WasImageShadowsAndHighlights(Node):
+    """Darken or lift the shadows and highlights, as WAS's Image Shadows and Highlights does: the
+    grey copy (blurred by simplify_isolation) below shadow_threshold marks the shadows, above
+    highlight_threshold the highlights; each mask is blurred (twice, as in the pack) by its
+    smoothing; the image's levels are scaled by shadow_factor / highlight_factor through those
+    masks, and its colours laid back with pilgram's color blend. Also gives the two masks. The
+    pack gives the masks as one-channel [1, H, W] tensors on an IMAGE socket (and fails on a batch);
+    here they are RGB images, and each image of a batch is worked on its own."""
+    category = "WAS Suite/Image/Adjustment"
+    image: IMAGE
+    shadow_threshold: float = Float(75.0, min=0.0, max=255.0, step=0.1)
+    shadow_factor: float = Float(1.5, min=-12.0, max=12.0, step=0.1)
+    shadow_smoothing: float = Float(0.25, min=-255.0, max=255.0, step=0.1)
+    highlight_threshold: float = Float(175.0, min=0.0, max=255.0, step=0.1)
+    highlight_factor: float = Float(0.5, min=-12.0, max=12.0, step=0.1)
+    highlight_smoothing: float = Float(0.25, min=-255.0, max=255.0, step=0.1)
+    simplify_isolation: float = Float(0.0, min=-255.0, max=255.0, step=0.1)
+    outputs = {"image": IMAGE, "shadow_map": IMAGE, "highlight_map": IMAGE}
+    comfy = ComfyAlias(("Image Shadows and Highlights",))
+
+    def run(self):
+        done = [shadows_and_highlights(p, self.shadow_threshold, self.highlight_threshold, self.shadow_factor,
+                                       self.highlight_factor, self.shadow_smoothing, self.highlight_smoothing,
+                                       self.simplify_isolation)
+                for p in _pictures(self.image, "image")]
+        return tuple(_batch([parts[i].convert("RGB") for parts in done]) for i in range(3))
+
+
 # -- rectangle masks ---------------------------------------------------------------------------------
 
 def blurred_rectangle(height: int, width: int, top: int, bottom: int, left: int, right: int, blur_radius: int):
@@ -324,6 +393,24 @@ class WasMaskRectAreaAdvanced(Node):
     def run(self):
         return blurred_rectangle(self.image_height, self.image_width, self.y, self.y + self.height, self.x,
                                  self.x + self.width, self.blur_radius)
+
+
+class WasMasksCombineBatch(Node):
+    """One mask from a batch: the masks summed and clamped to 0..1, as WAS's Masks Combine Batch
+    does (their union for 0/1 masks)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("Masks Combine Batch",))
+
+    def run(self):
+        import torch
+
+        masks = self.masks
+        if not isinstance(masks, torch.Tensor) or masks.dim() not in (2, 3):
+            raise NodeInputError("masks", "expected a mask batch [B, H, W] or one mask [H, W]")
+        masks = masks if masks.dim() == 3 else masks[None]
+        return torch.clamp(masks.sum(dim=0, keepdim=True), 0, 1)
 
 
 # -- colour palette ----------------------------------------------------------------------------------
@@ -424,3 +511,191 @@ class WasImageColorPalette(Node):
             pictures.append(palette_picture(colours, mode))
             palettes.append("\n".join("#%02x%02x%02x" % colour for colour in colours))
         return _batch(pictures), palettes
+
+
+# -- text --------------------------------------------------------------------------------------------
+
+def protected_split(text: str, separator: str) -> list[str]:
+    """Text Sort's split: text cut at separator, except where separator (a single character)
+    stands inside parentheses; each part stripped. A separator of several characters is never
+    protected, as in the pack (it compares one character at a time)."""
+    hidden = "\0"  # stands for a protected separator while the text is cut
+    kept, depth = [], 0
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        kept.append(hidden if char == separator and depth > 0 else char)
+    return [part.replace(hidden, separator).strip() for part in "".join(kept).split(separator)]
+
+
+def sort_key(token: str) -> str:
+    """A token as Text Sort compares it: its "(" dropped (an escaped "\\(" kept as "("), stripped."""
+    return token.replace("\\(", "\0\1").replace("(", "").replace("\0\1", "(").strip()
+
+
+class WasTextSort(Node):
+    """The text's parts in sorted order, as WAS's Text Sort gives them: the text (stripped of the
+    separator's characters and whitespace at its ends) is cut at the separator's stripped form,
+    except inside parentheses ("(red, blue:1.2)" stays one part), each part stripped; they are
+    sorted by their text without "(" (so weighted "(tag:1.2)" sorts as "tag:1.2)"), then joined
+    by the separator."""
+    category = "WAS Suite/Text/Operations"
+    text: STRING
+    separator: str = Text(", ")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text Sort",), force_input=("text",))
+
+    def run(self):
+        cut = self.separator.strip()
+        if cut == "":
+            raise NodeInputError("separator", f"{self.separator!r} is only whitespace: expected a separator with "
+                                              "a visible character to cut the text at")
+        parts = protected_split(self.text.strip(self.separator + " \t\n\r"), cut)
+        return self.separator.join(sorted(parts, key=sort_key))
+
+
+class WasTextFind(Node):
+    """Whether the text holds substring, or, when substring is empty, whether the regular
+    expression pattern (Python syntax) matches anywhere in it, as WAS's Text Find answers (an
+    empty pattern matches)."""
+    category = "WAS Suite/Text/Search"
+    text: STRING
+    substring: str = Text("")
+    pattern: str = Text("")
+    outputs = {"found": BOOLEAN}
+    comfy = ComfyAlias(("Text Find",), force_input=("text",))
+
+    def run(self):
+        import re
+
+        from nodes.strings import _guarded
+
+        if self.substring:
+            return self.substring in self.text
+        try:
+            pattern = re.compile(self.pattern)
+        except (re.error, ValueError, OverflowError, RecursionError) as e:
+            raise NodeInputError("pattern", f"not a regular expression: {self.pattern!r} ({e})") from None
+        return bool(_guarded(pattern, self.text, every_match=False, input_name="pattern").search(self.text))
+
+
+class WasTextMultilineCodeCompatible(Node):
+    """Multi-line text with the pack's tokens ([time], [hostname], [user], [time(FORMAT)] and Text
+    Add Tokens' own) filled in, as WAS's Text Multiline (Code Compatible) gives it: unlike Text
+    Multiline, lines starting with "#" are kept (code comments)."""
+    category = "WAS Suite/Text"
+    text: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text Multiline (Code Compatible)",))
+
+    def run(self):
+        return parse_tokens(self.text)
+
+
+def _texts(value, input_name: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise NodeInputError(input_name, f"expected a list of texts, got {type(value).__name__}")
+    return list(value)
+
+
+class WasTextListToText(Node):
+    """The list's texts joined by delimiter, as WAS's Text List to Text joins them (a delimiter
+    written \\n is a line break)."""
+    category = "WAS Suite/Text"
+    delimiter: str = Text(", ")
+    text_list: LIST
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text List to Text",))
+
+    def run(self):
+        from nodes.strings import fits
+
+        texts = _texts(self.text_list, "text_list")
+        delimiter = "\n" if self.delimiter == "\\n" else self.delimiter
+        fits(sum(map(len, texts)) + len(delimiter) * max(len(texts) - 1, 0), "text_list")
+        return delimiter.join(texts)
+
+
+def _dictionary(value, input_name: str = "dictionary") -> dict:
+    if not isinstance(value, dict):
+        raise NodeInputError(input_name, f"expected a dictionary, got {type(value).__name__}")
+    return value
+
+
+class WasTextDictionaryGet(Node):
+    """The text of key's value in the dictionary (str() of it, as WAS's Text Dictionary Get
+    gives: a list of lines shows as a Python list), or default_value when the key is missing."""
+    category = "WAS Suite/Text"
+    dictionary: DICT
+    key: str = Text("")
+    default_value: str = Text("")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text Dictionary Get",), optional=("default_value",))
+
+    def run(self):
+        return str(_dictionary(self.dictionary).get(self.key, self.default_value))
+
+
+class WasTextDictionaryNew(Node):
+    """A dictionary of up to five key: value texts, as WAS's Text Dictionary New makes it (an
+    empty key is left out; a repeated key keeps its last value)."""
+    category = "WAS Suite/Text"
+    key_1: str = Text("")
+    value_1: str = Text("")
+    key_2: str = Text("")
+    value_2: str = Text("")
+    key_3: str = Text("")
+    value_3: str = Text("")
+    key_4: str = Text("")
+    value_4: str = Text("")
+    key_5: str = Text("")
+    value_5: str = Text("")
+    outputs = {"DICT": DICT}
+    comfy = ComfyAlias(("Text Dictionary New",),
+                       optional=("key_2", "value_2", "key_3", "value_3", "key_4", "value_4", "key_5", "value_5"))
+
+    def run(self):
+        pairs = [(getattr(self, f"key_{n}"), getattr(self, f"value_{n}")) for n in range(1, 6)]
+        return {key: value for key, value in pairs if key}
+
+
+class WasTextDictionaryKeys(Node):
+    """The dictionary's keys, in order, as a list (WAS's Text Dictionary Keys)."""
+    category = "WAS Suite/Text"
+    dictionary: DICT
+    outputs = {"LIST": LIST}
+    comfy = ComfyAlias(("Text Dictionary Keys",))
+
+    def run(self):
+        return list(_dictionary(self.dictionary))
+
+
+class WasTextDictionaryToText(Node):
+    """The dictionary written as Python writes it (str(), as WAS's Text Dictionary To Text)."""
+    category = "WAS Suite/Text"
+    dictionary: DICT
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("Text Dictionary To Text",))
+
+    def run(self):
+        return str(_dictionary(self.dictionary))
+
+
+class WasTextDictionaryConvert(Node):
+    """A dictionary read from its text, as WAS's Text Dictionary Convert reads it with Python's
+    ast.literal_eval: literals only ({"a": 1, 'b': [2, 3]}; single or double quotes), nothing
+    run. A text that is not such a literal, or a literal that is not a dictionary, is refused."""
+    category = "WAS Suite/Text"
+    dictionary_text: STRING
+    outputs = {"DICT": DICT}
+    comfy = ComfyAlias(("Text Dictionary Convert",), force_input=("dictionary_text",))
+
+    def run(self):
+        import ast
+
+        try:
+            value = ast.literal_eval(self.dictionary_text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
+            raise NodeInputError("dictionary_text", f"not a Python dictionary literal: {e}") from None
+        if not isinstance(value, dict):
+            raise NodeInputError("dictionary_text", f"expected a dictionary literal, got a {type(value).__name__}")
+        return value

@@ -199,6 +199,52 @@ def test_nova_filter_is_the_sine_of_each_level(registry, amplitude, frequency):
         assert torch.equal(got[n], torch.from_numpy(expected.astype(np.float32) / 255.0))
 
 
+def pack_shadows_and_highlights(image, shadow_thresh, highlight_thresh, shadow_factor, highlight_factor,
+                                shadow_smooth, highlight_smooth, simplify_masks):
+    """The suite's shadows_and_highlights as its source reads (an RGB picture, no alpha)."""
+    grays = image.convert("L")
+    grays = grays.filter(ImageFilter.GaussianBlur(radius=float(simplify_masks)))
+    shadow_mask = Image.eval(grays, lambda x: 255 if x < shadow_thresh else 0)
+    highlight_mask = Image.eval(grays, lambda x: 255 if x > highlight_thresh else 0)
+    shadow_mask = shadow_mask.filter(ImageFilter.GaussianBlur(radius=shadow_smooth))
+    highlight_mask = highlight_mask.filter(ImageFilter.GaussianBlur(radius=highlight_smooth))
+    image_shadow = Image.eval(image.copy(), lambda x: x * shadow_factor)
+    image_highlight = Image.eval(image.copy(), lambda x: x * highlight_factor)
+    shadow_mask = shadow_mask.filter(ImageFilter.GaussianBlur(radius=shadow_smooth))
+    highlight_mask = highlight_mask.filter(ImageFilter.GaussianBlur(radius=highlight_smooth))
+    result = image.copy()
+    result.paste(image_shadow, shadow_mask)
+    result.paste(image_highlight, highlight_mask)
+    return pilgram.css.blending.color(result, image), shadow_mask, highlight_mask
+
+
+@pytest.mark.parametrize("settings", [(75.0, 175.0, 1.5, 0.5, 0.25, 0.25, 0.0), (120.0, 140.0, 0.3, 2.5, 4.0, 1.5, 2.0),
+                                      (60.0, 200.0, -1.0, 1.2, 0.0, 0.0, 0.0)])
+def test_shadows_and_highlights_follow_the_suites_recipe(registry, settings):
+    shadow_t, highlight_t, shadow_f, highlight_f, shadow_s, highlight_s, simplify = settings
+    image, shadows, highlights = call(registry, "WasImageShadowsAndHighlights", image=IMAGES,
+                                      shadow_threshold=shadow_t, shadow_factor=shadow_f, shadow_smoothing=shadow_s,
+                                      highlight_threshold=highlight_t, highlight_factor=highlight_f,
+                                      highlight_smoothing=highlight_s, simplify_isolation=simplify)
+    for i, picture in enumerate(pictures(IMAGES)):
+        result, shadow_mask, highlight_mask = pack_shadows_and_highlights(picture, *settings)
+        assert torch.equal(image[i], tensor(result))
+        assert torch.equal(shadows[i], tensor(shadow_mask.convert("RGB")))
+        assert torch.equal(highlights[i], tensor(highlight_mask.convert("RGB")))
+    assert shadows.shape == highlights.shape == IMAGES.shape
+
+
+def test_masks_combine_batch_is_the_clamped_sum(registry):
+    masks = torch.rand(3, 8, 9) * 0.6
+    got = call(registry, "WasMasksCombineBatch", masks=masks)
+    expected = torch.clamp(torch.sum(torch.stack([m.unsqueeze(0) for m in masks], dim=0), dim=0), 0, 1)
+    assert got.shape == (1, 8, 9) and torch.equal(got, expected)
+    assert torch.equal(call(registry, "WasMasksCombineBatch", masks=masks[0]), masks[:1])
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasMasksCombineBatch", masks=torch.zeros(1, 1, 4, 4))
+    assert caught.value.input == "masks"
+
+
 # -- Mask Rect Area (and Advanced) -------------------------------------------------------------------
 
 def pack_rect(height, width, top, bottom, left, right, blur):
@@ -306,12 +352,13 @@ def test_color_palette_estimate_and_errors(registry):
 
 def test_the_module_help_leaves_out_no_node_it_builds(registry):
     import nodes.pack_nodes_was4 as module
-    left_out = module.__doc__.split("Left out here")[1]
+    help_text = " ".join(module.__doc__.split())  # names may wrap across lines
+    left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 7
+    assert len(built) == 18
     assert [name for name in built if name in left_out] == []
-    assert all(name in module.__doc__.split("Read from")[0] for name in built)
+    assert all(name in help_text.split("Read from")[0] for name in built)
 
 
 def test_was4_nodes_in_a_ui_save(registry):
@@ -395,3 +442,147 @@ def test_rect_area_saves_with_the_editor_scripts_widgets(registry):
     assert torch.equal(run_graph(registry, prompt, ["1"]).values["1"][0], values["1"][0])
     assert export_api(parse_workflow(prompt, registry), registry)["1"]["inputs"] == {
         "x": 20, "y": 10, "width": 30, "height": 40, "blur_radius": 3}
+
+
+# -- Text Sort and Text Find -------------------------------------------------------------------------
+
+def pack_sort(text, separator):
+    """The suite's Text Sort, as its source reads."""
+    def key(token):
+        return token.replace("\\(", "\0\1").replace("(", "").replace("\0\1", "(").strip()
+    sep = separator.strip()
+    protected, level = "", 0
+    for char in text.strip(separator + " \t\n\r"):
+        if char == "(":
+            level += 1
+        if char == ")":
+            level -= 1
+        protected += "\0" if char == sep and level > 0 else char
+    tokens = [t.replace("\0", sep).strip() for t in protected.split(sep)]
+    return separator.join(sorted(tokens, key=key))
+
+
+@pytest.mark.parametrize("text, separator", [
+    ("zebra, apple, (mango:1.2), banana", ", "),
+    (", (red, blue:1.1), green,  ((cyan)), \\(literal), alpha ,", ", "),
+    ("c|b|(a|z)|a", "|"),
+    ("c || b || (a || d) || a", " || "),
+    ("one", ", "),
+])
+def test_text_sort_against_the_suites_rule(registry, text, separator):
+    got = call(registry, "WasTextSort", text=text, separator=separator)
+    assert got == pack_sort(text, separator)
+
+
+def test_text_sort_examples_and_errors(registry):
+    assert call(registry, "WasTextSort", text="b, (c, a:1.2), a", separator=", ") == "a, b, (c, a:1.2)"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextSort", text="a b", separator="  ")
+    assert caught.value.input == "separator"
+
+
+@pytest.mark.parametrize("substring, pattern, expected", [("cat", "", True), ("dog", "cat", False),
+                                                          ("", "c.t\\b", True), ("", "^dog", False), ("", "", True)])
+def test_text_find_substring_then_pattern(registry, substring, pattern, expected):
+    import re
+    text = "a cat sat"
+    got = call(registry, "WasTextFind", text=text, substring=substring, pattern=pattern)
+    reference = (substring in text) if substring else bool(re.search(pattern, text))
+    assert got is expected and got == reference
+
+
+def test_text_find_bad_and_runaway_patterns(registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFind", text="abc", substring="", pattern="(")
+    assert caught.value.input == "pattern"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextFind", text="a" * 40 + "b", substring="", pattern="(a+)+$")
+    assert caught.value.input == "pattern" and "backtracks" in str(caught.value)
+
+
+def test_text_nodes_in_an_api_prompt_and_a_ui_save(registry):
+    graph = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "b, c, a"}},
+             "2": {"class_type": "Text Sort", "inputs": {"text": ["1", 0], "separator": ", "}},
+             "3": {"class_type": "Text Find", "inputs": {"text": ["2", 0], "substring": "", "pattern": "^a, b"}}}
+    values = run_graph(registry, graph, ["2", "3"]).values
+    assert values["2"][0] == "a, b, c" and values["3"][0] is True
+    exported = export_api(parse_workflow(graph, registry), registry)
+    assert exported["2"] == graph["2"] and exported["3"] == graph["3"]
+    nodes = [ui_node(1, "PrimitiveString", ["b, c, a"], outputs=[("STRING", "STRING", [1])]),
+             ui_node(2, "Text Sort", [", "], inputs=[("text", "STRING", 1, False)],
+                     outputs=[("STRING", "STRING", [2])]),
+             ui_node(3, "Text Find", ["c", ""], inputs=[("text", "STRING", 2, False)],
+                     outputs=[("found", "BOOLEAN", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "STRING"], [2, 2, 0, 3, 0, "STRING"]])
+    assert run_graph(registry, graph, ["3"]).values["3"][0] is True
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2] == [", "] and saved[3] == ["c", ""]
+
+
+# -- Text Multiline (Code Compatible), Text List to Text, Text Dictionary ... -----------------------
+
+def test_code_compatible_multiline_keeps_comment_lines(registry):
+    import socket
+    text = "# a comment\nprint([hostname])\n  # kept"
+    got = call(registry, "WasTextMultilineCodeCompatible", text=text)
+    assert got == text.replace("[hostname]", socket.gethostname())
+    assert call(registry, "WasTextMultiline", text=text) == "print(" + socket.gethostname() + ")"
+
+
+@pytest.mark.parametrize("delimiter, expected", [(", ", "a, b, c"), ("\\n", "a\nb\nc"), ("", "abc"), (" | ", "a | b | c")])
+def test_text_list_to_text_joins(registry, delimiter, expected):
+    texts = ["a", "b", "c"]
+    got = call(registry, "WasTextListToText", delimiter=delimiter, text_list=texts)
+    assert got == expected == ("\n" if delimiter == "\\n" else delimiter).join(texts)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextListToText", text_list="abc")
+    assert caught.value.input == "text_list"
+
+
+def test_text_dictionary_nodes(registry):
+    made = call(registry, "WasTextDictionaryNew", key_1="style", value_1="oil", key_2="", value_2="dropped",
+                key_3="mood", value_3="calm", key_5="style", value_5="ink")
+    assert made == {"style": "ink", "mood": "calm"}
+    assert call(registry, "WasTextDictionaryGet", dictionary=made, key="mood") == "calm"
+    assert call(registry, "WasTextDictionaryGet", dictionary={"k": ["a", "b"]}, key="k") == str(["a", "b"])
+    assert call(registry, "WasTextDictionaryGet", dictionary=made, key="none", default_value="x") == "x"
+    assert call(registry, "WasTextDictionaryKeys", dictionary=made) == ["style", "mood"]
+    assert call(registry, "WasTextDictionaryToText", dictionary=made) == str(made)
+    import ast
+    text = "{'a': 1, \"b\": [2, 3.5], 'c': {'d': None}}"
+    assert call(registry, "WasTextDictionaryConvert", dictionary_text=text) == ast.literal_eval(text)
+    for bad in ("[1, 2]", "{'a': __import__('os')}", "{'a': 1"):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasTextDictionaryConvert", dictionary_text=bad)
+        assert caught.value.input == "dictionary_text"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasTextDictionaryKeys", dictionary=["a"])
+    assert caught.value.input == "dictionary"
+
+
+def test_dictionary_and_list_nodes_in_a_ui_save_and_an_api_prompt(registry):
+    nodes = [ui_node(1, "Text Dictionary New", ["a", "1", "b", "2", "", "", "", "", "", ""],
+                     outputs=[("DICT", "DICT", [1, 2])]),
+             ui_node(2, "Text Dictionary Get", ["b", "none"], inputs=[("dictionary", "DICT", 1, False)],
+                     outputs=[("STRING", "STRING", [])]),
+             ui_node(3, "Text Dictionary Keys", [], inputs=[("dictionary", "DICT", 2, False)],
+                     outputs=[("LIST", "LIST", [3])]),
+             ui_node(4, "Text List to Text", [" + "], inputs=[("text_list", "LIST", 3, False)],
+                     outputs=[("STRING", "STRING", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "DICT"], [2, 1, 0, 3, 0, "DICT"], [3, 3, 0, 4, 1, "LIST"]])
+    values = run_graph(registry, graph, ["2", "4"]).values
+    assert values["2"][0] == "2" and values["4"][0] == "a + b"
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[1] == ["a", "1", "b", "2", "", "", "", "", "", ""] and saved[2] == ["b", "none"]
+    assert saved[4] == [" + "]
+    prompt = export_api(workflow, registry)
+    assert prompt["4"] == {"class_type": "Text List to Text", "inputs": {"delimiter": " + ", "text_list": ["3", 0]}}
+    assert run_graph(registry, prompt, ["4"]).values["4"][0] == "a + b"
+    graph = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "{'x': 'y'}"}},
+             "2": {"class_type": "Text Dictionary Convert", "inputs": {"dictionary_text": ["1", 0]}},
+             "3": {"class_type": "Text Dictionary To Text", "inputs": {"dictionary": ["2", 0]}},
+             "4": {"class_type": "Text Multiline (Code Compatible)", "inputs": {"text": "# x"}}}
+    values = run_graph(registry, graph, ["3", "4"]).values
+    assert values["3"][0] == "{'x': 'y'}" and values["4"][0] == "# x"
+    assert export_api(parse_workflow(graph, registry), registry)["2"] == graph["2"]
