@@ -1,56 +1,55 @@
-"""A fourth round of WAS Node Suite's (WASasquatch/was-node-suite-comfyui) model-free nodes, under
-the pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter,
-Image Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
+"""A fourth round of WAS Node Suite's (WASasquatch/was-node-suite-comfyui) model-free nodes, under the
+pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter, Image
+Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
 Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
-Color Palette; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible), Text
-List to Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary To
-Text and Text Dictionary Convert.
+Color Palette; Blend Latents and Latent Noise Injection; and the text nodes Text Sort, Text Find,
+Text Multiline (Code Compatible), Text List to Text, Text Dictionary Get, Text Dictionary New, Text
+Dictionary Keys, Text Dictionary To Text and Text Dictionary Convert.
 
-Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version
-(546,293 characters; the store names no commit for that copy): its node registration, the
-classes Mask Rect Area (and Advanced), Masks Combine Batch, Image Shadows and Highlights, the
-text nodes here, and WAS_Tools_Class's shadows_and_highlights, dragan_filter, sparkle and
-generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes
-(same era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image
-Nova Filter and Image Color Palette. (The first rounds, nodes/pack_nodes_was.py,
-pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect
-Area nodes' editor scripts, js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e
-and js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second
-set of number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the
-pack runs them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...)
-adds a drawn_mask and drawn_combine to those two nodes; that layout is not read here.
+Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
+characters; the store names no commit for that copy): its node registration, the classes Mask Rect
+Area (and Advanced), Masks Combine Batch, Image Shadows and Highlights, Blend Latents, Latent Noise
+Injection, the text nodes here, and WAS_Tools_Class's shadows_and_highlights, dragan_filter, sparkle
+and generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes
+(same era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
+Filter and Image Color Palette. (The first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py
+and pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts,
+js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
+js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of
+number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the pack runs
+them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...) adds a
+drawn_mask and drawn_combine to those two nodes; that layout is not read here.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
-pack seeds it) and OpenCV blurs the rectangles. The pack's single-image nodes (Image Blending
-Mode, Image Nova Filter, Image Shadows and Highlights) fail on a batch of more than one; here each
-image is worked on its own. Quirks kept and said in each node's help: Image Blending Mode's "add"
-is pilgram's normal blend; Image Dragan Photography Filter's colorize is a text the pack tests
-for truth, so "false" colorizes too; Image Nova Filter wraps negative levels round 256 as the
-NumPy 1 the pack ran on did. Image Style Filter's "fairy tale" (the suite's sparkle) scatters
-10,000 random specks from Python's unseeded random, as the pack does: no two runs give the same
-picture.
+pack seeds it) and OpenCV blurs the rectangles. The pack's single-image nodes (Image Blending Mode,
+Image Nova Filter, Image Shadows and Highlights) fail on a batch of more than one; here each image
+is worked on its own. Quirks kept and said in each node's help: Image Blending Mode's "add" is
+pilgram's normal blend; Image Dragan Photography Filter's colorize is a text the pack tests for
+truth, so "false" colorizes too; Image Nova Filter wraps negative levels round 256 as the NumPy 1
+the pack ran on did. Image Style Filter's "fairy tale" (the suite's sparkle) scatters 10,000 random
+specks from Python's unseeded random, as the pack does: no two runs give the same picture.
 
-Left out here, and why (the first rounds' docstrings name the rest): KSampler Cycle (the suite's
-own upscale-and-resample loop, not built on our samplers in this round); the nodes that need
-model weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders,
-Image Crop Face / Paste Face, True Random.org, Image Send HTTP, Text Random Prompt); those tied
-to the suite's own history, cache, style and video files (Image / Text File History Loader, Load
-/ Cache Node, Export API, Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to
-GIF / Video, Video Dump Frames); and model-free ones not reached in this round: Blend Latents,
-Latent Batch, Latent Noise Injection, Image Batch, Mask Batch, Mask Crop Dominant / Minority
-Region, Image Rotate Hue, Image Select Color, Image Median Filter, Image Canny Filter, Image
-Chromatic Aberration, Image Film Grain, Image Monitor Effects Filter, Image Pixelate, Image Power
-Noise, Image Perlin Noise / Power Fractal, Image Voronoi Noise Filter, Image Seamless Texture,
-Image Tiled, Image fDOF Filter, Image Lucy Sharpen, Image Displacement Warp, Image SSAO / SSDO,
-Image Analyze, Image to Noise, Image to Seed, Images to Linear, Hex to HSL, HSL to Hex, Number
-Counter, Logic Boolean Primitive, the Lora / CLIP Vision / Control Net input switches, Dictionary
-to Console, Image Bounds to Console and Samples Passthrough (Stat System).
+Left out here, and why (the first rounds' docstrings name the rest): KSampler Cycle (the suite's own
+upscale-and-resample loop, not built on our samplers in this round); the nodes that need model
+weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders, Image
+Crop Face / Paste Face, True Random.org, Image Send HTTP, Text Random Prompt); those tied to the
+suite's own history, cache, style and video files (Image / Text File History Loader, Load / Cache
+Node, Export API, Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF /
+Video, Video Dump Frames); and model-free ones not reached in this round: Latent Batch, Image Batch,
+Mask Batch, Mask Crop Dominant / Minority Region, Image Rotate Hue, Image Select Color, Image Median
+Filter, Image Canny Filter, Image Chromatic Aberration, Image Film Grain, Image Monitor Effects
+Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image Voronoi Noise
+Filter, Image Seamless Texture, Image Tiled, Image fDOF Filter, Image Lucy Sharpen, Image
+Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Images to
+Linear, Hex to HSL, HSL to Hex, Number Counter, Logic Boolean Primitive, the Lora / CLIP Vision /
+Control Net input switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough
+(Stat System).
 """
 
 from __future__ import annotations
 
-from graphflow.api import BOOLEAN, IMAGE, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+from graphflow.api import BOOLEAN, IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text
 from nodes.pack_nodes_was import DICT, LIST, parse_tokens
 from nodes.pack_nodes_was_image import _batch, _pictures
@@ -411,6 +410,107 @@ class WasMasksCombineBatch(Node):
             raise NodeInputError("masks", "expected a mask batch [B, H, W] or one mask [H, W]")
         masks = masks if masks.dim() == 3 else masks[None]
         return torch.clamp(masks.sum(dim=0, keepdim=True), 0, 1)
+
+
+# -- latents -----------------------------------------------------------------------------------------
+
+def _latent_samples(latent, input_name: str):
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not hasattr(samples, "dim"):
+        raise NodeInputError(input_name, "expected a latent (a dict with its samples tensor)")
+    return samples
+
+
+def blend_latents(first, second, operation: str, blend: float):
+    """WAS's blend_latents: first weighted by blend, second by 1 - blend, combined by operation
+    (the image-like ones on first and second as they are, weighted by blend alone), then the
+    whole result stretched to 0..1 by its minimum and maximum."""
+    import torch
+
+    keep, rest = blend, 1 - blend
+    if operation == "add":
+        mixed = first * keep + second * rest
+    elif operation == "multiply":
+        mixed = (first * keep) * (second * rest)
+    elif operation == "divide":
+        mixed = (first * keep) / (second * rest)
+    elif operation == "subtract":
+        mixed = first * keep - second * rest
+    elif operation == "overlay":
+        mixed = (first * keep) * (2 * first * second) + (second * keep) * (1 - 2 * (1 - first) * (1 - second))
+    elif operation == "screen":
+        mixed = 1 - (1 - first) * (1 - second) * (1 - keep)
+    elif operation == "difference":
+        mixed = torch.abs(first - second) * keep
+    elif operation == "exclusion":
+        mixed = (first + second - 2 * first * second) * keep
+    elif operation == "hard_light":
+        mixed = torch.where(second < 0.5, 2 * first * second, 1 - 2 * (1 - first) * (1 - second)) * keep
+    elif operation == "linear_dodge":
+        mixed = torch.clamp(first + second, 0, 1) * keep
+    elif operation == "soft_light":
+        low = 2 * first * second + first ** 2 - 2 * first * second * first
+        high = 2 * first * (1 - second) + torch.sqrt(first) * (2 * second - 1)
+        mixed = (first * keep) * low + (second * keep) * high
+    else:  # "random": each latent weighted by unseeded noise stretched to 0..1, as in the pack
+        def stretched_noise(like):
+            noise = torch.randn_like(like)
+            return (noise - noise.min()) / (noise.max() - noise.min())
+        mixed = torch.clamp((first * keep) * stretched_noise(first) + (second * keep) * stretched_noise(second), 0, 1)
+    return (mixed - mixed.min()) / (mixed.max() - mixed.min())
+
+
+LATENT_BLENDS = ("add", "multiply", "divide", "subtract", "overlay", "hard_light", "soft_light", "screen",
+                 "linear_dodge", "difference", "exclusion", "random")
+
+
+class WasBlendLatents(Node):
+    """latent_a and latent_b blended as WAS's Blend Latents does: "add", "multiply", "divide" and
+    "subtract" weigh latent_a by blend and latent_b by 1 - blend; the others ("overlay",
+    "hard_light", "soft_light", "screen", "linear_dodge", "difference", "exclusion") apply the
+    image formula to the latents and weigh by blend; "random" weighs each by unseeded noise.
+    As in the pack the whole result is then stretched to 0..1 (its minimum to 0, maximum to 1),
+    and only the samples are given on (no noise mask or batch index). Where the pack's formula
+    gives no number (soft_light takes the square root of negative latents, divide at blend 1.0
+    divides by zero) the pack gives NaN latents; here that is refused, naming operation."""
+    category = "WAS Suite/Latent"
+    latent_a: LATENT
+    latent_b: LATENT
+    operation: str = Choice(LATENT_BLENDS, "add")
+    blend: float = Float(0.5, min=0.01, max=1.0, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Blend Latents",))
+
+    def run(self):
+        import torch
+
+        first, second = _latent_samples(self.latent_a, "latent_a"), _latent_samples(self.latent_b, "latent_b")
+        if first.shape != second.shape:
+            raise NodeInputError("latent_b", f"latents of shape {tuple(second.shape)}: expected latent_a's "
+                                             f"{tuple(first.shape)}")
+        blended = blend_latents(first, second, self.operation, self.blend)
+        if not torch.isfinite(blended).all():
+            raise NodeInputError("operation", f"{self.operation} at blend {self.blend} gives no number for some "
+                                              "latents (a square root of a negative, a division by zero, or all "
+                                              "values equal): the pack would give NaN latents")
+        return {"samples": blended}
+
+
+class WasLatentNoiseInjection(Node):
+    """The latents plus Gaussian noise of standard deviation noise_std, as WAS's Latent Noise
+    Injection adds it: the noise is unseeded (torch's global generator), as in the pack, so a
+    new run of the graph after its inputs change gives other noise."""
+    category = "WAS Suite/Latent/Generate"
+    samples: LATENT
+    noise_std: float = Float(0.1, min=0.0, max=1.0, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Latent Noise Injection",))
+
+    def run(self):
+        import torch
+
+        latents = _latent_samples(self.samples, "samples")
+        return {**self.samples, "samples": latents + torch.randn_like(latents) * self.noise_std}
 
 
 # -- colour palette ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pilgram
 import pilgram.css.blending
 import pytest
 import torch
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
@@ -277,7 +277,8 @@ def test_mask_rect_area_rounds_as_the_pack_floats_do(registry):
 
 @pytest.mark.parametrize("x, y, width, height, image_width, image_height, blur",
                          [(0, 0, 256, 256, 512, 512, 0), (64, 128, 320, 64, 384, 256, 0),
-                          (128, 0, 4096, 4096, 256, 192, 7), (300, 10, 5, 90, 320, 128, 2), (512, 0, 64, 64, 512, 64, 3)])
+                          (128, 0, 4096, 4096, 256, 192, 7), (300, 10, 5, 90, 320, 128, 2),
+                          (512, 0, 64, 64, 512, 64, 3)])
 def test_mask_rect_area_advanced_in_pixels(registry, x, y, width, height, image_width, image_height, blur):
     got = call(registry, "WasMaskRectAreaAdvanced", x=x, y=y, width=width, height=height, image_width=image_width,
                image_height=image_height, blur_radius=blur)
@@ -356,7 +357,7 @@ def test_the_module_help_leaves_out_no_node_it_builds(registry):
     left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 18
+    assert len(built) == 20
     assert [name for name in built if name in left_out] == []
     assert all(name in help_text.split("Read from")[0] for name in built)
 
@@ -529,7 +530,8 @@ def test_code_compatible_multiline_keeps_comment_lines(registry):
     assert call(registry, "WasTextMultiline", text=text) == "print(" + socket.gethostname() + ")"
 
 
-@pytest.mark.parametrize("delimiter, expected", [(", ", "a, b, c"), ("\\n", "a\nb\nc"), ("", "abc"), (" | ", "a | b | c")])
+@pytest.mark.parametrize("delimiter, expected", [(", ", "a, b, c"), ("\\n", "a\nb\nc"), ("", "abc"),
+                                                 (" | ", "a | b | c")])
 def test_text_list_to_text_joins(registry, delimiter, expected):
     texts = ["a", "b", "c"]
     got = call(registry, "WasTextListToText", delimiter=delimiter, text_list=texts)
@@ -586,3 +588,92 @@ def test_dictionary_and_list_nodes_in_a_ui_save_and_an_api_prompt(registry):
     values = run_graph(registry, graph, ["3", "4"]).values
     assert values["3"][0] == "{'x': 'y'}" and values["4"][0] == "# x"
     assert export_api(parse_workflow(graph, registry), registry)["2"] == graph["2"]
+
+
+# -- Blend Latents and Latent Noise Injection --------------------------------------------------------
+
+def pack_blend(l1, l2, mode, blend):
+    """The suite's blend_latents, formula by formula as its source reads (not "random")."""
+    f1, f2 = blend, 1 - blend
+    formulas = {
+        "add": lambda: (l1 * f1) + (l2 * f2),
+        "multiply": lambda: (l1 * f1) * (l2 * f2),
+        "divide": lambda: (l1 * f1) / (l2 * f2),
+        "subtract": lambda: (l1 * f1) - (l2 * f2),
+        "overlay": lambda: (l1 * f1) * (2 * l1 * l2) + (l2 * f1) * (1 - 2 * (1 - l1) * (1 - l2)),
+        "screen": lambda: 1 - ((1 - l1) * (1 - l2) * (1 - f1)),
+        "difference": lambda: abs(l1 - l2) * f1,
+        "exclusion": lambda: (l1 + l2 - 2 * l1 * l2) * f1,
+        "hard_light": lambda: torch.where(l2 < 0.5, 2 * l1 * l2, 1 - 2 * (1 - l1) * (1 - l2)) * f1,
+        "linear_dodge": lambda: torch.clamp(l1 + l2, 0, 1) * f1,
+        "soft_light": lambda: ((l1 * f1) * (2 * l1 * l2 + l1 ** 2 - 2 * l1 * l2 * l1)
+                               + (l2 * f1) * (2 * l1 * (1 - l2) + torch.sqrt(l1) * (2 * l2 - 1))),
+    }
+    out = formulas[mode]()
+    return (out - out.min()) / (out.max() - out.min())
+
+
+LATENT_A = torch.rand(2, 4, 6, 5, generator=torch.Generator().manual_seed(1)) + 0.1  # positive: soft_light's sqrt
+LATENT_B = torch.rand(2, 4, 6, 5, generator=torch.Generator().manual_seed(2)) + 0.1
+
+
+@pytest.mark.parametrize("mode", ["add", "multiply", "divide", "subtract", "overlay", "hard_light", "soft_light",
+                                  "screen", "linear_dodge", "difference", "exclusion"])
+@pytest.mark.parametrize("blend", [0.5, 0.2])
+def test_blend_latents_against_the_suites_formulas(registry, mode, blend):
+    got = call(registry, "WasBlendLatents", latent_a={"samples": LATENT_A}, latent_b={"samples": LATENT_B},
+               operation=mode, blend=blend)
+    assert set(got) == {"samples"}
+    assert torch.allclose(got["samples"], pack_blend(LATENT_A, LATENT_B, mode, blend), atol=1e-6)
+    assert got["samples"].min() == 0 and got["samples"].max() == 1
+
+
+def test_blend_latents_random_and_refusals(registry):
+    got = call(registry, "WasBlendLatents", latent_a={"samples": LATENT_A}, latent_b={"samples": LATENT_B},
+               operation="random", blend=0.5)["samples"]
+    assert got.shape == LATENT_A.shape and got.min() == 0 and got.max() == 1
+    with pytest.raises(NodeInputError) as caught:  # the square root of negative latents
+        call(registry, "WasBlendLatents", latent_a={"samples": LATENT_A - 0.6}, latent_b={"samples": LATENT_B},
+             operation="soft_light")
+    assert caught.value.input == "operation"
+    with pytest.raises(NodeInputError) as caught:  # 1 - blend = 0: a division by zero
+        call(registry, "WasBlendLatents", latent_a={"samples": LATENT_A}, latent_b={"samples": LATENT_B},
+             operation="divide", blend=1.0)
+    assert caught.value.input == "operation"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasBlendLatents", latent_a={"samples": LATENT_A}, latent_b={"samples": LATENT_B[:1]})
+    assert caught.value.input == "latent_b"
+
+
+def test_latent_noise_injection_adds_noise_of_that_deviation(registry):
+    latent = {"samples": torch.zeros(4, 4, 32, 32), "batch_index": [0, 1, 2, 3]}
+    torch.manual_seed(5)
+    got = call(registry, "WasLatentNoiseInjection", samples=latent, noise_std=0.3)
+    torch.manual_seed(5)
+    assert torch.equal(got["samples"], torch.randn_like(latent["samples"]) * 0.3)
+    assert got["batch_index"] == [0, 1, 2, 3] and abs(got["samples"].std().item() - 0.3) < 0.01
+    assert torch.equal(call(registry, "WasLatentNoiseInjection", samples=latent, noise_std=0.0)["samples"],
+                       latent["samples"])
+
+
+def test_latent_nodes_in_an_api_prompt_and_a_ui_save(registry):
+    graph = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "2": {"class_type": "Latent Noise Injection", "inputs": {"samples": ["1", 0], "noise_std": 0.5}},
+             "3": {"class_type": "Blend Latents", "inputs": {"latent_a": ["2", 0], "latent_b": ["2", 0],
+                                                             "operation": "difference", "blend": 0.5}}}
+    # the difference of a latent with itself is all 0: no range to stretch (the pack gives NaN)
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["3"])
+    assert not result.ok and result.error["input"] == "operation"
+    graph["3"]["inputs"]["operation"] = "add"
+    values = run_graph(registry, graph, ["2", "3"]).values
+    noisy = values["2"][0]["samples"]
+    assert torch.allclose(values["3"][0]["samples"], (noisy - noisy.min()) / (noisy.max() - noisy.min()), atol=1e-6)
+    assert export_api(parse_workflow(graph, registry), registry)["3"] == graph["3"]
+    nodes = [ui_node(1, "EmptyLatentImage", [64, 64, 1], outputs=[("LATENT", "LATENT", [1, 2])]),
+             ui_node(2, "Blend Latents", ["screen", 0.25],
+                     inputs=[("latent_a", "LATENT", 1, False), ("latent_b", "LATENT", 2, False)],
+                     outputs=[("LATENT", "LATENT", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "LATENT"], [2, 1, 0, 2, 1, "LATENT"]])
+    workflow = parse_workflow(graph, registry)
+    assert {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}[2] == ["screen", 0.25]
+    assert export_api(workflow, registry)["2"]["inputs"]["operation"] == "screen"
