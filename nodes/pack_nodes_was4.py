@@ -2,9 +2,10 @@
 pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter, Image
 Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
 Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
-Color Palette; Blend Latents and Latent Noise Injection; and the text nodes Text Sort, Text Find,
-Text Multiline (Code Compatible), Text List to Text, Text Dictionary Get, Text Dictionary New, Text
-Dictionary Keys, Text Dictionary To Text and Text Dictionary Convert.
+Color Palette; Image Rotate Hue, Image Select Color; Image Batch, Mask Batch, Latent Batch; Blend
+Latents and Latent Noise Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code
+Compatible), Text List to Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text
+Dictionary To Text and Text Dictionary Convert.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): its node registration, the classes Mask Rect
@@ -12,8 +13,9 @@ Area (and Advanced), Masks Combine Batch, Image Shadows and Highlights, Blend La
 Injection, the text nodes here, and WAS_Tools_Class's shadows_and_highlights, dragan_filter, sparkle
 and generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes
 (same era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
-Filter and Image Color Palette. (The first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py
-and pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts,
+Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Batch, Mask Batch and
+Latent Batch. (The first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py and
+pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts,
 js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
 js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of
 number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the pack runs
@@ -33,18 +35,17 @@ specks from Python's unseeded random, as the pack does: no two runs give the sam
 Left out here, and why (the first rounds' docstrings name the rest): KSampler Cycle (the suite's own
 upscale-and-resample loop, not built on our samplers in this round); the nodes that need model
 weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders, Image
-Crop Face / Paste Face, True Random.org, Image Send HTTP, Text Random Prompt); those tied to the
-suite's own history, cache, style and video files (Image / Text File History Loader, Load / Cache
-Node, Export API, Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF /
-Video, Video Dump Frames); and model-free ones not reached in this round: Latent Batch, Image Batch,
-Mask Batch, Mask Crop Dominant / Minority Region, Image Rotate Hue, Image Select Color, Image Median
-Filter, Image Canny Filter, Image Chromatic Aberration, Image Film Grain, Image Monitor Effects
-Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image Voronoi Noise
-Filter, Image Seamless Texture, Image Tiled, Image fDOF Filter, Image Lucy Sharpen, Image
-Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Images to
-Linear, Hex to HSL, HSL to Hex, Number Counter, Logic Boolean Primitive, the Lora / CLIP Vision /
-Control Net input switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough
-(Stat System).
+Crop Face / Paste Face, True Random.org, Image Send HTTP); those tied to the suite's own history,
+cache, style and video files (Image / Text File History Loader, Load / Cache Node, Export API,
+Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
+Frames); and model-free ones not reached in this round: Mask Crop Dominant / Minority Region, Image
+Median Filter, Image Canny Filter, Image Chromatic Aberration, Image Film Grain, Image Monitor
+Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image Voronoi
+Noise Filter, Image Seamless Texture, Image Tiled, Image fDOF Filter, Image Lucy Sharpen, Image
+Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
+Prompt (its source not read), Images to Linear, Hex to HSL, HSL to Hex, Number Counter, Logic
+Boolean Primitive, the Lora / CLIP Vision / Control Net input switches, Dictionary to Console, Image
+Bounds to Console and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
@@ -511,6 +512,159 @@ class WasLatentNoiseInjection(Node):
 
         latents = _latent_samples(self.samples, "samples")
         return {**self.samples, "samples": latents + torch.randn_like(latents) * self.noise_std}
+
+
+# -- batches ----------------------------------------------------------------------------------------
+
+def _linked(node, names: tuple[str, ...]) -> list[tuple[str, object]]:
+    linked = [(name, getattr(node, name)) for name in names if getattr(node, name) is not None]
+    if not linked:
+        raise NodeInputError(names[0], f"link at least one of {', '.join(names)}")
+    return linked
+
+
+class WasImageBatch(Node):
+    """The linked images_a ... images_d in one batch, in that order, as WAS's Image Batch joins
+    them; they must be one size (and channel count)."""
+    category = "WAS Suite/Image"
+    images_a: IMAGE = None
+    images_b: IMAGE = None
+    images_c: IMAGE = None
+    images_d: IMAGE = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Image Batch",), optional=("images_a", "images_b", "images_c", "images_d"))
+
+    def run(self):
+        import torch
+
+        linked = _linked(self, ("images_a", "images_b", "images_c", "images_d"))
+        first_name, first = linked[0]
+        for name, images in linked:
+            if getattr(images, "dim", lambda: 0)() != 4:
+                raise NodeInputError(name, "expected an image batch [B, H, W, C]")
+            if images.shape[1:] != first.shape[1:]:
+                raise NodeInputError(name, f"images of {tuple(images.shape[1:])} (height, width, channels): "
+                                           f"expected {first_name}'s {tuple(first.shape[1:])}")
+        return torch.cat([images for _, images in linked], dim=0)
+
+
+class WasMaskBatch(Node):
+    """The linked masks_a ... masks_d in one batch [B, H, W], in that order (WAS's Mask Batch);
+    they must be one size. The pack stacks them into a [N, 1, B, H, W] tensor that other mask
+    nodes cannot read; here they are joined along the batch, as a mask batch is."""
+    category = "WAS Suite/Image/Masking"
+    masks_a: MASK = None
+    masks_b: MASK = None
+    masks_c: MASK = None
+    masks_d: MASK = None
+    outputs = {"masks": MASK}
+    comfy = ComfyAlias(("Mask Batch",), optional=("masks_a", "masks_b", "masks_c", "masks_d"))
+
+    def run(self):
+        import torch
+
+        linked = _linked(self, ("masks_a", "masks_b", "masks_c", "masks_d"))
+        batches = []
+        for name, masks in linked:
+            if getattr(masks, "dim", lambda: 0)() not in (2, 3):
+                raise NodeInputError(name, "expected a mask batch [B, H, W] or one mask [H, W]")
+            batches.append((name, masks if masks.dim() == 3 else masks[None]))
+        first_name, first = batches[0]
+        for name, masks in batches:
+            if masks.shape[1:] != first.shape[1:]:
+                raise NodeInputError(name, f"masks of {tuple(masks.shape[1:])}: expected {first_name}'s "
+                                           f"{tuple(first.shape[1:])}")
+        return torch.cat([masks for _, masks in batches], dim=0)
+
+
+class WasLatentBatch(Node):
+    """The linked latent_a ... latent_d in one batch, in that order, as WAS's Latent Batch joins
+    them, with their batch_index lists joined too (each latent's own, or 0, 1, ... when it has
+    none); they must be one size."""
+    category = "WAS Suite/Latent"
+    latent_a: LATENT = None
+    latent_b: LATENT = None
+    latent_c: LATENT = None
+    latent_d: LATENT = None
+    outputs = {"latent": LATENT}
+    comfy = ComfyAlias(("Latent Batch",), optional=("latent_a", "latent_b", "latent_c", "latent_d"))
+
+    def run(self):
+        import torch
+
+        linked = [(name, latent, _latent_samples(latent, name))
+                  for name, latent in _linked(self, ("latent_a", "latent_b", "latent_c", "latent_d"))]
+        first_name, _, first = linked[0]
+        for name, _, samples in linked:
+            if samples.shape[1:] != first.shape[1:]:
+                raise NodeInputError(name, f"latents of {tuple(samples.shape[1:])}: expected {first_name}'s "
+                                           f"{tuple(first.shape[1:])}")
+        batch_index = []
+        for _, latent, samples in linked:
+            batch_index += list(latent.get("batch_index", range(samples.shape[0])))
+        return {"samples": torch.cat([samples for _, _, samples in linked], dim=0), "batch_index": batch_index}
+
+
+# -- colour selections ---------------------------------------------------------------------------------
+
+def rotate_hue(picture, hue_shift: float):
+    """WAS's hue_rotation of one picture: each pixel's hue (colorsys's HLS) moved by hue_shift
+    (a turn is 1.0), its channels cut to 8 bits. colorsys itself is called, once per distinct
+    colour."""
+    import colorsys
+
+    import numpy as np
+
+    levels = np.array(picture)
+    codes = (levels[..., 0].astype(np.int64) << 16) | (levels[..., 1].astype(np.int64) << 8) | levels[..., 2]
+    distinct, where = np.unique(codes.ravel(), return_inverse=True)
+    rotated = np.empty((len(distinct), 3), dtype=np.uint8)
+    for i, code in enumerate(distinct.tolist()):
+        h, l, s = colorsys.rgb_to_hls((code >> 16) / 255, ((code >> 8) & 255) / 255, (code & 255) / 255)
+        rotated[i] = [int(c * 255) for c in colorsys.hls_to_rgb((h + hue_shift) % 1.0, l, s)]
+    return rotated[where].reshape(levels.shape)
+
+
+class WasImageRotateHue(Node):
+    """Each pixel's hue turned by hue_shift (0 to 1, a full turn), keeping its lightness and
+    saturation (HLS, as WAS's Image Rotate Hue does with Python's colorsys), channels cut to 8
+    bits. Each image of a batch is turned (the pack fails on a batch of more than one)."""
+    category = "WAS Suite/Image/Adjustment"
+    image: IMAGE
+    hue_shift: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Rotate Hue",))
+
+    def run(self):
+        from PIL import Image
+
+        return _batch([Image.fromarray(rotate_hue(p, self.hue_shift), "RGB") for p in _pictures(self.image, "image")])
+
+
+class WasImageSelectColor(Node):
+    """The pixels whose red, green and blue are each within variance of the colour given kept,
+    all others black, as WAS's Image Select Color picks them. Each image of a batch is picked
+    from (the pack fails on a batch of more than one)."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    red: int = Int(255, min=0, max=255)
+    green: int = Int(255, min=0, max=255)
+    blue: int = Int(255, min=0, max=255)
+    variance: int = Int(10, min=0, max=255)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Select Color",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+
+        target = np.array([self.red, self.green, self.blue], dtype=np.int64)
+        picked = []
+        for picture in _pictures(self.image, "image"):
+            levels = np.array(picture).astype(np.int64)
+            inside = (np.abs(levels - target) <= self.variance).all(axis=-1)
+            picked.append(Image.fromarray(np.where(inside[..., None], levels, 0).astype(np.uint8), "RGB"))
+        return _batch(picked)
 
 
 # -- colour palette ----------------------------------------------------------------------------------

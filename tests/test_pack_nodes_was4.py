@@ -357,7 +357,7 @@ def test_the_module_help_leaves_out_no_node_it_builds(registry):
     left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 20
+    assert len(built) == 25
     assert [name for name in built if name in left_out] == []
     assert all(name in help_text.split("Read from")[0] for name in built)
 
@@ -677,3 +677,101 @@ def test_latent_nodes_in_an_api_prompt_and_a_ui_save(registry):
     workflow = parse_workflow(graph, registry)
     assert {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}[2] == ["screen", 0.25]
     assert export_api(workflow, registry)["2"]["inputs"]["operation"] == "screen"
+
+
+# -- Image Rotate Hue, Image Select Color ------------------------------------------------------------
+
+@pytest.mark.parametrize("shift", [0.0, 0.25, 0.5, 0.913])
+def test_rotate_hue_is_colorsys_pixel_by_pixel(registry, shift):
+    import colorsys
+    small = IMAGES[:, :9, :11]
+    got = call(registry, "WasImageRotateHue", image=small, hue_shift=shift)
+    for n, picture in enumerate(pictures(small)):
+        expected = Image.new("RGB", picture.size)
+        for x in range(picture.width):
+            for y in range(picture.height):
+                r, g, b = picture.getpixel((x, y))
+                h, l, s_ = colorsys.rgb_to_hls(r / 255, g / 255, b / 255)
+                r, g, b = colorsys.hls_to_rgb((h + shift) % 1.0, l, s_)
+                expected.putpixel((x, y), (int(r * 255), int(g * 255), int(b * 255)))
+        assert torch.equal(got[n], tensor(expected))
+
+
+@pytest.mark.parametrize("colour, variance", [((255, 255, 255), 10), ((200, 120, 60), 60), ((0, 0, 0), 255),
+                                              ((128, 128, 128), 0)])
+def test_select_color_keeps_the_pixels_within_variance(registry, colour, variance):
+    got = call(registry, "WasImageSelectColor", image=IMAGES, red=colour[0], green=colour[1], blue=colour[2],
+               variance=variance)
+    for n, picture in enumerate(pictures(IMAGES)):
+        expected = Image.new("RGB", picture.size, (0, 0, 0))
+        red, green, blue = colour
+        for x in range(picture.width):
+            for y in range(picture.height):
+                r, g, b = picture.getpixel((x, y))
+                if (red - variance <= r <= red + variance and green - variance <= g <= green + variance
+                        and blue - variance <= b <= blue + variance):
+                    expected.putpixel((x, y), (r, g, b))
+        assert torch.equal(got[n], tensor(expected))
+
+
+# -- Image Batch, Mask Batch, Latent Batch -----------------------------------------------------------
+
+def test_image_mask_and_latent_batches(registry):
+    got = call(registry, "WasImageBatch", images_a=IMAGES, images_c=OTHER[:1])
+    assert torch.equal(got, torch.cat([IMAGES, OTHER[:1]]))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageBatch", images_a=IMAGES, images_b=OTHER[:, :10])
+    assert caught.value.input == "images_b"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageBatch")
+    assert caught.value.input == "images_a"
+    masks = torch.rand(2, 5, 6)
+    got = call(registry, "WasMaskBatch", masks_b=masks, masks_d=masks[0])
+    assert torch.equal(got, torch.cat([masks, masks[:1]]))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasMaskBatch", masks_a=masks, masks_b=torch.rand(1, 6, 5))
+    assert caught.value.input == "masks_b"
+    a = {"samples": torch.rand(2, 4, 8, 8)}
+    b = {"samples": torch.rand(1, 4, 8, 8), "batch_index": [7]}
+    got = call(registry, "WasLatentBatch", latent_a=a, latent_b=b)
+    assert torch.equal(got["samples"], torch.cat([a["samples"], b["samples"]])) and got["batch_index"] == [0, 1, 7]
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasLatentBatch", latent_a=a, latent_d={"samples": torch.rand(1, 16, 8, 8)})
+    assert caught.value.input == "latent_d"
+
+
+def test_batch_and_colour_nodes_in_a_ui_save_and_an_api_prompt(registry):
+    nodes = [ui_node(1, "EmptyImage", [16, 8, 1, 0x40c080], outputs=[("IMAGE", "IMAGE", [1, 2])]),
+             ui_node(2, "Image Rotate Hue", [0.5], inputs=[("image", "IMAGE", 1, False)],
+                     outputs=[("IMAGE", "IMAGE", [3])]),
+             ui_node(3, "Image Batch", [], inputs=[("images_a", "IMAGE", 2, False), ("images_b", "IMAGE", 3, False),
+                                                   ("images_c", "IMAGE", None, False),
+                                                   ("images_d", "IMAGE", None, False)],
+                     outputs=[("image", "IMAGE", [4])]),
+             ui_node(4, "Image Select Color", [64, 192, 128, 5], inputs=[("image", "IMAGE", 4, False)],
+                     outputs=[("IMAGE", "IMAGE", [])])]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 1, 0, 2, 0, "IMAGE"], [3, 2, 0, 3, 1, "IMAGE"], [4, 3, 0, 4, 0, "IMAGE"]]
+    nodes[0]["outputs"][0]["links"] = [1, 2]
+    nodes[1]["outputs"][0]["links"] = [3]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["3", "4"]).values
+    import colorsys
+    h, l, s_ = colorsys.rgb_to_hls(0x40 / 255, 0xc0 / 255, 0x80 / 255)
+    turned = tuple(int(c * 255) for c in colorsys.hls_to_rgb((h + 0.5) % 1.0, l, s_))
+    assert values["3"][0].shape == (2, 8, 16, 3)
+    assert torch.equal(values["3"][0][1, 0, 0], torch.tensor(turned, dtype=torch.float32) / 255)
+    # only the first (unturned) image is within 5 of (64, 192, 128)
+    assert torch.equal(values["4"][0][0], values["3"][0][0]) and values["4"][0][1].max() == 0
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [0.5] and saved[4] == [64, 192, 128, 5]
+    prompt = export_api(workflow, registry)
+    assert prompt["3"] == {"class_type": "Image Batch", "inputs": {"images_a": ["1", 0], "images_b": ["2", 0]}}
+    graph = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
+             "2": {"class_type": "Latent Batch", "inputs": {"latent_a": ["1", 0], "latent_c": ["1", 0]}},
+             "3": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 8, "height": 8}},
+             "4": {"class_type": "Mask Batch", "inputs": {"masks_a": ["3", 0], "masks_b": ["3", 0]}}}
+    values = run_graph(registry, graph, ["2", "4"]).values
+    assert values["2"][0]["samples"].shape == (4, 4, 8, 8) and values["2"][0]["batch_index"] == [0, 1, 0, 1]
+    assert values["4"][0].shape == (2, 8, 8)
+    assert export_api(parse_workflow(graph, registry), registry)["2"] == graph["2"]
