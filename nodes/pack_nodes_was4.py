@@ -516,6 +516,14 @@ class WasLatentNoiseInjection(Node):
 
 # -- batches ----------------------------------------------------------------------------------------
 
+def joined_size(inputs: dict, names: tuple[str, ...]) -> Estimate:
+    """The batch the linked inputs make together: their batches added, the first one's size."""
+    sizes = [inputs[name] for name in names if inputs.get(name) is not None]
+    if not sizes:
+        return Estimate(None)
+    return Estimate(Size(sum(size.batch for size in sizes), sizes[0].height, sizes[0].width))
+
+
 def _linked(node, names: tuple[str, ...]) -> list[tuple[str, object]]:
     linked = [(name, getattr(node, name)) for name in names if getattr(node, name) is not None]
     if not linked:
@@ -533,6 +541,10 @@ class WasImageBatch(Node):
     images_d: IMAGE = None
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("Image Batch",), optional=("images_a", "images_b", "images_c", "images_d"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return joined_size(inputs, ("images_a", "images_b", "images_c", "images_d"))
 
     def run(self):
         import torch
@@ -559,6 +571,10 @@ class WasMaskBatch(Node):
     masks_d: MASK = None
     outputs = {"masks": MASK}
     comfy = ComfyAlias(("Mask Batch",), optional=("masks_a", "masks_b", "masks_c", "masks_d"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return joined_size(inputs, ("masks_a", "masks_b", "masks_c", "masks_d"))
 
     def run(self):
         import torch
@@ -588,6 +604,10 @@ class WasLatentBatch(Node):
     latent_d: LATENT = None
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("Latent Batch",), optional=("latent_a", "latent_b", "latent_c", "latent_d"))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return joined_size(inputs, ("latent_a", "latent_b", "latent_c", "latent_d"))
 
     def run(self):
         import torch

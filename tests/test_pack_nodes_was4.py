@@ -775,3 +775,14 @@ def test_batch_and_colour_nodes_in_a_ui_save_and_an_api_prompt(registry):
     assert values["2"][0]["samples"].shape == (4, 4, 8, 8) and values["2"][0]["batch_index"] == [0, 1, 0, 1]
     assert values["4"][0].shape == (2, 8, 8)
     assert export_api(parse_workflow(graph, registry), registry)["2"] == graph["2"]
+
+
+def test_batches_estimate_the_joined_batch(registry):
+    inputs = {"images_a": Size(2, 64, 48), "images_c": Size(3, 64, 48)}
+    assert registry.get("WasImageBatch").estimate({}, inputs).size == Size(5, 64, 48)
+    assert registry.get("WasMaskBatch").estimate({}, {"masks_b": Size(4, 8, 8)}).size == Size(4, 8, 8)
+    assert registry.get("WasLatentBatch").estimate({}, {}).size is None
+    graph = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 40}},
+             "2": {"class_type": "Latent Batch", "inputs": {"latent_a": ["1", 0], "latent_b": ["1", 0]}}}
+    result = Executor(registry, limits=RunLimits(max_batch=64)).run(parse_workflow(graph, registry), outputs=["2"])
+    assert not result.ok and any(p.node_id == "2" for p in result.problems)
