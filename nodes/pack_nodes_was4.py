@@ -2,25 +2,28 @@
 pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter, Image
 Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
 Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
-Color Palette; Image Rotate Hue, Image Select Color; Image Batch, Mask Batch, Latent Batch; Blend
-Latents and Latent Noise Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code
-Compatible), Text List to Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text
-Dictionary To Text and Text Dictionary Convert.
+Color Palette; Image Rotate Hue, Image Select Color, Image Median Filter; Mask Crop Dominant Region,
+Mask Crop Minority Region; Image Batch, Mask Batch, Latent Batch; Blend Latents and Latent Noise
+Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible), Text List to
+Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary To Text and
+Text Dictionary Convert.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): its node registration, the classes Mask Rect
 Area (and Advanced), Masks Combine Batch, Image Shadows and Highlights, Blend Latents, Latent Noise
-Injection, the text nodes here, and WAS_Tools_Class's shadows_and_highlights, dragan_filter, sparkle
-and generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes
-(same era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
-Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Batch, Mask Batch and
-Latent Batch. (The first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py and
-pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts,
-js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
-js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of
-number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the pack runs
-them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...) adds a
-drawn_mask and drawn_combine to those two nodes; that layout is not read here.
+Injection, the text nodes here, the helper medianFilter, and WAS_Tools_Class's
+shadows_and_highlights, crop_dominant_region, crop_minority_region, dragan_filter, sparkle and
+generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes (same
+era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
+Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Median Filter, Mask Crop
+Dominant Region, Image Batch, Mask Batch and Latent Batch. (The first rounds,
+nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit
+c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js at
+d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
+b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview canvas,
+so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which).
+The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and drawn_combine to those two
+nodes; that layout is not read here.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -38,14 +41,13 @@ weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffuser
 Crop Face / Paste Face, True Random.org, Image Send HTTP); those tied to the suite's own history,
 cache, style and video files (Image / Text File History Loader, Load / Cache Node, Export API,
 Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
-Frames); and model-free ones not reached in this round: Mask Crop Dominant / Minority Region, Image
-Median Filter, Image Canny Filter, Image Chromatic Aberration, Image Film Grain, Image Monitor
-Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image Voronoi
-Noise Filter, Image Seamless Texture, Image Tiled, Image fDOF Filter, Image Lucy Sharpen, Image
-Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
-Prompt (its source not read), Images to Linear, Hex to HSL, HSL to Hex, Number Counter, Logic
-Boolean Primitive, the Lora / CLIP Vision / Control Net input switches, Dictionary to Console, Image
-Bounds to Console and Samples Passthrough (Stat System).
+Frames); and model-free ones not reached in this round: Image Canny Filter, Image Chromatic
+Aberration, Image Film Grain, Image Monitor Effects Filter, Image Pixelate, Image Power Noise, Image
+Perlin Noise / Power Fractal, Image Voronoi Noise Filter, Image Seamless Texture, Image Tiled, Image
+fDOF Filter, Image Lucy Sharpen, Image Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to
+Noise, Image to Seed, Text Random Prompt (its source not read), Images to Linear, Hex to HSL, HSL to
+Hex, Number Counter, Logic Boolean Primitive, the Lora / CLIP Vision / Control Net input switches,
+Dictionary to Console, Image Bounds to Console and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from __future__ import annotations
 from graphflow.api import BOOLEAN, IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text
 from nodes.pack_nodes_was import DICT, LIST, parse_tokens
-from nodes.pack_nodes_was_image import _batch, _pictures
+from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -512,6 +514,85 @@ class WasLatentNoiseInjection(Node):
 
         latents = _latent_samples(self.samples, "samples")
         return {**self.samples, "samples": latents + torch.randn_like(latents) * self.noise_std}
+
+
+def crop_region_of(level, pick: str, padding: int):
+    """The suite's crop_dominant_region / crop_minority_region on one 8-bit mask: the largest
+    (or smallest) 4-connected region above 128 picks a box; the mask's levels in that box are
+    pasted, through themselves as the paste mask (so v becomes about v x v / 255), centred in a
+    black square of the box's longer side plus 2 x padding. Gives the square's levels."""
+    import numpy as np
+    import scipy.ndimage
+    from PIL import Image
+
+    labels, count = scipy.ndimage.label(level > 128)
+    if count == 0:
+        raise NodeInputError("masks", "no region above 128 (of 255) in the mask: nothing to crop to, where the "
+                                      "pack fails")
+    sizes = np.bincount(labels.ravel())[1:]
+    chosen = int(np.argmax(sizes) if pick == "dominant" else np.argmin(sizes)) + 1
+    rows, columns = np.nonzero(labels == chosen)
+    picture = Image.fromarray(level, "L")
+    cut = picture.crop((int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1))
+    side = max(cut.size) + 2 * padding
+    square = Image.new("L", (side, side), color="black")
+    square.paste(cut, ((side - cut.width) // 2, (side - cut.height) // 2), mask=cut)
+    return np.array(square)
+
+
+class WasMaskCropDominantRegion(Node):
+    """The mask cut to its largest region (4-connected, levels above 128 of 255), as WAS's Mask
+    Crop Dominant Region cuts it: the levels in that region's box (other regions inside it
+    included), pasted through themselves (so a level v comes out near v x v / 255) in the middle
+    of a black square of the box's longer side plus 2 x padding. One mask in, as in the pack; an
+    empty mask is refused (the pack fails)."""
+    category = "WAS Suite/Image/Masking"
+    masks: MASK
+    padding: int = Int(24, min=0, max=4096)
+    outputs = {"MASKS": MASK}
+    comfy = ComfyAlias(("Mask Crop Dominant Region",))
+    pick = "dominant"
+
+    def run(self):
+        levels = _mask_levels(self.masks)
+        if levels.shape[0] != 1:
+            raise NodeInputError("masks", f"a batch of {levels.shape[0]} masks: expected one mask, as the pack "
+                                          "crops one")
+        return _masks(crop_region_of(levels[0], self.pick, self.padding)[None])
+
+
+class WasMaskCropMinorityRegion(WasMaskCropDominantRegion):
+    """The mask cut to its smallest region (4-connected, levels above 128 of 255), as WAS's Mask
+    Crop Minority Region cuts it: the levels in that region's box, pasted through themselves (a
+    level v comes out near v x v / 255) in the middle of a black square of the box's longer side
+    plus 2 x padding. One mask in, as in the pack; an empty mask is refused (the pack fails)."""
+    comfy = ComfyAlias(("Mask Crop Minority Region",))
+    pick = "minority"
+
+
+class WasImageMedianFilter(Node):
+    """Each image through OpenCV's bilateral filter, as WAS's Image Median Filter does (despite
+    its name): diameter, sigma_color and sigma_space cut to whole numbers (a diameter of 0 or
+    less lets OpenCV take it from sigma_space)."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    diameter: int = Int(2, min=0, max=255)
+    sigma_color: float = Float(10.0, min=-255.0, max=255.0, step=0.1)
+    sigma_space: float = Float(10.0, min=-255.0, max=255.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Median Filter",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+
+        filtered = []
+        for picture in _pictures(self.image, "image"):
+            bgr = cv2.cvtColor(np.array(picture), cv2.COLOR_RGB2BGR)
+            bgr = cv2.bilateralFilter(bgr, int(self.diameter), int(self.sigma_color), int(self.sigma_space))
+            filtered.append(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "RGB"))
+        return _batch(filtered)
 
 
 # -- batches ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pilgram
 import pilgram.css.blending
 import pytest
 import torch
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
@@ -357,7 +357,7 @@ def test_the_module_help_leaves_out_no_node_it_builds(registry):
     left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 25
+    assert len(built) == 28
     assert [name for name in built if name in left_out] == []
     assert all(name in help_text.split("Read from")[0] for name in built)
 
@@ -786,3 +786,80 @@ def test_batches_estimate_the_joined_batch(registry):
              "2": {"class_type": "Latent Batch", "inputs": {"latent_a": ["1", 0], "latent_b": ["1", 0]}}}
     result = Executor(registry, limits=RunLimits(max_batch=64)).run(parse_workflow(graph, registry), outputs=["2"])
     assert not result.ok and any(p.node_id == "2" for p in result.problems)
+
+
+# -- Image Median Filter, Mask Crop Dominant / Minority Region ---------------------------------------
+
+@pytest.mark.parametrize("diameter, sigma_color, sigma_space", [(2, 10.0, 10.0), (9, 75.5, 40.9), (0, 30.0, 3.0)])
+def test_median_filter_is_opencvs_bilateral_filter(registry, diameter, sigma_color, sigma_space):
+    got = call(registry, "WasImageMedianFilter", image=IMAGES, diameter=diameter, sigma_color=sigma_color,
+               sigma_space=sigma_space)
+    for n, picture in enumerate(pictures(IMAGES)):
+        bgr = cv2.cvtColor(np.array(picture.convert("RGB")), cv2.COLOR_RGB2BGR)
+        bgr = cv2.bilateralFilter(bgr, int(diameter), int(sigma_color), int(sigma_space))
+        expected = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).convert("RGB")
+        assert torch.equal(got[n], tensor(expected))
+
+
+def pack_crop_region(image, padding, pick):
+    """The suite's crop_dominant_region / crop_minority_region, as its source reads."""
+    from scipy.ndimage import label
+    binary = image.convert("L").point(lambda x: 255 if x > 128 else 0, mode="1")
+    labeled, count = label(np.array(binary))
+    chooser = max if pick == "dominant" else min
+    chosen = chooser(range(1, count + 1), key=lambda i: np.sum(labeled == i))
+    bbox = Image.fromarray((labeled == chosen).astype(np.uint8) * 255, mode="L").getbbox()
+    cropped = image.crop(bbox)
+    side = max(cropped.size) + 2 * padding
+    centred = Image.new("L", (side, side), color="black")
+    centred.paste(cropped, ((side - cropped.width) // 2, (side - cropped.height) // 2), mask=cropped)
+    return ImageOps.invert(centred)
+
+
+def blob_mask():
+    levels = np.zeros((30, 40), dtype=np.float32)
+    levels[2:12, 3:20] = 0.9   # the largest region
+    levels[20:23, 30:32] = 0.7  # the smallest
+    levels[18:26, 5:11] = 0.6
+    levels[5:7, 8:10] = 0.3    # below 128: inside the largest box, not a region
+    return torch.from_numpy(levels)[None]
+
+
+@pytest.mark.parametrize("node, pick", [("WasMaskCropDominantRegion", "dominant"),
+                                        ("WasMaskCropMinorityRegion", "minority")])
+@pytest.mark.parametrize("padding", [0, 5, 24])
+def test_mask_crop_dominant_and_minority_regions(registry, node, pick, padding):
+    mask = blob_mask()
+    got = call(registry, node, masks=mask, padding=padding)
+    picture = Image.fromarray(np.clip(255.0 * mask[0].numpy(), 0, 255).astype(np.uint8))
+    # the pack's pil2mask: 1 - level / 255 of the inverted square
+    expected = 1.0 - torch.from_numpy(np.array(pack_crop_region(picture, padding, pick)).astype(np.float32) / 255.0)
+    assert got.shape == (1, *expected.shape)
+    assert torch.allclose(got[0], expected, atol=1e-6)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, node, masks=torch.zeros(1, 8, 8))
+    assert caught.value.input == "masks"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, node, masks=torch.cat([mask, mask]))
+    assert caught.value.input == "masks"
+
+
+def test_median_and_crop_region_in_an_api_prompt_and_a_ui_save(registry):
+    graph = {"1": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 12, "height": 6}},
+             "2": {"class_type": "Mask Crop Dominant Region", "inputs": {"masks": ["1", 0], "padding": 2}},
+             "3": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "4": {"class_type": "Image Median Filter", "inputs": {"image": ["3", 0], "diameter": 3,
+                                                                    "sigma_color": 10.0, "sigma_space": 10.0}}}
+    values = run_graph(registry, graph, ["2", "4"]).values
+    expected = torch.zeros(1, 16, 16)
+    expected[0, 5:11, 2:14] = 1.0
+    assert torch.equal(values["2"][0], expected)
+    assert torch.equal(values["4"][0], torch.zeros(1, 8, 8, 3))
+    assert export_api(parse_workflow(graph, registry), registry)["4"] == graph["4"]
+    nodes = [ui_node(1, "SolidMask", [1.0, 8, 8], outputs=[("MASK", "MASK", [1])]),
+             ui_node(2, "Mask Crop Minority Region", [3], inputs=[("masks", "MASK", 1, False)],
+                     outputs=[("MASKS", "MASK", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "MASK"]])
+    assert run_graph(registry, graph, ["2"]).values["2"][0].shape == (1, 14, 14)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2] == [3]
