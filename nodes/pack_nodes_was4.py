@@ -553,6 +553,14 @@ class WasMaskCropDominantRegion(Node):
     comfy = ComfyAlias(("Mask Crop Dominant Region",))
     pick = "dominant"
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, padding = inputs.get("masks"), widgets.get("padding")
+        if size is None or not isinstance(padding, int):
+            return Estimate(size)
+        side = max(size.height, size.width) + 2 * padding  # at most: the box is inside the mask
+        return Estimate(Size(1, side, side))
+
     def run(self):
         levels = _mask_levels(self.masks)
         if levels.shape[0] != 1:

@@ -863,3 +863,14 @@ def test_median_and_crop_region_in_an_api_prompt_and_a_ui_save(registry):
     assert run_graph(registry, graph, ["2"]).values["2"][0].shape == (1, 14, 14)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     assert saved[2] == [3]
+
+
+def test_crop_region_estimates_its_padded_square(registry):
+    for node in ("WasMaskCropDominantRegion", "WasMaskCropMinorityRegion"):
+        estimate = registry.get(node).estimate({"padding": 4096}, {"masks": Size(1, 300, 500)})
+        assert estimate.size == Size(1, 500 + 8192, 500 + 8192)
+    graph = {"1": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 4096, "height": 4096}},
+             "2": {"class_type": "Mask Crop Dominant Region", "inputs": {"masks": ["1", 0], "padding": 4096}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=8192 * 8192)).run(parse_workflow(graph, registry),
+                                                                              outputs=["2"])
+    assert not result.ok and any(p.node_id == "2" for p in result.problems)
