@@ -2,11 +2,11 @@
 pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Style Filter, Image
 Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
 Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
-Color Palette; Image Rotate Hue, Image Select Color, Image Median Filter; Mask Crop Dominant Region,
-Mask Crop Minority Region; Image Batch, Mask Batch, Latent Batch; Blend Latents and Latent Noise
-Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible), Text List to
-Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary To Text and
-Text Dictionary Convert.
+Color Palette; Image Rotate Hue, Image Select Color, Image Median Filter, Image Chromatic
+Aberration; Logic Boolean Primitive; Mask Crop Dominant Region, Mask Crop Minority Region; Image
+Batch, Mask Batch, Latent Batch; Blend Latents and Latent Noise Injection; and the text nodes Text
+Sort, Text Find, Text Multiline (Code Compatible), Text List to Text, Text Dictionary Get, Text
+Dictionary New, Text Dictionary Keys, Text Dictionary To Text and Text Dictionary Convert.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): its node registration, the classes Mask Rect
@@ -15,15 +15,15 @@ Injection, the text nodes here, the helper medianFilter, and WAS_Tools_Class's
 shadows_and_highlights, crop_dominant_region, crop_minority_region, dragan_filter, sparkle and
 generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes (same
 era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
-Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Median Filter, Mask Crop
-Dominant Region, Image Batch, Mask Batch and Latent Batch. (The first rounds,
-nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit
-c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js at
-d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
-b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview canvas,
-so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which).
-The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and drawn_combine to those two
-nodes; that layout is not read here.
+Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Median Filter, Image
+Chromatic Aberration, Logic Boolean Primitive, Mask Crop Dominant Region, Image Batch, Mask Batch
+and Latent Batch. (The first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py and
+pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts,
+js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
+js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of
+number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the pack runs
+them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...) adds a
+drawn_mask and drawn_combine to those two nodes; that layout is not read here.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -41,18 +41,18 @@ weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffuser
 Crop Face / Paste Face, True Random.org, Image Send HTTP); those tied to the suite's own history,
 cache, style and video files (Image / Text File History Loader, Load / Cache Node, Export API,
 Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
-Frames); and model-free ones not reached in this round: Image Canny Filter, Image Chromatic
-Aberration, Image Film Grain, Image Monitor Effects Filter, Image Pixelate, Image Power Noise, Image
-Perlin Noise / Power Fractal, Image Voronoi Noise Filter, Image Seamless Texture, Image Tiled, Image
-fDOF Filter, Image Lucy Sharpen, Image Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to
-Noise, Image to Seed, Text Random Prompt (its source not read), Images to Linear, Hex to HSL, HSL to
-Hex, Number Counter, Logic Boolean Primitive, the Lora / CLIP Vision / Control Net input switches,
-Dictionary to Console, Image Bounds to Console and Samples Passthrough (Stat System).
+Frames); and model-free ones not reached in this round: Image Canny Filter, Image Film Grain, Image
+Monitor Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image
+Voronoi Noise Filter, Image Seamless Texture, Image Tiled, Image fDOF Filter, Image Lucy Sharpen,
+Image Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text
+Random Prompt (its source not read), Images to Linear, Hex to HSL, HSL to Hex, Number Counter, the
+Lora / CLIP Vision / Control Net input switches, Dictionary to Console, Image Bounds to Console and
+Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
 
-from graphflow.api import BOOLEAN, IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+from graphflow.api import BOOLEAN, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text
 from nodes.pack_nodes_was import DICT, LIST, parse_tokens
 from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures
@@ -601,6 +601,70 @@ class WasImageMedianFilter(Node):
             bgr = cv2.bilateralFilter(bgr, int(self.diameter), int(self.sigma_color), int(self.sigma_space))
             filtered.append(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "RGB"))
         return _batch(filtered)
+
+
+def edge_ramp(length: int, white: int) -> list[int]:
+    """The suite's lingrad along one side: 0 up to length - white, then rising to just under 255
+    at the far end (int((i - start) / (length - start) x 255))."""
+    start = length - white
+    return [0 if i <= start else int(((i - start) / (length - start)) * 255) for i in range(length)]
+
+
+def fade_mask(size: tuple[int, int], fade_radius: int):
+    """Chromatic Aberration's fade mask: white, multiplied (Pillow's multiply) by each side's
+    inverted ramp of 2 x fade_radius pixels (left, right, top, bottom), then by itself."""
+    import numpy as np
+    from PIL import Image, ImageChops, ImageOps
+
+    width, height = size
+    across = np.array(edge_ramp(width, int(fade_radius * 2)), dtype=np.uint8)
+    down = np.array(edge_ramp(height, int(fade_radius * 2)), dtype=np.uint8)
+    left = ImageOps.invert(Image.fromarray(np.ascontiguousarray(np.broadcast_to(across, (height, width))), "L"))
+    top = ImageOps.invert(Image.fromarray(np.ascontiguousarray(np.broadcast_to(down[:, None], (height, width))), "L"))
+    mask = Image.new("L", size, 255)
+    for side in (left, left.transpose(Image.FLIP_LEFT_RIGHT), top, top.transpose(Image.FLIP_TOP_BOTTOM)):
+        mask = ImageChops.multiply(mask, side)
+    return ImageChops.multiply(mask, mask)
+
+
+class WasImageChromaticAberration(Node):
+    """Colour fringes, as WAS's Image Chromatic Aberration makes them: the red channel moved
+    red_offset pixels across, green green_offset and blue blue_offset down (wrapping round, as
+    Pillow's offset does), laid over the image through a mask that fades them out over
+    2 x fade_radius pixels from each edge towards the middle. intensity is accepted but, as in
+    the pack, not used. Each image of a batch is worked on its own (the pack fails on more)."""
+    category = "WAS Suite/Image/Filter"
+    image: IMAGE
+    red_offset: int = Int(2, min=-255, max=255)
+    green_offset: int = Int(-1, min=-255, max=255)
+    blue_offset: int = Int(1, min=-255, max=255)
+    intensity: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    fade_radius: int = Int(12, min=0, max=1024)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Chromatic Aberration",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+
+        shifted = []
+        for picture in _pictures(self.image, "image"):
+            red, green, blue = picture.split()
+            moved = Image.merge("RGB", (ImageChops.offset(red, self.red_offset, 0),
+                                        ImageChops.offset(green, 0, self.green_offset),
+                                        ImageChops.offset(blue, 0, self.blue_offset)))
+            shifted.append(Image.composite(moved, picture, fade_mask(picture.size, self.fade_radius)))
+        return _batch(shifted)
+
+
+class WasLogicBooleanPrimitive(Node):
+    """The boolean as it is set (WAS's Logic Boolean Primitive)."""
+    category = "WAS Suite/Logic"
+    boolean: bool = Bool(False)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Logic Boolean Primitive",))
+
+    def run(self):
+        return self.boolean
 
 
 # -- batches ----------------------------------------------------------------------------------------

@@ -357,7 +357,7 @@ def test_the_module_help_leaves_out_no_node_it_builds(registry):
     left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 28
+    assert len(built) == 30
     assert [name for name in built if name in left_out] == []
     assert all(name in help_text.split("Read from")[0] for name in built)
 
@@ -874,3 +874,60 @@ def test_crop_region_estimates_its_padded_square(registry):
     result = Executor(registry, limits=RunLimits(max_pixels=8192 * 8192)).run(parse_workflow(graph, registry),
                                                                               outputs=["2"])
     assert not result.ok and any(p.node_id == "2" for p in result.problems)
+
+
+# -- Image Chromatic Aberration, Logic Boolean Primitive ---------------------------------------------
+
+def pack_chromatic_aberration(img, r_offset, g_offset, b_offset, fade_radius):
+    """The suite's apply_chromatic_aberration, as its source reads (its gradients drawn line by line)."""
+    def lingrad(size, direction, white_ratio):
+        image = Image.new("RGB", size)
+        draw = ImageDraw.Draw(image)
+        length = size[1] if direction == "vertical" else size[0]
+        black_end = length - white_ratio
+        for i in range(length):
+            value = 0 if i <= black_end else int(((i - black_end) / (length - black_end)) * 255)
+            line = [(0, i), (size[0], i)] if direction == "vertical" else [(i, 0), (i, size[1])]
+            draw.line(line, fill=(value, value, value))
+        return image.convert("L")
+
+    size = img.size
+    mask = Image.new("L", size, 255)
+    left = ImageOps.invert(lingrad(size, "horizontal", int(fade_radius * 2)))
+    right = left.copy().transpose(Image.FLIP_LEFT_RIGHT)
+    top = ImageOps.invert(lingrad(size, "vertical", int(fade_radius * 2)))
+    bottom = top.copy().transpose(Image.FLIP_TOP_BOTTOM)
+    for side in (left, right, top, bottom):
+        mask = ImageChops.multiply(mask, side)
+    mask = ImageChops.multiply(mask, mask)
+    r, g, b = img.split()
+    merged = Image.merge("RGB", (ImageChops.offset(r, r_offset, 0), ImageChops.offset(g, 0, g_offset),
+                                 ImageChops.offset(b, 0, b_offset)))
+    return Image.composite(merged, img, mask).convert("RGB")
+
+
+@pytest.mark.parametrize("offsets, fade", [((2, -1, 1), 12), ((-7, 5, 0), 3), ((30, 0, -40), 0), ((1, 1, 1), 200)])
+def test_chromatic_aberration_follows_the_suites_recipe(registry, offsets, fade):
+    got = call(registry, "WasImageChromaticAberration", image=IMAGES, red_offset=offsets[0], green_offset=offsets[1],
+               blue_offset=offsets[2], intensity=0.9, fade_radius=fade)
+    for n, picture in enumerate(pictures(IMAGES)):
+        assert torch.equal(got[n], tensor(pack_chromatic_aberration(picture, *offsets, fade)))
+
+
+def test_chromatic_aberration_and_boolean_in_a_ui_save_and_an_api_prompt(registry):
+    assert call(registry, "WasLogicBooleanPrimitive", boolean=True) is True
+    nodes = [ui_node(1, "EmptyImage", [24, 16, 1, 0x808080], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "Image Chromatic Aberration", [3, -2, 1, 0.5, 4], inputs=[("image", "IMAGE", 1, False)],
+                     outputs=[("IMAGE", "IMAGE", [])]),
+             ui_node(3, "Logic Boolean Primitive", [True], outputs=[("BOOLEAN", "BOOLEAN", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]])
+    values = run_graph(registry, graph, ["2", "3"]).values
+    grey = Image.new("RGB", (24, 16), (128, 128, 128))
+    assert torch.equal(values["2"][0][0], tensor(pack_chromatic_aberration(grey, 3, -2, 1, 4)))
+    assert values["3"][0] is True
+    workflow = parse_workflow(graph, registry)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[2] == [3, -2, 1, 0.5, 4] and saved[3] == [True]
+    prompt = export_api(workflow, registry)
+    assert prompt["3"] == {"class_type": "Logic Boolean Primitive", "inputs": {"boolean": True}}
+    assert prompt["2"]["inputs"]["fade_radius"] == 4
