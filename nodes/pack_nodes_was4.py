@@ -3,10 +3,11 @@ pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Sty
 Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
 Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
 Color Palette; Image Rotate Hue, Image Select Color, Image Median Filter, Image Chromatic
-Aberration; Logic Boolean Primitive; Mask Crop Dominant Region, Mask Crop Minority Region; Image
-Batch, Mask Batch, Latent Batch; Blend Latents and Latent Noise Injection; and the text nodes Text
-Sort, Text Find, Text Multiline (Code Compatible), Text List to Text, Text Dictionary Get, Text
-Dictionary New, Text Dictionary Keys, Text Dictionary To Text and Text Dictionary Convert.
+Aberration, Images to Linear, Image Tiled; Logic Boolean Primitive; Mask Crop Dominant Region, Mask
+Crop Minority Region; Image Batch, Mask Batch, Latent Batch; Blend Latents and Latent Noise
+Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible), Text List to
+Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary To Text and
+Text Dictionary Convert.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): its node registration, the classes Mask Rect
@@ -16,10 +17,10 @@ shadows_and_highlights, crop_dominant_region, crop_minority_region, dragan_filte
 generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes (same
 era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
 Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Median Filter, Image
-Chromatic Aberration, Logic Boolean Primitive, Mask Crop Dominant Region, Image Batch, Mask Batch
-and Latent Batch. (The first rounds, nodes/pack_nodes_was.py, pack_nodes_was_image.py and
-pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area nodes' editor scripts,
-js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
+Chromatic Aberration, Images to Linear, Image Tiled, Logic Boolean Primitive, Mask Crop Dominant
+Region, Image Batch, Mask Batch and Latent Batch. (The first rounds, nodes/pack_nodes_was.py,
+pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area
+nodes' editor scripts, js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
 js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of
 number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the pack runs
 them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...) adds a
@@ -43,11 +44,11 @@ cache, style and video files (Image / Text File History Loader, Load / Cache Nod
 Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
 Frames); and model-free ones not reached in this round: Image Canny Filter, Image Film Grain, Image
 Monitor Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image
-Voronoi Noise Filter, Image Seamless Texture, Image Tiled, Image fDOF Filter, Image Lucy Sharpen,
-Image Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text
-Random Prompt (its source not read), Images to Linear, Hex to HSL, HSL to Hex, Number Counter, the
-Lora / CLIP Vision / Control Net input switches, Dictionary to Console, Image Bounds to Console and
-Samples Passthrough (Stat System).
+Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter, Image Lucy Sharpen, Image
+Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
+Prompt (its source not read), Hex to HSL, HSL to Hex, Number Counter, the Lora / CLIP Vision /
+Control Net input switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough
+(Stat System).
 """
 
 from __future__ import annotations
@@ -665,6 +666,67 @@ class WasLogicBooleanPrimitive(Node):
 
     def run(self):
         return self.boolean
+
+
+class WasImagesToLinear(Node):
+    """Each image in grey (Pillow's "L": 0.299 R + 0.587 G + 0.114 B, rounded to 8 bits), as WAS's
+    Images to Linear converts them (the name says linear; it is this grey). The pack gives a
+    one-channel [B, H, W] tensor on its IMAGE socket, which image nodes cannot read; here the grey
+    fills all three channels."""
+    category = "WAS Suite/Image"
+    images: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Images to Linear",))
+
+    def run(self):
+        return _batch([p.convert("L").convert("RGB") for p in _pictures(self.images, "images")])
+
+
+def tile_grid(width: int, height: int, num_tiles: int) -> tuple[int, int, int, int]:
+    """Image Tiled's tiles: (tile width, tile height, columns, rows). int(sqrt(num_tiles)) rows
+    and enough columns for num_tiles make the tile size; the picture is then cut from its top left
+    in steps of that size to its edges, so a remainder makes another (black-padded) row or column."""
+    rows = int(num_tiles ** 0.5)
+    columns = (num_tiles + rows - 1) // rows
+    tile_width, tile_height = width // columns, height // rows
+    if tile_width == 0 or tile_height == 0:
+        raise NodeInputError("num_tiles", f"{columns} x {rows} tiles of a {width}x{height} image would be "
+                                          "empty: expected an image at least as large as the grid")
+    return tile_width, tile_height, -(-width // tile_width), -(-height // tile_height)
+
+
+class WasImageTiled(Node):
+    """The image cut into tiles, as WAS's Image Tiled cuts it: int(sqrt(num_tiles)) rows and
+    enough columns for num_tiles set the tile size (the image's size divided, cut to whole
+    pixels); tiles are then taken from the top left, row by row, to the image's edges, so an
+    image that does not divide evenly gives another row or column of tiles padded with black (as
+    Pillow's crop past the edge does). Each image of a batch is tiled in turn (the pack takes
+    one)."""
+    category = "WAS Suite/Image/Process"
+    image: IMAGE
+    num_tiles: int = Int(4, min=2, max=64)
+    outputs = {"IMAGES": IMAGE}
+    comfy = ComfyAlias(("Image Tiled",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, count = inputs.get("image"), widgets.get("num_tiles")
+        if size is None or not isinstance(count, int):
+            return Estimate(size)
+        try:
+            tile_width, tile_height, columns, rows = tile_grid(size.width, size.height, count)
+        except NodeInputError:
+            return Estimate(size)
+        return Estimate(Size(size.batch * columns * rows, tile_height, tile_width))
+
+    def run(self):
+        tiles = []
+        for picture in _pictures(self.image, "image"):
+            tile_width, tile_height, columns, rows = tile_grid(picture.width, picture.height, self.num_tiles)
+            for top in range(0, rows * tile_height, tile_height):
+                for left in range(0, columns * tile_width, tile_width):
+                    tiles.append(picture.crop((left, top, left + tile_width, top + tile_height)))
+        return _batch(tiles)
 
 
 # -- batches ----------------------------------------------------------------------------------------

@@ -357,7 +357,7 @@ def test_the_module_help_leaves_out_no_node_it_builds(registry):
     left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 30
+    assert len(built) == 32
     assert [name for name in built if name in left_out] == []
     assert all(name in help_text.split("Read from")[0] for name in built)
 
@@ -931,3 +931,54 @@ def test_chromatic_aberration_and_boolean_in_a_ui_save_and_an_api_prompt(registr
     prompt = export_api(workflow, registry)
     assert prompt["3"] == {"class_type": "Logic Boolean Primitive", "inputs": {"boolean": True}}
     assert prompt["2"]["inputs"]["fade_radius"] == 4
+
+
+# -- Images to Linear, Image Tiled -------------------------------------------------------------------
+
+def test_images_to_linear_is_pillows_grey(registry):
+    got = call(registry, "WasImagesToLinear", images=IMAGES)
+    for n, picture in enumerate(pictures(IMAGES)):
+        grey = tensor(picture.convert("L"))
+        assert torch.equal(got[n], grey[..., None].expand(-1, -1, 3))
+
+
+def pack_tiles(image, num_tiles):
+    """The suite's tile_image, as its source reads."""
+    img_width, img_height = image.size
+    num_rows = int(num_tiles ** 0.5)
+    num_cols = (num_tiles + num_rows - 1) // num_rows
+    tile_width, tile_height = img_width // num_cols, img_height // num_rows
+    return [image.crop((x, y, x + tile_width, y + tile_height))
+            for y in range(0, img_height, tile_height) for x in range(0, img_width, tile_width)]
+
+
+@pytest.mark.parametrize("num_tiles", [2, 4, 6, 7, 9, 64])
+def test_image_tiled_cuts_as_the_suite_does(registry, num_tiles):
+    got = call(registry, "WasImageTiled", image=IMAGES[:1], num_tiles=num_tiles)
+    tiles = pack_tiles(pictures(IMAGES[:1])[0], num_tiles)
+    assert got.shape[0] == len(tiles)
+    for n, tile in enumerate(tiles):
+        assert torch.equal(got[n], tensor(tile))
+    estimate = registry.get("WasImageTiled").estimate({"num_tiles": num_tiles}, {"image": Size(1, 40, 56)})
+    assert estimate.size == Size(len(tiles), tiles[0].height, tiles[0].width)
+    both = call(registry, "WasImageTiled", image=IMAGES, num_tiles=num_tiles)
+    assert both.shape[0] == 2 * len(tiles) and torch.equal(both[:len(tiles)], got)
+
+
+def test_image_tiled_refuses_empty_tiles_and_runs_from_a_prompt(registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageTiled", image=IMAGES[:, :3, :3], num_tiles=64)
+    assert caught.value.input == "num_tiles"
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 30, "height": 20, "batch_size": 1, "color": 255}},
+             "2": {"class_type": "Image Tiled", "inputs": {"image": ["1", 0], "num_tiles": 4}},
+             "3": {"class_type": "Images to Linear", "inputs": {"images": ["2", 0]}}}
+    values = run_graph(registry, graph, ["2", "3"]).values
+    assert values["2"][0].shape == (4, 10, 15, 3)
+    assert torch.equal(values["3"][0], torch.full((4, 10, 15, 3), round(0.114 * 255) / 255))
+    assert export_api(parse_workflow(graph, registry), registry)["2"] == graph["2"]
+    nodes = [ui_node(1, "EmptyImage", [30, 20, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "Image Tiled", [6], inputs=[("image", "IMAGE", 1, False)], outputs=[("IMAGES", "IMAGE", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]])
+    assert run_graph(registry, graph, ["2"]).values["2"][0].shape == (6, 10, 10, 3)
+    saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    assert saved[2] == [6]
