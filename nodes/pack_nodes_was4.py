@@ -54,7 +54,7 @@ Control Net input switches, Dictionary to Console, Image Bounds to Console and S
 from __future__ import annotations
 
 from graphflow.api import BOOLEAN, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size, Text
+    NodeInputError, Size, Text, check_interrupted
 from nodes.pack_nodes_was import DICT, LIST, parse_tokens
 from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures
 
@@ -517,6 +517,8 @@ class WasLatentNoiseInjection(Node):
         return {**self.samples, "samples": latents + torch.randn_like(latents) * self.noise_std}
 
 
+# -- more filters and masks --------------------------------------------------------------------------
+
 def crop_region_of(level, pick: str, padding: int):
     """The suite's crop_dominant_region / crop_minority_region on one 8-bit mask: the largest
     (or smallest) 4-connected region above 128 picks a box; the mask's levels in that box are
@@ -855,6 +857,8 @@ def rotate_hue(picture, hue_shift: float):
     distinct, where = np.unique(codes.ravel(), return_inverse=True)
     rotated = np.empty((len(distinct), 3), dtype=np.uint8)
     for i, code in enumerate(distinct.tolist()):
+        if i % 65536 == 0:  # a noisy picture has millions of colours: let a stop request in
+            check_interrupted()
         h, l, s = colorsys.rgb_to_hls((code >> 16) / 255, ((code >> 8) & 255) / 255, (code & 255) / 255)
         rotated[i] = [int(c * 255) for c in colorsys.hls_to_rgb((h + hue_shift) % 1.0, l, s)]
     return rotated[where].reshape(levels.shape)
