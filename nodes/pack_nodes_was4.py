@@ -353,7 +353,8 @@ class WasMaskRectArea(Node):
     pack's editor adds a second x, y, w, h and blur_radius (its preview's); a save is read as
     the pack runs it: x, y and blur_radius from those, width and height from the first ones (an
     API prompt's w and h are ignored, as the pack ignores them). Written back, the node has the
-    five values of the pack's schema."""
+    five values of the pack's schema: opened in ComfyUI with the pack's script, its second set
+    starts at the script's defaults (0, 0, 50, 50, 0), which the pack would then run with."""
     category = "WAS Suite/Image/Masking"
     x: int = Int(0, min=0, max=100)
     y: int = Int(0, min=0, max=100)
@@ -381,7 +382,8 @@ class WasMaskRectAreaAdvanced(Node):
     pixels (cut at the edges), as WAS's Mask Rect Area (Advanced) draws it, then blurred by
     OpenCV's Gaussian of size 2 x blur_radius + 1 when blur_radius > 0. The pack's editor adds
     all seven widgets again (its preview's); a save is read from those, as the pack runs it, and
-    written back with the schema's seven."""
+    written back with the schema's seven (opened in ComfyUI with the pack's script, its second set
+    starts at the script's defaults, 0, 0, 256, 256, 512, 512, 0)."""
     category = "WAS Suite/Image/Masking"
     x: int = Int(0, min=0, max=4096, step=64)
     y: int = Int(0, min=0, max=4096, step=64)
