@@ -3,11 +3,11 @@ pack's class names, inputs, defaults and outputs: Image Blending Mode, Image Sty
 Dragan Photography Filter, Image Nova Filter and Image Shadows and Highlights (the pilgram,
 Instagram-filter, ones), Mask Rect Area and Mask Rect Area (Advanced), Masks Combine Batch, Image
 Color Palette; Image Rotate Hue, Image Select Color, Image Median Filter, Image Chromatic
-Aberration, Images to Linear, Image Tiled; Logic Boolean Primitive; Mask Crop Dominant Region, Mask
-Crop Minority Region; Image Batch, Mask Batch, Latent Batch; Blend Latents and Latent Noise
-Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible), Text List to
-Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary To Text and
-Text Dictionary Convert.
+Aberration, Images to Linear, Image Tiled; Logic Boolean Primitive, Number Counter; Mask Crop
+Dominant Region, Mask Crop Minority Region; Image Batch, Mask Batch, Latent Batch; Blend Latents and
+Latent Noise Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible),
+Text List to Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary
+To Text and Text Dictionary Convert.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): its node registration, the classes Mask Rect
@@ -17,14 +17,15 @@ shadows_and_highlights, crop_dominant_region, crop_minority_region, dragan_filte
 generate_palette; and the class sources quoted by a documentation mirror of the suite's nodes (same
 era) for Image Blending Mode, Image Style Filter, Image Dragan Photography Filter, Image Nova
 Filter, Image Color Palette, Image Rotate Hue, Image Select Color, Image Median Filter, Image
-Chromatic Aberration, Images to Linear, Image Tiled, Logic Boolean Primitive, Mask Crop Dominant
-Region, Image Batch, Mask Batch and Latent Batch. (The first rounds, nodes/pack_nodes_was.py,
-pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit c6cadcc.) The two Mask Rect Area
-nodes' editor scripts, js/was_mask_rect_area.js at d73c0d1d1261d2f9d98b6498374426649909e69e and
-js/was_mask_rect_area_advanced.js at b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of
-number widgets and a preview canvas, so their UI saves hold 11 and 15 values: read as the pack runs
-them (the nodes' help says which). The suite's later rewrite (nodes/..., modules/...) adds a
-drawn_mask and drawn_combine to those two nodes; that layout is not read here.
+Chromatic Aberration, Images to Linear, Image Tiled, Logic Boolean Primitive, Number Counter, Mask
+Crop Dominant Region, Image Batch, Mask Batch and Latent Batch. (The first rounds,
+nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py, followed commit
+c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js at
+d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
+b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview canvas,
+so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which).
+The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and drawn_combine to those two
+nodes; that layout is not read here.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -46,16 +47,15 @@ Frames); and model-free ones not reached in this round: Image Canny Filter, Imag
 Monitor Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image
 Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter, Image Lucy Sharpen, Image
 Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
-Prompt (its source not read), Hex to HSL, HSL to Hex, Number Counter, the Lora / CLIP Vision /
-Control Net input switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough
-(Stat System).
+Prompt (its source not read), Hex to HSL, HSL to Hex, the Lora / CLIP Vision / Control Net input
+switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
 
-from graphflow.api import BOOLEAN, IMAGE, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size, Text, check_interrupted
-from nodes.pack_nodes_was import DICT, LIST, parse_tokens
+from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+    NodeInputError, Size, Text, check_interrupted, current_node_id
+from nodes.pack_nodes_was import DICT, LIST, NUMBER, NUMBER_LIMIT, parse_tokens, remember
 from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
@@ -731,6 +731,49 @@ class WasImageTiled(Node):
                 for left in range(0, columns * tile_width, tile_width):
                     tiles.append(picture.crop((left, top, left + tile_width, top + tile_height)))
         return _batch(tiles)
+
+
+# Number Counter's counts, by node id, for as long as graphflow runs (the pack keeps them on its node
+# object, which ComfyUI keeps by node id while the server runs)
+NUMBER_COUNTERS: dict[str, float] = {}
+
+
+class WasNumberCounter(Node):
+    """A count that moves on each run, as WAS's Number Counter keeps it (per node, while graphflow
+    runs; the node runs every time): "increment" adds step, "increment_to_stop" adds it while the
+    count is below stop, "decrement_to_stop" takes it away while above stop. The first run
+    already counts from start (start + step). reset_bool rounding to 1 or more starts again from
+    start. As in the pack, "decrement" changes nothing (the pack tests for a misspelt
+    "deccrement"). Gives the count as number (int or float by number_type), float and int."""
+    category = "WAS Suite/Number"
+    number_type: str = Choice(("integer", "float"), "integer")
+    mode: str = Choice(("increment", "decrement", "increment_to_stop", "decrement_to_stop"), "increment")
+    start: float = Float(0, min=-NUMBER_LIMIT, max=NUMBER_LIMIT, step=0.01)
+    stop: float = Float(0, min=-NUMBER_LIMIT, max=NUMBER_LIMIT, step=0.01)
+    step: float = Float(1, min=0, max=99999, step=0.01)
+    reset_bool: NUMBER = None
+    outputs = {"number": NUMBER, "float": FLOAT, "int": INT}
+    comfy = ComfyAlias(("Number Counter",), optional=("reset_bool",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        import random
+
+        return random.random()  # the pack's IS_CHANGED is NaN: it runs every time
+
+    def run(self):
+        key = current_node_id() or "node"
+        count = NUMBER_COUNTERS.get(key, self.start)
+        if self.reset_bool is not None and round(self.reset_bool) >= 1:
+            count = self.start
+        if self.mode == "increment":
+            count += self.step
+        elif self.mode == "increment_to_stop" and count < self.stop:
+            count += self.step
+        elif self.mode == "decrement_to_stop" and count > self.stop:
+            count -= self.step
+        remember(NUMBER_COUNTERS, key, count, "mode")
+        return (int(count) if self.number_type == "integer" else float(count)), float(count), int(count)
 
 
 # -- batches ----------------------------------------------------------------------------------------

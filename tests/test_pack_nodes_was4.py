@@ -357,7 +357,7 @@ def test_the_module_help_leaves_out_no_node_it_builds(registry):
     left_out = help_text.split("Left out here")[1]
     built = [cls.comfy.class_types[0] for cls in vars(module).values()
              if isinstance(cls, type) and cls.__module__ == module.__name__ and getattr(cls, "comfy", None)]
-    assert len(built) == 32
+    assert len(built) == 33
     assert [name for name in built if name in left_out] == []
     assert all(name in help_text.split("Read from")[0] for name in built)
 
@@ -982,3 +982,57 @@ def test_image_tiled_refuses_empty_tiles_and_runs_from_a_prompt(registry):
     assert run_graph(registry, graph, ["2"]).values["2"][0].shape == (6, 10, 10, 3)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     assert saved[2] == [6]
+
+
+# -- Number Counter ----------------------------------------------------------------------------------
+
+def pack_counter(runs, number_type, mode, start, stop, step, resets=()):
+    """The suite's increment_number over several runs of one node, as its source reads."""
+    counters, results = {}, []
+    for run in range(runs):
+        counter = int(start) if mode == "integer" else start
+        if "id" in counters:
+            counter = counters["id"]
+        if round(1 if run in resets else 0) >= 1:
+            counter = start
+        if mode == "increment":
+            counter += step
+        elif mode == "deccrement":
+            counter -= step
+        elif mode == "increment_to_stop":
+            counter = counter + step if counter < stop else counter
+        elif mode == "decrement_to_stop":
+            counter = counter - step if counter > stop else counter
+        counters["id"] = counter
+        results.append((int(counter) if number_type == "integer" else float(counter), float(counter), int(counter)))
+    return results
+
+
+@pytest.mark.parametrize("number_type, mode, start, stop, step", [
+    ("integer", "increment", 0.0, 0.0, 1.0), ("float", "increment", 2.5, 0.0, 0.75),
+    ("integer", "increment_to_stop", 0.0, 3.0, 1.0), ("float", "decrement_to_stop", 5.0, 1.0, 1.5),
+    ("integer", "decrement", 4.0, 0.0, 1.0)])
+def test_number_counter_counts_run_after_run(registry, number_type, mode, start, stop, step):
+    from nodes.pack_nodes_was4 import NUMBER_COUNTERS
+    NUMBER_COUNTERS.clear()
+    got = [call(registry, "WasNumberCounter", number_type=number_type, mode=mode, start=start, stop=stop, step=step)
+           for _ in range(6)]
+    assert [tuple(g) for g in got] == pack_counter(6, number_type, mode, start, stop, step)
+
+
+def test_number_counter_resets_and_runs_each_time_in_a_graph(registry):
+    from nodes.pack_nodes_was4 import NUMBER_COUNTERS
+    NUMBER_COUNTERS.clear()
+    graph = {"1": {"class_type": "Number Counter", "inputs": {"number_type": "integer", "mode": "increment",
+                                                              "start": 10, "stop": 0, "step": 2}}}
+    executor = Executor(registry)
+    counts = [executor.run(parse_workflow(graph, registry), outputs=["1"]).values["1"][2] for _ in range(3)]
+    assert counts == [12, 14, 16]
+    graph["2"] = {"class_type": "Constant Number", "inputs": {"number_type": "integer", "number": 1}}
+    graph["1"]["inputs"]["reset_bool"] = ["2", 0]
+    assert executor.run(parse_workflow(graph, registry), outputs=["1"]).values["1"][2] == 12
+    assert export_api(parse_workflow(graph, registry), registry)["1"] == graph["1"]
+    nodes = [ui_node(1, "Number Counter", ["float", "increment_to_stop", 0, 1, 0.5],
+                     outputs=[("number", "NUMBER", []), ("float", "FLOAT", []), ("int", "INT", [])])]
+    workflow = parse_workflow(ui_graph(nodes), registry)
+    assert export_ui(workflow, registry)["nodes"][0]["widgets_values"] == ["float", "increment_to_stop", 0, 1, 0.5]
