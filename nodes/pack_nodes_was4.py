@@ -53,8 +53,8 @@ switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough
 
 from __future__ import annotations
 
-from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size, Text, check_interrupted, current_node_id
+from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, Node, NodeInputError, Size, Text, check_interrupted, current_node_id
 from nodes.pack_nodes_was import DICT, LIST, NUMBER, NUMBER_LIMIT, parse_tokens, remember
 from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures
 
