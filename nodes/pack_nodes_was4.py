@@ -7,7 +7,8 @@ Aberration, Images to Linear, Image Tiled; Logic Boolean Primitive, Number Count
 Dominant Region, Mask Crop Minority Region; Image Batch, Mask Batch, Latent Batch; Blend Latents and
 Latent Noise Injection; and the text nodes Text Sort, Text Find, Text Multiline (Code Compatible),
 Text List to Text, Text Dictionary Get, Text Dictionary New, Text Dictionary Keys, Text Dictionary
-To Text and Text Dictionary Convert.
+To Text and Text Dictionary Convert. (The Lora, CLIP Vision and Control Net Model input switches are
+in nodes/pack_nodes_was4_switches.py.)
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): its node registration, the classes Mask Rect
@@ -47,8 +48,8 @@ Frames); and model-free ones not reached in this round: Image Canny Filter, Imag
 Monitor Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image
 Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter, Image Lucy Sharpen, Image
 Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
-Prompt (its source not read), Hex to HSL, HSL to Hex, the Lora / CLIP Vision / Control Net input
-switches, Dictionary to Console, Image Bounds to Console and Samples Passthrough (Stat System).
+Prompt (its source not read), Hex to HSL, HSL to Hex, Dictionary to Console, Image Bounds to Console
+and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
