@@ -67,10 +67,12 @@ def test_lora_switch_in_an_api_prompt_both_layouts(registry, checkpoint):
 def test_switch_ui_saves_of_both_layouts(registry):
     later = ui_node(2, "Control Net Model Input Switch", [],
                     inputs=[("control_net_a", "CONTROL_NET", None, False),
-                            ("control_net_b", "CONTROL_NET", None, False), ("boolean", "BOOLEAN", 1, False)], outputs=[("CONTROL_NET", "CONTROL_NET", [])])
+                            ("control_net_b", "CONTROL_NET", None, False), ("boolean", "BOOLEAN", 1, False)],
+                    outputs=[("CONTROL_NET", "CONTROL_NET", [])])
     older = ui_node(3, "CLIP Vision Input Switch", [],
                     inputs=[("clip_vision_a", "CLIP_VISION", None, False),
-                            ("clip_vision_b", "CLIP_VISION", None, False), ("boolean_number", "NUMBER", 2, False)], outputs=[("CLIP_VISION", "CLIP_VISION", [])])
+                            ("clip_vision_b", "CLIP_VISION", None, False), ("boolean_number", "NUMBER", 2, False)],
+                    outputs=[("CLIP_VISION", "CLIP_VISION", [])])
     nodes = [ui_node(1, "Logic Boolean Primitive", [True], outputs=[("BOOLEAN", "BOOLEAN", [1])]),
              ui_node(4, "Constant Number", ["integer", 1], outputs=[("NUMBER", "NUMBER", [2])]),
              later, older]
