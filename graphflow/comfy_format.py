@@ -156,7 +156,21 @@ DYNAMIC_PROMPTS_LEFT_OUT = {
 }
 # spacepxl's ComfyUI-Image-Filters classes graphflow leaves out (nodes/pack_nodes_image_filters.py says why)
 IMAGE_FILTERS_LEFT_OUT = ("AlphaMatte", "BatchAlign", "ModelTest")
-WHOLE_NAMES = frozenset((*WAS_CLASSES, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
+# WAS Node Suite's classes left out of nodes/pack_nodes_was*.py because they need model weights or a
+# web service, with why (read from the suite's WAS_Node_Suite.py; the modules' docstrings name the rest)
+WAS_LEFT_OUT = {
+    **dict.fromkeys(("BLIP Model Loader", "BLIP Analyze Image"),
+                    "it downloads Salesforce's BLIP captioning / question models from the Hugging Face hub"),
+    **dict.fromkeys(("MiDaS Model Loader", "MiDaS Depth Approximation", "MiDaS Mask Image"),
+                    "it downloads the MiDaS depth model through torch.hub (intel-isl/MiDaS) at run time"),
+    **dict.fromkeys(("SAM Model Loader", "SAM Image Mask"),
+                    "it clones Meta's segment-anything and downloads its weights at run time"),
+    **dict.fromkeys(("CLIPSeg Model Loader", "CLIPSeg Masking", "CLIPSeg Batch Masking", "CLIPSEG2"),
+                    "it needs the CLIPSeg model's weights"),
+    "True Random.org Number Generator": "it asks random.org's web service for its numbers",
+    "Image Send HTTP": "it sends the images to a web address",
+}
+WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
                          *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT,
@@ -176,7 +190,8 @@ CUSTOM_PACKS = {
     # before WAS: its "Image Save" prefix would claim "Image Saver ..."
     "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
-                       "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES),
+                       "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES,
+                       *WAS_LEFT_OUT),
     "rgthree-comfy": ("Power Lora Loader (rgthree)", "Seed (rgthree)", "Context (rgthree)",
                       "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Display Any (rgthree)",
                       "Image Comparer (rgthree)", "Lora Loader Stack (rgthree)", "(rgthree)"),
@@ -255,7 +270,7 @@ CUSTOM_PACKS = {
     "comfyui-inpaint-nodes": ("INPAINT_",),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT}
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
 
 
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns

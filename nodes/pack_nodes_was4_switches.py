@@ -1,0 +1,79 @@
+"""WAS Node Suite's (WASasquatch/was-node-suite-comfyui) input switches not in the first rounds: Lora
+Input Switch, CLIP Vision Input Switch and Control Net Model Input Switch, under the pack's class
+names (the rest of the fourth round is in nodes/pack_nodes_was4.py, whose docstring says what was
+read and what is left out).
+
+Read from the class sources quoted by a documentation mirror of the suite's nodes, in its two
+layouts: the 2023 one switches on boolean_number (a NUMBER, on when it rounds to 1, as the first
+rounds' switches in nodes/pack_nodes_was.py do); the later one (2024-2025) on boolean (a BOOLEAN
+input, forceInput). Both are read here: a node takes whichever of the two is linked (boolean when
+both are). The later CLIP Vision Input Switch gives clip_vision_b bare, not in a tuple, which
+ComfyUI cannot read; here it is given as an output should be.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import BOOLEAN, CLIP, CLIP_VISION, MODEL, ComfyAlias, Node, NodeInputError
+from nodes.controlnet import CONTROL_NET
+from nodes.pack_nodes_was import NUMBER, switch_on
+
+COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
+
+
+def first_chosen(node) -> bool:
+    """Whether a switch gives its _a input: boolean when linked (the later layout), else
+    boolean_number rounding to 1 (the 2023 layout)."""
+    if node.boolean is not None:
+        return bool(node.boolean)
+    if node.boolean_number is not None:
+        return switch_on(node.boolean_number)
+    raise NodeInputError("boolean", "link boolean (or, as the 2023 layout did, boolean_number) to choose")
+
+
+class WasLoraInputSwitch(Node):
+    """model_a and clip_a when boolean is true (or boolean_number rounds to 1, the 2023
+    layout), else model_b and clip_b (WAS's Lora Input Switch)."""
+    category = "WAS Suite/Logic"
+    model_a: MODEL
+    clip_a: CLIP
+    model_b: MODEL
+    clip_b: CLIP
+    boolean: BOOLEAN = None
+    boolean_number: NUMBER = None
+    outputs = {"MODEL": MODEL, "CLIP": CLIP}
+    comfy = ComfyAlias(("Lora Input Switch",), force_input=("boolean",), optional=("boolean", "boolean_number"))
+
+    def run(self):
+        return (self.model_a, self.clip_a) if first_chosen(self) else (self.model_b, self.clip_b)
+
+
+class WasClipVisionInputSwitch(Node):
+    """clip_vision_a when boolean is true (or boolean_number rounds to 1, the 2023 layout), else
+    clip_vision_b (WAS's CLIP Vision Input Switch)."""
+    category = "WAS Suite/Logic"
+    clip_vision_a: CLIP_VISION
+    clip_vision_b: CLIP_VISION
+    boolean: BOOLEAN = None
+    boolean_number: NUMBER = None
+    outputs = {"CLIP_VISION": CLIP_VISION}
+    comfy = ComfyAlias(("CLIP Vision Input Switch",), force_input=("boolean",),
+                       optional=("boolean", "boolean_number"))
+
+    def run(self):
+        return self.clip_vision_a if first_chosen(self) else self.clip_vision_b
+
+
+class WasControlNetModelInputSwitch(Node):
+    """control_net_a when boolean is true (or boolean_number rounds to 1, the 2023 layout), else
+    control_net_b (WAS's Control Net Model Input Switch)."""
+    category = "WAS Suite/Logic"
+    control_net_a: CONTROL_NET
+    control_net_b: CONTROL_NET
+    boolean: BOOLEAN = None
+    boolean_number: NUMBER = None
+    outputs = {"CONTROL_NET": CONTROL_NET}
+    comfy = ComfyAlias(("Control Net Model Input Switch",), force_input=("boolean",),
+                       optional=("boolean", "boolean_number"))
+
+    def run(self):
+        return self.control_net_a if first_chosen(self) else self.control_net_b
