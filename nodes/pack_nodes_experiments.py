@@ -92,11 +92,14 @@ def _with_guide(model, guide):
     return with_cfg_function(model, comfy_cfg_function(guide))
 
 
-def _tonemap_top(multiplier: float, input_name: str) -> None:
-    # top = 0 divides by zero: the pack's run gives NaN latents (a black picture) there
+def _tonemap_top(multiplier: float, node: str, input_name: str) -> None:
+    """Called by the installed cfg function, not when the node runs: a later CFG node (RescaleCFG)
+    takes the one slot in ComfyUI, so a 0 that is never sampled is harmless there and runs here.
+    Sampled, top = 0 divides by zero (the pack's run gives NaN latents, a black picture)."""
     if multiplier <= 0.0:
-        raise NodeInputError(input_name, "must be above 0: at 0 the tonemap divides by zero (the pack's "
-                                         "output is NaN, a black picture); lower values allow higher CFG")
+        raise NodeInputError("model", f"{node}'s {input_name} is 0: at 0 the tonemap divides by zero (the pack's "
+                                      "output is NaN, a black picture); set it above 0 (lower values allow "
+                                      "higher CFG)")
 
 
 class RescaleClassifierFreeGuidanceTest(Node):
@@ -122,8 +125,9 @@ class ModelSamplerTonemapNoiseTest(Node):
     so that a high CFG does not break the image: per pixel, the guidance's length over the
     channels is compressed towards a ceiling of (mean + 3 standard deviations of the lengths) x
     multiplier, keeping its direction; the result is scaled by the CFG as usual. Lower the
-    multiplier to use a higher CFG. multiplier 0 is refused (the pack divides by zero there).
-    Replaces the CFG combination (the last such patch wins)."""
+    multiplier to use a higher CFG. Sampling with multiplier 0 is an error (the pack divides by zero
+    there: a black picture); a later node that replaces the CFG function (RescaleCFG) makes a 0
+    harmless, as in ComfyUI. Replaces the CFG combination (the last such patch wins)."""
     category = CATEGORY
     model: MODEL
     multiplier: float = Float(1.0, min=0.0, max=100.0, step=0.01)
@@ -131,17 +135,21 @@ class ModelSamplerTonemapNoiseTest(Node):
     comfy = ComfyAlias(("ModelSamplerTonemapNoiseTest",), output_names=("MODEL",))
 
     def run(self):
-        _tonemap_top(self.multiplier, "multiplier")
         multiplier = self.multiplier
-        return _with_guide(self.model, lambda c, u, s: tonemap_noise(c, u, s, multiplier))
+
+        def guide(cond, uncond, cond_scale):
+            _tonemap_top(multiplier, "ModelSamplerTonemapNoiseTest", "multiplier")
+            return tonemap_noise(cond, uncond, cond_scale, multiplier)
+        return _with_guide(self.model, guide)
 
 
 class TonemapNoiseWithRescaleCFG(Node):
     """ModelSamplerTonemapNoiseTest's tonemapped guidance (tonemap_multiplier) followed by
     RescaleClassifierFreeGuidanceTest's rescale to the positive prediction's standard deviation
-    (rescale_multiplier: 1 the rescaled result, 0 the tonemapped one). tonemap_multiplier 0 is
-    refused (the pack divides by zero there). Replaces the CFG combination (the last such patch
-    wins)."""
+    (rescale_multiplier: 1 the rescaled result, 0 the tonemapped one). Sampling with
+    tonemap_multiplier 0 is an error (the pack divides by zero there: a black picture); a later
+    node that replaces the CFG function (RescaleCFG) makes a 0 harmless, as in ComfyUI. Replaces
+    the CFG combination (the last such patch wins)."""
     category = CATEGORY
     model: MODEL
     tonemap_multiplier: float = Float(1.0, min=0.0, max=100.0, step=0.01)
@@ -150,9 +158,12 @@ class TonemapNoiseWithRescaleCFG(Node):
     comfy = ComfyAlias(("TonemapNoiseWithRescaleCFG",), output_names=("MODEL",))
 
     def run(self):
-        _tonemap_top(self.tonemap_multiplier, "tonemap_multiplier")
         tonemap, rescale = self.tonemap_multiplier, self.rescale_multiplier
-        return _with_guide(self.model, lambda c, u, s: tonemap_rescale_cfg(c, u, s, tonemap, rescale))
+
+        def guide(cond, uncond, cond_scale):
+            _tonemap_top(tonemap, "TonemapNoiseWithRescaleCFG", "tonemap_multiplier")
+            return tonemap_rescale_cfg(cond, uncond, cond_scale, tonemap, rescale)
+        return _with_guide(self.model, guide)
 
 
 # -- ReferenceOnlySimple ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from PIL import Image
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.models.checkpoint import load_checkpoint
 from graphflow.registry import Registry
 from graphflow.testing import unet_config, write_checkpoint
@@ -251,15 +252,22 @@ def test_ksampler_runs_follow_the_formulas(registry, tiny, monkeypatch):
         assert torch.isfinite(samples[key]).all() and (samples[key] - plain).abs().max() > 1e-3, key
 
 
-def test_tonemap_multiplier_zero_is_refused_by_name(registry, tiny):
-    model = run_graph(registry, {"1": {"class_type": "CheckpointLoaderSimple",
-                                       "inputs": {"ckpt_name": "tiny.safetensors"}}}, ["1"]).values["1"][0]
-    with pytest.raises(NodeInputError) as caught:
-        node(registry, "ModelSamplerTonemapNoiseTest", model=model, multiplier=0.0)
-    assert caught.value.input == "multiplier" and "divides by zero" in str(caught.value)
-    with pytest.raises(NodeInputError) as caught:
-        node(registry, "TonemapNoiseWithRescaleCFG", model=model, tonemap_multiplier=0.0, rescale_multiplier=0.5)
-    assert caught.value.input == "tonemap_multiplier"
+@pytest.mark.parametrize("name, settings, input_name", [
+    ("ModelSamplerTonemapNoiseTest", {"multiplier": 0.0}, "multiplier"),
+    ("TonemapNoiseWithRescaleCFG", {"tonemap_multiplier": 0.0, "rescale_multiplier": 0.5}, "tonemap_multiplier")])
+def test_tonemap_multiplier_zero_is_an_error_only_when_sampled(registry, tiny, name, settings, input_name):
+    """ComfyUI's CFG function is one slot: a later RescaleCFG replaces the tonemap, whose 0 then
+    never divides, so that graph runs; sampled with the tonemap itself, the clear error."""
+    tonemap = {"5": {"class_type": name, "inputs": {"model": ["1", 0], **settings}}}
+    rescaled = {**tonemap, "6": {"class_type": "RescaleCFG", "inputs": {"model": ["5", 0], "multiplier": 0.7}}}
+    out = run_graph(registry, sampler_prompt("6", extra=rescaled), ["9"]).values["9"][0]["samples"]
+    assert torch.isfinite(out).all()
+    result = Executor(registry).run(parse_workflow(sampler_prompt("5", extra=tonemap), registry), outputs=["9"])
+    assert not result.ok and result.error["node_id"] == "9" and result.error["input"] == "model"
+    assert f"{name}'s {input_name} is 0" in result.error["message"] and "divides by zero" in result.error["message"]
+
+
+def test_cfg_nodes_refuse_a_model_that_is_not_one(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "RescaleClassifierFreeGuidanceTest", model="not a model", multiplier=0.5)
     assert caught.value.input == "model"
