@@ -213,9 +213,12 @@ class ReferenceOnlySimple(Node):
     (1); the MODEL's self-attention makes each sampled image attend to the reference's tokens as
     well as its own. Sample it with a KSampler at denoise 1; the first image out is the
     reference, the others are the new ones (crop them with LatentFromBatch / ImageFromBatch).
-    As the pack: only the reference's first image is the reference (more are sampled as new
-    images, and the mask of 1 + batch_size entries is cycled over the longer batch); the
-    reference's own noise mask and batch indices are not carried; on a model without UNet
+    As the pack: only the reference's first image is the reference. A reference LATENT of several
+    images (a warning says so) is put first whole, but the noise mask has 1 + batch_size entries
+    and is cycled over the longer batch (ComfyUI's repeat_to_batch_size): every latent at a multiple
+    of 1 + batch_size keeps what it holds (masked 0: a new image there stays empty), the others are
+    sampled (a reference image there is sampled over); use one reference image (LatentFromBatch).
+    The reference's own noise mask and batch indices are not carried; on a model without UNet
     transformer blocks (FLUX, SD3) the attention is left unchanged (a warning says so)."""
     category = CATEGORY
     model: MODEL
@@ -246,6 +249,14 @@ class ReferenceOnlySimple(Node):
             warn("ReferenceOnlySimple: this model has no UNet self-attention to patch (as in ComfyUI, the "
                  "reference latent is still put first in the batch, but does not guide the others)")
             model = self.model
+        if reference.shape[0] > 1:
+            from graphflow.api import warn
+            kept = [i for i in range(batch) if i % (1 + self.batch_size) == 0]
+            warn(f"ReferenceOnlySimple: the reference LATENT has {reference.shape[0]} images; only the first is "
+                 f"the reference and, as in ComfyUI, the mask of {1 + self.batch_size} entries cycles over the "
+                 f"{batch} latents: latents {kept} (from 0) keep what they hold (a new image there stays empty), "
+                 "the others are sampled (a reference image there is sampled over); pick one reference image "
+                 "with LatentFromBatch")
         side = REFERENCE_MASK_SIDE
         mask = torch.cat((torch.zeros((1, side, side)), torch.ones((self.batch_size, side, side))))
         return model, {"samples": torch.cat((reference, empty)), "noise_mask": mask}

@@ -299,6 +299,32 @@ def test_reference_latent_layout_and_noise_mask(registry, tiny):
     assert caught.value.input == "reference"
 
 
+def test_a_reference_of_several_images_cycles_the_mask_as_comfyui_and_warns(registry, tiny, caplog):
+    """A reference LATENT of 2 images, batch_size 2: 4 latents, a mask of 1 + 2 entries cycled over
+    them (repeat_to_batch_size), so latent i is kept where i % 3 == 0: the reference's second image
+    is sampled over, the last new image stays empty; a warning says so."""
+    extra = {"12": {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["1", 2]}},
+             "13": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 2,
+                                                           "color": 3000}},
+             "14": {"class_type": "ReferenceOnlySimple", "inputs": {"model": ["1", 0], "reference": ["12", 0],
+                                                                     "batch_size": 2}}}
+    prompt = sampler_prompt("14", extra=extra)
+    prompt["9"]["inputs"]["latent_image"] = ["14", 1]
+    with caplog.at_level("WARNING"):
+        result = run_graph(registry, prompt, ["9"])
+    assert any("reference LATENT has 2 images" in r.getMessage() and "[0, 3]" in r.getMessage()
+               for r in caplog.records)
+    latent, sampled = result.values["14"][1]["samples"], result.values["9"][0]["samples"]
+    assert latent.shape[0] == 4 and result.values["14"][1]["noise_mask"].shape[0] == 3
+    for i in range(4):
+        cycled = [0, 1, 1][i % 3]  # the pack's mask entry for latent i, repeated to the batch
+        if cycled == 0:
+            torch.testing.assert_close(sampled[i], latent[i])
+        else:
+            assert (sampled[i] - latent[i]).abs().max() > 1e-2, i
+    assert sampled[3].abs().max() < 1e-6  # a new image kept empty
+
+
 def attention(q, k, v, heads):
     """Multi-head scaled dot-product attention, float64, written out."""
     b, n, c = q.shape
