@@ -177,9 +177,20 @@ def reference_patch(batch: int):
     makes every image attend to the first image of its group of `batch` (the reference) besides
     itself: the keys / values become the image's own tokens followed by the reference's (the
     reference's own: its tokens twice, which attends as once). The batch the UNet runs is whole
-    groups (the positive's images, the negative's), each starting with the reference."""
+    groups (the positive's images, the negative's), each starting with the reference. A patch
+    before it that changed the token count (ToMe, HyperTile), or a sampled batch that is not whole
+    groups (another LATENT than the node's), is an error naming the node (the pack's IndexError)."""
     def patch(queries, keys, size):
         tokens = queries.shape[1]
+        if keys.shape[1] != tokens or keys.shape[0] != queries.shape[0]:
+            raise NodeInputError("model", f"ReferenceOnlySimple's attention patch got {queries.shape[0]} x {tokens} "
+                                          f"query tokens but {keys.shape[0]} x {keys.shape[1]} key tokens: a patch "
+                                          "applied to the model before it (ToMe, HyperTile) changed them; apply "
+                                          "that one after ReferenceOnlySimple, or leave it out")
+        if queries.shape[0] % batch:
+            raise NodeInputError("model", f"ReferenceOnlySimple's attention patch expects the sampled batch to be "
+                                          f"whole groups of {batch} (the reference and batch_size new images), got "
+                                          f"{queries.shape[0]}: sample ReferenceOnlySimple's own LATENT")
         keys = keys.repeat(1, 2, 1)
         for first in range(0, queries.shape[0], batch):
             keys[first + 1:first + batch, tokens:] = queries[first]
@@ -218,7 +229,9 @@ class ReferenceOnlySimple(Node):
     and is cycled over the longer batch (ComfyUI's repeat_to_batch_size): every latent at a multiple
     of 1 + batch_size keeps what it holds (masked 0: a new image there stays empty), the others are
     sampled (a reference image there is sampled over); use one reference image (LatentFromBatch).
-    The reference's own noise mask and batch indices are not carried; on a model without UNet
+    A patch that changes the self-attention's tokens (ToMe, HyperTile) goes after this node on
+    the model, and the KSampler must sample this node's LATENT (whole groups of reference and new
+    images): otherwise sampling stops with an error naming this node. The reference's own noise mask and batch indices are not carried; on a model without UNet
     transformer blocks (FLUX, SD3) the attention is left unchanged (a warning says so)."""
     category = CATEGORY
     model: MODEL

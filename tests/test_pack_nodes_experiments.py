@@ -365,6 +365,47 @@ def test_reference_patch_is_attention_over_the_images_and_the_references_keys(re
     assert (got[[1, 2, 4, 5]] - plain[[1, 2, 4, 5]]).abs().max() > 1e-3
 
 
+def test_reference_patch_refuses_changed_tokens_and_partial_groups():
+    """Keys with another token count than the queries (a ToMe / HyperTile patch before it) and a
+    batch that is not whole groups are errors naming ReferenceOnlySimple, not a raw RuntimeError
+    or a silent wrong grouping."""
+    patch = reference_patch(3)
+    queries = torch.randn(6, 20, 8)
+    _, keys, _, _ = patch(queries, queries, (4, 5))
+    assert keys.shape == (6, 40, 8)
+    for q, k in ((queries[:, :14], queries), (queries.reshape(24, 5, 8), queries)):  # merged, tiled queries
+        with pytest.raises(NodeInputError, match="ReferenceOnlySimple's attention patch") as caught:
+            patch(q, k, None)
+        assert caught.value.input == "model"
+    with pytest.raises(NodeInputError, match="whole groups of 3"):
+        patch(queries[:5], queries[:5], (4, 5))
+
+
+def test_reference_only_with_tome_before_it_or_another_latent_stops_by_name(registry, tiny):
+    """Real runs: ToMe applied before ReferenceOnlySimple (merged queries, whole keys) and a
+    KSampler sampling another LATENT than the node's stop with the error; ToMe after it runs."""
+    reference = {"12": {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["1", 2]}},
+                 "13": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                               "color": 3000}}}
+
+    def prompt(model_input, latent, extra):
+        p = sampler_prompt("14", extra={**reference, **extra, "14": {
+            "class_type": "ReferenceOnlySimple", "inputs": {"model": model_input, "reference": ["12", 0],
+                                                            "batch_size": 2}}})
+        p["9"]["inputs"]["latent_image"] = latent
+        return parse_workflow(p, registry)
+    tome = {"15": {"class_type": "TomePatchModel", "inputs": {"model": ["1", 0], "ratio": 0.5}}}
+    for workflow in (prompt(["15", 0], ["14", 1], tome), prompt(["1", 0], ["4", 0], {})):
+        result = Executor(registry).run(workflow, outputs=["9"])
+        assert not result.ok and result.error["node_id"] == "9" and result.error["input"] == "model"
+        assert "ReferenceOnlySimple's attention patch" in result.error["message"]
+    after = sampler_prompt("16", extra={**reference, "14": {
+        "class_type": "ReferenceOnlySimple", "inputs": {"model": ["1", 0], "reference": ["12", 0], "batch_size": 2}},
+        "16": {"class_type": "TomePatchModel", "inputs": {"model": ["14", 0], "ratio": 0.5}}})
+    after["9"]["inputs"]["latent_image"] = ["14", 1]
+    assert torch.isfinite(run_graph(registry, after, ["9"]).values["9"][0]["samples"]).all()
+
+
 def reference_workflow(reference_size=64, reference_node_type="ReferenceOnlySimple", batch_size=2):
     """The pack's workflows/reference_only_simple.json shape (its nodes, widgets and links), on the
     tiny checkpoint at a small size and 3 steps."""
