@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from graphflow.api import LATENT, MODEL, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
 
+from nodes.latent_operations import tonemap_reinhard
 from nodes.model_merging import _SD1_BLOCKS, _block_merge_node
 
 COMFY_PACK = "ComfyUI_experiments"  # the custom node pack this module's ComfyUI classes come from
@@ -35,42 +36,34 @@ CATEGORY = "custom_node_experiments"
 # -- the CFG functions, in ComfyUI's terms (cond / uncond are x - D) -------------------------------
 
 
+def _rescaled_to_positive(result, cond, multiplier: float):
+    """A CFG result brought to the positive's per-image standard deviation (unbiased, over dims
+    1-3), blended with the result as it is by multiplier (1: rescaled, 0: unchanged)."""
+    import torch
+    ro_pos = torch.std(cond, dim=(1, 2, 3), keepdim=True)
+    ro_cfg = torch.std(result, dim=(1, 2, 3), keepdim=True)
+    return multiplier * (result * (ro_pos / ro_cfg)) + (1.0 - multiplier) * result
+
+
 def rescale_cfg(cond, uncond, cond_scale: float, multiplier: float):
     """RescaleClassifierFreeGuidanceTest (Lin et al. 2023, arXiv:2305.08891, as the pack does it on
     x - D, not in v-space like ComfyUI's core RescaleCFG): plain CFG rescaled to the positive's
-    per-image standard deviation (unbiased, over dims 1-3), blended with plain CFG by multiplier."""
-    import torch
-    x_cfg = uncond + cond_scale * (cond - uncond)
-    ro_pos = torch.std(cond, dim=(1, 2, 3), keepdim=True)
-    ro_cfg = torch.std(x_cfg, dim=(1, 2, 3), keepdim=True)
-    return multiplier * (x_cfg * (ro_pos / ro_cfg)) + (1.0 - multiplier) * x_cfg
+    per-image standard deviation, blended with plain CFG by multiplier."""
+    return _rescaled_to_positive(uncond + cond_scale * (cond - uncond), cond, multiplier)
 
 
 def tonemap_noise(cond, uncond, cond_scale: float, multiplier: float):
-    """ModelSamplerTonemapNoiseTest: the guidance cond - uncond split per pixel into its direction
-    (over the channels) and length m (+1e-10); m is tonemapped with Reinhard's m / (m + 1) after
-    dividing by top = (mean + 3 std of m over the image) x multiplier, then scaled back by top; the
-    result is uncond + direction x new length x cond_scale."""
-    import torch
-    guidance = cond - uncond
-    magnitude = (torch.linalg.vector_norm(guidance, dim=1) + 1e-10)[:, None]
-    direction = guidance / magnitude
-    mean = torch.mean(magnitude, dim=(1, 2, 3), keepdim=True)
-    std = torch.std(magnitude, dim=(1, 2, 3), keepdim=True)
-    top = (std * 3 + mean) * multiplier
-    scaled = magnitude * (1.0 / top)
-    new_magnitude = scaled / (scaled + 1.0) * top
-    return uncond + direction * new_magnitude * cond_scale
+    """ModelSamplerTonemapNoiseTest: the guidance cond - uncond tonemapped per pixel as
+    LatentOperationTonemapReinhard does (nodes/latent_operations.py), but with top = (mean + 3 std
+    of the lengths) x multiplier rather than 5 std; the result is uncond + tonemapped x cond_scale."""
+    return uncond + tonemap_reinhard(cond - uncond, multiplier, spread=3.0) * cond_scale
 
 
 def tonemap_rescale_cfg(cond, uncond, cond_scale: float, tonemap_multiplier: float, rescale_multiplier: float):
     """TonemapNoiseWithRescaleCFG: tonemap_noise's result rescaled to the positive's standard
     deviation as rescale_cfg does with plain CFG, blended with it by rescale_multiplier."""
-    import torch
-    x_cfg = tonemap_noise(cond, uncond, cond_scale, tonemap_multiplier)
-    ro_pos = torch.std(cond, dim=(1, 2, 3), keepdim=True)
-    ro_cfg = torch.std(x_cfg, dim=(1, 2, 3), keepdim=True)
-    return rescale_multiplier * (x_cfg * (ro_pos / ro_cfg)) + (1.0 - rescale_multiplier) * x_cfg
+    return _rescaled_to_positive(tonemap_noise(cond, uncond, cond_scale, tonemap_multiplier), cond,
+                                 rescale_multiplier)
 
 
 def comfy_cfg_function(guide):
