@@ -274,11 +274,8 @@ class ReferenceOnlySimple(Node):
 def _merge_node(name: str, doc: str, prefixes: list[str]) -> type[Node]:
     """nodes/model_merging.py's per-block merge under the pack's class name, category and output
     name (ComfyUI's ModelMergeBlocks, which the pack's nodes subclass)."""
-    cls = _block_merge_node(name, doc, prefixes, (name,))
-    cls.__module__ = __name__
-    cls.category = "advanced/model_merging"
-    cls.comfy = ComfyAlias((name,), inputs=cls.comfy.inputs, output_names=("MODEL",))
-    return cls
+    return _block_merge_node(name, doc, prefixes, (name,), category="advanced/model_merging", module=__name__,
+                             output_names=("MODEL",))
 
 
 # the real SDXL UNet's transformer depths: input block -> depth, output block's mirror (8 - i) -> depth

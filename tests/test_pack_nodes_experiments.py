@@ -115,6 +115,19 @@ def test_the_packs_names_inputs_defaults_and_ranges(registry):
         assert cls.category == "advanced/model_merging" and cls.comfy.output_names == ("MODEL",)
 
 
+def test_block_merge_node_is_made_with_the_packs_category_module_and_output_name():
+    """nodes/model_merging.py's factory takes them (nothing is changed on the class after it is made)."""
+    from nodes.model_merging import _block_merge_node
+    cls = _block_merge_node("ExperimentsProbe", "doc", ["time_embed.", "out."], ("ExperimentsProbe",),
+                            category="advanced/model_merging", module="nodes.pack_nodes_experiments",
+                            output_names=("MODEL",))
+    assert cls.category == "advanced/model_merging" and cls.__module__ == "nodes.pack_nodes_experiments"
+    assert cls.comfy.output_names == ("MODEL",) and cls.comfy.inputs == {"time_embed.": "time_embed", "out.": "out"}
+    core = _block_merge_node("CoreProbe", "doc", ["a."], ("CoreProbe",))
+    assert core.category == "advanced/model_merging/model_specific" and core.__module__ == "nodes.model_merging"
+    assert core.comfy.output_names == ()
+
+
 def test_model_merge_sdxl_is_the_cores_node(registry):
     """The pack's ModelMergeSDXL has the core's class name: ComfyUI's core node wins at load, so
     a save's ModelMergeSDXL is ours from nodes/model_merging.py (the same ratio names)."""
