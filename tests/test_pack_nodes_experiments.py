@@ -2,7 +2,7 @@
 defaults and ranges as its source declares them; the three CFG functions against the pack's formulas
 computed here in numpy (float64) from ComfyUI's x - denoised arguments, and in KSampler runs of the
 tiny checkpoint; ReferenceOnlySimple's latent and mask layout, its attention patch against attention
-over the concatenated keys computed here, and the pack's example graph run; the block merges' weights
+over the concatenated keys computed here, a real run's UNet row layout, and the pack's example graph run; the block merges' weights
 against ComfyUI's ModelMergeBlocks rule (the longest ratio name a weight starts with); the clear
 errors; a UI-format save and an API prompt with the pack's class names that run and round-trip."""
 
@@ -134,9 +134,7 @@ def test_model_merge_sdxl_is_the_cores_node(registry):
     assert "ModelMergeSDXL" in comfy_catalogue()
     cls = registry.comfy_node("ModelMergeSDXL")
     assert cls.__module__ == "nodes.model_merging"
-    sdxl = (["time_embed.", "label_emb."] + [f"input_blocks.{i}" for i in range(9)]
-            + [f"middle_block.{i}" for i in range(3)] + [f"output_blocks.{i}" for i in range(9)] + ["out."])
-    assert comfy_inputs(cls) == ["model1", "model2", *sdxl]
+    assert comfy_inputs(cls) == [i["name"] for i in comfy_catalogue()["ModelMergeSDXL"]["inputs"]]
 
 
 # -- the CFG functions against the pack's formulas -------------------------------------------------
@@ -378,6 +376,42 @@ def test_reference_patch_is_attention_over_the_images_and_the_references_keys(re
     assert (got[[1, 2, 4, 5]] - plain[[1, 2, 4, 5]]).abs().max() > 1e-3
 
 
+def test_a_real_runs_unet_rows_are_whole_groups_each_starting_with_the_reference(registry, tiny, monkeypatch):
+    """Recorded in a KSampler run: every UNet call runs whole groups of 1 + batch_size rows, one
+    prompt per group, and the first step's input differs between two reference pictures only in
+    each group's first row: the layout reference_patch(batch) assumes."""
+    from graphflow.models.unet import UNet
+    calls = []
+    forward = UNet.forward
+
+    def recording(self, x, timesteps, context=None, *args, **kwargs):
+        calls.append((x.detach().clone(), context.detach().clone()))
+        return forward(self, x, timesteps, context, *args, **kwargs)
+    monkeypatch.setattr(UNet, "forward", recording)
+
+    def run(color):
+        extra = {"12": {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["1", 2]}},
+                 "13": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                               "color": color}},
+                 "14": {"class_type": "ReferenceOnlySimple", "inputs": {"model": ["1", 0], "reference": ["12", 0],
+                                                                         "batch_size": 2}}}
+        prompt = sampler_prompt("14", extra=extra)
+        prompt["9"]["inputs"]["latent_image"] = ["14", 1]
+        calls.clear()
+        run_graph(registry, prompt, ["9"])
+        return list(calls)
+    first, second = run(3000), run(0xFF8040)
+    batch = 3
+    assert len(first) == 3  # one call a step: the positive's group and the negative's together
+    for x, context in first:
+        assert x.shape[0] == 2 * batch
+        groups = context.reshape(2, batch, *context.shape[1:])
+        assert all(torch.equal(g[0], g[i]) for g in groups for i in range(batch))  # one prompt per group
+        assert not torch.equal(groups[0][0], groups[1][0])
+    changed = [i for i in range(2 * batch) if not torch.equal(first[0][0][i], second[0][0][i])]
+    assert changed == [0, batch]
+
+
 def test_reference_patch_refuses_changed_tokens_and_partial_groups():
     """Keys with another token count than the queries (a ToMe / HyperTile patch before it) and a
     batch that is not whole groups are errors naming ReferenceOnlySimple, not a raw RuntimeError
@@ -515,14 +549,27 @@ def pack_ratio(key, ratios, default):
 
 
 @pytest.fixture(scope="module")
-def sdxl_pair(tmp_path_factory):
-    """Two SDXL checkpoints with the real UNet's block layout (9 input blocks, transformer depths
-    2 / 10, a 10-deep middle) at a small width."""
-    folder = tmp_path_factory.mktemp("sdxl")
+def sdxl_pair():
+    """Two SDXL models with the real UNet's block layout (9 input blocks, transformer depths 2 / 10,
+    a 10-deep middle) at a small width, built in memory: the second is the first with every
+    weight perturbed (no checkpoint files: a fraction of the time)."""
+    import copy
+
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.latent_formats import SDXL
+    from graphflow.models.unet import UNet
     config = dataclasses.replace(unet_config("sdxl"), model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=2,
                                  transformer_depth=(0, 2, 10), transformer_depth_middle=10, num_head_channels=16)
-    paths = [write_checkpoint(folder / f"m{seed}.safetensors", "sdxl", seed=seed, unet=config) for seed in (0, 7)]
-    return [load_checkpoint(p, device="cpu", dtype=torch.float32).model for p in paths]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = UNet(config)
+    perturbed = copy.deepcopy(unet)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for weight in perturbed.parameters():
+            weight.add_(torch.randn(weight.shape, generator=g) * 0.05)
+    model = DiffusionModel(unet, "sdxl", "eps", SDXL)
+    return [model, model.with_unet(perturbed)]
 
 
 def merged_against_rule(merged, model1, model2, ratios):
