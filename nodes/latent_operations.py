@@ -32,15 +32,16 @@ def sharpen(latent, radius: int, sigma: float, alpha: float):
     return length * unsharp_mask(direction, radius, sigma, alpha)
 
 
-def tonemap_reinhard(latent, multiplier: float):
+def tonemap_reinhard(latent, multiplier: float, spread: float = 5.0):
     """Reinhard tonemapping of each pixel's length L (direction kept): with the image's mean m and
-    standard deviation s of L, top = (m + 5 s) multiplier and L' = top (L / top) / (L / top + 1)."""
+    standard deviation s of L, top = (m + spread s) multiplier and L' = top (L / top) / (L / top + 1).
+    spread: ComfyUI's LatentOperationTonemapReinhard takes 5, ComfyUI_experiments' tonemap 3."""
     import torch
 
     length = _per_pixel_norm(latent) + 1e-10
     mean = length.mean(dim=(1, 2, 3), keepdim=True)
     std = torch.std(length, dim=(1, 2, 3), keepdim=True)
-    top = (std * 5 + mean) * multiplier
+    top = (std * spread + mean) * multiplier
     scaled = length * (1.0 / top)  # ComfyUI's order of operations, so the result is its to the bit
     return (latent / length) * (scaled / (scaled + 1.0) * top)
 

@@ -107,14 +107,18 @@ class ModelMergeBlocks(Node):
 
 
 def _block_merge_node(name: str, doc: str, prefixes: list[str], aliases: tuple[str, ...],
-                      archs: tuple[str, ...] | None = None) -> type[Node]:
+                      archs: tuple[str, ...] | None = None, *,
+                      category: str = "advanced/model_merging/model_specific", module: str = __name__,
+                      output_names: tuple[str, ...] = ()) -> type[Node]:
     """A per-block merge node: one ratio input per block prefix, named with '_' for '.' (ComfyUI's
     names, with their dots, map onto them); parameters under no prefix take the first ratio, as
-    in ComfyUI. `archs`: the model families it is for (else any)."""
+    in ComfyUI. `archs`: the model families it is for (else any); `category`, `module` (the module
+    that defines it: a pack's) and `output_names` (ComfyAlias') for nodes made elsewhere."""
     ours = {prefix: prefix.rstrip(".").replace(".", "_") for prefix in prefixes}
-    namespace = {"__module__": __name__, "__doc__": doc, "category": "advanced/model_merging/model_specific",
+    namespace = {"__module__": module, "__doc__": doc, "category": category,
                  "__annotations__": {"model1": MODEL, "model2": MODEL}, "outputs": {"model": MODEL},
-                 "comfy": ComfyAlias(aliases, inputs={p: o for p, o in ours.items() if p != o})}
+                 "comfy": ComfyAlias(aliases, inputs={p: o for p, o in ours.items() if p != o},
+                                     output_names=output_names)}
     for prefix, attribute in ours.items():
         namespace["__annotations__"][attribute] = float
         namespace[attribute] = Float(1.0, min=0.0, max=1.0, step=0.01)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from graphflow.api import LATENT, MODEL, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
 
+from nodes.latent_operations import tonemap_reinhard
 from nodes.model_merging import _SD1_BLOCKS, _block_merge_node
 
 COMFY_PACK = "ComfyUI_experiments"  # the custom node pack this module's ComfyUI classes come from
@@ -35,42 +36,34 @@ CATEGORY = "custom_node_experiments"
 # -- the CFG functions, in ComfyUI's terms (cond / uncond are x - D) -------------------------------
 
 
+def _rescaled_to_positive(result, cond, multiplier: float):
+    """A CFG result brought to the positive's per-image standard deviation (unbiased, over dims
+    1-3), blended with the result as it is by multiplier (1: rescaled, 0: unchanged)."""
+    import torch
+    ro_pos = torch.std(cond, dim=(1, 2, 3), keepdim=True)
+    ro_cfg = torch.std(result, dim=(1, 2, 3), keepdim=True)
+    return multiplier * (result * (ro_pos / ro_cfg)) + (1.0 - multiplier) * result
+
+
 def rescale_cfg(cond, uncond, cond_scale: float, multiplier: float):
     """RescaleClassifierFreeGuidanceTest (Lin et al. 2023, arXiv:2305.08891, as the pack does it on
     x - D, not in v-space like ComfyUI's core RescaleCFG): plain CFG rescaled to the positive's
-    per-image standard deviation (unbiased, over dims 1-3), blended with plain CFG by multiplier."""
-    import torch
-    x_cfg = uncond + cond_scale * (cond - uncond)
-    ro_pos = torch.std(cond, dim=(1, 2, 3), keepdim=True)
-    ro_cfg = torch.std(x_cfg, dim=(1, 2, 3), keepdim=True)
-    return multiplier * (x_cfg * (ro_pos / ro_cfg)) + (1.0 - multiplier) * x_cfg
+    per-image standard deviation, blended with plain CFG by multiplier."""
+    return _rescaled_to_positive(uncond + cond_scale * (cond - uncond), cond, multiplier)
 
 
 def tonemap_noise(cond, uncond, cond_scale: float, multiplier: float):
-    """ModelSamplerTonemapNoiseTest: the guidance cond - uncond split per pixel into its direction
-    (over the channels) and length m (+1e-10); m is tonemapped with Reinhard's m / (m + 1) after
-    dividing by top = (mean + 3 std of m over the image) x multiplier, then scaled back by top; the
-    result is uncond + direction x new length x cond_scale."""
-    import torch
-    guidance = cond - uncond
-    magnitude = (torch.linalg.vector_norm(guidance, dim=1) + 1e-10)[:, None]
-    direction = guidance / magnitude
-    mean = torch.mean(magnitude, dim=(1, 2, 3), keepdim=True)
-    std = torch.std(magnitude, dim=(1, 2, 3), keepdim=True)
-    top = (std * 3 + mean) * multiplier
-    scaled = magnitude * (1.0 / top)
-    new_magnitude = scaled / (scaled + 1.0) * top
-    return uncond + direction * new_magnitude * cond_scale
+    """ModelSamplerTonemapNoiseTest: the guidance cond - uncond tonemapped per pixel as
+    LatentOperationTonemapReinhard does (nodes/latent_operations.py), but with top = (mean + 3 std
+    of the lengths) x multiplier rather than 5 std; the result is uncond + tonemapped x cond_scale."""
+    return uncond + tonemap_reinhard(cond - uncond, multiplier, spread=3.0) * cond_scale
 
 
 def tonemap_rescale_cfg(cond, uncond, cond_scale: float, tonemap_multiplier: float, rescale_multiplier: float):
     """TonemapNoiseWithRescaleCFG: tonemap_noise's result rescaled to the positive's standard
     deviation as rescale_cfg does with plain CFG, blended with it by rescale_multiplier."""
-    import torch
-    x_cfg = tonemap_noise(cond, uncond, cond_scale, tonemap_multiplier)
-    ro_pos = torch.std(cond, dim=(1, 2, 3), keepdim=True)
-    ro_cfg = torch.std(x_cfg, dim=(1, 2, 3), keepdim=True)
-    return rescale_multiplier * (x_cfg * (ro_pos / ro_cfg)) + (1.0 - rescale_multiplier) * x_cfg
+    return _rescaled_to_positive(tonemap_noise(cond, uncond, cond_scale, tonemap_multiplier), cond,
+                                 rescale_multiplier)
 
 
 def comfy_cfg_function(guide):
@@ -92,11 +85,14 @@ def _with_guide(model, guide):
     return with_cfg_function(model, comfy_cfg_function(guide))
 
 
-def _tonemap_top(multiplier: float, input_name: str) -> None:
-    # top = 0 divides by zero: the pack's run gives NaN latents (a black picture) there
+def _tonemap_top(multiplier: float, node: str, input_name: str) -> None:
+    """Called by the installed cfg function, not when the node runs: a later CFG node (RescaleCFG)
+    takes the one slot in ComfyUI, so a 0 that is never sampled is harmless there and runs here.
+    Sampled, top = 0 divides by zero (the pack's run gives NaN latents, a black picture)."""
     if multiplier <= 0.0:
-        raise NodeInputError(input_name, "must be above 0: at 0 the tonemap divides by zero (the pack's "
-                                         "output is NaN, a black picture); lower values allow higher CFG")
+        raise NodeInputError("model", f"{node}'s {input_name} is 0: at 0 the tonemap divides by zero (the pack's "
+                                      "output is NaN, a black picture); set it above 0 (lower values allow "
+                                      "higher CFG)")
 
 
 class RescaleClassifierFreeGuidanceTest(Node):
@@ -122,8 +118,9 @@ class ModelSamplerTonemapNoiseTest(Node):
     so that a high CFG does not break the image: per pixel, the guidance's length over the
     channels is compressed towards a ceiling of (mean + 3 standard deviations of the lengths) x
     multiplier, keeping its direction; the result is scaled by the CFG as usual. Lower the
-    multiplier to use a higher CFG. multiplier 0 is refused (the pack divides by zero there).
-    Replaces the CFG combination (the last such patch wins)."""
+    multiplier to use a higher CFG. Sampling with multiplier 0 is an error (the pack divides by zero
+    there: a black picture); a later node that replaces the CFG function (RescaleCFG) makes a 0
+    harmless, as in ComfyUI. Replaces the CFG combination (the last such patch wins)."""
     category = CATEGORY
     model: MODEL
     multiplier: float = Float(1.0, min=0.0, max=100.0, step=0.01)
@@ -131,17 +128,21 @@ class ModelSamplerTonemapNoiseTest(Node):
     comfy = ComfyAlias(("ModelSamplerTonemapNoiseTest",), output_names=("MODEL",))
 
     def run(self):
-        _tonemap_top(self.multiplier, "multiplier")
         multiplier = self.multiplier
-        return _with_guide(self.model, lambda c, u, s: tonemap_noise(c, u, s, multiplier))
+
+        def guide(cond, uncond, cond_scale):
+            _tonemap_top(multiplier, "ModelSamplerTonemapNoiseTest", "multiplier")
+            return tonemap_noise(cond, uncond, cond_scale, multiplier)
+        return _with_guide(self.model, guide)
 
 
 class TonemapNoiseWithRescaleCFG(Node):
     """ModelSamplerTonemapNoiseTest's tonemapped guidance (tonemap_multiplier) followed by
     RescaleClassifierFreeGuidanceTest's rescale to the positive prediction's standard deviation
-    (rescale_multiplier: 1 the rescaled result, 0 the tonemapped one). tonemap_multiplier 0 is
-    refused (the pack divides by zero there). Replaces the CFG combination (the last such patch
-    wins)."""
+    (rescale_multiplier: 1 the rescaled result, 0 the tonemapped one). Sampling with
+    tonemap_multiplier 0 is an error (the pack divides by zero there: a black picture); a later
+    node that replaces the CFG function (RescaleCFG) makes a 0 harmless, as in ComfyUI. Replaces
+    the CFG combination (the last such patch wins)."""
     category = CATEGORY
     model: MODEL
     tonemap_multiplier: float = Float(1.0, min=0.0, max=100.0, step=0.01)
@@ -150,9 +151,12 @@ class TonemapNoiseWithRescaleCFG(Node):
     comfy = ComfyAlias(("TonemapNoiseWithRescaleCFG",), output_names=("MODEL",))
 
     def run(self):
-        _tonemap_top(self.tonemap_multiplier, "tonemap_multiplier")
         tonemap, rescale = self.tonemap_multiplier, self.rescale_multiplier
-        return _with_guide(self.model, lambda c, u, s: tonemap_rescale_cfg(c, u, s, tonemap, rescale))
+
+        def guide(cond, uncond, cond_scale):
+            _tonemap_top(tonemap, "TonemapNoiseWithRescaleCFG", "tonemap_multiplier")
+            return tonemap_rescale_cfg(cond, uncond, cond_scale, tonemap, rescale)
+        return _with_guide(self.model, guide)
 
 
 # -- ReferenceOnlySimple ---------------------------------------------------------------------------
@@ -166,9 +170,20 @@ def reference_patch(batch: int):
     makes every image attend to the first image of its group of `batch` (the reference) besides
     itself: the keys / values become the image's own tokens followed by the reference's (the
     reference's own: its tokens twice, which attends as once). The batch the UNet runs is whole
-    groups (the positive's images, the negative's), each starting with the reference."""
+    groups (the positive's images, the negative's), each starting with the reference. A patch
+    before it that changed the token count (ToMe, HyperTile), or a sampled batch that is not whole
+    groups (another LATENT than the node's), is an error naming the node (the pack's IndexError)."""
     def patch(queries, keys, size):
         tokens = queries.shape[1]
+        if keys.shape[1] != tokens or keys.shape[0] != queries.shape[0]:
+            raise NodeInputError("model", f"ReferenceOnlySimple's attention patch got {queries.shape[0]} x {tokens} "
+                                          f"query tokens but {keys.shape[0]} x {keys.shape[1]} key tokens: a patch "
+                                          "applied to the model before it (ToMe, HyperTile) changed them; apply "
+                                          "that one after ReferenceOnlySimple, or leave it out")
+        if queries.shape[0] % batch:
+            raise NodeInputError("model", f"ReferenceOnlySimple's attention patch expects the sampled batch to be "
+                                          f"whole groups of {batch} (the reference and batch_size new images), got "
+                                          f"{queries.shape[0]}: sample ReferenceOnlySimple's own LATENT")
         keys = keys.repeat(1, 2, 1)
         for first in range(0, queries.shape[0], batch):
             keys[first + 1:first + batch, tokens:] = queries[first]
@@ -202,9 +217,14 @@ class ReferenceOnlySimple(Node):
     (1); the MODEL's self-attention makes each sampled image attend to the reference's tokens as
     well as its own. Sample it with a KSampler at denoise 1; the first image out is the
     reference, the others are the new ones (crop them with LatentFromBatch / ImageFromBatch).
-    As the pack: only the reference's first image is the reference (more are sampled as new
-    images, and the mask of 1 + batch_size entries is cycled over the longer batch); the
-    reference's own noise mask and batch indices are not carried; on a model without UNet
+    As the pack: only the reference's first image is the reference. A reference LATENT of several
+    images (a warning says so) is put first whole, but the noise mask has 1 + batch_size entries
+    and is cycled over the longer batch (ComfyUI's repeat_to_batch_size): every latent at a multiple
+    of 1 + batch_size keeps what it holds (masked 0: a new image there stays empty), the others are
+    sampled (a reference image there is sampled over); use one reference image (LatentFromBatch).
+    A patch that changes the self-attention's tokens (ToMe, HyperTile) goes after this node on
+    the model, and the KSampler must sample this node's LATENT (whole groups of reference and new
+    images): otherwise sampling stops with an error naming this node. The reference's own noise mask and batch indices are not carried; on a model without UNet
     transformer blocks (FLUX, SD3) the attention is left unchanged (a warning says so)."""
     category = CATEGORY
     model: MODEL
@@ -235,6 +255,14 @@ class ReferenceOnlySimple(Node):
             warn("ReferenceOnlySimple: this model has no UNet self-attention to patch (as in ComfyUI, the "
                  "reference latent is still put first in the batch, but does not guide the others)")
             model = self.model
+        if reference.shape[0] > 1:
+            from graphflow.api import warn
+            kept = [i for i in range(batch) if i % (1 + self.batch_size) == 0]
+            warn(f"ReferenceOnlySimple: the reference LATENT has {reference.shape[0]} images; only the first is "
+                 f"the reference and, as in ComfyUI, the mask of {1 + self.batch_size} entries cycles over the "
+                 f"{batch} latents: latents {kept} (from 0) keep what they hold (a new image there stays empty), "
+                 "the others are sampled (a reference image there is sampled over); pick one reference image "
+                 "with LatentFromBatch")
         side = REFERENCE_MASK_SIDE
         mask = torch.cat((torch.zeros((1, side, side)), torch.ones((self.batch_size, side, side))))
         return model, {"samples": torch.cat((reference, empty)), "noise_mask": mask}
@@ -246,11 +274,8 @@ class ReferenceOnlySimple(Node):
 def _merge_node(name: str, doc: str, prefixes: list[str]) -> type[Node]:
     """nodes/model_merging.py's per-block merge under the pack's class name, category and output
     name (ComfyUI's ModelMergeBlocks, which the pack's nodes subclass)."""
-    cls = _block_merge_node(name, doc, prefixes, (name,))
-    cls.__module__ = __name__
-    cls.category = "advanced/model_merging"
-    cls.comfy = ComfyAlias((name,), inputs=cls.comfy.inputs, output_names=("MODEL",))
-    return cls
+    return _block_merge_node(name, doc, prefixes, (name,), category="advanced/model_merging", module=__name__,
+                             output_names=("MODEL",))
 
 
 # the real SDXL UNet's transformer depths: input block -> depth, output block's mirror (8 - i) -> depth

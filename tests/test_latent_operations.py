@@ -79,6 +79,19 @@ def test_tonemap_closed_forms():
     assert torch.equal(out, (y / L) * (scaled / (scaled + 1.0) * top))
 
 
+def test_tonemap_spread_sets_the_top_in_standard_deviations():
+    """spread: top = (mean + spread std) m; ComfyUI_experiments' tonemap takes 3 where ComfyUI takes 5."""
+    from nodes.latent_operations import tonemap_reinhard
+    y = latent(6)
+    length = y.norm(dim=1, keepdim=True)
+    flat = length.flatten(1)
+    for spread in (3.0, 5.0):
+        top = ((flat.mean(1) + spread * flat.std(1)) * 0.8).reshape(-1, 1, 1, 1)
+        out = tonemap_reinhard(y, 0.8, spread=spread)
+        torch.testing.assert_close(out.norm(dim=1, keepdim=True), top * length / (length + top), rtol=1e-5, atol=1e-6)
+    assert torch.equal(tonemap_reinhard(y, 0.8), tonemap_reinhard(y, 0.8, spread=5.0))
+
+
 def test_apply_operation_keeps_the_latents_other_entries():
     mask = torch.rand(1, 1, 12, 10)
     samples = {"samples": latent(6), "noise_mask": mask, "batch_index": [3, 4]}

@@ -2,7 +2,7 @@
 defaults and ranges as its source declares them; the three CFG functions against the pack's formulas
 computed here in numpy (float64) from ComfyUI's x - denoised arguments, and in KSampler runs of the
 tiny checkpoint; ReferenceOnlySimple's latent and mask layout, its attention patch against attention
-over the concatenated keys computed here, and the pack's example graph run; the block merges' weights
+over the concatenated keys computed here, a real run's UNet row layout, and the pack's example graph run; the block merges' weights
 against ComfyUI's ModelMergeBlocks rule (the longest ratio name a weight starts with); the clear
 errors; a UI-format save and an API prompt with the pack's class names that run and round-trip."""
 
@@ -16,6 +16,7 @@ from PIL import Image
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.models.checkpoint import load_checkpoint
 from graphflow.registry import Registry
 from graphflow.testing import unet_config, write_checkpoint
@@ -114,15 +115,26 @@ def test_the_packs_names_inputs_defaults_and_ranges(registry):
         assert cls.category == "advanced/model_merging" and cls.comfy.output_names == ("MODEL",)
 
 
+def test_block_merge_node_is_made_with_the_packs_category_module_and_output_name():
+    """nodes/model_merging.py's factory takes them (nothing is changed on the class after it is made)."""
+    from nodes.model_merging import _block_merge_node
+    cls = _block_merge_node("ExperimentsProbe", "doc", ["time_embed.", "out."], ("ExperimentsProbe",),
+                            category="advanced/model_merging", module="nodes.pack_nodes_experiments",
+                            output_names=("MODEL",))
+    assert cls.category == "advanced/model_merging" and cls.__module__ == "nodes.pack_nodes_experiments"
+    assert cls.comfy.output_names == ("MODEL",) and cls.comfy.inputs == {"time_embed.": "time_embed", "out.": "out"}
+    core = _block_merge_node("CoreProbe", "doc", ["a."], ("CoreProbe",))
+    assert core.category == "advanced/model_merging/model_specific" and core.__module__ == "nodes.model_merging"
+    assert core.comfy.output_names == ()
+
+
 def test_model_merge_sdxl_is_the_cores_node(registry):
     """The pack's ModelMergeSDXL has the core's class name: ComfyUI's core node wins at load, so
     a save's ModelMergeSDXL is ours from nodes/model_merging.py (the same ratio names)."""
     assert "ModelMergeSDXL" in comfy_catalogue()
     cls = registry.comfy_node("ModelMergeSDXL")
     assert cls.__module__ == "nodes.model_merging"
-    sdxl = (["time_embed.", "label_emb."] + [f"input_blocks.{i}" for i in range(9)]
-            + [f"middle_block.{i}" for i in range(3)] + [f"output_blocks.{i}" for i in range(9)] + ["out."])
-    assert comfy_inputs(cls) == ["model1", "model2", *sdxl]
+    assert comfy_inputs(cls) == [i["name"] for i in comfy_catalogue()["ModelMergeSDXL"]["inputs"]]
 
 
 # -- the CFG functions against the pack's formulas -------------------------------------------------
@@ -251,15 +263,22 @@ def test_ksampler_runs_follow_the_formulas(registry, tiny, monkeypatch):
         assert torch.isfinite(samples[key]).all() and (samples[key] - plain).abs().max() > 1e-3, key
 
 
-def test_tonemap_multiplier_zero_is_refused_by_name(registry, tiny):
-    model = run_graph(registry, {"1": {"class_type": "CheckpointLoaderSimple",
-                                       "inputs": {"ckpt_name": "tiny.safetensors"}}}, ["1"]).values["1"][0]
-    with pytest.raises(NodeInputError) as caught:
-        node(registry, "ModelSamplerTonemapNoiseTest", model=model, multiplier=0.0)
-    assert caught.value.input == "multiplier" and "divides by zero" in str(caught.value)
-    with pytest.raises(NodeInputError) as caught:
-        node(registry, "TonemapNoiseWithRescaleCFG", model=model, tonemap_multiplier=0.0, rescale_multiplier=0.5)
-    assert caught.value.input == "tonemap_multiplier"
+@pytest.mark.parametrize("name, settings, input_name", [
+    ("ModelSamplerTonemapNoiseTest", {"multiplier": 0.0}, "multiplier"),
+    ("TonemapNoiseWithRescaleCFG", {"tonemap_multiplier": 0.0, "rescale_multiplier": 0.5}, "tonemap_multiplier")])
+def test_tonemap_multiplier_zero_is_an_error_only_when_sampled(registry, tiny, name, settings, input_name):
+    """ComfyUI's CFG function is one slot: a later RescaleCFG replaces the tonemap, whose 0 then
+    never divides, so that graph runs; sampled with the tonemap itself, the clear error."""
+    tonemap = {"5": {"class_type": name, "inputs": {"model": ["1", 0], **settings}}}
+    rescaled = {**tonemap, "6": {"class_type": "RescaleCFG", "inputs": {"model": ["5", 0], "multiplier": 0.7}}}
+    out = run_graph(registry, sampler_prompt("6", extra=rescaled), ["9"]).values["9"][0]["samples"]
+    assert torch.isfinite(out).all()
+    result = Executor(registry).run(parse_workflow(sampler_prompt("5", extra=tonemap), registry), outputs=["9"])
+    assert not result.ok and result.error["node_id"] == "9" and result.error["input"] == "model"
+    assert f"{name}'s {input_name} is 0" in result.error["message"] and "divides by zero" in result.error["message"]
+
+
+def test_cfg_nodes_refuse_a_model_that_is_not_one(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "RescaleClassifierFreeGuidanceTest", model="not a model", multiplier=0.5)
     assert caught.value.input == "model"
@@ -289,6 +308,32 @@ def test_reference_latent_layout_and_noise_mask(registry, tiny):
         node(registry, "ReferenceOnlySimple", model=model, reference={"samples": torch.zeros(1, 4, 2, 3, 3)},
              batch_size=1)
     assert caught.value.input == "reference"
+
+
+def test_a_reference_of_several_images_cycles_the_mask_as_comfyui_and_warns(registry, tiny, caplog):
+    """A reference LATENT of 2 images, batch_size 2: 4 latents, a mask of 1 + 2 entries cycled over
+    them (repeat_to_batch_size), so latent i is kept where i % 3 == 0: the reference's second image
+    is sampled over, the last new image stays empty; a warning says so."""
+    extra = {"12": {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["1", 2]}},
+             "13": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 2,
+                                                           "color": 3000}},
+             "14": {"class_type": "ReferenceOnlySimple", "inputs": {"model": ["1", 0], "reference": ["12", 0],
+                                                                     "batch_size": 2}}}
+    prompt = sampler_prompt("14", extra=extra)
+    prompt["9"]["inputs"]["latent_image"] = ["14", 1]
+    with caplog.at_level("WARNING"):
+        result = run_graph(registry, prompt, ["9"])
+    assert any("reference LATENT has 2 images" in r.getMessage() and "[0, 3]" in r.getMessage()
+               for r in caplog.records)
+    latent, sampled = result.values["14"][1]["samples"], result.values["9"][0]["samples"]
+    assert latent.shape[0] == 4 and result.values["14"][1]["noise_mask"].shape[0] == 3
+    for i in range(4):
+        cycled = [0, 1, 1][i % 3]  # the pack's mask entry for latent i, repeated to the batch
+        if cycled == 0:
+            torch.testing.assert_close(sampled[i], latent[i])
+        else:
+            assert (sampled[i] - latent[i]).abs().max() > 1e-2, i
+    assert sampled[3].abs().max() < 1e-6  # a new image kept empty
 
 
 def attention(q, k, v, heads):
@@ -329,6 +374,83 @@ def test_reference_patch_is_attention_over_the_images_and_the_references_keys(re
     plain = block.attn1(tokens)
     torch.testing.assert_close(got[[0, 3]], plain[[0, 3]], rtol=1e-4, atol=1e-5)  # the references: unchanged
     assert (got[[1, 2, 4, 5]] - plain[[1, 2, 4, 5]]).abs().max() > 1e-3
+
+
+def test_a_real_runs_unet_rows_are_whole_groups_each_starting_with_the_reference(registry, tiny, monkeypatch):
+    """Recorded in a KSampler run: every UNet call runs whole groups of 1 + batch_size rows, one
+    prompt per group, and the first step's input differs between two reference pictures only in
+    each group's first row: the layout reference_patch(batch) assumes."""
+    from graphflow.models.unet import UNet
+    calls = []
+    forward = UNet.forward
+
+    def recording(self, x, timesteps, context=None, *args, **kwargs):
+        calls.append((x.detach().clone(), context.detach().clone()))
+        return forward(self, x, timesteps, context, *args, **kwargs)
+    monkeypatch.setattr(UNet, "forward", recording)
+
+    def run(color):
+        extra = {"12": {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["1", 2]}},
+                 "13": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                               "color": color}},
+                 "14": {"class_type": "ReferenceOnlySimple", "inputs": {"model": ["1", 0], "reference": ["12", 0],
+                                                                         "batch_size": 2}}}
+        prompt = sampler_prompt("14", extra=extra)
+        prompt["9"]["inputs"]["latent_image"] = ["14", 1]
+        calls.clear()
+        run_graph(registry, prompt, ["9"])
+        return list(calls)
+    first, second = run(3000), run(0xFF8040)
+    batch = 3
+    assert len(first) == 3  # one call a step: the positive's group and the negative's together
+    for x, context in first:
+        assert x.shape[0] == 2 * batch
+        groups = context.reshape(2, batch, *context.shape[1:])
+        assert all(torch.equal(g[0], g[i]) for g in groups for i in range(batch))  # one prompt per group
+        assert not torch.equal(groups[0][0], groups[1][0])
+    changed = [i for i in range(2 * batch) if not torch.equal(first[0][0][i], second[0][0][i])]
+    assert changed == [0, batch]
+
+
+def test_reference_patch_refuses_changed_tokens_and_partial_groups():
+    """Keys with another token count than the queries (a ToMe / HyperTile patch before it) and a
+    batch that is not whole groups are errors naming ReferenceOnlySimple, not a raw RuntimeError
+    or a silent wrong grouping."""
+    patch = reference_patch(3)
+    queries = torch.randn(6, 20, 8)
+    _, keys, _, _ = patch(queries, queries, (4, 5))
+    assert keys.shape == (6, 40, 8)
+    for q, k in ((queries[:, :14], queries), (queries.reshape(24, 5, 8), queries)):  # merged, tiled queries
+        with pytest.raises(NodeInputError, match="ReferenceOnlySimple's attention patch") as caught:
+            patch(q, k, None)
+        assert caught.value.input == "model"
+    with pytest.raises(NodeInputError, match="whole groups of 3"):
+        patch(queries[:5], queries[:5], (4, 5))
+
+
+def test_reference_only_with_tome_before_it_or_another_latent_stops_by_name(registry, tiny):
+    """Real runs: ToMe applied before ReferenceOnlySimple (merged queries, whole keys) and a
+    KSampler sampling another LATENT than the node's stop with the error; ToMe after it runs."""
+    reference = {"12": {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["1", 2]}},
+                 "13": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                               "color": 3000}}}
+
+    def prompt(model_input, latent, extra):
+        p = sampler_prompt("14", extra={**reference, **extra, "14": {
+            "class_type": "ReferenceOnlySimple", "inputs": {"model": model_input, "reference": ["12", 0],
+                                                            "batch_size": 2}}})
+        p["9"]["inputs"]["latent_image"] = latent
+        return parse_workflow(p, registry)
+    tome = {"15": {"class_type": "TomePatchModel", "inputs": {"model": ["1", 0], "ratio": 0.5}}}
+    for workflow in (prompt(["15", 0], ["14", 1], tome), prompt(["1", 0], ["4", 0], {})):
+        result = Executor(registry).run(workflow, outputs=["9"])
+        assert not result.ok and result.error["node_id"] == "9" and result.error["input"] == "model"
+        assert "ReferenceOnlySimple's attention patch" in result.error["message"]
+    after = sampler_prompt("16", extra={**reference, "14": {
+        "class_type": "ReferenceOnlySimple", "inputs": {"model": ["1", 0], "reference": ["12", 0], "batch_size": 2}},
+        "16": {"class_type": "TomePatchModel", "inputs": {"model": ["14", 0], "ratio": 0.5}}})
+    after["9"]["inputs"]["latent_image"] = ["14", 1]
+    assert torch.isfinite(run_graph(registry, after, ["9"]).values["9"][0]["samples"]).all()
 
 
 def reference_workflow(reference_size=64, reference_node_type="ReferenceOnlySimple", batch_size=2):
@@ -427,14 +549,27 @@ def pack_ratio(key, ratios, default):
 
 
 @pytest.fixture(scope="module")
-def sdxl_pair(tmp_path_factory):
-    """Two SDXL checkpoints with the real UNet's block layout (9 input blocks, transformer depths
-    2 / 10, a 10-deep middle) at a small width."""
-    folder = tmp_path_factory.mktemp("sdxl")
+def sdxl_pair():
+    """Two SDXL models with the real UNet's block layout (9 input blocks, transformer depths 2 / 10,
+    a 10-deep middle) at a small width, built in memory: the second is the first with every
+    weight perturbed (no checkpoint files: a fraction of the time)."""
+    import copy
+
+    from graphflow.models.diffusion_model import DiffusionModel
+    from graphflow.models.latent_formats import SDXL
+    from graphflow.models.unet import UNet
     config = dataclasses.replace(unet_config("sdxl"), model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=2,
                                  transformer_depth=(0, 2, 10), transformer_depth_middle=10, num_head_channels=16)
-    paths = [write_checkpoint(folder / f"m{seed}.safetensors", "sdxl", seed=seed, unet=config) for seed in (0, 7)]
-    return [load_checkpoint(p, device="cpu", dtype=torch.float32).model for p in paths]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = UNet(config)
+    perturbed = copy.deepcopy(unet)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for weight in perturbed.parameters():
+            weight.add_(torch.randn(weight.shape, generator=g) * 0.05)
+    model = DiffusionModel(unet, "sdxl", "eps", SDXL)
+    return [model, model.with_unet(perturbed)]
 
 
 def merged_against_rule(merged, model1, model2, ratios):
