@@ -178,12 +178,15 @@ class PostProcDissolve(Node):
 
 
 class PostProcDodgeAndBurn(Node):
-    """Lighten (dodge) or darken (burn) the image by mask · intensity, as the pack's DodgeAndBurn
-    does: dodge image / (1 - m + 1e-7), burn 1 - (1 - image) / (m + 1e-7), color_dodge and
-    color_burn the same without the 1e-7 (where mask < 1, resp. mask > 0), linear_dodge / linear_burn
-    image ± m clamped; dodge_and_burn is dodge then burn, burn_and_dodge the other way. mask is an
-    IMAGE (same shape, or broadcastable). As in the pack, dodge and burn are not clamped: values
-    may leave 0..1 (and a zero intensity with color_burn divides by zero)."""
+    """Lighten (dodge) or darken (burn) the image by m = mask · intensity, as the pack's
+    DodgeAndBurn does: dodge image / (1 - m + 1e-7), burn 1 - (1 - image) / (m + 1e-7),
+    color_dodge and color_burn the same without the 1e-7, where the mask itself (not m) is below 1,
+    resp. above 0 (elsewhere the image is kept: a mask of exactly 1 leaves color_dodge's image as it
+    is, whatever the intensity), linear_dodge / linear_burn image ± m clamped; dodge_and_burn is
+    dodge then burn, burn_and_dodge the other way. mask is an IMAGE (same shape, or
+    broadcastable). As in the pack, dodge and burn are not clamped: values may leave 0..1, and
+    color_burn at intensity 0 divides by zero where the mask is above 0 (-inf, or NaN where the
+    image is 1)."""
     category = "postprocessing/Blends"
     image: IMAGE
     mask: IMAGE
@@ -197,20 +200,22 @@ class PostProcDodgeAndBurn(Node):
         image, mask = _image(self.image, "image"), _image(self.mask, "mask")
         steps = {"dodge_and_burn": ("dodge", "burn"), "burn_and_dodge": ("burn", "dodge")}.get(self.mode, (self.mode,))
         for step in steps:
-            image = _combined(image, mask, "mask", lambda x, m: _dodge_or_burn(x, m * self.intensity, step))
+            image = _combined(image, mask, "mask", lambda x, m: _dodge_or_burn(x, m, self.intensity, step))
         return image
 
 
-def _dodge_or_burn(image, m, mode: str):
+def _dodge_or_burn(image, mask, intensity: float, mode: str):
+    """One step of the pack's DodgeAndBurn; color_dodge / color_burn pick by the raw mask, as the pack."""
     import torch
+    m = mask * intensity
     if mode == "dodge":
         return image / (1 - m + 1e-7)
     if mode == "burn":
         return 1 - (1 - image) / (m + 1e-7)
     if mode == "color_dodge":
-        return torch.where(m < 1, image / (1 - m), image)
+        return torch.where(mask < 1, image / (1 - m), image)
     if mode == "color_burn":
-        return torch.where(m > 0, 1 - (1 - image) / m, image)
+        return torch.where(mask > 0, 1 - (1 - image) / m, image)
     if mode == "linear_dodge":
         return (image + m).clamp(0, 1)
     return (image - m).clamp(0, 1)

@@ -111,18 +111,33 @@ def test_dissolve_draws_as_the_pack_after_seeding_torch(registry):
 
 
 def test_dodge_and_burn_modes(registry):
+    """The pack's dodge / burn on m = mask · intensity, with color_dodge / color_burn choosing by
+    the raw mask (mask < 1, mask > 0): areas of exactly 0 and 1 in the mask tell the two apart."""
     image, mask = _images(1) * 0.9 + 0.05, _images(2)
+    mask[:, :5] = 1.0
+    mask[:, 5:9] = 0.0
     m = mask * 0.6
     dodge = lambda x: x / (1 - m + 1e-7)  # noqa: E731
     burn = lambda x: 1 - (1 - x) / (m + 1e-7)  # noqa: E731
     wants = {"dodge": dodge(image), "burn": burn(image), "dodge_and_burn": burn(dodge(image)),
              "burn_and_dodge": dodge(burn(image)),
-             "color_dodge": torch.where(m < 1, image / (1 - m), image),
-             "color_burn": torch.where(m > 0, 1 - (1 - image) / m, image),
+             "color_dodge": torch.where(mask < 1, image / (1 - mask * 0.6), image),
+             "color_burn": torch.where(mask > 0, 1 - (1 - image) / (mask * 0.6), image),
              "linear_dodge": (image + m).clamp(0, 1), "linear_burn": (image - m).clamp(0, 1)}
     for mode, want in wants.items():
         out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.6, mode=mode)
         assert torch.allclose(out, want, rtol=1e-5, atol=1e-6), mode
+    out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.6, mode="color_dodge")
+    assert torch.equal(out[:, :5], image[:, :5])  # mask 1: kept, not image / (1 - 0.6)
+    assert torch.allclose(out[:, 9:], image[:, 9:] / (1 - mask[:, 9:] * 0.6))
+    out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.6, mode="color_burn")
+    assert torch.equal(out[:, 5:9], image[:, 5:9])  # mask 0: kept
+    flat, ones = torch.full((1, 2, 2, 3), 0.4), torch.ones(1, 2, 2, 3)
+    out = call(registry, "PostProcDodgeAndBurn", image=flat, mask=ones, intensity=0.5, mode="color_dodge")
+    assert torch.equal(out, flat)  # the pack's 0.4, not 0.4 / (1 - 0.5)
+    # intensity 0: the pack's color_burn divides by zero where the mask is above 0
+    out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.0, mode="color_burn")
+    assert torch.isneginf(out[:, 9:][mask[:, 9:] > 0]).all() and torch.equal(out[:, 5:9], image[:, 5:9])
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcDodgeAndBurn", image=image, mask=mask[..., 0], intensity=0.6, mode="dodge")
     assert e.value.input == "mask"
