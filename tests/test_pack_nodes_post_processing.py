@@ -275,8 +275,16 @@ def test_color_correct_follows_pillow_and_opencv(registry):
 def test_color_tint_sepia_parabolize_and_solarize_formulas(registry):
     image = _images(9)
     grey = (image * torch.tensor([0.2989, 0.5870, 0.1140])).sum(-1, keepdim=True)
-    out = call(registry, "PostProcColorTint", image=image, strength=0.6, mode="teal")
-    assert torch.allclose(out, grey * torch.tensor([0.3, 0.8, 0.8]) * 0.6 + image * 0.4, atol=1e-6)
+    pack_tints = {  # the pack's mode_filters, in its order
+        "sepia": [1.0, 0.8, 0.6], "red": [1.0, 0.6, 0.6], "green": [0.6, 1.0, 0.6], "blue": [0.6, 0.8, 1.0],
+        "cyan": [0.6, 1.0, 1.0], "magenta": [1.0, 0.6, 1.0], "yellow": [1.0, 1.0, 0.6], "purple": [0.8, 0.6, 1.0],
+        "orange": [1.0, 0.7, 0.3], "warm": [1.0, 0.9, 0.7], "cool": [0.7, 0.9, 1.0], "lime": [0.7, 1.0, 0.3],
+        "navy": [0.3, 0.4, 0.7], "vintage": [0.9, 0.85, 0.7], "rose": [1.0, 0.8, 0.9], "teal": [0.3, 0.8, 0.8],
+        "maroon": [0.7, 0.3, 0.5], "peach": [1.0, 0.8, 0.6], "lavender": [0.8, 0.6, 1.0], "olive": [0.6, 0.7, 0.4]}
+    assert list(registry.get("PostProcColorTint").input_specs["mode"].widget.choices()) == list(pack_tints)
+    for mode, rgb in pack_tints.items():
+        out = call(registry, "PostProcColorTint", image=image, strength=0.6, mode=mode)
+        assert torch.allclose(out, grey * torch.tensor(rgb) * 0.6 + image * 0.4, atol=1e-6), mode
     out = call(registry, "PostProcSepia", image=image, strength=1.0)
     assert torch.allclose(out, grey * torch.tensor([1.0, 0.8, 0.6]), atol=1e-6)
     out = call(registry, "PostProcParabolize", image=image, coeff=-2.5, vertex_x=0.3, vertex_y=0.9)
