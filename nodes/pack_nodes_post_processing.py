@@ -12,7 +12,8 @@ KMeansQuantize, and the pack's Blur as PostProcBlur.
 
 Left out: the ComfyUI class name "Blur" stays with Masquerade's Blur (nodes/pack_nodes_masquerade.py
 claims it first; both packs register that name, and a UI save can't tell them apart: two numbers
-each). PostProcBlur is this pack's Blur under its own name.
+each). PostProcBlur is this pack's Blur under its own name; a saved "Blur" of this pack runs
+Masquerade's Blur (an API prompt's blur_radius / sigma are refused there, naming PostProcBlur).
 
 Where the pack draws unseeded random numbers (Dissolve's torch.rand_like, FilmGrain's numpy
 global generator) these nodes seed a generator of their own at 0 each run, so a result equals the
@@ -225,8 +226,10 @@ def _dodge_or_burn(image, mask, intensity: float, mode: str):
 
 
 class PostProcBlur(Node):
-    """The pack's Blur (under its own name here: ComfyUI's "Blur" class is Masquerade's, which
-    claims the name first). A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
+    """The pack's Blur, under graphflow's name PostProcBlur only: ComfyUI's class name "Blur" is
+    Masquerade's Blur here, which claims the name first, so a saved "Blur" node of this pack runs
+    Masquerade's Blur, its two widgets read as radius and sigma_factor (an API prompt's blur_radius
+    and sigma are refused, naming this node): change such a node to PostProcBlur. A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
     the radius (the kernel spans -1..1, as ComfyUI's ImageBlur), the borders taken as black (zero
     padding, as the pack's conv2d), so the edges darken."""
     category = "postprocessing/Filters"

@@ -648,6 +648,25 @@ def test_the_comfy_class_blur_stays_masquerades(registry):
                  "Vignette", "Sepia", "KMeansQuantize"):
         assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_post_processing", name
         assert custom_pack(name) is None, name
+    assert custom_pack("Blur") == "masquerade-nodes-comfyui"  # this pack names no class of its own
+
+
+def test_an_api_prompts_blur_with_this_packs_inputs_points_at_postprocblur(registry):
+    """"Blur" is Masquerade's; given this pack's inputs (blur_radius, sigma) the refusal names
+    PostProcBlur, and PostProcBlur takes them."""
+    from graphflow.validation import validate
+    image = {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}}
+    prompt = {"1": image, "2": {"class_type": "Blur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
+              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow(prompt, registry), registry)
+    assert sorted(p.input for p in problems) == ["blur_radius", "sigma"]
+    for problem in problems:
+        assert problem.node_type == "MasqueradeBlur" and "class_type PostProcBlur" in problem.message
+    prompt["2"]["class_type"] = "PostProcBlur"
+    assert validate(parse_workflow(prompt, registry), registry) == []
+    prompt["2"] = {"class_type": "Blur", "inputs": {"image": ["1", 0], "radius": 3, "sigma_factor": 1.0, "size": 2}}
+    (problem,) = validate(parse_workflow(prompt, registry), registry)
+    assert problem.input == "size" and problem.message.startswith("unknown input")
 
 
 def test_sizes_follow_the_image_for_the_resource_check(registry):
