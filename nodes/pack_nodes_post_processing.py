@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Float, Int, Node, NodeInputError, check_interrupted
 from nodes.image import _image
-from nodes.image_ops import _blend, _gaussian, quantize
+from nodes.image_ops import _blend, _gaussian, quantize, separable_blur
 
 COMFY_PACK = "ComfyUI-post-processing-nodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -69,29 +69,33 @@ def _pixels(image):
     return (image.cpu().numpy() * 255).astype(np.uint8)
 
 
-def _padded_conv(image, kernel):
-    """Each channel of [B, H, W, C] convolved with the 2-D kernel, the borders zero (the pack's
-    conv2d with padding of half the kernel)."""
-    import torch.nn.functional as F
-    channels, size = image.shape[-1], kernel.shape[-1]
-    weights = kernel.to(image).expand(channels, 1, size, size)
-    return F.conv2d(image.movedim(-1, 1), weights, padding=size // 2, groups=channels).movedim(1, -1)
+def _zero_border_blur(image, line):
+    """Each channel of [B, H, W, C] convolved with the 2-D kernel line ⊗ line (line: odd length),
+    the borders zero, as the pack's conv2d with padding of half the kernel: done as two 1-D passes,
+    image by image, so a wide kernel on a big picture takes seconds at most and can be stopped."""
+    import torch
+    out = []
+    for picture in image:
+        check_interrupted()
+        out.append(separable_blur(picture.movedim(-1, 0)[None], line, border="zeros")[0].movedim(0, -1))
+    return torch.stack(out)
 
 
-def _gaussian_2d(radius: int, sigma: float):
-    """The pack's Gaussian kernel: positions spread over -1..1 whatever the size (sigma in units of
-    the radius), exp(-d² / 2σ²) normalised; the outer product of ComfyUI's 1-D one."""
-    line = _gaussian(radius, sigma)
-    return line[:, None] * line[None, :]
+def _pack_gaussian_blur(image, radius: int, sigma: float):
+    """The pack's Gaussian over a (2·radius + 1)² square, borders zero. Its kernel spreads the
+    positions over -1..1 whatever the size (sigma in units of the radius), exp(-d² / 2σ²)
+    normalised: the outer product of ComfyUI's 1-D one (_gaussian)."""
+    return _zero_border_blur(image, _gaussian(radius, sigma))
 
 
-def _sharpen_kernel(radius: int, alpha: float):
-    """The pack's sharpen kernel: -alpha everywhere, size² · alpha in the centre (it sums to alpha)."""
+def _pack_sharpen(image, radius: int, alpha: float):
+    """The pack's sharpen kernel, borders zero: -alpha on a (2·radius + 1)² square with size² · alpha
+    in the centre (it sums to alpha), i.e. alpha · ((size² + 1) · image - the square's sum), the
+    sum taken in two 1-D passes."""
     import torch
     size = 2 * radius + 1
-    kernel = -torch.ones(size, size)
-    kernel[radius, radius] = size * size
-    return kernel * alpha
+    square_sum = _zero_border_blur(image, torch.ones(size, dtype=torch.float64))
+    return alpha * ((size * size + 1) * image - square_sum)
 
 
 # -- blends -----------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ class PostProcBlur(Node):
     outputs = {"IMAGE": IMAGE}
 
     def run(self):
-        return _padded_conv(_image(self.image, "image"), _gaussian_2d(self.blur_radius, self.sigma))
+        return _pack_gaussian_blur(_image(self.image, "image"), self.blur_radius, self.sigma)
 
 
 class PostProcSharpen(Node):
@@ -255,7 +259,7 @@ class PostProcSharpen(Node):
 
     def run(self):
         image = _image(self.image, "image")
-        return _padded_conv(image, _sharpen_kernel(self.sharpen_radius, self.alpha)).clamp(0, 1)
+        return _pack_sharpen(image, self.sharpen_radius, self.alpha).clamp(0, 1)
 
 
 def kuwahara(picture, method: str, radius: int):
@@ -686,7 +690,7 @@ class PostProcGlow(Node):
 
     def run(self):
         image = _image(self.image, "image")
-        blurred = _padded_conv(image, _gaussian_2d(self.blur_radius, self.blur_radius / 3))
+        blurred = _pack_gaussian_blur(image, self.blur_radius, self.blur_radius / 3)
         return (image + blurred * self.intensity).clamp(0, 1)
 
 
@@ -705,10 +709,10 @@ class PostProcPencilSketch(Node):
     def run(self):
         image = _image(self.image, "image")
         grey = image.mean(-1, keepdim=True).expand(*image.shape[:3], 3)
-        blurred = _padded_conv(1 - grey, _gaussian_2d(self.blur_radius, self.blur_radius / 3))
+        blurred = _pack_gaussian_blur(1 - grey, self.blur_radius, self.blur_radius / 3)
         sketch = (grey / (1 - blurred + 1e-7)).clamp(0, 1)
         if self.sharpen_alpha != 0.0:
-            sketch = _padded_conv(sketch, _sharpen_kernel(1, self.sharpen_alpha)).clamp(0, 1)
+            sketch = _pack_sharpen(sketch, 1, self.sharpen_alpha).clamp(0, 1)
         return sketch
 
 

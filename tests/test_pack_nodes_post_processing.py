@@ -6,6 +6,8 @@ UI-format save and an API prompt under the pack's class names, with export round
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +157,57 @@ def test_blur_sharpen_and_glow_use_the_packs_kernels_with_zero_borders(registry)
     out = call(registry, "PostProcGlow", image=image, intensity=0.8, blur_radius=4)
     blurred = _pack_conv(image, _pack_kernel(9, (9 - 1) / 6))
     assert torch.allclose(out, (image + blurred * 0.8).clamp(0, 1), atol=1e-6)
+
+
+class _CountedInterrupt:
+    """A run's interrupt event that is never set, counting how often the node looks at it."""
+
+    def __init__(self):
+        self.checks = 0
+
+    def is_set(self):
+        self.checks += 1
+        return False
+
+
+@contextlib.contextmanager
+def _interrupt_checks(interrupt=None):
+    """Run a node's run() as inside a run whose interrupt event is `interrupt` (default: counted)."""
+    from graphflow.context import NodeContext, _current
+    interrupt = interrupt or _CountedInterrupt()
+    token = _current.set(NodeContext("run", "1", "node", lambda event: None, interrupt))
+    try:
+        yield interrupt
+    finally:
+        _current.reset(token)
+
+
+def test_wide_kernels_in_two_passes_equal_the_packs_2d_kernels(registry):
+    """The largest radii (Glow 50, PencilSketch 31, Blur and Sharpen 15) as two 1-D passes equal
+    the pack's full 2-D conv2d within 1e-5 (Sharpen's 961 · alpha centre in float64: in float32
+    both ways round at 1e-4), checking for an interrupt between passes and images."""
+    import threading
+
+    from graphflow.context import Interrupted
+    image = _images(20, batch=2, height=40, width=56)
+    out = call(registry, "PostProcBlur", image=image, blur_radius=15, sigma=0.4)
+    assert (out - _pack_conv(image, _pack_kernel(31, 0.4))).abs().max() < 1e-5
+    with _interrupt_checks() as interrupt:
+        out = call(registry, "PostProcGlow", image=image, intensity=0.3, blur_radius=50)
+    assert interrupt.checks >= 4  # each image, and between its two passes
+    assert (out - (image + _pack_conv(image, _pack_kernel(101, 100 / 6)) * 0.3).clamp(0, 1)).abs().max() < 1e-5
+    out = call(registry, "PostProcPencilSketch", image=image, blur_radius=31, sharpen_alpha=0.0)
+    grey = image.mean(-1, keepdim=True).expand(-1, -1, -1, 3)
+    want = (grey / (1 - _pack_conv(1 - grey, _pack_kernel(63, 31 / 3)) + 1e-7)).clamp(0, 1)
+    assert (out - want).abs().max() < 1e-5
+    wide = image.double()
+    out = call(registry, "PostProcSharpen", image=wide, sharpen_radius=15, alpha=5.0)
+    kernel = _pack_sharpen_kernel(31, 5.0).double()
+    assert out.dtype == torch.float64 and (out - _pack_conv(wide, kernel).clamp(0, 1)).abs().max() < 1e-5
+    stop = threading.Event()
+    stop.set()
+    with _interrupt_checks(stop), pytest.raises(Interrupted):
+        call(registry, "PostProcGlow", image=image, intensity=0.3, blur_radius=50)
 
 
 def test_pencil_sketch_follows_the_packs_steps(registry):
