@@ -42,7 +42,10 @@ TINTS = {  # ColorTint's modes, in the pack's order: the grey picture is multipl
     "navy": (0.3, 0.4, 0.7), "vintage": (0.9, 0.85, 0.7), "rose": (1.0, 0.8, 0.9), "teal": (0.3, 0.8, 0.8),
     "maroon": (0.7, 0.3, 0.5), "peach": (1.0, 0.8, 0.6), "lavender": (0.8, 0.6, 1.0), "olive": (0.6, 0.7, 0.4),
 }
-GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # the pack's luma weights for ColorTint and Sepia
+GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+# KMeansQuantize's most pixels × colors × iterations an image: OpenCV's k-means does some 4·10^9 a
+# second on a fast CPU, so an image takes 5 s at most (1024² at 256 colors, precision 10, fits)
+KMEANS_MOST_WORK = 2 * 10 ** 10  # the pack's luma weights for ColorTint and Sepia
 # the later pack's raw string: a backslash before the quote and before the slash
 ASCII_CHARS = r" .'`^\",:;I1!i><-+_-?][}{1)(|\/tfjrxnuvczXYUCLQ0OZmwqpbdkhao*#MW&8%B@$"
 
@@ -508,7 +511,10 @@ class PostProcKMeansQuantize(Node):
     values, k-means++ start, one attempt, precision · 5 iterations or a 0.01 move), as the pack's
     old KMeansQuantize did. OpenCV's generator is seeded at 0 before each image (a fresh process's
     state, which the pack, unseeded, ran with on its first call). The pack quantized only the
-    batch's first image and gave a batch of one; here every image is quantized. RGB only."""
+    batch's first image and gave a batch of one; here every image is quantized. RGB only. Not in
+    the pack: pixels × colors × iterations (precision · 5) may be at most 2·10^10 an image (1024²
+    at 256 colors and precision 10, some 5 s of OpenCV's k-means on a fast CPU; at precision 100
+    it took 36 s), else the run is refused naming precision."""
     category = "postprocessing"
     image: IMAGE
     colors: int = Int(16, min=1, max=256)
@@ -519,10 +525,20 @@ class PostProcKMeansQuantize(Node):
     def run(self):
         import torch
         image = _rgb(self.image, "image")
-        if self.colors > image.shape[1] * image.shape[2]:
-            raise NodeInputError("colors", f"{self.colors} clusters for {image.shape[1] * image.shape[2]} pixels: "
+        pixels = image.shape[1] * image.shape[2]
+        if self.colors > pixels:
+            raise NodeInputError("colors", f"{self.colors} clusters for {pixels} pixels: "
                                            "expected at most one per pixel")
-        return torch.stack([torch.from_numpy(self._quantized(p.cpu().numpy())) for p in image]).to(image)
+        work = pixels * self.colors * self.precision * 5
+        if work > KMEANS_MOST_WORK:
+            raise NodeInputError("precision", f"{pixels} pixels × {self.colors} colors × {self.precision * 5} "
+                                              f"iterations is {work:.3g} an image: expected at most "
+                                              f"{KMEANS_MOST_WORK:.0e} (lower precision or colors, or a smaller image)")
+        out = []
+        for picture in image:
+            check_interrupted()  # OpenCV's k-means can't be stopped inside: between images
+            out.append(torch.from_numpy(self._quantized(picture.cpu().numpy())))
+        return torch.stack(out).to(image)
 
     def _quantized(self, picture):
         import cv2
@@ -777,8 +793,12 @@ class PostProcPixelSort(Node):
             keys = hsv[..., channel]
             if self.direction == "vertical":
                 picture, keys, marks = picture.transpose(1, 0, 2), keys.T, marks.T
-            lines = np.stack([_sorted_line(p, k, _edge_ends(m), self.span_limit, self.order == "backward")
-                              for p, k, m in zip(picture, keys, marks)])
+            lines = []
+            for i, (p, k, m) in enumerate(zip(picture, keys, marks)):
+                if i % 64 == 0:
+                    check_interrupted()  # a Python loop per line: a big picture takes seconds
+                lines.append(_sorted_line(p, k, _edge_ends(m), self.span_limit, self.order == "backward"))
+            lines = np.stack(lines)
             out.append(torch.from_numpy(lines.transpose(1, 0, 2) if self.direction == "vertical" else lines))
         return torch.stack(out).to(image)
 

@@ -371,6 +371,13 @@ def test_kmeans_quantize_follows_opencv_seeded(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcKMeansQuantize", image=_images(1, height=2, width=2), colors=5, precision=1)
     assert e.value.input == "colors"
+    with _interrupt_checks() as interrupt:
+        call(registry, "PostProcKMeansQuantize", image=_images(11, batch=3, height=6, width=5), colors=2, precision=1)
+    assert interrupt.checks >= 3  # each image
+    big = torch.zeros(1, 1024, 1024, 3)  # 1024² × 256 × 500 iterations: 36 s in the pack, refused here
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "PostProcKMeansQuantize", image=big, colors=256, precision=100)
+    assert e.value.input == "precision" and "at most 2e+10" in str(e.value)
 
 
 # -- effects ----------------------------------------------------------------------------------
@@ -511,6 +518,12 @@ def test_pixel_sort_matches_the_packs_loops(registry):
                         want = _pack_pixel_sort(image[b].numpy(), mask[b].numpy(), direction == "horizontal",
                                                 span_limit or None, key, order == "backward")
                         assert np.array_equal(out[b].numpy(), want), (direction, span_limit, sort_by, order)
+    tall = _images(15, batch=1, height=130, width=6)
+    with _interrupt_checks() as interrupt:
+        out = call(registry, "PostProcPixelSort", image=tall, mask=torch.zeros(1, 130, 6), direction="horizontal",
+                   span_limit=0, sort_by="value", order="forward")
+    assert interrupt.checks >= 3  # every 64 lines
+    assert np.array_equal(out[0].numpy(), _pack_pixel_sort(tall[0].numpy(), np.zeros((130, 6)), True, None, 2, False))
     out = call(registry, "PostProcPixelSort", image=image, mask=mask[..., None].expand(-1, -1, -1, 3),
                  direction="horizontal", span_limit=0, sort_by="value", order="forward")
     assert np.array_equal(out[0].numpy(), _pack_pixel_sort(image[0].numpy(), mask[0].numpy(), True, None, 2, False))
