@@ -696,7 +696,9 @@ class PostProcFilmGrain(Node):
 class PostProcGlow(Node):
     """image + blur(image) · intensity, clamped to 0..1, as the pack's Glow does; the blur is the
     pack's Gaussian over a (2·blur_radius + 1)² square with sigma blur_radius / 3 in units of the
-    radius (the kernel spans -1..1: a mild blur whatever the radius), borders zero."""
+    radius, borders zero. The kernel spans -1..1, so its edge weighs exp(-4.5 / blur_radius²) of
+    its centre: at blur_radius 1 a slight blur (0.01), at 2 a Gaussian (0.32), from 3 on close to a
+    box blur of that width (0.61 at 3, 0.84 at 5, near 1 beyond)."""
     category = "postprocessing/Effects"
     image: IMAGE
     intensity: float = Float(1.0, min=0.0, max=5.0, step=0.01)
@@ -712,8 +714,9 @@ class PostProcGlow(Node):
 
 class PostProcPencilSketch(Node):
     """A pencil sketch, as the pack's PencilSketch does: the grey picture (mean of the channels)
-    inverted and blurred (the pack's Gaussian, sigma blur_radius / 3 in units of the radius,
-    borders zero), the grey divided by 1 - that (colour dodge, clamped), then sharpened with the
+    inverted and blurred (the pack's Gaussian over a (2·blur_radius + 1)² square, sigma
+    blur_radius / 3 in units of the radius, borders zero: as in Glow, from blur_radius 3 on close to
+    a box blur of that width), the grey divided by 1 - that (colour dodge, clamped), then sharpened with the
     pack's 3x3 kernel times sharpen_alpha (0: not sharpened). Gives RGB."""
     category = "postprocessing/Effects"
     image: IMAGE

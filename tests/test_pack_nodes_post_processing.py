@@ -157,6 +157,10 @@ def test_blur_sharpen_and_glow_use_the_packs_kernels_with_zero_borders(registry)
     out = call(registry, "PostProcGlow", image=image, intensity=0.8, blur_radius=4)
     blurred = _pack_conv(image, _pack_kernel(9, (9 - 1) / 6))
     assert torch.allclose(out, (image + blurred * 0.8).clamp(0, 1), atol=1e-6)
+    # Glow's and PencilSketch's help: the kernel's edge against its centre, near a box from radius 3
+    for radius, edge in ((1, 0.011), (2, 0.32), (3, 0.61), (5, 0.84)):
+        kernel = _pack_kernel(2 * radius + 1, radius / 3)
+        assert abs(kernel[0, radius] / kernel[radius, radius] - edge) < 0.01, radius
 
 
 class _CountedInterrupt:
