@@ -67,9 +67,10 @@ def _combined(a, b, name: str, combine):
 
 
 def _pixels(image):
-    """A [H, W, C] float picture as the pack's 8-bit numpy array (x * 255, cut to whole levels)."""
+    """A [H, W, C] float picture as the pack's 8-bit numpy array (x * 255, cut to whole levels);
+    float32 first, as numpy has no bfloat16."""
     import numpy as np
-    return (image.cpu().numpy() * 255).astype(np.uint8)
+    return (image.cpu().float().numpy() * 255).astype(np.uint8)
 
 
 def _zero_border_blur(image, line):
@@ -537,7 +538,7 @@ class PostProcKMeansQuantize(Node):
         out = []
         for picture in image:
             check_interrupted()  # OpenCV's k-means can't be stopped inside: between images
-            out.append(torch.from_numpy(self._quantized(picture.cpu().numpy())))
+            out.append(torch.from_numpy(self._quantized(picture.cpu().float().numpy())))
         return torch.stack(out).to(image)
 
     def _quantized(self, picture):
@@ -681,7 +682,7 @@ class PostProcFilmGrain(Node):
         height, width = image.shape[1:3]
         rng = np.random.RandomState(0)
         out = []
-        for picture in image.cpu().numpy():
+        for picture in image.cpu().float().numpy():  # numpy has no bfloat16
             noise = _pack_perlin(rng, height, width, self.scale)
             noise = (noise - noise.min()) / (noise.max() - noise.min())
             grain = np.clip(picture + ((noise * 2 - 1) * self.intensity)[:, :, None], 0, 1)
@@ -789,7 +790,7 @@ class PostProcPixelSort(Node):
                                          f"mask per image ({len(image)})")
         channel = ("hue", "saturation", "value").index(self.sort_by)
         out = []
-        for picture, marks in zip(image.cpu().float().numpy(), (mask.cpu().numpy() > 0).astype(np.uint8)):
+        for picture, marks in zip(image.cpu().float().numpy(), (mask.cpu().float().numpy() > 0).astype(np.uint8)):
             check_interrupted()
             hsv = cv2.cvtColor(picture, cv2.COLOR_RGB2HSV)
             hsv[..., 0] /= 2.0

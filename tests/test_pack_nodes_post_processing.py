@@ -587,6 +587,26 @@ def test_vignette_square_as_the_pack_and_other_shapes(registry):
     assert same is wide
 
 
+def test_bfloat16_images_run_as_their_float32_values(registry):
+    """numpy has no bfloat16: the nodes that go through numpy take the float32 values and give
+    bfloat16 back, as the same picture in float32 does."""
+    image = _images(21, batch=2, height=16, width=18).bfloat16()
+    mask = (torch.rand(2, 16, 18, generator=torch.Generator().manual_seed(4)) > 0.7).bfloat16()
+    runs = [("PostProcKuwaharaBlur", dict(blur_radius=2, method="mean")),
+            ("PostProcFilmGrain", dict(intensity=0.3, scale=4.0, temperature=10.0, vignette=0.2)),
+            ("PostProcColorCorrect", dict(temperature=20, hue=10, brightness=5, contrast=10, saturation=20, gamma=1.2)),
+            ("PostProcHSVThresholdMask", dict(low_threshold=0.2, high_threshold=0.7, hsv_channel="value")),
+            ("PostProcQuantize", dict(colors=6, dither="none")),
+            ("PostProcKMeansQuantize", dict(colors=3, precision=1)),
+            ("PostProcPixelSort", dict(mask=mask, direction="vertical", span_limit=0, sort_by="hue", order="forward"))]
+    for node_type, inputs in runs:
+        out = call(registry, node_type, image=image, **inputs)
+        same = {k: v.float() if torch.is_tensor(v) else v for k, v in inputs.items()}
+        want = call(registry, node_type, image=image.float(), **same)
+        assert out.dtype == want.dtype or out.dtype == torch.bfloat16, node_type
+        assert torch.equal(out.float(), want.to(out.dtype).float()), node_type
+
+
 def test_not_an_image_is_refused_by_name(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcSolarize", image=torch.rand(4, 4), threshold=0.5)
