@@ -665,7 +665,9 @@ class PostProcFilmGrain(Node):
     clamped; then temperature (above 0 red · (1 + t/100), green · (1 + 0.4 t/100), below 0 blue ·
     (1 - t/100), clamped) and a radial vignette (1 - r · min(vignette, 1)). The pack draws its
     noise from numpy's global generator, unseeded; here from a generator seeded at 0 each run (the
-    images of a batch drawing in turn), so the result equals the pack's after np.random.seed(0)."""
+    images of a batch drawing in turn), so the result equals the pack's after np.random.seed(0).
+    Where the noise comes out flat (a 1x1 or 2x2 picture: every pixel on the noise's lattice) the
+    pack's stretch divides 0 by 0 and gives NaN; here that picture gets no grain."""
     category = "postprocessing/Effects"
     image: IMAGE
     intensity: float = Float(0.2, min=0.0, max=1.0, step=0.01)
@@ -684,7 +686,9 @@ class PostProcFilmGrain(Node):
         out = []
         for picture in image.cpu().float().numpy():  # numpy has no bfloat16
             noise = _pack_perlin(rng, height, width, self.scale)
-            noise = (noise - noise.min()) / (noise.max() - noise.min())
+            spread = noise.max() - noise.min()
+            # flat noise (a tiny picture, every pixel on the noise's lattice): no grain, not the pack's NaN
+            noise = (noise - noise.min()) / spread if spread > 0 else np.full_like(noise, 0.5)
             grain = np.clip(picture + ((noise * 2 - 1) * self.intensity)[:, :, None], 0, 1)
             if self.temperature != 0:
                 grain = np.clip(_warmer(grain.copy(), self.temperature), 0, 1)

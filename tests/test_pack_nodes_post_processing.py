@@ -467,6 +467,14 @@ def test_film_grain_equals_the_pack_after_seeding_numpy(registry):
         want = _pack_film_grain(image, *settings)
         assert np.allclose(out.numpy(), want.astype(np.float32), atol=1e-6), settings
         assert not torch.equal(out[0], out[1])  # the batch's images draw in turn
+    for height, width in ((1, 1), (1, 2), (2, 2)):  # flat noise: the pack's stretch gives NaN
+        tiny = _images(14, batch=1, height=height, width=width)
+        np.random.seed(0)
+        with np.errstate(invalid="ignore"):
+            assert np.isnan(_pack_film_grain(tiny, 0.3, 10.0, 0.0, 0.0)).all()
+        out = call(registry, "PostProcFilmGrain", image=tiny, intensity=0.3, scale=10.0, temperature=0.0,
+                   vignette=0.0)
+        assert torch.equal(out, tiny), (height, width)  # no grain
 
 
 def _pack_pixel_sort(img, mask, horizontal, span_limit, key, reverse):
