@@ -17,7 +17,8 @@ Masquerade's Blur (an API prompt's blur_radius / sigma are refused there, naming
 
 Where the pack draws unseeded random numbers (Dissolve's torch.rand_like, FilmGrain's numpy
 global generator) these nodes seed a generator of their own at 0 each run, so a result equals the
-pack's after torch.manual_seed(0) / np.random.seed(0). Where the pack's code fails, these nodes
+pack's after torch.manual_seed(0) / np.random.seed(0) (Dissolve's: for float32 images on the
+CPU, see its help). Where the pack's code fails, these nodes
 give the evident result instead: KuwaharaBlur on a batch (image by image), Vignette on a picture
 that is not square, PixelSort with a mask given as an IMAGE [B, H, W, C] (its first channel);
 KMeansQuantize quantizes the whole batch (the old pack only its first image). RGBA pictures lose
@@ -169,8 +170,10 @@ class PostProcBlend(Node):
 class PostProcDissolve(Node):
     """Each value (pixel and channel) of image1 where a uniform random draw is below
     dissolve_factor, else image2's, as the pack's Dissolve does. The pack draws unseeded
-    (torch.rand_like); here the draw is seeded at 0 each run, so a run repeats itself and equals the
-    pack's after torch.manual_seed(0)."""
+    (torch.rand_like); here the draw is float32 on the CPU, seeded at 0 each run, so a run repeats
+    itself (on any device). It equals the pack's after torch.manual_seed(0) for float32 images on
+    the CPU only: the pack's draw for a float64 image, or on a GPU (from CUDA's generator), gives
+    other numbers."""
     category = "postprocessing/Blends"
     image1: IMAGE
     image2: IMAGE

@@ -107,6 +107,11 @@ def test_dissolve_draws_as_the_pack_after_seeding_torch(registry):
     assert torch.equal(out, (a * keep + b * (1 - keep)).clamp(0, 1))
     again = call(registry, "PostProcDissolve", image1=a, image2=b, dissolve_factor=0.4)
     assert torch.equal(out, again)
+    # the help's limit: float64 (the pack's rand_like draws float64 numbers) is not the pack's draw
+    out = call(registry, "PostProcDissolve", image1=a.double(), image2=b.double(), dissolve_factor=0.4)
+    assert torch.equal(out, (a.double() * keep + b.double() * (1 - keep)).clamp(0, 1))  # our float32 draw
+    torch.manual_seed(0)
+    assert not torch.equal(keep.double(), (torch.rand_like(a.double()) < 0.4).double())
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcDissolve", image1=a, image2=_images(2, width=5), dissolve_factor=0.4)
     assert e.value.input == "image2"
