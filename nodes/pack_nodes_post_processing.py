@@ -32,6 +32,7 @@ from __future__ import annotations
 from graphflow.api import IMAGE, Choice, ComfyAlias, Float, Int, Node, NodeInputError, check_interrupted
 from nodes.image import _image
 from nodes.image_ops import _blend, _gaussian, quantize, separable_blur
+from nodes.pack_nodes_essentials_misc import text_font
 
 COMFY_PACK = "ComfyUI-post-processing-nodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -439,8 +440,6 @@ class PostProcColorTint(Node):
 
     def run(self):
         image = _rgb(self.image, "image")
-        if self.strength == 0:
-            return self.image
         return _tinted(image, TINTS[self.mode], self.strength)
 
 
@@ -455,8 +454,6 @@ class PostProcSepia(Node):
 
     def run(self):
         image = _rgb(self.image, "image")
-        if self.strength == 0:
-            return self.image
         return _tinted(image, TINTS["sepia"], self.strength)
 
 
@@ -574,7 +571,6 @@ class PostProcAsciiArt(Node):
     def run(self):
         import numpy as np
         import torch
-        from nodes.pack_nodes_kj3 import _text_font
         image = _rgb(self.image, "image")
         height, width = image.shape[1:3]
         if self.char_size < 1 or width // self.char_size < 1 or height // self.char_size < 1:
@@ -582,7 +578,7 @@ class PostProcAsciiArt(Node):
                                               f"sides ({width}x{height})")
         if self.font_size < 1:
             raise NodeInputError("font_size", "0: expected 1 or more")
-        font = _text_font("arial.ttf", self.font_size)
+        font = text_font("arial.ttf", self.font_size)
         drawn = [np.array(self._drawn(_pixels(p), font)) for p in image]
         return torch.from_numpy(np.stack(drawn)).float().div(255.0).to(image)
 

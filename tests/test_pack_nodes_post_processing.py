@@ -347,6 +347,9 @@ def test_color_tint_sepia_parabolize_and_solarize_formulas(registry):
     for mode, rgb in pack_tints.items():
         out = call(registry, "PostProcColorTint", image=image, strength=0.6, mode=mode)
         assert torch.allclose(out, grey * torch.tensor(rgb) * 0.6 + image * 0.4, atol=1e-6), mode
+    for node_type in ("PostProcColorTint", "PostProcSepia"):  # strength 0 (the pack's no-op branch) can't reach run()
+        with pytest.raises(ValueError):
+            registry.get(node_type).widget_model.model_validate({"strength": 0.0})
     out = call(registry, "PostProcSepia", image=image, strength=1.0)
     assert torch.allclose(out, grey * torch.tensor([1.0, 0.8, 0.6]), atol=1e-6)
     out = call(registry, "PostProcParabolize", image=image, coeff=-2.5, vertex_x=0.3, vertex_y=0.9)
