@@ -262,15 +262,23 @@ CUSTOM_PACKS = {
     "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
     "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
     "ComfyUI_experiments": EXPERIMENTS_CLASSES,
-    # EllangoK's ComfyUI-post-processing-nodes (nodes/pack_nodes_post_processing.py): every class is ours
-    # but its "Blur", a name Masquerade's Blur holds (whole names: in WHOLE_NAMES through MASQUERADE_CLASSES)
-    "ComfyUI-post-processing-nodes": ("Blur",),
+    # EllangoK's ComfyUI-post-processing-nodes (nodes/pack_nodes_post_processing.py): every class is ours, so
+    # no name to match; listed so the docs group its classes (its module's COMFY_PACK). Its "Blur" is
+    # PostProcBlur here: the ComfyUI name is Masquerade's Blur's, matched above (PACK_NOTES says so)
+    "ComfyUI-post-processing-nodes": (),
     # Acly's comfyui-inpaint-nodes (nodes/pack_nodes_inpaint.py): all its classes are ours; named so the
     # docs list them under the pack, and a class of a later version is named as the pack's
     "comfyui-inpaint-nodes": ("INPAINT_",),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
+# what docs/comfyui.md's pack list says of a pack beyond its names
+PACK_NOTES = {
+    "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`: a saved `Blur` runs Masquerade's "
+                                     "Blur, which holds that ComfyUI name (its widgets read as radius and "
+                                     "sigma_factor; an API prompt's blur_radius / sigma are refused, naming "
+                                     "PostProcBlur)",
+}
 
 
 REPLACE_PROPERTY = "Run widget replace on values"  # a PrimitiveNode property: fill in %...% patterns

@@ -4,7 +4,8 @@ a longest side, adding noise, splitting into YUV and back."""
 
 from __future__ import annotations
 
-from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, repeated)
+from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+                           check_interrupted, repeated)
 from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.latent import batch_range, batch_range_estimate
 from nodes.sampling import SEED_MAX
@@ -84,14 +85,16 @@ def gaussian_blur(x: torch.Tensor, radius: int, sigma: float) -> torch.Tensor:
     return separable_blur(x, _gaussian(radius, sigma))
 
 
-def separable_blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def separable_blur(x: torch.Tensor, weights: torch.Tensor, border: str = "reflect") -> torch.Tensor:
     """Blur NCHW by the odd-length 1-D `weights` along each axis in turn (a kernel that is their
-    outer product, in two passes of its width instead of one of its area), borders mirrored."""
+    outer product, in two passes of its width instead of one of its area), borders mirrored
+    ("reflect") or black ("zeros", as conv2d's own padding)."""
     import torch.nn.functional as F
     c, radius = x.shape[1], weights.numel() // 2
     g = weights.to(x)
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.pad(x, (radius, radius, radius, radius), mode="constant" if border == "zeros" else "reflect")
     x = F.conv2d(x, g.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    check_interrupted()  # a wide kernel on a big batch takes a while each pass
     return F.conv2d(x, g.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 

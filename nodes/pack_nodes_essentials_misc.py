@@ -607,6 +607,15 @@ def font_file(name, size, basic_layout: bool = True):
         raise NodeInputError("font", str(e)) from None
 
 
+def text_font(name: str, size: int):
+    """The font file from models/fonts at `size` (Pillow's default layout, as a pack's plain
+    truetype()), else (a font the pack expects, not here) PIL's default font at that size."""
+    from PIL import ImageFont
+    if name in font_choices():
+        return font_file(name, size, basic_layout=False)
+    return ImageFont.load_default(size=size)
+
+
 def _color(value: str, name: str):
     """A colour the way Pillow reads it (#RGB, #RRGGBB, #RRGGBBAA, CSS names), errors naming the input."""
     from PIL import ImageColor

@@ -29,7 +29,7 @@ from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Ch
 from graphflow.workflow import literal
 from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, preview
 from nodes.pack_nodes import _core
-from nodes.pack_nodes_essentials_misc import font_choices, font_file
+from nodes.pack_nodes_essentials_misc import font_choices, text_font
 from nodes.pack_nodes_kj import _mask_to, kj_color
 from nodes.pack_nodes_kj_more import BBOX, check_picture_channels, mask_pixels, to_pil
 
@@ -818,15 +818,6 @@ def text_mask_fonts() -> list[str]:
     return list(dict.fromkeys([*PACK_FONTS, *font_choices()]))
 
 
-def _text_font(name: str, size: int):
-    """The font file from models/fonts at `size` (Pillow's default layout, as the pack's
-    truetype()), else (one of the pack's fonts, not here) PIL's default font at that size."""
-    from PIL import ImageFont
-    if name in font_choices():
-        return font_file(name, size, basic_layout=False)
-    return ImageFont.load_default(size=size)
-
-
 def wrapped_lines(text: str, font, room: int) -> list[str]:
     """The pack's word wrap: words added while the line's width so far (each word's box right edge
     plus a space's) stays within `room`; a word that does not fit starts a new line (the first
@@ -913,7 +904,7 @@ class CreateTextMask(Node):
         turning = self.start_rotation != self.end_rotation
         if turning and self.frames < 2:
             raise NodeInputError("frames", "a rotation (start_rotation != end_rotation) needs 2 frames or more")
-        font = _text_font(self.font, self.font_size)
+        font = text_font(self.font, self.font_size)
         lines = wrapped_lines(self.text, font, self.width - 2 * self.text_x)
         if turning and not lines:
             raise NodeInputError("text", "empty: a rotation turns about the last line, and there is none")

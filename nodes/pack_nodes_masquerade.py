@@ -310,13 +310,24 @@ class MasqueradeBlur(Node):
     """Blur each channel with a (2·radius + 1)² Gaussian kernel of sigma sigma_factor · (0.6 ·
     radius - 0.3), the picture's edges mirrored (reflect padding), as Masquerade's Blur does.
     A mask stays a mask and RGB or RGBA keep their channels; a 1-channel image [B, H, W, 1] comes
-    back a mask [B, H, W], as the pack gives it. The picture must be bigger than radius each way."""
+    back a mask [B, H, W], as the pack gives it. The picture must be bigger than radius each way.
+    ComfyUI's class name "Blur" runs this node; ComfyUI-post-processing-nodes' Blur (blur_radius,
+    sigma) registers the same name and is PostProcBlur here."""
     category = CATEGORY
     image: IMAGE
     radius: int = Int(10, min=0, max=48)
     sigma_factor: float = Float(1.0, min=0.01, max=3.0, step=0.01)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("Blur",))
+
+    @classmethod
+    def unknown_input(cls, name):
+        # ComfyUI-post-processing-nodes registers a "Blur" too; its inputs name that one
+        if name in ("blur_radius", "sigma"):
+            return ("ComfyUI's class \"Blur\" is Masquerade's Blur here (inputs: image, radius, sigma_factor); "
+                    f"{name} is an input of ComfyUI-post-processing-nodes' Blur, which graphflow has as "
+                    "PostProcBlur: expected class_type PostProcBlur for that node")
+        return None
 
     def run(self):
         import torch

@@ -12,11 +12,13 @@ KMeansQuantize, and the pack's Blur as PostProcBlur.
 
 Left out: the ComfyUI class name "Blur" stays with Masquerade's Blur (nodes/pack_nodes_masquerade.py
 claims it first; both packs register that name, and a UI save can't tell them apart: two numbers
-each). PostProcBlur is this pack's Blur under its own name.
+each). PostProcBlur is this pack's Blur under its own name; a saved "Blur" of this pack runs
+Masquerade's Blur (an API prompt's blur_radius / sigma are refused there, naming PostProcBlur).
 
 Where the pack draws unseeded random numbers (Dissolve's torch.rand_like, FilmGrain's numpy
 global generator) these nodes seed a generator of their own at 0 each run, so a result equals the
-pack's after torch.manual_seed(0) / np.random.seed(0). Where the pack's code fails, these nodes
+pack's after torch.manual_seed(0) / np.random.seed(0) (Dissolve's: for float32 images on the
+CPU, see its help). Where the pack's code fails, these nodes
 give the evident result instead: KuwaharaBlur on a batch (image by image), Vignette on a picture
 that is not square, PixelSort with a mask given as an IMAGE [B, H, W, C] (its first channel);
 KMeansQuantize quantizes the whole batch (the old pack only its first image). RGBA pictures lose
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Float, Int, Node, NodeInputError, check_interrupted
 from nodes.image import _image
-from nodes.image_ops import _blend, _gaussian, quantize
+from nodes.image_ops import _blend, _gaussian, quantize, separable_blur
+from nodes.pack_nodes_essentials_misc import text_font
 
 COMFY_PACK = "ComfyUI-post-processing-nodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -41,7 +44,10 @@ TINTS = {  # ColorTint's modes, in the pack's order: the grey picture is multipl
     "navy": (0.3, 0.4, 0.7), "vintage": (0.9, 0.85, 0.7), "rose": (1.0, 0.8, 0.9), "teal": (0.3, 0.8, 0.8),
     "maroon": (0.7, 0.3, 0.5), "peach": (1.0, 0.8, 0.6), "lavender": (0.8, 0.6, 1.0), "olive": (0.6, 0.7, 0.4),
 }
-GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # the pack's luma weights for ColorTint and Sepia
+GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+# KMeansQuantize's most pixels × colors × iterations an image: OpenCV's k-means does some 4·10^9 a
+# second on a fast CPU, so an image takes 5 s at most (1024² at 256 colors, precision 10, fits)
+KMEANS_MOST_WORK = 2 * 10 ** 10  # the pack's luma weights for ColorTint and Sepia
 # the later pack's raw string: a backslash before the quote and before the slash
 ASCII_CHARS = r" .'`^\",:;I1!i><-+_-?][}{1)(|\/tfjrxnuvczXYUCLQ0OZmwqpbdkhao*#MW&8%B@$"
 
@@ -63,34 +69,39 @@ def _combined(a, b, name: str, combine):
 
 
 def _pixels(image):
-    """A [H, W, C] float picture as the pack's 8-bit numpy array (x * 255, cut to whole levels)."""
+    """A [H, W, C] float picture as the pack's 8-bit numpy array (x * 255, cut to whole levels);
+    float32 first, as numpy has no bfloat16."""
     import numpy as np
-    return (image.cpu().numpy() * 255).astype(np.uint8)
+    return (image.cpu().float().numpy() * 255).astype(np.uint8)
 
 
-def _padded_conv(image, kernel):
-    """Each channel of [B, H, W, C] convolved with the 2-D kernel, the borders zero (the pack's
-    conv2d with padding of half the kernel)."""
-    import torch.nn.functional as F
-    channels, size = image.shape[-1], kernel.shape[-1]
-    weights = kernel.to(image).expand(channels, 1, size, size)
-    return F.conv2d(image.movedim(-1, 1), weights, padding=size // 2, groups=channels).movedim(1, -1)
+def _zero_border_blur(image, line):
+    """Each channel of [B, H, W, C] convolved with the 2-D kernel line ⊗ line (line: odd length),
+    the borders zero, as the pack's conv2d with padding of half the kernel: done as two 1-D passes,
+    image by image, so a wide kernel on a big picture takes seconds at most and can be stopped."""
+    import torch
+    out = []
+    for picture in image:
+        check_interrupted()
+        out.append(separable_blur(picture.movedim(-1, 0)[None], line, border="zeros")[0].movedim(0, -1))
+    return torch.stack(out)
 
 
-def _gaussian_2d(radius: int, sigma: float):
-    """The pack's Gaussian kernel: positions spread over -1..1 whatever the size (sigma in units of
-    the radius), exp(-d² / 2σ²) normalised; the outer product of ComfyUI's 1-D one."""
-    line = _gaussian(radius, sigma)
-    return line[:, None] * line[None, :]
+def _pack_gaussian_blur(image, radius: int, sigma: float):
+    """The pack's Gaussian over a (2·radius + 1)² square, borders zero. Its kernel spreads the
+    positions over -1..1 whatever the size (sigma in units of the radius), exp(-d² / 2σ²)
+    normalised: the outer product of ComfyUI's 1-D one (_gaussian)."""
+    return _zero_border_blur(image, _gaussian(radius, sigma))
 
 
-def _sharpen_kernel(radius: int, alpha: float):
-    """The pack's sharpen kernel: -alpha everywhere, size² · alpha in the centre (it sums to alpha)."""
+def _pack_sharpen(image, radius: int, alpha: float):
+    """The pack's sharpen kernel, borders zero: -alpha on a (2·radius + 1)² square with size² · alpha
+    in the centre (it sums to alpha), i.e. alpha · ((size² + 1) · image - the square's sum), the
+    sum taken in two 1-D passes."""
     import torch
     size = 2 * radius + 1
-    kernel = -torch.ones(size, size)
-    kernel[radius, radius] = size * size
-    return kernel * alpha
+    square_sum = _zero_border_blur(image, torch.ones(size, dtype=torch.float64))
+    return alpha * ((size * size + 1) * image - square_sum)
 
 
 # -- blends -----------------------------------------------------------------------------------
@@ -160,8 +171,10 @@ class PostProcBlend(Node):
 class PostProcDissolve(Node):
     """Each value (pixel and channel) of image1 where a uniform random draw is below
     dissolve_factor, else image2's, as the pack's Dissolve does. The pack draws unseeded
-    (torch.rand_like); here the draw is seeded at 0 each run, so a run repeats itself and equals the
-    pack's after torch.manual_seed(0)."""
+    (torch.rand_like); here the draw is float32 on the CPU, seeded at 0 each run, so a run repeats
+    itself (on any device). It equals the pack's after torch.manual_seed(0) for float32 images on
+    the CPU only: the pack's draw for a float64 image, or on a GPU (from CUDA's generator), gives
+    other numbers."""
     category = "postprocessing/Blends"
     image1: IMAGE
     image2: IMAGE
@@ -178,12 +191,15 @@ class PostProcDissolve(Node):
 
 
 class PostProcDodgeAndBurn(Node):
-    """Lighten (dodge) or darken (burn) the image by mask · intensity, as the pack's DodgeAndBurn
-    does: dodge image / (1 - m + 1e-7), burn 1 - (1 - image) / (m + 1e-7), color_dodge and
-    color_burn the same without the 1e-7 (where mask < 1, resp. mask > 0), linear_dodge / linear_burn
-    image ± m clamped; dodge_and_burn is dodge then burn, burn_and_dodge the other way. mask is an
-    IMAGE (same shape, or broadcastable). As in the pack, dodge and burn are not clamped: values
-    may leave 0..1 (and a zero intensity with color_burn divides by zero)."""
+    """Lighten (dodge) or darken (burn) the image by m = mask · intensity, as the pack's
+    DodgeAndBurn does: dodge image / (1 - m + 1e-7), burn 1 - (1 - image) / (m + 1e-7),
+    color_dodge and color_burn the same without the 1e-7, where the mask itself (not m) is below 1,
+    resp. above 0 (elsewhere the image is kept: a mask of exactly 1 leaves color_dodge's image as it
+    is, whatever the intensity), linear_dodge / linear_burn image ± m clamped; dodge_and_burn is
+    dodge then burn, burn_and_dodge the other way. mask is an IMAGE (same shape, or
+    broadcastable). As in the pack, dodge and burn are not clamped: values may leave 0..1, and
+    color_burn at intensity 0 divides by zero where the mask is above 0 (-inf, or NaN where the
+    image is 1)."""
     category = "postprocessing/Blends"
     image: IMAGE
     mask: IMAGE
@@ -197,20 +213,22 @@ class PostProcDodgeAndBurn(Node):
         image, mask = _image(self.image, "image"), _image(self.mask, "mask")
         steps = {"dodge_and_burn": ("dodge", "burn"), "burn_and_dodge": ("burn", "dodge")}.get(self.mode, (self.mode,))
         for step in steps:
-            image = _combined(image, mask, "mask", lambda x, m: _dodge_or_burn(x, m * self.intensity, step))
+            image = _combined(image, mask, "mask", lambda x, m: _dodge_or_burn(x, m, self.intensity, step))
         return image
 
 
-def _dodge_or_burn(image, m, mode: str):
+def _dodge_or_burn(image, mask, intensity: float, mode: str):
+    """One step of the pack's DodgeAndBurn; color_dodge / color_burn pick by the raw mask, as the pack."""
     import torch
+    m = mask * intensity
     if mode == "dodge":
         return image / (1 - m + 1e-7)
     if mode == "burn":
         return 1 - (1 - image) / (m + 1e-7)
     if mode == "color_dodge":
-        return torch.where(m < 1, image / (1 - m), image)
+        return torch.where(mask < 1, image / (1 - m), image)
     if mode == "color_burn":
-        return torch.where(m > 0, 1 - (1 - image) / m, image)
+        return torch.where(mask > 0, 1 - (1 - image) / m, image)
     if mode == "linear_dodge":
         return (image + m).clamp(0, 1)
     return (image - m).clamp(0, 1)
@@ -220,8 +238,10 @@ def _dodge_or_burn(image, m, mode: str):
 
 
 class PostProcBlur(Node):
-    """The pack's Blur (under its own name here: ComfyUI's "Blur" class is Masquerade's, which
-    claims the name first). A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
+    """The pack's Blur, under graphflow's name PostProcBlur only: ComfyUI's class name "Blur" is
+    Masquerade's Blur here, which claims the name first, so a saved "Blur" node of this pack runs
+    Masquerade's Blur, its two widgets read as radius and sigma_factor (an API prompt's blur_radius
+    and sigma are refused, naming this node): change such a node to PostProcBlur. A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
     the radius (the kernel spans -1..1, as ComfyUI's ImageBlur), the borders taken as black (zero
     padding, as the pack's conv2d), so the edges darken."""
     category = "postprocessing/Filters"
@@ -231,7 +251,7 @@ class PostProcBlur(Node):
     outputs = {"IMAGE": IMAGE}
 
     def run(self):
-        return _padded_conv(_image(self.image, "image"), _gaussian_2d(self.blur_radius, self.sigma))
+        return _pack_gaussian_blur(_image(self.image, "image"), self.blur_radius, self.sigma)
 
 
 class PostProcSharpen(Node):
@@ -247,7 +267,7 @@ class PostProcSharpen(Node):
 
     def run(self):
         image = _image(self.image, "image")
-        return _padded_conv(image, _sharpen_kernel(self.sharpen_radius, self.alpha)).clamp(0, 1)
+        return _pack_sharpen(image, self.sharpen_radius, self.alpha).clamp(0, 1)
 
 
 def kuwahara(picture, method: str, radius: int):
@@ -420,8 +440,6 @@ class PostProcColorTint(Node):
 
     def run(self):
         image = _rgb(self.image, "image")
-        if self.strength == 0:
-            return self.image
         return _tinted(image, TINTS[self.mode], self.strength)
 
 
@@ -436,8 +454,6 @@ class PostProcSepia(Node):
 
     def run(self):
         image = _rgb(self.image, "image")
-        if self.strength == 0:
-            return self.image
         return _tinted(image, TINTS["sepia"], self.strength)
 
 
@@ -496,7 +512,10 @@ class PostProcKMeansQuantize(Node):
     values, k-means++ start, one attempt, precision · 5 iterations or a 0.01 move), as the pack's
     old KMeansQuantize did. OpenCV's generator is seeded at 0 before each image (a fresh process's
     state, which the pack, unseeded, ran with on its first call). The pack quantized only the
-    batch's first image and gave a batch of one; here every image is quantized. RGB only."""
+    batch's first image and gave a batch of one; here every image is quantized. RGB only. Not in
+    the pack: pixels × colors × iterations (precision · 5) may be at most 2·10^10 an image (1024²
+    at 256 colors and precision 10, some 5 s of OpenCV's k-means on a fast CPU; at precision 100
+    it took 36 s), else the run is refused naming precision."""
     category = "postprocessing"
     image: IMAGE
     colors: int = Int(16, min=1, max=256)
@@ -507,10 +526,20 @@ class PostProcKMeansQuantize(Node):
     def run(self):
         import torch
         image = _rgb(self.image, "image")
-        if self.colors > image.shape[1] * image.shape[2]:
-            raise NodeInputError("colors", f"{self.colors} clusters for {image.shape[1] * image.shape[2]} pixels: "
+        pixels = image.shape[1] * image.shape[2]
+        if self.colors > pixels:
+            raise NodeInputError("colors", f"{self.colors} clusters for {pixels} pixels: "
                                            "expected at most one per pixel")
-        return torch.stack([torch.from_numpy(self._quantized(p.cpu().numpy())) for p in image]).to(image)
+        work = pixels * self.colors * self.precision * 5
+        if work > KMEANS_MOST_WORK:
+            raise NodeInputError("precision", f"{pixels} pixels × {self.colors} colors × {self.precision * 5} "
+                                              f"iterations is {work:.3g} an image: expected at most "
+                                              f"{KMEANS_MOST_WORK:.0e} (lower precision or colors, or a smaller image)")
+        out = []
+        for picture in image:
+            check_interrupted()  # OpenCV's k-means can't be stopped inside: between images
+            out.append(torch.from_numpy(self._quantized(picture.cpu().float().numpy())))
+        return torch.stack(out).to(image)
 
     def _quantized(self, picture):
         import cv2
@@ -542,7 +571,6 @@ class PostProcAsciiArt(Node):
     def run(self):
         import numpy as np
         import torch
-        from nodes.pack_nodes_kj3 import _text_font
         image = _rgb(self.image, "image")
         height, width = image.shape[1:3]
         if self.char_size < 1 or width // self.char_size < 1 or height // self.char_size < 1:
@@ -550,7 +578,7 @@ class PostProcAsciiArt(Node):
                                               f"sides ({width}x{height})")
         if self.font_size < 1:
             raise NodeInputError("font_size", "0: expected 1 or more")
-        font = _text_font("arial.ttf", self.font_size)
+        font = text_font("arial.ttf", self.font_size)
         drawn = [np.array(self._drawn(_pixels(p), font)) for p in image]
         return torch.from_numpy(np.stack(drawn)).float().div(255.0).to(image)
 
@@ -636,7 +664,9 @@ class PostProcFilmGrain(Node):
     clamped; then temperature (above 0 red · (1 + t/100), green · (1 + 0.4 t/100), below 0 blue ·
     (1 - t/100), clamped) and a radial vignette (1 - r · min(vignette, 1)). The pack draws its
     noise from numpy's global generator, unseeded; here from a generator seeded at 0 each run (the
-    images of a batch drawing in turn), so the result equals the pack's after np.random.seed(0)."""
+    images of a batch drawing in turn), so the result equals the pack's after np.random.seed(0).
+    Where the noise comes out flat (a 1x1 or 2x2 picture: every pixel on the noise's lattice) the
+    pack's stretch divides 0 by 0 and gives NaN; here that picture gets no grain."""
     category = "postprocessing/Effects"
     image: IMAGE
     intensity: float = Float(0.2, min=0.0, max=1.0, step=0.01)
@@ -653,9 +683,11 @@ class PostProcFilmGrain(Node):
         height, width = image.shape[1:3]
         rng = np.random.RandomState(0)
         out = []
-        for picture in image.cpu().numpy():
+        for picture in image.cpu().float().numpy():  # numpy has no bfloat16
             noise = _pack_perlin(rng, height, width, self.scale)
-            noise = (noise - noise.min()) / (noise.max() - noise.min())
+            spread = noise.max() - noise.min()
+            # flat noise (a tiny picture, every pixel on the noise's lattice): no grain, not the pack's NaN
+            noise = (noise - noise.min()) / spread if spread > 0 else np.full_like(noise, 0.5)
             grain = np.clip(picture + ((noise * 2 - 1) * self.intensity)[:, :, None], 0, 1)
             if self.temperature != 0:
                 grain = np.clip(_warmer(grain.copy(), self.temperature), 0, 1)
@@ -668,7 +700,9 @@ class PostProcFilmGrain(Node):
 class PostProcGlow(Node):
     """image + blur(image) · intensity, clamped to 0..1, as the pack's Glow does; the blur is the
     pack's Gaussian over a (2·blur_radius + 1)² square with sigma blur_radius / 3 in units of the
-    radius (the kernel spans -1..1: a mild blur whatever the radius), borders zero."""
+    radius, borders zero. The kernel spans -1..1, so its edge weighs exp(-4.5 / blur_radius²) of
+    its centre: at blur_radius 1 a slight blur (0.01), at 2 a Gaussian (0.32), from 3 on close to a
+    box blur of that width (0.61 at 3, 0.84 at 5, near 1 beyond)."""
     category = "postprocessing/Effects"
     image: IMAGE
     intensity: float = Float(1.0, min=0.0, max=5.0, step=0.01)
@@ -678,14 +712,15 @@ class PostProcGlow(Node):
 
     def run(self):
         image = _image(self.image, "image")
-        blurred = _padded_conv(image, _gaussian_2d(self.blur_radius, self.blur_radius / 3))
+        blurred = _pack_gaussian_blur(image, self.blur_radius, self.blur_radius / 3)
         return (image + blurred * self.intensity).clamp(0, 1)
 
 
 class PostProcPencilSketch(Node):
     """A pencil sketch, as the pack's PencilSketch does: the grey picture (mean of the channels)
-    inverted and blurred (the pack's Gaussian, sigma blur_radius / 3 in units of the radius,
-    borders zero), the grey divided by 1 - that (colour dodge, clamped), then sharpened with the
+    inverted and blurred (the pack's Gaussian over a (2·blur_radius + 1)² square, sigma
+    blur_radius / 3 in units of the radius, borders zero: as in Glow, from blur_radius 3 on close to
+    a box blur of that width), the grey divided by 1 - that (colour dodge, clamped), then sharpened with the
     pack's 3x3 kernel times sharpen_alpha (0: not sharpened). Gives RGB."""
     category = "postprocessing/Effects"
     image: IMAGE
@@ -697,10 +732,10 @@ class PostProcPencilSketch(Node):
     def run(self):
         image = _image(self.image, "image")
         grey = image.mean(-1, keepdim=True).expand(*image.shape[:3], 3)
-        blurred = _padded_conv(1 - grey, _gaussian_2d(self.blur_radius, self.blur_radius / 3))
+        blurred = _pack_gaussian_blur(1 - grey, self.blur_radius, self.blur_radius / 3)
         sketch = (grey / (1 - blurred + 1e-7)).clamp(0, 1)
         if self.sharpen_alpha != 0.0:
-            sketch = _padded_conv(sketch, _sharpen_kernel(1, self.sharpen_alpha)).clamp(0, 1)
+            sketch = _pack_sharpen(sketch, 1, self.sharpen_alpha).clamp(0, 1)
         return sketch
 
 
@@ -758,15 +793,19 @@ class PostProcPixelSort(Node):
                                          f"mask per image ({len(image)})")
         channel = ("hue", "saturation", "value").index(self.sort_by)
         out = []
-        for picture, marks in zip(image.cpu().float().numpy(), (mask.cpu().numpy() > 0).astype(np.uint8)):
+        for picture, marks in zip(image.cpu().float().numpy(), (mask.cpu().float().numpy() > 0).astype(np.uint8)):
             check_interrupted()
             hsv = cv2.cvtColor(picture, cv2.COLOR_RGB2HSV)
             hsv[..., 0] /= 2.0
             keys = hsv[..., channel]
             if self.direction == "vertical":
                 picture, keys, marks = picture.transpose(1, 0, 2), keys.T, marks.T
-            lines = np.stack([_sorted_line(p, k, _edge_ends(m), self.span_limit, self.order == "backward")
-                              for p, k, m in zip(picture, keys, marks)])
+            lines = []
+            for i, (p, k, m) in enumerate(zip(picture, keys, marks)):
+                if i % 64 == 0:
+                    check_interrupted()  # a Python loop per line: a big picture takes seconds
+                lines.append(_sorted_line(p, k, _edge_ends(m), self.span_limit, self.order == "backward"))
+            lines = np.stack(lines)
             out.append(torch.from_numpy(lines.transpose(1, 0, 2) if self.direction == "vertical" else lines))
         return torch.stack(out).to(image)
 

@@ -6,6 +6,8 @@ UI-format save and an API prompt under the pack's class names, with export round
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -105,24 +107,44 @@ def test_dissolve_draws_as_the_pack_after_seeding_torch(registry):
     assert torch.equal(out, (a * keep + b * (1 - keep)).clamp(0, 1))
     again = call(registry, "PostProcDissolve", image1=a, image2=b, dissolve_factor=0.4)
     assert torch.equal(out, again)
+    # the help's limit: float64 (the pack's rand_like draws float64 numbers) is not the pack's draw
+    out = call(registry, "PostProcDissolve", image1=a.double(), image2=b.double(), dissolve_factor=0.4)
+    assert torch.equal(out, (a.double() * keep + b.double() * (1 - keep)).clamp(0, 1))  # our float32 draw
+    torch.manual_seed(0)
+    assert not torch.equal(keep.double(), (torch.rand_like(a.double()) < 0.4).double())
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcDissolve", image1=a, image2=_images(2, width=5), dissolve_factor=0.4)
     assert e.value.input == "image2"
 
 
 def test_dodge_and_burn_modes(registry):
+    """The pack's dodge / burn on m = mask · intensity, with color_dodge / color_burn choosing by
+    the raw mask (mask < 1, mask > 0): areas of exactly 0 and 1 in the mask tell the two apart."""
     image, mask = _images(1) * 0.9 + 0.05, _images(2)
+    mask[:, :5] = 1.0
+    mask[:, 5:9] = 0.0
     m = mask * 0.6
     dodge = lambda x: x / (1 - m + 1e-7)  # noqa: E731
     burn = lambda x: 1 - (1 - x) / (m + 1e-7)  # noqa: E731
     wants = {"dodge": dodge(image), "burn": burn(image), "dodge_and_burn": burn(dodge(image)),
              "burn_and_dodge": dodge(burn(image)),
-             "color_dodge": torch.where(m < 1, image / (1 - m), image),
-             "color_burn": torch.where(m > 0, 1 - (1 - image) / m, image),
+             "color_dodge": torch.where(mask < 1, image / (1 - mask * 0.6), image),
+             "color_burn": torch.where(mask > 0, 1 - (1 - image) / (mask * 0.6), image),
              "linear_dodge": (image + m).clamp(0, 1), "linear_burn": (image - m).clamp(0, 1)}
     for mode, want in wants.items():
         out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.6, mode=mode)
         assert torch.allclose(out, want, rtol=1e-5, atol=1e-6), mode
+    out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.6, mode="color_dodge")
+    assert torch.equal(out[:, :5], image[:, :5])  # mask 1: kept, not image / (1 - 0.6)
+    assert torch.allclose(out[:, 9:], image[:, 9:] / (1 - mask[:, 9:] * 0.6))
+    out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.6, mode="color_burn")
+    assert torch.equal(out[:, 5:9], image[:, 5:9])  # mask 0: kept
+    flat, ones = torch.full((1, 2, 2, 3), 0.4), torch.ones(1, 2, 2, 3)
+    out = call(registry, "PostProcDodgeAndBurn", image=flat, mask=ones, intensity=0.5, mode="color_dodge")
+    assert torch.equal(out, flat)  # the pack's 0.4, not 0.4 / (1 - 0.5)
+    # intensity 0: the pack's color_burn divides by zero where the mask is above 0
+    out = call(registry, "PostProcDodgeAndBurn", image=image, mask=mask, intensity=0.0, mode="color_burn")
+    assert torch.isneginf(out[:, 9:][mask[:, 9:] > 0]).all() and torch.equal(out[:, 5:9], image[:, 5:9])
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcDodgeAndBurn", image=image, mask=mask[..., 0], intensity=0.6, mode="dodge")
     assert e.value.input == "mask"
@@ -140,6 +162,61 @@ def test_blur_sharpen_and_glow_use_the_packs_kernels_with_zero_borders(registry)
     out = call(registry, "PostProcGlow", image=image, intensity=0.8, blur_radius=4)
     blurred = _pack_conv(image, _pack_kernel(9, (9 - 1) / 6))
     assert torch.allclose(out, (image + blurred * 0.8).clamp(0, 1), atol=1e-6)
+    # Glow's and PencilSketch's help: the kernel's edge against its centre, near a box from radius 3
+    for radius, edge in ((1, 0.011), (2, 0.32), (3, 0.61), (5, 0.84)):
+        kernel = _pack_kernel(2 * radius + 1, radius / 3)
+        assert abs(kernel[0, radius] / kernel[radius, radius] - edge) < 0.01, radius
+
+
+class _CountedInterrupt:
+    """A run's interrupt event that is never set, counting how often the node looks at it."""
+
+    def __init__(self):
+        self.checks = 0
+
+    def is_set(self):
+        self.checks += 1
+        return False
+
+
+@contextlib.contextmanager
+def _interrupt_checks(interrupt=None):
+    """Run a node's run() as inside a run whose interrupt event is `interrupt` (default: counted)."""
+    from graphflow.context import NodeContext, _current
+    interrupt = interrupt or _CountedInterrupt()
+    token = _current.set(NodeContext("run", "1", "node", lambda event: None, interrupt))
+    try:
+        yield interrupt
+    finally:
+        _current.reset(token)
+
+
+def test_wide_kernels_in_two_passes_equal_the_packs_2d_kernels(registry):
+    """The largest radii (Glow 50, PencilSketch 31, Blur and Sharpen 15) as two 1-D passes equal
+    the pack's full 2-D conv2d within 1e-5 (Sharpen's 961 · alpha centre in float64: in float32
+    both ways round at 1e-4), checking for an interrupt between passes and images."""
+    import threading
+
+    from graphflow.context import Interrupted
+    image = _images(20, batch=2, height=40, width=56)
+    out = call(registry, "PostProcBlur", image=image, blur_radius=15, sigma=0.4)
+    assert (out - _pack_conv(image, _pack_kernel(31, 0.4))).abs().max() < 1e-5
+    with _interrupt_checks() as interrupt:
+        out = call(registry, "PostProcGlow", image=image, intensity=0.3, blur_radius=50)
+    assert interrupt.checks >= 4  # each image, and between its two passes
+    assert (out - (image + _pack_conv(image, _pack_kernel(101, 100 / 6)) * 0.3).clamp(0, 1)).abs().max() < 1e-5
+    out = call(registry, "PostProcPencilSketch", image=image, blur_radius=31, sharpen_alpha=0.0)
+    grey = image.mean(-1, keepdim=True).expand(-1, -1, -1, 3)
+    want = (grey / (1 - _pack_conv(1 - grey, _pack_kernel(63, 31 / 3)) + 1e-7)).clamp(0, 1)
+    assert (out - want).abs().max() < 1e-5
+    wide = image.double()
+    out = call(registry, "PostProcSharpen", image=wide, sharpen_radius=15, alpha=5.0)
+    kernel = _pack_sharpen_kernel(31, 5.0).double()
+    assert out.dtype == torch.float64 and (out - _pack_conv(wide, kernel).clamp(0, 1)).abs().max() < 1e-5
+    stop = threading.Event()
+    stop.set()
+    with _interrupt_checks(stop), pytest.raises(Interrupted):
+        call(registry, "PostProcGlow", image=image, intensity=0.3, blur_radius=50)
 
 
 def test_pencil_sketch_follows_the_packs_steps(registry):
@@ -260,8 +337,19 @@ def test_color_correct_follows_pillow_and_opencv(registry):
 def test_color_tint_sepia_parabolize_and_solarize_formulas(registry):
     image = _images(9)
     grey = (image * torch.tensor([0.2989, 0.5870, 0.1140])).sum(-1, keepdim=True)
-    out = call(registry, "PostProcColorTint", image=image, strength=0.6, mode="teal")
-    assert torch.allclose(out, grey * torch.tensor([0.3, 0.8, 0.8]) * 0.6 + image * 0.4, atol=1e-6)
+    pack_tints = {  # the pack's mode_filters, in its order
+        "sepia": [1.0, 0.8, 0.6], "red": [1.0, 0.6, 0.6], "green": [0.6, 1.0, 0.6], "blue": [0.6, 0.8, 1.0],
+        "cyan": [0.6, 1.0, 1.0], "magenta": [1.0, 0.6, 1.0], "yellow": [1.0, 1.0, 0.6], "purple": [0.8, 0.6, 1.0],
+        "orange": [1.0, 0.7, 0.3], "warm": [1.0, 0.9, 0.7], "cool": [0.7, 0.9, 1.0], "lime": [0.7, 1.0, 0.3],
+        "navy": [0.3, 0.4, 0.7], "vintage": [0.9, 0.85, 0.7], "rose": [1.0, 0.8, 0.9], "teal": [0.3, 0.8, 0.8],
+        "maroon": [0.7, 0.3, 0.5], "peach": [1.0, 0.8, 0.6], "lavender": [0.8, 0.6, 1.0], "olive": [0.6, 0.7, 0.4]}
+    assert list(registry.get("PostProcColorTint").input_specs["mode"].widget.choices()) == list(pack_tints)
+    for mode, rgb in pack_tints.items():
+        out = call(registry, "PostProcColorTint", image=image, strength=0.6, mode=mode)
+        assert torch.allclose(out, grey * torch.tensor(rgb) * 0.6 + image * 0.4, atol=1e-6), mode
+    for node_type in ("PostProcColorTint", "PostProcSepia"):  # strength 0 (the pack's no-op branch) can't reach run()
+        with pytest.raises(ValueError):
+            registry.get(node_type).widget_model.model_validate({"strength": 0.0})
     out = call(registry, "PostProcSepia", image=image, strength=1.0)
     assert torch.allclose(out, grey * torch.tensor([1.0, 0.8, 0.6]), atol=1e-6)
     out = call(registry, "PostProcParabolize", image=image, coeff=-2.5, vertex_x=0.3, vertex_y=0.9)
@@ -295,6 +383,13 @@ def test_kmeans_quantize_follows_opencv_seeded(registry):
     with pytest.raises(NodeInputError) as e:
         call(registry, "PostProcKMeansQuantize", image=_images(1, height=2, width=2), colors=5, precision=1)
     assert e.value.input == "colors"
+    with _interrupt_checks() as interrupt:
+        call(registry, "PostProcKMeansQuantize", image=_images(11, batch=3, height=6, width=5), colors=2, precision=1)
+    assert interrupt.checks >= 3  # each image
+    big = torch.zeros(1, 1024, 1024, 3)  # 1024² × 256 × 500 iterations: 36 s in the pack, refused here
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "PostProcKMeansQuantize", image=big, colors=256, precision=100)
+    assert e.value.input == "precision" and "at most 2e+10" in str(e.value)
 
 
 # -- effects ----------------------------------------------------------------------------------
@@ -380,6 +475,14 @@ def test_film_grain_equals_the_pack_after_seeding_numpy(registry):
         want = _pack_film_grain(image, *settings)
         assert np.allclose(out.numpy(), want.astype(np.float32), atol=1e-6), settings
         assert not torch.equal(out[0], out[1])  # the batch's images draw in turn
+    for height, width in ((1, 1), (1, 2), (2, 2)):  # flat noise: the pack's stretch gives NaN
+        tiny = _images(14, batch=1, height=height, width=width)
+        np.random.seed(0)
+        with np.errstate(invalid="ignore"):
+            assert np.isnan(_pack_film_grain(tiny, 0.3, 10.0, 0.0, 0.0)).all()
+        out = call(registry, "PostProcFilmGrain", image=tiny, intensity=0.3, scale=10.0, temperature=0.0,
+                   vignette=0.0)
+        assert torch.equal(out, tiny), (height, width)  # no grain
 
 
 def _pack_pixel_sort(img, mask, horizontal, span_limit, key, reverse):
@@ -435,6 +538,12 @@ def test_pixel_sort_matches_the_packs_loops(registry):
                         want = _pack_pixel_sort(image[b].numpy(), mask[b].numpy(), direction == "horizontal",
                                                 span_limit or None, key, order == "backward")
                         assert np.array_equal(out[b].numpy(), want), (direction, span_limit, sort_by, order)
+    tall = _images(15, batch=1, height=130, width=6)
+    with _interrupt_checks() as interrupt:
+        out = call(registry, "PostProcPixelSort", image=tall, mask=torch.zeros(1, 130, 6), direction="horizontal",
+                   span_limit=0, sort_by="value", order="forward")
+    assert interrupt.checks >= 3  # every 64 lines
+    assert np.array_equal(out[0].numpy(), _pack_pixel_sort(tall[0].numpy(), np.zeros((130, 6)), True, None, 2, False))
     out = call(registry, "PostProcPixelSort", image=image, mask=mask[..., None].expand(-1, -1, -1, 3),
                  direction="horizontal", span_limit=0, sort_by="value", order="forward")
     assert np.array_equal(out[0].numpy(), _pack_pixel_sort(image[0].numpy(), mask[0].numpy(), True, None, 2, False))
@@ -492,6 +601,26 @@ def test_vignette_square_as_the_pack_and_other_shapes(registry):
     assert out[0, 0, 0].abs().max() < 1e-6 and out[0, 4:6, 14:16].max() > 0
     same = call(registry, "PostProcVignette", image=wide, vignette=0.0)
     assert same is wide
+
+
+def test_bfloat16_images_run_as_their_float32_values(registry):
+    """numpy has no bfloat16: the nodes that go through numpy take the float32 values and give
+    bfloat16 back, as the same picture in float32 does."""
+    image = _images(21, batch=2, height=16, width=18).bfloat16()
+    mask = (torch.rand(2, 16, 18, generator=torch.Generator().manual_seed(4)) > 0.7).bfloat16()
+    runs = [("PostProcKuwaharaBlur", dict(blur_radius=2, method="mean")),
+            ("PostProcFilmGrain", dict(intensity=0.3, scale=4.0, temperature=10.0, vignette=0.2)),
+            ("PostProcColorCorrect", dict(temperature=20, hue=10, brightness=5, contrast=10, saturation=20, gamma=1.2)),
+            ("PostProcHSVThresholdMask", dict(low_threshold=0.2, high_threshold=0.7, hsv_channel="value")),
+            ("PostProcQuantize", dict(colors=6, dither="none")),
+            ("PostProcKMeansQuantize", dict(colors=3, precision=1)),
+            ("PostProcPixelSort", dict(mask=mask, direction="vertical", span_limit=0, sort_by="hue", order="forward"))]
+    for node_type, inputs in runs:
+        out = call(registry, node_type, image=image, **inputs)
+        same = {k: v.float() if torch.is_tensor(v) else v for k, v in inputs.items()}
+        want = call(registry, node_type, image=image.float(), **same)
+        assert out.dtype == want.dtype or out.dtype == torch.bfloat16, node_type
+        assert torch.equal(out.float(), want.to(out.dtype).float()), node_type
 
 
 def test_not_an_image_is_refused_by_name(registry):
@@ -625,6 +754,25 @@ def test_the_comfy_class_blur_stays_masquerades(registry):
                  "Vignette", "Sepia", "KMeansQuantize"):
         assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_post_processing", name
         assert custom_pack(name) is None, name
+    assert custom_pack("Blur") == "masquerade-nodes-comfyui"  # this pack names no class of its own
+
+
+def test_an_api_prompts_blur_with_this_packs_inputs_points_at_postprocblur(registry):
+    """"Blur" is Masquerade's; given this pack's inputs (blur_radius, sigma) the refusal names
+    PostProcBlur, and PostProcBlur takes them."""
+    from graphflow.validation import validate
+    image = {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}}
+    prompt = {"1": image, "2": {"class_type": "Blur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
+              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    problems = validate(parse_workflow(prompt, registry), registry)
+    assert sorted(p.input for p in problems) == ["blur_radius", "sigma"]
+    for problem in problems:
+        assert problem.node_type == "MasqueradeBlur" and "class_type PostProcBlur" in problem.message
+    prompt["2"]["class_type"] = "PostProcBlur"
+    assert validate(parse_workflow(prompt, registry), registry) == []
+    prompt["2"] = {"class_type": "Blur", "inputs": {"image": ["1", 0], "radius": 3, "sigma_factor": 1.0, "size": 2}}
+    (problem,) = validate(parse_workflow(prompt, registry), registry)
+    assert problem.input == "size" and problem.message.startswith("unknown input")
 
 
 def test_sizes_follow_the_image_for_the_resource_check(registry):

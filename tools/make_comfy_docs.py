@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from graphflow import comfy_pack_nodes
-from graphflow.comfy_format import CUSTOM_PACKS, comfy_catalogue, custom_pack
+from graphflow.comfy_format import CUSTOM_PACKS, PACK_NOTES, comfy_catalogue, custom_pack
 from graphflow.server.comfyui_messages import MESSAGE_TYPES
 from graphflow.server.comfyui_routes import ROUTES
 from graphflow.registry import Registry
@@ -238,8 +238,10 @@ def render() -> str:
             built_in.setdefault(packs[class_type], []).append(class_type)
     lines += ["An unknown class from one of these packs is named as coming from it; the classes listed as "
               "built in are graphflow nodes (table above).", ""]
-    lines += [f"- {pack}: " + ", ".join(f"`{n}`" for n in names)
-              + ("; built in: " + ", ".join(f"`{n}`" for n in built_in[pack]) if pack in built_in else "")
+    lines += [f"- {pack}: " + "; ".join(part for part in (
+                  ", ".join(f"`{n}`" for n in names),
+                  "built in: " + ", ".join(f"`{n}`" for n in built_in[pack]) if pack in built_in else "",
+                  PACK_NOTES.get(pack, "")) if part)
               for pack, names in CUSTOM_PACKS.items()]
     return "\n".join(lines).rstrip() + "\n"
 
