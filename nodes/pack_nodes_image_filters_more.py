@@ -456,13 +456,24 @@ class GameOfLife(Node):
 class ExtractNFrames(Node):
     """Pick `frames` evenly spaced frames (first and last included) from the images and masks, as
     Image-Filters' Extract N Frames does, with their indexes for Merge Frames By Index; fewer
-    frames than asked repeat the last. A missing input gives black 512x512 frames."""
+    frames than asked repeat the last. A missing input gives black 512x512 frames. frames stops
+    at 4096 (the pack sets no maximum; each frame is a copy)."""
     category = "image/filters/frames"
-    frames: int = Int(16, min=2, resource="batch")
+    frames: int = Int(16, min=2, max=4096, resource="batch")
     images: IMAGE = None
     masks: MASK = None
     outputs = {"index_list": LIST, "images": IMAGE, "masks": MASK}
     comfy = ComfyAlias(("ExtractNFrames",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """`frames` images (and masks) of the linked input's size, 512x512 without one."""
+        frames = widgets.get("frames")
+        if not isinstance(frames, int):
+            return Estimate(None)
+        source = inputs.get("images") or inputs.get("masks")
+        height, width = (source.height, source.width) if source is not None else (512, 512)
+        return Estimate(Size(frames, height, width))
 
     def run(self):
         import torch

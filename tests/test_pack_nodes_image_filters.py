@@ -662,8 +662,23 @@ def test_extract_and_merge_frames(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "MergeFramesByIndex", index_list=[9], orig_images=images, images=new)
     assert caught.value.input == "index_list"
-    assert default_estimate(registry.get("ExtractNFrames"), {"frames": 4}, {"images": Size(7, 2, 2)}).size == \
-        Size(4, 2, 2)
+    extract = registry.get("ExtractNFrames")
+    assert extract.estimate({"frames": 4}, {"images": Size(7, 2, 2)}).size == Size(4, 2, 2)
+    assert extract.estimate({"frames": 4}, {"masks": Size(7, 3, 5)}).size == Size(4, 3, 5)
+
+
+def test_extract_n_frames_declares_its_frames_without_inputs(registry):
+    """Nothing linked: `frames` black 512x512 frames, declared, so a long run is refused before it runs."""
+    from graphflow.resource_limits import SERVER_LIMITS
+    assert registry.get("ExtractNFrames").estimate({"frames": 100}, {}).size == Size(100, 512, 512)
+
+    def problems(frames, limits=None):
+        graph = {"1": {"type": "ExtractNFrames", "inputs": {"frames": frames}},
+                 "2": {"type": "PreviewImage", "inputs": {"images": ["1", 1]}}}
+        return {(p.node_id, p.input) for p in validate(parse_workflow({"nodes": graph}), registry, limits=limits)}
+    assert problems(100, SERVER_LIMITS) == {("1", "frames")}  # over the server's batch of 64
+    assert problems(16, SERVER_LIMITS) == set()
+    assert problems(100000) == {("1", "frames")}  # over the widget's maximum
 
 
 def test_sizes_from_inputs_are_declared(registry):
