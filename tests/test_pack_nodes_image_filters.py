@@ -327,6 +327,40 @@ def test_film_grain_is_its_formula(registry):
     close(got[0], np.clip((1 - (1 - image[0].numpy()) * grain) * 0.95 + 0.05, 0, 1), atol=1e-5)
 
 
+def measured_peak(fn):
+    """The most memory fn() holds at once beyond what it started with: torch's CPU allocations
+    (the profiler's, in order) plus numpy's peak (tracemalloc; numpy reports to it). A sum of two
+    peaks, so at most their true joint peak's double, at least it."""
+    import tracemalloc
+
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        tracemalloc.start()
+        try:
+            fn()
+            numpy_peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    held = torch_peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        held += event.self_cpu_memory_usage
+        torch_peak = max(torch_peak, held)
+    return torch_peak + numpy_peak
+
+
+def test_film_grain_declares_its_grains_memory(registry):
+    """At scale 0.25 the grain has 16 times the image's pixels: declared, and close to what it takes."""
+    image = rand(2, 32, 40, 3, seed=47)
+    call(registry, "BetterFilmGrain", image=image, scale=0.25)  # first run: imports, OpenCV's set-up
+    peak = measured_peak(lambda: call(registry, "BetterFilmGrain", image=image, scale=0.25))
+    declared = registry.get("BetterFilmGrain").estimate({"scale": 0.25}, {"image": Size(2, 32, 40)})
+    assert declared.size == Size(2, 32, 40)
+    assert 0.8 * peak <= declared.memory <= 1.5 * peak, (declared.memory, peak)
+    assert declared.memory >= 2 * 128 * 160 * 60  # the grain's pixels, 16 times the image's
+    unknown = registry.get("BetterFilmGrain").estimate({}, {"image": Size(2, 32, 40)})  # a linked scale
+    assert unknown.memory == declared.memory
+
+
 def test_film_grain_without_strength_only_lifts_the_toe(registry):
     image = rand(2, 6, 8, 4, seed=39)
     got = call(registry, "BetterFilmGrain", image=image, strength=0.0, toe=0.1, seed=5)
