@@ -14,8 +14,12 @@ latent filters, conditioning, noise and sigma nodes, and the generated frames.
 The pack's guided filter is OpenCV-contrib's cv2.ximgproc.guidedFilter, which graphflow does not
 depend on: `guided_filter` below is He et al.'s box-filter form written here in torch (OpenCV's
 float path: a window of 2r+1 mirrored at the border, eps added to the guide's (co)variance; a
-colour guide solves the per-pixel channel covariance). The other filters are the OpenCV calls the
-pack makes (opencv-python-headless is declared).
+colour guide solves the per-pixel channel covariance). It follows OpenCV's one departure from the
+formula: with a 3-channel guide and eps under 0.01, a window whose regularised covariance has a
+determinant under 1e-6 in size is solved with the determinant taken as 1 (a flat or grey guide
+there). It is computed in float64 where OpenCV works in float32, so results differ by float32's
+rounding. The other filters are the OpenCV calls the pack makes (opencv-python-headless is
+declared).
 
 Left out: AlphaMatte (pymatting's closed-form matting, a library graphflow does not depend on),
 BatchAlign and UnJitterImage's oflow_align (RAFT optical-flow weights the pack downloads),
@@ -98,7 +102,8 @@ def guided_filter(guide, source, radius: int, eps: float):
     2*radius+1, regularisation eps, each channel of the source filtered by all of the guide's:
     per window, the source is fitted as a linear function a . I + b of the guide
     (a = (cov(I) + eps U)^-1 cov(I, p), b = mean(p) - a . mean(I)); the output is the mean of
-    the fitted a and b over the windows covering a pixel, applied to the guide there.
+    the fitted a and b over the windows covering a pixel, applied to the guide there (a colour
+    guide with eps under 0.01: OpenCV's rule for a near-singular covariance, see the module).
     Computed in float64 one image at a time (GUIDED_BYTES_PER_PIXEL), given as float32."""
     import torch
     guide = guide if guide.ndim == 4 else guide.unsqueeze(-1)
@@ -123,9 +128,26 @@ def _guided_filter_one(guide, p, radius: int, eps: float):
     cov_ii = corr_ii - mean_i.unsqueeze(-1) * mean_i.unsqueeze(-2)
     cov_ip = corr_ip - mean_i.unsqueeze(-1) * mean_p.unsqueeze(-2)
     eye = torch.eye(guide.shape[-1], dtype=torch.float64, device=guide.device)
-    a = torch.linalg.solve(cov_ii + eps * eye, cov_ip)  # [1, H, W, G, C]
+    regularised = cov_ii + eps * eye
+    if guide.shape[-1] == 3 and eps < 1e-2:
+        a = _opencv_colour_solve(regularised, cov_ip)
+    else:
+        a = torch.linalg.solve(regularised, cov_ip)  # [1, H, W, G, C]
     b = mean_p - (a * mean_i.unsqueeze(-1)).sum(-2)
     return (_box(a, radius) * guide.unsqueeze(-1)).sum(-2) + _box(b, radius)
+
+
+def _opencv_colour_solve(m, rhs):
+    """m^-1 rhs as OpenCV-contrib's guided filter computes it for a 3-channel guide: the
+    adjugate over the determinant, where for eps under 0.01 a determinant under 1e-6 in size
+    counts as 1 (ComputeCovGuideInv_ParBody), so a flat or grey window's fit is the adjugate's."""
+    import torch
+    rows = [m[..., i, :] for i in range(3)]
+    adjugate = torch.stack([torch.linalg.cross(rows[1], rows[2]), torch.linalg.cross(rows[2], rows[0]),
+                            torch.linalg.cross(rows[0], rows[1])], -1)  # m is symmetric
+    det = (rows[0] * adjugate[..., :, 0]).sum(-1)
+    det = torch.where(det.abs() < 1e-6, torch.ones_like(det), det)
+    return adjugate @ rhs / det[..., None, None]
 
 
 def _guided_estimate(size, d: int = 1):

@@ -65,6 +65,33 @@ def paper_guided_filter(guide, p, r, eps):
     return (window_means(a, r) * guide).sum(-1) + window_means(b, r)
 
 
+def adjugate3(m):
+    """The adjugate of [..., 3, 3] matrices: the transposed cofactors (signed 2x2 minors)."""
+    adj = np.empty_like(m)
+    for i in range(3):
+        for j in range(3):
+            minor = np.delete(np.delete(m, i, -2), j, -1)
+            adj[..., j, i] = (-1) ** (i + j) * np.linalg.det(minor)
+    return adj
+
+
+def opencv_guided_filter(guide, p, r, eps):
+    """OpenCV-contrib's guided filter (modules/ximgproc/src/guided_filter.cpp) for a 3-channel
+    guide: the paper's formula, with (Sigma + eps U)^-1 taken as adj / det, and where eps < 1e-2
+    and |det| < 1e-6, det counted as 1 (ComputeCovGuideInv_ParBody)."""
+    guide, p = guide.astype(np.float64), p.astype(np.float64)
+    mu, mean_p = window_means(guide, r), window_means(p, r)
+    sigma = window_means(guide[..., :, None] * guide[..., None, :], r) - mu[..., :, None] * mu[..., None, :]
+    cov = window_means(guide * p[..., None], r) - mu * mean_p[..., None]
+    m = sigma + eps * np.eye(3)
+    det = np.linalg.det(m)
+    if eps < 1e-2:
+        det = np.where(np.abs(det) < 1e-6, 1.0, det)
+    a = (adjugate3(m) @ cov[..., None])[..., 0] / det[..., None]
+    b = mean_p - (a * mu).sum(-1)
+    return (window_means(a, r) * guide).sum(-1) + window_means(b, r)
+
+
 def paper_filter_batch(guide, images, r, eps):
     g, x = guide.numpy(), images.numpy()
     return np.stack([np.stack([paper_guided_filter(g[i], x[i, ..., c], r, eps) for c in range(x.shape[-1])], -1)
@@ -80,6 +107,21 @@ def test_guided_filter_is_the_papers_formula(radius, eps):
     mask = source[..., 0]  # a [B, H, W] source comes back [B, H, W]
     close(guided_filter(guide, mask, radius, eps), paper_filter_batch(guide, source[..., :1], radius, eps)[..., 0],
           atol=2e-5)
+
+
+def test_guided_filter_follows_opencvs_rule_for_a_near_singular_colour_guide():
+    """eps 0.001, a guide grey (three equal channels) on its left half: there det(Sigma + eps U)
+    is under 1e-6, and OpenCV divides the adjugate by 1 instead."""
+    guide = rand(1, 10, 12, 3, seed=48)
+    guide[:, :, :6] = guide[:, :, :6, :1]  # grey: a rank-1 covariance
+    source = rand(1, 10, 12, 2, seed=49)
+    want = np.stack([opencv_guided_filter(guide[0].numpy(), source[0, ..., c].numpy(), 2, 0.001) for c in range(2)],
+                    -1)
+    got = guided_filter(guide, source, 2, 0.001)[0]
+    close(got, want, atol=2e-5)
+    exact = paper_filter_batch(guide, source, 2, 0.001)[0]
+    assert np.abs(exact - want).max() > 1e-2  # the rule changes the result there
+    close(guided_filter(guide, source, 2, 0.01)[0], paper_filter_batch(guide, source, 2, 0.01)[0], atol=2e-5)
 
 
 def test_guided_filter_matches_opencv_contrib_where_installed():
