@@ -114,9 +114,11 @@ def guided_filter(guide, source, radius: int, eps: float):
     return q.squeeze(-1) if flat else q
 
 
-# The float64 working memory of one image's guided filter (RGB guide and source): about 80
-# values per pixel at the peak (the guide's 3x3 covariances, the 3x3 fits and their box sums).
-GUIDED_BYTES_PER_PIXEL = 8 * 80
+# The working memory of one image's guided filter (RGB guide and source), measured at its peak
+# with torch's profiler (tests/test_pack_nodes_image_filters.py): about 920 bytes per pixel, some
+# 115 float64 values (the float64 copies, the guide's 3x3 covariances and their box sums'
+# padded copies, the 3x3 fits, the float32 result); a little over it, so it is not under.
+GUIDED_BYTES_PER_PIXEL = 8 * 120
 
 
 def _guided_filter_one(guide, p, radius: int, eps: float):
