@@ -31,7 +31,8 @@ so the pack's class name would take over our own node's saves.
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, show
+from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+                           check_interrupted, show)
 from nodes.image import _image
 
 COMFY_PACK = "ComfyUI-Image-Filters"  # the custom node pack this module's ComfyUI classes come from
@@ -48,9 +49,11 @@ def _numpy(images):
 
 
 def _each(batch, filter_one):
-    """Apply an OpenCV call to each image (or mask) of a numpy batch, in place; the batch back as a tensor."""
+    """Apply an OpenCV call to each image (or mask) of a numpy batch, in place; the batch back as a
+    tensor. An interrupt stops it between images."""
     import torch
     for index, item in enumerate(batch):
+        check_interrupted()
         batch[index] = filter_one(item)
     return torch.from_numpy(batch)
 
@@ -109,8 +112,11 @@ def guided_filter(guide, source, radius: int, eps: float):
     guide = guide if guide.ndim == 4 else guide.unsqueeze(-1)
     flat = source.ndim == 3
     source = source.unsqueeze(-1) if flat else source
-    q = torch.cat([_guided_filter_one(guide[i:i + 1].double(), source[i:i + 1].double(), radius, eps)
-                   for i in range(len(source))]).float()
+    filtered = []
+    for i in range(len(source)):
+        check_interrupted()
+        filtered.append(_guided_filter_one(guide[i:i + 1].double(), source[i:i + 1].double(), radius, eps).float())
+    q = torch.cat(filtered)
     return q.squeeze(-1) if flat else q
 
 
@@ -703,6 +709,7 @@ def _adain(t, reference, factor: float, channel_dim: int):
     import torch
     out = t.clone()
     for i in range(t.shape[0]):
+        check_interrupted()
         for c in range(t.shape[channel_dim]):
             ref_sd, ref_mean = _std_mean(reference[i].select(channel_dim - 1, c))
             own = t[i].select(channel_dim - 1, c)
@@ -1084,6 +1091,7 @@ class NormalMapSimple(Node):
         t = _numpy(images)
         luma = t[..., :3].mean(-1)
         for i in range(len(t)):
+            check_interrupted()
             # the pack passes BORDER_REFLECT where OpenCV's Python takes the output array, so
             # OpenCV's default border (BORDER_REFLECT_101) is what it gets; so do we
             t[i, :, :, 0] = -cv2.Scharr(luma[i], -1, 1, 0)

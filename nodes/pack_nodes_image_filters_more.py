@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 
 from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, VAE, Bool, ComfyAlias,
-                           Estimate, Float, Int, Node, NodeInputError, Size, show, socket_type, warn)
+                           Estimate, Float, Int, Node, NodeInputError, Size, check_interrupted, show, socket_type, warn)
 from nodes.conditioning import _crop_to_multiple, _with_options
 from nodes.image import _image
 from nodes.image_ops import _gaussian
@@ -47,6 +47,7 @@ class ClampOutliers(Node):
         import torch
         samples = _latent(self.latents, "latents").clone()
         for i in range(samples.shape[0]):
+            check_interrupted()
             for c in range(samples.shape[1]):
                 sd, mean = _std_mean(samples[i, c])
                 samples[i, c] = torch.clamp(samples[i, c], min=mean - sd * self.std_dev, max=mean + sd * self.std_dev)
@@ -438,6 +439,7 @@ class GameOfLife(Node):
         kernel[0, 0, 1, 1] = 0
         frames, offs, ons = [grid], [torch.zeros_like(grid)], [torch.zeros_like(grid)]
         for _ in range(self.steps - 1):
+            check_interrupted()
             neighbours = F.conv2d(F.pad(grid, (1, 1, 1, 1), mode="circular"), kernel)
             alive = (neighbours == 3) | ((grid == 1) & (neighbours == 2))
             new = alive.float()

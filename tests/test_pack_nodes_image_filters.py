@@ -795,6 +795,43 @@ def test_guided_filters_declare_their_working_memory(registry):
     assert registry.get("BatchAverageUnJittered").estimate({}, {"images": Size(20, 6, 8)}).size == Size(2, 6, 8)
 
 
+# -- interrupts -------------------------------------------------------------------------------
+
+
+class InterruptAfter:
+    """An interrupt flag that reads as set from its (checks + 1)-th reading on, counting them."""
+
+    def __init__(self, checks):
+        self.checks, self.read = checks, 0
+
+    def is_set(self):
+        self.read += 1
+        return self.read > self.checks
+
+
+@pytest.mark.parametrize("node, inputs, checks", [
+    ("BlurImageFast", {"images": rand(5, 8, 8, 3)}, 2),  # per image
+    ("DilateErodeMask", {"masks": rand(5, 8, 8), "radius": 3, "shape": "circle"}, 2),
+    ("GuidedFilterImage", {"images": rand(4, 8, 8, 3), "guide": rand(4, 8, 8, 3), "size": 1}, 1),
+    ("AdainImage", {"images": rand(4, 8, 8, 3), "reference": rand(4, 8, 8, 3)}, 1),
+    ("GameOfLife", {"steps": 20000}, 5),  # per step: stopped long before the 20000th
+])
+def test_long_loops_stop_at_an_interrupt(registry, node, inputs, checks):
+    import threading
+
+    from graphflow.context import Interrupted, NodeContext, _current
+    flag = InterruptAfter(checks)
+    context = NodeContext("run", "1", node, emit=lambda event: None, interrupt=threading.Event())
+    context.interrupt = flag
+    token = _current.set(context)
+    try:
+        with pytest.raises(Interrupted):
+            call(registry, node, **inputs)
+    finally:
+        _current.reset(token)
+    assert flag.read == checks + 1  # it went on while not interrupted, and stopped at the first check after
+
+
 # -- the pack's graphs ------------------------------------------------------------------------
 
 
