@@ -58,9 +58,13 @@ def _each(batch, filter_one):
     return torch.from_numpy(batch)
 
 
-def _downscaled(images):
-    """The pack's shortcut for windows over 100 pixels: filter at a tenth of the size (bilinear)."""
+def _downscaled(images, name: str):
+    """The pack's shortcut for windows over 100 pixels: filter at a tenth of the size (bilinear);
+    under 10 pixels a side that would be nothing (the pack fails there too)."""
     import torch.nn.functional as F
+    if min(images.shape[1], images.shape[2]) < 10:
+        raise NodeInputError(name, f"a window over 100 pixels works at a tenth of the size: expected at least "
+                                   f"10x10 pixels, got {images.shape[2]}x{images.shape[1]} (use a smaller window)")
     return F.interpolate(images.movedim(-1, 1), scale_factor=0.1, mode="bilinear").movedim(1, -1)
 
 
@@ -69,14 +73,15 @@ def _upscaled(small, like):
     return F.interpolate(small.movedim(-1, 1), size=(like.shape[1], like.shape[2]), mode="bilinear").movedim(1, -1)
 
 
-def gaussian_blur(images, dx: int, dy: int):
+def gaussian_blur(images, dx: int, dy: int, name: str = "images"):
     """OpenCV's GaussianBlur with a dx by dy window (sigma from the size) on each image of a
     [B, H, W(, C)] batch, as the pack's cv_blur_tensor: windows both over 100 run at a tenth of
-    the size with a window of d // 20 * 2 + 1, then are scaled back."""
+    the size with a window of d // 20 * 2 + 1, then are scaled back (`name`: the input, for an
+    image too small for that)."""
     import cv2
     if min(dx, dy) > 100:
         window = (dx // 20 * 2 + 1, dy // 20 * 2 + 1)
-        return _upscaled(_each(_numpy(_downscaled(images)), lambda im: cv2.GaussianBlur(im, window, 0)), images)
+        return _upscaled(_each(_numpy(_downscaled(images, name)), lambda im: cv2.GaussianBlur(im, window, 0)), images)
     return _each(_numpy(images), lambda im: cv2.GaussianBlur(im, (dx, dy), 0))
 
 
@@ -166,11 +171,11 @@ def _guided_estimate(size, d: int = 1):
     return Estimate(size, memory=GUIDED_BYTES_PER_PIXEL * size.pixels // (100 if d > 100 else 1))
 
 
-def _guided_filter_scaled(guide, images, d: int, eps: float):
+def _guided_filter_scaled(guide, images, d: int, eps: float, name: str = "images"):
     """The pack's guided_filter_tensor: radius d, or for d over 100 at a tenth of the size with
     radius d // 20 * 2 + 1, scaled back."""
     if d > 100:
-        return _upscaled(guided_filter(_downscaled(guide), _downscaled(images), d // 20 * 2 + 1, eps), images)
+        return _upscaled(guided_filter(_downscaled(guide, name), _downscaled(images, name), d // 20 * 2 + 1, eps), images)
     return guided_filter(guide, images, d, eps)
 
 
@@ -309,6 +314,8 @@ class BetterFilmGrain(Node):
         import torch
         import torch.nn.functional as F
         t = _image(self.image, "image").detach().clone()
+        if t.shape[-1] < 3:
+            raise NodeInputError("image", f"expected 3 or more channels (the grain is RGB), got {t.shape[-1]}")
         generator = torch.Generator().manual_seed(self.seed)  # the pack seeds torch's global one
         grain = torch.rand(t.shape[0], int(t.shape[1] // self.scale), int(t.shape[2] // self.scale), 3,
                            generator=generator)
@@ -693,6 +700,10 @@ class ShuffleChannels(Node):
         import torch
         image = _image(self.image, "image")
         keys = [self.red, self.green, self.blue] + ([] if self.alpha == "none" else [self.alpha])
+        taken = [key for key in keys if key in ("red", "green", "blue") and CHANNELS.index(key) >= image.shape[-1]]
+        if taken:
+            raise NodeInputError("image", f"expected an RGB image: {taken[0]} is asked for, the image has "
+                                          f"{image.shape[-1]} channel(s)")
         planes = []
         for key in keys:
             if key in ("red", "green", "blue") or key == "alpha" and image.shape[-1] > 3:

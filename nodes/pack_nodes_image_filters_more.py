@@ -78,11 +78,11 @@ def _image_latent(latent, name: str):
     return samples
 
 
-def _local_std_mean(t, d: int):
+def _local_std_mean(t, d: int, name: str):
     """The pack's std_mean_filter: a Gaussian-blurred mean and the root of the blurred square deviation."""
     import torch
-    mean = gaussian_blur(t, d, d)
-    return torch.sqrt(gaussian_blur((t - mean) ** 2, d, d)), mean
+    mean = gaussian_blur(t, d, d, name)
+    return torch.sqrt(gaussian_blur((t - mean) ** 2, d, d, name)), mean
 
 
 class AdainFilterLatent(Node):
@@ -107,8 +107,8 @@ class AdainFilterLatent(Node):
                                               f"{tuple(reference.shape)}")
         d = self.filter_size * 2 + 1
         t, ref = samples.movedim(1, -1).float(), reference.movedim(1, -1).float()
-        t_std, t_mean = _local_std_mean(t, d)
-        ref_std, ref_mean = _local_std_mean(ref, d)
+        t_std, t_mean = _local_std_mean(t, d, "latents")
+        ref_std, ref_mean = _local_std_mean(ref, d, "reference")
         t = ((t - t_mean) / t_std * ref_std + ref_mean).movedim(-1, 1)
         return _with_samples(self.latents, torch.lerp(samples, t.to(samples), self.factor))
 
@@ -127,7 +127,7 @@ class SharpenFilterLatent(Node):
         samples = _image_latent(self.latents, "latents")
         d = self.filter_size * 2 + 1
         t = samples.movedim(1, -1).float()
-        blurred = gaussian_blur(t, d, d)
+        blurred = gaussian_blur(t, d, d, "latents")
         return _with_samples(self.latents, ((t - blurred) * self.factor + blurred).movedim(-1, 1).to(samples))
 
 
@@ -272,6 +272,8 @@ class InpaintConditionEncode(Node):
             raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
         pixels = _image(self.pixels, "pixels")
         mask = _mask(self.mask, "mask").reshape(-1, 1, *self.mask.shape[-2:]).float()
+        if len(mask) not in (1, len(pixels)):
+            raise NodeInputError("mask", f"expected 1 mask or one per picture ({len(pixels)}), got {len(mask)}")
         mask = F.interpolate(mask, size=pixels.shape[1:3], mode="bilinear")
         pixels, mask = _crop_to_multiple(pixels, 8, mask)
         keep = (1.0 - mask.round())[:, 0, :, :, None]
@@ -518,9 +520,15 @@ class MergeFramesByIndex(Node):
         if images.shape[1:] != merged.shape[1:]:
             raise NodeInputError("images", f"expected frames of orig_images' size {tuple(merged.shape[1:])}, got "
                                            f"{tuple(images.shape[1:])}")
+        if masks is not None and masks.shape[1:] != merged.shape[1:3]:
+            raise NodeInputError("masks", f"expected masks of orig_images' size {merged.shape[2]}x{merged.shape[1]}, "
+                                          f"got {masks.shape[2]}x{masks.shape[1]}")
         out_masks = torch.ones(merged.shape[:3])
         if self.orig_masks is not None:
             orig_masks = _mask(self.orig_masks, "orig_masks")
+            if orig_masks.shape[1:] != merged.shape[1:3]:
+                raise NodeInputError("orig_masks", f"expected masks of orig_images' size {merged.shape[2]}x"
+                                                   f"{merged.shape[1]}, got {orig_masks.shape[2]}x{orig_masks.shape[1]}")
             for i in range(len(out_masks)):
                 out_masks[i] = orig_masks[min(i, len(orig_masks) - 1)]
         for i, frame in enumerate(indexes):

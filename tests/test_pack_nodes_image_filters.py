@@ -795,6 +795,42 @@ def test_guided_filters_declare_their_working_memory(registry):
     assert registry.get("BatchAverageUnJittered").estimate({}, {"images": Size(20, 6, 8)}).size == Size(2, 6, 8)
 
 
+# -- bad inputs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("node, inputs, name, words", [
+    ("MergeFramesByIndex", {"index_list": [0], "orig_images": rand(3, 4, 4, 3), "images": rand(1, 4, 4, 3),
+                            "masks": rand(1, 5, 5)}, "masks", "4x4"),
+    ("MergeFramesByIndex", {"index_list": [0], "orig_images": rand(3, 4, 4, 3), "images": rand(1, 4, 4, 3),
+                            "orig_masks": rand(3, 4, 6)}, "orig_masks", "4x4"),
+    ("ShuffleChannels", {"image": rand(1, 4, 4, 1)}, "image", "green"),
+    ("BetterFilmGrain", {"image": rand(1, 8, 8, 1)}, "image", "3 or more channels"),
+    ("InpaintConditionEncode", {"vae": object(), "pixels": rand(3, 8, 8, 3), "mask": rand(2, 8, 8)}, "mask",
+     "one per picture (3)"),
+    ("ColorMatchImage", {"images": rand(1, 8, 12, 3), "reference": rand(1, 8, 12, 3), "blur_size": 60}, "images",
+     "at least 10x10"),
+    ("GuidedFilterImage", {"images": rand(1, 12, 9, 3), "guide": rand(1, 12, 9, 3), "size": 60}, "images",
+     "at least 10x10"),
+    ("RestoreDetail", {"images": rand(1, 8, 8, 3), "detail": rand(1, 8, 8, 3), "blur_size": 60,
+                       "blur_type": "guidedFilter"}, "images", "at least 10x10"),
+    ("SharpenFilterLatent", {"latents": {"samples": rand(1, 4, 8, 8)}, "filter_size": 60}, "latents",
+     "at least 10x10"),
+])
+def test_bad_inputs_are_named(registry, node, inputs, name, words):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, node, **inputs)
+    assert caught.value.input == name and words in str(caught.value), str(caught.value)
+
+
+def test_the_evident_cases_beside_the_bad_ones_still_run(registry):
+    grey = rand(1, 4, 4, 1)
+    shuffled = call(registry, "ShuffleChannels", image=grey, red="red", green="white", blue="black")
+    close(shuffled, np.concatenate([grey.numpy(), np.ones_like(grey), np.zeros_like(grey)], -1))
+    # a window of 121 on a 10-pixel side: one pixel at a tenth of the size
+    assert call(registry, "GuidedFilterImage", images=rand(1, 10, 10, 3), guide=rand(1, 10, 10, 3),
+                size=60).shape == (1, 10, 10, 3)
+
+
 # -- interrupts -------------------------------------------------------------------------------
 
 
