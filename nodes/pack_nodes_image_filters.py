@@ -512,8 +512,10 @@ class EnhanceDetail(Node):
 
 class GuidedFilterAlpha(Node):
     """(Deprecated in the pack: use Guided Filter Image.) Filter `alpha` guided by the images,
-    radius 2*filter_radius+1 and eps sigma / 10, as Image-Filters' Guided Filter Alpha does; the
-    guided filter is written here (see the module's help), not OpenCV-contrib's."""
+    radius 2*filter_radius+1 and eps sigma / 10, as Image-Filters' Guided Filter Alpha does: one
+    result per image, from the alpha at its place (the alpha batch at least as long, of the
+    images' size; a longer one is cut). The guided filter is written here (see the module's
+    help), not OpenCV-contrib's."""
     category = "image/filters"
     images: IMAGE
     alpha: IMAGE
@@ -524,13 +526,12 @@ class GuidedFilterAlpha(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _guided_estimate(inputs.get("alpha"))
+        return _guided_estimate(inputs.get("images"))
 
     def run(self):
         images = _image(self.images, "images")
-        alpha = _image(self.alpha, "alpha")
-        guide = _matching_guide(images, alpha, "images")
-        return guided_filter(guide, alpha, self.filter_radius * 2 + 1, self.sigma / 10)
+        alpha = _matching_guide(_image(self.alpha, "alpha"), images, "alpha")
+        return guided_filter(images, alpha, self.filter_radius * 2 + 1, self.sigma / 10)
 
 
 class GuidedFilterImage(Node):

@@ -89,7 +89,7 @@ class AdainFilterLatent(Node):
     """Local AdaIN of latents, as Image-Filters' AdaIN Filter (Latent) does: mean and standard
     deviation measured under a Gaussian window of 2*filter_size+1 (OpenCV's blur), the latents'
     swapped for the reference's pixel by pixel; blended with the input by factor. The reference
-    must have the latents' shape."""
+    must have the latents' shape, or be one latent of it for all (as the pack broadcasts it)."""
     category = "latent/filters"
     latents: LATENT
     reference: LATENT
@@ -102,9 +102,9 @@ class AdainFilterLatent(Node):
         import torch
         samples = _image_latent(self.latents, "latents")
         reference = _image_latent(self.reference, "reference")
-        if reference.shape != samples.shape:
-            raise NodeInputError("reference", f"expected a latent of the latents' shape {tuple(samples.shape)}, got "
-                                              f"{tuple(reference.shape)}")
+        if reference.shape[1:] != samples.shape[1:] or len(reference) not in (1, len(samples)):
+            raise NodeInputError("reference", f"expected a latent of the latents' shape {tuple(samples.shape)} (or a "
+                                              f"batch of 1), got {tuple(reference.shape)}")
         d = self.filter_size * 2 + 1
         t, ref = samples.movedim(1, -1).float(), reference.movedim(1, -1).float()
         t_std, t_mean = _local_std_mean(t, d, "latents")
@@ -497,7 +497,8 @@ class ExtractNFrames(Node):
 class MergeFramesByIndex(Node):
     """Put processed frames back at their indexes (Extract N Frames' list), as Image-Filters'
     Merge Frames By Index does: each frame is blended in by its mask (whole without masks); the
-    mask out is orig_masks (1 where none) with the merged frames set to 0."""
+    mask out is orig_masks (1 where none) with the merged frames set to 0. Indexes are Python's, as
+    in the pack: -1 is the last frame."""
     category = "image/filters/frames"
     index_list: LIST
     orig_images: IMAGE
@@ -513,8 +514,8 @@ class MergeFramesByIndex(Node):
         images = _image(self.images, "images")
         masks = None if self.masks is None else _mask(self.masks, "masks")
         indexes = list(self.index_list) if isinstance(self.index_list, (list, tuple)) else None
-        if indexes is None or not all(isinstance(i, int) and 0 <= i < len(merged) for i in indexes):
-            raise NodeInputError("index_list", f"expected a list of frame indexes 0..{len(merged) - 1}")
+        if indexes is None or not all(isinstance(i, int) and -len(merged) <= i < len(merged) for i in indexes):
+            raise NodeInputError("index_list", f"expected a list of frame indexes {-len(merged)}..{len(merged) - 1}")
         if len(images) < len(indexes) or masks is not None and len(masks) < len(indexes):
             raise NodeInputError("images", f"expected a frame (and mask) for each of the {len(indexes)} indexes")
         if images.shape[1:] != merged.shape[1:]:

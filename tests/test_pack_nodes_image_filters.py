@@ -136,9 +136,14 @@ def test_guided_filter_nodes(registry):
     # Guided Filter Image: radius 2*size+1, eps sigma / 10
     got = call(registry, "GuidedFilterImage", images=images, guide=guide, size=1, sigma=0.5)
     close(got, paper_filter_batch(guide, images, 3, 0.05), atol=2e-5)
-    # (DEPRECATED) Guided Filter Alpha: the alpha filtered, guided by the images
+    # (DEPRECATED) Guided Filter Alpha: the alpha filtered, guided by the images, one per image
     got = call(registry, "GuidedFilterAlpha", images=guide, alpha=images, filter_radius=1, sigma=0.2)
     close(got, paper_filter_batch(guide, images, 3, 0.02), atol=2e-5)
+    got = call(registry, "GuidedFilterAlpha", images=guide[:1], alpha=images, filter_radius=1, sigma=0.2)
+    close(got, paper_filter_batch(guide[:1], images[:1], 3, 0.02), atol=2e-5)  # a longer alpha batch is cut
+    with pytest.raises(NodeInputError) as caught:  # the pack indexes alpha by the images
+        call(registry, "GuidedFilterAlpha", images=guide, alpha=images[:1])
+    assert caught.value.input == "alpha"
     with pytest.raises(NodeInputError) as caught:
         call(registry, "GuidedFilterImage", images=images, guide=guide[:, :4])
     assert caught.value.input == "guide" and "6x8" in str(caught.value)
@@ -580,8 +585,12 @@ def test_latent_filters(registry):
         return np.sqrt(np.stack([cv2.GaussianBlur(i, (3, 3), 0) for i in (x - m) ** 2])), m
     (sd, mean), (ref_sd, ref_mean) = local(hwc), local(reference.movedim(1, -1).numpy())
     close(filtered["samples"].movedim(1, -1), (hwc - mean) / sd * ref_sd + ref_mean, atol=1e-3)
+    # a reference batch of 1 is broadcast to all, as in the pack
+    one = call(registry, "AdainFilterLatent", latents=latent, reference={"samples": reference[:1]}, filter_size=1)
+    ref_sd, ref_mean = local(reference[:1].movedim(1, -1).numpy())
+    close(one["samples"].movedim(1, -1), (hwc - mean) / sd * ref_sd + ref_mean, atol=1e-3)
     with pytest.raises(NodeInputError) as caught:
-        call(registry, "AdainFilterLatent", latents=latent, reference={"samples": reference[:1]})
+        call(registry, "AdainFilterLatent", latents=latent, reference={"samples": reference[:, :, :4]})
     assert caught.value.input == "reference"
 
 
@@ -738,6 +747,15 @@ def test_extract_and_merge_frames(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "MergeFramesByIndex", index_list=[9], orig_images=images, images=new)
     assert caught.value.input == "index_list"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "MergeFramesByIndex", index_list=[-8], orig_images=images, images=new)
+    assert caught.value.input == "index_list"
+    # Python's indexes, as the pack takes them: -1 the last frame, -7 the first
+    merged, merged_masks = call(registry, "MergeFramesByIndex", index_list=[-1, -7], orig_images=images, images=new)
+    close(merged[6], new[0])
+    close(merged[0], new[1])
+    close(merged[1:6], images[1:6])
+    assert merged_masks[:, 0, 0].tolist() == [0, 1, 1, 1, 1, 1, 0]
     extract = registry.get("ExtractNFrames")
     assert extract.estimate({"frames": 4}, {"images": Size(7, 2, 2)}).size == Size(4, 2, 2)
     assert extract.estimate({"frames": 4}, {"masks": Size(7, 3, 5)}).size == Size(4, 3, 5)
@@ -777,7 +795,7 @@ def test_guided_filters_declare_their_working_memory(registry):
     assert peak <= one <= 1.25 * peak, (one, peak)
     per_pixel = one / (80 * 96)
     size = Size(2, 1000, 800)  # filtered one image at a time: one image's memory
-    for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "alpha"), ("EnhanceDetail", "images")):
+    for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "images"), ("EnhanceDetail", "images")):
         estimate = registry.get(node).estimate({"size": 4}, {name: size})
         assert estimate.size == size and estimate.memory == per_pixel * 800 * 1000, node
     for node in ("ColorMatchImage", "RestoreDetail"):
