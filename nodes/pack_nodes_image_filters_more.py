@@ -203,7 +203,8 @@ class LatentNormalizeShuffle(Node):
 class VisualizeLatents(Node):
     """The latent's channels side by side in grey, as Image-Filters' Visualize Latents does:
     normalised over the whole batch (mean 0.5, a standard deviation of 0.1), channels laid out
-    down then across a square of int(sqrt(channels)) per side (channels beyond it are left out)."""
+    down then across a square of int(sqrt(channels)) per side. Channels beyond the square (3 of
+    them: one shown) are left out here, where the pack fails with a RuntimeError."""
     category = "utils"
     latent: LATENT
     outputs = {"IMAGE": IMAGE}
@@ -218,7 +219,8 @@ class VisualizeLatents(Node):
         grid = torch.zeros(batch, height * side, width * side)
         for i in range(channels):
             top, left = (i % side) * height, (i // side) * width
-            if top < height * side and left < width * side:  # the pack writes past the square into nothing
+            # past the square the pack's slice is empty and its copy raises RuntimeError; left out here
+            if top < height * side and left < width * side:
                 grid[:, top:top + height, left:left + width] = samples[:, i]
         return grid.unsqueeze(-1).repeat(1, 1, 1, 3)
 
@@ -316,8 +318,9 @@ class InpaintConditionApply(Node):
 class ConditioningSubtract(Node):
     """Subtract a prompt's embedding from others, as Image-Filters' ConditioningSubtract does:
     each entry of cond_orig minus subtract_strength times the first entry of cond_subtract (cut
-    or zero-padded to its token count); pooled outputs likewise (cond_subtract's pooled output
-    taken as is where cond_orig has none). Only the first entry of cond_subtract is used."""
+    or zero-padded to its token count); pooled outputs likewise, where cond_orig has none its
+    pooled output counting as cond_subtract's (so the result is that times 1 - subtract_strength,
+    as in the pack). Only the first entry of cond_subtract is used."""
     category = "conditioning"
     cond_orig: CONDITIONING
     cond_subtract: CONDITIONING

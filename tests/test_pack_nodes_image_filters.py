@@ -626,6 +626,10 @@ def test_visualize_latents(registry):
     assert image.shape == (2, 6, 10, 3)
     close(image[:, 3:6, 0:5, 0], s[:, 1], atol=1e-6)  # channel 1: down first
     close(image[:, 0:3, 5:10, 1], s[:, 2], atol=1e-6)  # channel 2: then across
+    three = torch.randn(1, 3, 2, 2, generator=torch.Generator().manual_seed(52))  # the pack raises here
+    t = three.numpy().astype(np.float64)
+    close(call(registry, "VisualizeLatents", latent={"samples": three})[0, ..., 0],
+          ((t - t.mean()) / t.std(ddof=1) / 10 + 0.5)[0, 0], atol=1e-6)  # a 1x1 square: channel 0 only
 
 
 def test_instruct_pix2pix_advanced_and_conditioning_subtract(registry):
@@ -649,7 +653,8 @@ def test_instruct_pix2pix_advanced_and_conditioning_subtract(registry):
     close(first, orig[0][0] - 0.3 * padded)
     close(first_options["pooled_output"], orig[0][1]["pooled_output"] - 0.3 * cond[0][1]["pooled_output"])
     close(second, orig[1][0] - 0.3 * cond[0][0][:, :3])  # cut to 3
-    close(second_options["pooled_output"], cond[0][1]["pooled_output"] * 0.7)  # its own: the subtracted one's
+    # none of its own: counted as the subtracted one's, so that times 1 - 0.3, as the pack computes it
+    close(second_options["pooled_output"], cond[0][1]["pooled_output"] * 0.7)
 
 
 def test_inpaint_condition_encode_and_apply_give_what_inpaint_model_conditioning_gives(registry):
