@@ -175,7 +175,8 @@ def _guided_filter_scaled(guide, images, d: int, eps: float, name: str = "images
     """The pack's guided_filter_tensor: radius d, or for d over 100 at a tenth of the size with
     radius d // 20 * 2 + 1, scaled back."""
     if d > 100:
-        return _upscaled(guided_filter(_downscaled(guide, name), _downscaled(images, name), d // 20 * 2 + 1, eps), images)
+        small = guided_filter(_downscaled(guide, name), _downscaled(images, name), d // 20 * 2 + 1, eps)
+        return _upscaled(small, images)
     return guided_filter(guide, images, d, eps)
 
 

@@ -532,7 +532,8 @@ class MergeFramesByIndex(Node):
             orig_masks = _mask(self.orig_masks, "orig_masks")
             if orig_masks.shape[1:] != merged.shape[1:3]:
                 raise NodeInputError("orig_masks", f"expected masks of orig_images' size {merged.shape[2]}x"
-                                                   f"{merged.shape[1]}, got {orig_masks.shape[2]}x{orig_masks.shape[1]}")
+                                                   f"{merged.shape[1]}, got {orig_masks.shape[2]}x"
+                                                   f"{orig_masks.shape[1]}")
             for i in range(len(out_masks)):
                 out_masks[i] = orig_masks[min(i, len(orig_masks) - 1)]
         for i, frame in enumerate(indexes):
