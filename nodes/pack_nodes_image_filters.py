@@ -14,8 +14,12 @@ latent filters, conditioning, noise and sigma nodes, and the generated frames.
 The pack's guided filter is OpenCV-contrib's cv2.ximgproc.guidedFilter, which graphflow does not
 depend on: `guided_filter` below is He et al.'s box-filter form written here in torch (OpenCV's
 float path: a window of 2r+1 mirrored at the border, eps added to the guide's (co)variance; a
-colour guide solves the per-pixel channel covariance). The other filters are the OpenCV calls the
-pack makes (opencv-python-headless is declared).
+colour guide solves the per-pixel channel covariance). It follows OpenCV's one departure from the
+formula: with a 3-channel guide and eps under 0.01, a window whose regularised covariance has a
+determinant under 1e-6 in size is solved with the determinant taken as 1 (a flat or grey guide
+there). It is computed in float64 where OpenCV works in float32, so results differ by float32's
+rounding. The other filters are the OpenCV calls the pack makes (opencv-python-headless is
+declared).
 
 Left out: AlphaMatte (pymatting's closed-form matting, a library graphflow does not depend on),
 BatchAlign and UnJitterImage's oflow_align (RAFT optical-flow weights the pack downloads),
@@ -27,7 +31,8 @@ so the pack's class name would take over our own node's saves.
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, show
+from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+                           check_interrupted, show)
 from nodes.image import _image
 
 COMFY_PACK = "ComfyUI-Image-Filters"  # the custom node pack this module's ComfyUI classes come from
@@ -44,16 +49,22 @@ def _numpy(images):
 
 
 def _each(batch, filter_one):
-    """Apply an OpenCV call to each image (or mask) of a numpy batch, in place; the batch back as a tensor."""
+    """Apply an OpenCV call to each image (or mask) of a numpy batch, in place; the batch back as a
+    tensor. An interrupt stops it between images."""
     import torch
     for index, item in enumerate(batch):
+        check_interrupted()
         batch[index] = filter_one(item)
     return torch.from_numpy(batch)
 
 
-def _downscaled(images):
-    """The pack's shortcut for windows over 100 pixels: filter at a tenth of the size (bilinear)."""
+def _downscaled(images, name: str):
+    """The pack's shortcut for windows over 100 pixels: filter at a tenth of the size (bilinear);
+    under 10 pixels a side that would be nothing (the pack fails there too)."""
     import torch.nn.functional as F
+    if min(images.shape[1], images.shape[2]) < 10:
+        raise NodeInputError(name, f"a window over 100 pixels works at a tenth of the size: expected at least "
+                                   f"10x10 pixels, got {images.shape[2]}x{images.shape[1]} (use a smaller window)")
     return F.interpolate(images.movedim(-1, 1), scale_factor=0.1, mode="bilinear").movedim(1, -1)
 
 
@@ -62,14 +73,15 @@ def _upscaled(small, like):
     return F.interpolate(small.movedim(-1, 1), size=(like.shape[1], like.shape[2]), mode="bilinear").movedim(1, -1)
 
 
-def gaussian_blur(images, dx: int, dy: int):
+def gaussian_blur(images, dx: int, dy: int, name: str = "images"):
     """OpenCV's GaussianBlur with a dx by dy window (sigma from the size) on each image of a
     [B, H, W(, C)] batch, as the pack's cv_blur_tensor: windows both over 100 run at a tenth of
-    the size with a window of d // 20 * 2 + 1, then are scaled back."""
+    the size with a window of d // 20 * 2 + 1, then are scaled back (`name`: the input, for an
+    image too small for that)."""
     import cv2
     if min(dx, dy) > 100:
         window = (dx // 20 * 2 + 1, dy // 20 * 2 + 1)
-        return _upscaled(_each(_numpy(_downscaled(images)), lambda im: cv2.GaussianBlur(im, window, 0)), images)
+        return _upscaled(_each(_numpy(_downscaled(images, name)), lambda im: cv2.GaussianBlur(im, window, 0)), images)
     return _each(_numpy(images), lambda im: cv2.GaussianBlur(im, (dx, dy), 0))
 
 
@@ -98,20 +110,26 @@ def guided_filter(guide, source, radius: int, eps: float):
     2*radius+1, regularisation eps, each channel of the source filtered by all of the guide's:
     per window, the source is fitted as a linear function a . I + b of the guide
     (a = (cov(I) + eps U)^-1 cov(I, p), b = mean(p) - a . mean(I)); the output is the mean of
-    the fitted a and b over the windows covering a pixel, applied to the guide there.
+    the fitted a and b over the windows covering a pixel, applied to the guide there (a colour
+    guide with eps under 0.01: OpenCV's rule for a near-singular covariance, see the module).
     Computed in float64 one image at a time (GUIDED_BYTES_PER_PIXEL), given as float32."""
     import torch
     guide = guide if guide.ndim == 4 else guide.unsqueeze(-1)
     flat = source.ndim == 3
     source = source.unsqueeze(-1) if flat else source
-    q = torch.cat([_guided_filter_one(guide[i:i + 1].double(), source[i:i + 1].double(), radius, eps)
-                   for i in range(len(source))]).float()
+    filtered = []
+    for i in range(len(source)):
+        check_interrupted()
+        filtered.append(_guided_filter_one(guide[i:i + 1].double(), source[i:i + 1].double(), radius, eps).float())
+    q = torch.cat(filtered)
     return q.squeeze(-1) if flat else q
 
 
-# The float64 working memory of one image's guided filter (RGB guide and source): about 80
-# values per pixel at the peak (the guide's 3x3 covariances, the 3x3 fits and their box sums).
-GUIDED_BYTES_PER_PIXEL = 8 * 80
+# The working memory of one image's guided filter (RGB guide and source), measured at its peak
+# with torch's profiler (tests/test_pack_nodes_image_filters.py): about 920 bytes per pixel, some
+# 115 float64 values (the float64 copies, the guide's 3x3 covariances and their box sums'
+# padded copies, the 3x3 fits, the float32 result); a little over it, so it is not under.
+GUIDED_BYTES_PER_PIXEL = 8 * 120
 
 
 def _guided_filter_one(guide, p, radius: int, eps: float):
@@ -123,9 +141,26 @@ def _guided_filter_one(guide, p, radius: int, eps: float):
     cov_ii = corr_ii - mean_i.unsqueeze(-1) * mean_i.unsqueeze(-2)
     cov_ip = corr_ip - mean_i.unsqueeze(-1) * mean_p.unsqueeze(-2)
     eye = torch.eye(guide.shape[-1], dtype=torch.float64, device=guide.device)
-    a = torch.linalg.solve(cov_ii + eps * eye, cov_ip)  # [1, H, W, G, C]
+    regularised = cov_ii + eps * eye
+    if guide.shape[-1] == 3 and eps < 1e-2:
+        a = _opencv_colour_solve(regularised, cov_ip)
+    else:
+        a = torch.linalg.solve(regularised, cov_ip)  # [1, H, W, G, C]
     b = mean_p - (a * mean_i.unsqueeze(-1)).sum(-2)
     return (_box(a, radius) * guide.unsqueeze(-1)).sum(-2) + _box(b, radius)
+
+
+def _opencv_colour_solve(m, rhs):
+    """m^-1 rhs as OpenCV-contrib's guided filter computes it for a 3-channel guide: the
+    adjugate over the determinant, where for eps under 0.01 a determinant under 1e-6 in size
+    counts as 1 (ComputeCovGuideInv_ParBody), so a flat or grey window's fit is the adjugate's."""
+    import torch
+    rows = [m[..., i, :] for i in range(3)]
+    adjugate = torch.stack([torch.linalg.cross(rows[1], rows[2]), torch.linalg.cross(rows[2], rows[0]),
+                            torch.linalg.cross(rows[0], rows[1])], -1)  # m is symmetric
+    det = (rows[0] * adjugate[..., :, 0]).sum(-1)
+    det = torch.where(det.abs() < 1e-6, torch.ones_like(det), det)
+    return adjugate @ rhs / det[..., None, None]
 
 
 def _guided_estimate(size, d: int = 1):
@@ -136,11 +171,12 @@ def _guided_estimate(size, d: int = 1):
     return Estimate(size, memory=GUIDED_BYTES_PER_PIXEL * size.pixels // (100 if d > 100 else 1))
 
 
-def _guided_filter_scaled(guide, images, d: int, eps: float):
+def _guided_filter_scaled(guide, images, d: int, eps: float, name: str = "images"):
     """The pack's guided_filter_tensor: radius d, or for d over 100 at a tenth of the size with
     radius d // 20 * 2 + 1, scaled back."""
     if d > 100:
-        return _upscaled(guided_filter(_downscaled(guide), _downscaled(images), d // 20 * 2 + 1, eps), images)
+        small = guided_filter(_downscaled(guide, name), _downscaled(images, name), d // 20 * 2 + 1, eps)
+        return _upscaled(small, images)
     return guided_filter(guide, images, d, eps)
 
 
@@ -240,12 +276,18 @@ def ycbcr_to_rgb(t):
     return torch.stack([y + 1.5748 * cr, y - 0.1873 * cb - 0.4681 * cr, y + 1.8556 * cb], -1)
 
 
+# The film grain's working memory per grain pixel, measured (torch's allocations and numpy's at
+# their peaks, tests/test_pack_nodes_image_filters.py): about 53 bytes in torch, 16 in numpy.
+GRAIN_BYTES_PER_PIXEL = 72
+
+
 class BetterFilmGrain(Node):
     """Film grain as Image-Filters' Better Film Grain does: uniform noise (torch's global
     generator seeded with seed) at the image size / scale, blurred in YCbCr (3, 15 and 11 pixel
     windows), scaled by strength around 1 (red twice, blue three times), mixed toward the green
     grain by 1 - saturation, resized (bilinear) and multiplied into the inverted image; toe lifts
-    the blacks. Alpha is kept."""
+    the blacks. Alpha is kept. The grain of the whole batch is made at once: at scale 0.25 it has
+    16 times the image's pixels (declared to the resource limits)."""
     category = "image/filters"
     image: IMAGE
     scale: float = Float(0.5, min=0.25, max=2.0, step=0.05)
@@ -256,10 +298,25 @@ class BetterFilmGrain(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("BetterFilmGrain",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """The image's size out; the working memory the grain's (float32 noise, its YCbCr, the
+        OpenCV blurs' copies, the mix) at (H / scale) x (W / scale) per image, a linked scale
+        counted at its minimum."""
+        size = inputs.get("image")
+        if size is None:
+            return Estimate(None)
+        scale = widgets.get("scale")
+        scale = scale if isinstance(scale, (int, float)) and scale > 0 else 0.25
+        grain_pixels = int(size.height // scale) * int(size.width // scale)
+        return Estimate(size, memory=GRAIN_BYTES_PER_PIXEL * size.batch * grain_pixels)
+
     def run(self):
         import torch
         import torch.nn.functional as F
         t = _image(self.image, "image").detach().clone()
+        if t.shape[-1] < 3:
+            raise NodeInputError("image", f"expected 3 or more channels (the grain is RGB), got {t.shape[-1]}")
         generator = torch.Generator().manual_seed(self.seed)  # the pack seeds torch's global one
         grain = torch.rand(t.shape[0], int(t.shape[1] // self.scale), int(t.shape[2] // self.scale), 3,
                            generator=generator)
@@ -456,8 +513,10 @@ class EnhanceDetail(Node):
 
 class GuidedFilterAlpha(Node):
     """(Deprecated in the pack: use Guided Filter Image.) Filter `alpha` guided by the images,
-    radius 2*filter_radius+1 and eps sigma / 10, as Image-Filters' Guided Filter Alpha does; the
-    guided filter is written here (see the module's help), not OpenCV-contrib's."""
+    radius 2*filter_radius+1 and eps sigma / 10, as Image-Filters' Guided Filter Alpha does: one
+    result per image, from the alpha at its place (the alpha batch at least as long, of the
+    images' size; a longer one is cut). The guided filter is written here (see the module's
+    help), not OpenCV-contrib's."""
     category = "image/filters"
     images: IMAGE
     alpha: IMAGE
@@ -468,13 +527,12 @@ class GuidedFilterAlpha(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _guided_estimate(inputs.get("alpha"))
+        return _guided_estimate(inputs.get("images"))
 
     def run(self):
         images = _image(self.images, "images")
-        alpha = _image(self.alpha, "alpha")
-        guide = _matching_guide(images, alpha, "images")
-        return guided_filter(guide, alpha, self.filter_radius * 2 + 1, self.sigma / 10)
+        alpha = _matching_guide(_image(self.alpha, "alpha"), images, "alpha")
+        return guided_filter(images, alpha, self.filter_radius * 2 + 1, self.sigma / 10)
 
 
 class GuidedFilterImage(Node):
@@ -644,6 +702,10 @@ class ShuffleChannels(Node):
         import torch
         image = _image(self.image, "image")
         keys = [self.red, self.green, self.blue] + ([] if self.alpha == "none" else [self.alpha])
+        taken = [key for key in keys if key in ("red", "green", "blue") and CHANNELS.index(key) >= image.shape[-1]]
+        if taken:
+            raise NodeInputError("image", f"expected an RGB image: {taken[0]} is asked for, the image has "
+                                          f"{image.shape[-1]} channel(s)")
         planes = []
         for key in keys:
             if key in ("red", "green", "blue") or key == "alpha" and image.shape[-1] > 3:
@@ -660,6 +722,7 @@ def _adain(t, reference, factor: float, channel_dim: int):
     import torch
     out = t.clone()
     for i in range(t.shape[0]):
+        check_interrupted()
         for c in range(t.shape[channel_dim]):
             ref_sd, ref_mean = _std_mean(reference[i].select(channel_dim - 1, c))
             own = t[i].select(channel_dim - 1, c)
@@ -1041,6 +1104,7 @@ class NormalMapSimple(Node):
         t = _numpy(images)
         luma = t[..., :3].mean(-1)
         for i in range(len(t)):
+            check_interrupted()
             # the pack passes BORDER_REFLECT where OpenCV's Python takes the output array, so
             # OpenCV's default border (BORDER_REFLECT_101) is what it gets; so do we
             t[i, :, :, 0] = -cv2.Scharr(luma[i], -1, 1, 0)

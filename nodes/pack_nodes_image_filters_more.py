@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 
 from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, VAE, Bool, ComfyAlias,
-                           Estimate, Float, Int, Node, NodeInputError, Size, show, socket_type, warn)
+                           Estimate, Float, Int, Node, NodeInputError, Size, check_interrupted, show, socket_type, warn)
 from nodes.conditioning import _crop_to_multiple, _with_options
 from nodes.image import _image
 from nodes.image_ops import _gaussian
@@ -47,6 +47,7 @@ class ClampOutliers(Node):
         import torch
         samples = _latent(self.latents, "latents").clone()
         for i in range(samples.shape[0]):
+            check_interrupted()
             for c in range(samples.shape[1]):
                 sd, mean = _std_mean(samples[i, c])
                 samples[i, c] = torch.clamp(samples[i, c], min=mean - sd * self.std_dev, max=mean + sd * self.std_dev)
@@ -77,18 +78,18 @@ def _image_latent(latent, name: str):
     return samples
 
 
-def _local_std_mean(t, d: int):
+def _local_std_mean(t, d: int, name: str):
     """The pack's std_mean_filter: a Gaussian-blurred mean and the root of the blurred square deviation."""
     import torch
-    mean = gaussian_blur(t, d, d)
-    return torch.sqrt(gaussian_blur((t - mean) ** 2, d, d)), mean
+    mean = gaussian_blur(t, d, d, name)
+    return torch.sqrt(gaussian_blur((t - mean) ** 2, d, d, name)), mean
 
 
 class AdainFilterLatent(Node):
     """Local AdaIN of latents, as Image-Filters' AdaIN Filter (Latent) does: mean and standard
     deviation measured under a Gaussian window of 2*filter_size+1 (OpenCV's blur), the latents'
     swapped for the reference's pixel by pixel; blended with the input by factor. The reference
-    must have the latents' shape."""
+    must have the latents' shape, or be one latent of it for all (as the pack broadcasts it)."""
     category = "latent/filters"
     latents: LATENT
     reference: LATENT
@@ -101,13 +102,13 @@ class AdainFilterLatent(Node):
         import torch
         samples = _image_latent(self.latents, "latents")
         reference = _image_latent(self.reference, "reference")
-        if reference.shape != samples.shape:
-            raise NodeInputError("reference", f"expected a latent of the latents' shape {tuple(samples.shape)}, got "
-                                              f"{tuple(reference.shape)}")
+        if reference.shape[1:] != samples.shape[1:] or len(reference) not in (1, len(samples)):
+            raise NodeInputError("reference", f"expected a latent of the latents' shape {tuple(samples.shape)} (or a "
+                                              f"batch of 1), got {tuple(reference.shape)}")
         d = self.filter_size * 2 + 1
         t, ref = samples.movedim(1, -1).float(), reference.movedim(1, -1).float()
-        t_std, t_mean = _local_std_mean(t, d)
-        ref_std, ref_mean = _local_std_mean(ref, d)
+        t_std, t_mean = _local_std_mean(t, d, "latents")
+        ref_std, ref_mean = _local_std_mean(ref, d, "reference")
         t = ((t - t_mean) / t_std * ref_std + ref_mean).movedim(-1, 1)
         return _with_samples(self.latents, torch.lerp(samples, t.to(samples), self.factor))
 
@@ -126,7 +127,7 @@ class SharpenFilterLatent(Node):
         samples = _image_latent(self.latents, "latents")
         d = self.filter_size * 2 + 1
         t = samples.movedim(1, -1).float()
-        blurred = gaussian_blur(t, d, d)
+        blurred = gaussian_blur(t, d, d, "latents")
         return _with_samples(self.latents, ((t - blurred) * self.factor + blurred).movedim(-1, 1).to(samples))
 
 
@@ -202,7 +203,8 @@ class LatentNormalizeShuffle(Node):
 class VisualizeLatents(Node):
     """The latent's channels side by side in grey, as Image-Filters' Visualize Latents does:
     normalised over the whole batch (mean 0.5, a standard deviation of 0.1), channels laid out
-    down then across a square of int(sqrt(channels)) per side (channels beyond it are left out)."""
+    down then across a square of int(sqrt(channels)) per side. Channels beyond the square (3 of
+    them: one shown) are left out here, where the pack fails with a RuntimeError."""
     category = "utils"
     latent: LATENT
     outputs = {"IMAGE": IMAGE}
@@ -217,7 +219,8 @@ class VisualizeLatents(Node):
         grid = torch.zeros(batch, height * side, width * side)
         for i in range(channels):
             top, left = (i % side) * height, (i // side) * width
-            if top < height * side and left < width * side:  # the pack writes past the square into nothing
+            # past the square the pack's slice is empty and its copy raises RuntimeError; left out here
+            if top < height * side and left < width * side:
                 grid[:, top:top + height, left:left + width] = samples[:, i]
         return grid.unsqueeze(-1).repeat(1, 1, 1, 3)
 
@@ -271,6 +274,8 @@ class InpaintConditionEncode(Node):
             raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
         pixels = _image(self.pixels, "pixels")
         mask = _mask(self.mask, "mask").reshape(-1, 1, *self.mask.shape[-2:]).float()
+        if len(mask) not in (1, len(pixels)):
+            raise NodeInputError("mask", f"expected 1 mask or one per picture ({len(pixels)}), got {len(mask)}")
         mask = F.interpolate(mask, size=pixels.shape[1:3], mode="bilinear")
         pixels, mask = _crop_to_multiple(pixels, 8, mask)
         keep = (1.0 - mask.round())[:, 0, :, :, None]
@@ -313,8 +318,9 @@ class InpaintConditionApply(Node):
 class ConditioningSubtract(Node):
     """Subtract a prompt's embedding from others, as Image-Filters' ConditioningSubtract does:
     each entry of cond_orig minus subtract_strength times the first entry of cond_subtract (cut
-    or zero-padded to its token count); pooled outputs likewise (cond_subtract's pooled output
-    taken as is where cond_orig has none). Only the first entry of cond_subtract is used."""
+    or zero-padded to its token count); pooled outputs likewise, where cond_orig has none its
+    pooled output counting as cond_subtract's (so the result is that times 1 - subtract_strength,
+    as in the pack). Only the first entry of cond_subtract is used."""
     category = "conditioning"
     cond_orig: CONDITIONING
     cond_subtract: CONDITIONING
@@ -438,6 +444,7 @@ class GameOfLife(Node):
         kernel[0, 0, 1, 1] = 0
         frames, offs, ons = [grid], [torch.zeros_like(grid)], [torch.zeros_like(grid)]
         for _ in range(self.steps - 1):
+            check_interrupted()
             neighbours = F.conv2d(F.pad(grid, (1, 1, 1, 1), mode="circular"), kernel)
             alive = (neighbours == 3) | ((grid == 1) & (neighbours == 2))
             new = alive.float()
@@ -456,13 +463,24 @@ class GameOfLife(Node):
 class ExtractNFrames(Node):
     """Pick `frames` evenly spaced frames (first and last included) from the images and masks, as
     Image-Filters' Extract N Frames does, with their indexes for Merge Frames By Index; fewer
-    frames than asked repeat the last. A missing input gives black 512x512 frames."""
+    frames than asked repeat the last. A missing input gives black 512x512 frames. frames stops
+    at 4096 (the pack sets no maximum; each frame is a copy)."""
     category = "image/filters/frames"
-    frames: int = Int(16, min=2, resource="batch")
+    frames: int = Int(16, min=2, max=4096, resource="batch")
     images: IMAGE = None
     masks: MASK = None
     outputs = {"index_list": LIST, "images": IMAGE, "masks": MASK}
     comfy = ComfyAlias(("ExtractNFrames",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """`frames` images (and masks) of the linked input's size, 512x512 without one."""
+        frames = widgets.get("frames")
+        if not isinstance(frames, int):
+            return Estimate(None)
+        source = inputs.get("images") or inputs.get("masks")
+        height, width = (source.height, source.width) if source is not None else (512, 512)
+        return Estimate(Size(frames, height, width))
 
     def run(self):
         import torch
@@ -482,7 +500,8 @@ class ExtractNFrames(Node):
 class MergeFramesByIndex(Node):
     """Put processed frames back at their indexes (Extract N Frames' list), as Image-Filters'
     Merge Frames By Index does: each frame is blended in by its mask (whole without masks); the
-    mask out is orig_masks (1 where none) with the merged frames set to 0."""
+    mask out is orig_masks (1 where none) with the merged frames set to 0. Indexes are Python's, as
+    in the pack: -1 is the last frame."""
     category = "image/filters/frames"
     index_list: LIST
     orig_images: IMAGE
@@ -498,16 +517,23 @@ class MergeFramesByIndex(Node):
         images = _image(self.images, "images")
         masks = None if self.masks is None else _mask(self.masks, "masks")
         indexes = list(self.index_list) if isinstance(self.index_list, (list, tuple)) else None
-        if indexes is None or not all(isinstance(i, int) and 0 <= i < len(merged) for i in indexes):
-            raise NodeInputError("index_list", f"expected a list of frame indexes 0..{len(merged) - 1}")
+        if indexes is None or not all(isinstance(i, int) and -len(merged) <= i < len(merged) for i in indexes):
+            raise NodeInputError("index_list", f"expected a list of frame indexes {-len(merged)}..{len(merged) - 1}")
         if len(images) < len(indexes) or masks is not None and len(masks) < len(indexes):
             raise NodeInputError("images", f"expected a frame (and mask) for each of the {len(indexes)} indexes")
         if images.shape[1:] != merged.shape[1:]:
             raise NodeInputError("images", f"expected frames of orig_images' size {tuple(merged.shape[1:])}, got "
                                            f"{tuple(images.shape[1:])}")
+        if masks is not None and masks.shape[1:] != merged.shape[1:3]:
+            raise NodeInputError("masks", f"expected masks of orig_images' size {merged.shape[2]}x{merged.shape[1]}, "
+                                          f"got {masks.shape[2]}x{masks.shape[1]}")
         out_masks = torch.ones(merged.shape[:3])
         if self.orig_masks is not None:
             orig_masks = _mask(self.orig_masks, "orig_masks")
+            if orig_masks.shape[1:] != merged.shape[1:3]:
+                raise NodeInputError("orig_masks", f"expected masks of orig_images' size {merged.shape[2]}x"
+                                                   f"{merged.shape[1]}, got {orig_masks.shape[2]}x"
+                                                   f"{orig_masks.shape[1]}")
             for i in range(len(out_masks)):
                 out_masks[i] = orig_masks[min(i, len(orig_masks) - 1)]
         for i, frame in enumerate(indexes):

@@ -65,6 +65,33 @@ def paper_guided_filter(guide, p, r, eps):
     return (window_means(a, r) * guide).sum(-1) + window_means(b, r)
 
 
+def adjugate3(m):
+    """The adjugate of [..., 3, 3] matrices: the transposed cofactors (signed 2x2 minors)."""
+    adj = np.empty_like(m)
+    for i in range(3):
+        for j in range(3):
+            minor = np.delete(np.delete(m, i, -2), j, -1)
+            adj[..., j, i] = (-1) ** (i + j) * np.linalg.det(minor)
+    return adj
+
+
+def opencv_guided_filter(guide, p, r, eps):
+    """OpenCV-contrib's guided filter (modules/ximgproc/src/guided_filter.cpp) for a 3-channel
+    guide: the paper's formula, with (Sigma + eps U)^-1 taken as adj / det, and where eps < 1e-2
+    and |det| < 1e-6, det counted as 1 (ComputeCovGuideInv_ParBody)."""
+    guide, p = guide.astype(np.float64), p.astype(np.float64)
+    mu, mean_p = window_means(guide, r), window_means(p, r)
+    sigma = window_means(guide[..., :, None] * guide[..., None, :], r) - mu[..., :, None] * mu[..., None, :]
+    cov = window_means(guide * p[..., None], r) - mu * mean_p[..., None]
+    m = sigma + eps * np.eye(3)
+    det = np.linalg.det(m)
+    if eps < 1e-2:
+        det = np.where(np.abs(det) < 1e-6, 1.0, det)
+    a = (adjugate3(m) @ cov[..., None])[..., 0] / det[..., None]
+    b = mean_p - (a * mu).sum(-1)
+    return (window_means(a, r) * guide).sum(-1) + window_means(b, r)
+
+
 def paper_filter_batch(guide, images, r, eps):
     g, x = guide.numpy(), images.numpy()
     return np.stack([np.stack([paper_guided_filter(g[i], x[i, ..., c], r, eps) for c in range(x.shape[-1])], -1)
@@ -82,6 +109,21 @@ def test_guided_filter_is_the_papers_formula(radius, eps):
           atol=2e-5)
 
 
+def test_guided_filter_follows_opencvs_rule_for_a_near_singular_colour_guide():
+    """eps 0.001, a guide grey (three equal channels) on its left half: there det(Sigma + eps U)
+    is under 1e-6, and OpenCV divides the adjugate by 1 instead."""
+    guide = rand(1, 10, 12, 3, seed=48)
+    guide[:, :, :6] = guide[:, :, :6, :1]  # grey: a rank-1 covariance
+    source = rand(1, 10, 12, 2, seed=49)
+    want = np.stack([opencv_guided_filter(guide[0].numpy(), source[0, ..., c].numpy(), 2, 0.001) for c in range(2)],
+                    -1)
+    got = guided_filter(guide, source, 2, 0.001)[0]
+    close(got, want, atol=2e-5)
+    exact = paper_filter_batch(guide, source, 2, 0.001)[0]
+    assert np.abs(exact - want).max() > 1e-2  # the rule changes the result there
+    close(guided_filter(guide, source, 2, 0.01)[0], paper_filter_batch(guide, source, 2, 0.01)[0], atol=2e-5)
+
+
 def test_guided_filter_matches_opencv_contrib_where_installed():
     ximgproc = pytest.importorskip("cv2.ximgproc")
     guide, source = rand(1, 12, 10, 3, seed=3), rand(1, 12, 10, 3, seed=4)
@@ -94,9 +136,14 @@ def test_guided_filter_nodes(registry):
     # Guided Filter Image: radius 2*size+1, eps sigma / 10
     got = call(registry, "GuidedFilterImage", images=images, guide=guide, size=1, sigma=0.5)
     close(got, paper_filter_batch(guide, images, 3, 0.05), atol=2e-5)
-    # (DEPRECATED) Guided Filter Alpha: the alpha filtered, guided by the images
+    # (DEPRECATED) Guided Filter Alpha: the alpha filtered, guided by the images, one per image
     got = call(registry, "GuidedFilterAlpha", images=guide, alpha=images, filter_radius=1, sigma=0.2)
     close(got, paper_filter_batch(guide, images, 3, 0.02), atol=2e-5)
+    got = call(registry, "GuidedFilterAlpha", images=guide[:1], alpha=images, filter_radius=1, sigma=0.2)
+    close(got, paper_filter_batch(guide[:1], images[:1], 3, 0.02), atol=2e-5)  # a longer alpha batch is cut
+    with pytest.raises(NodeInputError) as caught:  # the pack indexes alpha by the images
+        call(registry, "GuidedFilterAlpha", images=guide, alpha=images[:1])
+    assert caught.value.input == "alpha"
     with pytest.raises(NodeInputError) as caught:
         call(registry, "GuidedFilterImage", images=images, guide=guide[:, :4])
     assert caught.value.input == "guide" and "6x8" in str(caught.value)
@@ -327,6 +374,40 @@ def test_film_grain_is_its_formula(registry):
     close(got[0], np.clip((1 - (1 - image[0].numpy()) * grain) * 0.95 + 0.05, 0, 1), atol=1e-5)
 
 
+def measured_peak(fn):
+    """The most memory fn() holds at once beyond what it started with: torch's CPU allocations
+    (the profiler's, in order) plus numpy's peak (tracemalloc; numpy reports to it). A sum of two
+    peaks, so at most their true joint peak's double, at least it."""
+    import tracemalloc
+
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        tracemalloc.start()
+        try:
+            fn()
+            numpy_peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    held = torch_peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        held += event.self_cpu_memory_usage
+        torch_peak = max(torch_peak, held)
+    return torch_peak + numpy_peak
+
+
+def test_film_grain_declares_its_grains_memory(registry):
+    """At scale 0.25 the grain has 16 times the image's pixels: declared, and close to what it takes."""
+    image = rand(2, 32, 40, 3, seed=47)
+    call(registry, "BetterFilmGrain", image=image, scale=0.25)  # first run: imports, OpenCV's set-up
+    peak = measured_peak(lambda: call(registry, "BetterFilmGrain", image=image, scale=0.25))
+    declared = registry.get("BetterFilmGrain").estimate({"scale": 0.25}, {"image": Size(2, 32, 40)})
+    assert declared.size == Size(2, 32, 40)
+    assert 0.8 * peak <= declared.memory <= 1.5 * peak, (declared.memory, peak)
+    assert declared.memory >= 2 * 128 * 160 * 60  # the grain's pixels, 16 times the image's
+    unknown = registry.get("BetterFilmGrain").estimate({}, {"image": Size(2, 32, 40)})  # a linked scale
+    assert unknown.memory == declared.memory
+
+
 def test_film_grain_without_strength_only_lifts_the_toe(registry):
     image = rand(2, 6, 8, 4, seed=39)
     got = call(registry, "BetterFilmGrain", image=image, strength=0.0, toe=0.1, seed=5)
@@ -504,8 +585,12 @@ def test_latent_filters(registry):
         return np.sqrt(np.stack([cv2.GaussianBlur(i, (3, 3), 0) for i in (x - m) ** 2])), m
     (sd, mean), (ref_sd, ref_mean) = local(hwc), local(reference.movedim(1, -1).numpy())
     close(filtered["samples"].movedim(1, -1), (hwc - mean) / sd * ref_sd + ref_mean, atol=1e-3)
+    # a reference batch of 1 is broadcast to all, as in the pack
+    one = call(registry, "AdainFilterLatent", latents=latent, reference={"samples": reference[:1]}, filter_size=1)
+    ref_sd, ref_mean = local(reference[:1].movedim(1, -1).numpy())
+    close(one["samples"].movedim(1, -1), (hwc - mean) / sd * ref_sd + ref_mean, atol=1e-3)
     with pytest.raises(NodeInputError) as caught:
-        call(registry, "AdainFilterLatent", latents=latent, reference={"samples": reference[:1]})
+        call(registry, "AdainFilterLatent", latents=latent, reference={"samples": reference[:, :, :4]})
     assert caught.value.input == "reference"
 
 
@@ -541,6 +626,10 @@ def test_visualize_latents(registry):
     assert image.shape == (2, 6, 10, 3)
     close(image[:, 3:6, 0:5, 0], s[:, 1], atol=1e-6)  # channel 1: down first
     close(image[:, 0:3, 5:10, 1], s[:, 2], atol=1e-6)  # channel 2: then across
+    three = torch.randn(1, 3, 2, 2, generator=torch.Generator().manual_seed(52))  # the pack raises here
+    t = three.numpy().astype(np.float64)
+    close(call(registry, "VisualizeLatents", latent={"samples": three})[0, ..., 0],
+          ((t - t.mean()) / t.std(ddof=1) / 10 + 0.5)[0, 0], atol=1e-6)  # a 1x1 square: channel 0 only
 
 
 def test_instruct_pix2pix_advanced_and_conditioning_subtract(registry):
@@ -564,13 +653,16 @@ def test_instruct_pix2pix_advanced_and_conditioning_subtract(registry):
     close(first, orig[0][0] - 0.3 * padded)
     close(first_options["pooled_output"], orig[0][1]["pooled_output"] - 0.3 * cond[0][1]["pooled_output"])
     close(second, orig[1][0] - 0.3 * cond[0][0][:, :3])  # cut to 3
-    close(second_options["pooled_output"], cond[0][1]["pooled_output"] * 0.7)  # its own: the subtracted one's
+    # none of its own: counted as the subtracted one's, so that times 1 - 0.3, as the pack computes it
+    close(second_options["pooled_output"], cond[0][1]["pooled_output"] * 0.7)
 
 
 def test_inpaint_condition_encode_and_apply_give_what_inpaint_model_conditioning_gives(registry):
-    model, clip, vae = call(registry, "LoadCheckpoint", checkpoint=DEMO)[:3]
-    positive = call(registry, "CLIPEncode", clip=clip, text="a red circle")
-    negative = call(registry, "CLIPEncode", clip=clip, text="")
+    # the pixel-space VAE (its latents: the picture in -1..1) and prompts built in memory: no
+    # checkpoint to load; the encoding path and crops are the same for any VAE
+    vae = call(registry, "LoadVAE", vae_name="pixel_space")
+    positive = [(rand(1, 4, 8, seed=53), {"pooled_output": torch.zeros(1, 8)})]
+    negative = [(torch.zeros(1, 4, 8), {})]
     pixels, mask = rand(1, 36, 42, 3, seed=40), (rand(1, 18, 21, seed=41) > 0.6).float()  # not multiples of 8
     condition = call(registry, "InpaintConditionEncode", vae=vae, pixels=pixels, mask=mask)
     core_positive, core_negative, core_latent = call(registry, "InpaintModelConditioning", positive=positive,
@@ -586,7 +678,7 @@ def test_inpaint_condition_encode_and_apply_give_what_inpaint_model_conditioning
         assert got[0][1]["concat_mask"] is condition["concat_mask"]
     assert torch.equal(latent["samples"], torch.zeros_like(condition["concat_latent_image"]))
     assert latent["noise_mask"] is condition["concat_mask"]
-    given = {"samples": torch.ones(1, 4, 4, 5)}
+    given = {"samples": torch.ones(1, 3, 32, 40)}
     _, _, latent = call(registry, "InpaintConditionApply", positive=positive, negative=negative,
                         inpaint_condition=condition, latents_optional=given)
     assert latent == given and latent is not given and "noise_mask" not in latent
@@ -627,7 +719,9 @@ def conway(grid):
 def test_game_of_life_follows_conways_rules(registry):
     image, mask, off, on = call(registry, "GameOfLife", width=10, height=9, cell_size=8, seed=3, threshold=0.6,
                                 steps=5)
-    start = (torch.rand(1, 1, 9, 10, generator=torch.Generator().manual_seed(3)) > 0.6).float()[0, 0].numpy()
+    with torch.random.fork_rng():  # the pack's way: torch's global generator seeded, then its rand
+        torch.manual_seed(3)
+        start = (torch.rand(1, 1, 9, 10) > 0.6).float()[0, 0].numpy()
     states = [start]
     for _ in range(4):
         states.append(conway(states[-1]))
@@ -662,8 +756,32 @@ def test_extract_and_merge_frames(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "MergeFramesByIndex", index_list=[9], orig_images=images, images=new)
     assert caught.value.input == "index_list"
-    assert default_estimate(registry.get("ExtractNFrames"), {"frames": 4}, {"images": Size(7, 2, 2)}).size == \
-        Size(4, 2, 2)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "MergeFramesByIndex", index_list=[-8], orig_images=images, images=new)
+    assert caught.value.input == "index_list"
+    # Python's indexes, as the pack takes them: -1 the last frame, -7 the first
+    merged, merged_masks = call(registry, "MergeFramesByIndex", index_list=[-1, -7], orig_images=images, images=new)
+    close(merged[6], new[0])
+    close(merged[0], new[1])
+    close(merged[1:6], images[1:6])
+    assert merged_masks[:, 0, 0].tolist() == [0, 1, 1, 1, 1, 1, 0]
+    extract = registry.get("ExtractNFrames")
+    assert extract.estimate({"frames": 4}, {"images": Size(7, 2, 2)}).size == Size(4, 2, 2)
+    assert extract.estimate({"frames": 4}, {"masks": Size(7, 3, 5)}).size == Size(4, 3, 5)
+
+
+def test_extract_n_frames_declares_its_frames_without_inputs(registry):
+    """Nothing linked: `frames` black 512x512 frames, declared, so a long run is refused before it runs."""
+    from graphflow.resource_limits import SERVER_LIMITS
+    assert registry.get("ExtractNFrames").estimate({"frames": 100}, {}).size == Size(100, 512, 512)
+
+    def problems(frames, limits=None):
+        graph = {"1": {"type": "ExtractNFrames", "inputs": {"frames": frames}},
+                 "2": {"type": "PreviewImage", "inputs": {"images": ["1", 1]}}}
+        return {(p.node_id, p.input) for p in validate(parse_workflow({"nodes": graph}), registry, limits=limits)}
+    assert problems(100, SERVER_LIMITS) == {("1", "frames")}  # over the server's batch of 64
+    assert problems(16, SERVER_LIMITS) == set()
+    assert problems(100000) == {("1", "frames")}  # over the widget's maximum
 
 
 def test_sizes_from_inputs_are_declared(registry):
@@ -678,18 +796,23 @@ def test_sizes_from_inputs_are_declared(registry):
 
 
 def test_guided_filters_declare_their_working_memory(registry):
-    from nodes.pack_nodes_image_filters import GUIDED_BYTES_PER_PIXEL
-    size = Size(2, 1000, 800)
-    for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "alpha"), ("EnhanceDetail", "images")):
+    # what one image's guided filter takes at its peak, measured, against what is declared for it
+    images, guide = rand(1, 80, 96, 3, seed=50), rand(1, 80, 96, 3, seed=51)
+    call(registry, "GuidedFilterImage", images=images, guide=guide, size=1)  # first run: set-up
+    peak = measured_peak(lambda: call(registry, "GuidedFilterImage", images=images, guide=guide, size=1))
+    one = registry.get("GuidedFilterImage").estimate({"size": 1}, {"images": Size(1, 80, 96)}).memory
+    assert peak <= one <= 1.25 * peak, (one, peak)
+    per_pixel = one / (80 * 96)
+    size = Size(2, 1000, 800)  # filtered one image at a time: one image's memory
+    for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "images"), ("EnhanceDetail", "images")):
         estimate = registry.get(node).estimate({"size": 4}, {name: size})
-        assert estimate.size == size and estimate.memory == GUIDED_BYTES_PER_PIXEL * 800 * 1000, node
+        assert estimate.size == size and estimate.memory == per_pixel * 800 * 1000, node
     for node in ("ColorMatchImage", "RestoreDetail"):
         widgets = {"blur_type": "guidedFilter", "blur_size": 3}
-        assert registry.get(node).estimate(widgets, {"images": size}).memory == GUIDED_BYTES_PER_PIXEL * 800000
+        assert registry.get(node).estimate(widgets, {"images": size}).memory == per_pixel * 800000
         assert registry.get(node).estimate({**widgets, "blur_type": "blur"}, {"images": size}).memory == 0
     # a window over 100 pixels runs at a tenth of the side
-    assert registry.get("GuidedFilterImage").estimate({"size": 50}, {"images": size}).memory == \
-        GUIDED_BYTES_PER_PIXEL * 8000
+    assert registry.get("GuidedFilterImage").estimate({"size": 50}, {"images": size}).memory == per_pixel * 8000
     jitter = {"type": "JitterImage", "inputs": {"images": ["1", 0]}}
     graph = {"1": {"type": "ImageConstant", "inputs": {"width": 64, "height": 64, "batch_size": 8}}, "2": jitter,
              "3": {"type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
@@ -697,6 +820,79 @@ def test_guided_filters_declare_their_working_memory(registry):
     assert {p.node_id for p in problems} == {"2"}  # 8 images jittered are 72
     assert registry.get("UnJitterImage").estimate({}, {"images": Size(20, 6, 8)}).size == Size(18, 6, 8)
     assert registry.get("BatchAverageUnJittered").estimate({}, {"images": Size(20, 6, 8)}).size == Size(2, 6, 8)
+
+
+# -- bad inputs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("node, inputs, name, words", [
+    ("MergeFramesByIndex", {"index_list": [0], "orig_images": rand(3, 4, 4, 3), "images": rand(1, 4, 4, 3),
+                            "masks": rand(1, 5, 5)}, "masks", "4x4"),
+    ("MergeFramesByIndex", {"index_list": [0], "orig_images": rand(3, 4, 4, 3), "images": rand(1, 4, 4, 3),
+                            "orig_masks": rand(3, 4, 6)}, "orig_masks", "4x4"),
+    ("ShuffleChannels", {"image": rand(1, 4, 4, 1)}, "image", "green"),
+    ("BetterFilmGrain", {"image": rand(1, 8, 8, 1)}, "image", "3 or more channels"),
+    ("InpaintConditionEncode", {"vae": object(), "pixels": rand(3, 8, 8, 3), "mask": rand(2, 8, 8)}, "mask",
+     "one per picture (3)"),
+    ("ColorMatchImage", {"images": rand(1, 8, 12, 3), "reference": rand(1, 8, 12, 3), "blur_size": 60}, "images",
+     "at least 10x10"),
+    ("GuidedFilterImage", {"images": rand(1, 12, 9, 3), "guide": rand(1, 12, 9, 3), "size": 60}, "images",
+     "at least 10x10"),
+    ("RestoreDetail", {"images": rand(1, 8, 8, 3), "detail": rand(1, 8, 8, 3), "blur_size": 60,
+                       "blur_type": "guidedFilter"}, "images", "at least 10x10"),
+    ("SharpenFilterLatent", {"latents": {"samples": rand(1, 4, 8, 8)}, "filter_size": 60}, "latents",
+     "at least 10x10"),
+])
+def test_bad_inputs_are_named(registry, node, inputs, name, words):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, node, **inputs)
+    assert caught.value.input == name and words in str(caught.value), str(caught.value)
+
+
+def test_the_evident_cases_beside_the_bad_ones_still_run(registry):
+    grey = rand(1, 4, 4, 1)
+    shuffled = call(registry, "ShuffleChannels", image=grey, red="red", green="white", blue="black")
+    close(shuffled, np.concatenate([grey.numpy(), np.ones_like(grey), np.zeros_like(grey)], -1))
+    # a window of 121 on a 10-pixel side: one pixel at a tenth of the size
+    assert call(registry, "GuidedFilterImage", images=rand(1, 10, 10, 3), guide=rand(1, 10, 10, 3),
+                size=60).shape == (1, 10, 10, 3)
+
+
+# -- interrupts -------------------------------------------------------------------------------
+
+
+class InterruptAfter:
+    """An interrupt flag that reads as set from its (checks + 1)-th reading on, counting them."""
+
+    def __init__(self, checks):
+        self.checks, self.read = checks, 0
+
+    def is_set(self):
+        self.read += 1
+        return self.read > self.checks
+
+
+@pytest.mark.parametrize("node, inputs, checks", [
+    ("BlurImageFast", {"images": rand(5, 8, 8, 3)}, 2),  # per image
+    ("DilateErodeMask", {"masks": rand(5, 8, 8), "radius": 3, "shape": "circle"}, 2),
+    ("GuidedFilterImage", {"images": rand(4, 8, 8, 3), "guide": rand(4, 8, 8, 3), "size": 1}, 1),
+    ("AdainImage", {"images": rand(4, 8, 8, 3), "reference": rand(4, 8, 8, 3)}, 1),
+    ("GameOfLife", {"steps": 20000}, 5),  # per step: stopped long before the 20000th
+])
+def test_long_loops_stop_at_an_interrupt(registry, node, inputs, checks):
+    import threading
+
+    from graphflow.context import Interrupted, NodeContext, _current
+    flag = InterruptAfter(checks)
+    context = NodeContext("run", "1", node, emit=lambda event: None, interrupt=threading.Event())
+    context.interrupt = flag
+    token = _current.set(context)
+    try:
+        with pytest.raises(Interrupted):
+            call(registry, node, **inputs)
+    finally:
+        _current.reset(token)
+    assert flag.read == checks + 1  # it went on while not interrupted, and stopped at the first check after
 
 
 # -- the pack's graphs ------------------------------------------------------------------------
