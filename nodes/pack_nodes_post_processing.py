@@ -220,15 +220,21 @@ def _dodge_or_burn(image, m, mode: str):
 
 
 class PostProcBlur(Node):
-    """The pack's Blur (under its own name here: ComfyUI's "Blur" class is Masquerade's, which
-    claims the name first). A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
+    """The pack's Blur. A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
     the radius (the kernel spans -1..1, as ComfyUI's ImageBlur), the borders taken as black (zero
-    padding, as the pack's conv2d), so the edges darken."""
+    padding, as the pack's conv2d), so the edges darken.
+
+    Masquerade's Blur registers the ComfyUI class name "Blur" too and stays its default. A UI save
+    is read as this node where the node's properties name this pack (cnr_id
+    comfyui-post-processing-nodes or aux_id EllangoK/ComfyUI-post-processing-nodes, as newer
+    ComfyUI editors save them), an API prompt where it gives blur_radius or sigma (only `image`
+    linked: Masquerade's). Written back as "Blur", in a UI save with those ids."""
     category = "postprocessing/Filters"
     image: IMAGE
     blur_radius: int = Int(1, min=1, max=15)
     sigma: float = Float(1.0, min=0.1, max=10.0, step=0.1)
     outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Blur",), pack=("comfyui-post-processing-nodes", "EllangoK/ComfyUI-post-processing-nodes"))
 
     def run(self):
         return _padded_conv(_image(self.image, "image"), _gaussian_2d(self.blur_radius, self.sigma))

@@ -614,11 +614,14 @@ def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry, tmp
         assert api[node_id]["inputs"] == entry["inputs"], node_id
 
 
-def test_the_comfy_class_blur_stays_masquerades(registry):
-    """Both packs register "Blur"; Masquerade's claims it first, so a save's Blur runs Masquerade's
-    (radius, sigma_factor); this pack's Blur is PostProcBlur, under graphflow's name only."""
+def test_the_comfy_class_blur_is_masquerades_unless_the_save_names_this_pack(registry):
+    """Both packs register "Blur"; Masquerade's is the default (radius, sigma_factor), this pack's
+    Blur (PostProcBlur) is read where a save names this pack or its input names (the reading:
+    tests/test_comfy_pack_clash.py)."""
     assert registry.comfy_node("Blur").__module__ == "nodes.pack_nodes_masquerade"
-    assert registry.comfy_node("PostProcBlur") is registry.get("PostProcBlur")  # exported under our name
+    assert [c.node.node_type for c in registry.claimants("Blur")] == ["MasqueradeBlur", "PostProcBlur"]
+    assert registry.claimants("Blur")[1].pack == ("comfyui-post-processing-nodes",
+                                                  "EllangoK/ComfyUI-post-processing-nodes")
     for name in ("ArithmeticBlend", "AsciiArt", "Blend", "CannyEdgeMask", "ChromaticAberration", "ColorCorrect",
                  "ColorTint", "Dissolve", "DodgeAndBurn", "FilmGrain", "Glow", "HSVThresholdMask", "KuwaharaBlur",
                  "Parabolize", "PencilSketch", "PixelSort", "Pixelize", "Quantize", "Sharpen", "SineWave", "Solarize",
