@@ -41,7 +41,7 @@ from typing import Any
 from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes, bypass_input
-from graphflow.registry import OWN_PACK, claimant_key
+from graphflow.registry import claimant_key
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal, parse_workflow)
 
@@ -1567,9 +1567,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         # gathered inputs are widgets of their own in the editor (rgthree's rows): ours again
         inputs = _gathered(inputs, _alias_for(registry.comfy_node(key), key))
         order = _widget_order(key, registry) or []
-        old = originals.get(node_id)
-        old = {**old, "type": _ui_type(old, registry)} if old else None  # the class it was read as
-        old = originals.get(node_id) if _same_class(old, key, workflow, node_id, registry) else None
+        saved_node = originals.get(node_id)
+        read_as = {**saved_node, "type": _ui_type(saved_node, registry)} if saved_node else None  # as it was read
+        old = saved_node if _same_class(read_as, key, workflow, node_id, registry) else None
         record = converted.get(node_id, {})
         ui_node = copy.deepcopy(old) if old else {"id": ids[node_id], "type": class_type, "pos": placed[node_id],
                                                      "size": [260, 120], "flags": {}, "order": 0, "mode": 0,

@@ -14,7 +14,7 @@ import torch
 from graphflow.api import IMAGE, ComfyAlias, Int, Node
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.registry import Registry
-from graphflow.workflow import parse_workflow
+from graphflow.workflow import comfy_aliases, parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
@@ -35,7 +35,8 @@ def blur_save(widgets, properties=None):
 
 
 def blur_prompt(**widgets):
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 24, "height": 20, "batch_size": 1, "color": 0x80C040}},
+    image = {"width": 24, "height": 20, "batch_size": 1, "color": 0x80C040}
+    return {"1": {"class_type": "EmptyImage", "inputs": image},
             "2": {"class_type": "Blur", "inputs": {"image": ["1", 0], **widgets}}}
 
 
@@ -103,7 +104,8 @@ def test_ui_save_of_the_post_processing_blur_round_trips_with_its_pack_id(regist
 def test_api_prompt_read_by_names_exports_as_blur_with_the_pack_ids(registry):
     workflow = parse_workflow(blur_prompt(blur_radius=4, sigma=2.0), registry)
     api = export_api(workflow, registry)
-    assert api["2"]["class_type"] == "Blur" and api["2"]["inputs"] == {"image": ["1", 0], "blur_radius": 4, "sigma": 2.0}
+    assert api["2"]["class_type"] == "Blur"
+    assert api["2"]["inputs"] == {"image": ["1", 0], "blur_radius": 4, "sigma": 2.0}
     assert parse_workflow(api, registry).nodes["2"].type == "PostProcBlur"
     ui = json.loads(json.dumps(export_ui(workflow, registry)))
     blur = next(n for n in ui["nodes"] if n["id"] == 2)
@@ -167,14 +169,10 @@ def test_our_own_latent_interpolate_survives_a_trip_through_comfyuis_formats(reg
 def test_no_comfy_class_is_claimed_twice_without_a_way_to_choose(registry):
     """Every ComfyUI class name two of our nodes claim: each claimant but the default names its
     pack (ComfyAlias.pack, or our own node's OWN_PACK), so no pack builder shadows a class silently."""
-    shared = {}
-    for cls in registry:
-        for class_type in {t for alias in cls.__dict__.get("comfy") and
-                           (cls.comfy if isinstance(cls.comfy, tuple) else (cls.comfy,)) or () for t in alias.class_types}:
-            shared.setdefault(class_type, set()).add(cls.node_type)
-        shared.setdefault(cls.node_type, set())
-    clashing = {name for name in shared if len(registry.claimants(name)) > 1}
-    assert {"Blur", "LatentInterpolate"} <= clashing
+    names = {t for cls in registry for alias in comfy_aliases(cls) for t in alias.class_types}
+    names |= {cls.node_type for cls in registry}
+    clashing = {name for name in names if len(registry.claimants(name)) > 1}
+    assert clashing == {"Blur", "LatentInterpolate", "LatentStats"}
     for name in clashing:
         default, *others = registry.claimants(name)
         assert registry.comfy_node(name) is default.node
