@@ -145,6 +145,18 @@ def test_a_blur_inside_a_subgraph_is_chosen_by_its_pack_id(registry):
     assert workflow.nodes["5:2"].inputs == {"image": ["1", 0], "blur_radius": 2, "sigma": 0.7}
 
 
+def test_a_blur_inside_a_legacy_group_node_is_chosen_by_its_pack_id(registry):
+    blur = {**ui_node(0, "Blur", [2, 0.7], [("image", "IMAGE", None, False)], [("IMAGE", "IMAGE", [])]),
+            "properties": dict(POST), "index": 0}
+    instance = {**ui_node(6, "workflow>Blurs", [3, 1.5], [("image", "IMAGE", 1, False)], [("IMAGE", "IMAGE", [])])}
+    data = ui_graph([ui_node(1, "EmptyImage", [24, 20, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]), instance],
+                    [[1, 1, 0, 6, 0, "IMAGE"]])
+    data["extra"]["groupNodes"] = {"Blurs": {"nodes": [blur], "links": [], "external": []}}
+    workflow = parse_workflow(data, registry)
+    assert workflow.nodes["6:0"].type == "PostProcBlur"
+    assert workflow.nodes["6:0"].inputs == {"image": ["1", 0], "blur_radius": 3, "sigma": 1.5}  # the group's values
+
+
 def test_our_own_latent_interpolate_survives_a_trip_through_comfyuis_formats(registry):
     """ComfyUI's core LatentInterpolate is LatentNormInterpolate; graphflow's own node of that name
     goes out under its name and comes back by its input names (API) or the OWN_PACK id (UI)."""
@@ -253,3 +265,11 @@ def test_image_filters_latent_stats_reports_as_the_pack(registry):
     assert means == pytest.approx([float(samples[:, i].mean()) for i in range(4)], abs=1e-6)
     _, *two = call(registry, "ImageFiltersLatentStats", latent={"samples": samples[:, :2]})
     assert two[2:] == [0.0, 0.0]  # channels the latent lacks
+
+
+def test_validation_names_the_chosen_claimants_input(registry):
+    from graphflow.validation import validate
+    problems = validate(parse_workflow(blur_save([99, 0.7], POST), registry), registry, ["2"])
+    assert [(p.node_id, p.input) for p in problems] == [("2", "blur_radius")]  # PostProcBlur's: at most 15
+    problems = validate(parse_workflow(blur_save([99, 0.7]), registry), registry, ["2"])
+    assert [(p.node_id, p.input) for p in problems] == [("2", "radius")]  # Masquerade's: at most 48
