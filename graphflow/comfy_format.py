@@ -19,6 +19,13 @@ the graph back as a UI graph gives the same nodes, links, values and layout.
 The widget order of ComfyUI's core classes comes from comfy_catalogue.json (made by
 tools/make_comfy_catalogue.py from ComfyUI's /object_info); for our own nodes it is their
 declaration order.
+
+Where several of our nodes claim one ComfyUI class name (two packs register "Blur";
+Registry.claimants), a node is read as the claimant its save names: a UI node's properties cnr_id /
+aux_id (the pack's Comfy registry id / GitHub repo, ComfyAlias.pack), an API prompt's input names;
+else the default. The choice is made once, as the node's class is first read (_claimant_class),
+by renaming it to the claimant's Registry.claimant_key, which every later step looks up; writing
+back gives the class name and, in a UI graph, the pack ids.
 """
 
 import copy
@@ -34,6 +41,7 @@ from typing import Any
 from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes, bypass_input
+from graphflow.registry import claimant_key
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal, parse_workflow)
 
@@ -262,10 +270,10 @@ CUSTOM_PACKS = {
     "ComfyUI-Inpaint-CropAndStitch": CROP_STITCH_CLASSES,
     "comfyui-dynamicprompts": tuple(DYNAMIC_PROMPTS_LEFT_OUT),
     "ComfyUI_experiments": EXPERIMENTS_CLASSES,
-    # EllangoK's ComfyUI-post-processing-nodes (nodes/pack_nodes_post_processing.py): every class is ours, so
-    # no name to match; listed so the docs group its classes (its module's COMFY_PACK). Its "Blur" is
-    # PostProcBlur here: the ComfyUI name is Masquerade's Blur's, matched above (PACK_NOTES says so)
-    "ComfyUI-post-processing-nodes": (),
+    # EllangoK's ComfyUI-post-processing-nodes (nodes/pack_nodes_post_processing.py): every class is ours;
+    # its "Blur" is Masquerade's too (whole names: in WHOLE_NAMES through MASQUERADE_CLASSES), which is
+    # the default, and PostProcBlur where a save names this pack (ComfyAlias.pack)
+    "ComfyUI-post-processing-nodes": ("Blur",),
     # Acly's comfyui-inpaint-nodes (nodes/pack_nodes_inpaint.py): all its classes are ours; named so the
     # docs list them under the pack, and a class of a later version is named as the pack's
     "comfyui-inpaint-nodes": ("INPAINT_",),
@@ -274,10 +282,10 @@ CUSTOM_PACKS = {
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
-    "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`: a saved `Blur` runs Masquerade's "
-                                     "Blur, which holds that ComfyUI name (its widgets read as radius and "
-                                     "sigma_factor; an API prompt's blur_radius / sigma are refused, naming "
-                                     "PostProcBlur)",
+    "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
+                                     "properties name this pack (cnr_id / aux_id) or an API prompt gives its "
+                                     "inputs (blur_radius, sigma); else a saved `Blur` runs Masquerade's Blur, "
+                                     "that name's default",
 }
 
 
@@ -355,7 +363,67 @@ def is_ui_graph(data: Any) -> bool:
 
 
 def _alias_for(cls, class_type: str):
-    return next((a for a in comfy_aliases(cls) if class_type in a.class_types), None) if cls else None
+    """The alias by which node `cls` reads ComfyUI class `class_type` (a name or its claimant_key)."""
+    if cls is None:
+        return None
+    return next((a for a in comfy_aliases(cls)
+                 if class_type in a.class_types or class_type in {claimant_key(t, cls) for t in a.class_types}), None)
+
+
+PACK_PROPERTIES = ("cnr_id", "aux_id")  # a UI node's properties naming its pack: Comfy registry id, GitHub repo
+
+
+def _claimant_class(class_type, registry, properties: dict | None = None, inputs: dict | None = None):
+    """The name a node of ComfyUI class `class_type` is read under where several of our nodes
+    claim that class (Registry.claimants; else the class itself). A UI save's node (`properties`)
+    whose cnr_id / aux_id names a claimant's pack is that claimant; an API prompt's node
+    (`inputs`) giving an input name its default claimant does not read is the one other
+    claimant that reads every name given, if exactly one does. Else the default claimant. The
+    answer (Registry.claimant_key) is what every later step looks the node's class up by."""
+    claims = registry.claimants(class_type) if isinstance(class_type, str) else []
+    if len(claims) < 2:
+        return class_type
+    chosen = claims[0]
+    if properties is not None:
+        ids = [value for key in PACK_PROPERTIES if isinstance(value := properties.get(key), str)]
+        chosen = next((c for c in claims if c.names_pack(ids)), chosen)
+    elif inputs is not None:
+        names = set(inputs) - set(UPLOAD_INPUTS)
+        if not names <= _read_names(class_type, chosen.node):
+            fits = [c for c in claims[1:] if names <= _read_names(class_type, c.node)]
+            chosen = fits[0] if len(fits) == 1 else chosen
+    return registry.claimant_key(class_type, chosen.node)
+
+
+def _read_names(class_type: str, cls) -> set[str]:
+    """The ComfyUI input names node `cls` reads for class `class_type`: the catalogue's (a core
+    class), its alias's current and old names and those it ignores, and its own inputs."""
+    alias = _alias_for(cls, class_type)
+    catalogue = comfy_catalogue()
+    declared = {i["name"] for i in catalogue[class_type]["inputs"]} if alias and class_type in catalogue else set()
+    written = alias.written_names() if alias else {}
+    return declared | {written.get(name, name) for name in cls.input_specs} | \
+        set(alias.inputs if alias else ()) | set(alias.ignore if alias else ())
+
+
+def _ui_type(node: dict, registry):
+    """The class a UI save's node is read as: a renamed class's current name (RENAMED_TYPES),
+    and where several of our nodes claim the class, the one its pack ids name (_claimant_class)."""
+    node_type = node.get("type")
+    if not isinstance(node_type, str):
+        return node_type
+    node_type = RENAMED_TYPES.get(node_type, node_type)
+    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    return _claimant_class(node_type, registry, properties=properties) if registry is not None else node_type
+
+
+def _api_class(class_type: str, raw_inputs, registry, by_inputs: bool) -> str:
+    """The class an API graph's node is read as: by its file names' folders (FOLDER_CLASSES), a
+    queued pysssss Primitive's value, and (`by_inputs`: a prompt not read from a UI save, whose
+    nodes' claimants were chosen by their pack ids) its input names (_claimant_class)."""
+    raw_inputs = raw_inputs if isinstance(raw_inputs, dict) else {}
+    class_type = comfy_pack_nodes.primitive_class(_folder_class(class_type, raw_inputs), raw_inputs)
+    return _claimant_class(class_type, registry, inputs=raw_inputs) if by_inputs else class_type
 
 
 def _output_names(alias, specs) -> list[str]:
@@ -403,7 +471,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
     for key, entry in graph.items():
         class_type = entry.get("class_type") if isinstance(entry, dict) else None
         if isinstance(class_type, str):
-            class_type = _folder_class(class_type, entry.get("inputs"))
+            class_type = _api_class(class_type, entry.get("inputs"), registry, ui is None)
         alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
         if alias is not None and alias.outputs is not None:
             output_maps[str(key)] = alias.outputs
@@ -424,7 +492,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             problems.append(Problem(node_id, class_type, None,
                                     f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
             continue
-        class_type = comfy_pack_nodes.primitive_class(_folder_class(class_type, raw_inputs), raw_inputs)
+        class_type = _api_class(class_type, raw_inputs, registry, ui is None)
         cls = registry.comfy_node(class_type)
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
@@ -507,7 +575,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             if left_out:
                 missing[node_id] = {"type": cls.node_type, "inputs": left_out}
         nodes[node_id], type_of[node_id] = {"type": node_type, "inputs": inputs}, node_type
-        classes[node_id] = class_type
+        classes[node_id] = registry.comfy_class(class_type)
         meta = entry.get("_meta")
         title = meta.get("title") if isinstance(meta, dict) else None
         if isinstance(title, str) and title:
@@ -646,6 +714,8 @@ def _expand_group_node(instance: dict, definition: dict, links: dict, registry, 
     for i, raw in enumerate(definition.get("nodes") or []):
         node = copy.deepcopy(raw)
         node["id"] = inner + str(i)
+        if isinstance(node.get("type"), str):  # as _flatten reads it, so its widgets are laid out as that class's
+            node["type"] = _ui_type(node, registry)
         node["inputs"] = [dict(x, link=None) for x in raw.get("inputs") or []]
         made.append(node)
     inner_links = [l for l in definition.get("links") or [] if isinstance(l, list) and len(l) >= 4
@@ -728,7 +798,7 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
             node = dict(raw)
             node["id"] = prefix + _node_id(raw["id"])
             if isinstance(node.get("type"), str):
-                node["type"] = RENAMED_TYPES.get(node["type"], node["type"])
+                node["type"] = _ui_type(node, registry)
             if prefix:  # inner link ids are local to their subgraph
                 node["inputs"] = [{**i, "link": None if i.get("link") is None else prefix + _node_id(i["link"])}
                                   for i in raw.get("inputs") or []]
@@ -1397,7 +1467,7 @@ def _api_graph(workflow: Workflow, registry) -> dict:
                 if alias is not None and (name in alias.fixed or name in alias.gather.values()):
                     continue
                 inputs.setdefault(back.get(name, name), default)
-            if class_type in catalogue:
+            if registry.claimant_key(class_type, cls) in catalogue:  # the core class, not another claimant
                 declared = catalogue[class_type]["inputs"]
                 names = {i["name"] for i in declared}
                 # Our own inputs ComfyUI's class lacks stay where the workflow sets them (ComfyUI
@@ -1499,10 +1569,14 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         if node_id not in ids:
             continue
         class_type, inputs = entry["class_type"], entry["inputs"]
+        # what the class is looked up by: the claimant this node is, where several of ours claim it
+        key = registry.claimant_key(class_type, registry.get(workflow.nodes[node_id].type))
         # gathered inputs are widgets of their own in the editor (rgthree's rows): ours again
-        inputs = _gathered(inputs, _alias_for(registry.comfy_node(class_type), class_type))
-        order = _widget_order(class_type, registry) or []
-        old = originals.get(node_id) if _same_class(originals.get(node_id), class_type, workflow, node_id, registry) else None
+        inputs = _gathered(inputs, _alias_for(registry.comfy_node(key), key))
+        order = _widget_order(key, registry) or []
+        saved_node = originals.get(node_id)
+        read_as = {**saved_node, "type": _ui_type(saved_node, registry)} if saved_node else None  # as it was read
+        old = saved_node if _same_class(read_as, key, workflow, node_id, registry) else None
         record = converted.get(node_id, {})
         ui_node = copy.deepcopy(old) if old else {"id": ids[node_id], "type": class_type, "pos": placed[node_id],
                                                      "size": [260, 120], "flags": {}, "order": 0, "mode": 0,
@@ -1529,8 +1603,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         old_inputs = dict(zip(old_list, (old or {}).get("inputs") or []))
         new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
-        old_values, _ = _saved_widgets(old, order, registry) if old else ({}, {})
-        alias = _alias_for(registry.comfy_node(class_type), class_type)
+        old_values, _ = _saved_widgets({**old, "type": key}, order, registry) if old else ({}, {})
+        alias = _alias_for(registry.comfy_node(key), key)
         for position, spec in enumerate(order):
             name = spec["name"]
             value = inputs.get(name)
@@ -1600,6 +1674,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         extra = {k: v for k, v in inputs.items() if k not in known and _is_value(v)}
         properties = dict(ui_node.get("properties") or {})
         properties.pop(EXTRA_PROPERTY, None)
+        if not old:  # a kept node keeps the ids it was read by
+            properties.update(_pack_properties(registry, class_type, key))
         if extra:
             properties[EXTRA_PROPERTY] = extra
         if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
@@ -1608,11 +1684,11 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             comfy_pack_nodes.file_item_widget(ui_node["widgets_values"], (old or {}).get("widgets_values"))
         ui_node["properties"] = properties
         if not old:
-            cls = registry.comfy_node(class_type)
-            specs, alias = (cls.output_specs if cls else ()), _alias_for(cls, class_type)
+            cls = registry.comfy_node(key)
+            specs, alias = (cls.output_specs if cls else ()), _alias_for(cls, key)
             if alias is not None and alias.outputs is not None:  # the class has only those of ours
                 specs = [specs[i] for i in alias.outputs]
-            outs = comfy_catalogue().get(class_type, {}).get("outputs") or \
+            outs = comfy_catalogue().get(key, {}).get("outputs") or \
                 [{"name": name, "type": o.type} for o, name in zip(specs, _output_names(alias, specs))]
             ui_node["outputs"] = [{"name": o["name"], "type": o["type"], "links": []} for o in outs]
         out_nodes.append(ui_node)
@@ -1704,6 +1780,18 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
     result.setdefault("extra", {})
     result.setdefault("version", 0.4)
     return result
+
+
+def _pack_properties(registry, class_type: str, key: str) -> dict:
+    """The properties naming the pack a UI node of `class_type` read as `key` comes from (cnr_id:
+    the Comfy registry id, aux_id: the GitHub owner/repo), so the save reads back as that node:
+    its ComfyAlias.pack, or OWN_PACK for our own node whose name a ComfyUI class shares."""
+    claim = registry.claim(key)
+    if claim is None or claim.own and len(registry.claimants(class_type)) < 2:
+        return {}
+    cnr = next((i for i in claim.pack if "/" not in i), None)
+    aux = next((i for i in claim.pack if "/" in i), None)
+    return {k: v for k, v in (("cnr_id", cnr), ("aux_id", aux)) if v is not None}
 
 
 def _set_looks(node: dict, place: dict) -> None:

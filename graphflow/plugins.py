@@ -34,7 +34,6 @@ from types import ModuleType
 from graphflow.node import Node, NodeDeclarationError
 from graphflow.registry import Registry
 from graphflow.types import SOCKET_TYPES
-from graphflow.workflow import comfy_aliases
 
 ENTRY_POINT_GROUP = "graphflow.nodes"
 MODULE_PREFIX = "graphflow_plugins"  # folder plugin `name` is imported as graphflow_plugins.name
@@ -132,16 +131,11 @@ def _load_one(registry: Registry, name, file, origin, importer) -> dict:
         registry.problems.append(_problem(name, file, "clash", f"plugin '{name}' ({file}): node {cls.__name__} "
                                                                f"skipped: {reason}; the plugin's other nodes load"))
     classes = [cls for cls in classes if cls not in clashes]
-    for cls in classes:
+    reported = len(registry.problems)
+    for cls in classes:  # a ComfyUI alias an earlier node holds, and no pack to choose this one by: reported
         registry.add(cls, source=name)
-    for cls in classes:  # a ComfyUI alias taken by an earlier node stays with it; say so
-        for class_type in (t for alias in comfy_aliases(cls) for t in alias.class_types):
-            owner = registry.comfy_node(class_type)
-            if owner is not cls:
-                registry.problems.append(_problem(
-                    name, file, "clash",
-                    f"plugin '{name}' ({file}): ComfyUI class '{class_type}' already maps to {owner.node_type} "
-                    f"from {registry.source(owner.node_type)}, which is kept; {cls.node_type} gets no alias"))
+    for problem in registry.problems[reported:]:  # Registry.add's clash reports: the plugin's file too
+        problem["file"] = str(file)
     return {"name": name, "file": str(getattr(module, "__file__", None) or file), "origin": origin,
             "nodes": [cls.node_type for cls in classes]}
 

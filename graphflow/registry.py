@@ -4,6 +4,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+from dataclasses import dataclass
 from types import ModuleType
 
 from graphflow.node import Node, node_catalogue, socket_catalogue
@@ -14,11 +15,39 @@ class DuplicateNodeError(ValueError):
     """Two sources define the same node type."""
 
 
+# The pack id a UI save of graphflow's own node carries (properties' cnr_id) where a ComfyUI class
+# of another node shares the node's name (our LatentInterpolate beside ComfyUI's): the save then
+# reads back as ours, not as that class.
+OWN_PACK = ("graphflow",)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One node claiming a ComfyUI class name: through its ComfyAlias (`pack`: the alias's pack
+    ids), or, for a node that declares no alias, its own type name (`own`; pack OWN_PACK)."""
+    node: type[Node]
+    pack: tuple[str, ...]
+    own: bool = False
+
+    @property
+    def rank(self) -> int:
+        """Which claim is the default: an alias naming no pack, then our own node of that name,
+        then an alias naming its pack (such a claim is chosen by its pack id or input names)."""
+        return 1 if self.own else 2 if self.pack else 0
+
+    def names_pack(self, ids) -> bool:
+        """Whether one of `ids` (a save's cnr_id / aux_id) is this claim's pack (case-insensitive)."""
+        return bool({p.lower() for p in self.pack} & {i.lower() for i in ids})
+
+
 class Registry:
     def __init__(self):
         self._nodes: dict[str, type[Node]] = {}
         self._sources: dict[str, str] = {}
-        self._comfy: dict[str, type[Node]] = {}
+        self._comfy: dict[str, type[Node]] = {}  # ComfyUI class name -> its default claimant
+        # ComfyUI class name -> every node claiming it, default first, the rest in load order
+        self._claims: dict[str, list[Claim]] = {}
+        self._keys: dict[str, tuple[str, type[Node]]] = {}  # claimant_key -> (class name, node)
         self.problems: list[dict] = []  # load problems (broken plugins, clashes) for the catalogue
         self.plugins: list[dict] = []  # loaded plugins: {name, file, origin, nodes} (graphflow.plugins)
         self._close: dict[str, list[str]] = {}  # close_types' answers (difflib over every type is ~10 ms)
@@ -35,9 +64,31 @@ class Registry:
         self._nodes[name] = cls
         self._sources[name] = source
         self._close.clear()
-        for alias in comfy_aliases(cls):
+        aliases = comfy_aliases(cls)
+        for alias in aliases:
             for class_type in alias.class_types:
-                self._comfy.setdefault(class_type, cls)
+                self._claim(class_type, Claim(cls, tuple(alias.pack)), source)
+        if not aliases:  # graphflow's own node (or an alias-less plugin's) answers to its own name
+            self._claim(name, Claim(cls, OWN_PACK, own=True), source)
+
+    def _claim(self, class_type: str, claim: Claim, source: str) -> None:
+        claims = self._claims.setdefault(class_type, [])
+        if any(c.node is claim.node for c in claims):
+            return
+        claims.append(claim)
+        claims.sort(key=lambda c: c.rank)  # stable: load order within a rank
+        self._comfy[class_type] = claims[0].node
+        self._keys.pop(claimant_key(class_type, claims[0].node), None)  # a default is read by the class name
+        for other in claims[1:]:
+            self._keys[claimant_key(class_type, other.node)] = (class_type, other.node)
+        if claims[0] is not claim and not claim.pack:  # no save could ever choose it: never silent
+            default = claims[0].node
+            who = f"plugin '{source}'" if source != "builtin" else "built-in node"
+            self.problems.append({
+                "plugin": source if source != "builtin" else None, "file": None, "kind": "clash",
+                "message": f"{who}: ComfyUI class '{class_type}' already maps to {default.node_type} from "
+                           f"{self._sources[default.node_type]}, which is kept; {claim.node.node_type} names no "
+                           "pack (ComfyAlias(pack=...)) by which a save could choose it, so it gets no alias"})
 
     def add_module(self, module: ModuleType, source: str = "builtin") -> list[type[Node]]:
         """Register every public concrete node class a module defines (one that has its own run;
@@ -64,16 +115,35 @@ class Registry:
         return self._sources.get(node_type)
 
     def comfy_node(self, class_type: str) -> type[Node] | None:
-        """Our node for a ComfyUI class name: an alias first, else a node of the same name that
-        declares no ComfyUI class (graphflow's own nodes and alias-less plugins, as `export_ui`
-        writes them). A node declaring aliases answers to those only, so a pack node's own
-        graphflow name (say `ImageOverlay`) never claims another pack's class of that name."""
+        """Our node for a ComfyUI class name, or for a `claimant_key`: the class's default claimant
+        (Claim.rank: an alias first, else a node of the same name that declares no ComfyUI class,
+        graphflow's own nodes and alias-less plugins, as `export_ui` writes them). A node
+        declaring aliases answers to those only, so a pack node's own graphflow name (say
+        `ImageOverlay`) never claims another pack's class of that name."""
         cls = self._comfy.get(class_type)
-        if cls is None:
-            cls = self._nodes.get(class_type)
-            if cls is not None and comfy_aliases(cls):
-                return None
+        if cls is None and class_type in self._keys:
+            cls = self._keys[class_type][1]
         return cls
+
+    def claimants(self, class_type: str) -> list[Claim]:
+        """Every node claiming a ComfyUI class name (two packs register "Blur"): the default first."""
+        return list(self._claims.get(class_type, ()))
+
+    def claimant_key(self, class_type: str, cls: type[Node] | None) -> str:
+        """The name a node of ComfyUI class `class_type` is read under when it is `cls`: the class
+        name for its default claimant (or a node that does not claim it), else a key of that claim
+        that comfy_node answers (comfy_format reads a node as the claimant its save names)."""
+        key = claimant_key(class_type, cls) if cls is not None else class_type
+        return key if key in self._keys else class_type
+
+    def comfy_class(self, key: str) -> str:
+        """The ComfyUI class name a claimant_key stands for (any other name: itself)."""
+        return self._keys[key][0] if key in self._keys else key
+
+    def claim(self, key: str) -> Claim | None:
+        """The claim a class name (its default) or claimant_key reads as."""
+        class_type, cls = self._keys.get(key, (key, self._comfy.get(key)))
+        return next((c for c in self._claims.get(class_type, ()) if c.node is cls), None)
 
     def close_types(self, name: str) -> list[str]:
         """Up to three node types named like `name`, for a "did you mean" (remembered per name)."""
@@ -103,6 +173,11 @@ class Registry:
             "sockets": socket_catalogue(),
             "problems": list(self.problems),
         }
+
+
+def claimant_key(class_type: str, cls: type[Node]) -> str:
+    """The name a non-default claimant of a ComfyUI class is read under ("Blur [PostProcBlur]")."""
+    return f"{class_type} [{cls.node_type}]"
 
 
 _default: Registry | None = None

@@ -260,6 +260,12 @@ class ComfyAlias:
     # outputs ComfyUI names by type: Derfuu's Square root's FLOAT, FLOAT); labels only, as links go
     # by position; empty: the catalogue's names for a core class, else ours
     output_names: tuple[str, ...] = ()
+    # the pack whose class this is, where another pack registers a class of the same name (masquerade's
+    # and EllangoK's post-processing "Blur"): its Comfy registry id and GitHub "owner/repo", compared
+    # case-insensitively with a UI save's properties cnr_id / aux_id, which pick this node (an API
+    # prompt: the input names); written back in UI exports. Registry.claimants keeps every node
+    # claiming a name, and reports a second claimant naming no pack (no save could choose it)
+    pack: tuple[str, ...] = ()
 
     def written_names(self) -> dict[str, str]:
         """Our input name -> the ComfyUI name it is written back as."""

@@ -24,9 +24,9 @@ declared).
 Left out: AlphaMatte (pymatting's closed-form matting, a library graphflow does not depend on),
 BatchAlign and UnJitterImage's oflow_align (RAFT optical-flow weights the pack downloads),
 ModelTest (runs the user's Python text). They are named in comfy_format.CUSTOM_PACKS, so a
-workflow using them is refused naming this pack. LatentStats is left out too: graphflow's own
-LatentStats (nodes/diagnostics.py, another node) is written to API prompts under that class name,
-so the pack's class name would take over our own node's saves.
+workflow using them is refused naming this pack. The pack's LatentStats is
+ImageFiltersLatentStats (part two), read only where a UI save names this pack: graphflow's own
+LatentStats (nodes/diagnostics.py, another node) keeps that class name's other saves.
 """
 
 from __future__ import annotations

@@ -1,19 +1,24 @@
 """spacepxl's ComfyUI-Image-Filters, part two (part one, nodes/pack_nodes_image_filters.py, holds
 the image and mask filters and says what is left out): its latent filters (ClampOutliers,
 AdainLatent, AdainFilterLatent, SharpenFilterLatent, BatchNormalizeLatent, OffsetLatentImage,
-LatentNormalizeShuffle, VisualizeLatents), conditioning and sampling nodes
+LatentNormalizeShuffle, VisualizeLatents, LatentStats as ImageFiltersLatentStats), conditioning and sampling nodes
 (InstructPixToPixConditioningAdvanced, InpaintConditionEncode, InpaintConditionApply,
 ConditioningSubtract, CustomNoise, PrintSigmas) and generated frames (GameOfLife, ExtractNFrames,
 MergeFramesByIndex). Read from the pack's nodes.py at commit
 7ba4e444f0416f5cf7ee55d56b1504dea2404ac7.
+
+The pack's LatentStats shares its ComfyUI class name with graphflow's own LatentStats
+(nodes/diagnostics.py), which stays that name's default: ImageFiltersLatentStats is read where a UI
+save's node names this pack (cnr_id comfyui-image-filters, aux_id spacepxl/ComfyUI-Image-Filters).
 """
 
 from __future__ import annotations
 
 import functools
 
-from graphflow.api import (CONDITIONING, IMAGE, LATENT, MASK, NOISE, SIGMAS, VAE, Bool, ComfyAlias,
-                           Estimate, Float, Int, Node, NodeInputError, Size, check_interrupted, show, socket_type, warn)
+from graphflow.api import (CONDITIONING, FLOAT, IMAGE, LATENT, MASK, NOISE, SIGMAS, STRING, VAE, Bool, ComfyAlias,
+                           Estimate, Float, Int, Node, NodeInputError, Size, check_interrupted, show, socket_type,
+                           warn)
 from nodes.conditioning import _crop_to_multiple, _with_options
 from nodes.image import _image
 from nodes.image_ops import _gaussian
@@ -223,6 +228,41 @@ class VisualizeLatents(Node):
             if top < height * side and left < width * side:
                 grid[:, top:top + height, left:left + width] = samples[:, i]
         return grid.unsqueeze(-1).repeat(1, 1, 1, 3)
+
+
+class ImageFiltersLatentStats(Node):
+    """The latent's batch size, channels, width and height (and ×8, in pixels), and each channel's
+    mean, standard deviation (n − 1), min and max over the whole batch to one decimal, as
+    Image-Filters' LatentStats reports them (shown, and on `stats`); c0_mean .. c3_mean are the
+    first four channels' means (0 for a channel the latent lacks).
+
+    ComfyUI's class name "LatentStats" is graphflow's own LatentStats (diagnostics) by default: a UI
+    save is read as this node where its properties name this pack (cnr_id comfyui-image-filters or
+    aux_id spacepxl/ComfyUI-Image-Filters). An API prompt can't tell them apart (both take only
+    `latent`), so one is read as graphflow's node."""
+    category = "utils"
+    latent: LATENT
+    outputs = {"stats": STRING, "c0_mean": FLOAT, "c1_mean": FLOAT, "c2_mean": FLOAT, "c3_mean": FLOAT}
+    output_node = True
+    comfy = ComfyAlias(("LatentStats",), pack=("comfyui-image-filters", "spacepxl/ComfyUI-Image-Filters"))
+
+    def run(self):
+        import torch
+        samples = _image_latent(self.latent, "latent")
+        batch, channels, height, width = samples.shape
+        lines = [f"batch size: {batch}", f"channels: {channels}", f"width: {width} ({width * 8})",
+                 f"height: {height} ({height * 8})"]
+        means = [0.0] * 4
+        for i in range(channels):
+            channel = samples[:, i].float()
+            std, mean = (float(v) for v in torch.std_mean(channel))
+            if i < 4:
+                means[i] = mean
+            lines.append(f"c{i} mean: {mean:.1f} std_dev: {std:.1f} min: {float(channel.min()):.1f} "
+                         f"max: {float(channel.max()):.1f}")
+        report = "\n".join(lines)
+        show(text=[report])
+        return (report, *means)
 
 
 # -- conditioning, noise, sigmas --------------------------------------------------------------

@@ -311,8 +311,9 @@ class MasqueradeBlur(Node):
     radius - 0.3), the picture's edges mirrored (reflect padding), as Masquerade's Blur does.
     A mask stays a mask and RGB or RGBA keep their channels; a 1-channel image [B, H, W, 1] comes
     back a mask [B, H, W], as the pack gives it. The picture must be bigger than radius each way.
-    ComfyUI's class name "Blur" runs this node; ComfyUI-post-processing-nodes' Blur (blur_radius,
-    sigma) registers the same name and is PostProcBlur here."""
+    ComfyUI's class name "Blur" runs this node by default; ComfyUI-post-processing-nodes' Blur
+    (blur_radius, sigma) registers the same name and is PostProcBlur here, chosen where a save's node
+    properties name that pack or an API prompt gives only its inputs."""
     category = CATEGORY
     image: IMAGE
     radius: int = Int(10, min=0, max=48)
@@ -324,9 +325,9 @@ class MasqueradeBlur(Node):
     def unknown_input(cls, name):
         # ComfyUI-post-processing-nodes registers a "Blur" too; its inputs name that one
         if name in ("blur_radius", "sigma"):
-            return ("ComfyUI's class \"Blur\" is Masquerade's Blur here (inputs: image, radius, sigma_factor); "
-                    f"{name} is an input of ComfyUI-post-processing-nodes' Blur, which graphflow has as "
-                    "PostProcBlur: expected class_type PostProcBlur for that node")
+            return ("this \"Blur\" was read as Masquerade's Blur (inputs: image, radius, sigma_factor), as its "
+                    f"inputs mix both packs'; {name} is an input of ComfyUI-post-processing-nodes' Blur "
+                    "(PostProcBlur here, read so when a prompt gives only image, blur_radius and sigma)")
         return None
 
     def run(self):

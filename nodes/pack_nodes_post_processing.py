@@ -10,10 +10,11 @@ ColorTint, Dissolve, DodgeAndBurn, FilmGrain, Glow, HSVThresholdMask, KuwaharaBl
 PencilSketch, PixelSort, Pixelize, Quantize, Sharpen, SineWave, Solarize, Vignette, Sepia,
 KMeansQuantize, and the pack's Blur as PostProcBlur.
 
-Left out: the ComfyUI class name "Blur" stays with Masquerade's Blur (nodes/pack_nodes_masquerade.py
-claims it first; both packs register that name, and a UI save can't tell them apart: two numbers
-each). PostProcBlur is this pack's Blur under its own name; a saved "Blur" of this pack runs
-Masquerade's Blur (an API prompt's blur_radius / sigma are refused there, naming PostProcBlur).
+The ComfyUI class name "Blur" is Masquerade's Blur's too (nodes/pack_nodes_masquerade.py), its
+default: a "Blur" is read as this pack's (PostProcBlur) where a UI save's node properties name this
+pack (cnr_id / aux_id, as newer ComfyUI editors save them) or an API prompt gives its input names
+(blur_radius, sigma); an older UI save without those ids can't be told apart (two numbers each) and
+runs Masquerade's Blur.
 
 Where the pack draws unseeded random numbers (Dissolve's torch.rand_like, FilmGrain's numpy
 global generator) these nodes seed a generator of their own at 0 each run, so a result equals the
@@ -238,17 +239,21 @@ def _dodge_or_burn(image, mask, intensity: float, mode: str):
 
 
 class PostProcBlur(Node):
-    """The pack's Blur, under graphflow's name PostProcBlur only: ComfyUI's class name "Blur" is
-    Masquerade's Blur here, which claims the name first, so a saved "Blur" node of this pack runs
-    Masquerade's Blur, its two widgets read as radius and sigma_factor (an API prompt's blur_radius
-    and sigma are refused, naming this node): change such a node to PostProcBlur. A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
+    """The pack's Blur. A Gaussian over a (2·blur_radius + 1)² square with sigma in units of
     the radius (the kernel spans -1..1, as ComfyUI's ImageBlur), the borders taken as black (zero
-    padding, as the pack's conv2d), so the edges darken."""
+    padding, as the pack's conv2d), so the edges darken.
+
+    Masquerade's Blur registers the ComfyUI class name "Blur" too and stays its default. A UI save
+    is read as this node where the node's properties name this pack (cnr_id
+    comfyui-post-processing-nodes or aux_id EllangoK/ComfyUI-post-processing-nodes, as newer
+    ComfyUI editors save them), an API prompt where it gives blur_radius or sigma (only `image`
+    linked: Masquerade's). Written back as "Blur", in a UI save with those ids."""
     category = "postprocessing/Filters"
     image: IMAGE
     blur_radius: int = Int(1, min=1, max=15)
     sigma: float = Float(1.0, min=0.1, max=10.0, step=0.1)
     outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Blur",), pack=("comfyui-post-processing-nodes", "EllangoK/ComfyUI-post-processing-nodes"))
 
     def run(self):
         return _pack_gaussian_blur(_image(self.image, "image"), self.blur_radius, self.sigma)

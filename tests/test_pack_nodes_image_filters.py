@@ -963,7 +963,9 @@ def test_ui_save_with_the_packs_classes_reads_runs_and_writes_back(registry):
 
 
 def test_left_out_classes_name_the_pack(registry):
-    # LatentStats stays graphflow's own node (nodes/diagnostics.py): its API saves carry that name
+    # LatentStats stays graphflow's own node (nodes/diagnostics.py): its API saves carry that name;
+    # the pack's is ImageFiltersLatentStats, chosen by the pack's ids (tests/test_comfy_pack_clash.py)
     assert registry.comfy_node("LatentStats") is registry.get("LatentStats")
+    assert [c.node.node_type for c in registry.claimants("LatentStats")] == ["LatentStats", "ImageFiltersLatentStats"]
     for name in ("AlphaMatte", "BatchAlign", "ModelTest"):
         assert custom_pack(name) == "ComfyUI-Image-Filters"

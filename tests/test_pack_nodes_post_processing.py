@@ -743,11 +743,14 @@ def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry, tmp
         assert api[node_id]["inputs"] == entry["inputs"], node_id
 
 
-def test_the_comfy_class_blur_stays_masquerades(registry):
-    """Both packs register "Blur"; Masquerade's claims it first, so a save's Blur runs Masquerade's
-    (radius, sigma_factor); this pack's Blur is PostProcBlur, under graphflow's name only."""
+def test_the_comfy_class_blur_is_masquerades_unless_the_save_names_this_pack(registry):
+    """Both packs register "Blur"; Masquerade's is the default (radius, sigma_factor), this pack's
+    Blur (PostProcBlur) is read where a save names this pack or its input names (the reading:
+    tests/test_comfy_pack_clash.py)."""
     assert registry.comfy_node("Blur").__module__ == "nodes.pack_nodes_masquerade"
-    assert registry.comfy_node("PostProcBlur") is registry.get("PostProcBlur")  # exported under our name
+    assert [c.node.node_type for c in registry.claimants("Blur")] == ["MasqueradeBlur", "PostProcBlur"]
+    assert registry.claimants("Blur")[1].pack == ("comfyui-post-processing-nodes",
+                                                  "EllangoK/ComfyUI-post-processing-nodes")
     for name in ("ArithmeticBlend", "AsciiArt", "Blend", "CannyEdgeMask", "ChromaticAberration", "ColorCorrect",
                  "ColorTint", "Dissolve", "DodgeAndBurn", "FilmGrain", "Glow", "HSVThresholdMask", "KuwaharaBlur",
                  "Parabolize", "PencilSketch", "PixelSort", "Pixelize", "Quantize", "Sharpen", "SineWave", "Solarize",
@@ -757,19 +760,21 @@ def test_the_comfy_class_blur_stays_masquerades(registry):
     assert custom_pack("Blur") == "masquerade-nodes-comfyui"  # this pack names no class of its own
 
 
-def test_an_api_prompts_blur_with_this_packs_inputs_points_at_postprocblur(registry):
-    """"Blur" is Masquerade's; given this pack's inputs (blur_radius, sigma) the refusal names
-    PostProcBlur, and PostProcBlur takes them."""
+def test_an_api_prompts_blur_with_this_packs_inputs_is_postprocblur(registry):
+    """"Blur" is Masquerade's by default; an API prompt giving only this pack's inputs (blur_radius,
+    sigma) is read as PostProcBlur, one mixing both packs' inputs as Masquerade's, whose refusal of
+    blur_radius names PostProcBlur."""
     from graphflow.validation import validate
     image = {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}}
     prompt = {"1": image, "2": {"class_type": "Blur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
               "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
-    problems = validate(parse_workflow(prompt, registry), registry)
-    assert sorted(p.input for p in problems) == ["blur_radius", "sigma"]
-    for problem in problems:
-        assert problem.node_type == "MasqueradeBlur" and "class_type PostProcBlur" in problem.message
-    prompt["2"]["class_type"] = "PostProcBlur"
-    assert validate(parse_workflow(prompt, registry), registry) == []
+    workflow = parse_workflow(prompt, registry)
+    assert validate(workflow, registry) == [] and registry.get(workflow.nodes["2"].type) is not None
+    assert "PostProcBlur" in workflow.nodes["2"].type
+    prompt["2"]["inputs"] = {"image": ["1", 0], "radius": 3, "blur_radius": 3}
+    (problem,) = validate(parse_workflow(prompt, registry), registry)
+    assert (problem.node_type, problem.input) == ("MasqueradeBlur", "blur_radius")
+    assert "PostProcBlur" in problem.message
     prompt["2"] = {"class_type": "Blur", "inputs": {"image": ["1", 0], "radius": 3, "sigma_factor": 1.0, "size": 2}}
     (problem,) = validate(parse_workflow(prompt, registry), registry)
     assert problem.input == "size" and problem.message.startswith("unknown input")

@@ -99,6 +99,14 @@ Everywhere graphflow takes a workflow (`graphflow run` / `validate` / `convert`,
 class it was read from (else the first class of its alias); ComfyUI widgets we lack get
 ComfyUI's defaults. Nodes with no ComfyUI class keep graphflow's name (ComfyUI won't know them).
 
+A ComfyUI class name two packs register (both Masquerade's and EllangoK's post-processing nodes
+have a `Blur`; graphflow's own `LatentInterpolate` shares ComfyUI's name) has a default node, read
+where nothing says otherwise; the others are read where a UI save's node names their pack in its
+properties (`cnr_id`, the Comfy registry id, or `aux_id`, the GitHub repo, as newer ComfyUI
+editors save them; `graphflow` for our own node) or where an API prompt gives an input name the
+default does not read and exactly one other node reads them all. They are written back under the
+class name, and in a UI save with those ids. The table says which is which.
+
 ## How it runs
 
 Data lists run as in ComfyUI: a list output (`OUTPUT_IS_LIST`; `RebatchLatents`, say) makes the
@@ -143,6 +151,20 @@ LIMITS = """## Not supported yet
 """
 
 
+def _claim_notes(registry, class_type: str, cls) -> list[str]:
+    """How a save picks `cls` among the nodes claiming `class_type` (nothing where it is the only one)."""
+    claims = registry.claimants(class_type)
+    if len(claims) < 2:
+        return []
+    if claims[0].node is cls:
+        others = ", ".join(f"`{c.node.node_type}`" for c in claims[1:])
+        return [f"the default of the nodes claiming `{class_type}` (also {others})"]
+    claim = next(c for c in claims if c.node is cls)
+    ids = " or ".join(f"`{i}`" for i in claim.pack)
+    return [f"read where a UI save's cnr_id / aux_id is {ids}, or an API prompt gives an input name only it "
+            f"reads (else `{class_type}` is `{claims[0].node.node_type}`)"]
+
+
 def render() -> str:
     registry = Registry().load_builtin()
     rows, mapped, packs = [], set(), {}
@@ -161,10 +183,17 @@ def render() -> str:
                     notes.append("UI saves of the pack's older versions read too (see the node's help)")
                 if class_type not in comfy_catalogue():
                     # a module holding one pack's nodes names it; else the pack is guessed by name
-                    packs[class_type] = getattr(sys.modules[cls.__module__], "COMFY_PACK", None) or custom_pack(class_type)
-                    notes.insert(0, f"custom node pack {packs[class_type] or '(unnamed)'}")
+                    pack = getattr(sys.modules[cls.__module__], "COMFY_PACK", None) or custom_pack(class_type)
+                    packs.setdefault(class_type, []).append(pack)  # two packs may register one name
+                    notes.insert(0, f"custom node pack {pack or '(unnamed)'}")
+                notes += _claim_notes(registry, class_type, cls)
                 shown = class_type.replace("|", "\\|")  # a table cell ends at a bare | even in code
                 rows.append(f"| `{shown}` | `{cls.node_type}` | {'; '.join(notes)} |")
+    for cls in registry:  # our own nodes whose name a ComfyUI class shares
+        claims = registry.claimants(cls.node_type)
+        if len(claims) > 1 and any(c.own and c.node is cls for c in claims):
+            rows.append(f"| `{cls.node_type}` | `{cls.node_type}` | graphflow's own node; "
+                        + "; ".join(_claim_notes(registry, cls.node_type, cls)) + " |")
     catalogue = comfy_catalogue()
     for class_type in catalogue:
         ours = registry.get(class_type)
@@ -234,8 +263,8 @@ def render() -> str:
     lines += ["", "## Custom node packs recognised by name", ""]
     built_in: dict[str, list[str]] = {}
     for class_type in sorted(mapped - set(catalogue)):
-        if packs[class_type]:
-            built_in.setdefault(packs[class_type], []).append(class_type)
+        for pack in filter(None, packs[class_type]):
+            built_in.setdefault(pack, []).append(class_type)
     lines += ["An unknown class from one of these packs is named as coming from it; the classes listed as "
               "built in are graphflow nodes (table above).", ""]
     lines += [f"- {pack}: " + "; ".join(part for part in (
