@@ -6,6 +6,12 @@ checkpoint, against the merge and conv formulas; LaMa through spandrel's own cla
 weights against spandrel's model called directly with the pack's padding and resizing; the errors
 by input name; a UI-format save and API prompts with the pack's class names, exported back."""
 
+import contextlib
+import copy
+import math
+import threading
+from types import SimpleNamespace
+
 import cv2
 import kornia
 import numpy
@@ -16,7 +22,7 @@ from PIL import Image
 
 from graphflow import memory
 from graphflow.comfy_format import export_api, export_ui
-from graphflow.context import NodeInputError
+from graphflow.context import Interrupted, NodeContext, NodeInputError, _current
 from graphflow.executor import Executor
 from graphflow.testing import write_checkpoint, write_esrgan
 from graphflow.workflow import parse_workflow
@@ -64,6 +70,23 @@ def blob_mask(h=32, w=40):
     return mask
 
 
+@contextlib.contextmanager
+def node_context(stopped=False):
+    """A node context as the executor gives one (its interrupt set if `stopped`); yields its events."""
+    events, interrupt = [], threading.Event()
+    if stopped:
+        interrupt.set()
+    token = _current.set(NodeContext("run", "1", "test", events.append, interrupt))
+    try:
+        yield events
+    finally:
+        _current.reset(token)
+
+
+def steps(events):
+    return [(e["value"], e["max"]) for e in events if e["type"] == "progress"]
+
+
 # -- masks ---------------------------------------------------------------------------------------
 
 
@@ -87,6 +110,65 @@ def test_expand_mask_blur_wider_than_the_picture_reflects_as_opencv(registry):
     sigma = 0.3 * 30 + 0.8
     want = cv2.GaussianBlur(mask[0].numpy(), (31, 31), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
     torch.testing.assert_close(out[0], torch.from_numpy(want), rtol=0, atol=2e-6)
+
+
+def max_pool_within(mask, radius):
+    """torch's max-pool over the 2r+1 square (outside: -inf; the radius cut to the picture), > 0:
+    the pack's binary dilation as one pool per axis computes it."""
+    h, w = mask.shape[-2:]
+    rx, ry = min(radius, w - 1), min(radius, h - 1)
+    x = F.max_pool2d(mask, (1, 2 * rx + 1), stride=1, padding=(0, rx)) if rx else mask
+    x = F.max_pool2d(x, (2 * ry + 1, 1), stride=1, padding=(ry, 0)) if ry else x
+    return (x > 0).float()
+
+
+def test_grow_and_shrink_equal_the_max_pool_in_log_passes_and_stop(registry, monkeypatch):
+    import nodes.mask
+    g = torch.Generator().manual_seed(6)
+    mask = (torch.rand(2, 90, 120, generator=g) > 0.995).float()
+    for radius in (1, 4, 37, 89, 300):
+        grown = call(registry, "InpaintExpandMask", mask=mask, grow=radius, blur=0)
+        assert torch.equal(grown, max_pool_within(mask[:, None], radius)[:, 0]), radius
+        full = 1.0 - mask
+        shrunk = call(registry, "InpaintShrinkMask", mask=full, shrink=radius, blur=0)
+        assert torch.equal(shrunk, 1.0 - max_pool_within(1.0 - full[:, None], radius)[:, 0]), radius
+    checks = []
+    monkeypatch.setattr(nodes.mask, "check_interrupted", lambda: checks.append(1))
+    point = torch.zeros(1, 1024, 1024)
+    point[0, 0, 0] = 1.0
+    grown = call(registry, "InpaintExpandMask", mask=point, grow=1023, blur=0)  # a 2047 square a side
+    assert torch.equal(grown, torch.ones(1, 1024, 1024))
+    assert len(checks) == 2 * 10  # log2(2047) doublings an axis, each stop-checked
+    monkeypatch.undo()
+    for node, name in (("InpaintExpandMask", "grow"), ("InpaintShrinkMask", "shrink")):
+        with node_context(stopped=True), pytest.raises(Interrupted):
+            call(registry, node, mask=mask, blur=0, **{name: 3})
+
+
+def test_wide_blurs_go_by_fft_band_by_band_and_stop(registry, monkeypatch):
+    import nodes.image_ops
+    g = torch.Generator().manual_seed(7)
+    mask = torch.rand(1, 300, 280, generator=g)
+    for size in (127, 129, 255):  # the convolution, then the FFT
+        out = call(registry, "InpaintExpandMask", mask=mask, grow=0, blur=size)
+        torch.testing.assert_close(out, kornia_blur(mask[:, None], size)[:, 0], rtol=0, atol=2e-6)
+    checks = []
+    monkeypatch.setattr(nodes.image_ops, "check_interrupted", lambda: checks.append(1))
+    monkeypatch.setattr(nodes.image_ops, "BLUR_BAND_VALUES", 7000)
+    image = torch.rand(1, 140, 150, 3, generator=g)
+    for blur in (9, 131):
+        checks.clear()
+        out = call(registry, "InpaintMaskedBlur", image=image, mask=torch.ones(1, 140, 150), blur=blur)
+        want = kornia_blur(image.permute(0, 3, 1, 2), blur).permute(0, 2, 3, 1)
+        torch.testing.assert_close(out, want, rtol=0, atol=3e-6)
+        rows = 7000 // (3 * (150 + blur - 1))  # rows a band along the rows, then columns a band down them
+        columns = 7000 // (3 * (140 + blur - 1))
+        assert len(checks) == math.ceil(140 / rows) + math.ceil(150 / columns) > 2
+    monkeypatch.undo()
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintMaskedBlur", image=image, mask=torch.ones(1, 140, 150), blur=255)
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintExpandMask", mask=mask, grow=0, blur=7)
 
 
 def test_denoise_to_compositing_mask_formula_and_error(registry):
