@@ -248,14 +248,28 @@ def test_masked_blur_against_kornia(registry):
     assert e.value.input == "mask"
 
 
-def test_masked_blur_estimate_refuses_a_huge_blur_before_running(registry):
-    from graphflow.resource_limits import Size
+def test_masked_blur_estimate_refuses_a_picture_too_large_before_running(registry):
+    """The blur's working set: the picture's float32 copies and one bounded band, whatever the
+    kernel; a picture whose blur would not fit the memory is refused before anything runs."""
+    from graphflow.resource_limits import RunLimits, Size
+    from graphflow.validation import plan_workflow
+    from nodes.image_ops import BLUR_BAND_VALUES
     cls = registry.get("InpaintMaskedBlur")
     size = Size(1, 512, 512)
     small = cls.estimate({"blur": 3, "falloff": 0}, {"image": size})
     huge = cls.estimate({"blur": 8191, "falloff": 0}, {"image": size})
-    assert small.size is size and huge.memory > 8 * small.memory > 0
-    assert huge.memory >= 2 * 3 * 4 * 512 * (512 + 8191)  # each pass's padded float32 copy
+    assert small.size is size and huge.memory == small.memory == 3 * 3 * 4 * 512 * 512 + 48 * BLUR_BAND_VALUES
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8192, "height": 8192, "batch_size": 1,
+                                                           "color": 0}},
+              "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 8192, "height": 8192}},
+              "3": {"class_type": "INPAINT_MaskedBlur", "inputs": {"image": ["1", 0], "mask": ["2", 0],
+                                                                   "blur": 8191, "falloff": 0}}}
+
+    def refused(gigabytes):
+        limits = RunLimits(ram_bytes=gigabytes * 2 ** 30, device_bytes=gigabytes * 2 ** 30)
+        return [p.node_id for p in plan_workflow(parse_workflow(prompt, registry), registry, ["3"], limits)[1]]
+    assert refused(64) == []
+    assert refused(2) == ["3"]  # 2.25 GB of copies: refused at the blur, the picture itself fits
 
 
 # -- VAE Encode & Inpaint Conditioning ---------------------------------------------------------------
@@ -516,7 +530,47 @@ def test_lama_from_an_api_prompt_matches_spandrel_with_the_packs_resizing(regist
     assert again["5"] == prompt["5"] and again["1"] == prompt["1"]
 
 
-def test_lama_from_a_ui_save_with_a_batch_and_one_mask(registry, xl_folders, lama):
+class StubLama:
+    """A stand-in with spandrel's interface (architecture id LaMa, its network as .model, called
+    with a [1, 3, 256, 256] picture and a 0/1 [1, 1, 256, 256] mask): a seeded 3x3 conv of both,
+    squashed to 0..1. The padding, resizing, compositing and upscaling around the model are tested
+    with it; the real (random-weight) LaMa runs once, in the API prompt test."""
+    architecture = SimpleNamespace(id="LaMa", name="LaMa")
+
+    def __init__(self):
+        self.model = torch.nn.Conv2d(4, 3, 3, padding=1).eval()
+        with torch.no_grad():
+            self.model.weight.copy_(torch.randn(3, 4, 3, 3, generator=torch.Generator().manual_seed(8)) / 4)
+        self.calls = []
+
+    def __call__(self, image, mask):
+        self.calls.append((tuple(image.shape), tuple(mask.shape), set(mask.unique().tolist()) <= {0.0, 1.0}))
+        return torch.sigmoid(self.model(torch.cat([image, mask], 1)))
+
+
+@pytest.fixture
+def stub_lama():
+    return StubLama()
+
+
+def test_inpaint_with_model_pads_resizes_and_composites_as_the_pack(registry, stub_lama):
+    g = torch.Generator().manual_seed(9)
+    for h, w in ((40, 64), (50, 36), (300, 260)):  # wide, tall, larger than LaMa's square
+        image = torch.rand(2, h, w, 3, generator=g)
+        mask = (torch.rand(2, h, w, generator=g) > 0.6).float() * torch.tensor([1.0, 0.995])[:, None, None]
+        out = call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask, seed=3)
+        with torch.no_grad():
+            want = torch.cat([pack_lama(stub_lama, image[i:i + 1], mask[i:i + 1]) for i in range(2)])
+        torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
+        unmasked = mask < 0.99
+        assert torch.equal(out[unmasked], image[unmasked]) and not torch.equal(out, image)
+    assert {c[:2] for c in stub_lama.calls} == {((1, 3, 256, 256), (1, 1, 256, 256))}
+    assert all(c[2] for c in stub_lama.calls)
+
+
+def test_lama_from_a_ui_save_with_a_batch_and_one_mask(registry, xl_folders, lama, stub_lama, monkeypatch):
+    """The loader's reading of a LaMa file is the API prompt test's; here it gives the stub."""
+    monkeypatch.setattr(registry.get("InpaintLoadInpaintModel"), "run", lambda self: stub_lama)
     nodes = [ui_node(1, "INPAINT_LoadInpaintModel", ["big-lama.safetensors"],
                      outputs=[("INPAINT_MODEL", "INPAINT_MODEL", [1])]),
              ui_node(2, "EmptyImage", [256, 256, 2, 0x336699], outputs=[("IMAGE", "IMAGE", [2])]),
@@ -528,11 +582,63 @@ def test_lama_from_a_ui_save_with_a_batch_and_one_mask(registry, xl_folders, lam
     links = [[1, 1, 0, 4, 0, "INPAINT_MODEL"], [2, 2, 0, 4, 1, "IMAGE"], [3, 3, 0, 4, 2, "MASK"]]
     workflow, values = run(registry, ui_graph(nodes, links), ["2", "4"])
     image, out = values["2"][0], values["4"][0]
-    with torch.no_grad():  # a 256x256 picture goes in as it is, fully masked: LaMa's output itself
-        direct = lama(image[:1].permute(0, 3, 1, 2), torch.ones(1, 1, 256, 256)).permute(0, 2, 3, 1)
+    with torch.no_grad():  # a 256x256 picture goes in as it is, fully masked: the model's output itself
+        direct = stub_lama(image[:1].permute(0, 3, 1, 2), torch.ones(1, 1, 256, 256)).permute(0, 2, 3, 1)
     torch.testing.assert_close(out, direct.expand(2, -1, -1, -1), rtol=0, atol=1e-5)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[4] == [5, "fixed"] and saved[1] == ["big-lama.safetensors"]
+
+
+def test_inpaint_with_model_errors(registry, stub_lama):
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=torch.rand(1, 16, 16, 3),
+             mask=torch.ones(1, 8, 16))
+    assert e.value.input == "mask" and "same size" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InpaintInpaintWithModel", inpaint_model=object(), image=torch.rand(1, 16, 16, 3),
+             mask=torch.ones(1, 16, 16))
+    assert e.value.input == "inpaint_model"
+    for channels in (4, 1):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=torch.rand(1, 16, 16, channels),
+                 mask=torch.ones(1, 16, 16))
+        assert e.value.input == "image" and f"got {channels} channels" in str(e.value)
+    assert stub_lama.calls == []
+
+
+def test_inpaint_with_model_and_fill_report_progress_per_image_and_stop(registry, stub_lama):
+    image, mask = torch.rand(3, 24, 20, 3), torch.ones(1, 24, 20)
+    with node_context() as events:
+        call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask)
+    assert steps(events) == [(1, 3), (2, 3), (3, 3)]
+    with node_context() as events:
+        call(registry, "InpaintMaskedFill", image=image, mask=mask.expand(3, -1, -1), fill="telea")
+    assert steps(events) == [(1, 3), (2, 3), (3, 3)]
+    stub_lama.calls.clear()
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask)
+    assert stub_lama.calls == []
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintMaskedFill", image=image, mask=mask.expand(3, -1, -1), fill="navier-stokes")
+
+
+def test_inpaint_with_model_upscales_the_square_with_the_optional_model(registry, xl_folders, stub_lama):
+    """The pack upscales the model's 256x256 square with optional_upscale_model (one 512 tile here:
+    the bare network, clamped to 0..1) before resizing it back (bilinear) to the padded square."""
+    from graphflow.models.upscale import load_upscale_model
+    esrgan = load_upscale_model(write_esrgan(xl_folders.models / "inpaint" / "x2.safetensors", scale=2))
+    g = torch.Generator().manual_seed(5)
+    image, mask = torch.rand(1, 30, 20, 3, generator=g), torch.zeros(1, 30, 20)
+    mask[0, 5:20, 4:12] = 1.0
+    x = F.interpolate(F.pad(image.permute(0, 3, 1, 2), (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
+    m = F.interpolate(F.pad(mask[:, None], (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
+    with torch.no_grad():
+        square = esrgan(stub_lama(x, (m >= 0.99).float())).clamp(0, 1)
+    back = F.interpolate(square, size=30, mode="bilinear")[:, :, :30, :20].permute(0, 2, 3, 1)
+    want = image + (back - image) * mask[..., None]
+    out = call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask, seed=0,
+               optional_upscale_model=esrgan)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-5)
 
 
 def test_load_inpaint_model_refuses_mat_torchscript_and_other_models(registry, xl_folders):
@@ -550,40 +656,6 @@ def test_load_inpaint_model_refuses_mat_torchscript_and_other_models(registry, x
     prompt = {"1": {"class_type": "INPAINT_LoadInpaintModel", "inputs": {"model_name": "gone.pth"}}}
     ((node, name, message),) = failed(registry, prompt, ["1"])
     assert (node, name) == ("1", "model_name") and "gone.pth" in message
-
-
-def test_inpaint_with_model_errors(registry, lama):
-    from spandrel import ModelLoader
-    model = ModelLoader().load_from_state_dict(lama.state_dict())
-    with pytest.raises(NodeInputError) as e:
-        call(registry, "InpaintInpaintWithModel", inpaint_model=model, image=torch.rand(1, 16, 16, 3),
-             mask=torch.ones(1, 8, 16))
-    assert e.value.input == "mask" and "same size" in str(e.value)
-    with pytest.raises(NodeInputError) as e:
-        call(registry, "InpaintInpaintWithModel", inpaint_model=object(), image=torch.rand(1, 16, 16, 3),
-             mask=torch.ones(1, 16, 16))
-    assert e.value.input == "inpaint_model"
-
-
-def test_inpaint_with_model_upscales_the_square_with_the_optional_model(registry, xl_folders, lama):
-    """The pack upscales LaMa's 256x256 square with optional_upscale_model (one 512 tile here: the
-    bare network, clamped to 0..1) before resizing it back (bilinear) to the padded square."""
-    from spandrel import ModelLoader
-    from graphflow.models.upscale import load_upscale_model
-    esrgan = load_upscale_model(write_esrgan(xl_folders.models / "inpaint" / "x2.safetensors", scale=2))
-    model = ModelLoader().load_from_state_dict(lama.state_dict()).eval()  # as Load Inpaint Model gives it
-    g = torch.Generator().manual_seed(5)
-    image, mask = torch.rand(1, 30, 20, 3, generator=g), torch.zeros(1, 30, 20)
-    mask[0, 5:20, 4:12] = 1.0
-    x = F.interpolate(F.pad(image.permute(0, 3, 1, 2), (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
-    m = F.interpolate(F.pad(mask[:, None], (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
-    with torch.no_grad():
-        square = esrgan(lama(x, (m >= 0.99).float())).clamp(0, 1)
-    back = F.interpolate(square, size=30, mode="bilinear")[:, :, :30, :20].permute(0, 2, 3, 1)
-    want = image + (back - image) * mask[..., None]
-    out = call(registry, "InpaintInpaintWithModel", inpaint_model=model, image=image, mask=mask, seed=0,
-               optional_upscale_model=esrgan)
-    torch.testing.assert_close(out, want, rtol=0, atol=1e-5)
 
 
 def test_fill_blur_and_mask_nodes_from_a_ui_save_and_an_api_prompt(registry):
@@ -672,8 +744,13 @@ def test_stabilize_mask(registry):
 
 def test_later_mask_nodes_from_ui_saves_old_and_new(registry):
     """Expand Mask saved before blur_type ([grow, blur]) and after ([grow, blur, blur_type]), Shrink
-    and Stabilize Mask as the later editor saves them; exported back in today's layout."""
-    nodes = [ui_node(1, "SolidMask", [1.0, 24, 24], outputs=[("MASK", "MASK", [1, 2, 3, 4])]),
+    and Stabilize Mask as the later editor saves them; exported back in today's layout. The mask
+    has an edge (its left half set), where the blur types differ: the old layout blurs as gaussian."""
+    nodes = [ui_node(1, "SolidMask", [0.0, 24, 24], outputs=[("MASK", "MASK", [5])]),
+             ui_node(6, "SolidMask", [1.0, 12, 24], outputs=[("MASK", "MASK", [6])]),
+             ui_node(7, "MaskComposite", [0, 0, "add"],
+                     inputs=[("destination", "MASK", 5, False), ("source", "MASK", 6, False)],
+                     outputs=[("MASK", "MASK", [1, 2, 3, 4])]),
              ui_node(2, "INPAINT_ExpandMask", [2, 5], inputs=[("mask", "MASK", 1, False)],
                      outputs=[("MASK", "MASK", [])]),
              ui_node(3, "INPAINT_ExpandMask", [2, 5, "box"], inputs=[("mask", "MASK", 2, False)],
@@ -682,14 +759,25 @@ def test_later_mask_nodes_from_ui_saves_old_and_new(registry):
                      outputs=[("MASK", "MASK", [])]),
              ui_node(5, "INPAINT_StabilizeMask", [0.05], inputs=[("mask", "MASK", 4, False)],
                      outputs=[("MASK", "MASK", [])])]
-    links = [[1, 1, 0, 2, 0, "MASK"], [2, 1, 0, 3, 0, "MASK"], [3, 1, 0, 4, 0, "MASK"], [4, 1, 0, 5, 0, "MASK"]]
-    workflow, values = run(registry, ui_graph(nodes, links), ["2", "3", "4", "5"])
-    full = torch.ones(1, 24, 24)
-    for node in ("2", "3", "4", "5"):
-        torch.testing.assert_close(values[node][0], full, rtol=0, atol=1e-6)
+    links = [[1, 7, 0, 2, 0, "MASK"], [2, 7, 0, 3, 0, "MASK"], [3, 7, 0, 4, 0, "MASK"], [4, 7, 0, 5, 0, "MASK"],
+             [5, 1, 0, 7, 0, "MASK"], [6, 6, 0, 7, 1, "MASK"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["2", "3", "4", "5", "7"])
+    edge = torch.zeros(1, 24, 24)
+    edge[0, :, :12] = 1.0
+    assert torch.equal(values["7"][0], edge)
+    gaussian = pack_mask_blur(cv2_square(edge[0], 2)[None, None], 5, "gaussian")[:, 0]
+    box = pack_mask_blur(cv2_square(edge[0], 2)[None, None], 5, "box")[:, 0]
+    assert (gaussian - box).abs().max() > 0.04  # far beyond the tolerance below
+    torch.testing.assert_close(values["2"][0], gaussian, rtol=0, atol=2e-6)
+    torch.testing.assert_close(values["3"][0], box, rtol=0, atol=2e-6)
+    assert torch.equal(values["4"][0], cv2_square(edge[0], 4, erode=True)[None])
+    assert torch.equal(values["5"][0], edge)
     old_prompt = {"1": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 24, "height": 24}},
-                  "2": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["1", 0], "grow": 2, "blur": 5}}}
-    assert torch.equal(run(registry, old_prompt, ["2"])[1]["2"][0], torch.zeros(1, 24, 24))
+                  "3": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 12, "height": 24}},
+                  "4": {"class_type": "MaskComposite", "inputs": {"destination": ["1", 0], "source": ["3", 0],
+                                                                  "x": 0, "y": 0, "operation": "add"}},
+                  "2": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["4", 0], "grow": 2, "blur": 5}}}
+    torch.testing.assert_close(run(registry, old_prompt, ["2"])[1]["2"][0], gaussian, rtol=0, atol=2e-6)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[2] == [2, 5, "gaussian"] and saved[3] == [2, 5, "box"] and saved[4] == [4, 0, "linear"]
     assert saved[5] == [0.05]
