@@ -503,8 +503,9 @@ class InpaintApplyFooocusInpaint(Node):
     (unmerged again for the unpatched model, cached like LoRAs). Patch keys the model lacks are
     skipped with a warning, as the pack skips them; a patch whose weights have other shapes than
     the model's (made for another model) is refused, where the pack prints and skips them. The
-    head's output channels must be those of the UNet's first block (320 for SDXL). Scaled-fp8
-    models are not supported."""
+    head's output channels must be those of the UNet's first block (320 for SDXL). GGUF models'
+    quantized layers are patched on their values (as LoRAs are). Scaled-fp8 models are not
+    supported."""
     category = "inpaint"
     model: MODEL
     patch: INPAINT_PATCH

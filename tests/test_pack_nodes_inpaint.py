@@ -435,6 +435,40 @@ def test_fooocus_patched_model_samples_from_an_api_prompt(registry, xl_folders):
         assert again[node] == prompt[node]
 
 
+def test_fooocus_patch_on_a_gguf_layer_is_checked_by_its_values_shape(registry, xl_folders):
+    """A GGUF layer's weight parameter holds its packed blocks ([64, 68] bytes for 64x64 Q8_0
+    values): the patch is checked against, and merged into, the values it stands for."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.gguf_layers import QuantizedLinear, dequantize
+    from nodes.pack_nodes_inpaint import FooocusInpaint
+    ckpt = load_checkpoint(xl_folders.models / "checkpoints" / "tiny_xl.safetensors")
+    unet = copy.deepcopy(ckpt.model.unet)
+    path = "input_blocks.3.1.transformer_blocks.0.attn1.to_out.0"
+    plain = unet.get_submodule(path)
+    layer = QuantizedLinear(64, 64, True, "Q8_0", torch.float32)
+    blocks = torch.randint(0, 256, (64, 68), dtype=torch.uint8, generator=torch.Generator().manual_seed(10))
+    blocks.view(64, 2, 34)[:, :, :2] = torch.full((64, 2, 1), 0.01).half().view(torch.uint8)  # finite scales
+    layer.weight = torch.nn.Parameter(blocks.clone(), requires_grad=False)
+    layer.bias = torch.nn.Parameter(plain.bias.detach().float().clone(), requires_grad=False)
+    unet.get_submodule(path.rpartition(".")[0])[0] = layer
+    model = ckpt.model.with_unet(unet)
+    g = torch.Generator().manual_seed(11)
+    q = torch.randint(0, 256, (64, 64), generator=g, dtype=torch.uint8)
+    low, high = -torch.rand(64, 1, generator=g).half(), torch.rand(64, 1, generator=g).half()
+    head = torch.randn(32, 5, 3, 3, generator=g)
+    latent = {"samples": torch.zeros(1, 4, 8, 8), "noise_mask": torch.ones(1, 1, 64, 64)}
+    patch = FooocusInpaint(head, {f"diffusion_model.{path}.weight": (q, low, high)}, "head.pth", "gguf.patch")
+    patched = call(registry, "InpaintApplyFooocusInpaint", model=model, patch=patch, latent=latent)
+    values = dequantize(blocks, "Q8_0", (64, 64))
+    diff = (q.float() / 255.0) * (high.float() - low.float()) + low.float()
+    after = memory.manager().weights(patched.unet, patched.patches)[f"{path}.weight"]
+    torch.testing.assert_close(after, values + diff, rtol=0, atol=1e-6)
+    packed = FooocusInpaint(head, {f"diffusion_model.{path}.weight": (blocks, low, high)}, "head.pth", "gguf.patch")
+    with pytest.raises(NodeInputError) as e:  # a patch the blocks' shape would have let through
+        call(registry, "InpaintApplyFooocusInpaint", model=model, patch=packed, latent=latent)
+    assert e.value.input == "patch" and "(64, 64)" in str(e.value)
+
+
 def test_fooocus_errors_by_name(registry, xl_folders):
     from graphflow.models.checkpoint import load_checkpoint
     folder = xl_folders.models / "inpaint"
