@@ -18,9 +18,11 @@ is not in the index we read from, so it stays unknown and is named as the pack's
 Fill Masked Area also erodes the mask by 10 pixels before its falloff, a line no other version
 has; Fill Masked Area here is 1e2543e's. MAT models (the pack carries their architecture itself; spandrel has it only in
 spandrel_extra_arches, which graphflow does not depend on): a MAT file is recognised by its keys
-and refused by name. TorchScript (.pt) LaMa files are refused too: reading one runs its archive's
-own code, and graphflow reads model files as plain tensors only; a LaMa state dict (.pth read
-with torch.load(weights_only=True), or .safetensors) is taken.
+and refused by name. TorchScript (.pt) LaMa files (the pack's big-lama.pt) are refused too:
+reading one runs its archive's own code, and graphflow reads model files as plain tensors only
+(reading just its weights through a restricted unpickler of the archive's data.pkl is not done
+here); a LaMa state dict (.pth read with torch.load(weights_only=True), or .safetensors) is
+taken, and the refusal says how to make one from the .pt file.
 
 Blurs are the pack's kornia gaussian_blur2d (a kernel of `size` taps, sigma 0.3 (size - 1) + 0.8,
 reflected borders as torch's "reflect", separable), computed here without kornia; where the kernel
@@ -589,8 +591,10 @@ class InpaintLoadInpaintModel(Node):
     """Load an inpainting model from models/inpaint, as the pack's Load Inpaint Model: LaMa (big-lama)
     as a state dict (.pth, read as plain tensors only, or .safetensors), recognised by spandrel.
     Not here: MAT (Places_512_FullData_G.pth; its architecture is in spandrel_extra_arches, which
-    graphflow does not use) and TorchScript .pt files (graphflow runs no code from model files):
-    both are refused by name."""
+    graphflow does not use) and TorchScript .pt files such as the pack's big-lama.pt (graphflow
+    runs no code from model files): both are refused by name, the TorchScript refusal saying how
+    to save the file's weights as a state dict (torch.jit.load(...).state_dict(), where you trust
+    the file), which loads here."""
     category = "inpaint"
     model_name: str = Choice(_inpaint_files, model_folder=INPAINT_KIND)
     outputs = {"INPAINT_MODEL": INPAINT_MODEL}
@@ -605,9 +609,14 @@ class InpaintLoadInpaintModel(Node):
         from graphflow.models.weight_files import CheckpointError, WeightFile
         path = _find(self.model_name, "model_name")
         if _torchscript(path):
-            raise NodeInputError("model_name", f"{self.model_name} is a TorchScript archive; graphflow reads model "
-                                               f"files as plain tensors only: use LaMa's state dict (.pth or "
-                                               f".safetensors)")
+            raise NodeInputError("model_name", f"{self.model_name} is a TorchScript archive: loading it runs code "
+                                               f"stored in the file (torch.jit.load), and graphflow reads model files "
+                                               f"as plain tensors only. Give LaMa as a state dict (.pth or "
+                                               f".safetensors) instead: the LaMa repository's generator weights "
+                                               f"(keys generator.model.* or model.model.*), or this file's, saved "
+                                               f"once where you trust it: torch.save(torch.jit.load("
+                                               f"'{self.model_name}').state_dict(), 'big-lama.pth') (what spandrel "
+                                               f"itself reads from it)")
         try:
             with WeightFile(path) as weights:
                 state = {k: weights.get(k).clone() for k in weights.shapes}

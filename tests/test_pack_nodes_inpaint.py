@@ -687,6 +687,7 @@ def test_load_inpaint_model_refuses_mat_torchscript_and_other_models(registry, x
         with pytest.raises(NodeInputError) as e:
             call(registry, "InpaintLoadInpaintModel", model_name=name)
         assert e.value.input == "model_name" and words in str(e.value), str(e.value)
+    assert "torch.jit.load('scripted.pt').state_dict()" in str(e.value) and "generator.model" in str(e.value)
     prompt = {"1": {"class_type": "INPAINT_LoadInpaintModel", "inputs": {"model_name": "gone.pth"}}}
     ((node, name, message),) = failed(registry, prompt, ["1"])
     assert (node, name) == ("1", "model_name") and "gone.pth" in message
