@@ -20,6 +20,9 @@ BUNDLED = Path(__file__).parent / "bundled"  # the shipped demo checkpoint and e
 # .bin shards (graphflow.models.weight_files reads it as one file)
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl",
                     ".safetensors.index.json", ".bin.index.json")
+# kinds whose files have other extensions than MODEL_EXTENSIONS, as the pack that adds the folder registers
+# them: offered by the loaders and by GET /models/{kind} alike
+KIND_EXTENSIONS = {"inpaint": (".pt", ".pth", ".safetensors", ".patch")}  # comfyui-inpaint-nodes' (Fooocus' .patch)
 GGUF_EXTENSIONS = (".gguf",)  # ggml's container: offered by ComfyUI-GGUF's loaders (nodes/gguf.py) only, as in ComfyUI
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi", ".gif")  # what LoadVideo offers
@@ -134,9 +137,11 @@ class Folders:
         return [*(self.models / name for name in names), *(d for name in names for d in self.extra_models.get(name, [])),
                 *(BUNDLED / name for name in names)]
 
-    def list_models(self, kind: str, extensions: tuple[str, ...] = MODEL_EXTENSIONS) -> list[str]:
-        """The model files a loader offers (`extensions`: the GGUF loaders' GGUF_EXTENSIONS). A sharded
-        set is offered as its index: the shard files an index names are left out."""
+    def list_models(self, kind: str, extensions: tuple[str, ...] | None = None) -> list[str]:
+        """The model files a loader offers (`extensions`: the GGUF loaders' GGUF_EXTENSIONS; by default
+        the kind's KIND_EXTENSIONS, else MODEL_EXTENSIONS). A sharded set is offered as its index: the
+        shard files an index names are left out."""
+        extensions = extensions or KIND_EXTENSIONS.get(kind, MODEL_EXTENSIONS)
         names = set()
         for base in self.model_dirs(kind):
             found = {name for name in _walk_files(base) if name.lower().endswith(extensions)}

@@ -85,17 +85,74 @@ def gaussian_blur(x: torch.Tensor, radius: int, sigma: float) -> torch.Tensor:
     return separable_blur(x, _gaussian(radius, sigma))
 
 
+BLUR_BAND_VALUES = 1 << 20  # values in one band of a blur pass: a stop asked for is checked between bands
+FFT_TAPS = 128  # from this many taps a blur pass multiplies FFTs (log n work a value) instead of convolving
+
+
+def reflected_index(n: int, before: int, after: int):
+    """Indices 0..n-1 of a row padded by `before` and `after`, mirrored about the end pixels
+    (torch's "reflect", OpenCV's BORDER_REFLECT_101), mirrored on past the far end where the
+    padding is wider than the row."""
+    import torch
+    index = torch.arange(-before, n + after)
+    if n == 1:
+        return torch.zeros_like(index)
+    period = 2 * (n - 1)
+    index = index % period
+    return torch.where(index >= n, period - index, index)
+
+
 def separable_blur(x: torch.Tensor, weights: torch.Tensor, border: str = "reflect") -> torch.Tensor:
-    """Blur NCHW by the odd-length 1-D `weights` along each axis in turn (a kernel that is their
-    outer product, in two passes of its width instead of one of its area), borders mirrored
-    ("reflect") or black ("zeros", as conv2d's own padding)."""
+    """Blur NCHW by the 1-D `weights` along each axis in turn (a kernel that is their outer
+    product, in two passes of its width instead of one of its area), borders mirrored ("reflect",
+    mirrored again where the kernel is wider than the picture) or black ("zeros", as conv2d's own
+    padding). An even kernel reaches one pixel
+    further right / down than left / up, as kornia anchors it. Each pass runs a band of rows or
+    columns at a time and checks for a stop between bands; a kernel of FFT_TAPS taps or more is
+    applied as a product of FFTs in float64 (a few hundred operations a value whatever its width,
+    where a convolution costs two a tap)."""
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, 1, h, w)
+    return _blur_pass(_blur_pass(flat, weights, 3, border), weights, 2, border).reshape(b, c, h, w)
+
+
+def _blur_pass(x: torch.Tensor, weights: torch.Tensor, dim: int, border: str) -> torch.Tensor:
+    """One separable pass of [N, 1, H, W] along dim (3: rows, 2: columns), band by band across it."""
+    import torch
     import torch.nn.functional as F
-    c, radius = x.shape[1], weights.numel() // 2
-    g = weights.to(x)
-    x = F.pad(x, (radius, radius, radius, radius), mode="constant" if border == "zeros" else "reflect")
-    x = F.conv2d(x, g.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    check_interrupted()  # a wide kernel on a big batch takes a while each pass
-    return F.conv2d(x, g.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    size = weights.numel()
+    before, after = (size - 1) // 2, size // 2
+    index = reflected_index(x.shape[dim], before, after).to(x.device)
+    across = 5 - dim
+    out = torch.empty_like(x)
+    band = max(1, BLUR_BAND_VALUES // (x.shape[0] * index.numel()))
+    for start in range(0, x.shape[across], band):
+        check_interrupted()
+        length = min(band, x.shape[across] - start)
+        part = x.narrow(across, start, length)
+        if border == "zeros":
+            padded = F.pad(part, (before, after) if dim == 3 else (0, 0, before, after))
+        else:
+            padded = part.index_select(dim, index)
+        out.narrow(across, start, length).copy_(_correlate(padded, weights, dim, x.shape[dim]))
+    return out
+
+
+def _correlate(padded: torch.Tensor, weights: torch.Tensor, dim: int, length: int) -> torch.Tensor:
+    """sum_j padded[i + j] weights[j] along dim for i < length: a convolution, or for wide kernels
+    the circular correlation by FFT (the padded row is long enough that nothing wraps round)."""
+    import torch
+    import torch.nn.functional as F
+    size = weights.numel()
+    if size < FFT_TAPS:
+        shape = (1, 1, 1, size) if dim == 3 else (1, 1, size, 1)
+        return F.conv2d(padded, weights.reshape(shape).to(padded))
+    wide = torch.float32 if padded.device.type == "mps" else torch.float64
+    n = padded.shape[dim]
+    kernel = torch.fft.rfft(weights.to(padded.device, wide), n=n).conj()
+    kernel = kernel.reshape(-1, 1) if dim == 2 else kernel
+    spectrum = torch.fft.rfft(padded.to(wide), n=n, dim=dim) * kernel
+    return torch.fft.irfft(spectrum, n=n, dim=dim).narrow(dim, 0, length).to(padded.dtype)
 
 
 def _check_radius(image: torch.Tensor, radius: int, name: str) -> None:

@@ -4,10 +4,11 @@ A MASK is [B, H, W] in 0..1."""
 from __future__ import annotations
 
 import hashlib
+import math
 
 
 from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
-                           NodeInputError, Size, folders)
+                           NodeInputError, Size, check_interrupted, folders)
 
 MAX_SIZE = 16384
 
@@ -21,6 +22,25 @@ COMPOSE_OPERATIONS = {
     "min": lambda d, s: d.minimum(s),
     "max": lambda d, s: d.maximum(s),
 }
+
+
+def window_max(values, side: int, dim: int):
+    """The maximum over a window `side` long centred on each place along dim, nothing counted
+    outside (as a max-pool's padding): the window's maxima built by doubling (the maxima of 1,
+    2, 4 ... places), the last two overlapping, so each place costs about log2(side) comparisons,
+    and a stop asked for is checked between doublings. Maxima are exact: the same values as a
+    max-pool of that window, bit for bit."""
+    import torch
+    half, length = side // 2, values.shape[dim]
+    edge = list(values.shape)
+    edge[dim] = half
+    outside = torch.full(edge, -math.inf, dtype=values.dtype, device=values.device)
+    spans, span = torch.cat([outside, values, outside], dim), 1
+    while span * 2 <= side:
+        check_interrupted()
+        count = spans.shape[dim] - span
+        spans, span = torch.maximum(spans.narrow(dim, 0, count), spans.narrow(dim, span, count)), span * 2
+    return torch.maximum(spans.narrow(dim, 0, length), spans.narrow(dim, side - span, length))
 
 
 class MaskCompose(Node):

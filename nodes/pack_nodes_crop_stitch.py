@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from graphflow.api import IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, \
     check_interrupted, socket_type
 from nodes.image import MAX_SIZE
+from nodes.mask import window_max
 from nodes.pack_nodes_masquerade import _check_size
 
 COMFY_PACK = "ComfyUI-Inpaint-CropAndStitch"  # the custom node pack this module's ComfyUI classes come from
@@ -184,32 +185,14 @@ def expand_mask_cpu(mask, pixels: float):
     return torch.from_numpy(dilated.astype(np.float32)).clamp(0.0, 1.0).unsqueeze(0).to(mask.device)
 
 
-def _window_max(values, side: int, dim: int):
-    """The maximum over a window `side` long centred on each place along dim, nothing counted
-    outside (as a max-pool's padding): the window's maxima built by doubling (the maxima of 1,
-    2, 4 ... places), the last two overlapping, so each place costs about log2(side) comparisons.
-    Maxima are exact: the same values as a max-pool of that window, bit for bit."""
-    import torch
-    half, length = side // 2, values.shape[dim]
-    edge = list(values.shape)
-    edge[dim] = half
-    outside = torch.full(edge, -math.inf, dtype=values.dtype, device=values.device)
-    spans, span = torch.cat([outside, values, outside], dim), 1
-    while span * 2 <= side:
-        check_interrupted()
-        count = spans.shape[dim] - span
-        spans, span = torch.maximum(spans.narrow(dim, 0, count), spans.narrow(dim, span, count)), span * 2
-    return torch.maximum(spans.narrow(dim, 0, length), spans.narrow(dim, side - span, length))
-
-
 def expand_mask_gpu(mask, pixels: float):
     """The pack's GPU expand: a max-pool over the same square made odd (one more where even),
     centred. Run as the maximum down the columns, then along the rows (the square's maximum,
-    bit for bit), each by _window_max: a mask expanded by thousands of pixels costs a few dozen
+    bit for bit), each by nodes.mask's window_max: a mask expanded by thousands of pixels costs a few dozen
     passes over the picture, not side² comparisons a pixel."""
     side = _dilation_side(pixels)
     side += 1 - side % 2
-    return _window_max(_window_max(mask, side, mask.ndim - 2), side, mask.ndim - 1)
+    return window_max(window_max(mask, side, mask.ndim - 2), side, mask.ndim - 1)
 
 
 def blur_mask_cpu(mask, pixels: float):

@@ -3,8 +3,8 @@ pack's class names, inputs (order, defaults, ranges) and outputs, as read from i
 commit 1e2543e5619b3f6e88b7727243c8b9c5791a7b4a, util.py at 48a8913b584b25db8a9c529be84929be66b1194e
 and 1b7c98e2337edef80376f3c2d49f75cfd1922db6 (mask_blur's kernels), __init__.py at
 422eccd86685e084b551fb7e14bc025d77a64cc2, and a later nodes.py in ComfyUI's V3 node schema (the
-index names no commit for it) for INPAINT_ShrinkMask, INPAINT_StabilizeMask and Expand Mask's
-blur_type:
+index's file id 29220882709; it names no commit for it) for INPAINT_ShrinkMask,
+INPAINT_StabilizeMask and Expand Mask's blur_type:
 
   INPAINT_ExpandMask, INPAINT_ShrinkMask, INPAINT_StabilizeMask,
   INPAINT_DenoiseToCompositingMask                          masks
@@ -18,14 +18,20 @@ is not in the index we read from, so it stays unknown and is named as the pack's
 Fill Masked Area also erodes the mask by 10 pixels before its falloff, a line no other version
 has; Fill Masked Area here is 1e2543e's. MAT models (the pack carries their architecture itself; spandrel has it only in
 spandrel_extra_arches, which graphflow does not depend on): a MAT file is recognised by its keys
-and refused by name. TorchScript (.pt) LaMa files are refused too: reading one runs its archive's
-own code, and graphflow reads model files as plain tensors only; a LaMa state dict (.pth read
-with torch.load(weights_only=True), or .safetensors) is taken.
+and refused by name. TorchScript (.pt) LaMa files (the pack's big-lama.pt) are refused too:
+reading one runs its archive's own code, and graphflow reads model files as plain tensors only
+(reading just its weights through a restricted unpickler of the archive's data.pkl is not done
+here); a LaMa state dict (.pth read with torch.load(weights_only=True), or .safetensors) is
+taken, and the refusal says how to make one from the .pt file.
 
 Blurs are the pack's kornia gaussian_blur2d (a kernel of `size` taps, sigma 0.3 (size - 1) + 0.8,
 reflected borders as torch's "reflect", separable), computed here without kornia; where the kernel
 is wider than the picture (which the pack's torch padding refuses) the border keeps reflecting,
-as OpenCV's BORDER_REFLECT_101 does. Models live in models/inpaint/, as the pack registers it.
+as OpenCV's BORDER_REFLECT_101 does. They run as nodes.image_ops.separable_blur: a band of rows
+or columns at a time, a stop checked between bands, wide kernels (128 taps and up) as FFT products
+in float64 (a few millionths from the pack's float32 convolution). Grow and shrink (the pack's
+binary dilation / erosion by a square) run as nodes.mask.window_max, bit for bit the max-pool's
+result in log2(side) stop-checked passes. Models live in models/inpaint/, as the pack registers it.
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ import zlib
 from dataclasses import dataclass
 
 from graphflow.api import CONDITIONING, IMAGE, LATENT, MASK, MODEL, VAE, Choice, ComfyAlias, Estimate, Float, Int, \
-    Node, NodeInputError, Size, folders, socket_type, warn
+    Node, NodeInputError, Size, check_interrupted, folders, progress, socket_type, warn
 from nodes.conditioning import InpaintModelConditioning
+from nodes.image_ops import BLUR_BAND_VALUES, separable_blur
+from nodes.mask import window_max
 from nodes.pack_nodes import _core
 from nodes.upscale import UPSCALE_MODEL
 
@@ -46,7 +54,6 @@ INPAINT_PATCH = socket_type("INPAINT_PATCH", "#7e57c2", "Fooocus' inpaint head a
 INPAINT_MODEL = socket_type("INPAINT_MODEL", "#7e57c2", "An image inpainting model (LaMa)")
 
 INPAINT_KIND = "inpaint"  # models/inpaint, the folder the pack registers
-INPAINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".patch")  # the extensions the pack registers for it
 MAT_KEY = "synthesis.first_stage.conv_first.conv.resample_filter"  # how the pack tells a MAT file
 LAMA_SIZE = 256  # the square LaMa works at in the pack
 MASK_THRESHOLD = 0.99  # the pack's mask_floor: a pixel is masked from 0.99 up
@@ -54,7 +61,7 @@ SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 
 def _inpaint_files():
-    return folders.list_models(INPAINT_KIND, INPAINT_EXTENSIONS)
+    return folders.list_models(INPAINT_KIND)  # the kind's extensions (graphflow.folders.KIND_EXTENSIONS)
 
 
 def _find(name: str, input_name: str):
@@ -98,18 +105,6 @@ def _image_mask(image, mask, batch_must_match: bool = False, first_mask: bool = 
     return image.permute(0, 3, 1, 2).float(), mask.float()
 
 
-def _reflected(n: int, pad: int):
-    """Indices 0..n-1 of a row padded by `pad` on both sides, reflected about the end pixels
-    (torch's "reflect", OpenCV's BORDER_REFLECT_101), reflecting on past the far end if need be."""
-    import torch
-    index = torch.arange(-pad, n + pad)
-    if n == 1:
-        return torch.zeros_like(index)
-    period = 2 * (n - 1)
-    index = index % period
-    return torch.where(index >= n, period - index, index)
-
-
 def gaussian_kernel(size: int, sigma: float):
     """kornia's gaussian kernel: exp(-x² / 2σ²) at x = -(size // 2) .. (+0.5 when size is even), summed to 1."""
     import torch
@@ -120,27 +115,11 @@ def gaussian_kernel(size: int, sigma: float):
     return (g / g.sum()).float()
 
 
-def separable_filter(x, kernel):
-    """[B, C, H, W] filtered by the 1-D `kernel` along rows, then columns, with reflected borders:
-    kornia's filter2d_separable(border_type="reflect") (an even kernel reaches one pixel further
-    right / down, as kornia pads it)."""
-    import torch.nn.functional as F
-    size = kernel.numel()
-    b, c, h, w = x.shape
-    left, right = (size - 1) // 2, size // 2
-    flat = x.reshape(b * c, 1, h, w).float()
-    pad_w = _reflected(w, right)[right - left:]
-    flat = F.conv2d(flat.index_select(3, pad_w), kernel.reshape(1, 1, 1, size).float())
-    pad_h = _reflected(h, right)[right - left:]
-    flat = F.conv2d(flat.index_select(2, pad_h), kernel.reshape(1, 1, size, 1).float())
-    return flat.reshape(b, c, h, w)
-
-
 def gaussian_blur(x, size: int):
     """The pack's gaussian_blur of [B, C, H, W]: `size` taps, sigma 0.3 (size - 1) + 0.8, reflected borders."""
     if size <= 0:
         return x
-    return separable_filter(x, gaussian_kernel(size, 0.3 * (size - 1) + 0.8))
+    return separable_blur(x, gaussian_kernel(size, 0.3 * (size - 1) + 0.8))
 
 
 BLUR_TYPES = ["box", "linear", "gaussian"]  # the pack's BlurKernel, in its order
@@ -156,25 +135,24 @@ def mask_blur(mask, size: int, blur_type: str):
     if blur_type == "gaussian":
         return gaussian_blur(mask, size)
     if blur_type == "box" or size == 3:
-        return separable_filter(mask, torch.full((size,), 1.0 / size))
+        return separable_blur(mask, torch.full((size,), 1.0 / size))
     h = size // 2
     side = torch.linspace(1 / h, (h - 1) / h, h)
     kernel = torch.cat([side, torch.ones(1), side.flip(0)])
-    return separable_filter(mask, kernel / kernel.sum())
+    return separable_blur(mask, kernel / kernel.sum())
 
 
 def _any_within(mask, radius: int):
     """1 where a pixel within `radius` (a square, 2 radius + 1 wide; outside the picture counts as
     0) is above 0, else 0: the pack's binary_dilation. A radius past the picture's size reaches
     no further pixel, so it is cut to it (the same result, less work)."""
-    import torch.nn.functional as F
     h, w = mask.shape[-2:]
     rx, ry = min(radius, w - 1), min(radius, h - 1)
     x = mask.float()
     if rx > 0:
-        x = F.max_pool2d(x, (1, 2 * rx + 1), stride=1, padding=(0, rx))
+        x = window_max(x, 2 * rx + 1, x.ndim - 1)
     if ry > 0:
-        x = F.max_pool2d(x, (2 * ry + 1, 1), stride=1, padding=(ry, 0))
+        x = window_max(x, 2 * ry + 1, x.ndim - 2)
     return (x > 0).to(mask.dtype)
 
 
@@ -195,12 +173,12 @@ def _falloff_alpha(alpha, falloff: int):
     return alpha
 
 
-def _blur_memory(size: Size | None, kernel: int, channels: int) -> int:
-    """float32 working copies of a separable blur by `kernel` taps: each pass pads one axis."""
+def _blur_memory(size: Size | None, channels: int) -> int:
+    """float32 working copies of a separable blur (its input, each pass's output) and one band's
+    buffers, which nodes.image_ops bounds whatever the kernel (float64 and complex on its FFT path)."""
     if size is None:
         return 0
-    h, w = size.height, size.width
-    return size.batch * channels * 4 * (h * (w + kernel) + (h + kernel) * w + 2 * h * w)
+    return size.batch * channels * 4 * 3 * size.height * size.width + 48 * BLUR_BAND_VALUES
 
 
 # -- masks -----------------------------------------------------------------------------------------
@@ -208,7 +186,7 @@ def _blur_memory(size: Size | None, kernel: int, channels: int) -> int:
 
 def _mask_blur_estimate(widgets, inputs):
     size = inputs.get("mask")
-    return Estimate(size, memory=_blur_memory(size, _make_odd(int(widgets.get("blur", 7))), 1))
+    return Estimate(size, memory=_blur_memory(size, 1))
 
 
 class InpaintExpandMask(Node):
@@ -317,7 +295,7 @@ class InpaintMaskedFill(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         size = inputs.get("image")
-        return Estimate(size, memory=_blur_memory(size, _make_odd(int(widgets.get("falloff", 0))), 1))
+        return Estimate(size, memory=_blur_memory(size, 1))
 
     def run(self):
         import numpy as np
@@ -333,7 +311,8 @@ class InpaintMaskedFill(Node):
         if image.shape[-1] != 3:
             raise NodeInputError("image", f"{self.fill} fills RGB images, got {image.shape[-1]} channels")
         method = cv2.INPAINT_TELEA if self.fill == "telea" else cv2.INPAINT_NS
-        for picture, fade in zip(image, alpha[:, 0]):
+        for i, (picture, fade) in enumerate(zip(image, alpha[:, 0])):
+            check_interrupted()
             rgb = picture.numpy()
             weight = fade.numpy()[..., None]
             # 8 bits as the pack makes them: truncated, not rounded (clipped first, as the cast needs)
@@ -341,6 +320,7 @@ class InpaintMaskedFill(Node):
                                  np.clip(255.0 * fade.numpy(), 0, 255).astype(np.uint8), 3, method)
             blended = rgb * (1.0 - weight) + filled.astype(np.float32) / 255.0 * weight
             picture.copy_(torch.from_numpy(blended))
+            progress(i + 1, image.shape[0])
         return image
 
 
@@ -361,7 +341,7 @@ class InpaintMaskedBlur(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         size = inputs.get("image")
-        return Estimate(size, memory=_blur_memory(size, _make_odd(int(widgets.get("blur", 255))), 3))
+        return Estimate(size, memory=_blur_memory(size, 3))
 
     def run(self):
         blur = _make_odd(self.blur)
@@ -480,10 +460,8 @@ def _dequantized_change(q, low, high, seed: int, weight):
 
 
 def _noise_mask_b1hw(mask, batch: int):
-    if mask.ndim == 2:
-        mask = mask[None, None]
-    elif mask.ndim == 3:
-        mask = mask[:, None]
+    if mask.ndim in (2, 3):
+        mask = _mask_b1hw(mask, "latent")
     if mask.ndim != 4 or mask.shape[1] != 1:
         raise NodeInputError("latent", f"its noise_mask has shape {tuple(mask.shape)}, expected [B, 1, H, W]")
     if mask.shape[0] == 1 and batch > 1:
@@ -527,8 +505,9 @@ class InpaintApplyFooocusInpaint(Node):
     (unmerged again for the unpatched model, cached like LoRAs). Patch keys the model lacks are
     skipped with a warning, as the pack skips them; a patch whose weights have other shapes than
     the model's (made for another model) is refused, where the pack prints and skips them. The
-    head's output channels must be those of the UNet's first block (320 for SDXL). Scaled-fp8
-    models are not supported."""
+    head's output channels must be those of the UNet's first block (320 for SDXL). GGUF models'
+    quantized layers are patched on their values (as LoRAs are). Scaled-fp8 models are not
+    supported."""
     category = "inpaint"
     model: MODEL
     patch: INPAINT_PATCH
@@ -567,10 +546,14 @@ class InpaintApplyFooocusInpaint(Node):
             if weight is None:
                 missing.append(key)
                 continue
-            if tuple(q.shape) != tuple(weight.shape):
+            layer_path, _, name = path.rpartition(".")
+            layer = unet.get_submodule(layer_path)
+            # a GGUF layer's weight holds its packed blocks: its values' shape is weight_shape
+            shape = getattr(layer, "weight_shape", weight.shape) if name == "weight" else weight.shape
+            if tuple(q.shape) != tuple(shape):
                 raise NodeInputError("patch", f"{self.patch.patch_name}: {key} is {tuple(q.shape)}, the model's "
-                                              f"{tuple(weight.shape)}: the patch is for another model (SDXL)")
-            if getattr(unet.get_submodule(path.rpartition(".")[0]), "scale_weight", None) is not None:
+                                              f"{tuple(shape)}: the patch is for another model (SDXL)")
+            if getattr(layer, "scale_weight", None) is not None:
                 raise NodeInputError("model", "scaled-fp8 models are not supported by Apply Fooocus Inpaint")
             seed = zlib.crc32(key.encode())
             patches.append(WeightPatch(path, functools.partial(_dequantized_change, q, low, high, seed), seed))
@@ -608,8 +591,10 @@ class InpaintLoadInpaintModel(Node):
     """Load an inpainting model from models/inpaint, as the pack's Load Inpaint Model: LaMa (big-lama)
     as a state dict (.pth, read as plain tensors only, or .safetensors), recognised by spandrel.
     Not here: MAT (Places_512_FullData_G.pth; its architecture is in spandrel_extra_arches, which
-    graphflow does not use) and TorchScript .pt files (graphflow runs no code from model files):
-    both are refused by name."""
+    graphflow does not use) and TorchScript .pt files such as the pack's big-lama.pt (graphflow
+    runs no code from model files): both are refused by name, the TorchScript refusal saying how
+    to save the file's weights as a state dict (torch.jit.load(...).state_dict(), where you trust
+    the file), which loads here."""
     category = "inpaint"
     model_name: str = Choice(_inpaint_files, model_folder=INPAINT_KIND)
     outputs = {"INPAINT_MODEL": INPAINT_MODEL}
@@ -624,9 +609,14 @@ class InpaintLoadInpaintModel(Node):
         from graphflow.models.weight_files import CheckpointError, WeightFile
         path = _find(self.model_name, "model_name")
         if _torchscript(path):
-            raise NodeInputError("model_name", f"{self.model_name} is a TorchScript archive; graphflow reads model "
-                                               f"files as plain tensors only: use LaMa's state dict (.pth or "
-                                               f".safetensors)")
+            raise NodeInputError("model_name", f"{self.model_name} is a TorchScript archive: loading it runs code "
+                                               f"stored in the file (torch.jit.load), and graphflow reads model files "
+                                               f"as plain tensors only. Give LaMa as a state dict (.pth or "
+                                               f".safetensors) instead: the LaMa repository's generator weights "
+                                               f"(keys generator.model.* or model.model.*), or this file's, saved "
+                                               f"once where you trust it: torch.save(torch.jit.load("
+                                               f"'{self.model_name}').state_dict(), 'big-lama.pth') (what spandrel "
+                                               f"itself reads from it)")
         try:
             with WeightFile(path) as weights:
                 state = {k: weights.get(k).clone() for k in weights.shapes}
@@ -704,11 +694,14 @@ class InpaintInpaintWithModel(Node):
         if getattr(getattr(self.inpaint_model, "architecture", None), "id", None) != "LaMa":
             raise NodeInputError("inpaint_model", "expected a LaMa model from Load Inpaint Model")
         pixels, masks = _image_mask(self.image, self.mask, first_mask=True)
+        if pixels.shape[1] != 3:
+            raise NodeInputError("image", f"LaMa inpaints RGB images, got {pixels.shape[1]} channels")
         model = self.inpaint_model
         results = []
         with memory.use(model.model, "inpaint_model", "inpaint_model:LaMa"), torch.no_grad():
             device = memory.manager().device_for(model.model)
             for i in range(pixels.shape[0]):
+                check_interrupted()
                 picture, mask = pixels[i:i + 1], masks[i:i + 1] if masks.shape[0] > 1 else masks[:1]
                 work, placed = _square(picture, LAMA_SIZE)
                 work_mask, _ = _square(mask, LAMA_SIZE)
@@ -718,4 +711,5 @@ class InpaintInpaintWithModel(Node):
                     out = out.permute(0, 3, 1, 2)
                 out = _unsquare(out, placed)
                 results.append(picture + (out - picture) * _masked(mask))
+                progress(i + 1, pixels.shape[0])
         return torch.cat(results).permute(0, 2, 3, 1)

@@ -327,6 +327,24 @@ async def test_system_stats_embeddings_models_and_free(start, home):
     assert (await client.post("/free", json={"unload_models": True, "free_memory": True})).status == 200
 
 
+async def test_models_route_lists_a_kinds_own_extensions(start, home):
+    """models/inpaint holds Fooocus' .patch files beside .pth / .safetensors, as comfyui-inpaint-nodes
+    registers it: the route offers what the pack's loaders offer (graphflow.folders.KIND_EXTENSIONS)."""
+    from nodes.pack_nodes_inpaint import _inpaint_files
+    client = await start()
+    folder = home / "models" / "inpaint"
+    folder.mkdir(parents=True)
+    for name in ("inpaint_v26.fooocus.patch", "fooocus_inpaint_head.pth", "big-lama.pt", "lama.safetensors",
+                 "notes.txt", "model.ckpt"):
+        (folder / name).write_bytes(b"x")
+    listed = await (await client.get("/models/inpaint")).json()
+    assert listed == ["big-lama.pt", "fooocus_inpaint_head.pth", "inpaint_v26.fooocus.patch", "lama.safetensors"]
+    assert _inpaint_files() == listed  # the loaders' choices
+    (home / "models" / "loras").mkdir(parents=True, exist_ok=True)
+    (home / "models" / "loras" / "x.patch").write_bytes(b"x")
+    assert "x.patch" not in await (await client.get("/models/loras")).json()  # other kinds: MODEL_EXTENSIONS
+
+
 async def test_view_preview_and_channel(start, home):
     client = await start()
     (home / "outputs").mkdir(parents=True, exist_ok=True)

@@ -407,11 +407,13 @@ def test_gpu_mask_operations_on_a_large_mask_are_cheap_and_can_be_stopped(monkey
     square convolution: side² work a pixel; the flood sorting each layer): now a number of
     passes over the picture that grows with log(side) or side, not side², each stop-checked."""
     import torch.nn.functional as F
+    import nodes.mask
     import nodes.pack_nodes_crop_stitch as module
     from graphflow.context import Interrupted
 
     checks = []
     monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    monkeypatch.setattr(nodes.mask, "check_interrupted", lambda: checks.append(1))  # window_max's
     maxima, convolutions = [], []
     real_maximum, real_conv2d = torch.maximum, F.conv2d
     monkeypatch.setattr(torch, "maximum", lambda a, b: maxima.append(a.numel()) or real_maximum(a, b))

@@ -6,6 +6,12 @@ checkpoint, against the merge and conv formulas; LaMa through spandrel's own cla
 weights against spandrel's model called directly with the pack's padding and resizing; the errors
 by input name; a UI-format save and API prompts with the pack's class names, exported back."""
 
+import contextlib
+import copy
+import math
+import threading
+from types import SimpleNamespace
+
 import cv2
 import kornia
 import numpy
@@ -16,7 +22,7 @@ from PIL import Image
 
 from graphflow import memory
 from graphflow.comfy_format import export_api, export_ui
-from graphflow.context import NodeInputError
+from graphflow.context import Interrupted, NodeContext, NodeInputError, _current
 from graphflow.executor import Executor
 from graphflow.testing import write_checkpoint, write_esrgan
 from graphflow.workflow import parse_workflow
@@ -64,6 +70,23 @@ def blob_mask(h=32, w=40):
     return mask
 
 
+@contextlib.contextmanager
+def node_context(stopped=False):
+    """A node context as the executor gives one (its interrupt set if `stopped`); yields its events."""
+    events, interrupt = [], threading.Event()
+    if stopped:
+        interrupt.set()
+    token = _current.set(NodeContext("run", "1", "test", events.append, interrupt))
+    try:
+        yield events
+    finally:
+        _current.reset(token)
+
+
+def steps(events):
+    return [(e["value"], e["max"]) for e in events if e["type"] == "progress"]
+
+
 # -- masks ---------------------------------------------------------------------------------------
 
 
@@ -87,6 +110,65 @@ def test_expand_mask_blur_wider_than_the_picture_reflects_as_opencv(registry):
     sigma = 0.3 * 30 + 0.8
     want = cv2.GaussianBlur(mask[0].numpy(), (31, 31), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
     torch.testing.assert_close(out[0], torch.from_numpy(want), rtol=0, atol=2e-6)
+
+
+def max_pool_within(mask, radius):
+    """torch's max-pool over the 2r+1 square (outside: -inf; the radius cut to the picture), > 0:
+    the pack's binary dilation as one pool per axis computes it."""
+    h, w = mask.shape[-2:]
+    rx, ry = min(radius, w - 1), min(radius, h - 1)
+    x = F.max_pool2d(mask, (1, 2 * rx + 1), stride=1, padding=(0, rx)) if rx else mask
+    x = F.max_pool2d(x, (2 * ry + 1, 1), stride=1, padding=(ry, 0)) if ry else x
+    return (x > 0).float()
+
+
+def test_grow_and_shrink_equal_the_max_pool_in_log_passes_and_stop(registry, monkeypatch):
+    import nodes.mask
+    g = torch.Generator().manual_seed(6)
+    mask = (torch.rand(2, 90, 120, generator=g) > 0.995).float()
+    for radius in (1, 4, 37, 89, 300):
+        grown = call(registry, "InpaintExpandMask", mask=mask, grow=radius, blur=0)
+        assert torch.equal(grown, max_pool_within(mask[:, None], radius)[:, 0]), radius
+        full = 1.0 - mask
+        shrunk = call(registry, "InpaintShrinkMask", mask=full, shrink=radius, blur=0)
+        assert torch.equal(shrunk, 1.0 - max_pool_within(1.0 - full[:, None], radius)[:, 0]), radius
+    checks = []
+    monkeypatch.setattr(nodes.mask, "check_interrupted", lambda: checks.append(1))
+    point = torch.zeros(1, 1024, 1024)
+    point[0, 0, 0] = 1.0
+    grown = call(registry, "InpaintExpandMask", mask=point, grow=1023, blur=0)  # a 2047 square a side
+    assert torch.equal(grown, torch.ones(1, 1024, 1024))
+    assert len(checks) == 2 * 10  # log2(2047) doublings an axis, each stop-checked
+    monkeypatch.undo()
+    for node, name in (("InpaintExpandMask", "grow"), ("InpaintShrinkMask", "shrink")):
+        with node_context(stopped=True), pytest.raises(Interrupted):
+            call(registry, node, mask=mask, blur=0, **{name: 3})
+
+
+def test_wide_blurs_go_by_fft_band_by_band_and_stop(registry, monkeypatch):
+    import nodes.image_ops
+    g = torch.Generator().manual_seed(7)
+    mask = torch.rand(1, 300, 280, generator=g)
+    for size in (127, 129, 255):  # the convolution, then the FFT
+        out = call(registry, "InpaintExpandMask", mask=mask, grow=0, blur=size)
+        torch.testing.assert_close(out, kornia_blur(mask[:, None], size)[:, 0], rtol=0, atol=2e-6)
+    checks = []
+    monkeypatch.setattr(nodes.image_ops, "check_interrupted", lambda: checks.append(1))
+    monkeypatch.setattr(nodes.image_ops, "BLUR_BAND_VALUES", 7000)
+    image = torch.rand(1, 140, 150, 3, generator=g)
+    for blur in (9, 131):
+        checks.clear()
+        out = call(registry, "InpaintMaskedBlur", image=image, mask=torch.ones(1, 140, 150), blur=blur)
+        want = kornia_blur(image.permute(0, 3, 1, 2), blur).permute(0, 2, 3, 1)
+        torch.testing.assert_close(out, want, rtol=0, atol=3e-6)
+        rows = 7000 // (3 * (150 + blur - 1))  # rows a band along the rows, then columns a band down them
+        columns = 7000 // (3 * (140 + blur - 1))
+        assert len(checks) == math.ceil(140 / rows) + math.ceil(150 / columns) > 2
+    monkeypatch.undo()
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintMaskedBlur", image=image, mask=torch.ones(1, 140, 150), blur=255)
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintExpandMask", mask=mask, grow=0, blur=7)
 
 
 def test_denoise_to_compositing_mask_formula_and_error(registry):
@@ -166,14 +248,28 @@ def test_masked_blur_against_kornia(registry):
     assert e.value.input == "mask"
 
 
-def test_masked_blur_estimate_refuses_a_huge_blur_before_running(registry):
-    from graphflow.resource_limits import Size
+def test_masked_blur_estimate_refuses_a_picture_too_large_before_running(registry):
+    """The blur's working set: the picture's float32 copies and one bounded band, whatever the
+    kernel; a picture whose blur would not fit the memory is refused before anything runs."""
+    from graphflow.resource_limits import RunLimits, Size
+    from graphflow.validation import plan_workflow
+    from nodes.image_ops import BLUR_BAND_VALUES
     cls = registry.get("InpaintMaskedBlur")
     size = Size(1, 512, 512)
     small = cls.estimate({"blur": 3, "falloff": 0}, {"image": size})
     huge = cls.estimate({"blur": 8191, "falloff": 0}, {"image": size})
-    assert small.size is size and huge.memory > 8 * small.memory > 0
-    assert huge.memory >= 2 * 3 * 4 * 512 * (512 + 8191)  # each pass's padded float32 copy
+    assert small.size is size and huge.memory == small.memory == 3 * 3 * 4 * 512 * 512 + 48 * BLUR_BAND_VALUES
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8192, "height": 8192, "batch_size": 1,
+                                                           "color": 0}},
+              "2": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 8192, "height": 8192}},
+              "3": {"class_type": "INPAINT_MaskedBlur", "inputs": {"image": ["1", 0], "mask": ["2", 0],
+                                                                   "blur": 8191, "falloff": 0}}}
+
+    def refused(gigabytes):
+        limits = RunLimits(ram_bytes=gigabytes * 2 ** 30, device_bytes=gigabytes * 2 ** 30)
+        return [p.node_id for p in plan_workflow(parse_workflow(prompt, registry), registry, ["3"], limits)[1]]
+    assert refused(64) == []
+    assert refused(2) == ["3"]  # 2.25 GB of copies: refused at the blur, the picture itself fits
 
 
 # -- VAE Encode & Inpaint Conditioning ---------------------------------------------------------------
@@ -339,6 +435,40 @@ def test_fooocus_patched_model_samples_from_an_api_prompt(registry, xl_folders):
         assert again[node] == prompt[node]
 
 
+def test_fooocus_patch_on_a_gguf_layer_is_checked_by_its_values_shape(registry, xl_folders):
+    """A GGUF layer's weight parameter holds its packed blocks ([64, 68] bytes for 64x64 Q8_0
+    values): the patch is checked against, and merged into, the values it stands for."""
+    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.gguf_layers import QuantizedLinear, dequantize
+    from nodes.pack_nodes_inpaint import FooocusInpaint
+    ckpt = load_checkpoint(xl_folders.models / "checkpoints" / "tiny_xl.safetensors")
+    unet = copy.deepcopy(ckpt.model.unet)
+    path = "input_blocks.3.1.transformer_blocks.0.attn1.to_out.0"
+    plain = unet.get_submodule(path)
+    layer = QuantizedLinear(64, 64, True, "Q8_0", torch.float32)
+    blocks = torch.randint(0, 256, (64, 68), dtype=torch.uint8, generator=torch.Generator().manual_seed(10))
+    blocks.view(64, 2, 34)[:, :, :2] = torch.full((64, 2, 1), 0.01).half().view(torch.uint8)  # finite scales
+    layer.weight = torch.nn.Parameter(blocks.clone(), requires_grad=False)
+    layer.bias = torch.nn.Parameter(plain.bias.detach().float().clone(), requires_grad=False)
+    unet.get_submodule(path.rpartition(".")[0])[0] = layer
+    model = ckpt.model.with_unet(unet)
+    g = torch.Generator().manual_seed(11)
+    q = torch.randint(0, 256, (64, 64), generator=g, dtype=torch.uint8)
+    low, high = -torch.rand(64, 1, generator=g).half(), torch.rand(64, 1, generator=g).half()
+    head = torch.randn(32, 5, 3, 3, generator=g)
+    latent = {"samples": torch.zeros(1, 4, 8, 8), "noise_mask": torch.ones(1, 1, 64, 64)}
+    patch = FooocusInpaint(head, {f"diffusion_model.{path}.weight": (q, low, high)}, "head.pth", "gguf.patch")
+    patched = call(registry, "InpaintApplyFooocusInpaint", model=model, patch=patch, latent=latent)
+    values = dequantize(blocks, "Q8_0", (64, 64))
+    diff = (q.float() / 255.0) * (high.float() - low.float()) + low.float()
+    after = memory.manager().weights(patched.unet, patched.patches)[f"{path}.weight"]
+    torch.testing.assert_close(after, values + diff, rtol=0, atol=1e-6)
+    packed = FooocusInpaint(head, {f"diffusion_model.{path}.weight": (blocks, low, high)}, "head.pth", "gguf.patch")
+    with pytest.raises(NodeInputError) as e:  # a patch the blocks' shape would have let through
+        call(registry, "InpaintApplyFooocusInpaint", model=model, patch=packed, latent=latent)
+    assert e.value.input == "patch" and "(64, 64)" in str(e.value)
+
+
 def test_fooocus_errors_by_name(registry, xl_folders):
     from graphflow.models.checkpoint import load_checkpoint
     folder = xl_folders.models / "inpaint"
@@ -434,7 +564,47 @@ def test_lama_from_an_api_prompt_matches_spandrel_with_the_packs_resizing(regist
     assert again["5"] == prompt["5"] and again["1"] == prompt["1"]
 
 
-def test_lama_from_a_ui_save_with_a_batch_and_one_mask(registry, xl_folders, lama):
+class StubLama:
+    """A stand-in with spandrel's interface (architecture id LaMa, its network as .model, called
+    with a [1, 3, 256, 256] picture and a 0/1 [1, 1, 256, 256] mask): a seeded 3x3 conv of both,
+    squashed to 0..1. The padding, resizing, compositing and upscaling around the model are tested
+    with it; the real (random-weight) LaMa runs once, in the API prompt test."""
+    architecture = SimpleNamespace(id="LaMa", name="LaMa")
+
+    def __init__(self):
+        self.model = torch.nn.Conv2d(4, 3, 3, padding=1).eval()
+        with torch.no_grad():
+            self.model.weight.copy_(torch.randn(3, 4, 3, 3, generator=torch.Generator().manual_seed(8)) / 4)
+        self.calls = []
+
+    def __call__(self, image, mask):
+        self.calls.append((tuple(image.shape), tuple(mask.shape), set(mask.unique().tolist()) <= {0.0, 1.0}))
+        return torch.sigmoid(self.model(torch.cat([image, mask], 1)))
+
+
+@pytest.fixture
+def stub_lama():
+    return StubLama()
+
+
+def test_inpaint_with_model_pads_resizes_and_composites_as_the_pack(registry, stub_lama):
+    g = torch.Generator().manual_seed(9)
+    for h, w in ((40, 64), (50, 36), (300, 260)):  # wide, tall, larger than LaMa's square
+        image = torch.rand(2, h, w, 3, generator=g)
+        mask = (torch.rand(2, h, w, generator=g) > 0.6).float() * torch.tensor([1.0, 0.995])[:, None, None]
+        out = call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask, seed=3)
+        with torch.no_grad():
+            want = torch.cat([pack_lama(stub_lama, image[i:i + 1], mask[i:i + 1]) for i in range(2)])
+        torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
+        unmasked = mask < 0.99
+        assert torch.equal(out[unmasked], image[unmasked]) and not torch.equal(out, image)
+    assert {c[:2] for c in stub_lama.calls} == {((1, 3, 256, 256), (1, 1, 256, 256))}
+    assert all(c[2] for c in stub_lama.calls)
+
+
+def test_lama_from_a_ui_save_with_a_batch_and_one_mask(registry, xl_folders, lama, stub_lama, monkeypatch):
+    """The loader's reading of a LaMa file is the API prompt test's; here it gives the stub."""
+    monkeypatch.setattr(registry.get("InpaintLoadInpaintModel"), "run", lambda self: stub_lama)
     nodes = [ui_node(1, "INPAINT_LoadInpaintModel", ["big-lama.safetensors"],
                      outputs=[("INPAINT_MODEL", "INPAINT_MODEL", [1])]),
              ui_node(2, "EmptyImage", [256, 256, 2, 0x336699], outputs=[("IMAGE", "IMAGE", [2])]),
@@ -446,11 +616,63 @@ def test_lama_from_a_ui_save_with_a_batch_and_one_mask(registry, xl_folders, lam
     links = [[1, 1, 0, 4, 0, "INPAINT_MODEL"], [2, 2, 0, 4, 1, "IMAGE"], [3, 3, 0, 4, 2, "MASK"]]
     workflow, values = run(registry, ui_graph(nodes, links), ["2", "4"])
     image, out = values["2"][0], values["4"][0]
-    with torch.no_grad():  # a 256x256 picture goes in as it is, fully masked: LaMa's output itself
-        direct = lama(image[:1].permute(0, 3, 1, 2), torch.ones(1, 1, 256, 256)).permute(0, 2, 3, 1)
+    with torch.no_grad():  # a 256x256 picture goes in as it is, fully masked: the model's output itself
+        direct = stub_lama(image[:1].permute(0, 3, 1, 2), torch.ones(1, 1, 256, 256)).permute(0, 2, 3, 1)
     torch.testing.assert_close(out, direct.expand(2, -1, -1, -1), rtol=0, atol=1e-5)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[4] == [5, "fixed"] and saved[1] == ["big-lama.safetensors"]
+
+
+def test_inpaint_with_model_errors(registry, stub_lama):
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=torch.rand(1, 16, 16, 3),
+             mask=torch.ones(1, 8, 16))
+    assert e.value.input == "mask" and "same size" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        call(registry, "InpaintInpaintWithModel", inpaint_model=object(), image=torch.rand(1, 16, 16, 3),
+             mask=torch.ones(1, 16, 16))
+    assert e.value.input == "inpaint_model"
+    for channels in (4, 1):
+        with pytest.raises(NodeInputError) as e:
+            call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=torch.rand(1, 16, 16, channels),
+                 mask=torch.ones(1, 16, 16))
+        assert e.value.input == "image" and f"got {channels} channels" in str(e.value)
+    assert stub_lama.calls == []
+
+
+def test_inpaint_with_model_and_fill_report_progress_per_image_and_stop(registry, stub_lama):
+    image, mask = torch.rand(3, 24, 20, 3), torch.ones(1, 24, 20)
+    with node_context() as events:
+        call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask)
+    assert steps(events) == [(1, 3), (2, 3), (3, 3)]
+    with node_context() as events:
+        call(registry, "InpaintMaskedFill", image=image, mask=mask.expand(3, -1, -1), fill="telea")
+    assert steps(events) == [(1, 3), (2, 3), (3, 3)]
+    stub_lama.calls.clear()
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask)
+    assert stub_lama.calls == []
+    with node_context(stopped=True), pytest.raises(Interrupted):
+        call(registry, "InpaintMaskedFill", image=image, mask=mask.expand(3, -1, -1), fill="navier-stokes")
+
+
+def test_inpaint_with_model_upscales_the_square_with_the_optional_model(registry, xl_folders, stub_lama):
+    """The pack upscales the model's 256x256 square with optional_upscale_model (one 512 tile here:
+    the bare network, clamped to 0..1) before resizing it back (bilinear) to the padded square."""
+    from graphflow.models.upscale import load_upscale_model
+    esrgan = load_upscale_model(write_esrgan(xl_folders.models / "inpaint" / "x2.safetensors", scale=2))
+    g = torch.Generator().manual_seed(5)
+    image, mask = torch.rand(1, 30, 20, 3, generator=g), torch.zeros(1, 30, 20)
+    mask[0, 5:20, 4:12] = 1.0
+    x = F.interpolate(F.pad(image.permute(0, 3, 1, 2), (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
+    m = F.interpolate(F.pad(mask[:, None], (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
+    with torch.no_grad():
+        square = esrgan(stub_lama(x, (m >= 0.99).float())).clamp(0, 1)
+    back = F.interpolate(square, size=30, mode="bilinear")[:, :, :30, :20].permute(0, 2, 3, 1)
+    want = image + (back - image) * mask[..., None]
+    out = call(registry, "InpaintInpaintWithModel", inpaint_model=stub_lama, image=image, mask=mask, seed=0,
+               optional_upscale_model=esrgan)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-5)
 
 
 def test_load_inpaint_model_refuses_mat_torchscript_and_other_models(registry, xl_folders):
@@ -465,43 +687,10 @@ def test_load_inpaint_model_refuses_mat_torchscript_and_other_models(registry, x
         with pytest.raises(NodeInputError) as e:
             call(registry, "InpaintLoadInpaintModel", model_name=name)
         assert e.value.input == "model_name" and words in str(e.value), str(e.value)
+    assert "torch.jit.load('scripted.pt').state_dict()" in str(e.value) and "generator.model" in str(e.value)
     prompt = {"1": {"class_type": "INPAINT_LoadInpaintModel", "inputs": {"model_name": "gone.pth"}}}
     ((node, name, message),) = failed(registry, prompt, ["1"])
     assert (node, name) == ("1", "model_name") and "gone.pth" in message
-
-
-def test_inpaint_with_model_errors(registry, lama):
-    from spandrel import ModelLoader
-    model = ModelLoader().load_from_state_dict(lama.state_dict())
-    with pytest.raises(NodeInputError) as e:
-        call(registry, "InpaintInpaintWithModel", inpaint_model=model, image=torch.rand(1, 16, 16, 3),
-             mask=torch.ones(1, 8, 16))
-    assert e.value.input == "mask" and "same size" in str(e.value)
-    with pytest.raises(NodeInputError) as e:
-        call(registry, "InpaintInpaintWithModel", inpaint_model=object(), image=torch.rand(1, 16, 16, 3),
-             mask=torch.ones(1, 16, 16))
-    assert e.value.input == "inpaint_model"
-
-
-def test_inpaint_with_model_upscales_the_square_with_the_optional_model(registry, xl_folders, lama):
-    """The pack upscales LaMa's 256x256 square with optional_upscale_model (one 512 tile here: the
-    bare network, clamped to 0..1) before resizing it back (bilinear) to the padded square."""
-    from spandrel import ModelLoader
-    from graphflow.models.upscale import load_upscale_model
-    esrgan = load_upscale_model(write_esrgan(xl_folders.models / "inpaint" / "x2.safetensors", scale=2))
-    model = ModelLoader().load_from_state_dict(lama.state_dict()).eval()  # as Load Inpaint Model gives it
-    g = torch.Generator().manual_seed(5)
-    image, mask = torch.rand(1, 30, 20, 3, generator=g), torch.zeros(1, 30, 20)
-    mask[0, 5:20, 4:12] = 1.0
-    x = F.interpolate(F.pad(image.permute(0, 3, 1, 2), (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
-    m = F.interpolate(F.pad(mask[:, None], (0, 10, 0, 0), mode="reflect"), size=256, mode="nearest-exact")
-    with torch.no_grad():
-        square = esrgan(lama(x, (m >= 0.99).float())).clamp(0, 1)
-    back = F.interpolate(square, size=30, mode="bilinear")[:, :, :30, :20].permute(0, 2, 3, 1)
-    want = image + (back - image) * mask[..., None]
-    out = call(registry, "InpaintInpaintWithModel", inpaint_model=model, image=image, mask=mask, seed=0,
-               optional_upscale_model=esrgan)
-    torch.testing.assert_close(out, want, rtol=0, atol=1e-5)
 
 
 def test_fill_blur_and_mask_nodes_from_a_ui_save_and_an_api_prompt(registry):
@@ -590,8 +779,13 @@ def test_stabilize_mask(registry):
 
 def test_later_mask_nodes_from_ui_saves_old_and_new(registry):
     """Expand Mask saved before blur_type ([grow, blur]) and after ([grow, blur, blur_type]), Shrink
-    and Stabilize Mask as the later editor saves them; exported back in today's layout."""
-    nodes = [ui_node(1, "SolidMask", [1.0, 24, 24], outputs=[("MASK", "MASK", [1, 2, 3, 4])]),
+    and Stabilize Mask as the later editor saves them; exported back in today's layout. The mask
+    has an edge (its left half set), where the blur types differ: the old layout blurs as gaussian."""
+    nodes = [ui_node(1, "SolidMask", [0.0, 24, 24], outputs=[("MASK", "MASK", [5])]),
+             ui_node(6, "SolidMask", [1.0, 12, 24], outputs=[("MASK", "MASK", [6])]),
+             ui_node(7, "MaskComposite", [0, 0, "add"],
+                     inputs=[("destination", "MASK", 5, False), ("source", "MASK", 6, False)],
+                     outputs=[("MASK", "MASK", [1, 2, 3, 4])]),
              ui_node(2, "INPAINT_ExpandMask", [2, 5], inputs=[("mask", "MASK", 1, False)],
                      outputs=[("MASK", "MASK", [])]),
              ui_node(3, "INPAINT_ExpandMask", [2, 5, "box"], inputs=[("mask", "MASK", 2, False)],
@@ -600,14 +794,25 @@ def test_later_mask_nodes_from_ui_saves_old_and_new(registry):
                      outputs=[("MASK", "MASK", [])]),
              ui_node(5, "INPAINT_StabilizeMask", [0.05], inputs=[("mask", "MASK", 4, False)],
                      outputs=[("MASK", "MASK", [])])]
-    links = [[1, 1, 0, 2, 0, "MASK"], [2, 1, 0, 3, 0, "MASK"], [3, 1, 0, 4, 0, "MASK"], [4, 1, 0, 5, 0, "MASK"]]
-    workflow, values = run(registry, ui_graph(nodes, links), ["2", "3", "4", "5"])
-    full = torch.ones(1, 24, 24)
-    for node in ("2", "3", "4", "5"):
-        torch.testing.assert_close(values[node][0], full, rtol=0, atol=1e-6)
+    links = [[1, 7, 0, 2, 0, "MASK"], [2, 7, 0, 3, 0, "MASK"], [3, 7, 0, 4, 0, "MASK"], [4, 7, 0, 5, 0, "MASK"],
+             [5, 1, 0, 7, 0, "MASK"], [6, 6, 0, 7, 1, "MASK"]]
+    workflow, values = run(registry, ui_graph(nodes, links), ["2", "3", "4", "5", "7"])
+    edge = torch.zeros(1, 24, 24)
+    edge[0, :, :12] = 1.0
+    assert torch.equal(values["7"][0], edge)
+    gaussian = pack_mask_blur(cv2_square(edge[0], 2)[None, None], 5, "gaussian")[:, 0]
+    box = pack_mask_blur(cv2_square(edge[0], 2)[None, None], 5, "box")[:, 0]
+    assert (gaussian - box).abs().max() > 0.04  # far beyond the tolerance below
+    torch.testing.assert_close(values["2"][0], gaussian, rtol=0, atol=2e-6)
+    torch.testing.assert_close(values["3"][0], box, rtol=0, atol=2e-6)
+    assert torch.equal(values["4"][0], cv2_square(edge[0], 4, erode=True)[None])
+    assert torch.equal(values["5"][0], edge)
     old_prompt = {"1": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 24, "height": 24}},
-                  "2": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["1", 0], "grow": 2, "blur": 5}}}
-    assert torch.equal(run(registry, old_prompt, ["2"])[1]["2"][0], torch.zeros(1, 24, 24))
+                  "3": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 12, "height": 24}},
+                  "4": {"class_type": "MaskComposite", "inputs": {"destination": ["1", 0], "source": ["3", 0],
+                                                                  "x": 0, "y": 0, "operation": "add"}},
+                  "2": {"class_type": "INPAINT_ExpandMask", "inputs": {"mask": ["4", 0], "grow": 2, "blur": 5}}}
+    torch.testing.assert_close(run(registry, old_prompt, ["2"])[1]["2"][0], gaussian, rtol=0, atol=2e-6)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
     assert saved[2] == [2, 5, "gaussian"] and saved[3] == [2, 5, "box"] and saved[4] == [4, 0, "linear"]
     assert saved[5] == [0.05]
