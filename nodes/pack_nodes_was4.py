@@ -54,6 +54,8 @@ and Samples Passthrough (Stat System).
 
 from __future__ import annotations
 
+import math
+
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, check_interrupted, current_node_id
 from nodes.pack_nodes_was import DICT, LIST, NUMBER, NUMBER_LIMIT, parse_tokens, remember
@@ -765,6 +767,8 @@ class WasNumberCounter(Node):
     def run(self):
         key = current_node_id() or "node"
         count = NUMBER_COUNTERS.get(key, self.start)
+        if self.reset_bool is not None and not math.isfinite(self.reset_bool):
+            raise NodeInputError("reset_bool", f"{self.reset_bool}: expected a finite number (1 or more resets)")
         if self.reset_bool is not None and round(self.reset_bool) >= 1:
             count = self.start
         if self.mode == "increment":
@@ -957,6 +961,10 @@ class WasImageSelectColor(Node):
 PALETTE_CELL = 128  # the pack's cell side, text padding and font size for its chart
 PALETTE_PADDING = 10
 PALETTE_FONT_SIZE = 15
+# KMeans' work grows with pixels x colours and can't be interrupted once started (a 2048 x 2048
+# image at 256 colours ran 147 s); a picture whose halved pixels x colours is over this is refused
+PALETTE_WORK_BUDGET = 2 ** 24  # 16,777,216: 2048 x 2048 at the default 16 colours, 1024 x 1024 at 64
+PALETTE_MIN_COLORS = 8
 
 
 def palette_grid(colors: int, mode: str) -> tuple[int, int]:
@@ -978,6 +986,18 @@ def palette_colours(picture, colors: int):
     from PIL import Image
     from sklearn.cluster import KMeans
 
+    if picture.width < 2 or picture.height < 2:
+        raise NodeInputError("image", f"{picture.width} x {picture.height}: halved it has no pixels; "
+                                      "expected at least 2 x 2")
+    halved = (picture.width // 2) * (picture.height // 2)
+    if halved * colors > PALETTE_WORK_BUDGET:
+        fits = PALETTE_WORK_BUDGET // halved
+        if fits >= PALETTE_MIN_COLORS:
+            raise NodeInputError("colors", f"{colors} colours of a {picture.width} x {picture.height} image is "
+                                           f"over the palette's work budget: at most {fits} for this size")
+        raise NodeInputError("image", f"{picture.width} x {picture.height} is over the palette's work budget "
+                                      f"even at {PALETTE_MIN_COLORS} colours: expected at most "
+                                      f"{PALETTE_WORK_BUDGET // PALETTE_MIN_COLORS * 4:,} pixels")
     half = picture.resize((picture.width // 2, picture.height // 2), resample=Image.BILINEAR)
     pixels = np.array(half).reshape((-1, 3))
     if len(pixels) < colors:
@@ -1022,10 +1042,14 @@ class WasImageColorPalette(Node):
     cells ("Chart": int(sqrt(colors)) rows, filled column by column; "back_to_back": one row) and,
     per image, the colours as "#rrggbb" lines in a list. The pack labels chart cells with its
     own font.ttf when the suite has one; here with Pillow's default font (as the pack without
-    it), and either way the label lands under the next cell or past the picture."""
+    it), and either way the label lands under the next cell or past the picture. Unlike the pack,
+    a bound on KMeans' time, which can't be stopped once it starts: an image whose halved pixels
+    times colors is over 16,777,216 (2^24: a 2048 x 2048 image at the default 16 colours,
+    1024 x 1024 at 64) is refused, naming colors where fewer would do, else image; a stop is
+    heard between images. An image under 2 x 2 (nothing left once halved) is refused."""
     category = "WAS Suite/Image/Analyze"
     image: IMAGE
-    colors: int = Int(16, min=8, max=256)
+    colors: int = Int(16, min=PALETTE_MIN_COLORS, max=256)
     mode: str = Choice(("Chart", "back_to_back"), "Chart")
     outputs = {"image": IMAGE, "color_palettes": LIST}
     comfy = ComfyAlias(("Image Color Palette",))
@@ -1046,6 +1070,7 @@ class WasImageColorPalette(Node):
         mode = self.mode.lower()
         pictures, palettes = [], []
         for picture in _pictures(self.image, "image"):
+            check_interrupted()
             colours = palette_colours(picture, self.colors)
             pictures.append(palette_picture(colours, mode))
             palettes.append("\n".join("#%02x%02x%02x" % colour for colour in colours))
@@ -1219,10 +1244,15 @@ class WasTextDictionaryToText(Node):
         return str(_dictionary(self.dictionary))
 
 
+DICTIONARY_TEXT_LIMIT = 1_000_000  # characters Text Dictionary Convert parses (about 0.5 GB at the worst)
+
+
 class WasTextDictionaryConvert(Node):
     """A dictionary read from its text, as WAS's Text Dictionary Convert reads it with Python's
     ast.literal_eval: literals only ({"a": 1, 'b': [2, 3]}; single or double quotes), nothing
-    run. A text that is not such a literal, or a literal that is not a dictionary, is refused."""
+    run. A text that is not such a literal, or a literal that is not a dictionary, is refused, and
+    so is a text over 1,000,000 characters (unlike the pack: Python's parser takes some hundreds of
+    bytes of memory per character of it, a 5 MB text gigabytes)."""
     category = "WAS Suite/Text"
     dictionary_text: STRING
     outputs = {"DICT": DICT}
@@ -1231,6 +1261,10 @@ class WasTextDictionaryConvert(Node):
     def run(self):
         import ast
 
+        if isinstance(self.dictionary_text, str) and len(self.dictionary_text) > DICTIONARY_TEXT_LIMIT:
+            raise NodeInputError("dictionary_text", f"{len(self.dictionary_text):,} characters: expected at most "
+                                                    f"{DICTIONARY_TEXT_LIMIT:,} (Python's parser needs hundreds of "
+                                                    "bytes per character)")
         try:
             value = ast.literal_eval(self.dictionary_text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:

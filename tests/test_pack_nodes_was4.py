@@ -349,6 +349,47 @@ def test_color_palette_estimate_and_errors(registry):
     assert caught.value.input == "image"
 
 
+def test_color_palette_refuses_work_over_its_budget(registry, monkeypatch):
+    import nodes.pack_nodes_was4 as module
+    # the pack's own sizes: a 2050 x 2050 image at 16 colours is over 2^24 halved pixels x colours (15 fit);
+    # a 2900 x 2900 one is over it even at 8 colours. Both are refused before KMeans starts.
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=torch.zeros(1, 2050, 2050, 3), colors=16)
+    assert caught.value.input == "colors" and "at most 15" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=torch.zeros(1, 2900, 2900, 3), colors=8)
+    assert caught.value.input == "image"
+    # the bound is halved pixels x colours: with a budget of 20 x 28 x 9 the 40 x 56 images take 9, not 10
+    monkeypatch.setattr(module, "PALETTE_WORK_BUDGET", 20 * 28 * 9)
+    _, palettes = call(registry, "WasImageColorPalette", image=IMAGES[:1], colors=9)
+    assert palettes[0] == "\n".join("#%02x%02x%02x" % c for c in pack_palette(pictures(IMAGES[:1])[0], 9))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=IMAGES[:1], colors=10)
+    assert caught.value.input == "colors" and "at most 9" in str(caught.value)
+    # a stop is heard between images: here before the second of two
+    from graphflow.context import Interrupted
+    checks = []
+
+    def stop_at_the_second():
+        checks.append(1)
+        if len(checks) == 2:
+            raise Interrupted("stop")
+    monkeypatch.setattr(module, "check_interrupted", stop_at_the_second)
+    with pytest.raises(Interrupted):
+        call(registry, "WasImageColorPalette", image=IMAGES, colors=8)
+    assert len(checks) == 2
+
+
+@pytest.mark.parametrize("size", [(1, 64), (64, 1), (1, 1)])
+def test_color_palette_refuses_an_image_with_nothing_left_when_halved(registry, size):
+    # the pack's halving resize to a side of 0 fails inside Pillow
+    with pytest.raises(ValueError):
+        Image.new("RGB", (size[1], size[0])).resize((size[1] // 2, size[0] // 2), resample=Image.BILINEAR)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=torch.zeros(1, *size, 3), colors=8)
+    assert caught.value.input == "image"
+
+
 # -- workflows ---------------------------------------------------------------------------------------
 
 def test_the_module_help_leaves_out_no_node_it_builds(registry):
@@ -560,6 +601,20 @@ def test_text_dictionary_nodes(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasTextDictionaryKeys", dictionary=["a"])
     assert caught.value.input == "dictionary"
+
+
+def test_text_dictionary_convert_caps_its_text_before_parsing(registry, monkeypatch):
+    import ast
+
+    from nodes.pack_nodes_was4 import DICTIONARY_TEXT_LIMIT
+    at_the_cap = "{'k': '" + "x" * (DICTIONARY_TEXT_LIMIT - 10) + "'}"
+    assert len(at_the_cap) == DICTIONARY_TEXT_LIMIT - 1
+    assert call(registry, "WasTextDictionaryConvert", dictionary_text=at_the_cap) == ast.literal_eval(at_the_cap)
+    parsed = []
+    monkeypatch.setattr(ast, "literal_eval", lambda text: parsed.append(text) or {})
+    with pytest.raises(NodeInputError) as caught:  # refused before the parser sees it
+        call(registry, "WasTextDictionaryConvert", dictionary_text="{1: [" + "0," * DICTIONARY_TEXT_LIMIT + "]}")
+    assert caught.value.input == "dictionary_text" and parsed == []
 
 
 def test_dictionary_and_list_nodes_in_a_ui_save_and_an_api_prompt(registry):
@@ -1032,6 +1087,13 @@ def test_number_counter_resets_and_runs_each_time_in_a_graph(registry):
     graph["1"]["inputs"]["reset_bool"] = ["2", 0]
     assert executor.run(parse_workflow(graph, registry), outputs=["1"]).values["1"][2] == 12
     assert export_api(parse_workflow(graph, registry), registry)["1"] == graph["1"]
+    for bad in (math.nan, math.inf, -math.inf):  # the pack's round() of these raises
+        with pytest.raises((ValueError, OverflowError)):
+            round(bad)
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasNumberCounter", number_type="integer", mode="increment", start=0, stop=0, step=1,
+                 reset_bool=bad)
+        assert caught.value.input == "reset_bool"
     nodes = [ui_node(1, "Number Counter", ["float", "increment_to_stop", 0, 1, 0.5],
                      outputs=[("number", "NUMBER", []), ("float", "FLOAT", []), ("int", "INT", [])])]
     workflow = parse_workflow(ui_graph(nodes), registry)
