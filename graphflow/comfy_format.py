@@ -165,6 +165,13 @@ WAS_LEFT_OUT = {
                     "it downloads the MiDaS depth model through torch.hub (intel-isl/MiDaS) at run time"),
     **dict.fromkeys(("SAM Model Loader", "SAM Image Mask"),
                     "it clones Meta's segment-anything and downloads its weights at run time"),
+    # two small text-to-points nodes, but their SAM_PARAMETERS go only to SAM Image Mask (above)
+    **dict.fromkeys(("SAM Parameters", "SAM Parameters Combine"),
+                    "its SAM_PARAMETERS points feed only SAM Image Mask, which needs Meta's SAM weights"),
+    "Image Rembg (Remove Background)": "it needs the rembg package, which downloads its U^2-Net models at run time",
+    "Diffusers Model Loader": "it calls comfy.diffusers_convert.load_diffusers, which ComfyUI no longer has "
+                              "(ComfyUI's own DiffusersLoader loads such folders here)",
+    "Diffusers Hub Model Down-Loader": "it downloads a diffusers model from the Hugging Face hub",
     **dict.fromkeys(("CLIPSeg Model Loader", "CLIPSeg Masking", "CLIPSeg Batch Masking", "CLIPSEG2"),
                     "it needs the CLIPSeg model's weights"),
     "True Random.org Number Generator": "it asks random.org's web service for its numbers",

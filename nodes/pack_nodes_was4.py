@@ -41,7 +41,9 @@ specks from Python's unseeded random, as the pack does: no two runs give the sam
 Left out here, and why (the first rounds' docstrings name the rest): KSampler Cycle (the suite's own
 upscale-and-resample loop, not built on our samplers in this round); the nodes that need model
 weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders, Image
-Crop Face / Paste Face, True Random.org, Image Send HTTP); those tied to the suite's own history,
+Crop Face / Paste Face, True Random.org, Image Send HTTP; SAM Parameters and SAM Parameters Combine
+too, whose points go only to SAM Image Mask; and the Diffusers Model Loader calls a ComfyUI function
+that is gone, so it fails in ComfyUI too: ComfyUI's DiffusersLoader loads such folders here); those tied to the suite's own history,
 cache, style and video files (Image / Text File History Loader, Load / Cache Node, Export API,
 Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
 Frames); and model-free ones not reached in this round: Image Canny Filter, Image Film Grain, Image

@@ -392,6 +392,18 @@ def test_color_palette_refuses_an_image_with_nothing_left_when_halved(registry, 
 
 # -- workflows ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("name, says", [
+    ("Image Rembg (Remove Background)", "rembg"), ("Diffusers Model Loader", "diffusers_convert.load_diffusers"),
+    ("Diffusers Hub Model Down-Loader", "Hugging Face hub"), ("SAM Parameters", "SAM Image Mask"),
+    ("SAM Parameters Combine", "SAM Image Mask")])
+def test_left_out_classes_are_refused_by_name_with_why(registry, name, says):
+    from graphflow.comfy_format import custom_pack, unknown_type_hint
+    assert registry.comfy_node(name) is None and custom_pack(name) == "WAS Node Suite"
+    assert says in unknown_type_hint(name)
+    result = Executor(registry).run(parse_workflow({"1": {"class_type": name, "inputs": {}}}, registry))
+    assert not result.ok and any(name in p.message and says in p.message for p in result.problems)
+
+
 def test_the_module_help_leaves_out_no_node_it_builds(registry):
     import nodes.pack_nodes_was4 as module
     help_text = " ".join(module.__doc__.split())  # names may wrap across lines
