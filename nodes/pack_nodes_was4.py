@@ -24,9 +24,11 @@ nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py, fol
 c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js at
 d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
 b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview canvas,
-so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which).
-The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and drawn_combine to those two
-nodes; that layout is not read here.
+so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which),
+and written back so. The suite's later rewrite (nodes/mask/mask_rect_area.py, read in a fork's
+copy, Mu-L/was-node-suite-comfyui at d244959893a728f8416b81114ee9615fed2f5ea1) adds a drawn_mask (a mask painted on the node) and drawn_combine to those two nodes:
+such a save is read when it paints nothing or its drawn_combine is "off" (noted), and refused when
+a painted mask joins the rectangle, since graphflow paints none.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -328,24 +330,59 @@ def blurred_rectangle(height: int, width: int, top: int, bottom: int, left: int,
 
 
 RECT_RESOLUTION = 512  # Mask Rect Area always draws on a 512 x 512 mask
+REWRITE_DEFAULT_COMBINE = "union"  # the later rewrite's drawn_combine when a save has none
 
 
-def rect_area_widgets(values: list) -> list:
+def rewrite_layout(values: list, schema: int):
+    """A save from the suite's later rewrite: the schema's values, then drawn_mask (a painted mask,
+    as text; "" when none) and drawn_combine (how it joins the rectangle; "off" ignores it), then
+    perhaps its editor's own widget. A painted mask that joins changes the pack's output, and
+    graphflow paints none: refused (ValueError, the widgets hook's refusal). Otherwise the schema's
+    values, with a note of what was dropped."""
+    drawn = values[schema]
+    combine = values[schema + 1] if len(values) > schema + 1 else REWRITE_DEFAULT_COMBINE
+    if isinstance(drawn, str) and drawn and combine != "off":
+        raise ValueError(f"a mask painted on the node (the suite's later drawn_mask, {len(drawn):,} characters) joins "
+                         f"its rectangle (drawn_combine {combine!r}); graphflow does not read painted masks: clear "
+                         "drawn_mask or set drawn_combine to 'off' in ComfyUI")
+    what = "no painted mask" if not drawn else f"drawn_combine {combine!r}"
+    return values[:schema], (f"the suite's later drawn_mask / drawn_combine left out ({what}: "
+                             "the rectangle is the same without them)")
+
+
+def rect_area_widgets(values: list):
     """Mask Rect Area's widgets_values as the pack's schema lays them out (x, y, width, height,
     blur_radius). The pack's editor script adds its own x, y, w, h and blur_radius number widgets
     after the schema's five, and a preview canvas (saved as null): eleven values. The editor
     sends the later widget of a name, so x, y and blur_radius come from the script's widgets;
-    its w and h reach the pack under other names, unused, so width and height stay the schema's."""
-    if isinstance(values, list) and len(values) >= 10:
+    its w and h reach the pack under other names, unused, so width and height stay the schema's.
+    A save of the later rewrite (drawn_mask, a text, after the five) goes to rewrite_layout."""
+    if not isinstance(values, list) or len(values) <= 5:
+        return values
+    if isinstance(values[5], str):
+        return rewrite_layout(values, 5)
+    if len(values) >= 10:
         return [values[5], values[6], values[2], values[3], values[9]]
     return values
 
 
-def rect_area_advanced_widgets(values: list) -> list:
+def rect_area_export(values: list) -> list:
+    """Mask Rect Area's five values as the pack's editor saves them: the schema's, its script's x,
+    y, w, h and blur_radius holding the same values, and the preview canvas's null (eleven, read
+    back by rect_area_widgets as these five)."""
+    return [*values, *values, None]
+
+
+def rect_area_advanced_widgets(values: list):
     """Mask Rect Area (Advanced)'s widgets_values in the schema's seven: its editor script adds
     the same seven number widgets again (and a preview canvas, saved as null), and the editor
-    sends the later ones, so those are read."""
-    if isinstance(values, list) and len(values) >= 14:
+    sends the later ones, so those are read. A save of the later rewrite (drawn_mask, a text,
+    after the seven) goes to rewrite_layout."""
+    if not isinstance(values, list) or len(values) <= 7:
+        return values
+    if isinstance(values[7], str):
+        return rewrite_layout(values, 7)
+    if len(values) >= 14:
         return values[7:14]
     return values
 
@@ -358,8 +395,11 @@ class WasMaskRectArea(Node):
     pack's editor adds a second x, y, w, h and blur_radius (its preview's); a save is read as
     the pack runs it: x, y and blur_radius from those, width and height from the first ones (an
     API prompt's w and h are ignored, as the pack ignores them). Written back, the node has the
-    five values of the pack's schema: opened in ComfyUI with the pack's script, its second set
-    starts at the script's defaults (0, 0, 50, 50, 0), which the pack would then run with."""
+    eleven values that editor saves: the five, the script's five holding the same values, and the
+    preview's null, so ComfyUI runs what ran here. A save of the suite's later rewrite (x, y,
+    width, height, blur_radius, drawn_mask, drawn_combine) is read without its painted mask when
+    it has none or drawn_combine is "off" (with a note), and refused when a painted mask joins the
+    rectangle (graphflow paints none); a save written here is in the earlier layout."""
     category = "WAS Suite/Image/Masking"
     x: int = Int(0, min=0, max=100)
     y: int = Int(0, min=0, max=100)
@@ -367,7 +407,8 @@ class WasMaskRectArea(Node):
     height: int = Int(50, min=0, max=100)
     blur_radius: int = Int(0, min=0, max=255)
     outputs = {"MASKS": MASK}
-    comfy = ComfyAlias(("Mask Rect Area",), ignore=("w", "h"), widgets=rect_area_widgets)
+    comfy = ComfyAlias(("Mask Rect Area",), ignore=("w", "h"), widgets=rect_area_widgets,
+                       export_widgets=rect_area_export)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -387,8 +428,11 @@ class WasMaskRectAreaAdvanced(Node):
     pixels (cut at the edges), as WAS's Mask Rect Area (Advanced) draws it, then blurred by
     OpenCV's Gaussian of size 2 x blur_radius + 1 when blur_radius > 0. The pack's editor adds
     all seven widgets again (its preview's); a save is read from those, as the pack runs it, and
-    written back with the schema's seven (opened in ComfyUI with the pack's script, its second set
-    starts at the script's defaults, 0, 0, 256, 256, 512, 512, 0)."""
+    written back as that editor saves it: fifteen values, the seven twice and the preview's null.
+    A save of the suite's later rewrite (the seven, drawn_mask, drawn_combine) is read without its
+    painted mask when it has none or drawn_combine is "off" (with a note), and refused when a
+    painted mask joins the rectangle (graphflow paints none); a save written here is in the
+    earlier layout."""
     category = "WAS Suite/Image/Masking"
     x: int = Int(0, min=0, max=4096, step=64)
     y: int = Int(0, min=0, max=4096, step=64)
@@ -398,7 +442,8 @@ class WasMaskRectAreaAdvanced(Node):
     image_height: int = Int(512, min=64, max=4096, step=64, resource="height")
     blur_radius: int = Int(0, min=0, max=255)
     outputs = {"MASKS": MASK}
-    comfy = ComfyAlias(("Mask Rect Area (Advanced)",), widgets=rect_area_advanced_widgets)
+    comfy = ComfyAlias(("Mask Rect Area (Advanced)",), widgets=rect_area_advanced_widgets,
+                       export_widgets=rect_area_export)
 
     def run(self):
         return blurred_rectangle(self.image_height, self.image_width, self.y, self.y + self.height, self.x,

@@ -447,8 +447,10 @@ def test_was4_nodes_in_a_ui_save(registry):
     assert values["8"][0].shape == (1, 128, 8 * 128, 3) and len(values["8"][1]) == 1
     workflow = parse_workflow(graph, registry)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
-    assert saved[2] == ["multiply", 0.5] and saved[3] == ["inkwell"] and saved[4] == [10, 20, 30, 40, 2]
-    assert saved[5] == [64, 0, 128, 64, 256, 128, 0] and saved[6] == [0.2, 2.0]
+    assert saved[2] == ["multiply", 0.5] and saved[3] == ["inkwell"]
+    # as the pack's editor saves them: the schema's values, its script's widgets holding the same, the canvas
+    assert saved[4] == [10, 20, 30, 40, 2, 10, 20, 30, 40, 2, None]
+    assert saved[5] == [64, 0, 128, 64, 256, 128, 0, 64, 0, 128, 64, 256, 128, 0, None] and saved[6] == [0.2, 2.0]
     assert saved[7] == [1.2, 1.1, 1.0, 1.0, 3.0, 1, 0.5, "false"] and saved[8] == [8, "back_to_back"]
     again = export_api(parse_workflow(export_api(workflow, registry), registry), registry)
     assert again["5"]["class_type"] == "Mask Rect Area (Advanced)"
@@ -489,13 +491,59 @@ def test_rect_area_saves_with_the_editor_scripts_widgets(registry):
     assert torch.equal(values["1"][0], pack_rect(512, 512, 51, 256, 102, 256, 3))
     assert torch.equal(values["2"][0], pack_rect(192, 256, 128, 192, 64, 192, 1))
     saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
-    assert saved[1] == [20, 10, 30, 40, 3] and saved[2] == [64, 128, 128, 64, 256, 192, 1]
+    # written back as the editor saves what the pack ran: the schema's values, the script's widgets
+    # from the same values (its w and h the width and height), the canvas's null; before, the five /
+    # seven of the schema alone, which the script's widgets (back at their defaults) then overrode
+    assert saved[1] == [20, 10, 30, 40, 3, 20, 10, 30, 40, 3, None]
+    assert saved[2] == [64, 128, 128, 64, 256, 192, 1, 64, 128, 128, 64, 256, 192, 1, None]
+    # the values the pack takes from each, as the editor sends the later widget of a name
+    sent = [dict(zip(["x", "y", "width", "height", "blur_radius", "x", "y", "w", "h", "blur_radius"], saved[1])),
+            dict(zip(["x", "y", "width", "height", "image_width", "image_height", "blur_radius"] * 2, saved[2]))]
+    assert sent[0] == {"x": 20, "y": 10, "width": 30, "height": 40, "blur_radius": 3, "w": 30, "h": 40}
+    assert sent[1] == {"x": 64, "y": 128, "width": 128, "height": 64, "image_width": 256, "image_height": 192,
+                       "blur_radius": 1}
+    # and read again here, the same masks
+    again = ui_graph([ui_node(1, "Mask Rect Area", saved[1], outputs=[("MASKS", "MASK", [])]),
+                      ui_node(2, "Mask Rect Area (Advanced)", saved[2], outputs=[("MASKS", "MASK", [])])])
+    rerun = run_graph(registry, again, ["1", "2"]).values
+    assert torch.equal(rerun["1"][0], values["1"][0]) and torch.equal(rerun["2"][0], values["2"][0])
+    assert {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(again, registry), registry)["nodes"]} == saved
     # an API prompt from that editor carries the script's w and h too: unused, as in the pack
     prompt = {"1": {"class_type": "Mask Rect Area", "inputs": {"x": 20, "y": 10, "width": 30, "height": 40,
                                                                "blur_radius": 3, "w": 70, "h": 70}}}
     assert torch.equal(run_graph(registry, prompt, ["1"]).values["1"][0], values["1"][0])
     assert export_api(parse_workflow(prompt, registry), registry)["1"]["inputs"] == {
         "x": 20, "y": 10, "width": 30, "height": 40, "blur_radius": 3}
+
+
+# the suite's later rewrite: the schema's values, drawn_mask, drawn_combine (and perhaps its editor's widget)
+PAINTED = "data:image/png;base64,iVBORw0KGgo="  # any non-empty text: a mask painted on the node
+
+
+@pytest.mark.parametrize("extra", [["", "union"], [PAINTED, "off"], ["", "subtract", None], [""], [PAINTED, "off", None]])
+def test_rect_area_saves_of_the_later_rewrite_without_a_joining_painted_mask(registry, extra):
+    nodes = [ui_node(1, "Mask Rect Area", [20, 10, 30, 40, 3, *extra], outputs=[("MASKS", "MASK", [])]),
+             ui_node(2, "Mask Rect Area (Advanced)", [64, 128, 128, 64, 256, 192, 1, *extra],
+                     outputs=[("MASKS", "MASK", [])])]
+    graph = ui_graph(nodes)
+    values = run_graph(registry, graph, ["1", "2"]).values
+    # the schema's values, in order (before, the Advanced node's 8-10 values were read the same way
+    # but the painted mask's value was dropped unseen)
+    assert torch.equal(values["1"][0], pack_rect(512, 512, 51, 256, 102, 256, 3))
+    assert torch.equal(values["2"][0], pack_rect(192, 256, 128, 192, 64, 192, 1))
+    notes = parse_workflow(graph, registry).notes
+    assert sorted(n["node_id"] for n in notes if "drawn_mask" in n["message"]) == ["1", "2"]
+
+
+@pytest.mark.parametrize("extra", [[PAINTED, "union"], [PAINTED, "subtract", None], [PAINTED], [PAINTED, "intersect"]])
+def test_rect_area_saves_of_the_later_rewrite_with_a_joining_painted_mask_are_refused(registry, extra):
+    from graphflow.workflow import WorkflowFormatError
+    for node in (ui_node(1, "Mask Rect Area", [20, 10, 30, 40, 3, *extra], outputs=[("MASKS", "MASK", [])]),
+                 ui_node(1, "Mask Rect Area (Advanced)", [64, 128, 128, 64, 256, 192, 1, *extra],
+                         outputs=[("MASKS", "MASK", [])])):
+        with pytest.raises(WorkflowFormatError) as caught:
+            parse_workflow(ui_graph([node]), registry)
+        assert any(p.node_id == "1" and "drawn_mask" in p.message for p in caught.value.problems)
 
 
 # -- Text Sort and Text Find -------------------------------------------------------------------------
