@@ -743,6 +743,29 @@ def test_blend_latents_against_the_suites_formulas(registry, mode, blend):
     assert got["samples"].min() == 0 and got["samples"].max() == 1
 
 
+# latents as a VAE gives them: signed, about unit deviation (soft_light's square root refuses these)
+SIGNED_A = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(3))
+SIGNED_B = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(4))
+
+
+@pytest.mark.parametrize("mode", ["add", "multiply", "divide", "subtract", "overlay", "hard_light", "screen",
+                                  "linear_dodge", "difference", "exclusion"])
+def test_blend_latents_of_signed_latents_against_the_suites_formulas(registry, mode):
+    assert SIGNED_A.min() < 0 and SIGNED_B.min() < 0
+    got = call(registry, "WasBlendLatents", latent_a={"samples": SIGNED_A}, latent_b={"samples": SIGNED_B},
+               operation=mode, blend=0.3)["samples"]
+    assert torch.allclose(got, pack_blend(SIGNED_A, SIGNED_B, mode, 0.3), atol=1e-5)
+    assert got.min() == 0 and got.max() == 1
+
+
+def test_blend_latents_soft_light_refuses_signed_latents(registry):
+    assert torch.isnan(pack_blend(SIGNED_A, SIGNED_B, "soft_light", 0.5)).all()  # the pack: NaN throughout
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasBlendLatents", latent_a={"samples": SIGNED_A}, latent_b={"samples": SIGNED_B},
+             operation="soft_light", blend=0.5)
+    assert caught.value.input == "operation" and "square root" in str(caught.value)
+
+
 def test_blend_latents_random_and_refusals(registry):
     got = call(registry, "WasBlendLatents", latent_a={"samples": LATENT_A}, latent_b={"samples": LATENT_B},
                operation="random", blend=0.5)["samples"]
