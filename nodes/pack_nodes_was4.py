@@ -25,10 +25,11 @@ c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js
 d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
 b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview canvas,
 so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which),
-and written back so. The suite's later rewrite (nodes/mask/mask_rect_area.py, read in a fork's
-copy, Mu-L/was-node-suite-comfyui at d244959893a728f8416b81114ee9615fed2f5ea1) adds a drawn_mask (a mask painted on the node) and drawn_combine to those two nodes:
-such a save is read when it paints nothing or its drawn_combine is "off" (noted), and refused when
-a painted mask joins the rectangle, since graphflow paints none.
+and written back so. The suite's later rewrite (nodes/mask/mask_rect_area.py, read in a fork's copy,
+Mu-L/was-node-suite-comfyui at d244959893a728f8416b81114ee9615fed2f5ea1) adds a drawn_mask (a mask
+painted on the node) and drawn_combine to those two nodes: such a save is read when it paints
+nothing or its drawn_combine is "off" (noted), and refused when a painted mask joins the rectangle,
+since graphflow paints none.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -45,15 +46,15 @@ upscale-and-resample loop, not built on our samplers in this round); the nodes t
 weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders, Image
 Crop Face / Paste Face, True Random.org, Image Send HTTP; SAM Parameters and SAM Parameters Combine
 too, whose points go only to SAM Image Mask; and the Diffusers Model Loader calls a ComfyUI function
-that is gone, so it fails in ComfyUI too: ComfyUI's DiffusersLoader loads such folders here); those tied to the suite's own history,
-cache, style and video files (Image / Text File History Loader, Load / Cache Node, Export API,
-Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
-Frames); and model-free ones not reached in this round: Image Canny Filter, Image Film Grain, Image
-Monitor Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image
-Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter, Image Lucy Sharpen, Image
-Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
-Prompt (its source not read), Hex to HSL, HSL to Hex, Dictionary to Console, Image Bounds to Console
-and Samples Passthrough (Stat System).
+that is gone, so it fails in ComfyUI too: ComfyUI's DiffusersLoader loads such folders here); those
+tied to the suite's own history, cache, style and video files (Image / Text File History Loader,
+Load / Cache Node, Export API, Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write
+to GIF / Video, Video Dump Frames); and model-free ones not reached in this round: Image Canny
+Filter, Image Film Grain, Image Monitor Effects Filter, Image Pixelate, Image Power Noise, Image
+Perlin Noise / Power Fractal, Image Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter,
+Image Lucy Sharpen, Image Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image
+to Seed, Text Random Prompt (its source not read), Hex to HSL, HSL to Hex, Dictionary to Console,
+Image Bounds to Console and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations

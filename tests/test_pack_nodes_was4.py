@@ -507,7 +507,8 @@ def test_rect_area_saves_with_the_editor_scripts_widgets(registry):
                       ui_node(2, "Mask Rect Area (Advanced)", saved[2], outputs=[("MASKS", "MASK", [])])])
     rerun = run_graph(registry, again, ["1", "2"]).values
     assert torch.equal(rerun["1"][0], values["1"][0]) and torch.equal(rerun["2"][0], values["2"][0])
-    assert {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(again, registry), registry)["nodes"]} == saved
+    written = export_ui(parse_workflow(again, registry), registry)["nodes"]
+    assert {n["id"]: n["widgets_values"] for n in written} == saved
     # an API prompt from that editor carries the script's w and h too: unused, as in the pack
     prompt = {"1": {"class_type": "Mask Rect Area", "inputs": {"x": 20, "y": 10, "width": 30, "height": 40,
                                                                "blur_radius": 3, "w": 70, "h": 70}}}
@@ -520,7 +521,8 @@ def test_rect_area_saves_with_the_editor_scripts_widgets(registry):
 PAINTED = "data:image/png;base64,iVBORw0KGgo="  # any non-empty text: a mask painted on the node
 
 
-@pytest.mark.parametrize("extra", [["", "union"], [PAINTED, "off"], ["", "subtract", None], [""], [PAINTED, "off", None]])
+@pytest.mark.parametrize("extra", [["", "union"], [PAINTED, "off"], ["", "subtract", None], [""],
+                                   [PAINTED, "off", None]])
 def test_rect_area_saves_of_the_later_rewrite_without_a_joining_painted_mask(registry, extra):
     nodes = [ui_node(1, "Mask Rect Area", [20, 10, 30, 40, 3, *extra], outputs=[("MASKS", "MASK", [])]),
              ui_node(2, "Mask Rect Area (Advanced)", [64, 128, 128, 64, 256, 192, 1, *extra],
