@@ -173,6 +173,13 @@ WAS_LEFT_OUT = {
                     "it downloads the MiDaS depth model through torch.hub (intel-isl/MiDaS) at run time"),
     **dict.fromkeys(("SAM Model Loader", "SAM Image Mask"),
                     "it clones Meta's segment-anything and downloads its weights at run time"),
+    # two small text-to-points nodes, but their SAM_PARAMETERS go only to SAM Image Mask (above)
+    **dict.fromkeys(("SAM Parameters", "SAM Parameters Combine"),
+                    "its SAM_PARAMETERS points feed only SAM Image Mask, which needs Meta's SAM weights"),
+    "Image Rembg (Remove Background)": "it needs the rembg package, which downloads its U^2-Net models at run time",
+    "Diffusers Model Loader": "it calls comfy.diffusers_convert.load_diffusers, which ComfyUI no longer has "
+                              "(ComfyUI's own DiffusersLoader loads such folders here)",
+    "Diffusers Hub Model Down-Loader": "it downloads a diffusers model from the Hugging Face hub",
     **dict.fromkeys(("CLIPSeg Model Loader", "CLIPSeg Masking", "CLIPSeg Batch Masking", "CLIPSEG2"),
                     "it needs the CLIPSeg model's weights"),
     "True Random.org Number Generator": "it asks random.org's web service for its numbers",
@@ -966,21 +973,23 @@ def _widget_values(node: dict, order: list[dict]) -> tuple[dict, dict]:
     return values, controls
 
 
-def _saved_widgets(node: dict, order: list[dict], registry) -> tuple[dict, dict]:
+def _saved_widgets(node: dict, order: list[dict], registry, note=None) -> tuple[dict, dict]:
     """_widget_values of a node as the editor loads it: an older layout read through its alias
-    (ComfyAlias.widgets), and KSampler's old 'sample_' sampler names without the prefix."""
-    values, controls = _widget_values(_current_widgets(node, registry), order)
+    (ComfyAlias.widgets; its note, if any, passed to note), and KSampler's old 'sample_' sampler
+    names without the prefix."""
+    values, controls = _widget_values(_current_widgets(node, registry, note), order)
     sampler = values.get("sampler_name")
     if node.get("type") in SAMPLE_PREFIXED and isinstance(sampler, str) and sampler.startswith("sample_"):
         values["sampler_name"] = sampler[len("sample_"):]
     return values, controls
 
 
-def _current_widgets(node: dict, registry) -> dict:
+def _current_widgets(node: dict, registry, note=None) -> dict:
     """The node with its widgets_values as its class's current editor saves them: without the
     values an older editor kept for the pack's forceInput inputs (ComfyAlias.force_input), and
     where its alias reads an older layout (ComfyAlias.widgets), a list, or the dict of a class
-    saved by name (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets)."""
+    saved by name (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets). A note the
+    alias gives with its reading goes to note(message), when given."""
     class_type, raw = node.get("type"), node.get("widgets_values")
     alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
     if alias is not None and alias.force_input and isinstance(raw, list):
@@ -990,10 +999,18 @@ def _current_widgets(node: dict, registry) -> dict:
         return node
     try:
         if isinstance(raw, dict) and class_type.startswith(NAMED_WIDGETS):
-            return {**node, "widgets_values": alias.widgets(dict(raw))}
-        return {**node, "widgets_values": alias.widgets(list(raw))} if isinstance(raw, list) else node
+            read = alias.widgets(dict(raw))
+        elif isinstance(raw, list):
+            read = alias.widgets(list(raw))
+        else:
+            return node
     except ValueError as e:  # the alias can't read this save (ComfyAlias.widgets): refused, by the node
         raise WorkflowFormatError(f"{class_type}: {e}", [Problem(None, class_type, None, str(e))]) from None
+    if isinstance(read, tuple):  # (values, a note on what the reading dropped)
+        read, message = read
+        if message and note is not None:
+            note(message)
+    return {**node, "widgets_values": read}
 
 
 def _without_force_input(node: dict, raw: list, alias, order: list[dict]) -> list:
@@ -1164,7 +1181,8 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
         order = _widget_order(node_type, registry)
         inputs, seen, cut = {}, {}, set()
         try:
-            values, controls = _saved_widgets(node, order or [], registry)
+            values, controls = _saved_widgets(node, order or [], registry, lambda message: notes.append(
+                {"node_id": node_id, "node_type": node_type, "input": None, "message": message}))
         except WorkflowFormatError as e:
             problems.extend(Problem(node_id, node_type, p.input, p.message) for p in e.problems)
             continue
@@ -1662,6 +1680,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         widgets = [shown_values[spec["name"]] if role == "value" else
                    controls.get(spec["name"], CONTROL_DEFAULT) if role == "control" else "image"
                    for spec, role in _widget_slots(order)]
+        if alias is not None and alias.export_widgets is not None and widgets:
+            widgets = alias.export_widgets(widgets)  # as the pack's editor saves them (its own widgets too)
         # A class without widgets keeps what its frontend saved there (the text pysssss's Show Text shows).
         ui_node["widgets_values"] = widgets if widgets or not old else old.get("widgets_values", widgets)
         saved = (old or {}).get("widgets_values")

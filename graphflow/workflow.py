@@ -244,8 +244,15 @@ class ComfyAlias:
     # a UI-format save's widgets_values list (or dict, for a class its editor saves by name) -> the
     # same values as the pack's current editor saves them (an older version's layout read into
     # today's: Efficiency Nodes' 2023 saves, VideoHelperSuite's list-shaped ones); it raises
-    # ValueError (its message) for a save it can't read, and the graph is refused naming the node
-    widgets: Callable[[list | dict], list | dict] | None = None
+    # ValueError (its message) for a save it can't read, and the graph is refused naming the node;
+    # it may return (values, note) instead, the note (or None) a text the import reports on the node
+    # (values of another layout it drops as having no effect)
+    widgets: Callable[[list | dict], list | dict | tuple] | None = None
+    # the other way, on export: our widgets_values in the schema's order (as written for the class's
+    # inputs) -> the list its pack's editor saves for those values, where that editor adds widgets of
+    # its own (WAS's Mask Rect Area: a second x, y, w, h, blur_radius and a preview canvas) that the
+    # pack reads in place of the schema's; `widgets` reads what it writes back as the same values
+    export_widgets: Callable[[list], list] | None = None
     # an API prompt's inputs (ComfyUI's names) -> the same with what the class's Python takes for an
     # optional input left out, where that is not the widget's default (Inspire's samplers: internal_seed
     # the seed); run on every import, so it fills in only what is missing

@@ -24,9 +24,12 @@ nodes/pack_nodes_was.py, pack_nodes_was_image.py and pack_nodes_was_more.py, fol
 c6cadcc.) The two Mask Rect Area nodes' editor scripts, js/was_mask_rect_area.js at
 d73c0d1d1261d2f9d98b6498374426649909e69e and js/was_mask_rect_area_advanced.js at
 b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and a preview canvas,
-so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which).
-The suite's later rewrite (nodes/..., modules/...) adds a drawn_mask and drawn_combine to those two
-nodes; that layout is not read here.
+so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which),
+and written back so. The suite's later rewrite (nodes/mask/mask_rect_area.py, read in a fork's copy,
+Mu-L/was-node-suite-comfyui at d244959893a728f8416b81114ee9615fed2f5ea1) adds a drawn_mask (a mask
+painted on the node) and drawn_combine to those two nodes: such a save is read when it paints
+nothing or its drawn_combine is "off" (noted), and refused when a painted mask joins the rectangle,
+since graphflow paints none.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -41,18 +44,22 @@ specks from Python's unseeded random, as the pack does: no two runs give the sam
 Left out here, and why (the first rounds' docstrings name the rest): KSampler Cycle (the suite's own
 upscale-and-resample loop, not built on our samplers in this round); the nodes that need model
 weights, a download or a web service (BLIP, CLIPSeg, MiDaS, SAM, Rembg, Diffusers loaders, Image
-Crop Face / Paste Face, True Random.org, Image Send HTTP); those tied to the suite's own history,
-cache, style and video files (Image / Text File History Loader, Load / Cache Node, Export API,
-Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write to GIF / Video, Video Dump
-Frames); and model-free ones not reached in this round: Image Canny Filter, Image Film Grain, Image
-Monitor Effects Filter, Image Pixelate, Image Power Noise, Image Perlin Noise / Power Fractal, Image
-Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter, Image Lucy Sharpen, Image
-Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image to Seed, Text Random
-Prompt (its source not read), Hex to HSL, HSL to Hex, Dictionary to Console, Image Bounds to Console
-and Samples Passthrough (Stat System).
+Crop Face / Paste Face, True Random.org, Image Send HTTP; SAM Parameters and SAM Parameters Combine
+too, whose points go only to SAM Image Mask; and the Diffusers Model Loader calls a ComfyUI function
+that is gone, so it fails in ComfyUI too: ComfyUI's DiffusersLoader loads such folders here); those
+tied to the suite's own history, cache, style and video files (Image / Text File History Loader,
+Load / Cache Node, Export API, Prompt (Multiple) Styles Selector, Create Morph Image / Video, Write
+to GIF / Video, Video Dump Frames); and model-free ones not reached in this round: Image Canny
+Filter, Image Film Grain, Image Monitor Effects Filter, Image Pixelate, Image Power Noise, Image
+Perlin Noise / Power Fractal, Image Voronoi Noise Filter, Image Seamless Texture, Image fDOF Filter,
+Image Lucy Sharpen, Image Displacement Warp, Image SSAO / SSDO, Image Analyze, Image to Noise, Image
+to Seed, Text Random Prompt (its source not read), Hex to HSL, HSL to Hex, Dictionary to Console,
+Image Bounds to Console and Samples Passthrough (Stat System).
 """
 
 from __future__ import annotations
+
+import math
 
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, check_interrupted, current_node_id
@@ -324,24 +331,59 @@ def blurred_rectangle(height: int, width: int, top: int, bottom: int, left: int,
 
 
 RECT_RESOLUTION = 512  # Mask Rect Area always draws on a 512 x 512 mask
+REWRITE_DEFAULT_COMBINE = "union"  # the later rewrite's drawn_combine when a save has none
 
 
-def rect_area_widgets(values: list) -> list:
+def rewrite_layout(values: list, schema: int):
+    """A save from the suite's later rewrite: the schema's values, then drawn_mask (a painted mask,
+    as text; "" when none) and drawn_combine (how it joins the rectangle; "off" ignores it), then
+    perhaps its editor's own widget. A painted mask that joins changes the pack's output, and
+    graphflow paints none: refused (ValueError, the widgets hook's refusal). Otherwise the schema's
+    values, with a note of what was dropped."""
+    drawn = values[schema]
+    combine = values[schema + 1] if len(values) > schema + 1 else REWRITE_DEFAULT_COMBINE
+    if isinstance(drawn, str) and drawn and combine != "off":
+        raise ValueError(f"a mask painted on the node (the suite's later drawn_mask, {len(drawn):,} characters) joins "
+                         f"its rectangle (drawn_combine {combine!r}); graphflow does not read painted masks: clear "
+                         "drawn_mask or set drawn_combine to 'off' in ComfyUI")
+    what = "no painted mask" if not drawn else f"drawn_combine {combine!r}"
+    return values[:schema], (f"the suite's later drawn_mask / drawn_combine left out ({what}: "
+                             "the rectangle is the same without them)")
+
+
+def rect_area_widgets(values: list):
     """Mask Rect Area's widgets_values as the pack's schema lays them out (x, y, width, height,
     blur_radius). The pack's editor script adds its own x, y, w, h and blur_radius number widgets
     after the schema's five, and a preview canvas (saved as null): eleven values. The editor
     sends the later widget of a name, so x, y and blur_radius come from the script's widgets;
-    its w and h reach the pack under other names, unused, so width and height stay the schema's."""
-    if isinstance(values, list) and len(values) >= 10:
+    its w and h reach the pack under other names, unused, so width and height stay the schema's.
+    A save of the later rewrite (drawn_mask, a text, after the five) goes to rewrite_layout."""
+    if not isinstance(values, list) or len(values) <= 5:
+        return values
+    if isinstance(values[5], str):
+        return rewrite_layout(values, 5)
+    if len(values) >= 10:
         return [values[5], values[6], values[2], values[3], values[9]]
     return values
 
 
-def rect_area_advanced_widgets(values: list) -> list:
+def rect_area_export(values: list) -> list:
+    """Mask Rect Area's five values as the pack's editor saves them: the schema's, its script's x,
+    y, w, h and blur_radius holding the same values, and the preview canvas's null (eleven, read
+    back by rect_area_widgets as these five)."""
+    return [*values, *values, None]
+
+
+def rect_area_advanced_widgets(values: list):
     """Mask Rect Area (Advanced)'s widgets_values in the schema's seven: its editor script adds
     the same seven number widgets again (and a preview canvas, saved as null), and the editor
-    sends the later ones, so those are read."""
-    if isinstance(values, list) and len(values) >= 14:
+    sends the later ones, so those are read. A save of the later rewrite (drawn_mask, a text,
+    after the seven) goes to rewrite_layout."""
+    if not isinstance(values, list) or len(values) <= 7:
+        return values
+    if isinstance(values[7], str):
+        return rewrite_layout(values, 7)
+    if len(values) >= 14:
         return values[7:14]
     return values
 
@@ -354,8 +396,11 @@ class WasMaskRectArea(Node):
     pack's editor adds a second x, y, w, h and blur_radius (its preview's); a save is read as
     the pack runs it: x, y and blur_radius from those, width and height from the first ones (an
     API prompt's w and h are ignored, as the pack ignores them). Written back, the node has the
-    five values of the pack's schema: opened in ComfyUI with the pack's script, its second set
-    starts at the script's defaults (0, 0, 50, 50, 0), which the pack would then run with."""
+    eleven values that editor saves: the five, the script's five holding the same values, and the
+    preview's null, so ComfyUI runs what ran here. A save of the suite's later rewrite (x, y,
+    width, height, blur_radius, drawn_mask, drawn_combine) is read without its painted mask when
+    it has none or drawn_combine is "off" (with a note), and refused when a painted mask joins the
+    rectangle (graphflow paints none); a save written here is in the earlier layout."""
     category = "WAS Suite/Image/Masking"
     x: int = Int(0, min=0, max=100)
     y: int = Int(0, min=0, max=100)
@@ -363,7 +408,8 @@ class WasMaskRectArea(Node):
     height: int = Int(50, min=0, max=100)
     blur_radius: int = Int(0, min=0, max=255)
     outputs = {"MASKS": MASK}
-    comfy = ComfyAlias(("Mask Rect Area",), ignore=("w", "h"), widgets=rect_area_widgets)
+    comfy = ComfyAlias(("Mask Rect Area",), ignore=("w", "h"), widgets=rect_area_widgets,
+                       export_widgets=rect_area_export)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -383,8 +429,11 @@ class WasMaskRectAreaAdvanced(Node):
     pixels (cut at the edges), as WAS's Mask Rect Area (Advanced) draws it, then blurred by
     OpenCV's Gaussian of size 2 x blur_radius + 1 when blur_radius > 0. The pack's editor adds
     all seven widgets again (its preview's); a save is read from those, as the pack runs it, and
-    written back with the schema's seven (opened in ComfyUI with the pack's script, its second set
-    starts at the script's defaults, 0, 0, 256, 256, 512, 512, 0)."""
+    written back as that editor saves it: fifteen values, the seven twice and the preview's null.
+    A save of the suite's later rewrite (the seven, drawn_mask, drawn_combine) is read without its
+    painted mask when it has none or drawn_combine is "off" (with a note), and refused when a
+    painted mask joins the rectangle (graphflow paints none); a save written here is in the
+    earlier layout."""
     category = "WAS Suite/Image/Masking"
     x: int = Int(0, min=0, max=4096, step=64)
     y: int = Int(0, min=0, max=4096, step=64)
@@ -394,7 +443,8 @@ class WasMaskRectAreaAdvanced(Node):
     image_height: int = Int(512, min=64, max=4096, step=64, resource="height")
     blur_radius: int = Int(0, min=0, max=255)
     outputs = {"MASKS": MASK}
-    comfy = ComfyAlias(("Mask Rect Area (Advanced)",), widgets=rect_area_advanced_widgets)
+    comfy = ComfyAlias(("Mask Rect Area (Advanced)",), widgets=rect_area_advanced_widgets,
+                       export_widgets=rect_area_export)
 
     def run(self):
         return blurred_rectangle(self.image_height, self.image_width, self.y, self.y + self.height, self.x,
@@ -765,6 +815,8 @@ class WasNumberCounter(Node):
     def run(self):
         key = current_node_id() or "node"
         count = NUMBER_COUNTERS.get(key, self.start)
+        if self.reset_bool is not None and not math.isfinite(self.reset_bool):
+            raise NodeInputError("reset_bool", f"{self.reset_bool}: expected a finite number (1 or more resets)")
         if self.reset_bool is not None and round(self.reset_bool) >= 1:
             count = self.start
         if self.mode == "increment":
@@ -957,6 +1009,10 @@ class WasImageSelectColor(Node):
 PALETTE_CELL = 128  # the pack's cell side, text padding and font size for its chart
 PALETTE_PADDING = 10
 PALETTE_FONT_SIZE = 15
+# KMeans' work grows with pixels x colours and can't be interrupted once started (a 2048 x 2048
+# image at 256 colours ran 147 s); a picture whose halved pixels x colours is over this is refused
+PALETTE_WORK_BUDGET = 2 ** 24  # 16,777,216: 2048 x 2048 at the default 16 colours, 1024 x 1024 at 64
+PALETTE_MIN_COLORS = 8
 
 
 def palette_grid(colors: int, mode: str) -> tuple[int, int]:
@@ -978,6 +1034,18 @@ def palette_colours(picture, colors: int):
     from PIL import Image
     from sklearn.cluster import KMeans
 
+    if picture.width < 2 or picture.height < 2:
+        raise NodeInputError("image", f"{picture.width} x {picture.height}: halved it has no pixels; "
+                                      "expected at least 2 x 2")
+    halved = (picture.width // 2) * (picture.height // 2)
+    if halved * colors > PALETTE_WORK_BUDGET:
+        fits = PALETTE_WORK_BUDGET // halved
+        if fits >= PALETTE_MIN_COLORS:
+            raise NodeInputError("colors", f"{colors} colours of a {picture.width} x {picture.height} image is "
+                                           f"over the palette's work budget: at most {fits} for this size")
+        raise NodeInputError("image", f"{picture.width} x {picture.height} is over the palette's work budget "
+                                      f"even at {PALETTE_MIN_COLORS} colours: expected at most "
+                                      f"{PALETTE_WORK_BUDGET // PALETTE_MIN_COLORS * 4:,} pixels")
     half = picture.resize((picture.width // 2, picture.height // 2), resample=Image.BILINEAR)
     pixels = np.array(half).reshape((-1, 3))
     if len(pixels) < colors:
@@ -1022,10 +1090,14 @@ class WasImageColorPalette(Node):
     cells ("Chart": int(sqrt(colors)) rows, filled column by column; "back_to_back": one row) and,
     per image, the colours as "#rrggbb" lines in a list. The pack labels chart cells with its
     own font.ttf when the suite has one; here with Pillow's default font (as the pack without
-    it), and either way the label lands under the next cell or past the picture."""
+    it), and either way the label lands under the next cell or past the picture. Unlike the pack,
+    a bound on KMeans' time, which can't be stopped once it starts: an image whose halved pixels
+    times colors is over 16,777,216 (2^24: a 2048 x 2048 image at the default 16 colours,
+    1024 x 1024 at 64) is refused, naming colors where fewer would do, else image; a stop is
+    heard between images. An image under 2 x 2 (nothing left once halved) is refused."""
     category = "WAS Suite/Image/Analyze"
     image: IMAGE
-    colors: int = Int(16, min=8, max=256)
+    colors: int = Int(16, min=PALETTE_MIN_COLORS, max=256)
     mode: str = Choice(("Chart", "back_to_back"), "Chart")
     outputs = {"image": IMAGE, "color_palettes": LIST}
     comfy = ComfyAlias(("Image Color Palette",))
@@ -1046,6 +1118,7 @@ class WasImageColorPalette(Node):
         mode = self.mode.lower()
         pictures, palettes = [], []
         for picture in _pictures(self.image, "image"):
+            check_interrupted()
             colours = palette_colours(picture, self.colors)
             pictures.append(palette_picture(colours, mode))
             palettes.append("\n".join("#%02x%02x%02x" % colour for colour in colours))
@@ -1219,10 +1292,15 @@ class WasTextDictionaryToText(Node):
         return str(_dictionary(self.dictionary))
 
 
+DICTIONARY_TEXT_LIMIT = 1_000_000  # characters Text Dictionary Convert parses (about 0.5 GB at the worst)
+
+
 class WasTextDictionaryConvert(Node):
     """A dictionary read from its text, as WAS's Text Dictionary Convert reads it with Python's
     ast.literal_eval: literals only ({"a": 1, 'b': [2, 3]}; single or double quotes), nothing
-    run. A text that is not such a literal, or a literal that is not a dictionary, is refused."""
+    run. A text that is not such a literal, or a literal that is not a dictionary, is refused, and
+    so is a text over 1,000,000 characters (unlike the pack: Python's parser takes some hundreds of
+    bytes of memory per character of it, a 5 MB text gigabytes)."""
     category = "WAS Suite/Text"
     dictionary_text: STRING
     outputs = {"DICT": DICT}
@@ -1231,6 +1309,10 @@ class WasTextDictionaryConvert(Node):
     def run(self):
         import ast
 
+        if isinstance(self.dictionary_text, str) and len(self.dictionary_text) > DICTIONARY_TEXT_LIMIT:
+            raise NodeInputError("dictionary_text", f"{len(self.dictionary_text):,} characters: expected at most "
+                                                    f"{DICTIONARY_TEXT_LIMIT:,} (Python's parser needs hundreds of "
+                                                    "bytes per character)")
         try:
             value = ast.literal_eval(self.dictionary_text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:

@@ -349,7 +349,60 @@ def test_color_palette_estimate_and_errors(registry):
     assert caught.value.input == "image"
 
 
+def test_color_palette_refuses_work_over_its_budget(registry, monkeypatch):
+    import nodes.pack_nodes_was4 as module
+    # the pack's own sizes: a 2050 x 2050 image at 16 colours is over 2^24 halved pixels x colours (15 fit);
+    # a 2900 x 2900 one is over it even at 8 colours. Both are refused before KMeans starts.
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=torch.zeros(1, 2050, 2050, 3), colors=16)
+    assert caught.value.input == "colors" and "at most 15" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=torch.zeros(1, 2900, 2900, 3), colors=8)
+    assert caught.value.input == "image"
+    # the bound is halved pixels x colours: with a budget of 20 x 28 x 9 the 40 x 56 images take 9, not 10
+    monkeypatch.setattr(module, "PALETTE_WORK_BUDGET", 20 * 28 * 9)
+    _, palettes = call(registry, "WasImageColorPalette", image=IMAGES[:1], colors=9)
+    assert palettes[0] == "\n".join("#%02x%02x%02x" % c for c in pack_palette(pictures(IMAGES[:1])[0], 9))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=IMAGES[:1], colors=10)
+    assert caught.value.input == "colors" and "at most 9" in str(caught.value)
+    # a stop is heard between images: here before the second of two
+    from graphflow.context import Interrupted
+    checks = []
+
+    def stop_at_the_second():
+        checks.append(1)
+        if len(checks) == 2:
+            raise Interrupted("stop")
+    monkeypatch.setattr(module, "check_interrupted", stop_at_the_second)
+    with pytest.raises(Interrupted):
+        call(registry, "WasImageColorPalette", image=IMAGES, colors=8)
+    assert len(checks) == 2
+
+
+@pytest.mark.parametrize("size", [(1, 64), (64, 1), (1, 1)])
+def test_color_palette_refuses_an_image_with_nothing_left_when_halved(registry, size):
+    # the pack's halving resize to a side of 0 fails inside Pillow
+    with pytest.raises(ValueError):
+        Image.new("RGB", (size[1], size[0])).resize((size[1] // 2, size[0] // 2), resample=Image.BILINEAR)
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageColorPalette", image=torch.zeros(1, *size, 3), colors=8)
+    assert caught.value.input == "image"
+
+
 # -- workflows ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, says", [
+    ("Image Rembg (Remove Background)", "rembg"), ("Diffusers Model Loader", "diffusers_convert.load_diffusers"),
+    ("Diffusers Hub Model Down-Loader", "Hugging Face hub"), ("SAM Parameters", "SAM Image Mask"),
+    ("SAM Parameters Combine", "SAM Image Mask")])
+def test_left_out_classes_are_refused_by_name_with_why(registry, name, says):
+    from graphflow.comfy_format import custom_pack, unknown_type_hint
+    assert registry.comfy_node(name) is None and custom_pack(name) == "WAS Node Suite"
+    assert says in unknown_type_hint(name)
+    result = Executor(registry).run(parse_workflow({"1": {"class_type": name, "inputs": {}}}, registry))
+    assert not result.ok and any(name in p.message and says in p.message for p in result.problems)
+
 
 def test_the_module_help_leaves_out_no_node_it_builds(registry):
     import nodes.pack_nodes_was4 as module
@@ -394,8 +447,10 @@ def test_was4_nodes_in_a_ui_save(registry):
     assert values["8"][0].shape == (1, 128, 8 * 128, 3) and len(values["8"][1]) == 1
     workflow = parse_workflow(graph, registry)
     saved = {n["id"]: n["widgets_values"] for n in export_ui(workflow, registry)["nodes"]}
-    assert saved[2] == ["multiply", 0.5] and saved[3] == ["inkwell"] and saved[4] == [10, 20, 30, 40, 2]
-    assert saved[5] == [64, 0, 128, 64, 256, 128, 0] and saved[6] == [0.2, 2.0]
+    assert saved[2] == ["multiply", 0.5] and saved[3] == ["inkwell"]
+    # as the pack's editor saves them: the schema's values, its script's widgets holding the same, the canvas
+    assert saved[4] == [10, 20, 30, 40, 2, 10, 20, 30, 40, 2, None]
+    assert saved[5] == [64, 0, 128, 64, 256, 128, 0, 64, 0, 128, 64, 256, 128, 0, None] and saved[6] == [0.2, 2.0]
     assert saved[7] == [1.2, 1.1, 1.0, 1.0, 3.0, 1, 0.5, "false"] and saved[8] == [8, "back_to_back"]
     again = export_api(parse_workflow(export_api(workflow, registry), registry), registry)
     assert again["5"]["class_type"] == "Mask Rect Area (Advanced)"
@@ -436,13 +491,61 @@ def test_rect_area_saves_with_the_editor_scripts_widgets(registry):
     assert torch.equal(values["1"][0], pack_rect(512, 512, 51, 256, 102, 256, 3))
     assert torch.equal(values["2"][0], pack_rect(192, 256, 128, 192, 64, 192, 1))
     saved = {n["id"]: n["widgets_values"] for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
-    assert saved[1] == [20, 10, 30, 40, 3] and saved[2] == [64, 128, 128, 64, 256, 192, 1]
+    # written back as the editor saves what the pack ran: the schema's values, the script's widgets
+    # from the same values (its w and h the width and height), the canvas's null; before, the five /
+    # seven of the schema alone, which the script's widgets (back at their defaults) then overrode
+    assert saved[1] == [20, 10, 30, 40, 3, 20, 10, 30, 40, 3, None]
+    assert saved[2] == [64, 128, 128, 64, 256, 192, 1, 64, 128, 128, 64, 256, 192, 1, None]
+    # the values the pack takes from each, as the editor sends the later widget of a name
+    sent = [dict(zip(["x", "y", "width", "height", "blur_radius", "x", "y", "w", "h", "blur_radius"], saved[1])),
+            dict(zip(["x", "y", "width", "height", "image_width", "image_height", "blur_radius"] * 2, saved[2]))]
+    assert sent[0] == {"x": 20, "y": 10, "width": 30, "height": 40, "blur_radius": 3, "w": 30, "h": 40}
+    assert sent[1] == {"x": 64, "y": 128, "width": 128, "height": 64, "image_width": 256, "image_height": 192,
+                       "blur_radius": 1}
+    # and read again here, the same masks
+    again = ui_graph([ui_node(1, "Mask Rect Area", saved[1], outputs=[("MASKS", "MASK", [])]),
+                      ui_node(2, "Mask Rect Area (Advanced)", saved[2], outputs=[("MASKS", "MASK", [])])])
+    rerun = run_graph(registry, again, ["1", "2"]).values
+    assert torch.equal(rerun["1"][0], values["1"][0]) and torch.equal(rerun["2"][0], values["2"][0])
+    written = export_ui(parse_workflow(again, registry), registry)["nodes"]
+    assert {n["id"]: n["widgets_values"] for n in written} == saved
     # an API prompt from that editor carries the script's w and h too: unused, as in the pack
     prompt = {"1": {"class_type": "Mask Rect Area", "inputs": {"x": 20, "y": 10, "width": 30, "height": 40,
                                                                "blur_radius": 3, "w": 70, "h": 70}}}
     assert torch.equal(run_graph(registry, prompt, ["1"]).values["1"][0], values["1"][0])
     assert export_api(parse_workflow(prompt, registry), registry)["1"]["inputs"] == {
         "x": 20, "y": 10, "width": 30, "height": 40, "blur_radius": 3}
+
+
+# the suite's later rewrite: the schema's values, drawn_mask, drawn_combine (and perhaps its editor's widget)
+PAINTED = "data:image/png;base64,iVBORw0KGgo="  # any non-empty text: a mask painted on the node
+
+
+@pytest.mark.parametrize("extra", [["", "union"], [PAINTED, "off"], ["", "subtract", None], [""],
+                                   [PAINTED, "off", None]])
+def test_rect_area_saves_of_the_later_rewrite_without_a_joining_painted_mask(registry, extra):
+    nodes = [ui_node(1, "Mask Rect Area", [20, 10, 30, 40, 3, *extra], outputs=[("MASKS", "MASK", [])]),
+             ui_node(2, "Mask Rect Area (Advanced)", [64, 128, 128, 64, 256, 192, 1, *extra],
+                     outputs=[("MASKS", "MASK", [])])]
+    graph = ui_graph(nodes)
+    values = run_graph(registry, graph, ["1", "2"]).values
+    # the schema's values, in order (before, the Advanced node's 8-10 values were read the same way
+    # but the painted mask's value was dropped unseen)
+    assert torch.equal(values["1"][0], pack_rect(512, 512, 51, 256, 102, 256, 3))
+    assert torch.equal(values["2"][0], pack_rect(192, 256, 128, 192, 64, 192, 1))
+    notes = parse_workflow(graph, registry).notes
+    assert sorted(n["node_id"] for n in notes if "drawn_mask" in n["message"]) == ["1", "2"]
+
+
+@pytest.mark.parametrize("extra", [[PAINTED, "union"], [PAINTED, "subtract", None], [PAINTED], [PAINTED, "intersect"]])
+def test_rect_area_saves_of_the_later_rewrite_with_a_joining_painted_mask_are_refused(registry, extra):
+    from graphflow.workflow import WorkflowFormatError
+    for node in (ui_node(1, "Mask Rect Area", [20, 10, 30, 40, 3, *extra], outputs=[("MASKS", "MASK", [])]),
+                 ui_node(1, "Mask Rect Area (Advanced)", [64, 128, 128, 64, 256, 192, 1, *extra],
+                         outputs=[("MASKS", "MASK", [])])):
+        with pytest.raises(WorkflowFormatError) as caught:
+            parse_workflow(ui_graph([node]), registry)
+        assert any(p.node_id == "1" and "drawn_mask" in p.message for p in caught.value.problems)
 
 
 # -- Text Sort and Text Find -------------------------------------------------------------------------
@@ -562,6 +665,20 @@ def test_text_dictionary_nodes(registry):
     assert caught.value.input == "dictionary"
 
 
+def test_text_dictionary_convert_caps_its_text_before_parsing(registry, monkeypatch):
+    import ast
+
+    from nodes.pack_nodes_was4 import DICTIONARY_TEXT_LIMIT
+    at_the_cap = "{'k': '" + "x" * (DICTIONARY_TEXT_LIMIT - 10) + "'}"
+    assert len(at_the_cap) == DICTIONARY_TEXT_LIMIT - 1
+    assert call(registry, "WasTextDictionaryConvert", dictionary_text=at_the_cap) == ast.literal_eval(at_the_cap)
+    parsed = []
+    monkeypatch.setattr(ast, "literal_eval", lambda text: parsed.append(text) or {})
+    with pytest.raises(NodeInputError) as caught:  # refused before the parser sees it
+        call(registry, "WasTextDictionaryConvert", dictionary_text="{1: [" + "0," * DICTIONARY_TEXT_LIMIT + "]}")
+    assert caught.value.input == "dictionary_text" and parsed == []
+
+
 def test_dictionary_and_list_nodes_in_a_ui_save_and_an_api_prompt(registry):
     nodes = [ui_node(1, "Text Dictionary New", ["a", "1", "b", "2", "", "", "", "", "", ""],
                      outputs=[("DICT", "DICT", [1, 2])]),
@@ -626,6 +743,29 @@ def test_blend_latents_against_the_suites_formulas(registry, mode, blend):
     assert set(got) == {"samples"}
     assert torch.allclose(got["samples"], pack_blend(LATENT_A, LATENT_B, mode, blend), atol=1e-6)
     assert got["samples"].min() == 0 and got["samples"].max() == 1
+
+
+# latents as a VAE gives them: signed, about unit deviation (soft_light's square root refuses these)
+SIGNED_A = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(3))
+SIGNED_B = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(4))
+
+
+@pytest.mark.parametrize("mode", ["add", "multiply", "divide", "subtract", "overlay", "hard_light", "screen",
+                                  "linear_dodge", "difference", "exclusion"])
+def test_blend_latents_of_signed_latents_against_the_suites_formulas(registry, mode):
+    assert SIGNED_A.min() < 0 and SIGNED_B.min() < 0
+    got = call(registry, "WasBlendLatents", latent_a={"samples": SIGNED_A}, latent_b={"samples": SIGNED_B},
+               operation=mode, blend=0.3)["samples"]
+    assert torch.allclose(got, pack_blend(SIGNED_A, SIGNED_B, mode, 0.3), atol=1e-5)
+    assert got.min() == 0 and got.max() == 1
+
+
+def test_blend_latents_soft_light_refuses_signed_latents(registry):
+    assert torch.isnan(pack_blend(SIGNED_A, SIGNED_B, "soft_light", 0.5)).all()  # the pack: NaN throughout
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasBlendLatents", latent_a={"samples": SIGNED_A}, latent_b={"samples": SIGNED_B},
+             operation="soft_light", blend=0.5)
+    assert caught.value.input == "operation" and "square root" in str(caught.value)
 
 
 def test_blend_latents_random_and_refusals(registry):
@@ -1032,6 +1172,13 @@ def test_number_counter_resets_and_runs_each_time_in_a_graph(registry):
     graph["1"]["inputs"]["reset_bool"] = ["2", 0]
     assert executor.run(parse_workflow(graph, registry), outputs=["1"]).values["1"][2] == 12
     assert export_api(parse_workflow(graph, registry), registry)["1"] == graph["1"]
+    for bad in (math.nan, math.inf, -math.inf):  # the pack's round() of these raises
+        with pytest.raises((ValueError, OverflowError)):
+            round(bad)
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasNumberCounter", number_type="integer", mode="increment", start=0, stop=0, step=1,
+                 reset_bool=bad)
+        assert caught.value.input == "reset_bool"
     nodes = [ui_node(1, "Number Counter", ["float", "increment_to_stop", 0, 1, 0.5],
                      outputs=[("number", "NUMBER", []), ("float", "FLOAT", []), ("int", "INT", [])])]
     workflow = parse_workflow(ui_graph(nodes), registry)

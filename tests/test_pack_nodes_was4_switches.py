@@ -4,10 +4,10 @@ from an API prompt and a UI save under the pack's class names, and exported back
 
 import pytest
 
+from graphflow.api import CLIP, MODEL, Node, Text
 from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.registry import Registry
-from graphflow.testing import write_checkpoint
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
@@ -43,24 +43,37 @@ def test_lora_switch_gives_the_chosen_pair(registry):
     assert call(registry, "WasLoraInputSwitch", **inputs, boolean_number=0) == (model_b, clip_b)
 
 
-@pytest.fixture
-def checkpoint(tmp_folders):
-    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    return "tiny.safetensors"
+class ModelAndClip(Node):
+    """A MODEL and a CLIP of its own (plain objects, one pair per node): what the Lora switch routes,
+    without loading a checkpoint (a tiny one took some 6 s to write, most of it transformers' import
+    for its text encoder, and the switch never looks inside what it passes on)."""
+    name: str = Text("a")
+    outputs = {"model": MODEL, "clip": CLIP}
+
+    def run(self):
+        return object(), object()
 
 
-def test_lora_switch_in_an_api_prompt_both_layouts(registry, checkpoint):
+@pytest.fixture(scope="module")
+def with_sources():
+    registry = Registry().load_builtin()
+    registry.add(ModelAndClip, source="tests")
+    return registry
+
+
+def test_lora_switch_in_an_api_prompt_both_layouts(with_sources):
+    registry = with_sources
     for switch in ({"boolean": ["3", 0]}, {"boolean_number": ["4", 0]}):
-        graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-                 "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        graph = {"1": {"class_type": "ModelAndClip", "inputs": {"name": "a"}},
+                 "2": {"class_type": "ModelAndClip", "inputs": {"name": "b"}},
                  "3": {"class_type": "Logic Boolean Primitive", "inputs": {"boolean": False}},
                  "4": {"class_type": "Constant Number", "inputs": {"number_type": "integer", "number": 0}},
                  "5": {"class_type": "Lora Input Switch", "inputs": {"model_a": ["1", 0], "clip_a": ["1", 1],
                                                                      "model_b": ["2", 0], "clip_b": ["2", 1],
                                                                      **switch}}}
-        values = run_graph(registry, graph, ["2", "5"]).values
+        values = run_graph(registry, graph, ["1", "2", "5"]).values
         assert values["5"][0] is values["2"][0] and values["5"][1] is values["2"][1]
+        assert values["1"][0] is not values["2"][0] and values["1"][1] is not values["2"][1]
         assert export_api(parse_workflow(graph, registry), registry)["5"] == graph["5"]
 
 
