@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageChops, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 from scipy.signal import convolve2d
 
 from graphflow.comfy_format import export_api, export_ui
