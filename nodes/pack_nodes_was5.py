@@ -1,33 +1,34 @@
 """A fifth round of WAS Node Suite's (WASasquatch/was-node-suite-comfyui) model-free nodes, under the
 pack's class names, inputs, defaults and outputs: Image Canny Filter, Image Film Grain, Image
-Pixelate, Image Monitor Effects Filter, Image Perlin Noise, Image Power Noise, Image Voronoi Noise
-Filter, Image fDOF Filter, Image Lucy Sharpen, Image Displacement Warp, Image to Noise, Image to
-Seed, Samples Passthrough (Stat System) and Dictionary to Console.
+Pixelate, Image Monitor Effects Filter, Image Perlin Noise, Image Perlin Power Fractal, Image Power
+Noise, Image Voronoi Noise Filter, Image fDOF Filter, Image Lucy Sharpen, Image Displacement Warp,
+Image to Noise, Image to Seed, Samples Passthrough (Stat System), Dictionary to Console and Image
+Bounds to Console.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): WAS_Tools_Class's digital_distortion,
-signal_distortion, tv_vhs_distortion, perlin_noise, worley_noise, make_seamless, displace_image
-and the helper image2seed, and the class Image Pixelate; and the class sources quoted by a
-documentation mirror of the suite's nodes (same era) for Image Canny Filter, Image Film Grain,
-Image Monitor Effects Filter, Image Perlin Noise, Image Power Noise, Image Voronoi Noise Filter,
-Image fDOF Filter, Image Lucy Sharpen, Image Displacement Warp, Image to Noise, Image to Seed,
-Samples Passthrough (Stat System) and Dictionary to Console. (The earlier rounds are
-nodes/pack_nodes_was.py, pack_nodes_was_image.py, pack_nodes_was_more.py, pack_nodes_was4.py.)
+signal_distortion, tv_vhs_distortion, perlin_noise, perlin_power_fractal, worley_noise,
+make_seamless, displace_image, the helper image2seed, and the class Image Pixelate; and the class
+sources quoted by a documentation mirror of the suite's nodes (same era) for Image Canny Filter,
+Image Film Grain, Image Monitor Effects Filter, Image Perlin Noise, Image Perlin Power Fractal,
+Image Power Noise, Image Voronoi Noise Filter, Image fDOF Filter, Image Lucy Sharpen, Image
+Displacement Warp, Image to Noise, Image to Seed, Samples Passthrough (Stat System), Dictionary to
+Console and Image Bounds to Console. (The earlier rounds are nodes/pack_nodes_was.py, pack_nodes_was_image.py,
+pack_nodes_was_more.py and pack_nodes_was4.py.)
 
 Randomness: where the pack draws from an unseeded generator (Image Film Grain's Python random,
-Image Monitor Effects Filter's NumPy global, Image Perlin Noise with seed 0, which the pack leaves
+Image Monitor Effects Filter's NumPy global, the Perlin nodes with seed 0, which the pack leaves
 unseeded), the draws here come from a generator seeded with 0 (or the node's seed), so a run gives
-the same picture each time; each node's help says so. Where the pack seeds (Image Perlin Noise's
+the same picture each time; each node's help says so. Where the pack seeds (the Perlin nodes'
 other seeds, Image Power Noise, Image Voronoi Noise Filter, Image to Noise), the same generator
-with the same seed gives the pack's draws. The pack's per-pixel Python loops (Canny's suppression,
-Perlin noise, the Voronoi distances, the displacement) are worked here by NumPy where the result
-does not depend on the order; the suppression, whose order matters, is a loop that can be stopped.
+with the same seed gives the pack's draws. The pack's per-pixel Python loops (Perlin noise, the
+Voronoi distances, the displacement) are worked here by NumPy, where the result does not depend on
+the order; Canny's suppression, whose order matters, stays a loop (one that can be stopped).
 
 Left out: Image Seamless Texture (the pack calls WASasquatch's img2texture package, installed from
 git, not a dependency here), Image Analyze (it draws matplotlib charts; matplotlib is not a
-dependency), Image Perlin Power Fractal (not read this round), Text Random Prompt (it queries the
-lexica.art web service), and Hex to HSL, HSL to Hex and Image Bounds to Console, which the suite's
-WAS_Node_Suite.py read here does not hold.
+dependency), Text Random Prompt (it queries the lexica.art web service), and Hex to HSL and HSL to
+Hex (the suite lists them, but no copy of their source was found in the code store this round).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import random
 from graphflow.api import IMAGE, INT, LATENT, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, \
     NodeInputError, Size, Text, check_interrupted
 from nodes.pack_nodes_was import DICT, LIST, SEED_MAX
-from nodes.pack_nodes_was_image import _batch, _pictures
+from nodes.pack_nodes_was_image import IMAGE_BOUNDS, _batch, _bounds, _pictures
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -632,24 +633,36 @@ def improved_noise(x, y, p):
                        _lerp(u, _gradient(p[AB + 1], x, y - 1, z - 1), _gradient(p[BB + 1], x - 1, y - 1, z - 1))))
 
 
-def perlin_levels(width: int, height: int, octaves: int, persistence: float, scale: int, seed: int):
-    """The pack's perlin_noise: octaves of improved noise (frequency 2 ** octave, amplitude
-    persistence ** octave) at (x / scale, y / scale), stretched onto 0..255. The permutation is
-    Python's random.shuffle of 0..255 seeded with seed (0 too: the pack leaves 0 unseeded)."""
+PERLIN_ROWS = 256  # rows of noise worked at a time
+
+
+def perlin_levels(width: int, height: int, scale: int, seed: int, octaves: list[tuple[float, float]]):
+    """The pack's perlin_noise and perlin_power_fractal: for each octave's (frequency, weight),
+    improved noise at (x / scale x frequency, y / scale x frequency) times the weight, summed and
+    stretched onto 0..255. The permutation is Python's random.shuffle of 0..255 seeded with seed
+    (0 too: the pack leaves 0 unseeded)."""
     import numpy as np
 
     p = np.arange(256, dtype=np.int32)
     random.Random(seed).shuffle(p)
     p = np.concatenate((p, p))
-    rows, columns = np.indices((height, width), dtype=np.float64)
     total = np.zeros((height, width))
-    amplitude = 1.0
-    for octave in range(octaves):
-        check_interrupted()
-        frequency = 2 ** octave
-        total = total + improved_noise(columns / scale * frequency, rows / scale * frequency, p) * amplitude
-        amplitude *= persistence
+    for top in range(0, height, PERLIN_ROWS):
+        rows, columns = np.indices((min(PERLIN_ROWS, height - top), width), dtype=np.float64)
+        rows += top
+        for frequency, weight in octaves:
+            check_interrupted()
+            noise = improved_noise(columns / scale * frequency, rows / scale * frequency, p)
+            total[top:top + PERLIN_ROWS] = total[top:top + PERLIN_ROWS] + noise * weight
     return np.interp(total, (np.min(total), np.max(total)), (0, 255)).astype(np.uint8)
+
+
+def perlin_estimate(widgets) -> Estimate:
+    width, height = widgets.get("width"), widgets.get("height")
+    if not isinstance(width, int) or not isinstance(height, int):
+        return Estimate(None)
+    # the sum, and some 40 float64 temporaries of a block of rows
+    return Estimate(Size(1, height, width), memory=width * height * 8 + PERLIN_ROWS * width * 8 * 40)
 
 
 class WasImagePerlinNoise(Node):
@@ -670,16 +683,50 @@ class WasImagePerlinNoise(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        width, height = widgets.get("width"), widgets.get("height")
-        if not isinstance(width, int) or not isinstance(height, int):
-            return Estimate(None)
-        # the noise's float64 temporaries: some 40 planes of the picture at once
-        return Estimate(Size(1, height, width), memory=width * height * 8 * 40)
+        return perlin_estimate(widgets)
 
     def run(self):
         from PIL import Image
 
-        levels = perlin_levels(self.width, self.height, self.octaves, self.persistence, self.scale, self.seed)
+        octaves, amplitude = [], 1.0
+        for octave in range(self.octaves):  # weights 1, persistence, persistence ** 2 ... as the pack steps them
+            octaves.append((2 ** octave, amplitude))
+            amplitude *= self.persistence
+        levels = perlin_levels(self.width, self.height, self.scale, self.seed, octaves)
+        return _generated(Image.fromarray(levels, "L"))
+
+
+class WasImagePerlinPowerFractal(Node):
+    """A Perlin power fractal as WAS's Image Perlin Power Fractal makes it: octaves of Ken Perlin's
+    improved noise, the n-th (from 0) at lacunarity ** n the frequency and weighted
+    (persistence ** (n + 1)) ** exponent, over width x height at 1 / scale, stretched onto
+    black..white, as an RGB picture. The permutation is Python's random shuffle seeded with seed,
+    as the pack does; the pack leaves seed 0 unseeded (a new picture each run), here 0 is a seed
+    like the others."""
+    category = "WAS Suite/Image/Generate/Noise"
+    width: int = Int(512, min=64, max=8192, resource="width")
+    height: int = Int(512, min=64, max=8192, resource="height")
+    scale: int = Int(100, min=2, max=2048)
+    octaves: int = Int(4, min=0, max=8)
+    persistence: float = Float(0.5, min=0.01, max=100.0, step=0.01)
+    lacunarity: float = Float(2.0, min=0.01, max=100.0, step=0.01)
+    exponent: float = Float(2.0, min=0.01, max=100.0, step=0.01)
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Image Perlin Power Fractal",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return perlin_estimate(widgets)
+
+    def run(self):
+        from PIL import Image
+
+        octaves, amplitude = [], 1.0
+        for octave in range(self.octaves):  # the pack steps the amplitude before it weighs an octave
+            amplitude *= self.persistence
+            octaves.append((self.lacunarity ** octave, amplitude ** self.exponent))
+        levels = perlin_levels(self.width, self.height, self.scale, self.seed, octaves)
         return _generated(Image.fromarray(levels, "L"))
 
 
@@ -947,3 +994,34 @@ class WasDictionaryToConsole(Node):
     def run(self):
         log.info("%s:\n%s", self.label.strip() or "Text to Console", pprint.pformat(self.dictionary, indent=4))
         return self.dictionary
+
+
+def bounds_list(image_bounds) -> list[tuple[int, int, int, int]]:
+    """The bounds as a list of (rmin, rmax, cmin, cmax): graphflow's Image Bounds gives one
+    [top, bottom, left, right]; the pack's later layout a list of them, one an image."""
+    bounds = list(image_bounds) if isinstance(image_bounds, (list, tuple)) else None
+    if bounds is not None and len(bounds) == 4 and all(isinstance(v, (int, float)) for v in bounds):
+        return [_bounds(bounds, "image_bounds")]
+    if not bounds:
+        raise NodeInputError("image_bounds", f"expected [top, bottom, left, right] or a list of them, got "
+                                             f"{image_bounds!r}")
+    return [_bounds(one, "image_bounds") for one in bounds]
+
+
+class WasImageBoundsToConsole(Node):
+    """The image bounds written to graphflow's log under the label (or "Debug to Console"), one
+    "(rmin=..., rmax=..., cmin=..., cmax=...)" a line in brackets, and given on, as WAS's Image
+    Bounds to Console prints them. Both bounds layouts are read: one [top, bottom, left, right]
+    (graphflow's Image Bounds) or a list of them (the pack's later one, an image each)."""
+    category = "WAS Suite/Debug"
+    output_node = True
+    image_bounds: IMAGE_BOUNDS
+    label: str = Text("Debug to Console")
+    outputs = {"IMAGE_BOUNDS": IMAGE_BOUNDS}
+    comfy = ComfyAlias(("Image Bounds to Console",))
+
+    def run(self):
+        lines = ", \n    ".join(f"\t(rmin={a}, rmax={b}, cmin={c}, cmax={d})"
+                                for a, b, c, d in bounds_list(self.image_bounds))
+        log.info("%s:\n[\n%s\n]", self.label if self.label.strip() else "Debug to Console", lines)
+        return self.image_bounds

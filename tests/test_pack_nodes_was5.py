@@ -502,3 +502,41 @@ def test_pixelate_api_prompt_without_the_optional_widgets_takes_the_pack_functio
                                                               "dither_mode": "FloydSteinberg"}},
              "2": {"class_type": "Image Blank", "inputs": {"width": 64, "height": 64, "red": 0, "green": 0, "blue": 0}}}
     assert parse_workflow(graph, registry).nodes["1"].inputs["color_palette_mode"] == "Linear"
+
+
+def test_image_bounds_to_console_reads_both_layouts(registry, caplog):
+    with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_was5"):
+        assert call(registry, "WasImageBoundsToConsole", image_bounds=[0, 7, 2, 9], label="") == [0, 7, 2, 9]
+        listed = [(0, 3, 0, 4), (1, 2, 1, 2)]
+        assert call(registry, "WasImageBoundsToConsole", image_bounds=listed, label="B") is listed
+    assert "Debug to Console:\n[\n\t(rmin=0, rmax=7, cmin=2, cmax=9)\n]" in caplog.text
+    assert "B:\n[\n\t(rmin=0, rmax=3, cmin=0, cmax=4), \n    \t(rmin=1, rmax=2, cmin=1, cmax=2)\n]" in caplog.text
+    for bad in ("x", [], [5, 1, 0, 0]):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImageBoundsToConsole", image_bounds=bad)
+        assert caught.value.input == "image_bounds"
+
+
+def test_perlin_power_fractal_weights_octaves_as_the_pack(registry):
+    out = call(registry, "WasImagePerlinPowerFractal", width=64, height=64, scale=30, octaves=2, persistence=0.6,
+               lacunarity=3.0, exponent=1.5, seed=9)
+    p = list(range(256))
+    random.Random(9).shuffle(p)
+    p = p + p
+    total = np.zeros((64, 64))
+    amplitude = 1.0
+    for octave in range(2):
+        amplitude *= 0.6
+        for y in range(64):
+            for x in range(64):
+                total[y, x] += perlin_reference(x / 30 * 3.0 ** octave, y / 30 * 3.0 ** octave, p) * amplitude ** 1.5
+    expected = np.interp(total, (total.min(), total.max()), (0, 255)).astype(np.uint8)
+    assert np.array_equal(levels_of(out)[..., 1], expected)
+
+
+def test_perlin_rows_worked_in_blocks_give_the_same_picture(registry, monkeypatch):
+    from nodes import pack_nodes_was5
+
+    whole = call(registry, "WasImagePerlinNoise", width=64, height=80, scale=25, octaves=3, seed=4)
+    monkeypatch.setattr(pack_nodes_was5, "PERLIN_ROWS", 7)
+    assert torch.equal(call(registry, "WasImagePerlinNoise", width=64, height=80, scale=25, octaves=3, seed=4), whole)
