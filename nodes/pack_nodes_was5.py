@@ -2,8 +2,8 @@
 pack's class names, inputs, defaults and outputs: Image Canny Filter, Image Film Grain, Image
 Pixelate, Image Monitor Effects Filter, Image Perlin Noise, Image Perlin Power Fractal, Image Power
 Noise, Image Voronoi Noise Filter, Image fDOF Filter, Image Lucy Sharpen, Image Displacement Warp,
-Image to Noise, Image to Seed, Samples Passthrough (Stat System), Dictionary to Console and Image
-Bounds to Console.
+Image Seamless Texture, Image to Noise, Image to Seed, Samples Passthrough (Stat System), Dictionary
+to Console and Image Bounds to Console.
 
 Read from: the suite's WAS_Node_Suite.py as the code store holds it in a 2024-2025 version (546,293
 characters; the store names no commit for that copy): WAS_Tools_Class's digital_distortion,
@@ -12,9 +12,9 @@ make_seamless, displace_image, the helper image2seed, and the class Image Pixela
 sources quoted by a documentation mirror of the suite's nodes (same era) for Image Canny Filter,
 Image Film Grain, Image Monitor Effects Filter, Image Perlin Noise, Image Perlin Power Fractal,
 Image Power Noise, Image Voronoi Noise Filter, Image fDOF Filter, Image Lucy Sharpen, Image
-Displacement Warp, Image to Noise, Image to Seed, Samples Passthrough (Stat System), Dictionary to
-Console and Image Bounds to Console. (The earlier rounds are nodes/pack_nodes_was.py, pack_nodes_was_image.py,
-pack_nodes_was_more.py and pack_nodes_was4.py.)
+Displacement Warp, Image Seamless Texture, Image to Noise, Image to Seed, Samples Passthrough (Stat
+System), Dictionary to Console and Image Bounds to Console. (The earlier rounds are
+nodes/pack_nodes_was.py, pack_nodes_was_image.py, pack_nodes_was_more.py and pack_nodes_was4.py.)
 
 Randomness: where the pack draws from an unseeded generator (Image Film Grain's Python random,
 Image Monitor Effects Filter's NumPy global, the Perlin nodes with seed 0, which the pack leaves
@@ -25,10 +25,13 @@ with the same seed gives the pack's draws. The pack's per-pixel Python loops (Pe
 Voronoi distances, the displacement) are worked here by NumPy, where the result does not depend on
 the order; Canny's suppression, whose order matters, stays a loop (one that can be stopped).
 
-Left out: Image Seamless Texture (the pack calls WASasquatch's img2texture package, installed from
-git, not a dependency here), Image Analyze (it draws matplotlib charts; matplotlib is not a
-dependency), Text Random Prompt (it queries the lexica.art web service), and Hex to HSL and HSL to
-Hex (the suite lists them, but no copy of their source was found in the code store this round).
+Image Seamless Texture: the pack calls WASasquatch's fork of the img2texture package (installed from
+git); its algorithm is followed from rtmigo/img2texture at 081702ae76d2ac34c098cbdff206396cf4119947,
+the fork's origin (the fork itself was not in the code store).
+
+Left out: Image Analyze (it draws matplotlib charts; matplotlib is not a dependency), Text Random
+Prompt (it queries the lexica.art web service), and Hex to HSL and HSL to Hex (the suite lists
+them, but no copy of their source was found in the code store this round).
 """
 
 from __future__ import annotations
@@ -425,6 +428,77 @@ class WasImageDisplacementWarp(Node):
             displacement = cover_crop(maps[min(index, len(maps) - 1)], picture.size)
             warped.append(displaced(picture, displacement, self.amplitude))
         return _batch(warped)
+
+
+# -- seamless texture -------------------------------------------------------------------------------
+
+
+def seamless_half(picture, overlap: float, horizontal: bool):
+    """img2texture's Mixer.make_seamless_h / _v: the far stripe (overlap of the side, floored) laid
+    over the near edge through a 255..0 ramp (256 levels resized to the stripe), then cut off."""
+    import math
+
+    from PIL import Image
+
+    width, height = picture.size
+    stripe = math.floor((width if horizontal else height) * overlap)
+    if stripe == 0:  # nothing to overlap: the picture as it is
+        return picture.convert("RGBA")
+    box = (width - stripe, 0, width, height) if horizontal else (0, height - stripe, width, height)
+    strip = picture.crop(box).convert("RGBA")
+    ramp = Image.new("L", (256, 1) if horizontal else (1, 256))
+    ramp.putdata([255 - level for level in range(256)])
+    strip.putalpha(ramp.resize(strip.size))
+    overlay = Image.new("RGBA", picture.size, color=0)
+    overlay.paste(strip, box=(0, 0))
+    joined = Image.alpha_composite(picture.convert("RGBA"), overlay)
+    return joined.crop((0, 0, width - stripe, height) if horizontal else (0, 0, width, height - stripe))
+
+
+def seamless(picture, overlap: float, tiles: int | None):
+    """img2texture's image_to_seamless (across, then down), as RGB; with tiles, tiles x tiles copies
+    side by side (its tile)."""
+    from PIL import Image
+
+    texture = seamless_half(seamless_half(picture, overlap, True), overlap, False).convert("RGB")
+    if not tiles:
+        return texture
+    width, height = texture.size
+    tiled = Image.new("RGB", (width * tiles, height * tiles))
+    for x in range(tiles):
+        for y in range(tiles):
+            tiled.paste(texture, (width * x, height * y))
+    return tiled
+
+
+class WasImageSeamlessTexture(Node):
+    """Each image made to tile, as WAS's Image Seamless Texture does through the img2texture
+    package (followed here from rtmigo/img2texture at 081702ae76d2ac34c098cbdff206396cf4119947,
+    which WASasquatch's fork installed by the pack extends): a stripe of blending x the width from
+    the right edge faded over the left edge and cut off, then the same from the bottom over the
+    top; the texture is that much smaller. With tiled "true", tiles x tiles copies side by side.
+    img2texture takes an overlap of at most 0.5; a larger blending is refused, as there."""
+    category = "WAS Suite/Image/Process"
+    images: IMAGE
+    blending: float = Float(0.4, min=0.0, max=1.0, step=0.01)
+    tiled: str = Choice(("true", "false"), "true")
+    tiles: int = Int(2, min=2, max=6, step=2)
+    outputs = {"images": IMAGE}
+    comfy = ComfyAlias(("Image Seamless Texture",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, tiles = inputs.get("images"), widgets.get("tiles")
+        if size is None or not isinstance(tiles, int) or widgets.get("tiled") != "true":
+            return Estimate(size)
+        return Estimate(Size(size.batch, size.height * tiles, size.width * tiles))
+
+    def run(self):
+        if not 0 <= self.blending <= 0.5:
+            raise NodeInputError("blending", f"img2texture overlaps at most half the image (0 .. 0.5); got "
+                                             f"{self.blending}")
+        tiles = self.tiles if self.tiled == "true" else None
+        return _batch([seamless(p, self.blending, tiles) for p in _pictures(self.images, "images")])
 
 
 # -- pixel art ------------------------------------------------------------------------------------

@@ -540,3 +540,33 @@ def test_perlin_rows_worked_in_blocks_give_the_same_picture(registry, monkeypatc
     whole = call(registry, "WasImagePerlinNoise", width=64, height=80, scale=25, octaves=3, seed=4)
     monkeypatch.setattr(pack_nodes_was5, "PERLIN_ROWS", 7)
     assert torch.equal(call(registry, "WasImagePerlinNoise", width=64, height=80, scale=25, octaves=3, seed=4), whole)
+
+
+def test_seamless_texture_fades_the_far_edges_over_the_near_ones(registry):
+    """img2texture's steps written out: right stripe over the left through a 255..0 ramp, cut;
+    then bottom over top; then tiled."""
+    source = picture(20, 10, 12)
+
+    def half(p, horizontal):
+        w, h = p.size
+        stripe = math.floor((w if horizontal else h) * 0.3)
+        strip = p.crop((w - stripe, 0, w, h) if horizontal else (0, h - stripe, w, h)).convert("RGBA")
+        ramp = Image.new("L", (256, 1) if horizontal else (1, 256))
+        for i in range(256):
+            ramp.putpixel((i, 0) if horizontal else (0, i), 255 - i)
+        strip.putalpha(ramp.resize(strip.size))
+        overlay = Image.new("RGBA", p.size, 0)
+        overlay.paste(strip, (0, 0))
+        comp = Image.alpha_composite(p.convert("RGBA"), overlay)
+        return comp.crop((0, 0, w - stripe, h) if horizontal else (0, 0, w, h - stripe))
+
+    texture = half(half(source, True), False).convert("RGB")
+    out = call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.3, tiled="false")
+    assert out.shape == (1, 7, 14, 3) and np.array_equal(levels_of(out), np.asarray(texture))
+    tiled = call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.3, tiles=2)
+    assert tiled.shape == (1, 14, 28, 3)
+    for x, y in ((0, 0), (14, 0), (0, 7), (14, 7)):
+        assert np.array_equal(levels_of(tiled)[y:y + 7, x:x + 14], np.asarray(texture))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.6)
+    assert caught.value.input == "blending"
