@@ -622,8 +622,9 @@ class WasImagePixelate(Node):
     color_palette_mode: str = Choice(("Brightness", "BrightnessAndTonal", "Linear", "Tonal"), "Brightness")
     reverse_palette: str = Choice(("False", "True"), "False")
     outputs = {"images": IMAGE}
-    # an API prompt leaving color_palette_mode out gets the pack's function default, "Linear"
-    comfy = ComfyAlias(("Image Pixelate",), force_input=("color_palettes",),
+    # an API prompt leaving color_palette_mode out gets the pack's function default, "Linear"; its
+    # forceInput color_palettes is a LIST, which no editor makes a widget of
+    comfy = ComfyAlias(("Image Pixelate",),
                        optional=("color_palettes", "color_palette_mode", "reverse_palette"),
                        api_inputs=lambda inputs: {"color_palette_mode": "Linear", **inputs})
 

@@ -570,3 +570,32 @@ def test_seamless_texture_fades_the_far_edges_over_the_near_ones(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.6)
     assert caught.value.input == "blending"
+
+
+def test_ui_save_of_the_image_filters_reads_widgets_in_the_pack_order(registry):
+    pixelate = [64, 8, "random", 50, "True", "Ordered", "Tonal", "True"]
+    nodes = [
+        ui_node(1, "Image Power Noise", [64, 64, 0.5, 0.5, "white", 1, "fixed"], outputs=[("image", "IMAGE", [1])]),
+        ui_node(2, "Image Pixelate", pixelate, [("images", "IMAGE", 1, False)], [("images", "IMAGE", [2])]),
+        ui_node(3, "Image Canny Filter", ["true", 0.2, 0.8], [("images", "IMAGE", 2, False)],
+                [("images", "IMAGE", [3])]),
+        ui_node(4, "Image Film Grain", [0.3, 0.6, 1.1, 2], [("image", "IMAGE", 3, False)], [("IMAGE", "IMAGE", [4])]),
+        ui_node(5, "Image Monitor Effects Filter", ["TV Distortion", 4, 7], [("image", "IMAGE", 4, False)],
+                [("image", "IMAGE", [5])]),
+        ui_node(6, "Image Seamless Texture", [0.25, "false", 4], [("images", "IMAGE", 5, False)],
+                [("images", "IMAGE", [])]),
+    ]
+    links = [[i, i, 0, i + 1, 0, "IMAGE"] for i in range(1, 6)]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    names = ["pixelation_size", "num_colors", "init_mode", "max_iterations", "dither", "dither_mode",
+             "color_palette_mode", "reverse_palette"]
+    assert {n: workflow.nodes["2"].inputs[n] for n in names} == dict(zip(names, pixelate))
+    assert workflow.nodes["3"].inputs["threshold_low"] == 0.2 and workflow.nodes["4"].inputs["supersample_factor"] == 2
+    assert workflow.nodes["5"].inputs["offset"] == 7 and workflow.nodes["6"].inputs["tiled"] == "false"
+    values = run_graph(registry, graph, ["6"]).values
+    assert values["6"][0].shape == (1, 48, 48, 3)  # 64 less a quarter each way, untiled
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    for node in nodes:
+        assert written[node["id"]]["type"] == node["type"]
+        assert written[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
