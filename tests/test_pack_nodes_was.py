@@ -1307,3 +1307,20 @@ def test_was_classes_name_their_pack_whole_not_other_packs_classes_by_prefix():
         assert custom_pack(ours) == "WAS Node Suite", ours
     for theirs in ("Image Rotate (mtb)", "Random Number Generator", "Mask Invert (Segment)"):
         assert custom_pack(theirs) != "WAS Node Suite", theirs
+
+
+@pytest.mark.parametrize("widgets, name, socket", [
+    ([], "boolean_number", "NUMBER"), (["", ""], "boolean_number", "NUMBER"),
+    (["", "", True], "boolean", "BOOLEAN"), ([], "boolean", "BOOLEAN")])
+def test_text_input_switch_saves_of_older_editors(registry, widgets, name, socket):
+    """Editors before ComfyUI frontend 1.16 saved a value for each forceInput input (the texts, and
+    the later layout's boolean); later ones save none: each is read onto the links."""
+    nodes = [ui_node(1, "Text Multiline", ["a"], outputs=[("STRING", "STRING", [1])]),
+             ui_node(2, "Text Multiline", ["b"], outputs=[("STRING", "STRING", [2])]),
+             ui_node(3, "Constant Number", ["integer", 1], outputs=[("NUMBER", "NUMBER", [3])]),
+             ui_node(4, "Text Input Switch", widgets,
+                     inputs=[("text_a", "STRING", 1, True), ("text_b", "STRING", 2, True), (name, socket, 3, False)],
+                     outputs=[("STRING", "STRING", [])])]
+    graph = ui_graph(nodes, [link(1, 1, 0, 4, 0, "STRING"), link(2, 2, 0, 4, 1, "STRING"), link(3, 3, 0, 4, 2, socket)])
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["4"].inputs == {"text_a": ["1", 0], "text_b": ["2", 0], name: ["3", 0]}
