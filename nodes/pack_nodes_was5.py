@@ -59,11 +59,11 @@ def _generated(picture) -> "torch.Tensor":
 # -- filters --------------------------------------------------------------------------------------
 
 
-def canny_magnitudes(levels, weak=None, strong=None):
+def canny_magnitudes(levels, weak=None):
     """The pack's Canny_detector on one picture's 0..255 float levels [H, W, 3]: OpenCV's grey of
     the levels read as BGR, a 5x5 Gaussian blur (sigma 1.4), Sobel gradients, then its own
     non-maximum suppression (column by column, in place, as the pack's loop does) and the weak
-    threshold. Thresholds that are 0 or None become a tenth and a half of the largest magnitude."""
+    threshold. A weak threshold of 0 or None becomes a tenth of the largest magnitude."""
     import cv2
     import numpy as np
 
@@ -73,8 +73,9 @@ def canny_magnitudes(levels, weak=None, strong=None):
     gy = cv2.Sobel(np.float32(grey), cv2.CV_64F, 0, 1, ksize=3)
     magnitude, angle = cv2.cartToPolar(gx, gy, angleInDegrees=True)
     largest = float(np.max(magnitude))
+    # the pack also sorts edges against strong (or half the largest) into a map it never gives:
+    # only weak changes the result
     weak = weak or largest * 0.1
-    _strong = strong or largest * 0.5  # the pack computes it and sorts edges by it, then gives only magnitudes
     height, width = grey.shape
     angle = np.where(np.abs(angle) > 180, np.abs(angle - 180), np.abs(angle))
     # the two neighbours each direction compares with: along x, the / diagonal, along y, the \ one
@@ -105,10 +106,10 @@ def canny_magnitudes(levels, weak=None, strong=None):
 class WasImageCannyFilter(Node):
     """Edges by WAS's Image Canny Filter: the gradient magnitudes left after its non-maximum
     suppression, those under the weak threshold zeroed, as an RGB picture (Pillow's float-to-8-bit
-    conversion). With enable_threshold "true", threshold_low and threshold_high are the weak and
-    strong thresholds as they are (in the 0..1 range the widgets allow, against magnitudes of up
-    to about 1,400, so little is cut); a 0 or "false" takes a tenth and a half of the largest
-    magnitude. The pack works each image of a batch and then gives the last alone; here the whole
+    conversion). With enable_threshold "true", threshold_low is the weak threshold as it is (in the
+    0..1 range the widget allows, against magnitudes of up to about 1,400, so little is cut); 0 or
+    "false" takes a tenth of the largest magnitude. threshold_high, the strong threshold, changes
+    nothing: the pack sorts edges by it into a map it does not give. The pack works each image of a batch and then gives the last alone; here the whole
     batch is given."""
     category = "WAS Suite/Image/Filter"
     images: IMAGE
@@ -122,13 +123,13 @@ class WasImageCannyFilter(Node):
         import numpy as np
         from PIL import Image
 
-        weak, strong = (self.threshold_low, self.threshold_high) if self.enable_threshold == "true" else (None, None)
+        weak = self.threshold_low if self.enable_threshold == "true" else None
         if getattr(self.images, "dim", lambda: 0)() != 4:
             raise NodeInputError("images", "expected an image batch [B, H, W, C]")
         edges = []
         for image in self.images:
             levels = 255.0 * image[..., :3].cpu().numpy()
-            edges.append(Image.fromarray(canny_magnitudes(levels, weak, strong)).convert("RGB"))
+            edges.append(Image.fromarray(canny_magnitudes(levels, weak)).convert("RGB"))
         return _batch(edges)
 
 
