@@ -109,7 +109,8 @@ class WasImageCannyFilter(Node):
     conversion). With enable_threshold "true", threshold_low is the weak threshold as it is (in the
     0..1 range the widget allows, against magnitudes of up to about 1,400, so little is cut); 0 or
     "false" takes a tenth of the largest magnitude. threshold_high, the strong threshold, changes
-    nothing: the pack sorts edges by it into a map it does not give. The pack works each image of a batch and then gives the last alone; here the whole
+    nothing: the pack sorts edges by it into a map it does not give. Saves of the 2023 layout,
+    whose input is named image, are read too. The pack works each image of a batch and then gives the last alone; here the whole
     batch is given."""
     category = "WAS Suite/Image/Filter"
     images: IMAGE
@@ -117,7 +118,8 @@ class WasImageCannyFilter(Node):
     threshold_low: float = Float(0.0, min=0.0, max=1.0, step=0.01)
     threshold_high: float = Float(1.0, min=0.0, max=1.0, step=0.01)
     outputs = {"images": IMAGE}
-    comfy = ComfyAlias(("Image Canny Filter",))
+    # the suite's 2023 source named the input image (and worked one image)
+    comfy = ComfyAlias(("Image Canny Filter",), inputs={"images": "images", "image": "images"})
 
     def run(self):
         import numpy as np

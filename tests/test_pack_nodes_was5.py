@@ -599,3 +599,16 @@ def test_ui_save_of_the_image_filters_reads_widgets_in_the_pack_order(registry):
     for node in nodes:
         assert written[node["id"]]["type"] == node["type"]
         assert written[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
+
+
+def test_canny_filter_of_the_2023_layout_reads_image(registry):
+    graph = {"1": {"class_type": "Image Power Noise", "inputs": {"width": 64, "height": 64, "frequency": 0.5,
+                                                                 "attenuation": 0.5, "noise_type": "white", "seed": 1}},
+             "2": {"class_type": "Image Canny Filter", "inputs": {"image": ["1", 0], "enable_threshold": "false",
+                                                                  "threshold_low": 0.0, "threshold_high": 1.0}}}
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["2"].inputs["images"] == ["1", 0]
+    values = run_graph(registry, graph, ["1", "2"]).values
+    expected = canny_reference(255.0 * values["1"][0][0].numpy())
+    assert np.array_equal(levels_of(values["2"][0]), expected)
+    assert export_api(workflow, registry)["2"]["inputs"]["images"] == ["1", 0]  # written in the later layout
