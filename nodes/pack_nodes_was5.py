@@ -109,9 +109,9 @@ class WasImageCannyFilter(Node):
     conversion). With enable_threshold "true", threshold_low is the weak threshold as it is (in the
     0..1 range the widget allows, against magnitudes of up to about 1,400, so little is cut); 0 or
     "false" takes a tenth of the largest magnitude. threshold_high, the strong threshold, changes
-    nothing: the pack sorts edges by it into a map it does not give. Saves of the 2023 layout,
-    whose input is named image, are read too. The pack works each image of a batch and then gives the last alone; here the whole
-    batch is given."""
+    nothing: the pack sorts edges by it into a map it does not give. The pack works each image of a
+    batch and then gives the last alone; here the whole batch is given. Saves of the 2023 layout,
+    whose input is named image, are read too."""
     category = "WAS Suite/Image/Filter"
     images: IMAGE
     enable_threshold: str = Choice(("false", "true"), "false")
