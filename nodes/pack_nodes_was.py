@@ -25,7 +25,10 @@ Switch, Number Input Condition, Number Multiple Of, Number PI, Number to Int / F
 / Seed, Seed (Seed (Legacy) in 2.2.2), Logic Boolean, Logic Comparison AND / OR / XOR, Logic NOT,
 Boolean To Text, Integer place counter; Image Size to Number, Latent Size to Number, Image Aspect
 Ratio; the Image / Latent / Conditioning / Model / VAE / CLIP / Upscale Model Input Switches;
-Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora; KSampler (WAS) (KSampler
+Checkpoint Loader (Simple), Checkpoint Loader and Lora Loader / Load Lora. The input switches (Text,
+Number, Image, Latent, Conditioning, Model, VAE, CLIP, Upscale Model) read both of the pack's layouts:
+boolean_number (a NUMBER, on when it rounds to 1: 2.2.2 and 2023) and boolean (a BOOLEAN, forceInput:
+the later source), whichever a save links (first_chosen); KSampler (WAS) (KSampler
 (Legacy) in 2.2.2) and CLIPTextEncode (NSP) for plain prompts; Text to Console and Debug Number to
 Console. The image nodes are in nodes/pack_nodes_was_image.py.
 
@@ -69,6 +72,10 @@ NUMBER = socket_type("NUMBER", "#4db6ac", "WAS Node Suite's number: an int or a 
 SEED = socket_type("SEED", "#9e9e9e", "WAS Node Suite's seed: {'seed': int}")
 DICT = socket_type("DICT", "#9e9e9e", "WAS Node Suite's dictionary: {name: [lines]}")
 LIST = socket_type("LIST", "#9e9e9e", "WAS Node Suite's list of texts")
+
+# the input switches' two layouts, read both ways (first_chosen): the later boolean (forceInput, what
+# export writes for a new switch) and the 2023 boolean_number, each optional since a save links one
+SWITCH_LAYOUTS = {"force_input": ("boolean",), "optional": ("boolean", "boolean_number")}
 
 NUMBER_LIMIT = 18446744073709551615  # the pack's FLOAT widgets' bounds (±2**64 - 1)
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -717,16 +724,20 @@ class WasTextToConditioning(Node):
 
 
 class WasTextInputSwitch(Node):
-    """text_a when boolean_number rounds to 1, else text_b (WAS's Text Input Switch)."""
+    """text_a when boolean is true (or, in the 2023 layout, boolean_number rounds to 1), else text_b
+    (WAS's Text Input Switch)."""
     category = "WAS Suite/Logic"
     text_a: STRING
     text_b: STRING
-    boolean_number: NUMBER
+    boolean: BOOLEAN = None
+    boolean_number: NUMBER = None
     outputs = {"STRING": STRING}
-    comfy = ComfyAlias(("Text Input Switch",))
+    # the pack marks text_a and text_b forceInput too (as STRING, its usual TEXT_TYPE)
+    comfy = ComfyAlias(("Text Input Switch",), force_input=("text_a", "text_b", "boolean"),
+                       optional=SWITCH_LAYOUTS["optional"])
 
     def run(self):
-        return self.text_a if switch_on(self.boolean_number) else self.text_b
+        return self.text_a if first_chosen(self) else self.text_b
 
 
 # -- text files ---------------------------------------------------------------------------------
@@ -937,11 +948,22 @@ class WasSaveTextFile(Node):
 
 
 def switch_on(boolean_number) -> bool:
-    """The pack's switches: on when boolean_number rounds to 1."""
+    """The pack's 2023 switches: on when boolean_number rounds to 1."""
     try:
         return int(round(boolean_number)) == 1
     except (TypeError, ValueError, OverflowError):
         raise NodeInputError("boolean_number", f"expected a number, got {boolean_number!r}") from None
+
+
+def first_chosen(node) -> bool:
+    """Whether a WAS input switch gives its _a input. The suite's switches took boolean_number (a
+    NUMBER, on when it rounds to 1) until 2024, then boolean (a BOOLEAN, forceInput); a switch here
+    declares both, optional (SWITCH_LAYOUTS), and reads whichever is linked: boolean when both are."""
+    if node.boolean is not None:
+        return bool(node.boolean)
+    if node.boolean_number is not None:
+        return switch_on(node.boolean_number)
+    raise NodeInputError("boolean", "link boolean (or, as the 2023 layout did, boolean_number) to choose")
 
 
 def whole(number, input_name: str) -> int:
@@ -1058,17 +1080,18 @@ class WasNumberOperation(Node):
 
 
 class WasNumberInputSwitch(Node):
-    """number_a when boolean_number rounds to 1, else number_b, as a NUMBER, FLOAT and INT
-    (WAS's Number Input Switch)."""
+    """number_a when boolean is true (or, in the 2023 layout, boolean_number rounds to 1), else
+    number_b, as a NUMBER, FLOAT and INT (WAS's Number Input Switch)."""
     category = "WAS Suite/Logic"
     number_a: NUMBER
     number_b: NUMBER
-    boolean_number: NUMBER
+    boolean: BOOLEAN = None
+    boolean_number: NUMBER = None
     outputs = {"NUMBER": NUMBER, "FLOAT": FLOAT, "INT": INT}
-    comfy = ComfyAlias(("Number Input Switch",))
+    comfy = ComfyAlias(("Number Input Switch",), **SWITCH_LAYOUTS)
 
     def run(self):
-        chosen, name = (self.number_a, "number_a") if switch_on(self.boolean_number) else (self.number_b, "number_b")
+        chosen, name = (self.number_a, "number_a") if first_chosen(self) else (self.number_b, "number_b")
         return number_outputs(chosen, name)
 
 
@@ -1353,15 +1376,17 @@ class WasImageAspectRatio(Node):
 
 
 def _switch(kind, socket, comfy_name: str):
-    """A WAS input switch: <kind>_a when boolean_number rounds to 1, else <kind>_b."""
+    """A WAS input switch: <kind>_a when boolean is true (or boolean_number rounds to 1), else <kind>_b."""
     def run(self):
-        return getattr(self, f"{kind}_a") if switch_on(self.boolean_number) else getattr(self, f"{kind}_b")
+        return getattr(self, f"{kind}_a") if first_chosen(self) else getattr(self, f"{kind}_b")
 
     namespace = {
-        "__annotations__": {f"{kind}_a": socket, f"{kind}_b": socket, "boolean_number": NUMBER},
-        "__doc__": f"{kind}_a when boolean_number rounds to 1, else {kind}_b (WAS's {comfy_name}).",
+        "__annotations__": {f"{kind}_a": socket, f"{kind}_b": socket, "boolean": BOOLEAN, "boolean_number": NUMBER},
+        "boolean": None, "boolean_number": None,
+        "__doc__": f"{kind}_a when boolean is true (or, in the 2023 layout, boolean_number rounds to 1), else "
+                   f"{kind}_b (WAS's {comfy_name}).",
         "__module__": __name__, "category": "WAS Suite/Logic", "outputs": {socket_name(socket): socket},
-        "comfy": ComfyAlias((comfy_name,)), "run": run,
+        "comfy": ComfyAlias((comfy_name,), **SWITCH_LAYOUTS), "run": run,
     }
     return type(f"Was{comfy_name.title().replace(' ', '')}", (Node,), namespace)
 

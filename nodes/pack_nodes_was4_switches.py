@@ -13,21 +13,11 @@ ComfyUI cannot read; here it is given as an output should be.
 
 from __future__ import annotations
 
-from graphflow.api import BOOLEAN, CLIP, CLIP_VISION, MODEL, ComfyAlias, Node, NodeInputError
+from graphflow.api import BOOLEAN, CLIP, CLIP_VISION, MODEL, ComfyAlias, Node
 from nodes.controlnet import CONTROL_NET
-from nodes.pack_nodes_was import NUMBER, switch_on
+from nodes.pack_nodes_was import NUMBER, SWITCH_LAYOUTS, first_chosen
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
-
-
-def first_chosen(node) -> bool:
-    """Whether a switch gives its _a input: boolean when linked (the later layout), else
-    boolean_number rounding to 1 (the 2023 layout)."""
-    if node.boolean is not None:
-        return bool(node.boolean)
-    if node.boolean_number is not None:
-        return switch_on(node.boolean_number)
-    raise NodeInputError("boolean", "link boolean (or, as the 2023 layout did, boolean_number) to choose")
 
 
 class WasLoraInputSwitch(Node):
@@ -41,7 +31,7 @@ class WasLoraInputSwitch(Node):
     boolean: BOOLEAN = None
     boolean_number: NUMBER = None
     outputs = {"MODEL": MODEL, "CLIP": CLIP}
-    comfy = ComfyAlias(("Lora Input Switch",), force_input=("boolean",), optional=("boolean", "boolean_number"))
+    comfy = ComfyAlias(("Lora Input Switch",), **SWITCH_LAYOUTS)
 
     def run(self):
         return (self.model_a, self.clip_a) if first_chosen(self) else (self.model_b, self.clip_b)
@@ -56,8 +46,7 @@ class WasClipVisionInputSwitch(Node):
     boolean: BOOLEAN = None
     boolean_number: NUMBER = None
     outputs = {"CLIP_VISION": CLIP_VISION}
-    comfy = ComfyAlias(("CLIP Vision Input Switch",), force_input=("boolean",),
-                       optional=("boolean", "boolean_number"))
+    comfy = ComfyAlias(("CLIP Vision Input Switch",), **SWITCH_LAYOUTS)
 
     def run(self):
         return self.clip_vision_a if first_chosen(self) else self.clip_vision_b
@@ -72,8 +61,7 @@ class WasControlNetModelInputSwitch(Node):
     boolean: BOOLEAN = None
     boolean_number: NUMBER = None
     outputs = {"CONTROL_NET": CONTROL_NET}
-    comfy = ComfyAlias(("Control Net Model Input Switch",), force_input=("boolean",),
-                       optional=("boolean", "boolean_number"))
+    comfy = ComfyAlias(("Control Net Model Input Switch",), **SWITCH_LAYOUTS)
 
     def run(self):
         return self.control_net_a if first_chosen(self) else self.control_net_b

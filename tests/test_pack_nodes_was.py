@@ -472,9 +472,75 @@ def test_switches_follow_boolean_number(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasVaeInputSwitch", vae_a=1, vae_b=2, boolean_number="yes")
     assert caught.value.input == "boolean_number"
-    for name in ("Image Input Switch", "VAE Input Switch", "CLIP Input Switch", "Model Input Switch",
-                 "Conditioning Input Switch", "Latent Input Switch", "Upscale Model Switch"):
-        assert list(registry.comfy_node(name).input_specs)[2] == "boolean_number"
+
+# every input switch here: (class, ours, its _a / _b inputs' prefix, socket type)
+SWITCHES = [("Image Input Switch", "WasImageInputSwitch", "image", "IMAGE"),
+            ("Latent Input Switch", "WasLatentInputSwitch", "latent", "LATENT"),
+            ("Conditioning Input Switch", "WasConditioningInputSwitch", "conditioning", "CONDITIONING"),
+            ("Model Input Switch", "WasModelInputSwitch", "model", "MODEL"),
+            ("VAE Input Switch", "WasVaeInputSwitch", "vae", "VAE"),
+            ("CLIP Input Switch", "WasClipInputSwitch", "clip", "CLIP"),
+            ("Upscale Model Switch", "WasUpscaleModelSwitch", "upscale_model", "UPSCALE_MODEL"),
+            ("Text Input Switch", "WasTextInputSwitch", "text", "STRING"),
+            ("Number Input Switch", "WasNumberInputSwitch", "number", "NUMBER")]
+
+
+@pytest.mark.parametrize("comfy_name, ours, kind, socket", SWITCHES)
+def test_switch_reads_both_layouts(registry, comfy_name, ours, kind, socket):
+    """The later layout's boolean and the 2023 one's boolean_number, each alone; boolean first when
+    both are given; neither is an error naming boolean."""
+    a, b = (2.5, 7) if kind == "number" else ("first", "second")
+    pick = lambda **switch: call(registry, ours, **{f"{kind}_a": a, f"{kind}_b": b}, **switch)  # noqa: E731
+    first, second = ((a, float(a), int(a)), (b, float(b), int(b))) if kind == "number" else (a, b)
+    assert pick(boolean=True) == first and pick(boolean=False) == second
+    assert pick(boolean_number=1) == first and pick(boolean_number=0.6) == first
+    assert pick(boolean_number=0) == second and pick(boolean_number=2) == second
+    assert pick(boolean=False, boolean_number=1) == second
+    with pytest.raises(NodeInputError) as caught:
+        pick()
+    assert caught.value.input == "boolean"
+    # the pack's current input order: _a, _b, boolean (boolean_number after it, read from older saves)
+    assert list(registry.comfy_node(comfy_name).input_specs)[:4] == [f"{kind}_a", f"{kind}_b", "boolean",
+                                                                    "boolean_number"]
+
+
+@pytest.mark.parametrize("comfy_name, ours, kind, socket", SWITCHES)
+def test_switch_api_prompt_and_ui_save_in_both_layouts(registry, comfy_name, ours, kind, socket):
+    """An API prompt and a UI save of each layout, read and written back as they were."""
+    sources = {"1": {"class_type": "Logic Boolean Primitive", "inputs": {"boolean": False}},
+               "2": {"class_type": "Constant Number", "inputs": {"number_type": "integer", "number": 0}}}
+    for switch in ({"boolean": ["1", 0]}, {"boolean_number": ["2", 0]}):
+        graph = {**sources, "3": {"class_type": comfy_name,
+                                  "inputs": {f"{kind}_a": ["2", 0], f"{kind}_b": ["2", 0], **switch}}}
+        workflow = parse_workflow(graph, registry)
+        assert workflow.nodes["3"].type == ours
+        assert export_api(workflow, registry)["3"] == graph["3"]
+    for name, kind_of_switch, source in (("boolean", "BOOLEAN", 1), ("boolean_number", "NUMBER", 2)):
+        nodes = [ui_node(1, "Logic Boolean Primitive", [True], outputs=[("BOOLEAN", "BOOLEAN", [1])]),
+                 ui_node(2, "Constant Number", ["integer", 1], outputs=[("NUMBER", "NUMBER", [2])]),
+                 ui_node(3, comfy_name, [], inputs=[(f"{kind}_a", socket, None, False),
+                                                    (f"{kind}_b", socket, None, False),
+                                                    (name, kind_of_switch, source, False)],
+                         outputs=[(socket, socket, [])])]
+        workflow = parse_workflow(ui_graph(nodes, [[source, source, 0, 3, 2, kind_of_switch]]), registry)
+        assert workflow.nodes["3"].type == ours and workflow.nodes["3"].inputs[name] == [str(source), 0]
+        written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}[3]
+        assert written["type"] == comfy_name
+        assert [i["name"] for i in written["inputs"] if i.get("link") is not None] == [name]
+        assert export_api(workflow, registry)["3"]["inputs"] == {name: [str(source), 0]}
+
+
+def test_switches_run_in_an_api_prompt_of_each_layout(registry):
+    """Text Input Switch as a later save links it (Logic Boolean Primitive) and as a 2023 one does
+    (Logic Boolean's NUMBER), run."""
+    texts = {"1": {"class_type": "Text String", "inputs": {"text": "a", "text_b": "", "text_c": "", "text_d": ""}},
+             "2": {"class_type": "Text String", "inputs": {"text": "b", "text_b": "", "text_c": "", "text_d": ""}},
+             "3": {"class_type": "Logic Boolean Primitive", "inputs": {"boolean": True}},
+             "4": {"class_type": "Logic Boolean", "inputs": {"boolean_number": 0}}}
+    for switch, expected in (({"boolean": ["3", 0]}, "a"), ({"boolean_number": ["4", 0]}, "b")):
+        graph = {**texts, "5": {"class_type": "Text Input Switch",
+                                "inputs": {"text_a": ["1", 0], "text_b": ["2", 0], **switch}}}
+        assert run_graph(registry, graph, ["5"]).values["5"] == (expected,)
 
 
 # -- loaders --------------------------------------------------------------------------------------
@@ -1241,3 +1307,20 @@ def test_was_classes_name_their_pack_whole_not_other_packs_classes_by_prefix():
         assert custom_pack(ours) == "WAS Node Suite", ours
     for theirs in ("Image Rotate (mtb)", "Random Number Generator", "Mask Invert (Segment)"):
         assert custom_pack(theirs) != "WAS Node Suite", theirs
+
+
+@pytest.mark.parametrize("widgets, name, socket", [
+    ([], "boolean_number", "NUMBER"), (["", ""], "boolean_number", "NUMBER"),
+    (["", "", True], "boolean", "BOOLEAN"), ([], "boolean", "BOOLEAN")])
+def test_text_input_switch_saves_of_older_editors(registry, widgets, name, socket):
+    """Editors before ComfyUI frontend 1.16 saved a value for each forceInput input (the texts, and
+    the later layout's boolean); later ones save none: each is read onto the links."""
+    nodes = [ui_node(1, "Text Multiline", ["a"], outputs=[("STRING", "STRING", [1])]),
+             ui_node(2, "Text Multiline", ["b"], outputs=[("STRING", "STRING", [2])]),
+             ui_node(3, "Constant Number", ["integer", 1], outputs=[("NUMBER", "NUMBER", [3])]),
+             ui_node(4, "Text Input Switch", widgets,
+                     inputs=[("text_a", "STRING", 1, True), ("text_b", "STRING", 2, True), (name, socket, 3, False)],
+                     outputs=[("STRING", "STRING", [])])]
+    graph = ui_graph(nodes, [link(1, 1, 0, 4, 0, "STRING"), link(2, 2, 0, 4, 1, "STRING"), link(3, 3, 0, 4, 2, socket)])
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["4"].inputs == {"text_a": ["1", 0], "text_b": ["2", 0], name: ["3", 0]}

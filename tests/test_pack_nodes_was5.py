@@ -1,0 +1,614 @@
+"""WAS Node Suite's fifth round (nodes/pack_nodes_was5.py): each node against the pack's formula
+written out here pixel by pixel (Canny's suppression, Perlin noise, Worley noise, the
+displacement), or against the library calls it names (OpenCV, Pillow, SciPy, scikit-learn,
+NumPy's seeded generators, hashlib); errors by input name; a UI save and an API prompt under the
+pack's class names, exported back."""
+
+import hashlib
+import logging
+import math
+import random
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance, ImageFilter
+from scipy.signal import convolve2d
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def picture(width=24, height=16, seed=1):
+    """A random 8-bit RGB picture."""
+    levels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(levels, "RGB")
+
+
+def image_of(*pictures):
+    return torch.from_numpy(np.stack([np.asarray(p, dtype=np.float32) / 255.0 for p in pictures]))
+
+
+def levels_of(image, index=0):
+    """An output image's 8-bit levels (they round-trip exactly through /255)."""
+    return np.round(image[index].numpy() * 255).astype(np.uint8)
+
+
+# -- Canny ----------------------------------------------------------------------------------------
+
+
+def canny_reference(levels, weak=None, strong=None):
+    """The pack's Canny_detector, written out as it loops."""
+    grey = cv2.GaussianBlur(cv2.cvtColor(levels, cv2.COLOR_BGR2GRAY), (5, 5), 1.4)
+    gx = cv2.Sobel(np.float32(grey), cv2.CV_64F, 1, 0, ksize=3)
+    gy = cv2.Sobel(np.float32(grey), cv2.CV_64F, 0, 1, ksize=3)
+    mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)
+    weak = weak or np.max(mag) * 0.1
+    height, width = grey.shape
+    for x in range(width):
+        for y in range(height):
+            a = ang[y, x]
+            a = abs(a - 180) if abs(a) > 180 else abs(a)
+            n1 = n2 = (-1, -1)
+            if a <= 22.5:
+                n1, n2 = (x - 1, y), (x + 1, y)
+            elif a <= 67.5:
+                n1, n2 = (x - 1, y - 1), (x + 1, y + 1)
+            elif a <= 112.5:
+                n1, n2 = (x, y - 1), (x, y + 1)
+            elif a <= 157.5:
+                n1, n2 = (x - 1, y + 1), (x + 1, y - 1)
+            elif a <= 202.5:
+                n1, n2 = (x - 1, y), (x + 1, y)
+            if width > n1[0] >= 0 and height > n1[1] >= 0 and mag[y, x] < mag[n1[1], n1[0]]:
+                mag[y, x] = 0
+                continue
+            if width > n2[0] >= 0 and height > n2[1] >= 0 and mag[y, x] < mag[n2[1], n2[0]]:
+                mag[y, x] = 0
+    mag[mag < weak] = 0
+    return np.asarray(Image.fromarray(mag).convert("RGB"))
+
+
+def test_canny_filter_matches_the_pack_loop(registry):
+    a, b = picture(20, 14, 1), picture(20, 14, 2)
+    images = image_of(a, b)
+    out = call(registry, "WasImageCannyFilter", images=images)
+    assert out.shape == (2, 14, 20, 3)
+    for index, source in enumerate((a, b)):
+        levels = 255.0 * images[index].numpy()
+        assert np.array_equal(levels_of(out, index), canny_reference(levels))
+    # enabled thresholds are taken as they are (0..1 against magnitudes in the hundreds)
+    enabled = call(registry, "WasImageCannyFilter", images=images[:1], enable_threshold="true",
+                   threshold_low=0.5, threshold_high=0.9)
+    assert np.array_equal(levels_of(enabled), canny_reference(255.0 * images[0].numpy(), 0.5, 0.9))
+
+
+# -- film grain -----------------------------------------------------------------------------------
+
+
+def test_film_grain_without_specks_is_the_pack_pillow_chain(registry):
+    """A density too small for a single speck leaves the pack's Pillow steps alone to compare."""
+    source = picture(3, 3)
+    out = call(registry, "WasImageFilmGrain", image=image_of(source), density=0.01, intensity=0.4,
+               highlights=1.3, supersample_factor=1)
+    grey = source.convert("L").resize((3, 3), Image.Resampling.BILINEAR).convert("RGB")
+    noise = grey.filter(ImageFilter.GaussianBlur(radius=0.125)).resize((3, 3), Image.Resampling.LANCZOS)
+    noise = noise.filter(ImageFilter.EDGE_ENHANCE_MORE)
+    expected = ImageEnhance.Brightness(Image.blend(source, noise, 0.4)).enhance(1.3)
+    assert np.array_equal(levels_of(out), np.asarray(expected))
+
+
+def test_film_grain_is_seeded_and_grains(registry):
+    image = image_of(picture(16, 12))
+    first = call(registry, "WasImageFilmGrain", image=image, density=0.5, supersample_factor=2)
+    again = call(registry, "WasImageFilmGrain", image=image, density=0.5, supersample_factor=2)
+    plain = call(registry, "WasImageFilmGrain", image=image, density=0.01, supersample_factor=1)
+    assert torch.equal(first, again) and not torch.equal(first, plain)
+    cls = registry.get("WasImageFilmGrain")
+    from graphflow.resource_limits import Size
+    assert cls.estimate({"supersample_factor": 8}, {"image": Size(1, 1000, 1000)}).memory >= 2 * 64 * 10 ** 6
+
+
+# -- monitor effects ------------------------------------------------------------------------------
+
+
+def test_monitor_digital_distortion_with_every_row_a_scan_line(registry):
+    """offset 1 makes every row a scan line: the row-shuffled picture, rolled sideways, from
+    NumPy's generator seeded with 0."""
+    source = picture(10, 6)
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image_of(source), mode="Digital Distortion",
+               amplitude=3, offset=1)
+    rng = np.random.RandomState(0)
+    levels = np.asarray(source)
+    expected = np.roll(rng.permutation(levels), rng.randint(0, 10), axis=1)
+    assert np.array_equal(levels_of(out), expected)
+
+
+def test_monitor_signal_distortion_rolls_rows(registry):
+    source = picture(9, 7)
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image_of(source), mode="Signal Distortion",
+               amplitude=2)
+    shifts = np.random.RandomState(0).randint(-2, 3, size=7)
+    levels = np.asarray(source)
+    expected = np.stack([np.roll(levels[y], shifts[y] + y % 4 - 2, axis=0) for y in range(7)])
+    assert np.array_equal(levels_of(out), expected)
+
+
+def test_monitor_tv_distortion_runs_and_refuses_a_too_large_amplitude(registry):
+    image = image_of(picture(12, 8))
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image, mode="TV Distortion", amplitude=2)
+    assert out.shape == image.shape
+    assert torch.equal(out, call(registry, "WasImageMonitorEffectsFilter", image=image, mode="TV Distortion",
+                                 amplitude=2))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageMonitorEffectsFilter", image=image, mode="TV Distortion", amplitude=9)
+    assert caught.value.input == "amplitude"
+
+
+# -- fDOF, Lucy sharpen ---------------------------------------------------------------------------
+
+
+def test_fdof_keeps_the_sharp_image_where_depth_is_light(registry):
+    source, depth = picture(16, 12, 3), picture(8, 6, 4)
+    for mode, blur in (("gaussian", lambda p: p.filter(ImageFilter.GaussianBlur(radius=3))),
+                       ("box", lambda p: p.filter(ImageFilter.BoxBlur(3))),
+                       ("mock", lambda p: Image.fromarray(cv2.bilateralFilter(np.asarray(p), 3, 4500, 75)))):
+        mask = depth.resize(source.size).convert("L")
+        expected = Image.composite(source, blur(source), mask)
+        out = call(registry, "WasImageFdofFilter", image=image_of(source), depth=image_of(depth), mode=mode, radius=3)
+        assert np.array_equal(levels_of(out), np.asarray(expected)), mode
+    twice = Image.composite(Image.composite(source, blur(source), mask), blur(source), mask)
+    out = call(registry, "WasImageFdofFilter", image=image_of(source, source), depth=image_of(depth), mode="mock",
+               radius=3, samples=2)
+    assert out.shape[0] == 2 and np.array_equal(levels_of(out, 1), np.asarray(twice))  # the last depth reused
+
+
+def test_lucy_sharpen_is_richardson_lucy_with_scipy(registry):
+    source = picture(10, 8)
+    out = call(registry, "WasImageLucySharpen", images=image_of(source), iterations=3, kernel_size=2)
+    levels = np.asarray(source, dtype=np.float32) / 255.0
+    kernel = np.full((2, 2), 0.25, dtype=np.float32)
+    padded = np.pad(levels, ((2, 2), (2, 2), (0, 0)), mode="edge")
+    channels = []
+    for c in range(3):
+        estimate = padded[:, :, c].copy()
+        for _ in range(3):
+            estimate = estimate * convolve2d(estimate / (convolve2d(estimate, kernel, mode="same") + 1e-6), kernel,
+                                             mode="same")
+        channels.append(estimate)
+    expected = np.clip(np.stack(channels, -1)[2:-2, 2:-2] * 255.0, 0, 255).astype(np.uint8)
+    assert np.array_equal(levels_of(out), expected)
+
+
+# -- displacement ---------------------------------------------------------------------------------
+
+
+def displace_reference(source, displacement, amplitude):
+    """The pack's displace_image, pixel by pixel."""
+    width, height = source.size
+    result = Image.new("RGB", (width, height))
+    for y in range(height):
+        for x in range(width):
+            amount = int(amplitude * (displacement.getpixel((x, y)) / 255))
+            nx, ny = x + amount, y + amount
+            if nx < 0:
+                nx = abs(nx)
+            elif nx >= width:
+                nx = 2 * width - nx - 1
+            if ny < 0:
+                ny = abs(ny)
+            elif ny >= height:
+                ny = 2 * height - ny - 1
+            nx, ny = abs(nx), abs(ny)
+            nx = 2 * width - nx - 1 if nx >= width else nx
+            ny = 2 * height - ny - 1 if ny >= height else ny
+            result.putpixel((x, y), source.getpixel((nx, ny)))
+    return result
+
+
+@pytest.mark.parametrize("amplitude", [7.5, -11.0, 30.0])
+def test_displacement_warp_matches_the_pack_loop(registry, amplitude):
+    source, displacement = picture(14, 10, 5), picture(28, 12, 6)
+    out = call(registry, "WasImageDisplacementWarp", images=image_of(source),
+               displacement_maps=image_of(displacement), amplitude=amplitude)
+    # the map scaled to cover the picture (Pillow's default resampling) and centre-cropped, as grey
+    covered = displacement.resize((23, 10)).crop((4, 0, 18, 10)).convert("L")
+    assert np.array_equal(levels_of(out), np.asarray(displace_reference(source, covered, amplitude)))
+
+
+def test_displacement_too_far_is_an_error(registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageDisplacementWarp", images=image_of(picture(4, 4)),
+             displacement_maps=image_of(Image.new("RGB", (4, 4), "white")), amplitude=-4000.0)
+    assert caught.value.input == "amplitude"
+
+
+# -- pixelate -------------------------------------------------------------------------------------
+
+
+def test_pixelate_shrinks_flattens_with_kmeans_and_enlarges(registry):
+    from sklearn.cluster import KMeans
+
+    source = picture(40, 20, 7)
+    out = call(registry, "WasImagePixelate", images=image_of(source), pixelation_size=16, num_colors=4)
+    small = source.resize((16, 8), Image.NEAREST)
+    kmeans = KMeans(n_clusters=4, init="k-means++", max_iter=100, tol=1e-3, random_state=42, n_init="auto")
+    labels = kmeans.fit_predict(np.asarray(small).reshape(-1, 3))
+    flat = kmeans.cluster_centers_.astype(np.uint8)[labels].reshape(8, 16, 3)
+    expected = Image.fromarray(flat).resize((40, 20), Image.NEAREST)
+    assert np.array_equal(levels_of(out), np.asarray(expected))
+
+
+def test_pixelate_floyd_steinberg_dither(registry):
+    source = picture(6, 5, 8)
+    out = call(registry, "WasImagePixelate", images=image_of(source), pixelation_size=16, num_colors=2,
+               init_mode="none", dither="True")
+    arr = np.asarray(source, dtype=float) / 255
+    arr = arr.copy()
+    for r in range(5):
+        for c in range(6):
+            old = arr[r, c].copy()
+            new = np.round(old * 1) / 1
+            arr[r, c] = new
+            err = old - new
+            if c < 5:
+                arr[r, c + 1] += err * 7 / 16
+            if r < 4:
+                if c > 0:
+                    arr[r + 1, c - 1] += err * 3 / 16
+                arr[r + 1, c] += err * 5 / 16
+                if c < 5:
+                    arr[r + 1, c + 1] += err / 16
+    assert np.array_equal(levels_of(out), np.array(arr * 255, dtype=np.uint8))
+    ordered = call(registry, "WasImagePixelate", images=image_of(source), pixelation_size=16, num_colors=4,
+                   init_mode="none", dither="True", dither_mode="Ordered")
+    assert set(np.unique(levels_of(ordered)).tolist()) <= {0, 64, 128, 192}  # a grid of 4 levels, 64 apart
+
+
+def test_pixelate_palette_modes(registry):
+    source = Image.fromarray(np.array([[[10, 20, 30], [250, 240, 5], [128, 0, 255]]], dtype=np.uint8))
+    palette = "#000000\n#ffffff\n#ff0000"
+    run = lambda mode, reverse="False": levels_of(call(  # noqa: E731
+        registry, "WasImagePixelate", images=image_of(source), init_mode="none", color_palettes=[palette],
+        color_palette_mode=mode, reverse_palette=reverse))[0].tolist()
+    # Linear: the palette colour at red % 3
+    assert run("Linear") == [[0, 0, 0] if r % 3 == 0 else [255, 255, 255] if r % 3 == 1 else [255, 0, 0]
+                             for r in (10, 250, 128)]
+    assert run("Linear", "True")[2] == [0, 0, 0]  # 128 % 3 = 2 in the reversed palette
+    # Tonal: the nearest by luma (0.299, 0.587, 0.114)
+    luma = lambda c: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # noqa: E731
+    colours = [(0, 0, 0), (255, 255, 255), (255, 0, 0)]
+    tonal_order = sorted(colours, key=lambda c: sum(abs(v - 128) for v in c))
+    expected = [list(min(tonal_order, key=lambda c: abs(luma(p) - luma(c))))
+                for p in np.asarray(source).reshape(-1, 3).tolist()]
+    assert run("Tonal") == expected
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImagePixelate", images=image_of(source), init_mode="none", color_palettes=["#zz0000"])
+    assert caught.value.input == "color_palettes"
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImagePixelate", images=image_of(source, source), init_mode="none", color_palettes=[palette])
+    assert caught.value.input == "color_palettes"
+
+
+# -- noise ----------------------------------------------------------------------------------------
+
+
+def perlin_reference(x, y, p):
+    """Ken Perlin's improved noise at (x, y, 0), scalar, as the pack's jitted noise()."""
+    fade = lambda t: 6 * t ** 5 - 15 * t ** 4 + 10 * t ** 3  # noqa: E731
+    lerp = lambda t, a, b: a + t * (b - a)  # noqa: E731
+
+    def grad(h, x, y, z):
+        h &= 15
+        u = x if h < 8 else y
+        v = y if h < 4 else (x if h in (12, 14) else z)
+        return (u if h & 1 == 0 else -u) + (v if h & 2 == 0 else -v)
+
+    X, Y, Z = int(math.floor(x)) & 255, int(math.floor(y)) & 255, 0
+    x, y, z = x - math.floor(x), y - math.floor(y), 0.0
+    u, v, w = fade(x), fade(y), fade(z)
+    A, B = p[X] + Y, p[X + 1] + Y
+    AA, AB, BA, BB = p[A] + Z, p[A + 1] + Z, p[B] + Z, p[B + 1] + Z
+    return lerp(w, lerp(v, lerp(u, grad(p[AA], x, y, z), grad(p[BA], x - 1, y, z)),
+                        lerp(u, grad(p[AB], x, y - 1, z), grad(p[BB], x - 1, y - 1, z))),
+                lerp(v, lerp(u, grad(p[AA + 1], x, y, z - 1), grad(p[BA + 1], x - 1, y, z - 1)),
+                     lerp(u, grad(p[AB + 1], x, y - 1, z - 1), grad(p[BB + 1], x - 1, y - 1, z - 1))))
+
+
+def test_perlin_noise_matches_the_formula_with_the_seeded_shuffle(registry):
+    out = call(registry, "WasImagePerlinNoise", width=64, height=64, scale=20, octaves=2, persistence=0.5, seed=42)
+    p = list(range(256))
+    random.seed(42)
+    random.shuffle(p)  # the pack's: random.seed(seed), random.shuffle
+    p = p + p
+    total = np.zeros((64, 64))
+    for octave, amplitude in ((0, 1.0), (1, 0.5)):
+        for y in range(64):
+            for x in range(64):
+                total[y, x] += perlin_reference(x / 20 * 2 ** octave, y / 20 * 2 ** octave, p) * amplitude
+    expected = np.interp(total, (total.min(), total.max()), (0, 255)).astype(np.uint8)
+    levels = levels_of(out)
+    assert np.array_equal(levels[..., 0], expected) and np.array_equal(levels[..., 2], expected)
+
+
+def test_power_noise_white_and_pink_from_numpys_seeded_generator(registry):
+    stretch = lambda n: (255 * (n - n.min()) / (n.max() - n.min())).astype(np.uint8)  # noqa: E731
+    out = call(registry, "WasImagePowerNoise", width=64, height=80, noise_type="white", seed=7)
+    np.random.seed(7)
+    assert np.array_equal(levels_of(out)[..., 1], stretch(np.random.random((80, 64))))
+    out = call(registry, "WasImagePowerNoise", width=64, height=80, noise_type="pink", attenuation=0.8,
+               seed=2 ** 40)
+    np.random.seed(2 ** 40 % 4294967294)  # the pack wraps seeds past 4294967294
+    grey = np.random.normal(0, 0.8, (80, 64))
+    f = np.sqrt(np.fft.fftfreq(80)[:, None] ** 2 + np.fft.fftfreq(64) ** 2)
+    f[0, 0] = 1
+    noise = np.fft.ifft2(np.fft.fft2(grey) * f)
+    noise *= (1.0 / (64 * 80)) / noise.std()
+    assert np.array_equal(levels_of(out)[..., 0], stretch(np.real(noise)))
+    for kind in ("grey", "blue", "green", "mix"):
+        out = call(registry, "WasImagePowerNoise", width=64, height=64, noise_type=kind, seed=3)
+        assert out.shape == (1, 64, 64, 3) and torch.equal(out, call(registry, "WasImagePowerNoise", width=64,
+                                                                      height=64, noise_type=kind, seed=3))
+
+
+def test_voronoi_noise_matches_the_pack_loop(registry):
+    rng = np.random.default_rng(11)
+    points, colours = rng.integers(0, 64, (10, 2)), rng.integers(0, 256, (10, 3))
+    data = np.zeros((70, 64))
+    flat = np.zeros((70, 64, 3), dtype=np.uint8)
+    for h in range(70):
+        for w in range(64):
+            distances = np.sqrt(np.sum((points - np.array([w, h])) ** 2, axis=1))
+            data[h, w] = np.sort(distances)[1]
+            flat[h, w] = colours[np.argmin(np.sum((points - np.array([w, h])) ** 2, axis=1))]
+    expected = ((data - data.min()) / (data.max() - data.min()) * 255).astype(np.uint8)
+    out = call(registry, "WasImageVoronoiNoiseFilter", width=64, height=70, density=10, modulator=1, seed=11)
+    assert np.array_equal(levels_of(out)[..., 0], expected)
+    out = call(registry, "WasImageVoronoiNoiseFilter", width=64, height=70, density=10, seed=11, flat="True")
+    assert np.array_equal(levels_of(out), flat)
+    grey = call(registry, "WasImageVoronoiNoiseFilter", width=64, height=70, density=10, seed=11, flat="True",
+                RGB_output="False")
+    assert np.array_equal(levels_of(grey)[..., 0], np.asarray(Image.fromarray(flat).convert("L")))
+
+
+def test_image_to_noise_matches_pillow_and_seeded_random(registry):
+    source = picture(8, 6, 9)
+    out = call(registry, "WasImageToNoise", images=image_of(source, source), num_colors=4, black_mix=1,
+               brightness=0.9, gaussian_mix=1.5, seed=5)
+    rng = random.Random(5)
+    quantized = source.quantize(colors=4).convert("RGBA")
+    pixels = [tuple(p) for p in np.asarray(quantized).reshape(-1, 4).tolist()]
+    rng.shuffle(pixels)
+    shuffled = Image.new("RGBA", (8, 6))
+    shuffled.putdata(pixels)
+    black = Image.new("RGBA", (8, 6), (0, 0, 0, 0))
+    for x in range(8):
+        for y in range(6):
+            if rng.randint(0, 1) == 1:
+                black.putpixel((x, y), (0, 0, 0, 255))
+    result = ImageEnhance.Brightness(Image.alpha_composite(shuffled, black)).enhance(0.9)
+    blurred = Image.blend(result, result.filter(ImageFilter.GaussianBlur(radius=1.5)), 0.65)
+    expected = np.asarray(Image.blend(blurred, result, 0.25))
+    assert out.shape == (2, 6, 8, 4)
+    assert np.array_equal(levels_of(out, 0), expected) and np.array_equal(levels_of(out, 1), expected)
+
+
+def test_image_to_seed_is_the_sha256_prefix(registry):
+    a, b = picture(5, 5, 1), picture(5, 5, 2)
+    seeds = call(registry, "WasImageToSeed", images=image_of(a, b))
+    assert seeds == [int.from_bytes(hashlib.sha256(p.tobytes()).digest()[:4], "big") for p in (a, b)]
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageToSeed", images=torch.zeros(4, 4))
+    assert caught.value.input == "images"
+
+
+# -- debug ----------------------------------------------------------------------------------------
+
+
+def test_debug_nodes_pass_on_and_log(registry, caplog):
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_was5"):
+        assert call(registry, "WasSamplesPassthroughStatSystem", samples=latent) is latent
+        dictionary = {"b": ["x"], "a": ["y", "z"]}
+        assert call(registry, "WasDictionaryToConsole", dictionary=dictionary, label="Mine") is dictionary
+    assert "Used RAM:" in caplog.text and "Used Space:" in caplog.text
+    import pprint
+    assert "Mine:\n" + pprint.pformat(dictionary, indent=4) in caplog.text
+
+
+# -- UI save and API prompt -----------------------------------------------------------------------
+
+
+def test_ui_save_of_generators_and_filters_runs_and_round_trips(registry):
+    """As the editor saves them: the noise nodes' seed followed by control_after_generate."""
+    nodes = [
+        ui_node(1, "Image Perlin Noise", [64, 64, 40, 2, 0.5, 3, "fixed"], outputs=[("image", "IMAGE", [1])]),
+        ui_node(2, "Image Voronoi Noise Filter", [64, 64, 10, 0, 4, "fixed", "False", "True"],
+                outputs=[("image", "IMAGE", [2])]),
+        ui_node(3, "Image fDOF Filter", ["gaussian", 4, 1],
+                [("image", "IMAGE", 1, False), ("depth", "IMAGE", 2, False)],
+                [("IMAGE", "IMAGE", [3])]),
+        ui_node(4, "Image Lucy Sharpen", [1, 2], [("images", "IMAGE", 3, False)], [("IMAGE", "IMAGE", [4])]),
+        ui_node(5, "Image to Seed", [], [("images", "IMAGE", 4, False)], [("INT", "INT", [])]),
+        ui_node(6, "Image Power Noise", [64, 64, 0.5, 0.5, "white", 9, "fixed"], outputs=[("image", "IMAGE", [])]),
+    ]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 4, 0, 5, 0, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["1"].inputs["seed"] == 3 and workflow.nodes["2"].inputs["seed"] == 4
+    assert workflow.nodes["3"].inputs["mode"] == "gaussian" and workflow.nodes["6"].inputs["noise_type"] == "white"
+    values = run_graph(registry, graph, ["5", "4", "6"]).values
+    seeds = values["5"][0]
+    from graphflow.images import image_to_pil
+    assert seeds == [int.from_bytes(hashlib.sha256(image_to_pil(values["4"][0][0]).convert("RGB").tobytes())
+                                    .digest()[:4], "big")]
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    assert written[1]["type"] == "Image Perlin Noise" and written[1]["widgets_values"] == nodes[0]["widgets_values"]
+    assert written[2]["widgets_values"] == nodes[1]["widgets_values"]
+    assert written[3]["widgets_values"] == ["gaussian", 4, 1]
+
+
+def test_api_prompt_with_the_pack_class_names_runs_and_exports(registry):
+    graph = {
+        "1": {"class_type": "Image Power Noise", "inputs": {"width": 64, "height": 64, "frequency": 0.5,
+                                                            "attenuation": 0.5, "noise_type": "grey", "seed": 1}},
+        "2": {"class_type": "Image Canny Filter", "inputs": {"images": ["1", 0], "enable_threshold": "false",
+                                                             "threshold_low": 0.0, "threshold_high": 1.0}},
+        "3": {"class_type": "Image Film Grain", "inputs": {"image": ["2", 0], "density": 0.2, "intensity": 0.5,
+                                                           "highlights": 1.0, "supersample_factor": 1}},
+        "4": {"class_type": "Image Monitor Effects Filter", "inputs": {"image": ["3", 0], "mode": "Signal Distortion",
+                                                                      "amplitude": 3, "offset": 10}},
+        "5": {"class_type": "Image Pixelate", "inputs": {"images": ["4", 0], "pixelation_size": 16, "num_colors": 4,
+                                                         "init_mode": "k-means++", "max_iterations": 100,
+                                                         "dither": "False", "dither_mode": "FloydSteinberg",
+                                                         "color_palette_mode": "Brightness",
+                                                         "reverse_palette": "False"}},
+        "6": {"class_type": "Image Displacement Warp", "inputs": {"images": ["5", 0], "displacement_maps": ["1", 0],
+                                                                  "amplitude": 5.0}},
+        "7": {"class_type": "Image to Noise", "inputs": {"images": ["6", 0], "num_colors": 8, "black_mix": 0,
+                                                         "gaussian_mix": 0.0, "brightness": 1.0,
+                                                         "output_mode": "batch", "seed": 2}},
+        "8": {"class_type": "Samples Passthrough (Stat System)", "inputs": {"samples": ["9", 0]}},
+        "9": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "10": {"class_type": "Text Dictionary New", "inputs": {"key_1": "a", "value_1": "b", "key_2": "",
+                                                               "value_2": "", "key_3": "", "value_3": "",
+                                                               "key_4": "", "value_4": "", "key_5": "",
+                                                               "value_5": ""}},
+        "11": {"class_type": "Dictionary to Console", "inputs": {"dictionary": ["10", 0], "label": "d"}},
+    }
+    values = run_graph(registry, graph, ["7", "8", "11"]).values
+    assert values["7"][0].shape == (1, 64, 64, 4)
+    assert values["8"][0]["samples"].shape == (1, 4, 8, 8) and values["11"][0] == values["10"][0]
+    written = export_api(parse_workflow(graph, registry), registry)
+    for node_id in graph:
+        assert written[node_id]["class_type"] == graph[node_id]["class_type"]
+        assert written[node_id]["inputs"] == graph[node_id]["inputs"], node_id
+
+
+def test_pixelate_api_prompt_without_the_optional_widgets_takes_the_pack_function_defaults(registry):
+    graph = {"1": {"class_type": "Image Pixelate", "inputs": {"images": ["2", 0], "pixelation_size": 16,
+                                                              "num_colors": 4, "init_mode": "none",
+                                                              "max_iterations": 100, "dither": "False",
+                                                              "dither_mode": "FloydSteinberg"}},
+             "2": {"class_type": "Image Blank", "inputs": {"width": 64, "height": 64, "red": 0, "green": 0, "blue": 0}}}
+    assert parse_workflow(graph, registry).nodes["1"].inputs["color_palette_mode"] == "Linear"
+
+
+def test_image_bounds_to_console_reads_both_layouts(registry, caplog):
+    with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_was5"):
+        assert call(registry, "WasImageBoundsToConsole", image_bounds=[0, 7, 2, 9], label="") == [0, 7, 2, 9]
+        listed = [(0, 3, 0, 4), (1, 2, 1, 2)]
+        assert call(registry, "WasImageBoundsToConsole", image_bounds=listed, label="B") is listed
+    assert "Debug to Console:\n[\n\t(rmin=0, rmax=7, cmin=2, cmax=9)\n]" in caplog.text
+    assert "B:\n[\n\t(rmin=0, rmax=3, cmin=0, cmax=4), \n    \t(rmin=1, rmax=2, cmin=1, cmax=2)\n]" in caplog.text
+    for bad in ("x", [], [5, 1, 0, 0]):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImageBoundsToConsole", image_bounds=bad)
+        assert caught.value.input == "image_bounds"
+
+
+def test_perlin_power_fractal_weights_octaves_as_the_pack(registry):
+    out = call(registry, "WasImagePerlinPowerFractal", width=64, height=64, scale=30, octaves=2, persistence=0.6,
+               lacunarity=3.0, exponent=1.5, seed=9)
+    p = list(range(256))
+    random.Random(9).shuffle(p)
+    p = p + p
+    total = np.zeros((64, 64))
+    amplitude = 1.0
+    for octave in range(2):
+        amplitude *= 0.6
+        for y in range(64):
+            for x in range(64):
+                total[y, x] += perlin_reference(x / 30 * 3.0 ** octave, y / 30 * 3.0 ** octave, p) * amplitude ** 1.5
+    expected = np.interp(total, (total.min(), total.max()), (0, 255)).astype(np.uint8)
+    assert np.array_equal(levels_of(out)[..., 1], expected)
+
+
+def test_perlin_rows_worked_in_blocks_give_the_same_picture(registry, monkeypatch):
+    from nodes import pack_nodes_was5
+
+    whole = call(registry, "WasImagePerlinNoise", width=64, height=80, scale=25, octaves=3, seed=4)
+    monkeypatch.setattr(pack_nodes_was5, "PERLIN_ROWS", 7)
+    assert torch.equal(call(registry, "WasImagePerlinNoise", width=64, height=80, scale=25, octaves=3, seed=4), whole)
+
+
+def test_seamless_texture_fades_the_far_edges_over_the_near_ones(registry):
+    """img2texture's steps written out: right stripe over the left through a 255..0 ramp, cut;
+    then bottom over top; then tiled."""
+    source = picture(20, 10, 12)
+
+    def half(p, horizontal):
+        w, h = p.size
+        stripe = math.floor((w if horizontal else h) * 0.3)
+        strip = p.crop((w - stripe, 0, w, h) if horizontal else (0, h - stripe, w, h)).convert("RGBA")
+        ramp = Image.new("L", (256, 1) if horizontal else (1, 256))
+        for i in range(256):
+            ramp.putpixel((i, 0) if horizontal else (0, i), 255 - i)
+        strip.putalpha(ramp.resize(strip.size))
+        overlay = Image.new("RGBA", p.size, 0)
+        overlay.paste(strip, (0, 0))
+        comp = Image.alpha_composite(p.convert("RGBA"), overlay)
+        return comp.crop((0, 0, w - stripe, h) if horizontal else (0, 0, w, h - stripe))
+
+    texture = half(half(source, True), False).convert("RGB")
+    out = call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.3, tiled="false")
+    assert out.shape == (1, 7, 14, 3) and np.array_equal(levels_of(out), np.asarray(texture))
+    tiled = call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.3, tiles=2)
+    assert tiled.shape == (1, 14, 28, 3)
+    for x, y in ((0, 0), (14, 0), (0, 7), (14, 7)):
+        assert np.array_equal(levels_of(tiled)[y:y + 7, x:x + 14], np.asarray(texture))
+    with pytest.raises(NodeInputError) as caught:
+        call(registry, "WasImageSeamlessTexture", images=image_of(source), blending=0.6)
+    assert caught.value.input == "blending"
+
+
+def test_ui_save_of_the_image_filters_reads_widgets_in_the_pack_order(registry):
+    pixelate = [64, 8, "random", 50, "True", "Ordered", "Tonal", "True"]
+    nodes = [
+        ui_node(1, "Image Power Noise", [64, 64, 0.5, 0.5, "white", 1, "fixed"], outputs=[("image", "IMAGE", [1])]),
+        ui_node(2, "Image Pixelate", pixelate, [("images", "IMAGE", 1, False)], [("images", "IMAGE", [2])]),
+        ui_node(3, "Image Canny Filter", ["true", 0.2, 0.8], [("images", "IMAGE", 2, False)],
+                [("images", "IMAGE", [3])]),
+        ui_node(4, "Image Film Grain", [0.3, 0.6, 1.1, 2], [("image", "IMAGE", 3, False)], [("IMAGE", "IMAGE", [4])]),
+        ui_node(5, "Image Monitor Effects Filter", ["TV Distortion", 4, 7], [("image", "IMAGE", 4, False)],
+                [("image", "IMAGE", [5])]),
+        ui_node(6, "Image Seamless Texture", [0.25, "false", 4], [("images", "IMAGE", 5, False)],
+                [("images", "IMAGE", [])]),
+    ]
+    links = [[i, i, 0, i + 1, 0, "IMAGE"] for i in range(1, 6)]
+    graph = ui_graph(nodes, links)
+    workflow = parse_workflow(graph, registry)
+    names = ["pixelation_size", "num_colors", "init_mode", "max_iterations", "dither", "dither_mode",
+             "color_palette_mode", "reverse_palette"]
+    assert {n: workflow.nodes["2"].inputs[n] for n in names} == dict(zip(names, pixelate))
+    assert workflow.nodes["3"].inputs["threshold_low"] == 0.2 and workflow.nodes["4"].inputs["supersample_factor"] == 2
+    assert workflow.nodes["5"].inputs["offset"] == 7 and workflow.nodes["6"].inputs["tiled"] == "false"
+    values = run_graph(registry, graph, ["6"]).values
+    assert values["6"][0].shape == (1, 48, 48, 3)  # 64 less a quarter each way, untiled
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    for node in nodes:
+        assert written[node["id"]]["type"] == node["type"]
+        assert written[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
+
+
+def test_canny_filter_of_the_2023_layout_reads_image(registry):
+    graph = {"1": {"class_type": "Image Power Noise", "inputs": {"width": 64, "height": 64, "frequency": 0.5,
+                                                                 "attenuation": 0.5, "noise_type": "white", "seed": 1}},
+             "2": {"class_type": "Image Canny Filter", "inputs": {"image": ["1", 0], "enable_threshold": "false",
+                                                                  "threshold_low": 0.0, "threshold_high": 1.0}}}
+    workflow = parse_workflow(graph, registry)
+    assert workflow.nodes["2"].inputs["images"] == ["1", 0]
+    values = run_graph(registry, graph, ["1", "2"]).values
+    expected = canny_reference(255.0 * values["1"][0][0].numpy())
+    assert np.array_equal(levels_of(values["2"][0]), expected)
+    assert export_api(workflow, registry)["2"]["inputs"]["images"] == ["1", 0]  # written in the later layout
