@@ -296,12 +296,13 @@ def _estimated(node_id, cls, widgets: dict, inputs: dict) -> tuple[Estimate, int
 
 
 def _passed_on(size: Size | None, inputs: dict) -> str | None:
-    """The input whose size the node passes on unchanged (frames aside: a node that doesn't keep a
-    video's frames passes on its picture size, checked where it was set), if any."""
+    """The input whose size the node passes on, checked where it was set, if any: the same picture
+    size with no more frames (a node that doesn't keep a video's frames passes on its picture size;
+    a video node whose start image has the video's picture size still makes the frames itself)."""
     if size is None:
         return None
-    return next((n for n, s in inputs.items() if s is not None and replace(s, frames=1) == replace(size, frames=1)),
-                None)
+    return next((n for n, s in inputs.items() if s is not None and size.frames <= s.frames
+                 and replace(s, frames=1) == replace(size, frames=1)), None)
 
 
 def _policy_problems(node_id, cls, size: Size, inputs: dict, limits: RunLimits) -> list[Problem]:

@@ -53,6 +53,7 @@ class LatentUpscale(Node):
     interpolates spherically between neighbours, as ComfyUI's does. A video latent's frames are
     resized one by one."""
     category = "latent"
+    keeps_frames = True  # a video latent's frames are resized one by one
     samples: LATENT
     upscale_method: str = Choice(LATENT_RESIZE_METHODS, "nearest-exact")
     width: int = Int(512, min=0, max=MAX_SIZE, step=8, resource="width")
@@ -112,6 +113,7 @@ class SetLatentNoiseMask(Node):
     """Limit sampling to the masked area (1 = repaint): the rest of the latent is put back
     after every step, so an ordinary model can inpaint."""
     category = "latent/inpaint"
+    keeps_frames = True  # a video latent's noise mask: the same frames
     samples: LATENT
     mask: MASK
     outputs = {"latent": LATENT}
@@ -175,10 +177,12 @@ def _fit(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 
 def _scaled_estimate(size, scale) -> Estimate:
-    """The size of a batch resized by `scale` (for the validator's resource check)."""
+    """The size of a batch resized by `scale` (for the validator's resource check); a video's
+    frames are resized one by one, so they stay."""
     if size is None or not isinstance(scale, (int, float)):
         return Estimate(size)
-    return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale))))
+    return Estimate(Size(size.batch, max(1, round(size.height * scale)), max(1, round(size.width * scale)),
+                         size.frames))
 
 
 class LatentUpscaleBy(Node):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-from graphflow.api import (CONDITIONING, IMAGE, LATENT, MODEL, SIGMAS, VAE, Bool, ComfyAlias, Float, Int, Node,
-                           NodeInputError)
+from graphflow.api import (CONDITIONING, IMAGE, LATENT, MODEL, SIGMAS, VAE, Bool, ComfyAlias, Estimate, Float, Int,
+                           Node, NodeInputError)
 
 MAX_SIZE = 16384
 LATENT_CHANNELS = 128  # the video VAE's
@@ -237,6 +237,7 @@ class LTXVCropGuides(Node):
     the guides are counted by the frames they were given: of two guides at the same frame, one
     latent frame stays on the end."""
     category = "conditioning/video_models"
+    keeps_frames = True  # the guide frames it crops are not counted in the hinted length
     positive: CONDITIONING
     negative: CONDITIONING
     latent: LATENT
@@ -322,6 +323,17 @@ class TrimVideoLatent(Node):
     trim_amount: int = Int(0, min=0, max=99999)
     outputs = {"latent": LATENT}
     comfy = ComfyAlias(("TrimVideoLatent",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        """The video less the trimmed frames, at most 8 decoded frames each (LTX-Video's; Wan's 4):
+        a lower bound of the frames left."""
+        from dataclasses import replace
+
+        size, trim = inputs.get("samples"), widgets.get("trim_amount")
+        if size is None or not isinstance(trim, int):
+            return Estimate(size)
+        return Estimate(replace(size, frames=max(1, size.frames - 8 * trim)))
 
     def run(self):
         samples = self.samples.get("samples") if isinstance(self.samples, dict) else None

@@ -128,8 +128,9 @@ def guided_filter(guide, source, radius: int, eps: float):
 # The working memory of one image's guided filter (RGB guide and source), measured at its peak
 # with torch's profiler (tests/test_pack_nodes_image_filters.py): about 920 bytes per pixel, some
 # 115 float64 values (the float64 copies, the guide's 3x3 covariances and their box sums'
-# padded copies, the 3x3 fits, the float32 result); a little over it, so it is not under.
-GUIDED_BYTES_PER_PIXEL = 8 * 120
+# padded copies, the 3x3 fits, the float32 result); declared a little under it (less the result,
+# which the planner counts as the output), so it stays a lower bound.
+GUIDED_BYTES_PER_PIXEL = 8 * 105
 
 
 def _guided_filter_one(guide, p, radius: int, eps: float):
@@ -277,8 +278,9 @@ def ycbcr_to_rgb(t):
 
 
 # The film grain's working memory per grain pixel, measured (torch's allocations and numpy's at
-# their peaks, tests/test_pack_nodes_image_filters.py): about 53 bytes in torch, 16 in numpy.
-GRAIN_BYTES_PER_PIXEL = 72
+# their peaks, tests/test_pack_nodes_image_filters.py): about 53 bytes in torch, 16 in numpy; declared
+# a little under their sum, so it stays a lower bound.
+GRAIN_BYTES_PER_PIXEL = 60
 
 
 class BetterFilmGrain(Node):

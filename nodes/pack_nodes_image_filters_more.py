@@ -94,7 +94,9 @@ class AdainFilterLatent(Node):
     """Local AdaIN of latents, as Image-Filters' AdaIN Filter (Latent) does: mean and standard
     deviation measured under a Gaussian window of 2*filter_size+1 (OpenCV's blur), the latents'
     swapped for the reference's pixel by pixel; blended with the input by factor. The reference
-    must have the latents' shape, or be one latent of it for all (as the pack broadcasts it)."""
+    must have the latents' shape, or be one latent of it for all (as the pack broadcasts it); one
+    latent against several references, which the pack broadcasts to one output per reference, is
+    refused (its output would not be the latents' batch)."""
     category = "latent/filters"
     latents: LATENT
     reference: LATENT
@@ -514,12 +516,14 @@ class ExtractNFrames(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        """`frames` images (and masks) of the linked input's size, 512x512 without one."""
+        """`frames` images and masks, each of its linked input's size (512x512 without one), counted
+        at the smaller of the two (one size stands for both outputs: a lower bound of their bytes)."""
         frames = widgets.get("frames")
         if not isinstance(frames, int):
             return Estimate(None)
-        source = inputs.get("images") or inputs.get("masks")
-        height, width = (source.height, source.width) if source is not None else (512, 512)
+        sizes = [(s.height, s.width) if s is not None else (512, 512)
+                 for s in (inputs.get("images"), inputs.get("masks"))]
+        height, width = min(sizes, key=lambda hw: hw[0] * hw[1])
         return Estimate(Size(frames, height, width))
 
     def run(self):

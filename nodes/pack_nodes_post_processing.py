@@ -45,10 +45,10 @@ TINTS = {  # ColorTint's modes, in the pack's order: the grey picture is multipl
     "navy": (0.3, 0.4, 0.7), "vintage": (0.9, 0.85, 0.7), "rose": (1.0, 0.8, 0.9), "teal": (0.3, 0.8, 0.8),
     "maroon": (0.7, 0.3, 0.5), "peach": (1.0, 0.8, 0.6), "lavender": (0.8, 0.6, 1.0), "olive": (0.6, 0.7, 0.4),
 }
-GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # the pack's luma weights for ColorTint and Sepia
 # KMeansQuantize's most pixels × colors × iterations an image: OpenCV's k-means does some 4·10^9 a
 # second on a fast CPU, so an image takes 5 s at most (1024² at 256 colors, precision 10, fits)
-KMEANS_MOST_WORK = 2 * 10 ** 10  # the pack's luma weights for ColorTint and Sepia
+KMEANS_MOST_WORK = 2 * 10 ** 10
 # the later pack's raw string: a backslash before the quote and before the slash
 ASCII_CHARS = r" .'`^\",:;I1!i><-+_-?][}{1)(|\/tfjrxnuvczXYUCLQ0OZmwqpbdkhao*#MW&8%B@$"
 

@@ -1319,6 +1319,7 @@ class VHSVAEDecodeBatched(Node):
     Batched: the images VAEDecode gives, put one after another."""
     display_name = "VAE Decode Batched 🎥🅥🅗🅢"  # the pack's name for it
     category = f"{CATEGORY}/batched nodes"
+    keeps_frames = True  # a video latent decodes to its frames
     samples: LATENT
     vae: VAE
     per_batch: int = Int(16, min=1, max=BIGMAX)

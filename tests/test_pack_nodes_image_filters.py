@@ -402,7 +402,7 @@ def test_film_grain_declares_its_grains_memory(registry):
     peak = measured_peak(lambda: call(registry, "BetterFilmGrain", image=image, scale=0.25))
     declared = registry.get("BetterFilmGrain").estimate({"scale": 0.25}, {"image": Size(2, 32, 40)})
     assert declared.size == Size(2, 32, 40)
-    assert 0.8 * peak <= declared.memory <= 1.5 * peak, (declared.memory, peak)
+    assert 0.75 * peak <= declared.memory <= peak, (declared.memory, peak)  # a lower bound, close
     assert declared.memory >= 2 * 128 * 160 * 60  # the grain's pixels, 16 times the image's
     unknown = registry.get("BetterFilmGrain").estimate({}, {"image": Size(2, 32, 40)})  # a linked scale
     assert unknown.memory == declared.memory
@@ -768,6 +768,10 @@ def test_extract_and_merge_frames(registry):
     extract = registry.get("ExtractNFrames")
     assert extract.estimate({"frames": 4}, {"images": Size(7, 2, 2)}).size == Size(4, 2, 2)
     assert extract.estimate({"frames": 4}, {"masks": Size(7, 3, 5)}).size == Size(4, 3, 5)
+    # a lower bound of both outputs: the smaller of the linked size and the 512x512 an unlinked one gives
+    assert extract.estimate({"frames": 4}, {"masks": Size(1, 4096, 4096)}).size == Size(4, 512, 512)
+    assert extract.estimate({"frames": 4}, {"images": Size(1, 600, 700), "masks": Size(1, 60, 70)}).size == \
+        Size(4, 60, 70)
 
 
 def test_extract_n_frames_declares_its_frames_without_inputs(registry):
@@ -801,7 +805,7 @@ def test_guided_filters_declare_their_working_memory(registry):
     call(registry, "GuidedFilterImage", images=images, guide=guide, size=1)  # first run: set-up
     peak = measured_peak(lambda: call(registry, "GuidedFilterImage", images=images, guide=guide, size=1))
     one = registry.get("GuidedFilterImage").estimate({"size": 1}, {"images": Size(1, 80, 96)}).memory
-    assert peak <= one <= 1.25 * peak, (one, peak)
+    assert 0.75 * peak <= one <= peak, (one, peak)  # a lower bound, close
     per_pixel = one / (80 * 96)
     size = Size(2, 1000, 800)  # filtered one image at a time: one image's memory
     for node, name in (("GuidedFilterImage", "images"), ("GuidedFilterAlpha", "images"), ("EnhanceDetail", "images")):

@@ -94,7 +94,8 @@ NOT_OUTPUT_SIZES = {
 
 def test_nodes_that_make_sized_outputs_from_numbers_declare_their_size(builtin_registry):
     """A node whose width / height / batch_size widgets set its latent, image or mask output must
-    hint them (or estimate), else a server's max_pixels / max_batch never see what it makes (FLUX's
+    hint them (or estimate; a node whose width / height are of something inside its output hints
+    the output's own size widgets), else a server's max_pixels / max_batch never see what it makes (FLUX's
     EmptySD3LatentImage and the video latents went unchecked)."""
     from graphflow.node import Node as BaseNode
 
@@ -104,7 +105,8 @@ def test_nodes_that_make_sized_outputs_from_numbers_declare_their_size(builtin_r
             continue
         sizes = [n for n in ("width", "height", "batch_size")
                  if n in cls.input_specs and cls.input_specs[n].widget is not None]
-        hinted = [n for n in sizes if cls.input_specs[n].widget.hints.get("resource")]
+        hinted = [n for n, s in cls.input_specs.items()
+                  if s.widget is not None and s.widget.hints.get("resource") in ("width", "height", "batch", "frames")]
         if sizes and not hinted and cls.estimate.__func__ is BaseNode.estimate.__func__:
             unsized.append(cls.node_type)
     assert sorted(unsized) == sorted(NOT_OUTPUT_SIZES)
@@ -148,6 +150,40 @@ def test_video_latents_count_their_frames_in_memory_not_against_the_batch_limit(
     plan, _ = plan_workflow(parse_workflow(video(97, batch=2)), builtin_registry)
     size = plan.nodes["2"].input_sizes["samples"]
     assert (size.batch, size.frames, size.height, size.width) == (2, 97, 720, 1280)
+
+
+def test_a_video_after_its_sampler_keeps_its_frames_to_the_decode(builtin_registry):
+    """The nodes between a video's sampler and its decode in ComfyUI's templates keep its frames
+    (a noise mask, a latent upscale, LTX-Video's guide crop; a trim drops at most 8 decoded frames a
+    latent frame), so the decode is still counted; a linked length on a video node whose start
+    image has the video's picture size is still checked (its frames are its own)."""
+    from graphflow.resource_limits import linked_value_problem
+
+    reg = builtin_registry
+    video = Size(1, 720, 1280, 1001)
+    for node_type, widgets, inputs in (("SetLatentNoiseMask", {}, {"samples": video, "mask": Size(1, 720, 1280)}),
+                                       ("LTXVCropGuides", {}, {"latent": video}),
+                                       ("VHSVAEDecodeBatched", {"per_batch": 16}, {"samples": video})):
+        cls = reg.get(node_type)
+        got = (cls.estimate(widgets, inputs) or default_estimate(cls, widgets, inputs)).size
+        assert got.frames == 1001, node_type
+    assert reg.get("LatentUpscaleBy").estimate({"scale_by": 1.5}, {"samples": video}).size == Size(1, 1080, 1920, 1001)
+    assert reg.get("TrimVideoLatent").estimate({"trim_amount": 2}, {"samples": video}).size.frames == 1001 - 16
+    chain = {"nodes": {
+        "1": {"type": "EmptyHunyuanLatentVideo", "inputs": {"width": 1280, "height": 720, "length": 1001}},
+        "2": {"type": "TrimVideoLatent", "inputs": {"samples": ["1", 0], "trim_amount": 2}},
+        "3": {"type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["4", 0]}},
+        "4": {"type": "LoadVAE", "inputs": {"vae_name": "pixel_space"}},
+        "5": {"type": "SaveImage", "inputs": {"images": ["3", 0]}}}}
+    found = problems(reg, chain, RunLimits(ram_bytes=8 * GB, device_bytes=10**18))
+    assert [(p.node_id, p.input) for p in found][:1] == [("3", "samples")] and "985 frames" in found[0].message
+
+    class Planned:  # the plan's node: WanImageToVideo, its length linked, its start image 832x480
+        cls, id, links = reg.get("WanImageToVideo"), "5", {"length": ("9", 0)}
+        input_sizes = {"start_image": Size(1, 480, 832)}
+    values = {"width": 832, "height": 480, "length": 16381, "batch_size": 1}
+    problem = linked_value_problem(Planned, values, RunLimits(ram_bytes=GB // 2, device_bytes=10**18))
+    assert problem is not None and problem.input == "length" and "16381 frames" in problem.message
 
 
 def test_video_frames_are_a_lower_bound(builtin_registry):

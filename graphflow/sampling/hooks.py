@@ -196,7 +196,7 @@ def clip_with_hook(clip, hook: WeightHook, strength: float):
     if t5 is not None and theirs is not None:  # ComfyUI's clip weights are the whole encoder's
         prefix = f"{t5.comfy_name}.transformer."
         clip = clip.with_t5(t5.with_patches(with_patches(t5.patches, _model_as_lora_patches(
-            t5.model, theirs.model, strength, f"{hook.name} (t5xxl)", prefix))))
+            t5.model, theirs.model, strength, f"{hook.name} ({t5.comfy_name})", prefix))))
     return clip
 
 
