@@ -85,7 +85,7 @@ def gaussian_blur(x: torch.Tensor, radius: int, sigma: float) -> torch.Tensor:
     return separable_blur(x, _gaussian(radius, sigma))
 
 
-BLUR_BAND_VALUES = 1 << 20  # values in one band of a blur pass: a stop asked for is checked between bands
+BLUR_BAND_VALUES = 1 << 22  # values in one band of a blur pass: a stop asked for is checked between bands
 FFT_TAPS = 128  # from this many taps a blur pass multiplies FFTs (log n work a value) instead of convolving
 
 
@@ -117,7 +117,8 @@ def separable_blur(x: torch.Tensor, weights: torch.Tensor, border: str = "reflec
 
 
 def _blur_pass(x: torch.Tensor, weights: torch.Tensor, dim: int, border: str) -> torch.Tensor:
-    """One separable pass of [N, 1, H, W] along dim (3: rows, 2: columns), band by band across it."""
+    """One separable pass of [N, 1, H, W] along dim (3: rows, 2: columns), a band at a time: whole
+    planes where one fits the band (contiguous copies), else rows or columns of one plane."""
     import torch
     import torch.nn.functional as F
     size = weights.numel()
@@ -125,16 +126,26 @@ def _blur_pass(x: torch.Tensor, weights: torch.Tensor, dim: int, border: str) ->
     index = reflected_index(x.shape[dim], before, after).to(x.device)
     across = 5 - dim
     out = torch.empty_like(x)
-    band = max(1, BLUR_BAND_VALUES // (x.shape[0] * index.numel()))
-    for start in range(0, x.shape[across], band):
+    plane = index.numel() * x.shape[across]  # one padded plane's values
+    if plane <= BLUR_BAND_VALUES:
+        bands = [(0, start, min(BLUR_BAND_VALUES // plane, x.shape[0] - start))
+                 for start in range(0, x.shape[0], BLUR_BAND_VALUES // plane)]
+    else:
+        step = max(1, BLUR_BAND_VALUES // index.numel())
+        bands = [(across, (n, start), min(step, x.shape[across] - start))
+                 for n in range(x.shape[0]) for start in range(0, x.shape[across], step)]
+    for axis, start, length in bands:
         check_interrupted()
-        length = min(band, x.shape[across] - start)
-        part = x.narrow(across, start, length)
+        source, target = x, out
+        if axis != 0:  # one plane's band
+            (n, start) = start
+            source, target = x.narrow(0, n, 1), out.narrow(0, n, 1)
+        part = source.narrow(axis, start, length)
         if border == "zeros":
             padded = F.pad(part, (before, after) if dim == 3 else (0, 0, before, after))
         else:
             padded = part.index_select(dim, index)
-        out.narrow(across, start, length).copy_(_correlate(padded, weights, dim, x.shape[dim]))
+        target.narrow(axis, start, length).copy_(_correlate(padded, weights, dim, x.shape[dim]))
     return out
 
 

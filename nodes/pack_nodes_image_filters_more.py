@@ -516,15 +516,17 @@ class ExtractNFrames(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        """`frames` images and masks, each of its linked input's size (512x512 without one), counted
-        at the smaller of the two (one size stands for both outputs: a lower bound of their bytes)."""
+        """`frames` images and masks, each of its linked input's size (512x512 without one): the size
+        is the smaller of the two (one size stands for both outputs downstream), and what the larger
+        output holds beyond it is working memory, so the bytes counted are the outputs' own."""
         frames = widgets.get("frames")
         if not isinstance(frames, int):
             return Estimate(None)
-        sizes = [(s.height, s.width) if s is not None else (512, 512)
-                 for s in (inputs.get("images"), inputs.get("masks"))]
-        height, width = min(sizes, key=lambda hw: hw[0] * hw[1])
-        return Estimate(Size(frames, height, width))
+        (ih, iw), (mh, mw) = [(s.height, s.width) if s is not None else (512, 512)
+                              for s in (inputs.get("images"), inputs.get("masks"))]
+        height, width = min(((ih, iw), (mh, mw)), key=lambda hw: hw[0] * hw[1])
+        held = frames * (ih * iw * 12 + mh * mw * 4)  # float32 RGB images, float32 masks
+        return Estimate(Size(frames, height, width), memory=held - frames * height * width * 16)
 
     def run(self):
         import torch

@@ -175,10 +175,12 @@ def _falloff_alpha(alpha, falloff: int):
 
 def _blur_memory(size: Size | None, channels: int) -> int:
     """float32 working copies of a separable blur (its input, each pass's output) and one band's
-    buffers, which nodes.image_ops bounds whatever the kernel (float64 and complex on its FFT path)."""
+    buffers, which nodes.image_ops bounds whatever the kernel (float64 and complex on its FFT path),
+    at most the picture's values (a band holds no more than the padded picture)."""
     if size is None:
         return 0
-    return size.batch * channels * 4 * 3 * size.height * size.width + 48 * BLUR_BAND_VALUES
+    values = size.batch * channels * size.height * size.width
+    return values * 4 * 3 + 48 * min(BLUR_BAND_VALUES, values)
 
 
 # -- masks -----------------------------------------------------------------------------------------

@@ -786,6 +786,16 @@ def test_extract_n_frames_declares_its_frames_without_inputs(registry):
     assert problems(100, SERVER_LIMITS) == {("1", "frames")}  # over the server's batch of 64
     assert problems(16, SERVER_LIMITS) == set()
     assert problems(100000) == {("1", "frames")}  # over the widget's maximum
+    # frames of a big linked image: the masks' 512x512 is the size, the images' bytes beyond it memory
+    big = registry.get("ExtractNFrames").estimate({"frames": 4096}, {"images": Size(1, 4096, 4096)})
+    assert big.size == Size(4096, 512, 512)
+    assert big.memory + 4096 * 512 * 512 * 16 == 4096 * (4096 * 4096 * 12 + 512 * 512 * 4)
+    graph = {"0": {"type": "EmptyImage", "inputs": {"width": 4096, "height": 4096, "batch_size": 1}},
+             "1": {"type": "ExtractNFrames", "inputs": {"frames": 4096, "images": ["0", 0]}},
+             "2": {"type": "PreviewImage", "inputs": {"images": ["1", 1]}}}
+    from graphflow.resource_limits import RunLimits
+    found = validate(parse_workflow({"nodes": graph}), registry, limits=RunLimits(ram_bytes=64 * 2**30))
+    assert [p.node_id for p in found] == ["1"]  # 824 GB of frames, refused on a 64 GB machine
 
 
 def test_sizes_from_inputs_are_declared(registry):
