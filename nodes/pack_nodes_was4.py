@@ -64,7 +64,7 @@ import math
 from graphflow.api import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
     Int, Node, NodeInputError, Size, Text, check_interrupted, current_node_id
 from nodes.pack_nodes_was import DICT, LIST, NUMBER, NUMBER_LIMIT, parse_tokens, remember
-from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures
+from nodes.pack_nodes_was_image import _batch, _mask_levels, _masks, _pictures, picture_pairs
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -103,11 +103,7 @@ class WasImageBlendingMode(Node):
     comfy = ComfyAlias(("Image Blending Mode",))
 
     def run(self):
-        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
-        if len(second) not in (1, len(first)):
-            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
-        if first[0].size != second[0].size:
-            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        first, second = picture_pairs(self.image_a, self.image_b)
         return _batch([blend_with_mode(a, second[i % len(second)], self.mode, self.blend_percentage)
                        for i, a in enumerate(first)])
 

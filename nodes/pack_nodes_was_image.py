@@ -52,6 +52,17 @@ def _pictures(images, input_name: str) -> list:
     return [image_to_pil(image[..., :3]).convert("RGB") for image in images]
 
 
+def picture_pairs(image_a, image_b, same_size: bool = True) -> tuple[list, list]:
+    """image_a's and image_b's pictures (_pictures), image_b one or as many as image_a (WAS's
+    two-image nodes take image_b's i-th, or its only, picture for image_a's i-th), of one size."""
+    first, second = _pictures(image_a, "image_a"), _pictures(image_b, "image_b")
+    if len(second) not in (1, len(first)):
+        raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
+    if same_size and first[0].size != second[0].size:
+        raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+    return first, second
+
+
 def _batch(pictures) -> "torch.Tensor":
     import torch
 
@@ -77,11 +88,7 @@ class WasImageBlend(Node):
     def run(self):
         from PIL import Image, ImageOps
 
-        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
-        if len(second) not in (1, len(first)):
-            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
-        if first[0].size != second[0].size:
-            raise NodeInputError("image_b", f"{second[0].size} is not image_a's size {first[0].size}")
+        first, second = picture_pairs(self.image_a, self.image_b)
         mask = ImageOps.invert(Image.new("L", first[0].size, round(self.blend_percentage * 255)))
         return _batch([Image.composite(a, second[i % len(second)], mask) for i, a in enumerate(first)])
 
@@ -1024,9 +1031,7 @@ class WasImageStitch(Node):
         return Estimate(Size(a.batch, max(height, 1), max(width, 1)))
 
     def run(self):
-        first, second = _pictures(self.image_a, "image_a"), _pictures(self.image_b, "image_b")
-        if len(second) not in (1, len(first)):
-            raise NodeInputError("image_b", f"{len(second)} images for {len(first)}: expected 1 or as many")
+        first, second = picture_pairs(self.image_a, self.image_b, same_size=False)
         along = (lambda p: p.width) if self.stitch in ("left", "right") else (lambda p: p.height)
         if self.feathering > min(along(first[0]), along(second[0])):
             raise NodeInputError("feathering", f"{self.feathering} pixels is more than an image's side along the "
