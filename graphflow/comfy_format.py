@@ -22,10 +22,12 @@ declaration order.
 
 Where several of our nodes claim one ComfyUI class name (two packs register "Blur";
 Registry.claimants), a node is read as the claimant its save names: a UI node's properties cnr_id /
-aux_id (the pack's Comfy registry id / GitHub repo, ComfyAlias.pack), an API prompt's input names;
-else the default. The choice is made once, as the node's class is first read (_claimant_class),
-by renaming it to the claimant's Registry.claimant_key, which every later step looks up; writing
-back gives the class name and, in a UI graph, the pack ids.
+aux_id (the pack's Comfy registry id / GitHub repo, ComfyAlias.pack), else its input names (an
+API prompt's inputs, a UI node's inputs[]); else the default. The choice is made once, as the
+node's class is first read (_claimant_class), by renaming it to the claimant's
+Registry.claimant_key (Registry.claimant_node looks it up; a key typed into a save is not one),
+which every later step looks up; messages and writing back give the class name and, in a UI
+graph, the pack ids.
 """
 
 import copy
@@ -41,7 +43,7 @@ from typing import Any
 from graphflow import comfy_pack_nodes
 from graphflow.folders import split_annotation
 from graphflow.node_modes import apply_modes, bypass_input
-from graphflow.registry import claimant_key
+from graphflow.registry import KEY_SEP, claimant_key
 from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowFormatError, _short, _validated,
                                 comfy_aliases, is_comfy_api_graph, is_link, literal, parse_workflow)
 
@@ -380,48 +382,63 @@ def _alias_for(cls, class_type: str):
 PACK_PROPERTIES = ("cnr_id", "aux_id")  # a UI node's properties naming its pack: Comfy registry id, GitHub repo
 
 
-def _claimant_class(class_type, registry, properties: dict | None = None, inputs: dict | None = None):
+def _claimant_class(class_type, registry, properties: dict | None = None, inputs=None):
     """The name a node of ComfyUI class `class_type` is read under where several of our nodes
     claim that class (Registry.claimants; else the class itself). A UI save's node (`properties`)
-    whose cnr_id / aux_id names a claimant's pack is that claimant; an API prompt's node
-    (`inputs`) giving an input name its default claimant does not read is the one other
-    claimant that reads every name given, if exactly one does. Else the default claimant. The
-    answer (Registry.claimant_key) is what every later step looks the node's class up by."""
+    whose cnr_id / aux_id names a claimant's pack is that claimant; else a node giving input
+    names (`inputs`: an API prompt's, or the names of a UI node's inputs[]) its default claimant
+    does not read is the one other claimant that reads every name given, if exactly one does.
+    Else the default claimant. The answer (Registry.claimant_key) is what every later step looks
+    the node's class up by (Registry.claimant_node)."""
     claims = registry.claimants(class_type) if isinstance(class_type, str) else []
     if len(claims) < 2:
         return class_type
-    chosen = claims[0]
+    chosen = None
     if properties is not None:
         ids = [value for key in PACK_PROPERTIES if isinstance(value := properties.get(key), str)]
-        chosen = next((c for c in claims if c.names_pack(ids)), chosen)
-    elif inputs is not None:
-        names = set(inputs) - set(UPLOAD_INPUTS)
-        if not names <= _read_names(class_type, chosen.node):
-            fits = [c for c in claims[1:] if names <= _read_names(class_type, c.node)]
+        chosen = next((c for c in claims if c.names_pack(ids)), None)
+    if chosen is None:
+        chosen = claims[0]
+        names = set(inputs or ()) - set(UPLOAD_INPUTS)
+        if not names <= _read_names(class_type, chosen.node, default=True):
+            fits = [c for c in claims[1:] if names <= _read_names(class_type, c.node, default=False)]
             chosen = fits[0] if len(fits) == 1 else chosen
     return registry.claimant_key(class_type, chosen.node)
 
 
-def _read_names(class_type: str, cls) -> set[str]:
-    """The ComfyUI input names node `cls` reads for class `class_type`: the catalogue's (a core
-    class), its alias's current and old names and those it ignores, and its own inputs."""
+def _read_names(class_type: str, cls, default: bool) -> set[str]:
+    """The ComfyUI input names node `cls` reads for class `class_type`: its own inputs, its
+    alias's current and old names and those it ignores, and for the class's `default` claimant
+    the catalogue's (a core class). Another claimant is chosen by names of its own only, so a
+    plugin's claimant of a core class does not take over a core prompt giving one stray input."""
     alias = _alias_for(cls, class_type)
     catalogue = comfy_catalogue()
-    declared = {i["name"] for i in catalogue[class_type]["inputs"]} if alias and class_type in catalogue else set()
+    declared = {i["name"] for i in catalogue[class_type]["inputs"]} \
+        if default and alias and class_type in catalogue else set()
     written = alias.written_names() if alias else {}
     return declared | {written.get(name, name) for name in cls.input_specs} | \
         set(alias.inputs if alias else ()) | set(alias.ignore if alias else ())
 
 
+def _raw_class(class_type: str) -> str:
+    """A class name as a save gives it: a claimant_key's separator (no ComfyUI class carries it)
+    typed into a save is not a claimant choice, so the name is read as the unknown class it is."""
+    return class_type.replace(KEY_SEP, " ")
+
+
 def _ui_type(node: dict, registry):
-    """The class a UI save's node is read as: a renamed class's current name (RENAMED_TYPES),
-    and where several of our nodes claim the class, the one its pack ids name (_claimant_class)."""
+    """The class a UI save's node (as saved) is read as: a renamed class's current name
+    (RENAMED_TYPES), and where several of our nodes claim the class, the one its pack ids or
+    its inputs[] names name (_claimant_class)."""
     node_type = node.get("type")
     if not isinstance(node_type, str):
         return node_type
-    node_type = RENAMED_TYPES.get(node_type, node_type)
+    node_type = RENAMED_TYPES.get(node_type, _raw_class(node_type))
     properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
-    return _claimant_class(node_type, registry, properties=properties) if registry is not None else node_type
+    names = [(i.get("widget") or {}).get("name") or i.get("name") for i in node.get("inputs") or []
+             if isinstance(i, dict) and isinstance(i.get("widget") or {}, dict)]
+    return _claimant_class(node_type, registry, properties=properties,
+                           inputs=[n for n in names if isinstance(n, str)]) if registry is not None else node_type
 
 
 def _api_class(class_type: str, raw_inputs, registry, by_inputs: bool) -> str:
@@ -429,8 +446,10 @@ def _api_class(class_type: str, raw_inputs, registry, by_inputs: bool) -> str:
     queued pysssss Primitive's value, and (`by_inputs`: a prompt not read from a UI save, whose
     nodes' claimants were chosen by their pack ids) its input names (_claimant_class)."""
     raw_inputs = raw_inputs if isinstance(raw_inputs, dict) else {}
-    class_type = comfy_pack_nodes.primitive_class(_folder_class(class_type, raw_inputs), raw_inputs)
-    return _claimant_class(class_type, registry, inputs=raw_inputs) if by_inputs else class_type
+    if not by_inputs:  # a UI save's node, its class already read (_ui_type)
+        return comfy_pack_nodes.primitive_class(_folder_class(class_type, raw_inputs), raw_inputs)
+    class_type = comfy_pack_nodes.primitive_class(_folder_class(_raw_class(class_type), raw_inputs), raw_inputs)
+    return _claimant_class(class_type, registry, inputs=raw_inputs)
 
 
 def _output_names(alias, specs) -> list[str]:
@@ -479,7 +498,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
         class_type = entry.get("class_type") if isinstance(entry, dict) else None
         if isinstance(class_type, str):
             class_type = _api_class(class_type, entry.get("inputs"), registry, ui is None)
-        alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
+        alias = _alias_for(registry.claimant_node(class_type), class_type) if isinstance(class_type, str) else None
         if alias is not None and alias.outputs is not None:
             output_maps[str(key)] = alias.outputs
     for key, entry in graph.items():
@@ -500,7 +519,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                                     f"'inputs' must be an object of input name to value, got {_short(raw_inputs)}"))
             continue
         class_type = _api_class(class_type, raw_inputs, registry, ui is None)
-        cls = registry.comfy_node(class_type)
+        cls = registry.claimant_node(class_type)
+        shown = registry.comfy_class(class_type)  # messages name the ComfyUI class, never a claimant_key
         alias = _alias_for(cls, class_type)
         declared = {i["name"] for i in catalogue[class_type]["inputs"]} if class_type in catalogue else None
         inputs = dict(alias.fixed) if alias is not None else {}
@@ -513,8 +533,8 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             ours = alias.inputs.get(name, name) if alias is not None else name
             undeclared = declared is not None and name not in declared and not (cls and ours in cls.input_specs)
             if name in UPLOAD_INPUTS or undeclared:  # graphflow's own extra inputs are kept
-                what = "the editor's upload button" if name in UPLOAD_INPUTS else f"an input {class_type} does not declare"
-                notes.append({"node_id": node_id, "node_type": class_type, "input": name,
+                what = "the editor's upload button" if name in UPLOAD_INPUTS else f"an input {shown} does not declare"
+                notes.append({"node_id": node_id, "node_type": shown, "input": name,
                               "message": f"ignored, as ComfyUI does: {what}"})
                 continue
             if alias is not None:
@@ -525,7 +545,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                     # an editor before frontend 1.16 sent the hidden widget's value (the pack's
                     # default: a forceInput widget was never shown) for an unlinked forceInput
                     # input; it is read as unlinked, as a later editor sends it
-                    notes.append({"node_id": node_id, "node_type": class_type, "input": raw_name,
+                    notes.append({"node_id": node_id, "node_type": shown, "input": raw_name,
                                   "message": f"the value {_short(value)} an older editor sent for this socket-only "
                                              "input is ignored; it is read as unconnected"})
                     continue
@@ -542,7 +562,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
             if spec is not None and spec.widget is not None and spec.widget.kind == "INT" \
                     and isinstance(value, float) and math.isfinite(value) and not value.is_integer():
                 # ComfyUI's validation takes int() of an integer widget's value: 64.5 runs as 64
-                notes.append({"node_id": node_id, "node_type": class_type, "input": raw_name,
+                notes.append({"node_id": node_id, "node_type": shown, "input": raw_name,
                               "message": f"{value!r} is read as {int(value)}, as ComfyUI does (an integer input)"})
                 value = int(value)
             if is_link(value) and str(value[0]) in output_maps and isinstance(value[1], int):
@@ -571,7 +591,7 @@ def import_api(graph: dict, registry, ui: dict | None = None) -> Workflow:
                     else:
                         kept, dropped = current, old
                         message = f"ignored: an earlier name of {current!r}, also given; the current name is read"
-                    notes.append({"node_id": node_id, "node_type": class_type, "input": dropped, "message": message})
+                    notes.append({"node_id": node_id, "node_type": shown, "input": dropped, "message": message})
                     inputs[name], read_as[name] = given[kept], kept
                     continue
             inputs[name], read_as[name] = value, raw_name
@@ -657,7 +677,7 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
         return catalogue[class_type]["inputs"]
     # the class ComfyUI's name stands for, as importing reads it: an alias before a node of ours
     # that happens to have that name (essentials' "DisplayAny" is not rgthree's, our DisplayAny)
-    cls = registry.comfy_node(class_type)
+    cls = registry.claimant_node(class_type)
     if cls is None:
         return None
     alias = _alias_for(cls, class_type)
@@ -800,11 +820,11 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
     instances: set[str] = set()
     notes = [] if notes is None else notes
 
-    def add(node_list, prefix, depth):
+    def add(node_list, prefix, depth, read=False):
         for raw in node_list:
             node = dict(raw)
             node["id"] = prefix + _node_id(raw["id"])
-            if isinstance(node.get("type"), str):
+            if isinstance(node.get("type"), str) and not read:
                 node["type"] = _ui_type(node, registry)
             if prefix:  # inner link ids are local to their subgraph
                 node["inputs"] = [{**i, "link": None if i.get("link") is None else prefix + _node_id(i["link"])}
@@ -812,7 +832,8 @@ def _flatten(data: dict, registry=None, notes: list | None = None) -> tuple[dict
             nodes[node["id"]] = node
             group = group_node_name(node.get("type"), data)
             if group is not None and depth <= 8:
-                add(_expand_group_node(node, group_nodes[group], links, registry, notes), "", depth + 1)
+                # (their classes read as the group's definition was expanded)
+                add(_expand_group_node(node, group_nodes[group], links, registry, notes), "", depth + 1, read=True)
                 continue
             definition = subgraphs.get(node.get("type"))
             if definition is None:
@@ -991,7 +1012,7 @@ def _current_widgets(node: dict, registry, note=None) -> dict:
     saved by name (NAMED_WIDGETS: VideoHelperSuite's renamed and migrated widgets). A note the
     alias gives with its reading goes to note(message), when given."""
     class_type, raw = node.get("type"), node.get("widgets_values")
-    alias = _alias_for(registry.comfy_node(class_type), class_type) if isinstance(class_type, str) else None
+    alias = _alias_for(registry.claimant_node(class_type), class_type) if isinstance(class_type, str) else None
     if alias is not None and alias.force_input and isinstance(raw, list):
         raw = _without_force_input(node, raw, alias, _widget_order(class_type, registry) or [])
         node = {**node, "widgets_values": raw}
@@ -1066,7 +1087,7 @@ def _dropped(nodes: dict, registry) -> set[str]:
     return {node_id for node_id, node in nodes.items()
             if node.get("mode") in (MUTED, BYPASSED) and node.get("type") not in VIRTUAL_TYPES
             and node.get("type") not in comfy_pack_nodes.TYPES
-            and node.get("type") != "__forward" and registry.comfy_node(node.get("type")) is None}
+            and node.get("type") != "__forward" and registry.claimant_node(node.get("type")) is None}
 
 
 # Classes whose filename_prefix ComfyUI's editor fills in when it queues (%date:yyyy-MM-dd%,
@@ -1182,9 +1203,9 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
         inputs, seen, cut = {}, {}, set()
         try:
             values, controls = _saved_widgets(node, order or [], registry, lambda message: notes.append(
-                {"node_id": node_id, "node_type": node_type, "input": None, "message": message}))
+                {"node_id": node_id, "node_type": registry.comfy_class(node_type), "input": None, "message": message}))
         except WorkflowFormatError as e:
-            problems.extend(Problem(node_id, node_type, p.input, p.message) for p in e.problems)
+            problems.extend(Problem(node_id, registry.comfy_class(node_type), p.input, p.message) for p in e.problems)
             continue
         for socket in node.get("inputs") or []:
             name = (socket.get("widget") or {}).get("name") or socket.get("name")
@@ -1221,7 +1242,7 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
             for name, value in extra.items():
                 inputs.setdefault(str(name), value)
         if order is None:
-            notes.append({"node_id": node_id, "node_type": node_type, "input": None,
+            notes.append({"node_id": node_id, "node_type": registry.comfy_class(node_type), "input": None,
                           "message": "its widget values can't be named without the node's definition; "
                                      "only its links were read"})
         entry = {"class_type": node_type, "inputs": inputs}
@@ -1356,7 +1377,7 @@ def import_ui(data: dict, registry) -> Workflow:
     vias = {node_id: chains for node_id, chains in _vias(data, registry).items() if node_id in graph}
     workflow = import_api(graph, registry, ui)
     for node_id, chains in vias.items():  # ComfyUI's input names -> ours
-        cls = registry.comfy_node(graph[node_id]["class_type"])
+        cls = registry.claimant_node(graph[node_id]["class_type"])
         alias = _alias_for(cls, graph[node_id]["class_type"])
         ours = {theirs: alias.inputs.get(theirs, theirs) for theirs in chains} if alias else {t: t for t in chains}
         via = {ours[name]: chain for name, chain in chains.items()
@@ -1590,7 +1611,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         # what the class is looked up by: the claimant this node is, where several of ours claim it
         key = registry.claimant_key(class_type, registry.get(workflow.nodes[node_id].type))
         # gathered inputs are widgets of their own in the editor (rgthree's rows): ours again
-        inputs = _gathered(inputs, _alias_for(registry.comfy_node(key), key))
+        inputs = _gathered(inputs, _alias_for(registry.claimant_node(key), key))
         order = _widget_order(key, registry) or []
         saved_node = originals.get(node_id)
         read_as = {**saved_node, "type": _ui_type(saved_node, registry)} if saved_node else None  # as it was read
@@ -1600,6 +1621,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                                                      "size": [260, 120], "flags": {}, "order": 0, "mode": 0,
                                                      "properties": {"Node name for S&R": class_type}}
         ui_node["id"] = ids[node_id]
+        ui_node["type"] = class_type  # a renamed class's current name, never a claimant_key
         place = layout.get(node_id) if isinstance(layout.get(node_id), dict) else {}
         if isinstance(place.get("pos"), list):
             ui_node["pos"] = place["pos"]
@@ -1622,7 +1644,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         new_inputs, shown_values = [], {}
         controls = record.get("controls") or {}
         old_values, _ = _saved_widgets({**old, "type": key}, order, registry) if old else ({}, {})
-        alias = _alias_for(registry.comfy_node(key), key)
+        alias = _alias_for(registry.claimant_node(key), key)
         for position, spec in enumerate(order):
             name = spec["name"]
             value = inputs.get(name)
@@ -1694,8 +1716,9 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         extra = {k: v for k, v in inputs.items() if k not in known and _is_value(v)}
         properties = dict(ui_node.get("properties") or {})
         properties.pop(EXTRA_PROPERTY, None)
-        if not old:  # a kept node keeps the ids it was read by
-            properties.update(_pack_properties(registry, class_type, key))
+        # the pack ids that choose this claimant (also on a kept node: one read by its type or input
+        # names may lack them); a kept node keeps any other ids it has
+        properties.update(_pack_properties(registry, class_type, key))
         if extra:
             properties[EXTRA_PROPERTY] = extra
         if class_type == comfy_pack_nodes.POWER_LORA_LOADER:
@@ -1704,7 +1727,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
             comfy_pack_nodes.file_item_widget(ui_node["widgets_values"], (old or {}).get("widgets_values"))
         ui_node["properties"] = properties
         if not old:
-            cls = registry.comfy_node(key)
+            cls = registry.claimant_node(key)
             specs, alias = (cls.output_specs if cls else ()), _alias_for(cls, key)
             if alias is not None and alias.outputs is not None:  # the class has only those of ours
                 specs = [specs[i] for i in alias.outputs]
@@ -1867,7 +1890,7 @@ def _same_class(old, class_type, workflow, node_id, registry) -> bool:
         return False
     if old.get("type") == class_type:
         return True
-    ours = registry.comfy_node(old.get("type"))
+    ours = registry.claimant_node(old.get("type"))
     return ours is not None and ours.node_type == workflow.nodes[node_id].type
 
 

@@ -48,6 +48,9 @@ class Registry:
         # ComfyUI class name -> every node claiming it, default first, the rest in load order
         self._claims: dict[str, list[Claim]] = {}
         self._keys: dict[str, tuple[str, type[Node]]] = {}  # claimant_key -> (class name, node)
+        # a packed claimant that is not its class's default -> answers its own node type too, so
+        # saves naming that type (our exports before it claimed the class) load, and the editor lists it
+        self._sole: dict[str, type[Node]] = {}
         self.problems: list[dict] = []  # load problems (broken plugins, clashes) for the catalogue
         self.plugins: list[dict] = []  # loaded plugins: {name, file, origin, nodes} (graphflow.plugins)
         self._close: dict[str, list[str]] = {}  # close_types' answers (difflib over every type is ~10 ms)
@@ -69,26 +72,43 @@ class Registry:
             for class_type in alias.class_types:
                 self._claim(class_type, Claim(cls, tuple(alias.pack)), source)
         if not aliases:  # graphflow's own node (or an alias-less plugin's) answers to its own name
-            self._claim(name, Claim(cls, OWN_PACK, own=True), source)
+            # a plugin's own claim is chosen by the plugin's name, never by graphflow's pack id
+            self._claim(name, Claim(cls, OWN_PACK if source == "builtin" else (source,), own=True), source)
 
     def _claim(self, class_type: str, claim: Claim, source: str) -> None:
         claims = self._claims.setdefault(class_type, [])
         if any(c.node is claim.node for c in claims):
             return
+        before = claims[0] if claims else None
         claims.append(claim)
         claims.sort(key=lambda c: c.rank)  # stable: load order within a rank
         self._comfy[class_type] = claims[0].node
         self._keys.pop(claimant_key(class_type, claims[0].node), None)  # a default is read by the class name
+        self._sole.pop(claims[0].node.node_type, None)
         for other in claims[1:]:
             self._keys[claimant_key(class_type, other.node)] = (class_type, other.node)
+            if other.pack and not other.own and other.node.node_type != class_type:
+                self._sole.setdefault(other.node.node_type, other.node)
+        who = f"plugin '{source}'" if source != "builtin" else "built-in node"
+        problem = {"plugin": source if source != "builtin" else None, "file": None, "kind": "clash"}
         if claims[0] is not claim and not claim.pack:  # no save could ever choose it: never silent
             default = claims[0].node
-            who = f"plugin '{source}'" if source != "builtin" else "built-in node"
-            self.problems.append({
-                "plugin": source if source != "builtin" else None, "file": None, "kind": "clash",
+            self.problems.append({**problem,
                 "message": f"{who}: ComfyUI class '{class_type}' already maps to {default.node_type} from "
                            f"{self._sources[default.node_type]}, which is kept; {claim.node.node_type} names no "
                            "pack (ComfyAlias(pack=...)) by which a save could choose it, so it gets no alias"})
+        elif before is not None and claims[0] is claim and source != "builtin":  # displaced the default: never silent
+            self.problems.append({**problem,
+                "message": f"{who}: ComfyUI class '{class_type}' now reads as {claim.node.node_type} (an alias "
+                           f"naming no pack), no longer as {before.node.node_type} from "
+                           f"{self._sources[before.node.node_type]}; a save names {before.node.node_type}'s "
+                           f"pack ({', '.join(before.pack)}) to get it"})
+        elif claims[0] is not claim and source != "builtin":  # a packed second claimant: said, as a note
+            default = claims[0].node
+            self.problems.append({**problem, "kind": "info",
+                "message": f"{who}: ComfyUI class '{class_type}' reads as {claim.node.node_type} where a save "
+                           f"names its pack ({', '.join(claim.pack)}) or gives an input only it reads; else as "
+                           f"{default.node_type} from {self._sources[default.node_type]}"})
 
     def add_module(self, module: ModuleType, source: str = "builtin") -> list[type[Node]]:
         """Register every public concrete node class a module defines (one that has its own run;
@@ -115,15 +135,19 @@ class Registry:
         return self._sources.get(node_type)
 
     def comfy_node(self, class_type: str) -> type[Node] | None:
-        """Our node for a ComfyUI class name, or for a `claimant_key`: the class's default claimant
-        (Claim.rank: an alias first, else a node of the same name that declares no ComfyUI class,
-        graphflow's own nodes and alias-less plugins, as `export_ui` writes them). A node
-        declaring aliases answers to those only, so a pack node's own graphflow name (say
-        `ImageOverlay`) never claims another pack's class of that name."""
-        cls = self._comfy.get(class_type)
-        if cls is None and class_type in self._keys:
-            cls = self._keys[class_type][1]
-        return cls
+        """Our node for a ComfyUI class name: the class's default claimant (Claim.rank: an alias
+        first, else a node of the same name that declares no ComfyUI class, graphflow's own nodes
+        and alias-less plugins, as `export_ui` writes them). A node declaring aliases answers to
+        those only, so a pack node's own graphflow name (say `ImageOverlay`) never claims another
+        pack's class of that name; except a claimant chosen by its pack (PostProcBlur of "Blur"),
+        which answers its own type as that name's sole claimant (our exports before it claimed
+        the class wrote that name). Never a `claimant_key`: see claimant_node."""
+        return self._comfy.get(class_type) or self._sole.get(class_type)
+
+    def claimant_node(self, key: str) -> type[Node] | None:
+        """Our node for a class name (comfy_node) or a claimant_key, which only the claimant choice
+        (comfy_format's _claimant_class) makes: what a node already read is looked up by."""
+        return self._keys[key][1] if key in self._keys else self.comfy_node(key)
 
     def claimants(self, class_type: str) -> list[Claim]:
         """Every node claiming a ComfyUI class name (two packs register "Blur"): the default first."""
@@ -138,7 +162,7 @@ class Registry:
 
     def comfy_class(self, key: str) -> str:
         """The ComfyUI class name a claimant_key stands for (any other name: itself)."""
-        return self._keys[key][0] if key in self._keys else key
+        return self._keys[key][0] if isinstance(key, str) and key in self._keys else key
 
     def claim(self, key: str) -> Claim | None:
         """The claim a class name (its default) or claimant_key reads as."""
@@ -175,9 +199,14 @@ class Registry:
         }
 
 
+# Joins a claimant_key: a control character no ComfyUI class name carries (some end in "[Pack]")
+KEY_SEP = "\x1f"
+
+
 def claimant_key(class_type: str, cls: type[Node]) -> str:
-    """The name a non-default claimant of a ComfyUI class is read under ("Blur [PostProcBlur]")."""
-    return f"{class_type} [{cls.node_type}]"
+    """The name a non-default claimant of a ComfyUI class is read under internally, never shown
+    (registry.comfy_class gives the class name back): "Blur", KEY_SEP, "PostProcBlur"."""
+    return f"{class_type}{KEY_SEP}{cls.node_type}"
 
 
 _default: Registry | None = None

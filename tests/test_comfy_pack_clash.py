@@ -273,3 +273,165 @@ def test_validation_names_the_chosen_claimants_input(registry):
     assert [(p.node_id, p.input) for p in problems] == [("2", "blur_radius")]  # PostProcBlur's: at most 15
     problems = validate(parse_workflow(blur_save([99, 0.7]), registry), registry, ["2"])
     assert [(p.node_id, p.input) for p in problems] == [("2", "radius")]  # Masquerade's: at most 48
+
+
+# --- review mends ---------------------------------------------------------------------------
+
+
+def test_an_export_from_before_the_clash_naming_post_proc_blur_still_reads(registry):
+    """Our exports before PostProcBlur claimed "Blur" wrote its own type as the class: such saves
+    read as it (the sole claimant of that name), and export again as "Blur" with the pack ids."""
+    assert registry.comfy_node("PostProcBlur").node_type == "PostProcBlur"
+    assert registry.comfy_node("ImageFiltersLatentStats").node_type == "ImageFiltersLatentStats"
+    prompt = blur_prompt(blur_radius=3, sigma=1.5)
+    prompt["2"]["class_type"] = "PostProcBlur"
+    node = parse_workflow(prompt, registry).nodes["2"]
+    assert (node.type, node.inputs["blur_radius"], node.inputs["sigma"]) == ("PostProcBlur", 3, 1.5)
+    save = blur_save([3, 1.5])
+    save["nodes"][1]["type"] = "PostProcBlur"
+    workflow = parse_workflow(save, registry)
+    node = workflow.nodes["2"]
+    assert (node.type, node.inputs["blur_radius"], node.inputs["sigma"]) == ("PostProcBlur", 3, 1.5)
+    written = json.loads(json.dumps(export_ui(workflow, registry)))
+    blur = next(n for n in written["nodes"] if n["id"] == 2)
+    assert blur["type"] == "Blur" and blur["properties"]["cnr_id"] == POST["cnr_id"]
+    assert parse_workflow(written, registry).nodes["2"].type == "PostProcBlur"
+
+
+def test_object_info_lists_each_non_default_claimant_under_its_own_type(registry):
+    """The served editor adds nodes from /object_info: PostProcBlur and ImageFiltersLatentStats are
+    there under their own types (read by our input names), the class names stay the default's."""
+    from graphflow.server.comfyui_object_info import object_info
+    info = object_info(registry)
+    assert info["Blur"]["graphflow_node"] == "MasqueradeBlur"
+    assert info["LatentStats"]["graphflow_node"] == "LatentStats"
+    assert info["PostProcBlur"]["graphflow_node"] == "PostProcBlur"
+    assert set(info["PostProcBlur"]["input"]["required"]) == {"image", "blur_radius", "sigma"}
+    assert info["ImageFiltersLatentStats"]["graphflow_node"] == "ImageFiltersLatentStats"
+    queued = blur_prompt(blur_radius=2, sigma=1.0)  # as the editor queues a node added under that name
+    queued["2"]["class_type"] = "PostProcBlur"
+    assert parse_workflow(queued, registry).nodes["2"].type == "PostProcBlur"
+
+
+@pytest.mark.parametrize("saved, written", [("T2IAdapterLoader", "ControlNetLoader"),
+                                            ("ConditioningAverage ", "ConditioningAverage")])
+def test_a_renamed_class_exports_under_its_current_name(registry, saved, written):
+    from graphflow.comfy_format import RENAMED_TYPES
+    assert RENAMED_TYPES[saved] == written
+    if saved == "T2IAdapterLoader":
+        node = ui_node(1, saved, ["x.safetensors"], [], [("CONTROL_NET", "CONTROL_NET", [])])
+    else:
+        node = ui_node(1, saved, [0.5], [("conditioning_to", "CONDITIONING", None, False),
+                                         ("conditioning_from", "CONDITIONING", None, False)],
+                       [("CONDITIONING", "CONDITIONING", [])])
+    node["pos"] = [123, 456]
+    workflow = parse_workflow(ui_graph([node]), registry)
+    (out,) = export_ui(workflow, registry)["nodes"]
+    assert out["type"] == written and out["pos"] == [123, 456]  # the saved node kept, under today's name
+
+
+def test_claimant_keys_stay_inside(registry):
+    """The name a claimant is read under is never shown (notes name the ComfyUI class) and a save
+    can't type it: it has a character no ComfyUI class name carries, and typed it is unknown."""
+    from graphflow.registry import KEY_SEP
+    post = registry.get("PostProcBlur")
+    key = registry.claimant_key("Blur", post)
+    assert KEY_SEP in key and not KEY_SEP.isprintable()
+    assert registry.comfy_node(key) is None and registry.claimant_node(key) is post
+    assert registry.comfy_class(key) == "Blur"
+    workflow = parse_workflow(blur_prompt(blur_radius=2.5, sigma=1.0), registry)
+    assert workflow.nodes["2"].type == "PostProcBlur"
+    assert [(n["node_type"], n["input"]) for n in workflow.notes] == [("Blur", "blur_radius")]
+    for typed in (key, "Blur [PostProcBlur]"):
+        prompt = blur_prompt(blur_radius=2, sigma=1.0)
+        prompt["2"]["class_type"] = typed
+        assert registry.get(parse_workflow(prompt, registry).nodes["2"].type) is None, typed
+        save = blur_save([2, 0.7])
+        save["nodes"][1]["type"] = typed
+        read = parse_workflow(save, registry)
+        assert registry.get(read.nodes["2"].type) is None, typed
+        assert KEY_SEP not in json.dumps(export_ui(read, registry))
+
+
+def _plugin_node(name, alias=None, **ints):
+    from graphflow.api import LATENT
+    namespace = {"__doc__": f"{name}.", "__annotations__": {"samples": LATENT}, "samples": None,
+                 "category": "test", "outputs": {"LATENT": LATENT}, "run": lambda self: (self.samples,)}
+    for input_name, default in ints.items():
+        namespace["__annotations__"][input_name] = int
+        namespace[input_name] = Int(default)
+    if alias is not None:
+        namespace["comfy"] = alias
+    return type(name, (Node,), namespace)
+
+
+UPSCALE = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+           "2": {"class_type": "LatentUpscale", "inputs": {"samples": ["1", 0], "upscale_method": "bilinear",
+                                                            "width": 64, "height": 64, "crop": "disabled"}}}
+
+
+def test_a_plugins_packed_claimant_of_a_core_class_is_reported_and_chosen_by_its_own_names():
+    registry = Registry().load_builtin()
+    registry.add(_plugin_node("PlugUpscale", ComfyAlias(("LatentUpscale",), pack=("my-pack",)), tile=1),
+                 source="my_plugin")
+    (problem,) = [p for p in registry.problems if p["plugin"] == "my_plugin"]
+    assert problem["kind"] == "info" and "'LatentUpscale'" in problem["message"] and "PlugUpscale" in problem["message"]
+    stray = json.loads(json.dumps(UPSCALE))
+    stray["2"]["inputs"]["tile"] = 2  # a core prompt with one stray input stays core
+    assert parse_workflow(stray, registry).nodes["2"].type == "LatentUpscale"
+    own = {"1": UPSCALE["1"], "2": {"class_type": "LatentUpscale", "inputs": {"samples": ["1", 0], "tile": 2}}}
+    assert parse_workflow(own, registry).nodes["2"].type == "PlugUpscale"
+
+
+def test_a_plugin_alias_displacing_our_own_node_is_reported():
+    registry = Registry().load_builtin()
+    registry.add(_plugin_node("PlugStats", ComfyAlias(("LatentStats",))), source="my_plugin")
+    assert registry.comfy_node("LatentStats").node_type == "PlugStats"
+    (problem,) = [p for p in registry.problems if p["plugin"] == "my_plugin"]
+    assert problem["kind"] == "clash" and "no longer as LatentStats" in problem["message"]
+
+
+def test_an_alias_less_plugin_node_named_like_a_core_class_is_chosen_by_the_plugins_name():
+    registry = Registry().load_builtin()
+    plug = _plugin_node("PlugNamesake")
+    plug.node_type = "CLIPTextEncode"
+    registry.add(plug, source="my_plugin")
+    (claim,) = [c for c in registry.claimants("CLIPTextEncode") if c.node is plug]
+    assert claim.pack == ("my_plugin",)
+    workflow = parse_workflow({"version": 1, "nodes": {
+        "1": {"type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64}},
+        "2": {"type": "CLIPTextEncode", "inputs": {"samples": ["1", 0]}}}}, registry)
+    written = json.loads(json.dumps(export_ui(workflow, registry)))
+    node = next(n for n in written["nodes"] if n["id"] == 2)
+    assert node["type"] == "CLIPTextEncode" and node["properties"]["cnr_id"] == "my_plugin"
+    assert parse_workflow(written, registry).nodes["2"].type == "CLIPTextEncode"
+
+
+def test_a_ui_save_of_our_latent_interpolate_without_pack_id_is_read_by_its_input_names(registry):
+    ours = {"version": 1, "nodes": {
+        "1": {"type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64}},
+        "2": {"type": "LatentInterpolate", "inputs": {"latent_a": ["1", 0], "latent_b": ["1", 0], "t": 0.3,
+                                                      "method": "lerp"}}}}
+    ui = json.loads(json.dumps(export_ui(parse_workflow(ours, registry), registry)))
+    node = next(n for n in ui["nodes"] if n["id"] == 2)
+    node["properties"].pop("cnr_id")  # an editor that drops it
+    again = parse_workflow(ui, registry).nodes["2"]
+    assert again.type == "LatentInterpolate" and again.inputs["method"] == "lerp" and again.inputs["t"] == 0.3
+    core = ui_node(2, "LatentInterpolate", [0.5], [("samples1", "LATENT", 1, False), ("samples2", "LATENT", 2, False)],
+                   [("LATENT", "LATENT", [])])
+    save = ui_graph([ui_node(1, "EmptyLatentImage", [64, 64, 1], outputs=[("LATENT", "LATENT", [1, 2])]), core],
+                    [[1, 1, 0, 2, 0, "LATENT"], [2, 1, 0, 2, 1, "LATENT"]])
+    assert parse_workflow(save, registry).nodes["2"].type == "LatentNormInterpolate"
+
+
+def test_the_docs_say_the_input_name_rule_only_where_it_can_choose(registry):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("make_comfy_docs", Path(__file__).parent.parent / "tools" /
+                                                  "make_comfy_docs.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (stats,) = tool._claim_notes(registry, "LatentStats", registry.get("ImageFiltersLatentStats"))
+    assert "cnr_id" in stats and "input name" not in stats  # both read only `latent`
+    (blur,) = tool._claim_notes(registry, "Blur", registry.get("PostProcBlur"))
+    assert "input name only it reads" in blur

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from graphflow import comfy_pack_nodes
-from graphflow.comfy_format import CUSTOM_PACKS, PACK_NOTES, comfy_catalogue, custom_pack
+from graphflow.comfy_format import CUSTOM_PACKS, PACK_NOTES, _read_names, comfy_catalogue, custom_pack
 from graphflow.server.comfyui_messages import MESSAGE_TYPES
 from graphflow.server.comfyui_routes import ROUTES
 from graphflow.registry import Registry
@@ -161,8 +161,11 @@ def _claim_notes(registry, class_type: str, cls) -> list[str]:
         return [f"the default of the nodes claiming `{class_type}` (also {others})"]
     claim = next(c for c in claims if c.node is cls)
     ids = " or ".join(f"`{i}`" for i in claim.pack)
-    return [f"read where a UI save's cnr_id / aux_id is {ids}, or an API prompt gives an input name only it "
-            f"reads (else `{class_type}` is `{claims[0].node.node_type}`)"]
+    # the input-name rule can choose it only where it reads a name the default does not
+    distinct = _read_names(class_type, cls, default=False) - _read_names(class_type, claims[0].node, default=True)
+    by_names = ", or a save gives an input name only it reads" if distinct else ""
+    return [f"read where a UI save's cnr_id / aux_id is {ids}{by_names} "
+            f"(else `{class_type}` is `{claims[0].node.node_type}`)"]
 
 
 def render() -> str:

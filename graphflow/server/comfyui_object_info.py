@@ -120,7 +120,9 @@ def class_info(cls, class_type: str, alias: ComfyAlias) -> dict:
 
 def object_info(registry) -> dict:
     """ComfyUI class name -> object_info entry, for every ComfyUI class one of our nodes answers to,
-    and for our nodes that have no ComfyUI counterpart, under their own names."""
+    and for our nodes that have no ComfyUI counterpart, under their own names. A node claiming a
+    class another node is the default of (PostProcBlur of "Blur") is listed under its own node
+    type, which it answers (Registry.comfy_node), so the editor can add it."""
     info = {}
     for cls in registry:
         node_type = cls.node_type
@@ -129,6 +131,8 @@ def object_info(registry) -> dict:
             for class_type in alias.class_types:
                 if registry.comfy_node(class_type) is cls:
                     info[class_type] = class_info(cls, class_type, alias)
+                elif registry.comfy_node(node_type) is cls and node_type not in info:
+                    info[node_type] = class_info(cls, node_type, ComfyAlias((node_type,)))  # read by our names
         if not aliases and node_type not in info:
             info[node_type] = class_info(cls, node_type, ComfyAlias((node_type,)))
     return info
