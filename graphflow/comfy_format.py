@@ -434,7 +434,7 @@ def _ui_type(node: dict, registry):
     if not isinstance(node_type, str):
         return node_type
     node_type = RENAMED_TYPES.get(node_type, _raw_class(node_type))
-    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    properties = comfy_pack_nodes.node_properties(node)
     names = [(i.get("widget") or {}).get("name") or i.get("name") for i in node.get("inputs") or []
              if isinstance(i, dict) and isinstance(i.get("widget") or {}, dict)]
     return _claimant_class(node_type, registry, properties=properties,
@@ -950,7 +950,7 @@ class _Resolver:
             if not values or relayed:
                 return None
             value = values[0]
-            properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            properties = comfy_pack_nodes.node_properties(node)
             if self.replace and properties.get(REPLACE_PROPERTY) and value and isinstance(value, str):
                 value = self.replace(value)
             return ("value", value)
@@ -1114,7 +1114,7 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
 
     def search_name(node):  # the editor gives every node but the save nodes its class as this name
         default = None if node.get("type") in SAVE_TYPES else node.get("type")
-        return (node.get("properties") or {}).get("Node name for S&R", default)
+        return comfy_pack_nodes.node_properties(node).get("Node name for S&R", default)
 
     def one(match):
         inner = match.group(1)
@@ -1237,7 +1237,7 @@ def ui_to_api(data: dict, registry, now: datetime | None = None,
             for entry in order:
                 if entry.get("widget") and entry["type"] != "COMBO" and "default" in entry and entry["name"] not in cut:
                     inputs.setdefault(entry["name"], entry["default"])
-        extra = (node.get("properties") or {}).get(EXTRA_PROPERTY)
+        extra = comfy_pack_nodes.node_properties(node).get(EXTRA_PROPERTY)
         if isinstance(extra, dict):
             for name, value in extra.items():
                 inputs.setdefault(str(name), value)
@@ -1714,7 +1714,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         # place among its positional widgets; they ride in the node's properties, which ComfyUI keeps.
         known = {spec["name"] for spec in order}
         extra = {k: v for k, v in inputs.items() if k not in known and _is_value(v)}
-        properties = dict(ui_node.get("properties") or {})
+        properties = dict(comfy_pack_nodes.node_properties(ui_node))
         properties.pop(EXTRA_PROPERTY, None)
         # the pack ids that choose this claimant (also on a kept node: one read by its type or input
         # names may lack them); a kept node keeps any other ids it has

@@ -74,6 +74,12 @@ REGEX_KINDS = ("title", "input", "prompt", "negative", "group")
 REGEX_SECONDS = 1.0  # the most a broadcast's regex may take over the graph's labels
 
 
+def node_properties(node: dict) -> dict:
+    """A UI-format node's "properties", or {} where a save has none or something else there."""
+    properties = node.get("properties")
+    return properties if isinstance(properties, dict) else {}
+
+
 def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
     problems: list[Problem] = []
     _set_get(nodes, problems)
@@ -83,7 +89,7 @@ def resolve(nodes: dict[str, dict], links: dict[str, tuple]) -> list[Problem]:
         # one text value: the JSON list itself (as graphflow wrote the node before it wrote the pack's shape)
         if node.get("type") == POWER_LORA_LOADER and isinstance(values, list) and \
                 not (len(values) == 1 and isinstance(values[0], str)):
-            properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            properties = node_properties(node)
             separate = properties.get(SHOW_STRENGTHS) == SEPARATE_STRENGTHS
             rows = [{**row, "strengthTwo": (1 if row.get("strengthTwo") is None else row["strengthTwo"])
                      if separate else None} for row in _power_lora_rows(values)]
@@ -221,7 +227,7 @@ def _name(node: dict) -> str:
 def _settings(node: dict) -> dict:
     """The node's Use Everywhere settings in the pack's 7.0 shape (`properties.ue_properties`),
     older saves converted as the pack converts them on loading."""
-    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    properties = node_properties(node)
     saved = properties.get("ue_properties") if isinstance(properties.get("ue_properties"), dict) else {}
     if not _version_at_least(saved.get("version"), (7, 0)):
         values = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
@@ -304,7 +310,7 @@ def _live(node: dict) -> bool:
 
 
 def _label(node: dict) -> str:
-    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    properties = node_properties(node)
     return node.get("title") or properties.get("Node name for S&R") or node.get("type") or ""
 
 
@@ -353,7 +359,7 @@ def _broadcasts(nodes: dict, links: dict, problems: list) -> None:
         if node.get("type") in TYPES or node.get("type") in ("__forward", "PrimitiveNode", "Reroute", "Note",
                                                                "MarkdownNote") or not _live(node):
             continue
-        properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+        properties = node_properties(node)
         if properties.get("rejects_ue_links"):
             continue
         ue = properties.get("ue_properties") if isinstance(properties.get("ue_properties"), dict) else {}

@@ -1662,6 +1662,23 @@ def test_integer_widget_text_is_read_as_pythons_int_as_comfyui_does(builtin_regi
         assert repr(text) in problem.message and "expected an integer" in problem.message
 
 
+@pytest.mark.parametrize("properties", ["oops", ["x"], 3, None])
+def test_ui_node_properties_that_are_no_object_are_taken_as_none(builtin_registry, properties):
+    """A UI node whose "properties" is text, a list or a number (a hand-edited or foreign save) is read
+    as having none, with its prefix pattern and search name looked up safely (it raised AttributeError
+    inside the reader); exported back with an object there."""
+    save = {"last_node_id": 2, "last_link_id": 1, "version": 0.4, "groups": [], "config": {}, "extra": {},
+            "links": [[1, 1, 0, 2, 0, "LATENT"]],
+            "nodes": [{"id": 1, "type": "EmptyLatentImage", "mode": 0, "inputs": [], "properties": properties,
+                       "outputs": [{"name": "LATENT", "type": "LATENT", "links": [1]}], "widgets_values": [64, 64, 1]},
+                      {"id": 2, "type": "SaveLatent", "mode": 0, "properties": properties,
+                       "inputs": [{"name": "samples", "type": "LATENT", "link": 1}], "outputs": [],
+                       "widgets_values": ["%EmptyLatentImage.width%_x"]}]}
+    workflow = import_ui(save, builtin_registry)
+    assert validate(workflow, builtin_registry) == []
+    assert all(isinstance(node["properties"], dict) for node in export_ui(workflow, builtin_registry)["nodes"])
+
+
 def test_filename_reference_to_a_node_whose_save_is_refused_names_that_node(builtin_registry):
     """%Node.widget% in a save node's prefix, naming a node whose widgets can't be read (a Sampler
     Select Helper+ from a ComfyUI with another sampler list): the problem names that node by id."""
