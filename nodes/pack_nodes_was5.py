@@ -40,10 +40,12 @@ import hashlib
 import logging
 import pprint
 import random
+import re
 
 from graphflow.api import IMAGE, INT, LATENT, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, \
     NodeInputError, Size, Text, check_interrupted
 from nodes.pack_nodes_was import DICT, LIST, SEED_MAX
+from nodes.pack_nodes_was4 import PALETTE_WORK_BUDGET
 from nodes.pack_nodes_was_image import IMAGE_BOUNDS, _batch, _bounds, _pictures
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
@@ -565,12 +567,17 @@ def ordered_dither(picture, colors: int):
     return dithered
 
 
-def hex_colour(line: str, input_name: str) -> tuple[int, int, int]:
+HEX_COLOUR = re.compile(r"#?[0-9A-Fa-f]{6}")
+PALETTE_LINES_MAX = 1024  # palette colours a line list may hold: each is a pass over the picture
+
+
+def hex_colour(line, input_name: str) -> tuple[int, int, int]:
+    """A palette line "#rrggbb" (the "#" optional) as its 8-bit (red, green, blue); anything else,
+    a non-text line too, is refused naming input_name."""
+    if not isinstance(line, str) or not HEX_COLOUR.fullmatch(line):
+        raise NodeInputError(input_name, f"expected a hex colour a line (#rrggbb), got {line!r}")
     text = line.lstrip("#")
-    try:
-        return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
-    except ValueError:
-        raise NodeInputError(input_name, f"expected a hex colour a line (#rrggbb), got {line!r}") from None
+    return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
 
 
 def palette_mapped(picture, palette: list, mode: str, reverse: bool):
@@ -594,14 +601,34 @@ def palette_mapped(picture, palette: list, mode: str, reverse: bool):
     pixels = np.array(picture, dtype=np.int64)  # [H, W, 3]
     if mode == "Linear":
         chosen = pixels[..., 0] % len(colours)
-    else:
-        wrapped = ((pixels[:, :, None, :] - ordered) % 256).sum(-1) % 256  # [H, W, N]
-        pixel_light = pixels @ np.array([0.299, 0.587, 0.114])
-        palette_light = ordered @ np.array([0.299, 0.587, 0.114])
-        tonal = np.abs(pixel_light[:, :, None] - palette_light)
+        return Image.fromarray(ordered[chosen].astype(np.uint8), "RGB")
+    pixel_light = pixels @ np.array([0.299, 0.587, 0.114])
+    # one palette colour at a time, keeping each pixel's nearest so far (the first of equals, as
+    # argmin over all of them), so the work holds a few pictures, not one per palette colour
+    nearest = np.full(pixel_light.shape, np.inf)
+    chosen = np.zeros(pixel_light.shape, dtype=np.int64)
+    for index, colour in enumerate(ordered):
+        if index % 64 == 0:
+            check_interrupted()
+        wrapped = ((pixels - colour) % 256).sum(-1) % 256
+        tonal = np.abs(pixel_light - float(colour @ np.array([0.299, 0.587, 0.114])))
         distance = {"Brightness": wrapped, "Tonal": tonal, "BrightnessAndTonal": tonal + wrapped}[mode]
-        chosen = np.argmin(distance, axis=-1)
+        closer = distance < nearest
+        nearest = np.where(closer, distance, nearest)
+        chosen[closer] = index
     return Image.fromarray(ordered[chosen].astype(np.uint8), "RGB")
+
+
+def kmeans_fits(pixels: int, colors: int, size: str):
+    """Refuse, naming num_colors, a KMeans of more colours than pixels (scikit-learn's ValueError)
+    or one over Image Color Palette's work budget (pixels x colours: KMeans can't be stopped)."""
+    if colors > pixels:
+        raise NodeInputError("num_colors", f"{colors} colours from a {size} picture of {pixels} pixels: "
+                                           "expected at most one colour per pixel")
+    if pixels * colors > PALETTE_WORK_BUDGET:
+        raise NodeInputError("num_colors", f"{colors} colours of a {size} picture is over the KMeans work budget "
+                                           f"({PALETTE_WORK_BUDGET:,} pixels x colours): at most "
+                                           f"{PALETTE_WORK_BUDGET // pixels} for this size")
 
 
 class WasImagePixelate(Node):
@@ -610,7 +637,10 @@ class WasImagePixelate(Node):
     random_state 42, tol 0.001, at most 100 iterations: the pack does not pass max_iterations on),
     dithered if dither is "True" (FloydSteinberg over num_colors levels a channel, or the pack's
     Ordered), mapped onto the n-th of color_palettes (hex lines) if linked, by color_palette_mode
-    and reverse_palette, and enlarged back (nearest). init_mode "none" skips the flattening. An API
+    and reverse_palette, and enlarged back (nearest). init_mode "none" skips the flattening. Refused
+    here, where the pack fails or runs long: more colours than the shrunk picture's pixels, pixels x
+    num_colors over Image Color Palette's KMeans budget (16,777,216), a palette line that is not
+    "#rrggbb" and a palette of more than 1,024 lines. An API
     prompt without color_palette_mode maps "Linear", as the pack's function does (its widget shows
     "Brightness" first)."""
     category = "WAS Suite/Image/Process"
@@ -637,7 +667,15 @@ class WasImagePixelate(Node):
         from sklearn.cluster import KMeans
 
         limit, colors = int(self.pixelation_size), int(self.num_colors)
-        palettes = [[line.strip() for line in text.splitlines()] for text in (self.color_palettes or [])]
+        palettes = []
+        for text in self.color_palettes or []:
+            if not isinstance(text, str):
+                raise NodeInputError("color_palettes", f"expected a list of texts (hex colours a line), got an "
+                                                       f"element {text!r}")
+            palettes.append([line.strip() for line in text.splitlines()])
+            if len(palettes[-1]) > PALETTE_LINES_MAX:
+                raise NodeInputError("color_palettes", f"palette {len(palettes)} has {len(palettes[-1])} lines: "
+                                                       f"at most {PALETTE_LINES_MAX} colours a palette")
         pictures = _pictures(self.images, "images")
         if palettes and len(palettes) < len(pictures):
             raise NodeInputError("color_palettes", f"{len(palettes)} palettes for {len(pictures)} images: "
@@ -655,6 +693,7 @@ class WasImagePixelate(Node):
                 small = picture.resize(size, Image.NEAREST)
             if self.init_mode != "none":
                 pixels = np.array(small).reshape(-1, 3)
+                kmeans_fits(len(pixels), colors, f"{small.width} x {small.height}")
                 kmeans = KMeans(n_clusters=colors, init=self.init_mode, max_iter=100, tol=1e-3, random_state=42,
                                 n_init="auto")
                 labels = kmeans.fit_predict(pixels)

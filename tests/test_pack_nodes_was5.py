@@ -300,6 +300,50 @@ def test_pixelate_palette_modes(registry):
     assert caught.value.input == "color_palettes"
 
 
+def palette_reference(source, palette, mode, reverse):
+    """The pack's nearest-colour mapping all at once: every pixel's distance to every sorted
+    palette colour ([H, W, N]: 8-bit differences wrapping as uint8, or luma), argmin."""
+    colours = palette[::-1] if reverse else palette
+    manhattan = lambda c: sum(abs(v - 128) for v in c)  # noqa: E731
+    key = {"Brightness": lambda c: sum(c) / 3, "Tonal": manhattan,
+           "BrightnessAndTonal": lambda c: (sum(c) / 3, manhattan(c))}[mode]
+    ordered = np.array(sorted(colours, key=key), dtype=np.int64)
+    pixels = np.asarray(source, dtype=np.int64)
+    wrapped = ((pixels[:, :, None, :] - ordered) % 256).sum(-1) % 256
+    luma = np.array([0.299, 0.587, 0.114])
+    tonal = np.abs((pixels @ luma)[:, :, None] - ordered @ luma)
+    distance = {"Brightness": wrapped, "Tonal": tonal, "BrightnessAndTonal": tonal + wrapped}[mode]
+    return ordered[np.argmin(distance, axis=-1)].astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["Brightness", "Tonal", "BrightnessAndTonal"])
+def test_pixelate_palette_mapped_colour_by_colour_is_the_all_at_once_argmin(registry, mode):
+    source = picture(30, 20, 9)
+    rng = np.random.default_rng(3)
+    colours = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(70)] + [(0, 0, 0), (0, 0, 0)]
+    text = "\n".join("#%02x%02x%02x" % c for c in colours)
+    for reverse in ("False", "True"):
+        out = call(registry, "WasImagePixelate", images=image_of(source), init_mode="none", pixelation_size=30,
+                   color_palettes=[text], color_palette_mode=mode, reverse_palette=reverse)
+        assert np.array_equal(levels_of(out), palette_reference(source, colours, mode, reverse == "True"))
+
+
+def test_pixelate_refuses_bad_palettes_and_kmeans_over_budget(registry):
+    source = image_of(picture(20, 20))
+    for palettes in ([["#ff0000"]], ["#-10000"], ["#ff00ff00"], ["#ff0000\n" * 1025]):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImagePixelate", images=source, init_mode="none", color_palettes=palettes)
+        assert caught.value.input == "color_palettes", palettes
+    assert call(registry, "WasImagePixelate", images=source, init_mode="none",
+                color_palettes=["ff0000\n#00FF00"]).shape == (1, 20, 20, 3)  # "#" optional, either case
+    with pytest.raises(NodeInputError) as caught:  # 16 colours of 9 pixels: scikit-learn's ValueError before
+        call(registry, "WasImagePixelate", images=image_of(picture(3, 3)))
+    assert caught.value.input == "num_colors"
+    with pytest.raises(NodeInputError) as caught:  # 480 x 480 x 256 is over 2 ** 24, refused before KMeans
+        call(registry, "WasImagePixelate", images=image_of(picture(480, 480)), pixelation_size=480, num_colors=256)
+    assert caught.value.input == "num_colors" and "at most 72" in str(caught.value)
+
+
 # -- noise ----------------------------------------------------------------------------------------
 
 
