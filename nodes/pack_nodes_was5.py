@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import pprint
 import random
 import re
@@ -819,7 +820,8 @@ class WasImagePerlinPowerFractal(Node):
     (persistence ** (n + 1)) ** exponent, over width x height at 1 / scale, stretched onto
     black..white, as an RGB picture. The permutation is Python's random shuffle seeded with seed,
     as the pack does; the pack leaves seed 0 unseeded (a new picture each run), here 0 is a seed
-    like the others."""
+    like the others. Weights past a float's range (where the pack raises OverflowError) are refused
+    naming exponent."""
     category = "WAS Suite/Image/Generate/Noise"
     width: int = Int(512, min=64, max=8192, resource="width")
     height: int = Int(512, min=64, max=8192, resource="height")
@@ -840,9 +842,17 @@ class WasImagePerlinPowerFractal(Node):
         from PIL import Image
 
         octaves, amplitude = [], 1.0
-        for octave in range(self.octaves):  # the pack steps the amplitude before it weighs an octave
-            amplitude *= self.persistence
-            octaves.append((self.lacunarity ** octave, amplitude ** self.exponent))
+        try:
+            for octave in range(self.octaves):  # the pack steps the amplitude before it weighs an octave
+                amplitude *= self.persistence
+                octaves.append((self.lacunarity ** octave, amplitude ** self.exponent))
+        except OverflowError:  # the pack's Python float power fails alike
+            octaves = None
+        # improved noise stays within -1..1, so twice the summed weights bounds the span it is stretched by
+        if octaves is None or not math.isfinite(2 * sum(abs(weight) for _, weight in octaves)):
+            raise NodeInputError("exponent", f"(persistence ** octave) ** exponent is past a float's range for "
+                                             f"persistence {self.persistence}, exponent {self.exponent} and "
+                                             f"{self.octaves} octaves: expected a smaller exponent or persistence")
         levels = perlin_levels(self.width, self.height, self.scale, self.seed, octaves)
         return _generated(Image.fromarray(levels, "L"))
 

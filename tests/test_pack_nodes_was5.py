@@ -578,6 +578,17 @@ def test_perlin_power_fractal_weights_octaves_as_the_pack(registry):
     assert np.array_equal(levels_of(out)[..., 1], expected)
 
 
+def test_perlin_power_fractal_weights_past_a_float_are_refused_naming_exponent(registry):
+    with pytest.raises(OverflowError):  # the pack's own weight, (persistence ** 2) ** exponent
+        (100.0 ** 2) ** 100.0
+    # an OverflowError; 10 ** 308: each weight a float, their span (twice the sum) not
+    for persistence, exponent in ((100.0, 100.0), (10.0, 38.5)):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImagePerlinPowerFractal", width=64, height=64, octaves=8, persistence=persistence,
+                 exponent=exponent, seed=1)
+        assert caught.value.input == "exponent"
+
+
 def test_perlin_rows_worked_in_blocks_give_the_same_picture(registry, monkeypatch):
     from nodes import pack_nodes_was5
 
