@@ -408,16 +408,23 @@ def displaced(picture, displacement, amplitude: float):
     shift = np.trunc(amplitude * (np.array(displacement.convert("L"), dtype=np.float64) / 255)).astype(np.int64)
     rows, columns = np.indices((height, width))
     source_x, source_y = mirrored(columns + shift, width), mirrored(rows + shift, height)
-    if (source_x < 0).any() or (source_y < 0).any():  # the pack's getpixel reads past the picture there
-        raise NodeInputError("amplitude", f"a displacement of {amplitude} reaches more than twice the image's "
-                                          f"size ({width}x{height}) away")
+    # mirrored positions stay under the size, but one far past the edge mirrors below 0: Pillow's
+    # getpixel reads -size .. -1 from the far edge (as a Python index), and fails below -size
+    if (source_x < -width).any() or (source_y < -height).any():
+        raise NodeInputError("amplitude", f"a displacement of {amplitude} reaches too far past a {width}x{height} "
+                                          "image's edges: mirrored, it falls before -size, where the pack's "
+                                          "getpixel fails")
+    source_x = np.where(source_x < 0, source_x + width, source_x)
+    source_y = np.where(source_y < 0, source_y + height, source_y)
     return Image.fromarray(levels[source_y, source_x])
 
 
 class WasImageDisplacementWarp(Node):
     """Each image warped as WAS's Image Displacement Warp does: every pixel takes the colour of the
     one amplitude x (displacement level / 255) pixels right and down (cut toward zero; a negative
-    amplitude looks left and up), mirrored at the edges. The n-th image takes the n-th map (or the
+    amplitude looks left and up), mirrored at the edges; a position mirrored past the near edge
+    is read from the far one, as the pack's Pillow getpixel reads a negative index, and one
+    beyond that, where the pack fails, is refused naming amplitude. The n-th image takes the n-th map (or the
     last), as grey, scaled to cover the image and centre-cropped to it."""
     category = "WAS Suite/Image/Transform"
     images: IMAGE

@@ -226,6 +226,17 @@ def test_displacement_warp_matches_the_pack_loop(registry, amplitude):
     assert np.array_equal(levels_of(out), np.asarray(displace_reference(source, covered, amplitude)))
 
 
+@pytest.mark.parametrize("amplitude", [-35.0, 50.0, 54.0])
+def test_displacement_mirrored_below_zero_reads_from_the_far_edge_as_getpixel(registry, amplitude):
+    """Far enough (a position -41 .. -28 or 55 .. 68 on 14 pixels), the pack's mirroring gives
+    a negative position, which Pillow's getpixel reads from the far edge."""
+    source, displacement = picture(14, 14, 7), Image.new("L", (14, 14), 255)
+    displacement.putdata([255 - 3 * (i % 14) for i in range(14 * 14)])
+    out = call(registry, "WasImageDisplacementWarp", images=image_of(source),
+               displacement_maps=image_of(displacement.convert("RGB")), amplitude=amplitude)
+    assert np.array_equal(levels_of(out), np.asarray(displace_reference(source, displacement, amplitude)))
+
+
 def test_displacement_too_far_is_an_error(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageDisplacementWarp", images=image_of(picture(4, 4)),
