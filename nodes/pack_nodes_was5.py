@@ -1068,14 +1068,21 @@ def image_seed(picture) -> int:
 
 class WasImageToSeed(Node):
     """A seed from each image, as WAS's Image to Seed makes it: the first four bytes of the
-    SHA-256 of its 8-bit RGB pixels, read big-endian (0 .. 4294967295); a list, one per image."""
+    SHA-256 of its 8-bit pixels, read big-endian (0 .. 4294967295); a list, one per image. The
+    pixels' bytes are the pack's tensor2pil picture's: RGB, RGBA for a four-channel image (its
+    alpha hashed too), grey for one channel."""
     category = "WAS Suite/Image/Analyze"
     images: IMAGE
     outputs = {"INT": ListOf(INT)}
     comfy = ComfyAlias(("Image to Seed",))
 
     def run(self):
-        return [image_seed(p) for p in _pictures(self.images, "images")]
+        from graphflow.images import image_to_pil
+
+        if getattr(self.images, "dim", lambda: 0)() != 4:
+            raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+        # not _pictures: that drops alpha, which the pack's tensor2pil keeps
+        return [image_seed(image_to_pil(image)) for image in self.images]
 
 
 # -- debug ------------------------------------------------------------------------------------------

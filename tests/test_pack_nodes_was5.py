@@ -462,6 +462,10 @@ def test_image_to_seed_is_the_sha256_prefix(registry):
     a, b = picture(5, 5, 1), picture(5, 5, 2)
     seeds = call(registry, "WasImageToSeed", images=image_of(a, b))
     assert seeds == [int.from_bytes(hashlib.sha256(p.tobytes()).digest()[:4], "big") for p in (a, b)]
+    # RGBA: the pack's tensor2pil keeps alpha, so its bytes are hashed too
+    rgba = Image.fromarray(np.random.default_rng(4).integers(0, 256, (5, 6, 4), dtype=np.uint8), "RGBA")
+    assert call(registry, "WasImageToSeed", images=image_of(rgba)) == \
+        [int.from_bytes(hashlib.sha256(rgba.tobytes()).digest()[:4], "big")]
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageToSeed", images=torch.zeros(4, 4))
     assert caught.value.input == "images"
