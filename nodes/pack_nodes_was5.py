@@ -139,6 +139,7 @@ class WasImageCannyFilter(Node):
 
 
 GRAIN_DRAWS = 1 << 20  # noise specks drawn at a time, so a dense grain on a big picture stays small
+GRAIN_BYTES = 10  # bytes held at once for each pixel of the enlarged picture (see estimate)
 
 
 def film_grain(picture, density: float, intensity: float, highlights: float, factor: int, rng):
@@ -185,8 +186,10 @@ class WasImageFilmGrain(Node):
         factor = widgets.get("supersample_factor")
         if size is None or not isinstance(factor, int):
             return Estimate(size)
-        # the enlarged grey picture and its copy, a byte a pixel, and a batch of draws
-        return Estimate(size, memory=2 * size.pixels * factor * factor + GRAIN_DRAWS * 17)
+        # a lower bound (measured: some 14 B an enlarged pixel): the enlarged grey picture and its
+        # NumPy levels (a byte a pixel each), Pillow's RGB of them and its blur (4 B each), and a batch
+        # of draws (two int64 positions and a level each)
+        return Estimate(size, memory=GRAIN_BYTES * size.pixels * factor * factor + GRAIN_DRAWS * 17)
 
     def run(self):
         import numpy as np
