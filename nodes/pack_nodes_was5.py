@@ -291,6 +291,11 @@ class WasImageMonitorEffectsFilter(Node):
         return _batch(worked)
 
 
+# OpenCV's bilateral filter works some radius² neighbours a pixel and can't be stopped: 512 x 512 at
+# radius 64 ran 2 s here; radius² x pixels over this (1024 x 1024 at radius 64) is refused
+BILATERAL_BUDGET = 2 ** 32
+
+
 def fake_depth_of_field(picture, depth, mode: str, radius: int, samples: int):
     """The pack's portraitBlur: the picture kept where the depth picture (resized to it, as grey)
     is white, a blurred copy where it is black; with samples over 1, laid over the blur again."""
@@ -300,6 +305,11 @@ def fake_depth_of_field(picture, depth, mode: str, radius: int, samples: int):
 
     mask = depth.resize(picture.size).convert("L")
     if mode == "mock":  # the pack's medianFilter: OpenCV's bilateral filter
+        if radius * radius * picture.width * picture.height > BILATERAL_BUDGET:
+            fits = math.isqrt(BILATERAL_BUDGET // (picture.width * picture.height))
+            raise NodeInputError("radius", f"mode mock (a bilateral filter) at radius {radius} on a {picture.width} x "
+                                           f"{picture.height} image is over its work budget (radius² x pixels "
+                                           f"{BILATERAL_BUDGET:,}): at most {fits} for this size")
         blurred = Image.fromarray(cv2.bilateralFilter(np.array(picture), radius, radius * 1500, 75))
     elif mode == "gaussian":
         blurred = picture.filter(ImageFilter.GaussianBlur(radius=radius))
@@ -315,7 +325,9 @@ class WasImageFdofFilter(Node):
     """Fake depth of field as WAS's Image fDOF Filter makes it: each image blurred ("mock":
     OpenCV's bilateral filter of diameter radius, sigmas radius x 1500 and 75; "gaussian" or
     "box": Pillow's blur of radius) and the sharp image kept where its depth picture (resized to
-    it, as grey) is light. With samples 2 or 3 the sharp result is laid over the blur again. The
+    it, as grey) is light. With samples 2 or 3 the sharp result is laid over the blur again. "mock"
+    with radius² x pixels over 4,294,967,296 (1024 x 1024 at radius 64), which OpenCV would work
+    for long without a stop, is refused naming radius. The
     n-th image takes the n-th depth picture, or the last where depth has fewer (the pack fails
     there)."""
     category = "WAS Suite/Image/Filter"
@@ -339,21 +351,28 @@ class WasImageFdofFilter(Node):
 
 def lucy_sharpen(picture, iterations: int, kernel_size: int):
     """The pack's lucy_sharpen: Richardson-Lucy steps with a box kernel on each channel of the
-    edge-padded picture (SciPy's convolve2d, mode "same"), cropped back and cut to 8 bits."""
+    edge-padded picture (SciPy's convolve2d, mode "same"), cropped back and cut to 8 bits. The
+    box is worked as a column pass and a row pass (2 k sums a pixel, not k²: the same box, its
+    float32 sums rounded in another order)."""
     import numpy as np
     from PIL import Image
     from scipy.signal import convolve2d
 
     levels = np.array(picture, dtype=np.float32) / 255.0
-    kernel = np.ones((kernel_size, kernel_size), dtype=np.float32) / (kernel_size ** 2)
+    column = np.ones((kernel_size, 1), dtype=np.float32) / kernel_size
+    row = column.reshape(1, kernel_size)
+
+    def boxed(plane):
+        check_interrupted()
+        return convolve2d(convolve2d(plane, column, mode="same"), row, mode="same")
+
     padded = np.pad(levels, ((kernel_size, kernel_size), (kernel_size, kernel_size), (0, 0)), mode="edge")
     channels = []
     for channel in range(3):
         estimate = padded[:, :, channel]
         for _ in range(iterations):
-            check_interrupted()
-            ratio = estimate / (convolve2d(estimate, kernel, mode="same") + 1e-6)
-            estimate *= convolve2d(ratio, kernel, mode="same")
+            ratio = estimate / (boxed(estimate) + 1e-6)
+            estimate *= boxed(ratio)
         channels.append(estimate)
     sharpened = np.stack(channels, axis=-1)[kernel_size:-kernel_size, kernel_size:-kernel_size, :]
     return Image.fromarray(np.clip(sharpened * 255.0, 0, 255).astype(np.uint8))
@@ -361,7 +380,10 @@ def lucy_sharpen(picture, iterations: int, kernel_size: int):
 
 class WasImageLucySharpen(Node):
     """Each image sharpened as WAS's Image Lucy Sharpen does: iterations of Richardson-Lucy
-    deconvolution with a kernel_size box kernel, channel by channel, on the edge-padded image."""
+    deconvolution with a kernel_size box kernel, channel by channel, on the edge-padded image.
+    The box is applied as a column pass then a row pass, several times quicker than the pack's
+    k x k convolution at larger kernels; float rounding in that order moves a rare pixel by one
+    level from the pack's."""
     category = "WAS Suite/Image/Filter"
     images: IMAGE
     iterations: int = Int(2, min=1, max=12)
@@ -1007,6 +1029,9 @@ class WasImageVoronoiNoiseFilter(Node):
         return _generated(picture.convert("RGB" if self.RGB_output == "True" else "L"))
 
 
+NOISE_BYTES = 160  # Python objects Image to Noise holds a pixel (see its estimate)
+
+
 def image_noise(picture, colors: int, black_mix: int, brightness: float, gaussian_mix: float, seed: int):
     """The pack's image2noise: the picture quantized to colors (Pillow), its pixels shuffled by
     Python's random seeded with seed, black_mix passes of black specks (each pixel a coin toss, in
@@ -1024,8 +1049,8 @@ def image_noise(picture, colors: int, black_mix: int, brightness: float, gaussia
     black = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     specks = black.load()
     for _ in range(black_mix):
-        check_interrupted()
         for x in range(width):
+            check_interrupted()  # a pass is a Python coin toss a pixel: some seconds on a large image
             for y in range(height):
                 if rng.randint(0, 1) == 1:
                     specks[x, y] = (0, 0, 0, 255)
@@ -1054,6 +1079,15 @@ class WasImageToNoise(Node):
     seed: int = Int(0, min=0, max=SEED_MAX)
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("Image to Noise",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        if size is None:
+            return Estimate(None)
+        # the shuffle's Python list of pixel tuples and the nested list it is made from, for one
+        # image at a time: a lower bound (measured, by tracemalloc, some 176 B a pixel)
+        return Estimate(size, memory=NOISE_BYTES * size.pixels)
 
     def run(self):
         import numpy as np

@@ -212,21 +212,41 @@ def test_fdof_keeps_the_sharp_image_where_depth_is_light(registry):
     assert out.shape[0] == 2 and np.array_equal(levels_of(out, 1), np.asarray(twice))  # the last depth reused
 
 
-def test_lucy_sharpen_is_richardson_lucy_with_scipy(registry):
-    source = picture(10, 8)
-    out = call(registry, "WasImageLucySharpen", images=image_of(source), iterations=3, kernel_size=2)
+def test_fdof_mock_over_the_bilateral_budget_is_refused_naming_radius(registry):
+    big = torch.zeros(1, 1024, 1025, 3)
+    with pytest.raises(NodeInputError) as caught:  # 64² x 1024 x 1025 is just over 2 ** 32
+        call(registry, "WasImageFdofFilter", image=big, depth=big, mode="mock", radius=64)
+    assert caught.value.input == "radius" and "at most 63" in str(caught.value)
+    # the other modes are Pillow's quick blurs: not bounded
+    out = call(registry, "WasImageFdofFilter", image=big[:, :64, :64], depth=big[:, :64, :64], mode="box", radius=64)
+    assert out.shape == (1, 64, 64, 3)
+
+
+def lucy_reference(source, iterations, kernel_size):
+    """The pack's lucy_sharpen: SciPy's convolve2d with the k x k box, float32."""
     levels = np.asarray(source, dtype=np.float32) / 255.0
-    kernel = np.full((2, 2), 0.25, dtype=np.float32)
-    padded = np.pad(levels, ((2, 2), (2, 2), (0, 0)), mode="edge")
+    kernel = np.full((kernel_size, kernel_size), 1 / kernel_size ** 2, dtype=np.float32)
+    k = kernel_size
+    padded = np.pad(levels, ((k, k), (k, k), (0, 0)), mode="edge")
     channels = []
     for c in range(3):
         estimate = padded[:, :, c].copy()
-        for _ in range(3):
+        for _ in range(iterations):
             estimate = estimate * convolve2d(estimate / (convolve2d(estimate, kernel, mode="same") + 1e-6), kernel,
                                              mode="same")
         channels.append(estimate)
-    expected = np.clip(np.stack(channels, -1)[2:-2, 2:-2] * 255.0, 0, 255).astype(np.uint8)
-    assert np.array_equal(levels_of(out), expected)
+    return np.clip(np.stack(channels, -1)[k:-k, k:-k] * 255.0, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("iterations, kernel_size", [(3, 2), (2, 3), (12, 16), (5, 4)])
+def test_lucy_sharpen_is_richardson_lucy_with_scipy(registry, iterations, kernel_size):
+    """The box as two 1-D passes is the pack's k x k box: equal but for float32 rounding (one level,
+    at a rare pixel)."""
+    source = picture(40, 36, kernel_size)
+    out = levels_of(call(registry, "WasImageLucySharpen", images=image_of(source), iterations=iterations,
+                         kernel_size=kernel_size)).astype(int)
+    expected = lucy_reference(source, iterations, kernel_size)
+    assert np.abs(out - expected).max() <= 1 and np.mean(out != expected) < 0.002
 
 
 # -- displacement ---------------------------------------------------------------------------------
@@ -495,6 +515,28 @@ def test_image_to_noise_matches_pillow_and_seeded_random(registry):
     expected = np.asarray(Image.blend(blurred, result, 0.25))
     assert out.shape == (2, 6, 8, 4)
     assert np.array_equal(levels_of(out, 0), expected) and np.array_equal(levels_of(out, 1), expected)
+
+
+def test_image_to_noise_declares_its_lists_and_can_be_stopped_in_a_pass(registry, monkeypatch):
+    import tracemalloc
+
+    from graphflow.api import Size
+    from nodes import pack_nodes_was5
+
+    image = image_of(picture(160, 120, 3))
+    call(registry, "WasImageToNoise", images=image, black_mix=1)  # first run: imports
+    tracemalloc.start()
+    try:
+        call(registry, "WasImageToNoise", images=image, black_mix=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    declared = registry.get("WasImageToNoise").estimate({}, {"images": Size(1, 120, 160)})
+    assert 0.6 * peak <= declared.memory <= peak, (declared.memory, peak)  # a lower bound, close
+    checks = []
+    monkeypatch.setattr(pack_nodes_was5, "check_interrupted", lambda: checks.append(1))
+    pack_nodes_was5.image_noise(picture(8, 6), 4, 3, 1.0, 0.0, 0)
+    assert len(checks) >= 3 * 8  # every column of every black_mix pass
 
 
 def test_image_to_seed_is_the_sha256_prefix(registry):
