@@ -345,6 +345,70 @@ def test_pixelate_floyd_steinberg_dither(registry):
     assert set(np.unique(levels_of(ordered)).tolist()) <= {0, 64, 128, 192}  # a grid of 4 levels, 64 apart
 
 
+def ordered_reference(img, nc):
+    """The pack's ordered_dither, as its loop runs: each neighbour cut, moved by its own error and
+    put back into the source before it is read."""
+    img = img.copy()
+    width, height = img.size
+    levels = min(2 ** int(np.log2(nc)), 16)
+    cut = lambda pixel: tuple(int(c * levels / 256) * (256 // levels) for c in pixel)  # noqa: E731
+    clamp = lambda v: max(min(v, 255), 0)  # noqa: E731
+    out = Image.new("RGB", (width, height))
+    for y in range(height):
+        for x in range(width):
+            new = cut(img.getpixel((x, y)))
+            out.putpixel((x, y), new)
+            for dx, dy, weight in ((1, 0, 7), (1, 1, 1), (0, 1, 5), (-1, 1, 3)):
+                if 0 <= x + dx < width and y + dy < height:
+                    near = cut(img.getpixel((x + dx, y + dy)))
+                    error = tuple(n - c for n, c in zip(near, new))
+                    img.putpixel((x + dx, y + dy), tuple(int(clamp(p + e * weight / 16)) for p, e in zip(near, error)))
+    return out
+
+
+@pytest.mark.parametrize("colors", [2, 6, 16, 40])
+def test_pixelate_ordered_dither_matches_the_pack_loop(registry, colors):
+    source = picture(9, 7, colors)
+    out = call(registry, "WasImagePixelate", images=image_of(source), pixelation_size=16, num_colors=colors,
+               init_mode="none", dither="True", dither_mode="Ordered")
+    assert np.array_equal(levels_of(out), np.asarray(ordered_reference(source, colors)))
+
+
+def palette_loop_reference(source, lines, mode, reverse):
+    """The pack's color_palette_from_hex_lines, pixel by pixel: its pixel an 8-bit NumPy triple, so
+    its channel differences wrap as uint8 does; the first nearest of the sorted palette."""
+    palette = [tuple(int(line.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)) for line in lines]
+    if reverse:
+        palette = palette[::-1]
+    manhattan = lambda a, b: sum(abs(c1 - c2) for c1, c2 in zip(a, b))  # noqa: E731
+    luma = lambda c: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # noqa: E731
+    key = {"Brightness": lambda i: sum(palette[i]) / 3, "Tonal": lambda i: manhattan(palette[i], (128, 128, 128)),
+           "BrightnessAndTonal": lambda i: (sum(palette[i]) / 3, manhattan(palette[i], (128, 128, 128)))}[mode]
+    order = sorted(range(len(palette)), key=key)
+    distance = {"Brightness": manhattan, "Tonal": lambda a, b: abs(luma(a) - luma(b)),
+                "BrightnessAndTonal": lambda a, b: abs(luma(a) - luma(b)) + manhattan(a, b)}[mode]
+    labels = np.array(source)
+    out = Image.new("RGB", source.size)
+    with np.errstate(over="ignore"):  # the wrap is the pack's
+        for x in range(source.width):
+            for y in range(source.height):
+                distances = [distance(labels[y, x, :], palette[i]) for i in order]
+                out.putpixel((x, y), palette[order[distances.index(min(distances))]])
+    return out
+
+
+@pytest.mark.parametrize("mode", ["Brightness", "BrightnessAndTonal", "Tonal"])
+def test_pixelate_palette_modes_match_the_pack_loop(registry, mode):
+    source = picture(11, 8, 12)
+    rng = np.random.default_rng(5)
+    lines = ["#%02x%02x%02x" % tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(9)] + ["#808080"]
+    for reverse in ("False", "True"):
+        out = call(registry, "WasImagePixelate", images=image_of(source), init_mode="none", pixelation_size=16,
+                   color_palettes=["\n".join(lines)], color_palette_mode=mode, reverse_palette=reverse)
+        assert np.array_equal(levels_of(out), np.asarray(palette_loop_reference(source, lines, mode,
+                                                                                 reverse == "True")))
+
+
 def test_pixelate_palette_modes(registry):
     source = Image.fromarray(np.array([[[10, 20, 30], [250, 240, 5], [128, 0, 255]]], dtype=np.uint8))
     palette = "#000000\n#ffffff\n#ff0000"
