@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageChops, ImageEnhance, ImageFilter
 from scipy.signal import convolve2d
 
 from graphflow.comfy_format import export_api, export_ui
@@ -192,6 +192,61 @@ def test_monitor_tv_distortion_runs_and_refuses_a_too_large_amplitude(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageMonitorEffectsFilter", image=image, mode="TV Distortion", amplitude=9)
     assert caught.value.input == "amplitude"
+
+
+def digital_reference(image, amplitude, line_width):
+    """The pack's digital_distortion, drawing from NumPy's global generator."""
+    im = np.array(image)
+    x, y, z = im.shape
+    sine_wave = (amplitude * np.sin(np.linspace(-np.pi, np.pi, y))).astype(int)
+    left, right = np.zeros((x, y, z), dtype=np.uint8), np.zeros((x, y, z), dtype=np.uint8)
+    for i in range(y):
+        left[:, i, :] = np.roll(im[:, i, :], -sine_wave[i], axis=0)
+        right[:, i, :] = np.roll(im[:, i, :], sine_wave[i], axis=0)
+    distorted = np.maximum(left, right)
+    scan_lines = np.zeros((x, y), dtype=np.float32)
+    scan_lines[::line_width, :] = 1
+    scan_lines = np.tile(np.minimum(scan_lines * amplitude * 50.0, 1)[:, :, None], (1, 1, z))
+    distorted = np.where(scan_lines > 0, np.random.permutation(im), distorted)
+    return np.roll(distorted, np.random.randint(0, y), axis=1)
+
+
+def tv_reference(image, amplitude):
+    """The pack's tv_vhs_distortion, drawing from NumPy's global generator."""
+    np_image = np.array(image)
+    variance = int(image.height / amplitude)
+    row_shifts = np.random.randint(-variance, variance + 1, size=image.height)
+    rolled = np.zeros_like(np_image)
+    for y in range(np_image.shape[0]):
+        rolled[y, :] = np.roll(np_image[y, :], row_shifts[y] + y % (variance * 2) - variance, axis=0)
+    h, w, c = rolled.shape
+    x_idx = np.broadcast_to(np.linspace(0, 1, w), (h, w))
+    y_idx = np.broadcast_to(np.linspace(0, 1, h).reshape(h, 1), (h, w))
+    noise = np.random.rand(h, w, c) * 0.1
+    ripple = np.sin(x_idx * 50) * 0.5 + np.sin(y_idx * 50) * 0.5
+    distorted = Image.fromarray(np.uint8(rolled + ripple[:, :, None] + noise)).resize((image.width, image.height))
+    faded = ImageEnhance.Color(image).enhance(0.5)
+    effect = ImageChops.overlay(faded, distorted)
+    return np.asarray(ImageChops.blend(faded, ImageChops.overlay(faded, effect), 0.25))
+
+
+@pytest.mark.parametrize("amplitude, offset", [(3, 2), (7, 3), (20, 5)])
+def test_monitor_digital_distortion_rolls_columns_by_the_sine(registry, amplitude, offset):
+    """offset > 1: the rows between scan lines come from the columns rolled up and down by the sine."""
+    source = picture(16, 12, amplitude)
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image_of(source), mode="Digital Distortion",
+               amplitude=amplitude, offset=offset)
+    np.random.seed(0)  # the pack's unseeded global generator, here seeded with 0
+    assert np.array_equal(levels_of(out), digital_reference(source, amplitude, offset))
+
+
+@pytest.mark.parametrize("amplitude", [1, 2, 3])
+def test_monitor_tv_distortion_matches_the_pack(registry, amplitude):
+    source = picture(14, 9, 20 + amplitude)
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image_of(source), mode="TV Distortion",
+               amplitude=amplitude)
+    np.random.seed(0)
+    assert np.array_equal(levels_of(out), tv_reference(source, amplitude))
 
 
 # -- fDOF, Lucy sharpen ---------------------------------------------------------------------------
@@ -537,6 +592,43 @@ def test_power_noise_white_and_pink_from_numpys_seeded_generator(registry):
         out = call(registry, "WasImagePowerNoise", width=64, height=64, noise_type=kind, seed=3)
         assert out.shape == (1, 64, 64, 3) and torch.equal(out, call(registry, "WasImagePowerNoise", width=64,
                                                                       height=64, noise_type=kind, seed=3))
+
+
+def power_reference(width, height, attenuation, noise_type, seed):
+    """The pack's generate_power_noise (blue, green, mix), drawing from NumPy's global generator."""
+    stretch = lambda n: (255 * (n - np.min(n)) / (np.max(n) - np.min(n))).astype(np.uint8)  # noqa: E731
+    f = np.fft.fftfreq(height)[:, np.newaxis] ** 2 + np.fft.fftfreq(width) ** 2
+    power = np.sqrt(f)
+    power[0, 0] = 1
+
+    def fourier(shape):
+        noise = np.fft.ifft2(shape(np.fft.fft2(np.random.normal(0, attenuation, (height, width)))))
+        noise *= (1.0 / (width * height)) / noise.std()
+        return np.real(noise)
+
+    blue = lambda: fourier(lambda spectrum: spectrum / power)  # noqa: E731
+    np.random.seed(seed)
+    if noise_type == "blue":
+        return stretch(blue())
+    if noise_type == "green":
+        return stretch(fourier(lambda spectrum: spectrum / np.sqrt(power)))
+    masks = []
+    for i in range(3):
+        np.random.seed(seed + i)
+        masks.append(blue())
+    blended = Image.new("L", (width, height), color=0)
+    kinds = {"white": lambda: np.random.random((height, width)),
+             "grey": lambda: np.random.normal(0, attenuation, (height, width)),
+             "pink": lambda: fourier(lambda spectrum: spectrum * power)}
+    for mask, kind in zip(masks, ["white", "grey", "pink", "green", "blue"]):
+        blended = Image.composite(blended, Image.fromarray(stretch(kinds[kind]())), Image.fromarray(stretch(mask)))
+    return np.asarray(blended)
+
+
+@pytest.mark.parametrize("noise_type", ["blue", "green", "mix"])
+def test_power_noise_blue_green_and_mix_match_the_pack(registry, noise_type):
+    out = call(registry, "WasImagePowerNoise", width=72, height=64, noise_type=noise_type, attenuation=0.7, seed=11)
+    assert np.array_equal(levels_of(out)[..., 2], power_reference(72, 64, 0.7, noise_type, 11))
 
 
 def test_voronoi_noise_matches_the_pack_loop(registry):
