@@ -219,17 +219,24 @@ def digital_distortion(picture, amplitude: int, line_width: int, rng):
     return Image.fromarray(np.roll(distorted, rng.randint(0, columns), axis=1))
 
 
+def rolled_rows(levels, spread: int, rng):
+    """Each row of levels rolled sideways by a random shift in -spread .. spread plus a sawtooth
+    (row % 2 spread - spread), as the pack's signal and TV distortions roll them."""
+    import numpy as np
+
+    shifts = rng.randint(-spread, spread + 1, size=levels.shape[0])
+    rolled = np.empty_like(levels)
+    for row in range(levels.shape[0]):
+        rolled[row] = np.roll(levels[row], shifts[row] + row % (spread * 2) - spread, axis=0)
+    return rolled
+
+
 def signal_distortion(picture, amplitude: int, rng):
     """The pack's signal_distortion: each row rolled sideways by a random shift plus a sawtooth."""
     import numpy as np
     from PIL import Image
 
-    levels = np.array(picture)
-    shifts = rng.randint(-amplitude, amplitude + 1, size=levels.shape[0])
-    distorted = np.empty_like(levels)
-    for row in range(levels.shape[0]):
-        distorted[row] = np.roll(levels[row], shifts[row] + row % (amplitude * 2) - amplitude, axis=0)
-    return Image.fromarray(distorted)
+    return Image.fromarray(rolled_rows(np.array(picture), amplitude, rng))
 
 
 def tv_distortion(picture, amplitude: int, rng):
@@ -244,10 +251,7 @@ def tv_distortion(picture, amplitude: int, rng):
     if variance == 0:  # the pack divides by it (y % 0): a picture fewer rows high than amplitude
         raise NodeInputError("amplitude", f"TV Distortion needs amplitude at most the image height "
                                           f"({picture.height}); got {amplitude}")
-    shifts = rng.randint(-variance, variance + 1, size=picture.height)
-    rolled = np.empty_like(levels)
-    for row in range(levels.shape[0]):
-        rolled[row] = np.roll(levels[row], shifts[row] + row % (variance * 2) - variance, axis=0)
+    rolled = rolled_rows(levels, variance, rng)
     height, width, channels = rolled.shape
     x = np.broadcast_to(np.linspace(0, 1, width), (height, width))
     y = np.broadcast_to(np.linspace(0, 1, height).reshape(height, 1), (height, width))
@@ -890,10 +894,10 @@ class WasImagePerlinPowerFractal(Node):
 
 
 def _stretched(noise):
-    """255 x (noise - min) / (max - min), as the pack stretches each noise."""
+    """255 x (noise - min) / (max - min), cut to 8 bits, as the pack stretches each noise."""
     import numpy as np
 
-    return 255 * (noise - np.min(noise)) / (np.max(noise) - np.min(noise))
+    return (255 * (noise - np.min(noise)) / (np.max(noise) - np.min(noise))).astype(np.uint8)
 
 
 def power_noise_levels(width: int, height: int, frequency: float, attenuation: float, noise_type: str, seed: int):
@@ -920,15 +924,15 @@ def power_noise_levels(width: int, height: int, frequency: float, attenuation: f
                 "green": lambda: shaped(lambda spectrum: spectrum / np.sqrt(power)),
                 "blue": lambda: shaped(lambda spectrum: spectrum / power)}
     if noise_type != "mix":
-        return _stretched(coloured[noise_type]()).astype(np.uint8)
+        return _stretched(coloured[noise_type]())
     masks = []
     for index in range(3):  # three blue-noise masks, each from the generator reseeded seed + index
         rng.seed(seed + index)
         masks.append(coloured["blue"]())
     blended = Image.new("L", (width, height), color=0)
     for mask, kind in zip(masks, ("white", "grey", "pink")):  # the pack zips 3 masks with 5 kinds
-        mask_picture = Image.fromarray(_stretched(mask).astype(np.uint8))
-        blended = Image.composite(blended, Image.fromarray(_stretched(coloured[kind]()).astype(np.uint8)), mask_picture)
+        noise = Image.fromarray(_stretched(coloured[kind]()))
+        blended = Image.composite(blended, noise, Image.fromarray(_stretched(mask)))
     return np.asarray(blended)
 
 
