@@ -697,6 +697,8 @@ def _widget_order(class_type: str, registry) -> list[dict] | None:
                 entry["upload"] = True
         elif alias is not None and spec.name in alias.force_input:  # a socket older editors saved a value for
             entry["force_input"] = True
+        elif alias is not None and spec.name in alias.legacy:  # a socket only an older layout has
+            entry["legacy"] = True
         if alias is not None and spec.name in alias.optional:  # the pack's optional inputs, as ComfyUI lists them
             entry["optional"] = True
         order.append(entry)
@@ -1692,6 +1694,8 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
                     base["widget"] = {"name": name}
                     new_inputs.append((rank, {**base, "link": socket["link"] if socket else None}))
             else:
+                if spec.get("legacy") and socket is None and name not in old_inputs:
+                    continue  # the current class lacks it: written only where linked or saved
                 base = dict(old_inputs.get(name) or {"name": name, "type": spec["type"]})
                 base["link"] = socket["link"] if socket else None
                 if spec.get("force_input"):  # a bare socket now, as the current editor saves it

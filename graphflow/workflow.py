@@ -263,6 +263,10 @@ class ComfyAlias:
     # it a bare socket and save none (and drop those values from an older save when its length is
     # that of the older layout). The UI reader does the same (comfy_format._without_force_input)
     force_input: tuple[str, ...] = ()
+    # our socket inputs only an older layout of the pack has (WAS's switches' 2023 boolean_number):
+    # a UI export writes one only where it is linked or the save read had it, as the current
+    # editor, whose class lacks it, would not show it
+    legacy: tuple[str, ...] = ()
     # ComfyUI's names of the class's outputs where ours differ (a pack without RETURN_NAMES, whose
     # outputs ComfyUI names by type: Derfuu's Square root's FLOAT, FLOAT); labels only, as links go
     # by position; empty: the catalogue's names for a core class, else ours

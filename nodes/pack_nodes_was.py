@@ -74,8 +74,10 @@ DICT = socket_type("DICT", "#9e9e9e", "WAS Node Suite's dictionary: {name: [line
 LIST = socket_type("LIST", "#9e9e9e", "WAS Node Suite's list of texts")
 
 # the input switches' two layouts, read both ways (first_chosen): the later boolean (forceInput, what
-# export writes for a new switch) and the 2023 boolean_number, each optional since a save links one
-SWITCH_LAYOUTS = {"force_input": ("boolean",), "optional": ("boolean", "boolean_number")}
+# export writes for a new switch) and the 2023 boolean_number, each optional since a save links one;
+# the current pack lacks boolean_number, so a UI export writes it only where linked or saved (legacy)
+SWITCH_LAYOUTS = {"force_input": ("boolean",), "optional": ("boolean", "boolean_number"),
+                  "legacy": ("boolean_number",)}
 
 NUMBER_LIMIT = 18446744073709551615  # the pack's FLOAT widgets' bounds (±2**64 - 1)
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -734,7 +736,7 @@ class WasTextInputSwitch(Node):
     outputs = {"STRING": STRING}
     # the pack marks text_a and text_b forceInput too (as STRING, its usual TEXT_TYPE)
     comfy = ComfyAlias(("Text Input Switch",), force_input=("text_a", "text_b", "boolean"),
-                       optional=SWITCH_LAYOUTS["optional"])
+                       optional=SWITCH_LAYOUTS["optional"], legacy=SWITCH_LAYOUTS["legacy"])
 
     def run(self):
         return self.text_a if first_chosen(self) else self.text_b

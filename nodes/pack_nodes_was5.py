@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import pprint
 import random
+import re
 
 from graphflow.api import IMAGE, INT, LATENT, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, \
     NodeInputError, Size, Text, check_interrupted
 from nodes.pack_nodes_was import DICT, LIST, SEED_MAX
+from nodes.pack_nodes_was4 import PALETTE_WORK_BUDGET
 from nodes.pack_nodes_was_image import IMAGE_BOUNDS, _batch, _bounds, _pictures
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
@@ -136,6 +139,7 @@ class WasImageCannyFilter(Node):
 
 
 GRAIN_DRAWS = 1 << 20  # noise specks drawn at a time, so a dense grain on a big picture stays small
+GRAIN_BYTES = 10  # bytes held at once for each pixel of the enlarged picture (see estimate)
 
 
 def film_grain(picture, density: float, intensity: float, highlights: float, factor: int, rng):
@@ -182,8 +186,10 @@ class WasImageFilmGrain(Node):
         factor = widgets.get("supersample_factor")
         if size is None or not isinstance(factor, int):
             return Estimate(size)
-        # the enlarged grey picture and its copy, a byte a pixel, and a batch of draws
-        return Estimate(size, memory=2 * size.pixels * factor * factor + GRAIN_DRAWS * 17)
+        # a lower bound (measured: some 14 B an enlarged pixel): the enlarged grey picture and its
+        # NumPy levels (a byte a pixel each), Pillow's RGB of them and its blur (4 B each), and a batch
+        # of draws (two int64 positions and a level each)
+        return Estimate(size, memory=GRAIN_BYTES * size.pixels * factor * factor + GRAIN_DRAWS * 17)
 
     def run(self):
         import numpy as np
@@ -213,17 +219,24 @@ def digital_distortion(picture, amplitude: int, line_width: int, rng):
     return Image.fromarray(np.roll(distorted, rng.randint(0, columns), axis=1))
 
 
+def rolled_rows(levels, spread: int, rng):
+    """Each row of levels rolled sideways by a random shift in -spread .. spread plus a sawtooth
+    (row % 2 spread - spread), as the pack's signal and TV distortions roll them."""
+    import numpy as np
+
+    shifts = rng.randint(-spread, spread + 1, size=levels.shape[0])
+    rolled = np.empty_like(levels)
+    for row in range(levels.shape[0]):
+        rolled[row] = np.roll(levels[row], shifts[row] + row % (spread * 2) - spread, axis=0)
+    return rolled
+
+
 def signal_distortion(picture, amplitude: int, rng):
     """The pack's signal_distortion: each row rolled sideways by a random shift plus a sawtooth."""
     import numpy as np
     from PIL import Image
 
-    levels = np.array(picture)
-    shifts = rng.randint(-amplitude, amplitude + 1, size=levels.shape[0])
-    distorted = np.empty_like(levels)
-    for row in range(levels.shape[0]):
-        distorted[row] = np.roll(levels[row], shifts[row] + row % (amplitude * 2) - amplitude, axis=0)
-    return Image.fromarray(distorted)
+    return Image.fromarray(rolled_rows(np.array(picture), amplitude, rng))
 
 
 def tv_distortion(picture, amplitude: int, rng):
@@ -238,10 +251,7 @@ def tv_distortion(picture, amplitude: int, rng):
     if variance == 0:  # the pack divides by it (y % 0): a picture fewer rows high than amplitude
         raise NodeInputError("amplitude", f"TV Distortion needs amplitude at most the image height "
                                           f"({picture.height}); got {amplitude}")
-    shifts = rng.randint(-variance, variance + 1, size=picture.height)
-    rolled = np.empty_like(levels)
-    for row in range(levels.shape[0]):
-        rolled[row] = np.roll(levels[row], shifts[row] + row % (variance * 2) - variance, axis=0)
+    rolled = rolled_rows(levels, variance, rng)
     height, width, channels = rolled.shape
     x = np.broadcast_to(np.linspace(0, 1, width), (height, width))
     y = np.broadcast_to(np.linspace(0, 1, height).reshape(height, 1), (height, width))
@@ -285,6 +295,11 @@ class WasImageMonitorEffectsFilter(Node):
         return _batch(worked)
 
 
+# OpenCV's bilateral filter works some radius² neighbours a pixel and can't be stopped: 512 x 512 at
+# radius 64 ran 2 s here; radius² x pixels over this (1024 x 1024 at radius 64) is refused
+BILATERAL_BUDGET = 2 ** 32
+
+
 def fake_depth_of_field(picture, depth, mode: str, radius: int, samples: int):
     """The pack's portraitBlur: the picture kept where the depth picture (resized to it, as grey)
     is white, a blurred copy where it is black; with samples over 1, laid over the blur again."""
@@ -294,6 +309,11 @@ def fake_depth_of_field(picture, depth, mode: str, radius: int, samples: int):
 
     mask = depth.resize(picture.size).convert("L")
     if mode == "mock":  # the pack's medianFilter: OpenCV's bilateral filter
+        if radius * radius * picture.width * picture.height > BILATERAL_BUDGET:
+            fits = math.isqrt(BILATERAL_BUDGET // (picture.width * picture.height))
+            raise NodeInputError("radius", f"mode mock (a bilateral filter) at radius {radius} on a {picture.width} x "
+                                           f"{picture.height} image is over its work budget (radius² x pixels "
+                                           f"{BILATERAL_BUDGET:,}): at most {fits} for this size")
         blurred = Image.fromarray(cv2.bilateralFilter(np.array(picture), radius, radius * 1500, 75))
     elif mode == "gaussian":
         blurred = picture.filter(ImageFilter.GaussianBlur(radius=radius))
@@ -309,7 +329,9 @@ class WasImageFdofFilter(Node):
     """Fake depth of field as WAS's Image fDOF Filter makes it: each image blurred ("mock":
     OpenCV's bilateral filter of diameter radius, sigmas radius x 1500 and 75; "gaussian" or
     "box": Pillow's blur of radius) and the sharp image kept where its depth picture (resized to
-    it, as grey) is light. With samples 2 or 3 the sharp result is laid over the blur again. The
+    it, as grey) is light. With samples 2 or 3 the sharp result is laid over the blur again. "mock"
+    with radius² x pixels over 4,294,967,296 (1024 x 1024 at radius 64), which OpenCV would work
+    for long without a stop, is refused naming radius. The
     n-th image takes the n-th depth picture, or the last where depth has fewer (the pack fails
     there)."""
     category = "WAS Suite/Image/Filter"
@@ -333,21 +355,28 @@ class WasImageFdofFilter(Node):
 
 def lucy_sharpen(picture, iterations: int, kernel_size: int):
     """The pack's lucy_sharpen: Richardson-Lucy steps with a box kernel on each channel of the
-    edge-padded picture (SciPy's convolve2d, mode "same"), cropped back and cut to 8 bits."""
+    edge-padded picture (SciPy's convolve2d, mode "same"), cropped back and cut to 8 bits. The
+    box is worked as a column pass and a row pass (2 k sums a pixel, not k²: the same box, its
+    float32 sums rounded in another order)."""
     import numpy as np
     from PIL import Image
     from scipy.signal import convolve2d
 
     levels = np.array(picture, dtype=np.float32) / 255.0
-    kernel = np.ones((kernel_size, kernel_size), dtype=np.float32) / (kernel_size ** 2)
+    column = np.ones((kernel_size, 1), dtype=np.float32) / kernel_size
+    row = column.reshape(1, kernel_size)
+
+    def boxed(plane):
+        check_interrupted()
+        return convolve2d(convolve2d(plane, column, mode="same"), row, mode="same")
+
     padded = np.pad(levels, ((kernel_size, kernel_size), (kernel_size, kernel_size), (0, 0)), mode="edge")
     channels = []
     for channel in range(3):
         estimate = padded[:, :, channel]
         for _ in range(iterations):
-            check_interrupted()
-            ratio = estimate / (convolve2d(estimate, kernel, mode="same") + 1e-6)
-            estimate *= convolve2d(ratio, kernel, mode="same")
+            ratio = estimate / (boxed(estimate) + 1e-6)
+            estimate *= boxed(ratio)
         channels.append(estimate)
     sharpened = np.stack(channels, axis=-1)[kernel_size:-kernel_size, kernel_size:-kernel_size, :]
     return Image.fromarray(np.clip(sharpened * 255.0, 0, 255).astype(np.uint8))
@@ -355,7 +384,10 @@ def lucy_sharpen(picture, iterations: int, kernel_size: int):
 
 class WasImageLucySharpen(Node):
     """Each image sharpened as WAS's Image Lucy Sharpen does: iterations of Richardson-Lucy
-    deconvolution with a kernel_size box kernel, channel by channel, on the edge-padded image."""
+    deconvolution with a kernel_size box kernel, channel by channel, on the edge-padded image.
+    The box is applied as a column pass then a row pass, several times quicker than the pack's
+    k x k convolution at larger kernels; float rounding in that order moves a rare pixel by one
+    level from the pack's."""
     category = "WAS Suite/Image/Filter"
     images: IMAGE
     iterations: int = Int(2, min=1, max=12)
@@ -405,16 +437,23 @@ def displaced(picture, displacement, amplitude: float):
     shift = np.trunc(amplitude * (np.array(displacement.convert("L"), dtype=np.float64) / 255)).astype(np.int64)
     rows, columns = np.indices((height, width))
     source_x, source_y = mirrored(columns + shift, width), mirrored(rows + shift, height)
-    if (source_x < 0).any() or (source_y < 0).any():  # the pack's getpixel reads past the picture there
-        raise NodeInputError("amplitude", f"a displacement of {amplitude} reaches more than twice the image's "
-                                          f"size ({width}x{height}) away")
+    # mirrored positions stay under the size, but one far past the edge mirrors below 0: Pillow's
+    # getpixel reads -size .. -1 from the far edge (as a Python index), and fails below -size
+    if (source_x < -width).any() or (source_y < -height).any():
+        raise NodeInputError("amplitude", f"a displacement of {amplitude} reaches too far past a {width}x{height} "
+                                          "image's edges: mirrored, it falls before -size, where the pack's "
+                                          "getpixel fails")
+    source_x = np.where(source_x < 0, source_x + width, source_x)
+    source_y = np.where(source_y < 0, source_y + height, source_y)
     return Image.fromarray(levels[source_y, source_x])
 
 
 class WasImageDisplacementWarp(Node):
     """Each image warped as WAS's Image Displacement Warp does: every pixel takes the colour of the
     one amplitude x (displacement level / 255) pixels right and down (cut toward zero; a negative
-    amplitude looks left and up), mirrored at the edges. The n-th image takes the n-th map (or the
+    amplitude looks left and up), mirrored at the edges; a position mirrored past the near edge
+    is read from the far one, as the pack's Pillow getpixel reads a negative index, and one
+    beyond that, where the pack fails, is refused naming amplitude. The n-th image takes the n-th map (or the
     last), as grey, scaled to cover the image and centre-cropped to it."""
     category = "WAS Suite/Image/Transform"
     images: IMAGE
@@ -565,12 +604,17 @@ def ordered_dither(picture, colors: int):
     return dithered
 
 
-def hex_colour(line: str, input_name: str) -> tuple[int, int, int]:
+HEX_COLOUR = re.compile(r"#?[0-9A-Fa-f]{6}")
+PALETTE_LINES_MAX = 1024  # palette colours a line list may hold: each is a pass over the picture
+
+
+def hex_colour(line, input_name: str) -> tuple[int, int, int]:
+    """A palette line "#rrggbb" (the "#" optional) as its 8-bit (red, green, blue); anything else,
+    a non-text line too, is refused naming input_name."""
+    if not isinstance(line, str) or not HEX_COLOUR.fullmatch(line):
+        raise NodeInputError(input_name, f"expected a hex colour a line (#rrggbb), got {line!r}")
     text = line.lstrip("#")
-    try:
-        return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
-    except ValueError:
-        raise NodeInputError(input_name, f"expected a hex colour a line (#rrggbb), got {line!r}") from None
+    return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
 
 
 def palette_mapped(picture, palette: list, mode: str, reverse: bool):
@@ -594,14 +638,34 @@ def palette_mapped(picture, palette: list, mode: str, reverse: bool):
     pixels = np.array(picture, dtype=np.int64)  # [H, W, 3]
     if mode == "Linear":
         chosen = pixels[..., 0] % len(colours)
-    else:
-        wrapped = ((pixels[:, :, None, :] - ordered) % 256).sum(-1) % 256  # [H, W, N]
-        pixel_light = pixels @ np.array([0.299, 0.587, 0.114])
-        palette_light = ordered @ np.array([0.299, 0.587, 0.114])
-        tonal = np.abs(pixel_light[:, :, None] - palette_light)
+        return Image.fromarray(ordered[chosen].astype(np.uint8), "RGB")
+    pixel_light = pixels @ np.array([0.299, 0.587, 0.114])
+    # one palette colour at a time, keeping each pixel's nearest so far (the first of equals, as
+    # argmin over all of them), so the work holds a few pictures, not one per palette colour
+    nearest = np.full(pixel_light.shape, np.inf)
+    chosen = np.zeros(pixel_light.shape, dtype=np.int64)
+    for index, colour in enumerate(ordered):
+        if index % 64 == 0:
+            check_interrupted()
+        wrapped = ((pixels - colour) % 256).sum(-1) % 256
+        tonal = np.abs(pixel_light - float(colour @ np.array([0.299, 0.587, 0.114])))
         distance = {"Brightness": wrapped, "Tonal": tonal, "BrightnessAndTonal": tonal + wrapped}[mode]
-        chosen = np.argmin(distance, axis=-1)
+        closer = distance < nearest
+        nearest = np.where(closer, distance, nearest)
+        chosen[closer] = index
     return Image.fromarray(ordered[chosen].astype(np.uint8), "RGB")
+
+
+def kmeans_fits(pixels: int, colors: int, size: str):
+    """Refuse, naming num_colors, a KMeans of more colours than pixels (scikit-learn's ValueError)
+    or one over Image Color Palette's work budget (pixels x colours: KMeans can't be stopped)."""
+    if colors > pixels:
+        raise NodeInputError("num_colors", f"{colors} colours from a {size} picture of {pixels} pixels: "
+                                           "expected at most one colour per pixel")
+    if pixels * colors > PALETTE_WORK_BUDGET:
+        raise NodeInputError("num_colors", f"{colors} colours of a {size} picture is over the KMeans work budget "
+                                           f"({PALETTE_WORK_BUDGET:,} pixels x colours): at most "
+                                           f"{PALETTE_WORK_BUDGET // pixels} for this size")
 
 
 class WasImagePixelate(Node):
@@ -610,7 +674,10 @@ class WasImagePixelate(Node):
     random_state 42, tol 0.001, at most 100 iterations: the pack does not pass max_iterations on),
     dithered if dither is "True" (FloydSteinberg over num_colors levels a channel, or the pack's
     Ordered), mapped onto the n-th of color_palettes (hex lines) if linked, by color_palette_mode
-    and reverse_palette, and enlarged back (nearest). init_mode "none" skips the flattening. An API
+    and reverse_palette, and enlarged back (nearest). init_mode "none" skips the flattening. Refused
+    here, where the pack fails or runs long: more colours than the shrunk picture's pixels, pixels x
+    num_colors over Image Color Palette's KMeans budget (16,777,216), a palette line that is not
+    "#rrggbb" and a palette of more than 1,024 lines. An API
     prompt without color_palette_mode maps "Linear", as the pack's function does (its widget shows
     "Brightness" first)."""
     category = "WAS Suite/Image/Process"
@@ -637,7 +704,15 @@ class WasImagePixelate(Node):
         from sklearn.cluster import KMeans
 
         limit, colors = int(self.pixelation_size), int(self.num_colors)
-        palettes = [[line.strip() for line in text.splitlines()] for text in (self.color_palettes or [])]
+        palettes = []
+        for text in self.color_palettes or []:
+            if not isinstance(text, str):
+                raise NodeInputError("color_palettes", f"expected a list of texts (hex colours a line), got an "
+                                                       f"element {text!r}")
+            palettes.append([line.strip() for line in text.splitlines()])
+            if len(palettes[-1]) > PALETTE_LINES_MAX:
+                raise NodeInputError("color_palettes", f"palette {len(palettes)} has {len(palettes[-1])} lines: "
+                                                       f"at most {PALETTE_LINES_MAX} colours a palette")
         pictures = _pictures(self.images, "images")
         if palettes and len(palettes) < len(pictures):
             raise NodeInputError("color_palettes", f"{len(palettes)} palettes for {len(pictures)} images: "
@@ -655,6 +730,7 @@ class WasImagePixelate(Node):
                 small = picture.resize(size, Image.NEAREST)
             if self.init_mode != "none":
                 pixels = np.array(small).reshape(-1, 3)
+                kmeans_fits(len(pixels), colors, f"{small.width} x {small.height}")
                 kmeans = KMeans(n_clusters=colors, init=self.init_mode, max_iter=100, tol=1e-3, random_state=42,
                                 n_init="auto")
                 labels = kmeans.fit_predict(pixels)
@@ -780,7 +856,8 @@ class WasImagePerlinPowerFractal(Node):
     (persistence ** (n + 1)) ** exponent, over width x height at 1 / scale, stretched onto
     black..white, as an RGB picture. The permutation is Python's random shuffle seeded with seed,
     as the pack does; the pack leaves seed 0 unseeded (a new picture each run), here 0 is a seed
-    like the others."""
+    like the others. Weights past a float's range (where the pack raises OverflowError) are refused
+    naming exponent."""
     category = "WAS Suite/Image/Generate/Noise"
     width: int = Int(512, min=64, max=8192, resource="width")
     height: int = Int(512, min=64, max=8192, resource="height")
@@ -801,18 +878,26 @@ class WasImagePerlinPowerFractal(Node):
         from PIL import Image
 
         octaves, amplitude = [], 1.0
-        for octave in range(self.octaves):  # the pack steps the amplitude before it weighs an octave
-            amplitude *= self.persistence
-            octaves.append((self.lacunarity ** octave, amplitude ** self.exponent))
+        try:
+            for octave in range(self.octaves):  # the pack steps the amplitude before it weighs an octave
+                amplitude *= self.persistence
+                octaves.append((self.lacunarity ** octave, amplitude ** self.exponent))
+        except OverflowError:  # the pack's Python float power fails alike
+            octaves = None
+        # improved noise stays within -1..1, so twice the summed weights bounds the span it is stretched by
+        if octaves is None or not math.isfinite(2 * sum(abs(weight) for _, weight in octaves)):
+            raise NodeInputError("exponent", f"(persistence ** octave) ** exponent is past a float's range for "
+                                             f"persistence {self.persistence}, exponent {self.exponent} and "
+                                             f"{self.octaves} octaves: expected a smaller exponent or persistence")
         levels = perlin_levels(self.width, self.height, self.scale, self.seed, octaves)
         return _generated(Image.fromarray(levels, "L"))
 
 
 def _stretched(noise):
-    """255 x (noise - min) / (max - min), as the pack stretches each noise."""
+    """255 x (noise - min) / (max - min), cut to 8 bits, as the pack stretches each noise."""
     import numpy as np
 
-    return 255 * (noise - np.min(noise)) / (np.max(noise) - np.min(noise))
+    return (255 * (noise - np.min(noise)) / (np.max(noise) - np.min(noise))).astype(np.uint8)
 
 
 def power_noise_levels(width: int, height: int, frequency: float, attenuation: float, noise_type: str, seed: int):
@@ -839,15 +924,15 @@ def power_noise_levels(width: int, height: int, frequency: float, attenuation: f
                 "green": lambda: shaped(lambda spectrum: spectrum / np.sqrt(power)),
                 "blue": lambda: shaped(lambda spectrum: spectrum / power)}
     if noise_type != "mix":
-        return _stretched(coloured[noise_type]()).astype(np.uint8)
+        return _stretched(coloured[noise_type]())
     masks = []
     for index in range(3):  # three blue-noise masks, each from the generator reseeded seed + index
         rng.seed(seed + index)
         masks.append(coloured["blue"]())
     blended = Image.new("L", (width, height), color=0)
     for mask, kind in zip(masks, ("white", "grey", "pink")):  # the pack zips 3 masks with 5 kinds
-        mask_picture = Image.fromarray(_stretched(mask).astype(np.uint8))
-        blended = Image.composite(blended, Image.fromarray(_stretched(coloured[kind]()).astype(np.uint8)), mask_picture)
+        noise = Image.fromarray(_stretched(coloured[kind]()))
+        blended = Image.composite(blended, noise, Image.fromarray(_stretched(mask)))
     return np.asarray(blended)
 
 
@@ -948,6 +1033,9 @@ class WasImageVoronoiNoiseFilter(Node):
         return _generated(picture.convert("RGB" if self.RGB_output == "True" else "L"))
 
 
+NOISE_BYTES = 160  # Python objects Image to Noise holds a pixel (see its estimate)
+
+
 def image_noise(picture, colors: int, black_mix: int, brightness: float, gaussian_mix: float, seed: int):
     """The pack's image2noise: the picture quantized to colors (Pillow), its pixels shuffled by
     Python's random seeded with seed, black_mix passes of black specks (each pixel a coin toss, in
@@ -965,8 +1053,8 @@ def image_noise(picture, colors: int, black_mix: int, brightness: float, gaussia
     black = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     specks = black.load()
     for _ in range(black_mix):
-        check_interrupted()
         for x in range(width):
+            check_interrupted()  # a pass is a Python coin toss a pixel: some seconds on a large image
             for y in range(height):
                 if rng.randint(0, 1) == 1:
                     specks[x, y] = (0, 0, 0, 255)
@@ -996,6 +1084,15 @@ class WasImageToNoise(Node):
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("Image to Noise",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        if size is None:
+            return Estimate(None)
+        # the shuffle's Python list of pixel tuples and the nested list it is made from, for one
+        # image at a time: a lower bound (measured, by tracemalloc, some 176 B a pixel)
+        return Estimate(size, memory=NOISE_BYTES * size.pixels)
+
     def run(self):
         import numpy as np
         import torch
@@ -1012,14 +1109,21 @@ def image_seed(picture) -> int:
 
 class WasImageToSeed(Node):
     """A seed from each image, as WAS's Image to Seed makes it: the first four bytes of the
-    SHA-256 of its 8-bit RGB pixels, read big-endian (0 .. 4294967295); a list, one per image."""
+    SHA-256 of its 8-bit pixels, read big-endian (0 .. 4294967295); a list, one per image. The
+    pixels' bytes are the pack's tensor2pil picture's: RGB, RGBA for a four-channel image (its
+    alpha hashed too), grey for one channel."""
     category = "WAS Suite/Image/Analyze"
     images: IMAGE
     outputs = {"INT": ListOf(INT)}
     comfy = ComfyAlias(("Image to Seed",))
 
     def run(self):
-        return [image_seed(p) for p in _pictures(self.images, "images")]
+        from graphflow.images import image_to_pil
+
+        if getattr(self.images, "dim", lambda: 0)() != 4:
+            raise NodeInputError("images", "expected an image batch [B, H, W, C]")
+        # not _pictures: that drops alpha, which the pack's tensor2pil keeps
+        return [image_seed(image_to_pil(image)) for image in self.images]
 
 
 # -- debug ------------------------------------------------------------------------------------------

@@ -530,6 +530,28 @@ def test_switch_api_prompt_and_ui_save_in_both_layouts(registry, comfy_name, our
         assert export_api(workflow, registry)["3"]["inputs"] == {name: [str(source), 0]}
 
 
+@pytest.mark.parametrize("comfy_name, ours, kind, socket", SWITCHES)
+def test_switch_ui_export_writes_boolean_number_only_where_linked_or_saved(registry, comfy_name, ours, kind, socket):
+    """The current pack's switches have no boolean_number: a UI export of a switch linked by
+    boolean writes none; one linked by boolean_number, or read from a save that had it, keeps it."""
+    sources = {"1": {"class_type": "Logic Boolean Primitive", "inputs": {"boolean": False}},
+               "2": {"class_type": "Constant Number", "inputs": {"number_type": "integer", "number": 0}}}
+    for switch, names in (({"boolean": ["1", 0]}, [f"{kind}_a", f"{kind}_b", "boolean"]),
+                          ({"boolean_number": ["2", 0]}, [f"{kind}_a", f"{kind}_b", "boolean", "boolean_number"])):
+        graph = {**sources, "3": {"class_type": comfy_name,
+                                  "inputs": {f"{kind}_a": ["2", 0], f"{kind}_b": ["2", 0], **switch}}}
+        written = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}[3]
+        assert [i["name"] for i in written["inputs"]] == names
+    nodes = [ui_node(1, "Logic Boolean Primitive", [True], outputs=[("BOOLEAN", "BOOLEAN", [1])]),
+             ui_node(3, comfy_name, [], inputs=[(f"{kind}_a", socket, None, False), (f"{kind}_b", socket, None, False),
+                                                ("boolean", "BOOLEAN", 1, False),
+                                                ("boolean_number", "NUMBER", None, False)],
+                     outputs=[(socket, socket, [])])]
+    workflow = parse_workflow(ui_graph(nodes, [[1, 1, 0, 3, 2, "BOOLEAN"]]), registry)
+    written = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}[3]
+    assert [i["name"] for i in written["inputs"]] == [f"{kind}_a", f"{kind}_b", "boolean", "boolean_number"]
+
+
 def test_switches_run_in_an_api_prompt_of_each_layout(registry):
     """Text Input Switch as a later save links it (Logic Boolean Primitive) and as a 2023 one does
     (Logic Boolean's NUMBER), run."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageChops, ImageEnhance, ImageFilter
 from scipy.signal import convolve2d
 
 from graphflow.comfy_format import export_api, export_ui
@@ -122,6 +122,45 @@ def test_film_grain_is_seeded_and_grains(registry):
 # -- monitor effects ------------------------------------------------------------------------------
 
 
+GRAIN_PEAK = """
+import numpy as np
+from PIL import Image
+from nodes.pack_nodes_was5 import film_grain
+
+def kilobytes(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (320, 320, 3), dtype=np.uint8))
+film_grain(picture.resize((16, 16)), 0.5, 1.0, 1.0, 2, np.random.default_rng(0))  # first run: imports, arenas
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # the peak resident size starts again from the current one
+before = kilobytes("VmRSS")
+film_grain(picture, 0.5, 1.0, 1.0, 8, np.random.default_rng(0))
+print((kilobytes("VmHWM") - before) * 1024)
+"""
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"), reason="Linux's /proc peak RSS")
+def test_film_grain_declares_a_lower_bound_under_its_measured_peak(registry):
+    """The grain's peak is mostly Pillow's (its RGB copies), which tracemalloc does not see: the
+    peak resident memory of a fresh process (Linux's VmHWM, reset before) working 320 x 320 at
+    factor 8, against the estimate."""
+    import os
+    import subprocess
+    import sys
+
+    from graphflow.api import Size
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", GRAIN_PEAK], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": root}, cwd=root)
+    peak = int(done.stdout.split()[-1])
+    declared = registry.get("WasImageFilmGrain").estimate({"supersample_factor": 8}, {"image": Size(1, 320, 320)})
+    assert 0.6 * peak <= declared.memory <= peak, (declared.memory, peak)
+    assert declared.memory >= 9 * 320 * 320 * 64  # the grey, its levels, RGB and blurred RGB: 9 B and more
+
+
 def test_monitor_digital_distortion_with_every_row_a_scan_line(registry):
     """offset 1 makes every row a scan line: the row-shuffled picture, rolled sideways, from
     NumPy's generator seeded with 0."""
@@ -155,6 +194,61 @@ def test_monitor_tv_distortion_runs_and_refuses_a_too_large_amplitude(registry):
     assert caught.value.input == "amplitude"
 
 
+def digital_reference(image, amplitude, line_width):
+    """The pack's digital_distortion, drawing from NumPy's global generator."""
+    im = np.array(image)
+    x, y, z = im.shape
+    sine_wave = (amplitude * np.sin(np.linspace(-np.pi, np.pi, y))).astype(int)
+    left, right = np.zeros((x, y, z), dtype=np.uint8), np.zeros((x, y, z), dtype=np.uint8)
+    for i in range(y):
+        left[:, i, :] = np.roll(im[:, i, :], -sine_wave[i], axis=0)
+        right[:, i, :] = np.roll(im[:, i, :], sine_wave[i], axis=0)
+    distorted = np.maximum(left, right)
+    scan_lines = np.zeros((x, y), dtype=np.float32)
+    scan_lines[::line_width, :] = 1
+    scan_lines = np.tile(np.minimum(scan_lines * amplitude * 50.0, 1)[:, :, None], (1, 1, z))
+    distorted = np.where(scan_lines > 0, np.random.permutation(im), distorted)
+    return np.roll(distorted, np.random.randint(0, y), axis=1)
+
+
+def tv_reference(image, amplitude):
+    """The pack's tv_vhs_distortion, drawing from NumPy's global generator."""
+    np_image = np.array(image)
+    variance = int(image.height / amplitude)
+    row_shifts = np.random.randint(-variance, variance + 1, size=image.height)
+    rolled = np.zeros_like(np_image)
+    for y in range(np_image.shape[0]):
+        rolled[y, :] = np.roll(np_image[y, :], row_shifts[y] + y % (variance * 2) - variance, axis=0)
+    h, w, c = rolled.shape
+    x_idx = np.broadcast_to(np.linspace(0, 1, w), (h, w))
+    y_idx = np.broadcast_to(np.linspace(0, 1, h).reshape(h, 1), (h, w))
+    noise = np.random.rand(h, w, c) * 0.1
+    ripple = np.sin(x_idx * 50) * 0.5 + np.sin(y_idx * 50) * 0.5
+    distorted = Image.fromarray(np.uint8(rolled + ripple[:, :, None] + noise)).resize((image.width, image.height))
+    faded = ImageEnhance.Color(image).enhance(0.5)
+    effect = ImageChops.overlay(faded, distorted)
+    return np.asarray(ImageChops.blend(faded, ImageChops.overlay(faded, effect), 0.25))
+
+
+@pytest.mark.parametrize("amplitude, offset", [(3, 2), (7, 3), (20, 5)])
+def test_monitor_digital_distortion_rolls_columns_by_the_sine(registry, amplitude, offset):
+    """offset > 1: the rows between scan lines come from the columns rolled up and down by the sine."""
+    source = picture(16, 12, amplitude)
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image_of(source), mode="Digital Distortion",
+               amplitude=amplitude, offset=offset)
+    np.random.seed(0)  # the pack's unseeded global generator, here seeded with 0
+    assert np.array_equal(levels_of(out), digital_reference(source, amplitude, offset))
+
+
+@pytest.mark.parametrize("amplitude", [1, 2, 3])
+def test_monitor_tv_distortion_matches_the_pack(registry, amplitude):
+    source = picture(14, 9, 20 + amplitude)
+    out = call(registry, "WasImageMonitorEffectsFilter", image=image_of(source), mode="TV Distortion",
+               amplitude=amplitude)
+    np.random.seed(0)
+    assert np.array_equal(levels_of(out), tv_reference(source, amplitude))
+
+
 # -- fDOF, Lucy sharpen ---------------------------------------------------------------------------
 
 
@@ -173,21 +267,41 @@ def test_fdof_keeps_the_sharp_image_where_depth_is_light(registry):
     assert out.shape[0] == 2 and np.array_equal(levels_of(out, 1), np.asarray(twice))  # the last depth reused
 
 
-def test_lucy_sharpen_is_richardson_lucy_with_scipy(registry):
-    source = picture(10, 8)
-    out = call(registry, "WasImageLucySharpen", images=image_of(source), iterations=3, kernel_size=2)
+def test_fdof_mock_over_the_bilateral_budget_is_refused_naming_radius(registry):
+    big = torch.zeros(1, 1024, 1025, 3)
+    with pytest.raises(NodeInputError) as caught:  # 64² x 1024 x 1025 is just over 2 ** 32
+        call(registry, "WasImageFdofFilter", image=big, depth=big, mode="mock", radius=64)
+    assert caught.value.input == "radius" and "at most 63" in str(caught.value)
+    # the other modes are Pillow's quick blurs: not bounded
+    out = call(registry, "WasImageFdofFilter", image=big[:, :64, :64], depth=big[:, :64, :64], mode="box", radius=64)
+    assert out.shape == (1, 64, 64, 3)
+
+
+def lucy_reference(source, iterations, kernel_size):
+    """The pack's lucy_sharpen: SciPy's convolve2d with the k x k box, float32."""
     levels = np.asarray(source, dtype=np.float32) / 255.0
-    kernel = np.full((2, 2), 0.25, dtype=np.float32)
-    padded = np.pad(levels, ((2, 2), (2, 2), (0, 0)), mode="edge")
+    kernel = np.full((kernel_size, kernel_size), 1 / kernel_size ** 2, dtype=np.float32)
+    k = kernel_size
+    padded = np.pad(levels, ((k, k), (k, k), (0, 0)), mode="edge")
     channels = []
     for c in range(3):
         estimate = padded[:, :, c].copy()
-        for _ in range(3):
+        for _ in range(iterations):
             estimate = estimate * convolve2d(estimate / (convolve2d(estimate, kernel, mode="same") + 1e-6), kernel,
                                              mode="same")
         channels.append(estimate)
-    expected = np.clip(np.stack(channels, -1)[2:-2, 2:-2] * 255.0, 0, 255).astype(np.uint8)
-    assert np.array_equal(levels_of(out), expected)
+    return np.clip(np.stack(channels, -1)[k:-k, k:-k] * 255.0, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("iterations, kernel_size", [(3, 2), (2, 3), (12, 16), (5, 4)])
+def test_lucy_sharpen_is_richardson_lucy_with_scipy(registry, iterations, kernel_size):
+    """The box as two 1-D passes is the pack's k x k box: equal but for float32 rounding (one level,
+    at a rare pixel)."""
+    source = picture(40, 36, kernel_size)
+    out = levels_of(call(registry, "WasImageLucySharpen", images=image_of(source), iterations=iterations,
+                         kernel_size=kernel_size)).astype(int)
+    expected = lucy_reference(source, iterations, kernel_size)
+    assert np.abs(out - expected).max() <= 1 and np.mean(out != expected) < 0.002
 
 
 # -- displacement ---------------------------------------------------------------------------------
@@ -224,6 +338,17 @@ def test_displacement_warp_matches_the_pack_loop(registry, amplitude):
     # the map scaled to cover the picture (Pillow's default resampling) and centre-cropped, as grey
     covered = displacement.resize((23, 10)).crop((4, 0, 18, 10)).convert("L")
     assert np.array_equal(levels_of(out), np.asarray(displace_reference(source, covered, amplitude)))
+
+
+@pytest.mark.parametrize("amplitude", [-35.0, 50.0, 54.0])
+def test_displacement_mirrored_below_zero_reads_from_the_far_edge_as_getpixel(registry, amplitude):
+    """Far enough (a position -41 .. -28 or 55 .. 68 on 14 pixels), the pack's mirroring gives
+    a negative position, which Pillow's getpixel reads from the far edge."""
+    source, displacement = picture(14, 14, 7), Image.new("L", (14, 14), 255)
+    displacement.putdata([255 - 3 * (i % 14) for i in range(14 * 14)])
+    out = call(registry, "WasImageDisplacementWarp", images=image_of(source),
+               displacement_maps=image_of(displacement.convert("RGB")), amplitude=amplitude)
+    assert np.array_equal(levels_of(out), np.asarray(displace_reference(source, displacement, amplitude)))
 
 
 def test_displacement_too_far_is_an_error(registry):
@@ -275,6 +400,70 @@ def test_pixelate_floyd_steinberg_dither(registry):
     assert set(np.unique(levels_of(ordered)).tolist()) <= {0, 64, 128, 192}  # a grid of 4 levels, 64 apart
 
 
+def ordered_reference(img, nc):
+    """The pack's ordered_dither, as its loop runs: each neighbour cut, moved by its own error and
+    put back into the source before it is read."""
+    img = img.copy()
+    width, height = img.size
+    levels = min(2 ** int(np.log2(nc)), 16)
+    cut = lambda pixel: tuple(int(c * levels / 256) * (256 // levels) for c in pixel)  # noqa: E731
+    clamp = lambda v: max(min(v, 255), 0)  # noqa: E731
+    out = Image.new("RGB", (width, height))
+    for y in range(height):
+        for x in range(width):
+            new = cut(img.getpixel((x, y)))
+            out.putpixel((x, y), new)
+            for dx, dy, weight in ((1, 0, 7), (1, 1, 1), (0, 1, 5), (-1, 1, 3)):
+                if 0 <= x + dx < width and y + dy < height:
+                    near = cut(img.getpixel((x + dx, y + dy)))
+                    error = tuple(n - c for n, c in zip(near, new))
+                    img.putpixel((x + dx, y + dy), tuple(int(clamp(p + e * weight / 16)) for p, e in zip(near, error)))
+    return out
+
+
+@pytest.mark.parametrize("colors", [2, 6, 16, 40])
+def test_pixelate_ordered_dither_matches_the_pack_loop(registry, colors):
+    source = picture(9, 7, colors)
+    out = call(registry, "WasImagePixelate", images=image_of(source), pixelation_size=16, num_colors=colors,
+               init_mode="none", dither="True", dither_mode="Ordered")
+    assert np.array_equal(levels_of(out), np.asarray(ordered_reference(source, colors)))
+
+
+def palette_loop_reference(source, lines, mode, reverse):
+    """The pack's color_palette_from_hex_lines, pixel by pixel: its pixel an 8-bit NumPy triple, so
+    its channel differences wrap as uint8 does; the first nearest of the sorted palette."""
+    palette = [tuple(int(line.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)) for line in lines]
+    if reverse:
+        palette = palette[::-1]
+    manhattan = lambda a, b: sum(abs(c1 - c2) for c1, c2 in zip(a, b))  # noqa: E731
+    luma = lambda c: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # noqa: E731
+    key = {"Brightness": lambda i: sum(palette[i]) / 3, "Tonal": lambda i: manhattan(palette[i], (128, 128, 128)),
+           "BrightnessAndTonal": lambda i: (sum(palette[i]) / 3, manhattan(palette[i], (128, 128, 128)))}[mode]
+    order = sorted(range(len(palette)), key=key)
+    distance = {"Brightness": manhattan, "Tonal": lambda a, b: abs(luma(a) - luma(b)),
+                "BrightnessAndTonal": lambda a, b: abs(luma(a) - luma(b)) + manhattan(a, b)}[mode]
+    labels = np.array(source)
+    out = Image.new("RGB", source.size)
+    with np.errstate(over="ignore"):  # the wrap is the pack's
+        for x in range(source.width):
+            for y in range(source.height):
+                distances = [distance(labels[y, x, :], palette[i]) for i in order]
+                out.putpixel((x, y), palette[order[distances.index(min(distances))]])
+    return out
+
+
+@pytest.mark.parametrize("mode", ["Brightness", "BrightnessAndTonal", "Tonal"])
+def test_pixelate_palette_modes_match_the_pack_loop(registry, mode):
+    source = picture(11, 8, 12)
+    rng = np.random.default_rng(5)
+    lines = ["#%02x%02x%02x" % tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(9)] + ["#808080"]
+    for reverse in ("False", "True"):
+        out = call(registry, "WasImagePixelate", images=image_of(source), init_mode="none", pixelation_size=16,
+                   color_palettes=["\n".join(lines)], color_palette_mode=mode, reverse_palette=reverse)
+        assert np.array_equal(levels_of(out), np.asarray(palette_loop_reference(source, lines, mode,
+                                                                                 reverse == "True")))
+
+
 def test_pixelate_palette_modes(registry):
     source = Image.fromarray(np.array([[[10, 20, 30], [250, 240, 5], [128, 0, 255]]], dtype=np.uint8))
     palette = "#000000\n#ffffff\n#ff0000"
@@ -298,6 +487,50 @@ def test_pixelate_palette_modes(registry):
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImagePixelate", images=image_of(source, source), init_mode="none", color_palettes=[palette])
     assert caught.value.input == "color_palettes"
+
+
+def palette_reference(source, palette, mode, reverse):
+    """The pack's nearest-colour mapping all at once: every pixel's distance to every sorted
+    palette colour ([H, W, N]: 8-bit differences wrapping as uint8, or luma), argmin."""
+    colours = palette[::-1] if reverse else palette
+    manhattan = lambda c: sum(abs(v - 128) for v in c)  # noqa: E731
+    key = {"Brightness": lambda c: sum(c) / 3, "Tonal": manhattan,
+           "BrightnessAndTonal": lambda c: (sum(c) / 3, manhattan(c))}[mode]
+    ordered = np.array(sorted(colours, key=key), dtype=np.int64)
+    pixels = np.asarray(source, dtype=np.int64)
+    wrapped = ((pixels[:, :, None, :] - ordered) % 256).sum(-1) % 256
+    luma = np.array([0.299, 0.587, 0.114])
+    tonal = np.abs((pixels @ luma)[:, :, None] - ordered @ luma)
+    distance = {"Brightness": wrapped, "Tonal": tonal, "BrightnessAndTonal": tonal + wrapped}[mode]
+    return ordered[np.argmin(distance, axis=-1)].astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["Brightness", "Tonal", "BrightnessAndTonal"])
+def test_pixelate_palette_mapped_colour_by_colour_is_the_all_at_once_argmin(registry, mode):
+    source = picture(30, 20, 9)
+    rng = np.random.default_rng(3)
+    colours = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(70)] + [(0, 0, 0), (0, 0, 0)]
+    text = "\n".join("#%02x%02x%02x" % c for c in colours)
+    for reverse in ("False", "True"):
+        out = call(registry, "WasImagePixelate", images=image_of(source), init_mode="none", pixelation_size=30,
+                   color_palettes=[text], color_palette_mode=mode, reverse_palette=reverse)
+        assert np.array_equal(levels_of(out), palette_reference(source, colours, mode, reverse == "True"))
+
+
+def test_pixelate_refuses_bad_palettes_and_kmeans_over_budget(registry):
+    source = image_of(picture(20, 20))
+    for palettes in ([["#ff0000"]], ["#-10000"], ["#ff00ff00"], ["#ff0000\n" * 1025]):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImagePixelate", images=source, init_mode="none", color_palettes=palettes)
+        assert caught.value.input == "color_palettes", palettes
+    assert call(registry, "WasImagePixelate", images=source, init_mode="none",
+                color_palettes=["ff0000\n#00FF00"]).shape == (1, 20, 20, 3)  # "#" optional, either case
+    with pytest.raises(NodeInputError) as caught:  # 16 colours of 9 pixels: scikit-learn's ValueError before
+        call(registry, "WasImagePixelate", images=image_of(picture(3, 3)))
+    assert caught.value.input == "num_colors"
+    with pytest.raises(NodeInputError) as caught:  # 480 x 480 x 256 is over 2 ** 24, refused before KMeans
+        call(registry, "WasImagePixelate", images=image_of(picture(480, 480)), pixelation_size=480, num_colors=256)
+    assert caught.value.input == "num_colors" and "at most 72" in str(caught.value)
 
 
 # -- noise ----------------------------------------------------------------------------------------
@@ -361,6 +594,43 @@ def test_power_noise_white_and_pink_from_numpys_seeded_generator(registry):
                                                                       height=64, noise_type=kind, seed=3))
 
 
+def power_reference(width, height, attenuation, noise_type, seed):
+    """The pack's generate_power_noise (blue, green, mix), drawing from NumPy's global generator."""
+    stretch = lambda n: (255 * (n - np.min(n)) / (np.max(n) - np.min(n))).astype(np.uint8)  # noqa: E731
+    f = np.fft.fftfreq(height)[:, np.newaxis] ** 2 + np.fft.fftfreq(width) ** 2
+    power = np.sqrt(f)
+    power[0, 0] = 1
+
+    def fourier(shape):
+        noise = np.fft.ifft2(shape(np.fft.fft2(np.random.normal(0, attenuation, (height, width)))))
+        noise *= (1.0 / (width * height)) / noise.std()
+        return np.real(noise)
+
+    blue = lambda: fourier(lambda spectrum: spectrum / power)  # noqa: E731
+    np.random.seed(seed)
+    if noise_type == "blue":
+        return stretch(blue())
+    if noise_type == "green":
+        return stretch(fourier(lambda spectrum: spectrum / np.sqrt(power)))
+    masks = []
+    for i in range(3):
+        np.random.seed(seed + i)
+        masks.append(blue())
+    blended = Image.new("L", (width, height), color=0)
+    kinds = {"white": lambda: np.random.random((height, width)),
+             "grey": lambda: np.random.normal(0, attenuation, (height, width)),
+             "pink": lambda: fourier(lambda spectrum: spectrum * power)}
+    for mask, kind in zip(masks, ["white", "grey", "pink", "green", "blue"]):
+        blended = Image.composite(blended, Image.fromarray(stretch(kinds[kind]())), Image.fromarray(stretch(mask)))
+    return np.asarray(blended)
+
+
+@pytest.mark.parametrize("noise_type", ["blue", "green", "mix"])
+def test_power_noise_blue_green_and_mix_match_the_pack(registry, noise_type):
+    out = call(registry, "WasImagePowerNoise", width=72, height=64, noise_type=noise_type, attenuation=0.7, seed=11)
+    assert np.array_equal(levels_of(out)[..., 2], power_reference(72, 64, 0.7, noise_type, 11))
+
+
 def test_voronoi_noise_matches_the_pack_loop(registry):
     rng = np.random.default_rng(11)
     points, colours = rng.integers(0, 64, (10, 2)), rng.integers(0, 256, (10, 3))
@@ -403,10 +673,36 @@ def test_image_to_noise_matches_pillow_and_seeded_random(registry):
     assert np.array_equal(levels_of(out, 0), expected) and np.array_equal(levels_of(out, 1), expected)
 
 
+def test_image_to_noise_declares_its_lists_and_can_be_stopped_in_a_pass(registry, monkeypatch):
+    import tracemalloc
+
+    from graphflow.api import Size
+    from nodes import pack_nodes_was5
+
+    image = image_of(picture(160, 120, 3))
+    call(registry, "WasImageToNoise", images=image, black_mix=1)  # first run: imports
+    tracemalloc.start()
+    try:
+        call(registry, "WasImageToNoise", images=image, black_mix=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    declared = registry.get("WasImageToNoise").estimate({}, {"images": Size(1, 120, 160)})
+    assert 0.6 * peak <= declared.memory <= peak, (declared.memory, peak)  # a lower bound, close
+    checks = []
+    monkeypatch.setattr(pack_nodes_was5, "check_interrupted", lambda: checks.append(1))
+    pack_nodes_was5.image_noise(picture(8, 6), 4, 3, 1.0, 0.0, 0)
+    assert len(checks) >= 3 * 8  # every column of every black_mix pass
+
+
 def test_image_to_seed_is_the_sha256_prefix(registry):
     a, b = picture(5, 5, 1), picture(5, 5, 2)
     seeds = call(registry, "WasImageToSeed", images=image_of(a, b))
     assert seeds == [int.from_bytes(hashlib.sha256(p.tobytes()).digest()[:4], "big") for p in (a, b)]
+    # RGBA: the pack's tensor2pil keeps alpha, so its bytes are hashed too
+    rgba = Image.fromarray(np.random.default_rng(4).integers(0, 256, (5, 6, 4), dtype=np.uint8), "RGBA")
+    assert call(registry, "WasImageToSeed", images=image_of(rgba)) == \
+        [int.from_bytes(hashlib.sha256(rgba.tobytes()).digest()[:4], "big")]
     with pytest.raises(NodeInputError) as caught:
         call(registry, "WasImageToSeed", images=torch.zeros(4, 4))
     assert caught.value.input == "images"
@@ -532,6 +828,17 @@ def test_perlin_power_fractal_weights_octaves_as_the_pack(registry):
                 total[y, x] += perlin_reference(x / 30 * 3.0 ** octave, y / 30 * 3.0 ** octave, p) * amplitude ** 1.5
     expected = np.interp(total, (total.min(), total.max()), (0, 255)).astype(np.uint8)
     assert np.array_equal(levels_of(out)[..., 1], expected)
+
+
+def test_perlin_power_fractal_weights_past_a_float_are_refused_naming_exponent(registry):
+    with pytest.raises(OverflowError):  # the pack's own weight, (persistence ** 2) ** exponent
+        (100.0 ** 2) ** 100.0
+    # an OverflowError; 10 ** 308: each weight a float, their span (twice the sum) not
+    for persistence, exponent in ((100.0, 100.0), (10.0, 38.5)):
+        with pytest.raises(NodeInputError) as caught:
+            call(registry, "WasImagePerlinPowerFractal", width=64, height=64, octaves=8, persistence=persistence,
+                 exponent=exponent, seed=1)
+        assert caught.value.input == "exponent"
 
 
 def test_perlin_rows_worked_in_blocks_give_the_same_picture(registry, monkeypatch):
