@@ -256,7 +256,8 @@ def _load(args):
 
     registry = default_registry()
     for problem in registry.problems:
-        _error(f"plugin problem: {problem.get('message', problem)}")
+        kind = "note" if problem.get("kind") == "info" else "plugin problem"
+        _error(f"{kind}: {problem.get('message', problem)}")
     try:
         data = None if is_picture_file(args.workflow) else read_json_file(args.workflow)
     except WorkflowFormatError as e:

@@ -292,9 +292,9 @@ LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
-                                     "properties name this pack (cnr_id / aux_id) or an API prompt gives its "
-                                     "inputs (blur_radius, sigma); else a saved `Blur` runs Masquerade's Blur, "
-                                     "that name's default",
+                                     "properties name this pack (cnr_id / aux_id) or a save gives its inputs "
+                                     "(blur_radius, sigma); else a saved `Blur` runs Masquerade's Blur, that "
+                                     "name's default",
 }
 
 
@@ -1028,7 +1028,8 @@ def _current_widgets(node: dict, registry, note=None) -> dict:
         else:
             return node
     except ValueError as e:  # the alias can't read this save (ComfyAlias.widgets): refused, by the node
-        raise WorkflowFormatError(f"{class_type}: {e}", [Problem(None, class_type, None, str(e))]) from None
+        shown = registry.comfy_class(class_type)
+        raise WorkflowFormatError(f"{shown}: {e}", [Problem(None, shown, None, str(e))]) from None
     if isinstance(read, tuple):  # (values, a note on what the reading dropped)
         read, message = read
         if message and note is not None:
@@ -1127,8 +1128,9 @@ def _replaced(text: str, ui_nodes: list[dict], registry, now: datetime) -> str:
                 [n for n in ui_nodes if (n.get("title") or n.get("type")) == split[0]]
         if not found:
             return match.group(0)
+        node = {**found[0], "type": _ui_type(found[0], registry)}  # the claimant its pack ids / inputs name
         try:
-            values, _ = _saved_widgets(found[0], _widget_order(found[0].get("type"), registry) or [], registry)
+            values, _ = _saved_widgets(node, _widget_order(node["type"], registry) or [], registry)
         except WorkflowFormatError:  # a save its class can't read: refused on that node itself, by its id
             return match.group(0)
         if split[1] not in values:
@@ -1520,6 +1522,12 @@ def _api_graph(workflow: Workflow, registry) -> dict:
                     if entry.get("widget") and entry["name"] not in inputs and "default" in entry \
                             and entry["name"] not in unwritten:
                         inputs[entry["name"]] = entry["default"]
+        if cls is not None and registry.comfy_node(class_type) is not cls \
+                and registry.claimant_node(_claimant_class(class_type, registry, inputs=inputs)) is not cls \
+                and registry.comfy_node(cls.node_type) is cls:
+            # an API prompt carries no pack ids: a claimant its input names can't choose (Image-Filters'
+            # LatentStats) is written as its own type, which reads back as it (ComfyUI knows the class name)
+            class_type = cls.node_type
         entry = {"inputs": inputs, "class_type": class_type}
         if node_id in titles:
             entry["_meta"] = {"title": titles[node_id]}

@@ -12,9 +12,9 @@ KMeansQuantize, and the pack's Blur as PostProcBlur.
 
 The ComfyUI class name "Blur" is Masquerade's Blur's too (nodes/pack_nodes_masquerade.py), its
 default: a "Blur" is read as this pack's (PostProcBlur) where a UI save's node properties name this
-pack (cnr_id / aux_id, as newer ComfyUI editors save them) or an API prompt gives its input names
-(blur_radius, sigma); an older UI save without those ids can't be told apart (two numbers each) and
-runs Masquerade's Blur.
+pack (cnr_id / aux_id, as newer ComfyUI editors save them) or a save gives its input names
+(blur_radius, sigma: an API prompt's inputs, a UI node's inputs[] where converted or linked); an older UI
+save without either can't be told apart (two numbers each) and runs Masquerade's Blur.
 
 Where the pack draws unseeded random numbers (Dissolve's torch.rand_like, FilmGrain's numpy
 global generator) these nodes seed a generator of their own at 0 each run, so a result equals the

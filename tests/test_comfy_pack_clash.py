@@ -435,3 +435,48 @@ def test_the_docs_say_the_input_name_rule_only_where_it_can_choose(registry):
     assert "cnr_id" in stats and "input name" not in stats  # both read only `latent`
     (blur,) = tool._claim_notes(registry, "Blur", registry.get("PostProcBlur"))
     assert "input name only it reads" in blur
+
+
+# --- second review's mends ---------------------------------------------------------------------
+
+
+def test_an_api_export_writes_a_claimant_its_inputs_cant_choose_under_its_own_name(registry):
+    """An API prompt carries no pack ids: Image-Filters' LatentStats (only `latent`, as ours) is written
+    as ImageFiltersLatentStats, which reads back as it (as "LatentStats" it came back as our node, its
+    outputs 1-4 gone); PostProcBlur, which its inputs choose, keeps the class name "Blur"."""
+    workflow = parse_workflow(latent_stats_save({"cnr_id": "comfyui-image-filters"}), registry)
+    api = export_api(workflow, registry)
+    assert api["2"]["class_type"] == "ImageFiltersLatentStats"
+    assert parse_workflow(api, registry).nodes["2"].type == "ImageFiltersLatentStats"
+    ours = export_api(parse_workflow(latent_stats_save({}), registry), registry)
+    assert ours["2"]["class_type"] == "LatentStats"
+    blur = export_api(parse_workflow(blur_save([3, 1.5], POST), registry), registry)
+    assert blur["2"]["class_type"] == "Blur" and parse_workflow(blur, registry).nodes["2"].type == "PostProcBlur"
+
+
+def test_a_filename_reference_reads_the_claimant_its_pack_ids_name(registry):
+    """%Blur.blur_radius% in a save prefix reads the post-processing Blur's widget where the node's
+    pack ids name that pack (it was looked up by Masquerade's widget order: left unreplaced)."""
+    save = blur_save([3, 1.5], POST)
+    save["nodes"][1]["outputs"][0]["links"] = [2]
+    save["nodes"].append({"id": 3, "type": "SaveImage", "mode": 0, "properties": {}, "outputs": [],
+                          "inputs": [{"name": "images", "type": "IMAGE", "link": 2}],
+                          "widgets_values": ["x_%Blur.blur_radius%_%Blur.radius%"]})
+    save["links"].append([2, 2, 0, 3, 0, "IMAGE"])
+    prefix = parse_workflow(save, registry).nodes["3"].inputs["filename_prefix"]
+    assert prefix == "x_3_%Blur.radius%"
+
+
+def test_an_info_note_is_printed_as_a_note_by_the_cli(registry, monkeypatch, capsys, tmp_path):
+    """Registry notes of kind info (a plugin claiming a class by its pack) print as notes, not problems."""
+    from graphflow import cli
+    import graphflow.registry as registry_module
+
+    noted = Registry().load_builtin()
+    noted.problems.append({"kind": "info", "message": "plugin x claims Blur by its pack"})
+    monkeypatch.setattr(registry_module, "default_registry", lambda: noted)
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(blur_prompt(radius=2, sigma_factor=1.0)))
+    cli.main(["validate", str(path)])
+    err = capsys.readouterr().err
+    assert "note: plugin x claims Blur by its pack" in err and "plugin problem" not in err

@@ -103,9 +103,13 @@ A ComfyUI class name two packs register (both Masquerade's and EllangoK's post-p
 have a `Blur`; graphflow's own `LatentInterpolate` shares ComfyUI's name) has a default node, read
 where nothing says otherwise; the others are read where a UI save's node names their pack in its
 properties (`cnr_id`, the Comfy registry id, or `aux_id`, the GitHub repo, as newer ComfyUI
-editors save them; `graphflow` for our own node) or where an API prompt gives an input name the
-default does not read and exactly one other node reads them all. They are written back under the
-class name, and in a UI save with those ids. The table says which is which.
+editors save them; `graphflow` for our own node) or where a save gives input names (an API prompt's
+inputs, a UI node's inputs[]) the default does not read and exactly one other node reads them all.
+They are written back under the class name, and in a UI save with those ids; in an API prompt, which
+carries no pack ids, a node its input names can't choose is written under its own name (which reads
+back as it). A non-default node also answers its own name, and `/object_info` lists it under that
+name, so a ComfyUI editor served by graphflow can add it; a ComfyUI editor shows a node saved under
+the shared class name with the default's widgets. The table says which is which.
 
 ## How it runs
 
