@@ -224,8 +224,8 @@ class ReferenceOnlySimple(Node):
     sampled (a reference image there is sampled over); use one reference image (LatentFromBatch).
     A patch that changes the self-attention's tokens (ToMe, HyperTile) goes after this node on
     the model, and the KSampler must sample this node's LATENT (whole groups of reference and new
-    images): otherwise sampling stops with an error naming this node. The reference's own noise mask and batch indices are not carried; on a model without UNet
-    transformer blocks (FLUX, SD3) the attention is left unchanged (a warning says so)."""
+    images): otherwise sampling stops with an error naming this node. The reference's own noise
+    mask and batch indices are not carried; on a model without UNet transformer blocks (FLUX, SD3) the attention is left unchanged (a warning says so)."""
     category = CATEGORY
     model: MODEL
     reference: LATENT

@@ -125,7 +125,6 @@ class WasImageCannyFilter(Node):
     comfy = ComfyAlias(("Image Canny Filter",), inputs={"images": "images", "image": "images"})
 
     def run(self):
-        import numpy as np
         from PIL import Image
 
         weak = self.threshold_low if self.enable_threshold == "true" else None

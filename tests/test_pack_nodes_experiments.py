@@ -2,8 +2,8 @@
 defaults and ranges as its source declares them; the three CFG functions against the pack's formulas
 computed here in numpy (float64) from ComfyUI's x - denoised arguments, and in KSampler runs of the
 tiny checkpoint; ReferenceOnlySimple's latent and mask layout, its attention patch against attention
-over the concatenated keys computed here, a real run's UNet row layout, and the pack's example graph run; the block merges' weights
-against ComfyUI's ModelMergeBlocks rule (the longest ratio name a weight starts with); the clear
+over the concatenated keys computed here, a real run's UNet row layout, and the pack's example graph
+run; the block merges' weights against ComfyUI's ModelMergeBlocks rule (the longest ratio name a weight starts with); the clear
 errors; a UI-format save and an API prompt with the pack's class names that run and round-trip."""
 
 import dataclasses
