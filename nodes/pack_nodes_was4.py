@@ -27,9 +27,9 @@ b028e2f05a2997275fe3d80e9c12085e9c0b1662, add a second set of number widgets and
 so their UI saves hold 11 and 15 values: read as the pack runs them (the nodes' help says which),
 and written back so. The suite's later rewrite (nodes/mask/mask_rect_area.py, read in a fork's copy,
 Mu-L/was-node-suite-comfyui at d244959893a728f8416b81114ee9615fed2f5ea1) adds a drawn_mask (a mask
-painted on the node) and drawn_combine to those two nodes: such a save is read when it paints
-nothing or its drawn_combine is "off" (noted), and refused when a painted mask joins the rectangle,
-since graphflow paints none.
+painted on the node) and drawn_combine to those two nodes: such a save (or API prompt) is read when
+it paints nothing or its drawn_combine is "off" (a UI save's noted), and refused naming drawn_mask
+when a painted mask joins the rectangle, since graphflow paints none.
 
 pilgram (pinned >=1.2 in pyproject; tested with 2.0.0) does the filters and blend modes, Pillow the
 rest, as in the pack; scikit-learn's KMeans finds the palette (seeded with random_state=0 as the
@@ -347,6 +347,22 @@ def rewrite_layout(values: list, schema: int):
                              "the rectangle is the same without them)")
 
 
+DRAWN_INPUTS = ("drawn_mask", "drawn_combine")  # the later rewrite's painted mask and how it joins
+DRAWN_REFUSAL = ("a mask painted on the node (the suite's later drawn_mask) joins its rectangle; graphflow does "
+                 "not read painted masks: clear drawn_mask or set drawn_combine to 'off' in ComfyUI")
+
+
+def rewrite_api_inputs(inputs: dict) -> dict:
+    """An API prompt from the suite's later rewrite carries drawn_mask / drawn_combine: left out where
+    they paint nothing (an empty drawn_mask, or drawn_combine "off"); a painted mask that joins stays,
+    refused naming drawn_mask (unknown_input), as a UI save of it is."""
+    drawn = inputs.get("drawn_mask", "")
+    combine = inputs.get("drawn_combine", REWRITE_DEFAULT_COMBINE)
+    if isinstance(drawn, str) and (not drawn or combine == "off"):
+        return {name: value for name, value in inputs.items() if name not in DRAWN_INPUTS}
+    return inputs
+
+
 def rect_area_widgets(values: list):
     """Mask Rect Area's widgets_values as the pack's schema lays them out (x, y, width, height,
     blur_radius). The pack's editor script adds its own x, y, w, h and blur_radius number widgets
@@ -405,7 +421,11 @@ class WasMaskRectArea(Node):
     blur_radius: int = Int(0, min=0, max=255)
     outputs = {"MASKS": MASK}
     comfy = ComfyAlias(("Mask Rect Area",), ignore=("w", "h"), widgets=rect_area_widgets,
-                       export_widgets=rect_area_export)
+                       export_widgets=rect_area_export, api_inputs=rewrite_api_inputs)
+
+    @classmethod
+    def unknown_input(cls, name):
+        return DRAWN_REFUSAL if name in DRAWN_INPUTS else None
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -440,7 +460,11 @@ class WasMaskRectAreaAdvanced(Node):
     blur_radius: int = Int(0, min=0, max=255)
     outputs = {"MASKS": MASK}
     comfy = ComfyAlias(("Mask Rect Area (Advanced)",), widgets=rect_area_advanced_widgets,
-                       export_widgets=rect_area_export)
+                       export_widgets=rect_area_export, api_inputs=rewrite_api_inputs)
+
+    @classmethod
+    def unknown_input(cls, name):
+        return DRAWN_REFUSAL if name in DRAWN_INPUTS else None
 
     def run(self):
         return blurred_rectangle(self.image_height, self.image_width, self.y, self.y + self.height, self.x,

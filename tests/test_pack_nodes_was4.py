@@ -548,6 +548,32 @@ def test_rect_area_saves_of_the_later_rewrite_with_a_joining_painted_mask_are_re
         assert any(p.node_id == "1" and "drawn_mask" in p.message for p in caught.value.problems)
 
 
+@pytest.mark.parametrize("drawn, combine, refused", [("", "union", False), (PAINTED, "off", False),
+                                                     (PAINTED, "union", True), (PAINTED, None, True)])
+def test_rect_area_api_prompts_of_the_later_rewrite(registry, drawn, combine, refused):
+    """The rewrite's API prompts carry drawn_mask / drawn_combine: run without them where they paint
+    nothing (they were refused as unknown inputs), refused naming drawn_mask where a painted mask joins."""
+    from graphflow.validation import validate
+    painted = {"drawn_mask": drawn, **({"drawn_combine": combine} if combine is not None else {})}
+    prompt = {"1": {"class_type": "Mask Rect Area", "inputs": {"x": 20, "y": 10, "width": 30, "height": 40,
+                                                              "blur_radius": 3, **painted}},
+              "2": {"class_type": "Mask Rect Area (Advanced)",
+                    "inputs": {"x": 64, "y": 128, "width": 128, "height": 64, "image_width": 256,
+                               "image_height": 192, "blur_radius": 1, **painted}}}
+    problems = validate(parse_workflow(prompt, registry), registry, ["1", "2"])
+    if refused:
+        named = [("1", "drawn_mask"), ("2", "drawn_mask")]
+        if combine is not None:
+            named += [("1", "drawn_combine"), ("2", "drawn_combine")]
+        assert sorted((p.node_id, p.input) for p in problems) == sorted(named)
+        assert all("painted" in p.message for p in problems)
+    else:
+        assert problems == []
+        values = run_graph(registry, prompt, ["1", "2"]).values
+        assert torch.equal(values["1"][0], pack_rect(512, 512, 51, 256, 102, 256, 3))
+        assert torch.equal(values["2"][0], pack_rect(192, 256, 128, 192, 64, 192, 1))
+
+
 # -- Text Sort and Text Find -------------------------------------------------------------------------
 
 def pack_sort(text, separator):
