@@ -1377,8 +1377,9 @@ class WasImageAspectRatio(Node):
 # -- switches -----------------------------------------------------------------------------------
 
 
-def _switch(kind, socket, comfy_name: str):
-    """A WAS input switch: <kind>_a when boolean is true (or boolean_number rounds to 1), else <kind>_b."""
+def switch_node(kind, socket, comfy_name: str, module: str = __name__):
+    """A WAS input switch: <kind>_a when boolean is true (or boolean_number rounds to 1), else <kind>_b;
+    `module`: the one defining it (the registry takes a module's own classes)."""
     def run(self):
         return getattr(self, f"{kind}_a") if first_chosen(self) else getattr(self, f"{kind}_b")
 
@@ -1387,7 +1388,7 @@ def _switch(kind, socket, comfy_name: str):
         "boolean": None, "boolean_number": None,
         "__doc__": f"{kind}_a when boolean is true (or, in the 2023 layout, boolean_number rounds to 1), else "
                    f"{kind}_b (WAS's {comfy_name}).",
-        "__module__": __name__, "category": "WAS Suite/Logic", "outputs": {socket_name(socket): socket},
+        "__module__": module, "category": "WAS Suite/Logic", "outputs": {socket_name(socket): socket},
         "comfy": ComfyAlias((comfy_name,), **SWITCH_LAYOUTS), "run": run,
     }
     return type(f"Was{comfy_name.title().replace(' ', '')}", (Node,), namespace)
@@ -1397,13 +1398,13 @@ def socket_name(socket) -> str:
     return socket.__metadata__[0].type.name
 
 
-WasImageInputSwitch = _switch("image", IMAGE, "Image Input Switch")
-WasLatentInputSwitch = _switch("latent", LATENT, "Latent Input Switch")
-WasConditioningInputSwitch = _switch("conditioning", CONDITIONING, "Conditioning Input Switch")
-WasModelInputSwitch = _switch("model", MODEL, "Model Input Switch")
-WasVaeInputSwitch = _switch("vae", VAE, "VAE Input Switch")
-WasClipInputSwitch = _switch("clip", CLIP, "CLIP Input Switch")
-WasUpscaleModelSwitch = _switch("upscale_model", UPSCALE_MODEL, "Upscale Model Switch")
+WasImageInputSwitch = switch_node("image", IMAGE, "Image Input Switch")
+WasLatentInputSwitch = switch_node("latent", LATENT, "Latent Input Switch")
+WasConditioningInputSwitch = switch_node("conditioning", CONDITIONING, "Conditioning Input Switch")
+WasModelInputSwitch = switch_node("model", MODEL, "Model Input Switch")
+WasVaeInputSwitch = switch_node("vae", VAE, "VAE Input Switch")
+WasClipInputSwitch = switch_node("clip", CLIP, "CLIP Input Switch")
+WasUpscaleModelSwitch = switch_node("upscale_model", UPSCALE_MODEL, "Upscale Model Switch")
 
 
 # -- console ------------------------------------------------------------------------------------

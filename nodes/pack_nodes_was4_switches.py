@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from graphflow.api import BOOLEAN, CLIP, CLIP_VISION, MODEL, ComfyAlias, Node
 from nodes.controlnet import CONTROL_NET
-from nodes.pack_nodes_was import NUMBER, SWITCH_LAYOUTS, first_chosen
+from nodes.pack_nodes_was import NUMBER, SWITCH_LAYOUTS, first_chosen, switch_node
 
 COMFY_PACK = "WAS Node Suite"  # the custom node pack this module's ComfyUI classes come from
 
@@ -37,31 +37,5 @@ class WasLoraInputSwitch(Node):
         return (self.model_a, self.clip_a) if first_chosen(self) else (self.model_b, self.clip_b)
 
 
-class WasClipVisionInputSwitch(Node):
-    """clip_vision_a when boolean is true (or boolean_number rounds to 1, the 2023 layout), else
-    clip_vision_b (WAS's CLIP Vision Input Switch)."""
-    category = "WAS Suite/Logic"
-    clip_vision_a: CLIP_VISION
-    clip_vision_b: CLIP_VISION
-    boolean: BOOLEAN = None
-    boolean_number: NUMBER = None
-    outputs = {"CLIP_VISION": CLIP_VISION}
-    comfy = ComfyAlias(("CLIP Vision Input Switch",), **SWITCH_LAYOUTS)
-
-    def run(self):
-        return self.clip_vision_a if first_chosen(self) else self.clip_vision_b
-
-
-class WasControlNetModelInputSwitch(Node):
-    """control_net_a when boolean is true (or boolean_number rounds to 1, the 2023 layout), else
-    control_net_b (WAS's Control Net Model Input Switch)."""
-    category = "WAS Suite/Logic"
-    control_net_a: CONTROL_NET
-    control_net_b: CONTROL_NET
-    boolean: BOOLEAN = None
-    boolean_number: NUMBER = None
-    outputs = {"CONTROL_NET": CONTROL_NET}
-    comfy = ComfyAlias(("Control Net Model Input Switch",), **SWITCH_LAYOUTS)
-
-    def run(self):
-        return self.control_net_a if first_chosen(self) else self.control_net_b
+WasClipVisionInputSwitch = switch_node("clip_vision", CLIP_VISION, "CLIP Vision Input Switch", __name__)
+WasControlNetModelInputSwitch = switch_node("control_net", CONTROL_NET, "Control Net Model Input Switch", __name__)
