@@ -214,6 +214,9 @@ CUSTOM_PACKS = {
                             "LatentSwitch", "StringListToString"),
     # before WAS: its "Image Save" prefix would claim "Image Saver ..."
     "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
+    # JPS-GER's ComfyUI_JPS-Nodes (nodes/pack_nodes_jps.py): every class name ends in " (JPS)"; before WAS,
+    # whose "Text Concatenate" prefix would claim "Text Concatenate (JPS)"
+    "ComfyUI_JPS-Nodes": ("(JPS)",),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES,
                        *WAS_LEFT_OUT),
@@ -295,8 +298,6 @@ CUSTOM_PACKS = {
     # docs list them under the pack, and a class of a later version is named as the pack's
     "comfyui-inpaint-nodes": ("INPAINT_",),
     "sdxl_prompt_styler": SDXL_STYLER_CLASSES,
-    # JPS-GER's ComfyUI_JPS-Nodes (nodes/pack_nodes_jps.py): every class name ends in " (JPS)"
-    "ComfyUI_JPS-Nodes": ("(JPS)",),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
