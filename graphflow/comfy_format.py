@@ -300,7 +300,10 @@ CUSTOM_PACKS = {
     "sdxl_prompt_styler": SDXL_STYLER_CLASSES,
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
+# JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
+JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "
+                                            "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_jps as jps
@@ -47,6 +48,13 @@ def test_the_packs_names_are_ours_and_clash_with_no_core_class(registry):
         assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_jps", name
         assert custom_pack(name) == "ComfyUI_JPS-Nodes"
     assert custom_pack("SDXL Prompt Styler (JPS)") == "ComfyUI_JPS-Nodes"  # left out, still named as the pack's
+
+
+def test_the_left_out_styler_is_refused_saying_why(registry):
+    prompt = {"1": {"class_type": "SDXL Prompt Styler (JPS)", "inputs": {"text_positive_g": "a"}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["1"])
+    assert not result.ok and "ComfyUI_JPS-Nodes" in result.problems[0].message
+    assert "style files" in result.problems[0].message
 
 
 def test_resolutions_and_basic_settings(registry):
