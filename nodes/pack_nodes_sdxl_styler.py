@@ -14,11 +14,12 @@ Perfection Styler of eleven folders, each with an Advanced twin).
   / Subject / Theme / Timeofday / Perfection Styler (and each "Advanced"): a list per data folder,
   the chosen templates applied one after another.
 
-The style data: the pack's MIT-licensed sdxl_styles_base.json and sdxl_styles_diva.json are shipped
-in graphflow/data/sdxl_prompt_styler (byte for byte, with the pack's LICENSE); more style files in
-the pack's shape (a JSON list of {"name", "prompt", "negative_prompt"}) are read from the `styles`
-folder (models/styles/*.json), so the pack's other style files (sdxl_styles.json's sai-, ads-,
-artstyle- ... styles, too large to carry here) work when dropped there. The category stylers read
+The style data: the pack's MIT-licensed sdxl_styles.json (at ff89f24baaa1ae6eb5e1e77e455456e75d75cb70:
+its 104 sai-, ads-, artstyle-, futuristic-, game-, misc-, papercraft- and photo- styles),
+sdxl_styles_base.json and sdxl_styles_diva.json are shipped in graphflow/data/sdxl_prompt_styler
+(byte for byte, with the pack's LICENSE); more style files in the pack's shape (a JSON list of
+{"name", "prompt", "negative_prompt"}) are read from the `styles` folder (models/styles/*.json), so
+the pack's other style files work when dropped there. The category stylers read
 models/styles/<folder>/*.json: the pack's data/ folders (Artists.json alone is a megabyte, so none
 is shipped) are used by copying them there. Left out: nothing of the nodes' behaviour; the pack
 reads its files in the order the file system lists them, here shipped files then the folder's, each
@@ -194,7 +195,7 @@ class SDXLPromptStyler(Node):
     every {prompt} replaced by text_positive (a template without {prompt} is used as it is, the
     text dropped), its "negative_prompt" and text_negative joined by ", " (either alone if the
     other is empty). style_positive / style_negative off give that text unstyled; log_prompt logs
-    the texts. Styles: the pack's base and Diva styles, and every style file (a JSON list of
+    the texts. Styles: the pack's SAI (sai-...), base and Diva styles, and every style file (a JSON list of
     {"name", "prompt", "negative_prompt"}) in models/styles; a name met again gets _1, _2 ... An
     unknown style is refused, naming the closest ones."""
     category = "utils"

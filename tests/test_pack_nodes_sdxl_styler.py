@@ -21,7 +21,7 @@ from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
 DATA = Path(styler.__file__).parent.parent / "graphflow" / "data" / "sdxl_prompt_styler"
 # the pack's files as stored (twri/sdxl_prompt_styler): their sizes in characters and their style counts
-SHIPPED = {"sdxl_styles_base.json": (99, 1), "sdxl_styles_diva.json": (17112, 80)}
+SHIPPED = {"sdxl_styles.json": (28269, 104), "sdxl_styles_base.json": (99, 1), "sdxl_styles_diva.json": (17112, 80)}
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,12 @@ def test_the_shipped_files_parse_and_hold_the_packs_styles():
         content = json.loads(text)
         assert len(content) == count and all(set(t) == {"name", "prompt", "negative_prompt"} for t in content)
     assert (DATA / "sdxl_styles_diva.json").read_bytes().count(b"\r\n") == 400  # the pack's CRLF lines, kept
+    assert b"\r" not in (DATA / "sdxl_styles.json").read_bytes()  # its LF ones
     assert (DATA / "LICENSE").read_text().startswith("MIT License")
     names = styler.style_names()
-    assert len(names) == 81 and names[0] == "base" and "Whimsical and Playful" in names
+    # the files in name order: sdxl_styles.json's first
+    assert len(names) == 104 + 1 + 80 and names[0] == "sai-base" and names[104] == "base"
+    assert "sai-cinematic" in names and "Whimsical and Playful" in names
 
 
 def test_a_style_replaces_prompt_and_joins_the_negatives(registry):
@@ -142,6 +145,16 @@ def test_advanced_splits_at_the_first_dot_into_g_and_l(registry, styles_folder):
     # a template without " . ": all G; no L text, so text_positive is G alone
     base = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="cat", style="base")
     assert base == ("cat", "", "cat", "", "", "")
+
+
+def test_advanced_on_the_shipped_sai_styles(registry):
+    for name in ("sai-cinematic", "sai-texture", "sai-fantasy art"):
+        template = shipped_templates()[name]
+        g_part, _, l_part = template["prompt"].partition(" . ")
+        out = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="a cat", text_positive_l="",
+                   text_negative="", style=name)
+        assert out[0] == g_part.strip().replace("{prompt}", "a cat") and out[1] == l_part.strip()
+        assert out[2] == (f"{out[0]} . {out[1]}" if l_part else out[0]) and out[5] == template["negative_prompt"]
 
 
 def test_copy_to_l_keeps_repeated_tokens_once(registry, styles_folder):
