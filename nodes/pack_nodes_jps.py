@@ -27,18 +27,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Choice, \
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, socket_type
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.controlnet import CONTROL_NET
 from nodes.image import MAX_SIZE, _image, _resize_image
 from nodes.loaders import LoadLoRA
 from nodes.pack_nodes import _core
+# the pack's settings nodes hand their values on as a tuple on ComfyUI's BASIC_PIPE socket, Impact
+# Pack's name for its own model pipe: one type, as in ComfyUI
+from nodes.pack_nodes_impact import BASIC_PIPE
 
 COMFY_PACK = "ComfyUI_JPS-Nodes"  # the custom node pack this module's ComfyUI classes come from
 
-# the pack's settings nodes hand their values on as a tuple on ComfyUI's BASIC_PIPE socket (Impact
-# Pack's name for its own model pipe: one type, as in ComfyUI)
-BASIC_PIPE = socket_type("BASIC_PIPE")
 INT64_MAX = 2 ** 63 - 1  # a whole-number result beyond this can't be an INT here
 
 # -- settings ---------------------------------------------------------------------------------------
