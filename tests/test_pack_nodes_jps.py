@@ -165,6 +165,10 @@ def test_multipipes_pass_their_inputs_on(registry):
     assert out[0] is image and out[5] is mask and out[1] is None
     out = node(registry, "SDXL Fundamentals MultiPipe (JPS)", seed=12)
     assert out[-1] == 12 and out[:-1] == (None,) * 9
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 6, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "Images Masks MultiPipe (JPS)", "inputs": {"generation_img": ["1", 0]}},
+              "3": {"class_type": "Get Image Size (JPS)", "inputs": {"image": ["2", 0]}}}
+    assert run_graph(registry, prompt, ["3"]).values["3"] == (8, 6)  # the unconnected outputs unused: fine
 
 
 def test_text_nodes(registry):
