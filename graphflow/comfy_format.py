@@ -187,11 +187,19 @@ WAS_LEFT_OUT = {
     "True Random.org Number Generator": "it asks random.org's web service for its numbers",
     "Image Send HTTP": "it sends the images to a web address",
 }
+# twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
+# (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
+SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
+                       *(name + suffix for name in ("ArtistStyler", "CameraStyler", "CompositionStyler", "DepthStyler",
+                                                    "EnvironmentStyler", "FilterStyler", "FocusStyler",
+                                                    "LightingStyler", "MilehighStyler", "MoodStyler", "SubjectStyler",
+                                                    "ThemeStyler", "TimeofdayStyler", "PerfectionStyler")
+                         for suffix in ("", "Advanced")))
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
                          *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT,
-                         *EXPERIMENTS_CLASSES))
+                         *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -206,6 +214,9 @@ CUSTOM_PACKS = {
                             "LatentSwitch", "StringListToString"),
     # before WAS: its "Image Save" prefix would claim "Image Saver ..."
     "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
+    # JPS-GER's ComfyUI_JPS-Nodes (nodes/pack_nodes_jps.py): every class name ends in " (JPS)"; before WAS,
+    # whose "Text Concatenate" prefix would claim "Text Concatenate (JPS)"
+    "ComfyUI_JPS-Nodes": ("(JPS)",),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES,
                        *WAS_LEFT_OUT),
@@ -286,9 +297,13 @@ CUSTOM_PACKS = {
     # Acly's comfyui-inpaint-nodes (nodes/pack_nodes_inpaint.py): all its classes are ours; named so the
     # docs list them under the pack, and a class of a later version is named as the pack's
     "comfyui-inpaint-nodes": ("INPAINT_",),
+    "sdxl_prompt_styler": SDXL_STYLER_CLASSES,
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
+# JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
+JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "
+                                            "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

@@ -23,6 +23,8 @@ MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bi
 # kinds whose files have other extensions than MODEL_EXTENSIONS, as the pack that adds the folder registers
 # them: offered by the loaders and by GET /models/{kind} alike
 KIND_EXTENSIONS = {"inpaint": (".pt", ".pth", ".safetensors", ".patch")}  # comfyui-inpaint-nodes' (Fooocus' .patch)
+# kinds of user data (not models) read from a models/ subfolder by the nodes named, with their files' extensions
+DATA_KINDS = {"styles": (".json",)}  # SDXL Prompt Styler's style files (nodes/pack_nodes_sdxl_styler.py)
 GGUF_EXTENSIONS = (".gguf",)  # ggml's container: offered by ComfyUI-GGUF's loaders (nodes/gguf.py) only, as in ComfyUI
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi", ".gif")  # what LoadVideo offers

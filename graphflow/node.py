@@ -24,6 +24,7 @@ item (shorter lists repeat their last item) and each of its outputs becomes a li
 `input_is_list = True` instead runs once and reads every input, widgets too, as a list.
 """
 
+import difflib
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -151,7 +152,10 @@ def _check_choice(widget: Widget):
             raise ValueError(f"the choices could not be listed: {type(e).__name__}: {e}") from None
         if value not in choices:
             shown = ", ".join(map(repr, choices[:12])) + (" ..." if len(choices) > 12 else "")
-            raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}")
+            # a long list is cut short: the names nearest the value are named too (a misspelt style)
+            close = difflib.get_close_matches(str(value), list(map(str, choices)), n=5) if len(choices) > 12 else []
+            closest = f" (closest: {', '.join(map(repr, close))})" if close else ""
+            raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}{closest}")
         return value
 
     return check

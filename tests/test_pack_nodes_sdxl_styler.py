@@ -1,0 +1,282 @@
+"""twri's SDXL Prompt Styler (nodes/pack_nodes_sdxl_styler.py): the stylers against the pack's
+template rules written out here (str.replace of {prompt}, the ", " joins, the " . " split), the
+shipped style files (they parse, their style counts are the pack's), user style files read from
+models/styles (duplicate names suffixed), the clear errors, and UI-format saves and API prompts
+with the pack's class names that run and round-trip."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from nodes import pack_nodes_sdxl_styler as styler
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+DATA = Path(styler.__file__).parent.parent / "graphflow" / "data" / "sdxl_prompt_styler"
+# the pack's files as stored (twri/sdxl_prompt_styler): their sizes in characters and their style counts
+SHIPPED = {"sdxl_styles.json": (28269, 104), "sdxl_styles_base.json": (99, 1), "sdxl_styles_diva.json": (17112, 80)}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+@pytest.fixture
+def styles_folder(tmp_folders):
+    folder = tmp_folders.models / "styles"
+    folder.mkdir()
+    return folder
+
+
+def node(registry, name, **inputs):
+    return call(registry, registry.comfy_node(name).node_type, **inputs)
+
+
+def shipped_templates() -> dict:
+    """The shipped styles by name, read here straight from the files."""
+    return {t["name"]: t for name in sorted(SHIPPED) for t in json.loads((DATA / name).read_text(encoding="utf-8"))}
+
+
+def test_the_packs_names_are_ours_and_clash_with_no_core_class(registry):
+    for name in ("SDXLPromptStyler", "SDXLPromptStylerAdvanced", "CameraStyler", "PerfectionStylerAdvanced",
+                 "TimeofdayStyler", "MilehighStylerAdvanced"):
+        assert name not in comfy_catalogue()
+        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_sdxl_styler"
+        assert custom_pack(name) == "sdxl_prompt_styler"
+    assert custom_pack("SDXLPromptStylerbyMood") is None  # another pack's styler: whole names only
+
+
+def test_the_shipped_files_parse_and_hold_the_packs_styles():
+    assert sorted(p.name for p in DATA.glob("*.json")) == sorted(SHIPPED)
+    for name, (chars, count) in SHIPPED.items():
+        raw = (DATA / name).read_bytes()
+        text = raw.decode("utf-8")
+        assert len(text) == chars, name
+        content = json.loads(text)
+        assert len(content) == count and all(set(t) == {"name", "prompt", "negative_prompt"} for t in content)
+    assert (DATA / "sdxl_styles_diva.json").read_bytes().count(b"\r\n") == 400  # the pack's CRLF lines, kept
+    assert b"\r" not in (DATA / "sdxl_styles.json").read_bytes()  # its LF ones
+    assert (DATA / "LICENSE").read_text().startswith("MIT License")
+    names = styler.style_names()
+    # the files in name order: sdxl_styles.json's first
+    assert len(names) == 104 + 1 + 80 and names[0] == "sai-base" and names[104] == "base"
+    assert "sai-cinematic" in names and "Whimsical and Playful" in names
+
+
+def test_a_style_replaces_prompt_and_joins_the_negatives(registry):
+    template = shipped_templates()["Art Deco"]
+    out = node(registry, "SDXLPromptStyler", text_positive="a cat", text_negative="dog", style="Art Deco")
+    assert out == (template["prompt"].replace("{prompt}", "a cat"), template["negative_prompt"] + ", dog")
+    # an empty negative: the template's alone; base's empty negative: the given one alone
+    assert node(registry, "SDXLPromptStyler", text_positive="a cat", style="Art Deco")[1] == template["negative_prompt"]
+    assert node(registry, "SDXLPromptStyler", text_positive="a cat", text_negative="dog", style="base") == \
+        ("a cat", "dog")
+
+
+def test_style_positive_and_negative_off_keep_the_texts(registry):
+    template = shipped_templates()["Baroque"]
+    given = {"text_positive": "p", "text_negative": "n", "style": "Baroque"}
+    assert node(registry, "SDXLPromptStyler", **given, style_positive=False) == \
+        ("p", template["negative_prompt"] + ", n")
+    assert node(registry, "SDXLPromptStyler", **given, style_negative=False) == \
+        (template["prompt"].replace("{prompt}", "p"), "n")
+
+
+def test_user_style_files_are_read_and_duplicates_get_suffixes(registry, styles_folder):
+    (styles_folder / "mine.json").write_text(json.dumps([
+        {"name": "no placeholder", "prompt": "a fixed prompt", "negative_prompt": ""},
+        {"name": "twice", "prompt": "{prompt} and {prompt}", "negative_prompt": "bad"},
+        {"name": "base", "prompt": "my base {prompt}", "negative_prompt": ""},
+        {"name": "base", "prompt": "my second base {prompt}", "negative_prompt": ""},
+    ]), encoding="utf-8")
+    (styles_folder / "broken.json").write_text('[{"name": "half"}]', encoding="utf-8")  # no prompt: left out
+    (styles_folder / "nested").mkdir()
+    (styles_folder / "nested" / "deep.json").write_text(json.dumps([
+        {"name": "deep", "prompt": "{prompt}", "negative_prompt": ""}]), encoding="utf-8")
+    names = styler.style_names()
+    assert names[-4:] == ["no placeholder", "twice", "base_1", "base_2"]  # the shipped "base" came first
+    assert "half" not in names and "deep" not in names  # a category folder's file is not the main list's
+    # a template without {prompt}: the positive text is dropped, as str.replace leaves the template
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", style="no placeholder") == ("a fixed prompt", "")
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", style="twice")[0] == "cat and cat"
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", style="base_2")[0] == "my second base cat"
+
+
+def test_an_unknown_style_is_refused_naming_the_input_and_the_closest(registry):
+    prompt = {"1": {"class_type": "SDXLPromptStyler",
+                    "inputs": {"text_positive": "a", "text_negative": "", "style": "Art Dekko", "log_prompt": False,
+                               "style_positive": True, "style_negative": True}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["1"])
+    assert not result.ok
+    problem = result.problems[0]
+    assert problem.input == "style" and "'Art Dekko'" in problem.message and "closest: 'Art Deco'" in problem.message
+    with pytest.raises(NodeInputError) as caught:  # a style gone between listing and running
+        styler.find_style(styler.all_styles(), "Art Dekko", "style", "the style files")
+    assert caught.value.input == "style" and "'Art Deco'" in str(caught.value)
+
+
+def test_advanced_splits_at_the_first_dot_into_g_and_l(registry, styles_folder):
+    (styles_folder / "two.json").write_text(json.dumps([
+        {"name": "split", "prompt": "cinematic {prompt} . film grain, moody . extra", "negative_prompt": "ugly"},
+        {"name": "l prompt", "prompt": "g part . l has {prompt}", "negative_prompt": ""},
+    ]), encoding="utf-8")
+    g_part, l_part = "cinematic {prompt}", "film grain, moody . extra"  # "x . y . z".split(" . ", 1), stripped
+    out = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="a cat", text_positive_l="soft light",
+               text_negative="blurry", style="split", negative_prompt_to="G only")
+    positive_g, positive_l = g_part.replace("{prompt}", "a cat"), l_part + ", soft light"
+    assert out == (positive_g, positive_l, f"{positive_g} . {positive_l}", "ugly, blurry", "", "ugly, blurry")
+    out = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="a cat", style="split",
+               negative_prompt_to="L only", copy_to_l=True)
+    # copy_to_l: G's comma tokens first, then L's not among them
+    merged = ", ".join(["cinematic a cat", "film grain", "moody . extra"])
+    assert out[1] == merged and out[3:5] == ("", "ugly")
+    # the L part's {prompt} takes text_positive_g; copy_to_l then does nothing
+    out = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="cat", text_positive_l="x", style="l prompt",
+               copy_to_l=True)
+    assert out[:3] == ("g part", "l has cat, x", "g part . l has cat, x")
+    # a template without " . ": all G; no L text, so text_positive is G alone
+    base = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="cat", style="base")
+    assert base == ("cat", "", "cat", "", "", "")
+
+
+def test_advanced_on_the_shipped_sai_styles(registry):
+    for name in ("sai-cinematic", "sai-texture", "sai-fantasy art"):
+        template = shipped_templates()[name]
+        g_part, _, l_part = template["prompt"].partition(" . ")
+        out = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="a cat", text_positive_l="",
+                   text_negative="", style=name)
+        assert out[0] == g_part.strip().replace("{prompt}", "a cat") and out[1] == l_part.strip()
+        assert out[2] == (f"{out[0]} . {out[1]}" if l_part else out[0]) and out[5] == template["negative_prompt"]
+
+
+def test_copy_to_l_keeps_repeated_tokens_once(registry, styles_folder):
+    (styles_folder / "t.json").write_text(json.dumps([
+        {"name": "tokens", "prompt": "{prompt}, sharp . sharp, vivid", "negative_prompt": ""}]), encoding="utf-8")
+    out = node(registry, "SDXLPromptStylerAdvanced", text_positive_g="cat", text_positive_l="cat", style="tokens",
+               copy_to_l=True)
+    g_tokens = ["cat", "sharp"]
+    l_tokens = ["sharp", "vivid", "cat"]
+    for token in g_tokens:
+        if token in l_tokens:
+            l_tokens.remove(token)
+    assert out[1] == ", ".join(g_tokens + l_tokens) == "cat, sharp, vivid"
+
+
+def test_log_prompt_logs_the_styled_texts(registry, caplog):
+    with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_sdxl_styler"):
+        node(registry, "SDXLPromptStyler", text_positive="cat", style="base", log_prompt=True)
+    assert "text_positive_styled: cat" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nodes.pack_nodes_sdxl_styler"):
+        node(registry, "SDXLPromptStyler", text_positive="cat", style="base", log_prompt=False)
+    assert caplog.text == ""
+
+
+CATEGORY_STYLES = {"camera": [("None", "{prompt}", ""), ("wide", "{prompt}, wide angle", "fisheye")],
+                   "mood": [("calm", "calm {prompt} . quiet", "angry"), ("None", "{prompt}", "")]}
+
+
+@pytest.fixture
+def category_folders(styles_folder):
+    """The Perfection Styler's folders, each with a "None" style; camera and mood with one more."""
+    for folder in styler.PERFECTION_FOLDERS:
+        styles = CATEGORY_STYLES.get(folder, [("None", "{prompt}", "")])
+        (styles_folder / folder).mkdir()
+        (styles_folder / folder / f"{folder}.json").write_text(json.dumps(
+            [{"name": n, "prompt": p, "negative_prompt": neg} for n, p, neg in styles]), encoding="utf-8")
+    return styles_folder
+
+
+def apply_styles(positive: str, negative: str, chosen: list[tuple]) -> tuple[str, str]:
+    """The pack's rule for a chain of templates, written out: replace, then join the negatives."""
+    for _, prompt, template_negative in chosen:
+        positive = prompt.replace("{prompt}", positive)
+        negative = ", ".join(x for x in (template_negative, negative) if x)
+    return positive, negative
+
+
+def test_a_category_styler_applies_its_lists_in_turn(registry, category_folders):
+    assert registry.comfy_node("CameraStyler").input_specs["camera"].widget.choices() == ["None", "wide"]
+    assert node(registry, "CameraStyler", text_positive="cat", text_negative="x", camera="wide") == \
+        apply_styles("cat", "x", [CATEGORY_STYLES["camera"][1]])
+    menus = {folder: "None" for folder in styler.PERFECTION_FOLDERS} | {"camera": "wide", "mood": "calm"}
+    out = node(registry, "PerfectionStyler", text_positive="cat", text_negative="x", **menus)
+    # the Perfection Styler's order: camera ... mood ...; the "None" styles change nothing
+    assert out == apply_styles("cat", "x", [CATEGORY_STYLES["camera"][1], CATEGORY_STYLES["mood"][0]])
+    assert out == ("calm cat, wide angle . quiet", "angry, fisheye, x")
+
+
+def test_a_category_styler_with_no_style_files_names_its_folder(registry, category_folders):
+    prompt = {"1": {"class_type": "DepthStyler", "inputs": {"text_positive": "a", "text_negative": "",
+                                                             "depth": "shallow", "log_prompt": False}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["1"])
+    assert not result.ok and result.problems[0].input == "depth"
+    with pytest.raises(NodeInputError, match="models/styles/depth"):
+        styler.find_style(styler.category_styles("depth"), "shallow", "depth", "models/styles/depth/*.json")
+
+
+def test_a_category_advanced_styler_swaps_g_and_l_as_the_pack_does(registry, category_folders):
+    out = node(registry, "MoodStylerAdvanced", text_positive_g="G", text_positive_l="L", text_negative="n",
+               mood="calm", negative_prompt_to="Both")
+    # the pack's Template.split_template_advanced on "calm {prompt} . quiet", fed L as G and G as L
+    g_template, l_template = "calm {prompt}", "quiet"
+    positive_g, positive_l = g_template.replace("{prompt}", "L"), ", ".join([l_template, "G"])
+    assert out == (positive_g, positive_l, f"{positive_g} . {positive_l}", "angry, n", "angry, n", "angry, n")
+
+
+def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry, styles_folder):
+    nodes = [
+        ui_node(1, "SDXLPromptStyler", ["a lighthouse", "text", "Art Nouveau", True, True, False],
+                outputs=[("text_positive", "STRING", [1]), ("text_negative", "STRING", [])]),
+        ui_node(2, "DebugPrint", [], [("ANY", "*", 1, False)]),
+        ui_node(3, "SDXLPromptStylerAdvanced", ["g text", "l text", "neg", "base", "L only", False, False],
+                outputs=[(n, "STRING", []) for n in styler.ADVANCED_OUTPUTS]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "STRING"]])
+    result = run_graph(registry, graph, ["2", "3"])
+    template = shipped_templates()["Art Nouveau"]
+    assert result.outputs["2"] == {"text": [template["prompt"].replace("{prompt}", "a lighthouse")]}
+    assert result.values["3"] == ("g text", "l text", "g text . l text", "", "neg", "neg")
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    for n in nodes:
+        assert by_id[n["id"]]["type"] == n["type"] and by_id[n["id"]]["widgets_values"] == n["widgets_values"]
+
+
+def test_an_older_save_without_the_style_toggles_reads(registry):
+    """A save from before style_positive / style_negative: four widgets; the toggles take their defaults."""
+    nodes = [ui_node(1, "SDXLPromptStyler", ["cat", "", "Cubism", False],
+                     outputs=[("text_positive", "STRING", []), ("text_negative", "STRING", [])])]
+    result = run_graph(registry, ui_graph(nodes), ["1"])
+    template = shipped_templates()["Cubism"]
+    assert result.values["1"] == (template["prompt"].replace("{prompt}", "cat"), template["negative_prompt"])
+
+
+def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry, category_folders):
+    prompt = {
+        "1": {"class_type": "SDXLPromptStyler",
+              "inputs": {"text_positive": "a fox", "text_negative": "", "style": "Minimalism", "log_prompt": False,
+                         "style_positive": True, "style_negative": True}},
+        "2": {"class_type": "CameraStyler",
+              "inputs": {"text_positive": ["1", 0], "text_negative": ["1", 1], "camera": "wide", "log_prompt": False}},
+        "3": {"class_type": "SDXLPromptStylerAdvanced",
+              "inputs": {"text_positive_g": "g", "text_positive_l": "", "text_negative": "", "style": "base",
+                         "negative_prompt_to": "Both", "copy_to_l": True, "log_prompt": False}},
+    }
+    result = run_graph(registry, prompt, ["2", "3"])
+    template = shipped_templates()["Minimalism"]
+    positive, negative = template["prompt"].replace("{prompt}", "a fox"), template["negative_prompt"]
+    assert result.values["2"] == (f"{positive}, wide angle", f"fisheye, {negative}")
+    # copy_to_l with an empty L: the pack's merge gives G's text alone to L
+    assert result.values["3"][:3] == ("g", "g", "g . g")
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert {k: (v["class_type"], v["inputs"]) for k, v in api.items()} == \
+        {k: (v["class_type"], v["inputs"]) for k, v in prompt.items()}
