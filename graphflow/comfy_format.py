@@ -204,6 +204,9 @@ CUSTOM_PACKS = {
                             # nodes/pack_nodes_impact.py's classes without the Impact prefix
                             "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
                             "LatentSwitch", "StringListToString"),
+    # melMass's comfy_mtb (nodes/pack_nodes_mtb.py): every class ends " (mtb)"; before WAS, whose
+    # "Image Resize" prefix would claim "Image Resize Factor (mtb)"
+    "comfy_mtb": ("(mtb)",),
     # before WAS: its "Image Save" prefix would claim "Image Saver ..."
     "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
