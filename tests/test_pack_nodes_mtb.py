@@ -1,0 +1,386 @@
+"""comfy_mtb's model-free nodes (nodes/pack_nodes_mtb.py): the easings against Robert Penner's
+formulas (and the pack's own where it writes them otherwise), the float-list nodes against plain
+Python, the batch nodes against torch / numpy / OpenCV computed here, String Replace against re.sub,
+Math Expression's substitution, errors by input name, and a UI-format save and an API prompt with
+the pack's class names that run and round-trip."""
+
+import math
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_mtb import DYNAMIC_INPUTS, EASINGS
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def node(registry, name, **inputs):
+    return call(registry, registry.comfy_node(name).node_type, **inputs)
+
+
+def penner_bounce_out(t):
+    n1, d1 = 7.5625, 2.75
+    if t < 1 / d1:
+        return n1 * t * t
+    if t < 2 / d1:
+        t -= 1.5 / d1
+        return n1 * t * t + 0.75
+    if t < 2.5 / d1:
+        t -= 2.25 / d1
+        return n1 * t * t + 0.9375
+    t -= 2.625 / d1
+    return n1 * t * t + 0.984375
+
+
+# Penner's easings as easings.net writes them; Back Out and Back In/Out are checked apart (the pack's differ)
+PENNER = {
+    "Linear": lambda t: t,
+    "Sine In": lambda t: 1 - math.cos(t * math.pi / 2),
+    "Sine Out": lambda t: math.sin(t * math.pi / 2),
+    "Sine In/Out": lambda t: -(math.cos(math.pi * t) - 1) / 2,
+    "Quart In": lambda t: t ** 4,
+    "Quart Out": lambda t: 1 - (1 - t) ** 4,
+    "Quart In/Out": lambda t: 8 * t ** 4 if t < 0.5 else 1 - (-2 * t + 2) ** 4 / 2,
+    "Cubic In": lambda t: t ** 3,
+    "Cubic Out": lambda t: 1 - (1 - t) ** 3,
+    "Cubic In/Out": lambda t: 4 * t ** 3 if t < 0.5 else 1 - (-2 * t + 2) ** 3 / 2,
+    "Circ In": lambda t: 1 - math.sqrt(1 - t ** 2),
+    "Circ Out": lambda t: math.sqrt(1 - (t - 1) ** 2),
+    "Circ In/Out": lambda t: (1 - math.sqrt(1 - (2 * t) ** 2)) / 2 if t < 0.5
+    else (math.sqrt(1 - (-2 * t + 2) ** 2) + 1) / 2,
+    "Back In": lambda t: 2.70158 * t ** 3 - 1.70158 * t ** 2,
+    "Elastic In": lambda t: t if t in (0, 1) else -(2 ** (10 * t - 10)) * math.sin((t * 10 - 10.75) * 2 * math.pi / 3),
+    "Elastic Out": lambda t: t if t in (0, 1) else 2 ** (-10 * t) * math.sin((t * 10 - 0.75) * 2 * math.pi / 3) + 1,
+    "Bounce Out": penner_bounce_out,
+    "Bounce In": lambda t: 1 - penner_bounce_out(1 - t),
+    "Bounce In/Out": lambda t: (1 - penner_bounce_out(1 - 2 * t)) / 2 if t < 0.5 else (1 + penner_bounce_out(2 * t - 1)) / 2,
+}
+# The pack's own: Back Out multiplies (t - 1) by t (Penner squares t - 1); Back In/Out's second half
+# the same; Elastic In/Out with period 0.45 as Penner's older code has it
+PACK_ONLY = {
+    "Back Out": lambda t: (t - 1) * t * (2.70158 * t + 1.70158) + 1,
+    "Back In/Out": lambda t: (t * t * (t * (1.70158 * 1.525 + 1) - 1.70158 * 1.525)) * 2 if t < 0.5
+    else ((t - 2) * t * ((1.70158 * 1.525 + 1) * t + 1.70158 * 1.525) + 2) * 2,
+    "Elastic In/Out": lambda t: t if t in (0, 1) else (
+        -0.5 * 2 ** (10 * (2 * t - 1)) * math.sin((2 * t - 1 - 0.1125) * 2 * math.pi / 0.45) if t < 0.5
+        else 0.5 * 2 ** (-10 * (2 * t - 1)) * math.sin((2 * t - 1 - 0.1125) * 2 * math.pi / 0.45) + 1),
+}
+
+
+def test_the_packs_names_are_ours_and_named_as_the_packs(registry):
+    for name in ("Batch Float (mtb)", "Batch Merge (mtb)", "Concat Images (mtb)", "Math Expression (mtb)",
+                 "String Replace (mtb)", "Fit Number (mtb)", "Batch Time Wrap (mtb)", "Batch Shape (mtb)"):
+        assert registry.comfy_node(name).__module__ == "nodes.pack_nodes_mtb"
+        assert custom_pack(name) == "comfy_mtb"
+    assert custom_pack("Image Resize Factor (mtb)") == "comfy_mtb"  # not WAS's "Image Resize" prefix
+    assert set(EASINGS) == set(PENNER) | set(PACK_ONLY)
+
+
+@pytest.mark.parametrize("easing", sorted(set(EASINGS)))
+def test_batch_float_steps_follow_the_easing(registry, easing):
+    reference = {**PENNER, **PACK_ONLY}[easing]
+    got = node(registry, "Batch Float (mtb)", mode="Steps", count=9, min=-2.0, max=3.0, easing=easing)
+    want = [-2.0 + 5.0 * reference(i / 8) for i in range(9)]
+    assert got == pytest.approx(want, abs=1e-9)
+
+
+def test_batch_float_single_and_the_count_it_needs(registry):
+    assert node(registry, "Batch Float (mtb)", mode="Single", count=3, min=0.25, max=9.0, easing="Linear") == [0.25] * 3
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float (mtb)", mode="Steps", count=1, min=0.0, max=1.0, easing="Linear")
+    assert caught.value.input == "count"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float (mtb)", mode="Single", count=10 ** 9, min=0.0, max=1.0, easing="Linear")
+    assert caught.value.input == "count"
+
+
+def test_fill_assemble_normalize(registry):
+    fill = dict(floats=[1.0, 2.0], value=9.0, count=4)
+    assert node(registry, "Batch Float Fill (mtb)", direction="tail", **fill) == [1.0, 2.0, 9.0, 9.0]
+    assert node(registry, "Batch Float Fill (mtb)", direction="head", **fill) == [9.0, 9.0, 1.0, 2.0]
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Fill (mtb)", direction="tail", floats=[1.0, 2.0, 3.0], value=0.0, count=2)
+    assert caught.value.input == "count"
+    lists = dict(floats_1=[1.0], floats_2=[2.0, 3.0], floats_4=[4.0])
+    assert node(registry, "Batch Float Assemble (mtb)", reverse=False, **lists) == [1.0, 2.0, 3.0, 4.0]
+    assert node(registry, "Batch Float Assemble (mtb)", reverse=True, **lists) == [4.0, 2.0, 3.0, 1.0]
+    values = [3.0, -1.0, 7.0]
+    assert node(registry, "Batch Float Normalize (mtb)", floats=values) == \
+        pytest.approx([(v - min(values)) / (max(values) - min(values)) for v in values])
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Normalize (mtb)", floats=[2.0, 2.0])
+    assert caught.value.input == "floats"
+
+
+@pytest.mark.parametrize("operation, reference", [
+    ("add", lambda a, b, c: a + b + c), ("sub", lambda a, b, c: a - b - c), ("mul", lambda a, b, c: a * b),
+    ("div", lambda a, b, c: a / b), ("pow", lambda a, b, c: a ** b), ("abs", lambda a, b, c: abs(a))])
+def test_batch_float_math_element_by_element(registry, operation, reference):
+    a, b, c = [1.5, -2.0, 4.0], [2.0, 3.0, 0.5], [0.25, 1.0, -3.0]
+    if operation == "pow":  # a negative to a fractional power is complex: refused, tested below
+        c = [0.25, 1.0, 3.0]
+    got = node(registry, "Batch Float Math (mtb)", reverse=False, operation=operation, floats_1=a, floats_2=b,
+               floats_3=c)
+    assert got == pytest.approx([reference(*column) for column in zip(a, b, c)])
+    backwards = node(registry, "Batch Float Math (mtb)", reverse=True, operation=operation, floats_1=a, floats_2=b,
+                     floats_3=c)
+    assert backwards == pytest.approx([reference(*column) for column in zip(c, b, a)])
+
+
+def test_batch_float_math_errors_name_the_input(registry):
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="add", floats_1=[1.0], floats_2=[1.0, 2.0])
+    assert caught.value.input == "floats_2"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="div", floats_1=[1.0], floats_2=[0.0])
+    assert caught.value.input == "floats_2"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="mul", floats_1=[1.0])
+    assert caught.value.input == "floats_2"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="pow", floats_1=[-1.0], floats_2=[0.5])
+    assert caught.value.input == "floats_2" and "not a real number" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="add")
+    assert caught.value.input == "floats_1"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="add", floats_1="1, 2")
+    assert caught.value.input == "floats_1"
+
+
+@pytest.mark.parametrize("value, clamp, easing", [(0.3, False, "Linear"), (1.7, False, "Linear"), (1.7, True, "Sine In"),
+                                                  (-4.0, True, "Cubic Out"), (0.6, False, "Bounce In")])
+def test_fit_number_and_batch_float_fit(registry, value, clamp, easing):
+    source, target = (-1.0, 2.0), (10.0, 30.0)
+    t = (value - source[0]) / (source[1] - source[0])
+    t = min(max(t, 0.0), 1.0) if clamp else t
+    want = target[0] + (target[1] - target[0]) * PENNER[easing](t)
+    got = node(registry, "Fit Number (mtb)", value=value, clamp=clamp, source_min=source[0], source_max=source[1],
+               target_min=target[0], target_max=target[1], easing=easing)
+    assert got == pytest.approx(want)
+    fitted = node(registry, "Batch Float Fit (mtb)", values=[value, source[0]], clamp=clamp, auto_compute_source=False,
+                  source_min=source[0], source_max=source[1], target_min=target[0], target_max=target[1],
+                  easing=easing)
+    assert fitted == pytest.approx([want, target[0]])
+
+
+def test_fit_number_empty_source_range_auto_source_and_a_value_circ_cant_ease(registry):
+    assert node(registry, "Fit Number (mtb)", value=5.0, clamp=False, source_min=1.0, source_max=1.0, target_min=2.0,
+                target_max=4.0, easing="Linear") == 2.0
+    values = [2.0, 4.0, 3.0]
+    assert node(registry, "Batch Float Fit (mtb)", values=values, clamp=False, auto_compute_source=True,
+                source_min=0.0, source_max=1.0, target_min=0.0, target_max=1.0, easing="Linear") == [0.0, 1.0, 0.5]
+    with pytest.raises(NodeInputError) as caught:  # Circ In of t = 2: the square root of a negative
+        node(registry, "Fit Number (mtb)", value=2.0, clamp=False, source_min=0.0, source_max=1.0, target_min=0.0,
+             target_max=1.0, easing="Circ In")
+    assert caught.value.input == "value"
+
+
+def test_batch_make_is_torch_repeat(registry):
+    images = torch.rand(2, 5, 6, 3)
+    assert torch.equal(node(registry, "Batch Make (mtb)", image=images, count=3), torch.cat([images] * 3))
+
+
+@pytest.mark.parametrize("fusion_mode", ["add", "multiply", "average"])
+@pytest.mark.parametrize("fill", ["head", "tail"])
+def test_batch_merge_fills_then_merges_in_turn(registry, fusion_mode, fill):
+    a, b, c = torch.rand(3, 4, 4, 3), torch.rand(1, 4, 4, 3), torch.rand(2, 4, 4, 3)
+    kept = a.clone()
+
+    def filled(x):
+        edge = x[0] if fill == "head" else x[-1]
+        extra = [edge] * (3 - len(x))
+        return torch.stack(extra + list(x) if fill == "head" else list(x) + extra)
+
+    want = filled(a)
+    for x in (b, c):
+        want = {"add": want + filled(x), "multiply": want * filled(x), "average": (want + filled(x)) / 2}[fusion_mode]
+    got = node(registry, "Batch Merge (mtb)", fusion_mode=fusion_mode, fill=fill, batches_1=a, batches_2=b, batches_3=c)
+    assert torch.allclose(got, want)
+    assert torch.equal(a, kept)  # the input is left as it was
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Merge (mtb)", fusion_mode=fusion_mode, fill=fill, batches_1=a,
+             batches_2=torch.rand(1, 5, 4, 3))
+    assert caught.value.input == "batches_2"
+
+
+def test_batch_sequence_joins_in_order(registry):
+    a, b = torch.rand(2, 3, 3, 3), torch.rand(1, 3, 3, 3)
+    assert torch.equal(node(registry, "Batch Sequence (mtb)", reverse=False, batches_1=a, batches_2=b), torch.cat([a, b]))
+    assert torch.equal(node(registry, "Batch Sequence (mtb)", reverse=True, batches_1=a, batches_2=b), torch.cat([b, a]))
+
+
+def test_batch_time_wrap_resamples_the_curve_and_picks_frames(registry):
+    frames = torch.rand(7, 2, 2, 3)
+    curve = [0.0, 0.9, 0.2, 1.0]
+    images, resampled = node(registry, "Batch Time Wrap (mtb)", target_count=11, frames=frames, curve=curve)
+    want_curve = np.interp(np.linspace(0, 1, 11), np.linspace(0, 1, len(curve)), curve)
+    assert resampled == pytest.approx(want_curve.tolist())
+    picks = np.clip([int(round(6 * p)) for p in want_curve], 0, 6)
+    assert torch.equal(images, torch.stack([frames[i] for i in picks]))
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Time Wrap (mtb)", target_count=3, frames=frames, curve=[])
+    assert caught.value.input == "curve"
+
+
+@pytest.mark.parametrize("shape", ["Box", "Circle", "Diamond", "Tube"])
+def test_batch_shape_is_opencvs_drawing(registry, shape):
+    width, height, size = 40, 30, 16
+    mask = np.zeros((height, width), np.uint8)
+    center = (width // 2, height // 2)
+    if shape == "Box":
+        cv2.rectangle(mask, (center[0] - 8, center[1] - 8), (center[0] + 8, center[1] + 8), 255, -1)
+    elif shape == "Circle":
+        cv2.circle(mask, center, 8, 255, -1)
+    elif shape == "Diamond":
+        cv2.fillPoly(mask, [np.array([[20, 7], [28, 15], [20, 23], [12, 15]])], 255)
+    else:
+        cv2.ellipse(mask, center, (8, 8), 0, 0, 360, 255, 3)
+    want = np.zeros((height, width, 3), np.float32)
+    want[:] = np.array([0x10, 0x20, 0x30]) / 255
+    want[mask == 255] = np.array([0xff, 0x80, 0x00]) / 255
+    got = node(registry, "Batch Shape (mtb)", count=2, shape=shape, image_width=width, image_height=height,
+               shape_size=size, color="#ff8000", bg_color="#102030", shade_color="#000000", thickness=3,
+               shadex=0.0, shadey=0.0)
+    assert got.shape == (2, height, width, 3)
+    assert np.allclose(got[1].numpy(), want)
+
+
+def test_batch_shape_shading_and_a_bad_colour(registry):
+    got = node(registry, "Batch Shape (mtb)", count=1, shape="Box", image_width=11, image_height=11, shape_size=100,
+               color="#000000", bg_color="#000000", shade_color="#000000", thickness=5, shadex=100.0, shadey=50.0)
+    ramp_x = (100.0 * np.linspace(0, 1, 11)).astype(np.float32).astype(np.uint8)
+    ramp_y = (50.0 * np.linspace(0, 1, 11)).astype(np.float32).astype(np.uint8)
+    assert np.allclose(got[0, 4, :, 0].numpy(), ramp_x / 255)
+    assert np.allclose(got[0, :, 4, 1].numpy(), ramp_y / 255)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Shape (mtb)", count=1, shape="Box", image_width=8, image_height=8, shape_size=4,
+             color="red", bg_color="#000000", shade_color="#000000", thickness=5, shadex=0.0, shadey=0.0)
+    assert caught.value.input == "color"
+
+
+@pytest.mark.parametrize("on_mismatch", ["Smallest", "Largest"])
+def test_concat_images_resizes_with_torch_interpolate(registry, on_mismatch):
+    a, b = torch.rand(2, 8, 6, 3), torch.rand(1, 4, 10, 3)
+    height, width = (4, 10) if on_mismatch == "Smallest" else (8, 6)
+    resize = lambda x: x if x.shape[1:3] == (height, width) else F.interpolate(  # noqa: E731
+        x.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    got = node(registry, "Concat Images (mtb)", reverse=False, on_mismatch=on_mismatch, image_1=a, image_2=b)
+    assert torch.allclose(got, torch.cat([resize(a), resize(b)]))
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Concat Images (mtb)", reverse=False, on_mismatch="Error", image_1=a, image_2=b)
+    assert caught.value.input == "image_2"
+
+
+@pytest.mark.parametrize("old, new, use_regex", [("b", "XY", False), (r"(\d)(\d)", r"\2\1", True), ("", "-", False),
+                                                 (r"\s+", " ", True)])
+def test_string_replace_is_str_replace_or_re_sub(registry, old, new, use_regex):
+    text = "ab 12  b34\tb"
+    want = re.sub(old, new, text) if use_regex else text.replace(old, new)
+    assert node(registry, "String Replace (mtb)", string=text, old=old, new=new, use_regex=use_regex) == want
+
+
+def test_string_replace_refuses_a_bad_expression_naming_old(registry):
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "String Replace (mtb)", string="abc", old="(", new="", use_regex=True)
+    assert caught.value.input == "old"
+
+
+def test_math_expression_fills_in_the_inputs(registry):
+    assert node(registry, "Math Expression (mtb)", expression="<x> * 2 + <y>", x=3, y=0.5) == (6.5, 6)
+    assert node(registry, "Math Expression (mtb)", expression="1e3") == (1000.0, 1000)
+    assert node(registry, "Math Expression (mtb)", expression="-7.9") == (-7.9, -7)  # int() as the pack's
+    for inputs, name in (({"expression": "<x>", "x": "five"}, "x"), ({"expression": "__import__('os')"}, "expression"),
+                         ({"expression": "1 / 0"}, "expression")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Math Expression (mtb)", **inputs)
+        assert caught.value.input == name
+
+
+def test_one_dynamic_input_past_ours_is_refused_naming_it(registry):
+    prompt = {"1": {"class_type": "Batch Float (mtb)", "inputs": {"mode": "Single", "count": 2, "min": 1.0, "max": 1.0,
+                                                                  "easing": "Linear"}},
+              "2": {"class_type": "Batch Float Assemble (mtb)",
+                    "inputs": {"reverse": False, f"floats_{DYNAMIC_INPUTS + 1}": ["1", 0]}},
+              "3": {"class_type": "DebugPrint", "inputs": {"ANY": ["2", 0]}}}
+    from graphflow.executor import Executor
+    result = Executor(registry).run(parse_workflow(prompt, registry))
+    assert not result.ok
+    assert f"floats_{DYNAMIC_INPUTS + 1}" in str(result.problems) + str(result.error)
+
+
+def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
+    prompt = {
+        "1": {"class_type": "Batch Float (mtb)", "inputs": {"mode": "Steps", "count": 4, "min": 0.0, "max": 1.0,
+                                                            "easing": "Linear"}},
+        "2": {"class_type": "Batch Float (mtb)", "inputs": {"mode": "Single", "count": 4, "min": 2.0, "max": 1.0,
+                                                            "easing": "Linear"}},
+        "3": {"class_type": "Batch Float Math (mtb)", "inputs": {"reverse": False, "operation": "mul",
+                                                                 "floats_1": ["1", 0], "floats_2": ["2", 0]}},
+        "4": {"class_type": "DebugPrint", "inputs": {"ANY": ["3", 0]}},
+        "5": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 3, "color": 255}},
+        "6": {"class_type": "Batch Time Wrap (mtb)", "inputs": {"target_count": 5, "frames": ["5", 0],
+                                                                "curve": ["3", 0]}},
+        "7": {"class_type": "String Replace (mtb)", "inputs": {"string": ["8", 0], "old": "cat", "new": "dog",
+                                                               "use_regex": False}},
+        "8": {"class_type": "PrimitiveString", "inputs": {"value": "a cat"}},
+        "9": {"class_type": "DebugPrint", "inputs": {"ANY": ["7", 0]}},
+        "10": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    result = run_graph(registry, prompt)
+    assert result.values["3"][0] == pytest.approx([0.0, 2 / 3, 4 / 3, 2.0])
+    assert result.values["6"][0].shape == (5, 8, 8, 3)
+    assert result.outputs["9"] == {"text": ["a dog"]}
+    api = export_api(parse_workflow(prompt, registry), registry)
+    for key in ("1", "2", "3", "6", "7"):
+        assert (api[key]["class_type"], api[key]["inputs"]) == (prompt[key]["class_type"], prompt[key]["inputs"])
+
+
+def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
+    """As the pack's editor saves them: the widgets in the pack's order, the dynamic inputs
+    (floats_1, image_1 ...) as plain inputs, String Replace's forced string input linked."""
+    nodes = [
+        ui_node(1, "Batch Float (mtb)", ["Steps", 3, 0.0, 1.0, "Sine Out"], outputs=[("FLOATS", "FLOATS", [1])]),
+        ui_node(2, "Batch Float Fit (mtb)", [False, True, 0.0, 1.0, 5.0, 10.0, "Linear"],
+                [("values", "FLOATS", 1, False)], [("FLOATS", "FLOATS", [2])]),
+        ui_node(3, "Batch Float Assemble (mtb)", [True], [("floats_1", "FLOATS", 2, False), ("floats_2", "FLOATS", None, False)],
+                [("FLOATS", "FLOATS", [3])]),
+        ui_node(4, "DebugPrint", [], [("ANY", "*", 3, False)]),
+        ui_node(5, "Batch Shape (mtb)", [2, "Circle", 16, 16, 8, "#ffffff", "#000000", "#000000", 5, 0.0, 0.0],
+                outputs=[("IMAGE", "IMAGE", [4, 5])]),
+        ui_node(6, "Concat Images (mtb)", [False, "Smallest"], [("image_1", "IMAGE", 4, False), ("image_2", "IMAGE", 5, False),
+                                                                ("image_3", "IMAGE", None, False)],
+                [("IMAGE", "IMAGE", [6])]),
+        ui_node(7, "Batch Make (mtb)", [2], [("image", "IMAGE", 6, False), ("mask", "MASK", None, False)],
+                [("IMAGE", "IMAGE", [])]),
+        ui_node(8, "Math Expression (mtb)", ["<x> / 4"], [("x", "*", 7, False)],
+                [("result (float)", "FLOAT", []), ("result (int)", "INT", [])]),
+        ui_node(9, "PrimitiveInt", [10, "fixed"], outputs=[("INT", "INT", [7])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "FLOATS"], [2, 2, 0, 3, 0, "FLOATS"], [3, 3, 0, 4, 0, "*"], [4, 5, 0, 6, 0, "IMAGE"],
+             [5, 5, 0, 6, 1, "IMAGE"], [6, 6, 0, 7, 0, "IMAGE"], [7, 9, 0, 8, 0, "*"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["4", "7", "8"])
+    sine_out = [math.sin(t * math.pi / 2) for t in (0.0, 0.5, 1.0)]
+    fitted = [5.0 + 5.0 * (v - min(sine_out)) / (max(sine_out) - min(sine_out)) for v in sine_out]
+    assert result.values["3"][0] == pytest.approx(fitted)
+    assert result.values["7"][0].shape == (8, 16, 16, 3)
+    assert result.values["8"] == (2.5, 2)
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    for n in nodes:
+        assert by_id[n["id"]]["type"] == n["type"]
+        assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
