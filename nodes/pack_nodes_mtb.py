@@ -1,18 +1,22 @@
 """comfy_mtb's (MTB Nodes, melMass) model-free backend nodes, under the pack's class names ("<Label>
 (mtb)", the label being the class name without MTB_ split at its capitals, as the pack's
 __init__.py builds them), inputs and outputs. Read from melMass/comfy_mtb: nodes/batch.py
-@00173fa3, nodes/graph_utils.py @05fe61e0, utils.py's easings, web/mtb_widgets.js's dynamic inputs
-(prefix_1, prefix_2 ... added as links are made).
+@00173fa3, nodes/graph_utils.py @05fe61e0, nodes/image_processing.py @265cb953, nodes/number.py
+@c20da85e, utils.py @7e360079 (easings, tensor / PIL conversions), web/mtb_widgets.js (the dynamic
+inputs prefix_1, prefix_2 ... its editor adds as links are made).
 
 Held here: Batch Float, Batch Float Fill, Batch Float Assemble, Batch Float Normalize, Batch Float
 Math, Batch Float Fit, Fit Number, Batch Make, Batch Merge, Batch Sequence, Batch Time Wrap, Batch
-Shape, Concat Images, String Replace, Math Expression.
+Shape, Concat Images, String Replace, Math Expression, Int To Number, Float To Number, Int To Bool,
+Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compare, Color Correct.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
-ViTMatte, upscalers), a service (Unsplash, Get Batch From History, URL loads), and, for this round,
-the rest of the pack's model-free nodes (Batch Shake, Batch Transform, Batch Sequence Plus, Plot
-Batch Float, the image, mask, animation and I/O nodes): a save holding one of them is reported as
-needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS).
+ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load Image
+From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch Transform,
+Batch Sequence Plus, Plot Batch Float, Pick From Batch, Stack Images, Image Resize Factor, Colored
+Image, Color Correct GPU, Deglaze Image, Text To Image, Smart Step, Animation Builder, Curve, the
+Interpolate Clip / Condition nodes, Debug, Note Plus, Load Image Sequence, Save Image Grid, Save Gif):
+a save holding one of them is reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS).
 
 The pack's dynamic inputs are built here up to DYNAMIC_INPUTS of each kind (floats_1 ..., batches_1
 ..., image_1 ...); one past that is refused naming it."""
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
     Node, NodeInputError, Size, Text, check_interrupted, progress, repeated, socket_type
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
@@ -30,6 +34,7 @@ from nodes.strings import replaced_in_turn
 
 COMFY_PACK = "comfy_mtb"  # the custom node pack this module's ComfyUI classes come from
 FLOATS = socket_type("FLOATS", "#26a69a", "A list of real numbers")  # the type nodes/hooks.py declares
+NUMBER = socket_type("NUMBER", "#4db6ac", "WAS Node Suite's number: an int or a float")  # as pack_nodes_was declares it
 DYNAMIC_INPUTS = 12  # numbered inputs built per dynamic prefix (the pack's editor adds them without end)
 
 # -- easings (the pack's utils.apply_easing, Robert Penner's curves as the pack writes them) -----------
@@ -650,3 +655,305 @@ class MtbMathExpression(Node):
         if isinstance(result, float) and not math.isfinite(result):
             raise NodeInputError("expression", f"{text!r} is {result}, which has no whole number")
         return result, int(result)
+
+
+class MtbIntToNumber(Node):
+    """The whole number as a NUMBER (WAS Node Suite's number type), as MTB's Int To Number does."""
+    category = "mtb/number"
+    int: INT
+    outputs = {"NUMBER": NUMBER}
+    comfy = ComfyAlias(("Int To Number (mtb)",), force_input=("int",))
+
+    def run(self):
+        return self.int
+
+
+class MtbFloatToNumber(Node):
+    """The number as a NUMBER (WAS Node Suite's number type), as MTB's Float To Number does."""
+    category = "mtb/number"
+    float: FLOAT
+    outputs = {"NUMBER": NUMBER}
+    comfy = ComfyAlias(("Float To Number (mtb)",), force_input=("float",))
+
+    def run(self):
+        return self.float
+
+
+class MtbIntToBool(Node):
+    """False for 0, True for any other whole number, as MTB's Int To Bool does."""
+    category = "mtb/number"
+    int: int = Int(0)
+    outputs = {"BOOLEAN": BOOLEAN}
+    comfy = ComfyAlias(("Int To Bool (mtb)",))
+
+    def run(self):
+        return bool(self.int)
+
+
+# -- image processing -----------------------------------------------------------------------------
+
+
+def _bytes(images):
+    """The pack's tensor2pil quantizing: 255 × value, clipped to 0..255, cut to whole numbers."""
+    import numpy as np
+    return np.clip(255.0 * images.detach().cpu().numpy(), 0, 255).astype(np.uint8)
+
+
+def _from_bytes(array):
+    import numpy as np
+    import torch
+    return torch.from_numpy(np.asarray(array).astype(np.float32) / 255.0)
+
+
+def _mask(mask, name: str):
+    import torch
+    if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
+        raise NodeInputError(name, "expected a MASK: a [B, H, W] tensor")
+    return mask if mask.ndim == 3 else mask[None]
+
+
+def _pil_colour(text: str, name: str) -> tuple:
+    from PIL import ImageColor
+    try:
+        return ImageColor.getrgb(text)
+    except (ValueError, AttributeError):
+        raise NodeInputError(name, f"expected a colour (#rrggbb or a CSS colour name), got {text!r}") from None
+
+
+class MtbImagePremultiply(Node):
+    """The image with the mask as its alpha channel (an RGBA image), as MTB's Image Premultiply
+    does: the alpha is 1 - mask, or the mask itself with invert (sic: the pack's way round); the
+    colours are not multiplied by it. Both are cut to 8 bits as the pack's PIL round trip does. A
+    single mask serves every image; else mask i goes with image i."""
+    category = "mtb/image"
+    image: IMAGE
+    mask: MASK
+    invert: bool = Bool(False)
+    outputs = {"RGBA": IMAGE}
+    comfy = ComfyAlias(("Image Premultiply (mtb)",))
+
+    def run(self):
+        import numpy as np
+        image, mask = _image(self.image, "image"), _mask(self.mask, "mask")
+        if mask.shape[1:] != image.shape[1:3]:
+            raise NodeInputError("mask", f"{mask.shape[2]}×{mask.shape[1]}; the image is {image.shape[2]}×{image.shape[1]}")
+        if mask.shape[0] not in (1,) and mask.shape[0] < image.shape[0]:
+            raise NodeInputError("mask", f"{mask.shape[0]} masks for {image.shape[0]} images")
+        alpha = _bytes(mask if self.invert else 1.0 - mask)
+        alpha = np.repeat(alpha, image.shape[0], 0) if mask.shape[0] == 1 else alpha[:image.shape[0]]
+        return _from_bytes(np.concatenate([_bytes(image[..., :3]), alpha[..., None]], axis=-1))
+
+
+class MtbImageTileOffset(Node):
+    """The image cut into tilesX × tilesY tiles (of width // tilesX by height // tilesY), each
+    moved one tile right and down, wrapping around, as MTB's Image Tile Offset does to check a
+    texture is seamless; the pixels past the last whole tile are left black, as in the pack."""
+    category = "mtb/generate"
+    image: IMAGE
+    tilesX: int = Int(2, min=1)
+    tilesY: int = Int(2, min=1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Tile Offset (mtb)",))
+
+    def run(self):
+        import torch
+        image = _image(self.image, "image")
+        tile_h, tile_w = image.shape[1] // self.tilesY, image.shape[2] // self.tilesX
+        out = torch.zeros_like(image)
+        for row in range(self.tilesY):
+            for column in range(self.tilesX):
+                to_row, to_column = (row + 1) % self.tilesY * tile_h, (column + 1) % self.tilesX * tile_w
+                out[:, to_row:to_row + tile_h, to_column:to_column + tile_w] = \
+                    image[:, row * tile_h:(row + 1) * tile_h, column * tile_w:(column + 1) * tile_w]
+        return out
+
+
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float):
+    """The pack's sharpening kernel: exp(-(x² / 2σx² + y² / 2σy²)) over x, y evenly from -1 to 1
+    (size of each; x down the rows), summing to 1."""
+    import torch
+    x, y = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    kernel = torch.exp(-(x * x / (2 * sigma_x * sigma_x) + y * y / (2 * sigma_y * sigma_y)))
+    return kernel / kernel.sum()
+
+
+class MtbSharpen(Node):
+    """The image sharpened, as MTB's Sharpen does: a (2 × radius + 1)² Gaussian kernel (see
+    gaussian_kernel) times -10 × alpha, its centre raised so the kernel sums to 1, run over each
+    channel of the image padded by reflection, clamped to 0..1."""
+    category = "mtb/image processing"
+    image: IMAGE
+    sharpen_radius: int = Int(1, min=1, max=31)
+    sigma_x: float = Float(1.0, min=0.1, max=10.0, step=0.1)
+    sigma_y: float = Float(1.0, min=0.1, max=10.0, step=0.1)
+    alpha: float = Float(1.0, min=0.0, max=5.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Sharpen (mtb)",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        image = _image(self.image, "image")
+        radius, channels = self.sharpen_radius, image.shape[3]
+        if min(image.shape[1:3]) <= radius:
+            raise NodeInputError("sharpen_radius", f"{radius} needs an image over {radius} pixels on each side")
+        size = 2 * radius + 1
+        kernel = gaussian_kernel(size, self.sigma_x, self.sigma_y) * -(self.alpha * 10)
+        kernel[radius, radius] += 1.0 - kernel.sum()
+        padded = F.pad(image.permute(0, 3, 1, 2), (radius,) * 4, "reflect")
+        sharpened = F.conv2d(padded, kernel.to(image.dtype).repeat(channels, 1, 1)[:, None], padding=radius,
+                             groups=channels)
+        # as the pack: the convolution's own zero padding only makes the border that is cut off here
+        sharpened = sharpened[:, :, radius:-radius, radius:-radius]
+        return torch.clamp(sharpened.permute(0, 2, 3, 1), 0, 1)
+
+
+class MtbBlur(Node):
+    """The image blurred by scikit-image's gaussian filter, as MTB's Blur does: sigmaX along the
+    rows' direction (the image's height), sigmaY along its width, none across channels; sigmasX /
+    sigmasY (a value per image) take their place where linked (sigmasY defaults to sigmasX)."""
+    category = "mtb/image processing"
+    image: IMAGE
+    sigmaX: float = Float(3.0, min=0.0, max=200.0, step=0.01)
+    sigmaY: float = Float(3.0, min=0.0, max=200.0, step=0.01)
+    sigmasX: FLOATS = None
+    sigmasY: FLOATS = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Blur (mtb)",))
+
+    def run(self):
+        import torch
+        from skimage.filters import gaussian
+        image = _image(self.image, "image")
+        count = image.shape[0]
+        sigmas_x = [self.sigmaX] * count
+        sigmas_y = [self.sigmaY] * count
+        if self.sigmasX is not None:
+            sigmas_x = _floats(self.sigmasX, "sigmasX")
+            sigmas_y = _floats(self.sigmasY, "sigmasY") if self.sigmasY is not None else sigmas_x
+            for name, values in (("sigmasX", sigmas_x), ("sigmasY", sigmas_y)):
+                if len(values) < count:
+                    raise NodeInputError(name, f"{len(values)} values for {count} images")
+        pixels = image.cpu().numpy() * 255
+        blurred = []
+        for i in range(count):
+            check_interrupted()
+            blurred.append(torch.from_numpy(gaussian(pixels[i], sigma=(sigmas_x[i], sigmas_y[i], 0), channel_axis=2)
+                                            .astype("float32") / 255.0))
+        return torch.stack(blurred)
+
+
+class MtbMaskToImage(Node):
+    """The mask as an RGB image: `color` where the mask is 1, `background` where it is 0, mixed
+    by PIL's composite between (the mask cut to 8 bits), as MTB's Mask To Image does; invert
+    uses 1 - mask. Colours are #rrggbb or CSS names, as PIL reads them."""
+    category = "mtb/generate"
+    mask: MASK
+    color: str = Text("#ffffff")
+    background: str = Text("#000000")
+    invert: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Mask To Image (mtb)",), optional=("invert",))
+
+    def run(self):
+        import torch
+        from PIL import Image
+        mask = _mask(self.mask, "mask")
+        colour, background = _pil_colour(self.color, "color"), _pil_colour(self.background, "background")
+        images = []
+        for mask_bytes in _bytes(1.0 - mask if self.invert else mask):
+            picture = Image.fromarray(mask_bytes, mode="L")
+            images.append(_from_bytes(Image.composite(Image.new("RGBA", picture.size, colour),
+                                                      Image.new("RGBA", picture.size, background),
+                                                      picture).convert("RGB")))
+        return torch.stack(images)
+
+
+class MtbImageCompare(Node):
+    """imageA and imageB compared image by image, as MTB's Image Compare does: checkerboard
+    (scikit-image's compare_images, per channel), diff (|A - B|) or blend ((A + B) / 2); an RGB
+    image meeting an RGBA one gets an opaque alpha. imageB needs as many images as imageA, of
+    the same size."""
+    category = "mtb/image"
+    imageA: IMAGE
+    imageB: IMAGE
+    mode: str = Choice(("checkerboard", "diff", "blend"), "checkerboard")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Image Compare (mtb)",))
+
+    def run(self):
+        import torch
+        from skimage.util import compare_images
+        a, b = _image(self.imageA, "imageA"), _image(self.imageB, "imageB")
+        if b.shape[0] < a.shape[0] or b.shape[1:3] != a.shape[1:3]:
+            raise NodeInputError("imageB", f"{tuple(b.shape[:3])} (batch, height, width); imageA is "
+                                           f"{tuple(a.shape[:3])}")
+        b = b[:a.shape[0]]
+        if a.shape[3] == 3 and b.shape[3] == 4:
+            a = torch.cat([a, torch.ones_like(a[..., :1])], -1)
+        elif a.shape[3] == 4 and b.shape[3] == 3:
+            b = torch.cat([b, torch.ones_like(b[..., :1])], -1)
+        if a.shape[3] != b.shape[3]:
+            raise NodeInputError("imageB", f"{b.shape[3]} channels; imageA has {a.shape[3]}")
+        if self.mode == "diff":
+            return torch.abs(a - b)
+        if self.mode == "blend":
+            return 0.5 * (a + b)
+        a_np, b_np = a.cpu().numpy(), b.cpu().numpy()
+        return torch.stack([torch.stack([torch.from_numpy(compare_images(a_np[i, ..., c], b_np[i, ..., c],
+                                                                         method="checkerboard"))
+                                         for c in range(a.shape[3])], dim=2) for i in range(a.shape[0])]).float()
+
+
+class MtbColorCorrect(Node):
+    """The image colour-corrected, as MTB's Color Correct does, in its order: gamma (value ^
+    (1 / gamma)); contrast (image × contrast + (1 - contrast) × the mean over the whole batch of
+    0.33 R + 0.71 G + 0.06 B, clamped to 0..1); exposure (× 2^exposure); offset (+ offset); then
+    hue, saturation and value through PIL's HSV (8 bits: hue + hue × 255 wrapping at 256,
+    saturation and value multiplied and cut to whole numbers); clamp to 0..1 if asked. With a
+    mask, only where the mask is above 0 is changed. RGB images only (PIL's HSV)."""
+    category = "mtb/image processing"
+    image: IMAGE
+    clamp: bool = Bool(True)
+    gamma: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    contrast: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    exposure: float = Float(0.0, min=-5.0, max=5.0, step=0.01)
+    offset: float = Float(0.0, min=-5.0, max=5.0, step=0.01)
+    hue: float = Float(0.0, min=-0.5, max=0.5, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    value: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Color Correct (mtb)",))
+
+    def run(self):
+        import torch
+        from PIL import Image
+        image = _image(self.image, "image")
+        if image.shape[3] != 3:
+            raise NodeInputError("image", f"{image.shape[3]} channels; Color Correct takes RGB images")
+        if self.gamma == 0:
+            raise NodeInputError("gamma", "0 has no inverse (the pack raises 1 / gamma)")
+        adjusted = image.pow(1.0 / self.gamma)
+        r, g, b = adjusted.unbind(-1)
+        luminance = torch.mean(0.33 * r + 0.71 * g + 0.06 * b)
+        adjusted = torch.clamp(adjusted * self.contrast + (1.0 - self.contrast) * luminance, 0.0, 1.0)
+        adjusted = adjusted * 2.0 ** self.exposure + self.offset
+        pictures = []
+        for pixels in _bytes(adjusted):
+            check_interrupted()
+            h, s, v = Image.fromarray(pixels, mode="RGB").convert("HSV").split()
+            h = h.point(lambda x: (x + self.hue * 255) % 256)
+            s = s.point(lambda x: int(x * self.saturation))
+            v = v.point(lambda x: int(x * self.value))
+            pictures.append(_from_bytes(Image.merge("HSV", (h, s, v)).convert("RGB")))
+        adjusted = torch.stack(pictures)
+        if self.clamp:
+            adjusted = torch.clamp(adjusted, 0.0, 1.0)
+        if self.mask is None:
+            return adjusted
+        mask = _mask(self.mask, "mask")
+        if mask.shape[1:] != image.shape[1:3] or mask.shape[0] not in (1, image.shape[0]):
+            raise NodeInputError("mask", f"{tuple(mask.shape)}; expected 1 or {image.shape[0]} masks of "
+                                         f"{image.shape[2]}×{image.shape[1]}")
+        return torch.where(mask[..., None].expand_as(image) > 0, adjusted, image)
