@@ -1,22 +1,24 @@
 """comfy_mtb's (MTB Nodes, melMass) model-free backend nodes, under the pack's class names ("<Label>
 (mtb)", the label being the class name without MTB_ split at its capitals, as the pack's
 __init__.py builds them), inputs and outputs. Read from melMass/comfy_mtb: nodes/batch.py
-@00173fa3, nodes/graph_utils.py @05fe61e0, nodes/image_processing.py @265cb953, nodes/number.py
-@c20da85e, utils.py @7e360079 (easings, tensor / PIL conversions), web/mtb_widgets.js (the dynamic
-inputs prefix_1, prefix_2 ... its editor adds as links are made).
+@00173fa3, nodes/graph_utils.py @05fe61e0, nodes/image_processing.py @265cb953,
+nodes/image_utils.py @93f7c006, nodes/number.py @c20da85e, utils.py @7e360079 (easings, tensor /
+PIL conversions), web/mtb_widgets.js (the dynamic inputs prefix_1, prefix_2 ... its editor adds
+as links are made).
 
 Held here: Batch Float, Batch Float Fill, Batch Float Assemble, Batch Float Normalize, Batch Float
 Math, Batch Float Fit, Fit Number, Batch Make, Batch Merge, Batch Sequence, Batch Time Wrap, Batch
 Shape, Concat Images, String Replace, Math Expression, Int To Number, Float To Number, Int To Bool,
-Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compare, Color Correct.
+Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compare, Color Correct,
+Stack Images, Pick From Batch, Image Resize Factor.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
-ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load Image
-From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch Transform,
-Batch Sequence Plus, Plot Batch Float, Pick From Batch, Stack Images, Image Resize Factor, Colored
-Image, Color Correct GPU, Deglaze Image, Text To Image, Smart Step, Animation Builder, Curve, the
-Interpolate Clip / Condition nodes, Debug, Note Plus, Load Image Sequence, Save Image Grid, Save Gif):
-a save holding one of them is reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS).
+ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load
+Image From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch
+Transform, Batch Sequence Plus, Plot Batch Float, Colored Image, Color Correct GPU, Deglaze Image,
+Text To Image, Smart Step, Animation Builder, Curve, the Interpolate Clip / Condition nodes, Debug,
+Note Plus, Load Image Sequence, Save Image Grid, Save Gif): a save holding one of them is reported
+as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS).
 
 The pack's dynamic inputs are built here up to DYNAMIC_INPUTS of each kind (floats_1 ..., batches_1
 ..., image_1 ...); one past that is refused naming it."""
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, \
-    Node, NodeInputError, Size, Text, check_interrupted, progress, repeated, socket_type
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, Node, NodeInputError, Size, Text, check_interrupted, repeated, socket_type
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_pysssss import math_expression, regex_replace
@@ -736,7 +738,8 @@ class MtbImagePremultiply(Node):
         import numpy as np
         image, mask = _image(self.image, "image"), _mask(self.mask, "mask")
         if mask.shape[1:] != image.shape[1:3]:
-            raise NodeInputError("mask", f"{mask.shape[2]}×{mask.shape[1]}; the image is {image.shape[2]}×{image.shape[1]}")
+            raise NodeInputError("mask", f"{mask.shape[2]}×{mask.shape[1]}; the image is "
+                                         f"{image.shape[2]}×{image.shape[1]}")
         if mask.shape[0] not in (1,) and mask.shape[0] < image.shape[0]:
             raise NodeInputError("mask", f"{mask.shape[0]} masks for {image.shape[0]} images")
         alpha = _bytes(mask if self.invert else 1.0 - mask)
@@ -957,3 +960,157 @@ class MtbColorCorrect(Node):
             raise NodeInputError("mask", f"{tuple(mask.shape)}; expected 1 or {image.shape[0]} masks of "
                                          f"{image.shape[2]}×{image.shape[1]}")
         return torch.where(mask[..., None].expand_as(image) > 0, adjusted, image)
+
+
+# -- image utilities ------------------------------------------------------------------------------
+
+
+def _duplicated(images, count: int):
+    """The batch made `count` long as the pack's Stack Images does: repeated whole, then its first
+    images again for the rest."""
+    import torch
+    whole = images.repeat(count // images.shape[0], 1, 1, 1)
+    return torch.cat([whole, images[:count % images.shape[0]]]) if count % images.shape[0] else whole
+
+
+class MtbStackImages(Node):
+    """The connected images (image_1, image_2 ...) side by side, or one under the other with
+    vertical, as MTB's Stack Images does: each made RGBA (an opaque alpha for RGB), each batch
+    made as long as the longest by repeating it; match_method smallest / largest first scales
+    each (bilinear, keeping its aspect, the other side cut to a whole number) to the smallest /
+    largest height (side by side) or width (vertical); error refuses images whose side differs."""
+    category = "mtb/image utils"
+    vertical: bool = Bool(False)
+    match_method: str = Choice(("error", "smallest", "largest"), "error")
+    image_1: IMAGE = None
+    image_2: IMAGE = None
+    image_3: IMAGE = None
+    image_4: IMAGE = None
+    image_5: IMAGE = None
+    image_6: IMAGE = None
+    image_7: IMAGE = None
+    image_8: IMAGE = None
+    image_9: IMAGE = None
+    image_10: IMAGE = None
+    image_11: IMAGE = None
+    image_12: IMAGE = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Stack Images (mtb)",), optional=("match_method",))
+
+    @classmethod
+    def unknown_input(cls, name):
+        return _dynamic_refusal(name, ("image",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):  # the sides added up, before any matching
+        sizes = [s for name, s in inputs.items() if name.startswith("image_") and s is not None]
+        if not sizes:
+            return Estimate(None)
+        batch = max(s.batch for s in sizes)
+        if widgets.get("vertical"):
+            return Estimate(Size(batch, sum(s.height for s in sizes), max(s.width for s in sizes)))
+        return Estimate(Size(batch, max(s.height for s in sizes), sum(s.width for s in sizes)))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        named = [(name, _image(value, name)) for name, value in _dynamic(self, "image")]
+        if not named:
+            raise NodeInputError("image_1", "not connected: the node needs at least one image")
+        rgba = []
+        for name, images in named:
+            if images.shape[3] not in (3, 4):
+                raise NodeInputError(name, f"{images.shape[3]} channels; expected RGB or RGBA")
+            rgba.append(images if images.shape[3] == 4 else torch.cat([images, torch.ones_like(images[..., :1])], -1))
+        longest = max(images.shape[0] for images in rgba)
+        rgba = [_duplicated(images, longest) for images in rgba]
+        side = 2 if self.vertical else 1  # the side that must match: width when stacking down
+        if self.match_method == "error":
+            for (name, _), images in zip(named, rgba):
+                if images.shape[side] != rgba[0].shape[side]:
+                    raise NodeInputError(name, f"{'width' if self.vertical else 'height'} {images.shape[side]}; "
+                                               f"image_1's is {rgba[0].shape[side]} (match_method is error)")
+        else:
+            pick = min if self.match_method == "smallest" else max
+            target = pick(images.shape[side] for images in rgba)
+            resized = []
+            for images in rgba:
+                height, width = images.shape[1:3]
+                if images.shape[side] != target:
+                    scale = target / images.shape[side]
+                    height, width = (int(height * scale), target) if self.vertical else (target, int(width * scale))
+                    images = F.interpolate(images.permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
+                                           align_corners=False).permute(0, 2, 3, 1)
+                resized.append(images)
+            rgba = resized
+        return torch.cat(rgba, dim=1 if self.vertical else 2)
+
+
+class MtbPickFromBatch(Node):
+    """The first (start) or last (end) `count` images of the batch, and of the mask if one is
+    linked, as MTB's Pick From Batch does (count past the batch takes it all; as in the pack,
+    0 from the end takes the whole batch). Without a mask the MASK output is empty (None), as
+    the pack gives it."""
+    category = "mtb/image utils"
+    image: IMAGE
+    from_direction: str = Choice(("end", "start"), "start")
+    count: int = Int(1, min=0)
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("Pick From Batch (mtb)",))
+
+    def run(self):
+        image = _image(self.image, "image")
+        count = min(self.count, image.shape[0])
+        mask = None if self.mask is None else _mask(self.mask, "mask")
+        if self.from_direction == "end":
+            return image[-count:], None if mask is None else mask[-count:]
+        return image[:count], None if mask is None else mask[:count]
+
+
+RESIZE_FACTOR_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact")
+
+
+class MtbImageResizeFactor(Node):
+    """The image scaled by `factor` with torch's interpolate (sides cut to whole numbers; corners
+    aligned for the linear modes), then doubled again with supersample, as MTB's Image Resize
+    Factor does. Its MASK output stays empty (None) as in the pack, which gives only the image;
+    a linked mask is refused, as the pack refuses every MASK there (it needs the image's four
+    dimensions). linear and trilinear are refused too: torch runs them on 3- and 5-dimensional
+    tensors only, so the pack fails with them. (The pack also fails with nearest, area and
+    nearest-exact, its default included, as it passes align_corners=False, which torch allows for
+    the interpolating modes only; here those run as torch's plain modes.)"""
+    category = "mtb/image"
+    image: IMAGE
+    factor: float = Float(2.0, min=0.01, max=16.0, step=0.01)
+    supersample: bool = Bool(True)
+    resampling: str = Choice(RESIZE_FACTOR_MODES, "nearest")
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("Image Resize Factor (mtb)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, factor = inputs.get("image"), widgets.get("factor")
+        if size is None or not isinstance(factor, (int, float)):
+            return Estimate(size)
+        grow = 2 if widgets.get("supersample", True) else 1
+        return Estimate(Size(size.batch, int(size.height * factor) * grow, int(size.width * factor) * grow))
+
+    def run(self):
+        import torch.nn.functional as F
+        image = _image(self.image, "image")
+        if self.mask is not None:
+            raise NodeInputError("mask", "the pack multiplies the image by a mask of the image's four dimensions "
+                                         "only, which a MASK never has: leave it unlinked")
+        if self.resampling in ("linear", "trilinear"):
+            raise NodeInputError("resampling", f"{self.resampling} works on 3- / 5-dimensional tensors only (the pack "
+                                               "fails on an image): choose bilinear")
+        height, width = int(image.shape[1] * self.factor), int(image.shape[2] * self.factor)
+        if min(height, width) < 1 or max(height, width) * (2 if self.supersample else 1) > MAX_SIZE:
+            raise NodeInputError("factor", f"makes {width}×{height} images; sides must be 1 to {MAX_SIZE}")
+        corners = {"align_corners": True} if self.resampling in ("bilinear", "bicubic") else {}
+        resized = F.interpolate(image.movedim(-1, 1), size=(height, width), mode=self.resampling, **corners)
+        if self.supersample:
+            resized = F.interpolate(resized, scale_factor=2, mode=self.resampling, **corners)
+        return resized.movedim(1, -1), None

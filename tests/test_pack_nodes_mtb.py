@@ -66,7 +66,8 @@ PENNER = {
     "Elastic Out": lambda t: t if t in (0, 1) else 2 ** (-10 * t) * math.sin((t * 10 - 0.75) * 2 * math.pi / 3) + 1,
     "Bounce Out": penner_bounce_out,
     "Bounce In": lambda t: 1 - penner_bounce_out(1 - t),
-    "Bounce In/Out": lambda t: (1 - penner_bounce_out(1 - 2 * t)) / 2 if t < 0.5 else (1 + penner_bounce_out(2 * t - 1)) / 2,
+    "Bounce In/Out": lambda t: (1 - penner_bounce_out(1 - 2 * t)) / 2 if t < 0.5
+    else (1 + penner_bounce_out(2 * t - 1)) / 2,
 }
 # The pack's own: Back Out multiplies (t - 1) by t (Penner squares t - 1); Back In/Out's second half
 # the same; Elastic In/Out with period 0.45 as Penner's older code has it
@@ -161,7 +162,8 @@ def test_batch_float_math_errors_name_the_input(registry):
     assert caught.value.input == "floats_1"
 
 
-@pytest.mark.parametrize("value, clamp, easing", [(0.3, False, "Linear"), (1.7, False, "Linear"), (1.7, True, "Sine In"),
+@pytest.mark.parametrize("value, clamp, easing", [(0.3, False, "Linear"), (1.7, False, "Linear"),
+                                                  (1.7, True, "Sine In"),
                                                   (-4.0, True, "Cubic Out"), (0.6, False, "Bounce In")])
 def test_fit_number_and_batch_float_fit(registry, value, clamp, easing):
     source, target = (-1.0, 2.0), (10.0, 30.0)
@@ -219,8 +221,8 @@ def test_batch_merge_fills_then_merges_in_turn(registry, fusion_mode, fill):
 
 def test_batch_sequence_joins_in_order(registry):
     a, b = torch.rand(2, 3, 3, 3), torch.rand(1, 3, 3, 3)
-    assert torch.equal(node(registry, "Batch Sequence (mtb)", reverse=False, batches_1=a, batches_2=b), torch.cat([a, b]))
-    assert torch.equal(node(registry, "Batch Sequence (mtb)", reverse=True, batches_1=a, batches_2=b), torch.cat([b, a]))
+    for reverse, want in ((False, torch.cat([a, b])), (True, torch.cat([b, a]))):
+        assert torch.equal(node(registry, "Batch Sequence (mtb)", reverse=reverse, batches_1=a, batches_2=b), want)
 
 
 def test_batch_time_wrap_resamples_the_curve_and_picks_frames(registry):
@@ -356,13 +358,14 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
         ui_node(1, "Batch Float (mtb)", ["Steps", 3, 0.0, 1.0, "Sine Out"], outputs=[("FLOATS", "FLOATS", [1])]),
         ui_node(2, "Batch Float Fit (mtb)", [False, True, 0.0, 1.0, 5.0, 10.0, "Linear"],
                 [("values", "FLOATS", 1, False)], [("FLOATS", "FLOATS", [2])]),
-        ui_node(3, "Batch Float Assemble (mtb)", [True], [("floats_1", "FLOATS", 2, False), ("floats_2", "FLOATS", None, False)],
+        ui_node(3, "Batch Float Assemble (mtb)", [True],
+                [("floats_1", "FLOATS", 2, False), ("floats_2", "FLOATS", None, False)],
                 [("FLOATS", "FLOATS", [3])]),
         ui_node(4, "DebugPrint", [], [("ANY", "*", 3, False)]),
         ui_node(5, "Batch Shape (mtb)", [2, "Circle", 16, 16, 8, "#ffffff", "#000000", "#000000", 5, 0.0, 0.0],
                 outputs=[("IMAGE", "IMAGE", [4, 5])]),
-        ui_node(6, "Concat Images (mtb)", [False, "Smallest"], [("image_1", "IMAGE", 4, False), ("image_2", "IMAGE", 5, False),
-                                                                ("image_3", "IMAGE", None, False)],
+        ui_node(6, "Concat Images (mtb)", [False, "Smallest"],
+                [("image_1", "IMAGE", 4, False), ("image_2", "IMAGE", 5, False), ("image_3", "IMAGE", None, False)],
                 [("IMAGE", "IMAGE", [6])]),
         ui_node(7, "Batch Make (mtb)", [2], [("image", "IMAGE", 6, False), ("mask", "MASK", None, False)],
                 [("IMAGE", "IMAGE", [])]),
@@ -528,7 +531,8 @@ def test_ui_save_with_the_image_nodes_runs_and_round_trips(registry):
     # (the exact steps are test_color_correct_follows_the_packs_steps')
     brighter = result.values["2"][0]
     assert np.allclose(brighter[0, 0, 0].numpy(), u8(flat * 2 ** 0.5) / 255, atol=4 / 255)
-    assert torch.allclose(result.values["3"][0], torch.clamp(flat.expand(2, 12, 16, 3), 0, 1), atol=1e-5)  # flat: unchanged
+    # a flat image is unchanged by sharpening
+    assert torch.allclose(result.values["3"][0], torch.clamp(flat.expand(2, 12, 16, 3), 0, 1), atol=1e-5)
     assert torch.equal(result.values["6"][0], torch.tensor([1.0, 0.0, 0.0]).expand(1, 12, 16, 3))
     assert torch.equal(result.values["7"][0], result.values["1"][0])  # a flat image is its own tile offset
     saved = export_ui(parse_workflow(graph, registry), registry)
@@ -537,3 +541,52 @@ def test_ui_save_with_the_image_nodes_runs_and_round_trips(registry):
         assert by_id[n["id"]]["type"] == n["type"]
         if n["type"] not in ("EmptyImage", "SolidMask"):
             assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+
+
+def test_stack_images_side_by_side_and_down(registry):
+    a, b = torch.rand(2, 4, 5, 3), torch.rand(3, 4, 2, 4)
+    rgba_a = torch.cat([a, torch.ones(2, 4, 5, 1)], -1)
+    longer_a = torch.cat([rgba_a, rgba_a[:1]])  # repeated whole, then its first images
+    got = node(registry, "Stack Images (mtb)", vertical=False, match_method="error", image_1=a, image_2=b)
+    assert torch.equal(got, torch.cat([longer_a, b], dim=2))
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Stack Images (mtb)", vertical=True, match_method="error", image_1=a, image_2=b)
+    assert caught.value.input == "image_2"
+    got = node(registry, "Stack Images (mtb)", vertical=True, match_method="largest", image_1=a, image_2=b)
+    scaled_b = F.interpolate(b.permute(0, 3, 1, 2), size=(int(4 * 5 / 2), 5), mode="bilinear",
+                             align_corners=False).permute(0, 2, 3, 1)
+    assert torch.allclose(got, torch.cat([longer_a, scaled_b], dim=1))
+
+
+@pytest.mark.parametrize("direction, count, picked", [("start", 2, slice(0, 2)), ("end", 2, slice(3, 5)),
+                                                      ("end", 9, slice(0, 5)), ("end", 0, slice(0, 5)),
+                                                      ("start", 0, slice(0, 0))])
+def test_pick_from_batch(registry, direction, count, picked):
+    images, masks = torch.rand(5, 3, 3, 3), torch.rand(5, 3, 3)
+    got, got_masks = node(registry, "Pick From Batch (mtb)", image=images, from_direction=direction, count=count,
+                          mask=masks)
+    assert torch.equal(got, images[picked]) and torch.equal(got_masks, masks[picked])
+    assert node(registry, "Pick From Batch (mtb)", image=images, from_direction=direction, count=count)[1] is None
+
+
+@pytest.mark.parametrize("mode, supersample", [("bilinear", True), ("bicubic", False), ("nearest", True),
+                                               ("area", False)])
+def test_image_resize_factor_is_torch_interpolate(registry, mode, supersample):
+    image = torch.rand(2, 6, 10, 3)
+    options = {"align_corners": True} if mode in ("bilinear", "bicubic") else {}
+    want = F.interpolate(image.permute(0, 3, 1, 2), size=(int(6 * 1.5), int(10 * 1.5)), mode=mode, **options)
+    if supersample:
+        want = F.interpolate(want, scale_factor=2, mode=mode, **options)
+    got, mask = node(registry, "Image Resize Factor (mtb)", image=image, factor=1.5, supersample=supersample,
+                     resampling=mode)
+    assert torch.allclose(got, want.permute(0, 2, 3, 1)) and mask is None
+
+
+def test_image_resize_factor_refusals(registry):
+    image = torch.rand(1, 4, 4, 3)
+    for inputs, name in (({"resampling": "linear"}, "resampling"), ({"mask": torch.ones(1, 4, 4)}, "mask"),
+                         ({"factor": 0.01}, "factor")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Image Resize Factor (mtb)", **{"image": image, "factor": 2.0, "supersample": False,
+                                                          "resampling": "bilinear", **inputs})
+        assert caught.value.input == name
