@@ -590,3 +590,56 @@ def test_image_resize_factor_refusals(registry):
             node(registry, "Image Resize Factor (mtb)", **{"image": image, "factor": 2.0, "supersample": False,
                                                           "resampling": "bilinear", **inputs})
         assert caught.value.input == name
+
+
+@pytest.mark.parametrize("iteration", [0, 7, 9, 23])
+def test_animation_builder_frame_maths(registry, iteration):
+    frame, scaled, count, ended = node(registry, "Animation Builder (mtb)", total_frames=10, scale_float=2.0,
+                                       loop_count=3, raw_iteration=iteration, raw_loop=iteration // 10)
+    assert frame == iteration % 10 and scaled == pytest.approx(frame / 9 * 2.0)
+    assert count == iteration // 10 and ended is (frame == 9)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Animation Builder (mtb)", total_frames=1, scale_float=1.0, loop_count=1, raw_iteration=0,
+             raw_loop=0)
+    assert caught.value.input == "total_frames"
+
+
+def test_debug_lines_as_the_pack_writes_them():
+    from nodes.pack_nodes_mtb import debug_lines
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    assert debug_lines(latent, False) == [f"Latent Samples: {latent['samples'].shape} (empty)"]
+    assert debug_lines([1.0, 2.5], False) == ["Array (2): [1.0, 2.5]"]
+    assert debug_lines([torch.zeros(2, 3)] * 4, False) == [f"List of Tensors: {torch.zeros(2, 3).shape} (x4)"]
+    assert debug_lines(True, False) == ["True"] and debug_lines(12, False) == ["12"]
+    assert debug_lines({"a": 1}, False) == ['{\n  "a": 1\n}']
+    assert debug_lines(torch.zeros(1, 2, 2, 3), False) is None  # shown as pictures
+    assert debug_lines("x", True) == ["Type: str"]  # no __dict__: no attributes listed
+    assert debug_lines(torch.zeros(1, 2, 2, 3), True) == [f"Tensor of shape {torch.Size([1, 2, 2, 3])} "
+                                                          "of type torch.float32"]
+
+
+def test_ui_save_with_animation_builder_and_debug_runs_and_round_trips(registry, tmp_folders):
+    """Animation Builder as its editor saves it: the five inputs, then the frame and loop previews
+    and the Reset and Queue buttons its script adds (read past, not written back)."""
+    nodes = [
+        ui_node(1, "Animation Builder (mtb)", [12, 1.0, 2, 17, 1, None, None, "reset", "queue"],
+                outputs=[("frame", "INT", [1]), ("0-1 (scaled)", "FLOAT", [2]), ("count", "INT", []),
+                         ("loop_ended", "BOOLEAN", [])]),
+        ui_node(2, "Debug (mtb)", [False, False],
+                [("anything_1", "INT", 1, False), ("anything_2", "FLOAT", 2, False), ("anything_3", "IMAGE", 3, False),
+                 ("anything_4", "*", None, False)]),
+        ui_node(3, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [3])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "INT"], [2, 1, 1, 2, 1, "FLOAT"], [3, 3, 0, 2, 2, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph)
+    assert result.values["1"] == (5, 5 / 11, 1, False)
+    shown = result.outputs["2"]
+    assert shown["text"] == ["5", str(5 / 11)] and len(shown["images"]) == 1
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    assert by_id[1]["type"] == "Animation Builder (mtb)" and by_id[1]["widgets_values"] == [12, 1.0, 2, 17, 1]
+    assert by_id[2]["type"] == "Debug (mtb)" and by_id[2]["widgets_values"] == [False, False]
+    api = export_api(parse_workflow(graph, registry), registry)
+    assert api["1"]["inputs"] == {"total_frames": 12, "scale_float": 1.0, "loop_count": 2, "raw_iteration": 17,
+                                  "raw_loop": 1}
