@@ -2,22 +2,24 @@
 (mtb)", the label being the class name without MTB_ split at its capitals, as the pack's
 __init__.py builds them), inputs and outputs. Read from melMass/comfy_mtb: nodes/batch.py
 @00173fa3, nodes/graph_utils.py @05fe61e0, nodes/image_processing.py @265cb953,
-nodes/image_utils.py @93f7c006, nodes/number.py @c20da85e, nodes/animation.py @c20da85e,
-nodes/debug.py @93f7c006, utils.py @7e360079 (easings, tensor / PIL conversions), web/mtb_widgets.js
-and web/debug.js (the dynamic inputs prefix_1, prefix_2 ... its editor adds as links are made).
+nodes/image_utils.py @93f7c006, nodes/number.py @c20da85e, utils.py @7e360079 (easings, tensor / PIL
+conversions), web/mtb_widgets.js @f9a0998c (the dynamic inputs prefix_1, prefix_2 ... its editor adds
+as links are made).
 
 Held here: Batch Float, Batch Float Fill, Batch Float Assemble, Batch Float Normalize, Batch Float
 Math, Batch Float Fit, Fit Number, Batch Make, Batch Merge, Batch Sequence, Batch Time Wrap, Batch
 Shape, Concat Images, String Replace, Math Expression, Int To Number, Float To Number, Int To Bool,
 Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compare, Color Correct,
-Stack Images, Pick From Batch, Image Resize Factor, Animation Builder, Debug.
+Stack Images, Pick From Batch, Image Resize Factor; and in nodes/pack_nodes_mtb2.py Animation
+Builder, Debug, Colored Image, Save Image Grid, Apply Text Template, Any To String.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
 ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load
 Image From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch
-Transform, Batch Sequence Plus, Plot Batch Float, Colored Image, Color Correct GPU, Deglaze Image,
+Transform, Batch Sequence Plus, Plot Batch Float, Color Correct GPU, Deglaze Image,
 Text To Image, Smart Step, Curve, the Interpolate Clip / Condition nodes, Load Image Sequence, Save
-Image Grid, Save Gif, and Note Plus, an editor-only note that graphflow's UI reader does not know
+Gif, Match Dimensions, Floats To Ints / Floats To Float / Float To Floats (type relabelling for
+other packs), and Note Plus, an editor-only note that graphflow's UI reader does not know
 as a note): a save holding one of them is reported as needing comfy_mtb
 (graphflow.comfy_format.CUSTOM_PACKS). Batch Shake and Batch Transform need the pack's Transform
 Image, which is torchvision's pad and affine on PIL images (torchvision is not a dependency here).
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
-    Int, Node, NodeInputError, Size, Text, check_interrupted, repeated, show, socket_type
+    Int, Node, NodeInputError, Size, Text, check_interrupted, repeated, socket_type
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_pysssss import math_expression, regex_replace
@@ -1116,133 +1118,3 @@ class MtbImageResizeFactor(Node):
         if self.supersample:
             resized = F.interpolate(resized, scale_factor=2, mode=self.resampling, **corners)
         return resized.movedim(1, -1), None
-
-
-# -- animation and debugging ----------------------------------------------------------------------
-
-
-def _animation_widgets(values):
-    """Animation Builder's saved widgets: its five inputs, then what its editor adds after them (a
-    frame and a loop preview, Reset and Queue buttons), which are not read back."""
-    return values[:5] if isinstance(values, list) else values
-
-
-class MtbAnimationBuilder(Node):
-    """Frame maths for a queue of runs, as MTB's Animation Builder gives it: frame = raw_iteration
-    % total_frames, its 0..1 place (frame / (total_frames - 1)) times scale_float, the loop count
-    (raw_loop) and whether this is the loop's last frame. The pack's editor adds one to
-    raw_iteration (and sets raw_loop) after each queued run and has a Queue button for
-    total_frames × loop_count runs; here raw_iteration and raw_loop are what the workflow says
-    (a sweep over raw_iteration runs the frames). total_frames needs to be 2 or more: the pack
-    divides by total_frames - 1."""
-    category = "mtb/animation"
-    total_frames: int = Int(100, min=0)
-    scale_float: float = Float(1.0, min=0.0)
-    loop_count: int = Int(1, min=0)
-    raw_iteration: int = Int(0, min=0)
-    raw_loop: int = Int(0, min=0)
-    outputs = {"frame": INT, "0-1 (scaled)": FLOAT, "count": INT, "loop_ended": BOOLEAN}
-    comfy = ComfyAlias(("Animation Builder (mtb)",), widgets=_animation_widgets)
-
-    def run(self):
-        if self.total_frames < 2:
-            raise NodeInputError("total_frames", f"{self.total_frames}: needs 2 or more (the pack divides by "
-                                                 "total_frames - 1)")
-        frame = self.raw_iteration % self.total_frames
-        return frame, frame / (self.total_frames - 1) * self.scale_float, self.raw_loop, \
-            frame == self.total_frames - 1
-
-
-def _detailed_type(value) -> list[str]:
-    """The pack's detailed type lines for Debug's as_detailed_types."""
-    import torch
-    lines = [f"Type: {type(value).__name__}"]
-    if isinstance(value, torch.Tensor):
-        lines += [f"Shape: {value.shape}", f"Dtype: {value.dtype}", f"Device: {value.device}",
-                  f"Requires grad: {value.requires_grad}", f"Stride: {value.stride()}",
-                  f"Contiguous: {value.is_contiguous()}"]
-    elif isinstance(value, (list, tuple)):
-        lines += [f"Length: {len(value)}", f"Container type: {type(value).__name__}"]
-        if value:
-            lines.append(f"Element type: {type(value[0]).__name__}")
-    elif isinstance(value, dict):
-        lines += [f"Length: {len(value)}", f"Keys: {list(value.keys())}"]
-    elif hasattr(value, "__dict__"):
-        lines.append(f"Attributes: {[name for name in dir(value) if not name.startswith('_')]}")
-    return lines
-
-
-def debug_lines(value, detailed: bool) -> list[str] | None:
-    """What MTB's Debug shows of a value as text (None: a tensor it shows as pictures)."""
-    import json
-    import torch
-    kind = type(value)
-    if kind is torch.Tensor:
-        return [f"Tensor of shape {value.shape} of type {value.dtype}"] if detailed else None
-    if kind is list:
-        if not value:
-            return []
-        if detailed:
-            return _detailed_type(value) + _detailed_type(value[0])
-        first = value[0]
-        if isinstance(first, list) and first and isinstance(first[0], torch.Tensor):
-            return [f"List of List of Tensors: {first[0].shape} (x{len(value)})"]
-        if isinstance(first, torch.Tensor):
-            return [f"List of Tensors: {first.shape} (x{len(value)})"]
-        return [f"Array ({len(value)}): {value}"]
-    if kind is dict:
-        if detailed:
-            return _detailed_type(value)
-        if "samples" in value:
-            empty = "(empty)" if torch.count_nonzero(value["samples"]) == 0 else ""
-            return [f"Latent Samples: {value['samples'].shape} {empty}"]
-        try:
-            return [json.dumps(value, indent=2)]
-        except (TypeError, ValueError):  # the pack fails on what JSON can't hold; shown as Python writes it
-            return [str(value)]
-    if kind is bool:
-        return ["True" if value else "False"]
-    return _detailed_type(value) if detailed else [str(value)]
-
-
-class MtbDebug(Node):
-    """Show what reaches anything_1, anything_2 ..., as MTB's Debug does: an image batch or mask
-    as pictures (or its shape and type with as_detailed_types), a latent's shape, a list's length
-    and items, True / False, anything else as text; output_to_console also prints each input."""
-    category = "mtb/debug"
-    output_node = True
-    output_to_console: bool = Bool(False)
-    as_detailed_types: bool = Bool(False)
-    anything_1: ANY = None
-    anything_2: ANY = None
-    anything_3: ANY = None
-    anything_4: ANY = None
-    anything_5: ANY = None
-    anything_6: ANY = None
-    anything_7: ANY = None
-    anything_8: ANY = None
-    anything_9: ANY = None
-    anything_10: ANY = None
-    anything_11: ANY = None
-    anything_12: ANY = None
-    outputs = {}
-    comfy = ComfyAlias(("Debug (mtb)",), optional=("as_detailed_types",))
-
-    @classmethod
-    def unknown_input(cls, name):
-        return _dynamic_refusal(name, ("anything",))
-
-    def run(self):
-        from nodes.image import temp_pngs
-        for name, value in _dynamic(self, "anything"):
-            if self.output_to_console:
-                print(f"{name}: {value}")
-            lines = debug_lines(value, self.as_detailed_types)
-            if lines is not None:
-                show(text=lines)
-            elif value.ndim == 3:  # a mask, shown grey
-                show(images=temp_pngs(value[..., None].expand(-1, -1, -1, 3)))
-            elif value.ndim == 4 and value.shape[-1] in (3, 4):
-                show(images=temp_pngs(value))
-            else:
-                show(text=[f"Tensor of shape {value.shape} of type {value.dtype}"])

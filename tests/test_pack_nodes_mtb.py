@@ -1,8 +1,9 @@
-"""comfy_mtb's model-free nodes (nodes/pack_nodes_mtb.py): the easings against Robert Penner's
-formulas (and the pack's own where it writes them otherwise), the float-list nodes against plain
-Python, the batch nodes against torch / numpy / OpenCV computed here, String Replace against re.sub,
-Math Expression's substitution, errors by input name, and a UI-format save and an API prompt with
-the pack's class names that run and round-trip."""
+"""comfy_mtb's model-free nodes (nodes/pack_nodes_mtb.py and pack_nodes_mtb2.py): the easings
+against Robert Penner's formulas (and the pack's own where it writes them otherwise), the
+float-list nodes against plain Python, the batch and image nodes against torch / numpy / OpenCV /
+PIL / scikit-image computed here, String Replace against re.sub, Math Expression's substitution,
+errors by input name, and UI-format saves and API prompts with the pack's class names that run and
+round-trip."""
 
 import math
 import re
@@ -605,7 +606,7 @@ def test_animation_builder_frame_maths(registry, iteration):
 
 
 def test_debug_lines_as_the_pack_writes_them():
-    from nodes.pack_nodes_mtb import debug_lines
+    from nodes.pack_nodes_mtb2 import debug_lines
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     assert debug_lines(latent, False) == [f"Latent Samples: {latent['samples'].shape} (empty)"]
     assert debug_lines([1.0, 2.5], False) == ["Array (2): [1.0, 2.5]"]
@@ -643,3 +644,54 @@ def test_ui_save_with_animation_builder_and_debug_runs_and_round_trips(registry,
     api = export_api(parse_workflow(graph, registry), registry)
     assert api["1"]["inputs"] == {"total_frames": 12, "scale_float": 1.0, "loop_count": 2, "raw_iteration": 17,
                                   "raw_loop": 1}
+
+
+def test_colored_image_plain_and_over_a_foreground(registry):
+    from PIL import Image
+    plain = node(registry, "Colored Image (mtb)", color="#204080", width=20, height=16)
+    assert plain.shape == (1, 16, 20, 3) and torch.equal(plain[0, 3, 4], torch.tensor([0x20, 0x40, 0x80]) / 255)
+    foreground, mask = torch.rand(2, 10, 30, 3), torch.rand(1, 10, 30)
+    got = node(registry, "Colored Image (mtb)", color="#204080", width=20, height=16, foreground_image=foreground,
+               foreground_mask=mask, invert=True, mask_opacity=0.5)
+
+    def cover(picture):  # Lanczos to cover 20 × 16 (scale 1.6: 48 × 16), the middle 20 columns
+        return picture.resize((48, 16), Image.LANCZOS).crop((14, 0, 34, 16))
+
+    alpha = (np.asarray(cover(Image.fromarray(u8(1.0 - mask[0]), mode="L"))) * 0.5).astype(np.uint8)
+    for i in range(2):
+        want = Image.composite(cover(Image.fromarray(u8(foreground[i]), mode="RGB")).convert("RGBA"),
+                               Image.new("RGBA", (20, 16), (0x20, 0x40, 0x80)), Image.fromarray(alpha, mode="L"))
+        assert np.array_equal(got[i].numpy(), np.asarray(want.convert("RGB")).astype(np.float32) / 255)
+    with pytest.raises(NodeInputError) as caught:  # RGB without a mask: the pack needs an alpha then
+        node(registry, "Colored Image (mtb)", color="#204080", width=20, height=16, foreground_image=foreground)
+    assert caught.value.input == "foreground_image"
+
+
+@pytest.mark.parametrize("count, columns, rows", [(4, 2, 2), (5, 2, 3), (3, 1, 2)])
+def test_save_image_grid_writes_the_packs_grid(registry, tmp_folders, count, columns, rows):
+    from PIL import Image
+    from graphflow.api import folders
+    images = torch.rand(count, 6, 5, 3)
+    node(registry, "Save Image Grid (mtb)", images=images, filename_prefix="grids/g", save_intermediate=True)
+    saved = Image.open(folders.outputs / "grids" / "g_00001_.png")
+    want = np.zeros((rows * 6, columns * 5, 3), np.uint8)
+    for i in range(count):
+        if i // columns < rows:  # past columns × rows an image falls outside the grid, as in the pack
+            want[i // columns * 6:(i // columns + 1) * 6, i % columns * 5:(i % columns + 1) * 5] = u8(images[i])
+    assert np.array_equal(np.asarray(saved.convert("RGB")), want)
+    for i in range(count):
+        assert np.array_equal(np.asarray(Image.open(folders.outputs / "grids" / f"g_batch-{i:03}_00001_.png")),
+                              u8(images[i]))
+    with pytest.raises(ValueError, match="filename_prefix"):  # refused when its widgets are read, before running
+        node(registry, "Save Image Grid (mtb)", images=images, filename_prefix="../out", save_intermediate=False)
+
+
+def test_apply_text_template_and_any_to_string(registry):
+    assert node(registry, "Apply Text Template (mtb)", template="a {var_1} and {var_2}, {var_3}", var_1=3,
+                var_2="cat") == "a 3 and cat, {var_3}"
+    assert node(registry, "Any To String (mtb)", input="x") == "x"
+    assert node(registry, "Any To String (mtb)", input=torch.zeros(2, 3)) == \
+        f"Tensor of shape {torch.Size([2, 3])} and dtype torch.float32"
+    keys = {"a": 1}.keys()
+    assert node(registry, "Any To String (mtb)", input={"a": 1}) == f"Dictionary of 1 items, with keys {keys}"
+    assert node(registry, "Any To String (mtb)", input=2.5) == "2.5"
