@@ -695,3 +695,20 @@ def test_apply_text_template_and_any_to_string(registry):
     keys = {"a": 1}.keys()
     assert node(registry, "Any To String (mtb)", input={"a": 1}) == f"Dictionary of 1 items, with keys {keys}"
     assert node(registry, "Any To String (mtb)", input=2.5) == "2.5"
+
+
+def test_note_plus_is_an_editor_note_kept_through_the_round_trip(registry):
+    """Note Plus is comfy_mtb's editor-only note (its script registers the class; no backend node):
+    a save holding it runs, and it is written back as itself, its Mode, CSS and Theme widgets kept."""
+    note = {**ui_node(1, "Note Plus (mtb)", ["# Title\nsome *text*", "markdown", "h1 { color: red }", "dark"]),
+            "title": "Note+ (mtb)"}
+    nodes = [note,
+             ui_node(2, "Batch Float (mtb)", ["Steps", 3, 0.0, 1.0, "Linear"], outputs=[("FLOATS", "FLOATS", [1])]),
+             ui_node(3, "DebugPrint", [], [("ANY", "*", 1, False)])]
+    graph = ui_graph(nodes, [[1, 2, 0, 3, 0, "FLOATS"]])
+    workflow = parse_workflow(graph, registry)
+    assert "1" not in workflow.nodes
+    assert run_graph(registry, graph).outputs["3"] == {"text": [str([0.0, 0.5, 1.0])]}
+    saved = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
+    assert saved[1]["type"] == "Note Plus (mtb)" and saved[1]["widgets_values"] == note["widgets_values"]
+    assert saved[1]["title"] == "Note+ (mtb)"
