@@ -1,15 +1,16 @@
 """comfy_mtb's (MTB Nodes, melMass) model-free nodes continued from nodes/pack_nodes_mtb.py (which
 says which of the pack's nodes graphflow holds and which it leaves out): Animation Builder, Debug,
-Colored Image, Save Image Grid, Apply Text Template and Any To String. Read from melMass/comfy_mtb:
-nodes/animation.py @c20da85e, nodes/debug.py @93f7c006, web/debug.js @0d0fb8e1,
-nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0, web/mtb_widgets.js @f9a0998c."""
+Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step and Interpolate
+Condition. Read from melMass/comfy_mtb: nodes/animation.py @c20da85e, nodes/debug.py @93f7c006,
+web/debug.js @0d0fb8e1, nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0,
+nodes/conditions.py @edfbe34e, web/mtb_widgets.js @f9a0998c."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text, check_interrupted, folders, show
+from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, ComfyAlias, Float, Int, \
+    Node, NodeInputError, Text, check_interrupted, folders, show
 from nodes.image import _image
 from nodes.pack_nodes_mtb import _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
 from nodes.strings import replaced_in_turn
@@ -304,3 +305,77 @@ class MtbAnyToString(Node):
         if isinstance(value, dict):
             return f"Dictionary of {len(value)} items, with keys {value.keys()}"
         return str(value)
+
+
+# -- conditioning and steps -----------------------------------------------------------------------
+
+
+class MtbSmartStep(Node):
+    """Sampling steps and a start and end step as percentages of them (int(step × percent / 100)),
+    for KSamplerAdvanced's start_at_step / end_at_step, as MTB's Smart Step gives them."""
+    category = "mtb/conditioning"
+    step: int = Int(20, min=1, max=10000)
+    start_percent: int = Int(0, min=0, max=100)
+    end_percent: int = Int(0, min=0, max=100)
+    outputs = {"step": INT, "start": INT, "end": INT}
+    comfy = ComfyAlias(("Smart Step (mtb)",))
+
+    def run(self):
+        return self.step, int(self.step * self.start_percent / 100), int(self.step * self.end_percent / 100)
+
+
+class MtbInterpolateCondition(Node):
+    """A blend along the connected conditionings (condition_1, condition_2 ...), as MTB's
+    Interpolate Condition does: blend 0..1 spans them evenly; between the two it falls between,
+    the first entries' embeddings are mixed linearly (same shape needed), and so are their pooled
+    outputs (which each must have). A ControlNet on one of the two is kept; on both is refused."""
+    category = "mtb/conditioning"
+    blend: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    condition_1: CONDITIONING = None
+    condition_2: CONDITIONING = None
+    condition_3: CONDITIONING = None
+    condition_4: CONDITIONING = None
+    condition_5: CONDITIONING = None
+    condition_6: CONDITIONING = None
+    condition_7: CONDITIONING = None
+    condition_8: CONDITIONING = None
+    condition_9: CONDITIONING = None
+    condition_10: CONDITIONING = None
+    condition_11: CONDITIONING = None
+    condition_12: CONDITIONING = None
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("Interpolate Condition (mtb)",))
+
+    @classmethod
+    def unknown_input(cls, name):
+        return _dynamic_refusal(name, ("condition",))
+
+    def run(self):
+        named = _dynamic(self, "condition")
+        if len(named) < 2:
+            raise NodeInputError("condition_2", "not connected: the node blends two conditionings or more")
+        blend = max(0.0, min(1.0, self.blend))
+        segment = 1.0 / (len(named) - 1)
+        index = min(int(blend // segment), len(named) - 2)
+        local = (blend - index * segment) / segment
+        (from_name, from_value), (to_name, to_value) = named[index], named[index + 1]
+        firsts = []
+        for name, value in ((from_name, from_value), (to_name, to_value)):
+            if not value:
+                raise NodeInputError(name, "the conditioning is empty")
+            cond, options = value[0]
+            if "pooled_output" not in options:
+                raise NodeInputError(name, "has no pooled output, which the blend needs")
+            firsts.append((cond, options))
+        (cond_from, from_options), (cond_to, to_options) = firsts
+        if cond_from.shape != cond_to.shape:
+            raise NodeInputError(to_name, f"embeddings of shape {tuple(cond_to.shape)}; {from_name}'s are "
+                                          f"{tuple(cond_from.shape)}")
+        if "control" in from_options and "control" in to_options:
+            raise NodeInputError(to_name, f"both {from_name} and {to_name} carry a ControlNet: only one may")
+        options = {"pooled_output": (1.0 - local) * from_options["pooled_output"]
+                   + local * to_options["pooled_output"]}
+        for source in (from_options, to_options):
+            if "control" in source:
+                options.update({key: source[key] for key in ("control", "control_apply_to_uncond") if key in source})
+        return [((1.0 - local) * cond_from + local * cond_to, options)]

@@ -712,3 +712,32 @@ def test_note_plus_is_an_editor_note_kept_through_the_round_trip(registry):
     saved = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
     assert saved[1]["type"] == "Note Plus (mtb)" and saved[1]["widgets_values"] == note["widgets_values"]
     assert saved[1]["title"] == "Note+ (mtb)"
+
+
+def test_smart_step(registry):
+    assert node(registry, "Smart Step (mtb)", step=30, start_percent=25, end_percent=90) == (30, 7, 27)
+
+
+@pytest.mark.parametrize("blend", [0.0, 0.2, 0.5, 0.75, 1.0])
+def test_interpolate_condition_blends_the_two_it_falls_between(registry, blend):
+    conds = [[(torch.randn(1, 77, 8), {"pooled_output": torch.randn(1, 4)})] for _ in range(3)]
+    got = node(registry, "Interpolate Condition (mtb)", blend=blend, condition_1=conds[0], condition_2=conds[1],
+               condition_3=conds[2])
+    index = min(int(blend // 0.5), 1)  # three conditionings: two halves
+    local = (blend - index * 0.5) / 0.5
+    (a, a_options), (b, b_options) = conds[index][0], conds[index + 1][0]
+    assert len(got) == 1
+    assert torch.allclose(got[0][0], (1 - local) * a + local * b)
+    assert torch.allclose(got[0][1]["pooled_output"], (1 - local) * a_options["pooled_output"]
+                          + local * b_options["pooled_output"])
+
+
+def test_interpolate_condition_refusals(registry):
+    good = [(torch.zeros(1, 77, 8), {"pooled_output": torch.zeros(1, 4)})]
+    for inputs, name in (({"condition_1": good}, "condition_2"),
+                         ({"condition_1": good, "condition_2": [(torch.zeros(1, 77, 8), {})]}, "condition_2"),
+                         ({"condition_1": good, "condition_2": [(torch.zeros(1, 154, 8), {"pooled_output": 0})]},
+                          "condition_2")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Interpolate Condition (mtb)", blend=0.5, **inputs)
+        assert caught.value.input == name
