@@ -10,15 +10,14 @@ Held here: Batch Float, Batch Float Fill, Batch Float Assemble, Batch Float Norm
 Math, Batch Float Fit, Fit Number, Batch Make, Batch Merge, Batch Sequence, Batch Time Wrap, Batch
 Shape, Concat Images, String Replace, Math Expression, Int To Number, Float To Number, Int To Bool,
 Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compare, Color Correct,
-Stack Images, Pick From Batch, Image Resize Factor; and in nodes/pack_nodes_mtb2.py Animation
-Builder, Debug, Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step,
-Interpolate Condition.
+Stack Images, Pick From Batch, Image Resize Factor, Batch Sequence Plus; and in
+nodes/pack_nodes_mtb2.py Animation Builder, Debug, Colored Image, Save Image Grid, Apply Text
+Template, Any To String, Smart Step, Interpolate Condition.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
 ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load
 Image From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch
-Transform, Batch Sequence Plus, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image,
-Curve / Curve To Float, Interpolate Clip Sequential, Styles Loader, Load Image Sequence, Save Gif,
+Transform, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image, Curve / Curve To Float, Interpolate Clip Sequential, Styles Loader, Load Image Sequence, Save Gif,
 Match Dimensions, Floats To Ints / Floats To Float / Float To Floats (type relabelling for other
 packs)): a save holding one of them is reported as needing comfy_mtb
 (graphflow.comfy_format.CUSTOM_PACKS). Note Plus, an editor-only note (its script's own node
@@ -756,7 +755,8 @@ class MtbImagePremultiply(Node):
 class MtbImageTileOffset(Node):
     """The image cut into tilesX × tilesY tiles (of width // tilesX by height // tilesY), each
     moved one tile right and down, wrapping around, as MTB's Image Tile Offset does to check a
-    texture is seamless; the pixels past the last whole tile are left black, as in the pack."""
+    texture is seamless; the pixels past the last whole tile are left black (all of them where there
+    are more tiles than pixels), as in the pack."""
     category = "mtb/generate"
     image: IMAGE
     tilesX: int = Int(2, min=1)
@@ -769,7 +769,10 @@ class MtbImageTileOffset(Node):
         image = _image(self.image, "image")
         tile_h, tile_w = image.shape[1] // self.tilesY, image.shape[2] // self.tilesX
         out = torch.zeros_like(image)
+        if tile_h == 0 or tile_w == 0:  # more tiles than pixels: every tile is empty, the image black
+            return out
         for row in range(self.tilesY):
+            check_interrupted()
             for column in range(self.tilesX):
                 to_row, to_column = (row + 1) % self.tilesY * tile_h, (column + 1) % self.tilesX * tile_w
                 out[:, to_row:to_row + tile_h, to_column:to_column + tile_w] = \
@@ -1120,3 +1123,93 @@ class MtbImageResizeFactor(Node):
         if self.supersample:
             resized = F.interpolate(resized, scale_factor=2, mode=self.resampling, **corners)
         return resized.movedim(1, -1), None
+
+
+TRANSITIONS = ("none", "crossfade", "slide_left", "slide_right", "slide_up", "slide_down", "wipe_left", "wipe_right",
+               "wipe_up", "wipe_down", "band_wipe_h", "band_wipe_v")
+BANDS = 10  # the pack's band wipes' bands
+
+
+def transition_frame(first, second, transition: str, progress: float):
+    """One frame of the pack's transition from `first` to `second` ([1, H, W, C] each) at progress
+    0..1: none cuts at half way; crossfade mixes; a slide rolls `second` by the progress (of the width
+    or height) and mixes; a wipe shows `second` over a growing part; a band wipe over each tenth's
+    growing part."""
+    import torch
+    if transition == "none":
+        return first if progress < 0.5 else second
+    height, width = first.shape[1:3]
+    if transition == "crossfade" or transition.startswith("slide_"):
+        if transition.startswith("slide_"):
+            along_width = transition in ("slide_left", "slide_right")
+            shift = int((width if along_width else height) * progress)
+            shift = -shift if transition in ("slide_left", "slide_up") else shift
+            second = torch.roll(second, shifts=shift, dims=2 if along_width else 1)
+        return first * (1 - progress) + second * progress
+    mask = torch.zeros_like(first)
+    if transition == "wipe_left":
+        mask[:, :, :int(width * progress)] = 1
+    elif transition == "wipe_right":
+        mask[:, :, int(width * (1 - progress)):] = 1
+    elif transition == "wipe_up":
+        mask[:, :int(height * progress)] = 1
+    elif transition == "wipe_down":
+        mask[:, int(height * (1 - progress)):] = 1
+    else:
+        side = width if transition == "band_wipe_h" else height
+        band = side / BANDS
+        for i in range(BANDS):
+            start = int(i * band)
+            end = int(min(start + int(side * progress - i * band), (i + 1) * band))
+            if end > start:
+                if transition == "band_wipe_h":
+                    mask[:, :, start:end] = 1
+                else:
+                    mask[:, start:end] = 1
+    return first * (1 - mask) + second * mask
+
+
+class MtbBatchSequencePlus(_BatchesInputs):
+    """The connected batches one after another with a transition between each two, as MTB's Batch
+    Sequence Plus does: overlap_frames // 2 frames of each side (as many as it has) are replaced
+    by as many transition frames (see transition_frame), progress going evenly from 0 to 1; the
+    first batch gives up its last ceil(overlap_frames / 2) frames and each middle one as many at
+    its end. With transition none or no overlap the batches are simply joined; where the two sides
+    give fewer than two frames (overlap 1) the pack's own join applies: the whole earlier batch
+    again. The images must be the same size."""
+    category = "mtb/batch"
+    transition: str = Choice(TRANSITIONS, "none")
+    overlap_frames: int = Int(0, min=0, max=120)
+    reverse: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Batch Sequence Plus (mtb)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):  # at most the batches joined (more only for overlap 1: see above)
+        return MtbBatchSequence.estimate(widgets, inputs)
+
+    def run(self):
+        import torch
+        named = self.batches()
+        named = named[::-1] if self.reverse else named
+        _same_image_size(named, "the images before are")
+        batches = [images for _, images in named]
+        overlap = self.overlap_frames
+        if overlap == 0 or self.transition == "none":
+            return torch.cat(batches)
+        frames = list(batches[0][:-overlap // 2])  # the pack's -overlap // 2: minus ceil(overlap / 2)
+        for i in range(1, len(batches)):
+            check_interrupted()
+            before, after = batches[i - 1], batches[i]
+            before_count, after_count = min(overlap // 2, len(before)), min(overlap // 2, len(after))
+            total = before_count + after_count
+            if total < 2:
+                frames += list(before[-before_count:]) + list(after[:after_count])
+                continue
+            for t in range(total):
+                at = len(before) - before_count + min(t, before_count - 1)
+                to = max(0, t - before_count)
+                frames.append(transition_frame(before[at:at + 1], after[to:to + 1], self.transition,
+                                               t / (total - 1))[0])
+            frames += list(after[after_count:-overlap // 2] if i < len(batches) - 1 else after[after_count:])
+        return torch.stack(frames)

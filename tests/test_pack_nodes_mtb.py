@@ -424,6 +424,8 @@ def test_image_tile_offset_moves_each_tile_one_on(registry):
     want = torch.zeros_like(image)
     want[:, :6, :9] = torch.roll(image[:, :6, :9], shifts=(3, 3), dims=(1, 2))
     assert torch.equal(got, want)
+    assert torch.equal(node(registry, "Image Tile Offset (mtb)", image=image, tilesX=10 ** 9, tilesY=2),
+                       torch.zeros_like(image))  # more tiles than pixels: all empty, as in the pack
 
 
 def test_sharpen_is_the_packs_kernel_by_conv2d(registry):
@@ -741,3 +743,38 @@ def test_interpolate_condition_refusals(registry):
         with pytest.raises(NodeInputError) as caught:
             node(registry, "Interpolate Condition (mtb)", blend=0.5, **inputs)
         assert caught.value.input == name
+
+
+def test_batch_sequence_plus_crossfade_frames(registry):
+    a, b = torch.rand(4, 3, 5, 3), torch.rand(4, 3, 5, 3)
+    got = node(registry, "Batch Sequence Plus (mtb)", transition="crossfade", overlap_frames=4, reverse=False,
+               batches_1=a, batches_2=b)
+    # a's first two frames; four transition frames from a's last two to b's first two (progress 0, 1/3,
+    # 2/3, 1, each side's frame held once it runs out, as the pack indexes them); then b's last two
+    want = [a[0], a[1], a[2], a[3] * (2 / 3) + b[0] / 3, a[3] / 3 + b[0] * (2 / 3), b[1], b[2], b[3]]
+    assert torch.allclose(got, torch.stack(want))
+    joined = node(registry, "Batch Sequence Plus (mtb)", transition="none", overlap_frames=4, reverse=True,
+                  batches_1=a, batches_2=b)
+    assert torch.equal(joined, torch.cat([b, a]))
+
+
+@pytest.mark.parametrize("transition", ["wipe_left", "wipe_down", "slide_right", "band_wipe_h"])
+def test_transition_frames_at_a_third(transition):
+    from nodes.pack_nodes_mtb import transition_frame
+    first, second = torch.rand(1, 20, 30, 3), torch.rand(1, 20, 30, 3)
+    mask = torch.zeros(1, 20, 30, 3)
+    if transition == "wipe_left":  # the left int(30 / 3) columns show the second frame
+        mask[:, :, :10] = 1
+    elif transition == "wipe_down":  # the rows from int(20 * 2 / 3) down
+        mask[:, 13:] = 1
+    elif transition == "band_wipe_h":  # ten bands of 3 columns; band i shows int(10 - 3 i) of them
+        for i in range(10):
+            start = 3 * i
+            end = int(min(start + int(10 - 3 * i), 3 * (i + 1)))
+            if end > start:
+                mask[:, :, start:end] = 1
+    if transition == "slide_right":
+        want = first * (2 / 3) + torch.roll(second, shifts=10, dims=2) / 3
+    else:
+        want = first * (1 - mask) + second * mask
+    assert torch.allclose(transition_frame(first, second, transition, 1 / 3), want)
