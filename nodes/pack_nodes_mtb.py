@@ -17,10 +17,10 @@ Template, Any To String, Smart Step, Interpolate Condition.
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
 ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load
 Image From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch
-Transform, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image, Curve / Curve To Float, Interpolate Clip Sequential, Styles Loader, Load Image Sequence, Save Gif,
-Match Dimensions, Floats To Ints / Floats To Float / Float To Floats (type relabelling for other
-packs)): a save holding one of them is reported as needing comfy_mtb
-(graphflow.comfy_format.CUSTOM_PACKS). Note Plus, an editor-only note (its script's own node
+Transform, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image, Curve / Curve To
+Float, Interpolate Clip Sequential, Styles Loader, Load Image Sequence, Save Gif, Match Dimensions,
+Floats To Ints / Floats To Float / Float To Floats (type relabelling for other packs)): a save
+holding one of them is reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Note Plus, an editor-only note (its script's own node
 class), is read as a note (graphflow.comfy_format.NOTE_TYPES) and written back as itself. Batch
 Shake and Batch Transform need the pack's Transform Image, which is torchvision's pad and affine on
 PIL images (torchvision is not a dependency here).
