@@ -20,10 +20,11 @@ Image From Url), and, for this round, the rest of the pack's model-free nodes (B
 Transform, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image, Curve / Curve To
 Float, Interpolate Clip Sequential, Styles Loader, Load Image Sequence, Save Gif, Match Dimensions,
 Floats To Ints / Floats To Float / Float To Floats (type relabelling for other packs)): a save
-holding one of them is reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Note Plus, an editor-only note (its script's own node
-class), is read as a note (graphflow.comfy_format.NOTE_TYPES) and written back as itself. Batch
-Shake and Batch Transform need the pack's Transform Image, which is torchvision's pad and affine on
-PIL images (torchvision is not a dependency here).
+holding one of them is reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Note
+Plus, an editor-only note (its script's own node class), is read as a note
+(graphflow.comfy_format.NOTE_TYPES) and written back as itself. Batch Shake and Batch Transform need
+the pack's Transform Image, which is torchvision's pad and affine on PIL images (torchvision is not
+a dependency here).
 
 The pack's dynamic inputs are built here up to DYNAMIC_INPUTS of each kind (floats_1 ..., batches_1
 ..., image_1 ...); one past that is refused naming it."""
