@@ -12,19 +12,19 @@ Shape, Concat Images, String Replace, Math Expression, Int To Number, Float To N
 Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compare, Color Correct,
 Stack Images, Pick From Batch, Image Resize Factor, Batch Sequence Plus; and in
 nodes/pack_nodes_mtb2.py Animation Builder, Debug, Colored Image, Save Image Grid, Apply Text
-Template, Any To String, Smart Step, Interpolate Condition.
+Template, Any To String, Smart Step, Interpolate Condition, Load Image Sequence, Save Image
+Sequence.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
 ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load
 Image From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch
 Transform, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image, Curve / Curve To
-Float, Interpolate Clip Sequential, Styles Loader, Load Image Sequence, Save Gif, Match Dimensions,
-Floats To Ints / Floats To Float / Float To Floats (type relabelling for other packs)): a save
-holding one of them is reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Note
-Plus, an editor-only note (its script's own node class), is read as a note
-(graphflow.comfy_format.NOTE_TYPES) and written back as itself. Batch Shake and Batch Transform need
-the pack's Transform Image, which is torchvision's pad and affine on PIL images (torchvision is not
-a dependency here).
+Float, Interpolate Clip Sequential, Styles Loader, Save Gif, Match Dimensions, Floats To Ints /
+Floats To Float / Float To Floats (type relabelling for other packs)): a save holding one of them is
+reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Note Plus, an editor-only note
+(its script's own node class), is read as a note (graphflow.comfy_format.NOTE_TYPES) and written
+back as itself. Batch Shake and Batch Transform need the pack's Transform Image, which is
+torchvision's pad and affine on PIL images (torchvision is not a dependency here).
 
 The pack's dynamic inputs are built here up to DYNAMIC_INPUTS of each kind (floats_1 ..., batches_1
 ..., image_1 ...); one past that is refused naming it."""

@@ -1,9 +1,10 @@
 """comfy_mtb's (MTB Nodes, melMass) model-free nodes continued from nodes/pack_nodes_mtb.py (which
 says which of the pack's nodes graphflow holds and which it leaves out): Animation Builder, Debug,
-Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step and Interpolate
-Condition. Read from melMass/comfy_mtb: nodes/animation.py @c20da85e, nodes/debug.py @93f7c006,
-web/debug.js @0d0fb8e1, nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0,
-nodes/conditions.py @edfbe34e, web/mtb_widgets.js @f9a0998c."""
+Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step, Interpolate
+Condition, Load Image Sequence and Save Image Sequence (inside the inputs / outputs folders). Read
+from melMass/comfy_mtb: nodes/animation.py @c20da85e, nodes/debug.py @93f7c006, web/debug.js
+@0d0fb8e1, nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0, nodes/conditions.py
+@edfbe34e, nodes/video.py @01c73e1c, web/mtb_widgets.js @f9a0998c."""
 
 from __future__ import annotations
 
@@ -379,3 +380,175 @@ class MtbInterpolateCondition(Node):
             if "control" in source:
                 options.update({key: source[key] for key in ("control", "control_apply_to_uncond") if key in source})
         return [((1.0 - local) * cond_from + local * cond_to, options)]
+
+
+# -- image sequences (inside the inputs / outputs folders) -----------------------------------------
+
+
+def _sequence_picture(path):
+    """The pack's img_from_path: the picture as RGB, and 1 - its alpha as the mask, or (the pack's
+    placeholder) a 64 × 64 mask of zeros where it has none."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+    try:
+        with Image.open(path) as opened:
+            picture = ImageOps.exif_transpose(opened)
+            picture.load()
+    except (OSError, Image.DecompressionBombError) as e:
+        raise NodeInputError("path", f"can't read {path.name!r} as an image: {e}") from None
+    image = torch.from_numpy(np.asarray(picture.convert("RGB")).astype(np.float32) / 255.0)[None]
+    if "A" in picture.getbands():
+        mask = 1.0 - torch.from_numpy(np.asarray(picture.getchannel("A")).astype(np.float32) / 255.0)
+    else:
+        mask = torch.zeros((64, 64), dtype=torch.float32)
+    return image, mask[None]
+
+
+def frame_pattern(name: str):
+    """The expression a file name with # matches: each run of n # stands for n or more digits (the
+    pack's n (\\d+) groups match the same names), the first run's number as group 1."""
+    import re
+    return re.compile(re.sub(r"(?:\\#)+", lambda run: "(\\d{%d,})" % (len(run.group(0)) // 2), re.escape(name)))
+
+
+def sequence_files(path: str) -> list[tuple[str, object]]:
+    """(name, file) of the frames `path` names inside the inputs folder, sorted by name, as the
+    pack's resolve_all_frames finds them: with # (a frame number: each run of # any digits) the
+    files of its folder matching it; with * (in the file name) those matching the pattern; a
+    folder's .jpg and .png files."""
+    import fnmatch
+    import re
+    from pathlib import PurePosixPath
+    from graphflow.folders import UnsafePathError, safe_join
+    if "#" in path or "*" in path:
+        folder_name, pattern = PurePosixPath(path).parent.as_posix(), PurePosixPath(path).name
+        if any(c in folder_name for c in "#*"):
+            raise NodeInputError("path", "# and * may stand in the file name only, not in its folders")
+    else:
+        folder_name, pattern = path.strip("/") or ".", None
+    try:
+        folder = safe_join(folders.inputs, folder_name) if folder_name != "." else folders.inputs
+    except UnsafePathError as e:
+        raise NodeInputError("path", str(e)) from None
+    if not folder.is_dir():
+        raise NodeInputError("path", f"no folder {folder_name!r} in the inputs (the path names a folder, or a file "
+                                     "name with # for the frame number or *)")
+    if pattern is None:
+        keep = lambda name: PurePosixPath(name).suffix in (".jpg", ".png")  # noqa: E731 (the pack's two, as written)
+    elif "#" in pattern:
+        numbered = frame_pattern(pattern)
+        keep = lambda name: numbered.search(name) is not None  # noqa: E731
+    else:
+        keep = lambda name: fnmatch.fnmatchcase(name, pattern)  # noqa: E731
+    prefix = "" if folder_name == "." else folder_name + "/"
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and keep(entry.name):
+            try:  # a link leading out of the inputs is not followed
+                found.append((prefix + entry.name, safe_join(folders.inputs, prefix + entry.name)))
+            except UnsafePathError:
+                continue
+    return found
+
+
+class MtbLoadImageSequence(Node):
+    """Frames of an image sequence from the inputs folder, as MTB's Load Image Sequence loads them:
+    path names them with # for the frame number (videos/####.png: current_frame zero-padded to as
+    many digits as there are #), with * (every match), or as a folder (its .jpg / .png files);
+    current_frame -1 loads every matching frame as one batch, and range "start-end" the frames
+    numbered start to end (by their # number; by their place in the sorted list otherwise; the end
+    must be below the count of frames found, as the pack checks). (The pack reads a range's frame
+    number as the first of its # digits only, so that ranges of #### names find nothing; here
+    the whole number counts.)
+    Gives the images (RGB), masks (1 - alpha; the pack's 64 × 64 zeros for a picture without
+    alpha), the frame loaded (-1 for a batch) and how many were loaded. Paths stay inside the
+    inputs folder (the pack reads any path on the server)."""
+    category = "mtb/IO"
+    path: str = Text("videos/####.png")
+    current_frame: int = Int(0, min=-1, max=9999999)
+    range: str = Text("")
+    outputs = {"image": IMAGE, "mask": MASK, "current_frame": INT, "total_frames": INT}
+    comfy = ComfyAlias(("Load Image Sequence (mtb)",), optional=("range",))
+    cacheable = False  # the files may change between runs (the pack hashes them each time)
+
+    def frames(self) -> list:
+        found = [file for _, file in sequence_files(self.path)]
+        if not self.range:
+            return found
+        try:
+            start, end = map(int, self.range.split("-"))
+        except ValueError:
+            raise NodeInputError("range", f"{self.range!r}: expected start-end, two whole numbers") from None
+        if start < 0 or end >= len(found):
+            raise NodeInputError("range", f"{self.range} is out of bounds: {len(found)} frames were found")
+        if "#" not in self.path:
+            return found[start:end + 1]
+        from pathlib import PurePosixPath
+        numbered = frame_pattern(PurePosixPath(self.path).name)
+        return [file for file in found if start <= int(numbered.search(file.name).group(1)) <= end]
+
+    def run(self):
+        import re
+        import torch
+        from PIL import Image
+        from graphflow.api import Size, check_run_memory
+        if not self.range and self.current_frame != -1:
+            name = re.sub("#+", str(self.current_frame).zfill(self.path.count("#")), self.path)
+            try:
+                file = folders.input_path(name)
+            except ValueError as e:
+                raise NodeInputError("path", str(e)) from None
+            if not file.is_file():
+                raise NodeInputError("current_frame", f"no frame {name!r} in the inputs folder")
+            image, mask = _sequence_picture(file)
+            return image, mask, self.current_frame, 1
+        files = self.frames()
+        if not files:
+            raise NodeInputError("path", f"no frames match {self.path!r} in the inputs folder")
+        with Image.open(files[0]) as first:
+            check_run_memory("path", f"loads {len(files)} frames", images=Size(len(files), first.height, first.width))
+        pictures = []
+        for file in files:
+            check_interrupted()
+            pictures.append(_sequence_picture(file))
+        images, masks = zip(*pictures)
+        for name, batch in (("path", images), ("path", masks)):
+            if any(part.shape != batch[0].shape for part in batch):
+                raise NodeInputError(name, "the frames differ in size (or some have alpha and some not), so they "
+                                           "can't make one batch")
+        return torch.cat(images), torch.cat(masks), -1, len(images)
+
+
+class MtbSaveImageSequence(Node):
+    """One image saved as frame current_frame of a sequence, as MTB's Save Image Sequence does:
+    outputs/<prefix>/<prefix>_NNNNN.png (NNNNN the frame, zero-padded to 5), replacing a frame
+    saved before under that name, with the workflow embedded. A batch of more than one image is
+    refused, as the pack refuses it."""
+    category = "mtb/IO"
+    output_node = True
+    images: IMAGE
+    filename_prefix: str = Text("Sequence", file_name=True)
+    current_frame: int = Int(0, min=0, max=9999999)
+    outputs = {}
+    comfy = ComfyAlias(("Save Image Sequence (mtb)",))
+
+    def run(self):
+        from PIL import Image
+        from graphflow.folders import UnsafePathError, safe_join
+        from nodes.image import _png_metadata, _write_at
+        images = _image(self.images, "images")
+        if images.shape[0] > 1:
+            raise NodeInputError("images", f"{images.shape[0]} images: the node saves one frame at a time")
+        name = f"{self.filename_prefix}/{self.filename_prefix}_{self.current_frame:05}.png"
+        try:
+            path = safe_join(folders.outputs, name)
+        except UnsafePathError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = Image.fromarray(_bytes(images[0, ..., :3]))
+        metadata = _png_metadata()
+        _write_at(lambda target: picture.save(target, format="PNG", pnginfo=metadata, compress_level=4), path,
+                  overwrite=True)
+        subfolder = path.parent.relative_to(folders.outputs.resolve()).as_posix()
+        show(images=[{"filename": path.name, "subfolder": subfolder, "type": "output"}])

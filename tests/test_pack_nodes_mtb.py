@@ -778,3 +778,61 @@ def test_transition_frames_at_a_third(transition):
     else:
         want = first * (1 - mask) + second * mask
     assert torch.allclose(transition_frame(first, second, transition, 1 / 3), want)
+
+
+def _write_frames(folder, names, size=(6, 4), alpha=False):
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    pictures = {}
+    for i, name in enumerate(names):
+        pixels = (np.random.default_rng(i).random((size[1], size[0], 4 if alpha else 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels, mode="RGBA" if alpha else "RGB").save(folder / name)
+        pictures[name] = pixels
+    return pictures
+
+
+def test_load_image_sequence_one_frame_all_and_a_range(registry, tmp_folders):
+    from graphflow.api import folders
+    pictures = _write_frames(folders.inputs / "clip", ["0001.png", "0002.png", "0010.png", "notes.txt"][:3])
+    image, mask, frame, total = node(registry, "Load Image Sequence (mtb)", path="clip/####.png", current_frame=2)
+    assert np.array_equal(u8(image[0]), pictures["0002.png"]) and (frame, total) == (2, 1)
+    assert torch.equal(mask, torch.zeros(1, 64, 64))  # the pack's placeholder for a picture without alpha
+    images, _, frame, total = node(registry, "Load Image Sequence (mtb)", path="clip/####.png", current_frame=-1)
+    assert (frame, total) == (-1, 3)
+    assert [np.array_equal(u8(images[i]), pictures[n]) for i, n in enumerate(sorted(pictures))] == [True] * 3
+    ranged = node(registry, "Load Image Sequence (mtb)", path="clip/####.png", current_frame=0, range="1-2")
+    assert ranged[3] == 2  # frames numbered 1 to 2 where #### stands: 0001 and 0002
+    with pytest.raises(NodeInputError) as caught:  # as the pack: the end must be below the count of frames
+        node(registry, "Load Image Sequence (mtb)", path="clip/####.png", current_frame=0, range="2-10")
+    assert caught.value.input == "range"
+    by_place = node(registry, "Load Image Sequence (mtb)", path="clip", current_frame=0, range="1-2")
+    assert by_place[3] == 2 and np.array_equal(u8(by_place[0][0]), pictures["0002.png"])
+    starred = node(registry, "Load Image Sequence (mtb)", path="clip/00*.png", current_frame=-1)
+    assert starred[3] == 3
+
+
+def test_load_image_sequence_stays_in_the_inputs(registry, tmp_folders):
+    from graphflow.api import folders
+    _write_frames(folders.inputs / "clip", ["0001.png"])
+    for path, frame, name in (("../secret/####.png", -1, "path"), ("/etc/*.png", -1, "path"),
+                              ("clip/##/#.png", -1, "path"), ("nothing/####.png", 3, "current_frame"),
+                              ("clip/####.png", 0, "range")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Load Image Sequence (mtb)", path=path, current_frame=frame,
+                 range="x" if name == "range" else "")
+        assert caught.value.input == name, path
+
+
+def test_save_image_sequence_writes_the_frame(registry, tmp_folders):
+    from PIL import Image
+    from graphflow.api import folders
+    image = torch.rand(1, 5, 7, 3)
+    for _ in range(2):  # the second save replaces the first, as the pack's does
+        node(registry, "Save Image Sequence (mtb)", images=image, filename_prefix="seq", current_frame=12)
+    saved = sorted(p.name for p in (folders.outputs / "seq").iterdir())
+    assert saved == ["seq_00012.png"]
+    assert np.array_equal(np.asarray(Image.open(folders.outputs / "seq" / "seq_00012.png")), u8(image[0]))
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Save Image Sequence (mtb)", images=torch.rand(2, 5, 7, 3), filename_prefix="seq",
+             current_frame=0)
+    assert caught.value.input == "images"
