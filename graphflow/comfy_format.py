@@ -48,7 +48,10 @@ from graphflow.workflow import (FORMAT_VERSION, Problem, Workflow, WorkflowForma
                                 comfy_aliases, is_comfy_api_graph, is_link, literal, parse_workflow)
 
 MUTED, BYPASSED = 2, 4
-VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
+# the editor-only notes a UI save may hold: ComfyUI's, and comfy_mtb's Note Plus (its editor's own
+# node class: its text, then its Mode, CSS and Theme widgets), kept in `ui.notes`
+NOTE_TYPES = ("Note", "MarkdownNote", "Note Plus (mtb)")
+VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", *NOTE_TYPES}
 UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
 CONTROL_DEFAULT = "fixed"
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # control_after_generate's choices
@@ -212,6 +215,9 @@ CUSTOM_PACKS = {
                             # nodes/pack_nodes_impact.py's classes without the Impact prefix
                             "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
                             "LatentSwitch", "StringListToString"),
+    # melMass's comfy_mtb (nodes/pack_nodes_mtb.py): every class ends " (mtb)"; before WAS, whose
+    # "Image Resize" prefix would claim "Image Resize Factor (mtb)"
+    "comfy_mtb": ("(mtb)",),
     # before WAS: its "Image Save" prefix would claim "Image Saver ..."
     "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
     # JPS-GER's ComfyUI_JPS-Nodes (nodes/pack_nodes_jps.py): every class name ends in " (JPS)"; before WAS,
@@ -978,7 +984,7 @@ class _Resolver:
             # Past the bypass, the chosen input's own type picks (ComfyUI resolves it as that input).
             return self.link(inputs[chosen].get("link"), depth + 1, inputs[chosen].get("type"), True) \
                 if chosen is not None else None
-        if node_type in ("Note", "MarkdownNote"):
+        if node_type in NOTE_TYPES:
             return None
         return ("link", node_id, slot)
 
@@ -1299,7 +1305,6 @@ def _pos(node) -> list[float] | None:
 
 
 MODE_NAMES = {MUTED: "mute", BYPASSED: "bypass"}
-NOTE_TYPES = ("Note", "MarkdownNote")
 
 
 def _size(node) -> list | None:
@@ -1323,7 +1328,7 @@ def _looks(node) -> dict:
 
 
 def _note(node) -> dict:
-    """A ComfyUI Note/MarkdownNote as the editor keeps it in `ui.notes`."""
+    """A ComfyUI Note/MarkdownNote (or comfy_mtb's Note Plus) as the editor keeps it in `ui.notes`."""
     values = node.get("widgets_values")
     note = {"id": _node_id(node.get("id")), "pos": _pos(node),
             "text": str(values[0] or "") if isinstance(values, list) and values else ""}
@@ -1331,6 +1336,10 @@ def _note(node) -> dict:
         note["width"], note["height"] = size[0], size[1] if len(size) > 1 else 80
     if node.get("type") == "MarkdownNote":
         note["markdown"] = True
+    if node.get("type") == "Note Plus (mtb)":  # written back as one; its Mode says how its text reads
+        note["type"] = node["type"]
+        if isinstance(values, list) and len(values) > 1 and values[1] == "markdown":
+            note["markdown"] = True
     if node.get("title"):
         note["title"] = node["title"]
     return {**note, **_looks(node)}
@@ -1788,7 +1797,7 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
     for note in notes or []:
         key = str(note.get("id"))
         old = originals.get(key) if (originals.get(key) or {}).get("type") in NOTE_TYPES else None
-        kind = "MarkdownNote" if note.get("markdown") else "Note"
+        kind = note["type"] if note.get("type") in NOTE_TYPES else "MarkdownNote" if note.get("markdown") else "Note"
         node = copy.deepcopy(old) if old and old.get("type") == kind else {
             "id": extra_ids[key], "type": kind, "pos": [0, 0], "size": [400, 100], "flags": {}, "order": 0,
             "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": [""]}
