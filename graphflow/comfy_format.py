@@ -157,6 +157,14 @@ DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode
 # M1kep's ComfyLiterals (nodes/pack_nodes_comfy_literals.py) but its bare Int / Float / String, which
 # ComfyUI-Logic's names claim (its nodes answer them, reading ComfyLiterals' inputs too)
 LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
+# bash-j's mikey_nodes (nodes/pack_nodes_mikey.py holds its model-free ones), whole names only
+MIKEY_CLASSES = ("Empty Latent Ratio Select SDXL", "Empty Latent Ratio Custom SDXL", "Ratio Advanced",
+                 "Resize Image for SDXL", "Upscale Tile Calculator", "Seed String", "Int to String",
+                 "Float to String", "Range Float", "Range Integer", "TextConcat", "TextCombinations",
+                 "Wildcard Processor", "Prompt With Style", "Prompt With Style V2", "Prompt With Style V3",
+                 "Prompt With SDXL", "Style Conditioner", "Mikey Sampler", "Mikey Sampler Tiled",
+                 "Save Image With Prompt Data", "Save Images Mikey", "Save Images No Display", "AddMetaData",
+                 "SaveMetaData", "HaldCLUT ", "Batch Resize Image for SDXL", "Batch Crop Image")
 # adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
 DYNAMIC_PROMPTS_LEFT_OUT = {
     "DPJinja": "the library renders its Jinja2 template outside jinja2's sandbox, so a template could run "
@@ -189,7 +197,7 @@ WAS_LEFT_OUT = {
 }
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
-                         *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
+                         *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
                          *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT,
                          *EXPERIMENTS_CLASSES))
 
@@ -269,6 +277,7 @@ CUSTOM_PACKS = {
     "ComfyUI_ADV_CLIP_emb": ADV_CLIP_CLASSES,
     "ComfyUI-Detail-Daemon": DETAIL_DAEMON_CLASSES,
     "ComfyLiterals": LITERALS_CLASSES,
+    "mikey_nodes": MIKEY_CLASSES,
     "ComfyUI_Noise": NOISE_CLASSES,
     "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
     "ComfyUI_smZNodes": SMZ_CLASSES,
