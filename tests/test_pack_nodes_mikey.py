@@ -1,0 +1,237 @@
+"""bash-j's Mikey Nodes (nodes/pack_nodes_mikey.py) checked against the pack's rules: its SDXL size
+solver (find_latent_size, written here as the pack states it, with Fractions), numpy's arange,
+Python's random seeded as the pack seeds it, the core ImageScale, and ComfyUI files with the
+pack's class names read, run and written back."""
+
+import random
+from fractions import Fraction
+from math import ceil
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes_mikey import COMBINATIONS, RATIOS, sdxl_size
+from tests.test_nodes_image_mask import call as call_ours
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def call(registry, class_type, **inputs):
+    """Run the node answering a ComfyUI class name (ours: ImageScale's own name) on these inputs."""
+    node = registry.comfy_node(class_type) or registry.get(class_type)
+    return call_ours(registry, node.node_type, **inputs)
+
+
+def reference_latent_size(width, height, res=1024):
+    """find_latent_size as the pack's mikey_nodes.py states it (Fractions, four roundings)."""
+    best_w = best_h = 0
+    ratio = Fraction(width, height)
+    for i in range(1, 256):
+        for j in range(1, 256):
+            candidate = Fraction(8 * i, 8 * j)
+            if ratio * Fraction(98, 100) < candidate < ratio and 8 * i * 8 * j <= res * res:
+                for w, h in ((ceil(8 * i / 64) * 64, ceil(8 * j / 64) * 64), (8 * i // 64 * 64, ceil(8 * j / 64) * 64),
+                             (ceil(8 * i / 64) * 64, 8 * j // 64 * 64), (8 * i // 64 * 64, 8 * j // 64 * 64)):
+                    if w * h <= res * res and w * h > best_w * best_h:
+                        best_w, best_h = w, h
+    return best_w, best_h
+
+
+@pytest.mark.parametrize("width,height,res", [(1024, 1024, 1024), (16, 9, 1024), (3, 2, 1024), (9, 16, 1024),
+                                              (1920, 1080, 1024), (1000, 1333, 768), (21, 9, 2048)])
+def test_size_solver_is_the_packs(width, height, res):
+    assert sdxl_size(width, height, res) == reference_latent_size(width, height, res)
+
+
+def test_empty_latents_select_and_custom(registry):
+    for name, (w, h) in RATIOS.items():
+        latent = call(registry, "Empty Latent Ratio Select SDXL", ratio_selected=name, batch_size=2)
+        assert latent["samples"].shape == (2, 4, h // 8, w // 8) and not latent["samples"].any()
+    w, h = reference_latent_size(16, 9)
+    latent = call(registry, "Empty Latent Ratio Custom SDXL", width=16, height=9, batch_size=3)
+    assert latent["samples"].shape == (3, 4, h // 8, w // 8)
+    assert call(registry, "Empty Latent Ratio Custom SDXL", width=5, height=5)["samples"].shape == (1, 4, 128, 128)
+    with pytest.raises(NodeInputError, match="no SDXL size") as caught:
+        call(registry, "Empty Latent Ratio Custom SDXL", width=8192, height=1)
+    assert caught.value.input == "width"
+
+
+def test_ratio_advanced_steps(registry):
+    base = dict(preset="none", swap_axis="false", select_latent_ratio="16:9 [1344x768 landscape]",
+                custom_latent_w=0, custom_latent_h=0, select_cte_ratio="custom", cte_w=1000, cte_h=600,
+                cte_mult=2.5, cte_res=0, cte_fit_size=0, select_target_ratio="3:2 [1216x832 landscape]",
+                target_w=0, target_h=0, target_mult=0.0, target_res=1536, target_fit_size=0, crop_w=7, crop_h=9,
+                use_preset_seed="false", seed=0)
+    out = call(registry, "Ratio Advanced", **base)
+    assert out == (1344, 768, 2500, 1500, *reference_latent_size(1216, 832, 1536), 7, 9)
+    out = call(registry, "Ratio Advanced", **{**base, "select_latent_ratio": "custom", "custom_latent_w": 640,
+                                              "custom_latent_h": 480, "cte_mult": 0.0, "cte_fit_size": 300,
+                                              "target_res": 0, "target_fit_size": 2000})
+    # fitted: the longer side made the fit size, the other int(side * fit / longer)
+    assert out == (640, 480, 300, int(600 * 300 / 1000), 2000, int(832 * 2000 / 1216), 7, 9)
+    with pytest.raises(NodeInputError, match="no aspect ratio") as caught:
+        call(registry, "Ratio Advanced", **{**base, "cte_w": 0, "cte_mult": 0.0, "cte_res": 1024})
+    assert caught.value.input == "cte_res"
+
+
+def test_resize_for_sdxl_is_image_scale_at_the_solved_size(registry):
+    image = torch.rand(2, 90, 160, 3)
+    w, h = reference_latent_size(160, 90)
+    for method, crop in (("bilinear", "disabled"), ("area", "center")):
+        out = call(registry, "Resize Image for SDXL", image=image, upscale_method=method, crop=crop)
+        expected = call(registry, "ImageScale", image=image, upscale_method=method, width=w, height=h, crop=crop)
+        assert out.shape == (2, h, w, 3) and torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("width,height,res", [(1000, 700, 512), (100, 60, 512), (2048, 1537, 500)])
+def test_upscale_tile_calculator(registry, width, height, res):
+    image = torch.zeros(1, height, width, 3)
+    out = call(registry, "Upscale Tile Calculator", image=image, tile_resolution=res)
+    new_w, new_h = width // 8 * 8, height // 8 * 8
+    assert out[0] is image
+    assert out[1:] == (new_w // max(1, new_w // res), new_h // max(1, new_h // res))
+
+
+def test_number_text_nodes(registry):
+    assert call(registry, "Seed String", seed=2 ** 64 - 1) == (2 ** 64 - 1, str(2 ** 64 - 1))
+    assert call(registry, "Int to String", int_=1234567, use_commas="true") == "1,234,567"
+    assert call(registry, "Int to String", int_=1234567, use_commas="false") == "1234567"
+    assert call(registry, "Float to String", float_=12345.5, use_commas="true") == f"{12345.5:,}"
+    assert call(registry, "Float to String", float_=0.00001, use_commas="false") == str(0.00001)
+
+
+@pytest.mark.parametrize("start,end,step,seed", [(0.0, 1.0, 0.1, 7), (0.5, 3.3, 0.3, 123456789), (1.0, 2.0, 0.7, 1),
+                                                 (0.1, 100.0, 0.01, 2 ** 64 - 1), (2.0, 2.1, 0.5, 0)])
+def test_range_float_is_numpy_arange(registry, start, end, step, seed):
+    numbers = list(np.arange(start, end, step))
+    expected = numbers[seed % len(numbers)]
+    value, text = call(registry, "Range Float", start=start, end=end, step=step, seed=seed)
+    assert value == expected and text == f"{expected}"
+
+
+def test_range_integer_and_empty_ranges(registry):
+    for start, end, step, seed in ((0, 10, 3, 5), (5, 100, 7, 2 ** 63), (1, 2, 1, 9)):
+        numbers = list(np.arange(start, end, step))
+        expected = numbers[seed % len(numbers)]
+        assert call(registry, "Range Integer", start=start, end=end, step=step, seed=seed) == (expected, f"{expected}")
+    with pytest.raises(NodeInputError, match="step above 0") as caught:
+        call(registry, "Range Integer", start=0, end=10, step=0, seed=0)
+    assert caught.value.input == "step"
+    with pytest.raises(NodeInputError, match="empty") as caught:
+        call(registry, "Range Float", start=1.0, end=1.0, step=0.1, seed=0)
+    assert caught.value.input == "end"
+
+
+def test_text_concat_and_combinations(registry):
+    assert call(registry, "TextConcat", delimiter=", ", text1="a", text2="", text3="b", text4="", text5="c") == "a, b, c"
+    assert len(COMBINATIONS) == 9 and COMBINATIONS[0] == "text1 to output1, text1 to output2"
+    out = call(registry, "TextCombinations", text1="cat", text2="dog", operation="text1 + text2 to output1, text2 to output2",
+               delimiter="-", use_seed="false", seed=0)
+    assert out == ("cat-dog", "dog")
+    # use_seed: the seed mod 9th operation, the list being every (a, b) pair of text1, text2, text1 + text2
+    pairs = [(a, b) for a in ("cat", "dog", "cat dog") for b in ("cat", "dog", "cat dog")]
+    for seed in (0, 4, 8, 13):
+        out = call(registry, "TextCombinations", text1="cat", text2="dog", operation=COMBINATIONS[0], delimiter=" ",
+                   use_seed="true", seed=seed)
+        assert out == pairs[seed % 9]
+
+
+@pytest.fixture
+def wildcards(tmp_folders):
+    base = tmp_folders.models / "wildcards"
+    (base / "sub").mkdir(parents=True)
+    (base / "colour.txt").write_text("red\ngreen\nblue\nyellow\nblack\n", encoding="utf-8")
+    (base / "sub" / "animal.txt").write_text("big cat\nsmall dog\nred fox\nbrown bear\n", encoding="utf-8")
+    (base / "empty.txt").write_text("", encoding="utf-8")
+    return base
+
+
+def test_wildcards_picked_as_the_pack_picks(registry, wildcards):
+    colours = ["red", "green", "blue", "yellow", "black"]
+    animals = ["big cat", "small dog", "red fox", "brown bear"]
+    seed = 7
+    out = call(registry, "Wildcard Processor", prompt="a __colour__ __sub/animal__, [2$$__sub/animal__] end", seed=seed)
+    # the offset starts at the seed and moves on by the lines each took; a repeated name reads at
+    # random.randint(0, 1000000) after random.seed(seed)
+    first, second = colours[seed % 5], animals[(seed + 1) % 4]
+    drawn = random.Random(seed).randint(0, 1000000)
+    repeat = ",".join(animals[(drawn % 4 + i) % 4] for i in range(2))
+    assert out == f"a {first} {second}, {repeat} end"
+    # |words: the next line from the offset holding a word, whole words, any case
+    out = call(registry, "Wildcard Processor", prompt="__sub/animal|RED|bear__", seed=0)
+    assert out == "red fox"
+    assert call(registry, "Wildcard Processor", prompt="no wildcards", seed=3) == "no wildcards"
+    for prompt, message in (("__missing__", "missing.txt not found"), ("__empty__", "empty.txt in .* is empty")):
+        with pytest.raises(NodeInputError, match=message) as caught:
+            call(registry, "Wildcard Processor", prompt=prompt, seed=0)
+        assert caught.value.input == "prompt"
+
+
+def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry, wildcards):
+    prompt = {
+        "1": {"class_type": "Empty Latent Ratio Select SDXL", "inputs": {"ratio_selected": "9:16 [768x1344 portrait]",
+                                                                         "batch_size": 1}},
+        "2": {"class_type": "Range Integer", "inputs": {"start": 0, "end": 100, "step": 10, "seed": 3}},
+        "3": {"class_type": "Int to String", "inputs": {"int_": ["2", 0], "use_commas": "false"}},
+        "4": {"class_type": "Wildcard Processor", "inputs": {"prompt": "__colour__ sky", "seed": 1}},
+        "5": {"class_type": "TextConcat", "inputs": {"delimiter": " | ", "text1": ["3", 0], "text2": ["4", 0]}},
+        "6": {"class_type": "DebugPrint", "inputs": {"ANY": ["5", 0]}},
+        "7": {"class_type": "Ratio Advanced", "inputs": {
+            "preset": "none", "swap_axis": "false", "select_latent_ratio": "custom", "custom_latent_w": 800,
+            "custom_latent_h": 600, "select_cte_ratio": "1:1 [1024x1024 square]", "cte_w": 0, "cte_h": 0,
+            "cte_mult": 2.0, "cte_res": 0, "cte_fit_size": 0, "select_target_ratio": "custom", "target_w": 100,
+            "target_h": 50, "target_mult": 0.0, "target_res": 0, "target_fit_size": 0, "crop_w": 0, "crop_h": 0,
+            "use_preset_seed": "false", "seed": 0}},
+    }
+    result = run_graph(registry, prompt, ["1", "6", "7"])
+    assert result.outputs["6"] == {"text": ["30 | green sky"]}
+    assert result.values["1"][0]["samples"].shape == (1, 4, 168, 96)
+    assert result.values["7"] == (800, 600, 2048, 2048, 100, 50, 0, 0)
+    api = export_api(parse_workflow(prompt, registry), registry)
+    prompt["5"]["inputs"].update(text3="", text4="", text5="")  # the optional texts' widgets, written as the editor does
+    for key, node in prompt.items():
+        assert (api[key]["class_type"], api[key]["inputs"]) == (node["class_type"], node["inputs"]), key
+
+
+def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
+    """As the editor saves them: a seed's control_after_generate after it."""
+    nodes = [
+        ui_node(1, "Seed String", [42, "fixed"], outputs=[("seed", "INT", [1]), ("seed_string", "STRING", [2])]),
+        ui_node(2, "Range Float", [0.0, 1.0, 0.25, 5, "randomize"], [("seed", "INT", 1, True)],
+                [("FLOAT", "FLOAT", []), ("STRING", "STRING", [3])]),
+        ui_node(3, "TextCombinations", ["Text 1", "Text 2", COMBINATIONS[5], "+", "false", 0, "fixed"],
+                [("text1", "STRING", 2, True), ("text2", "STRING", 3, True)],
+                [("output1", "STRING", [4]), ("output2", "STRING", [])]),
+        ui_node(4, "DebugPrint", [], [("ANY", "*", 4, False)]),
+        ui_node(5, "Empty Latent Ratio Custom SDXL", [1920, 1080, 2], outputs=[("LATENT", "LATENT", [])]),
+        ui_node(6, "Float to String", [2.5, "false"], outputs=[("STRING", "STRING", [])]),
+    ]
+    links = [[1, 1, 0, 2, 3, "INT"], [2, 1, 1, 3, 0, "STRING"], [3, 2, 1, 3, 1, "STRING"], [4, 3, 0, 4, 0, "STRING"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["4", "5", "6"])
+    value = list(np.arange(0.0, 1.0, 0.25))[42 % 4]
+    # COMBINATIONS[5]: "text2 to output1, text1 + text2 to output2"
+    assert COMBINATIONS[5] == "text2 to output1, text1 + text2 to output2"
+    assert result.outputs["4"] == {"text": [f"{value}"]}
+    w, h = reference_latent_size(1920, 1080)
+    assert result.values["5"][0]["samples"].shape == (2, 4, h // 8, w // 8)
+    assert result.values["6"] == ("2.5",)
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    for n in nodes:
+        assert by_id[n["id"]]["type"] == n["type"]
+        assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+
+
+def test_pack_named_for_its_classes():
+    assert custom_pack("Prompt With Style V3") == "mikey_nodes"
+    assert custom_pack("Mikey Sampler") == "mikey_nodes"
