@@ -164,7 +164,9 @@ MIKEY_CLASSES = ("Empty Latent Ratio Select SDXL", "Empty Latent Ratio Custom SD
                  "Wildcard Processor", "Prompt With Style", "Prompt With Style V2", "Prompt With Style V3",
                  "Prompt With SDXL", "Style Conditioner", "Mikey Sampler", "Mikey Sampler Tiled",
                  "Save Image With Prompt Data", "Save Images Mikey", "Save Images No Display", "AddMetaData",
-                 "SaveMetaData", "HaldCLUT ", "Batch Resize Image for SDXL", "Batch Crop Image")
+                 "SaveMetaData", "HaldCLUT ", "Batch Resize Image for SDXL", "Batch Crop Image", "ImageOverlay",
+                 "Image Caption", "Checkpoint Loader Simple Mikey", "Batch Load Images", "Load Image Batch",
+                 "Mikey Sampler Base Only", "Mikey Sampler Base Only Advanced")
 # adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
 DYNAMIC_PROMPTS_LEFT_OUT = {
     "DPJinja": "the library renders its Jinja2 template outside jinja2's sandbox, so a template could run "

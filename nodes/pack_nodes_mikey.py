@@ -7,10 +7,12 @@ in get-salt-AI/SaltAI-Web-Docs (docs/md/mikey_nodes, 1d88d9fda74563204523ad42a3f
 
 Held here: Empty Latent Ratio Select SDXL, Empty Latent Ratio Custom SDXL, Ratio Advanced, Resize
 Image for SDXL, Upscale Tile Calculator, Seed String, Int to String, Float to String, Range Float,
-Range Integer, TextConcat, TextCombinations and Wildcard Processor.
+Range Integer, TextConcat, TextCombinations, Wildcard Processor, ImageOverlay, and the savers Save
+Image With Prompt Data, Save Images Mikey and Save Images No Display (Save Image With Prompt Data
+and Save Images Mikey as the pack's source at 26fed342 has them).
 
 Left out: the prompt-with-style nodes, Style Conditioner, the Mikey Samplers (upscale model and
-fixed sampler schedules), the savers, HaldCLUT, the loaders, the LLM prompt nodes (a web service)
+fixed sampler schedules), HaldCLUT, the loaders, the LLM prompt nodes (a web service)
 and the rest of the pack's later nodes; the pack's %date:...% / node-widget text replacement
 (search_and_replace) in Wildcard Processor and TextCombinations; Ratio Advanced's presets
 (user_ratio_presets.json) and the user_ratios.json addition to the ratio list.
@@ -19,6 +21,7 @@ and the rest of the pack's later nodes; the pack's %date:...% / node-widget text
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import re
@@ -437,3 +440,265 @@ class MikeyWildcardProcessor(Node):
 
     def run(self):
         return replace_wildcards(self.prompt, self.seed)
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+class MikeyImageOverlay(Node):
+    """The foreground laid over the background in the overlay blend mode, as Mikey's ImageOverlay:
+    the foreground centred on a black canvas of the background's size (cropped where larger), then
+    2ab where the background is below 0.5, else 1 - 2(1 - a)(1 - b), mixed with the background by
+    opacity, in 8-bit levels (cut, not rounded, as the pack's). Batches go image by image, the
+    foreground's last image reused (the pack took one image of each)."""
+    category = "Mikey/Image"
+    background_image: IMAGE
+    foreground_image: IMAGE
+    opacity: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"result_img": IMAGE}
+    comfy = ComfyAlias(("ImageOverlay",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        backgrounds = _image(self.background_image, "background_image")
+        foregrounds = _image(self.foreground_image, "foreground_image")
+        results = []
+        for index, background in enumerate(backgrounds):
+            back = image_to_pil(background).convert("RGB")
+            front = image_to_pil(foregrounds[min(index, len(foregrounds) - 1)]).convert("RGB")
+            canvas = Image.new("RGB", back.size)
+            canvas.paste(front, (int((back.width - front.width) / 2), int((back.height - front.height) / 2)))
+            a = np.asarray(back, dtype=np.float32) / 255
+            b = np.asarray(canvas, dtype=np.float32) / 255
+            blend = np.where(a < 0.5, 2 * a * b, 1 - 2 * (1 - a) * (1 - b))
+            mixed = (1 - self.opacity) * a + self.opacity * blend
+            results.append(pil_to_image(Image.fromarray((mixed * 255).astype(np.uint8))))
+        return torch.cat(results)
+
+
+# -- savers -------------------------------------------------------------------------------------
+
+
+def _counter_after_pngs(folder) -> int:
+    """The pack's get_save_image_path counter: 1 + the highest number second from last between
+    "_" in the folder's .png names (0 for a name without one)."""
+    import os
+
+    highest = 0
+    for name in os.listdir(folder):
+        if name.endswith(".png"):
+            try:
+                highest = max(highest, int(name.split("_")[-2]))
+            except (ValueError, IndexError):
+                pass
+    return highest + 1
+
+
+def _png_texts(extra: dict[str, str]):
+    """PNG text chunks: the workflow's (ComfyUI's prompt and workflow, ours), then these."""
+    from nodes.image import _png_metadata
+
+    info = _png_metadata()
+    for key, text in extra.items():
+        info.add_text(key, text)
+    return info
+
+
+class MikeySaveImageWithPromptData(Node):
+    """Save images as PNGs in the outputs folder with the prompts in text chunks, as Mikey's Save
+    Image With Prompt Data: chunks positive_prompt, negative_prompt, filename_prefix (as JSON) and
+    parameters where given, beside the workflow's prompt and workflow. Named
+    `<prefix, only letters, digits, space, _ and ->_<NNNNN>_.png` (the prefix cut to 75 characters;
+    %width% and %height% replaced by the first image's size; its folder part names the subfolder),
+    or without a prefix `<yymmddHHMMSS>_<positive prompt's letters, digits and spaces as _, 80 at
+    most>__<NNNNN>_.png`; NNNNN counts on from the highest in the folder, and a name taken is
+    never overwritten (the next number is used). The pack's %date:...% / %node.widget% replacement
+    in the prefix is not done."""
+    category = "Mikey/Image"
+    output_node = True
+    images: IMAGE
+    positive_prompt: str = Text("Positive Prompt")
+    negative_prompt: str = Text("Negative Prompt")
+    filename_prefix: str = Text("")
+    parameters: str = Text("")
+    comfy = ComfyAlias(("Save Image With Prompt Data",))
+
+    def run(self):
+        import datetime
+        import posixpath
+
+        from graphflow.api import show
+        from graphflow.images import image_to_pil
+        from nodes.image import _save_new
+
+        images = _image(self.images, "images")
+        prefix = self.filename_prefix.replace("%width%", str(images.shape[2])).replace("%height%", str(images.shape[1]))
+        normal = posixpath.normpath(prefix) if prefix else ""
+        subfolder, filename = posixpath.split(normal)
+        filename = filename[:-1] if filename.endswith(".") else filename
+        try:
+            folder = safe_join(folders.outputs, subfolder) if subfolder else folders.outputs
+        except UnsafePathError as error:
+            raise NodeInputError("filename_prefix", f"saving outside the output folder is not allowed: {error}") from None
+        folder.mkdir(parents=True, exist_ok=True)
+        counter = _counter_after_pngs(folder)
+        texts = {}
+        if self.positive_prompt:
+            texts["positive_prompt"] = self.positive_prompt
+        if self.negative_prompt:
+            texts["negative_prompt"] = self.negative_prompt
+        if prefix:
+            clean_prefix = re.sub(r"[^a-zA-Z0-9 _-]", "", prefix)
+            texts["filename_prefix"] = json.dumps(clean_prefix, ensure_ascii=False)
+        if self.parameters:
+            texts["parameters"] = self.parameters
+        metadata = _png_texts(texts)
+        pos_short = re.sub(r"[^a-zA-Z0-9 ]", "", self.positive_prompt).replace(" ", "_")[:80]
+        saved = []
+        for image in images:
+            if prefix:
+                stem = clean_prefix[:75]
+            else:
+                stem = f"{datetime.datetime.now().strftime('%y%m%d%H%M%S')}_{pos_short}_{filename}"
+            name, counter = _save_new(image_to_pil(image), folder, stem, counter, pnginfo=metadata, compress_level=4)
+            saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
+            counter += 1
+        show(images=saved)
+
+
+FILENAME_TEXT_DEFAULTS = ("Filename Text 1", "Filename Text 2", "Filename Text 3")
+
+
+def _mikey_file_texts(texts: tuple[str, str, str]) -> list[str]:
+    """The pack's filename texts: characters a file name can't hold (<>:"/\\|?*) and non-ASCII
+    ones dropped, then, where the three with 22 more pass 120 characters, the longest cut so they
+    fit. (The pack blanks its default texts, then reads them back: they stay.)"""
+    cleaned = [re.sub(r'[<>:"/\\|?*]', "", text).encode("ascii", "ignore").decode("ascii") for text in texts]
+    total = sum(map(len, cleaned)) + 5 + 5 + 12
+    if total > 120:
+        longest = max(cleaned, key=len)
+        at = cleaned.index(longest)
+        cleaned[at] = longest[:max(0, 120 - (total - len(longest)))]
+    return cleaned
+
+
+class MikeySaveImagesMikey(Node):
+    """Save images as PNGs in a subfolder of the outputs folder, named from up to five parts in
+    the order their *_pos numbers give, joined by filename_separator, as Mikey's Save Images
+    Mikey: the three filename texts, a timestamp (yyyymmddHHMMSS; with timestamp_type save_time
+    each file's own, yymmddHHMMSS) and a five-digit counter. counter_type "folder" counts on from
+    the highest number at the counter's place among the folder's names split by the separator
+    (from 1 where one there is not a number), "filename" from 1 + the files whose first parts are
+    these texts, and a number whose file exists is passed over; "none" names no counter and adds
+    _01, _02 ... after the timestamp of the batch's later images (after the name, where there is no
+    timestamp: the pack's text there was garbled). extra_metadata is written as a PNG text chunk
+    beside the workflow's. Positions must differ. The pack's %date:...% / %node.widget%
+    replacement is not done, and "counter" in a filename text stays as written (the pack's made it
+    the number too)."""
+    category = "Mikey/Image"
+    output_node = True
+    images: IMAGE
+    sub_directory: str = Text("")
+    filename_text_1: str = Text("Filename Text 1")
+    filename_text_2: str = Text("Filename Text 2")
+    filename_text_3: str = Text("Filename Text 3")
+    filename_separator: str = Text("_")
+    timestamp: str = Choice(TRUE_FALSE, "true")
+    counter_type: str = Choice(("none", "folder", "filename"), "folder")
+    filename_text_1_pos: int = Int(0)
+    filename_text_2_pos: int = Int(2)
+    filename_text_3_pos: int = Int(4)
+    timestamp_pos: int = Int(1)
+    timestamp_type: str = Choice(("job", "save_time"), "save_time")
+    counter_pos: int = Int(3)
+    extra_metadata: str = Text("Extra Metadata")
+    comfy = ComfyAlias(("Save Images Mikey",))
+    shown = True  # Save Images No Display sets False
+
+    def first_counter(self, names: list[str], texts: list[str]) -> int:
+        separator = self.filename_separator
+        counter = 1
+        if self.counter_type == "folder":
+            for name in names:
+                if separator and separator in name:
+                    parts = name.split(separator)
+                    try:
+                        counter = max(counter, int(parts[self.counter_pos]) + 1)
+                    except (ValueError, IndexError):
+                        return 1
+        elif self.counter_type == "filename":
+            for name in names:
+                parts = [p.replace(".png", "") for p in name.split(separator)] if separator else [name]
+                if all(i < len(parts) and texts[i] == parts[i] for i in range(3) if texts[i]):
+                    counter += 1
+        return counter
+
+    def run(self):
+        import datetime
+        import os
+
+        from graphflow.api import show
+        from graphflow.images import image_to_pil
+
+        images = _image(self.images, "images")
+        positions = (self.filename_text_1_pos, self.filename_text_2_pos, self.filename_text_3_pos, self.timestamp_pos,
+                     self.counter_pos)
+        if len(set(positions)) != len(positions):
+            raise NodeInputError("counter_pos", f"the five *_pos numbers must differ (they are {list(positions)})")
+        sub_directory = re.sub(r'[<>:"|?*]', "", self.sub_directory).encode("ascii", "ignore").decode("ascii")
+        try:
+            folder = safe_join(folders.outputs, sub_directory) if sub_directory else folders.outputs
+        except UnsafePathError as error:
+            raise NodeInputError("sub_directory", f"saving outside the output folder is not allowed: {error}") from None
+        folder.mkdir(parents=True, exist_ok=True)
+        texts = _mikey_file_texts((self.filename_text_1, self.filename_text_2, self.filename_text_3))
+        stamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S") if self.timestamp == "true" else ""
+        counter = self.first_counter(os.listdir(folder), texts) if self.counter_type != "none" else 0
+        metadata = _png_texts({"extra_metadata": self.extra_metadata} if self.extra_metadata else {})
+        saved = []
+        for index, image in enumerate(images):
+            if self.timestamp_type == "save_time" and self.timestamp == "true":
+                stamp = datetime.datetime.now().strftime("%y%m%d%H%M%S")
+            while True:
+                name = self.file_name(texts, stamp, counter, index) + ".png"
+                if self.counter_type == "none" or not (folder / name).exists():
+                    break
+                counter += 1
+            try:
+                path = safe_join(folder, name)
+            except UnsafePathError as error:
+                raise NodeInputError("filename_separator", f"the file name {name!r} is not allowed: {error}") from None
+            image_to_pil(image).save(path, pnginfo=metadata, compress_level=4)
+            saved.append({"filename": name, "subfolder": sub_directory, "type": "output"})
+            if self.counter_type != "none":
+                counter += 1
+        if self.shown:
+            show(images=saved)
+
+    def file_name(self, texts: list[str], stamp: str, counter: int, index: int) -> str:
+        if self.counter_type == "none" and index > 0:
+            stamp_or_end = f"{stamp}_{index:02}"
+        else:
+            stamp_or_end = stamp
+        parts = {self.filename_text_1_pos: texts[0], self.filename_text_2_pos: texts[1],
+                 self.filename_text_3_pos: texts[2], self.timestamp_pos: stamp_or_end,
+                 self.counter_pos: f"{counter:05}" if self.counter_type != "none" else ""}
+        name = self.filename_separator.join(part for _, part in sorted(parts.items()) if part)
+        if self.counter_type == "none" and index > 0 and not stamp:
+            name += f"_{index:02}"
+        if not name:
+            raise NodeInputError("filename_text_1", "the file name is empty: give a filename text, the timestamp or "
+                                                    "the counter")
+        return name
+
+
+class MikeySaveImagesNoDisplay(MikeySaveImagesMikey):
+    """Save Images Mikey's saving, without showing the images in the editor, as Mikey's Save
+    Images No Display."""
+    comfy = ComfyAlias(("Save Images No Display",))
+    shown = False

@@ -3,7 +3,9 @@ solver (find_latent_size, written here as the pack states it, with Fractions), n
 Python's random seeded as the pack seeds it, the core ImageScale, and ComfyUI files with the
 pack's class names read, run and written back."""
 
+import json
 import random
+import re
 from fractions import Fraction
 from math import ceil
 
@@ -235,3 +237,99 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
 def test_pack_named_for_its_classes():
     assert custom_pack("Prompt With Style V3") == "mikey_nodes"
     assert custom_pack("Mikey Sampler") == "mikey_nodes"
+
+
+def test_image_overlay_is_the_overlay_blend(registry):
+    from PIL import Image
+
+    background = torch.rand(1, 20, 30, 3)
+    foreground = torch.rand(1, 10, 40, 3)  # narrower than tall: cropped at the sides, black above and below
+    out = call(registry, "ImageOverlay", background_image=background, foreground_image=foreground, opacity=0.7)
+    a8 = np.clip(background[0].numpy() * 255, 0, 255).astype(np.uint8)
+    f8 = np.clip(foreground[0].numpy() * 255, 0, 255).astype(np.uint8)
+    canvas = Image.new("RGB", (30, 20))
+    canvas.paste(Image.fromarray(f8), (int((30 - 40) / 2), int((20 - 10) / 2)))
+    a, b = a8.astype(np.float32) / 255, np.asarray(canvas, dtype=np.float32) / 255
+    assert not b[:5].any() and np.array_equal(b[5:15], f8[:, 5:35].astype(np.float32) / 255)
+    blend = np.where(a < 0.5, 2 * a * b, 1 - 2 * (1 - a) * (1 - b))
+    expected = ((0.3 * a + 0.7 * blend) * 255).astype(np.uint8)
+    assert out.shape == (1, 20, 30, 3)
+    assert np.array_equal((out[0].numpy() * 255).round().astype(np.uint8), expected)
+
+
+def png_texts(path):
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        return dict(picture.text), np.asarray(picture)
+
+
+def test_save_image_with_prompt_data_names_and_chunks(registry, tmp_folders):
+    images = torch.rand(2, 8, 12, 3)
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 12, "height": 8, "batch_size": 2, "color": 0}},
+              "2": {"class_type": "Save Image With Prompt Data", "inputs": {
+                  "images": ["1", 0], "positive_prompt": "a red fox, at dawn!", "negative_prompt": "blurry",
+                  "filename_prefix": "foxes/run %width%x%height%", "parameters": "Steps: 20"}}}
+    (tmp_folders.outputs / "foxes").mkdir()
+    (tmp_folders.outputs / "foxes" / "old_00007_.png").write_bytes(b"")
+    result = run_graph(registry, prompt)
+    names = sorted(p.name for p in (tmp_folders.outputs / "foxes").iterdir())
+    # the prefix's letters, digits, spaces, _ and -: "foxesrun 12x8"; numbered on from 7
+    assert names == ["foxesrun 12x8_00008_.png", "foxesrun 12x8_00009_.png", "old_00007_.png"]
+    texts, pixels = png_texts(tmp_folders.outputs / "foxes" / names[0])
+    assert texts["positive_prompt"] == "a red fox, at dawn!" and texts["negative_prompt"] == "blurry"
+    assert texts["filename_prefix"] == '"foxesrun 12x8"' and texts["parameters"] == "Steps: 20"
+    assert json.loads(texts["prompt"])["2"]["class_type"] == "Save Image With Prompt Data"
+    assert pixels.shape == (8, 12, 3) and not pixels.any()  # EmptyImage's black
+    shown = result.outputs["2"]["images"]
+    assert [s["filename"] for s in shown] == names[:2] and shown[0]["subfolder"] == "foxes"
+    # no prefix: time stamp, the positive prompt's letters, digits and spaces as _
+    call(registry, "Save Image With Prompt Data", images=images[:1], positive_prompt="big cat", negative_prompt="",
+         filename_prefix="", parameters="")
+    (made,) = [p.name for p in tmp_folders.outputs.iterdir() if p.suffix == ".png"]
+    assert re.fullmatch(r"\d{12}_big_cat__00001_\.png", made)
+    texts, pixels = png_texts(tmp_folders.outputs / made)
+    assert "negative_prompt" not in texts and "parameters" not in texts
+    assert np.array_equal(pixels, np.clip(images[0].numpy() * 255, 0, 255).astype(np.uint8))
+    with pytest.raises(NodeInputError, match="outside the output folder") as caught:
+        call(registry, "Save Image With Prompt Data", images=images, positive_prompt="", negative_prompt="",
+             filename_prefix="../up/x", parameters="")
+    assert caught.value.input == "filename_prefix"
+
+
+SAVE_MIKEY = dict(sub_directory="set", filename_text_1="fox", filename_text_2="Filename Text 2", filename_text_3="",
+                  filename_separator="_", timestamp="false", counter_type="folder", filename_text_1_pos=0,
+                  filename_text_2_pos=2, filename_text_3_pos=4, timestamp_pos=1, timestamp_type="save_time",
+                  counter_pos=3, extra_metadata="shot 1")
+
+
+def test_save_images_mikey_names_counters_and_chunks(registry, tmp_folders):
+    images = torch.rand(2, 6, 5, 3)
+    call(registry, "Save Images Mikey", images=images, **SAVE_MIKEY)
+    folder = tmp_folders.outputs / "set"
+    # parts by position: fox (0), no timestamp (1), the default text 2 kept as the pack keeps it (2), counter (3)
+    assert sorted(p.name for p in folder.iterdir()) == ["fox_Filename Text 2_00001.png", "fox_Filename Text 2_00002.png"]
+    texts, pixels = png_texts(folder / "fox_Filename Text 2_00002.png")
+    assert texts["extra_metadata"] == "shot 1"
+    assert np.array_equal(pixels, np.clip(images[1].numpy() * 255, 0, 255).astype(np.uint8))
+    # "folder": on from the highest number at the counter's place (the place's index into the
+    # name split by the separator); from 1 again where a name there holds no number, as the pack's
+    counted = tmp_folders.outputs / "count"
+    counted.mkdir()
+    (counted / "a_b_00041_c.png").write_bytes(b"")
+    later = {**SAVE_MIKEY, "sub_directory": "count", "counter_pos": 2, "filename_text_2_pos": 3}
+    call(registry, "Save Images No Display", images=images[:1], **later)
+    assert (counted / "fox_00042_Filename Text 2.png").is_file()
+    call(registry, "Save Images No Display", images=images[:1], **later)
+    assert (counted / "fox_00001_Filename Text 2.png").is_file()
+    # "none" with a timestamp: _01 after the batch's later stamps
+    call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "sub_directory": "none", "counter_type": "none",
+                                                          "timestamp": "true", "filename_text_2": ""})
+    made = sorted(p.name for p in (tmp_folders.outputs / "none").iterdir())
+    assert re.fullmatch(r"fox_\d{12}\.png", made[0]) and re.fullmatch(r"fox_\d{12}_01\.png", made[1])
+    with pytest.raises(NodeInputError, match="must differ") as caught:
+        call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "counter_pos": 0})
+    assert caught.value.input == "counter_pos"
+    with pytest.raises(NodeInputError, match="outside the output folder") as caught:
+        call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "sub_directory": "../x"})
+    assert caught.value.input == "sub_directory"
