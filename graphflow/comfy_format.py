@@ -165,7 +165,7 @@ MIKEY_CLASSES = ("Empty Latent Ratio Select SDXL", "Empty Latent Ratio Custom SD
                  "Prompt With SDXL", "Style Conditioner", "Mikey Sampler", "Mikey Sampler Tiled",
                  "Save Image With Prompt Data", "Save Images Mikey", "Save Images No Display", "AddMetaData",
                  "SaveMetaData", "HaldCLUT ", "Batch Resize Image for SDXL", "Batch Crop Image", "ImageOverlay",
-                 "Image Caption", "Checkpoint Loader Simple Mikey", "Batch Load Images", "Load Image Batch",
+                 "Image Caption", "Checkpoint Loader Simple Mikey", "Batch Load Images",
                  "Mikey Sampler Base Only", "Mikey Sampler Base Only Advanced")
 # adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
 DYNAMIC_PROMPTS_LEFT_OUT = {

@@ -9,10 +9,13 @@ Held here: Empty Latent Ratio Select SDXL, Empty Latent Ratio Custom SDXL, Ratio
 Image for SDXL, Upscale Tile Calculator, Seed String, Int to String, Float to String, Range Float,
 Range Integer, TextConcat, TextCombinations, Wildcard Processor, ImageOverlay, and the savers Save
 Image With Prompt Data, Save Images Mikey and Save Images No Display (Save Image With Prompt Data
-and Save Images Mikey as the pack's source at 26fed342 has them).
+and Save Images Mikey as the pack's source at 26fed342 has them), Batch Load Images, Batch Resize
+Image for SDXL and Batch Crop Image (folders inside the inputs folder only), Image Caption (a font
+of models/fonts, else Pillow's own) and Checkpoint Loader Simple Mikey (the core loader, with the
+file's name and hash).
 
 Left out: the prompt-with-style nodes, Style Conditioner, the Mikey Samplers (upscale model and
-fixed sampler schedules), HaldCLUT, the loaders, the LLM prompt nodes (a web service)
+fixed sampler schedules), HaldCLUT, the LLM prompt nodes (a web service)
 and the rest of the pack's later nodes; the pack's %date:...% / node-widget text replacement
 (search_and_replace) in Wildcard Processor and TextCombinations; Ratio Advanced's presets
 (user_ratio_presets.json) and the user_ratios.json addition to the ratio list.
@@ -26,10 +29,11 @@ import math
 import random
 import re
 
-from graphflow.api import FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
-    Text, folders, safe_join
+from graphflow.api import FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Float, Int, ListOf, Node, \
+    NodeInputError, Text, folders, safe_join
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
+from nodes.loaders import LoadCheckpoint
 from nodes.strings import fits
 
 COMFY_PACK = "mikey_nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -702,3 +706,186 @@ class MikeySaveImagesNoDisplay(MikeySaveImagesMikey):
     Images No Display."""
     comfy = ComfyAlias(("Save Images No Display",))
     shown = False
+
+
+# -- folders of pictures ------------------------------------------------------------------------
+
+FOLDER_PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+
+
+def input_folder_pictures(directory: str) -> list:
+    """The pictures (the pack's extensions) in a folder of the inputs folder, sorted by name, held
+    to the server's limits; errors name image_directory. (The pack read any path on the machine,
+    in the file system's order.)"""
+    from nodes.image import check_folder_pictures, folder_files
+
+    try:
+        folder = safe_join(folders.inputs, directory.strip() or ".")
+    except UnsafePathError as error:
+        raise NodeInputError("image_directory", f"{error}: give a folder inside the inputs folder") from None
+    if not folder.is_dir():
+        raise NodeInputError("image_directory", f"image directory {directory!r} does not exist in the inputs folder")
+    files = folder_files(folder, FOLDER_PICTURE_EXTENSIONS)
+    check_folder_pictures(files, "image_directory", "image_directory")
+    return files
+
+
+def _folder_picture(path):
+    """One picture of such a folder as an RGB IMAGE of 1 (a GIF's first frame)."""
+    from nodes.image import _load_picture
+
+    try:
+        return _load_picture(path, path.name, first_frame_only=True)[0]
+    except NodeInputError as error:
+        raise NodeInputError("image_directory", str(error)) from None
+
+
+class MikeyBatchLoadImages(Node):
+    """Every picture (.png, .jpg, .jpeg, .webp, .bmp, .gif) in a folder of the inputs folder, as a
+    list (what follows runs once per picture), as Mikey's Batch Load Images; RGB, sorted by name.
+    subdirectories does nothing, as in the pack."""
+    category = "Mikey/Image"
+    image_directory: str = Text("")
+    subdirectories: str = Choice(TRUE_FALSE, "false")
+    outputs = {"image": ListOf(IMAGE)}
+    comfy = ComfyAlias(("Batch Load Images",))
+
+    def run(self):
+        return [_folder_picture(path) for path in input_folder_pictures(self.image_directory)]
+
+
+class MikeyBatchResizeImageSDXL(Node):
+    """Every picture in a folder of the inputs folder resized as Resize Image for SDXL resizes,
+    as a list, as Mikey's Batch Resize Image for SDXL; RGB, sorted by name."""
+    category = "Mikey/Image"
+    image_directory: str = Text("")
+    upscale_method: str = Choice(SDXL_RESIZE_METHODS, "nearest-exact")
+    crop: str = Choice(("disabled", "center"), "disabled")
+    outputs = {"image": ListOf(IMAGE)}
+    comfy = ComfyAlias(("Batch Resize Image for SDXL",))
+
+    def run(self):
+        resized = []
+        for path in input_folder_pictures(self.image_directory):
+            image = _folder_picture(path)
+            width, height = sdxl_size(image.shape[2], image.shape[1])
+            if width == 0 or height == 0:
+                raise NodeInputError("image_directory", f"no SDXL size has the ratio of {path.name!r}")
+            resized.append(_resize_image(image, width, height, self.upscale_method, crop=self.crop == "center"))
+        return resized
+
+
+class MikeyBatchCropImage(Node):
+    """Every picture in a folder of the inputs folder with int(width x crop_amount) rounded down
+    to a multiple of 8 pixels cut from each side (the width's share on all four), as a list, as
+    Mikey's Batch Crop Image; RGB, sorted by name."""
+    category = "Mikey/Image"
+    image_directory: str = Text("")
+    crop_amount: float = Float(0.05, min=0.0, max=1.0)
+    outputs = {"image": ListOf(IMAGE)}
+    comfy = ComfyAlias(("Batch Crop Image",))
+
+    def run(self):
+        cropped = []
+        for path in input_folder_pictures(self.image_directory):
+            image = _folder_picture(path)
+            cut = int(image.shape[2] * self.crop_amount) // 8 * 8
+            if 2 * cut >= image.shape[1]:
+                raise NodeInputError("crop_amount", f"cutting {cut} pixels a side leaves nothing of {path.name!r}")
+            cropped.append(image[:, cut:image.shape[1] - cut, cut:image.shape[2] - cut])
+        return cropped
+
+
+# -- caption ------------------------------------------------------------------------------------
+
+CAPTION_FONT_SIZE = 32
+
+
+def caption_font(name: str):
+    """The font file `name` from models/fonts at the pack's 32 px, else Pillow's own font (the
+    system's: Pillow's bundled scalable default) at that size."""
+    from nodes.pack_nodes_essentials_misc import text_font
+
+    return text_font(name, CAPTION_FONT_SIZE)
+
+
+def caption_lines(text: str, font, width: int) -> list[str]:
+    """The pack's wrap: each line's words added while the line measures at most the width."""
+    lines = []
+    for line in text.split("\n"):
+        words = line.split(" ")
+        current = words[0]
+        for word in words[1:]:
+            if int(font.getlength(current + " " + word)) <= width:
+                current += " " + word
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current)
+    return lines
+
+
+class MikeyImageCaption(Node):
+    """The image with a black caption bar below it, the caption in white 32 px text, each line
+    centred, wrapped to the image's width, as Mikey's Image Caption: the bar is 15 px + the lines x
+    the height of "Hg" + 15 px, then 5 px more black. The font is a file of models/fonts (the pack
+    reads ComfyUI's fonts folder, or a path); a name not there is drawn with Pillow's own font.
+    The pack's %date:...% / %node.widget% replacement is not done."""
+    category = "Mikey/Image"
+    image: IMAGE
+    font: str = Text("Path to font file")
+    caption: str = Text("Caption", multiline=True)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("Image Caption",))
+
+    def run(self):
+        import torch
+        from PIL import Image, ImageDraw
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        images = _image(self.image, "image")
+        fits(len(self.caption), "caption")
+        font = caption_font(self.font)
+        width, height = images.shape[2], images.shape[1]
+        lines = caption_lines(self.caption, font, width)
+        left, top, right, bottom = font.getbbox("Hg")
+        bar_height = len(lines) * (bottom - top) + 2 * 15
+        if width * (height + bar_height + 5) > 2 ** 28:
+            raise NodeInputError("caption", f"{len(lines)} lines of caption make the picture too tall")
+        bar = Image.new("RGB", (width, bar_height), (0, 0, 0))
+        draw = ImageDraw.Draw(bar)
+        y = 15
+        for line in lines:
+            draw.text(((width - int(font.getlength(line))) // 2, y), line, (255, 255, 255), font=font)
+            line_box = font.getbbox(line)
+            y += line_box[3] - line_box[1] + 5
+        captioned = []
+        for image in images:
+            combined = Image.new("RGB", (width, height + bar_height + 5), (0, 0, 0))
+            combined.paste(bar, (0, height))
+            combined.paste(image_to_pil(image).convert("RGB"), (0, 0))
+            captioned.append(pil_to_image(combined))
+        return torch.cat(captioned)
+
+
+# -- loaders ------------------------------------------------------------------------------------
+
+
+class MikeyCheckpointLoaderSimple(LoadCheckpoint):
+    """Load a checkpoint as CheckpointLoaderSimple does, as Mikey's Checkpoint Loader Simple, also
+    giving its file name (without folders) and the first 10 hex digits of its SHA-256 (the pack
+    caches hashes in a file_hashes.json; nothing is written here)."""
+    category = "Mikey/Loaders"
+    outputs = {"model": LoadCheckpoint.outputs["model"], "clip": LoadCheckpoint.outputs["clip"],
+               "vae": LoadCheckpoint.outputs["vae"], "ckpt_name": STRING, "ckpt_hash": STRING}
+    comfy = ComfyAlias(("Checkpoint Loader Simple Mikey",), inputs={"ckpt_name": "checkpoint"})
+
+    def run(self):
+        import posixpath
+
+        from nodes.loaders import _find
+        from nodes.pack_nodes_image_saver import file_sha256
+
+        digest = file_sha256(_find("checkpoints", self.checkpoint, "checkpoint"))[:10]
+        return (*super().run(), posixpath.basename(self.checkpoint.replace("\\", "/")), digest)

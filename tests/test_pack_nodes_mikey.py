@@ -333,3 +333,88 @@ def test_save_images_mikey_names_counters_and_chunks(registry, tmp_folders):
     with pytest.raises(NodeInputError, match="outside the output folder") as caught:
         call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "sub_directory": "../x"})
     assert caught.value.input == "sub_directory"
+
+
+@pytest.fixture
+def picture_folder(tmp_folders):
+    from PIL import Image
+
+    folder = tmp_folders.inputs / "shots"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pictures = {"b.png": rng.integers(0, 256, (40, 64, 3), dtype=np.uint8),
+                "a.jpg": rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)}
+    for name, pixels in pictures.items():
+        Image.fromarray(pixels).save(folder / name)
+    (folder / "notes.txt").write_text("not a picture")
+    return folder, pictures
+
+
+def test_folder_pictures_load_resize_and_crop(registry, picture_folder):
+    from PIL import Image
+
+    folder, pictures = picture_folder
+    loaded = call(registry, "Batch Load Images", image_directory="shots", subdirectories="false")
+    assert len(loaded) == 2 and loaded[0].shape == (1, 48, 48, 3)  # sorted by name: a.jpg, then b.png
+    with Image.open(folder / "a.jpg") as jpeg:
+        assert torch.equal(loaded[0][0], torch.from_numpy(np.asarray(jpeg.convert("RGB"), dtype=np.float32) / 255))
+    assert torch.equal(loaded[1][0], torch.from_numpy(pictures["b.png"].astype(np.float32) / 255))
+    resized = call(registry, "Batch Resize Image for SDXL", image_directory="shots", upscale_method="bicubic",
+                   crop="disabled")
+    for image, original in zip(resized, loaded):
+        w, h = reference_latent_size(original.shape[2], original.shape[1])
+        assert torch.equal(image, call(registry, "ImageScale", image=original, upscale_method="bicubic", width=w,
+                                       height=h, crop="disabled"))
+    cropped = call(registry, "Batch Crop Image", image_directory="shots", crop_amount=0.2)
+    cut = int(64 * 0.2) // 8 * 8  # b.png: 12 -> 8 from each side
+    assert torch.equal(cropped[1], loaded[1][:, cut:40 - cut, cut:64 - cut])
+    for directory, message in (("../", "inside the inputs folder"), ("nowhere", "does not exist")):
+        with pytest.raises(NodeInputError, match=message) as caught:
+            call(registry, "Batch Load Images", image_directory=directory, subdirectories="false")
+        assert caught.value.input == "image_directory"
+
+
+def test_image_caption_bar_below_the_image(registry, tmp_folders):
+    from PIL import ImageFont
+
+    image = torch.rand(2, 30, 200, 3)
+    caption = "a long caption that wraps over more than one line here"
+    out = call(registry, "Image Caption", image=image, font="none.ttf", caption=caption)
+    font = ImageFont.load_default(size=32)  # no such font file: Pillow's own
+    lines, line = [], ""
+    for word in caption.split(" "):  # the pack's wrap, measured with Pillow
+        if line and int(font.getlength(line + " " + word)) <= 200:
+            line += " " + word
+        else:
+            if line:
+                lines.append(line)
+            line = word
+    lines.append(line)
+    box = font.getbbox("Hg")
+    bar = len(lines) * (box[3] - box[1]) + 30
+    assert len(lines) > 1 and out.shape == (2, 30 + bar + 5, 200, 3)
+    truncated = torch.from_numpy(np.clip(image.numpy() * 255, 0, 255).astype(np.uint8).astype(np.float32) / 255)
+    assert torch.equal(out[:, :30], truncated)  # the picture above, in 8-bit levels
+    assert out[:, 30:30 + 15].max() == 0 and out[:, -5:].max() == 0  # padding black
+    assert out[:, 45:30 + bar].max() == 1.0  # white text
+
+
+def test_checkpoint_loader_simple_mikey_adds_name_and_hash(registry, tmp_folders):
+    import hashlib
+
+    from graphflow.testing import write_checkpoint
+
+    (tmp_folders.models / "checkpoints" / "sub").mkdir(parents=True)
+    path = tmp_folders.models / "checkpoints" / "sub" / "tiny.safetensors"
+    write_checkpoint(path, "sd1")
+    prompt = {"1": {"class_type": "Checkpoint Loader Simple Mikey", "inputs": {"ckpt_name": "sub/tiny.safetensors"}},
+              "2": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 4]}},
+              "3": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 3]}}}
+    result = run_graph(registry, prompt)
+    assert result.outputs["2"] == {"text": [hashlib.sha256(path.read_bytes()).hexdigest()[:10]]}
+    assert result.outputs["3"] == {"text": ["tiny.safetensors"]}
+    model, clip, vae = result.values["1"][:3]
+    core = call(registry, "CheckpointLoaderSimple", checkpoint="sub/tiny.safetensors")
+    assert type(model) is type(core[0]) and type(vae) is type(core[2])
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert api["1"] == {"class_type": "Checkpoint Loader Simple Mikey", "inputs": {"ckpt_name": "sub/tiny.safetensors"}}
