@@ -12,11 +12,14 @@ Image With Prompt Data, Save Images Mikey and Save Images No Display (Save Image
 and Save Images Mikey as the pack's source at 26fed342 has them), Batch Load Images, Batch Resize
 Image for SDXL and Batch Crop Image (folders inside the inputs folder only), Image Caption (a font
 of models/fonts, else Pillow's own) and Checkpoint Loader Simple Mikey (the core loader, with the
-file's name and hash).
+file's name and hash), Prompt With Style (V1), Prompt With SDXL and Style Conditioner (styles from
+the "styles" folder's styles.json, the pack's file put there by the user, and user_styles.json).
 
-Left out: the prompt-with-style nodes, Style Conditioner, the Mikey Samplers (upscale model and
-fixed sampler schedules), HaldCLUT, the LLM prompt nodes (a web service)
-and the rest of the pack's later nodes; the pack's %date:...% / node-widget text replacement
+Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the Mikey
+Samplers (an upscale model and fixed sampler schedules), HaldCLUT (the pack's CLUT pictures),
+AddMetaData / SaveMetaData (they change ComfyUI's hidden extra_pnginfo), the LLM prompt nodes (a
+web service), the rest of the pack's later nodes, and the pack's <random:a:b> syntax (refused
+where a prompt has it); the pack's %date:...% / node-widget text replacement
 (search_and_replace) in Wildcard Processor and TextCombinations; Ratio Advanced's presets
 (user_ratio_presets.json) and the user_ratios.json addition to the ratio list.
 """
@@ -29,8 +32,8 @@ import math
 import random
 import re
 
-from graphflow.api import FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Float, Int, ListOf, Node, \
-    NodeInputError, Text, folders, safe_join
+from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Float, Int, \
+    ListOf, Node, NodeInputError, Text, folders, safe_join
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
 from nodes.loaders import LoadCheckpoint
@@ -291,7 +294,10 @@ class MikeyRangeFloat(Node):
         index = self.seed % count
         start = float(self.start)
         # numpy's arange fills start, start + step, then start + i * delta with delta their difference
-        value = start if index == 0 else start + self.step if index == 1 else start + index * ((start + self.step) - start)
+        if index < 2:
+            value = start + index * self.step
+        else:
+            value = start + index * ((start + self.step) - start)
         return value, f"{value}"
 
 
@@ -548,7 +554,8 @@ class MikeySaveImageWithPromptData(Node):
         try:
             folder = safe_join(folders.outputs, subfolder) if subfolder else folders.outputs
         except UnsafePathError as error:
-            raise NodeInputError("filename_prefix", f"saving outside the output folder is not allowed: {error}") from None
+            raise NodeInputError("filename_prefix",
+                                 f"saving outside the output folder is not allowed: {error}") from None
         folder.mkdir(parents=True, exist_ok=True)
         counter = _counter_after_pngs(folder)
         texts = {}
@@ -889,3 +896,174 @@ class MikeyCheckpointLoaderSimple(LoadCheckpoint):
 
         digest = file_sha256(_find("checkpoints", self.checkpoint, "checkpoint"))[:10]
         return (*super().run(), posixpath.basename(self.checkpoint.replace("\\", "/")), digest)
+
+
+# -- styles and SDXL prompts --------------------------------------------------------------------
+
+STYLE_FILES = ("styles.json", "user_styles.json")  # the pack's file, then ComfyUI's user file it adds to
+
+
+def mikey_styles() -> dict[str, tuple[str, str]]:
+    """{style: (positive, negative)} from the styles folder's styles.json (the pack's own, put
+    there) and then user_styles.json, each {"styles": {name: {"positive", "negative"}}} as the
+    pack reads them; the first folder holding each file is read. Empty where neither is there."""
+    styles = {}
+    for file_name in STYLE_FILES:
+        path = next((d / file_name for d in folders.model_dirs("styles") if (d / file_name).is_file()), None)
+        if path is None:
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for name, style in data["styles"].items():
+                styles[name] = (str(style["positive"]), str(style["negative"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            shape = '{"styles": {name: {"positive": ..., "negative": ...}}}'
+            raise NodeInputError("style", f"{path.name} in the styles folder is not the pack's shape {shape}: "
+                                          f"{error!r}") from None
+    return styles
+
+
+def style_choices() -> list[str]:
+    """The styles' names, or only "none" where the styles folder has no styles.json."""
+    try:
+        return list(mikey_styles()) or ["none"]
+    except NodeInputError:
+        return ["none"]
+
+
+def picked_style(style: str) -> tuple[str, str]:
+    styles = mikey_styles()
+    if style not in styles:
+        if style == "none" and not styles:
+            return "", ""
+        where = folders.model_dirs("styles")[0]
+        raise NodeInputError("style", f"style {style!r} is not in styles.json / user_styles.json in {where} "
+                                      "(copy the pack's styles.json there)")
+    return styles[style]
+
+
+def no_random_syntax(text: str, input_name: str) -> str:
+    if "<random:" in text:
+        raise NodeInputError(input_name, "<random:low:high> numbers (the pack's later syntax) are not made here")
+    return text
+
+
+def styled(prompt: str, placeholder: str, style_text: str) -> str:
+    """The pack's merge: the prompt in the style's {prompt}, else after it with ", " (the style
+    alone where the prompt is empty or still its placeholder)."""
+    if prompt == "" or prompt == placeholder:
+        return style_text
+    if "{prompt}" in style_text:
+        return style_text.replace("{prompt}", prompt)
+    return f"{prompt}, {style_text}" if style_text else prompt
+
+
+def refiner_size(width: int, height: int) -> tuple[int, int]:
+    """The pack's 4096 target: 4096 on the longer side, 4096 x shorter / longer cut to 8 on the other."""
+    ratio = min(width, height) / max(width, height)
+    short = int(4096 * ratio // 8 * 8)
+    return (4096, short) if width > height else (short, 4096)
+
+
+class MikeyPromptWithStyle(Node):
+    """A styled SDXL prompt pair and latent, as Mikey's Prompt With Style (V1): wildcards replaced
+    as Wildcard Processor does (with the seed), the style's positive / negative text merged in
+    ({prompt} in the style takes the prompt, else ", style" is added), an empty latent of the
+    ratio's size and the refiner size (4096 on the longer side). Styles are read from the styles
+    folder's styles.json (the pack's own file, to be put there) and user_styles.json; a style
+    not there is refused naming the files. The pack's <random:a:b> and %date% / %node.widget%
+    syntax is not supported."""
+    category = "Mikey"
+    positive_prompt: str = Text("Positive Prompt", multiline=True)
+    negative_prompt: str = Text("Negative Prompt", multiline=True)
+    style: str = Choice(style_choices, "none")
+    ratio_selected: str = Choice(tuple(RATIOS), FIRST_RATIO)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"samples": LATENT, "positive_prompt_text_g": STRING, "negative_prompt_text_g": STRING,
+               "positive_style_text_l": STRING, "negative_style_text_l": STRING, "width": INT, "height": INT,
+               "refiner_width": INT, "refiner_height": INT}
+    comfy = ComfyAlias(("Prompt With Style",))
+
+    def run(self):
+        positive_style, negative_style = picked_style(self.style)
+        positive = replace_wildcards(no_random_syntax(self.positive_prompt, "positive_prompt"), self.seed)
+        negative = replace_wildcards(no_random_syntax(self.negative_prompt, "negative_prompt"), self.seed)
+        width, height = RATIOS[self.ratio_selected]
+        return (_zeros_latent(self.batch_size, width, height), styled(positive, "Positive Prompt", positive_style),
+                styled(negative, "Negative Prompt", negative_style), positive_style, negative_style, width, height,
+                *refiner_size(width, height))
+
+
+class MikeyPromptWithSDXL(Node):
+    """The prompts (wildcards replaced with the seed, as Wildcard Processor does) and styles passed
+    on, an empty latent of the ratio's size, its size and the refiner size (4096 on the longer
+    side), as Mikey's Prompt With SDXL. The pack's <random:a:b> and %date% / %node.widget% syntax
+    is not supported."""
+    category = "Mikey"
+    positive_prompt: str = Text("Positive Prompt", multiline=True)
+    negative_prompt: str = Text("Negative Prompt", multiline=True)
+    positive_style: str = Text("Positive Style", multiline=True)
+    negative_style: str = Text("Negative Style", multiline=True)
+    ratio_selected: str = Choice(tuple(RATIOS), FIRST_RATIO)
+    batch_size: int = Int(1, min=1, max=64, resource="batch")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = MikeyPromptWithStyle.outputs
+    comfy = ComfyAlias(("Prompt With SDXL",))
+
+    def run(self):
+        positive = replace_wildcards(no_random_syntax(self.positive_prompt, "positive_prompt"), self.seed)
+        negative = replace_wildcards(no_random_syntax(self.negative_prompt, "negative_prompt"), self.seed)
+        width, height = RATIOS[self.ratio_selected]
+        return (_zeros_latent(self.batch_size, width, height), positive, negative, self.positive_style,
+                self.negative_style, width, height, *refiner_size(width, height))
+
+
+class MikeyStyleConditioner(Node):
+    """A style mixed into SDXL base and refiner conditionings, as Mikey's Style Conditioner: the
+    style's positive and negative texts ({prompt} taken out) encoded with CLIPTextEncodeSDXL
+    (1024 x 1024, both towers the style) and CLIPTextEncodeSDXLRefiner (ascore 6 / 2.5, 4096 x
+    4096), each then ConditioningAverage'd onto the given one at strength (the style's share).
+    "none" passes them through; use_seed picks the style at seed mod the number of styles. Styles
+    as Prompt With Style reads them."""
+    category = "Mikey/Conditioning"
+    style: str = Choice(style_choices, "none")
+    strength: float = Float(0.5, min=0.0, max=1.0, step=0.1)
+    positive_cond_base: CONDITIONING
+    negative_cond_base: CONDITIONING
+    positive_cond_refiner: CONDITIONING
+    negative_cond_refiner: CONDITIONING
+    base_clip: CLIP
+    refiner_clip: CLIP
+    use_seed: str = Choice(TRUE_FALSE, "false")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    outputs = {"base_pos_cond": CONDITIONING, "base_neg_cond": CONDITIONING, "refiner_pos_cond": CONDITIONING,
+               "refiner_neg_cond": CONDITIONING, "style_str": STRING}
+    comfy = ComfyAlias(("Style Conditioner",))
+
+    def run(self):
+        from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, ConditioningAverage
+        from nodes.pack_nodes import _core
+
+        style = self.style
+        if self.use_seed == "true":
+            names = list(mikey_styles())
+            if names:
+                style = names[self.seed % len(names)]
+        given = (self.positive_cond_base, self.negative_cond_base,
+                 self.positive_cond_refiner, self.negative_cond_refiner)
+        if style == "none":
+            return (*given, style)
+        positive, negative = (text.replace("{prompt}", "") for text in picked_style(style))
+        base = {"width": 1024, "height": 1024, "crop_w": 0, "crop_h": 0, "target_width": 1024, "target_height": 1024}
+        base_clip = {"clip": "base_clip"}
+        made = (_core(CLIPEncodeSDXL, base_clip, clip=self.base_clip, text_g=positive, text_l=positive, **base),
+                _core(CLIPEncodeSDXL, base_clip, clip=self.base_clip, text_g=negative, text_l=negative, **base),
+                _core(CLIPEncodeSDXLRefiner, {"clip": "refiner_clip"}, clip=self.refiner_clip, ascore=6.0, width=4096,
+                      height=4096, text=positive),
+                _core(CLIPEncodeSDXLRefiner, {"clip": "refiner_clip"}, clip=self.refiner_clip, ascore=2.5, width=4096,
+                      height=4096, text=negative))
+        names = ("positive_cond_base", "negative_cond_base", "positive_cond_refiner", "negative_cond_refiner")
+        mixed = [_core(ConditioningAverage, {"conditioning_from": name}, conditioning_to=new, conditioning_from=old,
+                       conditioning_to_strength=self.strength) for new, old, name in zip(made, given, names)]
+        return (*mixed, style)

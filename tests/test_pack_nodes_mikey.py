@@ -134,10 +134,11 @@ def test_range_integer_and_empty_ranges(registry):
 
 
 def test_text_concat_and_combinations(registry):
-    assert call(registry, "TextConcat", delimiter=", ", text1="a", text2="", text3="b", text4="", text5="c") == "a, b, c"
+    texts = dict(text1="a", text2="", text3="b", text4="", text5="c")
+    assert call(registry, "TextConcat", delimiter=", ", **texts) == "a, b, c"
     assert len(COMBINATIONS) == 9 and COMBINATIONS[0] == "text1 to output1, text1 to output2"
-    out = call(registry, "TextCombinations", text1="cat", text2="dog", operation="text1 + text2 to output1, text2 to output2",
-               delimiter="-", use_seed="false", seed=0)
+    out = call(registry, "TextCombinations", text1="cat", text2="dog", delimiter="-", use_seed="false", seed=0,
+               operation="text1 + text2 to output1, text2 to output2")
     assert out == ("cat-dog", "dog")
     # use_seed: the seed mod 9th operation, the list being every (a, b) pair of text1, text2, text1 + text2
     pairs = [(a, b) for a in ("cat", "dog", "cat dog") for b in ("cat", "dog", "cat dog")]
@@ -199,7 +200,7 @@ def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry, wi
     assert result.values["1"][0]["samples"].shape == (1, 4, 168, 96)
     assert result.values["7"] == (800, 600, 2048, 2048, 100, 50, 0, 0)
     api = export_api(parse_workflow(prompt, registry), registry)
-    prompt["5"]["inputs"].update(text3="", text4="", text5="")  # the optional texts' widgets, written as the editor does
+    prompt["5"]["inputs"].update(text3="", text4="", text5="")  # the optional texts' widgets, as the editor writes them
     for key, node in prompt.items():
         assert (api[key]["class_type"], api[key]["inputs"]) == (node["class_type"], node["inputs"]), key
 
@@ -308,7 +309,8 @@ def test_save_images_mikey_names_counters_and_chunks(registry, tmp_folders):
     call(registry, "Save Images Mikey", images=images, **SAVE_MIKEY)
     folder = tmp_folders.outputs / "set"
     # parts by position: fox (0), no timestamp (1), the default text 2 kept as the pack keeps it (2), counter (3)
-    assert sorted(p.name for p in folder.iterdir()) == ["fox_Filename Text 2_00001.png", "fox_Filename Text 2_00002.png"]
+    made = sorted(p.name for p in folder.iterdir())
+    assert made == ["fox_Filename Text 2_00001.png", "fox_Filename Text 2_00002.png"]
     texts, pixels = png_texts(folder / "fox_Filename Text 2_00002.png")
     assert texts["extra_metadata"] == "shot 1"
     assert np.array_equal(pixels, np.clip(images[1].numpy() * 255, 0, 255).astype(np.uint8))
@@ -418,3 +420,87 @@ def test_checkpoint_loader_simple_mikey_adds_name_and_hash(registry, tmp_folders
     assert type(model) is type(core[0]) and type(vae) is type(core[2])
     api = export_api(parse_workflow(prompt, registry), registry)
     assert api["1"] == {"class_type": "Checkpoint Loader Simple Mikey", "inputs": {"ckpt_name": "sub/tiny.safetensors"}}
+
+
+@pytest.fixture
+def styles(tmp_folders):
+    folder = tmp_folders.models / "styles"
+    folder.mkdir(parents=True)
+    (folder / "styles.json").write_text(json.dumps({"styles": {
+        "none": {"positive": "", "negative": ""},
+        "neon": {"positive": "neon lights, {prompt}, glowing", "negative": "dull"},
+        "film": {"positive": "analog film", "negative": "digital, {prompt}"}}}), encoding="utf-8")
+    (folder / "user_styles.json").write_text(json.dumps({"styles": {"mine": {"positive": "my look",
+                                                                             "negative": ""}}}), encoding="utf-8")
+    return folder
+
+
+def test_prompt_with_style_merges_the_style(registry, styles, wildcards):
+    from nodes.pack_nodes_mikey import picked_style, style_choices
+
+    assert style_choices() == ["none", "neon", "film", "mine"]
+    out = call(registry, "Prompt With Style", positive_prompt="a __colour__ car", negative_prompt="blurry",
+               style="neon", ratio_selected="16:9 [1344x768 landscape]", batch_size=2, seed=2)
+    latent, *texts = out
+    ratio = 768 / 1344
+    assert latent["samples"].shape == (2, 4, 96, 168)
+    assert texts == ["neon lights, a blue car, glowing", "blurry, dull", "neon lights, {prompt}, glowing", "dull",
+                     1344, 768, 4096, int(4096 * ratio // 8 * 8)]
+    out = call(registry, "Prompt With Style", positive_prompt="Positive Prompt", negative_prompt="noisy",
+               style="film", ratio_selected="2:3 [832x1216 portrait]", batch_size=1, seed=0)
+    assert out[1:3] == ("analog film", "digital, noisy") and out[7:] == (int(4096 * 832 / 1216 // 8 * 8), 4096)
+    # a style the files lack is not offered (validation names the choices); one gone by run time is refused
+    with pytest.raises(ValueError, match="'gone' is not one of the choices: 'none', 'neon'"):
+        call(registry, "Prompt With Style", positive_prompt="x", negative_prompt="", style="gone",
+             ratio_selected=next(iter(RATIOS)), batch_size=1, seed=0)
+    with pytest.raises(NodeInputError, match="not in styles.json / user_styles.json") as caught:
+        picked_style("gone")
+    assert caught.value.input == "style"
+    with pytest.raises(NodeInputError, match="random") as caught:
+        call(registry, "Prompt With SDXL", positive_prompt="<random:1:2>", negative_prompt="", positive_style="",
+             negative_style="", ratio_selected=next(iter(RATIOS)), batch_size=1, seed=0)
+    assert caught.value.input == "positive_prompt"
+    out = call(registry, "Prompt With SDXL", positive_prompt="__colour__", negative_prompt="n", positive_style="ps",
+               negative_style="ns", ratio_selected="1:1 [1024x1024 square]", batch_size=1, seed=4)
+    assert out[1:] == ("black", "n", "ps", "ns", 1024, 1024, 4096, 4096)
+
+
+def test_style_conditioner_is_encode_and_average(registry, styles, tmp_folders):
+    from graphflow.testing import write_checkpoint
+
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
+    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner")
+    _, base_clip, _ = call(registry, "CheckpointLoaderSimple", checkpoint="base.safetensors")
+    _, refiner_clip, _ = call(registry, "CheckpointLoaderSimple", checkpoint="refiner.safetensors")
+    sizes = dict(width=1024, height=1024, crop_w=0, crop_h=0, target_width=1024, target_height=1024)
+    given = [call(registry, "CLIPTextEncodeSDXL", clip=base_clip, text_g=t, text_l=t, **sizes) for t in ("cat", "ugly")]
+    given += [call(registry, "CLIPTextEncodeSDXLRefiner", clip=refiner_clip, ascore=6.0, width=1024, height=1024,
+                   text=t) for t in ("cat", "ugly")]
+    inputs = dict(strength=0.3, positive_cond_base=given[0], negative_cond_base=given[1],
+                  positive_cond_refiner=given[2], negative_cond_refiner=given[3], base_clip=base_clip,
+                  refiner_clip=refiner_clip, use_seed="false", seed=0)
+    out = call(registry, "Style Conditioner", style="neon", **inputs)
+    made = [call(registry, "CLIPTextEncodeSDXL", clip=base_clip, text_g=t, text_l=t, **sizes)
+            for t in ("neon lights, , glowing", "dull")]
+    made += [call(registry, "CLIPTextEncodeSDXLRefiner", clip=refiner_clip, ascore=a, width=4096, height=4096, text=t)
+             for a, t in ((6.0, "neon lights, , glowing"), (2.5, "dull"))]
+    for got, new, old in zip(out[:4], made, given):
+        expected = call(registry, "ConditioningAverage", conditioning_to=new, conditioning_from=old,
+                        conditioning_to_strength=0.3)
+        assert torch.equal(got[0][0], expected[0][0])
+        assert torch.equal(got[0][1]["pooled_output"], expected[0][1]["pooled_output"])
+    assert out[4] == "neon"
+    passed = call(registry, "Style Conditioner", style="none", **inputs)
+    assert passed[:4] == tuple(given) and passed[4] == "none"
+    # use_seed: the seed mod 4th style of the files' list (none, neon, film, mine)
+    assert call(registry, "Style Conditioner", style="none", **{**inputs, "use_seed": "true", "seed": 7})[4] == "mine"
+
+
+def test_without_style_files_only_none(registry, tmp_folders):
+    from nodes.pack_nodes_mikey import style_choices
+
+    assert style_choices() == ["none"]
+    out = call(registry, "Prompt With Style", positive_prompt="a cat", negative_prompt="Negative Prompt", style="none",
+               ratio_selected="1:1 [1024x1024 square]", batch_size=1, seed=0)
+    assert out[1:5] == ("a cat", "", "", "")
