@@ -13,10 +13,12 @@ and Save Images Mikey as the pack's source at 26fed342 has them), Batch Load Ima
 Image for SDXL and Batch Crop Image (folders inside the inputs folder only), Image Caption (a font
 of models/fonts, else Pillow's own) and Checkpoint Loader Simple Mikey (the core loader, with the
 file's name and hash), Prompt With Style (V1), Prompt With SDXL and Style Conditioner (styles from
-the "styles" folder's styles.json, the pack's file put there by the user, and user_styles.json).
+the "styles" folder's styles.json, the pack's file put there by the user, and user_styles.json),
+Mikey Sampler and Mikey Sampler Base Only (compositions of KSamplerAdvanced, VAEDecode / Encode,
+ImageUpscaleWithModel and ImageScale, as the pack's run() at 26fed342 composes ComfyUI's).
 
-Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the Mikey
-Samplers (an upscale model and fixed sampler schedules), HaldCLUT (the pack's CLUT pictures),
+Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the tiled
+Mikey Samplers (the pack's own tiling and histogram matching), HaldCLUT (the pack's CLUT pictures),
 AddMetaData / SaveMetaData (they change ComfyUI's hidden extra_pnginfo), the LLM prompt nodes (a
 web service), the rest of the pack's later nodes, and the pack's <random:a:b> syntax (refused
 where a prompt has it); the pack's %date:...% / node-widget text replacement
@@ -32,8 +34,8 @@ import math
 import random
 import re
 
-from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, STRING, Choice, ComfyAlias, Float, Int, \
-    ListOf, Node, NodeInputError, Text, folders, safe_join
+from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
+    Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
 from nodes.loaders import LoadCheckpoint
@@ -1067,3 +1069,138 @@ class MikeyStyleConditioner(Node):
         mixed = [_core(ConditioningAverage, {"conditioning_from": name}, conditioning_to=new, conditioning_from=old,
                        conditioning_to_strength=self.strength) for new, old, name in zip(made, given, names)]
         return (*mixed, style)
+
+
+# -- samplers -----------------------------------------------------------------------------------
+
+
+def image_complexity(image) -> float:
+    """The pack's calculate_image_complexity of an image [H, W, C]: on its 8-bit levels (cut, as
+    the pack's tensor2pil), the share of grey-level steps whose size exceeds 30 (numpy's uint8
+    arithmetic, wrapping as the pack's does), plus the standard deviations of R, G and B / 255,
+    plus the grey histogram's entropy in bits."""
+    import numpy as np
+    from PIL import ImageOps
+
+    from graphflow.images import image_to_pil
+
+    picture = image_to_pil(image).convert("RGB")
+    rgb = np.array(picture)
+    grey = np.array(ImageOps.grayscale(picture))
+    diff_x, diff_y = np.diff(grey, axis=1), np.diff(grey, axis=0)
+    rows, cols = min(diff_x.shape[0], diff_y.shape[0]), min(diff_x.shape[1], diff_y.shape[1])
+    diff_x, diff_y = diff_x[:rows, :cols], diff_y[:rows, :cols]
+    magnitude = np.sqrt(diff_x ** 2 + diff_y ** 2)
+    edges = np.sum(magnitude > 30) / magnitude.size
+    spread = sum(np.std(rgb[:, :, c] / 255.0) for c in range(3))
+    histogram = np.histogram(grey, bins=256, range=(0, 256), density=True)[0]
+    entropy = -np.sum(histogram * np.log2(histogram + np.finfo(float).eps))
+    return float(edges + spread + entropy)
+
+
+def hires_start(complexity: float, hires_strength: float, steps: int) -> int:
+    """The pack's adjust_start_step: complexity / 24 (at most 1, then at most 0.55) x strength
+    of the steps taken off the start."""
+    share = min(0.55, min(1.0, complexity / 24)) * hires_strength
+    return min(steps, steps - int(round(share * steps, 0)))
+
+
+def upscaled_latent(node, latent: dict, scale_by: float):
+    """Decode, upscale with the node's upscale model, resize (nearest-exact, centre crop) to the
+    decoded size x upscale_by cut to multiples of 8: (image, its VAEEncode)."""
+    from nodes.image import ImageScale
+    from nodes.pack_nodes import _core
+    from nodes.upscale import ImageUpscaleWithModel, LoadUpscaleModel
+    from nodes.vae import VAEDecode, VAEEncode
+
+    model = _core(LoadUpscaleModel, model_name=node.model_name)
+    pixels = _core(VAEDecode, {"samples": "samples"}, samples=latent, vae=node.vae)
+    image = _core(ImageUpscaleWithModel, {"image": "samples"}, upscale_model=model, image=pixels)
+    width, height = int(pixels.shape[2] * scale_by // 8 * 8), int(pixels.shape[1] * scale_by // 8 * 8)
+    if width == 0 or height == 0:
+        raise NodeInputError("upscale_by", f"upscale_by {scale_by} makes the {pixels.shape[2]}x{pixels.shape[1]} "
+                                           "image nothing")
+    image = _core(ImageScale, image=image, upscale_method="nearest-exact", width=width, height=height, crop="center")
+    return image, _core(VAEEncode, {"pixels": "samples"}, pixels=image, vae=node.vae)
+
+
+class MikeySampler(Node):
+    """SDXL base then refiner then a hires pass, as Mikey's Mikey Sampler, made of the core
+    nodes: KSamplerAdvanced on the base (25 steps, cfg 6.5, dpmpp_2s_ancestral, simple, steps 0-18,
+    leftover noise kept), on the refiner (30 steps, cfg 3.5, dpmpp_2m, simple, from step 21, no
+    noise added); with upscale_by 0 that latent is the result. Else VAEDecode, ImageUpscaleWithModel
+    with model_name, ImageScale (nearest-exact, centre crop) to the size x upscale_by cut to 8, and
+    VAEEncode (the result at hires_strength 0); else the base again (16 steps, cfg 9.5,
+    dpmpp_2m_sde, karras) from a step set by the picture's complexity (the pack's measure, of the
+    batch's first image) and hires_strength."""
+    category = "Mikey/Sampling"
+    base_model: MODEL
+    refiner_model: MODEL
+    samples: LATENT
+    vae: VAE
+    positive_cond_base: CONDITIONING
+    negative_cond_base: CONDITIONING
+    positive_cond_refiner: CONDITIONING
+    negative_cond_refiner: CONDITIONING
+    model_name: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    upscale_by: float = Float(1.0, min=0.0, max=10.0, step=0.1)
+    hires_strength: float = Float(1.0, min=0.0, max=2.0, step=0.1)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Mikey Sampler",))
+
+    def run(self):
+        from nodes.pack_nodes_ttn import ksampled
+
+        base = (self.positive_cond_base, self.negative_cond_base)
+        first = ksampled(self.base_model, self.seed, 25, 6.5, "dpmpp_2s_ancestral", "simple", *base, self.samples,
+                         start=0, end=18, leftover=True)
+        refined = ksampled(self.refiner_model, self.seed, 30, 3.5, "dpmpp_2m", "simple", self.positive_cond_refiner,
+                           self.negative_cond_refiner, first, start=21, leftover=False, add_noise=False)
+        if self.upscale_by == 0:
+            return refined
+        image, latent = upscaled_latent(self, refined, self.upscale_by)
+        if self.hires_strength == 0:
+            return latent
+        start = hires_start(image_complexity(image[0]), self.hires_strength, 16)
+        return ksampled(self.base_model, self.seed, 16, 9.5, "dpmpp_2m_sde", "karras", *base, latent, start=start,
+                        leftover=False)
+
+
+class MikeySamplerBaseOnly(Node):
+    """Two base passes then a hires pass, as Mikey's Mikey Sampler Base Only, made of the core
+    nodes: KSamplerAdvanced (30 steps, cfg 5, dpmpp_3m_sde_gpu, exponential, steps 0-14, leftover
+    noise kept), again with seed + 1 (31 + smooth_step steps, cfg 9.5, from step 15, no noise
+    added); with upscale_by 0 that latent is the result; else upscaled as Mikey Sampler does, then
+    (hires_strength above 0) the base from a complexity-set step of 31 (31 steps, cfg 9.5,
+    dpmpp_3m_sde_gpu, exponential)."""
+    category = "Mikey/Sampling"
+    base_model: MODEL
+    samples: LATENT
+    positive_cond_base: CONDITIONING
+    negative_cond_base: CONDITIONING
+    vae: VAE
+    model_name: str = Choice(lambda: folders.list_models("upscale_models"), model_folder="upscale_models")
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    upscale_by: float = Float(1.0, min=0.0, max=10.0, step=0.1)
+    hires_strength: float = Float(1.0, min=0.0, max=2.0, step=0.1)
+    smooth_step: int = Int(0, min=-1, max=100)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Mikey Sampler Base Only",))
+
+    def run(self):
+        from nodes.pack_nodes_ttn import ksampled
+
+        base = (self.positive_cond_base, self.negative_cond_base)
+        first = ksampled(self.base_model, self.seed, 30, 5.0, "dpmpp_3m_sde_gpu", "exponential", *base, self.samples,
+                         start=0, end=14, leftover=True)
+        second = ksampled(self.base_model, self.seed + 1, 31 + self.smooth_step, 9.5, "dpmpp_3m_sde_gpu",
+                          "exponential", *base, first, start=15, leftover=False, add_noise=False)
+        if self.upscale_by == 0:
+            return second
+        image, latent = upscaled_latent(self, second, self.upscale_by)
+        if self.hires_strength == 0:
+            return latent
+        start = hires_start(image_complexity(image[0]), self.hires_strength, 31)
+        return ksampled(self.base_model, self.seed, 31, 9.5, "dpmpp_3m_sde_gpu", "exponential", *base, latent,
+                        start=start, leftover=False)

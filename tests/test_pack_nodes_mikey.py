@@ -504,3 +504,61 @@ def test_without_style_files_only_none(registry, tmp_folders):
     out = call(registry, "Prompt With Style", positive_prompt="a cat", negative_prompt="Negative Prompt", style="none",
                ratio_selected="1:1 [1024x1024 square]", batch_size=1, seed=0)
     assert out[1:5] == ("a cat", "", "", "")
+
+
+def test_image_complexity_and_hires_start():
+    from nodes.pack_nodes_mikey import hires_start, image_complexity
+
+    flat = torch.full((16, 16, 3), 0.5)
+    assert image_complexity(flat) == pytest.approx(0.0, abs=1e-9) and hires_start(0.0, 1.0, 16) == 16
+    halves = torch.zeros(16, 16, 3)
+    halves[:, 8:] = 1.0
+    # the one edge step is 255, whose square wraps to 1 in the pack's uint8 arithmetic: no edges;
+    # each channel's spread 0.5, two equal grey bins: 1 bit
+    assert image_complexity(halves) == pytest.approx(0.5 * 3 + 1.0)
+    assert hires_start(2.5, 1.0, 16) == 16 - round(2.5 / 24 * 16)
+    assert hires_start(100.0, 2.0, 31) == 31 - round(0.55 * 2 * 31)
+
+
+def test_mikey_sampler_is_its_core_nodes(registry, tmp_folders):
+    from graphflow.testing import write_checkpoint, write_esrgan
+    from nodes.pack_nodes_mikey import hires_start, image_complexity
+
+    for sub in ("checkpoints", "upscale_models"):
+        (tmp_folders.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
+    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner")
+    write_esrgan(tmp_folders.models / "upscale_models" / "x2.safetensors", scale=2)
+    base, base_clip, vae = call(registry, "CheckpointLoaderSimple", checkpoint="base.safetensors")
+    refiner, refiner_clip, _ = call(registry, "CheckpointLoaderSimple", checkpoint="refiner.safetensors")
+    sizes = dict(width=64, height=64, crop_w=0, crop_h=0, target_width=64, target_height=64)
+    pos, neg = (call(registry, "CLIPTextEncodeSDXL", clip=base_clip, text_g=t, text_l=t, **sizes) for t in ("a", "b"))
+    rpos, rneg = (call(registry, "CLIPTextEncodeSDXLRefiner", clip=refiner_clip, ascore=a, width=64, height=64, text=t)
+                  for a, t in ((6.0, "a"), (2.5, "b")))
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    out = call(registry, "Mikey Sampler", base_model=base, refiner_model=refiner, samples=latent, vae=vae,
+               positive_cond_base=pos, negative_cond_base=neg, positive_cond_refiner=rpos, negative_cond_refiner=rneg,
+               model_name="x2.safetensors", seed=5, upscale_by=1.5, hires_strength=1.0)
+
+    def advanced(model, noise, steps, cfg, sampler, scheduler, p, n, lat, start, end, leftover):
+        return call(registry, "KSamplerAdvanced", model=model, add_noise=noise, noise_seed=5, steps=steps, cfg=cfg,
+                    sampler_name=sampler, scheduler=scheduler, positive=p, negative=n, latent_image=lat,
+                    start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover)
+
+    first = advanced(base, "enable", 25, 6.5, "dpmpp_2s_ancestral", "simple", pos, neg, latent, 0, 18, "enable")
+    refined = advanced(refiner, "disable", 30, 3.5, "dpmpp_2m", "simple", rpos, rneg, first, 21, 10000, "disable")
+    pixels = call(registry, "VAEDecode", samples=refined, vae=vae)
+    model = call(registry, "UpscaleModelLoader", model_name="x2.safetensors")
+    image = call(registry, "ImageUpscaleWithModel", upscale_model=model, image=pixels)
+    w, h = int(pixels.shape[2] * 1.5 // 8 * 8), int(pixels.shape[1] * 1.5 // 8 * 8)
+    image = call(registry, "ImageScale", image=image, upscale_method="nearest-exact", width=w, height=h, crop="center")
+    encoded = call(registry, "VAEEncode", pixels=image, vae=vae)
+    start = hires_start(image_complexity(image[0]), 1.0, 16)
+    expected = advanced(base, "enable", 16, 9.5, "dpmpp_2m_sde", "karras", pos, neg, encoded, start, 10000, "disable")
+    assert out["samples"].shape == (1, 4, h // 8, w // 8)
+    assert torch.equal(out["samples"], expected["samples"])
+    # upscale_by 0: the refiner's latent
+    kept = call(registry, "Mikey Sampler", base_model=base, refiner_model=refiner, samples=latent, vae=vae,
+                positive_cond_base=pos, negative_cond_base=neg, positive_cond_refiner=rpos,
+                negative_cond_refiner=rneg, model_name="x2.safetensors", seed=5, upscale_by=0.0, hires_strength=1.0)
+    assert torch.equal(kept["samples"], refined["samples"])
