@@ -562,3 +562,39 @@ def test_mikey_sampler_is_its_core_nodes(registry, tmp_folders):
                 positive_cond_base=pos, negative_cond_base=neg, positive_cond_refiner=rpos,
                 negative_cond_refiner=rneg, model_name="x2.safetensors", seed=5, upscale_by=0.0, hires_strength=1.0)
     assert torch.equal(kept["samples"], refined["samples"])
+
+
+def test_ui_save_with_the_packs_widget_heavy_nodes(registry, tmp_folders, wildcards):
+    """Widgets read by position, as the pack's nodes save them: Ratio Advanced's 21 (a seed's
+    control after it), Save Images Mikey's 14, Image Caption, Prompt With Style, TextConcat."""
+    first_ratio = next(iter(RATIOS))
+    ratio_widgets = ["none", "false", "custom", 640, 512, first_ratio, 0, 0, 0.0, 0, 512, "custom", 300, 200, 2.0,
+                     0, 0, 16, 8, "false", 3, "fixed"]
+    save_widgets = ["ui", "cap", "", "", "-", "false", "folder", 0, 2, 4, 1, "job", 3, ""]
+    nodes = [
+        ui_node(1, "Ratio Advanced", ratio_widgets, outputs=[(n, "INT", [1] if n == "target_w" else []) for n in (
+            "latent_w", "latent_h", "cte_w", "cte_h", "target_w", "target_h", "crop_w", "crop_h")]),
+        ui_node(2, "DebugPrint", [], [("ANY", "*", 1, False)]),
+        ui_node(3, "EmptyImage", [64, 32, 1, 0], outputs=[("IMAGE", "IMAGE", [2])]),
+        ui_node(4, "Image Caption", ["none.ttf", "hi"], [("image", "IMAGE", 2, False)], [("image", "IMAGE", [3])]),
+        ui_node(5, "Save Images Mikey", save_widgets, [("images", "IMAGE", 3, False)]),
+        ui_node(6, "Wildcard Processor", ["__colour__", 1, "fixed"], outputs=[("STRING", "STRING", [4])]),
+        ui_node(7, "TextConcat", [" & ", "", "end", "", "", ""], [("text1", "STRING", 4, True)],
+                [("STRING", "STRING", [5])]),
+        ui_node(8, "DebugPrint", [], [("ANY", "*", 5, False)]),
+        ui_node(9, "Prompt With Style", ["cat", "Negative Prompt", "none", first_ratio, 1, 0, "fixed"],
+                outputs=[("samples", "LATENT", [])]),
+    ]
+    links = [[1, 1, 4, 2, 0, "INT"], [2, 3, 0, 4, 0, "IMAGE"], [3, 4, 0, 5, 0, "IMAGE"], [4, 6, 0, 7, 1, "STRING"],
+             [5, 7, 0, 8, 0, "STRING"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["2", "5", "8", "9"])
+    assert result.values["1"] == (640, 512, 512, 512, 600, 400, 16, 8)  # the cte ratio fitted to 512
+    assert result.outputs["8"] == {"text": ["green & end"]}
+    assert result.values["9"][1] == "cat"
+    saved = sorted(p.name for p in (tmp_folders.outputs / "ui").iterdir())
+    assert saved == ["cap-00001.png"]
+    exported = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    for n in nodes:
+        assert exported[n["id"]]["type"] == n["type"]
+        assert exported[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
