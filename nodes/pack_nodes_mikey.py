@@ -272,7 +272,10 @@ class MikeyFloatToString(Node):
 def _range_count(start, end, step, what: str) -> int:
     if step == 0:
         raise NodeInputError("step", "expected a step above 0")
-    count = math.ceil((end - start) / step)
+    span = (end - start) / step
+    if math.isinf(span):
+        raise NodeInputError("step", f"a step of {step} makes too many numbers from {start} to {end}")
+    count = math.ceil(span)
     if count <= 0:
         raise NodeInputError("end", f"the {what} range from start {start} to end {end} is empty: end must be "
                                     "above start")
@@ -610,9 +613,9 @@ class MikeySaveImagesMikey(Node):
     these texts, and a number whose file exists is passed over; "none" names no counter and adds
     _01, _02 ... after the timestamp of the batch's later images (after the name, where there is no
     timestamp: the pack's text there was garbled). extra_metadata is written as a PNG text chunk
-    beside the workflow's. Positions must differ. The pack's %date:...% / %node.widget%
-    replacement is not done, and "counter" in a filename text stays as written (the pack's made it
-    the number too)."""
+    beside the workflow's. Positions must differ; a separator with / or \\ is refused. The
+    pack's %date:...% / %node.widget% replacement is not done, and "counter" in a filename text
+    stays as written (the pack's made it the number too)."""
     category = "Mikey/Image"
     output_node = True
     images: IMAGE
@@ -663,6 +666,8 @@ class MikeySaveImagesMikey(Node):
                      self.counter_pos)
         if len(set(positions)) != len(positions):
             raise NodeInputError("counter_pos", f"the five *_pos numbers must differ (they are {list(positions)})")
+        if "/" in self.filename_separator or "\\" in self.filename_separator:
+            raise NodeInputError("filename_separator", "a separator can't hold / or \\: it would make folders")
         sub_directory = re.sub(r'[<>:"|?*]', "", self.sub_directory).encode("ascii", "ignore").decode("ascii")
         try:
             folder = safe_join(folders.outputs, sub_directory) if sub_directory else folders.outputs
@@ -808,6 +813,7 @@ class MikeyBatchCropImage(Node):
 # -- caption ------------------------------------------------------------------------------------
 
 CAPTION_FONT_SIZE = 32
+MAX_CAPTION = 100_000  # characters: each line is measured word by word, and the bar grows with the lines
 
 
 def caption_font(name: str):
@@ -839,7 +845,8 @@ class MikeyImageCaption(Node):
     centred, wrapped to the image's width, as Mikey's Image Caption: the bar is 15 px + the lines x
     the height of "Hg" + 15 px, then 5 px more black. The font is a file of models/fonts (the pack
     reads ComfyUI's fonts folder, or a path); a name not there is drawn with Pillow's own font.
-    The pack's %date:...% / %node.widget% replacement is not done."""
+    A caption over 100000 characters is refused. The pack's %date:...% / %node.widget%
+    replacement is not done."""
     category = "Mikey/Image"
     image: IMAGE
     font: str = Text("Path to font file")
@@ -854,7 +861,8 @@ class MikeyImageCaption(Node):
         from graphflow.images import image_to_pil, pil_to_image
 
         images = _image(self.image, "image")
-        fits(len(self.caption), "caption")
+        if len(self.caption) > MAX_CAPTION:
+            raise NodeInputError("caption", f"is {len(self.caption)} characters: at most {MAX_CAPTION} are drawn")
         font = caption_font(self.font)
         width, height = images.shape[2], images.shape[1]
         lines = caption_lines(self.caption, font, width)

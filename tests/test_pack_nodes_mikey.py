@@ -131,6 +131,12 @@ def test_range_integer_and_empty_ranges(registry):
     with pytest.raises(NodeInputError, match="empty") as caught:
         call(registry, "Range Float", start=1.0, end=1.0, step=0.1, seed=0)
     assert caught.value.input == "end"
+    with pytest.raises(NodeInputError, match="too many numbers") as caught:
+        call(registry, "Range Float", start=0.0, end=1e19, step=1e-300, seed=0)
+    assert caught.value.input == "step"
+    # a huge range is indexed, never built
+    value = call(registry, "Range Float", start=0.0, end=1e15, step=0.5, seed=2 ** 60)[0]
+    assert value == (2 ** 60 % (2 * 10 ** 15)) * 0.5
 
 
 def test_text_concat_and_combinations(registry):
@@ -335,6 +341,9 @@ def test_save_images_mikey_names_counters_and_chunks(registry, tmp_folders):
     with pytest.raises(NodeInputError, match="outside the output folder") as caught:
         call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "sub_directory": "../x"})
     assert caught.value.input == "sub_directory"
+    with pytest.raises(NodeInputError, match="make folders") as caught:
+        call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "filename_separator": "/"})
+    assert caught.value.input == "filename_separator"
 
 
 @pytest.fixture
