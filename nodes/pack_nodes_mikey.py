@@ -1,29 +1,30 @@
-"""bash-j's Mikey Nodes (mikey_nodes), its model-free nodes, under the pack's class names, inputs and
-outputs. Read at bash-j/mikey_nodes mikey_nodes.py 006120dc8184c2a4208f24b9ee0037c7691222c7 (its
-size solver, ratios, wildcards and the older nodes) and ratios.json 46a4978d8dfaf522e3c5c404090a91294bd84a38;
-the later nodes (Int / Float to String, Range Float / Integer, TextConcat, TextCombinations, Ratio
-Advanced's swap_axis) as the pack's source at 26fed34232dd144e6e33b9322c3c7981956fe7a6 is quoted
-in get-salt-AI/SaltAI-Web-Docs (docs/md/mikey_nodes, 1d88d9fda74563204523ad42a3faf51f446d4df1).
+"""bash-j's Mikey Nodes (mikey_nodes): its model-free nodes and those made of core nodes, under the
+pack's class names, inputs and outputs. Read at bash-j/mikey_nodes: mikey_nodes.py
+006120dc8184c2a4208f24b9ee0037c7691222c7 (the size solver, ratios, wildcards, image complexity)
+and ratios.json 46a4978d8dfaf522e3c5c404090a91294bd84a38; the nodes as the pack's source at
+26fed34232dd144e6e33b9322c3c7981956fe7a6 has them, as quoted in get-salt-AI/SaltAI-Web-Docs
+(docs/md/mikey_nodes, 1d88d9fda74563204523ad42a3faf51f446d4df1) and CavinHuang/comfyui-nodes-docs
+(Image Caption, Batch Load Images; 8ff31f3eb038bbd65b6904615b60376afe978eb5).
 
 Held here: Empty Latent Ratio Select SDXL, Empty Latent Ratio Custom SDXL, Ratio Advanced, Resize
-Image for SDXL, Upscale Tile Calculator, Seed String, Int to String, Float to String, Range Float,
-Range Integer, TextConcat, TextCombinations, Wildcard Processor, ImageOverlay, and the savers Save
-Image With Prompt Data, Save Images Mikey and Save Images No Display (Save Image With Prompt Data
-and Save Images Mikey as the pack's source at 26fed342 has them), Batch Load Images, Batch Resize
-Image for SDXL and Batch Crop Image (folders inside the inputs folder only), Image Caption (a font
-of models/fonts, else Pillow's own) and Checkpoint Loader Simple Mikey (the core loader, with the
-file's name and hash), Prompt With Style (V1), Prompt With SDXL and Style Conditioner (styles from
-the "styles" folder's styles.json, the pack's file put there by the user, and user_styles.json),
-Mikey Sampler and Mikey Sampler Base Only (compositions of KSamplerAdvanced, VAEDecode / Encode,
-ImageUpscaleWithModel and ImageScale, as the pack's run() at 26fed342 composes ComfyUI's).
+Image for SDXL, Upscale Tile Calculator, Seed String, Int to String, Float to String, Range
+Float, Range Integer, TextConcat, TextCombinations, Wildcard Processor, ImageOverlay, Save Image
+With Prompt Data, Save Images Mikey, Save Images No Display, Batch Load Images, Batch Resize
+Image for SDXL, Batch Crop Image (folders inside the inputs folder only), Image Caption (a font of
+models/fonts, else Pillow's own), Checkpoint Loader Simple Mikey (the core loader, with the file's
+name and hash), Prompt With Style (V1), Prompt With SDXL, Style Conditioner (styles from the
+"styles" folder's styles.json, the pack's file, put there by the user, and user_styles.json),
+Mikey Sampler and Mikey Sampler Base Only (KSamplerAdvanced, VAEDecode / Encode,
+ImageUpscaleWithModel and ImageScale, as the pack composes ComfyUI's) and HaldCLUT (its class
+name ends in a space; CLUT pictures from models/luts, where the pack's own are to be copied).
 
-Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the tiled
-Mikey Samplers (the pack's own tiling and histogram matching), HaldCLUT (the pack's CLUT pictures),
-AddMetaData / SaveMetaData (they change ComfyUI's hidden extra_pnginfo), the LLM prompt nodes (a
-web service), the rest of the pack's later nodes, and the pack's <random:a:b> syntax (refused
-where a prompt has it); the pack's %date:...% / node-widget text replacement
-(search_and_replace) in Wildcard Processor and TextCombinations; Ratio Advanced's presets
-(user_ratio_presets.json) and the user_ratios.json addition to the ratio list.
+Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the tiled Mikey
+Samplers (the pack's own tiling and histogram matching), AddMetaData / SaveMetaData (they change
+ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM prompt nodes (a web
+service) and the pack's other later nodes; the pack's <random:a:b> syntax (refused where a prompt
+has it) and %date:...% / %node.widget% replacement; the later wildcard grammar (comment lines,
+the !, +, -, * offset marks); Ratio Advanced's presets (user_ratio_presets.json) and the
+user_ratios.json additions to the ratio list.
 """
 
 from __future__ import annotations
@@ -1212,3 +1213,69 @@ class MikeySamplerBaseOnly(Node):
         start = hires_start(image_complexity(image[0]), self.hires_strength, 31)
         return ksampled(self.base_model, self.seed, 31, 9.5, "dpmpp_3m_sde_gpu", "exponential", *base, latent,
                         start=start, leftover=False)
+
+
+# -- colour -------------------------------------------------------------------------------------
+
+
+def hald_clut_choices() -> list[str]:
+    """The Hald CLUT pictures (.png) in models/luts (the pack lists the ones it ships in its own
+    HaldCLUT folder; copy them there)."""
+    return folders.list_files_inside("luts", (".png",))
+
+
+def apply_hald_clut(clut, picture):
+    """The pack's apply_hald_clut: a level-L Hald picture (L^3 x L^3 pixels) is a cube of L^2
+    steps a channel; each 8-bit colour is rounded to its step (rint(v x (L^2 - 1) / 255)) and
+    replaced by the cube's entry r + L^2 g + L^4 b."""
+    import numpy as np
+
+    size = int(round(clut.width ** (1 / 3)))
+    table = np.asarray(clut.convert("RGB")) if clut.mode not in ("RGB", "L") else np.asarray(clut)
+    if table.ndim == 2:  # a grey CLUT: its level for each channel, as the pack's
+        table = np.stack([table] * 3, axis=-1)
+    if table.shape[0] * table.shape[1] != size ** 6:
+        raise NodeInputError("hald_clut", f"a {clut.width}x{clut.height} picture is not a Hald CLUT "
+                                          "(L^3 x L^3 pixels)")
+    table = table.reshape(size ** 6, 3)
+    scale = (size * size - 1) / 255
+    rgb = np.asarray(picture)
+    index = [np.rint(rgb[:, :, c] * scale).astype(int) for c in range(3)]
+    return table[index[0] + size ** 2 * index[1] + size ** 4 * index[2]].astype(np.uint8)
+
+
+class MikeyHaldCLUT(Node):
+    """Colour-grade images with a Hald CLUT picture from models/luts, as Mikey's HaldCLUT: each
+    8-bit colour looked up in the CLUT's cube at its nearest step; with gamma_correction "True" the
+    levels are first raised to 1/2.2 (and cut to 8 bits, as the pack's). Each image of the batch
+    in turn."""
+    category = "Mikey/Image"
+    output_node = True
+    image: IMAGE
+    hald_clut: str = Choice(hald_clut_choices)
+    gamma_correction: str = Choice(("True", "False"), "True")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("HaldCLUT ",), output_names=("i",))  # the pack's RETURN_NAMES is the string 'image,'
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        from graphflow.images import image_to_pil, pil_to_image
+
+        images = _image(self.image, "image")
+        try:
+            path = folders.find_model("luts", self.hald_clut, inside=True)
+            with Image.open(path) as picture:
+                clut = picture.copy()
+        except (FileNotFoundError, ValueError, OSError) as error:
+            raise NodeInputError("hald_clut", f"{self.hald_clut!r} in models/luts: {error}") from None
+        graded = []
+        for image in images:
+            picture = image_to_pil(image).convert("RGB")
+            if self.gamma_correction == "True":
+                levels = np.power(np.array(picture) / 255.0, 1.0 / 2.2)
+                picture = Image.fromarray(np.uint8(levels * 255))
+            graded.append(pil_to_image(Image.fromarray(apply_hald_clut(clut, picture), "RGB")))
+        return torch.cat(graded)

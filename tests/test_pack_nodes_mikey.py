@@ -607,3 +607,25 @@ def test_ui_save_with_the_packs_widget_heavy_nodes(registry, tmp_folders, wildca
     for n in nodes:
         assert exported[n["id"]]["type"] == n["type"]
         assert exported[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+
+
+def test_hald_clut_looks_colours_up(registry, tmp_folders):
+    from PIL import Image
+
+    (tmp_folders.models / "luts").mkdir(parents=True, exist_ok=True)
+    flat = np.arange(16 ** 3)  # a level-4 Hald CLUT: 64 x 64 pixels, 16 steps a channel, entry r + 16 g + 256 b
+    identity = np.stack([flat % 16, flat // 16 % 16, flat // 256], axis=-1) * 17
+    Image.fromarray((255 - identity).reshape(64, 64, 3).astype(np.uint8)).save(tmp_folders.models / "luts" / "neg.png")
+    image = torch.rand(2, 5, 7, 3)
+    levels = np.clip(image.numpy() * 255, 0, 255).astype(np.uint8)
+    out = call(registry, "HaldCLUT ", image=image, hald_clut="neg.png", gamma_correction="False")
+    expected = 255 - np.rint(levels * (15 / 255)).astype(int) * 17
+    assert np.array_equal((out.numpy() * 255).round().astype(int), expected)
+    out = call(registry, "HaldCLUT ", image=image, hald_clut="neg.png", gamma_correction="True")
+    corrected = np.uint8(np.power(levels / 255.0, 1 / 2.2) * 255)
+    expected = 255 - np.rint(corrected * (15 / 255)).astype(int) * 17
+    assert np.array_equal((out.numpy() * 255).round().astype(int), expected)
+    Image.new("RGB", (10, 10)).save(tmp_folders.models / "luts" / "small.png")
+    with pytest.raises(NodeInputError, match="not a Hald CLUT") as caught:
+        call(registry, "HaldCLUT ", image=image, hald_clut="small.png", gamma_correction="False")
+    assert caught.value.input == "hald_clut"
