@@ -380,33 +380,39 @@ class MikeyTextCombinations(Node):
 # the pack's wildcard syntax: [N$$__name|word|word__] (N lines, lines with any of the words)
 WILDCARD = re.compile(r'(\[(\d+)\$\$)?__((?:[^|_]+_)*[^|_]+)((?:\|[^|]+)*)__\]?')
 MAX_WILDCARD_LINES = 10_000  # lines one wildcard may insert ([N$$...]): each is a line of text
+# the wildcard pattern backtracks on long runs of "__a|": longer prompts are searched under a time limit first
+UNGUARDED_PROMPT = 2000
 
 
-def wildcard_lines(name: str) -> list[str]:
+def wildcard_lines(name: str, input_name: str = "prompt") -> list[str]:
     """The lines of wildcards/<name>.txt (name may hold folders: a/b), the first found in the
     wildcards folders; refused naming the file where there is none or it is empty."""
     for base in folders.model_dirs("wildcards"):
         try:
             path = safe_join(base, f"{name}.txt")
         except UnsafePathError as error:
-            raise NodeInputError("prompt", f"wildcard __{name}__: {error}") from None
+            raise NodeInputError(input_name, f"wildcard __{name}__: {error}") from None
         if path.is_file():
             with open(path, encoding="utf-8") as file:  # readlines, as the pack: \r\n and \r end lines too
                 lines = file.readlines()
             if not lines:
-                raise NodeInputError("prompt", f"wildcard file {name}.txt in {base} is empty")
+                raise NodeInputError(input_name, f"wildcard file {name}.txt in {base} is empty")
             return lines
-    raise NodeInputError("prompt", f"wildcard file {name}.txt not found in the wildcards folder "
-                                   f"({folders.model_dirs('wildcards')[0]})")
+    raise NodeInputError(input_name, f"wildcard file {name}.txt not found in the wildcards folder "
+                                     f"({folders.model_dirs('wildcards')[0]})")
 
 
-def replace_wildcards(prompt: str, seed: int) -> str:
+def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt") -> str:
     """The pack's find_and_replace_wildcards: each __name__ is replaced by the line at place
     offset mod n of wildcards/name.txt (stripped), the offset starting at the seed and moving on
     by the lines each wildcard took; [N$$__name__] takes N lines from there, joined by ","; with
     |words, each line is the next from there holding any of the words (whole words, any case). A
     name seen before in the prompt reads at an offset drawn from Python's random seeded with the
     seed (random.seed(seed); random.randint(0, 1000000)), as the pack does."""
+    if len(prompt) > UNGUARDED_PROMPT:
+        from nodes.strings import _guarded
+
+        _guarded(WILDCARD, prompt, every_match=True, input_name=input_name)
     rng = random.Random(seed)
     offset = seed
     seen = []
@@ -419,8 +425,8 @@ def replace_wildcards(prompt: str, seed: int) -> str:
         words = words_text.split("|")[1:] if words_text else None
         count = int(count_text) if count_text else 1
         if count > MAX_WILDCARD_LINES:
-            raise NodeInputError("prompt", f"[{count}$$__{name}__] asks for more than {MAX_WILDCARD_LINES} lines")
-        lines = wildcard_lines(name)
+            raise NodeInputError(input_name, f"[{count}$$__{name}__] asks for more than {MAX_WILDCARD_LINES} lines")
+        lines = wildcard_lines(name, input_name)
         at = rng.randint(0, 1000000) if name in seen else offset
         picked = []
         if words:
@@ -437,7 +443,7 @@ def replace_wildcards(prompt: str, seed: int) -> str:
         out.append(picked[0] if len(picked) == 1 else ",".join(picked))
         seen.append(name)
         offset += count
-        fits(sum(map(len, out)), "prompt")
+        fits(sum(map(len, out)), input_name)
     out.append(prompt[last_end:])
     return "".join(out)
 
@@ -446,8 +452,10 @@ class MikeyWildcardProcessor(Node):
     """The prompt with its __wildcards__ replaced by lines of the wildcards folder's .txt files,
     picked by the seed as Mikey's Wildcard Processor picks them: __name__ (a/b for a folder),
     [N$$__name__] for N lines, __name|word|word__ for lines holding a word. A wildcard whose
-    file is missing or empty is refused naming the file (the pack dropped it from the prompt).
-    The pack's %date:...% and %node.widget% replacement is not done."""
+    file is missing or empty is refused naming the file (the pack dropped it from the prompt). A
+    prompt over 2000 characters is searched under a time limit first (runs like "__a|__a|..."
+    make the pattern backtrack) and refused where that runs out. The pack's %date:...% and
+    %node.widget% replacement is not done."""
     category = "Mikey/Text"
     prompt: str = Text("", multiline=True)
     seed: int = Int(0, min=0, max=SEED_MAX)
@@ -998,8 +1006,10 @@ class MikeyPromptWithStyle(Node):
 
     def run(self):
         positive_style, negative_style = picked_style(self.style)
-        positive = replace_wildcards(no_random_syntax(self.positive_prompt, "positive_prompt"), self.seed)
-        negative = replace_wildcards(no_random_syntax(self.negative_prompt, "negative_prompt"), self.seed)
+        positive = replace_wildcards(no_random_syntax(self.positive_prompt, "positive_prompt"), self.seed,
+                                     "positive_prompt")
+        negative = replace_wildcards(no_random_syntax(self.negative_prompt, "negative_prompt"), self.seed,
+                                     "negative_prompt")
         width, height = RATIOS[self.ratio_selected]
         return (_zeros_latent(self.batch_size, width, height), styled(positive, "Positive Prompt", positive_style),
                 styled(negative, "Negative Prompt", negative_style), positive_style, negative_style, width, height,
@@ -1023,8 +1033,10 @@ class MikeyPromptWithSDXL(Node):
     comfy = ComfyAlias(("Prompt With SDXL",))
 
     def run(self):
-        positive = replace_wildcards(no_random_syntax(self.positive_prompt, "positive_prompt"), self.seed)
-        negative = replace_wildcards(no_random_syntax(self.negative_prompt, "negative_prompt"), self.seed)
+        positive = replace_wildcards(no_random_syntax(self.positive_prompt, "positive_prompt"), self.seed,
+                                     "positive_prompt")
+        negative = replace_wildcards(no_random_syntax(self.negative_prompt, "negative_prompt"), self.seed,
+                                     "negative_prompt")
         width, height = RATIOS[self.ratio_selected]
         return (_zeros_latent(self.batch_size, width, height), positive, negative, self.positive_style,
                 self.negative_style, width, height, *refiner_size(width, height))

@@ -629,3 +629,11 @@ def test_hald_clut_looks_colours_up(registry, tmp_folders):
     with pytest.raises(NodeInputError, match="not a Hald CLUT") as caught:
         call(registry, "HaldCLUT ", image=image, hald_clut="small.png", gamma_correction="False")
     assert caught.value.input == "hald_clut"
+
+
+def test_long_prompts_are_searched_under_a_time_limit(registry, wildcards):
+    long_prompt = "x " * 2000 + "__colour__"  # past the unguarded length: searched in a child process first
+    assert call(registry, "Wildcard Processor", prompt=long_prompt, seed=0) == "x " * 2000 + "red"
+    with pytest.raises(NodeInputError, match="was stopped") as caught:  # the pattern backtracks on runs of "__a|"
+        call(registry, "Wildcard Processor", prompt="__a|" * 50000, seed=0)
+    assert caught.value.input == "prompt"
