@@ -650,7 +650,9 @@ class MikeySaveImagesMikey(Node):
         counter = 1
         if self.counter_type == "folder":
             for name in names:
-                if separator and separator in name:
+                if not separator:  # the pack's split("") fails on the first name: from 1
+                    return 1
+                if separator in name:
                     parts = name.split(separator)
                     try:
                         counter = max(counter, int(parts[self.counter_pos]) + 1)
