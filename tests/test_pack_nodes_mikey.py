@@ -241,9 +241,16 @@ def test_ui_save_with_the_packs_nodes_runs_and_round_trips(registry):
         assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
 
 
-def test_pack_named_for_its_classes():
+def test_pack_named_for_its_classes(registry):
+    from graphflow.validation import validate
+
     assert custom_pack("Prompt With Style V3") == "mikey_nodes"
-    assert custom_pack("Mikey Sampler") == "mikey_nodes"
+    assert custom_pack("Mikey Sampler Tiled") == "mikey_nodes"
+    prompt = {"1": {"class_type": "AddMetaData", "inputs": {"label": "a", "text_value": "b"}},
+              "2": {"class_type": "LMStudioPrompt", "inputs": {}}}
+    problems = {p.node_id: p.message for p in validate(parse_workflow(prompt, registry), registry)}
+    assert "custom node from mikey_nodes" in problems["1"] and "extra_pnginfo" in problems["1"]
+    assert "LLM web service" in problems["2"]
 
 
 def test_image_overlay_is_the_overlay_blend(registry):
