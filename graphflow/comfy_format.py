@@ -160,6 +160,23 @@ DETAIL_DAEMON_CLASSES = ("DetailDaemonSamplerNode", "DetailDaemonGraphSigmasNode
 # M1kep's ComfyLiterals (nodes/pack_nodes_comfy_literals.py) but its bare Int / Float / String, which
 # ComfyUI-Logic's names claim (its nodes answer them, reading ComfyLiterals' inputs too)
 LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
+# bash-j's mikey_nodes (nodes/pack_nodes_mikey.py holds its model-free ones), whole names only
+MIKEY_CLASSES = ("Empty Latent Ratio Select SDXL", "Empty Latent Ratio Custom SDXL", "Ratio Advanced",
+                 "Resize Image for SDXL", "Upscale Tile Calculator", "Seed String", "Int to String",
+                 "Float to String", "Range Float", "Range Integer", "TextConcat", "TextCombinations",
+                 "Wildcard Processor", "Prompt With Style", "Prompt With Style V2", "Prompt With Style V3",
+                 "Prompt With SDXL", "Style Conditioner", "Mikey Sampler", "Mikey Sampler Tiled",
+                 "Mikey Sampler Base Only", "Mikey Sampler Base Only Advanced", "Save Image With Prompt Data",
+                 "Save Images Mikey", "Save Images No Display", "HaldCLUT ", "Batch Resize Image for SDXL",
+                 "Batch Crop Image", "Batch Load Images", "ImageOverlay", "Image Caption",
+                 "Checkpoint Loader Simple Mikey")
+# mikey_nodes' classes left out on purpose, with why
+MIKEY_LEFT_OUT = {
+    **dict.fromkeys(("AddMetaData", "SaveMetaData"),
+                    "it changes ComfyUI's hidden extra_pnginfo, which graphflow's nodes do not reach"),
+    **dict.fromkeys(("OobaPrompt", "WildcardOobaPrompt", "LMStudioPrompt"),
+                    "it asks a local LLM web service (text-generation-webui / LM Studio) for the prompt"),
+}
 # adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
 DYNAMIC_PROMPTS_LEFT_OUT = {
     "DPJinja": "the library renders its Jinja2 template outside jinja2's sandbox, so a template could run "
@@ -200,9 +217,9 @@ SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
                          for suffix in ("", "Advanced")))
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
-                         *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *NOISE_CLASSES, *TILED_KSAMPLER_CLASSES,
-                         *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES, *DYNAMIC_PROMPTS_LEFT_OUT,
-                         *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES))
+                         *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *MIKEY_LEFT_OUT, *NOISE_CLASSES,
+                         *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
+                         *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -286,6 +303,7 @@ CUSTOM_PACKS = {
     "ComfyUI_ADV_CLIP_emb": ADV_CLIP_CLASSES,
     "ComfyUI-Detail-Daemon": DETAIL_DAEMON_CLASSES,
     "ComfyLiterals": LITERALS_CLASSES,
+    "mikey_nodes": (*MIKEY_CLASSES, *MIKEY_LEFT_OUT),
     "ComfyUI_Noise": NOISE_CLASSES,
     "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
     "ComfyUI_smZNodes": SMZ_CLASSES,
@@ -309,7 +327,7 @@ CUSTOM_PACKS = {
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "
                                             "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT}
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

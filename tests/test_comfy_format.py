@@ -876,22 +876,25 @@ def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry)
 
 def test_a_pack_nodes_own_graphflow_name_does_not_claim_another_packs_class(builtin_registry):
     # Our SimpleMath answers to essentials' "SimpleMath+" only and ImageOverlay to Efficiency's
-    # "Image Overlay": a class literally named "SimpleMath" or "ImageOverlay" is some other pack's
-    # node, read as unknown (never run as ours) and written back as it was.
+    # "Image Overlay": a class literally named "SimpleMath" is some other pack's node, read as
+    # unknown (never run as ours) and written back as it was; a class named "ImageOverlay" is Mikey
+    # Nodes' (MikeyImageOverlay), never graphflow's own ImageOverlay.
     graph = json.loads((CORPUS / "txt2img_api.json").read_text())
-    graph["20"] = {"class_type": "ImageOverlay", "inputs": {"base_image": ["8", 0], "opacity": 50}}
+    graph["20"] = {"class_type": "SimpleMath", "inputs": {"value": "a*2", "a": ["8", 0]}}
     graph["21"] = {"class_type": "Image Overlay", "inputs": {"base_image": ["8", 0], "overlay_image": ["8", 0]}}
     graph["22"] = {"class_type": "LatentStats", "inputs": {"latent": ["3", 0]}}  # graphflow's own, no ComfyUI class
+    graph["23"] = {"class_type": "ImageOverlay", "inputs": {"background_image": ["8", 0], "foreground_image": ["8", 0],
+                                                           "opacity": 0.5}}
     workflow = parse_workflow(graph, builtin_registry)
-    assert workflow.nodes["20"].type != "ImageOverlay" and workflow.nodes["21"].type == "ImageOverlay"
-    assert workflow.nodes["22"].type == "LatentStats"
+    assert workflow.nodes["20"].type != "SimpleMath" and workflow.nodes["21"].type == "ImageOverlay"
+    assert workflow.nodes["22"].type == "LatentStats" and workflow.nodes["23"].type == "MikeyImageOverlay"
     problems = {p.node_id: p.message for p in validate(workflow, builtin_registry)}
     assert set(problems) == {"20"}
-    assert "'ImageOverlay' is a ComfyUI class graphflow does not know" in problems["20"]
-    assert "graphflow's own ImageOverlay node is a different node" in problems["20"]
+    assert "'SimpleMath' is a ComfyUI class graphflow does not know" in problems["20"]
+    assert "graphflow's own SimpleMath node is a different node" in problems["20"]
     written = export_api(workflow, builtin_registry)
     assert written["20"] == graph["20"] and written["21"]["class_type"] == "Image Overlay"
-    assert written["22"]["class_type"] == "LatentStats"
+    assert written["22"]["class_type"] == "LatentStats" and written["23"] == graph["23"]
 
     data = json.loads((CORPUS / "txt2img_ui.json").read_text())
     data["nodes"].append({"id": 20, "type": "SimpleMath", "pos": [5, 5], "size": [300, 100], "flags": {},
