@@ -24,6 +24,7 @@ input not connected, a target height of 0), the node is refused naming the input
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Choice, \
@@ -369,10 +370,15 @@ class JPSLargestInt(Node):
 
 
 def _whole_and_number(result, input_name: str) -> tuple[int, float]:
-    """A result as the pack gives it: int() (cut toward 0) and float(); beyond 64 bits refused."""
+    """A result as the pack gives it: int() (cut toward 0) and float(); an infinite product (which
+    int() can't take) or one beyond 64 bits refused."""
+    if isinstance(result, float) and not math.isfinite(result):
+        raise NodeInputError(input_name, f"the result is {result}: expected a finite product (a smaller factor)")
     whole = int(result)
     if abs(whole) > INT64_MAX:
-        raise NodeInputError(input_name, f"the result {result:.6g} is beyond a 64-bit whole number")
+        # an int result is shown by its digit count: one past a float's range can't be formatted as one
+        shown = f"{result:.6g}" if isinstance(result, float) else f"of {len(str(abs(result)))} digits"
+        raise NodeInputError(input_name, f"the result {shown} is beyond a 64-bit whole number")
     return whole, float(result)
 
 

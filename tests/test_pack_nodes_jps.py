@@ -139,6 +139,15 @@ def test_math_nodes(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Multiply Int Int (JPS)", int_a=2 ** 62, int_b=4)
     assert caught.value.input == "int_b"
+    # an infinite product (finite factors) is refused naming float_b, not int()'s OverflowError
+    for name, inputs in (("Multiply Float Float (JPS)", {"float_a": 1e308, "float_b": 10.0}),
+                         ("Multiply Int Float (JPS)", {"int_a": -10, "float_b": 1e308})):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, name, **inputs)
+        assert caught.value.input == "float_b" and "inf" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:  # an int product past a float's range: named too
+        node(registry, "Multiply Int Int (JPS)", int_a=10 ** 200, int_b=10 ** 200)
+    assert caught.value.input == "int_b" and "401 digits" in str(caught.value)
     with pytest.raises(NodeInputError) as caught:
         node(registry, "SDXL Recommended Resolution Calc (JPS)", target_width=100, target_height=0)
     assert caught.value.input == "target_height"
