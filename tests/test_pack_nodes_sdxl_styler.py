@@ -123,6 +123,38 @@ def test_an_unknown_style_is_refused_naming_the_input_and_the_closest(registry):
     assert caught.value.input == "style" and "'Art Deco'" in str(caught.value)
 
 
+def test_the_closest_choices_of_a_long_list_are_searched_among_few(monkeypatch):
+    """A bad value among 100,000 choices: difflib compares at most MAX_CLOSE_SEARCH of them (it
+    compared all, seconds per value), narrowed to those sharing the value's start."""
+    import difflib
+
+    from graphflow import node as node_api
+    compared = []
+
+    class CountingMatcher(difflib.SequenceMatcher):
+        def set_seq1(self, a):
+            if a:  # not the empty one the matcher starts with
+                compared.append(a)
+            super().set_seq1(a)
+
+    monkeypatch.setattr(difflib, "SequenceMatcher", CountingMatcher)
+    choices = [f"style {i:06d}" for i in range(100_000)] + ["Art Deco"]
+    assert node_api.closest_choices("Art Dekko", choices) == ["Art Deco"]
+    assert len(compared) == 1  # the one choice starting "Art"
+    compared.clear()
+    close = node_api.closest_choices("style 04217x", choices)  # every choice starts "sty": cut at the bound
+    assert len(close) == 5 and all(name.startswith("style ") for name in close)
+    assert 0 < len(compared) <= node_api.MAX_CLOSE_SEARCH < len(choices)
+    compared.clear()
+    short = [f"style {i}" for i in range(100)]  # a short list is compared in full, as difflib alone does
+    assert node_api.closest_choices("style 4x", short) == difflib.get_close_matches("style 4x", short, n=5)
+    assert len(compared) == 2 * len(short)  # both calls (ours and the reference) saw every choice
+    # through a Choice's validation: the refusal names the closest of the long list
+    widget = node_api.Choice(lambda: choices)
+    with pytest.raises(ValueError, match="closest: 'Art Deco'"):
+        node_api._check_choice(widget)("Art Dekko")
+
+
 def test_advanced_splits_at_the_first_dot_into_g_and_l(registry, styles_folder):
     (styles_folder / "two.json").write_text(json.dumps([
         {"name": "split", "prompt": "cinematic {prompt} . film grain, moody . extra", "negative_prompt": "ugly"},
