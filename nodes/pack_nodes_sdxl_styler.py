@@ -96,12 +96,15 @@ def _combined(states: tuple) -> dict[str, dict]:
     """{style name: template} of these files, in order; a name seen before is given the first free
     suffix _1, _2 ..., as the pack renames duplicates."""
     styles: dict[str, dict] = {}
+    next_suffix: dict[str, int] = {}  # per name, the suffix to try first: those below it are taken
     for state in states:
         for template in _read_templates(state):
-            name, suffix = template["name"], 1
+            name = base = template["name"]
+            suffix = next_suffix.get(base, 1)
             while name in styles:
-                name = f"{template['name']}_{suffix}"
+                name = f"{base}_{suffix}"
                 suffix += 1
+            next_suffix[base] = suffix
             styles[name] = template
     return styles
 

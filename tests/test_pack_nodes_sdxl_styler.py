@@ -6,6 +6,7 @@ with the pack's class names that run and round-trip."""
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,34 @@ def test_user_style_files_are_read_and_duplicates_get_suffixes(registry, styles_
     assert node(registry, "SDXLPromptStyler", text_positive="cat", style="no placeholder") == ("a fixed prompt", "")
     assert node(registry, "SDXLPromptStyler", text_positive="cat", style="twice")[0] == "cat and cat"
     assert node(registry, "SDXLPromptStyler", text_positive="cat", style="base_2")[0] == "my second base cat"
+
+
+def pack_renames(names: list[str]) -> list[str]:
+    """The pack's renaming written out: each name, else the first free name_1, name_2 ..."""
+    seen, out = set(), []
+    for original in names:
+        name, suffix = original, 1
+        while name in seen:
+            name, suffix = f"{original}_{suffix}", suffix + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def test_many_duplicate_names_are_renamed_quickly_as_the_pack_does(styles_folder):
+    mixed = ["b", "a_2", "a", "b", "a", "a_1", "a", "b_1", "b", "a"]  # literal suffixes among the repeats
+    (styles_folder / "mixed.json").write_text(json.dumps(
+        [{"name": n, "prompt": "{prompt}", "negative_prompt": ""} for n in mixed]), encoding="utf-8")
+    assert styler.style_names()[-len(mixed):] == pack_renames(mixed)
+    # 20,000 of one name (with a literal "a_3" first): the renaming took 61 s, trying every suffix anew
+    (styles_folder / "mixed.json").unlink()
+    many = ["a_3"] + ["a"] * 20_000
+    (styles_folder / "many.json").write_text(json.dumps(
+        [{"name": n, "prompt": "{prompt}", "negative_prompt": ""} for n in many]), encoding="utf-8")
+    started = time.perf_counter()
+    names = styler.style_names()[-len(many):]
+    assert time.perf_counter() - started < 5
+    assert names == ["a_3", "a", "a_1", "a_2", *(f"a_{k}" for k in range(4, 20_001))]
 
 
 def test_an_unknown_style_is_refused_naming_the_input_and_the_closest(registry):
