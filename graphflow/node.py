@@ -99,7 +99,8 @@ def Bool(default=_REQUIRED, *, description="", **hints) -> Any:
 
 def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, description="", **hints) -> Any:
     """A value from a list; `options` may be a function, called whenever the list is needed
-    (e.g. the files in a models folder). Hints such as `upload="image"` guide the editor."""
+    (e.g. the files in a models folder). Hints such as `upload="image"` guide the editor;
+    `if_empty="..."` is added to the refusal of a value when the list is empty (where its files go)."""
     return Widget("CHOICE", default, options=options, description=description, hints=hints)
 
 
@@ -168,11 +169,14 @@ def _check_choice(widget: Widget):
         except Exception as e:  # a folder listing that failed, say: a problem with this input, not a crash
             raise ValueError(f"the choices could not be listed: {type(e).__name__}: {e}") from None
         if value not in choices:
+            if not choices:  # Choice(..., if_empty="...") says how the list gets its entries
+                why = f" ({widget.hints['if_empty']})" if widget.hints.get("if_empty") else ""
+                raise ValueError(f"{value!r} is not one of the choices: (none available){why}")
             shown = ", ".join(map(repr, choices[:12])) + (" ..." if len(choices) > 12 else "")
             # a long list is cut short: the names nearest the value are named too (a misspelt style)
             close = closest_choices(value, choices) if len(choices) > 12 else []
             closest = f" (closest: {', '.join(map(repr, close))})" if close else ""
-            raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}{closest}")
+            raise ValueError(f"{value!r} is not one of the choices: {shown}{closest}")
         return value
 
     return check

@@ -346,7 +346,9 @@ class _CategoryStylerAdvanced(_CategoryStyler):
 
 
 def _menu(folder: str):
-    return Choice(lambda: list(category_styles(folder)))
+    # an empty list (no files copied yet) is refused saying where the pack's styles go
+    return Choice(lambda: list(category_styles(folder)),
+                  if_empty=f"no style files: copy the pack's data/{folder} folder into models/styles/{folder}")
 
 
 def _category_node(title: str, menus: tuple[str, ...], advanced: bool) -> type[Node]:

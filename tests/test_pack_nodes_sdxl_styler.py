@@ -284,6 +284,16 @@ def test_a_category_styler_with_no_style_files_names_its_folder(registry, catego
         styler.find_style(styler.category_styles("depth"), "shallow", "depth", "models/styles/depth/*.json")
 
 
+def test_a_category_styler_whose_folder_is_empty_says_where_to_copy_the_packs_files(registry, styles_folder):
+    # a UI save with a chosen style, no data copied: refused at validation, naming the folder to fill
+    graph = ui_graph([ui_node(1, "ArtistStyler", ["a", "", "Claude Monet", False])], [])
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert not result.ok
+    problem = result.problems[0]
+    assert problem.input == "artist" and "'Claude Monet'" in problem.message
+    assert "copy the pack's data/artist folder into models/styles/artist" in problem.message
+
+
 def test_a_category_advanced_styler_swaps_g_and_l_as_the_pack_does(registry, category_folders):
     out = node(registry, "MoodStylerAdvanced", text_positive_g="G", text_positive_l="L", text_negative="n",
                mood="calm", negative_prompt_to="Both")
