@@ -19,9 +19,12 @@ its 104 sai-, ads-, artstyle-, futuristic-, game-, misc-, papercraft- and photo-
 sdxl_styles_base.json and sdxl_styles_diva.json are shipped in graphflow/data/sdxl_prompt_styler
 (byte for byte, with the pack's LICENSE); more style files in the pack's shape (a JSON list of
 {"name", "prompt", "negative_prompt"}) are read from the `styles` folder (models/styles/*.json), so
-the pack's other style files work when dropped there. The category stylers read
-models/styles/<folder>/*.json: the pack's data/ folders (Artists.json alone is a megabyte, so none
-is shipped) are used by copying them there. Left out: nothing of the nodes' behaviour; the pack
+the pack's other style files work when dropped there. A style needs a text name and prompt (an
+entry without them is left out on its own, with a warning; the pack drops the whole file); a
+missing or null negative_prompt is empty, as the pack reads it. The category stylers are the pack's
+fixed folders (the thirteen below and the Perfection Styler): each reads models/styles/<folder>/*.json,
+where the pack's data/ folders (Artists.json alone is a megabyte, so none is shipped) are used by
+copying them; a folder of the user's own there gets no node, as in the pack. Left out: nothing of the nodes' behaviour; the pack
 reads its files in the order the file system lists them, here shipped files then the folder's, each
 in name order (which decides which of two same-named styles gets the "_1" suffix).
 """
@@ -45,7 +48,6 @@ log = logging.getLogger(__name__)
 STYLES_KIND = "styles"  # models/styles: the user's style files (graphflow/folders.py DATA_KINDS)
 SHIPPED = Path(str(resources.files("graphflow").joinpath("data", "sdxl_prompt_styler")))
 MAX_STYLE_FILE = 32 * 2 ** 20  # bytes read from one style file (the pack's largest, Artists.json, is 1 MB)
-TEMPLATE_KEYS = ("name", "prompt", "negative_prompt")  # what every style of a file must have, as the pack checks
 
 
 # -- reading style files ----------------------------------------------------------------------------
@@ -71,9 +73,24 @@ def _style_files(subfolder: str | None = None) -> list[Path]:
     return [*shipped, *user]
 
 
+def _style_problem(item) -> str | None:
+    """Why one entry of a style file is not a style, or None."""
+    if not isinstance(item, dict):
+        return f"a {type(item).__name__}, not an object"
+    for key in ("name", "prompt"):
+        if not isinstance(item.get(key), str):
+            return f"its {key!r} is {'missing' if key not in item else type(item[key]).__name__}, not text"
+    if not isinstance(item.get("negative_prompt", ""), str | None):
+        return f"its 'negative_prompt' is {type(item['negative_prompt']).__name__}, not text"
+    return None
+
+
 def _read_templates(state: tuple) -> list[dict]:
-    """A style file's templates; a file that isn't a list of styles with a name, prompt and
-    negative_prompt each (text) is left out with a warning, as the pack leaves it out."""
+    """A style file's templates: each entry with a text name and prompt, its negative_prompt text
+    (missing or null read as "", as the pack's template.get(...) and its joins read them); an entry
+    that is not such a style is left out on its own, with a warning (the pack's loader drops the
+    whole file for one entry missing a key, and fails at run time on a non-text prompt). A file
+    that isn't a JSON list, can't be read or is too large is left out with a warning."""
     path = Path(state[0])
     if state[2] > MAX_STYLE_FILE:
         warn(f"style file {path.name} is larger than {MAX_STYLE_FILE:,} bytes: left out")
@@ -83,12 +100,21 @@ def _read_templates(state: tuple) -> list[dict]:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         warn(f"style file {path.name} could not be read: {e}")
         return []
-    if not isinstance(content, list) or not all(
-            isinstance(item, dict) and all(isinstance(item.get(key), str) for key in TEMPLATE_KEYS)
-            for item in content):
-        warn(f"style file {path.name} is not a list of styles with a name, prompt and negative_prompt: left out")
+    if not isinstance(content, list):
+        warn(f"style file {path.name} is a JSON {type(content).__name__}, not a list of styles: left out")
         return []
-    return content
+    templates, skipped = [], []
+    for index, item in enumerate(content):
+        problem = _style_problem(item)
+        if problem is not None:
+            skipped.append(f"entry {index} ({problem})")
+            continue
+        templates.append({**item, "negative_prompt": item.get("negative_prompt") or ""})
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warn(f"style file {path.name}: left out {', '.join(skipped[:3])}{more}: a style needs a text "
+             f"name and prompt")
+    return templates
 
 
 @lru_cache(maxsize=8)
@@ -199,7 +225,8 @@ class SDXLPromptStyler(Node):
     text dropped), its "negative_prompt" and text_negative joined by ", " (either alone if the
     other is empty). style_positive / style_negative off give that text unstyled; log_prompt logs
     the texts. Styles: the pack's SAI (sai-...), base and Diva styles, and every style file (a JSON list of
-    {"name", "prompt", "negative_prompt"}) in models/styles; a name met again gets _1, _2 ... An
+    {"name", "prompt", "negative_prompt"}) in models/styles (an entry without a text name and prompt
+    is left out; a missing or null negative_prompt is empty); a name met again gets _1, _2 ... An
     unknown style is refused, naming the closest ones."""
     category = "utils"
     text_positive: str = Text("", multiline=True)

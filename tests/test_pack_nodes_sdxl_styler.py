@@ -111,6 +111,59 @@ def test_user_style_files_are_read_and_duplicates_get_suffixes(registry, styles_
     assert node(registry, "SDXLPromptStyler", text_positive="cat", style="base_2")[0] == "my second base cat"
 
 
+def test_bad_entries_of_a_style_file_are_left_out_one_by_one(registry, styles_folder, caplog):
+    (styles_folder / "entries.json").write_text(json.dumps([
+        {"name": "good", "prompt": "good {prompt}", "negative_prompt": "ugly"},
+        {"name": 7, "prompt": "{prompt}", "negative_prompt": ""},  # a number for a name
+        {"name": "no prompt", "negative_prompt": ""},
+        {"name": "null prompt", "prompt": None, "negative_prompt": ""},
+        {"name": "null negative", "prompt": "n {prompt}", "negative_prompt": None},
+        {"name": "no negative", "prompt": "m {prompt}"},
+        {"name": "list negative", "prompt": "{prompt}", "negative_prompt": ["x"]},
+        "just text",
+        {"name": "last", "prompt": "last {prompt}", "negative_prompt": ""},
+    ]), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        names = styler.style_names()
+    assert names[-4:] == ["good", "null negative", "no negative", "last"]
+    assert not {"7", "no prompt", "null prompt", "list negative", "just text"} & set(names)
+    assert "entries.json" in caplog.text and "entry 1" in caplog.text and "and 2 more" in caplog.text
+    # a null or missing negative is empty: the given negative alone, as the pack's join gives it
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", text_negative="x", style="null negative") == \
+        ("n cat", "x")
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", text_negative="", style="no negative") == \
+        ("m cat", "")
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", text_negative="x", style="good") == \
+        ("good cat", "ugly, x")
+
+
+def test_unreadable_style_files_are_left_out_with_a_warning(registry, styles_folder, tmp_path, monkeypatch,
+                                                            caplog):
+    def styles(*names):
+        return json.dumps([{"name": n, "prompt": f"{n} {{prompt}}", "negative_prompt": ""} for n in names])
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "linked.json").write_text(styles("from outside"), encoding="utf-8")
+    (styles_folder / "linked.json").symlink_to(outside / "linked.json")  # a link out of the folder
+    (styles_folder / "large.json").write_text(styles("large one") + " " * 50_000, encoding="utf-8")
+    monkeypatch.setattr(styler, "MAX_STYLE_FILE", 40_000)  # the large file is over it, the others (shipped too) under
+    (styles_folder / "invalid.json").write_text('[{"name": "cut short", ', encoding="utf-8")
+    (styles_folder / "object.json").write_text('{"name": "an object", "prompt": "{prompt}"}', encoding="utf-8")
+    (styles_folder / "valid.json").write_text(styles("kept"), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        names = styler.style_names()
+    assert names[-1] == "kept" and sorted(names[:-1]) == sorted(shipped_templates())  # the shipped, then "kept"
+    assert "large.json is larger than 40,000 bytes" in caplog.text
+    assert "invalid.json could not be read" in caplog.text
+    assert "object.json is a JSON dict, not a list of styles" in caplog.text
+    assert "linked.json" not in caplog.text  # a link out is not offered: never read
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", style="kept") == ("kept cat", "")
+    assert not {"from outside", "large one", "cut short", "an object"} & set(names)
+    with pytest.raises(ValueError, match="'from outside' is not one of the choices"):
+        node(registry, "SDXLPromptStyler", text_positive="cat", style="from outside")
+
+
 def pack_renames(names: list[str]) -> list[str]:
     """The pack's renaming written out: each name, else the first free name_1, name_2 ..."""
     seen, out = set(), []
