@@ -31,14 +31,14 @@ in name order (which decides which of two same-named styles gets the "_1" suffix
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from graphflow.api import STRING, Bool, Choice, ComfyAlias, Node, NodeInputError, Text, folders, warn
+from graphflow.api import STRING, Bool, Choice, ComfyAlias, Node, NodeInputError, Text, closest_choices, \
+    folders, warn
 from graphflow.folders import DATA_KINDS, UnsafePathError
 
 COMFY_PACK = "sdxl_prompt_styler"  # the custom node pack this module's ComfyUI classes come from
@@ -164,7 +164,7 @@ def find_style(styles: dict[str, dict], name: str, input_name: str, where: str) 
     """The template of a style name, else a NodeInputError naming the input and the closest names."""
     if name in styles:
         return styles[name]
-    close = difflib.get_close_matches(name, list(styles), n=5, cutoff=0.5)
+    close = closest_choices(name, list(styles))  # as a refused choice names them
     hint = f"; closest: {', '.join(map(repr, close))}" if close else ""
     raise NodeInputError(input_name, f"no style {name!r} in {where}{hint}")
 
@@ -219,7 +219,15 @@ def _log(lines: dict) -> None:
 # -- the main stylers -------------------------------------------------------------------------------
 
 
-class SDXLPromptStyler(Node):
+class _MainStyler(Node):
+    """The two main stylers' re-run rule: their style files' paths, times and sizes."""
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return repr(tuple(_file_state(p) for p in _style_files()))
+
+
+class SDXLPromptStyler(_MainStyler):
     """Style a prompt with a template, as twri's SDXL Prompt Styler: the style's "prompt" with
     every {prompt} replaced by text_positive (a template without {prompt} is used as it is, the
     text dropped), its "negative_prompt" and text_negative joined by ", " (either alone if the
@@ -237,10 +245,6 @@ class SDXLPromptStyler(Node):
     style_negative: bool = Bool(True, label_on="yes", label_off="no")
     outputs = {"text_positive": STRING, "text_negative": STRING}
     comfy = ComfyAlias(("SDXLPromptStyler",))
-
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return repr(tuple(_file_state(p) for p in _style_files()))
 
     def run(self):
         template = find_style(all_styles(), self.style, "style", "the style files (shipped and models/styles)")
@@ -260,7 +264,7 @@ ADVANCED_OUTPUTS = {"text_positive_g": STRING, "text_positive_l": STRING, "text_
 NEGATIVE_TO = ("Both", "G only", "L only")
 
 
-class SDXLPromptStylerAdvanced(Node):
+class SDXLPromptStylerAdvanced(_MainStyler):
     """Style SDXL's two prompts, as twri's SDXL Prompt Styler Advanced: the style's "prompt" is
     split at its first " . " into a G part and an L part. text_positive_g = the G part with
     {prompt} replaced by text_positive_g; text_positive_l = the L part (its {prompt} replaced by
@@ -279,10 +283,6 @@ class SDXLPromptStylerAdvanced(Node):
     log_prompt: bool = Bool(False, label_on="yes", label_off="no")
     outputs = ADVANCED_OUTPUTS
     comfy = ComfyAlias(("SDXLPromptStylerAdvanced",))
-
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return repr(tuple(_file_state(p) for p in _style_files()))
 
     def run(self):
         template = find_style(all_styles(), self.style, "style", "the style files (shipped and models/styles)")

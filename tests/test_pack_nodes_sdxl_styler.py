@@ -203,6 +203,24 @@ def test_an_unknown_style_is_refused_naming_the_input_and_the_closest(registry):
     with pytest.raises(NodeInputError) as caught:  # a style gone between listing and running
         styler.find_style(styler.all_styles(), "Art Dekko", "style", "the style files")
     assert caught.value.input == "style" and "'Art Deco'" in str(caught.value)
+    # find_style names the same closest styles as the choice's refusal (one search, one cutoff)
+    for value in ("Art Dekko", "sai-anme", "photo-lon exposure"):
+        with pytest.raises(NodeInputError) as caught:
+            styler.find_style(styler.all_styles(), value, "style", "the style files")
+        result = Executor(registry).run(parse_workflow(
+            {"1": {**prompt["1"], "inputs": {**prompt["1"]["inputs"], "style": value}}}, registry), outputs=["1"])
+        named = str(caught.value).split("closest: ")[1]
+        assert f"closest: {named})" in result.problems[0].message
+
+
+def test_both_main_stylers_rerun_when_a_style_file_changes(styles_folder):
+    before = styler.SDXLPromptStyler.fingerprint(style="sai-base")
+    assert styler.SDXLPromptStylerAdvanced.fingerprint(style="sai-base") == before
+    (styles_folder / "mine.json").write_text('[{"name": "x", "prompt": "{prompt}", "negative_prompt": ""}]',
+                                             encoding="utf-8")
+    after = styler.SDXLPromptStyler.fingerprint(style="sai-base")
+    assert after != before and "mine.json" in after
+    assert styler.SDXLPromptStylerAdvanced.fingerprint(style="sai-base") == after
 
 
 def test_the_closest_choices_of_a_long_list_are_searched_among_few(monkeypatch):
