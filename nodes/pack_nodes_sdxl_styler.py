@@ -22,10 +22,10 @@ sdxl_styles_base.json and sdxl_styles_diva.json are shipped in graphflow/data/sd
 the pack's other style files work when dropped there. A style needs a text name and prompt (an
 entry without them is left out on its own, with a warning; the pack drops the whole file); a
 missing or null negative_prompt is empty, as the pack reads it. The category stylers are the pack's
-fixed folders (the thirteen below and the Perfection Styler): each reads models/styles/<folder>/*.json,
-where the pack's data/ folders (Artists.json alone is a megabyte, so none is shipped) are used by
-copying them; a folder of the user's own there gets no node, as in the pack. Left out: nothing of the nodes' behaviour; the pack
-reads its files in the order the file system lists them, here shipped files then the folder's, each
+fixed folders (the thirteen above and the Perfection Styler): each reads
+models/styles/<folder>/*.json, where the pack's data/ folders (Artists.json alone is a megabyte, so
+none is shipped) are used by copying them; a folder of the user's own there gets no node, as in
+the pack. Left out: nothing of the nodes' behaviour; the pack reads its files in the order the file system lists them, here shipped files then the folder's, each
 in name order (which decides which of two same-named styles gets the "_1" suffix).
 """
 
