@@ -25,8 +25,9 @@ missing or null negative_prompt is empty, as the pack reads it. The category sty
 fixed folders (the thirteen above and the Perfection Styler): each reads
 models/styles/<folder>/*.json, where the pack's data/ folders (Artists.json alone is a megabyte, so
 none is shipped) are used by copying them; a folder of the user's own there gets no node, as in
-the pack. Left out: nothing of the nodes' behaviour; the pack reads its files in the order the file system lists them, here shipped files then the folder's, each
-in name order (which decides which of two same-named styles gets the "_1" suffix).
+the pack. Left out: nothing of the nodes' behaviour; the pack reads its files in the order the
+file system lists them, here shipped files then the folder's, each in name order (which decides
+which of two same-named styles gets the "_1" suffix).
 """
 
 from __future__ import annotations
