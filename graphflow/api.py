@@ -18,7 +18,7 @@ from graphflow.context import (
     workflow_texts,
 )
 from graphflow.folders import folders, safe_join
-from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text
+from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text, closest_choices
 from graphflow.resource_limits import Estimate, Size, check_run_memory, repeated, sampling_memory
 from graphflow.types import (
     ANY,
@@ -55,5 +55,5 @@ __all__ = [
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "current_node_id", "workflow_texts", "Interrupted",
     "run_limits", "stop_after_this_node",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated", "sampling_memory",
-    "check_run_memory",
+    "check_run_memory", "closest_choices",
 ]

@@ -99,7 +99,8 @@ def Bool(default=_REQUIRED, *, description="", **hints) -> Any:
 
 def Choice(options: Sequence | Callable[[], Sequence], default=_REQUIRED, *, description="", **hints) -> Any:
     """A value from a list; `options` may be a function, called whenever the list is needed
-    (e.g. the files in a models folder). Hints such as `upload="image"` guide the editor."""
+    (e.g. the files in a models folder). Hints such as `upload="image"` guide the editor;
+    `if_empty="..."` is added to the refusal of a value when the list is empty (where its files go)."""
     return Widget("CHOICE", default, options=options, description=description, hints=hints)
 
 
@@ -144,6 +145,23 @@ class ListOf:
         return f"ListOf({self.item!r})"
 
 
+MAX_CLOSE_SEARCH = 2000  # choices compared in full (difflib's ratio) when naming the closest ones
+
+
+def closest_choices(value: str, choices: Sequence, n: int = 5) -> list[str]:
+    """The choices nearest `value` (difflib's closest, at most n). A list longer than
+    MAX_CLOSE_SEARCH is first narrowed to the choices that share the value's first three characters
+    (any case) or hold it, at most MAX_CLOSE_SEARCH of them: comparing against 100,000 choices
+    took seconds per bad value."""
+    names = list(map(str, choices))
+    if len(names) > MAX_CLOSE_SEARCH:
+        text = str(value).casefold()
+        start = text[:3]
+        names = [name for name in names if (folded := name.casefold()).startswith(start) or text in folded]
+        names = names[:MAX_CLOSE_SEARCH]
+    return difflib.get_close_matches(str(value), names, n=n)
+
+
 def _check_choice(widget: Widget):
     def check(value):
         try:
@@ -151,11 +169,14 @@ def _check_choice(widget: Widget):
         except Exception as e:  # a folder listing that failed, say: a problem with this input, not a crash
             raise ValueError(f"the choices could not be listed: {type(e).__name__}: {e}") from None
         if value not in choices:
+            if not choices:  # Choice(..., if_empty="...") says how the list gets its entries
+                why = f" ({widget.hints['if_empty']})" if widget.hints.get("if_empty") else ""
+                raise ValueError(f"{value!r} is not one of the choices: (none available){why}")
             shown = ", ".join(map(repr, choices[:12])) + (" ..." if len(choices) > 12 else "")
             # a long list is cut short: the names nearest the value are named too (a misspelt style)
-            close = difflib.get_close_matches(str(value), list(map(str, choices)), n=5) if len(choices) > 12 else []
+            close = closest_choices(value, choices) if len(choices) > 12 else []
             closest = f" (closest: {', '.join(map(repr, close))})" if close else ""
-            raise ValueError(f"{value!r} is not one of the choices: {shown or '(none available)'}{closest}")
+            raise ValueError(f"{value!r} is not one of the choices: {shown}{closest}")
         return value
 
     return check

@@ -24,6 +24,7 @@ input not connected, a target height of 0), the node is refused naming the input
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Choice, \
@@ -369,10 +370,15 @@ class JPSLargestInt(Node):
 
 
 def _whole_and_number(result, input_name: str) -> tuple[int, float]:
-    """A result as the pack gives it: int() (cut toward 0) and float(); beyond 64 bits refused."""
+    """A result as the pack gives it: int() (cut toward 0) and float(); an infinite product (which
+    int() can't take) or one beyond 64 bits refused."""
+    if isinstance(result, float) and not math.isfinite(result):
+        raise NodeInputError(input_name, f"the result is {result}: expected a finite product (a smaller factor)")
     whole = int(result)
     if abs(whole) > INT64_MAX:
-        raise NodeInputError(input_name, f"the result {result:.6g} is beyond a 64-bit whole number")
+        # an int result is shown by its digit count: one past a float's range can't be formatted as one
+        shown = f"{result:.6g}" if isinstance(result, float) else f"of {len(str(abs(result)))} digits"
+        raise NodeInputError(input_name, f"the result {shown} is beyond a 64-bit whole number")
     return whole, float(result)
 
 
@@ -734,11 +740,23 @@ def target_crop_box(new_size: int, target: int, position: str, offset: int, star
     return 0 if first < 0 else new_size - target if first + target > new_size else first
 
 
+def cover_size(height: int, width: int, target_w: int, target_h: int) -> tuple[int, int, bool]:
+    """Crop Image TargetSize's resize: (new_w, new_h, width_fits), the image's aspect kept, covering
+    target_w x target_h; width_fits: the width is target_w and the height overhangs."""
+    ratio = width / height
+    if target_w / ratio >= target_h:
+        return target_w, round(target_w / ratio), True
+    return round(target_h * ratio), target_h, False
+
+
 class JPSCropImageTargetSize(Node):
     """Each image resized (keeping its aspect ratio) to cover target_w x target_h, then cropped to
     it at crop_position, offset moving the crop along the side that overhangs (kept inside), as
     JPS's Crop Image TargetSize. The targets must be above 0 (the pack fails on 0, its default)
-    and are at most 16384 here."""
+    and are at most 16384 here. As the pack, the whole image is resized before the crop (resizing
+    only the crop gives other pixels), so a resize whose long side would pass 16384 (a target far
+    from the image's shape: 4096x8 from an 8x4096 image asks 4096 x 2,097,152) is refused, naming
+    the target that sets its scale."""
     category = "JPS Nodes/Image"
     image: IMAGE
     target_w: int = Int(0, min=0, max=MAX_SIZE, step=8, resource="width")
@@ -749,17 +767,29 @@ class JPSCropImageTargetSize(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("Crop Image TargetSize (JPS)",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, target_w, target_h = inputs.get("image"), widgets.get("target_w"), widgets.get("target_h")
+        if size is None or not isinstance(target_w, int) or not isinstance(target_h, int) \
+                or target_w <= 0 or target_h <= 0:
+            return Estimate(None)
+        new_w, new_h, _ = cover_size(size.height, size.width, target_w, target_h)
+        # the whole batch resized before the crop: 3 float32 channels a pixel
+        return Estimate(Size(size.batch, target_h, target_w), memory=size.batch * new_h * new_w * 3 * 4)
+
     def run(self):
         image = _image(self.image, "image")
         for name in ("target_w", "target_h"):
             if getattr(self, name) == 0:
                 raise NodeInputError(name, "0: expected the size to crop to, above 0")
         height, width = image.shape[1:3]
-        ratio = width / height
-        if self.target_w / ratio >= self.target_h:  # the width fits: the height overhangs
-            new_w, new_h, offset_w, offset_h = self.target_w, round(self.target_w / ratio), 0, self.offset
-        else:
-            new_w, new_h, offset_w, offset_h = round(self.target_h * ratio), self.target_h, self.offset, 0
+        new_w, new_h, width_fits = cover_size(height, width, self.target_w, self.target_h)
+        if max(new_w, new_h) > MAX_SIZE:
+            scaled_by = "target_w" if width_fits else "target_h"
+            raise NodeInputError(scaled_by, f"covering {self.target_w}x{self.target_h} resizes the {width}x{height} "
+                                            f"image to {new_w}x{new_h} before the crop, over {MAX_SIZE} a side: "
+                                            f"expected a target nearer the image's shape")
+        offset_w, offset_h = (0, self.offset) if width_fits else (self.offset, 0)
         resized = _resize(image, new_w, new_h, self.interpolation)
         x = target_crop_box(new_w, self.target_w, self.crop_position, offset_w, "left", "right")
         y = target_crop_box(new_h, self.target_h, self.crop_position, offset_h, "top", "bottom")

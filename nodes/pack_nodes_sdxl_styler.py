@@ -19,23 +19,27 @@ its 104 sai-, ads-, artstyle-, futuristic-, game-, misc-, papercraft- and photo-
 sdxl_styles_base.json and sdxl_styles_diva.json are shipped in graphflow/data/sdxl_prompt_styler
 (byte for byte, with the pack's LICENSE); more style files in the pack's shape (a JSON list of
 {"name", "prompt", "negative_prompt"}) are read from the `styles` folder (models/styles/*.json), so
-the pack's other style files work when dropped there. The category stylers read
-models/styles/<folder>/*.json: the pack's data/ folders (Artists.json alone is a megabyte, so none
-is shipped) are used by copying them there. Left out: nothing of the nodes' behaviour; the pack
-reads its files in the order the file system lists them, here shipped files then the folder's, each
-in name order (which decides which of two same-named styles gets the "_1" suffix).
+the pack's other style files work when dropped there. A style needs a text name and prompt (an
+entry without them is left out on its own, with a warning; the pack drops the whole file); a
+missing or null negative_prompt is empty, as the pack reads it. The category stylers are the pack's
+fixed folders (the thirteen above and the Perfection Styler): each reads
+models/styles/<folder>/*.json, where the pack's data/ folders (Artists.json alone is a megabyte, so
+none is shipped) are used by copying them; a folder of the user's own there gets no node, as in
+the pack. Left out: nothing of the nodes' behaviour; the pack reads its files in the order the
+file system lists them, here shipped files then the folder's, each in name order (which decides
+which of two same-named styles gets the "_1" suffix).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from graphflow.api import STRING, Bool, Choice, ComfyAlias, Node, NodeInputError, Text, folders, warn
+from graphflow.api import STRING, Bool, Choice, ComfyAlias, Node, NodeInputError, Text, closest_choices, \
+    folders, warn
 from graphflow.folders import DATA_KINDS, UnsafePathError
 
 COMFY_PACK = "sdxl_prompt_styler"  # the custom node pack this module's ComfyUI classes come from
@@ -45,7 +49,6 @@ log = logging.getLogger(__name__)
 STYLES_KIND = "styles"  # models/styles: the user's style files (graphflow/folders.py DATA_KINDS)
 SHIPPED = Path(str(resources.files("graphflow").joinpath("data", "sdxl_prompt_styler")))
 MAX_STYLE_FILE = 32 * 2 ** 20  # bytes read from one style file (the pack's largest, Artists.json, is 1 MB)
-TEMPLATE_KEYS = ("name", "prompt", "negative_prompt")  # what every style of a file must have, as the pack checks
 
 
 # -- reading style files ----------------------------------------------------------------------------
@@ -71,9 +74,24 @@ def _style_files(subfolder: str | None = None) -> list[Path]:
     return [*shipped, *user]
 
 
+def _style_problem(item) -> str | None:
+    """Why one entry of a style file is not a style, or None."""
+    if not isinstance(item, dict):
+        return f"a {type(item).__name__}, not an object"
+    for key in ("name", "prompt"):
+        if not isinstance(item.get(key), str):
+            return f"its {key!r} is {'missing' if key not in item else type(item[key]).__name__}, not text"
+    if not isinstance(item.get("negative_prompt", ""), str | None):
+        return f"its 'negative_prompt' is {type(item['negative_prompt']).__name__}, not text"
+    return None
+
+
 def _read_templates(state: tuple) -> list[dict]:
-    """A style file's templates; a file that isn't a list of styles with a name, prompt and
-    negative_prompt each (text) is left out with a warning, as the pack leaves it out."""
+    """A style file's templates: each entry with a text name and prompt, its negative_prompt text
+    (missing or null read as "", as the pack's template.get(...) and its joins read them); an entry
+    that is not such a style is left out on its own, with a warning (the pack's loader drops the
+    whole file for one entry missing a key, and fails at run time on a non-text prompt). A file
+    that isn't a JSON list, can't be read or is too large is left out with a warning."""
     path = Path(state[0])
     if state[2] > MAX_STYLE_FILE:
         warn(f"style file {path.name} is larger than {MAX_STYLE_FILE:,} bytes: left out")
@@ -83,12 +101,21 @@ def _read_templates(state: tuple) -> list[dict]:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         warn(f"style file {path.name} could not be read: {e}")
         return []
-    if not isinstance(content, list) or not all(
-            isinstance(item, dict) and all(isinstance(item.get(key), str) for key in TEMPLATE_KEYS)
-            for item in content):
-        warn(f"style file {path.name} is not a list of styles with a name, prompt and negative_prompt: left out")
+    if not isinstance(content, list):
+        warn(f"style file {path.name} is a JSON {type(content).__name__}, not a list of styles: left out")
         return []
-    return content
+    templates, skipped = [], []
+    for index, item in enumerate(content):
+        problem = _style_problem(item)
+        if problem is not None:
+            skipped.append(f"entry {index} ({problem})")
+            continue
+        templates.append({**item, "negative_prompt": item.get("negative_prompt") or ""})
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warn(f"style file {path.name}: left out {', '.join(skipped[:3])}{more}: a style needs a text "
+             f"name and prompt")
+    return templates
 
 
 @lru_cache(maxsize=8)
@@ -96,12 +123,15 @@ def _combined(states: tuple) -> dict[str, dict]:
     """{style name: template} of these files, in order; a name seen before is given the first free
     suffix _1, _2 ..., as the pack renames duplicates."""
     styles: dict[str, dict] = {}
+    next_suffix: dict[str, int] = {}  # per name, the suffix to try first: those below it are taken
     for state in states:
         for template in _read_templates(state):
-            name, suffix = template["name"], 1
+            name = base = template["name"]
+            suffix = next_suffix.get(base, 1)
             while name in styles:
-                name = f"{template['name']}_{suffix}"
+                name = f"{base}_{suffix}"
                 suffix += 1
+            next_suffix[base] = suffix
             styles[name] = template
     return styles
 
@@ -135,7 +165,7 @@ def find_style(styles: dict[str, dict], name: str, input_name: str, where: str) 
     """The template of a style name, else a NodeInputError naming the input and the closest names."""
     if name in styles:
         return styles[name]
-    close = difflib.get_close_matches(name, list(styles), n=5, cutoff=0.5)
+    close = closest_choices(name, list(styles))  # as a refused choice names them
     hint = f"; closest: {', '.join(map(repr, close))}" if close else ""
     raise NodeInputError(input_name, f"no style {name!r} in {where}{hint}")
 
@@ -190,13 +220,22 @@ def _log(lines: dict) -> None:
 # -- the main stylers -------------------------------------------------------------------------------
 
 
-class SDXLPromptStyler(Node):
+class _MainStyler(Node):
+    """The two main stylers' re-run rule: their style files' paths, times and sizes."""
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        return repr(tuple(_file_state(p) for p in _style_files()))
+
+
+class SDXLPromptStyler(_MainStyler):
     """Style a prompt with a template, as twri's SDXL Prompt Styler: the style's "prompt" with
     every {prompt} replaced by text_positive (a template without {prompt} is used as it is, the
     text dropped), its "negative_prompt" and text_negative joined by ", " (either alone if the
     other is empty). style_positive / style_negative off give that text unstyled; log_prompt logs
     the texts. Styles: the pack's SAI (sai-...), base and Diva styles, and every style file (a JSON list of
-    {"name", "prompt", "negative_prompt"}) in models/styles; a name met again gets _1, _2 ... An
+    {"name", "prompt", "negative_prompt"}) in models/styles (an entry without a text name and prompt
+    is left out; a missing or null negative_prompt is empty); a name met again gets _1, _2 ... An
     unknown style is refused, naming the closest ones."""
     category = "utils"
     text_positive: str = Text("", multiline=True)
@@ -207,10 +246,6 @@ class SDXLPromptStyler(Node):
     style_negative: bool = Bool(True, label_on="yes", label_off="no")
     outputs = {"text_positive": STRING, "text_negative": STRING}
     comfy = ComfyAlias(("SDXLPromptStyler",))
-
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return repr(tuple(_file_state(p) for p in _style_files()))
 
     def run(self):
         template = find_style(all_styles(), self.style, "style", "the style files (shipped and models/styles)")
@@ -230,7 +265,7 @@ ADVANCED_OUTPUTS = {"text_positive_g": STRING, "text_positive_l": STRING, "text_
 NEGATIVE_TO = ("Both", "G only", "L only")
 
 
-class SDXLPromptStylerAdvanced(Node):
+class SDXLPromptStylerAdvanced(_MainStyler):
     """Style SDXL's two prompts, as twri's SDXL Prompt Styler Advanced: the style's "prompt" is
     split at its first " . " into a G part and an L part. text_positive_g = the G part with
     {prompt} replaced by text_positive_g; text_positive_l = the L part (its {prompt} replaced by
@@ -249,10 +284,6 @@ class SDXLPromptStylerAdvanced(Node):
     log_prompt: bool = Bool(False, label_on="yes", label_off="no")
     outputs = ADVANCED_OUTPUTS
     comfy = ComfyAlias(("SDXLPromptStylerAdvanced",))
-
-    @classmethod
-    def fingerprint(cls, **widgets):
-        return repr(tuple(_file_state(p) for p in _style_files()))
 
     def run(self):
         template = find_style(all_styles(), self.style, "style", "the style files (shipped and models/styles)")
@@ -343,7 +374,9 @@ class _CategoryStylerAdvanced(_CategoryStyler):
 
 
 def _menu(folder: str):
-    return Choice(lambda: list(category_styles(folder)))
+    # an empty list (no files copied yet) is refused saying where the pack's styles go
+    return Choice(lambda: list(category_styles(folder)),
+                  if_empty=f"no style files: copy the pack's data/{folder} folder into models/styles/{folder}")
 
 
 def _category_node(title: str, menus: tuple[str, ...], advanced: bool) -> type[Node]:

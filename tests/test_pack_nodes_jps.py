@@ -13,6 +13,7 @@ from graphflow.comfy_format import comfy_catalogue, custom_pack, export_api, exp
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.registry import Registry
+from graphflow.resource_limits import Size
 from graphflow.workflow import parse_workflow
 from nodes import pack_nodes_jps as jps
 from tests.test_nodes_image_mask import call
@@ -139,6 +140,15 @@ def test_math_nodes(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Multiply Int Int (JPS)", int_a=2 ** 62, int_b=4)
     assert caught.value.input == "int_b"
+    # an infinite product (finite factors) is refused naming float_b, not int()'s OverflowError
+    for name, inputs in (("Multiply Float Float (JPS)", {"float_a": 1e308, "float_b": 10.0}),
+                         ("Multiply Int Float (JPS)", {"int_a": -10, "float_b": 1e308})):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, name, **inputs)
+        assert caught.value.input == "float_b" and "inf" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:  # an int product past a float's range: named too
+        node(registry, "Multiply Int Int (JPS)", int_a=10 ** 200, int_b=10 ** 200)
+    assert caught.value.input == "int_b" and "401 digits" in str(caught.value)
     with pytest.raises(NodeInputError) as caught:
         node(registry, "SDXL Recommended Resolution Calc (JPS)", target_width=100, target_height=0)
     assert caught.value.input == "target_height"
@@ -233,6 +243,31 @@ def test_target_size_crop(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Crop Image TargetSize (JPS)", image=image, target_w=0, target_h=8)
     assert caught.value.input == "target_w"
+
+
+def test_target_size_crop_resizes_the_whole_image_and_refuses_a_resize_past_max_size(registry):
+    image = torch.rand(1, 10, 7, 3)
+    for mode in ("bilinear", "bicubic", "area", "nearest-exact", "nearest"):
+        out = node(registry, "Crop Image TargetSize (JPS)", image=image, target_w=14, target_h=8,
+                   crop_position="center", offset=1, interpolation=mode)
+        # 14 / 0.7 = 20 >= 8: resized whole to 14x20, rows 7..15 (centred 6, moved 1) kept
+        whole = F.interpolate(image.permute(0, 3, 1, 2), size=(20, 14), mode=mode).permute(0, 2, 3, 1)
+        assert torch.equal(out, whole[:, 7:15, :, :]), mode
+        # why the whole is resized: the crop's rows of the source (7 * 10 / 20 .. 15 * 10 / 20 = 3.5 .. 7.5,
+        # widened to 3 .. 8) resized alone give other pixels
+        alone = F.interpolate(image[:, 3:8].permute(0, 3, 1, 2), size=(8, 14), mode=mode).permute(0, 2, 3, 1)
+        assert mode in ("nearest", "nearest-exact") or not torch.allclose(alone, out), mode
+    # an 8 wide, 4096 high image covering 4096x8 would be resized to 4096 x 2,097,152 (about 100 GB)
+    tall, wide = torch.rand(1, 4096, 8, 3), torch.rand(1, 8, 4096, 3)
+    for picture, name in ((tall, "target_w"), (wide, "target_h")):
+        w, h = (4096, 8) if name == "target_w" else (8, 4096)
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Crop Image TargetSize (JPS)", image=picture, target_w=w, target_h=h)
+        assert caught.value.input == name and "2097152" in str(caught.value) and "16384" in str(caught.value)
+    # the estimate: the target's size out, the whole resized batch as working memory
+    estimate = jps.JPSCropImageTargetSize.estimate({"target_w": 4096, "target_h": 8}, {"image": Size(2, 4096, 8)})
+    assert estimate.size == Size(2, 8, 4096) and estimate.memory == 2 * 2_097_152 * 4096 * 3 * 4
+    assert jps.JPSCropImageTargetSize.estimate({"target_w": 0, "target_h": 8}, {"image": Size(1, 8, 8)}).size is None
 
 
 def test_lora_loader_switch(registry, lora_folders):

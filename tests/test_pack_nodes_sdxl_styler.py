@@ -6,6 +6,7 @@ with the pack's class names that run and round-trip."""
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,87 @@ def test_user_style_files_are_read_and_duplicates_get_suffixes(registry, styles_
     assert node(registry, "SDXLPromptStyler", text_positive="cat", style="base_2")[0] == "my second base cat"
 
 
+def test_bad_entries_of_a_style_file_are_left_out_one_by_one(registry, styles_folder, caplog):
+    (styles_folder / "entries.json").write_text(json.dumps([
+        {"name": "good", "prompt": "good {prompt}", "negative_prompt": "ugly"},
+        {"name": 7, "prompt": "{prompt}", "negative_prompt": ""},  # a number for a name
+        {"name": "no prompt", "negative_prompt": ""},
+        {"name": "null prompt", "prompt": None, "negative_prompt": ""},
+        {"name": "null negative", "prompt": "n {prompt}", "negative_prompt": None},
+        {"name": "no negative", "prompt": "m {prompt}"},
+        {"name": "list negative", "prompt": "{prompt}", "negative_prompt": ["x"]},
+        "just text",
+        {"name": "last", "prompt": "last {prompt}", "negative_prompt": ""},
+    ]), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        names = styler.style_names()
+    assert names[-4:] == ["good", "null negative", "no negative", "last"]
+    assert not {"7", "no prompt", "null prompt", "list negative", "just text"} & set(names)
+    assert "entries.json" in caplog.text and "entry 1" in caplog.text and "and 2 more" in caplog.text
+    # a null or missing negative is empty: the given negative alone, as the pack's join gives it
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", text_negative="x", style="null negative") == \
+        ("n cat", "x")
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", text_negative="", style="no negative") == \
+        ("m cat", "")
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", text_negative="x", style="good") == \
+        ("good cat", "ugly, x")
+
+
+def test_unreadable_style_files_are_left_out_with_a_warning(registry, styles_folder, tmp_path, monkeypatch,
+                                                            caplog):
+    def styles(*names):
+        return json.dumps([{"name": n, "prompt": f"{n} {{prompt}}", "negative_prompt": ""} for n in names])
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "linked.json").write_text(styles("from outside"), encoding="utf-8")
+    (styles_folder / "linked.json").symlink_to(outside / "linked.json")  # a link out of the folder
+    (styles_folder / "large.json").write_text(styles("large one") + " " * 50_000, encoding="utf-8")
+    monkeypatch.setattr(styler, "MAX_STYLE_FILE", 40_000)  # the large file is over it, the others (shipped too) under
+    (styles_folder / "invalid.json").write_text('[{"name": "cut short", ', encoding="utf-8")
+    (styles_folder / "object.json").write_text('{"name": "an object", "prompt": "{prompt}"}', encoding="utf-8")
+    (styles_folder / "valid.json").write_text(styles("kept"), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        names = styler.style_names()
+    assert names[-1] == "kept" and sorted(names[:-1]) == sorted(shipped_templates())  # the shipped, then "kept"
+    assert "large.json is larger than 40,000 bytes" in caplog.text
+    assert "invalid.json could not be read" in caplog.text
+    assert "object.json is a JSON dict, not a list of styles" in caplog.text
+    assert "linked.json" not in caplog.text  # a link out is not offered: never read
+    assert node(registry, "SDXLPromptStyler", text_positive="cat", style="kept") == ("kept cat", "")
+    assert not {"from outside", "large one", "cut short", "an object"} & set(names)
+    with pytest.raises(ValueError, match="'from outside' is not one of the choices"):
+        node(registry, "SDXLPromptStyler", text_positive="cat", style="from outside")
+
+
+def pack_renames(names: list[str]) -> list[str]:
+    """The pack's renaming written out: each name, else the first free name_1, name_2 ..."""
+    seen, out = set(), []
+    for original in names:
+        name, suffix = original, 1
+        while name in seen:
+            name, suffix = f"{original}_{suffix}", suffix + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def test_many_duplicate_names_are_renamed_quickly_as_the_pack_does(styles_folder):
+    mixed = ["b", "a_2", "a", "b", "a", "a_1", "a", "b_1", "b", "a"]  # literal suffixes among the repeats
+    (styles_folder / "mixed.json").write_text(json.dumps(
+        [{"name": n, "prompt": "{prompt}", "negative_prompt": ""} for n in mixed]), encoding="utf-8")
+    assert styler.style_names()[-len(mixed):] == pack_renames(mixed)
+    # 20,000 of one name (with a literal "a_3" first): the renaming took 61 s, trying every suffix anew
+    (styles_folder / "mixed.json").unlink()
+    many = ["a_3"] + ["a"] * 20_000
+    (styles_folder / "many.json").write_text(json.dumps(
+        [{"name": n, "prompt": "{prompt}", "negative_prompt": ""} for n in many]), encoding="utf-8")
+    started = time.perf_counter()
+    names = styler.style_names()[-len(many):]
+    assert time.perf_counter() - started < 5
+    assert names == ["a_3", "a", "a_1", "a_2", *(f"a_{k}" for k in range(4, 20_001))]
+
+
 def test_an_unknown_style_is_refused_naming_the_input_and_the_closest(registry):
     prompt = {"1": {"class_type": "SDXLPromptStyler",
                     "inputs": {"text_positive": "a", "text_negative": "", "style": "Art Dekko", "log_prompt": False,
@@ -121,6 +203,56 @@ def test_an_unknown_style_is_refused_naming_the_input_and_the_closest(registry):
     with pytest.raises(NodeInputError) as caught:  # a style gone between listing and running
         styler.find_style(styler.all_styles(), "Art Dekko", "style", "the style files")
     assert caught.value.input == "style" and "'Art Deco'" in str(caught.value)
+    # find_style names the same closest styles as the choice's refusal (one search, one cutoff)
+    for value in ("Art Dekko", "sai-anme", "photo-lon exposure"):
+        with pytest.raises(NodeInputError) as caught:
+            styler.find_style(styler.all_styles(), value, "style", "the style files")
+        result = Executor(registry).run(parse_workflow(
+            {"1": {**prompt["1"], "inputs": {**prompt["1"]["inputs"], "style": value}}}, registry), outputs=["1"])
+        named = str(caught.value).split("closest: ")[1]
+        assert f"closest: {named})" in result.problems[0].message
+
+
+def test_both_main_stylers_rerun_when_a_style_file_changes(styles_folder):
+    before = styler.SDXLPromptStyler.fingerprint(style="sai-base")
+    assert styler.SDXLPromptStylerAdvanced.fingerprint(style="sai-base") == before
+    (styles_folder / "mine.json").write_text('[{"name": "x", "prompt": "{prompt}", "negative_prompt": ""}]',
+                                             encoding="utf-8")
+    after = styler.SDXLPromptStyler.fingerprint(style="sai-base")
+    assert after != before and "mine.json" in after
+    assert styler.SDXLPromptStylerAdvanced.fingerprint(style="sai-base") == after
+
+
+def test_the_closest_choices_of_a_long_list_are_searched_among_few(monkeypatch):
+    """A bad value among 100,000 choices: difflib compares at most MAX_CLOSE_SEARCH of them (it
+    compared all, seconds per value), narrowed to those sharing the value's start."""
+    import difflib
+
+    from graphflow import node as node_api
+    compared = []
+
+    class CountingMatcher(difflib.SequenceMatcher):
+        def set_seq1(self, a):
+            if a:  # not the empty one the matcher starts with
+                compared.append(a)
+            super().set_seq1(a)
+
+    monkeypatch.setattr(difflib, "SequenceMatcher", CountingMatcher)
+    choices = [f"style {i:06d}" for i in range(100_000)] + ["Art Deco"]
+    assert node_api.closest_choices("Art Dekko", choices) == ["Art Deco"]
+    assert len(compared) == 1  # the one choice starting "Art"
+    compared.clear()
+    close = node_api.closest_choices("style 04217x", choices)  # every choice starts "sty": cut at the bound
+    assert len(close) == 5 and all(name.startswith("style ") for name in close)
+    assert 0 < len(compared) <= node_api.MAX_CLOSE_SEARCH < len(choices)
+    compared.clear()
+    short = [f"style {i}" for i in range(100)]  # a short list is compared in full, as difflib alone does
+    assert node_api.closest_choices("style 4x", short) == difflib.get_close_matches("style 4x", short, n=5)
+    assert len(compared) == 2 * len(short)  # both calls (ours and the reference) saw every choice
+    # through a Choice's validation: the refusal names the closest of the long list
+    widget = node_api.Choice(lambda: choices)
+    with pytest.raises(ValueError, match="closest: 'Art Deco'"):
+        node_api._check_choice(widget)("Art Dekko")
 
 
 def test_advanced_splits_at_the_first_dot_into_g_and_l(registry, styles_folder):
@@ -221,6 +353,16 @@ def test_a_category_styler_with_no_style_files_names_its_folder(registry, catego
     assert not result.ok and result.problems[0].input == "depth"
     with pytest.raises(NodeInputError, match="models/styles/depth"):
         styler.find_style(styler.category_styles("depth"), "shallow", "depth", "models/styles/depth/*.json")
+
+
+def test_a_category_styler_whose_folder_is_empty_says_where_to_copy_the_packs_files(registry, styles_folder):
+    # a UI save with a chosen style, no data copied: refused at validation, naming the folder to fill
+    graph = ui_graph([ui_node(1, "ArtistStyler", ["a", "", "Claude Monet", False])], [])
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert not result.ok
+    problem = result.problems[0]
+    assert problem.input == "artist" and "'Claude Monet'" in problem.message
+    assert "copy the pack's data/artist folder into models/styles/artist" in problem.message
 
 
 def test_a_category_advanced_styler_swaps_g_and_l_as_the_pack_does(registry, category_folders):
