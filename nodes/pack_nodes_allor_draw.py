@@ -1,0 +1,683 @@
+"""Nourepide's ComfyUI-Allor, its drawing and transform nodes (the rest of the pack's model-free
+nodes are in nodes/pack_nodes_allor.py, whose docstring says which pack versions were read and
+what is left out). Read from modules/ImageDraw.py at 6acd6b2f9d3b65861078d4e92746f80a06e5100a and
+modules/ImageTransform.py at de1401e745a9cc856d5e4dd841499371a6de9b4c.
+
+Nodes: ImageDrawArc, Chord, Ellipse, Line, Pieslice, Rectangle, RectangleRounded (each also
+...ByContainer) and ImageDrawPolygon; ImageTransformResizeAbsolute, ResizeRelative, ResizeClip,
+CropAbsolute, CropRelative, CropCorners, PaddingAbsolute, PaddingRelative, Rotate, Transpose.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import IMAGE, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
+from nodes.image import MAX_SIZE, _image
+from nodes.pack_nodes_allor import _each_picture, _rgba, _sampler, _tensor
+
+COMFY_PACK = "ComfyUI-Allor"  # the custom node pack this module's ComfyUI classes come from
+
+SAMPLERS = ("lanczos", "bicubic", "hamming", "bilinear", "box", "nearest")
+TRUE_FALSE = ("true", "false")
+MOST_SSAA_PIXELS = 1 << 28  # a supersampled canvas's most pixels (1 GiB of RGBA)
+
+# -- drawing -------------------------------------------------------------------------------------
+# Each shape is drawn by PIL's ImageDraw on a transparent RGBA canvas SSAA times the size, its
+# corners at fractions of the size, then resized down with the chosen sampler, as in the pack.
+# A node's inputs come from two holders: the canvas size (width, height) or a container image
+# first, then the shape's own.
+
+
+def _drawn(node, width: int, height: int):
+    from PIL import Image, ImageDraw
+    ssaa = node.SSAA
+    if width * height * ssaa * ssaa > MOST_SSAA_PIXELS:
+        raise NodeInputError("SSAA", f"{width}×{height} drawn at {ssaa}× is over {MOST_SSAA_PIXELS} pixels: "
+                                     "expected a smaller SSAA or picture")
+    canvas = Image.new("RGBA", (width * ssaa, height * ssaa), (0, 0, 0, 0))
+    box = ((width * node.start_x * ssaa, height * node.start_y * ssaa),
+           (width * node.end_x * ssaa, height * node.end_y * ssaa)) if hasattr(node, "start_x") else None
+    try:
+        node._paint(ImageDraw.Draw(canvas), box, ssaa)
+    except ValueError as e:  # PIL refuses a box whose end is before its start
+        raise NodeInputError("end_x", f"{e}: expected end_x ≥ start_x and end_y ≥ start_y") from None
+    return _tensor(canvas.resize((width, height), _sampler(node.method)))[None]
+
+
+def _draw_memory(width, height, ssaa) -> int:
+    return width * height * ssaa * ssaa * 4
+
+
+class _Canvas(Node):
+    width: int = Int(256, min=1, max=MAX_SIZE, step=1)
+    height: int = Int(256, min=1, max=MAX_SIZE, step=1)
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            width, height, ssaa = widgets["width"], widgets["height"], widgets["SSAA"]
+            return Estimate(Size(1, height, width), memory=_draw_memory(width, height, ssaa))
+        except (KeyError, TypeError):
+            return Estimate(None)
+
+    def run(self):
+        return _drawn(self, self.width, self.height)
+
+
+class _Container(Node):
+    container: IMAGE
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("container")
+        try:
+            return Estimate(Size(1, size.height, size.width),
+                            memory=_draw_memory(size.width, size.height, widgets["SSAA"]))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(None)
+
+    def run(self):
+        container = _image(self.container, "container")
+        return _drawn(self, container.shape[2], container.shape[1])
+
+
+def _corner(default: float):
+    return Float(default, min=0.0, max=1.0, step=0.01)
+
+
+def _channel(default: int):
+    return Int(default, min=0, max=255, step=1)
+
+
+def _angle(default: int):
+    return Int(default, min=0, max=360, step=1)
+
+
+class _LineShape(Node):
+    """Inputs of a stroked shape (line, arc, chord): width of stroke, box, colour."""
+    size: int = Int(1, min=1, max=MAX_SIZE, step=1)
+    start_x: float = _corner(0.0)
+    start_y: float = _corner(0.0)
+    end_x: float = _corner(1.0)
+    end_y: float = _corner(1.0)
+
+
+class _StrokeColor(Node):
+    red: int = _channel(255)
+    green: int = _channel(255)
+    blue: int = _channel(255)
+    alpha: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    SSAA: int = Int(4, min=1, max=16, step=1)
+    method: str = Choice(SAMPLERS, "lanczos")
+
+    def _ink(self):
+        return _rgba(self.red, self.green, self.blue, self.alpha)
+
+
+class _OutlineFill(Node):
+    outline_size: int = Int(1, min=0, max=MAX_SIZE, step=1)
+    outline_red: int = _channel(0)
+    outline_green: int = _channel(0)
+    outline_blue: int = _channel(0)
+    outline_alpha: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    fill_red: int = _channel(255)
+    fill_green: int = _channel(255)
+    fill_blue: int = _channel(255)
+    fill_alpha: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+
+    def _fill(self):
+        return _rgba(self.fill_red, self.fill_green, self.fill_blue, self.fill_alpha)
+
+    def _outline(self):
+        return _rgba(self.outline_red, self.outline_green, self.outline_blue, self.outline_alpha)
+
+
+class _Sampling(Node):
+    SSAA: int = Int(4, min=1, max=16, step=1)
+    method: str = Choice(SAMPLERS, "lanczos")
+
+
+# the angles come between the box and the colour: the holders' order is box, angles, colour
+class _AngledLine(_LineShape):
+    start: int = _angle(0)
+    end: int = _angle(180)
+
+
+class _Arc(_StrokeColor, _AngledLine):
+    def _paint(self, draw, box, ssaa):
+        draw.arc(box, self.start, self.end, self._ink(), self.size * ssaa)
+
+
+class _Chord(_StrokeColor, _AngledLine):
+    def _paint(self, draw, box, ssaa):
+        # the pack gives chord() the stroke width where PIL takes the outline colour, so the chord is
+        # filled with the colour and outlined in that number as a colour; PIL is called the same way
+        draw.chord(box, self.start, self.end, self._ink(), self.size * ssaa)
+
+
+class _Line(_StrokeColor, _LineShape):
+    def _paint(self, draw, box, ssaa):
+        draw.line(box, self._ink(), self.size * ssaa)
+
+
+class AllorImageDrawArc(_Arc, _Canvas):
+    """An arc (PIL's ImageDraw.arc) from start to end degrees of the ellipse in the box start_x,
+    start_y – end_x, end_y (fractions of width and height), size pixels wide, on a transparent
+    width × height RGBA picture, drawn SSAA times larger and resized down by `method`."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawArc",))
+
+
+class AllorImageDrawArcByContainer(_Arc, _Container):
+    """ImageDrawArc on a picture the size of the container's first image."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawArcByContainer",))
+
+
+class AllorImageDrawChord(_Chord, _Canvas):
+    """A chord (PIL's ImageDraw.chord) of the ellipse in the box, from start to end degrees, filled
+    with the colour, on a transparent width × height RGBA picture (SSAA, then resized). As the
+    pack calls PIL, `size` · SSAA reaches it as the outline's colour (a number), not as a stroke
+    width; it is passed the same way here, so the result is the pack's."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawChord",))
+
+
+class AllorImageDrawChordByContainer(_Chord, _Container):
+    """ImageDrawChord on a picture the size of the container's first image."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawChordByContainer",))
+
+
+class AllorImageDrawLine(_Line, _Canvas):
+    """A line from start_x, start_y to end_x, end_y (fractions of width and height), size pixels
+    wide, on a transparent width × height RGBA picture (SSAA, then resized by `method`)."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawLine",))
+
+
+class AllorImageDrawLineByContainer(_Line, _Container):
+    """ImageDrawLine on a picture the size of the container's first image."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawLineByContainer",))
+
+
+class _Box(Node):
+    start_x: float = _corner(0.0)
+    start_y: float = _corner(0.0)
+    end_x: float = _corner(1.0)
+    end_y: float = _corner(1.0)
+
+
+class _Ellipse(_Sampling, _OutlineFill, _Box):
+    def _paint(self, draw, box, ssaa):
+        draw.ellipse(box, self._fill(), self._outline(), self.outline_size * ssaa)
+
+
+class _AngledBox(_Box):
+    start: int = _angle(0)
+    end: int = _angle(240)
+
+
+class _Pieslice(_Sampling, _OutlineFill, _AngledBox):
+    def _paint(self, draw, box, ssaa):
+        draw.pieslice(box, self.start, self.end, self._fill(), self._outline(), self.outline_size * ssaa)
+
+
+class _InsetBox(Node):
+    start_x: float = _corner(0.1)
+    start_y: float = _corner(0.2)
+    end_x: float = _corner(0.9)
+    end_y: float = _corner(0.8)
+
+
+class _Rectangle(_Sampling, _OutlineFill, _InsetBox):
+    def _paint(self, draw, box, ssaa):
+        draw.rectangle(box, self._fill(), self._outline(), self.outline_size * ssaa)
+
+
+class _RoundedBox(_InsetBox):
+    radius: int = _angle(180)
+
+
+class _RoundedCorners(_OutlineFill, _RoundedBox):
+    top_left_corner: str = Choice(TRUE_FALSE, "true")
+    top_right_corner: str = Choice(TRUE_FALSE, "true")
+    bottom_right_corner: str = Choice(TRUE_FALSE, "true")
+    bottom_left_corner: str = Choice(TRUE_FALSE, "true")
+
+
+class _RectangleRounded(_Sampling, _RoundedCorners):
+    def _paint(self, draw, box, ssaa):
+        corners = tuple(value == "true" for value in (self.top_left_corner, self.top_right_corner,
+                                                      self.bottom_right_corner, self.bottom_left_corner))
+        draw.rounded_rectangle(box, self.radius * ssaa, self._fill(), self._outline(), self.outline_size * ssaa,
+                               corners=corners)
+
+
+class AllorImageDrawEllipse(_Ellipse, _Canvas):
+    """An ellipse in the box start_x, start_y – end_x, end_y (fractions of width and height),
+    filled and outlined (outline_size pixels) in the colours, on a transparent width × height RGBA
+    picture, drawn SSAA times larger and resized down by `method`."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawEllipse",))
+
+
+class AllorImageDrawEllipseByContainer(_Ellipse, _Container):
+    """ImageDrawEllipse on a picture the size of the container's first image."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawEllipseByContainer",))
+
+
+class AllorImageDrawPieslice(_Pieslice, _Canvas):
+    """A pie slice from start to end degrees of the ellipse in the box, filled and outlined in the
+    colours, on a transparent width × height RGBA picture (SSAA, then resized by `method`)."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawPieslice",))
+
+
+class AllorImageDrawPiesliceByContainer(_Pieslice, _Container):
+    """ImageDrawPieslice on a picture the size of the container's first image."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawPiesliceByContainer",))
+
+
+class AllorImageDrawRectangle(_Rectangle, _Canvas):
+    """A rectangle start_x, start_y – end_x, end_y (fractions of width and height), filled and
+    outlined in the colours, on a transparent width × height RGBA picture (SSAA, then resized)."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawRectangle",))
+
+
+class AllorImageDrawRectangleByContainer(_Rectangle, _Container):
+    """ImageDrawRectangle on a picture the size of the container's first image."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawRectangleByContainer",))
+
+
+class AllorImageDrawRectangleRounded(_RectangleRounded, _Canvas):
+    """ImageDrawRectangle with corners rounded by `radius` pixels (at the output's scale), each
+    corner rounded or not by its switch."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawRectangleRounded",))
+
+
+class AllorImageDrawRectangleRoundedByContainer(_RectangleRounded, _Container):
+    """ImageDrawRectangleRounded on a picture the size of the container's first image (the pack's
+    own code for this node fails: it calls a method its rounded rectangle lacks)."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawRectangleRoundedByContainer",))
+
+
+class _PolygonShape(Node):
+    size: int = Int(256, min=1, max=MAX_SIZE, step=1)
+    sides: int = Int(5, min=3, max=1024, step=1)
+    rotation: int = _angle(0)
+
+
+class AllorImageDrawPolygon(_Sampling, _OutlineFill, _PolygonShape):
+    """A regular polygon of `sides` sides, rotated by `rotation` degrees, filling a size × size
+    transparent RGBA picture (its circumcircle touching the edges), drawn SSAA times larger and
+    resized down by `method`. As in the pack, outline_size is not used (a one-pixel outline at the
+    SSAA scale)."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageDrawPolygon",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        try:
+            size, ssaa = widgets["size"], widgets["SSAA"]
+            return Estimate(Size(1, size, size), memory=_draw_memory(size, size, ssaa))
+        except (KeyError, TypeError):
+            return Estimate(None)
+
+    def _paint(self, draw, box, ssaa):
+        half = self.size * ssaa / 2
+        draw.regular_polygon((half, half, half), self.sides, self.rotation, self._fill(), self._outline())
+
+    def run(self):
+        return _drawn(self, self.size, self.size)
+
+
+# -- transforms ----------------------------------------------------------------------------------
+
+
+def _resized(images, width: int, height: int, method: str):
+    if width < 1 or height < 1:
+        raise NodeInputError("images", f"the new size would be {width}×{height}: expected at least 1×1")
+    sampler = _sampler(method)
+    return _each_picture(images, lambda picture: picture.resize((width, height), sampler))
+
+
+def _scaled_size(size, widgets, name_w: str, name_h: str):
+    return int(size.width * widgets[name_w]), int(size.height * widgets[name_h])
+
+
+class AllorImageTransformResizeAbsolute(Node):
+    """Each image resized to width × height by PIL with the chosen sampler (8-bit)."""
+    category = "image/transform"
+    images: IMAGE
+    width: int = Int(256, min=1, max=MAX_SIZE, step=1, resource="width")
+    height: int = Int(256, min=1, max=MAX_SIZE, step=1, resource="height")
+    method: str = Choice(SAMPLERS, "lanczos")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformResizeAbsolute",))
+
+    def run(self):
+        return _resized(self.images, self.width, self.height, self.method)
+
+
+class AllorImageTransformResizeRelative(Node):
+    """Each image resized by PIL to int(width · scale_width) × int(height · scale_height) (8-bit)."""
+    category = "image/transform"
+    images: IMAGE
+    scale_width: float = Float(1.0, min=0.0, max=64.0, step=0.1)
+    scale_height: float = Float(1.0, min=0.0, max=64.0, step=0.1)
+    method: str = Choice(SAMPLERS, "lanczos")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformResizeRelative",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            width, height = _scaled_size(size, widgets, "scale_width", "scale_height")
+            return Estimate(Size(size.batch, max(height, 1), max(width, 1)))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        images = _image(self.images, "images")
+        width, height = int(images.shape[2] * self.scale_width), int(images.shape[1] * self.scale_height)
+        return _resized(images, width, height, self.method)
+
+
+def _clip_scale(width: int, height: int, max_width: int, max_height: int, min_width: int, min_height: int):
+    """The pack's ResizeClip scale (None: left as it is): the larger of the scale reaching both
+    minimums and the scale fitting both maximums."""
+    if min_width >= max_width and min_height >= max_height:
+        return None
+    return max(max(min_width / width, min_height / height), min(max_width / width, max_height / height))
+
+
+class AllorImageTransformResizeClip(Node):
+    """Each image scaled by PIL, aspect kept, to fit max_width × max_height, as the pack reckons it:
+    the scale is the larger of the one fitting both maximums and the one reaching both minimums
+    (so the minimums win over the maximums); where both minimums reach their maximums the images are
+    left as they are. The scale applies up as well as down."""
+    category = "image/transform"
+    images: IMAGE
+    max_width: int = Int(1024, min=1, max=MAX_SIZE)
+    max_height: int = Int(1024, min=1, max=MAX_SIZE)
+    min_width: int = Int(0, min=0, max=MAX_SIZE)
+    min_height: int = Int(0, min=0, max=MAX_SIZE)
+    method: str = Choice(SAMPLERS, "lanczos")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformResizeClip",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            scale = _clip_scale(size.width, size.height, widgets["max_width"], widgets["max_height"],
+                                widgets["min_width"], widgets["min_height"])
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+        if scale is None:
+            return Estimate(size)
+        return Estimate(Size(size.batch, max(int(size.height * scale), 1), max(int(size.width * scale), 1)))
+
+    def run(self):
+        images = _image(self.images, "images")
+        height, width = images.shape[1:3]
+        scale = _clip_scale(width, height, self.max_width, self.max_height, self.min_width, self.min_height)
+        if scale is None:
+            return images
+        return _resized(images, int(width * scale), int(height * scale), self.method)
+
+
+def _cropped(images, box, name: str):
+    """PIL's crop of each image to the box (left, top, right, bottom; outside the picture black)."""
+    left, top, right, bottom = (int(round(value)) for value in box)
+    if right < left or bottom < top:
+        raise NodeInputError(name, f"the box {left}, {top} – {right}, {bottom} ends before it starts")
+    if (right - left) * (bottom - top) > MAX_SIZE * MAX_SIZE:
+        raise NodeInputError(name, f"a crop of {right - left}×{bottom - top} is larger than any picture allowed")
+    return _each_picture(images, lambda picture: picture.crop(box))
+
+
+class AllorImageTransformCropAbsolute(Node):
+    """Each image cut to the box start_x, start_y – end_x, end_y in pixels by PIL (8-bit); what lies
+    outside the picture comes out black (transparent for RGBA)."""
+    category = "image/transform"
+    images: IMAGE
+    start_x: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    start_y: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    end_x: int = Int(128, min=0, max=MAX_SIZE, step=1)
+    end_y: int = Int(128, min=0, max=MAX_SIZE, step=1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformCropAbsolute",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            return Estimate(Size(size.batch, max(widgets["end_y"] - widgets["start_y"], 1),
+                                 max(widgets["end_x"] - widgets["start_x"], 1)))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        return _cropped(self.images, (self.start_x, self.start_y, self.end_x, self.end_y), "end_x")
+
+
+class AllorImageTransformCropRelative(Node):
+    """Each image cut to the box start_x, start_y – end_x, end_y given as fractions of its width and
+    height (PIL rounds them to pixels), 8-bit."""
+    category = "image/transform"
+    images: IMAGE
+    start_x: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    start_y: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    end_x: float = Float(0.75, min=0.0, max=1.0, step=0.01)
+    end_y: float = Float(0.75, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformCropRelative",))
+
+    def run(self):
+        images = _image(self.images, "images")
+        height, width = images.shape[1:3]
+        box = (width * self.start_x, height * self.start_y, width * self.end_x, height * self.end_y)
+        return _cropped(images, box, "end_x")
+
+
+class AllorImageTransformCropCorners(Node):
+    """Each image's corners rounded off by `radius` pixels: a rounded rectangle the picture's size
+    is drawn SSAA times larger (PIL) and resized down by `method`; outside it each channel (alpha
+    too) is lowered by the coverage it lacks, clamped at 0 (so the corners go black, and
+    transparent where there is alpha). Each corner is rounded or not by its switch."""
+    category = "image/transform"
+    images: IMAGE
+    radius: int = _angle(180)
+    top_left_corner: str = Choice(TRUE_FALSE, "true")
+    top_right_corner: str = Choice(TRUE_FALSE, "true")
+    bottom_right_corner: str = Choice(TRUE_FALSE, "true")
+    bottom_left_corner: str = Choice(TRUE_FALSE, "true")
+    SSAA: int = Int(4, min=1, max=16, step=1)
+    method: str = Choice(SAMPLERS, "lanczos")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformCropCorners",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            return Estimate(size, memory=_draw_memory(size.width, size.height, widgets["SSAA"]))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        from PIL import Image, ImageDraw
+        images = _image(self.images, "images")
+        height, width = images.shape[1:3]
+        ssaa = self.SSAA
+        if width * height * ssaa * ssaa > MOST_SSAA_PIXELS:
+            raise NodeInputError("SSAA", f"{width}×{height} drawn at {ssaa}× is over {MOST_SSAA_PIXELS} pixels")
+        canvas = Image.new("RGBA", (width * ssaa, height * ssaa), (0, 0, 0, 0))
+        corners = tuple(value == "true" for value in (self.top_left_corner, self.top_right_corner,
+                                                      self.bottom_right_corner, self.bottom_left_corner))
+        ImageDraw.Draw(canvas).rounded_rectangle(((0, 0), (width * ssaa, height * ssaa)), self.radius * ssaa,
+                                                 (255, 255, 255, 255), corners=corners)
+        cut = 1.0 - _tensor(canvas.resize((width, height), _sampler(self.method)))[..., 3:]
+        return (images - cut.to(images)).clamp(0, 1)
+
+
+def _padded(images, add_width: int, add_height: int, method: str):
+    """The pack's padding: it gives torchvision's pad [add_height, add_width], which pads
+    left and right by add_height and top and bottom by add_width."""
+    import torch.nn.functional as F
+    images = _image(images, "images")
+    mode = {"reflect": "reflect", "edge": "replicate", "constant": "constant"}[method]
+    if mode == "reflect" and (add_height >= images.shape[2] or add_width >= images.shape[1]):
+        raise NodeInputError("add_width", f"reflect padding must be less than the picture's side "
+                                          f"({images.shape[2]}×{images.shape[1]})")
+    out = F.pad(images.movedim(-1, 1), (add_height, add_height, add_width, add_width), mode=mode)
+    return out.movedim(1, -1)
+
+
+def _padded_estimate(size, add_width, add_height):
+    return Estimate(Size(size.batch, size.height + 2 * add_width, size.width + 2 * add_height))
+
+
+class AllorImageTransformPaddingAbsolute(Node):
+    """Each image padded by reflection, by repeating its edge or with black (constant). As the pack
+    passes its numbers on, add_height pixels go on the left and on the right and add_width pixels
+    above and below (for a square pad set both alike)."""
+    category = "image/transform"
+    images: IMAGE
+    add_width: int = Int(64, min=0, max=MAX_SIZE)
+    add_height: int = Int(64, min=0, max=MAX_SIZE)
+    method: str = Choice(("reflect", "edge", "constant"), "reflect")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformPaddingAbsolute",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            return _padded_estimate(size, widgets["add_width"], widgets["add_height"])
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        return _padded(self.images, self.add_width, self.add_height, self.method)
+
+
+class AllorImageTransformPaddingRelative(Node):
+    """ImageTransformPaddingAbsolute with add_width = int(width · scale_width) and add_height =
+    int(height · scale_height), placed as there (add_height left and right, add_width above and
+    below)."""
+    category = "image/transform"
+    images: IMAGE
+    scale_width: float = Float(0.25, min=0.0, max=16.0, step=0.1)
+    scale_height: float = Float(0.25, min=0.0, max=16.0, step=0.1)
+    method: str = Choice(("reflect", "edge", "constant"), "reflect")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformPaddingRelative",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            return _padded_estimate(size, *_scaled_size(size, widgets, "scale_width", "scale_height"))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        images = _image(self.images, "images")
+        add_width, add_height = int(images.shape[2] * self.scale_width), int(images.shape[1] * self.scale_height)
+        return _padded(images, add_width, add_height, self.method)
+
+
+ROTATE_SAMPLERS = {"lanczos": "BICUBIC", "bicubic": "BICUBIC", "hamming": "BILINEAR", "bilinear": "BILINEAR",
+                   "box": "NEAREST", "nearest": "NEAREST"}  # the sampler PIL's rotate gets for each method
+
+
+class AllorImageTransformRotate(Node):
+    """Each image turned counter-clockwise by `angle` degrees by PIL (8-bit), the corners
+    transparent for RGBA and black for RGB; expand "true" grows the picture to hold it all. With
+    SSAA above 1 the picture is resized up SSAA times by `method`, turned, and resized down by it
+    (to the turned size // SSAA); the turn itself uses bicubic (lanczos, bicubic), bilinear
+    (hamming, bilinear) or nearest (box, nearest). An angle of 0 or 360 leaves the images as they are."""
+    category = "image/transform"
+    images: IMAGE
+    angle: float = Float(35.0, min=0.0, max=360.0, step=0.1)
+    expand: str = Choice(TRUE_FALSE, "true")
+    SSAA: int = Int(4, min=1, max=16, step=1)
+    method: str = Choice(SAMPLERS, "lanczos")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformRotate",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            side = int((size.width ** 2 + size.height ** 2) ** 0.5) + 1
+            return Estimate(size, memory=_draw_memory(side, side, widgets["SSAA"]))
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(size)
+
+    def run(self):
+        from PIL import Image
+        images = _image(self.images, "images")
+        if self.angle in (0.0, 360.0):
+            return images
+        height, width = images.shape[1:3]
+        ssaa, resize = self.SSAA, _sampler(self.method)
+        if width * height * ssaa * ssaa * 2 > MOST_SSAA_PIXELS:
+            raise NodeInputError("SSAA", f"{width}×{height} turned at {ssaa}× is over {MOST_SSAA_PIXELS} pixels")
+        turn = getattr(Image.Resampling, ROTATE_SAMPLERS[self.method])
+
+        def rotated(picture):
+            fill = (0, 0, 0, 0) if picture.mode == "RGBA" else (0,) * len(picture.getbands())
+            if ssaa > 1:
+                picture = picture.resize((width * ssaa, height * ssaa), resize)
+            picture = picture.rotate(self.angle, turn, self.expand == "true", fillcolor=fill)
+            if ssaa > 1:
+                picture = picture.resize((picture.width // ssaa, picture.height // ssaa), resize)
+            return picture
+
+        return _each_picture(images, rotated)
+
+
+TRANSPOSES = {"flip_horizontally": "FLIP_LEFT_RIGHT", "flip_vertically": "FLIP_TOP_BOTTOM", "rotate_90": "ROTATE_90",
+              "rotate_180": "ROTATE_180", "rotate_270": "ROTATE_270", "transpose": "TRANSPOSE",
+              "transverse": "TRANSVERSE"}
+
+
+class AllorImageTransformTranspose(Node):
+    """Each image flipped, turned by a quarter (counter-clockwise), a half or three quarters, or
+    transposed / transversed, by PIL's transpose (8-bit)."""
+    category = "image/transform"
+    images: IMAGE
+    method: str = Choice(tuple(TRANSPOSES), "flip_horizontally")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTransformTranspose",))
+
+    def run(self):
+        from PIL import Image
+        how = getattr(Image.Transpose, TRANSPOSES[self.method])
+        return _each_picture(self.images, lambda picture: picture.transpose(how))
