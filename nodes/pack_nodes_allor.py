@@ -13,13 +13,13 @@ ImageBatchPermute; ImageCompositeAbsolute, ImageCompositeRelative; ImageContaine
 ImageContainerInheritanceAdd / Scale / Max / Sum; ImageEffectsAdjustment,
 Grayscale, Negative, Sepia; ImageFilterSmooth, SmoothMore, Blur, BoxBlur, GaussianBlur,
 GaussianBlurAdvanced, StackBlur, MedianBlur, BilateralBlur, Contour, Detail, EdgeEnhance,
-EdgeEnhanceMore, Emboss, FindEdges, Sharpen, Rank, Min, Max, Mode. The ImageDraw* and
-ImageTransform* nodes are in nodes/pack_nodes_allor_draw.py.
+EdgeEnhanceMore, Emboss, FindEdges, Sharpen, Rank, Min, Max, Mode; ImageNoiseBeta, Binomial,
+Bytes, Gaussian (ImageNoise.py at 03db0c8bc1fe49f0983b0cc5fe78f3e4c943cd3a). The ImageDraw*,
+ImageTransform* and clamp nodes are in nodes/pack_nodes_allor_draw.py.
 
 Left out: ImageSegmentation, ...Custom, ...CustomAdvanced (graphflow/comfy_format.py ALLOR_LEFT_OUT:
 rembg downloads its models at run time); not built in this round (ALLOR_LATER): the ImageText nodes
-(the pack's bundled fonts), the lens effects (ImageEffectsLens*, ImageEffectsChromaticAberration),
-the Clamp and ImageNoise modules' nodes, and the later pack's ImageBatchCopy / RemoveByMask and
+(the pack's bundled fonts), the lens effects (ImageEffectsLens*, ImageEffectsChromaticAberration), and the later pack's ImageBatchCopy / RemoveByMask and
 composite ...ByMask variants (not in the versions read).
 
 As in the pack, PIL steps see the picture as 8-bit (x · 255 cut to whole levels, as torchvision's
@@ -39,6 +39,7 @@ from nodes.image import MAX_SIZE, _image
 
 COMFY_PACK = "ComfyUI-Allor"  # the custom node pack this module's ComfyUI classes come from
 
+TRUE_FALSE = ("true", "false")
 MOST_RANK_SIZE = 63  # the rank filters' and the bilateral filter's widest window (their work grows as its square)
 
 
@@ -88,11 +89,6 @@ def _each_layer(images, change):
             layers.append(change(np.ascontiguousarray(pixels[..., 3:4])).reshape(pixels.shape[:2] + (1,)))
         out.append(torch.from_numpy(np.concatenate(layers, axis=-1)))
     return torch.stack(out)
-
-
-def _sampler(method: str):
-    from PIL import Image
-    return getattr(Image.Resampling, method.upper())
 
 
 def _rgba(red: int, green: int, blue: int, alpha: float) -> tuple:
@@ -1002,3 +998,122 @@ class AllorImageFilterBilateralBlur(Node):
         kernel = _odd_kernel(self.size, "size")
         color, space = 100 - self.sigma_color * 100, self.sigma_intensity * 100
         return _opencv(self.images, lambda x: cv2.bilateralFilter(x, kernel, color, space), "size")
+
+
+# -- noise ---------------------------------------------------------------------------------------
+# The pack draws from numpy's global generator, unseeded; these nodes draw from a generator of
+# their own seeded at 0 each run (numpy's legacy RandomState), so a result equals the pack's after
+# np.random.seed(0) and a run repeats itself.
+
+NOISE_CHANNELS = {"rgb": [0, 1, 2], "rgba": [0, 1, 2, 3], "rg": [0, 1], "rb": [0, 2], "ra": [0, 3], "gb": [1, 2],
+                  "ga": [1, 3], "ba": [2, 3], "r": [0], "g": [1], "b": [2], "a": [3]}
+
+
+def _noisy(node, draw, finish):
+    """The pack's channels_layer: the chosen channels as a float32 numpy batch, draw(generator,
+    shape) noise for them (one value a pixel, repeated over the channels, where monochromatic and
+    more than one channel is chosen), finish(channels, noise, sign) the result written back."""
+    import numpy as np
+    import torch
+    images = _image(node.images, "images")
+    picked = NOISE_CHANNELS[node.channels]
+    if max(picked) >= images.shape[-1]:
+        raise NodeInputError("channels", f"{node.channels}: the images have {images.shape[-1]} channels")
+    channels = images[..., picked].detach().cpu().float().numpy()
+    generator = np.random.RandomState(0)
+    if node.monochromatic == "true" and len(picked) > 1:
+        noise = draw(generator, channels.shape[:3])[..., None].repeat(len(picked), -1)
+    else:
+        noise = draw(generator, channels.shape)
+    out = images.clone()
+    result = finish(channels, noise, -1.0 if node.invert == "true" else 1.0)
+    out[..., picked] = torch.from_numpy(np.asarray(result, dtype=np.float32)).to(out)
+    return out
+
+
+def _noise_switches():
+    return (Choice(TRUE_FALSE, "false"), Choice(TRUE_FALSE, "false"), Choice(tuple(NOISE_CHANNELS), "rgb"))
+
+
+class AllorImageNoiseBeta(Node):
+    """Beta(a, b)-distributed noise added to the chosen channels (subtracted with invert); as in the
+    pack, not clamped. Drawn seeded at 0 (see the module's note); monochromatic: one draw a pixel
+    for all the chosen channels."""
+    category = "image/noise"
+    images: IMAGE
+    a: int = Int(1, min=1, max=1 << 20)
+    b: int = Int(1, min=1, max=1 << 20)
+    monochromatic: str
+    invert: str
+    channels: str
+    monochromatic, invert, channels = _noise_switches()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageNoiseBeta",))
+
+    def run(self):
+        return _noisy(self, lambda g, shape: g.beta(self.a, self.b, shape),
+                      lambda x, noise, sign: x + sign * noise)
+
+
+class AllorImageNoiseBinomial(Node):
+    """Binomial(n, p) / 255 noise added to the chosen channels (subtracted with invert), clamped to
+    0..1. Drawn seeded at 0 (see the module's note); monochromatic: one draw a pixel."""
+    category = "image/noise"
+    images: IMAGE
+    n: int = Int(128, min=1, max=255)
+    p: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    monochromatic: str
+    invert: str
+    channels: str
+    monochromatic, invert, channels = _noise_switches()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageNoiseBinomial",))
+
+    def run(self):
+        import numpy as np
+        return _noisy(self, lambda g, shape: g.binomial(self.n, self.p, shape).astype(np.float32) / 255,
+                      lambda x, noise, sign: np.clip(x + sign * noise, 0.0, 1.0))
+
+
+class AllorImageNoiseBytes(Node):
+    """Uniform random bytes / 255 added to the chosen channels (subtracted with invert), clamped to
+    0..1. Drawn seeded at 0 (see the module's note); monochromatic: one draw a pixel."""
+    category = "image/noise"
+    images: IMAGE
+    monochromatic: str
+    invert: str
+    channels: str
+    monochromatic, invert, channels = _noise_switches()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageNoiseBytes",))
+
+    def run(self):
+        import numpy as np
+
+        def draw(generator, shape):
+            levels = np.frombuffer(generator.bytes(int(np.prod(shape))), np.uint8).reshape(shape)
+            return levels.astype(np.float32) / 255
+        return _noisy(self, draw, lambda x, noise, sign: np.clip(x + sign * noise, 0.0, 1.0))
+
+
+class AllorImageNoiseGaussian(Node):
+    """|N(0, 1)| noise scaled so its largest value is 1, times strength, added to the chosen
+    channels (subtracted with invert), clamped to 0..1. Drawn seeded at 0 (see the module's note);
+    monochromatic: one draw a pixel."""
+    category = "image/noise"
+    images: IMAGE
+    strength: float = Float(0.5, min=0.0, max=100.0, step=0.01)
+    monochromatic: str
+    invert: str
+    channels: str
+    monochromatic, invert, channels = _noise_switches()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageNoiseGaussian",))
+
+    def run(self):
+        import numpy as np
+
+        def draw(generator, shape):
+            noise = np.abs(generator.normal(0, 1, shape))
+            return noise / noise.max()
+        return _noisy(self, draw, lambda x, noise, sign: np.clip(x + sign * noise * self.strength, 0.0, 1.0))

@@ -1,24 +1,40 @@
-"""Nourepide's ComfyUI-Allor, its drawing and transform nodes (the rest of the pack's model-free
+"""Nourepide's ComfyUI-Allor, its drawing, transform and clamp nodes (the rest of the pack's model-free
 nodes are in nodes/pack_nodes_allor.py, whose docstring says which pack versions were read and
 what is left out). Read from modules/ImageDraw.py at 6acd6b2f9d3b65861078d4e92746f80a06e5100a and
-modules/ImageTransform.py at de1401e745a9cc856d5e4dd841499371a6de9b4c.
+modules/ImageTransform.py at de1401e745a9cc856d5e4dd841499371a6de9b4c, modules/Clamp.py at
+6acd6b2f9d3b65861078d4e92746f80a06e5100a.
 
 Nodes: ImageDrawArc, Chord, Ellipse, Line, Pieslice, Rectangle, RectangleRounded (each also
 ...ByContainer) and ImageDrawPolygon; ImageTransformResizeAbsolute, ResizeRelative, ResizeClip,
-CropAbsolute, CropRelative, CropCorners, PaddingAbsolute, PaddingRelative, Rotate, Transpose.
+CropAbsolute, CropRelative, CropCorners, PaddingAbsolute, PaddingRelative, Rotate, Transpose; the
+clamps (ClipClamp, ClipVisionClamp, ClipVisionOutputClamp, ConditioningClamp, ControlNetClamp,
+GligenClamp, ImageClamp, LatentClamp, MaskClamp, ModelClamp, StyleModelClamp, UpscaleModelClamp,
+VaeClamp: each gives its input back, a reroute point in the pack's workflows).
 """
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size
+from graphflow.api import (
+    CLIP, CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STYLE_MODEL, VAE, Choice,
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+)
+from nodes.controlnet import CONTROL_NET
+from nodes.gligen import GLIGEN
 from nodes.image import MAX_SIZE, _image
-from nodes.pack_nodes_allor import _each_picture, _rgba, _sampler, _tensor
+from nodes.pack_nodes_allor import TRUE_FALSE, _each_picture, _rgba, _tensor
+from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "ComfyUI-Allor"  # the custom node pack this module's ComfyUI classes come from
 
 SAMPLERS = ("lanczos", "bicubic", "hamming", "bilinear", "box", "nearest")
-TRUE_FALSE = ("true", "false")
 MOST_SSAA_PIXELS = 1 << 28  # a supersampled canvas's most pixels (1 GiB of RGBA)
+
+
+def _sampler(method: str):
+    """The PIL resampling filter the pack's sampler name stands for."""
+    from PIL import Image
+    return getattr(Image.Resampling, method.upper())
+
 
 # -- drawing -------------------------------------------------------------------------------------
 # Each shape is drawn by PIL's ImageDraw on a transparent RGBA canvas SSAA times the size, its
@@ -681,3 +697,105 @@ class AllorImageTransformTranspose(Node):
         from PIL import Image
         how = getattr(Image.Transpose, TRANSPOSES[self.method])
         return _each_picture(self.images, lambda picture: picture.transpose(how))
+
+
+# -- clamps --------------------------------------------------------------------------------------
+
+
+class _Clamp(Node):
+    """A clamp gives its one input back as it is (the pack's reroute point for a link)."""
+    category = "clamp"
+
+    def run(self):
+        return getattr(self, next(iter(self.input_specs)))
+
+
+class AllorClipClamp(_Clamp):
+    """The CLIP given back as it is (the pack's reroute point)."""
+    clip: CLIP
+    outputs = {"CLIP": CLIP}
+    comfy = ComfyAlias(("ClipClamp",))
+
+
+class AllorClipVisionClamp(_Clamp):
+    """The CLIP vision model given back as it is (the pack's reroute point)."""
+    clip_vision: CLIP_VISION
+    outputs = {"CLIP_VISION": CLIP_VISION}
+    comfy = ComfyAlias(("ClipVisionClamp",))
+
+
+class AllorClipVisionOutputClamp(_Clamp):
+    """The CLIP vision output given back as it is (the pack's reroute point)."""
+    clip_vision_output: CLIP_VISION_OUTPUT
+    outputs = {"CLIP_VISION_OUTPUT": CLIP_VISION_OUTPUT}
+    comfy = ComfyAlias(("ClipVisionOutputClamp",))
+
+
+class AllorConditioningClamp(_Clamp):
+    """The conditioning given back as it is (the pack's reroute point)."""
+    conditioning: CONDITIONING
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("ConditioningClamp",))
+
+
+class AllorControlNetClamp(_Clamp):
+    """The ControlNet given back as it is (the pack's reroute point)."""
+    control_net_clamp: CONTROL_NET
+    outputs = {"CONTROL_NET": CONTROL_NET}
+    comfy = ComfyAlias(("ControlNetClamp",))
+
+
+class AllorGligenClamp(_Clamp):
+    """The GLIGEN model given back as it is (the pack's reroute point)."""
+    gligen: GLIGEN
+    outputs = {"GLIGEN": GLIGEN}
+    comfy = ComfyAlias(("GligenClamp",))
+
+
+class AllorImageClamp(_Clamp):
+    """The images given back as they are (the pack's reroute point)."""
+    image: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageClamp",))
+
+
+class AllorLatentClamp(_Clamp):
+    """The latent given back as it is (the pack's reroute point)."""
+    latent: LATENT
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("LatentClamp",))
+
+
+class AllorMaskClamp(_Clamp):
+    """The mask given back as it is (the pack's reroute point)."""
+    mask: MASK
+    outputs = {"MASK": MASK}
+    comfy = ComfyAlias(("MaskClamp",))
+
+
+class AllorModelClamp(_Clamp):
+    """The model given back as it is (the pack's reroute point)."""
+    model: MODEL
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("ModelClamp",))
+
+
+class AllorStyleModelClamp(_Clamp):
+    """The style model given back as it is (the pack's reroute point)."""
+    style_model: STYLE_MODEL
+    outputs = {"STYLE_MODEL": STYLE_MODEL}
+    comfy = ComfyAlias(("StyleModelClamp",))
+
+
+class AllorUpscaleModelClamp(_Clamp):
+    """The upscale model given back as it is (the pack's reroute point)."""
+    upscale_model: UPSCALE_MODEL
+    outputs = {"UPSCALE_MODEL": UPSCALE_MODEL}
+    comfy = ComfyAlias(("UpscaleModelClamp",))
+
+
+class AllorVaeClamp(_Clamp):
+    """The VAE given back as it is (the pack's reroute point)."""
+    vae: VAE
+    outputs = {"VAE": VAE}
+    comfy = ComfyAlias(("VaeClamp",))

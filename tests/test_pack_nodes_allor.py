@@ -421,10 +421,50 @@ def test_rotate_and_transpose_against_pil(registry):
                                                                         fillcolor=(0, 0, 0))))
     assert call(registry, "AllorImageTransformRotate", images=images, angle=360.0, expand="true", SSAA=4,
                 method="lanczos") is images
-    for method, how in (("flip_horizontally", Image.Transpose.FLIP_LEFT_RIGHT), ("rotate_90", Image.Transpose.ROTATE_90),
-                        ("transverse", Image.Transpose.TRANSVERSE)):
+    for method, how in (("flip_horizontally", Image.Transpose.FLIP_LEFT_RIGHT),
+                        ("rotate_90", Image.Transpose.ROTATE_90), ("transverse", Image.Transpose.TRANSVERSE)):
         out = call(registry, "AllorImageTransformTranspose", images=images, method=method)
         assert torch.equal(out, _each(images, lambda p: p.transpose(how))), method
+
+
+# -- noise and clamps ----------------------------------------------------------------------------
+
+
+def test_noise_equals_the_packs_draws_after_seeding_numpys_generator_at_0(registry):
+    images = _images(12, channels=4, height=6, width=8)
+    base = images.numpy()
+    np.random.seed(0)
+    noise = np.random.beta(2, 3, base.shape[:3])[..., None].repeat(3, -1)
+    out = call(registry, "AllorImageNoiseBeta", images=images, a=2, b=3, monochromatic="true", invert="false",
+               channels="rgb")
+    assert np.array_equal(out[..., :3].numpy(), (base[..., :3] + noise).astype(np.float32))
+    assert torch.equal(out[..., 3], images[..., 3]) and float(out.max()) > 1.0  # not clamped, as the pack
+    np.random.seed(0)
+    noise = np.random.binomial(40, 0.3, base[..., [0, 3]].shape).astype(np.float32) / 255
+    out = call(registry, "AllorImageNoiseBinomial", images=images, n=40, p=0.3, monochromatic="false",
+               invert="true", channels="ra")
+    assert np.array_equal(out[..., [0, 3]].numpy(), np.clip(base[..., [0, 3]] - noise, 0, 1))
+    assert torch.equal(out[..., 1:3], images[..., 1:3])
+    np.random.seed(0)
+    levels = np.frombuffer(np.random.bytes(base[..., 1].size), np.uint8).reshape(base.shape[:3] + (1,))
+    out = call(registry, "AllorImageNoiseBytes", images=images, monochromatic="true", invert="false", channels="g")
+    assert np.array_equal(out[..., 1:2].numpy(), np.clip(base[..., 1:2] + levels.astype(np.float32) / 255, 0, 1))
+    np.random.seed(0)
+    noise = np.abs(np.random.normal(0, 1, base[..., :2].shape))
+    noise /= noise.max()
+    out = call(registry, "AllorImageNoiseGaussian", images=images, strength=0.3, monochromatic="false",
+               invert="false", channels="rg")
+    assert np.array_equal(out[..., :2].numpy(), np.clip(base[..., :2] + noise * 0.3, 0, 1).astype(np.float32))
+    _refused(registry, "AllorImageNoiseBytes", "channels", "3 channels", images=images[..., :3],
+             monochromatic="false", invert="false", channels="ba")
+
+
+def test_clamps_give_their_input_back(registry):
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    assert call(registry, "AllorLatentClamp", latent=latent) is latent
+    images = _images()
+    assert call(registry, "AllorImageClamp", image=images) is images
+    assert call(registry, "AllorControlNetClamp", control_net_clamp="net") == "net"
 
 
 # -- workflows -----------------------------------------------------------------------------------
@@ -478,7 +518,8 @@ API_PROMPT = {
     "7": {"class_type": "ImageBatchJoin", "inputs": {"images_a": ["6", 1], "images_b": ["6", 0]}},
     "8": {"class_type": "ImageTransformTranspose", "inputs": {"images": ["7", 0], "method": "rotate_270"}},
     "9": {"class_type": "AlphaChanelRemove", "inputs": {"images": ["8", 0]}},
-    "10": {"class_type": "PreviewImage", "inputs": {"images": ["9", 0]}},
+    "10": {"class_type": "PreviewImage", "inputs": {"images": ["11", 0]}},
+    "11": {"class_type": "ImageClamp", "inputs": {"image": ["9", 0]}},
 }
 
 
@@ -492,6 +533,7 @@ def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry):
     assert torch.equal(values["7"], torch.cat([want[1:], want[:1]]))
     assert values["9"].shape == (3, 12, 8, 3)
     assert torch.equal(values["9"], _each(values["7"], lambda p: p.transpose(Image.Transpose.ROTATE_270))[..., :3])
+    assert values["11"] is values["9"]
     api = export_api(parse_workflow(API_PROMPT, registry), registry)
     assert {k: v["class_type"] for k, v in api.items()} == {k: v["class_type"] for k, v in API_PROMPT.items()}
     for node_id, entry in API_PROMPT.items():
@@ -502,10 +544,11 @@ def test_the_packs_classes_are_ours_and_its_left_out_ones_are_named(registry):
     import nodes.pack_nodes_allor as allor
     import nodes.pack_nodes_allor_draw as allor_draw
     ours = [cls for cls in registry if cls.__module__ in (allor.__name__, allor_draw.__name__)]
-    assert len(ours) == 66
+    assert len(ours) == 83
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls, name
         assert cls.node_type == "Allor" + name
     assert custom_pack("ImageSegmentation") == "ComfyUI-Allor"
     assert custom_pack("ImageTextMultiline") == "ComfyUI-Allor"
+    assert custom_pack("ImageBatchCopy") == "ComfyUI-Allor" and custom_pack("ImageBatchCopyX") is None
