@@ -1,15 +1,18 @@
-"""Nourepide's ComfyUI-Allor, its drawing, transform and clamp nodes (the rest of the pack's model-free
+"""Nourepide's ComfyUI-Allor, its drawing, transform, lens and clamp nodes (the rest of the pack's model-free
 nodes are in nodes/pack_nodes_allor.py, whose docstring says which pack versions were read and
 what is left out). Read from modules/ImageDraw.py at 6acd6b2f9d3b65861078d4e92746f80a06e5100a and
 modules/ImageTransform.py at de1401e745a9cc856d5e4dd841499371a6de9b4c, modules/Clamp.py at
-6acd6b2f9d3b65861078d4e92746f80a06e5100a.
+6acd6b2f9d3b65861078d4e92746f80a06e5100a, the lens effects from modules/ImageEffects.py at
+e2ba6166cd867c3e658771467b3876c8b76466c1 with the radialspace_1D / radialspace_2D gradients of the
+pack's later modules/Utils.py (the stored version that has them; the index gives no commit for it).
 
 Nodes: ImageDrawArc, Chord, Ellipse, Line, Pieslice, Rectangle, RectangleRounded (each also
 ...ByContainer) and ImageDrawPolygon; ImageTransformResizeAbsolute, ResizeRelative, ResizeClip,
 CropAbsolute, CropRelative, CropCorners, PaddingAbsolute, PaddingRelative, Rotate, Transpose; the
 clamps (ClipClamp, ClipVisionClamp, ClipVisionOutputClamp, ConditioningClamp, ControlNetClamp,
 GligenClamp, ImageClamp, LatentClamp, MaskClamp, ModelClamp, StyleModelClamp, UpscaleModelClamp,
-VaeClamp: each gives its input back, a reroute point in the pack's workflows).
+VaeClamp: each gives its input back, a reroute point in the pack's workflows);
+ImageEffectsLensChromaticAberration, ImageEffectsLensOpticAxis, ImageEffectsLensVignette.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from graphflow.api import (
 from nodes.controlnet import CONTROL_NET
 from nodes.gligen import GLIGEN
 from nodes.image import MAX_SIZE, _image
-from nodes.pack_nodes_allor import TRUE_FALSE, _each_picture, _rgba, _tensor
+from nodes.pack_nodes_allor import TRUE_FALSE, _each_layer, _each_picture, _rgba, _tensor
 from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "ComfyUI-Allor"  # the custom node pack this module's ComfyUI classes come from
@@ -697,6 +700,194 @@ class AllorImageTransformTranspose(Node):
         from PIL import Image
         how = getattr(Image.Transpose, TRANSPOSES[self.method])
         return _each_picture(self.images, lambda picture: picture.transpose(how))
+
+
+# -- lens effects --------------------------------------------------------------------------------
+
+
+def _radial(rows: int, cols: int, curvy: float, scale: float, shape: str, high: float = 1.0):
+    """The pack's radialspace_2D over rows × cols, centred: the distance from the middle (its
+    coordinates 0..1 along each side) by `shape` (circle, square, rectangle, corners) to the power
+    curvy, over its largest value, times scale, clamped to 0..high; float32."""
+    import torch
+    across = torch.linspace(0, 1, rows)[:, None] - 0.5
+    along = torch.linspace(0, 1, cols)[None, :] - 0.5
+    if shape == "circle":
+        distance = torch.sqrt(across ** 2 + along ** 2) ** curvy
+    else:
+        a, b = torch.broadcast_tensors(across.abs() ** curvy, along.abs() ** curvy)
+        distance = {"square": torch.maximum, "rectangle": torch.add, "corners": torch.minimum}[shape](a, b)
+    return (distance / distance.max() * scale).clamp(0.0, high).float()
+
+
+def _lens_mask(height: int, width: int, curvy: float, scale: float, shape: str, edge: str, high: float = 1.0):
+    """The lens nodes' [H, W] gradient: over the picture ("around") or over the square of its longer
+    side, its middle cut out ("symmetric": round, as a circle stays round). The pack's cut takes one
+    row or column too many where the sides differ by an odd number (its code then fails); here the
+    cut is the picture's size."""
+    if edge == "around" or height == width:
+        return _radial(height, width, curvy, scale, shape, high)
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    return _radial(side, side, curvy, scale, shape, high)[top:top + height, left:left + width]
+
+
+def _radial_line(size: int, curvy: float, low: float, high: float):
+    """The pack's radialspace_1D: |position - 0.5| ** curvy over size points (0..1), over its
+    largest value, clamped to low..high, its first half negated where low is below 0, then spread
+    over low..high. Where that spread is empty (low = high) it is low throughout (the pack's code
+    gives NaN and fails)."""
+    import torch
+    line = torch.maximum(torch.zeros(()) ** curvy, (torch.linspace(0, 1, size) - 0.5).abs() ** curvy)
+    line = (line / line.max()).clamp(low, high)
+    if low < 0:
+        line[:size // 2] = -line[:size // 2]
+    spread = line.max() - line.min()
+    if spread == 0:
+        return torch.full((size,), float(low))
+    return (line - line.min()) / spread * (high - low) + low
+
+
+def _rolled(rows, shifts):
+    """Each row of [N, M] turned (as torch.roll) by its shift, cut to a whole number."""
+    import torch
+    count = rows.shape[1]
+    columns = (torch.arange(count)[None, :] - shifts.to(torch.int64)[:, None]) % count
+    return rows.gather(1, columns)
+
+
+def _aberration(picture, node):
+    """ImageEffectsLensChromaticAberration on one [H, W, C] picture."""
+    import torch
+    import torch.nn.functional as F
+    shift = node.shift
+    picture = picture.clone()
+    if node.transpose == "rotate":
+        picture = picture.transpose(0, 1)
+    height, width = picture.shape[:2]
+    low, high = {1: (-shift, shift), 2: (0, shift), 3: (0, shift), 4: (shift, shift)}[node.shift_type]
+
+    def space(size):
+        line = _radial_line(size + 2 * shift, node.lens_curvy, low, high)
+        return torch.flip(line, (0,)) if node.shift_type == 2 else line
+    # the mixing types' signs of the first and second colour's shifts
+    first_sign, second_sign = {1: (1, -1), 2: (-1, -1), 3: (1, 1), 4: (-1, 1)}[node.mixing_type]
+    rows = space(height)
+    columns = space(width) if node.transpose == "reflect" else None
+    first, second = {"rb": (0, 2), "rg": (0, 1), "gb": (1, 2)}[node.colors]
+    mode = {"reflect": "reflect", "edge": "replicate", "constant": "constant"}[node.method]
+    for channel, sign in ((first, first_sign), (second, second_sign)):
+        padded = F.pad(picture[..., channel][None, None], (shift, shift, shift, shift), mode=mode)[0, 0]
+        moved = _rolled(padded, (sign * rows).trunc())
+        if columns is not None:
+            moved = _rolled(moved.T, (sign * columns).trunc()).T
+        picture[..., channel] = moved[shift:shift + height, shift:shift + width]
+    return picture.transpose(0, 1) if node.transpose == "rotate" else picture
+
+
+class AllorImageEffectsLensChromaticAberration(Node):
+    """Two colour channels (colors: red and blue, red and green, green and blue) moved apart along
+    each row, each row by its own amount: the amounts follow the pack's lens curve over the rows
+    (radialspace_1D with lens_curvy) from -shift to shift (shift_type 1), shift to 0 (2), 0 to
+    shift (3) or shift throughout (4; the pack's code fails there), with the signs mixing_type gives
+    the two channels (1: +/-, 2: -/-, 3: +/+, 4: -/+). The picture is padded by `method` first, so
+    what moves in comes from the padding. transpose "rotate" works along the columns instead,
+    "reflect" along both. A shift of 0 leaves the images as they are (the pack's code fails)."""
+    category = "image/effects/lens"
+    images: IMAGE
+    shift: int = Int(10, min=0, max=4096, step=1)
+    method: str = Choice(("reflect", "edge", "constant"), "reflect")
+    shift_type: int = Int(1, min=1, max=4, step=1)
+    mixing_type: int = Int(1, min=1, max=4, step=1)
+    transpose: str = Choice(("none", "rotate", "reflect"), "none")
+    colors: str = Choice(("rb", "rg", "gb"), "rb")
+    lens_curvy: float = Float(1.0, min=0.0, max=15.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageEffectsLensChromaticAberration",))
+
+    def run(self):
+        import torch
+        images = _image(self.images, "images")
+        if self.shift == 0:
+            return images
+        if self.method == "reflect" and self.shift >= min(images.shape[1:3]):
+            raise NodeInputError("shift", f"{self.shift}: reflect padding needs a shift below the picture's "
+                                          f"shorter side ({min(images.shape[1:3])})")
+        return torch.stack([_aberration(picture, self) for picture in images.cpu().float()])
+
+
+class AllorImageEffectsLensVignette(Node):
+    """A vignette: towards the edges (the pack's lens gradient: circle or rectangle, sharpened by
+    lens_curvy, pushed out by lens_zoom) the picture goes to its colours darkened by `brightness`
+    and desaturated by `saturation` (torchvision's adjust_brightness / adjust_saturation factors).
+    Also gives the gradient as a mask. lens_edge symmetric keeps the gradient round on pictures that
+    are not square."""
+    category = "image/effects/lens"
+    images: IMAGE
+    lens_shape: str = Choice(("circle", "rectangle"), "circle")
+    lens_edge: str = Choice(("around", "symmetric"), "around")
+    lens_curvy: float = Float(3.0, min=0.0, max=15.0, step=0.1)
+    lens_zoom: float = Float(0.0, min=0.0, max=100.0, step=0.1)
+    brightness: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    saturation: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("ImageEffectsLensVignette",))
+
+    def run(self):
+        images = _image(self.images, "images")
+        mask = _lens_mask(images.shape[1], images.shape[2], self.lens_curvy, self.lens_zoom + 1, self.lens_shape,
+                          self.lens_edge).to(images)
+        rgb = (images[..., :3] * self.brightness).clamp(0, 1)
+        grey = (0.2989 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])[..., None]
+        rgb = (self.saturation * rgb + (1 - self.saturation) * grey).clamp(0, 1)
+        faded = images.clone()
+        faded[..., :3] = rgb
+        weight = mask[None, ..., None]
+        return images * (1 - weight) + faded * weight, mask[None]
+
+
+class AllorImageEffectsLensOpticAxis(Node):
+    """A lens's pull from its optic axis: each pixel is taken from farther out along the line from
+    the centre, by lens_aperture · 100 pixels times the lens gradient (lens_shape, lens_curvy,
+    lens_zoom; 0 at the centre), by OpenCV's remap (bilinear), and blurred there (stackBlur of
+    blur_intensity - 1, even intensities) as much as the gradient says. Also gives the moved
+    gradient as a mask. At the very centre the pack's code divides 0 by 0, which leaves NaN pixels
+    there (spread by the blur); here the centre stays as it is."""
+    category = "image/effects/lens"
+    images: IMAGE
+    lens_shape: str = Choice(("circle", "square", "rectangle", "corners"), "circle")
+    lens_edge: str = Choice(("around", "symmetric"), "around")
+    lens_curvy: float = Float(4.0, min=0.0, max=15.0, step=0.1)
+    lens_zoom: float = Float(2.0, min=0.0, max=100.0, step=0.1)
+    lens_aperture: float = Float(0.5, min=0.0, max=10.0, step=0.1)
+    blur_intensity: int = Int(30, min=2, max=1024, step=2)
+    outputs = {"IMAGE": IMAGE, "MASK": MASK}
+    comfy = ComfyAlias(("ImageEffectsLensOpticAxis",))
+
+    def run(self):
+        import cv2
+        import torch
+        images = _image(self.images, "images")
+        if self.blur_intensity % 2:
+            raise NodeInputError("blur_intensity", f"{self.blur_intensity}: expected an even number (the blur is "
+                                                   "blur_intensity - 1 wide, odd)")
+        height, width = images.shape[1:3]
+        mask = _lens_mask(height, width, self.lens_curvy, self.lens_zoom + 1, self.lens_shape, self.lens_edge,
+                          1.0 + self.lens_curvy)
+        rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+        dy, dx = rows - height // 2, cols - width // 2
+        distance = torch.sqrt(dx ** 2 + dy ** 2)
+        # at the centre the pack divides 0 by 0 and its pixels there come out NaN (spread by the
+        # blur); here the centre stays where it is
+        pull = -self.lens_aperture * 100
+        map_x = (cols + torch.nan_to_num(mask * dx / distance) * pull).to(torch.float32).numpy()
+        map_y = (rows + torch.nan_to_num(mask * dy / distance) * pull).to(torch.float32).numpy()
+        moved = _each_layer(images, lambda x: cv2.remap(x, map_x, map_y, cv2.INTER_LINEAR))
+        moved_mask = torch.from_numpy(cv2.remap(mask.numpy(), map_x, map_y, cv2.INTER_LINEAR))[None]
+        kernel = self.blur_intensity - 1
+        blurred = _each_layer(moved, lambda x: cv2.stackBlur(x, (kernel, kernel)))
+        weight = mask.clamp(0, 1)[None, ..., None]
+        return (moved * (1 - weight) + blurred * weight).to(images), moved_mask.clamp(0, 1).to(images)
 
 
 # -- clamps --------------------------------------------------------------------------------------

@@ -427,6 +427,128 @@ def test_rotate_and_transpose_against_pil(registry):
         assert torch.equal(out, _each(images, lambda p: p.transpose(how))), method
 
 
+# -- lens effects --------------------------------------------------------------------------------
+
+
+def _pack_radialspace_2d(size, curvy, scale, mode, min_val=0.0, max_val=1.0, center=(0.5, 0.5)):
+    """The pack's radialspace_2D, written out: size = (rows, cols) as its lens nodes pass it."""
+    xx, yy = torch.meshgrid(torch.linspace(0, 1, size[0]), torch.linspace(0, 1, size[1]), indexing="ij")
+    if mode == "circle":
+        d = torch.sqrt((xx - center[0]) ** 2 + (yy - center[1]) ** 2) ** curvy
+    else:
+        a, b = torch.abs(xx - center[0]) ** curvy, torch.abs(yy - center[1]) ** curvy
+        d = {"square": torch.max, "rectangle": torch.add, "corners": torch.min}[mode](a, b)
+    return torch.clamp(d / d.max() * scale, min_val, max_val).float()
+
+
+def _pack_radialspace_1d(size, curvy, min_val, max_val):
+    tensor = _pack_radialspace_2d((1, size), curvy, 1.0, "square", min_val, max_val, (0.0, 0.5)).squeeze()
+    if min_val < 0:
+        tensor[:len(tensor) // 2] = -(tensor[:len(tensor) // 2])
+    return ((tensor - tensor.min()) / (tensor.max() - tensor.min())) * (max_val - min_val) + min_val
+
+
+def test_lens_vignette_against_the_packs_gradient_and_torchvision(registry):
+    tf = pytest.importorskip("torchvision.transforms.functional")
+    images = _images(13, channels=4, height=18, width=18)
+    out, mask = call(registry, "AllorImageEffectsLensVignette", images=images, lens_shape="rectangle",
+                     lens_edge="around", lens_curvy=2.5, lens_zoom=0.5, brightness=0.3, saturation=0.6)
+    gradient = _pack_radialspace_2d((18, 18), 2.5, 1.5, "rectangle")
+    faded = images.permute(0, 3, 1, 2).clone()
+    faded[:, :3] = tf.adjust_saturation(tf.adjust_brightness(faded[:, :3], 0.3), 0.6)
+    weight = gradient[None, ..., None]
+    assert torch.allclose(out, images * (1 - weight) + faded.permute(0, 2, 3, 1) * weight, atol=1e-6)
+    assert torch.equal(mask, gradient[None])
+    wide = _images(14, height=12, width=20)
+    _, mask = call(registry, "AllorImageEffectsLensVignette", images=wide, lens_shape="circle",
+                   lens_edge="symmetric", lens_curvy=3.0, lens_zoom=0.0, brightness=0.25, saturation=0.5)
+    assert torch.equal(mask[0], _pack_radialspace_2d((20, 20), 3.0, 1.0, "circle")[4:16])
+    _, odd = call(registry, "AllorImageEffectsLensVignette", images=wide[:, :11], lens_shape="circle",
+                  lens_edge="symmetric", lens_curvy=3.0, lens_zoom=0.0, brightness=0.25, saturation=0.5)
+    assert odd.shape == (1, 11, 20)  # the pack's cut takes 12 rows here and fails
+
+
+def test_lens_optic_axis_against_opencvs_remap_and_stack_blur(registry):
+    images = _images(15, height=16, width=22)
+    out, mask = call(registry, "AllorImageEffectsLensOpticAxis", images=images, lens_shape="circle",
+                     lens_edge="around", lens_curvy=4.0, lens_zoom=2.0, lens_aperture=0.05, blur_intensity=4)
+    gradient = _pack_radialspace_2d((16, 22), 4.0, 3.0, "circle", 0.0, 5.0)
+    y_v, x_v = torch.meshgrid(torch.arange(16), torch.arange(22), indexing="ij")
+    dx, dy = x_v - 11, y_v - 8
+    distance = torch.sqrt(dx ** 2 + dy ** 2)
+    # the pack's maps, its 0 / 0 at the centre (NaN there) read as no move
+    map_x = (x_v + torch.nan_to_num(gradient * dx / distance) * (-0.05 * 100)).to(torch.float32).numpy()
+    map_y = (y_v + torch.nan_to_num(gradient * dy / distance) * (-0.05 * 100)).to(torch.float32).numpy()
+    moved = _layers(images, lambda x: cv2.remap(x, map_x, map_y, cv2.INTER_LINEAR))
+    blurred = _layers(moved, lambda x: cv2.stackBlur(x, (3, 3)))
+    weight = gradient.clamp(0, 1)[None, ..., None]
+    assert torch.allclose(out, moved * (1 - weight) + blurred * weight, atol=1e-6)
+    assert not bool(out.isnan().any())
+    want_mask = torch.from_numpy(cv2.remap(gradient.numpy(), map_x, map_y, cv2.INTER_LINEAR)).clamp(0, 1)
+    assert torch.equal(mask[0], want_mask)
+    _refused(registry, "AllorImageEffectsLensOpticAxis", "blur_intensity", "even", images=images,
+             lens_shape="circle", lens_edge="around", lens_curvy=4.0, lens_zoom=2.0, lens_aperture=0.5,
+             blur_intensity=5)
+
+
+def _pack_aberration(image, shift, method, shift_type, mixing_type, transpose, colors, curvy):
+    """The pack's ImageEffectsLensChromaticAberration on one picture, written out (torchvision's pad,
+    a torch.roll a row)."""
+    tf = pytest.importorskip("torchvision.transforms.functional")
+    img = image.clone()
+    if transpose == "rotate":
+        img = img.permute(1, 0, 2)
+    r, g, b = img[:, :, 0:3].split(1, 2)
+    height, width = img[:, :, 0].shape
+    low, high = {1: (-shift, shift), 2: (0, shift), 3: (0, shift)}[shift_type]
+    f_shifts = _pack_radialspace_1d(height + 2 * shift, curvy, low, high)
+    t_shifts = _pack_radialspace_1d(width + 2 * shift, curvy, low, high)
+    if shift_type == 2:
+        f_shifts, t_shifts = torch.flip(f_shifts, dims=(0,)), torch.flip(t_shifts, dims=(0,))
+    signs = {1: (1, -1), 2: (-1, -1), 3: (1, 1), 4: (-1, 1)}[mixing_type]
+    f, s = {"rb": (r, b), "rg": (r, g), "gb": (g, b)}[colors]
+    results = []
+    for channel, sign in zip((f, s), signs):
+        pad = tf.pad(channel.squeeze(), [shift, shift], padding_mode=method).unsqueeze(2)
+        shifted = torch.zeros_like(pad)
+        for i in range(height + shift * 2):
+            shifted[i] = torch.roll(pad[i], shifts=int(sign * f_shifts[i]), dims=0)
+        if transpose == "reflect":
+            for i in range(width + shift * 2):
+                shifted[:, i] = torch.roll(shifted[:, i], shifts=int(sign * t_shifts[i]), dims=0)
+        results.append(shifted[shift:-shift, shift:-shift, :])
+    parts = {"rb": [results[0], g, results[1]], "rg": [results[0], results[1], b],
+             "gb": [r, results[0], results[1]]}[colors]
+    img[:, :, 0:3] = torch.cat(parts, 2)
+    return img.permute(1, 0, 2) if transpose == "rotate" else img
+
+
+@pytest.mark.parametrize("shift, method, shift_type, mixing_type, transpose, colors, curvy", [
+    (3, "reflect", 1, 1, "none", "rb", 1.0), (4, "edge", 2, 2, "rotate", "rg", 2.0),
+    (2, "constant", 3, 4, "reflect", "gb", 0.5), (5, "reflect", 1, 3, "reflect", "rb", 3.0)])
+def test_lens_chromatic_aberration_against_the_packs_rolls(registry, shift, method, shift_type, mixing_type,
+                                                           transpose, colors, curvy):
+    images = _images(16, channels=4, height=14, width=17)
+    out = call(registry, "AllorImageEffectsLensChromaticAberration", images=images, shift=shift, method=method,
+               shift_type=shift_type, mixing_type=mixing_type, transpose=transpose, colors=colors, lens_curvy=curvy)
+    for i in range(2):
+        want = _pack_aberration(images[i], shift, method, shift_type, mixing_type, transpose, colors, curvy)
+        assert torch.equal(out[i], want)
+
+
+def test_lens_chromatic_aberration_where_the_packs_code_fails(registry):
+    images = _images(17, height=10, width=12)
+    widgets = dict(method="edge", mixing_type=1, transpose="none", colors="rb", lens_curvy=1.0)
+    assert call(registry, "AllorImageEffectsLensChromaticAberration", images=images, shift=0, shift_type=1,
+                **widgets) is images
+    out = call(registry, "AllorImageEffectsLensChromaticAberration", images=images, shift=2, shift_type=4, **widgets)
+    # every row moved by 2: red one way, blue the other, the edge repeated in
+    padded = torch.nn.functional.pad(images.movedim(-1, 1), (2, 2, 2, 2), mode="replicate").movedim(1, -1)
+    assert torch.equal(out[..., 0], padded[:, 2:-2, :12, 0]) and torch.equal(out[..., 2], padded[:, 2:-2, 4:, 2])
+    _refused(registry, "AllorImageEffectsLensChromaticAberration", "shift", "reflect", images=images, shift=10,
+             shift_type=1, **{**widgets, "method": "reflect"})
+
+
 # -- noise and clamps ----------------------------------------------------------------------------
 
 
@@ -544,7 +666,7 @@ def test_the_packs_classes_are_ours_and_its_left_out_ones_are_named(registry):
     import nodes.pack_nodes_allor as allor
     import nodes.pack_nodes_allor_draw as allor_draw
     ours = [cls for cls in registry if cls.__module__ in (allor.__name__, allor_draw.__name__)]
-    assert len(ours) == 83
+    assert len(ours) == 86
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls, name
