@@ -192,8 +192,7 @@ WAS_LEFT_OUT = {
 ALLOR_LEFT_OUT = dict.fromkeys(
     ("ImageSegmentation", "ImageSegmentationCustom", "ImageSegmentationCustomAdvanced"),
     "it needs the rembg package, which downloads its background-removal models at run time")
-ALLOR_LATER = ("ImageText", "ImageTextOutlined", "ImageTextMultiline", "ImageTextMultilineOutlined",
-               "ImageEffectsLensBokeh", "ImageEffectsLensZoomBurst", "ImageEffectsChromaticAberration",
+ALLOR_LATER = ("ImageEffectsLensBokeh", "ImageEffectsLensZoomBurst", "ImageEffectsChromaticAberration",
                "ImageBatchCopy", "ImageBatchRemoveByMask")
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,

@@ -15,12 +15,12 @@ Grayscale, Negative, Sepia; ImageFilterSmooth, SmoothMore, Blur, BoxBlur, Gaussi
 GaussianBlurAdvanced, StackBlur, MedianBlur, BilateralBlur, Contour, Detail, EdgeEnhance,
 EdgeEnhanceMore, Emboss, FindEdges, Sharpen, Rank, Min, Max, Mode; ImageNoiseBeta, Binomial,
 Bytes, Gaussian (ImageNoise.py at 03db0c8bc1fe49f0983b0cc5fe78f3e4c943cd3a). The ImageDraw*,
-ImageTransform*, lens (ImageEffectsLensChromaticAberration / OpticAxis / Vignette) and clamp nodes
-are in nodes/pack_nodes_allor_draw.py.
+ImageTransform*, lens (ImageEffectsLensChromaticAberration / OpticAxis / Vignette), ImageText* and
+clamp nodes are in nodes/pack_nodes_allor_draw.py.
 
 Left out: ImageSegmentation, ...Custom, ...CustomAdvanced (graphflow/comfy_format.py ALLOR_LEFT_OUT:
-rembg downloads its models at run time); not built in this round (ALLOR_LATER): the ImageText nodes
-(the pack's bundled fonts), and the later pack's ImageEffectsLensBokeh / LensZoomBurst /
+rembg downloads its models at run time); not built in this round (ALLOR_LATER): the later pack's
+ImageEffectsLensBokeh / LensZoomBurst /
 ChromaticAberration, ImageBatchCopy / RemoveByMask and composite ...ByMask variants (not in the
 versions read).
 

@@ -12,19 +12,22 @@ CropAbsolute, CropRelative, CropCorners, PaddingAbsolute, PaddingRelative, Rotat
 clamps (ClipClamp, ClipVisionClamp, ClipVisionOutputClamp, ConditioningClamp, ControlNetClamp,
 GligenClamp, ImageClamp, LatentClamp, MaskClamp, ModelClamp, StyleModelClamp, UpscaleModelClamp,
 VaeClamp: each gives its input back, a reroute point in the pack's workflows);
-ImageEffectsLensChromaticAberration, ImageEffectsLensOpticAxis, ImageEffectsLensVignette.
+ImageEffectsLensChromaticAberration, ImageEffectsLensOpticAxis, ImageEffectsLensVignette; ImageText,
+ImageTextOutlined, ImageTextMultiline, ImageTextMultilineOutlined (modules/ImageText.py at
+f20981519611382225a3aec191c1ddd159e8b21c; fonts from models/fonts).
 """
 
 from __future__ import annotations
 
 from graphflow.api import (
     CLIP, CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STYLE_MODEL, VAE, Choice,
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders,
 )
 from nodes.controlnet import CONTROL_NET
 from nodes.gligen import GLIGEN
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes_allor import TRUE_FALSE, _each_layer, _each_picture, _rgba, _tensor
+from nodes.pack_nodes_essentials_misc import font_choices, font_file
 from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "ComfyUI-Allor"  # the custom node pack this module's ComfyUI classes come from
@@ -700,6 +703,118 @@ class AllorImageTransformTranspose(Node):
         from PIL import Image
         how = getattr(Image.Transpose, TRANSPOSES[self.method])
         return _each_picture(self.images, lambda picture: picture.transpose(how))
+
+
+# -- text ----------------------------------------------------------------------------------------
+# The pack lists the font files of its "fonts" folder; here `font` is a .ttf or .otf file in
+# models/fonts (a system font such as DejaVu Sans copied there, or the fonts a workflow names), laid
+# out by Pillow's default engine as the pack's ImageFont.truetype() (the multiline nodes: its basic
+# one, see run()). A font a save names that is not there is refused at validation, naming `font`
+# and the fonts there are.
+
+
+class _TextInputs(Node):
+    text: str = Text("")
+    font: str = Choice(font_choices)
+
+
+class _TextColor(Node):
+    size: int = Int(28, min=1, max=4096, step=1)
+    red: int = _channel(255)
+    green: int = _channel(255)
+    blue: int = _channel(255)
+
+
+class _TextOutline(Node):
+    outline_size: int = Int(1, min=0, max=1024, step=1)
+    outline_red: int = _channel(0)
+    outline_green: int = _channel(0)
+    outline_blue: int = _channel(0)
+
+
+class _TextPlacement(Node):
+    alpha: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    margin_x: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    margin_y: int = Int(0, min=0, max=MAX_SIZE, step=1)
+
+    @classmethod
+    def fingerprint(cls, font=None, **widgets):
+        try:
+            return folders.model_state("fonts", font, inside=True)
+        except (FileNotFoundError, ValueError, TypeError):
+            return None  # run() names the problem
+
+    def _outline(self):
+        """The outline's width and colour (ImageText and ImageTextMultiline draw none)."""
+        if not hasattr(self, "outline_size"):
+            return 0, (255, 255, 255)
+        return self.outline_size, (self.outline_red, self.outline_green, self.outline_blue)
+
+    def run(self):
+        from PIL import Image, ImageDraw
+        # the multiline nodes measure the whole text with getbbox, which Pillow's raqm layout refuses
+        # for text of several lines (the pack's code fails there): they lay out with the basic one
+        font = font_file(self.font, self.size, basic_layout=hasattr(self, "align"))
+        stroke, outline = self._outline()
+        lines = self.text.count("\n") + 1
+        top = font.getbbox(self.text)[1]
+        if hasattr(self, "align"):  # the multiline nodes measure the text's lines; the outline counted a line
+            right, bottom = ImageDraw.Draw(Image.new("RGBA", (0, 0))).multiline_textbbox((0, 0), self.text, font)[2:]
+            size = (right + (self.margin_x + stroke) * 2, bottom - top + (self.margin_y + stroke * lines) * 2)
+        else:
+            left, top, right, bottom = font.getbbox(self.text)
+            size = (right + (self.margin_x + stroke) * 2, bottom - top + (self.margin_y + stroke) * 2)
+        if min(size) < 1:
+            raise NodeInputError("text", "nothing to draw: the picture would be empty (write some text or a margin)")
+        if max(size) > MAX_SIZE:
+            raise NodeInputError("size", f"the text would be {size[0]}×{size[1]} pixels: expected at most "
+                                         f"{MAX_SIZE} a side (a smaller size or a shorter text)")
+        canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+        ink = _rgba(self.red, self.green, self.blue, self.alpha)
+        extra = {"align": self.align} if hasattr(self, "align") else {}
+        ImageDraw.Draw(canvas).text((self.margin_x + stroke, self.margin_y + stroke - top), self.text, ink,
+                                    font=font, stroke_width=stroke, stroke_fill=_rgba(*outline, self.alpha), **extra)
+        return _tensor(canvas)[None]
+
+
+class _MultilineInputs(Node):
+    text: str = Text("", multiline=True)
+    font: str = Choice(font_choices)
+    align: str = Choice(("left", "center", "right"), "left")
+
+
+class AllorImageText(_TextPlacement, _TextColor, _TextInputs):
+    """The text drawn by Pillow in `font` (a .ttf / .otf in models/fonts) at `size` on a transparent
+    RGBA picture just big enough for it (its box from the font's getbbox) plus margin_x, margin_y on
+    each side; the colour's alpha from `alpha`."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageText",))
+
+
+class AllorImageTextOutlined(_TextPlacement, _TextOutline, _TextColor, _TextInputs):
+    """ImageText with an outline outline_size pixels wide in the outline colour (same alpha), the
+    picture grown by it on each side."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTextOutlined",))
+
+
+class AllorImageTextMultiline(_TextPlacement, _TextColor, _MultilineInputs):
+    """ImageText for text of several lines, aligned left, centre or right (Pillow's multiline text;
+    the picture sized by its multiline_textbbox). Laid out with Pillow's basic layout (no
+    complex-script shaping): with its raqm layout the pack's measuring of such text fails."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTextMultiline",))
+
+
+class AllorImageTextMultilineOutlined(_TextPlacement, _TextOutline, _TextColor, _MultilineInputs):
+    """ImageTextMultiline with an outline outline_size pixels wide in the outline colour; as in the
+    pack, the picture grows by the outline once a line above and below."""
+    category = "image/draw"
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageTextMultilineOutlined",))
 
 
 # -- lens effects --------------------------------------------------------------------------------

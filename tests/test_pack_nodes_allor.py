@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from graphflow.api import Size
 from graphflow.comfy_format import custom_pack, export_api, export_ui
@@ -427,6 +427,60 @@ def test_rotate_and_transpose_against_pil(registry):
         assert torch.equal(out, _each(images, lambda p: p.transpose(how))), method
 
 
+# -- text ----------------------------------------------------------------------------------------
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+@pytest.fixture
+def dejavu_in_models_fonts(tmp_folders):
+    import os
+    import shutil
+    if not os.path.exists(DEJAVU):
+        pytest.skip("no DejaVu Sans on this machine")
+    (tmp_folders.models / "fonts").mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEJAVU, tmp_folders.models / "fonts" / "DejaVuSans.ttf")
+    return ImageFont.truetype(DEJAVU, 20, encoding="unic")
+
+
+def test_text_nodes_against_pils_text_drawing(registry, dejavu_in_models_fonts):
+    font = dejavu_in_models_fonts
+    text = "Allor, 42!"
+    out = call(registry, "AllorImageTextOutlined", text=text, font="DejaVuSans.ttf", size=20, red=250, green=10,
+               blue=20, outline_size=2, outline_red=0, outline_green=0, outline_blue=255, alpha=0.8, margin_x=3,
+               margin_y=1)
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("RGBA", (right + 10, bottom - top + 6), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((5, 3 - top), text=text, fill=(250, 10, 20, 204), stroke_fill=(0, 0, 255, 204),
+                                stroke_width=2, font=font)
+    assert torch.equal(out, _back(canvas)[None])
+    plain = call(registry, "AllorImageText", text=text, font="DejaVuSans.ttf", size=20, red=255, green=255,
+                 blue=255, alpha=1.0, margin_x=0, margin_y=0)
+    canvas = Image.new("RGBA", (right, bottom - top), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((0, -top), text=text, fill=(255, 255, 255, 255), font=font)
+    assert torch.equal(plain, _back(canvas)[None])
+    lines = "first line\nsecond, longer line\n3"
+    multi = call(registry, "AllorImageTextMultilineOutlined", text=lines, font="DejaVuSans.ttf", align="center",
+                 size=20, red=1, green=2, blue=3, outline_size=1, outline_red=200, outline_green=200, outline_blue=0,
+                 alpha=1.0, margin_x=2, margin_y=2)
+    font = ImageFont.truetype(DEJAVU, 20, encoding="unic", layout_engine=ImageFont.Layout.BASIC)
+    top = font.getbbox(lines)[1]
+    box = ImageDraw.Draw(Image.new("RGBA", (0, 0))).multiline_textbbox((0, 0), lines, font)
+    canvas = Image.new("RGBA", (box[2] + 6, box[3] - top + (2 + 3) * 2), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((3, 3 - top), text=lines, fill=(1, 2, 3, 255), stroke_fill=(200, 200, 0, 255),
+                                stroke_width=1, font=font, align="center")
+    assert torch.equal(multi, _back(canvas)[None])
+    _refused(registry, "AllorImageText", "text", "nothing to draw", text="", font="DejaVuSans.ttf", size=20,
+             red=255, green=255, blue=255, alpha=1.0, margin_x=0, margin_y=0)
+    prompt = {"1": {"class_type": "ImageTextMultiline", "inputs": {
+        "text": "a\nb", "font": "Missing.ttf", "align": "left", "size": 12, "red": 255, "green": 255, "blue": 255,
+        "alpha": 1.0, "margin_x": 0, "margin_y": 0}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    from graphflow.validation import validate
+    (problem,) = validate(parse_workflow(prompt, registry), registry)
+    assert problem.input == "font" and "DejaVuSans.ttf" in problem.message
+
+
 # -- lens effects --------------------------------------------------------------------------------
 
 
@@ -666,11 +720,11 @@ def test_the_packs_classes_are_ours_and_its_left_out_ones_are_named(registry):
     import nodes.pack_nodes_allor as allor
     import nodes.pack_nodes_allor_draw as allor_draw
     ours = [cls for cls in registry if cls.__module__ in (allor.__name__, allor_draw.__name__)]
-    assert len(ours) == 86
+    assert len(ours) == 90
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls, name
         assert cls.node_type == "Allor" + name
     assert custom_pack("ImageSegmentation") == "ComfyUI-Allor"
-    assert custom_pack("ImageTextMultiline") == "ComfyUI-Allor"
+    assert custom_pack("ImageEffectsLensBokeh") == "ComfyUI-Allor"
     assert custom_pack("ImageBatchCopy") == "ComfyUI-Allor" and custom_pack("ImageBatchCopyX") is None
