@@ -1,7 +1,7 @@
 """Nourepide's ComfyUI-Allor, its model-free image nodes, under the pack's class names, inputs
 (order, defaults, ranges), outputs and categories. Read from modules/*.py of the pack at these
-commits: AlphaChanel.py 2d2ecbf1ce7f9ec8c67ed465ee414853ddb10994, ImageBatch.py
-0a32019ed098c159697a4d76c35dcdef8cf2cbed, ImageComposite.py 37e2e1e91ca086baa159a73c2c909199d33e08ba,
+commits: AlphaChanel.py c1c8ea1a8cd08368d4e19a2546c29faab43d2f6f, ImageBatch.py
+0a32019ed098c159697a4d76c35dcdef8cf2cbed, ImageComposite.py e1cd6bd000d95fa57cdd4bfaff0408a10b2ce6e4,
 ImageContainer.py 680d46d410af9399cab8f153a80856426bcb0ad1, ImageDraw.py and ImageFilter.py
 6acd6b2f9d3b65861078d4e92746f80a06e5100a, ImageEffects.py e2ba6166cd867c3e658771467b3876c8b76466c1,
 ImageTransform.py de1401e745a9cc856d5e4dd841499371a6de9b4c, Utils.py 5e08298fcda349cef8db284a695b0a25055164a6
@@ -9,8 +9,8 @@ ImageTransform.py de1401e745a9cc856d5e4dd841499371a6de9b4c, Utils.py 5e08298fcda
 
 Nodes here: AlphaChanelAdd, AlphaChanelAddByMask, AlphaChanelAsMask, AlphaChanelRestore,
 AlphaChanelRemove; ImageBatchGet, ImageBatchRemove, ImageBatchFork, ImageBatchJoin,
-ImageBatchPermute; ImageCompositeAbsolute, ImageCompositeRelative; ImageContainer,
-ImageContainerInheritanceAdd / Scale / Max / Sum; ImageEffectsAdjustment,
+ImageBatchPermute; ImageCompositeAbsolute, ImageCompositeRelative (each also ...ByContainer);
+ImageContainer, ImageContainerInheritanceAdd / Scale / Max / Sum; ImageEffectsAdjustment,
 Grayscale, Negative, Sepia; ImageFilterSmooth, SmoothMore, Blur, BoxBlur, GaussianBlur,
 GaussianBlurAdvanced, StackBlur, MedianBlur, BilateralBlur, Contour, Detail, EdgeEnhance,
 EdgeEnhanceMore, Emboss, FindEdges, Sharpen, Rank, Min, Max, Mode; ImageNoiseBeta, Binomial,
@@ -19,10 +19,9 @@ ImageTransform*, lens (ImageEffectsLensChromaticAberration / OpticAxis / Vignett
 clamp nodes are in nodes/pack_nodes_allor_draw.py.
 
 Left out: ImageSegmentation, ...Custom, ...CustomAdvanced (graphflow/comfy_format.py ALLOR_LEFT_OUT:
-rembg downloads its models at run time); not built in this round (ALLOR_LATER): the later pack's
-ImageEffectsLensBokeh / LensZoomBurst /
-ChromaticAberration, ImageBatchCopy / RemoveByMask and composite ...ByMask variants (not in the
-versions read).
+rembg downloads its models at run time); not built in this round (ALLOR_LATER, not in the versions
+read): the later pack's ImageEffectsLensBokeh / LensZoomBurst / ChromaticAberration and
+ImageBatchCopy / RemoveByMask.
 
 As in the pack, PIL steps see the picture as 8-bit (x · 255 cut to whole levels, as torchvision's
 ToPILImage does) and give levels / 255 back; the OpenCV filters work on the float picture, alpha
@@ -126,7 +125,9 @@ class AllorAlphaChanelAdd(Node):
 class AllorAlphaChanelAddByMask(Node):
     """RGB images with the mask as their alpha: 1 - mask ("default": the mask marks what goes
     transparent) or the mask itself ("invert"). The mask must have the images' size; a mask batch
-    of one serves each image (the pack took one mask), else one mask an image."""
+    of one serves each image, else one mask an image. As in the pack, a 64×64 mask is read as
+    ComfyUI's empty mask (what LoadImage gives for a picture without alpha): no mask at all,
+    whatever its values."""
     category = "image/alpha"
     images: IMAGE
     mask: MASK
@@ -138,6 +139,8 @@ class AllorAlphaChanelAddByMask(Node):
         import torch
         images = _image(self.images, "images")
         mask = self.mask if self.mask.ndim == 3 else self.mask.reshape((1,) + tuple(self.mask.shape[-2:]))
+        if tuple(mask.shape[1:]) == (64, 64):
+            mask = torch.zeros(1, *images.shape[1:3])
         if mask.shape[1:] != images.shape[1:3]:
             raise NodeInputError("mask", f"size {mask.shape[2]}×{mask.shape[1]}: expected the images' "
                                          f"{images.shape[2]}×{images.shape[1]}")
@@ -352,7 +355,7 @@ class AllorImageCompositeAbsolute(Node):
     larger of the two) at their x, y, as RGBA: the background's image under the other (PIL's
     alpha_composite, 8-bit). Method pair takes the batches image by image (same length), matrix
     every image of a with every one of b."""
-    category = "image"
+    category = "image/composite"
     images_a: IMAGE
     images_b: IMAGE
     images_a_x: int = Int(0, min=0, max=MAX_SIZE, step=1)
@@ -398,7 +401,7 @@ class AllorImageCompositeRelative(Node):
     at x, y as a fraction of the room it leaves (int((container - image) · x)). The pack's
     sum_height added images_a's height twice and checked nothing; here it adds both heights and
     needs one width."""
-    category = "image"
+    category = "image/composite"
     images_a: IMAGE
     images_b: IMAGE
     images_a_x: float = Float(0.0, min=0.0, max=1.0, step=0.01)
@@ -428,6 +431,67 @@ class AllorImageCompositeRelative(Node):
         offsets = [(int((width - w) * x), int((height - h) * y))
                    for (w, h), x, y in ((size_a, self.images_a_x, self.images_a_y),
                                         (size_b, self.images_b_x, self.images_b_y))]
+        return _composite(a, b, offsets, width, height, self.background, self.method)
+
+
+class AllorImageCompositeAbsoluteByContainer(Node):
+    """ImageCompositeAbsolute on a container the size of the container input's first image (only
+    its size is used: the result is transparent where neither image lies)."""
+    category = "image/composite"
+    container: IMAGE
+    images_a: IMAGE
+    images_b: IMAGE
+    images_a_x: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    images_a_y: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    images_b_x: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    images_b_y: int = Int(0, min=0, max=MAX_SIZE, step=1)
+    background: str = Choice(("images_a", "images_b"), "images_a")
+    method: str = Choice(("pair", "matrix"), "pair")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageCompositeAbsoluteByContainer",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        container = inputs.get("container")
+        if container is None:
+            return Estimate(None)
+        return _composite_estimate(inputs, container.width, container.height, widgets.get("method"))
+
+    def run(self):
+        container = _image(self.container, "container")
+        offsets = ((self.images_a_x, self.images_a_y), (self.images_b_x, self.images_b_y))
+        return _composite(self.images_a, self.images_b, offsets, container.shape[2], container.shape[1],
+                          self.background, self.method)
+
+
+class AllorImageCompositeRelativeByContainer(Node):
+    """ImageCompositeRelative on a container the size of the container input's first image, which
+    must be at least as wide and high as the larger first images of a and b; each image at x, y as
+    a fraction of the room it leaves there."""
+    category = "image/composite"
+    container: IMAGE
+    images_a: IMAGE
+    images_b: IMAGE
+    images_a_x: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    images_a_y: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    images_b_x: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    images_b_y: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    background: str = Choice(("images_a", "images_b"), "images_a")
+    method: str = Choice(("pair", "matrix"), "pair")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("ImageCompositeRelativeByContainer",))
+
+    estimate = AllorImageCompositeAbsoluteByContainer.estimate
+
+    def run(self):
+        container = _image(self.container, "container")
+        a, b = _image(self.images_a, "images_a"), _image(self.images_b, "images_b")
+        height, width = container.shape[1:3]
+        if width < max(a.shape[2], b.shape[2]) or height < max(a.shape[1], b.shape[1]):
+            raise NodeInputError("container", f"{width}×{height}: expected at least the images' larger size "
+                                              f"{max(a.shape[2], b.shape[2])}×{max(a.shape[1], b.shape[1])}")
+        offsets = [(int((width - image.shape[2]) * x), int((height - image.shape[1]) * y))
+                   for image, x, y in ((a, self.images_a_x, self.images_a_y), (b, self.images_b_x, self.images_b_y))]
         return _composite(a, b, offsets, width, height, self.background, self.method)
 
 

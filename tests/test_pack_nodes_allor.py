@@ -76,6 +76,8 @@ def test_alpha_channel_nodes(registry):
     mask = torch.rand(1, 20, 28)
     by_mask = call(registry, "AllorAlphaChanelAddByMask", images=rgba, mask=mask, method="default")
     assert torch.equal(by_mask[..., :3], rgba[..., :3]) and torch.equal(by_mask[1, ..., 3], 1.0 - mask[0])
+    empty = call(registry, "AllorAlphaChanelAddByMask", images=rgb, mask=torch.ones(1, 64, 64), method="default")
+    assert bool((empty[..., 3] == 1).all())  # a 64×64 mask is ComfyUI's empty one, as the pack reads it
     inverted = call(registry, "AllorAlphaChanelAddByMask", images=rgb, mask=mask[0], method="invert")
     assert torch.equal(inverted[0, ..., 3], mask[0])
     _refused(registry, "AllorAlphaChanelAddByMask", "mask", "size 28×19", images=rgb, mask=mask[:, :19],
@@ -163,6 +165,19 @@ def test_composite_absolute_and_relative_against_pils_alpha_composite(registry):
                   container_size_type="sum", method="pair")
     # sum: 25 × 22; a at (9, 10), b at int(16 · 0.3) = 4
     assert torch.equal(summed[1], _pack_composite(a[1], b[1], (9, 10), (4, 0), 25, 22, "images_b"))
+    on_container = call(registry, "AllorImageCompositeAbsoluteByContainer", container=torch.zeros(3, 15, 21, 3),
+                        images_a=a, images_b=b, images_a_x=5, images_a_y=0, images_b_x=0, images_b_y=9,
+                        background="images_b", method="pair")
+    assert on_container.shape == (2, 15, 21, 4)
+    assert torch.equal(on_container[0], _pack_composite(a[0], b[0], (5, 0), (0, 9), 21, 15, "images_b"))
+    relative_on = call(registry, "AllorImageCompositeRelativeByContainer", container=torch.zeros(1, 15, 21, 3),
+                       images_a=a, images_b=b, images_a_x=1.0, images_a_y=0.5, images_b_x=0.25, images_b_y=1.0,
+                       background="images_a", method="pair")
+    # a at (21 - 16, int(3 · 0.5)), b at (int(12 · 0.25), 15 - 10)
+    assert torch.equal(relative_on[1], _pack_composite(a[1], b[1], (5, 1), (3, 5), 21, 15, "images_a"))
+    _refused(registry, "AllorImageCompositeRelativeByContainer", "container", "at least", images_a=a, images_b=b,
+             container=torch.zeros(1, 11, 30, 3), images_a_x=0.0, images_a_y=0.0, images_b_x=0.0, images_b_y=0.0,
+             background="images_a", method="pair")
     _refused(registry, "AllorImageCompositeRelative", "container_size_type", "one height", images_a=a,
              images_b=b, images_a_x=0.0, images_a_y=0.0, images_b_x=0.0, images_b_y=0.0, background="images_a",
              container_size_type="sum_width", method="matrix")
@@ -720,7 +735,7 @@ def test_the_packs_classes_are_ours_and_its_left_out_ones_are_named(registry):
     import nodes.pack_nodes_allor as allor
     import nodes.pack_nodes_allor_draw as allor_draw
     ours = [cls for cls in registry if cls.__module__ in (allor.__name__, allor_draw.__name__)]
-    assert len(ours) == 90
+    assert len(ours) == 92
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls, name
