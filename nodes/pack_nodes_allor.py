@@ -288,6 +288,14 @@ class AllorImageBatchPermute(Node):
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageBatchPermute",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        import re
+        size, permute = inputs.get("images"), widgets.get("permute")
+        if size is None or not isinstance(permute, str):
+            return Estimate(size)
+        return Estimate(Size(max(len(re.findall(r"\d+", permute)), 1), size.height, size.width))
+
     def run(self):
         import re
         import torch

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from graphflow.api import (
     CLIP, CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STYLE_MODEL, VAE, Choice,
-    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders,
+    ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders,
 )
 from nodes.controlnet import CONTROL_NET
 from nodes.gligen import GLIGEN
@@ -928,7 +928,11 @@ class AllorImageEffectsLensChromaticAberration(Node):
         if self.method == "reflect" and self.shift >= min(images.shape[1:3]):
             raise NodeInputError("shift", f"{self.shift}: reflect padding needs a shift below the picture's "
                                           f"shorter side ({min(images.shape[1:3])})")
-        return torch.stack([_aberration(picture, self) for picture in images.cpu().float()])
+        out = []
+        for picture in images.cpu().float():
+            check_interrupted()
+            out.append(_aberration(picture, self))
+        return torch.stack(out).to(images)
 
 
 class AllorImageEffectsLensVignette(Node):

@@ -118,6 +118,8 @@ def test_batch_get_remove_fork_join_permute(registry):
     assert torch.equal(permuted, images[[2, 0, 0, 4]])
     zero = call(registry, "AllorImageBatchPermute", images=images, permute="0 4", start_with_zero=True)
     assert torch.equal(zero, images[[0, 4]])
+    assert registry.get("AllorImageBatchPermute").estimate({"permute": "1 2 3 2 1"},
+                                                           {"images": Size(5, 4, 6)}).size == Size(5, 4, 6)
     _refused(registry, "AllorImageBatchPermute", "permute", "no numbers", images=images, permute="a, b",
              start_with_zero=False)
 
@@ -263,6 +265,9 @@ def test_drawn_shapes_against_pils_imagedraw(registry):
              start_y=0.2, end_x=0.1, end_y=0.8, SSAA=1, method="lanczos", **COLOURS)
     _refused(registry, "AllorImageDrawLine", "SSAA", "smaller SSAA", **{**strokes, "width": 16384, "height": 16384,
                                                                          "SSAA": 16})
+    from graphflow.resource_limits import default_estimate
+    container = registry.get("AllorImageContainer")
+    assert default_estimate(container, {"width": 16384, "height": 9000}, {}).size == Size(1, 9000, 16384)
     estimate = registry.get("AllorImageDrawEllipse").estimate({"width": 100, "height": 50, "SSAA": 4}, {})
     assert estimate.size == Size(1, 50, 100) and estimate.memory == 100 * 50 * 16 * 4
 
