@@ -92,6 +92,16 @@ def _each_layer(images, change):
     return torch.stack(out)
 
 
+def numbers(widgets: dict, *names: str) -> tuple:
+    """The named widget values for an estimate; KeyError unless each is a finite number (a linked or
+    odd value: the estimate knows nothing)."""
+    import math
+    values = tuple(widgets.get(name) for name in names)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        raise KeyError(names)
+    return values
+
+
 def _rgba(red: int, green: int, blue: int, alpha: float) -> tuple:
     return red, green, blue, int(alpha * 255)
 
@@ -379,8 +389,11 @@ class AllorImageCompositeAbsolute(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        return _composite_estimate(inputs, widgets.get("container_width", 0) or 0,
-                                   widgets.get("container_height", 0) or 0, widgets.get("method"))
+        try:
+            width, height = numbers(widgets, "container_width", "container_height")
+        except KeyError:
+            return Estimate(None)
+        return _composite_estimate(inputs, int(width), int(height), widgets.get("method"))
 
     def run(self):
         offsets = ((self.images_a_x, self.images_a_y), (self.images_b_x, self.images_b_y))
@@ -428,7 +441,7 @@ class AllorImageCompositeRelative(Node):
         try:
             width, height = _container_size((a.width, a.height), (b.width, b.height),
                                             widgets["container_size_type"], "container_size_type")
-        except (AttributeError, KeyError, NodeInputError):
+        except (AttributeError, KeyError, TypeError, NodeInputError):
             return Estimate(None)
         return _composite_estimate(inputs, width, height, widgets.get("method"))
 
@@ -571,9 +584,10 @@ class AllorImageContainerInheritanceAdd(Node):
     def estimate(cls, widgets, inputs):
         size = inputs.get("images")
         try:
-            width, height = _inherited_size((size.width, size.height), widgets["add_width"], widgets["add_height"])
-            return Estimate(Size(_inherited_batch(widgets["method"], size.batch), max(height, 1), max(width, 1)))
-        except (AttributeError, KeyError, TypeError):
+            width, height = _inherited_size((size.width, size.height), *numbers(widgets, "add_width", "add_height"))
+            return Estimate(Size(_inherited_batch(widgets["method"], size.batch), max(int(height), 1),
+                                 max(int(width), 1)))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(None)
 
     def run(self):
@@ -609,9 +623,10 @@ class AllorImageContainerInheritanceScale(Node):
     def estimate(cls, widgets, inputs):
         size = inputs.get("images")
         try:
-            width, height = cls._size(size.width, size.height, widgets["scale_width"], widgets["scale_height"])
-            return Estimate(Size(_inherited_batch(widgets["method"], size.batch), max(height, 1), max(width, 1)))
-        except (AttributeError, KeyError, TypeError):
+            width, height = cls._size(size.width, size.height, *numbers(widgets, "scale_width", "scale_height"))
+            return Estimate(Size(_inherited_batch(widgets["method"], size.batch), max(int(height), 1),
+                                 max(int(width), 1)))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(None)
 
     def run(self):
@@ -640,7 +655,7 @@ class _InheritedPairContainer(Node):
             width, height = _container_size((a.width, a.height), (b.width, b.height),
                                             widgets.get("container_size_type", "max"), "container_size_type")
             return Estimate(Size(_inherited_batch(widgets["method"], a.batch, b.batch), height, width))
-        except (AttributeError, KeyError, NodeInputError):
+        except (AttributeError, KeyError, TypeError, NodeInputError):
             return Estimate(None)
 
     def run(self):

@@ -26,7 +26,7 @@ from graphflow.api import (
 from nodes.controlnet import CONTROL_NET
 from nodes.gligen import GLIGEN
 from nodes.image import MAX_SIZE, _image
-from nodes.pack_nodes_allor import TRUE_FALSE, _each_layer, _each_picture, _rgba, _tensor
+from nodes.pack_nodes_allor import TRUE_FALSE, _each_layer, _each_picture, _rgba, _tensor, numbers
 from nodes.pack_nodes_essentials_misc import font_choices, font_file
 from nodes.upscale import UPSCALE_MODEL
 
@@ -66,7 +66,7 @@ def _drawn(node, width: int, height: int):
 
 
 def _draw_memory(width, height, ssaa) -> int:
-    return width * height * ssaa * ssaa * 4
+    return int(width * height * ssaa * ssaa * 4)
 
 
 class _Canvas(Node):
@@ -76,9 +76,9 @@ class _Canvas(Node):
     @classmethod
     def estimate(cls, widgets, inputs):
         try:
-            width, height, ssaa = widgets["width"], widgets["height"], widgets["SSAA"]
-            return Estimate(Size(1, height, width), memory=_draw_memory(width, height, ssaa))
-        except (KeyError, TypeError):
+            width, height, ssaa = numbers(widgets, "width", "height", "SSAA")
+            return Estimate(Size(1, int(height), int(width)), memory=_draw_memory(width, height, ssaa))
+        except (KeyError, TypeError, ValueError, OverflowError):
             return Estimate(None)
 
     def run(self):
@@ -93,8 +93,8 @@ class _Container(Node):
         size = inputs.get("container")
         try:
             return Estimate(Size(1, size.height, size.width),
-                            memory=_draw_memory(size.width, size.height, widgets["SSAA"]))
-        except (AttributeError, KeyError, TypeError):
+                            memory=_draw_memory(size.width, size.height, *numbers(widgets, "SSAA")))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(None)
 
     def run(self):
@@ -362,9 +362,9 @@ class AllorImageDrawPolygon(_Sampling, _OutlineFill, _PolygonShape):
     @classmethod
     def estimate(cls, widgets, inputs):
         try:
-            size, ssaa = widgets["size"], widgets["SSAA"]
-            return Estimate(Size(1, size, size), memory=_draw_memory(size, size, ssaa))
-        except (KeyError, TypeError):
+            size, ssaa = numbers(widgets, "size", "SSAA")
+            return Estimate(Size(1, int(size), int(size)), memory=_draw_memory(size, size, ssaa))
+        except (KeyError, TypeError, ValueError, OverflowError):
             return Estimate(None)
 
     def _paint(self, draw, box, ssaa):
@@ -386,7 +386,8 @@ def _resized(images, width: int, height: int, method: str):
 
 
 def _scaled_size(size, widgets, name_w: str, name_h: str):
-    return int(size.width * widgets[name_w]), int(size.height * widgets[name_h])
+    scale_width, scale_height = numbers(widgets, name_w, name_h)
+    return int(size.width * scale_width), int(size.height * scale_height)
 
 
 class AllorImageTransformResizeAbsolute(Node):
@@ -419,7 +420,7 @@ class AllorImageTransformResizeRelative(Node):
         try:
             width, height = _scaled_size(size, widgets, "scale_width", "scale_height")
             return Estimate(Size(size.batch, max(height, 1), max(width, 1)))
-        except (AttributeError, KeyError, TypeError):
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
 
     def run(self):
@@ -455,9 +456,9 @@ class AllorImageTransformResizeClip(Node):
     def estimate(cls, widgets, inputs):
         size = inputs.get("images")
         try:
-            scale = _clip_scale(size.width, size.height, widgets["max_width"], widgets["max_height"],
-                                widgets["min_width"], widgets["min_height"])
-        except (AttributeError, KeyError, TypeError):
+            scale = _clip_scale(size.width, size.height,
+                                *numbers(widgets, "max_width", "max_height", "min_width", "min_height"))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
         if scale is None:
             return Estimate(size)
@@ -498,9 +499,9 @@ class AllorImageTransformCropAbsolute(Node):
     def estimate(cls, widgets, inputs):
         size = inputs.get("images")
         try:
-            return Estimate(Size(size.batch, max(widgets["end_y"] - widgets["start_y"], 1),
-                                 max(widgets["end_x"] - widgets["start_x"], 1)))
-        except (AttributeError, KeyError, TypeError):
+            start_x, start_y, end_x, end_y = numbers(widgets, "start_x", "start_y", "end_x", "end_y")
+            return Estimate(Size(size.batch, max(int(end_y - start_y), 1), max(int(end_x - start_x), 1)))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
 
     def run(self):
@@ -547,8 +548,8 @@ class AllorImageTransformCropCorners(Node):
     def estimate(cls, widgets, inputs):
         size = inputs.get("images")
         try:
-            return Estimate(size, memory=_draw_memory(size.width, size.height, widgets["SSAA"]))
-        except (AttributeError, KeyError, TypeError):
+            return Estimate(size, memory=_draw_memory(size.width, size.height, *numbers(widgets, "SSAA")))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
 
     def run(self):
@@ -581,7 +582,7 @@ def _padded(images, add_width: int, add_height: int, method: str):
 
 
 def _padded_estimate(size, add_width, add_height):
-    return Estimate(Size(size.batch, size.height + 2 * add_width, size.width + 2 * add_height))
+    return Estimate(Size(size.batch, int(size.height + 2 * add_width), int(size.width + 2 * add_height)))
 
 
 class AllorImageTransformPaddingAbsolute(Node):
@@ -600,8 +601,8 @@ class AllorImageTransformPaddingAbsolute(Node):
     def estimate(cls, widgets, inputs):
         size = inputs.get("images")
         try:
-            return _padded_estimate(size, widgets["add_width"], widgets["add_height"])
-        except (AttributeError, KeyError, TypeError):
+            return _padded_estimate(size, *numbers(widgets, "add_width", "add_height"))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
 
     def run(self):
@@ -625,7 +626,7 @@ class AllorImageTransformPaddingRelative(Node):
         size = inputs.get("images")
         try:
             return _padded_estimate(size, *_scaled_size(size, widgets, "scale_width", "scale_height"))
-        except (AttributeError, KeyError, TypeError):
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
 
     def run(self):
@@ -658,8 +659,8 @@ class AllorImageTransformRotate(Node):
         size = inputs.get("images")
         try:
             side = int((size.width ** 2 + size.height ** 2) ** 0.5) + 1
-            return Estimate(size, memory=_draw_memory(side, side, widgets["SSAA"]))
-        except (AttributeError, KeyError, TypeError):
+            return Estimate(size, memory=_draw_memory(side, side, *numbers(widgets, "SSAA")))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
 
     def run(self):

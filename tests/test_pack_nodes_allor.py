@@ -748,3 +748,21 @@ def test_the_packs_classes_are_ours_and_its_left_out_ones_are_named(registry):
     assert custom_pack("ImageSegmentation") == "ComfyUI-Allor"
     assert custom_pack("ImageEffectsLensBokeh") == "ComfyUI-Allor"
     assert custom_pack("ImageBatchCopy") == "ComfyUI-Allor" and custom_pack("ImageBatchCopyX") is None
+
+
+def test_estimates_answer_odd_widget_values_without_failing(registry):
+    """An estimate sees widget values before they are checked (linked, or a save's odd ones): it
+    answers (knowing nothing, where need be) and never fails, and its sizes are whole numbers."""
+    import random
+    odd = [None, "x", -5, 0, 1, 10 ** 9, float("nan"), float("inf"), 2.5, True, [1], {"a": 1}]
+    pick = random.Random(0)
+    for cls in registry:
+        if not cls.__module__.startswith("nodes.pack_nodes_allor"):
+            continue
+        for _ in range(40):
+            widgets = {n: pick.choice(odd) for n, spec in cls.input_specs.items() if spec.widget}
+            inputs = {n: pick.choice([None, Size(2, 10, 12)]) for n, spec in cls.input_specs.items() if spec.socket}
+            estimate = cls.estimate(widgets, inputs)
+            if estimate is not None and estimate.size is not None:
+                size = estimate.size
+                assert all(isinstance(v, int) for v in (size.batch, size.height, size.width)), cls.node_type
