@@ -1003,8 +1003,9 @@ class AllorImageFilterBoxBlur(Node):
 
 
 class AllorImageFilterGaussianBlur(Node):
-    """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel and as many pixels of sigma,
-    as the pack calls it (sizes even), on each image, alpha apart."""
+    """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel (sizes even) and a sigma of
+    size_x - 1 pixels both ways, on each image, alpha apart. (The pack passes size_y - 1 where
+    OpenCV takes its output array, which it then ignores: the vertical sigma is the horizontal one.)"""
     category = "image/filter"
     images: IMAGE
     size_x: int = Int(10, min=2, max=1024, step=2)
@@ -1015,12 +1016,13 @@ class AllorImageFilterGaussianBlur(Node):
     def run(self):
         import cv2
         kx, ky = _odd_kernel(self.size_x, "size_x"), _odd_kernel(self.size_y, "size_y")
-        return _opencv(self.images, lambda x: cv2.GaussianBlur(x, (kx, ky), kx, sigmaY=ky), "size_x")
+        return _opencv(self.images, lambda x: cv2.GaussianBlur(x, (kx, ky), kx), "size_x")
 
 
 class AllorImageFilterGaussianBlurAdvanced(Node):
-    """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel (sizes even) and sigma_x,
-    sigma_y (0: from the kernel's size, OpenCV's rule), on each image, alpha apart."""
+    """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel (sizes even) and sigma_x
+    both ways (0: from the kernel's size, OpenCV's rule), on each image, alpha apart. As in the
+    pack, sigma_y has no effect: the pack passes it where OpenCV takes its output array."""
     category = "image/filter"
     images: IMAGE
     size_x: int = Int(10, min=2, max=1024, step=2)
@@ -1033,8 +1035,7 @@ class AllorImageFilterGaussianBlurAdvanced(Node):
     def run(self):
         import cv2
         kx, ky = _odd_kernel(self.size_x, "size_x"), _odd_kernel(self.size_y, "size_y")
-        return _opencv(self.images, lambda x: cv2.GaussianBlur(x, (kx, ky), self.sigma_x, sigmaY=self.sigma_y),
-                       "sigma_x")
+        return _opencv(self.images, lambda x: cv2.GaussianBlur(x, (kx, ky), self.sigma_x), "sigma_x")
 
 
 class AllorImageFilterStackBlur(Node):
