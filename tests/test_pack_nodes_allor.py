@@ -682,11 +682,15 @@ def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
                 [("IMAGE", "IMAGE", [6])]),
         ui_node(6, "ImageBatchPermute", ["1, 1", False], [("images", "IMAGE", 6, False)], [("IMAGE", "IMAGE", [7])]),
         ui_node(7, "AlphaChanelAsMask", ["invert"], [("images", "IMAGE", 7, False)], [("MASK", "MASK", [])]),
+        # as the pack's own example (images/examples/1.json) saves it
+        ui_node(8, "ImageCompositeRelative", [0, 1, 0, 0, "images_a", "max", "pair"],
+                [("images_a", "IMAGE", 8, False), ("images_b", "IMAGE", 9, False)], [("IMAGE", "IMAGE", [])]),
     ]
     links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 1, 0, 2, 0, "IMAGE"], [3, 2, 0, 3, 1, "IMAGE"], [4, 3, 0, 4, 0, "IMAGE"],
-             [5, 4, 0, 5, 0, "IMAGE"], [6, 5, 0, 6, 0, "IMAGE"], [7, 6, 0, 7, 0, "IMAGE"]]
+             [5, 4, 0, 5, 0, "IMAGE"], [6, 5, 0, 6, 0, "IMAGE"], [7, 6, 0, 7, 0, "IMAGE"], [8, 5, 0, 8, 0, "IMAGE"],
+             [9, 1, 0, 8, 1, "IMAGE"]]
     graph = ui_graph(nodes, links)
-    values = {k: v[0] for k, v in run_graph(registry, graph, ["7"]).values.items() if v}
+    values = {k: v[0] for k, v in run_graph(registry, graph, ["7", "8"]).values.items() if v}
     container = _back(Image.new("RGBA", (48, 32), (20, 40, 60, 255)))[None]
     assert torch.equal(values["1"], container)
     drawn = call(registry, "AllorImageDrawRectangle", width=48, height=32, **dict(zip(
@@ -698,6 +702,10 @@ def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
                           atol=1e-6)
     assert values["5"].shape == (1, 48, 32, 4) and values["6"].shape == (2, 48, 32, 4)
     assert torch.equal(values["7"], values["6"][:1, ..., 3])
+    # a (32 wide, 48 high after the turn) and b (48 × 32) on a 48 × 48 container: a at y = (48 - 48) · 1
+    assert values["8"].shape == (1, 48, 48, 4)
+    assert torch.equal(values["8"][0], _pack_composite(values["5"][0], container[0], (0, 0), (0, 0), 48, 48,
+                                                       "images_a"))
     saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
     for node in nodes:
         assert saved[node["id"]]["type"] == node["type"]
