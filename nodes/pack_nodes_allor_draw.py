@@ -1,20 +1,21 @@
-"""Nourepide's ComfyUI-Allor, its drawing, transform, lens and clamp nodes (the rest of the pack's model-free
-nodes are in nodes/pack_nodes_allor.py, whose docstring says which pack versions were read and
-what is left out). Read from modules/ImageDraw.py at 6acd6b2f9d3b65861078d4e92746f80a06e5100a and
-modules/ImageTransform.py at de1401e745a9cc856d5e4dd841499371a6de9b4c, modules/Clamp.py at
-6acd6b2f9d3b65861078d4e92746f80a06e5100a, the lens effects from modules/ImageEffects.py at
+"""Nourepide's ComfyUI-Allor, its drawing, text, transform, lens and clamp nodes (the rest of the
+pack's model-free nodes are in nodes/pack_nodes_allor.py, whose docstring says what is left out).
+Read from the pack's modules/ImageDraw.py and modules/Clamp.py at
+6acd6b2f9d3b65861078d4e92746f80a06e5100a, modules/ImageTransform.py at
+de1401e745a9cc856d5e4dd841499371a6de9b4c, modules/ImageText.py at
+f20981519611382225a3aec191c1ddd159e8b21c, the lens effects from modules/ImageEffects.py at
 e2ba6166cd867c3e658771467b3876c8b76466c1 with the radialspace_1D / radialspace_2D gradients of the
 pack's later modules/Utils.py (the stored version that has them; the index gives no commit for it).
 
 Nodes: ImageDrawArc, Chord, Ellipse, Line, Pieslice, Rectangle, RectangleRounded (each also
-...ByContainer) and ImageDrawPolygon; ImageTransformResizeAbsolute, ResizeRelative, ResizeClip,
-CropAbsolute, CropRelative, CropCorners, PaddingAbsolute, PaddingRelative, Rotate, Transpose; the
+...ByContainer) and ImageDrawPolygon; ImageText, ImageTextOutlined, ImageTextMultiline,
+ImageTextMultilineOutlined (fonts: .ttf / .otf files in models/fonts, e.g. a system font copied
+there); ImageTransformResizeAbsolute, ResizeRelative, ResizeClip, CropAbsolute, CropRelative,
+CropCorners, PaddingAbsolute, PaddingRelative, Rotate, Transpose;
+ImageEffectsLensChromaticAberration, ImageEffectsLensOpticAxis, ImageEffectsLensVignette; the
 clamps (ClipClamp, ClipVisionClamp, ClipVisionOutputClamp, ConditioningClamp, ControlNetClamp,
 GligenClamp, ImageClamp, LatentClamp, MaskClamp, ModelClamp, StyleModelClamp, UpscaleModelClamp,
-VaeClamp: each gives its input back, a reroute point in the pack's workflows);
-ImageEffectsLensChromaticAberration, ImageEffectsLensOpticAxis, ImageEffectsLensVignette; ImageText,
-ImageTextOutlined, ImageTextMultiline, ImageTextMultilineOutlined (modules/ImageText.py at
-f20981519611382225a3aec191c1ddd159e8b21c; fonts from models/fonts).
+VaeClamp: each gives its input back, a reroute point in the pack's workflows).
 """
 
 from __future__ import annotations
