@@ -207,6 +207,13 @@ WAS_LEFT_OUT = {
     "True Random.org Number Generator": "it asks random.org's web service for its numbers",
     "Image Send HTTP": "it sends the images to a web address",
 }
+# Nourepide's ComfyUI-Allor (nodes/pack_nodes_allor*.py): the classes left out on purpose, with why;
+# ALLOR_LATER are those not built yet (named so an unknown one is named as the pack's)
+ALLOR_LEFT_OUT = dict.fromkeys(
+    ("ImageSegmentation", "ImageSegmentationCustom", "ImageSegmentationCustomAdvanced"),
+    "it needs the rembg package, which downloads its background-removal models at run time")
+ALLOR_LATER = ("ImageEffectsLensBokeh", "ImageEffectsLensZoomBurst", "ImageEffectsChromaticAberration",
+               "ImageBatchCopy", "ImageBatchRemoveByMask")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
@@ -219,7 +226,8 @@ WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGI
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *MIKEY_LEFT_OUT, *NOISE_CLASSES,
                          *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
-                         *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES))
+                         *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
+                         *ALLOR_LATER))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -322,12 +330,15 @@ CUSTOM_PACKS = {
     # docs list them under the pack, and a class of a later version is named as the pack's
     "comfyui-inpaint-nodes": ("INPAINT_",),
     "sdxl_prompt_styler": SDXL_STYLER_CLASSES,
+    # Nourepide's ComfyUI-Allor (nodes/pack_nodes_allor*.py): its model-free classes are ours (named so the
+    # docs list them under the pack); whole names, as its ImageText... / ImageBatch... would claim others'
+    "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "
                                             "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT}
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
