@@ -286,6 +286,10 @@ CUSTOM_PACKS = {
     # Acly's comfyui-inpaint-nodes (nodes/pack_nodes_inpaint.py): all its classes are ours; named so the
     # docs list them under the pack, and a class of a later version is named as the pack's
     "comfyui-inpaint-nodes": ("INPAINT_",),
+    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle.py holds its model-free nodes of round 1);
+    # its classes carry these prefixes ("LayerStyle_" in its first versions)
+    "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
+                           "LayerStyle_"),
 }
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}

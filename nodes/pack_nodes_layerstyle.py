@@ -1,0 +1,573 @@
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, under the pack's class names, inputs
+(names, order, defaults) and outputs. Read from the pack's py/*.py and py/imagefunc.py at commits
+25965f5c0e710750aec73ca92f99ae373dfbb910 (DropShadow, ColorImage, GetImageSize, ImageRemoveAlpha,
+ImageCombineAlpha), 33d9f817de53f80bcd2631f0dcee13066975f829 (ImageBlend, Stroke, ColorOverlay,
+MaskInvert, GaussianBlur, TextJoin, ImageOpacity, Gamma), 17ac6c0b4602a2ab74f4fa12fc378541843a7653
+(MaskGrow) and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (its blend modes, mask
+growing, the shadow's shift).
+
+Held here: LayerStyle: DropShadow, Stroke, ColorOverlay; LayerUtility: ImageBlend, ColorImage,
+GetImageSize, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert,
+MaskGrow; LayerFilter: GaussianBlur; LayerColor: Gamma.
+
+Left out in this round (not yet built): the other effects (OuterGlow, InnerShadow, InnerGlow,
+GradientOverlay and the V2 classes), the V2 blend modes (blendmodes.py), the other LayerUtility,
+LayerMask, LayerColor and LayerFilter nodes; for good: everything needing models or downloads (SAM,
+BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's own pictures).
+
+As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255."""
+
+from __future__ import annotations
+
+from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
+    Text, check_interrupted, socket_type, warn
+
+COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
+
+BOX = socket_type("BOX", "#9e9e9e", "LayerStyle's box: [width, height] or [x1, y1, x2, y2]")
+
+# imagefunc.chop_mode, in the pack's order ('multply' is the pack's spelling)
+CHOP_MODES = ("normal", "multply", "screen", "add", "subtract", "difference", "darker", "lighter",
+              "color_burn", "color_dodge", "linear_burn", "linear_dodge", "overlay",
+              "soft_light", "hard_light", "vivid_light", "pin_light", "linear_light", "hard_mix")
+
+# -- pictures: the pack's tensor2pil / pil2tensor ----------------------------------------------------
+
+
+def to_pil(picture):
+    """One image [H, W, C] or mask [H, W] as an 8-bit PIL picture (RGB, RGBA or L), as the pack's
+    tensor2pil makes it: clipped, times 255, truncated."""
+    import numpy as np
+    from PIL import Image
+    array = np.clip(255.0 * picture.detach().cpu().float().numpy(), 0, 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return Image.fromarray(array)
+
+
+def to_tensor(picture):
+    """A PIL picture as a batch of one: [1, H, W, C] for colour, [1, H, W] for L."""
+    import numpy as np
+    import torch
+    return torch.from_numpy(np.array(picture).astype(np.float32) / 255.0).unsqueeze(0)
+
+
+def pil_color(color: str, input_name: str) -> tuple:
+    """A colour as PIL reads it ('#RRGGBB', '#RGB', a name); a clear error otherwise."""
+    from PIL import ImageColor
+    try:
+        return ImageColor.getrgb(color)
+    except (ValueError, AttributeError):
+        raise NodeInputError(input_name, f"not a colour: {color!r} (expected e.g. '#FF8800' or 'red')") from None
+
+
+def nth(items: list, index: int):
+    """The pack's batch rule: the index-th item, the last where a batch is shorter."""
+    return items[index] if index < len(items) else items[-1]
+
+
+def mask_batch(mask):
+    return mask.unsqueeze(0) if mask.dim() == 2 else mask
+
+
+def layer_masks(layer_image, layer_mask, invert_mask: bool, white_when_opaque: bool) -> list:
+    """The layers' masks as the pack picks them: layer_mask (inverted where invert_mask), else each
+    RGBA layer's alpha; an RGB layer gives a white mask where `white_when_opaque` (ImageBlend), no
+    mask otherwise (the effects)."""
+    from PIL import Image
+    if layer_mask is not None:
+        return [to_pil(1 - m if invert_mask else m).convert("L") for m in mask_batch(layer_mask)]
+    masks = []
+    for layer in layer_image:
+        if layer.shape[-1] == 4:
+            masks.append(to_pil(layer).split()[-1])
+        elif white_when_opaque:
+            masks.append(Image.new("L", (layer.shape[1], layer.shape[0]), "white"))
+    return masks
+
+
+def fitting_mask(mask, size, node: str):
+    """The pack drops a mask of another size than the layer for a white one, with a warning."""
+    from PIL import Image
+    if mask.size != size:
+        warn(f"{node}: the mask is {mask.size[0]}×{mask.size[1]}, the layer {size[0]}×{size[1]}: "
+             "the mask is dropped (as the pack does)")
+        return Image.new("L", size, "white")
+    return mask
+
+
+def same_size(background, layer, layer_input: str = "layer_image"):
+    if background.size != layer.size:
+        raise NodeInputError(layer_input, f"is {layer.size[0]}×{layer.size[1]}, background_image "
+                                          f"{background.size[0]}×{background.size[1]}: the pack blends same-size pictures")
+
+
+# -- blend modes: imagefunc.chop_image ---------------------------------------------------------------
+
+
+def _ubyte(values):
+    """skimage's img_as_ubyte of a float picture in [0, 1]: times 255, rounded."""
+    import numpy as np
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def _float_blend(mode: str, back, layer):
+    """The pack's numpy blend modes (blend_color_burn ...), on floats in [0, 1]: back is the
+    background (its img_1), layer the layer (img_2)."""
+    import numpy as np
+    if mode == "color_burn":
+        out = 1 - (1 - layer) / (back + 0.001)
+    elif mode == "color_dodge":
+        out = layer / (1.0 - back + 0.001)
+    elif mode == "linear_burn":
+        out = back + layer - 1
+    elif mode == "linear_dodge":
+        out = back + layer
+    elif mode == "overlay":
+        out = np.where(layer < 0.5, 2 * back * layer, 1 - 2 * (1 - back) * (1 - layer))
+    elif mode == "soft_light":
+        out = np.where(back < 0.5, (2 * back - 1) * (layer - layer * layer) + layer,
+                       (2 * back - 1) * (np.sqrt(layer) - layer) + layer)
+    elif mode == "hard_light":
+        out = np.where(back < 0.5, 2 * back * layer, 1 - 2 * (1 - back) * (1 - layer))
+    elif mode == "vivid_light":
+        burn = np.maximum(1 - (1 - layer) / (2 * back + 0.001), 0)
+        dodge = np.minimum(layer / (2 * (1 - back) + 0.001), 1)
+        out = np.where(back < 0.5, burn, dodge)
+    elif mode == "pin_light":
+        out = np.where(layer < back * 2 - 1, 2 * back - 1, np.where(layer > 2 * back, 2 * back, layer))
+    elif mode == "linear_light":
+        out = layer + back * 2 - 1
+    else:  # hard_mix: 1 where the sum passes 1, else 0
+        out = (back + layer > 1).astype(np.float64)
+    return np.clip(out, 0, 1)
+
+
+def chop_image(background, layer, blend_mode: str, opacity: int):
+    """imagefunc.chop_image: the layer blended onto the background (same-size RGB pictures) by
+    blend_mode, then mixed back with the background at opacity percent."""
+    import numpy as np
+    from PIL import Image, ImageChops
+    chops = {"normal": lambda b, l: l.copy(), "multply": ImageChops.multiply, "screen": ImageChops.screen,
+             "add": lambda b, l: ImageChops.add(b, l, 1, 0), "subtract": lambda b, l: ImageChops.subtract(b, l, 1, 0),
+             "difference": ImageChops.difference, "darker": ImageChops.darker, "lighter": ImageChops.lighter}
+    if blend_mode in chops:
+        out = chops[blend_mode](background, layer)
+    else:
+        back = np.asarray(background, np.float64) / 255.0
+        over = np.asarray(layer, np.float64) / 255.0
+        out = Image.fromarray(_ubyte(_float_blend(blend_mode, back, over)), background.mode)
+    if opacity == 0:
+        return background
+    if opacity < 100:
+        return Image.blend(out, background, 1.0 - opacity / 100)
+    return out
+
+
+# -- masks: imagefunc.expand_mask / shift_image -----------------------------------------------------
+
+
+def expand_mask(mask, grow: int, blur: int):
+    """imagefunc.expand_mask of one 8-bit mask (PIL L): grown (eroded where grow < 0) by a
+    3×3 cross |grow| times (scipy's grey_dilation / grey_erosion), then blurred by PIL's
+    GaussianBlur(blur); an L picture. The steps stop early once the mask stops changing (the
+    result is the same) and may be interrupted."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+    from scipy import ndimage
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    step = ndimage.grey_erosion if grow < 0 else ndimage.grey_dilation
+    values = np.asarray(mask, np.float32) / 255.0  # the pack grows the mask's float values
+    for _ in range(abs(grow)):
+        check_interrupted()
+        grown = step(values, footprint=cross)
+        if np.array_equal(grown, values):
+            break
+        values = grown
+    picture = Image.fromarray(np.clip(255.0 * values, 0, 255).astype(np.uint8))
+    return picture.filter(ImageFilter.GaussianBlur(blur))
+
+
+def shift_mask(mask, shift_x: int, shift_y: int):
+    """imagefunc.shift_image as DropShadow calls it (its distances negated): each pixel taken from
+    (x - shift_x, y - shift_y), black outside. As in the pack, a pixel is kept only where
+    x > shift_x and y > shift_y, so the first source row / column is dropped for a shift >= 0."""
+    import numpy as np
+    from PIL import Image
+    source = np.asarray(mask)
+    height, width = source.shape
+    out = np.zeros_like(source)
+    xs, ys = np.arange(width), np.arange(height)
+    keep_x = (xs > shift_x) & (xs - shift_x < width)
+    keep_y = (ys > shift_y) & (ys - shift_y < height)
+    out[np.ix_(ys[keep_y], xs[keep_x])] = source[np.ix_(ys[keep_y] - shift_y, xs[keep_x] - shift_x)]
+    return Image.fromarray(out)
+
+
+def batch(pictures):
+    import torch
+    return torch.cat(pictures, dim=0)
+
+
+# -- LayerStyle ---------------------------------------------------------------------------------------
+
+
+class _LayerEffect(Node):
+    """Shared inputs of the pack's layer effects (background, layer, mask, blend)."""
+    category = "😺dzNodes/LayerStyle"
+    background_image: IMAGE
+    layer_image: IMAGE
+    invert_mask: bool = Bool(True)
+    blend_mode: str = Choice(CHOP_MODES, "normal")
+    opacity: int = Int(100, min=0, max=100)
+
+    def pictures(self, node: str):
+        """(background, layer, mask) per picture of the longest batch, as the pack pairs them; None
+        where no mask is found (the pack then gives the background unchanged)."""
+        masks = layer_masks(self.layer_image, getattr(self, "layer_mask", None), self.invert_mask, False)
+        if not masks:
+            warn(f"{node}: no mask (layer_mask not linked and layer_image has no alpha): the background "
+                 "is given unchanged, as the pack does")
+            return None
+        count = max(len(self.background_image), len(self.layer_image), len(masks))
+        out = []
+        for i in range(count):
+            canvas = to_pil(nth(self.background_image, i)).convert("RGB")
+            layer = to_pil(nth(self.layer_image, i)).convert("RGB")
+            same_size(canvas, layer)
+            out.append((canvas, layer, fitting_mask(nth(masks, i), layer.size, node)))
+        return out
+
+
+class LayerStyleDropShadow(_LayerEffect):
+    """A drop shadow under the layer, as LayerStyle's DropShadow: the layer's mask (layer_mask,
+    inverted where invert_mask; else the layer's alpha) moved by distance_x / distance_y, grown by
+    grow (shrunk below 0) and blurred by blur, shows shadow_color blended onto the background by
+    blend_mode at opacity; the layer is pasted on top through its mask. With both distances 0 the
+    mask is used where it is (the pack fails there). No mask: the background unchanged."""
+    opacity: int = Int(50, min=0, max=100)
+    distance_x: int = Int(25, min=-9999, max=9999)
+    distance_y: int = Int(25, min=-9999, max=9999)
+    grow: int = Int(6, min=-9999, max=9999)
+    blur: int = Int(18, min=0, max=100)
+    shadow_color: str = Text("#000000")
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: DropShadow",))
+
+    def run(self):
+        from PIL import Image
+        color = pil_color(self.shadow_color, "shadow_color")
+        pictures = self.pictures("DropShadow")
+        if pictures is None:
+            return self.background_image
+        out = []
+        for canvas, layer, mask in pictures:
+            shadow_mask = mask
+            if self.distance_x or self.distance_y:
+                shadow_mask = shift_mask(mask, self.distance_x, self.distance_y)
+            shadow_mask = expand_mask(shadow_mask, self.grow, self.blur)
+            shadow = chop_image(canvas, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
+            canvas.paste(shadow, mask=shadow_mask)
+            canvas.paste(layer, mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+class LayerStyleStroke(_LayerEffect):
+    """An outline along the layer's mask edge, as LayerStyle's Stroke: a band stroke_width wide,
+    centred stroke_grow pixels out from the edge (both edges blurred by blur), of stroke_color
+    blended onto the layer by blend_mode at opacity, over the layer pasted on the background.
+    No mask (layer_mask, else the layer's alpha): the background unchanged."""
+    stroke_grow: int = Int(0, min=-999, max=999)
+    stroke_width: int = Int(8, min=0, max=999)
+    blur: int = Int(0, min=0, max=100)
+    stroke_color: str = Text("#FF0000")
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: Stroke",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        color = pil_color(self.stroke_color, "stroke_color")
+        pictures = self.pictures("Stroke")
+        if pictures is None:
+            return self.background_image
+        inner = self.stroke_grow - self.stroke_width // 2
+        outer = inner + self.stroke_width
+        out = []
+        for canvas, layer, mask in pictures:
+            inner_mask = np.asarray(expand_mask(mask, inner, self.blur), np.int16)
+            outer_mask = np.asarray(expand_mask(mask, outer, self.blur), np.int16)
+            band = Image.fromarray(np.clip(outer_mask - inner_mask, 0, 255).astype(np.uint8))
+            stroke = chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
+            canvas.paste(layer, mask=mask)
+            canvas.paste(stroke, mask=band)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+class LayerStyleColorOverlay(_LayerEffect):
+    """The layer covered by a colour, as LayerStyle's ColorOverlay: color blended onto the layer
+    by blend_mode at opacity, pasted on the background through the layer's mask (layer_mask,
+    inverted where invert_mask; else its alpha). No mask: the background unchanged."""
+    color: str = Text("#FFBF30")
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: ColorOverlay",))
+
+    def run(self):
+        from PIL import Image
+        color = pil_color(self.color, "color")
+        pictures = self.pictures("ColorOverlay")
+        if pictures is None:
+            return self.background_image
+        out = []
+        for canvas, layer, mask in pictures:
+            canvas.paste(chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity),
+                         mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+# -- LayerUtility -------------------------------------------------------------------------------------
+
+
+class LayerUtilityImageBlend(Node):
+    """Blend a layer onto a background, as LayerUtility's ImageBlend: the layer blended by
+    blend_mode at opacity percent, pasted through layer_mask (inverted where invert_mask; else
+    the layer's alpha, else everywhere). Blend modes as the pack's chop_image: normal, multiply
+    ("multply"), screen, add, subtract, difference, darker, lighter (PIL's ImageChops), and
+    color / linear burn and dodge, overlay, soft / hard / vivid / pin / linear light, hard mix."""
+    category = "😺dzNodes/LayerUtility"
+    background_image: IMAGE
+    layer_image: IMAGE
+    invert_mask: bool = Bool(True)
+    blend_mode: str = Choice(CHOP_MODES, "normal")
+    opacity: int = Int(100, min=0, max=100)
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageBlend",))
+
+    def run(self):
+        masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, True)
+        out = []
+        for i in range(max(len(self.background_image), len(self.layer_image), len(masks))):
+            canvas = to_pil(nth(self.background_image, i)).convert("RGB")
+            layer = to_pil(nth(self.layer_image, i)).convert("RGB")
+            same_size(canvas, layer)
+            mask = fitting_mask(nth(masks, i), layer.size, "ImageBlend")
+            canvas.paste(chop_image(canvas, layer, self.blend_mode, self.opacity), mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+class LayerUtilityColorImage(Node):
+    """A picture of one colour, as LayerUtility's ColorImage (color as PIL reads it: '#RRGGBB',
+    '#RGB' or a colour name)."""
+    category = "😺dzNodes/LayerUtility"
+    width: int = Int(512, min=4, max=99999, resource="width")
+    height: int = Int(512, min=4, max=99999, resource="height")
+    color: str = Text("#000000")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ColorImage",))
+
+    def run(self):
+        from PIL import Image
+        return to_tensor(Image.new("RGB", (self.width, self.height), pil_color(self.color, "color")))
+
+
+class LayerUtilityGetImageSize(Node):
+    """The first image's width and height, and both as original_size (a BOX [width, height], which
+    the pack's ImageScaleRestore reads), as LayerUtility's GetImageSize."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    outputs = {"width": INT, "height": INT, "original_size": BOX}
+    comfy = ComfyAlias(("LayerUtility: GetImageSize",))
+
+    def run(self):
+        height, width = int(self.image.shape[1]), int(self.image.shape[2])
+        return width, height, [width, height]
+
+
+class LayerUtilityImageOpacity(Node):
+    """Make an image see-through, as LayerUtility's ImageOpacity: the alpha (mask, inverted where
+    invert_mask; else the image's alpha, else opaque) times opacity percent, given as an RGBA
+    image and as a mask (8-bit steps as the pack's PIL blend takes them)."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    opacity: int = Int(100, min=0, max=100)
+    invert_mask: bool = Bool(True)
+    mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: ImageOpacity",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+        masks = layer_masks(self.image, self.mask, self.invert_mask, True)
+        images, alphas = [], []
+        for i in range(max(len(self.image), len(masks))):
+            picture = to_pil(nth(self.image, i))
+            mask = nth(masks, i)
+            if mask.size != picture.size:
+                raise NodeInputError("mask", f"is {mask.size[0]}×{mask.size[1]}, the image "
+                                             f"{picture.size[0]}×{picture.size[1]}: expected the image's size")
+            # the pack fades towards white on the inverted mask, towards black otherwise
+            if self.invert_mask:
+                alpha = ImageChops.invert(Image.blend(ImageChops.invert(mask), Image.new("L", mask.size, "white"),
+                                                      1 - self.opacity / 100.0))
+            else:
+                alpha = Image.blend(mask, Image.new("L", mask.size, "black"), 1 - self.opacity / 100.0)
+            images.append(to_tensor(Image.merge("RGBA", (*picture.convert("RGB").split(), alpha))))
+            alphas.append(to_tensor(alpha))
+        return batch(images), batch(alphas)
+
+
+class LayerUtilityImageRemoveAlpha(Node):
+    """An RGB image from an RGBA one, as LayerUtility's ImageRemoveAlpha: with fill_background the
+    picture is pasted through its alpha (or mask, where linked) on background_color; without,
+    the alpha is simply dropped. An RGB image with fill_background and no mask is given unchanged
+    (as the pack does, with a warning)."""
+    category = "😺dzNodes/LayerUtility"
+    RGBA_image: IMAGE
+    fill_background: bool = Bool(False)
+    background_color: str = Text("#000000")
+    mask: MASK = None
+    outputs = {"RGB_image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageRemoveAlpha",))
+
+    def run(self):
+        from PIL import Image
+        out = []
+        for index, image in enumerate(self.RGBA_image):
+            picture = to_pil(image)
+            if not self.fill_background:
+                out.append(to_tensor(picture.convert("RGB")))
+                continue
+            if self.mask is not None:
+                alpha = to_pil(nth(mask_batch(self.mask), index)).convert("L")
+            elif picture.mode == "RGBA":
+                alpha = picture.split()[-1]
+            else:
+                warn("ImageRemoveAlpha: the image has no alpha and no mask is linked: given unchanged, "
+                     "as the pack does")
+                return self.RGBA_image
+            if alpha.size != picture.size:
+                raise NodeInputError("mask", f"is {alpha.size[0]}×{alpha.size[1]}, the image "
+                                             f"{picture.size[0]}×{picture.size[1]}: expected the image's size")
+            canvas = Image.new("RGB", picture.size, pil_color(self.background_color, "background_color"))
+            canvas.paste(picture, mask=alpha)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+class LayerUtilityImageCombineAlpha(Node):
+    """An RGBA image of an image's RGB and a mask as its alpha, as LayerUtility's
+    ImageCombineAlpha (the longer batch sets the count; the shorter repeats its last)."""
+    category = "😺dzNodes/LayerUtility"
+    RGB_image: IMAGE
+    mask: MASK
+    outputs = {"RGBA_image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageCombineAlpha",))
+
+    def run(self):
+        from PIL import Image
+        masks = mask_batch(self.mask)
+        out = []
+        for i in range(max(len(self.RGB_image), len(masks))):
+            picture = to_pil(nth(self.RGB_image, i)).convert("RGB")
+            alpha = to_pil(nth(masks, i)).convert("L")
+            if alpha.size != picture.size:
+                raise NodeInputError("mask", f"is {alpha.size[0]}×{alpha.size[1]}, RGB_image "
+                                             f"{picture.size[0]}×{picture.size[1]}: expected the image's size")
+            out.append(to_tensor(Image.merge("RGBA", (*picture.split(), alpha))))
+        return batch(out)
+
+
+class LayerUtilityTextJoin(Node):
+    """The texts joined by ", ", as LayerUtility's TextJoin (empty ones too: "a, b, , ")."""
+    category = "😺dzNodes/LayerUtility"
+    text_1: str = Text("", multiline=True)
+    text_2: str = Text("", multiline=True)
+    text_3: str = Text("", multiline=True)
+    text_4: str = Text("", multiline=True)
+    outputs = {"text": STRING}
+    comfy = ComfyAlias(("LayerUtility: TextJoin",))
+
+    def run(self):
+        return ", ".join((self.text_1, self.text_2, self.text_3, self.text_4))
+
+
+# -- LayerMask ----------------------------------------------------------------------------------------
+
+
+class LayerMaskMaskInvert(Node):
+    """1 - mask, as LayerMask's MaskInvert (the mask first read at 8 bits, as the pack does)."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskInvert",))
+
+    def run(self):
+        return batch([1 - to_tensor(to_pil(m).convert("L")) for m in mask_batch(self.mask)])
+
+
+class LayerMaskMaskGrow(Node):
+    """Grow (or with grow < 0 shrink) a mask by grow pixels and blur it, as LayerMask's MaskGrow:
+    a 3×3 cross dilation |grow| times, then PIL's Gaussian blur of radius blur. invert_mask
+    inverts the mask first."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    grow: int = Int(4, min=-999, max=999)
+    blur: int = Int(4, min=0, max=999)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskGrow",))
+
+    def run(self):
+        out = []
+        for m in mask_batch(self.mask):
+            picture = to_pil(1 - m if self.invert_mask else m).convert("L")
+            out.append(to_tensor(expand_mask(picture, self.grow, self.blur)))
+        return batch(out)
+
+
+# -- LayerFilter / LayerColor -------------------------------------------------------------------------
+
+
+class LayerFilterGaussianBlur(Node):
+    """PIL's Gaussian blur of radius blur, as LayerFilter's GaussianBlur (the result is RGB)."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    blur: int = Int(20, min=1, max=999)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: GaussianBlur",))
+
+    def run(self):
+        from PIL import ImageFilter
+        return batch([to_tensor(to_pil(i).convert("RGB").filter(ImageFilter.GaussianBlur(radius=self.blur)))
+                      for i in self.image])
+
+
+class LayerColorGamma(Node):
+    """Each channel v (0-255) becomes round(255 × (v / 255) ** gamma), as LayerColor's Gamma
+    (gamma above 1 darkens); an RGBA image keeps its alpha."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    gamma: float = Float(1.0, min=0.1, max=10.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Gamma",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        table = np.round(np.power(np.arange(256) / 255.0, self.gamma) * 255.0).astype(np.uint8)
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            rgb = Image.fromarray(table[np.asarray(picture.convert("RGB"))])
+            if picture.mode == "RGBA":
+                rgb = Image.merge("RGBA", (*rgb.split(), picture.split()[-1]))
+            out.append(to_tensor(rgb))
+        return batch(out)
