@@ -1,0 +1,367 @@
+"""ComfyUI_LayerStyle's nodes (nodes/pack_nodes_layerstyle.py): each against the pack's steps
+written out here with PIL / numpy / scipy / skimage / OpenCV (pixel loops where the pack loops), the
+clear errors, a size estimate, and the pack's classes read from a UI save and an API prompt."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageChops, ImageFilter
+from scipy import ndimage
+from skimage import img_as_float, img_as_ubyte
+
+from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.resource_limits import RunLimits
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+CHOP_MODES = ["normal", "multply", "screen", "add", "subtract", "difference", "darker", "lighter",
+              "color_burn", "color_dodge", "linear_burn", "linear_dodge", "overlay",
+              "soft_light", "hard_light", "vivid_light", "pin_light", "linear_light", "hard_mix"]
+
+
+@pytest.fixture(scope="module")
+def registry(builtin_registry):
+    return builtin_registry
+
+
+def node(registry, comfy_class, **inputs):
+    """Run the node ComfyUI's `comfy_class` maps onto, with the pack's input names."""
+    return call(registry, registry.comfy_node(comfy_class).node_type, **inputs)
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def pil(t):
+    """The pack's tensor2pil."""
+    return Image.fromarray(np.clip(255.0 * t.cpu().numpy().squeeze(), 0, 255).astype(np.uint8))
+
+
+def tensor(picture):
+    """The pack's pil2tensor."""
+    return torch.from_numpy(np.array(picture).astype(np.float32) / 255.0).unsqueeze(0)
+
+
+def box_mask(height=20, width=24):
+    mask = torch.zeros(1, height, width)
+    mask[0, 5:13, 6:16] = 1
+    mask[0, 8, 16:19] = 0.5
+    return mask
+
+
+# -- the pack's blend modes, written out as its imagefunc writes them (skimage floats, masks as 0/1) --
+
+
+def ski_blend(mode, background, layer):
+    img_1 = img_as_float(np.asarray(background))
+    img_2 = img_as_float(np.asarray(layer))
+    if mode == "color_burn":
+        img = 1 - (1 - img_2) / (img_1 + 0.001)
+        img = img * (1 - (img < 0))
+        low = img > 1
+        img = img * (1 - low) + low
+    elif mode == "color_dodge":
+        img = img_2 / (1.0 - img_1 + 0.001)
+        high = img > 1
+        img = img * (1 - high) + high
+    elif mode == "linear_burn":
+        img = img_1 + img_2 - 1
+        img = img * (1 - (img < 0))
+    elif mode == "linear_dodge":
+        img = img_1 + img_2
+        high = img > 1
+        img = img * (1 - high) + high
+    elif mode == "overlay":
+        m = img_2 < 0.5
+        img = 2 * img_1 * img_2 * m + (1 - m) * (1 - 2 * (1 - img_1) * (1 - img_2))
+    elif mode == "soft_light":
+        m = img_1 < 0.5
+        img = ((2 * img_1 - 1) * (img_2 - img_2 * img_2) + img_2) * m + \
+              ((2 * img_1 - 1) * (np.sqrt(img_2) - img_2) + img_2) * (1 - m)
+    elif mode == "hard_light":
+        m = img_1 < 0.5
+        img = 2 * img_1 * img_2 * m + (1 - 2 * (1 - img_1) * (1 - img_2)) * (1 - m)
+    elif mode == "vivid_light":
+        m = img_1 < 0.5
+        t1 = 1 - (1 - img_2) / (2 * img_1 + 0.001)
+        t2 = img_2 / (2 * (1 - img_1) + 0.001)
+        t1 = t1 * (1 - (t1 < 0))
+        over = t2 > 1
+        t2 = t2 * (1 - over) + over
+        img = t1 * m + t2 * (1 - m)
+    elif mode == "pin_light":
+        m1 = img_2 < (img_1 * 2 - 1)
+        m2 = img_2 > 2 * img_1
+        img = (2 * img_1 - 1) * m1 + img_2 * (1 - m1) * (1 - m2) + 2 * img_1 * m2
+    elif mode == "linear_light":
+        img = img_2 + img_1 * 2 - 1
+        img = img * (1 - (img < 0))
+        high = img > 1
+        img = img * (1 - high) + high
+    else:  # hard_mix
+        img = img_1 + img_2
+        m = img_1 + img_2 > 1
+        img = (img * (1 - m) + m) * m
+    return Image.fromarray(img_as_ubyte(img))
+
+
+def chop(background, layer, mode, opacity):
+    basic = {"normal": lambda b, l: l, "multply": ImageChops.multiply, "screen": ImageChops.screen,
+             "add": lambda b, l: ImageChops.add(b, l, 1, 0), "subtract": lambda b, l: ImageChops.subtract(b, l, 1, 0),
+             "difference": ImageChops.difference, "darker": ImageChops.darker, "lighter": ImageChops.lighter}
+    out = basic[mode](background, layer) if mode in basic else ski_blend(mode, background, layer)
+    if opacity == 0:
+        return background
+    return Image.blend(out, background, 1 - opacity / 100) if opacity < 100 else out
+
+
+def expand(mask_picture, grow, blur):
+    """The pack's expand_mask: a cross dilation / erosion |grow| times, then PIL's blur."""
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    values = np.asarray(mask_picture, np.float32) / 255.0
+    for _ in range(abs(grow)):
+        values = (ndimage.grey_erosion if grow < 0 else ndimage.grey_dilation)(values, footprint=cross)
+    return pil(torch.from_numpy(values)).filter(ImageFilter.GaussianBlur(blur))
+
+
+@pytest.mark.parametrize("mode", CHOP_MODES)
+def test_image_blend_is_the_packs_chop_image_pasted_through_the_mask(registry, mode):
+    background, layer, mask = rand(2, 20, 24, 3), rand(1, 20, 24, 3, seed=1), box_mask()
+    out = node(registry, "LayerUtility: ImageBlend", background_image=background, layer_image=layer,
+               invert_mask=False, blend_mode=mode, opacity=70, layer_mask=mask)
+    assert out.shape == (2, 20, 24, 3)
+    for i in range(2):
+        canvas = pil(background[i])
+        canvas.paste(chop(canvas, pil(layer[0]), mode, 70), mask=pil(mask[0]))
+        torch.testing.assert_close(out[i:i + 1], tensor(canvas), atol=0, rtol=0)
+
+
+def test_image_blend_inverts_the_mask_and_uses_the_layers_alpha_or_everywhere(registry):
+    background, layer = rand(1, 16, 16, 3), rand(1, 16, 16, 3, seed=1)
+    mask = box_mask(16, 16)
+    inverted = node(registry, "LayerUtility: ImageBlend", background_image=background, layer_image=layer,
+                    invert_mask=True, blend_mode="screen", opacity=100, layer_mask=mask)
+    canvas = pil(background[0])
+    canvas.paste(ImageChops.screen(canvas, pil(layer[0])), mask=pil(1 - mask[0]))
+    assert torch.equal(inverted, tensor(canvas))
+    # no mask and an RGB layer: blended everywhere; an RGBA layer: through its alpha
+    plain = node(registry, "LayerUtility: ImageBlend", background_image=background, layer_image=layer,
+                 invert_mask=True, blend_mode="normal", opacity=100)
+    assert torch.equal(plain, tensor(pil(layer[0])))
+    rgba = torch.cat([layer, mask[..., None]], dim=-1)
+    through_alpha = node(registry, "LayerUtility: ImageBlend", background_image=background, layer_image=rgba,
+                         invert_mask=True, blend_mode="normal", opacity=100)
+    canvas = pil(background[0])
+    canvas.paste(pil(layer[0]), mask=pil(mask[0]))
+    assert torch.equal(through_alpha, tensor(canvas))
+
+
+def test_blends_refuse_another_size_and_a_bad_colour(registry):
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageBlend", background_image=rand(1, 8, 8, 3), layer_image=rand(1, 8, 9, 3),
+             invert_mask=True, blend_mode="normal", opacity=100)
+    assert e.value.input == "layer_image" and "9×8" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerStyle: ColorOverlay", background_image=rand(1, 8, 8, 3), layer_image=rand(1, 8, 8, 3),
+             invert_mask=False, blend_mode="normal", opacity=100, color="#12345", layer_mask=torch.ones(1, 8, 8))
+    assert e.value.input == "color" and "not a colour" in str(e.value)
+
+
+def shift_loop(mask_picture, distance_x, distance_y):
+    """The pack's shift_image, pixel by pixel, as DropShadow calls it (distances negated)."""
+    dx, dy = -distance_x, -distance_y
+    width, height = mask_picture.size
+    out = Image.new("RGB", (width, height), "#000000")
+    for x in range(width):
+        for y in range(height):
+            if x > -dx and y > -dy and x + dx < width and y + dy < height:
+                out.putpixel((x, y), mask_picture.getpixel((x + dx, y + dy)))
+    return out.split()[0]
+
+
+@pytest.mark.parametrize("distance", [(3, 2), (-4, 5), (0, -3)])
+def test_drop_shadow_shifts_grows_and_blurs_the_mask_as_the_pack(registry, distance):
+    background, layer, mask = rand(1, 20, 24, 3), rand(1, 20, 24, 3, seed=1), box_mask()
+    out = node(registry, "LayerStyle: DropShadow", background_image=background, layer_image=layer,
+               invert_mask=False, blend_mode="multply", opacity=60, distance_x=distance[0], distance_y=distance[1],
+               grow=2, blur=2, shadow_color="#204060", layer_mask=mask)
+    canvas, mask_picture = pil(background[0]), pil(mask[0])
+    shadow_mask = expand(shift_loop(mask_picture, *distance), 2, 2)
+    canvas.paste(chop(canvas, Image.new("RGB", canvas.size, "#204060"), "multply", 60), mask=shadow_mask)
+    canvas.paste(pil(layer[0]), mask=mask_picture)
+    assert torch.equal(out, tensor(canvas))
+
+
+def test_drop_shadow_without_a_mask_gives_the_background(registry):
+    background = rand(1, 8, 8, 3)
+    out = node(registry, "LayerStyle: DropShadow", background_image=background, layer_image=rand(1, 8, 8, 3),
+               invert_mask=True, blend_mode="normal", opacity=50, distance_x=1, distance_y=1, grow=0, blur=0,
+               shadow_color="#000000")
+    assert out is background
+
+
+def test_stroke_is_the_band_between_two_grown_masks(registry):
+    background, layer, mask = rand(1, 20, 24, 3), rand(1, 20, 24, 3, seed=1), box_mask()
+    out = node(registry, "LayerStyle: Stroke", background_image=background, layer_image=layer, invert_mask=True,
+               blend_mode="normal", opacity=80, stroke_grow=1, stroke_width=5, blur=1, stroke_color="#FF0000",
+               layer_mask=1 - mask)
+    inner, outer = 1 - 5 // 2, 1 - 5 // 2 + 5
+    mask_picture = pil(mask[0])
+    band = np.clip(np.asarray(expand(mask_picture, outer, 1), np.int32) - np.asarray(expand(mask_picture, inner, 1),
+                                                                                     np.int32), 0, 255)
+    canvas, layer_picture = pil(background[0]), pil(layer[0])
+    canvas.paste(layer_picture, mask=mask_picture)
+    canvas.paste(chop(layer_picture, Image.new("RGB", canvas.size, "#FF0000"), "normal", 80),
+                 mask=Image.fromarray(band.astype(np.uint8)))
+    assert torch.equal(out, tensor(canvas))
+
+
+def test_color_overlay_blends_the_colour_onto_the_layer(registry):
+    background, layer, mask = rand(1, 12, 10, 3), rand(1, 12, 10, 3, seed=1), box_mask(12, 10)
+    out = node(registry, "LayerStyle: ColorOverlay", background_image=background, layer_image=layer,
+               invert_mask=False, blend_mode="overlay", opacity=100, color="#FFBF30", layer_mask=mask)
+    canvas = pil(background[0])
+    canvas.paste(ski_blend("overlay", pil(layer[0]), Image.new("RGB", (10, 12), "#FFBF30")), mask=pil(mask[0]))
+    assert torch.equal(out, tensor(canvas))
+
+
+def test_mask_grow_and_invert_as_the_pack(registry):
+    mask = box_mask()
+    for grow, blur in ((3, 0), (-2, 2), (40, 1)):  # 40 steps: more than the mask needs to fill
+        out = node(registry, "LayerMask: MaskGrow", mask=mask, invert_mask=False, grow=grow, blur=blur)
+        assert torch.equal(out, tensor(expand(pil(mask[0]), grow, blur))), grow
+    inverted = node(registry, "LayerMask: MaskGrow", mask=mask, invert_mask=True, grow=1, blur=0)
+    assert torch.equal(inverted, tensor(expand(pil(1 - mask[0]), 1, 0)))
+    assert torch.equal(node(registry, "LayerMask: MaskInvert", mask=mask[0]),
+                       1 - tensor(pil(mask[0])))
+
+
+def test_gaussian_blur_and_gamma_are_pil_and_a_lookup_table(registry):
+    image = rand(2, 16, 12, 3)
+    out = node(registry, "LayerFilter: GaussianBlur", image=image, blur=3)
+    for i in range(2):
+        assert torch.equal(out[i:i + 1], tensor(pil(image[i]).filter(ImageFilter.GaussianBlur(3))))
+    gamma = node(registry, "LayerColor: Gamma", image=image, gamma=2.2)
+    table = np.round(np.array([np.power(x / 255.0, 2.2) * 255.0 for x in range(256)])).astype(np.uint8)
+    expected = cv2.LUT(np.asarray(pil(image[1])), table)
+    assert torch.equal(gamma[1:2], tensor(Image.fromarray(expected)))
+    rgba = torch.cat([image, rand(2, 16, 12, 1, seed=3)], dim=-1)
+    kept = node(registry, "LayerColor: Gamma", image=rgba, gamma=0.5)
+    assert kept.shape == (2, 16, 12, 4)
+    assert torch.equal(kept[0, ..., 3], tensor(pil(rgba[0]).split()[-1])[0])
+
+
+def test_alpha_nodes_and_opacity(registry):
+    image, mask = rand(1, 10, 8, 3), box_mask(10, 8)
+    rgba = node(registry, "LayerUtility: ImageCombineAlpha", RGB_image=image, mask=mask)
+    assert torch.equal(rgba, tensor(Image.merge("RGBA", (*pil(image[0]).split(), pil(mask[0])))))
+    filled = node(registry, "LayerUtility: ImageRemoveAlpha", RGBA_image=rgba, fill_background=True,
+                  background_color="#00FF00")
+    canvas = Image.new("RGB", (8, 10), "#00FF00")
+    canvas.paste(pil(rgba[0]), mask=pil(mask[0]))
+    assert torch.equal(filled, tensor(canvas))
+    dropped = node(registry, "LayerUtility: ImageRemoveAlpha", RGBA_image=rgba, fill_background=False,
+                   background_color="#00FF00")
+    assert torch.equal(dropped, tensor(pil(image[0])))
+    for invert in (True, False):
+        picture, alpha = node(registry, "LayerUtility: ImageOpacity", image=image, opacity=40, invert_mask=invert,
+                              mask=mask)
+        m = pil(1 - mask[0] if invert else mask[0])
+        if invert:  # the pack's steps: fade the re-inverted mask towards white, invert back
+            expected = ImageChops.invert(Image.blend(ImageChops.invert(m), Image.new("L", m.size, "white"), 0.6))
+        else:
+            expected = Image.blend(m, Image.new("L", m.size, "black"), 0.6)
+        assert torch.equal(alpha, tensor(expected)) and torch.equal(picture[..., 3], tensor(expected))
+        # either way about 40% of the chosen mask
+        assert (alpha - 0.4 * tensor(m)).abs().max() <= 1 / 255 + 1e-6
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageCombineAlpha", RGB_image=image, mask=torch.ones(1, 4, 4))
+    assert e.value.input == "mask"
+
+
+def test_color_image_size_text_join(registry):
+    out = node(registry, "LayerUtility: ColorImage", width=6, height=4, color="#FF8000")
+    assert out.shape == (1, 4, 6, 3)
+    assert torch.equal(out[0, 0, 0], torch.tensor([255, 128, 0], dtype=torch.float32) / 255)
+    assert node(registry, "LayerUtility: GetImageSize", image=rand(2, 5, 7, 3)) == (7, 5, [7, 5])
+    assert node(registry, "LayerUtility: TextJoin", text_1="a", text_2="b", text_3="", text_4="c") == "a, b, , c"
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ColorImage", width=6, height=4, color="nope")
+    assert e.value.input == "color"
+
+
+def test_a_huge_color_image_is_refused_before_it_runs(registry):
+    graph = {"1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 99999, "height": 99999,
+                                                                        "color": "#000000"}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=4096 * 4096)).run(parse_workflow(graph, registry),
+                                                                              outputs=["1"])
+    assert result.status == "invalid"
+    assert any(p.input == "width" and "99999×99999" in p.message for p in result.problems)
+
+
+def test_the_pack_is_named_for_its_classes():
+    assert custom_pack("LayerStyle: DropShadow") == "ComfyUI_LayerStyle"
+    assert custom_pack("LayerUtility: ImageScaleRestore V2") == "ComfyUI_LayerStyle"
+
+
+API = {
+    "1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 32, "height": 24, "color": "#336699"}},
+    "2": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 32, "height": 24, "color": "#FFCC00"}},
+    "5": {"class_type": "LayerUtility: ImageBlend", "inputs": {"background_image": ["1", 0], "layer_image": ["2", 0],
+                                                               "invert_mask": True, "blend_mode": "screen",
+                                                               "opacity": 100}},
+    "6": {"class_type": "LayerStyle: DropShadow", "inputs": {
+        "background_image": ["1", 0], "layer_image": ["2", 0], "invert_mask": False, "blend_mode": "normal",
+        "opacity": 50, "distance_x": 4, "distance_y": 3, "grow": 1, "blur": 2, "shadow_color": "#000000",
+        "layer_mask": ["7", 0]}},
+    "7": {"class_type": "LayerMask: MaskInvert", "inputs": {"mask": ["8", 0]}},
+    "8": {"class_type": "ImageToMask", "inputs": {"image": ["9", 0], "channel": "red"}},
+    "9": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 32, "height": 24, "color": "#000000"}},
+    "10": {"class_type": "LayerUtility: GetImageSize", "inputs": {"image": ["6", 0]}},
+}
+
+
+def test_an_api_prompt_with_the_packs_classes_runs_and_exports(registry):
+    result = run_graph(registry, API, outputs=["5", "6", "10"])
+    screen = ImageChops.screen(Image.new("RGB", (32, 24), "#336699"), Image.new("RGB", (32, 24), "#FFCC00"))
+    assert torch.equal(result.values["5"][0], tensor(screen))
+    # the mask is white everywhere (black inverted): the layer covers the shadow
+    assert torch.equal(result.values["6"][0], tensor(Image.new("RGB", (32, 24), "#FFCC00")))
+    assert tuple(result.values["10"][:2]) == (32, 24)
+    api = export_api(parse_workflow(API, registry), registry)
+    for node_id, entry in API.items():
+        assert api[node_id]["class_type"] == entry["class_type"]
+        assert api[node_id]["inputs"] == entry["inputs"], node_id
+
+
+def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
+    nodes = [
+        ui_node(1, "LayerUtility: ColorImage", [20, 16, "#336699"], outputs=[("image", "IMAGE", [1])]),
+        ui_node(2, "LayerUtility: ColorImage", [20, 16, "#FFCC00"], outputs=[("image", "IMAGE", [2, 4])]),
+        ui_node(3, "LayerUtility: ImageBlend", [True, "multply", 60],
+                [("background_image", "IMAGE", 1, False), ("layer_image", "IMAGE", 2, False),
+                 ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [3])]),
+        ui_node(4, "LayerStyle: Stroke", [True, "normal", 100, 0, 8, 0, "#FF0000"],
+                [("background_image", "IMAGE", 3, False), ("layer_image", "IMAGE", 4, False),
+                 ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [])]),
+        ui_node(5, "LayerUtility: TextJoin", ["a", "b", "c", "d"], outputs=[("text", "STRING", [])]),
+    ]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 2, 0, 4, 1, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, outputs=["3", "4", "5"])
+    back, layer = Image.new("RGB", (20, 16), "#336699"), Image.new("RGB", (20, 16), "#FFCC00")
+    assert torch.equal(result.values["3"][0], tensor(Image.blend(ImageChops.multiply(back, layer), back, 0.4)))
+    # no mask and an RGB layer: Stroke gives its background unchanged, as the pack does
+    assert torch.equal(result.values["4"][0], result.values["3"][0])
+    assert result.values["5"][0] == "a, b, c, d"
+    saved = {n["id"]: n for n in json.loads(json.dumps(export_ui(parse_workflow(graph, registry), registry)))["nodes"]}
+    for original in nodes:
+        assert saved[original["id"]]["type"] == original["type"]
+        assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
