@@ -3,15 +3,15 @@
 25965f5c0e710750aec73ca92f99ae373dfbb910 (DropShadow, ColorImage, GetImageSize, ImageRemoveAlpha,
 ImageCombineAlpha), 33d9f817de53f80bcd2631f0dcee13066975f829 (ImageBlend, Stroke, ColorOverlay,
 MaskInvert, GaussianBlur, TextJoin, ImageOpacity, Gamma), 17ac6c0b4602a2ab74f4fa12fc378541843a7653
-(MaskGrow) and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (its blend modes, mask
+(MaskGrow), a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow; InnerShadow and InnerGlow at
+33d9f817...) and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (its blend modes, mask
 growing, the shadow's shift).
 
-Held here: LayerStyle: DropShadow, Stroke, ColorOverlay; LayerUtility: ImageBlend, ColorImage,
+Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay; LayerUtility: ImageBlend, ColorImage,
 GetImageSize, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert,
 MaskGrow; LayerFilter: GaussianBlur; LayerColor: Gamma.
 
-Left out in this round (not yet built): the other effects (OuterGlow, InnerShadow, InnerGlow,
-GradientOverlay and the V2 classes), the V2 blend modes (blendmodes.py), the other LayerUtility,
+Left out in this round (not yet built): GradientOverlay and the effects' V2 classes, the V2 blend modes (blendmodes.py), the other LayerUtility,
 LayerMask, LayerColor and LayerFilter nodes; for good: everything needing models or downloads (SAM,
 BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's own pictures).
 
@@ -327,6 +327,145 @@ class LayerStyleColorOverlay(_LayerEffect):
         for canvas, layer, mask in pictures:
             canvas.paste(chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity),
                          mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+# glows list their blend modes with the lightening ones first (screen is their default)
+GLOW_MODES = ("screen", "add", "lighter", "normal", "multply", "subtract", "difference", "darker",
+              *CHOP_MODES[8:])
+
+
+def hex_rgb(color: str, input_name: str) -> tuple:
+    """imagefunc.Hex_to_RGB: '#RRGGBB' or '#RGB' only (the glows step between two such colours)."""
+    text = color[1:] if color.startswith("#") else None
+    if text is not None and len(text) == 3:
+        text = "".join(c * 2 for c in text)
+    try:
+        if text is None or len(text) != 6:
+            raise ValueError
+        return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+    except ValueError:
+        raise NodeInputError(input_name, f"not a hex colour: {color!r} (expected '#RRGGBB')") from None
+
+
+def step_value(start: float, end: float, total: int, step: int) -> float:
+    """imagefunc.step_value: the value step / total of the way from start to end."""
+    return (end - start) * (step / total) + start
+
+
+def step_color(start: tuple, end: tuple, total: int, step: int) -> tuple:
+    return tuple(int(step_value(a, b, total, step)) for a, b in zip(start, end))
+
+
+def inverted(mask):
+    """The pack's tensor2pil(1 - image2mask(mask)): 255 × (1 - v / 255) in float32, truncated (so
+    not always 255 - v)."""
+    import numpy as np
+    from PIL import Image
+    values = np.float32(1) - np.asarray(mask, np.float32) / np.float32(255.0)
+    return Image.fromarray(np.clip(np.float32(255.0) * values, 0, 255).astype(np.uint8))
+
+
+class LayerStyleOuterGlow(_LayerEffect):
+    """A glow around the layer, as LayerStyle's OuterGlow: in brightness steps, the layer's mask
+    grown by glow_range (less by glow_range / brightness each step) and blurred by blur / 20 of
+    the growth, shows a colour going from glow_color to light_color, blended onto the background
+    by blend_mode at an opacity rising from 1 to opacity; the layer is pasted on top. No mask
+    (layer_mask, else the layer's alpha): the background unchanged."""
+    blend_mode: str = Choice(GLOW_MODES, "screen")
+    brightness: int = Int(5, min=2, max=20)
+    glow_range: int = Int(48, min=-9999, max=9999)
+    blur: int = Int(25, min=0, max=9999)
+    light_color: str = Text("#FFBF30")
+    glow_color: str = Text("#FE0000")
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: OuterGlow",))
+
+    def run(self):
+        from PIL import Image
+        light, glow = hex_rgb(self.light_color, "light_color"), hex_rgb(self.glow_color, "glow_color")
+        pictures = self.pictures("OuterGlow")
+        if pictures is None:
+            return self.background_image
+        blur_factor = self.blur / 20.0
+        out = []
+        for canvas, layer, mask in pictures:
+            grow = self.glow_range
+            for step in range(self.brightness):
+                glow_mask = expand_mask(mask, grow, int(grow * blur_factor))  # PIL blurs by |radius|
+                color = Image.new("RGB", layer.size, step_color(glow, light, self.brightness, step))
+                opacity = int(step_value(1, self.opacity, self.brightness, step))
+                canvas.paste(chop_image(canvas, color, self.blend_mode, opacity), mask=glow_mask)
+                grow -= int(self.glow_range / self.brightness)
+            canvas.paste(layer, mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+class LayerStyleInnerGlow(LayerStyleOuterGlow):
+    """A glow inside the layer's edge, as LayerStyle's InnerGlow: in brightness steps, the layer's
+    mask shrunk by glow_range (less each step) and blurred, its outside shows a colour going from
+    glow_color to light_color blended onto the layer (opacity rising from 1 to opacity); the
+    layer is then pasted on the background through its mask. As the pack does, the blur of the
+    second and later pictures of a batch is reckoned from the last step's blur of the one before."""
+    comfy = ComfyAlias(("LayerStyle: InnerGlow",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+        light, glow = hex_rgb(self.light_color, "light_color"), hex_rgb(self.glow_color, "glow_color")
+        pictures = self.pictures("InnerGlow")
+        if pictures is None:
+            return self.background_image
+        blur = self.blur
+        out = []
+        for canvas, layer, mask in pictures:
+            blur_factor = blur / 20.0  # the pack reuses its blur variable: the previous picture's last blur
+            grow = self.glow_range
+            for step in range(self.brightness):
+                blur = int(grow * blur_factor)
+                glow_mask = expand_mask(mask, -grow, blur)
+                color = Image.new("RGB", layer.size, step_color(glow, light, self.brightness, step))
+                opacity = int(step_value(1, self.opacity, self.brightness, step))
+                layer.paste(chop_image(layer, color, self.blend_mode, opacity), mask=inverted(glow_mask))
+                grow -= int(self.glow_range / self.brightness)
+            layer.paste(canvas, mask=ImageChops.invert(mask))
+            out.append(to_tensor(layer))
+        return batch(out)
+
+
+class LayerStyleInnerShadow(_LayerEffect):
+    """A shadow inside the layer's edge, as LayerStyle's InnerShadow: the layer's mask moved by
+    distance_x / distance_y, grown by grow and blurred by blur; outside it, shadow_color is
+    blended onto the layer by blend_mode at opacity, and the layer pasted on the background
+    through its mask. With both distances 0 the mask is used where it is (the pack fails there).
+    No mask: the background unchanged."""
+    opacity: int = Int(50, min=0, max=100)
+    distance_x: int = Int(5, min=-9999, max=9999)
+    distance_y: int = Int(5, min=-9999, max=9999)
+    grow: int = Int(2, min=-9999, max=9999)
+    blur: int = Int(15, min=0, max=100)
+    shadow_color: str = Text("#000000")
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: InnerShadow",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+        color = pil_color(self.shadow_color, "shadow_color")
+        pictures = self.pictures("InnerShadow")
+        if pictures is None:
+            return self.background_image
+        out = []
+        for canvas, layer, mask in pictures:
+            shadow_mask = mask
+            if self.distance_x or self.distance_y:
+                shadow_mask = shift_mask(mask, self.distance_x, self.distance_y)
+            shadow_mask = expand_mask(shadow_mask, self.grow, self.blur)
+            shadow = chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
+            layer.paste(shadow, mask=ImageChops.invert(shadow_mask))
+            canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
         return batch(out)
 

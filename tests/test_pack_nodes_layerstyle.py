@@ -365,3 +365,56 @@ def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
     for original in nodes:
         assert saved[original["id"]]["type"] == original["type"]
         assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
+
+
+def hex_steps(start, end, total, step):
+    """The pack's step_color: each channel int((end - start) × step / total + start)."""
+    return tuple(int((b - a) * (step / total) + a) for a, b in zip(start, end))
+
+
+def test_outer_glow_steps_colour_opacity_and_growth_as_the_pack(registry):
+    background, layer, mask = rand(1, 24, 28, 3), rand(1, 24, 28, 3, seed=1), box_mask(24, 28)
+    out = node(registry, "LayerStyle: OuterGlow", background_image=background, layer_image=layer, invert_mask=False,
+               blend_mode="screen", opacity=90, brightness=3, glow_range=7, blur=10, light_color="#FFBF30",
+               glow_color="#FE0000", layer_mask=mask)
+    canvas, mask_picture = pil(background[0]), pil(mask[0])
+    grow = 7
+    for step in range(3):
+        glow_mask = expand(mask_picture, grow, int(grow * 10 / 20.0))
+        color = Image.new("RGB", canvas.size, hex_steps((0xFE, 0, 0), (0xFF, 0xBF, 0x30), 3, step))
+        canvas.paste(chop(canvas, color, "screen", int((90 - 1) * step / 3 + 1)), mask=glow_mask)
+        grow -= int(7 / 3)
+    canvas.paste(pil(layer[0]), mask=mask_picture)
+    assert torch.equal(out, tensor(canvas))
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerStyle: OuterGlow", background_image=background, layer_image=layer, invert_mask=False,
+             blend_mode="screen", opacity=90, brightness=3, glow_range=7, blur=10, light_color="orange",
+             glow_color="#FE0000", layer_mask=mask)
+    assert e.value.input == "light_color" and "hex" in str(e.value)
+
+
+def test_inner_glow_and_inner_shadow_as_the_pack(registry):
+    background, layer, mask = rand(1, 24, 28, 3), rand(1, 24, 28, 3, seed=1), box_mask(24, 28)
+    out = node(registry, "LayerStyle: InnerGlow", background_image=background, layer_image=layer, invert_mask=False,
+               blend_mode="add", opacity=80, brightness=2, glow_range=4, blur=10, light_color="#FFBF30",
+               glow_color="#FE0000", layer_mask=mask)
+    canvas, picture, mask_picture = pil(background[0]), pil(layer[0]), pil(mask[0])
+    grow, blur = 4, 10
+    blur_factor = blur / 20.0
+    for step in range(2):
+        blur = int(grow * blur_factor)
+        glow_mask = tensor(expand(mask_picture, -grow, blur))  # the pack's mask_invert on the tensor
+        color = Image.new("RGB", picture.size, hex_steps((0xFE, 0, 0), (0xFF, 0xBF, 0x30), 2, step))
+        picture.paste(chop(picture, color, "add", int((80 - 1) * step / 2 + 1)), mask=pil(1 - glow_mask).convert("L"))
+        grow -= int(4 / 2)
+    picture.paste(canvas, mask=ImageChops.invert(mask_picture))
+    assert torch.equal(out, tensor(picture))
+    shadow = node(registry, "LayerStyle: InnerShadow", background_image=background, layer_image=layer,
+                  invert_mask=False, blend_mode="normal", opacity=50, distance_x=3, distance_y=-2, grow=1, blur=2,
+                  shadow_color="#000000", layer_mask=mask)
+    canvas, picture = pil(background[0]), pil(layer[0])
+    shadow_mask = expand(shift_loop(mask_picture, 3, -2), 1, 2)
+    picture.paste(chop(picture, Image.new("RGB", picture.size, "#000000"), "normal", 50),
+                  mask=ImageChops.invert(shadow_mask))
+    canvas.paste(picture, mask=mask_picture)
+    assert torch.equal(shadow, tensor(canvas))
