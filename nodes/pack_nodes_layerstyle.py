@@ -8,7 +8,8 @@ MaskInvert, GaussianBlur, TextJoin, ImageOpacity, Gamma), 17ac6c0b4602a2ab74f4fa
 growing, the shadow's shift).
 
 Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay; LayerUtility: ImageBlend, ColorImage,
-GetImageSize, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert,
+GetImageSize, ImageScaleByAspectRatio V2, ImageScaleRestore V2, CropByMask V2 (its mask_area detection),
+RestoreCropBox, ExtendCanvasV2, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert,
 MaskGrow; LayerFilter: GaussianBlur; LayerColor: Gamma.
 
 Left out in this round (not yet built): GradientOverlay and the effects' V2 classes, the V2 blend modes (blendmodes.py), the other LayerUtility,
@@ -19,8 +20,8 @@ As in the pack, pictures go through 8 bits (PIL) on the way: each result is a mu
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
-    Text, check_interrupted, socket_type, warn
+from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+    NodeInputError, Size, Text, check_interrupted, check_run_memory, socket_type, warn
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -710,3 +711,344 @@ class LayerColorGamma(Node):
                 rgb = Image.merge("RGBA", (*rgb.split(), picture.split()[-1]))
             out.append(to_tensor(rgb))
         return batch(out)
+
+
+# -- LayerUtility: sizes, crops and canvases ---------------------------------------------------------
+
+RESAMPLE_METHODS = ("lanczos", "bicubic", "hamming", "bilinear", "box", "nearest")
+
+
+def resample(method: str):
+    from PIL import Image
+    return {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "hamming": Image.HAMMING,
+            "bilinear": Image.BILINEAR, "box": Image.BOX, "nearest": Image.NEAREST}[method]
+
+
+def check_made_size(input_name: str, count: int, width: int, height: int, what: str) -> None:
+    """Refuse, before making it, a batch of pictures too big for the run's memory or too small to be."""
+    if width < 1 or height < 1:
+        raise NodeInputError(input_name, f"{what} gives {width}×{height}: nothing to make")
+    check_run_memory(input_name, what, images=Size(count, height, width))
+
+
+def round_to_multiple(number: int, multiple: int) -> int:
+    """imagefunc.num_round_to_multiple: to the nearest multiple, a half rounding down."""
+    factor = int(number / multiple)
+    return number if number % multiple == 0 else (factor + (number - factor * multiple > multiple / 2)) * multiple
+
+
+def round_up_to_multiple(number: int, multiple: int) -> int:
+    return -(-number // multiple) * multiple
+
+
+def aspect_target(width: int, height: int, aspect_ratio: str, proportional_width: int, proportional_height: int,
+                  round_to: str, scale_to_side: str, scale_to_length: int) -> tuple[int, int]:
+    """ImageScaleByAspectRatio V2's target size for a picture of width × height."""
+    if aspect_ratio == "original":
+        ratio = width / height
+    elif aspect_ratio == "custom":
+        ratio = proportional_width / proportional_height
+    else:
+        ratio = int(aspect_ratio.split(":")[0]) / int(aspect_ratio.split(":")[1])
+    # the side scale_to_side names, of the longer side's orientation (the height for squares)
+    if width > height:
+        side = {"longest": "width", "shortest": "height"}.get(scale_to_side, "width")
+    else:
+        side = {"longest": "height", "shortest": "width"}.get(scale_to_side, "height")
+    length = scale_to_length if scale_to_side in ("longest", "shortest") else (width if side == "width" else height)
+    if side == "width":
+        target = (length, int(length / ratio))
+    else:
+        target = (int(length * ratio), length)
+    if round_to != "None":
+        target = (round_to_multiple(target[0], int(round_to)), round_to_multiple(target[1], int(round_to)))
+    return target
+
+
+def fit_resize(picture, width: int, height: int, fit: str, sampler):
+    """imagefunc.fit_resize_image: letterbox (fit inside, black bars), crop (fill, centred crop) or
+    fill (stretch); the picture is made RGB first, as the pack does."""
+    from PIL import Image
+    picture = picture.convert("RGB")
+    orig_width, orig_height = picture.size
+    if fit == "letterbox":
+        if orig_width / orig_height > width / height:
+            fit_width, fit_height = width, int(width / orig_width * orig_height)
+        else:
+            fit_width, fit_height = int(height / orig_height * orig_width), height
+        out = Image.new("RGB", (width, height), "black")
+        out.paste(picture.resize((fit_width, fit_height), sampler),
+                  box=((width - fit_width) // 2, (height - fit_height) // 2))
+        return out
+    if fit == "crop":
+        if orig_width / orig_height > width / height:
+            fit_width = int(orig_height * width / height)
+            left = (orig_width - fit_width) // 2
+            picture = picture.crop((left, 0, left + fit_width, orig_height))
+        else:
+            fit_height = int(orig_width * height / width)
+            top = (orig_height - fit_height) // 2
+            picture = picture.crop((0, top, orig_width, top + fit_height))
+    return picture.resize((width, height), sampler)
+
+
+class LayerUtilityImageScaleByAspectRatioV2(Node):
+    """Scale an image and / or mask to an aspect ratio, as LayerUtility's ImageScaleByAspectRatio V2:
+    the ratio is the picture's own ("original"), proportional_width : proportional_height
+    ("custom") or a listed one; the longer side keeps its length, or scale_to_side sets the longest
+    or shortest side to scale_to_length; both sides are rounded to the nearest round_to_multiple.
+    fit: letterbox (fit inside on black), crop (fill and crop the middle) or fill (stretch).
+    Gives the original size as a BOX, and the new width and height. An unlinked image or mask
+    gives None there, as the pack does."""
+    category = "😺dzNodes/LayerUtility"
+    aspect_ratio: str = Choice(("original", "custom", "1:1", "3:2", "4:3", "16:9", "2:3", "3:4", "9:16"), "original")
+    proportional_width: int = Int(1, min=1, max=999)
+    proportional_height: int = Int(1, min=1, max=999)
+    fit: str = Choice(("letterbox", "crop", "fill"), "letterbox")
+    method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    round_to_multiple: str = Choice(("8", "16", "32", "64", "None"), "8")
+    scale_to_side: str = Choice(("None", "longest", "shortest"), "None")
+    scale_to_length: int = Int(1024, min=4, max=999999)
+    image: IMAGE = None
+    mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "width": INT, "height": INT}
+    comfy = ComfyAlias(("LayerUtility: ImageScaleByAspectRatio V2",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        source = inputs.get("image") or inputs.get("mask")
+        try:
+            width, height = aspect_target(source.width, source.height, *(widgets[name] for name in (
+                "aspect_ratio", "proportional_width", "proportional_height", "round_to_multiple", "scale_to_side",
+                "scale_to_length")))
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError):
+            return Estimate(None)
+        return Estimate(Size(source.batch, max(height, 1), max(width, 1)))
+
+    def run(self):
+        images = list(self.image) if self.image is not None else []
+        masks = list(mask_batch(self.mask)) if self.mask is not None else []
+        if not images and not masks:
+            raise NodeInputError("image", "link an image or a mask (or both) to scale")
+        height, width = (images or masks)[0].shape[:2]
+        if images and masks and masks[0].shape[:2] != (height, width):
+            raise NodeInputError("mask", f"is {masks[0].shape[1]}×{masks[0].shape[0]}, the image {width}×{height}: "
+                                         "expected the image's size")
+        target = aspect_target(width, height, self.aspect_ratio, self.proportional_width, self.proportional_height,
+                               self.round_to_multiple, self.scale_to_side, self.scale_to_length)
+        check_made_size("scale_to_length", max(len(images), len(masks)), *target, "the scaled size")
+        sampler = resample(self.method)
+        scaled_images = batch([to_tensor(fit_resize(to_pil(i), *target, self.fit, sampler)) for i in images]) \
+            if images else None
+        scaled_masks = batch([to_tensor(fit_resize(to_pil(m), *target, self.fit, sampler).convert("L"))
+                              for m in masks]) if masks else None
+        return scaled_images, scaled_masks, [int(width), int(height)], target[0], target[1]
+
+
+class LayerUtilityImageScaleRestoreV2(Node):
+    """Scale an image (and mask) as LayerUtility's ImageScaleRestore V2: to original_size where
+    linked (to restore a size ImageScaleByAspectRatio or GetImageSize gave), else by scale_by:
+    by_scale (× scale), longest / shortest / width / height side to scale_by_length, or
+    total_pixel to about scale_by_length thousand pixels; sides at least 4. Without a mask the
+    mask is white. Gives the input's size as a BOX, and the new width and height."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    scale_by: str = Choice(("by_scale", "longest", "shortest", "width", "height", "total_pixel(kilo pixel)"),
+                           "by_scale")
+    scale_by_length: int = Int(1024, min=4, max=99999999)
+    mask: MASK = None
+    original_size: BOX = None
+    outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "width": INT, "height": INT}
+    comfy = ComfyAlias(("LayerUtility: ImageScaleRestore V2",))
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        import math
+        if self.original_size is not None:
+            return int(self.original_size[0]), int(self.original_size[1])
+        length = self.scale_by_length
+        if self.scale_by == "total_pixel(kilo pixel)":
+            new_width = math.sqrt(width / height * length * 1000)
+            target = int(new_width), int(new_width / (width / height))
+        elif self.scale_by == "width" or self.scale_by == "longest" and width > height or \
+                self.scale_by == "shortest" and width < height:
+            target = length, int(length * height / width)
+        elif self.scale_by in ("height", "longest", "shortest"):
+            target = int(length * width / height), length
+        else:
+            target = int(width * self.scale), int(height * self.scale)
+        return max(target[0], 4), max(target[1], 4)
+
+    def run(self):
+        from PIL import Image
+        if self.original_size is not None and (not isinstance(self.original_size, (list, tuple))
+                                               or len(self.original_size) < 2):
+            raise NodeInputError("original_size", f"expected a BOX [width, height], got {self.original_size!r}")
+        masks = layer_masks(self.image, self.mask, False, False)
+        height, width = int(self.image.shape[1]), int(self.image.shape[2])
+        target = self.target(width, height)
+        count = max(len(self.image), len(masks))
+        check_made_size("original_size" if self.original_size is not None else "scale_by_length", count, *target,
+                        "the scaled size")
+        sampler = resample(self.method)
+        images, out_masks = [], []
+        for i in range(count):
+            picture = to_pil(nth(self.image, i)).convert("RGB").resize(target, sampler)
+            # the pack scales a linked mask only; an RGBA image's alpha gives a white mask
+            mask = nth(masks, i).resize(target, sampler) if self.mask is not None else Image.new("L", target, "white")
+            images.append(to_tensor(picture))
+            out_masks.append(to_tensor(mask))
+        return batch(images), batch(out_masks), [width, height], target[0], target[1]
+
+
+def mask_area(mask) -> tuple:
+    """imagefunc.mask_area: (x, y, width, height) of the pixels above 127 (width and height one
+    short of the pixels they span, as the pack counts); (-1, -1, 1, 1) for none."""
+    import numpy as np
+    ys, xs = np.nonzero(np.asarray(mask) > 127)
+    if len(xs) == 0:
+        return -1, -1, 1, 1
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())
+
+
+class LayerUtilityCropByMaskV2(Node):
+    """Crop images to a mask's area, as LayerUtility's CropByMask V2: the box of the (first) mask's
+    pixels above half, widened by the four reserves (kept inside the picture), then grown about
+    its centre to a multiple of round_to_multiple (it may then reach past the edges: black there);
+    or crop_box where linked. Gives the crops, the mask's crop, the box (x1, y1, x2, y2, for
+    RestoreCropBox) and a preview (the mask with the found area in red, the box in green).
+    detect: only "mask_area" here; min_bounding_rect and max_inscribed_rect (OpenCV contours of a
+    blurred mask) are left out and refused."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    mask: MASK
+    invert_mask: bool = Bool(False)
+    detect: str = Choice(("mask_area", "min_bounding_rect", "max_inscribed_rect"), "mask_area")
+    top_reserve: int = Int(20, min=-9999, max=9999)
+    bottom_reserve: int = Int(20, min=-9999, max=9999)
+    left_reserve: int = Int(20, min=-9999, max=9999)
+    right_reserve: int = Int(20, min=-9999, max=9999)
+    round_to_multiple: str = Choice(("8", "16", "32", "64", "128", "256", "512", "None"), "8")
+    crop_box: BOX = None
+    outputs = {"croped_image": IMAGE, "croped_mask": MASK, "crop_box": BOX, "box_preview": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: CropByMask V2",))
+
+    def run(self):
+        from PIL import ImageDraw
+        mask = mask_batch(self.mask)[0]
+        if len(mask_batch(self.mask)) > 1:
+            warn("CropByMask V2: several masks given: the first is used, as the pack does")
+        mask = to_pil(1 - mask if self.invert_mask else mask).convert("L")
+        height, width = int(self.image.shape[1]), int(self.image.shape[2])
+        preview = mask.convert("RGB")
+        box = self.crop_box
+        if box is None:
+            if self.detect != "mask_area":
+                raise NodeInputError("detect", f"{self.detect!r} is not built here (it needs the pack's OpenCV "
+                                               "contour search): use mask_area, or link a crop_box")
+            x, y, w, h = mask_area(mask)
+            x1, y1 = max(x - self.left_reserve, 0), max(y - self.top_reserve, 0)
+            x2, y2 = min(x + w + self.right_reserve, width), min(y + h + self.bottom_reserve, height)
+            if self.round_to_multiple != "None":
+                multiple = int(self.round_to_multiple)
+                box_width, box_height = round_up_to_multiple(x2 - x1, multiple), round_up_to_multiple(y2 - y1, multiple)
+                x1, y1 = x1 - (box_width - (x2 - x1)) // 2, y1 - (box_height - (y2 - y1)) // 2
+                x2, y2 = x1 + box_width, y1 + box_height
+            box = [x1, y1, x2, y2]
+            ImageDraw.Draw(preview).rectangle((x, y, x + w, y + h), outline="#F00000", width=(w + h) // 100)
+        elif not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise NodeInputError("crop_box", f"expected a BOX [x1, y1, x2, y2], got {box!r}")
+        box = [int(v) for v in box]
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("mask" if self.crop_box is None else "crop_box",
+                                 f"the crop box {box} is empty: nothing to crop")
+        check_made_size("crop_box" if self.crop_box is not None else "mask", len(self.image), box[2] - box[0],
+                        box[3] - box[1], "the crop")
+        ImageDraw.Draw(preview).rectangle((box[0], box[1], box[2], box[3]), outline="#00F000",
+                                          width=(box[2] - box[0] + box[3] - box[1]) // 200)
+        crops = [to_tensor(to_pil(i).convert("RGB").crop(tuple(box))) for i in self.image]
+        mask_crop = to_tensor(mask.crop(tuple(box)))
+        return batch(crops), mask_crop.expand(len(crops), -1, -1).clone(), box, to_tensor(preview)
+
+
+class LayerUtilityRestoreCropBox(Node):
+    """Paste crops back where CropByMask took them, as LayerUtility's RestoreCropBox: each crop is
+    pasted at crop_box through croped_mask (inverted where invert_mask; else the crop's alpha,
+    else whole); also gives a mask of the pasted area."""
+    category = "😺dzNodes/LayerUtility"
+    background_image: IMAGE
+    croped_image: IMAGE
+    invert_mask: bool = Bool(False)
+    crop_box: BOX = None
+    croped_mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: RestoreCropBox",))
+
+    def run(self):
+        from PIL import Image
+        box = self.crop_box
+        if not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise NodeInputError("crop_box", f"expected a BOX [x1, y1, x2, y2] (CropByMask's), got {box!r}")
+        box = tuple(int(v) for v in box)
+        masks = layer_masks(self.croped_image, self.croped_mask, self.invert_mask, True)
+        images, out_masks = [], []
+        for i in range(max(len(self.background_image), len(self.croped_image), len(masks))):
+            canvas = to_pil(nth(self.background_image, i)).convert("RGB")
+            crop = to_pil(nth(self.croped_image, i)).convert("RGB")
+            mask = nth(masks, i)
+            if crop.size != (box[2] - box[0], box[3] - box[1]) or mask.size != crop.size:
+                raise NodeInputError("croped_image" if crop.size != (box[2] - box[0], box[3] - box[1]) else
+                                     "croped_mask", f"the crop is {crop.size[0]}×{crop.size[1]} and its mask "
+                                                    f"{mask.size[0]}×{mask.size[1]}; crop_box {list(box)} needs "
+                                                    f"{box[2] - box[0]}×{box[3] - box[1]}")
+            area = Image.new("L", canvas.size, "black")
+            canvas.paste(crop, box=box, mask=mask)
+            area.paste(mask, box=box)
+            images.append(to_tensor(canvas))
+            out_masks.append(to_tensor(area))
+        return batch(images), batch(out_masks)
+
+
+class LayerUtilityExtendCanvasV2(Node):
+    """Add (or with negative numbers cut) top / bottom / left / right pixels around an image, as
+    LayerUtility's ExtendCanvas V2: the new border is color; the mask (mask, inverted where
+    invert_mask; else the image's alpha, else white) is placed likewise on black."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    invert_mask: bool = Bool(True)
+    top: int = Int(0, min=-99999, max=99999)
+    bottom: int = Int(0, min=-99999, max=99999)
+    left: int = Int(0, min=-99999, max=99999)
+    right: int = Int(0, min=-99999, max=99999)
+    color: str = Text("#000000")
+    mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: ExtendCanvasV2",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        source = inputs.get("image")
+        try:
+            width = max(source.width + widgets["left"] + widgets["right"], 1)
+            height = max(source.height + widgets["top"] + widgets["bottom"], 1)
+        except (AttributeError, KeyError, TypeError):
+            return Estimate(None)
+        return Estimate(Size(source.batch, height, width))
+
+    def run(self):
+        from PIL import Image
+        color = pil_color(self.color, "color")
+        masks = layer_masks(self.image, self.mask, self.invert_mask, True)
+        count = max(len(self.image), len(masks))
+        width = max(int(self.image.shape[2]) + self.left + self.right, 1)
+        height = max(int(self.image.shape[1]) + self.top + self.bottom, 1)
+        check_made_size("left", count, width, height, "the extended canvas")
+        images, out_masks = [], []
+        for i in range(count):
+            canvas, mask_canvas = Image.new("RGB", (width, height), color), Image.new("L", (width, height), "black")
+            canvas.paste(to_pil(nth(self.image, i)).convert("RGB"), box=(self.left, self.top))
+            mask_canvas.paste(nth(masks, i), box=(self.left, self.top))
+            images.append(to_tensor(canvas))
+            out_masks.append(to_tensor(mask_canvas))
+        return batch(images), batch(out_masks)

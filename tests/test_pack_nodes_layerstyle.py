@@ -418,3 +418,152 @@ def test_inner_glow_and_inner_shadow_as_the_pack(registry):
                   mask=ImageChops.invert(shadow_mask))
     canvas.paste(picture, mask=mask_picture)
     assert torch.equal(shadow, tensor(canvas))
+
+
+SAMPLERS = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+
+
+def pack_round(number, multiple):
+    """The pack's num_round_to_multiple."""
+    if number % multiple == 0:
+        return number
+    factor = int(number / multiple)
+    if number - factor * multiple > multiple / 2:
+        factor += 1
+    return factor * multiple
+
+
+@pytest.mark.parametrize("size,ratio,side,length,fit", [
+    ((40, 30), "16:9", "None", 1024, "letterbox"), ((30, 40), "1:1", "longest", 24, "crop"),
+    ((40, 30), "custom", "shortest", 20, "fill"), ((30, 40), "original", "shortest", 17, "letterbox")])
+def test_scale_by_aspect_ratio_v2_sizes_and_fits_as_the_pack(registry, size, ratio, side, length, fit):
+    width, height = size
+    image, mask = rand(2, height, width, 3), rand(1, height, width, seed=1)
+    out_image, out_mask, original, new_width, new_height = node(
+        registry, "LayerUtility: ImageScaleByAspectRatio V2", aspect_ratio=ratio, proportional_width=5,
+        proportional_height=3, fit=fit, method="bicubic", round_to_multiple="8", scale_to_side=side,
+        scale_to_length=length, image=image, mask=mask)
+    r = {"16:9": 16 / 9, "1:1": 1.0, "custom": 5 / 3, "original": width / height}[ratio]
+    # the pack's target: the longer side's orientation decides which side the length sets
+    if width > height:
+        w, h = {"longest": (length, int(length / r)), "shortest": (int(length * r), length)}.get(
+            side, (width, int(width / r)))
+    else:
+        w, h = {"longest": (int(length * r), length), "shortest": (length, int(length / r))}.get(
+            side, (int(height * r), height))
+    w, h = pack_round(w, 8), pack_round(h, 8)
+    assert (new_width, new_height, original) == (w, h, [width, height])
+    picture = pil(image[1])
+    if fit == "letterbox":
+        if width / height > w / h:
+            fw, fh = w, int(w / width * height)
+        else:
+            fw, fh = int(h / height * width), h
+        expected = Image.new("RGB", (w, h), "black")
+        expected.paste(picture.resize((fw, fh), Image.BICUBIC), box=((w - fw) // 2, (h - fh) // 2))
+    elif fit == "crop":
+        if width / height > w / h:
+            fw = int(height * w / h)
+            expected = picture.crop(((width - fw) // 2, 0, (width - fw) // 2 + fw, height))
+        else:
+            fh = int(width * h / w)
+            expected = picture.crop((0, (height - fh) // 2, width, (height - fh) // 2 + fh))
+        expected = expected.resize((w, h), Image.BICUBIC)
+    else:
+        expected = picture.resize((w, h), Image.BICUBIC)
+    assert out_image.shape == (2, h, w, 3) and torch.equal(out_image[1:2], tensor(expected))
+    assert out_mask.shape == (1, h, w)
+
+
+def test_scale_by_aspect_ratio_needs_a_picture_and_refuses_a_huge_size(registry):
+    widgets = dict(aspect_ratio="1:1", proportional_width=1, proportional_height=1, fit="fill", method="lanczos",
+                   round_to_multiple="None", scale_to_side="longest")
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageScaleByAspectRatio V2", scale_to_length=64, **widgets)
+    assert e.value.input == "image"
+    graph = {"1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 64, "height": 48, "color": "#FFF"}},
+             "2": {"class_type": "LayerUtility: ImageScaleByAspectRatio V2",
+                   "inputs": {**widgets, "scale_to_length": 999999, "image": ["1", 0]}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=4096 * 4096)).run(parse_workflow(graph, registry),
+                                                                              outputs=["2"])
+    assert result.status == "invalid" and "999999×999999" in result.problems[0].message
+
+
+@pytest.mark.parametrize("scale_by,length", [("by_scale", 0), ("longest", 50), ("shortest", 50), ("width", 33),
+                                             ("height", 2), ("total_pixel(kilo pixel)", 3)])
+def test_scale_restore_v2_targets_as_the_pack(registry, scale_by, length):
+    image, mask = rand(1, 30, 40, 3), rand(1, 30, 40, seed=1)
+    out, out_mask, original, w, h = node(registry, "LayerUtility: ImageScaleRestore V2", image=image, scale=0.55,
+                                         method="bilinear", scale_by=scale_by, scale_by_length=max(length, 4),
+                                         mask=mask)
+    length = max(length, 4)
+    expected = {"by_scale": (int(40 * 0.55), int(30 * 0.55)), "longest": (length, int(length * 30 / 40)),
+                "shortest": (int(length * 40 / 30), length), "width": (length, int(length * 30 / 40)),
+                "height": (int(length * 40 / 30), length)}
+    if scale_by == "total_pixel(kilo pixel)":
+        tw = (40 / 30 * length * 1000) ** 0.5
+        expected[scale_by] = (int(tw), int(tw / (40 / 30)))
+    ew, eh = (max(v, 4) for v in expected[scale_by])
+    assert (w, h, original) == (ew, eh, [40, 30])
+    assert torch.equal(out, tensor(pil(image[0]).resize((ew, eh), Image.BILINEAR)))
+    assert torch.equal(out_mask, tensor(pil(mask[0]).resize((ew, eh), Image.BILINEAR)))
+    back = node(registry, "LayerUtility: ImageScaleRestore V2", image=out, scale=1.0, method="lanczos",
+                scale_by="by_scale", scale_by_length=1024, original_size=original)
+    assert back[0].shape == (1, 30, 40, 3) and torch.equal(back[1], torch.ones(1, 30, 40))
+
+
+def test_crop_by_mask_v2_and_restore_crop_box_as_the_pack(registry):
+    image, mask = rand(2, 60, 80, 3), torch.zeros(1, 60, 80)
+    mask[0, 20:31, 30:47] = 1
+    crops, mask_crop, box, preview = node(registry, "LayerUtility: CropByMask V2", image=image, mask=mask,
+                                          invert_mask=False, detect="mask_area", top_reserve=5, bottom_reserve=5,
+                                          left_reserve=40, right_reserve=3, round_to_multiple="16")
+    # the pack's box: pixels above 127 span x 30..46, y 20..30 (width / height counted one short)
+    x, y, w, h = 30, 20, 16, 10
+    x1, y1, x2, y2 = max(x - 40, 0), max(y - 5, 0), min(x + w + 3, 80), min(y + h + 5, 60)
+    bw, bh = -(-(x2 - x1) // 16) * 16, -(-(y2 - y1) // 16) * 16
+    x1, y1 = x1 - (bw - (x2 - x1)) // 2, y1 - (bh - (y2 - y1)) // 2
+    assert box == [x1, y1, x1 + bw, y1 + bh]
+    assert crops.shape == (2, bh, bw, 3) and torch.equal(crops[1:2], tensor(pil(image[1]).crop(tuple(box))))
+    assert torch.equal(mask_crop[0], tensor(pil(mask[0]).crop(tuple(box)))[0])
+    from PIL import ImageDraw
+    expected_preview = pil(mask[0]).convert("RGB")
+    ImageDraw.Draw(expected_preview).rectangle((x, y, x + w, y + h), outline="#F00000", width=(w + h) // 100)
+    ImageDraw.Draw(expected_preview).rectangle(tuple(box), outline="#00F000", width=(bw + bh) // 200)
+    assert torch.equal(preview, tensor(expected_preview))
+    edited = 1 - crops
+    restored, area = node(registry, "LayerUtility: RestoreCropBox", background_image=image, croped_image=edited,
+                          invert_mask=False, crop_box=box, croped_mask=mask_crop)
+    for i in range(2):
+        canvas = pil(image[i])
+        canvas.paste(pil(edited[i]), box=tuple(box), mask=pil(mask_crop[0]))
+        assert torch.equal(restored[i:i + 1], tensor(canvas))
+    expected_area = Image.new("L", (80, 60), "black")
+    expected_area.paste(pil(mask_crop[0]), box=tuple(box))
+    assert torch.equal(area[0], tensor(expected_area)[0])
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: CropByMask V2", image=image, mask=mask, invert_mask=False,
+             detect="max_inscribed_rect", top_reserve=0, bottom_reserve=0, left_reserve=0, right_reserve=0,
+             round_to_multiple="None")
+    assert e.value.input == "detect"
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: RestoreCropBox", background_image=image, croped_image=edited[:, :4],
+             invert_mask=False, crop_box=box)
+    assert e.value.input == "croped_image"
+
+
+def test_extend_canvas_v2_as_the_pack(registry):
+    image, mask = rand(1, 10, 12, 3), box_mask(10, 12)
+    out, out_mask = node(registry, "LayerUtility: ExtendCanvasV2", image=image, invert_mask=False, top=3, bottom=-2,
+                         left=5, right=1, color="#FF0000", mask=mask)
+    canvas, mask_canvas = Image.new("RGB", (18, 11), "#FF0000"), Image.new("L", (18, 11), "black")
+    canvas.paste(pil(image[0]), box=(5, 3))
+    mask_canvas.paste(pil(mask[0]), box=(5, 3))
+    assert torch.equal(out, tensor(canvas)) and torch.equal(out_mask, tensor(mask_canvas))
+    graph = {"1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 64, "height": 48, "color": "#FFF"}},
+             "2": {"class_type": "LayerUtility: ExtendCanvasV2",
+                   "inputs": {"image": ["1", 0], "invert_mask": True, "top": 99999, "bottom": 0, "left": 99999,
+                              "right": 0, "color": "#000000"}}}
+    result = Executor(registry, limits=RunLimits(max_pixels=4096 * 4096)).run(parse_workflow(graph, registry),
+                                                                              outputs=["2"])
+    assert result.status == "invalid"
