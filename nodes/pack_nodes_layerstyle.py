@@ -20,8 +20,9 @@ As in the pack, pictures go through 8 bits (PIL) on the way: each result is a mu
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size, Text, check_interrupted, check_run_memory, socket_type, warn
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, Node, NodeInputError, Size, Text, check_interrupted, check_run_memory, socket_type, warn
+from nodes.pack_nodes import POWER_LIMIT
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -1052,3 +1053,258 @@ class LayerUtilityExtendCanvasV2(Node):
             images.append(to_tensor(canvas))
             out_masks.append(to_tensor(mask_canvas))
         return batch(images), batch(out_masks)
+
+
+# -- LayerUtility: data -------------------------------------------------------------------------------
+
+DATA = "😺dzNodes/LayerUtility/Data"
+NUMBER_IN_TEXT = r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?"  # imagefunc.extract_all_numbers_from_str's pattern
+
+
+def first_number(text: str):
+    """The V2 nodes' reading of a typed value: the first number in the text (whole where it is
+    whole), 0 for none."""
+    import math
+    import re
+    match = re.search(NUMBER_IN_TEXT, text)
+    if match is None:
+        return 0
+    number = float(match.group())
+    return int(number) if math.isfinite(number) and math.isclose(number, int(number), rel_tol=1e-19) else number
+
+
+def compare(a, b, operator: str, input_name: str = "a"):
+    """BooleanOperator's operators, as Python applies them to the two values."""
+    import operator as op
+    table = {"==": op.eq, "!=": op.ne, ">": op.gt, "<": op.lt, ">=": op.ge, "<=": op.le,
+             "and": lambda x, y: x and y, "or": lambda x, y: x or y, "xor": lambda x, y: not x == y,
+             "not(a)": lambda x, y: not x, "min": min, "max": max}
+    try:
+        return table[operator](a, b)
+    except TypeError as e:
+        raise NodeInputError(input_name, f"{a!r} {operator} {b!r} can't be worked out: {e}") from None
+
+
+def calculate(a, b, operator: str):
+    """NumberCalculator's operators: + - * / ** // % nth_root min max; / and // by 0 give 0, as
+    in the pack. Unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT are refused."""
+    import operator as op
+    for name, value in (("a", a), ("b", b)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise NodeInputError(name, f"expected a number, got {value!r}")
+    if operator in ("/", "//") and b == 0:
+        return 0
+    if operator == "**" and abs(b) > POWER_LIMIT or operator == "nth_root" and b != 0 and abs(1 / b) > POWER_LIMIT:
+        raise NodeInputError("b", f"{b} is too big a power (at most {POWER_LIMIT})")
+    table = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "**": op.pow, "//": op.floordiv, "%": op.mod,
+             "nth_root": lambda x, y: x ** (1 / y), "min": min, "max": max}
+    try:
+        result = table[operator](a, b)
+        if isinstance(result, complex):
+            raise ValueError("the result is not a real number")
+        int(result)
+        return result
+    except (ZeroDivisionError, OverflowError, ValueError) as e:
+        raise NodeInputError("b", f"{a} {operator} {b} can't be worked out: {e}") from None
+
+
+class LayerUtilitySeed(Node):
+    """A seed number, as LayerUtility's Seed (the editor's control_after_generate follows it)."""
+    category = DATA
+    seed: int = Int(0, min=0, max=10**18, control_after_generate=True)
+    outputs = {"seed": INT}
+    comfy = ComfyAlias(("LayerUtility: Seed",))
+
+    def run(self):
+        return self.seed
+
+
+class LayerUtilityInteger(Node):
+    """A whole number and its text, as LayerUtility's Integer."""
+    category = DATA
+    int_value: int = Int(0, min=-10**18, max=10**18)
+    outputs = {"int": INT, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: Integer",))
+
+    def run(self):
+        return int(self.int_value), str(self.int_value)
+
+
+class LayerUtilityFloat(Node):
+    """A number and its text, as LayerUtility's Float."""
+    category = DATA
+    float_value: float = Float(0.0, min=-1e18, max=1e18, step=0.00001)
+    outputs = {"float": FLOAT, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: Float",))
+
+    def run(self):
+        return self.float_value, str(self.float_value)
+
+
+class LayerUtilityBoolean(Node):
+    """A boolean and its text ("True" / "False"), as LayerUtility's Boolean."""
+    category = DATA
+    bool_value: bool = Bool(False)
+    outputs = {"boolean": BOOLEAN, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: Boolean",))
+
+    def run(self):
+        return self.bool_value, str(self.bool_value)
+
+
+class LayerUtilityString(Node):
+    """A line of text, as LayerUtility's String."""
+    category = DATA
+    string: str = Text("")
+    outputs = {"string": STRING}
+    comfy = ComfyAlias(("LayerUtility: String",))
+
+    def run(self):
+        return self.string
+
+
+class LayerUtilityTextBox(Node):
+    """A text, as LayerUtility's TextBox."""
+    category = DATA
+    text: str = Text("", multiline=True)
+    outputs = {"text": STRING}
+    comfy = ComfyAlias(("LayerUtility: TextBox",))
+
+    def run(self):
+        return self.text
+
+
+class LayerUtilityStringCondition(Node):
+    """Whether text includes / excludes / equals sub_string, and that as text, as LayerUtility's
+    StringCondition."""
+    category = DATA
+    text: str = Text("")
+    condition: str = Choice(("include", "exclude", "equal"), "include")
+    sub_string: str = Text("")
+    outputs = {"output": BOOLEAN, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: StringCondition",))
+
+    def run(self):
+        result = {"include": self.sub_string in self.text, "exclude": self.sub_string not in self.text,
+                  "equal": self.text == self.sub_string}[self.condition]
+        return result, str(result)
+
+
+BOOLEAN_OPERATORS = ("==", "!=", ">", "<", ">=", "<=", "and", "or", "xor", "not(a)", "min", "max")
+CALCULATOR_OPERATORS = ("+", "-", "*", "/", "**", "//", "%", "nth_root", "min", "max")
+
+
+class LayerUtilityBooleanOperator(Node):
+    """a operator b, as LayerUtility's BooleanOperator: a comparison, and / or / xor (a != b) /
+    not(a), or min / max (which give one of the values, as the pack does)."""
+    category = DATA
+    a: ANY
+    b: ANY
+    operator: str = Choice(BOOLEAN_OPERATORS, "==")
+    outputs = {"output": BOOLEAN}
+    comfy = ComfyAlias(("LayerUtility: BooleanOperator",))
+
+    def run(self):
+        return compare(self.a, self.b, self.operator)
+
+
+class LayerUtilityBooleanOperatorV2(Node):
+    """BooleanOperator with typed values, as LayerUtility's BooleanOperatorV2: a and b where
+    linked, else the first number in a_value / b_value (0 for none); also gives the result as text."""
+    category = DATA
+    a_value: str = Text("")
+    b_value: str = Text("")
+    operator: str = Choice(BOOLEAN_OPERATORS, "==")
+    a: ANY = None
+    b: ANY = None
+    outputs = {"output": BOOLEAN, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: BooleanOperatorV2",))
+
+    def run(self):
+        a = self.a if self.a is not None else first_number(self.a_value)
+        b = self.b if self.b is not None else first_number(self.b_value)
+        result = compare(a, b, self.operator)
+        return result, str(result)
+
+
+class LayerUtilityNumberCalculator(Node):
+    """a operator b as a whole number (truncated) and as a number, as LayerUtility's
+    NumberCalculator (/ and // by 0 give 0)."""
+    category = DATA
+    a: ANY
+    b: ANY
+    operator: str = Choice(CALCULATOR_OPERATORS, "+")
+    outputs = {"int": INT, "float": FLOAT}
+    comfy = ComfyAlias(("LayerUtility: NumberCalculator",))
+
+    def run(self):
+        result = calculate(self.a, self.b, self.operator)
+        return int(result), float(result)
+
+
+class LayerUtilityNumberCalculatorV2(Node):
+    """NumberCalculator with typed values, as LayerUtility's NumberCalculatorV2: a and b where
+    linked, else the first number in a_value / b_value (0 for none); also gives the result as text."""
+    category = DATA
+    a_value: str = Text("")
+    b_value: str = Text("")
+    operator: str = Choice(CALCULATOR_OPERATORS, "+")
+    a: ANY = None
+    b: ANY = None
+    outputs = {"int": INT, "float": FLOAT, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: NumberCalculatorV2",))
+
+    def run(self):
+        a = self.a if self.a is not None else first_number(self.a_value)
+        b = self.b if self.b is not None else first_number(self.b_value)
+        result = calculate(a, b, self.operator)
+        return int(result), float(result), str(result)
+
+
+class LayerUtilityIf(Node):
+    """when_TRUE if if_condition is true (as Python reads it), else when_FALSE, as LayerUtility's If
+    (both are worked out first, as in the pack)."""
+    category = DATA
+    if_condition: ANY
+    when_TRUE: ANY
+    when_FALSE: ANY
+    outputs = {"?": ANY}
+    comfy = ComfyAlias(("LayerUtility: If ",))  # the pack's class name ends in a space
+
+    def run(self):
+        return self.when_TRUE if self.if_condition else self.when_FALSE
+
+
+class LayerUtilitySwitchCase(Node):
+    """input_1 / 2 / 3 where switch_condition equals case_1 / 2 / 3 (first match, and only if that
+    input is linked), else input_default, as LayerUtility's SwitchCase."""
+    category = DATA
+    switch_condition: str = Text("")
+    case_1: str = Text("")
+    case_2: str = Text("")
+    case_3: str = Text("")
+    input_default: ANY
+    input_1: ANY = None
+    input_2: ANY = None
+    input_3: ANY = None
+    outputs = {"?": ANY}
+    comfy = ComfyAlias(("LayerUtility: SwitchCase",))
+
+    def run(self):
+        for case, value in ((self.case_1, self.input_1), (self.case_2, self.input_2), (self.case_3, self.input_3)):
+            if self.switch_condition == case and value is not None:
+                return value
+        return self.input_default
+
+
+class LayerUtilityColorPicker(Node):
+    """The picked colour, as LayerUtility's ColorPicker: as '#RRGGBB' text (HEX) or, as the pack
+    gives it, an (R, G, B) tuple of 0-255 (DEC)."""
+    category = "😺dzNodes/LayerUtility"
+    color: str = Text("#FFFFFF")
+    mode: str = Choice(("HEX", "DEC"), "HEX")
+    outputs = {"value": STRING}
+    comfy = ComfyAlias(("LayerUtility: ColorPicker",))
+
+    def run(self):
+        return hex_rgb(self.color, "color") if self.mode == "DEC" else self.color

@@ -567,3 +567,56 @@ def test_extend_canvas_v2_as_the_pack(registry):
     result = Executor(registry, limits=RunLimits(max_pixels=4096 * 4096)).run(parse_workflow(graph, registry),
                                                                               outputs=["2"])
     assert result.status == "invalid"
+
+
+def test_data_nodes_as_the_pack(registry):
+    assert node(registry, "LayerUtility: Integer", int_value=-7) == (-7, "-7")
+    assert node(registry, "LayerUtility: Float", float_value=2.5) == (2.5, "2.5")
+    assert node(registry, "LayerUtility: Boolean", bool_value=True) == (True, "True")
+    assert node(registry, "LayerUtility: Seed", seed=12345) == 12345
+    assert node(registry, "LayerUtility: String", string="x") == "x"
+    assert node(registry, "LayerUtility: StringCondition", text="a cat", condition="include", sub_string="cat") == \
+        (True, "True")
+    assert node(registry, "LayerUtility: StringCondition", text="a cat", condition="equal", sub_string="cat") == \
+        (False, "False")
+    for op, expected in (("==", 3 == 4), ("<", 3 < 4), ("xor", not 3 == 4), ("not(a)", not 3), ("max", 4),
+                         ("and", 3 and 4)):
+        assert node(registry, "LayerUtility: BooleanOperator", a=3, b=4, operator=op) == expected, op
+    # V2: the first number in the text, whole where whole; a linked value wins
+    assert node(registry, "LayerUtility: BooleanOperatorV2", a_value="w=2.0px", b_value="", operator=">") == \
+        (True, "True")
+    assert node(registry, "LayerUtility: NumberCalculatorV2", a_value="size 7", b_value="-2e0", operator="//",
+                b=None) == (7 // -2, float(7 // -2), str(7 // -2))
+    assert node(registry, "LayerUtility: NumberCalculatorV2", a_value="1.5", b_value="9", operator="*", b=2) == \
+        (int(1.5 * 2), 3.0, "3.0")
+    for op, expected in (("+", 7 + 2), ("/", 7 / 2), ("**", 7 ** 2), ("%", 7 % 2), ("nth_root", 7 ** (1 / 2)),
+                         ("min", 2)):
+        assert node(registry, "LayerUtility: NumberCalculator", a=7, b=2, operator=op) == \
+            (int(expected), float(expected)), op
+    assert node(registry, "LayerUtility: NumberCalculator", a=7, b=0, operator="/") == (0, 0.0)
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: NumberCalculator", a=7, b=10**6, operator="**")
+    assert e.value.input == "b" and "too big" in str(e.value)
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: NumberCalculator", a=7, b=0, operator="%")
+    assert e.value.input == "b"
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: NumberCalculator", a="x", b=1, operator="+")
+    assert e.value.input == "a"
+    assert node(registry, "LayerUtility: If ", if_condition=0, when_TRUE="yes", when_FALSE="no") == "no"
+    assert node(registry, "LayerUtility: SwitchCase", switch_condition="b", case_1="a", case_2="b", case_3="b",
+                input_default=0, input_1=1, input_2=None, input_3=3) == 3
+    assert node(registry, "LayerUtility: ColorPicker", color="#FF8001", mode="DEC") == (255, 128, 1)
+    assert node(registry, "LayerUtility: ColorPicker", color="#FF8001", mode="HEX") == "#FF8001"
+
+
+def test_a_seed_in_a_ui_save_reads_past_control_after_generate(registry):
+    nodes = [ui_node(1, "LayerUtility: Seed", [42, "randomize"], outputs=[("seed", "INT", [1])]),
+             ui_node(2, "LayerUtility: NumberCalculatorV2", ["", "8", "+"],
+                     [("a", "*", 1, False), ("b", "*", None, False)],
+                     [("int", "INT", []), ("float", "FLOAT", []), ("string", "STRING", [])])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "INT"]])
+    result = run_graph(registry, graph, outputs=["2"])
+    assert result.values["2"] == (50, 50.0, "50")
+    saved = {n["id"]: n for n in json.loads(json.dumps(export_ui(parse_workflow(graph, registry), registry)))["nodes"]}
+    assert saved[1]["widgets_values"][0] == 42 and saved[2]["widgets_values"] == ["", "8", "+"]
