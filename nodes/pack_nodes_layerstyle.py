@@ -1308,3 +1308,295 @@ class LayerUtilityColorPicker(Node):
 
     def run(self):
         return hex_rgb(self.color, "color") if self.mode == "DEC" else self.color
+
+
+# -- LayerColor ---------------------------------------------------------------------------------------
+
+COLOR = "😺dzNodes/LayerColor"
+
+
+def keep_alpha(result, picture):
+    """The pack's RGB2RGBA: an RGBA input keeps its alpha on the corrected picture."""
+    from PIL import Image
+    if picture.mode != "RGBA":
+        return result
+    return Image.merge("RGBA", (*result.convert("RGB").split(), picture.split()[-1]))
+
+
+def offset_channel(channel, offset: int, wrap: bool = False):
+    """imagefunc.image_gray_offset (clipped to 0-255) / image_hue_offset (wrapped)."""
+    import numpy as np
+    from PIL import Image
+    values = np.asarray(channel, np.int16) + offset
+    values = values % 256 if wrap else np.clip(values, 0, 255)
+    return Image.fromarray(values.astype(np.uint8), "L")
+
+
+class _ChannelOffsets(Node):
+    """Shared run of the pack's HSV / RGB / YUV / LAB: each channel of the picture in that mode
+    moved by its number (clipped; the hue wraps), then back to RGB."""
+    category = COLOR
+    image: IMAGE
+    outputs = {"image": IMAGE}
+    mode = "RGB"
+    wrap_first = False
+
+    def offsets(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def run(self):
+        from PIL import Image
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            channels = list(picture.convert(self.mode).split())
+            for index, offset in enumerate(self.offsets()):
+                if offset:
+                    channels[index] = offset_channel(channels[index], offset, self.wrap_first and index == 0)
+            result = Image.merge(self.mode, channels).convert("RGB")
+            out.append(to_tensor(keep_alpha(result, picture)))
+        return batch(out)
+
+
+class LayerColorHSV(_ChannelOffsets):
+    """Move hue (wrapping round), saturation and value by H, S and V (of 255), as LayerColor's HSV
+    (PIL's HSV)."""
+    H: int = Int(0, min=-255, max=255)
+    S: int = Int(0, min=-255, max=255)
+    V: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: HSV",))
+    mode, wrap_first = "HSV", True
+
+    def offsets(self):
+        return self.H, self.S, self.V
+
+
+class LayerColorRGB(_ChannelOffsets):
+    """Add R, G and B (of 255, clipped) to the channels, as LayerColor's RGB."""
+    R: int = Int(0, min=-255, max=255)
+    G: int = Int(0, min=-255, max=255)
+    B: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: RGB",))
+
+    def offsets(self):
+        return self.R, self.G, self.B
+
+
+class LayerColorYUV(_ChannelOffsets):
+    """Add Y, U and V (of 255, clipped) to PIL's YCbCr channels, as LayerColor's YUV."""
+    Y: int = Int(0, min=-255, max=255)
+    U: int = Int(0, min=-255, max=255)
+    V: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: YUV",))
+    mode = "YCbCr"
+
+    def offsets(self):
+        return self.Y, self.U, self.V
+
+
+class LayerColorLAB(_ChannelOffsets):
+    """Add L, A and B (of 255, clipped) to PIL's LAB channels, as LayerColor's LAB."""
+    L: int = Int(0, min=-255, max=255)
+    A: int = Int(0, min=-255, max=255)
+    B: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: LAB",))
+    mode = "LAB"
+
+    def offsets(self):
+        return self.L, self.A, self.B
+
+
+class LayerColorBrightnessContrast(Node):
+    """PIL's ImageEnhance Brightness, then Contrast, then Color (saturation) by their factors (1:
+    unchanged), as LayerColor's Brightness & Contrast; an RGBA image keeps its alpha."""
+    category = COLOR
+    image: IMAGE
+    brightness: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    contrast: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Brightness & Contrast",))
+
+    def run(self):
+        from PIL import ImageEnhance
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            result = picture.convert("RGB")
+            for enhancer, factor in ((ImageEnhance.Brightness, self.brightness),
+                                     (ImageEnhance.Contrast, self.contrast), (ImageEnhance.Color, self.saturation)):
+                if factor != 1:
+                    result = enhancer(result).enhance(factor)
+            out.append(to_tensor(keep_alpha(result, picture)))
+        return batch(out)
+
+
+class LayerColorBrightnessContrastV2(LayerColorBrightnessContrast):
+    """LayerColor's Brightness Contrast V2: the same as Brightness & Contrast (the pack renamed
+    the class without the "&")."""
+    comfy = ComfyAlias(("LayerColor: BrightnessContrastV2",))
+
+
+def adjust_levels(values, black: int, white: int, midtones: float, out_black: int, out_white: int):
+    """imagefunc.adjust_levels on 0-255 values: inputs black..white stretched to 0..255, the
+    midtones raised to 1 / midtones, then put in out_black..out_white; truncated to 8 bits. Equal
+    points give grey (128), as in the pack."""
+    import numpy as np
+    if black == white or out_black == out_white:
+        return np.full(values.shape, 128, np.uint8)
+    black, white = min(black, white), max(black, white)
+    out_black, out_white = min(out_black, out_white), max(out_black, out_white)
+    img = values.astype(np.float64)
+    if black > 0 or white < 255:
+        img = np.clip(255 * ((img - black) / (white - black)), 0, 255)
+    if midtones != 1.0:
+        img = np.clip(255 * np.power(img / 255, 1.0 / midtones), 0, 255)
+    if out_black > 0 or out_white < 255:
+        img = np.clip((img / 255) * (out_white - out_black) + out_black, 0, 255)
+    return img.astype(np.uint8)
+
+
+class LayerColorLevels(Node):
+    """Levels, as LayerColor's Levels: black_point..white_point stretched to the full range, the
+    midtones bent by gray_point (above 1 lightens), then mapped into output_black_point..
+    output_white_point; on all channels (RGB) or one. For one channel the same curve is put on it
+    (the pack's version read fails there on OpenCV's colour conversion of a one-channel picture)."""
+    category = COLOR
+    image: IMAGE
+    channel: str = Choice(("RGB", "red", "green", "blue"), "RGB")
+    black_point: int = Int(0, min=0, max=255)
+    white_point: int = Int(255, min=0, max=255)
+    gray_point: float = Float(1.0, min=0.01, max=9.99, step=0.01)
+    output_black_point: int = Int(0, min=0, max=255)
+    output_white_point: int = Int(255, min=0, max=255)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Levels",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        levels = (self.black_point, self.white_point, self.gray_point, self.output_black_point,
+                  self.output_white_point)
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            rgb = np.array(picture.convert("RGB"))
+            if self.channel == "RGB":
+                rgb = adjust_levels(rgb, *levels)
+            else:
+                index = ("red", "green", "blue").index(self.channel)
+                rgb[..., index] = adjust_levels(rgb[..., index], *levels)
+            out.append(to_tensor(keep_alpha(Image.fromarray(rgb), picture)))
+        return batch(out)
+
+
+class LayerColorExposure(Node):
+    """Exposure, as LayerColor's Exposure: the colour channels × 2 ** (exposure / 32); a negative
+    exposure also lifts the black point to -exposure / 250 (values below go black)."""
+    category = COLOR
+    image: IMAGE
+    exposure: int = Int(20, min=-100, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Exposure",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        out = []
+        for i in self.image:
+            values = i.detach().cpu().numpy().astype(np.float32).copy()
+            colour = values[..., :3]
+            colour[colour > 0] *= pow(2, self.exposure / 32)
+            if self.exposure < 0:
+                black = -self.exposure / 250
+                values = np.clip((values - black) * (1 / (1 - black)), 0.0, 1.0)
+            out.append(to_tensor(keep_alpha(to_pil(torch.from_numpy(values)), to_pil(i))))
+        return batch(out)
+
+
+class LayerColorColorTemperature(Node):
+    """Shift the colour temperature, as LayerColor's ColorTemperature (a positive temperature cools,
+    a negative one warms): with t = -temperature / 100, for t > 0 red × (1 + t) and green ×
+    (1 + 0.4 t), for t < 0 red × (1 + 0.2 t) and blue × (1 - t), on 8-bit values, clipped."""
+    category = COLOR
+    image: IMAGE
+    temperature: float = Float(0.0, min=-100.0, max=100.0, step=1)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: ColorTemperature",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        t = self.temperature / -100
+        out = []
+        for i in self.image:
+            values = (np.clip(i.detach().cpu().numpy(), 0, 1) * 255).astype(np.uint8).astype(np.float32)
+            if t > 0:
+                values[..., 0] *= 1 + t
+                values[..., 1] *= 1 + t * 0.4
+            elif t < 0:
+                values[..., 0] *= 1 + t * 0.2
+                values[..., 2] *= 1 - t
+            out.append(torch.from_numpy(np.clip(values, 0, 255).astype(np.uint8) / 255).float()[None])
+        return batch(out)
+
+
+# -- LayerFilter --------------------------------------------------------------------------------------
+
+FILTER = "😺dzNodes/LayerFilter"
+# the pack's colormap_list: OpenCV's COLORMAP_ numbers in order ('sprint' is the pack's spelling of spring)
+COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "sprint", "cool", "HSV", "pink", "hot",
+              "parula", "magma", "inferno", "plasma", "viridis", "cividis", "twilight", "twilight_shifted", "turbo",
+              "deepgreen")
+
+
+class LayerFilterMotionBlur(Node):
+    """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
+    line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
+    the full 0-255 range (cv2.normalize, as the pack does)."""
+    category = FILTER
+    image: IMAGE
+    angle: int = Int(0, min=-90, max=90)
+    blur: int = Int(20, min=1, max=999)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: MotionBlur",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+        length = self.blur * 5
+        turn = cv2.getRotationMatrix2D((length / 2, length / 2), self.angle + 45, 1)
+        kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
+        out = []
+        for i in self.image:
+            check_interrupted()
+            bgr = np.asarray(to_pil(i).convert("RGB"))[..., ::-1].copy()
+            blurred = cv2.filter2D(bgr, -1, kernel)
+            cv2.normalize(blurred, blurred, 0, 255, cv2.NORM_MINMAX)
+            out.append(to_tensor(Image.fromarray(np.ascontiguousarray(blurred[..., ::-1]).astype(np.uint8))))
+        return batch(out)
+
+
+class LayerFilterColorMap(Node):
+    """A false-colour picture, as LayerFilter's ColorMap: OpenCV's applyColorMap with the chosen
+    map, over the picture at opacity percent."""
+    category = FILTER
+    image: IMAGE
+    color_map: str = Choice(COLOR_MAPS, "autumn")
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: ColorMap",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+        out = []
+        for i in self.image:
+            picture = to_pil(i).convert("RGB")
+            bgr = np.ascontiguousarray(np.asarray(picture)[..., ::-1])
+            mapped = cv2.applyColorMap(bgr, COLOR_MAPS.index(self.color_map))
+            colored = Image.fromarray(np.ascontiguousarray(mapped[..., ::-1]))
+            out.append(to_tensor(chop_image(picture, colored, "normal", self.opacity)))
+        return batch(out)

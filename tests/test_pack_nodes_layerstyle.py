@@ -620,3 +620,85 @@ def test_a_seed_in_a_ui_save_reads_past_control_after_generate(registry):
     assert result.values["2"] == (50, 50.0, "50")
     saved = {n["id"]: n for n in json.loads(json.dumps(export_ui(parse_workflow(graph, registry), registry)))["nodes"]}
     assert saved[1]["widgets_values"][0] == 42 and saved[2]["widgets_values"] == ["", "8", "+"]
+
+
+def pil2cv2(picture):
+    return cv2.cvtColor(np.asarray(picture), cv2.COLOR_RGB2BGR)
+
+
+def cv22pil(array):
+    return Image.fromarray(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
+
+
+@pytest.mark.parametrize("comfy_class,mode,values", [("LayerColor: HSV", "HSV", (40, -30, 25)),
+                                                     ("LayerColor: RGB", "RGB", (100, -50, 0)),
+                                                     ("LayerColor: YUV", "YCbCr", (-20, 10, 30)),
+                                                     ("LayerColor: LAB", "LAB", (15, 0, -40))])
+def test_channel_offsets_as_the_pack(registry, comfy_class, mode, values):
+    image = torch.cat([rand(1, 9, 11, 3), rand(1, 9, 11, 1, seed=2)], dim=-1)  # RGBA: its alpha is kept
+    names = {"HSV": "HSV", "RGB": "RGB", "YCbCr": "YUV", "LAB": "LAB"}[mode]
+    out = node(registry, comfy_class, image=image, **dict(zip(names, values)))
+    picture = pil(image[0])
+    channels = []
+    for index, (channel, offset) in enumerate(zip(picture.convert(mode).split(), values)):
+        array = np.asarray(channel, np.int16)
+        if offset:
+            array = (array + offset) % 256 if mode == "HSV" and index == 0 else np.clip(array + offset, 0, 255)
+        channels.append(Image.fromarray(array.astype(np.uint8)))
+    expected = Image.merge("RGBA", (*Image.merge(mode, channels).convert("RGB").split(), picture.split()[-1]))
+    assert torch.equal(out, tensor(expected))
+
+
+def test_brightness_contrast_levels_exposure_temperature_as_the_pack(registry):
+    from PIL import ImageEnhance
+    image = rand(2, 9, 11, 3)
+    for comfy_class in ("LayerColor: Brightness & Contrast", "LayerColor: BrightnessContrastV2"):
+        out = node(registry, comfy_class, image=image, brightness=1.2, contrast=0.7, saturation=1.5)
+        expected = ImageEnhance.Color(ImageEnhance.Contrast(ImageEnhance.Brightness(pil(image[1])).enhance(1.2))
+                                      .enhance(0.7)).enhance(1.5)
+        assert torch.equal(out[1:2], tensor(expected))
+    out = node(registry, "LayerColor: Levels", image=image, channel="RGB", black_point=20, white_point=230,
+               gray_point=1.4, output_black_point=10, output_white_point=240)
+    img = pil2cv2(pil(image[0])).astype(np.float64)
+    img = np.clip(255 * ((img - 20) / (230 - 20)), 0, 255)
+    img = np.clip(255 * np.power(img / 255, 1.0 / 1.4), 0, 255)
+    img = np.clip((img / 255) * (240 - 10) + 10, 0, 255)
+    assert torch.equal(out[0:1], tensor(cv22pil(img.astype(np.uint8))))
+    green = node(registry, "LayerColor: Levels", image=image, channel="green", black_point=20, white_point=230,
+                 gray_point=1.4, output_black_point=10, output_white_point=240)
+    assert torch.equal(green[0, ..., 1], out[0, ..., 1]) and torch.equal(green[0, ..., 0], tensor(pil(image[0]))[0, ..., 0])
+    for exposure in (30, -40):
+        out = node(registry, "LayerColor: Exposure", image=image, exposure=exposure)
+        t = image[0:1].clone().numpy().astype(np.float32)
+        more = t[:, :, :, :3] > 0
+        t[:, :, :, :3][more] *= pow(2, exposure / 32)
+        if exposure < 0:
+            bp = -exposure / 250
+            t = np.clip((t - bp) * (1 / (1 - bp)), 0.0, 1.0)
+        assert torch.equal(out[0:1], tensor(pil(torch.from_numpy(t))))
+    for temperature in (35.0, -60.0):
+        out = node(registry, "LayerColor: ColorTemperature", image=image, temperature=temperature)
+        t = temperature / -100
+        values = np.array(Image.fromarray((image[1].numpy() * 255).astype(np.uint8))).astype(np.float32)
+        if t > 0:
+            values[:, :, 0] *= 1 + t
+            values[:, :, 1] *= 1 + t * 0.4
+        else:
+            values[:, :, 0] *= 1 + t * 0.2
+            values[:, :, 2] *= 1 - t
+        expected = torch.from_numpy(np.clip(values, 0, 255).astype(np.uint8) / 255).float()
+        assert torch.equal(out[1], expected)
+
+
+def test_motion_blur_and_color_map_as_opencv(registry):
+    image = rand(1, 24, 20, 3)
+    out = node(registry, "LayerFilter: MotionBlur", image=image, angle=30, blur=2)
+    angle, blur = 30 + 45, 2 * 5
+    turn = cv2.getRotationMatrix2D((blur / 2, blur / 2), angle, 1)
+    kernel = cv2.warpAffine(np.diag(np.ones(blur)), turn, (blur, blur)) / blur
+    blurred = cv2.filter2D(np.array(pil2cv2(pil(image[0]))), -1, kernel)
+    cv2.normalize(blurred, blurred, 0, 255, cv2.NORM_MINMAX)
+    assert torch.equal(out, tensor(cv22pil(np.array(blurred, dtype=np.uint8))))
+    out = node(registry, "LayerFilter: ColorMap", image=image, color_map="viridis", opacity=60)
+    mapped = cv22pil(cv2.applyColorMap(pil2cv2(pil(image[0])), cv2.COLORMAP_VIRIDIS))
+    assert torch.equal(out, tensor(Image.blend(mapped, pil(image[0]), 1 - 60 / 100)))
