@@ -1,0 +1,609 @@
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer
+effects, the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring
+names the pack's commits read and what is left out): the LayerUtility data nodes and ColorPicker,
+LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure,
+ColorTemperature) and LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap). Left out in this
+round: LayerColor Color Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film,
+ChannelShake and HDR Effects, LightLeak (it needs the pack's pictures). Read at commits
+026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829
+(ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure, MotionBlur, ColorMap),
+17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB), 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB),
+15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
+3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
+(ColorTemperature)."""
+
+from __future__ import annotations
+
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text, check_interrupted
+from nodes.pack_nodes import POWER_LIMIT
+from nodes.pack_nodes_layerstyle import batch, chop_image, hex_rgb, to_pil, to_tensor
+
+COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
+
+# -- LayerUtility: data -------------------------------------------------------------------------------
+
+DATA = "😺dzNodes/LayerUtility/Data"
+NUMBER_IN_TEXT = r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?"  # imagefunc.extract_all_numbers_from_str's pattern
+
+
+def first_number(text: str):
+    """The V2 nodes' reading of a typed value: the first number in the text (whole where it is
+    whole), 0 for none."""
+    import math
+    import re
+    match = re.search(NUMBER_IN_TEXT, text)
+    if match is None:
+        return 0
+    number = float(match.group())
+    return int(number) if math.isfinite(number) and math.isclose(number, int(number), rel_tol=1e-19) else number
+
+
+def compare(a, b, operator: str, input_name: str = "a"):
+    """BooleanOperator's operators, as Python applies them to the two values."""
+    import operator as op
+    table = {"==": op.eq, "!=": op.ne, ">": op.gt, "<": op.lt, ">=": op.ge, "<=": op.le,
+             "and": lambda x, y: x and y, "or": lambda x, y: x or y, "xor": lambda x, y: not x == y,
+             "not(a)": lambda x, y: not x, "min": min, "max": max}
+    try:
+        return table[operator](a, b)
+    except TypeError as e:
+        raise NodeInputError(input_name, f"{a!r} {operator} {b!r} can't be worked out: {e}") from None
+
+
+def calculate(a, b, operator: str):
+    """NumberCalculator's operators: + - * / ** // % nth_root min max; / and // by 0 give 0, as
+    in the pack. Unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT are refused."""
+    import operator as op
+    for name, value in (("a", a), ("b", b)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise NodeInputError(name, f"expected a number, got {value!r}")
+    if operator in ("/", "//") and b == 0:
+        return 0
+    if operator == "**" and abs(b) > POWER_LIMIT or operator == "nth_root" and b != 0 and abs(1 / b) > POWER_LIMIT:
+        raise NodeInputError("b", f"{b} is too big a power (at most {POWER_LIMIT})")
+    table = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "**": op.pow, "//": op.floordiv, "%": op.mod,
+             "nth_root": lambda x, y: x ** (1 / y), "min": min, "max": max}
+    try:
+        result = table[operator](a, b)
+        if isinstance(result, complex):
+            raise ValueError("the result is not a real number")
+        int(result)
+        return result
+    except (ZeroDivisionError, OverflowError, ValueError) as e:
+        raise NodeInputError("b", f"{a} {operator} {b} can't be worked out: {e}") from None
+
+
+class LayerUtilitySeed(Node):
+    """A seed number, as LayerUtility's Seed (the editor's control_after_generate follows it)."""
+    category = DATA
+    seed: int = Int(0, min=0, max=10**18, control_after_generate=True)
+    outputs = {"seed": INT}
+    comfy = ComfyAlias(("LayerUtility: Seed",))
+
+    def run(self):
+        return self.seed
+
+
+class LayerUtilityInteger(Node):
+    """A whole number and its text, as LayerUtility's Integer."""
+    category = DATA
+    int_value: int = Int(0, min=-10**18, max=10**18)
+    outputs = {"int": INT, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: Integer",))
+
+    def run(self):
+        return int(self.int_value), str(self.int_value)
+
+
+class LayerUtilityFloat(Node):
+    """A number and its text, as LayerUtility's Float."""
+    category = DATA
+    float_value: float = Float(0.0, min=-1e18, max=1e18, step=0.00001)
+    outputs = {"float": FLOAT, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: Float",))
+
+    def run(self):
+        return self.float_value, str(self.float_value)
+
+
+class LayerUtilityBoolean(Node):
+    """A boolean and its text ("True" / "False"), as LayerUtility's Boolean."""
+    category = DATA
+    bool_value: bool = Bool(False)
+    outputs = {"boolean": BOOLEAN, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: Boolean",))
+
+    def run(self):
+        return self.bool_value, str(self.bool_value)
+
+
+class LayerUtilityString(Node):
+    """A line of text, as LayerUtility's String."""
+    category = DATA
+    string: str = Text("")
+    outputs = {"string": STRING}
+    comfy = ComfyAlias(("LayerUtility: String",))
+
+    def run(self):
+        return self.string
+
+
+class LayerUtilityTextBox(Node):
+    """A text, as LayerUtility's TextBox."""
+    category = DATA
+    text: str = Text("", multiline=True)
+    outputs = {"text": STRING}
+    comfy = ComfyAlias(("LayerUtility: TextBox",))
+
+    def run(self):
+        return self.text
+
+
+class LayerUtilityStringCondition(Node):
+    """Whether text includes / excludes / equals sub_string, and that as text, as LayerUtility's
+    StringCondition."""
+    category = DATA
+    text: str = Text("")
+    condition: str = Choice(("include", "exclude", "equal"), "include")
+    sub_string: str = Text("")
+    outputs = {"output": BOOLEAN, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: StringCondition",))
+
+    def run(self):
+        result = {"include": self.sub_string in self.text, "exclude": self.sub_string not in self.text,
+                  "equal": self.text == self.sub_string}[self.condition]
+        return result, str(result)
+
+
+BOOLEAN_OPERATORS = ("==", "!=", ">", "<", ">=", "<=", "and", "or", "xor", "not(a)", "min", "max")
+CALCULATOR_OPERATORS = ("+", "-", "*", "/", "**", "//", "%", "nth_root", "min", "max")
+
+
+class LayerUtilityBooleanOperator(Node):
+    """a operator b, as LayerUtility's BooleanOperator: a comparison, and / or / xor (a != b) /
+    not(a), or min / max (which give one of the values, as the pack does)."""
+    category = DATA
+    a: ANY
+    b: ANY
+    operator: str = Choice(BOOLEAN_OPERATORS, "==")
+    outputs = {"output": BOOLEAN}
+    comfy = ComfyAlias(("LayerUtility: BooleanOperator",))
+
+    def run(self):
+        return compare(self.a, self.b, self.operator)
+
+
+class LayerUtilityBooleanOperatorV2(Node):
+    """BooleanOperator with typed values, as LayerUtility's BooleanOperatorV2: a and b where
+    linked, else the first number in a_value / b_value (0 for none); also gives the result as text."""
+    category = DATA
+    a_value: str = Text("")
+    b_value: str = Text("")
+    operator: str = Choice(BOOLEAN_OPERATORS, "==")
+    a: ANY = None
+    b: ANY = None
+    outputs = {"output": BOOLEAN, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: BooleanOperatorV2",))
+
+    def run(self):
+        a = self.a if self.a is not None else first_number(self.a_value)
+        b = self.b if self.b is not None else first_number(self.b_value)
+        result = compare(a, b, self.operator)
+        return result, str(result)
+
+
+class LayerUtilityNumberCalculator(Node):
+    """a operator b as a whole number (truncated) and as a number, as LayerUtility's
+    NumberCalculator (/ and // by 0 give 0)."""
+    category = DATA
+    a: ANY
+    b: ANY
+    operator: str = Choice(CALCULATOR_OPERATORS, "+")
+    outputs = {"int": INT, "float": FLOAT}
+    comfy = ComfyAlias(("LayerUtility: NumberCalculator",))
+
+    def run(self):
+        result = calculate(self.a, self.b, self.operator)
+        return int(result), float(result)
+
+
+class LayerUtilityNumberCalculatorV2(Node):
+    """NumberCalculator with typed values, as LayerUtility's NumberCalculatorV2: a and b where
+    linked, else the first number in a_value / b_value (0 for none); also gives the result as text."""
+    category = DATA
+    a_value: str = Text("")
+    b_value: str = Text("")
+    operator: str = Choice(CALCULATOR_OPERATORS, "+")
+    a: ANY = None
+    b: ANY = None
+    outputs = {"int": INT, "float": FLOAT, "string": STRING}
+    comfy = ComfyAlias(("LayerUtility: NumberCalculatorV2",))
+
+    def run(self):
+        a = self.a if self.a is not None else first_number(self.a_value)
+        b = self.b if self.b is not None else first_number(self.b_value)
+        result = calculate(a, b, self.operator)
+        return int(result), float(result), str(result)
+
+
+class LayerUtilityIf(Node):
+    """when_TRUE if if_condition is true (as Python reads it), else when_FALSE, as LayerUtility's If
+    (both are worked out first, as in the pack)."""
+    category = DATA
+    if_condition: ANY
+    when_TRUE: ANY
+    when_FALSE: ANY
+    outputs = {"?": ANY}
+    comfy = ComfyAlias(("LayerUtility: If ",))  # the pack's class name ends in a space
+
+    def run(self):
+        return self.when_TRUE if self.if_condition else self.when_FALSE
+
+
+class LayerUtilitySwitchCase(Node):
+    """input_1 / 2 / 3 where switch_condition equals case_1 / 2 / 3 (first match, and only if that
+    input is linked), else input_default, as LayerUtility's SwitchCase."""
+    category = DATA
+    switch_condition: str = Text("")
+    case_1: str = Text("")
+    case_2: str = Text("")
+    case_3: str = Text("")
+    input_default: ANY
+    input_1: ANY = None
+    input_2: ANY = None
+    input_3: ANY = None
+    outputs = {"?": ANY}
+    comfy = ComfyAlias(("LayerUtility: SwitchCase",))
+
+    def run(self):
+        for case, value in ((self.case_1, self.input_1), (self.case_2, self.input_2), (self.case_3, self.input_3)):
+            if self.switch_condition == case and value is not None:
+                return value
+        return self.input_default
+
+
+class LayerUtilityColorPicker(Node):
+    """The picked colour, as LayerUtility's ColorPicker: as '#RRGGBB' text (HEX) or, as the pack
+    gives it, an (R, G, B) tuple of 0-255 (DEC)."""
+    category = "😺dzNodes/LayerUtility"
+    color: str = Text("#FFFFFF")
+    mode: str = Choice(("HEX", "DEC"), "HEX")
+    outputs = {"value": STRING}
+    comfy = ComfyAlias(("LayerUtility: ColorPicker",))
+
+    def run(self):
+        return hex_rgb(self.color, "color") if self.mode == "DEC" else self.color
+
+
+# -- LayerColor ---------------------------------------------------------------------------------------
+
+COLOR = "😺dzNodes/LayerColor"
+
+
+def keep_alpha(result, picture):
+    """The pack's RGB2RGBA: an RGBA input keeps its alpha on the corrected picture."""
+    from PIL import Image
+    if picture.mode != "RGBA":
+        return result
+    return Image.merge("RGBA", (*result.convert("RGB").split(), picture.split()[-1]))
+
+
+def offset_channel(channel, offset: int, wrap: bool = False):
+    """imagefunc.image_gray_offset (clipped to 0-255) / image_hue_offset (wrapped)."""
+    import numpy as np
+    from PIL import Image
+    values = np.asarray(channel, np.int16) + offset
+    values = values % 256 if wrap else np.clip(values, 0, 255)
+    return Image.fromarray(values.astype(np.uint8), "L")
+
+
+class _ChannelOffsets(Node):
+    """Shared run of the pack's HSV / RGB / YUV / LAB: each channel of the picture in that mode
+    moved by its number (clipped; the hue wraps), then back to RGB."""
+    category = COLOR
+    image: IMAGE
+    outputs = {"image": IMAGE}
+    mode = "RGB"
+    wrap_first = False
+
+    def offsets(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def run(self):
+        from PIL import Image
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            channels = list(picture.convert(self.mode).split())
+            for index, offset in enumerate(self.offsets()):
+                if offset:
+                    channels[index] = offset_channel(channels[index], offset, self.wrap_first and index == 0)
+            result = Image.merge(self.mode, channels).convert("RGB")
+            out.append(to_tensor(keep_alpha(result, picture)))
+        return batch(out)
+
+
+class LayerColorHSV(_ChannelOffsets):
+    """Move hue (wrapping round), saturation and value by H, S and V (of 255), as LayerColor's HSV
+    (PIL's HSV)."""
+    H: int = Int(0, min=-255, max=255)
+    S: int = Int(0, min=-255, max=255)
+    V: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: HSV",))
+    mode, wrap_first = "HSV", True
+
+    def offsets(self):
+        return self.H, self.S, self.V
+
+
+class LayerColorRGB(_ChannelOffsets):
+    """Add R, G and B (of 255, clipped) to the channels, as LayerColor's RGB."""
+    R: int = Int(0, min=-255, max=255)
+    G: int = Int(0, min=-255, max=255)
+    B: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: RGB",))
+
+    def offsets(self):
+        return self.R, self.G, self.B
+
+
+class LayerColorYUV(_ChannelOffsets):
+    """Add Y, U and V (of 255, clipped) to PIL's YCbCr channels, as LayerColor's YUV."""
+    Y: int = Int(0, min=-255, max=255)
+    U: int = Int(0, min=-255, max=255)
+    V: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: YUV",))
+    mode = "YCbCr"
+
+    def offsets(self):
+        return self.Y, self.U, self.V
+
+
+class LayerColorLAB(_ChannelOffsets):
+    """Add L, A and B (of 255, clipped) to PIL's LAB channels, as LayerColor's LAB."""
+    L: int = Int(0, min=-255, max=255)
+    A: int = Int(0, min=-255, max=255)
+    B: int = Int(0, min=-255, max=255)
+    comfy = ComfyAlias(("LayerColor: LAB",))
+    mode = "LAB"
+
+    def offsets(self):
+        return self.L, self.A, self.B
+
+
+class LayerColorBrightnessContrast(Node):
+    """PIL's ImageEnhance Brightness, then Contrast, then Color (saturation) by their factors (1:
+    unchanged), as LayerColor's Brightness & Contrast; an RGBA image keeps its alpha."""
+    category = COLOR
+    image: IMAGE
+    brightness: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    contrast: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Brightness & Contrast",))
+
+    def run(self):
+        from PIL import ImageEnhance
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            result = picture.convert("RGB")
+            for enhancer, factor in ((ImageEnhance.Brightness, self.brightness),
+                                     (ImageEnhance.Contrast, self.contrast), (ImageEnhance.Color, self.saturation)):
+                if factor != 1:
+                    result = enhancer(result).enhance(factor)
+            out.append(to_tensor(keep_alpha(result, picture)))
+        return batch(out)
+
+
+class LayerColorBrightnessContrastV2(LayerColorBrightnessContrast):
+    """LayerColor's Brightness Contrast V2: the same as Brightness & Contrast (the pack renamed
+    the class without the "&")."""
+    comfy = ComfyAlias(("LayerColor: BrightnessContrastV2",))
+
+
+def adjust_levels(values, black: int, white: int, midtones: float, out_black: int, out_white: int):
+    """imagefunc.adjust_levels on 0-255 values: inputs black..white stretched to 0..255, the
+    midtones raised to 1 / midtones, then put in out_black..out_white; truncated to 8 bits. Equal
+    points give grey (128), as in the pack."""
+    import numpy as np
+    if black == white or out_black == out_white:
+        return np.full(values.shape, 128, np.uint8)
+    black, white = min(black, white), max(black, white)
+    out_black, out_white = min(out_black, out_white), max(out_black, out_white)
+    img = values.astype(np.float64)
+    if black > 0 or white < 255:
+        img = np.clip(255 * ((img - black) / (white - black)), 0, 255)
+    if midtones != 1.0:
+        img = np.clip(255 * np.power(img / 255, 1.0 / midtones), 0, 255)
+    if out_black > 0 or out_white < 255:
+        img = np.clip((img / 255) * (out_white - out_black) + out_black, 0, 255)
+    return img.astype(np.uint8)
+
+
+class LayerColorLevels(Node):
+    """Levels, as LayerColor's Levels: black_point..white_point stretched to the full range, the
+    midtones bent by gray_point (above 1 lightens), then mapped into output_black_point..
+    output_white_point; on all channels (RGB) or one. For one channel the same curve is put on it
+    (the pack's version read fails there on OpenCV's colour conversion of a one-channel picture)."""
+    category = COLOR
+    image: IMAGE
+    channel: str = Choice(("RGB", "red", "green", "blue"), "RGB")
+    black_point: int = Int(0, min=0, max=255)
+    white_point: int = Int(255, min=0, max=255)
+    gray_point: float = Float(1.0, min=0.01, max=9.99, step=0.01)
+    output_black_point: int = Int(0, min=0, max=255)
+    output_white_point: int = Int(255, min=0, max=255)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Levels",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        levels = (self.black_point, self.white_point, self.gray_point, self.output_black_point,
+                  self.output_white_point)
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            rgb = np.array(picture.convert("RGB"))
+            if self.channel == "RGB":
+                rgb = adjust_levels(rgb, *levels)
+            else:
+                index = ("red", "green", "blue").index(self.channel)
+                rgb[..., index] = adjust_levels(rgb[..., index], *levels)
+            out.append(to_tensor(keep_alpha(Image.fromarray(rgb), picture)))
+        return batch(out)
+
+
+class LayerColorExposure(Node):
+    """Exposure, as LayerColor's Exposure: the colour channels × 2 ** (exposure / 32); a negative
+    exposure also lifts the black point to -exposure / 250 (values below go black)."""
+    category = COLOR
+    image: IMAGE
+    exposure: int = Int(20, min=-100, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Exposure",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        out = []
+        for i in self.image:
+            values = i.detach().cpu().numpy().astype(np.float32).copy()
+            colour = values[..., :3]
+            colour[colour > 0] *= pow(2, self.exposure / 32)
+            if self.exposure < 0:
+                black = -self.exposure / 250
+                values = np.clip((values - black) * (1 / (1 - black)), 0.0, 1.0)
+            out.append(to_tensor(keep_alpha(to_pil(torch.from_numpy(values)), to_pil(i))))
+        return batch(out)
+
+
+class LayerColorColorTemperature(Node):
+    """Shift the colour temperature, as LayerColor's ColorTemperature (a positive temperature cools,
+    a negative one warms): with t = -temperature / 100, for t > 0 red × (1 + t) and green ×
+    (1 + 0.4 t), for t < 0 red × (1 + 0.2 t) and blue × (1 - t), on 8-bit values, clipped."""
+    category = COLOR
+    image: IMAGE
+    temperature: float = Float(0.0, min=-100.0, max=100.0, step=1)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: ColorTemperature",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        t = self.temperature / -100
+        out = []
+        for i in self.image:
+            values = (np.clip(i.detach().cpu().numpy(), 0, 1) * 255).astype(np.uint8).astype(np.float32)
+            if t > 0:
+                values[..., 0] *= 1 + t
+                values[..., 1] *= 1 + t * 0.4
+            elif t < 0:
+                values[..., 0] *= 1 + t * 0.2
+                values[..., 2] *= 1 - t
+            out.append(torch.from_numpy(np.clip(values, 0, 255).astype(np.uint8) / 255).float()[None])
+        return batch(out)
+
+
+# -- LayerFilter --------------------------------------------------------------------------------------
+
+FILTER = "😺dzNodes/LayerFilter"
+# the pack's colormap_list: OpenCV's COLORMAP_ numbers in order ('sprint' is the pack's spelling of spring)
+COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "sprint", "cool", "HSV", "pink", "hot",
+              "parula", "magma", "inferno", "plasma", "viridis", "cividis", "twilight", "twilight_shifted", "turbo",
+              "deepgreen")
+
+
+class LayerFilterMotionBlur(Node):
+    """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
+    line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
+    the full 0-255 range (cv2.normalize, as the pack does)."""
+    category = FILTER
+    image: IMAGE
+    angle: int = Int(0, min=-90, max=90)
+    blur: int = Int(20, min=1, max=999)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: MotionBlur",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+        length = self.blur * 5
+        turn = cv2.getRotationMatrix2D((length / 2, length / 2), self.angle + 45, 1)
+        kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
+        out = []
+        for i in self.image:
+            check_interrupted()
+            bgr = np.asarray(to_pil(i).convert("RGB"))[..., ::-1].copy()
+            blurred = cv2.filter2D(bgr, -1, kernel)
+            cv2.normalize(blurred, blurred, 0, 255, cv2.NORM_MINMAX)
+            out.append(to_tensor(Image.fromarray(np.ascontiguousarray(blurred[..., ::-1]).astype(np.uint8))))
+        return batch(out)
+
+
+class LayerFilterColorMap(Node):
+    """A false-colour picture, as LayerFilter's ColorMap: OpenCV's applyColorMap with the chosen
+    map, over the picture at opacity percent."""
+    category = FILTER
+    image: IMAGE
+    color_map: str = Choice(COLOR_MAPS, "autumn")
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: ColorMap",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+        out = []
+        for i in self.image:
+            picture = to_pil(i).convert("RGB")
+            bgr = np.ascontiguousarray(np.asarray(picture)[..., ::-1])
+            mapped = cv2.applyColorMap(bgr, COLOR_MAPS.index(self.color_map))
+            colored = Image.fromarray(np.ascontiguousarray(mapped[..., ::-1]))
+            out.append(to_tensor(chop_image(picture, colored, "normal", self.opacity)))
+        return batch(out)
+
+
+
+# -- LayerFilter / LayerColor -------------------------------------------------------------------------
+
+
+class LayerFilterGaussianBlur(Node):
+    """PIL's Gaussian blur of radius blur, as LayerFilter's GaussianBlur (the result is RGB)."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    blur: int = Int(20, min=1, max=999)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: GaussianBlur",))
+
+    def run(self):
+        from PIL import ImageFilter
+        return batch([to_tensor(to_pil(i).convert("RGB").filter(ImageFilter.GaussianBlur(radius=self.blur)))
+                      for i in self.image])
+
+
+class LayerColorGamma(Node):
+    """Each channel v (0-255) becomes round(255 × (v / 255) ** gamma), as LayerColor's Gamma
+    (gamma above 1 darkens); an RGBA image keeps its alpha."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    gamma: float = Float(1.0, min=0.1, max=10.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Gamma",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        table = np.round(np.power(np.arange(256) / 255.0, self.gamma) * 255.0).astype(np.uint8)
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            rgb = Image.fromarray(table[np.asarray(picture.convert("RGB"))])
+            if picture.mode == "RGBA":
+                rgb = Image.merge("RGBA", (*rgb.split(), picture.split()[-1]))
+            out.append(to_tensor(rgb))
+        return batch(out)
