@@ -1,32 +1,32 @@
-"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, under the pack's class names, inputs
-(names, order, defaults) and outputs. This module holds the layer effects, the blend modes and the
-LayerUtility / LayerMask picture nodes; nodes/pack_nodes_layerstyle_more.py the data nodes,
-ColorPicker, LayerColor and LayerFilter. Read from the pack's py/*.py and py/imagefunc.py at commits
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, under the pack's class names, inputs (names,
+order, defaults) and outputs. This module holds the layer effects, the blend modes and the LayerUtility
+/ LayerMask picture nodes; nodes/pack_nodes_layerstyle_more.py the data nodes, ColorPicker, LayerColor
+and LayerFilter. Read from the pack's py/*.py and py/imagefunc.py at commits
 25965f5c0e710750aec73ca92f99ae373dfbb910 (DropShadow, ColorImage, GetImageSize, ImageRemoveAlpha,
-ImageCombineAlpha, CropByMask V2), 33d9f817de53f80bcd2631f0dcee13066975f829 (ImageBlend, Stroke,
-ColorOverlay, InnerShadow, InnerGlow, MaskInvert, ImageOpacity), a267afb24b80ebd0ff9c3ac4833d3c8285b862da
-(OuterGlow), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (MaskGrow), 29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8
-(ImageScaleByAspectRatio V2), 16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
+ImageCombineAlpha, CropByMask V2, ImageScaleByAspectRatio), 33d9f817de53f80bcd2631f0dcee13066975f829
+(ImageBlend, Stroke, ColorOverlay, InnerShadow, InnerGlow, MaskInvert, ImageOpacity, CropByMask),
+a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow), 17ac6c0b4602a2ab74f4fa12fc378541843a7653
+(MaskGrow), 29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8 (ImageScaleByAspectRatio V2, ImageScaleRestore),
+16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
 13acd2532ac65db693aed6097f84bc35230bf65d (RestoreCropBox), 62b0394685d2dd63bea081546d430f80e279429e
-(ExtendCanvasV2), and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend modes,
-expand_mask, shift_image, mask_area, fit_resize_image, step_color).
+(ExtendCanvas, ExtendCanvasV2), and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388
+(chop_image's blend modes, expand_mask, shift_image, mask_area, min_bounding_rect, fit_resize_image,
+step_color).
 
 Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay;
-LayerUtility: ImageBlend, ColorImage, GetImageSize, ImageScaleByAspectRatio V2, ImageScaleRestore V2,
-CropByMask V2 (its mask_area detection; min_bounding_rect / max_inscribed_rect are refused),
-RestoreCropBox, ExtendCanvasV2, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin;
-LayerMask: MaskInvert, MaskGrow.
+LayerUtility: ImageBlend, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2), ImageScaleRestore
+(+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox, ExtendCanvas
+(+V2), ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow.
 
-Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the
-V2 blend modes (blendmodes.py) and ImageBlendAdvance, ColorImage V2, GradientImage (+V2), the V1
-ImageScaleByAspectRatio / ImageScaleRestore / CropByMask / ExtendCanvas, ImageChannelSplit / Merge,
-ImageMaskScaleAs, PurgeVRAM, SimpleTextImage, RandomGenerator, QueueStop, the other LayerMask nodes
-(MaskEdgeShrink, MaskGradient, MaskStroke, MaskMotionBlur, PixelSpread, MaskPreview, MaskByColor);
-for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte,
-Florence, ...) and LightLeak (the pack's own pictures).
+Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
+blend modes (blendmodes.py) and ImageBlendAdvance, ColorImage V2, GradientImage (+V2), ImageChannelSplit
+/ Merge, ImageMaskScaleAs, PurgeVRAM, SimpleTextImage, RandomGenerator, QueueStop, the other LayerMask
+nodes (MaskEdgeShrink, MaskGradient, MaskStroke, MaskMotionBlur, PixelSpread, MaskPreview, MaskByColor);
+for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence,
+...) and LightLeak (the pack's own pictures).
 
-As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255.
-Where the pack skips its work (no mask for an effect) it gives its input on with a warning."""
+As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
+the pack skips its work (no mask for an effect) it gives its input on with a warning."""
 
 from __future__ import annotations
 
@@ -763,14 +763,9 @@ def fit_resize(picture, width: int, height: int, fit: str, sampler):
     return picture.resize((width, height), sampler)
 
 
-class LayerUtilityImageScaleByAspectRatioV2(Node):
-    """Scale an image and / or mask to an aspect ratio, as LayerUtility's ImageScaleByAspectRatio V2:
-    the ratio is the picture's own ("original"), proportional_width : proportional_height
-    ("custom") or a listed one; the longer side keeps its length, or scale_to_side sets the longest
-    or shortest side to scale_to_length; both sides are rounded to the nearest round_to_multiple.
-    fit: letterbox (fit inside on black), crop (fill and crop the middle) or fill (stretch).
-    Gives the original size as a BOX, and the new width and height. An unlinked image or mask
-    gives None there, as the pack does."""
+class _AspectScale(Node):
+    """ImageScaleByAspectRatio's inputs both versions share, and its run; `target_size` (from the
+    widget values) is each version's."""
     category = "😺dzNodes/LayerUtility"
     aspect_ratio: str = Choice(("original", "custom", "1:1", "3:2", "4:3", "16:9", "2:3", "3:4", "9:16"), "original")
     proportional_width: int = Int(1, min=1, max=999)
@@ -778,20 +773,18 @@ class LayerUtilityImageScaleByAspectRatioV2(Node):
     fit: str = Choice(("letterbox", "crop", "fill"), "letterbox")
     method: str = Choice(RESAMPLE_METHODS, "lanczos")
     round_to_multiple: str = Choice(("8", "16", "32", "64", "None"), "8")
-    scale_to_side: str = Choice(("None", "longest", "shortest"), "None")
-    scale_to_length: int = Int(1024, min=4, max=999999)
-    image: IMAGE = None
-    mask: MASK = None
     outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "width": INT, "height": INT}
-    comfy = ComfyAlias(("LayerUtility: ImageScaleByAspectRatio V2",))
+    length_input = "scale_to_length"  # the input naming a side's length, for errors
+
+    @classmethod
+    def target_size(cls, width: int, height: int, widgets: dict) -> tuple[int, int]:
+        raise NotImplementedError
 
     @classmethod
     def estimate(cls, widgets, inputs):
         source = inputs.get("image") or inputs.get("mask")
         try:
-            width, height = aspect_target(source.width, source.height, *(widgets[name] for name in (
-                "aspect_ratio", "proportional_width", "proportional_height", "round_to_multiple", "scale_to_side",
-                "scale_to_length")))
+            width, height = cls.target_size(source.width, source.height, widgets)
         except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError):
             return Estimate(None)
         return Estimate(Size(source.batch, max(height, 1), max(width, 1)))
@@ -805,9 +798,12 @@ class LayerUtilityImageScaleByAspectRatioV2(Node):
         if images and masks and masks[0].shape[:2] != (height, width):
             raise NodeInputError("mask", f"is {masks[0].shape[1]}×{masks[0].shape[0]}, the image {width}×{height}: "
                                          "expected the image's size")
-        target = aspect_target(width, height, self.aspect_ratio, self.proportional_width, self.proportional_height,
-                               self.round_to_multiple, self.scale_to_side, self.scale_to_length)
-        check_made_size("scale_to_length", max(len(images), len(masks)), *target, "the scaled size")
+        widgets = {name: getattr(self, name) for name in self.input_specs}
+        try:
+            target = self.target_size(int(width), int(height), widgets)
+        except ZeroDivisionError:
+            raise NodeInputError("aspect_ratio", "the ratio makes a side of 0 pixels") from None
+        check_made_size(self.length_input, max(len(images), len(masks)), *target, "the scaled size")
         sampler = resample(self.method)
         scaled_images = batch([to_tensor(fit_resize(to_pil(i), *target, self.fit, sampler)) for i in images]) \
             if images else None
@@ -816,22 +812,72 @@ class LayerUtilityImageScaleByAspectRatioV2(Node):
         return scaled_images, scaled_masks, [int(width), int(height)], target[0], target[1]
 
 
-class LayerUtilityImageScaleRestoreV2(Node):
+class LayerUtilityImageScaleByAspectRatioV2(_AspectScale):
+    """Scale an image and / or mask to an aspect ratio, as LayerUtility's ImageScaleByAspectRatio V2:
+    the ratio is the picture's own ("original"), proportional_width : proportional_height
+    ("custom") or a listed one; the longer side keeps its length, or scale_to_side sets the longest
+    or shortest side to scale_to_length; both sides are rounded to the nearest round_to_multiple.
+    fit: letterbox (fit inside on black), crop (fill and crop the middle) or fill (stretch).
+    Gives the original size as a BOX, and the new width and height. An unlinked image or mask
+    gives None there, as the pack does."""
+    scale_to_side: str = Choice(("None", "longest", "shortest"), "None")
+    scale_to_length: int = Int(1024, min=4, max=999999)
+    image: IMAGE = None
+    mask: MASK = None
+    comfy = ComfyAlias(("LayerUtility: ImageScaleByAspectRatio V2",))
+
+    @classmethod
+    def target_size(cls, width, height, widgets):
+        return aspect_target(width, height, *(widgets[name] for name in (
+            "aspect_ratio", "proportional_width", "proportional_height", "round_to_multiple", "scale_to_side",
+            "scale_to_length")))
+
+
+class _ScaleRestore(Node):
+    """ImageScaleRestore's inputs both versions share, and its run; `target` is each version's."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "width": INT, "height": INT}
+    length_input = "scale_by_length"  # the input naming a side's length, for errors
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def run(self):
+        from PIL import Image
+        if self.original_size is not None and (not isinstance(self.original_size, (list, tuple))
+                                               or len(self.original_size) < 2):
+            raise NodeInputError("original_size", f"expected a BOX [width, height], got {self.original_size!r}")
+        masks = layer_masks(self.image, self.mask, False, False)
+        height, width = int(self.image.shape[1]), int(self.image.shape[2])
+        target = self.target(width, height)
+        count = max(len(self.image), len(masks))
+        check_made_size("original_size" if self.original_size is not None else self.length_input, count, *target,
+                        "the scaled size")
+        sampler = resample(self.method)
+        images, out_masks = [], []
+        for i in range(count):
+            picture = to_pil(nth(self.image, i)).convert("RGB").resize(target, sampler)
+            # the pack scales a linked mask only; an RGBA image's alpha gives a white mask
+            mask = nth(masks, i).resize(target, sampler) if self.mask is not None else Image.new("L", target, "white")
+            images.append(to_tensor(picture))
+            out_masks.append(to_tensor(mask))
+        return batch(images), batch(out_masks), [width, height], target[0], target[1]
+
+
+class LayerUtilityImageScaleRestoreV2(_ScaleRestore):
     """Scale an image (and mask) as LayerUtility's ImageScaleRestore V2: to original_size where
     linked (to restore a size ImageScaleByAspectRatio or GetImageSize gave), else by scale_by:
     by_scale (× scale), longest / shortest / width / height side to scale_by_length, or
     total_pixel to about scale_by_length thousand pixels; sides at least 4. Without a mask the
     mask is white. Gives the input's size as a BOX, and the new width and height."""
-    category = "😺dzNodes/LayerUtility"
-    image: IMAGE
-    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
-    method: str = Choice(RESAMPLE_METHODS, "lanczos")
     scale_by: str = Choice(("by_scale", "longest", "shortest", "width", "height", "total_pixel(kilo pixel)"),
                            "by_scale")
     scale_by_length: int = Int(1024, min=4, max=99999999)
     mask: MASK = None
     original_size: BOX = None
-    outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "width": INT, "height": INT}
     comfy = ComfyAlias(("LayerUtility: ImageScaleRestore V2",))
 
     def target(self, width: int, height: int) -> tuple[int, int]:
@@ -851,26 +897,28 @@ class LayerUtilityImageScaleRestoreV2(Node):
             target = int(width * self.scale), int(height * self.scale)
         return max(target[0], 4), max(target[1], 4)
 
-    def run(self):
-        from PIL import Image
-        if self.original_size is not None and (not isinstance(self.original_size, (list, tuple))
-                                               or len(self.original_size) < 2):
-            raise NodeInputError("original_size", f"expected a BOX [width, height], got {self.original_size!r}")
-        masks = layer_masks(self.image, self.mask, False, False)
-        height, width = int(self.image.shape[1]), int(self.image.shape[2])
-        target = self.target(width, height)
-        count = max(len(self.image), len(masks))
-        check_made_size("original_size" if self.original_size is not None else "scale_by_length", count, *target,
-                        "the scaled size")
-        sampler = resample(self.method)
-        images, out_masks = [], []
-        for i in range(count):
-            picture = to_pil(nth(self.image, i)).convert("RGB").resize(target, sampler)
-            # the pack scales a linked mask only; an RGBA image's alpha gives a white mask
-            mask = nth(masks, i).resize(target, sampler) if self.mask is not None else Image.new("L", target, "white")
-            images.append(to_tensor(picture))
-            out_masks.append(to_tensor(mask))
-        return batch(images), batch(out_masks), [width, height], target[0], target[1]
+
+class LayerUtilityImageScaleRestore(_ScaleRestore):
+    """Scale an image (and mask) as LayerUtility's ImageScaleRestore (the first version): to
+    original_size where linked, else × scale, or with scale_by_longest_side the longer side to
+    longest_side; sides at least 4. Without a mask the mask is white. Gives the input's size as a
+    BOX, and the new width and height."""
+    scale_by_longest_side: bool = Bool(False)
+    longest_side: int = Int(1024, min=4, max=999999)
+    mask: MASK = None
+    original_size: BOX = None
+    comfy = ComfyAlias(("LayerUtility: ImageScaleRestore",))
+    length_input = "longest_side"
+
+    def target(self, width: int, height: int) -> tuple[int, int]:
+        if self.original_size is not None:
+            return int(self.original_size[0]), int(self.original_size[1])
+        target = int(width * self.scale), int(height * self.scale)
+        if self.scale_by_longest_side:
+            length = self.longest_side
+            target = (length, int(length * height / width)) if width > height else \
+                (int(length * width / height), length)
+        return max(target[0], 4), max(target[1], 4)
 
 
 def mask_area(mask) -> tuple:
@@ -883,14 +931,41 @@ def mask_area(mask) -> tuple:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())
 
 
+def min_bounding_rect(mask) -> tuple:
+    """imagefunc.min_bounding_rect of the pack's blurred mask (mask2image's white-on-black picture,
+    PIL's GaussianBlur(20), to grey): the bounding box (x, y, width, height) of the largest of
+    OpenCV's contours of its pixels above 127 (RETR_LIST, CHAIN_APPROX_SIMPLE); (0, 0, 0, 0) for none."""
+    import cv2
+    import numpy as np
+    from PIL import Image, ImageFilter
+    picture = Image.composite(Image.new("RGBA", mask.size, "white"), Image.new("RGBA", mask.size, "black"), mask)
+    blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=20)).convert("L"))
+    _, thresh = cv2.threshold(blurred, 127, 255, 0)
+    contours, _ = cv2.findContours(thresh, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    best, area = (0, 0, 0, 0), 0
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if w * h > area:
+            best, area = (x, y, w, h), w * h
+    return best
+
+
+def detect_area(mask, detect: str) -> tuple:
+    """CropByMask's detect: mask_area or min_bounding_rect; max_inscribed_rect is not built here."""
+    if detect == "max_inscribed_rect":
+        raise NodeInputError("detect", "max_inscribed_rect is not built here (the pack's search tries every pair "
+                                       "of contour points): use mask_area or min_bounding_rect, or link a crop_box")
+    return mask_area(mask) if detect == "mask_area" else min_bounding_rect(mask)
+
+
 class LayerUtilityCropByMaskV2(Node):
     """Crop images to a mask's area, as LayerUtility's CropByMask V2: the box of the (first) mask's
     pixels above half, widened by the four reserves (kept inside the picture), then grown about
     its centre to a multiple of round_to_multiple (it may then reach past the edges: black there);
     or crop_box where linked. Gives the crops, the mask's crop, the box (x1, y1, x2, y2, for
     RestoreCropBox) and a preview (the mask with the found area in red, the box in green).
-    detect: only "mask_area" here; min_bounding_rect and max_inscribed_rect (OpenCV contours of a
-    blurred mask) are left out and refused."""
+    detect: mask_area (the pixels above half) or min_bounding_rect (the largest OpenCV contour of
+    the mask blurred by 20); max_inscribed_rect is left out and refused."""
     category = "😺dzNodes/LayerUtility"
     image: IMAGE
     mask: MASK
@@ -915,10 +990,7 @@ class LayerUtilityCropByMaskV2(Node):
         preview = mask.convert("RGB")
         box = self.crop_box
         if box is None:
-            if self.detect != "mask_area":
-                raise NodeInputError("detect", f"{self.detect!r} is not built here (it needs the pack's OpenCV "
-                                               "contour search): use mask_area, or link a crop_box")
-            x, y, w, h = mask_area(mask)
+            x, y, w, h = detect_area(mask, self.detect)
             x1, y1 = max(x - self.left_reserve, 0), max(y - self.top_reserve, 0)
             x2, y2 = min(x + w + self.right_reserve, width), min(y + h + self.bottom_reserve, height)
             if self.round_to_multiple != "None":
@@ -1023,3 +1095,102 @@ class LayerUtilityExtendCanvasV2(Node):
             images.append(to_tensor(canvas))
             out_masks.append(to_tensor(mask_canvas))
         return batch(images), batch(out_masks)
+
+
+class LayerUtilityExtendCanvas(LayerUtilityExtendCanvasV2):
+    """Add top / bottom / left / right pixels around an image, as LayerUtility's ExtendCanvas (the
+    first version: no negative numbers): the new border is color; the mask (mask, inverted where
+    invert_mask; else the image's alpha, else white) is placed likewise on black."""
+    top: int = Int(0, min=0, max=99999)
+    bottom: int = Int(0, min=0, max=99999)
+    left: int = Int(0, min=0, max=99999)
+    right: int = Int(0, min=0, max=99999)
+    comfy = ComfyAlias(("LayerUtility: ExtendCanvas",))
+
+
+class LayerUtilityCropByMask(Node):
+    """Crop images to a mask's area, as LayerUtility's CropByMask (the first version): the area found
+    by detect (min_bounding_rect: the largest OpenCV contour of the mask blurred by 20; mask_area:
+    the pixels above half; max_inscribed_rect is left out and refused), its width and height
+    rounded to a multiple of 8, widened by the four reserves inside the picture. Gives the crops,
+    the mask's crop, the box (x1, y1, x2, y2, for RestoreCropBox) and a preview (the mask with the
+    area in red, the box in green)."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    mask_for_crop: MASK
+    invert_mask: bool = Bool(False)
+    detect: str = Choice(("min_bounding_rect", "max_inscribed_rect", "mask_area"), "min_bounding_rect")
+    top_reserve: int = Int(20, min=-9999, max=9999)
+    bottom_reserve: int = Int(20, min=-9999, max=9999)
+    left_reserve: int = Int(20, min=-9999, max=9999)
+    right_reserve: int = Int(20, min=-9999, max=9999)
+    outputs = {"croped_image": IMAGE, "croped_mask": MASK, "crop_box": BOX, "box_preview": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: CropByMask",))
+
+    def run(self):
+        from PIL import ImageDraw
+        masks = mask_batch(self.mask_for_crop)
+        if len(masks) > 1:
+            warn("CropByMask: several masks given: the first is used, as the pack does")
+        mask = to_pil(1 - masks[0] if self.invert_mask else masks[0]).convert("L")
+        height, width = int(self.image.shape[1]), int(self.image.shape[2])
+        x, y, w, h = detect_area(mask, self.detect)
+        w, h = round_to_multiple(w, 8), round_to_multiple(h, 8)
+        box = [max(x - self.left_reserve, 0), max(y - self.top_reserve, 0),
+               min(x + w + self.right_reserve, width), min(y + h + self.bottom_reserve, height)]
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise NodeInputError("mask_for_crop", f"the crop box {box} is empty: nothing to crop")
+        preview = mask.convert("RGB")
+        ImageDraw.Draw(preview).rectangle((x, y, x + w, y + h), outline="#F00000", width=(w + h) // 100)
+        ImageDraw.Draw(preview).rectangle(tuple(box), outline="#00F000", width=(w + h) // 200)
+        crops = [to_tensor(to_pil(i).convert("RGB").crop(tuple(box))) for i in self.image]
+        mask_crop = to_tensor(mask.crop(tuple(box)))
+        return batch(crops), mask_crop.expand(len(crops), -1, -1).clone(), box, to_tensor(preview)
+
+
+def aspect_target_v1(width: int, height: int, aspect_ratio: str, proportional_width: int, proportional_height: int,
+                     round_to: str, scale_to_longest_side: bool, longest_side: int) -> tuple[int, int]:
+    """The first ImageScaleByAspectRatio's target size: the longer side kept (or set to
+    longest_side), the other from the ratio; for a ratio below 1 the height is then the kept one
+    and the width follows; both rounded up to round_to."""
+    if aspect_ratio == "original":
+        ratio = width / height
+    elif aspect_ratio == "custom":
+        ratio = proportional_width / proportional_height
+    else:
+        ratio = int(aspect_ratio.split(":")[0]) / int(aspect_ratio.split(":")[1])
+    if width > height:
+        target_width = longest_side if scale_to_longest_side else width
+        target_height = int(target_width / ratio)
+    else:
+        target_height = longest_side if scale_to_longest_side else height
+        target_width = int(target_height * ratio)
+    if ratio < 1:
+        kept = longest_side if scale_to_longest_side else height
+        target_width, target_height = int(target_width * (kept / target_height)), kept
+    if round_to != "None":
+        target_width = round_up_to_multiple(target_width, int(round_to))
+        target_height = round_up_to_multiple(target_height, int(round_to))
+    return target_width, target_height
+
+
+class LayerUtilityImageScaleByAspectRatio(_AspectScale):
+    """Scale an image and / or mask to an aspect ratio, as LayerUtility's ImageScaleByAspectRatio
+    (the first version): the longer side keeps its length (or with scale_to_longest_side becomes
+    longest_side), the other follows the ratio (for ratios below 1 the height is kept); sides
+    rounded up to round_to_multiple. fit: letterbox, crop or fill, as V2. Gives the original size
+    as a BOX, and the new width and height."""
+    proportional_width: int = Int(2, min=1, max=999)
+    round_to_multiple: str = Choice(("8", "16", "32", "64", "128", "256", "512", "None"), "8")
+    scale_to_longest_side: bool = Bool(False)
+    longest_side: int = Int(1024, min=4, max=999999)
+    image: IMAGE = None
+    mask: MASK = None
+    comfy = ComfyAlias(("LayerUtility: ImageScaleByAspectRatio",))
+    length_input = "longest_side"
+
+    @classmethod
+    def target_size(cls, width, height, widgets):
+        return aspect_target_v1(width, height, *(widgets[name] for name in (
+            "aspect_ratio", "proportional_width", "proportional_height", "round_to_multiple",
+            "scale_to_longest_side", "longest_side")))

@@ -1,16 +1,15 @@
-"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer
-effects, the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring
-names the pack's commits read and what is left out): the LayerUtility data nodes and ColorPicker,
-LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure,
-ColorTemperature) and LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap). Left out in this
-round: LayerColor Color Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film,
-ChannelShake and HDR Effects, LightLeak (it needs the pack's pictures). Read at commits
-026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829
-(ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure, MotionBlur, ColorMap),
-17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB), 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB),
-15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
-3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
-(ColorTemperature)."""
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer effects,
+the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring names the
+pack's commits read and what is left out): the LayerUtility data nodes and ColorPicker, LayerColor's
+adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure, ColorTemperature)
+and LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap). Left out in this round: LayerColor Color
+Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film, ChannelShake and HDR Effects,
+LightLeak (it needs the pack's pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe
+(data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV,
+Exposure, MotionBlur, ColorMap), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB),
+25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness &
+Contrast and its V2), 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and
+074a0e9ec7c03fe0df22221f311496c3f12a3cee (ColorTemperature)."""
 
 from __future__ import annotations
 

@@ -703,3 +703,117 @@ def test_motion_blur_and_color_map_as_opencv(registry):
     out = node(registry, "LayerFilter: ColorMap", image=image, color_map="viridis", opacity=60)
     mapped = cv22pil(cv2.applyColorMap(pil2cv2(pil(image[0])), cv2.COLORMAP_VIRIDIS))
     assert torch.equal(out, tensor(Image.blend(mapped, pil(image[0]), 1 - 60 / 100)))
+
+
+def pack_min_bounding_rect(mask_picture):
+    """The pack's mask2image, blur 20 and min_bounding_rect, with its own OpenCV calls."""
+    white, black = Image.new("RGBA", mask_picture.size, "white"), Image.new("RGBA", mask_picture.size, "black")
+    blurred = Image.composite(white, black, mask_picture).filter(ImageFilter.GaussianBlur(radius=20)).convert("L")
+    gray = cv2.cvtColor(pil2cv2(blurred), cv2.COLOR_BGR2GRAY)
+    _, thresh = cv2.threshold(gray, 127, 255, 0)
+    contours, _ = cv2.findContours(thresh, 1, 2)
+    x, y, width, height, area = 0, 0, 0, 0, 0
+    for contour in contours:
+        _x, _y, _w, _h = cv2.boundingRect(contour)
+        if _w * _h > area:
+            area, (x, y, width, height) = _w * _h, (_x, _y, _w, _h)
+    return x, y, width, height
+
+
+def test_crop_by_mask_v1_with_min_bounding_rect(registry):
+    image, mask = rand(1, 180, 200, 3), torch.zeros(1, 180, 200)
+    mask[0, 30:130, 50:163] = 1
+    mask[0, 140:175, 5:60] = 1  # a smaller patch: the largest contour wins
+    crops, mask_crop, box, preview = node(registry, "LayerUtility: CropByMask", image=image, mask_for_crop=mask,
+                                          invert_mask=False, detect="min_bounding_rect", top_reserve=4,
+                                          bottom_reserve=4, left_reserve=4, right_reserve=200)
+    x, y, w, h = pack_min_bounding_rect(pil(mask[0]))
+    assert w > 0 and h > 0
+    w, h = pack_round(w, 8), pack_round(h, 8)
+    expected_box = [max(x - 4, 0), max(y - 4, 0), min(x + w + 200, 200), min(y + h + 4, 180)]
+    assert box == expected_box
+    assert torch.equal(crops, tensor(pil(image[0]).crop(tuple(box))))
+    assert torch.equal(mask_crop, tensor(pil(mask[0]).crop(tuple(box))))
+    from PIL import ImageDraw
+    expected_preview = pil(mask[0]).convert("RGB")
+    ImageDraw.Draw(expected_preview).rectangle((x, y, x + w, y + h), outline="#F00000", width=(w + h) // 100)
+    ImageDraw.Draw(expected_preview).rectangle(tuple(box), outline="#00F000", width=(w + h) // 200)
+    assert torch.equal(preview, tensor(expected_preview))
+    v2 = node(registry, "LayerUtility: CropByMask V2", image=image, mask=mask, invert_mask=False,
+              detect="min_bounding_rect", top_reserve=0, bottom_reserve=0, left_reserve=0, right_reserve=0,
+              round_to_multiple="None")
+    bx, by, bw, bh = pack_min_bounding_rect(pil(mask[0]))
+    assert v2[2] == [bx, by, bx + bw, by + bh]
+
+
+@pytest.mark.parametrize("size,ratio,longest", [((40, 30), "16:9", False), ((30, 40), "2:3", True),
+                                                ((40, 30), "3:4", True), ((30, 40), "custom", False)])
+def test_scale_by_aspect_ratio_v1_sizes_as_the_pack(registry, size, ratio, longest):
+    width, height = size
+    image = rand(1, height, width, 3)
+    out, _, original, w, h = node(registry, "LayerUtility: ImageScaleByAspectRatio", aspect_ratio=ratio,
+                                  proportional_width=2, proportional_height=1, fit="fill", method="lanczos",
+                                  round_to_multiple="16", scale_to_longest_side=longest, longest_side=50, image=image)
+    r = {"16:9": 16 / 9, "2:3": 2 / 3, "3:4": 3 / 4, "custom": 2.0}[ratio]
+    if width > height:
+        tw = 50 if longest else width
+        th = int(tw / r)
+    else:
+        th = 50 if longest else height
+        tw = int(th * r)
+    if r < 1:
+        _r = 50 / th if longest else height / th
+        th = 50 if longest else height
+        tw = int(tw * _r)
+    tw, th = -(-tw // 16) * 16, -(-th // 16) * 16
+    assert (w, h, original) == (tw, th, [width, height])
+    assert torch.equal(out, tensor(pil(image[0]).resize((tw, th), Image.LANCZOS)))
+
+
+def test_scale_restore_v1_and_extend_canvas_v1(registry):
+    image = rand(1, 30, 40, 3)
+    out, mask, original, w, h = node(registry, "LayerUtility: ImageScaleRestore", image=image, scale=0.5,
+                                     method="nearest", scale_by_longest_side=True, longest_side=64)
+    assert (w, h, original) == (64, int(64 * 30 / 40), [40, 30])
+    assert torch.equal(out, tensor(pil(image[0]).resize((64, 48), Image.NEAREST)))
+    assert torch.equal(mask, torch.ones(1, 48, 64))
+    out, _, _, w, h = node(registry, "LayerUtility: ImageScaleRestore", image=image, scale=0.5, method="nearest",
+                           scale_by_longest_side=False, longest_side=64)
+    assert (w, h) == (20, 15)
+    out, out_mask = node(registry, "LayerUtility: ExtendCanvas", image=image, invert_mask=True, top=2, bottom=0,
+                         left=0, right=3, color="#0000FF")
+    canvas = Image.new("RGB", (43, 32), "#0000FF")
+    canvas.paste(pil(image[0]), box=(0, 2))
+    assert torch.equal(out, tensor(canvas))
+    assert out_mask[0, 2:, :40].min() == 1 and out_mask[0, :2].max() == 0 and out_mask[0, :, 40:].max() == 0
+
+
+OLD_API = {
+    "1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 48, "height": 40, "color": "#808080"}},
+    "2": {"class_type": "LayerUtility: ExtendCanvas", "inputs": {"image": ["1", 0], "invert_mask": True, "top": 8,
+                                                                 "bottom": 8, "left": 0, "right": 0,
+                                                                 "color": "#000000"}},
+    "3": {"class_type": "LayerUtility: ImageScaleByAspectRatio", "inputs": {
+        "aspect_ratio": "1:1", "proportional_width": 2, "proportional_height": 1, "fit": "letterbox",
+        "method": "lanczos", "round_to_multiple": "8", "scale_to_longest_side": True, "longest_side": 32,
+        "image": ["2", 0]}},
+    "4": {"class_type": "LayerUtility: ImageScaleRestore", "inputs": {
+        "image": ["3", 0], "scale": 1.0, "method": "lanczos", "scale_by_longest_side": False, "longest_side": 1024,
+        "original_size": ["3", 2]}},
+    "5": {"class_type": "LayerUtility: CropByMask", "inputs": {
+        "image": ["4", 0], "mask_for_crop": ["2", 1], "invert_mask": False, "detect": "mask_area", "top_reserve": 0,
+        "bottom_reserve": 0, "left_reserve": 0, "right_reserve": 0}},
+}
+
+
+def test_an_api_prompt_of_the_first_versions_runs_and_exports(registry):
+    result = run_graph(registry, OLD_API, outputs=["3", "4", "5"])
+    assert result.values["3"][3:] == (32, 32) and result.values["3"][2] == [48, 56]
+    assert result.values["4"][0].shape == (1, 56, 48, 3)
+    # the mask of the extended canvas is white where the picture is (rows 8..47): the crop keeps
+    # that band (its width and height rounded to 8, as the first version does)
+    assert result.values["5"][2] == [0, 8, 48, 48]
+    api = export_api(parse_workflow(OLD_API, registry), registry)
+    for node_id, entry in OLD_API.items():
+        assert api[node_id]["class_type"] == entry["class_type"]
+        assert api[node_id]["inputs"] == entry["inputs"], node_id
