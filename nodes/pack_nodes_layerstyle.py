@@ -9,28 +9,29 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow), 17ac6c0b4602a2ab74f4fa12fc
 (MaskGrow), 29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8 (ImageScaleByAspectRatio V2, ImageScaleRestore),
 16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
 13acd2532ac65db693aed6097f84bc35230bf65d (RestoreCropBox), 62b0394685d2dd63bea081546d430f80e279429e
-(ExtendCanvas, ExtendCanvasV2), and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388
-(chop_image's blend modes, expand_mask, shift_image, mask_area, min_bounding_rect, fit_resize_image,
-step_color).
+(ExtendCanvas, ExtendCanvasV2), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (ImageChannelSplit, ColorImage
+V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, ImageMaskScaleAs (+V2)),
+and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend modes, expand_mask,
+shift_image, mask_area, min_bounding_rect, fit_resize_image, step_color).
 
 Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay;
 LayerUtility: ImageBlend, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2), ImageScaleRestore
 (+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox, ExtendCanvas
-(+V2), ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow.
+(+V2), ImageMaskScaleAs (+V2), ColorImage V2, ImageChannelSplit / Merge, ImageOpacity, ImageRemoveAlpha,
+ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke.
 
 Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
-blend modes (blendmodes.py) and ImageBlendAdvance, ColorImage V2, GradientImage (+V2), ImageChannelSplit
-/ Merge, ImageMaskScaleAs, PurgeVRAM, SimpleTextImage, RandomGenerator, QueueStop, the other LayerMask
-nodes (MaskEdgeShrink, MaskGradient, MaskStroke, MaskMotionBlur, PixelSpread, MaskPreview, MaskByColor);
-for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence,
-...) and LightLeak (the pack's own pictures).
+blend modes (blendmodes.py) and ImageBlendAdvance, GradientImage (+V2), PurgeVRAM, SimpleTextImage,
+RandomGenerator, QueueStop, the other LayerMask nodes (MaskEdgeShrink, MaskGradient, PixelSpread,
+MaskPreview, MaskByColor); for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa,
+RMBG, VITMatte, Florence, ...) and LightLeak (the pack's own pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
+from graphflow.api import ANY, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, \
     NodeInputError, Size, Text, check_interrupted, check_run_memory, socket_type, warn
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
@@ -736,9 +737,9 @@ def aspect_target(width: int, height: int, aspect_ratio: str, proportional_width
     return target
 
 
-def fit_resize(picture, width: int, height: int, fit: str, sampler):
-    """imagefunc.fit_resize_image: letterbox (fit inside, black bars), crop (fill, centred crop) or
-    fill (stretch); the picture is made RGB first, as the pack does."""
+def fit_resize(picture, width: int, height: int, fit: str, sampler, background="black"):
+    """imagefunc.fit_resize_image: letterbox (fit inside, bars of `background`), crop (fill, centred
+    crop) or fill (stretch); the picture is made RGB first, as the pack does."""
     from PIL import Image
     picture = picture.convert("RGB")
     orig_width, orig_height = picture.size
@@ -747,7 +748,7 @@ def fit_resize(picture, width: int, height: int, fit: str, sampler):
             fit_width, fit_height = width, int(width / orig_width * orig_height)
         else:
             fit_width, fit_height = int(height / orig_height * orig_width), height
-        out = Image.new("RGB", (width, height), "black")
+        out = Image.new("RGB", (width, height), background)
         out.paste(picture.resize((fit_width, fit_height), sampler),
                   box=((width - fit_width) // 2, (height - fit_height) // 2))
         return out
@@ -1194,3 +1195,180 @@ class LayerUtilityImageScaleByAspectRatio(_AspectScale):
         return aspect_target_v1(width, height, *(widgets[name] for name in (
             "aspect_ratio", "proportional_width", "proportional_height", "round_to_multiple",
             "scale_to_longest_side", "longest_side")))
+
+
+def picture_size(value, input_name: str) -> tuple[int, int]:
+    """(width, height) of the first picture of an image or mask batch (the pack's size_as / scale_as)."""
+    import torch
+    if not isinstance(value, torch.Tensor) or value.dim() not in (2, 3, 4) or value.numel() == 0:
+        raise NodeInputError(input_name, f"expected an image or a mask, got {type(value).__name__}")
+    first = value[0] if value.dim() in (3, 4) else value
+    return int(first.shape[1]), int(first.shape[0])
+
+
+class _ScaleAs(Node):
+    """ImageMaskScaleAs's inputs both versions share, and its run."""
+    category = "😺dzNodes/LayerUtility"
+    scale_as: ANY
+    fit: str = Choice(("letterbox", "crop", "fill"), "letterbox")
+    method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "widht": INT, "height": INT}
+    background = "black"
+
+    def run(self):
+        width, height = picture_size(self.scale_as, "scale_as")
+        images = list(self.image) if self.image is not None else []
+        masks = list(mask_batch(self.mask)) if self.mask is not None else []
+        check_made_size("scale_as", max(len(images), len(masks), 1), width, height, "the size of scale_as")
+        sampler, background = resample(self.method), pil_color(self.background, "background_color")
+        original = [4, 4]
+        out_images, out_masks = [], []
+        for picture in images:
+            original = [int(picture.shape[1]), int(picture.shape[0])]
+            out_images.append(to_tensor(fit_resize(to_pil(picture), width, height, self.fit, sampler, background)))
+        for mask in masks:
+            original = [int(mask.shape[1]), int(mask.shape[0])]
+            out_masks.append(to_tensor(fit_resize(to_pil(mask), width, height, self.fit, sampler, background)
+                                       .convert("L")))
+        if not images and not masks:
+            warn("ImageMaskScaleAs: neither image nor mask is linked: nothing scaled, as in the pack")
+            return None, None, original, 0, 0
+        return (batch(out_images) if out_images else None, batch(out_masks) if out_masks else None, original,
+                width, height)
+
+
+class LayerUtilityImageMaskScaleAs(_ScaleAs):
+    """Scale an image and / or mask to the size of scale_as (an image or mask), as LayerUtility's
+    ImageMaskScaleAs; fit: letterbox (on black), crop or fill. Gives the (last) input's size as a
+    BOX and the new width and height (the pack's output name "widht" kept). An unlinked image or
+    mask gives None there, as the pack does."""
+    image: IMAGE = None
+    mask: MASK = None
+    comfy = ComfyAlias(("LayerUtility: ImageMaskScaleAs",))
+
+
+class LayerUtilityImageMaskScaleAsV2(_ScaleAs):
+    """ImageMaskScaleAs with the letterbox bars (and a letterboxed mask's) in background_color, as
+    LayerUtility's ImageMaskScaleAsV2."""
+    background_color: str = Text("#FFFFFF")
+    image: IMAGE = None
+    mask: MASK = None
+    comfy = ComfyAlias(("LayerUtility: ImageMaskScaleAsV2",))
+
+    @property
+    def background(self):
+        return self.background_color
+
+
+# the pack's built-in size list (its custom_size.ini may add more: not read here)
+COLOR_IMAGE_SIZES = ("custom", "1024 x 1024", "768 x 512", "512 x 768", "1280 x 720", "720 x 1280", "1344 x 768",
+                     "768 x 1344", "1536 x 640", "640 x 1536")
+
+
+class LayerUtilityColorImageV2(Node):
+    """A picture of one colour, as LayerUtility's ColorImage V2: of the size of size_as (an image or
+    mask) where linked, else of the chosen size ("custom": custom_width × custom_height). The
+    pack's extra sizes from its custom_size.ini are not known here."""
+    category = "😺dzNodes/LayerUtility"
+    size: str = Choice(COLOR_IMAGE_SIZES, "custom")
+    custom_width: int = Int(512, min=4, max=99999)
+    custom_height: int = Int(512, min=4, max=99999)
+    color: str = Text("#000000")
+    size_as: ANY = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ColorImage V2",))
+
+    def run(self):
+        from PIL import Image
+        if self.size_as is not None:
+            width, height = picture_size(self.size_as, "size_as")
+        elif self.size == "custom":
+            width, height = self.custom_width, self.custom_height
+        else:
+            width, height = (int(side) for side in self.size.split("x"))
+        color = pil_color(self.color, "color")
+        check_made_size("custom_width" if self.size == "custom" and self.size_as is None else "size", 1, width,
+                        height, "the picture")
+        return to_tensor(Image.new("RGB", (width, height), color))
+
+
+CHANNEL_MODES = ("RGBA", "YCbCr", "LAB", "HSV")
+
+
+class LayerUtilityImageChannelSplit(Node):
+    """An image's channels in a colour mode (RGBA, YCbCr, LAB or HSV; the fourth is black but in
+    RGBA), each as a one-channel picture batch [B, H, W], as LayerUtility's ImageChannelSplit."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    mode: str = Choice(CHANNEL_MODES, "RGBA")
+    outputs = {"channel_1": IMAGE, "channel_2": IMAGE, "channel_3": IMAGE, "channel_4": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageChannelSplit",))
+
+    def run(self):
+        from PIL import Image
+        channels = [[], [], [], []]
+        for i in self.image:
+            picture = to_pil(i).convert("RGBA")
+            parts = list(picture.split()) if self.mode == "RGBA" else \
+                [*picture.convert(self.mode).split(), Image.new("L", picture.size, "black")]
+            for index, part in enumerate(parts):
+                channels[index].append(to_tensor(part))
+        return tuple(batch(c) for c in channels)
+
+
+class LayerUtilityImageChannelMerge(Node):
+    """An RGB(A) image of three (or four) channel pictures read in a colour mode, as
+    LayerUtility's ImageChannelMerge: RGBA (channel_4 the alpha, white where unlinked), or YCbCr /
+    LAB / HSV (made RGB; channel_4 unused). Colour pictures are read as grey."""
+    category = "😺dzNodes/LayerUtility"
+    channel_1: IMAGE
+    channel_2: IMAGE
+    channel_3: IMAGE
+    mode: str = Choice(CHANNEL_MODES, "RGBA")
+    channel_4: IMAGE = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageChannelMerge",))
+
+    def run(self):
+        from PIL import Image
+        inputs = [("channel_1", self.channel_1), ("channel_2", self.channel_2), ("channel_3", self.channel_3)]
+        first = to_pil(self.channel_1[0])
+        fourth = self.channel_4 if self.channel_4 is not None else to_tensor(Image.new("L", first.size, "white"))
+        inputs.append(("channel_4", fourth))
+        out = []
+        for i in range(max(len(value) for _, value in inputs)):
+            parts = [to_pil(nth(value, i)).convert("L") for _, value in inputs]
+            for (name, _), part in zip(inputs, parts):
+                if part.size != parts[0].size:
+                    raise NodeInputError(name, f"is {part.size[0]}×{part.size[1]}, channel_1 "
+                                               f"{parts[0].size[0]}×{parts[0].size[1]}: expected one size")
+            if self.mode == "RGBA":
+                merged = Image.merge("RGBA", parts)
+            else:
+                merged = Image.merge(self.mode, parts[:3]).convert("RGB")
+            out.append(to_tensor(merged))
+        return batch(out)
+
+
+class LayerMaskMaskStroke(Node):
+    """A band along a mask's edge, as LayerMask's MaskStroke: stroke_width wide, centred stroke_grow
+    pixels out from the edge, both edges blurred by blur (the outer grown mask less the inner)."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    stroke_grow: int = Int(0, min=-999, max=999)
+    stroke_width: int = Int(20, min=0, max=999)
+    blur: int = Int(6, min=0, max=100)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskStroke",))
+
+    def run(self):
+        inner = self.stroke_grow - self.stroke_width // 2
+        outer = inner + self.stroke_width
+        out = []
+        for m in mask_batch(self.mask):
+            picture = to_pil(1 - m if self.invert_mask else m).convert("L")
+            band = to_tensor(expand_mask(picture, outer, self.blur)) - to_tensor(expand_mask(picture, inner, self.blur))
+            out.append(band.clamp(0, 255))
+        return batch(out)
+

@@ -2,21 +2,22 @@
 the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring names the
 pack's commits read and what is left out): the LayerUtility data nodes and ColorPicker, LayerColor's
 adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure, ColorTemperature)
-and LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap). Left out in this round: LayerColor Color
-Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film, ChannelShake and HDR Effects,
-LightLeak (it needs the pack's pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe
-(data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV,
-Exposure, MotionBlur, ColorMap), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB),
-25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness &
-Contrast and its V2), 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and
-074a0e9ec7c03fe0df22221f311496c3f12a3cee (ColorTemperature)."""
+LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap) and LayerMask's MaskMotionBlur. Left out in
+this round: LayerColor Color Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film,
+ChannelShake and HDR Effects, LightLeak (it needs the pack's pictures). Read at commits
+026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829
+(ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure, MotionBlur, ColorMap),
+17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB), 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB,
+MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
+3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
+(ColorTemperature)."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, check_interrupted
 from nodes.pack_nodes import POWER_LIMIT
-from nodes.pack_nodes_layerstyle import batch, chop_image, hex_rgb, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import batch, chop_image, hex_rgb, mask_batch, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -515,6 +516,28 @@ COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "
               "deepgreen")
 
 
+MAX_KERNEL_BYTES = 2**30  # a motion kernel is a float64 square blur × 5 on a side: refuse one past 1 GiB
+
+
+def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
+    """imagefunc.motion_blur of an RGB picture: OpenCV's filter2D with a line kernel blur × 5 pixels
+    long turned to angle + 45 degrees, the result stretched to the full 0-255 range
+    (cv2.normalize, as the pack does)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+    length = blur * 5
+    if length * length * 8 > MAX_KERNEL_BYTES:
+        raise NodeInputError(input_name, f"a blur of {blur} makes a {length}×{length} kernel, "
+                                         f"{length * length * 8 / 2**30:.1f} GiB: too big to work with")
+    turn = cv2.getRotationMatrix2D((length / 2, length / 2), angle + 45, 1)
+    kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
+    bgr = np.ascontiguousarray(np.asarray(picture.convert("RGB"))[..., ::-1])
+    blurred = cv2.filter2D(bgr, -1, kernel)
+    cv2.normalize(blurred, blurred, 0, 255, cv2.NORM_MINMAX)
+    return Image.fromarray(np.ascontiguousarray(blurred[..., ::-1]).astype(np.uint8))
+
+
 class LayerFilterMotionBlur(Node):
     """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
     line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
@@ -527,19 +550,31 @@ class LayerFilterMotionBlur(Node):
     comfy = ComfyAlias(("LayerFilter: MotionBlur",))
 
     def run(self):
-        import cv2
-        import numpy as np
-        from PIL import Image
-        length = self.blur * 5
-        turn = cv2.getRotationMatrix2D((length / 2, length / 2), self.angle + 45, 1)
-        kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
         out = []
         for i in self.image:
             check_interrupted()
-            bgr = np.asarray(to_pil(i).convert("RGB"))[..., ::-1].copy()
-            blurred = cv2.filter2D(bgr, -1, kernel)
-            cv2.normalize(blurred, blurred, 0, 255, cv2.NORM_MINMAX)
-            out.append(to_tensor(Image.fromarray(np.ascontiguousarray(blurred[..., ::-1]).astype(np.uint8))))
+            out.append(to_tensor(motion_blurred(to_pil(i), self.angle, self.blur)))
+        return batch(out)
+
+
+class LayerMaskMaskMotionBlur(Node):
+    """A motion blur of a mask, as LayerMask's MaskMotionBlur: the pack's motion blur (see
+    LayerFilter: MotionBlur: blur × 5 long at angle + 45 degrees, stretched to the full range) of
+    the mask, inverted first where invert_mask. Kernels past 1 GiB are refused."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    blur: int = Int(20, min=1, max=9999)
+    angle: float = Float(0.0, min=-360.0, max=360.0, step=0.1)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskMotionBlur",))
+
+    def run(self):
+        out = []
+        for m in mask_batch(self.mask):
+            check_interrupted()
+            picture = to_pil(1 - m if self.invert_mask else m).convert("L")
+            out.append(to_tensor(motion_blurred(picture, self.angle, self.blur).split()[0]))
         return batch(out)
 
 

@@ -817,3 +817,65 @@ def test_an_api_prompt_of_the_first_versions_runs_and_exports(registry):
     for node_id, entry in OLD_API.items():
         assert api[node_id]["class_type"] == entry["class_type"]
         assert api[node_id]["inputs"] == entry["inputs"], node_id
+
+
+def test_channel_split_and_merge_as_pil(registry):
+    image = torch.cat([rand(2, 8, 10, 3), rand(2, 8, 10, 1, seed=4)], dim=-1)
+    for mode in ("RGBA", "YCbCr", "LAB", "HSV"):
+        channels = node(registry, "LayerUtility: ImageChannelSplit", image=image, mode=mode)
+        picture = pil(image[1]).convert("RGBA")
+        parts = picture.split() if mode == "RGBA" else (*picture.convert(mode).split(), Image.new("L", (10, 8)))
+        for channel, part in zip(channels, parts):
+            assert channel.shape == (2, 8, 10) and torch.equal(channel[1], tensor(part)[0])
+        merged = node(registry, "LayerUtility: ImageChannelMerge", channel_1=channels[0], channel_2=channels[1],
+                      channel_3=channels[2], mode=mode, channel_4=channels[3] if mode == "RGBA" else None)
+        expected = Image.merge("RGBA", parts) if mode == "RGBA" else Image.merge(mode, parts[:3]).convert("RGB")
+        assert torch.equal(merged[1:2], tensor(expected)), mode
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageChannelMerge", channel_1=channels[0], channel_2=channels[1][:, :4],
+             channel_3=channels[2], mode="HSV")
+    assert e.value.input == "channel_2"
+
+
+def test_image_mask_scale_as_and_color_image_v2(registry):
+    image, mask, target = rand(1, 30, 40, 3), rand(1, 30, 40, seed=1), torch.zeros(2, 24, 24, 3)
+    out, out_mask, original, w, h = node(registry, "LayerUtility: ImageMaskScaleAsV2", scale_as=target,
+                                         fit="letterbox", method="bilinear", background_color="#FF0000",
+                                         image=image, mask=mask)
+    assert (original, w, h) == ([40, 30], 24, 24)
+    expected = Image.new("RGB", (24, 24), "#FF0000")
+    expected.paste(pil(image[0]).resize((24, int(24 / 40 * 30)), Image.BILINEAR), box=(0, (24 - 18) // 2))
+    assert torch.equal(out, tensor(expected))
+    expected_mask = Image.new("RGB", (24, 24), "#FF0000")
+    expected_mask.paste(pil(mask[0]).convert("RGB").resize((24, 18), Image.BILINEAR), box=(0, 3))
+    assert torch.equal(out_mask, tensor(expected_mask.convert("L")))
+    plain = node(registry, "LayerUtility: ImageMaskScaleAs", scale_as=mask[0], fit="crop", method="lanczos",
+                 image=rand(1, 10, 10, 3))
+    assert plain[0].shape == (1, 30, 40, 3) and plain[1] is None and plain[3:] == (40, 30)
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageMaskScaleAs", scale_as="x", fit="crop", method="lanczos", image=image)
+    assert e.value.input == "scale_as"
+    assert node(registry, "LayerUtility: ColorImage V2", size="768 x 512", custom_width=4, custom_height=4,
+                color="#102030").shape == (1, 512, 768, 3)
+    sized = node(registry, "LayerUtility: ColorImage V2", size="custom", custom_width=4, custom_height=4,
+                 color="#102030", size_as=image)
+    assert torch.equal(sized, tensor(Image.new("RGB", (40, 30), "#102030")))
+
+
+def test_mask_stroke_and_mask_motion_blur_as_the_pack(registry):
+    mask = box_mask()
+    out = node(registry, "LayerMask: MaskStroke", mask=1 - mask, invert_mask=True, stroke_grow=2, stroke_width=6,
+               blur=1)
+    inner, outer = 2 - 3, 2 - 3 + 6
+    expected = torch.clamp(tensor(expand(pil(mask[0]), outer, 1)) - tensor(expand(pil(mask[0]), inner, 1)), 0, 255)
+    assert torch.equal(out, expected)
+    blurred = node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=2, angle=12.5)
+    length = 2 * 5
+    turn = cv2.getRotationMatrix2D((length / 2, length / 2), 12.5 + 45, 1)
+    kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
+    result = cv2.filter2D(np.array(pil2cv2(pil(mask[0]))), -1, kernel)
+    cv2.normalize(result, result, 0, 255, cv2.NORM_MINMAX)
+    assert torch.equal(blurred, tensor(cv22pil(np.array(result, dtype=np.uint8)).convert("RGB").split()[0]))
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=9999, angle=0.0)
+    assert e.value.input == "blur" and "too big" in str(e.value)
