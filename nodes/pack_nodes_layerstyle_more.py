@@ -1,23 +1,25 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer effects,
 the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring names the
 pack's commits read and what is left out): the LayerUtility data nodes and ColorPicker, LayerColor's
-adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure, ColorTemperature)
-LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap) and LayerMask's MaskMotionBlur. Left out in
-this round: LayerColor Color Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film,
-ChannelShake and HDR Effects, LightLeak (it needs the pack's pictures). Read at commits
-026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829
-(ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure, MotionBlur, ColorMap),
-17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB), 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB,
-MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
-3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
-(ColorTemperature)."""
+adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure,
+ColorTemperature), LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap, ChannelShake), LayerMask's
+MaskMotionBlur, MaskEdgeShrink and MaskPreview, and LayerUtility's PurgeVRAM. Left out in this round:
+LayerColor Color Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film and HDR Effects,
+LightLeak (it needs the pack's pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe
+(data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV,
+Exposure, MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9
+(PurgeVRAM), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink),
+25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed
+(Brightness & Contrast and its V2), 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and
+074a0e9ec7c03fe0df22221f311496c3f12a3cee (ColorTemperature)."""
 
 from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, check_interrupted
 from nodes.pack_nodes import POWER_LIMIT
-from nodes.pack_nodes_layerstyle import batch, chop_image, hex_rgb, mask_batch, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import batch, chop_image, expand_mask, hex_rgb, inverted, mask_batch, shift_mask, \
+    step_color, step_value, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -641,3 +643,105 @@ class LayerColorGamma(Node):
                 rgb = Image.merge("RGBA", (*rgb.split(), picture.split()[-1]))
             out.append(to_tensor(rgb))
         return batch(out)
+
+
+class LayerFilterChannelShake(Node):
+    """Shift colour channels apart, as LayerFilter's ChannelShake: with x = int(cos(angle) × distance)
+    and y = int(sin(angle) × distance) (angle read as radians, as the pack does), the first channel
+    of mode moves by (x, y), the last by (-x, -y), black where nothing moves in (the pack's
+    shift_image, which also blanks the first row / column a shift would bring in from outside)."""
+    category = FILTER
+    image: IMAGE
+    distance: int = Int(20, min=1, max=999)
+    angle: float = Float(40.0, min=-360.0, max=360.0, step=0.1)
+    mode: str = Choice(("RGB", "RBG", "BGR", "BRG", "GBR", "GRB"), "RGB")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: ChannelShake",))
+
+    def run(self):
+        import math
+        from PIL import Image
+        x, y = int(math.cos(self.angle) * self.distance), int(math.sin(self.angle) * self.distance)
+        out = []
+        for i in self.image:
+            channels = dict(zip("RGB", to_pil(i).convert("RGB").split()))
+            # shift_image(channel, -x, -y) for the first, (x, y) for the last; shift_mask takes the move itself
+            channels[self.mode[0]] = shift_mask(channels[self.mode[0]], x, y)
+            channels[self.mode[-1]] = shift_mask(channels[self.mode[-1]], -x, -y)
+            out.append(to_tensor(Image.merge("RGB", [channels[c] for c in "RGB"])))
+        return batch(out)
+
+
+class LayerMaskMaskEdgeShrink(Node):
+    """Soften a mask's inner edge, as LayerMask's MaskEdgeShrink: in shrink_level steps the mask,
+    shrunk by shrink_level × soft (less each step) and blurred by 12 / (step + 0.1), darkens a white
+    picture outside it by a grey going to black (PIL's subtract, opacity rising from 1 to 100);
+    the mask shrunk by edge_shrink is laid over at edge_reserve percent; outside the mask is black."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    shrink_level: int = Int(4, min=0, max=16)
+    soft: int = Int(6, min=0, max=64)
+    edge_shrink: int = Int(1, min=0, max=999)
+    edge_reserve: int = Int(25, min=0, max=100)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskEdgeShrink",))
+
+    def run(self):
+        from PIL import Image, ImageChops
+        glow_range = self.shrink_level * self.soft
+        out = []
+        for m in mask_batch(self.mask):
+            mask = to_pil(1 - m if self.invert_mask else m).convert("L")
+            layer = Image.new("RGB", mask.size, "white")
+            grow = glow_range
+            for step in range(self.shrink_level):
+                check_interrupted()
+                color = step_color((255, 255, 255), (0, 0, 0), self.shrink_level, step)
+                glow_mask = expand_mask(mask, -grow, 12 / (step + 0.1))
+                shade = chop_image(layer, Image.new("RGB", mask.size, color), "subtract",
+                                   int(step_value(1, 100, self.shrink_level, step)))
+                layer.paste(shade, mask=inverted(glow_mask))
+                grow -= int(glow_range / self.shrink_level)
+            edge = expand_mask(mask, -self.edge_shrink, 0).convert("RGB")
+            layer = chop_image(layer, edge, "normal", self.edge_reserve)
+            layer.paste(Image.new("RGB", mask.size, "black"), mask=ImageChops.invert(mask))
+            out.append(to_tensor(layer.split()[0]))
+        return batch(out)
+
+
+class LayerMaskMaskPreview(Node):
+    """Show masks in the editor as grey pictures, as LayerMask's MaskPreview."""
+    category = "😺dzNodes/LayerMask"
+    output_node = True
+    mask: MASK
+    comfy = ComfyAlias(("LayerMask: MaskPreview",))
+
+    def run(self):
+        from nodes.image import preview
+        masks = mask_batch(self.mask)
+        preview(masks.reshape(-1, masks.shape[-2], masks.shape[-1])[..., None].expand(-1, -1, -1, 3))
+
+
+class LayerUtilityPurgeVRAM(Node):
+    """Free memory, as LayerUtility's PurgeVRAM: with purge_models the models graphflow's memory
+    manager holds on the GPU and not in use move to the CPU's RAM; then Python's garbage is
+    collected and the GPU's cache emptied (also without). purge_cache (ComfyUI's output cache) has
+    nothing to do here: graphflow's cache of node outputs is left alone during a run."""
+    category = "😺dzNodes/LayerUtility/SystemIO"
+    output_node = True
+    anything: ANY
+    purge_cache: bool = Bool(True)
+    purge_models: bool = Bool(True)
+    comfy = ComfyAlias(("LayerUtility: PurgeVRAM",))
+
+    def run(self):
+        from graphflow import memory
+        from graphflow.device import free_memory
+        if self.purge_models:
+            manager = memory.manager()
+            for component in list(manager.components.values()):
+                module = component.module()
+                if module is not None and not component.in_use:
+                    manager.offload(module)
+        free_memory()

@@ -879,3 +879,61 @@ def test_mask_stroke_and_mask_motion_blur_as_the_pack(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=9999, angle=0.0)
     assert e.value.input == "blur" and "too big" in str(e.value)
+
+
+def pack_shift(channel, distance_x, distance_y):
+    """The pack's shift_image (non-cyclic), pixel by pixel, of an RGB picture, then made L."""
+    width, height = channel.size
+    out = Image.new("RGB", (width, height), "#000000")
+    for x in range(width):
+        for y in range(height):
+            if x > -distance_x and y > -distance_y and x + distance_x < width and y + distance_y < height:
+                out.putpixel((x, y), channel.getpixel((x + distance_x, y + distance_y)))
+    return out.convert("L")
+
+
+@pytest.mark.parametrize("mode,angle", [("RGB", 40.0), ("GBR", -2.5), ("BRG", 3.0)])
+def test_channel_shake_as_the_pack(registry, mode, angle):
+    import math
+    image = rand(1, 14, 16, 3)
+    out = node(registry, "LayerFilter: ChannelShake", image=image, distance=5, angle=angle, mode=mode)
+    x, y = int(math.cos(angle) * 5), int(math.sin(angle) * 5)
+    channels = dict(zip("RGB", pil(image[0]).split()))
+    for c in "RGB":
+        if mode.startswith(c):
+            channels[c] = pack_shift(channels[c].convert("RGB"), -x, -y)
+        if mode.endswith(c):
+            channels[c] = pack_shift(channels[c].convert("RGB"), x, y)
+    assert torch.equal(out, tensor(Image.merge("RGB", [channels[c] for c in "RGB"])))
+
+
+def test_mask_edge_shrink_as_the_pack(registry):
+    mask = torch.zeros(1, 40, 44)
+    mask[0, 6:34, 8:38] = 1
+    out = node(registry, "LayerMask: MaskEdgeShrink", mask=mask, invert_mask=False, shrink_level=3, soft=2,
+               edge_shrink=1, edge_reserve=25)
+    mask_picture = pil(mask[0])
+    layer = Image.new("RGB", mask_picture.size, "white")
+    glow_range = grow = 3 * 2
+    for x in range(3):
+        color = hex_steps((255, 255, 255), (0, 0, 0), 3, x)
+        glow_mask = tensor(expand(mask_picture, -grow, 12 / (x + 0.1)))
+        shade = chop(layer, Image.new("RGB", layer.size, color), "subtract", int((100 - 1) * x / 3 + 1))
+        layer.paste(shade, mask=pil(1 - glow_mask).convert("L"))
+        grow -= int(glow_range / 3)
+    edge = pil(tensor(expand(mask_picture, -1, 0))).convert("RGB")
+    layer = chop(layer, edge, "normal", 25)
+    layer.paste(Image.new("RGB", layer.size, "black"), mask=ImageChops.invert(mask_picture))
+    assert torch.equal(out, tensor(layer.split()[0]))
+
+
+def test_mask_preview_and_purge_vram_run_in_a_graph(registry, tmp_folders):
+    graph = {"1": {"class_type": "SolidMask", "inputs": {"value": 0.5, "width": 8, "height": 6}},
+             "2": {"class_type": "LayerMask: MaskPreview", "inputs": {"mask": ["1", 0]}},
+             "3": {"class_type": "LayerUtility: PurgeVRAM", "inputs": {"anything": ["1", 0], "purge_cache": True,
+                                                                      "purge_models": True}}}
+    result = run_graph(registry, graph, outputs=["2", "3"])
+    shown = result.outputs["2"]["images"]
+    assert len(shown) == 1
+    with Image.open(tmp_folders.temp / shown[0]["subfolder"] / shown[0]["filename"]) as saved:
+        assert saved.size == (8, 6) and np.asarray(saved.convert("L")).max() in (127, 128)
