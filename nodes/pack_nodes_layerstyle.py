@@ -22,9 +22,9 @@ ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke.
 
 Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
 blend modes (blendmodes.py, which needs the blend_modes package) and ImageBlendAdvance, GradientImage
-(+V2), SimpleTextImage, RandomGenerator, QueueStop, the LayerMask nodes MaskGradient, PixelSpread and
-MaskByColor; for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG,
-VITMatte, Florence, ...) and LightLeak (the pack's own pictures).
+(+V2), SimpleTextImage, QueueStop, the LayerMask nodes MaskGradient, PixelSpread and MaskByColor; for
+good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...)
+and LightLeak (the pack's own pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""

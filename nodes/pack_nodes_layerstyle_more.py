@@ -1,17 +1,18 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer effects,
 the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring names the
-pack's commits read and what is left out): the LayerUtility data nodes and ColorPicker, LayerColor's
-adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma, Exposure,
-ColorTemperature), LayerFilter's filters (GaussianBlur, MotionBlur, ColorMap, ChannelShake), LayerMask's
-MaskMotionBlur, MaskEdgeShrink and MaskPreview, and LayerUtility's PurgeVRAM. Left out in this round:
-LayerColor Color Balance and AutoAdjust, LayerFilter Sharp & Soft, SkinBeauty, Film and HDR Effects,
-LightLeak (it needs the pack's pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe
-(data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV,
-Exposure, MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9
-(PurgeVRAM), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink),
-25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed
-(Brightness & Contrast and its V2), 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and
-074a0e9ec7c03fe0df22221f311496c3f12a3cee (ColorTemperature)."""
+pack's commits read and what is left out): the LayerUtility data nodes (with RandomGenerator and its V2)
+and ColorPicker, LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels,
+Gamma, Exposure, ColorTemperature, ColorBalance), LayerFilter's filters (GaussianBlur, MotionBlur,
+ColorMap, ChannelShake), LayerMask's MaskMotionBlur, MaskEdgeShrink and MaskPreview, and LayerUtility's
+PurgeVRAM. Left out in this round: LayerColor AutoAdjust (its blend goes through the blend_modes
+package), LayerFilter Sharp & Soft, SkinBeauty, Film and HDR Effects, LightLeak (it needs the pack's
+pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
+33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
+MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM),
+17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink), 25965f5c0e710750aec73ca92f99ae373dfbb910
+(LAB, MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
+3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
+(ColorTemperature, ColorBalance), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
 
 from __future__ import annotations
 
@@ -745,3 +746,113 @@ class LayerUtilityPurgeVRAM(Node):
                 if module is not None and not component.in_use:
                     manager.offload(module)
         free_memory()
+
+
+def color_balance(picture, cyan_red: float, magenta_green: float, yellow_blue: float):
+    """imagefunc.color_balance as LayerColor's ColorBalance calls it: each colour channel bent by
+    three cubic splines (scipy's CubicSpline through (0, 0), (centre, centre + value × most), (1, 1))
+    at the shadows (0.15, most 0.1), midtones (0.5, most 1) and highlights (0.8, most 0.2), the
+    same value for all three; then scaled back to the picture's luminance (0.2126 R + 0.7152 G +
+    0.0722 B). In torch float32, as the pack works."""
+    import torch
+    from scipy.interpolate import CubicSpline
+    image = to_tensor(picture)
+    luminance = 0.2126 * image[..., 0] + 0.7152 * image[..., 1] + 0.0722 * image[..., 2]
+    ranges = ((0.15, 0.1), (0.5, 1), (0.8, 0.2))
+    for channel, value in enumerate((cyan_red, magenta_green, yellow_blue)):
+        for centre, most in ranges:
+            points = torch.tensor([[0, 0], [centre, centre + value * most], [1, 1]])
+            spline = CubicSpline(points[:, 0], points[:, 1])
+            image[..., channel] = torch.clamp(torch.from_numpy(spline(image[..., channel])), 0, 1)
+    image *= (luminance / (0.2126 * image[..., 0] + 0.7152 * image[..., 1] + 0.0722 * image[..., 2])).unsqueeze(-1)
+    return to_pil(image[0])
+
+
+class LayerColorColorBalance(Node):
+    """Colour balance, as LayerColor's ColorBalance: cyan_red, magenta_green and yellow_blue (-1..1)
+    bend the red, green and blue channels by cubic-spline curves at the shadows, midtones and
+    highlights, then the picture is scaled back to its luminance. An RGBA image keeps its alpha."""
+    category = COLOR
+    image: IMAGE
+    cyan_red: float = Float(0.0, min=-1.0, max=1.0, step=0.001)
+    magenta_green: float = Float(0.0, min=-1.0, max=1.0, step=0.001)
+    yellow_blue: float = Float(0.0, min=-1.0, max=1.0, step=0.001)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: ColorBalance",))
+
+    def run(self):
+        import numpy as np
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            with np.errstate(divide="ignore", invalid="ignore"):  # black pixels: 0 / 0, as in the pack
+                result = color_balance(picture, self.cyan_red, self.magenta_green, self.yellow_blue)
+            out.append(to_tensor(keep_alpha(result, picture)))
+        return batch(out)
+
+
+def random_numbers(seed: int, min_value: float, max_value: float, decimals: int, least: float = 0.0,
+                   factor_first: bool = False) -> tuple:
+    """The pack's random draw (Python's random, seeded): a number in min_value..max_value (the V2
+    draws again, up to 500 times, while its size is below least), rounded to decimals (by way of
+    a factor in 3..9 the pack divides and multiplies by, drawn first by the first version); its
+    whole part, and whether that is even."""
+    import random
+    draw = random.Random(seed)
+    factor = draw.uniform(3, 9) if factor_first else None
+    for _ in range(500):
+        number = draw.uniform(min_value, max_value)
+        if abs(number) - least >= 0 or least > max_value:
+            break
+    if factor is None:
+        factor = draw.uniform(3, 9)
+    value = round(number / factor * factor, decimals)
+    return int(value), value, int(value) % 2 == 0
+
+
+class LayerUtilityRandomGeneratorV2(Node):
+    """Random numbers from a seed, as LayerUtility's RandomGeneratorV2: a float between min_value and
+    max_value (at least `least` in size, where it can be) rounded to float_decimal_places, its
+    whole part, and whether that is even; one set per image of a linked batch (then lists, as the
+    pack gives them; all alike, as each is drawn from the same seed)."""
+    category = DATA
+    min_value: float = Float(0.0, min=-1.0e14, max=1.0e14, step=0.01)
+    max_value: float = Float(10.0, min=-1.0e14, max=1.0e14, step=0.01)
+    least: float = Float(0.0, min=0.0, max=1.0e14, step=0.01)
+    float_decimal_places: int = Int(1, min=1, max=14)
+    seed: int = Int(0, min=0, max=10**14, control_after_generate=True)
+    image: IMAGE = None
+    outputs = {"int": INT, "float": FLOAT, "bool": BOOLEAN}
+    comfy = ComfyAlias(("LayerUtility: RandomGeneratorV2",))
+
+    def run(self):
+        count = len(self.image) if self.image is not None else 1
+        numbers = [random_numbers(self.seed, self.min_value, self.max_value, self.float_decimal_places, self.least)
+                   for _ in range(count)]
+        return numbers[0] if count == 1 else tuple(list(column) for column in zip(*numbers))
+
+
+class LayerUtilityRandomGenerator(Node):
+    """Random numbers, as LayerUtility's RandomGenerator: a float between min_value and max_value
+    rounded to float_decimal_places, its whole part, and whether that is even, from a new random
+    seed each time the node runs (as in ComfyUI, a run with the same inputs keeps the last
+    result); with fix_seed one seed serves all the images of a linked batch, else one each (then
+    lists, as the pack gives them)."""
+    category = DATA
+    min_value: float = Float(0.0, min=-1.0e14, max=1.0e14, step=0.01)
+    max_value: float = Float(10.0, min=-1.0e14, max=1.0e14, step=0.01)
+    float_decimal_places: int = Int(1, min=1, max=14)
+    fix_seed: bool = Bool(False)
+    image: IMAGE = None
+    outputs = {"int": INT, "float": FLOAT, "bool": BOOLEAN}
+    comfy = ComfyAlias(("LayerUtility: RandomGenerator",))
+
+    def run(self):
+        import random
+        count = len(self.image) if self.image is not None else 1
+        seeds = random.SystemRandom().sample(range(int(1e14) + 1), count)
+        if self.fix_seed:
+            seeds = [seeds[0]] * count
+        numbers = [random_numbers(seed, self.min_value, self.max_value, self.float_decimal_places, factor_first=True)
+                   for seed in seeds]
+        return numbers[0] if count == 1 else tuple(list(column) for column in zip(*numbers))

@@ -937,3 +937,37 @@ def test_mask_preview_and_purge_vram_run_in_a_graph(registry, tmp_folders):
     assert len(shown) == 1
     with Image.open(tmp_folders.temp / shown[0]["subfolder"] / shown[0]["filename"]) as saved:
         assert saved.size == (8, 6) and np.asarray(saved.convert("L")).max() in (127, 128)
+
+
+def test_color_balance_as_the_pack(registry):
+    from scipy.interpolate import CubicSpline
+    image = rand(1, 6, 7, 3)
+    out = node(registry, "LayerColor: ColorBalance", image=image, cyan_red=0.4, magenta_green=-0.3, yellow_blue=0.1)
+    img = tensor(pil(image[0]))
+    original = 0.2126 * img[..., 0] + 0.7152 * img[..., 1] + 0.0722 * img[..., 2]
+    for i, v in enumerate((0.4, -0.3, 0.1)):
+        for center, most in ((0.15, 0.1), (0.5, 1), (0.8, 0.2)):
+            cs = CubicSpline(*torch.tensor([[0, 0], [center, center + v * most], [1, 1]]).T)
+            img[..., i] = torch.clamp(torch.from_numpy(cs(img[..., i])), 0, 1)
+    img *= (original / (0.2126 * img[..., 0] + 0.7152 * img[..., 1] + 0.0722 * img[..., 2])).unsqueeze(-1)
+    assert torch.equal(out, tensor(pil(img)))
+
+
+def test_random_generators_as_pythons_random(registry):
+    import random
+    out = node(registry, "LayerUtility: RandomGeneratorV2", min_value=-5.0, max_value=20.0, least=3.0,
+               float_decimal_places=2, seed=1234)
+    random.seed(1234)
+    while True:
+        number = random.uniform(-5.0, 20.0)
+        if abs(number) - 3.0 >= 0:
+            break
+    factor = random.uniform(3, 9)
+    value = round(number / factor * factor, 2)
+    assert out == (int(value), value, int(value) % 2 == 0)
+    listed = node(registry, "LayerUtility: RandomGeneratorV2", min_value=-5.0, max_value=20.0, least=3.0,
+                  float_decimal_places=2, seed=1234, image=rand(3, 2, 2, 3))
+    assert listed == ([out[0]] * 3, [out[1]] * 3, [out[2]] * 3)
+    first = node(registry, "LayerUtility: RandomGenerator", min_value=2.0, max_value=2.9, float_decimal_places=3,
+                 fix_seed=True, image=rand(2, 2, 2, 3))
+    assert first[0] == [2, 2] and first[1][0] == first[1][1] and 2.0 <= first[1][0] <= 2.9
