@@ -11,20 +11,22 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow), 17ac6c0b4602a2ab74f4fa12fc
 13acd2532ac65db693aed6097f84bc35230bf65d (RestoreCropBox), 62b0394685d2dd63bea081546d430f80e279429e
 (ExtendCanvas, ExtendCanvasV2), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (ImageChannelSplit, ColorImage
 V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, ImageMaskScaleAs (+V2)),
-and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend modes, expand_mask,
-shift_image, mask_area, min_bounding_rect, fit_resize_image, step_color).
+0c16b99cade0bfd4a98d89d9a70933ff56faded8 (GradientImage), 22dd72ce589a8b025e152cabe9e18319c8ed75d4
+(GradientImage V2), and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend
+modes, expand_mask, shift_image, mask_area, min_bounding_rect, fit_resize_image, step_color).
 
 Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay;
 LayerUtility: ImageBlend, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2), ImageScaleRestore
 (+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox, ExtendCanvas
-(+V2), ImageMaskScaleAs (+V2), ColorImage V2, ImageChannelSplit / Merge, ImageOpacity, ImageRemoveAlpha,
-ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke.
+(+V2), ImageMaskScaleAs (+V2), ColorImage V2, GradientImage (+V2), ImageChannelSplit / Merge,
+ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow,
+MaskStroke.
 
 Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
-blend modes (blendmodes.py, which needs the blend_modes package) and ImageBlendAdvance, GradientImage
-(+V2), SimpleTextImage, QueueStop, the LayerMask nodes MaskGradient, PixelSpread and MaskByColor; for
-good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...)
-and LightLeak (the pack's own pictures).
+blend modes (blendmodes.py, which needs the blend_modes package) and ImageBlendAdvance, SimpleTextImage,
+QueueStop, the LayerMask nodes MaskGradient, PixelSpread and MaskByColor; for good: everything needing
+models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's
+own pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
@@ -1372,3 +1374,79 @@ class LayerMaskMaskStroke(Node):
             out.append(band.clamp(0, 255))
         return batch(out)
 
+
+
+def vertical_gradient(start: tuple, end: tuple, width: int, height: int):
+    """imagefunc.create_gradient ("bottom"): row i is int(start × (height - i) / height + end × i /
+    height) per channel."""
+    import numpy as np
+    from PIL import Image
+    rows = np.arange(height)[:, None]
+    colours = (np.array(start)[None] * (height - rows) / height + np.array(end)[None] * rows / height).astype(int)
+    return Image.fromarray(np.repeat(colours[:, None, :], width, axis=1).astype(np.uint8), "RGB")
+
+
+def gradient(start: str, end: str, width: int, height: int, angle: float, size_input: str = "width"):
+    """imagefunc.gradient: a square start colour / gradient / end colour strip, (width + height) / 4
+    on a side per part, stretched to a square, turned by angle (PIL's bicubic rotate, expanded, on
+    black), its middle 2/3 width × 2/3 height cropped and resized to width × height."""
+    from PIL import Image
+    start_rgb, end_rgb = hex_rgb(start, "start_color"), hex_rgb(end, "end_color")
+    side = int((width + height) / 4)
+    check_made_size(size_input, 1, side * 3, side * 3, "the gradient's working square")
+    strip = Image.new("RGB", (side, side * 3), start_rgb)
+    strip.paste(Image.new("RGB", (side, side), start_rgb), box=(0, 0, side, side))
+    strip.paste(vertical_gradient(start_rgb, end_rgb, side, side), box=(0, side, side, side * 2))
+    strip.paste(Image.new("RGB", (side, side), end_rgb), box=(0, side * 2, side, side * 3))
+    square = strip.resize((side * 3, side * 3))
+    if angle not in (0, 360):
+        square = square.rotate(angle, Image.BICUBIC, True, fillcolor=(0, 0, 0, 0)).convert("RGB")
+    centre = int(square.width / 2)
+    half_width, half_height = int(width / 3), int(height / 3)
+    middle = square.crop((centre - half_width, centre - half_height, centre + half_width, centre + half_height))
+    return middle.resize((width, height))
+
+
+class LayerUtilityGradientImage(Node):
+    """A linear gradient picture from start_color to end_color ('#RRGGBB') turned by angle, as
+    LayerUtility's GradientImage (the pack's imagefunc.gradient: a wide start / gradient / end strip
+    turned, its middle cropped and resized)."""
+    category = "😺dzNodes/LayerUtility"
+    width: int = Int(512, min=4, max=99999, resource="width")
+    height: int = Int(512, min=4, max=99999, resource="height")
+    angle: int = Int(0, min=-360, max=360)
+    start_color: str = Text("#FFFFFF")
+    end_color: str = Text("#000000")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: GradientImage",))
+
+    def run(self):
+        return to_tensor(gradient(self.start_color, self.end_color, self.width, self.height, self.angle))
+
+
+class LayerUtilityGradientImageV2(Node):
+    """A linear gradient picture as GradientImage, as LayerUtility's GradientImage V2: of the size of
+    size_as (an image or mask) where linked, else of the chosen size ("custom": custom_width ×
+    custom_height). The pack's extra sizes from its custom_size.ini are not known here."""
+    category = "😺dzNodes/LayerUtility"
+    size: str = Choice(COLOR_IMAGE_SIZES, "custom")
+    custom_width: int = Int(512, min=4, max=99999)
+    custom_height: int = Int(512, min=4, max=99999)
+    angle: int = Int(0, min=-360, max=360)
+    start_color: str = Text("#FFFFFF")
+    end_color: str = Text("#000000")
+    size_as: ANY = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: GradientImage V2",))
+
+    def run(self):
+        if self.size_as is not None:
+            width, height = picture_size(self.size_as, "size_as")
+        elif self.size == "custom":
+            width, height = self.custom_width, self.custom_height
+        else:
+            width, height = (int(side) for side in self.size.split("x"))
+        check_made_size("custom_width" if self.size == "custom" and self.size_as is None else "size", 1, width,
+                        height, "the picture")
+        size_input = "custom_width" if self.size == "custom" and self.size_as is None else "size"
+        return to_tensor(gradient(self.start_color, self.end_color, width, height, self.angle, size_input))

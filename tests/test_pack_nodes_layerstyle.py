@@ -971,3 +971,41 @@ def test_random_generators_as_pythons_random(registry):
     first = node(registry, "LayerUtility: RandomGenerator", min_value=2.0, max_value=2.9, float_decimal_places=3,
                  fix_seed=True, image=rand(2, 2, 2, 3))
     assert first[0] == [2, 2] and first[1][0] == first[1][1] and 2.0 <= first[1][0] <= 2.9
+
+
+def pack_gradient(start, end, width, height, angle):
+    """The pack's imagefunc.gradient with its create_gradient line loop and rotate steps."""
+    from PIL import ImageDraw
+    def rgb(h):
+        return tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))
+    radius = int((width + height) / 4)
+    g = Image.new("RGB", (radius, radius), rgb(start))
+    draw = ImageDraw.Draw(g)
+    s, e = rgb(start), rgb(end)
+    for i in range(radius):
+        draw.line((0, i, radius, i), fill=tuple(int(s[c] * (radius - i) / radius + e[c] * i / radius) for c in range(3)))
+    canvas = Image.new("RGB", (radius, radius * 3), start)
+    canvas.paste(Image.new("RGB", (radius, radius), start), box=(0, 0, radius, radius))
+    canvas.paste(g, box=(0, radius, radius, radius * 2))
+    canvas.paste(Image.new("RGB", (radius, radius), end), box=(0, radius * 2, radius, radius * 3))
+    canvas = canvas.resize((radius * 3, radius * 3))
+    if angle not in (0, 360):
+        turned = tensor(pil(tensor(canvas)[0]).rotate(angle, Image.BICUBIC, True, fillcolor=(0, 0, 0, 0)))
+        canvas = pil(torch.stack([turned])).convert("RGB")
+    center = int(canvas.width / 2)
+    x, y = int(width / 3), int(height / 3)
+    return canvas.crop((center - x, center - y, center + x, center + y)).resize((width, height))
+
+
+@pytest.mark.parametrize("angle", [0, 30, -120])
+def test_gradient_images_as_the_pack(registry, angle):
+    out = node(registry, "LayerUtility: GradientImage", width=40, height=24, angle=angle, start_color="#FF8000",
+               end_color="#0020C0")
+    assert torch.equal(out, tensor(pack_gradient("#FF8000", "#0020C0", 40, 24, angle)))
+    sized = node(registry, "LayerUtility: GradientImage V2", size="custom", custom_width=4, custom_height=4,
+                 angle=angle, start_color="#FF8000", end_color="#0020C0", size_as=rand(1, 24, 40, 3))
+    assert torch.equal(sized, out)
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: GradientImage", width=40, height=24, angle=angle, start_color="red",
+             end_color="#0020C0")
+    assert e.value.input == "start_color"
