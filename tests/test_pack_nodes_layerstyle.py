@@ -983,7 +983,8 @@ def pack_gradient(start, end, width, height, angle):
     draw = ImageDraw.Draw(g)
     s, e = rgb(start), rgb(end)
     for i in range(radius):
-        draw.line((0, i, radius, i), fill=tuple(int(s[c] * (radius - i) / radius + e[c] * i / radius) for c in range(3)))
+        row = tuple(int(s[c] * (radius - i) / radius + e[c] * i / radius) for c in range(3))
+        draw.line((0, i, radius, i), fill=row)
     canvas = Image.new("RGB", (radius, radius * 3), start)
     canvas.paste(Image.new("RGB", (radius, radius), start), box=(0, 0, radius, radius))
     canvas.paste(g, box=(0, radius, radius, radius * 2))
