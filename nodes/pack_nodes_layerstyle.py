@@ -6,8 +6,8 @@ and LayerFilter. Read from the pack's py/*.py and py/imagefunc.py at commits
 ImageCombineAlpha, CropByMask V2, ImageScaleByAspectRatio), 33d9f817de53f80bcd2631f0dcee13066975f829
 (ImageBlend, Stroke, ColorOverlay, InnerShadow, InnerGlow, MaskInvert, ImageOpacity, CropByMask),
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow), 17ac6c0b4602a2ab74f4fa12fc378541843a7653
-(MaskGrow), 29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8 (ImageScaleByAspectRatio V2, ImageScaleRestore),
-16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
+(MaskGrow, ImageBlendAdvance), 29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8 (ImageScaleByAspectRatio V2,
+ImageScaleRestore), 16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
 13acd2532ac65db693aed6097f84bc35230bf65d (RestoreCropBox), 62b0394685d2dd63bea081546d430f80e279429e
 (ExtendCanvas, ExtendCanvasV2), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (ImageChannelSplit, ColorImage
 V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, ImageMaskScaleAs (+V2)),
@@ -16,17 +16,17 @@ V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, Im
 modes, expand_mask, shift_image, mask_area, min_bounding_rect, fit_resize_image, step_color).
 
 Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay;
-LayerUtility: ImageBlend, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2), ImageScaleRestore
-(+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox, ExtendCanvas
-(+V2), ImageMaskScaleAs (+V2), ColorImage V2, GradientImage (+V2), ImageChannelSplit / Merge,
-ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow,
+LayerUtility: ImageBlend, ImageBlendAdvance, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2),
+ImageScaleRestore (+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox,
+ExtendCanvas (+V2), ImageMaskScaleAs (+V2), ColorImage V2, GradientImage (+V2), ImageChannelSplit /
+Merge, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow,
 MaskStroke.
 
 Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
-blend modes (blendmodes.py, which needs the blend_modes package) and ImageBlendAdvance, SimpleTextImage,
-QueueStop, the LayerMask nodes MaskGradient, PixelSpread and MaskByColor; for good: everything needing
-models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's
-own pictures).
+blend modes (blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use
+them, SimpleTextImage, QueueStop, the LayerMask nodes MaskGradient, PixelSpread and MaskByColor; for
+good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...)
+and LightLeak (the pack's own pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
@@ -1450,3 +1450,78 @@ class LayerUtilityGradientImageV2(Node):
                         height, "the picture")
         size_input = "custom_width" if self.size == "custom" and self.size_as is None else "size"
         return to_tensor(gradient(self.start_color, self.end_color, width, height, self.angle, size_input))
+
+
+def rotate_expand(picture, angle: float, supersample: int, method: str):
+    """imagefunc's rotate with expansion, as image_rotate_extend_with_alpha uses it: the RGB picture
+    turned by angle (none at 0 or 360) on black, growing to hold it; the sampler as `method` names
+    (lanczos / bicubic: bicubic turn; hamming / bilinear: bilinear; box / nearest: nearest); with
+    supersample > 1 turned at that many times the size and scaled back."""
+    from PIL import Image
+    picture = picture.convert("RGB")
+    if angle in (0, 360):
+        return picture
+    resize_sampler = resample(method)
+    turn_sampler = {"lanczos": Image.BICUBIC, "bicubic": Image.BICUBIC, "hamming": Image.BILINEAR,
+                    "bilinear": Image.BILINEAR, "box": Image.NEAREST, "nearest": Image.NEAREST}[method]
+    if supersample > 1:
+        large = picture.resize((picture.width * supersample, picture.height * supersample), resize_sampler)
+        turned = large.rotate(angle, turn_sampler, True, fillcolor=(0, 0, 0, 0))
+        return turned.resize((turned.width // supersample, turned.height // supersample), resize_sampler)
+    return picture.rotate(angle, turn_sampler, True, fillcolor=(0, 0, 0, 0))
+
+
+class LayerUtilityImageBlendAdvance(Node):
+    """Place a layer on a background and blend it, as LayerUtility's ImageBlendAdvance: the layer and
+    its mask (layer_mask, inverted where invert_mask; else its alpha, else whole) mirrored, scaled
+    (width × scale, height × scale × aspect_ratio, PIL's default bicubic), turned by rotate
+    (transform_method's sampler, anti_aliasing times supersampled) and centred at x_percent /
+    y_percent of the background; blended by blend_mode at opacity through the placed mask, which
+    is also given."""
+    category = "😺dzNodes/LayerUtility"
+    background_image: IMAGE
+    layer_image: IMAGE
+    invert_mask: bool = Bool(True)
+    blend_mode: str = Choice(CHOP_MODES, "normal")
+    opacity: int = Int(100, min=0, max=100)
+    x_percent: float = Float(50.0, min=-999.0, max=999.0, step=0.01)
+    y_percent: float = Float(50.0, min=-999.0, max=999.0, step=0.01)
+    mirror: str = Choice(("None", "horizontal", "vertical"), "None")
+    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    aspect_ratio: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    rotate: float = Float(0.0, min=-999999.0, max=999999.0, step=0.01)
+    transform_method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    anti_aliasing: int = Int(0, min=0, max=16)
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance",))
+
+    def run(self):
+        from PIL import Image
+        masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, True)
+        images, out_masks = [], []
+        for i in range(max(len(self.background_image), len(self.layer_image), len(masks))):
+            check_interrupted()
+            canvas = to_pil(nth(self.background_image, i)).convert("RGB")
+            layer = to_pil(nth(self.layer_image, i))
+            mask = fitting_mask(nth(masks, i), layer.size, "ImageBlendAdvance").convert("RGB")
+            width, height = int(layer.width * self.scale), int(layer.height * self.scale * self.aspect_ratio)
+            # the turn may grow both sides to width + height, at anti_aliasing times the size
+            side = (width + height) * max(self.anti_aliasing, 1)
+            check_made_size("scale", 2, side, side, "the scaled and turned layer")
+            if self.mirror != "None":
+                flip = Image.FLIP_LEFT_RIGHT if self.mirror == "horizontal" else Image.FLIP_TOP_BOTTOM
+                layer, mask = layer.transpose(flip), mask.transpose(flip)
+            layer, mask = layer.resize((width, height)), mask.resize((width, height))
+            layer = rotate_expand(layer, self.rotate, self.anti_aliasing, self.transform_method)
+            mask = rotate_expand(mask, self.rotate, self.anti_aliasing, self.transform_method).convert("L")
+            x = int(canvas.width * self.x_percent / 100 - layer.width / 2)
+            y = int(canvas.height * self.y_percent / 100 - layer.height / 2)
+            placed, placed_mask = canvas.copy(), Image.new("RGB", canvas.size, "black")
+            placed.paste(layer, (x, y))
+            placed_mask.paste(mask, (x, y))
+            placed_mask = placed_mask.convert("L")
+            canvas.paste(chop_image(canvas, placed, self.blend_mode, self.opacity), mask=placed_mask)
+            images.append(to_tensor(canvas))
+            out_masks.append(to_tensor(placed_mask))
+        return batch(images), batch(out_masks)

@@ -1010,3 +1010,40 @@ def test_gradient_images_as_the_pack(registry, angle):
         node(registry, "LayerUtility: GradientImage", width=40, height=24, angle=angle, start_color="red",
              end_color="#0020C0")
     assert e.value.input == "start_color"
+
+
+@pytest.mark.parametrize("rotate,method,aa,mirror", [(0.0, "lanczos", 0, "None"), (33.5, "bilinear", 0, "horizontal"),
+                                                     (-70.0, "lanczos", 2, "vertical")])
+def test_image_blend_advance_as_the_pack(registry, rotate, method, aa, mirror):
+    background, layer, mask = rand(1, 40, 48, 3), rand(1, 20, 16, 3, seed=1), box_mask(20, 16)
+    out, out_mask = node(registry, "LayerUtility: ImageBlendAdvance", background_image=background, layer_image=layer,
+                         invert_mask=False, blend_mode="screen", opacity=80, x_percent=30.0, y_percent=60.0,
+                         mirror=mirror, scale=1.5, aspect_ratio=0.8, rotate=rotate, transform_method=method,
+                         anti_aliasing=aa, layer_mask=mask)
+    samplers = {"lanczos": (Image.LANCZOS, Image.BICUBIC), "bilinear": (Image.BILINEAR, Image.BILINEAR)}
+
+    def turn(picture):  # the pack's __rotate_expand, through its tensors
+        if rotate in (0.0, 360.0):
+            return picture
+        resize, rot = samplers[method]
+        img = pil(tensor(picture)[0])
+        if aa > 1:
+            big = img.resize((img.width * aa, img.height * aa), resize).rotate(rotate, rot, True,
+                                                                                fillcolor=(0, 0, 0, 0))
+            return big.resize((big.width // aa, big.height // aa), resize)
+        return img.rotate(rotate, rot, True, fillcolor=(0, 0, 0, 0))
+
+    canvas, picture, mask_picture = pil(background[0]), pil(layer[0]), pil(mask[0]).convert("RGB")
+    w, h = int(16 * 1.5), int(20 * 1.5 * 0.8)
+    if mirror != "None":
+        flip = Image.FLIP_LEFT_RIGHT if mirror == "horizontal" else Image.FLIP_TOP_BOTTOM
+        picture, mask_picture = picture.transpose(flip), mask_picture.transpose(flip)
+    picture = turn(picture.resize((w, h)).convert("RGB"))
+    mask_picture = turn(mask_picture.resize((w, h)).convert("RGB")).convert("L")
+    x, y = int(48 * 30.0 / 100 - picture.width / 2), int(40 * 60.0 / 100 - picture.height / 2)
+    comp, comp_mask = canvas.copy(), Image.new("RGB", canvas.size, "black")
+    comp.paste(picture, (x, y))
+    comp_mask.paste(mask_picture, (x, y))
+    comp_mask = comp_mask.convert("L")
+    canvas.paste(chop(canvas, comp, "screen", 80), mask=comp_mask)
+    assert torch.equal(out, tensor(canvas)) and torch.equal(out_mask, tensor(comp_mask))
