@@ -3,16 +3,18 @@ the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose d
 pack's commits read and what is left out): the LayerUtility data nodes (with RandomGenerator and its V2)
 and ColorPicker, LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels,
 Gamma, Exposure, ColorTemperature, ColorBalance), LayerFilter's filters (GaussianBlur, MotionBlur,
-ColorMap, ChannelShake), LayerMask's MaskMotionBlur, MaskEdgeShrink and MaskPreview, and LayerUtility's
-PurgeVRAM. Left out in this round: LayerColor AutoAdjust (its blend goes through the blend_modes
-package), LayerFilter Sharp & Soft, SkinBeauty, Film and HDR Effects, LightLeak (it needs the pack's
-pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
-33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
-MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM),
-17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink), 25965f5c0e710750aec73ca92f99ae373dfbb910
-(LAB, MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
+ColorMap, ChannelShake, and Sharp & Soft without its "very soft", which needs OpenCV's contrib guided
+filter), LayerMask's MaskMotionBlur, MaskEdgeShrink and MaskPreview, and LayerUtility's PurgeVRAM. Left
+out in this round: LayerColor AutoAdjust (its blend goes through the blend_modes package), LayerFilter
+SkinBeauty, Film and HDR Effects, LightLeak (it needs the pack's pictures). Read at commits
+026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829
+(ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure, MotionBlur, ColorMap, ChannelShake, MaskPreview),
+15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB,
+MaskEdgeShrink), 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur),
+15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
-(ColorTemperature, ColorBalance), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
+(ColorTemperature, ColorBalance), 182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft,
+py/sharp_soft.py), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
 
 from __future__ import annotations
 
@@ -856,3 +858,22 @@ class LayerUtilityRandomGenerator(Node):
         numbers = [random_numbers(seed, self.min_value, self.max_value, self.float_decimal_places, factor_first=True)
                    for seed in seeds]
         return numbers[0] if count == 1 else tuple(list(column) for column in zip(*numbers))
+
+
+class LayerFilterSharpAndSoft(Node):
+    """LayerFilter's Sharp & Soft, as the pack's code runs: only "very soft" filters (its if / else
+    chain gives the images back unchanged for "very sharp", "sharp", "soft" and "None", which is
+    what happens here too). "very soft" needs opencv-contrib's guided filter (cv2.ximgproc), which
+    graphflow does not have: it is refused, naming enhance."""
+    category = FILTER
+    images: IMAGE
+    enhance: str = Choice(("very sharp", "sharp", "soft", "very soft", "None"), "very sharp")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: Sharp & Soft",))
+
+    def run(self):
+        if self.enhance == "very soft":
+            raise NodeInputError("enhance", "\"very soft\" needs OpenCV's contrib guided filter (cv2.ximgproc), "
+                                            "not installed here; the other settings give the images unchanged, "
+                                            "as in the pack")
+        return self.images

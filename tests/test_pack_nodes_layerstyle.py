@@ -1047,3 +1047,12 @@ def test_image_blend_advance_as_the_pack(registry, rotate, method, aa, mirror):
     comp_mask = comp_mask.convert("L")
     canvas.paste(chop(canvas, comp, "screen", 80), mask=comp_mask)
     assert torch.equal(out, tensor(canvas)) and torch.equal(out_mask, tensor(comp_mask))
+
+
+def test_sharp_and_soft_gives_the_images_back_as_the_packs_code_does(registry):
+    images = rand(2, 5, 6, 3)
+    for enhance in ("very sharp", "sharp", "soft", "None"):
+        assert node(registry, "LayerFilter: Sharp & Soft", images=images, enhance=enhance) is images
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerFilter: Sharp & Soft", images=images, enhance="very soft")
+    assert e.value.input == "enhance"
