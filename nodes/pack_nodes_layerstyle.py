@@ -24,7 +24,7 @@ MaskStroke.
 
 Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
 blend modes (blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use
-them, SimpleTextImage, QueueStop, the LayerMask nodes MaskGradient, PixelSpread and MaskByColor; for
+them, SimpleTextImage, QueueStop, the LayerMask nodes MaskGradient and PixelSpread (pymatting); for
 good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...)
 and LightLeak (the pack's own pictures).
 

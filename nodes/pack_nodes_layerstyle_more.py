@@ -4,25 +4,26 @@ pack's commits read and what is left out): the LayerUtility data nodes (with Ran
 and ColorPicker, LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels,
 Gamma, Exposure, ColorTemperature, ColorBalance), LayerFilter's filters (GaussianBlur, MotionBlur,
 ColorMap, ChannelShake, and Sharp & Soft without its "very soft", which needs OpenCV's contrib guided
-filter), LayerMask's MaskMotionBlur, MaskEdgeShrink and MaskPreview, and LayerUtility's PurgeVRAM. Left
-out in this round: LayerColor AutoAdjust (its blend goes through the blend_modes package), LayerFilter
-SkinBeauty, Film and HDR Effects, LightLeak (it needs the pack's pictures). Read at commits
-026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py), 33d9f817de53f80bcd2631f0dcee13066975f829
-(ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure, MotionBlur, ColorMap, ChannelShake, MaskPreview),
-15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB,
-MaskEdgeShrink), 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur),
-15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
-3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
-(ColorTemperature, ColorBalance), 182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft,
-py/sharp_soft.py), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
+filter), LayerMask's MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview, and LayerUtility's
+PurgeVRAM. Left out in this round: LayerColor AutoAdjust (its blend goes through the blend_modes
+package), LayerFilter SkinBeauty, Film and HDR Effects, LightLeak (it needs the pack's pictures). Read
+at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
+33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
+MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM),
+17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink, MaskByColor),
+25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed
+(Brightness & Contrast and its V2), 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and
+074a0e9ec7c03fe0df22221f311496c3f12a3cee (ColorTemperature, ColorBalance),
+182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft, py/sharp_soft.py),
+73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
 
 from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
     NodeInputError, Text, check_interrupted
 from nodes.pack_nodes import POWER_LIMIT
-from nodes.pack_nodes_layerstyle import batch, chop_image, expand_mask, hex_rgb, inverted, mask_batch, shift_mask, \
-    step_color, step_value, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import batch, chop_image, expand_mask, hex_rgb, inverted, layer_masks, mask_batch, \
+    nth, shift_mask, step_color, step_value, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -877,3 +878,72 @@ class LayerFilterSharpAndSoft(Node):
                                             "not installed here; the other settings give the images unchanged, "
                                             "as in the pack")
         return self.images
+
+
+def mask_fix(mask, fill_holes: int, threshold: float):
+    """imagefunc.mask_fix as MaskByColor calls it (radius 1, white_threshold and extra_clip both
+    `threshold`), on one float32 mask [H, W]: OpenCV's bilateral filter, divided by a blurred
+    estimate of the white level; with fill_holes, the squared mask dilated, eroded and blurred at
+    2 × fill_holes + 1 and the larger of the two kept."""
+    import cv2
+    import numpy as np
+    image = np.ascontiguousarray(mask, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cleaned = cv2.bilateralFilter(image, 9, 0.05, 8)
+        alpha = np.clip((image - threshold) / (1 - threshold), 0, 1)
+        white = image * alpha
+        alpha = cv2.GaussianBlur(alpha, (3, 3), 0) * 0.99 + np.average(alpha) * 0.01
+        white = cv2.GaussianBlur(white, (3, 3), 0) * 0.99 + np.average(white) * 0.01
+        white = white / np.clip(alpha, 0.00001, 1) * threshold
+        cleaned = np.clip(cleaned / white, 0, 1)
+    if fill_holes > 0:
+        side = fill_holes * 2 + 1
+        filled = cv2.dilate(cleaned * cleaned, np.ones((side, side), np.uint8), iterations=1)
+        filled = cv2.erode(filled, np.ones((side + 2, side + 2), np.uint8), iterations=1)
+        cleaned = np.maximum(cleaned, cv2.GaussianBlur(filled, (side, side), 0))
+    return cleaned
+
+
+class LayerMaskMaskByColor(Node):
+    """A mask of the pixels near a colour, as LayerMask's MaskByColor: each of R, G, B within
+    threshold × 1.28 (of 255) of color (color_in_HEX instead where it is a '#RRGGBB'), kept inside
+    mask (inverted where invert_mask; else the image's alpha), inverted where invert_mask, then
+    with fix_gap cleaned by the pack's mask_fix (fix_gap the holes it fills, fix_threshold its
+    white level)."""
+    category = "😺dzNodes/LayerMask"
+    image: IMAGE
+    color: str = Text("#FFFFFF")
+    color_in_HEX: str = Text("")
+    threshold: int = Int(50, min=0, max=100)
+    fix_gap: int = Int(2, min=0, max=32)
+    fix_threshold: float = Float(0.75, min=0.01, max=0.99, step=0.01)
+    invert_mask: bool = Bool(False)
+    mask: MASK = None
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskByColor",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image
+        hex_input = self.color_in_HEX.startswith("#") and len(self.color_in_HEX) == 7
+        target = np.array(hex_rgb(self.color_in_HEX, "color_in_HEX") if hex_input else hex_rgb(self.color, "color"))
+        spread = int(self.threshold * 1.28)
+        masks = layer_masks(self.image, self.mask, self.invert_mask, True)
+        out = []
+        for i in range(len(self.image)):
+            picture = to_pil(self.image[i])
+            if picture.mode != "RGB":
+                raise NodeInputError("image", f"the pack compares RGB pictures, got {picture.mode}")
+            values = np.asarray(picture, int)
+            low, high = np.clip(target - spread, 0, None), np.clip(target + spread, None, 255)
+            near = np.all((values >= low) & (values <= high), axis=-1)
+            inside = Image.new("L", picture.size, "black")
+            inside.paste(Image.fromarray((near * 255).astype(np.uint8)), mask=nth(masks, i))
+            mask = to_tensor(inside)
+            if self.invert_mask:
+                mask = 1 - mask
+            if self.fix_gap:
+                mask = torch.from_numpy(mask_fix(mask[0].numpy(), self.fix_gap, self.fix_threshold))[None]
+            out.append(mask)
+        return batch(out)

@@ -1056,3 +1056,36 @@ def test_sharp_and_soft_gives_the_images_back_as_the_packs_code_does(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerFilter: Sharp & Soft", images=images, enhance="very soft")
     assert e.value.input == "enhance"
+
+
+def test_mask_by_color_as_the_pack(registry):
+    image = rand(1, 24, 20, 3)
+    image[0, 4:12, 3:9] = torch.tensor([0.9, 0.2, 0.1])
+    for fix_gap, invert in ((0, False), (2, True)):
+        out = node(registry, "LayerMask: MaskByColor", image=image, color="#000000", color_in_HEX="#E6331A",
+                   threshold=10, fix_gap=fix_gap, fix_threshold=0.75, invert_mask=invert)
+        # the pack's create_mask_from_color_tensor, then its paste, invert and mask_fix
+        temp = (torch.clamp(tensor(pil(image[0])).squeeze(), 0, 1.0) * 255.0).round().to(torch.int)
+        color, spread = torch.tensor([0xE6, 0x33, 0x1A]), int(10 * 1.28)
+        near = ((temp >= (color - spread).clamp(min=0).view(1, 1, 1, 3))
+                & (temp <= (color + spread).clamp(max=255).view(1, 1, 1, 3))).all(dim=-1).float()
+        inside = Image.new("L", (20, 24), "black")
+        inside.paste(pil(near).convert("L"), mask=Image.new("L", (20, 24), "white"))
+        mask = tensor(inside)
+        if invert:
+            mask = 1 - mask
+        if fix_gap:
+            m = mask[0].numpy().copy()
+            cleaned = cv2.bilateralFilter(m, 9, 0.05, 8)
+            alpha = np.clip((m - 0.75) / (1 - 0.75), 0, 1)
+            rgb = m * alpha
+            alpha = cv2.GaussianBlur(alpha, (3, 3), 0) * 0.99 + np.average(alpha) * 0.01
+            rgb = cv2.GaussianBlur(rgb, (3, 3), 0) * 0.99 + np.average(rgb) * 0.01
+            rgb = rgb / np.clip(alpha, 0.00001, 1) * 0.75
+            cleaned = np.clip(cleaned / rgb, 0, 1)
+            gamma = cv2.dilate(cleaned * cleaned, np.ones((5, 5), np.uint8), iterations=1)
+            gamma = cv2.erode(gamma, np.ones((7, 7), np.uint8), iterations=1)
+            mask = torch.from_numpy(np.maximum(cleaned, cv2.GaussianBlur(gamma, (5, 5), 0)))[None]
+        assert out.shape == (1, 24, 20)
+        torch.testing.assert_close(out, mask, atol=0, rtol=0, equal_nan=True)
+    assert out[0, 6, 5] < 0.5  # the patch is the colour: inverted, it is dark
