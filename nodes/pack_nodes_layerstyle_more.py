@@ -3,19 +3,19 @@ the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose d
 pack's commits read and what is left out): the LayerUtility data nodes (with RandomGenerator and its V2)
 and ColorPicker, LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels,
 Gamma, Exposure, ColorTemperature, ColorBalance), LayerFilter's filters (GaussianBlur, MotionBlur,
-ColorMap, ChannelShake, and Sharp & Soft without its "very soft", which needs OpenCV's contrib guided
-filter), LayerMask's MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview, and LayerUtility's
-PurgeVRAM. Left out in this round: LayerColor AutoAdjust (its blend goes through the blend_modes
-package), LayerFilter SkinBeauty, Film and HDR Effects, LightLeak (it needs the pack's pictures). Read
-at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
+ColorMap, ChannelShake, HDR Effects, and Sharp & Soft without its "very soft", which needs OpenCV's
+contrib guided filter), LayerMask's MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview, and
+LayerUtility's PurgeVRAM. Left out in this round: LayerColor AutoAdjust (its blend goes through the
+blend_modes package), LayerFilter SkinBeauty and Film (its film grain module), LightLeak (it needs the
+pack's pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
 MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM),
 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink, MaskByColor),
-25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur), 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed
-(Brightness & Contrast and its V2), 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and
-074a0e9ec7c03fe0df22221f311496c3f12a3cee (ColorTemperature, ColorBalance),
-182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft, py/sharp_soft.py),
-73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
+25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur, HDR Effects),
+15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
+3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
+(ColorTemperature, ColorBalance), 182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft,
+py/sharp_soft.py), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
 
 from __future__ import annotations
 
@@ -946,4 +946,51 @@ class LayerMaskMaskByColor(Node):
             if self.fix_gap:
                 mask = torch.from_numpy(mask_fix(mask[0].numpy(), self.fix_gap, self.fix_threshold))[None]
             out.append(mask)
+        return batch(out)
+
+
+def hdr_luminance(lightness, hdr: float, shadow: float, highlight: float):
+    """The HDR Effects' merge of its lightness channel (0-255, float32): shadows darkened by
+    (1 - L / 255)² × shadow² × hdr, highlights lifted by (L / 255)² × highlight² × hdr, both
+    combined and mixed with the original by hdr; 8 bits, truncated."""
+    import numpy as np
+    shadow_mask = np.clip((1 - (lightness / 255)) ** 2, 0, 1)
+    highlight_mask = np.clip((lightness / 255) ** 2, 0, 1)
+    darker = np.clip(lightness * (1 - shadow_mask * (shadow ** 2 * hdr)), 0, 255)
+    lighter = np.clip(lightness + (255 - lightness) * highlight_mask * (highlight ** 2 * hdr), 0, 255)
+    adjusted = np.clip(darker + lighter - lightness, 0, 255)
+    return np.clip(lightness * (1 - hdr) + adjusted * hdr, 0, 255).astype(np.uint8)
+
+
+class LayerFilterHDREffects(Node):
+    """An HDR look, as LayerFilter's HDR Effects: the picture to LAB (littlecms's sRGB and LAB
+    profiles through PIL's ImageCms), its lightness's shadows and highlights pushed apart by
+    shadow_intensity / highlight_intensity and hdr_intensity, back to RGB, then PIL's contrast × (1 +
+    contrast) and colour × (1 + enhance_color / 5). gamma_intensity changes nothing: the pack works
+    out its gamma curve and does not use it. The picture is read as RGB."""
+    category = FILTER
+    image: IMAGE
+    hdr_intensity: float = Float(0.5, min=0.0, max=5.0, step=0.01)
+    shadow_intensity: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    highlight_intensity: float = Float(0.75, min=0.0, max=1.0, step=0.01)
+    gamma_intensity: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    contrast: float = Float(0.1, min=0.0, max=1.0, step=0.01)
+    enhance_color: float = Float(0.25, min=0.0, max=1.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: HDREffects",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageCms, ImageEnhance
+        srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+        out = []
+        for i in self.image:
+            picture = to_pil(i).convert("RGB")
+            lightness, a, b = ImageCms.profileToProfile(picture, srgb, lab, outputMode="LAB").split()
+            merged = hdr_luminance(np.array(lightness, dtype=np.float32), self.hdr_intensity, self.shadow_intensity,
+                                   self.highlight_intensity)
+            result = ImageCms.profileToProfile(Image.merge("LAB", (Image.fromarray(merged), a, b)), lab, srgb,
+                                               outputMode="RGB")
+            result = ImageEnhance.Contrast(result).enhance(1 + self.contrast)
+            out.append(to_tensor(ImageEnhance.Color(result).enhance(1 + self.enhance_color * 0.2)))
         return batch(out)

@@ -1089,3 +1089,26 @@ def test_mask_by_color_as_the_pack(registry):
         assert out.shape == (1, 24, 20)
         torch.testing.assert_close(out, mask, atol=0, rtol=0, equal_nan=True)
     assert out[0, 6, 5] < 0.5  # the patch is the colour: inverted, it is dark
+
+
+def test_hdr_effects_as_the_pack(registry):
+    from PIL import ImageCms, ImageEnhance
+    image = rand(1, 10, 12, 3)
+    out = node(registry, "LayerFilter: HDREffects", image=image, hdr_intensity=0.8, shadow_intensity=0.4,
+               highlight_intensity=0.6, gamma_intensity=0.9, contrast=0.2, enhance_color=0.5)
+    srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+    lum, a, b = ImageCms.profileToProfile(pil(image[0]), srgb, lab, outputMode="LAB").split()
+    base = np.array(lum, dtype=np.float32)
+    s, h, hdr = 0.4 ** 2 * 0.8, 0.6 ** 2 * 0.8, 0.8
+    shadow_mask, highlight_mask = np.clip((1 - (base / 255)) ** 2, 0, 1), np.clip((base / 255) ** 2, 0, 1)
+    shadows = np.clip(base * (1 - shadow_mask * s), 0, 255)
+    highlights = np.clip(base + (255 - base) * highlight_mask * h, 0, 255)
+    adjusted = np.clip(shadows + highlights - base, 0, 255)
+    final = np.clip(base * (1 - hdr) + adjusted * hdr, 0, 255).astype(np.uint8)
+    rgb = ImageCms.profileToProfile(Image.merge("LAB", (Image.fromarray(final), a, b)), lab, srgb, outputMode="RGB")
+    expected = ImageEnhance.Color(ImageEnhance.Contrast(rgb).enhance(1.2)).enhance(1 + 0.5 * 0.2)
+    assert torch.equal(out, tensor(expected))
+    # gamma_intensity is worked out by the pack and never used
+    same = node(registry, "LayerFilter: HDREffects", image=image, hdr_intensity=0.8, shadow_intensity=0.4,
+                highlight_intensity=0.6, gamma_intensity=0.0, contrast=0.2, enhance_color=0.5)
+    assert torch.equal(same, out)
