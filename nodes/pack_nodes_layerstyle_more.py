@@ -1,21 +1,23 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer effects,
-the blend modes and the sizing nodes, is nodes/pack_nodes_layerstyle.py, whose docstring names the
-pack's commits read and what is left out): the LayerUtility data nodes (with RandomGenerator and its V2)
-and ColorPicker, LayerColor's adjustments (HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels,
-Gamma, Exposure, ColorTemperature, ColorBalance), LayerFilter's filters (GaussianBlur, MotionBlur,
-ColorMap, ChannelShake, HDR Effects, and Sharp & Soft without its "very soft", which needs OpenCV's
-contrib guided filter), LayerMask's MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview, and
-LayerUtility's PurgeVRAM. Left out in this round: LayerColor AutoAdjust (its blend goes through the
-blend_modes package), LayerFilter SkinBeauty and Film (its film grain module), LightLeak (it needs the
-pack's pictures). Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
+the blend modes and the picture nodes of LayerUtility and LayerMask, is nodes/pack_nodes_layerstyle.py,
+whose docstring names what of the pack is left out): the LayerUtility data nodes (with RandomGenerator
+and its V2), ColorPicker and PurgeVRAM; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2),
+Levels, Gamma, Exposure, ColorTemperature and ColorBalance; LayerFilter's GaussianBlur, MotionBlur,
+ColorMap, ChannelShake, HDR Effects, SkinBeauty, and Sharp & Soft without its "very soft" (OpenCV's
+contrib guided filter); LayerMask's MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview. Left
+out here: LayerColor AutoAdjust (its blend goes through the blend_modes package), LayerFilter Film (the
+pack's film grain module) and LightLeak (the pack's pictures).
+
+Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
 MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM),
 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink, MaskByColor),
 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur, HDR Effects),
 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
-3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels) and 074a0e9ec7c03fe0df22221f311496c3f12a3cee
-(ColorTemperature, ColorBalance), 182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft,
-py/sharp_soft.py), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984 (RandomGenerator (+V2))."""
+3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels), 074a0e9ec7c03fe0df22221f311496c3f12a3cee
+(ColorTemperature, ColorBalance), 182355e3e524ee10bb3cb1d799d22a43ac7d186f (Sharp & Soft),
+a267afb24b80ebd0ff9c3ac4833d3c8285b862da (SkinBeauty) and 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984
+(RandomGenerator (+V2)); imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388."""
 
 from __future__ import annotations
 
@@ -994,3 +996,49 @@ class LayerFilterHDREffects(Node):
             result = ImageEnhance.Contrast(result).enhance(1 + self.contrast)
             out.append(to_tensor(ImageEnhance.Color(result).enhance(1 + self.enhance_color * 0.2)))
         return batch(out)
+
+
+class LayerFilterSkinBeauty(Node):
+    """Smooth skin, as LayerFilter's SkinBeauty: the light areas (grey above the mean brightness of
+    the red channel's Otsu-thresholded part, less 16, plus threshold; OpenCV's to-zero threshold)
+    blurred by (width + height) / 2000 × smooth make the mask through which an OpenCV bilateral
+    filter of the picture (its strength growing with (smooth / 50)²), blurred the same and laid
+    over at opacity, is pasted; gives the picture and that mask. PIL's blurs as the pack's
+    imagefunc at cf8c238f (no RGBA step)."""
+    category = FILTER
+    image: IMAGE
+    smooth: int = Int(20, min=1, max=64)
+    threshold: int = Int(-10, min=-255, max=255)
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"image": IMAGE, "beauty_mask": MASK}
+    comfy = ComfyAlias(("LayerFilter: SkinBeauty",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image, ImageFilter
+        images, masks = [], []
+        for i in self.image:
+            check_interrupted()
+            canvas = to_pil(i).convert("RGB")
+            rgb = np.asarray(canvas)
+            red = np.ascontiguousarray(rgb[..., 0])
+            _, otsu = cv2.threshold(red, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+            lit = red[(otsu > 0) & (red > 1)]  # the pack's average skips the black it pasted on, and near-black
+            if lit.size == 0:
+                raise NodeInputError("image", "no light part found to measure (the picture is black)")
+            level = int(lit.astype(np.int64).sum() / lit.size) - 16 + self.threshold
+            grey = cv2.cvtColor(rgb[..., ::-1].copy(), cv2.COLOR_BGR2GRAY)
+            _, light = cv2.threshold(grey, level, 255, cv2.THRESH_TOZERO)
+            blur = int((canvas.width + canvas.height) / 2000 * self.smooth)
+            factor = (self.smooth / 50.0) ** 2
+            span = (canvas.width + canvas.height) / 256 * factor
+            smoothed = cv2.bilateralFilter(np.ascontiguousarray(rgb), int(span), max(1, float(span)),
+                                           max(1, float((canvas.width + canvas.height) / 160 * factor)))
+            smoothed = Image.fromarray(smoothed).filter(ImageFilter.GaussianBlur(radius=blur))
+            smoothed = chop_image(canvas, smoothed, "normal", self.opacity)
+            light_mask = Image.fromarray(light).filter(ImageFilter.GaussianBlur(radius=blur)).convert("L")
+            canvas.paste(smoothed, mask=light_mask)
+            images.append(to_tensor(canvas))
+            masks.append(to_tensor(light_mask))
+        return batch(images), batch(masks)

@@ -1112,3 +1112,30 @@ def test_hdr_effects_as_the_pack(registry):
     same = node(registry, "LayerFilter: HDREffects", image=image, hdr_intensity=0.8, shadow_intensity=0.4,
                 highlight_intensity=0.6, gamma_intensity=0.0, contrast=0.2, enhance_color=0.5)
     assert torch.equal(same, out)
+
+
+def test_skin_beauty_as_the_pack(registry):
+    image = rand(1, 40, 44, 3)
+    image[0, 10:30, 10:30] = image[0, 10:30, 10:30] * 0.3 + 0.7
+    out, mask = node(registry, "LayerFilter: SkinBeauty", image=image, smooth=30, threshold=-10, opacity=80)
+    canvas = pil(image[0])
+    r = canvas.split()[0]
+    # the pack's gray_threshold (Otsu), remove_background and get_image_bright_average
+    _, otsu = cv2.threshold(cv2.cvtColor(pil2cv2(r), cv2.COLOR_BGR2GRAY), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    removed = Image.new("RGB", canvas.size, "#000000")
+    removed.paste(r, mask=cv22pil(otsu).convert("L"))
+    values = [int(v) for v in np.asarray(removed.convert("L")).ravel() if v > 1]
+    auto = int(sum(values) / len(values)) - 16
+    _, light = cv2.threshold(cv2.cvtColor(pil2cv2(canvas), cv2.COLOR_BGR2GRAY), auto - 10, 255, cv2.THRESH_TOZERO)
+    light_mask = cv22pil(light).convert("L")
+    blur = int((44 + 40) / 2000 * 30)
+    factor = (30 / 50.0) ** 2
+    img = cv2.cvtColor(pil2cv2(canvas), cv2.COLOR_BGR2RGB)
+    img = cv2.bilateralFilter(src=img, d=int((44 + 40) / 256 * factor),
+                              sigmaColor=max(1, float((44 + 40) / 256 * factor)),
+                              sigmaSpace=max(1, float((44 + 40) / 160 * factor)))
+    smoothed = cv22pil(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)).filter(ImageFilter.GaussianBlur(radius=blur))
+    smoothed = chop(canvas, smoothed, "normal", 80)
+    light_mask = light_mask.filter(ImageFilter.GaussianBlur(radius=blur)).convert("L")
+    canvas.paste(smoothed, mask=light_mask)
+    assert torch.equal(out, tensor(canvas)) and torch.equal(mask, tensor(light_mask))
