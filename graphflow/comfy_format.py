@@ -291,8 +291,16 @@ CUSTOM_PACKS = {
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
 }
+# ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
+# NODE_CLASS_MAPPINGS give them
+LAYERSTYLE_LEFT_OUT = {
+    **dict.fromkeys(("LayerMask: SegmentAnythingUltra V2", "LayerMask: BiRefNetUltraV2",
+                     "LayerMask: LoadBiRefNetModel"),
+                    "it runs a segmentation model (SAM / BiRefNet) the pack downloads"),
+    "LayerFilter: LightLeak": "it overlays light-leak pictures the pack ships in its own model file",
+}
 # why a class of a pack listed above is left out, where it is left out on purpose
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT}
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **LAYERSTYLE_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

@@ -1139,3 +1139,9 @@ def test_skin_beauty_as_the_pack(registry):
     light_mask = light_mask.filter(ImageFilter.GaussianBlur(radius=blur)).convert("L")
     canvas.paste(smoothed, mask=light_mask)
     assert torch.equal(out, tensor(canvas)) and torch.equal(mask, tensor(light_mask))
+
+
+def test_a_left_out_class_says_why(registry):
+    from graphflow.comfy_format import unknown_type_hint
+    note = unknown_type_hint("LayerMask: SegmentAnythingUltra V2")
+    assert "ComfyUI_LayerStyle" in note and "segmentation model" in note
