@@ -11,22 +11,23 @@ ImageScaleRestore), 16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore 
 13acd2532ac65db693aed6097f84bc35230bf65d (RestoreCropBox), 62b0394685d2dd63bea081546d430f80e279429e
 (ExtendCanvas, ExtendCanvasV2), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (ImageChannelSplit, ColorImage
 V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, ImageMaskScaleAs (+V2)),
-0c16b99cade0bfd4a98d89d9a70933ff56faded8 (GradientImage), 22dd72ce589a8b025e152cabe9e18319c8ed75d4
-(GradientImage V2), and imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend
-modes, expand_mask, shift_image, mask_area, min_bounding_rect, fit_resize_image, step_color).
+0c16b99cade0bfd4a98d89d9a70933ff56faded8 (GradientImage, MaskGradient),
+22dd72ce589a8b025e152cabe9e18319c8ed75d4 (GradientImage V2), and imagefunc.py at
+cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend modes, expand_mask, shift_image, mask_area,
+min_bounding_rect, fit_resize_image, step_color).
 
 Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay;
 LayerUtility: ImageBlend, ImageBlendAdvance, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2),
 ImageScaleRestore (+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox,
 ExtendCanvas (+V2), ImageMaskScaleAs (+V2), ColorImage V2, GradientImage (+V2), ImageChannelSplit /
 Merge, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow,
-MaskStroke.
+MaskStroke, MaskGradient.
 
 Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
 blend modes (blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use
-them, SimpleTextImage, QueueStop, the LayerMask nodes MaskGradient and PixelSpread (pymatting); for
-good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...)
-and LightLeak (the pack's own pictures).
+them, SimpleTextImage, QueueStop, LayerMask PixelSpread (pymatting); for good: everything needing models
+or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's own
+pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
@@ -934,16 +935,18 @@ def mask_area(mask) -> tuple:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())
 
 
-def min_bounding_rect(mask) -> tuple:
-    """imagefunc.min_bounding_rect of the pack's blurred mask (mask2image's white-on-black picture,
-    PIL's GaussianBlur(20), to grey): the bounding box (x, y, width, height) of the largest of
-    OpenCV's contours of its pixels above 127 (RETR_LIST, CHAIN_APPROX_SIMPLE); (0, 0, 0, 0) for none."""
+def min_bounding_rect(mask, blur: bool = True) -> tuple:
+    """imagefunc.min_bounding_rect: the bounding box (x, y, width, height) of the largest of OpenCV's
+    contours (RETR_LIST, CHAIN_APPROX_SIMPLE) of the mask's pixels above 127; (0, 0, 0, 0) for none.
+    CropByMask first blurs the mask as the pack does (mask2image's white-on-black picture, PIL's
+    GaussianBlur(20), to grey)."""
     import cv2
     import numpy as np
     from PIL import Image, ImageFilter
-    picture = Image.composite(Image.new("RGBA", mask.size, "white"), Image.new("RGBA", mask.size, "black"), mask)
-    blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=20)).convert("L"))
-    _, thresh = cv2.threshold(blurred, 127, 255, 0)
+    if blur:
+        picture = Image.composite(Image.new("RGBA", mask.size, "white"), Image.new("RGBA", mask.size, "black"), mask)
+        mask = picture.filter(ImageFilter.GaussianBlur(radius=20)).convert("L")
+    _, thresh = cv2.threshold(np.asarray(mask), 127, 255, 0)
     contours, _ = cv2.findContours(thresh, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     best, area = (0, 0, 0, 0), 0
     for contour in contours:
@@ -1525,3 +1528,60 @@ class LayerUtilityImageBlendAdvance(Node):
             images.append(to_tensor(canvas))
             out_masks.append(to_tensor(placed_mask))
         return batch(images), batch(out_masks)
+
+
+class LayerMaskMaskGradient(Node):
+    """Fade a mask towards one side, as LayerMask's MaskGradient: over the bounding box of the mask's
+    largest white area, black fades in from gradient_side (the pack's black-to-white gradient,
+    squeezed to gradient_scale percent of the box and moved by gradient_offset), then the result
+    is mixed with the mask at opacity percent. As in the pack, a batch gives one mask (its last)."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    gradient_side: str = Choice(("top", "bottom", "left", "right"), "top")
+    gradient_scale: int = Int(100, min=1, max=9999)
+    gradient_offset: int = Int(0, min=-9999, max=9999)
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskGradient",))
+
+    def run(self):
+        from PIL import Image
+        last = mask_batch(self.mask)[-1]
+        mask = to_pil(1 - last if self.invert_mask else last).convert("L")
+        canvas, (width, height) = mask.copy(), mask.size
+        box_x, box_y, box_width, box_height = min_bounding_rect(mask, blur=False)
+        if box_width == 0 or box_height == 0:
+            raise NodeInputError("mask", "no white area to fade (the pack fails there)")
+        ramp = gradient("#000000", "#FFFFFF", width, height, 0)
+        vertical = self.gradient_side in ("top", "bottom")
+        box = (width, box_height) if vertical else (box_width, height)
+        length = box[1] if vertical else box[0]
+        turns = {"top": Image.FLIP_TOP_BOTTOM, "left": Image.ROTATE_270, "right": Image.ROTATE_90}
+        turn = turns.get(self.gradient_side)
+        if turn is not None:
+            ramp = ramp.transpose(turn)
+        ramp = ramp.resize(box)
+        far_end = self.gradient_side in ("bottom", "right")  # the fade sits at the box's far end
+        if self.gradient_scale != 100:
+            scaled_length = int(length * self.gradient_scale / 100)
+            ramp = ramp.resize((width, scaled_length) if vertical else (scaled_length, height))
+            placed = Image.new("RGB", box, "black")
+            at = length - scaled_length if far_end else 0
+            placed.paste(ramp, box=(0, at) if vertical else (at, 0))
+            ramp = placed
+        if self.gradient_offset != 0:
+            offset = self.gradient_offset
+            placed = Image.new("RGB", box, "black")
+            placed.paste(ramp, box=(0, offset) if vertical else (offset, 0))
+            white_at = offset + length if far_end else offset - length
+            placed.paste(Image.new("RGB", box, "white"), box=(0, white_at) if vertical else (white_at, 0))
+            ramp = placed
+            if (offset < -length) if far_end else (offset > length):
+                ramp = Image.new("RGB", box, "white")
+        corner = (0, box_y) if vertical else (box_x, 0)
+        canvas.paste(Image.new("RGB", box, "black"), box=corner, mask=ramp.convert("L"))
+        if self.opacity < 100:
+            canvas = chop_image(mask, canvas, "normal", self.opacity)
+        return to_tensor(canvas)
+

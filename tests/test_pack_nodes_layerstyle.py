@@ -1145,3 +1145,64 @@ def test_a_left_out_class_says_why(registry):
     from graphflow.comfy_format import unknown_type_hint
     note = unknown_type_hint("LayerMask: SegmentAnythingUltra V2")
     assert "ComfyUI_LayerStyle" in note and "segmentation model" in note
+
+
+@pytest.mark.parametrize("side,scale,offset,opacity", [("top", 100, 0, 100), ("bottom", 60, 3, 70),
+                                                       ("left", 100, -4, 100), ("right", 150, -30, 50)])
+def test_mask_gradient_as_the_pack(registry, side, scale, offset, opacity):
+    mask = torch.zeros(1, 30, 36)
+    mask[0, 6:24, 8:30] = 1
+    out = node(registry, "LayerMask: MaskGradient", mask=1 - mask, invert_mask=True, gradient_side=side,
+               gradient_scale=scale, gradient_offset=offset, opacity=opacity)
+    m = pil(mask[0])
+    canvas, (width, height) = m.copy(), m.size
+    g = pack_gradient("#000000", "#FFFFFF", width, height, 0)
+    _, thresh = cv2.threshold(cv2.cvtColor(pil2cv2(m), cv2.COLOR_BGR2GRAY), 127, 255, 0)
+    x, y, w, h = max((cv2.boundingRect(c) for c in cv2.findContours(thresh, 1, 2)[0]), key=lambda r: r[2] * r[3])
+    black = "black"
+    if side == "top":
+        size = (width, h)
+        g = g.transpose(Image.FLIP_TOP_BOTTOM).resize(size)
+        if scale != 100:
+            box = Image.new("RGB", size, black)
+            box.paste(g.resize((width, int(h * scale / 100))), box=(0, 0))
+            g = box
+        if offset:
+            box = Image.new("RGB", size, black)
+            box.paste(g, box=(0, offset))
+            box.paste(Image.new("RGB", size, "white"), box=(0, offset - h))
+            g = box if offset <= h else Image.new("RGB", size, "white")
+        canvas.paste(Image.new("RGB", size, black), box=(0, y), mask=g.convert("L"))
+    elif side == "bottom":
+        size = (width, h)
+        g = g.resize(size)
+        if scale != 100:
+            box = Image.new("RGB", size, black)
+            g2 = g.resize((width, int(h * scale / 100)))
+            box.paste(g2, box=(0, h - g2.height))
+            g = box
+        if offset:
+            box = Image.new("RGB", size, black)
+            box.paste(g, box=(0, offset))
+            box.paste(Image.new("RGB", size, "white"), box=(0, offset + h))
+            g = box if offset >= -h else Image.new("RGB", size, "white")
+        canvas.paste(Image.new("RGB", size, black), box=(0, y), mask=g.convert("L"))
+    else:
+        size = (w, height)
+        g = g.transpose(Image.ROTATE_270 if side == "left" else Image.ROTATE_90).resize(size)
+        if scale != 100:
+            box = Image.new("RGB", size, black)
+            g2 = g.resize((int(w * scale / 100), height))
+            box.paste(g2, box=(0, 0) if side == "left" else (w - g2.width, 0))
+            g = box
+        if offset:
+            box = Image.new("RGB", size, black)
+            box.paste(g, box=(offset, 0))
+            box.paste(Image.new("RGB", size, "white"), box=(offset - w if side == "left" else offset + w, 0))
+            g = box
+            if (side == "left" and offset > w) or (side == "right" and offset < -w):
+                g = Image.new("RGB", size, "white")
+        canvas.paste(Image.new("RGB", size, black), box=(x, 0), mask=g.convert("L"))
+    if opacity < 100:
+        canvas = Image.blend(canvas, m, 1 - opacity / 100)
+    assert torch.equal(out, tensor(canvas))
