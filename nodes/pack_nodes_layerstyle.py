@@ -5,9 +5,10 @@ and LayerFilter. Read from the pack's py/*.py and py/imagefunc.py at commits
 25965f5c0e710750aec73ca92f99ae373dfbb910 (DropShadow, ColorImage, GetImageSize, ImageRemoveAlpha,
 ImageCombineAlpha, CropByMask V2, ImageScaleByAspectRatio), 33d9f817de53f80bcd2631f0dcee13066975f829
 (ImageBlend, Stroke, ColorOverlay, InnerShadow, InnerGlow, MaskInvert, ImageOpacity, CropByMask),
-a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow), 17ac6c0b4602a2ab74f4fa12fc378541843a7653
-(MaskGrow, ImageBlendAdvance), 29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8 (ImageScaleByAspectRatio V2,
-ImageScaleRestore), 16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
+a267afb24b80ebd0ff9c3ac4833d3c8285b862da (OuterGlow), 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984
+(GradientOverlay), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (MaskGrow, ImageBlendAdvance),
+29cc4dc3522cb8a6d3d08b9351e9fb45236ae4e8 (ImageScaleByAspectRatio V2, ImageScaleRestore),
+16b1edc983e27469bff1afd79e23418b5e4ce176 (ImageScaleRestore V2),
 13acd2532ac65db693aed6097f84bc35230bf65d (RestoreCropBox), 62b0394685d2dd63bea081546d430f80e279429e
 (ExtendCanvas, ExtendCanvasV2), 17ac6c0b4602a2ab74f4fa12fc378541843a7653 (ImageChannelSplit, ColorImage
 V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, ImageMaskScaleAs (+V2)),
@@ -16,17 +17,17 @@ V2, MaskStroke), 25965f5c0e710750aec73ca92f99ae373dfbb910 (ImageChannelMerge, Im
 cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image's blend modes, expand_mask, shift_image, mask_area,
 min_bounding_rect, fit_resize_image, step_color).
 
-Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay;
-LayerUtility: ImageBlend, ImageBlendAdvance, ColorImage, GetImageSize, ImageScaleByAspectRatio (+V2),
-ImageScaleRestore (+V2), CropByMask (+V2; its max_inscribed_rect detection is refused), RestoreCropBox,
-ExtendCanvas (+V2), ImageMaskScaleAs (+V2), ColorImage V2, GradientImage (+V2), ImageChannelSplit /
-Merge, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha, TextJoin; LayerMask: MaskInvert, MaskGrow,
-MaskStroke, MaskGradient.
+Held here: LayerStyle: DropShadow, OuterGlow, InnerShadow, InnerGlow, Stroke, ColorOverlay,
+GradientOverlay; LayerUtility: ImageBlend, ImageBlendAdvance, ColorImage, GetImageSize,
+ImageScaleByAspectRatio (+V2), ImageScaleRestore (+V2), CropByMask (+V2; its max_inscribed_rect
+detection is refused), RestoreCropBox, ExtendCanvas (+V2), ImageMaskScaleAs (+V2), ColorImage V2,
+GradientImage (+V2), ImageChannelSplit / Merge, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha,
+TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 
-Left out in this round (not yet built): LayerStyle GradientOverlay and the effects' V2 classes, the V2
-blend modes (blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use
-them, SimpleTextImage, QueueStop, LayerMask PixelSpread (pymatting); for good: everything needing models
-or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's own
+Left out in this round (not yet built): the LayerStyle effects' V2 classes, the V2 blend modes
+(blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use them,
+SimpleTextImage, QueueStop, LayerMask PixelSpread (pymatting); for good: everything needing models or
+downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and LightLeak (the pack's own
 pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
@@ -1585,3 +1586,40 @@ class LayerMaskMaskGradient(Node):
             canvas = chop_image(mask, canvas, "normal", self.opacity)
         return to_tensor(canvas)
 
+
+
+class LayerStyleGradientOverlay(_LayerEffect):
+    """A gradient over the layer, as LayerStyle's GradientOverlay: the pack's gradient from start_color
+    to end_color at angle (see GradientImage) blended onto the layer by blend_mode at opacity; where
+    start_alpha / end_alpha are below 255 the layer shows through by a grey gradient of them; then
+    pasted on the background through the layer's mask (layer_mask, else its alpha). No mask: the
+    background unchanged."""
+    start_color: str = Text("#FFBF30")
+    start_alpha: int = Int(255, min=0, max=255)
+    end_color: str = Text("#FE0000")
+    end_alpha: int = Int(255, min=0, max=255)
+    angle: int = Int(0, min=-180, max=180)
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: GradientOverlay",))
+
+    def run(self):
+        from PIL import ImageChops
+        pictures = self.pictures("GradientOverlay")
+        if pictures is None:
+            return self.background_image
+        width, height = pictures[0][1].size
+        ramp = gradient(self.start_color, self.end_color, width, height, float(self.angle))
+        greys = ("#%02X%02X%02X" % ((self.start_alpha,) * 3), "#%02X%02X%02X" % ((self.end_alpha,) * 3))
+        see_through = ImageChops.invert(gradient(*greys, width, height, float(self.angle))).convert("L")
+        out = []
+        for canvas, layer, mask in pictures:
+            if layer.size != ramp.size:
+                raise NodeInputError("layer_image", "the layers of a batch differ in size: the pack makes one "
+                                                    "gradient, of the first's size")
+            overlay = chop_image(layer, ramp, self.blend_mode, self.opacity)
+            if self.start_alpha < 255 or self.end_alpha < 255:
+                overlay.paste(layer, mask=see_through)
+            canvas.paste(overlay, mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)

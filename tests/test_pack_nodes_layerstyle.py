@@ -1206,3 +1206,17 @@ def test_mask_gradient_as_the_pack(registry, side, scale, offset, opacity):
     if opacity < 100:
         canvas = Image.blend(canvas, m, 1 - opacity / 100)
     assert torch.equal(out, tensor(canvas))
+
+
+def test_gradient_overlay_as_the_pack(registry):
+    background, layer, mask = rand(1, 24, 30, 3), rand(1, 24, 30, 3, seed=1), box_mask(24, 30)
+    out = node(registry, "LayerStyle: GradientOverlay", background_image=background, layer_image=layer,
+               invert_mask=False, blend_mode="multply", opacity=90, start_color="#FFBF30", start_alpha=200,
+               end_color="#FE0000", end_alpha=40, angle=25, layer_mask=mask)
+    ramp = pack_gradient("#FFBF30", "#FE0000", 30, 24, 25.0)
+    alpha = ImageChops.invert(pack_gradient("#C8C8C8", "#282828", 30, 24, 25.0)).convert("L")
+    canvas, picture = pil(background[0]), pil(layer[0])
+    comp = chop(picture, ramp, "multply", 90)
+    comp.paste(picture, alpha)
+    canvas.paste(comp, mask=pil(mask[0]))
+    assert torch.equal(out, tensor(canvas))
