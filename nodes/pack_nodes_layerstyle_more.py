@@ -1,12 +1,13 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer effects,
-the blend modes and the picture nodes of LayerUtility and LayerMask, is nodes/pack_nodes_layerstyle.py,
-whose docstring names what of the pack is left out): the LayerUtility data nodes (with RandomGenerator
-and its V2), ColorPicker and PurgeVRAM; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2),
-Levels, Gamma, Exposure, ColorTemperature and ColorBalance; LayerFilter's GaussianBlur, MotionBlur,
-ColorMap, ChannelShake, HDR Effects, SkinBeauty, and Sharp & Soft without its "very soft" (OpenCV's
-contrib guided filter); LayerMask's MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview. Left
-out here: LayerColor AutoAdjust (its blend goes through the blend_modes package), LayerFilter Film (the
-pack's film grain module) and LightLeak (the pack's pictures).
+the blend modes and most picture nodes of LayerUtility, is nodes/pack_nodes_layerstyle.py, whose
+docstring names all the pack's commits read and what of the pack is left out): the LayerUtility data
+nodes (with RandomGenerator and its V2), ColorPicker, PurgeVRAM, ImageMaskScaleAs (+V2) and
+ImageChannelSplit / Merge; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma,
+Exposure, ColorTemperature and ColorBalance; LayerFilter's GaussianBlur, MotionBlur, ColorMap,
+ChannelShake, HDR Effects, SkinBeauty, and Sharp & Soft without its "very soft" (OpenCV's contrib guided
+filter); LayerMask's MaskStroke, MaskGradient, MaskMotionBlur, MaskEdgeShrink, MaskByColor and
+MaskPreview. Left out here: LayerColor AutoAdjust (its blend goes through the blend_modes package),
+LayerFilter Film (the pack's film grain module) and LightLeak (the pack's pictures).
 
 Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
@@ -22,10 +23,11 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (SkinBeauty) and 73dfb6d2d60200bc778cf8
 from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text, check_interrupted
+    NodeInputError, Text, check_interrupted, warn
 from nodes.pack_nodes import POWER_LIMIT
-from nodes.pack_nodes_layerstyle import batch, chop_image, expand_mask, hex_rgb, inverted, layer_masks, mask_batch, \
-    nth, shift_mask, step_color, step_value, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
+    fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
+    resample, shift_mask, step_color, step_value, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -1042,3 +1044,197 @@ class LayerFilterSkinBeauty(Node):
             images.append(to_tensor(canvas))
             masks.append(to_tensor(light_mask))
         return batch(images), batch(masks)
+
+
+# -- LayerUtility: ImageMaskScaleAs, channels; LayerMask: MaskStroke, MaskGradient --------------------
+
+
+class _ScaleAs(Node):
+    """ImageMaskScaleAs's inputs both versions share, and its run."""
+    category = "😺dzNodes/LayerUtility"
+    scale_as: ANY
+    fit: str = Choice(("letterbox", "crop", "fill"), "letterbox")
+    method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    outputs = {"image": IMAGE, "mask": MASK, "original_size": BOX, "widht": INT, "height": INT}
+    background = "black"
+
+    def run(self):
+        width, height = picture_size(self.scale_as, "scale_as")
+        images = list(self.image) if self.image is not None else []
+        masks = list(mask_batch(self.mask)) if self.mask is not None else []
+        check_made_size("scale_as", max(len(images), len(masks), 1), width, height, "the size of scale_as")
+        sampler, background = resample(self.method), pil_color(self.background, "background_color")
+        original = [4, 4]
+        out_images, out_masks = [], []
+        for picture in images:
+            original = [int(picture.shape[1]), int(picture.shape[0])]
+            out_images.append(to_tensor(fit_resize(to_pil(picture), width, height, self.fit, sampler, background)))
+        for mask in masks:
+            original = [int(mask.shape[1]), int(mask.shape[0])]
+            out_masks.append(to_tensor(fit_resize(to_pil(mask), width, height, self.fit, sampler, background)
+                                       .convert("L")))
+        if not images and not masks:
+            warn("ImageMaskScaleAs: neither image nor mask is linked: nothing scaled, as in the pack")
+            return None, None, original, 0, 0
+        return (batch(out_images) if out_images else None, batch(out_masks) if out_masks else None, original,
+                width, height)
+
+
+class LayerUtilityImageMaskScaleAs(_ScaleAs):
+    """Scale an image and / or mask to the size of scale_as (an image or mask), as LayerUtility's
+    ImageMaskScaleAs; fit: letterbox (on black), crop or fill. Gives the (last) input's size as a
+    BOX and the new width and height (the pack's output name "widht" kept). An unlinked image or
+    mask gives None there, as the pack does."""
+    image: IMAGE = None
+    mask: MASK = None
+    comfy = ComfyAlias(("LayerUtility: ImageMaskScaleAs",))
+
+
+class LayerUtilityImageMaskScaleAsV2(_ScaleAs):
+    """ImageMaskScaleAs with the letterbox bars (and a letterboxed mask's) in background_color, as
+    LayerUtility's ImageMaskScaleAsV2."""
+    background_color: str = Text("#FFFFFF")
+    image: IMAGE = None
+    mask: MASK = None
+    comfy = ComfyAlias(("LayerUtility: ImageMaskScaleAsV2",))
+
+    @property
+    def background(self):
+        return self.background_color
+
+
+CHANNEL_MODES = ("RGBA", "YCbCr", "LAB", "HSV")
+
+
+class LayerUtilityImageChannelSplit(Node):
+    """An image's channels in a colour mode (RGBA, YCbCr, LAB or HSV; the fourth is black but in
+    RGBA), each as a one-channel picture batch [B, H, W], as LayerUtility's ImageChannelSplit."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    mode: str = Choice(CHANNEL_MODES, "RGBA")
+    outputs = {"channel_1": IMAGE, "channel_2": IMAGE, "channel_3": IMAGE, "channel_4": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageChannelSplit",))
+
+    def run(self):
+        from PIL import Image
+        channels = [[], [], [], []]
+        for i in self.image:
+            picture = to_pil(i).convert("RGBA")
+            parts = list(picture.split()) if self.mode == "RGBA" else \
+                [*picture.convert(self.mode).split(), Image.new("L", picture.size, "black")]
+            for index, part in enumerate(parts):
+                channels[index].append(to_tensor(part))
+        return tuple(batch(c) for c in channels)
+
+
+class LayerUtilityImageChannelMerge(Node):
+    """An RGB(A) image of three (or four) channel pictures read in a colour mode, as
+    LayerUtility's ImageChannelMerge: RGBA (channel_4 the alpha, white where unlinked), or YCbCr /
+    LAB / HSV (made RGB; channel_4 unused). Colour pictures are read as grey."""
+    category = "😺dzNodes/LayerUtility"
+    channel_1: IMAGE
+    channel_2: IMAGE
+    channel_3: IMAGE
+    mode: str = Choice(CHANNEL_MODES, "RGBA")
+    channel_4: IMAGE = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageChannelMerge",))
+
+    def run(self):
+        from PIL import Image
+        inputs = [("channel_1", self.channel_1), ("channel_2", self.channel_2), ("channel_3", self.channel_3)]
+        first = to_pil(self.channel_1[0])
+        fourth = self.channel_4 if self.channel_4 is not None else to_tensor(Image.new("L", first.size, "white"))
+        inputs.append(("channel_4", fourth))
+        out = []
+        for i in range(max(len(value) for _, value in inputs)):
+            parts = [to_pil(nth(value, i)).convert("L") for _, value in inputs]
+            for (name, _), part in zip(inputs, parts):
+                if part.size != parts[0].size:
+                    raise NodeInputError(name, f"is {part.size[0]}×{part.size[1]}, channel_1 "
+                                               f"{parts[0].size[0]}×{parts[0].size[1]}: expected one size")
+            if self.mode == "RGBA":
+                merged = Image.merge("RGBA", parts)
+            else:
+                merged = Image.merge(self.mode, parts[:3]).convert("RGB")
+            out.append(to_tensor(merged))
+        return batch(out)
+
+
+class LayerMaskMaskStroke(Node):
+    """A band along a mask's edge, as LayerMask's MaskStroke: stroke_width wide, centred stroke_grow
+    pixels out from the edge, both edges blurred by blur (the outer grown mask less the inner)."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    stroke_grow: int = Int(0, min=-999, max=999)
+    stroke_width: int = Int(20, min=0, max=999)
+    blur: int = Int(6, min=0, max=100)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskStroke",))
+
+    def run(self):
+        inner = self.stroke_grow - self.stroke_width // 2
+        outer = inner + self.stroke_width
+        out = []
+        for m in mask_batch(self.mask):
+            picture = to_pil(1 - m if self.invert_mask else m).convert("L")
+            band = to_tensor(expand_mask(picture, outer, self.blur)) - to_tensor(expand_mask(picture, inner, self.blur))
+            out.append(band.clamp(0, 255))
+        return batch(out)
+
+
+class LayerMaskMaskGradient(Node):
+    """Fade a mask towards one side, as LayerMask's MaskGradient: over the bounding box of the mask's
+    largest white area, black fades in from gradient_side (the pack's black-to-white gradient,
+    squeezed to gradient_scale percent of the box and moved by gradient_offset), then the result
+    is mixed with the mask at opacity percent. As in the pack, a batch gives one mask (its last)."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    invert_mask: bool = Bool(True)
+    gradient_side: str = Choice(("top", "bottom", "left", "right"), "top")
+    gradient_scale: int = Int(100, min=1, max=9999)
+    gradient_offset: int = Int(0, min=-9999, max=9999)
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskGradient",))
+
+    def run(self):
+        from PIL import Image
+        last = mask_batch(self.mask)[-1]
+        mask = to_pil(1 - last if self.invert_mask else last).convert("L")
+        canvas, (width, height) = mask.copy(), mask.size
+        box_x, box_y, box_width, box_height = min_bounding_rect(mask, blur=False)
+        if box_width == 0 or box_height == 0:
+            raise NodeInputError("mask", "no white area to fade (the pack fails there)")
+        ramp = gradient("#000000", "#FFFFFF", width, height, 0)
+        vertical = self.gradient_side in ("top", "bottom")
+        box = (width, box_height) if vertical else (box_width, height)
+        length = box[1] if vertical else box[0]
+        turns = {"top": Image.FLIP_TOP_BOTTOM, "left": Image.ROTATE_270, "right": Image.ROTATE_90}
+        turn = turns.get(self.gradient_side)
+        if turn is not None:
+            ramp = ramp.transpose(turn)
+        ramp = ramp.resize(box)
+        far_end = self.gradient_side in ("bottom", "right")  # the fade sits at the box's far end
+        if self.gradient_scale != 100:
+            scaled_length = int(length * self.gradient_scale / 100)
+            ramp = ramp.resize((width, scaled_length) if vertical else (scaled_length, height))
+            placed = Image.new("RGB", box, "black")
+            at = length - scaled_length if far_end else 0
+            placed.paste(ramp, box=(0, at) if vertical else (at, 0))
+            ramp = placed
+        if self.gradient_offset != 0:
+            offset = self.gradient_offset
+            placed = Image.new("RGB", box, "black")
+            placed.paste(ramp, box=(0, offset) if vertical else (offset, 0))
+            white_at = offset + length if far_end else offset - length
+            placed.paste(Image.new("RGB", box, "white"), box=(0, white_at) if vertical else (white_at, 0))
+            ramp = placed
+            if (offset < -length) if far_end else (offset > length):
+                ramp = Image.new("RGB", box, "white")
+        corner = (0, box_y) if vertical else (box_x, 0)
+        canvas.paste(Image.new("RGB", box, "black"), box=corner, mask=ramp.convert("L"))
+        if self.opacity < 100:
+            canvas = chop_image(mask, canvas, "normal", self.opacity)
+        return to_tensor(canvas)
