@@ -3,16 +3,16 @@ the blend modes and most picture nodes of LayerUtility, is nodes/pack_nodes_laye
 docstring names all the pack's commits read and what of the pack is left out): the LayerUtility data
 nodes (with RandomGenerator and its V2), ColorPicker, PurgeVRAM, ImageMaskScaleAs (+V2) and
 ImageChannelSplit / Merge; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma,
-Exposure, ColorTemperature and ColorBalance; LayerFilter's GaussianBlur, MotionBlur, ColorMap,
-ChannelShake, HDR Effects, SkinBeauty, and Sharp & Soft without its "very soft" (OpenCV's contrib guided
-filter); LayerMask's MaskStroke, MaskGradient, MaskMotionBlur, MaskEdgeShrink, MaskByColor and
-MaskPreview. Left out here: LayerColor AutoAdjust (its blend goes through the blend_modes package),
-LayerFilter Film (the pack's film grain module) and LightLeak (the pack's pictures).
+Exposure, ColorTemperature, ColorBalance and AutoAdjust (with the blend_modes package's normal blend
+written out); LayerFilter's GaussianBlur, MotionBlur, ColorMap, ChannelShake, HDR Effects, SkinBeauty,
+and Sharp & Soft without its "very soft" (OpenCV's contrib guided filter); LayerMask's MaskStroke,
+MaskGradient, MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview. Left out here: LayerFilter
+Film (the pack's film grain module) and LightLeak (the pack's pictures).
 
 Read at commits 026a159b4146737ae96fc119b2f9ad3966caedfe (data_nodes.py),
 33d9f817de53f80bcd2631f0dcee13066975f829 (ColorPicker, GaussianBlur, Gamma, HSV, YUV, Exposure,
 MotionBlur, ColorMap, ChannelShake, MaskPreview), 15b5814348db499591211a42317c4bbd27d617c9 (PurgeVRAM),
-17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink, MaskByColor),
+17ac6c0b4602a2ab74f4fa12fc378541843a7653 (RGB, MaskEdgeShrink, MaskByColor, AutoAdjust),
 25965f5c0e710750aec73ca92f99ae373dfbb910 (LAB, MaskMotionBlur, HDR Effects),
 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed (Brightness & Contrast and its V2),
 3562ab5292470e95bf63c3e4d08b3f6c696fb5da (Levels), 074a0e9ec7c03fe0df22221f311496c3f12a3cee
@@ -1238,3 +1238,76 @@ class LayerMaskMaskGradient(Node):
         if self.opacity < 100:
             canvas = chop_image(mask, canvas, "normal", self.opacity)
         return to_tensor(canvas)
+
+
+def normal_blend(backdrop, layer, opacity: int):
+    """chop_image_v2's "normal": the blend_modes package's normal (alpha compositing of the layer at
+    opacity percent over the backdrop, both RGBA), truncated to 8 bits and made RGB, as the pack
+    does (read at flrs/blend_modes 0da4a37c3b13335f9bd8db9cfea16b3d2ec4f709)."""
+    import numpy as np
+    from PIL import Image
+    back = np.asarray(backdrop.convert("RGBA"), dtype=float) / 255.0
+    over = np.asarray(layer.convert("RGBA"), dtype=float) / 255.0
+    back_alpha, over_alpha = back[..., 3:], over[..., 3:] * (opacity / 100)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        colour = (over[..., :3] * over_alpha + back[..., :3] * back_alpha * (1 - over_alpha)) \
+            / (over_alpha + back_alpha * (1 - over_alpha))
+    blended = np.nan_to_num(np.dstack((colour, over_alpha + back_alpha * (1 - over_alpha)))) * 255.0
+    return Image.fromarray(np.uint8(blended)).convert("RGB")
+
+
+def normalize_gray(channel):
+    """imagefunc.normalize_gray: the channel's levels stretched between the first and last of its
+    256 histogram bins holding more than 0.05 % of the pixels (PIL making the floats 8-bit)."""
+    import numpy as np
+    from PIL import Image
+    values = np.asarray(channel)
+    counts, _ = np.histogram(values.reshape(-1), 256, (0, 256))
+    used = np.where(counts > (counts.sum() * 0.0005))
+    low, high = np.min(used), np.max(used)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stretched = (np.clip(values, low, high) - low) / (high - low) * 255
+    return Image.fromarray(stretched).convert("L")
+
+
+class LayerColorAutoAdjust(Node):
+    """Automatic levels, as LayerColor's AutoAdjust: each of R, G, B stretched between its histogram
+    ends (normalize_gray), red / green / blue (-100..100) bend their channel by a gamma of
+    0.00005 b² - 0.01 b + 1, then brightness, contrast and saturation (PIL's enhancers, a factor of
+    1 + v / 100 below 0 and 1 + v / 50 above), the result laid over the picture at strength percent
+    (the blend_modes package's normal blend); an RGBA image keeps its alpha."""
+    category = COLOR
+    image: IMAGE
+    strength: int = Int(100, min=0, max=100)
+    brightness: int = Int(0, min=-100, max=100)
+    contrast: int = Int(0, min=-100, max=100)
+    saturation: int = Int(0, min=-100, max=100)
+    red: int = Int(0, min=-100, max=100)
+    green: int = Int(0, min=-100, max=100)
+    blue: int = Int(0, min=-100, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: AutoAdjust",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageEnhance
+
+        def factor(value):
+            return value / 100 + 1 if value < 0 else value / 50 + 1
+
+        out = []
+        for i in self.image:
+            picture = to_pil(i)
+            channels = [normalize_gray(c) for c in picture.convert("RGB").split()]
+            for index, balance in enumerate((self.red, self.green, self.blue)):
+                if balance:
+                    gamma = 0.00005 * balance * balance - 0.01 * balance + 1
+                    table = np.round(np.power(np.arange(256) / 255.0, gamma) * 255.0).astype(np.uint8)
+                    channels[index] = Image.fromarray(table[np.asarray(channels[index])])
+            result = Image.merge("RGB", channels)
+            for enhancer, value in ((ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
+                                    (ImageEnhance.Color, self.saturation)):
+                if value:
+                    result = enhancer(result).enhance(factor(value))
+            out.append(to_tensor(keep_alpha(normal_blend(picture, result, self.strength), picture)))
+        return batch(out)

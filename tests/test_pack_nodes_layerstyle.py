@@ -1220,3 +1220,32 @@ def test_gradient_overlay_as_the_pack(registry):
     comp.paste(picture, alpha)
     canvas.paste(comp, mask=pil(mask[0]))
     assert torch.equal(out, tensor(canvas))
+
+
+def test_auto_adjust_as_the_pack(registry):
+    from PIL import ImageEnhance
+    image = rand(1, 12, 14, 3) * 0.6 + 0.2
+    out = node(registry, "LayerColor: AutoAdjust", image=image, strength=70, brightness=-20, contrast=30,
+               saturation=10, red=40, green=0, blue=-25)
+    picture = pil(image[0])
+    channels = []
+    for c, balance in zip(picture.split(), (40, 0, -25)):
+        img = np.asarray(c)
+        hist, _ = np.histogram(img.reshape(-1), 256, (0, 256))
+        bmin, bmax = np.min(np.where(hist > hist.sum() * 0.0005)), np.max(np.where(hist > hist.sum() * 0.0005))
+        c = Image.fromarray((np.clip(img, bmin, bmax) - bmin) / (bmax - bmin) * 255).convert("L")
+        if balance:
+            gamma = 0.00005 * balance * balance - 0.01 * balance + 1
+            table = np.round(np.array([np.power(x / 255.0, gamma) * 255.0 for x in range(256)])).astype(np.uint8)
+            c = cv22pil(cv2.LUT(pil2cv2(c), table)).convert("L")
+        channels.append(c)
+    result = Image.merge("RGB", channels)
+    result = ImageEnhance.Brightness(result).enhance(-20 / 100 + 1)
+    result = ImageEnhance.Contrast(result).enhance(30 / 50 + 1)
+    result = ImageEnhance.Color(result).enhance(10 / 50 + 1)
+    # blend_modes' normal at 70 %, both opaque
+    back, over = np.asarray(picture.convert("RGBA"), float) / 255, np.asarray(result.convert("RGBA"), float) / 255
+    a_in, a_l = back[:, :, 3:], over[:, :, 3:] * 0.7
+    rgb = (over[:, :, :3] * a_l + back[:, :, :3] * a_in * (1 - a_l)) / (a_l + a_in * (1 - a_l))
+    expected = Image.fromarray(np.uint8(np.dstack((rgb, a_l + a_in * (1 - a_l))) * 255.0)).convert("RGB")
+    assert torch.equal(out, tensor(expected))
