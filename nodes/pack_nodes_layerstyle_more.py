@@ -1,7 +1,7 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 1, part two (part one, with the layer effects,
 the blend modes and most picture nodes of LayerUtility, is nodes/pack_nodes_layerstyle.py, whose
 docstring names all the pack's commits read and what of the pack is left out): the LayerUtility data
-nodes (with RandomGenerator and its V2), ColorPicker, PurgeVRAM, ImageMaskScaleAs (+V2) and
+nodes (with RandomGenerator and its V2), ColorPicker, PurgeVRAM, QueueStop, ImageMaskScaleAs (+V2) and
 ImageChannelSplit / Merge; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma,
 Exposure, ColorTemperature, ColorBalance and AutoAdjust (with the blend_modes package's normal blend
 written out); LayerFilter's GaussianBlur, MotionBlur, ColorMap, ChannelShake, HDR Effects, SkinBeauty,
@@ -23,7 +23,7 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (SkinBeauty) and 73dfb6d2d60200bc778cf8
 from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text, check_interrupted, warn
+    Interrupted, NodeInputError, Text, check_interrupted, warn
 from nodes.pack_nodes import POWER_LIMIT
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
     fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
@@ -1311,3 +1311,19 @@ class LayerColorAutoAdjust(Node):
                     result = enhancer(result).enhance(factor(value))
             out.append(to_tensor(keep_alpha(normal_blend(picture, result, self.strength), picture)))
         return batch(out)
+
+
+class LayerUtilityQueueStop(Node):
+    """Stop the run here, as LayerUtility's QueueStop: with mode "stop" and stop on, the run ends
+    interrupted at this node (the pack raises ComfyUI's interrupt); otherwise `any` is passed on."""
+    category = "😺dzNodes/LayerUtility/SystemIO"
+    any: ANY
+    mode: str = Choice(("stop", "continue"), "stop")
+    stop: bool = Bool(True)
+    outputs = {"any": ANY}
+    comfy = ComfyAlias(("LayerUtility: QueueStop",))
+
+    def run(self):
+        if self.mode == "stop" and self.stop:
+            raise Interrupted("LayerUtility: QueueStop stopped the run, as the pack's node does")
+        return self.any

@@ -1249,3 +1249,13 @@ def test_auto_adjust_as_the_pack(registry):
     rgb = (over[:, :, :3] * a_l + back[:, :, :3] * a_in * (1 - a_l)) / (a_l + a_in * (1 - a_l))
     expected = Image.fromarray(np.uint8(np.dstack((rgb, a_l + a_in * (1 - a_l))) * 255.0)).convert("RGB")
     assert torch.equal(out, tensor(expected))
+
+
+def test_queue_stop_ends_the_run_or_passes_on(registry):
+    graph = {"1": {"class_type": "LayerUtility: Integer", "inputs": {"int_value": 5}},
+             "2": {"class_type": "LayerUtility: QueueStop", "inputs": {"any": ["1", 0], "mode": "continue",
+                                                                       "stop": True}}}
+    assert run_graph(registry, graph, outputs=["2"]).values["2"] == (5,)
+    graph["2"]["inputs"]["mode"] = "stop"
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
+    assert result.status == "interrupted", (result.status, result.error)
