@@ -333,12 +333,25 @@ CUSTOM_PACKS = {
     # Nourepide's ComfyUI-Allor (nodes/pack_nodes_allor*.py): its model-free classes are ours (named so the
     # docs list them under the pack); whole names, as its ImageText... / ImageBatch... would claim others'
     "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
+    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle.py holds its model-free nodes of round 1);
+    # its classes carry these prefixes ("LayerStyle_" in its first versions)
+    "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
+                           "LayerStyle_"),
 }
-# why a class of a pack listed above is left out, where it is left out on purpose
+# ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
+# NODE_CLASS_MAPPINGS give them
+LAYERSTYLE_LEFT_OUT = {
+    **dict.fromkeys(("LayerMask: SegmentAnythingUltra V2", "LayerMask: BiRefNetUltraV2",
+                     "LayerMask: LoadBiRefNetModel"),
+                    "it runs a segmentation model (SAM / BiRefNet) the pack downloads"),
+    "LayerFilter: LightLeak": "it overlays light-leak pictures the pack ships in its own model file",
+}
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "
                                             "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
-LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT}
+# why a class of a pack listed above is left out, where it is left out on purpose
+LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT,
+            **LAYERSTYLE_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
