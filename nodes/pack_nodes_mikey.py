@@ -34,6 +34,7 @@ import json
 import math
 import random
 import re
+from fractions import Fraction
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
     Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join
@@ -71,13 +72,17 @@ def sdxl_size(width: int, height: int, res: int = 1024) -> tuple[int, int]:
     """The pack's find_latent_size: among sizes 8i x 8j (i, j below 256) whose ratio lies in
     (0.98 r, r) for r = width / height, with at most res^2 pixels, each rounded up or down to
     multiples of 64 either way, the largest area at most res^2 (the first found on a tie).
-    (0, 0) where none fits. Integer comparisons: the pack's Fraction ones, exactly."""
+    (0, 0) where none fits. The lower bound is the pack's Fraction(width, height) * 0.98, which
+    Python makes a float (rounded); the comparisons with it and with r are exact, as the pack's
+    Fraction ones are."""
     best_w = best_h = 0
     limit = res * res
+    # the float the pack's bound rounds to, as an exact ratio low_num / low_den
+    low_num, low_den = (Fraction(width, height) * 0.98).as_integer_ratio()
     for i in range(1, 256):
         for j in range(1, 256):
-            # 8i/8j > 0.98 * w/h  and  8i/8j < w/h, cross-multiplied
-            if not (100 * i * height > 98 * width * j and i * height < width * j and 64 * i * j <= limit):
+            # 8i/8j > bound  and  8i/8j < w/h, cross-multiplied
+            if not (i * low_den > low_num * j and i * height < width * j and 64 * i * j <= limit):
                 continue
             up_w, down_w = math.ceil(8 * i / 64) * 64, 8 * i // 64 * 64
             up_h, down_h = math.ceil(8 * j / 64) * 64, 8 * j // 64 * 64
@@ -271,12 +276,17 @@ class MikeyFloatToString(Node):
 
 
 def _range_count(start, end, step, what: str) -> int:
+    """How many numbers start, start + step, ... lie below end: whole numbers are counted exactly
+    (ceil((end - start) / step) in integers: a float division loses them past 2^53)."""
     if step == 0:
         raise NodeInputError("step", "expected a step above 0")
-    span = (end - start) / step
-    if math.isinf(span):
-        raise NodeInputError("step", f"a step of {step} makes too many numbers from {start} to {end}")
-    count = math.ceil(span)
+    if all(isinstance(v, int) for v in (start, end, step)):
+        count = (end - start + step - 1) // step
+    else:
+        span = (end - start) / step
+        if math.isinf(span):
+            raise NodeInputError("step", f"a step of {step} makes too many numbers from {start} to {end}")
+        count = math.ceil(span)
     if count <= 0:
         raise NodeInputError("end", f"the {what} range from start {start} to end {end} is empty: end must be "
                                     "above start")
@@ -320,9 +330,9 @@ class MikeyRangeInteger(Node):
     comfy = ComfyAlias(("Range Integer",))
 
     def run(self):
-        _range_count(self.start, self.end, self.step, "whole-number")
-        numbers = range(self.start, self.end, self.step)  # not built: range indexes arithmetically
-        value = numbers[self.seed % len(numbers)]
+        count = _range_count(self.start, self.end, self.step, "whole-number")
+        # counted and indexed in integers: len(range(...)) fails past 2^63
+        value = self.start + self.step * (self.seed % count)
         return value, f"{value}"
 
 

@@ -34,13 +34,14 @@ def call(registry, class_type, **inputs):
 
 
 def reference_latent_size(width, height, res=1024):
-    """find_latent_size as the pack's mikey_nodes.py states it (Fractions, four roundings)."""
+    """find_latent_size as the pack's mikey_nodes.py states it (Fractions, four roundings; its lower
+    bound target_ratio * 0.98 is a float, as Python makes a Fraction times a float)."""
     best_w = best_h = 0
     ratio = Fraction(width, height)
     for i in range(1, 256):
         for j in range(1, 256):
             candidate = Fraction(8 * i, 8 * j)
-            if ratio * Fraction(98, 100) < candidate < ratio and 8 * i * 8 * j <= res * res:
+            if candidate > ratio * 0.98 and candidate < ratio and 8 * i * 8 * j <= res * res:
                 for w, h in ((ceil(8 * i / 64) * 64, ceil(8 * j / 64) * 64), (8 * i // 64 * 64, ceil(8 * j / 64) * 64),
                              (ceil(8 * i / 64) * 64, 8 * j // 64 * 64), (8 * i // 64 * 64, 8 * j // 64 * 64)):
                     if w * h <= res * res and w * h > best_w * best_h:
@@ -49,7 +50,8 @@ def reference_latent_size(width, height, res=1024):
 
 
 @pytest.mark.parametrize("width,height,res", [(1024, 1024, 1024), (16, 9, 1024), (3, 2, 1024), (9, 16, 1024),
-                                              (1920, 1080, 1024), (1000, 1333, 768), (21, 9, 2048)])
+                                              (1920, 1080, 1024), (1000, 1333, 768), (21, 9, 2048),
+                                              (1, 1, 64), (1, 2, 128), (1, 7, 1024), (50, 49, 512)])
 def test_size_solver_is_the_packs(width, height, res):
     assert sdxl_size(width, height, res) == reference_latent_size(width, height, res)
 
@@ -124,6 +126,14 @@ def test_range_integer_and_empty_ranges(registry):
     for start, end, step, seed in ((0, 10, 3, 5), (5, 100, 7, 2 ** 63), (1, 2, 1, 9)):
         numbers = list(np.arange(start, end, step))
         expected = numbers[seed % len(numbers)]
+        assert call(registry, "Range Integer", start=start, end=end, step=step, seed=seed) == (expected, f"{expected}")
+    # past 2^63 (len(range) overflows there) and 2^53 (a float count is off): range()'s own indexing
+    for start, end, step, seed in ((0, 2 ** 64 - 1, 1, 12345), (3, 2 ** 64 - 1, 2 ** 53 + 1, 2 ** 64 - 1),
+                                   (1, 2 ** 53 + 3, 1, 2 ** 53 + 1)):
+        numbers = range(start, end, step)
+        count = (end - start + step - 1) // step
+        assert numbers[-1] == start + step * (count - 1)  # the count is range()'s
+        expected = numbers[seed % count]
         assert call(registry, "Range Integer", start=start, end=end, step=step, seed=seed) == (expected, f"{expected}")
     with pytest.raises(NodeInputError, match="step above 0") as caught:
         call(registry, "Range Integer", start=0, end=10, step=0, seed=0)
