@@ -18,8 +18,9 @@ Mikey Sampler and Mikey Sampler Base Only (KSamplerAdvanced, VAEDecode / Encode,
 ImageUpscaleWithModel and ImageScale, as the pack composes ComfyUI's) and HaldCLUT (its class
 name ends in a space; CLUT pictures from models/luts, where the pack's own are to be copied).
 
-Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the tiled Mikey
-Samplers (the pack's own tiling and histogram matching), AddMetaData / SaveMetaData (they change
+Left out (not built this round; graphflow/comfy_format.py MIKEY_LEFT_OUT says what each needs):
+Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), Mikey Sampler Tiled and
+Mikey Sampler Base Only Advanced (the pack's own tiling and histogram matching), AddMetaData / SaveMetaData (they change
 ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM prompt nodes (a web
 service) and the pack's other later nodes; the pack's <random:a:b> syntax (refused where a prompt
 has it) and %date:...% / %node.widget% replacement; the later wildcard grammar (comment lines,
@@ -750,17 +751,23 @@ FOLDER_PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 def input_folder_pictures(directory: str) -> list:
     """The pictures (the pack's extensions) in a folder of the inputs folder, sorted by name, held
-    to the server's limits; errors name image_directory. (The pack read any path on the machine,
-    in the file system's order.)"""
+    to the server's limits; errors name image_directory. An empty directory text (the pack's
+    os.path.exists("") failed) and a folder with no pictures are refused. (The pack read any path
+    on the machine, in the file system's order.)"""
     from nodes.image import check_folder_pictures, folder_files
 
+    if not directory.strip():
+        raise NodeInputError("image_directory", "is empty: give a folder inside the inputs folder")
     try:
-        folder = safe_join(folders.inputs, directory.strip() or ".")
+        folder = safe_join(folders.inputs, directory.strip())
     except UnsafePathError as error:
         raise NodeInputError("image_directory", f"{error}: give a folder inside the inputs folder") from None
     if not folder.is_dir():
         raise NodeInputError("image_directory", f"image directory {directory!r} does not exist in the inputs folder")
     files = folder_files(folder, FOLDER_PICTURE_EXTENSIONS)
+    if not files:
+        raise NodeInputError("image_directory", f"{directory!r} in the inputs folder holds no pictures "
+                                                f"({', '.join(FOLDER_PICTURE_EXTENSIONS)})")
     check_folder_pictures(files, "image_directory", "image_directory")
     return files
 

@@ -257,10 +257,17 @@ def test_pack_named_for_its_classes(registry):
     assert custom_pack("Prompt With Style V3") == "mikey_nodes"
     assert custom_pack("Mikey Sampler Tiled") == "mikey_nodes"
     prompt = {"1": {"class_type": "AddMetaData", "inputs": {"label": "a", "text_value": "b"}},
-              "2": {"class_type": "LMStudioPrompt", "inputs": {}}}
+              "2": {"class_type": "LMStudioPrompt", "inputs": {}},
+              "3": {"class_type": "Prompt With Style V2", "inputs": {}},
+              "4": {"class_type": "Mikey Sampler Tiled", "inputs": {}},
+              "5": {"class_type": "Mikey Sampler Base Only Advanced", "inputs": {}}}
     problems = {p.node_id: p.message for p in validate(parse_workflow(prompt, registry), registry)}
     assert "custom node from mikey_nodes" in problems["1"] and "extra_pnginfo" in problems["1"]
     assert "LLM web service" in problems["2"]
+    # the classes not built this round say so, and what they need
+    assert "not built yet" in problems["3"] and "lora" in problems["3"]
+    assert "not built yet" in problems["4"] and "tile" in problems["4"]
+    assert "not built yet" in problems["5"] and "ImageScaleBy" in problems["5"]
 
 
 def test_image_overlay_is_the_overlay_blend(registry):
@@ -396,7 +403,9 @@ def test_folder_pictures_load_resize_and_crop(registry, picture_folder):
     cropped = call(registry, "Batch Crop Image", image_directory="shots", crop_amount=0.2)
     cut = int(64 * 0.2) // 8 * 8  # b.png: 12 -> 8 from each side
     assert torch.equal(cropped[1], loaded[1][:, cut:40 - cut, cut:64 - cut])
-    for directory, message in (("../", "inside the inputs folder"), ("nowhere", "does not exist")):
+    (folder.parent / "no_pictures").mkdir()
+    for directory, message in (("../", "inside the inputs folder"), ("nowhere", "does not exist"),
+                               ("", "is empty"), ("  ", "is empty"), ("no_pictures", "holds no pictures")):
         with pytest.raises(NodeInputError, match=message) as caught:
             call(registry, "Batch Load Images", image_directory=directory, subdirectories="false")
         assert caught.value.input == "image_directory"
