@@ -544,6 +544,18 @@ def _png_texts(extra: dict[str, str]):
     return info
 
 
+NAME_MAX_BYTES = 255  # the most a file system takes for one file or folder name
+
+
+def _check_folder_names(path_text: str, input_name: str) -> None:
+    """Refuse, naming the input, a folder path text with a name over 255 bytes (the file system
+    would fail with ENAMETOOLONG)."""
+    for part in re.split(r"[/\\]", path_text):
+        if len(part.encode()) > NAME_MAX_BYTES:
+            raise NodeInputError(input_name, f"the folder name {part[:40]!r}... is {len(part.encode())} bytes: a "
+                                             f"file system takes at most {NAME_MAX_BYTES}")
+
+
 class MikeySaveImageWithPromptData(Node):
     """Save images as PNGs in the outputs folder with the prompts in text chunks, as Mikey's Save
     Image With Prompt Data: chunks positive_prompt, negative_prompt, filename_prefix (as JSON) and
@@ -576,6 +588,7 @@ class MikeySaveImageWithPromptData(Node):
         normal = posixpath.normpath(prefix) if prefix else ""
         subfolder, filename = posixpath.split(normal)
         filename = filename[:-1] if filename.endswith(".") else filename
+        _check_folder_names(subfolder, "filename_prefix")
         try:
             folder = safe_join(folders.outputs, subfolder) if subfolder else folders.outputs
         except UnsafePathError as error:
@@ -630,10 +643,14 @@ class MikeySaveImagesMikey(Node):
     each file's own, yymmddHHMMSS) and a five-digit counter. counter_type "folder" counts on from
     the highest number at the counter's place among the folder's names split by the separator
     (from 1 where one there is not a number), "filename" from 1 + the files whose first parts are
-    these texts, and a number whose file exists is passed over; "none" names no counter and adds
-    _01, _02 ... after the timestamp of the batch's later images (after the name, where there is no
-    timestamp: the pack's text there was garbled). extra_metadata is written as a PNG text chunk
-    beside the workflow's. Positions must differ; a separator with / or \\ is refused. The
+    these texts, and a number whose file exists is passed over (each file is written under a
+    temporary name, then given the first free number's name: two runs never share one, and no
+    half-written file has a real name); "none" names no counter and adds _01, _02 ... after the
+    timestamp of the batch's later images (after the name, where there is no timestamp: the pack's
+    text there was garbled), and, as the pack's, overwrites a file of the same name (replaced
+    whole, never half-written). extra_metadata is written as a PNG text chunk beside the
+    workflow's. Positions must differ; a separator with / or \\, a NUL in a text, and a file or
+    folder name over 255 bytes are refused, naming the input the text came from. The
     pack's %date:...% / %node.widget% replacement is not done, and "counter" in a filename text
     stays as written (the pack's made it the number too)."""
     category = "Mikey/Image"
@@ -682,6 +699,7 @@ class MikeySaveImagesMikey(Node):
 
         from graphflow.api import show
         from graphflow.images import image_to_pil
+        from nodes.image import _claim, _temporary, _write_at
 
         images = _image(self.images, "images")
         positions = (self.filename_text_1_pos, self.filename_text_2_pos, self.filename_text_3_pos, self.timestamp_pos,
@@ -690,7 +708,11 @@ class MikeySaveImagesMikey(Node):
             raise NodeInputError("counter_pos", f"the five *_pos numbers must differ (they are {list(positions)})")
         if "/" in self.filename_separator or "\\" in self.filename_separator:
             raise NodeInputError("filename_separator", "a separator can't hold / or \\: it would make folders")
+        for input_name in ("filename_text_1", "filename_text_2", "filename_text_3", "filename_separator"):
+            if "\x00" in getattr(self, input_name):
+                raise NodeInputError(input_name, "a file name can't hold a NUL character")
         sub_directory = re.sub(r'[<>:"|?*]', "", self.sub_directory).encode("ascii", "ignore").decode("ascii")
+        _check_folder_names(sub_directory, "sub_directory")
         try:
             folder = safe_join(folders.outputs, sub_directory) if sub_directory else folders.outputs
         except UnsafePathError as error:
@@ -704,21 +726,43 @@ class MikeySaveImagesMikey(Node):
         for index, image in enumerate(images):
             if self.timestamp_type == "save_time" and self.timestamp == "true":
                 stamp = datetime.datetime.now().strftime("%y%m%d%H%M%S")
-            while True:
-                name = self.file_name(texts, stamp, counter, index) + ".png"
-                if self.counter_type == "none" or not (folder / name).exists():
-                    break
+            picture = image_to_pil(image)
+
+            def write(path, picture=picture):
+                picture.save(path, format="PNG", pnginfo=metadata, compress_level=4)
+
+            if self.counter_type == "none":  # the pack's: the name is reused, the file overwritten
+                name = self.checked_name(texts, stamp, counter, index, folder)
+                _write_at(write, folder / name, overwrite=True)
+            else:  # written under a temporary name, then linked to the first free counter's name
+                temporary = _temporary(folder, "mikey")
+                try:
+                    write(temporary)
+                    while not _claim(temporary, folder / (name := self.checked_name(texts, stamp, counter, index,
+                                                                                    folder))):
+                        counter += 1
+                finally:
+                    temporary.unlink(missing_ok=True)
                 counter += 1
-            try:
-                path = safe_join(folder, name)
-            except UnsafePathError as error:
-                raise NodeInputError("filename_separator", f"the file name {name!r} is not allowed: {error}") from None
-            image_to_pil(image).save(path, pnginfo=metadata, compress_level=4)
             saved.append({"filename": name, "subfolder": sub_directory, "type": "output"})
-            if self.counter_type != "none":
-                counter += 1
         if self.shown:
             show(images=saved)
+
+    def checked_name(self, texts: list[str], stamp: str, counter: int, index: int, folder) -> str:
+        """The file's name (.png), refused naming the input that made it longer than a file
+        system takes (the longest of the texts, or the separator's repeats)."""
+        name = self.file_name(texts, stamp, counter, index) + ".png"
+        if len(name.encode()) > NAME_MAX_BYTES:
+            shares = {"filename_separator": len(self.filename_separator) * 4,
+                      **{f"filename_text_{i + 1}": len(text) for i, text in enumerate(texts)}}
+            culprit = max(shares, key=shares.get)
+            raise NodeInputError(culprit, f"makes the file name {len(name.encode())} bytes long: a file system "
+                                          f"takes at most {NAME_MAX_BYTES}")
+        try:
+            safe_join(folder, name)
+        except UnsafePathError as error:
+            raise NodeInputError("filename_separator", f"the file name {name!r} is not allowed: {error}") from None
+        return name
 
     def file_name(self, texts: list[str], stamp: str, counter: int, index: int) -> str:
         if self.counter_type == "none" and index > 0:

@@ -326,6 +326,10 @@ def test_save_image_with_prompt_data_names_and_chunks(registry, tmp_folders):
         call(registry, "Save Image With Prompt Data", images=images, positive_prompt="", negative_prompt="",
              filename_prefix="../up/x", parameters="")
     assert caught.value.input == "filename_prefix"
+    with pytest.raises(NodeInputError, match="255") as caught:  # ENAMETOOLONG before
+        call(registry, "Save Image With Prompt Data", images=images, positive_prompt="", negative_prompt="",
+             filename_prefix="d" * 300 + "/x", parameters="")
+    assert caught.value.input == "filename_prefix"
 
 
 SAVE_MIKEY = dict(sub_directory="set", filename_text_1="fox", filename_text_2="Filename Text 2", filename_text_3="",
@@ -368,6 +372,40 @@ def test_save_images_mikey_names_counters_and_chunks(registry, tmp_folders):
     with pytest.raises(NodeInputError, match="make folders") as caught:
         call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "filename_separator": "/"})
     assert caught.value.input == "filename_separator"
+    # over-long names and NULs: refused naming the input the text came from (ENAMETOOLONG before)
+    for changed, input_name, message in (({"filename_separator": "x" * 300}, "filename_separator", "255"),
+                                         ({"sub_directory": "y" * 300}, "sub_directory", "255"),
+                                         ({"sub_directory": "ok/" + "z" * 256}, "sub_directory", "256 bytes"),
+                                         ({"filename_text_1": "a\x00b"}, "filename_text_1", "NUL"),
+                                         ({"filename_separator": "\x00"}, "filename_separator", "NUL")):
+        with pytest.raises(NodeInputError, match=message) as caught:
+            call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, **changed})
+        assert caught.value.input == input_name, changed
+
+
+@pytest.mark.parametrize("counter_type", ["folder", "none"])
+def test_save_images_mikey_leaves_no_half_written_file(registry, tmp_folders, monkeypatch, counter_type):
+    from PIL import Image
+
+    def fails_midway(picture, path, *args, **kwargs):
+        with open(path, "wb") as file:
+            file.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    folder = tmp_folders.outputs / "set"
+    folder.mkdir()
+    (folder / "fox_Filename Text 2.png").write_bytes(b"kept")  # "none" would overwrite this name
+    monkeypatch.setattr(Image.Image, "save", fails_midway)
+    with pytest.raises(OSError, match="disk full"):
+        call(registry, "Save Images Mikey", images=torch.rand(1, 4, 4, 3),
+             **{**SAVE_MIKEY, "counter_type": counter_type})
+    assert sorted(p.name for p in folder.iterdir()) == ["fox_Filename Text 2.png"]
+    assert (folder / "fox_Filename Text 2.png").read_bytes() == b"kept"
+    monkeypatch.undo()
+    # "none" overwrites that name as the pack does: the file is replaced whole
+    call(registry, "Save Images Mikey", images=torch.rand(1, 4, 4, 3), **{**SAVE_MIKEY, "counter_type": "none"})
+    assert sorted(p.name for p in folder.iterdir()) == ["fox_Filename Text 2.png"]
+    assert (folder / "fox_Filename Text 2.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.fixture
