@@ -12,8 +12,9 @@ Float, Range Integer, TextConcat, TextCombinations, Wildcard Processor, ImageOve
 With Prompt Data, Save Images Mikey, Save Images No Display, Batch Load Images, Batch Resize
 Image for SDXL, Batch Crop Image (folders inside the inputs folder only), Image Caption (a font of
 models/fonts, else Pillow's own), Checkpoint Loader Simple Mikey (the core loader, with the file's
-name and hash), Prompt With Style (V1), Prompt With SDXL, Style Conditioner (styles from the
-"styles" folder's styles.json, the pack's file, put there by the user, and user_styles.json),
+name and hash), Prompt With Style (V1), Prompt With SDXL, Style Conditioner (styles from
+models/styles/mikey/styles.json, the pack's file, put there by the user, and user_styles.json:
+a folder of their own, as the styles folder's top level is sdxl_prompt_styler's lists),
 Mikey Sampler and Mikey Sampler Base Only (KSamplerAdvanced, VAEDecode / Encode,
 ImageUpscaleWithModel and ImageScale, as the pack composes ComfyUI's) and HaldCLUT (its class
 name ends in a space; CLUT pictures from models/luts, where the pack's own are to be copied).
@@ -36,12 +37,15 @@ import math
 import random
 import re
 from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
-    Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join
+    Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
 from nodes.loaders import LoadCheckpoint
+from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, _file_state
 from nodes.strings import fits
 
 COMFY_PACK = "mikey_nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -983,34 +987,52 @@ class MikeyCheckpointLoaderSimple(LoadCheckpoint):
 # -- styles and SDXL prompts --------------------------------------------------------------------
 
 STYLE_FILES = ("styles.json", "user_styles.json")  # the pack's file, then ComfyUI's user file it adds to
+# models/styles/mikey: apart from the styles folder's top level, whose every .json twri's
+# sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py) reads as a list of styles
+MIKEY_STYLES_FOLDER = "mikey"
+STYLES_SHAPE = '{"styles": {name: {"positive": ..., "negative": ...}}}'
+
+
+def _style_file(file_name: str):
+    """models/styles/mikey/<file_name>, the first styles folder holding it (inside it), or None."""
+    try:
+        return folders.find_model("styles", f"{MIKEY_STYLES_FOLDER}/{file_name}", inside=True)
+    except (FileNotFoundError, UnsafePathError):
+        return None
+
+
+@lru_cache(maxsize=8)
+def _read_style_file(state: tuple) -> dict[str, tuple[str, str]]:
+    """One style file's {style: (positive, negative)}, read once per (path, mtime, size): a file
+    too large or not of the pack's shape is left out on its own with a warning naming it."""
+    path = Path(state[0])
+    if state[2] > MAX_STYLE_FILE:
+        warn(f"Mikey style file {path} is larger than {MAX_STYLE_FILE:,} bytes: left out")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(name): (str(style["positive"]), str(style["negative"])) for name, style in data["styles"].items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        warn(f"Mikey style file {path} is not the pack's shape {STYLES_SHAPE}: left out ({error!r})")
+        return {}
 
 
 def mikey_styles() -> dict[str, tuple[str, str]]:
-    """{style: (positive, negative)} from the styles folder's styles.json (the pack's own, put
+    """{style: (positive, negative)} from models/styles/mikey/styles.json (the pack's own, put
     there) and then user_styles.json, each {"styles": {name: {"positive", "negative"}}} as the
-    pack reads them; the first folder holding each file is read. Empty where neither is there."""
+    pack reads them; a file missing, too large or of another shape adds nothing (the last two
+    with a warning naming it). Empty where neither gives styles."""
     styles = {}
     for file_name in STYLE_FILES:
-        path = next((d / file_name for d in folders.model_dirs("styles") if (d / file_name).is_file()), None)
-        if path is None:
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            for name, style in data["styles"].items():
-                styles[name] = (str(style["positive"]), str(style["negative"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            shape = '{"styles": {name: {"positive": ..., "negative": ...}}}'
-            raise NodeInputError("style", f"{path.name} in the styles folder is not the pack's shape {shape}: "
-                                          f"{error!r}") from None
+        path = _style_file(file_name)
+        if path is not None:
+            styles.update(_read_style_file(_file_state(path)))
     return styles
 
 
 def style_choices() -> list[str]:
-    """The styles' names, or only "none" where the styles folder has no styles.json."""
-    try:
-        return list(mikey_styles()) or ["none"]
-    except NodeInputError:
-        return ["none"]
+    """The styles' names, or only "none" where models/styles/mikey gives none."""
+    return list(mikey_styles()) or ["none"]
 
 
 def picked_style(style: str) -> tuple[str, str]:
@@ -1018,7 +1040,7 @@ def picked_style(style: str) -> tuple[str, str]:
     if style not in styles:
         if style == "none" and not styles:
             return "", ""
-        where = folders.model_dirs("styles")[0]
+        where = folders.model_dirs("styles")[0] / MIKEY_STYLES_FOLDER
         raise NodeInputError("style", f"style {style!r} is not in styles.json / user_styles.json in {where} "
                                       "(copy the pack's styles.json there)")
     return styles[style]
@@ -1051,9 +1073,11 @@ class MikeyPromptWithStyle(Node):
     """A styled SDXL prompt pair and latent, as Mikey's Prompt With Style (V1): wildcards replaced
     as Wildcard Processor does (with the seed), the style's positive / negative text merged in
     ({prompt} in the style takes the prompt, else ", style" is added), an empty latent of the
-    ratio's size and the refiner size (4096 on the longer side). Styles are read from the styles
-    folder's styles.json (the pack's own file, to be put there) and user_styles.json; a style
-    not there is refused naming the files. The pack's <random:a:b> and %date% / %node.widget%
+    ratio's size and the refiner size (4096 on the longer side). Styles are read from
+    models/styles/mikey/: styles.json (the pack's own file, to be put there) and user_styles.json
+    (not the styles folder's top level, whose .json files SDXL Prompt Styler reads as lists); a
+    file of another shape is left out with a warning naming it; a style not there is refused
+    naming the files. The pack's <random:a:b> and %date% / %node.widget%
     syntax is not supported."""
     category = "Mikey"
     positive_prompt: str = Text("Positive Prompt", multiline=True)

@@ -497,7 +497,7 @@ def test_checkpoint_loader_simple_mikey_adds_name_and_hash(registry, tmp_folders
 
 @pytest.fixture
 def styles(tmp_folders):
-    folder = tmp_folders.models / "styles"
+    folder = tmp_folders.models / "styles" / "mikey"
     folder.mkdir(parents=True)
     (folder / "styles.json").write_text(json.dumps({"styles": {
         "none": {"positive": "", "negative": ""},
@@ -568,6 +568,48 @@ def test_style_conditioner_is_encode_and_average(registry, styles, tmp_folders):
     assert passed[:4] == tuple(given) and passed[4] == "none"
     # use_seed: the seed mod 4th style of the files' list (none, neon, film, mine)
     assert call(registry, "Style Conditioner", style="none", **{**inputs, "use_seed": "true", "seed": 7})[4] == "mine"
+
+
+def test_mikey_style_files_live_apart_and_a_bad_one_is_left_out_alone(registry, styles, caplog):
+    import logging
+
+    import nodes.pack_nodes_mikey as mikey
+    from nodes.pack_nodes_sdxl_styler import style_names
+
+    # models/styles/mikey is not read by twri's styler (its top level is): no warning from it
+    with caplog.at_level(logging.WARNING):
+        names = style_names()
+    assert "neon" not in names and "styles.json" not in caplog.text
+    # a twri-shaped user_styles.json: left out on its own, with a warning naming it; styles.json's stay
+    (styles / "user_styles.json").write_text(json.dumps([{"name": "u", "prompt": "{prompt}"}]), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert mikey.style_choices() == ["none", "neon", "film"]
+    assert "user_styles.json" in caplog.text and "not the pack's shape" in caplog.text
+    # the file-state cache: read once while unchanged (no second warning)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert mikey.style_choices() == ["none", "neon", "film"]
+    assert "user_styles.json" not in caplog.text
+    # over the styler's size cap: left out with a warning
+    (styles / "user_styles.json").write_text(json.dumps({"styles": {"big": {"positive": "x" * 64, "negative": ""}}}),
+                                             encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert mikey.style_choices() == ["none", "neon", "film", "big"]
+        original = mikey.MAX_STYLE_FILE
+        try:
+            mikey.MAX_STYLE_FILE = 10
+            mikey._read_style_file.cache_clear()
+            assert mikey.style_choices() == ["none"]
+        finally:
+            mikey.MAX_STYLE_FILE = original
+            mikey._read_style_file.cache_clear()
+    assert "larger than 10 bytes" in caplog.text
+    # the top level is not Mikey's
+    (styles / "styles.json").rename(styles.parent / "styles.json")
+    (styles / "user_styles.json").unlink()
+    assert mikey.style_choices() == ["none"]
 
 
 def test_without_style_files_only_none(registry, tmp_folders):
