@@ -474,6 +474,54 @@ def test_image_caption_bar_below_the_image(registry, tmp_folders):
     assert out[:, 45:30 + bar].max() == 1.0  # white text
 
 
+def packs_caption_wrap(text, font, width):
+    """The pack's wrap as it states it: per line of the text, the growing line measured per word."""
+    lines = []
+    for line in text.split("\n"):
+        words = line.split(" ")
+        current = words[0]
+        for word in words[1:]:
+            if int(font.getlength(current + " " + word)) <= width:
+                current += " " + word
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current)
+    return lines
+
+
+class CountingFont:
+    def __init__(self, font):
+        self.font, self.calls, self.chars = font, 0, 0
+
+    def getlength(self, text):
+        self.calls += 1
+        self.chars += len(text)
+        return self.font.getlength(text)
+
+
+def test_caption_wrap_is_the_packs_with_few_measures():
+    from PIL import ImageFont
+
+    from nodes.pack_nodes_mikey import caption_lines
+
+    font = ImageFont.load_default(size=32)
+    rng = random.Random(3)
+    words = ["".join(rng.choice("abcdefghij WM") for _ in range(rng.randint(0, 12))) for _ in range(400)]
+    text = " ".join(words) + "\n\nshort\n" + "x" * 90 + " tail  two  spaces"
+    for width in (8, 100, 333, 1024, 4096):
+        assert caption_lines(text, font, width) == packs_caption_wrap(text, font, width), width
+    # a long caption at 4096 px: measures grow with the lines, not with the words (the pack's: one a word)
+    # (the pack's wrap of it, one measure a word, takes ~25 s: its full line is taken from a shorter one)
+    caption = "a " * 49999
+    counted = CountingFont(font)
+    lines = caption_lines(caption, counted, 4096)
+    full_line = packs_caption_wrap("a " * 3000, font, 4096)[0]
+    assert all(line == full_line for line in lines[:-1]) and " ".join(lines) == caption
+    assert counted.calls < len(lines) * 2 * 10 and counted.calls * 10 < caption.count(" ")
+    assert counted.chars < 2 * 10 * len(caption)
+
+
 def test_checkpoint_loader_simple_mikey_adds_name_and_hash(registry, tmp_folders):
     import hashlib
 
