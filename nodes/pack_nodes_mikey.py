@@ -21,12 +21,14 @@ name ends in a space; CLUT pictures from models/luts, where the pack's own are t
 
 Left out (not built this round; graphflow/comfy_format.py MIKEY_LEFT_OUT says what each needs):
 Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), Mikey Sampler Tiled and
-Mikey Sampler Base Only Advanced (the pack's own tiling and histogram matching), AddMetaData / SaveMetaData (they change
-ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM prompt nodes (a web
-service) and the pack's other later nodes; the pack's <random:a:b> syntax (refused where a prompt
-has it) and %date:...% / %node.widget% replacement; the later wildcard grammar (comment lines,
-the !, +, -, * offset marks); Ratio Advanced's presets (user_ratio_presets.json) and the
-user_ratios.json additions to the ratio list.
+Mikey Sampler Base Only Advanced (the pack's own tiling and histogram matching), AddMetaData /
+SaveMetaData (they change ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM
+prompt nodes (a web service) and the pack's other later nodes; the pack's <random:a:b> syntax in
+Prompt With Style / SDXL (refused there; Wildcard Processor makes it, as read in a 268,857-character
+version of mikey_nodes.py, process / process_wildcard_syntax / process_random_syntax, whose commit
+the tool did not give) and %date:...% / %node.widget% replacement; the later wildcard grammar
+(comment lines, the !, +, -, * offset marks, bracketless N$$__name__); Ratio Advanced's presets
+(user_ratio_presets.json) and the user_ratios.json additions to the ratio list.
 """
 
 from __future__ import annotations
@@ -463,14 +465,70 @@ def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt") -> str
     return "".join(out)
 
 
+# the pack's {a|b|c} choice: braces without a } inside, each replaced (every copy of it) by one part
+CHOICE = re.compile(r"{([^}]+)}")
+# the pack's <random:low:high> numbers; its -?\d*\.?\d+ written as the same numbers' form that can't
+# backtrack over a long run of digits
+NUMBER = r"-?(?:\d+(?:\.\d+)?|\.\d+)"
+RANDOM_NUMBER = re.compile(rf"<random:({NUMBER}):({NUMBER})>")
+WILDCARD_PASSES = 10  # the pack's: more passes for wildcards that wildcard files hold
+# characters scanned by the {a|b} pass (each choice replaces through the whole text, as the pack's)
+MAX_CHOICE_WORK = 10 ** 8
+
+
+def replace_choices(prompt: str, seed: int, input_name: str = "prompt") -> str:
+    """The pack's process_wildcard_syntax: after random.seed(seed), each {a|b} of the prompt as
+    written, in turn, replaced wherever it stands by random.choice of its |-parts."""
+    matches = list(CHOICE.finditer(prompt))  # the matches of the prompt as given, as the pack's
+    if len(matches) * len(prompt) > MAX_CHOICE_WORK:
+        raise NodeInputError(input_name, f"{len(matches):,} {{a|b}} choices in {len(prompt):,} characters: each is "
+                                         f"replaced through the whole text, too much work (at most "
+                                         f"{MAX_CHOICE_WORK:,} characters scanned)")
+    rng = random.Random(seed)
+    for match in matches:
+        prompt = prompt.replace(match.group(0), rng.choice(match.group(1).split("|")))
+    return prompt
+
+
+def replace_random_numbers(prompt: str, seed: int) -> str:
+    """The pack's process_random_syntax: after random.seed(seed), each <random:low:high> replaced
+    in turn by random.uniform(low, high) rounded to 4 places, as Python writes it."""
+    rng = random.Random(seed)
+    return RANDOM_NUMBER.sub(lambda m: str(round(rng.uniform(float(m.group(1)), float(m.group(2))), 4)), prompt)
+
+
+def process_prompt(prompt: str, seed: int, input_name: str = "prompt") -> str:
+    """The pack's Wildcard Processor pass: {a|b} choices, <random:a:b> numbers, then wildcards,
+    each seeded with the seed; while wildcards changed the text, again (up to 10 more passes), so
+    that wildcards and choices inside wildcard files are replaced too. Each pass's text is held to
+    the text limit."""
+    def one_pass(text: str) -> tuple[str, str]:
+        text = replace_random_numbers(replace_choices(text, seed, input_name), seed)
+        fits(len(text), input_name)
+        return text, replace_wildcards(text, seed, input_name)
+
+    before, after = one_pass(prompt)
+    for _ in range(WILDCARD_PASSES):
+        if after == before:
+            break
+        before, after = one_pass(after)
+    return after
+
+
 class MikeyWildcardProcessor(Node):
-    """The prompt with its __wildcards__ replaced by lines of the wildcards folder's .txt files,
-    picked by the seed as Mikey's Wildcard Processor picks them: __name__ (a/b for a folder),
-    [N$$__name__] for N lines, __name|word|word__ for lines holding a word. A wildcard whose
-    file is missing or empty is refused naming the file (the pack dropped it from the prompt). A
-    prompt over 2000 characters is searched under a time limit first (runs like "__a|__a|..."
-    make the pattern backtrack) and refused where that runs out. The pack's %date:...% and
-    %node.widget% replacement is not done."""
+    """The prompt with its {a|b} choices, <random:low:high> numbers and __wildcards__ replaced, as
+    Mikey's Wildcard Processor does: {a|b|c} by a part picked by Python's random seeded with the
+    seed (the pack's process_wildcard_syntax: every copy of one {...} gets the same part);
+    <random:1.5:3> by random.uniform between them rounded to 4 places (random seeded again);
+    then __name__ by lines of the wildcards folder's .txt files, picked by the seed as the pack
+    picks them: __name__ (a/b for a folder), [N$$__name__] for N lines, __name|word|word__ for
+    lines holding a word; and again, up to 10 more passes, while wildcards changed the text (for
+    wildcards inside wildcard files). A wildcard whose file is missing or empty is refused naming
+    the file (the pack dropped it from the prompt). A prompt over 2000 characters is searched
+    under a time limit first (runs like "__a|__a|..." make the pattern backtrack) and refused where
+    that runs out. Not done: the pack's %date:...% and %node.widget% replacement; the later
+    bracketless N$$__name__ (read here as the text N$$ then __name__), comment lines and the !, +,
+    -, * offset marks."""
     category = "Mikey/Text"
     prompt: str = Text("", multiline=True)
     seed: int = Int(0, min=0, max=SEED_MAX)
@@ -478,7 +536,7 @@ class MikeyWildcardProcessor(Node):
     comfy = ComfyAlias(("Wildcard Processor",))
 
     def run(self):
-        return replace_wildcards(self.prompt, self.seed)
+        return process_prompt(self.prompt, self.seed)
 
 
 # -- images -------------------------------------------------------------------------------------

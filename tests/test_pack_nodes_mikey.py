@@ -195,6 +195,48 @@ def test_wildcards_picked_as_the_pack_picks(registry, wildcards):
         assert caught.value.input == "prompt"
 
 
+def packs_choices(text, seed):
+    """process_wildcard_syntax as the pack states it: random.seed(seed), then each {..} match of the
+    text as given replaced (str.replace) by random.choice of its |-parts."""
+    random.seed(seed)
+    for m in re.finditer(r"{([^}]+)}", text):
+        text = text.replace(m.group(0), random.choice(m.group(1).split("|")))
+    return text
+
+
+def packs_random_numbers(text, seed):
+    """process_random_syntax as the pack states it."""
+    random.seed(seed)
+    out, last = [], 0
+    for m in re.finditer(r"<random:(-?\d*\.?\d+):(-?\d*\.?\d+)>", text):
+        out += [text[last:m.start()], str(round(random.uniform(float(m.group(1)), float(m.group(2))), 4))]
+        last = m.end()
+    return "".join(out) + text[last:]
+
+
+def test_wildcard_processor_choices_numbers_and_nested_wildcards(registry, wildcards):
+    colours = ["red", "green", "blue", "yellow", "black"]
+    (wildcards / "scene.txt").write_text("a {tall|short} __colour__ tree\n", encoding="utf-8")
+    for seed in (0, 1, 5, 123456789):
+        prompt = "{cat|dog|bird} and {cat|dog|bird}, {x|y} at <random:1.5:3> and <random:-2:.5>"
+        expected = packs_random_numbers(packs_choices(prompt, seed), seed)
+        assert call(registry, "Wildcard Processor", prompt=prompt, seed=seed) == expected
+        # a wildcard file's line holding {..} and a wildcard: replaced on the next pass, seeded again
+        out = call(registry, "Wildcard Processor", prompt="__scene__!", seed=seed)
+        second = packs_choices("a {tall|short} __colour__ tree!", seed)
+        assert out == second.replace("__colour__", colours[seed % 5])
+    # a line that names its own file stops after the pack's 10 more passes
+    (wildcards / "loop.txt").write_text("x __loop__\n", encoding="utf-8")
+    assert call(registry, "Wildcard Processor", prompt="__loop__", seed=0) == "x " * 11 + "__loop__"
+    # a run of digits after <random: doesn't backtrack (the pack's pattern is quadratic there)
+    assert call(registry, "Wildcard Processor", prompt="<random:" + "1" * 200_000 + "x", seed=0).endswith("1x")
+    # <random:..> is still refused by name where it isn't made
+    with pytest.raises(NodeInputError, match="random") as caught:
+        call(registry, "Prompt With Style", positive_prompt="<random:1:2>", negative_prompt="", style="none",
+             ratio_selected=next(iter(RATIOS)), batch_size=1, seed=0)
+    assert caught.value.input == "positive_prompt"
+
+
 def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry, wildcards):
     prompt = {
         "1": {"class_type": "Empty Latent Ratio Select SDXL", "inputs": {"ratio_selected": "9:16 [768x1344 portrait]",
