@@ -164,9 +164,8 @@ LITERALS_CLASSES = ("Operation", "Checkpoint", "Lora", "KepStringLiteral")
 MIKEY_CLASSES = ("Empty Latent Ratio Select SDXL", "Empty Latent Ratio Custom SDXL", "Ratio Advanced",
                  "Resize Image for SDXL", "Upscale Tile Calculator", "Seed String", "Int to String",
                  "Float to String", "Range Float", "Range Integer", "TextConcat", "TextCombinations",
-                 "Wildcard Processor", "Prompt With Style", "Prompt With Style V2", "Prompt With Style V3",
-                 "Prompt With SDXL", "Style Conditioner", "Mikey Sampler", "Mikey Sampler Tiled",
-                 "Mikey Sampler Base Only", "Mikey Sampler Base Only Advanced", "Save Image With Prompt Data",
+                 "Wildcard Processor", "Prompt With Style", "Prompt With SDXL", "Style Conditioner", "Mikey Sampler",
+                 "Mikey Sampler Base Only", "Save Image With Prompt Data",
                  "Save Images Mikey", "Save Images No Display", "HaldCLUT ", "Batch Resize Image for SDXL",
                  "Batch Crop Image", "Batch Load Images", "ImageOverlay", "Image Caption",
                  "Checkpoint Loader Simple Mikey")
@@ -176,6 +175,16 @@ MIKEY_LEFT_OUT = {
                     "it changes ComfyUI's hidden extra_pnginfo, which graphflow's nodes do not reach"),
     **dict.fromkeys(("OobaPrompt", "WildcardOobaPrompt", "LMStudioPrompt"),
                     "it asks a local LLM web service (text-generation-webui / LM Studio) for the prompt"),
+    # not built this round: each needs more than the nodes here give
+    **dict.fromkeys(("Prompt With Style V2", "Prompt With Style V3"),
+                    "not built yet: it loads the <lora:name:weight> LoRAs named in the prompt onto the model and "
+                    "clip and encodes base and refiner prompts several ways (needs LoRA-in-prompt parsing and "
+                    "its encode chain)"),
+    "Mikey Sampler Tiled": "not built yet: its hires pass samples the upscaled picture tile by tile with the "
+                           "pack's own tile split, blending and histogram matching, which no core node does",
+    "Mikey Sampler Base Only Advanced": "not built yet: its upscale choice mixes upscale-model files with "
+                                        "ImageScaleBy's methods and its hires pass can sample tile by tile (the "
+                                        "pack's own tiling); it needs both written first",
 }
 # adieyal's comfyui-dynamicprompts: the classes nodes/pack_nodes_dynamic_prompts.py leaves out, with why
 DYNAMIC_PROMPTS_LEFT_OUT = {

@@ -12,19 +12,23 @@ Float, Range Integer, TextConcat, TextCombinations, Wildcard Processor, ImageOve
 With Prompt Data, Save Images Mikey, Save Images No Display, Batch Load Images, Batch Resize
 Image for SDXL, Batch Crop Image (folders inside the inputs folder only), Image Caption (a font of
 models/fonts, else Pillow's own), Checkpoint Loader Simple Mikey (the core loader, with the file's
-name and hash), Prompt With Style (V1), Prompt With SDXL, Style Conditioner (styles from the
-"styles" folder's styles.json, the pack's file, put there by the user, and user_styles.json),
+name and hash), Prompt With Style (V1), Prompt With SDXL, Style Conditioner (styles from
+models/styles/mikey/styles.json, the pack's file, put there by the user, and user_styles.json:
+a folder of their own, as the styles folder's top level is sdxl_prompt_styler's lists),
 Mikey Sampler and Mikey Sampler Base Only (KSamplerAdvanced, VAEDecode / Encode,
 ImageUpscaleWithModel and ImageScale, as the pack composes ComfyUI's) and HaldCLUT (its class
 name ends in a space; CLUT pictures from models/luts, where the pack's own are to be copied).
 
-Left out: Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), the tiled Mikey
-Samplers (the pack's own tiling and histogram matching), AddMetaData / SaveMetaData (they change
-ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM prompt nodes (a web
-service) and the pack's other later nodes; the pack's <random:a:b> syntax (refused where a prompt
-has it) and %date:...% / %node.widget% replacement; the later wildcard grammar (comment lines,
-the !, +, -, * offset marks); Ratio Advanced's presets (user_ratio_presets.json) and the
-user_ratios.json additions to the ratio list.
+Left out (not built this round; graphflow/comfy_format.py MIKEY_LEFT_OUT says what each needs):
+Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), Mikey Sampler Tiled and
+Mikey Sampler Base Only Advanced (the pack's own tiling and histogram matching), AddMetaData /
+SaveMetaData (they change ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM
+prompt nodes (a web service) and the pack's other later nodes; the pack's <random:a:b> syntax in
+Prompt With Style / SDXL (refused there; Wildcard Processor makes it, as read in a 268,857-character
+version of mikey_nodes.py, process / process_wildcard_syntax / process_random_syntax, whose commit
+the tool did not give) and %date:...% / %node.widget% replacement; the later wildcard grammar
+(comment lines, the !, +, -, * offset marks, bracketless N$$__name__); Ratio Advanced's presets
+(user_ratio_presets.json) and the user_ratios.json additions to the ratio list.
 """
 
 from __future__ import annotations
@@ -34,12 +38,16 @@ import json
 import math
 import random
 import re
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
-    Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join
+    Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
 from nodes.loaders import LoadCheckpoint
+from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, _file_state
 from nodes.strings import fits
 
 COMFY_PACK = "mikey_nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -71,13 +79,17 @@ def sdxl_size(width: int, height: int, res: int = 1024) -> tuple[int, int]:
     """The pack's find_latent_size: among sizes 8i x 8j (i, j below 256) whose ratio lies in
     (0.98 r, r) for r = width / height, with at most res^2 pixels, each rounded up or down to
     multiples of 64 either way, the largest area at most res^2 (the first found on a tie).
-    (0, 0) where none fits. Integer comparisons: the pack's Fraction ones, exactly."""
+    (0, 0) where none fits. The lower bound is the pack's Fraction(width, height) * 0.98, which
+    Python makes a float (rounded); the comparisons with it and with r are exact, as the pack's
+    Fraction ones are."""
     best_w = best_h = 0
     limit = res * res
+    # the float the pack's bound rounds to, as an exact ratio low_num / low_den
+    low_num, low_den = (Fraction(width, height) * 0.98).as_integer_ratio()
     for i in range(1, 256):
         for j in range(1, 256):
-            # 8i/8j > 0.98 * w/h  and  8i/8j < w/h, cross-multiplied
-            if not (100 * i * height > 98 * width * j and i * height < width * j and 64 * i * j <= limit):
+            # 8i/8j > bound  and  8i/8j < w/h, cross-multiplied
+            if not (i * low_den > low_num * j and i * height < width * j and 64 * i * j <= limit):
                 continue
             up_w, down_w = math.ceil(8 * i / 64) * 64, 8 * i // 64 * 64
             up_h, down_h = math.ceil(8 * j / 64) * 64, 8 * j // 64 * 64
@@ -271,12 +283,17 @@ class MikeyFloatToString(Node):
 
 
 def _range_count(start, end, step, what: str) -> int:
+    """How many numbers start, start + step, ... lie below end: whole numbers are counted exactly
+    (ceil((end - start) / step) in integers: a float division loses them past 2^53)."""
     if step == 0:
         raise NodeInputError("step", "expected a step above 0")
-    span = (end - start) / step
-    if math.isinf(span):
-        raise NodeInputError("step", f"a step of {step} makes too many numbers from {start} to {end}")
-    count = math.ceil(span)
+    if all(isinstance(v, int) for v in (start, end, step)):
+        count = (end - start + step - 1) // step
+    else:
+        span = (end - start) / step
+        if math.isinf(span):
+            raise NodeInputError("step", f"a step of {step} makes too many numbers from {start} to {end}")
+        count = math.ceil(span)
     if count <= 0:
         raise NodeInputError("end", f"the {what} range from start {start} to end {end} is empty: end must be "
                                     "above start")
@@ -320,9 +337,9 @@ class MikeyRangeInteger(Node):
     comfy = ComfyAlias(("Range Integer",))
 
     def run(self):
-        _range_count(self.start, self.end, self.step, "whole-number")
-        numbers = range(self.start, self.end, self.step)  # not built: range indexes arithmetically
-        value = numbers[self.seed % len(numbers)]
+        count = _range_count(self.start, self.end, self.step, "whole-number")
+        # counted and indexed in integers: len(range(...)) fails past 2^63
+        value = self.start + self.step * (self.seed % count)
         return value, f"{value}"
 
 
@@ -448,14 +465,70 @@ def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt") -> str
     return "".join(out)
 
 
+# the pack's {a|b|c} choice: braces without a } inside, each replaced (every copy of it) by one part
+CHOICE = re.compile(r"{([^}]+)}")
+# the pack's <random:low:high> numbers; its -?\d*\.?\d+ written as the same numbers' form that can't
+# backtrack over a long run of digits
+NUMBER = r"-?(?:\d+(?:\.\d+)?|\.\d+)"
+RANDOM_NUMBER = re.compile(rf"<random:({NUMBER}):({NUMBER})>")
+WILDCARD_PASSES = 10  # the pack's: more passes for wildcards that wildcard files hold
+# characters scanned by the {a|b} pass (each choice replaces through the whole text, as the pack's)
+MAX_CHOICE_WORK = 10 ** 8
+
+
+def replace_choices(prompt: str, seed: int, input_name: str = "prompt") -> str:
+    """The pack's process_wildcard_syntax: after random.seed(seed), each {a|b} of the prompt as
+    written, in turn, replaced wherever it stands by random.choice of its |-parts."""
+    matches = list(CHOICE.finditer(prompt))  # the matches of the prompt as given, as the pack's
+    if len(matches) * len(prompt) > MAX_CHOICE_WORK:
+        raise NodeInputError(input_name, f"{len(matches):,} {{a|b}} choices in {len(prompt):,} characters: each is "
+                                         f"replaced through the whole text, too much work (at most "
+                                         f"{MAX_CHOICE_WORK:,} characters scanned)")
+    rng = random.Random(seed)
+    for match in matches:
+        prompt = prompt.replace(match.group(0), rng.choice(match.group(1).split("|")))
+    return prompt
+
+
+def replace_random_numbers(prompt: str, seed: int) -> str:
+    """The pack's process_random_syntax: after random.seed(seed), each <random:low:high> replaced
+    in turn by random.uniform(low, high) rounded to 4 places, as Python writes it."""
+    rng = random.Random(seed)
+    return RANDOM_NUMBER.sub(lambda m: str(round(rng.uniform(float(m.group(1)), float(m.group(2))), 4)), prompt)
+
+
+def process_prompt(prompt: str, seed: int, input_name: str = "prompt") -> str:
+    """The pack's Wildcard Processor pass: {a|b} choices, <random:a:b> numbers, then wildcards,
+    each seeded with the seed; while wildcards changed the text, again (up to 10 more passes), so
+    that wildcards and choices inside wildcard files are replaced too. Each pass's text is held to
+    the text limit."""
+    def one_pass(text: str) -> tuple[str, str]:
+        text = replace_random_numbers(replace_choices(text, seed, input_name), seed)
+        fits(len(text), input_name)
+        return text, replace_wildcards(text, seed, input_name)
+
+    before, after = one_pass(prompt)
+    for _ in range(WILDCARD_PASSES):
+        if after == before:
+            break
+        before, after = one_pass(after)
+    return after
+
+
 class MikeyWildcardProcessor(Node):
-    """The prompt with its __wildcards__ replaced by lines of the wildcards folder's .txt files,
-    picked by the seed as Mikey's Wildcard Processor picks them: __name__ (a/b for a folder),
-    [N$$__name__] for N lines, __name|word|word__ for lines holding a word. A wildcard whose
-    file is missing or empty is refused naming the file (the pack dropped it from the prompt). A
-    prompt over 2000 characters is searched under a time limit first (runs like "__a|__a|..."
-    make the pattern backtrack) and refused where that runs out. The pack's %date:...% and
-    %node.widget% replacement is not done."""
+    """The prompt with its {a|b} choices, <random:low:high> numbers and __wildcards__ replaced, as
+    Mikey's Wildcard Processor does: {a|b|c} by a part picked by Python's random seeded with the
+    seed (the pack's process_wildcard_syntax: every copy of one {...} gets the same part);
+    <random:1.5:3> by random.uniform between them rounded to 4 places (random seeded again);
+    then __name__ by lines of the wildcards folder's .txt files, picked by the seed as the pack
+    picks them: __name__ (a/b for a folder), [N$$__name__] for N lines, __name|word|word__ for
+    lines holding a word; and again, up to 10 more passes, while wildcards changed the text (for
+    wildcards inside wildcard files). A wildcard whose file is missing or empty is refused naming
+    the file (the pack dropped it from the prompt). A prompt over 2000 characters is searched
+    under a time limit first (runs like "__a|__a|..." make the pattern backtrack) and refused where
+    that runs out. Not done: the pack's %date:...% and %node.widget% replacement; the later
+    bracketless N$$__name__ (read here as the text N$$ then __name__), comment lines and the !, +,
+    -, * offset marks."""
     category = "Mikey/Text"
     prompt: str = Text("", multiline=True)
     seed: int = Int(0, min=0, max=SEED_MAX)
@@ -463,7 +536,7 @@ class MikeyWildcardProcessor(Node):
     comfy = ComfyAlias(("Wildcard Processor",))
 
     def run(self):
-        return replace_wildcards(self.prompt, self.seed)
+        return process_prompt(self.prompt, self.seed)
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -533,6 +606,18 @@ def _png_texts(extra: dict[str, str]):
     return info
 
 
+NAME_MAX_BYTES = 255  # the most a file system takes for one file or folder name
+
+
+def _check_folder_names(path_text: str, input_name: str) -> None:
+    """Refuse, naming the input, a folder path text with a name over 255 bytes (the file system
+    would fail with ENAMETOOLONG)."""
+    for part in re.split(r"[/\\]", path_text):
+        if len(part.encode()) > NAME_MAX_BYTES:
+            raise NodeInputError(input_name, f"the folder name {part[:40]!r}... is {len(part.encode())} bytes: a "
+                                             f"file system takes at most {NAME_MAX_BYTES}")
+
+
 class MikeySaveImageWithPromptData(Node):
     """Save images as PNGs in the outputs folder with the prompts in text chunks, as Mikey's Save
     Image With Prompt Data: chunks positive_prompt, negative_prompt, filename_prefix (as JSON) and
@@ -565,6 +650,7 @@ class MikeySaveImageWithPromptData(Node):
         normal = posixpath.normpath(prefix) if prefix else ""
         subfolder, filename = posixpath.split(normal)
         filename = filename[:-1] if filename.endswith(".") else filename
+        _check_folder_names(subfolder, "filename_prefix")
         try:
             folder = safe_join(folders.outputs, subfolder) if subfolder else folders.outputs
         except UnsafePathError as error:
@@ -619,10 +705,14 @@ class MikeySaveImagesMikey(Node):
     each file's own, yymmddHHMMSS) and a five-digit counter. counter_type "folder" counts on from
     the highest number at the counter's place among the folder's names split by the separator
     (from 1 where one there is not a number), "filename" from 1 + the files whose first parts are
-    these texts, and a number whose file exists is passed over; "none" names no counter and adds
-    _01, _02 ... after the timestamp of the batch's later images (after the name, where there is no
-    timestamp: the pack's text there was garbled). extra_metadata is written as a PNG text chunk
-    beside the workflow's. Positions must differ; a separator with / or \\ is refused. The
+    these texts, and a number whose file exists is passed over (each file is written under a
+    temporary name, then given the first free number's name: two runs never share one, and no
+    half-written file has a real name); "none" names no counter and adds _01, _02 ... after the
+    timestamp of the batch's later images (after the name, where there is no timestamp: the pack's
+    text there was garbled), and, as the pack's, overwrites a file of the same name (replaced
+    whole, never half-written). extra_metadata is written as a PNG text chunk beside the
+    workflow's. Positions must differ; a separator with / or \\, a NUL in a text, and a file or
+    folder name over 255 bytes are refused, naming the input the text came from. The
     pack's %date:...% / %node.widget% replacement is not done, and "counter" in a filename text
     stays as written (the pack's made it the number too)."""
     category = "Mikey/Image"
@@ -671,6 +761,7 @@ class MikeySaveImagesMikey(Node):
 
         from graphflow.api import show
         from graphflow.images import image_to_pil
+        from nodes.image import _claim, _temporary, _write_at
 
         images = _image(self.images, "images")
         positions = (self.filename_text_1_pos, self.filename_text_2_pos, self.filename_text_3_pos, self.timestamp_pos,
@@ -679,7 +770,11 @@ class MikeySaveImagesMikey(Node):
             raise NodeInputError("counter_pos", f"the five *_pos numbers must differ (they are {list(positions)})")
         if "/" in self.filename_separator or "\\" in self.filename_separator:
             raise NodeInputError("filename_separator", "a separator can't hold / or \\: it would make folders")
+        for input_name in ("filename_text_1", "filename_text_2", "filename_text_3", "filename_separator"):
+            if "\x00" in getattr(self, input_name):
+                raise NodeInputError(input_name, "a file name can't hold a NUL character")
         sub_directory = re.sub(r'[<>:"|?*]', "", self.sub_directory).encode("ascii", "ignore").decode("ascii")
+        _check_folder_names(sub_directory, "sub_directory")
         try:
             folder = safe_join(folders.outputs, sub_directory) if sub_directory else folders.outputs
         except UnsafePathError as error:
@@ -693,21 +788,43 @@ class MikeySaveImagesMikey(Node):
         for index, image in enumerate(images):
             if self.timestamp_type == "save_time" and self.timestamp == "true":
                 stamp = datetime.datetime.now().strftime("%y%m%d%H%M%S")
-            while True:
-                name = self.file_name(texts, stamp, counter, index) + ".png"
-                if self.counter_type == "none" or not (folder / name).exists():
-                    break
+            picture = image_to_pil(image)
+
+            def write(path, picture=picture):
+                picture.save(path, format="PNG", pnginfo=metadata, compress_level=4)
+
+            if self.counter_type == "none":  # the pack's: the name is reused, the file overwritten
+                name = self.checked_name(texts, stamp, counter, index, folder)
+                _write_at(write, folder / name, overwrite=True)
+            else:  # written under a temporary name, then linked to the first free counter's name
+                temporary = _temporary(folder, "mikey")
+                try:
+                    write(temporary)
+                    while not _claim(temporary, folder / (name := self.checked_name(texts, stamp, counter, index,
+                                                                                    folder))):
+                        counter += 1
+                finally:
+                    temporary.unlink(missing_ok=True)
                 counter += 1
-            try:
-                path = safe_join(folder, name)
-            except UnsafePathError as error:
-                raise NodeInputError("filename_separator", f"the file name {name!r} is not allowed: {error}") from None
-            image_to_pil(image).save(path, pnginfo=metadata, compress_level=4)
             saved.append({"filename": name, "subfolder": sub_directory, "type": "output"})
-            if self.counter_type != "none":
-                counter += 1
         if self.shown:
             show(images=saved)
+
+    def checked_name(self, texts: list[str], stamp: str, counter: int, index: int, folder) -> str:
+        """The file's name (.png), refused naming the input that made it longer than a file
+        system takes (the longest of the texts, or the separator's repeats)."""
+        name = self.file_name(texts, stamp, counter, index) + ".png"
+        if len(name.encode()) > NAME_MAX_BYTES:
+            shares = {"filename_separator": len(self.filename_separator) * 4,
+                      **{f"filename_text_{i + 1}": len(text) for i, text in enumerate(texts)}}
+            culprit = max(shares, key=shares.get)
+            raise NodeInputError(culprit, f"makes the file name {len(name.encode())} bytes long: a file system "
+                                          f"takes at most {NAME_MAX_BYTES}")
+        try:
+            safe_join(folder, name)
+        except UnsafePathError as error:
+            raise NodeInputError("filename_separator", f"the file name {name!r} is not allowed: {error}") from None
+        return name
 
     def file_name(self, texts: list[str], stamp: str, counter: int, index: int) -> str:
         if self.counter_type == "none" and index > 0:
@@ -740,17 +857,23 @@ FOLDER_PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 def input_folder_pictures(directory: str) -> list:
     """The pictures (the pack's extensions) in a folder of the inputs folder, sorted by name, held
-    to the server's limits; errors name image_directory. (The pack read any path on the machine,
-    in the file system's order.)"""
+    to the server's limits; errors name image_directory. An empty directory text (the pack's
+    os.path.exists("") failed) and a folder with no pictures are refused. (The pack read any path
+    on the machine, in the file system's order.)"""
     from nodes.image import check_folder_pictures, folder_files
 
+    if not directory.strip():
+        raise NodeInputError("image_directory", "is empty: give a folder inside the inputs folder")
     try:
-        folder = safe_join(folders.inputs, directory.strip() or ".")
+        folder = safe_join(folders.inputs, directory.strip())
     except UnsafePathError as error:
         raise NodeInputError("image_directory", f"{error}: give a folder inside the inputs folder") from None
     if not folder.is_dir():
         raise NodeInputError("image_directory", f"image directory {directory!r} does not exist in the inputs folder")
     files = folder_files(folder, FOLDER_PICTURE_EXTENSIONS)
+    if not files:
+        raise NodeInputError("image_directory", f"{directory!r} in the inputs folder holds no pictures "
+                                                f"({', '.join(FOLDER_PICTURE_EXTENSIONS)})")
     check_folder_pictures(files, "image_directory", "image_directory")
     return files
 
@@ -824,7 +947,7 @@ class MikeyBatchCropImage(Node):
 # -- caption ------------------------------------------------------------------------------------
 
 CAPTION_FONT_SIZE = 32
-MAX_CAPTION = 100_000  # characters: each line is measured word by word, and the bar grows with the lines
+MAX_CAPTION = 100_000  # characters: each line is measured a few times over, and the bar grows with the lines
 
 
 def caption_font(name: str):
@@ -836,18 +959,31 @@ def caption_font(name: str):
 
 
 def caption_lines(text: str, font, width: int) -> list[str]:
-    """The pack's wrap: each line's words added while the line measures at most the width."""
+    """The pack's wrap: each line's words added while the line measures at most the width. A
+    line's width only grows as words are added, so the first word that doesn't fit is found by
+    doubling, then halving, the words tried: a few measures a line, not one a word (the pack's
+    measured the growing line once per word, which took half a minute on a long caption)."""
+
+    def fits(words: list[str], start: int, end: int) -> bool:
+        return int(font.getlength(" ".join(words[start:end]))) <= width
+
     lines = []
     for line in text.split("\n"):
         words = line.split(" ")
-        current = words[0]
-        for word in words[1:]:
-            if int(font.getlength(current + " " + word)) <= width:
-                current += " " + word
-            else:
-                lines.append(current)
-                current = word
-        lines.append(current)
+        start = 0
+        while start < len(words):
+            fitting, step = start + 1, 1  # the first word is always taken
+            while fitting + step <= len(words) and fits(words, start, fitting + step):
+                fitting, step = fitting + step, step * 2
+            low, high = fitting, min(fitting + step, len(words) + 1) - 1  # the last that fits is in [low, high]
+            while low < high:
+                middle = (low + high + 1) // 2
+                if fits(words, start, middle):
+                    low = middle
+                else:
+                    high = middle - 1
+            lines.append(" ".join(words[start:low]))
+            start = low
     return lines
 
 
@@ -922,34 +1058,52 @@ class MikeyCheckpointLoaderSimple(LoadCheckpoint):
 # -- styles and SDXL prompts --------------------------------------------------------------------
 
 STYLE_FILES = ("styles.json", "user_styles.json")  # the pack's file, then ComfyUI's user file it adds to
+# models/styles/mikey: apart from the styles folder's top level, whose every .json twri's
+# sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py) reads as a list of styles
+MIKEY_STYLES_FOLDER = "mikey"
+STYLES_SHAPE = '{"styles": {name: {"positive": ..., "negative": ...}}}'
+
+
+def _style_file(file_name: str):
+    """models/styles/mikey/<file_name>, the first styles folder holding it (inside it), or None."""
+    try:
+        return folders.find_model("styles", f"{MIKEY_STYLES_FOLDER}/{file_name}", inside=True)
+    except (FileNotFoundError, UnsafePathError):
+        return None
+
+
+@lru_cache(maxsize=8)
+def _read_style_file(state: tuple) -> dict[str, tuple[str, str]]:
+    """One style file's {style: (positive, negative)}, read once per (path, mtime, size): a file
+    too large or not of the pack's shape is left out on its own with a warning naming it."""
+    path = Path(state[0])
+    if state[2] > MAX_STYLE_FILE:
+        warn(f"Mikey style file {path} is larger than {MAX_STYLE_FILE:,} bytes: left out")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(name): (str(style["positive"]), str(style["negative"])) for name, style in data["styles"].items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        warn(f"Mikey style file {path} is not the pack's shape {STYLES_SHAPE}: left out ({error!r})")
+        return {}
 
 
 def mikey_styles() -> dict[str, tuple[str, str]]:
-    """{style: (positive, negative)} from the styles folder's styles.json (the pack's own, put
+    """{style: (positive, negative)} from models/styles/mikey/styles.json (the pack's own, put
     there) and then user_styles.json, each {"styles": {name: {"positive", "negative"}}} as the
-    pack reads them; the first folder holding each file is read. Empty where neither is there."""
+    pack reads them; a file missing, too large or of another shape adds nothing (the last two
+    with a warning naming it). Empty where neither gives styles."""
     styles = {}
     for file_name in STYLE_FILES:
-        path = next((d / file_name for d in folders.model_dirs("styles") if (d / file_name).is_file()), None)
-        if path is None:
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            for name, style in data["styles"].items():
-                styles[name] = (str(style["positive"]), str(style["negative"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            shape = '{"styles": {name: {"positive": ..., "negative": ...}}}'
-            raise NodeInputError("style", f"{path.name} in the styles folder is not the pack's shape {shape}: "
-                                          f"{error!r}") from None
+        path = _style_file(file_name)
+        if path is not None:
+            styles.update(_read_style_file(_file_state(path)))
     return styles
 
 
 def style_choices() -> list[str]:
-    """The styles' names, or only "none" where the styles folder has no styles.json."""
-    try:
-        return list(mikey_styles()) or ["none"]
-    except NodeInputError:
-        return ["none"]
+    """The styles' names, or only "none" where models/styles/mikey gives none."""
+    return list(mikey_styles()) or ["none"]
 
 
 def picked_style(style: str) -> tuple[str, str]:
@@ -957,7 +1111,7 @@ def picked_style(style: str) -> tuple[str, str]:
     if style not in styles:
         if style == "none" and not styles:
             return "", ""
-        where = folders.model_dirs("styles")[0]
+        where = folders.model_dirs("styles")[0] / MIKEY_STYLES_FOLDER
         raise NodeInputError("style", f"style {style!r} is not in styles.json / user_styles.json in {where} "
                                       "(copy the pack's styles.json there)")
     return styles[style]
@@ -990,9 +1144,11 @@ class MikeyPromptWithStyle(Node):
     """A styled SDXL prompt pair and latent, as Mikey's Prompt With Style (V1): wildcards replaced
     as Wildcard Processor does (with the seed), the style's positive / negative text merged in
     ({prompt} in the style takes the prompt, else ", style" is added), an empty latent of the
-    ratio's size and the refiner size (4096 on the longer side). Styles are read from the styles
-    folder's styles.json (the pack's own file, to be put there) and user_styles.json; a style
-    not there is refused naming the files. The pack's <random:a:b> and %date% / %node.widget%
+    ratio's size and the refiner size (4096 on the longer side). Styles are read from
+    models/styles/mikey/: styles.json (the pack's own file, to be put there) and user_styles.json
+    (not the styles folder's top level, whose .json files SDXL Prompt Styler reads as lists); a
+    file of another shape is left out with a warning naming it; a style not there is refused
+    naming the files. The pack's <random:a:b> and %date% / %node.widget%
     syntax is not supported."""
     category = "Mikey"
     positive_prompt: str = Text("Positive Prompt", multiline=True)

@@ -34,13 +34,14 @@ def call(registry, class_type, **inputs):
 
 
 def reference_latent_size(width, height, res=1024):
-    """find_latent_size as the pack's mikey_nodes.py states it (Fractions, four roundings)."""
+    """find_latent_size as the pack's mikey_nodes.py states it (Fractions, four roundings; its lower
+    bound target_ratio * 0.98 is a float, as Python makes a Fraction times a float)."""
     best_w = best_h = 0
     ratio = Fraction(width, height)
     for i in range(1, 256):
         for j in range(1, 256):
             candidate = Fraction(8 * i, 8 * j)
-            if ratio * Fraction(98, 100) < candidate < ratio and 8 * i * 8 * j <= res * res:
+            if candidate > ratio * 0.98 and candidate < ratio and 8 * i * 8 * j <= res * res:
                 for w, h in ((ceil(8 * i / 64) * 64, ceil(8 * j / 64) * 64), (8 * i // 64 * 64, ceil(8 * j / 64) * 64),
                              (ceil(8 * i / 64) * 64, 8 * j // 64 * 64), (8 * i // 64 * 64, 8 * j // 64 * 64)):
                     if w * h <= res * res and w * h > best_w * best_h:
@@ -49,7 +50,8 @@ def reference_latent_size(width, height, res=1024):
 
 
 @pytest.mark.parametrize("width,height,res", [(1024, 1024, 1024), (16, 9, 1024), (3, 2, 1024), (9, 16, 1024),
-                                              (1920, 1080, 1024), (1000, 1333, 768), (21, 9, 2048)])
+                                              (1920, 1080, 1024), (1000, 1333, 768), (21, 9, 2048),
+                                              (1, 1, 64), (1, 2, 128), (1, 7, 1024), (50, 49, 512)])
 def test_size_solver_is_the_packs(width, height, res):
     assert sdxl_size(width, height, res) == reference_latent_size(width, height, res)
 
@@ -125,6 +127,14 @@ def test_range_integer_and_empty_ranges(registry):
         numbers = list(np.arange(start, end, step))
         expected = numbers[seed % len(numbers)]
         assert call(registry, "Range Integer", start=start, end=end, step=step, seed=seed) == (expected, f"{expected}")
+    # past 2^63 (len(range) overflows there) and 2^53 (a float count is off): range()'s own indexing
+    for start, end, step, seed in ((0, 2 ** 64 - 1, 1, 12345), (3, 2 ** 64 - 1, 2 ** 53 + 1, 2 ** 64 - 1),
+                                   (1, 2 ** 53 + 3, 1, 2 ** 53 + 1)):
+        numbers = range(start, end, step)
+        count = (end - start + step - 1) // step
+        assert numbers[-1] == start + step * (count - 1)  # the count is range()'s
+        expected = numbers[seed % count]
+        assert call(registry, "Range Integer", start=start, end=end, step=step, seed=seed) == (expected, f"{expected}")
     with pytest.raises(NodeInputError, match="step above 0") as caught:
         call(registry, "Range Integer", start=0, end=10, step=0, seed=0)
     assert caught.value.input == "step"
@@ -183,6 +193,48 @@ def test_wildcards_picked_as_the_pack_picks(registry, wildcards):
         with pytest.raises(NodeInputError, match=message) as caught:
             call(registry, "Wildcard Processor", prompt=prompt, seed=0)
         assert caught.value.input == "prompt"
+
+
+def packs_choices(text, seed):
+    """process_wildcard_syntax as the pack states it: random.seed(seed), then each {..} match of the
+    text as given replaced (str.replace) by random.choice of its |-parts."""
+    random.seed(seed)
+    for m in re.finditer(r"{([^}]+)}", text):
+        text = text.replace(m.group(0), random.choice(m.group(1).split("|")))
+    return text
+
+
+def packs_random_numbers(text, seed):
+    """process_random_syntax as the pack states it."""
+    random.seed(seed)
+    out, last = [], 0
+    for m in re.finditer(r"<random:(-?\d*\.?\d+):(-?\d*\.?\d+)>", text):
+        out += [text[last:m.start()], str(round(random.uniform(float(m.group(1)), float(m.group(2))), 4))]
+        last = m.end()
+    return "".join(out) + text[last:]
+
+
+def test_wildcard_processor_choices_numbers_and_nested_wildcards(registry, wildcards):
+    colours = ["red", "green", "blue", "yellow", "black"]
+    (wildcards / "scene.txt").write_text("a {tall|short} __colour__ tree\n", encoding="utf-8")
+    for seed in (0, 1, 5, 123456789):
+        prompt = "{cat|dog|bird} and {cat|dog|bird}, {x|y} at <random:1.5:3> and <random:-2:.5>"
+        expected = packs_random_numbers(packs_choices(prompt, seed), seed)
+        assert call(registry, "Wildcard Processor", prompt=prompt, seed=seed) == expected
+        # a wildcard file's line holding {..} and a wildcard: replaced on the next pass, seeded again
+        out = call(registry, "Wildcard Processor", prompt="__scene__!", seed=seed)
+        second = packs_choices("a {tall|short} __colour__ tree!", seed)
+        assert out == second.replace("__colour__", colours[seed % 5])
+    # a line that names its own file stops after the pack's 10 more passes
+    (wildcards / "loop.txt").write_text("x __loop__\n", encoding="utf-8")
+    assert call(registry, "Wildcard Processor", prompt="__loop__", seed=0) == "x " * 11 + "__loop__"
+    # a run of digits after <random: doesn't backtrack (the pack's pattern is quadratic there)
+    assert call(registry, "Wildcard Processor", prompt="<random:" + "1" * 200_000 + "x", seed=0).endswith("1x")
+    # <random:..> is still refused by name where it isn't made
+    with pytest.raises(NodeInputError, match="random") as caught:
+        call(registry, "Prompt With Style", positive_prompt="<random:1:2>", negative_prompt="", style="none",
+             ratio_selected=next(iter(RATIOS)), batch_size=1, seed=0)
+    assert caught.value.input == "positive_prompt"
 
 
 def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry, wildcards):
@@ -247,10 +299,17 @@ def test_pack_named_for_its_classes(registry):
     assert custom_pack("Prompt With Style V3") == "mikey_nodes"
     assert custom_pack("Mikey Sampler Tiled") == "mikey_nodes"
     prompt = {"1": {"class_type": "AddMetaData", "inputs": {"label": "a", "text_value": "b"}},
-              "2": {"class_type": "LMStudioPrompt", "inputs": {}}}
+              "2": {"class_type": "LMStudioPrompt", "inputs": {}},
+              "3": {"class_type": "Prompt With Style V2", "inputs": {}},
+              "4": {"class_type": "Mikey Sampler Tiled", "inputs": {}},
+              "5": {"class_type": "Mikey Sampler Base Only Advanced", "inputs": {}}}
     problems = {p.node_id: p.message for p in validate(parse_workflow(prompt, registry), registry)}
     assert "custom node from mikey_nodes" in problems["1"] and "extra_pnginfo" in problems["1"]
     assert "LLM web service" in problems["2"]
+    # the classes not built this round say so, and what they need
+    assert "not built yet" in problems["3"] and "lora" in problems["3"]
+    assert "not built yet" in problems["4"] and "tile" in problems["4"]
+    assert "not built yet" in problems["5"] and "ImageScaleBy" in problems["5"]
 
 
 def test_image_overlay_is_the_overlay_blend(registry):
@@ -309,6 +368,10 @@ def test_save_image_with_prompt_data_names_and_chunks(registry, tmp_folders):
         call(registry, "Save Image With Prompt Data", images=images, positive_prompt="", negative_prompt="",
              filename_prefix="../up/x", parameters="")
     assert caught.value.input == "filename_prefix"
+    with pytest.raises(NodeInputError, match="255") as caught:  # ENAMETOOLONG before
+        call(registry, "Save Image With Prompt Data", images=images, positive_prompt="", negative_prompt="",
+             filename_prefix="d" * 300 + "/x", parameters="")
+    assert caught.value.input == "filename_prefix"
 
 
 SAVE_MIKEY = dict(sub_directory="set", filename_text_1="fox", filename_text_2="Filename Text 2", filename_text_3="",
@@ -351,6 +414,40 @@ def test_save_images_mikey_names_counters_and_chunks(registry, tmp_folders):
     with pytest.raises(NodeInputError, match="make folders") as caught:
         call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, "filename_separator": "/"})
     assert caught.value.input == "filename_separator"
+    # over-long names and NULs: refused naming the input the text came from (ENAMETOOLONG before)
+    for changed, input_name, message in (({"filename_separator": "x" * 300}, "filename_separator", "255"),
+                                         ({"sub_directory": "y" * 300}, "sub_directory", "255"),
+                                         ({"sub_directory": "ok/" + "z" * 256}, "sub_directory", "256 bytes"),
+                                         ({"filename_text_1": "a\x00b"}, "filename_text_1", "NUL"),
+                                         ({"filename_separator": "\x00"}, "filename_separator", "NUL")):
+        with pytest.raises(NodeInputError, match=message) as caught:
+            call(registry, "Save Images Mikey", images=images, **{**SAVE_MIKEY, **changed})
+        assert caught.value.input == input_name, changed
+
+
+@pytest.mark.parametrize("counter_type", ["folder", "none"])
+def test_save_images_mikey_leaves_no_half_written_file(registry, tmp_folders, monkeypatch, counter_type):
+    from PIL import Image
+
+    def fails_midway(picture, path, *args, **kwargs):
+        with open(path, "wb") as file:
+            file.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    folder = tmp_folders.outputs / "set"
+    folder.mkdir()
+    (folder / "fox_Filename Text 2.png").write_bytes(b"kept")  # "none" would overwrite this name
+    monkeypatch.setattr(Image.Image, "save", fails_midway)
+    with pytest.raises(OSError, match="disk full"):
+        call(registry, "Save Images Mikey", images=torch.rand(1, 4, 4, 3),
+             **{**SAVE_MIKEY, "counter_type": counter_type})
+    assert sorted(p.name for p in folder.iterdir()) == ["fox_Filename Text 2.png"]
+    assert (folder / "fox_Filename Text 2.png").read_bytes() == b"kept"
+    monkeypatch.undo()
+    # "none" overwrites that name as the pack does: the file is replaced whole
+    call(registry, "Save Images Mikey", images=torch.rand(1, 4, 4, 3), **{**SAVE_MIKEY, "counter_type": "none"})
+    assert sorted(p.name for p in folder.iterdir()) == ["fox_Filename Text 2.png"]
+    assert (folder / "fox_Filename Text 2.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.fixture
@@ -386,7 +483,9 @@ def test_folder_pictures_load_resize_and_crop(registry, picture_folder):
     cropped = call(registry, "Batch Crop Image", image_directory="shots", crop_amount=0.2)
     cut = int(64 * 0.2) // 8 * 8  # b.png: 12 -> 8 from each side
     assert torch.equal(cropped[1], loaded[1][:, cut:40 - cut, cut:64 - cut])
-    for directory, message in (("../", "inside the inputs folder"), ("nowhere", "does not exist")):
+    (folder.parent / "no_pictures").mkdir()
+    for directory, message in (("../", "inside the inputs folder"), ("nowhere", "does not exist"),
+                               ("", "is empty"), ("  ", "is empty"), ("no_pictures", "holds no pictures")):
         with pytest.raises(NodeInputError, match=message) as caught:
             call(registry, "Batch Load Images", image_directory=directory, subdirectories="false")
         assert caught.value.input == "image_directory"
@@ -417,6 +516,54 @@ def test_image_caption_bar_below_the_image(registry, tmp_folders):
     assert out[:, 45:30 + bar].max() == 1.0  # white text
 
 
+def packs_caption_wrap(text, font, width):
+    """The pack's wrap as it states it: per line of the text, the growing line measured per word."""
+    lines = []
+    for line in text.split("\n"):
+        words = line.split(" ")
+        current = words[0]
+        for word in words[1:]:
+            if int(font.getlength(current + " " + word)) <= width:
+                current += " " + word
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current)
+    return lines
+
+
+class CountingFont:
+    def __init__(self, font):
+        self.font, self.calls, self.chars = font, 0, 0
+
+    def getlength(self, text):
+        self.calls += 1
+        self.chars += len(text)
+        return self.font.getlength(text)
+
+
+def test_caption_wrap_is_the_packs_with_few_measures():
+    from PIL import ImageFont
+
+    from nodes.pack_nodes_mikey import caption_lines
+
+    font = ImageFont.load_default(size=32)
+    rng = random.Random(3)
+    words = ["".join(rng.choice("abcdefghij WM") for _ in range(rng.randint(0, 12))) for _ in range(400)]
+    text = " ".join(words) + "\n\nshort\n" + "x" * 90 + " tail  two  spaces"
+    for width in (8, 100, 333, 1024, 4096):
+        assert caption_lines(text, font, width) == packs_caption_wrap(text, font, width), width
+    # a long caption at 4096 px: measures grow with the lines, not with the words (the pack's: one a word)
+    # (the pack's wrap of it, one measure a word, takes ~25 s: its full line is taken from a shorter one)
+    caption = "a " * 49999
+    counted = CountingFont(font)
+    lines = caption_lines(caption, counted, 4096)
+    full_line = packs_caption_wrap("a " * 3000, font, 4096)[0]
+    assert all(line == full_line for line in lines[:-1]) and " ".join(lines) == caption
+    assert counted.calls < len(lines) * 2 * 10 and counted.calls * 10 < caption.count(" ")
+    assert counted.chars < 2 * 10 * len(caption)
+
+
 def test_checkpoint_loader_simple_mikey_adds_name_and_hash(registry, tmp_folders):
     import hashlib
 
@@ -440,7 +587,7 @@ def test_checkpoint_loader_simple_mikey_adds_name_and_hash(registry, tmp_folders
 
 @pytest.fixture
 def styles(tmp_folders):
-    folder = tmp_folders.models / "styles"
+    folder = tmp_folders.models / "styles" / "mikey"
     folder.mkdir(parents=True)
     (folder / "styles.json").write_text(json.dumps({"styles": {
         "none": {"positive": "", "negative": ""},
@@ -511,6 +658,48 @@ def test_style_conditioner_is_encode_and_average(registry, styles, tmp_folders):
     assert passed[:4] == tuple(given) and passed[4] == "none"
     # use_seed: the seed mod 4th style of the files' list (none, neon, film, mine)
     assert call(registry, "Style Conditioner", style="none", **{**inputs, "use_seed": "true", "seed": 7})[4] == "mine"
+
+
+def test_mikey_style_files_live_apart_and_a_bad_one_is_left_out_alone(registry, styles, caplog):
+    import logging
+
+    import nodes.pack_nodes_mikey as mikey
+    from nodes.pack_nodes_sdxl_styler import style_names
+
+    # models/styles/mikey is not read by twri's styler (its top level is): no warning from it
+    with caplog.at_level(logging.WARNING):
+        names = style_names()
+    assert "neon" not in names and "styles.json" not in caplog.text
+    # a twri-shaped user_styles.json: left out on its own, with a warning naming it; styles.json's stay
+    (styles / "user_styles.json").write_text(json.dumps([{"name": "u", "prompt": "{prompt}"}]), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert mikey.style_choices() == ["none", "neon", "film"]
+    assert "user_styles.json" in caplog.text and "not the pack's shape" in caplog.text
+    # the file-state cache: read once while unchanged (no second warning)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert mikey.style_choices() == ["none", "neon", "film"]
+    assert "user_styles.json" not in caplog.text
+    # over the styler's size cap: left out with a warning
+    (styles / "user_styles.json").write_text(json.dumps({"styles": {"big": {"positive": "x" * 64, "negative": ""}}}),
+                                             encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert mikey.style_choices() == ["none", "neon", "film", "big"]
+        original = mikey.MAX_STYLE_FILE
+        try:
+            mikey.MAX_STYLE_FILE = 10
+            mikey._read_style_file.cache_clear()
+            assert mikey.style_choices() == ["none"]
+        finally:
+            mikey.MAX_STYLE_FILE = original
+            mikey._read_style_file.cache_clear()
+    assert "larger than 10 bytes" in caplog.text
+    # the top level is not Mikey's
+    (styles / "styles.json").rename(styles.parent / "styles.json")
+    (styles / "user_styles.json").unlink()
+    assert mikey.style_choices() == ["none"]
 
 
 def test_without_style_files_only_none(registry, tmp_folders):
