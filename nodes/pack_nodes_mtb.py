@@ -983,12 +983,30 @@ def _duplicated(images, count: int):
     return torch.cat([whole, images[:count % images.shape[0]]]) if count % images.shape[0] else whole
 
 
+def _matched_sides(sides: list[tuple[int, int]], vertical: bool, match_method: str) -> list[tuple[int, int]]:
+    """The (height, width) each image of Stack Images has once matched: unchanged for error; for
+    smallest / largest the height (side by side) or width (vertical) made the smallest / largest
+    of them, the other side scaled by as much and cut to a whole number."""
+    if match_method not in ("smallest", "largest"):
+        return list(sides)
+    side = 1 if vertical else 0
+    target = (min if match_method == "smallest" else max)(s[side] for s in sides)
+    matched = []
+    for height, width in sides:
+        if (height, width)[side] != target:
+            scale = target / (height, width)[side]
+            height, width = (int(height * scale), target) if vertical else (target, int(width * scale))
+        matched.append((height, width))
+    return matched
+
+
 class MtbStackImages(Node):
     """The connected images (image_1, image_2 ...) side by side, or one under the other with
     vertical, as MTB's Stack Images does: each made RGBA (an opaque alpha for RGB), each batch
     made as long as the longest by repeating it; match_method smallest / largest first scales
     each (bilinear, keeping its aspect, the other side cut to a whole number) to the smallest /
-    largest height (side by side) or width (vertical); error refuses images whose side differs."""
+    largest height (side by side) or width (vertical), refused where that makes a side under 1 or
+    over the size limit; error refuses images whose side differs."""
     category = "mtb/image utils"
     vertical: bool = Bool(False)
     match_method: str = Choice(("error", "smallest", "largest"), "error")
@@ -1012,14 +1030,16 @@ class MtbStackImages(Node):
         return _dynamic_refusal(name, ("image",))
 
     @classmethod
-    def estimate(cls, widgets, inputs):  # the sides added up, before any matching
+    def estimate(cls, widgets, inputs):  # the sides after matching, added up, as run makes them
         sizes = [s for name, s in inputs.items() if name.startswith("image_") and s is not None]
         if not sizes:
             return Estimate(None)
+        vertical = bool(widgets.get("vertical"))
+        matched = _matched_sides([(s.height, s.width) for s in sizes], vertical, widgets.get("match_method", "error"))
         batch = max(s.batch for s in sizes)
-        if widgets.get("vertical"):
-            return Estimate(Size(batch, sum(s.height for s in sizes), max(s.width for s in sizes)))
-        return Estimate(Size(batch, max(s.height for s in sizes), sum(s.width for s in sizes)))
+        if vertical:
+            return Estimate(Size(batch, sum(h for h, _ in matched), max(w for _, w in matched)))
+        return Estimate(Size(batch, max(h for h, _ in matched), sum(w for _, w in matched)))
 
     def run(self):
         import torch
@@ -1041,14 +1061,14 @@ class MtbStackImages(Node):
                     raise NodeInputError(name, f"{'width' if self.vertical else 'height'} {images.shape[side]}; "
                                                f"image_1's is {rgba[0].shape[side]} (match_method is error)")
         else:
-            pick = min if self.match_method == "smallest" else max
-            target = pick(images.shape[side] for images in rgba)
+            matched = _matched_sides([tuple(images.shape[1:3]) for images in rgba], self.vertical, self.match_method)
+            for (name, _), (height, width) in zip(named, matched):
+                if min(height, width) < 1 or max(height, width) > MAX_SIZE:
+                    raise NodeInputError("match_method", f"{self.match_method} scales {name} to {width}×{height}; "
+                                                         f"sides must be 1 to {MAX_SIZE}")
             resized = []
-            for images in rgba:
-                height, width = images.shape[1:3]
-                if images.shape[side] != target:
-                    scale = target / images.shape[side]
-                    height, width = (int(height * scale), target) if self.vertical else (target, int(width * scale))
+            for images, (height, width) in zip(rgba, matched):
+                if (height, width) != tuple(images.shape[1:3]):
                     images = F.interpolate(images.permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
                                            align_corners=False).permute(0, 2, 3, 1)
                 resized.append(images)

@@ -561,6 +561,28 @@ def test_stack_images_side_by_side_and_down(registry):
     assert torch.allclose(got, torch.cat([longer_a, scaled_b], dim=1))
 
 
+def test_stack_images_estimate_is_the_matched_sizes_and_an_oversized_match_is_refused(registry):
+    """largest / smallest rescale keeping the aspect: the estimate is the stack run makes (both
+    images 512 high side by side: 1x8x512 -> 512 x 32768), and a side over MAX_SIZE is refused
+    naming match_method before any pixel is made."""
+    from graphflow.api import Size
+    from nodes.image import MAX_SIZE
+    stack = registry.get("MtbStackImages")
+    inputs = {"image_1": Size(1, 8, 512), "image_2": Size(1, 512, 8)}
+    assert stack.estimate({"vertical": False, "match_method": "largest"}, inputs).size == Size(1, 512, 32768 + 8)
+    assert stack.estimate({"vertical": True, "match_method": "largest"}, inputs).size == Size(1, 8 + 32768, 512)
+    assert stack.estimate({"vertical": False, "match_method": "error"}, inputs).size == Size(1, 512, 520)
+    got = node(registry, "Stack Images (mtb)", vertical=False, match_method="smallest",
+               image_1=torch.rand(1, 4, 6, 3), image_2=torch.rand(1, 2, 5, 3))
+    estimated = stack.estimate({"vertical": False, "match_method": "smallest"},
+                               {"image_1": Size(1, 4, 6), "image_2": Size(1, 2, 5)}).size
+    assert tuple(got.shape) == (estimated.batch, estimated.height, estimated.width, 4) == (1, 2, 8, 4)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Stack Images (mtb)", vertical=False, match_method="largest",
+             image_1=torch.rand(1, 1, MAX_SIZE, 3), image_2=torch.rand(1, 8, 1, 3))
+    assert caught.value.input == "match_method" and "image_1" in str(caught.value)
+
+
 @pytest.mark.parametrize("direction, count, picked", [("start", 2, slice(0, 2)), ("end", 2, slice(3, 5)),
                                                       ("end", 9, slice(0, 5)), ("end", 0, slice(0, 5)),
                                                       ("start", 0, slice(0, 0))])
