@@ -833,6 +833,37 @@ def test_load_image_sequence_one_frame_all_and_a_range(registry, tmp_folders):
     assert starred[3] == 3
 
 
+def test_load_image_sequence_refuses_mixed_frames_from_their_headers_before_decoding(registry, tmp_folders,
+                                                                                     monkeypatch):
+    """Every frame's size is read from its header first: a small first frame no longer hides a
+    big one from the memory check, and mixed sizes (or alpha and none) are refused undecoded."""
+    from graphflow.api import folders
+    import nodes.pack_nodes_mtb2 as mtb2
+    _write_frames(folders.inputs / "mix", ["0001.png"], size=(2, 2))
+    _write_frames(folders.inputs / "mix", ["0002.png"], size=(3000, 2000))
+    _write_frames(folders.inputs / "alpha", ["0001.png"])
+    _write_frames(folders.inputs / "alpha", ["0002.png"], alpha=True)
+    decoded = []
+    monkeypatch.setattr(mtb2, "_sequence_picture", lambda path: decoded.append(path))
+    for folder, said in (("mix", "3000×2000"), ("alpha", "with alpha")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Load Image Sequence (mtb)", path=f"{folder}/####.png", current_frame=-1)
+        assert caught.value.input == "path" and said in str(caught.value)
+    assert decoded == []
+    monkeypatch.undo()  # the real decoder back
+    import graphflow.api
+    from graphflow.api import Size
+    checked, real_check = [], graphflow.api.check_run_memory
+
+    def seen_check(name, what, images=None, **rest):
+        checked.append(images)
+        return real_check(name, what, images=images, **rest)
+    monkeypatch.setattr(graphflow.api, "check_run_memory", seen_check)
+    _write_frames(folders.inputs / "same", ["0001.png", "0002.png"], size=(6, 4))
+    assert node(registry, "Load Image Sequence (mtb)", path="same/####.png", current_frame=-1)[3] == 2
+    assert checked == [Size(2, 4, 6)]
+
+
 def test_load_image_sequence_stays_in_the_inputs(registry, tmp_folders):
     from graphflow.api import folders
     _write_frames(folders.inputs / "clip", ["0001.png"])
