@@ -486,7 +486,8 @@ class MtbLoadImageSequence(Node):
     cacheable = False  # the files may change between runs (the pack hashes them each time)
 
     def frames(self) -> list:
-        found = [file for _, file in sequence_files(self.path)]
+        listed = sequence_files(self.path)
+        found = [file for _, file in listed]
         if not self.range:
             return found
         try:
@@ -499,7 +500,8 @@ class MtbLoadImageSequence(Node):
             return found[start:end + 1]
         from pathlib import PurePosixPath
         numbered = frame_pattern(PurePosixPath(self.path).name)
-        return [file for file in found if start <= int(numbered.search(file.name).group(1)) <= end]
+        # by the listed name: a linked frame's file is its target, whose name may not be numbered
+        return [file for name, file in listed if start <= int(numbered.search(PurePosixPath(name).name).group(1)) <= end]
 
     def run(self):
         import re

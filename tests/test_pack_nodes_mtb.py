@@ -864,6 +864,18 @@ def test_load_image_sequence_refuses_mixed_frames_from_their_headers_before_deco
     assert checked == [Size(2, 4, 6)]
 
 
+def test_load_image_sequence_range_matches_a_linked_frame_by_its_listed_name(registry, tmp_folders):
+    """A frame that is a link inside the inputs is numbered by its own name, not its target's."""
+    from graphflow.api import folders
+    pictures = _write_frames(folders.inputs / "clip", ["0001.png", "0003.png"])
+    target = _write_frames(folders.inputs, ["target.png"])["target.png"]
+    (folders.inputs / "clip" / "0002.png").symlink_to(folders.inputs / "target.png")
+    images, _, frame, total = node(registry, "Load Image Sequence (mtb)", path="clip/####.png", current_frame=0,
+                                   range="1-2")
+    assert (frame, total) == (-1, 2)
+    assert np.array_equal(u8(images[0]), pictures["0001.png"]) and np.array_equal(u8(images[1]), target)
+
+
 def test_load_image_sequence_stays_in_the_inputs(registry, tmp_folders):
     from graphflow.api import folders
     _write_frames(folders.inputs / "clip", ["0001.png"])
