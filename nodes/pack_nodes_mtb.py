@@ -824,7 +824,8 @@ class MtbSharpen(Node):
 class MtbBlur(Node):
     """The image blurred by scikit-image's gaussian filter, as MTB's Blur does: sigmaX along the
     rows' direction (the image's height), sigmaY along its width, none across channels; sigmasX /
-    sigmasY (a value per image) take their place where linked (sigmasY defaults to sigmasX)."""
+    sigmasY (a value per image, each 0 to 200 as the widgets) take their place where linked
+    (sigmasY defaults to sigmasX)."""
     category = "mtb/image processing"
     image: IMAGE
     sigmaX: float = Float(3.0, min=0.0, max=200.0, step=0.01)
@@ -847,6 +848,9 @@ class MtbBlur(Node):
             for name, values in (("sigmasX", sigmas_x), ("sigmasY", sigmas_y)):
                 if len(values) < count:
                     raise NodeInputError(name, f"{len(values)} values for {count} images")
+                # as the sigmaX / sigmaY widgets: past 200 the filter's kernel outgrows any memory
+                if bad := [v for v in values[:count] if not 0.0 <= v <= 200.0]:
+                    raise NodeInputError(name, f"{bad[0]} is not a sigma from 0 to 200")
         pixels = image.cpu().numpy() * 255
         blurred = []
         for i in range(count):

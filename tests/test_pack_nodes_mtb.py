@@ -457,6 +457,11 @@ def test_blur_is_skimages_gaussian(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Blur (mtb)", image=image, sigmaX=2.0, sigmaY=0.5, sigmasX=[1.0])
     assert caught.value.input == "sigmasX"
+    for sigmas in ([1.0, -1.0], [1e13, 1.0], [1.0, math.nan], [1.0, 200.5]):  # the widgets' 0 to 200
+        for name in ("sigmasX", "sigmasY"):
+            with pytest.raises(NodeInputError) as caught:
+                node(registry, "Blur (mtb)", image=image, **{"sigmasX": [1.0, 1.0], name: sigmas})
+            assert caught.value.input == name, (name, sigmas)
 
 
 @pytest.mark.parametrize("invert", [False, True])
