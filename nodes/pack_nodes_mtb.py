@@ -496,17 +496,19 @@ class MtbBatchShape(Node):
     MTB's Batch Shape does: Box (a filled square shape_size wide), Circle (filled, radius
     shape_size // 2), Diamond (filled) or Tube (a ring `thickness` wide); shadex / shadey add a
     ramp to the shape's red / green from left to right / top to bottom (summed in float and cast to
-    8 bits as the pack does). shade_color changes nothing, as in the pack. Every image is the same."""
+    8 bits as the pack does). shade_color changes nothing, as in the pack. Every image is the same.
+    shape_size is at most twice the size limit and thickness at most 32767, OpenCV's bounds (the
+    pack's widgets have none)."""
     category = "mtb/batch"
     count: int = Int(1, min=1, max=4096, resource="batch")
     shape: str = Choice(("Box", "Circle", "Diamond", "Tube"), "Circle")
     image_width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
     image_height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
-    shape_size: int = Int(100, min=0)
+    shape_size: int = Int(100, min=0, max=2 * MAX_SIZE)  # bounded (the pack's isn't): OpenCV's coordinates overflow
     color: str = Text("#ffffff")
     bg_color: str = Text("#000000")
     shade_color: str = Text("#000000")
-    thickness: int = Int(5)
+    thickness: int = Int(5, max=32767)  # OpenCV's largest line thickness (the pack's widget has no bound)
     shadex: float = Float(0.0)
     shadey: float = Float(0.0)
     outputs = {"IMAGE": IMAGE}

@@ -275,6 +275,27 @@ def test_batch_shape_shading_and_a_bad_colour(registry):
     assert caught.value.input == "color"
 
 
+@pytest.mark.parametrize("shape", ["Box", "Circle", "Diamond", "Tube"])
+def test_batch_shape_bounds_its_size_and_thickness_for_opencv(registry, shape):
+    """shape_size up to 2 × MAX_SIZE and thickness up to OpenCV's 32767 draw as OpenCV does; past
+    them the inputs are refused by name (OpenCV's own errors were tracebacks)."""
+    from pydantic import ValidationError
+    from nodes.image import MAX_SIZE
+    widgets = dict(count=1, shape=shape, image_width=64, image_height=48, color="#ffffff", bg_color="#000000",
+                   shade_color="#000000", shadex=0.0, shadey=0.0)
+    got = node(registry, "Batch Shape (mtb)", shape_size=2 * MAX_SIZE, thickness=32767, **widgets)
+    mask, half = np.zeros((48, 64), np.uint8), MAX_SIZE
+    if shape == "Tube":
+        cv2.ellipse(mask, (32, 24), (half, half), 0, 0, 360, 255, 32767)
+    else:  # every filled shape this big covers the whole image
+        cv2.rectangle(mask, (32 - half, 24 - half), (32 + half, 24 + half), 255, -1)
+    assert np.array_equal(got[0, :, :, 0].numpy() == 1.0, mask == 255)
+    for name, value in (("shape_size", 10 ** 12), ("shape_size", 2 * MAX_SIZE + 1), ("thickness", 100000)):
+        with pytest.raises(ValidationError) as caught:
+            node(registry, "Batch Shape (mtb)", **{"shape_size": 16, "thickness": 3, **widgets, name: value})
+        assert [e["loc"] for e in caught.value.errors()] == [(name,)]
+
+
 @pytest.mark.parametrize("on_mismatch", ["Smallest", "Largest"])
 def test_concat_images_resizes_with_torch_interpolate(registry, on_mismatch):
     a, b = torch.rand(2, 8, 6, 3), torch.rand(1, 4, 10, 3)
