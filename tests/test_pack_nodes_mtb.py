@@ -762,6 +762,16 @@ def test_note_plus_is_an_editor_note_kept_through_the_round_trip(registry):
     saved = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
     assert saved[1]["type"] == "Note Plus (mtb)" and saved[1]["widgets_values"] == note["widgets_values"]
     assert saved[1]["title"] == "Note+ (mtb)"
+    # one without its original node (added here): the pack's four widgets, its editor's defaults for
+    # CSS and Theme (web/note_plus.constants.js), its Mode as the note reads
+    pack_css, pack_theme = "/** here you can write css**/\nh1 {\n    color: whitesmoke;\n}", "one_dark"
+    workflow.ui["notes"] += [{"id": "n1", "pos": [0, 0], "text": "*new*", "type": "Note Plus (mtb)", "markdown": True},
+                             {"id": "n2", "pos": [0, 0], "text": "<b>plain</b>", "type": "Note Plus (mtb)"}]
+    added = [n for n in export_ui(workflow, registry)["nodes"] if n["type"] == "Note Plus (mtb)" and n["id"] != 1]
+    assert [n["widgets_values"] for n in added] == [["*new*", "markdown", pack_css, pack_theme],
+                                                     ["<b>plain</b>", "raw", pack_css, pack_theme]]
+    reread = parse_workflow(export_ui(workflow, registry), registry).ui["notes"]
+    assert [n.get("markdown", False) for n in reread if n["text"] in ("*new*", "<b>plain</b>")] == [True, False]
 
 
 def test_smart_step(registry):
