@@ -774,12 +774,9 @@ class MtbImageTileOffset(Node):
         out = torch.zeros_like(image)
         if tile_h == 0 or tile_w == 0:  # more tiles than pixels: every tile is empty, the image black
             return out
-        for row in range(self.tilesY):
-            check_interrupted()
-            for column in range(self.tilesX):
-                to_row, to_column = (row + 1) % self.tilesY * tile_h, (column + 1) % self.tilesX * tile_w
-                out[:, to_row:to_row + tile_h, to_column:to_column + tile_w] = \
-                    image[:, row * tile_h:(row + 1) * tile_h, column * tile_w:(column + 1) * tile_w]
+        # every tile one on, wrapping, is the whole tiles' region rolled by a tile each way
+        whole_h, whole_w = tile_h * self.tilesY, tile_w * self.tilesX
+        out[:, :whole_h, :whole_w] = torch.roll(image[:, :whole_h, :whole_w], shifts=(tile_h, tile_w), dims=(1, 2))
         return out
 
 

@@ -449,6 +449,27 @@ def test_image_tile_offset_moves_each_tile_one_on(registry):
                        torch.zeros_like(image))  # more tiles than pixels: all empty, as in the pack
 
 
+def _tiles_moved_one_by_one(image, tiles_x, tiles_y):
+    """The pack's loop: each tile copied one tile right and down, wrapping; the rest left black."""
+    tile_h, tile_w = image.shape[1] // tiles_y, image.shape[2] // tiles_x
+    out = torch.zeros_like(image)
+    if tile_h and tile_w:
+        for row in range(tiles_y):
+            for column in range(tiles_x):
+                to_row, to_column = (row + 1) % tiles_y * tile_h, (column + 1) % tiles_x * tile_w
+                out[:, to_row:to_row + tile_h, to_column:to_column + tile_w] = \
+                    image[:, row * tile_h:(row + 1) * tile_h, column * tile_w:(column + 1) * tile_w]
+    return out
+
+
+@pytest.mark.parametrize("height, width, tiles_x, tiles_y", [(7, 9, 3, 2), (8, 8, 1, 1), (5, 12, 12, 5), (6, 5, 5, 1),
+                                                             (11, 4, 2, 3), (3, 3, 4, 1), (1, 1, 1, 1)])
+def test_image_tile_offset_is_the_packs_tile_by_tile_loop(registry, height, width, tiles_x, tiles_y):
+    image = torch.rand(2, height, width, 3)
+    got = node(registry, "Image Tile Offset (mtb)", image=image, tilesX=tiles_x, tilesY=tiles_y)
+    assert torch.equal(got, _tiles_moved_one_by_one(image, tiles_x, tiles_y))
+
+
 def test_sharpen_is_the_packs_kernel_by_conv2d(registry):
     image, radius, sx, sy, alpha = torch.rand(2, 9, 11, 3), 2, 0.8, 1.3, 0.7
     size = 2 * radius + 1
