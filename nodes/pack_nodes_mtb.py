@@ -130,9 +130,14 @@ def fit_number(value: float, clamp: bool, source_min: float, source_max: float, 
 
 
 def _floats(value, name: str) -> list[float]:
+    """The list as floats: an int in it (a list from elsewhere) made a float, as the pack's lists
+    hold (so that pow of 10 by 10 ** 6 overflows as a float does, not as an exact integer)."""
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
         raise NodeInputError(name, "expected FLOATS: a list of numbers")
-    return list(value)
+    try:
+        return [float(v) for v in value]
+    except OverflowError:
+        raise NodeInputError(name, "holds a whole number too large for a float") from None
 
 
 def _count_fits(count: int, name: str) -> None:

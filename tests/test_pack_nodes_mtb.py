@@ -161,6 +161,15 @@ def test_batch_float_math_errors_name_the_input(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Batch Float Math (mtb)", reverse=False, operation="add", floats_1="1, 2")
     assert caught.value.input == "floats_1"
+    # whole numbers in a list are floats: 10 ** 1000000 overflows as a float, not an exact integer
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="pow", floats_1=[10], floats_2=[10 ** 6])
+    assert caught.value.input == "floats_2" and "out of range" in str(caught.value)
+    got = node(registry, "Batch Float Math (mtb)", reverse=False, operation="mul", floats_1=[3], floats_2=[2])
+    assert got == [6.0] and type(got[0]) is float
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="add", floats_1=[10 ** 400])
+    assert caught.value.input == "floats_1"
 
 
 @pytest.mark.parametrize("value, clamp, easing", [(0.3, False, "Linear"), (1.7, False, "Linear"),
