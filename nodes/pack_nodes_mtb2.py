@@ -501,7 +501,8 @@ class MtbLoadImageSequence(Node):
         from pathlib import PurePosixPath
         numbered = frame_pattern(PurePosixPath(self.path).name)
         # by the listed name: a linked frame's file is its target, whose name may not be numbered
-        return [file for name, file in listed if start <= int(numbered.search(PurePosixPath(name).name).group(1)) <= end]
+        return [file for name, file in listed
+                if start <= int(numbered.search(PurePosixPath(name).name).group(1)) <= end]
 
     def run(self):
         import re
