@@ -51,6 +51,9 @@ MUTED, BYPASSED = 2, 4
 # the editor-only notes a UI save may hold: ComfyUI's, and comfy_mtb's Note Plus (its editor's own
 # node class: its text, then its Mode, CSS and Theme widgets), kept in `ui.notes`
 NOTE_TYPES = ("Note", "MarkdownNote", "Note Plus (mtb)")
+# Note Plus's CSS and Theme widgets as its editor makes them (comfy_mtb web/note_plus.constants.js at
+# 177b6ee: DEFAULT_CSS, DEFAULT_THEME), written for a Note Plus saved without its original node
+NOTE_PLUS_CSS, NOTE_PLUS_THEME = "/** here you can write css**/\nh1 {\n    color: whitesmoke;\n}", "one_dark"
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", *NOTE_TYPES}
 UPLOAD_INPUTS = ("upload", "choose file to upload")  # the editor's upload button, which some exports write
 CONTROL_DEFAULT = "fixed"
@@ -1858,6 +1861,10 @@ def _export_ui(workflow: Workflow, registry, kept: dict) -> dict:
         if isinstance(note.get("width"), (int, float)):
             node["size"] = [note["width"], note.get("height") or 100]
         node["widgets_values"] = [str(note.get("text") or "")] + list((node.get("widgets_values") or [""])[1:])
+        if kind == "Note Plus (mtb)":  # its four widgets: text, Mode, CSS, Theme; the pack's defaults where missing
+            # (Mode: markdown as the note reads; "raw", the pack's other plain mode, for a note that isn't)
+            defaults = ["markdown" if note.get("markdown") else "raw", NOTE_PLUS_CSS, NOTE_PLUS_THEME]
+            node["widgets_values"] += defaults[len(node["widgets_values"]) - 1:]
         if note.get("title"):
             node["title"] = note["title"]
         else:

@@ -130,9 +130,14 @@ def fit_number(value: float, clamp: bool, source_min: float, source_max: float, 
 
 
 def _floats(value, name: str) -> list[float]:
+    """The list as floats: an int in it (a list from elsewhere) made a float, as the pack's lists
+    hold (so that pow of 10 by 10 ** 6 overflows as a float does, not as an exact integer)."""
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
         raise NodeInputError(name, "expected FLOATS: a list of numbers")
-    return list(value)
+    try:
+        return [float(v) for v in value]
+    except OverflowError:
+        raise NodeInputError(name, "holds a whole number too large for a float") from None
 
 
 def _count_fits(count: int, name: str) -> None:
@@ -496,17 +501,19 @@ class MtbBatchShape(Node):
     MTB's Batch Shape does: Box (a filled square shape_size wide), Circle (filled, radius
     shape_size // 2), Diamond (filled) or Tube (a ring `thickness` wide); shadex / shadey add a
     ramp to the shape's red / green from left to right / top to bottom (summed in float and cast to
-    8 bits as the pack does). shade_color changes nothing, as in the pack. Every image is the same."""
+    8 bits as the pack does). shade_color changes nothing, as in the pack. Every image is the same.
+    shape_size is at most twice the size limit and thickness at most 32767, OpenCV's bounds (the
+    pack's widgets have none)."""
     category = "mtb/batch"
     count: int = Int(1, min=1, max=4096, resource="batch")
     shape: str = Choice(("Box", "Circle", "Diamond", "Tube"), "Circle")
     image_width: int = Int(512, min=1, max=MAX_SIZE, resource="width")
     image_height: int = Int(512, min=1, max=MAX_SIZE, resource="height")
-    shape_size: int = Int(100, min=0)
+    shape_size: int = Int(100, min=0, max=2 * MAX_SIZE)  # bounded (the pack's isn't): OpenCV's coordinates overflow
     color: str = Text("#ffffff")
     bg_color: str = Text("#000000")
     shade_color: str = Text("#000000")
-    thickness: int = Int(5)
+    thickness: int = Int(5, max=32767)  # OpenCV's largest line thickness (the pack's widget has no bound)
     shadex: float = Float(0.0)
     shadey: float = Float(0.0)
     outputs = {"IMAGE": IMAGE}
@@ -772,12 +779,9 @@ class MtbImageTileOffset(Node):
         out = torch.zeros_like(image)
         if tile_h == 0 or tile_w == 0:  # more tiles than pixels: every tile is empty, the image black
             return out
-        for row in range(self.tilesY):
-            check_interrupted()
-            for column in range(self.tilesX):
-                to_row, to_column = (row + 1) % self.tilesY * tile_h, (column + 1) % self.tilesX * tile_w
-                out[:, to_row:to_row + tile_h, to_column:to_column + tile_w] = \
-                    image[:, row * tile_h:(row + 1) * tile_h, column * tile_w:(column + 1) * tile_w]
+        # every tile one on, wrapping, is the whole tiles' region rolled by a tile each way
+        whole_h, whole_w = tile_h * self.tilesY, tile_w * self.tilesX
+        out[:, :whole_h, :whole_w] = torch.roll(image[:, :whole_h, :whole_w], shifts=(tile_h, tile_w), dims=(1, 2))
         return out
 
 
@@ -824,7 +828,8 @@ class MtbSharpen(Node):
 class MtbBlur(Node):
     """The image blurred by scikit-image's gaussian filter, as MTB's Blur does: sigmaX along the
     rows' direction (the image's height), sigmaY along its width, none across channels; sigmasX /
-    sigmasY (a value per image) take their place where linked (sigmasY defaults to sigmasX)."""
+    sigmasY (a value per image, each 0 to 200 as the widgets) take their place where linked
+    (sigmasY defaults to sigmasX)."""
     category = "mtb/image processing"
     image: IMAGE
     sigmaX: float = Float(3.0, min=0.0, max=200.0, step=0.01)
@@ -847,6 +852,9 @@ class MtbBlur(Node):
             for name, values in (("sigmasX", sigmas_x), ("sigmasY", sigmas_y)):
                 if len(values) < count:
                     raise NodeInputError(name, f"{len(values)} values for {count} images")
+                # as the sigmaX / sigmaY widgets: past 200 the filter's kernel outgrows any memory
+                if bad := [v for v in values[:count] if not 0.0 <= v <= 200.0]:
+                    raise NodeInputError(name, f"{bad[0]} is not a sigma from 0 to 200")
         pixels = image.cpu().numpy() * 255
         blurred = []
         for i in range(count):
@@ -983,12 +991,30 @@ def _duplicated(images, count: int):
     return torch.cat([whole, images[:count % images.shape[0]]]) if count % images.shape[0] else whole
 
 
+def _matched_sides(sides: list[tuple[int, int]], vertical: bool, match_method: str) -> list[tuple[int, int]]:
+    """The (height, width) each image of Stack Images has once matched: unchanged for error; for
+    smallest / largest the height (side by side) or width (vertical) made the smallest / largest
+    of them, the other side scaled by as much and cut to a whole number."""
+    if match_method not in ("smallest", "largest"):
+        return list(sides)
+    side = 1 if vertical else 0
+    target = (min if match_method == "smallest" else max)(s[side] for s in sides)
+    matched = []
+    for height, width in sides:
+        if (height, width)[side] != target:
+            scale = target / (height, width)[side]
+            height, width = (int(height * scale), target) if vertical else (target, int(width * scale))
+        matched.append((height, width))
+    return matched
+
+
 class MtbStackImages(Node):
     """The connected images (image_1, image_2 ...) side by side, or one under the other with
     vertical, as MTB's Stack Images does: each made RGBA (an opaque alpha for RGB), each batch
     made as long as the longest by repeating it; match_method smallest / largest first scales
     each (bilinear, keeping its aspect, the other side cut to a whole number) to the smallest /
-    largest height (side by side) or width (vertical); error refuses images whose side differs."""
+    largest height (side by side) or width (vertical), refused where that makes a side under 1 or
+    over the size limit; error refuses images whose side differs."""
     category = "mtb/image utils"
     vertical: bool = Bool(False)
     match_method: str = Choice(("error", "smallest", "largest"), "error")
@@ -1012,14 +1038,16 @@ class MtbStackImages(Node):
         return _dynamic_refusal(name, ("image",))
 
     @classmethod
-    def estimate(cls, widgets, inputs):  # the sides added up, before any matching
+    def estimate(cls, widgets, inputs):  # the sides after matching, added up, as run makes them
         sizes = [s for name, s in inputs.items() if name.startswith("image_") and s is not None]
         if not sizes:
             return Estimate(None)
+        vertical = bool(widgets.get("vertical"))
+        matched = _matched_sides([(s.height, s.width) for s in sizes], vertical, widgets.get("match_method", "error"))
         batch = max(s.batch for s in sizes)
-        if widgets.get("vertical"):
-            return Estimate(Size(batch, sum(s.height for s in sizes), max(s.width for s in sizes)))
-        return Estimate(Size(batch, max(s.height for s in sizes), sum(s.width for s in sizes)))
+        if vertical:
+            return Estimate(Size(batch, sum(h for h, _ in matched), max(w for _, w in matched)))
+        return Estimate(Size(batch, max(h for h, _ in matched), sum(w for _, w in matched)))
 
     def run(self):
         import torch
@@ -1041,14 +1069,14 @@ class MtbStackImages(Node):
                     raise NodeInputError(name, f"{'width' if self.vertical else 'height'} {images.shape[side]}; "
                                                f"image_1's is {rgba[0].shape[side]} (match_method is error)")
         else:
-            pick = min if self.match_method == "smallest" else max
-            target = pick(images.shape[side] for images in rgba)
+            matched = _matched_sides([tuple(images.shape[1:3]) for images in rgba], self.vertical, self.match_method)
+            for (name, _), (height, width) in zip(named, matched):
+                if min(height, width) < 1 or max(height, width) > MAX_SIZE:
+                    raise NodeInputError("match_method", f"{self.match_method} scales {name} to {width}×{height}; "
+                                                         f"sides must be 1 to {MAX_SIZE}")
             resized = []
-            for images in rgba:
-                height, width = images.shape[1:3]
-                if images.shape[side] != target:
-                    scale = target / images.shape[side]
-                    height, width = (int(height * scale), target) if self.vertical else (target, int(width * scale))
+            for images, (height, width) in zip(rgba, matched):
+                if (height, width) != tuple(images.shape[1:3]):
                     images = F.interpolate(images.permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
                                            align_corners=False).permute(0, 2, 3, 1)
                 resized.append(images)

@@ -405,6 +405,19 @@ def _sequence_picture(path):
     return image, mask[None]
 
 
+def _sequence_header(path) -> tuple[int, int, bool]:
+    """(height, width, has alpha) of the picture _sequence_picture would make of the file, from
+    its header alone (nothing decoded): the sides swapped where its EXIF orientation turns it."""
+    from PIL import Image
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            turned = opened.getexif().get(0x0112) in (5, 6, 7, 8)
+            return (width, height, "A" in opened.getbands()) if turned else (height, width, "A" in opened.getbands())
+    except (OSError, Image.DecompressionBombError) as e:
+        raise NodeInputError("path", f"can't read {path.name!r} as an image: {e}") from None
+
+
 def frame_pattern(name: str):
     """The expression a file name with # matches: each run of n # stands for n or more digits (the
     pack's n (\\d+) groups match the same names), the first run's number as group 1."""
@@ -473,7 +486,8 @@ class MtbLoadImageSequence(Node):
     cacheable = False  # the files may change between runs (the pack hashes them each time)
 
     def frames(self) -> list:
-        found = [file for _, file in sequence_files(self.path)]
+        listed = sequence_files(self.path)
+        found = [file for _, file in listed]
         if not self.range:
             return found
         try:
@@ -486,12 +500,13 @@ class MtbLoadImageSequence(Node):
             return found[start:end + 1]
         from pathlib import PurePosixPath
         numbered = frame_pattern(PurePosixPath(self.path).name)
-        return [file for file in found if start <= int(numbered.search(file.name).group(1)) <= end]
+        # by the listed name: a linked frame's file is its target, whose name may not be numbered
+        return [file for name, file in listed
+                if start <= int(numbered.search(PurePosixPath(name).name).group(1)) <= end]
 
     def run(self):
         import re
         import torch
-        from PIL import Image
         from graphflow.api import Size, check_run_memory
         if not self.range and self.current_frame != -1:
             name = re.sub("#+", str(self.current_frame).zfill(self.path.count("#")), self.path)
@@ -506,8 +521,17 @@ class MtbLoadImageSequence(Node):
         files = self.frames()
         if not files:
             raise NodeInputError("path", f"no frames match {self.path!r} in the inputs folder")
-        with Image.open(files[0]) as first:
-            check_run_memory("path", f"loads {len(files)} frames", images=Size(len(files), first.height, first.width))
+        # every frame's size from its header first: mixed sizes are refused, and the memory checked
+        # for the frames as they are, before any is decoded
+        headers = [_sequence_header(file) for file in files]
+        for file, header in zip(files, headers):
+            if header != headers[0]:
+                raise NodeInputError("path", f"{file.name!r} is {header[1]}×{header[0]}{' with alpha' * header[2]}, "
+                                             f"{files[0].name!r} {headers[0][1]}×{headers[0][0]}"
+                                             f"{' with alpha' * headers[0][2]}: the frames differ in size (or some "
+                                             "have alpha and some not), so they can't make one batch")
+        height, width, _ = headers[0]
+        check_run_memory("path", f"loads {len(files)} frames", images=Size(len(files), height, width))
         pictures = []
         for file in files:
             check_interrupted()

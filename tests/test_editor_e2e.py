@@ -1370,6 +1370,21 @@ def test_a_note_from_the_node_menu_is_kept_and_not_run(page):
     assert workflow(page)["ui"]["notes"] == []
 
 
+def test_a_note_plus_from_a_save_is_headed_note_plus(page):
+    """comfy_mtb's Note Plus (title-less, as its editor draws it) shows its kind in the header."""
+    def note(node_id, kind, values):
+        return {"id": node_id, "type": kind, "pos": [100 * node_id, 100], "size": [300, 100], "flags": {},
+                "order": 0, "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": values}
+    saved = {"last_node_id": 2, "last_link_id": 0, "links": [], "groups": [], "config": {}, "extra": {},
+             "version": 0.4, "nodes": [note(1, "Note Plus (mtb)", ["# plus", "markdown", "h1 {}", "one_dark"]),
+                                       note(2, "Note", ["plain"])]}
+    _drop_file(page, "noteplus.json", "application/json", json.dumps(saved).encode())
+    page.wait_for_function("document.querySelectorAll('#notes .note').length === 2")
+    headers = {page.locator("#notes .note textarea").nth(i).input_value():
+               page.locator("#notes .note-header").nth(i).inner_text() for i in range(2)}
+    assert headers == {"# plus": "Note Plus", "plain": "Note"}
+
+
 def test_reroute_on_a_link_moves_and_feeds_another_input(page):
     swatch = add_node(page, "Swatch", 150, 200)
     save = add_node(page, "SaveImage", 800, 150, search="saveimage")

@@ -161,6 +161,15 @@ def test_batch_float_math_errors_name_the_input(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Batch Float Math (mtb)", reverse=False, operation="add", floats_1="1, 2")
     assert caught.value.input == "floats_1"
+    # whole numbers in a list are floats: 10 ** 1000000 overflows as a float, not an exact integer
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="pow", floats_1=[10], floats_2=[10 ** 6])
+    assert caught.value.input == "floats_2" and "out of range" in str(caught.value)
+    got = node(registry, "Batch Float Math (mtb)", reverse=False, operation="mul", floats_1=[3], floats_2=[2])
+    assert got == [6.0] and type(got[0]) is float
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Batch Float Math (mtb)", reverse=False, operation="add", floats_1=[10 ** 400])
+    assert caught.value.input == "floats_1"
 
 
 @pytest.mark.parametrize("value, clamp, easing", [(0.3, False, "Linear"), (1.7, False, "Linear"),
@@ -273,6 +282,27 @@ def test_batch_shape_shading_and_a_bad_colour(registry):
         node(registry, "Batch Shape (mtb)", count=1, shape="Box", image_width=8, image_height=8, shape_size=4,
              color="red", bg_color="#000000", shade_color="#000000", thickness=5, shadex=0.0, shadey=0.0)
     assert caught.value.input == "color"
+
+
+@pytest.mark.parametrize("shape", ["Box", "Circle", "Diamond", "Tube"])
+def test_batch_shape_bounds_its_size_and_thickness_for_opencv(registry, shape):
+    """shape_size up to 2 × MAX_SIZE and thickness up to OpenCV's 32767 draw as OpenCV does; past
+    them the inputs are refused by name (OpenCV's own errors were tracebacks)."""
+    from pydantic import ValidationError
+    from nodes.image import MAX_SIZE
+    widgets = dict(count=1, shape=shape, image_width=64, image_height=48, color="#ffffff", bg_color="#000000",
+                   shade_color="#000000", shadex=0.0, shadey=0.0)
+    got = node(registry, "Batch Shape (mtb)", shape_size=2 * MAX_SIZE, thickness=32767, **widgets)
+    mask, half = np.zeros((48, 64), np.uint8), MAX_SIZE
+    if shape == "Tube":
+        cv2.ellipse(mask, (32, 24), (half, half), 0, 0, 360, 255, 32767)
+    else:  # every filled shape this big covers the whole image
+        cv2.rectangle(mask, (32 - half, 24 - half), (32 + half, 24 + half), 255, -1)
+    assert np.array_equal(got[0, :, :, 0].numpy() == 1.0, mask == 255)
+    for name, value in (("shape_size", 10 ** 12), ("shape_size", 2 * MAX_SIZE + 1), ("thickness", 100000)):
+        with pytest.raises(ValidationError) as caught:
+            node(registry, "Batch Shape (mtb)", **{"shape_size": 16, "thickness": 3, **widgets, name: value})
+        assert [e["loc"] for e in caught.value.errors()] == [(name,)]
 
 
 @pytest.mark.parametrize("on_mismatch", ["Smallest", "Largest"])
@@ -428,6 +458,27 @@ def test_image_tile_offset_moves_each_tile_one_on(registry):
                        torch.zeros_like(image))  # more tiles than pixels: all empty, as in the pack
 
 
+def _tiles_moved_one_by_one(image, tiles_x, tiles_y):
+    """The pack's loop: each tile copied one tile right and down, wrapping; the rest left black."""
+    tile_h, tile_w = image.shape[1] // tiles_y, image.shape[2] // tiles_x
+    out = torch.zeros_like(image)
+    if tile_h and tile_w:
+        for row in range(tiles_y):
+            for column in range(tiles_x):
+                to_row, to_column = (row + 1) % tiles_y * tile_h, (column + 1) % tiles_x * tile_w
+                out[:, to_row:to_row + tile_h, to_column:to_column + tile_w] = \
+                    image[:, row * tile_h:(row + 1) * tile_h, column * tile_w:(column + 1) * tile_w]
+    return out
+
+
+@pytest.mark.parametrize("height, width, tiles_x, tiles_y", [(7, 9, 3, 2), (8, 8, 1, 1), (5, 12, 12, 5), (6, 5, 5, 1),
+                                                             (11, 4, 2, 3), (3, 3, 4, 1), (1, 1, 1, 1)])
+def test_image_tile_offset_is_the_packs_tile_by_tile_loop(registry, height, width, tiles_x, tiles_y):
+    image = torch.rand(2, height, width, 3)
+    got = node(registry, "Image Tile Offset (mtb)", image=image, tilesX=tiles_x, tilesY=tiles_y)
+    assert torch.equal(got, _tiles_moved_one_by_one(image, tiles_x, tiles_y))
+
+
 def test_sharpen_is_the_packs_kernel_by_conv2d(registry):
     image, radius, sx, sy, alpha = torch.rand(2, 9, 11, 3), 2, 0.8, 1.3, 0.7
     size = 2 * radius + 1
@@ -457,6 +508,11 @@ def test_blur_is_skimages_gaussian(registry):
     with pytest.raises(NodeInputError) as caught:
         node(registry, "Blur (mtb)", image=image, sigmaX=2.0, sigmaY=0.5, sigmasX=[1.0])
     assert caught.value.input == "sigmasX"
+    for sigmas in ([1.0, -1.0], [1e13, 1.0], [1.0, math.nan], [1.0, 200.5]):  # the widgets' 0 to 200
+        for name in ("sigmasX", "sigmasY"):
+            with pytest.raises(NodeInputError) as caught:
+                node(registry, "Blur (mtb)", image=image, **{"sigmasX": [1.0, 1.0], name: sigmas})
+            assert caught.value.input == name, (name, sigmas)
 
 
 @pytest.mark.parametrize("invert", [False, True])
@@ -559,6 +615,28 @@ def test_stack_images_side_by_side_and_down(registry):
     scaled_b = F.interpolate(b.permute(0, 3, 1, 2), size=(int(4 * 5 / 2), 5), mode="bilinear",
                              align_corners=False).permute(0, 2, 3, 1)
     assert torch.allclose(got, torch.cat([longer_a, scaled_b], dim=1))
+
+
+def test_stack_images_estimate_is_the_matched_sizes_and_an_oversized_match_is_refused(registry):
+    """largest / smallest rescale keeping the aspect: the estimate is the stack run makes (both
+    images 512 high side by side: 1x8x512 -> 512 x 32768), and a side over MAX_SIZE is refused
+    naming match_method before any pixel is made."""
+    from graphflow.api import Size
+    from nodes.image import MAX_SIZE
+    stack = registry.get("MtbStackImages")
+    inputs = {"image_1": Size(1, 8, 512), "image_2": Size(1, 512, 8)}
+    assert stack.estimate({"vertical": False, "match_method": "largest"}, inputs).size == Size(1, 512, 32768 + 8)
+    assert stack.estimate({"vertical": True, "match_method": "largest"}, inputs).size == Size(1, 8 + 32768, 512)
+    assert stack.estimate({"vertical": False, "match_method": "error"}, inputs).size == Size(1, 512, 520)
+    got = node(registry, "Stack Images (mtb)", vertical=False, match_method="smallest",
+               image_1=torch.rand(1, 4, 6, 3), image_2=torch.rand(1, 2, 5, 3))
+    estimated = stack.estimate({"vertical": False, "match_method": "smallest"},
+                               {"image_1": Size(1, 4, 6), "image_2": Size(1, 2, 5)}).size
+    assert tuple(got.shape) == (estimated.batch, estimated.height, estimated.width, 4) == (1, 2, 8, 4)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Stack Images (mtb)", vertical=False, match_method="largest",
+             image_1=torch.rand(1, 1, MAX_SIZE, 3), image_2=torch.rand(1, 8, 1, 3))
+    assert caught.value.input == "match_method" and "image_1" in str(caught.value)
 
 
 @pytest.mark.parametrize("direction, count, picked", [("start", 2, slice(0, 2)), ("end", 2, slice(3, 5)),
@@ -714,6 +792,16 @@ def test_note_plus_is_an_editor_note_kept_through_the_round_trip(registry):
     saved = {n["id"]: n for n in export_ui(workflow, registry)["nodes"]}
     assert saved[1]["type"] == "Note Plus (mtb)" and saved[1]["widgets_values"] == note["widgets_values"]
     assert saved[1]["title"] == "Note+ (mtb)"
+    # one without its original node (added here): the pack's four widgets, its editor's defaults for
+    # CSS and Theme (web/note_plus.constants.js), its Mode as the note reads
+    pack_css, pack_theme = "/** here you can write css**/\nh1 {\n    color: whitesmoke;\n}", "one_dark"
+    workflow.ui["notes"] += [{"id": "n1", "pos": [0, 0], "text": "*new*", "type": "Note Plus (mtb)", "markdown": True},
+                             {"id": "n2", "pos": [0, 0], "text": "<b>plain</b>", "type": "Note Plus (mtb)"}]
+    added = [n for n in export_ui(workflow, registry)["nodes"] if n["type"] == "Note Plus (mtb)" and n["id"] != 1]
+    assert [n["widgets_values"] for n in added] == [["*new*", "markdown", pack_css, pack_theme],
+                                                     ["<b>plain</b>", "raw", pack_css, pack_theme]]
+    reread = parse_workflow(export_ui(workflow, registry), registry).ui["notes"]
+    assert [n.get("markdown", False) for n in reread if n["text"] in ("*new*", "<b>plain</b>")] == [True, False]
 
 
 def test_smart_step(registry):
@@ -809,6 +897,49 @@ def test_load_image_sequence_one_frame_all_and_a_range(registry, tmp_folders):
     assert by_place[3] == 2 and np.array_equal(u8(by_place[0][0]), pictures["0002.png"])
     starred = node(registry, "Load Image Sequence (mtb)", path="clip/00*.png", current_frame=-1)
     assert starred[3] == 3
+
+
+def test_load_image_sequence_refuses_mixed_frames_from_their_headers_before_decoding(registry, tmp_folders,
+                                                                                     monkeypatch):
+    """Every frame's size is read from its header first: a small first frame no longer hides a
+    big one from the memory check, and mixed sizes (or alpha and none) are refused undecoded."""
+    from graphflow.api import folders
+    import nodes.pack_nodes_mtb2 as mtb2
+    _write_frames(folders.inputs / "mix", ["0001.png"], size=(2, 2))
+    _write_frames(folders.inputs / "mix", ["0002.png"], size=(3000, 2000))
+    _write_frames(folders.inputs / "alpha", ["0001.png"])
+    _write_frames(folders.inputs / "alpha", ["0002.png"], alpha=True)
+    decoded = []
+    monkeypatch.setattr(mtb2, "_sequence_picture", lambda path: decoded.append(path))
+    for folder, said in (("mix", "3000×2000"), ("alpha", "with alpha")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Load Image Sequence (mtb)", path=f"{folder}/####.png", current_frame=-1)
+        assert caught.value.input == "path" and said in str(caught.value)
+    assert decoded == []
+    monkeypatch.undo()  # the real decoder back
+    import graphflow.api
+    from graphflow.api import Size
+    checked, real_check = [], graphflow.api.check_run_memory
+
+    def seen_check(name, what, images=None, **rest):
+        checked.append(images)
+        return real_check(name, what, images=images, **rest)
+    monkeypatch.setattr(graphflow.api, "check_run_memory", seen_check)
+    _write_frames(folders.inputs / "same", ["0001.png", "0002.png"], size=(6, 4))
+    assert node(registry, "Load Image Sequence (mtb)", path="same/####.png", current_frame=-1)[3] == 2
+    assert checked == [Size(2, 4, 6)]
+
+
+def test_load_image_sequence_range_matches_a_linked_frame_by_its_listed_name(registry, tmp_folders):
+    """A frame that is a link inside the inputs is numbered by its own name, not its target's."""
+    from graphflow.api import folders
+    pictures = _write_frames(folders.inputs / "clip", ["0001.png", "0003.png"])
+    target = _write_frames(folders.inputs, ["target.png"])["target.png"]
+    (folders.inputs / "clip" / "0002.png").symlink_to(folders.inputs / "target.png")
+    images, _, frame, total = node(registry, "Load Image Sequence (mtb)", path="clip/####.png", current_frame=0,
+                                   range="1-2")
+    assert (frame, total) == (-1, 2)
+    assert np.array_equal(u8(images[0]), pictures["0001.png"]) and np.array_equal(u8(images[1]), target)
 
 
 def test_load_image_sequence_stays_in_the_inputs(registry, tmp_folders):

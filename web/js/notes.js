@@ -1,5 +1,7 @@
-// Notes: text boxes on the canvas that are not run (ComfyUI's Note and MarkdownNote nodes),
-// kept in `ui.notes`: [{id, pos, width, height, text, markdown?, title?, color?, bgcolor?}].
+// Notes: text boxes on the canvas that are not run (ComfyUI's Note and MarkdownNote nodes, and
+// comfy_mtb's Note Plus read from a save), kept in `ui.notes`:
+// [{id, pos, width, height, text, markdown?, type?, title?, color?, bgcolor?}] (type: the
+// ComfyUI class a Note Plus is written back as).
 // Added from the node menu ("Note"), moved by the header, removed from their context menu.
 
 import {contextMenu} from "./menu.js";
@@ -40,7 +42,8 @@ export class NoteLayer {
       if (note.bgcolor) box.style.setProperty("--note-bgcolor", note.bgcolor);
       const header = document.createElement("div");
       header.className = "note-header";
-      header.textContent = note.title || (note.markdown ? "Markdown Note" : "Note");
+      header.textContent = note.title
+        || (note.type === "Note Plus (mtb)" ? "Note Plus" : note.markdown ? "Markdown Note" : "Note");
       const text = document.createElement("textarea");
       text.value = note.text || "";
       text.placeholder = "Write a note…";
