@@ -775,3 +775,79 @@ def test_estimates_answer_odd_widget_values_without_failing(registry):
             if estimate is not None and estimate.size is not None:
                 size = estimate.size
                 assert all(isinstance(v, int) for v in (size.batch, size.height, size.width)), cls.node_type
+
+
+# -- mends: bounded and interruptible window filters, measured sizes, the pack's formulas ---------
+
+
+def _counting_interrupts(monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    calls = []
+    monkeypatch.setattr(allor, "check_interrupted", lambda: calls.append(1))
+    return calls
+
+
+def test_window_filters_by_strips_give_one_calls_pixels_and_hear_a_stop(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    monkeypatch.setattr(allor, "STRIP_ROWS", 5)
+    images = _images(20, batch=1, channels=4, height=41, width=23)
+    images[:, :20] *= 0.2  # strips of different ranges: the bilateral filter's value table follows the range
+    calls = _counting_interrupts(monkeypatch)
+    out = call(registry, "AllorImageFilterRank", images=images, size=4, rank=11)
+    assert torch.equal(out, _each(images, lambda p: p.filter(ImageFilter.RankFilter(5, 11))))
+    assert len(calls) >= 41 // 5  # a stop check each strip, not once an image
+    for name, make in (("Min", ImageFilter.MinFilter), ("Max", ImageFilter.MaxFilter),
+                       ("Mode", ImageFilter.ModeFilter)):
+        out = call(registry, f"AllorImageFilter{name}", images=images, size=6)
+        assert torch.equal(out, _each(images, lambda p: p.filter(make(7)))), name
+    cases = [
+        ("GaussianBlur", dict(size_x=6, size_y=12), lambda x: cv2.GaussianBlur(x, (5, 11), 5)),
+        ("GaussianBlurAdvanced", dict(size_x=4, size_y=30, sigma_x=3, sigma_y=0),
+         lambda x: cv2.GaussianBlur(x, (3, 29), 3)),
+        ("BilateralBlur", dict(size=10, sigma_color=0.9, sigma_intensity=0.4),
+         lambda x: cv2.bilateralFilter(x, 9, 100 - 0.9 * 100, 0.4 * 100)),
+    ]
+    for name, widgets, reference in cases:
+        calls.clear()
+        out = call(registry, f"AllorImageFilter{name}", images=images, **widgets)
+        if name == "BilateralBlur":  # its weight table follows each strip's value range: float32 rounding
+            assert torch.allclose(out, _layers(images, reference), rtol=0, atol=1e-6), name
+        else:
+            assert torch.equal(out, _layers(images, reference)), name
+        assert len(calls) > 2, name
+    median = call(registry, "AllorImageFilterMedianBlur", images=images, size=16)
+    assert torch.equal(median, _layers((images * 255).to(torch.uint8), lambda x: cv2.medianBlur(x, 15)) / 255)
+
+
+def test_window_filters_refuse_work_beyond_reason_naming_size(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    images = _images(21, batch=1, height=40, width=30)
+    # the real bounds: the pack's largest rank window is fine on a 1024² picture, not on an 8192² one
+    assert 63 * 63 * 1024 * 1024 <= allor.MOST_RANK_WORK < 63 * 63 * 8192 * 8192
+    # the median's window wider than the picture's shorter side (8192 on 1024² held one call for minutes)
+    _refused(registry, "AllorImageFilterMedianBlur", "size", "shorter side", images=images, size=34)
+    assert call(registry, "AllorImageFilterMedianBlur", images=images, size=30).shape == images.shape
+    monkeypatch.setattr(allor, "MOST_RANK_WORK", 25 * 40 * 30)  # a 5² window on 40 × 30 is the most
+    assert call(registry, "AllorImageFilterMode", images=images, size=4).shape == images.shape
+    _refused(registry, "AllorImageFilterMode", "size", "beyond", images=images, size=6)
+    _refused(registry, "AllorImageFilterRank", "size", "beyond", images=images, size=6, rank=1)
+    monkeypatch.setattr(allor, "MOST_BILATERAL_WORK", 25 * 40 * 30)
+    _refused(registry, "AllorImageFilterBilateralBlur", "size", "beyond", images=images, size=8,
+             sigma_color=0.5, sigma_intensity=0.5)
+    monkeypatch.setattr(allor, "MOST_GAUSSIAN_WORK", 10 * 40 * 30)
+    _refused(registry, "AllorImageFilterGaussianBlur", "size_x", "beyond", images=images, size_x=10, size_y=4)
+    monkeypatch.setattr(allor, "MOST_MEDIAN_WORK", 5 * 40 * 30)
+    _refused(registry, "AllorImageFilterMedianBlur", "size", "beyond", images=images, size=8)
+
+
+def test_pil_filters_name_rank_only_where_there_is_one(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    images = _images(22, batch=1)
+
+    def bad_filter(self):
+        raise ValueError("bad filter")
+    monkeypatch.setattr(allor.AllorImageFilterSmooth, "_filter", bad_filter)
+    with pytest.raises(ValueError, match="bad filter") as caught:
+        call(registry, "AllorImageFilterSmooth", images=images)
+    assert not isinstance(caught.value, NodeInputError)
+    _refused(registry, "AllorImageFilterRank", "rank", "below", images=images, size=2, rank=9)
