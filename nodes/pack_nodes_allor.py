@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from graphflow.api import (
     IMAGE, MASK, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, Bool,
-    check_interrupted,
+    check_interrupted, check_run_memory, run_limits,
 )
 from nodes.image import MAX_SIZE, _image
 
@@ -342,7 +342,8 @@ class AllorImageBatchJoin(Node):
 class AllorImageBatchPermute(Node):
     """The batch's images in the order the numbers in `permute` give (any text between them),
     counted from 1 (from 0 with start_with_zero); numbers past the batch are cut to its ends, as in
-    the pack. An image may come more than once."""
+    the pack. An image may come more than once. A linked text's count is checked when it runs: more
+    numbers than the server's max_batch, or than memory holds, is refused naming permute."""
     category = "image/batch"
     images: IMAGE
     permute: str = Text("")
@@ -362,11 +363,23 @@ class AllorImageBatchPermute(Node):
         import re
         import torch
         images = _image(self.images, "images")
-        numbers = [int(n) for n in re.findall(r"\d+", self.permute)]
-        if not numbers:
+        picks = re.findall(r"\d+", self.permute)
+        if not picks:
             raise NodeInputError("permute", "no numbers: expected image numbers such as 3, 1, 2")
+        # a linked permute text is known only now: its batch held to the server's limits and memory
+        most = run_limits().max_batch
+        if most is not None and len(picks) > most:
+            raise NodeInputError("permute", f"{len(picks)} image numbers make a batch larger than this server "
+                                            f"allows ({most})")
+        check_run_memory("permute", f"{len(picks)} image numbers",
+                         images=Size(len(picks), images.shape[1], images.shape[2]))
+        try:
+            picked = [int(n) for n in picks]
+        except ValueError as e:  # Python refuses to read a number of over 4300 digits
+            raise NodeInputError("permute", f"{e}: expected image numbers such as 3, 1, 2") from None
         first = 0 if self.start_with_zero else 1
-        order = torch.tensor([n - first for n in numbers]).clamp(0, images.shape[0] - 1)
+        last = images.shape[0] - 1  # cut in Python: a number past int64 would overflow a tensor
+        order = torch.tensor([min(max(n - first, 0), last) for n in picked])
         return images.index_select(0, order.to(images.device))
 
 

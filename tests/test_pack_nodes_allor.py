@@ -851,3 +851,24 @@ def test_pil_filters_name_rank_only_where_there_is_one(registry, monkeypatch):
         call(registry, "AllorImageFilterSmooth", images=images)
     assert not isinstance(caught.value, NodeInputError)
     _refused(registry, "AllorImageFilterRank", "rank", "below", images=images, size=2, rank=9)
+
+
+def test_batch_permute_held_to_max_batch_and_refusing_unreadable_numbers(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    from graphflow.resource_limits import RunLimits
+    images = _images(23, batch=3, height=4, width=5)
+    monkeypatch.setattr(allor, "run_limits", lambda: RunLimits(max_batch=4))
+    assert call(registry, "AllorImageBatchPermute", images=images, permute="1 2 3 1",
+                start_with_zero=False).shape[0] == 4
+    _refused(registry, "AllorImageBatchPermute", "permute", "allows", images=images, permute="1 2 3 1 2",
+             start_with_zero=False)
+    monkeypatch.setattr(allor, "run_limits", lambda: RunLimits())
+    _refused(registry, "AllorImageBatchPermute", "permute", "digits", images=images, permute="9" * 5000,
+             start_with_zero=False)
+    # numbers past int64 are cut to the batch's end as any number past it
+    far = call(registry, "AllorImageBatchPermute", images=images, permute="2 " + "9" * 30, start_with_zero=False)
+    assert torch.equal(far, images[[1, 2]])
+    monkeypatch.setattr(allor, "check_run_memory", lambda name, what, images: (_ for _ in ()).throw(
+        NodeInputError(name, f"{what}: too much memory")))
+    _refused(registry, "AllorImageBatchPermute", "permute", "memory", images=images, permute="1",
+             start_with_zero=False)
