@@ -392,6 +392,8 @@ def _placed(image, x: int, y: int, width: int, height: int):
     if image.shape[-1] == 3:
         image = torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
     container = torch.zeros(height, width, 4, dtype=image.dtype)
+    image = image[max(-y, 0):, max(-x, 0):]  # a negative offset cuts the image's top / left
+    x, y = max(x, 0), max(y, 0)
     h, w = min(image.shape[0], height - y), min(image.shape[1], width - x)
     if h > 0 and w > 0:
         container[y:y + h, x:x + w] = image[:h, :w].cpu()
@@ -481,12 +483,22 @@ def _container_size(a, b, size_type: str, name: str):
     return a[0], a[1] + b[1]
 
 
+def _composite_container_size(a, b, size_type: str):
+    """ImageCompositeRelative's container: _container_size's, but for sum_height the pack's own
+    (its width check compares images_b's width with itself): images_a's width by images_a's height
+    twice, whatever images_b's size."""
+    if size_type == "sum_height":
+        return a[0], a[1] + a[1]
+    return _container_size(a, b, size_type, "container_size_type")
+
+
 class AllorImageCompositeRelative(Node):
     """ImageCompositeAbsolute on a container sized by container_size_type (max: the larger sides;
-    sum: both sides added; sum_width / sum_height: one side added, the other must agree), each image
-    at x, y as a fraction of the room it leaves (int((container - image) · x)). The pack's
-    sum_height added images_a's height twice and checked nothing; here it adds both heights and
-    needs one width."""
+    sum: both sides added; sum_width: the widths added, the heights must agree; sum_height, as the
+    pack computes it: images_a's width by twice images_a's height, whatever images_b's size), each
+    image at x, y as a fraction of the room it leaves (int((container - image) · x)). An image
+    larger than the container has negative room: it is shifted that fraction of its overflow up or
+    left and cut (the pack's code fails there unless the fraction is 0)."""
     category = "image/composite"
     images_a: IMAGE
     images_b: IMAGE
@@ -504,8 +516,8 @@ class AllorImageCompositeRelative(Node):
     def estimate(cls, widgets, inputs):
         a, b = inputs.get("images_a"), inputs.get("images_b")
         try:
-            width, height = _container_size((a.width, a.height), (b.width, b.height),
-                                            widgets["container_size_type"], "container_size_type")
+            width, height = _composite_container_size((a.width, a.height), (b.width, b.height),
+                                                      widgets["container_size_type"])
         except (AttributeError, KeyError, TypeError, NodeInputError):
             return Estimate(None)
         return _composite_estimate(inputs, width, height, widgets.get("method"))
@@ -513,7 +525,7 @@ class AllorImageCompositeRelative(Node):
     def run(self):
         a, b = _image(self.images_a, "images_a"), _image(self.images_b, "images_b")
         size_a, size_b = (a.shape[2], a.shape[1]), (b.shape[2], b.shape[1])
-        width, height = _container_size(size_a, size_b, self.container_size_type, "container_size_type")
+        width, height = _composite_container_size(size_a, size_b, self.container_size_type)
         offsets = [(int((width - w) * x), int((height - h) * y))
                    for (w, h), x, y in ((size_a, self.images_a_x, self.images_a_y),
                                         (size_b, self.images_b_x, self.images_b_y))]

@@ -872,3 +872,28 @@ def test_batch_permute_held_to_max_batch_and_refusing_unreadable_numbers(registr
         NodeInputError(name, f"{what}: too much memory")))
     _refused(registry, "AllorImageBatchPermute", "permute", "memory", images=images, permute="1",
              start_with_zero=False)
+
+
+def test_composite_relative_sum_height_is_the_packs_container(registry):
+    a = _images(24, batch=1, height=6, width=8)
+    b = _images(25, batch=1, height=9, width=5, channels=4)
+    for a_size, b_size, (bx, by) in (((8, 6), (5, 9), (0.5, 1.0)), ((8, 6), (12, 4), (0.0, 0.5))):
+        a = _images(24, batch=1, height=a_size[1], width=a_size[0])
+        b = _images(25, batch=1, height=b_size[1], width=b_size[0], channels=4)
+        out = call(registry, "AllorImageCompositeRelative", images_a=a, images_b=b, images_a_x=0.0,
+                   images_a_y=1.0, images_b_x=bx, images_b_y=by, background="images_a",
+                   container_size_type="sum_height", method="pair")
+        # the pack's sum_height: images_a's width, images_a's height twice; offsets int((container - image) · x)
+        width, height = a_size[0], a_size[1] + a_size[1]
+        a_xy = (int((width - a_size[0]) * 0.0), int((height - a_size[1]) * 1.0))
+        b_xy = (int((width - b_size[0]) * bx), int((height - b_size[1]) * by))
+        assert out.shape == (1, height, width, 4)
+        assert torch.equal(out[0], _pack_composite(a[0], b[0], a_xy, b_xy, width, height, "images_a"))
+    # b wider than the container at x 0.5: shifted left by half its overflow and cut (the pack fails there)
+    out = call(registry, "AllorImageCompositeRelative", images_a=a, images_b=b, images_a_x=0.0, images_a_y=0.0,
+               images_b_x=0.5, images_b_y=0.0, background="images_a", container_size_type="sum_height",
+               method="pair")
+    assert torch.equal(out[0], _pack_composite(a[0], b[0], (0, 0), ((8 - 12) // 2, 0), 8, 12, "images_a"))
+    assert registry.get("AllorImageCompositeRelative").estimate(
+        {"container_size_type": "sum_height", "method": "pair"},
+        {"images_a": Size(1, 6, 8), "images_b": Size(1, 4, 12)}).size == Size(1, 12, 8)
