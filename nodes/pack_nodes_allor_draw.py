@@ -23,6 +23,7 @@ from __future__ import annotations
 from graphflow.api import (
     CLIP, CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STYLE_MODEL, VAE, Choice,
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders,
+    run_limits,
 )
 from nodes.controlnet import CONTROL_NET
 from nodes.gligen import GLIGEN
@@ -771,6 +772,10 @@ class _TextPlacement(Node):
         if max(size) > MAX_SIZE:
             raise NodeInputError("size", f"the text would be {size[0]}×{size[1]} pixels: expected at most "
                                          f"{MAX_SIZE} a side (a smaller size or a shorter text)")
+        most = run_limits().max_pixels  # the canvas's size is known only once the text is measured
+        if most is not None and size[0] * size[1] > most:
+            raise NodeInputError("size", f"the text would be {size[0]}×{size[1]} pixels, larger than this server "
+                                         f"allows ({most / 1e6:.1f} megapixels): a smaller size or a shorter text")
         canvas = Image.new("RGBA", size, (0, 0, 0, 0))
         ink = _rgba(self.red, self.green, self.blue, self.alpha)
         extra = {"align": self.align} if hasattr(self, "align") else {}
@@ -788,7 +793,8 @@ class _MultilineInputs(Node):
 class AllorImageText(_TextPlacement, _TextColor, _TextInputs):
     """The text drawn by Pillow in `font` (a .ttf / .otf in models/fonts) at `size` on a transparent
     RGBA picture just big enough for it (its box from the font's getbbox) plus margin_x, margin_y on
-    each side; the colour's alpha from `alpha`."""
+    each side; the colour's alpha from `alpha`. The picture's size is known only once the text is
+    measured: one over MAX_SIZE a side or the server's max_pixels is refused then, naming size."""
     category = "image/draw"
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageText",))

@@ -853,6 +853,22 @@ def test_pil_filters_name_rank_only_where_there_is_one(registry, monkeypatch):
     _refused(registry, "AllorImageFilterRank", "rank", "below", images=images, size=2, rank=9)
 
 
+def test_text_canvas_held_to_the_servers_max_pixels(registry, dejavu_in_models_fonts, monkeypatch):
+    import nodes.pack_nodes_allor_draw as draw
+    from graphflow.resource_limits import RunLimits
+    inputs = dict(text="MMM MMM", font="DejaVuSans.ttf", size=40, red=255, green=255, blue=255, alpha=1.0,
+                  margin_x=0, margin_y=0)
+    height, width = call(registry, "AllorImageText", **inputs).shape[1:3]
+    monkeypatch.setattr(draw, "run_limits", lambda: RunLimits(max_pixels=height * width - 1))
+    _refused(registry, "AllorImageText", "size", "megapixels", **inputs)
+    _refused(registry, "AllorImageTextMultiline", "size", "megapixels", align="left",
+             **{**inputs, "text": "MMM MMM\nMMM MMM"})
+    _refused(registry, "AllorImageTextOutlined", "size", "megapixels", outline_size=2, outline_red=0,
+             outline_green=0, outline_blue=0, **inputs)
+    monkeypatch.setattr(draw, "run_limits", lambda: RunLimits(max_pixels=height * width))
+    assert call(registry, "AllorImageText", **inputs).shape[1:3] == (height, width)
+
+
 def test_batch_permute_held_to_max_batch_and_refusing_unreadable_numbers(registry, monkeypatch):
     import nodes.pack_nodes_allor as allor
     from graphflow.resource_limits import RunLimits
