@@ -570,15 +570,18 @@ class AllorImageTransformCropCorners(Node):
         return (images - cut.to(images)).clamp(0, 1)
 
 
-def _padded(images, add_width: int, add_height: int, method: str):
+def _padded(images, add_width: int, add_height: int, method: str, names=("add_width", "add_height")):
     """The pack's padding: it gives torchvision's pad [add_height, add_width], which pads
-    left and right by add_height and top and bottom by add_width."""
+    left and right by add_height and top and bottom by add_width. names: the inputs that gave
+    add_width and add_height, for a refusal."""
     import torch.nn.functional as F
     images = _image(images, "images")
     mode = {"reflect": "reflect", "edge": "replicate", "constant": "constant"}[method]
-    if mode == "reflect" and (add_height >= images.shape[2] or add_width >= images.shape[1]):
-        raise NodeInputError("add_width", f"reflect padding must be less than the picture's side "
-                                          f"({images.shape[2]}×{images.shape[1]})")
+    for name, pad, side, what in ((names[1], add_height, images.shape[2], "width"),
+                                  (names[0], add_width, images.shape[1], "height")):
+        if mode == "reflect" and pad >= side:
+            raise NodeInputError(name, f"reflect padding of {pad} pixels a side must be less than the picture's "
+                                       f"{what} ({side})")
     out = F.pad(images.movedim(-1, 1), (add_height, add_height, add_width, add_width), mode=mode)
     return out.movedim(1, -1)
 
@@ -634,11 +637,20 @@ class AllorImageTransformPaddingRelative(Node):
     def run(self):
         images = _image(self.images, "images")
         add_width, add_height = int(images.shape[2] * self.scale_width), int(images.shape[1] * self.scale_height)
-        return _padded(images, add_width, add_height, self.method)
+        return _padded(images, add_width, add_height, self.method, ("scale_width", "scale_height"))
 
 
 ROTATE_SAMPLERS = {"lanczos": "BICUBIC", "bicubic": "BICUBIC", "hamming": "BILINEAR", "bilinear": "BILINEAR",
                    "box": "NEAREST", "nearest": "NEAREST"}  # the sampler PIL's rotate gets for each method
+
+
+def _turned_box(width: int, height: int, angle: float) -> tuple[int, int]:
+    """The (width, height) that holds a width × height picture turned by angle degrees:
+    w·|cos| + h·|sin| by h·|cos| + w·|sin|, cut to whole pixels (PIL's expand rounds its corners
+    outward, so its box is this or a pixel or two more: a lower bound for the estimate)."""
+    import math
+    cos, sin = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    return (math.floor(round(width * cos + height * sin, 6)), math.floor(round(height * cos + width * sin, 6)))
 
 
 class AllorImageTransformRotate(Node):
@@ -661,9 +673,14 @@ class AllorImageTransformRotate(Node):
         size = inputs.get("images")
         try:
             side = int((size.width ** 2 + size.height ** 2) ** 0.5) + 1
-            return Estimate(size, memory=_draw_memory(side, side, *numbers(widgets, "SSAA")))
+            memory = _draw_memory(side, side, *numbers(widgets, "SSAA"))
+            angle, ssaa = numbers(widgets, "angle", "SSAA")
         except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
+        if widgets.get("expand") == "true" and angle % 360:
+            width, height = _turned_box(size.width * ssaa, size.height * ssaa, angle)
+            size = Size(size.batch, max(height // ssaa, 1), max(width // ssaa, 1), size.frames)
+        return Estimate(size, memory=memory)
 
     def run(self):
         from PIL import Image
@@ -915,7 +932,9 @@ class AllorImageEffectsLensChromaticAberration(Node):
     shift (3) or shift throughout (4; the pack's code fails there), with the signs mixing_type gives
     the two channels (1: +/-, 2: -/-, 3: +/+, 4: -/+). The picture is padded by `method` first, so
     what moves in comes from the padding. transpose "rotate" works along the columns instead,
-    "reflect" along both. A shift of 0 leaves the images as they are (the pack's code fails)."""
+    "reflect" along both. A shift of 0 leaves the images as they are (the pack's code fails). The
+    working memory, 16 bytes a pixel of the padded picture, is declared, so a run that can't hold it
+    is refused before it starts."""
     category = "image/effects/lens"
     images: IMAGE
     shift: int = Int(10, min=0, max=4096, step=1)
@@ -927,6 +946,18 @@ class AllorImageEffectsLensChromaticAberration(Node):
     lens_curvy: float = Float(1.0, min=0.0, max=15.0, step=0.1)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageEffectsLensChromaticAberration",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            shift, = numbers(widgets, "shift")
+            padded = (size.height + 2 * int(shift)) * (size.width + 2 * int(shift))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+            return Estimate(size)
+        # each channel pass holds the padded channel (float32), its int64 row index and the moved
+        # channel at once
+        return Estimate(size, memory=padded * (4 + 8 + 4))
 
     def run(self):
         import torch

@@ -913,3 +913,39 @@ def test_composite_relative_sum_height_is_the_packs_container(registry):
     assert registry.get("AllorImageCompositeRelative").estimate(
         {"container_size_type": "sum_height", "method": "pair"},
         {"images_a": Size(1, 6, 8), "images_b": Size(1, 4, 12)}).size == Size(1, 12, 8)
+
+
+def test_rotate_estimate_is_the_expanded_box(registry):
+    images = _images(26, batch=1, height=100, width=100)
+    node = registry.get("AllorImageTransformRotate")
+    for angle, ssaa, shape in ((45.0, 1, (100, 100)), (30.0, 2, (40, 70)), (90.0, 1, (30, 50)), (200.0, 1, (20, 60))):
+        pictures = images[:, :shape[0], :shape[1]]
+        out = call(registry, "AllorImageTransformRotate", images=pictures, angle=angle, expand="true", SSAA=ssaa,
+                   method="bilinear")
+        size = node.estimate({"angle": angle, "expand": "true", "SSAA": ssaa, "method": "bilinear"},
+                             {"images": Size(1, *shape)}).size
+        # a lower bound within PIL's outward rounding of the corners
+        assert size.height <= out.shape[1] <= size.height + 2 and size.width <= out.shape[2] <= size.width + 2, angle
+    assert node.estimate({"angle": 45.0, "expand": "true", "SSAA": 1}, {"images": Size(1, 100, 100)}).size.width > 140
+    assert node.estimate({"angle": 45.0, "expand": "false", "SSAA": 1},
+                         {"images": Size(1, 100, 100)}).size == Size(1, 100, 100)
+
+
+def test_chromatic_aberration_declares_its_padded_working_memory(registry):
+    node = registry.get("AllorImageEffectsLensChromaticAberration")
+    estimate = node.estimate({"shift": 4096}, {"images": Size(1, 8192, 8192)})
+    # the padded channel and its int64 row index alone: (8192 + 2 · 4096)² · (4 + 8) bytes
+    assert estimate.memory >= (8192 + 2 * 4096) ** 2 * 12
+    assert estimate.size == Size(1, 8192, 8192)
+    assert node.estimate({"shift": None}, {"images": Size(1, 8, 8)}).memory == 0
+
+
+def test_padding_refusal_names_the_input_at_fault(registry):
+    images = _images(27, height=12, width=16)
+    # add_height pads left and right (the width, 16); add_width above and below (the height, 12)
+    _refused(registry, "AllorImageTransformPaddingAbsolute", "add_height", "width", images=images, add_width=1,
+             add_height=16, method="reflect")
+    _refused(registry, "AllorImageTransformPaddingRelative", "scale_width", "height", images=images,
+             scale_width=1.0, scale_height=0.1, method="reflect")
+    _refused(registry, "AllorImageTransformPaddingRelative", "scale_height", "width", images=images,
+             scale_width=0.1, scale_height=1.5, method="reflect")
