@@ -1180,8 +1180,9 @@ class AllorImageFilterMedianBlur(Node):
         kernel = _odd_kernel(self.size, "size")
         height, width = _image(self.images, "images").shape[1:3]
         if kernel > min(height, width):
+            most = (min(height, width) + 1) // 2 * 2  # the largest even size whose window fits
             raise NodeInputError("size", f"{self.size}: a window of {kernel} is wider than the pictures' shorter side "
-                                         f"({min(height, width)}); expected at most {min(height, width) + 1}")
+                                         f"({min(height, width)}); expected at most {most}")
         _check_work(self.images, kernel, MOST_MEDIAN_WORK, "size", self.size, f"a window of {kernel}")
 
         def median(x):

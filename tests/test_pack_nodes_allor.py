@@ -825,7 +825,8 @@ def test_window_filters_refuse_work_beyond_reason_naming_size(registry, monkeypa
     # the real bounds: the pack's largest rank window is fine on a 1024² picture, not on an 8192² one
     assert 63 * 63 * 1024 * 1024 <= allor.MOST_RANK_WORK < 63 * 63 * 8192 * 8192
     # the median's window wider than the picture's shorter side (8192 on 1024² held one call for minutes)
-    _refused(registry, "AllorImageFilterMedianBlur", "size", "shorter side", images=images, size=34)
+    _refused(registry, "AllorImageFilterMedianBlur", "size", "shorter side .30.; expected at most 30", images=images,
+             size=34)
     assert call(registry, "AllorImageFilterMedianBlur", images=images, size=30).shape == images.shape
     monkeypatch.setattr(allor, "MOST_RANK_WORK", 25 * 40 * 30)  # a 5² window on 40 × 30 is the most
     assert call(registry, "AllorImageFilterMode", images=images, size=4).shape == images.shape
