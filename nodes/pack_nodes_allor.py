@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from graphflow.api import (
     IMAGE, MASK, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, Bool,
-    check_interrupted,
+    check_interrupted, check_run_memory, run_limits,
 )
 from nodes.image import MAX_SIZE, _image
 
@@ -42,6 +42,14 @@ COMFY_PACK = "ComfyUI-Allor"  # the custom node pack this module's ComfyUI class
 
 TRUE_FALSE = ("true", "false")
 MOST_RANK_SIZE = 63  # the rank filters' and the bilateral filter's widest window (their work grows as its square)
+# The window filters work a strip of STRIP_ROWS rows at a time (with their window's reach of
+# rows above and below, so the pixels equal one call's), a stop request heard between strips, and
+# refuse work beyond these bounds (about two minutes an image on a desktop CPU, measured):
+STRIP_ROWS = 256
+MOST_RANK_WORK = 1 << 32  # PIL's rank / min / max / mode filters: window area × pixels
+MOST_BILATERAL_WORK = 1 << 36  # OpenCV's bilateralFilter: window area × pixels
+MOST_MEDIAN_WORK = 1 << 33  # OpenCV's medianBlur (8-bit, its histogram method): window width × pixels
+MOST_GAUSSIAN_WORK = 1 << 34  # OpenCV's GaussianBlur (separable): (kernel width + height) × pixels
 
 
 # -- the pack's PIL and OpenCV round trips --------------------------------------------------------
@@ -90,6 +98,50 @@ def _each_layer(images, change):
             layers.append(change(np.ascontiguousarray(pixels[..., 3:4])).reshape(pixels.shape[:2] + (1,)))
         out.append(torch.from_numpy(np.concatenate(layers, axis=-1)))
     return torch.stack(out)
+
+
+def _by_strips(pixels, change, reach: int):
+    """change(pixels) on a numpy picture worked out STRIP_ROWS rows at a time, each strip with
+    `reach` rows of its neighbours above and below (all a window of that reach sees), so the
+    result equals one call's; a stop request is heard between strips."""
+    import numpy as np
+    height, rows = pixels.shape[0], max(STRIP_ROWS, 2 * reach)
+    if height <= rows:
+        return change(pixels)
+    parts = []
+    for top in range(0, height, rows):
+        check_interrupted()
+        start, end = max(top - reach, 0), min(top + rows + reach, height)
+        part = change(np.ascontiguousarray(pixels[start:end]))
+        parts.append(part[top - start:top - start + min(rows, height - top)])
+    return np.concatenate(parts, axis=0)
+
+
+def _pil_by_strips(picture, image_filter, reach: int):
+    """picture.filter(image_filter) worked out by strips as _by_strips does."""
+    from PIL import Image
+    width, height = picture.size
+    rows = max(STRIP_ROWS, 2 * reach)
+    if height <= rows:
+        return picture.filter(image_filter)
+    out = Image.new(picture.mode, picture.size)
+    for top in range(0, height, rows):
+        check_interrupted()
+        start, end = max(top - reach, 0), min(top + rows + reach, height)
+        part = picture.crop((0, start, width, end)).filter(image_filter)
+        out.paste(part.crop((0, top - start, width, top - start + min(rows, height - top))), (0, top))
+    return out
+
+
+def _check_work(images, per_pixel: int, most: int, name: str, value, what: str) -> None:
+    """Refuse (naming `name`) a window filter whose work, per_pixel × each picture's pixels, is
+    beyond `most`: it would hold the run for many minutes an image."""
+    images = _image(images, "images")
+    height, width = images.shape[1:3]
+    if per_pixel * height * width > most:
+        raise NodeInputError(name, f"{value}: {what} over {width}×{height} pictures is beyond what this node "
+                                   f"takes ({per_pixel * height * width:.2g} window-pixels, at most {most:.2g}); "
+                                   f"a smaller {name} or picture")
 
 
 def numbers(widgets: dict, *names: str) -> tuple:
@@ -290,7 +342,8 @@ class AllorImageBatchJoin(Node):
 class AllorImageBatchPermute(Node):
     """The batch's images in the order the numbers in `permute` give (any text between them),
     counted from 1 (from 0 with start_with_zero); numbers past the batch are cut to its ends, as in
-    the pack. An image may come more than once."""
+    the pack. An image may come more than once. A linked text's count is checked when it runs: more
+    numbers than the server's max_batch, or than memory holds, is refused naming permute."""
     category = "image/batch"
     images: IMAGE
     permute: str = Text("")
@@ -310,11 +363,23 @@ class AllorImageBatchPermute(Node):
         import re
         import torch
         images = _image(self.images, "images")
-        numbers = [int(n) for n in re.findall(r"\d+", self.permute)]
-        if not numbers:
+        picks = re.findall(r"\d+", self.permute)
+        if not picks:
             raise NodeInputError("permute", "no numbers: expected image numbers such as 3, 1, 2")
+        # a linked permute text is known only now: its batch held to the server's limits and memory
+        most = run_limits().max_batch
+        if most is not None and len(picks) > most:
+            raise NodeInputError("permute", f"{len(picks)} image numbers make a batch larger than this server "
+                                            f"allows ({most})")
+        check_run_memory("permute", f"{len(picks)} image numbers",
+                         images=Size(len(picks), images.shape[1], images.shape[2]))
+        try:
+            picked = [int(n) for n in picks]
+        except ValueError as e:  # Python refuses to read a number of over 4300 digits
+            raise NodeInputError("permute", f"{e}: expected image numbers such as 3, 1, 2") from None
         first = 0 if self.start_with_zero else 1
-        order = torch.tensor([n - first for n in numbers]).clamp(0, images.shape[0] - 1)
+        last = images.shape[0] - 1  # cut in Python: a number past int64 would overflow a tensor
+        order = torch.tensor([min(max(n - first, 0), last) for n in picked])
         return images.index_select(0, order.to(images.device))
 
 
@@ -327,6 +392,8 @@ def _placed(image, x: int, y: int, width: int, height: int):
     if image.shape[-1] == 3:
         image = torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
     container = torch.zeros(height, width, 4, dtype=image.dtype)
+    image = image[max(-y, 0):, max(-x, 0):]  # a negative offset cuts the image's top / left
+    x, y = max(x, 0), max(y, 0)
     h, w = min(image.shape[0], height - y), min(image.shape[1], width - x)
     if h > 0 and w > 0:
         container[y:y + h, x:x + w] = image[:h, :w].cpu()
@@ -416,12 +483,22 @@ def _container_size(a, b, size_type: str, name: str):
     return a[0], a[1] + b[1]
 
 
+def _composite_container_size(a, b, size_type: str):
+    """ImageCompositeRelative's container: _container_size's, but for sum_height the pack's own
+    (its width check compares images_b's width with itself): images_a's width by images_a's height
+    twice, whatever images_b's size."""
+    if size_type == "sum_height":
+        return a[0], a[1] + a[1]
+    return _container_size(a, b, size_type, "container_size_type")
+
+
 class AllorImageCompositeRelative(Node):
     """ImageCompositeAbsolute on a container sized by container_size_type (max: the larger sides;
-    sum: both sides added; sum_width / sum_height: one side added, the other must agree), each image
-    at x, y as a fraction of the room it leaves (int((container - image) · x)). The pack's
-    sum_height added images_a's height twice and checked nothing; here it adds both heights and
-    needs one width."""
+    sum: both sides added; sum_width: the widths added, the heights must agree; sum_height, as the
+    pack computes it: images_a's width by twice images_a's height, whatever images_b's size), each
+    image at x, y as a fraction of the room it leaves (int((container - image) · x)). An image
+    larger than the container has negative room: it is shifted that fraction of its overflow up or
+    left and cut (the pack's code fails there unless the fraction is 0)."""
     category = "image/composite"
     images_a: IMAGE
     images_b: IMAGE
@@ -439,8 +516,8 @@ class AllorImageCompositeRelative(Node):
     def estimate(cls, widgets, inputs):
         a, b = inputs.get("images_a"), inputs.get("images_b")
         try:
-            width, height = _container_size((a.width, a.height), (b.width, b.height),
-                                            widgets["container_size_type"], "container_size_type")
+            width, height = _composite_container_size((a.width, a.height), (b.width, b.height),
+                                                      widgets["container_size_type"])
         except (AttributeError, KeyError, TypeError, NodeInputError):
             return Estimate(None)
         return _composite_estimate(inputs, width, height, widgets.get("method"))
@@ -448,7 +525,7 @@ class AllorImageCompositeRelative(Node):
     def run(self):
         a, b = _image(self.images_a, "images_a"), _image(self.images_b, "images_b")
         size_a, size_b = (a.shape[2], a.shape[1]), (b.shape[2], b.shape[1])
-        width, height = _container_size(size_a, size_b, self.container_size_type, "container_size_type")
+        width, height = _composite_container_size(size_a, size_b, self.container_size_type)
         offsets = [(int((width - w) * x), int((height - h) * y))
                    for (w, h), x, y in ((size_a, self.images_a_x, self.images_a_y),
                                         (size_b, self.images_b_x, self.images_b_y))]
@@ -838,12 +915,20 @@ class _PilFilter(Node):
         from PIL import ImageFilter
         return getattr(ImageFilter, self.pil_filter)
 
+    def _window(self) -> int:
+        """The filter's window width; 0 for the fixed small kernels (no strips, no work bound)."""
+        return 0
+
     def run(self):
+        window = self._window()
+        if window:
+            _check_work(self.images, window * window, MOST_RANK_WORK, "size", self.size,
+                        f"a {window}×{window} window")
         try:
             image_filter = self._filter()
-            return _each_picture(self.images, lambda picture: picture.filter(image_filter))
-        except ValueError as e:  # PIL's refusal of a rank beyond the window
-            if isinstance(e, NodeInputError):
+            return _each_picture(self.images, lambda picture: _pil_by_strips(picture, image_filter, window // 2))
+        except ValueError as e:  # PIL's refusal of a rank beyond the window (only RankFilter has one)
+            if isinstance(e, NodeInputError) or "rank" not in type(self).input_specs:
                 raise
             raise NodeInputError("rank", f"{e}: expected a rank below size + 1 squared") from None
 
@@ -902,17 +987,22 @@ class AllorImageFilterSharpen(_PilFilter):
     comfy = ComfyAlias(("ImageFilterSharpen",))
 
 
-def _window():
+def _window_input():
     return Int(2, min=0, max=MOST_RANK_SIZE - 1, step=2)
 
 
 class AllorImageFilterRank(_PilFilter):
     """PIL's RankFilter over a (size + 1)² window: each pixel the rank-th smallest value of its
     window (0: the least), each channel apart, 8-bit. size must be even (the window odd); at most
-    62 here, as the work grows with the window's area."""
-    size: int = _window()
+    62 here, as the work grows with the window's area, and refused where window area × pixels
+    passes 2³² (a 63² window on 1024² pictures is about the most); worked by strips of rows, so a
+    stop is heard within an image."""
+    size: int = _window_input()
     rank: int = Int(1, min=0, max=MOST_RANK_SIZE ** 2, step=1)
     comfy = ComfyAlias(("ImageFilterRank",))
+
+    def _window(self) -> int:
+        return _odd_window(self.size)
 
     def _filter(self):
         from PIL import ImageFilter
@@ -926,9 +1016,13 @@ def _odd_window(size: int) -> int:
 
 
 class AllorImageFilterMin(_PilFilter):
-    """PIL's MinFilter over a (size + 1)² window (size even, at most 62), 8-bit."""
-    size: int = _window()
+    """PIL's MinFilter over a (size + 1)² window (size even, at most 62; bounded and worked by strips
+    as ImageFilterRank), 8-bit."""
+    size: int = _window_input()
     comfy = ComfyAlias(("ImageFilterMin",))
+
+    def _window(self) -> int:
+        return _odd_window(self.size)
 
     def _filter(self):
         from PIL import ImageFilter
@@ -936,9 +1030,13 @@ class AllorImageFilterMin(_PilFilter):
 
 
 class AllorImageFilterMax(_PilFilter):
-    """PIL's MaxFilter over a (size + 1)² window (size even, at most 62), 8-bit."""
-    size: int = _window()
+    """PIL's MaxFilter over a (size + 1)² window (size even, at most 62; bounded and worked by strips
+    as ImageFilterRank), 8-bit."""
+    size: int = _window_input()
     comfy = ComfyAlias(("ImageFilterMax",))
+
+    def _window(self) -> int:
+        return _odd_window(self.size)
 
     def _filter(self):
         from PIL import ImageFilter
@@ -946,10 +1044,13 @@ class AllorImageFilterMax(_PilFilter):
 
 
 class AllorImageFilterMode(_PilFilter):
-    """PIL's ModeFilter over a (size + 1)² window (size even, at most 62): each pixel the most
-    common value of its window, 8-bit."""
-    size: int = _window()
+    """PIL's ModeFilter over a (size + 1)² window (size even, at most 62; bounded and worked by
+    strips as ImageFilterRank): each pixel the most common value of its window, 8-bit."""
+    size: int = _window_input()
     comfy = ComfyAlias(("ImageFilterMode",))
+
+    def _window(self) -> int:
+        return _odd_window(self.size)
 
     def _filter(self):
         from PIL import ImageFilter
@@ -1005,7 +1106,9 @@ class AllorImageFilterBoxBlur(Node):
 class AllorImageFilterGaussianBlur(Node):
     """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel (sizes even) and a sigma of
     size_x - 1 pixels both ways, on each image, alpha apart. (The pack passes size_y - 1 where
-    OpenCV takes its output array, which it then ignores: the vertical sigma is the horizontal one.)"""
+    OpenCV takes its output array, which it then ignores: the vertical sigma is the horizontal one.)
+    Refused where (kernel width + height) × pixels passes 2³⁴ (the pack's largest kernel is fine up
+    to about 4096² pictures); worked by strips of rows, so a stop is heard within an image."""
     category = "image/filter"
     images: IMAGE
     size_x: int = Int(10, min=2, max=1024, step=2)
@@ -1016,13 +1119,16 @@ class AllorImageFilterGaussianBlur(Node):
     def run(self):
         import cv2
         kx, ky = _odd_kernel(self.size_x, "size_x"), _odd_kernel(self.size_y, "size_y")
-        return _opencv(self.images, lambda x: cv2.GaussianBlur(x, (kx, ky), kx), "size_x")
+        _check_work(self.images, kx + ky, MOST_GAUSSIAN_WORK, "size_x", self.size_x, f"a {kx}×{ky} kernel")
+        return _opencv(self.images, lambda x: _by_strips(x, lambda part: cv2.GaussianBlur(part, (kx, ky), kx), ky // 2),
+                       "size_x")
 
 
 class AllorImageFilterGaussianBlurAdvanced(Node):
     """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel (sizes even) and sigma_x
     both ways (0: from the kernel's size, OpenCV's rule), on each image, alpha apart. As in the
-    pack, sigma_y has no effect: the pack passes it where OpenCV takes its output array."""
+    pack, sigma_y has no effect: the pack passes it where OpenCV takes its output array. Bounded
+    and worked by strips as ImageFilterGaussianBlur."""
     category = "image/filter"
     images: IMAGE
     size_x: int = Int(10, min=2, max=1024, step=2)
@@ -1035,7 +1141,9 @@ class AllorImageFilterGaussianBlurAdvanced(Node):
     def run(self):
         import cv2
         kx, ky = _odd_kernel(self.size_x, "size_x"), _odd_kernel(self.size_y, "size_y")
-        return _opencv(self.images, lambda x: cv2.GaussianBlur(x, (kx, ky), self.sigma_x), "sigma_x")
+        _check_work(self.images, kx + ky, MOST_GAUSSIAN_WORK, "size_x", self.size_x, f"a {kx}×{ky} kernel")
+        return _opencv(self.images, lambda x: _by_strips(x, lambda part: cv2.GaussianBlur(part, (kx, ky), self.sigma_x),
+                                                         ky // 2), "sigma_x")
 
 
 class AllorImageFilterStackBlur(Node):
@@ -1056,7 +1164,10 @@ class AllorImageFilterStackBlur(Node):
 
 class AllorImageFilterMedianBlur(Node):
     """OpenCV's medianBlur with a (size - 1)-wide window (size even, at least 4) on each image in
-    8-bit (x · 255 cut to whole levels, as the pack), alpha apart."""
+    8-bit (x · 255 cut to whole levels, as the pack), alpha apart. Unlike the pack, a window wider
+    than the pictures' shorter side is refused (8192 on a 1024² picture held one uninterruptible
+    call for minutes), as is window × pixels past 2³³; worked by strips of rows, so a stop is heard
+    within an image."""
     category = "image/filter"
     images: IMAGE
     size: int = Int(10, min=1, max=MAX_SIZE, step=2)
@@ -1067,14 +1178,25 @@ class AllorImageFilterMedianBlur(Node):
         import cv2
         import numpy as np
         kernel = _odd_kernel(self.size, "size")
-        return _opencv(self.images, lambda x: cv2.medianBlur((x * 255).astype(np.uint8), kernel).astype(np.float32)
-                       / 255, "size")
+        height, width = _image(self.images, "images").shape[1:3]
+        if kernel > min(height, width):
+            most = (min(height, width) + 1) // 2 * 2  # the largest even size whose window fits
+            raise NodeInputError("size", f"{self.size}: a window of {kernel} is wider than the pictures' shorter side "
+                                         f"({min(height, width)}); expected at most {most}")
+        _check_work(self.images, kernel, MOST_MEDIAN_WORK, "size", self.size, f"a window of {kernel}")
+
+        def median(x):
+            return cv2.medianBlur((x * 255).astype(np.uint8), kernel).astype(np.float32) / 255
+        return _opencv(self.images, lambda x: _by_strips(x, median, kernel // 2), "size")
 
 
 class AllorImageFilterBilateralBlur(Node):
     """OpenCV's bilateralFilter over a (size - 1)-wide neighbourhood (size even, at most 64 here: its
     work grows with the square), sigmaColor 100 - 100 · sigma_color and sigmaSpace
-    100 · sigma_intensity, as the pack calls it, on each image, alpha apart."""
+    100 · sigma_intensity, as the pack calls it, on each image, alpha apart. Refused where
+    neighbourhood area × pixels passes 2³⁶; worked by strips of rows, so a stop is heard within an
+    image (OpenCV scales its table of weights by each strip's range of values: a pixel may differ
+    from one call's by float32 rounding, about 1e-7)."""
     category = "image/filter"
     images: IMAGE
     size: int = Int(10, min=1, max=MOST_RANK_SIZE + 1, step=2)
@@ -1087,7 +1209,10 @@ class AllorImageFilterBilateralBlur(Node):
         import cv2
         kernel = _odd_kernel(self.size, "size")
         color, space = 100 - self.sigma_color * 100, self.sigma_intensity * 100
-        return _opencv(self.images, lambda x: cv2.bilateralFilter(x, kernel, color, space), "size")
+        _check_work(self.images, kernel * kernel, MOST_BILATERAL_WORK, "size", self.size,
+                    f"a {kernel}×{kernel} neighbourhood")
+        return _opencv(self.images, lambda x: _by_strips(x, lambda part: cv2.bilateralFilter(part, kernel, color, space),
+                                                         kernel // 2), "size")
 
 
 # -- noise ---------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 from graphflow.api import (
     CLIP, CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, IMAGE, LATENT, MASK, MODEL, STYLE_MODEL, VAE, Choice,
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders,
+    run_limits,
 )
 from nodes.controlnet import CONTROL_NET
 from nodes.gligen import GLIGEN
@@ -569,15 +570,18 @@ class AllorImageTransformCropCorners(Node):
         return (images - cut.to(images)).clamp(0, 1)
 
 
-def _padded(images, add_width: int, add_height: int, method: str):
+def _padded(images, add_width: int, add_height: int, method: str, names=("add_width", "add_height")):
     """The pack's padding: it gives torchvision's pad [add_height, add_width], which pads
-    left and right by add_height and top and bottom by add_width."""
+    left and right by add_height and top and bottom by add_width. names: the inputs that gave
+    add_width and add_height, for a refusal."""
     import torch.nn.functional as F
     images = _image(images, "images")
     mode = {"reflect": "reflect", "edge": "replicate", "constant": "constant"}[method]
-    if mode == "reflect" and (add_height >= images.shape[2] or add_width >= images.shape[1]):
-        raise NodeInputError("add_width", f"reflect padding must be less than the picture's side "
-                                          f"({images.shape[2]}×{images.shape[1]})")
+    for name, pad, side, what in ((names[1], add_height, images.shape[2], "width"),
+                                  (names[0], add_width, images.shape[1], "height")):
+        if mode == "reflect" and pad >= side:
+            raise NodeInputError(name, f"reflect padding of {pad} pixels a side must be less than the picture's "
+                                       f"{what} ({side})")
     out = F.pad(images.movedim(-1, 1), (add_height, add_height, add_width, add_width), mode=mode)
     return out.movedim(1, -1)
 
@@ -633,11 +637,20 @@ class AllorImageTransformPaddingRelative(Node):
     def run(self):
         images = _image(self.images, "images")
         add_width, add_height = int(images.shape[2] * self.scale_width), int(images.shape[1] * self.scale_height)
-        return _padded(images, add_width, add_height, self.method)
+        return _padded(images, add_width, add_height, self.method, ("scale_width", "scale_height"))
 
 
 ROTATE_SAMPLERS = {"lanczos": "BICUBIC", "bicubic": "BICUBIC", "hamming": "BILINEAR", "bilinear": "BILINEAR",
                    "box": "NEAREST", "nearest": "NEAREST"}  # the sampler PIL's rotate gets for each method
+
+
+def _turned_box(width: int, height: int, angle: float) -> tuple[int, int]:
+    """The (width, height) that holds a width × height picture turned by angle degrees:
+    w·|cos| + h·|sin| by h·|cos| + w·|sin|, cut to whole pixels (PIL's expand rounds its corners
+    outward, so its box is this or a pixel or two more: a lower bound for the estimate)."""
+    import math
+    cos, sin = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    return (math.floor(round(width * cos + height * sin, 6)), math.floor(round(height * cos + width * sin, 6)))
 
 
 class AllorImageTransformRotate(Node):
@@ -660,9 +673,14 @@ class AllorImageTransformRotate(Node):
         size = inputs.get("images")
         try:
             side = int((size.width ** 2 + size.height ** 2) ** 0.5) + 1
-            return Estimate(size, memory=_draw_memory(side, side, *numbers(widgets, "SSAA")))
+            memory = _draw_memory(side, side, *numbers(widgets, "SSAA"))
+            angle, ssaa = numbers(widgets, "angle", "SSAA")
         except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             return Estimate(size)
+        if widgets.get("expand") == "true" and angle % 360:
+            width, height = _turned_box(size.width * ssaa, size.height * ssaa, angle)
+            size = Size(size.batch, max(height // ssaa, 1), max(width // ssaa, 1), size.frames)
+        return Estimate(size, memory=memory)
 
     def run(self):
         from PIL import Image
@@ -771,6 +789,10 @@ class _TextPlacement(Node):
         if max(size) > MAX_SIZE:
             raise NodeInputError("size", f"the text would be {size[0]}×{size[1]} pixels: expected at most "
                                          f"{MAX_SIZE} a side (a smaller size or a shorter text)")
+        most = run_limits().max_pixels  # the canvas's size is known only once the text is measured
+        if most is not None and size[0] * size[1] > most:
+            raise NodeInputError("size", f"the text would be {size[0]}×{size[1]} pixels, larger than this server "
+                                         f"allows ({most / 1e6:.1f} megapixels): a smaller size or a shorter text")
         canvas = Image.new("RGBA", size, (0, 0, 0, 0))
         ink = _rgba(self.red, self.green, self.blue, self.alpha)
         extra = {"align": self.align} if hasattr(self, "align") else {}
@@ -788,7 +810,8 @@ class _MultilineInputs(Node):
 class AllorImageText(_TextPlacement, _TextColor, _TextInputs):
     """The text drawn by Pillow in `font` (a .ttf / .otf in models/fonts) at `size` on a transparent
     RGBA picture just big enough for it (its box from the font's getbbox) plus margin_x, margin_y on
-    each side; the colour's alpha from `alpha`."""
+    each side; the colour's alpha from `alpha`. The picture's size is known only once the text is
+    measured: one over MAX_SIZE a side or the server's max_pixels is refused then, naming size."""
     category = "image/draw"
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageText",))
@@ -909,7 +932,9 @@ class AllorImageEffectsLensChromaticAberration(Node):
     shift (3) or shift throughout (4; the pack's code fails there), with the signs mixing_type gives
     the two channels (1: +/-, 2: -/-, 3: +/+, 4: -/+). The picture is padded by `method` first, so
     what moves in comes from the padding. transpose "rotate" works along the columns instead,
-    "reflect" along both. A shift of 0 leaves the images as they are (the pack's code fails)."""
+    "reflect" along both. A shift of 0 leaves the images as they are (the pack's code fails). The
+    working memory, 16 bytes a pixel of the padded picture, is declared, so a run that can't hold it
+    is refused before it starts."""
     category = "image/effects/lens"
     images: IMAGE
     shift: int = Int(10, min=0, max=4096, step=1)
@@ -921,6 +946,18 @@ class AllorImageEffectsLensChromaticAberration(Node):
     lens_curvy: float = Float(1.0, min=0.0, max=15.0, step=0.1)
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("ImageEffectsLensChromaticAberration",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("images")
+        try:
+            shift, = numbers(widgets, "shift")
+            padded = (size.height + 2 * int(shift)) * (size.width + 2 * int(shift))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+            return Estimate(size)
+        # each channel pass holds the padded channel (float32), its int64 row index and the moved
+        # channel at once
+        return Estimate(size, memory=padded * (4 + 8 + 4))
 
     def run(self):
         import torch

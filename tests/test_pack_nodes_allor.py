@@ -775,3 +775,178 @@ def test_estimates_answer_odd_widget_values_without_failing(registry):
             if estimate is not None and estimate.size is not None:
                 size = estimate.size
                 assert all(isinstance(v, int) for v in (size.batch, size.height, size.width)), cls.node_type
+
+
+# -- mends: bounded and interruptible window filters, measured sizes, the pack's formulas ---------
+
+
+def _counting_interrupts(monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    calls = []
+    monkeypatch.setattr(allor, "check_interrupted", lambda: calls.append(1))
+    return calls
+
+
+def test_window_filters_by_strips_give_one_calls_pixels_and_hear_a_stop(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    monkeypatch.setattr(allor, "STRIP_ROWS", 5)
+    images = _images(20, batch=1, channels=4, height=41, width=23)
+    images[:, :20] *= 0.2  # strips of different ranges: the bilateral filter's value table follows the range
+    calls = _counting_interrupts(monkeypatch)
+    out = call(registry, "AllorImageFilterRank", images=images, size=4, rank=11)
+    assert torch.equal(out, _each(images, lambda p: p.filter(ImageFilter.RankFilter(5, 11))))
+    assert len(calls) >= 41 // 5  # a stop check each strip, not once an image
+    for name, make in (("Min", ImageFilter.MinFilter), ("Max", ImageFilter.MaxFilter),
+                       ("Mode", ImageFilter.ModeFilter)):
+        out = call(registry, f"AllorImageFilter{name}", images=images, size=6)
+        assert torch.equal(out, _each(images, lambda p: p.filter(make(7)))), name
+    cases = [
+        ("GaussianBlur", dict(size_x=6, size_y=12), lambda x: cv2.GaussianBlur(x, (5, 11), 5)),
+        ("GaussianBlurAdvanced", dict(size_x=4, size_y=30, sigma_x=3, sigma_y=0),
+         lambda x: cv2.GaussianBlur(x, (3, 29), 3)),
+        ("BilateralBlur", dict(size=10, sigma_color=0.9, sigma_intensity=0.4),
+         lambda x: cv2.bilateralFilter(x, 9, 100 - 0.9 * 100, 0.4 * 100)),
+    ]
+    for name, widgets, reference in cases:
+        calls.clear()
+        out = call(registry, f"AllorImageFilter{name}", images=images, **widgets)
+        if name == "BilateralBlur":  # its weight table follows each strip's value range: float32 rounding
+            assert torch.allclose(out, _layers(images, reference), rtol=0, atol=1e-6), name
+        else:
+            assert torch.equal(out, _layers(images, reference)), name
+        assert len(calls) > 2, name
+    median = call(registry, "AllorImageFilterMedianBlur", images=images, size=16)
+    assert torch.equal(median, _layers((images * 255).to(torch.uint8), lambda x: cv2.medianBlur(x, 15)) / 255)
+
+
+def test_window_filters_refuse_work_beyond_reason_naming_size(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    images = _images(21, batch=1, height=40, width=30)
+    # the real bounds: the pack's largest rank window is fine on a 1024² picture, not on an 8192² one
+    assert 63 * 63 * 1024 * 1024 <= allor.MOST_RANK_WORK < 63 * 63 * 8192 * 8192
+    # the median's window wider than the picture's shorter side (8192 on 1024² held one call for minutes)
+    _refused(registry, "AllorImageFilterMedianBlur", "size", "shorter side .30.; expected at most 30", images=images,
+             size=34)
+    assert call(registry, "AllorImageFilterMedianBlur", images=images, size=30).shape == images.shape
+    monkeypatch.setattr(allor, "MOST_RANK_WORK", 25 * 40 * 30)  # a 5² window on 40 × 30 is the most
+    assert call(registry, "AllorImageFilterMode", images=images, size=4).shape == images.shape
+    _refused(registry, "AllorImageFilterMode", "size", "beyond", images=images, size=6)
+    _refused(registry, "AllorImageFilterRank", "size", "beyond", images=images, size=6, rank=1)
+    monkeypatch.setattr(allor, "MOST_BILATERAL_WORK", 25 * 40 * 30)
+    _refused(registry, "AllorImageFilterBilateralBlur", "size", "beyond", images=images, size=8,
+             sigma_color=0.5, sigma_intensity=0.5)
+    monkeypatch.setattr(allor, "MOST_GAUSSIAN_WORK", 10 * 40 * 30)
+    _refused(registry, "AllorImageFilterGaussianBlur", "size_x", "beyond", images=images, size_x=10, size_y=4)
+    monkeypatch.setattr(allor, "MOST_MEDIAN_WORK", 5 * 40 * 30)
+    _refused(registry, "AllorImageFilterMedianBlur", "size", "beyond", images=images, size=8)
+
+
+def test_pil_filters_name_rank_only_where_there_is_one(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    images = _images(22, batch=1)
+
+    def bad_filter(self):
+        raise ValueError("bad filter")
+    monkeypatch.setattr(allor.AllorImageFilterSmooth, "_filter", bad_filter)
+    with pytest.raises(ValueError, match="bad filter") as caught:
+        call(registry, "AllorImageFilterSmooth", images=images)
+    assert not isinstance(caught.value, NodeInputError)
+    _refused(registry, "AllorImageFilterRank", "rank", "below", images=images, size=2, rank=9)
+
+
+def test_text_canvas_held_to_the_servers_max_pixels(registry, dejavu_in_models_fonts, monkeypatch):
+    import nodes.pack_nodes_allor_draw as draw
+    from graphflow.resource_limits import RunLimits
+    inputs = dict(text="MMM MMM", font="DejaVuSans.ttf", size=40, red=255, green=255, blue=255, alpha=1.0,
+                  margin_x=0, margin_y=0)
+    height, width = call(registry, "AllorImageText", **inputs).shape[1:3]
+    monkeypatch.setattr(draw, "run_limits", lambda: RunLimits(max_pixels=height * width - 1))
+    _refused(registry, "AllorImageText", "size", "megapixels", **inputs)
+    _refused(registry, "AllorImageTextMultiline", "size", "megapixels", align="left",
+             **{**inputs, "text": "MMM MMM\nMMM MMM"})
+    _refused(registry, "AllorImageTextOutlined", "size", "megapixels", outline_size=2, outline_red=0,
+             outline_green=0, outline_blue=0, **inputs)
+    monkeypatch.setattr(draw, "run_limits", lambda: RunLimits(max_pixels=height * width))
+    assert call(registry, "AllorImageText", **inputs).shape[1:3] == (height, width)
+
+
+def test_batch_permute_held_to_max_batch_and_refusing_unreadable_numbers(registry, monkeypatch):
+    import nodes.pack_nodes_allor as allor
+    from graphflow.resource_limits import RunLimits
+    images = _images(23, batch=3, height=4, width=5)
+    monkeypatch.setattr(allor, "run_limits", lambda: RunLimits(max_batch=4))
+    assert call(registry, "AllorImageBatchPermute", images=images, permute="1 2 3 1",
+                start_with_zero=False).shape[0] == 4
+    _refused(registry, "AllorImageBatchPermute", "permute", "allows", images=images, permute="1 2 3 1 2",
+             start_with_zero=False)
+    monkeypatch.setattr(allor, "run_limits", lambda: RunLimits())
+    _refused(registry, "AllorImageBatchPermute", "permute", "digits", images=images, permute="9" * 5000,
+             start_with_zero=False)
+    # numbers past int64 are cut to the batch's end as any number past it
+    far = call(registry, "AllorImageBatchPermute", images=images, permute="2 " + "9" * 30, start_with_zero=False)
+    assert torch.equal(far, images[[1, 2]])
+    monkeypatch.setattr(allor, "check_run_memory", lambda name, what, images: (_ for _ in ()).throw(
+        NodeInputError(name, f"{what}: too much memory")))
+    _refused(registry, "AllorImageBatchPermute", "permute", "memory", images=images, permute="1",
+             start_with_zero=False)
+
+
+def test_composite_relative_sum_height_is_the_packs_container(registry):
+    a = _images(24, batch=1, height=6, width=8)
+    b = _images(25, batch=1, height=9, width=5, channels=4)
+    for a_size, b_size, (bx, by) in (((8, 6), (5, 9), (0.5, 1.0)), ((8, 6), (12, 4), (0.0, 0.5))):
+        a = _images(24, batch=1, height=a_size[1], width=a_size[0])
+        b = _images(25, batch=1, height=b_size[1], width=b_size[0], channels=4)
+        out = call(registry, "AllorImageCompositeRelative", images_a=a, images_b=b, images_a_x=0.0,
+                   images_a_y=1.0, images_b_x=bx, images_b_y=by, background="images_a",
+                   container_size_type="sum_height", method="pair")
+        # the pack's sum_height: images_a's width, images_a's height twice; offsets int((container - image) · x)
+        width, height = a_size[0], a_size[1] + a_size[1]
+        a_xy = (int((width - a_size[0]) * 0.0), int((height - a_size[1]) * 1.0))
+        b_xy = (int((width - b_size[0]) * bx), int((height - b_size[1]) * by))
+        assert out.shape == (1, height, width, 4)
+        assert torch.equal(out[0], _pack_composite(a[0], b[0], a_xy, b_xy, width, height, "images_a"))
+    # b wider than the container at x 0.5: shifted left by half its overflow and cut (the pack fails there)
+    out = call(registry, "AllorImageCompositeRelative", images_a=a, images_b=b, images_a_x=0.0, images_a_y=0.0,
+               images_b_x=0.5, images_b_y=0.0, background="images_a", container_size_type="sum_height",
+               method="pair")
+    assert torch.equal(out[0], _pack_composite(a[0], b[0], (0, 0), ((8 - 12) // 2, 0), 8, 12, "images_a"))
+    assert registry.get("AllorImageCompositeRelative").estimate(
+        {"container_size_type": "sum_height", "method": "pair"},
+        {"images_a": Size(1, 6, 8), "images_b": Size(1, 4, 12)}).size == Size(1, 12, 8)
+
+
+def test_rotate_estimate_is_the_expanded_box(registry):
+    images = _images(26, batch=1, height=100, width=100)
+    node = registry.get("AllorImageTransformRotate")
+    for angle, ssaa, shape in ((45.0, 1, (100, 100)), (30.0, 2, (40, 70)), (90.0, 1, (30, 50)), (200.0, 1, (20, 60))):
+        pictures = images[:, :shape[0], :shape[1]]
+        out = call(registry, "AllorImageTransformRotate", images=pictures, angle=angle, expand="true", SSAA=ssaa,
+                   method="bilinear")
+        size = node.estimate({"angle": angle, "expand": "true", "SSAA": ssaa, "method": "bilinear"},
+                             {"images": Size(1, *shape)}).size
+        # a lower bound within PIL's outward rounding of the corners
+        assert size.height <= out.shape[1] <= size.height + 2 and size.width <= out.shape[2] <= size.width + 2, angle
+    assert node.estimate({"angle": 45.0, "expand": "true", "SSAA": 1}, {"images": Size(1, 100, 100)}).size.width > 140
+    assert node.estimate({"angle": 45.0, "expand": "false", "SSAA": 1},
+                         {"images": Size(1, 100, 100)}).size == Size(1, 100, 100)
+
+
+def test_chromatic_aberration_declares_its_padded_working_memory(registry):
+    node = registry.get("AllorImageEffectsLensChromaticAberration")
+    estimate = node.estimate({"shift": 4096}, {"images": Size(1, 8192, 8192)})
+    # the padded channel and its int64 row index alone: (8192 + 2 · 4096)² · (4 + 8) bytes
+    assert estimate.memory >= (8192 + 2 * 4096) ** 2 * 12
+    assert estimate.size == Size(1, 8192, 8192)
+    assert node.estimate({"shift": None}, {"images": Size(1, 8, 8)}).memory == 0
+
+
+def test_padding_refusal_names_the_input_at_fault(registry):
+    images = _images(27, height=12, width=16)
+    # add_height pads left and right (the width, 16); add_width above and below (the height, 12)
+    _refused(registry, "AllorImageTransformPaddingAbsolute", "add_height", "width", images=images, add_width=1,
+             add_height=16, method="reflect")
+    _refused(registry, "AllorImageTransformPaddingRelative", "scale_width", "height", images=images,
+             scale_width=1.0, scale_height=0.1, method="reflect")
+    _refused(registry, "AllorImageTransformPaddingRelative", "scale_height", "width", images=images,
+             scale_width=0.1, scale_height=1.5, method="reflect")
