@@ -28,6 +28,7 @@ from nodes.pack_nodes import POWER_LIMIT
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
     fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
     resample, shift_mask, step_color, step_value, to_pil, to_tensor
+from nodes.pack_nodes_pysssss import MAX_BITS
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -61,27 +62,48 @@ def compare(a, b, operator: str, input_name: str = "a"):
         raise NodeInputError(input_name, f"{a!r} {operator} {b!r} can't be worked out: {e}") from None
 
 
-def calculate(a, b, operator: str):
+def shown(number) -> str:
+    """A number for an error message: huge whole numbers by their size (their text may be too long
+    for Python to make)."""
+    return f"<a {number.bit_length()}-bit whole number>" if isinstance(number, int) and number.bit_length() > 64 \
+        else repr(number)
+
+
+def calculate(a, b, operator: str, names=("a", "b")):
     """NumberCalculator's operators: + - * / ** // % nth_root min max; / and // by 0 give 0, as
-    in the pack. Unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT are refused."""
+    in the pack. The result must be a finite number (it is also given as a float and as text);
+    unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT, and whole-number powers or
+    products beyond MAX_BITS bits, are refused before they are worked out. `names` are the node's
+    inputs a and b came from, for the errors."""
+    import math
     import operator as op
-    for name, value in (("a", a), ("b", b)):
+    for name, value in zip(names, (a, b)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NodeInputError(name, f"expected a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NodeInputError(name, f"expected a finite number, got {value!r}")
     if operator in ("/", "//") and b == 0:
         return 0
     if operator == "**" and abs(b) > POWER_LIMIT or operator == "nth_root" and b != 0 and abs(1 / b) > POWER_LIMIT:
-        raise NodeInputError("b", f"{b} is too big a power (at most {POWER_LIMIT})")
+        raise NodeInputError(names[1], f"{shown(b)} is too big a power (at most {POWER_LIMIT})")
+    # whole numbers grow without bound and can't be interrupted: refuse results beyond MAX_BITS bits
+    whole = isinstance(a, int) and isinstance(b, int)
+    if whole and operator == "**" and a.bit_length() * b > MAX_BITS:
+        raise NodeInputError(names[1], f"{shown(a)} ** {shown(b)} would have more than {MAX_BITS} bits")
+    if whole and operator == "*" and a.bit_length() + b.bit_length() > MAX_BITS:
+        raise NodeInputError(names[1], f"{shown(a)} * {shown(b)} would have more than {MAX_BITS} bits")
     table = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "**": op.pow, "//": op.floordiv, "%": op.mod,
              "nth_root": lambda x, y: x ** (1 / y), "min": min, "max": max}
     try:
         result = table[operator](a, b)
         if isinstance(result, complex):
             raise ValueError("the result is not a real number")
-        int(result)
+        # the node gives the result as a whole number, a float and text: each must be possible
+        int(result), float(result), str(result)
         return result
     except (ZeroDivisionError, OverflowError, ValueError) as e:
-        raise NodeInputError("b", f"{a} {operator} {b} can't be worked out: {e}") from None
+        raise NodeInputError(names[1], f"{shown(a)} {operator} {shown(b)} can't be worked out as a number: {e}") \
+            from None
 
 
 class LayerUtilitySeed(Node):
@@ -233,7 +255,8 @@ class LayerUtilityNumberCalculatorV2(Node):
     def run(self):
         a = self.a if self.a is not None else first_number(self.a_value)
         b = self.b if self.b is not None else first_number(self.b_value)
-        result = calculate(a, b, self.operator)
+        names = ("a" if self.a is not None else "a_value", "b" if self.b is not None else "b_value")
+        result = calculate(a, b, self.operator, names)
         return int(result), float(result), str(result)
 
 

@@ -610,6 +610,33 @@ def test_data_nodes_as_the_pack(registry):
     assert node(registry, "LayerUtility: ColorPicker", color="#FF8001", mode="HEX") == "#FF8001"
 
 
+@pytest.mark.parametrize("a_value, b_value, operator, at_fault", [
+    ("1000000000000000000", "20", "**", "b_value"),  # 10**360: too big for a float
+    ("10", "5000", "**", "b_value"),  # 5000 digits: too long for Python's int-to-text
+    ("1e400", "1", "+", "a_value"),  # inf, from the text itself
+    ("1000000000000000000", "10000", "**", "b_value"),  # 600,000 bits: refused before it is worked out
+])
+def test_number_calculator_refuses_results_it_cant_give_naming_the_input(registry, a_value, b_value, operator,
+                                                                           at_fault):
+    graph = {"1": {"class_type": "LayerUtility: NumberCalculatorV2",
+                   "inputs": {"a_value": a_value, "b_value": b_value, "operator": operator}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert result.status == "error" and result.error["exception_type"] == "NodeInputError", result.error
+    assert result.error["input"] == at_fault, result.error
+
+
+def test_number_calculator_caps_whole_powers_and_products_by_bits(registry):
+    from nodes.pack_nodes_pysssss import MAX_BITS
+    big = 2 ** (MAX_BITS - 10)  # as another pack's node (pysssss' Math Expression) may give
+    for a, b, operator in ((big, 2, "**"), (big, big, "*"), (2 ** 10, 9000, "**")):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerUtility: NumberCalculator", a=a, b=b, operator=operator)
+        assert e.value.input == "b" and "bits" in str(e.value)
+    # under the cap the pack's result stands
+    assert node(registry, "LayerUtility: NumberCalculator", a=2 ** 500, b=2, operator="**") == \
+        (2 ** 1000, float(2 ** 1000))
+
+
 def test_a_seed_in_a_ui_save_reads_past_control_after_generate(registry):
     nodes = [ui_node(1, "LayerUtility: Seed", [42, "randomize"], outputs=[("seed", "INT", [1])]),
              ui_node(2, "LayerUtility: NumberCalculatorV2", ["", "8", "+"],
