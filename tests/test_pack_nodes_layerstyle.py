@@ -1286,3 +1286,5 @@ def test_queue_stop_ends_the_run_or_passes_on(registry):
     graph["2"]["inputs"]["mode"] = "stop"
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
     assert result.status == "interrupted", (result.status, result.error)
+    # the run says QueueStop stopped it, not a user's interrupt
+    assert "QueueStop stopped the run" in result.error["message"], result.error
