@@ -1203,7 +1203,7 @@ class LayerMaskMaskStroke(Node):
         for m in mask_batch(self.mask):
             picture = to_pil(1 - m if self.invert_mask else m).convert("L")
             band = to_tensor(expand_mask(picture, outer, self.blur)) - to_tensor(expand_mask(picture, inner, self.blur))
-            out.append(band.clamp(0, 255))
+            out.append(band.clamp(0, 1))
         return batch(out)
 
 
