@@ -549,7 +549,10 @@ COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "
               "deepgreen")
 
 
-MAX_KERNEL_BYTES = 2**30  # a motion kernel is a float64 square blur × 5 on a side: refuse one past 1 GiB
+# a motion kernel is a float64 square blur × 5 on a side, three copies of it live at once (the diagonal, the
+# turned kernel, its division): refuse them past 1 GiB together (blur 1337 at most; that takes some 10 s)
+MAX_KERNEL_BYTES = 2**30
+KERNEL_COPIES = 3
 
 
 def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
@@ -560,9 +563,10 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
     import numpy as np
     from PIL import Image
     length = blur * 5
-    if length * length * 8 > MAX_KERNEL_BYTES:
+    if KERNEL_COPIES * length * length * 8 > MAX_KERNEL_BYTES:
         raise NodeInputError(input_name, f"a blur of {blur} makes a {length}×{length} kernel, "
-                                         f"{length * length * 8 / 2**30:.1f} GiB: too big to work with")
+                                         f"{KERNEL_COPIES * length * length * 8 / 2**30:.1f} GiB in its "
+                                         f"{KERNEL_COPIES} working copies: too big to work with (at most 1 GiB)")
     turn = cv2.getRotationMatrix2D((length / 2, length / 2), angle + 45, 1)
     kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
     bgr = np.ascontiguousarray(np.asarray(picture.convert("RGB"))[..., ::-1])
@@ -574,7 +578,8 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
 class LayerFilterMotionBlur(Node):
     """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
     line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
-    the full 0-255 range (cv2.normalize, as the pack does)."""
+    the full 0-255 range (cv2.normalize, as the pack does). Kernels past 1 GiB (their three float64
+    working copies: blur 1337 at most) are refused."""
     category = FILTER
     image: IMAGE
     angle: int = Int(0, min=-90, max=90)
@@ -593,7 +598,9 @@ class LayerFilterMotionBlur(Node):
 class LayerMaskMaskMotionBlur(Node):
     """A motion blur of a mask, as LayerMask's MaskMotionBlur: the pack's motion blur (see
     LayerFilter: MotionBlur: blur × 5 long at angle + 45 degrees, stretched to the full range) of
-    the mask, inverted first where invert_mask. Kernels past 1 GiB are refused."""
+    the mask, inverted first where invert_mask. Kernels past 1 GiB (their three float64 working
+    copies: blur 1337 at most) are refused. A kernel longer than the mask is still worked out: OpenCV
+    reflects the mask at its borders, so it still changes the result."""
     category = "😺dzNodes/LayerMask"
     mask: MASK
     invert_mask: bool = Bool(True)
