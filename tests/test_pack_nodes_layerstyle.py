@@ -131,6 +131,24 @@ def expand(mask_picture, grow, blur):
     return pil(torch.from_numpy(values)).filter(ImageFilter.GaussianBlur(blur))
 
 
+@pytest.mark.parametrize("grow", [-13, -7, -5, 5, 9, 30])
+@pytest.mark.parametrize("levels", [(0, 255), (0, 80, 255), (0, 7, 128, 200)])
+def test_expand_mask_by_distance_is_the_packs_cross_loop(grow, levels):
+    from nodes.pack_nodes_layerstyle import expand_mask
+    rng = np.random.default_rng(abs(grow) + len(levels))
+    for shape in ((9, 14), (23, 17)):
+        # blobs of random levels, some at the border, and a few lone pixels
+        mask = np.zeros(shape, np.uint8)
+        for _ in range(4):
+            y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+            mask[y:y + rng.integers(1, 6), x:x + rng.integers(1, 6)] = rng.choice(levels[1:])
+        mask[0, -1] = levels[-1]
+        picture = Image.fromarray(mask)
+        assert len(np.unique(mask)) < abs(grow)  # the distance transform's case
+        expected = np.asarray(expand(picture, grow, 0))
+        assert np.array_equal(np.asarray(expand_mask(picture, grow, 0)), expected), (shape, grow, levels)
+
+
 @pytest.mark.parametrize("mode", CHOP_MODES)
 def test_image_blend_is_the_packs_chop_image_pasted_through_the_mask(registry, mode):
     background, layer, mask = rand(2, 20, 24, 3), rand(1, 20, 24, 3, seed=1), box_mask()
