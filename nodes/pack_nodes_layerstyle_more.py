@@ -1218,7 +1218,9 @@ class LayerMaskMaskGradient(Node):
     """Fade a mask towards one side, as LayerMask's MaskGradient: over the bounding box of the mask's
     largest white area, black fades in from gradient_side (the pack's black-to-white gradient,
     squeezed to gradient_scale percent of the box and moved by gradient_offset), then the result
-    is mixed with the mask at opacity percent. As in the pack, a batch gives one mask (its last)."""
+    is mixed with the mask at opacity percent. As in the pack, a batch gives one mask (its last).
+    The ramp is worked out along one line (a gradient_scale of 9999 makes it 100 × the box, of which
+    the box shows a part); a gradient_scale that leaves it under a pixel is refused."""
     category = "😺dzNodes/LayerMask"
     mask: MASK
     invert_mask: bool = Bool(True)
@@ -1245,24 +1247,32 @@ class LayerMaskMaskGradient(Node):
         turn = turns.get(self.gradient_side)
         if turn is not None:
             ramp = ramp.transpose(turn)
-        ramp = ramp.resize(box)
+        # the ramp changes along one side only: the pack's steps are worked on one line of it, then
+        # stretched across the box (the same pixels; a gradient_scale of 9999 makes it 100 × the box)
+        ramp = ramp.crop((0, 0, 1, ramp.height) if vertical else (0, 0, ramp.width, 1))
+        line = (1, length) if vertical else (length, 1)
+        ramp = ramp.resize(line)
         far_end = self.gradient_side in ("bottom", "right")  # the fade sits at the box's far end
         if self.gradient_scale != 100:
             scaled_length = int(length * self.gradient_scale / 100)
-            ramp = ramp.resize((width, scaled_length) if vertical else (scaled_length, height))
-            placed = Image.new("RGB", box, "black")
+            if scaled_length < 1:  # the pack fails in PIL's resize
+                raise NodeInputError("gradient_scale", f"{self.gradient_scale} % of the {length}-pixel box is "
+                                                       f"less than a pixel")
+            ramp = ramp.resize((1, scaled_length) if vertical else (scaled_length, 1))
+            placed = Image.new("RGB", line, "black")
             at = length - scaled_length if far_end else 0
             placed.paste(ramp, box=(0, at) if vertical else (at, 0))
             ramp = placed
         if self.gradient_offset != 0:
             offset = self.gradient_offset
-            placed = Image.new("RGB", box, "black")
+            placed = Image.new("RGB", line, "black")
             placed.paste(ramp, box=(0, offset) if vertical else (offset, 0))
             white_at = offset + length if far_end else offset - length
-            placed.paste(Image.new("RGB", box, "white"), box=(0, white_at) if vertical else (white_at, 0))
+            placed.paste(Image.new("RGB", line, "white"), box=(0, white_at) if vertical else (white_at, 0))
             ramp = placed
             if (offset < -length) if far_end else (offset > length):
-                ramp = Image.new("RGB", box, "white")
+                ramp = Image.new("RGB", line, "white")
+        ramp = ramp.resize(box, Image.NEAREST)
         corner = (0, box_y) if vertical else (box_x, 0)
         canvas.paste(Image.new("RGB", box, "black"), box=corner, mask=ramp.convert("L"))
         if self.opacity < 100:

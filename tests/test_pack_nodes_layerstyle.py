@@ -1197,7 +1197,11 @@ def test_a_left_out_class_says_why(registry):
 
 
 @pytest.mark.parametrize("side,scale,offset,opacity", [("top", 100, 0, 100), ("bottom", 60, 3, 70),
-                                                       ("left", 100, -4, 100), ("right", 150, -30, 50)])
+                                                       ("left", 100, -4, 100), ("right", 150, -30, 50),
+                                                       # ramps many times the box, worked on one line here
+                                                       ("top", 9999, 5, 100), ("bottom", 3000, -2, 100),
+                                                       ("left", 9999, 3, 80), ("right", 777, 0, 100),
+                                                       ("top", 6, 0, 100)])
 def test_mask_gradient_as_the_pack(registry, side, scale, offset, opacity):
     mask = torch.zeros(1, 30, 36)
     mask[0, 6:24, 8:30] = 1
@@ -1255,6 +1259,11 @@ def test_mask_gradient_as_the_pack(registry, side, scale, offset, opacity):
     if opacity < 100:
         canvas = Image.blend(canvas, m, 1 - opacity / 100)
     assert torch.equal(out, tensor(canvas))
+    if side == "top" and scale == 6:  # 5 % of the 18-row box is no row: PIL's resize fails in the pack
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerMask: MaskGradient", mask=1 - mask, invert_mask=True, gradient_side=side,
+                 gradient_scale=5, gradient_offset=offset, opacity=opacity)
+        assert e.value.input == "gradient_scale"
 
 
 def test_gradient_overlay_as_the_pack(registry):
