@@ -27,8 +27,8 @@ TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 Left out in this round (not yet built): the LayerStyle effects' V2 classes, the V2 blend modes
 (blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use them,
 SimpleTextImage (it needs the pack's font files), LayerMask PixelSpread (pymatting); for good:
-everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and
-LightLeak (the pack's own pictures).
+everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...; most now
+in chflame163's ComfyUI_LayerStyle_Advance) and LightLeak (the pack's own pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""

@@ -1192,8 +1192,14 @@ def test_skin_beauty_as_the_pack(registry):
 
 def test_a_left_out_class_says_why(registry):
     from graphflow.comfy_format import unknown_type_hint
-    note = unknown_type_hint("LayerMask: SegmentAnythingUltra V2")
-    assert "ComfyUI_LayerStyle" in note and "segmentation model" in note
+    note = unknown_type_hint("LayerFilter: LightLeak")
+    assert "from ComfyUI_LayerStyle," in note and "light-leak pictures" in note
+    # the SAM / BiRefNet classes now live in ComfyUI_LayerStyle_Advance, under the same prefix
+    for name in ("LayerMask: SegmentAnythingUltra V2", "LayerMask: BiRefNetUltraV2", "LayerMask: LoadBiRefNetModelV2"):
+        note = unknown_type_hint(name)
+        assert custom_pack(name) == "ComfyUI_LayerStyle_Advance", name
+        assert "from ComfyUI_LayerStyle_Advance," in note and "segmentation model" in note, note
+    assert custom_pack("LayerMask: SomeLaterClass") == "ComfyUI_LayerStyle"
 
 
 @pytest.mark.parametrize("side,scale,offset,opacity", [("top", 100, 0, 100), ("bottom", 60, 3, 70),
