@@ -23,7 +23,7 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (SkinBeauty) and 73dfb6d2d60200bc778cf8
 from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    Interrupted, NodeInputError, Text, check_interrupted, warn
+    Interrupted, NodeInputError, Text, check_interrupted, free_memory, offload_idle_models, warn
 from nodes.pack_nodes import POWER_LIMIT
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
     fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
@@ -774,14 +774,8 @@ class LayerUtilityPurgeVRAM(Node):
     comfy = ComfyAlias(("LayerUtility: PurgeVRAM",))
 
     def run(self):
-        from graphflow import memory
-        from graphflow.device import free_memory
         if self.purge_models:
-            manager = memory.manager()
-            for component in list(manager.components.values()):
-                module = component.module()
-                if module is not None and not component.in_use:
-                    manager.offload(module)
+            offload_idle_models()
         free_memory()
 
 

@@ -988,6 +988,16 @@ def test_mask_preview_and_purge_vram_run_in_a_graph(registry, tmp_folders):
         assert saved.size == (8, 6) and np.asarray(saved.convert("L")).max() in (127, 128)
 
 
+def test_purge_vram_offloads_idle_models_and_keeps_one_in_use(registry, fresh_manager):
+    idle, running = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    fresh_manager.load(idle, "other", "idle")
+    fresh_manager.load(running, "other", "running")
+    with fresh_manager.use(running, "other", "running"):
+        node(registry, "LayerUtility: PurgeVRAM", anything=1, purge_cache=True, purge_models=True)
+        assert {c.name: c.state for c in fresh_manager.components.values()} == \
+            {"idle": "offloaded", "running": "loaded"}
+
+
 def test_color_balance_as_the_pack(registry):
     from scipy.interpolate import CubicSpline
     image = rand(1, 6, 7, 3)
