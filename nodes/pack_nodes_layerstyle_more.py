@@ -868,7 +868,11 @@ class LayerUtilityRandomGenerator(Node):
     rounded to float_decimal_places, its whole part, and whether that is even, from a new random
     seed each time the node runs (as in ComfyUI, a run with the same inputs keeps the last
     result); with fix_seed one seed serves all the images of a linked batch, else one each (then
-    lists, as the pack gives them)."""
+    lists, as the pack gives them). Unlike the pack, fix_seed holds within one run only: the pack
+    keeps its first seed on its node object for later runs too (while ComfyUI keeps that object),
+    but graphflow makes a node anew for each run and has no state of a node's own across runs (a
+    store keyed by node id would mix up different workflows' nodes of that id), so a run with
+    changed inputs draws a new seed; for a repeatable draw use RandomGeneratorV2 and its seed."""
     category = DATA
     min_value: float = Float(0.0, min=-1.0e14, max=1.0e14, step=0.01)
     max_value: float = Float(10.0, min=-1.0e14, max=1.0e14, step=0.01)
