@@ -5,7 +5,7 @@ nodes (with RandomGenerator and its V2), ColorPicker, PurgeVRAM, QueueStop, Imag
 ImageChannelSplit / Merge; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma,
 Exposure, ColorTemperature, ColorBalance and AutoAdjust (with the blend_modes package's normal blend
 written out); LayerFilter's GaussianBlur, MotionBlur, ColorMap, ChannelShake, HDR Effects, SkinBeauty,
-and Sharp & Soft without its "very soft" (OpenCV's contrib guided filter); LayerMask's MaskStroke,
+and Sharp & Soft (its "very soft" with graphflow's guided filter for OpenCV-contrib's); LayerMask's MaskStroke,
 MaskGradient, MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview. Left out here: LayerFilter
 Film (the pack's film grain module) and LightLeak (the pack's pictures).
 
@@ -22,8 +22,8 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (SkinBeauty) and 73dfb6d2d60200bc778cf8
 
 from __future__ import annotations
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    Interrupted, NodeInputError, Text, check_interrupted, free_memory, offload_idle_models, warn
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, Node, Interrupted, NodeInputError, Text, check_interrupted, free_memory, offload_idle_models, warn
 from nodes.pack_nodes import POWER_LIMIT
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
     fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
@@ -896,20 +896,31 @@ class LayerUtilityRandomGenerator(Node):
 class LayerFilterSharpAndSoft(Node):
     """LayerFilter's Sharp & Soft, as the pack's code runs: only "very soft" filters (its if / else
     chain gives the images back unchanged for "very sharp", "sharp", "soft" and "None", which is
-    what happens here too). "very soft" needs opencv-contrib's guided filter (cv2.ximgproc), which
-    graphflow does not have: it is refused, naming enhance."""
+    what happens here too). "very soft" is the pack's detail step with filter radius 15 (window
+    31), denoise 0.06 and detail × 0.01: the ratio of a bilateral-smoothed image (OpenCV, sigma
+    0.006) to a self-guided filtered one (eps 0.02), put back, clipped to 0..1 (Image-Filters'
+    Enhance Detail does the same steps). The pack's guided filter is OpenCV-contrib's; graphflow's
+    is He et al.'s box-filter form following OpenCV's, in float64 (see
+    nodes/pack_nodes_image_filters.py), so results differ by float32's rounding. Images of 1 or 3
+    channels (OpenCV's bilateral filter)."""
     category = FILTER
     images: IMAGE
     enhance: str = Choice(("very sharp", "sharp", "soft", "very soft", "None"), "very sharp")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("LayerFilter: Sharp & Soft",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        from nodes.pack_nodes_image_filters import _guided_estimate
+        if widgets.get("enhance") in ("very sharp", "sharp", "soft", "None"):  # (a linked one counts as filtering)
+            return Estimate(inputs.get("images"))
+        return _guided_estimate(inputs.get("images"))
+
     def run(self):
-        if self.enhance == "very soft":
-            raise NodeInputError("enhance", "\"very soft\" needs OpenCV's contrib guided filter (cv2.ximgproc), "
-                                            "not installed here; the other settings give the images unchanged, "
-                                            "as in the pack")
-        return self.images
+        from nodes.pack_nodes_image_filters import enhanced_detail
+        if self.enhance != "very soft":
+            return self.images
+        return enhanced_detail(self.images, 15, 0.2, 0.06, 0.01)
 
 
 def mask_fix(mask, fill_holes: int, threshold: float):

@@ -1112,9 +1112,22 @@ def test_sharp_and_soft_gives_the_images_back_as_the_packs_code_does(registry):
     images = rand(2, 5, 6, 3)
     for enhance in ("very sharp", "sharp", "soft", "None"):
         assert node(registry, "LayerFilter: Sharp & Soft", images=images, enhance=enhance) is images
-    with pytest.raises(NodeInputError) as e:
-        node(registry, "LayerFilter: Sharp & Soft", images=images, enhance="very soft")
-    assert e.value.input == "enhance"
+
+
+def test_sharp_and_soft_very_soft_is_the_packs_steps(registry):
+    # the paper's guided filter (eps 0.02 is past OpenCV's near-singular rule, so it is OpenCV's too)
+    from tests.test_pack_nodes_image_filters import paper_guided_filter
+    images = rand(1, 40, 36, 3, seed=3)
+    out = node(registry, "LayerFilter: Sharp & Soft", images=images, enhance="very soft")
+    image = images[0].numpy()
+    blurred = cv2.bilateralFilter(image, 31, 0.06 / 10, 31)  # filter_radius 15: d = 31
+    guided = np.stack([paper_guided_filter(image, image[..., c], 31, 0.02) for c in range(3)], -1)
+    guided = np.clip(guided, 0.001, 1)
+    want = np.clip(((blurred / guided - 1) * 0.01 + 1) * guided - blurred + image, 0, 1)
+    assert out.shape == images.shape and np.allclose(out[0].numpy(), want, atol=1e-4)
+    with pytest.raises(NodeInputError) as e:  # OpenCV's bilateral filter takes 1 or 3 channels
+        node(registry, "LayerFilter: Sharp & Soft", images=rand(1, 4, 4, 4), enhance="very soft")
+    assert e.value.input == "images"
 
 
 def test_mask_by_color_as_the_pack(registry):
