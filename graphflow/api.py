@@ -55,5 +55,19 @@ __all__ = [
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "current_node_id", "workflow_texts", "Interrupted",
     "run_limits", "stop_after_this_node",
     "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated", "sampling_memory",
-    "check_run_memory", "closest_choices",
+    "check_run_memory", "closest_choices", "offload_idle_models", "free_memory",
 ]
+
+
+def offload_idle_models() -> list[str]:
+    """Move the models graphflow's memory manager holds on the GPU to CPU RAM, all but those in use
+    (and what shares weights with them); the names of those moved. (Imported here when called:
+    torch is not loaded by importing the API.)"""
+    from graphflow import memory
+    return memory.manager().offload_idle()
+
+
+def free_memory() -> None:
+    """Collect Python's garbage and empty the GPU's cache."""
+    from graphflow import device
+    device.free_memory()

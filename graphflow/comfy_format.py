@@ -234,12 +234,22 @@ SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
                                                     "LightingStyler", "MilehighStyler", "MoodStyler", "SubjectStyler",
                                                     "ThemeStyler", "TimeofdayStyler", "PerfectionStyler")
                          for suffix in ("", "Advanced")))
+# chflame163's ComfyUI_LayerStyle_Advance: the model-running classes that moved there from ComfyUI_LayerStyle
+# (whole names, the same "LayerMask: " prefix as the pack's), with why graphflow has none of them; read at
+# commits 68493c1a9e4b615b2afe9b4c3f069348ce5a6a6f (segment_anything_ultra_v2.py) and
+# 089c3d8bb616c450d49aad416621c3b683ef0bb2 (birefnet_ultra_v2.py)
+LAYERSTYLE_ADVANCE_LEFT_OUT = {
+    "LayerMask: SegmentAnythingUltra V2": "it runs the SAM and GroundingDINO segmentation models "
+                                          "ComfyUI_LayerStyle_Advance downloads",
+    **dict.fromkeys(("LayerMask: BiRefNetUltraV2", "LayerMask: LoadBiRefNetModel", "LayerMask: LoadBiRefNetModelV2"),
+                    "it runs (or loads) the BiRefNet segmentation model ComfyUI_LayerStyle_Advance downloads"),
+}
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *MIKEY_LEFT_OUT, *NOISE_CLASSES,
                          *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
-                         *ALLOR_LATER))
+                         *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -345,17 +355,16 @@ CUSTOM_PACKS = {
     # Nourepide's ComfyUI-Allor (nodes/pack_nodes_allor*.py): its model-free classes are ours (named so the
     # docs list them under the pack); whole names, as its ImageText... / ImageBatch... would claim others'
     "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
+    # before ComfyUI_LayerStyle's prefixes, which its names share
+    "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
     # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle.py holds its model-free nodes of round 1);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
-# NODE_CLASS_MAPPINGS give them
+# NODE_CLASS_MAPPINGS give them (its SAM / BiRefNet classes now live in ComfyUI_LayerStyle_Advance, above)
 LAYERSTYLE_LEFT_OUT = {
-    **dict.fromkeys(("LayerMask: SegmentAnythingUltra V2", "LayerMask: BiRefNetUltraV2",
-                     "LayerMask: LoadBiRefNetModel"),
-                    "it runs a segmentation model (SAM / BiRefNet) the pack downloads"),
     "LayerFilter: LightLeak": "it overlays light-leak pictures the pack ships in its own model file",
 }
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
@@ -363,7 +372,7 @@ JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files
                                             "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT,
-            **LAYERSTYLE_LEFT_OUT}
+            **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

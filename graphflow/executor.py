@@ -196,8 +196,10 @@ class Executor:
             try:
                 linked = {name: values[src][index] for name, (src, index) in node.links.items()}
                 outputs = _run_node(node, ctx, linked)
-            except (Interrupted, ForcedInterrupt):
-                self._interrupted(result, emit, node_id, node_type, "while it ran")
+            except (Interrupted, ForcedInterrupt) as e:
+                # a node that stopped the run itself (nobody set the interrupt) says why
+                self._interrupted(result, emit, node_id, node_type,
+                                  "while it ran" if interrupt.is_set() else f"while it ran: {e}")
                 return
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
                 self._fail(result, emit, node_id, node_type, e, ctx)

@@ -580,6 +580,21 @@ class MemoryManager:
                     return
                 self._offload_group(comp)
 
+    def offload_idle(self) -> list[str]:
+        """Every component to CPU RAM whose weight-sharing group has no member in use (a running
+        model and what shares weights with it stay where they are), under the manager's lock; the
+        names of those moved."""
+        moved = []
+        with self._lock:
+            for group in self._all_groups():
+                if self._busy(group):
+                    continue
+                for member in group:
+                    if member.state not in ("offloaded", "dropped"):
+                        self._offload(member)
+                        moved.append(member.name)
+        return moved
+
     def offload_all(self) -> None:
         """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
         with self._lock:

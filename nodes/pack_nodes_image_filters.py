@@ -500,17 +500,25 @@ class EnhanceDetail(Node):
         return _guided_estimate(inputs.get("images"))
 
     def run(self):
-        import cv2
-        import torch
-        images = _bilateral_ready(_image(self.images, "images"), "images")
-        d = self.filter_radius * 2 + 1
-        original = torch.from_numpy(_numpy(images))
-        smoothed = original
-        if self.denoise > 0:
-            smoothed = _each(_numpy(images), lambda im: cv2.bilateralFilter(im, d, self.denoise / 10, d))
-        base = torch.clip(guided_filter(original, original, d, self.sigma / 10), 0.001, 1)
-        details = (smoothed / base - 1) * self.detail_mult + 1
-        return torch.clip(details * base - smoothed + original, 0, 1)
+        return enhanced_detail(self.images, self.filter_radius, self.sigma, self.denoise, self.detail_mult)
+
+
+def enhanced_detail(images, filter_radius: int, sigma: float, denoise: float, detail_mult: float,
+                    name: str = "images"):
+    """Enhance Detail's steps (also LayerStyle's Sharp & Soft "very soft"): the ratio of the
+    bilateral-smoothed images (denoise > 0) to the self-guided filtered ones, both of window
+    2*filter_radius+1, times detail_mult, put back; clipped to 0..1."""
+    import cv2
+    import torch
+    images = _bilateral_ready(_image(images, name), name)
+    d = filter_radius * 2 + 1
+    original = torch.from_numpy(_numpy(images))
+    smoothed = original
+    if denoise > 0:
+        smoothed = _each(_numpy(images), lambda im: cv2.bilateralFilter(im, d, denoise / 10, d))
+    base = torch.clip(guided_filter(original, original, d, sigma / 10), 0.001, 1)
+    details = (smoothed / base - 1) * detail_mult + 1
+    return torch.clip(details * base - smoothed + original, 0, 1)
 
 
 class GuidedFilterAlpha(Node):

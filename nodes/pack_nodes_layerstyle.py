@@ -27,8 +27,8 @@ TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 Left out in this round (not yet built): the LayerStyle effects' V2 classes, the V2 blend modes
 (blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use them,
 SimpleTextImage (it needs the pack's font files), LayerMask PixelSpread (pymatting); for good:
-everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...) and
-LightLeak (the pack's own pictures).
+everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...; most now
+in chflame163's ComfyUI_LayerStyle_Advance) and LightLeak (the pack's own pictures).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
@@ -188,10 +188,15 @@ def expand_mask(mask, grow: int, blur: int):
     """imagefunc.expand_mask of one 8-bit mask (PIL L): grown (eroded where grow < 0) by a
     3×3 cross |grow| times (scipy's grey_dilation / grey_erosion), then blurred by PIL's
     GaussianBlur(blur); an L picture. The steps stop early once the mask stops changing (the
-    result is the same) and may be interrupted."""
+    result is the same) and may be interrupted; a mask of fewer grey levels than |grow| is grown
+    in one taxicab distance transform per level instead (the same pixels, see grown_by_levels)."""
     import numpy as np
     from PIL import Image, ImageFilter
     from scipy import ndimage
+    levels = np.unique(np.asarray(mask))
+    if len(levels) < abs(grow):
+        picture = Image.fromarray(grown_by_levels(np.asarray(mask), levels, grow))
+        return picture.filter(ImageFilter.GaussianBlur(blur))
     cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
     step = ndimage.grey_erosion if grow < 0 else ndimage.grey_dilation
     values = np.asarray(mask, np.float32) / 255.0  # the pack grows the mask's float values
@@ -203,6 +208,24 @@ def expand_mask(mask, grow: int, blur: int):
         values = grown
     picture = Image.fromarray(np.clip(255.0 * values, 0, 255).astype(np.uint8))
     return picture.filter(ImageFilter.GaussianBlur(blur))
+
+
+def grown_by_levels(mask, levels, grow: int):
+    """|grow| dilations (erosions for grow < 0) of an 8-bit mask by a 3×3 cross, level by level:
+    n cross steps reach the pixels within taxicab distance n, so a pixel becomes the highest level
+    (lowest, eroding) found within |grow| of it (a flat dilation is the union of its levels'
+    dilations). The border reflects in scipy's steps, which never brings a pixel nearer, so the
+    distance transform's open border gives the same pixels."""
+    import numpy as np
+    from scipy import ndimage
+    out = np.full_like(mask, 255 if grow < 0 else 0)
+    for level in (levels[::-1] if grow < 0 else levels):
+        check_interrupted()
+        # each pixel's distance to the nearest pixel at this level or beyond it
+        beyond = mask <= level if grow < 0 else mask >= level
+        near = ndimage.distance_transform_cdt(~beyond, metric="taxicab") <= abs(grow)
+        out[near] = level
+    return out
 
 
 def shift_mask(mask, shift_x: int, shift_y: int):

@@ -5,7 +5,7 @@ nodes (with RandomGenerator and its V2), ColorPicker, PurgeVRAM, QueueStop, Imag
 ImageChannelSplit / Merge; LayerColor's HSV, RGB, YUV, LAB, Brightness & Contrast (+V2), Levels, Gamma,
 Exposure, ColorTemperature, ColorBalance and AutoAdjust (with the blend_modes package's normal blend
 written out); LayerFilter's GaussianBlur, MotionBlur, ColorMap, ChannelShake, HDR Effects, SkinBeauty,
-and Sharp & Soft without its "very soft" (OpenCV's contrib guided filter); LayerMask's MaskStroke,
+and Sharp & Soft (its "very soft" with graphflow's guided filter for OpenCV-contrib's); LayerMask's MaskStroke,
 MaskGradient, MaskMotionBlur, MaskEdgeShrink, MaskByColor and MaskPreview. Left out here: LayerFilter
 Film (the pack's film grain module) and LightLeak (the pack's pictures).
 
@@ -22,12 +22,13 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da (SkinBeauty) and 73dfb6d2d60200bc778cf8
 
 from __future__ import annotations
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    Interrupted, NodeInputError, Text, check_interrupted, warn
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, \
+    Int, Node, Interrupted, NodeInputError, Text, check_interrupted, free_memory, offload_idle_models, warn
 from nodes.pack_nodes import POWER_LIMIT
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
     fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
     resample, shift_mask, step_color, step_value, to_pil, to_tensor
+from nodes.pack_nodes_pysssss import MAX_BITS
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -61,27 +62,48 @@ def compare(a, b, operator: str, input_name: str = "a"):
         raise NodeInputError(input_name, f"{a!r} {operator} {b!r} can't be worked out: {e}") from None
 
 
-def calculate(a, b, operator: str):
+def shown(number) -> str:
+    """A number for an error message: huge whole numbers by their size (their text may be too long
+    for Python to make)."""
+    return f"<a {number.bit_length()}-bit whole number>" if isinstance(number, int) and number.bit_length() > 64 \
+        else repr(number)
+
+
+def calculate(a, b, operator: str, names=("a", "b")):
     """NumberCalculator's operators: + - * / ** // % nth_root min max; / and // by 0 give 0, as
-    in the pack. Unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT are refused."""
+    in the pack. The result must be a finite number (it is also given as a float and as text);
+    unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT, and whole-number powers or
+    products beyond MAX_BITS bits, are refused before they are worked out. `names` are the node's
+    inputs a and b came from, for the errors."""
+    import math
     import operator as op
-    for name, value in (("a", a), ("b", b)):
+    for name, value in zip(names, (a, b)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise NodeInputError(name, f"expected a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NodeInputError(name, f"expected a finite number, got {value!r}")
     if operator in ("/", "//") and b == 0:
         return 0
     if operator == "**" and abs(b) > POWER_LIMIT or operator == "nth_root" and b != 0 and abs(1 / b) > POWER_LIMIT:
-        raise NodeInputError("b", f"{b} is too big a power (at most {POWER_LIMIT})")
+        raise NodeInputError(names[1], f"{shown(b)} is too big a power (at most {POWER_LIMIT})")
+    # whole numbers grow without bound and can't be interrupted: refuse results beyond MAX_BITS bits
+    whole = isinstance(a, int) and isinstance(b, int)
+    if whole and operator == "**" and a.bit_length() * b > MAX_BITS:
+        raise NodeInputError(names[1], f"{shown(a)} ** {shown(b)} would have more than {MAX_BITS} bits")
+    if whole and operator == "*" and a.bit_length() + b.bit_length() > MAX_BITS:
+        raise NodeInputError(names[1], f"{shown(a)} * {shown(b)} would have more than {MAX_BITS} bits")
     table = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "**": op.pow, "//": op.floordiv, "%": op.mod,
              "nth_root": lambda x, y: x ** (1 / y), "min": min, "max": max}
     try:
         result = table[operator](a, b)
         if isinstance(result, complex):
             raise ValueError("the result is not a real number")
-        int(result)
+        # the node gives the result as a whole number, a float and text: each must be possible
+        int(result), float(result), str(result)
         return result
     except (ZeroDivisionError, OverflowError, ValueError) as e:
-        raise NodeInputError("b", f"{a} {operator} {b} can't be worked out: {e}") from None
+        raise NodeInputError(names[1], f"{shown(a)} {operator} {shown(b)} can't be worked out as a number: {e}") \
+            from None
 
 
 class LayerUtilitySeed(Node):
@@ -233,7 +255,8 @@ class LayerUtilityNumberCalculatorV2(Node):
     def run(self):
         a = self.a if self.a is not None else first_number(self.a_value)
         b = self.b if self.b is not None else first_number(self.b_value)
-        result = calculate(a, b, self.operator)
+        names = ("a" if self.a is not None else "a_value", "b" if self.b is not None else "b_value")
+        result = calculate(a, b, self.operator, names)
         return int(result), float(result), str(result)
 
 
@@ -526,7 +549,10 @@ COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "
               "deepgreen")
 
 
-MAX_KERNEL_BYTES = 2**30  # a motion kernel is a float64 square blur × 5 on a side: refuse one past 1 GiB
+# a motion kernel is a float64 square blur × 5 on a side, three copies of it live at once (the diagonal, the
+# turned kernel, its division): refuse them past 1 GiB together (blur 1337 at most; that takes some 10 s)
+MAX_KERNEL_BYTES = 2**30
+KERNEL_COPIES = 3
 
 
 def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
@@ -537,9 +563,10 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
     import numpy as np
     from PIL import Image
     length = blur * 5
-    if length * length * 8 > MAX_KERNEL_BYTES:
+    if KERNEL_COPIES * length * length * 8 > MAX_KERNEL_BYTES:
         raise NodeInputError(input_name, f"a blur of {blur} makes a {length}×{length} kernel, "
-                                         f"{length * length * 8 / 2**30:.1f} GiB: too big to work with")
+                                         f"{KERNEL_COPIES * length * length * 8 / 2**30:.1f} GiB in its "
+                                         f"{KERNEL_COPIES} working copies: too big to work with (at most 1 GiB)")
     turn = cv2.getRotationMatrix2D((length / 2, length / 2), angle + 45, 1)
     kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
     bgr = np.ascontiguousarray(np.asarray(picture.convert("RGB"))[..., ::-1])
@@ -551,7 +578,8 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
 class LayerFilterMotionBlur(Node):
     """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
     line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
-    the full 0-255 range (cv2.normalize, as the pack does)."""
+    the full 0-255 range (cv2.normalize, as the pack does). Kernels past 1 GiB (their three float64
+    working copies: blur 1337 at most) are refused."""
     category = FILTER
     image: IMAGE
     angle: int = Int(0, min=-90, max=90)
@@ -570,7 +598,9 @@ class LayerFilterMotionBlur(Node):
 class LayerMaskMaskMotionBlur(Node):
     """A motion blur of a mask, as LayerMask's MaskMotionBlur: the pack's motion blur (see
     LayerFilter: MotionBlur: blur × 5 long at angle + 45 degrees, stretched to the full range) of
-    the mask, inverted first where invert_mask. Kernels past 1 GiB are refused."""
+    the mask, inverted first where invert_mask. Kernels past 1 GiB (their three float64 working
+    copies: blur 1337 at most) are refused. A kernel longer than the mask is still worked out: OpenCV
+    reflects the mask at its borders, so it still changes the result."""
     category = "😺dzNodes/LayerMask"
     mask: MASK
     invert_mask: bool = Bool(True)
@@ -744,14 +774,8 @@ class LayerUtilityPurgeVRAM(Node):
     comfy = ComfyAlias(("LayerUtility: PurgeVRAM",))
 
     def run(self):
-        from graphflow import memory
-        from graphflow.device import free_memory
         if self.purge_models:
-            manager = memory.manager()
-            for component in list(manager.components.values()):
-                module = component.module()
-                if module is not None and not component.in_use:
-                    manager.offload(module)
+            offload_idle_models()
         free_memory()
 
 
@@ -844,7 +868,11 @@ class LayerUtilityRandomGenerator(Node):
     rounded to float_decimal_places, its whole part, and whether that is even, from a new random
     seed each time the node runs (as in ComfyUI, a run with the same inputs keeps the last
     result); with fix_seed one seed serves all the images of a linked batch, else one each (then
-    lists, as the pack gives them)."""
+    lists, as the pack gives them). Unlike the pack, fix_seed holds within one run only: the pack
+    keeps its first seed on its node object for later runs too (while ComfyUI keeps that object),
+    but graphflow makes a node anew for each run and has no state of a node's own across runs (a
+    store keyed by node id would mix up different workflows' nodes of that id), so a run with
+    changed inputs draws a new seed; for a repeatable draw use RandomGeneratorV2 and its seed."""
     category = DATA
     min_value: float = Float(0.0, min=-1.0e14, max=1.0e14, step=0.01)
     max_value: float = Float(10.0, min=-1.0e14, max=1.0e14, step=0.01)
@@ -868,20 +896,31 @@ class LayerUtilityRandomGenerator(Node):
 class LayerFilterSharpAndSoft(Node):
     """LayerFilter's Sharp & Soft, as the pack's code runs: only "very soft" filters (its if / else
     chain gives the images back unchanged for "very sharp", "sharp", "soft" and "None", which is
-    what happens here too). "very soft" needs opencv-contrib's guided filter (cv2.ximgproc), which
-    graphflow does not have: it is refused, naming enhance."""
+    what happens here too). "very soft" is the pack's detail step with filter radius 15 (window
+    31), denoise 0.06 and detail × 0.01: the ratio of a bilateral-smoothed image (OpenCV, sigma
+    0.006) to a self-guided filtered one (eps 0.02), put back, clipped to 0..1 (Image-Filters'
+    Enhance Detail does the same steps). The pack's guided filter is OpenCV-contrib's; graphflow's
+    is He et al.'s box-filter form following OpenCV's, in float64 (see
+    nodes/pack_nodes_image_filters.py), so results differ by float32's rounding. Images of 1 or 3
+    channels (OpenCV's bilateral filter)."""
     category = FILTER
     images: IMAGE
     enhance: str = Choice(("very sharp", "sharp", "soft", "very soft", "None"), "very sharp")
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("LayerFilter: Sharp & Soft",))
 
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        from nodes.pack_nodes_image_filters import _guided_estimate
+        if widgets.get("enhance") in ("very sharp", "sharp", "soft", "None"):  # (a linked one counts as filtering)
+            return Estimate(inputs.get("images"))
+        return _guided_estimate(inputs.get("images"))
+
     def run(self):
-        if self.enhance == "very soft":
-            raise NodeInputError("enhance", "\"very soft\" needs OpenCV's contrib guided filter (cv2.ximgproc), "
-                                            "not installed here; the other settings give the images unchanged, "
-                                            "as in the pack")
-        return self.images
+        from nodes.pack_nodes_image_filters import enhanced_detail
+        if self.enhance != "very soft":
+            return self.images
+        return enhanced_detail(self.images, 15, 0.2, 0.06, 0.01)
 
 
 def mask_fix(mask, fill_holes: int, threshold: float):
@@ -1180,7 +1219,7 @@ class LayerMaskMaskStroke(Node):
         for m in mask_batch(self.mask):
             picture = to_pil(1 - m if self.invert_mask else m).convert("L")
             band = to_tensor(expand_mask(picture, outer, self.blur)) - to_tensor(expand_mask(picture, inner, self.blur))
-            out.append(band.clamp(0, 255))
+            out.append(band.clamp(0, 1))
         return batch(out)
 
 
@@ -1188,7 +1227,9 @@ class LayerMaskMaskGradient(Node):
     """Fade a mask towards one side, as LayerMask's MaskGradient: over the bounding box of the mask's
     largest white area, black fades in from gradient_side (the pack's black-to-white gradient,
     squeezed to gradient_scale percent of the box and moved by gradient_offset), then the result
-    is mixed with the mask at opacity percent. As in the pack, a batch gives one mask (its last)."""
+    is mixed with the mask at opacity percent. As in the pack, a batch gives one mask (its last).
+    The ramp is worked out along one line (a gradient_scale of 9999 makes it 100 × the box, of which
+    the box shows a part); a gradient_scale that leaves it under a pixel is refused."""
     category = "😺dzNodes/LayerMask"
     mask: MASK
     invert_mask: bool = Bool(True)
@@ -1215,24 +1256,32 @@ class LayerMaskMaskGradient(Node):
         turn = turns.get(self.gradient_side)
         if turn is not None:
             ramp = ramp.transpose(turn)
-        ramp = ramp.resize(box)
+        # the ramp changes along one side only: the pack's steps are worked on one line of it, then
+        # stretched across the box (the same pixels; a gradient_scale of 9999 makes it 100 × the box)
+        ramp = ramp.crop((0, 0, 1, ramp.height) if vertical else (0, 0, ramp.width, 1))
+        line = (1, length) if vertical else (length, 1)
+        ramp = ramp.resize(line)
         far_end = self.gradient_side in ("bottom", "right")  # the fade sits at the box's far end
         if self.gradient_scale != 100:
             scaled_length = int(length * self.gradient_scale / 100)
-            ramp = ramp.resize((width, scaled_length) if vertical else (scaled_length, height))
-            placed = Image.new("RGB", box, "black")
+            if scaled_length < 1:  # the pack fails in PIL's resize
+                raise NodeInputError("gradient_scale", f"{self.gradient_scale} % of the {length}-pixel box is "
+                                                       f"less than a pixel")
+            ramp = ramp.resize((1, scaled_length) if vertical else (scaled_length, 1))
+            placed = Image.new("RGB", line, "black")
             at = length - scaled_length if far_end else 0
             placed.paste(ramp, box=(0, at) if vertical else (at, 0))
             ramp = placed
         if self.gradient_offset != 0:
             offset = self.gradient_offset
-            placed = Image.new("RGB", box, "black")
+            placed = Image.new("RGB", line, "black")
             placed.paste(ramp, box=(0, offset) if vertical else (offset, 0))
             white_at = offset + length if far_end else offset - length
-            placed.paste(Image.new("RGB", box, "white"), box=(0, white_at) if vertical else (white_at, 0))
+            placed.paste(Image.new("RGB", line, "white"), box=(0, white_at) if vertical else (white_at, 0))
             ramp = placed
             if (offset < -length) if far_end else (offset > length):
-                ramp = Image.new("RGB", box, "white")
+                ramp = Image.new("RGB", line, "white")
+        ramp = ramp.resize(box, Image.NEAREST)
         corner = (0, box_y) if vertical else (box_x, 0)
         canvas.paste(Image.new("RGB", box, "black"), box=corner, mask=ramp.convert("L"))
         if self.opacity < 100:

@@ -319,3 +319,16 @@ def test_separately_loaded_sdxl_clip_files_are_read_back_each_from_its_file(fres
         fresh_manager.present(tower.model)
         assert built == [tower.name]
         assert all(torch.equal(tower.model.state_dict()[k], v) for k, v in before.items()), tower.name
+
+
+def test_offload_idle_keeps_a_model_in_use_and_what_shares_its_weights(fresh_manager, cpu0_device):
+    idle, running = mlp(0, width=8, depth=2), mlp(1, width=8, depth=2)
+    sharer = nn.Sequential(running[0], nn.Linear(8, 8))  # shares running's first layer
+    for module, name in ((idle, "idle"), (running, "running"), (sharer, "sharer")):
+        fresh_manager.load(module, "other", name)
+    assert all(c.state == "loaded" for c in fresh_manager.components.values())
+    with fresh_manager.use(running, "other", "running"):
+        assert fresh_manager.offload_idle() == ["idle"]
+        states = {c.name: c.state for c in fresh_manager.components.values()}
+        assert states == {"idle": "offloaded", "running": "loaded", "sharer": "loaded"}
+    assert sorted(fresh_manager.offload_idle()) == ["running", "sharer"]  # idle now

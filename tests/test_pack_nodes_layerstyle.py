@@ -131,6 +131,24 @@ def expand(mask_picture, grow, blur):
     return pil(torch.from_numpy(values)).filter(ImageFilter.GaussianBlur(blur))
 
 
+@pytest.mark.parametrize("grow", [-13, -7, -5, 5, 9, 30])
+@pytest.mark.parametrize("levels", [(0, 255), (0, 80, 255), (0, 7, 128, 200)])
+def test_expand_mask_by_distance_is_the_packs_cross_loop(grow, levels):
+    from nodes.pack_nodes_layerstyle import expand_mask
+    rng = np.random.default_rng(abs(grow) + len(levels))
+    for shape in ((9, 14), (23, 17)):
+        # blobs of random levels, some at the border, and a few lone pixels
+        mask = np.zeros(shape, np.uint8)
+        for _ in range(4):
+            y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+            mask[y:y + rng.integers(1, 6), x:x + rng.integers(1, 6)] = rng.choice(levels[1:])
+        mask[0, -1] = levels[-1]
+        picture = Image.fromarray(mask)
+        assert len(np.unique(mask)) < abs(grow)  # the distance transform's case
+        expected = np.asarray(expand(picture, grow, 0))
+        assert np.array_equal(np.asarray(expand_mask(picture, grow, 0)), expected), (shape, grow, levels)
+
+
 @pytest.mark.parametrize("mode", CHOP_MODES)
 def test_image_blend_is_the_packs_chop_image_pasted_through_the_mask(registry, mode):
     background, layer, mask = rand(2, 20, 24, 3), rand(1, 20, 24, 3, seed=1), box_mask()
@@ -610,6 +628,33 @@ def test_data_nodes_as_the_pack(registry):
     assert node(registry, "LayerUtility: ColorPicker", color="#FF8001", mode="HEX") == "#FF8001"
 
 
+@pytest.mark.parametrize("a_value, b_value, operator, at_fault", [
+    ("1000000000000000000", "20", "**", "b_value"),  # 10**360: too big for a float
+    ("10", "5000", "**", "b_value"),  # 5000 digits: too long for Python's int-to-text
+    ("1e400", "1", "+", "a_value"),  # inf, from the text itself
+    ("1000000000000000000", "10000", "**", "b_value"),  # 600,000 bits: refused before it is worked out
+])
+def test_number_calculator_refuses_results_it_cant_give_naming_the_input(registry, a_value, b_value, operator,
+                                                                           at_fault):
+    graph = {"1": {"class_type": "LayerUtility: NumberCalculatorV2",
+                   "inputs": {"a_value": a_value, "b_value": b_value, "operator": operator}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert result.status == "error" and result.error["exception_type"] == "NodeInputError", result.error
+    assert result.error["input"] == at_fault, result.error
+
+
+def test_number_calculator_caps_whole_powers_and_products_by_bits(registry):
+    from nodes.pack_nodes_pysssss import MAX_BITS
+    big = 2 ** (MAX_BITS - 10)  # as another pack's node (pysssss' Math Expression) may give
+    for a, b, operator in ((big, 2, "**"), (big, big, "*"), (2 ** 10, 9000, "**")):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerUtility: NumberCalculator", a=a, b=b, operator=operator)
+        assert e.value.input == "b" and "bits" in str(e.value)
+    # under the cap the pack's result stands
+    assert node(registry, "LayerUtility: NumberCalculator", a=2 ** 500, b=2, operator="**") == \
+        (2 ** 1000, float(2 ** 1000))
+
+
 def test_a_seed_in_a_ui_save_reads_past_control_after_generate(registry):
     nodes = [ui_node(1, "LayerUtility: Seed", [42, "randomize"], outputs=[("seed", "INT", [1])]),
              ui_node(2, "LayerUtility: NumberCalculatorV2", ["", "8", "+"],
@@ -879,6 +924,10 @@ def test_mask_stroke_and_mask_motion_blur_as_the_pack(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=9999, angle=0.0)
     assert e.value.input == "blur" and "too big" in str(e.value)
+    # the cap counts the kernel's three float64 copies: 1400 × 5 squared is 0.37 GiB once, 1.1 GiB in all
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=1400, angle=0.0)
+    assert e.value.input == "blur" and "too big" in str(e.value)
 
 
 def pack_shift(channel, distance_x, distance_y):
@@ -937,6 +986,16 @@ def test_mask_preview_and_purge_vram_run_in_a_graph(registry, tmp_folders):
     assert len(shown) == 1
     with Image.open(tmp_folders.temp / shown[0]["subfolder"] / shown[0]["filename"]) as saved:
         assert saved.size == (8, 6) and np.asarray(saved.convert("L")).max() in (127, 128)
+
+
+def test_purge_vram_offloads_idle_models_and_keeps_one_in_use(registry, fresh_manager):
+    idle, running = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    fresh_manager.load(idle, "other", "idle")
+    fresh_manager.load(running, "other", "running")
+    with fresh_manager.use(running, "other", "running"):
+        node(registry, "LayerUtility: PurgeVRAM", anything=1, purge_cache=True, purge_models=True)
+        assert {c.name: c.state for c in fresh_manager.components.values()} == \
+            {"idle": "offloaded", "running": "loaded"}
 
 
 def test_color_balance_as_the_pack(registry):
@@ -1053,9 +1112,22 @@ def test_sharp_and_soft_gives_the_images_back_as_the_packs_code_does(registry):
     images = rand(2, 5, 6, 3)
     for enhance in ("very sharp", "sharp", "soft", "None"):
         assert node(registry, "LayerFilter: Sharp & Soft", images=images, enhance=enhance) is images
-    with pytest.raises(NodeInputError) as e:
-        node(registry, "LayerFilter: Sharp & Soft", images=images, enhance="very soft")
-    assert e.value.input == "enhance"
+
+
+def test_sharp_and_soft_very_soft_is_the_packs_steps(registry):
+    # the paper's guided filter (eps 0.02 is past OpenCV's near-singular rule, so it is OpenCV's too)
+    from tests.test_pack_nodes_image_filters import paper_guided_filter
+    images = rand(1, 40, 36, 3, seed=3)
+    out = node(registry, "LayerFilter: Sharp & Soft", images=images, enhance="very soft")
+    image = images[0].numpy()
+    blurred = cv2.bilateralFilter(image, 31, 0.06 / 10, 31)  # filter_radius 15: d = 31
+    guided = np.stack([paper_guided_filter(image, image[..., c], 31, 0.02) for c in range(3)], -1)
+    guided = np.clip(guided, 0.001, 1)
+    want = np.clip(((blurred / guided - 1) * 0.01 + 1) * guided - blurred + image, 0, 1)
+    assert out.shape == images.shape and np.allclose(out[0].numpy(), want, atol=1e-4)
+    with pytest.raises(NodeInputError) as e:  # OpenCV's bilateral filter takes 1 or 3 channels
+        node(registry, "LayerFilter: Sharp & Soft", images=rand(1, 4, 4, 4), enhance="very soft")
+    assert e.value.input == "images"
 
 
 def test_mask_by_color_as_the_pack(registry):
@@ -1143,12 +1215,22 @@ def test_skin_beauty_as_the_pack(registry):
 
 def test_a_left_out_class_says_why(registry):
     from graphflow.comfy_format import unknown_type_hint
-    note = unknown_type_hint("LayerMask: SegmentAnythingUltra V2")
-    assert "ComfyUI_LayerStyle" in note and "segmentation model" in note
+    note = unknown_type_hint("LayerFilter: LightLeak")
+    assert "from ComfyUI_LayerStyle," in note and "light-leak pictures" in note
+    # the SAM / BiRefNet classes now live in ComfyUI_LayerStyle_Advance, under the same prefix
+    for name in ("LayerMask: SegmentAnythingUltra V2", "LayerMask: BiRefNetUltraV2", "LayerMask: LoadBiRefNetModelV2"):
+        note = unknown_type_hint(name)
+        assert custom_pack(name) == "ComfyUI_LayerStyle_Advance", name
+        assert "from ComfyUI_LayerStyle_Advance," in note and "segmentation model" in note, note
+    assert custom_pack("LayerMask: SomeLaterClass") == "ComfyUI_LayerStyle"
 
 
 @pytest.mark.parametrize("side,scale,offset,opacity", [("top", 100, 0, 100), ("bottom", 60, 3, 70),
-                                                       ("left", 100, -4, 100), ("right", 150, -30, 50)])
+                                                       ("left", 100, -4, 100), ("right", 150, -30, 50),
+                                                       # ramps many times the box, worked on one line here
+                                                       ("top", 9999, 5, 100), ("bottom", 3000, -2, 100),
+                                                       ("left", 9999, 3, 80), ("right", 777, 0, 100),
+                                                       ("top", 6, 0, 100)])
 def test_mask_gradient_as_the_pack(registry, side, scale, offset, opacity):
     mask = torch.zeros(1, 30, 36)
     mask[0, 6:24, 8:30] = 1
@@ -1206,6 +1288,11 @@ def test_mask_gradient_as_the_pack(registry, side, scale, offset, opacity):
     if opacity < 100:
         canvas = Image.blend(canvas, m, 1 - opacity / 100)
     assert torch.equal(out, tensor(canvas))
+    if side == "top" and scale == 6:  # 5 % of the 18-row box is no row: PIL's resize fails in the pack
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerMask: MaskGradient", mask=1 - mask, invert_mask=True, gradient_side=side,
+                 gradient_scale=5, gradient_offset=offset, opacity=opacity)
+        assert e.value.input == "gradient_scale"
 
 
 def test_gradient_overlay_as_the_pack(registry):
@@ -1259,3 +1346,5 @@ def test_queue_stop_ends_the_run_or_passes_on(registry):
     graph["2"]["inputs"]["mode"] = "stop"
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["2"])
     assert result.status == "interrupted", (result.status, result.error)
+    # the run says QueueStop stopped it, not a user's interrupt
+    assert "QueueStop stopped the run" in result.error["message"], result.error
