@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, ComfyAlias, Float, Int, \
-    Node, NodeInputError, Text, check_interrupted, folders, show
-from nodes.image import _image
-from nodes.pack_nodes_mtb import _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
+from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
+    Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, show, socket_type
+from nodes.image import MAX_SIZE, _image
+from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
 from nodes.strings import replaced_in_turn
 
 COMFY_PACK = "comfy_mtb"  # the custom node pack this module's ComfyUI classes come from
@@ -576,3 +576,106 @@ class MtbSaveImageSequence(Node):
                   overwrite=True)
         subfolder = path.parent.relative_to(folders.outputs.resolve()).as_posix()
         show(images=[{"filename": path.name, "subfolder": subfolder, "type": "output"}])
+
+
+# -- converters and Match Dimensions (nodes/graph_utils.py @05fe61e0) --------------------------------
+
+INTS = socket_type("INTS", "#4fc3f7", "A list of whole numbers (comfy_mtb's frame lists)")
+
+
+def _number_list(value, name: str) -> list:
+    """A list of numbers as given, or a clear refusal naming the input."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in value):
+        return list(value)
+    raise NodeInputError(name, "expected FLOATS: a list of numbers")
+
+
+class MtbFloatToFloats(Node):
+    """A FLOAT socket's value as FLOATS, for packs (AnimateDiff, IPAdapter, Fitz) that pass lists of
+    numbers on FLOAT sockets, as MTB's Float To Floats does. The pack hands the value on as it is;
+    here a lone number becomes a one-number list (the pack's own FLOATS nodes need a list, which a
+    lone number passed on as it is fails in) and a list is handed on as it is."""
+    category = "mtb/utils"
+    float: FLOAT
+    outputs = {"floats": FLOATS}
+    comfy = ComfyAlias(("Float To Floats (mtb)",), force_input=("float",))
+
+    def run(self):
+        if isinstance(self.float, (int, float)) and not isinstance(self.float, bool):
+            return [self.float]
+        return _number_list(self.float, "float")
+
+
+class MtbFloatsToFloat(Node):
+    """A FLOATS list handed on on a FLOAT socket, unchanged, for packs (AnimateDiff, IPAdapter, Fitz)
+    that read lists of numbers from FLOAT inputs, as MTB's Floats To Float does."""
+    category = "mtb/utils"
+    floats: FLOATS
+    outputs = {"float": FLOAT}
+    comfy = ComfyAlias(("Floats To Float (mtb)",))
+
+    def run(self):
+        return _number_list(self.floats, "floats")
+
+
+class MtbFloatsToInts(Node):
+    """Each number of the list made whole by cutting toward zero (Python's int()), given twice: as
+    INTS and on an INT socket (for frame interpolation nodes that read a list there), as MTB's Floats
+    To Ints does."""
+    category = "mtb/utils"
+    floats: FLOATS
+    outputs = {"INTS": INTS, "INT": INT}
+    comfy = ComfyAlias(("Floats To Ints (mtb)",), force_input=("floats",))
+
+    def run(self):
+        numbers = _number_list(self.floats, "floats")
+        if any(math.isinf(v) or math.isnan(v) for v in numbers if isinstance(v, float)):
+            raise NodeInputError("floats", "holds an infinite or NaN number, which has no whole value")
+        whole = [int(v) for v in numbers]
+        return whole, list(whole)
+
+
+def _matched_size(source_height: int, source_width: int, reference_height: int, reference_width: int,
+                  match: str) -> tuple[int, int]:
+    """(height, width) the pack resizes to: the reference's side, the other side from the source's
+    aspect ratio, cut to a whole number."""
+    aspect = source_width / source_height
+    if match == "height":
+        return reference_height, int(reference_height * aspect)
+    return int(reference_width / aspect), reference_width
+
+
+class MtbMatchDimensions(Node):
+    """The source images resized so that their height (or width) is the reference's, keeping the
+    source's aspect ratio (the other side cut to a whole number), by bicubic resampling with
+    antialiasing (torchvision's resize on tensors, which is torch's bicubic interpolate with
+    antialias), as MTB's Match Dimensions does; also the new width and height. A side that comes
+    to 0 or past 16384 is refused."""
+    category = "mtb/utils"
+    source: IMAGE
+    reference: IMAGE
+    match: str = Choice(("height", "width"), "height")
+    outputs = {"image": IMAGE, "new_width": INT, "new_height": INT}
+    comfy = ComfyAlias(("Match Dimensions (mtb)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        source, reference = inputs.get("source"), inputs.get("reference")
+        if source is None or reference is None or not source.height or not source.width:
+            return Estimate(source)
+        height, width = _matched_size(source.height, source.width, reference.height, reference.width,
+                                      widgets.get("match", "height"))
+        return Estimate(Size(source.batch, height, width))
+
+    def run(self):
+        import torch.nn.functional as F
+        source, reference = _image(self.source, "source"), _image(self.reference, "reference")
+        height, width = _matched_size(source.shape[1], source.shape[2], reference.shape[1], reference.shape[2],
+                                      self.match)
+        if min(height, width) < 1 or max(height, width) > MAX_SIZE:
+            raise NodeInputError("match", f"makes {width}×{height} images from the source's aspect ratio; sides "
+                                          f"must be 1 to {MAX_SIZE}")
+        resized = F.interpolate(source.movedim(-1, 1), size=(height, width), mode="bicubic", align_corners=False,
+                                antialias=True)
+        return resized.movedim(1, -1), width, height

@@ -1,0 +1,137 @@
+"""comfy_mtb round 2 (nodes/pack_nodes_mtb2.py): the FLOATS converters against plain Python's
+int(), Match Dimensions against torchvision's resize (the pack's call), errors by input name, and
+a UI-format save and an API prompt with the pack's class names that run and round-trip."""
+
+import math
+
+import pytest
+import torch
+import torchvision.transforms.functional as VF
+
+from graphflow.comfy_format import export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def node(registry, name, **inputs):
+    return call(registry, registry.comfy_node(name).node_type, **inputs)
+
+
+def test_floats_to_ints_cuts_toward_zero_as_int_does(registry):
+    floats = [0.0, 1.9, -1.9, 2.5, -0.4, 1e10]
+    ints, same = node(registry, "Floats To Ints (mtb)", floats=floats)
+    assert ints == same == [int(v) for v in floats] == [0, 1, -1, 2, 0, 10_000_000_000]
+
+
+def test_float_converters_hand_lists_on(registry):
+    assert node(registry, "Floats To Float (mtb)", floats=[0.25, 1.0]) == [0.25, 1.0]
+    assert node(registry, "Float To Floats (mtb)", float=[0.25, 1.0]) == [0.25, 1.0]
+    assert node(registry, "Float To Floats (mtb)", float=0.75) == [0.75]
+
+
+def test_converters_refuse_what_is_not_a_list_of_numbers_naming_the_input(registry):
+    for name, inputs, field in (("Floats To Ints (mtb)", {"floats": [1.0, "a"]}, "floats"),
+                                ("Floats To Ints (mtb)", {"floats": [math.inf]}, "floats"),
+                                ("Floats To Float (mtb)", {"floats": 3.0}, "floats"),
+                                ("Float To Floats (mtb)", {"float": "x"}, "float")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, name, **inputs)
+        assert caught.value.input == field
+
+
+@pytest.mark.parametrize("match", ["height", "width"])
+def test_match_dimensions_is_torchvisions_bicubic_resize_keeping_the_aspect_ratio(registry, match):
+    source = torch.rand(2, 30, 50, 3)
+    reference = torch.rand(1, 64, 21, 3)
+    image, width, height = node(registry, "Match Dimensions (mtb)", source=source, reference=reference, match=match)
+    if match == "height":
+        expected_size = (64, int(64 * 50 / 30))
+    else:
+        expected_size = (int(21 / (50 / 30)), 21)
+    assert (height, width) == expected_size
+    expected = torch.stack([VF.resize(frame, list(expected_size), antialias=True,
+                                      interpolation=VF.InterpolationMode.BICUBIC)
+                            for frame in source.permute(0, 3, 1, 2)]).permute(0, 2, 3, 1)
+    assert image.shape == (2, *expected_size, 3)
+    assert torch.allclose(image, expected, atol=1e-5)
+
+
+def test_match_dimensions_refuses_sides_it_cannot_make(registry):
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Match Dimensions (mtb)", source=torch.rand(1, 200, 2, 3), reference=torch.rand(1, 8, 8, 3),
+             match="height")
+    assert caught.value.input == "match"
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Match Dimensions (mtb)", source=torch.rand(1, 2, 3), reference=torch.rand(1, 8, 8, 3),
+             match="height")
+    assert caught.value.input == "source"
+
+
+def test_match_dimensions_estimate_refuses_a_huge_result_before_running(registry):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4096, "height": 1, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 16384, "batch_size": 1, "color": 0}},
+              "3": {"class_type": "Match Dimensions (mtb)", "inputs": {"source": ["1", 0], "reference": ["2", 0],
+                                                                       "match": "height"}},
+              "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    from graphflow.executor import Executor
+    result = Executor(registry).run(parse_workflow(prompt, registry))
+    assert not result.ok
+    assert any(problem.node_id == "3" and "memory" in problem.message for problem in result.problems)
+
+
+def test_api_prompt_with_the_packs_class_names_runs_and_round_trips(registry):
+    prompt = {
+        "1": {"class_type": "Batch Float (mtb)", "inputs": {"mode": "Steps", "count": 4, "min": 0.0, "max": 3.0,
+                                                            "easing": "Linear"}},
+        "2": {"class_type": "Floats To Ints (mtb)", "inputs": {"floats": ["1", 0]}},
+        "3": {"class_type": "Floats To Float (mtb)", "inputs": {"floats": ["1", 0]}},
+        "4": {"class_type": "Float To Floats (mtb)", "inputs": {"float": ["3", 0]}},
+        "5": {"class_type": "EmptyImage", "inputs": {"width": 20, "height": 10, "batch_size": 1, "color": 255}},
+        "6": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 30, "batch_size": 1, "color": 0}},
+        "7": {"class_type": "Match Dimensions (mtb)", "inputs": {"source": ["5", 0], "reference": ["6", 0],
+                                                                 "match": "height"}},
+        "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}},
+        "9": {"class_type": "DebugPrint", "inputs": {"ANY": ["2", 0]}},
+        "10": {"class_type": "DebugPrint", "inputs": {"ANY": ["4", 0]}},
+    }
+    result = run_graph(registry, prompt)
+    assert result.values["2"][0] == [0, 1, 2, 3]
+    assert result.values["4"][0] == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert result.values["7"][0].shape == (1, 30, 60, 3)
+    assert result.values["7"][1:] == (60, 30)
+    api = export_api(parse_workflow(prompt, registry), registry)
+    for key in ("2", "3", "4", "7"):
+        assert (api[key]["class_type"], api[key]["inputs"]) == (prompt[key]["class_type"], prompt[key]["inputs"])
+
+
+def test_ui_save_with_the_packs_converters_runs_and_round_trips(registry):
+    """As the pack's editor saves them: the forced inputs (floats, float) linked, no widgets;
+    Match Dimensions' one widget, match."""
+    nodes = [
+        ui_node(1, "Batch Float (mtb)", ["Steps", 3, 0.5, 2.5, "Linear"], outputs=[("FLOATS", "FLOATS", [1])]),
+        ui_node(2, "Floats To Ints (mtb)", [], [("floats", "FLOATS", 1, False)],
+                [("INTS", "INTS", [2]), ("INT", "INT", [])]),
+        ui_node(3, "DebugPrint", [], [("ANY", "*", 2, False)]),
+        ui_node(4, "EmptyImage", [12, 6, 1, 0], outputs=[("IMAGE", "IMAGE", [3, 4])]),
+        ui_node(5, "Match Dimensions (mtb)", ["width"],
+                [("source", "IMAGE", 3, False), ("reference", "IMAGE", 4, False)],
+                [("image", "IMAGE", []), ("new_width", "INT", []), ("new_height", "INT", [])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "FLOATS"], [2, 2, 0, 3, 0, "*"], [3, 4, 0, 5, 0, "IMAGE"], [4, 4, 0, 5, 1, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, ["3", "5"])
+    assert result.values["2"][0] == [int(v) for v in (0.5, 1.5, 2.5)]
+    assert result.values["5"][1:] == (12, 6)
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    for n in nodes:
+        assert by_id[n["id"]]["type"] == n["type"]
+        assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
