@@ -13,6 +13,7 @@ import math
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
     Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, show, socket_type
 from nodes.image import MAX_SIZE, _image
+from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
 from nodes.strings import replaced_in_turn
 
@@ -679,3 +680,106 @@ class MtbMatchDimensions(Node):
         resized = F.interpolate(source.movedim(-1, 1), size=(height, width), mode="bicubic", align_corners=False,
                                 antialias=True)
         return resized.movedim(1, -1), width, height
+
+
+# -- curves (nodes/curve.py @c20da85e, web/curve_widget.js @c20da85e) ---------------------------------
+
+FLOAT_CURVE = socket_type("FLOAT_CURVE", "#80cbc4", "comfy_mtb's curve: points {index: {x, y}} in 0..1")
+# the pack's curve widget's starting value (two points, a straight line from 0, 0 to 1, 1)
+DEFAULT_CURVE = '{"0": {"x": 0, "y": 0}, "1": {"x": 1, "y": 1}}'
+
+
+def curve_points(curve, name: str) -> list[tuple[float, float]]:
+    """The curve's (x, y) points sorted by x, from the pack's widget value (a JSON object of
+    index -> {x, y}, as its editor saves it, or its text), or its older editor's list of {x, y}."""
+    import json
+    if isinstance(curve, str):
+        try:
+            curve = json.loads(curve)
+        except ValueError:
+            raise NodeInputError(name, "expected the curve's JSON: {\"0\": {\"x\": 0, \"y\": 0}, ...}") from None
+    points = list(curve.values()) if isinstance(curve, dict) else curve
+    if not isinstance(points, list) or not points or not all(
+            isinstance(p, dict) and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                        and math.isfinite(p[k]) for k in ("x", "y")) for p in points):
+        raise NodeInputError(name, "expected a curve of one or more points, each {\"x\": number, \"y\": number}")
+    return sorted(((float(p["x"]), float(p["y"])) for p in points), key=lambda point: point[0])
+
+
+def _curve_widgets(values):
+    """A UI save holds the curve widget's value as a JSON object: read as its text."""
+    import json
+    if isinstance(values, list) and values and isinstance(values[0], (dict, list)):
+        return [json.dumps(values[0]), *values[1:]]
+    return values
+
+
+def _curve_export(values):
+    """Written back as the pack's editor saves it: the JSON object, not its text."""
+    import json
+    if isinstance(values, list) and values and isinstance(values[0], str):
+        try:
+            return [json.loads(values[0]), *values[1:]]
+        except ValueError:
+            return values
+    return values
+
+
+def _curve_api_inputs(inputs):
+    import json
+    if isinstance(inputs.get("curve"), (dict, list)):
+        return {**inputs, "curve": json.dumps(inputs["curve"])}
+    return inputs
+
+
+class MtbCurve(Node):
+    """The pack's curve editor's points, handed on as a FLOAT_CURVE ({index: {x, y}}), as MTB's
+    Curve does. Here the curve is the widget's JSON text (a UI save's or an API prompt's JSON object
+    is read into it and a UI export writes the object back; an API export writes the text, which
+    the pack's Curve To Float cannot read in ComfyUI)."""
+    category = "mtb/curve"
+    curve: str = Text(DEFAULT_CURVE)
+    outputs = {"FLOAT_CURVE": FLOAT_CURVE}
+    comfy = ComfyAlias(("Curve (mtb)",), widgets=_curve_widgets, export_widgets=_curve_export,
+                       api_inputs=_curve_api_inputs)
+
+    def run(self):
+        import json
+        curve_points(self.curve, "curve")  # checked here, so that a bad curve names this node
+        return json.loads(self.curve)
+
+
+class MtbCurveToFloat(Node):
+    """`steps` evenly spaced values along the curve, as MTB's Curve To Float gives them: its points
+    sorted by x, x going from the least to the greatest point's x in steps - 1 equal steps, y
+    joined linearly between the points on either side; the list is given as FLOATS and on a FLOAT
+    socket (for packs that read lists there). Where rounding puts the last x a hair past the last
+    point (the pack then fails finding a point after it) the last point's y is given."""
+    category = "mtb/curve"
+    curve: FLOAT_CURVE
+    steps: int = Int(10, min=2)
+    outputs = {"FLOATS": FLOATS, "FLOAT": FLOAT}
+    comfy = ComfyAlias(("Curve To Float (mtb)",), force_input=("curve",))
+
+    def run(self):
+        import bisect
+        points = curve_points(self.curve, "curve")
+        if self.steps > MAX_LIST_ITEMS:
+            raise NodeInputError("steps", f"makes a list of {self.steps:,} numbers; the limit is {MAX_LIST_ITEMS:,}")
+        xs = [x for x, _ in points]
+        step_size = (xs[-1] - xs[0]) / (self.steps - 1)
+        values = []
+        for step in range(self.steps):
+            if step % 4096 == 0:
+                check_interrupted()
+            x = xs[0] + step_size * step
+            before = bisect.bisect_right(xs, x) - 1  # the last point at or before x
+            after = bisect.bisect_left(xs, x)  # the first point at or after x
+            if after == len(xs) or x == xs[before]:
+                values.append(points[before][1])
+            elif x == xs[after]:
+                values.append(points[after][1])
+            else:
+                (x1, y1), (x2, y2) = points[before], points[after]
+                values.append(y1 + (y2 - y1) * (x - x1) / (x2 - x1))
+        return values, list(values)

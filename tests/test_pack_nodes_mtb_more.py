@@ -2,6 +2,7 @@
 int(), Match Dimensions against torchvision's resize (the pack's call), errors by input name, and
 a UI-format save and an API prompt with the pack's class names that run and round-trip."""
 
+import json
 import math
 
 import pytest
@@ -135,3 +136,63 @@ def test_ui_save_with_the_packs_converters_runs_and_round_trips(registry):
     for n in nodes:
         assert by_id[n["id"]]["type"] == n["type"]
         assert by_id[n["id"]]["widgets_values"] == n["widgets_values"], n["type"]
+
+
+CURVE = {"0": {"x": 0.0, "y": 0.0}, "2": {"x": 1.0, "y": 0.25}, "1": {"x": 0.3, "y": 0.9}}
+
+
+@pytest.mark.parametrize("steps", [2, 5, 11, 64])
+def test_curve_to_float_is_linear_interpolation_as_numpy_interp(registry, steps):
+    import numpy as np
+    curve = node(registry, "Curve (mtb)", curve=json.dumps(CURVE))
+    assert curve == CURVE
+    floats, same = node(registry, "Curve To Float (mtb)", curve=curve, steps=steps)
+    xs = [0.0 + (1.0 - 0.0) / (steps - 1) * step for step in range(steps)]
+    assert floats == same
+    assert floats == pytest.approx(np.interp(xs, [0.0, 0.3, 1.0], [0.0, 0.9, 0.25]).tolist())
+
+
+def test_curve_to_float_reads_the_older_list_of_points_and_one_point(registry):
+    floats, _ = node(registry, "Curve To Float (mtb)", curve=[{"x": 0.5, "y": 0.1}, {"x": 0, "y": 1}], steps=3)
+    assert floats == pytest.approx([1.0, 0.55, 0.1])
+    floats, _ = node(registry, "Curve To Float (mtb)", curve={"0": {"x": 0.5, "y": 0.7}}, steps=3)
+    assert floats == [0.7, 0.7, 0.7]
+
+
+def test_curves_refuse_bad_points_naming_the_input(registry):
+    for name, inputs, field in (("Curve (mtb)", {"curve": "{not json"}, "curve"),
+                                ("Curve (mtb)", {"curve": '{"0": {"x": 0}}'}, "curve"),
+                                ("Curve To Float (mtb)", {"curve": {}, "steps": 3}, "curve"),
+                                ("Curve To Float (mtb)", {"curve": CURVE, "steps": 10 ** 6}, "steps")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, name, **inputs)
+        assert caught.value.input == field
+
+
+def test_ui_save_with_the_packs_curve_widget_runs_and_round_trips(registry):
+    """The curve widget's value saved as the pack's editor saves it: a JSON object."""
+    nodes = [
+        ui_node(1, "Curve (mtb)", [CURVE], outputs=[("FLOAT_CURVE", "FLOAT_CURVE", [1])]),
+        ui_node(2, "Curve To Float (mtb)", [4], [("curve", "FLOAT_CURVE", 1, False)],
+                [("FLOATS", "FLOATS", [2]), ("FLOAT", "FLOAT", [])]),
+        ui_node(3, "DebugPrint", [], [("ANY", "*", 2, False)]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "FLOAT_CURVE"], [2, 2, 0, 3, 0, "*"]])
+    result = run_graph(registry, graph, ["3"])
+    import numpy as np
+    assert result.values["2"][0] == pytest.approx(np.interp([0, 1 / 3, 2 / 3, 1], [0, 0.3, 1], [0, 0.9, 0.25]))
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    assert by_id[1]["widgets_values"] == [CURVE]
+    assert by_id[2]["widgets_values"] == [4]
+
+
+def test_api_prompt_with_the_curve_object_runs(registry):
+    prompt = {"1": {"class_type": "Curve (mtb)", "inputs": {"curve": CURVE}},
+              "2": {"class_type": "Curve To Float (mtb)", "inputs": {"curve": ["1", 0], "steps": 3}},
+              "3": {"class_type": "DebugPrint", "inputs": {"ANY": ["2", 0]}}}
+    result = run_graph(registry, prompt)
+    assert result.values["2"][0] == pytest.approx([0.0, 0.9 + (0.25 - 0.9) * 0.2 / 0.7, 0.25])
+    api = export_api(parse_workflow(prompt, registry), registry)
+    assert api["2"] == prompt["2"]
+    assert json.loads(api["1"]["inputs"]["curve"]) == CURVE  # written as its text (the class's docstring says so)
