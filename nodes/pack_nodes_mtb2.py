@@ -783,3 +783,85 @@ class MtbCurveToFloat(Node):
                 (x1, y1), (x2, y2) = points[before], points[after]
                 values.append(y1 + (y2 - y1) * (x - x1) / (x2 - x1))
         return values, list(values)
+
+
+# -- Color Correct GPU (nodes/image_processing.py @265cb953, MTB_ColorCorrectGPU) ---------------------------
+
+
+def _rgb_to_hsv(image):
+    """The pack's torch HSV: hue from the largest channel (the first of equal ones), 1e-7 added to
+    the spread and to the largest value where they divide."""
+    import torch
+    r, g, b = image.unbind(-1)
+    largest, which = image.max(-1)
+    spread = largest - image.min(-1).values
+    hue = torch.where(which == 0, (g - b) / (spread + 1e-7),
+                      torch.where(which == 1, 2.0 + (b - r) / (spread + 1e-7), 4.0 + (r - g) / (spread + 1e-7)))
+    return torch.stack(((hue / 6.0) % 1.0, spread / (largest + 1e-7), largest), dim=-1)
+
+
+def _hsv_to_rgb(hsv):
+    import torch
+    h, s, v = hsv.unbind(-1)
+    h = h * 6.0
+    sector = torch.floor(h)
+    f = h - sector
+    p, q, t = v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))
+    sector = sector.long() % 6
+    # (r, g, b) for each sixth of the hue circle
+    table = ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+    channels = []
+    for channel in range(3):
+        picked = table[5][channel]
+        for index in range(4, -1, -1):
+            picked = torch.where(sector == index, table[index][channel], picked)
+        channels.append(picked)
+    return torch.stack(channels, dim=-1)
+
+
+class MtbColorCorrectGPU(Node):
+    """The image colour-corrected in torch alone, as MTB's Color Correct GPU does: value ^ (1 /
+    gamma) × 2^exposure × contrast + offset (contrast a plain gain here, unlike Color Correct's),
+    then hue turned (wrapping), saturation and value multiplied in HSV computed in floats, clamp
+    to 0..1 if asked; with a mask, only where the mask is above 0 is changed. The work runs on the
+    device the image is on (graphflow's), so force_gpu is read but changes nothing; RGB images
+    only."""
+    category = "mtb/image processing"
+    image: IMAGE
+    force_gpu: bool = Bool(True)
+    clamp: bool = Bool(True)
+    gamma: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    contrast: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    exposure: float = Float(0.0, min=-5.0, max=5.0, step=0.01)
+    offset: float = Float(0.0, min=-5.0, max=5.0, step=0.01)
+    hue: float = Float(0.0, min=-0.5, max=0.5, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    value: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Color Correct GPU (mtb)",))
+
+    def run(self):
+        import torch
+        image = _image(self.image, "image")
+        if image.shape[3] != 3:
+            raise NodeInputError("image", f"{image.shape[3]} channels; Color Correct GPU takes RGB images")
+        if self.gamma == 0:
+            raise NodeInputError("gamma", "0 has no inverse (the pack raises 1 / gamma)")
+        mask = None
+        if self.mask is not None:
+            mask = _mask(self.mask, "mask")
+            if mask.shape[1:] != image.shape[1:3] or mask.shape[0] not in (1, image.shape[0]):
+                raise NodeInputError("mask", f"{tuple(mask.shape)}; expected 1 or {image.shape[0]} masks of "
+                                             f"{image.shape[2]}×{image.shape[1]}")
+        adjusted = image.pow(1 / self.gamma) * 2.0 ** self.exposure * self.contrast + self.offset
+        check_interrupted()
+        hsv = _rgb_to_hsv(adjusted)
+        hsv = torch.stack(((hsv[..., 0] + self.hue) % 1.0, hsv[..., 1] * self.saturation,
+                           hsv[..., 2] * self.value), dim=-1)
+        adjusted = _hsv_to_rgb(hsv)
+        if self.clamp:
+            adjusted = torch.clamp(adjusted, 0.0, 1.0)
+        if mask is None:
+            return adjusted
+        return torch.where(mask.to(image.device)[..., None].expand_as(image) > 0, adjusted, image)

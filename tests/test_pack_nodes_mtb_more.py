@@ -121,14 +121,19 @@ def test_ui_save_with_the_packs_converters_runs_and_round_trips(registry):
         ui_node(2, "Floats To Ints (mtb)", [], [("floats", "FLOATS", 1, False)],
                 [("INTS", "INTS", [2]), ("INT", "INT", [])]),
         ui_node(3, "DebugPrint", [], [("ANY", "*", 2, False)]),
-        ui_node(4, "EmptyImage", [12, 6, 1, 0], outputs=[("IMAGE", "IMAGE", [3, 4])]),
+        ui_node(4, "EmptyImage", [12, 6, 1, 0x804020], outputs=[("IMAGE", "IMAGE", [3, 4, 5])]),
         ui_node(5, "Match Dimensions (mtb)", ["width"],
                 [("source", "IMAGE", 3, False), ("reference", "IMAGE", 4, False)],
                 [("image", "IMAGE", []), ("new_width", "INT", []), ("new_height", "INT", [])]),
+        ui_node(6, "Color Correct GPU (mtb)", [True, True, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+                [("image", "IMAGE", 5, False), ("mask", "MASK", None, False)], [("IMAGE", "IMAGE", [])]),
     ]
-    links = [[1, 1, 0, 2, 0, "FLOATS"], [2, 2, 0, 3, 0, "*"], [3, 4, 0, 5, 0, "IMAGE"], [4, 4, 0, 5, 1, "IMAGE"]]
+    links = [[1, 1, 0, 2, 0, "FLOATS"], [2, 2, 0, 3, 0, "*"], [3, 4, 0, 5, 0, "IMAGE"], [4, 4, 0, 5, 1, "IMAGE"],
+             [5, 4, 0, 6, 0, "IMAGE"]]
     graph = ui_graph(nodes, links)
-    result = run_graph(registry, graph, ["3", "5"])
+    result = run_graph(registry, graph, ["3", "5", "6"])
+    colour = torch.tensor([0x80, 0x40, 0x20]) / 255
+    assert torch.allclose(result.values["6"][0][0, 0, 0], torch.clamp(colour * 2, 0, 1), atol=1e-5)
     assert result.values["2"][0] == [int(v) for v in (0.5, 1.5, 2.5)]
     assert result.values["5"][1:] == (12, 6)
     saved = export_ui(parse_workflow(graph, registry), registry)
@@ -196,3 +201,41 @@ def test_api_prompt_with_the_curve_object_runs(registry):
     api = export_api(parse_workflow(prompt, registry), registry)
     assert api["2"] == prompt["2"]
     assert json.loads(api["1"]["inputs"]["curve"]) == CURVE  # written as its text (the class's docstring says so)
+
+
+def colorsys_correct(image, gamma, contrast, exposure, offset, hue, saturation, value, clamp):
+    """The pack's Color Correct GPU per pixel, with Python's colorsys for HSV."""
+    import colorsys
+    out = torch.empty_like(image)
+    flat, result = image.reshape(-1, 3).double(), out.view(-1, 3)
+    for i, (r, g, b) in enumerate(flat.tolist()):
+        r, g, b = (c ** (1 / gamma) * 2 ** exposure * contrast + offset for c in (r, g, b))
+        h, s, v = colorsys.rgb_to_hsv(r, g, b)
+        rgb = colorsys.hsv_to_rgb((h + hue) % 1.0, s * saturation, v * value)
+        result[i] = torch.tensor([min(max(c, 0.0), 1.0) if clamp else c for c in rgb])
+    return out
+
+
+@pytest.mark.parametrize("clamp", [True, False])
+def test_color_correct_gpu_is_its_formula_through_colorsys_hsv(registry, clamp):
+    torch.manual_seed(3)
+    image = torch.rand(2, 6, 5, 3) * 0.9 + 0.05
+    settings = {"gamma": 1.3, "contrast": 1.1, "exposure": 0.3, "offset": 0.02, "hue": 0.12, "saturation": 1.2,
+                "value": 0.9}
+    got = node(registry, "Color Correct GPU (mtb)", image=image, force_gpu=True, clamp=clamp, **settings)
+    assert torch.allclose(got, colorsys_correct(image, clamp=clamp, **settings), atol=1e-4)
+
+
+def test_color_correct_gpu_changes_only_where_the_mask_is_and_refuses_bad_input(registry):
+    image = torch.rand(1, 4, 4, 3)
+    mask = torch.zeros(1, 4, 4)
+    mask[:, :2] = 1
+    got = node(registry, "Color Correct GPU (mtb)", image=image, force_gpu=False, clamp=True, gamma=1.0,
+               contrast=1.0, exposure=1.0, offset=0.0, hue=0.0, saturation=1.0, value=1.0, mask=mask)
+    assert torch.equal(got[:, 2:], image[:, 2:])
+    assert torch.allclose(got[:, :2], torch.clamp(image[:, :2] * 2, 0, 1), atol=1e-5)
+    for inputs, field in (({"gamma": 0.0}, "gamma"), ({"mask": torch.ones(1, 3, 3)}, "mask"),
+                          ({"image": torch.rand(1, 4, 4, 4)}, "image")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Color Correct GPU (mtb)", **{"image": image, "force_gpu": True, "clamp": True, **inputs})
+        assert caught.value.input == field
