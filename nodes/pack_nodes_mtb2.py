@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
-    Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, show, socket_type
+    Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, safe_join, show, socket_type, \
+    warn
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
@@ -865,3 +866,69 @@ class MtbColorCorrectGPU(Node):
         if mask is None:
             return adjusted
         return torch.where(mask.to(image.device)[..., None].expand_as(image) > 0, adjusted, image)
+
+
+# -- Save Gif (nodes/io.py @c20da85e; utils.py's PIL_FILTER_MAP) ---------------------------------------
+
+PIL_FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")  # the pack's order
+
+
+class MtbSaveGif(Node):
+    """The images saved as an endless-loop GIF in the outputs folder (a new name of 10 random hex
+    digits, as the pack names it), as MTB's Save Gif does with Pillow: each frame 255 × value cut to
+    whole numbers, the frames then played backwards too with pingpong, resized by resize_by (each
+    side cut to a whole number) with resample_filter, int(1000 / fps) ms a frame, optimize passed to
+    Pillow. use_ffmpeg (the pack's other encoder) is not used here: the GIF is written with Pillow
+    and a warning says so. An empty batch saves nothing, as in the pack. RGB or RGBA images."""
+    category = "mtb/IO"
+    output_node = True
+    image: IMAGE
+    fps: int = Int(12, min=1, max=120)
+    resize_by: float = Float(1.0, min=0.1)
+    optimize: bool = Bool(False)
+    pingpong: bool = Bool(False)
+    resample_filter: str = Choice(PIL_FILTERS, "nearest")
+    use_ffmpeg: bool = Bool(False)
+    outputs = {}
+    comfy = ComfyAlias(("Save Gif (mtb)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, factor = inputs.get("image"), widgets.get("resize_by")
+        if size is None or not isinstance(factor, (int, float)):
+            return Estimate(size)
+        frames = size.batch * (2 if widgets.get("pingpong") else 1)
+        return Estimate(Size(frames, int(size.height * max(factor, 1.0)), int(size.width * max(factor, 1.0))))
+
+    def run(self):
+        import uuid
+        from PIL import Image
+        image = _image(self.image, "image")
+        if image.shape[0] == 0:
+            return
+        if image.shape[3] not in (3, 4):
+            raise NodeInputError("image", f"{image.shape[3]} channels; a GIF is made of RGB or RGBA images")
+        height, width = image.shape[1:3]
+        if abs(self.resize_by - 1.0) > 1e-6:
+            height, width = int(height * self.resize_by), int(width * self.resize_by)
+            if min(height, width) < 1 or max(height, width) > MAX_SIZE:
+                raise NodeInputError("resize_by", f"makes {width}×{height} frames; sides must be 1 to {MAX_SIZE}")
+        if self.use_ffmpeg:
+            warn("use_ffmpeg: graphflow writes the GIF with Pillow (the pack's other encoder)")
+        frames = [Image.fromarray(pixels) for pixels in _bytes(image)]
+        if self.pingpong:
+            frames += frames[::-1]
+        if (height, width) != tuple(image.shape[1:3]):
+            resample = getattr(Image.Resampling, self.resample_filter.upper())
+            resized = []
+            for frame in frames:
+                check_interrupted()
+                resized.append(frame.resize((width, height), resample=resample))
+            frames = resized
+        name = f"{uuid.uuid4().hex[:10]}.gif"
+        path = safe_join(folders.outputs, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "xb") as file:  # a new file: never one already there
+            frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
+                           duration=int(1000 / self.fps), loop=0)
+        show(images=[{"filename": name, "subfolder": "", "type": "output"}])

@@ -5,6 +5,7 @@ a UI-format save and an API prompt with the pack's class names that run and roun
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as VF
@@ -238,4 +239,50 @@ def test_color_correct_gpu_changes_only_where_the_mask_is_and_refuses_bad_input(
                           ({"image": torch.rand(1, 4, 4, 4)}, "image")):
         with pytest.raises(NodeInputError) as caught:
             node(registry, "Color Correct GPU (mtb)", **{"image": image, "force_gpu": True, "clamp": True, **inputs})
+        assert caught.value.input == field
+
+
+def pil_gif(frames, **options):
+    """The GIF Pillow writes for these frames, read back frame by frame (RGB)."""
+    import io
+    from PIL import Image, ImageSequence
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], **options)
+    return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(Image.open(buffer))]
+
+
+@pytest.mark.parametrize("pingpong, resize_by, resample", [(False, 1.0, "nearest"), (True, 0.5, "lanczos"),
+                                                           (False, 1.5, "bilinear")])
+def test_save_gif_writes_what_pillow_writes_for_the_packs_frames(registry, tmp_folders, pingpong, resize_by,
+                                                                  resample):
+    from PIL import Image, ImageSequence
+    from graphflow.api import folders
+    torch.manual_seed(5)
+    images = torch.rand(3, 10, 14, 3)
+    before = set(folders.outputs.glob("*.gif")) if folders.outputs.exists() else set()
+    node(registry, "Save Gif (mtb)", image=images, fps=7, resize_by=resize_by, optimize=False, pingpong=pingpong,
+         resample_filter=resample, use_ffmpeg=False)
+    (path,) = set(folders.outputs.glob("*.gif")) - before
+    assert len(path.stem) == 10 and int(path.stem, 16) >= 0
+    frames = [Image.fromarray(f) for f in np.clip(255.0 * images.numpy(), 0, 255).astype(np.uint8)]
+    frames = frames + frames[::-1] if pingpong else frames
+    if resize_by != 1.0:
+        size = (int(14 * resize_by), int(10 * resize_by))
+        frames = [f.resize(size, resample=getattr(Image.Resampling, resample.upper())) for f in frames]
+    expected = pil_gif(frames, optimize=False, duration=int(1000 / 7), loop=0)
+    saved = Image.open(path)
+    got = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(saved)]
+    # (Pillow merges equal frames one after another, as pingpong's middle two, into one shown longer)
+    assert len(got) == len(expected) == len(frames) - pingpong
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    # int(1000 / fps) ms, which a GIF holds in hundredths of a second
+    assert saved.info["duration"] == int(1000 / 7) // 10 * 10 and saved.info["loop"] == 0
+
+
+def test_save_gif_refuses_what_it_cannot_make(registry, tmp_folders):
+    for inputs, field in (({"resize_by": 5000.0}, "resize_by"), ({"image": torch.rand(2, 4, 4, 1)}, "image")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Save Gif (mtb)", **{"image": torch.rand(2, 4, 4, 3), "fps": 12, "resize_by": 1.0,
+                                                "optimize": False, "pingpong": False, "resample_filter": "nearest",
+                                                "use_ffmpeg": False, **inputs})
         assert caught.value.input == field
