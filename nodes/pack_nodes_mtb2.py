@@ -932,3 +932,50 @@ class MtbSaveGif(Node):
             frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
                            duration=int(1000 / self.fps), loop=0)
         show(images=[{"filename": name, "subfolder": "", "type": "output"}])
+
+
+# -- Styles Loader (nodes/conditions.py @edfbe34e) -------------------------------------------------------
+
+STYLES_KIND, STYLES_SUBFOLDER = "styles", "mtb"  # models/styles/mtb/*.csv (graphflow/folders.py's styles kind)
+
+
+def mtb_styles() -> dict[str, tuple[str, str]]:
+    """name -> (positive, negative) from every CSV of models/styles/mtb, in file-name order (a later
+    file's style replaces an earlier one of the same name), read as the pack reads A1111's style
+    files: each row's first three cells (missing ones empty), a row without a name skipped, the
+    header row kept as a style named by its first cell, as the pack keeps it."""
+    import csv
+    from graphflow.folders import UnsafePathError
+    styles = {}
+    for name in folders.list_files_inside(STYLES_KIND, (".csv",)):
+        if name.rpartition("/")[0] != STYLES_SUBFOLDER:
+            continue
+        try:
+            path = folders.find_model(STYLES_KIND, name, inside=True)
+            with open(path, encoding="utf8", newline="") as file:
+                rows = list(csv.reader(file))
+        except (FileNotFoundError, UnsafePathError, UnicodeDecodeError, csv.Error):
+            continue  # the pack, too, goes on past a file it cannot parse
+        for row in rows:
+            style, positive, negative = (row + [None] * 3)[:3]
+            if style is not None:
+                styles[style] = (positive or "", negative or "")
+    return styles
+
+
+class MtbStylesLoader(Node):
+    """The positive and negative prompts of an A1111-style CSV style (rows name, positive, negative),
+    as MTB's Styles Loader gives them. The CSV files are read from models/styles/mtb (the pack reads
+    ComfyUI's styles folder, and copies its own styles.csv there when it is missing: graphflow ships
+    none, so with no CSV there the list is empty). The files are read afresh each time (the pack
+    reads them once per server start)."""
+    category = "mtb/conditioning"
+    style_name: str = Choice(lambda: list(mtb_styles()))
+    outputs = {"positive": STRING, "negative": STRING}
+    comfy = ComfyAlias(("Styles Loader (mtb)",))
+
+    def run(self):
+        styles = mtb_styles()
+        if self.style_name not in styles:
+            raise NodeInputError("style_name", f"{self.style_name!r} is in no CSV of models/styles/mtb")
+        return styles[self.style_name]

@@ -286,3 +286,35 @@ def test_save_gif_refuses_what_it_cannot_make(registry, tmp_folders):
                                                 "optimize": False, "pingpong": False, "resample_filter": "nearest",
                                                 "use_ffmpeg": False, **inputs})
         assert caught.value.input == field
+
+
+def write_styles(folders, name, rows):
+    import csv
+    path = folders.models / "styles" / "mtb" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf8", newline="") as file:
+        csv.writer(file).writerows(rows)
+
+
+def test_styles_loader_reads_the_csv_rows_as_csv_reader_does(registry, tmp_folders):
+    write_styles(tmp_folders, "a.csv", [["name", "prompt", "negative_prompt"], ["cinema", "film still, {prompt}", "cartoon"],
+                                        ["bare"], [], ["comma, inside", "a \"quoted\" text", ""]])
+    write_styles(tmp_folders, "b.csv", [["cinema", "replaced", "by b"]])
+    (tmp_folders.models / "styles" / "top.csv").write_text("top,left,out\n")  # not in styles/mtb: not read
+    cls = registry.comfy_node("Styles Loader (mtb)")
+    assert cls.input_specs["style_name"].widget.choices() == ["name", "cinema", "bare", "comma, inside"]
+    assert node(registry, "Styles Loader (mtb)", style_name="cinema") == ("replaced", "by b")
+    assert node(registry, "Styles Loader (mtb)", style_name="bare") == ("", "")
+    assert node(registry, "Styles Loader (mtb)", style_name="comma, inside") == ('a "quoted" text', "")
+    with pytest.raises(ValueError) as caught:  # refused by the choice's check, naming the input
+        node(registry, "Styles Loader (mtb)", style_name="top")
+    assert "style_name" in str(caught.value) and "cinema" in str(caught.value)
+
+
+def test_api_prompt_with_a_style_runs_and_round_trips(registry, tmp_folders):
+    write_styles(tmp_folders, "s.csv", [["neon", "neon lights", "daylight"]])
+    prompt = {"1": {"class_type": "Styles Loader (mtb)", "inputs": {"style_name": "neon"}},
+              "2": {"class_type": "DebugPrint", "inputs": {"ANY": ["1", 1]}}}
+    result = run_graph(registry, prompt)
+    assert result.values["1"] == ("neon lights", "daylight")
+    assert export_api(parse_workflow(prompt, registry), registry)["1"] == prompt["1"]
