@@ -1,10 +1,14 @@
 """comfy_mtb's (MTB Nodes, melMass) model-free nodes continued from nodes/pack_nodes_mtb.py (which
 says which of the pack's nodes graphflow holds and which it leaves out): Animation Builder, Debug,
 Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step, Interpolate
-Condition, Load Image Sequence and Save Image Sequence (inside the inputs / outputs folders). Read
+Condition, Load Image Sequence and Save Image Sequence (inside the inputs / outputs folders); and,
+in round 2, Float To Floats, Floats To Float, Floats To Ints, Match Dimensions, Curve, Curve To
+Float, Color Correct GPU, Save Gif (inside outputs) and Styles Loader (models/styles/mtb). Read
 from melMass/comfy_mtb: nodes/animation.py @c20da85e, nodes/debug.py @93f7c006, web/debug.js
 @0d0fb8e1, nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0, nodes/conditions.py
-@edfbe34e, nodes/video.py @01c73e1c, web/mtb_widgets.js @f9a0998c."""
+@edfbe34e, nodes/video.py @01c73e1c, web/mtb_widgets.js @f9a0998c; round 2: nodes/curve.py and
+web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, log.py @d687497d (class labels), utils.py's
+PIL_FILTER_MAP."""
 
 from __future__ import annotations
 
