@@ -14,13 +14,13 @@ Stack Images, Pick From Batch, Image Resize Factor, Batch Sequence Plus; and in
 nodes/pack_nodes_mtb2.py Animation Builder, Debug, Colored Image, Save Image Grid, Apply Text
 Template, Any To String, Smart Step, Interpolate Condition, Load Image Sequence, Save Image
 Sequence, Float To Floats, Floats To Float, Floats To Ints, Match Dimensions, Curve, Curve To Float,
-Color Correct GPU, Save Gif, Styles Loader.
+Color Correct GPU, Save Gif, Styles Loader, Text To Image.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
 ViTMatte, Whisper, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History,
 Load Image From Url: graphflow fetches nothing from the network), and, so far, the rest of the
 pack's model-free nodes: Batch Shake and Batch Transform (below), Plot Batch Float (it draws with
-matplotlib, which is not a dependency here), Text To Image, Interpolate Clip Sequential (its editor
+matplotlib, which is not a dependency here), Interpolate Clip Sequential (its editor
 adds replacement_N inputs and widgets and +/- buttons whose saved layout was not followed in this
 round), and the pack's other utilities (Crop / Uncrop / Bbox nodes, Transform Image, Latent Lerp,
 Tensor Ops, Audio nodes, Clock nodes, playlists, Export With Ffmpeg, Save Image, Save Tensors, Qr

@@ -3,12 +3,13 @@ says which of the pack's nodes graphflow holds and which it leaves out): Animati
 Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step, Interpolate
 Condition, Load Image Sequence and Save Image Sequence (inside the inputs / outputs folders); and,
 in round 2, Float To Floats, Floats To Float, Floats To Ints, Match Dimensions, Curve, Curve To
-Float, Color Correct GPU, Save Gif (inside outputs) and Styles Loader (models/styles/mtb). Read
+Float, Color Correct GPU, Save Gif (inside outputs), Styles Loader (models/styles/mtb) and Text To
+Image (fonts from models/fonts). Read
 from melMass/comfy_mtb: nodes/animation.py @c20da85e, nodes/debug.py @93f7c006, web/debug.js
 @0d0fb8e1, nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0, nodes/conditions.py
 @edfbe34e, nodes/video.py @01c73e1c, web/mtb_widgets.js @f9a0998c; round 2: nodes/curve.py and
-web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, log.py @d687497d (class labels), utils.py's
-PIL_FILTER_MAP."""
+web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, nodes/generate.py @319c02d6, log.py @d687497d
+(class labels), utils.py's PIL_FILTER_MAP."""
 
 from __future__ import annotations
 
@@ -983,3 +984,106 @@ class MtbStylesLoader(Node):
         if self.style_name not in styles:
             raise NodeInputError("style_name", f"{self.style_name!r} is in no CSV of models/styles/mtb")
         return styles[self.style_name]
+
+
+# -- Text To Image (nodes/generate.py @319c02d6) ---------------------------------------------------------
+
+FONT_EXTENSIONS = (".ttf", ".otf", ".woff", ".woff2", ".eot")  # what the pack looks for in fonts/**
+WHISPER_CHUNKS = socket_type("WHISPER_CHUNKS", "#9e9e9e", "comfy_mtb's timed captions from Whisper (not made here)")
+PACK_FONT = "font"  # the pack's own font.ttf, which graphflow does not ship: Pillow's default font stands in
+
+
+def mtb_fonts() -> dict[str, str]:
+    """Font name (the file's stem, as the pack names them) -> its file in models/fonts; the pack's
+    own "font" first, which a models/fonts/font.ttf replaces."""
+    fonts = {PACK_FONT: ""}
+    for name in folders.list_files_inside("fonts", FONT_EXTENSIONS):
+        fonts[name.rpartition("/")[2].rsplit(".", 1)[0]] = name
+    return fonts
+
+
+class MtbTextToImage(Node):
+    """Text drawn with Pillow on a width × height RGBA picture, as MTB's Text To Image does: the
+    text stripped (trim), wrapped by Python's textwrap at width × h_coverage% / font_size × 2
+    characters (wrap), lines line_height × font_size apart, aligned left / center / right and
+    top / center / bottom and pushed in by the offsets, in `color` over `background` (Pillow's colour
+    names or #hex; a colour Pillow cannot read gives white text on black, as in the pack). The
+    image keeps its alpha channel (four channels), as the pack's does. Fonts are the files of
+    models/fonts, named by their stem as the pack names them; the pack's own "font" (its bundled
+    font.ttf, not shipped here) is drawn with Pillow's default font at font_size unless
+    models/fonts holds a font.ttf. Left out: whisper_chunks (Whisper's timed captions, which need
+    a speech model) is refused where linked; fps and fade_duration, used only with them, are read
+    and change nothing. A word longer than a fractional wrap width fails in the pack (textwrap
+    slices by the width) and is refused here naming `text`."""
+    category = "mtb/generate"
+    text: str = Text("Hello world!")
+    font: str = Choice(lambda: list(mtb_fonts()), PACK_FONT)
+    wrap: bool = Bool(True)
+    trim: bool = Bool(True)
+    line_height: float = Float(1.0, min=0.0, step=0.1)
+    font_size: int = Int(32, min=1, max=2500)
+    width: int = Int(512, min=1, max=8096, resource="width")
+    height: int = Int(512, min=1, max=8096, resource="height")
+    color: str = Text("black")
+    background: str = Text("white")
+    h_align: str = Choice(("left", "center", "right"), "left")
+    v_align: str = Choice(("top", "center", "bottom"), "top")
+    h_offset: int = Int(0, min=0, max=8096)
+    v_offset: int = Int(0, min=0, max=8096)
+    h_coverage: int = Int(100, min=1, max=100)
+    whisper_chunks: WHISPER_CHUNKS = None
+    fps: int = Int(24, min=1, max=60)
+    fade_duration: float = Float(0.5, min=0.0, max=5.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Text To Image (mtb)",), optional=("whisper_chunks", "fps", "fade_duration"))
+
+    def run(self):
+        import textwrap
+        from PIL import Image, ImageColor, ImageDraw, ImageFont
+        from nodes.pack_nodes_essentials_misc import font_file
+        if self.whisper_chunks is not None:
+            raise NodeInputError("whisper_chunks", "timed captions from Whisper are not drawn here (they need a "
+                                                   "speech model): leave it unlinked")
+        fonts = mtb_fonts()
+        if self.font not in fonts:
+            raise NodeInputError("font", f"{self.font!r} is not a font file of models/fonts")
+        font = font_file(fonts[self.font], self.font_size, basic_layout=False) if fonts[self.font] \
+            else ImageFont.load_default(size=self.font_size)
+        try:
+            color, background = ImageColor.getrgb(self.color), ImageColor.getrgb(self.background)
+            color, background = (color + (255,))[:4], (background + (255,))[:4]
+        except ValueError:
+            warn(f"color {self.color!r} / background {self.background!r}: not both colours; white on black, "
+                 "as the pack falls back")
+            color, background = (255, 255, 255, 255), (0, 0, 0, 255)
+        text = self.text.strip() if self.trim else self.text
+        if self.wrap:
+            try:
+                lines = textwrap.wrap(text, width=self.width / 100 * self.h_coverage / self.font_size * 2)
+            except TypeError:
+                raise NodeInputError("text", "holds a word longer than the wrap width, which is not a whole "
+                                             "number of characters (the pack fails here): widen or unwrap") from None
+        else:
+            lines = [text]
+        layer = Image.new("RGBA", (self.width, self.height), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        step = self.line_height * self.font_size
+        if self.v_align == "top":
+            y = self.v_offset
+        elif self.v_align == "center":
+            y = (self.height - step * len(lines)) // 2 + self.v_offset
+        else:
+            y = self.height - step * len(lines) - self.v_offset
+        for line in lines:
+            check_interrupted()
+            line_width = font.getlength(line)
+            if self.h_align == "left":
+                x = self.h_offset
+            elif self.h_align == "center":
+                x = (self.width - line_width) // 2 + self.h_offset
+            else:
+                x = self.width - line_width - self.h_offset
+            draw.text((x, y), line, fill=color, font=font)
+            y += step
+        picture = Image.alpha_composite(Image.new("RGBA", (self.width, self.height), background), layer)
+        return _from_bytes(picture)[None]

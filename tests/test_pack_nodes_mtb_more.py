@@ -318,3 +318,88 @@ def test_api_prompt_with_a_style_runs_and_round_trips(registry, tmp_folders):
     result = run_graph(registry, prompt)
     assert result.values["1"] == ("neon lights", "daylight")
     assert export_api(parse_workflow(prompt, registry), registry)["1"] == prompt["1"]
+
+
+def pil_text_picture(lines, font, width, height, color, background, positions):
+    """Pillow's drawing of the lines at the given (x, y), composited over the background."""
+    from PIL import Image, ImageDraw
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for line, position in zip(lines, positions):
+        draw.text(position, line, fill=color, font=font)
+    picture = Image.alpha_composite(Image.new("RGBA", (width, height), background), layer)
+    return torch.from_numpy(np.asarray(picture).astype(np.float32) / 255)[None]
+
+
+TEXT_INPUTS = {"wrap": True, "trim": True, "line_height": 1.2, "font_size": 12, "width": 120, "height": 60,
+               "color": "#ff0000", "background": "navy", "h_offset": 3, "v_offset": 2, "h_coverage": 50}
+
+
+@pytest.mark.parametrize("h_align, v_align", [("left", "top"), ("center", "center"), ("right", "bottom")])
+def test_text_to_image_lays_out_textwrap_lines_as_the_pack_and_draws_with_pillow(registry, tmp_folders, h_align,
+                                                                               v_align):
+    import textwrap
+    from PIL import ImageFont
+    text = "  a cat sat on the mat by me  "
+    got = node(registry, "Text To Image (mtb)", text=text, font="font", h_align=h_align, v_align=v_align,
+               **TEXT_INPUTS)
+    font = ImageFont.load_default(size=12)
+    lines = textwrap.wrap(text.strip(), width=120 / 100 * 50 / 12 * 2)  # 10 characters a line
+    assert len(lines) > 1
+    step = 1.2 * 12
+    top = {"top": 2, "center": (60 - step * len(lines)) // 2 + 2, "bottom": 60 - step * len(lines) - 2}[v_align]
+    positions = []
+    for i, line in enumerate(lines):
+        length = font.getlength(line)
+        x = {"left": 3, "center": (120 - length) // 2 + 3, "right": 120 - length - 3}[h_align]
+        positions.append((x, top + step * i))
+    expected = pil_text_picture(lines, font, 120, 60, (255, 0, 0, 255), (0, 0, 128, 255), positions)
+    assert got.shape == (1, 60, 120, 4)
+    assert torch.equal(got, expected)
+
+
+def test_text_to_image_reads_fonts_from_models_fonts_by_stem(registry, tmp_folders):
+    import shutil
+    from PIL import ImageFont
+    dejavu = next((p for p in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",) if __import__("os").path.exists(p)),
+                  None)
+    if dejavu is None:
+        pytest.skip("no DejaVuSans.ttf on this machine to copy into models/fonts")
+    (tmp_folders.models / "fonts" / "sub").mkdir(parents=True)
+    shutil.copy(dejavu, tmp_folders.models / "fonts" / "sub" / "Deja.ttf")
+    assert registry.comfy_node("Text To Image (mtb)").input_specs["font"].widget.choices() == ["font", "Deja"]
+    got = node(registry, "Text To Image (mtb)", text="Hi", font="Deja", h_align="left", v_align="top",
+               **{**TEXT_INPUTS, "wrap": False})
+    font = ImageFont.truetype(dejavu, 12)
+    assert torch.equal(got, pil_text_picture(["Hi"], font, 120, 60, (255, 0, 0, 255), (0, 0, 128, 255), [(3, 2)]))
+
+
+def test_text_to_image_refusals_and_the_packs_colour_fallback(registry, tmp_folders):
+    got = node(registry, "Text To Image (mtb)", text="", font="font", color="not a colour", **{
+        k: v for k, v in TEXT_INPUTS.items() if k != "color"})
+    assert torch.equal(got[0, 0, 0], torch.tensor([0.0, 0.0, 0.0, 1.0]))  # black: the pack's fallback background
+    for inputs, field in (({"text": "abcdefghijklmnopqrstuvwxyz"}, "text"),
+                          ({"whisper_chunks": {"chunks": []}}, "whisper_chunks")):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Text To Image (mtb)", **{"font": "font", "text": "x", **TEXT_INPUTS,
+                                                    "h_coverage": 55, **inputs})
+        assert caught.value.input == field
+
+
+def test_ui_save_with_text_to_image_runs_and_round_trips(registry, tmp_folders):
+    widgets = ["Hello world!", "font", True, True, 1.0, 16, 96, 48, "#ffffff", "#000000", "center", "center", 0, 0,
+               100, 24, 0.5]
+    nodes = [ui_node(1, "Text To Image (mtb)", widgets, [("whisper_chunks", "WHISPER_CHUNKS", None, False)],
+                     [("IMAGE", "IMAGE", [1])]),
+             ui_node(2, "PreviewImage", [], [("images", "IMAGE", 1, False)])]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]])
+    result = run_graph(registry, graph)
+    assert result.values["1"][0].shape == (1, 48, 96, 4)
+    saved = export_ui(parse_workflow(graph, registry), registry)
+    assert {n["id"]: n for n in saved["nodes"]}[1]["widgets_values"] == widgets
+    prompt = {"1": {"class_type": "Text To Image (mtb)", "inputs": dict(zip(
+        ["text", "font", "wrap", "trim", "line_height", "font_size", "width", "height", "color", "background",
+         "h_align", "v_align", "h_offset", "v_offset", "h_coverage", "fps", "fade_duration"], widgets))},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    assert torch.equal(run_graph(registry, prompt).values["1"][0], result.values["1"][0])
+    assert export_api(parse_workflow(prompt, registry), registry)["1"] == prompt["1"]
