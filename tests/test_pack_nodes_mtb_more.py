@@ -4,6 +4,7 @@ a UI-format save and an API prompt with the pack's class names that run and roun
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -361,9 +362,8 @@ def test_text_to_image_lays_out_textwrap_lines_as_the_pack_and_draws_with_pillow
 def test_text_to_image_reads_fonts_from_models_fonts_by_stem(registry, tmp_folders):
     import shutil
     from PIL import ImageFont
-    dejavu = next((p for p in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",) if __import__("os").path.exists(p)),
-                  None)
-    if dejavu is None:
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    if not os.path.exists(dejavu):
         pytest.skip("no DejaVuSans.ttf on this machine to copy into models/fonts")
     (tmp_folders.models / "fonts" / "sub").mkdir(parents=True)
     shutil.copy(dejavu, tmp_folders.models / "fonts" / "sub" / "Deja.ttf")
