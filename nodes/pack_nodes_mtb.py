@@ -13,15 +13,23 @@ Image Premultiply, Image Tile Offset, Sharpen, Blur, Mask To Image, Image Compar
 Stack Images, Pick From Batch, Image Resize Factor, Batch Sequence Plus; and in
 nodes/pack_nodes_mtb2.py Animation Builder, Debug, Colored Image, Save Image Grid, Apply Text
 Template, Any To String, Smart Step, Interpolate Condition, Load Image Sequence, Save Image
-Sequence.
+Sequence, Float To Floats, Floats To Float, Floats To Ints, Match Dimensions, Curve, Curve To Float,
+Color Correct GPU, Save Gif, Styles Loader, Text To Image.
 
 Left out: the nodes that need models (FILM / RIFE interpolation, face swap and restore, DeepBump,
-ViTMatte, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History, Load
-Image From Url), and, for this round, the rest of the pack's model-free nodes (Batch Shake, Batch
-Transform, Plot Batch Float, Color Correct GPU, Deglaze Image, Text To Image, Curve / Curve To
-Float, Interpolate Clip Sequential, Styles Loader, Save Gif, Match Dimensions, Floats To Ints /
-Floats To Float / Float To Floats (type relabelling for other packs)): a save holding one of them is
-reported as needing comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Note Plus, an editor-only note
+ViTMatte, Whisper, upscalers, Image Remove Background), a service (Unsplash, Get Batch From History,
+Load Image From Url: graphflow fetches nothing from the network), and, so far, the rest of the
+pack's model-free nodes: Batch Shake and Batch Transform (below), Plot Batch Float (it draws with
+matplotlib, which is not a dependency here), Interpolate Clip Sequential (its editor
+adds replacement_N inputs and widgets and +/- buttons whose saved layout was not followed in this
+round), and the pack's other utilities (Crop / Uncrop / Bbox nodes, Transform Image, Latent Lerp,
+Tensor Ops, Audio nodes, Clock nodes, playlists, Export With Ffmpeg, Save Image, Save Tensors, Qr
+Code, Image H264 Compression, Get Item, Image Batch To Sublist / Sublist To Image Batch, To Device,
+Vae Decode, Auto Pan Equilateral, Model Patch Seamless, Model Pruner, Postshot, Filter Z, Color
+Input, Boolean Not, Coordinates To String, Extract Coordinates From Image, Generate Trimap, Split
+Bbox, Upscale Bbox By, BBox Force Dimensions): a save holding one of them is reported as needing
+comfy_mtb (graphflow.comfy_format.CUSTOM_PACKS). Deglaze Image is not registered by the pack (its
+class is commented out, and it needs opencv-contrib's guided filter). Note Plus, an editor-only note
 (its script's own node class), is read as a note (graphflow.comfy_format.NOTE_TYPES) and written
 back as itself. Batch Shake and Batch Transform need the pack's Transform Image, which is
 torchvision's pad and affine on PIL images (torchvision is not a dependency here).

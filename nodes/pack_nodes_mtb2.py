@@ -1,19 +1,26 @@
 """comfy_mtb's (MTB Nodes, melMass) model-free nodes continued from nodes/pack_nodes_mtb.py (which
 says which of the pack's nodes graphflow holds and which it leaves out): Animation Builder, Debug,
 Colored Image, Save Image Grid, Apply Text Template, Any To String, Smart Step, Interpolate
-Condition, Load Image Sequence and Save Image Sequence (inside the inputs / outputs folders). Read
+Condition, Load Image Sequence and Save Image Sequence (inside the inputs / outputs folders); and,
+in round 2, Float To Floats, Floats To Float, Floats To Ints, Match Dimensions, Curve, Curve To
+Float, Color Correct GPU, Save Gif (inside outputs), Styles Loader (models/styles/mtb) and Text To
+Image (fonts from models/fonts). Read
 from melMass/comfy_mtb: nodes/animation.py @c20da85e, nodes/debug.py @93f7c006, web/debug.js
 @0d0fb8e1, nodes/image_processing.py @265cb953, nodes/graph_utils.py @05fe61e0, nodes/conditions.py
-@edfbe34e, nodes/video.py @01c73e1c, web/mtb_widgets.js @f9a0998c."""
+@edfbe34e, nodes/video.py @01c73e1c, web/mtb_widgets.js @f9a0998c; round 2: nodes/curve.py and
+web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, nodes/generate.py @319c02d6, log.py @d687497d
+(class labels), utils.py's PIL_FILTER_MAP."""
 
 from __future__ import annotations
 
 import math
 
-from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, ComfyAlias, Float, Int, \
-    Node, NodeInputError, Text, check_interrupted, folders, show
-from nodes.image import _image
-from nodes.pack_nodes_mtb import _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
+from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
+    Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, safe_join, show, socket_type, \
+    warn
+from nodes.image import MAX_SIZE, _image
+from nodes.pack_nodes import MAX_LIST_ITEMS
+from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
 from nodes.strings import replaced_in_turn
 
 COMFY_PACK = "comfy_mtb"  # the custom node pack this module's ComfyUI classes come from
@@ -576,3 +583,507 @@ class MtbSaveImageSequence(Node):
                   overwrite=True)
         subfolder = path.parent.relative_to(folders.outputs.resolve()).as_posix()
         show(images=[{"filename": path.name, "subfolder": subfolder, "type": "output"}])
+
+
+# -- converters and Match Dimensions (nodes/graph_utils.py @05fe61e0) --------------------------------
+
+INTS = socket_type("INTS", "#4fc3f7", "A list of whole numbers (comfy_mtb's frame lists)")
+
+
+def _number_list(value, name: str) -> list:
+    """A list of numbers as given, or a clear refusal naming the input."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in value):
+        return list(value)
+    raise NodeInputError(name, "expected FLOATS: a list of numbers")
+
+
+class MtbFloatToFloats(Node):
+    """A FLOAT socket's value as FLOATS, for packs (AnimateDiff, IPAdapter, Fitz) that pass lists of
+    numbers on FLOAT sockets, as MTB's Float To Floats does. The pack hands the value on as it is;
+    here a lone number becomes a one-number list (the pack's own FLOATS nodes need a list, which a
+    lone number passed on as it is fails in) and a list is handed on as it is."""
+    category = "mtb/utils"
+    float: FLOAT
+    outputs = {"floats": FLOATS}
+    comfy = ComfyAlias(("Float To Floats (mtb)",), force_input=("float",))
+
+    def run(self):
+        if isinstance(self.float, (int, float)) and not isinstance(self.float, bool):
+            return [self.float]
+        return _number_list(self.float, "float")
+
+
+class MtbFloatsToFloat(Node):
+    """A FLOATS list handed on on a FLOAT socket, unchanged, for packs (AnimateDiff, IPAdapter, Fitz)
+    that read lists of numbers from FLOAT inputs, as MTB's Floats To Float does."""
+    category = "mtb/utils"
+    floats: FLOATS
+    outputs = {"float": FLOAT}
+    comfy = ComfyAlias(("Floats To Float (mtb)",))
+
+    def run(self):
+        return _number_list(self.floats, "floats")
+
+
+class MtbFloatsToInts(Node):
+    """Each number of the list made whole by cutting toward zero (Python's int()), given twice: as
+    INTS and on an INT socket (for frame interpolation nodes that read a list there), as MTB's Floats
+    To Ints does."""
+    category = "mtb/utils"
+    floats: FLOATS
+    outputs = {"INTS": INTS, "INT": INT}
+    comfy = ComfyAlias(("Floats To Ints (mtb)",), force_input=("floats",))
+
+    def run(self):
+        numbers = _number_list(self.floats, "floats")
+        if any(math.isinf(v) or math.isnan(v) for v in numbers if isinstance(v, float)):
+            raise NodeInputError("floats", "holds an infinite or NaN number, which has no whole value")
+        whole = [int(v) for v in numbers]
+        return whole, list(whole)
+
+
+def _matched_size(source_height: int, source_width: int, reference_height: int, reference_width: int,
+                  match: str) -> tuple[int, int]:
+    """(height, width) the pack resizes to: the reference's side, the other side from the source's
+    aspect ratio, cut to a whole number."""
+    aspect = source_width / source_height
+    if match == "height":
+        return reference_height, int(reference_height * aspect)
+    return int(reference_width / aspect), reference_width
+
+
+class MtbMatchDimensions(Node):
+    """The source images resized so that their height (or width) is the reference's, keeping the
+    source's aspect ratio (the other side cut to a whole number), by bicubic resampling with
+    antialiasing (torchvision's resize on tensors, which is torch's bicubic interpolate with
+    antialias), as MTB's Match Dimensions does; also the new width and height. A side that comes
+    to 0 or past 16384 is refused."""
+    category = "mtb/utils"
+    source: IMAGE
+    reference: IMAGE
+    match: str = Choice(("height", "width"), "height")
+    outputs = {"image": IMAGE, "new_width": INT, "new_height": INT}
+    comfy = ComfyAlias(("Match Dimensions (mtb)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        source, reference = inputs.get("source"), inputs.get("reference")
+        if source is None or reference is None or not source.height or not source.width:
+            return Estimate(source)
+        height, width = _matched_size(source.height, source.width, reference.height, reference.width,
+                                      widgets.get("match", "height"))
+        return Estimate(Size(source.batch, height, width))
+
+    def run(self):
+        import torch.nn.functional as F
+        source, reference = _image(self.source, "source"), _image(self.reference, "reference")
+        height, width = _matched_size(source.shape[1], source.shape[2], reference.shape[1], reference.shape[2],
+                                      self.match)
+        if min(height, width) < 1 or max(height, width) > MAX_SIZE:
+            raise NodeInputError("match", f"makes {width}×{height} images from the source's aspect ratio; sides "
+                                          f"must be 1 to {MAX_SIZE}")
+        resized = F.interpolate(source.movedim(-1, 1), size=(height, width), mode="bicubic", align_corners=False,
+                                antialias=True)
+        return resized.movedim(1, -1), width, height
+
+
+# -- curves (nodes/curve.py @c20da85e, web/curve_widget.js @c20da85e) ---------------------------------
+
+FLOAT_CURVE = socket_type("FLOAT_CURVE", "#80cbc4", "comfy_mtb's curve: points {index: {x, y}} in 0..1")
+# the pack's curve widget's starting value (two points, a straight line from 0, 0 to 1, 1)
+DEFAULT_CURVE = '{"0": {"x": 0, "y": 0}, "1": {"x": 1, "y": 1}}'
+
+
+def curve_points(curve, name: str) -> list[tuple[float, float]]:
+    """The curve's (x, y) points sorted by x, from the pack's widget value (a JSON object of
+    index -> {x, y}, as its editor saves it, or its text), or its older editor's list of {x, y}."""
+    import json
+    if isinstance(curve, str):
+        try:
+            curve = json.loads(curve)
+        except ValueError:
+            raise NodeInputError(name, "expected the curve's JSON: {\"0\": {\"x\": 0, \"y\": 0}, ...}") from None
+    points = list(curve.values()) if isinstance(curve, dict) else curve
+    if not isinstance(points, list) or not points or not all(
+            isinstance(p, dict) and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                        and math.isfinite(p[k]) for k in ("x", "y")) for p in points):
+        raise NodeInputError(name, "expected a curve of one or more points, each {\"x\": number, \"y\": number}")
+    return sorted(((float(p["x"]), float(p["y"])) for p in points), key=lambda point: point[0])
+
+
+def _curve_widgets(values):
+    """A UI save holds the curve widget's value as a JSON object: read as its text."""
+    import json
+    if isinstance(values, list) and values and isinstance(values[0], (dict, list)):
+        return [json.dumps(values[0]), *values[1:]]
+    return values
+
+
+def _curve_export(values):
+    """Written back as the pack's editor saves it: the JSON object, not its text."""
+    import json
+    if isinstance(values, list) and values and isinstance(values[0], str):
+        try:
+            return [json.loads(values[0]), *values[1:]]
+        except ValueError:
+            return values
+    return values
+
+
+def _curve_api_inputs(inputs):
+    import json
+    if isinstance(inputs.get("curve"), (dict, list)):
+        return {**inputs, "curve": json.dumps(inputs["curve"])}
+    return inputs
+
+
+class MtbCurve(Node):
+    """The pack's curve editor's points, handed on as a FLOAT_CURVE ({index: {x, y}}), as MTB's
+    Curve does. Here the curve is the widget's JSON text (a UI save's or an API prompt's JSON object
+    is read into it and a UI export writes the object back; an API export writes the text, which
+    the pack's Curve To Float cannot read in ComfyUI)."""
+    category = "mtb/curve"
+    curve: str = Text(DEFAULT_CURVE)
+    outputs = {"FLOAT_CURVE": FLOAT_CURVE}
+    comfy = ComfyAlias(("Curve (mtb)",), widgets=_curve_widgets, export_widgets=_curve_export,
+                       api_inputs=_curve_api_inputs)
+
+    def run(self):
+        import json
+        curve_points(self.curve, "curve")  # checked here, so that a bad curve names this node
+        return json.loads(self.curve)
+
+
+class MtbCurveToFloat(Node):
+    """`steps` evenly spaced values along the curve, as MTB's Curve To Float gives them: its points
+    sorted by x, x going from the least to the greatest point's x in steps - 1 equal steps, y
+    joined linearly between the points on either side; the list is given as FLOATS and on a FLOAT
+    socket (for packs that read lists there). Where rounding puts the last x a hair past the last
+    point (the pack then fails finding a point after it) the last point's y is given."""
+    category = "mtb/curve"
+    curve: FLOAT_CURVE
+    steps: int = Int(10, min=2)
+    outputs = {"FLOATS": FLOATS, "FLOAT": FLOAT}
+    comfy = ComfyAlias(("Curve To Float (mtb)",), force_input=("curve",))
+
+    def run(self):
+        import bisect
+        points = curve_points(self.curve, "curve")
+        if self.steps > MAX_LIST_ITEMS:
+            raise NodeInputError("steps", f"makes a list of {self.steps:,} numbers; the limit is {MAX_LIST_ITEMS:,}")
+        xs = [x for x, _ in points]
+        step_size = (xs[-1] - xs[0]) / (self.steps - 1)
+        values = []
+        for step in range(self.steps):
+            if step % 4096 == 0:
+                check_interrupted()
+            x = xs[0] + step_size * step
+            before = bisect.bisect_right(xs, x) - 1  # the last point at or before x
+            after = bisect.bisect_left(xs, x)  # the first point at or after x
+            if after == len(xs) or x == xs[before]:
+                values.append(points[before][1])
+            elif x == xs[after]:
+                values.append(points[after][1])
+            else:
+                (x1, y1), (x2, y2) = points[before], points[after]
+                values.append(y1 + (y2 - y1) * (x - x1) / (x2 - x1))
+        return values, list(values)
+
+
+# -- Color Correct GPU (nodes/image_processing.py @265cb953, MTB_ColorCorrectGPU) ---------------------------
+
+
+def _rgb_to_hsv(image):
+    """The pack's torch HSV: hue from the largest channel (the first of equal ones), 1e-7 added to
+    the spread and to the largest value where they divide."""
+    import torch
+    r, g, b = image.unbind(-1)
+    largest, which = image.max(-1)
+    spread = largest - image.min(-1).values
+    hue = torch.where(which == 0, (g - b) / (spread + 1e-7),
+                      torch.where(which == 1, 2.0 + (b - r) / (spread + 1e-7), 4.0 + (r - g) / (spread + 1e-7)))
+    return torch.stack(((hue / 6.0) % 1.0, spread / (largest + 1e-7), largest), dim=-1)
+
+
+def _hsv_to_rgb(hsv):
+    import torch
+    h, s, v = hsv.unbind(-1)
+    h = h * 6.0
+    sector = torch.floor(h)
+    f = h - sector
+    p, q, t = v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))
+    sector = sector.long() % 6
+    # (r, g, b) for each sixth of the hue circle
+    table = ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+    channels = []
+    for channel in range(3):
+        picked = table[5][channel]
+        for index in range(4, -1, -1):
+            picked = torch.where(sector == index, table[index][channel], picked)
+        channels.append(picked)
+    return torch.stack(channels, dim=-1)
+
+
+class MtbColorCorrectGPU(Node):
+    """The image colour-corrected in torch alone, as MTB's Color Correct GPU does: value ^ (1 /
+    gamma) × 2^exposure × contrast + offset (contrast a plain gain here, unlike Color Correct's),
+    then hue turned (wrapping), saturation and value multiplied in HSV computed in floats, clamp
+    to 0..1 if asked; with a mask, only where the mask is above 0 is changed. The work runs on the
+    device the image is on (graphflow's), so force_gpu is read but changes nothing; RGB images
+    only."""
+    category = "mtb/image processing"
+    image: IMAGE
+    force_gpu: bool = Bool(True)
+    clamp: bool = Bool(True)
+    gamma: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    contrast: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    exposure: float = Float(0.0, min=-5.0, max=5.0, step=0.01)
+    offset: float = Float(0.0, min=-5.0, max=5.0, step=0.01)
+    hue: float = Float(0.0, min=-0.5, max=0.5, step=0.01)
+    saturation: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    value: float = Float(1.0, min=0.0, max=5.0, step=0.01)
+    mask: MASK = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Color Correct GPU (mtb)",))
+
+    def run(self):
+        import torch
+        image = _image(self.image, "image")
+        if image.shape[3] != 3:
+            raise NodeInputError("image", f"{image.shape[3]} channels; Color Correct GPU takes RGB images")
+        if self.gamma == 0:
+            raise NodeInputError("gamma", "0 has no inverse (the pack raises 1 / gamma)")
+        mask = None
+        if self.mask is not None:
+            mask = _mask(self.mask, "mask")
+            if mask.shape[1:] != image.shape[1:3] or mask.shape[0] not in (1, image.shape[0]):
+                raise NodeInputError("mask", f"{tuple(mask.shape)}; expected 1 or {image.shape[0]} masks of "
+                                             f"{image.shape[2]}×{image.shape[1]}")
+        adjusted = image.pow(1 / self.gamma) * 2.0 ** self.exposure * self.contrast + self.offset
+        check_interrupted()
+        hsv = _rgb_to_hsv(adjusted)
+        hsv = torch.stack(((hsv[..., 0] + self.hue) % 1.0, hsv[..., 1] * self.saturation,
+                           hsv[..., 2] * self.value), dim=-1)
+        adjusted = _hsv_to_rgb(hsv)
+        if self.clamp:
+            adjusted = torch.clamp(adjusted, 0.0, 1.0)
+        if mask is None:
+            return adjusted
+        return torch.where(mask.to(image.device)[..., None].expand_as(image) > 0, adjusted, image)
+
+
+# -- Save Gif (nodes/io.py @c20da85e; utils.py's PIL_FILTER_MAP) ---------------------------------------
+
+PIL_FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")  # the pack's order
+
+
+class MtbSaveGif(Node):
+    """The images saved as an endless-loop GIF in the outputs folder (a new name of 10 random hex
+    digits, as the pack names it), as MTB's Save Gif does with Pillow: each frame 255 × value cut to
+    whole numbers, the frames then played backwards too with pingpong, resized by resize_by (each
+    side cut to a whole number) with resample_filter, int(1000 / fps) ms a frame, optimize passed to
+    Pillow. use_ffmpeg (the pack's other encoder) is not used here: the GIF is written with Pillow
+    and a warning says so. An empty batch saves nothing, as in the pack. RGB or RGBA images."""
+    category = "mtb/IO"
+    output_node = True
+    image: IMAGE
+    fps: int = Int(12, min=1, max=120)
+    resize_by: float = Float(1.0, min=0.1)
+    optimize: bool = Bool(False)
+    pingpong: bool = Bool(False)
+    resample_filter: str = Choice(PIL_FILTERS, "nearest")
+    use_ffmpeg: bool = Bool(False)
+    outputs = {}
+    comfy = ComfyAlias(("Save Gif (mtb)",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, factor = inputs.get("image"), widgets.get("resize_by")
+        if size is None or not isinstance(factor, (int, float)):
+            return Estimate(size)
+        frames = size.batch * (2 if widgets.get("pingpong") else 1)
+        return Estimate(Size(frames, int(size.height * max(factor, 1.0)), int(size.width * max(factor, 1.0))))
+
+    def run(self):
+        import uuid
+        from PIL import Image
+        image = _image(self.image, "image")
+        if image.shape[0] == 0:
+            return
+        if image.shape[3] not in (3, 4):
+            raise NodeInputError("image", f"{image.shape[3]} channels; a GIF is made of RGB or RGBA images")
+        height, width = image.shape[1:3]
+        if abs(self.resize_by - 1.0) > 1e-6:
+            height, width = int(height * self.resize_by), int(width * self.resize_by)
+            if min(height, width) < 1 or max(height, width) > MAX_SIZE:
+                raise NodeInputError("resize_by", f"makes {width}×{height} frames; sides must be 1 to {MAX_SIZE}")
+        if self.use_ffmpeg:
+            warn("use_ffmpeg: graphflow writes the GIF with Pillow (the pack's other encoder)")
+        frames = [Image.fromarray(pixels) for pixels in _bytes(image)]
+        if self.pingpong:
+            frames += frames[::-1]
+        if (height, width) != tuple(image.shape[1:3]):
+            resample = getattr(Image.Resampling, self.resample_filter.upper())
+            resized = []
+            for frame in frames:
+                check_interrupted()
+                resized.append(frame.resize((width, height), resample=resample))
+            frames = resized
+        name = f"{uuid.uuid4().hex[:10]}.gif"
+        path = safe_join(folders.outputs, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "xb") as file:  # a new file: never one already there
+            frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
+                           duration=int(1000 / self.fps), loop=0)
+        show(images=[{"filename": name, "subfolder": "", "type": "output"}])
+
+
+# -- Styles Loader (nodes/conditions.py @edfbe34e) -------------------------------------------------------
+
+STYLES_KIND, STYLES_SUBFOLDER = "styles", "mtb"  # models/styles/mtb/*.csv (graphflow/folders.py's styles kind)
+
+
+def mtb_styles() -> dict[str, tuple[str, str]]:
+    """name -> (positive, negative) from every CSV of models/styles/mtb, in file-name order (a later
+    file's style replaces an earlier one of the same name), read as the pack reads A1111's style
+    files: each row's first three cells (missing ones empty), a row without a name skipped, the
+    header row kept as a style named by its first cell, as the pack keeps it."""
+    import csv
+    from graphflow.folders import UnsafePathError
+    styles = {}
+    for name in folders.list_files_inside(STYLES_KIND, (".csv",)):
+        if name.rpartition("/")[0] != STYLES_SUBFOLDER:
+            continue
+        try:
+            path = folders.find_model(STYLES_KIND, name, inside=True)
+            with open(path, encoding="utf8", newline="") as file:
+                rows = list(csv.reader(file))
+        except (FileNotFoundError, UnsafePathError, UnicodeDecodeError, csv.Error):
+            continue  # the pack, too, goes on past a file it cannot parse
+        for row in rows:
+            style, positive, negative = (row + [None] * 3)[:3]
+            if style is not None:
+                styles[style] = (positive or "", negative or "")
+    return styles
+
+
+class MtbStylesLoader(Node):
+    """The positive and negative prompts of an A1111-style CSV style (rows name, positive, negative),
+    as MTB's Styles Loader gives them. The CSV files are read from models/styles/mtb (the pack reads
+    ComfyUI's styles folder, and copies its own styles.csv there when it is missing: graphflow ships
+    none, so with no CSV there the list is empty). The files are read afresh each time (the pack
+    reads them once per server start)."""
+    category = "mtb/conditioning"
+    style_name: str = Choice(lambda: list(mtb_styles()))
+    outputs = {"positive": STRING, "negative": STRING}
+    comfy = ComfyAlias(("Styles Loader (mtb)",))
+
+    def run(self):
+        styles = mtb_styles()
+        if self.style_name not in styles:
+            raise NodeInputError("style_name", f"{self.style_name!r} is in no CSV of models/styles/mtb")
+        return styles[self.style_name]
+
+
+# -- Text To Image (nodes/generate.py @319c02d6) ---------------------------------------------------------
+
+FONT_EXTENSIONS = (".ttf", ".otf", ".woff", ".woff2", ".eot")  # what the pack looks for in fonts/**
+WHISPER_CHUNKS = socket_type("WHISPER_CHUNKS", "#9e9e9e", "comfy_mtb's timed captions from Whisper (not made here)")
+PACK_FONT = "font"  # the pack's own font.ttf, which graphflow does not ship: Pillow's default font stands in
+
+
+def mtb_fonts() -> dict[str, str]:
+    """Font name (the file's stem, as the pack names them) -> its file in models/fonts; the pack's
+    own "font" first, which a models/fonts/font.ttf replaces."""
+    fonts = {PACK_FONT: ""}
+    for name in folders.list_files_inside("fonts", FONT_EXTENSIONS):
+        fonts[name.rpartition("/")[2].rsplit(".", 1)[0]] = name
+    return fonts
+
+
+class MtbTextToImage(Node):
+    """Text drawn with Pillow on a width × height RGBA picture, as MTB's Text To Image does: the
+    text stripped (trim), wrapped by Python's textwrap at width × h_coverage% / font_size × 2
+    characters (wrap), lines line_height × font_size apart, aligned left / center / right and
+    top / center / bottom and pushed in by the offsets, in `color` over `background` (Pillow's colour
+    names or #hex; a colour Pillow cannot read gives white text on black, as in the pack). The
+    image keeps its alpha channel (four channels), as the pack's does. Fonts are the files of
+    models/fonts, named by their stem as the pack names them; the pack's own "font" (its bundled
+    font.ttf, not shipped here) is drawn with Pillow's default font at font_size unless
+    models/fonts holds a font.ttf. Left out: whisper_chunks (Whisper's timed captions, which need
+    a speech model) is refused where linked; fps and fade_duration, used only with them, are read
+    and change nothing. A word longer than a fractional wrap width fails in the pack (textwrap
+    slices by the width) and is refused here naming `text`."""
+    category = "mtb/generate"
+    text: str = Text("Hello world!")
+    font: str = Choice(lambda: list(mtb_fonts()), PACK_FONT)
+    wrap: bool = Bool(True)
+    trim: bool = Bool(True)
+    line_height: float = Float(1.0, min=0.0, step=0.1)
+    font_size: int = Int(32, min=1, max=2500)
+    width: int = Int(512, min=1, max=8096, resource="width")
+    height: int = Int(512, min=1, max=8096, resource="height")
+    color: str = Text("black")
+    background: str = Text("white")
+    h_align: str = Choice(("left", "center", "right"), "left")
+    v_align: str = Choice(("top", "center", "bottom"), "top")
+    h_offset: int = Int(0, min=0, max=8096)
+    v_offset: int = Int(0, min=0, max=8096)
+    h_coverage: int = Int(100, min=1, max=100)
+    whisper_chunks: WHISPER_CHUNKS = None
+    fps: int = Int(24, min=1, max=60)
+    fade_duration: float = Float(0.5, min=0.0, max=5.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("Text To Image (mtb)",), optional=("whisper_chunks", "fps", "fade_duration"))
+
+    def run(self):
+        import textwrap
+        from PIL import Image, ImageColor, ImageDraw, ImageFont
+        from nodes.pack_nodes_essentials_misc import font_file
+        if self.whisper_chunks is not None:
+            raise NodeInputError("whisper_chunks", "timed captions from Whisper are not drawn here (they need a "
+                                                   "speech model): leave it unlinked")
+        fonts = mtb_fonts()
+        if self.font not in fonts:
+            raise NodeInputError("font", f"{self.font!r} is not a font file of models/fonts")
+        font = font_file(fonts[self.font], self.font_size, basic_layout=False) if fonts[self.font] \
+            else ImageFont.load_default(size=self.font_size)
+        try:
+            color, background = ImageColor.getrgb(self.color), ImageColor.getrgb(self.background)
+            color, background = (color + (255,))[:4], (background + (255,))[:4]
+        except ValueError:
+            warn(f"color {self.color!r} / background {self.background!r}: not both colours; white on black, "
+                 "as the pack falls back")
+            color, background = (255, 255, 255, 255), (0, 0, 0, 255)
+        text = self.text.strip() if self.trim else self.text
+        if self.wrap:
+            try:
+                lines = textwrap.wrap(text, width=self.width / 100 * self.h_coverage / self.font_size * 2)
+            except TypeError:
+                raise NodeInputError("text", "holds a word longer than the wrap width, which is not a whole "
+                                             "number of characters (the pack fails here): widen or unwrap") from None
+        else:
+            lines = [text]
+        layer = Image.new("RGBA", (self.width, self.height), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        step = self.line_height * self.font_size
+        if self.v_align == "top":
+            y = self.v_offset
+        elif self.v_align == "center":
+            y = (self.height - step * len(lines)) // 2 + self.v_offset
+        else:
+            y = self.height - step * len(lines) - self.v_offset
+        for line in lines:
+            check_interrupted()
+            line_width = font.getlength(line)
+            if self.h_align == "left":
+                x = self.h_offset
+            elif self.h_align == "center":
+                x = (self.width - line_width) // 2 + self.h_offset
+            else:
+                x = self.width - line_width - self.h_offset
+            draw.text((x, y), line, fill=color, font=font)
+            y += step
+        picture = Image.alpha_composite(Image.new("RGBA", (self.width, self.height), background), layer)
+        return _from_bytes(picture)[None]
