@@ -24,11 +24,17 @@ Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), Mikey Sa
 Mikey Sampler Base Only Advanced (the pack's own tiling and histogram matching), AddMetaData /
 SaveMetaData (they change ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM
 prompt nodes (a web service) and the pack's other later nodes; the pack's <random:a:b> syntax in
-Prompt With Style / SDXL (refused there; Wildcard Processor makes it, as read in a 268,857-character
-version of mikey_nodes.py, process / process_wildcard_syntax / process_random_syntax, whose commit
-the tool did not give) and %date:...% / %node.widget% replacement; the later wildcard grammar
-(comment lines, the !, +, -, * offset marks, bracketless N$$__name__); Ratio Advanced's presets
-(user_ratio_presets.json) and the user_ratios.json additions to the ratio list.
+Prompt With Style / SDXL (refused there; Wildcard Processor makes it) and %date:...% / %node.widget%
+replacement; the later wildcard grammar (comment lines, the !, +, -, * offset marks, bracketless
+N$$__name__); Ratio Advanced's presets (user_ratio_presets.json) and the user_ratios.json additions to the ratio list.
+
+Wildcard Processor's {a|b} choice pass, <random:a:b> numbers and up-to-10-more-passes loop follow
+code that is commented out: WildcardProcessor.process, process_wildcard_syntax and
+process_random_syntax as they stand, each line behind "# ", in a 268,857-character version of
+mikey_nodes.py (its commit not given by the tool). No live copy of that code was found in the
+index: the live versions read hold a Wildcard Processor that only replaces __wildcards__, and
+later wildcard modules use another choice pattern ({([^{}]*)}, or brace expansion). So these passes
+are the pack's once-written (then disabled) behaviour, not necessarily what its current release does.
 """
 
 from __future__ import annotations
@@ -583,7 +589,8 @@ class MikeyWildcardProcessor(Node):
     under a time limit first (runs like "__a|__a|..." make the pattern backtrack) and refused where
     that runs out. Not done: the pack's %date:...% and %node.widget% replacement; the later
     bracketless N$$__name__ (read here as the text N$$ then __name__), comment lines and the !, +,
-    -, * offset marks."""
+    -, * offset marks. The choices, numbers and passes follow code the pack has commented out (no
+    live copy found): its live Wildcard Processor may replace only __wildcards__."""
     category = "Mikey/Text"
     prompt: str = Text("", multiline=True)
     seed: int = Int(0, min=0, max=SEED_MAX)
