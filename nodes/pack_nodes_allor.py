@@ -44,12 +44,20 @@ TRUE_FALSE = ("true", "false")
 MOST_RANK_SIZE = 63  # the rank filters' and the bilateral filter's widest window (their work grows as its square)
 # The window filters work a strip of STRIP_ROWS rows at a time (with their window's reach of
 # rows above and below, so the pixels equal one call's), a stop request heard between strips, and
-# refuse work beyond these bounds (about two minutes an image on a desktop CPU, measured):
+# refuse work beyond these bounds, set so that each widget's largest window runs on pictures up to
+# ORDINARY_SIDE² (SDXL's sizes): PIL's rank filters at 63² take minutes there (measured on a
+# shared 2-core machine, RGB 1536²: Rank ~6.5, Min / Max ~5.5, Mode ~0.7 minutes), heard stopping
+# between strips:
 STRIP_ROWS = 256
-MOST_RANK_WORK = 1 << 32  # PIL's rank / min / max / mode filters: window area × pixels
-MOST_BILATERAL_WORK = 1 << 36  # OpenCV's bilateralFilter: window area × pixels
-MOST_MEDIAN_WORK = 1 << 33  # OpenCV's medianBlur (8-bit, its histogram method): window width × pixels
-MOST_GAUSSIAN_WORK = 1 << 34  # OpenCV's GaussianBlur (separable): (kernel width + height) × pixels
+ORDINARY_SIDE = 1536
+MOST_RANK_WORK = MOST_RANK_SIZE ** 2 * ORDINARY_SIDE ** 2  # PIL's rank / min / max / mode: window area × pixels
+MOST_BILATERAL_WORK = 1 << 36  # OpenCV's bilateralFilter: window area × pixels (63² on 1536² is 2^33.1)
+# OpenCV's medianBlur (8-bit, its histogram method): window width × pixels, about 3 minutes here; a
+# window as tall as the picture makes one call, so this bounds what a stop can't interrupt
+MOST_MEDIAN_WORK = 1 << 33
+# OpenCV's GaussianBlur (separable): (kernel width + height) × pixels; the largest kernels (1023 ×
+# 1023) up to about 2896² pictures
+MOST_GAUSSIAN_WORK = 1 << 34
 
 
 # -- the pack's PIL and OpenCV round trips --------------------------------------------------------
@@ -995,8 +1003,9 @@ class AllorImageFilterRank(_PilFilter):
     """PIL's RankFilter over a (size + 1)² window: each pixel the rank-th smallest value of its
     window (0: the least), each channel apart, 8-bit. size must be even (the window odd); at most
     62 here, as the work grows with the window's area, and refused where window area × pixels
-    passes 2³² (a 63² window on 1024² pictures is about the most); worked by strips of rows, so a
-    stop is heard within an image."""
+    passes 63² × 1536² (the largest window runs on pictures up to 1536², taking minutes there:
+    about 6.5 for an RGB 1536² picture on a 2-core machine); worked by strips of rows, so a stop is
+    heard within an image."""
     size: int = _window_input()
     rank: int = Int(1, min=0, max=MOST_RANK_SIZE ** 2, step=1)
     comfy = ComfyAlias(("ImageFilterRank",))
@@ -1107,8 +1116,9 @@ class AllorImageFilterGaussianBlur(Node):
     """OpenCV's GaussianBlur with a (size_x - 1) × (size_y - 1) kernel (sizes even) and a sigma of
     size_x - 1 pixels both ways, on each image, alpha apart. (The pack passes size_y - 1 where
     OpenCV takes its output array, which it then ignores: the vertical sigma is the horizontal one.)
-    Refused where (kernel width + height) × pixels passes 2³⁴ (the pack's largest kernel is fine up
-    to about 4096² pictures); worked by strips of rows, so a stop is heard within an image."""
+    Refused where (kernel width + height) × pixels passes 2³⁴ (the largest kernel, 1023 × 1023,
+    runs on pictures up to about 2896²); worked by strips of rows, so a stop is heard within an
+    image."""
     category = "image/filter"
     images: IMAGE
     size_x: int = Int(10, min=2, max=1024, step=2)
@@ -1164,10 +1174,11 @@ class AllorImageFilterStackBlur(Node):
 
 class AllorImageFilterMedianBlur(Node):
     """OpenCV's medianBlur with a (size - 1)-wide window (size even, at least 4) on each image in
-    8-bit (x · 255 cut to whole levels, as the pack), alpha apart. Unlike the pack, a window wider
-    than the pictures' shorter side is refused (8192 on a 1024² picture held one uninterruptible
-    call for minutes), as is window × pixels past 2³³; worked by strips of rows, so a stop is heard
-    within an image."""
+    8-bit (x · 255 cut to whole levels, as the pack), alpha apart; a window wider than the picture
+    works as OpenCV's (borders repeated). Unlike the pack, window × pixels past 2³³ is refused (a
+    window as tall as the picture is one call a stop can't interrupt: 8192 on a 1024² picture held
+    one for minutes; sizes up to about 3640 run on 1536² pictures); worked by strips of rows, so a
+    stop is heard within an image."""
     category = "image/filter"
     images: IMAGE
     size: int = Int(10, min=1, max=MAX_SIZE, step=2)
@@ -1178,11 +1189,6 @@ class AllorImageFilterMedianBlur(Node):
         import cv2
         import numpy as np
         kernel = _odd_kernel(self.size, "size")
-        height, width = _image(self.images, "images").shape[1:3]
-        if kernel > min(height, width):
-            most = (min(height, width) + 1) // 2 * 2  # the largest even size whose window fits
-            raise NodeInputError("size", f"{self.size}: a window of {kernel} is wider than the pictures' shorter side "
-                                         f"({min(height, width)}); expected at most {most}")
         _check_work(self.images, kernel, MOST_MEDIAN_WORK, "size", self.size, f"a window of {kernel}")
 
         def median(x):

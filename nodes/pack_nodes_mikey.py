@@ -24,11 +24,17 @@ Prompt With Style V2 / V3 (LoRA-in-prompt loading and several encodes), Mikey Sa
 Mikey Sampler Base Only Advanced (the pack's own tiling and histogram matching), AddMetaData /
 SaveMetaData (they change ComfyUI's hidden extra_pnginfo, which nodes here can't reach), the LLM
 prompt nodes (a web service) and the pack's other later nodes; the pack's <random:a:b> syntax in
-Prompt With Style / SDXL (refused there; Wildcard Processor makes it, as read in a 268,857-character
-version of mikey_nodes.py, process / process_wildcard_syntax / process_random_syntax, whose commit
-the tool did not give) and %date:...% / %node.widget% replacement; the later wildcard grammar
-(comment lines, the !, +, -, * offset marks, bracketless N$$__name__); Ratio Advanced's presets
-(user_ratio_presets.json) and the user_ratios.json additions to the ratio list.
+Prompt With Style / SDXL (refused there; Wildcard Processor makes it) and %date:...% / %node.widget%
+replacement; the later wildcard grammar (comment lines, the !, +, -, * offset marks, bracketless
+N$$__name__); Ratio Advanced's presets (user_ratio_presets.json) and the user_ratios.json additions to the ratio list.
+
+Wildcard Processor's {a|b} choice pass, <random:a:b> numbers and up-to-10-more-passes loop follow
+code that is commented out: WildcardProcessor.process, process_wildcard_syntax and
+process_random_syntax as they stand, each line behind "# ", in a 268,857-character version of
+mikey_nodes.py (its commit not given by the tool). No live copy of that code was found in the
+index: the live versions read hold a Wildcard Processor that only replaces __wildcards__, and
+later wildcard modules use another choice pattern ({([^{}]*)}, or brace expansion). So these passes
+are the pack's once-written (then disabled) behaviour, not necessarily what its current release does.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Choice, ComfyAlias, \
-    Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, warn
+    Float, Int, ListOf, Node, NodeInputError, Text, check_interrupted, folders, safe_join, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
 from nodes.loaders import LoadCheckpoint
@@ -419,13 +425,42 @@ def wildcard_lines(name: str, input_name: str = "prompt") -> list[str]:
                                      f"({folders.model_dirs('wildcards')[0]})")
 
 
-def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt") -> str:
+# work one Wildcard Processor run may do over all its passes: characters of text produced and
+# wildcard-file lines looked at (nested wildcard files can grow the text threefold a pass)
+MAX_WILDCARD_WORK = 30_000_000
+
+
+class WildcardWork:
+    """One prompt's wildcard work: each file's lines read once, and a budget shared by all passes,
+    refused naming the input once spent."""
+
+    def __init__(self, input_name: str = "prompt"):
+        self.input_name = input_name
+        self.files: dict[str, list[str]] = {}
+        self.spent = 0
+
+    def spend(self, amount: int) -> None:
+        self.spent += amount
+        if self.spent > MAX_WILDCARD_WORK:
+            raise NodeInputError(self.input_name, f"the wildcards and choices need more than {MAX_WILDCARD_WORK:,} "
+                                                  f"characters produced and lines looked at over all passes (wildcard "
+                                                  f"files that hold wildcards grow the text each pass)")
+
+    def lines(self, name: str) -> list[str]:
+        if name not in self.files:
+            self.files[name] = wildcard_lines(name, self.input_name)
+        return self.files[name]
+
+
+def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt", work: WildcardWork | None = None) -> str:
     """The pack's find_and_replace_wildcards: each __name__ is replaced by the line at place
     offset mod n of wildcards/name.txt (stripped), the offset starting at the seed and moving on
     by the lines each wildcard took; [N$$__name__] takes N lines from there, joined by ","; with
     |words, each line is the next from there holding any of the words (whole words, any case). A
     name seen before in the prompt reads at an offset drawn from Python's random seeded with the
-    seed (random.seed(seed); random.randint(0, 1000000)), as the pack does."""
+    seed (random.seed(seed); random.randint(0, 1000000)), as the pack does. work: the budget and
+    read files shared by a prompt's passes (a fresh one where not given)."""
+    work = work or WildcardWork(input_name)
     if len(prompt) > UNGUARDED_PROMPT:
         from nodes.strings import _guarded
 
@@ -434,16 +469,18 @@ def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt") -> str
     offset = seed
     seen = []
     out = []
+    length = 0  # of the text in out
     last_end = 0
     for match in WILDCARD.finditer(prompt):
         _, count_text, name, words_text = match.groups()
         out.append(prompt[last_end:match.start()])
+        length += match.start() - last_end
         last_end = match.end()
         words = words_text.split("|")[1:] if words_text else None
         count = int(count_text) if count_text else 1
         if count > MAX_WILDCARD_LINES:
             raise NodeInputError(input_name, f"[{count}$$__{name}__] asks for more than {MAX_WILDCARD_LINES} lines")
-        lines = wildcard_lines(name, input_name)
+        lines = work.lines(name)
         at = rng.randint(0, 1000000) if name in seen else offset
         picked = []
         if words:
@@ -455,18 +492,21 @@ def replace_wildcards(prompt: str, seed: int, input_name: str = "prompt") -> str
                     if any(p.search(line) for p in patterns):
                         picked.append(line)
                         break
+                work.spend(j + 1)
         else:
             picked = [lines[(at % len(lines) + i) % len(lines)].strip() for i in range(count)]
         out.append(picked[0] if len(picked) == 1 else ",".join(picked))
+        length += len(out[-1])
+        work.spend(len(out[-1]) + count)
         seen.append(name)
         offset += count
-        fits(sum(map(len, out)), input_name)
+        fits(length, input_name)
     out.append(prompt[last_end:])
     return "".join(out)
 
 
-# the pack's {a|b|c} choice: braces without a } inside, each replaced (every copy of it) by one part
-CHOICE = re.compile(r"{([^}]+)}")
+# the pack's {a|b|c} choice, its pattern {([^}]+)} (braces without a } inside), each replaced (every
+# copy of it) by one part; found by choice_spans, as that pattern's search backtracks on many "{"
 # the pack's <random:low:high> numbers; its -?\d*\.?\d+ written as the same numbers' form that can't
 # backtrack over a long run of digits
 NUMBER = r"-?(?:\d+(?:\.\d+)?|\.\d+)"
@@ -476,17 +516,33 @@ WILDCARD_PASSES = 10  # the pack's: more passes for wildcards that wildcard file
 MAX_CHOICE_WORK = 10 ** 8
 
 
+def choice_spans(text: str):
+    """(start, end) of each match of the pack's {([^}]+)} in text, as re.finditer finds them, in
+    one pass: from each "{", the next "}" ends the match, unless it follows at once ("{}", no
+    match there: on from the next "{"); with no "}" after a "{" there are no more matches."""
+    start = text.find("{")
+    while start != -1:
+        end = text.find("}", start + 1)
+        if end == -1:
+            return
+        if end == start + 1:
+            start = text.find("{", end)
+            continue
+        yield start, end + 1
+        start = text.find("{", end + 1)
+
+
 def replace_choices(prompt: str, seed: int, input_name: str = "prompt") -> str:
     """The pack's process_wildcard_syntax: after random.seed(seed), each {a|b} of the prompt as
     written, in turn, replaced wherever it stands by random.choice of its |-parts."""
-    matches = list(CHOICE.finditer(prompt))  # the matches of the prompt as given, as the pack's
+    matches = [prompt[start:end] for start, end in choice_spans(prompt)]  # of the prompt as given, as the pack's
     if len(matches) * len(prompt) > MAX_CHOICE_WORK:
         raise NodeInputError(input_name, f"{len(matches):,} {{a|b}} choices in {len(prompt):,} characters: each is "
                                          f"replaced through the whole text, too much work (at most "
                                          f"{MAX_CHOICE_WORK:,} characters scanned)")
     rng = random.Random(seed)
     for match in matches:
-        prompt = prompt.replace(match.group(0), rng.choice(match.group(1).split("|")))
+        prompt = prompt.replace(match, rng.choice(match[1:-1].split("|")))
     return prompt
 
 
@@ -501,16 +557,21 @@ def process_prompt(prompt: str, seed: int, input_name: str = "prompt") -> str:
     """The pack's Wildcard Processor pass: {a|b} choices, <random:a:b> numbers, then wildcards,
     each seeded with the seed; while wildcards changed the text, again (up to 10 more passes), so
     that wildcards and choices inside wildcard files are replaced too. Each pass's text is held to
-    the text limit."""
+    the text limit, and all passes to one budget of work (MAX_WILDCARD_WORK); each wildcard file
+    is read once."""
+    work = WildcardWork(input_name)
+
     def one_pass(text: str) -> tuple[str, str]:
         text = replace_random_numbers(replace_choices(text, seed, input_name), seed)
         fits(len(text), input_name)
-        return text, replace_wildcards(text, seed, input_name)
+        work.spend(len(text))
+        return text, replace_wildcards(text, seed, input_name, work)
 
     before, after = one_pass(prompt)
     for _ in range(WILDCARD_PASSES):
         if after == before:
             break
+        check_interrupted()
         before, after = one_pass(after)
     return after
 
@@ -528,7 +589,8 @@ class MikeyWildcardProcessor(Node):
     under a time limit first (runs like "__a|__a|..." make the pattern backtrack) and refused where
     that runs out. Not done: the pack's %date:...% and %node.widget% replacement; the later
     bracketless N$$__name__ (read here as the text N$$ then __name__), comment lines and the !, +,
-    -, * offset marks."""
+    -, * offset marks. The choices, numbers and passes follow code the pack has commented out (no
+    live copy found): its live Wildcard Processor may replace only __wildcards__."""
     category = "Mikey/Text"
     prompt: str = Text("", multiline=True)
     seed: int = Int(0, min=0, max=SEED_MAX)

@@ -412,15 +412,16 @@ def _sequence_picture(path):
     return image, mask[None]
 
 
-def _sequence_header(path) -> tuple[int, int, bool]:
-    """(height, width, has alpha) of the picture _sequence_picture would make of the file, from
-    its header alone (nothing decoded): the sides swapped where its EXIF orientation turns it."""
+def _sequence_pixels(path) -> tuple[int, int]:
+    """(height, width) of the file's picture as its header states them, nothing decoded: its pixel
+    count is that of the picture _sequence_picture makes (an EXIF turn swaps the sides only, and
+    reading the EXIF of a PNG without it decodes the whole picture, so the sides are compared
+    after decoding)."""
     from PIL import Image
     try:
         with Image.open(path) as opened:
             width, height = opened.size
-            turned = opened.getexif().get(0x0112) in (5, 6, 7, 8)
-            return (width, height, "A" in opened.getbands()) if turned else (height, width, "A" in opened.getbands())
+            return height, width
     except (OSError, Image.DecompressionBombError) as e:
         raise NodeInputError("path", f"can't read {path.name!r} as an image: {e}") from None
 
@@ -528,16 +529,15 @@ class MtbLoadImageSequence(Node):
         files = self.frames()
         if not files:
             raise NodeInputError("path", f"no frames match {self.path!r} in the inputs folder")
-        # every frame's size from its header first: mixed sizes are refused, and the memory checked
-        # for the frames as they are, before any is decoded
-        headers = [_sequence_header(file) for file in files]
-        for file, header in zip(files, headers):
-            if header != headers[0]:
-                raise NodeInputError("path", f"{file.name!r} is {header[1]}×{header[0]}{' with alpha' * header[2]}, "
-                                             f"{files[0].name!r} {headers[0][1]}×{headers[0][0]}"
-                                             f"{' with alpha' * headers[0][2]}: the frames differ in size (or some "
-                                             "have alpha and some not), so they can't make one batch")
-        height, width, _ = headers[0]
+        # every frame's pixel count from its header first: frames of other counts are refused, and the
+        # memory checked for the frames as they are, before any is decoded
+        sizes = [_sequence_pixels(file) for file in files]
+        for file, (height, width) in zip(files, sizes):
+            if height * width != sizes[0][0] * sizes[0][1]:
+                raise NodeInputError("path", f"{file.name!r} is {width}×{height}, {files[0].name!r} "
+                                             f"{sizes[0][1]}×{sizes[0][0]}: the frames differ in size, so they can't "
+                                             "make one batch")
+        height, width = sizes[0]
         check_run_memory("path", f"loads {len(files)} frames", images=Size(len(files), height, width))
         pictures = []
         for file in files:

@@ -822,12 +822,26 @@ def test_window_filters_by_strips_give_one_calls_pixels_and_hear_a_stop(registry
 def test_window_filters_refuse_work_beyond_reason_naming_size(registry, monkeypatch):
     import nodes.pack_nodes_allor as allor
     images = _images(21, batch=1, height=40, width=30)
-    # the real bounds: the pack's largest rank window is fine on a 1024² picture, not on an 8192² one
-    assert 63 * 63 * 1024 * 1024 <= allor.MOST_RANK_WORK < 63 * 63 * 8192 * 8192
-    # the median's window wider than the picture's shorter side (8192 on 1024² held one call for minutes)
-    _refused(registry, "AllorImageFilterMedianBlur", "size", "shorter side .30.; expected at most 30", images=images,
-             size=34)
-    assert call(registry, "AllorImageFilterMedianBlur", images=images, size=30).shape == images.shape
+    # the real bounds: each widget's largest window runs on pictures up to 1536² (not on 8192² ones);
+    # the Gaussian's largest kernels up to about 2896², as its help says
+    assert 63 * 63 * 1536 * 1536 <= allor.MOST_RANK_WORK < 63 * 63 * 8192 * 8192
+    assert 63 * 63 * 1536 * 1536 <= allor.MOST_BILATERAL_WORK
+    assert 2046 * 2896 ** 2 <= allor.MOST_GAUSSIAN_WORK < 2046 * 2898 ** 2
+    # ... through the nodes: the largest rank / min / max / mode window on an SDXL 1024 × 1536
+    # picture is not refused (the filtering itself left out here: minutes)
+    sdxl = torch.zeros(1, 1536, 1024, 3)
+    monkeypatch.setattr(allor, "_pil_by_strips", lambda picture, image_filter, reach: picture)
+    for name in ("Rank", "Min", "Max", "Mode"):
+        extra = {"rank": 1} if name == "Rank" else {}
+        assert call(registry, f"AllorImageFilter{name}", images=sdxl, size=62, **extra).shape == sdxl.shape, name
+        _refused(registry, f"AllorImageFilter{name}", "size", "beyond", images=torch.zeros(1, 1537, 1536, 3),
+                 size=62, **extra)
+    monkeypatch.undo()
+    # a median window wider than the picture works as the pack's (OpenCV's) call: its default on 8 × 7
+    small = _images(23, batch=1, height=8, width=7)
+    for size in (10, 34):
+        median = call(registry, "AllorImageFilterMedianBlur", images=small, size=size)
+        assert torch.equal(median, _layers((small * 255).to(torch.uint8), lambda x: cv2.medianBlur(x, size - 1)) / 255)
     monkeypatch.setattr(allor, "MOST_RANK_WORK", 25 * 40 * 30)  # a 5² window on 40 × 30 is the most
     assert call(registry, "AllorImageFilterMode", images=images, size=4).shape == images.shape
     _refused(registry, "AllorImageFilterMode", "size", "beyond", images=images, size=6)

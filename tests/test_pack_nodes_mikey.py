@@ -833,3 +833,58 @@ def test_long_prompts_are_searched_under_a_time_limit(registry, wildcards):
     with pytest.raises(NodeInputError, match="was stopped") as caught:  # the pattern backtracks on runs of "__a|"
         call(registry, "Wildcard Processor", prompt="__a|" * 50000, seed=0)
     assert caught.value.input == "prompt"
+
+
+def test_choices_found_in_one_pass_as_the_packs_pattern_finds_them(registry, wildcards):
+    import time
+
+    from nodes.pack_nodes_mikey import choice_spans
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        text = "".join(rng.choice("{}{}a|b\n") for _ in range(rng.randrange(0, 14)))
+        assert list(choice_spans(text)) == [m.span() for m in re.finditer(r"{([^}]+)}", text)], text
+    # many "{" and no "}": the pattern backtracks (quadratic: minutes for a few 100,000 characters)
+    started = time.perf_counter()
+    assert call(registry, "Wildcard Processor", prompt="{a" * 200_000, seed=0) == "{a" * 200_000
+    assert time.perf_counter() - started < 5
+
+
+def test_nested_wildcards_share_one_budget_and_read_each_file_once(registry, wildcards, monkeypatch):
+    import nodes.pack_nodes_mikey as mikey
+    from graphflow.context import Interrupted
+
+    reads = []
+    real_lines = mikey.wildcard_lines
+    monkeypatch.setattr(mikey, "wildcard_lines", lambda name, input_name="prompt": reads.append(name) or
+                        real_lines(name, input_name))
+    words = mikey.process_prompt("__colour__ " * 20_000, 0).split()
+    assert len(words) == 20_000 and set(words) <= {"red", "green", "blue", "yellow", "black"}
+    assert reads == ["colour"]  # one read for 20,000 wildcards
+    # a file naming itself three times: the text grows threefold each pass, 11 passes
+    (wildcards / "grow.txt").write_text("__grow__ __grow__ __grow__\n", encoding="utf-8")
+    reads.clear()
+    out = mikey.process_prompt("__grow__", 0)
+    assert out.count("__grow__") == 3 ** 11 and reads == ["grow"]
+    # all passes count against one budget, refused naming the prompt
+    produced = sum(len("__grow__ " * 3 ** k) for k in range(1, 8))
+    monkeypatch.setattr(mikey, "MAX_WILDCARD_WORK", produced)
+    with pytest.raises(NodeInputError, match="over all passes") as caught:
+        call(registry, "Wildcard Processor", prompt="__grow__", seed=0)
+    assert caught.value.input == "prompt"
+    # a long text that stays long: each pass within the text limit, all of them over the budget
+    (wildcards / "loop.txt").write_text("x __loop__\n", encoding="utf-8")
+    monkeypatch.setattr(mikey, "MAX_WILDCARD_WORK", 5 * 100_000)
+    with pytest.raises(NodeInputError, match="over all passes"):
+        mikey.process_prompt("y" * 100_000 + "__loop__", 0)
+    # the passes can be interrupted
+    calls = []
+
+    def interrupt():
+        calls.append(1)
+        raise Interrupted("stop")
+    monkeypatch.setattr(mikey, "check_interrupted", interrupt)
+    monkeypatch.setattr(mikey, "MAX_WILDCARD_WORK", 10 ** 9)
+    with pytest.raises(Interrupted):
+        mikey.process_prompt("__loop__", 0)
+    assert calls == [1]

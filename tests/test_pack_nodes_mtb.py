@@ -902,20 +902,35 @@ def test_load_image_sequence_one_frame_all_and_a_range(registry, tmp_folders):
 def test_load_image_sequence_refuses_mixed_frames_from_their_headers_before_decoding(registry, tmp_folders,
                                                                                      monkeypatch):
     """Every frame's size is read from its header first: a small first frame no longer hides a
-    big one from the memory check, and mixed sizes (or alpha and none) are refused undecoded."""
+    big one from the memory check, and frames of other pixel counts are refused with nothing
+    decoded (PIL's load watched: a PNG's EXIF read decodes the picture)."""
+    from PIL import ImageFile
     from graphflow.api import folders
-    import nodes.pack_nodes_mtb2 as mtb2
     _write_frames(folders.inputs / "mix", ["0001.png"], size=(2, 2))
     _write_frames(folders.inputs / "mix", ["0002.png"], size=(3000, 2000))
-    _write_frames(folders.inputs / "alpha", ["0001.png"])
-    _write_frames(folders.inputs / "alpha", ["0002.png"], alpha=True)
-    decoded = []
-    monkeypatch.setattr(mtb2, "_sequence_picture", lambda path: decoded.append(path))
-    for folder, said in (("mix", "3000×2000"), ("alpha", "with alpha")):
-        with pytest.raises(NodeInputError) as caught:
-            node(registry, "Load Image Sequence (mtb)", path=f"{folder}/####.png", current_frame=-1)
-        assert caught.value.input == "path" and said in str(caught.value)
+    decoded, real_load = [], ImageFile.ImageFile.load
+
+    def watched_load(picture):
+        decoded.append(picture.size)
+        return real_load(picture)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", watched_load)
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Load Image Sequence (mtb)", path="mix/####.png", current_frame=-1)
+    assert caught.value.input == "path" and "3000×2000" in str(caught.value)
     assert decoded == []
+    # frames differing only in alpha make one batch where the masks agree: the pack's 64 × 64
+    # placeholder for a picture without alpha, a 64 × 64 picture's own alpha
+    pictures = _write_frames(folders.inputs / "alpha", ["0001.png"], size=(64, 64))
+    pictures.update(_write_frames(folders.inputs / "alpha", ["0002.png"], size=(64, 64), alpha=True))
+    images, masks, _, total = node(registry, "Load Image Sequence (mtb)", path="alpha/####.png", current_frame=-1)
+    assert total == 2 and np.array_equal(u8(images[1]), pictures["0002.png"][..., :3])
+    assert torch.equal(masks[0], torch.zeros(64, 64))
+    assert torch.allclose(masks[1], 1.0 - torch.from_numpy(pictures["0002.png"][..., 3] / 255.0).float())
+    _write_frames(folders.inputs / "alpha6", ["0001.png"])
+    _write_frames(folders.inputs / "alpha6", ["0002.png"], alpha=True)
+    with pytest.raises(NodeInputError, match="differ in size") as caught:  # 64 × 64 zeros and a 6 × 4 mask
+        node(registry, "Load Image Sequence (mtb)", path="alpha6/####.png", current_frame=-1)
+    assert caught.value.input == "path"
     monkeypatch.undo()  # the real decoder back
     import graphflow.api
     from graphflow.api import Size
