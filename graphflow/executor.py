@@ -197,9 +197,10 @@ class Executor:
                 linked = {name: values[src][index] for name, (src, index) in node.links.items()}
                 outputs = _run_node(node, ctx, linked)
             except (Interrupted, ForcedInterrupt) as e:
-                # a node that stopped the run itself (nobody set the interrupt) says why
+                # a node that stopped the run itself (nobody set the interrupt) says why, where it gives one
+                reason = "" if interrupt.is_set() else str(e)
                 self._interrupted(result, emit, node_id, node_type,
-                                  "while it ran" if interrupt.is_set() else f"while it ran: {e}")
+                                  f"while it ran: {reason}" if reason else "while it ran")
                 return
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
                 self._fail(result, emit, node_id, node_type, e, ctx)

@@ -491,6 +491,34 @@ def test_a_node_can_end_the_run_after_itself(toy_registry):
     assert runs["StopHere"] == before + 1
 
 
+def test_a_node_stopping_the_run_gives_its_reason_where_it_has_one(toy_registry):
+    """A node raising Interrupted(reason) itself: the message carries the reason; a bare
+    Interrupted() ends the message without a dangling colon."""
+    from graphflow.api import Interrupted, Node, Text
+    from toy_nodes import NUMBER
+
+    class Halt(Node):
+        category = "test"
+        x: NUMBER
+        why: str = Text("")
+        outputs = {"x": NUMBER}
+
+        def run(self):
+            raise Interrupted(self.why) if self.why else Interrupted()
+
+    toy_registry.add(Halt, source="tests")
+
+    def halted(why):
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "Number"}, "2": {"type": "Halt", "inputs": {"x": ["1", 0], "why": why}},
+            "3": {"type": "Show", "inputs": {"x": ["2", 0]}}}}))
+
+    with_reason, bare = halted("the queue is full"), halted("")
+    assert with_reason.status == bare.status == "interrupted"
+    assert with_reason.error["message"] == "interrupted while it ran: the queue is full"
+    assert bare.error["message"] == "interrupted while it ran"
+
+
 def test_progress_events_carry_node_and_counts(toy_registry):
     wf = parse_workflow({"nodes": {
         "1": {"type": "Number"},
