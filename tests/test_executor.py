@@ -484,6 +484,7 @@ def test_a_node_can_end_the_run_after_itself(toy_registry):
     stopped = executor.run(parse_workflow(wf), on_event=events.append)
     assert stopped.status == "interrupted" and stopped.executed == ["1", "2"] and stopped.values["2"] == (4.0,)
     assert stopped.error["node_id"] == "2" and stopped.error["exception_type"] == "Interrupted"
+    assert stopped.error["reason"] == "the node asked the run to stop after it"
     kinds = [(e["type"], e.get("node")) for e in events]
     assert kinds[-3:] == [("node_finished", "2"), ("run_interrupted", "2"), ("run_finished", None)]
     went_on = executor.run(parse_workflow(wf))
@@ -492,8 +493,8 @@ def test_a_node_can_end_the_run_after_itself(toy_registry):
 
 
 def test_a_node_stopping_the_run_gives_its_reason_where_it_has_one(toy_registry):
-    """A node raising Interrupted(reason) itself: the message carries the reason; a bare
-    Interrupted() ends the message without a dangling colon."""
+    """A node raising Interrupted(reason) itself: the message and error["reason"] carry the reason;
+    a bare Interrupted() ends the message without a dangling colon and has no reason."""
     from graphflow.api import Interrupted, Node, Text
     from toy_nodes import NUMBER
 
@@ -517,6 +518,7 @@ def test_a_node_stopping_the_run_gives_its_reason_where_it_has_one(toy_registry)
     assert with_reason.status == bare.status == "interrupted"
     assert with_reason.error["message"] == "interrupted while it ran: the queue is full"
     assert bare.error["message"] == "interrupted while it ran"
+    assert with_reason.error["reason"] == "the queue is full" and "reason" not in bare.error
 
 
 def test_progress_events_carry_node_and_counts(toy_registry):
