@@ -74,7 +74,8 @@ def calculate(a, b, operator: str, names=("a", "b")):
     in the pack. The result must be a finite number (it is also given as a float and as text);
     unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT, and whole-number powers or
     products beyond MAX_BITS bits, are refused before they are worked out. `names` are the node's
-    inputs a and b came from, for the errors."""
+    inputs a and b came from, for the errors (a result out of range names the larger operand, or a
+    divisor under 1)."""
     import math
     import operator as op
     for name, value in zip(names, (a, b)):
@@ -86,22 +87,29 @@ def calculate(a, b, operator: str, names=("a", "b")):
         return 0
     if operator == "**" and abs(b) > POWER_LIMIT or operator == "nth_root" and b != 0 and abs(1 / b) > POWER_LIMIT:
         raise NodeInputError(names[1], f"{shown(b)} is too big a power (at most {POWER_LIMIT})")
+    # a result out of range blames the operand that took it there: a divisor (or root) under 1 in
+    # size, else the larger of the two
+    at_fault = names[1] if operator in ("/", "//", "%", "nth_root") and abs(b) < 1 or abs(b) > abs(a) else names[0]
     # whole numbers grow without bound and can't be interrupted: refuse results beyond MAX_BITS bits
     whole = isinstance(a, int) and isinstance(b, int)
     if whole and operator == "**" and a.bit_length() * b > MAX_BITS:
-        raise NodeInputError(names[1], f"{shown(a)} ** {shown(b)} would have more than {MAX_BITS} bits")
+        raise NodeInputError(at_fault, f"{shown(a)} ** {shown(b)} would have more than {MAX_BITS} bits")
     if whole and operator == "*" and a.bit_length() + b.bit_length() > MAX_BITS:
-        raise NodeInputError(names[1], f"{shown(a)} * {shown(b)} would have more than {MAX_BITS} bits")
+        raise NodeInputError(at_fault, f"{shown(a)} * {shown(b)} would have more than {MAX_BITS} bits")
     table = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "**": op.pow, "//": op.floordiv, "%": op.mod,
              "nth_root": lambda x, y: x ** (1 / y), "min": min, "max": max}
     try:
         result = table[operator](a, b)
         if isinstance(result, complex):
             raise ValueError("the result is not a real number")
-        # the node gives the result as a whole number, a float and text: each must be possible
-        int(result), float(result), str(result)
+        # the node gives the result as a whole number, a float and text: the first two must be possible
+        # (text then is: a whole number a float can hold has at most 309 digits)
+        int(result), float(result)
         return result
-    except (ZeroDivisionError, OverflowError, ValueError) as e:
+    except OverflowError as e:  # out of range (also int(inf), float of a huge whole number)
+        raise NodeInputError(at_fault, f"{shown(a)} {operator} {shown(b)} can't be worked out as a number: {e}") \
+            from None
+    except (ZeroDivisionError, ValueError) as e:  # 0 to a negative power, a root of a negative number
         raise NodeInputError(names[1], f"{shown(a)} {operator} {shown(b)} can't be worked out as a number: {e}") \
             from None
 

@@ -629,10 +629,14 @@ def test_data_nodes_as_the_pack(registry):
 
 
 @pytest.mark.parametrize("a_value, b_value, operator, at_fault", [
-    ("1000000000000000000", "20", "**", "b_value"),  # 10**360: too big for a float
-    ("10", "5000", "**", "b_value"),  # 5000 digits: too long for Python's int-to-text
+    # an out-of-range result names the operand that took it there: the larger, or a divisor under 1
+    ("1000000000000000000", "20", "**", "a_value"),  # 10**360: too big for a float
+    ("10", "5000", "**", "b_value"),  # 10**5000: a whole number float() refuses (too big for a float)
+    ("1.5", "2000", "**", "b_value"),  # a float power past the float range
+    ("1e308", "10", "*", "a_value"),  # 10**309 (1e308 reads as a whole number): too big for a float
+    ("1", "1e-320", "/", "b_value"),  # inf, from dividing by a tiny number
     ("1e400", "1", "+", "a_value"),  # inf, from the text itself
-    ("1000000000000000000", "10000", "**", "b_value"),  # 600,000 bits: refused before it is worked out
+    ("1000000000000000000", "10000", "**", "a_value"),  # 600,000 bits: refused before it is worked out
 ])
 def test_number_calculator_refuses_results_it_cant_give_naming_the_input(registry, a_value, b_value, operator,
                                                                            at_fault):
@@ -646,10 +650,12 @@ def test_number_calculator_refuses_results_it_cant_give_naming_the_input(registr
 def test_number_calculator_caps_whole_powers_and_products_by_bits(registry):
     from nodes.pack_nodes_pysssss import MAX_BITS
     big = 2 ** (MAX_BITS - 10)  # as another pack's node (pysssss' Math Expression) may give
-    for a, b, operator in ((big, 2, "**"), (big, big, "*"), (2 ** 10, 9000, "**")):
+    # the input named is the larger (the first of two the same size)
+    for a, b, operator, at_fault in ((big, 2, "**", "a"), (big, big, "*", "a"), (2 ** 10, 9000, "**", "b"),
+                                     (2 ** 20, big, "*", "b")):
         with pytest.raises(NodeInputError) as e:
             node(registry, "LayerUtility: NumberCalculator", a=a, b=b, operator=operator)
-        assert e.value.input == "b" and "bits" in str(e.value)
+        assert e.value.input == at_fault and "bits" in str(e.value)
     # under the cap the pack's result stands
     assert node(registry, "LayerUtility: NumberCalculator", a=2 ** 500, b=2, operator="**") == \
         (2 ** 1000, float(2 ** 1000))
