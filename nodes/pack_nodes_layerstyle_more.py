@@ -557,8 +557,9 @@ COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "
               "deepgreen")
 
 
-# a motion kernel is a float64 square blur × 5 on a side, three copies of it live at once (the diagonal, the
-# turned kernel, its division): refuse them past 1 GiB together (blur 1337 at most; that takes some 10 s)
+# a motion kernel is a float64 square blur × 5 on a side; at most two copies of it live at once (the diagonal
+# and the turned kernel, then the turned kernel and its division), and room for a third is kept for filter2D's
+# own buffers: refuse three past 1 GiB together (blur 1337 at most; that takes some 10 s)
 MAX_KERNEL_BYTES = 2**30
 KERNEL_COPIES = 3
 
@@ -573,8 +574,9 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
     length = blur * 5
     if KERNEL_COPIES * length * length * 8 > MAX_KERNEL_BYTES:
         raise NodeInputError(input_name, f"a blur of {blur} makes a {length}×{length} kernel, "
-                                         f"{KERNEL_COPIES * length * length * 8 / 2**30:.1f} GiB in its "
-                                         f"{KERNEL_COPIES} working copies: too big to work with (at most 1 GiB)")
+                                         f"{KERNEL_COPIES * length * length * 8 / 2**30:.1f} GiB for {KERNEL_COPIES} "
+                                         f"copies (two working, room for OpenCV's buffers): too big to work with "
+                                         f"(at most 1 GiB)")
     turn = cv2.getRotationMatrix2D((length / 2, length / 2), angle + 45, 1)
     kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
     bgr = np.ascontiguousarray(np.asarray(picture.convert("RGB"))[..., ::-1])
@@ -586,8 +588,8 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
 class LayerFilterMotionBlur(Node):
     """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
     line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
-    the full 0-255 range (cv2.normalize, as the pack does). Kernels past 1 GiB (their three float64
-    working copies: blur 1337 at most) are refused."""
+    the full 0-255 range (cv2.normalize, as the pack does). Kernels past 1 GiB for three float64
+    copies (two working, room for OpenCV's buffers: blur 1337 at most) are refused."""
     category = FILTER
     image: IMAGE
     angle: int = Int(0, min=-90, max=90)
@@ -606,8 +608,8 @@ class LayerFilterMotionBlur(Node):
 class LayerMaskMaskMotionBlur(Node):
     """A motion blur of a mask, as LayerMask's MaskMotionBlur: the pack's motion blur (see
     LayerFilter: MotionBlur: blur × 5 long at angle + 45 degrees, stretched to the full range) of
-    the mask, inverted first where invert_mask. Kernels past 1 GiB (their three float64 working
-    copies: blur 1337 at most) are refused. A kernel longer than the mask is still worked out: OpenCV
+    the mask, inverted first where invert_mask. Kernels past 1 GiB for three float64 copies (two
+    working, room for OpenCV's buffers: blur 1337 at most) are refused. A kernel longer than the mask is still worked out: OpenCV
     reflects the mask at its borders, so it still changes the result."""
     category = "😺dzNodes/LayerMask"
     mask: MASK

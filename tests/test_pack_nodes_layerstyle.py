@@ -930,7 +930,8 @@ def test_mask_stroke_and_mask_motion_blur_as_the_pack(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=9999, angle=0.0)
     assert e.value.input == "blur" and "too big" in str(e.value)
-    # the cap counts the kernel's three float64 copies: 1400 × 5 squared is 0.37 GiB once, 1.1 GiB in all
+    # the cap counts three float64 kernels (two working copies, room for filter2D's buffers): 1400 × 5 squared
+    # is 0.37 GiB once, 1.1 GiB for three
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=1400, angle=0.0)
     assert e.value.input == "blur" and "too big" in str(e.value)
