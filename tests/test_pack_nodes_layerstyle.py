@@ -1229,6 +1229,13 @@ def test_a_left_out_class_says_why(registry):
         note = unknown_type_hint(name)
         assert custom_pack(name) == "ComfyUI_LayerStyle_Advance", name
         assert "from ComfyUI_LayerStyle_Advance," in note and "segmentation model" in note, note
+    # so do its other model classes, by whole name (the prefix alone would name ComfyUI_LayerStyle)
+    for name, model in (("LayerMask: PersonMaskUltra V2", "MediaPipe"), ("LayerMask: BenUltra", "BEN"),
+                        ("LayerUtility: Florence2Image2Prompt", "Florence-2"), ("LayerMask: SAM2VideoUltra", "SAM2"),
+                        ("LayerUtility: JoyCaption2", "language")):
+        note = unknown_type_hint(name)
+        assert custom_pack(name) == "ComfyUI_LayerStyle_Advance", name
+        assert "from ComfyUI_LayerStyle_Advance," in note and model in note, note
     assert custom_pack("LayerMask: SomeLaterClass") == "ComfyUI_LayerStyle"
 
 
