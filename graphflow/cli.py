@@ -343,8 +343,10 @@ def cmd_run(args) -> int:
         _print_problems(result.problems)
         return EXIT_INVALID
     if result.status == "interrupted":
-        why = "stopped at its time limit" if result.error.get("time_limit") else "interrupted"
-        _error(f"{why} in node {result.error['node_id']} ({result.error['node_type']})")
+        err = result.error
+        why = "stopped at its time limit" if err.get("time_limit") else "interrupted"
+        reason = "" if err.get("time_limit") else err.get("reason", "")  # the node's own, where it stopped the run
+        _error(f"{why} in node {err['node_id']} ({err['node_type']})" + (f": {reason}" if reason else ""))
         return EXIT_INTERRUPTED
     if result.status == "error":
         err = result.error

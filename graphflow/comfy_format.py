@@ -235,14 +235,47 @@ SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
                                                     "ThemeStyler", "TimeofdayStyler", "PerfectionStyler")
                          for suffix in ("", "Advanced")))
 # chflame163's ComfyUI_LayerStyle_Advance: the model-running classes that moved there from ComfyUI_LayerStyle
-# (whole names, the same "LayerMask: " prefix as the pack's), with why graphflow has none of them; read at
-# commits 68493c1a9e4b615b2afe9b4c3f069348ce5a6a6f (segment_anything_ultra_v2.py) and
-# 089c3d8bb616c450d49aad416621c3b683ef0bb2 (birefnet_ultra_v2.py)
+# (whole names, the same "LayerMask: " / "LayerUtility: " prefixes as the pack's), with why graphflow has none of
+# them; from the NODE_CLASS_MAPPINGS of its py/ files, read at commits 68493c1a9e4b615b2afe9b4c3f069348ce5a6a6f
+# (segment_anything_ultra_v2.py) and 089c3d8bb616c450d49aad416621c3b683ef0bb2 (birefnet_ultra_v2.py) of
+# chflame163's repository, and in the yukselyusuf/ComfyUI_LayerStyle_Advance mirror at
+# b9757d4988cb4351fe2c9a5bea16015b01601a25 (most files), 61660a4b557bcd4399262e18a3f02392baea0b65 (ben_ultra.py),
+# a4f3112cbeacef74b7ad2266fed5d7f65e52aeb1 (florence2_ultra.py), 4250df99ed9b01b90e16c3dcef6b83abd69d4196
+# (human_parts_ultra.py, object_detector.py), 4d9a819dbb35eb99f51c2e685aea91bf983517ec (joycaption_alpha_2.py),
+# b17bfc5e2dbd325292802da1a86ec71e8f9af595 (segment_anything_ultra_v3.py), 25a6931c34b12ab897653d9ca5ea567e6f97e5dd
+# (smol.py). Its classes that run no model (BBox joins and drawing, ...) and its online-API ones are not listed.
+_ADVANCE_RUNS = "it runs {} ComfyUI_LayerStyle_Advance downloads"
 LAYERSTYLE_ADVANCE_LEFT_OUT = {
-    "LayerMask: SegmentAnythingUltra V2": "it runs the SAM and GroundingDINO segmentation models "
-                                          "ComfyUI_LayerStyle_Advance downloads",
-    **dict.fromkeys(("LayerMask: BiRefNetUltraV2", "LayerMask: LoadBiRefNetModel", "LayerMask: LoadBiRefNetModelV2"),
-                    "it runs (or loads) the BiRefNet segmentation model ComfyUI_LayerStyle_Advance downloads"),
+    **dict.fromkeys(("LayerMask: SegmentAnythingUltra", "LayerMask: SegmentAnythingUltra V2",
+                     "LayerMask: SegmentAnythingUltra V3", "LayerMask: LoadSegmentAnythingModels"),
+                    _ADVANCE_RUNS.format("(or loads) the SAM and GroundingDINO segmentation models")),
+    **dict.fromkeys(("LayerMask: SAM2Ultra", "LayerMask: SAM2VideoUltra"),
+                    _ADVANCE_RUNS.format("the SAM2 segmentation model")),
+    "LayerMask: EVFSAMUltra": _ADVANCE_RUNS.format("the EVF-SAM segmentation model"),
+    **dict.fromkeys(("LayerMask: BiRefNetUltra", "LayerMask: BiRefNetUltraV2", "LayerMask: LoadBiRefNetModel",
+                     "LayerMask: LoadBiRefNetModelV2"),
+                    _ADVANCE_RUNS.format("(or loads) the BiRefNet segmentation model")),
+    **dict.fromkeys(("LayerMask: BenUltra", "LayerMask: LoadBenModel"),
+                    _ADVANCE_RUNS.format("(or loads) the BEN background-removal model")),
+    **dict.fromkeys(("LayerMask: PersonMaskUltra", "LayerMask: PersonMaskUltra V2",
+                     "LayerMask: MediapipeFacialSegment"),
+                    _ADVANCE_RUNS.format("MediaPipe's segmentation models")),
+    **dict.fromkeys(("LayerMask: HumanPartsUltra", "LayerMask: HumanPartsUltraLoadModel"),
+                    _ADVANCE_RUNS.format("(or loads) a human-parts segmentation model")),
+    "LayerMask: TransparentBackgroundUltra": _ADVANCE_RUNS.format("the transparent-background segmentation model"),
+    **dict.fromkeys(("LayerMask: YoloV8Detect", "LayerMask: ObjectDetectorYOLO8", "LayerMask: ObjectDetectorYOLOWorld",
+                     "LayerMask: ObjectDetectorYOLOWorldLoadModel"),
+                    _ADVANCE_RUNS.format("(or loads) YOLO detection models")),
+    **dict.fromkeys(("LayerMask: Florence2Ultra", "LayerMask: LoadFlorence2Model", "LayerMask: ObjectDetectorFL2",
+                     "LayerUtility: Florence2Image2Prompt"),
+                    _ADVANCE_RUNS.format("(or loads) the Florence-2 vision-language model")),
+    "LayerUtility: LaMa": _ADVANCE_RUNS.format("the inpainting models (LaMa and others)"),
+    **dict.fromkeys(("LayerUtility: QWenImage2Prompt", "LayerUtility: LlamaVision", "LayerUtility: PhiPrompt",
+                     "LayerUtility: LoadJoyCaption2Model", "LayerUtility: JoyCaption2",
+                     "LayerUtility: JoyCaption2Split", "LayerUtility: JoyCaption2ExtraOptions",
+                     "LayerUtility: LoadSmolLM2Model", "LayerUtility: LoadSmolVLMModel", "LayerUtility: SmolLM2",
+                     "LayerUtility: SmolVLM"),
+                    _ADVANCE_RUNS.format("(or loads, or sets up) a language or vision-language model")),
 }
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
@@ -363,7 +396,7 @@ CUSTOM_PACKS = {
                            "LayerStyle_"),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
-# NODE_CLASS_MAPPINGS give them (its SAM / BiRefNet classes now live in ComfyUI_LayerStyle_Advance, above)
+# NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
 LAYERSTYLE_LEFT_OUT = {
     "LayerFilter: LightLeak": "it overlays light-leak pictures the pack ships in its own model file",
 }

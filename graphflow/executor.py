@@ -197,9 +197,10 @@ class Executor:
                 linked = {name: values[src][index] for name, (src, index) in node.links.items()}
                 outputs = _run_node(node, ctx, linked)
             except (Interrupted, ForcedInterrupt) as e:
-                # a node that stopped the run itself (nobody set the interrupt) says why
+                # a node that stopped the run itself (nobody set the interrupt) says why, where it gives one
+                reason = "" if interrupt.is_set() else str(e)
                 self._interrupted(result, emit, node_id, node_type,
-                                  "while it ran" if interrupt.is_set() else f"while it ran: {e}")
+                                  f"while it ran: {reason}" if reason else "while it ran", reason)
                 return
             except (Exception, SystemExit) as e:  # a node calling sys.exit() fails its run, not the process
                 self._fail(result, emit, node_id, node_type, e, ctx)
@@ -225,7 +226,8 @@ class Executor:
             emit({"type": "node_finished", "run_id": run_id, "node": node_id, "node_type": node_type,
                   "elapsed": elapsed, "ui": ctx.ui})
             if ctx.stop_after:  # stop_after_this_node(): the run ends here, this node's outputs kept
-                self._interrupted(result, emit, node_id, node_type, "after it ran, as the node asks")
+                self._interrupted(result, emit, node_id, node_type, "after it ran, as the node asks",
+                                  "the node asked the run to stop after it")
                 return
 
     def _fail(self, result, emit, node_id, node_type, exc, ctx: NodeContext | None = None) -> None:
@@ -256,10 +258,14 @@ class Executor:
         emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error,
               "executed": list(result.executed)})
 
-    def _interrupted(self, result, emit, node_id, node_type, when) -> None:
+    def _interrupted(self, result, emit, node_id, node_type, when, reason: str = "") -> None:
+        """`reason`: why the node itself stopped the run (kept apart as error["reason"]); none for a
+        user's interrupt or the time limit."""
         result.status = "interrupted"
         result.error = {"node_id": node_id, "node_type": node_type, "source": self.registry.source(node_type), "input": None,
                         "exception_type": "Interrupted", "message": f"interrupted {when}", "traceback": ""}
+        if reason:
+            result.error["reason"] = reason
         emit({"type": "run_interrupted", "run_id": result.run_id, "node": node_id, "node_type": node_type,
               "executed": list(result.executed)})
 

@@ -946,8 +946,12 @@ class _Use:
             self.lock = self.manager.register(self.module, self.kind, self.name).run_lock
         self.lock.acquire()
         try:
-            comp = self.comp = self.manager.load(self.module, self.kind, self.name)
-            comp.in_use += 1
+            # Loaded and counted in use under the manager's lock (taken after the run lock, as everywhere):
+            # another worker's offload_idle (PurgeVRAM) in between would move the weights this run is
+            # about to use.
+            with self.manager._lock:
+                comp = self.comp = self.manager.load(self.module, self.kind, self.name)
+                comp.in_use += 1
             try:
                 self.manager.patch(self.module, self.patches)  # after the load: patched where the weights run
             except BaseException:

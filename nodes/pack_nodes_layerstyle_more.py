@@ -74,7 +74,8 @@ def calculate(a, b, operator: str, names=("a", "b")):
     in the pack. The result must be a finite number (it is also given as a float and as text);
     unlike the pack, exponents (and nth_root's 1/b) beyond POWER_LIMIT, and whole-number powers or
     products beyond MAX_BITS bits, are refused before they are worked out. `names` are the node's
-    inputs a and b came from, for the errors."""
+    inputs a and b came from, for the errors (a result out of range names the larger operand, or a
+    divisor under 1)."""
     import math
     import operator as op
     for name, value in zip(names, (a, b)):
@@ -86,22 +87,29 @@ def calculate(a, b, operator: str, names=("a", "b")):
         return 0
     if operator == "**" and abs(b) > POWER_LIMIT or operator == "nth_root" and b != 0 and abs(1 / b) > POWER_LIMIT:
         raise NodeInputError(names[1], f"{shown(b)} is too big a power (at most {POWER_LIMIT})")
+    # a result out of range blames the operand that took it there: a divisor (or root) under 1 in
+    # size, else the larger of the two
+    at_fault = names[1] if operator in ("/", "//", "%", "nth_root") and abs(b) < 1 or abs(b) > abs(a) else names[0]
     # whole numbers grow without bound and can't be interrupted: refuse results beyond MAX_BITS bits
     whole = isinstance(a, int) and isinstance(b, int)
     if whole and operator == "**" and a.bit_length() * b > MAX_BITS:
-        raise NodeInputError(names[1], f"{shown(a)} ** {shown(b)} would have more than {MAX_BITS} bits")
+        raise NodeInputError(at_fault, f"{shown(a)} ** {shown(b)} would have more than {MAX_BITS} bits")
     if whole and operator == "*" and a.bit_length() + b.bit_length() > MAX_BITS:
-        raise NodeInputError(names[1], f"{shown(a)} * {shown(b)} would have more than {MAX_BITS} bits")
+        raise NodeInputError(at_fault, f"{shown(a)} * {shown(b)} would have more than {MAX_BITS} bits")
     table = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "**": op.pow, "//": op.floordiv, "%": op.mod,
              "nth_root": lambda x, y: x ** (1 / y), "min": min, "max": max}
     try:
         result = table[operator](a, b)
         if isinstance(result, complex):
             raise ValueError("the result is not a real number")
-        # the node gives the result as a whole number, a float and text: each must be possible
-        int(result), float(result), str(result)
+        # the node gives the result as a whole number, a float and text: the first two must be possible
+        # (text then is: a whole number a float can hold has at most 309 digits)
+        int(result), float(result)
         return result
-    except (ZeroDivisionError, OverflowError, ValueError) as e:
+    except OverflowError as e:  # out of range (also int(inf), float of a huge whole number)
+        raise NodeInputError(at_fault, f"{shown(a)} {operator} {shown(b)} can't be worked out as a number: {e}") \
+            from None
+    except (ZeroDivisionError, ValueError) as e:  # 0 to a negative power, a root of a negative number
         raise NodeInputError(names[1], f"{shown(a)} {operator} {shown(b)} can't be worked out as a number: {e}") \
             from None
 
@@ -549,8 +557,9 @@ COLOR_MAPS = ("autumn", "bone", "jet", "winter", "rainbow", "ocean", "summer", "
               "deepgreen")
 
 
-# a motion kernel is a float64 square blur × 5 on a side, three copies of it live at once (the diagonal, the
-# turned kernel, its division): refuse them past 1 GiB together (blur 1337 at most; that takes some 10 s)
+# a motion kernel is a float64 square blur × 5 on a side; at most two copies of it live at once (the diagonal
+# and the turned kernel, then the turned kernel and its division), and room for a third is kept for filter2D's
+# own buffers: refuse three past 1 GiB together (blur 1337 at most; that takes some 10 s)
 MAX_KERNEL_BYTES = 2**30
 KERNEL_COPIES = 3
 
@@ -565,8 +574,9 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
     length = blur * 5
     if KERNEL_COPIES * length * length * 8 > MAX_KERNEL_BYTES:
         raise NodeInputError(input_name, f"a blur of {blur} makes a {length}×{length} kernel, "
-                                         f"{KERNEL_COPIES * length * length * 8 / 2**30:.1f} GiB in its "
-                                         f"{KERNEL_COPIES} working copies: too big to work with (at most 1 GiB)")
+                                         f"{KERNEL_COPIES * length * length * 8 / 2**30:.1f} GiB for {KERNEL_COPIES} "
+                                         f"copies (two working, room for OpenCV's buffers): too big to work with "
+                                         f"(at most 1 GiB)")
     turn = cv2.getRotationMatrix2D((length / 2, length / 2), angle + 45, 1)
     kernel = cv2.warpAffine(np.diag(np.ones(length)), turn, (length, length)) / length
     bgr = np.ascontiguousarray(np.asarray(picture.convert("RGB"))[..., ::-1])
@@ -578,8 +588,8 @@ def motion_blurred(picture, angle: float, blur: int, input_name: str = "blur"):
 class LayerFilterMotionBlur(Node):
     """A motion blur, as LayerFilter's MotionBlur (imagefunc.motion_blur): OpenCV's filter2D with a
     line kernel blur × 5 pixels long turned to angle + 45 degrees, the result then stretched to
-    the full 0-255 range (cv2.normalize, as the pack does). Kernels past 1 GiB (their three float64
-    working copies: blur 1337 at most) are refused."""
+    the full 0-255 range (cv2.normalize, as the pack does). Kernels past 1 GiB for three float64
+    copies (two working, room for OpenCV's buffers: blur 1337 at most) are refused."""
     category = FILTER
     image: IMAGE
     angle: int = Int(0, min=-90, max=90)
@@ -598,8 +608,8 @@ class LayerFilterMotionBlur(Node):
 class LayerMaskMaskMotionBlur(Node):
     """A motion blur of a mask, as LayerMask's MaskMotionBlur: the pack's motion blur (see
     LayerFilter: MotionBlur: blur × 5 long at angle + 45 degrees, stretched to the full range) of
-    the mask, inverted first where invert_mask. Kernels past 1 GiB (their three float64 working
-    copies: blur 1337 at most) are refused. A kernel longer than the mask is still worked out: OpenCV
+    the mask, inverted first where invert_mask. Kernels past 1 GiB for three float64 copies (two
+    working, room for OpenCV's buffers: blur 1337 at most) are refused. A kernel longer than the mask is still worked out: OpenCV
     reflects the mask at its borders, so it still changes the result."""
     category = "😺dzNodes/LayerMask"
     mask: MASK

@@ -74,7 +74,26 @@ def test_interrupt_exit_code(use_toy_registry, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli.threading, "Event", PreSetEvent)
     assert cli.main(["run", write(tmp_path, CHAIN)]) == cli.EXIT_INTERRUPTED
-    assert "interrupted in node 1 (Number)" in capsys.readouterr().err
+    assert "interrupted in node 1 (Number)\n" in capsys.readouterr().err  # a user's interrupt: no reason
+
+
+def test_run_prints_the_reason_a_node_stopped_the_run_for(use_toy_registry, tmp_path, capsys):
+    from graphflow.api import Interrupted, Node
+    from toy_nodes import NUMBER
+
+    class QueueFull(Node):
+        category = "test"
+        x: NUMBER
+        outputs = {"x": NUMBER}
+
+        def run(self):
+            raise Interrupted("the queue is full")
+
+    use_toy_registry.add(QueueFull, source="tests")
+    nodes = {"1": {"type": "Number"}, "2": {"type": "QueueFull", "inputs": {"x": ["1", 0]}},
+             "3": {"type": "Show", "inputs": {"x": ["2", 0]}}}
+    assert cli.main(["run", write(tmp_path, nodes)]) == cli.EXIT_INTERRUPTED
+    assert "interrupted in node 2 (QueueFull): the queue is full" in capsys.readouterr().err
 
 
 def test_nodes_json_catalogue(use_toy_registry, capsys):

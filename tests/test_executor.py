@@ -484,11 +484,41 @@ def test_a_node_can_end_the_run_after_itself(toy_registry):
     stopped = executor.run(parse_workflow(wf), on_event=events.append)
     assert stopped.status == "interrupted" and stopped.executed == ["1", "2"] and stopped.values["2"] == (4.0,)
     assert stopped.error["node_id"] == "2" and stopped.error["exception_type"] == "Interrupted"
+    assert stopped.error["reason"] == "the node asked the run to stop after it"
     kinds = [(e["type"], e.get("node")) for e in events]
     assert kinds[-3:] == [("node_finished", "2"), ("run_interrupted", "2"), ("run_finished", None)]
     went_on = executor.run(parse_workflow(wf))
     assert went_on.ok and went_on.cached == ["1", "2"] and went_on.outputs["3"] == {"text": ["4.0"]}
     assert runs["StopHere"] == before + 1
+
+
+def test_a_node_stopping_the_run_gives_its_reason_where_it_has_one(toy_registry):
+    """A node raising Interrupted(reason) itself: the message and error["reason"] carry the reason;
+    a bare Interrupted() ends the message without a dangling colon and has no reason."""
+    from graphflow.api import Interrupted, Node, Text
+    from toy_nodes import NUMBER
+
+    class Halt(Node):
+        category = "test"
+        x: NUMBER
+        why: str = Text("")
+        outputs = {"x": NUMBER}
+
+        def run(self):
+            raise Interrupted(self.why) if self.why else Interrupted()
+
+    toy_registry.add(Halt, source="tests")
+
+    def halted(why):
+        return Executor(toy_registry).run(parse_workflow({"nodes": {
+            "1": {"type": "Number"}, "2": {"type": "Halt", "inputs": {"x": ["1", 0], "why": why}},
+            "3": {"type": "Show", "inputs": {"x": ["2", 0]}}}}))
+
+    with_reason, bare = halted("the queue is full"), halted("")
+    assert with_reason.status == bare.status == "interrupted"
+    assert with_reason.error["message"] == "interrupted while it ran: the queue is full"
+    assert bare.error["message"] == "interrupted while it ran"
+    assert with_reason.error["reason"] == "the queue is full" and "reason" not in bare.error
 
 
 def test_progress_events_carry_node_and_counts(toy_registry):

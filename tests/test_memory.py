@@ -3,6 +3,7 @@
 demo workflows bit-identical to the unlimited run, out-of-memory in a node through the server."""
 
 import os
+import threading
 from typing import ClassVar
 
 import pytest
@@ -332,3 +333,50 @@ def test_offload_idle_keeps_a_model_in_use_and_what_shares_its_weights(fresh_man
         states = {c.name: c.state for c in fresh_manager.components.values()}
         assert states == {"idle": "offloaded", "running": "loaded", "sharer": "loaded"}
     assert sorted(fresh_manager.offload_idle()) == ["running", "sharer"]  # idle now
+
+
+class _WatchedLock:
+    """The manager's lock, saying when a thread other than the test's finds it held (then waits)."""
+
+    def __init__(self, found_held: threading.Event):
+        self.lock, self.test_thread, self.found_held = threading.RLock(), threading.get_ident(), found_held
+
+    def __enter__(self):
+        if threading.get_ident() == self.test_thread:
+            self.lock.acquire()
+        elif not self.lock.acquire(blocking=False):
+            self.found_held.set()
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        return False
+
+
+def test_offload_idle_waits_for_a_use_between_its_load_and_its_run(fresh_manager, cpu0_device):
+    # Another worker's PurgeVRAM (offload_idle) coming just after use()'s load, before the model is
+    # counted in use: it waits for the manager's lock, then leaves the running model where it is.
+    model = mlp(0, width=8, depth=2)
+    settled = threading.Event()  # the other worker done, or waiting for the manager's lock
+    fresh_manager._lock = _WatchedLock(settled)
+    real_load, moved = fresh_manager.load, []
+
+    def purge():
+        moved.extend(fresh_manager.offload_idle())
+        settled.set()
+
+    other = threading.Thread(target=purge)
+
+    def load_then_other_worker_purges(*args, **kwargs):
+        comp = real_load(*args, **kwargs)
+        other.start()
+        assert settled.wait(10)
+        return comp
+
+    fresh_manager.load = load_then_other_worker_purges
+    with fresh_manager.use(model, "other", "m") as comp:
+        other.join(10)
+        assert not other.is_alive()
+        assert (comp.state, moved) == ("loaded", [])
+    assert fresh_manager.offload_idle() == ["m"]  # not running now

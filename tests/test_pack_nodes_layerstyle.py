@@ -629,10 +629,14 @@ def test_data_nodes_as_the_pack(registry):
 
 
 @pytest.mark.parametrize("a_value, b_value, operator, at_fault", [
-    ("1000000000000000000", "20", "**", "b_value"),  # 10**360: too big for a float
-    ("10", "5000", "**", "b_value"),  # 5000 digits: too long for Python's int-to-text
+    # an out-of-range result names the operand that took it there: the larger, or a divisor under 1
+    ("1000000000000000000", "20", "**", "a_value"),  # 10**360: too big for a float
+    ("10", "5000", "**", "b_value"),  # 10**5000: a whole number float() refuses (too big for a float)
+    ("1.5", "2000", "**", "b_value"),  # a float power past the float range
+    ("1e308", "10", "*", "a_value"),  # 10**309 (1e308 reads as a whole number): too big for a float
+    ("1", "1e-320", "/", "b_value"),  # inf, from dividing by a tiny number
     ("1e400", "1", "+", "a_value"),  # inf, from the text itself
-    ("1000000000000000000", "10000", "**", "b_value"),  # 600,000 bits: refused before it is worked out
+    ("1000000000000000000", "10000", "**", "a_value"),  # 600,000 bits: refused before it is worked out
 ])
 def test_number_calculator_refuses_results_it_cant_give_naming_the_input(registry, a_value, b_value, operator,
                                                                            at_fault):
@@ -646,10 +650,12 @@ def test_number_calculator_refuses_results_it_cant_give_naming_the_input(registr
 def test_number_calculator_caps_whole_powers_and_products_by_bits(registry):
     from nodes.pack_nodes_pysssss import MAX_BITS
     big = 2 ** (MAX_BITS - 10)  # as another pack's node (pysssss' Math Expression) may give
-    for a, b, operator in ((big, 2, "**"), (big, big, "*"), (2 ** 10, 9000, "**")):
+    # the input named is the larger (the first of two the same size)
+    for a, b, operator, at_fault in ((big, 2, "**", "a"), (big, big, "*", "a"), (2 ** 10, 9000, "**", "b"),
+                                     (2 ** 20, big, "*", "b")):
         with pytest.raises(NodeInputError) as e:
             node(registry, "LayerUtility: NumberCalculator", a=a, b=b, operator=operator)
-        assert e.value.input == "b" and "bits" in str(e.value)
+        assert e.value.input == at_fault and "bits" in str(e.value)
     # under the cap the pack's result stands
     assert node(registry, "LayerUtility: NumberCalculator", a=2 ** 500, b=2, operator="**") == \
         (2 ** 1000, float(2 ** 1000))
@@ -924,7 +930,8 @@ def test_mask_stroke_and_mask_motion_blur_as_the_pack(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=9999, angle=0.0)
     assert e.value.input == "blur" and "too big" in str(e.value)
-    # the cap counts the kernel's three float64 copies: 1400 × 5 squared is 0.37 GiB once, 1.1 GiB in all
+    # the cap counts three float64 kernels (two working copies, room for filter2D's buffers): 1400 × 5 squared
+    # is 0.37 GiB once, 1.1 GiB for three
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerMask: MaskMotionBlur", mask=mask, invert_mask=False, blur=1400, angle=0.0)
     assert e.value.input == "blur" and "too big" in str(e.value)
@@ -1222,6 +1229,13 @@ def test_a_left_out_class_says_why(registry):
         note = unknown_type_hint(name)
         assert custom_pack(name) == "ComfyUI_LayerStyle_Advance", name
         assert "from ComfyUI_LayerStyle_Advance," in note and "segmentation model" in note, note
+    # so do its other model classes, by whole name (the prefix alone would name ComfyUI_LayerStyle)
+    for name, model in (("LayerMask: PersonMaskUltra V2", "MediaPipe"), ("LayerMask: BenUltra", "BEN"),
+                        ("LayerUtility: Florence2Image2Prompt", "Florence-2"), ("LayerMask: SAM2VideoUltra", "SAM2"),
+                        ("LayerUtility: JoyCaption2", "language")):
+        note = unknown_type_hint(name)
+        assert custom_pack(name) == "ComfyUI_LayerStyle_Advance", name
+        assert "from ComfyUI_LayerStyle_Advance," in note and model in note, note
     assert custom_pack("LayerMask: SomeLaterClass") == "ComfyUI_LayerStyle"
 
 
