@@ -439,7 +439,6 @@ def sequence_files(path: str) -> list[tuple[str, object]]:
     files of its folder matching it; with * (in the file name) those matching the pattern; a
     folder's .jpg and .png files."""
     import fnmatch
-    import re
     from pathlib import PurePosixPath
     from graphflow.folders import UnsafePathError, safe_join
     if "#" in path or "*" in path:

@@ -298,7 +298,8 @@ def write_styles(folders, name, rows):
 
 
 def test_styles_loader_reads_the_csv_rows_as_csv_reader_does(registry, tmp_folders):
-    write_styles(tmp_folders, "a.csv", [["name", "prompt", "negative_prompt"], ["cinema", "film still, {prompt}", "cartoon"],
+    write_styles(tmp_folders, "a.csv", [["name", "prompt", "negative_prompt"],
+                                        ["cinema", "film still, {prompt}", "cartoon"],
                                         ["bare"], [], ["comma, inside", "a \"quoted\" text", ""]])
     write_styles(tmp_folders, "b.csv", [["cinema", "replaced", "by b"]])
     (tmp_folders.models / "styles" / "top.csv").write_text("top,left,out\n")  # not in styles/mtb: not read
