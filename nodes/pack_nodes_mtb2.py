@@ -933,8 +933,13 @@ class MtbSaveGif(Node):
         path = safe_join(folders.outputs, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "xb") as file:  # a new file: never one already there
-            frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
-                           duration=int(1000 / self.fps), loop=0)
+            try:
+                frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
+                               duration=int(1000 / self.fps), loop=0)
+            except BaseException:  # a failed or interrupted save leaves no partial GIF behind
+                file.close()
+                path.unlink(missing_ok=True)
+                raise
         show(images=[{"filename": name, "subfolder": "", "type": "output"}])
 
 

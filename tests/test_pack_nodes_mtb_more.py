@@ -289,6 +289,21 @@ def test_save_gif_refuses_what_it_cannot_make(registry, tmp_folders):
         assert caught.value.input == field
 
 
+def test_save_gif_leaves_no_partial_file_when_pillow_fails(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+    from graphflow.api import folders
+
+    def failing_save(picture, file, **options):  # writes a GIF header, then fails as a full disk would
+        file.write(b"GIF89a")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        node(registry, "Save Gif (mtb)", image=torch.rand(2, 4, 4, 3), fps=12, resize_by=1.0, optimize=False,
+             pingpong=False, resample_filter="nearest", use_ffmpeg=False)
+    assert not list(folders.outputs.glob("*.gif"))
+
+
 def write_styles(folders, name, rows):
     import csv
     path = folders.models / "styles" / "mtb" / name
