@@ -14,6 +14,7 @@ web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, nodes/generate.py @319c02d
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
     Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, safe_join, show, socket_type, \
@@ -21,6 +22,7 @@ from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, S
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
+from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, _file_state
 from nodes.strings import replaced_in_turn
 
 COMFY_PACK = "comfy_mtb"  # the custom node pack this module's ComfyUI classes come from
@@ -946,38 +948,75 @@ class MtbSaveGif(Node):
 # -- Styles Loader (nodes/conditions.py @edfbe34e) -------------------------------------------------------
 
 STYLES_KIND, STYLES_SUBFOLDER = "styles", "mtb"  # models/styles/mtb/*.csv (graphflow/folders.py's styles kind)
+MAX_CSV_STYLES = 10_000  # styles listed (and rows read from one file): a longer list is no menu
+
+
+def _read_csv_styles(state: tuple) -> dict[str, tuple[str, str]]:
+    """One CSV file's styles, read as the pack reads A1111's style files: each row's first three
+    cells (missing ones empty), a row without a name skipped, the header row kept as a style
+    named by its first cell, as the pack keeps it. A file too large, not UTF-8 or not CSV is
+    left out with a warning naming it; only its first MAX_CSV_STYLES rows are read."""
+    import csv
+    from itertools import islice
+    from pathlib import Path
+    path = Path(state[0])
+    if state[2] > MAX_STYLE_FILE:
+        warn(f"mtb style file {path.name} is larger than {MAX_STYLE_FILE:,} bytes: left out")
+        return {}
+    try:
+        with open(path, encoding="utf8", newline="") as file:
+            rows = list(islice(csv.reader(file), MAX_CSV_STYLES + 1))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        # the pack's try covers each row's body only: a file it cannot decode or parse fails its
+        # whole style list; here that file alone is left out
+        warn(f"mtb style file {path.name} is not UTF-8 CSV: left out ({e})")
+        return {}
+    if len(rows) > MAX_CSV_STYLES:
+        warn(f"mtb style file {path.name} has more than {MAX_CSV_STYLES:,} rows: the rest are left out")
+    styles = {}
+    for row in rows[:MAX_CSV_STYLES]:
+        style, positive, negative = (row + [None] * 3)[:3]
+        if style is not None:
+            styles[style] = (positive or "", negative or "")
+    return styles
+
+
+@lru_cache(maxsize=4)
+def _csv_styles(states: tuple) -> dict[str, tuple[str, str]]:
+    """The files' styles merged in order (a later file's style replaces an earlier one of the same
+    name), at most MAX_CSV_STYLES of them; read once per (path, mtime, size) of every file."""
+    styles = {}
+    for state in states:
+        styles.update(_read_csv_styles(state))
+    if len(styles) > MAX_CSV_STYLES:
+        warn(f"models/styles/mtb holds {len(styles):,} styles: the first {MAX_CSV_STYLES:,} are listed")
+        styles = dict(list(styles.items())[:MAX_CSV_STYLES])
+    return styles
 
 
 def mtb_styles() -> dict[str, tuple[str, str]]:
-    """name -> (positive, negative) from every CSV of models/styles/mtb, in file-name order (a later
-    file's style replaces an earlier one of the same name), read as the pack reads A1111's style
-    files: each row's first three cells (missing ones empty), a row without a name skipped, the
-    header row kept as a style named by its first cell, as the pack keeps it."""
-    import csv
+    """name -> (positive, negative) from every CSV of models/styles/mtb, in file-name order (see
+    _read_csv_styles and _csv_styles)."""
     from graphflow.folders import UnsafePathError
-    styles = {}
+    states = []
     for name in folders.list_files_inside(STYLES_KIND, (".csv",)):
         if name.rpartition("/")[0] != STYLES_SUBFOLDER:
             continue
         try:
-            path = folders.find_model(STYLES_KIND, name, inside=True)
-            with open(path, encoding="utf8", newline="") as file:
-                rows = list(csv.reader(file))
-        except (FileNotFoundError, UnsafePathError, UnicodeDecodeError, csv.Error):
-            continue  # the pack, too, goes on past a file it cannot parse
-        for row in rows:
-            style, positive, negative = (row + [None] * 3)[:3]
-            if style is not None:
-                styles[style] = (positive or "", negative or "")
-    return styles
+            states.append(_file_state(folders.find_model(STYLES_KIND, name, inside=True)))
+        except (OSError, UnsafePathError):  # gone since listed, or a link leading out
+            continue
+    return _csv_styles(tuple(states))
 
 
 class MtbStylesLoader(Node):
     """The positive and negative prompts of an A1111-style CSV style (rows name, positive, negative),
     as MTB's Styles Loader gives them. The CSV files are read from models/styles/mtb (the pack reads
     ComfyUI's styles folder, and copies its own styles.csv there when it is missing: graphflow ships
-    none, so with no CSV there the list is empty). The files are read afresh each time (the pack
-    reads them once per server start)."""
+    none, so with no CSV there the list is empty). The files are read again when one changes (the
+    pack reads them once per server start). Limits the pack has not: a file over 32 MB, or one
+    that is not UTF-8 CSV (which fails the pack's whole list), is left out with a warning, and at
+    most 10,000 styles are listed."""
     category = "mtb/conditioning"
     style_name: str = Choice(lambda: list(mtb_styles()))
     outputs = {"positive": STRING, "negative": STRING}

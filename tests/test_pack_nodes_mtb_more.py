@@ -328,6 +328,50 @@ def test_styles_loader_reads_the_csv_rows_as_csv_reader_does(registry, tmp_folde
     assert "style_name" in str(caught.value) and "cinema" in str(caught.value)
 
 
+def test_styles_loader_leaves_out_a_bad_or_large_file_with_a_warning_and_caps_the_list(registry, tmp_folders,
+                                                                                         monkeypatch, caplog):
+    import logging
+
+    import nodes.pack_nodes_mtb2 as mtb2
+    choices = registry.comfy_node("Styles Loader (mtb)").input_specs["style_name"].widget.choices
+    write_styles(tmp_folders, "a.csv", [["one", "p1", "n1"], ["two", "p2", "n2"], ["three", "p3", "n3"]])
+    (tmp_folders.models / "styles" / "mtb" / "b.csv").write_bytes(b"latin,caf\xe9,x\n")  # not UTF-8
+    with caplog.at_level(logging.WARNING):
+        assert choices() == ["one", "two", "three"]
+    assert "b.csv" in caplog.text and "not UTF-8 CSV" in caplog.text
+    # over the styler's file size cap: left out, with a warning
+    monkeypatch.setattr(mtb2, "MAX_STYLE_FILE", 10)
+    write_styles(tmp_folders, "b.csv", [["four", "p4", "n4"]])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert choices() == []
+    assert "a.csv is larger than 10 bytes" in caplog.text
+    # at most MAX_CSV_STYLES rows read from a file and styles listed
+    monkeypatch.setattr(mtb2, "MAX_STYLE_FILE", 2 ** 20)
+    monkeypatch.setattr(mtb2, "MAX_CSV_STYLES", 2)
+    mtb2._csv_styles.cache_clear()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert choices() == ["one", "two"]
+    assert "a.csv has more than 2 rows" in caplog.text and "holds 3 styles" in caplog.text
+    mtb2._csv_styles.cache_clear()
+
+
+def test_styles_loader_reads_a_file_again_only_when_it_changes(registry, tmp_folders):
+    choices = registry.comfy_node("Styles Loader (mtb)").input_specs["style_name"].widget.choices
+    write_styles(tmp_folders, "a.csv", [["neon", "p", "n"]])
+    path = tmp_folders.models / "styles" / "mtb" / "a.csv"
+    assert choices() == ["neon"]
+    # the same size and mtime: the cached styles (the file is not read again)
+    stat = path.stat()
+    write_styles(tmp_folders, "a.csv", [["noir", "p", "n"]])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert choices() == ["neon"]
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    assert choices() == ["noir"]
+    assert node(registry, "Styles Loader (mtb)", style_name="noir") == ("p", "n")
+
+
 def test_api_prompt_with_a_style_runs_and_round_trips(registry, tmp_folders):
     write_styles(tmp_folders, "s.csv", [["neon", "neon lights", "daylight"]])
     prompt = {"1": {"class_type": "Styles Loader (mtb)", "inputs": {"style_name": "neon"}},
