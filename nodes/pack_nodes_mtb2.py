@@ -1057,7 +1057,9 @@ class MtbTextToImage(Node):
     models/fonts holds a font.ttf. Left out: whisper_chunks (Whisper's timed captions, which need
     a speech model) is refused where linked; fps and fade_duration, used only with them, are read
     and change nothing. A word longer than a fractional wrap width fails in the pack (textwrap
-    slices by the width) and is refused here naming `text`."""
+    slices by the width) and is refused here naming `text`. A line whose ink lies outside the picture is
+    measured, not drawn (the same picture); a line larger than Pillow draws is refused naming
+    `font_size`."""
     category = "mtb/generate"
     text: str = Text("Hello world!")
     font: str = Choice(lambda: list(mtb_fonts()), PACK_FONT)
@@ -1083,7 +1085,7 @@ class MtbTextToImage(Node):
     def run(self):
         import textwrap
         from PIL import Image, ImageColor, ImageDraw, ImageFont
-        from nodes.pack_nodes_essentials_misc import font_file
+        from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_file
         if self.whisper_chunks is not None:
             raise NodeInputError("whisper_chunks", "timed captions from Whisper are not drawn here (they need a "
                                                    "speech model): leave it unlinked")
@@ -1117,7 +1119,7 @@ class MtbTextToImage(Node):
             y = (self.height - step * len(lines)) // 2 + self.v_offset
         else:
             y = self.height - step * len(lines) - self.v_offset
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             check_interrupted()
             line_width = font.getlength(line)
             if self.h_align == "left":
@@ -1126,7 +1128,14 @@ class MtbTextToImage(Node):
                 x = (self.width - line_width) // 2 + self.h_offset
             else:
                 x = self.width - line_width - self.h_offset
-            draw.text((x, y), line, fill=color, font=font)
+            # a line whose ink box lies outside the picture draws nothing on it: measured, not drawn (a
+            # pixel's margin for Pillow's placing at fractional positions; marks may rise above y)
+            left, top, right, bottom = draw.textbbox((x, y), line, font=font)
+            if right >= -1 and bottom >= -1 and left <= self.width + 1 and top <= self.height + 1:
+                with drawn_within_pillows_limit("font_size", f"line {number} of the text ({len(line):,} characters) "
+                                                             f"at font_size {self.font_size} is larger than Pillow "
+                                                             "draws: expected a smaller font_size or shorter lines"):
+                    draw.text((x, y), line, fill=color, font=font)
             y += step
         picture = Image.alpha_composite(Image.new("RGBA", (self.width, self.height), background), layer)
         return _from_bytes(picture)[None]

@@ -446,6 +446,45 @@ def test_text_to_image_refusals_and_the_packs_colour_fallback(registry, tmp_fold
         assert caught.value.input == field
 
 
+def test_text_to_image_refuses_a_line_larger_than_pillow_draws_naming_font_size(registry, tmp_folders):
+    from PIL import Image, ImageDraw, ImageFont
+    inputs = {**TEXT_INPUTS, "wrap": False, "font_size": 2500, "width": 64, "h_offset": 0, "v_offset": 0}
+    text = "W" * 5000
+    with pytest.raises(Image.DecompressionBombError):  # Pillow's refusal, which the node names
+        ImageDraw.Draw(Image.new("RGBA", (64, 1024))).text((0, 0), text, font=ImageFont.load_default(size=2500))
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Text To Image (mtb)", text=text, font="font", h_align="left", v_align="top",
+             **{**inputs, "height": 1024})
+    assert caught.value.input == "font_size" and "line 1" in str(caught.value)
+    # in a 64-pixel picture the line's ink (its box from Pillow) starts below it: nothing to draw there
+    top = ImageDraw.Draw(Image.new("RGBA", (64, 64))).textbbox((0, 0), text, font=ImageFont.load_default(size=2500))[1]
+    assert top > 64
+    got = node(registry, "Text To Image (mtb)", text=text, font="font", h_align="left", v_align="top",
+               **{**inputs, "height": 64})
+    assert torch.equal(got, pil_text_picture([], None, 64, 64, None, (0, 0, 128, 255), []))
+
+
+def test_text_to_image_draws_marks_rising_into_the_picture_from_a_line_below_it(registry, tmp_folders):
+    import shutil
+    import textwrap
+    from PIL import Image, ImageDraw, ImageFont, features
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    if not os.path.exists(dejavu) or not features.check("raqm"):
+        pytest.skip("needs DejaVuSans.ttf and Pillow's raqm layout (which stacks marks) on this machine")
+    (tmp_folders.models / "fonts").mkdir(parents=True)
+    shutil.copy(dejavu, tmp_folders.models / "fonts" / "Deja.ttf")
+    font = ImageFont.truetype(dejavu, 12)
+    lines = ["x", "A" + "\u030a" * 8]  # the second line at y 60, the picture's height, its marks stacked high
+    assert ImageDraw.Draw(Image.new("RGBA", (1, 1))).textbbox((0, 60), lines[1], font=font)[1] < 60
+    got = node(registry, "Text To Image (mtb)", text=" ".join(lines), font="Deja", h_align="left", v_align="top",
+               **{**TEXT_INPUTS, "line_height": 5.0, "h_offset": 0, "v_offset": 0})
+    assert textwrap.wrap(" ".join(lines), width=120 / 100 * 50 / 12 * 2) == lines
+    expected = pil_text_picture(lines, font, 120, 60, (255, 0, 0, 255), (0, 0, 128, 255), [(0, 0), (0, 60)])
+    assert torch.equal(got, expected)
+    assert not torch.equal(got, pil_text_picture(lines[:1], font, 120, 60, (255, 0, 0, 255), (0, 0, 128, 255),
+                                                 [(0, 0)]))
+
+
 def test_ui_save_with_text_to_image_runs_and_round_trips(registry, tmp_folders):
     widgets = ["Hello world!", "font", True, True, 1.0, 16, 96, 48, "#ffffff", "#000000", "center", "center", 0, 0,
                100, 24, 0.5]
