@@ -14,6 +14,7 @@ web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, nodes/generate.py @319c02d
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
@@ -1034,6 +1035,10 @@ class MtbStylesLoader(Node):
 FONT_EXTENSIONS = (".ttf", ".otf", ".woff", ".woff2", ".eot")  # what the pack looks for in fonts/**
 WHISPER_CHUNKS = socket_type("WHISPER_CHUNKS", "#9e9e9e", "comfy_mtb's timed captions from Whisper (not made here)")
 PACK_FONT = "font"  # the pack's own font.ttf, which graphflow does not ship: Pillow's default font stands in
+# the longest word wrapped under one character a line: textwrap cuts it one character at a time, copying
+# the rest each time (time growing with the square of its length; under this, a small part of the wrap)
+MAX_CUT_WORD = 10_000
+TEXTWRAP_SPACES = re.compile(r"[\t\n\x0b\x0c\r ]")  # what textwrap splits words at (string.whitespace)
 
 
 def mtb_fonts() -> dict[str, str]:
@@ -1056,8 +1061,12 @@ class MtbTextToImage(Node):
     font.ttf, not shipped here) is drawn with Pillow's default font at font_size unless
     models/fonts holds a font.ttf. Left out: whisper_chunks (Whisper's timed captions, which need
     a speech model) is refused where linked; fps and fade_duration, used only with them, are read
-    and change nothing. A word longer than a fractional wrap width fails in the pack (textwrap
-    slices by the width) and is refused here naming `text`. A line whose ink lies outside the picture is
+    and change nothing. A wrap width of one
+    character or more that is not a whole number fails in the pack on a word longer than it
+    (textwrap slices by the width), and is refused here naming `text`. Under one character,
+    textwrap puts each character on a line of its own, as here; but it cuts a word one character
+    at a time (time growing with the square of the word's length), so a word over 10,000
+    characters is refused there naming `text`. A line whose ink lies outside the picture is
     measured, not drawn (the same picture); a line larger than Pillow draws is refused naming
     `font_size`."""
     category = "mtb/generate"
@@ -1103,8 +1112,16 @@ class MtbTextToImage(Node):
             color, background = (255, 255, 255, 255), (0, 0, 0, 255)
         text = self.text.strip() if self.trim else self.text
         if self.wrap:
+            wrap_width = self.width / 100 * self.h_coverage / self.font_size * 2
+            if wrap_width < 1:
+                longest = max(map(len, TEXTWRAP_SPACES.split(text)))
+                if longest > MAX_CUT_WORD:
+                    raise NodeInputError("text", f"holds a word of {longest:,} characters, which a wrap width under "
+                                                 f"one character ({wrap_width:.3g}) cuts a character at a time: "
+                                                 f"expected words of at most {MAX_CUT_WORD:,} characters there, "
+                                                 "or a wider wrap (width, h_coverage) or smaller font_size")
             try:
-                lines = textwrap.wrap(text, width=self.width / 100 * self.h_coverage / self.font_size * 2)
+                lines = textwrap.wrap(text, width=wrap_width)
             except TypeError:
                 raise NodeInputError("text", "holds a word longer than the wrap width, which is not a whole "
                                              "number of characters (the pack fails here): widen or unwrap") from None

@@ -446,6 +446,34 @@ def test_text_to_image_refusals_and_the_packs_colour_fallback(registry, tmp_fold
         assert caught.value.input == field
 
 
+def test_text_to_image_under_one_character_a_line_draws_textwraps_lines_and_refuses_a_long_word(
+        registry, tmp_folders, monkeypatch):
+    import textwrap
+    from PIL import ImageFont
+    import nodes.pack_nodes_mtb2 as mtb2
+    inputs = {**TEXT_INPUTS, "width": 40, "height": 30, "h_coverage": 10, "line_height": 1.0, "h_offset": 0,
+              "v_offset": 0}  # a wrap width of 40 / 100 * 10 / 12 * 2 = 0.67 characters
+    lines = textwrap.wrap("ab cd", width=40 / 100 * 10 / 12 * 2)
+    assert lines == ["a", "b", "c", "d"]  # textwrap's: a character a line
+    got = node(registry, "Text To Image (mtb)", text="ab cd", font="font", h_align="left", v_align="top", **inputs)
+    font = ImageFont.load_default(size=12)
+    # the fourth line, at y 36, lies below the 30-pixel picture: the same picture whether drawn or not
+    expected = pil_text_picture(lines, font, 40, 30, (255, 0, 0, 255), (0, 0, 128, 255),
+                                [(0, 12 * i) for i in range(4)])
+    assert torch.equal(got, expected)
+    # a word over MAX_CUT_WORD there is refused before textwrap cuts it
+    wraps = []
+    monkeypatch.setattr(textwrap, "wrap", lambda *args, **kwargs: wraps.append(args) or [])
+    for text in ("a" * (mtb2.MAX_CUT_WORD + 1), "ab\t" + "b" * (mtb2.MAX_CUT_WORD + 1) + " c"):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Text To Image (mtb)", text=text, font="font", h_align="left", v_align="top", **inputs)
+        assert caught.value.input == "text" and f"{mtb2.MAX_CUT_WORD + 1:,} characters" in str(caught.value)
+    assert wraps == []
+    node(registry, "Text To Image (mtb)", text="a" * mtb2.MAX_CUT_WORD + " b", font="font", h_align="left",
+         v_align="top", **inputs)
+    assert [len(args[0]) for args in wraps] == [mtb2.MAX_CUT_WORD + 2]
+
+
 def test_text_to_image_refuses_a_line_larger_than_pillow_draws_naming_font_size(registry, tmp_folders):
     from PIL import Image, ImageDraw, ImageFont
     inputs = {**TEXT_INPUTS, "wrap": False, "font_size": 2500, "width": 64, "h_offset": 0, "v_offset": 0}
