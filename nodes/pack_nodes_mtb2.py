@@ -1042,8 +1042,8 @@ TEXTWRAP_SPACES = re.compile(r"[\t\n\x0b\x0c\r ]")  # what textwrap splits words
 
 
 def mtb_fonts() -> dict[str, str]:
-    """Font name (the file's stem, as the pack names them) -> its file in models/fonts; the pack's
-    own "font" first, which a models/fonts/font.ttf replaces."""
+    """Font name (the file's stem, as the pack names them) -> its file in models/fonts, with the
+    pack's own "font" ("" for Pillow's default), which a models/fonts/font.ttf replaces."""
     fonts = {PACK_FONT: ""}
     for name in folders.list_files_inside("fonts", FONT_EXTENSIONS):
         fonts[name.rpartition("/")[2].rsplit(".", 1)[0]] = name
@@ -1059,9 +1059,10 @@ class MtbTextToImage(Node):
     image keeps its alpha channel (four channels), as the pack's does. Fonts are the files of
     models/fonts, named by their stem as the pack names them; the pack's own "font" (its bundled
     font.ttf, not shipped here) is drawn with Pillow's default font at font_size unless
-    models/fonts holds a font.ttf. Left out: whisper_chunks (Whisper's timed captions, which need
-    a speech model) is refused where linked; fps and fade_duration, used only with them, are read
-    and change nothing. A wrap width of one
+    models/fonts holds a font.ttf. The fonts are listed sorted by name, as the pack lists them;
+    the default is "font" (the pack names none, so its editor takes the first name). Left out:
+    whisper_chunks (Whisper's timed captions, which need a speech model) is refused where linked;
+    fps and fade_duration, used only with them, are read and change nothing. A wrap width of one
     character or more that is not a whole number fails in the pack on a word longer than it
     (textwrap slices by the width), and is refused here naming `text`. Under one character,
     textwrap puts each character on a line of its own, as here; but it cuts a word one character
@@ -1071,7 +1072,7 @@ class MtbTextToImage(Node):
     `font_size`."""
     category = "mtb/generate"
     text: str = Text("Hello world!")
-    font: str = Choice(lambda: list(mtb_fonts()), PACK_FONT)
+    font: str = Choice(lambda: sorted(mtb_fonts()), PACK_FONT)
     wrap: bool = Bool(True)
     trim: bool = Bool(True)
     line_height: float = Float(1.0, min=0.0, step=0.1)

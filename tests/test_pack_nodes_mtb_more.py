@@ -427,7 +427,9 @@ def test_text_to_image_reads_fonts_from_models_fonts_by_stem(registry, tmp_folde
         pytest.skip("no DejaVuSans.ttf on this machine to copy into models/fonts")
     (tmp_folders.models / "fonts" / "sub").mkdir(parents=True)
     shutil.copy(dejavu, tmp_folders.models / "fonts" / "sub" / "Deja.ttf")
-    assert registry.comfy_node("Text To Image (mtb)").input_specs["font"].widget.choices() == ["font", "Deja"]
+    # sorted by name as the pack lists them, its own "font" kept (the default)
+    spec = registry.comfy_node("Text To Image (mtb)").input_specs["font"]
+    assert spec.widget.choices() == ["Deja", "font"] and spec.default == "font"
     got = node(registry, "Text To Image (mtb)", text="Hi", font="Deja", h_align="left", v_align="top",
                **{**TEXT_INPUTS, "wrap": False})
     font = ImageFont.truetype(dejavu, 12)
