@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from contextlib import contextmanager
 
 from graphflow.api import ANY, BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, Bool, \
     Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, show, warn
@@ -607,6 +608,17 @@ def font_file(name, size, basic_layout: bool = True):
         raise NodeInputError("font", str(e)) from None
 
 
+@contextmanager
+def drawn_within_pillows_limit(input_name: str, message: str):
+    """Text drawn (or its bitmap made) inside this block: where Pillow refuses the bitmap as larger
+    than its pixel limit (DecompressionBombError), a NodeInputError naming input_name with message."""
+    from PIL import Image
+    try:
+        yield
+    except Image.DecompressionBombError:
+        raise NodeInputError(input_name, message) from None
+
+
 def text_font(name: str, size: int):
     """The font file from models/fonts at `size` (Pillow's default layout, as a pack's plain
     truetype()), else (a font the pack expects, not here) PIL's default font at that size."""
@@ -694,10 +706,8 @@ class DrawText(Node):
             raise NodeInputError("size", f"the text at size {self.size} would be {max(text_width, right - left)}x"
                                          f"{bottom - top} pixels: expected at most {MAX_SIZE} a side (a smaller "
                                          f"size or a shorter text)")
-        try:
+        with drawn_within_pillows_limit("size", f"the text at size {self.size} is too large for Pillow to draw"):
             drawn = font.getmask(self.text).getbbox()
-        except Image.DecompressionBombError:  # over Pillow's own limit: not drawn
-            raise NodeInputError("size", f"the text at size {self.size} is too large for Pillow to draw") from None
         if drawn is None:
             raise NodeInputError("text", "nothing to draw: the text draws no pixels in this font")
         line_height = drawn[3] + font.getmetrics()[1]  # the pack's: the text's height plus the descent

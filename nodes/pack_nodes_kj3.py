@@ -29,7 +29,7 @@ from graphflow.api import ANY, FLOAT, IMAGE, INT, MASK, SIGMAS, STRING, Bool, Ch
 from graphflow.workflow import literal
 from nodes.image import MAX_SIZE, ImageCompositeMasked, _image, _resize_image, preview
 from nodes.pack_nodes import _core
-from nodes.pack_nodes_essentials_misc import font_choices, text_font
+from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, text_font
 from nodes.pack_nodes_kj import _mask_to, kj_color
 from nodes.pack_nodes_kj_more import BBOX, check_picture_channels, mask_pixels, to_pil
 
@@ -882,13 +882,11 @@ class CreateTextMask(Node):
                 features, box = None, font.getbbox(line)
             left, upper, right, lower = box[0] + self.text_x, box[1] + top, box[2] + self.text_x, box[3] + top
             if right > 0 and lower > 0 and left < self.width and upper < self.height:
-                try:
+                with drawn_within_pillows_limit("font_size", f"line {i + 1} of the text ({len(line)} characters) at "
+                                                             f"font_size {self.font_size} is {box[2] - box[0]}x"
+                                                             f"{box[3] - box[1]} pixels, more than Pillow draws: "
+                                                             "expected a smaller font_size or shorter words in text"):
                     draw.text((self.text_x, top), line, font=font, fill=self.font_color, features=features)
-                except Image.DecompressionBombError:  # Pillow will not draw the line's bitmap
-                    raise NodeInputError("font_size", f"line {i + 1} of the text ({len(line)} characters) at "
-                                                      f"font_size {self.font_size} is {box[2] - box[0]}x"
-                                                      f"{box[3] - box[1]} pixels, more than Pillow draws: expected "
-                                                      "a smaller font_size or shorter words in text") from None
             top += self.font_size
         return picture, center
 

@@ -14,6 +14,8 @@ web/curve_widget.js @c20da85e, nodes/io.py @c20da85e, nodes/generate.py @319c02d
 from __future__ import annotations
 
 import math
+import re
+from functools import lru_cache
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
     Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, safe_join, show, socket_type, \
@@ -21,6 +23,7 @@ from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, S
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
+from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, _file_state
 from nodes.strings import replaced_in_turn
 
 COMFY_PACK = "comfy_mtb"  # the custom node pack this module's ComfyUI classes come from
@@ -439,7 +442,6 @@ def sequence_files(path: str) -> list[tuple[str, object]]:
     files of its folder matching it; with * (in the file name) those matching the pattern; a
     folder's .jpg and .png files."""
     import fnmatch
-    import re
     from pathlib import PurePosixPath
     from graphflow.folders import UnsafePathError, safe_join
     if "#" in path or "*" in path:
@@ -934,46 +936,88 @@ class MtbSaveGif(Node):
         path = safe_join(folders.outputs, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "xb") as file:  # a new file: never one already there
-            frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
-                           duration=int(1000 / self.fps), loop=0)
+            try:
+                frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], optimize=self.optimize,
+                               duration=int(1000 / self.fps), loop=0)
+            except BaseException:  # a failed or interrupted save leaves no partial GIF behind
+                file.close()
+                path.unlink(missing_ok=True)
+                raise
         show(images=[{"filename": name, "subfolder": "", "type": "output"}])
 
 
 # -- Styles Loader (nodes/conditions.py @edfbe34e) -------------------------------------------------------
 
 STYLES_KIND, STYLES_SUBFOLDER = "styles", "mtb"  # models/styles/mtb/*.csv (graphflow/folders.py's styles kind)
+MAX_CSV_STYLES = 10_000  # styles listed (and rows read from one file): a longer list is no menu
+
+
+def _read_csv_styles(state: tuple) -> dict[str, tuple[str, str]]:
+    """One CSV file's styles, read as the pack reads A1111's style files: each row's first three
+    cells (missing ones empty), a row without a name skipped, the header row kept as a style
+    named by its first cell, as the pack keeps it. A file too large, not UTF-8 or not CSV is
+    left out with a warning naming it; only its first MAX_CSV_STYLES rows are read."""
+    import csv
+    from itertools import islice
+    from pathlib import Path
+    path = Path(state[0])
+    if state[2] > MAX_STYLE_FILE:
+        warn(f"mtb style file {path.name} is larger than {MAX_STYLE_FILE:,} bytes: left out")
+        return {}
+    try:
+        with open(path, encoding="utf8", newline="") as file:
+            rows = list(islice(csv.reader(file), MAX_CSV_STYLES + 1))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        # the pack's try covers each row's body only: a file it cannot decode or parse fails its
+        # whole style list; here that file alone is left out
+        warn(f"mtb style file {path.name} is not UTF-8 CSV: left out ({e})")
+        return {}
+    if len(rows) > MAX_CSV_STYLES:
+        warn(f"mtb style file {path.name} has more than {MAX_CSV_STYLES:,} rows: the rest are left out")
+    styles = {}
+    for row in rows[:MAX_CSV_STYLES]:
+        style, positive, negative = (row + [None] * 3)[:3]
+        if style is not None:
+            styles[style] = (positive or "", negative or "")
+    return styles
+
+
+@lru_cache(maxsize=4)
+def _csv_styles(states: tuple) -> dict[str, tuple[str, str]]:
+    """The files' styles merged in order (a later file's style replaces an earlier one of the same
+    name), at most MAX_CSV_STYLES of them; read once per (path, mtime, size) of every file."""
+    styles = {}
+    for state in states:
+        styles.update(_read_csv_styles(state))
+    if len(styles) > MAX_CSV_STYLES:
+        warn(f"models/styles/mtb holds {len(styles):,} styles: the first {MAX_CSV_STYLES:,} are listed")
+        styles = dict(list(styles.items())[:MAX_CSV_STYLES])
+    return styles
 
 
 def mtb_styles() -> dict[str, tuple[str, str]]:
-    """name -> (positive, negative) from every CSV of models/styles/mtb, in file-name order (a later
-    file's style replaces an earlier one of the same name), read as the pack reads A1111's style
-    files: each row's first three cells (missing ones empty), a row without a name skipped, the
-    header row kept as a style named by its first cell, as the pack keeps it."""
-    import csv
+    """name -> (positive, negative) from every CSV of models/styles/mtb, in file-name order (see
+    _read_csv_styles and _csv_styles)."""
     from graphflow.folders import UnsafePathError
-    styles = {}
+    states = []
     for name in folders.list_files_inside(STYLES_KIND, (".csv",)):
         if name.rpartition("/")[0] != STYLES_SUBFOLDER:
             continue
         try:
-            path = folders.find_model(STYLES_KIND, name, inside=True)
-            with open(path, encoding="utf8", newline="") as file:
-                rows = list(csv.reader(file))
-        except (FileNotFoundError, UnsafePathError, UnicodeDecodeError, csv.Error):
-            continue  # the pack, too, goes on past a file it cannot parse
-        for row in rows:
-            style, positive, negative = (row + [None] * 3)[:3]
-            if style is not None:
-                styles[style] = (positive or "", negative or "")
-    return styles
+            states.append(_file_state(folders.find_model(STYLES_KIND, name, inside=True)))
+        except (OSError, UnsafePathError):  # gone since listed, or a link leading out
+            continue
+    return _csv_styles(tuple(states))
 
 
 class MtbStylesLoader(Node):
     """The positive and negative prompts of an A1111-style CSV style (rows name, positive, negative),
     as MTB's Styles Loader gives them. The CSV files are read from models/styles/mtb (the pack reads
     ComfyUI's styles folder, and copies its own styles.csv there when it is missing: graphflow ships
-    none, so with no CSV there the list is empty). The files are read afresh each time (the pack
-    reads them once per server start)."""
+    none, so with no CSV there the list is empty). The files are read again when one changes (the
+    pack reads them once per server start). Limits the pack has not: a file over 32 MB, or one
+    that is not UTF-8 CSV (which fails the pack's whole list), is left out with a warning, and at
+    most 10,000 styles are listed."""
     category = "mtb/conditioning"
     style_name: str = Choice(lambda: list(mtb_styles()))
     outputs = {"positive": STRING, "negative": STRING}
@@ -991,11 +1035,15 @@ class MtbStylesLoader(Node):
 FONT_EXTENSIONS = (".ttf", ".otf", ".woff", ".woff2", ".eot")  # what the pack looks for in fonts/**
 WHISPER_CHUNKS = socket_type("WHISPER_CHUNKS", "#9e9e9e", "comfy_mtb's timed captions from Whisper (not made here)")
 PACK_FONT = "font"  # the pack's own font.ttf, which graphflow does not ship: Pillow's default font stands in
+# the longest word wrapped under one character a line: textwrap cuts it one character at a time, copying
+# the rest each time (time growing with the square of its length; under this, a small part of the wrap)
+MAX_CUT_WORD = 10_000
+TEXTWRAP_SPACES = re.compile(r"[\t\n\x0b\x0c\r ]")  # what textwrap splits words at (string.whitespace)
 
 
 def mtb_fonts() -> dict[str, str]:
-    """Font name (the file's stem, as the pack names them) -> its file in models/fonts; the pack's
-    own "font" first, which a models/fonts/font.ttf replaces."""
+    """Font name (the file's stem, as the pack names them) -> its file in models/fonts, with the
+    pack's own "font" ("" for Pillow's default), which a models/fonts/font.ttf replaces."""
     fonts = {PACK_FONT: ""}
     for name in folders.list_files_inside("fonts", FONT_EXTENSIONS):
         fonts[name.rpartition("/")[2].rsplit(".", 1)[0]] = name
@@ -1011,13 +1059,20 @@ class MtbTextToImage(Node):
     image keeps its alpha channel (four channels), as the pack's does. Fonts are the files of
     models/fonts, named by their stem as the pack names them; the pack's own "font" (its bundled
     font.ttf, not shipped here) is drawn with Pillow's default font at font_size unless
-    models/fonts holds a font.ttf. Left out: whisper_chunks (Whisper's timed captions, which need
-    a speech model) is refused where linked; fps and fade_duration, used only with them, are read
-    and change nothing. A word longer than a fractional wrap width fails in the pack (textwrap
-    slices by the width) and is refused here naming `text`."""
+    models/fonts holds a font.ttf. The fonts are listed sorted by name, as the pack lists them;
+    the default is "font" (the pack names none, so its editor takes the first name). Left out:
+    whisper_chunks (Whisper's timed captions, which need a speech model) is refused where linked;
+    fps and fade_duration, used only with them, are read and change nothing. A wrap width of one
+    character or more that is not a whole number fails in the pack on a word longer than it
+    (textwrap slices by the width), and is refused here naming `text`. Under one character,
+    textwrap puts each character on a line of its own, as here; but it cuts a word one character
+    at a time (time growing with the square of the word's length), so a word over 10,000
+    characters is refused there naming `text`. A line whose ink lies outside the picture is
+    measured, not drawn (the same picture); a line larger than Pillow draws is refused naming
+    `font_size`."""
     category = "mtb/generate"
     text: str = Text("Hello world!")
-    font: str = Choice(lambda: list(mtb_fonts()), PACK_FONT)
+    font: str = Choice(lambda: sorted(mtb_fonts()), PACK_FONT)
     wrap: bool = Bool(True)
     trim: bool = Bool(True)
     line_height: float = Float(1.0, min=0.0, step=0.1)
@@ -1040,7 +1095,7 @@ class MtbTextToImage(Node):
     def run(self):
         import textwrap
         from PIL import Image, ImageColor, ImageDraw, ImageFont
-        from nodes.pack_nodes_essentials_misc import font_file
+        from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_file
         if self.whisper_chunks is not None:
             raise NodeInputError("whisper_chunks", "timed captions from Whisper are not drawn here (they need a "
                                                    "speech model): leave it unlinked")
@@ -1058,8 +1113,16 @@ class MtbTextToImage(Node):
             color, background = (255, 255, 255, 255), (0, 0, 0, 255)
         text = self.text.strip() if self.trim else self.text
         if self.wrap:
+            wrap_width = self.width / 100 * self.h_coverage / self.font_size * 2
+            if wrap_width < 1:
+                longest = max(map(len, TEXTWRAP_SPACES.split(text)))
+                if longest > MAX_CUT_WORD:
+                    raise NodeInputError("text", f"holds a word of {longest:,} characters, which a wrap width under "
+                                                 f"one character ({wrap_width:.3g}) cuts a character at a time: "
+                                                 f"expected words of at most {MAX_CUT_WORD:,} characters there, "
+                                                 "or a wider wrap (width, h_coverage) or smaller font_size")
             try:
-                lines = textwrap.wrap(text, width=self.width / 100 * self.h_coverage / self.font_size * 2)
+                lines = textwrap.wrap(text, width=wrap_width)
             except TypeError:
                 raise NodeInputError("text", "holds a word longer than the wrap width, which is not a whole "
                                              "number of characters (the pack fails here): widen or unwrap") from None
@@ -1074,7 +1137,7 @@ class MtbTextToImage(Node):
             y = (self.height - step * len(lines)) // 2 + self.v_offset
         else:
             y = self.height - step * len(lines) - self.v_offset
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             check_interrupted()
             line_width = font.getlength(line)
             if self.h_align == "left":
@@ -1083,7 +1146,14 @@ class MtbTextToImage(Node):
                 x = (self.width - line_width) // 2 + self.h_offset
             else:
                 x = self.width - line_width - self.h_offset
-            draw.text((x, y), line, fill=color, font=font)
+            # a line whose ink box lies outside the picture draws nothing on it: measured, not drawn (a
+            # pixel's margin for Pillow's placing at fractional positions; marks may rise above y)
+            left, top, right, bottom = draw.textbbox((x, y), line, font=font)
+            if right >= -1 and bottom >= -1 and left <= self.width + 1 and top <= self.height + 1:
+                with drawn_within_pillows_limit("font_size", f"line {number} of the text ({len(line):,} characters) "
+                                                             f"at font_size {self.font_size} is larger than Pillow "
+                                                             "draws: expected a smaller font_size or shorter lines"):
+                    draw.text((x, y), line, fill=color, font=font)
             y += step
         picture = Image.alpha_composite(Image.new("RGBA", (self.width, self.height), background), layer)
         return _from_bytes(picture)[None]

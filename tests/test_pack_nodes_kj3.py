@@ -831,6 +831,17 @@ def test_create_text_mask_draws_only_what_shows_and_once_for_all_frames(registry
     assert torch.equal(unturned[1], unturned[0]) and torch.equal(unturned[2], unturned[0])
 
 
+def test_create_text_mask_refuses_a_line_on_the_canvas_larger_than_pillow_draws(registry):
+    """Pillow's DecompressionBombError for the line's bitmap, named font_size (the helper
+    drawn_within_pillows_limit, which Text To Image (mtb) and DrawText share)."""
+    from PIL import Image, ImageDraw, ImageFont
+    with pytest.raises(Image.DecompressionBombError):
+        ImageDraw.Draw(Image.new("RGB", (512, 4096))).text((0, 2048), "W" * 20000, font=ImageFont.load_default(2048))
+    with pytest.raises(NodeInputError) as caught:  # the pack's wrap puts the word on line 2, at y 2048
+        call(registry, "CreateTextMask", text="W" * 20000, font_size=2048, width=512, height=4096)
+    assert caught.value.input == "font_size" and "line 2 of the text (20000 characters)" in str(caught.value)
+
+
 def test_create_text_mask_uses_a_font_in_models_fonts(registry, tmp_folders):
     """A font file in models/fonts is drawn with (Pillow's own Aileron, written under the pack's
     font name, and a name of its own, listed as a choice too)."""

@@ -289,6 +289,21 @@ def test_save_gif_refuses_what_it_cannot_make(registry, tmp_folders):
         assert caught.value.input == field
 
 
+def test_save_gif_leaves_no_partial_file_when_pillow_fails(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+    from graphflow.api import folders
+
+    def failing_save(picture, file, **options):  # writes a GIF header, then fails as a full disk would
+        file.write(b"GIF89a")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        node(registry, "Save Gif (mtb)", image=torch.rand(2, 4, 4, 3), fps=12, resize_by=1.0, optimize=False,
+             pingpong=False, resample_filter="nearest", use_ffmpeg=False)
+    assert not list(folders.outputs.glob("*.gif"))
+
+
 def write_styles(folders, name, rows):
     import csv
     path = folders.models / "styles" / "mtb" / name
@@ -298,7 +313,8 @@ def write_styles(folders, name, rows):
 
 
 def test_styles_loader_reads_the_csv_rows_as_csv_reader_does(registry, tmp_folders):
-    write_styles(tmp_folders, "a.csv", [["name", "prompt", "negative_prompt"], ["cinema", "film still, {prompt}", "cartoon"],
+    write_styles(tmp_folders, "a.csv", [["name", "prompt", "negative_prompt"],
+                                        ["cinema", "film still, {prompt}", "cartoon"],
                                         ["bare"], [], ["comma, inside", "a \"quoted\" text", ""]])
     write_styles(tmp_folders, "b.csv", [["cinema", "replaced", "by b"]])
     (tmp_folders.models / "styles" / "top.csv").write_text("top,left,out\n")  # not in styles/mtb: not read
@@ -310,6 +326,50 @@ def test_styles_loader_reads_the_csv_rows_as_csv_reader_does(registry, tmp_folde
     with pytest.raises(ValueError) as caught:  # refused by the choice's check, naming the input
         node(registry, "Styles Loader (mtb)", style_name="top")
     assert "style_name" in str(caught.value) and "cinema" in str(caught.value)
+
+
+def test_styles_loader_leaves_out_a_bad_or_large_file_with_a_warning_and_caps_the_list(registry, tmp_folders,
+                                                                                         monkeypatch, caplog):
+    import logging
+
+    import nodes.pack_nodes_mtb2 as mtb2
+    choices = registry.comfy_node("Styles Loader (mtb)").input_specs["style_name"].widget.choices
+    write_styles(tmp_folders, "a.csv", [["one", "p1", "n1"], ["two", "p2", "n2"], ["three", "p3", "n3"]])
+    (tmp_folders.models / "styles" / "mtb" / "b.csv").write_bytes(b"latin,caf\xe9,x\n")  # not UTF-8
+    with caplog.at_level(logging.WARNING):
+        assert choices() == ["one", "two", "three"]
+    assert "b.csv" in caplog.text and "not UTF-8 CSV" in caplog.text
+    # over the styler's file size cap: left out, with a warning
+    monkeypatch.setattr(mtb2, "MAX_STYLE_FILE", 10)
+    write_styles(tmp_folders, "b.csv", [["four", "p4", "n4"]])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert choices() == []
+    assert "a.csv is larger than 10 bytes" in caplog.text
+    # at most MAX_CSV_STYLES rows read from a file and styles listed
+    monkeypatch.setattr(mtb2, "MAX_STYLE_FILE", 2 ** 20)
+    monkeypatch.setattr(mtb2, "MAX_CSV_STYLES", 2)
+    mtb2._csv_styles.cache_clear()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert choices() == ["one", "two"]
+    assert "a.csv has more than 2 rows" in caplog.text and "holds 3 styles" in caplog.text
+    mtb2._csv_styles.cache_clear()
+
+
+def test_styles_loader_reads_a_file_again_only_when_it_changes(registry, tmp_folders):
+    choices = registry.comfy_node("Styles Loader (mtb)").input_specs["style_name"].widget.choices
+    write_styles(tmp_folders, "a.csv", [["neon", "p", "n"]])
+    path = tmp_folders.models / "styles" / "mtb" / "a.csv"
+    assert choices() == ["neon"]
+    # the same size and mtime: the cached styles (the file is not read again)
+    stat = path.stat()
+    write_styles(tmp_folders, "a.csv", [["noir", "p", "n"]])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert choices() == ["neon"]
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    assert choices() == ["noir"]
+    assert node(registry, "Styles Loader (mtb)", style_name="noir") == ("p", "n")
 
 
 def test_api_prompt_with_a_style_runs_and_round_trips(registry, tmp_folders):
@@ -367,7 +427,9 @@ def test_text_to_image_reads_fonts_from_models_fonts_by_stem(registry, tmp_folde
         pytest.skip("no DejaVuSans.ttf on this machine to copy into models/fonts")
     (tmp_folders.models / "fonts" / "sub").mkdir(parents=True)
     shutil.copy(dejavu, tmp_folders.models / "fonts" / "sub" / "Deja.ttf")
-    assert registry.comfy_node("Text To Image (mtb)").input_specs["font"].widget.choices() == ["font", "Deja"]
+    # sorted by name as the pack lists them, its own "font" kept (the default)
+    spec = registry.comfy_node("Text To Image (mtb)").input_specs["font"]
+    assert spec.widget.choices() == ["Deja", "font"] and spec.default == "font"
     got = node(registry, "Text To Image (mtb)", text="Hi", font="Deja", h_align="left", v_align="top",
                **{**TEXT_INPUTS, "wrap": False})
     font = ImageFont.truetype(dejavu, 12)
@@ -384,6 +446,73 @@ def test_text_to_image_refusals_and_the_packs_colour_fallback(registry, tmp_fold
             node(registry, "Text To Image (mtb)", **{"font": "font", "text": "x", **TEXT_INPUTS,
                                                     "h_coverage": 55, **inputs})
         assert caught.value.input == field
+
+
+def test_text_to_image_under_one_character_a_line_draws_textwraps_lines_and_refuses_a_long_word(
+        registry, tmp_folders, monkeypatch):
+    import textwrap
+    from PIL import ImageFont
+    import nodes.pack_nodes_mtb2 as mtb2
+    inputs = {**TEXT_INPUTS, "width": 40, "height": 30, "h_coverage": 10, "line_height": 1.0, "h_offset": 0,
+              "v_offset": 0}  # a wrap width of 40 / 100 * 10 / 12 * 2 = 0.67 characters
+    lines = textwrap.wrap("ab cd", width=40 / 100 * 10 / 12 * 2)
+    assert lines == ["a", "b", "c", "d"]  # textwrap's: a character a line
+    got = node(registry, "Text To Image (mtb)", text="ab cd", font="font", h_align="left", v_align="top", **inputs)
+    font = ImageFont.load_default(size=12)
+    # the fourth line, at y 36, lies below the 30-pixel picture: the same picture whether drawn or not
+    expected = pil_text_picture(lines, font, 40, 30, (255, 0, 0, 255), (0, 0, 128, 255),
+                                [(0, 12 * i) for i in range(4)])
+    assert torch.equal(got, expected)
+    # a word over MAX_CUT_WORD there is refused before textwrap cuts it
+    wraps = []
+    monkeypatch.setattr(textwrap, "wrap", lambda *args, **kwargs: wraps.append(args) or [])
+    for text in ("a" * (mtb2.MAX_CUT_WORD + 1), "ab\t" + "b" * (mtb2.MAX_CUT_WORD + 1) + " c"):
+        with pytest.raises(NodeInputError) as caught:
+            node(registry, "Text To Image (mtb)", text=text, font="font", h_align="left", v_align="top", **inputs)
+        assert caught.value.input == "text" and f"{mtb2.MAX_CUT_WORD + 1:,} characters" in str(caught.value)
+    assert wraps == []
+    node(registry, "Text To Image (mtb)", text="a" * mtb2.MAX_CUT_WORD + " b", font="font", h_align="left",
+         v_align="top", **inputs)
+    assert [len(args[0]) for args in wraps] == [mtb2.MAX_CUT_WORD + 2]
+
+
+def test_text_to_image_refuses_a_line_larger_than_pillow_draws_naming_font_size(registry, tmp_folders):
+    from PIL import Image, ImageDraw, ImageFont
+    inputs = {**TEXT_INPUTS, "wrap": False, "font_size": 2500, "width": 64, "h_offset": 0, "v_offset": 0}
+    text = "W" * 5000
+    with pytest.raises(Image.DecompressionBombError):  # Pillow's refusal, which the node names
+        ImageDraw.Draw(Image.new("RGBA", (64, 1024))).text((0, 0), text, font=ImageFont.load_default(size=2500))
+    with pytest.raises(NodeInputError) as caught:
+        node(registry, "Text To Image (mtb)", text=text, font="font", h_align="left", v_align="top",
+             **{**inputs, "height": 1024})
+    assert caught.value.input == "font_size" and "line 1" in str(caught.value)
+    # in a 64-pixel picture the line's ink (its box from Pillow) starts below it: nothing to draw there
+    top = ImageDraw.Draw(Image.new("RGBA", (64, 64))).textbbox((0, 0), text, font=ImageFont.load_default(size=2500))[1]
+    assert top > 64
+    got = node(registry, "Text To Image (mtb)", text=text, font="font", h_align="left", v_align="top",
+               **{**inputs, "height": 64})
+    assert torch.equal(got, pil_text_picture([], None, 64, 64, None, (0, 0, 128, 255), []))
+
+
+def test_text_to_image_draws_marks_rising_into_the_picture_from_a_line_below_it(registry, tmp_folders):
+    import shutil
+    import textwrap
+    from PIL import Image, ImageDraw, ImageFont, features
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    if not os.path.exists(dejavu) or not features.check("raqm"):
+        pytest.skip("needs DejaVuSans.ttf and Pillow's raqm layout (which stacks marks) on this machine")
+    (tmp_folders.models / "fonts").mkdir(parents=True)
+    shutil.copy(dejavu, tmp_folders.models / "fonts" / "Deja.ttf")
+    font = ImageFont.truetype(dejavu, 12)
+    lines = ["x", "A" + "\u030a" * 8]  # the second line at y 60, the picture's height, its marks stacked high
+    assert ImageDraw.Draw(Image.new("RGBA", (1, 1))).textbbox((0, 60), lines[1], font=font)[1] < 60
+    got = node(registry, "Text To Image (mtb)", text=" ".join(lines), font="Deja", h_align="left", v_align="top",
+               **{**TEXT_INPUTS, "line_height": 5.0, "h_offset": 0, "v_offset": 0})
+    assert textwrap.wrap(" ".join(lines), width=120 / 100 * 50 / 12 * 2) == lines
+    expected = pil_text_picture(lines, font, 120, 60, (255, 0, 0, 255), (0, 0, 128, 255), [(0, 0), (0, 60)])
+    assert torch.equal(got, expected)
+    assert not torch.equal(got, pil_text_picture(lines[:1], font, 120, 60, (255, 0, 0, 255), (0, 0, 128, 255),
+                                                 [(0, 0)]))
 
 
 def test_ui_save_with_text_to_image_runs_and_round_trips(registry, tmp_folders):
