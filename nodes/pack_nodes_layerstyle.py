@@ -278,6 +278,13 @@ class _LayerEffect(Node):
             out.append((canvas, layer, fitting_mask(nth(masks, i), layer.size, node)))
         return out
 
+    def shadow_mask(self, mask):
+        """A shadow's mask, as DropShadow and InnerShadow make it: the mask shifted by the distances
+        (unshifted where both are 0, where the pack's shift fails), grown and blurred."""
+        if self.distance_x or self.distance_y:
+            mask = shift_mask(mask, self.distance_x, self.distance_y)
+        return expand_mask(mask, self.grow, self.blur)
+
 
 class LayerStyleDropShadow(_LayerEffect):
     """A drop shadow under the layer, as LayerStyle's DropShadow: the layer's mask (layer_mask,
@@ -303,10 +310,7 @@ class LayerStyleDropShadow(_LayerEffect):
             return self.background_image
         out = []
         for canvas, layer, mask in pictures:
-            shadow_mask = mask
-            if self.distance_x or self.distance_y:
-                shadow_mask = shift_mask(mask, self.distance_x, self.distance_y)
-            shadow_mask = expand_mask(shadow_mask, self.grow, self.blur)
+            shadow_mask = self.shadow_mask(mask)
             shadow = chop_image(canvas, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
             canvas.paste(shadow, mask=shadow_mask)
             canvas.paste(layer, mask=mask)
@@ -499,10 +503,7 @@ class LayerStyleInnerShadow(_LayerEffect):
             return self.background_image
         out = []
         for canvas, layer, mask in pictures:
-            shadow_mask = mask
-            if self.distance_x or self.distance_y:
-                shadow_mask = shift_mask(mask, self.distance_x, self.distance_y)
-            shadow_mask = expand_mask(shadow_mask, self.grow, self.blur)
+            shadow_mask = self.shadow_mask(mask)
             shadow = chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
             layer.paste(shadow, mask=ImageChops.invert(shadow_mask))
             canvas.paste(layer, mask=mask)
