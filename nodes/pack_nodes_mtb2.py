@@ -526,6 +526,8 @@ class MtbLoadImageSequence(Node):
                 raise NodeInputError("path", str(e)) from None
             if not file.is_file():
                 raise NodeInputError("current_frame", f"no frame {name!r} in the inputs folder")
+            height, width = _sequence_pixels(file)  # its memory checked from the header, before decoding
+            check_run_memory("path", "loads a frame", images=Size(1, height, width))
             image, mask = _sequence_picture(file)
             return image, mask, self.current_frame, 1
         files = self.frames()

@@ -943,6 +943,9 @@ def test_load_image_sequence_refuses_mixed_frames_from_their_headers_before_deco
     _write_frames(folders.inputs / "same", ["0001.png", "0002.png"], size=(6, 4))
     assert node(registry, "Load Image Sequence (mtb)", path="same/####.png", current_frame=-1)[3] == 2
     assert checked == [Size(2, 4, 6)]
+    checked.clear()  # one frame too: its header sized for the memory check before it is decoded
+    assert node(registry, "Load Image Sequence (mtb)", path="same/####.png", current_frame=2)[3] == 1
+    assert checked == [Size(1, 4, 6)]
 
 
 def test_load_image_sequence_range_matches_a_linked_frame_by_its_listed_name(registry, tmp_folders):
