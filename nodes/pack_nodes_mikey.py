@@ -53,7 +53,7 @@ from graphflow.api import CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, 
 from graphflow.folders import UnsafePathError
 from nodes.image import _image, _resize_image
 from nodes.loaders import LoadCheckpoint
-from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, _file_state
+from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, style_file_state
 from nodes.strings import fits
 
 COMFY_PACK = "mikey_nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -1159,7 +1159,7 @@ def mikey_styles() -> dict[str, tuple[str, str]]:
     for file_name in STYLE_FILES:
         path = _style_file(file_name)
         if path is not None:
-            styles.update(_read_style_file(_file_state(path)))
+            styles.update(_read_style_file(style_file_state(path)))
     return styles
 
 

@@ -23,7 +23,7 @@ from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, S
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
-from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, _file_state
+from nodes.pack_nodes_sdxl_styler import MAX_STYLE_FILE, style_file_state
 from nodes.strings import replaced_in_turn
 
 COMFY_PACK = "comfy_mtb"  # the custom node pack this module's ComfyUI classes come from
@@ -1006,7 +1006,7 @@ def mtb_styles() -> dict[str, tuple[str, str]]:
         if name.rpartition("/")[0] != STYLES_SUBFOLDER:
             continue
         try:
-            states.append(_file_state(folders.find_model(STYLES_KIND, name, inside=True)))
+            states.append(style_file_state(folders.find_model(STYLES_KIND, name, inside=True)))
         except (OSError, UnsafePathError):  # gone since listed, or a link leading out
             continue
     return _csv_styles(tuple(states))

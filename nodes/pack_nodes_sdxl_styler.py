@@ -54,7 +54,9 @@ MAX_STYLE_FILE = 32 * 2 ** 20  # bytes read from one style file (the pack's larg
 # -- reading style files ----------------------------------------------------------------------------
 
 
-def _file_state(path: Path) -> tuple:
+def style_file_state(path: Path) -> tuple:
+    """A style file's cache key: its path, modification time and size (Mikey's and comfy_mtb's
+    style readers key their caches by it too)."""
     stat = path.stat()
     return str(path), stat.st_mtime_ns, stat.st_size
 
@@ -149,12 +151,12 @@ def _grouped(states: tuple) -> dict[str, dict]:
 
 def all_styles() -> dict[str, dict]:
     """The main stylers' styles: shipped files, then the `styles` folder's top level."""
-    return _combined(tuple(_file_state(p) for p in _style_files()))
+    return _combined(tuple(style_file_state(p) for p in _style_files()))
 
 
 def category_styles(folder: str) -> dict[str, dict]:
     """A category styler's styles: the `styles` folder's <folder>/*.json."""
-    return _grouped(tuple(_file_state(p) for p in _style_files(folder)))
+    return _grouped(tuple(style_file_state(p) for p in _style_files(folder)))
 
 
 def style_names() -> list[str]:
@@ -225,7 +227,7 @@ class _MainStyler(Node):
 
     @classmethod
     def fingerprint(cls, **widgets):
-        return repr(tuple(_file_state(p) for p in _style_files()))
+        return repr(tuple(style_file_state(p) for p in _style_files()))
 
 
 class SDXLPromptStyler(_MainStyler):
@@ -331,7 +333,7 @@ class _CategoryStyler(Node):
 
     @classmethod
     def fingerprint(cls, **widgets):
-        return repr(tuple(_file_state(p) for folder in cls.menus for p in _style_files(folder)))
+        return repr(tuple(style_file_state(p) for folder in cls.menus for p in _style_files(folder)))
 
     def chosen(self):
         for folder in self.menus:
