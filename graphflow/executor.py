@@ -252,8 +252,8 @@ class Executor:
 
             memory.manager().offload_all()  # the next run starts from an empty device
             result.error["out_of_memory"] = True
-            result.error["suggestion"] = (f"node {node_id} ({node_type}) ran out of memory; the loaded models were "
-                                          "moved to CPU RAM. Run again with --vram low (or --vram none, or "
+            result.error["suggestion"] = (f"node {node_id} ({node_type}) ran out of memory; the loaded models (but "
+                                          "any another run is using) were moved to CPU RAM. Run again with --vram low (or --vram none, or "
                                           "--reserve-vram GB), or a smaller image or batch.")
         emit({"type": "node_failed", "run_id": result.run_id, "node": node_id, "node_type": node_type, "error": result.error,
               "executed": list(result.executed)})

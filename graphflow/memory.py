@@ -595,14 +595,18 @@ class MemoryManager:
                         moved.append(member.name)
         return moved
 
-    def offload_all(self) -> None:
-        """Everything to CPU RAM (after an out-of-memory error, or when asked to free memory)."""
+    def offload_all(self) -> list[str]:
+        """Everything to CPU RAM, the cached patched weights dropped and the GPU's cache emptied
+        (after an out-of-memory error, or when asked to free memory); the names of those moved.
+        A model another worker is running, and what shares weights with it, stays where it is, with
+        its cached weights: moving them would pull its weights from under that run."""
         with self._lock:
-            for comp in list(self.components.values()):
-                if comp.state not in ("offloaded", "dropped"):
-                    self._offload(comp)
-            self.patch_cache.clear()
+            moved = self.offload_idle()
+            running = {id(m.module()) for group in self._all_groups() if self._busy(group) for m in group}
+            for key in [k for k, e in self.patch_cache.items() if e.owner not in running]:
+                del self.patch_cache[key]
         free_memory()
+        return moved
 
     # -- RAM pressure ---------------------------------------------------------------------
     def set_source(self, module: nn.Module, kind: str, name: str | None, reload: Callable[[], nn.Module]) -> None:

@@ -335,6 +335,40 @@ def test_offload_idle_keeps_a_model_in_use_and_what_shares_its_weights(fresh_man
     assert sorted(fresh_manager.offload_idle()) == ["running", "sharer"]  # idle now
 
 
+def test_offload_all_leaves_another_workers_running_model_and_its_cached_weights(fresh_manager, cpu0_device):
+    # The executor's out-of-memory path (offload_all) in one worker while another worker runs a model:
+    # that model, what shares its weights and its cached patched weights stay; the idle one moves.
+    idle, running = mlp(0, width=8, depth=2), mlp(1, width=8, depth=2)
+    sharer = nn.Sequential(running[0], nn.Linear(8, 8))
+    for module, name in ((idle, "idle"), (sharer, "sharer")):
+        fresh_manager.load(module, "other", name)
+    doubled = (memory.WeightPatch("0.weight", lambda w: w * 2),)
+    started, release = threading.Event(), threading.Event()
+
+    def other_worker():
+        with fresh_manager.use(running, "other", "running"):
+            fresh_manager.patch(running, doubled, cache=True)
+            fresh_manager.patch(running, (), cache=True)  # switched back: the doubled weight is cached
+            started.set()
+            assert release.wait(10)
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    try:
+        assert started.wait(10)
+        cached = [k for k, e in fresh_manager.patch_cache.items() if e.owner == id(running)]
+        assert cached
+        assert fresh_manager.offload_all() == ["idle"]
+        states = {c.name: c.state for c in fresh_manager.components.values()}
+        assert states == {"idle": "offloaded", "running": "loaded", "sharer": "loaded"}
+        assert [k for k in cached if k in fresh_manager.patch_cache] == cached
+    finally:
+        release.set()
+        worker.join(10)
+    assert sorted(fresh_manager.offload_all()) == ["running", "sharer"]  # idle now
+    assert not fresh_manager.patch_cache
+
+
 class _WatchedLock:
     """The manager's lock, saying when a thread other than the test's finds it held (then waits)."""
 
