@@ -295,13 +295,13 @@ CUSTOM_PACKS = {
                             # nodes/pack_nodes_impact.py's classes without the Impact prefix
                             "EditBasicPipe", "ImageBatchToImageList", "ImageListToImageBatch", "ImageMaskSwitch",
                             "LatentSwitch", "StringListToString"),
-    # melMass's comfy_mtb (nodes/pack_nodes_mtb.py): every class ends " (mtb)"; before WAS, whose
-    # "Image Resize" prefix would claim "Image Resize Factor (mtb)"
+    # melMass's comfy_mtb (nodes/pack_nodes_mtb.py): every class ends " (mtb)", a marker, which custom_pack
+    # takes before WAS's "Image Resize" prefix ("Image Resize Factor (mtb)")
     "comfy_mtb": ("(mtb)",),
-    # before WAS: its "Image Save" prefix would claim "Image Saver ..."
+    # whole names, which custom_pack takes before WAS's "Image Save" prefix
     "ComfyUI-Image-Saver": ("(Image Saver)", *IMAGE_SAVER_CLASSES),
-    # JPS-GER's ComfyUI_JPS-Nodes (nodes/pack_nodes_jps.py): every class name ends in " (JPS)"; before WAS,
-    # whose "Text Concatenate" prefix would claim "Text Concatenate (JPS)"
+    # JPS-GER's ComfyUI_JPS-Nodes (nodes/pack_nodes_jps.py): every class name ends in " (JPS)", a marker,
+    # which custom_pack takes before WAS's "Text Concatenate" prefix ("Text Concatenate (JPS)")
     "ComfyUI_JPS-Nodes": ("(JPS)",),
     "WAS Node Suite": ("Image Blend", "Text Multiline", "Text Concatenate", "Number to Int", "Image Resize",
                        "Text String", "Image Save", "Load Image Batch", "CLIPTextEncode (NSP)", "WAS_", *WAS_CLASSES,
@@ -388,7 +388,7 @@ CUSTOM_PACKS = {
     # Nourepide's ComfyUI-Allor (nodes/pack_nodes_allor*.py): its model-free classes are ours (named so the
     # docs list them under the pack); whole names, as its ImageText... / ImageBatch... would claim others'
     "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
-    # before ComfyUI_LayerStyle's prefixes, which its names share
+    # whole names, which custom_pack takes before ComfyUI_LayerStyle's prefixes (its names share them)
     "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
     # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle.py holds its model-free nodes of round 1);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
@@ -440,14 +440,34 @@ def comfy_version() -> str:
 
 def custom_pack(class_type: str) -> str | None:
     """The well-known custom node pack a ComfyUI class name comes from, if it is one: a whole
-    name, a prefix, or (for markers such as "|pysssss" and "(rgthree)") a suffix; the names in
-    WHOLE_NAMES only whole."""
+    name, else a marker suffix such as "|pysssss" or "(rgthree)", else a prefix (the names in
+    WHOLE_NAMES only whole). A pack's marker beats another's prefix ("Text Concatenate (JPS)" is
+    JPS's, not WAS's "Text Concatenate..."), a longer affix a shorter one; between equals, the
+    pack listed first in CUSTOM_PACKS."""
+    whole, suffixes, prefixes = _pack_names()
+    if class_type in whole:
+        return whole[class_type]
+    for name, pack in suffixes:
+        if class_type.endswith(name):
+            return pack
+    for name, pack in prefixes:
+        if class_type.startswith(name):
+            return pack
+    return None
+
+
+@cache
+def _pack_names() -> tuple[dict[str, str], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """CUSTOM_PACKS as custom_pack searches it: whole name -> pack, then (suffix, pack) and
+    (prefix, pack), longest first (a stable sort: CUSTOM_PACKS' order between equal lengths)."""
+    whole, affixes = {}, []
     for pack, names in CUSTOM_PACKS.items():
         for name in names:
-            if class_type == name or name not in WHOLE_NAMES and (
-                    class_type.startswith(name) or name[0] in "|(+[/" and class_type.endswith(name)):
-                return pack
-    return None
+            whole.setdefault(name, pack)
+            if name not in WHOLE_NAMES:
+                affixes.append((name, pack))
+    affixes.sort(key=lambda entry: -len(entry[0]))
+    return whole, tuple(e for e in affixes if e[0][0] in "|(+[/"), tuple(affixes)
 
 
 # A ComfyUI class this registry does not know whose name is a graphflow node's own name: that node

@@ -874,6 +874,23 @@ def test_unknown_classes_say_whether_core_or_which_custom_pack(builtin_registry)
     assert [c for c in comfy_catalogue() if custom_pack(c)] == []  # no core class taken for a pack's
 
 
+def test_a_packs_marker_suffix_beats_another_packs_prefix_whatever_their_order(monkeypatch):
+    # WAS claims "Text Concatenate..." and "Image Resize..." by prefix; an unknown class carrying another
+    # pack's marker is that pack's, whether that pack is listed before WAS or after it.
+    from graphflow import comfy_format
+
+    marked = {"Text Concatenate Lines (JPS)": "ComfyUI_JPS-Nodes", "Image Resize To Fit (mtb)": "comfy_mtb"}
+    for order in (list(comfy_format.CUSTOM_PACKS), list(reversed(comfy_format.CUSTOM_PACKS))):
+        monkeypatch.setattr(comfy_format, "CUSTOM_PACKS", {p: comfy_format.CUSTOM_PACKS[p] for p in order})
+        comfy_format._pack_names.cache_clear()
+        try:
+            assert {name: custom_pack(name) for name in marked} == marked
+            assert custom_pack("Text Concatenate Lines") == "WAS Node Suite"  # no marker: the prefix
+            assert custom_pack("LayerMask: SegmentAnythingUltra") == "ComfyUI_LayerStyle_Advance"  # whole name
+        finally:
+            comfy_format._pack_names.cache_clear()
+
+
 def test_a_pack_nodes_own_graphflow_name_does_not_claim_another_packs_class(builtin_registry):
     # Our SimpleMath answers to essentials' "SimpleMath+" only and ImageOverlay to Efficiency's
     # "Image Overlay": a class literally named "SimpleMath" is some other pack's node, read as
