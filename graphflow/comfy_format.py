@@ -262,12 +262,11 @@ ART_VENTURE_LEFT_OUT = {
                      "AV_LLMTextMessage", "AV_LLMImageMessage", "AV_LLMChat", "AV_LLMCompletion"),
                     "it asks (or sets up a call to) a language-model web service"),
     # model-free, or made of graphflow's loaders, but not built this round
-    **dict.fromkeys(("AV_CheckpointModelsToParametersPipe", "AV_PromptsToParametersPipe",
-                     "AV_ParametersPipeToCheckpointModels", "AV_ParametersPipeToPrompts", "DependenciesEdit"),
-                    _AV_LATER.format("the pack's parameter pipes and dependency tuples")),
-    **dict.fromkeys(("AV_VAELoader", "AV_LoraLoader", "AV_LoraListLoader", "AV_LoraListStacker",
-                     "AV_CheckpointMerge", "AV_CheckpointSave", "MergeModels"),
-                    _AV_LATER.format("the pack's loader / merge variants over the core loaders")),
+    "DependenciesEdit": _AV_LATER.format("the pack's DEPENDENCIES tuple, which no node here makes"),
+    **dict.fromkeys(("AV_CheckpointMerge", "MergeModels"),
+                    _AV_LATER.format("its merges pad an inpainting model's 9-channel input layer, which "
+                                     "ModelMergeSimple does not")),
+    "AV_CheckpointSave": _AV_LATER.format("CheckpointSave with a float16 choice"),
     **dict.fromkeys(("AV_ControlNetLoader", "AV_ControlNetEfficientLoader", "AV_ControlNetEfficientLoaderAdvanced",
                      "AV_ControlNetEfficientStacker", "AV_ControlNetEfficientStackerSimple"),
                     _AV_LATER.format("its ControlNet loaders apply its preprocessor choice, which needs "

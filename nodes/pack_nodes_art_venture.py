@@ -12,10 +12,12 @@ CheckpointNameSelector, TextRandomMultiline, TextSwitchCase; LoadJsonFromText an
 Get{Object,Text,Float,Int,Bool}FromJson readers. The pack's ColorCorrect (its copy of EllangoK's)
 is answered by nodes/pack_nodes_post_processing.py's PostProcColorCorrect, the same inputs and formula.
 
+Its parameter pipes and loader variants (AV_...) are in nodes/pack_nodes_art_venture_loaders.py.
 Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why, class by class): the URL loaders
 and uploads, the QR code generator, the model-running classes (ISNet, SAM, BLIP, DeepDanbooru, LaMa,
-Fooocus, IP-Adapter, ControlNet preprocessors, LLM APIs), and those not built this round (the AV_
-parameter pipes and loaders, DependenciesEdit, MergeModels).
+ControlNet preprocessors, LLM APIs), and those not built this round (DependenciesEdit, the merges
+MergeModels / AV_CheckpointMerge, AV_CheckpointSave, the ControlNet loaders, the IP-Adapter and
+Fooocus sampler nodes, the inpaint crop / overlay helpers).
 
 As in the pack, the PIL steps see a picture as 8-bit (x · 255 clipped, cut to a whole level) and
 give levels / 255 back.
@@ -196,7 +198,8 @@ class AVImageScaleToMegapixels(Node):
     ImageScaleDownBy (Lanczos through 8-bit RGB). Up by less than 1.2, or with no upscale model:
     ComfyUI's bicubic resize to the rounded size. Up by 1.2 or more with a model: the model's
     upscale (tiles of 512 overlapping by 32, ImageUpscaleWithModel's defaults), then centre-crop and
-    Lanczos down to the rounded size."""
+    Lanczos down to the rounded size; the model's full-size result is checked against the pixel and
+    memory limits before it runs."""
     category = CATEGORY
     images: IMAGE
     megapixels: float = Float(1.0, min=0.1, max=100.0, step=0.05)
@@ -234,6 +237,8 @@ class AVImageScaleToMegapixels(Node):
         if images.shape[-1] != model.input_channels:
             raise NodeInputError("images", f"the upscale model takes {model.input_channels}-channel images, "
                                            f"got {images.shape[-1]} channels")
+        from nodes.pack_nodes_easyuse_samplers import check_upscaled_size
+        check_upscaled_size(images, model.scale, "images", "upscale_model_opt")  # before the model's full size
         upscaled = upscale_fitting(model, images, 512, 32, on_tile=progress)
         return _scaled_down(upscaled, new_width, new_height, True)
 

@@ -140,7 +140,7 @@ def test_left_out_classes_are_named_with_why():
     hint = unknown_type_hint("LoadImageFromUrl")
     assert "web addresses" in hint and "comfyui-art-venture" in hint
     assert "segment-anything" in unknown_type_hint("AV_SAMLoader")
-    assert "not built yet" in unknown_type_hint("AV_ParametersPipeToPrompts")
+    assert "not built yet" in unknown_type_hint("AV_CheckpointSave")
     assert "comfyui-art-venture" in unknown_type_hint("AV_SomeLaterClass")
     assert custom_pack("ImageRepeatSomething") is None  # whole names only
 
@@ -198,7 +198,7 @@ def test_scale_to_megapixels_down_and_bicubic_up(registry):
     assert up.shape == (2, round(280 * scale), round(300 * scale), 3) and torch.equal(up, core)
 
 
-def test_scale_to_megapixels_with_a_model_upscales_then_scales_down(registry, tmp_folders):
+def test_scale_to_megapixels_with_a_model_upscales_then_scales_down(registry, tmp_folders, monkeypatch):
     from graphflow.testing import write_esrgan
     (tmp_folders.models / "upscale_models").mkdir(exist_ok=True)
     write_esrgan(tmp_folders.models / "upscale_models" / "x2.safetensors", scale=2)
@@ -210,6 +210,12 @@ def test_scale_to_megapixels_with_a_model_upscales_then_scales_down(registry, tm
     assert upscaled.shape == (1, 48, 64, 3)
     assert out.shape == (1, round(24 * scale), round(32 * scale), 3)
     assert torch.equal(out, _pack_scale_down(upscaled, round(32 * scale), round(24 * scale), "center"))
+    # the model's full-size result is held to the pixel limit before it runs
+    import nodes.pack_nodes_easyuse_samplers as samplers
+    monkeypatch.setattr(samplers, "HIRES_MAX_PIXELS", 48 * 64 - 1)
+    _refused(registry, "AVImageScaleToMegapixels", "upscale_model_opt", "64x48", images=images, megapixels=0.1,
+             upscale_model_opt=model)
+    monkeypatch.undo()
     # under 1.2 times the model is not used
     near = _images(6, batch=1, height=300, width=320)
     plain = call(registry, "AVImageScaleToMegapixels", images=near, megapixels=0.1)
@@ -404,7 +410,151 @@ def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
 def test_importing_the_module_stays_light():
     import subprocess
     import sys
-    code = ("import sys, nodes.pack_nodes_art_venture; "
+    code = ("import sys, nodes.pack_nodes_art_venture, nodes.pack_nodes_art_venture_loaders; "
             "print(any(m in sys.modules for m in ('torch', 'transformers', 'diffusers', 'cv2')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- parameter pipes and loaders (nodes/pack_nodes_art_venture_loaders.py) ---------------------------
+
+from tests.test_pack_nodes import lora_folders, weights  # noqa: E402,F401  (a fixture and its reader)
+
+LOADER_PACK = {
+    "AV_CheckpointModelsToParametersPipe": ["ckpt_name", "pipe", "secondary_ckpt_name", "vae_name", "upscaler_name",
+                                            "secondary_upscaler_name", "lora_1_name", "lora_2_name", "lora_3_name"],
+    "AV_PromptsToParametersPipe": ["positive", "negative", "pipe", "image", "mask"],
+    "AV_ParametersPipeToCheckpointModels": ["pipe"],
+    "AV_ParametersPipeToPrompts": ["pipe"],
+    "AV_VAELoader": ["vae_name", "vae_override"],
+    "AV_LoraLoader": ["model", "clip", "lora_name", "strength_model", "strength_clip", "lora_override", "enabled"],
+    "AV_LoraListStacker": ["data", "lora_stack"],
+    "AV_LoraListLoader": ["model", "clip", "data"],
+}
+
+
+def test_loader_and_pipe_inputs_follow_the_pack(registry):
+    found = {}
+    for cls in registry:
+        if cls.__module__ == "nodes.pack_nodes_art_venture_loaders":
+            found.update(dict.fromkeys(cls.comfy.class_types, cls))
+    assert set(found) == set(LOADER_PACK)
+    for class_type, names in LOADER_PACK.items():
+        assert list(found[class_type].input_specs) == names, class_type
+        assert custom_pack(class_type) == "comfyui-art-venture"
+    lora = found["AV_LoraLoader"].input_specs
+    assert (lora["strength_model"].default, lora["lora_override"].default, lora["enabled"].default) == (1.0, "None", True)
+    prompts = found["AV_PromptsToParametersPipe"].input_specs
+    assert (prompts["positive"].default, prompts["negative"].default) == ("Positive", "Negative")
+    assert [o.name for o in found["AV_ParametersPipeToCheckpointModels"].output_specs] == ["pipe", *LOADER_PACK[
+        "AV_CheckpointModelsToParametersPipe"][:1], *LOADER_PACK["AV_CheckpointModelsToParametersPipe"][2:]]
+    assert [o.name for o in found["AV_ParametersPipeToPrompts"].output_specs] == ["pipe", "positive", "negative",
+                                                                                  "image", "mask"]
+
+
+def test_pipes_carry_names_prompts_and_pictures(registry, lora_folders):
+    given = {"positive": "kept", "extra": 1}
+    names = dict(secondary_ckpt_name="None", vae_name="None", upscaler_name="None", secondary_upscaler_name="None",
+                 lora_1_name="first.safetensors", lora_2_name="None", lora_3_name="second.safetensors")
+    pipe = call(registry, "AVCheckpointModelsToParametersPipe", ckpt_name="tiny.safetensors", pipe=given, **names)
+    assert given == {"positive": "kept", "extra": 1}  # the given pipe is not changed
+    out = call(registry, "AVParametersPipeToCheckpointModels", pipe=pipe)
+    assert out == (pipe, "tiny.safetensors", None, None, None, None, "first.safetensors", None, "second.safetensors")
+    assert pipe["positive"] == "kept" and pipe["extra"] == 1
+    image, mask = _images(1), torch.rand(1, 20, 28)
+    prompts = call(registry, "AVPromptsToParametersPipe", positive="a cat", negative="blur", pipe=pipe, image=image,
+                   mask=mask)
+    back = call(registry, "AVParametersPipeToPrompts", pipe=prompts)
+    assert back[1:3] == ("a cat", "blur") and back[3] is image and back[4] is mask
+    assert back[0]["lora_1_name"] == "first.safetensors"
+    assert call(registry, "AVParametersPipeToPrompts", pipe={})[1:] == (None, None, None, None)
+    _refused(registry, "AVParametersPipeToPrompts", "pipe", "dict", pipe=["not", "a", "pipe"])
+
+
+def _loaded(registry):
+    return call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+
+
+def _same(a, b):
+    (unet, text), (unet_want, text_want) = weights(*a), weights(*b)
+    return all(torch.equal(unet[n], unet_want[n]) for n in unet) and \
+        all(torch.equal(text[n], text_want[n]) for n in text)
+
+
+def test_lora_loader_with_override_and_switch(registry, lora_folders):
+    model, clip, _ = _loaded(registry)
+    base = dict(model=model, clip=clip, strength_model=0.7, strength_clip=0.3)
+    want = call(registry, "LoadLoRA", lora_name="first.safetensors", **base)
+    got = call(registry, "AVLoraLoader", lora_name="first.safetensors", lora_override="None", enabled=True, **base)
+    assert _same(got, want) and not _same(got, (model, clip))
+    second = call(registry, "LoadLoRA", lora_name="second.safetensors", **base)
+    got = call(registry, "AVLoraLoader", lora_name="first.safetensors", lora_override="second.safetensors",
+               enabled=True, **base)
+    assert _same(got, second)
+    got = call(registry, "AVLoraLoader", lora_name="first.safetensors", lora_override="gone.safetensors",
+               enabled=True, **base)
+    assert _same(got, want)  # an override not found: lora_name, with a warning
+    off = call(registry, "AVLoraLoader", lora_name="first.safetensors", lora_override="None", enabled=False, **base)
+    assert off[0] is model and off[1] is clip
+
+
+def test_lora_list_loader_and_stacker(registry, lora_folders):
+    model, clip, _ = _loaded(registry)
+    rows = [{"name": "first.safetensors", "strength": 0.7}, {"name": "gone.safetensors", "strength": 1},
+            {"name": "second.safetensors", "strength": -0.5}, {"name": "first.safetensors", "strength": 0}]
+    got = call(registry, "AVLoraListLoader", model=model, clip=clip, data=json.dumps(rows))
+    first = call(registry, "LoadLoRA", model=model, clip=clip, lora_name="first.safetensors", strength_model=0.7,
+                 strength_clip=0.7)
+    want = call(registry, "LoadLoRA", model=first[0], clip=first[1], lora_name="second.safetensors",
+                strength_model=-0.5, strength_clip=-0.5)
+    assert _same(got, want)
+    stack = call(registry, "AVLoraListStacker", data=json.dumps(rows),
+                 lora_stack=[("None", 1.0, 1.0), ("second.safetensors", 0.2, 0.4)])
+    assert stack == [("first.safetensors", 0.7, 0.7), ("second.safetensors", -0.5, -0.5),
+                     ("second.safetensors", 0.2, 0.4)]
+    assert call(registry, "AVLoraListStacker", data=" [] ") == []
+    _refused(registry, "AVLoraListStacker", "data", "not JSON", data="[{")
+    _refused(registry, "AVLoraListStacker", "data", "entry 0", data='[{"name": "first.safetensors"}]')
+    _refused(registry, "AVLoraListLoader", "data", "a JSON list", model=model, clip=clip, data='{"name": 1}')
+
+
+def test_vae_loader_override(registry, tmp_folders):
+    from graphflow.testing import write_vae
+    (tmp_folders.models / "vae").mkdir(exist_ok=True)
+    write_vae(tmp_folders.models / "vae" / "one.safetensors", seed=1)
+    write_vae(tmp_folders.models / "vae" / "two.safetensors", seed=2)
+    state = lambda vae: {k: v.clone() for k, v in vae.module.state_dict().items()}  # noqa: E731
+    one, two = (state(call(registry, "LoadVAE", vae_name=n)) for n in ("one.safetensors", "two.safetensors"))
+    assert any(not torch.equal(one[k], two[k]) for k in one)
+    for override, want in (("two.safetensors", two), ("None", one), ("three.safetensors", one)):
+        got = state(call(registry, "AVVAELoader", vae_name="one.safetensors", vae_override=override))
+        assert all(torch.equal(got[k], want[k]) for k in want), override
+
+
+def test_a_ui_save_with_the_packs_pipes_runs_and_round_trips(registry, lora_folders):
+    names = ["tiny.safetensors", "None", "None", "None", "None", "first.safetensors", "None", "None"]
+    nodes = [
+        ui_node(1, "AV_CheckpointModelsToParametersPipe", names, outputs=[("PIPE", "PIPE", [1])]),
+        ui_node(2, "AV_PromptsToParametersPipe", ["a red circle", "blurry"], [("pipe", "PIPE", 1, False)],
+                [("PIPE", "PIPE", [2])]),
+        ui_node(3, "AV_ParametersPipeToPrompts", [], [("pipe", "PIPE", 2, False)],
+                [("pipe", "PIPE", []), ("positive", "STRING", []), ("negative", "STRING", []),
+                 ("image", "IMAGE", []), ("mask", "MASK", [])]),
+        ui_node(4, "CheckpointLoaderSimple", ["tiny.safetensors"],
+                outputs=[("MODEL", "MODEL", [3]), ("CLIP", "CLIP", [4]), ("VAE", "VAE", [])]),
+        ui_node(5, "AV_LoraLoader", ["first.safetensors", 0.7, 0.3, "None", True],
+                [("model", "MODEL", 3, False), ("clip", "CLIP", 4, False)],
+                [("MODEL", "MODEL", []), ("CLIP", "CLIP", [])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "PIPE"], [2, 2, 0, 3, 0, "PIPE"], [3, 4, 0, 5, 0, "MODEL"], [4, 4, 1, 5, 1, "CLIP"]]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["3", "5"]).values
+    assert values["3"][1:3] == ("a red circle", "blurry") and values["3"][0]["lora_1_name"] == "first.safetensors"
+    model, clip, _ = values["4"]
+    want = call(registry, "LoadLoRA", model=model, clip=clip, lora_name="first.safetensors", strength_model=0.7,
+                strength_clip=0.3)
+    assert _same(values["5"], want)
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    for node in nodes:
+        assert saved[node["id"]]["type"] == node["type"]
+        assert saved[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
