@@ -230,7 +230,8 @@ ALLOR_LATER = ("ImageEffectsLensBokeh", "ImageEffectsLensZoomBurst", "ImageEffec
 # names: "ImageRepeat", "RandomInt" ... as prefixes would claim other packs' classes); its "AV_" classes by prefix
 ART_VENTURE_CLASSES = ("ImageMuxer", "ImageScaleDown", "ImageScaleDownBy", "ImageScaleDownToSize",
                        "ImageScaleToMegapixels", "ImageAlphaComposite", "ImageGaussianBlur", "ImageRepeat",
-                       "ImageExtractChannel", "ImageApplyChannel", "ColorBlend", "StringToInt", "StringToNumber",
+                       "ImageExtractChannel", "ImageApplyChannel", "ColorBlend", "OverlayInpaintedLatent",
+                       "StringToInt", "StringToNumber",
                        "BooleanPrimitive", "NumberScaler", "RandomInt", "RandomFloat", "SeedSelector",
                        "AspectRatioSelector", "SDXLAspectRatioSelector", "CheckpointNameSelector",
                        "TextRandomMultiline", "TextSwitchCase", "LoadJsonFromText", "GetObjectFromJson",
@@ -277,8 +278,7 @@ ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("Fooocus_KSampler", "Fooocus_KSamplerAdvanced", "Fooocus_KSamplerEfficient",
                      "Fooocus_KSamplerEfficientAdvanced"),
                     _AV_LATER.format("Fooocus' sharpness patch (an anisotropic filter in the sampler's eps)")),
-    **dict.fromkeys(("PrepareImageAndMaskForInpaint", "OverlayInpaintedLatent", "OverlayInpaintedImage",
-                     "CreateExpandedCanvasForOutpaint"),
+    **dict.fromkeys(("PrepareImageAndMaskForInpaint", "OverlayInpaintedImage", "CreateExpandedCanvasForOutpaint"),
                     _AV_LATER.format("the pack's inpaint crop / overlay helpers")),
 }
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers

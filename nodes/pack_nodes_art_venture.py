@@ -6,7 +6,7 @@ and modules/postprocessing/color_blend.py at 1138a1f4d96f6cfa64752ceaaf78dace26e
 
 Nodes here: ImageMuxer, ImageScaleDown, ImageScaleDownBy, ImageScaleDownToSize,
 ImageScaleToMegapixels, ImageAlphaComposite, ImageGaussianBlur, ImageRepeat, ImageExtractChannel,
-ImageApplyChannel, ColorBlend; StringToInt, StringToNumber, BooleanPrimitive, NumberScaler,
+ImageApplyChannel, ColorBlend, OverlayInpaintedLatent; StringToInt, StringToNumber, BooleanPrimitive, NumberScaler,
 RandomInt, RandomFloat, SeedSelector, AspectRatioSelector, SDXLAspectRatioSelector,
 CheckpointNameSelector, TextRandomMultiline, TextSwitchCase; LoadJsonFromText and the
 Get{Object,Text,Float,Int,Bool}FromJson readers. The pack's ColorCorrect (its copy of EllangoK's)
@@ -17,7 +17,7 @@ Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why, class by clas
 and uploads, the QR code generator, the model-running classes (ISNet, SAM, BLIP, DeepDanbooru, LaMa,
 ControlNet preprocessors, LLM APIs), and those not built this round (DependenciesEdit, the merges
 MergeModels / AV_CheckpointMerge, AV_CheckpointSave, the ControlNet loaders, the IP-Adapter and
-Fooocus sampler nodes, the inpaint crop / overlay helpers).
+Fooocus sampler nodes, the other inpaint crop / overlay helpers).
 
 As in the pack, the PIL steps see a picture as 8-bit (x · 255 clipped, cut to a whole level) and
 give levels / 255 back.
@@ -26,7 +26,7 @@ give levels / 255 back.
 from __future__ import annotations
 
 from graphflow.api import (
-    BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node,
+    BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node,
     NodeInputError, Size, Text, check_interrupted, folders, progress, repeated, socket_type,
 )
 from nodes.image import _image
@@ -403,6 +403,40 @@ class AVColorBlend(Node):
             lab = cv2.merge((cv2.cvtColor(grey_source, cv2.COLOR_BGR2GRAY), a, b))
             out.append(torch.from_numpy(cv2.cvtColor(lab, cv2.COLOR_Lab2BGR).astype(np.float32) / 255))
         return torch.stack(out)
+
+
+class AVOverlayInpaintedLatent(Node):
+    """The inpainted latent where the mask is set, the original elsewhere: each mask (8-bit, cut
+    to levels) resized to the latent's size by Pillow's bicubic and rounded to 0 or 1 (halves to
+    even, as numpy rounds). The pack tiles the mask over 4 channels, which fails on 16-channel
+    latents (SD3, FLUX); here it covers every channel. As in the pack, the result holds the samples
+    only (no noise mask or batch index)."""
+    category = "Art Venture/Inpainting"
+    original: LATENT
+    inpainted: LATENT
+    mask: MASK
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("OverlayInpaintedLatent",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image
+        original, inpainted = self.original["samples"], self.inpainted["samples"]
+        masks = self.mask
+        if original.ndim != 4 or inpainted.shape != original.shape:
+            raise NodeInputError("inpainted", f"samples of shape {tuple(inpainted.shape)}: expected the original's "
+                                              f"{tuple(original.shape)} (image latents)")
+        if not torch.is_tensor(masks) or masks.ndim != 3 or masks.shape[0] != original.shape[0]:
+            raise NodeInputError("mask", f"expected a [B, H, W] mask batch of {original.shape[0]}, the latents' batch")
+        height, width = original.shape[2:]
+        out = []
+        for before, after, mask in zip(original, inpainted, masks):
+            levels = np.clip(255.0 * mask.detach().cpu().float().numpy(), 0, 255).astype(np.uint8)
+            small = Image.fromarray(levels, "L").convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+            keep = torch.from_numpy(np.around(np.asarray(small, dtype=np.float32)[..., 0] / 255)).to(before)
+            out.append(after * keep + before * (1.0 - keep))
+        return {"samples": torch.stack(out)}
 
 
 # -- numbers, text and choices -----------------------------------------------------------------------

@@ -74,6 +74,7 @@ PACK = {
     "ImageExtractChannel": ([("images", "IMAGE"), ("channel", "CHOICE", "R")], ["channel_data"]),
     "ImageApplyChannel": ([("images", "IMAGE"), ("channel_data", "MASK"), ("channel", "CHOICE", "R")], ["IMAGE"]),
     "ColorBlend": ([("bw_layer", "IMAGE"), ("color_layer", "IMAGE")], ["IMAGE"]),
+    "OverlayInpaintedLatent": ([("original", "LATENT"), ("inpainted", "LATENT"), ("mask", "MASK")], ["LATENT"]),
     "StringToInt": ([("string", "STRING", "0")], ["INT"]),
     "StringToNumber": ([("string", "STRING", "0"), ("rounding", "CHOICE", "round")], ["INT", "FLOAT"]),
     "BooleanPrimitive": ([("value", "BOOLEAN", False), ("reverse", "BOOLEAN", False)], ["BOOLEAN", "STRING"]),
@@ -131,8 +132,8 @@ def test_inputs_outputs_and_categories_follow_the_pack(registry):
             if (class_type, name) in CHOICES:
                 assert list(spec.widget.options) == CHOICES[class_type, name]
         assert [o.name for o in cls.output_specs] == outputs, class_type
-        want = "ArtVenture/Post Processing" if class_type == "ColorBlend" else "Art Venture/Utils"
-        assert cls.category == want
+        want = {"ColorBlend": "ArtVenture/Post Processing", "OverlayInpaintedLatent": "Art Venture/Inpainting"}
+        assert cls.category == want.get(class_type, "Art Venture/Utils")
         assert custom_pack(class_type) == "comfyui-art-venture"
 
 
@@ -277,6 +278,23 @@ def test_color_blend_against_opencv(registry):
     want = _pack_color_blend((bw[0] * 255).to(torch.uint8).numpy(), (resized[0] * 255).to(torch.uint8).numpy())
     assert torch.equal(out[0], torch.from_numpy(want.astype(np.float32) / 255))
     _refused(registry, "AVColorBlend", "color_layer", "4 channels", bw_layer=bw, color_layer=_images(1, channels=4))
+
+
+def test_overlay_inpainted_latent_against_the_packs_mask_resize(registry):
+    for channels in (4, 16):
+        original = torch.randn(2, channels, 6, 5, generator=torch.Generator().manual_seed(channels))
+        inpainted = torch.randn(2, channels, 6, 5, generator=torch.Generator().manual_seed(channels + 1))
+        mask = torch.rand(2, 48, 40, generator=torch.Generator().manual_seed(3))
+        out = call(registry, "AVOverlayInpaintedLatent", original={"samples": original, "noise_mask": mask},
+                   inpainted={"samples": inpainted}, mask=mask)
+        assert list(out) == ["samples"]
+        for i in range(2):
+            small = _pil(mask[i]).convert("RGB").resize((5, 6))  # Pillow's default filter: bicubic
+            keep = torch.from_numpy(np.around(np.array(small, dtype=np.float32)[..., 0] / 255))
+            assert 0 < float(keep.mean()) < 1
+            assert torch.equal(out["samples"][i], inpainted[i] * keep + original[i] * (1 - keep))
+    _refused(registry, "AVOverlayInpaintedLatent", "mask", "batch of 2", original={"samples": original},
+             inpainted={"samples": inpainted}, mask=mask[:1])
 
 
 def test_muxer(registry):
