@@ -55,7 +55,7 @@ JSON = socket_type("JSON", "#b39ddb", "Crystools' JSON: a dict or list, or JSON 
 # -- the pack's PIL round trip ----------------------------------------------------------------------
 
 
-def _picture(image):
+def _picture(image, input_name: str = "images"):
     """One [H, W, C] image as the pack's tensor2pil sees it: x · 255 clipped and cut to a level,
     one channel squeezed to an L picture."""
     import numpy as np
@@ -64,7 +64,7 @@ def _picture(image):
     if levels.shape[-1] == 1:
         levels = levels[..., 0]
     elif levels.shape[-1] not in (3, 4):
-        raise NodeInputError("images", f"{levels.shape[-1]} channels: expected 1, 3 or 4")
+        raise NodeInputError(input_name, f"{levels.shape[-1]} channels: expected 1, 3 or 4")
     return Image.fromarray(levels)
 
 
@@ -265,7 +265,8 @@ class AVImageAlphaComposite(Node):
         out = []
         for below, above in zip(first, second):
             check_interrupted()
-            out.append(_tensor(Image.alpha_composite(_picture(below).convert("RGBA"), _picture(above).convert("RGBA"))))
+            out.append(_tensor(Image.alpha_composite(_picture(below, "image_1").convert("RGBA"),
+                                                       _picture(above, "image_2").convert("RGBA"))))
         return torch.stack(out)
 
 

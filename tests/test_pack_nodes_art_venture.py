@@ -230,6 +230,8 @@ def test_alpha_composite_blur_and_repeat_against_pillow(registry):
     want = torch.stack([_back(Image.alpha_composite(_pil(a).convert("RGBA"), _pil(b).convert("RGBA")))
                         for a, b in zip(below, above)])
     assert out.shape == (2, 20, 28, 4) and torch.equal(out, want)
+    _refused(registry, "AVImageAlphaComposite", "image_2", "2 channels", image_1=below, image_2=above[..., :2])
+    _refused(registry, "AVImageAlphaComposite", "image_2", "the same size", image_1=below, image_2=above[:, :10])
     for channels in (1, 3, 4):
         images = _images(9, channels=channels)
         blurred = call(registry, "AVImageGaussianBlur", images=images, radius=3)
