@@ -226,6 +226,61 @@ ALLOR_LEFT_OUT = dict.fromkeys(
     "it needs the rembg package, which downloads its background-removal models at run time")
 ALLOR_LATER = ("ImageEffectsLensBokeh", "ImageEffectsLensZoomBurst", "ImageEffectsChromaticAberration",
                "ImageBatchCopy", "ImageBatchRemoveByMask")
+# sipherxyz's comfyui-art-venture (nodes/pack_nodes_art_venture.py): its model-free classes built so far (whole
+# names: "ImageRepeat", "RandomInt" ... as prefixes would claim other packs' classes); its "AV_" classes by prefix
+ART_VENTURE_CLASSES = ("ImageMuxer", "ImageScaleDown", "ImageScaleDownBy", "ImageScaleDownToSize",
+                       "ImageScaleToMegapixels", "ImageAlphaComposite", "ImageGaussianBlur", "ImageRepeat",
+                       "ImageExtractChannel", "ImageApplyChannel", "ColorBlend", "OverlayInpaintedLatent",
+                       "StringToInt", "StringToNumber",
+                       "BooleanPrimitive", "NumberScaler", "RandomInt", "RandomFloat", "SeedSelector",
+                       "AspectRatioSelector", "SDXLAspectRatioSelector", "CheckpointNameSelector",
+                       "TextRandomMultiline", "TextSwitchCase", "LoadJsonFromText", "GetObjectFromJson",
+                       "GetTextFromJson", "GetFloatFromJson", "GetIntFromJson", "GetBoolFromJson")
+# comfyui-art-venture's classes graphflow leaves out, with why (read from the NODE_CLASS_MAPPINGS of its modules:
+# utility_nodes.py at 8e83109a4ea8507beb5cf79476fde9a94d4cd840 and the other modules' as the code index holds them)
+_AV_LATER = "not built yet: {}"
+ART_VENTURE_LEFT_OUT = {
+    **dict.fromkeys(("LoadImageFromUrl", "LoadImageAsMaskFromUrl"),
+                    "it loads pictures from web addresses, data: URLs and file:// paths anywhere on the machine; "
+                    "graphflow fetches nothing and reads pictures only from its inputs folder (LoadImage, "
+                    "LoadImageMask)"),
+    "LoadJsonFromUrl": "it downloads the JSON from a web address (LoadJsonFromText reads it from text)",
+    "AV_UploadImage": "it uploads the images to Art Venture's web service",
+    "QRCodeGenerator": "it pip-installs the qrcode package at run time, which graphflow neither does nor depends on",
+    **dict.fromkeys(("ISNetLoader", "ISNetSegment", "DownloadISNetModel"),
+                    "it runs (or downloads) the ISNet / DIS background-segmentation model"),
+    **dict.fromkeys(("AV_SAMLoader", "GetSAMEmbedding", "SAMEmbeddingToImage"),
+                    "it runs Meta's segment-anything model through the pack's own loader"),
+    **dict.fromkeys(("LaMaInpaint", "LoadLaMaModel", "LaMaLoader"),
+                    "it runs LaMa through the pack's own loader, which downloads its weights "
+                    "(INPAINT_LoadInpaintModel / INPAINT_InpaintWithModel run LaMa files here)"),
+    **dict.fromkeys(("BLIPLoader", "BLIPCaption", "DownloadAndLoadBlip"),
+                    "it runs (or downloads) Salesforce's BLIP captioning model"),
+    "DeepDanbooruCaption": "it runs (and downloads) the DeepDanbooru tagging model",
+    "AV_ControlNetPreprocessor": "it runs comfyui_controlnet_aux's preprocessors, whose models download at run time",
+    **dict.fromkeys(("AV_OpenAIApi", "AV_OpenRouterApi", "AV_ClaudeApi", "AV_GeminiApi", "AV_AwsBedrockClaudeApi",
+                     "AV_AwsBedrockMistralApi", "AV_LLMApiConfig", "AV_NanoBananaApiConfig", "AV_LLMMessage",
+                     "AV_LLMTextMessage", "AV_LLMImageMessage", "AV_LLMChat", "AV_LLMCompletion"),
+                    "it asks (or sets up a call to) a language-model web service"),
+    # model-free, or made of graphflow's loaders, but not built this round
+    "DependenciesEdit": _AV_LATER.format("the pack's DEPENDENCIES tuple, which no node here makes"),
+    **dict.fromkeys(("AV_CheckpointMerge", "MergeModels"),
+                    _AV_LATER.format("its merges pad an inpainting model's 9-channel input layer, which "
+                                     "ModelMergeSimple does not")),
+    "AV_CheckpointSave": _AV_LATER.format("CheckpointSave with a float16 choice"),
+    **dict.fromkeys(("AV_ControlNetLoader", "AV_ControlNetEfficientLoader", "AV_ControlNetEfficientLoaderAdvanced",
+                     "AV_ControlNetEfficientStacker", "AV_ControlNetEfficientStackerSimple"),
+                    _AV_LATER.format("its ControlNet loaders apply its preprocessor choice, which needs "
+                                     "comfyui_controlnet_aux's models for most entries")),
+    **dict.fromkeys(("AV_IPAdapter", "AV_IPAdapterPipe", "AV_StyleApply", "AV_IPAdapterEncodeFromJson",
+                     "AV_IPAdapterApplyEncoded"),
+                    _AV_LATER.format("it drives ComfyUI_IPAdapter_plus' internals")),
+    **dict.fromkeys(("Fooocus_KSampler", "Fooocus_KSamplerAdvanced", "Fooocus_KSamplerEfficient",
+                     "Fooocus_KSamplerEfficientAdvanced"),
+                    _AV_LATER.format("Fooocus' sharpness patch (an anisotropic filter in the sampler's eps)")),
+    **dict.fromkeys(("PrepareImageAndMaskForInpaint", "OverlayInpaintedImage", "CreateExpandedCanvasForOutpaint"),
+                    _AV_LATER.format("the pack's inpaint crop / overlay helpers")),
+}
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
@@ -282,7 +337,8 @@ WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGI
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *MIKEY_LEFT_OUT, *NOISE_CLASSES,
                          *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
-                         *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT))
+                         *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT,
+                         *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -394,6 +450,9 @@ CUSTOM_PACKS = {
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
+    # sipherxyz's comfyui-art-venture (nodes/pack_nodes_art_venture.py; its ColorCorrect is the post-processing
+    # pack's, which answers it)
+    "comfyui-art-venture": ("AV_", *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
@@ -405,7 +464,8 @@ JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files
                                             "which graphflow does not carry (twri's SDXLPromptStyler is graphflow's)"}
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT,
-            **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT}
+            **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT,
+            **ART_VENTURE_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
