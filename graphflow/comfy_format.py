@@ -281,14 +281,13 @@ LAYERSTYLE_ADVANCE_LEFT_OUT = {
 # "LightSource" / "DetailTransfer" would claim other packs' longer names
 ICLIGHT_CLASSES = ("LoadAndApplyICLightUnet", "ICLightConditioning", "LightSource", "CalculateNormalsFromImages",
                    "LoadHDRImage", "BackgroundScaler", "DetailTransfer")
-# huchenlei's ComfyUI-IC-Light-Native (ic_light_nodes.py 22d923a811ff): left out, with why
+# huchenlei's ComfyUI-IC-Light-Native (nodes/pack_nodes_iclight_native.py, ic_light_nodes.py 22d923a811ff):
+# its helpers are ours; its apply node is left out, with why
+ICLIGHT_NATIVE_CLASSES = ("ICLightApplyMaskGrey", "VAEEncodeArgMax")
 ICLIGHT_NATIVE_LEFT_OUT = {
     "ICLightAppply": "it takes the IC-Light UNet as a second MODEL and sets its concat latent on every model call "
                      "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
                      "ICLightConditioning (the same offset, the latent carried by the conditioning)",
-    "ICLightApplyMaskGrey": "not built in this round: kijai's BackgroundScaler at scale 0.5 gives the same grey "
-                            "(clamped to 0..1)",
-    "VAEEncodeArgMax": "not built in this round: it encodes with the latent distribution's mode",
 }
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
@@ -296,7 +295,7 @@ WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGI
                          *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
                          *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT,
-                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT))
+                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -409,7 +408,7 @@ CUSTOM_PACKS = {
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
     "ComfyUI-IC-Light": ICLIGHT_CLASSES,
-    "ComfyUI-IC-Light-Native": tuple(ICLIGHT_NATIVE_LEFT_OUT),
+    "ComfyUI-IC-Light-Native": (*ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)

@@ -10,7 +10,8 @@ conditioning's "concat_latent_image", which the sampler sets beside the noisy la
 InstructPix2Pix), LightSource, CalculateNormalsFromImages, LoadHDRImage, BackgroundScaler,
 DetailTransfer.
 
-Left out: huchenlei's ComfyUI-IC-Light-Native classes (graphflow/comfy_format.py ICLIGHT_LEFT_OUT).
+huchenlei's ComfyUI-IC-Light-Native's helpers are in nodes/pack_nodes_iclight_native.py; its apply node
+is left out (graphflow/comfy_format.py ICLIGHT_NATIVE_LEFT_OUT).
 """
 
 from __future__ import annotations

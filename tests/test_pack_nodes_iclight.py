@@ -75,8 +75,27 @@ def test_inputs_outputs_and_category_follow_the_pack(registry):
             elif kind != "choice":
                 assert spec.type == kind, name
         assert [o.type for o in cls.output_specs] == PACK_OUTPUTS[comfy_class], comfy_class
-    for left_out in ("ICLightAppply", "ICLightApplyMaskGrey", "VAEEncodeArgMax"):
-        assert custom_pack(left_out) == "ComfyUI-IC-Light-Native" and LEFT_OUT[left_out]
+    assert custom_pack("ICLightAppply") == "ComfyUI-IC-Light-Native" and LEFT_OUT["ICLightAppply"]
+    # huchenlei's helpers (ic_light_nodes.py 22d923a811ff)
+    grey, argmax = registry.comfy_node("ICLightApplyMaskGrey"), registry.comfy_node("VAEEncodeArgMax")
+    assert list(grey.input_specs) == ["image", "alpha"] and grey.category == "mask/compositing"
+    assert list(argmax.input_specs) == ["pixels", "vae"]
+    assert [o.type for o in grey.output_specs] == ["IMAGE"] and [o.type for o in argmax.output_specs] == ["LATENT"]
+    assert custom_pack("ICLightApplyMaskGrey") == custom_pack("VAEEncodeArgMax") == "ComfyUI-IC-Light-Native"
+
+
+def test_native_mask_grey_and_argmax_encode(registry, tmp_path):
+    from graphflow.models.checkpoint import load_checkpoint
+    image, alpha = torch.rand(2, 16, 16, 3), torch.rand(1, 16, 16)
+    out = call(registry, "ICLightNativeApplyMaskGrey", image=image, alpha=alpha)
+    torch.testing.assert_close(out, image * alpha[..., None] + (1 - alpha[..., None]) * 0.5)
+    with pytest.raises(NodeInputError) as info:
+        call(registry, "ICLightNativeApplyMaskGrey", image=image, alpha=torch.rand(3, 16, 16))
+    assert info.value.input == "alpha"
+    vae = load_checkpoint(write_checkpoint(tmp_path / "v.safetensors", "sd1"), device="cpu").vae
+    mean, logvar = vae.encode_posterior(image)
+    latent = call(registry, "ICLightNativeVAEEncodeArgMax", pixels=image, vae=vae)["samples"]
+    assert torch.equal(latent, mean) and logvar.exp().mean() > 1e-3  # the mode, not a draw
 
 
 # -- the relit UNet against diffusers -------------------------------------------------------------
@@ -419,4 +438,5 @@ def test_a_background_with_the_fc_model_is_refused(registry, iclight_folders):
     nodes, links = _ui_save("iclight_sd15_fc.safetensors", background=True)
     result = Executor(registry).run(parse_workflow(ui_graph(nodes, links), registry), outputs=["9"])
     assert not result.ok
-    assert "positive" in str(result.error) and "12-channel 'fbc'" in str(result.error)
+    assert result.error["node_type"] == "KSampler" and result.error["input"] == "positive"
+    assert "12-channel 'fbc'" in str(result.error)
