@@ -74,8 +74,8 @@ class ICLightLoadAndApply(Node):
             path = folders.find_model("diffusion_models", self.model_path)
         except (FileNotFoundError, ValueError) as e:
             raise NodeInputError("model_path", str(e)) from None
-        # the offsets are held in RAM as float32: twice a float16 file's bytes
-        need = 2 * path.stat().st_size
+        # the offsets are held in RAM as stored (a LoRA's are too): the file's bytes
+        need = path.stat().st_size
         if not manager().ram_fits(need):
             raise NodeInputError("model_path", f"{self.model_path}: its offsets need {need / 2**30:.1f} GiB of RAM, "
                                                f"more than is free")

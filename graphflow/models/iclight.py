@@ -51,7 +51,8 @@ def read_offset(path) -> dict[str, torch.Tensor]:
         else:
             raise CheckpointError(f"{f.path.name} has neither conv_in.weight (lllyasviel's diffusers layout) nor "
                                   f"{CONV_IN} (an LDM conversion): not an IC-Light UNet offset")
-        return {ours: f.get(theirs, dtype=torch.float32) for ours, theirs in names.items()}
+        # in the file's dtype, copied out of the memory-mapped file (which closes here)
+        return {ours: f.get(theirs).clone() for ours, theirs in names.items()}
 
 
 def _offset_added(offset: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,7 @@ def apply_offset(model, offset: dict[str, torch.Tensor], name: str):
     base = manager().weights(conv, own)["weight"]
     padded = torch.cat([base.float(), base.new_zeros(base.shape[0], in_channels - base.shape[1],
                                                     *base.shape[2:], dtype=torch.float32)], dim=1)
-    widened = (padded + offset[CONV_IN].to(base.device)).to(base.dtype)
+    widened = (padded + offset[CONV_IN].to(base.device, torch.float32)).to(base.dtype)
     relit = patched_copy(unet, {CONV_IN: widened})
     relit.config = replace(unet.config, in_channels=in_channels)
     patches = tuple(WeightPatch(key, functools.partial(_offset_added, value),
