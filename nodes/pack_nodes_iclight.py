@@ -66,7 +66,8 @@ class ICLightLoadAndApply(Node):
         from graphflow.models.weight_files import CheckpointError
 
         if getattr(self.model, "arch", None) != "sd1" or getattr(self.model, "is_flow", True):
-            raise NodeInputError("model", f"IC-Light is for SD1.5 models; this is {getattr(self.model, 'arch', None)!r}")
+            arch = getattr(self.model, "arch", None)
+            raise NodeInputError("model", f"IC-Light is for SD1.5 models; this is {arch!r}")
         if self.model.in_channels != self.model.latent_format.channels:
             raise NodeInputError("model", f"the model already takes {self.model.in_channels} input channels "
                                           f"(inpainting / IC-Light applied): IC-Light goes on a plain SD1.5 model")
@@ -421,7 +422,7 @@ class ICLightDetailTransfer(Node):
         if self.mask is not None:
             mask = self.mask.float().reshape(-1, 1, *self.mask.shape[-2:])
             if tuple(mask.shape[-2:]) != (height, width) or mask.shape[0] not in (1, batch):
-                raise NodeInputError("mask", f"{mask.shape[0]} × {mask.shape[-1]}×{mask.shape[-2]}: expected one mask "
-                                             f"or one a picture, at the target's {width}×{height}")
+                raise NodeInputError("mask", f"{mask.shape[0]} × {mask.shape[-1]}×{mask.shape[-2]}: expected one "
+                                             f"mask or one a picture, at the target's {width}×{height}")
             out = torch.lerp(target, out, mask.to(out))
         return out.clamp(0, 1).movedim(1, -1)

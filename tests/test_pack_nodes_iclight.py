@@ -186,6 +186,12 @@ def test_offset_files_of_another_layout_or_model_refused(registry, base, tmp_fol
     with pytest.raises(NodeInputError, match="plain SD1.5") as info:  # not twice
         call(registry, "ICLightLoadAndApply", model=relit, model_path="fc.safetensors")
     assert info.value.input == "model"
+    from graphflow.models import DiffusionModel
+    from tests.test_unet import TINY, random_unet
+    with pytest.raises(NodeInputError, match="SD1.5 models; this is 'sdxl'") as info:  # the pack's SD15 check
+        call(registry, "ICLightLoadAndApply", model=DiffusionModel(random_unet(TINY["sdxl"]), "sdxl"),
+             model_path="fc.safetensors")
+    assert info.value.input == "model"
 
 
 # -- conditioning ------------------------------------------------------------------------------

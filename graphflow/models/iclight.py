@@ -72,7 +72,8 @@ def check_offset(unet, offset: dict[str, torch.Tensor], name: str) -> int:
         want = tuple(params[key].shape)
         if key == CONV_IN:
             wider = value.shape[1] - want[1] if value.ndim == 4 else 0
-            if value.ndim != 4 or wider not in EXTRA_CHANNELS or (value.shape[0], *value.shape[2:]) != (want[0], *want[2:]):
+            same_kernel = value.ndim == 4 and (value.shape[0], *value.shape[2:]) == (want[0], *want[2:])
+            if wider not in EXTRA_CHANNELS or not same_kernel:
                 raise CheckpointError(f"{name}: {CONV_IN} is {tuple(value.shape)}; an IC-Light conv_in for this UNet "
                                       f"is ({want[0]}, {want[1] + 4} or {want[1] + 8}, {want[2]}, {want[3]})")
         elif tuple(value.shape) != want:
