@@ -332,13 +332,26 @@ LAYERSTYLE_ADVANCE_LEFT_OUT = {
                      "LayerUtility: SmolVLM"),
                     _ADVANCE_RUNS.format("(or loads, or sets up) a language or vision-language model")),
 }
+# kijai's ComfyUI-IC-Light (nodes/pack_nodes_iclight.py): all its classes are ours; whole names, as
+# "LightSource" / "DetailTransfer" would claim other packs' longer names
+ICLIGHT_CLASSES = ("LoadAndApplyICLightUnet", "ICLightConditioning", "LightSource", "CalculateNormalsFromImages",
+                   "LoadHDRImage", "BackgroundScaler", "DetailTransfer")
+# huchenlei's ComfyUI-IC-Light-Native (nodes/pack_nodes_iclight_native.py, ic_light_nodes.py 22d923a811ff):
+# its helpers are ours; its apply node is left out, with why
+ICLIGHT_NATIVE_CLASSES = ("ICLightApplyMaskGrey", "VAEEncodeArgMax")
+ICLIGHT_NATIVE_LEFT_OUT = {
+    "ICLightAppply": "it takes the IC-Light UNet as a second MODEL and sets its concat latent on every model call "
+                     "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
+                     "ICLightConditioning (the same offset, the latent carried by the conditioning)",
+}
 WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *MIKEY_LEFT_OUT, *NOISE_CLASSES,
                          *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
                          *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT,
-                         *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT))
+                         *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT,
+                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -453,6 +466,8 @@ CUSTOM_PACKS = {
     # sipherxyz's comfyui-art-venture (nodes/pack_nodes_art_venture.py; its ColorCorrect is the post-processing
     # pack's, which answers it)
     "comfyui-art-venture": ("AV_", *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT),
+    "ComfyUI-IC-Light": ICLIGHT_CLASSES,
+    "ComfyUI-IC-Light-Native": (*ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
@@ -465,7 +480,8 @@ JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files
 # why a class of a pack listed above is left out, where it is left out on purpose
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT,
             **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT,
-            **ART_VENTURE_LEFT_OUT}
+            **ART_VENTURE_LEFT_OUT,
+            **ICLIGHT_NATIVE_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

@@ -219,6 +219,31 @@ def write_vae(path, scaled_down: bool = True, seed: int = 1, dtype=torch.float16
     return Path(path)
 
 
+ICLIGHT_LAYOUTS = ("diffusers", "ldm")
+
+
+def write_iclight(path, channels: int = 8, layout: str = "diffusers", seed: int = 0, dtype=torch.float16,
+                  unet: UNetConfig | None = None, scale: float = 0.1) -> Path:
+    """An IC-Light offset file fitting write_checkpoint("sd1")'s UNet (or `unet`): an offset for every
+    UNet weight (Gaussian, `scale` times the random weights' size), conv_in's for `channels` (8: fc /
+    fcon, 12: fbc) input channels. Keys: lllyasviel's diffusers names (layout "diffusers":
+    iclight_sd15_fc.safetensors) or bare LDM ones ("ldm": the pack's converted files)."""
+    from dataclasses import replace
+
+    from .models.lora import unet_diffusers_blocks, unet_diffusers_name
+
+    if layout not in ICLIGHT_LAYOUTS:
+        raise ValueError(f"unknown IC-Light layout {layout!r}; expected one of {ICLIGHT_LAYOUTS}")
+    config = replace(unet or unet_config("sd1"), in_channels=channels)
+    state = {k: (v.float() * scale).to(dtype) for k, v in unet_state(config, seed, torch.float32).items()}
+    if layout == "diffusers":
+        with torch.device("meta"):
+            blocks = unet_diffusers_blocks(UNet(config))
+        state = {unet_diffusers_name(k, blocks): v for k, v in state.items()}
+    save_file(state, str(path))
+    return Path(path)
+
+
 def write_lora(path, arch: str, rank: int = 4, alpha: float | None = 2.0, seed: int = 0, scaled_down: bool = True,
                conv: bool = True, text: bool = True, naming: str = "diffusers", scale: float = 0.05,
                unet: UNetConfig | None = None) -> Path:

@@ -401,9 +401,13 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         elif model.in_channels == 2 * fmt.channels + 1:
             def concat_fn(options):
                 return inpaint_concat(options, latent_image, denoise_mask, fmt, shape, device)
-        elif model.in_channels == 2 * fmt.channels:
+        elif model.in_channels == 2 * fmt.channels or (model.in_channels == 3 * fmt.channels
+                                                       and getattr(model, "arch", None) == "sd1"):
+            # 12: IC-Light "fbc" (graphflow.models.iclight), the foreground's and background's latents
+            extra_shape = (shape[0], model.in_channels - fmt.channels, *shape[2:])
+
             def concat_fn(options):
-                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, shape, device,
+                return ip2p_concat(options, getattr(model, "arch", "sd1"), fmt, extra_shape, device,
                                    getattr(model, "edm_v_file", False))
         elif getattr(model, "arch", None) in ("cosmos", "cosmos1") and model.in_channels == fmt.channels + 1:
             def concat_fn(options):  # video2world: 1 on the given frames (ComfyUI's "mask_inverted")
@@ -671,8 +675,9 @@ def hunyuan_refiner_concat(options: dict, latent_format, shape: tuple, seed: int
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
                 edm_v_file: bool = False) -> torch.Tensor:
-    """The C extra input channels of an InstructPix2Pix or Stable Zero123 UNet: the encoded input image
-    ("concat_latent_image", InstructPixToPixConditioning's option) resized to the latent, zeros
+    """The C extra input channels (shape's) of an InstructPix2Pix, Stable Zero123 or IC-Light UNet: the
+    encoded input image ("concat_latent_image", InstructPixToPixConditioning's option; ICLightConditioning's
+    foreground (+ background) latent) resized to the latent, zeros
     without one. The raw VAE latent (as diffusers' pipelines feed it), but for an SDXL model read
     from a file marked EDM v-prediction (CosXL edit; edm_v_file), trained on the scaled one: as
     ComfyUI feeds them (its SDXL_instructpix2pix scales for model type V_PREDICTION_EDM only)."""
@@ -680,6 +685,10 @@ def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
     image = options.get("concat_latent_image")
     if image is None:
         return torch.zeros(batch, channels, h, w, device=device)
+    if image.shape[1] != channels:
+        raise NodeInputError("positive", f"the conditioning's concat latent has {image.shape[1]} channels; this "
+                                         f"model takes {channels} beside the latent (IC-Light: a background latent "
+                                         f"goes with the 12-channel 'fbc' model, and only with it)")
     image = image.float().to(device)
     if tuple(image.shape[-2:]) != (h, w):
         image = _resize_center(image, h, w)
