@@ -399,6 +399,9 @@ CUSTOM_PACKS = {
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
 LAYERSTYLE_LEFT_OUT = {
     "LayerFilter: LightLeak": "it overlays light-leak pictures the pack ships in its own model file",
+    # round 2 (nodes/pack_nodes_layerstyle2.py)
+    "LayerMask: PixelSpread": "it runs pymatting's foreign-colour estimation, which needs numba (not a graphflow "
+                              "dependency)",
 }
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "

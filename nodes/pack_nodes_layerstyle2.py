@@ -1,0 +1,255 @@
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 2: the V2 blend modes and the classes that take
+them (LayerUtility: ImageBlend V2, ImageBlendAdvance V2; LayerStyle: DropShadow V2, OuterGlow V2,
+InnerShadow V2, InnerGlow V2, Stroke V2, ColorOverlay V2, GradientOverlay V2), under the pack's class
+names, inputs and outputs. Each V2 class is its round-1 class (nodes/pack_nodes_layerstyle.py) with the
+V2 blend modes in place of chop_image's. Read from the pack's py/blendmodes.py at
+0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at cf8c238f8a534b1297a5135a2bdff91a6562b388,
+image_blend_v2.py, inner_glow_v2.py and stroke_v2.py at 25965f5c0e710750aec73ca92f99ae373dfbb910,
+drop_shadow_v2.py at 080522693c4d9a56373132e130cd533fc054f093, outer_glow_v2.py and gradient_overlay_v2.py
+at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, image_blend_advance_v2.py at
+4505116302ed358c674acec3d7d71f59223c20ae.
+
+The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
+blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
+(dissolve, the burns / dodges / lights, exclusion, subtract, darker / lighter color, hue, saturation,
+color, luminosity), transcribed here.
+
+Not yet built (a later round): SimpleTextImage / TextImage (V2), Film / Film V2 (their grain and
+depth / radial blurs are a module of their own in the pack) and the pack's other model-free classes
+newer than round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread
+(pymatting, which needs numba)."""
+
+from __future__ import annotations
+
+from graphflow.api import Choice, ComfyAlias, Size, check_run_memory
+from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
+    LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
+    LayerUtilityImageBlendAdvance
+
+COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
+
+# blendmodes.BLEND_MODES's names, in its order (chop_mode_v2)
+BLEND_MODES_V2 = ("normal", "dissolve", "darken", "multiply", "color burn", "linear burn", "darker color", "lighten",
+                  "screen", "color dodge", "linear dodge(add)", "lighter color", "dodge", "overlay", "soft light",
+                  "hard light", "vivid light", "linear light", "pin light", "hard mix", "difference", "exclusion",
+                  "subtract", "divide", "hue", "saturation", "color", "luminosity", "grain extract", "grain merge")
+# the glows list their lightening modes first, the rest in BLEND_MODES's order
+_GLOW_FIRST = ("screen", "linear dodge(add)", "color dodge", "lighten", "dodge", "hard light", "linear light")
+GLOW_MODES_V2 = (*_GLOW_FIRST, *(mode for mode in BLEND_MODES_V2 if mode not in _GLOW_FIRST))
+
+# the modes the pack takes from the blend_modes package, by that package's function names
+LIBRARY_MODES = {"normal": "normal", "darken": "darken_only", "multiply": "multiply", "lighten": "lighten_only",
+                 "screen": "screen", "linear dodge(add)": "addition", "dodge": "dodge", "overlay": "overlay",
+                 "soft light": "soft_light", "hard light": "hard_light", "difference": "difference",
+                 "divide": "divide", "grain extract": "grain_extract", "grain merge": "grain_merge"}
+
+# blend_modes and the formulas below hold about this many float64 RGBA copies of a picture at once
+BLEND_COPIES = 8
+DISSOLVE_SEED = 0  # the pack's dissolve draws from numpy's unseeded global generator
+
+
+def _with_alpha(backdrop, source, rgb, opacity: float):
+    """The pack's ending of its own modes: `rgb` (0..1) laid over the backdrop by the source's alpha
+    times opacity, clipped, back to 0..255, the alpha the larger of the two."""
+    import numpy as np
+    amount = source[..., 3:] / 255 * opacity
+    mixed = np.clip((1 - amount) * (backdrop[..., :3] / 255) + amount * rgb, 0, 1)
+    return np.dstack((mixed * 255, np.maximum(backdrop[..., 3], source[..., 3])))
+
+
+def _simple(backdrop, source, opacity: float, mode: str):
+    """blendmodes.simple_mode: per-channel formulas on 0..1, then _with_alpha. A 0 / 0 (where the
+    pack's numpy gives NaN, which its uint8 cast makes 0) is 0; x / 0 saturates as in the pack. Its
+    vivid light divides by 2s - 0.5 above s = 0.5 (not 2s - 1): kept, so pictures match the pack's."""
+    import numpy as np
+    back, over = backdrop[..., :3] / 255, source[..., :3] / 255
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if mode == "linear burn":
+            rgb = back + over - 1
+        elif mode == "linear light":
+            rgb = back + 2 * over - 1
+        elif mode == "color dodge":
+            rgb = np.clip(back / (1 - over), 0, 1)
+        elif mode == "color burn":
+            rgb = np.clip(1 - (1 - back) / over, 0, 1)
+        elif mode == "exclusion":
+            rgb = back + over - 2 * back * over
+        elif mode == "subtract":
+            rgb = back - over
+        elif mode == "vivid light":
+            rgb = np.clip(np.where(over <= 0.5, back / (1 - 2 * over), 1 - (1 - back) / (2 * over - 0.5)), 0, 1)
+        elif mode == "pin light":
+            rgb = np.where(over <= 0.5, np.minimum(back, 2 * over), np.maximum(back, 2 * (over - 0.5)))
+        else:  # hard mix: the pack rounds its whole linear light result (opacity applied) to 0 or 1
+            rgb = np.round(_simple(backdrop, source, opacity, "linear light")[..., :3] / 255)
+    return _with_alpha(backdrop, source, np.nan_to_num(rgb, nan=0.0), opacity)
+
+
+def _dissolve(backdrop, source, opacity: float):
+    """blendmodes.dissolve: each pixel the source's where a uniform draw is below its alpha × opacity.
+    The pack's draw is unseeded (another picture each run); ours is seeded so a run repeats."""
+    import numpy as np
+    draw = np.random.default_rng(DISSOLVE_SEED).random(source.shape[:2])
+    picked = np.where((draw < opacity * source[..., 3] / 255)[..., None], source[..., :3], backdrop[..., :3])
+    return _with_alpha(backdrop, source, picked / 255, 1.0)
+
+
+def _brighter_or_darker(backdrop, source, opacity: float, darker: bool):
+    """blendmodes.darker_color / lighter_color: the source's pixel where its HSV value (the largest
+    channel) is below (above) the backdrop's, else the backdrop's."""
+    import numpy as np
+    back_value, over_value = backdrop[..., :3].max(axis=-1), source[..., :3].max(axis=-1)
+    take = over_value < back_value if darker else over_value > back_value
+    return _with_alpha(backdrop, source, np.where(take[..., None], source[..., :3], backdrop[..., :3]) / 255, opacity)
+
+
+def rgb_to_hsv(rgb):
+    """RGB (0..1, last axis) to HSV, each 0..1 (hue 0 where the pixel is grey), in float32 as the pack's
+    torch conversion."""
+    import numpy as np
+    rgb = rgb.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    value, low = rgb.max(axis=-1), rgb.min(axis=-1)
+    delta = value - low
+    safe = np.where(delta == 0, 1, delta)
+    # in the pack's order: a tie goes to blue, then green
+    hue = np.where(r == value, ((g - b) / safe) % 6, 0)
+    hue = np.where(g == value, (b - r) / safe + 2, hue)
+    hue = np.where(b == value, (r - g) / safe + 4, hue)
+    hue = np.where(delta == 0, 0, hue / 6 % 1)
+    saturation = np.where(value == 0, 0, delta / np.where(value == 0, 1, value))
+    return np.stack((hue, saturation, value), axis=-1).astype(np.float32)
+
+
+def hsv_to_rgb(hsv):
+    """HSV (0..1) back to RGB, by the sextant of the hue."""
+    import numpy as np
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    chroma = v * s
+    x = chroma * (1 - np.abs((h * 6) % 2 - 1))
+    zero = np.zeros_like(h)
+    sextant = np.clip((h * 6).astype(int), 0, 5)
+    choices = [np.stack(c, axis=-1) for c in ((chroma, x, zero), (x, chroma, zero), (zero, chroma, x),
+                                              (zero, x, chroma), (x, zero, chroma), (chroma, zero, x))]
+    rgb = np.choose(sextant[..., None], choices)
+    return rgb + (v - chroma)[..., None]
+
+
+def _hsv_mode(backdrop, source, opacity: float, channels: tuple):
+    """blendmodes.hsv (hue, saturation, color, luminosity): the backdrop's HSV with `channels` moved
+    towards the source's by its alpha × opacity, back to RGB, then laid over the backdrop by the
+    source's alpha (again, as the pack does); the backdrop's alpha, 8-bit truncated."""
+    import numpy as np
+    back, over = backdrop[..., :3] / 255.0, source[..., :3] / 255.0
+    alpha = source[..., 3:] / 255.0
+    back_hsv, over_hsv = rgb_to_hsv(back), rgb_to_hsv(over)
+    mixed = back_hsv.copy()
+    for channel in channels:
+        amount = opacity * alpha[..., 0]
+        mixed[..., channel] = (1 - amount) * back_hsv[..., channel] + amount * over_hsv[..., channel]
+    rgb = np.clip((1 - alpha) * back + alpha * hsv_to_rgb(mixed), 0, 1)
+    return np.dstack((rgb * 255, backdrop[..., 3])).astype(np.uint8).astype(float)
+
+
+OWN_MODES = {
+    "dissolve": _dissolve,
+    "darker color": lambda b, s, o: _brighter_or_darker(b, s, o, True),
+    "lighter color": lambda b, s, o: _brighter_or_darker(b, s, o, False),
+    "hue": lambda b, s, o: _hsv_mode(b, s, o, (0,)),
+    "saturation": lambda b, s, o: _hsv_mode(b, s, o, (1,)),
+    "color": lambda b, s, o: _hsv_mode(b, s, o, (0, 1)),
+    "luminosity": lambda b, s, o: _hsv_mode(b, s, o, (2,)),
+    **{mode: (lambda m: lambda b, s, o: _simple(b, s, o, m))(mode)
+       for mode in ("color burn", "linear burn", "color dodge", "vivid light", "linear light", "pin light",
+                    "hard mix", "exclusion", "subtract")},
+}
+
+
+def blend_v2(backdrop, source, blend_mode: str, opacity: float):
+    """The pack's BLEND_MODES[blend_mode] on two RGBA float arrays (0..255): an RGBA array 0..255."""
+    if blend_mode in LIBRARY_MODES:
+        import blend_modes
+        return getattr(blend_modes, LIBRARY_MODES[blend_mode])(backdrop, source, opacity)
+    return OWN_MODES[blend_mode](backdrop, source, opacity)
+
+
+def chop_image_v2(background, layer, blend_mode: str, opacity: int):
+    """imagefunc.chop_image_v2: the layer blended onto the background (same-size PIL pictures, made
+    RGBA floats 0..255) by the V2 blend_mode at opacity percent; an RGB picture, 8 bits truncated
+    (values clipped to 0..255 first, where the pack's uint8 cast would wrap)."""
+    import numpy as np
+    from PIL import Image
+    check_run_memory("blend_mode", f"blending by {blend_mode!r}",
+                     images=Size(BLEND_COPIES, background.height, background.width))
+    backdrop = np.asarray(background.convert("RGBA"), dtype=float)
+    source = np.asarray(layer.convert("RGBA"), dtype=float)
+    blended = blend_v2(backdrop, source, blend_mode, opacity / 100)
+    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+_V2 = "\n\nV2: the blend modes are the pack's V2 list (blend_modes package and the pack's own formulas)."
+
+
+class LayerUtilityImageBlendV2(LayerUtilityImageBlend):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerUtility: ImageBlend V2",))
+    __doc__ = """Blend a layer onto a background, as LayerUtility's ImageBlend V2: the layer blended by one
+    of the pack's 30 V2 blend modes at opacity percent, pasted through layer_mask (inverted where
+    invert_mask; else the layer's alpha, else everywhere). "dissolve" is seeded (the pack's is not)."""
+
+
+class LayerUtilityImageBlendAdvanceV2(LayerUtilityImageBlendAdvance):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance V2",))
+    __doc__ = LayerUtilityImageBlendAdvance.__doc__.replace("ImageBlendAdvance", "ImageBlendAdvance V2") + _V2
+
+
+class LayerStyleDropShadowV2(LayerStyleDropShadow):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: DropShadow V2",))
+    __doc__ = LayerStyleDropShadow.__doc__.replace("DropShadow", "DropShadow V2") + _V2
+
+
+class LayerStyleInnerShadowV2(LayerStyleInnerShadow):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: InnerShadow V2",))
+    __doc__ = LayerStyleInnerShadow.__doc__.replace("InnerShadow", "InnerShadow V2") + _V2
+
+
+class LayerStyleOuterGlowV2(LayerStyleOuterGlow):
+    blend_mode: str = Choice(GLOW_MODES_V2, "screen")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: OuterGlow V2",))
+    __doc__ = LayerStyleOuterGlow.__doc__.replace("OuterGlow", "OuterGlow V2") + _V2
+
+
+class LayerStyleInnerGlowV2(LayerStyleInnerGlow):
+    blend_mode: str = Choice(GLOW_MODES_V2, "screen")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: InnerGlow V2",))
+    __doc__ = LayerStyleInnerGlow.__doc__.replace("InnerGlow", "InnerGlow V2") + _V2
+
+
+class LayerStyleStrokeV2(LayerStyleStroke):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: Stroke V2",))
+    __doc__ = LayerStyleStroke.__doc__.replace("Stroke", "Stroke V2") + _V2
+
+
+class LayerStyleColorOverlayV2(LayerStyleColorOverlay):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: ColorOverlay V2",))
+    __doc__ = LayerStyleColorOverlay.__doc__.replace("ColorOverlay", "ColorOverlay V2") + _V2
+
+
+class LayerStyleGradientOverlayV2(LayerStyleGradientOverlay):
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    chop = staticmethod(chop_image_v2)
+    comfy = ComfyAlias(("LayerStyle: GradientOverlay V2",))
+    __doc__ = LayerStyleGradientOverlay.__doc__.replace("GradientOverlay", "GradientOverlay V2") + _V2

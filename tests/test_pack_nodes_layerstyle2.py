@@ -1,0 +1,297 @@
+"""ComfyUI_LayerStyle's round-2 nodes (nodes/pack_nodes_layerstyle2.py): the V2 blend modes against the
+blend_modes package called directly as the pack calls it, and the pack's own modes against its formulas
+written out here (colorsys for HSV, pixel by pixel); the V2 classes' inputs as the pack's INPUT_TYPES;
+a UI save of V2 classes read and run."""
+
+import colorsys
+import json
+
+import blend_modes
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from graphflow.comfy_format import custom_pack, export_ui
+from graphflow.executor import Executor
+from graphflow.resource_limits import RunLimits
+from graphflow.workflow import parse_workflow
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_layerstyle import box_mask, expand, node, pil, rand, shift_loop, tensor
+
+# the pack's BLEND_MODES keys, as blendmodes.py lists them
+PACK_MODES = ["normal", "dissolve", "darken", "multiply", "color burn", "linear burn", "darker color", "lighten",
+              "screen", "color dodge", "linear dodge(add)", "lighter color", "dodge", "overlay", "soft light",
+              "hard light", "vivid light", "linear light", "pin light", "hard mix", "difference", "exclusion",
+              "subtract", "divide", "hue", "saturation", "color", "luminosity", "grain extract", "grain merge"]
+GLOW_MODES = ["screen", "linear dodge(add)", "color dodge", "lighten", "dodge", "hard light", "linear light",
+              "normal", "dissolve", "darken", "multiply", "color burn", "linear burn", "darker color",
+              "lighter color", "overlay", "soft light", "vivid light", "pin light", "hard mix", "difference",
+              "exclusion", "subtract", "divide", "hue", "saturation", "color", "luminosity", "grain extract",
+              "grain merge"]
+LIBRARY = {"normal": blend_modes.normal, "darken": blend_modes.darken_only, "multiply": blend_modes.multiply,
+           "lighten": blend_modes.lighten_only, "screen": blend_modes.screen,
+           "linear dodge(add)": blend_modes.addition, "dodge": blend_modes.dodge, "overlay": blend_modes.overlay,
+           "soft light": blend_modes.soft_light, "hard light": blend_modes.hard_light,
+           "difference": blend_modes.difference, "divide": blend_modes.divide,
+           "grain extract": blend_modes.grain_extract, "grain merge": blend_modes.grain_merge}
+
+
+@pytest.fixture(scope="module")
+def registry(builtin_registry):
+    return builtin_registry
+
+
+# -- the pack's own modes, written out pixel by pixel from blendmodes.py -----------------------------------
+
+
+def pack_own(mode, backdrop, source, opacity):
+    """blendmodes.py's formula for one pixel at a time (backdrop, source: RGBA floats 0..255)."""
+    out = np.zeros_like(backdrop)
+    for y in range(backdrop.shape[0]):
+        for x in range(backdrop.shape[1]):
+            out[y, x] = pack_pixel(mode, backdrop[y, x], source[y, x], opacity)
+    return out
+
+
+def pack_pixel(mode, back_px, over_px, opacity):
+    b, s, a = back_px[:3] / 255, over_px[:3] / 255, over_px[3] / 255
+    alpha = max(back_px[3], over_px[3])
+    if mode in ("hue", "saturation", "color", "luminosity"):
+        bh, sh = list(colorsys.rgb_to_hsv(*b)), colorsys.rgb_to_hsv(*s)
+        channels = {"hue": [0], "saturation": [1], "color": [0, 1], "luminosity": [2]}[mode]
+        for c in channels:
+            bh[c] = (1 - opacity * a) * bh[c] + opacity * a * sh[c]
+        rgb = np.clip((1 - a) * b + a * np.array(colorsys.hsv_to_rgb(*bh)), 0, 1)
+        return np.append(rgb * 255, back_px[3]).astype(np.uint8)
+    if mode in ("darker color", "lighter color"):
+        darker = max(s) < max(b)
+        lighter = max(s) > max(b)
+        blend = s if (darker if mode == "darker color" else lighter) else b
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            blend = {
+                "linear burn": lambda: b + s - 1,
+                "linear light": lambda: b + 2 * s - 1,
+                "color dodge": lambda: np.clip(b / (1 - s), 0, 1),
+                "color burn": lambda: np.clip(1 - (1 - b) / s, 0, 1),
+                "exclusion": lambda: b + s - 2 * b * s,
+                "subtract": lambda: b - s,
+                "vivid light": lambda: np.clip(np.where(s <= 0.5, b / (1 - 2 * s), 1 - (1 - b) / (2 * s - 0.5)), 0, 1),
+                "pin light": lambda: np.where(s <= 0.5, np.minimum(b, 2 * s), np.maximum(b, 2 * (s - 0.5))),
+                "hard mix": lambda: np.round(pack_pixel("linear light", back_px, over_px, opacity)[:3] / 255),
+            }[mode]()
+        blend = np.nan_to_num(blend, nan=0.0)  # the pack's uint8 cast makes its NaN 0
+    rgb = np.clip((1 - a * opacity) * b + a * opacity * blend, 0, 1)
+    return np.append(rgb * 255, alpha)
+
+
+def pictures(height=6, width=7):
+    """A backdrop and a layer with every 8-bit edge case the formulas divide by (0, 128, 255), plus noise."""
+    gen = np.random.default_rng(3)
+    back = gen.integers(0, 256, (height, width, 3))
+    over = gen.integers(0, 256, (height, width, 3))
+    back[0, :3], over[0, :3] = [[0, 0, 0], [255, 255, 255], [128, 0, 255]], [[0, 128, 255], [0, 0, 0], [128, 128, 64]]
+    over[1, 0] = [128, 128, 128]
+    back[2, 0], over[2, 0] = [200, 200, 200], [200, 200, 200]  # greys: hue 0
+    return Image.fromarray(back.astype(np.uint8)), Image.fromarray(over.astype(np.uint8))
+
+
+def pack_chop_v2(background, layer, mode, opacity):
+    """imagefunc.chop_image_v2 with the blend_modes package or the pack's formulas above."""
+    backdrop = np.asarray(background.convert("RGBA"), dtype=float)
+    source = np.asarray(layer.convert("RGBA"), dtype=float)
+    if mode in LIBRARY:
+        blended = LIBRARY[mode](backdrop, source, opacity / 100)
+    else:
+        blended = pack_own(mode, backdrop, source, opacity / 100)
+    return Image.fromarray(np.uint8(blended)).convert("RGB")
+
+
+def blend_v2(registry, background, layer, mode, opacity, mask=None, comfy_class="LayerUtility: ImageBlend V2"):
+    return node(registry, comfy_class, background_image=tensor(background), layer_image=tensor(layer),
+                invert_mask=False, blend_mode=mode, opacity=opacity, layer_mask=mask)
+
+
+@pytest.mark.parametrize("mode", [m for m in PACK_MODES if m != "dissolve"])
+@pytest.mark.parametrize("opacity", [100, 45])
+def test_image_blend_v2_is_the_packs_blend_on_the_same_pixels(registry, mode, opacity):
+    background, layer = pictures()
+    out = blend_v2(registry, background, layer, mode, opacity)
+    expected = np.asarray(pack_chop_v2(background, layer, mode, opacity), np.int16)
+    got = np.rint(out[0].numpy() * 255).astype(np.int16)
+    if mode in LIBRARY:  # the package itself, on the same arrays: the same bytes
+        assert np.array_equal(got, expected), mode
+    else:  # float32 HSV (the pack's torch) vs colorsys's float64 may cross a truncation: one level at most
+        hsv = mode in ("hue", "saturation", "color", "luminosity")
+        assert np.abs(got - expected).max() <= (1 if hsv else 0)
+        assert (got != expected).mean() < (0.25 if hsv else 1e-9)
+
+
+def test_hsv_conversions_are_colorsys_in_float32():
+    from nodes.pack_nodes_layerstyle2 import hsv_to_rgb, rgb_to_hsv
+    rgb = np.random.default_rng(5).random((40, 3))
+    rgb[:4] = [[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5], [1, 0, 1]]
+    hsv = rgb_to_hsv(rgb)
+    expected = np.array([colorsys.rgb_to_hsv(*px) for px in rgb])
+    np.testing.assert_allclose(hsv, expected, atol=2e-6)
+    assert hsv.dtype == np.float32
+    np.testing.assert_allclose(hsv_to_rgb(expected), rgb, atol=1e-12)
+
+
+def test_the_v2_modes_differ_from_each_other(registry):
+    background, layer = pictures()
+    same = {}
+    for mode in PACK_MODES:
+        out = blend_v2(registry, background, layer, mode, 100)
+        same.setdefault(out.numpy().tobytes(), []).append(mode)
+    # an opaque layer dissolves wholly at 100 %; blend_modes' dodge is the pack's color dodge's formula
+    assert sorted(group for group in same.values() if len(group) > 1) == [["color dodge", "dodge"],
+                                                                          ["normal", "dissolve"]]
+
+
+def test_dissolve_picks_layer_pixels_by_opacity_and_repeats(registry):
+    background = Image.new("RGB", (64, 64), "#000000")
+    layer = Image.new("RGB", (64, 64), "#FFFFFF")
+    out = blend_v2(registry, background, layer, "dissolve", 30)
+    values = out[0, ..., 0].numpy()
+    assert set(np.unique(values)) == {0.0, 1.0}
+    assert 0.25 < values.mean() < 0.35  # about 30 % of the pixels from the layer
+    assert torch.equal(out, blend_v2(registry, background, layer, "dissolve", 30))
+    assert torch.equal(blend_v2(registry, background, layer, "dissolve", 100), tensor(layer))
+
+
+def test_image_blend_v2_pastes_through_the_mask(registry):
+    background, layer = pictures(20, 24)
+    mask = box_mask()
+    out = blend_v2(registry, background, layer, "soft light", 80, mask=mask)
+    canvas = background.copy()
+    canvas.paste(pack_chop_v2(background, layer, "soft light", 80), mask=pil(mask[0]))
+    assert torch.equal(out, tensor(canvas))
+
+
+def test_effects_v2_blend_by_the_v2_modes(registry):
+    background, layer = pictures(20, 24)
+    mask = box_mask()
+    out = node(registry, "LayerStyle: DropShadow V2", background_image=tensor(background),
+               layer_image=tensor(layer), invert_mask=False, blend_mode="linear burn", opacity=70, distance_x=3,
+               distance_y=2, grow=2, blur=2, shadow_color="#204060", layer_mask=mask)
+    canvas, mask_picture = background.copy(), pil(mask[0])
+    shadow = pack_chop_v2(canvas, Image.new("RGB", canvas.size, "#204060"), "linear burn", 70)
+    canvas.paste(shadow, mask=expand(shift_loop(mask_picture, 3, 2), 2, 2))
+    canvas.paste(layer, mask=mask_picture)
+    assert torch.equal(out, tensor(canvas))
+
+    out = node(registry, "LayerStyle: ColorOverlay V2", background_image=tensor(background),
+               layer_image=tensor(layer), invert_mask=False, blend_mode="hue", opacity=100, color="#30C0FF",
+               layer_mask=mask)
+    canvas = background.copy()
+    canvas.paste(pack_chop_v2(layer, Image.new("RGB", layer.size, "#30C0FF"), "hue", 100), mask=mask_picture)
+    assert np.abs(np.rint(out[0].numpy() * 255) - np.asarray(canvas)).max() <= 1
+
+
+def test_outer_glow_v2_steps_its_colour_through_the_v2_mode(registry):
+    background, layer = pictures(20, 24)
+    mask = box_mask()
+    out = node(registry, "LayerStyle: OuterGlow V2", background_image=tensor(background), layer_image=tensor(layer),
+               invert_mask=False, blend_mode="linear dodge(add)", opacity=90, brightness=3, glow_range=6, blur=10,
+               light_color="#FFBF30", glow_color="#FE0000", layer_mask=mask)
+    canvas, mask_picture = background.copy(), pil(mask[0])
+    grow = 6
+    for step in range(3):
+        color = tuple(int((b - a) * (step / 3) + a) for a, b in zip((254, 0, 0), (255, 191, 48)))
+        opacity = int((90 - 1) * (step / 3) + 1)
+        glow = pack_chop_v2(canvas, Image.new("RGB", canvas.size, color), "linear dodge(add)", opacity)
+        canvas.paste(glow, mask=expand(mask_picture, grow, int(grow * 10 / 20)))
+        grow -= int(6 / 3)
+    canvas.paste(layer, mask=mask_picture)
+    assert torch.equal(out, tensor(canvas))
+
+
+def test_image_blend_advance_v2_places_and_blends(registry):
+    background, layer = pictures(20, 24)
+    small = layer.resize((10, 8))
+    out, out_mask = node(registry, "LayerUtility: ImageBlendAdvance V2", background_image=tensor(background),
+                         layer_image=tensor(small), invert_mask=True, blend_mode="exclusion", opacity=100,
+                         x_percent=50.0, y_percent=50.0, mirror="None", scale=1.0, aspect_ratio=1.0, rotate=0.0,
+                         transform_method="lanczos", anti_aliasing=0)
+    placed = background.copy()
+    placed.paste(small, (7, 6))
+    where = Image.new("L", background.size, 0)
+    where.paste(255, (7, 6, 17, 14))
+    canvas = background.copy()
+    canvas.paste(pack_chop_v2(background, placed, "exclusion", 100), mask=where)
+    assert torch.equal(out, tensor(canvas))
+    assert torch.equal(out_mask, tensor(where))
+
+
+# inputs (names in order, then the widgets' defaults) as the pack's INPUT_TYPES give them
+EFFECT_HEAD = ["background_image", "layer_image", "invert_mask", "blend_mode", "opacity"]
+PACK_INPUTS = {
+    "LayerUtility: ImageBlend V2": (EFFECT_HEAD + ["layer_mask"], [True, "normal", 100]),
+    "LayerUtility: ImageBlendAdvance V2": (
+        EFFECT_HEAD + ["x_percent", "y_percent", "mirror", "scale", "aspect_ratio", "rotate", "transform_method",
+                       "anti_aliasing", "layer_mask"],
+        [True, "normal", 100, 50.0, 50.0, "None", 1.0, 1.0, 0.0, "lanczos", 0]),
+    "LayerStyle: DropShadow V2": (EFFECT_HEAD + ["distance_x", "distance_y", "grow", "blur", "shadow_color",
+                                                 "layer_mask"], [True, "normal", 50, 25, 25, 6, 18, "#000000"]),
+    "LayerStyle: OuterGlow V2": (EFFECT_HEAD + ["brightness", "glow_range", "blur", "light_color", "glow_color",
+                                                "layer_mask"], [True, "screen", 100, 5, 48, 25, "#FFBF30", "#FE0000"]),
+    "LayerStyle: InnerGlow V2": (EFFECT_HEAD + ["brightness", "glow_range", "blur", "light_color", "glow_color",
+                                                "layer_mask"], [True, "screen", 100, 5, 48, 25, "#FFBF30", "#FE0000"]),
+    "LayerStyle: Stroke V2": (EFFECT_HEAD + ["stroke_grow", "stroke_width", "blur", "stroke_color", "layer_mask"],
+                              [True, "normal", 100, 0, 8, 0, "#FF0000"]),
+    "LayerStyle: GradientOverlay V2": (
+        EFFECT_HEAD + ["start_color", "start_alpha", "end_color", "end_alpha", "angle", "layer_mask"],
+        [True, "normal", 100, "#FFBF30", 255, "#FE0000", 255, 0]),
+}
+
+
+@pytest.mark.parametrize("comfy_class", sorted(PACK_INPUTS))
+def test_v2_inputs_are_the_packs(registry, comfy_class):
+    names, defaults = PACK_INPUTS[comfy_class]
+    cls = registry.comfy_node(comfy_class)
+    assert list(cls.input_specs) == names
+    widgets = [spec for spec in cls.input_specs.values() if spec.widget]
+    assert [spec.widget.default for spec in widgets] == defaults
+    modes = cls.input_specs["blend_mode"].widget.choices()
+    assert modes == (GLOW_MODES if "Glow" in comfy_class else PACK_MODES)
+    assert cls.outputs == ({"image": "IMAGE", "mask": "MASK"} if "Advance" in comfy_class else {"image": "IMAGE"}) \
+        or list(cls.outputs) == (["image", "mask"] if "Advance" in comfy_class else ["image"])
+    assert custom_pack(comfy_class) == "ComfyUI_LayerStyle"
+
+
+def test_a_blend_too_big_for_the_memory_is_refused_naming_blend_mode(registry):
+    graph = {"1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 64, "height": 64, "color": "#336699"}},
+             "2": {"class_type": "LayerUtility: ImageBlend V2", "inputs": {
+                 "background_image": ["1", 0], "layer_image": ["1", 0], "invert_mask": True, "blend_mode": "multiply",
+                 "opacity": 100}}}
+    result = Executor(registry, limits=RunLimits(ram_bytes=300_000)).run(parse_workflow(graph, registry),
+                                                                          outputs=["2"])
+    assert result.status != "success"
+    assert "blend_mode" in str(result.error) and "blending by 'multiply'" in str(result.error)
+    small = Executor(registry, limits=RunLimits(ram_bytes=10**9)).run(parse_workflow(graph, registry), outputs=["2"])
+    assert small.status == "success"
+
+
+def test_a_ui_save_with_v2_classes_runs_and_round_trips(registry):
+    nodes = [
+        ui_node(1, "LayerUtility: ColorImage", [20, 16, "#336699"], outputs=[("image", "IMAGE", [1])]),
+        ui_node(2, "LayerUtility: ColorImage", [20, 16, "#FFCC00"], outputs=[("image", "IMAGE", [2, 4])]),
+        ui_node(3, "LayerUtility: ImageBlend V2", [True, "color burn", 60],
+                [("background_image", "IMAGE", 1, False), ("layer_image", "IMAGE", 2, False),
+                 ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [3])]),
+        ui_node(4, "LayerStyle: Stroke V2", [True, "normal", 100, 0, 8, 0, "#FF0000"],
+                [("background_image", "IMAGE", 3, False), ("layer_image", "IMAGE", 4, False),
+                 ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [])]),
+    ]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 2, 0, 4, 1, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, outputs=["3", "4"])
+    back, layer = Image.new("RGB", (20, 16), "#336699"), Image.new("RGB", (20, 16), "#FFCC00")
+    assert torch.equal(result.values["3"][0], tensor(pack_chop_v2(back, layer, "color burn", 60)))
+    assert torch.equal(result.values["4"][0], result.values["3"][0])  # no mask: the background, as the pack
+    saved = {n["id"]: n for n in json.loads(json.dumps(export_ui(parse_workflow(graph, registry), registry)))["nodes"]}
+    for original in nodes:
+        assert saved[original["id"]]["type"] == original["type"]
+        assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
