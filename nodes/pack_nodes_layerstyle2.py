@@ -1,30 +1,36 @@
-"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 2: the V2 blend modes and the classes that take
-them (LayerUtility: ImageBlend V2, ImageBlendAdvance V2; LayerStyle: DropShadow V2, OuterGlow V2,
-InnerShadow V2, InnerGlow V2, Stroke V2, ColorOverlay V2, GradientOverlay V2), under the pack's class
-names, inputs and outputs. Each V2 class is its round-1 class (nodes/pack_nodes_layerstyle.py) with the
-V2 blend modes in place of chop_image's. Read from the pack's py/blendmodes.py at
-0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at cf8c238f8a534b1297a5135a2bdff91a6562b388,
-image_blend_v2.py, inner_glow_v2.py and stroke_v2.py at 25965f5c0e710750aec73ca92f99ae373dfbb910,
-drop_shadow_v2.py at 080522693c4d9a56373132e130cd533fc054f093, outer_glow_v2.py and gradient_overlay_v2.py
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 2, under the pack's class names, inputs and
+outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
+V2; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2, ColorOverlay V2,
+GradientOverlay V2) and LayerUtility: SimpleTextImage. Each V2 class is its round-1 class
+(nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
+py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at
+cf8c238f8a534b1297a5135a2bdff91a6562b388, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
+"color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py at
+a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shadow_v2.py at 080522693c4d9a56373132e130cd533fc054f093,
+drop_shadow_v3.py at ac9e179489b275ad94e727f8b307dde23c7e9b04, outer_glow_v2.py and gradient_overlay_v2.py
 at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, image_blend_advance_v2.py at
-4505116302ed358c674acec3d7d71f59223c20ae.
+4505116302ed358c674acec3d7d71f59223c20ae, simple_text_image.py at 9585ecaaec726d411b346dd6d2bb8af93bf5501b.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
 (dissolve, the burns / dodges / lights, exclusion, subtract, darker / lighter color, hue, saturation,
 color, luminosity), transcribed here.
 
-Not yet built (a later round): SimpleTextImage / TextImage (V2), Film / Film V2 (their grain and
-depth / radial blurs are a module of their own in the pack) and the pack's other model-free classes
-newer than round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread
-(pymatting, which needs numba)."""
+Not yet built (a later round): TextImage (V2), Film / Film V2 (their grain and depth / radial blurs are a
+module of their own in the pack), ImageBlendAdvance V3 and the pack's other model-free classes newer than
+round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs
+numba)."""
 
 from __future__ import annotations
 
-from graphflow.api import Choice, ComfyAlias, Size, check_run_memory
+from graphflow.api import ANY, IMAGE, MASK, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Size, Text, \
+    check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
-    LayerUtilityImageBlendAdvance
+    LayerUtilityImageBlendAdvance, batch, check_made_size, expand_mask, fitting_mask, layer_masks, nth, pil_color, \
+    picture_size, shift_mask, to_pil, to_tensor
+from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
+from nodes.pack_nodes_mtb2 import TEXTWRAP_SPACES
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -253,3 +259,155 @@ class LayerStyleGradientOverlayV2(LayerStyleGradientOverlay):
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: GradientOverlay V2",))
     __doc__ = LayerStyleGradientOverlay.__doc__.replace("GradientOverlay", "GradientOverlay V2") + _V2
+
+
+class LayerStyleDropShadowV3(Node):
+    """A drop shadow under the layer, as LayerStyle's DropShadow V3: DropShadow V2 (the layer's mask moved
+    by distance_x / distance_y, grown by grow and blurred by blur, showing shadow_color blended by one
+    of the V2 blend modes at opacity; the layer pasted on top through its mask) on an RGBA canvas:
+    background_image is optional, a transparent canvas of the layer's size where it is not linked, so
+    the shadow and the layer come out with their alpha. The image always has four channels (RGBA), as
+    the pack's does. With both distances 0 the mask is used where it is (the pack fails there). No
+    mask (layer_mask, else the layer's alpha): the background (or nothing, transparent) unchanged."""
+    category = "😺dzNodes/LayerStyle"
+    layer_image: IMAGE
+    invert_mask: bool = Bool(True)
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    opacity: int = Int(50, min=0, max=100)
+    distance_x: int = Int(25, min=-9999, max=9999)
+    distance_y: int = Int(25, min=-9999, max=9999)
+    grow: int = Int(6, min=-9999, max=9999)
+    blur: int = Int(18, min=0, max=1000)
+    shadow_color: str = Text("#000000")
+    background_image: IMAGE = None
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: DropShadow V3",))
+
+    def run(self):
+        import torch
+        from PIL import Image
+        color = pil_color(self.shadow_color, "shadow_color")
+        backgrounds = self.background_image
+        if backgrounds is None:
+            backgrounds = torch.zeros(len(self.layer_image), *self.layer_image.shape[1:3], 4)
+        masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, False)
+        if not masks:
+            warn("DropShadow V3: no mask (layer_mask not linked and layer_image has no alpha): the background is "
+                 "given unchanged, as the pack does")
+            return backgrounds
+        out = []
+        for i in range(max(len(backgrounds), len(self.layer_image), len(masks))):
+            check_interrupted()
+            canvas = to_pil(nth(backgrounds, i)).convert("RGBA")
+            layer = to_pil(nth(self.layer_image, i))
+            if canvas.size != layer.size:
+                raise NodeInputError("layer_image", f"is {layer.width}×{layer.height}, background_image "
+                                                    f"{canvas.width}×{canvas.height}: the pack blends same-size "
+                                                    "pictures")
+            mask = fitting_mask(nth(masks, i), layer.size, "DropShadow V3")
+            shifted = shift_mask(mask, self.distance_x, self.distance_y) if self.distance_x or self.distance_y \
+                else mask
+            shadow = chop_image_v2(canvas, Image.new("RGBA", layer.size, color), self.blend_mode, self.opacity)
+            canvas.paste(shadow, mask=expand_mask(shifted, self.grow, self.blur))
+            canvas.paste(layer, mask=mask)
+            out.append(to_tensor(canvas))
+        return batch(out)
+
+
+# -- SimpleTextImage ---------------------------------------------------------------------------------------
+
+# textwrap cuts a word longer than a line one line's worth at a time, copying the rest each time: refused
+# past this many characters copied (a 10,000-character word at one character a line)
+MAX_CUT_COPIES = 10**8
+
+
+class LayerUtilitySimpleTextImage(Node):
+    """Text drawn on a transparent width × height picture, as LayerUtility's SimpleTextImage: each
+    paragraph (line of text) wrapped by Python's textwrap at char_per_line characters (spaces kept),
+    each line placed left (x_offset in), centred, or right (x_offset in from the right edge) by its ink
+    width, lines their ink height plus leading apart and paragraphs two more leadings apart, starting at
+    y_offset + stroke_width; drawn by Pillow in text_color with a stroke_width outline of stroke_color.
+    The image is RGBA (four channels) with the text's alpha as the mask, as the pack gives them; with
+    size_as (an image or a mask) the picture takes its size and is given once per item of its batch.
+    Fonts are the .ttf / .otf files of models/fonts (the pack lists its own font folder, which graphflow
+    does not carry). A 2-D mask as size_as fails in the pack; here it gives its size. A word so long
+    that wrapping would copy it over 10^8 characters is refused naming text; a line larger than Pillow
+    draws is refused naming font_size."""
+    category = "😺dzNodes/LayerUtility"
+    text: str = Text("text", multiline=True)
+    font_file: str = Choice(font_choices, if_empty="put .ttf / .otf font files in models/fonts")
+    align: str = Choice(("center", "left", "right"), "center")
+    char_per_line: int = Int(80, min=1, max=8096)
+    leading: int = Int(8, min=0, max=8096)
+    font_size: int = Int(72, min=1, max=2500)
+    text_color: str = Text("#FFFFFF")
+    stroke_width: int = Int(0, min=0, max=8096)
+    stroke_color: str = Text("#FF8000")
+    x_offset: int = Int(0, min=0, max=8096)
+    y_offset: int = Int(0, min=0, max=8096)
+    width: int = Int(512, min=1, max=8096, resource="width")
+    height: int = Int(512, min=1, max=8096, resource="height")
+    size_as: ANY = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: SimpleTextImage",))
+
+    def font(self):
+        try:
+            return font_file(self.font_file, self.font_size, basic_layout=False)  # Pillow's own layout, as the pack
+        except NodeInputError as e:
+            raise NodeInputError("font_file", str(e)) from None
+
+    def lines(self):
+        """The text's lines as the pack wraps them, with None closing each paragraph."""
+        import textwrap
+        for paragraph in self.text.split("\n"):
+            longest = max(map(len, TEXTWRAP_SPACES.split(paragraph)))
+            if longest > self.char_per_line and longest * longest / self.char_per_line > MAX_CUT_COPIES:
+                raise NodeInputError("text", f"holds a word of {longest:,} characters, which wrapping at "
+                                             f"{self.char_per_line} characters a line cuts too many times: expected "
+                                             "shorter words or a larger char_per_line")
+            yield from textwrap.wrap(paragraph, width=self.char_per_line, expand_tabs=False,
+                                     replace_whitespace=False, drop_whitespace=False)
+            yield None
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw
+        text_color = pil_color(self.text_color, "text_color")
+        stroke_color = pil_color(self.stroke_color, "stroke_color")
+        width, height, count = self.width, self.height, 1
+        if self.size_as is not None:
+            width, height = picture_size(self.size_as, "size_as")
+            count = len(self.size_as) if self.size_as.dim() in (3, 4) else 1
+        check_made_size("size_as" if self.size_as is not None else "width", count, width, height, "the text picture")
+        font = self.font()
+        picture = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(picture)
+        y = self.y_offset + self.stroke_width
+        for number, line in enumerate(self.lines(), 1):
+            check_interrupted()
+            if line is None:
+                y += self.leading * 2
+                continue
+            left, top, right, bottom = font.getbbox(line)
+            ink_width = right - left
+            if self.align == "left":
+                x = self.x_offset
+            elif self.align == "center":
+                x = (width - ink_width) // 2
+            else:
+                x = width - ink_width - self.x_offset
+            # a line whose ink misses the picture draws nothing there: measured, not drawn
+            box = draw.textbbox((x, y), line, font=font, stroke_width=self.stroke_width)
+            if box[2] >= 0 and box[3] >= 0 and box[0] <= width and box[1] <= height:
+                with drawn_within_pillows_limit("font_size", f"a line of the text ({len(line):,} characters) at "
+                                                             f"font_size {self.font_size} is larger than Pillow "
+                                                             "draws: expected a smaller font_size or shorter lines"):
+                    draw.text((x, y), line, fill=text_color, font=font, stroke_width=self.stroke_width,
+                              stroke_fill=stroke_color)
+            y += bottom - top + self.leading
+        image = to_tensor(picture)
+        mask = torch.from_numpy(np.asarray(picture)[..., 3].astype(np.float32) / 255.0)[None]
+        return image.expand(count, -1, -1, -1).clone(), mask.expand(count, -1, -1).clone()

@@ -241,6 +241,12 @@ PACK_INPUTS = {
                                                 "layer_mask"], [True, "screen", 100, 5, 48, 25, "#FFBF30", "#FE0000"]),
     "LayerStyle: Stroke V2": (EFFECT_HEAD + ["stroke_grow", "stroke_width", "blur", "stroke_color", "layer_mask"],
                               [True, "normal", 100, 0, 8, 0, "#FF0000"]),
+    "LayerStyle: InnerShadow V2": (EFFECT_HEAD + ["distance_x", "distance_y", "grow", "blur", "shadow_color",
+                                                  "layer_mask"], [True, "normal", 50, 5, 5, 2, 15, "#000000"]),
+    "LayerStyle: ColorOverlay V2": (EFFECT_HEAD + ["color", "layer_mask"], [True, "normal", 100, "#FFBF30"]),
+    "LayerStyle: DropShadow V3": (
+        ["layer_image", "invert_mask", "blend_mode", "opacity", "distance_x", "distance_y", "grow", "blur",
+         "shadow_color", "background_image", "layer_mask"], [True, "normal", 50, 25, 25, 6, 18, "#000000"]),
     "LayerStyle: GradientOverlay V2": (
         EFFECT_HEAD + ["start_color", "start_alpha", "end_color", "end_alpha", "angle", "layer_mask"],
         [True, "normal", 100, "#FFBF30", 255, "#FE0000", 255, 0]),
@@ -295,3 +301,126 @@ def test_a_ui_save_with_v2_classes_runs_and_round_trips(registry):
     for original in nodes:
         assert saved[original["id"]]["type"] == original["type"]
         assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
+
+
+# -- DropShadow V3 -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_background", [False, True])
+def test_drop_shadow_v3_on_a_transparent_or_given_canvas(registry, with_background):
+    background, layer = pictures(20, 24)
+    mask = box_mask()
+    inputs = dict(layer_image=tensor(layer), invert_mask=False, blend_mode="multiply", opacity=60, distance_x=-3,
+                  distance_y=4, grow=1, blur=2, shadow_color="#204060", layer_mask=mask)
+    if with_background:
+        inputs["background_image"] = tensor(background)
+    out = node(registry, "LayerStyle: DropShadow V3", **inputs)
+    canvas = background.convert("RGBA") if with_background else Image.new("RGBA", layer.size, (0, 0, 0, 0))
+    mask_picture = pil(mask[0])
+    shadow = pack_chop_v2(canvas, Image.new("RGBA", layer.size, "#204060"), "multiply", 60)
+    canvas.paste(shadow, mask=expand(shift_loop(mask_picture, -3, 4), 1, 2))
+    canvas.paste(layer, mask=mask_picture)
+    assert out.shape == (1, 20, 24, 4)
+    assert torch.equal(out, tensor(canvas))
+    if not with_background:  # the shadow and the layer carry the alpha; elsewhere transparent
+        assert out[0, 0, 0, 3] == 0 and out[0, 8, 8, 3] == 1
+
+
+def test_drop_shadow_v3_refuses_another_size(registry):
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerStyle: DropShadow V3", layer_image=rand(1, 8, 8, 3), invert_mask=True,
+             blend_mode="normal", opacity=50, distance_x=1, distance_y=1, grow=0, blur=0, shadow_color="#000000",
+             background_image=rand(1, 8, 9, 3), layer_mask=torch.ones(1, 8, 8))
+    assert getattr(e.value, "input", None) == "layer_image" and "9×8" in str(e.value)
+
+
+# -- SimpleTextImage -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fonts(tmp_folders):
+    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf."""
+    from PIL import ImageFont
+    folder = tmp_folders.models / "fonts"
+    folder.mkdir(parents=True)
+    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
+    return folder
+
+
+def pack_text_image(font_path, text, align, char_per_line, leading, font_size, text_color, stroke_width,
+                    stroke_color, x_offset, y_offset, width, height):
+    """simple_text_image.py's drawing, step by step."""
+    import textwrap
+    from PIL import ImageDraw, ImageFont
+    font = ImageFont.truetype(str(font_path), font_size)
+    img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    y_text = y_offset + stroke_width
+    for paragraph in text.split("\n"):
+        for line in textwrap.wrap(paragraph, width=char_per_line, expand_tabs=False, replace_whitespace=False,
+                                  drop_whitespace=False):
+            line_width = font.getbbox(line)[2] - font.getbbox(line)[0]
+            line_height = font.getbbox(line)[3] - font.getbbox(line)[1]
+            x_text = {"left": x_offset, "center": (width - line_width) // 2,
+                      "right": width - line_width - x_offset}[align]
+            draw.text(xy=(x_text, y_text), text=line, fill=text_color, font=font, stroke_width=stroke_width,
+                      stroke_fill=stroke_color)
+            y_text += line_height + leading
+        y_text += leading * 2
+    return img
+
+
+TEXT = "The quick brown fox jumps over\n\nthe lazy dog, twice over the fence"
+
+
+@pytest.mark.parametrize("align,stroke", [("center", 0), ("left", 2), ("right", 1)])
+def test_simple_text_image_lays_out_and_draws_as_the_pack(registry, fonts, align, stroke):
+    args = dict(text=TEXT, align=align, char_per_line=14, leading=5, font_size=18, text_color="#FFCC00",
+                stroke_width=stroke, stroke_color="#FF0000", x_offset=7, y_offset=3, width=180, height=160)
+    image, mask = node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", **args)
+    expected = pack_text_image(fonts / "aileron.ttf", **args)
+    assert image.shape == (1, 160, 180, 4)
+    assert torch.equal(image, tensor(expected))
+    assert torch.equal(mask, tensor(expected.split()[3]))
+    assert mask.max() == 1  # something is drawn
+
+
+def test_simple_text_image_takes_size_as_and_gives_one_per_item(registry, fonts):
+    args = dict(text="ab cd", align="left", char_per_line=80, leading=8, font_size=20, text_color="#FFFFFF",
+                stroke_width=0, stroke_color="#FF8000", x_offset=0, y_offset=0)
+    image, mask = node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", width=512, height=512,
+                       size_as=torch.zeros(3, 40, 60, 3), **args)
+    assert image.shape == (3, 40, 60, 4) and mask.shape == (3, 40, 60)
+    assert torch.equal(image[2:], tensor(pack_text_image(fonts / "aileron.ttf", width=60, height=40, **args)))
+    image, _ = node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", width=512, height=512,
+                    size_as=torch.zeros(30, 50), **args)  # a 2-D mask: its size (the pack fails)
+    assert image.shape == (1, 30, 50, 4)
+
+
+def test_simple_text_image_refusals(registry, fonts):
+    base = dict(align="left", leading=8, font_size=20, text_color="#FFFFFF", stroke_width=0, stroke_color="#FF8000",
+                x_offset=0, y_offset=0, width=64, height=32)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", text="x" * 20_000, font_file="aileron.ttf", char_per_line=1,
+             **base)
+    assert getattr(e.value, "input", None) == "text" and "20,000" in str(e.value)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", text="a", font_file="aileron.ttf", char_per_line=8,
+             **{**base, "text_color": "#12"})
+    assert getattr(e.value, "input", None) == "text_color"
+    (fonts / "broken.ttf").write_bytes(b"not a font")
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", text="a", font_file="broken.ttf", char_per_line=8, **base)
+    assert getattr(e.value, "input", None) == "font_file"
+    graph = {"1": {"class_type": "LayerUtility: SimpleTextImage", "inputs": {
+        "text": "a", "font_file": "missing.ttf", "char_per_line": 8, **base}}}
+    result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
+    assert result.status == "invalid"
+    assert any(p.input == "font_file" and "aileron.ttf" in p.message for p in result.problems)
+
+
+def test_a_long_word_at_a_wide_line_is_wrapped_not_refused(registry, fonts):
+    image, _ = node(registry, "LayerUtility: SimpleTextImage", text="y" * 3000, font_file="aileron.ttf",
+                    align="left", char_per_line=100, leading=0, font_size=8, text_color="#FFFFFF", stroke_width=0,
+                    stroke_color="#FF8000", x_offset=0, y_offset=0, width=64, height=32)
+    assert image[..., 3].max() > 0.5
