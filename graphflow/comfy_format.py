@@ -390,7 +390,7 @@ CUSTOM_PACKS = {
     "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
     # before ComfyUI_LayerStyle's prefixes, which its names share
     "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
-    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle.py holds its model-free nodes of round 1);
+    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 and 2);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),

@@ -24,11 +24,11 @@ detection is refused), RestoreCropBox, ExtendCanvas (+V2), ImageMaskScaleAs (+V2
 GradientImage (+V2), ImageChannelSplit / Merge, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha,
 TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 
-Left out in this round (not yet built): the LayerStyle effects' V2 classes, the V2 blend modes
-(blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use them,
-SimpleTextImage (it needs the pack's font files), LayerMask PixelSpread (pymatting); for good:
-everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...; most now
-in chflame163's ComfyUI_LayerStyle_Advance) and LightLeak (the pack's own pictures).
+Round 2 (nodes/pack_nodes_layerstyle2.py) holds the V2 blend modes and the V2 effects and blends that
+use them (they subclass this module's classes through their `chop` hook) and SimpleTextImage. Left out
+for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence,
+...; most now in chflame163's ComfyUI_LayerStyle_Advance), LightLeak (the pack's own pictures) and
+LayerMask PixelSpread (pymatting, which needs numba).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
