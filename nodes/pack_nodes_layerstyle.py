@@ -1392,14 +1392,19 @@ class LayerUtilityImageBlendAdvance(Node):
     chop = staticmethod(chop_image)  # the V2 classes (nodes/pack_nodes_layerstyle2.py) blend by chop_image_v2
 
     def run(self):
+        return self.blend_all(self.background_image, "RGB", "ImageBlendAdvance")
+
+    def blend_all(self, backgrounds, canvas_mode: str, node: str):
+        """Each layer placed and blended on its background (made canvas_mode), as the pack pairs the
+        batches: the pictures and the placed masks."""
         from PIL import Image
         masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, True)
         images, out_masks = [], []
-        for i in range(max(len(self.background_image), len(self.layer_image), len(masks))):
+        for i in range(max(len(backgrounds), len(self.layer_image), len(masks))):
             check_interrupted()
-            canvas = to_pil(nth(self.background_image, i)).convert("RGB")
+            canvas = to_pil(nth(backgrounds, i)).convert(canvas_mode)
             layer = to_pil(nth(self.layer_image, i))
-            mask = fitting_mask(nth(masks, i), layer.size, "ImageBlendAdvance").convert("RGB")
+            mask = fitting_mask(nth(masks, i), layer.size, node).convert("RGB")
             width, height = int(layer.width * self.scale), int(layer.height * self.scale * self.aspect_ratio)
             # the turn may grow both sides to width + height, at anti_aliasing times the size
             side = (width + height) * max(self.anti_aliasing, 1)

@@ -1,15 +1,16 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 2, under the pack's class names, inputs and
 outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
-V2; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2, ColorOverlay V2,
-GradientOverlay V2) and LayerUtility: SimpleTextImage. Each V2 class is its round-1 class
+V2 / V3; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2,
+ColorOverlay V2, GradientOverlay V2) and LayerUtility: SimpleTextImage. Each V2 class is its round-1 class
 (nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
 py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at
 cf8c238f8a534b1297a5135a2bdff91a6562b388, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
-"color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py at
-a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shadow_v2.py at 080522693c4d9a56373132e130cd533fc054f093,
-drop_shadow_v3.py at ac9e179489b275ad94e727f8b307dde23c7e9b04, outer_glow_v2.py and gradient_overlay_v2.py
-at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, image_blend_advance_v2.py at
-4505116302ed358c674acec3d7d71f59223c20ae, simple_text_image.py at 9585ecaaec726d411b346dd6d2bb8af93bf5501b.
+"color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py and
+image_blend_advance_v3.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shadow_v2.py at
+080522693c4d9a56373132e130cd533fc054f093, drop_shadow_v3.py at ac9e179489b275ad94e727f8b307dde23c7e9b04,
+outer_glow_v2.py and gradient_overlay_v2.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
+image_blend_advance_v2.py at 4505116302ed358c674acec3d7d71f59223c20ae, simple_text_image.py at
+9585ecaaec726d411b346dd6d2bb8af93bf5501b.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
@@ -17,17 +18,17 @@ blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pac
 color, luminosity), transcribed here.
 
 Not yet built (a later round): TextImage (V2), Film / Film V2 (their grain and depth / radial blurs are a
-module of their own in the pack), ImageBlendAdvance V3 and the pack's other model-free classes newer than
+module of their own in the pack) and the pack's other model-free classes newer than
 round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs
 numba)."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, IMAGE, MASK, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Size, Text, \
+from graphflow.api import ANY, IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Size, Text, \
     check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
-    LayerUtilityImageBlendAdvance, batch, check_made_size, expand_mask, fitting_mask, layer_masks, nth, pil_color, \
+    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, expand_mask, fitting_mask, layer_masks, nth, pil_color, \
     picture_size, shift_mask, to_pil, to_tensor
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_mtb2 import TEXTWRAP_SPACES
@@ -314,6 +315,40 @@ class LayerStyleDropShadowV3(Node):
             out.append(to_tensor(canvas))
         return batch(out)
 
+
+
+class LayerUtilityImageBlendAdvanceV3(Node):
+    """Place a layer and blend it, as LayerUtility's ImageBlendAdvance V3: ImageBlendAdvance V2 (the layer
+    and its mask mirrored, scaled, turned and centred at x_percent / y_percent, blended by one of the V2
+    blend modes at opacity through the placed mask, which is also given) on an RGBA canvas:
+    background_image is optional, a transparent canvas of the layer's size where it is not linked. The
+    image always has four channels (RGBA), as the pack's does."""
+    category = "😺dzNodes/LayerUtility"
+    layer_image: IMAGE
+    invert_mask: bool = Bool(True)
+    blend_mode: str = Choice(BLEND_MODES_V2, "normal")
+    opacity: int = Int(100, min=0, max=100)
+    x_percent: float = Float(50.0, min=-999.0, max=999.0, step=0.01)
+    y_percent: float = Float(50.0, min=-999.0, max=999.0, step=0.01)
+    mirror: str = Choice(("None", "horizontal", "vertical"), "None")
+    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    aspect_ratio: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    rotate: float = Float(0.0, min=-999999.0, max=999999.0, step=0.01)
+    transform_method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    anti_aliasing: int = Int(0, min=0, max=16)
+    background_image: IMAGE = None
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance V3",))
+    chop = staticmethod(chop_image_v2)
+    blend_all = LayerUtilityImageBlendAdvance.blend_all
+
+    def run(self):
+        import torch
+        backgrounds = self.background_image
+        if backgrounds is None:
+            backgrounds = torch.zeros(len(self.layer_image), *self.layer_image.shape[1:3], 4)
+        return self.blend_all(backgrounds, "RGBA", "ImageBlendAdvance V3")
 
 # -- SimpleTextImage ---------------------------------------------------------------------------------------
 

@@ -225,6 +225,28 @@ def test_image_blend_advance_v2_places_and_blends(registry):
     assert torch.equal(out_mask, tensor(where))
 
 
+
+@pytest.mark.parametrize("with_background", [False, True])
+def test_image_blend_advance_v3_places_on_a_transparent_or_given_canvas(registry, with_background):
+    background, layer = pictures(20, 24)
+    small = layer.resize((10, 8))
+    inputs = dict(layer_image=tensor(small), invert_mask=True, blend_mode="darker color", opacity=80, x_percent=25.0,
+                  y_percent=60.0, mirror="horizontal", scale=1.0, aspect_ratio=1.0, rotate=0.0,
+                  transform_method="lanczos", anti_aliasing=0)
+    if with_background:
+        inputs["background_image"] = tensor(background)
+    out, out_mask = node(registry, "LayerUtility: ImageBlendAdvance V3", **inputs)
+    canvas = background.convert("RGBA") if with_background else Image.new("RGBA", (10, 8), (0, 0, 0, 0))
+    x, y = int(canvas.width * 0.25 - 5), int(canvas.height * 0.6 - 4)
+    placed = canvas.copy()
+    placed.paste(small.transpose(Image.FLIP_LEFT_RIGHT), (x, y))
+    where = Image.new("L", canvas.size, 0)
+    where.paste(255, (x, y, x + 10, y + 8))
+    canvas.paste(pack_chop_v2(canvas, placed, "darker color", 80), mask=where)
+    assert out.shape[-1] == 4
+    assert torch.equal(out, tensor(canvas))
+    assert torch.equal(out_mask, tensor(where))
+
 # inputs (names in order, then the widgets' defaults) as the pack's INPUT_TYPES give them
 EFFECT_HEAD = ["background_image", "layer_image", "invert_mask", "blend_mode", "opacity"]
 PACK_INPUTS = {
@@ -247,6 +269,10 @@ PACK_INPUTS = {
     "LayerStyle: DropShadow V3": (
         ["layer_image", "invert_mask", "blend_mode", "opacity", "distance_x", "distance_y", "grow", "blur",
          "shadow_color", "background_image", "layer_mask"], [True, "normal", 50, 25, 25, 6, 18, "#000000"]),
+    "LayerUtility: ImageBlendAdvance V3": (
+        ["layer_image", "invert_mask", "blend_mode", "opacity", "x_percent", "y_percent", "mirror", "scale",
+         "aspect_ratio", "rotate", "transform_method", "anti_aliasing", "background_image", "layer_mask"],
+        [True, "normal", 100, 50.0, 50.0, "None", 1.0, 1.0, 0.0, "lanczos", 0]),
     "LayerStyle: GradientOverlay V2": (
         EFFECT_HEAD + ["start_color", "start_alpha", "end_color", "end_alpha", "angle", "layer_mask"],
         [True, "normal", 100, "#FFBF30", 255, "#FE0000", 255, 0]),
@@ -262,8 +288,7 @@ def test_v2_inputs_are_the_packs(registry, comfy_class):
     assert [spec.widget.default for spec in widgets] == defaults
     modes = cls.input_specs["blend_mode"].widget.choices()
     assert modes == (GLOW_MODES if "Glow" in comfy_class else PACK_MODES)
-    assert cls.outputs == ({"image": "IMAGE", "mask": "MASK"} if "Advance" in comfy_class else {"image": "IMAGE"}) \
-        or list(cls.outputs) == (["image", "mask"] if "Advance" in comfy_class else ["image"])
+    assert list(cls.outputs) == (["image", "mask"] if "Advance" in comfy_class else ["image"])
     assert custom_pack(comfy_class) == "ComfyUI_LayerStyle"
 
 
