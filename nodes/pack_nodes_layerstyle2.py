@@ -1,7 +1,7 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 2, under the pack's class names, inputs and
 outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
 V2 / V3; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2,
-ColorOverlay V2, GradientOverlay V2) and LayerUtility: SimpleTextImage. Each V2 class is its round-1 class
+ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage and LayerFilter: AddGrain. Each V2 class is its round-1 class
 (nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
 py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at
 cf8c238f8a534b1297a5135a2bdff91a6562b388, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
@@ -10,16 +10,17 @@ image_blend_advance_v3.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shad
 080522693c4d9a56373132e130cd533fc054f093, drop_shadow_v3.py at ac9e179489b275ad94e727f8b307dde23c7e9b04,
 outer_glow_v2.py and gradient_overlay_v2.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
 image_blend_advance_v2.py at 4505116302ed358c674acec3d7d71f59223c20ae, simple_text_image.py at
-9585ecaaec726d411b346dd6d2bb8af93bf5501b.
+9585ecaaec726d411b346dd6d2bb8af93bf5501b, add_grain.py at 127be44f9d6b384e874a73ba794a7eeb8f2b6a0f and
+imagefunc's image_add_grain / RGB2YCbCr / cv_blur_tensor at cf8c238f8a534b1297a5135a2bdff91a6562b388.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
 (dissolve, the burns / dodges / lights, exclusion, subtract, darker / lighter color, hue, saturation,
 color, luminosity), transcribed here.
 
-Not yet built (a later round): TextImage (V2), Film / Film V2 (their grain and depth / radial blurs are a
-module of their own in the pack) and the pack's other model-free classes newer than
-round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs
+Not yet built (a later round): TextImage (V2), Film / Film V2 (their filmgrainer grain and depth / radial
+blurs are a module of their own in the pack; their fastgrain is AddGrain's) and the pack's other model-free
+classes newer than round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs
 numba)."""
 
 from __future__ import annotations
@@ -446,3 +447,72 @@ class LayerUtilitySimpleTextImage(Node):
         image = to_tensor(picture)
         mask = torch.from_numpy(np.asarray(picture)[..., 3].astype(np.float32) / 255.0)[None]
         return image.expand(count, -1, -1, -1).clone(), mask.expand(count, -1, -1).clone()
+
+
+# -- AddGrain (imagefunc.image_add_grain) ------------------------------------------------------------------
+
+GRAIN_COPIES = 5  # the grain, its YCbCr copy, their blurs and the colour mix, at the grain's size
+
+
+def ycbcr(rgb):
+    """imagefunc.RGB2YCbCr: BT.709 luma and colour differences of a [..., 3] tensor."""
+    import torch
+    r, g, b = rgb.unbind(-1)
+    return torch.stack((0.2123 * r + 0.7152 * g + 0.0722 * b, -0.1146 * r - 0.3854 * g + 0.5 * b,
+                        0.5 * r - 0.4542 * g - 0.0458 * b), dim=-1)
+
+
+def rgb_from_ycbcr(values):
+    """imagefunc.YCbCr2RGB."""
+    import torch
+    y, cb, cr = values.unbind(-1)
+    return torch.stack((y + 1.5748 * cr, y - 0.1873 * cb - 0.4681 * cr, y + 1.8556 * cb), dim=-1)
+
+
+def add_grain(picture, scale: float, strength: float, saturation: float, seed: int):
+    """imagefunc.image_add_grain (toe 0) on one RGB PIL picture: uniform noise at 1 / scale of the size
+    (seeded as torch.manual_seed(seed) would), made YCbCr, its channels blurred by OpenCV's 3, 15 and 11
+    pixel Gaussians, back to RGB, centred and scaled by strength (red ×2, blue ×3) around 1, mixed
+    towards its green by 1 - saturation, scaled bilinearly to the picture and multiplied into its
+    complement; an RGB PIL picture."""
+    import cv2
+    import torch
+    image = to_tensor(picture.convert("RGB"))
+    height, width = image.shape[1:3]
+    grain_height, grain_width = max(int(height // scale), 1), max(int(width // scale), 1)
+    check_run_memory("grain_scale", f"grain at 1/{scale:g} of the picture's size",
+                     images=Size(GRAIN_COPIES, grain_height, grain_width))
+    grain = torch.rand(1, grain_height, grain_width, 3, generator=torch.Generator().manual_seed(seed))
+    values = ycbcr(grain)
+    for channel, side in enumerate((3, 15, 11)):
+        values[0, ..., channel] = torch.from_numpy(cv2.GaussianBlur(values[0, ..., channel].numpy(), (side, side), 0))
+    grain = (rgb_from_ycbcr(values) - 0.5) * strength
+    grain[..., 0] *= 2
+    grain[..., 2] *= 3
+    grain += 1
+    grain = grain * saturation + grain[..., 1:2] * (1 - saturation)
+    grain = torch.nn.functional.interpolate(grain.movedim(-1, 1), size=(height, width), mode="bilinear")
+    return to_pil(torch.clip(1 - (1 - image[0]) * grain.movedim(1, -1)[0], 0, 1))
+
+
+class LayerFilterAddGrain(Node):
+    """Film grain, as LayerFilter's AddGrain: coloured noise grain_scale times coarser than the picture,
+    blurred in YCbCr and scaled to it, darkening each picture by grain_power, with grain_sat of its colour
+    (0: grey grain). The pack seeds the noise with the clock (another grain each run); here picture i of
+    the batch is seeded with i, so a run repeats. Grain of a picture smaller than grain_scale is one
+    pixel (the pack's is empty and fails)."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    grain_power: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    grain_scale: float = Float(1.0, min=0.1, max=10.0, step=0.1)
+    grain_sat: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: AddGrain",))
+
+    def run(self):
+        out = []
+        for i, picture in enumerate(self.image):
+            check_interrupted()
+            grained = add_grain(to_pil(picture), self.grain_scale, self.grain_power, self.grain_sat, seed=i)
+            out.append(to_tensor(grained))
+        return batch(out)

@@ -279,6 +279,25 @@ PACK_INPUTS = {
 }
 
 
+OTHER_INPUTS = {
+    "LayerFilter: AddGrain": (["image", "grain_power", "grain_scale", "grain_sat"], [0.5, 1.0, 1.0]),
+    "LayerUtility: SimpleTextImage": (
+        ["text", "font_file", "align", "char_per_line", "leading", "font_size", "text_color", "stroke_width",
+         "stroke_color", "x_offset", "y_offset", "width", "height", "size_as"],
+        ["text", None, "center", 80, 8, 72, "#FFFFFF", 0, "#FF8000", 0, 0, 512, 512]),
+}
+
+
+@pytest.mark.parametrize("comfy_class", sorted(OTHER_INPUTS))
+def test_other_inputs_are_the_packs(registry, comfy_class):
+    names, defaults = OTHER_INPUTS[comfy_class]
+    cls = registry.comfy_node(comfy_class)
+    assert list(cls.input_specs) == names
+    got = [spec.widget.default for spec in cls.input_specs.values() if spec.widget]
+    assert [None if d is None else g for g, d in zip(got, defaults)] == defaults  # None: a file list, no default
+    assert list(cls.outputs) == (["image", "mask"] if "Text" in comfy_class else ["image"])
+
+
 @pytest.mark.parametrize("comfy_class", sorted(PACK_INPUTS))
 def test_v2_inputs_are_the_packs(registry, comfy_class):
     names, defaults = PACK_INPUTS[comfy_class]
@@ -449,3 +468,55 @@ def test_a_long_word_at_a_wide_line_is_wrapped_not_refused(registry, fonts):
                     align="left", char_per_line=100, leading=0, font_size=8, text_color="#FFFFFF", stroke_width=0,
                     stroke_color="#FF8000", x_offset=0, y_offset=0, width=64, height=32)
     assert image[..., 3].max() > 0.5
+
+
+# -- AddGrain ------------------------------------------------------------------------------------------------
+
+
+def pack_add_grain(picture, scale, strength, saturation, seed):
+    """imagefunc.image_add_grain (toe 0), step by step, on the global torch generator as the pack."""
+    import cv2
+    t = tensor(picture.convert("RGB"))
+    torch.manual_seed(seed)
+    grain = torch.rand(t.shape[0], int(t.shape[1] // scale), int(t.shape[2] // scale), 3)
+    ycc = grain.clone()
+    ycc[..., 0] = 0.2123 * grain[..., 0] + 0.7152 * grain[..., 1] + 0.0722 * grain[..., 2]
+    ycc[..., 1] = 0 - 0.1146 * grain[..., 0] - 0.3854 * grain[..., 1] + 0.5 * grain[..., 2]
+    ycc[..., 2] = 0.5 * grain[..., 0] - 0.4542 * grain[..., 1] - 0.0458 * grain[..., 2]
+    for channel, side in ((0, 3), (1, 15), (2, 11)):
+        blurred = ycc[..., channel].numpy().copy()
+        for index, one in enumerate(blurred):
+            blurred[index] = cv2.GaussianBlur(one, (side, side), 0)
+        ycc[..., channel] = torch.from_numpy(blurred)
+    rgb = ycc.clone()
+    rgb[..., 0] = ycc[..., 0] + 1.5748 * ycc[..., 2]
+    rgb[..., 1] = ycc[..., 0] - 0.1873 * ycc[..., 1] - 0.4681 * ycc[..., 2]
+    rgb[..., 2] = ycc[..., 0] + 1.8556 * ycc[..., 1]
+    grain = (rgb - 0.5) * strength
+    grain[..., 0] *= 2
+    grain[..., 2] *= 3
+    grain += 1
+    grain = grain * saturation + grain[..., 1].unsqueeze(3).repeat(1, 1, 1, 3) * (1 - saturation)
+    grain = torch.nn.functional.interpolate(grain.movedim(-1, 1), size=(t.shape[1], t.shape[2]),
+                                            mode="bilinear").movedim(1, -1)
+    t[..., :3] = torch.clip(1 - (1 - t[..., :3]) * grain, 0, 1)
+    return pil(t)
+
+
+@pytest.mark.parametrize("scale,power,sat", [(1.0, 0.5, 1.0), (2.5, 0.8, 0.3), (0.5, 0.2, 0.0)])
+def test_add_grain_is_the_packs_grain_seeded_by_index(registry, scale, power, sat):
+    background, layer = pictures(24, 30)
+    images = torch.cat([tensor(background), tensor(layer)])
+    out = node(registry, "LayerFilter: AddGrain", image=images, grain_power=power, grain_scale=scale, grain_sat=sat)
+    for i, picture in enumerate((background, layer)):
+        assert torch.equal(out[i:i + 1], tensor(pack_add_grain(picture, scale, power, sat, seed=i))), i
+    assert not torch.equal(out[:1], images[:1])
+
+
+def test_add_grain_checks_the_grains_memory_naming_grain_scale(registry):
+    graph = {"1": {"class_type": "LayerUtility: ColorImage", "inputs": {"width": 64, "height": 64, "color": "#808080"}},
+             "2": {"class_type": "LayerFilter: AddGrain", "inputs": {"image": ["1", 0], "grain_power": 0.5,
+                                                                    "grain_scale": 0.1, "grain_sat": 1.0}}}
+    result = Executor(registry, limits=RunLimits(ram_bytes=2_000_000)).run(parse_workflow(graph, registry),
+                                                                            outputs=["2"])
+    assert result.status != "success" and "grain_scale" in str(result.error) and "1/0.1" in str(result.error)
