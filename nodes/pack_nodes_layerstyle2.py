@@ -1,8 +1,9 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 2, under the pack's class names, inputs and
 outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
 V2 / V3; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2,
-ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage and LayerFilter: AddGrain. Each V2 class is its round-1 class
-(nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
+ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage, XY to Percent, LayerFilter: AddGrain
+and LayerColor: Negative. Each V2 class is its round-1 class (nodes/pack_nodes_layerstyle.py) with the V2
+blend modes in place of chop_image's. Read from the pack's
 py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at
 cf8c238f8a534b1297a5135a2bdff91a6562b388, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
 "color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py and
@@ -11,7 +12,9 @@ image_blend_advance_v3.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shad
 outer_glow_v2.py and gradient_overlay_v2.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
 image_blend_advance_v2.py at 4505116302ed358c674acec3d7d71f59223c20ae, simple_text_image.py at
 9585ecaaec726d411b346dd6d2bb8af93bf5501b, add_grain.py at 127be44f9d6b384e874a73ba794a7eeb8f2b6a0f and
-imagefunc's image_add_grain / RGB2YCbCr / cv_blur_tensor at cf8c238f8a534b1297a5135a2bdff91a6562b388.
+imagefunc's image_add_grain / RGB2YCbCr / cv_blur_tensor at cf8c238f8a534b1297a5135a2bdff91a6562b388,
+color_negative.py at 42ccdd8f75ab312285eaa77073a5cc20bdba484c, xy2percent.py at
+73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
@@ -20,12 +23,14 @@ color, luminosity), transcribed here.
 
 Not yet built (a later round): TextImage (V2), Film / Film V2 (their filmgrainer grain and depth / radial
 blurs are a module of their own in the pack; their fastgrain is AddGrain's) and the pack's other model-free
-classes newer than round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs
-numba)."""
+classes newer than round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread
+(pymatting, which needs numba)."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Size, Text, \
+from inspect import cleandoc
+
+from graphflow.api import ANY, FLOAT, IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Size, Text, \
     check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
@@ -195,7 +200,10 @@ def chop_image_v2(background, layer, blend_mode: str, opacity: int):
     return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8)).convert("RGB")
 
 
-_V2 = "\n\nV2: the blend modes are the pack's V2 list (blend_modes package and the pack's own formulas)."
+def v2_help(base, name: str) -> str:
+    """A V2 class's help: its round-1 class's, named as the V2 class, with what V2 changes."""
+    return cleandoc(base.__doc__).replace(name, f"{name} V2") + \
+        "\n\nV2: the blend modes are the pack's V2 list (the blend_modes package's and the pack's own formulas)."
 
 
 class LayerUtilityImageBlendV2(LayerUtilityImageBlend):
@@ -211,56 +219,56 @@ class LayerUtilityImageBlendAdvanceV2(LayerUtilityImageBlendAdvance):
     blend_mode: str = Choice(BLEND_MODES_V2, "normal")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance V2",))
-    __doc__ = LayerUtilityImageBlendAdvance.__doc__.replace("ImageBlendAdvance", "ImageBlendAdvance V2") + _V2
+    __doc__ = v2_help(LayerUtilityImageBlendAdvance, "ImageBlendAdvance")
 
 
 class LayerStyleDropShadowV2(LayerStyleDropShadow):
     blend_mode: str = Choice(BLEND_MODES_V2, "normal")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: DropShadow V2",))
-    __doc__ = LayerStyleDropShadow.__doc__.replace("DropShadow", "DropShadow V2") + _V2
+    __doc__ = v2_help(LayerStyleDropShadow, "DropShadow")
 
 
 class LayerStyleInnerShadowV2(LayerStyleInnerShadow):
     blend_mode: str = Choice(BLEND_MODES_V2, "normal")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: InnerShadow V2",))
-    __doc__ = LayerStyleInnerShadow.__doc__.replace("InnerShadow", "InnerShadow V2") + _V2
+    __doc__ = v2_help(LayerStyleInnerShadow, "InnerShadow")
 
 
 class LayerStyleOuterGlowV2(LayerStyleOuterGlow):
     blend_mode: str = Choice(GLOW_MODES_V2, "screen")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: OuterGlow V2",))
-    __doc__ = LayerStyleOuterGlow.__doc__.replace("OuterGlow", "OuterGlow V2") + _V2
+    __doc__ = v2_help(LayerStyleOuterGlow, "OuterGlow")
 
 
 class LayerStyleInnerGlowV2(LayerStyleInnerGlow):
     blend_mode: str = Choice(GLOW_MODES_V2, "screen")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: InnerGlow V2",))
-    __doc__ = LayerStyleInnerGlow.__doc__.replace("InnerGlow", "InnerGlow V2") + _V2
+    __doc__ = v2_help(LayerStyleInnerGlow, "InnerGlow")
 
 
 class LayerStyleStrokeV2(LayerStyleStroke):
     blend_mode: str = Choice(BLEND_MODES_V2, "normal")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: Stroke V2",))
-    __doc__ = LayerStyleStroke.__doc__.replace("Stroke", "Stroke V2") + _V2
+    __doc__ = v2_help(LayerStyleStroke, "Stroke")
 
 
 class LayerStyleColorOverlayV2(LayerStyleColorOverlay):
     blend_mode: str = Choice(BLEND_MODES_V2, "normal")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: ColorOverlay V2",))
-    __doc__ = LayerStyleColorOverlay.__doc__.replace("ColorOverlay", "ColorOverlay V2") + _V2
+    __doc__ = v2_help(LayerStyleColorOverlay, "ColorOverlay")
 
 
 class LayerStyleGradientOverlayV2(LayerStyleGradientOverlay):
     blend_mode: str = Choice(BLEND_MODES_V2, "normal")
     chop = staticmethod(chop_image_v2)
     comfy = ComfyAlias(("LayerStyle: GradientOverlay V2",))
-    __doc__ = LayerStyleGradientOverlay.__doc__.replace("GradientOverlay", "GradientOverlay V2") + _V2
+    __doc__ = v2_help(LayerStyleGradientOverlay, "GradientOverlay")
 
 
 class LayerStyleDropShadowV3(Node):
@@ -516,3 +524,48 @@ class LayerFilterAddGrain(Node):
             grained = add_grain(to_pil(picture), self.grain_scale, self.grain_power, self.grain_sat, seed=i)
             out.append(to_tensor(grained))
         return batch(out)
+
+
+# -- small nodes ------------------------------------------------------------------------------------------------
+
+MONO_WEIGHTS = (0.2989, 0.5870, 0.1140)  # color_negative.rgb_to_grayscale's
+
+
+class LayerColorNegative(Node):
+    """A negative, as LayerColor's Negative: 1 - value of the RGB channels ("RGB"), of one channel (R, G
+    or B, the others kept), or of the grey 0.2989 R + 0.5870 G + 0.1140 B in all three ("Mono"). An alpha
+    channel is dropped, as the pack does; no 8-bit rounding (the pack works on the floats)."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    negative_channel: str = Choice(("RGB", "Mono", "R", "G", "B"), "RGB")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Negative",))
+
+    def run(self):
+        import torch
+        rgb = self.image[..., :3]
+        if self.negative_channel == "Mono":
+            grey = (rgb * torch.tensor(MONO_WEIGHTS, dtype=rgb.dtype)).sum(dim=-1, keepdim=True)
+            return (1.0 - grey).expand(*rgb.shape).clone()
+        out = rgb.clone()
+        for channel in ((0, 1, 2) if self.negative_channel == "RGB" else ("RGB".index(self.negative_channel),)):
+            out[..., channel] = 1.0 - out[..., channel]
+        return out
+
+
+class LayerUtilityXYtoPercent(Node):
+    """A layer's top-left corner (x, y, pixels) as the x_percent / y_percent of its centre on the background
+    that ImageBlendAdvance takes, as LayerUtility's XY to Percent: (x + layer width / 2) / background width
+    × 100, and so for y; sizes from the first picture of each batch (the pack's fails on a batch)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    background_image: IMAGE
+    layer_image: IMAGE
+    x: int = Int(0, min=-99999, max=99999)
+    y: int = Int(0, min=-99999, max=99999)
+    outputs = {"x_percent": FLOAT, "y_percent": FLOAT}
+    comfy = ComfyAlias(("LayerUtility: XY to Percent",))
+
+    def run(self):
+        canvas_width, canvas_height = picture_size(self.background_image, "background_image")
+        layer_width, layer_height = picture_size(self.layer_image, "layer_image")
+        return (self.x + layer_width / 2) / canvas_width * 100.0, (self.y + layer_height / 2) / canvas_height * 100.0

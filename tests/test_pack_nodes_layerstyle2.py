@@ -281,6 +281,8 @@ PACK_INPUTS = {
 
 OTHER_INPUTS = {
     "LayerFilter: AddGrain": (["image", "grain_power", "grain_scale", "grain_sat"], [0.5, 1.0, 1.0]),
+    "LayerColor: Negative": (["image", "negative_channel"], ["RGB"]),
+    "LayerUtility: XY to Percent": (["background_image", "layer_image", "x", "y"], [0, 0]),
     "LayerUtility: SimpleTextImage": (
         ["text", "font_file", "align", "char_per_line", "leading", "font_size", "text_color", "stroke_width",
          "stroke_color", "x_offset", "y_offset", "width", "height", "size_as"],
@@ -295,7 +297,8 @@ def test_other_inputs_are_the_packs(registry, comfy_class):
     assert list(cls.input_specs) == names
     got = [spec.widget.default for spec in cls.input_specs.values() if spec.widget]
     assert [None if d is None else g for g, d in zip(got, defaults)] == defaults  # None: a file list, no default
-    assert list(cls.outputs) == (["image", "mask"] if "Text" in comfy_class else ["image"])
+    assert list(cls.outputs) == {"LayerUtility: SimpleTextImage": ["image", "mask"],
+                                 "LayerUtility: XY to Percent": ["x_percent", "y_percent"]}.get(comfy_class, ["image"])
 
 
 @pytest.mark.parametrize("comfy_class", sorted(PACK_INPUTS))
@@ -520,3 +523,24 @@ def test_add_grain_checks_the_grains_memory_naming_grain_scale(registry):
     result = Executor(registry, limits=RunLimits(ram_bytes=2_000_000)).run(parse_workflow(graph, registry),
                                                                             outputs=["2"])
     assert result.status != "success" and "grain_scale" in str(result.error) and "1/0.1" in str(result.error)
+
+
+# -- Negative, XY to Percent ---------------------------------------------------------------------------------
+
+
+def test_negative_inverts_the_chosen_channels(registry):
+    image = rand(2, 5, 6, 4)
+    rgb = image[..., :3]
+    out = node(registry, "LayerColor: Negative", image=image, negative_channel="RGB")
+    torch.testing.assert_close(out, 1 - rgb, rtol=0, atol=0)
+    out = node(registry, "LayerColor: Negative", image=image, negative_channel="G")
+    torch.testing.assert_close(out, torch.stack([rgb[..., 0], 1 - rgb[..., 1], rgb[..., 2]], -1), rtol=0, atol=0)
+    out = node(registry, "LayerColor: Negative", image=image, negative_channel="Mono")
+    grey = 0.2989 * rgb[..., 0] + 0.5870 * rgb[..., 1] + 0.1140 * rgb[..., 2]
+    torch.testing.assert_close(out, (1 - grey)[..., None].repeat(1, 1, 1, 3), rtol=1e-6, atol=1e-6)
+
+
+def test_xy_to_percent_is_the_layers_centre_on_the_canvas(registry):
+    x_percent, y_percent = node(registry, "LayerUtility: XY to Percent", background_image=rand(2, 40, 80, 3),
+                                layer_image=rand(1, 10, 20, 3), x=-6, y=15)
+    assert (x_percent, y_percent) == pytest.approx(((-6 + 10) / 80 * 100, (15 + 5) / 40 * 100))
