@@ -1,9 +1,9 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 2, under the pack's class names, inputs and
 outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
 V2 / V3; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2,
-ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage, XY to Percent, LayerFilter: AddGrain
-and LayerColor: Negative. Each V2 class is its round-1 class (nodes/pack_nodes_layerstyle.py) with the V2
-blend modes in place of chop_image's. Read from the pack's
+ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage, XY to Percent, TextJoinV2,
+LayerFilter: AddGrain and LayerColor: Negative. Each V2 class is its round-1 class
+(nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
 py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at
 cf8c238f8a534b1297a5135a2bdff91a6562b388, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
 "color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py and
@@ -14,7 +14,7 @@ image_blend_advance_v2.py at 4505116302ed358c674acec3d7d71f59223c20ae, simple_te
 9585ecaaec726d411b346dd6d2bb8af93bf5501b, add_grain.py at 127be44f9d6b384e874a73ba794a7eeb8f2b6a0f and
 imagefunc's image_add_grain / RGB2YCbCr / cv_blur_tensor at cf8c238f8a534b1297a5135a2bdff91a6562b388,
 color_negative.py at 42ccdd8f75ab312285eaa77073a5cc20bdba484c, xy2percent.py at
-73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984.
+73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984, text_join.py at b01c5ef6fbc0236463ef9e5e5483002ee965ef4c.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from inspect import cleandoc
 
-from graphflow.api import ANY, FLOAT, IMAGE, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Size, Text, \
-    check_interrupted, check_run_memory, warn
+from graphflow.api import ANY, FLOAT, IMAGE, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
+    Size, Text, check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
-    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, expand_mask, fitting_mask, layer_masks, nth, pil_color, \
-    picture_size, shift_mask, to_pil, to_tensor
+    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, expand_mask, fitting_mask, \
+    layer_masks, nth, pil_color, picture_size, shift_mask, to_pil, to_tensor
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_mtb2 import TEXTWRAP_SPACES
 
@@ -569,3 +569,20 @@ class LayerUtilityXYtoPercent(Node):
         canvas_width, canvas_height = picture_size(self.background_image, "background_image")
         layer_width, layer_height = picture_size(self.layer_image, "layer_image")
         return (self.x + layer_width / 2) / canvas_width * 100.0, (self.y + layer_height / 2) / canvas_height * 100.0
+
+
+class LayerUtilityTextJoinV2(Node):
+    """The linked texts joined by delimiter, as LayerUtility's TextJoinV2: text_1 to text_4 in order,
+    empty or unlinked ones left out ("" where none is left)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    text_1: STRING
+    delimiter: str = Text(",")
+    text_2: STRING = None
+    text_3: STRING = None
+    text_4: STRING = None
+    outputs = {"text": STRING}
+    comfy = ComfyAlias(("LayerUtility: TextJoinV2",))
+
+    def run(self):
+        texts = (self.text_1, self.text_2, self.text_3, self.text_4)
+        return self.delimiter.join(str(text) for text in texts if text is not None and text != "")

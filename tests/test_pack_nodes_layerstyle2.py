@@ -282,6 +282,7 @@ PACK_INPUTS = {
 OTHER_INPUTS = {
     "LayerFilter: AddGrain": (["image", "grain_power", "grain_scale", "grain_sat"], [0.5, 1.0, 1.0]),
     "LayerColor: Negative": (["image", "negative_channel"], ["RGB"]),
+    "LayerUtility: TextJoinV2": (["text_1", "delimiter", "text_2", "text_3", "text_4"], [","]),
     "LayerUtility: XY to Percent": (["background_image", "layer_image", "x", "y"], [0, 0]),
     "LayerUtility: SimpleTextImage": (
         ["text", "font_file", "align", "char_per_line", "leading", "font_size", "text_color", "stroke_width",
@@ -298,7 +299,8 @@ def test_other_inputs_are_the_packs(registry, comfy_class):
     got = [spec.widget.default for spec in cls.input_specs.values() if spec.widget]
     assert [None if d is None else g for g, d in zip(got, defaults)] == defaults  # None: a file list, no default
     assert list(cls.outputs) == {"LayerUtility: SimpleTextImage": ["image", "mask"],
-                                 "LayerUtility: XY to Percent": ["x_percent", "y_percent"]}.get(comfy_class, ["image"])
+                                 "LayerUtility: XY to Percent": ["x_percent", "y_percent"],
+                                 "LayerUtility: TextJoinV2": ["text"]}.get(comfy_class, ["image"])
 
 
 @pytest.mark.parametrize("comfy_class", sorted(PACK_INPUTS))
@@ -544,3 +546,9 @@ def test_xy_to_percent_is_the_layers_centre_on_the_canvas(registry):
     x_percent, y_percent = node(registry, "LayerUtility: XY to Percent", background_image=rand(2, 40, 80, 3),
                                 layer_image=rand(1, 10, 20, 3), x=-6, y=15)
     assert (x_percent, y_percent) == pytest.approx(((-6 + 10) / 80 * 100, (15 + 5) / 40 * 100))
+
+
+def test_text_join_v2_joins_the_non_empty_texts(registry):
+    assert node(registry, "LayerUtility: TextJoinV2", text_1="a", delimiter=" | ", text_2="", text_4="d") == "a | d"
+    assert node(registry, "LayerUtility: TextJoinV2", text_1="", delimiter=",") == ""
+    assert node(registry, "LayerUtility: TextJoinV2", text_1="x\\y", delimiter="-", text_3="\u00e9") == "x\\y-\u00e9"
