@@ -2,32 +2,35 @@
 outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
 V2 / V3; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2,
 ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage, XY to Percent, TextJoinV2,
-LayerFilter: AddGrain and LayerColor: Negative. Each V2 class is its round-1 class
+LayerFilter: AddGrain, Film, FilmV2 and LayerColor: Negative. Each V2 blend class is its round-1 class
 (nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
-py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, imagefunc.chop_image_v2 at
-cf8c238f8a534b1297a5135a2bdff91a6562b388, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
+py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, py/imagefunc.py at
+cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image_v2, image_add_grain, RGB2YCbCr, cv_blur_tensor,
+gamma_trans, vignette_image, radialblur_image, depthblur_image, filmgrain_image), py/filmgrainer/*.py at
+06ab54d70197891fba9ee0ddec82378f850dc6ab, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
 "color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py and
 image_blend_advance_v3.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shadow_v2.py at
 080522693c4d9a56373132e130cd533fc054f093, drop_shadow_v3.py at ac9e179489b275ad94e727f8b307dde23c7e9b04,
 outer_glow_v2.py and gradient_overlay_v2.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
 image_blend_advance_v2.py at 4505116302ed358c674acec3d7d71f59223c20ae, simple_text_image.py at
-9585ecaaec726d411b346dd6d2bb8af93bf5501b, add_grain.py at 127be44f9d6b384e874a73ba794a7eeb8f2b6a0f and
-imagefunc's image_add_grain / RGB2YCbCr / cv_blur_tensor at cf8c238f8a534b1297a5135a2bdff91a6562b388,
-color_negative.py at 42ccdd8f75ab312285eaa77073a5cc20bdba484c, xy2percent.py at
-73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984, text_join.py at b01c5ef6fbc0236463ef9e5e5483002ee965ef4c.
+9585ecaaec726d411b346dd6d2bb8af93bf5501b, add_grain.py at 127be44f9d6b384e874a73ba794a7eeb8f2b6a0f,
+film_post.py at fe5b659f10be69ac887f9ad224db4d02d4bd1a93, film_post_v2.py at
+277ed9805b87b36e5c07e7a10daba8f80443d786, color_negative.py at 42ccdd8f75ab312285eaa77073a5cc20bdba484c,
+xy2percent.py at 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984, text_join.py at
+b01c5ef6fbc0236463ef9e5e5483002ee965ef4c.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
 (dissolve, the burns / dodges / lights, exclusion, subtract, darker / lighter color, hue, saturation,
-color, luminosity), transcribed here.
+color, luminosity), transcribed here. Where the pack seeds by the clock (AddGrain, Film's grain, dissolve
+unseeded), ours is seeded so a run repeats (each node's help says how).
 
-Not yet built (a later round): TextImage (V2), Film / Film V2 (their filmgrainer grain and depth / radial
-blurs are a module of their own in the pack; their fastgrain is AddGrain's) and the pack's other model-free
-classes newer than round 1's list; left out for good: LightLeak (the pack's pictures) and PixelSpread
-(pymatting, which needs numba)."""
+Not yet built (a later round): TextImage (V2) and the pack's other model-free classes newer than round 1's
+list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from inspect import cleandoc
 
 from graphflow.api import ANY, FLOAT, IMAGE, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, \
@@ -586,3 +589,259 @@ class LayerUtilityTextJoinV2(Node):
     def run(self):
         texts = (self.text_1, self.text_2, self.text_3, self.text_4)
         return self.delimiter.join(str(text) for text in texts if text is not None and text != "")
+
+
+# -- Film / Film V2 (imagefunc's radial / depth blur, vignette, and Lars Ole Pontoppidan's filmgrainer) --------
+
+BLUR_STEPS = 5  # radialblur_image / depthblur_image's steps
+FILM_BLUR_COPIES = BLUR_STEPS + 3  # the blurred copies, the result and the mask, as float32 pictures
+GRAIN_SHADOW_END, GRAIN_HIGHLIGHT_START = 160, 200  # graingamma's development curve
+FILM_GRAIN_SIZE, FILM_GRAIN_GAUSS = 1.5, 50  # filmgrainer's grain type 3 ("coarse"), which the pack always asks
+# filmgrainer draws its noise a pixel at a time in Python (4 Gaussians each, as here to give its grain):
+# 4096 × 4096 pictures' worth at most (about a minute; interruptible by rows)
+MAX_FILM_GRAIN_PIXELS = 4096 * 4096
+
+
+def blurred_by_mask(picture, mask, strength: float, spread: float):
+    """filmgrainer.processing: the picture (float32 RGB 0..1) blurred by BLUR_STEPS Gaussians of growing
+    size ((step / steps) ** spread × strength, made odd), each weighted where the mask (0..1) is in its
+    step's band, the picture itself where the mask is 0."""
+    import cv2
+    import numpy as np
+    out = np.zeros_like(picture)
+    for step in range(BLUR_STEPS):
+        check_interrupted()
+        size = max(1, int(((step + 1) / BLUR_STEPS) ** spread * strength))
+        size += 1 - size % 2
+        band_width = 1.0 / BLUR_STEPS  # the pack's step * (1 / steps), not step / steps: the same floats
+        band = np.clip((mask - step * band_width) * BLUR_STEPS, 0, 1) - \
+            np.clip((mask - (step + 1) * band_width) * BLUR_STEPS, 0, 1)
+        out += band[:, :, None] * cv2.GaussianBlur(picture, (size, size), 0)
+    out += (1 - np.clip(mask * BLUR_STEPS, 0, 1))[:, :, None] * picture  # in place: float32, as the pack's
+    return out
+
+
+def radial_blur(picture, strength: float, center_x: float, center_y: float, spread: float):
+    """imagefunc.radialblur_image: blurred by the distance from the centre (in pixels, over the farthest
+    corner's)."""
+    import numpy as np
+    width, height = picture.size
+    cx, cy = int(width * center_x), int(height * center_y)
+    farthest = max(np.sqrt((cx - x) ** 2 + (cy - y) ** 2) for x in (0, width) for y in (0, height))
+    xs, ys = np.meshgrid(np.arange(width) - cx, np.arange(height) - cy)
+    mask = np.sqrt(xs ** 2 + ys ** 2) / farthest
+    return array_pil(blurred_by_mask(np.asarray(to_tensor(picture)[0]), mask, strength, spread))
+
+
+def depth_blur(picture, depth, strength: float, focal_depth: float, spread: float):
+    """imagefunc.depthblur_image: blurred by the depth map's distance from focal_depth (over its largest;
+    no blur where the map is all at focal_depth, where the pack divides by 0). The map is scaled to the
+    picture (OpenCV, bilinear) and made grey by OpenCV's BGR weights, as the pack does."""
+    import cv2
+    import numpy as np
+    image = np.asarray(to_tensor(picture)[0])
+    depth_map = cv2.resize(np.asarray(to_tensor(depth)[0]), (image.shape[1], image.shape[0]),
+                           interpolation=cv2.INTER_LINEAR)
+    distance = np.abs(cv2.cvtColor(depth_map, cv2.COLOR_BGR2GRAY) - focal_depth)
+    farthest = distance.max()
+    mask = np.clip(distance / farthest, 0, 1) if farthest > 0 else np.zeros_like(distance)
+    return array_pil(blurred_by_mask(image, mask, strength, spread))
+
+
+def array_pil(values):
+    """The pack's tensor2pil of a float [H, W, C] array, in the array's own precision (to_pil's float32 may
+    truncate a float64 value to the level below)."""
+    import numpy as np
+    from PIL import Image
+    return Image.fromarray(np.clip(255.0 * values, 0, 255).astype(np.uint8))
+
+
+def vignette(picture, intensity: float, center_x: float, center_y: float):
+    """imagefunc.vignette_image: darkened by 1 - intensity × the distance from the centre (on a -1..1 grid,
+    over the farthest corner's × √2)."""
+    import numpy as np
+    width, height = picture.size
+    xs, ys = np.meshgrid(np.linspace(-1, 1, width) - (2 * center_x - 1),
+                         np.linspace(-1, 1, height) - (2 * center_y - 1))
+    farthest = max(np.sqrt((x - center_x) ** 2 + (y - center_y) ** 2) for x in (0, 1) for y in (0, 1))
+    shade = 1 - np.sqrt(xs ** 2 + ys ** 2) / (farthest * np.sqrt(2)) * min(max(intensity, 0), 1)
+    return array_pil(np.clip(np.asarray(to_tensor(picture)[0]) * shade[..., None], 0, 1))
+
+
+def gamma_table(gamma: float):
+    """imagefunc.gamma_trans's lookup table: round(255 × (v / 255) ** gamma)."""
+    import numpy as np
+    return np.round(np.power(np.arange(256) / 255.0, gamma) * 255.0).astype(np.uint8)
+
+
+@lru_cache(maxsize=16)
+def grain_map(noise_power: float, shadows: float, highs: float):
+    """graingamma.Map.calculate (source gamma 1): the 256 × 256 table of a picture value and a noise
+    value to the grained value, computed as the pack does, value by value (Python floats)."""
+    import numpy as np
+    table = np.zeros((256, 256), np.uint8)
+    crop_top, crop_low = noise_power * highs / 12, noise_power * shadows / 20
+    scale, offset = 1 - (crop_top + crop_low), 255 * crop_low
+    for source in range(256):
+        value = pow(source / 255.0, 1.0) * 255.0
+        gamma = value * (1.5 / 256) + 0.5
+        middle = pow(128 / 255.0, 1.0 / gamma)
+        if value < GRAIN_SHADOW_END:
+            power = 0.5 - (GRAIN_SHADOW_END - value) * (0.5 - shadows) / GRAIN_SHADOW_END
+        elif value < GRAIN_HIGHLIGHT_START:
+            power = 0.5
+        else:
+            power = 0.5 - (value - GRAIN_HIGHLIGHT_START) * (0.5 - highs) / (255 - GRAIN_HIGHLIGHT_START)
+        for noise in range(256):
+            out = value * scale + offset + 255.0 * power * noise_power * (pow(noise / 255.0, 1.0 / gamma) - middle)
+            table[source, noise] = 0 if out < 0 else (int(out) if out < 255.0 else 255)
+    return table
+
+
+def grain_noise(width: int, height: int, saturation: float, seed: int):
+    """graingen.grainGen (RGB): per pixel one Gaussian intensity around 128 and three colour deviations,
+    drawn in the pack's order from Python's random seeded with seed, at 1 / 1.5 of the size and scaled
+    up (Lanczos)."""
+    import random
+    import numpy as np
+    from PIL import Image
+    draw = random.Random(seed).gauss
+    noise_width, noise_height = max(int(width / FILM_GRAIN_SIZE), 1), max(int(height / FILM_GRAIN_SIZE), 1)
+    noise = np.zeros((noise_height, noise_width, 3), int)
+    spread = FILM_GRAIN_GAUSS * (1.0 - saturation)
+    for y in range(noise_height):
+        check_interrupted()
+        row = noise[y]
+        for x in range(noise_width):
+            intensity = draw(128, spread)
+            row[x] = (int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity),
+                      int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity),
+                      int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity))
+    return Image.fromarray(noise.clip(0, 255).astype(np.uint8)).resize((width, height), Image.LANCZOS)
+
+
+def film_grain(picture, scale: float, power: float, shadows: float, highs: float, saturation: float, seed: int):
+    """imagefunc.filmgrain_image (filmgrainer.process, grain type 3, one sharpen pass): the picture at
+    1 / scale of its size (Lanczos), each channel value looked up with the grain's in grain_map, scaled
+    back and sharpened."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+    width, height = picture.size
+    grain_width, grain_height = max(int(width / scale), 1), max(int(height / scale), 1)
+    if grain_width * grain_height > MAX_FILM_GRAIN_PIXELS:
+        raise NodeInputError("grain_scale", f"film grain at 1/{scale:g} of {width}×{height} is {grain_width}×"
+                                            f"{grain_height}, drawn a pixel at a time: expected at most "
+                                            f"{MAX_FILM_GRAIN_PIXELS:,} pixels (a larger grain_scale)")
+    check_run_memory("grain_scale", f"film grain at 1/{scale:g} of the picture's size",
+                     images=Size(3, grain_height, grain_width))
+    if scale != 1.0:
+        picture = picture.resize((grain_width, grain_height), Image.LANCZOS)
+    noise = np.asarray(grain_noise(picture.width, picture.height, saturation, seed))
+    grained = Image.fromarray(grain_map(power, shadows, highs)[np.asarray(picture), noise])
+    if scale != 1.0:
+        grained = grained.resize((width, height), Image.LANCZOS)
+    grained = grained.filter(ImageFilter.SHARPEN)
+    return array_pil(np.asarray(grained).astype(np.float32) / 255.0)
+
+
+class _FilmLook(Node):
+    """Film and Film V2's steps; each declares its inputs (in its own order) and its grain."""
+    category = "😺dzNodes/LayerFilter"
+    depth_mode = "L"  # Film greys its depth map first; Film V2 takes it as it is
+
+    def look(self, picture):
+        """Saturation, blur and vignette, as the pack's steps before the grain."""
+        import numpy as np
+        from PIL import Image, ImageEnhance
+        if self.saturation != 1:
+            picture = ImageEnhance.Color(picture).enhance(self.saturation)
+        if self.blur_strength:
+            check_run_memory("blur_strength", "the film blur",
+                             images=Size(FILM_BLUR_COPIES, picture.height, picture.width))
+            if self.depth_map is not None:
+                depth = to_pil(self.depth_map[0]).convert(self.depth_mode).convert("RGB")
+                picture = depth_blur(picture, depth, self.blur_strength, self.focal_depth, self.blur_focus_spread)
+            else:
+                picture = radial_blur(picture, self.blur_strength, self.center_x, self.center_y,
+                                      self.blur_focus_spread * 2)
+        if self.vignette_intensity:
+            picture = Image.fromarray(gamma_table(1 - self.vignette_intensity / 3)[np.asarray(picture)])
+            picture = ImageEnhance.Color(picture).enhance(1 + self.vignette_intensity / 3)
+            picture = vignette(picture, self.vignette_intensity, self.center_x, self.center_y)
+        return picture
+
+    def run(self):
+        out = []
+        for i, picture in enumerate(self.image):
+            check_interrupted()
+            picture = self.look(to_pil(picture).convert("RGB"))
+            if self.grain_power:
+                picture = self.grain(picture, i)
+            out.append(to_tensor(picture))
+        return batch(out)
+
+
+class LayerFilterFilm(_FilmLook):
+    """A film look, as LayerFilter's Film, on each picture in turn: saturation (PIL's Color enhancer,
+    where not 1); a blur of blur_strength growing with the distance from (center_x, center_y) (with
+    blur_focus_spread × 2 as its curve), or with depth_map linked, with the map's distance from
+    focal_depth (its curve blur_focus_spread); with vignette_intensity, a gamma of 1 - intensity / 3,
+    colour × (1 + intensity / 3) and a vignette darkening by intensity towards the corners; then, with
+    grain_power, filmgrainer's coarse grain (grain_scale, grain_sat, grain_shadows, grain_highs). The
+    pack seeds the grain with the clock (another grain each run); here picture i is seeded with i, so a
+    run repeats; the pack's grain cache in the temp folder is not kept. A depth map is read from its
+    first picture (the pack fails on a second picture with one); one at focal_depth everywhere gives no
+    blur (the pack divides by 0)."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    center_x: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    center_y: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    saturation: float = Float(1.0, min=0.01, max=3.0, step=0.01)
+    vignette_intensity: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    grain_power: float = Float(0.15, min=0.0, max=1.0, step=0.01)
+    grain_scale: float = Float(1.0, min=0.1, max=10.0, step=0.1)
+    grain_sat: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    grain_shadows: float = Float(0.6, min=0.0, max=1.0, step=0.01)
+    grain_highs: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    blur_strength: int = Int(90, min=0, max=256)
+    blur_focus_spread: float = Float(2.2, min=0.1, max=8.0, step=0.1)
+    focal_depth: float = Float(0.9, min=0.0, max=1.0, step=0.01)
+    depth_map: IMAGE = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: Film",))
+
+    def grain(self, picture, seed: int):
+        return film_grain(picture, self.grain_scale, self.grain_power, self.grain_shadows, self.grain_highs,
+                          self.grain_sat, seed)
+
+
+class LayerFilterFilmV2(_FilmLook):
+    """A film look, as LayerFilter's Film V2: Film (saturation, radial or depth blur, vignette, grain) with
+    grain_method choosing the grain: "fastgrain" is AddGrain's (grain_scale, grain_power, grain_sat),
+    "filmgrainer" Film's (with filmgrainer_shadows / filmgrainer_highs). The depth map is taken in colour
+    (OpenCV greys it by BGR weights, as in the pack). The pack seeds fastgrain with the clock and
+    filmgrainer with 0 for every picture; here picture i is seeded with i for both, so a run repeats."""
+    image: IMAGE
+    center_x: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    center_y: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    saturation: float = Float(1.0, min=0.01, max=3.0, step=0.01)
+    vignette_intensity: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    grain_method: str = Choice(("fastgrain", "filmgrainer"), "fastgrain")
+    grain_power: float = Float(0.15, min=0.0, max=1.0, step=0.01)
+    grain_scale: float = Float(1.0, min=0.1, max=10.0, step=0.1)
+    grain_sat: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    filmgrainer_shadows: float = Float(0.6, min=0.0, max=1.0, step=0.01)
+    filmgrainer_highs: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    blur_strength: int = Int(90, min=0, max=256)
+    blur_focus_spread: float = Float(2.2, min=0.1, max=8.0, step=0.1)
+    focal_depth: float = Float(0.9, min=0.0, max=1.0, step=0.01)
+    depth_map: IMAGE = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: FilmV2",))
+    depth_mode = "RGB"
+
+    def grain(self, picture, seed: int):
+        if self.grain_method == "fastgrain":
+            return add_grain(picture, self.grain_scale, self.grain_power, self.grain_sat, seed)
+        return film_grain(picture, self.grain_scale, self.grain_power, self.filmgrainer_shadows,
+                          self.filmgrainer_highs, self.grain_sat, seed)

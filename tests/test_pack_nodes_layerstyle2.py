@@ -282,6 +282,14 @@ PACK_INPUTS = {
 OTHER_INPUTS = {
     "LayerFilter: AddGrain": (["image", "grain_power", "grain_scale", "grain_sat"], [0.5, 1.0, 1.0]),
     "LayerColor: Negative": (["image", "negative_channel"], ["RGB"]),
+    "LayerFilter: Film": (
+        ["image", "center_x", "center_y", "saturation", "vignette_intensity", "grain_power", "grain_scale",
+         "grain_sat", "grain_shadows", "grain_highs", "blur_strength", "blur_focus_spread", "focal_depth",
+         "depth_map"], [0.5, 0.5, 1.0, 0.5, 0.15, 1.0, 0.5, 0.6, 0.2, 90, 2.2, 0.9]),
+    "LayerFilter: FilmV2": (
+        ["image", "center_x", "center_y", "saturation", "vignette_intensity", "grain_method", "grain_power",
+         "grain_scale", "grain_sat", "filmgrainer_shadows", "filmgrainer_highs", "blur_strength", "blur_focus_spread",
+         "focal_depth", "depth_map"], [0.5, 0.5, 1.0, 0.5, "fastgrain", 0.15, 1.0, 0.5, 0.6, 0.2, 90, 2.2, 0.9]),
     "LayerUtility: TextJoinV2": (["text_1", "delimiter", "text_2", "text_3", "text_4"], [","]),
     "LayerUtility: XY to Percent": (["background_image", "layer_image", "x", "y"], [0, 0]),
     "LayerUtility: SimpleTextImage": (
@@ -552,3 +560,180 @@ def test_text_join_v2_joins_the_non_empty_texts(registry):
     assert node(registry, "LayerUtility: TextJoinV2", text_1="a", delimiter=" | ", text_2="", text_4="d") == "a | d"
     assert node(registry, "LayerUtility: TextJoinV2", text_1="", delimiter=",") == ""
     assert node(registry, "LayerUtility: TextJoinV2", text_1="x\\y", delimiter="-", text_3="\u00e9") == "x\\y-\u00e9"
+
+
+# -- Film / Film V2: the pack's imagefunc and filmgrainer steps written out ----------------------------------
+
+
+def pack_blurred(image, blur_strength, mask, focus_spread, steps=5):
+    """filmgrainer.processing.generate_blurred_images + apply_blurred_images."""
+    import cv2
+    blurred_images = []
+    for step in range(1, steps + 1):
+        blur_size = max(1, int((step / steps) ** focus_spread * blur_strength))
+        blur_size = blur_size if blur_size % 2 == 1 else blur_size + 1
+        blurred_images.append(cv2.GaussianBlur(image, (blur_size, blur_size), 0))
+    final_image = np.zeros_like(image)
+    step_size = 1.0 / steps
+    for i, blurred_image in enumerate(blurred_images):
+        current_mask = np.clip((mask - i * step_size) * steps, 0, 1)
+        next_mask = np.clip((mask - (i + 1) * step_size) * steps, 0, 1)
+        final_image += (current_mask - next_mask)[:, :, np.newaxis] * blurred_image
+    final_image += (1 - np.clip(mask * steps, 0, 1))[:, :, np.newaxis] * image
+    return final_image
+
+
+def pack_radialblur(picture, blur_strength, center_x, center_y, focus_spread):
+    width, height = picture.size
+    image = tensor(picture)[0]
+    c_x, c_y = int(width * center_x), int(height * center_y)
+    max_distance = max(np.sqrt((c_x - 0) ** 2 + (c_y - 0) ** 2), np.sqrt((c_x - width) ** 2 + (c_y - 0) ** 2),
+                       np.sqrt((c_x - 0) ** 2 + (c_y - height) ** 2),
+                       np.sqrt((c_x - width) ** 2 + (c_y - height) ** 2))
+    X, Y = np.meshgrid(np.arange(width) - c_x, np.arange(height) - c_y)
+    return pil(torch.from_numpy(pack_blurred(image.numpy(), blur_strength, np.sqrt(X ** 2 + Y ** 2) / max_distance,
+                                             focus_spread)).unsqueeze(0))
+
+
+def pack_depthblur(picture, depth, blur_strength, focal_depth, focus_spread):
+    import cv2
+    image = tensor(picture)[0].numpy()
+    depth_map = cv2.resize(tensor(depth)[0].numpy(), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    depth_mask = np.abs(cv2.cvtColor(depth_map, cv2.COLOR_BGR2GRAY) - focal_depth)
+    depth_mask = np.clip(depth_mask / np.max(depth_mask), 0, 1)
+    return pil(torch.from_numpy(pack_blurred(image, blur_strength, depth_mask, focus_spread)).unsqueeze(0))
+
+
+def pack_vignette(picture, intensity, center_x, center_y):
+    image = tensor(picture)
+    _, height, width, _ = image.shape
+    X, Y = np.meshgrid(np.linspace(-1, 1, width) - (2 * center_x - 1), np.linspace(-1, 1, height) - (2 * center_y - 1))
+    corners = [np.sqrt((a - center_x) ** 2 + (b - center_y) ** 2) for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
+    radius = np.sqrt(X ** 2 + Y ** 2) / (np.max(corners) * np.sqrt(2))
+    shaded = np.clip(image.numpy() * (1 - radius * np.clip(intensity, 0, 1))[..., np.newaxis], 0, 1)
+    return pil(torch.from_numpy(shaded))
+
+
+def pack_gamma(picture, gamma):
+    import cv2
+    table = np.round(np.array([np.power(x / 255.0, gamma) * 255.0 for x in range(256)])).astype(np.uint8)
+    return Image.fromarray(cv2.LUT(np.asarray(picture), table))
+
+
+def pack_grain_map(noise_power, shadow_level, high_level):
+    """graingamma.Map.calculate (src_gamma 1)."""
+    table = np.zeros([256, 256], dtype=np.uint8)
+    crop_top, crop_low = noise_power * high_level / 12, noise_power * shadow_level / 20
+    pic_scale, pic_offs = 1 - (crop_top + crop_low), 255 * crop_low
+    for src_value in range(256):
+        pic_value = pow(src_value / 255.0, 1.0 / 1.0) * 255.0
+        gamma = pic_value * (1.5 / 256) + 0.5
+        gamma_offset = pow(128 / 255.0, 1.0 / gamma)
+        if pic_value < 160:
+            power = 0.5 - (160 - pic_value) * (0.5 - shadow_level) / 160
+        elif pic_value < 200:
+            power = 0.5
+        else:
+            power = 0.5 - (pic_value - 200) * (0.5 - high_level) / (255 - 200)
+        for noise_value in range(256):
+            value = pic_value * pic_scale + pic_offs + 255.0 * power * noise_power * (
+                pow(noise_value / 255.0, 1.0 / gamma) - gamma_offset)
+            table[src_value, noise_value] = 0 if value < 0 else (int(value) if value < 255.0 else 255)
+    return table
+
+
+def pack_filmgrain(picture, scale, grain_power, shadows, highs, grain_sat, seed):
+    """filmgrainer.process with grain type 3 (1.5, 50), one sharpen pass, pixel loops and global random."""
+    import random
+    from PIL import ImageFilter
+    img = picture.copy()
+    org_width, org_height = img.size
+    if scale != 1.0:
+        img = img.resize((int(org_width / scale), int(org_height / scale)), resample=Image.LANCZOS)
+    width, height = img.size
+    random.seed(seed)
+    noise_width, noise_height = int(width / 1.5), int(height / 1.5)
+    buffer = np.zeros([noise_height, noise_width, 3], dtype=int)
+    for y in range(noise_height):
+        for x in range(noise_width):
+            intens = random.gauss(128, 50 * (1.0 - grain_sat))
+            for c in range(3):
+                buffer[y, x, c] = random.gauss(0, 50) * grain_sat + intens
+    mask = Image.fromarray(buffer.clip(0, 255).astype(np.uint8)).resize((width, height), resample=Image.LANCZOS)
+    lookup = pack_grain_map(grain_power, shadows, highs)
+    mask_pixels, img_pixels = mask.load(), img.load()
+    for y in range(height):
+        for x in range(width):
+            (mr, mg, mb), (r, g, b) = mask_pixels[x, y], img_pixels[x, y]
+            img_pixels[x, y] = (lookup[r, mr], lookup[g, mg], lookup[b, mb])
+    if scale != 1.0:
+        img = img.resize((org_width, org_height), resample=Image.LANCZOS)
+    img = img.filter(ImageFilter.SHARPEN)
+    return pil(torch.from_numpy(np.array(img).astype("float32") / 255.0).unsqueeze(0))
+
+
+def pack_film(picture, saturation, blur_strength, center_x, center_y, spread, vignette_intensity, depth=None,
+              focal_depth=0.9):
+    from PIL import ImageEnhance
+    if saturation != 1:
+        picture = ImageEnhance.Color(picture).enhance(saturation)
+    if blur_strength:
+        if depth is not None:
+            picture = pack_depthblur(picture, depth, blur_strength, focal_depth, spread)
+        else:
+            picture = pack_radialblur(picture, blur_strength, center_x, center_y, spread * 2)
+    if vignette_intensity:
+        picture = pack_gamma(picture, 1 - vignette_intensity / 3)
+        picture = ImageEnhance.Color(picture).enhance(1 + vignette_intensity / 3)
+        picture = pack_vignette(picture, vignette_intensity, center_x, center_y)
+    return picture
+
+
+FILM = dict(center_x=0.3, center_y=0.6, saturation=1.4, vignette_intensity=0.7, grain_power=0.4, grain_scale=1.5,
+            grain_sat=0.5, blur_strength=9, blur_focus_spread=1.2, focal_depth=0.9)
+
+
+def test_film_is_the_packs_blur_vignette_and_filmgrainer_seeded_by_index(registry):
+    background, layer = pictures(24, 30)
+    images = torch.cat([tensor(background), tensor(layer)])
+    out = node(registry, "LayerFilter: Film", image=images, grain_shadows=0.6, grain_highs=0.2, **FILM)
+    for i, picture in enumerate((background, layer)):
+        looked = pack_film(picture, 1.4, 9, 0.3, 0.6, 1.2, 0.7)
+        expected = pack_filmgrain(looked, 1.5, 0.4, 0.6, 0.2, 0.5, seed=i)
+        assert torch.equal(out[i:i + 1], tensor(expected)), i
+    # no grain, no vignette, no blur: saturation only
+    plain = node(registry, "LayerFilter: Film", image=images[:1], grain_shadows=0.6, grain_highs=0.2,
+                 **{**FILM, "grain_power": 0.0, "vignette_intensity": 0.0, "blur_strength": 0})
+    from PIL import ImageEnhance
+    assert torch.equal(plain, tensor(ImageEnhance.Color(background).enhance(1.4)))
+
+
+def test_film_v2_depth_blur_and_both_grains(registry):
+    background, layer = pictures(24, 30)
+    depth = Image.fromarray((np.linspace(0, 255, 30)[None, :, None] * np.ones((24, 1, 3))).astype(np.uint8))
+    common = {k: v for k, v in FILM.items()}
+    out = node(registry, "LayerFilter: FilmV2", image=tensor(background), grain_method="fastgrain",
+               filmgrainer_shadows=0.6, filmgrainer_highs=0.2, depth_map=tensor(depth), **common)
+    looked = pack_film(background, 1.4, 9, 0.3, 0.6, 1.2, 0.7, depth=depth, focal_depth=0.9)
+    assert torch.equal(out, tensor(pack_add_grain(looked, 1.5, 0.4, 0.5, seed=0)))
+    out = node(registry, "LayerFilter: FilmV2", image=tensor(background), grain_method="filmgrainer",
+               filmgrainer_shadows=0.3, filmgrainer_highs=0.7, depth_map=tensor(depth), **common)
+    assert torch.equal(out, tensor(pack_filmgrain(looked, 1.5, 0.4, 0.3, 0.7, 0.5, seed=0)))
+
+
+def test_film_depth_map_at_the_focal_depth_everywhere_is_not_blurred(registry):
+    background, _ = pictures(12, 14)
+    flat = torch.full((1, 12, 14, 3), 127 / 255)  # 8 bits on the way: 127 exactly
+    out = node(registry, "LayerFilter: Film", image=tensor(background), grain_shadows=0.6, grain_highs=0.2,
+               depth_map=flat, **{**FILM, "focal_depth": 127 / 255, "grain_power": 0.0, "vignette_intensity": 0.0,
+                                  "saturation": 1.0})
+    assert torch.equal(out, tensor(background))
+
+
+def test_film_grain_too_fine_is_refused_naming_grain_scale(registry, monkeypatch):
+    import nodes.pack_nodes_layerstyle2 as module
+    monkeypatch.setattr(module, "MAX_FILM_GRAIN_PIXELS", 1000)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerFilter: Film", image=rand(1, 30, 40, 3), grain_shadows=0.6, grain_highs=0.2,
+             **{**FILM, "grain_scale": 0.5})
+    assert getattr(e.value, "input", None) == "grain_scale" and "80×60" in str(e.value)
