@@ -343,14 +343,23 @@ def test_a_ui_save_with_v2_classes_runs_and_round_trips(registry):
         ui_node(2, "LayerUtility: ColorImage", [20, 16, "#FFCC00"], outputs=[("image", "IMAGE", [2, 4])]),
         ui_node(3, "LayerUtility: ImageBlend V2", [True, "color burn", 60],
                 [("background_image", "IMAGE", 1, False), ("layer_image", "IMAGE", 2, False),
-                 ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [3])]),
+                 ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [3, 5, 6])]),
         ui_node(4, "LayerStyle: Stroke V2", [True, "normal", 100, 0, 8, 0, "#FF0000"],
                 [("background_image", "IMAGE", 3, False), ("layer_image", "IMAGE", 4, False),
                  ("layer_mask", "MASK", None, False)], [("image", "IMAGE", [])]),
+        ui_node(5, "LayerFilter: AddGrain", [0.3, 2.0, 0.5], [("image", "IMAGE", 5, False)],
+                [("image", "IMAGE", [])]),
+        ui_node(6, "LayerFilter: FilmV2", [0.5, 0.5, 1.0, 0.4, "fastgrain", 0.2, 1.0, 0.5, 0.6, 0.2, 5, 2.2, 0.9],
+                [("image", "IMAGE", 6, False), ("depth_map", "IMAGE", None, False)], [("image", "IMAGE", [])]),
     ]
-    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 2, 0, 4, 1, "IMAGE"]]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 2, 0, 4, 1, "IMAGE"],
+             [5, 3, 0, 5, 0, "IMAGE"], [6, 3, 0, 6, 0, "IMAGE"]]
     graph = ui_graph(nodes, links)
-    result = run_graph(registry, graph, outputs=["3", "4"])
+    result = run_graph(registry, graph, outputs=["3", "4", "5", "6"])
+    blended = pil(result.values["3"][0][0])
+    assert torch.equal(result.values["5"][0], tensor(pack_add_grain(blended, 2.0, 0.3, 0.5, seed=0)))
+    film = pack_add_grain(pack_film(blended, 1.0, 5, 0.5, 0.5, 2.2, 0.4), 1.0, 0.2, 0.5, seed=0)
+    assert torch.equal(result.values["6"][0], tensor(film))
     back, layer = Image.new("RGB", (20, 16), "#336699"), Image.new("RGB", (20, 16), "#FFCC00")
     assert torch.equal(result.values["3"][0], tensor(pack_chop_v2(back, layer, "color burn", 60)))
     assert torch.equal(result.values["4"][0], result.values["3"][0])  # no mask: the background, as the pack
