@@ -2,11 +2,12 @@
 outputs: the V2 blend modes and the classes that take them (LayerUtility: ImageBlend V2, ImageBlendAdvance
 V2 / V3; LayerStyle: DropShadow V2 / V3, OuterGlow V2, InnerShadow V2, InnerGlow V2, Stroke V2,
 ColorOverlay V2, GradientOverlay V2), LayerUtility: SimpleTextImage, XY to Percent, TextJoinV2,
-LayerFilter: AddGrain, Film, FilmV2 and LayerColor: Negative. Each V2 blend class is its round-1 class
-(nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's. Read from the pack's
-py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, py/imagefunc.py at
+LayerFilter: AddGrain, Film, FilmV2, WaterColor and LayerColor: Negative, ColorAdapter. Each V2 blend class
+is its round-1 class (nodes/pack_nodes_layerstyle.py) with the V2 blend modes in place of chop_image's.
+Read from the pack's py/blendmodes.py at 0426cb92e30db39eda829fec091e6a64b34d0980, py/imagefunc.py at
 cf8c238f8a534b1297a5135a2bdff91a6562b388 (chop_image_v2, image_add_grain, RGB2YCbCr, cv_blur_tensor,
-gamma_trans, vignette_image, radialblur_image, depthblur_image, filmgrain_image), py/filmgrainer/*.py at
+gamma_trans, vignette_image, radialblur_image, depthblur_image, filmgrain_image, color_adapter,
+image_watercolor), py/filmgrainer/*.py at
 06ab54d70197891fba9ee0ddec82378f850dc6ab, image_blend_v2.py, inner_glow_v2.py, stroke_v2.py and
 "color_overlay _v2.py" at 25965f5c0e710750aec73ca92f99ae373dfbb910, inner_shadow_v2.py and
 image_blend_advance_v3.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, drop_shadow_v2.py at
@@ -17,7 +18,8 @@ image_blend_advance_v2.py at 4505116302ed358c674acec3d7d71f59223c20ae, simple_te
 film_post.py at fe5b659f10be69ac887f9ad224db4d02d4bd1a93, film_post_v2.py at
 277ed9805b87b36e5c07e7a10daba8f80443d786, color_negative.py at 42ccdd8f75ab312285eaa77073a5cc20bdba484c,
 xy2percent.py at 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984, text_join.py at
-b01c5ef6fbc0236463ef9e5e5483002ee965ef4c.
+b01c5ef6fbc0236463ef9e5e5483002ee965ef4c, water_color.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da,
+color_adapter.py at 33d9f817de53f80bcd2631f0dcee13066975f829.
 
 The V2 blend modes are the pack's BLEND_MODES: fourteen of them call the blend_modes package (PyPI
 blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pack's own numpy formulas
@@ -37,7 +39,7 @@ from graphflow.api import ANY, FLOAT, IMAGE, MASK, STRING, Bool, Choice, ComfyAl
     Size, Text, check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
-    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, expand_mask, fitting_mask, \
+    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, fitting_mask, \
     layer_masks, nth, pil_color, picture_size, shift_mask, to_pil, to_tensor
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_mtb2 import TEXTWRAP_SPACES
@@ -845,3 +847,74 @@ class LayerFilterFilmV2(_FilmLook):
             return add_grain(picture, self.grain_scale, self.grain_power, self.grain_sat, seed)
         return film_grain(picture, self.grain_scale, self.grain_power, self.filmgrainer_shadows,
                           self.filmgrainer_highs, self.grain_sat, seed)
+
+
+# -- WaterColor, ColorAdapter (imagefunc.image_watercolor, color_adapter) ---------------------------------------
+
+
+class LayerFilterWaterColor(Node):
+    """A watercolour look, as LayerFilter's WaterColor: OpenCV's stylization with sigma_s =
+    int((width + height) / 5 × f) + 1 and sigma_r = sigma_s / 32 × f + 0.002, f = ((101 - line_density)
+    / 128)², mixed over the picture at opacity percent."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    line_density: int = Int(50, min=1, max=100)
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: WaterColor",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        from PIL import Image
+        factor = ((101 - self.line_density) / 128.0) ** 2
+        out = []
+        for picture in self.image:
+            check_interrupted()
+            canvas = to_pil(picture).convert("RGB")
+            sigma_s = int((canvas.width + canvas.height) / 5.0 * factor) + 1
+            painted = cv2.stylization(np.asarray(canvas), sigma_s=sigma_s, sigma_r=sigma_s / 32.0 * factor + 0.002)
+            out.append(to_tensor(chop_image(canvas, Image.fromarray(painted), "normal", self.opacity)))
+        return batch(out)
+
+
+def color_adapted(picture, reference):
+    """imagefunc.color_adapter: the picture's CIELAB channels (OpenCV's 8-bit Lab) moved to the reference's
+    means and standard deviations (each rounded to 2 decimals, as the pack does), clipped, rounded back to
+    8 bits. A channel with no spread takes the reference's mean (the pack divides by 0 there)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+    lab = cv2.cvtColor(np.asarray(picture), cv2.COLOR_RGB2LAB)
+    ref = cv2.cvtColor(np.asarray(reference), cv2.COLOR_RGB2LAB)
+    (mean, std), (ref_mean, ref_std) = ([np.around(v, 2).reshape(-1) for v in cv2.meanStdDev(x)] for x in (lab, ref))
+    ratio = np.divide(ref_std, std, out=np.zeros_like(std), where=std != 0)
+    moved = np.clip((lab - mean) * ratio + ref_mean, 0, 255)
+    return Image.fromarray(cv2.cvtColor(cv2.convertScaleAbs(moved), cv2.COLOR_LAB2RGB))
+
+
+class LayerColorColorAdapter(Node):
+    """The image's colours matched to color_ref_image's, as LayerColor's ColorAdapter: each CIELAB channel
+    moved to the reference's mean and spread, mixed over the image at opacity percent; an RGBA image keeps
+    its alpha. Picture i takes reference i (the last where the batch is shorter); the pack always takes
+    the last reference, a slip in its pairing."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    color_ref_image: IMAGE
+    opacity: int = Int(75, min=0, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: ColorAdapter",))
+
+    def run(self):
+        from PIL import Image
+        out = []
+        for i, picture in enumerate(self.image):
+            check_interrupted()
+            original = to_pil(picture)
+            canvas = original.convert("RGB")
+            adapted = color_adapted(canvas, to_pil(nth(self.color_ref_image, i)).convert("RGB"))
+            result = chop_image(canvas, adapted, "normal", self.opacity)
+            if original.mode == "RGBA":
+                result = Image.merge("RGBA", (*result.split(), original.split()[-1]))
+            out.append(to_tensor(result))
+        return batch(out)

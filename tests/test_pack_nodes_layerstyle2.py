@@ -282,6 +282,8 @@ PACK_INPUTS = {
 OTHER_INPUTS = {
     "LayerFilter: AddGrain": (["image", "grain_power", "grain_scale", "grain_sat"], [0.5, 1.0, 1.0]),
     "LayerColor: Negative": (["image", "negative_channel"], ["RGB"]),
+    "LayerColor: ColorAdapter": (["image", "color_ref_image", "opacity"], [75]),
+    "LayerFilter: WaterColor": (["image", "line_density", "opacity"], [50, 100]),
     "LayerFilter: Film": (
         ["image", "center_x", "center_y", "saturation", "vignette_intensity", "grain_power", "grain_scale",
          "grain_sat", "grain_shadows", "grain_highs", "blur_strength", "blur_focus_spread", "focal_depth",
@@ -746,3 +748,68 @@ def test_film_grain_too_fine_is_refused_naming_grain_scale(registry, monkeypatch
         node(registry, "LayerFilter: Film", image=rand(1, 30, 40, 3), grain_shadows=0.6, grain_highs=0.2,
              **{**FILM, "grain_scale": 0.5})
     assert getattr(e.value, "input", None) == "grain_scale" and "80×60" in str(e.value)
+
+
+# -- WaterColor, ColorAdapter ---------------------------------------------------------------------------------
+
+
+def pil2cv2(picture):
+    import cv2
+    return cv2.cvtColor(np.array(picture), cv2.COLOR_RGB2BGR)
+
+
+def cv22pil(array):
+    import cv2
+    return Image.fromarray(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
+
+
+def pack_normal(background, layer, opacity):
+    """imagefunc.chop_image's "normal" at opacity."""
+    if opacity == 0:
+        return background
+    return Image.blend(layer, background, 1.0 - opacity / 100) if opacity < 100 else layer
+
+
+@pytest.mark.parametrize("density,opacity", [(50, 100), (90, 60)])
+def test_water_color_is_the_packs_stylization(registry, density, opacity):
+    import cv2
+    background, _ = pictures(40, 50)
+    out = node(registry, "LayerFilter: WaterColor", image=tensor(background), line_density=density, opacity=opacity)
+    img = cv2.cvtColor(pil2cv2(background), cv2.COLOR_BGR2RGB)
+    factor = ((101 - density) / 128.0) ** 2
+    sigma_s = int((background.width + background.height) / 5.0 * factor) + 1
+    painted = cv2.cvtColor(cv2.stylization(img, sigma_s=sigma_s, sigma_r=sigma_s / 32.0 * factor + 0.002),
+                           cv2.COLOR_BGR2RGB)
+    assert torch.equal(out, tensor(pack_normal(background, cv22pil(painted), opacity)))
+
+
+def pack_color_adapter(picture, reference):
+    import cv2
+    image = cv2.cvtColor(pil2cv2(picture), cv2.COLOR_BGR2LAB)
+    ref = cv2.cvtColor(pil2cv2(reference), cv2.COLOR_BGR2LAB)
+    mean, std = (np.hstack(np.around(v, decimals=2)) for v in cv2.meanStdDev(image))
+    ref_mean, ref_std = (np.hstack(np.around(v, decimals=2)) for v in cv2.meanStdDev(ref))
+    moved = ((image - mean) * (ref_std / std)) + ref_mean
+    np.putmask(moved, moved > 255, values=255)
+    np.putmask(moved, moved < 0, values=0)
+    return cv22pil(cv2.cvtColor(cv2.convertScaleAbs(moved), cv2.COLOR_LAB2BGR))
+
+
+def test_color_adapter_is_the_packs_lab_transfer_paired_by_index(registry):
+    background, layer = pictures(20, 24)
+    warm = Image.fromarray((np.asarray(layer) * [1.0, 0.6, 0.3]).astype(np.uint8))
+    images = torch.cat([tensor(background), tensor(layer)])
+    images = torch.cat([images, torch.rand(2, 20, 24, 1, generator=torch.Generator().manual_seed(4))], dim=-1)
+    refs = torch.cat([tensor(warm), tensor(background)])
+    out = node(registry, "LayerColor: ColorAdapter", image=images, color_ref_image=refs, opacity=70)
+    for i, (picture, ref) in enumerate(((background, warm), (layer, background))):
+        expected = pack_normal(picture, pack_color_adapter(picture, ref), 70)
+        assert torch.equal(out[i, ..., :3], tensor(expected)[0]), i
+    assert torch.equal(out[0, ..., 3], tensor(pil(images[0, ..., 3]))[0])
+    # a flat channel takes the reference's mean (the pack divides by 0)
+    flat = node(registry, "LayerColor: ColorAdapter", image=torch.full((1, 6, 6, 3), 0.5), color_ref_image=refs[:1],
+                opacity=100)
+    import cv2
+    ref_mean = np.hstack(np.around(cv2.meanStdDev(cv2.cvtColor(np.asarray(warm), cv2.COLOR_RGB2LAB))[0], 2))
+    mean_rgb = cv2.cvtColor(cv2.convertScaleAbs(ref_mean.reshape(1, 1, 3)), cv2.COLOR_LAB2RGB)[0, 0]
+    assert torch.equal(flat, torch.from_numpy(mean_rgb / 255.0).float().expand(1, 6, 6, 3))
