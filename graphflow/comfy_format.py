@@ -459,7 +459,7 @@ CUSTOM_PACKS = {
     "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
     # whole names, which custom_pack takes before ComfyUI_LayerStyle's prefixes (its names share them)
     "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
-    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle.py holds its model-free nodes of round 1);
+    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 and 2);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
@@ -473,6 +473,9 @@ CUSTOM_PACKS = {
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
 LAYERSTYLE_LEFT_OUT = {
     "LayerFilter: LightLeak": "it overlays light-leak pictures the pack ships in its own model file",
+    # round 2 (nodes/pack_nodes_layerstyle2.py)
+    "LayerMask: PixelSpread": "it runs pymatting's foreign-colour estimation, which needs numba (not a graphflow "
+                              "dependency)",
 }
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "

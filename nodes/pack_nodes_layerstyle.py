@@ -24,11 +24,12 @@ detection is refused), RestoreCropBox, ExtendCanvas (+V2), ImageMaskScaleAs (+V2
 GradientImage (+V2), ImageChannelSplit / Merge, ImageOpacity, ImageRemoveAlpha, ImageCombineAlpha,
 TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 
-Left out in this round (not yet built): the LayerStyle effects' V2 classes, the V2 blend modes
-(blendmodes.py, which needs the blend_modes package) and the V2 effects and blends that use them,
-SimpleTextImage (it needs the pack's font files), LayerMask PixelSpread (pymatting); for good:
-everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence, ...; most now
-in chflame163's ComfyUI_LayerStyle_Advance) and LightLeak (the pack's own pictures).
+Round 2 (nodes/pack_nodes_layerstyle2.py) holds the V2 blend modes and the V2 / V3 effects and blends
+that use them (the V2 ones subclass this module's classes through their `chop` hook), SimpleTextImage,
+Film (V2), AddGrain and a few more (its docstring lists them). Left out
+for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence,
+...; most now in chflame163's ComfyUI_LayerStyle_Advance), LightLeak (the pack's own pictures) and
+LayerMask PixelSpread (pymatting, which needs numba).
 
 As in the pack, pictures go through 8 bits (PIL) on the way: each result is a multiple of 1/255. Where
 the pack skips its work (no mask for an effect) it gives its input on with a warning."""
@@ -260,6 +261,7 @@ class _LayerEffect(Node):
     invert_mask: bool = Bool(True)
     blend_mode: str = Choice(CHOP_MODES, "normal")
     opacity: int = Int(100, min=0, max=100)
+    chop = staticmethod(chop_image)  # the V2 classes (nodes/pack_nodes_layerstyle2.py) blend by chop_image_v2
 
     def pictures(self, node: str):
         """(background, layer, mask) per picture of the longest batch, as the pack pairs them; None
@@ -311,7 +313,7 @@ class LayerStyleDropShadow(_LayerEffect):
         out = []
         for canvas, layer, mask in pictures:
             shadow_mask = self.shadow_mask(mask)
-            shadow = chop_image(canvas, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
+            shadow = self.chop(canvas, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
             canvas.paste(shadow, mask=shadow_mask)
             canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
@@ -345,7 +347,7 @@ class LayerStyleStroke(_LayerEffect):
             inner_mask = np.asarray(expand_mask(mask, inner, self.blur), np.int16)
             outer_mask = np.asarray(expand_mask(mask, outer, self.blur), np.int16)
             band = Image.fromarray(np.clip(outer_mask - inner_mask, 0, 255).astype(np.uint8))
-            stroke = chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
+            stroke = self.chop(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
             canvas.paste(layer, mask=mask)
             canvas.paste(stroke, mask=band)
             out.append(to_tensor(canvas))
@@ -369,7 +371,7 @@ class LayerStyleColorOverlay(_LayerEffect):
             return self.background_image
         out = []
         for canvas, layer, mask in pictures:
-            canvas.paste(chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity),
+            canvas.paste(self.chop(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity),
                          mask=mask)
             out.append(to_tensor(canvas))
         return batch(out)
@@ -441,7 +443,7 @@ class LayerStyleOuterGlow(_LayerEffect):
                 glow_mask = expand_mask(mask, grow, int(grow * blur_factor))  # PIL blurs by |radius|
                 color = Image.new("RGB", layer.size, step_color(glow, light, self.brightness, step))
                 opacity = int(step_value(1, self.opacity, self.brightness, step))
-                canvas.paste(chop_image(canvas, color, self.blend_mode, opacity), mask=glow_mask)
+                canvas.paste(self.chop(canvas, color, self.blend_mode, opacity), mask=glow_mask)
                 grow -= int(self.glow_range / self.brightness)
             canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
@@ -472,7 +474,7 @@ class LayerStyleInnerGlow(LayerStyleOuterGlow):
                 glow_mask = expand_mask(mask, -grow, blur)
                 color = Image.new("RGB", layer.size, step_color(glow, light, self.brightness, step))
                 opacity = int(step_value(1, self.opacity, self.brightness, step))
-                layer.paste(chop_image(layer, color, self.blend_mode, opacity), mask=inverted(glow_mask))
+                layer.paste(self.chop(layer, color, self.blend_mode, opacity), mask=inverted(glow_mask))
                 grow -= int(self.glow_range / self.brightness)
             layer.paste(canvas, mask=ImageChops.invert(mask))
             out.append(to_tensor(layer))
@@ -504,7 +506,7 @@ class LayerStyleInnerShadow(_LayerEffect):
         out = []
         for canvas, layer, mask in pictures:
             shadow_mask = self.shadow_mask(mask)
-            shadow = chop_image(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
+            shadow = self.chop(layer, Image.new("RGB", layer.size, color), self.blend_mode, self.opacity)
             layer.paste(shadow, mask=ImageChops.invert(shadow_mask))
             canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
@@ -529,6 +531,7 @@ class LayerUtilityImageBlend(Node):
     layer_mask: MASK = None
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("LayerUtility: ImageBlend",))
+    chop = staticmethod(chop_image)  # the V2 classes (nodes/pack_nodes_layerstyle2.py) blend by chop_image_v2
 
     def run(self):
         masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, True)
@@ -538,7 +541,7 @@ class LayerUtilityImageBlend(Node):
             layer = to_pil(nth(self.layer_image, i)).convert("RGB")
             same_size(canvas, layer)
             mask = fitting_mask(nth(masks, i), layer.size, "ImageBlend")
-            canvas.paste(chop_image(canvas, layer, self.blend_mode, self.opacity), mask=mask)
+            canvas.paste(self.chop(canvas, layer, self.blend_mode, self.opacity), mask=mask)
             out.append(to_tensor(canvas))
         return batch(out)
 
@@ -1387,16 +1390,22 @@ class LayerUtilityImageBlendAdvance(Node):
     layer_mask: MASK = None
     outputs = {"image": IMAGE, "mask": MASK}
     comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance",))
+    chop = staticmethod(chop_image)  # the V2 classes (nodes/pack_nodes_layerstyle2.py) blend by chop_image_v2
 
     def run(self):
+        return self.blend_all(self.background_image, "RGB", "ImageBlendAdvance")
+
+    def blend_all(self, backgrounds, canvas_mode: str, node: str):
+        """Each layer placed and blended on its background (made canvas_mode), as the pack pairs the
+        batches: the pictures and the placed masks."""
         from PIL import Image
         masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, True)
         images, out_masks = [], []
-        for i in range(max(len(self.background_image), len(self.layer_image), len(masks))):
+        for i in range(max(len(backgrounds), len(self.layer_image), len(masks))):
             check_interrupted()
-            canvas = to_pil(nth(self.background_image, i)).convert("RGB")
+            canvas = to_pil(nth(backgrounds, i)).convert(canvas_mode)
             layer = to_pil(nth(self.layer_image, i))
-            mask = fitting_mask(nth(masks, i), layer.size, "ImageBlendAdvance").convert("RGB")
+            mask = fitting_mask(nth(masks, i), layer.size, node).convert("RGB")
             width, height = int(layer.width * self.scale), int(layer.height * self.scale * self.aspect_ratio)
             # the turn may grow both sides to width + height, at anti_aliasing times the size
             side = (width + height) * max(self.anti_aliasing, 1)
@@ -1413,7 +1422,7 @@ class LayerUtilityImageBlendAdvance(Node):
             placed.paste(layer, (x, y))
             placed_mask.paste(mask, (x, y))
             placed_mask = placed_mask.convert("L")
-            canvas.paste(chop_image(canvas, placed, self.blend_mode, self.opacity), mask=placed_mask)
+            canvas.paste(self.chop(canvas, placed, self.blend_mode, self.opacity), mask=placed_mask)
             images.append(to_tensor(canvas))
             out_masks.append(to_tensor(placed_mask))
         return batch(images), batch(out_masks)
@@ -1448,7 +1457,7 @@ class LayerStyleGradientOverlay(_LayerEffect):
             if layer.size != ramp.size:
                 raise NodeInputError("layer_image", "the layers of a batch differ in size: the pack makes one "
                                                     "gradient, of the first's size")
-            overlay = chop_image(layer, ramp, self.blend_mode, self.opacity)
+            overlay = self.chop(layer, ramp, self.blend_mode, self.opacity)
             if self.start_alpha < 255 or self.end_alpha < 255:
                 overlay.paste(layer, mask=see_through)
             canvas.paste(overlay, mask=mask)
