@@ -30,11 +30,15 @@ the area's crop); conditioning masks act on the whole output as usual.
 Differs from the pack where it fails: a tile as large as the latent with the overlap as large as
 it (a small latent) gives one tile (the pack divides by zero); a sampler's intermediate sigma
 nearest the run's last (0) takes the last step's shift (the pack indexes past its shifts).
-Refused by name (where the pack's pictures would be wrong or it fails): flow models (SD3, FLUX: not
-wired here yet), Stable Cascade (the pack tiles its 4x-compressed stage B with separate rules) and
-video models; at sampling, GLIGEN boxes and ControlNets that read a latent hint or carry a
-whole-image mask, which can't be cut to tiles, and a network wrapper (EasyCache) applied after
-TiledDiffusion. NoiseInversion is not in the pack's mappings at this commit (commented out)."""
+UNet models (SD1.x, SD2.x, SDXL) and flow models (SD3, FLUX: each tile patchified on its own, as the
+pack's tiles reach ComfyUI's model) are tiled.
+Refused by name (where the pack's pictures would be wrong or it fails): Stable Cascade (the pack
+tiles its 4x-compressed stage B with separate rules) and video models; at sampling, GLIGEN boxes,
+ControlNets that read a latent hint or carry a whole-image mask, a flow model's inputs other than
+its text, pooled vector and guidance (reference latents, Redux attention masks...), none of which
+can be cut to tiles, and a network wrapper (EasyCache) applied after TiledDiffusion.
+Left out: the pack's Tiled VAE (VAEEncodeTiled_TiledDiffusion, VAEDecodeTiled_TiledDiffusion), not
+built yet; NoiseInversion is not in the pack's mappings at this commit (commented out)."""
 
 from __future__ import annotations
 
@@ -241,15 +245,10 @@ class TiledRun:
 # -- nodes -----------------------------------------------------------------------------------------
 
 def _check_model(model):
-    from graphflow.sampling.flow_sampling import is_flow, model_sampling_for
-
-    if is_flow(model_sampling_for(model)):
-        raise NodeInputError("model", "Tiled Diffusion here tiles UNet models (SD1.x, SD2.x, SDXL); flow models "
-                                      "(SD3, FLUX, ...) are not supported yet")
     if getattr(model, "is_video", False) or getattr(model, "is_cascade", False) \
             or getattr(model, "arch", "").startswith("stable_cascade"):
-        raise NodeInputError("model", "Tiled Diffusion tiles image models (SD1.x, SD2.x, SDXL); video and Stable "
-                                      "Cascade models are not supported")
+        raise NodeInputError("model", "Tiled Diffusion tiles image models (SD1.x, SD2.x, SDXL, SD3, FLUX...); video "
+                                      "and Stable Cascade models are not supported")
 
 
 def _tiled(name: str, model) -> TiledDiffusionWrapper:
@@ -276,10 +275,11 @@ class TiledDiffusion(Node):
     rolls the latent by a per-step random shift and lays the tiles without blending (seeded by
     SpotDiffusion Parameters; -1 without, as the pack). Sizes are picture pixels (8 per latent
     pixel); a tile larger than the latent is cut to it. ControlNet / T2I-Adapter hints and
-    inpainting channels are cut to each tile. Differs from the pack: a small latent whose tile
-    equals the overlap gives one tile (the pack divides by zero). Refused: flow, video and Stable
-    Cascade models; at sampling, GLIGEN boxes, ControlNets with a latent hint or a whole-image
-    mask, and a network wrapper (EasyCache) applied after this node."""
+    inpainting channels are cut to each tile. UNet (SD1.x, SD2.x, SDXL) and flow models (SD3,
+    FLUX) are tiled. Differs from the pack: a small latent whose tile equals the overlap gives one
+    tile (the pack divides by zero). Refused: video and Stable Cascade models; at sampling, GLIGEN
+    boxes, ControlNets with a latent hint or a whole-image mask, a flow model's reference latents
+    or attention masks, and a network wrapper (EasyCache) applied after this node."""
     category = "_for_testing"
     model: MODEL
     method: str = Choice(list(METHODS), "Mixture of Diffusers")

@@ -304,6 +304,35 @@ def test_a_controlnet_hint_is_cut_per_tile(registry, sd1):
     assert torch.isfinite(tiled).all()
 
 
+def test_flux_tiles_are_the_untiled_model_on_each_tile_blended(registry, tmp_path):
+    """A random-weight FLUX dev (2x2 patches, guidance): the tiled call is the untiled model on each
+    tile's crop, averaged (MultiDiffusion); a latent one tile covers is the untiled call."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.sampling.flow_sampling import FlowDenoiser
+    from graphflow.testing import flow_model_config, write_flow_checkpoint
+
+    path = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32, components=("model",))
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    cfg = flow_model_config("flux_dev")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 12, 20, generator=g)
+    sigma = torch.tensor([0.7, 0.7])
+    inputs = {"context": torch.randn(2, 5, cfg.context_in_dim, generator=g),
+              "y": torch.randn(2, cfg.vec_in_dim, generator=g), "guidance": torch.tensor([3.5, 3.5])}
+    plain = FlowDenoiser(model)
+    with torch.no_grad():
+        one = FlowDenoiser(tiled_model(registry, model, tile=256))(x, sigma, **inputs)
+        torch.testing.assert_close(one, plain(x, sigma, **inputs), rtol=1e-5, atol=1e-5)
+        got = FlowDenoiser(tiled_model(registry, model, tile=96, overlap=32, batch=2))(x, sigma, **inputs)
+        grid = tile_grid(12, 20, 12, 12, 4)
+        assert len(grid) == 2
+        want, count = torch.zeros_like(x), torch.zeros(12, 20)
+        for y, x0, h, w in grid:
+            want[..., y:y + h, x0:x0 + w] += plain(x[..., y:y + h, x0:x0 + w], sigma, **inputs)
+            count[y:y + h, x0:x0 + w] += 1
+    torch.testing.assert_close(got, want / count, rtol=1e-4, atol=1e-5)
+
+
 def test_params_nodes_change_the_tiled_diffusion_on_the_model(registry):
     model = FakeModel(gaussian_eps(0.3, 0.8))
     tiled = tiled_model(registry, model, "SpotDiffusion")
@@ -330,10 +359,10 @@ def test_refusals(registry, sd1):
         with pytest.raises(NodeInputError) as error:
             call(registry, node, model=model)
         assert error.value.input == "model" and "after the Tiled Diffusion node" in str(error.value)
-    flow = FakeModel(gaussian_eps(0.3, 0.8))
-    flow.prediction = "flow"
+    video = FakeModel(gaussian_eps(0.3, 0.8))
+    video.is_video = True
     with pytest.raises(NodeInputError) as error:
-        tiled_model(registry, flow)
+        tiled_model(registry, video)
     assert error.value.input == "model"
     # a wrapper after TiledDiffusion would see tiles
     latent = {"samples": torch.zeros(1, 4, 40, 56)}

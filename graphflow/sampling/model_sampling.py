@@ -37,8 +37,9 @@ def in_sigma_window(sigma: torch.Tensor, sigma_start: float | None, sigma_end: f
 
 
 def tiled_rows(v: torch.Tensor | None, tiles: int) -> torch.Tensor | None:
-    """A per-row input for `tiles` tiles stacked along the batch (TiledDiffusion): repeated whole."""
-    return v if v is None or tiles == 1 else v.repeat(tiles, *(1,) * (v.ndim - 1))
+    """A per-row input for `tiles` tiles stacked along the batch (TiledDiffusion): repeated whole (a
+    scalar stays one)."""
+    return v if v is None or tiles == 1 or v.ndim == 0 else v.repeat(tiles, *(1,) * (v.ndim - 1))
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
