@@ -300,8 +300,19 @@ def test_a_controlnet_hint_is_cut_per_tile(registry, sd1):
         want_hint = stretched.roll((8 * shift[0], 8 * shift[1]), dims=(-2, -1))[:, :, y:y + h, x:x + w]
         assert torch.equal(cut.image.movedim(-1, 1), want_hint)
         assert torch.equal(cut.hint(128, 128, 1, "cpu", torch.float32), want_hint)  # no second resize
-    tiled = ksampler(registry, tiled_model(registry, model, tile=128, overlap=64), latent, controlled, negative, steps=2)
+    # sampled in two tiles (columns 0 and 8), the net sees each tile's part of the hint
+    hints = []
+    handle = applied.net.register_forward_pre_hook(lambda module, args: hints.append(args[1].detach().float().clone()))
+    try:
+        tiled = ksampler(registry, tiled_model(registry, model, tile=128, overlap=64), latent, controlled, negative,
+                         steps=2)
+    finally:
+        handle.remove()
     assert torch.isfinite(tiled).all()
+    assert len(hints) == 2 * 2  # two steps, two tiles
+    for hint, x in zip(hints, (0, 64, 0, 64)):
+        torch.testing.assert_close(hint[:1], stretched[..., x:x + 128], rtol=0, atol=1e-3)  # the net's dtype
+        assert (hint[:1] - stretched[..., 32:160]).abs().max() > 0.1  # not some other part
 
 
 def test_flux_tiles_are_the_untiled_model_on_each_tile_blended(registry, tmp_path):
