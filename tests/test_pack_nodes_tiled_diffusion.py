@@ -315,6 +315,38 @@ def test_a_controlnet_hint_is_cut_per_tile(registry, sd1):
         assert (hint[:1] - stretched[..., 32:160]).abs().max() > 0.1  # not some other part
 
 
+def test_a_t2i_adapter_reads_each_tiles_hint(registry, sd1, tmp_folders):
+    """A T2I-Adapter caches its features per control: each tile's cut is its own control, kept
+    with the features, so a tile never takes another tile's (freed cuts hand on their ids)."""
+    from safetensors.torch import save_file
+
+    from graphflow.models.controlnet import resize_hint
+    from graphflow.models.t2i_adapter import T2IAdapter, T2IAdapterConfig
+
+    model, positive, negative = sd1
+    cfg = model.unet.config
+    torch.manual_seed(0)
+    adapter = T2IAdapter(T2IAdapterConfig(channels=tuple(m * cfg.model_channels for m in cfg.channel_mult)))
+    save_file({k: v.contiguous() for k, v in adapter.state_dict().items()},
+              str(tmp_folders.models / "controlnet" / "t2i.safetensors"))
+    net = call(registry, "LoadControlNet", control_net_name="t2i.safetensors")
+    image = torch.rand(1, 128, 192, 3, generator=torch.Generator().manual_seed(1))
+    controlled = call(registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=1.0)
+    latent = {"samples": torch.zeros(1, 4, 16, 24)}
+    hints = []
+    handle = net.register_forward_pre_hook(lambda module, args: hints.append(args[0].detach().float().clone()))
+    try:
+        got = ksampler(registry, tiled_model(registry, model, tile=128, overlap=64), latent, controlled, negative,
+                       steps=3)
+    finally:
+        handle.remove()
+    assert torch.isfinite(got).all()
+    stretched = resize_hint(image, 128, 192)
+    assert len(hints) == 3 * 2  # each step's two tiles computed afresh
+    for hint, x in zip(hints, (0, 64) * 3):
+        torch.testing.assert_close(hint[:1], stretched[..., x:x + 128], rtol=0, atol=1e-3)
+
+
 def test_flux_tiles_are_the_untiled_model_on_each_tile_blended(registry, tmp_path):
     """A random-weight FLUX dev (2x2 patches, guidance): the tiled call is the untiled model on each
     tile's crop, averaged (MultiDiffusion); a latent one tile covers is the untiled call."""
