@@ -175,7 +175,8 @@ class TiledRun:
         s = self.settings
         if (height, width) not in self.grids:
             tiles = tile_grid(height, width, s.tile_h, s.tile_w, s.overlap)
-            self.grids[(height, width)] = (tiles, tile_batches(tiles, s.batch_size), self._weights(tiles, height, width))
+            weights = self._weights(tiles, height, width)
+            self.grids[(height, width)] = (tiles, tile_batches(tiles, s.batch_size), weights)
         return self.grids[(height, width)]
 
     def _weights(self, tiles, height: int, width: int):

@@ -49,8 +49,8 @@ def pack_gaussian(tile_w, tile_h):
     return torch.from_numpy(np.outer(y_probs, x_probs)).float()
 
 
-SIZES = [(h, w, th, tw, o) for h in (9, 16, 40, 57) for w in (8, 24, 64, 77) for th, tw in ((16, 16), (24, 12), (96, 96))
-         for o in (0, 4, 8, 30)]
+SIZES = [(h, w, th, tw, o) for h in (9, 16, 40, 57) for w in (8, 24, 64, 77)
+         for th, tw in ((16, 16), (24, 12), (96, 96)) for o in (0, 4, 8, 30)]
 
 
 def test_the_grid_is_the_packs():
