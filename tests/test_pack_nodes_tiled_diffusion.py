@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphflow.comfy_format import custom_pack
+from graphflow.comfy_format import custom_pack, unknown_type_hint
 from graphflow.context import NodeInputError
 from graphflow.testing import write_checkpoint, write_controlnet
 from nodes.pack_nodes_tiled_diffusion import (TiledDiffusion, TiledDiffusionParams, SpotDiffusionParams,
@@ -444,6 +444,12 @@ def test_inputs_are_the_packs():
                                                                    "SpotDiffusion"]
     for name in ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion"):
         assert custom_pack(name) == "ComfyUI-TiledDiffusion"
+
+
+def test_the_tiled_vae_is_named_as_the_packs_and_why_it_is_missing():
+    for name in ("VAEEncodeTiled_TiledDiffusion", "VAEDecodeTiled_TiledDiffusion"):
+        hint = unknown_type_hint(name)
+        assert "ComfyUI-TiledDiffusion" in hint and "Tiled VAE" in hint and "not built yet" in hint
 
 
 def test_a_ui_save_reads_and_runs(registry, sd1):
