@@ -176,6 +176,16 @@ def test_blending_is_the_packs(method):
     assert all(xc.shape[0] == 2 * len(r) and xc.shape[2:] == (16, 16) for xc, r, _ in seen)  # a tile's memory
 
 
+def test_each_batch_of_tiles_checks_for_an_interrupt(monkeypatch):
+    import nodes.pack_nodes_tiled_diffusion as pack
+
+    checks = []
+    monkeypatch.setattr(pack, "check_interrupted", lambda: checks.append(1))
+    state = TiledDiffusionWrapper("MultiDiffusion", 16 * 8, 16 * 8, 4 * 8, 2)()
+    state(recording_run(reach, []), torch.zeros(1, 4, 30, 41), torch.tensor([1.0]), 4)
+    assert len(checks) == len(tile_batches(tile_grid(30, 41, 16, 16, 4), 2)) > 1
+
+
 def test_spot_diffusion_rolls_tiles_and_back_as_the_pack():
     x = torch.randn(1, 4, 24, 40, generator=torch.Generator().manual_seed(1))
     sigmas = torch.tensor([14.6, 7.0, 3.0, 1.0, 0.0])
