@@ -344,7 +344,15 @@ ICLIGHT_NATIVE_LEFT_OUT = {
                      "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
                      "ICLightConditioning (the same offset, the latent carried by the conditioning)",
 }
-WHOLE_NAMES = frozenset((*WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
+# shiimizu's ComfyUI-TiledDiffusion (nodes/pack_nodes_tiled_diffusion.py), whole names: "TiledDiffusion" starts
+# its other classes' names
+TILED_DIFFUSION_CLASSES = ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion")
+TILED_DIFFUSION_LEFT_OUT = dict.fromkeys(
+    ("VAEEncodeTiled_TiledDiffusion", "VAEDecodeTiled_TiledDiffusion"),
+    "the pack's Tiled VAE (GroupNorm statistics gathered over tiles) is not built yet; ComfyUI's VAEEncodeTiled / "
+    "VAEDecodeTiled encode and decode in tiles")
+WHOLE_NAMES = frozenset((*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT,
+                         *WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
                          *DETAIL_DAEMON_CLASSES, *LITERALS_CLASSES, *MIKEY_CLASSES, *MIKEY_LEFT_OUT, *NOISE_CLASSES,
                          *TILED_KSAMPLER_CLASSES, *SMZ_CLASSES, *CUTOFF_CLASSES, *CROP_STITCH_CLASSES,
@@ -438,6 +446,7 @@ CUSTOM_PACKS = {
     "mikey_nodes": (*MIKEY_CLASSES, *MIKEY_LEFT_OUT),
     "ComfyUI_Noise": NOISE_CLASSES,
     "ComfyUI_TiledKSampler": TILED_KSAMPLER_CLASSES,
+    "ComfyUI-TiledDiffusion": (*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT),
     "ComfyUI_smZNodes": SMZ_CLASSES,
     # mcmonkey's sd-dynamic-thresholding (nodes/pack_nodes_dynamic_thresholding.py): both its classes are ours;
     # named so the docs list them under the pack
@@ -484,7 +493,7 @@ JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT,
             **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT,
             **ART_VENTURE_LEFT_OUT,
-            **ICLIGHT_NATIVE_LEFT_OUT}
+            **ICLIGHT_NATIVE_LEFT_OUT, **TILED_DIFFUSION_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "

@@ -321,18 +321,9 @@ def _nearest_exact(size: int, new_size: int):
 
 
 def _control_masks(applied) -> list[str]:
-    """What whole-image masks a control carries: an inpainting ControlNet's mask, and
-    Advanced-ControlNet's strength mask, timestep keyframe masks and masked weights (each scales
-    the residuals over the whole image, so a tile would get the whole mask stretched onto it)."""
-    keyframes = getattr(getattr(applied, "keyframes", None), "frames", ())
-    weights = [getattr(applied, "weights_override", None)] + [getattr(frame, "weights", None) for frame in keyframes]
-    masked = [getattr(holder, "mask", None) is not None for holder in weights]
-    strength_mask = getattr(applied, "strength_mask", None)
-    found = (("a mask (an inpainting ControlNet's)", getattr(applied, "mask", None) is not None),
-             ("an Advanced-ControlNet strength mask (mask_optional)", strength_mask is not None),
-             ("a timestep keyframe's mask", any(getattr(frame, "mask", None) is not None for frame in keyframes)),
-             ("masked weights (Scaled Soft Masked Weights)", any(masked)))
-    return [what for what, given in found if given]
+    from graphflow.models.controlnet import whole_image_masks
+
+    return whole_image_masks(applied)
 
 
 def _cut_control(applied, tile: Tile, hints: dict, controls: dict):

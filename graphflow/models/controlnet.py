@@ -422,6 +422,21 @@ def _load_control_lora(wf: WeightFile, base, device, dtype, overrides) -> Contro
     return net.eval().requires_grad_(False)
 
 
+def whole_image_masks(applied) -> list[str]:
+    """What whole-image masks a control carries: an inpainting ControlNet's mask, and
+    Advanced-ControlNet's strength mask, timestep keyframe masks and masked weights (each scales
+    the residuals over the whole image, so a tile would get the whole mask stretched onto it)."""
+    keyframes = getattr(getattr(applied, "keyframes", None), "frames", ())
+    weights = [getattr(applied, "weights_override", None)] + [getattr(frame, "weights", None) for frame in keyframes]
+    masked = [getattr(holder, "mask", None) is not None for holder in weights]
+    strength_mask = getattr(applied, "strength_mask", None)
+    found = (("a mask (an inpainting ControlNet's)", getattr(applied, "mask", None) is not None),
+             ("an Advanced-ControlNet strength mask (mask_optional)", strength_mask is not None),
+             ("a timestep keyframe's mask", any(getattr(frame, "mask", None) is not None for frame in keyframes)),
+             ("masked weights (Scaled Soft Masked Weights)", any(masked)))
+    return [what for what, given in found if given]
+
+
 def resize_hint(image: torch.Tensor, height: int, width: int, mode: str = "nearest-exact") -> torch.Tensor:
     """IMAGE [B, H, W, C] -> [B, C, height, width]: centre-cropped to the aspect ratio (the same
     round(excess / 2) cut from both sides), then resized (nearest-exact by default), as ComfyUI's
@@ -523,7 +538,7 @@ class ControlApplied:
         self.net, self.image, self.strength = net, image, float(strength)
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
         self.previous, self.vae, self.mask = previous, vae, mask
-        self._hint = self._latent = None
+        self._hint = self._latent = self._stretched = None
 
     def with_hint(self, image: torch.Tensor, previous: "ControlApplied | None") -> "ControlApplied":
         """This control with another hint image and another control before it (a tiled redraw cuts
@@ -531,6 +546,25 @@ class ControlApplied:
         out = copy.copy(self)
         out.image, out.previous, out._hint, out._latent = image, previous, None, None
         return out
+
+    def cut(self, region: tuple[int, int, int, int], size: tuple[int, int], shift: tuple[int, int] = (0, 0)):
+        """This control chain for one tile (y, x, h, w) of a latent of `size` (h, w) sampled in tiles
+        (TiledDiffusion): each hint stretched to the latent's pixel size as a whole call stretches it,
+        rolled by `shift` latent pixels as the latent was, and cut to the tile. ValueError for a
+        control whose input can't be cut (a latent hint, a whole-image mask)."""
+        masks = whole_image_masks(self)
+        if self.vae is not None or masks:
+            what = "reads its hint as a latent (it takes a VAE)" if self.vae is not None else f"carries {masks[0]}"
+            raise ValueError(f"TiledDiffusion: a ControlNet that {what} can't be cut to tiles")
+        height, width = 8 * size[0], 8 * size[1]
+        stretched = self._stretched
+        if stretched is None or tuple(stretched.shape[2:]) != (height, width):
+            self._stretched = stretched = resize_hint(self.image, height, width)  # once a run, not per tile
+        if shift != (0, 0):
+            stretched = stretched.roll((8 * shift[0], 8 * shift[1]), dims=(-2, -1))
+        y, x, h, w = (8 * v for v in region)
+        previous = None if self.previous is None else self.previous.cut(region, size, shift)
+        return self.with_hint(stretched[:, :, y:y + h, x:x + w].movedim(1, -1), previous)
 
     def sigma_range(self, schedule) -> tuple[float, float]:
         """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:

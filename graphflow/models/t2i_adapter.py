@@ -110,14 +110,17 @@ class T2IAdapter(nn.Module):
         place_control(self, x)
         # the hints' batching (ComfyUI's key too) and the AnimateDiff context window whose hint frames it takes
         key = (id(applied), tuple(x.shape), batch_chunks(), x.dtype, x.device, window_key())
-        if self._cache is None or self._cache[0] != key:
+        # the control itself is kept with the features: a control made per tile (TiledDiffusion's cuts) and
+        # freed could hand its id to the next tile's, which would take this tile's features
+        if self._cache is None or self._cache[0] != key or self._cache[2] is not applied:
             # ComfyUI's scale_image_to: the pixel size rounded up to whole unshuffle cells
             d = self.config.downscale
             hint = applied.hint(-(-x.shape[2] * 8 // d) * d, -(-x.shape[3] * 8 // d) * d, x.shape[0], x.device,
                                 self.dtype)
             if self.config.hint_channels == 1:  # sketch/canny adapters read grey levels (ComfyUI: channel mean)
                 hint = hint.mean(1, keepdim=True)
-            self._cache = (key, _fitting(feature_places(self(hint), unet_config), tuple(x.shape[2:]), unet_config))
+            self._cache = (key, _fitting(feature_places(self(hint), unet_config), tuple(x.shape[2:]), unet_config),
+                           applied)
         return {k: list(v) for k, v in self._cache[1].items()}
 
 

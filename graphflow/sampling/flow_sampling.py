@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
 from ..models.architectures import ARCHITECTURES
-from .model_sampling import DiscreteSchedule, append_dims
+from .model_sampling import DiscreteSchedule, append_dims, tiled_rows
 from .step_cache import wrapped_network
 
 DEFAULT_SD3_SHIFT = ARCHITECTURES["sd3"].shift
@@ -252,21 +252,37 @@ class FlowDenoiser:
             kwargs["reference_latents"] = [r.to(x.device, dtype) for r in reference_latents]
             kwargs["reference_method"] = reference_method
 
-        def run(xc):  # all the network's work, which a step cache may skip
-            extra = dict(kwargs)
+        def network(xc, sigma, context, y, control, extra):
+            extra = dict(extra)
             if control is not None:  # ControlNets see the noisy latent without Fill's channels, in the model's dtype
-                pooled = torch.zeros(x.shape[0], self.model.adm_channels, device=x.device) if y is None else y
+                pooled = torch.zeros(xc.shape[0], self.model.adm_channels, device=x.device) if y is None else y
                 context_in = context if control_context is None else control_context  # CLIPTextEncodeControlnet's
                 context_in = None if context_in is None else context_in.to(dtype)
-                guidance_in = {} if guidance is None else {"guidance": kwargs["guidance"]}
+                guidance_in = {} if guidance is None else {"guidance": extra["guidance"]}
                 residuals = control.residuals(xc[:, :x.shape[1]].to(dtype), sigma, self._scaled(sigma), context_in,
                                               pooled.to(dtype), self.schedule, getattr(self.model.unet, "config", None),
                                               base=self.model.unet, **guidance_in)
                 if residuals is not None:
                     extra["control"] = residuals
-            return self.model(xc.to(dtype), self._model_sigma(sigma, x),
+            return self.model(xc.to(dtype), self._model_sigma(sigma, xc),
                               None if context is None else context.to(dtype),
                               None if y is None else y.to(dtype), **extra).float()
+
+        def run(xc, regions=None, shift=(0, 0)):  # all the network's work, which a step cache may skip
+            if regions is None:
+                return network(xc, sigma, context, y, control, kwargs)
+            # tiles of x (TiledDiffusion): xc holds len(regions) tiles of x's rows each
+            uncut = sorted(set(kwargs) - {"guidance", "sigma_next"})
+            if uncut or self.timestep_mask is not None or control_context is not None:
+                raise ValueError(f"TiledDiffusion can't cut {', '.join(uncut) or 'a timestep mask'} to its tiles")
+            if control is None:
+                k = len(regions)
+                return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None,
+                               {key: tiled_rows(v, k) for key, v in kwargs.items()})
+            rows = x.shape[0]  # one call a tile, each with its part of every hint
+            return torch.cat([network(xc[i * rows:(i + 1) * rows], sigma, context, y,
+                                      control.cut(region, x.shape[-2:], shift), kwargs)
+                              for i, region in enumerate(regions)])
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, v, x)

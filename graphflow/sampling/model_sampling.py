@@ -36,6 +36,12 @@ def in_sigma_window(sigma: torch.Tensor, sigma_start: float | None, sigma_end: f
     return (sigma_start is None or s <= sigma_start) and (sigma_end is None or s >= sigma_end)
 
 
+def tiled_rows(v: torch.Tensor | None, tiles: int) -> torch.Tensor | None:
+    """A per-row input for `tiles` tiles stacked along the batch (TiledDiffusion): repeated whole (a
+    scalar stays one)."""
+    return v if v is None or tiles == 1 or v.ndim == 0 else v.repeat(tiles, *(1,) * (v.ndim - 1))
+
+
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a per-sample [B] (or scalar) tensor against an ndim-dimensional batch. A 0-dim
     tensor stays 0-dim: a host sigma must stay a scalar to combine with device tensors."""
@@ -395,7 +401,7 @@ class ModelDenoiser:
             frames = self.timestep_mask.mean(dim=(1, 3, 4))
             t = t[:, None] * frames.repeat(x.shape[0] // frames.shape[0], 1)  # [B, frames]
 
-        def run(xc):  # all the network's work, which a step cache may skip
+        def network(xc, t, context, y, control):
             residuals = None
             if control is not None:  # ControlNets see the scaled latent without inpainting channels, in the UNet's dtype
                 control_in = context if control_context is None else control_context  # CLIPTextEncodeControlnet's
@@ -413,6 +419,21 @@ class ModelDenoiser:
                         None if context is None else context.to(dtype),
                         y if y is None or not y.is_floating_point() else y.to(dtype),  # class labels stay whole
                         **extra).float()
+
+        def run(xc, regions=None, shift=(0, 0)):  # all the network's work, which a step cache may skip
+            if regions is None:
+                return network(xc, t, context, y, control)
+            # tiles of x (TiledDiffusion): xc holds len(regions) tiles of x's rows each
+            if gligen is not None or prior is not None or num_frames is not None or self.timestep_mask is not None:
+                raise ValueError("TiledDiffusion can't cut GLIGEN boxes, a Stable Cascade prior or video frames to "
+                                 "its tiles")
+            if control is None:
+                k = len(regions)
+                return network(xc, tiled_rows(t, k), tiled_rows(context, k), tiled_rows(y, k), None)
+            rows = x.shape[0]  # one call a tile, each with its part of every hint
+            return torch.cat([network(xc[i * rows:(i + 1) * rows], t, context, y,
+                                      control.cut(region, x.shape[-2:], shift))
+                              for i, region in enumerate(regions)])
 
         output = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
         return self.schedule.denoised(sigma, output, x)

@@ -271,13 +271,18 @@ def _with_cache(model, state, name: str, slot: str, reuse_threshold, start_perce
     return patched
 
 
-def wrapped_network(wrappers, run, xc: torch.Tensor, sigma: torch.Tensor, channels: int) -> torch.Tensor:
+def wrapped_network(wrappers, run, xc: torch.Tensor, sigma: torch.Tensor, channels: int, **tiles) -> torch.Tensor:
     """run(xc) -> the network's output, through a denoiser's per-run network wrappers (first applied
-    outermost)."""
+    outermost). A tiling wrapper (TiledDiffusion) calls run(xc, regions=..., shift=...) with its
+    tiles stacked in xc, so run cuts what else is spatial (ControlNet hints) to them: a wrapper
+    inside it would see tiles as if they were the picture, so none may follow it."""
     if not wrappers:
-        return run(xc)
+        return run(xc, **tiles)
+    if tiles:
+        raise ValueError("a network wrapper (EasyCache, ...) applied after TiledDiffusion would see its tiles as "
+                         "whole pictures: apply TiledDiffusion last")
     first, rest = wrappers[0], wrappers[1:]
-    return first(lambda xc_: wrapped_network(rest, run, xc_, sigma, channels), xc, sigma, channels)
+    return first(lambda xc_, **tiles_: wrapped_network(rest, run, xc_, sigma, channels, **tiles_), xc, sigma, channels)
 
 
 class WrappedDenoiser:
