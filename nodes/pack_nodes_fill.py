@@ -1,0 +1,501 @@
+"""filliptm's ComfyUI_Fill-Nodes, round 1: its most-used model-free utilities and classic effects,
+under the pack's class names (FL_...), display names, inputs (order, defaults, ranges), outputs and categories.
+Read from the pack's nodes/*.py at these commits: FL_Padding.py d8f010df4ba0de6efb86a6c832017a5bb128a673,
+FL_Math.py d165c0a775873adb3d3f726cdf7778fe7e3e2033, FL_HalfTone.py and FL_Dither.py
+5d9f67074ba74659e2bb3e2c757d0e15eeade220, FL_PixelSort.py 7f335ee7bab83ca9cc643f4618542b3b4012fbf9,
+FL_Image_Pixelator.py 8716aa7286ead65e72c24d1c0809f66c4deda696, FL_Switch.py
+bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
+13509480ac9c597d4cb75c6004194acc62888e3b, FL_ColorPicker.py 40d4853393652bdd12f0693145b18bf64aa370e6,
+FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
+469d0c28b538720149487095251f140f23f0bac8; the class list from __init__.py at
+003fd21a70528c707c34178543948fa992458781.
+
+Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageDimensionDisplay, FL_ColorPicker,
+FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither (VFX).
+The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
+(FILL_LEFT_OUT, FILL_LATER).
+
+Pictures go through the pack's 8-bit steps where it has them (x · 255 cut to a whole level). Where
+the pack reads a [B, H, W, C] image as [B, C, H, W] without failing (FL_Dither, FL_ImagePixelator)
+these nodes give what the pack gives, so users' pictures match theirs; each node's help says so.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import (
+    ANY, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
+    Size, Text, check_interrupted, warn,
+)
+from nodes.image import _image
+
+COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
+
+VFX = "🏵️Fill Nodes/VFX"
+UTILITY = "🏵️Fill Nodes/utility"
+MOST_EQUATION = 10_000  # characters of an FL_Math equation (the pack takes any; ast's parser recurses on it)
+MOST_POWER_BITS = 1 << 16  # an integer power's bits beyond which FL_Math gives up (9**9**9 would hang the run)
+BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
+
+
+def _levels(image):
+    """A [H, W, C] float picture as the pack's t2p sees it: numpy uint8, x · 255 cut to a level."""
+    import numpy as np
+    return np.clip(image.detach().cpu().float().numpy() * 255.0, 0, 255).astype(np.uint8)
+
+
+def _channels(images, name: str, allowed: tuple) -> None:
+    if images.shape[-1] not in allowed:
+        raise NodeInputError(name, f"{images.shape[-1]} channels: expected {' or '.join(map(str, allowed))}")
+
+
+# -- utilities -------------------------------------------------------------------------------------
+
+
+class FillPadding(Node):
+    """Pad the images with a border of red / green / blue (0..255) on each side. As in the pack the
+    images are made RGBA first (an opaque alpha added to RGB; a one-channel picture is repeated
+    into all four channels) and the border is opaque; include_alpha keeps that alpha, else RGB is
+    given."""
+    category = UTILITY
+    image: IMAGE
+    padding_left: int = Int(0, min=0, max=4096)
+    padding_right: int = Int(0, min=0, max=4096)
+    padding_top: int = Int(0, min=0, max=4096)
+    padding_bottom: int = Int(0, min=0, max=4096)
+    red: int = Int(255, min=0, max=255)
+    green: int = Int(255, min=0, max=255)
+    blue: int = Int(255, min=0, max=255)
+    include_alpha: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL Padding"
+    comfy = ComfyAlias(("FL_Padding",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        sides = [widgets.get(name) for name in ("padding_left", "padding_right", "padding_top", "padding_bottom")]
+        if size is None or not all(isinstance(side, int) for side in sides):
+            return Estimate(size)
+        left, right, top, bottom = sides
+        return Estimate(Size(size.batch, size.height + top + bottom, size.width + left + right))
+
+    def run(self):
+        import torch
+        images = _image(self.image, "image")
+        _channels(images, "image", (1, 3, 4))
+        if images.shape[-1] == 1:
+            images = images.expand(-1, -1, -1, 4)
+        elif images.shape[-1] == 3:
+            images = torch.cat([images, torch.ones_like(images[..., :1])], dim=-1)
+        batch, height, width, _ = images.shape
+        border = torch.tensor([self.red, self.green, self.blue, 255], dtype=images.dtype) / 255.0
+        out = border.to(images.device).expand(batch, height + self.padding_top + self.padding_bottom,
+                                              width + self.padding_left + self.padding_right, 4).clone()
+        out[:, self.padding_top:self.padding_top + height, self.padding_left:self.padding_left + width] = images
+        return out if self.include_alpha else out[..., :3]
+
+
+class FillApplyMask(Node):
+    """The mask as the images' alpha channel (RGB images get one; RGBA ones have theirs replaced).
+    As in the pack: a mask batch of one serves every image, a mask of another size is resized
+    (nearest) to the images', and a mask above 1 anywhere is read as 0..255 and divided by 255.
+    The mask is kept as it is, not inverted (1 = opaque)."""
+    category = "🏵️Fill Nodes/image"
+    image: IMAGE
+    mask: MASK
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL Apply Mask"
+    comfy = ComfyAlias(("FL_ApplyMask",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        images = _image(self.image, "image")
+        _channels(images, "image", (3, 4))
+        mask = self.mask
+        if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
+            raise NodeInputError("mask", "expected a MASK: a [B, H, W] tensor")
+        mask = mask[None] if mask.ndim == 2 else mask
+        if mask.shape[0] not in (1, images.shape[0]):
+            raise NodeInputError("mask", f"a batch of {mask.shape[0]}: expected 1 or the images' {images.shape[0]}")
+        mask = mask.to(images).expand(images.shape[0], -1, -1)
+        if mask.shape[1:] != images.shape[1:3]:
+            mask = F.interpolate(mask[:, None], size=tuple(images.shape[1:3]), mode="nearest")[:, 0]
+        if mask.max() > 1:
+            mask = mask / 255.0
+        return torch.cat([images[..., :3], mask[..., None]], dim=-1)
+
+
+class FillImageBatchToGrid(Node):
+    """The batch laid out as one picture, images_per_row images a row, left to right and top to
+    bottom; the last row's empty places (and a first row longer than the batch) stay black, as in
+    the pack."""
+    category = "🏵️Fill Nodes/Image"
+    images: IMAGE
+    images_per_row: int = Int(5, min=1, max=20)
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL Image Batch To Grid"
+    comfy = ComfyAlias(("FL_ImageBatchToGrid",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, per_row = inputs.get("images"), widgets.get("images_per_row")
+        if size is None or not isinstance(per_row, int):
+            return Estimate(None)
+        rows = -(-size.batch // per_row)
+        return Estimate(Size(1, rows * size.height, per_row * size.width))
+
+    def run(self):
+        import torch
+        images = _image(self.images, "images")
+        batch, height, width, channels = images.shape
+        per_row = self.images_per_row
+        rows = -(-batch // per_row)
+        grid = torch.zeros(rows * height, per_row * width, channels, dtype=images.dtype, device=images.device)
+        for index, image in enumerate(images):
+            row, column = divmod(index, per_row)
+            grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = image
+        return grid[None]
+
+
+class FillImageDimensionDisplay(Node):
+    """The images' size as text: "Width: W, Height: H"."""
+    category = "🏵️Fill Nodes/Image"
+    image: IMAGE
+    outputs = {"STRING": STRING}
+    display_name = "FL Image Size"
+    comfy = ComfyAlias(("FL_ImageDimensionDisplay",))
+
+    def run(self):
+        images = _image(self.image, "image")
+        return f"Width: {images.shape[2]}, Height: {images.shape[1]}"
+
+
+class FillColorPicker(Node):
+    """The chosen colour as text ("#FF0000"): the pack's editor shows a colour picker that writes
+    this text; here it is typed. Given on as it is, as the pack does."""
+    category = "🏵️Fill Nodes/experiments"
+    selected_color: str = Text("#FF0000")
+    outputs = {"STRING": STRING}
+    display_name = "FL Color Picker"
+    comfy = ComfyAlias(("FL_ColorPicker",))
+
+    def run(self):
+        return self.selected_color
+
+
+class FillSwitch(Node):
+    """on_true when switch is on, else on_false. The pack runs only the chosen branch (ComfyUI's lazy
+    inputs); graphflow runs both when both are connected, and the unchosen one may be left
+    unconnected."""
+    category = UTILITY
+    switch: bool = Bool(False)
+    on_false: ANY = None
+    on_true: ANY = None
+    outputs = {"*": ANY}
+    display_name = "FL Switch"
+    comfy = ComfyAlias(("FL_Switch",), optional=("on_false", "on_true"))
+
+    def run(self):
+        name = "on_true" if self.switch else "on_false"
+        if getattr(self, name) is None:
+            raise NodeInputError(name, f"not connected, but switch is {self.switch}")
+        return getattr(self, name)
+
+
+# -- math ------------------------------------------------------------------------------------------
+
+
+def _power(base, exponent):
+    """base ** exponent, refused (ArithmeticError, so FL_Math gives its 0) where two integers would
+    make a number of more than MOST_POWER_BITS bits."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and \
+            abs(base) > 1 and exponent * abs(base).bit_length() > MOST_POWER_BITS:
+        raise ArithmeticError(f"{base} ** {exponent} is too large")
+    return base ** exponent
+
+
+def equation_value(equation: str, names: dict):
+    """The value of an equation of numbers, the names given, + - * / ** and unary minus (FL_Math's
+    grammar); ValueError / TypeError / ArithmeticError / RecursionError / KeyError where it can't."""
+    import ast
+    import operator
+    binary = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.Pow: _power}
+
+    def value(node):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float, complex):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in binary:
+            return binary[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        if isinstance(node, ast.Name):
+            return names[node.id]
+        raise TypeError(f"{type(node).__name__} is not part of the equations FL_Math reads")
+
+    return value(ast.parse(equation, mode="eval").body)
+
+
+class FillMath(Node):
+    """The equation's value as an INT (cut toward zero) and a FLOAT. The equation may use A, B, C,
+    numbers, + - * / ** and unary minus, as the pack's. As in the pack, an equation it can't work
+    out (another name or operator, a division by zero, a result too large or not real) gives 0 and
+    0.0; here with a warning that says why. Integer powers beyond 65,536 bits count as too large
+    (the pack would compute 9 ** 9 ** 9 for ever); equations over 10,000 characters are refused."""
+    category = "🏵️Fill Nodes/math"
+    A: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
+    B: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
+    C: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
+    equation: str = Text("A + B * C", multiline=True)
+    outputs = {"INT": INT, "FLOAT": FLOAT}
+    display_name = "FL Math"
+    comfy = ComfyAlias(("FL_Math",))
+
+    def run(self):
+        if len(self.equation) > MOST_EQUATION:
+            raise NodeInputError("equation", f"{len(self.equation)} characters: at most {MOST_EQUATION}")
+        try:
+            result = equation_value(self.equation, {"A": self.A, "B": self.B, "C": self.C})
+            return int(result), float(result)
+        except (ValueError, TypeError, ArithmeticError, RecursionError, KeyError, SyntaxError, MemoryError) as e:
+            warn(f"equation {self.equation!r} gives 0: {type(e).__name__}: {e}")
+            return 0, 0.0
+
+
+# -- VFX -------------------------------------------------------------------------------------------
+
+
+def halftone(gray, dot_size: int, dot_spacing: int):
+    """FL_HalftonePattern on one grey picture (float64 [H, W]): white, with a black disc in each
+    dot_spacing cell, of radius int((1 - the cell's mean) · dot_size / 2), centred at the cell's
+    corner + dot_spacing // 2. A disc cut by the top or left edge keeps its first rows / columns
+    (it shifts up / left), as the pack crops it."""
+    import numpy as np
+    height, width = gray.shape
+    out = np.ones((height, width), dtype=np.float32)
+    discs = {}
+    for y in range(0, height, dot_spacing):
+        check_interrupted()
+        for x in range(0, width, dot_spacing):
+            radius = int((1 - np.mean(gray[y:y + dot_spacing, x:x + dot_spacing])) * dot_size / 2)
+            if radius < 0:
+                continue  # a cell brighter than white: the pack's slice fails and it draws nothing
+            if radius not in discs:
+                dy, dx = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+                discs[radius] = dx ** 2 + dy ** 2 <= radius ** 2
+            cy, cx = y + dot_spacing // 2, x + dot_spacing // 2
+            top, bottom = max(0, cy - radius), min(height, cy + radius + 1)
+            left, right = max(0, cx - radius), min(width, cx + radius + 1)
+            if bottom > top and right > left:
+                out[top:bottom, left:right][discs[radius][:bottom - top, :right - left]] = 0
+    return out
+
+
+class FillHalftonePattern(Node):
+    """A black-and-white halftone: the picture's grey (0.299 R + 0.587 G + 0.114 B) as discs on a
+    dot_spacing grid, darker cells bigger discs (up to dot_size across). Gives an RGB grey picture.
+    Discs at the top and left edges are cropped from their first rows and columns, as the pack
+    crops them (they shift a little up / left where a big disc passes the edge)."""
+    category = VFX
+    images: IMAGE
+    dot_size: int = Int(5, min=1, max=20)
+    dot_spacing: int = Int(10, min=5, max=50)
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL Halftone"
+    comfy = ComfyAlias(("FL_HalftonePattern",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        images = _image(self.images, "images")
+        _channels(images, "images", (3, 4))
+        out = []
+        for image in images:
+            gray = np.dot(image.detach().cpu().float().numpy()[..., :3], [0.299, 0.587, 0.114])
+            dots = halftone(gray, self.dot_size, self.dot_spacing)
+            out.append(torch.from_numpy(np.stack([dots] * 3, axis=-1)))
+        return torch.stack(out)
+
+
+def saturation(levels):
+    """HSV saturation of uint8 RGB levels, as colorsys.rgb_to_hsv gives it on levels / 255."""
+    import numpy as np
+    rgb = levels.astype(np.float64) / 255.0
+    top, bottom = rgb.max(axis=-1), rgb.min(axis=-1)
+    return np.where(top == bottom, 0.0, (top - bottom) / np.where(top == 0, 1.0, top))
+
+
+def sort_spans(levels, threshold: float, smoothing: float):
+    """FL_PixelSort on uint8 RGB levels [H, W, 3] (already turned): each row cut where the
+    smoothed edge map is nonzero, each span between two cuts sorted by saturation (numpy's
+    argsort, as the pack's)."""
+    import numpy as np
+    height, width = levels.shape[:2]
+    key = saturation(levels)
+    bright = key > threshold
+    # an edge where a row stops being bright down a column (the pack convolves each column with [-1, 1])
+    edges = np.zeros((height, width), dtype=np.int64)
+    edges[1:] = bright[:-1] & ~bright[1:]
+    # a box of int(smoothing · width) over the picture read row after row (spilling across row ends, as
+    # the pack's flattened convolution does); a zero-wide box leaves the edges as they are (the pack fails)
+    box = int(smoothing * width)
+    if box > 0:
+        flat = np.concatenate([[0], np.cumsum(edges.ravel())])
+        index = np.arange(flat.size - 1)
+        ends = np.minimum(index + (box - 1) // 2 + 1, flat.size - 1)
+        edges = (flat[ends] - flat[np.maximum(index - box // 2, 0)]).reshape(height, width)
+    out = levels.copy()
+    for row in range(height):
+        check_interrupted()
+        cuts = np.flatnonzero(edges[row])
+        if cuts.size == 0:
+            continue
+        order = np.arange(width)
+        bounds = np.append(cuts, width)
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            if end - start > 1:
+                order[start:end] = np.argsort(key[row, start:end]) + start
+        out[row] = levels[row, order]
+    return out
+
+
+class FillPixelSort(Node):
+    """Pixel sorting by saturation: where a column's saturation drops below threshold (going down)
+    an edge is marked; the edges are smeared over smoothing × width pixels read row after row; each
+    row's spans between marks are sorted by saturation. rotation turns the picture by 90° that many
+    times first (and back after), so the sort runs along another direction. direction is read but
+    unused, as in the pack. Gives RGB; an RGBA picture's alpha is dropped (the pack fails on it).
+    smoothing 0 (a box under one pixel) sorts between the raw edges, where the pack fails."""
+    category = VFX
+    images: IMAGE
+    direction: str = Choice(["Horizontal", "Vertical"], "Horizontal")
+    threshold: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    smoothing: float = Float(0.1, min=0.0, max=1.0, step=0.01)
+    rotation: int = Int(0, min=0, max=3)
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL PixelSort"
+    comfy = ComfyAlias(("FL_PixelSort",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        images = _image(self.images, "images")
+        _channels(images, "images", (3, 4))
+        out = []
+        for image in images:
+            levels = np.rot90(_levels(image[..., :3]), self.rotation)
+            done = np.rot90(sort_spans(np.ascontiguousarray(levels), self.threshold, self.smoothing), -self.rotation)
+            out.append(torch.from_numpy(np.ascontiguousarray(done).astype(np.float32) / 255.0))
+        return torch.stack(out)
+
+
+class FillImagePixelator(Node):
+    """The pack's pixelator: each image shrunk by scale_factor (nearest) and grown back, then its
+    morphological gradient (dilation - erosion, a kernel_size square) - bright outlines on black.
+    As the pack does, the shrink reads the [H, W, C] picture as if it were [C, H, W]: it pixelates
+    the width and the colour channels (all three become the red one) and leaves the height; these
+    nodes give that same picture. modulation varies the scale over the batch: image i (from 0) of
+    n uses scale_factor · (1 + modulation · sin(2π i / n)); the pack counts i on across runs of the
+    same node, here each run starts at 0. kernel_size starts at 1 (0 fails in the pack)."""
+    category = VFX
+    image: IMAGE
+    scale_factor: float = Float(0.05, min=0.01, max=0.2, step=0.01)
+    kernel_size: int = Int(3, min=1, max=10)
+    modulation: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL Image Pixelator"
+    comfy = ComfyAlias(("FL_ImagePixelator",))
+
+    def run(self):
+        import math
+        import torch
+        import torch.nn.functional as F
+        from nodes.image_ops import morphology
+        images = _image(self.image, "image")
+        out = []
+        for index, image in enumerate(images):
+            check_interrupted()
+            wave = torch.sin(2 * math.pi * torch.tensor(index / images.shape[0])).item()
+            scale = self.scale_factor * (1 + self.modulation * wave)
+            # the pack's [1, H, W, C] taken as [N, C, H, W]: W and C are the "height" and "width" resized
+            planes = image[None].float()
+            small = (max(1, int(planes.shape[2] * scale)), max(1, int(planes.shape[3] * scale)))
+            blocky = F.interpolate(F.interpolate(planes, size=small, mode="nearest"), size=planes.shape[2:],
+                                   mode="nearest")
+            out.append(morphology(blocky.movedim(-1, 1), "gradient", self.kernel_size).movedim(1, -1)[0])
+        return torch.stack(out).to(images.dtype)
+
+
+def _column_channel_grid(image):
+    """One image [H, W, C] as the pack's dither sees it: a grid of (column, channel) cells, each a
+    vector down the rows, [W, C, H] (it reads [1, H, W, C] as [B, C, H, W])."""
+    return image.permute(1, 2, 0)
+
+
+def _from_grid(grid):
+    return grid.permute(2, 0, 1)
+
+
+def dither(image, method: str, colors: int, generator):
+    """FL_Dither on one [H, W, C] float image, on the pack's (column, channel) grid."""
+    import torch
+    steps = colors - 1
+    grid = _column_channel_grid(image).clone()
+    columns, channels = grid.shape[:2]
+    if method == "Floyd-Steinberg":
+        for y in range(columns):
+            check_interrupted()
+            for x in range(channels):
+                old = grid[y, x].clone()
+                new = torch.round(old * steps) / steps
+                grid[y, x] = new
+                error = old - new
+                if x + 1 < channels:
+                    grid[y, x + 1] += error * 7 / 16
+                if y + 1 < columns:
+                    if x > 0:
+                        grid[y + 1, x - 1] += error * 3 / 16
+                    grid[y + 1, x] += error * 5 / 16
+                    if x + 1 < channels:
+                        grid[y + 1, x + 1] += error * 1 / 16
+        return _from_grid(grid)
+    if method == "Random":
+        noise = torch.rand(image.shape, generator=generator, dtype=image.dtype) / (colors * 2)
+        return torch.floor((image + noise.to(image.device)) * steps) / steps
+    bayer = torch.tensor(BAYER, dtype=image.dtype, device=image.device) / 16.0
+    rows = torch.arange(columns, device=image.device) % 4
+    cols = torch.arange(channels, device=image.device) % 4
+    thresholds = bayer[rows[:, None], cols[None, :]][..., None]  # one a (column, channel) cell
+    if method == "Ordered":
+        return _from_grid(torch.floor((grid + thresholds / colors) * steps) / steps)
+    quantized = torch.round(grid * steps) / steps
+    return _from_grid(torch.where(grid > thresholds, quantized + 1 / steps, quantized).clamp(0, 1))
+
+
+class FillDither(Node):
+    """Dithering to num_colors levels a channel: Floyd-Steinberg error diffusion, Random noise,
+    Ordered (a 4 × 4 Bayer threshold added) or Bayer (a level up where the picture passes the
+    threshold). As the pack does, it reads the [H, W, C] picture as if it were [C, H, W]: the
+    error spreads from each column to the next and across the colour channels (not to the pixel
+    below), and the Bayer thresholds vary with the column and channel, not the row; these nodes
+    give that same picture, unclamped but for Bayer, as the pack. Random draws from a generator
+    seeded at 0 each run (the pack's draw is unseeded): the pack's picture after
+    torch.manual_seed(0), one draw an image."""
+    category = VFX
+    images: IMAGE
+    dither_method: str = Choice(["Floyd-Steinberg", "Random", "Ordered", "Bayer"], "Floyd-Steinberg")
+    num_colors: int = Int(2, min=2, max=256)
+    outputs = {"IMAGE": IMAGE}
+    display_name = "FL Dither"
+    comfy = ComfyAlias(("FL_Dither",))
+
+    def run(self):
+        import torch
+        images = _image(self.images, "images")
+        generator = torch.Generator().manual_seed(0)
+        out = []
+        for image in images:
+            check_interrupted()
+            out.append(dither(image, self.dither_method, self.num_colors, generator))
+        return torch.stack(out)

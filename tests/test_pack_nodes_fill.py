@@ -1,0 +1,392 @@
+"""filliptm's ComfyUI_Fill-Nodes, round 1 (nodes/pack_nodes_fill.py): each node against an independent
+reference (the pack's formulas written out here loop by loop, as its code runs them on the [B, C, H, W]
+reading it makes of an image; colorsys, kornia, numpy's convolve, Python's own arithmetic); inputs and
+defaults against the pack's INPUT_TYPES; errors by input name; a UI-format save and an API prompt under
+the pack's class names."""
+
+from __future__ import annotations
+
+import colorsys
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow.comfy_format import LEFT_OUT, custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.server.comfyui_object_info import object_info
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def _images(seed=0, batch=2, height=12, width=16, channels=3):
+    return torch.rand(batch, height, width, channels, generator=torch.Generator().manual_seed(seed))
+
+
+def _refused(registry, node_type, input_name, match=None, **inputs):
+    with pytest.raises(NodeInputError, match=match) as caught:
+        call(registry, node_type, **inputs)
+    assert caught.value.input == input_name
+
+
+# -- inputs as the pack declares them --------------------------------------------------------------
+
+# class: [(input, type, default, min, max, step)] in INPUT_TYPES order (None where the pack gives none)
+PACK_INPUTS = {
+    "FL_Padding": [("image", "IMAGE", None, None, None, None)]
+    + [(f"padding_{side}", "INT", 0, 0, 4096, 1) for side in ("left", "right", "top", "bottom")]
+    + [(c, "INT", 255, 0, 255, 1) for c in ("red", "green", "blue")] + [("include_alpha", "BOOLEAN", False, None, None, None)],
+    "FL_ApplyMask": [("image", "IMAGE", None, None, None, None), ("mask", "MASK", None, None, None, None)],
+    "FL_ImageBatchToGrid": [("images", "IMAGE", None, None, None, None), ("images_per_row", "INT", 5, 1, 20, 1)],
+    "FL_ImageDimensionDisplay": [("image", "IMAGE", None, None, None, None)],
+    "FL_ColorPicker": [("selected_color", "STRING", "#FF0000", None, None, None)],
+    "FL_Switch": [("switch", "BOOLEAN", False, None, None, None), ("on_false", "*", None, None, None, None),
+                  ("on_true", "*", None, None, None, None)],
+    "FL_Math": [(n, "FLOAT", 0, -1000000, 1000000, 0.01) for n in "ABC"]
+    + [("equation", "STRING", "A + B * C", None, None, None)],
+    "FL_HalftonePattern": [("images", "IMAGE", None, None, None, None), ("dot_size", "INT", 5, 1, 20, 1),
+                           ("dot_spacing", "INT", 10, 5, 50, 1)],
+    "FL_PixelSort": [("images", "IMAGE", None, None, None, None),
+                     ("direction", ["Horizontal", "Vertical"], None, None, None, None),
+                     ("threshold", "FLOAT", 0.5, 0.0, 1.0, 0.01), ("smoothing", "FLOAT", 0.1, 0.0, 1.0, 0.01),
+                     ("rotation", "INT", 0, 0, 3, 1)],
+    # kernel_size: the pack gives no min (ours is 1: kornia fails on 0)
+    "FL_ImagePixelator": [("image", "IMAGE", None, None, None, None), ("scale_factor", "FLOAT", 0.05, 0.01, 0.2, 0.01),
+                          ("kernel_size", "INT", 3, 1, 10, 1), ("modulation", "FLOAT", 0.0, 0.0, 1.0, 0.01)],
+    "FL_Dither": [("images", "IMAGE", None, None, None, None),
+                  ("dither_method", ["Floyd-Steinberg", "Random", "Ordered", "Bayer"], None, None, None, None),
+                  ("num_colors", "INT", 2, 2, 256, 1)],
+}
+PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
+                "FL_Math": ["INT", "FLOAT"]}
+
+
+def test_inputs_and_outputs_are_the_packs(registry):
+    info = object_info(registry)
+    for name, inputs in PACK_INPUTS.items():
+        entry = info[name]
+        order = entry["input_order"].get("required", []) + entry["input_order"].get("optional", [])
+        assert order == [i[0] for i in inputs], name
+        declared = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}
+        for input_name, kind, default, low, high, step in inputs:
+            spec = declared[input_name]
+            assert spec[0] == kind, (name, input_name)
+            options = spec[1] if len(spec) > 1 else {}
+            for key, want in (("default", default), ("min", low), ("max", high), ("step", step)):
+                if want is not None:
+                    assert options.get(key) == want, (name, input_name, key)
+        assert entry["output"] == PACK_OUTPUTS.get(name, ["IMAGE"]), name
+        assert entry["category"].startswith("🏵️Fill Nodes/"), name
+
+
+# -- utilities -------------------------------------------------------------------------------------
+
+
+def test_padding_puts_the_picture_on_an_opaque_border(registry):
+    images = _images()
+    out = call(registry, "FillPadding", image=images, padding_left=3, padding_right=1, padding_top=2,
+               padding_bottom=4, red=10, green=20, blue=30, include_alpha=True)
+    assert out.shape == (2, 18, 20, 4)
+    border = torch.tensor([10, 20, 30, 255]) / 255.0
+    assert torch.equal(out[:, :2].reshape(-1, 4), border.expand(2 * 2 * 20, 4))
+    assert torch.equal(out[:, :, :3].reshape(-1, 4), border.expand(2 * 18 * 3, 4))
+    assert torch.equal(out[:, 2:14, 3:19, :3], images) and bool((out[:, 2:14, 3:19, 3] == 1).all())
+    rgb = call(registry, "FillPadding", image=images, padding_right=2)
+    assert rgb.shape == (2, 12, 18, 3) and bool((rgb[:, :, 16:] == 1).all())
+    one = call(registry, "FillPadding", image=images[..., :1], padding_top=1, include_alpha=True)
+    assert torch.equal(one[:, 1:], images[..., :1].expand(-1, -1, -1, 4))  # repeated into all four, as the pack
+    estimate = registry.get("FillPadding").estimate({"padding_left": 3, "padding_right": 1, "padding_top": 2,
+                                                     "padding_bottom": 4}, {"image": _size(2, 12, 16)})
+    assert (estimate.size.batch, estimate.size.height, estimate.size.width) == (2, 18, 20)
+    _refused(registry, "FillPadding", "image", image=images[..., :2])
+
+
+def _size(batch, height, width):
+    from graphflow.api import Size
+    return Size(batch, height, width)
+
+
+def test_apply_mask_sets_alpha(registry):
+    images = _images()
+    mask = torch.rand(1, 12, 16)
+    out = call(registry, "FillApplyMask", image=images, mask=mask)
+    assert torch.equal(out[..., :3], images) and torch.equal(out[..., 3], mask.expand(2, -1, -1))
+    # a 0..255 mask of another size: nearest to the images' size, / 255
+    small = torch.tensor([[[0.0, 255.0], [51.0, 102.0]]])
+    resized = call(registry, "FillApplyMask", image=images[..., :3], mask=small)[0, ..., 3]
+    rows, cols = np.floor(np.arange(12) * 2 / 12).astype(int), np.floor(np.arange(16) * 2 / 16).astype(int)
+    assert torch.equal(resized, small[0][rows][:, cols] / 255.0)
+    rgba = torch.cat([images, torch.zeros(2, 12, 16, 1)], -1)
+    replaced = call(registry, "FillApplyMask", image=rgba, mask=mask)
+    assert torch.equal(replaced[..., 3], mask.expand(2, -1, -1)) and bool((rgba[..., 3] == 0).all())
+    _refused(registry, "FillApplyMask", "mask", image=images, mask=torch.rand(3, 12, 16))
+
+
+def test_batch_to_grid(registry):
+    images = _images(batch=5, height=4, width=6)
+    grid = call(registry, "FillImageBatchToGrid", images=images, images_per_row=3)
+    assert grid.shape == (1, 8, 18, 3)
+    for index in range(5):
+        row, column = divmod(index, 3)
+        assert torch.equal(grid[0, row * 4:row * 4 + 4, column * 6:column * 6 + 6], images[index])
+    assert bool((grid[0, 4:, 12:] == 0).all())
+    wide = call(registry, "FillImageBatchToGrid", images=images[:2], images_per_row=4)
+    assert wide.shape == (1, 4, 24, 3) and bool((wide[0, :, 12:] == 0).all())
+
+
+def test_size_text_color_and_switch(registry):
+    assert call(registry, "FillImageDimensionDisplay", image=_images(height=7, width=9)) == "Width: 9, Height: 7"
+    assert call(registry, "FillColorPicker", selected_color="#12ab34") == "#12ab34"
+    assert call(registry, "FillSwitch", switch=True, on_true="yes", on_false="no") == "yes"
+    assert call(registry, "FillSwitch", switch=False, on_true="yes", on_false="no") == "no"
+    assert call(registry, "FillSwitch", switch=False, on_false=3) == 3
+    _refused(registry, "FillSwitch", "on_true", switch=True, on_false=3)
+
+
+@pytest.mark.parametrize("equation, a, b, c", [
+    ("A + B * C", 1.5, 2.0, -3.25), ("(A - B) / C", 7.0, 2.0, 4.0), ("-A ** 2 + 2 ** 10", 3.0, 0.0, 0.0),
+    ("A / B", 1.0, 3.0, 0.0), ("-(A*B) - C*C*C", -12.5, 0.5, 100.0), ("2 ** 100 / 2 ** 98", 0.0, 0.0, 0.0)])
+def test_math_gives_pythons_value(registry, equation, a, b, c):
+    want = eval(equation, {"__builtins__": {}}, {"A": a, "B": b, "C": c})  # the test's own reference: Python's
+    assert call(registry, "FillMath", equation=equation, A=a, B=b, C=c) == (int(want), float(want))
+
+
+@pytest.mark.parametrize("equation", ["A / 0", "D + 1", "A % 2", "abs(A)", "(-8.0) ** 0.5", "9 ** 9 ** 9",
+                                      "2.0 ** 5000", "A +", "1j", "True + 1"])
+def test_math_gives_zero_where_the_pack_does(registry, equation):
+    assert call(registry, "FillMath", equation=equation, A=2.0) == (0, 0.0)
+
+
+def test_math_refuses_an_overlong_equation(registry):
+    _refused(registry, "FillMath", "equation", equation="1+" * 5000 + "1")
+
+
+# -- VFX -------------------------------------------------------------------------------------------
+
+
+def _pack_halftone(image, dot_size, dot_spacing):
+    """FL_HalftonePattern written out: a disc per cell, cropped from its first rows / columns."""
+    img = image.numpy().astype(np.float64)  # the pack's np.dot with a list of Python floats works in float64
+    gray = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+    height, width = gray.shape
+    out = np.ones((height, width), dtype=np.float32)
+    for y in range(0, height, dot_spacing):
+        for x in range(0, width, dot_spacing):
+            r = int((1 - gray[y:y + dot_spacing, x:x + dot_spacing].mean()) * dot_size / 2)
+            cy, cx = y + dot_spacing // 2, x + dot_spacing // 2
+            disc = [[(i - r) ** 2 + (j - r) ** 2 <= r * r for j in range(2 * r + 1)] for i in range(2 * r + 1)]
+            y0, y1, x0, x1 = max(0, cy - r), min(height, cy + r + 1), max(0, cx - r), min(width, cx + r + 1)
+            for i in range(y1 - y0):
+                for j in range(x1 - x0):
+                    if disc[i][j]:
+                        out[y0 + i, x0 + j] = 0
+    return torch.from_numpy(np.stack([out] * 3, -1))
+
+
+@pytest.mark.parametrize("dot_size, dot_spacing", [(5, 10), (20, 5), (9, 7)])
+def test_halftone(registry, dot_size, dot_spacing):
+    images = _images(3, height=23, width=31)
+    out = call(registry, "FillHalftonePattern", images=images, dot_size=dot_size, dot_spacing=dot_spacing)
+    want = torch.stack([_pack_halftone(image, dot_size, dot_spacing) for image in images])
+    assert torch.equal(out, want)
+    assert bool((out == 0).any()) and bool((out == 1).any())
+
+
+def _pack_pixel_sort(image, threshold, smoothing, rotation):
+    """FL_PixelSort written out: colorsys saturation, numpy's convolutions, a split and argsort a row."""
+    pixels = np.rot90(np.clip(image.numpy() * 255.0, 0, 255).astype(np.uint8), rotation).copy()
+    height, width = pixels.shape[:2]
+    values = np.array([[colorsys.rgb_to_hsv(*(pixels[y, x] / 255.0))[1] for x in range(width)]
+                       for y in range(height)])
+    bright = values > threshold
+    edges = np.stack([np.convolve(bright[:, x], [-1, 1], "same") for x in range(width)], axis=1)
+    edges = np.clip(edges, 0, 1)
+    box = int(smoothing * width)
+    if box:
+        edges = np.convolve(edges.flatten(), np.ones(box), "same").reshape(edges.shape)
+    out = pixels.copy()
+    for row in range(height):
+        cuts = np.flatnonzero(edges[row])
+        pieces = np.split(values[row], cuts)
+        order = [np.arange(pieces[0].size)] + [np.argsort(p) + cuts[i] for i, p in enumerate(pieces[1:])]
+        out[row] = pixels[row, np.concatenate(order).astype(int)]
+    return torch.from_numpy(np.rot90(out, -rotation).astype(np.float32) / 255.0)
+
+
+@pytest.mark.parametrize("threshold, smoothing, rotation", [(0.5, 0.1, 0), (0.3, 0.25, 1), (0.6, 0.5, 2),
+                                                             (0.4, 0.0, 3)])
+def test_pixel_sort(registry, threshold, smoothing, rotation):
+    # blocks of colour, so that runs of equal saturation make ties for argsort too
+    images = torch.rand(2, 6, 8, 3, generator=torch.Generator().manual_seed(5)).repeat_interleave(3, 1)
+    images = images.repeat_interleave(2, 2)[:, :17, :15]
+    out = call(registry, "FillPixelSort", images=images, threshold=threshold, smoothing=smoothing, rotation=rotation)
+    want = torch.stack([_pack_pixel_sort(image, threshold, smoothing, rotation) for image in images])
+    assert out.shape == images.shape and torch.equal(out, want)
+    levels = (images * 255).to(torch.uint8).float() / 255
+    assert not torch.equal(out, levels)  # something moved
+    # each row (of the turned picture) keeps its pixels, reordered
+    def colours(x):
+        codes = torch.round(torch.rot90(x, rotation, (1, 2)) * 255).long() @ torch.tensor([65536, 256, 1])
+        return codes.sort(dim=-1).values
+    assert torch.equal(colours(out), colours(levels))
+
+
+def test_pixel_sort_drops_alpha(registry):
+    images = _images(4, channels=4)
+    out = call(registry, "FillPixelSort", images=images)
+    assert torch.equal(out, call(registry, "FillPixelSort", images=images[..., :3]))
+    _refused(registry, "FillPixelSort", "images", images=images[..., :1])
+
+
+def _pack_pixelate(image, scale, kernel):
+    """FL_ImagePixelator written out: nearest by index (floor(i · in / out)) over the [1, H, W, C] read
+    as [N, C, H, W], then kornia's morphological gradient on the true channels."""
+    kornia = pytest.importorskip("kornia")
+    planes = image.numpy()  # [H, W, C]
+    _, width, channels = planes.shape
+    small = (max(1, int(width * scale)), max(1, int(channels * scale)))
+
+    def nearest(a, size, axis):
+        index = np.floor(np.arange(size) * (a.shape[axis] / size)).astype(int)
+        return np.take(a, np.minimum(index, a.shape[axis] - 1), axis=axis)
+
+    shrunk = nearest(nearest(planes, small[0], 1), small[1], 2)
+    grown = nearest(nearest(shrunk, width, 1), channels, 2)
+    x = torch.from_numpy(np.ascontiguousarray(grown)).movedim(-1, 0)[None]
+    return kornia.morphology.gradient(x, torch.ones(kernel, kernel))[0].movedim(0, -1)
+
+
+@pytest.mark.parametrize("scale, kernel, modulation", [(0.05, 3, 0.0), (0.2, 4, 0.5), (0.13, 1, 1.0)])
+def test_pixelator(registry, scale, kernel, modulation):
+    images = _images(6, batch=3, height=10, width=40)
+    out = call(registry, "FillImagePixelator", image=images, scale_factor=scale, kernel_size=kernel,
+               modulation=modulation)
+    for index, image in enumerate(images):
+        factor = 1 + modulation * math.sin(2 * math.pi * index / 3)
+        assert torch.allclose(out[index], _pack_pixelate(image, scale * factor, kernel), atol=1e-6), index
+    if kernel > 1:
+        # the pack's picture: every channel the red one, each row its own (the height is not pixelated)
+        assert torch.equal(out[..., 0], out[..., 1]) and torch.equal(out[..., 0], out[..., 2])
+
+
+def _bayer(y, x):
+    return ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))[y % 4][x % 4] / 16.0
+
+
+def _pack_dither(image, method, n, noise=None):
+    """FL_Dither written out element by element on the pack's reading of [1, H, W, C] as [B, C, H, W]:
+    its "rows" are the image's columns, its "columns" the colour channels."""
+    img = image.clone()[None]
+    h, w = img.shape[2], img.shape[3]
+    if method == "Floyd-Steinberg":
+        for y in range(h):
+            for x in range(w):
+                old = img[:, :, y, x].clone()
+                new = torch.round(old * (n - 1)) / (n - 1)
+                img[:, :, y, x] = new
+                err = old - new
+                for dy, dx, weight in ((0, 1, 7), (1, -1, 3), (1, 0, 5), (1, 1, 1)):
+                    if 0 <= y + dy < h and 0 <= x + dx < w:
+                        img[:, :, y + dy, x + dx] += err * weight / 16
+        return img[0]
+    if method == "Random":
+        return (torch.floor((img + noise / (n * 2)) * (n - 1)) / (n - 1))[0]
+    t = torch.tensor([[_bayer(y, x) for x in range(w)] for y in range(h)])
+    if method == "Ordered":
+        return (torch.floor((img + t / n) * (n - 1)) / (n - 1))[0]
+    q = torch.round(img * (n - 1)) / (n - 1)
+    return torch.where(img > t, q + 1 / (n - 1), q).clamp(0, 1)[0]
+
+
+@pytest.mark.parametrize("method", ["Floyd-Steinberg", "Random", "Ordered", "Bayer"])
+@pytest.mark.parametrize("colors", [2, 5])
+def test_dither(registry, method, colors):
+    images = _images(7, height=6, width=9)
+    out = call(registry, "FillDither", images=images, dither_method=method, num_colors=colors)
+    generator = torch.Generator().manual_seed(0)
+    noises = [torch.rand(image.shape, generator=generator)[None] for image in images]
+    want = torch.stack([_pack_dither(image, method, colors, noise) for image, noise in zip(images, noises)])
+    assert torch.allclose(out, want, atol=1e-6)
+    levels = torch.round(out * (colors - 1))
+    assert torch.allclose(out * (colors - 1), levels, atol=1e-5)  # on the levels
+
+
+# -- workflows -------------------------------------------------------------------------------------
+
+
+def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
+    nodes = [
+        ui_node(1, "EmptyImage", [20, 16, 3, 0x4080c0], outputs=[("IMAGE", "IMAGE", [1, 5])]),
+        ui_node(2, "FL_Padding", [2, 2, 1, 1, 0, 0, 0, True], [("image", "IMAGE", 1, False)],
+                [("IMAGE", "IMAGE", [2])]),
+        ui_node(3, "FL_Dither", ["Bayer", 4], [("images", "IMAGE", 2, False)], [("IMAGE", "IMAGE", [3])]),
+        ui_node(4, "FL_ImageBatchToGrid", [2], [("images", "IMAGE", 3, False)], [("IMAGE", "IMAGE", [4])]),
+        ui_node(5, "FL_ImageDimensionDisplay", [], [("image", "IMAGE", 4, False)], [("STRING", "STRING", [])]),
+        ui_node(6, "FL_HalftonePattern", [4, 6], [("images", "IMAGE", 5, False)], [("IMAGE", "IMAGE", [])]),
+        ui_node(7, "FL_Math", [2.5, 4.0, 1.0, "A * B - C"], outputs=[("INT", "INT", []), ("FLOAT", "FLOAT", [])]),
+        ui_node(8, "FL_PixelSort", ["Vertical", 0.4, 0.2, 1], [("images", "IMAGE", 6, False)],
+                [("IMAGE", "IMAGE", [])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 4, 0, 5, 0, "IMAGE"],
+             [5, 1, 0, 6, 0, "IMAGE"], [6, 2, 0, 8, 0, "IMAGE"]]
+    graph = ui_graph(nodes, links)
+    values = run_graph(registry, graph, ["5", "6", "7", "8"]).values
+    empty = values["1"][0]
+    padded = call(registry, "FillPadding", image=empty, padding_left=2, padding_right=2, padding_top=1,
+                  padding_bottom=1, red=0, green=0, blue=0, include_alpha=True)
+    assert torch.equal(values["2"][0], padded)
+    assert torch.equal(values["3"][0], call(registry, "FillDither", images=padded, dither_method="Bayer", num_colors=4))
+    assert values["4"][0].shape == (1, 36, 48, 4)
+    assert values["5"][0] == "Width: 48, Height: 36"
+    assert torch.equal(values["6"][0], torch.stack([_pack_halftone(image, 4, 6) for image in empty]))
+    assert tuple(values["7"]) == (9, 9.0)
+    assert torch.equal(values["8"][0], torch.stack([_pack_pixel_sort(i[..., :3], 0.4, 0.2, 1) for i in padded]))
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    for node in nodes:
+        assert saved[node["id"]]["type"] == node["type"]
+        assert saved[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
+
+
+API_PROMPT = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 12, "height": 8, "batch_size": 2, "color": 0x336699}},
+    "2": {"class_type": "SolidMask", "inputs": {"value": 0.25, "width": 6, "height": 4}},
+    "3": {"class_type": "FL_ApplyMask", "inputs": {"image": ["1", 0], "mask": ["2", 0]}},
+    "4": {"class_type": "FL_Switch", "inputs": {"switch": True, "on_false": ["1", 0], "on_true": ["3", 0]}},
+    "5": {"class_type": "FL_ImagePixelator", "inputs": {"image": ["4", 0], "scale_factor": 0.1, "kernel_size": 2,
+                                                        "modulation": 0.0}},
+    "6": {"class_type": "FL_ColorPicker", "inputs": {"selected_color": "#00FF00"}},
+    "7": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+}
+
+
+def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry):
+    values = {k: v[0] for k, v in run_graph(registry, API_PROMPT, ["6", "7"]).values.items() if v}
+    assert values["3"].shape == (2, 8, 12, 4) and bool((values["3"][..., 3] == 0.25).all())
+    assert values["4"] is values["3"]
+    assert values["5"].shape == (2, 8, 12, 4) and values["6"] == "#00FF00"
+    api = export_api(parse_workflow(API_PROMPT, registry), registry)
+    for node_id, entry in API_PROMPT.items():
+        assert api[node_id]["class_type"] == entry["class_type"]
+        assert api[node_id]["inputs"] == entry["inputs"], node_id
+
+
+def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
+    import nodes.pack_nodes_fill as fill
+    from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
+    ours = [cls for cls in registry if cls.__module__ == fill.__name__]
+    assert len(ours) == len(PACK_INPUTS) == 11
+    for cls in ours:
+        name = cls.comfy.class_types[0]
+        assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
+    for name in (*FILL_LEFT_OUT, *FILL_LATER):
+        assert custom_pack(name) == "ComfyUI_Fill-Nodes" and registry.comfy_node(name) is None, name
+    assert LEFT_OUT["FL_Glitch"] == FILL_LEFT_OUT["FL_Glitch"] and "glitch_this" in LEFT_OUT["FL_Glitch"]
+    assert not set(FILL_LEFT_OUT) & set(FILL_LATER) and not set(PACK_INPUTS) & (set(FILL_LATER) | set(FILL_LEFT_OUT))
