@@ -246,9 +246,9 @@ FILL_LEFT_OUT = {
     "FL_OllamaCaptioner": "it asks an Ollama server's language model for captions",
     "FL_Glitch": "it needs the glitch_this package, which graphflow does not declare",
 }
-FILL_LATER = ("FL_ImageRandomizer", "FL_ImageCaptionSaver", "FL_VideoCaptionSaver", "FL_CodeNode", "FL_ImageAddToBatch",
+FILL_LATER = ("FL_ImageCaptionSaver", "FL_VideoCaptionSaver", "FL_CodeNode",
               "FL_DirectoryCrawl", "FL_Ascii", "FL_Ripple", "FL_HexagonalPattern", "FL_NFTGenerator", "FL_RandomNumber",
-              "FL_PromptSelector", "FL_Shadertoy", "FL_PixelArtShader", "FL_InfiniteZoom", "FL_PaperDrawn",
+              "FL_Shadertoy", "FL_PixelArtShader", "FL_InfiniteZoom", "FL_PaperDrawn",
               "FL_ImageNotes", "FL_ImageCollage", "FL_KsamplerSettings", "FL_RetroEffect", "FL_InpaintCrop",
               "FL_Inpaint_Stitch", "FL_SDUltimate_Slices", "FL_BatchAlign", "FL_VideoRecompose", "FL_VideoCropMask",
               "FL_SeparateMaskComponents", "FL_PasteOnCanvas", "FL_BulletHellGame", "FL_TetrisGame",

@@ -7,11 +7,13 @@ FL_Image_Pixelator.py 8716aa7286ead65e72c24d1c0809f66c4deda696, FL_Switch.py
 bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
 13509480ac9c597d4cb75c6004194acc62888e3b, FL_ColorPicker.py 40d4853393652bdd12f0693145b18bf64aa370e6,
 FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
-469d0c28b538720149487095251f140f23f0bac8; the class list from __init__.py at
+469d0c28b538720149487095251f140f23f0bac8, FL_Image_AddToBatch.py 5d0429a3a04f96c28290b7f4699b67513f33f126,
+FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomizer.py
+13509480ac9c597d4cb75c6004194acc62888e3b; the class list from __init__.py at
 003fd21a70528c707c34178543948fa992458781.
 
-Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageDimensionDisplay, FL_ColorPicker,
-FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither (VFX).
+Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
+FL_ImageRandomizer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 from graphflow.api import (
     ANY, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError,
-    Size, Text, check_interrupted, warn,
+    Size, Text, check_interrupted, folders, safe_join, socket_type, warn,
 )
+from graphflow.folders import UnsafePathError
 from nodes.image import _image
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -34,6 +37,8 @@ VFX = "🏵️Fill Nodes/VFX"
 UTILITY = "🏵️Fill Nodes/utility"
 MOST_EQUATION = 10_000  # characters of an FL_Math equation (the pack takes any; ast's parser recurses on it)
 MOST_POWER_BITS = 1 << 16  # an integer power's bits beyond which FL_Math gives up (9**9**9 would hang the run)
+RANDOMIZER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # FL_ImageRandomizer's
+MOST_FOLDER_FILES = 100_000  # files FL_ImageRandomizer looks through (a folder tree can be a whole disk)
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -201,6 +206,141 @@ class FillSwitch(Node):
         if getattr(self, name) is None:
             raise NodeInputError(name, f"not connected, but switch is {self.switch}")
         return getattr(self, name)
+
+
+class FillImageAddToBatch(Node):
+    """images2 added after images1 in one batch. images2 of another size is resized to images1's,
+    as the pack does: bicubic where either side grows, else area averaging. The channels must match."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image Add To Batch"
+    images1: IMAGE
+    images2: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageAddToBatch",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        first, second = inputs.get("images1"), inputs.get("images2")
+        if first is None or second is None:
+            return Estimate(None)
+        return Estimate(Size(first.batch + second.batch, first.height, first.width))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        first, second = _image(self.images1, "images1"), _image(self.images2, "images2")
+        if first.shape[-1] != second.shape[-1]:
+            raise NodeInputError("images2", f"{second.shape[-1]} channels: images1 has {first.shape[-1]}")
+        height, width = first.shape[1:3]
+        if second.shape[1:3] != (height, width):
+            growing = height > second.shape[1] or width > second.shape[2]
+            planes = second.movedim(-1, 1)
+            if growing:
+                planes = F.interpolate(planes, size=(height, width), mode="bicubic", align_corners=False)
+            else:
+                planes = F.interpolate(planes, size=(height, width), mode="area")
+            second = planes.movedim(1, -1)
+        return torch.cat([first, second.to(first)])
+
+
+class FillPromptSelector(Node):
+    """Line `index` (from 0) of prompts, stripped, with prepend_text before it and append_text after
+    it (each stripped, joined by a space where not empty). An index past the last line is refused,
+    as in the pack."""
+    category = "🏵️Fill Nodes/Prompting"
+    display_name = "FL Prompt Selector"
+    prepend_text: str = Text("", multiline=True)
+    prompts: str = Text("", multiline=True)
+    append_text: str = Text("", multiline=True)
+    index: int = Int(0, min=0, max=6969)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_PromptSelector",))
+
+    def run(self):
+        lines = self.prompts.split("\n")
+        if self.index >= len(lines):
+            raise NodeInputError("index", f"{self.index}: prompts has {len(lines)} lines (0 to {len(lines) - 1})")
+        parts = [self.prepend_text.strip(), lines[self.index].strip(), self.append_text.strip()]
+        return " ".join([parts[0]] * bool(parts[0]) + [parts[1]] + [parts[2]] * bool(parts[2]))
+
+
+PATH = socket_type("PATH", "#a1887f", "A file's path as text (ComfyUI_Fill-Nodes' PATH)")
+
+
+def _randomizer_folder(directory_path: str):
+    """The folder FL_ImageRandomizer reads: inside the inputs folder (the pack reads any on disk)."""
+    if not directory_path.strip():
+        raise NodeInputError("directory_path", "give a folder inside the inputs folder")
+    try:
+        folder = safe_join(folders.inputs, directory_path.strip().replace("\\", "/").strip("/"))
+    except UnsafePathError:
+        raise NodeInputError("directory_path", f"{directory_path!r} is not inside the inputs folder; folders are read "
+                                               f"only there (the pack reads any folder on disk)") from None
+    if not folder.is_dir():
+        raise NodeInputError("directory_path", f"no folder {directory_path!r} in the inputs folder")
+    return folder
+
+
+def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
+    """FL_ImageRandomizer's pictures (.jpg .jpeg .png .bmp .gif, any case), sorted by path; the whole
+    tree below the folder with search_subdirectories (its linked folders not entered, as os.walk
+    does); links leading out of the inputs folder left out."""
+    import os
+    from pathlib import Path
+
+    from graphflow.folders import _stays_inside
+    from nodes.image import folder_files
+    folder = _randomizer_folder(directory_path)
+    if not search_subdirectories:
+        return folder_files(folder, RANDOMIZER_EXTENSIONS)
+    files, seen = [], 0
+    for root, _, names in os.walk(folder):
+        check_interrupted()
+        seen += len(names)
+        if seen > MOST_FOLDER_FILES:
+            raise NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files below {directory_path!r}: "
+                                                   "give a smaller folder")
+        files += [Path(root) / n for n in names if n.lower().endswith(RANDOMIZER_EXTENSIONS)]
+    return sorted(p for p in files if p.is_file() and _stays_inside(folders.inputs, p))
+
+
+class FillImageRandomizer(Node):
+    """One picture of a folder inside the inputs folder: file number seed % count of its .jpg, .jpeg,
+    .png, .bmp and .gif files sorted by path (search_subdirectories: the whole tree below it), as
+    RGB (its first frame, turned by its EXIF orientation), and its path (the folder joined with the
+    file's path in it; the pack gives the path on disk). Folders outside the inputs folder, and
+    links leading out of it, are left out (the pack reads any folder). A changed folder is read
+    again; the server's picture-size limit is checked before the file is decoded."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image Randomizer"
+    directory_path: str = Text("")
+    seed: int = Int(0, min=0, max=0xffffffffffffffff)
+    search_subdirectories: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE, "PATH": PATH}
+    comfy = ComfyAlias(("FL_ImageRandomizer",))
+
+    @classmethod
+    def fingerprint(cls, directory_path="", search_subdirectories=False, **widgets):
+        try:
+            return ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                            for p in randomizer_files(directory_path, search_subdirectories))
+        except (NodeInputError, OSError):
+            return "missing"
+
+    def run(self):
+        from nodes.image import _load_picture, check_folder_pictures
+        files = randomizer_files(self.directory_path, self.search_subdirectories)
+        if not files:
+            raise NodeInputError("directory_path", f"no .jpg, .jpeg, .png, .bmp or .gif pictures in "
+                                                   f"{self.directory_path!r}")
+        path = files[self.seed % len(files)]
+        check_folder_pictures([path], "seed", "directory_path")
+        shown = f"{self.directory_path.strip().strip('/')}/{path.relative_to(_randomizer_folder(self.directory_path)).as_posix()}"
+        try:
+            image, _ = _load_picture(path, shown, first_frame_only=True)
+        except NodeInputError as e:
+            raise NodeInputError("directory_path", str(e)) from None
+        return image[..., :3], shown
 
 
 # -- math ------------------------------------------------------------------------------------------

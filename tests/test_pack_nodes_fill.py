@@ -47,6 +47,12 @@ PACK_INPUTS = {
     "FL_ApplyMask": [("image", "IMAGE", None, None, None, None), ("mask", "MASK", None, None, None, None)],
     "FL_ImageBatchToGrid": [("images", "IMAGE", None, None, None, None), ("images_per_row", "INT", 5, 1, 20, 1)],
     "FL_ImageDimensionDisplay": [("image", "IMAGE", None, None, None, None)],
+    "FL_ImageAddToBatch": [("images1", "IMAGE", None, None, None, None), ("images2", "IMAGE", None, None, None, None)],
+    "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
+                          ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
+    "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
+                           ("seed", "INT", 0, 0, 0xffffffffffffffff, None),
+                           ("search_subdirectories", "BOOLEAN", False, None, None, None)],
     "FL_ColorPicker": [("selected_color", "STRING", "#FF0000", None, None, None)],
     "FL_Switch": [("switch", "BOOLEAN", False, None, None, None), ("on_false", "*", None, None, None, None),
                   ("on_true", "*", None, None, None, None)],
@@ -65,7 +71,8 @@ PACK_INPUTS = {
                   ("dither_method", ["Floyd-Steinberg", "Random", "Ordered", "Bayer"], None, None, None, None),
                   ("num_colors", "INT", 2, 2, 256, 1)],
 }
-PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
+PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_PromptSelector": ["STRING"],
+                "FL_ImageRandomizer": ["IMAGE", "PATH"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
                 "FL_Math": ["INT", "FLOAT"]}
 
 
@@ -149,6 +156,60 @@ def test_size_text_color_and_switch(registry):
     assert call(registry, "FillSwitch", switch=False, on_true="yes", on_false="no") == "no"
     assert call(registry, "FillSwitch", switch=False, on_false=3) == 3
     _refused(registry, "FillSwitch", "on_true", switch=True, on_false=3)
+
+
+def test_add_to_batch_resizes_the_second_as_the_pack(registry):
+    first, second = _images(1, batch=2, height=8, width=12), _images(2, batch=3, height=16, width=24)
+    out = call(registry, "FillImageAddToBatch", images1=first, images2=second)
+    # shrinking by 2: area averaging is the mean of each 2 × 2 block
+    blocks = second.reshape(3, 8, 2, 12, 2, 3).mean(dim=(2, 4))
+    assert out.shape == (5, 8, 12, 3) and torch.equal(out[:2], first) and torch.allclose(out[2:], blocks, atol=1e-6)
+    grown = call(registry, "FillImageAddToBatch", images1=second, images2=first)
+    want = torch.nn.functional.interpolate(first.movedim(-1, 1), size=(16, 24), mode="bicubic",
+                                           align_corners=False).movedim(1, -1)
+    assert torch.equal(grown[3:], want)
+    same = call(registry, "FillImageAddToBatch", images1=first, images2=first)
+    assert torch.equal(same, torch.cat([first, first]))
+    _refused(registry, "FillImageAddToBatch", "images2", images1=first, images2=first[..., :1])
+
+
+def test_prompt_selector(registry):
+    prompts = "  a cat \nthe dog\n\n  a bird"
+    assert call(registry, "FillPromptSelector", prompts=prompts, index=0) == "a cat"
+    assert call(registry, "FillPromptSelector", prepend_text=" photo of ", prompts=prompts, append_text="hd\n",
+                index=3) == "photo of a bird hd"
+    assert call(registry, "FillPromptSelector", prepend_text="x", prompts=prompts, index=2) == "x "
+    _refused(registry, "FillPromptSelector", "index", prompts=prompts, index=4)
+
+
+def test_image_randomizer_picks_seed_modulo_the_sorted_pictures(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    folder = tmp_folders.inputs / "pool"
+    (folder / "deep").mkdir(parents=True)
+    colours = {"b.png": 10, "a.JPG": 60, "c.bmp": 90, "deep/d.gif": 130}
+    for name, level in colours.items():
+        Image.new("RGB", (6, 5), (level, level, 0)).save(folder / name)
+    (folder / "notes.txt").write_text("not a picture")
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (6, 5), (250, 0, 0)).save(secret)
+    (folder / "e.png").symlink_to(secret)  # leads out of the inputs folder: left out
+    flat = ["a.JPG", "b.png", "c.bmp"]
+    tree = ["a.JPG", "b.png", "c.bmp", "deep/d.gif"]
+    for seed in range(7):
+        image, path = call(registry, "FillImageRandomizer", directory_path="pool", seed=seed)
+        assert path == "pool/" + flat[seed % 3]
+        assert image.shape == (1, 5, 6, 3)
+        assert abs(float(image[0, 0, 0, 0]) * 255 - colours[flat[seed % 3]]) < 3  # a JPEG is near its level
+        _, path = call(registry, "FillImageRandomizer", directory_path="pool/", seed=seed, search_subdirectories=True)
+        assert path == "pool/" + tree[seed % 4]
+    cls = registry.get("FillImageRandomizer")
+    before = cls.fingerprint(directory_path="pool", seed=0, search_subdirectories=False)
+    Image.new("RGB", (6, 5)).save(folder / "f.png")
+    assert cls.fingerprint(directory_path="pool", seed=0, search_subdirectories=False) != before
+    for bad in ("", "../", "/etc", "missing"):
+        _refused(registry, "FillImageRandomizer", "directory_path", directory_path=bad)
+    (folder / "empty").mkdir()
+    _refused(registry, "FillImageRandomizer", "directory_path", match="no .jpg", directory_path="pool/empty")
 
 
 @pytest.mark.parametrize("equation, a, b, c", [
@@ -382,7 +443,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 11
+    assert len(ours) == len(PACK_INPUTS) == 14
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
