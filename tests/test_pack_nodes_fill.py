@@ -451,3 +451,11 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
         assert custom_pack(name) == "ComfyUI_Fill-Nodes" and registry.comfy_node(name) is None, name
     assert LEFT_OUT["FL_Glitch"] == FILL_LEFT_OUT["FL_Glitch"] and "glitch_this" in LEFT_OUT["FL_Glitch"]
     assert not set(FILL_LEFT_OUT) & set(FILL_LATER) and not set(PACK_INPUTS) & (set(FILL_LATER) | set(FILL_LEFT_OUT))
+
+
+def test_a_left_out_class_is_named_with_why():
+    from graphflow.comfy_format import unknown_type_hint
+    assert "ComfyUI_Fill-Nodes" in unknown_type_hint("FL_Glitch") and "glitch_this" in unknown_type_hint("FL_Glitch")
+    assert "OpenAI" in unknown_type_hint("FL_Dalle3")
+    later = unknown_type_hint("FL_Ascii")
+    assert "ComfyUI_Fill-Nodes" in later and ":" not in later.split("graphflow's nodes")[-1]
