@@ -9,11 +9,12 @@ bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
 FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
 469d0c28b538720149487095251f140f23f0bac8, FL_Image_AddToBatch.py 5d0429a3a04f96c28290b7f4699b67513f33f126,
 FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomizer.py
-13509480ac9c597d4cb75c6004194acc62888e3b; the class list from __init__.py at
+13509480ac9c597d4cb75c6004194acc62888e3b, FL_RetroEffect.py (as the code index holds it; its PIL steps); the
+class list from __init__.py at
 003fd21a70528c707c34178543948fa992458781.
 
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
-FL_ImageRandomizer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither (VFX).
+FL_ImageRandomizer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -638,4 +639,44 @@ class FillDither(Node):
         for image in images:
             check_interrupted()
             out.append(dither(image, self.dither_method, self.num_colors, generator))
+        return torch.stack(out)
+
+
+class FillRetroEffect(Node):
+    """A retro look: red brightened by 1 + color_offset and blue darkened by 1 - color_offset (Pillow's
+    ImageEnhance.Brightness on each), then blended with grey Gaussian noise (128 + noise_strength ·
+    255 · N(0, 1), cut to 0..255) by noise_strength. scanline_strength and vignette_strength are read
+    but change nothing, as in the pack (it pastes the picture onto itself through those masks); the
+    vignette's large blur, whose result the pack throws away, is not made here. The pack's noise is
+    unseeded (Pillow's effect_noise); here it is drawn from a generator seeded at 0 each run, one
+    draw an image, so a run repeats itself. Gives RGB; an RGBA picture's alpha is dropped."""
+    category = VFX
+    display_name = "FL Retro Effect"
+    images: IMAGE
+    color_offset: float = Float(0.2, min=0.0, max=1.0, step=0.01)
+    scanline_strength: float = Float(0.5, min=0.0, max=1.0, step=0.01)
+    vignette_strength: float = Float(0.7, min=0.0, max=1.0, step=0.01)
+    noise_strength: float = Float(0.3, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_RetroEffect",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageEnhance
+        images = _image(self.images, "images")
+        _channels(images, "images", (3, 4))
+        draw = np.random.default_rng(0)
+        out = []
+        for image in images:
+            check_interrupted()
+            red, green, blue = Image.fromarray(_levels(image[..., :3]), "RGB").split()
+            red = ImageEnhance.Brightness(red).enhance(1 + self.color_offset)
+            blue = ImageEnhance.Brightness(blue).enhance(1 - self.color_offset)
+            picture = Image.merge("RGB", (red, green, blue))
+            sigma = self.noise_strength * 255
+            grey = np.clip(128 + sigma * draw.standard_normal(image.shape[:2]), 0, 255).astype(np.uint8)
+            noise = Image.fromarray(grey, "L").convert("RGB")
+            picture = Image.blend(picture, noise, self.noise_strength)
+            out.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
         return torch.stack(out)

@@ -70,6 +70,9 @@ PACK_INPUTS = {
     "FL_Dither": [("images", "IMAGE", None, None, None, None),
                   ("dither_method", ["Floyd-Steinberg", "Random", "Ordered", "Bayer"], None, None, None, None),
                   ("num_colors", "INT", 2, 2, 256, 1)],
+    "FL_RetroEffect": [("images", "IMAGE", None, None, None, None)]
+    + [(n, "FLOAT", d, 0.0, 1.0, 0.01) for n, d in (("color_offset", 0.2), ("scanline_strength", 0.5),
+                                                     ("vignette_strength", 0.7), ("noise_strength", 0.3))],
 }
 PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_PromptSelector": ["STRING"],
                 "FL_ImageRandomizer": ["IMAGE", "PATH"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
@@ -380,6 +383,30 @@ def test_dither(registry, method, colors):
     assert torch.allclose(out * (colors - 1), levels, atol=1e-5)  # on the levels
 
 
+def _trunc_blend(a, b, alpha):
+    """Pillow's 8-bit blend: a + alpha · (b - a) in single precision, cut toward zero, clipped."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    return np.clip(np.trunc(a + np.float32(alpha) * (b - a)), 0, 255)
+
+
+@pytest.mark.parametrize("offset, strength", [(0.2, 0.3), (0.0, 0.0), (0.75, 1.0), (0.35, 0.05)])
+def test_retro_effect(registry, offset, strength):
+    images = _images(8, height=10, width=14, channels=4)
+    out = call(registry, "FillRetroEffect", images=images, color_offset=offset, noise_strength=strength,
+               scanline_strength=0.9, vignette_strength=0.1)
+    same = call(registry, "FillRetroEffect", images=images, color_offset=offset, noise_strength=strength)
+    assert torch.equal(out, same)  # scanlines and vignette change nothing, as in the pack
+    draw = np.random.default_rng(0)
+    for image, got in zip(images, out):
+        levels = np.clip(image[..., :3].numpy() * 255.0, 0, 255).astype(np.uint8)
+        toned = levels.astype(np.float32).copy()
+        toned[..., 0] = _trunc_blend(np.zeros(levels.shape[:2]), levels[..., 0], 1 + offset)
+        toned[..., 2] = _trunc_blend(np.zeros(levels.shape[:2]), levels[..., 2], 1 - offset)
+        grey = np.clip(128 + strength * 255 * draw.standard_normal(levels.shape[:2]), 0, 255).astype(np.uint8)
+        want = _trunc_blend(toned, np.repeat(grey[..., None], 3, -1), strength) / 255
+        assert np.array_equal(got.numpy(), want.astype(np.float32))
+
+
 # -- workflows -------------------------------------------------------------------------------------
 
 
@@ -443,7 +470,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 14
+    assert len(ours) == len(PACK_INPUTS) == 15
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
