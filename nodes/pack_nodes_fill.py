@@ -9,12 +9,13 @@ bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
 FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
 469d0c28b538720149487095251f140f23f0bac8, FL_Image_AddToBatch.py 5d0429a3a04f96c28290b7f4699b67513f33f126,
 FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomizer.py
-13509480ac9c597d4cb75c6004194acc62888e3b, FL_RetroEffect.py (as the code index holds it; its PIL steps); the
+13509480ac9c597d4cb75c6004194acc62888e3b, FL_ImageSlicer.py a05fccd1b25630af0c9d5980ddba123d97027024 (with
+utils.py's tensor_to_pil at 7f335ee7bab83ca9cc643f4618542b3b4012fbf9), FL_RetroEffect.py (as the code index holds it; its PIL steps); the
 class list from __init__.py at
 003fd21a70528c707c34178543948fa992458781.
 
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
-FL_ImageRandomizer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
+FL_ImageRandomizer, FL_ImageSlicer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -242,6 +243,42 @@ class FillImageAddToBatch(Node):
                 planes = F.interpolate(planes, size=(height, width), mode="area")
             second = planes.movedim(1, -1)
         return torch.cat([first, second.to(first)])
+
+
+class FillImageSlicer(Node):
+    """The first image cut into x_subdivisions × y_subdivisions tiles of width // x_subdivisions by
+    height // y_subdivisions pixels, as a batch, row by row from the top left; the pixels the
+    division leaves over at the right and bottom are dropped, and the other images of the batch are
+    not used, as in the pack (which works on 8-bit levels: x · 255 cut to a whole level)."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image Slicer"
+    image: IMAGE
+    x_subdivisions: int = Int(2, min=1, max=100)
+    y_subdivisions: int = Int(2, min=1, max=100)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageSlicer",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, across, down = inputs.get("image"), widgets.get("x_subdivisions"), widgets.get("y_subdivisions")
+        if size is None or not isinstance(across, int) or not isinstance(down, int):
+            return Estimate(None)
+        return Estimate(Size(across * down, size.height // down, size.width // across))
+
+    def run(self):
+        import numpy as np
+        import torch
+        image = _image(self.image, "image")[0]
+        height, width = image.shape[:2]
+        for name, parts, side, what in (("x_subdivisions", self.x_subdivisions, width, "width"),
+                                        ("y_subdivisions", self.y_subdivisions, height, "height")):
+            if parts > side:
+                raise NodeInputError(name, f"{parts}: more tiles than the image's {what} of {side} pixels")
+        levels = torch.from_numpy(_levels(image).astype(np.float32) / 255.0)
+        tile_height, tile_width = height // self.y_subdivisions, width // self.x_subdivisions
+        tiles = levels[:tile_height * self.y_subdivisions, :tile_width * self.x_subdivisions]
+        tiles = tiles.reshape(self.y_subdivisions, tile_height, self.x_subdivisions, tile_width, -1)
+        return tiles.permute(0, 2, 1, 3, 4).reshape(-1, tile_height, tile_width, levels.shape[-1])
 
 
 class FillPromptSelector(Node):

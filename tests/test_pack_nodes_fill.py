@@ -48,6 +48,8 @@ PACK_INPUTS = {
     "FL_ImageBatchToGrid": [("images", "IMAGE", None, None, None, None), ("images_per_row", "INT", 5, 1, 20, 1)],
     "FL_ImageDimensionDisplay": [("image", "IMAGE", None, None, None, None)],
     "FL_ImageAddToBatch": [("images1", "IMAGE", None, None, None, None), ("images2", "IMAGE", None, None, None, None)],
+    "FL_ImageSlicer": [("image", "IMAGE", None, None, None, None), ("x_subdivisions", "INT", 2, 1, 100, 1),
+                       ("y_subdivisions", "INT", 2, 1, 100, 1)],
     "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
     "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
@@ -174,6 +176,21 @@ def test_add_to_batch_resizes_the_second_as_the_pack(registry):
     same = call(registry, "FillImageAddToBatch", images1=first, images2=first)
     assert torch.equal(same, torch.cat([first, first]))
     _refused(registry, "FillImageAddToBatch", "images2", images1=first, images2=first[..., :1])
+
+
+def test_image_slicer_cuts_the_first_image_as_pils_crops(registry):
+    from PIL import Image
+    images = _images(9, batch=2, height=11, width=14, channels=4)
+    out = call(registry, "FillImageSlicer", image=images, x_subdivisions=3, y_subdivisions=2)
+    picture = Image.fromarray(np.clip(images[0].numpy() * 255.0, 0, 255).astype(np.uint8), "RGBA")
+    want = [picture.crop((x * 4, y * 5, x * 4 + 4, y * 5 + 5)) for y in range(2) for x in range(3)]
+    assert out.shape == (6, 5, 4, 4)
+    assert torch.equal(out, torch.stack([torch.from_numpy(np.asarray(p, dtype=np.float32) / 255.0) for p in want]))
+    estimate = registry.get("FillImageSlicer").estimate({"x_subdivisions": 3, "y_subdivisions": 2},
+                                                        {"image": _size(2, 11, 14)})
+    assert (estimate.size.batch, estimate.size.height, estimate.size.width) == (6, 5, 4)
+    _refused(registry, "FillImageSlicer", "x_subdivisions", image=images, x_subdivisions=15)
+    _refused(registry, "FillImageSlicer", "y_subdivisions", image=images, y_subdivisions=12)
 
 
 def test_prompt_selector(registry):
@@ -470,7 +487,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 15
+    assert len(ours) == len(PACK_INPUTS) == 16
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
