@@ -265,7 +265,7 @@ FILL_LATER = ("FL_ImageCaptionSaver", "FL_VideoCaptionSaver", "FL_CodeNode",
               "FL_ImageBatchToImageList", "FL_ProResVideo", "FL_NodeLoader", "FL_NodePackLoader",
               "FL_API_Base64_ImageLoader", "FL_API_ImageSaver", "FL_AnimeLineExtractor", "FL_HunyuanDelight",
               "FL_ClipScanner", "FL_SceneCut", "FL_JS", "FL_WF_Agent", "FL_BlackFrameReject", "FL_PromptBasic",
-              "FL_PromptMulti", "FL_PaddingRemover", "FL_Switch_Big", "FL_PasteByMask")
+              "FL_PromptMulti", "FL_PasteByMask")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

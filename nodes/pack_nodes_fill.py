@@ -10,12 +10,15 @@ FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
 469d0c28b538720149487095251f140f23f0bac8, FL_Image_AddToBatch.py 5d0429a3a04f96c28290b7f4699b67513f33f126,
 FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomizer.py
 13509480ac9c597d4cb75c6004194acc62888e3b, FL_ImageSlicer.py a05fccd1b25630af0c9d5980ddba123d97027024 (with
-utils.py's tensor_to_pil at 7f335ee7bab83ca9cc643f4618542b3b4012fbf9), FL_RetroEffect.py (as the code index holds it; its PIL steps); the
-class list from __init__.py at
+utils.py's tensor_to_pil at 7f335ee7bab83ca9cc643f4618542b3b4012fbf9), FL_Switch_Big.py
+003fd21a70528c707c34178543948fa992458781, FL_PaddingRemover.py 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509, and
+FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to name;
+its class and inputs match the pack's __init__); the class list from __init__.py at
 003fd21a70528c707c34178543948fa992458781.
 
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
-FL_ImageRandomizer, FL_ImageSlicer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
+FL_ImageRandomizer, FL_ImageSlicer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
+(utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -379,6 +382,117 @@ class FillImageRandomizer(Node):
         except NodeInputError as e:
             raise NodeInputError("directory_path", str(e)) from None
         return image[..., :3], shown
+
+
+class FillSwitchBig(Node):
+    """input_N for the first case_N (1 to 5) that equals switch_condition and whose input_N is
+    connected, else input_default, as the pack picks. The pack runs only the chosen input (ComfyUI's
+    lazy inputs); graphflow runs all connected ones, and those not chosen may be left unconnected
+    (input_default too, where a case is chosen)."""
+    category = UTILITY
+    display_name = "FL Switch Big"
+    switch_condition: str = Text("")
+    case_1: str = Text("")
+    case_2: str = Text("")
+    case_3: str = Text("")
+    case_4: str = Text("")
+    case_5: str = Text("")
+    input_default: ANY = None
+    input_1: ANY = None
+    input_2: ANY = None
+    input_3: ANY = None
+    input_4: ANY = None
+    input_5: ANY = None
+    outputs = {"output": ANY}
+    comfy = ComfyAlias(("FL_Switch_Big",), optional=("input_default",))
+
+    def run(self):
+        for n in range(1, 6):
+            if self.switch_condition == getattr(self, f"case_{n}") and getattr(self, f"input_{n}") is not None:
+                return getattr(self, f"input_{n}")
+        if self.input_default is None:
+            raise NodeInputError("input_default", f"not connected, but no connected case matches "
+                                                  f"{self.switch_condition!r}")
+        return self.input_default
+
+
+def _padding_lines(levels, tolerance: int):
+    """For each row of uint8 levels [H, W, C]: whether it is padding - under 5% of its pixels differ
+    from its first pixel by more than tolerance (the sum over channels of the absolute differences)."""
+    import numpy as np
+    differs = np.abs(levels.astype(np.int64) - levels[:, :1].astype(np.int64)).sum(axis=-1) > tolerance
+    return differs.sum(axis=1) < levels.shape[1] * 0.05
+
+
+def content_box(levels, tolerance: int, min_content_size: int) -> tuple:
+    """FL_PaddingRemover's (left, top, right, bottom) of the content: padding rows and columns walked
+    in from each side while min_content_size is left; the whole picture where less is left."""
+    height, width = levels.shape[:2]
+    rows, columns = _padding_lines(levels, tolerance), _padding_lines(levels.transpose(1, 0, 2), tolerance)
+    top = 0
+    while top < height - min_content_size and rows[top]:
+        top += 1
+    bottom = height - 1
+    while bottom >= top + min_content_size and rows[bottom]:
+        bottom -= 1
+    left = 0
+    while left < width - min_content_size and columns[left]:
+        left += 1
+    right = width - 1
+    while right >= left + min_content_size and columns[right]:
+        right -= 1
+    if right - left < min_content_size or bottom - top < min_content_size:
+        return 0, 0, width, height
+    return left, top, right + 1, bottom + 1
+
+
+class FillPaddingRemover(Node):
+    """Crop away a flat border: from each side, rows (columns) where under 5% of the pixels differ from
+    the row's first pixel (the column's top one) by more than tolerance (summed over the 0..255
+    channels) are padding, while at least min_content_size is left; the box found is trimmed by
+    sides_trim / top_bottom_trim more on each side (both undone where nothing would be left).
+    debug_view gives the picture with the box drawn in red (2 pixels) instead. Works on 8-bit levels
+    as the pack (x · 255 cut to a level). use_gpu changes nothing here (the GPU path of the pack
+    finds the same box). The images of a batch must crop to one size (the pack fails otherwise)."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Padding Remover"
+    image: IMAGE
+    tolerance: int = Int(30, min=0, max=255)
+    min_content_size: int = Int(20, min=1, max=1000)
+    sides_trim: int = Int(1, min=0, max=256)
+    top_bottom_trim: int = Int(1, min=0, max=256)
+    debug_view: bool = Bool(False)
+    use_gpu: bool = Bool(False)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_PaddingRemover",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw
+        images = _image(self.image, "image")
+        _channels(images, "image", (1, 3, 4))
+        out = []
+        for image in images:
+            check_interrupted()
+            levels = _levels(image)
+            height, width = levels.shape[:2]
+            found = content_box(levels, self.tolerance, self.min_content_size)
+            left, top = max(0, found[0] + self.sides_trim), max(0, found[1] + self.top_bottom_trim)
+            right, bottom = min(width, found[2] - self.sides_trim), min(height, found[3] - self.top_bottom_trim)
+            box = (left, top, right, bottom) if right > left and bottom > top else found
+            if self.debug_view:
+                picture = Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels)
+                ImageDraw.Draw(picture).rectangle(box, outline=(255, 0, 0) if picture.mode != "L" else 255, width=2)
+                levels = np.asarray(picture).reshape(levels.shape)
+            else:
+                levels = levels[box[1]:box[3], box[0]:box[2]]
+            out.append(torch.from_numpy(levels.astype(np.float32) / 255.0))
+        if any(o.shape != out[0].shape for o in out):
+            raise NodeInputError("image", "the images' content boxes differ in size "
+                                          f"({', '.join(f'{o.shape[1]}×{o.shape[0]}' for o in out)}): they can't "
+                                          "make one batch (the pack fails too); remove the padding one image at a time")
+        return torch.stack(out)
 
 
 # -- math ------------------------------------------------------------------------------------------

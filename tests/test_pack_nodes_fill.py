@@ -58,6 +58,13 @@ PACK_INPUTS = {
     "FL_ColorPicker": [("selected_color", "STRING", "#FF0000", None, None, None)],
     "FL_Switch": [("switch", "BOOLEAN", False, None, None, None), ("on_false", "*", None, None, None, None),
                   ("on_true", "*", None, None, None, None)],
+    "FL_Switch_Big": [("switch_condition", "STRING", "", None, None, None)]
+    + [(f"case_{n}", "STRING", "", None, None, None) for n in range(1, 6)]
+    + [(f"input_{n}", "*", None, None, None, None) for n in ("default", 1, 2, 3, 4, 5)],
+    "FL_PaddingRemover": [("image", "IMAGE", None, None, None, None), ("tolerance", "INT", 30, 0, 255, 1),
+                          ("min_content_size", "INT", 20, 1, 1000, 1), ("sides_trim", "INT", 1, 0, 256, 1),
+                          ("top_bottom_trim", "INT", 1, 0, 256, 1), ("debug_view", "BOOLEAN", False, None, None, None),
+                          ("use_gpu", "BOOLEAN", False, None, None, None)],
     "FL_Math": [(n, "FLOAT", 0, -1000000, 1000000, 0.01) for n in "ABC"]
     + [("equation", "STRING", "A + B * C", None, None, None)],
     "FL_HalftonePattern": [("images", "IMAGE", None, None, None, None), ("dot_size", "INT", 5, 1, 20, 1),
@@ -76,7 +83,7 @@ PACK_INPUTS = {
     + [(n, "FLOAT", d, 0.0, 1.0, 0.01) for n, d in (("color_offset", 0.2), ("scanline_strength", 0.5),
                                                      ("vignette_strength", 0.7), ("noise_strength", 0.3))],
 }
-PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_PromptSelector": ["STRING"],
+PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_Switch_Big": ["*"], "FL_PromptSelector": ["STRING"],
                 "FL_ImageRandomizer": ["IMAGE", "PATH"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
                 "FL_Math": ["INT", "FLOAT"]}
 
@@ -230,6 +237,54 @@ def test_image_randomizer_picks_seed_modulo_the_sorted_pictures(registry, tmp_fo
         _refused(registry, "FillImageRandomizer", "directory_path", directory_path=bad)
     (folder / "empty").mkdir()
     _refused(registry, "FillImageRandomizer", "directory_path", match="no .jpg", directory_path="pool/empty")
+
+
+def test_switch_big_takes_the_first_connected_matching_case(registry):
+    cases = {"case_1": "a", "case_2": "b", "case_3": "b", "case_4": "", "case_5": "e"}
+    assert call(registry, "FillSwitchBig", switch_condition="b", **cases, input_2=2, input_3=3, input_default=0) == 2
+    assert call(registry, "FillSwitchBig", switch_condition="b", **cases, input_3=3, input_default=0) == 3
+    assert call(registry, "FillSwitchBig", switch_condition="z", **cases, input_1=1, input_default=0) == 0
+    assert call(registry, "FillSwitchBig", switch_condition="a", **cases, input_1=1) == 1
+    assert call(registry, "FillSwitchBig", switch_condition="", **cases, input_4="four") == "four"
+    _refused(registry, "FillSwitchBig", "input_default", switch_condition="a", **cases, input_2=2)
+
+
+def _framed(content, left, top, right, bottom, colour=(200, 10, 10)):
+    """content [H, W, 3] levels in a flat frame of the given widths, as 0..1 floats."""
+    height, width = content.shape[:2]
+    picture = np.empty((height + top + bottom, width + left + right, 3), dtype=np.uint8)
+    picture[:] = colour
+    picture[top:top + height, left:left + width] = content
+    return torch.from_numpy(picture.astype(np.float32) / 255)
+
+
+def test_padding_remover_finds_the_frame(registry):
+    content = np.random.default_rng(3).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    picture = _framed(content, 3, 5, 2, 4)  # 29 wide, 29 high
+    picture[0, 10] = 0  # one speck in a padding row: 1 of 29 pixels (under 5%) differs, still padding
+    picture[1, 10:12] = 0  # two specks: 2 of 29 (over 5%): not padding, so the top stops here
+    out = call(registry, "FillPaddingRemover", image=picture[None], min_content_size=5)
+    levels = (picture * 255).to(torch.uint8).float() / 255
+    assert torch.equal(out[0], levels[1 + 1:5 + 20 - 1, 3 + 1:3 + 24 - 1])
+    untrimmed = call(registry, "FillPaddingRemover", image=picture[None, 2:], min_content_size=5, sides_trim=0,
+                     top_bottom_trim=0)
+    assert torch.equal(untrimmed[0], levels[5:25, 3:27])
+    # too little content left: the whole picture (trimmed)
+    whole = call(registry, "FillPaddingRemover", image=picture[None], min_content_size=25)
+    assert torch.equal(whole[0], levels[1:-1, 1:-1])
+    # a trim that leaves nothing is undone
+    kept = call(registry, "FillPaddingRemover", image=picture[None, 2:], min_content_size=5, sides_trim=200)
+    assert torch.equal(kept, untrimmed)  # both trims undone, as the pack falls back to the box found
+    shown = call(registry, "FillPaddingRemover", image=picture[None, 2:], min_content_size=5, debug_view=True)[0]
+    assert shown.shape == picture[2:].shape
+    red = torch.tensor([1.0, 0.0, 0.0])
+    box = (4, 4, 26, 22)  # (left, top, right, bottom) after the trims, rows counted in the cut picture
+    for y, x in ((box[1], box[0]), (box[1] + 1, box[0] + 1), (box[3], box[2]), (box[3] - 1, box[2] - 1)):
+        assert torch.equal(shown[y, x], red), (y, x)
+    assert torch.equal(shown[box[1] + 2, box[0] + 2], levels[2 + box[1] + 2, box[0] + 2])
+    other = _framed(content, 6, 5, 2, 4)
+    _refused(registry, "FillPaddingRemover", "image", match="differ in size",
+             image=torch.stack([picture[:, 3:], other[:, :26]]), min_content_size=5)
 
 
 @pytest.mark.parametrize("equation, a, b, c", [
@@ -487,7 +542,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 16
+    assert len(ours) == len(PACK_INPUTS) == 18
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
