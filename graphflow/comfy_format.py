@@ -248,7 +248,7 @@ FILL_LEFT_OUT = {
     **dict.fromkeys(("FL_InfiniteZoom", "FL_Shadertoy"),
                     "it renders with an OpenGL shader (PyOpenGL and glfw, a window on a display)"),
 }
-FILL_LATER = ("FL_ImageCaptionSaver", "FL_VideoCaptionSaver", "FL_CodeNode",
+FILL_LATER = ("FL_VideoCaptionSaver", "FL_CodeNode",
               "FL_DirectoryCrawl", "FL_Ascii", "FL_Ripple", "FL_HexagonalPattern", "FL_NFTGenerator", "FL_RandomNumber",
               "FL_PixelArtShader", "FL_PaperDrawn",
               "FL_ImageNotes", "FL_ImageCollage", "FL_KsamplerSettings", "FL_InpaintCrop",

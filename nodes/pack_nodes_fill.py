@@ -11,13 +11,14 @@ FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
 FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomizer.py
 13509480ac9c597d4cb75c6004194acc62888e3b, FL_ImageSlicer.py a05fccd1b25630af0c9d5980ddba123d97027024 (with
 utils.py's tensor_to_pil at 7f335ee7bab83ca9cc643f4618542b3b4012fbf9), FL_Switch_Big.py
-003fd21a70528c707c34178543948fa992458781, FL_PaddingRemover.py 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509, and
+003fd21a70528c707c34178543948fa992458781, FL_PaddingRemover.py 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509, FL_Image_Caption_Saver.py
+e9eaa6fc2a4bf3482cb97f21ee499d7452333397, and
 FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to name;
 its class and inputs match the pack's __init__); the class list from __init__.py at
 003fd21a70528c707c34178543948fa992458781.
 
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
-FL_ImageRandomizer, FL_ImageSlicer, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
+FL_ImageRandomizer, FL_ImageSlicer, FL_ImageCaptionSaver, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
 (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
@@ -282,6 +283,73 @@ class FillImageSlicer(Node):
         tiles = levels[:tile_height * self.y_subdivisions, :tile_width * self.x_subdivisions]
         tiles = tiles.reshape(self.y_subdivisions, tile_height, self.x_subdivisions, tile_width, -1)
         return tiles.permute(0, 2, 1, 3, 4).reshape(-1, tile_height, tile_width, levels.shape[-1])
+
+
+def _caption_folder(folder_name: str):
+    """FL_ImageCaptionSaver's folder: inside the output folder (made when missing); the pack makes it
+    relative to ComfyUI's working folder, or anywhere for an absolute path."""
+    from graphflow.folders import file_name_problem
+    name = folder_name.replace("\\", "/").strip().rstrip("/")
+    try:
+        if problem := file_name_problem(name):
+            raise UnsafePathError(problem)
+        folder = safe_join(folders.outputs, name)
+        folder.mkdir(parents=True, exist_ok=True)
+    except UnsafePathError as e:
+        raise NodeInputError("folder_name", f"{e}: expected a folder inside the output folder") from None
+    except OSError as e:
+        raise NodeInputError("folder_name", f"can't make the folder: {e.strerror}") from None
+    return folder
+
+
+def _write_replacing(path, write) -> None:
+    """write(a temporary path), then move it onto path: a failed or stopped save leaves no half file."""
+    import os
+    import uuid
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class FillImageCaptionSaver(Node):
+    """Save each image as image_<i>.png with caption_text in image_<i>.txt beside it (i from 0 in
+    the batch), in folder_name inside the output folder (the pack's is relative to ComfyUI's working
+    folder). The caption keeps only letters, digits, whitespace and . , ! ? - as the pack's clean-up
+    does; written as UTF-8. overwrite off picks image_<i>_<n>.png / .txt with the first n from 1
+    where neither file exists. A one-channel image is saved as RGB, RGBA as RGBA."""
+    category = "🏵️Fill Nodes/Captioning"
+    display_name = "FL Image Caption Saver"
+    output_node = True
+    images: IMAGE
+    folder_name: str = Text("output_folder")
+    caption_text: str = Text("Your caption here")
+    overwrite: bool = Bool(True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_ImageCaptionSaver",))
+
+    def run(self):
+        import re
+
+        import numpy as np
+        from PIL import Image
+        images = _image(self.images, "images")
+        _channels(images, "images", (1, 3, 4))
+        folder = _caption_folder(self.folder_name)
+        caption = re.sub(r"[^a-zA-Z0-9\s.,!?-]", "", self.caption_text)
+        for index, image in enumerate(images):
+            check_interrupted()
+            stem, counter = f"image_{index}", 1
+            name = stem
+            while not self.overwrite and ((folder / f"{name}.png").exists() or (folder / f"{name}.txt").exists()):
+                name, counter = f"{stem}_{counter}", counter + 1
+            levels = _levels(image)
+            picture = Image.fromarray(np.repeat(levels, 3, axis=-1) if levels.shape[-1] == 1 else levels)
+            _write_replacing(folder / f"{name}.png", lambda path: picture.save(path, format="PNG"))
+            _write_replacing(folder / f"{name}.txt", lambda path: path.write_text(caption, encoding="utf-8"))
+        return f"Saved {images.shape[0]} images and sanitized captions in '{self.folder_name}'"
 
 
 class FillPromptSelector(Node):

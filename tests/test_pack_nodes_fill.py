@@ -50,6 +50,10 @@ PACK_INPUTS = {
     "FL_ImageAddToBatch": [("images1", "IMAGE", None, None, None, None), ("images2", "IMAGE", None, None, None, None)],
     "FL_ImageSlicer": [("image", "IMAGE", None, None, None, None), ("x_subdivisions", "INT", 2, 1, 100, 1),
                        ("y_subdivisions", "INT", 2, 1, 100, 1)],
+    "FL_ImageCaptionSaver": [("images", "IMAGE", None, None, None, None),
+                             ("folder_name", "STRING", "output_folder", None, None, None),
+                             ("caption_text", "STRING", "Your caption here", None, None, None),
+                             ("overwrite", "BOOLEAN", True, None, None, None)],
     "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
     "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
@@ -83,7 +87,7 @@ PACK_INPUTS = {
     + [(n, "FLOAT", d, 0.0, 1.0, 0.01) for n, d in (("color_offset", 0.2), ("scanline_strength", 0.5),
                                                      ("vignette_strength", 0.7), ("noise_strength", 0.3))],
 }
-PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_Switch_Big": ["*"], "FL_PromptSelector": ["STRING"],
+PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_ImageCaptionSaver": ["STRING"], "FL_Switch_Big": ["*"], "FL_PromptSelector": ["STRING"],
                 "FL_ImageRandomizer": ["IMAGE", "PATH"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
                 "FL_Math": ["INT", "FLOAT"]}
 
@@ -198,6 +202,31 @@ def test_image_slicer_cuts_the_first_image_as_pils_crops(registry):
     assert (estimate.size.batch, estimate.size.height, estimate.size.width) == (6, 5, 4)
     _refused(registry, "FillImageSlicer", "x_subdivisions", image=images, x_subdivisions=15)
     _refused(registry, "FillImageSlicer", "y_subdivisions", image=images, y_subdivisions=12)
+
+
+def test_caption_saver_writes_pictures_and_cleaned_captions(registry, tmp_folders):
+    from PIL import Image
+    images = _images(10, batch=2, height=5, width=7)
+    caption = "A cat, sitting! (on) a mat? #1 — naïve\tdone."
+    said = call(registry, "FillImageCaptionSaver", images=images, folder_name="set/one", caption_text=caption)
+    folder = tmp_folders.outputs / "set" / "one"
+    assert said == "Saved 2 images and sanitized captions in 'set/one'"
+    assert sorted(p.name for p in folder.iterdir()) == ["image_0.png", "image_0.txt", "image_1.png", "image_1.txt"]
+    cleaned = "".join(c for c in caption if c.isascii() and (c.isalnum() or c in " \t.,!?-"))
+    assert (folder / "image_1.txt").read_text(encoding="utf-8") == cleaned == "A cat, sitting! on a mat? 1  nave\tdone."
+    levels = np.clip(images[1].numpy() * 255.0, 0, 255).astype(np.uint8)
+    with Image.open(folder / "image_1.png") as saved:
+        assert saved.mode == "RGB" and np.array_equal(np.asarray(saved), levels)
+    call(registry, "FillImageCaptionSaver", images=images[:1], folder_name="set/one", caption_text="x", overwrite=False)
+    call(registry, "FillImageCaptionSaver", images=images[:1], folder_name="set/one", caption_text="y", overwrite=False)
+    assert (folder / "image_0_1.txt").read_text() == "x" and (folder / "image_0_2.txt").read_text() == "y"
+    call(registry, "FillImageCaptionSaver", images=images[:1, ..., :1], folder_name="set/one", caption_text="z")
+    assert (folder / "image_0.txt").read_text() == "z"
+    with Image.open(folder / "image_0.png") as saved:
+        assert saved.mode == "RGB" and saved.getpixel((0, 0))[0] == saved.getpixel((0, 0))[2]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    for bad in ("../out", "/tmp/x", ""):
+        _refused(registry, "FillImageCaptionSaver", "folder_name", images=images, folder_name=bad)
 
 
 def test_prompt_selector(registry):
@@ -542,7 +571,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 18
+    assert len(ours) == len(PACK_INPUTS) == 19
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
