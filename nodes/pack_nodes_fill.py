@@ -1,7 +1,7 @@
 """filliptm's ComfyUI_Fill-Nodes, round 1: its most-used model-free utilities and classic effects,
 under the pack's class names (FL_...), display names, inputs (order, defaults, ranges), outputs and categories.
 Read from the pack's nodes/*.py at these commits: FL_Padding.py d8f010df4ba0de6efb86a6c832017a5bb128a673,
-FL_Math.py d165c0a775873adb3d3f726cdf7778fe7e3e2033, FL_HalfTone.py and FL_Dither.py
+FL_Math.py d165c0a775873adb3d3f726cdf7778fe7e3e2033, FL_HalfTone.py, FL_Dither.py and FL_HexagonalPattern.py
 5d9f67074ba74659e2bb3e2c757d0e15eeade220, FL_PixelSort.py 7f335ee7bab83ca9cc643f4618542b3b4012fbf9,
 FL_Image_Pixelator.py 8716aa7286ead65e72c24d1c0809f66c4deda696, FL_Switch.py
 bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
@@ -19,7 +19,8 @@ its class and inputs match the pack's __init__); the class list from __init__.py
 
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
 FL_ImageRandomizer, FL_ImageSlicer, FL_ImageCaptionSaver, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
-(utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect (VFX).
+(utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect,
+FL_HexagonalPattern (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -898,4 +899,66 @@ class FillRetroEffect(Node):
             noise = Image.fromarray(grey, "L").convert("RGB")
             picture = Image.blend(picture, noise, self.noise_strength)
             out.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
+        return torch.stack(out)
+
+
+def _pil_colour(text: str, name: str) -> tuple:
+    from PIL import ImageColor
+    try:
+        return ImageColor.getrgb(text)
+    except ValueError:
+        raise NodeInputError(name, f"{text!r} is not a colour Pillow knows (a name such as 'purple', or '#rrggbb')") \
+            from None
+
+
+class FillHexagonalPattern(Node):
+    """The picture re-laid as hexagonal tiles on a background_color canvas: from the top left, every
+    int(hexagon_size · spacing) pixels across and int(hexagon_size · spacing · √3 / 2) down (odd rows
+    shifted half a step), a hexagon_size square of the picture is cut at that place, turned by
+    rotation (degrees, the square grows to hold it), and pasted through a hexagon, after a
+    shadow_color shadow shifted by shadow_offset (half opaque, as the pack's fixed shadow_opacity of
+    0.5). Later tiles cover earlier ones, as in the pack. Gives RGB."""
+    category = VFX
+    display_name = "FL Hexagonal Pattern"
+    images: IMAGE
+    hexagon_size: int = Int(100, min=50, max=500, step=10)
+    shadow_offset: int = Int(5, min=0, max=20)
+    shadow_color: str = Text("purple")
+    background_color: str = Text("black")
+    rotation: float = Float(0.0, min=0.0, max=360.0, step=1.0)
+    spacing: float = Float(1.0, min=0.5, max=2.0, step=0.1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_HexagonalPattern",))
+
+    def run(self):
+        import math
+
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw
+        images = _image(self.images, "images")
+        _channels(images, "images", (1, 3, 4))
+        shadow_colour = _pil_colour(self.shadow_color, "shadow_color")
+        background = _pil_colour(self.background_color, "background_color")
+        size, offset = self.hexagon_size, self.shadow_offset
+        hexagon = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(hexagon).regular_polygon((size // 2, size // 2, size // 2), 6, fill=255)
+        step_x, step_y = int(size * self.spacing), int(size * self.spacing * math.sqrt(3) / 2)
+        out = []
+        for image in images:
+            levels = _levels(image)
+            picture = Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels)
+            canvas = Image.new("RGBA", picture.size, background)
+            for y in range(0, picture.height, step_y):
+                check_interrupted()
+                shift = step_x // 2 if y % (2 * step_y) == step_y else 0
+                for x in range(shift, picture.width + shift, step_x):
+                    tile = picture.crop((x, y, x + size, y + size)).rotate(self.rotation, expand=True)
+                    mask = hexagon.copy().resize(tile.size)
+                    shadow = Image.new("RGBA", tile.size, (0, 0, 0, 0))
+                    shadow.paste(shadow_colour, (offset, offset), mask)
+                    shadow.putalpha(127)
+                    canvas.paste(shadow, (x + offset, y + offset), mask)
+                    canvas.paste(tile, (x, y), mask)
+            out.append(torch.from_numpy(np.asarray(canvas.convert("RGB"), dtype=np.float32) / 255.0))
         return torch.stack(out)

@@ -54,6 +54,10 @@ PACK_INPUTS = {
                              ("folder_name", "STRING", "output_folder", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
                              ("overwrite", "BOOLEAN", True, None, None, None)],
+    "FL_HexagonalPattern": [("images", "IMAGE", None, None, None, None), ("hexagon_size", "INT", 100, 50, 500, 10),
+                            ("shadow_offset", "INT", 5, 0, 20, 1), ("shadow_color", "STRING", "purple", None, None, None),
+                            ("background_color", "STRING", "black", None, None, None),
+                            ("rotation", "FLOAT", 0.0, 0.0, 360.0, 1.0), ("spacing", "FLOAT", 1.0, 0.5, 2.0, 0.1)],
     "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
     "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
@@ -484,6 +488,51 @@ def test_dither(registry, method, colors):
     assert torch.allclose(out * (colors - 1), levels, atol=1e-5)  # on the levels
 
 
+def _pack_hexagons(image, size, offset, shadow, background, turns, spacing):
+    """FL_HexagonalPattern written out in numpy for quarter turns: the tiles in the pack's order, each a
+    shadow (the colour where the hexagon shifted by offset lies, else black) then the turned square,
+    both through the hexagon (Pillow's regular_polygon, all or nothing)."""
+    from PIL import Image, ImageDraw
+    hexagon = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(hexagon).regular_polygon((size // 2, size // 2, size // 2), 6, fill=255)
+    inside = np.asarray(hexagon) > 0
+    picture = np.clip(image.numpy() * 255.0, 0, 255).astype(np.uint8)
+    height, width = picture.shape[:2]
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = background
+    step_x, step_y = int(size * spacing), int(size * spacing * math.sqrt(3) / 2)
+    for y in range(0, height, step_y):
+        for x0 in range(0, width, step_x):
+            x = x0 + (step_x // 2 if y % (2 * step_y) == step_y else 0)
+            square = np.zeros((size, size, 3), dtype=np.uint8)
+            part = picture[y:y + size, x:x + size]
+            square[:part.shape[0], :part.shape[1]] = part
+            square = np.rot90(square, turns)
+            for (dy, dx), layer in (((offset, offset), "shadow"), ((0, 0), "tile")):
+                for i, j in zip(*np.nonzero(inside)):
+                    qy, qx = y + dy + i, x + dx + j
+                    if qy >= height or qx >= width:
+                        continue
+                    if layer == "tile":
+                        canvas[qy, qx] = square[i, j]
+                    else:
+                        shifted = i >= offset and j >= offset and inside[i - offset, j - offset]
+                        canvas[qy, qx] = shadow if shifted else (0, 0, 0)
+    return torch.from_numpy(canvas.astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize("size, offset, rotation, spacing", [(50, 0, 0.0, 1.0), (60, 7, 90.0, 0.8),
+                                                             (50, 3, 180.0, 1.3)])
+def test_hexagonal_pattern(registry, size, offset, rotation, spacing):
+    images = _images(11, batch=1, height=70, width=90)
+    out = call(registry, "FillHexagonalPattern", images=images, hexagon_size=size, shadow_offset=offset,
+               shadow_color="#20c040", background_color="navy", rotation=rotation, spacing=spacing)
+    want = _pack_hexagons(images[0], size, offset, (32, 192, 64), (0, 0, 128), int(rotation) // 90, spacing)
+    assert torch.equal(out[0], want)
+    _refused(registry, "FillHexagonalPattern", "shadow_color", images=images, shadow_color="not a colour")
+    _refused(registry, "FillHexagonalPattern", "background_color", images=images, background_color="#12")
+
+
 def _trunc_blend(a, b, alpha):
     """Pillow's 8-bit blend: a + alpha · (b - a) in single precision, cut toward zero, clipped."""
     a, b = a.astype(np.float32), b.astype(np.float32)
@@ -571,7 +620,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 19
+    assert len(ours) == len(PACK_INPUTS) == 20
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
