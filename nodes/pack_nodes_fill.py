@@ -12,13 +12,13 @@ FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomiz
 13509480ac9c597d4cb75c6004194acc62888e3b, FL_ImageSlicer.py a05fccd1b25630af0c9d5980ddba123d97027024 (with
 utils.py's tensor_to_pil at 7f335ee7bab83ca9cc643f4618542b3b4012fbf9), FL_Switch_Big.py
 003fd21a70528c707c34178543948fa992458781, FL_PaddingRemover.py 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509, FL_Image_Caption_Saver.py
-e9eaa6fc2a4bf3482cb97f21ee499d7452333397, and
+e9eaa6fc2a4bf3482cb97f21ee499d7452333397, FL_ImageNotes.py 13509480ac9c597d4cb75c6004194acc62888e3b, and
 FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to name;
 its class and inputs match the pack's __init__); the class list from __init__.py at
 003fd21a70528c707c34178543948fa992458781.
 
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
-FL_ImageRandomizer, FL_ImageSlicer, FL_ImageCaptionSaver, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
+FL_ImageRandomizer, FL_ImageSlicer, FL_ImageCaptionSaver, FL_ImageNotes, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
 (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect,
 FL_HexagonalPattern (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
@@ -351,6 +351,55 @@ class FillImageCaptionSaver(Node):
             _write_replacing(folder / f"{name}.png", lambda path: picture.save(path, format="PNG"))
             _write_replacing(folder / f"{name}.txt", lambda path: path.write_text(caption, encoding="utf-8"))
         return f"Saved {images.shape[0]} images and sanitized captions in '{self.folder_name}'"
+
+
+class FillImageNotes(Node):
+    """The images below a black bar of bar_height pixels holding text in white, centred as the pack
+    measures it (its ink's right edge across; its ink's bottom plus the font's descent down). The
+    pack loads "arial.ttf", which only some systems have: here arial.ttf from models/fonts when it
+    is there, else Pillow's own font at text_size. Text without ink (empty, spaces) draws nothing
+    (the pack fails on it). Gives RGB."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image Notes"
+    images: IMAGE
+    text: str = Text("Text Here")
+    bar_height: int = Int(50, min=10, max=200, step=2)
+    text_size: int = Int(24, min=10, max=100)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageNotes",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, bar = inputs.get("images"), widgets.get("bar_height")
+        if size is None or not isinstance(bar, int):
+            return Estimate(size)
+        return Estimate(Size(size.batch, size.height + bar, size.width))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw
+        from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, text_font
+        images = _image(self.images, "images")
+        _channels(images, "images", (1, 3, 4))
+        font = text_font("arial.ttf", self.text_size)
+        with drawn_within_pillows_limit("text", f"{len(self.text)} characters at size {self.text_size} make a "
+                                                "bitmap larger than Pillow draws"):
+            ink = font.getmask(self.text).getbbox()
+        out = []
+        for image in images:
+            check_interrupted()
+            levels = _levels(image)
+            picture = Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels)
+            noted = Image.new("RGB", (picture.width, picture.height + self.bar_height), "black")
+            noted.paste(picture, (0, self.bar_height))
+            if ink is not None:
+                x = (picture.width - ink[2]) // 2
+                y = (self.bar_height - (ink[3] + font.getmetrics()[1])) // 2
+                with drawn_within_pillows_limit("text", "the text makes a bitmap larger than Pillow draws"):
+                    ImageDraw.Draw(noted).text((x, y), self.text, font=font, fill="white")
+            out.append(torch.from_numpy(np.asarray(noted, dtype=np.float32) / 255.0))
+        return torch.stack(out)
 
 
 class FillPromptSelector(Node):

@@ -58,6 +58,8 @@ PACK_INPUTS = {
                             ("shadow_offset", "INT", 5, 0, 20, 1), ("shadow_color", "STRING", "purple", None, None, None),
                             ("background_color", "STRING", "black", None, None, None),
                             ("rotation", "FLOAT", 0.0, 0.0, 360.0, 1.0), ("spacing", "FLOAT", 1.0, 0.5, 2.0, 0.1)],
+    "FL_ImageNotes": [("images", "IMAGE", None, None, None, None), ("text", "STRING", "Text Here", None, None, None),
+                      ("bar_height", "INT", 50, 10, 200, 2), ("text_size", "INT", 24, 10, 100, 1)],
     "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
     "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
@@ -231,6 +233,24 @@ def test_caption_saver_writes_pictures_and_cleaned_captions(registry, tmp_folder
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     for bad in ("../out", "/tmp/x", ""):
         _refused(registry, "FillImageCaptionSaver", "folder_name", images=images, folder_name=bad)
+
+
+def test_image_notes_puts_a_bar_with_centred_text_above(registry, tmp_folders):
+    from PIL import Image, ImageDraw, ImageFont
+    images = _images(12, batch=2, height=20, width=120, channels=4)
+    out = call(registry, "FillImageNotes", images=images, text="Hello notes", bar_height=40, text_size=18)
+    assert out.shape == (2, 60, 120, 3)
+    levels = torch.from_numpy(np.clip(images[..., :3].numpy() * 255.0, 0, 255).astype(np.uint8).astype(np.float32) / 255)
+    assert torch.equal(out[:, 40:], levels)
+    font = ImageFont.load_default(size=18)  # no arial.ttf in models/fonts here
+    ink = font.getmask("Hello notes").getbbox()
+    bar = Image.new("RGB", (120, 40), "black")
+    ImageDraw.Draw(bar).text(((120 - ink[2]) // 2, (40 - ink[3] - font.getmetrics()[1]) // 2), "Hello notes",
+                             font=font, fill="white")
+    assert torch.equal(out[0, :40], torch.from_numpy(np.asarray(bar, dtype=np.float32) / 255))
+    assert bool(out[0, :40].any()) and torch.equal(out[0, :40], out[1, :40])
+    blank = call(registry, "FillImageNotes", images=images, text="  ", bar_height=10, text_size=10)
+    assert not bool(blank[:, :10].any())
 
 
 def test_prompt_selector(registry):
@@ -620,7 +640,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 20
+    assert len(ours) == len(PACK_INPUTS) == 21
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
