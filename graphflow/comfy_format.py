@@ -249,7 +249,7 @@ FILL_LEFT_OUT = {
                     "it renders with an OpenGL shader (PyOpenGL and glfw, a window on a display)"),
 }
 FILL_LATER = ("FL_VideoCaptionSaver", "FL_CodeNode",
-              "FL_DirectoryCrawl", "FL_Ascii", "FL_Ripple", "FL_NFTGenerator", "FL_RandomNumber",
+              "FL_DirectoryCrawl", "FL_Ripple", "FL_NFTGenerator", "FL_RandomNumber",
               "FL_PixelArtShader", "FL_PaperDrawn",
               "FL_ImageCollage", "FL_KsamplerSettings", "FL_InpaintCrop",
               "FL_Inpaint_Stitch", "FL_SDUltimate_Slices", "FL_BatchAlign", "FL_VideoRecompose", "FL_VideoCropMask",

@@ -1,7 +1,7 @@
 """filliptm's ComfyUI_Fill-Nodes, round 1: its most-used model-free utilities and classic effects,
 under the pack's class names (FL_...), display names, inputs (order, defaults, ranges), outputs and categories.
 Read from the pack's nodes/*.py at these commits: FL_Padding.py d8f010df4ba0de6efb86a6c832017a5bb128a673,
-FL_Math.py d165c0a775873adb3d3f726cdf7778fe7e3e2033, FL_HalfTone.py, FL_Dither.py and FL_HexagonalPattern.py
+FL_Math.py d165c0a775873adb3d3f726cdf7778fe7e3e2033, FL_HalfTone.py, FL_Dither.py, FL_HexagonalPattern.py and FL_Ascii.py
 5d9f67074ba74659e2bb3e2c757d0e15eeade220, FL_PixelSort.py 7f335ee7bab83ca9cc643f4618542b3b4012fbf9,
 FL_Image_Pixelator.py 8716aa7286ead65e72c24d1c0809f66c4deda696, FL_Switch.py
 bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
@@ -20,7 +20,7 @@ its class and inputs match the pack's __init__); the class list from __init__.py
 Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
 FL_ImageRandomizer, FL_ImageSlicer, FL_ImageCaptionSaver, FL_ImageNotes, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
 (utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect,
-FL_HexagonalPattern (VFX).
+FL_HexagonalPattern, FL_Ascii (VFX).
 The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -46,6 +46,7 @@ MOST_EQUATION = 10_000  # characters of an FL_Math equation (the pack takes any;
 MOST_POWER_BITS = 1 << 16  # an integer power's bits beyond which FL_Math gives up (9**9**9 would hang the run)
 RANDOMIZER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # FL_ImageRandomizer's
 MOST_FOLDER_FILES = 100_000  # files FL_ImageRandomizer looks through (a folder tree can be a whole disk)
+MOST_ASCII_CELLS = 1 << 20  # characters FL_Ascii draws an image (each a Pillow text call: about a minute here)
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -1010,4 +1011,83 @@ class FillHexagonalPattern(Node):
                     canvas.paste(shadow, (x + offset, y + offset), mask)
                     canvas.paste(tile, (x, y), mask)
             out.append(torch.from_numpy(np.asarray(canvas.convert("RGB"), dtype=np.float32) / 255.0))
+        return torch.stack(out)
+
+
+def ascii_fonts() -> dict:
+    """FL_Ascii's fonts: the .ttf / .otf files in models/fonts by name without extension (the pack
+    lists its own fonts folder so), sorted without regard to case as the pack sorts them."""
+    from pathlib import PurePosixPath
+
+    from nodes.pack_nodes_essentials_misc import font_choices
+    fonts = {}
+    for name in font_choices():
+        fonts.setdefault(PurePosixPath(name).stem, name)
+    return dict(sorted(fonts.items(), key=lambda item: item[0].lower()))
+
+
+def ascii_font_names() -> list[str]:
+    return list(ascii_fonts())
+
+
+class FillAscii(Node):
+    """ASCII art: the picture sampled every spacing pixels (nearest), and at each sample a character
+    drawn in the sample's colour on black, at font_size in font. With sequence_toggle off the
+    character is characters[k · len / 256] for the sample's mean level k (0..255), dark to light;
+    on, the characters follow one another across the rows. Fonts are the .ttf / .otf files in
+    models/fonts, named without their extension (the pack lists the fonts it ships; its
+    FL_USE_SYSTEM_FONTS switch is not read); a font Pillow can't load falls back to Pillow's default,
+    as in the pack. Gives RGB; an RGBA picture's alpha is dropped. At most 1,048,576 characters an
+    image (the pack draws any number, one Pillow call each); spacing past the picture's size gives
+    a black picture (the pack fails)."""
+    category = VFX
+    display_name = "FL Ascii"
+    image: IMAGE
+    spacing: int = Int(20, min=1)
+    font_size: int = Int(20, min=1)
+    characters: str = Text("\\._♥♦♣MachineDelusions♣♦♥_./")
+    font: str = Choice(ascii_font_names, "combo+")
+    sequence_toggle: str = Choice(["off", "on"], "off")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_Ascii",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw, ImageFont
+
+        from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit
+        images = _image(self.image, "image")
+        _channels(images, "image", (3, 4))
+        if not self.characters:
+            raise NodeInputError("characters", "empty: give at least one character to draw")
+        height, width = images.shape[1:3]
+        across, down = width // self.spacing, height // self.spacing
+        if across * down > MOST_ASCII_CELLS:
+            raise NodeInputError("spacing", f"{self.spacing}: {across * down} characters an image, more than this node "
+                                            f"draws ({MOST_ASCII_CELLS}); a larger spacing")
+        try:
+            font = ImageFont.truetype(str(folders.find_model("fonts", ascii_fonts()[self.font], inside=True)),
+                                      self.font_size)
+        except (KeyError, OSError, ValueError):
+            font = ImageFont.load_default()
+        count = len(self.characters)
+        out = []
+        for image in images:
+            picture = Image.new("RGB", (width, height), (0, 0, 0))
+            samples = np.asarray(Image.fromarray(_levels(image[..., :3]), "RGB").resize((across, down), Image.NEAREST)) \
+                if across and down else np.zeros((0, 0, 3), dtype=np.uint8)
+            draw = ImageDraw.Draw(picture)
+            with drawn_within_pillows_limit("font_size", f"{self.font_size}: a character at this size is larger "
+                                                         "than Pillow draws"):
+                for row in range(down):
+                    check_interrupted()
+                    for column in range(across):
+                        r, g, b = (int(v) for v in samples[row, column])
+                        if self.sequence_toggle == "on":
+                            char = self.characters[(row * across + column) % count]
+                        else:
+                            char = self.characters[(r + g + b) // 3 * count // 256]
+                        draw.text((column * self.spacing, row * self.spacing), char, font=font, fill=(r, g, b))
+            out.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
         return torch.stack(out)

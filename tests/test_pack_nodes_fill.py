@@ -60,6 +60,10 @@ PACK_INPUTS = {
                             ("rotation", "FLOAT", 0.0, 0.0, 360.0, 1.0), ("spacing", "FLOAT", 1.0, 0.5, 2.0, 0.1)],
     "FL_ImageNotes": [("images", "IMAGE", None, None, None, None), ("text", "STRING", "Text Here", None, None, None),
                       ("bar_height", "INT", 50, 10, 200, 2), ("text_size", "INT", 24, 10, 100, 1)],
+    "FL_Ascii": [("image", "IMAGE", None, None, None, None), ("spacing", "INT", 20, 1, None, 1),
+                 ("font_size", "INT", 20, 1, None, 1),
+                 ("characters", "STRING", "\\._♥♦♣MachineDelusions♣♦♥_./", None, None, None),
+                 ("font", [], None, None, None, None), ("sequence_toggle", ["off", "on"], None, None, None, None)],
     "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
     "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
@@ -553,6 +557,59 @@ def test_hexagonal_pattern(registry, size, offset, rotation, spacing):
     _refused(registry, "FillHexagonalPattern", "background_color", images=images, background_color="#12")
 
 
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def _pack_ascii(image, spacing, size, characters, font_file, sequence):
+    """FL_Ascii written out: Pillow's nearest sampling, then one text call a sample."""
+    from PIL import Image, ImageDraw, ImageFont
+    picture = Image.fromarray((image[..., :3].numpy() * 255.0).astype(np.uint8), "RGB")
+    small = picture.resize((picture.width // spacing, picture.height // spacing), Image.Resampling.NEAREST)
+    out = Image.new("RGB", picture.size, (0, 0, 0))
+    font, draw, index = ImageFont.truetype(font_file, size), ImageDraw.Draw(out), 0
+    for i in range(small.height):
+        for j in range(small.width):
+            r, g, b = small.getpixel((j, i))
+            char = characters[index % len(characters)] if sequence == "on" else \
+                characters[(r + g + b) // 3 * len(characters) // 256]
+            index += 1
+            draw.text((j * spacing, i * spacing), char, font=font, fill=(r, g, b))
+    return torch.from_numpy(np.asarray(out, dtype=np.float32) / 255)
+
+
+@pytest.fixture
+def dejavu_font(tmp_folders):
+    import os
+    import shutil
+    if not os.path.exists(DEJAVU):
+        pytest.skip("no DejaVu Sans on this machine")
+    (tmp_folders.models / "fonts").mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEJAVU, tmp_folders.models / "fonts" / "DejaVuSans.ttf")
+
+
+@pytest.mark.parametrize("spacing, size, sequence", [(6, 8, "off"), (5, 12, "on")])
+def test_ascii(registry, dejavu_font, spacing, size, sequence):
+    images = _images(13, batch=2, height=30, width=40, channels=4)
+    characters = " .:-=+*#%@"
+    out = call(registry, "FillAscii", image=images, spacing=spacing, font_size=size, characters=characters,
+               font="DejaVuSans", sequence_toggle=sequence)
+    want = torch.stack([_pack_ascii(image, spacing, size, characters, DEJAVU, sequence) for image in images])
+    assert out.shape == (2, 30, 40, 3) and torch.equal(out, want) and bool(out.any())
+    black = call(registry, "FillAscii", image=images, spacing=41, characters=characters, font="DejaVuSans")
+    assert not bool(black.any())
+    _refused(registry, "FillAscii", "characters", image=images, characters="", font="DejaVuSans")
+    with pytest.raises(ValueError, match="not one of the choices: 'DejaVuSans'"):  # refused at validation
+        call(registry, "FillAscii", image=images, font="NoSuchFont")
+
+
+def test_ascii_refuses_more_characters_than_it_draws(registry, dejavu_font, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    monkeypatch.setattr(fill, "MOST_ASCII_CELLS", 11)
+    images = _images(batch=1, height=12, width=16)
+    assert call(registry, "FillAscii", image=images, spacing=5, font="DejaVuSans").shape == (1, 12, 16, 3)  # 6 drawn
+    _refused(registry, "FillAscii", "spacing", image=images, spacing=4, font="DejaVuSans")  # 12 would be
+
+
 def _trunc_blend(a, b, alpha):
     """Pillow's 8-bit blend: a + alpha · (b - a) in single precision, cut toward zero, clipped."""
     a, b = a.astype(np.float32), b.astype(np.float32)
@@ -640,7 +697,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 21
+    assert len(ours) == len(PACK_INPUTS) == 22
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
