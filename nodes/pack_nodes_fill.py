@@ -1,27 +1,25 @@
 """filliptm's ComfyUI_Fill-Nodes, round 1: its most-used model-free utilities and classic effects,
-under the pack's class names (FL_...), display names, inputs (order, defaults, ranges), outputs and categories.
-Read from the pack's nodes/*.py at these commits: FL_Padding.py d8f010df4ba0de6efb86a6c832017a5bb128a673,
-FL_Math.py d165c0a775873adb3d3f726cdf7778fe7e3e2033, FL_HalfTone.py, FL_Dither.py, FL_HexagonalPattern.py and FL_Ascii.py
-5d9f67074ba74659e2bb3e2c757d0e15eeade220, FL_PixelSort.py 7f335ee7bab83ca9cc643f4618542b3b4012fbf9,
-FL_Image_Pixelator.py 8716aa7286ead65e72c24d1c0809f66c4deda696, FL_Switch.py
-bd62c55dd36a7c5e0db8db8a3678687175c1500c, FL_Image_Dimension_Display.py
-13509480ac9c597d4cb75c6004194acc62888e3b, FL_ColorPicker.py 40d4853393652bdd12f0693145b18bf64aa370e6,
-FL_ApplyMask.py a05fccd1b25630af0c9d5980ddba123d97027024, FL_ImageBatchToGrid.py
-469d0c28b538720149487095251f140f23f0bac8, FL_Image_AddToBatch.py 5d0429a3a04f96c28290b7f4699b67513f33f126,
-FL_PromptSelector.py 23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754, FL_Image_Randomizer.py
-13509480ac9c597d4cb75c6004194acc62888e3b, FL_ImageSlicer.py a05fccd1b25630af0c9d5980ddba123d97027024 (with
-utils.py's tensor_to_pil at 7f335ee7bab83ca9cc643f4618542b3b4012fbf9), FL_Switch_Big.py
-003fd21a70528c707c34178543948fa992458781, FL_PaddingRemover.py 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509, FL_Image_Caption_Saver.py
-e9eaa6fc2a4bf3482cb97f21ee499d7452333397, FL_ImageNotes.py 13509480ac9c597d4cb75c6004194acc62888e3b, and
-FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to name;
-its class and inputs match the pack's __init__); the class list from __init__.py at
-003fd21a70528c707c34178543948fa992458781.
+under the pack's class names (FL_...), display names, inputs (order, defaults, ranges), outputs and
+categories. Read from the pack's nodes/*.py at these commits:
+  5d9f67074ba74659e2bb3e2c757d0e15eeade220: FL_HalfTone.py, FL_Dither.py, FL_HexagonalPattern.py, FL_Ascii.py;
+  13509480ac9c597d4cb75c6004194acc62888e3b: FL_Image_Dimension_Display.py, FL_Image_Randomizer.py, FL_ImageNotes.py;
+  a05fccd1b25630af0c9d5980ddba123d97027024: FL_ApplyMask.py, FL_ImageSlicer.py;
+  7f335ee7bab83ca9cc643f4618542b3b4012fbf9: FL_PixelSort.py, utils.py (tensor_to_pil);
+  003fd21a70528c707c34178543948fa992458781: FL_Switch_Big.py and __init__.py (the class list);
+  d8f010df4ba0de6efb86a6c832017a5bb128a673 FL_Padding.py, d165c0a775873adb3d3f726cdf7778fe7e3e2033 FL_Math.py,
+  8716aa7286ead65e72c24d1c0809f66c4deda696 FL_Image_Pixelator.py, bd62c55dd36a7c5e0db8db8a3678687175c1500c
+  FL_Switch.py, 40d4853393652bdd12f0693145b18bf64aa370e6 FL_ColorPicker.py, 469d0c28b538720149487095251f140f23f0bac8
+  FL_ImageBatchToGrid.py, 5d0429a3a04f96c28290b7f4699b67513f33f126 FL_Image_AddToBatch.py,
+  23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754 FL_PromptSelector.py, 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509
+  FL_PaddingRemover.py, e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Image_Caption_Saver.py;
+  FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to
+  name; its class and inputs are those the pack's __init__ registers).
 
-Nodes here: FL_Padding, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch, FL_ImageDimensionDisplay,
-FL_ImageRandomizer, FL_ImageSlicer, FL_ImageCaptionSaver, FL_ImageNotes, FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big, FL_PaddingRemover
-(utilities); FL_HalftonePattern, FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect,
-FL_HexagonalPattern, FL_Ascii (VFX).
-The pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
+Nodes here: FL_Padding, FL_PaddingRemover, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch,
+FL_ImageSlicer, FL_ImageDimensionDisplay, FL_ImageNotes, FL_ImageRandomizer, FL_ImageCaptionSaver,
+FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big (utilities); FL_HalftonePattern,
+FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect, FL_HexagonalPattern, FL_Ascii (VFX). The
+pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
 Pictures go through the pack's 8-bit steps where it has them (x · 255 cut to a whole level). Where
@@ -495,7 +493,8 @@ class FillImageRandomizer(Node):
                                                    f"{self.directory_path!r}")
         path = files[self.seed % len(files)]
         check_folder_pictures([path], "seed", "directory_path")
-        shown = f"{self.directory_path.strip().strip('/')}/{path.relative_to(_randomizer_folder(self.directory_path)).as_posix()}"
+        inside = path.relative_to(_randomizer_folder(self.directory_path)).as_posix()
+        shown = f"{self.directory_path.strip().strip('/')}/{inside}"
         try:
             image, _ = _load_picture(path, shown, first_frame_only=True)
         except NodeInputError as e:
@@ -1075,8 +1074,10 @@ class FillAscii(Node):
         out = []
         for image in images:
             picture = Image.new("RGB", (width, height), (0, 0, 0))
-            samples = np.asarray(Image.fromarray(_levels(image[..., :3]), "RGB").resize((across, down), Image.NEAREST)) \
-                if across and down else np.zeros((0, 0, 3), dtype=np.uint8)
+            samples = np.zeros((0, 0, 3), dtype=np.uint8)
+            if across and down:
+                rgb = Image.fromarray(_levels(image[..., :3]), "RGB")
+                samples = np.asarray(rgb.resize((across, down), Image.NEAREST))
             draw = ImageDraw.Draw(picture)
             with drawn_within_pillows_limit("font_size", f"{self.font_size}: a character at this size is larger "
                                                          "than Pillow draws"):

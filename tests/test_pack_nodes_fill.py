@@ -43,7 +43,8 @@ def _refused(registry, node_type, input_name, match=None, **inputs):
 PACK_INPUTS = {
     "FL_Padding": [("image", "IMAGE", None, None, None, None)]
     + [(f"padding_{side}", "INT", 0, 0, 4096, 1) for side in ("left", "right", "top", "bottom")]
-    + [(c, "INT", 255, 0, 255, 1) for c in ("red", "green", "blue")] + [("include_alpha", "BOOLEAN", False, None, None, None)],
+    + [(c, "INT", 255, 0, 255, 1) for c in ("red", "green", "blue")]
+    + [("include_alpha", "BOOLEAN", False, None, None, None)],
     "FL_ApplyMask": [("image", "IMAGE", None, None, None, None), ("mask", "MASK", None, None, None, None)],
     "FL_ImageBatchToGrid": [("images", "IMAGE", None, None, None, None), ("images_per_row", "INT", 5, 1, 20, 1)],
     "FL_ImageDimensionDisplay": [("image", "IMAGE", None, None, None, None)],
@@ -55,7 +56,8 @@ PACK_INPUTS = {
                              ("caption_text", "STRING", "Your caption here", None, None, None),
                              ("overwrite", "BOOLEAN", True, None, None, None)],
     "FL_HexagonalPattern": [("images", "IMAGE", None, None, None, None), ("hexagon_size", "INT", 100, 50, 500, 10),
-                            ("shadow_offset", "INT", 5, 0, 20, 1), ("shadow_color", "STRING", "purple", None, None, None),
+                            ("shadow_offset", "INT", 5, 0, 20, 1),
+                            ("shadow_color", "STRING", "purple", None, None, None),
                             ("background_color", "STRING", "black", None, None, None),
                             ("rotation", "FLOAT", 0.0, 0.0, 360.0, 1.0), ("spacing", "FLOAT", 1.0, 0.5, 2.0, 0.1)],
     "FL_ImageNotes": [("images", "IMAGE", None, None, None, None), ("text", "STRING", "Text Here", None, None, None),
@@ -64,7 +66,8 @@ PACK_INPUTS = {
                  ("font_size", "INT", 20, 1, None, 1),
                  ("characters", "STRING", "\\._♥♦♣MachineDelusions♣♦♥_./", None, None, None),
                  ("font", [], None, None, None, None), ("sequence_toggle", ["off", "on"], None, None, None, None)],
-    "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None), ("prompts", "STRING", None, None, None, None),
+    "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None),
+                          ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
     "FL_ImageRandomizer": [("directory_path", "STRING", "", None, None, None),
                            ("seed", "INT", 0, 0, 0xffffffffffffffff, None),
@@ -97,7 +100,8 @@ PACK_INPUTS = {
     + [(n, "FLOAT", d, 0.0, 1.0, 0.01) for n, d in (("color_offset", 0.2), ("scanline_strength", 0.5),
                                                      ("vignette_strength", 0.7), ("noise_strength", 0.3))],
 }
-PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_ImageCaptionSaver": ["STRING"], "FL_Switch_Big": ["*"], "FL_PromptSelector": ["STRING"],
+PACK_OUTPUTS = {"FL_ImageDimensionDisplay": ["STRING"], "FL_ImageCaptionSaver": ["STRING"], "FL_Switch_Big": ["*"],
+                "FL_PromptSelector": ["STRING"],
                 "FL_ImageRandomizer": ["IMAGE", "PATH"], "FL_ColorPicker": ["STRING"], "FL_Switch": ["*"],
                 "FL_Math": ["INT", "FLOAT"]}
 
@@ -244,7 +248,8 @@ def test_image_notes_puts_a_bar_with_centred_text_above(registry, tmp_folders):
     images = _images(12, batch=2, height=20, width=120, channels=4)
     out = call(registry, "FillImageNotes", images=images, text="Hello notes", bar_height=40, text_size=18)
     assert out.shape == (2, 60, 120, 3)
-    levels = torch.from_numpy(np.clip(images[..., :3].numpy() * 255.0, 0, 255).astype(np.uint8).astype(np.float32) / 255)
+    levels = np.clip(images[..., :3].numpy() * 255.0, 0, 255).astype(np.uint8)
+    levels = torch.from_numpy(levels.astype(np.float32) / 255)
     assert torch.equal(out[:, 40:], levels)
     font = ImageFont.load_default(size=18)  # no arial.ttf in models/fonts here
     ink = font.getmask("Hello notes").getbbox()
