@@ -251,7 +251,7 @@ FILL_LEFT_OUT = {
 FILL_LATER = ("FL_VideoCaptionSaver", "FL_CodeNode",
               "FL_DirectoryCrawl", "FL_Ripple", "FL_NFTGenerator", "FL_RandomNumber",
               "FL_PixelArtShader", "FL_PaperDrawn",
-              "FL_ImageCollage", "FL_KsamplerSettings", "FL_InpaintCrop",
+              "FL_KsamplerSettings", "FL_InpaintCrop",
               "FL_Inpaint_Stitch", "FL_SDUltimate_Slices", "FL_BatchAlign", "FL_VideoRecompose", "FL_VideoCropMask",
               "FL_SeparateMaskComponents", "FL_PasteOnCanvas", "FL_BulletHellGame", "FL_TetrisGame",
               "FL_SystemCheck", "FL_GradGenerator", "FL_MirrorAndAppendCaptions", "FL_ImageCaptionLayout",

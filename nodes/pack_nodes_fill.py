@@ -11,14 +11,16 @@ categories. Read from the pack's nodes/*.py at these commits:
   FL_Switch.py, 40d4853393652bdd12f0693145b18bf64aa370e6 FL_ColorPicker.py, 469d0c28b538720149487095251f140f23f0bac8
   FL_ImageBatchToGrid.py, 5d0429a3a04f96c28290b7f4699b67513f33f126 FL_Image_AddToBatch.py,
   23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754 FL_PromptSelector.py, 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509
-  FL_PaddingRemover.py, e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Image_Caption_Saver.py;
+  FL_PaddingRemover.py, e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Image_Caption_Saver.py,
+  4b324edd1403a93942226a7e8dae858874959bb5 FL_ImageCollage.py;
   FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to
   name; its class and inputs are those the pack's __init__ registers).
 
 Nodes here: FL_Padding, FL_PaddingRemover, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch,
 FL_ImageSlicer, FL_ImageDimensionDisplay, FL_ImageNotes, FL_ImageRandomizer, FL_ImageCaptionSaver,
 FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big (utilities); FL_HalftonePattern,
-FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect, FL_HexagonalPattern, FL_Ascii (VFX). The
+FL_PixelSort, FL_ImagePixelator, FL_Dither, FL_RetroEffect, FL_HexagonalPattern, FL_Ascii, FL_ImageCollage
+(VFX). The
 pack's classes left out on purpose and those not built yet are named in graphflow/comfy_format.py
 (FILL_LEFT_OUT, FILL_LATER).
 
@@ -1091,4 +1093,55 @@ class FillAscii(Node):
                             char = self.characters[(r + g + b) // 3 * count // 256]
                         draw.text((column * self.spacing, row * self.spacing), char, font=font, fill=(r, g, b))
             out.append(torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0))
+        return torch.stack(out)
+
+
+class FillImageCollage(Node):
+    """A mosaic of the tile picture: tile_image resized (Lanczos, its aspect kept, tile_size on its
+    longer side) and laid every tile size + spacing pixels over a black canvas of base_image's size,
+    each tile in the mean colour of the base_image square under it (pixels past the edge count as
+    black, as the pack crops), seen through the tile's brightness squared (a light tile shows the
+    colour, a dark one stays black). One tile image serves every base image, else one each. A side
+    the aspect would make 0 pixels is 1 (the pack fails). Gives RGB; alpha is dropped."""
+    category = VFX
+    display_name = "FL Image Collage"
+    base_image: IMAGE
+    tile_image: IMAGE
+    tile_size: int = Int(32, min=8, max=256, step=8)
+    spacing: int = Int(0, min=0, max=64)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageCollage",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image
+        bases, tiles = _image(self.base_image, "base_image"), _image(self.tile_image, "tile_image")
+        _channels(bases, "base_image", (3, 4))
+        _channels(tiles, "tile_image", (3, 4))
+        if tiles.shape[0] not in (1, bases.shape[0]):
+            raise NodeInputError("tile_image", f"a batch of {tiles.shape[0]}: expected 1 or base_image's "
+                                               f"{bases.shape[0]}")
+        height, width = bases.shape[1:3]
+        out = []
+        for index, base in enumerate(bases):
+            tile = Image.fromarray(_levels(tiles[index % tiles.shape[0]][..., :3]), "RGB")
+            aspect = tile.width / tile.height
+            if tile.width > tile.height:
+                size = (self.tile_size, max(1, int(self.tile_size / aspect)))
+            else:
+                size = (max(1, int(self.tile_size * aspect)), self.tile_size)
+            brightness = np.asarray(tile.resize(size, Image.Resampling.LANCZOS).convert("L")) / 255.0
+            mask = Image.fromarray(np.uint8(brightness ** 2 * 255), "L")
+            levels = _levels(base[..., :3])
+            canvas = Image.new("RGB", (width, height))
+            for y in range(0, height, size[1] + self.spacing):
+                check_interrupted()
+                for x in range(0, width, size[0] + self.spacing):
+                    region = np.zeros((size[1], size[0], 3))
+                    part = levels[y:y + size[1], x:x + size[0]]
+                    region[:part.shape[0], :part.shape[1]] = part
+                    colour = tuple(int(v) for v in region.mean(axis=(0, 1)))
+                    canvas.paste(Image.new("RGB", size, colour), (x, y), mask)
+            out.append(torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0))
         return torch.stack(out)

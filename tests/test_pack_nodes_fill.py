@@ -66,6 +66,8 @@ PACK_INPUTS = {
                  ("font_size", "INT", 20, 1, None, 1),
                  ("characters", "STRING", "\\._♥♦♣MachineDelusions♣♦♥_./", None, None, None),
                  ("font", [], None, None, None, None), ("sequence_toggle", ["off", "on"], None, None, None, None)],
+    "FL_ImageCollage": [("base_image", "IMAGE", None, None, None, None), ("tile_image", "IMAGE", None, None, None, None),
+                        ("tile_size", "INT", 32, 8, 256, 8), ("spacing", "INT", 0, 0, 64, 1)],
     "FL_PromptSelector": [("prepend_text", "STRING", "", None, None, None),
                           ("prompts", "STRING", None, None, None, None),
                           ("append_text", "STRING", "", None, None, None), ("index", "INT", 0, 0, 6969, 1)],
@@ -615,6 +617,44 @@ def test_ascii_refuses_more_characters_than_it_draws(registry, dejavu_font, monk
     _refused(registry, "FillAscii", "spacing", image=images, spacing=4, font="DejaVuSans")  # 12 would be
 
 
+def _pack_collage(base, tile, tile_size, spacing):
+    """FL_ImageCollage written out: Pillow's Lanczos resize of the tile, its grey (ITU-R 601 in
+    Pillow's fixed point) squared as the mask, each cell's mean colour (the crop's black margin
+    counted) pasted through it onto black with Pillow's rounded 8-bit blend."""
+    from PIL import Image
+    tile_levels = np.clip(tile[..., :3].numpy() * 255.0, 0, 255).astype(np.uint8)
+    picture = Image.fromarray(tile_levels, "RGB")
+    w, h = picture.size
+    size = (tile_size, int(tile_size / (w / h))) if w > h else (int(tile_size * (w / h)), tile_size)
+    rgb = np.asarray(picture.resize(size, Image.Resampling.LANCZOS)).astype(np.int64)
+    grey = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    mask = np.uint8((grey / 255.0) ** 2 * 255).astype(np.int64)
+    levels = np.clip(base[..., :3].numpy() * 255.0, 0, 255).astype(np.uint8)
+    height, width = levels.shape[:2]
+    out = np.zeros((height, width, 3), dtype=np.int64)
+    for y in range(0, height, size[1] + spacing):
+        for x in range(0, width, size[0] + spacing):
+            cell = np.zeros((size[1], size[0], 3))
+            part = levels[y:y + size[1], x:x + size[0]]
+            cell[:part.shape[0], :part.shape[1]] = part
+            colour = cell.mean(axis=(0, 1)).astype(int)
+            blend = colour * mask[..., None] + 128  # Pillow's DIV255 of colour · mask (the canvas is black)
+            blend = ((blend >> 8) + blend) >> 8
+            ph, pw = out[y:y + size[1], x:x + size[0]].shape[:2]
+            out[y:y + ph, x:x + pw] = blend[:ph, :pw]
+    return torch.from_numpy(out.astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize("tile_shape, tile_size, spacing", [((12, 20), 8, 0), ((30, 18), 16, 3)])
+def test_image_collage(registry, tile_shape, tile_size, spacing):
+    bases = _images(14, batch=2, height=37, width=45, channels=4)
+    tile = _images(15, batch=1, height=tile_shape[0], width=tile_shape[1])
+    out = call(registry, "FillImageCollage", base_image=bases, tile_image=tile, tile_size=tile_size, spacing=spacing)
+    want = torch.stack([_pack_collage(base, tile[0], tile_size, spacing) for base in bases])
+    assert out.shape == (2, 37, 45, 3) and torch.equal(out, want) and bool(out.any())
+    _refused(registry, "FillImageCollage", "tile_image", base_image=bases, tile_image=_images(batch=3))
+
+
 def _trunc_blend(a, b, alpha):
     """Pillow's 8-bit blend: a + alpha · (b - a) in single precision, cut toward zero, clipped."""
     a, b = a.astype(np.float32), b.astype(np.float32)
@@ -702,7 +742,7 @@ def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
     import nodes.pack_nodes_fill as fill
     from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
     ours = [cls for cls in registry if cls.__module__ == fill.__name__]
-    assert len(ours) == len(PACK_INPUTS) == 22
+    assert len(ours) == len(PACK_INPUTS) == 23
     for cls in ours:
         name = cls.comfy.class_types[0]
         assert registry.comfy_node(name) is cls and custom_pack(name) == "ComfyUI_Fill-Nodes", name
