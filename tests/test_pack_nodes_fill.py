@@ -164,6 +164,8 @@ def test_apply_mask_sets_alpha(registry):
     resized = call(registry, "FillApplyMask", image=images[..., :3], mask=small)[0, ..., 3]
     rows, cols = np.floor(np.arange(12) * 2 / 12).astype(int), np.floor(np.arange(16) * 2 / 16).astype(int)
     assert torch.equal(resized, small[0][rows][:, cols] / 255.0)
+    over = call(registry, "FillApplyMask", image=images, mask=mask * 1.5)[..., 3]  # any value over 1: / 255
+    assert torch.allclose(over, (mask * 1.5 / 255).expand(2, -1, -1))
     rgba = torch.cat([images, torch.zeros(2, 12, 16, 1)], -1)
     replaced = call(registry, "FillApplyMask", image=rgba, mask=mask)
     assert torch.equal(replaced[..., 3], mask.expand(2, -1, -1)) and bool((rgba[..., 3] == 0).all())
@@ -192,13 +194,13 @@ def test_size_text_color_and_switch(registry):
 
 
 def test_add_to_batch_resizes_the_second_as_the_pack(registry):
-    first, second = _images(1, batch=2, height=8, width=12), _images(2, batch=3, height=16, width=24)
+    first, second = _images(1, batch=2, height=8, width=12), _images(2, batch=3, height=24, width=36)
     out = call(registry, "FillImageAddToBatch", images1=first, images2=second)
-    # shrinking by 2: area averaging is the mean of each 2 × 2 block
-    blocks = second.reshape(3, 8, 2, 12, 2, 3).mean(dim=(2, 4))
+    # shrinking by 3: area averaging is the mean of each 3 × 3 block
+    blocks = second.reshape(3, 8, 3, 12, 3, 3).mean(dim=(2, 4))
     assert out.shape == (5, 8, 12, 3) and torch.equal(out[:2], first) and torch.allclose(out[2:], blocks, atol=1e-6)
     grown = call(registry, "FillImageAddToBatch", images1=second, images2=first)
-    want = torch.nn.functional.interpolate(first.movedim(-1, 1), size=(16, 24), mode="bicubic",
+    want = torch.nn.functional.interpolate(first.movedim(-1, 1), size=(24, 36), mode="bicubic",
                                            align_corners=False).movedim(1, -1)
     assert torch.equal(grown[3:], want)
     same = call(registry, "FillImageAddToBatch", images1=first, images2=first)
