@@ -281,6 +281,46 @@ ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("PrepareImageAndMaskForInpaint", "OverlayInpaintedImage", "CreateExpandedCanvasForOutpaint"),
                     _AV_LATER.format("the pack's inpaint crop / overlay helpers")),
 }
+# filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1): its classes left out on purpose, with
+# why, and FILL_LATER, those not built yet; from its __init__.py at 003fd21a70528c707c34178543948fa992458781
+# (every class is "FL_..."; CUSTOM_PACKS claims the prefix)
+_FILL_CALLS = "it calls {}'s web service"
+FILL_LEFT_OUT = {
+    **dict.fromkeys(("FL_GeminiVideoCaptioner", "FL_GeminiImageEditor", "FL_GeminiTextAPI"),
+                    _FILL_CALLS.format("Google's Gemini")),
+    **dict.fromkeys(("FL_GPT_Image1", "FL_GPT_Vision", "FL_SimpleGPTVision", "FL_GPT_Text", "FL_Dalle3"),
+                    _FILL_CALLS.format("OpenAI")),
+    "FL_PixVerseAPI": _FILL_CALLS.format("PixVerse"),
+    "FL_Fal_Pixverse": _FILL_CALLS.format("fal.ai"),
+    "FL_SendToDiscordWebhook": "it posts the images to a Discord webhook",
+    **dict.fromkeys(("FL_HFHubModelUploader", "FL_HF_UploaderAbsolute", "FL_HF_Character", "FL_HFDatasetDownloader"),
+                    "it uploads to or downloads from the Hugging Face hub"),
+    **dict.fromkeys(("FL_GoogleDriveDownloader", "FL_GoogleDriveImageDownloader"),
+                    "it downloads from Google Drive"),
+    "FL_GoogleCloudStorage": "it uploads to Google Cloud Storage",
+    "FL_OllamaCaptioner": "it asks an Ollama server's language model for captions",
+    "FL_Glitch": "it needs the glitch_this package, which graphflow does not declare",
+    **dict.fromkeys(("FL_InfiniteZoom", "FL_Shadertoy"),
+                    "it renders with an OpenGL shader (PyOpenGL and glfw, a window on a display)"),
+}
+FILL_LATER = ("FL_VideoCaptionSaver", "FL_CodeNode",
+              "FL_DirectoryCrawl", "FL_Ripple", "FL_NFTGenerator", "FL_RandomNumber",
+              "FL_PixelArtShader", "FL_PaperDrawn",
+              "FL_KsamplerSettings", "FL_InpaintCrop",
+              "FL_Inpaint_Stitch", "FL_SDUltimate_Slices", "FL_BatchAlign", "FL_VideoRecompose", "FL_VideoCropMask",
+              "FL_SeparateMaskComponents", "FL_PasteOnCanvas", "FL_BulletHellGame", "FL_TetrisGame",
+              "FL_SystemCheck", "FL_GradGenerator", "FL_MirrorAndAppendCaptions", "FL_ImageCaptionLayout",
+              "FL_ZipDirectory", "FL_ZipSave", "FL_TimeLine", "FL_CaptionToCSV", "FL_KsamplerPlus",
+              "FL_KsamplerBasic", "FL_FractalKSampler", "FL_UpscaleModel", "FL_SaveCSV", "FL_KSamplerXYZPlot",
+              "FL_SamplerStrings", "FL_SchedulerStrings", "FL_ImageCaptionLayoutPDF", "FL_SaveImages",
+              "FL_LoadImage", "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver", "FL_ImagesToPDF", "FL_PDFMerger",
+              "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader", "FL_TextToPDF", "FL_PDFEncryptor",
+              "FL_SaveAndDisplayImage", "FL_ImageAdjuster", "FL_CaptionSaver_V2", "FL_PathTypeChecker",
+              "FL_SaveWebPImage(SaveImage)", "FL_MadLibGenerator", "FL_ImageListToImageBatch",
+              "FL_ImageBatchToImageList", "FL_ProResVideo", "FL_NodeLoader", "FL_NodePackLoader",
+              "FL_API_Base64_ImageLoader", "FL_API_ImageSaver", "FL_AnimeLineExtractor", "FL_HunyuanDelight",
+              "FL_ClipScanner", "FL_SceneCut", "FL_JS", "FL_WF_Agent", "FL_BlackFrameReject", "FL_PromptBasic",
+              "FL_PromptMulti", "FL_PasteByMask")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
@@ -467,6 +507,9 @@ CUSTOM_PACKS = {
     # docs list them under the pack); whole names, as its ImageText... / ImageBatch... would claim others'
     "ComfyUI-Allor": (*ALLOR_LEFT_OUT, *ALLOR_LATER),
     # whole names, which custom_pack takes before ComfyUI_LayerStyle's prefixes (its names share them)
+    # filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py): every class starts "FL_"
+    "ComfyUI_Fill-Nodes": ("FL_",),
+    # before ComfyUI_LayerStyle's prefixes, which its names share
     "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
     # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 and 2);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
@@ -493,13 +536,16 @@ JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files
 LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_LEFT_OUT, **ALLOR_LEFT_OUT,
             **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT,
             **ART_VENTURE_LEFT_OUT,
-            **ICLIGHT_NATIVE_LEFT_OUT, **TILED_DIFFUSION_LEFT_OUT}
+            **ICLIGHT_NATIVE_LEFT_OUT, **TILED_DIFFUSION_LEFT_OUT,
+            **FILL_LEFT_OUT}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
                                      "properties name this pack (cnr_id / aux_id) or a save gives its inputs "
                                      "(blur_radius, sigma); else a saved `Blur` runs Masquerade's Blur, that "
                                      "name's default",
+    "ComfyUI_Fill-Nodes": "round 1; left out on purpose, with why in the error a save of one gets: "
+                          + ", ".join(f"`{n}`" for n in FILL_LEFT_OUT) + "; its other classes are not built yet",
 }
 
 
