@@ -5,6 +5,8 @@ Diffusion nodes are nodes/pack_nodes_tiled_diffusion.py."""
 
 from __future__ import annotations
 
+import math
+
 from graphflow.api import (IMAGE, LATENT, VAE, Bool, ComfyAlias, Int, Node, NodeInputError, Size, check_run_memory,
                            progress)
 
@@ -39,8 +41,8 @@ def _check_memory(input_name: str, vae, batch: int, tile_px: int, height_px: int
     (kept with their residual between GroupNorms) in the RAM too."""
     config = vae.module.config
     check_run_memory(input_name, f"a {tile_px}-pixel tile", sampled=Size(batch, tile_px, tile_px))
-    if not fast:
-        channels = 2 * config.ch * max(config.ch_mult)
+    if not fast:  # a level's features and their residual, per picture pixel (level l at 1/2^l a side)
+        channels = 2 * math.ceil(max(config.ch * m / 4 ** level for level, m in enumerate(config.ch_mult)))
         check_run_memory(input_name, f"the picture's features between GroupNorms ({channels} channels at "
                                      f"{width_px}x{height_px}; fast mode keeps one tile)",
                          images=Size(batch * -(-channels * vae.dtype.itemsize // 12), height_px, width_px))
@@ -77,7 +79,7 @@ class VAEEncodeTiled_TiledDiffusion(Node):
         from graphflow.models.vae import centre_crop
 
         vae = _autoencoder(self.vae)
-        if self.tile_size < 16 or self.tile_size % 16:
+        if self.tile_size % 16:  # tiles on whole latent pixels
             raise NodeInputError("tile_size", f"expected a multiple of 16 of at least 256, got {self.tile_size}")
         f = vae.downscale
         if self.pixels.dim() != 4 or self.pixels.shape[1] < f or self.pixels.shape[2] < f:
