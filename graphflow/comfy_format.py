@@ -386,11 +386,10 @@ ICLIGHT_NATIVE_LEFT_OUT = {
 }
 # shiimizu's ComfyUI-TiledDiffusion (nodes/pack_nodes_tiled_diffusion.py), whole names: "TiledDiffusion" starts
 # its other classes' names
-TILED_DIFFUSION_CLASSES = ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion")
-TILED_DIFFUSION_LEFT_OUT = dict.fromkeys(
-    ("VAEEncodeTiled_TiledDiffusion", "VAEDecodeTiled_TiledDiffusion"),
-    "the pack's Tiled VAE (GroupNorm statistics gathered over tiles) is not built yet; ComfyUI's VAEEncodeTiled / "
-    "VAEDecodeTiled encode and decode in tiles")
+TILED_DIFFUSION_CLASSES = ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion",
+                           # its Tiled VAE (nodes/pack_nodes_tiled_vae.py)
+                           "VAEEncodeTiled_TiledDiffusion", "VAEDecodeTiled_TiledDiffusion")
+TILED_DIFFUSION_LEFT_OUT: dict[str, str] = {}
 WHOLE_NAMES = frozenset((*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT,
                          *WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,

@@ -37,8 +37,9 @@ tiles its 4x-compressed stage B with separate rules) and video models; at sampli
 ControlNets that read a latent hint or carry a whole-image mask, a flow model's inputs other than
 its text, pooled vector and guidance (reference latents, Redux attention masks...), none of which
 can be cut to tiles, and a network wrapper (EasyCache) applied after TiledDiffusion.
-Left out: the pack's Tiled VAE (VAEEncodeTiled_TiledDiffusion, VAEDecodeTiled_TiledDiffusion), not
-built yet; NoiseInversion is not in the pack's mappings at this commit (commented out)."""
+The pack's Tiled VAE (VAEEncodeTiled_TiledDiffusion, VAEDecodeTiled_TiledDiffusion) is
+nodes/pack_nodes_tiled_vae.py. Left out: NoiseInversion, not in the pack's mappings at this commit
+(commented out)."""
 
 from __future__ import annotations
 

@@ -67,12 +67,15 @@ class AttnBlock(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        t = self.norm(x)
+        return x + self.attend(self.norm(x))
+
+    def attend(self, t: torch.Tensor) -> torch.Tensor:
+        """The block's update of normalised pixels t (Tiled VAE runs the norm and the residual itself)."""
+        b, c, h, w = t.shape
         # [b, 1 head, h*w tokens, c]; views in both NCHW and channels-last layouts
         q, k, v = (conv(t).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
         out = attention(q, k, v)[:, 0]
-        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
+        return self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 
 class Downsample(nn.Module):
