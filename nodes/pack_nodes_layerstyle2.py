@@ -61,8 +61,9 @@ LIBRARY_MODES = {"normal": "normal", "darken": "darken_only", "multiply": "multi
                  "soft light": "soft_light", "hard light": "hard_light", "difference": "difference",
                  "divide": "divide", "grain extract": "grain_extract", "grain merge": "grain_merge"}
 
-# blend_modes and the formulas below hold about this many float64 RGBA copies of a picture at once
-BLEND_COPIES = 8
+# blend_modes and the formulas below hold up to ~310 bytes a pixel at once (float64 RGBA arrays and their
+# temporaries: the HSV modes most), counted here as 12-byte IMAGE pixels
+BLEND_COPIES = 26
 DISSOLVE_SEED = 0  # the pack's dissolve draws from numpy's unseeded global generator
 
 
@@ -464,7 +465,10 @@ class LayerUtilitySimpleTextImage(Node):
 
 # -- AddGrain (imagefunc.image_add_grain) ------------------------------------------------------------------
 
-GRAIN_COPIES = 5  # the grain, its YCbCr copy, their blurs and the colour mix, at the grain's size
+# add_grain's peak, in 12-byte IMAGE pixels: at first the picture and about five float32 RGB copies at the
+# grain's size (the noise, its YCbCr, the blurs and the colour mix); at the end about six at the picture's
+# size (the scaled grain, the products) and the grain itself
+GRAIN_COPIES, GRAINED_COPIES = 5, 6
 
 
 def ycbcr(rgb):
@@ -493,8 +497,9 @@ def add_grain(picture, scale: float, strength: float, saturation: float, seed: i
     image = to_tensor(picture.convert("RGB"))
     height, width = image.shape[1:3]
     grain_height, grain_width = max(int(height // scale), 1), max(int(width // scale), 1)
-    check_run_memory("grain_scale", f"grain at 1/{scale:g} of the picture's size",
-                     images=Size(GRAIN_COPIES, grain_height, grain_width))
+    grain_pixels, pixels = grain_height * grain_width, height * width
+    held = max(pixels + GRAIN_COPIES * grain_pixels, GRAINED_COPIES * pixels + grain_pixels)
+    check_run_memory("grain_scale", f"grain at 1/{scale:g} of the picture's size", images=Size(1, 1, held))
     grain = torch.rand(1, grain_height, grain_width, 3, generator=torch.Generator().manual_seed(seed))
     values = ycbcr(grain)
     for channel, side in enumerate((3, 15, 11)):

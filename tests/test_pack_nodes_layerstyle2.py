@@ -339,6 +339,49 @@ def test_a_blend_too_big_for_the_memory_is_refused_naming_blend_mode(registry):
     assert small.status == "success"
 
 
+def declared_bytes(monkeypatch, fn):
+    """The bytes fn()'s check_run_memory calls reserve (IMAGE pixels, 12 bytes each), the largest."""
+    import nodes.pack_nodes_layerstyle2 as module
+    asked = []
+    monkeypatch.setattr(module, "check_run_memory", lambda *args, images, **kw: asked.append(images.volume * 12))
+    fn()
+    monkeypatch.undo()
+    return max(asked)
+
+
+def test_a_blends_memory_check_covers_what_each_mode_holds(monkeypatch):
+    """tracemalloc sees numpy's arrays, which are all of a blend's big work."""
+    import tracemalloc
+
+    from nodes.pack_nodes_layerstyle2 import chop_image_v2
+    gen = np.random.default_rng(8)
+    background = Image.fromarray(gen.integers(0, 256, (128, 160, 3), dtype=np.uint8))
+    layer = Image.fromarray(gen.integers(0, 256, (128, 160, 4), dtype=np.uint8))
+    chop_image_v2(background, layer, "soft light", 70)  # first run: imports
+    declared = declared_bytes(monkeypatch, lambda: chop_image_v2(background, layer, "normal", 70))
+    peaks = {}
+    for mode in PACK_MODES:
+        tracemalloc.start()
+        try:
+            chop_image_v2(background, layer, mode, 70)
+            peaks[mode] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert max(peaks.values()) <= declared, (declared, peaks)
+    assert max(peaks.values()) >= 0.9 * declared, (declared, peaks)  # close: the HSV modes hold the most
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 3.0])
+def test_add_grains_memory_check_is_close_to_what_it_holds(monkeypatch, scale):
+    from nodes.pack_nodes_layerstyle2 import add_grain
+    from tests.test_pack_nodes_image_filters import measured_peak
+    picture = Image.fromarray(np.random.default_rng(9).integers(0, 256, (120, 150, 3), dtype=np.uint8))
+    add_grain(picture, scale, 0.5, 1.0, 0)  # first run: imports, OpenCV's set-up
+    declared = declared_bytes(monkeypatch, lambda: add_grain(picture, scale, 0.5, 1.0, 0))
+    peak = measured_peak(lambda: add_grain(picture, scale, 0.5, 1.0, 0))
+    assert 0.8 * peak <= declared <= 1.05 * peak, (declared, peak)
+
+
 def test_a_ui_save_with_v2_classes_runs_and_round_trips(registry):
     nodes = [
         ui_node(1, "LayerUtility: ColorImage", [20, 16, "#336699"], outputs=[("image", "IMAGE", [1])]),
