@@ -705,10 +705,12 @@ def grain_map(noise_power: float, shadows: float, highs: float):
     return table
 
 
+@lru_cache(maxsize=2)
 def grain_noise(width: int, height: int, saturation: float, seed: int):
     """graingen.grainGen (RGB): per pixel one Gaussian intensity around 128 and three colour deviations,
     drawn in the pack's order from Python's random seeded with seed, at 1 / 1.5 of the size and scaled
-    up (Lanczos)."""
+    up (Lanczos); a read-only uint8 array. Kept for the next call, as the pack's grain-mask cache: Film V2
+    asks the same noise for every picture of a batch."""
     import random
     import numpy as np
     from PIL import Image
@@ -724,7 +726,9 @@ def grain_noise(width: int, height: int, saturation: float, seed: int):
             row[x] = (int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity),
                       int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity),
                       int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity))
-    return Image.fromarray(noise.clip(0, 255).astype(np.uint8)).resize((width, height), Image.LANCZOS)
+    scaled = np.array(Image.fromarray(noise.clip(0, 255).astype(np.uint8)).resize((width, height), Image.LANCZOS))
+    scaled.flags.writeable = False
+    return scaled
 
 
 def film_grain(picture, scale: float, power: float, shadows: float, highs: float, saturation: float, seed: int):
@@ -743,7 +747,7 @@ def film_grain(picture, scale: float, power: float, shadows: float, highs: float
                      images=Size(3, grain_height, grain_width))
     if scale != 1.0:
         picture = picture.resize((grain_width, grain_height), Image.LANCZOS)
-    noise = np.asarray(grain_noise(picture.width, picture.height, saturation, seed))
+    noise = grain_noise(picture.width, picture.height, saturation, seed)
     grained = Image.fromarray(grain_map(power, shadows, highs)[np.asarray(picture), noise])
     if scale != 1.0:
         grained = grained.resize((width, height), Image.LANCZOS)
@@ -796,9 +800,9 @@ class LayerFilterFilm(_FilmLook):
     colour × (1 + intensity / 3) and a vignette darkening by intensity towards the corners; then, with
     grain_power, filmgrainer's coarse grain (grain_scale, grain_sat, grain_shadows, grain_highs). The
     pack seeds the grain with the clock (another grain each run); here picture i is seeded with i, so a
-    run repeats; the pack's grain cache in the temp folder is not kept. A depth map is read from its
-    first picture (the pack fails on a second picture with one); one at focal_depth everywhere gives no
-    blur (the pack divides by 0)."""
+    run repeats; the pack's grain cache in the temp folder is kept in memory instead (the last two). A
+    depth map is read from its first picture (the pack fails on a second picture with one); one at
+    focal_depth everywhere gives no blur (the pack divides by 0)."""
     category = "😺dzNodes/LayerFilter"
     image: IMAGE
     center_x: float = Float(0.5, min=0.0, max=1.0, step=0.01)
@@ -826,8 +830,9 @@ class LayerFilterFilmV2(_FilmLook):
     """A film look, as LayerFilter's Film V2: Film (saturation, radial or depth blur, vignette, grain) with
     grain_method choosing the grain: "fastgrain" is AddGrain's (grain_scale, grain_power, grain_sat),
     "filmgrainer" Film's (with filmgrainer_shadows / filmgrainer_highs). The depth map is taken in colour
-    (OpenCV greys it by BGR weights, as in the pack). The pack seeds fastgrain with the clock and
-    filmgrainer with 0 for every picture; here picture i is seeded with i for both, so a run repeats."""
+    (OpenCV greys it by BGR weights, as in the pack). Every picture of the batch gets the same grain, as
+    in the pack: filmgrainer's is seeded with 0 (the pack's too) and drawn once; fastgrain's is seeded
+    with 0 where the pack takes the clock (one seed a run), so a run repeats."""
     image: IMAGE
     center_x: float = Float(0.5, min=0.0, max=1.0, step=0.01)
     center_y: float = Float(0.5, min=0.0, max=1.0, step=0.01)
@@ -847,11 +852,11 @@ class LayerFilterFilmV2(_FilmLook):
     comfy = ComfyAlias(("LayerFilter: FilmV2",))
     depth_mode = "RGB"
 
-    def grain(self, picture, seed: int):
+    def grain(self, picture, index: int):
         if self.grain_method == "fastgrain":
-            return add_grain(picture, self.grain_scale, self.grain_power, self.grain_sat, seed)
+            return add_grain(picture, self.grain_scale, self.grain_power, self.grain_sat, seed=0)
         return film_grain(picture, self.grain_scale, self.grain_power, self.filmgrainer_shadows,
-                          self.filmgrainer_highs, self.grain_sat, seed)
+                          self.filmgrainer_highs, self.grain_sat, seed=0)
 
 
 # -- WaterColor, ColorAdapter (imagefunc.image_watercolor, color_adapter) ---------------------------------------

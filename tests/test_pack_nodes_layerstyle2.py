@@ -775,6 +775,35 @@ def test_film_v2_depth_blur_and_both_grains(registry):
     assert torch.equal(out, tensor(pack_filmgrain(looked, 1.5, 0.4, 0.3, 0.7, 0.5, seed=0)))
 
 
+@pytest.mark.parametrize("method", ["fastgrain", "filmgrainer"])
+def test_film_v2_gives_every_picture_the_packs_one_grain(registry, method):
+    """The pack's filmgrainer grain is seeded 0 for every picture, its fastgrain once a run (the clock; ours 0)."""
+    background, layer = pictures(24, 30)
+    images = torch.cat([tensor(background), tensor(layer)])
+    look = {**FILM, "vignette_intensity": 0.0, "blur_strength": 0, "saturation": 1.0}
+    out = node(registry, "LayerFilter: FilmV2", image=images, grain_method=method, filmgrainer_shadows=0.3,
+               filmgrainer_highs=0.7, **look)
+    for i, picture in enumerate((background, layer)):
+        if method == "fastgrain":
+            expected = pack_add_grain(picture, 1.5, 0.4, 0.5, seed=0)
+        else:
+            expected = pack_filmgrain(picture, 1.5, 0.4, 0.3, 0.7, 0.5, seed=0)
+        assert torch.equal(out[i:i + 1], tensor(expected)), i
+
+
+def test_film_grain_noise_is_drawn_once_for_a_batch(registry, monkeypatch):
+    import random
+
+    from nodes.pack_nodes_layerstyle2 import grain_noise
+    grain_noise.cache_clear()
+    seeds, draws = [], random.Random
+    monkeypatch.setattr(random, "Random", lambda seed: seeds.append(seed) or draws(seed))
+    node(registry, "LayerFilter: FilmV2", image=rand(3, 12, 14, 3), grain_method="filmgrainer", filmgrainer_shadows=0.6,
+         filmgrainer_highs=0.2, **FILM)
+    assert seeds == [0]
+    assert not grain_noise(12, 14, 0.5, 0).flags.writeable  # shared: nobody may change it
+
+
 def test_film_depth_map_at_the_focal_depth_everywhere_is_not_blurred(registry):
     background, _ = pictures(12, 14)
     flat = torch.full((1, 12, 14, 3), 127 / 255)  # 8 bits on the way: 127 exactly
