@@ -906,8 +906,8 @@ def color_adapted(picture, reference):
 class LayerColorColorAdapter(Node):
     """The image's colours matched to color_ref_image's, as LayerColor's ColorAdapter: each CIELAB channel
     moved to the reference's mean and spread, mixed over the image at opacity percent; an RGBA image keeps
-    its alpha. Picture i takes reference i (the last where the batch is shorter); the pack always takes
-    the last reference, a slip in its pairing."""
+    its alpha. Every picture takes the last picture of color_ref_image, as the pack does (its pairing by
+    index never takes effect), so a saved workflow gives the pack's pictures."""
     category = "😺dzNodes/LayerColor"
     image: IMAGE
     color_ref_image: IMAGE
@@ -917,12 +917,13 @@ class LayerColorColorAdapter(Node):
 
     def run(self):
         from PIL import Image
+        reference = to_pil(self.color_ref_image[-1]).convert("RGB")
         out = []
-        for i, picture in enumerate(self.image):
+        for picture in self.image:
             check_interrupted()
             original = to_pil(picture)
             canvas = original.convert("RGB")
-            adapted = color_adapted(canvas, to_pil(nth(self.color_ref_image, i)).convert("RGB"))
+            adapted = color_adapted(canvas, reference)
             result = chop_image(canvas, adapted, "normal", self.opacity)
             if original.mode == "RGBA":
                 result = Image.merge("RGBA", (*result.split(), original.split()[-1]))
