@@ -77,8 +77,10 @@ def _with_alpha(backdrop, source, rgb, opacity: float):
 
 
 def _simple(backdrop, source, opacity: float, mode: str):
-    """blendmodes.simple_mode: per-channel formulas on 0..1, then _with_alpha. A 0 / 0 (where the
-    pack's numpy gives NaN, which its uint8 cast makes 0) is 0; x / 0 saturates as in the pack. Its
+    """blendmodes.simple_mode: per-channel formulas on 0..1, then _with_alpha. A 0 / 0 gives NaN, which
+    spreads through the mix to the whole channel's value and is then 0 (the pack's uint8 cast makes it 0:
+    colour burn of a white backdrop under a black layer is black at any opacity, as in the pack); x / 0
+    saturates as in the pack. Its
     vivid light divides by 2s - 0.5 above s = 0.5 (not 2s - 1): kept, so pictures match the pack's."""
     import numpy as np
     back, over = backdrop[..., :3] / 255, source[..., :3] / 255
@@ -101,7 +103,7 @@ def _simple(backdrop, source, opacity: float, mode: str):
             rgb = np.where(over <= 0.5, np.minimum(back, 2 * over), np.maximum(back, 2 * (over - 0.5)))
         else:  # hard mix: the pack rounds its whole linear light result (opacity applied) to 0 or 1
             rgb = np.round(_simple(backdrop, source, opacity, "linear light")[..., :3] / 255)
-    return _with_alpha(backdrop, source, np.nan_to_num(rgb, nan=0.0), opacity)
+    return np.nan_to_num(_with_alpha(backdrop, source, rgb, opacity), nan=0.0)
 
 
 def _dissolve(backdrop, source, opacity: float):

@@ -81,7 +81,6 @@ def pack_pixel(mode, back_px, over_px, opacity):
                 "pin light": lambda: np.where(s <= 0.5, np.minimum(b, 2 * s), np.maximum(b, 2 * (s - 0.5))),
                 "hard mix": lambda: np.round(pack_pixel("linear light", back_px, over_px, opacity)[:3] / 255),
             }[mode]()
-        blend = np.nan_to_num(blend, nan=0.0)  # the pack's uint8 cast makes its NaN 0
     rgb = np.clip((1 - a * opacity) * b + a * opacity * blend, 0, 1)
     return np.append(rgb * 255, alpha)
 
@@ -105,7 +104,8 @@ def pack_chop_v2(background, layer, mode, opacity):
         blended = LIBRARY[mode](backdrop, source, opacity / 100)
     else:
         blended = pack_own(mode, backdrop, source, opacity / 100)
-    return Image.fromarray(np.uint8(blended)).convert("RGB")
+    # the pack's np.uint8(blended) makes a NaN (a 0 / 0, carried through the mix) 0, as x86's cast does
+    return Image.fromarray(np.uint8(np.nan_to_num(blended, nan=0.0))).convert("RGB")
 
 
 def blend_v2(registry, background, layer, mode, opacity, mask=None, comfy_class="LayerUtility: ImageBlend V2"):
@@ -126,6 +126,14 @@ def test_image_blend_v2_is_the_packs_blend_on_the_same_pixels(registry, mode, op
         hsv = mode in ("hue", "saturation", "color", "luminosity")
         assert np.abs(got - expected).max() <= (1 if hsv else 0)
         assert (got != expected).mean() < (0.25 if hsv else 1e-9)
+
+
+@pytest.mark.parametrize("opacity", [100, 45, 0])
+def test_color_burn_of_white_under_black_is_the_packs_black_at_any_opacity(registry, opacity):
+    """(1 - 1) / 0 is NaN in the pack, carried through its mix: its uint8 cast gives 0, whatever the opacity."""
+    out = blend_v2(registry, Image.new("RGB", (2, 1), "#FFFFFF"), Image.new("RGB", (2, 1), "#000000"), "color burn",
+                   opacity)
+    assert torch.equal(out, torch.zeros(1, 1, 2, 3))
 
 
 def test_hsv_conversions_are_colorsys_in_float32():
