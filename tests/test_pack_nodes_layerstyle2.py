@@ -1,7 +1,7 @@
 """ComfyUI_LayerStyle's round-2 nodes (nodes/pack_nodes_layerstyle2.py): the V2 blend modes against the
 blend_modes package called directly as the pack calls it, and the pack's own modes against its formulas
-written out here (colorsys for HSV, pixel by pixel); the V2 classes' inputs as the pack's INPUT_TYPES;
-a UI save of V2 classes read and run."""
+written out here (pixel by pixel; HSV as the pack's torch float32 conversions); the V2 classes' inputs as
+the pack's INPUT_TYPES; a UI save of V2 classes read and run."""
 
 import colorsys
 import json
@@ -54,16 +54,51 @@ def pack_own(mode, backdrop, source, opacity):
     return out
 
 
+def pack_rgb_to_hsv(rgb):
+    """blendmodes.rgb_to_hsv_via_torch: float32, the hue set where red, then green, then blue is the
+    largest (a later tie wins), over 6, mod 1; saturation where the value is not 0."""
+    r, g, b = torch.from_numpy(rgb).float().unbind(-1)
+    value, low = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
+    delta = value - low
+    hue, saturation = torch.zeros_like(value), torch.zeros_like(value)
+    for top, first, second, offset in ((r, g, b, None), (g, b, r, 2.0), (b, r, g, 4.0)):
+        where = (top == value) & (delta != 0)
+        sextant = (first[where] - second[where]) / delta[where]
+        hue[where] = sextant % 6 if offset is None else sextant + offset
+    hue = (hue / 6.0) % 1.0
+    lit = value != 0
+    saturation[lit] = delta[lit] / value[lit]
+    return torch.stack([hue, saturation, value], -1).numpy()
+
+
+def pack_hsv_to_rgb(hsv):
+    """blendmodes.hsv_to_rgb_via_torch: float32, the channels picked by comparing the hue with k / 6."""
+    h, s, v = torch.from_numpy(hsv).float().unbind(-1)
+    c = v * s
+    x = c * (1 - torch.abs((h * 6) % 2 - 1))
+    z = torch.zeros_like(h)
+    rgb = torch.zeros(*h.shape, 3)
+    picks = [(h < 1 / 6, (c, x, z)), ((1 / 6 <= h) & (h < 2 / 6), (x, c, z)), ((2 / 6 <= h) & (h < 3 / 6), (z, c, x)),
+             ((3 / 6 <= h) & (h < 4 / 6), (z, x, c)), ((4 / 6 <= h) & (h < 5 / 6), (x, z, c)), (h >= 5 / 6, (c, z, x))]
+    for where, channels in picks:
+        rgb[where] = torch.stack(channels, -1)[where]
+    return (rgb + (v - c)[..., None]).numpy()
+
+
+def pack_hsv_mode(mode, backdrop, source, opacity):
+    """blendmodes.hsv on whole arrays (the pack's torch conversions above)."""
+    back, over, a = backdrop[..., :3] / 255.0, source[..., :3] / 255.0, source[..., 3:] / 255.0
+    back_hsv, over_hsv = pack_rgb_to_hsv(back), pack_rgb_to_hsv(over)
+    mixed = back_hsv.copy()
+    channels = {"hue": [0], "saturation": [1], "color": [0, 1], "luminosity": [2]}[mode]
+    mixed[..., channels] = (1 - opacity * a) * back_hsv[..., channels] + opacity * a * over_hsv[..., channels]
+    rgb = np.clip((1 - a) * back + a * pack_hsv_to_rgb(mixed), 0, 1)
+    return np.dstack((rgb * 255, backdrop[..., 3])).astype(np.uint8)
+
+
 def pack_pixel(mode, back_px, over_px, opacity):
     b, s, a = back_px[:3] / 255, over_px[:3] / 255, over_px[3] / 255
     alpha = max(back_px[3], over_px[3])
-    if mode in ("hue", "saturation", "color", "luminosity"):
-        bh, sh = list(colorsys.rgb_to_hsv(*b)), colorsys.rgb_to_hsv(*s)
-        channels = {"hue": [0], "saturation": [1], "color": [0, 1], "luminosity": [2]}[mode]
-        for c in channels:
-            bh[c] = (1 - opacity * a) * bh[c] + opacity * a * sh[c]
-        rgb = np.clip((1 - a) * b + a * np.array(colorsys.hsv_to_rgb(*bh)), 0, 1)
-        return np.append(rgb * 255, back_px[3]).astype(np.uint8)
     if mode in ("darker color", "lighter color"):
         darker = max(s) < max(b)
         lighter = max(s) > max(b)
@@ -102,6 +137,8 @@ def pack_chop_v2(background, layer, mode, opacity):
     source = np.asarray(layer.convert("RGBA"), dtype=float)
     if mode in LIBRARY:
         blended = LIBRARY[mode](backdrop, source, opacity / 100)
+    elif mode in ("hue", "saturation", "color", "luminosity"):
+        blended = pack_hsv_mode(mode, backdrop, source, opacity / 100)
     else:
         blended = pack_own(mode, backdrop, source, opacity / 100)
     # the pack's np.uint8(blended) makes a NaN (a 0 / 0, carried through the mix) 0, as x86's cast does
@@ -114,18 +151,12 @@ def blend_v2(registry, background, layer, mode, opacity, mask=None, comfy_class=
 
 
 @pytest.mark.parametrize("mode", [m for m in PACK_MODES if m != "dissolve"])
-@pytest.mark.parametrize("opacity", [100, 45])
+@pytest.mark.parametrize("opacity", [100, 45, 0])
 def test_image_blend_v2_is_the_packs_blend_on_the_same_pixels(registry, mode, opacity):
     background, layer = pictures()
     out = blend_v2(registry, background, layer, mode, opacity)
-    expected = np.asarray(pack_chop_v2(background, layer, mode, opacity), np.int16)
-    got = np.rint(out[0].numpy() * 255).astype(np.int16)
-    if mode in LIBRARY:  # the package itself, on the same arrays: the same bytes
-        assert np.array_equal(got, expected), mode
-    else:  # float32 HSV (the pack's torch) vs colorsys's float64 may cross a truncation: one level at most
-        hsv = mode in ("hue", "saturation", "color", "luminosity")
-        assert np.abs(got - expected).max() <= (1 if hsv else 0)
-        assert (got != expected).mean() < (0.25 if hsv else 1e-9)
+    expected = np.asarray(pack_chop_v2(background, layer, mode, opacity))
+    assert np.array_equal(np.rint(out[0].numpy() * 255).astype(np.uint8), expected), mode
 
 
 @pytest.mark.parametrize("opacity", [100, 45, 0])
@@ -145,6 +176,9 @@ def test_hsv_conversions_are_colorsys_in_float32():
     np.testing.assert_allclose(hsv, expected, atol=2e-6)
     assert hsv.dtype == np.float32
     np.testing.assert_allclose(hsv_to_rgb(expected), rgb, atol=1e-12)
+    assert np.array_equal(hsv, pack_rgb_to_hsv(rgb))  # the pack's torch conversion: the same floats
+    levels = np.random.default_rng(6).integers(0, 256, (64, 64, 3)) / 255.0
+    assert np.array_equal(hsv_to_rgb(rgb_to_hsv(levels)), pack_hsv_to_rgb(pack_rgb_to_hsv(levels)))
 
 
 def test_the_v2_modes_differ_from_each_other(registry):
