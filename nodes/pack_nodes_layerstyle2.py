@@ -385,7 +385,8 @@ class LayerUtilitySimpleTextImage(Node):
     Fonts are the .ttf / .otf files of models/fonts (the pack lists its own font folder, which graphflow
     does not carry). A 2-D mask as size_as fails in the pack; here it gives its size. A word so long
     that wrapping would copy it over 10^8 characters is refused naming text; a line larger than Pillow
-    draws is refused naming font_size."""
+    draws is refused naming font_size (stroke_width where the stroke is the larger). Text below the
+    picture is not measured."""
     category = "😺dzNodes/LayerUtility"
     text: str = Text("text", multiline=True)
     font_file: str = Choice(font_choices, if_empty="put .ttf / .otf font files in models/fonts")
@@ -423,6 +424,16 @@ class LayerUtilitySimpleTextImage(Node):
                                      replace_whitespace=False, drop_whitespace=False)
             yield None
 
+    def too_large(self, line: str, ink_side: int):
+        """The input and message for a line larger than Pillow draws: stroke_width where the stroke
+        (on both sides) outgrows the line's ink, else font_size."""
+        characters = f"{len(line):,} character{'' if len(line) == 1 else 's'}"
+        if 2 * self.stroke_width > ink_side:
+            return "stroke_width", (f"a line of the text ({characters}) with stroke_width {self.stroke_width} is "
+                                    "larger than Pillow draws: expected a smaller stroke_width")
+        return "font_size", (f"a line of the text ({characters}) at font_size {self.font_size} is larger than "
+                             "Pillow draws: expected a smaller font_size or shorter lines")
+
     def run(self):
         import numpy as np
         import torch
@@ -438,8 +449,10 @@ class LayerUtilitySimpleTextImage(Node):
         picture = Image.new("RGBA", (width, height), (0, 0, 0, 0))
         draw = ImageDraw.Draw(picture)
         y = self.y_offset + self.stroke_width
-        for number, line in enumerate(self.lines(), 1):
+        for line in self.lines():
             check_interrupted()
+            if y - self.stroke_width - self.font_size > height:
+                break  # y only grows: no later line's ink (at most a font size above y) reaches the picture
             if line is None:
                 y += self.leading * 2
                 continue
@@ -454,9 +467,7 @@ class LayerUtilitySimpleTextImage(Node):
             # a line whose ink misses the picture draws nothing there: measured, not drawn
             box = draw.textbbox((x, y), line, font=font, stroke_width=self.stroke_width)
             if box[2] >= 0 and box[3] >= 0 and box[0] <= width and box[1] <= height:
-                with drawn_within_pillows_limit("font_size", f"a line of the text ({len(line):,} characters) at "
-                                                             f"font_size {self.font_size} is larger than Pillow "
-                                                             "draws: expected a smaller font_size or shorter lines"):
+                with drawn_within_pillows_limit(*self.too_large(line, max(ink_width, bottom - top))):
                     draw.text((x, y), line, fill=text_color, font=font, stroke_width=self.stroke_width,
                               stroke_fill=stroke_color)
             y += bottom - top + self.leading

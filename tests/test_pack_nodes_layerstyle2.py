@@ -572,6 +572,31 @@ def test_simple_text_image_refusals(registry, fonts):
     assert any(p.input == "font_file" and "aileron.ttf" in p.message for p in result.problems)
 
 
+def test_simple_text_image_stops_at_the_pictures_bottom(registry, fonts, monkeypatch):
+    import nodes.pack_nodes_layerstyle2 as module
+    args = dict(align="left", char_per_line=80, leading=2, font_size=10, text_color="#FFFFFF", stroke_width=3,
+                stroke_color="#FF8000", x_offset=0, y_offset=0, width=64, height=32)
+    text = "ab\n" * 20_000
+    checks = []
+    monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    image, _ = node(registry, "LayerUtility: SimpleTextImage", text=text, font_file="aileron.ttf", **args)
+    assert len(checks) < 50  # a few lines fit in 32 pixels; the other 19,990 are not measured
+    assert torch.equal(image, tensor(pack_text_image(fonts / "aileron.ttf", text="ab\n" * 10, **args)))
+
+
+def test_simple_text_image_too_large_names_the_input_that_makes_it(registry, fonts):
+    base = dict(text="a", align="left", char_per_line=8, leading=0, text_color="#FFFFFF", stroke_color="#FF8000",
+                x_offset=0, y_offset=0, width=64, height=32)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", font_size=10, stroke_width=8096,
+             **base)
+    assert getattr(e.value, "input", None) == "stroke_width" and "(1 character)" in str(e.value)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", font_size=2500, stroke_width=0,
+             **{**base, "text": "W" * 60, "char_per_line": 80, "height": 800})  # its ink starts 700 pixels down
+    assert getattr(e.value, "input", None) == "font_size" and "(60 characters)" in str(e.value)
+
+
 def test_a_long_word_at_a_wide_line_is_wrapped_not_refused(registry, fonts):
     image, _ = node(registry, "LayerUtility: SimpleTextImage", text="y" * 3000, font_file="aileron.ttf",
                     align="left", char_per_line=100, leading=0, font_size=8, text_color="#FFFFFF", stroke_width=0,
