@@ -618,7 +618,8 @@ FILM_BLUR_COPIES = BLUR_STEPS + 3  # the blurred copies, the result and the mask
 GRAIN_SHADOW_END, GRAIN_HIGHLIGHT_START = 160, 200  # graingamma's development curve
 FILM_GRAIN_SIZE, FILM_GRAIN_GAUSS = 1.5, 50  # filmgrainer's grain type 3 ("coarse"), which the pack always asks
 # filmgrainer draws its noise a pixel at a time in Python (4 Gaussians each, as here to give its grain):
-# 4096 × 4096 pictures' worth at most (about a minute; interruptible by rows)
+# 4096 × 4096 pictures' worth at most (about 10 µs a pixel in all: nearly three minutes a picture at the
+# cap; interruptible by rows)
 MAX_FILM_GRAIN_PIXELS = 4096 * 4096
 
 
