@@ -64,7 +64,7 @@ LIBRARY_MODES = {"normal": "normal", "darken": "darken_only", "multiply": "multi
 # blend_modes and the formulas below hold up to ~310 bytes a pixel at once (float64 RGBA arrays and their
 # temporaries: the HSV modes most), counted here as 12-byte IMAGE pixels
 BLEND_COPIES = 26
-DISSOLVE_SEED = 0  # the pack's dissolve draws from numpy's unseeded global generator
+DISSOLVE_SEED = 0  # the pack's dissolve draws from numpy's unseeded global generator; ours, one seed for every call
 
 
 def _with_alpha(backdrop, source, rgb, opacity: float):
@@ -108,7 +108,8 @@ def _simple(backdrop, source, opacity: float, mode: str):
 
 def _dissolve(backdrop, source, opacity: float):
     """blendmodes.dissolve: each pixel the source's where a uniform draw is below its alpha × opacity.
-    The pack's draw is unseeded (another picture each run); ours is seeded so a run repeats."""
+    The pack's draw is unseeded (another pattern each call); ours is seeded with DISSOLVE_SEED so a run
+    repeats, the same pattern for every picture and every glow step (the blend does not know which)."""
     import numpy as np
     draw = np.random.default_rng(DISSOLVE_SEED).random(source.shape[:2])
     picked = np.where((draw < opacity * source[..., 3] / 255)[..., None], source[..., :3], backdrop[..., :3])
@@ -211,7 +212,8 @@ def chop_image_v2(background, layer, blend_mode: str, opacity: int):
 def v2_help(base, name: str) -> str:
     """A V2 class's help: its round-1 class's, named as the V2 class, with what V2 changes."""
     return cleandoc(base.__doc__).replace(name, f"{name} V2") + \
-        "\n\nV2: the blend modes are the pack's V2 list (the blend_modes package's and the pack's own formulas)."
+        "\n\nV2: the blend modes are the pack's V2 list (the blend_modes package's and the pack's own formulas). " \
+        "\"dissolve\" is seeded (the pack's is not): the same pattern for every picture and step."
 
 
 class LayerUtilityImageBlendV2(LayerUtilityImageBlend):
@@ -220,7 +222,8 @@ class LayerUtilityImageBlendV2(LayerUtilityImageBlend):
     comfy = ComfyAlias(("LayerUtility: ImageBlend V2",))
     __doc__ = """Blend a layer onto a background, as LayerUtility's ImageBlend V2: the layer blended by one
     of the pack's 30 V2 blend modes at opacity percent, pasted through layer_mask (inverted where
-    invert_mask; else the layer's alpha, else everywhere). "dissolve" is seeded (the pack's is not)."""
+    invert_mask; else the layer's alpha, else everywhere). "dissolve" is seeded (the pack's is not): the
+    same pattern for every picture."""
 
 
 class LayerUtilityImageBlendAdvanceV2(LayerUtilityImageBlendAdvance):
@@ -286,7 +289,8 @@ class LayerStyleDropShadowV3(Node):
     background_image is optional, a transparent canvas of the layer's size where it is not linked, so
     the shadow and the layer come out with their alpha. The image always has four channels (RGBA), as
     the pack's does. With both distances 0 the mask is used where it is (the pack fails there). No
-    mask (layer_mask, else the layer's alpha): the background (or nothing, transparent) unchanged."""
+    mask (layer_mask, else the layer's alpha): the background (or nothing, transparent) unchanged.
+    "dissolve" is seeded (the pack's is not): the same pattern for every picture."""
     category = "😺dzNodes/LayerStyle"
     layer_image: IMAGE
     invert_mask: bool = Bool(True)
@@ -339,7 +343,8 @@ class LayerUtilityImageBlendAdvanceV3(Node):
     and its mask mirrored, scaled, turned and centred at x_percent / y_percent, blended by one of the V2
     blend modes at opacity through the placed mask, which is also given) on an RGBA canvas:
     background_image is optional, a transparent canvas of the layer's size where it is not linked. The
-    image always has four channels (RGBA), as the pack's does."""
+    image always has four channels (RGBA), as the pack's does. "dissolve" is seeded (the pack's is not):
+    the same pattern for every picture."""
     category = "😺dzNodes/LayerUtility"
     layer_image: IMAGE
     invert_mask: bool = Bool(True)
