@@ -282,6 +282,16 @@ class LayerStyleGradientOverlayV2(LayerStyleGradientOverlay):
     __doc__ = v2_help(LayerStyleGradientOverlay, "GradientOverlay")
 
 
+def transparent_canvas(layer_image):
+    """V3's canvas where background_image is not linked: transparent RGBA pictures of the layer's size,
+    their memory checked first (16 bytes a pixel, as 4/3 of an IMAGE's)."""
+    import torch
+    count, height, width = layer_image.shape[:3]
+    check_run_memory("layer_image", "a transparent canvas of its size",
+                     images=Size(count, height, -(-width * 4 // 3)))
+    return torch.zeros(count, height, width, 4)
+
+
 class LayerStyleDropShadowV3(Node):
     """A drop shadow under the layer, as LayerStyle's DropShadow V3: DropShadow V2 (the layer's mask moved
     by distance_x / distance_y, grown by grow and blurred by blur, showing shadow_color blended by one
@@ -307,12 +317,10 @@ class LayerStyleDropShadowV3(Node):
     comfy = ComfyAlias(("LayerStyle: DropShadow V3",))
 
     def run(self):
-        import torch
         from PIL import Image
         color = pil_color(self.shadow_color, "shadow_color")
-        backgrounds = self.background_image
-        if backgrounds is None:
-            backgrounds = torch.zeros(len(self.layer_image), *self.layer_image.shape[1:3], 4)
+        backgrounds = self.background_image if self.background_image is not None else \
+            transparent_canvas(self.layer_image)
         masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, False)
         if not masks:
             warn("DropShadow V3: no mask (layer_mask not linked and layer_image has no alpha): the background is "
@@ -335,7 +343,6 @@ class LayerStyleDropShadowV3(Node):
             canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
         return batch(out)
-
 
 
 class LayerUtilityImageBlendAdvanceV3(Node):
@@ -366,11 +373,10 @@ class LayerUtilityImageBlendAdvanceV3(Node):
     blend_all = LayerUtilityImageBlendAdvance.blend_all
 
     def run(self):
-        import torch
-        backgrounds = self.background_image
-        if backgrounds is None:
-            backgrounds = torch.zeros(len(self.layer_image), *self.layer_image.shape[1:3], 4)
+        backgrounds = self.background_image if self.background_image is not None else \
+            transparent_canvas(self.layer_image)
         return self.blend_all(backgrounds, "RGBA", "ImageBlendAdvance V3")
+
 
 # -- SimpleTextImage ---------------------------------------------------------------------------------------
 

@@ -479,6 +479,17 @@ def test_drop_shadow_v3_on_a_transparent_or_given_canvas(registry, with_backgrou
         assert out[0, 0, 0, 3] == 0 and out[0, 8, 8, 3] == 1
 
 
+@pytest.mark.parametrize("comfy_class", ["LayerStyle: DropShadow V3", "LayerUtility: ImageBlendAdvance V3"])
+def test_v3s_transparent_canvas_is_checked_naming_layer_image(registry, comfy_class, monkeypatch):
+    import nodes.pack_nodes_layerstyle2 as module
+    checks = []
+    monkeypatch.setattr(module, "check_run_memory", lambda name, what, images: checks.append((name, images.volume)))
+    node(registry, comfy_class, layer_image=rand(2, 20, 30, 3), invert_mask=False, blend_mode="normal", opacity=50,
+         layer_mask=torch.ones(2, 20, 30))
+    canvas = [volume for name, volume in checks if name == "layer_image"]
+    assert canvas and canvas[0] * 12 >= 2 * 20 * 30 * 16  # float32 RGBA
+
+
 def test_drop_shadow_v3_refuses_another_size(registry):
     with pytest.raises(Exception) as e:
         node(registry, "LayerStyle: DropShadow V3", layer_image=rand(1, 8, 8, 3), invert_mask=True,
