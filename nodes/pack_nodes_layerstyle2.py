@@ -39,8 +39,8 @@ from graphflow.api import ANY, FLOAT, IMAGE, MASK, STRING, Bool, Choice, ComfyAl
     Size, Text, check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
-    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, fitting_mask, \
-    layer_masks, nth, pil_color, picture_size, shift_mask, to_pil, to_tensor
+    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, chop_image, fitting_mask, \
+    layer_masks, nth, pil_color, picture_size, shadow_mask, to_pil, to_tensor
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_mtb2 import TEXTWRAP_SPACES
 
@@ -336,10 +336,8 @@ class LayerStyleDropShadowV3(Node):
                                                     f"{canvas.width}×{canvas.height}: the pack blends same-size "
                                                     "pictures")
             mask = fitting_mask(nth(masks, i), layer.size, "DropShadow V3")
-            shifted = shift_mask(mask, self.distance_x, self.distance_y) if self.distance_x or self.distance_y \
-                else mask
             shadow = chop_image_v2(canvas, Image.new("RGBA", layer.size, color), self.blend_mode, self.opacity)
-            canvas.paste(shadow, mask=expand_mask(shifted, self.grow, self.blur))
+            canvas.paste(shadow, mask=shadow_mask(mask, self.distance_x, self.distance_y, self.grow, self.blur))
             canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
         return batch(out)
@@ -370,6 +368,8 @@ class LayerUtilityImageBlendAdvanceV3(Node):
     outputs = {"image": IMAGE, "mask": MASK}
     comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance V3",))
     chop = staticmethod(chop_image_v2)
+    # ImageBlendAdvance's placing and blending, which reads the inputs by name: V3 declares the same ones
+    # (in the pack's own order, background_image optional and last, so they are not inherited)
     blend_all = LayerUtilityImageBlendAdvance.blend_all
 
     def run(self):
