@@ -229,6 +229,14 @@ def grown_by_levels(mask, levels, grow: int):
     return out
 
 
+def shadow_mask(mask, distance_x: int, distance_y: int, grow: int, blur: int):
+    """A shadow's mask, as DropShadow (V2, V3) and InnerShadow make it: the mask shifted by the
+    distances (unshifted where both are 0, where the pack's shift fails), grown and blurred."""
+    if distance_x or distance_y:
+        mask = shift_mask(mask, distance_x, distance_y)
+    return expand_mask(mask, grow, blur)
+
+
 def shift_mask(mask, shift_x: int, shift_y: int):
     """imagefunc.shift_image as DropShadow calls it (its distances negated): each pixel taken from
     (x - shift_x, y - shift_y), black outside. As in the pack, a pixel is kept only where
@@ -281,11 +289,7 @@ class _LayerEffect(Node):
         return out
 
     def shadow_mask(self, mask):
-        """A shadow's mask, as DropShadow and InnerShadow make it: the mask shifted by the distances
-        (unshifted where both are 0, where the pack's shift fails), grown and blurred."""
-        if self.distance_x or self.distance_y:
-            mask = shift_mask(mask, self.distance_x, self.distance_y)
-        return expand_mask(mask, self.grow, self.blur)
+        return shadow_mask(mask, self.distance_x, self.distance_y, self.grow, self.blur)
 
 
 class LayerStyleDropShadow(_LayerEffect):

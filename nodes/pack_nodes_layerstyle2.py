@@ -39,8 +39,8 @@ from graphflow.api import ANY, FLOAT, IMAGE, MASK, STRING, Bool, Choice, ComfyAl
     Size, Text, check_interrupted, check_run_memory, warn
 from nodes.pack_nodes_layerstyle import LayerStyleColorOverlay, LayerStyleDropShadow, LayerStyleGradientOverlay, \
     LayerStyleInnerGlow, LayerStyleInnerShadow, LayerStyleOuterGlow, LayerStyleStroke, LayerUtilityImageBlend, \
-    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, fitting_mask, \
-    layer_masks, nth, pil_color, picture_size, shift_mask, to_pil, to_tensor
+    LayerUtilityImageBlendAdvance, RESAMPLE_METHODS, batch, check_made_size, chop_image, fitting_mask, \
+    layer_masks, nth, pil_color, picture_size, shadow_mask, to_pil, to_tensor
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_mtb2 import TEXTWRAP_SPACES
 
@@ -61,9 +61,10 @@ LIBRARY_MODES = {"normal": "normal", "darken": "darken_only", "multiply": "multi
                  "soft light": "soft_light", "hard light": "hard_light", "difference": "difference",
                  "divide": "divide", "grain extract": "grain_extract", "grain merge": "grain_merge"}
 
-# blend_modes and the formulas below hold about this many float64 RGBA copies of a picture at once
-BLEND_COPIES = 8
-DISSOLVE_SEED = 0  # the pack's dissolve draws from numpy's unseeded global generator
+# blend_modes and the formulas below hold up to ~310 bytes a pixel at once (float64 RGBA arrays and their
+# temporaries: the HSV modes most), counted here as 12-byte IMAGE pixels
+BLEND_COPIES = 26
+DISSOLVE_SEED = 0  # the pack's dissolve draws from numpy's unseeded global generator; ours, one seed for every call
 
 
 def _with_alpha(backdrop, source, rgb, opacity: float):
@@ -76,8 +77,10 @@ def _with_alpha(backdrop, source, rgb, opacity: float):
 
 
 def _simple(backdrop, source, opacity: float, mode: str):
-    """blendmodes.simple_mode: per-channel formulas on 0..1, then _with_alpha. A 0 / 0 (where the
-    pack's numpy gives NaN, which its uint8 cast makes 0) is 0; x / 0 saturates as in the pack. Its
+    """blendmodes.simple_mode: per-channel formulas on 0..1, then _with_alpha. A 0 / 0 gives NaN, which
+    spreads through the mix to the whole channel's value and is then 0 (the pack's uint8 cast makes it 0:
+    colour burn of a white backdrop under a black layer is black at any opacity, as in the pack); x / 0
+    saturates as in the pack. Its
     vivid light divides by 2s - 0.5 above s = 0.5 (not 2s - 1): kept, so pictures match the pack's."""
     import numpy as np
     back, over = backdrop[..., :3] / 255, source[..., :3] / 255
@@ -100,12 +103,13 @@ def _simple(backdrop, source, opacity: float, mode: str):
             rgb = np.where(over <= 0.5, np.minimum(back, 2 * over), np.maximum(back, 2 * (over - 0.5)))
         else:  # hard mix: the pack rounds its whole linear light result (opacity applied) to 0 or 1
             rgb = np.round(_simple(backdrop, source, opacity, "linear light")[..., :3] / 255)
-    return _with_alpha(backdrop, source, np.nan_to_num(rgb, nan=0.0), opacity)
+    return np.nan_to_num(_with_alpha(backdrop, source, rgb, opacity), nan=0.0)
 
 
 def _dissolve(backdrop, source, opacity: float):
     """blendmodes.dissolve: each pixel the source's where a uniform draw is below its alpha × opacity.
-    The pack's draw is unseeded (another picture each run); ours is seeded so a run repeats."""
+    The pack's draw is unseeded (another pattern each call); ours is seeded with DISSOLVE_SEED so a run
+    repeats, the same pattern for every picture and every glow step (the blend does not know which)."""
     import numpy as np
     draw = np.random.default_rng(DISSOLVE_SEED).random(source.shape[:2])
     picked = np.where((draw < opacity * source[..., 3] / 255)[..., None], source[..., :3], backdrop[..., :3])
@@ -208,7 +212,8 @@ def chop_image_v2(background, layer, blend_mode: str, opacity: int):
 def v2_help(base, name: str) -> str:
     """A V2 class's help: its round-1 class's, named as the V2 class, with what V2 changes."""
     return cleandoc(base.__doc__).replace(name, f"{name} V2") + \
-        "\n\nV2: the blend modes are the pack's V2 list (the blend_modes package's and the pack's own formulas)."
+        "\n\nV2: the blend modes are the pack's V2 list (the blend_modes package's and the pack's own formulas). " \
+        "\"dissolve\" is seeded (the pack's is not): the same pattern for every picture and step."
 
 
 class LayerUtilityImageBlendV2(LayerUtilityImageBlend):
@@ -217,7 +222,8 @@ class LayerUtilityImageBlendV2(LayerUtilityImageBlend):
     comfy = ComfyAlias(("LayerUtility: ImageBlend V2",))
     __doc__ = """Blend a layer onto a background, as LayerUtility's ImageBlend V2: the layer blended by one
     of the pack's 30 V2 blend modes at opacity percent, pasted through layer_mask (inverted where
-    invert_mask; else the layer's alpha, else everywhere). "dissolve" is seeded (the pack's is not)."""
+    invert_mask; else the layer's alpha, else everywhere). "dissolve" is seeded (the pack's is not): the
+    same pattern for every picture."""
 
 
 class LayerUtilityImageBlendAdvanceV2(LayerUtilityImageBlendAdvance):
@@ -276,6 +282,16 @@ class LayerStyleGradientOverlayV2(LayerStyleGradientOverlay):
     __doc__ = v2_help(LayerStyleGradientOverlay, "GradientOverlay")
 
 
+def transparent_canvas(layer_image):
+    """V3's canvas where background_image is not linked: transparent RGBA pictures of the layer's size,
+    their memory checked first (16 bytes a pixel, as 4/3 of an IMAGE's)."""
+    import torch
+    count, height, width = layer_image.shape[:3]
+    check_run_memory("layer_image", "a transparent canvas of its size",
+                     images=Size(count, height, -(-width * 4 // 3)))
+    return torch.zeros(count, height, width, 4)
+
+
 class LayerStyleDropShadowV3(Node):
     """A drop shadow under the layer, as LayerStyle's DropShadow V3: DropShadow V2 (the layer's mask moved
     by distance_x / distance_y, grown by grow and blurred by blur, showing shadow_color blended by one
@@ -283,7 +299,8 @@ class LayerStyleDropShadowV3(Node):
     background_image is optional, a transparent canvas of the layer's size where it is not linked, so
     the shadow and the layer come out with their alpha. The image always has four channels (RGBA), as
     the pack's does. With both distances 0 the mask is used where it is (the pack fails there). No
-    mask (layer_mask, else the layer's alpha): the background (or nothing, transparent) unchanged."""
+    mask (layer_mask, else the layer's alpha): the background (or nothing, transparent) unchanged.
+    "dissolve" is seeded (the pack's is not): the same pattern for every picture."""
     category = "😺dzNodes/LayerStyle"
     layer_image: IMAGE
     invert_mask: bool = Bool(True)
@@ -300,12 +317,10 @@ class LayerStyleDropShadowV3(Node):
     comfy = ComfyAlias(("LayerStyle: DropShadow V3",))
 
     def run(self):
-        import torch
         from PIL import Image
         color = pil_color(self.shadow_color, "shadow_color")
-        backgrounds = self.background_image
-        if backgrounds is None:
-            backgrounds = torch.zeros(len(self.layer_image), *self.layer_image.shape[1:3], 4)
+        backgrounds = self.background_image if self.background_image is not None else \
+            transparent_canvas(self.layer_image)
         masks = layer_masks(self.layer_image, self.layer_mask, self.invert_mask, False)
         if not masks:
             warn("DropShadow V3: no mask (layer_mask not linked and layer_image has no alpha): the background is "
@@ -321,14 +336,11 @@ class LayerStyleDropShadowV3(Node):
                                                     f"{canvas.width}×{canvas.height}: the pack blends same-size "
                                                     "pictures")
             mask = fitting_mask(nth(masks, i), layer.size, "DropShadow V3")
-            shifted = shift_mask(mask, self.distance_x, self.distance_y) if self.distance_x or self.distance_y \
-                else mask
             shadow = chop_image_v2(canvas, Image.new("RGBA", layer.size, color), self.blend_mode, self.opacity)
-            canvas.paste(shadow, mask=expand_mask(shifted, self.grow, self.blur))
+            canvas.paste(shadow, mask=shadow_mask(mask, self.distance_x, self.distance_y, self.grow, self.blur))
             canvas.paste(layer, mask=mask)
             out.append(to_tensor(canvas))
         return batch(out)
-
 
 
 class LayerUtilityImageBlendAdvanceV3(Node):
@@ -336,7 +348,8 @@ class LayerUtilityImageBlendAdvanceV3(Node):
     and its mask mirrored, scaled, turned and centred at x_percent / y_percent, blended by one of the V2
     blend modes at opacity through the placed mask, which is also given) on an RGBA canvas:
     background_image is optional, a transparent canvas of the layer's size where it is not linked. The
-    image always has four channels (RGBA), as the pack's does."""
+    image always has four channels (RGBA), as the pack's does. "dissolve" is seeded (the pack's is not):
+    the same pattern for every picture."""
     category = "😺dzNodes/LayerUtility"
     layer_image: IMAGE
     invert_mask: bool = Bool(True)
@@ -355,14 +368,15 @@ class LayerUtilityImageBlendAdvanceV3(Node):
     outputs = {"image": IMAGE, "mask": MASK}
     comfy = ComfyAlias(("LayerUtility: ImageBlendAdvance V3",))
     chop = staticmethod(chop_image_v2)
+    # ImageBlendAdvance's placing and blending, which reads the inputs by name: V3 declares the same ones
+    # (in the pack's own order, background_image optional and last, so they are not inherited)
     blend_all = LayerUtilityImageBlendAdvance.blend_all
 
     def run(self):
-        import torch
-        backgrounds = self.background_image
-        if backgrounds is None:
-            backgrounds = torch.zeros(len(self.layer_image), *self.layer_image.shape[1:3], 4)
+        backgrounds = self.background_image if self.background_image is not None else \
+            transparent_canvas(self.layer_image)
         return self.blend_all(backgrounds, "RGBA", "ImageBlendAdvance V3")
+
 
 # -- SimpleTextImage ---------------------------------------------------------------------------------------
 
@@ -382,7 +396,8 @@ class LayerUtilitySimpleTextImage(Node):
     Fonts are the .ttf / .otf files of models/fonts (the pack lists its own font folder, which graphflow
     does not carry). A 2-D mask as size_as fails in the pack; here it gives its size. A word so long
     that wrapping would copy it over 10^8 characters is refused naming text; a line larger than Pillow
-    draws is refused naming font_size."""
+    draws is refused naming font_size (stroke_width where the stroke is the larger). Text below the
+    picture is not measured."""
     category = "😺dzNodes/LayerUtility"
     text: str = Text("text", multiline=True)
     font_file: str = Choice(font_choices, if_empty="put .ttf / .otf font files in models/fonts")
@@ -420,6 +435,16 @@ class LayerUtilitySimpleTextImage(Node):
                                      replace_whitespace=False, drop_whitespace=False)
             yield None
 
+    def too_large(self, line: str, ink_side: int):
+        """The input and message for a line larger than Pillow draws: stroke_width where the stroke
+        (on both sides) outgrows the line's ink, else font_size."""
+        characters = f"{len(line):,} character{'' if len(line) == 1 else 's'}"
+        if 2 * self.stroke_width > ink_side:
+            return "stroke_width", (f"a line of the text ({characters}) with stroke_width {self.stroke_width} is "
+                                    "larger than Pillow draws: expected a smaller stroke_width")
+        return "font_size", (f"a line of the text ({characters}) at font_size {self.font_size} is larger than "
+                             "Pillow draws: expected a smaller font_size or shorter lines")
+
     def run(self):
         import numpy as np
         import torch
@@ -435,8 +460,10 @@ class LayerUtilitySimpleTextImage(Node):
         picture = Image.new("RGBA", (width, height), (0, 0, 0, 0))
         draw = ImageDraw.Draw(picture)
         y = self.y_offset + self.stroke_width
-        for number, line in enumerate(self.lines(), 1):
+        for line in self.lines():
             check_interrupted()
+            if y - self.stroke_width - self.font_size > height:
+                break  # y only grows: no later line's ink (at most a font size above y) reaches the picture
             if line is None:
                 y += self.leading * 2
                 continue
@@ -451,9 +478,7 @@ class LayerUtilitySimpleTextImage(Node):
             # a line whose ink misses the picture draws nothing there: measured, not drawn
             box = draw.textbbox((x, y), line, font=font, stroke_width=self.stroke_width)
             if box[2] >= 0 and box[3] >= 0 and box[0] <= width and box[1] <= height:
-                with drawn_within_pillows_limit("font_size", f"a line of the text ({len(line):,} characters) at "
-                                                             f"font_size {self.font_size} is larger than Pillow "
-                                                             "draws: expected a smaller font_size or shorter lines"):
+                with drawn_within_pillows_limit(*self.too_large(line, max(ink_width, bottom - top))):
                     draw.text((x, y), line, fill=text_color, font=font, stroke_width=self.stroke_width,
                               stroke_fill=stroke_color)
             y += bottom - top + self.leading
@@ -464,7 +489,10 @@ class LayerUtilitySimpleTextImage(Node):
 
 # -- AddGrain (imagefunc.image_add_grain) ------------------------------------------------------------------
 
-GRAIN_COPIES = 5  # the grain, its YCbCr copy, their blurs and the colour mix, at the grain's size
+# add_grain's peak, in 12-byte IMAGE pixels: at first the picture and about five float32 RGB copies at the
+# grain's size (the noise, its YCbCr, the blurs and the colour mix); at the end about six at the picture's
+# size (the scaled grain, the products) and the grain itself
+GRAIN_COPIES, GRAINED_COPIES = 5, 6
 
 
 def ycbcr(rgb):
@@ -493,8 +521,9 @@ def add_grain(picture, scale: float, strength: float, saturation: float, seed: i
     image = to_tensor(picture.convert("RGB"))
     height, width = image.shape[1:3]
     grain_height, grain_width = max(int(height // scale), 1), max(int(width // scale), 1)
-    check_run_memory("grain_scale", f"grain at 1/{scale:g} of the picture's size",
-                     images=Size(GRAIN_COPIES, grain_height, grain_width))
+    grain_pixels, pixels = grain_height * grain_width, height * width
+    held = max(pixels + GRAIN_COPIES * grain_pixels, GRAINED_COPIES * pixels + grain_pixels)
+    check_run_memory("grain_scale", f"grain at 1/{scale:g} of the picture's size", images=Size(1, 1, held))
     grain = torch.rand(1, grain_height, grain_width, 3, generator=torch.Generator().manual_seed(seed))
     values = ycbcr(grain)
     for channel, side in enumerate((3, 15, 11)):
@@ -600,7 +629,8 @@ FILM_BLUR_COPIES = BLUR_STEPS + 3  # the blurred copies, the result and the mask
 GRAIN_SHADOW_END, GRAIN_HIGHLIGHT_START = 160, 200  # graingamma's development curve
 FILM_GRAIN_SIZE, FILM_GRAIN_GAUSS = 1.5, 50  # filmgrainer's grain type 3 ("coarse"), which the pack always asks
 # filmgrainer draws its noise a pixel at a time in Python (4 Gaussians each, as here to give its grain):
-# 4096 × 4096 pictures' worth at most (about a minute; interruptible by rows)
+# 4096 × 4096 pictures' worth at most (about 10 µs a pixel in all: nearly three minutes a picture at the
+# cap; interruptible by rows)
 MAX_FILM_GRAIN_PIXELS = 4096 * 4096
 
 
@@ -700,10 +730,12 @@ def grain_map(noise_power: float, shadows: float, highs: float):
     return table
 
 
+@lru_cache(maxsize=2)
 def grain_noise(width: int, height: int, saturation: float, seed: int):
     """graingen.grainGen (RGB): per pixel one Gaussian intensity around 128 and three colour deviations,
     drawn in the pack's order from Python's random seeded with seed, at 1 / 1.5 of the size and scaled
-    up (Lanczos)."""
+    up (Lanczos); a read-only uint8 array. Kept for the next call, as the pack's grain-mask cache: Film V2
+    asks the same noise for every picture of a batch."""
     import random
     import numpy as np
     from PIL import Image
@@ -719,7 +751,9 @@ def grain_noise(width: int, height: int, saturation: float, seed: int):
             row[x] = (int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity),
                       int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity),
                       int(draw(0, FILM_GRAIN_GAUSS) * saturation + intensity))
-    return Image.fromarray(noise.clip(0, 255).astype(np.uint8)).resize((width, height), Image.LANCZOS)
+    scaled = np.array(Image.fromarray(noise.clip(0, 255).astype(np.uint8)).resize((width, height), Image.LANCZOS))
+    scaled.flags.writeable = False
+    return scaled
 
 
 def film_grain(picture, scale: float, power: float, shadows: float, highs: float, saturation: float, seed: int):
@@ -738,7 +772,7 @@ def film_grain(picture, scale: float, power: float, shadows: float, highs: float
                      images=Size(3, grain_height, grain_width))
     if scale != 1.0:
         picture = picture.resize((grain_width, grain_height), Image.LANCZOS)
-    noise = np.asarray(grain_noise(picture.width, picture.height, saturation, seed))
+    noise = grain_noise(picture.width, picture.height, saturation, seed)
     grained = Image.fromarray(grain_map(power, shadows, highs)[np.asarray(picture), noise])
     if scale != 1.0:
         grained = grained.resize((width, height), Image.LANCZOS)
@@ -791,9 +825,9 @@ class LayerFilterFilm(_FilmLook):
     colour × (1 + intensity / 3) and a vignette darkening by intensity towards the corners; then, with
     grain_power, filmgrainer's coarse grain (grain_scale, grain_sat, grain_shadows, grain_highs). The
     pack seeds the grain with the clock (another grain each run); here picture i is seeded with i, so a
-    run repeats; the pack's grain cache in the temp folder is not kept. A depth map is read from its
-    first picture (the pack fails on a second picture with one); one at focal_depth everywhere gives no
-    blur (the pack divides by 0)."""
+    run repeats; the pack's grain cache in the temp folder is kept in memory instead (the last two). A
+    depth map is read from its first picture (the pack fails on a second picture with one); one at
+    focal_depth everywhere gives no blur (the pack divides by 0)."""
     category = "😺dzNodes/LayerFilter"
     image: IMAGE
     center_x: float = Float(0.5, min=0.0, max=1.0, step=0.01)
@@ -821,8 +855,9 @@ class LayerFilterFilmV2(_FilmLook):
     """A film look, as LayerFilter's Film V2: Film (saturation, radial or depth blur, vignette, grain) with
     grain_method choosing the grain: "fastgrain" is AddGrain's (grain_scale, grain_power, grain_sat),
     "filmgrainer" Film's (with filmgrainer_shadows / filmgrainer_highs). The depth map is taken in colour
-    (OpenCV greys it by BGR weights, as in the pack). The pack seeds fastgrain with the clock and
-    filmgrainer with 0 for every picture; here picture i is seeded with i for both, so a run repeats."""
+    (OpenCV greys it by BGR weights, as in the pack). Every picture of the batch gets the same grain, as
+    in the pack: filmgrainer's is seeded with 0 (the pack's too) and drawn once; fastgrain's is seeded
+    with 0 where the pack takes the clock (one seed a run), so a run repeats."""
     image: IMAGE
     center_x: float = Float(0.5, min=0.0, max=1.0, step=0.01)
     center_y: float = Float(0.5, min=0.0, max=1.0, step=0.01)
@@ -842,11 +877,11 @@ class LayerFilterFilmV2(_FilmLook):
     comfy = ComfyAlias(("LayerFilter: FilmV2",))
     depth_mode = "RGB"
 
-    def grain(self, picture, seed: int):
+    def grain(self, picture, index: int):
         if self.grain_method == "fastgrain":
-            return add_grain(picture, self.grain_scale, self.grain_power, self.grain_sat, seed)
+            return add_grain(picture, self.grain_scale, self.grain_power, self.grain_sat, seed=0)
         return film_grain(picture, self.grain_scale, self.grain_power, self.filmgrainer_shadows,
-                          self.filmgrainer_highs, self.grain_sat, seed)
+                          self.filmgrainer_highs, self.grain_sat, seed=0)
 
 
 # -- WaterColor, ColorAdapter (imagefunc.image_watercolor, color_adapter) ---------------------------------------
@@ -896,8 +931,8 @@ def color_adapted(picture, reference):
 class LayerColorColorAdapter(Node):
     """The image's colours matched to color_ref_image's, as LayerColor's ColorAdapter: each CIELAB channel
     moved to the reference's mean and spread, mixed over the image at opacity percent; an RGBA image keeps
-    its alpha. Picture i takes reference i (the last where the batch is shorter); the pack always takes
-    the last reference, a slip in its pairing."""
+    its alpha. Every picture takes the last picture of color_ref_image, as the pack does (its pairing by
+    index never takes effect), so a saved workflow gives the pack's pictures."""
     category = "😺dzNodes/LayerColor"
     image: IMAGE
     color_ref_image: IMAGE
@@ -907,12 +942,13 @@ class LayerColorColorAdapter(Node):
 
     def run(self):
         from PIL import Image
+        reference = to_pil(self.color_ref_image[-1]).convert("RGB")
         out = []
-        for i, picture in enumerate(self.image):
+        for picture in self.image:
             check_interrupted()
             original = to_pil(picture)
             canvas = original.convert("RGB")
-            adapted = color_adapted(canvas, to_pil(nth(self.color_ref_image, i)).convert("RGB"))
+            adapted = color_adapted(canvas, reference)
             result = chop_image(canvas, adapted, "normal", self.opacity)
             if original.mode == "RGBA":
                 result = Image.merge("RGBA", (*result.split(), original.split()[-1]))

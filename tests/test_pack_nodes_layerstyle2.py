@@ -1,7 +1,7 @@
 """ComfyUI_LayerStyle's round-2 nodes (nodes/pack_nodes_layerstyle2.py): the V2 blend modes against the
 blend_modes package called directly as the pack calls it, and the pack's own modes against its formulas
-written out here (colorsys for HSV, pixel by pixel); the V2 classes' inputs as the pack's INPUT_TYPES;
-a UI save of V2 classes read and run."""
+written out here (pixel by pixel; HSV as the pack's torch float32 conversions); the V2 classes' inputs as
+the pack's INPUT_TYPES; a UI save of V2 classes read and run."""
 
 import colorsys
 import json
@@ -54,16 +54,51 @@ def pack_own(mode, backdrop, source, opacity):
     return out
 
 
+def pack_rgb_to_hsv(rgb):
+    """blendmodes.rgb_to_hsv_via_torch: float32, the hue set where red, then green, then blue is the
+    largest (a later tie wins), over 6, mod 1; saturation where the value is not 0."""
+    r, g, b = torch.from_numpy(rgb).float().unbind(-1)
+    value, low = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
+    delta = value - low
+    hue, saturation = torch.zeros_like(value), torch.zeros_like(value)
+    for top, first, second, offset in ((r, g, b, None), (g, b, r, 2.0), (b, r, g, 4.0)):
+        where = (top == value) & (delta != 0)
+        sextant = (first[where] - second[where]) / delta[where]
+        hue[where] = sextant % 6 if offset is None else sextant + offset
+    hue = (hue / 6.0) % 1.0
+    lit = value != 0
+    saturation[lit] = delta[lit] / value[lit]
+    return torch.stack([hue, saturation, value], -1).numpy()
+
+
+def pack_hsv_to_rgb(hsv):
+    """blendmodes.hsv_to_rgb_via_torch: float32, the channels picked by comparing the hue with k / 6."""
+    h, s, v = torch.from_numpy(hsv).float().unbind(-1)
+    c = v * s
+    x = c * (1 - torch.abs((h * 6) % 2 - 1))
+    z = torch.zeros_like(h)
+    rgb = torch.zeros(*h.shape, 3)
+    picks = [(h < 1 / 6, (c, x, z)), ((1 / 6 <= h) & (h < 2 / 6), (x, c, z)), ((2 / 6 <= h) & (h < 3 / 6), (z, c, x)),
+             ((3 / 6 <= h) & (h < 4 / 6), (z, x, c)), ((4 / 6 <= h) & (h < 5 / 6), (x, z, c)), (h >= 5 / 6, (c, z, x))]
+    for where, channels in picks:
+        rgb[where] = torch.stack(channels, -1)[where]
+    return (rgb + (v - c)[..., None]).numpy()
+
+
+def pack_hsv_mode(mode, backdrop, source, opacity):
+    """blendmodes.hsv on whole arrays (the pack's torch conversions above)."""
+    back, over, a = backdrop[..., :3] / 255.0, source[..., :3] / 255.0, source[..., 3:] / 255.0
+    back_hsv, over_hsv = pack_rgb_to_hsv(back), pack_rgb_to_hsv(over)
+    mixed = back_hsv.copy()
+    channels = {"hue": [0], "saturation": [1], "color": [0, 1], "luminosity": [2]}[mode]
+    mixed[..., channels] = (1 - opacity * a) * back_hsv[..., channels] + opacity * a * over_hsv[..., channels]
+    rgb = np.clip((1 - a) * back + a * pack_hsv_to_rgb(mixed), 0, 1)
+    return np.dstack((rgb * 255, backdrop[..., 3])).astype(np.uint8)
+
+
 def pack_pixel(mode, back_px, over_px, opacity):
     b, s, a = back_px[:3] / 255, over_px[:3] / 255, over_px[3] / 255
     alpha = max(back_px[3], over_px[3])
-    if mode in ("hue", "saturation", "color", "luminosity"):
-        bh, sh = list(colorsys.rgb_to_hsv(*b)), colorsys.rgb_to_hsv(*s)
-        channels = {"hue": [0], "saturation": [1], "color": [0, 1], "luminosity": [2]}[mode]
-        for c in channels:
-            bh[c] = (1 - opacity * a) * bh[c] + opacity * a * sh[c]
-        rgb = np.clip((1 - a) * b + a * np.array(colorsys.hsv_to_rgb(*bh)), 0, 1)
-        return np.append(rgb * 255, back_px[3]).astype(np.uint8)
     if mode in ("darker color", "lighter color"):
         darker = max(s) < max(b)
         lighter = max(s) > max(b)
@@ -81,7 +116,6 @@ def pack_pixel(mode, back_px, over_px, opacity):
                 "pin light": lambda: np.where(s <= 0.5, np.minimum(b, 2 * s), np.maximum(b, 2 * (s - 0.5))),
                 "hard mix": lambda: np.round(pack_pixel("linear light", back_px, over_px, opacity)[:3] / 255),
             }[mode]()
-        blend = np.nan_to_num(blend, nan=0.0)  # the pack's uint8 cast makes its NaN 0
     rgb = np.clip((1 - a * opacity) * b + a * opacity * blend, 0, 1)
     return np.append(rgb * 255, alpha)
 
@@ -103,9 +137,12 @@ def pack_chop_v2(background, layer, mode, opacity):
     source = np.asarray(layer.convert("RGBA"), dtype=float)
     if mode in LIBRARY:
         blended = LIBRARY[mode](backdrop, source, opacity / 100)
+    elif mode in ("hue", "saturation", "color", "luminosity"):
+        blended = pack_hsv_mode(mode, backdrop, source, opacity / 100)
     else:
         blended = pack_own(mode, backdrop, source, opacity / 100)
-    return Image.fromarray(np.uint8(blended)).convert("RGB")
+    # the pack's np.uint8(blended) makes a NaN (a 0 / 0, carried through the mix) 0, as x86's cast does
+    return Image.fromarray(np.uint8(np.nan_to_num(blended, nan=0.0))).convert("RGB")
 
 
 def blend_v2(registry, background, layer, mode, opacity, mask=None, comfy_class="LayerUtility: ImageBlend V2"):
@@ -114,18 +151,20 @@ def blend_v2(registry, background, layer, mode, opacity, mask=None, comfy_class=
 
 
 @pytest.mark.parametrize("mode", [m for m in PACK_MODES if m != "dissolve"])
-@pytest.mark.parametrize("opacity", [100, 45])
+@pytest.mark.parametrize("opacity", [100, 45, 0])
 def test_image_blend_v2_is_the_packs_blend_on_the_same_pixels(registry, mode, opacity):
     background, layer = pictures()
     out = blend_v2(registry, background, layer, mode, opacity)
-    expected = np.asarray(pack_chop_v2(background, layer, mode, opacity), np.int16)
-    got = np.rint(out[0].numpy() * 255).astype(np.int16)
-    if mode in LIBRARY:  # the package itself, on the same arrays: the same bytes
-        assert np.array_equal(got, expected), mode
-    else:  # float32 HSV (the pack's torch) vs colorsys's float64 may cross a truncation: one level at most
-        hsv = mode in ("hue", "saturation", "color", "luminosity")
-        assert np.abs(got - expected).max() <= (1 if hsv else 0)
-        assert (got != expected).mean() < (0.25 if hsv else 1e-9)
+    expected = np.asarray(pack_chop_v2(background, layer, mode, opacity))
+    assert np.array_equal(np.rint(out[0].numpy() * 255).astype(np.uint8), expected), mode
+
+
+@pytest.mark.parametrize("opacity", [100, 45, 0])
+def test_color_burn_of_white_under_black_is_the_packs_black_at_any_opacity(registry, opacity):
+    """(1 - 1) / 0 is NaN in the pack, carried through its mix: its uint8 cast gives 0, whatever the opacity."""
+    out = blend_v2(registry, Image.new("RGB", (2, 1), "#FFFFFF"), Image.new("RGB", (2, 1), "#000000"), "color burn",
+                   opacity)
+    assert torch.equal(out, torch.zeros(1, 1, 2, 3))
 
 
 def test_hsv_conversions_are_colorsys_in_float32():
@@ -137,6 +176,9 @@ def test_hsv_conversions_are_colorsys_in_float32():
     np.testing.assert_allclose(hsv, expected, atol=2e-6)
     assert hsv.dtype == np.float32
     np.testing.assert_allclose(hsv_to_rgb(expected), rgb, atol=1e-12)
+    assert np.array_equal(hsv, pack_rgb_to_hsv(rgb))  # the pack's torch conversion: the same floats
+    levels = np.random.default_rng(6).integers(0, 256, (64, 64, 3)) / 255.0
+    assert np.array_equal(hsv_to_rgb(rgb_to_hsv(levels)), pack_hsv_to_rgb(pack_rgb_to_hsv(levels)))
 
 
 def test_the_v2_modes_differ_from_each_other(registry):
@@ -339,6 +381,49 @@ def test_a_blend_too_big_for_the_memory_is_refused_naming_blend_mode(registry):
     assert small.status == "success"
 
 
+def declared_bytes(monkeypatch, fn):
+    """The bytes fn()'s check_run_memory calls reserve (IMAGE pixels, 12 bytes each), the largest."""
+    import nodes.pack_nodes_layerstyle2 as module
+    asked = []
+    monkeypatch.setattr(module, "check_run_memory", lambda *args, images, **kw: asked.append(images.volume * 12))
+    fn()
+    monkeypatch.undo()
+    return max(asked)
+
+
+def test_a_blends_memory_check_covers_what_each_mode_holds(monkeypatch):
+    """tracemalloc sees numpy's arrays, which are all of a blend's big work."""
+    import tracemalloc
+
+    from nodes.pack_nodes_layerstyle2 import chop_image_v2
+    gen = np.random.default_rng(8)
+    background = Image.fromarray(gen.integers(0, 256, (128, 160, 3), dtype=np.uint8))
+    layer = Image.fromarray(gen.integers(0, 256, (128, 160, 4), dtype=np.uint8))
+    chop_image_v2(background, layer, "soft light", 70)  # first run: imports
+    declared = declared_bytes(monkeypatch, lambda: chop_image_v2(background, layer, "normal", 70))
+    peaks = {}
+    for mode in PACK_MODES:
+        tracemalloc.start()
+        try:
+            chop_image_v2(background, layer, mode, 70)
+            peaks[mode] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert max(peaks.values()) <= declared, (declared, peaks)
+    assert max(peaks.values()) >= 0.9 * declared, (declared, peaks)  # close: the HSV modes hold the most
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 3.0])
+def test_add_grains_memory_check_is_close_to_what_it_holds(monkeypatch, scale):
+    from nodes.pack_nodes_layerstyle2 import add_grain
+    from tests.test_pack_nodes_image_filters import measured_peak
+    picture = Image.fromarray(np.random.default_rng(9).integers(0, 256, (120, 150, 3), dtype=np.uint8))
+    add_grain(picture, scale, 0.5, 1.0, 0)  # first run: imports, OpenCV's set-up
+    declared = declared_bytes(monkeypatch, lambda: add_grain(picture, scale, 0.5, 1.0, 0))
+    peak = measured_peak(lambda: add_grain(picture, scale, 0.5, 1.0, 0))
+    assert 0.8 * peak <= declared <= 1.05 * peak, (declared, peak)
+
+
 def test_a_ui_save_with_v2_classes_runs_and_round_trips(registry):
     nodes = [
         ui_node(1, "LayerUtility: ColorImage", [20, 16, "#336699"], outputs=[("image", "IMAGE", [1])]),
@@ -392,6 +477,17 @@ def test_drop_shadow_v3_on_a_transparent_or_given_canvas(registry, with_backgrou
     assert torch.equal(out, tensor(canvas))
     if not with_background:  # the shadow and the layer carry the alpha; elsewhere transparent
         assert out[0, 0, 0, 3] == 0 and out[0, 8, 8, 3] == 1
+
+
+@pytest.mark.parametrize("comfy_class", ["LayerStyle: DropShadow V3", "LayerUtility: ImageBlendAdvance V3"])
+def test_v3s_transparent_canvas_is_checked_naming_layer_image(registry, comfy_class, monkeypatch):
+    import nodes.pack_nodes_layerstyle2 as module
+    checks = []
+    monkeypatch.setattr(module, "check_run_memory", lambda name, what, images: checks.append((name, images.volume)))
+    node(registry, comfy_class, layer_image=rand(2, 20, 30, 3), invert_mask=False, blend_mode="normal", opacity=50,
+         layer_mask=torch.ones(2, 20, 30))
+    canvas = [volume for name, volume in checks if name == "layer_image"]
+    assert canvas and canvas[0] * 12 >= 2 * 20 * 30 * 16  # float32 RGBA
 
 
 def test_drop_shadow_v3_refuses_another_size(registry):
@@ -485,6 +581,31 @@ def test_simple_text_image_refusals(registry, fonts):
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["1"])
     assert result.status == "invalid"
     assert any(p.input == "font_file" and "aileron.ttf" in p.message for p in result.problems)
+
+
+def test_simple_text_image_stops_at_the_pictures_bottom(registry, fonts, monkeypatch):
+    import nodes.pack_nodes_layerstyle2 as module
+    args = dict(align="left", char_per_line=80, leading=2, font_size=10, text_color="#FFFFFF", stroke_width=3,
+                stroke_color="#FF8000", x_offset=0, y_offset=0, width=64, height=32)
+    text = "ab\n" * 20_000
+    checks = []
+    monkeypatch.setattr(module, "check_interrupted", lambda: checks.append(1))
+    image, _ = node(registry, "LayerUtility: SimpleTextImage", text=text, font_file="aileron.ttf", **args)
+    assert len(checks) < 50  # a few lines fit in 32 pixels; the other 19,990 are not measured
+    assert torch.equal(image, tensor(pack_text_image(fonts / "aileron.ttf", text="ab\n" * 10, **args)))
+
+
+def test_simple_text_image_too_large_names_the_input_that_makes_it(registry, fonts):
+    base = dict(text="a", align="left", char_per_line=8, leading=0, text_color="#FFFFFF", stroke_color="#FF8000",
+                x_offset=0, y_offset=0, width=64, height=32)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", font_size=10, stroke_width=8096,
+             **base)
+    assert getattr(e.value, "input", None) == "stroke_width" and "(1 character)" in str(e.value)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: SimpleTextImage", font_file="aileron.ttf", font_size=2500, stroke_width=0,
+             **{**base, "text": "W" * 60, "char_per_line": 80, "height": 800})  # its ink starts 700 pixels down
+    assert getattr(e.value, "input", None) == "font_size" and "(60 characters)" in str(e.value)
 
 
 def test_a_long_word_at_a_wide_line_is_wrapped_not_refused(registry, fonts):
@@ -732,6 +853,35 @@ def test_film_v2_depth_blur_and_both_grains(registry):
     assert torch.equal(out, tensor(pack_filmgrain(looked, 1.5, 0.4, 0.3, 0.7, 0.5, seed=0)))
 
 
+@pytest.mark.parametrize("method", ["fastgrain", "filmgrainer"])
+def test_film_v2_gives_every_picture_the_packs_one_grain(registry, method):
+    """The pack's filmgrainer grain is seeded 0 for every picture, its fastgrain once a run (the clock; ours 0)."""
+    background, layer = pictures(24, 30)
+    images = torch.cat([tensor(background), tensor(layer)])
+    look = {**FILM, "vignette_intensity": 0.0, "blur_strength": 0, "saturation": 1.0}
+    out = node(registry, "LayerFilter: FilmV2", image=images, grain_method=method, filmgrainer_shadows=0.3,
+               filmgrainer_highs=0.7, **look)
+    for i, picture in enumerate((background, layer)):
+        if method == "fastgrain":
+            expected = pack_add_grain(picture, 1.5, 0.4, 0.5, seed=0)
+        else:
+            expected = pack_filmgrain(picture, 1.5, 0.4, 0.3, 0.7, 0.5, seed=0)
+        assert torch.equal(out[i:i + 1], tensor(expected)), i
+
+
+def test_film_grain_noise_is_drawn_once_for_a_batch(registry, monkeypatch):
+    import random
+
+    from nodes.pack_nodes_layerstyle2 import grain_noise
+    grain_noise.cache_clear()
+    seeds, draws = [], random.Random
+    monkeypatch.setattr(random, "Random", lambda seed: seeds.append(seed) or draws(seed))
+    node(registry, "LayerFilter: FilmV2", image=rand(3, 12, 14, 3), grain_method="filmgrainer", filmgrainer_shadows=0.6,
+         filmgrainer_highs=0.2, **FILM)
+    assert seeds == [0]
+    assert not grain_noise(12, 14, 0.5, 0).flags.writeable  # shared: nobody may change it
+
+
 def test_film_depth_map_at_the_focal_depth_everywhere_is_not_blurred(registry):
     background, _ = pictures(12, 14)
     flat = torch.full((1, 12, 14, 3), 127 / 255)  # 8 bits on the way: 127 exactly
@@ -795,15 +945,16 @@ def pack_color_adapter(picture, reference):
     return cv22pil(cv2.cvtColor(cv2.convertScaleAbs(moved), cv2.COLOR_LAB2BGR))
 
 
-def test_color_adapter_is_the_packs_lab_transfer_paired_by_index(registry):
+def test_color_adapter_is_the_packs_lab_transfer_to_the_last_reference(registry):
     background, layer = pictures(20, 24)
     warm = Image.fromarray((np.asarray(layer) * [1.0, 0.6, 0.3]).astype(np.uint8))
     images = torch.cat([tensor(background), tensor(layer)])
     images = torch.cat([images, torch.rand(2, 20, 24, 1, generator=torch.Generator().manual_seed(4))], dim=-1)
     refs = torch.cat([tensor(warm), tensor(background)])
     out = node(registry, "LayerColor: ColorAdapter", image=images, color_ref_image=refs, opacity=70)
-    for i, (picture, ref) in enumerate(((background, warm), (layer, background))):
-        expected = pack_normal(picture, pack_color_adapter(picture, ref), 70)
+    for i, picture in enumerate((background, layer)):
+        # color_adapter.py: `r_images[i] if len(ret_images) > i else r_images[-1]`, with i pictures made so far
+        expected = pack_normal(picture, pack_color_adapter(picture, background), 70)
         assert torch.equal(out[i, ..., :3], tensor(expected)[0]), i
     assert torch.equal(out[0, ..., 3], tensor(pil(images[0, ..., 3]))[0])
     # a flat channel takes the reference's mean (the pack divides by 0)
