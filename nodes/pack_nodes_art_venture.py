@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from graphflow.api import (
     BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node,
-    NodeInputError, Size, Text, check_interrupted, folders, progress, repeated, socket_type,
+    NodeInputError, Size, Text, check_interrupted, folders, progress, repeated,
 )
+from graphflow.workflow import MAX_JSON_DEPTH, json_depth_exceeds
 from nodes.image import _image
 from nodes.loaders import DEMO_CHECKPOINT
+from nodes.pack_nodes_crystools import JSON
 from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "comfyui-art-venture"  # the custom node pack this module's ComfyUI classes come from
@@ -48,8 +50,6 @@ SDXL_SIZES = {"1:1": (1024, 1024), "2:3": (832, 1216), "3:4": (896, 1152), "5:8"
               "21:9": (1536, 640)}
 SMALL_RATIOS = ("1:1", "2:3", "3:4", "9:16", "3:2", "4:3", "16:9")
 MAX_KEY_LENGTH = 10_000  # a JSON key path longer than any document's nesting needs
-
-JSON = socket_type("JSON", "#b39ddb", "Crystools' JSON: a dict or list, or JSON text")
 
 
 # -- the pack's PIL round trip ----------------------------------------------------------------------
@@ -644,33 +644,40 @@ class AVTextSwitchCase(Node):
 # -- JSON --------------------------------------------------------------------------------------------
 
 
+def _parsed(text: str, input_name: str):
+    """JSON text's value; text that is not JSON, or whose lists and objects nest deeper than
+    MAX_JSON_DEPTH (Python's parser takes ~990 levels, more than later steps can walk), refused."""
+    import json
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise NodeInputError(input_name, f"not JSON: {str(e)[:200]}") from None
+    if json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise NodeInputError(input_name, f"lists and objects nest deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
 class AVLoadJsonFromText(Node):
-    """The JSON text parsed into its value (an object, a list, ...)."""
+    """The JSON text parsed into its value (an object, a list, ...). Lists and objects nested
+    deeper than 64 levels are refused (the pack takes what Python's parser takes)."""
     category = CATEGORY
     data: str = Text("", multiline=True)
     outputs = {"JSON": JSON}
     comfy = ComfyAlias(("LoadJsonFromText",))
 
     def run(self):
-        import json
-        try:
-            return json.loads(self.data)
-        except (ValueError, RecursionError) as e:
-            raise NodeInputError("data", f"not JSON: {str(e)[:200]}") from None
+        return _parsed(self.data, "data")
 
 
 def _json_value(data, key: str, default):
     """The value at key's dotted path ("a.b", "[0]" for a list's item), as the pack's
-    get_dict_attribute finds it; default where the path leads nowhere or to null. JSON text (as
-    Crystools' JSON may carry) is parsed first."""
-    import json
+    get_dict_attribute finds it; default where the path leads nowhere or to null. Text that opens
+    an object or a list (JSON text, as Crystools' JSON may carry) is parsed first; other text (a
+    JSON document that is a string) has no keys, as in the pack."""
     if len(key) > MAX_KEY_LENGTH:
         raise NodeInputError("key", f"{len(key)} characters: at most {MAX_KEY_LENGTH}")
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise NodeInputError("json", f"text that is not JSON: {str(e)[:200]}") from None
+    if isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
+        data = _parsed(data, "json")
     value = data
     for part in key.split("."):
         if part.startswith("[") and part.endswith("]"):
@@ -678,7 +685,7 @@ def _json_value(data, key: str, default):
                 index = int(part[1:-1])
             except ValueError:
                 return default
-            if not isinstance(value, (list, tuple)) or index >= len(value):
+            if not isinstance(value, (list, tuple)) or not -len(value) <= index < len(value):
                 return default
             value = value[index]
         elif isinstance(value, dict):
@@ -704,7 +711,8 @@ class AVGetObjectFromJson(Node):
 
 class AVGetTextFromJson(Node):
     """The value at key's path as text (Python's str(): a number "3", an object as Python writes a
-    dict); "" where there is none."""
+    dict); "" where there is none. A value Python can't write (nested past its recursion limit, a
+    whole number of over 4300 digits) is refused."""
     category = CATEGORY
     json: JSON
     key: str = Text("")
@@ -712,14 +720,28 @@ class AVGetTextFromJson(Node):
     comfy = ComfyAlias(("GetTextFromJson",))
 
     def run(self):
-        return str(_json_value(self.json, self.key, ""))
+        value = _json_value(self.json, self.key, "")
+        try:
+            return str(value)
+        except RecursionError:
+            raise NodeInputError("json", f"the value at {self.key!r} nests too deeply to write as text") from None
+        except ValueError as e:  # an int past Python's digit limit for text
+            raise NodeInputError("key", f"{self.key!r} holds a value Python won't write as text: {e}") from None
+
+
+def _shown(value) -> str:
+    """The start of a value as text for an error message, or its kind where Python can't write it."""
+    try:
+        return repr(str(value)[:60])
+    except (RecursionError, ValueError):
+        return f"a {type(value).__name__}"
 
 
 def _number(value, kind, key: str):
     try:
         return kind(value)
     except (TypeError, ValueError, OverflowError):
-        raise NodeInputError("key", f"{key!r} holds {str(value)[:60]!r}, not a number") from None
+        raise NodeInputError("key", f"{key!r} holds {_shown(value)}, not a number") from None
 
 
 class AVGetFloatFromJson(Node):
@@ -764,4 +786,4 @@ class AVGetBoolFromJson(Node):
         value = _json_value(self.json, self.key, False)
         if isinstance(value, (bool, int, float)):
             return bool(value)
-        raise NodeInputError("key", f"{self.key!r} holds {str(value)[:60]!r}, not true / false or a number")
+        raise NodeInputError("key", f"{self.key!r} holds {_shown(value)}, not true / false or a number")

@@ -17,6 +17,7 @@ from PIL import Image, ImageFilter
 
 from graphflow.comfy_format import custom_pack, export_ui, unknown_type_hint
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
@@ -394,6 +395,47 @@ def test_json_readers_follow_the_packs_dotted_paths(registry):
     _refused(registry, "AVGetIntFromJson", "key", "not a number", json=data, key="a.name")
     _refused(registry, "AVLoadJsonFromText", "data", "not JSON", data="{oops")
     _refused(registry, "AVLoadJsonFromText", "data", "not JSON", data="[" * 100_000)
+
+
+def _nested(depth, leaf=None):
+    value = [] if leaf is None else leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deep_json_is_refused_by_name_and_never_reaches_the_run(registry):
+    """Python's parser takes ~990 levels; 600 used to crash Executor.run while caching the value."""
+    deep = "[" * 600 + "]" * 600
+    _refused(registry, "AVLoadJsonFromText", "data", "deeper than 64", data=deep)
+    assert call(registry, "AVLoadJsonFromText", data="[" * 64 + "]" * 64) == _nested(63)
+    _refused(registry, "AVLoadJsonFromText", "data", "deeper than 64", data="[" * 65 + "]" * 65)
+    _refused(registry, "AVGetObjectFromJson", "json", "deeper than 64", json=deep, key="[0]")
+    _refused(registry, "AVGetObjectFromJson", "json", "not JSON", json="[oops", key="[0]")
+    result = Executor(registry).run(parse_workflow({"nodes": {
+        "1": {"type": "AVLoadJsonFromText", "inputs": {"data": deep}},
+        "2": {"type": "PreviewAny", "inputs": {"source": ["1", 0]}}}}, registry))
+    assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("1", "data")
+
+
+def test_json_getters_on_values_python_cannot_write(registry):
+    """A value linked in (not parsed here) nested past the recursion limit, or an int over 4300
+    digits, is refused naming an input rather than raising RecursionError / ValueError."""
+    deep = {"a": _nested(5000)}
+    _refused(registry, "AVGetTextFromJson", "json", "too deeply", json=deep, key="a")
+    _refused(registry, "AVGetTextFromJson", "key", "won't write", json={"a": 10 ** 5000}, key="a")
+    _refused(registry, "AVGetIntFromJson", "key", "a list, not a number", json=deep, key="a")
+    _refused(registry, "AVGetBoolFromJson", "key", "a list, not true", json=deep, key="a")
+
+
+def test_json_indexes_past_the_start_and_json_strings(registry):
+    items = {"a": [1, 2]}
+    get = lambda kind, key, source=items: call(registry, f"AVGet{kind}FromJson", json=source, key=key)  # noqa: E731
+    assert get("Int", "a.[-1]") == 2 and get("Int", "a.[-2]") == 1  # as Python indexes, as the pack
+    assert get("Int", "a.[-3]") == 0 and get("Object", "a.[-5]") == {}  # past the start: the default
+    # a JSON document that is a string has no keys: the default, as the pack's get_dict_attribute
+    hello = call(registry, "AVLoadJsonFromText", data='"hello"')
+    assert hello == "hello" and get("Object", "a", hello) == {} and get("Text", "a", "oops") == ""
 
 
 # -- a UI-format save --------------------------------------------------------------------------------
