@@ -775,7 +775,7 @@ class AVGetIntFromJson(Node):
 class AVGetBoolFromJson(Node):
     """The value at key's path as a boolean; False where there is none. The pack passes whatever
     is there on as the BOOLEAN; here true / false pass as they are, a number is true when not 0,
-    and anything else (text, a list, an object) is refused."""
+    and anything else (text, a list, an object, NaN or an infinity) is refused."""
     category = CATEGORY
     json: JSON
     key: str = Text("")
@@ -783,7 +783,8 @@ class AVGetBoolFromJson(Node):
     comfy = ComfyAlias(("GetBoolFromJson",))
 
     def run(self):
+        import math
         value = _json_value(self.json, self.key, False)
-        if isinstance(value, (bool, int, float)):
+        if isinstance(value, (bool, int)) or isinstance(value, float) and math.isfinite(value):
             return bool(value)
         raise NodeInputError("key", f"{self.key!r} holds {_shown(value)}, not true / false or a number")

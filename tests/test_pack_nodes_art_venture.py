@@ -428,6 +428,13 @@ def test_json_getters_on_values_python_cannot_write(registry):
     _refused(registry, "AVGetBoolFromJson", "key", "a list, not true", json=deep, key="a")
 
 
+def test_json_bool_refuses_non_finite_numbers_as_the_float_getter_does(registry):
+    for number in (math.nan, math.inf):
+        for kind in ("Bool", "Float"):
+            _refused(registry, f"AVGet{kind}FromJson", "key", "not", json={"a": number}, key="a")
+    assert call(registry, "AVGetBoolFromJson", json={"a": 0.5}, key="a") is True
+
+
 def test_json_indexes_past_the_start_and_json_strings(registry):
     items = {"a": [1, 2]}
     get = lambda kind, key, source=items: call(registry, f"AVGet{kind}FromJson", json=source, key=key)  # noqa: E731
