@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from graphflow.api import (
     BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node,
-    NodeInputError, Size, Text, check_interrupted, folders, progress, repeated,
+    NodeInputError, Size, Text, check_interrupted, folders, progress, repeated, show,
 )
 from graphflow.workflow import MAX_JSON_DEPTH, json_depth_exceeds
 from nodes.image import _image
@@ -511,15 +511,27 @@ class AVNumberScaler(Node):
             + self.scale_to_min
 
 
+def _drawing_generator():
+    """A torch generator freshly seeded from the system's entropy: a new number each run, as the
+    pack's draw from torch's global generator (never reused from the cache: see fingerprint)."""
+    import random
+    import torch
+    return torch.Generator().manual_seed(random.SystemRandom().getrandbits(63))
+
+
 class AVRandomInt(Node):
-    """A whole number drawn from min up to max - 1 (torch.randint), and as text. The pack draws
-    from torch's global generator and runs anew every time; this node has no seed input, so it
-    draws from a generator seeded 0: the same number for the same min and max, every run."""
+    """A whole number drawn from min up to max - 1 (torch.randint), and as text. As in the pack it
+    runs anew every time, giving a new number each run; the number drawn is shown on the node."""
     category = CATEGORY
     min: int = Int(0, min=0, max=SEED_MAX)
     max: int = Int(100, min=0, max=SEED_MAX)
     outputs = {"INT": INT, "STRING": STRING}
     comfy = ComfyAlias(("RandomInt",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        import random
+        return random.random()  # the pack's IS_CHANGED is random: it runs every time
 
     def run(self):
         import torch
@@ -527,22 +539,29 @@ class AVRandomInt(Node):
             raise NodeInputError("max", f"{self.max}: expected more than min ({self.min}); max itself is never drawn")
         if self.max > 2 ** 63 - 1:
             raise NodeInputError("max", f"{self.max}: torch.randint draws below 2^63 only")
-        number = int(torch.randint(self.min, self.max, (1,), generator=torch.Generator().manual_seed(0)).item())
+        number = int(torch.randint(self.min, self.max, (1,), generator=_drawing_generator()).item())
+        show(text=[str(number)])
         return number, str(number)
 
 
 class AVRandomFloat(Node):
-    """A number drawn uniformly from min..max (torch.rand scaled), and as text. Seeded 0, as
-    RandomInt: the same number for the same range every run (the pack's draw differs each run)."""
+    """A number drawn uniformly from min..max (torch.rand scaled), and as text. As in the pack it
+    runs anew every time, giving a new number each run; the number drawn is shown on the node."""
     category = CATEGORY
     min: float = Float(0.0, min=0.0, max=BIG)
     max: float = Float(1.0, min=0.0, max=BIG)
     outputs = {"FLOAT": FLOAT, "STRING": STRING}
     comfy = ComfyAlias(("RandomFloat",))
 
+    @classmethod
+    def fingerprint(cls, **widgets):
+        import random
+        return random.random()  # the pack's IS_CHANGED is random: it runs every time
+
     def run(self):
         import torch
-        number = torch.rand(1, generator=torch.Generator().manual_seed(0)).item() * (self.max - self.min) + self.min
+        number = torch.rand(1, generator=_drawing_generator()).item() * (self.max - self.min) + self.min
+        show(text=[str(number)])
         return number, str(number)
 
 

@@ -1,6 +1,6 @@
 """sipherxyz's comfyui-art-venture (nodes/pack_nodes_art_venture.py): each node against the library
 call the pack makes (Pillow's resize / alpha_composite / GaussianBlur, OpenCV's Lab conversions,
-torch.randint, random.Random.shuffle) or its formula written out here, with the pack's 8-bit round
+torch.randint and torch.rand drawn anew each run, random.Random.shuffle) or its formula written out here, with the pack's 8-bit round
 trip (x · 255 clipped and cut to a level, levels / 255 back); inputs in the pack's order with its
 defaults and ranges; bad inputs refused by name; a UI-format save under the pack's class names."""
 
@@ -330,11 +330,22 @@ def test_numbers_and_booleans(registry):
     assert call(registry, "AVSeedSelector", mode=False, seed=5, fixed_seed=9) == 9
 
 
-def test_random_numbers_are_seeded_0(registry):
-    want = int(torch.randint(10, 1000, (1,), generator=torch.Generator().manual_seed(0)).item())
-    assert call(registry, "AVRandomInt", min=10, max=1000) == (want, str(want))
-    want = torch.rand(1, generator=torch.Generator().manual_seed(0)).item() * 4.0 + 2.0
-    assert call(registry, "AVRandomFloat", min=2.0, max=6.0) == (want, str(want))
+def test_random_numbers_are_drawn_anew_each_run_and_shown(registry):
+    """As the pack (IS_CHANGED random, torch's global generator): each queue draws a new number,
+    never taken from the cache, and the node shows the number it drew."""
+    graph = {"nodes": {
+        "int": {"type": "AVRandomInt", "inputs": {"min": 10, "max": 2 ** 62}},
+        "float": {"type": "AVRandomFloat", "inputs": {"min": 2.0, "max": 6.0}},
+        "seen": {"type": "PreviewAny", "inputs": {"source": ["int", 1]}},
+        "seen_float": {"type": "PreviewAny", "inputs": {"source": ["float", 0]}}}}
+    executor = Executor(registry)
+    runs = [executor.run(parse_workflow(graph, registry)) for _ in range(2)]
+    assert all(result.ok and {"int", "float"} <= set(result.executed) for result in runs)
+    ints = [int(result.outputs["int"]["text"][0]) for result in runs]
+    floats = [float(result.outputs["float"]["text"][0]) for result in runs]
+    assert ints[0] != ints[1] and all(10 <= n < 2 ** 62 for n in ints)
+    assert floats[0] != floats[1] and all(2.0 <= x <= 6.0 for x in floats)
+    assert [result.outputs["seen"]["text"][0] for result in runs] == [str(n) for n in ints]
     _refused(registry, "AVRandomInt", "max", "more than min", min=5, max=5)
     _refused(registry, "AVRandomInt", "max", "2\\^63", min=0, max=2 ** 63)
 
