@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from graphflow.api import (
     BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node,
-    NodeInputError, Size, Text, check_interrupted, folders, progress, repeated, show,
+    NodeInputError, Size, Text, check_interrupted, check_run_memory, folders, progress, repeated, run_limits, show,
 )
 from graphflow.workflow import MAX_JSON_DEPTH, json_depth_exceeds
 from nodes.image import _image
@@ -199,7 +199,8 @@ class AVImageScaleToMegapixels(Node):
     ComfyUI's bicubic resize to the rounded size. Up by 1.2 or more with a model: the model's
     upscale (tiles of 512 overlapping by 32, ImageUpscaleWithModel's defaults), then centre-crop and
     Lanczos down to the rounded size; the model's full-size result is checked against the pixel and
-    memory limits before it runs."""
+    memory limits before it runs. An enlarged size is held to 16384 a side, the server's pixel limit
+    and the memory the run may use (the pack has no bound)."""
     category = CATEGORY
     images: IMAGE
     megapixels: float = Float(1.0, min=0.1, max=100.0, step=0.05)
@@ -211,6 +212,20 @@ class AVImageScaleToMegapixels(Node):
     def scale(height: int, width: int, megapixels: float) -> float:
         import math
         return math.sqrt(megapixels * 1024 * 1024 / (width * height))
+
+    @staticmethod
+    def check_size(batch: int, height: int, width: int, new_height: int, new_width: int) -> None:
+        """Refuse an enlargement the planner could not size (a loaded picture's size is known only
+        while running) before it is made."""
+        from nodes.image import MAX_SIZE
+        what = f"scales {width}×{height} to {new_width}×{new_height}"
+        if max(new_width, new_height) > MAX_SIZE:
+            raise NodeInputError("megapixels", f"{what}, over {MAX_SIZE} pixels a side")
+        max_pixels = run_limits().max_pixels
+        if max_pixels is not None and new_width * new_height > max_pixels:
+            raise NodeInputError("megapixels", f"{what}, larger than this server allows "
+                                               f"({max_pixels / 1e6:.1f} megapixels)")
+        check_run_memory("megapixels", what, images=Size(batch, new_height, new_width))
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -230,6 +245,7 @@ class AVImageScaleToMegapixels(Node):
         if scale <= 1.0:
             return _scaled_down_by(images, scale, "megapixels")
         new_width, new_height = round(width * scale), round(height * scale)
+        self.check_size(images.shape[0], height, width, new_height, new_width)
         if scale < 1.2 or self.upscale_model_opt is None:
             return _resize_image(images, new_width, new_height, "bicubic")
         from graphflow.models.upscale import upscale_fitting

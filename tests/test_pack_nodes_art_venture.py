@@ -1,8 +1,9 @@
 """sipherxyz's comfyui-art-venture (nodes/pack_nodes_art_venture.py): each node against the library
 call the pack makes (Pillow's resize / alpha_composite / GaussianBlur, OpenCV's Lab conversions,
-torch.randint and torch.rand drawn anew each run, random.Random.shuffle) or its formula written out here, with the pack's 8-bit round
-trip (x · 255 clipped and cut to a level, levels / 255 back); inputs in the pack's order with its
-defaults and ranges; bad inputs refused by name; a UI-format save under the pack's class names."""
+torch.randint and torch.rand drawn anew each run, random.Random.shuffle) or its formula written out
+here, with the pack's 8-bit round trip (x · 255 clipped and cut to a level, levels / 255 back);
+inputs in the pack's order with its defaults and ranges; bad inputs refused by name; a UI-format
+save under the pack's class names."""
 
 from __future__ import annotations
 
@@ -198,6 +199,24 @@ def test_scale_to_megapixels_down_and_bicubic_up(registry):
     core = call(registry, "ImageScale", image=small, upscale_method="bicubic", width=round(300 * scale),
                 height=round(280 * scale), crop="disabled")
     assert up.shape == (2, round(280 * scale), round(300 * scale), 3) and torch.equal(up, core)
+
+
+def test_scale_to_megapixels_holds_an_enlargement_the_planner_cannot_size_to_the_limits(registry, tmp_folders):
+    """A loaded picture's size is known only while running: the enlarged size is checked then."""
+    from graphflow.resource_limits import RunLimits
+    strip = _images(7, batch=1, height=1, width=4096)  # 1 MP of it is 65536×16
+    _refused(registry, "AVImageScaleToMegapixels", "megapixels", "65536×16, over 16384 pixels a side", images=strip, megapixels=1.0)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_folders.inputs / "small.png")
+    graph = parse_workflow({"nodes": {
+        "1": {"type": "LoadImage", "inputs": {"image": "small.png"}},
+        "2": {"type": "AVImageScaleToMegapixels", "inputs": {"images": ["1", 0], "megapixels": 1.0}}}}, registry)
+    for limits, message in ((RunLimits(max_pixels=10 ** 6), "1024×1024, larger than this server allows"),
+                            (RunLimits(ram_bytes=2 ** 22), "1024×1024: the images")):
+        result = Executor(registry, limits=limits).run(graph, outputs=["2"])
+        assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("2", "megapixels")
+        assert message in result.error["message"]
+    result = Executor(registry, limits=RunLimits(max_pixels=1024 * 1024)).run(graph, outputs=["2"])
+    assert result.ok and result.values["2"][0].shape == (1, 1024, 1024, 3)
 
 
 def test_scale_to_megapixels_with_a_model_upscales_then_scales_down(registry, tmp_folders, monkeypatch):
