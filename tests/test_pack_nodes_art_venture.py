@@ -205,7 +205,8 @@ def test_scale_to_megapixels_holds_an_enlargement_the_planner_cannot_size_to_the
     """A loaded picture's size is known only while running: the enlarged size is checked then."""
     from graphflow.resource_limits import RunLimits
     strip = _images(7, batch=1, height=1, width=4096)  # 1 MP of it is 65536×16
-    _refused(registry, "AVImageScaleToMegapixels", "megapixels", "65536×16, over 16384 pixels a side", images=strip, megapixels=1.0)
+    _refused(registry, "AVImageScaleToMegapixels", "megapixels", "65536×16, over 16384 pixels a side",
+             images=strip, megapixels=1.0)
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_folders.inputs / "small.png")
     graph = parse_workflow({"nodes": {
         "1": {"type": "LoadImage", "inputs": {"image": "small.png"}},
@@ -615,6 +616,29 @@ def test_lora_list_loader_and_stacker(registry, lora_folders):
     _refused(registry, "AVLoraListStacker", "data", "not JSON", data="[{")
     _refused(registry, "AVLoraListStacker", "data", "entry 0", data='[{"name": "first.safetensors"}]')
     _refused(registry, "AVLoraListLoader", "data", "a JSON list", model=model, clip=clip, data='{"name": 1}')
+
+
+def test_lora_list_strengths_stack_rows_and_interrupts(registry, lora_folders, monkeypatch):
+    """Python's json takes NaN, Infinity and 1e308: each is refused by entry, as LoadLoRA refuses a
+    strength that is not finite; a linked stack's rows are checked as Comfyroll's stack is; the
+    loader checks for an interrupt before each file."""
+    import nodes.pack_nodes_art_venture_loaders as loaders
+    model, clip, _ = _loaded(registry)
+    for strength in ("NaN", "Infinity", "-Infinity", "1e308", "100.5"):
+        data = f'[{{"name": "first.safetensors", "strength": 0.5}}, {{"name": "x", "strength": {strength}}}]'
+        _refused(registry, "AVLoraListStacker", "data", "entry 1: strength .* finite number from -100 to 100",
+                 data=data)
+        _refused(registry, "AVLoraListLoader", "data", "entry 1", model=model, clip=clip, data=data)
+    assert call(registry, "AVLoraListStacker", data='[{"name": "first.safetensors", "strength": -100}]') == \
+        [("first.safetensors", -100.0, -100.0)]
+    for stack in ([("first.safetensors",)], [7], "first.safetensors"):
+        _refused(registry, "AVLoraListStacker", "lora_stack", "lora_name, model_strength, clip_strength",
+                 data="", lora_stack=stack)
+    checks = []
+    monkeypatch.setattr(loaders, "check_interrupted", lambda: checks.append(1))
+    rows = [{"name": "first.safetensors", "strength": 0.1}] * 3
+    call(registry, "AVLoraListLoader", model=model, clip=clip, data=json.dumps(rows))
+    assert len(checks) == 3
 
 
 def test_vae_loader_override(registry, tmp_folders):
