@@ -654,6 +654,22 @@ def test_vae_loader_override(registry, tmp_folders):
         assert all(torch.equal(got[k], want[k]) for k in want), override
 
 
+
+def test_an_override_that_fails_to_load_is_named(registry, lora_folders):
+    from graphflow.testing import write_vae
+    (lora_folders.models / "vae").mkdir(exist_ok=True)
+    write_vae(lora_folders.models / "vae" / "one.safetensors", seed=1)
+    for folder in ("vae", "loras"):
+        (lora_folders.models / folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    _refused(registry, "AVVAELoader", "vae_override", vae_name="one.safetensors", vae_override="broken.safetensors")
+    _refused(registry, "AVVAELoader", "vae_name", vae_name="broken.safetensors", vae_override="None")
+    model, clip, _ = _loaded(registry)
+    base = dict(model=model, clip=clip, strength_model=1.0, strength_clip=1.0, enabled=True)
+    _refused(registry, "AVLoraLoader", "lora_override", lora_name="first.safetensors",
+             lora_override="broken.safetensors", **base)
+    _refused(registry, "AVLoraLoader", "lora_name", lora_name="broken.safetensors", lora_override="None", **base)
+
+
 def test_a_ui_save_with_the_packs_pipes_runs_and_round_trips(registry, lora_folders):
     names = ["tiny.safetensors", "None", "None", "None", "None", "first.safetensors", "None", "None"]
     nodes = [
