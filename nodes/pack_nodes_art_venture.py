@@ -346,7 +346,8 @@ class AVImageExtractChannel(Node):
 
 class AVImageApplyChannel(Node):
     """Each image with one channel replaced by channel_data: the mask of the same index, or the one
-    mask for every image. A on an image without alpha adds the channel. The pack writes the whole
+    mask for every image. A on an image without alpha adds the channel (a one-channel image made
+    grey RGB first; A on a two-channel one is refused, its channels unclear). The pack writes the whole
     mask batch into each image, which works only for a single mask; a batch of masks goes image by
     image here, and other counts are refused."""
     category = CATEGORY
@@ -372,7 +373,10 @@ class AVImageApplyChannel(Node):
         out = images.detach().cpu().float().clone()
         index = CHANNELS.index(self.channel)
         if index == 3 and out.shape[3] < 4:
-            out = torch.cat([out[..., :3], torch.ones(*out.shape[:3], 1)], dim=3)
+            if out.shape[3] == 2:
+                raise NodeInputError("images", "2 channels: expected 1 (grey), 3 (RGB) or 4 (RGBA) to set A in")
+            rgb = out.repeat(1, 1, 1, 3) if out.shape[3] == 1 else out[..., :3]
+            out = torch.cat([rgb, torch.ones(*out.shape[:3], 1)], dim=3)
         elif index >= out.shape[3]:
             raise NodeInputError("images", f"{out.shape[3]} channels: no {self.channel} to replace")
         out[..., index] = masks.to(out)
@@ -441,7 +445,10 @@ class AVOverlayInpaintedLatent(Node):
         from PIL import Image
         original, inpainted = self.original["samples"], self.inpainted["samples"]
         masks = self.mask
-        if original.ndim != 4 or inpainted.shape != original.shape:
+        if original.ndim != 4:
+            raise NodeInputError("original", f"samples of shape {tuple(original.shape)}: expected an image latent "
+                                             "[B, C, H, W] (a video latent has frames)")
+        if inpainted.shape != original.shape:
             raise NodeInputError("inpainted", f"samples of shape {tuple(inpainted.shape)}: expected the original's "
                                               f"{tuple(original.shape)} (image latents)")
         if not torch.is_tensor(masks) or masks.ndim != 3 or masks.shape[0] != original.shape[0]:

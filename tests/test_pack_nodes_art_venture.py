@@ -280,6 +280,11 @@ def test_extract_and_apply_channel(registry):
              channel_data=torch.rand(3, 20, 28), channel="R")
     _refused(registry, "AVImageApplyChannel", "channel_data", "20×20", images=rgb,
              channel_data=torch.rand(1, 20, 20), channel="R")
+    grey = _images(13, channels=1)  # GaussianBlur keeps one-channel images
+    out = call(registry, "AVImageApplyChannel", images=grey, channel_data=mask, channel="A")
+    assert torch.equal(out[..., :3], grey.expand(-1, -1, -1, 3)) and torch.equal(out[..., 3], mask)
+    _refused(registry, "AVImageApplyChannel", "images", "2 channels", images=_images(14, channels=2),
+             channel_data=mask, channel="A")
 
 
 def _pack_color_blend(bw, color):
@@ -318,6 +323,11 @@ def test_overlay_inpainted_latent_against_the_packs_mask_resize(registry):
             assert torch.equal(out["samples"][i], inpainted[i] * keep + original[i] * (1 - keep))
     _refused(registry, "AVOverlayInpaintedLatent", "mask", "batch of 2", original={"samples": original},
              inpainted={"samples": inpainted}, mask=mask[:1])
+    video = torch.zeros(1, 4, 2, 6, 5)
+    _refused(registry, "AVOverlayInpaintedLatent", "original", "image latent", original={"samples": video},
+             inpainted={"samples": video}, mask=mask[:1])
+    _refused(registry, "AVOverlayInpaintedLatent", "inpainted", "original's", original={"samples": original},
+             inpainted={"samples": inpainted[:1]}, mask=mask)
 
 
 def test_muxer(registry):
