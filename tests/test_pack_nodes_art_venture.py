@@ -187,6 +187,22 @@ def test_scale_down_by_and_to_size(registry):
     _refused(registry, "AVImageScaleDownBy", "scale_by", "under one pixel", images=images[:, :40, :3], scale_by=0.01)
 
 
+def _comfy_bicubic(images, width, height, crop=False):
+    """ComfyUI's common_upscale(..., "bicubic", crop) written out: its centre crop to the new aspect
+    ratio (round of the cut), then torch's bicubic interpolate, unclamped."""
+    x = images.movedim(-1, 1)
+    if crop:
+        old_width, old_height = x.shape[3], x.shape[2]
+        old_aspect, new_aspect = old_width / old_height, width / height
+        if old_aspect > new_aspect:
+            cut = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+            x = x[:, :, :, cut:old_width - cut]
+        elif old_aspect < new_aspect:
+            cut = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+            x = x[:, :, cut:old_height - cut]
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic").movedim(1, -1)
+
+
 def test_scale_to_megapixels_down_and_bicubic_up(registry):
     images = _images(3, height=400, width=300)
     scale = math.sqrt(0.1 * 1024 * 1024 / (300 * 400))
@@ -196,8 +212,7 @@ def test_scale_to_megapixels_down_and_bicubic_up(registry):
     scale = math.sqrt(0.1 * 1024 * 1024 / (300 * 280))
     assert scale > 1.0
     up = call(registry, "AVImageScaleToMegapixels", images=small, megapixels=0.1)  # no model: bicubic
-    core = call(registry, "ImageScale", image=small, upscale_method="bicubic", width=round(300 * scale),
-                height=round(280 * scale), crop="disabled")
+    core = _comfy_bicubic(small, round(300 * scale), round(280 * scale))
     assert up.shape == (2, round(280 * scale), round(300 * scale), 3) and torch.equal(up, core)
 
 
@@ -301,7 +316,7 @@ def test_color_blend_against_opencv(registry):
         assert torch.equal(out[i], torch.from_numpy(want.astype(np.float32) / 255))
     # another size: the colour layer resized by ComfyUI's bicubic with a centre crop first
     other = _images(15, batch=1, height=30, width=30)
-    resized = call(registry, "ImageScale", image=other, upscale_method="bicubic", width=28, height=20, crop="center")
+    resized = _comfy_bicubic(other, 28, 20, crop=True)
     out = call(registry, "AVColorBlend", bw_layer=bw, color_layer=other)
     want = _pack_color_blend((bw[0] * 255).to(torch.uint8).numpy(), (resized[0] * 255).to(torch.uint8).numpy())
     assert torch.equal(out[0], torch.from_numpy(want.astype(np.float32) / 255))
