@@ -20,7 +20,11 @@ MergeModels / AV_CheckpointMerge, AV_CheckpointSave, the ControlNet loaders, the
 Fooocus sampler nodes, the other inpaint crop / overlay helpers).
 
 As in the pack, the PIL steps see a picture as 8-bit (x · 255 clipped, cut to a whole level) and
-give levels / 255 back.
+give levels / 255 back. Two-channel (grey + alpha) pictures, which the pack's tensor2pil makes
+Pillow "LA", are refused by the Pillow nodes here (ScaleDown*, GaussianBlur, AlphaComposite),
+each saying so in its help. The pack marks the Get*FromJson readers OUTPUT_NODE; here they
+are not output nodes, so a reader whose outputs lead nowhere is not run (nothing is lost: they
+show nothing).
 """
 
 from __future__ import annotations
@@ -134,8 +138,8 @@ class AVImageMuxer(Node):
 class AVImageScaleDown(Node):
     """Resize each image to width × height with Pillow's Lanczos, after cropping it around the
     centre to that aspect ratio when crop is "center" (else it is stretched). As in the pack, the
-    images go through 8-bit RGB: an alpha channel is dropped, one channel made grey RGB; it scales
-    up too, despite its name."""
+    images go through 8-bit RGB: an alpha channel is dropped, one channel made grey RGB (two
+    channels, grey + alpha, are refused); it scales up too, despite its name."""
     category = CATEGORY
     images: IMAGE
     width: int = Int(512, min=1, max=MAX_RESOLUTION, resource="width")
@@ -261,7 +265,8 @@ class AVImageScaleToMegapixels(Node):
 
 class AVImageAlphaComposite(Node):
     """image_2 laid over image_1 by its alpha (Pillow's alpha_composite), pair by pair; an image
-    without alpha counts as opaque. The result has four channels (RGBA), as the pack's."""
+    without alpha counts as opaque. The result has four channels (RGBA), as the pack's. Pictures of
+    1, 3 or 4 channels are taken (two, grey + alpha, refused)."""
     category = CATEGORY
     image_1: IMAGE
     image_2: IMAGE
@@ -287,7 +292,8 @@ class AVImageAlphaComposite(Node):
 
 
 class AVImageGaussianBlur(Node):
-    """Pillow's GaussianBlur of the given radius on each image (8-bit, its channels as they are).
+    """Pillow's GaussianBlur of the given radius on each image (8-bit, its channels as they are;
+    1, 3 or 4 of them: two, grey + alpha, are refused).
     A one-channel image comes back with its channel (the pack drops it there, leaving a
     [B, H, W] tensor no IMAGE input reads)."""
     category = CATEGORY
@@ -468,7 +474,7 @@ class AVOverlayInpaintedLatent(Node):
 
 class AVStringToInt(Node):
     """The whole number written in the text (Python's int(): digits, a sign, underscores between
-    digits, spaces around)."""
+    digits, spaces around; at most 4300 digits, Python's limit)."""
     category = CATEGORY
     string: str = Text("0")
     outputs = {"INT": INT}
@@ -478,6 +484,11 @@ class AVStringToInt(Node):
         try:
             return int(self.string)
         except ValueError:
+            digits = self.string.strip().lstrip("+-").replace("_", "")
+            if digits.isdigit():  # a whole number past Python's digit limit
+                import sys
+                raise NodeInputError("string", f"a whole number of {len(digits)} digits: Python reads at most "
+                                               f"{sys.get_int_max_str_digits()}") from None
             raise NodeInputError("string", f"{self.string[:60]!r} is not a whole number") from None
 
 

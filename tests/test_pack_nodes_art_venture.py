@@ -359,6 +359,7 @@ def test_muxer(registry):
 def test_numbers_and_booleans(registry):
     assert call(registry, "AVStringToInt", string=" -42 ") == -42
     _refused(registry, "AVStringToInt", "string", "whole number", string="4.5")
+    _refused(registry, "AVStringToInt", "string", "5000 digits: Python reads at most 4300", string="9" * 5000)
     for text, rounding, whole in (("2.5", "round", 2), ("3.5", "round", 4), ("-2.2", "floor", -3),
                                   ("2.2", "ceil", 3), ("1e3", "round", 1000)):
         assert call(registry, "AVStringToNumber", string=text, rounding=rounding) == (whole, float(text))
