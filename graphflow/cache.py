@@ -12,27 +12,29 @@ class CacheEntry:
     nbytes: int = 0
 
 
-def estimate_nbytes(value, _seen=None) -> int:
-    """Bytes held by a value: tensors, arrays, modules (their parameters), containers of them."""
-    seen = _seen if _seen is not None else set()
-    if id(value) in seen:
-        return 0
-    seen.add(id(value))
-    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
-        return 0
-    if hasattr(value, "untyped_storage"):  # torch.Tensor
-        return value.numel() * value.element_size()
-    if hasattr(value, "nbytes") and isinstance(value.nbytes, int):  # numpy, or objects that know their size
-        return value.nbytes
-    if hasattr(value, "parameters") and hasattr(value, "buffers"):  # torch.nn.Module
-        return sum(estimate_nbytes(t, seen) for t in list(value.parameters()) + list(value.buffers()))
-    if isinstance(value, dict):
-        return sum(estimate_nbytes(v, seen) for v in value.values())
-    if isinstance(value, (list, tuple, set)):
-        return sum(estimate_nbytes(v, seen) for v in value)
-    if hasattr(value, "__dict__"):
-        return sum(estimate_nbytes(v, seen) for v in vars(value).values())
-    return 0
+def estimate_nbytes(value) -> int:
+    """Bytes held by a value: tensors, arrays, modules (their parameters), containers of them.
+    Walked with a stack, not recursion, so a value nested however deep (parsed JSON, say) is
+    counted rather than crashing the run that caches it."""
+    seen, total, stack = set(), 0, [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, (str, bytes, int, float, bool)) or item is None:
+            continue
+        seen.add(id(item))
+        if hasattr(item, "untyped_storage"):  # torch.Tensor
+            total += item.numel() * item.element_size()
+        elif hasattr(item, "nbytes") and isinstance(item.nbytes, int):  # numpy, or objects that know their size
+            total += item.nbytes
+        elif hasattr(item, "parameters") and hasattr(item, "buffers"):  # torch.nn.Module
+            stack.extend(list(item.parameters()) + list(item.buffers()))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+        elif hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+    return total
 
 
 class OutputCache:

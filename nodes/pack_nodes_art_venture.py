@@ -20,17 +20,23 @@ MergeModels / AV_CheckpointMerge, AV_CheckpointSave, the ControlNet loaders, the
 Fooocus sampler nodes, the other inpaint crop / overlay helpers).
 
 As in the pack, the PIL steps see a picture as 8-bit (x · 255 clipped, cut to a whole level) and
-give levels / 255 back.
+give levels / 255 back. Two-channel (grey + alpha) pictures, which the pack's tensor2pil makes
+Pillow "LA", are refused by the Pillow nodes here (ScaleDown*, GaussianBlur, AlphaComposite),
+each saying so in its help. The pack marks the Get*FromJson readers OUTPUT_NODE; here they
+are not output nodes, so a reader whose outputs lead nowhere is not run (nothing is lost: they
+show nothing).
 """
 
 from __future__ import annotations
 
 from graphflow.api import (
     BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node,
-    NodeInputError, Size, Text, check_interrupted, folders, progress, repeated, socket_type,
+    NodeInputError, Size, Text, check_interrupted, check_run_memory, folders, progress, repeated, run_limits, show,
 )
+from graphflow.workflow import MAX_JSON_DEPTH, json_depth_exceeds
 from nodes.image import _image
 from nodes.loaders import DEMO_CHECKPOINT
+from nodes.pack_nodes_crystools import JSON
 from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "comfyui-art-venture"  # the custom node pack this module's ComfyUI classes come from
@@ -48,8 +54,6 @@ SDXL_SIZES = {"1:1": (1024, 1024), "2:3": (832, 1216), "3:4": (896, 1152), "5:8"
               "21:9": (1536, 640)}
 SMALL_RATIOS = ("1:1", "2:3", "3:4", "9:16", "3:2", "4:3", "16:9")
 MAX_KEY_LENGTH = 10_000  # a JSON key path longer than any document's nesting needs
-
-JSON = socket_type("JSON", "#b39ddb", "Crystools' JSON: a dict or list, or JSON text")
 
 
 # -- the pack's PIL round trip ----------------------------------------------------------------------
@@ -134,8 +138,8 @@ class AVImageMuxer(Node):
 class AVImageScaleDown(Node):
     """Resize each image to width × height with Pillow's Lanczos, after cropping it around the
     centre to that aspect ratio when crop is "center" (else it is stretched). As in the pack, the
-    images go through 8-bit RGB: an alpha channel is dropped, one channel made grey RGB; it scales
-    up too, despite its name."""
+    images go through 8-bit RGB: an alpha channel is dropped, one channel made grey RGB (two
+    channels, grey + alpha, are refused); it scales up too, despite its name."""
     category = CATEGORY
     images: IMAGE
     width: int = Int(512, min=1, max=MAX_RESOLUTION, resource="width")
@@ -199,7 +203,8 @@ class AVImageScaleToMegapixels(Node):
     ComfyUI's bicubic resize to the rounded size. Up by 1.2 or more with a model: the model's
     upscale (tiles of 512 overlapping by 32, ImageUpscaleWithModel's defaults), then centre-crop and
     Lanczos down to the rounded size; the model's full-size result is checked against the pixel and
-    memory limits before it runs."""
+    memory limits before it runs. An enlarged size is held to 16384 a side, the server's pixel limit
+    and the memory the run may use (the pack has no bound)."""
     category = CATEGORY
     images: IMAGE
     megapixels: float = Float(1.0, min=0.1, max=100.0, step=0.05)
@@ -211,6 +216,20 @@ class AVImageScaleToMegapixels(Node):
     def scale(height: int, width: int, megapixels: float) -> float:
         import math
         return math.sqrt(megapixels * 1024 * 1024 / (width * height))
+
+    @staticmethod
+    def check_size(batch: int, height: int, width: int, new_height: int, new_width: int) -> None:
+        """Refuse an enlargement the planner could not size (a loaded picture's size is known only
+        while running) before it is made."""
+        from nodes.image import MAX_SIZE
+        what = f"scales {width}×{height} to {new_width}×{new_height}"
+        if max(new_width, new_height) > MAX_SIZE:
+            raise NodeInputError("megapixels", f"{what}, over {MAX_SIZE} pixels a side")
+        max_pixels = run_limits().max_pixels
+        if max_pixels is not None and new_width * new_height > max_pixels:
+            raise NodeInputError("megapixels", f"{what}, larger than this server allows "
+                                               f"({max_pixels / 1e6:.1f} megapixels)")
+        check_run_memory("megapixels", what, images=Size(batch, new_height, new_width))
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -230,6 +249,7 @@ class AVImageScaleToMegapixels(Node):
         if scale <= 1.0:
             return _scaled_down_by(images, scale, "megapixels")
         new_width, new_height = round(width * scale), round(height * scale)
+        self.check_size(images.shape[0], height, width, new_height, new_width)
         if scale < 1.2 or self.upscale_model_opt is None:
             return _resize_image(images, new_width, new_height, "bicubic")
         from graphflow.models.upscale import upscale_fitting
@@ -245,7 +265,8 @@ class AVImageScaleToMegapixels(Node):
 
 class AVImageAlphaComposite(Node):
     """image_2 laid over image_1 by its alpha (Pillow's alpha_composite), pair by pair; an image
-    without alpha counts as opaque. The result has four channels (RGBA), as the pack's."""
+    without alpha counts as opaque. The result has four channels (RGBA), as the pack's. Pictures of
+    1, 3 or 4 channels are taken (two, grey + alpha, refused)."""
     category = CATEGORY
     image_1: IMAGE
     image_2: IMAGE
@@ -271,7 +292,8 @@ class AVImageAlphaComposite(Node):
 
 
 class AVImageGaussianBlur(Node):
-    """Pillow's GaussianBlur of the given radius on each image (8-bit, its channels as they are).
+    """Pillow's GaussianBlur of the given radius on each image (8-bit, its channels as they are;
+    1, 3 or 4 of them: two, grey + alpha, are refused).
     A one-channel image comes back with its channel (the pack drops it there, leaving a
     [B, H, W] tensor no IMAGE input reads)."""
     category = CATEGORY
@@ -330,7 +352,8 @@ class AVImageExtractChannel(Node):
 
 class AVImageApplyChannel(Node):
     """Each image with one channel replaced by channel_data: the mask of the same index, or the one
-    mask for every image. A on an image without alpha adds the channel. The pack writes the whole
+    mask for every image. A on an image without alpha adds the channel (a one-channel image made
+    grey RGB first; A on a two-channel one is refused, its channels unclear). The pack writes the whole
     mask batch into each image, which works only for a single mask; a batch of masks goes image by
     image here, and other counts are refused."""
     category = CATEGORY
@@ -356,7 +379,10 @@ class AVImageApplyChannel(Node):
         out = images.detach().cpu().float().clone()
         index = CHANNELS.index(self.channel)
         if index == 3 and out.shape[3] < 4:
-            out = torch.cat([out[..., :3], torch.ones(*out.shape[:3], 1)], dim=3)
+            if out.shape[3] == 2:
+                raise NodeInputError("images", "2 channels: expected 1 (grey), 3 (RGB) or 4 (RGBA) to set A in")
+            rgb = out.repeat(1, 1, 1, 3) if out.shape[3] == 1 else out[..., :3]
+            out = torch.cat([rgb, torch.ones(*out.shape[:3], 1)], dim=3)
         elif index >= out.shape[3]:
             raise NodeInputError("images", f"{out.shape[3]} channels: no {self.channel} to replace")
         out[..., index] = masks.to(out)
@@ -425,7 +451,10 @@ class AVOverlayInpaintedLatent(Node):
         from PIL import Image
         original, inpainted = self.original["samples"], self.inpainted["samples"]
         masks = self.mask
-        if original.ndim != 4 or inpainted.shape != original.shape:
+        if original.ndim != 4:
+            raise NodeInputError("original", f"samples of shape {tuple(original.shape)}: expected an image latent "
+                                             "[B, C, H, W] (a video latent has frames)")
+        if inpainted.shape != original.shape:
             raise NodeInputError("inpainted", f"samples of shape {tuple(inpainted.shape)}: expected the original's "
                                               f"{tuple(original.shape)} (image latents)")
         if not torch.is_tensor(masks) or masks.ndim != 3 or masks.shape[0] != original.shape[0]:
@@ -445,7 +474,7 @@ class AVOverlayInpaintedLatent(Node):
 
 class AVStringToInt(Node):
     """The whole number written in the text (Python's int(): digits, a sign, underscores between
-    digits, spaces around)."""
+    digits, spaces around; at most 4300 digits, Python's limit)."""
     category = CATEGORY
     string: str = Text("0")
     outputs = {"INT": INT}
@@ -455,6 +484,11 @@ class AVStringToInt(Node):
         try:
             return int(self.string)
         except ValueError:
+            digits = self.string.strip().lstrip("+-").replace("_", "")
+            if digits.isdigit():  # a whole number past Python's digit limit
+                import sys
+                raise NodeInputError("string", f"a whole number of {len(digits)} digits: Python reads at most "
+                                               f"{sys.get_int_max_str_digits()}") from None
             raise NodeInputError("string", f"{self.string[:60]!r} is not a whole number") from None
 
 
@@ -511,15 +545,27 @@ class AVNumberScaler(Node):
             + self.scale_to_min
 
 
+def _drawing_generator():
+    """A torch generator freshly seeded from the system's entropy: a new number each run, as the
+    pack's draw from torch's global generator (never reused from the cache: see fingerprint)."""
+    import random
+    import torch
+    return torch.Generator().manual_seed(random.SystemRandom().getrandbits(63))
+
+
 class AVRandomInt(Node):
-    """A whole number drawn from min up to max - 1 (torch.randint), and as text. The pack draws
-    from torch's global generator and runs anew every time; this node has no seed input, so it
-    draws from a generator seeded 0: the same number for the same min and max, every run."""
+    """A whole number drawn from min up to max - 1 (torch.randint), and as text. As in the pack it
+    runs anew every time, giving a new number each run; the number drawn is shown on the node."""
     category = CATEGORY
     min: int = Int(0, min=0, max=SEED_MAX)
     max: int = Int(100, min=0, max=SEED_MAX)
     outputs = {"INT": INT, "STRING": STRING}
     comfy = ComfyAlias(("RandomInt",))
+
+    @classmethod
+    def fingerprint(cls, **widgets):
+        import random
+        return random.random()  # the pack's IS_CHANGED is random: it runs every time
 
     def run(self):
         import torch
@@ -527,22 +573,29 @@ class AVRandomInt(Node):
             raise NodeInputError("max", f"{self.max}: expected more than min ({self.min}); max itself is never drawn")
         if self.max > 2 ** 63 - 1:
             raise NodeInputError("max", f"{self.max}: torch.randint draws below 2^63 only")
-        number = int(torch.randint(self.min, self.max, (1,), generator=torch.Generator().manual_seed(0)).item())
+        number = int(torch.randint(self.min, self.max, (1,), generator=_drawing_generator()).item())
+        show(text=[str(number)])
         return number, str(number)
 
 
 class AVRandomFloat(Node):
-    """A number drawn uniformly from min..max (torch.rand scaled), and as text. Seeded 0, as
-    RandomInt: the same number for the same range every run (the pack's draw differs each run)."""
+    """A number drawn uniformly from min..max (torch.rand scaled), and as text. As in the pack it
+    runs anew every time, giving a new number each run; the number drawn is shown on the node."""
     category = CATEGORY
     min: float = Float(0.0, min=0.0, max=BIG)
     max: float = Float(1.0, min=0.0, max=BIG)
     outputs = {"FLOAT": FLOAT, "STRING": STRING}
     comfy = ComfyAlias(("RandomFloat",))
 
+    @classmethod
+    def fingerprint(cls, **widgets):
+        import random
+        return random.random()  # the pack's IS_CHANGED is random: it runs every time
+
     def run(self):
         import torch
-        number = torch.rand(1, generator=torch.Generator().manual_seed(0)).item() * (self.max - self.min) + self.min
+        number = torch.rand(1, generator=_drawing_generator()).item() * (self.max - self.min) + self.min
+        show(text=[str(number)])
         return number, str(number)
 
 
@@ -644,33 +697,40 @@ class AVTextSwitchCase(Node):
 # -- JSON --------------------------------------------------------------------------------------------
 
 
+def _parsed(text: str, input_name: str):
+    """JSON text's value; text that is not JSON, or whose lists and objects nest deeper than
+    MAX_JSON_DEPTH (Python's parser takes ~990 levels, more than later steps can walk), refused."""
+    import json
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise NodeInputError(input_name, f"not JSON: {str(e)[:200]}") from None
+    if json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise NodeInputError(input_name, f"lists and objects nest deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
 class AVLoadJsonFromText(Node):
-    """The JSON text parsed into its value (an object, a list, ...)."""
+    """The JSON text parsed into its value (an object, a list, ...). Lists and objects nested
+    deeper than 64 levels are refused (the pack takes what Python's parser takes)."""
     category = CATEGORY
     data: str = Text("", multiline=True)
     outputs = {"JSON": JSON}
     comfy = ComfyAlias(("LoadJsonFromText",))
 
     def run(self):
-        import json
-        try:
-            return json.loads(self.data)
-        except (ValueError, RecursionError) as e:
-            raise NodeInputError("data", f"not JSON: {str(e)[:200]}") from None
+        return _parsed(self.data, "data")
 
 
 def _json_value(data, key: str, default):
     """The value at key's dotted path ("a.b", "[0]" for a list's item), as the pack's
-    get_dict_attribute finds it; default where the path leads nowhere or to null. JSON text (as
-    Crystools' JSON may carry) is parsed first."""
-    import json
+    get_dict_attribute finds it; default where the path leads nowhere or to null. Text that opens
+    an object or a list (JSON text, as Crystools' JSON may carry) is parsed first; other text (a
+    JSON document that is a string) has no keys, as in the pack."""
     if len(key) > MAX_KEY_LENGTH:
         raise NodeInputError("key", f"{len(key)} characters: at most {MAX_KEY_LENGTH}")
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise NodeInputError("json", f"text that is not JSON: {str(e)[:200]}") from None
+    if isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
+        data = _parsed(data, "json")
     value = data
     for part in key.split("."):
         if part.startswith("[") and part.endswith("]"):
@@ -678,7 +738,7 @@ def _json_value(data, key: str, default):
                 index = int(part[1:-1])
             except ValueError:
                 return default
-            if not isinstance(value, (list, tuple)) or index >= len(value):
+            if not isinstance(value, (list, tuple)) or not -len(value) <= index < len(value):
                 return default
             value = value[index]
         elif isinstance(value, dict):
@@ -704,7 +764,8 @@ class AVGetObjectFromJson(Node):
 
 class AVGetTextFromJson(Node):
     """The value at key's path as text (Python's str(): a number "3", an object as Python writes a
-    dict); "" where there is none."""
+    dict); "" where there is none. A value Python can't write (nested past its recursion limit, a
+    whole number of over 4300 digits) is refused."""
     category = CATEGORY
     json: JSON
     key: str = Text("")
@@ -712,14 +773,28 @@ class AVGetTextFromJson(Node):
     comfy = ComfyAlias(("GetTextFromJson",))
 
     def run(self):
-        return str(_json_value(self.json, self.key, ""))
+        value = _json_value(self.json, self.key, "")
+        try:
+            return str(value)
+        except RecursionError:
+            raise NodeInputError("json", f"the value at {self.key!r} nests too deeply to write as text") from None
+        except ValueError as e:  # an int past Python's digit limit for text
+            raise NodeInputError("key", f"{self.key!r} holds a value Python won't write as text: {e}") from None
+
+
+def _shown(value) -> str:
+    """The start of a value as text for an error message, or its kind where Python can't write it."""
+    try:
+        return repr(str(value)[:60])
+    except (RecursionError, ValueError):
+        return f"a {type(value).__name__}"
 
 
 def _number(value, kind, key: str):
     try:
         return kind(value)
     except (TypeError, ValueError, OverflowError):
-        raise NodeInputError("key", f"{key!r} holds {str(value)[:60]!r}, not a number") from None
+        raise NodeInputError("key", f"{key!r} holds {_shown(value)}, not a number") from None
 
 
 class AVGetFloatFromJson(Node):
@@ -753,7 +828,7 @@ class AVGetIntFromJson(Node):
 class AVGetBoolFromJson(Node):
     """The value at key's path as a boolean; False where there is none. The pack passes whatever
     is there on as the BOOLEAN; here true / false pass as they are, a number is true when not 0,
-    and anything else (text, a list, an object) is refused."""
+    and anything else (text, a list, an object, NaN or an infinity) is refused."""
     category = CATEGORY
     json: JSON
     key: str = Text("")
@@ -761,7 +836,8 @@ class AVGetBoolFromJson(Node):
     comfy = ComfyAlias(("GetBoolFromJson",))
 
     def run(self):
+        import math
         value = _json_value(self.json, self.key, False)
-        if isinstance(value, (bool, int, float)):
+        if isinstance(value, (bool, int)) or isinstance(value, float) and math.isfinite(value):
             return bool(value)
-        raise NodeInputError("key", f"{self.key!r} holds {str(value)[:60]!r}, not true / false or a number")
+        raise NodeInputError("key", f"{self.key!r} holds {_shown(value)}, not true / false or a number")

@@ -16,10 +16,10 @@ it is made.
 from __future__ import annotations
 
 from graphflow.api import (
-    CLIP, IMAGE, MASK, MODEL, STRING, Bool, Choice, ComfyAlias, Float, Node, NodeInputError, Text, folders,
-    socket_type, warn,
+    CLIP, IMAGE, MASK, MODEL, STRING, Bool, Choice, ComfyAlias, Float, Node, NodeInputError, Text,
+    check_interrupted, folders, socket_type, warn,
 )
-from nodes.efficiency_nodes import LORA_STACK
+from nodes.efficiency_nodes import LORA_STACK, _lora_rows
 from nodes.loaders import DEMO_CHECKPOINT, LoadVAE
 from nodes.pack_nodes import _apply_lora
 
@@ -28,6 +28,7 @@ COMFY_PACK = "comfyui-art-venture"  # the custom node pack this module's ComfyUI
 LOADERS = "Art Venture/Loaders"
 PARAMETERS = "Art Venture/Parameters"
 MAX_LORA_LIST = 1000  # entries read from a LoRA list: far more than a model takes
+MAX_STRENGTH = 100.0  # LoraLoader's strength bound, held for the list's strengths too
 
 PIPE = socket_type("PIPE", "#7e57c2", "comfyui-art-venture's parameters pipe: a dict of checkpoint, VAE, upscaler "
                                       "and LoRA names, prompts, image and mask")
@@ -138,6 +139,11 @@ def _overridden(folder: str, name: str, override: str, what: str) -> str:
     return chosen
 
 
+def _choosing_input(name_input: str, override_input: str, override: str, chosen: str) -> str:
+    """The input that chose the file: the one a load error should name."""
+    return override_input if override != "None" and chosen == override else name_input
+
+
 class AVVAELoader(LoadVAE):
     """VAELoader with vae_override: a VAE file name (linked from text, say) used in place of vae_name
     when models/vae/ has it; "None", or a name not found (with a warning), loads vae_name."""
@@ -151,7 +157,11 @@ class AVVAELoader(LoadVAE):
 
     def run(self):
         self.vae_name = _overridden("vae", self.vae_name, self.vae_override, "VAE")
-        return super().run()
+        try:
+            return super().run()
+        except NodeInputError as e:
+            raise NodeInputError(_choosing_input(e.input, "vae_override", self.vae_override, self.vae_name),
+                                 str(e)) from None
 
 
 class AVLoraLoader(Node):
@@ -177,13 +187,16 @@ class AVLoraLoader(Node):
         if not self.enabled or self.strength_model == 0 and self.strength_clip == 0:
             return self.model, self.clip
         name = _overridden("loras", self.lora_name, self.lora_override, "LoRA")
-        return _apply_lora(self.model, self.clip, name, self.strength_model, self.strength_clip, "lora_name")
+        return _apply_lora(self.model, self.clip, name, self.strength_model, self.strength_clip,
+                           _choosing_input("lora_name", "lora_override", self.lora_override, name))
 
 
 def _lora_list(data: str) -> list[tuple[str, float, float]]:
     """The pack's LoRA list: JSON [{"name": file, "strength": s}, ...] -> (name, s, s); entries at
-    strength 0 dropped, and names not in models/loras/ dropped with a warning, as the pack does."""
+    strength 0 dropped, and names not in models/loras/ dropped with a warning, as the pack does.
+    A strength that is not a finite number within LoraLoader's ±100 is refused."""
     import json
+    import math
     data = data.strip()
     if data in ("", "[]"):
         return []
@@ -201,6 +214,9 @@ def _lora_list(data: str) -> list[tuple[str, float, float]]:
                 or not isinstance(row.get("strength"), (int, float)) or isinstance(row.get("strength"), bool):
             raise NodeInputError("data", f"entry {i}: expected {{\"name\": text, \"strength\": number}}, "
                                          f"got {json.dumps(row)[:80]}")
+        if not math.isfinite(row["strength"]) or abs(row["strength"]) > MAX_STRENGTH:
+            raise NodeInputError("data", f"entry {i}: strength {row['strength']}: expected a finite number from "
+                                         f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}")
         if row["strength"] == 0:
             continue
         if row["name"] not in available:
@@ -212,8 +228,9 @@ def _lora_list(data: str) -> list[tuple[str, float, float]]:
 
 class AVLoraListStacker(Node):
     """The JSON list's LoRAs ([{"name": file, "strength": s}]: s for the model and the text encoder;
-    strength 0 and files not found skipped, the latter with a warning) as an Efficiency-style LoRA
-    stack, followed by lora_stack's entries other than "None"."""
+    strength 0 and files not found skipped, the latter with a warning; a strength beyond ±100, NaN
+    or infinite refused) as an Efficiency-style LoRA stack, followed by lora_stack's entries other
+    than "None" (each row checked to be (name, model strength, clip strength))."""
     category = LOADERS
     data: str = Text("", multiline=True)
     lora_stack: LORA_STACK = None
@@ -221,7 +238,7 @@ class AVLoraListStacker(Node):
     comfy = ComfyAlias(("AV_LoraListStacker",), optional=("lora_stack",))
 
     def run(self):
-        return _lora_list(self.data) + [tuple(row) for row in self.lora_stack or () if row[0] != "None"]
+        return _lora_list(self.data) + [row for row in _lora_rows(self.lora_stack) if row[0] != "None"]
 
 
 class AVLoraListLoader(Node):
@@ -237,5 +254,6 @@ class AVLoraListLoader(Node):
     def run(self):
         model, clip = self.model, self.clip
         for name, strength_model, strength_clip in _lora_list(self.data):
+            check_interrupted()  # up to MAX_LORA_LIST files, each read in turn
             model, clip = _apply_lora(model, clip, name, strength_model, strength_clip, "data")
         return model, clip

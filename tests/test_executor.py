@@ -790,3 +790,28 @@ def test_a_linked_widget_without_a_default_keeps_the_typed_in_widgets(toy_regist
     assert [(p.node_id, p.input) for p in result.problems] == [("2", "times")]
     result = Executor(toy_registry).run(parse_workflow(graph("xy", 2), toy_registry))
     assert result.error["node_id"] == "2" and result.error["input"] == "name" and "xy" in result.error["message"]
+
+
+def test_a_node_returning_a_deeply_nested_value_runs_and_is_cached(toy_registry):
+    """The cache's size estimate walks the value without recursion: a list nested 600 deep (as a
+    JSON node may parse) is cached rather than raising RecursionError out of Executor.run."""
+    from graphflow.api import ANY, Node
+
+    deepest = []
+    for _ in range(600):
+        deepest = [deepest]
+
+    class Deep(Node):
+        output_node = True
+        outputs = {"value": ANY}
+
+        def run(self):
+            return deepest
+
+    toy_registry.add(Deep)
+    executor = Executor(toy_registry)
+    wf = parse_workflow({"nodes": {"d": {"type": "Deep", "inputs": {}}}})
+    first = executor.run(wf)
+    assert first.ok, first.error
+    assert first.executed == ["d"] and len(executor.cache) == 1
+    assert executor.run(wf).cached == ["d"]

@@ -1,8 +1,9 @@
 """sipherxyz's comfyui-art-venture (nodes/pack_nodes_art_venture.py): each node against the library
 call the pack makes (Pillow's resize / alpha_composite / GaussianBlur, OpenCV's Lab conversions,
-torch.randint, random.Random.shuffle) or its formula written out here, with the pack's 8-bit round
-trip (x · 255 clipped and cut to a level, levels / 255 back); inputs in the pack's order with its
-defaults and ranges; bad inputs refused by name; a UI-format save under the pack's class names."""
+torch.randint and torch.rand drawn anew each run, random.Random.shuffle) or its formula written out
+here, with the pack's 8-bit round trip (x · 255 clipped and cut to a level, levels / 255 back);
+inputs in the pack's order with its defaults and ranges; bad inputs refused by name; a UI-format
+save under the pack's class names."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PIL import Image, ImageFilter
 
 from graphflow.comfy_format import custom_pack, export_ui, unknown_type_hint
 from graphflow.context import NodeInputError
+from graphflow.executor import Executor
 from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
@@ -185,6 +187,22 @@ def test_scale_down_by_and_to_size(registry):
     _refused(registry, "AVImageScaleDownBy", "scale_by", "under one pixel", images=images[:, :40, :3], scale_by=0.01)
 
 
+def _comfy_bicubic(images, width, height, crop=False):
+    """ComfyUI's common_upscale(..., "bicubic", crop) written out: its centre crop to the new aspect
+    ratio (round of the cut), then torch's bicubic interpolate, unclamped."""
+    x = images.movedim(-1, 1)
+    if crop:
+        old_width, old_height = x.shape[3], x.shape[2]
+        old_aspect, new_aspect = old_width / old_height, width / height
+        if old_aspect > new_aspect:
+            cut = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+            x = x[:, :, :, cut:old_width - cut]
+        elif old_aspect < new_aspect:
+            cut = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+            x = x[:, :, cut:old_height - cut]
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic").movedim(1, -1)
+
+
 def test_scale_to_megapixels_down_and_bicubic_up(registry):
     images = _images(3, height=400, width=300)
     scale = math.sqrt(0.1 * 1024 * 1024 / (300 * 400))
@@ -194,9 +212,27 @@ def test_scale_to_megapixels_down_and_bicubic_up(registry):
     scale = math.sqrt(0.1 * 1024 * 1024 / (300 * 280))
     assert scale > 1.0
     up = call(registry, "AVImageScaleToMegapixels", images=small, megapixels=0.1)  # no model: bicubic
-    core = call(registry, "ImageScale", image=small, upscale_method="bicubic", width=round(300 * scale),
-                height=round(280 * scale), crop="disabled")
+    core = _comfy_bicubic(small, round(300 * scale), round(280 * scale))
     assert up.shape == (2, round(280 * scale), round(300 * scale), 3) and torch.equal(up, core)
+
+
+def test_scale_to_megapixels_holds_an_enlargement_the_planner_cannot_size_to_the_limits(registry, tmp_folders):
+    """A loaded picture's size is known only while running: the enlarged size is checked then."""
+    from graphflow.resource_limits import RunLimits
+    strip = _images(7, batch=1, height=1, width=4096)  # 1 MP of it is 65536×16
+    _refused(registry, "AVImageScaleToMegapixels", "megapixels", "65536×16, over 16384 pixels a side",
+             images=strip, megapixels=1.0)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_folders.inputs / "small.png")
+    graph = parse_workflow({"nodes": {
+        "1": {"type": "LoadImage", "inputs": {"image": "small.png"}},
+        "2": {"type": "AVImageScaleToMegapixels", "inputs": {"images": ["1", 0], "megapixels": 1.0}}}}, registry)
+    for limits, message in ((RunLimits(max_pixels=10 ** 6), "1024×1024, larger than this server allows"),
+                            (RunLimits(ram_bytes=2 ** 22), "1024×1024: the images")):
+        result = Executor(registry, limits=limits).run(graph, outputs=["2"])
+        assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("2", "megapixels")
+        assert message in result.error["message"]
+    result = Executor(registry, limits=RunLimits(max_pixels=1024 * 1024)).run(graph, outputs=["2"])
+    assert result.ok and result.values["2"][0].shape == (1, 1024, 1024, 3)
 
 
 def test_scale_to_megapixels_with_a_model_upscales_then_scales_down(registry, tmp_folders, monkeypatch):
@@ -259,6 +295,11 @@ def test_extract_and_apply_channel(registry):
              channel_data=torch.rand(3, 20, 28), channel="R")
     _refused(registry, "AVImageApplyChannel", "channel_data", "20×20", images=rgb,
              channel_data=torch.rand(1, 20, 20), channel="R")
+    grey = _images(13, channels=1)  # GaussianBlur keeps one-channel images
+    out = call(registry, "AVImageApplyChannel", images=grey, channel_data=mask, channel="A")
+    assert torch.equal(out[..., :3], grey.expand(-1, -1, -1, 3)) and torch.equal(out[..., 3], mask)
+    _refused(registry, "AVImageApplyChannel", "images", "2 channels", images=_images(14, channels=2),
+             channel_data=mask, channel="A")
 
 
 def _pack_color_blend(bw, color):
@@ -275,7 +316,7 @@ def test_color_blend_against_opencv(registry):
         assert torch.equal(out[i], torch.from_numpy(want.astype(np.float32) / 255))
     # another size: the colour layer resized by ComfyUI's bicubic with a centre crop first
     other = _images(15, batch=1, height=30, width=30)
-    resized = call(registry, "ImageScale", image=other, upscale_method="bicubic", width=28, height=20, crop="center")
+    resized = _comfy_bicubic(other, 28, 20, crop=True)
     out = call(registry, "AVColorBlend", bw_layer=bw, color_layer=other)
     want = _pack_color_blend((bw[0] * 255).to(torch.uint8).numpy(), (resized[0] * 255).to(torch.uint8).numpy())
     assert torch.equal(out[0], torch.from_numpy(want.astype(np.float32) / 255))
@@ -297,6 +338,11 @@ def test_overlay_inpainted_latent_against_the_packs_mask_resize(registry):
             assert torch.equal(out["samples"][i], inpainted[i] * keep + original[i] * (1 - keep))
     _refused(registry, "AVOverlayInpaintedLatent", "mask", "batch of 2", original={"samples": original},
              inpainted={"samples": inpainted}, mask=mask[:1])
+    video = torch.zeros(1, 4, 2, 6, 5)
+    _refused(registry, "AVOverlayInpaintedLatent", "original", "image latent", original={"samples": video},
+             inpainted={"samples": video}, mask=mask[:1])
+    _refused(registry, "AVOverlayInpaintedLatent", "inpainted", "original's", original={"samples": original},
+             inpainted={"samples": inpainted[:1]}, mask=mask)
 
 
 def test_muxer(registry):
@@ -313,6 +359,7 @@ def test_muxer(registry):
 def test_numbers_and_booleans(registry):
     assert call(registry, "AVStringToInt", string=" -42 ") == -42
     _refused(registry, "AVStringToInt", "string", "whole number", string="4.5")
+    _refused(registry, "AVStringToInt", "string", "5000 digits: Python reads at most 4300", string="9" * 5000)
     for text, rounding, whole in (("2.5", "round", 2), ("3.5", "round", 4), ("-2.2", "floor", -3),
                                   ("2.2", "ceil", 3), ("1e3", "round", 1000)):
         assert call(registry, "AVStringToNumber", string=text, rounding=rounding) == (whole, float(text))
@@ -329,11 +376,22 @@ def test_numbers_and_booleans(registry):
     assert call(registry, "AVSeedSelector", mode=False, seed=5, fixed_seed=9) == 9
 
 
-def test_random_numbers_are_seeded_0(registry):
-    want = int(torch.randint(10, 1000, (1,), generator=torch.Generator().manual_seed(0)).item())
-    assert call(registry, "AVRandomInt", min=10, max=1000) == (want, str(want))
-    want = torch.rand(1, generator=torch.Generator().manual_seed(0)).item() * 4.0 + 2.0
-    assert call(registry, "AVRandomFloat", min=2.0, max=6.0) == (want, str(want))
+def test_random_numbers_are_drawn_anew_each_run_and_shown(registry):
+    """As the pack (IS_CHANGED random, torch's global generator): each queue draws a new number,
+    never taken from the cache, and the node shows the number it drew."""
+    graph = {"nodes": {
+        "int": {"type": "AVRandomInt", "inputs": {"min": 10, "max": 2 ** 62}},
+        "float": {"type": "AVRandomFloat", "inputs": {"min": 2.0, "max": 6.0}},
+        "seen": {"type": "PreviewAny", "inputs": {"source": ["int", 1]}},
+        "seen_float": {"type": "PreviewAny", "inputs": {"source": ["float", 0]}}}}
+    executor = Executor(registry)
+    runs = [executor.run(parse_workflow(graph, registry)) for _ in range(2)]
+    assert all(result.ok and {"int", "float"} <= set(result.executed) for result in runs)
+    ints = [int(result.outputs["int"]["text"][0]) for result in runs]
+    floats = [float(result.outputs["float"]["text"][0]) for result in runs]
+    assert ints[0] != ints[1] and all(10 <= n < 2 ** 62 for n in ints)
+    assert floats[0] != floats[1] and all(2.0 <= x <= 6.0 for x in floats)
+    assert [result.outputs["seen"]["text"][0] for result in runs] == [str(n) for n in ints]
     _refused(registry, "AVRandomInt", "max", "more than min", min=5, max=5)
     _refused(registry, "AVRandomInt", "max", "2\\^63", min=0, max=2 ** 63)
 
@@ -394,6 +452,54 @@ def test_json_readers_follow_the_packs_dotted_paths(registry):
     _refused(registry, "AVGetIntFromJson", "key", "not a number", json=data, key="a.name")
     _refused(registry, "AVLoadJsonFromText", "data", "not JSON", data="{oops")
     _refused(registry, "AVLoadJsonFromText", "data", "not JSON", data="[" * 100_000)
+
+
+def _nested(depth, leaf=None):
+    value = [] if leaf is None else leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deep_json_is_refused_by_name_and_never_reaches_the_run(registry):
+    """Python's parser takes ~990 levels; 600 used to crash Executor.run while caching the value."""
+    deep = "[" * 600 + "]" * 600
+    _refused(registry, "AVLoadJsonFromText", "data", "deeper than 64", data=deep)
+    assert call(registry, "AVLoadJsonFromText", data="[" * 64 + "]" * 64) == _nested(63)
+    _refused(registry, "AVLoadJsonFromText", "data", "deeper than 64", data="[" * 65 + "]" * 65)
+    _refused(registry, "AVGetObjectFromJson", "json", "deeper than 64", json=deep, key="[0]")
+    _refused(registry, "AVGetObjectFromJson", "json", "not JSON", json="[oops", key="[0]")
+    result = Executor(registry).run(parse_workflow({"nodes": {
+        "1": {"type": "AVLoadJsonFromText", "inputs": {"data": deep}},
+        "2": {"type": "PreviewAny", "inputs": {"source": ["1", 0]}}}}, registry))
+    assert result.status == "error" and (result.error["node_id"], result.error["input"]) == ("1", "data")
+
+
+def test_json_getters_on_values_python_cannot_write(registry):
+    """A value linked in (not parsed here) nested past the recursion limit, or an int over 4300
+    digits, is refused naming an input rather than raising RecursionError / ValueError."""
+    deep = {"a": _nested(5000)}
+    _refused(registry, "AVGetTextFromJson", "json", "too deeply", json=deep, key="a")
+    _refused(registry, "AVGetTextFromJson", "key", "won't write", json={"a": 10 ** 5000}, key="a")
+    _refused(registry, "AVGetIntFromJson", "key", "a list, not a number", json=deep, key="a")
+    _refused(registry, "AVGetBoolFromJson", "key", "a list, not true", json=deep, key="a")
+
+
+def test_json_bool_refuses_non_finite_numbers_as_the_float_getter_does(registry):
+    for number in (math.nan, math.inf):
+        for kind in ("Bool", "Float"):
+            _refused(registry, f"AVGet{kind}FromJson", "key", "not", json={"a": number}, key="a")
+    assert call(registry, "AVGetBoolFromJson", json={"a": 0.5}, key="a") is True
+
+
+def test_json_indexes_past_the_start_and_json_strings(registry):
+    items = {"a": [1, 2]}
+    get = lambda kind, key, source=items: call(registry, f"AVGet{kind}FromJson", json=source, key=key)  # noqa: E731
+    assert get("Int", "a.[-1]") == 2 and get("Int", "a.[-2]") == 1  # as Python indexes, as the pack
+    assert get("Int", "a.[-3]") == 0 and get("Object", "a.[-5]") == {}  # past the start: the default
+    # a JSON document that is a string has no keys: the default, as the pack's get_dict_attribute
+    hello = call(registry, "AVLoadJsonFromText", data='"hello"')
+    assert hello == "hello" and get("Object", "a", hello) == {} and get("Text", "a", "oops") == ""
 
 
 # -- a UI-format save --------------------------------------------------------------------------------
@@ -538,6 +644,29 @@ def test_lora_list_loader_and_stacker(registry, lora_folders):
     _refused(registry, "AVLoraListLoader", "data", "a JSON list", model=model, clip=clip, data='{"name": 1}')
 
 
+def test_lora_list_strengths_stack_rows_and_interrupts(registry, lora_folders, monkeypatch):
+    """Python's json takes NaN, Infinity and 1e308: each is refused by entry, as LoadLoRA refuses a
+    strength that is not finite; a linked stack's rows are checked as Comfyroll's stack is; the
+    loader checks for an interrupt before each file."""
+    import nodes.pack_nodes_art_venture_loaders as loaders
+    model, clip, _ = _loaded(registry)
+    for strength in ("NaN", "Infinity", "-Infinity", "1e308", "100.5"):
+        data = f'[{{"name": "first.safetensors", "strength": 0.5}}, {{"name": "x", "strength": {strength}}}]'
+        _refused(registry, "AVLoraListStacker", "data", "entry 1: strength .* finite number from -100 to 100",
+                 data=data)
+        _refused(registry, "AVLoraListLoader", "data", "entry 1", model=model, clip=clip, data=data)
+    assert call(registry, "AVLoraListStacker", data='[{"name": "first.safetensors", "strength": -100}]') == \
+        [("first.safetensors", -100.0, -100.0)]
+    for stack in ([("first.safetensors",)], [7], "first.safetensors"):
+        _refused(registry, "AVLoraListStacker", "lora_stack", "lora_name, model_strength, clip_strength",
+                 data="", lora_stack=stack)
+    checks = []
+    monkeypatch.setattr(loaders, "check_interrupted", lambda: checks.append(1))
+    rows = [{"name": "first.safetensors", "strength": 0.1}] * 3
+    call(registry, "AVLoraListLoader", model=model, clip=clip, data=json.dumps(rows))
+    assert len(checks) == 3
+
+
 def test_vae_loader_override(registry, tmp_folders):
     from graphflow.testing import write_vae
     (tmp_folders.models / "vae").mkdir(exist_ok=True)
@@ -549,6 +678,22 @@ def test_vae_loader_override(registry, tmp_folders):
     for override, want in (("two.safetensors", two), ("None", one), ("three.safetensors", one)):
         got = state(call(registry, "AVVAELoader", vae_name="one.safetensors", vae_override=override))
         assert all(torch.equal(got[k], want[k]) for k in want), override
+
+
+
+def test_an_override_that_fails_to_load_is_named(registry, lora_folders):
+    from graphflow.testing import write_vae
+    (lora_folders.models / "vae").mkdir(exist_ok=True)
+    write_vae(lora_folders.models / "vae" / "one.safetensors", seed=1)
+    for folder in ("vae", "loras"):
+        (lora_folders.models / folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    _refused(registry, "AVVAELoader", "vae_override", vae_name="one.safetensors", vae_override="broken.safetensors")
+    _refused(registry, "AVVAELoader", "vae_name", vae_name="broken.safetensors", vae_override="None")
+    model, clip, _ = _loaded(registry)
+    base = dict(model=model, clip=clip, strength_model=1.0, strength_clip=1.0, enabled=True)
+    _refused(registry, "AVLoraLoader", "lora_override", lora_name="first.safetensors",
+             lora_override="broken.safetensors", **base)
+    _refused(registry, "AVLoraLoader", "lora_name", lora_name="broken.safetensors", lora_override="None", **base)
 
 
 def test_a_ui_save_with_the_packs_pipes_runs_and_round_trips(registry, lora_folders):
