@@ -194,6 +194,46 @@ def test_offset_files_of_another_layout_or_model_refused(registry, base, tmp_fol
     assert info.value.input == "model"
 
 
+
+def test_applied_to_a_base_dropped_from_ram_before_or_after(registry, fresh_manager, iclight_folders):
+    """The checkpoint's UNet dropped from RAM (RAM short) after IC-Light was applied, before the relit
+    model first ran, or before IC-Light was applied: the relit model reads the base back and gives
+    the numbers of one made from the live base."""
+    import gc
+
+    from graphflow import memory
+    from graphflow.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(iclight_folders.models / "checkpoints" / "sd15.safetensors", device="cpu",
+                            dtype=torch.float32).model
+    comp = fresh_manager.components[id(model.unet)]
+    assert comp.reload is not None
+
+    def relit_output(relit):
+        g = torch.Generator().manual_seed(3)
+        x, t = torch.randn(1, 8, 8, 8, generator=g), torch.tensor([400.0])
+        context = torch.randn(1, 7, model.unet.config.context_dim, generator=g)
+        with memory.use(relit.unet, "diffusion_model", "relit", relit.patches), torch.no_grad():
+            return relit(x, t, context)
+
+    def apply():
+        return call(registry, "ICLightLoadAndApply", model=model, model_path="iclight_sd15_fc.safetensors")
+
+    want, later = relit_output(apply()), apply()
+    gc.collect()
+    fresh_manager._forget_dead()
+    fresh_manager._drop(comp)  # after IC-Light was applied, before its model ran
+    assert comp.state == "dropped"
+    torch.testing.assert_close(relit_output(later), want, atol=0, rtol=0)
+    del later
+    gc.collect()
+    fresh_manager._forget_dead()
+    fresh_manager._drop(comp)  # before IC-Light is applied
+    assert comp.state == "dropped"
+    relit = apply()
+    assert not relit.unet.input_blocks[0][0].weight.is_meta
+    torch.testing.assert_close(relit_output(relit), want, atol=0, rtol=0)
+
 # -- conditioning ------------------------------------------------------------------------------
 
 
