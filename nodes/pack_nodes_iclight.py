@@ -48,8 +48,10 @@ class ICLightLoadAndApply(Node):
     new channels before its offset is added. Use it with IC-Light Conditioning: the fc models take
     the foreground alone, fbc the foreground and opt_background. A file of another layout, or for
     another model, is refused naming model_path (the pack says only "Could not patch model"); a model
-    that is not SD1.x is refused naming model (the pack's SD15 check). The pack's in-place change of
-    the model config's in_channels becomes a copy's."""
+    that is not SD1.x, or whose UNet is stored in fp8 (UNETLoader's weight_dtype) or as GGUF blocks, is
+    refused naming model (the pack's SD15 check; the pack patches fp8 weights, rounding each sum
+    into fp8: left out here). The pack's in-place change of the model config's in_channels becomes a
+    copy's."""
     category = "IC-Light"
     model: MODEL
     model_path: str = Choice(lambda: folders.list_models("diffusion_models"))
@@ -62,7 +64,7 @@ class ICLightLoadAndApply(Node):
 
     def run(self):
         from graphflow.memory import manager
-        from graphflow.models.iclight import apply_offset, read_offset
+        from graphflow.models.iclight import apply_offset, check_model, read_offset
         from graphflow.models.weight_files import CheckpointError
 
         if getattr(self.model, "arch", None) != "sd1" or getattr(self.model, "is_flow", True):
@@ -71,6 +73,10 @@ class ICLightLoadAndApply(Node):
         if self.model.in_channels != self.model.latent_format.channels:
             raise NodeInputError("model", f"the model already takes {self.model.in_channels} input channels "
                                           f"(inpainting / IC-Light applied): IC-Light goes on a plain SD1.5 model")
+        try:
+            check_model(self.model.unet)
+        except ValueError as e:
+            raise NodeInputError("model", str(e)) from None
         try:
             path = folders.find_model("diffusion_models", self.model_path)
         except (FileNotFoundError, ValueError) as e:

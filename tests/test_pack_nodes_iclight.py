@@ -192,6 +192,12 @@ def test_offset_files_of_another_layout_or_model_refused(registry, base, tmp_fol
         call(registry, "ICLightLoadAndApply", model=DiffusionModel(random_unet(TINY["sdxl"]), "sdxl"),
              model_path="fc.safetensors")
     assert info.value.input == "model"
+    fp8 = DiffusionModel(random_unet(TINY["sd1"]), "sd1")
+    name, linear = next((n, w) for n, w in fp8.unet.named_parameters() if w.ndim == 2)
+    linear.data = linear.data.to(torch.float8_e4m3fn)  # UNETLoader's weight_dtype fp8_e4m3fn
+    with pytest.raises(NodeInputError, match=re.escape(f"stores {name} as torch.float8_e4m3fn")) as info:
+        call(registry, "ICLightLoadAndApply", model=fp8, model_path="fc.safetensors")
+    assert info.value.input == "model"
 
 
 
