@@ -28,6 +28,7 @@ BLEND_MODES = ("add", "multiply", "screen", "overlay", "soft_light", "hard_light
                "difference", "exclusion", "divide")
 HDR_EXTENSIONS = (".hdr", ".pic")  # Radiance RGBE, which OpenCV always reads
 MAX_EXPOSURES = 64  # LoadHDRImage: pictures one exposure list may ask for (each a copy of the picture)
+LIGHT_ROWS = 64  # LightSource: rows of the light map computed at once (float64, as the pack)
 MAX_EXPOSURE = 126  # |stops|: 2 ** stops stays a finite float32 factor
 
 
@@ -146,17 +147,17 @@ def _rgb(text: str, name: str) -> tuple:
     return values
 
 
-def light_gradient(position: str, width: int, height: int, exponent: float):
-    """The pack's light map [height, width] in 0..1: 1 - ... along the side's axis, 0 at the lit side
-    (the start colour's), raised to `exponent`; corners: the length of the two axes' ramps / sqrt(2)."""
+def light_gradient(position: str, width: int, height: int, exponent: float, rows: slice = slice(None)):
+    """The pack's light map [height, width] in 0..1 (its `rows` only): 0 at the lit side (the start
+    colour's) to 1 across, raised to `exponent`; corners: the length of the two axes' ramps / sqrt(2)."""
     import numpy as np
     across = {"Left": np.linspace(0, 1, width), "Right": np.linspace(1, 0, width)}
-    down = {"Top": np.linspace(0, 1, height), "Bottom": np.linspace(1, 0, height)}
+    down = {"Top": np.linspace(0, 1, height)[rows], "Bottom": np.linspace(1, 0, height)[rows]}
     sides = position.removesuffix(" Light").split()
     if len(sides) == 1:
         ramp = across.get(sides[0])
         if ramp is not None:
-            return np.tile(ramp ** exponent, (height, 1))
+            return np.tile(ramp ** exponent, (len(down["Top"]), 1))
         return np.tile(down[sides[0]] ** exponent, (width, 1)).T
     y, x = np.meshgrid(down[sides[0]] ** exponent, across[sides[1]] ** exponent, indexing="ij")
     return np.sqrt(x ** 2 + y ** 2) / np.sqrt(2.0)
@@ -200,14 +201,23 @@ class ICLightLightSource(Node):
         if prev is not None and tuple(prev.shape[1:3]) != (self.height, self.width):
             raise NodeInputError("prev_image", f"{prev.shape[2]}×{prev.shape[1]}: expected the light map's "
                                                f"{self.width}×{self.height}")
-        batch = self.batch_size + (prev.shape[0] if prev is not None else 0)
-        check_run_memory("batch_size", "the light maps", images=Size(batch, self.height, self.width))
-        ramp = light_gradient(self.light_position, self.width, self.height, self.multiplier)
-        start, end = np.array(start, np.float64), np.array(end, np.float64)
-        colours = (start + (end - start) * ramp[..., None]).astype(np.float32)  # the pack's float32 picture
-        levels = np.clip(colours, 0, 255).astype(np.uint8).astype(np.float32) / 255.0
-        image = torch.from_numpy(levels)[None].repeat(self.batch_size, 1, 1, 1)
-        return image if prev is None else torch.cat([prev.to(image), image], dim=0)
+        before = prev.shape[0] if prev is not None else 0
+        # the batch and one picture in float32; the pack's float64 colours only a band of rows at a time
+        check_run_memory("batch_size", "the light maps", images=Size(before + self.batch_size + 1, self.height,
+                                                                     self.width))
+        levels = np.empty((self.height, self.width, 3), np.uint8)
+        for top in range(0, self.height, LIGHT_ROWS):
+            check_interrupted()
+            rows = slice(top, top + LIGHT_ROWS)
+            ramp = light_gradient(self.light_position, self.width, self.height, self.multiplier, rows)
+            for i in range(3):
+                colour = (start[i] + (end[i] - start[i]) * ramp).astype(np.float32)  # the pack's float32 picture
+                levels[rows, :, i] = np.clip(colour, 0, 255).astype(np.uint8)
+        image = torch.empty(before + self.batch_size, self.height, self.width, 3)
+        if prev is not None:
+            image[:before] = prev
+        image[before:] = torch.from_numpy(levels).float() / 255.0
+        return image
 
 
 def _stretched(low: "torch.Tensor", high: "torch.Tensor", x: "torch.Tensor") -> "torch.Tensor":

@@ -298,6 +298,24 @@ def test_light_source_is_the_packs_gradient(registry, position):
     assert out[1].std() > 0.1
 
 
+def test_light_source_works_in_bands_of_rows(registry):
+    """The pack's float64 colours [H, W, 3] are 2 float32 pictures (and a corner light's ramps
+    more): here made a band of rows at a time, so numpy holds well under one picture at once."""
+    import tracemalloc
+    size = 2048
+    tracemalloc.start()
+    try:
+        out = call(registry, "ICLightLightSource", light_position="Top Left Light", multiplier=1.3, width=size,
+                   height=size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * size * size * 3 * 4
+    rows = slice(size - 70, size)  # the last band, and the one before it
+    want = _pack_gradient("Top Left Light", size, size, 1.3, (255, 255, 255), (0, 0, 0))
+    assert torch.equal(out[0, rows], want[rows]) and torch.equal(out[0, :3], want[:3])
+
+
 def test_light_source_refuses_bad_colours_and_sizes(registry):
     for name, args in (("start_color", {"start_color": "red"}), ("end_color", {"end_color": "1,2"}),
                        ("width", {"width": 0}), ("prev_image", {"prev_image": torch.zeros(1, 8, 8, 3)})):
