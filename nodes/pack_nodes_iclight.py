@@ -32,14 +32,6 @@ LIGHT_ROWS = 64  # LightSource: rows of the light map computed at once (float64,
 MAX_EXPOSURE = 126  # |stops|: 2 ** stops stays a finite float32 factor
 
 
-def _latent(latent, name: str):
-    import torch
-    samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not torch.is_tensor(samples) or samples.ndim != 4:
-        raise NodeInputError(name, "expected an image LATENT: samples [B, C, h, w]")
-    return samples
-
-
 class ICLightLoadAndApply(Node):
     """Load And Apply IC-Light: the SD1.5 MODEL relit by an IC-Light file from models/unet/ (or
     diffusion_models/): lllyasviel's iclight_sd15_fc / fcon (8 input channels) or fbc (12)
@@ -116,12 +108,13 @@ class ICLightConditioning(Node):
     def run(self):
         import torch
         from graphflow.images import resize_nchw
+        from nodes.latent import _samples
         from nodes.wan import both_with
 
-        fg = _latent(self.foreground, "foreground")
+        fg = _samples(self.foreground, "foreground")
         concat = fg
         if self.opt_background is not None:
-            bg = _latent(self.opt_background, "opt_background")
+            bg = _samples(self.opt_background, "opt_background")
             big, small = max(fg.shape[0], bg.shape[0]), min(fg.shape[0], bg.shape[0])
             if big % small:
                 raise NodeInputError("opt_background", f"a batch of {bg.shape[0]} with a foreground batch of "
@@ -249,8 +242,8 @@ class ICLightCalculateNormalsFromImages(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size = inputs.get("images")
-        return Estimate(Size(max(1, size.batch // 4), size.height, size.width) if size else None)
+        # the input's size: "divided" is a whole batch of it (Estimate.size counts each output at it)
+        return Estimate(inputs.get("images"))
 
     def run(self):
         import torch

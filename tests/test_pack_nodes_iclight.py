@@ -259,6 +259,10 @@ def test_conditioning_carries_scaled_latents(registry):
         call(registry, "ICLightConditioning", positive=cond, negative=cond, vae=None, foreground={"samples": fg},
              opt_background={"samples": torch.zeros(3, 4, 8, 12)})
     assert info.value.input == "opt_background"
+    with pytest.raises(NodeInputError, match="video latent") as info:
+        call(registry, "ICLightConditioning", positive=cond, negative=cond, vae=None,
+             foreground={"samples": torch.zeros(1, 16, 3, 8, 12)})
+    assert info.value.input == "foreground"
 
 
 # -- the pack's image nodes against its formulas --------------------------------------------------
@@ -357,6 +361,9 @@ def test_normals_are_the_packs(registry):
     plain, _ = call(registry, "ICLightCalculateNormalsFromImages", images=images[::2] * 2 - 1, sigma=10.0,
                     center_input_range=True)
     torch.testing.assert_close(plain, _pack_normals(images[::2], 10.0)[0], atol=1e-4, rtol=0)
+    from graphflow.resource_limits import Size
+    estimate = registry.get("ICLightCalculateNormalsFromImages").estimate({}, {"images": Size(8, 10, 14)})
+    assert estimate.size == Size(8, 10, 14)  # the larger output, "divided"
     with pytest.raises(NodeInputError) as info:
         call(registry, "ICLightCalculateNormalsFromImages", images=images[:6])
     assert info.value.input == "images"
