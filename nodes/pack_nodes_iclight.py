@@ -161,7 +161,8 @@ class ICLightLightSource(Node):
     side to end_color away from it (colours as #RRGGBB or R,G,B), the ramp raised to the power
     multiplier; corner lights fade by the distance from the lit corner. Whole 8-bit levels, as the
     pack's uint8 picture. batch_size copies, after prev_image's pictures when it is given (which
-    must have the same size). A width or height of 0 is refused (the pack gives an empty picture)."""
+    must have the same size). A width or height of 0 is refused (the pack gives an empty picture);
+    so is a colour of four parts, "R,G,B,A" (the pack uses its first three)."""
     category = "IC-Light"
     light_position: str = Choice(LIGHT_POSITIONS, LIGHT_POSITIONS[0])
     multiplier: float = Float(1.0, min=0.0, max=100.0, step=0.001)
@@ -288,8 +289,9 @@ class ICLightLoadHDRImage(Node):
     """Load HDR Image: a Radiance .hdr picture from the inputs folder, read by OpenCV in colour,
     given as a batch of 8-bit pictures, one per exposure in stops (whole numbers, comma-separated:
     the picture times 2^stops, clipped to 0..1, cut to whole 8-bit levels). The pack reads with
-    IMREAD_ANYDEPTH alone, which gives grey, and its BGR -> RGB step then fails (OpenCV 4): here the
-    picture's colours, as its code means. The
+    IMREAD_ANYDEPTH alone, which gives one grey channel: on OpenCV 4 its BGR -> RGB step then fails;
+    on OpenCV 5 (which this project ships) that step succeeds and the pack gives grey pictures (the
+    luma in all three channels). Here the picture's colours, as the pack's BGR -> RGB step means. The
     pack declares a MASK output it never gives: here it is an empty 64×64 mask (LoadImage's for a
     picture without alpha). At most 64 exposures of ±126 stops."""
     category = "IC-Light"
@@ -398,7 +400,10 @@ class ICLightDetailTransfer(Node):
     the pack; mirrored borders), then blended by mode (add: source - its blur + the target's blur;
     the others the pack's blend of the source over the blurred target), mixed with the target by
     blend_factor (and the mask, if given), clamped to 0..1. A source of another size is resized to
-    the target's (bilinear); a source batch of one serves each target picture. color_dodge /
+    the target's (bilinear); a source batch of one serves each target picture, and a source batch
+    other than 1 or the target's is refused naming source (the pack broadcasts a larger one to the
+    source's batch). A kernel wider than the picture mirrors the borders again and again (torchvision's
+    padding, which the pack uses, fails there: sigma 100 on a picture under 301 pixels). color_dodge /
     color_burn / divide give inf / nan where the pack's do (then clamped)."""
     category = "IC-Light"
     target: IMAGE
