@@ -85,14 +85,15 @@ def test_inputs_outputs_and_category_follow_the_pack(registry):
 
 
 def test_native_mask_grey_and_argmax_encode(registry, tmp_path):
-    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_vae
     image, alpha = torch.rand(2, 16, 16, 3), torch.rand(1, 16, 16)
     out = call(registry, "ICLightNativeApplyMaskGrey", image=image, alpha=alpha)
     torch.testing.assert_close(out, image * alpha[..., None] + (1 - alpha[..., None]) * 0.5)
     with pytest.raises(NodeInputError) as info:
         call(registry, "ICLightNativeApplyMaskGrey", image=image, alpha=torch.rand(3, 16, 16))
     assert info.value.input == "alpha"
-    vae = load_checkpoint(write_checkpoint(tmp_path / "v.safetensors", "sd1"), device="cpu").vae
+    vae = load_vae(write_vae(tmp_path / "v.safetensors"), device="cpu")
     mean, logvar = vae.encode_posterior(image)
     latent = call(registry, "ICLightNativeVAEEncodeArgMax", pixels=image, vae=vae)["samples"]
     assert torch.equal(latent, mean) and logvar.exp().mean() > 1e-3  # the mode, not a draw
@@ -163,6 +164,32 @@ def test_relit_unet_matches_diffusers_on_base_plus_offset(base, tmp_path, channe
     torch.testing.assert_close(from_ldm, out, atol=0, rtol=0)  # the same numbers in the LDM layout
     assert torch.equal(before, after) and torch.equal(out, again)
     assert (out - before).abs().max() > 1e-2
+
+
+def test_a_lora_on_conv_in_before_iclight_is_widened_with_it(base, tmp_path):
+    """A LoRA applied before IC-Light that changes conv_in: the relit conv_in is the base's plus the
+    LoRA's change, padded with zeros, plus the offset (no conv_in patch left to misfit the wider
+    weight); the base model's conv_in is left as it was."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.iclight import CONV_IN, apply_offset, read_offset
+    from graphflow.models.lora import apply_lora
+
+    weight = base.unet.get_parameter(CONV_IN).detach().clone()
+    g = torch.Generator().manual_seed(8)
+    down, up = torch.randn(2, 4, 3, 3, generator=g) * 0.1, torch.randn(weight.shape[0], 2, 1, 1, generator=g) * 0.1
+    save_file({"lora_unet_conv_in.lora_down.weight": down, "lora_unet_conv_in.lora_up.weight": up,
+               "lora_unet_conv_in.alpha": torch.tensor(4.0)}, str(tmp_path / "conv_in_lora.safetensors"))
+    with_lora, _ = apply_lora(base, None, tmp_path / "conv_in_lora.safetensors", strength_model=0.7)
+    assert any(p.param == CONV_IN for p in with_lora.patches)
+    file = _offset_file(tmp_path / "fbc.safetensors", 12)
+    relit = apply_offset(with_lora, read_offset(file), file.name)
+    change = 0.7 * 2.0 * (up.flatten(1) @ down.flatten(1)).reshape(weight.shape)  # alpha / rank = 2
+    want = torch.cat([weight + change, weight.new_zeros(weight.shape[0], 8, 3, 3)], 1)
+    want = want + load_file(str(file))["conv_in.weight"]
+    torch.testing.assert_close(relit.unet.get_parameter(CONV_IN), want, atol=1e-6, rtol=0)
+    assert change.abs().max() > 1e-3 and not any(p.param == CONV_IN for p in relit.patches)
+    assert torch.equal(base.unet.get_parameter(CONV_IN), weight)
 
 
 def test_offset_files_of_another_layout_or_model_refused(registry, base, tmp_folders):
@@ -419,7 +446,8 @@ def test_load_hdr_image_exposures(registry, tmp_folders):
     g = np.random.default_rng(3)
     radiance = (g.random((12, 10, 3)) * 3).astype(np.float32)
     cv2.imwrite(str(tmp_folders.inputs / "room.hdr"), radiance)
-    # in colour: the pack's IMREAD_ANYDEPTH alone reads grey, which its BGR -> RGB step then refuses (OpenCV 4)
+    # in colour, our choice: the pack's IMREAD_ANYDEPTH alone reads one grey channel, which its BGR -> RGB
+    # step refuses on OpenCV 4 and on OpenCV 5 turns into grey pictures (asserted below, as the help says)
     stored = cv2.imread(str(tmp_folders.inputs / "room.hdr"), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
     images, mask = call(registry, "ICLightLoadHDRImage", image="room.hdr", exposures="-1,0,2")
     assert images.shape == (3, 12, 10, 3) and mask.shape == (1, 64, 64)
@@ -427,6 +455,12 @@ def test_load_hdr_image_exposures(registry, tmp_folders):
         levels = np.uint8(np.clip(stored * (2 ** stops), 0, 1) * 255)
         want = torch.from_numpy(cv2.cvtColor(levels, cv2.COLOR_BGR2RGB)).float() / 255.0
         assert torch.equal(images[i], want)
+    grey = cv2.imread(str(tmp_folders.inputs / "room.hdr"), cv2.IMREAD_ANYDEPTH)
+    assert grey.ndim == 2
+    if int(cv2.__version__.split(".")[0]) >= 5:
+        packs = cv2.cvtColor(grey, cv2.COLOR_BGR2RGB)
+        assert packs.shape == (12, 10, 3) and (packs == packs[..., :1]).all()
+        assert (images[1].std(-1) > 0.01).any()  # ours is not the pack's grey
     for text in ("one", "1," * 70, "300"):
         with pytest.raises(NodeInputError) as info:
             call(registry, "ICLightLoadHDRImage", image="room.hdr", exposures=text)
@@ -508,6 +542,10 @@ def test_ui_save_with_a_background_runs_the_fbc_model(registry, iclight_folders)
     nodes, links = _ui_save("iclight_sd15_fbc.safetensors", background=True)
     with_background = run_graph(registry, ui_graph(nodes, links), ["9"]).values["9"][0]
     assert with_background.shape == (1, 32, 32, 3) and torch.isfinite(with_background).all()
+    # the background reaches the UNet: another background light, another picture
+    nodes[9]["widgets_values"][0] = "Bottom Left Light"
+    other = run_graph(registry, ui_graph(nodes, links), ["9"]).values["9"][0]
+    assert (other - with_background).abs().max() > 1e-3
 
 
 def test_a_background_with_the_fc_model_is_refused(registry, iclight_folders):
