@@ -555,3 +555,18 @@ def test_a_background_with_the_fc_model_is_refused(registry, iclight_folders):
     assert not result.ok
     assert result.error["node_type"] == "KSampler" and result.error["input"] == "positive"
     assert "12-channel 'fbc'" in str(result.error)
+
+
+def test_a_mismatched_concat_on_the_negative_side_names_negative(base, tmp_path):
+    from graphflow.models.iclight import apply_offset, read_offset
+    from graphflow.sampling.pipeline import sample
+
+    file = _offset_file(tmp_path / "fc.safetensors", 8)
+    relit = apply_offset(base, read_offset(file), file.name)
+    context = torch.zeros(1, 7, base.unet.config.context_dim)
+    fine = [(context, {"concat_latent_image": torch.zeros(1, 4, 8, 8)})]
+    wide = [(context, {"concat_latent_image": torch.zeros(1, 8, 8, 8)})]
+    for positive, negative, side in ((wide, fine, "positive"), (fine, wide, "negative")):
+        with pytest.raises(NodeInputError, match="12-channel 'fbc'") as info:
+            sample(relit, 1, 1, 2.0, "euler", "normal", positive, negative, {"samples": torch.zeros(1, 4, 8, 8)})
+        assert info.value.input == side
