@@ -631,8 +631,8 @@ class MemoryManager:
         for other in sorted(self.components.values(), key=lambda c: c.last_used):
             if not self._ram_short(need):
                 return
-            if all(other is not k for k in keep) and other.reload is not None and other.in_use == 0 and other.state != "dropped" \
-                    and (other.state == "offloaded" or self.device == self.offload_device):
+            if all(other is not k for k in keep) and other.reload is not None and other.in_use == 0 \
+                    and other.state != "dropped" and (other.state == "offloaded" or self.device == self.offload_device):
                 self._drop(other)
 
     def _ram_short(self, need: int) -> bool:

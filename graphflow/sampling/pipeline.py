@@ -416,9 +416,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                 return 1.0 - denoise_mask[:, :1].round()
         elif model.in_channels != fmt.channels:
             raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only {fmt.channels} "
-                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix, IC-Light fc), {2 * fmt.channels + 1} "
-                                          f"(inpainting) or, for SD1.5, {3 * fmt.channels} (IC-Light fbc) are "
-                                          f"supported")
+                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix, IC-Light fc), "
+                                          f"{2 * fmt.channels + 1} (inpainting) or, for SD1.5, {3 * fmt.channels} "
+                                          f"(IC-Light fbc) are supported")
 
         model_options = getattr(model, "options", {})
 
