@@ -57,7 +57,10 @@ on the way to a copied one) count twice.
 RAM: when RAM itself runs short (`GRAPHFLOW_RAM_BUDGET_GB` simulates a RAM of that size, counting
 the managed weights; else the system's available memory is asked), the least-recently-used idle
 components that are off the device and have a source (`set_source`: the loaders register one)
-are dropped from RAM and read from their file again when next needed.
+are dropped from RAM and read from their file again when next needed. A model derived from one
+(a merge, IC-Light's or FreeU's copy) is registered only when it first runs, so its base may be
+dropped under it first: `register` and `present` read back any dropped component whose weights (or
+the drop's meta stand-ins, copied while it was dropped) a module holds.
 
 Capacity: `GRAPHFLOW_VRAM_BUDGET_GB` makes the manager treat the compute device as having
 that much memory, whatever it is (the CPU included, where "device" and "offload" are both
@@ -279,6 +282,10 @@ class MemoryManager:
         self.cache_patches = True  # patch(..., cache=True) may keep patched weights (off: bench, tests)
         self._groups: dict[int, list[Component]] | None = None  # id(component) -> its group; None: to compute
         self._unions: dict[tuple, int] = {}  # ids of components -> bytes of their tensors (shared once)
+        # id(meta stand-in) -> (weakref to it, its component, weakref to the module it stood in, name,
+        # whether a Parameter): while a stand-in lives (a model derived from a dropped one may hold it in
+        # a dict of its own), its holder can be given the real tensor back (`_read_back_shared`)
+        self._standins: dict[int, tuple] = {}
         self._lock = threading.RLock()
 
     def configure(self, vram: str = "normal", reserve_gb: float = 0.0) -> None:
@@ -396,6 +403,7 @@ class MemoryManager:
             self._forget_dead()
             comp = self.components.get(id(module))
             if comp is None or comp.module() is not module:
+                self._read_back_shared(module)  # before its tensors are taken: the real ones, not stand-ins
                 name = name or f"{kind}:{type(module).__name__}@{id(module):x}"
                 size = module_bytes(module)
                 factor = self.virtual_sizes.get(name, size) / max(size, 1)
@@ -458,7 +466,7 @@ class MemoryManager:
         with self._lock:
             comp = self.register(module, kind, name)
             comp.last_used = time.monotonic()
-            self._make_ram_room(comp.size if comp.state == "dropped" else 0, comp)
+            self._make_ram_room(comp.size if comp.state == "dropped" else 0, (comp,))
             self._read_back(comp, module)
             members = [m for m in self._group(comp) if m is not comp]
             if comp.pinned or any(m.pinned for m in members):  # pinned (its group): runs on the CPU
@@ -614,17 +622,17 @@ class MemoryManager:
         a fresh module of the same layout from its file when it is needed again."""
         with self._lock:
             self.register(module, kind, name).reload = reload
-            self._make_ram_room(0, None)
+            self._make_ram_room(0)
 
-    def _make_ram_room(self, need: int, keep: Component | None) -> None:
+    def _make_ram_room(self, need: int, keep: tuple = ()) -> None:
         """Drop least-recently-used components that are off the device and idle from RAM until
-        `need` more bytes fit in it (cached patched weights in RAM go first)."""
+        `need` more bytes fit in it (cached patched weights in RAM go first), none of `keep`."""
         self._evict(lambda: not self._ram_short(need), "ram")
         for other in sorted(self.components.values(), key=lambda c: c.last_used):
             if not self._ram_short(need):
                 return
-            if other is not keep and other.reload is not None and other.in_use == 0 and other.state != "dropped" \
-                    and (other.state == "offloaded" or self.device == self.offload_device):
+            if all(other is not k for k in keep) and other.reload is not None and other.in_use == 0 \
+                    and other.state != "dropped" and (other.state == "offloaded" or self.device == self.offload_device):
                 self._drop(other)
 
     def _ram_short(self, need: int) -> bool:
@@ -651,12 +659,13 @@ class MemoryManager:
         for m in module.modules():
             for key, p in list(m._parameters.items()):
                 if p is not None:
-                    m._parameters[key] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+                    m._parameters[key] = self._standin(nn.Parameter(torch.empty_like(p, device="meta"),
+                                                                    requires_grad=False), comp, m, key, True)
                     comp.dropped.append((m, key, p))
                     p.data = torch.empty(0, dtype=p.dtype)
             for key, b in m._buffers.items():
                 if b is not None:
-                    m._buffers[key] = torch.empty_like(b, device="meta")
+                    m._buffers[key] = self._standin(torch.empty_like(b, device="meta"), comp, m, key, False)
         comp.state, comp.resident_bytes, comp.resident_blocks = "dropped", 0, 0
         self.events.append({"action": "drop", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
 
@@ -683,13 +692,46 @@ class MemoryManager:
         comp.state = "offloaded"
         self.events.append({"action": "reload", "component": comp.name, "kind": comp.kind, "bytes": comp.size})
 
+    def _standin(self, tensor: torch.Tensor, comp: Component, owner: nn.Module, key: str, param: bool):
+        entry = id(tensor)
+        self._standins[entry] = (weakref.ref(tensor, lambda _: self._standins.pop(entry, None)), comp,
+                                 weakref.ref(owner), key, param)
+        return tensor
+
+    def _read_back_shared(self, module: nn.Module) -> None:
+        """The dropped components whose weights `module` holds read back, and any meta stand-in in its
+        own dicts replaced by the real tensor. A model derived from another (a `patched_copy`: IC-Light,
+        a merge; a `_shallow` copy: FreeU) shares the other's modules and Parameters, yet is registered
+        only when it first runs: until then the other may be dropped under it, and a copy made while
+        the other was dropped holds its stand-ins."""
+        if not self._standins:
+            return
+        entries = []  # (the dict holding a stand-in, its key, the stand-in's record)
+        for m in module.modules():
+            for tensors in (m._parameters, m._buffers):
+                for key, t in tensors.items():
+                    entry = self._standins.get(id(t))
+                    if entry is not None and entry[0]() is t:
+                        entries.append((tensors, key, entry))
+        sources = list({id(e[1]): e[1] for _, _, e in entries if e[1].state == "dropped"}.values())
+        for comp in sources:
+            if comp.module() is not None:
+                self._make_ram_room(comp.size, tuple(sources))
+                self._read_back(comp, comp.module())
+        for tensors, key, (_, comp, owner, name, param) in entries:
+            owner = owner()
+            if owner is not None and comp.state != "dropped":
+                tensors[key] = (owner._parameters if param else owner._buffers)[name]
+
     def present(self, module: nn.Module) -> None:
-        """The component's weights in RAM (read back if they were dropped), wherever they are."""
+        """The module's weights in RAM (read back if they were dropped), wherever they are: a
+        component's, or any module holding a dropped one's (a part of it, a model derived from it)."""
         with self._lock:
             comp = self.components.get(id(module))
             if comp is not None and comp.module() is module and comp.state == "dropped":
-                self._make_ram_room(comp.size, comp)
+                self._make_ram_room(comp.size, (comp,))
                 self._read_back(comp, module)
+            self._read_back_shared(module)
 
     # -- weight patches ---------------------------------------------------------------------
     def patch(self, module: nn.Module, patches: tuple = (), cache: bool = False) -> None:

@@ -28,15 +28,8 @@ BLEND_MODES = ("add", "multiply", "screen", "overlay", "soft_light", "hard_light
                "difference", "exclusion", "divide")
 HDR_EXTENSIONS = (".hdr", ".pic")  # Radiance RGBE, which OpenCV always reads
 MAX_EXPOSURES = 64  # LoadHDRImage: pictures one exposure list may ask for (each a copy of the picture)
+LIGHT_ROWS = 64  # LightSource: rows of the light map computed at once (float64, as the pack)
 MAX_EXPOSURE = 126  # |stops|: 2 ** stops stays a finite float32 factor
-
-
-def _latent(latent, name: str):
-    import torch
-    samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not torch.is_tensor(samples) or samples.ndim != 4:
-        raise NodeInputError(name, "expected an image LATENT: samples [B, C, h, w]")
-    return samples
 
 
 class ICLightLoadAndApply(Node):
@@ -48,8 +41,10 @@ class ICLightLoadAndApply(Node):
     new channels before its offset is added. Use it with IC-Light Conditioning: the fc models take
     the foreground alone, fbc the foreground and opt_background. A file of another layout, or for
     another model, is refused naming model_path (the pack says only "Could not patch model"); a model
-    that is not SD1.x is refused naming model (the pack's SD15 check). The pack's in-place change of
-    the model config's in_channels becomes a copy's."""
+    that is not SD1.x, or whose UNet is stored in fp8 (UNETLoader's weight_dtype) or as GGUF blocks, is
+    refused naming model (the pack's SD15 check; the pack patches fp8 weights, rounding each sum
+    into fp8: left out here). The pack's in-place change of the model config's in_channels becomes a
+    copy's."""
     category = "IC-Light"
     model: MODEL
     model_path: str = Choice(lambda: folders.list_models("diffusion_models"))
@@ -62,7 +57,7 @@ class ICLightLoadAndApply(Node):
 
     def run(self):
         from graphflow.memory import manager
-        from graphflow.models.iclight import apply_offset, read_offset
+        from graphflow.models.iclight import apply_offset, check_model, read_offset
         from graphflow.models.weight_files import CheckpointError
 
         if getattr(self.model, "arch", None) != "sd1" or getattr(self.model, "is_flow", True):
@@ -71,6 +66,10 @@ class ICLightLoadAndApply(Node):
         if self.model.in_channels != self.model.latent_format.channels:
             raise NodeInputError("model", f"the model already takes {self.model.in_channels} input channels "
                                           f"(inpainting / IC-Light applied): IC-Light goes on a plain SD1.5 model")
+        try:
+            check_model(self.model.unet)
+        except ValueError as e:
+            raise NodeInputError("model", str(e)) from None
         try:
             path = folders.find_model("diffusion_models", self.model_path)
         except (FileNotFoundError, ValueError) as e:
@@ -109,12 +108,13 @@ class ICLightConditioning(Node):
     def run(self):
         import torch
         from graphflow.images import resize_nchw
+        from nodes.latent import _samples
         from nodes.wan import both_with
 
-        fg = _latent(self.foreground, "foreground")
+        fg = _samples(self.foreground, "foreground")
         concat = fg
         if self.opt_background is not None:
-            bg = _latent(self.opt_background, "opt_background")
+            bg = _samples(self.opt_background, "opt_background")
             big, small = max(fg.shape[0], bg.shape[0]), min(fg.shape[0], bg.shape[0])
             if big % small:
                 raise NodeInputError("opt_background", f"a batch of {bg.shape[0]} with a foreground batch of "
@@ -140,17 +140,17 @@ def _rgb(text: str, name: str) -> tuple:
     return values
 
 
-def light_gradient(position: str, width: int, height: int, exponent: float):
-    """The pack's light map [height, width] in 0..1: 1 - ... along the side's axis, 0 at the lit side
-    (the start colour's), raised to `exponent`; corners: the length of the two axes' ramps / sqrt(2)."""
+def light_gradient(position: str, width: int, height: int, exponent: float, rows: slice = slice(None)):
+    """The pack's light map [height, width] in 0..1 (its `rows` only): 0 at the lit side (the start
+    colour's) to 1 across, raised to `exponent`; corners: the length of the two axes' ramps / sqrt(2)."""
     import numpy as np
     across = {"Left": np.linspace(0, 1, width), "Right": np.linspace(1, 0, width)}
-    down = {"Top": np.linspace(0, 1, height), "Bottom": np.linspace(1, 0, height)}
+    down = {"Top": np.linspace(0, 1, height)[rows], "Bottom": np.linspace(1, 0, height)[rows]}
     sides = position.removesuffix(" Light").split()
     if len(sides) == 1:
         ramp = across.get(sides[0])
         if ramp is not None:
-            return np.tile(ramp ** exponent, (height, 1))
+            return np.tile(ramp ** exponent, (len(down["Top"]), 1))
         return np.tile(down[sides[0]] ** exponent, (width, 1)).T
     y, x = np.meshgrid(down[sides[0]] ** exponent, across[sides[1]] ** exponent, indexing="ij")
     return np.sqrt(x ** 2 + y ** 2) / np.sqrt(2.0)
@@ -161,7 +161,8 @@ class ICLightLightSource(Node):
     side to end_color away from it (colours as #RRGGBB or R,G,B), the ramp raised to the power
     multiplier; corner lights fade by the distance from the lit corner. Whole 8-bit levels, as the
     pack's uint8 picture. batch_size copies, after prev_image's pictures when it is given (which
-    must have the same size). A width or height of 0 is refused (the pack gives an empty picture)."""
+    must have the same size). A width or height of 0 is refused (the pack gives an empty picture);
+    so is a colour of four parts, "R,G,B,A" (the pack uses its first three)."""
     category = "IC-Light"
     light_position: str = Choice(LIGHT_POSITIONS, LIGHT_POSITIONS[0])
     multiplier: float = Float(1.0, min=0.0, max=100.0, step=0.001)
@@ -194,14 +195,23 @@ class ICLightLightSource(Node):
         if prev is not None and tuple(prev.shape[1:3]) != (self.height, self.width):
             raise NodeInputError("prev_image", f"{prev.shape[2]}×{prev.shape[1]}: expected the light map's "
                                                f"{self.width}×{self.height}")
-        batch = self.batch_size + (prev.shape[0] if prev is not None else 0)
-        check_run_memory("batch_size", "the light maps", images=Size(batch, self.height, self.width))
-        ramp = light_gradient(self.light_position, self.width, self.height, self.multiplier)
-        start, end = np.array(start, np.float64), np.array(end, np.float64)
-        colours = (start + (end - start) * ramp[..., None]).astype(np.float32)  # the pack's float32 picture
-        levels = np.clip(colours, 0, 255).astype(np.uint8).astype(np.float32) / 255.0
-        image = torch.from_numpy(levels)[None].repeat(self.batch_size, 1, 1, 1)
-        return image if prev is None else torch.cat([prev.to(image), image], dim=0)
+        before = prev.shape[0] if prev is not None else 0
+        # the batch and one picture in float32; the pack's float64 colours only a band of rows at a time
+        check_run_memory("batch_size", "the light maps", images=Size(before + self.batch_size + 1, self.height,
+                                                                     self.width))
+        levels = np.empty((self.height, self.width, 3), np.uint8)
+        for top in range(0, self.height, LIGHT_ROWS):
+            check_interrupted()
+            rows = slice(top, top + LIGHT_ROWS)
+            ramp = light_gradient(self.light_position, self.width, self.height, self.multiplier, rows)
+            for i in range(3):
+                colour = (start[i] + (end[i] - start[i]) * ramp).astype(np.float32)  # the pack's float32 picture
+                levels[rows, :, i] = np.clip(colour, 0, 255).astype(np.uint8)
+        image = torch.empty(before + self.batch_size, self.height, self.width, 3)
+        if prev is not None:
+            image[:before] = prev
+        image[before:] = torch.from_numpy(levels).float() / 255.0
+        return image
 
 
 def _stretched(low: "torch.Tensor", high: "torch.Tensor", x: "torch.Tensor") -> "torch.Tensor":
@@ -233,8 +243,8 @@ class ICLightCalculateNormalsFromImages(Node):
 
     @classmethod
     def estimate(cls, widgets, inputs):
-        size = inputs.get("images")
-        return Estimate(Size(max(1, size.batch // 4), size.height, size.width) if size else None)
+        # the input's size: "divided" is a whole batch of it (Estimate.size counts each output at it)
+        return Estimate(inputs.get("images"))
 
     def run(self):
         import torch
@@ -279,8 +289,9 @@ class ICLightLoadHDRImage(Node):
     """Load HDR Image: a Radiance .hdr picture from the inputs folder, read by OpenCV in colour,
     given as a batch of 8-bit pictures, one per exposure in stops (whole numbers, comma-separated:
     the picture times 2^stops, clipped to 0..1, cut to whole 8-bit levels). The pack reads with
-    IMREAD_ANYDEPTH alone, which gives grey, and its BGR -> RGB step then fails (OpenCV 4): here the
-    picture's colours, as its code means. The
+    IMREAD_ANYDEPTH alone, which gives one grey channel: on OpenCV 4 its BGR -> RGB step then fails;
+    on OpenCV 5 (which this project ships) that step succeeds and the pack gives grey pictures (the
+    luma in all three channels). Here the picture's colours, as the pack's BGR -> RGB step means. The
     pack declares a MASK output it never gives: here it is an empty 64×64 mask (LoadImage's for a
     picture without alpha). At most 64 exposures of ±126 stops."""
     category = "IC-Light"
@@ -389,7 +400,10 @@ class ICLightDetailTransfer(Node):
     the pack; mirrored borders), then blended by mode (add: source - its blur + the target's blur;
     the others the pack's blend of the source over the blurred target), mixed with the target by
     blend_factor (and the mask, if given), clamped to 0..1. A source of another size is resized to
-    the target's (bilinear); a source batch of one serves each target picture. color_dodge /
+    the target's (bilinear); a source batch of one serves each target picture, and a source batch
+    other than 1 or the target's is refused naming source (the pack broadcasts a larger one to the
+    source's batch). A kernel wider than the picture mirrors the borders again and again (torchvision's
+    padding, which the pack uses, fails there: sigma 100 on a picture under 301 pixels). color_dodge /
     color_burn / divide give inf / nan where the pack's do (then clamped)."""
     category = "IC-Light"
     target: IMAGE

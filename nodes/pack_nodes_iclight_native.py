@@ -44,6 +44,5 @@ class ICLightNativeVAEEncodeArgMax(Node):
     comfy = ComfyAlias(("VAEEncodeArgMax",))
 
     def run(self):
-        if self.vae is None:
-            raise NodeInputError("vae", "no VAE: the checkpoint has none; load one with LoadVAE")
-        return {"samples": self.vae.encode(_image(self.pixels, "pixels"))}
+        from nodes.vae import _require_vae
+        return {"samples": _require_vae(self.vae).encode(_image(self.pixels, "pixels"))}

@@ -306,3 +306,43 @@ def test_two_threads_running_base_and_lora_take_turns(fresh_manager, files, ckpt
         t.join()
     assert not errors
     assert all(torch.equal(img, want[name]) for name, imgs in got.items() for img in imgs)
+
+
+def test_models_derived_from_a_dropped_base_read_it_back(fresh_manager, builtin_registry, files, ckpt):
+    """A merge made before its first model was dropped from RAM (ModelMergeBlocks: the input blocks
+    model1's, shared), and a copy made while it was dropped (its conv_in dict copied, holding the
+    drop's meta stand-ins), each run as on the live weights: the manager reads the base back for
+    them, and gives the copy the real tensors for its stand-ins even once the base is back."""
+    from graphflow.models.lora import copied_modules
+    from tests.test_nodes_image_mask import call
+
+    second = load_checkpoint(files[0], device="cpu", dtype=torch.float32).model
+    for p in second.unet.parameters():
+        p.data += 0.01
+    merged = call(builtin_registry, "ModelMergeBlocks", model1=ckpt.model, model2=second, input=1.0, middle=0.5,
+                  out=0.5)
+    unet = ckpt.model.unet
+    g = torch.Generator().manual_seed(1)
+    x, t = torch.randn(1, 4, 8, 8, generator=g), torch.tensor([500.0])
+    context = torch.randn(1, 7, unet.config.context_dim, generator=g)
+    with torch.no_grad():
+        want_merged, want = merged(x, t, context), ckpt.model(x, t, context)
+    comp = fresh_manager.components[id(unet)]
+    assert comp.reload is not None
+    fresh_manager._drop(comp)
+    assert comp.state == "dropped" and merged.unet.input_blocks[1][0].in_layers[2].weight.is_meta
+    with memory.use(merged.unet, "diffusion_model", "merged"), torch.no_grad():
+        assert torch.equal(merged(x, t, context), want_merged)
+    assert comp.state == "offloaded"
+
+    del merged
+    fresh_manager._forget_dead()
+    fresh_manager._drop(comp)
+    copy_, _ = copied_modules(unet, ["input_blocks.0.0"])  # made while dropped: its conv_in dict holds stand-ins
+    assert copy_.input_blocks[0][0].weight.is_meta
+    fresh_manager.present(unet)  # the base read back by another reader first
+    assert comp.state == "offloaded" and copy_.input_blocks[0][0].weight.is_meta
+    model = ckpt.model.with_unet(copy_)
+    with memory.use(copy_, "diffusion_model", "copy"), torch.no_grad():
+        assert torch.equal(model(x, t, context), want)
+    assert copy_.input_blocks[0][0].weight is unet.input_blocks[0][0].weight

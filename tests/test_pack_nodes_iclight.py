@@ -85,14 +85,15 @@ def test_inputs_outputs_and_category_follow_the_pack(registry):
 
 
 def test_native_mask_grey_and_argmax_encode(registry, tmp_path):
-    from graphflow.models.checkpoint import load_checkpoint
+    from graphflow.models.checkpoint import load_vae
+    from graphflow.testing import write_vae
     image, alpha = torch.rand(2, 16, 16, 3), torch.rand(1, 16, 16)
     out = call(registry, "ICLightNativeApplyMaskGrey", image=image, alpha=alpha)
     torch.testing.assert_close(out, image * alpha[..., None] + (1 - alpha[..., None]) * 0.5)
     with pytest.raises(NodeInputError) as info:
         call(registry, "ICLightNativeApplyMaskGrey", image=image, alpha=torch.rand(3, 16, 16))
     assert info.value.input == "alpha"
-    vae = load_checkpoint(write_checkpoint(tmp_path / "v.safetensors", "sd1"), device="cpu").vae
+    vae = load_vae(write_vae(tmp_path / "v.safetensors"), device="cpu")
     mean, logvar = vae.encode_posterior(image)
     latent = call(registry, "ICLightNativeVAEEncodeArgMax", pixels=image, vae=vae)["samples"]
     assert torch.equal(latent, mean) and logvar.exp().mean() > 1e-3  # the mode, not a draw
@@ -165,6 +166,32 @@ def test_relit_unet_matches_diffusers_on_base_plus_offset(base, tmp_path, channe
     assert (out - before).abs().max() > 1e-2
 
 
+def test_a_lora_on_conv_in_before_iclight_is_widened_with_it(base, tmp_path):
+    """A LoRA applied before IC-Light that changes conv_in: the relit conv_in is the base's plus the
+    LoRA's change, padded with zeros, plus the offset (no conv_in patch left to misfit the wider
+    weight); the base model's conv_in is left as it was."""
+    from safetensors.torch import load_file, save_file
+
+    from graphflow.models.iclight import CONV_IN, apply_offset, read_offset
+    from graphflow.models.lora import apply_lora
+
+    weight = base.unet.get_parameter(CONV_IN).detach().clone()
+    g = torch.Generator().manual_seed(8)
+    down, up = torch.randn(2, 4, 3, 3, generator=g) * 0.1, torch.randn(weight.shape[0], 2, 1, 1, generator=g) * 0.1
+    save_file({"lora_unet_conv_in.lora_down.weight": down, "lora_unet_conv_in.lora_up.weight": up,
+               "lora_unet_conv_in.alpha": torch.tensor(4.0)}, str(tmp_path / "conv_in_lora.safetensors"))
+    with_lora, _ = apply_lora(base, None, tmp_path / "conv_in_lora.safetensors", strength_model=0.7)
+    assert any(p.param == CONV_IN for p in with_lora.patches)
+    file = _offset_file(tmp_path / "fbc.safetensors", 12)
+    relit = apply_offset(with_lora, read_offset(file), file.name)
+    change = 0.7 * 2.0 * (up.flatten(1) @ down.flatten(1)).reshape(weight.shape)  # alpha / rank = 2
+    want = torch.cat([weight + change, weight.new_zeros(weight.shape[0], 8, 3, 3)], 1)
+    want = want + load_file(str(file))["conv_in.weight"]
+    torch.testing.assert_close(relit.unet.get_parameter(CONV_IN), want, atol=1e-6, rtol=0)
+    assert change.abs().max() > 1e-3 and not any(p.param == CONV_IN for p in relit.patches)
+    assert torch.equal(base.unet.get_parameter(CONV_IN), weight)
+
+
 def test_offset_files_of_another_layout_or_model_refused(registry, base, tmp_folders):
     from safetensors.torch import save_file
     folder = tmp_folders.models / "unet"
@@ -192,7 +219,53 @@ def test_offset_files_of_another_layout_or_model_refused(registry, base, tmp_fol
         call(registry, "ICLightLoadAndApply", model=DiffusionModel(random_unet(TINY["sdxl"]), "sdxl"),
              model_path="fc.safetensors")
     assert info.value.input == "model"
+    fp8 = DiffusionModel(random_unet(TINY["sd1"]), "sd1")
+    name, linear = next((n, w) for n, w in fp8.unet.named_parameters() if w.ndim == 2)
+    linear.data = linear.data.to(torch.float8_e4m3fn)  # UNETLoader's weight_dtype fp8_e4m3fn
+    with pytest.raises(NodeInputError, match=re.escape(f"stores {name} as torch.float8_e4m3fn")) as info:
+        call(registry, "ICLightLoadAndApply", model=fp8, model_path="fc.safetensors")
+    assert info.value.input == "model"
 
+
+
+def test_applied_to_a_base_dropped_from_ram_before_or_after(registry, fresh_manager, iclight_folders):
+    """The checkpoint's UNet dropped from RAM (RAM short) after IC-Light was applied, before the relit
+    model first ran, or before IC-Light was applied: the relit model reads the base back and gives
+    the numbers of one made from the live base."""
+    import gc
+
+    from graphflow import memory
+    from graphflow.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(iclight_folders.models / "checkpoints" / "sd15.safetensors", device="cpu",
+                            dtype=torch.float32).model
+    comp = fresh_manager.components[id(model.unet)]
+    assert comp.reload is not None
+
+    def relit_output(relit):
+        g = torch.Generator().manual_seed(3)
+        x, t = torch.randn(1, 8, 8, 8, generator=g), torch.tensor([400.0])
+        context = torch.randn(1, 7, model.unet.config.context_dim, generator=g)
+        with memory.use(relit.unet, "diffusion_model", "relit", relit.patches), torch.no_grad():
+            return relit(x, t, context)
+
+    def apply():
+        return call(registry, "ICLightLoadAndApply", model=model, model_path="iclight_sd15_fc.safetensors")
+
+    want, later = relit_output(apply()), apply()
+    gc.collect()
+    fresh_manager._forget_dead()
+    fresh_manager._drop(comp)  # after IC-Light was applied, before its model ran
+    assert comp.state == "dropped"
+    torch.testing.assert_close(relit_output(later), want, atol=0, rtol=0)
+    del later
+    gc.collect()
+    fresh_manager._forget_dead()
+    fresh_manager._drop(comp)  # before IC-Light is applied
+    assert comp.state == "dropped"
+    relit = apply()
+    assert not relit.unet.input_blocks[0][0].weight.is_meta
+    torch.testing.assert_close(relit_output(relit), want, atol=0, rtol=0)
 
 # -- conditioning ------------------------------------------------------------------------------
 
@@ -213,6 +286,10 @@ def test_conditioning_carries_scaled_latents(registry):
         call(registry, "ICLightConditioning", positive=cond, negative=cond, vae=None, foreground={"samples": fg},
              opt_background={"samples": torch.zeros(3, 4, 8, 12)})
     assert info.value.input == "opt_background"
+    with pytest.raises(NodeInputError, match="video latent") as info:
+        call(registry, "ICLightConditioning", positive=cond, negative=cond, vae=None,
+             foreground={"samples": torch.zeros(1, 16, 3, 8, 12)})
+    assert info.value.input == "foreground"
 
 
 # -- the pack's image nodes against its formulas --------------------------------------------------
@@ -250,6 +327,24 @@ def test_light_source_is_the_packs_gradient(registry, position):
     assert out.shape == (3, 24, 40, 3) and torch.equal(out[0], prev[0])
     assert torch.equal(out[1], want) and torch.equal(out[2], want)
     assert out[1].std() > 0.1
+
+
+def test_light_source_works_in_bands_of_rows(registry):
+    """The pack's float64 colours [H, W, 3] are 2 float32 pictures (and a corner light's ramps
+    more): here made a band of rows at a time, so numpy holds well under one picture at once."""
+    import tracemalloc
+    size = 2048
+    tracemalloc.start()
+    try:
+        out = call(registry, "ICLightLightSource", light_position="Top Left Light", multiplier=1.3, width=size,
+                   height=size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * size * size * 3 * 4
+    rows = slice(size - 70, size)  # the last band, and the one before it
+    want = _pack_gradient("Top Left Light", size, size, 1.3, (255, 255, 255), (0, 0, 0))
+    assert torch.equal(out[0, rows], want[rows]) and torch.equal(out[0, :3], want[:3])
 
 
 def test_light_source_refuses_bad_colours_and_sizes(registry):
@@ -293,6 +388,9 @@ def test_normals_are_the_packs(registry):
     plain, _ = call(registry, "ICLightCalculateNormalsFromImages", images=images[::2] * 2 - 1, sigma=10.0,
                     center_input_range=True)
     torch.testing.assert_close(plain, _pack_normals(images[::2], 10.0)[0], atol=1e-4, rtol=0)
+    from graphflow.resource_limits import Size
+    estimate = registry.get("ICLightCalculateNormalsFromImages").estimate({}, {"images": Size(8, 10, 14)})
+    assert estimate.size == Size(8, 10, 14)  # the larger output, "divided"
     with pytest.raises(NodeInputError) as info:
         call(registry, "ICLightCalculateNormalsFromImages", images=images[:6])
     assert info.value.input == "images"
@@ -348,7 +446,8 @@ def test_load_hdr_image_exposures(registry, tmp_folders):
     g = np.random.default_rng(3)
     radiance = (g.random((12, 10, 3)) * 3).astype(np.float32)
     cv2.imwrite(str(tmp_folders.inputs / "room.hdr"), radiance)
-    # in colour: the pack's IMREAD_ANYDEPTH alone reads grey, which its BGR -> RGB step then refuses (OpenCV 4)
+    # in colour, our choice: the pack's IMREAD_ANYDEPTH alone reads one grey channel, which its BGR -> RGB
+    # step refuses on OpenCV 4 and on OpenCV 5 turns into grey pictures (asserted below, as the help says)
     stored = cv2.imread(str(tmp_folders.inputs / "room.hdr"), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
     images, mask = call(registry, "ICLightLoadHDRImage", image="room.hdr", exposures="-1,0,2")
     assert images.shape == (3, 12, 10, 3) and mask.shape == (1, 64, 64)
@@ -356,6 +455,12 @@ def test_load_hdr_image_exposures(registry, tmp_folders):
         levels = np.uint8(np.clip(stored * (2 ** stops), 0, 1) * 255)
         want = torch.from_numpy(cv2.cvtColor(levels, cv2.COLOR_BGR2RGB)).float() / 255.0
         assert torch.equal(images[i], want)
+    grey = cv2.imread(str(tmp_folders.inputs / "room.hdr"), cv2.IMREAD_ANYDEPTH)
+    assert grey.ndim == 2
+    if int(cv2.__version__.split(".")[0]) >= 5:
+        packs = cv2.cvtColor(grey, cv2.COLOR_BGR2RGB)
+        assert packs.shape == (12, 10, 3) and (packs == packs[..., :1]).all()
+        assert (images[1].std(-1) > 0.01).any()  # ours is not the pack's grey
     for text in ("one", "1," * 70, "300"):
         with pytest.raises(NodeInputError) as info:
             call(registry, "ICLightLoadHDRImage", image="room.hdr", exposures=text)
@@ -437,6 +542,10 @@ def test_ui_save_with_a_background_runs_the_fbc_model(registry, iclight_folders)
     nodes, links = _ui_save("iclight_sd15_fbc.safetensors", background=True)
     with_background = run_graph(registry, ui_graph(nodes, links), ["9"]).values["9"][0]
     assert with_background.shape == (1, 32, 32, 3) and torch.isfinite(with_background).all()
+    # the background reaches the UNet: another background light, another picture
+    nodes[9]["widgets_values"][0] = "Bottom Left Light"
+    other = run_graph(registry, ui_graph(nodes, links), ["9"]).values["9"][0]
+    assert (other - with_background).abs().max() > 1e-3
 
 
 def test_a_background_with_the_fc_model_is_refused(registry, iclight_folders):
@@ -446,3 +555,18 @@ def test_a_background_with_the_fc_model_is_refused(registry, iclight_folders):
     assert not result.ok
     assert result.error["node_type"] == "KSampler" and result.error["input"] == "positive"
     assert "12-channel 'fbc'" in str(result.error)
+
+
+def test_a_mismatched_concat_on_the_negative_side_names_negative(base, tmp_path):
+    from graphflow.models.iclight import apply_offset, read_offset
+    from graphflow.sampling.pipeline import sample
+
+    file = _offset_file(tmp_path / "fc.safetensors", 8)
+    relit = apply_offset(base, read_offset(file), file.name)
+    context = torch.zeros(1, 7, base.unet.config.context_dim)
+    fine = [(context, {"concat_latent_image": torch.zeros(1, 4, 8, 8)})]
+    wide = [(context, {"concat_latent_image": torch.zeros(1, 8, 8, 8)})]
+    for positive, negative, side in ((wide, fine, "positive"), (fine, wide, "negative")):
+        with pytest.raises(NodeInputError, match="12-channel 'fbc'") as info:
+            sample(relit, 1, 1, 2.0, "euler", "normal", positive, negative, {"samples": torch.zeros(1, 4, 8, 8)})
+        assert info.value.input == side

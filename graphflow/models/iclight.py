@@ -59,13 +59,22 @@ def _offset_added(offset: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (weight.float() + offset.to(weight.device, torch.float32)).to(weight.dtype)
 
 
+def check_model(unet) -> None:
+    """ValueError unless `unet` has a conv_in and every weight in a float dtype the offsets can be
+    added to (not fp8 or GGUF blocks: ComfyUI's "diff" patch rounds into fp8; not done here)."""
+    params = dict(unet.named_parameters())
+    if CONV_IN not in params:
+        raise ValueError("IC-Light applies to an SD1.5 UNet; this model has no conv_in")
+    for key, param in params.items():
+        if param.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"this model stores {key} as {param.dtype}; IC-Light needs a UNet in float16, "
+                             f"bfloat16 or float32 (not fp8 or GGUF)")
+
+
 def check_offset(unet, offset: dict[str, torch.Tensor], name: str) -> int:
     """The file's input channels (8 or 12); CheckpointError unless every tensor is an offset for one
     of `unet`'s parameters (conv_in's weight: widened by 4 or 8 input channels)."""
     params = dict(unet.named_parameters())
-    conv = params.get(CONV_IN)
-    if conv is None:
-        raise CheckpointError("IC-Light applies to an SD1.5 UNet; this model has no conv_in")
     for key, value in offset.items():
         if key not in params:
             raise CheckpointError(f"{name}: {key} is no weight of this model's UNet: the file is not for SD1.5")
@@ -79,19 +88,19 @@ def check_offset(unet, offset: dict[str, torch.Tensor], name: str) -> int:
         elif tuple(value.shape) != want:
             raise CheckpointError(f"{name}: {key} is {tuple(value.shape)}, the model's {want}: the file is for "
                                   f"another model")
-        if params[key].dtype not in FLOAT_DTYPES:
-            raise CheckpointError(f"this model stores {key} as {params[key].dtype}; IC-Light needs a UNet in "
-                                  f"float16, bfloat16 or float32 (not fp8 or GGUF)")
     if CONV_IN not in offset:
         raise CheckpointError(f"{name} has no offset for conv_in: not an IC-Light file")
     return offset[CONV_IN].shape[1]
 
 
 def apply_offset(model, offset: dict[str, torch.Tensor], name: str):
-    """`model` (a DiffusionModel) relit by the IC-Light offset: a new model, the input unchanged."""
+    """`model` (a DiffusionModel) relit by the IC-Light offset: a new model, the input unchanged.
+    ValueError for a model it can't relight (`check_model`), CheckpointError for an offset that
+    doesn't fit the model."""
     from graphflow.memory import WeightPatch, manager
 
     unet = model.unet
+    check_model(unet)
     in_channels = check_offset(unet, offset, name)
     conv = unet.get_submodule(CONV_IN.rpartition(".")[0])
     # conv_in as the input model's patches make it (a LoRA on it), then widened: those patches

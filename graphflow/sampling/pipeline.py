@@ -416,13 +416,15 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
                 return 1.0 - denoise_mask[:, :1].round()
         elif model.in_channels != fmt.channels:
             raise NodeInputError("model", f"the model takes {model.in_channels} input channels; only {fmt.channels} "
-                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix) or {2 * fmt.channels + 1} "
-                                          f"(inpainting) are supported")
+                                          f"(plain), {2 * fmt.channels} (InstructPix2Pix, IC-Light fc), "
+                                          f"{2 * fmt.channels + 1} (inpainting) or, for SD1.5, {3 * fmt.channels} "
+                                          f"(IC-Light fbc) are supported")
 
         model_options = getattr(model, "options", {})
 
         def prepare(conditioning, negative=False):
-            return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=concat_fn,
+            side_concat = concat_fn if concat_fn is None or not negative else _named_negative(concat_fn)
+            return prepare_conds(conditioning, model, shape, device, negative=negative, concat_fn=side_concat,
                                  schedule=schedule, seed=seed, sigmas=sigmas if step_sigmas is None else step_sigmas)
 
         guider = guider or CFGGuider(model, positive, negative, cfg)
@@ -674,6 +676,19 @@ def hunyuan_refiner_concat(options: dict, latent_format, shape: tuple, seed: int
         return 0.75 * image
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed - 10), dtype=image.dtype)
     return strength * noise.to(device) + min(1.0 - strength, 0.75) * image
+
+
+def _named_negative(concat_fn):
+    """`concat_fn` for the negative side: its refusals of a conditioning's concat input (which name
+    "positive") name "negative", the side whose conditioning it read."""
+    def side_concat(options):
+        try:
+            return concat_fn(options)
+        except NodeInputError as e:
+            if e.input != "positive":
+                raise
+            raise NodeInputError("negative", str(e)) from None
+    return side_concat
 
 
 def ip2p_concat(options: dict, arch: str, latent_format, shape: tuple, device,
