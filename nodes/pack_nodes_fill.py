@@ -618,12 +618,21 @@ class FillPaddingRemover(Node):
 # -- math ------------------------------------------------------------------------------------------
 
 
+def _bounded(number):
+    """number, refused (ArithmeticError, so FL_Math gives its 0) where it is an integer of more than
+    MOST_POWER_BITS bits: every integer result is checked, so a chain of products stays small."""
+    if isinstance(number, int) and number.bit_length() > MOST_POWER_BITS:
+        raise ArithmeticError(f"an integer of {number.bit_length()} bits is too large (at most {MOST_POWER_BITS})")
+    return number
+
+
 def _power(base, exponent):
-    """base ** exponent, refused (ArithmeticError, so FL_Math gives its 0) where two integers would
-    make a number of more than MOST_POWER_BITS bits."""
+    """base ** exponent, refused before it is worked out where two integers would make more than
+    MOST_POWER_BITS bits (the bits are quoted: a long integer's digits can't be written out)."""
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and \
             abs(base) > 1 and exponent * abs(base).bit_length() > MOST_POWER_BITS:
-        raise ArithmeticError(f"{base} ** {exponent} is too large")
+        raise ArithmeticError(f"a {abs(base).bit_length()}-bit integer to the power {exponent} is too large "
+                              f"(at most {MOST_POWER_BITS} bits)")
     return base ** exponent
 
 
@@ -637,9 +646,10 @@ def equation_value(equation: str, names: dict):
 
     def value(node):
         if isinstance(node, ast.Constant) and type(node.value) in (int, float, complex):
-            return node.value
+            return _bounded(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in binary:
-            return binary[type(node.op)](value(node.left), value(node.right))
+            check_interrupted()
+            return _bounded(binary[type(node.op)](value(node.left), value(node.right)))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
         if isinstance(node, ast.Name):
@@ -653,8 +663,9 @@ class FillMath(Node):
     """The equation's value as an INT (cut toward zero) and a FLOAT. The equation may use A, B, C,
     numbers, + - * / ** and unary minus, as the pack's. As in the pack, an equation it can't work
     out (another name or operator, a division by zero, a result too large or not real) gives 0 and
-    0.0; here with a warning that says why. Integer powers beyond 65,536 bits count as too large
-    (the pack would compute 9 ** 9 ** 9 for ever); equations over 10,000 characters are refused."""
+    0.0; here with a warning that says why. An integer (a power, a product, any step) beyond 65,536
+    bits counts as too large (the pack would compute 9 ** 9 ** 9 for ever); equations over 10,000
+    characters are refused."""
     category = "🏵️Fill Nodes/math"
     A: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
     B: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
@@ -671,7 +682,8 @@ class FillMath(Node):
             result = equation_value(self.equation, {"A": self.A, "B": self.B, "C": self.C})
             return int(result), float(result)
         except (ValueError, TypeError, ArithmeticError, RecursionError, KeyError, SyntaxError, MemoryError) as e:
-            warn(f"equation {self.equation!r} gives 0: {type(e).__name__}: {e}")
+            shown = self.equation if len(self.equation) <= 80 else self.equation[:77] + "..."
+            warn(f"equation {shown!r} gives 0: {type(e).__name__}: {e}")
             return 0, 0.0
 
 

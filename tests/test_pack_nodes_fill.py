@@ -368,6 +368,22 @@ def test_math_gives_zero_where_the_pack_does(registry, equation):
     assert call(registry, "FillMath", equation=equation, A=2.0) == (0, 0.0)
 
 
+def test_math_bounds_every_integer_not_only_powers(registry, caplog):
+    from nodes.pack_nodes_fill import MOST_POWER_BITS, equation_value
+    chain = "*".join(["9**16384"] * 3)  # each factor under the bit limit, the product over it
+    with pytest.raises(ArithmeticError, match="bits"):
+        equation_value(chain, {})
+    assert equation_value("9**16384*9", {}) == 9 ** 16385  # a product under the limit is worked out
+    with pytest.raises(ArithmeticError):
+        equation_value(f"2**{MOST_POWER_BITS - 1} + 2**{MOST_POWER_BITS - 1}", {})  # a sum over it too
+    with caplog.at_level("WARNING"):
+        assert call(registry, "FillMath", equation="*".join(["9**16384"] * 200)) == (0, 0.0)
+        assert call(registry, "FillMath", equation="(2**32768)**2") == (0, 0.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("too large" in m for m in messages) and not any("4300" in m for m in messages)
+    assert all(len(m) < 400 for m in messages)  # the 1,799-character equation is cut short
+
+
 def test_math_refuses_an_overlong_equation(registry):
     _refused(registry, "FillMath", "equation", equation="1+" * 5000 + "1")
 
