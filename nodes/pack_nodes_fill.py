@@ -47,6 +47,8 @@ MOST_POWER_BITS = 1 << 16  # an integer power's bits beyond which FL_Math gives 
 RANDOMIZER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # FL_ImageRandomizer's
 MOST_FOLDER_FILES = 100_000  # files FL_ImageRandomizer looks through (a folder tree can be a whole disk)
 MOST_ASCII_CELLS = 1 << 20  # characters FL_Ascii draws an image (each a Pillow text call: about a minute here)
+MOST_ASCII_FONT_SIZE = 4096  # FL_Ascii's font_size (Pillow renders a whole glyph bitmap before clipping it)
+MOST_ASCII_AREA = 1 << 32  # FL_Ascii's characters × font_size², pixels rendered an image (about a minute here)
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -461,7 +463,8 @@ def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
             raise NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files below {directory_path!r}: "
                                                    "give a smaller folder")
         files += [Path(root) / n for n in names if n.lower().endswith(RANDOMIZER_EXTENSIONS)]
-    return sorted(p for p in files if p.is_file() and _stays_inside(folders.inputs, p))
+    # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
+    return sorted((p for p in files if p.is_file() and _stays_inside(folders.inputs, p)), key=str)
 
 
 class FillImageRandomizer(Node):
@@ -1052,12 +1055,13 @@ class FillAscii(Node):
     FL_USE_SYSTEM_FONTS switch is not read); a font Pillow can't load falls back to Pillow's default,
     as in the pack. Gives RGB; an RGBA picture's alpha is dropped. At most 1,048,576 characters an
     image (the pack draws any number, one Pillow call each); spacing past the picture's size gives
-    a black picture (the pack fails)."""
+    a black picture (the pack fails). font_size is at most 4,096 and characters × font_size² at most
+    2³² an image (the pack has no limit; Pillow renders each glyph whole, so the time grows so)."""
     category = VFX
     display_name = "FL Ascii"
     image: IMAGE
     spacing: int = Int(20, min=1)
-    font_size: int = Int(20, min=1)
+    font_size: int = Int(20, min=1, max=MOST_ASCII_FONT_SIZE)
     characters: str = Text("\\._♥♦♣MachineDelusions♣♦♥_./")
     font: str = Choice(ascii_font_names, "combo+")
     sequence_toggle: str = Choice(["off", "on"], "off")
@@ -1079,6 +1083,10 @@ class FillAscii(Node):
         if across * down > MOST_ASCII_CELLS:
             raise NodeInputError("spacing", f"{self.spacing}: {across * down} characters an image, more than this node "
                                             f"draws ({MOST_ASCII_CELLS}); a larger spacing")
+        if across * down * self.font_size ** 2 > MOST_ASCII_AREA:
+            raise NodeInputError("font_size", f"{self.font_size}: {across * down} characters of {self.font_size}² "
+                                              f"pixels is more than this node renders ({MOST_ASCII_AREA}); a smaller "
+                                              "font_size or a larger spacing")
         try:
             font = ImageFont.truetype(str(folders.find_model("fonts", ascii_fonts()[self.font], inside=True)),
                                       self.font_size)

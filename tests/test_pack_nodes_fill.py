@@ -300,6 +300,13 @@ def test_image_randomizer_picks_seed_modulo_the_sorted_pictures(registry, tmp_fo
     before = cls.fingerprint(directory_path="pool", seed=0, search_subdirectories=False)
     Image.new("RGB", (6, 5)).save(folder / "f.png")
     assert cls.fingerprint(directory_path="pool", seed=0, search_subdirectories=False) != before
+    # the pack sorts path strings: "img.png" before "img/x.png" (a Path sorts them the other way)
+    (tmp_folders.inputs / "order" / "img").mkdir(parents=True)
+    Image.new("RGB", (6, 5), (200, 0, 0)).save(tmp_folders.inputs / "order" / "img.png")
+    Image.new("RGB", (6, 5), (0, 200, 0)).save(tmp_folders.inputs / "order" / "img" / "x.png")
+    for seed, want in ((0, "order/img.png"), (1, "order/img/x.png")):
+        _, path = call(registry, "FillImageRandomizer", directory_path="order", seed=seed, search_subdirectories=True)
+        assert path == want
     for bad in ("", "../", "/etc", "missing"):
         _refused(registry, "FillImageRandomizer", "directory_path", directory_path=bad)
     (folder / "empty").mkdir()
@@ -634,6 +641,17 @@ def test_ascii_refuses_more_characters_than_it_draws(registry, dejavu_font, monk
     images = _images(batch=1, height=12, width=16)
     assert call(registry, "FillAscii", image=images, spacing=5, font="DejaVuSans").shape == (1, 12, 16, 3)  # 6 drawn
     _refused(registry, "FillAscii", "spacing", image=images, spacing=4, font="DejaVuSans")  # 12 would be
+
+
+def test_ascii_bounds_the_glyphs_it_renders(registry, dejavu_font, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    monkeypatch.setattr(fill, "MOST_ASCII_AREA", 6 * 30 ** 2)
+    images = _images(batch=1, height=12, width=16)
+    assert call(registry, "FillAscii", image=images, spacing=5, font_size=30, font="DejaVuSans").shape == (1, 12, 16, 3)
+    _refused(registry, "FillAscii", "font_size", image=images, spacing=5, font_size=31, font="DejaVuSans")
+    with pytest.raises(ValueError, match="font_size"):  # past the widget's range, refused at validation
+        call(registry, "FillAscii", image=images, spacing=16, font_size=fill.MOST_ASCII_FONT_SIZE + 1,
+             font="DejaVuSans")
 
 
 def _pack_collage(base, tile, tile_size, spacing):
