@@ -16,6 +16,11 @@ categories. Read from the pack's nodes/*.py at these commits:
   FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to
   name; its class and inputs are those the pack's __init__ registers).
 
+The layouts are those of the commits above. Where the pack has changed a node's widgets since
+(FL_ImageRandomizer at 67977cbd1ea97e50af4566b25371090bfe1493ff, FL_ImageNotes at
+1c99b736ab7607779eee763e8210279a33bc94df, FL_Ascii at 9bef9f6cf9de946767a55a9d82454cf1a31f728a), a
+save in the later layout is refused with the version named, not misread.
+
 Nodes here: FL_Padding, FL_PaddingRemover, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch,
 FL_ImageSlicer, FL_ImageDimensionDisplay, FL_ImageNotes, FL_ImageRandomizer, FL_ImageCaptionSaver,
 FL_ColorPicker, FL_PromptSelector, FL_Math, FL_Switch, FL_Switch_Big (utilities); FL_HalftonePattern,
@@ -356,12 +361,24 @@ class FillImageCaptionSaver(Node):
         return f"Saved {images.shape[0]} images and sanitized captions in '{self.folder_name}'"
 
 
+def _notes_widgets(values: list) -> list:
+    """A UI save of FL_ImageNotes in the layout built here (text, bar_height, text_size: the pack at
+    13509480); the pack's later layout (border, word_wrap, bar_position after them, as at 1c99b736,
+    whose text sits 10 pixels from the bar's top, not centred) is refused rather than misread."""
+    if len(values) > 3:
+        raise ValueError(f"a save with {len(values)} widget values is from a later version of the pack (1c99b736: "
+                         "border, word_wrap and bar_position after them): not read; graphflow builds the layout of "
+                         "13509480 (text, bar_height, text_size): put a new FL Image Notes in its place")
+    return values
+
+
 class FillImageNotes(Node):
     """The images below a black bar of bar_height pixels holding text in white, centred as the pack
     measures it (its ink's right edge across; its ink's bottom plus the font's descent down). The
     pack loads "arial.ttf", which only some systems have: here arial.ttf from models/fonts when it
     is there, else Pillow's own font at text_size. Text without ink (empty, spaces) draws nothing
-    (the pack fails on it). Gives RGB."""
+    (the pack fails on it). Gives RGB. This is the pack's layout at 13509480; a save from its later
+    version (border, word_wrap, bar_position) is refused, not misread."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Image Notes"
     images: IMAGE
@@ -369,7 +386,7 @@ class FillImageNotes(Node):
     bar_height: int = Int(50, min=10, max=200, step=2)
     text_size: int = Int(24, min=10, max=100)
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_ImageNotes",))
+    comfy = ComfyAlias(("FL_ImageNotes",), widgets=_notes_widgets)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -467,20 +484,35 @@ def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
     return sorted((p for p in files if p.is_file() and _stays_inside(folders.inputs, p)), key=str)
 
 
+def _randomizer_widgets(values: list) -> list:
+    """A UI save of FL_ImageRandomizer in the layout built here (directory_path, seed, its control,
+    search_subdirectories: the pack at 13509480); the pack's later layout, a mode ("Image" /
+    "Video") first (67977cbd, which also reads .webp and has two more outputs), is refused rather
+    than misread."""
+    if len(values) > 4:
+        raise ValueError(f"a save with {len(values)} widget values (mode {values[0]!r} first) is from a later version "
+                         "of the pack (67977cbd: mode, directory_path, seed, search_subdirectories): not read; "
+                         "graphflow builds the layout of 13509480 (directory_path, seed, search_subdirectories): "
+                         "put a new FL Image Randomizer in its place")
+    return values
+
+
 class FillImageRandomizer(Node):
     """One picture of a folder inside the inputs folder: file number seed % count of its .jpg, .jpeg,
     .png, .bmp and .gif files sorted by path (search_subdirectories: the whole tree below it), as
     RGB (its first frame, turned by its EXIF orientation), and its path (the folder joined with the
     file's path in it; the pack gives the path on disk). Folders outside the inputs folder, and
     links leading out of it, are left out (the pack reads any folder). A changed folder is read
-    again; the server's picture-size limit is checked before the file is decoded."""
+    again; the server's picture-size limit is checked before the file is decoded. This is the
+    pack's layout at 13509480; a save from its later version (a mode first, .webp, video) is
+    refused, not misread."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Image Randomizer"
     directory_path: str = Text("")
     seed: int = Int(0, min=0, max=0xffffffffffffffff)
     search_subdirectories: bool = Bool(False)
     outputs = {"IMAGE": IMAGE, "PATH": PATH}
-    comfy = ComfyAlias(("FL_ImageRandomizer",))
+    comfy = ComfyAlias(("FL_ImageRandomizer",), widgets=_randomizer_widgets)
 
     @classmethod
     def fingerprint(cls, directory_path="", search_subdirectories=False, **widgets):
@@ -1046,6 +1078,18 @@ def ascii_font_names() -> list[str]:
     return list(ascii_fonts())
 
 
+def _ascii_widgets(values: list) -> list:
+    """A UI save of FL_Ascii in the layout built here (spacing, font_size, characters, font,
+    sequence_toggle "off" / "on": the pack at 5d9f6707); the pack's later layout (9bef9f6c:
+    sequence_toggle a boolean, then envelope_json, blend_intensity, invert) is refused rather than
+    misread."""
+    if len(values) != 5 or values[4] not in ("off", "on"):
+        raise ValueError(f"a save with {len(values)} widget values is from a later version of the pack (9bef9f6c: "
+                         "sequence_toggle a boolean, envelope_json, blend_intensity, invert): not read; graphflow builds the layout of 5d9f6707 (spacing, "
+                         "font_size, characters, font, sequence_toggle off / on): put a new FL Ascii in its place")
+    return values
+
+
 class FillAscii(Node):
     """ASCII art: the picture sampled every spacing pixels (nearest), and at each sample a character
     drawn in the sample's colour on black, at font_size in font. With sequence_toggle off the
@@ -1056,7 +1100,9 @@ class FillAscii(Node):
     as in the pack. Gives RGB; an RGBA picture's alpha is dropped. At most 1,048,576 characters an
     image (the pack draws any number, one Pillow call each); spacing past the picture's size gives
     a black picture (the pack fails). font_size is at most 4,096 and characters × font_size² at most
-    2³² an image (the pack has no limit; Pillow renders each glyph whole, so the time grows so)."""
+    2³² an image (the pack has no limit; Pillow renders each glyph whole, so the time grows so).
+    This is the pack's layout at 5d9f6707; a save from its later version (sequence_toggle a
+    boolean, envelope_json, blend_intensity, invert, mask) is refused, not misread."""
     category = VFX
     display_name = "FL Ascii"
     image: IMAGE
@@ -1066,7 +1112,7 @@ class FillAscii(Node):
     font: str = Choice(ascii_font_names, "combo+")
     sequence_toggle: str = Choice(["off", "on"], "off")
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_Ascii",))
+    comfy = ComfyAlias(("FL_Ascii",), widgets=_ascii_widgets)
 
     def run(self):
         import numpy as np

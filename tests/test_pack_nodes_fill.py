@@ -795,3 +795,22 @@ def test_a_left_out_class_is_named_with_why():
     assert "OpenAI" in unknown_type_hint("FL_Dalle3")
     later = unknown_type_hint("FL_Ascii")
     assert "ComfyUI_Fill-Nodes" in later and ":" not in later.split("graphflow's nodes")[-1]
+    for name in ("FL_Fal_Sora", "FL_Hedra_API", "FL_Veo3VideoGen", "FL_GPT_Image1_ADV"):  # the pack's later web APIs
+        assert "web service" in unknown_type_hint(name), name
+    for name in ("FL_CodeNode", "FL_JS", "FL_NodeLoader", "FL_NodePackLoader"):  # left out, not "not built yet"
+        assert "code" in unknown_type_hint(name), name
+
+
+@pytest.mark.parametrize("node_type, ours, theirs, version", [
+    ("FL_ImageRandomizer", ["pool", 5, "randomize", True], ["Image", "pool", 5, "randomize", False], "67977cbd"),
+    ("FL_ImageNotes", ["Note", 40, 20], ["Text Here", 50, 24, 0, "disable", "top"], "1c99b736"),
+    ("FL_Ascii", [20, 20, "@#", "arial", "off"], [20, 20, "@#", "arial", True, "", 1.0, False], "9bef9f6c")])
+def test_a_save_in_the_packs_later_layout_is_refused_not_misread(registry, node_type, ours, theirs, version):
+    from graphflow.workflow import WorkflowFormatError
+    read = parse_workflow(ui_graph([ui_node(1, node_type, ours)]), registry).nodes["1"].inputs
+    names = {"FL_ImageRandomizer": ("directory_path", "seed", "search_subdirectories"),
+             "FL_ImageNotes": ("text", "bar_height", "text_size"),
+             "FL_Ascii": ("spacing", "font_size", "characters", "font", "sequence_toggle")}[node_type]
+    assert [read[name] for name in names] == [v for v in ours if v != "randomize"]  # the layout built here, read
+    with pytest.raises(WorkflowFormatError, match=f"{node_type}.*later version of the pack \\({version}"):
+        parse_workflow(ui_graph([ui_node(1, node_type, theirs)]), registry)
