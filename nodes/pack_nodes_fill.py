@@ -13,8 +13,7 @@ categories. Read from the pack's nodes/*.py at these commits:
   23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754 FL_PromptSelector.py, 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509
   FL_PaddingRemover.py, e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Image_Caption_Saver.py,
   4b324edd1403a93942226a7e8dae858874959bb5 FL_ImageCollage.py;
-  FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to
-  name; its class and inputs are those the pack's __init__ registers).
+  88056c54e5b1db57e5645a61cda244d211013d4b: nodes/vfx/FL_RetroEffect.py.
 
 The layouts are those of the commits above. Where the pack has changed a node's widgets since
 (FL_ImageRandomizer at 67977cbd1ea97e50af4566b25371090bfe1493ff, FL_ImageNotes at
@@ -607,8 +606,9 @@ class FillPaddingRemover(Node):
     channels) are padding, while at least min_content_size is left; the box found is trimmed by
     sides_trim / top_bottom_trim more on each side (both undone where nothing would be left).
     debug_view gives the picture with the box drawn in red (2 pixels) instead. Works on 8-bit levels
-    as the pack (x · 255 cut to a level). use_gpu changes nothing here (the GPU path of the pack
-    finds the same box). The images of a batch must crop to one size (the pack fails otherwise)."""
+    as the pack's CPU path (x · 255 cut to a level); use_gpu changes nothing here. The pack's GPU
+    path differs: it compares unrounded x · 255 values (the box can differ at the tolerance's edge)
+    and crops the picture without the 8-bit step. The images of a batch must crop to one size (the pack fails otherwise)."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Padding Remover"
     image: IMAGE
@@ -976,7 +976,8 @@ class FillRetroEffect(Node):
     vignette_strength: float = Float(0.7, min=0.0, max=1.0, step=0.01)
     noise_strength: float = Float(0.3, min=0.0, max=1.0, step=0.01)
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_RetroEffect",))
+    comfy = ComfyAlias(("FL_RetroEffect",), optional=("color_offset", "scanline_strength", "vignette_strength",
+                                                       "noise_strength"))
 
     def run(self):
         import numpy as np
@@ -1014,8 +1015,8 @@ class FillHexagonalPattern(Node):
     int(hexagon_size · spacing) pixels across and int(hexagon_size · spacing · √3 / 2) down (odd rows
     shifted half a step), a hexagon_size square of the picture is cut at that place, turned by
     rotation (degrees, the square grows to hold it), and pasted through a hexagon, after a
-    shadow_color shadow shifted by shadow_offset (half opaque, as the pack's fixed shadow_opacity of
-    0.5). Later tiles cover earlier ones, as in the pack. Gives RGB."""
+    shadow_color shadow shifted by shadow_offset, at full colour (the pack's shadow alpha of 127 is
+    lost when the picture is made RGB, as here). Later tiles cover earlier ones, as in the pack. Gives RGB."""
     category = VFX
     display_name = "FL Hexagonal Pattern"
     images: IMAGE
@@ -1026,7 +1027,8 @@ class FillHexagonalPattern(Node):
     rotation: float = Float(0.0, min=0.0, max=360.0, step=1.0)
     spacing: float = Float(1.0, min=0.5, max=2.0, step=0.1)
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_HexagonalPattern",))
+    comfy = ComfyAlias(("FL_HexagonalPattern",), optional=("hexagon_size", "shadow_offset", "shadow_color",
+                                                            "background_color", "rotation", "spacing"))
 
     def run(self):
         import math
@@ -1095,7 +1097,8 @@ class FillAscii(Node):
     drawn in the sample's colour on black, at font_size in font. With sequence_toggle off the
     character is characters[k · len / 256] for the sample's mean level k (0..255), dark to light;
     on, the characters follow one another across the rows. Fonts are the .ttf / .otf files in
-    models/fonts, named without their extension (the pack lists the fonts it ships; its
+    models/fonts, named without their extension: put the pack's fonts/*.ttf there for its saves,
+    which name them ("combo+", "arial"; the pack lists the fonts it ships; its
     FL_USE_SYSTEM_FONTS switch is not read); a font Pillow can't load falls back to Pillow's default,
     as in the pack. Gives RGB; an RGBA picture's alpha is dropped. At most 1,048,576 characters an
     image (the pack draws any number, one Pillow call each); spacing past the picture's size gives
@@ -1109,7 +1112,8 @@ class FillAscii(Node):
     spacing: int = Int(20, min=1)
     font_size: int = Int(20, min=1, max=MOST_ASCII_FONT_SIZE)
     characters: str = Text("\\._♥♦♣MachineDelusions♣♦♥_./")
-    font: str = Choice(ascii_font_names, "combo+")
+    font: str = Choice(ascii_font_names, "combo+", if_empty="no fonts: put the pack's fonts/*.ttf (combo+, arial, ...) "
+                                                             "or other .ttf / .otf files in models/fonts")
     sequence_toggle: str = Choice(["off", "on"], "off")
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("FL_Ascii",), widgets=_ascii_widgets)

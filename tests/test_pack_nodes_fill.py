@@ -125,6 +125,9 @@ def test_inputs_and_outputs_are_the_packs(registry):
                     assert options.get(key) == want, (name, input_name, key)
         assert entry["output"] == PACK_OUTPUTS.get(name, ["IMAGE"]), name
         assert entry["category"].startswith("🏵️Fill Nodes/"), name
+    for name in ("FL_HexagonalPattern", "FL_RetroEffect"):  # the pack declares every widget of these optional
+        assert info[name]["input_order"]["required"] == ["images"], name
+        assert info[name]["input_order"]["optional"] == [i[0] for i in PACK_INPUTS[name][1:]], name
 
 
 # -- utilities -------------------------------------------------------------------------------------
@@ -814,3 +817,8 @@ def test_a_save_in_the_packs_later_layout_is_refused_not_misread(registry, node_
     assert [read[name] for name in names] == [v for v in ours if v != "randomize"]  # the layout built here, read
     with pytest.raises(WorkflowFormatError, match=f"{node_type}.*later version of the pack \\({version}"):
         parse_workflow(ui_graph([ui_node(1, node_type, theirs)]), registry)
+
+
+def test_ascii_without_fonts_says_where_they_go(registry, tmp_folders):
+    with pytest.raises(ValueError, match="models/fonts"):  # the pack's saves name its fonts ("combo+", "arial")
+        call(registry, "FillAscii", image=_images(batch=1), font="combo+")
