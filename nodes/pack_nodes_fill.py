@@ -449,6 +449,9 @@ def _randomizer_folder(directory_path: str):
     """The folder FL_ImageRandomizer reads: inside the inputs folder (the pack reads any on disk)."""
     if not directory_path.strip():
         raise NodeInputError("directory_path", "give a folder inside the inputs folder")
+    if directory_path.strip().startswith(("/", "\\")) or directory_path.strip()[1:3] in (":/", ":\\"):
+        raise NodeInputError("directory_path", f"{directory_path!r} is a path on disk: folders are read only inside "
+                                               "the inputs folder; give the folder's path there (the pack reads any)")
     try:
         folder = safe_join(folders.inputs, directory_path.strip().replace("\\", "/").strip("/"))
     except UnsafePathError:
@@ -462,25 +465,29 @@ def _randomizer_folder(directory_path: str):
 def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
     """FL_ImageRandomizer's pictures (.jpg .jpeg .png .bmp .gif, any case), sorted by path; the whole
     tree below the folder with search_subdirectories (its linked folders not entered, as os.walk
-    does); links leading out of the inputs folder left out."""
+    does); links leading out of the folder left out. At most MOST_FOLDER_FILES entries (files and
+    folders) are looked at."""
     import os
     from pathlib import Path
 
     from graphflow.folders import _stays_inside
     from nodes.image import folder_files
     folder = _randomizer_folder(directory_path)
+    too_many = NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files and folders in "
+                                                f"{directory_path!r}: give a smaller folder")
     if not search_subdirectories:
+        if sum(1 for _ in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))) > MOST_FOLDER_FILES:
+            raise too_many
         return folder_files(folder, RANDOMIZER_EXTENSIONS)
     files, seen = [], 0
-    for root, _, names in os.walk(folder):
+    for root, subfolders, names in os.walk(folder):
         check_interrupted()
-        seen += len(names)
+        seen += len(names) + len(subfolders)
         if seen > MOST_FOLDER_FILES:
-            raise NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files below {directory_path!r}: "
-                                                   "give a smaller folder")
+            raise too_many
         files += [Path(root) / n for n in names if n.lower().endswith(RANDOMIZER_EXTENSIONS)]
     # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
-    return sorted((p for p in files if p.is_file() and _stays_inside(folders.inputs, p)), key=str)
+    return sorted((p for p in files if p.is_file() and _stays_inside(folder, p)), key=str)
 
 
 def _randomizer_widgets(values: list) -> list:
@@ -500,9 +507,9 @@ class FillImageRandomizer(Node):
     """One picture of a folder inside the inputs folder: file number seed % count of its .jpg, .jpeg,
     .png, .bmp and .gif files sorted by path (search_subdirectories: the whole tree below it), as
     RGB (its first frame, turned by its EXIF orientation), and its path (the folder joined with the
-    file's path in it; the pack gives the path on disk). Folders outside the inputs folder, and
-    links leading out of it, are left out (the pack reads any folder). A changed folder is read
-    again; the server's picture-size limit is checked before the file is decoded. This is the
+    file's path in it; the pack gives the path on disk). Folders outside the inputs folder (an
+    absolute path too), and links leading out of the folder given, are left out (the pack reads any
+    folder); at most 100,000 files and folders are looked at. A changed folder is read again; the server's picture-size limit is checked before the file is decoded. This is the
     pack's layout at 13509480; a save from its later version (a mode first, .webp, video) is
     refused, not misread."""
     category = "🏵️Fill Nodes/Image"
@@ -516,8 +523,8 @@ class FillImageRandomizer(Node):
     @classmethod
     def fingerprint(cls, directory_path="", search_subdirectories=False, **widgets):
         try:
-            return ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                            for p in randomizer_files(directory_path, search_subdirectories))
+            stats = ((p, p.stat()) for p in randomizer_files(directory_path, search_subdirectories))
+            return ",".join(f"{p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats)
         except (NodeInputError, OSError):
             return "missing"
 

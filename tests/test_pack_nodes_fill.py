@@ -822,3 +822,23 @@ def test_a_save_in_the_packs_later_layout_is_refused_not_misread(registry, node_
 def test_ascii_without_fonts_says_where_they_go(registry, tmp_folders):
     with pytest.raises(ValueError, match="models/fonts"):  # the pack's saves name its fonts ("combo+", "arial")
         call(registry, "FillAscii", image=_images(batch=1), font="combo+")
+
+
+def test_image_randomizer_bounds_and_links_are_even(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    from PIL import Image
+    folder = tmp_folders.inputs / "pool"
+    (folder / "sub").mkdir(parents=True)
+    (tmp_folders.inputs / "other").mkdir()
+    Image.new("RGB", (6, 5)).save(folder / "a.png")
+    Image.new("RGB", (6, 5)).save(tmp_folders.inputs / "other" / "b.png")
+    (folder / "sub" / "c.png").symlink_to(tmp_folders.inputs / "other" / "b.png")  # out of pool, in inputs
+    (folder / "d.png").symlink_to(tmp_folders.inputs / "other" / "b.png")
+    for tree in (False, True):  # a link out of the folder given is left out in both modes
+        assert [p.name for p in fill.randomizer_files("pool", tree)] == ["a.png"], tree
+    _refused(registry, "FillImageRandomizer", "directory_path", match="only inside the inputs folder",
+             directory_path=str(folder))
+    monkeypatch.setattr(fill, "MOST_FOLDER_FILES", 2)  # pool holds a.png, d.png and sub: 3 entries
+    for tree in (False, True):
+        _refused(registry, "FillImageRandomizer", "directory_path", match="files and folders", directory_path="pool",
+                 search_subdirectories=tree)
