@@ -53,6 +53,7 @@ MOST_FOLDER_FILES = 100_000  # files FL_ImageRandomizer looks through (a folder 
 MOST_ASCII_CELLS = 1 << 20  # characters FL_Ascii draws an image (each a Pillow text call: about a minute here)
 MOST_ASCII_FONT_SIZE = 4096  # FL_Ascii's font_size (Pillow renders a whole glyph bitmap before clipping it)
 MOST_ASCII_AREA = 1 << 32  # FL_Ascii's characters × font_size², pixels rendered an image (about a minute here)
+MOST_COLLAGE_TILES = 1 << 18  # FL_ImageCollage's tiles an image (each a Pillow paste: about 40 s here)
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -1179,7 +1180,8 @@ class FillImageCollage(Node):
     each tile in the mean colour of the base_image square under it (pixels past the edge count as
     black, as the pack crops), seen through the tile's brightness squared (a light tile shows the
     colour, a dark one stays black). One tile image serves every base image, else one each. A side
-    the aspect would make 0 pixels is 1 (the pack fails). Gives RGB; alpha is dropped."""
+    the aspect would make 0 pixels is 1 (the pack fails). At most 262,144 tiles an image (the pack
+    lays any number). Gives RGB; alpha is dropped."""
     category = VFX
     display_name = "FL Image Collage"
     base_image: IMAGE
@@ -1210,6 +1212,11 @@ class FillImageCollage(Node):
                 size = (max(1, int(self.tile_size * aspect)), self.tile_size)
             brightness = np.asarray(tile.resize(size, Image.Resampling.LANCZOS).convert("L")) / 255.0
             mask = Image.fromarray(np.uint8(brightness ** 2 * 255), "L")
+            count = -(-height // (size[1] + self.spacing)) * -(-width // (size[0] + self.spacing))
+            if count > MOST_COLLAGE_TILES:
+                raise NodeInputError("tile_image", f"{tile.width}×{tile.height} makes {size[0]}×{size[1]} tiles, "
+                                                   f"{count} an image: more than this node lays ({MOST_COLLAGE_TILES}); "
+                                                   "a squarer tile_image or a larger tile_size")
             levels = _levels(base[..., :3])
             canvas = Image.new("RGB", (width, height))
             for y in range(0, height, size[1] + self.spacing):

@@ -842,3 +842,14 @@ def test_image_randomizer_bounds_and_links_are_even(registry, tmp_folders, monke
     for tree in (False, True):
         _refused(registry, "FillImageRandomizer", "directory_path", match="files and folders", directory_path="pool",
                  search_subdirectories=tree)
+
+
+def test_image_collage_bounds_its_tiles(registry, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    monkeypatch.setattr(fill, "MOST_COLLAGE_TILES", 8)
+    base = _images(batch=1, height=16, width=16)
+    square = call(registry, "FillImageCollage", base_image=base, tile_image=_images(batch=1, height=8, width=8),
+                  tile_size=8)
+    assert square.shape == (1, 16, 16, 3)  # 2 × 2 tiles
+    _refused(registry, "FillImageCollage", "tile_image", match="tiles", base_image=base,
+             tile_image=_images(batch=1, height=8, width=1), tile_size=8)  # 1 × 8 tiles: 16 × 2
