@@ -510,8 +510,9 @@ class FillImageRandomizer(Node):
     RGB (its first frame, turned by its EXIF orientation), and its path (the folder joined with the
     file's path in it; the pack gives the path on disk). Folders outside the inputs folder (an
     absolute path too), and links leading out of the folder given, are left out (the pack reads any
-    folder); at most 100,000 files and folders are looked at. A changed folder is read again; the server's picture-size limit is checked before the file is decoded. This is the
-    pack's layout at 13509480; a save from its later version (a mode first, .webp, video) is
+    folder); at most 100,000 files and folders are looked at. A changed folder is read again;
+    the server's picture-size limit is checked before the file is decoded. This is the pack's
+    layout at 13509480; a save from its later version (a mode first, .webp, video) is
     refused, not misread."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Image Randomizer"
@@ -616,7 +617,8 @@ class FillPaddingRemover(Node):
     debug_view gives the picture with the box drawn in red (2 pixels) instead. Works on 8-bit levels
     as the pack's CPU path (x · 255 cut to a level); use_gpu changes nothing here. The pack's GPU
     path differs: it compares unrounded x · 255 values (the box can differ at the tolerance's edge)
-    and crops the picture without the 8-bit step. The images of a batch must crop to one size (the pack fails otherwise)."""
+    and crops the picture without the 8-bit step. The images of a batch must crop to one size (the
+    pack fails otherwise)."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Padding Remover"
     image: IMAGE
@@ -1095,8 +1097,8 @@ def _ascii_widgets(values: list) -> list:
     misread."""
     if len(values) != 5 or values[4] not in ("off", "on"):
         raise ValueError(f"a save with {len(values)} widget values is from a later version of the pack (9bef9f6c: "
-                         "sequence_toggle a boolean, envelope_json, blend_intensity, invert): not read; graphflow builds the layout of 5d9f6707 (spacing, "
-                         "font_size, characters, font, sequence_toggle off / on): put a new FL Ascii in its place")
+                         "sequence_toggle a boolean, envelope_json, blend_intensity, invert): not read; graphflow "
+                         "builds the layout of 5d9f6707 (spacing, font_size, characters, font, sequence_toggle off / on): put a new FL Ascii in its place")
     return values
 
 
@@ -1215,7 +1217,8 @@ class FillImageCollage(Node):
             count = -(-height // (size[1] + self.spacing)) * -(-width // (size[0] + self.spacing))
             if count > MOST_COLLAGE_TILES:
                 raise NodeInputError("tile_image", f"{tile.width}×{tile.height} makes {size[0]}×{size[1]} tiles, "
-                                                   f"{count} an image: more than this node lays ({MOST_COLLAGE_TILES}); "
+                                                   f"{count} an image: more than this node lays "
+                                                   f"({MOST_COLLAGE_TILES}); "
                                                    "a squarer tile_image or a larger tile_size")
             levels = _levels(base[..., :3])
             canvas = Image.new("RGB", (width, height))
