@@ -283,15 +283,24 @@ ART_VENTURE_LEFT_OUT = {
 }
 # filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1): its classes left out on purpose, with
 # why, and FILL_LATER, those not built yet; from its __init__.py at 003fd21a70528c707c34178543948fa992458781
+# (the web-API classes also from its __init__.py at ce59dd105619de8c336a7fa0df30f4400069339e)
 # (every class is "FL_..."; CUSTOM_PACKS claims the prefix)
 _FILL_CALLS = "it calls {}'s web service"
 FILL_LEFT_OUT = {
-    **dict.fromkeys(("FL_GeminiVideoCaptioner", "FL_GeminiImageEditor", "FL_GeminiTextAPI"),
+    **dict.fromkeys(("FL_GeminiVideoCaptioner", "FL_GeminiImageEditor", "FL_GeminiTextAPI", "FL_GeminiImageGenADV"),
                     _FILL_CALLS.format("Google's Gemini")),
-    **dict.fromkeys(("FL_GPT_Image1", "FL_GPT_Vision", "FL_SimpleGPTVision", "FL_GPT_Text", "FL_Dalle3"),
-                    _FILL_CALLS.format("OpenAI")),
+    **dict.fromkeys(("FL_VertexGemini25FlashImage", "FL_Veo3VideoGen"), _FILL_CALLS.format("Google Vertex AI")),
+    **dict.fromkeys(("FL_GPT_Image1", "FL_GPT_Image1_ADV", "FL_GPT_Vision", "FL_SimpleGPTVision", "FL_GPT_Text",
+                     "FL_Dalle3"), _FILL_CALLS.format("OpenAI")),
     "FL_PixVerseAPI": _FILL_CALLS.format("PixVerse"),
-    "FL_Fal_Pixverse": _FILL_CALLS.format("fal.ai"),
+    **dict.fromkeys(("FL_Fal_Pixverse", "FL_Fal_Pixverse_LipSync", "FL_Fal_Pixverse_Transition", "FL_Fal_Kontext",
+                     "FL_Fal_Sora", "FL_Fal_Seedance_i2v", "FL_Fal_Seedream_Edit", "FL_Fal_SeedVR_Upscale",
+                     "FL_Fal_Kling_AIAvatar", "FL_Fal_Gemini_ImageEdit"), _FILL_CALLS.format("fal.ai")),
+    "FL_Hedra_API": _FILL_CALLS.format("Hedra"),
+    **dict.fromkeys(("FL_RunwayAct2", "FL_RunwayImageAPI"), _FILL_CALLS.format("Runway")),
+    **dict.fromkeys(("FL_CodeNode", "FL_JS"), "it runs code typed into the workflow (Python / JavaScript): a saved "
+                                              "workflow would run whatever it holds"),
+    **dict.fromkeys(("FL_NodeLoader", "FL_NodePackLoader"), "it loads other code into the server while it runs"),
     "FL_SendToDiscordWebhook": "it posts the images to a Discord webhook",
     **dict.fromkeys(("FL_HFHubModelUploader", "FL_HF_UploaderAbsolute", "FL_HF_Character", "FL_HFDatasetDownloader"),
                     "it uploads to or downloads from the Hugging Face hub"),
@@ -303,7 +312,7 @@ FILL_LEFT_OUT = {
     **dict.fromkeys(("FL_InfiniteZoom", "FL_Shadertoy"),
                     "it renders with an OpenGL shader (PyOpenGL and glfw, a window on a display)"),
 }
-FILL_LATER = ("FL_VideoCaptionSaver", "FL_CodeNode",
+FILL_LATER = ("FL_VideoCaptionSaver",
               "FL_DirectoryCrawl", "FL_Ripple", "FL_NFTGenerator", "FL_RandomNumber",
               "FL_PixelArtShader", "FL_PaperDrawn",
               "FL_KsamplerSettings", "FL_InpaintCrop",
@@ -317,9 +326,9 @@ FILL_LATER = ("FL_VideoCaptionSaver", "FL_CodeNode",
               "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader", "FL_TextToPDF", "FL_PDFEncryptor",
               "FL_SaveAndDisplayImage", "FL_ImageAdjuster", "FL_CaptionSaver_V2", "FL_PathTypeChecker",
               "FL_SaveWebPImage(SaveImage)", "FL_MadLibGenerator", "FL_ImageListToImageBatch",
-              "FL_ImageBatchToImageList", "FL_ProResVideo", "FL_NodeLoader", "FL_NodePackLoader",
+              "FL_ImageBatchToImageList", "FL_ProResVideo",
               "FL_API_Base64_ImageLoader", "FL_API_ImageSaver", "FL_AnimeLineExtractor", "FL_HunyuanDelight",
-              "FL_ClipScanner", "FL_SceneCut", "FL_JS", "FL_WF_Agent", "FL_BlackFrameReject", "FL_PromptBasic",
+              "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent", "FL_BlackFrameReject", "FL_PromptBasic",
               "FL_PromptMulti", "FL_PasteByMask")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too

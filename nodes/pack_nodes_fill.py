@@ -13,8 +13,12 @@ categories. Read from the pack's nodes/*.py at these commits:
   23d832b9f3f5dfd5d93d5e7a11bfa8a7a2555754 FL_PromptSelector.py, 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509
   FL_PaddingRemover.py, e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Image_Caption_Saver.py,
   4b324edd1403a93942226a7e8dae858874959bb5 FL_ImageCollage.py;
-  FL_RetroEffect's code as the code index holds it outside the pack's repository (no commit of the pack's to
-  name; its class and inputs are those the pack's __init__ registers).
+  88056c54e5b1db57e5645a61cda244d211013d4b: nodes/vfx/FL_RetroEffect.py.
+
+The layouts are those of the commits above. Where the pack has changed a node's widgets since
+(FL_ImageRandomizer at 67977cbd1ea97e50af4566b25371090bfe1493ff, FL_ImageNotes at
+1c99b736ab7607779eee763e8210279a33bc94df, FL_Ascii at 9bef9f6cf9de946767a55a9d82454cf1a31f728a), a
+save in the later layout is refused with the version named, not misread.
 
 Nodes here: FL_Padding, FL_PaddingRemover, FL_ApplyMask, FL_ImageBatchToGrid, FL_ImageAddToBatch,
 FL_ImageSlicer, FL_ImageDimensionDisplay, FL_ImageNotes, FL_ImageRandomizer, FL_ImageCaptionSaver,
@@ -47,6 +51,9 @@ MOST_POWER_BITS = 1 << 16  # an integer power's bits beyond which FL_Math gives 
 RANDOMIZER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # FL_ImageRandomizer's
 MOST_FOLDER_FILES = 100_000  # files FL_ImageRandomizer looks through (a folder tree can be a whole disk)
 MOST_ASCII_CELLS = 1 << 20  # characters FL_Ascii draws an image (each a Pillow text call: about a minute here)
+MOST_ASCII_FONT_SIZE = 4096  # FL_Ascii's font_size (Pillow renders a whole glyph bitmap before clipping it)
+MOST_ASCII_AREA = 1 << 32  # FL_Ascii's characters × font_size², pixels rendered an image (about a minute here)
+MOST_COLLAGE_TILES = 1 << 18  # FL_ImageCollage's tiles an image (each a Pillow paste: about 40 s here)
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -354,12 +361,24 @@ class FillImageCaptionSaver(Node):
         return f"Saved {images.shape[0]} images and sanitized captions in '{self.folder_name}'"
 
 
+def _notes_widgets(values: list) -> list:
+    """A UI save of FL_ImageNotes in the layout built here (text, bar_height, text_size: the pack at
+    13509480); the pack's later layout (border, word_wrap, bar_position after them, as at 1c99b736,
+    whose text sits 10 pixels from the bar's top, not centred) is refused rather than misread."""
+    if len(values) > 3:
+        raise ValueError(f"a save with {len(values)} widget values is from a later version of the pack (1c99b736: "
+                         "border, word_wrap and bar_position after them): not read; graphflow builds the layout of "
+                         "13509480 (text, bar_height, text_size): put a new FL Image Notes in its place")
+    return values
+
+
 class FillImageNotes(Node):
     """The images below a black bar of bar_height pixels holding text in white, centred as the pack
     measures it (its ink's right edge across; its ink's bottom plus the font's descent down). The
     pack loads "arial.ttf", which only some systems have: here arial.ttf from models/fonts when it
     is there, else Pillow's own font at text_size. Text without ink (empty, spaces) draws nothing
-    (the pack fails on it). Gives RGB."""
+    (the pack fails on it). Gives RGB. This is the pack's layout at 13509480; a save from its later
+    version (border, word_wrap, bar_position) is refused, not misread."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Image Notes"
     images: IMAGE
@@ -367,7 +386,7 @@ class FillImageNotes(Node):
     bar_height: int = Int(50, min=10, max=200, step=2)
     text_size: int = Int(24, min=10, max=100)
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_ImageNotes",))
+    comfy = ComfyAlias(("FL_ImageNotes",), widgets=_notes_widgets)
 
     @classmethod
     def estimate(cls, widgets, inputs):
@@ -431,6 +450,9 @@ def _randomizer_folder(directory_path: str):
     """The folder FL_ImageRandomizer reads: inside the inputs folder (the pack reads any on disk)."""
     if not directory_path.strip():
         raise NodeInputError("directory_path", "give a folder inside the inputs folder")
+    if directory_path.strip().startswith(("/", "\\")) or directory_path.strip()[1:3] in (":/", ":\\"):
+        raise NodeInputError("directory_path", f"{directory_path!r} is a path on disk: folders are read only inside "
+                                               "the inputs folder; give the folder's path there (the pack reads any)")
     try:
         folder = safe_join(folders.inputs, directory_path.strip().replace("\\", "/").strip("/"))
     except UnsafePathError:
@@ -444,46 +466,67 @@ def _randomizer_folder(directory_path: str):
 def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
     """FL_ImageRandomizer's pictures (.jpg .jpeg .png .bmp .gif, any case), sorted by path; the whole
     tree below the folder with search_subdirectories (its linked folders not entered, as os.walk
-    does); links leading out of the inputs folder left out."""
+    does); links leading out of the folder left out. At most MOST_FOLDER_FILES entries (files and
+    folders) are looked at."""
     import os
     from pathlib import Path
 
     from graphflow.folders import _stays_inside
     from nodes.image import folder_files
     folder = _randomizer_folder(directory_path)
+    too_many = NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files and folders in "
+                                                f"{directory_path!r}: give a smaller folder")
     if not search_subdirectories:
+        if sum(1 for _ in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))) > MOST_FOLDER_FILES:
+            raise too_many
         return folder_files(folder, RANDOMIZER_EXTENSIONS)
     files, seen = [], 0
-    for root, _, names in os.walk(folder):
+    for root, subfolders, names in os.walk(folder):
         check_interrupted()
-        seen += len(names)
+        seen += len(names) + len(subfolders)
         if seen > MOST_FOLDER_FILES:
-            raise NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files below {directory_path!r}: "
-                                                   "give a smaller folder")
+            raise too_many
         files += [Path(root) / n for n in names if n.lower().endswith(RANDOMIZER_EXTENSIONS)]
-    return sorted(p for p in files if p.is_file() and _stays_inside(folders.inputs, p))
+    # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
+    return sorted((p for p in files if p.is_file() and _stays_inside(folder, p)), key=str)
+
+
+def _randomizer_widgets(values: list) -> list:
+    """A UI save of FL_ImageRandomizer in the layout built here (directory_path, seed, its control,
+    search_subdirectories: the pack at 13509480); the pack's later layout, a mode ("Image" /
+    "Video") first (67977cbd, which also reads .webp and has two more outputs), is refused rather
+    than misread."""
+    if len(values) > 4:
+        raise ValueError(f"a save with {len(values)} widget values (mode {values[0]!r} first) is from a later version "
+                         "of the pack (67977cbd: mode, directory_path, seed, search_subdirectories): not read; "
+                         "graphflow builds the layout of 13509480 (directory_path, seed, search_subdirectories): "
+                         "put a new FL Image Randomizer in its place")
+    return values
 
 
 class FillImageRandomizer(Node):
     """One picture of a folder inside the inputs folder: file number seed % count of its .jpg, .jpeg,
     .png, .bmp and .gif files sorted by path (search_subdirectories: the whole tree below it), as
     RGB (its first frame, turned by its EXIF orientation), and its path (the folder joined with the
-    file's path in it; the pack gives the path on disk). Folders outside the inputs folder, and
-    links leading out of it, are left out (the pack reads any folder). A changed folder is read
-    again; the server's picture-size limit is checked before the file is decoded."""
+    file's path in it; the pack gives the path on disk). Folders outside the inputs folder (an
+    absolute path too), and links leading out of the folder given, are left out (the pack reads any
+    folder); at most 100,000 files and folders are looked at. A changed folder is read again;
+    the server's picture-size limit is checked before the file is decoded. This is the pack's
+    layout at 13509480; a save from its later version (a mode first, .webp, video) is
+    refused, not misread."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Image Randomizer"
     directory_path: str = Text("")
     seed: int = Int(0, min=0, max=0xffffffffffffffff)
     search_subdirectories: bool = Bool(False)
     outputs = {"IMAGE": IMAGE, "PATH": PATH}
-    comfy = ComfyAlias(("FL_ImageRandomizer",))
+    comfy = ComfyAlias(("FL_ImageRandomizer",), widgets=_randomizer_widgets)
 
     @classmethod
     def fingerprint(cls, directory_path="", search_subdirectories=False, **widgets):
         try:
-            return ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                            for p in randomizer_files(directory_path, search_subdirectories))
+            stats = ((p, p.stat()) for p in randomizer_files(directory_path, search_subdirectories))
+            return ",".join(f"{p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats)
         except (NodeInputError, OSError):
             return "missing"
 
@@ -572,8 +615,10 @@ class FillPaddingRemover(Node):
     channels) are padding, while at least min_content_size is left; the box found is trimmed by
     sides_trim / top_bottom_trim more on each side (both undone where nothing would be left).
     debug_view gives the picture with the box drawn in red (2 pixels) instead. Works on 8-bit levels
-    as the pack (x · 255 cut to a level). use_gpu changes nothing here (the GPU path of the pack
-    finds the same box). The images of a batch must crop to one size (the pack fails otherwise)."""
+    as the pack's CPU path (x · 255 cut to a level); use_gpu changes nothing here. The pack's GPU
+    path differs: it compares unrounded x · 255 values (the box can differ at the tolerance's edge)
+    and crops the picture without the 8-bit step. The images of a batch must crop to one size (the
+    pack fails otherwise)."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Padding Remover"
     image: IMAGE
@@ -618,12 +663,21 @@ class FillPaddingRemover(Node):
 # -- math ------------------------------------------------------------------------------------------
 
 
+def _bounded(number):
+    """number, refused (ArithmeticError, so FL_Math gives its 0) where it is an integer of more than
+    MOST_POWER_BITS bits: every integer result is checked, so a chain of products stays small."""
+    if isinstance(number, int) and number.bit_length() > MOST_POWER_BITS:
+        raise ArithmeticError(f"an integer of {number.bit_length()} bits is too large (at most {MOST_POWER_BITS})")
+    return number
+
+
 def _power(base, exponent):
-    """base ** exponent, refused (ArithmeticError, so FL_Math gives its 0) where two integers would
-    make a number of more than MOST_POWER_BITS bits."""
+    """base ** exponent, refused before it is worked out where two integers would make more than
+    MOST_POWER_BITS bits (the bits are quoted: a long integer's digits can't be written out)."""
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and \
             abs(base) > 1 and exponent * abs(base).bit_length() > MOST_POWER_BITS:
-        raise ArithmeticError(f"{base} ** {exponent} is too large")
+        raise ArithmeticError(f"a {abs(base).bit_length()}-bit integer to the power {exponent} is too large "
+                              f"(at most {MOST_POWER_BITS} bits)")
     return base ** exponent
 
 
@@ -637,9 +691,10 @@ def equation_value(equation: str, names: dict):
 
     def value(node):
         if isinstance(node, ast.Constant) and type(node.value) in (int, float, complex):
-            return node.value
+            return _bounded(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in binary:
-            return binary[type(node.op)](value(node.left), value(node.right))
+            check_interrupted()
+            return _bounded(binary[type(node.op)](value(node.left), value(node.right)))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
         if isinstance(node, ast.Name):
@@ -653,8 +708,9 @@ class FillMath(Node):
     """The equation's value as an INT (cut toward zero) and a FLOAT. The equation may use A, B, C,
     numbers, + - * / ** and unary minus, as the pack's. As in the pack, an equation it can't work
     out (another name or operator, a division by zero, a result too large or not real) gives 0 and
-    0.0; here with a warning that says why. Integer powers beyond 65,536 bits count as too large
-    (the pack would compute 9 ** 9 ** 9 for ever); equations over 10,000 characters are refused."""
+    0.0; here with a warning that says why. An integer (a power, a product, any step) beyond 65,536
+    bits counts as too large (the pack would compute 9 ** 9 ** 9 for ever); equations over 10,000
+    characters are refused."""
     category = "🏵️Fill Nodes/math"
     A: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
     B: float = Float(0.0, min=-1_000_000.0, max=1_000_000.0, step=0.01)
@@ -671,7 +727,8 @@ class FillMath(Node):
             result = equation_value(self.equation, {"A": self.A, "B": self.B, "C": self.C})
             return int(result), float(result)
         except (ValueError, TypeError, ArithmeticError, RecursionError, KeyError, SyntaxError, MemoryError) as e:
-            warn(f"equation {self.equation!r} gives 0: {type(e).__name__}: {e}")
+            shown = self.equation if len(self.equation) <= 80 else self.equation[:77] + "..."
+            warn(f"equation {shown!r} gives 0: {type(e).__name__}: {e}")
             return 0, 0.0
 
 
@@ -929,7 +986,8 @@ class FillRetroEffect(Node):
     vignette_strength: float = Float(0.7, min=0.0, max=1.0, step=0.01)
     noise_strength: float = Float(0.3, min=0.0, max=1.0, step=0.01)
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_RetroEffect",))
+    comfy = ComfyAlias(("FL_RetroEffect",), optional=("color_offset", "scanline_strength", "vignette_strength",
+                                                       "noise_strength"))
 
     def run(self):
         import numpy as np
@@ -967,8 +1025,8 @@ class FillHexagonalPattern(Node):
     int(hexagon_size · spacing) pixels across and int(hexagon_size · spacing · √3 / 2) down (odd rows
     shifted half a step), a hexagon_size square of the picture is cut at that place, turned by
     rotation (degrees, the square grows to hold it), and pasted through a hexagon, after a
-    shadow_color shadow shifted by shadow_offset (half opaque, as the pack's fixed shadow_opacity of
-    0.5). Later tiles cover earlier ones, as in the pack. Gives RGB."""
+    shadow_color shadow shifted by shadow_offset, at full colour (the pack's shadow alpha of 127 is
+    lost when the picture is made RGB, as here). Later tiles cover earlier ones, as in the pack. Gives RGB."""
     category = VFX
     display_name = "FL Hexagonal Pattern"
     images: IMAGE
@@ -979,7 +1037,8 @@ class FillHexagonalPattern(Node):
     rotation: float = Float(0.0, min=0.0, max=360.0, step=1.0)
     spacing: float = Float(1.0, min=0.5, max=2.0, step=0.1)
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_HexagonalPattern",))
+    comfy = ComfyAlias(("FL_HexagonalPattern",), optional=("hexagon_size", "shadow_offset", "shadow_color",
+                                                            "background_color", "rotation", "spacing"))
 
     def run(self):
         import math
@@ -1031,26 +1090,43 @@ def ascii_font_names() -> list[str]:
     return list(ascii_fonts())
 
 
+def _ascii_widgets(values: list) -> list:
+    """A UI save of FL_Ascii in the layout built here (spacing, font_size, characters, font,
+    sequence_toggle "off" / "on": the pack at 5d9f6707); the pack's later layout (9bef9f6c:
+    sequence_toggle a boolean, then envelope_json, blend_intensity, invert) is refused rather than
+    misread."""
+    if len(values) != 5 or values[4] not in ("off", "on"):
+        raise ValueError(f"a save with {len(values)} widget values is from a later version of the pack (9bef9f6c: "
+                         "sequence_toggle a boolean, envelope_json, blend_intensity, invert): not read; graphflow "
+                         "builds the layout of 5d9f6707 (spacing, font_size, characters, font, sequence_toggle off / on): put a new FL Ascii in its place")
+    return values
+
+
 class FillAscii(Node):
     """ASCII art: the picture sampled every spacing pixels (nearest), and at each sample a character
     drawn in the sample's colour on black, at font_size in font. With sequence_toggle off the
     character is characters[k · len / 256] for the sample's mean level k (0..255), dark to light;
     on, the characters follow one another across the rows. Fonts are the .ttf / .otf files in
-    models/fonts, named without their extension (the pack lists the fonts it ships; its
+    models/fonts, named without their extension: put the pack's fonts/*.ttf there for its saves,
+    which name them ("combo+", "arial"; the pack lists the fonts it ships; its
     FL_USE_SYSTEM_FONTS switch is not read); a font Pillow can't load falls back to Pillow's default,
     as in the pack. Gives RGB; an RGBA picture's alpha is dropped. At most 1,048,576 characters an
     image (the pack draws any number, one Pillow call each); spacing past the picture's size gives
-    a black picture (the pack fails)."""
+    a black picture (the pack fails). font_size is at most 4,096 and characters × font_size² at most
+    2³² an image (the pack has no limit; Pillow renders each glyph whole, so the time grows so).
+    This is the pack's layout at 5d9f6707; a save from its later version (sequence_toggle a
+    boolean, envelope_json, blend_intensity, invert, mask) is refused, not misread."""
     category = VFX
     display_name = "FL Ascii"
     image: IMAGE
     spacing: int = Int(20, min=1)
-    font_size: int = Int(20, min=1)
+    font_size: int = Int(20, min=1, max=MOST_ASCII_FONT_SIZE)
     characters: str = Text("\\._♥♦♣MachineDelusions♣♦♥_./")
-    font: str = Choice(ascii_font_names, "combo+")
+    font: str = Choice(ascii_font_names, "combo+", if_empty="no fonts: put the pack's fonts/*.ttf (combo+, arial, ...) "
+                                                             "or other .ttf / .otf files in models/fonts")
     sequence_toggle: str = Choice(["off", "on"], "off")
     outputs = {"IMAGE": IMAGE}
-    comfy = ComfyAlias(("FL_Ascii",))
+    comfy = ComfyAlias(("FL_Ascii",), widgets=_ascii_widgets)
 
     def run(self):
         import numpy as np
@@ -1067,6 +1143,10 @@ class FillAscii(Node):
         if across * down > MOST_ASCII_CELLS:
             raise NodeInputError("spacing", f"{self.spacing}: {across * down} characters an image, more than this node "
                                             f"draws ({MOST_ASCII_CELLS}); a larger spacing")
+        if across * down * self.font_size ** 2 > MOST_ASCII_AREA:
+            raise NodeInputError("font_size", f"{self.font_size}: {across * down} characters of {self.font_size}² "
+                                              f"pixels is more than this node renders ({MOST_ASCII_AREA}); a smaller "
+                                              "font_size or a larger spacing")
         try:
             font = ImageFont.truetype(str(folders.find_model("fonts", ascii_fonts()[self.font], inside=True)),
                                       self.font_size)
@@ -1102,7 +1182,8 @@ class FillImageCollage(Node):
     each tile in the mean colour of the base_image square under it (pixels past the edge count as
     black, as the pack crops), seen through the tile's brightness squared (a light tile shows the
     colour, a dark one stays black). One tile image serves every base image, else one each. A side
-    the aspect would make 0 pixels is 1 (the pack fails). Gives RGB; alpha is dropped."""
+    the aspect would make 0 pixels is 1 (the pack fails). At most 262,144 tiles an image (the pack
+    lays any number). Gives RGB; alpha is dropped."""
     category = VFX
     display_name = "FL Image Collage"
     base_image: IMAGE
@@ -1133,6 +1214,12 @@ class FillImageCollage(Node):
                 size = (max(1, int(self.tile_size * aspect)), self.tile_size)
             brightness = np.asarray(tile.resize(size, Image.Resampling.LANCZOS).convert("L")) / 255.0
             mask = Image.fromarray(np.uint8(brightness ** 2 * 255), "L")
+            count = -(-height // (size[1] + self.spacing)) * -(-width // (size[0] + self.spacing))
+            if count > MOST_COLLAGE_TILES:
+                raise NodeInputError("tile_image", f"{tile.width}×{tile.height} makes {size[0]}×{size[1]} tiles, "
+                                                   f"{count} an image: more than this node lays "
+                                                   f"({MOST_COLLAGE_TILES}); "
+                                                   "a squarer tile_image or a larger tile_size")
             levels = _levels(base[..., :3])
             canvas = Image.new("RGB", (width, height))
             for y in range(0, height, size[1] + self.spacing):

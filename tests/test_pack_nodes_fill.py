@@ -125,6 +125,9 @@ def test_inputs_and_outputs_are_the_packs(registry):
                     assert options.get(key) == want, (name, input_name, key)
         assert entry["output"] == PACK_OUTPUTS.get(name, ["IMAGE"]), name
         assert entry["category"].startswith("🏵️Fill Nodes/"), name
+    for name in ("FL_HexagonalPattern", "FL_RetroEffect"):  # the pack declares every widget of these optional
+        assert info[name]["input_order"]["required"] == ["images"], name
+        assert info[name]["input_order"]["optional"] == [i[0] for i in PACK_INPUTS[name][1:]], name
 
 
 # -- utilities -------------------------------------------------------------------------------------
@@ -300,6 +303,13 @@ def test_image_randomizer_picks_seed_modulo_the_sorted_pictures(registry, tmp_fo
     before = cls.fingerprint(directory_path="pool", seed=0, search_subdirectories=False)
     Image.new("RGB", (6, 5)).save(folder / "f.png")
     assert cls.fingerprint(directory_path="pool", seed=0, search_subdirectories=False) != before
+    # the pack sorts path strings: "img.png" before "img/x.png" (a Path sorts them the other way)
+    (tmp_folders.inputs / "order" / "img").mkdir(parents=True)
+    Image.new("RGB", (6, 5), (200, 0, 0)).save(tmp_folders.inputs / "order" / "img.png")
+    Image.new("RGB", (6, 5), (0, 200, 0)).save(tmp_folders.inputs / "order" / "img" / "x.png")
+    for seed, want in ((0, "order/img.png"), (1, "order/img/x.png")):
+        _, path = call(registry, "FillImageRandomizer", directory_path="order", seed=seed, search_subdirectories=True)
+        assert path == want
     for bad in ("", "../", "/etc", "missing"):
         _refused(registry, "FillImageRandomizer", "directory_path", directory_path=bad)
     (folder / "empty").mkdir()
@@ -366,6 +376,22 @@ def test_math_gives_pythons_value(registry, equation, a, b, c):
                                       "2.0 ** 5000", "A +", "1j", "True + 1"])
 def test_math_gives_zero_where_the_pack_does(registry, equation):
     assert call(registry, "FillMath", equation=equation, A=2.0) == (0, 0.0)
+
+
+def test_math_bounds_every_integer_not_only_powers(registry, caplog):
+    from nodes.pack_nodes_fill import MOST_POWER_BITS, equation_value
+    chain = "*".join(["9**16384"] * 3)  # each factor under the bit limit, the product over it
+    with pytest.raises(ArithmeticError, match="bits"):
+        equation_value(chain, {})
+    assert equation_value("9**16384*9", {}) == 9 ** 16385  # a product under the limit is worked out
+    with pytest.raises(ArithmeticError):
+        equation_value(f"2**{MOST_POWER_BITS - 1} + 2**{MOST_POWER_BITS - 1}", {})  # a sum over it too
+    with caplog.at_level("WARNING"):
+        assert call(registry, "FillMath", equation="*".join(["9**16384"] * 200)) == (0, 0.0)
+        assert call(registry, "FillMath", equation="(2**32768)**2") == (0, 0.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("too large" in m for m in messages) and not any("4300" in m for m in messages)
+    assert all(len(m) < 400 for m in messages)  # the 1,799-character equation is cut short
 
 
 def test_math_refuses_an_overlong_equation(registry):
@@ -620,6 +646,17 @@ def test_ascii_refuses_more_characters_than_it_draws(registry, dejavu_font, monk
     _refused(registry, "FillAscii", "spacing", image=images, spacing=4, font="DejaVuSans")  # 12 would be
 
 
+def test_ascii_bounds_the_glyphs_it_renders(registry, dejavu_font, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    monkeypatch.setattr(fill, "MOST_ASCII_AREA", 6 * 30 ** 2)
+    images = _images(batch=1, height=12, width=16)
+    assert call(registry, "FillAscii", image=images, spacing=5, font_size=30, font="DejaVuSans").shape == (1, 12, 16, 3)
+    _refused(registry, "FillAscii", "font_size", image=images, spacing=5, font_size=31, font="DejaVuSans")
+    with pytest.raises(ValueError, match="font_size"):  # past the widget's range, refused at validation
+        call(registry, "FillAscii", image=images, spacing=16, font_size=fill.MOST_ASCII_FONT_SIZE + 1,
+             font="DejaVuSans")
+
+
 def _pack_collage(base, tile, tile_size, spacing):
     """FL_ImageCollage written out: Pillow's Lanczos resize of the tile, its grey (ITU-R 601 in
     Pillow's fixed point) squared as the mask, each cell's mean colour (the crop's black margin
@@ -761,3 +798,58 @@ def test_a_left_out_class_is_named_with_why():
     assert "OpenAI" in unknown_type_hint("FL_Dalle3")
     later = unknown_type_hint("FL_Ascii")
     assert "ComfyUI_Fill-Nodes" in later and ":" not in later.split("graphflow's nodes")[-1]
+    for name in ("FL_Fal_Sora", "FL_Hedra_API", "FL_Veo3VideoGen", "FL_GPT_Image1_ADV"):  # the pack's later web APIs
+        assert "web service" in unknown_type_hint(name), name
+    for name in ("FL_CodeNode", "FL_JS", "FL_NodeLoader", "FL_NodePackLoader"):  # left out, not "not built yet"
+        assert "code" in unknown_type_hint(name), name
+
+
+@pytest.mark.parametrize("node_type, ours, theirs, version", [
+    ("FL_ImageRandomizer", ["pool", 5, "randomize", True], ["Image", "pool", 5, "randomize", False], "67977cbd"),
+    ("FL_ImageNotes", ["Note", 40, 20], ["Text Here", 50, 24, 0, "disable", "top"], "1c99b736"),
+    ("FL_Ascii", [20, 20, "@#", "arial", "off"], [20, 20, "@#", "arial", True, "", 1.0, False], "9bef9f6c")])
+def test_a_save_in_the_packs_later_layout_is_refused_not_misread(registry, node_type, ours, theirs, version):
+    from graphflow.workflow import WorkflowFormatError
+    read = parse_workflow(ui_graph([ui_node(1, node_type, ours)]), registry).nodes["1"].inputs
+    names = {"FL_ImageRandomizer": ("directory_path", "seed", "search_subdirectories"),
+             "FL_ImageNotes": ("text", "bar_height", "text_size"),
+             "FL_Ascii": ("spacing", "font_size", "characters", "font", "sequence_toggle")}[node_type]
+    assert [read[name] for name in names] == [v for v in ours if v != "randomize"]  # the layout built here, read
+    with pytest.raises(WorkflowFormatError, match=f"{node_type}.*later version of the pack \\({version}"):
+        parse_workflow(ui_graph([ui_node(1, node_type, theirs)]), registry)
+
+
+def test_ascii_without_fonts_says_where_they_go(registry, tmp_folders):
+    with pytest.raises(ValueError, match="models/fonts"):  # the pack's saves name its fonts ("combo+", "arial")
+        call(registry, "FillAscii", image=_images(batch=1), font="combo+")
+
+
+def test_image_randomizer_bounds_and_links_are_even(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    from PIL import Image
+    folder = tmp_folders.inputs / "pool"
+    (folder / "sub").mkdir(parents=True)
+    (tmp_folders.inputs / "other").mkdir()
+    Image.new("RGB", (6, 5)).save(folder / "a.png")
+    Image.new("RGB", (6, 5)).save(tmp_folders.inputs / "other" / "b.png")
+    (folder / "sub" / "c.png").symlink_to(tmp_folders.inputs / "other" / "b.png")  # out of pool, in inputs
+    (folder / "d.png").symlink_to(tmp_folders.inputs / "other" / "b.png")
+    for tree in (False, True):  # a link out of the folder given is left out in both modes
+        assert [p.name for p in fill.randomizer_files("pool", tree)] == ["a.png"], tree
+    _refused(registry, "FillImageRandomizer", "directory_path", match="only inside the inputs folder",
+             directory_path=str(folder))
+    monkeypatch.setattr(fill, "MOST_FOLDER_FILES", 2)  # pool holds a.png, d.png and sub: 3 entries
+    for tree in (False, True):
+        _refused(registry, "FillImageRandomizer", "directory_path", match="files and folders", directory_path="pool",
+                 search_subdirectories=tree)
+
+
+def test_image_collage_bounds_its_tiles(registry, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    monkeypatch.setattr(fill, "MOST_COLLAGE_TILES", 8)
+    base = _images(batch=1, height=16, width=16)
+    square = call(registry, "FillImageCollage", base_image=base, tile_image=_images(batch=1, height=8, width=8),
+                  tile_size=8)
+    assert square.shape == (1, 16, 16, 3)  # 2 × 2 tiles
+    _refused(registry, "FillImageCollage", "tile_image", match="tiles", base_image=base,
+             tile_image=_images(batch=1, height=8, width=1), tile_size=8)  # 1 × 8 tiles: 16 × 2
