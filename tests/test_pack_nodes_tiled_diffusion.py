@@ -492,3 +492,20 @@ def test_a_ui_save_reads_and_runs(registry, sd1):
     samples = result.values["8"]
     samples = samples[0] if isinstance(samples, tuple) else samples
     assert samples["samples"].shape == (1, 4, 24, 16) and torch.isfinite(samples["samples"]).all()
+
+
+def test_an_ip_adapter_gives_the_same_latent_at_any_tile_batch_size(registry, sd1, tmp_path):
+    """Tiles stacked in one call each keep their rows' roles: the negative prompt's rows get the
+    uncond image tokens however many tiles share the call."""
+    from graphflow.models.ip_adapter import apply_ip_adapter, load_ip_adapter
+    from graphflow.testing import write_ip_adapter
+
+    model, positive, negative = sd1
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32,
+                                               unet=model.unet.config, scale=3.0))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(1)))
+    patched = apply_ip_adapter(model, adapter, tokens, torch.zeros_like(tokens), 1.0)
+    latent = {"samples": torch.zeros(1, 4, 16, 24)}
+    one, four = (ksampler(registry, tiled_model(registry, patched, tile=128, overlap=64, batch=batch), latent,
+                          positive, negative, steps=2) for batch in (1, 4))
+    torch.testing.assert_close(four, one, rtol=1e-3, atol=2e-3)  # batched float rounding only

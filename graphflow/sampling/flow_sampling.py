@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
 from ..models.architectures import ARCHITECTURES
-from .model_sampling import DiscreteSchedule, append_dims, tiled_rows
+from .model_sampling import DiscreteSchedule, append_dims, tiled_rows, tiled_unet_rows
 from .step_cache import wrapped_network
 
 DEFAULT_SD3_SHIFT = ARCHITECTURES["sd3"].shift
@@ -277,8 +277,9 @@ class FlowDenoiser:
                 raise ValueError(f"TiledDiffusion can't cut {', '.join(uncut) or 'a timestep mask'} to its tiles")
             if control is None:
                 k = len(regions)
-                return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None,
-                               {key: tiled_rows(v, k) for key, v in kwargs.items()})
+                with tiled_unet_rows(k):
+                    return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None,
+                                   {key: tiled_rows(v, k) for key, v in kwargs.items()})
             rows = x.shape[0]  # one call a tile, each with its part of every hint
             return torch.cat([network(xc[i * rows:(i + 1) * rows], sigma, context, y,
                                       control.cut(region, x.shape[-2:], shift), kwargs)
