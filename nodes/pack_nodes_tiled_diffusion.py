@@ -20,7 +20,8 @@ model was trained on is denoised as overlapping pictures of the trained size:
     one where they overlap) and rolled back; when both shifts are nonzero only one side is rolled,
     down on even steps when tiles are taller than wide, else on odd ones. shift_method "sorted"
     sorts the shifts, "fibonacci" sorts then spreads them by the pack's Fibonacci placement. The
-    step is found as the pack finds it: the run's sigma nearest the call's.
+    step is found as the pack finds it: the sigma nearest the call's in the whole schedule (the
+    sampler's, before KSamplerAdvanced's start_at_step / end_at_step cut it).
 The network's output is blended, not the denoised latent as in the pack; the two are the same
 (each pixel's denoised value is affine in its output, with the same coefficients in every tile).
 Concat channels (inpainting models) are tiled with the latent; ControlNet / T2I-Adapter hints are

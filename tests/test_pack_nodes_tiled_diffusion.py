@@ -509,3 +509,22 @@ def test_an_ip_adapter_gives_the_same_latent_at_any_tile_batch_size(registry, sd
     one, four = (ksampler(registry, tiled_model(registry, patched, tile=128, overlap=64, batch=batch), latent,
                           positive, negative, steps=2) for batch in (1, 4))
     torch.testing.assert_close(four, one, rtol=1e-3, atol=2e-3)  # batched float rounding only
+
+
+def test_spot_diffusion_under_ksampler_advanced_takes_the_whole_schedules_shifts(registry, monkeypatch):
+    """start_at_step 4 of 8: the steps run are the schedule's 4..7, with the shifts the pack draws
+    for all 8 steps (it reads KSampler's sigmas before the cut), sorted over all 8."""
+    import nodes.pack_nodes_tiled_diffusion as pack
+
+    rolls = []
+    real_roll = pack.spot_roll
+    monkeypatch.setattr(pack, "spot_roll", lambda step, sh, sw, *rest: rolls.append((step, sh, sw))
+                        or real_roll(step, sh, sw, *rest))
+    model = call(registry, "SpotDiffusionParams", model=tiled_model(registry, FakeModel(gaussian_eps(0.3, 0.8)),
+                                                                     "SpotDiffusion"), shift_method="sorted", seed=7)
+    call(registry, "KSamplerAdvanced", model=model, add_noise="enable", noise_seed=3, steps=8, cfg=3.0,
+         sampler_name="euler", scheduler="karras", positive=prompt(1.0), negative=prompt(0.0),
+         latent_image={"samples": torch.zeros(1, 4, 40, 56)}, start_at_step=4, end_at_step=10000,
+         return_with_leftover_noise="disable")
+    heights, widths = spot_shifts(8, 16, 16, 7, "sorted")
+    assert rolls == [(step, int(heights[step]), int(widths[step])) for step in range(4, 8)]
