@@ -37,7 +37,10 @@ Refused by name (where the pack's pictures would be wrong or it fails): Stable C
 tiles its 4x-compressed stage B with separate rules) and video models; at sampling, GLIGEN boxes,
 ControlNets that read a latent hint or carry a whole-image mask, a flow model's inputs other than
 its text, pooled vector and guidance (reference latents, Redux attention masks...), none of which
-can be cut to tiles, and a network wrapper (EasyCache) applied after TiledDiffusion.
+can be cut to tiles, a network wrapper (EasyCache) applied after TiledDiffusion, and Self-Attention
+Guidance (it reads the whole latent's attention map; the pack averages its tiles' maps).
+A second Tiled Diffusion on the model replaces the first, which runs outside the second's
+TiledDiffusionParams range, as the pack's replaced model function wrapper does.
 Left out: the pack's Tiled VAE (VAEEncodeTiled_TiledDiffusion, VAEDecodeTiled_TiledDiffusion), not
 built yet; NoiseInversion is not in the pack's mappings at this commit (commented out)."""
 
@@ -145,12 +148,15 @@ class TiledDiffusionWrapper:
     """A MODEL's network wrapper (graphflow.sampling.step_cache): its settings; called once per
     sampling run for that run's state."""
 
+    tiles_network = True  # what reads the whole latent's attention (Self-Attention Guidance) refuses it
+
     def __init__(self, method: str, tile_width: int, tile_height: int, tile_overlap: int, tile_batch_size: int):
         self.method = method
         self.tile_h, self.tile_w = tile_height // COMPRESSION, tile_width // COMPRESSION
         self.overlap, self.batch_size = tile_overlap // COMPRESSION, tile_batch_size
         self.seed, self.shift_method = -1, "random"  # the pack's defaults without SpotDiffusionParams
         self.start_sigma, self.end_sigma = math.inf, 0.0
+        self.previous = None  # a Tiled Diffusion this one replaced: it runs outside this one's sigma range
 
     def with_options(self, **options) -> "TiledDiffusionWrapper":
         out = copy.copy(self)
@@ -168,9 +174,12 @@ class TiledRun:
         self.settings = settings
         self.sigmas = self.shifts = None
         self.grids = {}
+        self.previous = None if settings.previous is None else settings.previous()
 
     def start_run(self, sigmas):
         self.sigmas = sigmas.detach().float().cpu()
+        if self.previous is not None:
+            self.previous.start_run(sigmas)
 
     def _grid(self, height: int, width: int):
         s = self.settings
@@ -207,7 +216,8 @@ class TiledRun:
 
         s = self.settings
         if (s.start_sigma != math.inf or s.end_sigma != 0.0) and not s.end_sigma <= float(sigma.max()) <= s.start_sigma:
-            return run(xc)  # outside TiledDiffusionParams' range: the whole latent at once
+            # outside TiledDiffusionParams' range: the Tiled Diffusion this one replaced, else the whole latent
+            return run(xc) if self.previous is None else self.previous(run, xc, sigma, channels)
         if xc.ndim != 4:
             raise ValueError(f"TiledDiffusion tiles 4-D image latents [B, C, H, W], got {tuple(xc.shape)}")
         rows, _, height, width = xc.shape
@@ -251,6 +261,9 @@ def _check_model(model):
             or getattr(model, "arch", "").startswith("stable_cascade"):
         raise NodeInputError("model", "Tiled Diffusion tiles image models (SD1.x, SD2.x, SDXL, SD3, FLUX...); video "
                                       "and Stable Cascade models are not supported")
+    if any(getattr(fn, "reads_attention_map", False) for fn in getattr(model, "post_cfg_functions", ())):
+        raise NodeInputError("model", "Self-Attention Guidance reads the whole latent's attention map, which Tiled "
+                                      "Diffusion computes per tile: use one or the other")
 
 
 def _tiled(name: str, model) -> TiledDiffusionWrapper:
@@ -281,7 +294,8 @@ class TiledDiffusion(Node):
     FLUX) are tiled. Differs from the pack: a small latent whose tile equals the overlap gives one
     tile (the pack divides by zero). Refused: video and Stable Cascade models; at sampling, GLIGEN
     boxes, ControlNets with a latent hint or a whole-image mask, a flow model's reference latents
-    or attention masks, and a network wrapper (EasyCache) applied after this node."""
+    or attention masks, a network wrapper (EasyCache) applied after this node, and Self-Attention
+    Guidance. A second Tiled Diffusion replaces the first (which runs outside its sigma range)."""
     category = "_for_testing"
     model: MODEL
     method: str = Choice(list(METHODS), "Mixture of Diffusers")
@@ -303,6 +317,12 @@ class TiledDiffusion(Node):
         _check_model(self.model)
         wrapper = TiledDiffusionWrapper(self.method, self.tile_width, self.tile_height, self.tile_overlap,
                                         self.tile_batch_size)
+        # a Tiled Diffusion already last on the model is replaced (kept for steps outside this one's range), as
+        # the pack's node replaces the model function wrapper
+        earlier = getattr(self.model, "network_wrappers", ())
+        if earlier and isinstance(earlier[-1], TiledDiffusionWrapper):
+            wrapper.previous = earlier[-1]
+            return _with_wrapper(self.model, wrapper, replace=True)
         return _with_wrapper(self.model, wrapper, replace=False)
 
 

@@ -528,3 +528,38 @@ def test_spot_diffusion_under_ksampler_advanced_takes_the_whole_schedules_shifts
          return_with_leftover_noise="disable")
     heights, widths = spot_shifts(8, 16, 16, 7, "sorted")
     assert rolls == [(step, int(heights[step]), int(widths[step])) for step in range(4, 8)]
+
+
+def test_self_attention_guidance_is_refused_with_tiles(registry, sd1):
+    """SAG reads the whole latent's middle attention map, which tiles never make: refused in either
+    order at the nodes, and at sampling for a model patched around them."""
+    from graphflow.sampling.self_attention_guidance import self_attention_guidance
+
+    model, positive, negative = sd1
+    sag = call(registry, "SelfAttentionGuidance", model=model, scale=0.5, blur_sigma=2.0)
+    with pytest.raises(NodeInputError) as error:
+        tiled_model(registry, sag)
+    assert error.value.input == "model" and "Self-Attention Guidance" in str(error.value)
+    with pytest.raises(NodeInputError) as error:
+        call(registry, "SelfAttentionGuidance", model=tiled_model(registry, model), scale=0.5, blur_sigma=2.0)
+    assert error.value.input == "model" and "Tiled Diffusion" in str(error.value)
+    latent = {"samples": torch.zeros(1, 4, 16, 24)}
+    with pytest.raises(Exception, match="Self-Attention Guidance reads the whole latent"):
+        ksampler(registry, self_attention_guidance(tiled_model(registry, model), 0.5, 2.0), latent, positive, negative,
+                 steps=1)
+
+
+def test_a_second_tiled_diffusion_replaces_the_first_which_runs_outside_its_range(registry):
+    model = FakeModel(gaussian_eps(0.3, 0.8))
+    first = tiled_model(registry, model, tile=128, overlap=0)
+    second = tiled_model(registry, first, tile=192, overlap=0)
+    assert len(second.network_wrappers) == 1
+    latent = {"samples": torch.zeros(1, 4, 40, 56)}
+    want = ksampler(registry, model, latent)
+    got = ksampler(registry, second, latent)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # a pointwise model: tiles can't matter
+    assert {tuple(c["x"].shape[2:]) for c in model.unet.calls[-4:]} == {(24, 24)}
+    ranged = call(registry, "TiledDiffusionParams", model=second, start_sigma=2.0, end_sigma=0.0)
+    model.unet.calls.clear()
+    ksampler(registry, ranged, latent)
+    assert {tuple(c["x"].shape[2:]) for c in model.unet.calls} == {(16, 16), (24, 24)}
