@@ -181,17 +181,21 @@ class TiledRun:
         if self.previous is not None:
             self.previous.start_run(sigmas)
 
-    def _grid(self, height: int, width: int):
+    def _grid(self, height: int, width: int, device):
+        """(tiles, batches, weights) for a latent's size, the weights made on the device once a run
+        (a host tensor copied per tile would hold up the device's queue)."""
         s = self.settings
-        if (height, width) not in self.grids:
+        key = (height, width, str(device))
+        if key not in self.grids:
             tiles = tile_grid(height, width, s.tile_h, s.tile_w, s.overlap)
-            weights = self._weights(tiles, height, width)
-            self.grids[(height, width)] = (tiles, tile_batches(tiles, s.batch_size), weights)
-        return self.grids[(height, width)]
+            weights = self._weights(tiles, height, width, device)
+            self.grids[key] = (tiles, tile_batches(tiles, s.batch_size), weights)
+        return self.grids[key]
 
-    def _weights(self, tiles, height: int, width: int):
-        """MultiDiffusion: (None, the tiles over each pixel); Mixture of Diffusers: (the tile's
-        Gaussian, 1 / the Gaussians' sum over each pixel, the pack's rescale_factor); SpotDiffusion: None."""
+    def _weights(self, tiles, height: int, width: int, device):
+        """MultiDiffusion: (None, the tiles over each pixel); Mixture of Diffusers: (each tile's
+        Gaussian x 1 / the Gaussians' sum over its pixels (the pack's rescale_factor), None);
+        SpotDiffusion: None."""
         import torch
 
         method = self.settings.method
@@ -201,7 +205,11 @@ class TiledRun:
         total = torch.zeros(height, width)
         for y, x, h, w in tiles:
             total[y:y + h, x:x + w] += 1 if bell is None else bell
-        return bell, total if bell is None else 1 / total
+        if bell is None:
+            return None, total.to(device)
+        rescale = 1 / total
+        return {tile: (bell * rescale[tile[0]:tile[0] + tile[2], tile[1]:tile[1] + tile[3]]).to(device)
+                for tile in tiles}, None
 
     def _step(self, sigma) -> int:
         """The step's place in the run: the run's sigma nearest this one (its first), as the pack."""
@@ -221,7 +229,7 @@ class TiledRun:
         if xc.ndim != 4:
             raise ValueError(f"TiledDiffusion tiles 4-D image latents [B, C, H, W], got {tuple(xc.shape)}")
         rows, _, height, width = xc.shape
-        tiles, batches, weights = self._grid(height, width)
+        tiles, batches, weights = self._grid(height, width, xc.device)
         shift = (0, 0)
         if s.method == "SpotDiffusion":
             step = self._step(sigma)
@@ -246,10 +254,9 @@ class TiledRun:
                 elif weights[0] is None:  # MultiDiffusion: summed, then averaged
                     out[:, :, y:y + h, x:x + w] += part
                 else:
-                    bell, rescale = weights
-                    out[:, :, y:y + h, x:x + w] += part * (bell * rescale[y:y + h, x:x + w]).to(part)
+                    out[:, :, y:y + h, x:x + w] += part * weights[0][(y, x, h, w)].to(part.dtype)
         if weights is not None and weights[0] is None:
-            count = weights[1].to(out.device)
+            count = weights[1]
             out = torch.where(count > 1, out / count, out)
         return out.roll((-shift[0], -shift[1]), dims=(-2, -1)) if shift != (0, 0) else out
 

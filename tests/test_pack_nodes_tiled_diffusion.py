@@ -563,3 +563,39 @@ def test_a_second_tiled_diffusion_replaces_the_first_which_runs_outside_its_rang
     model.unet.calls.clear()
     ksampler(registry, ranged, latent)
     assert {tuple(c["x"].shape[2:]) for c in model.unet.calls} == {(16, 16), (24, 24)}
+
+
+def test_spot_diffusion_rolls_a_controlnet_hint_through_a_sampler_resizing_once_a_run(registry, sd1, monkeypatch):
+    """Each step's tiles see the hint rolled by the step's shift and cut; the hint is stretched once a
+    run and each (tile, shift) cut resized once, the stretched hint left off the conditioning."""
+    import graphflow.models.controlnet as controlnet
+    import nodes.pack_nodes_tiled_diffusion as pack
+
+    model, positive, negative = sd1
+    net = call(registry, "LoadControlNet", control_net_name="cn.safetensors")
+    image = torch.rand(1, 100, 150, 3, generator=torch.Generator().manual_seed(0))
+    controlled = call(registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=0.9)
+    applied = controlled[0][1]["control"]
+    stretched = controlnet.resize_hint(image, 128, 192)
+    rolls, hints, resizes = [], [], []
+    real_roll, real_resize = pack.spot_roll, controlnet.resize_hint
+    monkeypatch.setattr(pack, "spot_roll", lambda *args: rolls.append(real_roll(*args)) or rolls[-1])
+    monkeypatch.setattr(controlnet, "resize_hint", lambda *args, **kw: resizes.append(args[1:3]) or real_resize(*args,
+                                                                                                               **kw))
+    handle = applied.net.register_forward_pre_hook(lambda module, args: hints.append(args[1].detach().float().clone()))
+    spot = call(registry, "SpotDiffusionParams", model=tiled_model(registry, model, "SpotDiffusion", tile=128, overlap=64),
+                shift_method="random", seed=5)
+    try:
+        ksampler(registry, spot, {"samples": torch.zeros(1, 4, 16, 24)}, controlled, negative, steps=3)
+    finally:
+        handle.remove()
+    assert len(rolls) == 3 and len(hints) == 3 * 2 and any(roll != (0, 0) for roll in rolls)
+    for i, hint in enumerate(hints):
+        down, across = rolls[i // 2]
+        x = (0, 64)[i % 2]
+        want = stretched.roll((8 * down, 8 * across), dims=(-2, -1))[..., x:x + 128]
+        torch.testing.assert_close(hint[:1], want, rtol=0, atol=1e-3)
+    assert resizes.count((128, 192)) == 1  # stretched once a run
+    assert len(resizes) <= 1 + len(set(rolls)) * 2  # and each (tile, shift) cut's hint once
+    assert not any(torch.is_tensor(v) and v.shape[-2:] == (128, 192) for v in vars(applied).values())
+

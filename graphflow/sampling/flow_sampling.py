@@ -194,6 +194,7 @@ class FlowDenoiser:
         native = native_schedule.multiplier
         self.timestep_scale = getattr(self.schedule, "multiplier", native) / native
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
+        self.tile_controls = {}  # TiledDiffusion: the run's stretched hints and per-tile control cuts
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
         self.sample_sigmas = None  # the run's sigmas (the pipeline sets them): MeanFlow models embed the next one
 
@@ -282,7 +283,7 @@ class FlowDenoiser:
                                    {key: tiled_rows(v, k) for key, v in kwargs.items()})
             rows = x.shape[0]  # one call a tile, each with its part of every hint
             return torch.cat([network(xc[i * rows:(i + 1) * rows], sigma, context, y,
-                                      control.cut(region, x.shape[-2:], shift), kwargs)
+                                      control.cut(region, x.shape[-2:], shift, self.tile_controls), kwargs)
                               for i, region in enumerate(regions)])
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])

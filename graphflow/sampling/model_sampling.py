@@ -399,6 +399,7 @@ class ModelDenoiser:
         self.quantize_timesteps = quantize_timesteps
         # a MODEL's network wrappers (EasyCache: graphflow.sampling.step_cache), fresh state per denoiser
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))
+        self.tile_controls = {}  # TiledDiffusion: the run's stretched hints and per-tile control cuts
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
         # Cosmos-Predict2 video2world's noise mask [B, C, frames, h, w]: each frame is told the step's
         # timestep x its mean mask (0 for given frames; ComfyUI's CosmosPredict2.process_timestep)
@@ -452,7 +453,7 @@ class ModelDenoiser:
                     return network(xc, tiled_rows(t, k), tiled_rows(context, k), tiled_rows(y, k), None)
             rows = x.shape[0]  # one call a tile, each with its part of every hint
             return torch.cat([network(xc[i * rows:(i + 1) * rows], t, context, y,
-                                      control.cut(region, x.shape[-2:], shift))
+                                      control.cut(region, x.shape[-2:], shift, self.tile_controls))
                               for i, region in enumerate(regions)])
 
         output = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])
