@@ -33,12 +33,19 @@ it (a small latent) gives one tile (the pack divides by zero); a sampler's inter
 nearest the run's last (0) takes the last step's shift (the pack indexes past its shifts).
 UNet models (SD1.x, SD2.x, SDXL) and flow models (SD3, FLUX: each tile patchified on its own, as the
 pack's tiles reach ComfyUI's model) are tiled.
-Refused by name (where the pack's pictures would be wrong or it fails): Stable Cascade (the pack
-tiles its 4x-compressed stage B with separate rules) and video models; at sampling, GLIGEN boxes,
-ControlNets that read a latent hint or carry a whole-image mask, a flow model's inputs other than
-its text, pooled vector and guidance (reference latents, Redux attention masks...), none of which
-can be cut to tiles, a network wrapper (EasyCache) applied after TiledDiffusion, and Self-Attention
-Guidance (it reads the whole latent's attention map; the pack averages its tiles' maps).
+Refused by name: Stable Cascade (the pack tiles its 4x-compressed stage B with separate rules) and
+video models; at sampling, GLIGEN boxes, ControlNets that carry a whole-image mask (a tile would
+get the whole mask stretched onto it), a network wrapper (EasyCache) applied after TiledDiffusion,
+and Self-Attention Guidance (it reads the whole latent's attention map; the pack averages its
+tiles' maps). Not built yet, though the pack runs them: ControlNets that read their hint as a
+latent (they take a VAE: SD3, FLUX InstantX / Union; the pack encodes the hint and cuts the
+latent) and a flow model's Redux attention masks. Reference latents (Kontext, Qwen-Image-Edit)
+go whole to every tile, as the pack passes them.
+Also differs from the pack: SpotDiffusion rolls an inpainting model's mask and masked image with
+the latent (the pack rolls them by both shifts while it rolls the latent along one side); a
+T2I-Adapter's features are each tile's (ComfyUI keeps the first tile's for every tile and step, and
+the pack fails on 1-channel adapters); the shifts and sigmas start again with each sampling run
+(the pack keeps them until the next prompt, so a second sampler on the model reused them).
 A second Tiled Diffusion on the model replaces the first, which runs outside the second's
 TiledDiffusionParams range, as the pack's replaced model function wrapper does.
 Left out: the pack's Tiled VAE (VAEEncodeTiled_TiledDiffusion, VAEDecodeTiled_TiledDiffusion), not
@@ -300,9 +307,10 @@ class TiledDiffusion(Node):
     inpainting channels are cut to each tile. UNet (SD1.x, SD2.x, SDXL) and flow models (SD3,
     FLUX) are tiled. Differs from the pack: a small latent whose tile equals the overlap gives one
     tile (the pack divides by zero). Refused: video and Stable Cascade models; at sampling, GLIGEN
-    boxes, ControlNets with a latent hint or a whole-image mask, a flow model's reference latents
-    or attention masks, a network wrapper (EasyCache) applied after this node, and Self-Attention
-    Guidance. A second Tiled Diffusion replaces the first (which runs outside its sigma range)."""
+    boxes, ControlNets with a whole-image mask, a network wrapper (EasyCache) applied after this
+    node, and Self-Attention Guidance. Not built yet: ControlNets that take a VAE (SD3, FLUX
+    InstantX / Union) and Redux attention masks. Reference latents (Kontext) go whole to each tile.
+    A second Tiled Diffusion replaces the first (which runs outside its sigma range)."""
     category = "_for_testing"
     model: MODEL
     method: str = Choice(list(METHODS), "Mixture of Diffusers")

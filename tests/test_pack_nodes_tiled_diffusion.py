@@ -599,3 +599,42 @@ def test_spot_diffusion_rolls_a_controlnet_hint_through_a_sampler_resizing_once_
     assert len(resizes) <= 1 + len(set(rolls)) * 2  # and each (tile, shift) cut's hint once
     assert not any(torch.is_tensor(v) and v.shape[-2:] == (128, 192) for v in vars(applied).values())
 
+
+def test_flux_reference_latents_go_whole_to_each_tile(registry, tmp_path):
+    """Kontext-style reference latents: every tile sees the whole reference, as the pack passes
+    them (a list, not cut); a CLIPTextEncodeControlnet context without a ControlNet is not refused."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.sampling.flow_sampling import FlowDenoiser
+    from graphflow.testing import flow_model_config, write_flow_checkpoint
+
+    path = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32, components=("model",))
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    cfg = flow_model_config("flux_dev")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 12, 20, generator=g)
+    sigma = torch.tensor([0.7, 0.7])
+    inputs = {"context": torch.randn(2, 5, cfg.context_in_dim, generator=g),
+              "y": torch.randn(2, cfg.vec_in_dim, generator=g), "guidance": torch.tensor([3.5, 3.5]),
+              "reference_latents": [torch.randn(2, 16, 8, 6, generator=g)]}
+    plain = FlowDenoiser(model)
+    with torch.no_grad():
+        got = FlowDenoiser(tiled_model(registry, model, tile=96, overlap=32, batch=2))(
+            x, sigma, control_context=torch.randn(2, 5, cfg.context_in_dim, generator=g), **inputs)
+        want, count = torch.zeros_like(x), torch.zeros(12, 20)
+        for y, x0, h, w in tile_grid(12, 20, 12, 12, 4):
+            want[..., y:y + h, x0:x0 + w] += plain(x[..., y:y + h, x0:x0 + w], sigma, **inputs)
+            count[y:y + h, x0:x0 + w] += 1
+        without = plain(x[..., :12, :12], sigma, **{k: v for k, v in inputs.items() if k != "reference_latents"})
+    assert (without - plain(x[..., :12, :12], sigma, **inputs)).abs().max() > 1e-4  # the reference matters
+    torch.testing.assert_close(got, want / count, rtol=1e-4, atol=1e-5)
+
+
+def test_a_controlnet_reading_a_latent_hint_is_named_not_built_yet():
+    from graphflow.models.controlnet import ControlApplied
+
+    applied = ControlApplied(object(), torch.zeros(1, 16, 16, 3), 1.0, vae=object())
+    with pytest.raises(ValueError, match="takes a VAE.*not built yet"):
+        applied.cut((0, 0, 2, 2), (2, 2))
+    masked = ControlApplied(object(), torch.zeros(1, 16, 16, 3), 1.0, mask=torch.ones(1, 16, 16))
+    with pytest.raises(ValueError, match="carries a mask .an inpainting ControlNet's. can't be cut"):
+        masked.cut((0, 0, 2, 2), (2, 2))

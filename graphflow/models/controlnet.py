@@ -555,10 +555,12 @@ class ControlApplied:
         run's dict, which keeps the stretched hints and the cuts for the run (not on the conditioning,
         which outlives it). ValueError for a control whose input can't be cut (a latent hint, a
         whole-image mask)."""
+        if self.vae is not None:
+            raise ValueError("TiledDiffusion: cutting a ControlNet that reads its hint as a latent (it takes a VAE: "
+                             "SD3, FLUX InstantX / Union) to tiles is not built yet (the pack cuts the encoded hint)")
         masks = whole_image_masks(self)
-        if self.vae is not None or masks:
-            what = "reads its hint as a latent (it takes a VAE)" if self.vae is not None else f"carries {masks[0]}"
-            raise ValueError(f"TiledDiffusion: a ControlNet that {what} can't be cut to tiles")
+        if masks:
+            raise ValueError(f"TiledDiffusion: a ControlNet that carries {masks[0]} can't be cut to tiles")
         run = {} if run is None else run
         key = ("cut", id(self), tuple(region), tuple(size), tuple(shift))
         if key in run:  # the same tile and shift as an earlier step: its hint is already resized and placed

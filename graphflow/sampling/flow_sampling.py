@@ -273,14 +273,17 @@ class FlowDenoiser:
             if regions is None:
                 return network(xc, sigma, context, y, control, kwargs)
             # tiles of x (TiledDiffusion): xc holds len(regions) tiles of x's rows each
-            uncut = sorted(set(kwargs) - {"guidance", "sigma_next"})
-            if uncut or self.timestep_mask is not None or control_context is not None:
-                raise ValueError(f"TiledDiffusion can't cut {', '.join(uncut) or 'a timestep mask'} to its tiles")
+            # reference latents (Kontext, Qwen-Image-Edit) go whole to every tile, as the pack passes them
+            uncut = sorted(set(kwargs) - {"guidance", "sigma_next", "reference_latents", "reference_method"})
+            if uncut or self.timestep_mask is not None:
+                raise ValueError(f"TiledDiffusion: cutting {', '.join(uncut) or 'a timestep mask'} to its tiles is "
+                                 f"not built yet")
             if control is None:
                 k = len(regions)
+                tiled = {key: [tiled_rows(r, k) for r in v] if key == "reference_latents"
+                         else v if isinstance(v, str) else tiled_rows(v, k) for key, v in kwargs.items()}
                 with tiled_unet_rows(k):
-                    return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None,
-                                   {key: tiled_rows(v, k) for key, v in kwargs.items()})
+                    return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None, tiled)
             rows = x.shape[0]  # one call a tile, each with its part of every hint
             return torch.cat([network(xc[i * rows:(i + 1) * rows], sigma, context, y,
                                       control.cut(region, x.shape[-2:], shift, self.tile_controls), kwargs)
