@@ -583,8 +583,8 @@ def test_spot_diffusion_rolls_a_controlnet_hint_through_a_sampler_resizing_once_
     monkeypatch.setattr(controlnet, "resize_hint", lambda *args, **kw: resizes.append(args[1:3]) or real_resize(*args,
                                                                                                                **kw))
     handle = applied.net.register_forward_pre_hook(lambda module, args: hints.append(args[1].detach().float().clone()))
-    spot = call(registry, "SpotDiffusionParams", model=tiled_model(registry, model, "SpotDiffusion", tile=128, overlap=64),
-                shift_method="random", seed=5)
+    spot = call(registry, "SpotDiffusionParams", shift_method="random", seed=5,
+                model=tiled_model(registry, model, "SpotDiffusion", tile=128, overlap=64))
     try:
         ksampler(registry, spot, {"samples": torch.zeros(1, 4, 16, 24)}, controlled, negative, steps=3)
     finally:
