@@ -42,7 +42,8 @@ class SelfAttentionGuidance(Node):
     self-attention concentrates, asks the model to denoise that degraded version again, and
     pushes the result away from it by `scale`, restoring fine detail. Needs the negative prompt's
     prediction even at cfg 1; costs two more model evaluations per step. blur_sigma 0 does not
-    blur (ComfyUI's blur is NaN there and the picture is lost)."""
+    blur (ComfyUI's blur is NaN there and the picture is lost). Refused with Tiled Diffusion, whose
+    tiles each have their own attention map."""
     category = "model_patches/unet"
     model: MODEL
     scale: float = Float(0.5, min=-2.0, max=5.0, step=0.01)
@@ -52,4 +53,7 @@ class SelfAttentionGuidance(Node):
     def run(self):
         from graphflow.sampling.self_attention_guidance import self_attention_guidance
         _check_unet(self.model, "Self-Attention Guidance")
+        if any(getattr(w, "tiles_network", False) for w in getattr(self.model, "network_wrappers", ())):
+            raise NodeInputError("model", "Self-Attention Guidance reads the whole latent's attention map, which Tiled "
+                                          "Diffusion computes per tile: use one or the other")
         return self_attention_guidance(self.model, self.scale, self.blur_sigma)

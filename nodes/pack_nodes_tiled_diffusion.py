@@ -20,7 +20,8 @@ model was trained on is denoised as overlapping pictures of the trained size:
     one where they overlap) and rolled back; when both shifts are nonzero only one side is rolled,
     down on even steps when tiles are taller than wide, else on odd ones. shift_method "sorted"
     sorts the shifts, "fibonacci" sorts then spreads them by the pack's Fibonacci placement. The
-    step is found as the pack finds it: the run's sigma nearest the call's.
+    step is found as the pack finds it: the sigma nearest the call's in the whole schedule (the
+    sampler's, before KSamplerAdvanced's start_at_step / end_at_step cut it).
 The network's output is blended, not the denoised latent as in the pack; the two are the same
 (each pixel's denoised value is affine in its output, with the same coefficients in every tile).
 Concat channels (inpainting models) are tiled with the latent; ControlNet / T2I-Adapter hints are
@@ -32,11 +33,21 @@ it (a small latent) gives one tile (the pack divides by zero); a sampler's inter
 nearest the run's last (0) takes the last step's shift (the pack indexes past its shifts).
 UNet models (SD1.x, SD2.x, SDXL) and flow models (SD3, FLUX: each tile patchified on its own, as the
 pack's tiles reach ComfyUI's model) are tiled.
-Refused by name (where the pack's pictures would be wrong or it fails): Stable Cascade (the pack
-tiles its 4x-compressed stage B with separate rules) and video models; at sampling, GLIGEN boxes,
-ControlNets that read a latent hint or carry a whole-image mask, a flow model's inputs other than
-its text, pooled vector and guidance (reference latents, Redux attention masks...), none of which
-can be cut to tiles, and a network wrapper (EasyCache) applied after TiledDiffusion.
+Refused by name: Stable Cascade (the pack tiles its 4x-compressed stage B with separate rules) and
+video models; at sampling, GLIGEN boxes, ControlNets that carry a whole-image mask (a tile would
+get the whole mask stretched onto it), a network wrapper (EasyCache) applied after TiledDiffusion,
+and Self-Attention Guidance (it reads the whole latent's attention map; the pack averages its
+tiles' maps). Not built yet, though the pack runs them: ControlNets that read their hint as a
+latent (they take a VAE: SD3, FLUX InstantX / Union; the pack encodes the hint and cuts the
+latent) and a flow model's Redux attention masks. Reference latents (Kontext, Qwen-Image-Edit)
+go whole to every tile, as the pack passes them.
+Also differs from the pack: SpotDiffusion rolls an inpainting model's mask and masked image with
+the latent (the pack rolls them by both shifts while it rolls the latent along one side); a
+T2I-Adapter's features are each tile's (ComfyUI keeps the first tile's for every tile and step, and
+the pack fails on 1-channel adapters); the shifts and sigmas start again with each sampling run
+(the pack keeps them until the next prompt, so a second sampler on the model reused them).
+A second Tiled Diffusion on the model replaces the first, which runs outside the second's
+TiledDiffusionParams range, as the pack's replaced model function wrapper does.
 The pack's Tiled VAE (VAEEncodeTiled_TiledDiffusion, VAEDecodeTiled_TiledDiffusion) is
 nodes/pack_nodes_tiled_vae.py. Left out: NoiseInversion, not in the pack's mappings at this commit
 (commented out)."""
@@ -145,12 +156,15 @@ class TiledDiffusionWrapper:
     """A MODEL's network wrapper (graphflow.sampling.step_cache): its settings; called once per
     sampling run for that run's state."""
 
+    tiles_network = True  # what reads the whole latent's attention (Self-Attention Guidance) refuses it
+
     def __init__(self, method: str, tile_width: int, tile_height: int, tile_overlap: int, tile_batch_size: int):
         self.method = method
         self.tile_h, self.tile_w = tile_height // COMPRESSION, tile_width // COMPRESSION
         self.overlap, self.batch_size = tile_overlap // COMPRESSION, tile_batch_size
         self.seed, self.shift_method = -1, "random"  # the pack's defaults without SpotDiffusionParams
         self.start_sigma, self.end_sigma = math.inf, 0.0
+        self.previous = None  # a Tiled Diffusion this one replaced: it runs outside this one's sigma range
 
     def with_options(self, **options) -> "TiledDiffusionWrapper":
         out = copy.copy(self)
@@ -168,21 +182,28 @@ class TiledRun:
         self.settings = settings
         self.sigmas = self.shifts = None
         self.grids = {}
+        self.previous = None if settings.previous is None else settings.previous()
 
     def start_run(self, sigmas):
         self.sigmas = sigmas.detach().float().cpu()
+        if self.previous is not None:
+            self.previous.start_run(sigmas)
 
-    def _grid(self, height: int, width: int):
+    def _grid(self, height: int, width: int, device):
+        """(tiles, batches, weights) for a latent's size, the weights made on the device once a run
+        (a host tensor copied per tile would hold up the device's queue)."""
         s = self.settings
-        if (height, width) not in self.grids:
+        key = (height, width, str(device))
+        if key not in self.grids:
             tiles = tile_grid(height, width, s.tile_h, s.tile_w, s.overlap)
-            weights = self._weights(tiles, height, width)
-            self.grids[(height, width)] = (tiles, tile_batches(tiles, s.batch_size), weights)
-        return self.grids[(height, width)]
+            weights = self._weights(tiles, height, width, device)
+            self.grids[key] = (tiles, tile_batches(tiles, s.batch_size), weights)
+        return self.grids[key]
 
-    def _weights(self, tiles, height: int, width: int):
-        """MultiDiffusion: (None, the tiles over each pixel); Mixture of Diffusers: (the tile's
-        Gaussian, 1 / the Gaussians' sum over each pixel, the pack's rescale_factor); SpotDiffusion: None."""
+    def _weights(self, tiles, height: int, width: int, device):
+        """MultiDiffusion: (None, the tiles over each pixel); Mixture of Diffusers: (each tile's
+        Gaussian x 1 / the Gaussians' sum over its pixels (the pack's rescale_factor), None);
+        SpotDiffusion: None."""
         import torch
 
         method = self.settings.method
@@ -192,7 +213,11 @@ class TiledRun:
         total = torch.zeros(height, width)
         for y, x, h, w in tiles:
             total[y:y + h, x:x + w] += 1 if bell is None else bell
-        return bell, total if bell is None else 1 / total
+        if bell is None:
+            return None, total.to(device)
+        rescale = 1 / total
+        return {tile: (bell * rescale[tile[0]:tile[0] + tile[2], tile[1]:tile[1] + tile[3]]).to(device)
+                for tile in tiles}, None
 
     def _step(self, sigma) -> int:
         """The step's place in the run: the run's sigma nearest this one (its first), as the pack."""
@@ -207,11 +232,12 @@ class TiledRun:
 
         s = self.settings
         if (s.start_sigma != math.inf or s.end_sigma != 0.0) and not s.end_sigma <= float(sigma.max()) <= s.start_sigma:
-            return run(xc)  # outside TiledDiffusionParams' range: the whole latent at once
+            # outside TiledDiffusionParams' range: the Tiled Diffusion this one replaced, else the whole latent
+            return run(xc) if self.previous is None else self.previous(run, xc, sigma, channels)
         if xc.ndim != 4:
             raise ValueError(f"TiledDiffusion tiles 4-D image latents [B, C, H, W], got {tuple(xc.shape)}")
         rows, _, height, width = xc.shape
-        tiles, batches, weights = self._grid(height, width)
+        tiles, batches, weights = self._grid(height, width, xc.device)
         shift = (0, 0)
         if s.method == "SpotDiffusion":
             step = self._step(sigma)
@@ -236,10 +262,9 @@ class TiledRun:
                 elif weights[0] is None:  # MultiDiffusion: summed, then averaged
                     out[:, :, y:y + h, x:x + w] += part
                 else:
-                    bell, rescale = weights
-                    out[:, :, y:y + h, x:x + w] += part * (bell * rescale[y:y + h, x:x + w]).to(part)
+                    out[:, :, y:y + h, x:x + w] += part * weights[0][(y, x, h, w)].to(part.dtype)
         if weights is not None and weights[0] is None:
-            count = weights[1].to(out.device)
+            count = weights[1]
             out = torch.where(count > 1, out / count, out)
         return out.roll((-shift[0], -shift[1]), dims=(-2, -1)) if shift != (0, 0) else out
 
@@ -251,6 +276,9 @@ def _check_model(model):
             or getattr(model, "arch", "").startswith("stable_cascade"):
         raise NodeInputError("model", "Tiled Diffusion tiles image models (SD1.x, SD2.x, SDXL, SD3, FLUX...); video "
                                       "and Stable Cascade models are not supported")
+    if any(getattr(fn, "reads_attention_map", False) for fn in getattr(model, "post_cfg_functions", ())):
+        raise NodeInputError("model", "Self-Attention Guidance reads the whole latent's attention map, which Tiled "
+                                      "Diffusion computes per tile: use one or the other")
 
 
 def _tiled(name: str, model) -> TiledDiffusionWrapper:
@@ -280,8 +308,10 @@ class TiledDiffusion(Node):
     inpainting channels are cut to each tile. UNet (SD1.x, SD2.x, SDXL) and flow models (SD3,
     FLUX) are tiled. Differs from the pack: a small latent whose tile equals the overlap gives one
     tile (the pack divides by zero). Refused: video and Stable Cascade models; at sampling, GLIGEN
-    boxes, ControlNets with a latent hint or a whole-image mask, a flow model's reference latents
-    or attention masks, and a network wrapper (EasyCache) applied after this node."""
+    boxes, ControlNets with a whole-image mask, a network wrapper (EasyCache) applied after this
+    node, and Self-Attention Guidance. Not built yet: ControlNets that take a VAE (SD3, FLUX
+    InstantX / Union) and Redux attention masks. Reference latents (Kontext) go whole to each tile.
+    A second Tiled Diffusion replaces the first (which runs outside its sigma range)."""
     category = "_for_testing"
     model: MODEL
     method: str = Choice(list(METHODS), "Mixture of Diffusers")
@@ -303,6 +333,12 @@ class TiledDiffusion(Node):
         _check_model(self.model)
         wrapper = TiledDiffusionWrapper(self.method, self.tile_width, self.tile_height, self.tile_overlap,
                                         self.tile_batch_size)
+        # a Tiled Diffusion already last on the model is replaced (kept for steps outside this one's range), as
+        # the pack's node replaces the model function wrapper
+        earlier = getattr(self.model, "network_wrappers", ())
+        if earlier and isinstance(earlier[-1], TiledDiffusionWrapper):
+            wrapper.previous = earlier[-1]
+            return _with_wrapper(self.model, wrapper, replace=True)
         return _with_wrapper(self.model, wrapper, replace=False)
 
 

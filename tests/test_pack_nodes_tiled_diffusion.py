@@ -492,3 +492,149 @@ def test_a_ui_save_reads_and_runs(registry, sd1):
     samples = result.values["8"]
     samples = samples[0] if isinstance(samples, tuple) else samples
     assert samples["samples"].shape == (1, 4, 24, 16) and torch.isfinite(samples["samples"]).all()
+
+
+def test_an_ip_adapter_gives_the_same_latent_at_any_tile_batch_size(registry, sd1, tmp_path):
+    """Tiles stacked in one call each keep their rows' roles: the negative prompt's rows get the
+    uncond image tokens however many tiles share the call."""
+    from graphflow.models.ip_adapter import apply_ip_adapter, load_ip_adapter
+    from graphflow.testing import write_ip_adapter
+
+    model, positive, negative = sd1
+    adapter = load_ip_adapter(write_ip_adapter(tmp_path / "ipa.safetensors", "sd1", dtype=torch.float32,
+                                               unet=model.unet.config, scale=3.0))
+    tokens = adapter.tokens(torch.randn(1, 32, generator=torch.Generator().manual_seed(1)))
+    patched = apply_ip_adapter(model, adapter, tokens, torch.zeros_like(tokens), 1.0)
+    latent = {"samples": torch.zeros(1, 4, 16, 24)}
+    one, four = (ksampler(registry, tiled_model(registry, patched, tile=128, overlap=64, batch=batch), latent,
+                          positive, negative, steps=2) for batch in (1, 4))
+    torch.testing.assert_close(four, one, rtol=1e-3, atol=2e-3)  # batched float rounding only
+
+
+def test_spot_diffusion_under_ksampler_advanced_takes_the_whole_schedules_shifts(registry, monkeypatch):
+    """start_at_step 4 of 8: the steps run are the schedule's 4..7, with the shifts the pack draws
+    for all 8 steps (it reads KSampler's sigmas before the cut), sorted over all 8."""
+    import nodes.pack_nodes_tiled_diffusion as pack
+
+    rolls = []
+    real_roll = pack.spot_roll
+    monkeypatch.setattr(pack, "spot_roll", lambda step, sh, sw, *rest: rolls.append((step, sh, sw))
+                        or real_roll(step, sh, sw, *rest))
+    model = call(registry, "SpotDiffusionParams", model=tiled_model(registry, FakeModel(gaussian_eps(0.3, 0.8)),
+                                                                     "SpotDiffusion"), shift_method="sorted", seed=7)
+    call(registry, "KSamplerAdvanced", model=model, add_noise="enable", noise_seed=3, steps=8, cfg=3.0,
+         sampler_name="euler", scheduler="karras", positive=prompt(1.0), negative=prompt(0.0),
+         latent_image={"samples": torch.zeros(1, 4, 40, 56)}, start_at_step=4, end_at_step=10000,
+         return_with_leftover_noise="disable")
+    heights, widths = spot_shifts(8, 16, 16, 7, "sorted")
+    assert rolls == [(step, int(heights[step]), int(widths[step])) for step in range(4, 8)]
+
+
+def test_self_attention_guidance_is_refused_with_tiles(registry, sd1):
+    """SAG reads the whole latent's middle attention map, which tiles never make: refused in either
+    order at the nodes, and at sampling for a model patched around them."""
+    from graphflow.sampling.self_attention_guidance import self_attention_guidance
+
+    model, positive, negative = sd1
+    sag = call(registry, "SelfAttentionGuidance", model=model, scale=0.5, blur_sigma=2.0)
+    with pytest.raises(NodeInputError) as error:
+        tiled_model(registry, sag)
+    assert error.value.input == "model" and "Self-Attention Guidance" in str(error.value)
+    with pytest.raises(NodeInputError) as error:
+        call(registry, "SelfAttentionGuidance", model=tiled_model(registry, model), scale=0.5, blur_sigma=2.0)
+    assert error.value.input == "model" and "Tiled Diffusion" in str(error.value)
+    latent = {"samples": torch.zeros(1, 4, 16, 24)}
+    with pytest.raises(Exception, match="Self-Attention Guidance reads the whole latent"):
+        ksampler(registry, self_attention_guidance(tiled_model(registry, model), 0.5, 2.0), latent, positive, negative,
+                 steps=1)
+
+
+def test_a_second_tiled_diffusion_replaces_the_first_which_runs_outside_its_range(registry):
+    model = FakeModel(gaussian_eps(0.3, 0.8))
+    first = tiled_model(registry, model, tile=128, overlap=0)
+    second = tiled_model(registry, first, tile=192, overlap=0)
+    assert len(second.network_wrappers) == 1
+    latent = {"samples": torch.zeros(1, 4, 40, 56)}
+    want = ksampler(registry, model, latent)
+    got = ksampler(registry, second, latent)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # a pointwise model: tiles can't matter
+    assert {tuple(c["x"].shape[2:]) for c in model.unet.calls[-4:]} == {(24, 24)}
+    ranged = call(registry, "TiledDiffusionParams", model=second, start_sigma=2.0, end_sigma=0.0)
+    model.unet.calls.clear()
+    ksampler(registry, ranged, latent)
+    assert {tuple(c["x"].shape[2:]) for c in model.unet.calls} == {(16, 16), (24, 24)}
+
+
+def test_spot_diffusion_rolls_a_controlnet_hint_through_a_sampler_resizing_once_a_run(registry, sd1, monkeypatch):
+    """Each step's tiles see the hint rolled by the step's shift and cut; the hint is stretched once a
+    run and each (tile, shift) cut resized once, the stretched hint left off the conditioning."""
+    import graphflow.models.controlnet as controlnet
+    import nodes.pack_nodes_tiled_diffusion as pack
+
+    model, positive, negative = sd1
+    net = call(registry, "LoadControlNet", control_net_name="cn.safetensors")
+    image = torch.rand(1, 100, 150, 3, generator=torch.Generator().manual_seed(0))
+    controlled = call(registry, "ApplyControlNet", conditioning=positive, control_net=net, image=image, strength=0.9)
+    applied = controlled[0][1]["control"]
+    stretched = controlnet.resize_hint(image, 128, 192)
+    rolls, hints, resizes = [], [], []
+    real_roll, real_resize = pack.spot_roll, controlnet.resize_hint
+    monkeypatch.setattr(pack, "spot_roll", lambda *args: rolls.append(real_roll(*args)) or rolls[-1])
+    monkeypatch.setattr(controlnet, "resize_hint", lambda *args, **kw: resizes.append(args[1:3]) or real_resize(*args,
+                                                                                                               **kw))
+    handle = applied.net.register_forward_pre_hook(lambda module, args: hints.append(args[1].detach().float().clone()))
+    spot = call(registry, "SpotDiffusionParams", shift_method="random", seed=5,
+                model=tiled_model(registry, model, "SpotDiffusion", tile=128, overlap=64))
+    try:
+        ksampler(registry, spot, {"samples": torch.zeros(1, 4, 16, 24)}, controlled, negative, steps=3)
+    finally:
+        handle.remove()
+    assert len(rolls) == 3 and len(hints) == 3 * 2 and any(roll != (0, 0) for roll in rolls)
+    for i, hint in enumerate(hints):
+        down, across = rolls[i // 2]
+        x = (0, 64)[i % 2]
+        want = stretched.roll((8 * down, 8 * across), dims=(-2, -1))[..., x:x + 128]
+        torch.testing.assert_close(hint[:1], want, rtol=0, atol=1e-3)
+    assert resizes.count((128, 192)) == 1  # stretched once a run
+    assert len(resizes) <= 1 + len(set(rolls)) * 2  # and each (tile, shift) cut's hint once
+    assert not any(torch.is_tensor(v) and v.shape[-2:] == (128, 192) for v in vars(applied).values())
+
+
+def test_flux_reference_latents_go_whole_to_each_tile(registry, tmp_path):
+    """Kontext-style reference latents: every tile sees the whole reference, as the pack passes
+    them (a list, not cut); a CLIPTextEncodeControlnet context without a ControlNet is not refused."""
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.sampling.flow_sampling import FlowDenoiser
+    from graphflow.testing import flow_model_config, write_flow_checkpoint
+
+    path = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32, components=("model",))
+    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
+    cfg = flow_model_config("flux_dev")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 12, 20, generator=g)
+    sigma = torch.tensor([0.7, 0.7])
+    inputs = {"context": torch.randn(2, 5, cfg.context_in_dim, generator=g),
+              "y": torch.randn(2, cfg.vec_in_dim, generator=g), "guidance": torch.tensor([3.5, 3.5]),
+              "reference_latents": [torch.randn(2, 16, 8, 6, generator=g)]}
+    plain = FlowDenoiser(model)
+    with torch.no_grad():
+        got = FlowDenoiser(tiled_model(registry, model, tile=96, overlap=32, batch=2))(
+            x, sigma, control_context=torch.randn(2, 5, cfg.context_in_dim, generator=g), **inputs)
+        want, count = torch.zeros_like(x), torch.zeros(12, 20)
+        for y, x0, h, w in tile_grid(12, 20, 12, 12, 4):
+            want[..., y:y + h, x0:x0 + w] += plain(x[..., y:y + h, x0:x0 + w], sigma, **inputs)
+            count[y:y + h, x0:x0 + w] += 1
+        without = plain(x[..., :12, :12], sigma, **{k: v for k, v in inputs.items() if k != "reference_latents"})
+    assert (without - plain(x[..., :12, :12], sigma, **inputs)).abs().max() > 1e-4  # the reference matters
+    torch.testing.assert_close(got, want / count, rtol=1e-4, atol=1e-5)
+
+
+def test_a_controlnet_reading_a_latent_hint_is_named_not_built_yet():
+    from graphflow.models.controlnet import ControlApplied
+
+    applied = ControlApplied(object(), torch.zeros(1, 16, 16, 3), 1.0, vae=object())
+    with pytest.raises(ValueError, match="takes a VAE.*not built yet"):
+        applied.cut((0, 0, 2, 2), (2, 2))
+    masked = ControlApplied(object(), torch.zeros(1, 16, 16, 3), 1.0, mask=torch.ones(1, 16, 16))
+    with pytest.raises(ValueError, match="carries a mask .an inpainting ControlNet's. can't be cut"):
+        masked.cut((0, 0, 2, 2), (2, 2))

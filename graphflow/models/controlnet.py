@@ -538,7 +538,7 @@ class ControlApplied:
         self.net, self.image, self.strength = net, image, float(strength)
         self.start_percent, self.end_percent = float(start_percent), float(end_percent)
         self.previous, self.vae, self.mask = previous, vae, mask
-        self._hint = self._latent = self._stretched = None
+        self._hint = self._latent = None
 
     def with_hint(self, image: torch.Tensor, previous: "ControlApplied | None") -> "ControlApplied":
         """This control with another hint image and another control before it (a tiled redraw cuts
@@ -547,24 +547,40 @@ class ControlApplied:
         out.image, out.previous, out._hint, out._latent = image, previous, None, None
         return out
 
-    def cut(self, region: tuple[int, int, int, int], size: tuple[int, int], shift: tuple[int, int] = (0, 0)):
+    def cut(self, region: tuple[int, int, int, int], size: tuple[int, int], shift: tuple[int, int] = (0, 0),
+            run: dict | None = None):
         """This control chain for one tile (y, x, h, w) of a latent of `size` (h, w) sampled in tiles
         (TiledDiffusion): each hint stretched to the latent's pixel size as a whole call stretches it,
-        rolled by `shift` latent pixels as the latent was, and cut to the tile. ValueError for a
-        control whose input can't be cut (a latent hint, a whole-image mask)."""
+        rolled by `shift` latent pixels as the latent was, and cut to the tile. `run`: the sampling
+        run's dict, which keeps the stretched hints and the cuts for the run (not on the conditioning,
+        which outlives it). ValueError for a control whose input can't be cut (a latent hint, a
+        whole-image mask)."""
+        if self.vae is not None:
+            raise ValueError("TiledDiffusion: cutting a ControlNet that reads its hint as a latent (it takes a VAE: "
+                             "SD3, FLUX InstantX / Union) to tiles is not built yet (the pack cuts the encoded hint)")
         masks = whole_image_masks(self)
-        if self.vae is not None or masks:
-            what = "reads its hint as a latent (it takes a VAE)" if self.vae is not None else f"carries {masks[0]}"
-            raise ValueError(f"TiledDiffusion: a ControlNet that {what} can't be cut to tiles")
+        if masks:
+            raise ValueError(f"TiledDiffusion: a ControlNet that carries {masks[0]} can't be cut to tiles")
+        run = {} if run is None else run
+        key = ("cut", id(self), tuple(region), tuple(size), tuple(shift))
+        if key in run:  # the same tile and shift as an earlier step: its hint is already resized and placed
+            return run[key][1]
         height, width = 8 * size[0], 8 * size[1]
-        stretched = self._stretched
-        if stretched is None or tuple(stretched.shape[2:]) != (height, width):
-            self._stretched = stretched = resize_hint(self.image, height, width)  # once a run, not per tile
-        if shift != (0, 0):
-            stretched = stretched.roll((8 * shift[0], 8 * shift[1]), dims=(-2, -1))
+        stretched_key = ("stretched", id(self), height, width)
+        if stretched_key not in run:  # once a run, not per tile (the control is kept so its id stays its own)
+            run[stretched_key] = (self, resize_hint(self.image, height, width))
+        stretched = run[stretched_key][1]
         y, x, h, w = (8 * v for v in region)
-        previous = None if self.previous is None else self.previous.cut(region, size, shift)
-        return self.with_hint(stretched[:, :, y:y + h, x:x + w].movedim(1, -1), previous)
+        if shift == (0, 0):
+            tile = stretched[:, :, y:y + h, x:x + w]
+        else:  # the tile of the rolled hint, read without rolling the whole: roll(s)[i] = hint[(i - s) mod n]
+            rows = (torch.arange(y, y + h) - 8 * shift[0]) % height
+            cols = (torch.arange(x, x + w) - 8 * shift[1]) % width
+            tile = stretched[:, :, rows][:, :, :, cols]
+        previous = None if self.previous is None else self.previous.cut(region, size, shift, run)
+        out = self.with_hint(tile.movedim(1, -1), previous)
+        run[key] = (self, out)
+        return out
 
     def sigma_range(self, schedule) -> tuple[float, float]:
         """(sigma_start, sigma_end) through the schedule's own percent_to_sigma (ComfyUI's rule:

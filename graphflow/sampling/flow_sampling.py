@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..choices import DEFAULT_FLUX_GUIDANCE, FLUX_BASE_SHIFT, FLUX_MAX_SHIFT  # noqa: F401 (re-exported)
 from ..models.architectures import ARCHITECTURES
-from .model_sampling import DiscreteSchedule, append_dims, tiled_rows
+from .model_sampling import DiscreteSchedule, append_dims, tiled_rows, tiled_unet_rows
 from .step_cache import wrapped_network
 
 DEFAULT_SD3_SHIFT = ARCHITECTURES["sd3"].shift
@@ -194,6 +194,7 @@ class FlowDenoiser:
         native = native_schedule.multiplier
         self.timestep_scale = getattr(self.schedule, "multiplier", native) / native
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))  # see ModelDenoiser
+        self.tile_controls = {}  # TiledDiffusion: the run's stretched hints and per-tile control cuts
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
         self.sample_sigmas = None  # the run's sigmas (the pipeline sets them): MeanFlow models embed the next one
 
@@ -272,16 +273,20 @@ class FlowDenoiser:
             if regions is None:
                 return network(xc, sigma, context, y, control, kwargs)
             # tiles of x (TiledDiffusion): xc holds len(regions) tiles of x's rows each
-            uncut = sorted(set(kwargs) - {"guidance", "sigma_next"})
-            if uncut or self.timestep_mask is not None or control_context is not None:
-                raise ValueError(f"TiledDiffusion can't cut {', '.join(uncut) or 'a timestep mask'} to its tiles")
+            # reference latents (Kontext, Qwen-Image-Edit) go whole to every tile, as the pack passes them
+            uncut = sorted(set(kwargs) - {"guidance", "sigma_next", "reference_latents", "reference_method"})
+            if uncut or self.timestep_mask is not None:
+                raise ValueError(f"TiledDiffusion: cutting {', '.join(uncut) or 'a timestep mask'} to its tiles is "
+                                 f"not built yet")
             if control is None:
                 k = len(regions)
-                return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None,
-                               {key: tiled_rows(v, k) for key, v in kwargs.items()})
+                tiled = {key: [tiled_rows(r, k) for r in v] if key == "reference_latents"
+                         else v if isinstance(v, str) else tiled_rows(v, k) for key, v in kwargs.items()}
+                with tiled_unet_rows(k):
+                    return network(xc, tiled_rows(sigma, k), tiled_rows(context, k), tiled_rows(y, k), None, tiled)
             rows = x.shape[0]  # one call a tile, each with its part of every hint
             return torch.cat([network(xc[i * rows:(i + 1) * rows], sigma, context, y,
-                                      control.cut(region, x.shape[-2:], shift), kwargs)
+                                      control.cut(region, x.shape[-2:], shift, self.tile_controls), kwargs)
                               for i, region in enumerate(regions)])
 
         v = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])

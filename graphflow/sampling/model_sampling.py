@@ -13,6 +13,7 @@ images; `quantize=False` gives k-diffusion's / diffusers' log-sigma interpolatio
 (fractional timesteps), used to compare against diffusers' schedulers.
 """
 
+import contextlib
 import math
 
 import torch
@@ -40,6 +41,24 @@ def tiled_rows(v: torch.Tensor | None, tiles: int) -> torch.Tensor | None:
     """A per-row input for `tiles` tiles stacked along the batch (TiledDiffusion): repeated whole (a
     scalar stays one)."""
     return v if v is None or tiles == 1 or v.ndim == 0 else v.repeat(tiles, *(1,) * (v.ndim - 1))
+
+
+@contextlib.contextmanager
+def tiled_unet_rows(tiles: int):
+    """While `tiles` tiles of a call's rows are stacked along the batch (TiledDiffusion): unet_rows
+    describing each tile's rows, so per-row patches (IP-Adapter's negative rows, per-entry tokens)
+    read every tile as they read the whole call."""
+    from .guidance import UNetRows, unet_rows
+
+    rows = unet_rows.get()
+    if rows is None or tiles == 1:
+        yield
+        return
+    token = unet_rows.set(UNetRows(rows.sigma, rows.negative * tiles, rows.conds * tiles))
+    try:
+        yield
+    finally:
+        unet_rows.reset(token)
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -380,6 +399,7 @@ class ModelDenoiser:
         self.quantize_timesteps = quantize_timesteps
         # a MODEL's network wrappers (EasyCache: graphflow.sampling.step_cache), fresh state per denoiser
         self.network_wrappers = tuple(make() for make in getattr(model, "network_wrappers", ()))
+        self.tile_controls = {}  # TiledDiffusion: the run's stretched hints and per-tile control cuts
         self.context_windows = None  # a run's context windows (the pipeline sets them; predict_sides reads them)
         # Cosmos-Predict2 video2world's noise mask [B, C, frames, h, w]: each frame is told the step's
         # timestep x its mean mask (0 for given frames; ComfyUI's CosmosPredict2.process_timestep)
@@ -429,10 +449,11 @@ class ModelDenoiser:
                                  "its tiles")
             if control is None:
                 k = len(regions)
-                return network(xc, tiled_rows(t, k), tiled_rows(context, k), tiled_rows(y, k), None)
+                with tiled_unet_rows(k):
+                    return network(xc, tiled_rows(t, k), tiled_rows(context, k), tiled_rows(y, k), None)
             rows = x.shape[0]  # one call a tile, each with its part of every hint
             return torch.cat([network(xc[i * rows:(i + 1) * rows], t, context, y,
-                                      control.cut(region, x.shape[-2:], shift))
+                                      control.cut(region, x.shape[-2:], shift, self.tile_controls))
                               for i, region in enumerate(regions)])
 
         output = wrapped_network(self.network_wrappers, run, xc, sigma, x.shape[1])

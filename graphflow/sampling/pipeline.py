@@ -437,9 +437,11 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             model_denoiser = ModelDenoiser(model, schedule)
             if getattr(model, "arch", None) == "cosmos" and denoise_mask is not None:
                 model_denoiser.timestep_mask = denoise_mask
-        for wrapper in model_denoiser.network_wrappers:  # SpotDiffusion shifts its tiles by the step's place in the run
+        # SpotDiffusion shifts its tiles by the step's place in the whole schedule (the pack reads KSampler's
+        # sigmas before start_at_step / end_at_step cut them)
+        for wrapper in model_denoiser.network_wrappers:
             if hasattr(wrapper, "start_run"):
-                wrapper.start_run(sigmas)
+                wrapper.start_run(sigmas if step_sigmas is None else step_sigmas)
         if getattr(model, "context_windows", None) is not None:  # ContextWindowsManual (context_windows.py)
             model_denoiser.context_windows = model.context_windows.for_run(sigmas)
         denoiser = guider.denoiser(model_denoiser, prepare)

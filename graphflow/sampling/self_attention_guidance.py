@@ -97,6 +97,9 @@ def self_attention_guidance(model, scale: float, blur_sigma: float):
     """A shallow copy of the MODEL with the SAG post-CFG function appended."""
     def post_cfg(args):
         denoised, uncond_pred = args["denoised"], args["uncond_denoised"]
+        if any(getattr(w, "tiles_network", False) for w in getattr(args["model"], "network_wrappers", ())):
+            raise ValueError("Self-Attention Guidance reads the whole latent's attention map, which TiledDiffusion "
+                             "computes per tile: use one or the other")
         attention = first_middle_self_attention(args["model"].unet)
         if min(denoised.shape[2:]) <= 4 or attention is None:  # too small to pad for the blur
             return denoised
@@ -112,6 +115,7 @@ def self_attention_guidance(model, scale: float, blur_sigma: float):
 
     post_cfg.needs_uncond = True
     post_cfg.holds_first_middle_attention = True  # ComfyUI's ("middle", 0, 0) attn1 replacement (see PAG)
+    post_cfg.reads_attention_map = True  # of the whole latent (TiledDiffusion refuses it)
     patched = copy.copy(model)
     patched.post_cfg_functions = (*getattr(model, "post_cfg_functions", ()), post_cfg)
     return patched
