@@ -19,7 +19,9 @@ ENCODER_TILE, DECODER_TILE = 512, 512
 DIFFERS = """Differs from the pack: each GroupNorm's statistics are the whole picture's (each pixel
     once, the variance pooled with the spread of the tiles' means), where the pack averages the
     padded tiles' variances (overlaps counted twice and the spread between tiles left out, which
-    raises the contrast where tiles differ); the mid-block attention is per tile, as the pack's."""
+    raises the contrast where tiles differ); in fast mode a channel flat on the scaled picture (a
+    plain canvas, an empty latent) is moved to the picture's mean only, where the pack divides 0 by
+    0 and gives NaN everywhere; the mid-block attention is per tile, as the pack's."""
 
 
 def _autoencoder(vae):
@@ -82,8 +84,9 @@ class VAEEncodeTiled_TiledDiffusion(Node):
         if self.tile_size % 16:  # tiles on whole latent pixels
             raise NodeInputError("tile_size", f"expected a multiple of 16 of at least 256, got {self.tile_size}")
         f = vae.downscale
-        if self.pixels.dim() != 4 or self.pixels.shape[1] < f or self.pixels.shape[2] < f:
-            raise NodeInputError("pixels", f"expected an IMAGE [B, H, W, 3] of at least {f}x{f}, got "
+        if self.pixels.dim() != 4 or self.pixels.shape[1] < f or self.pixels.shape[2] < f \
+                or self.pixels.shape[3] not in (3, 4):
+            raise NodeInputError("pixels", f"expected an IMAGE [B, H, W, 3 or 4] of at least {f}x{f}, got "
                                            f"{tuple(self.pixels.shape)}")
         x = centre_crop(self.pixels.float().cpu(), f) * 2 - 1
         b, _, h, w = x.shape

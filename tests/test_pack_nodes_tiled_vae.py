@@ -293,6 +293,32 @@ def test_the_nodes_decode_and_encode_as_the_vae(registry, request, which):
     assert latent["samples"].shape == (2, vae.latent_channels, 5, 4)
 
 
+@pytest.mark.parametrize("which", ["sd_vae", "flux_vae"])
+def test_fast_mode_takes_a_flat_picture_and_an_empty_latent(registry, request, which):
+    # the pack's rescaling divides a flat channel's 0 spread by 0: NaN everywhere; ours moves it to the
+    # mean only. (Not the exact mode's result: the borders' zero padding weighs more on the scaled
+    # picture's statistics, and this random-weight network's features are noise-like: see
+    # test_fast_mode_stays_near; here finite and of the exact result's size.)
+    vae = request.getfixturevalue(which)
+    canvas = torch.ones(1, 64, 72, 3) * torch.tensor([1.0, 0.5, 0.0])
+    latents = {fast: call(registry, "VAEEncodeTiled_TiledDiffusion", pixels=canvas, vae=vae, tile_size=256,
+                          fast=fast)["samples"] for fast in (True, False)}
+    assert latents[True].isfinite().all()
+    assert latents[True].abs().max() < 3 * latents[False].abs().max()
+    empty = {"samples": torch.zeros(1, vae.latent_channels, 60, 8)}
+    images = {fast: call(registry, "VAEDecodeTiled_TiledDiffusion", samples=empty, vae=vae, tile_size=384,
+                         fast=fast) for fast in (True, False)}
+    assert images[True].isfinite().all()
+    assert images[True].abs().max() < 3 * images[False].abs().max()
+
+
+def test_a_picture_of_other_channels_is_refused_by_name(registry, sd_vae):
+    for channels in (1, 2, 5):
+        with pytest.raises(NodeInputError, match=r"\[B, H, W, 3 or 4\]") as e:
+            call(registry, "VAEEncodeTiled_TiledDiffusion", pixels=torch.rand(1, 64, 64, channels), vae=sd_vae)
+        assert e.value.input == "pixels"
+
+
 def test_bad_inputs_are_refused(registry, sd_vae):
     z = {"samples": torch.zeros(1, 4, 4, 4)}
     with pytest.raises(NodeInputError, match="Tiled VAE runs the KL autoencoder") as e:

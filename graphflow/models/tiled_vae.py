@@ -193,7 +193,9 @@ def estimate_stats(steps: list[Step], x: torch.Tensor, color_fix: bool) -> dict:
 
 def fast_sample(z: torch.Tensor, tile: int) -> torch.Tensor:
     """z scaled so its longer side is `tile` (nearest-exact), then given z's per-channel mean and
-    standard deviation back and clamped to its range, as the pack."""
+    standard deviation back and clamped to its range, as the pack; a channel flat on the scaled
+    picture (a plain canvas, an empty latent) is only moved to z's mean (the pack divides 0 by 0,
+    and the NaN spreads to every statistic)."""
     scale = tile / max(z.shape[2], z.shape[3])
     if min(z.shape[2], z.shape[3]) * scale < 1:  # a thin strip: the pack's interpolate fails there
         small = F.interpolate(z, size=[max(1, int(s * scale)) for s in z.shape[2:]], mode="nearest-exact")
@@ -201,7 +203,8 @@ def fast_sample(z: torch.Tensor, tile: int) -> torch.Tensor:
         small = F.interpolate(z, scale_factor=scale, mode="nearest-exact")
     std_old, mean_old = torch.std_mean(z, dim=[0, 2, 3], keepdim=True)
     std_new, mean_new = torch.std_mean(small, dim=[0, 2, 3], keepdim=True)
-    small = (small - mean_new) / std_new * std_old + mean_old
+    flat = ~(std_new > 0)  # 0, or NaN for a single value
+    small = (small - mean_new) / std_new.masked_fill(flat, 1.0) * std_old.masked_fill(flat, 1.0) + mean_old
     return small.clamp(min=z.min(), max=z.max())
 
 
