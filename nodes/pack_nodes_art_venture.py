@@ -553,6 +553,12 @@ def _drawing_generator():
     return torch.Generator().manual_seed(random.SystemRandom().getrandbits(63))
 
 
+def _every_run(cls, **widgets) -> float:
+    """A fingerprint never equal to the last: the pack's IS_CHANGED is random, so it runs every time."""
+    import random
+    return random.random()
+
+
 class AVRandomInt(Node):
     """A whole number drawn from min up to max - 1 (torch.randint), and as text. As in the pack it
     runs anew every time, giving a new number each run; the number drawn is shown on the node."""
@@ -562,10 +568,7 @@ class AVRandomInt(Node):
     outputs = {"INT": INT, "STRING": STRING}
     comfy = ComfyAlias(("RandomInt",))
 
-    @classmethod
-    def fingerprint(cls, **widgets):
-        import random
-        return random.random()  # the pack's IS_CHANGED is random: it runs every time
+    fingerprint = classmethod(_every_run)
 
     def run(self):
         import torch
@@ -587,10 +590,7 @@ class AVRandomFloat(Node):
     outputs = {"FLOAT": FLOAT, "STRING": STRING}
     comfy = ComfyAlias(("RandomFloat",))
 
-    @classmethod
-    def fingerprint(cls, **widgets):
-        import random
-        return random.random()  # the pack's IS_CHANGED is random: it runs every time
+    fingerprint = classmethod(_every_run)
 
     def run(self):
         import torch

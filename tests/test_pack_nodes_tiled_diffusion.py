@@ -357,16 +357,23 @@ def test_a_t2i_adapter_reads_each_tiles_hint(registry, sd1, tmp_folders):
         torch.testing.assert_close(hint[:1], stretched[..., x:x + 128], rtol=0, atol=1e-3)
 
 
-def test_flux_tiles_are_the_untiled_model_on_each_tile_blended(registry, tmp_path):
-    """A random-weight FLUX dev (2x2 patches, guidance): the tiled call is the untiled model on each
-    tile's crop, averaged (MultiDiffusion); a latent one tile covers is the untiled call."""
+@pytest.fixture(scope="module")
+def flux_dev(tmp_path_factory):
+    """A random-weight FLUX dev (2x2 patches, guidance) and its config."""
     from graphflow.models.checkpoint import load_diffusion_model
-    from graphflow.sampling.flow_sampling import FlowDenoiser
     from graphflow.testing import flow_model_config, write_flow_checkpoint
 
-    path = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32, components=("model",))
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    cfg = flow_model_config("flux_dev")
+    path = write_flow_checkpoint(tmp_path_factory.mktemp("flux") / "flux.safetensors", "flux_dev",
+                                 dtype=torch.float32, components=("model",))
+    return load_diffusion_model(path, device="cpu", dtype=torch.float32), flow_model_config("flux_dev")
+
+
+def test_flux_tiles_are_the_untiled_model_on_each_tile_blended(registry, flux_dev):
+    """A random-weight FLUX dev (2x2 patches, guidance): the tiled call is the untiled model on each
+    tile's crop, averaged (MultiDiffusion); a latent one tile covers is the untiled call."""
+    from graphflow.sampling.flow_sampling import FlowDenoiser
+
+    model, cfg = flux_dev
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 12, 20, generator=g)
     sigma = torch.tensor([0.7, 0.7])
@@ -600,16 +607,12 @@ def test_spot_diffusion_rolls_a_controlnet_hint_through_a_sampler_resizing_once_
     assert not any(torch.is_tensor(v) and v.shape[-2:] == (128, 192) for v in vars(applied).values())
 
 
-def test_flux_reference_latents_go_whole_to_each_tile(registry, tmp_path):
+def test_flux_reference_latents_go_whole_to_each_tile(registry, flux_dev):
     """Kontext-style reference latents: every tile sees the whole reference, as the pack passes
     them (a list, not cut); a CLIPTextEncodeControlnet context without a ControlNet is not refused."""
-    from graphflow.models.checkpoint import load_diffusion_model
     from graphflow.sampling.flow_sampling import FlowDenoiser
-    from graphflow.testing import flow_model_config, write_flow_checkpoint
 
-    path = write_flow_checkpoint(tmp_path / "flux.safetensors", "flux_dev", dtype=torch.float32, components=("model",))
-    model = load_diffusion_model(path, device="cpu", dtype=torch.float32)
-    cfg = flow_model_config("flux_dev")
+    model, cfg = flux_dev
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 12, 20, generator=g)
     sigma = torch.tensor([0.7, 0.7])
