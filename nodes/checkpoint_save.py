@@ -37,8 +37,12 @@ class CheckpointSave(Node):
         path = _output_path(self.filename_prefix)
         # a part that doesn't fit raises NodeInputError naming save_checkpoint's parameter (model,
         # clip, vae): our inputs have the same names, so it is the node's error as it stands
-        save_checkpoint(path, self.model, self.clip, self.vae, _workflow_metadata())
+        save_checkpoint(path, self.model, self.clip, self.vae, _workflow_metadata(), self.model_dtype())
         _show_saved([path])
+
+    def model_dtype(self):
+        """The dtype the diffusion model's weights are written in (None: as they are)."""
+        return None
 
 
 def _output_path(filename_prefix: str):

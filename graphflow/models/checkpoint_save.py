@@ -39,6 +39,7 @@ from graphflow.memory import manager
 
 from .architecture import EDM_VPRED_MAX, EDM_VPRED_MIN, UNET_PREFIX, VAE_PREFIX
 from .architectures import ARCHITECTURES
+from .cast_layers import FP8_DTYPES
 from .diffusion_model import DiffusionModel
 from .text_encoders import HF, TextEncoder, hf_to_openclip, text_transformer
 from .vae import VAE
@@ -71,13 +72,18 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
+def model_state(model: DiffusionModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The diffusion model (its patches merged in) under `model.diffusion_model.`, with
     ComfyUI's v-prediction marker keys, which both loaders read, and Stable Zero123's cc_projection.
     As in ComfyUI, `v_pred` marks a model read as v-prediction (its model type, whatever
     ModelSamplingDiscrete set since; `ztsnr` then follows the sampling's zsnr), the edm_vpred
-    keys a model sampled as continuous-time EDM v (ModelSamplingContinuousEDM v_prediction)."""
+    keys a model sampled as continuous-time EDM v (ModelSamplingContinuousEDM v_prediction).
+    `dtype` (art-venture's float16 save): the network's floating weights cast to it, fp8 ones (and
+    their scales) kept."""
     state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() and v.dtype not in FP8_DTYPES
+                 and not k.endswith((".scale_weight", ".scale_input")) else v for k, v in state.items()}
     if getattr(model, "context_projection", None) is not None:  # Stable Zero123 (ComfyUI's saves drop it)
         state.update({"cc_projection." + k: v for k, v in model.context_projection.state_dict().items()})
     if any(k.endswith(".scale_weight") for k in state):  # fp8 weights with their scales: ComfyUI's marker
@@ -94,8 +100,9 @@ def model_state(model: DiffusionModel) -> dict[str, torch.Tensor]:
     return _cpu(state)
 
 
-def checkpoint_state(model: DiffusionModel, clip: TextEncoder, vae: VAE) -> dict[str, torch.Tensor]:
-    state = model_state(model)
+def checkpoint_state(model: DiffusionModel, clip: TextEncoder, vae: VAE,
+                     dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    state = model_state(model, dtype)
     state.update({VAE_PREFIX + k: v for k, v in vae.module.state_dict().items()})
     for tower in clip.towers:
         state.update({tower.spec.prefix + k: v for k, v in _tower_state(tower).items()})
@@ -159,13 +166,13 @@ def _save(path, state: dict[str, torch.Tensor], metadata: dict[str, str], extra_
     return Path(path)
 
 
-def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE) -> dict[str, torch.Tensor]:
+def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """An SD3 / FLUX / Chroma checkpoint as ComfyUI's CheckpointSave writes one (its model configs'
     prefixes): the model under model.diffusion_model., each text encoder under
     text_encoders.<clip_l / clip_g / t5xxl>.transformer. (CLIPSave's keys), the VAE under
     first_stage_model. (SD3) or vae. (FLUX, Chroma, AuraFlow: its vae_key_prefix); the all-in-one loader
     reads it back."""
-    state = model_state(model)
+    state = model_state(model, dtype)
     for name, (tower, _) in text_encoder_states(clip).items():
         state.update({f"text_encoders.{name}.transformer.{k}": v for k, v in tower.items()})
     prefix = VAE_PREFIX if model.arch == "sd3" else "vae."
@@ -179,7 +186,8 @@ def checkpoint_families() -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None) -> Path:
+def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, extra_metadata: dict | None = None,
+                    model_dtype: torch.dtype | None = None) -> Path:
     layout = ARCHITECTURES[model.arch].saved_as  # flow families: ComfyUI's layouts
     if layout is None:
         raise NodeInputError("model", f"a {model.arch} model; single-file checkpoints are written for "
@@ -190,8 +198,10 @@ def save_checkpoint(path, model: DiffusionModel, clip: TextEncoder, vae: VAE, ex
         raise NodeInputError("vae", f"the VAE makes {vae.latent_channels}-channel latents, the model takes "
                                     f"{model.latent_format.channels}")
     if layout == "flow":
-        return _save(path, flow_checkpoint_state(model, clip, vae), model_metadata(model, path), extra_metadata)
-    return _save(path, checkpoint_state(model, clip, vae), checkpoint_metadata(model, clip, vae, path), extra_metadata)
+        return _save(path, flow_checkpoint_state(model, clip, vae, model_dtype), model_metadata(model, path),
+                     extra_metadata)
+    return _save(path, checkpoint_state(model, clip, vae, model_dtype), checkpoint_metadata(model, clip, vae, path),
+                 extra_metadata)
 
 
 def save_model(path, model: DiffusionModel, extra_metadata: dict | None = None) -> Path:

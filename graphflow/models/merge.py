@@ -32,6 +32,9 @@ class MergeError(ValueError):
 
 
 Factors = Callable[[str], tuple[float, float]]  # parameter name -> (a, b)
+# (name, first's weight, second's weight or None where it has none) -> the second's weight to merge
+# (None: none), for merges that fit one to the other (art-venture's padded inpainting conv_in)
+Fit = Callable[[str, torch.Tensor, torch.Tensor | None], torch.Tensor | None]
 
 
 def _parameters(module: nn.Module, patches: tuple) -> dict:
@@ -56,15 +59,18 @@ def _true(weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
 
 
 def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: str = "model",
-                  patches: tuple[tuple, tuple] = ((), ())) -> nn.Module:
+                  patches: tuple[tuple, tuple] = ((), ()), fit: Fit | None = None) -> nn.Module:
     """`first` with its parameters merged with `second`'s, each taken with its weight patches
-    (LoRAs): the result has them merged in and takes no patches."""
+    (LoRAs): the result has them merged in and takes no patches. `fit` gives the second's weight
+    to merge for each of the first's (see Fit)."""
     params1, params2 = _parameters(first, patches[0]), _parameters(second, patches[1])
-    only1, only2 = sorted(set(params1) - set(params2)), sorted(set(params2) - set(params1))
+    only1, only2 = [], sorted(set(params2) - set(params1))
     scales1, scales2 = _scales(first), _scales(second)
     weights, unmerged = {}, []
     for name, w1 in params1.items():
-        w2 = params2.get(name)
+        w2 = params2.get(name) if fit is None else fit(name, w1, params2.get(name))
+        if w2 is None:
+            only1.append(name)
         a, b = factors(name) if w2 is not None else (1.0, 0.0)  # no patch from the second: w1 as it is
         if w2 is not None and w1.shape != w2.shape:  # an inpainting model's 9-channel conv_in against a 4-channel one:
             unmerged.append(f"{name} {tuple(w1.shape)} != {tuple(w2.shape)}")
@@ -92,10 +98,11 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
     return patched_copy(first, weights)
 
 
-def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factors) -> DiffusionModel:
+def merge_models(model1: DiffusionModel, model2: DiffusionModel, factors: Factors,
+                 fit: Fit | None = None) -> DiffusionModel:
     if model1.arch != model2.arch:
         raise MergeError(f"can't merge a {model1.arch} model with a {model2.arch} model")
-    merged = merge_modules(model1.unet, model2.unet, factors, "UNet", (model1.patches, model2.patches))
+    merged = merge_modules(model1.unet, model2.unet, factors, "UNet", (model1.patches, model2.patches), fit)
     return model1.with_unet(merged).with_patches(())
 
 
