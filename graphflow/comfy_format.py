@@ -235,7 +235,10 @@ ART_VENTURE_CLASSES = ("ImageMuxer", "ImageScaleDown", "ImageScaleDownBy", "Imag
                        "BooleanPrimitive", "NumberScaler", "RandomInt", "RandomFloat", "SeedSelector",
                        "AspectRatioSelector", "SDXLAspectRatioSelector", "CheckpointNameSelector",
                        "TextRandomMultiline", "TextSwitchCase", "LoadJsonFromText", "GetObjectFromJson",
-                       "GetTextFromJson", "GetFloatFromJson", "GetIntFromJson", "GetBoolFromJson")
+                       "GetTextFromJson", "GetFloatFromJson", "GetIntFromJson", "GetBoolFromJson",
+                       # round 2 (nodes/pack_nodes_art_venture2.py)
+                       "PrepareImageAndMaskForInpaint", "OverlayInpaintedImage", "CreateExpandedCanvasForOutpaint",
+                       "MergeModels", "Fooocus_KSampler", "Fooocus_KSamplerAdvanced", "Fooocus_KSamplerEfficient")
 # comfyui-art-venture's classes graphflow leaves out, with why (read from the NODE_CLASS_MAPPINGS of its modules:
 # utility_nodes.py at 8e83109a4ea8507beb5cf79476fde9a94d4cd840 and the other modules' as the code index holds them)
 _AV_LATER = "not built yet: {}"
@@ -264,10 +267,6 @@ ART_VENTURE_LEFT_OUT = {
                     "it asks (or sets up a call to) a language-model web service"),
     # model-free, or made of graphflow's loaders, but not built this round
     "DependenciesEdit": _AV_LATER.format("the pack's DEPENDENCIES tuple, which no node here makes"),
-    **dict.fromkeys(("AV_CheckpointMerge", "MergeModels"),
-                    _AV_LATER.format("its merges pad an inpainting model's 9-channel input layer, which "
-                                     "ModelMergeSimple does not")),
-    "AV_CheckpointSave": _AV_LATER.format("CheckpointSave with a float16 choice"),
     **dict.fromkeys(("AV_ControlNetLoader", "AV_ControlNetEfficientLoader", "AV_ControlNetEfficientLoaderAdvanced",
                      "AV_ControlNetEfficientStacker", "AV_ControlNetEfficientStackerSimple"),
                     _AV_LATER.format("its ControlNet loaders apply its preprocessor choice, which needs "
@@ -275,11 +274,9 @@ ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("AV_IPAdapter", "AV_IPAdapterPipe", "AV_StyleApply", "AV_IPAdapterEncodeFromJson",
                      "AV_IPAdapterApplyEncoded"),
                     _AV_LATER.format("it drives ComfyUI_IPAdapter_plus' internals")),
-    **dict.fromkeys(("Fooocus_KSampler", "Fooocus_KSamplerAdvanced", "Fooocus_KSamplerEfficient",
-                     "Fooocus_KSamplerEfficientAdvanced"),
-                    _AV_LATER.format("Fooocus' sharpness patch (an anisotropic filter in the sampler's eps)")),
-    **dict.fromkeys(("PrepareImageAndMaskForInpaint", "OverlayInpaintedImage", "CreateExpandedCanvasForOutpaint"),
-                    _AV_LATER.format("the pack's inpaint crop / overlay helpers")),
+    "Fooocus_KSamplerEfficientAdvanced": "the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. "
+                                         "(Efficient)'s function with them, so it cannot run there (Fooocus_KSampler"
+                                         "Advanced has the sharpness with KSamplerAdvanced's inputs)",
 }
 # filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1): its classes left out on purpose, with
 # why, and FILL_LATER, those not built yet; from its __init__.py at 003fd21a70528c707c34178543948fa992458781

@@ -1,0 +1,614 @@
+"""sipherxyz's comfyui-art-venture, round 2: its inpaint crop / overlay helpers, its checkpoint merges
+and save, and its Fooocus samplers, under the pack's class names, inputs (order, defaults, ranges),
+outputs and categories. Read from the pack's files in the code index:
+
+- modules/inpaint/nodes.py at commit 1138a1f4d96f6cfa64752ceaaf78dace26e163b9
+  (PrepareImageAndMaskForInpaint with its controlnet_image, OverlayInpaintedImage), and
+  CreateExpandedCanvasForOutpaint from the stored version of that file that has it (the index gives
+  no commit for it; the file at ffa9e1a101371bb19e4c99b63507b52a1c5512fc lacks it);
+  modules/masking.py at 509e4d660aa3c13f79c82becf2512f16e70c9ee6 (get_crop_region,
+  expand_crop_region: A1111's), modules/image_utils.py at 509e4d660aa3c13f79c82becf2512f16e70c9ee6
+  (resize_image: A1111's resize modes) and utils.py's numpy2pil / tensor2pil (the 8-bit round trip);
+- modules/nodes.py at 51dd8fcb7cd80f283cd5ea09e0e4eab104ef301e (AV_CheckpointMerge,
+  AV_CheckpointSave) and modules/utility_nodes.py at 8e83109a4ea8507beb5cf79476fde9a94d4cd840
+  (MergeModels, the pack's UtilModelMerge);
+- modules/fooocus/__init__.py at 1138a1f4d96f6cfa64752ceaaf78dace26e163b9, fooocus/patch.py at
+  34467691ee0c6310a8678dd46e39fb6153e52d5f, fooocus/anisotropic.py at
+  3b6e0b8b9fb6c4f7ad74a0571be2ce391d8a7a24 and fooocus/efficient.py at
+  1138a1f4d96f6cfa64752ceaaf78dace26e163b9 (the Fooocus samplers' sharpness).
+
+Nodes here: PrepareImageAndMaskForInpaint, OverlayInpaintedImage, CreateExpandedCanvasForOutpaint,
+AV_CheckpointMerge, MergeModels, AV_CheckpointSave, Fooocus_KSampler, Fooocus_KSamplerAdvanced,
+Fooocus_KSamplerEfficient.
+
+Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why): Fooocus_KSamplerEfficientAdvanced
+(the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. (Efficient)'s function with
+them, so it cannot run there), and those still not built (DependenciesEdit, the ControlNet loaders,
+the IP-Adapter nodes).
+
+Where the pack swaps ComfyUI's functions for the run (its Fooocus samplers patch ComfyUI's
+sampling function, UNet forward and SDXL size conditioning; its CheckpointSave turns the live model
+to float16), ours changes nothing shared: the sharpness is a network wrapper on a copy of the MODEL
+that the sampler calls, and the float16 save casts the weights it writes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from graphflow.api import (
+    CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
+    Size, check_interrupted, check_run_memory, socket_type, warn,
+)
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.checkpoint_save import CheckpointSave
+from nodes.efficiency_nodes import KSamplerEfficient, sampler_widgets
+from nodes.pack_nodes_art_venture import _picture, _tensor
+from nodes.sampling import SEED_MAX, _estimate, _sample
+
+COMFY_PACK = "comfyui-art-venture"  # the custom node pack this module's ComfyUI classes come from
+
+INPAINTING = "Art Venture/Inpainting"
+MERGING = "Art Venture/Model Merging"
+SAMPLING = "ArtVenture/Sampling"
+
+CROP_REGION = socket_type("CROP_REGION", "#9e9e9e", "comfyui-art-venture's crop regions: an int64 tensor [batch, 4] "
+                                                     "of (left, top, right, bottom) per image; (0, 0, 0, 0): none")
+
+# -- the pack's A1111 picture helpers -----------------------------------------------------------------
+
+
+def _resized(picture, width: int, height: int, fill: bool):
+    """A1111's resize_image as the pack has it, into an RGB canvas of width x height: fill (its
+    RESIZE_TO_FILL) scales to cover and crops the middle; else (RESIZE_TO_FIT) scales to fit inside
+    and fills the two bands left by stretching the picture's edge rows / columns. Lanczos."""
+    from PIL import Image
+
+    ratio, source_ratio = width / height, picture.width / picture.height
+    if fill:
+        w = width if ratio > source_ratio else picture.width * height // picture.height
+        h = height if ratio <= source_ratio else picture.height * width // picture.width
+    else:
+        w = width if ratio < source_ratio else picture.width * height // picture.height
+        h = height if ratio >= source_ratio else picture.height * width // picture.width
+    scaled = picture.resize((w, h), resample=Image.LANCZOS)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(scaled, box=(width // 2 - w // 2, height // 2 - h // 2))
+    if fill:
+        return canvas
+    if ratio < source_ratio:
+        band = height // 2 - h // 2
+        if band > 0:
+            canvas.paste(scaled.resize((width, band), box=(0, 0, width, 0)), box=(0, 0))
+            canvas.paste(scaled.resize((width, band), box=(0, scaled.height, width, scaled.height)),
+                         box=(0, band + h))
+    elif ratio > source_ratio:
+        band = width // 2 - w // 2
+        if band > 0:
+            canvas.paste(scaled.resize((band, height), box=(0, 0, 0, height)), box=(0, 0))
+            canvas.paste(scaled.resize((band, height), box=(scaled.width, 0, scaled.width, height)),
+                         box=(band + w, 0))
+    return canvas
+
+
+def _crop_region(mask, pad: int) -> tuple[int, int, int, int]:
+    """A1111's get_crop_region: the box (left, top, right, bottom) of the mask's non-zero pixels,
+    grown by pad on each side within the picture."""
+    import numpy as np
+
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (max(int(columns[0]) - pad, 0), max(int(rows[0]) - pad, 0),
+            min(int(columns[-1]) + 1 + pad, w), min(int(rows[-1]) + 1 + pad, h))
+
+
+def _expanded_region(region, width: int, height: int, image_width: int, image_height: int):
+    """A1111's expand_crop_region: the box grown along one side to the ratio width : height, kept
+    inside the picture where it fits (it may still poke out: A1111's arithmetic, as the pack has it)."""
+    x1, y1, x2, y2 = region
+    if (x2 - x1) / (y2 - y1) > width / height:
+        grow = int((x2 - x1) / (width / height) - (y2 - y1))
+        y1, y2 = y1 - grow // 2, y2 + grow - grow // 2
+        if y2 >= image_height:
+            y1, y2 = y1 - (y2 - image_height), image_height
+        if y1 < 0:
+            y1, y2 = 0, y2 - y1
+        y2 = min(y2, image_height)
+    else:
+        grow = int((y2 - y1) * (width / height) - (x2 - x1))
+        x1, x2 = x1 - grow // 2, x2 + grow - grow // 2
+        if x2 >= image_width:
+            x1, x2 = x1 - (x2 - image_width), image_width
+        if x1 < 0:
+            x1, x2 = 0, x2 - x1
+        x2 = min(x2, image_width)
+    return x1, y1, x2, y2
+
+
+def _levels(array, mode=None):
+    """The pack's numpy2pil: 255 x clipped, cut to a level."""
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.clip(255.0 * array, 0, 255).astype(np.uint8), mode)
+
+
+def _blurred_mask(mask, blur: int):
+    """A1111's mask blur, as the pack does it: OpenCV's Gaussian of sigma `blur` in a window of
+    2 * int(2.5 * blur + 0.5) + 1."""
+    import cv2
+
+    array = mask.detach().cpu().float().numpy()
+    if blur <= 0:
+        return array
+    size = 2 * int(2.5 * blur + 0.5) + 1
+    return cv2.GaussianBlur(array, (size, size), blur)
+
+
+def _see_through_masked(picture, mask):
+    """The picture with the mask's pixels made transparent (alpha 255 - mask; colours cut through
+    Pillow's premultiplied RGBa, as the pack pastes them), as a 4-channel tensor."""
+    from PIL import Image, ImageOps
+
+    masked = Image.new("RGBa", picture.size)
+    masked.paste(picture.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask))
+    return _tensor(masked.convert("RGBA"))
+
+
+def _batch(name: str, tensor, batch: int, what: str) -> None:
+    if tensor.shape[0] != batch:
+        raise NodeInputError(name, f"{tensor.shape[0]} images, {what} has {batch}: expected the same batch size")
+
+
+class PrepareImageAndMaskForInpaint(Node):
+    """The pack's A1111-style inpaint preparation. The mask is blurred first (OpenCV Gaussian,
+    sigma mask_blur, 0: none). With inpaint_masked the box around the mask's pixels, grown by
+    mask_padding and then to the ratio width : height (both 0: the picture's size; then both must
+    be set or both 0), is cut from the picture, the mask and controlnet_image (at its own scale)
+    and resized to width x height (A1111's resize-to-fit: scaled to fit, the bands filled by
+    stretching the edges; Lanczos); crop_region is that box. Without it the picture and the
+    blurred mask pass whole and crop_region is the whole picture. overlay_image is the whole
+    picture with the blurred mask's pixels made transparent (RGBA), for Overlay Inpainted Image to
+    lay over the inpainted result. controlnet_image: black 64 x 64 where none is linked. As in the
+    pack, pictures pass through 8 bits (x · 255 cut to a level). An empty mask with inpaint_masked
+    is refused (the pack divides by zero)."""
+    category = INPAINTING
+    image: IMAGE
+    mask: MASK
+    mask_blur: int = Int(4, min=0, max=64)
+    inpaint_masked: bool = Bool(False)
+    mask_padding: int = Int(32, min=0, max=1024)
+    width: int = Int(0, min=0, max=2048)
+    height: int = Int(0, min=0, max=2048)
+    controlnet_image: IMAGE = None
+    outputs = {"inpaint_image": IMAGE, "inpaint_mask": MASK, "overlay_image": IMAGE, "crop_region": CROP_REGION,
+               "controlnet_image": IMAGE}
+    comfy = ComfyAlias(("PrepareImageAndMaskForInpaint",), optional=("controlnet_image",))
+
+    def run(self):
+        import torch
+
+        image, mask = self.image, self.mask
+        _batch("mask", mask, image.shape[0], "image")
+        if self.controlnet_image is not None:
+            _batch("controlnet_image", self.controlnet_image, image.shape[0], "image")
+        if tuple(mask.shape[1:3]) != tuple(image.shape[1:3]):
+            raise NodeInputError("mask", f"{mask.shape[2]}x{mask.shape[1]}, the image is {image.shape[2]}x"
+                                         f"{image.shape[1]}: expected the same size")
+        source_h, source_w = image.shape[1:3]
+        out_w, out_h = self.width, self.height
+        if self.inpaint_masked:
+            if out_w == 0 and out_h == 0:
+                out_w, out_h = source_w, source_h
+            elif out_w == 0 or out_h == 0:
+                raise NodeInputError("width" if out_w == 0 else "height",
+                                     "0 with the other set: inpaint_masked needs both set, or both 0 (the picture's "
+                                     "size)")
+            scale = 1 if self.controlnet_image is None else max(
+                self.controlnet_image.shape[2] / source_w, self.controlnet_image.shape[1] / source_h)
+            check_run_memory("width", "the cut-out's size", images=Size(image.shape[0], int(out_h * scale) + out_h,
+                                                                         int(out_w * scale) + out_w))
+        images, masks, overlays, regions, hints = [], [], [], [], []
+        for index in range(image.shape[0]):
+            check_interrupted()
+            blurred = _blurred_mask(mask[index], self.mask_blur)
+            mask_picture = _levels(blurred, "L")
+            picture = _picture(image[index], "image")
+            hint = None if self.controlnet_image is None else _picture(self.controlnet_image[index],
+                                                                       "controlnet_image")
+            if self.inpaint_masked:
+                if not blurred.any():
+                    raise NodeInputError("mask", f"image {index}: the mask is empty, so there is nothing to cut out "
+                                                 "for inpaint_masked")
+                region = _expanded_region(_crop_region(blurred, self.mask_padding), out_w, out_h, source_w, source_h)
+                inpaint = _resized(picture.crop(region), out_w, out_h, fill=False)
+                inpaint_mask = _resized(mask_picture.crop(region), out_w, out_h, fill=False).convert("L")
+                if hint is not None:
+                    sx, sy = hint.width / source_w, hint.height / source_h
+                    x1, y1, x2, y2 = region
+                    hint = _resized(hint.crop((int(x1 * sx), int(y1 * sy), int(x2 * sx), int(y2 * sy))),
+                                    int(out_w * sx), int(out_h * sy), fill=False)
+            else:
+                inpaint, inpaint_mask, region = picture, mask_picture, (0, 0, source_w, source_h)
+            overlays.append(_see_through_masked(picture, mask_picture))
+            images.append(_tensor(inpaint))
+            masks.append(_tensor(inpaint_mask)[..., 0])
+            regions.append(torch.tensor(region, dtype=torch.int64))
+            if hint is not None:
+                hints.append(_tensor(hint))
+        hint = torch.stack(hints) if hints else torch.zeros(image.shape[0], 64, 64, 3)
+        return torch.stack(images), torch.stack(masks), torch.stack(overlays), torch.stack(regions), hint
+
+
+def _regions(crop_region, batch: int):
+    import torch
+
+    if not isinstance(crop_region, torch.Tensor) or crop_region.ndim != 2 or crop_region.shape[-1] != 4:
+        raise NodeInputError("crop_region", "expected comfyui-art-venture's CROP_REGION (a [batch, 4] tensor of "
+                                            "left, top, right, bottom)")
+    if crop_region.shape[0] != batch:
+        raise NodeInputError("crop_region", f"{crop_region.shape[0]} regions for {batch} images: expected one each")
+    return [tuple(int(v) for v in row) for row in crop_region.tolist()]
+
+
+class OverlayInpaintedImage(Node):
+    """Puts the inpainted picture back: resized (A1111's resize-to-fill: scaled to cover, the middle
+    kept; Lanczos) into its crop_region of a transparent canvas of overlay_image's size (region
+    (0, 0, 0, 0): taken as it is, and then it must be overlay_image's size), with overlay_image
+    (Prepare Image & Mask for Inpaint's: the original with the masked pixels transparent) laid
+    over it; RGB out. 8-bit, as in the pack."""
+    category = INPAINTING
+    inpainted: IMAGE
+    overlay_image: IMAGE
+    crop_region: CROP_REGION
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("OverlayInpaintedImage",))
+
+    def run(self):
+        import torch
+        from PIL import Image
+
+        batch = self.inpainted.shape[0]
+        _batch("overlay_image", self.overlay_image, batch, "inpainted")
+        regions = _regions(self.crop_region, batch)
+        if self.overlay_image.shape[-1] != 4:
+            raise NodeInputError("overlay_image", f"{self.overlay_image.shape[-1]} channels: expected RGBA (Prepare "
+                                                  "Image & Mask for Inpaint's overlay_image)")
+        height, width = self.overlay_image.shape[1:3]
+        results = []
+        for index, (x1, y1, x2, y2) in enumerate(regions):
+            check_interrupted()
+            picture = _picture(self.inpainted[index], "inpainted")
+            overlay = _picture(self.overlay_image[index], "overlay_image")
+            if (x1, y1, x2, y2) != (0, 0, 0, 0):
+                if x2 <= x1 or y2 <= y1 or x2 - x1 > 4 * width or y2 - y1 > 4 * height:
+                    raise NodeInputError("crop_region", f"image {index}: ({x1}, {y1}, {x2}, {y2}) is not a box "
+                                                        f"within a {width}x{height} picture")
+                canvas = Image.new("RGBA", overlay.size)
+                canvas.paste(_resized(picture, x2 - x1, y2 - y1, fill=True), (x1, y1))
+                picture = canvas
+            elif picture.size != overlay.size:
+                raise NodeInputError("inpainted", f"{picture.width}x{picture.height} with crop region (0, 0, 0, 0): "
+                                                  f"expected overlay_image's size, {width}x{height}")
+            picture = picture.convert("RGBA")
+            picture.alpha_composite(overlay)
+            results.append(_tensor(picture.convert("RGB")))
+        return (torch.stack(results),)
+
+
+FOCUS_MODES = ("only_focused", "mask_outside_focus", "mask_both")
+
+
+class CreateExpandedCanvasForOutpaint(Node):
+    """focused_image resized (A1111's resize-to-fill; Lanczos) into the box left, top, right,
+    bottom of original_image (clamped inside it: at least 1 pixel), with a mask for outpainting:
+    white (1) outside the box, the box black (mask_both: grey, 128/255, and no feathering); the box
+    drawn as Pillow draws rectangles, its right and bottom edges included. only_focused: the
+    canvas is the focused picture alone on white; with feather_edges its edges fade into the
+    white (a Gaussian blur of that radius on its alpha; the mask stays sharp).
+    mask_outside_focus: the original with the focused picture in the box; feather_edges blurs the
+    mask. new_crop_region is the clamped box. As in the pack, pairs of images go by index up to
+    the shorter batch, and pictures pass through 8 bits."""
+    category = INPAINTING
+    original_image: IMAGE
+    focused_image: IMAGE
+    left: int = Int(0, min=0, max=4096)
+    top: int = Int(0, min=0, max=4096)
+    right: int = Int(0, min=0, max=4096)
+    bottom: int = Int(0, min=0, max=4096)
+    focus_mode: str = Choice(FOCUS_MODES, "mask_outside_focus")
+    feather_edges: int = Int(10, min=0, max=100)
+    outputs = {"expanded_image": IMAGE, "outpaint_mask": MASK, "new_crop_region": CROP_REGION}
+    comfy = ComfyAlias(("CreateExpandedCanvasForOutpaint",))
+
+    def run(self):
+        import torch
+        from PIL import Image, ImageDraw, ImageFilter
+
+        images, masks, regions = [], [], []
+        for index in range(min(self.original_image.shape[0], self.focused_image.shape[0])):
+            check_interrupted()
+            original = _picture(self.original_image[index], "original_image")
+            focused = _picture(self.focused_image[index], "focused_image")
+            width, height = original.size
+            left = max(0, min(self.left, width - 1))
+            top = max(0, min(self.top, height - 1))
+            right = max(left + 1, min(self.right, width))
+            bottom = max(top + 1, min(self.bottom, height))
+            box = (left, top, right, bottom)
+            focused = _resized(focused, right - left, bottom - top, fill=True).convert("RGBA")
+            if self.focus_mode == "only_focused":
+                canvas = Image.new("RGBA", original.size, (0, 0, 0, 0))
+            else:
+                canvas = original.convert("RGBA")
+            canvas.paste(focused, (left, top))
+            mask = Image.new("L", original.size, 255)
+            ImageDraw.Draw(mask).rectangle(box, fill=128 if self.focus_mode == "mask_both" else 0)
+            if self.feather_edges > 0 and self.focus_mode == "only_focused":
+                alpha = Image.new("L", original.size, 0)
+                ImageDraw.Draw(alpha).rectangle(box, fill=255)
+                canvas.putalpha(alpha.filter(ImageFilter.GaussianBlur(radius=self.feather_edges)))
+            elif self.feather_edges > 0 and self.focus_mode == "mask_outside_focus":
+                mask = mask.filter(ImageFilter.GaussianBlur(radius=self.feather_edges))
+            white = Image.new("RGB", canvas.size, (255, 255, 255))
+            white.paste(canvas, mask=canvas.split()[3])
+            images.append(_tensor(white))
+            masks.append(_tensor(mask)[..., 0])
+            regions.append(torch.tensor(box, dtype=torch.int64))
+        if not images:
+            raise NodeInputError("focused_image", "an empty batch: expected at least one image in each")
+        return torch.stack(images), torch.stack(masks), torch.stack(regions)
+
+
+# -- merges and save ----------------------------------------------------------------------------------
+
+
+def _merged(node, factors, fit):
+    from graphflow.models.merge import MergeError, merge_models
+
+    try:
+        return merge_models(node.model1, node.model2, factors, fit)
+    except MergeError as e:
+        raise NodeInputError("model2", str(e)) from None
+
+
+class AVCheckpointMerge(Node):
+    """model1 x model1_weight + model2 x model2_weight, weight by weight (the diffusion model only).
+    As the pack does: an inpainting (9-channel) or instruct-pix2pix (8-channel) model1 merges with
+    an ordinary model2 by padding model2's 4-channel input layer with zeros (the mask and image
+    channels keep model1's x model1_weight), and the reverse order is refused; a weight model2
+    lacks becomes 0 (with a warning); layers whose sizes differ otherwise keep model1's x
+    model1_weight."""
+    category = MERGING
+    model1: MODEL
+    model2: MODEL
+    model1_weight: float = Float(1.0, min=-1.0, max=1.0, step=0.01)
+    model2_weight: float = Float(1.0, min=-1.0, max=1.0, step=0.01)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("AV_CheckpointMerge",))
+
+    def run(self):
+        from graphflow.models.merge import MergeError
+
+        zeroed = set()
+
+        def fit(name, w1, w2):
+            if w2 is None:  # the pack patches it with minus itself
+                zeroed.add(name)
+                return w1.new_zeros(w1.shape)
+            if w1.shape == w2.shape or w1.ndim != w2.ndim or w1.ndim < 2 \
+                    or w1.shape[:1] + w1.shape[2:] != w2.shape[:1] + w2.shape[2:]:
+                return w2
+            if w1.shape[1] < w2.shape[1]:
+                kind = "inpainting" if w2.shape[1] == 9 else "instruct-pix2pix" if w2.shape[1] == 8 else "wider"
+                raise MergeError(f"{name} takes {w2.shape[1]} channels in model2 and {w1.shape[1]} in model1: when "
+                                 f"merging an {kind} model with an ordinary one, model1 must be the {kind} model")
+            padded = w1.new_zeros(w1.shape, dtype=w2.dtype)
+            padded[:, :w2.shape[1]] = w2
+            return padded
+
+        merged = _merged(self, lambda name: (0.0, 0.0) if name in zeroed else (self.model1_weight,
+                                                                                 self.model2_weight), fit)
+        if zeroed:
+            warn(f"{len(zeroed)} weight(s) model2 lacks set to 0, as the pack does: {sorted(zeroed)[:3]}")
+        return merged
+
+
+CONV_IN = "input_blocks.0.0.weight"
+
+
+class MergeModels(Node):
+    """model1 x ratio + model2 x (1 - ratio), weight by weight (the diffusion model only: ratio 1
+    keeps model1). As the pack does, an inpainting model2's 9-channel input layer is cut to its
+    first 4 channels to merge into an ordinary model1; an inpainting model1's against an ordinary
+    model2's is not merged (model1's x ratio, as ComfyUI's merge patches leave a layer whose
+    sizes differ)."""
+    category = "Art Venture/Utils"
+    model1: MODEL
+    model2: MODEL
+    ratio: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"MODEL": MODEL}
+    comfy = ComfyAlias(("MergeModels",))
+
+    def run(self):
+        def fit(name, w1, w2):
+            if name == CONV_IN and w2 is not None and w2.ndim == 4 and w2.shape[1] == 9:
+                return w2[:, :4]
+            return w2
+
+        return _merged(self, lambda name: (self.ratio, 1.0 - self.ratio), fit)
+
+
+class AVCheckpointSave(CheckpointSave):
+    """CheckpointSave with dtype: float16 (the pack's default) writes the diffusion model's
+    weights in float16 (fp8 weights stay fp8; the text encoder and VAE as they are); float32
+    writes them as the model holds them (the pack then changes nothing either). The pack turns
+    the live model to float16 for its save; here the MODEL is left as it is."""
+    category = MERGING
+    dtype: str = Choice(("float16", "float32"), "float16")
+    comfy = ComfyAlias(("AV_CheckpointSave",), optional=("dtype",))
+
+    def model_dtype(self):
+        import torch
+
+        return torch.float16 if self.dtype == "float16" else None
+
+
+# -- Fooocus' sharpness -------------------------------------------------------------------------------
+
+UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")  # ComfyUI's UNetModel, whose forward the pack patches
+BLUR_SIZE = 13  # the pack's bilateral_blur defaults: a 13 x 13 window, both sigmas 3, reflected borders
+BLUR_SIGMA = 3.0
+MAX_SHARPNESS = 100.0
+
+
+def bilateral_blur(x):
+    """Fooocus' anisotropic filter on [B, C, H, W]: each value the average of its 13 x 13
+    neighbourhood (borders reflected), weighted by a Gaussian of the offset (sigma 3, per axis)
+    times exp(-(L1 distance over the channels to the centre)^2 / (2 · 3^2)). Summed offset by
+    offset, so it holds one picture's worth of memory, not 169."""
+    import torch
+    import torch.nn.functional as F
+
+    r = BLUR_SIZE // 2
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (r, r, r, r), mode="reflect")
+    offsets = torch.arange(BLUR_SIZE, dtype=x.dtype, device=x.device) - r
+    space = torch.exp(-offsets ** 2 / (2 * BLUR_SIGMA ** 2))
+    space = space / space.sum()
+    total, weights = torch.zeros_like(x), torch.zeros_like(x[:, :1])
+    for i in range(BLUR_SIZE):
+        for j in range(BLUR_SIZE):
+            neighbour = padded[:, :, i:i + h, j:j + w]
+            distance = (neighbour - x).abs().sum(1, keepdim=True)
+            weight = space[i] * space[j] * torch.exp(-0.5 / BLUR_SIGMA ** 2 * distance ** 2)
+            total += neighbour * weight
+            weights += weight
+    return total / weights
+
+
+class SharpnessPatch:
+    """A network wrapper (graphflow.sampling.step_cache.wrapped_network) blending each positive-
+    prompt row of the network's output with its bilateral_blur by alpha = 0.001 · sharpness ·
+    (1 - t / 999), t the row's UNet timestep; the negative prompt's rows pass as they are."""
+
+    def __init__(self, sharpness: float, schedule):
+        self.sharpness, self.schedule = sharpness, schedule
+
+    def __call__(self):
+        return self.wrap
+
+    def wrap(self, run, xc, sigma, channels):
+        import torch
+
+        from graphflow.sampling.guidance import unet_rows
+
+        output = run(xc)
+        rows = unet_rows.get()
+        positive = torch.ones(output.shape[0], dtype=torch.bool)
+        if rows is not None and len(rows.negative) == output.shape[0]:
+            positive = torch.tensor([not negative for negative in rows.negative])
+        if not positive.any():
+            return output
+        t = self.schedule.timestep(sigma.reshape(-1).to(output.device)).to(output.dtype)
+        t = t.expand(output.shape[0]) if t.numel() == 1 else t
+        alpha = (0.001 * self.sharpness * (1.0 - t / 999.0)).view(-1, *[1] * (output.ndim - 1))
+        degraded = bilateral_blur(output) * alpha + output * (1.0 - alpha)
+        return torch.where(positive.to(output.device).view(-1, *[1] * (output.ndim - 1)), degraded, output)
+
+
+def sharpened(model, sharpness: float, latent_image: dict):
+    """`model` with Fooocus' sharpness as the pack applies it (none at 0), checked first."""
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+
+    if sharpness == 0:
+        return model
+    arch = getattr(model, "arch", None)
+    if arch not in UNET_ARCHS:
+        raise NodeInputError("model", f"a {arch} model: the pack's sharpness patches ComfyUI's SD1 / SD2 / SDXL UNet; "
+                                      "set sharpness 0 for other models")
+    samples = latent_image.get("samples") if isinstance(latent_image, dict) else None
+    if samples is not None and min(samples.shape[-2:]) <= BLUR_SIZE // 2:
+        raise NodeInputError("latent_image", f"{samples.shape[-1]}x{samples.shape[-2]} latent: the sharpness filter "
+                                             f"reflects {BLUR_SIZE // 2} rows at each border, so it needs at least "
+                                             f"{BLUR_SIZE // 2 + 1}x{BLUR_SIZE // 2 + 1} (sharpness 0 has no limit)")
+    patched = copy.copy(model)
+    # outermost, so a tiling wrapper (TiledDiffusion) stays innermost, as it must
+    patched.network_wrappers = (SharpnessPatch(sharpness, DiscreteSchedule.for_model(model)),
+                                *getattr(model, "network_wrappers", ()))
+    return patched
+
+
+SHARPNESS_HELP = """ sharpness (0 to 100): Fooocus' anisotropic sharpening, as the pack's patch: at each step the
+    UNet's output for the positive prompt is blended with its bilateral blur (13 x 13, both sigmas
+    3) by 0.001 · sharpness · (1 - t / 999), t the UNet timestep; the negative's is untouched. SD1 /
+    SD2 / SDXL models only (the pack patches their UNet); 0 samples exactly as without it. The
+    pack's SDXL size scaling (x1.5 positive, x0.8 negative) acts only on conditioning marked with a
+    prompt_type, which no ComfyUI node sets, so it is not done here either."""
+
+
+class FooocusKSampler(Node):
+    __doc__ = "KSampler with" + SHARPNESS_HELP
+    category = SAMPLING
+    model: MODEL
+    seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    sharpness: float = Float(2.0, min=0.0, max=MAX_SHARPNESS, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Fooocus_KSampler",), optional=("sharpness",))
+    estimate = classmethod(_estimate)
+    noise_mode = "comfy"  # ComfyUI's noise, as KSampler's default
+
+    def run(self):
+        self.model = sharpened(self.model, self.sharpness, self.latent_image)
+        return _sample(self, self.seed, denoise=self.denoise)
+
+
+class FooocusKSamplerAdvanced(Node):
+    __doc__ = "KSamplerAdvanced with" + SHARPNESS_HELP
+    category = SAMPLING
+    model: MODEL
+    add_noise: str = Choice(["enable", "disable"], "enable")
+    noise_seed: int = Int(0, min=0, max=SEED_MAX)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(8.0, min=0.0, max=100.0, step=0.1)
+    sampler_name: str = Choice(SAMPLER_NAMES, "euler")
+    scheduler: str = Choice(SCHEDULER_NAMES, "simple")
+    positive: CONDITIONING
+    negative: CONDITIONING
+    latent_image: LATENT
+    start_at_step: int = Int(0, min=0, max=10000)
+    end_at_step: int = Int(10000, min=0, max=10000)
+    return_with_leftover_noise: str = Choice(["disable", "enable"], "disable")
+    sharpness: float = Float(2.0, min=0.0, max=MAX_SHARPNESS, step=0.01)
+    outputs = {"LATENT": LATENT}
+    comfy = ComfyAlias(("Fooocus_KSamplerAdvanced",), optional=("sharpness",))
+    estimate = classmethod(_estimate)
+    noise_mode = "comfy"
+
+    def run(self):
+        self.model = sharpened(self.model, self.sharpness, self.latent_image)
+        return _sample(self, self.noise_seed, start_step=self.start_at_step, end_step=self.end_at_step,
+                       add_noise=self.add_noise == "enable",
+                       return_with_leftover_noise=self.return_with_leftover_noise == "enable")
+
+
+class FooocusKSamplerEfficient(KSamplerEfficient):
+    __doc__ = "KSampler (Efficient) with" + SHARPNESS_HELP + """
+    The MODEL given out is the one given in, without the sharpness (as the pack's)."""
+    category = SAMPLING
+    sharpness: float = Float(2.0, min=0.0, max=MAX_SHARPNESS, step=0.01)
+    comfy = ComfyAlias(("Fooocus_KSamplerEfficient",), ignore=("sampler_state",), widgets=sampler_widgets,
+                       optional=("optional_vae", "script", "sharpness"))
+
+    def run(self):
+        given = self.model
+        self.model = sharpened(self.model, self.sharpness, self.latent_image)
+        return (given, *super().run()[1:])

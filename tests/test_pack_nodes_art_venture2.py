@@ -1,0 +1,365 @@
+"""comfyui-art-venture round 2 (nodes/pack_nodes_art_venture2.py): the inpaint helpers against the
+pack's steps written out here with Pillow / OpenCV (A1111's crop box and resize modes spelled out),
+the merges against hand arithmetic on the files' weights, the float16 save against the file it
+writes, Fooocus' sharpness filter against its formula written out pixel by pixel and the sampler
+against plain sampling (sharpness 0: equal; else the filtered prediction worked out by hand);
+bad inputs refused by name; an API-format workflow under the pack's class names."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from safetensors.torch import load_file
+
+from graphflow.context import NodeInputError
+from graphflow.models.checkpoint import load_checkpoint
+from graphflow.registry import Registry
+from graphflow.testing import write_checkpoint
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph
+
+cv2 = pytest.importorskip("cv2")
+
+UNET = "model.diffusion_model."
+CONV_IN = "input_blocks.0.0.weight"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def _refused(registry, node_type, input_name, match=None, **inputs):
+    with pytest.raises(NodeInputError, match=match) as caught:
+        call(registry, node_type, **inputs)
+    assert caught.value.input == input_name
+    return caught.value
+
+
+def _pil(image):
+    return Image.fromarray(np.clip(255.0 * image.numpy(), 0, 255).astype(np.uint8).squeeze())
+
+
+def _back(picture):
+    levels = np.array(picture).astype(np.float32) / 255.0
+    return torch.from_numpy(levels)
+
+
+# -- inpaint helpers ---------------------------------------------------------------------------------
+
+
+def _fit(picture, width, height):
+    """A1111's resize-to-fit for a picture wider than the box (the case used below): scaled to the
+    box's width, the bands above and below stretched from the first / last row."""
+    h = picture.height * width // picture.width
+    scaled = picture.resize((width, h), Image.LANCZOS)
+    canvas = Image.new("RGB", (width, height))
+    top = height // 2 - h // 2
+    canvas.paste(scaled, (0, top))
+    if top > 0:
+        canvas.paste(scaled.resize((width, top), box=(0, 0, width, 0)), (0, 0))
+        canvas.paste(scaled.resize((width, top), box=(0, h, width, h)), (0, top + h))
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def picture_and_mask():
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(1, 40, 48, 3, generator=g)
+    mask = torch.zeros(1, 40, 48)
+    mask[0, 10:16, 8:30] = 1.0  # a wide box: 22 x 6
+    return image, mask
+
+
+def test_prepare_cuts_the_grown_box_and_resizes_to_fit(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    out = call(registry, "PrepareImageAndMaskForInpaint", image=image, mask=mask, mask_blur=0, inpaint_masked=True,
+               mask_padding=2, width=32, height=16)
+    inpaint, inpaint_mask, overlay, region, hint = out
+    # get_crop_region: x 8..29 -> 6..32, y 10..15 -> 8..18 (26 x 10); expand to 2:1 -> height 13:
+    # grow int(26 / 2 - 10) = 3 rows, 1 above and 2 below
+    assert region.tolist() == [[6, 7, 32, 20]]
+    box = (6, 7, 32, 20)
+    expected = _fit(_pil(image[0]).crop(box), 32, 16)
+    assert torch.equal(inpaint[0], _back(expected))
+    expected_mask = _fit(_pil(mask[0]).crop(box), 32, 16).convert("L")
+    assert torch.equal(inpaint_mask[0], _back(expected_mask))
+    # overlay: the whole picture, masked pixels transparent
+    assert overlay.shape == (1, 40, 48, 4)
+    assert torch.all(overlay[0, 10:16, 8:30, 3] == 0) and torch.all(overlay[0, :10, :, 3] == 1)
+    assert torch.equal(overlay[0, :10, :, :3], _back(_pil(image[0]))[:10])
+    assert hint.shape == (1, 64, 64, 3) and not hint.any()
+
+
+def test_prepare_blurs_the_mask_as_a1111_and_passes_whole_without_inpaint_masked(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    inpaint, inpaint_mask, overlay, region, _ = call(registry, "PrepareImageAndMaskForInpaint", image=image,
+                                                     mask=mask, mask_blur=3, inpaint_masked=False)
+    size = 2 * int(2.5 * 3 + 0.5) + 1
+    blurred = cv2.GaussianBlur(mask[0].numpy(), (size, size), 3)
+    levels = np.clip(255.0 * blurred, 0, 255).astype(np.uint8)
+    assert torch.equal(inpaint_mask[0], torch.from_numpy(levels.astype(np.float32) / 255))
+    assert torch.equal(inpaint[0], _back(_pil(image[0])))
+    assert region.tolist() == [[0, 0, 48, 40]]
+    masked = Image.new("RGBa", (48, 40))
+    masked.paste(_pil(image[0]).convert("RGBA").convert("RGBa"), mask=ImageOps.invert(Image.fromarray(levels)))
+    assert torch.equal(overlay[0], _back(masked.convert("RGBA")))
+
+
+def test_prepare_cuts_the_controlnet_image_at_its_scale(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    hint = torch.rand(1, 80, 96, 3, generator=torch.Generator().manual_seed(4))
+    *_, region, cut = call(registry, "PrepareImageAndMaskForInpaint", image=image, mask=mask, mask_blur=0,
+                           inpaint_masked=True, mask_padding=2, width=32, height=16, controlnet_image=hint)
+    assert torch.equal(cut[0], _back(_fit(_pil(hint[0]).crop((12, 14, 64, 40)), 64, 32)))
+
+
+def test_prepare_refuses_bad_input(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    _refused(registry, "PrepareImageAndMaskForInpaint", "mask", "empty", image=image, mask=torch.zeros(1, 40, 48),
+             inpaint_masked=True)
+    _refused(registry, "PrepareImageAndMaskForInpaint", "height", "both", image=image, mask=mask,
+             inpaint_masked=True, width=64, height=0)
+    _refused(registry, "PrepareImageAndMaskForInpaint", "mask", "same size", image=image, mask=mask[:, :20])
+    _refused(registry, "PrepareImageAndMaskForInpaint", "mask", "batch", image=image, mask=mask.repeat(2, 1, 1))
+
+
+def test_overlay_puts_the_inpainted_crop_back_under_the_overlay(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    inpaint, _, overlay, region, _ = call(registry, "PrepareImageAndMaskForInpaint", image=image, mask=mask,
+                                          mask_blur=0, inpaint_masked=True, mask_padding=2, width=32, height=16)
+    inpainted = torch.rand(1, 16, 32, 3, generator=torch.Generator().manual_seed(5))
+    [result] = call(registry, "OverlayInpaintedImage", inpainted=inpainted, overlay_image=overlay,
+                    crop_region=region)
+    # resize-to-fill of 32 x 16 into 26 x 13: exactly 2:1, so a plain Lanczos resize
+    canvas = Image.new("RGBA", (48, 40))
+    canvas.paste(_pil(inpainted[0]).resize((26, 13), Image.LANCZOS), (6, 7))
+    canvas.alpha_composite(_pil(overlay[0]))
+    assert torch.equal(result[0], _back(canvas.convert("RGB")))
+    # outside the crop the original shows; in the masked box the inpainted picture
+    assert torch.equal(result[0, :5], _back(_pil(image[0]))[:5])
+    _refused(registry, "OverlayInpaintedImage", "overlay_image", "RGBA", inpainted=inpainted,
+             overlay_image=overlay[..., :3], crop_region=region)
+    _refused(registry, "OverlayInpaintedImage", "crop_region", "CROP_REGION", inpainted=inpainted,
+             overlay_image=overlay, crop_region=[6, 7, 32, 20])
+    _refused(registry, "OverlayInpaintedImage", "inpainted", "size", inpainted=inpainted, overlay_image=overlay,
+             crop_region=torch.zeros(1, 4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("mode", ["only_focused", "mask_outside_focus", "mask_both"])
+def test_expanded_canvas_as_the_pack_draws_it(registry, mode):
+    g = torch.Generator().manual_seed(6)
+    original, focused = torch.rand(1, 30, 40, 3, generator=g), torch.rand(1, 20, 20, 3, generator=g)
+    image, mask, region = call(registry, "CreateExpandedCanvasForOutpaint", original_image=original,
+                               focused_image=focused, left=5, top=4, right=25, bottom=60, focus_mode=mode,
+                               feather_edges=3)
+    box = (5, 4, 25, 30)  # bottom clamped to the picture
+    assert region.tolist() == [list(box)]
+    focus = _pil(focused[0]).resize((26, 26), Image.LANCZOS)  # fill 20 x 26 from a square: 26 x 26, middle
+    cut = Image.new("RGB", (20, 26))
+    cut.paste(focus, (10 - 13, 0))
+    canvas = Image.new("RGBA", (40, 30), (0, 0, 0, 0)) if mode == "only_focused" else _pil(original[0]).convert("RGBA")
+    canvas.paste(cut.convert("RGBA"), box[:2])
+    drawn = Image.new("L", (40, 30), 255)
+    ImageDraw.Draw(drawn).rectangle(box, fill=128 if mode == "mask_both" else 0)
+    if mode == "only_focused":
+        alpha = Image.new("L", (40, 30), 0)
+        ImageDraw.Draw(alpha).rectangle(box, fill=255)
+        canvas.putalpha(alpha.filter(ImageFilter.GaussianBlur(3)))
+    elif mode == "mask_outside_focus":
+        drawn = drawn.filter(ImageFilter.GaussianBlur(3))
+    white = Image.new("RGB", (40, 30), (255, 255, 255))
+    white.paste(canvas, mask=canvas.split()[3])
+    assert torch.equal(image[0], _back(white))
+    assert torch.equal(mask[0], _back(drawn))
+
+
+# -- merges and save ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("av_merge")
+    paths = {name: write_checkpoint(folder / f"{name}.safetensors", arch, seed=seed)
+             for name, arch, seed in (("a", "sd1", 0), ("b", "sd1", 7), ("inpaint", "sd1_inpaint", 3))}
+    loaded = {n: load_checkpoint(p, device="cpu", dtype=torch.float32).model for n, p in paths.items()}
+    files = {n: {k[len(UNET):]: v.float() for k, v in load_file(str(p)).items() if k.startswith(UNET)}
+             for n, p in paths.items()}
+    return loaded, files
+
+
+def test_checkpoint_merge_weights_each_model(registry, models):
+    loaded, files = models
+    merged = call(registry, "AVCheckpointMerge", model1=loaded["a"], model2=loaded["b"], model1_weight=0.4,
+                  model2_weight=-0.5).unet.state_dict()
+    for name, w in files["a"].items():
+        torch.testing.assert_close(merged[name], 0.4 * w - 0.5 * files["b"][name], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_merge_pads_an_ordinary_models_input_layer_into_an_inpainting_one(registry, models):
+    loaded, files = models
+    merged = call(registry, "AVCheckpointMerge", model1=loaded["inpaint"], model2=loaded["a"], model1_weight=0.5,
+                  model2_weight=0.25).unet.state_dict()
+    wi, wa = files["inpaint"][CONV_IN], files["a"][CONV_IN]
+    assert wi.shape[1] == 9 and wa.shape[1] == 4
+    expected = 0.5 * wi
+    expected[:, :4] += 0.25 * wa
+    torch.testing.assert_close(merged[CONV_IN], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged["out.2.weight"], 0.5 * files["inpaint"]["out.2.weight"]
+                               + 0.25 * files["a"]["out.2.weight"], rtol=1e-5, atol=1e-6)
+    _refused(registry, "AVCheckpointMerge", "model2", "model1 must be the inpainting model", model1=loaded["a"],
+             model2=loaded["inpaint"])
+
+
+def test_merge_models_cuts_an_inpainting_model2_to_four_channels(registry, models):
+    loaded, files = models
+    merged = call(registry, "MergeModels", model1=loaded["a"], model2=loaded["inpaint"], ratio=0.3).unet.state_dict()
+    torch.testing.assert_close(merged[CONV_IN], 0.3 * files["a"][CONV_IN] + 0.7 * files["inpaint"][CONV_IN][:, :4],
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged["out.2.weight"], 0.3 * files["a"]["out.2.weight"]
+                               + 0.7 * files["inpaint"]["out.2.weight"], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_save_writes_the_unet_in_float16(registry, tmp_folders):
+    path = write_checkpoint(tmp_folders.models / "float.safetensors", "sd1", seed=2, dtype=torch.float32)
+    checkpoint = load_checkpoint(path, device="cpu", dtype=torch.float32)
+    for dtype, expected in (("float16", torch.float16), ("float32", torch.float32)):
+        call(registry, "AVCheckpointSave", model=checkpoint.model, clip=checkpoint.clip, vae=checkpoint.vae,
+             filename_prefix=f"checkpoints/{dtype}", dtype=dtype)
+        [saved] = (tmp_folders.outputs / "checkpoints").glob(f"{dtype}_*.safetensors")
+        state = load_file(str(saved))
+        unet = {k: v for k, v in state.items() if k.startswith(UNET)}
+        assert unet and all(v.dtype == expected for v in unet.values())
+        assert all(v.dtype == torch.float32 for k, v in state.items() if k.startswith("first_stage_model."))
+        original = load_file(str(path))
+        torch.testing.assert_close(unet[UNET + CONV_IN].float(), original[UNET + CONV_IN],
+                                   rtol=1e-3, atol=1e-4)
+    assert checkpoint.model.unet.state_dict()[CONV_IN].dtype == torch.float32  # the MODEL unchanged
+
+
+# -- Fooocus' sharpness --------------------------------------------------------------------------------
+
+
+def _written_out_blur(x: np.ndarray) -> np.ndarray:
+    """Fooocus' bilateral_blur, pixel by pixel: 13 x 13 window, reflected borders, space and colour
+    sigmas 3, L1 colour distance over the channels."""
+    channels, height, width = x.shape
+    padded = np.pad(x, ((0, 0), (6, 6), (6, 6)), mode="reflect")
+    g = np.exp(-np.arange(-6, 7) ** 2 / 18.0)
+    g /= g.sum()
+    out = np.zeros_like(x)
+    for y in range(height):
+        for xx in range(width):
+            centre = x[:, y, xx]
+            total, weights = np.zeros(channels), 0.0
+            for i in range(13):
+                for j in range(13):
+                    value = padded[:, y + i, xx + j]
+                    weight = g[i] * g[j] * math.exp(-0.5 / 9.0 * np.abs(value - centre).sum() ** 2)
+                    total += weight * value
+                    weights += weight
+            out[:, y, xx] = total / weights
+    return out
+
+
+def test_bilateral_blur_matches_its_formula():
+    from nodes.pack_nodes_art_venture2 import bilateral_blur
+
+    x = torch.randn(2, 3, 9, 11, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 0.7
+    ours = bilateral_blur(x)
+    for b in range(2):
+        np.testing.assert_allclose(ours[b].numpy(), _written_out_blur(x[b].numpy()), rtol=1e-10, atol=1e-12)
+
+
+def test_sharpness_blends_only_the_positive_rows():
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+    from nodes.pack_nodes_art_venture2 import SharpnessPatch, bilateral_blur
+
+    schedule = DiscreteSchedule.from_betas()
+    output = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(9))
+    sigma = schedule.sigma(torch.tensor([400.0, 400.0]))
+    token = unet_rows.set(UNetRows(sigma, (False, True)))
+    try:
+        result = SharpnessPatch(30.0, schedule)()(lambda xc: output, None, sigma, 4)
+    finally:
+        unet_rows.reset(token)
+    alpha = 0.001 * 30.0 * (1 - 400 / 999)
+    torch.testing.assert_close(result[0], bilateral_blur(output[:1])[0] * alpha + output[0] * (1 - alpha))
+    assert torch.equal(result[1], output[1])
+
+
+@pytest.fixture
+def tiny(tmp_folders):
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+    return tmp_folders
+
+
+def _prompt(sampler: str, cfg: float, **settings) -> dict:
+    """An API-format workflow: a 64 x 64 latent of noise from a seed, one step of the sampler."""
+    return {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red fox"}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "5": {"class_type": sampler, "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                    "latent_image": ["4", 0], "cfg": cfg, "sampler_name": "euler",
+                                                    "scheduler": "simple", **settings}}}
+
+
+def _latent(registry, prompt) -> torch.Tensor:
+    return run_graph(registry, prompt, outputs=["5"]).values["5"][0]["samples"]
+
+
+def test_sharpness_zero_samples_as_ksampler(registry, tiny):
+    settings = {"seed": 4, "steps": 2, "denoise": 1.0}
+    plain = _latent(registry, _prompt("KSampler", 5.0, **settings))
+    fooocus = _latent(registry, _prompt("Fooocus_KSampler", 5.0, sharpness=0.0, **settings))
+    assert torch.equal(plain, fooocus)
+    sharp = _latent(registry, _prompt("Fooocus_KSampler", 5.0, sharpness=50.0, **settings))
+    assert not torch.equal(plain, sharp)
+
+
+def test_sharpened_step_is_the_filtered_prediction(registry, tiny):
+    """One euler step from the schedule's last sigma to 0 gives the denoised latent x - sigma · eps
+    (in the sampler's scaled latent space);
+    with sharpness (cfg 1: every row is the positive prompt's) eps becomes
+    eps (1 - alpha) + blur(eps) alpha, alpha = 0.001 · sharpness · (1 - t / 999)."""
+    from graphflow.sampling.model_sampling import DiscreteSchedule
+    from nodes.pack_nodes_art_venture2 import bilateral_blur
+
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    positive = call(registry, "CLIPEncode", clip=clip, text="a red fox")
+    negative = call(registry, "CLIPEncode", clip=clip, text="blurry")
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(10))
+    settings = dict(model=model, positive=positive, negative=negative, latent_image={"samples": x},
+                    add_noise="disable", noise_seed=0, steps=4, cfg=1.0, sampler_name="euler", scheduler="simple",
+                    start_at_step=3, end_at_step=4, return_with_leftover_noise="disable")
+    plain = call(registry, "KSamplerAdvanced", **settings)["samples"]
+    sharp = call(registry, "FooocusKSamplerAdvanced", sharpness=40.0, **settings)["samples"]
+    sigmas = call(registry, "BasicScheduler", model=model, scheduler="simple", steps=4, denoise=1.0)
+    sigma = sigmas[3]
+    t = float(DiscreteSchedule.for_model(model).timestep(sigma.reshape(1)))
+    assert 0 < t < 999
+    latent = model.latent_format  # the sampler works on the latent scaled by its factor (SD1's 0.18215)
+    eps = (latent.process_in(x) - latent.process_in(plain)) / sigma
+    alpha = 0.001 * 40.0 * (1 - t / 999)
+    expected = latent.process_out(latent.process_in(x) - sigma * (eps * (1 - alpha) + bilateral_blur(eps) * alpha))
+    torch.testing.assert_close(sharp, expected, rtol=1e-4, atol=1e-4)
+    assert (sharp - plain).abs().max() > 1e-3
+
+
+def test_sharpness_refuses_models_and_latents_it_cannot_filter(registry, tiny):
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    positive = call(registry, "CLIPEncode", clip=clip, text="a red fox")
+    settings = dict(model=model, positive=positive, negative=positive, seed=0, steps=1, cfg=1.0,
+                    sampler_name="euler", scheduler="simple", denoise=1.0)
+    _refused(registry, "FooocusKSampler", "latent_image", "at least 7x7",
+             latent_image={"samples": torch.zeros(1, 4, 6, 8)}, **settings)
+    flux = type("Flux", (), {"arch": "flux"})()
+    _refused(registry, "FooocusKSampler", "model", "SD1 / SD2 / SDXL",
+             **{**settings, "model": flux, "latent_image": {"samples": torch.zeros(1, 16, 8, 8)}})
