@@ -49,6 +49,43 @@ def _back(picture):
     return torch.from_numpy(levels)
 
 
+# the pack's INPUT_TYPES (name, default) and RETURN_NAMES, as read
+SCHEMAS = {
+    "PrepareImageAndMaskForInpaint": ([("image", None), ("mask", None), ("mask_blur", 4), ("inpaint_masked", False),
+                                       ("mask_padding", 32), ("width", 0), ("height", 0), ("controlnet_image", None)],
+                                      ["inpaint_image", "inpaint_mask", "overlay_image", "crop_region",
+                                       "controlnet_image"]),
+    "OverlayInpaintedImage": ([("inpainted", None), ("overlay_image", None), ("crop_region", None)], ["IMAGE"]),
+    "CreateExpandedCanvasForOutpaint": ([("original_image", None), ("focused_image", None), ("left", 0), ("top", 0),
+                                         ("right", 0), ("bottom", 0), ("focus_mode", "mask_outside_focus"),
+                                         ("feather_edges", 10)], ["expanded_image", "outpaint_mask", "new_crop_region"]),
+    "AV_CheckpointMerge": ([("model1", None), ("model2", None), ("model1_weight", 1.0), ("model2_weight", 1.0)],
+                           ["MODEL"]),
+    "MergeModels": ([("model1", None), ("model2", None), ("ratio", 1.0)], ["MODEL"]),
+    "AV_CheckpointSave": ([("model", None), ("clip", None), ("vae", None), ("filename_prefix", None),
+                           ("dtype", "float16")], []),
+    "Fooocus_KSampler": ([("model", None), ("seed", 0), ("steps", 20), ("cfg", 8.0), ("sampler_name", "euler"),
+                          ("scheduler", "simple"), ("positive", None), ("negative", None), ("latent_image", None),
+                          ("denoise", 1.0), ("sharpness", 2.0)], ["LATENT"]),
+}
+
+
+def test_inputs_and_outputs_in_the_packs_order(registry):
+    from graphflow.comfy_format import custom_pack, unknown_type_hint
+
+    found = {name: cls for cls in registry if cls.__module__ == "nodes.pack_nodes_art_venture2"
+             for alias in (cls.comfy if isinstance(cls.comfy, tuple) else (cls.comfy,)) for name in alias.class_types}
+    for class_type, (inputs, outputs) in SCHEMAS.items():
+        specs = list(found[class_type].input_specs.values())
+        assert [s.name for s in specs] == [name for name, _ in inputs], class_type
+        for spec, (name, default) in zip(specs, inputs):
+            if default is not None:
+                assert spec.default == default, (class_type, name)
+        assert [o.name for o in found[class_type].output_specs] == outputs, class_type
+        assert custom_pack(class_type) == "comfyui-art-venture"
+    assert "cannot run" in unknown_type_hint("Fooocus_KSamplerEfficientAdvanced")
+
+
 # -- inpaint helpers ---------------------------------------------------------------------------------
 
 
@@ -363,3 +400,18 @@ def test_sharpness_refuses_models_and_latents_it_cannot_filter(registry, tiny):
     flux = type("Flux", (), {"arch": "flux"})()
     _refused(registry, "FooocusKSampler", "model", "SD1 / SD2 / SDXL",
              **{**settings, "model": flux, "latent_image": {"samples": torch.zeros(1, 16, 8, 8)}})
+
+
+def test_efficient_sampler_takes_the_sharpness_and_gives_back_the_model(registry, tiny):
+    model, clip, vae = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    positive = call(registry, "CLIPEncode", clip=clip, text="a red fox")
+    negative = call(registry, "CLIPEncode", clip=clip, text="blurry")
+    settings = dict(model=model, positive=positive, negative=negative, seed=3, steps=2, cfg=4.0,
+                    sampler_name="euler", scheduler="simple", latent_image={"samples": torch.zeros(1, 4, 8, 8)},
+                    denoise=1.0, vae_decode="false", preview_method="none")
+    plain = call(registry, "KSamplerEfficient", **settings)
+    same = call(registry, "FooocusKSamplerEfficient", sharpness=0.0, **settings)
+    sharp = call(registry, "FooocusKSamplerEfficient", sharpness=60.0, **settings)
+    assert torch.equal(plain[3]["samples"], same[3]["samples"])
+    assert not torch.equal(plain[3]["samples"], sharp[3]["samples"])
+    assert sharp[0] is model
