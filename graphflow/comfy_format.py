@@ -267,10 +267,6 @@ ART_VENTURE_LEFT_OUT = {
                     "it asks (or sets up a call to) a language-model web service"),
     # model-free, or made of graphflow's loaders, but not built this round
     "DependenciesEdit": _AV_LATER.format("the pack's DEPENDENCIES tuple, which no node here makes"),
-    **dict.fromkeys(("AV_ControlNetLoader", "AV_ControlNetEfficientLoader", "AV_ControlNetEfficientLoaderAdvanced",
-                     "AV_ControlNetEfficientStacker", "AV_ControlNetEfficientStackerSimple"),
-                    _AV_LATER.format("its ControlNet loaders apply its preprocessor choice, which needs "
-                                     "comfyui_controlnet_aux's models for most entries")),
     **dict.fromkeys(("AV_IPAdapter", "AV_IPAdapterPipe", "AV_StyleApply", "AV_IPAdapterEncodeFromJson",
                      "AV_IPAdapterApplyEncoded"),
                     _AV_LATER.format("it drives ComfyUI_IPAdapter_plus' internals")),

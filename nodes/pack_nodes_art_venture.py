@@ -12,12 +12,12 @@ CheckpointNameSelector, TextRandomMultiline, TextSwitchCase; LoadJsonFromText an
 Get{Object,Text,Float,Int,Bool}FromJson readers. The pack's ColorCorrect (its copy of EllangoK's)
 is answered by nodes/pack_nodes_post_processing.py's PostProcColorCorrect, the same inputs and formula.
 
-Its parameter pipes and loader variants (AV_...) are in nodes/pack_nodes_art_venture_loaders.py.
-Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why, class by class): the URL loaders
-and uploads, the QR code generator, the model-running classes (ISNet, SAM, BLIP, DeepDanbooru, LaMa,
-ControlNet preprocessors, LLM APIs), and those not built this round (DependenciesEdit, the merges
-MergeModels / AV_CheckpointMerge, AV_CheckpointSave, the ControlNet loaders, the IP-Adapter and
-Fooocus sampler nodes, the other inpaint crop / overlay helpers).
+Its parameter pipes and loader variants (AV_...) are in nodes/pack_nodes_art_venture_loaders.py;
+round 2 (the inpaint crop / overlay helpers, merges, save, Fooocus samplers and ControlNet loaders)
+in nodes/pack_nodes_art_venture2.py. Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says
+why, class by class): the URL loaders and uploads, the QR code generator, the model-running classes
+(ISNet, SAM, BLIP, DeepDanbooru, LaMa, ControlNet preprocessors, LLM APIs), and those not built yet
+(DependenciesEdit, the IP-Adapter nodes).
 
 As in the pack, the PIL steps see a picture as 8-bit (x · 255 clipped, cut to a whole level) and
 give levels / 255 back. Two-channel (grey + alpha) pictures, which the pack's tensor2pil makes

@@ -15,16 +15,22 @@ outputs and categories. Read from the pack's files in the code index:
 - modules/fooocus/__init__.py at 1138a1f4d96f6cfa64752ceaaf78dace26e163b9, fooocus/patch.py at
   34467691ee0c6310a8678dd46e39fb6153e52d5f, fooocus/anisotropic.py at
   3b6e0b8b9fb6c4f7ad74a0571be2ce391d8a7a24 and fooocus/efficient.py at
-  1138a1f4d96f6cfa64752ceaaf78dace26e163b9 (the Fooocus samplers' sharpness).
+  1138a1f4d96f6cfa64752ceaaf78dace26e163b9 (the Fooocus samplers' sharpness);
+- modules/controlnet/__init__.py at 10ff95d0d319f40cc2bc9de136e8478319cca817 and
+  controlnet/preprocessors.py at 200f6252e5d50282fa6fb2a39afb787bf7244227 (the ControlNet loaders,
+  their preprocessor choices and the arguments they call comfyui_controlnet_aux's nodes with).
 
 Nodes here: PrepareImageAndMaskForInpaint, OverlayInpaintedImage, CreateExpandedCanvasForOutpaint,
 AV_CheckpointMerge, MergeModels, AV_CheckpointSave, Fooocus_KSampler, Fooocus_KSamplerAdvanced,
-Fooocus_KSamplerEfficient.
+Fooocus_KSamplerEfficient, AV_ControlNetLoader, AV_ControlNetEfficientLoader,
+AV_ControlNetEfficientLoaderAdvanced, AV_ControlNetEfficientStacker, AV_ControlNetEfficientStackerSimple.
+The ControlNet loaders run the preprocessors "None", "canny" and "scribble" (graphflow's
+comfyui_controlnet_aux nodes, nodes/pack_nodes_controlnet_aux.py); the others of the pack's list
+need that pack's downloaded models and are refused by name when chosen (the workflow still loads).
 
 Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why): Fooocus_KSamplerEfficientAdvanced
 (the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. (Efficient)'s function with
-them, so it cannot run there), and those still not built (DependenciesEdit, the ControlNet loaders,
-the IP-Adapter nodes).
+them, so it cannot run there), and those still not built (DependenciesEdit, the IP-Adapter nodes).
 
 Where the pack swaps ComfyUI's functions for the run (its Fooocus samplers patch ComfyUI's
 sampling function, UNet forward and SDXL size conditioning; its CheckpointSave turns the live model
@@ -37,12 +43,14 @@ from __future__ import annotations
 import copy
 
 from graphflow.api import (
-    CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
-    Size, check_interrupted, check_run_memory, socket_type, warn,
+    CONDITIONING, IMAGE, LATENT, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError,
+    Size, Text, check_interrupted, check_run_memory, folders, socket_type, warn,
 )
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.advanced_controlnet import TIMESTEP_KEYFRAME
 from nodes.checkpoint_save import CheckpointSave
-from nodes.efficiency_nodes import KSamplerEfficient, sampler_widgets
+from nodes.controlnet import CONTROL_NET
+from nodes.efficiency_nodes import CONTROL_NET_STACK, KSamplerEfficient, sampler_widgets
 from nodes.pack_nodes_art_venture import _picture, _tensor
 from nodes.sampling import SEED_MAX, _estimate, _sample
 
@@ -612,3 +620,228 @@ class FooocusKSamplerEfficient(KSamplerEfficient):
         given = self.model
         self.model = sharpened(self.model, self.sharpness, self.latent_image)
         return (given, *super().run()[1:])
+
+
+# -- ControlNet loaders -------------------------------------------------------------------------------
+
+LOADERS = "Art Venture/Loaders"
+# the pack's preprocessor choices (each offered where comfyui_controlnet_aux has its node), in its order
+PREPROCESSORS = ("canny", "lineart", "lineart_coarse", "lineart_anime", "lineart_manga", "scribble", "scribble_hed",
+                 "hed", "hed_safe", "pidi", "pidi_safe", "mlsd", "openpose", "dwpose", "normalmap_bae",
+                 "normalmap_midas", "depth_midas", "depth", "depth_zoe", "seg_ofcoco", "seg_ofade20k", "seg_ufade20k",
+                 "tile")
+BUILT_PREPROCESSORS = ("None", "canny", "scribble")  # comfyui_controlnet_aux's model-free ones graphflow has
+AUTO = ("Auto: sd15", "Auto: sdxl", "Auto: sdxl_t2i")
+PREPROCESSOR_HELP = """ preprocessor: "None" uses the image as it is; "canny"
+    (thresholds 100 / 200) and "scribble" run comfyui_controlnet_aux's Canny Edge / Scribble Lines at
+    `resolution`, as the pack calls them; the others need that pack's downloaded models (and the
+    pack's own "tile" call fails for want of a resolution input), so they are refused by name."""
+
+
+def _refuse_unbuilt(preprocessor: str) -> None:
+    if preprocessor not in BUILT_PREPROCESSORS:
+        why = ("the pack's own call fails for it (its tile preprocessor has no resolution input)"
+               if preprocessor == "tile" else "it runs comfyui_controlnet_aux's downloaded models")
+        raise NodeInputError("preprocessor", f"{preprocessor!r}: {why}; choices that work here: "
+                                             f"{', '.join(BUILT_PREPROCESSORS)}")
+
+
+def _preprocessed(image, preprocessor: str, resolution: int):
+    from nodes.pack_nodes import _core
+    from nodes.pack_nodes_controlnet_aux import CannyEdgePreprocessor, ScribblePreprocessor
+
+    if preprocessor == "None":
+        return image
+    if preprocessor == "canny":
+        result = _core(CannyEdgePreprocessor, image=image, low_threshold=100, high_threshold=200,
+                       resolution=resolution)
+    elif preprocessor == "scribble":
+        result = _core(ScribblePreprocessor, image=image, resolution=resolution)
+    else:
+        _refuse_unbuilt(preprocessor)
+    return result[0] if isinstance(result, tuple) else result
+
+
+def _controlnet(name: str, override: str, keyframe):
+    """The pack's load_controlnet: the override where models/controlnet/ has it (else name, with
+    a warning), None for "None", a timestep keyframe as Advanced-ControlNet's loader takes it."""
+    from nodes.advanced_controlnet import _keyframed
+    from nodes.controlnet import _load
+    from nodes.pack_nodes_art_venture_loaders import _choosing_input, _overridden
+
+    chosen = _overridden("controlnet", name, override, "ControlNet")
+    if chosen == "None":
+        return None
+    try:
+        net = _load(chosen)
+    except NodeInputError as e:
+        raise NodeInputError(_choosing_input("control_net_name", "control_net_override", override, chosen),
+                             str(e)) from None
+    return _keyframed(net, keyframe)
+
+
+def _detected(preprocessor: str, version: str) -> str:
+    """The pack's detect_controlnet for the preprocessors built here: the files naming the SD
+    version (sdxl: not sdxl_t2i), then the first naming the preprocessor. Its rules share one
+    pass over the files, so for scribble, whose name two rules match, the second takes the next
+    scribble file after the first (none: "None"), as the pack's does."""
+    names = iter([n for n in folders.list_models("controlnet") if version in n
+                  and not (version == "sdxl" and "sdxl_t2i" in n)])
+    if preprocessor == "canny":
+        return next((n for n in names if "canny" in n), "None")
+    next((n for n in names if "scribble" in n), "None")
+    return next((n for n in names if "scribble" in n), "None")
+
+
+def _controlnet_choice(extra=("None",)):
+    return Choice(lambda: [*extra, *folders.list_models("controlnet")], "None", model_folder="controlnet",
+                  not_files=extra)
+
+
+class AVControlNetLoader(Node):
+    """ControlNetLoader with control_net_override (a file name used in place of control_net_name
+    where models/controlnet/ has it; "None", or a name not found, with a warning, keeps
+    control_net_name) and an optional timestep keyframe (its schedule, as Advanced-ControlNet's
+    loader takes one)."""
+    category = LOADERS
+    control_net_name: str = Choice(lambda: folders.list_models("controlnet"), model_folder="controlnet")
+    control_net_override: str = Text("None")
+    timestep_keyframe: TIMESTEP_KEYFRAME = None
+    outputs = {"CONTROL_NET": CONTROL_NET}
+    comfy = ComfyAlias(("AV_ControlNetLoader",), optional=("control_net_override", "timestep_keyframe"))
+
+    def run(self):
+        net = _controlnet(self.control_net_name, self.control_net_override, self.timestep_keyframe)
+        if net is None:
+            raise NodeInputError("control_net_name", "no ControlNet chosen")
+        return net
+
+
+class AVControlNetEfficientLoader(Node):
+    __doc__ = """ControlNetApply with the ControlNet loaded here: control_net_name ("None": the
+    conditioning passes), control_net_override and timestep_keyframe as in the pack's ControlNet
+    Loader; enabled off passes the conditioning.""" + PREPROCESSOR_HELP
+    category = LOADERS
+    control_net_name: str = _controlnet_choice()
+    conditioning: CONDITIONING
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    preprocessor: str = Choice(("None", *PREPROCESSORS), "None")
+    control_net_override: str = Text("None")
+    timestep_keyframe: TIMESTEP_KEYFRAME = None
+    resolution: int = Int(512, min=64, max=2048, step=64)
+    enabled: bool = Bool(True)
+    outputs = {"CONDITIONING": CONDITIONING}
+    comfy = ComfyAlias(("AV_ControlNetEfficientLoader",),
+                       optional=("control_net_override", "timestep_keyframe", "resolution", "enabled"))
+
+    def run(self):
+        from nodes.controlnet import ApplyControlNet
+        from nodes.pack_nodes import _core
+
+        if not self.enabled:
+            return self.conditioning
+        net = _controlnet(self.control_net_name, self.control_net_override, self.timestep_keyframe)
+        if net is None:
+            return self.conditioning
+        image = _preprocessed(self.image, self.preprocessor, self.resolution)
+        return _core(ApplyControlNet, conditioning=self.conditioning, control_net=net, image=image,
+                     strength=self.strength)
+
+
+class AVControlNetEfficientLoaderAdvanced(Node):
+    __doc__ = """ControlNetApplyAdvanced with the ControlNet loaded here (see the pack's
+    ControlNet Loader): "None", or enabled off, passes both prompts.""" + PREPROCESSOR_HELP
+    category = LOADERS
+    control_net_name: str = _controlnet_choice()
+    positive: CONDITIONING
+    negative: CONDITIONING
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    preprocessor: str = Choice(("None", *PREPROCESSORS), "None")
+    control_net_override: str = Text("None")
+    timestep_keyframe: TIMESTEP_KEYFRAME = None
+    resolution: int = Int(512, min=64, max=2048, step=64)
+    enabled: bool = Bool(True)
+    outputs = {"positive": CONDITIONING, "negative": CONDITIONING}
+    comfy = ComfyAlias(("AV_ControlNetEfficientLoaderAdvanced",),
+                       optional=("control_net_override", "timestep_keyframe", "resolution", "enabled"))
+
+    def run(self):
+        from nodes.controlnet import ApplyControlNetAdvanced
+        from nodes.pack_nodes import _core
+
+        if not self.enabled:
+            return self.positive, self.negative
+        net = _controlnet(self.control_net_name, self.control_net_override, self.timestep_keyframe)
+        if net is None:
+            return self.positive, self.negative
+        image = _preprocessed(self.image, self.preprocessor, self.resolution)
+        return _core(ApplyControlNetAdvanced, positive=self.positive, negative=self.negative, control_net=net,
+                     image=image, strength=self.strength, start_percent=self.start_percent,
+                     end_percent=self.end_percent)
+
+
+def _stacked(node, start: float, end: float) -> list:
+    stack = list(node.cnet_stack or [])  # a new list: the pack extends the one given, which a cache would repeat
+    if not node.enabled:
+        return stack
+    name = node.control_net_name
+    if name in AUTO:
+        if node.preprocessor == "None":
+            raise NodeInputError("preprocessor", f"{name!r} picks the ControlNet by the preprocessor: choose one")
+        _refuse_unbuilt(node.preprocessor)  # before looking for a file
+        name = _detected(node.preprocessor, name[len("Auto: "):])
+    net = _controlnet(name, node.control_net_override, node.timestep_keyframe)
+    if net is None:
+        return stack
+    return stack + [(net, _preprocessed(node.image, node.preprocessor, node.resolution), node.strength, start, end)]
+
+
+class AVControlNetEfficientStacker(Node):
+    __doc__ = """Efficiency's Control Net Stacker with the ControlNet loaded here (see the pack's
+    ControlNet Loader) and its hint preprocessed: the stack given plus (ControlNet, image,
+    strength, start_percent, end_percent); "None", or enabled off, adds nothing. "Auto: sd15 /
+    sdxl / sdxl_t2i" picks the first file of models/controlnet/ naming that version and the
+    preprocessor (canny; scribble: the second such file, as the pack's shared pass over the files
+    gives), none found adding nothing, and needs a preprocessor.""" + PREPROCESSOR_HELP
+    category = LOADERS
+    control_net_name: str = _controlnet_choice(("None", *AUTO))
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    preprocessor: str = Choice(("None", *PREPROCESSORS), "None")
+    cnet_stack: CONTROL_NET_STACK = None
+    control_net_override: str = Text("None")
+    timestep_keyframe: TIMESTEP_KEYFRAME = None
+    resolution: int = Int(512, min=64, max=2048, step=64)
+    enabled: bool = Bool(True)
+    outputs = {"CNET_STACK": CONTROL_NET_STACK}
+    comfy = ComfyAlias(("AV_ControlNetEfficientStacker",),
+                       optional=("cnet_stack", "control_net_override", "timestep_keyframe", "resolution", "enabled"))
+
+    def run(self):
+        return _stacked(self, self.start_percent, self.end_percent)
+
+
+class AVControlNetEfficientStackerSimple(Node):
+    __doc__ = """ControlNet Stacker Adv. without start_percent / end_percent (the whole sampling)."""
+    category = LOADERS
+    control_net_name: str = _controlnet_choice(("None", *AUTO))
+    image: IMAGE
+    strength: float = Float(1.0, min=0.0, max=10.0, step=0.01)
+    preprocessor: str = Choice(("None", *PREPROCESSORS), "None")
+    cnet_stack: CONTROL_NET_STACK = None
+    control_net_override: str = Text("None")
+    timestep_keyframe: TIMESTEP_KEYFRAME = None
+    resolution: int = Int(512, min=64, max=2048, step=64)
+    enabled: bool = Bool(True)
+    outputs = {"CNET_STACK": CONTROL_NET_STACK}
+    comfy = ComfyAlias(("AV_ControlNetEfficientStackerSimple",),
+                       optional=("cnet_stack", "control_net_override", "timestep_keyframe", "resolution", "enabled"))
+
+    def run(self):
+        return _stacked(self, 0.0, 1.0)

@@ -58,10 +58,17 @@ SCHEMAS = {
     "OverlayInpaintedImage": ([("inpainted", None), ("overlay_image", None), ("crop_region", None)], ["IMAGE"]),
     "CreateExpandedCanvasForOutpaint": ([("original_image", None), ("focused_image", None), ("left", 0), ("top", 0),
                                          ("right", 0), ("bottom", 0), ("focus_mode", "mask_outside_focus"),
-                                         ("feather_edges", 10)], ["expanded_image", "outpaint_mask", "new_crop_region"]),
+                                         ("feather_edges", 10)],
+                                        ["expanded_image", "outpaint_mask", "new_crop_region"]),
     "AV_CheckpointMerge": ([("model1", None), ("model2", None), ("model1_weight", 1.0), ("model2_weight", 1.0)],
                            ["MODEL"]),
     "MergeModels": ([("model1", None), ("model2", None), ("ratio", 1.0)], ["MODEL"]),
+    "AV_ControlNetLoader": ([("control_net_name", None), ("control_net_override", "None"),
+                             ("timestep_keyframe", None)], ["CONTROL_NET"]),
+    "AV_ControlNetEfficientStackerSimple": ([("control_net_name", "None"), ("image", None), ("strength", 1.0),
+                                             ("preprocessor", "None"), ("cnet_stack", None),
+                                             ("control_net_override", "None"), ("timestep_keyframe", None),
+                                             ("resolution", 512), ("enabled", True)], ["CNET_STACK"]),
     "AV_CheckpointSave": ([("model", None), ("clip", None), ("vae", None), ("filename_prefix", None),
                            ("dtype", "float16")], []),
     "Fooocus_KSampler": ([("model", None), ("seed", 0), ("steps", 20), ("cfg", 8.0), ("sampler_name", "euler"),
@@ -415,3 +422,83 @@ def test_efficient_sampler_takes_the_sharpness_and_gives_back_the_model(registry
     assert torch.equal(plain[3]["samples"], same[3]["samples"])
     assert not torch.equal(plain[3]["samples"], sharp[3]["samples"])
     assert sharp[0] is model
+
+
+# -- ControlNet loaders --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nets(tmp_folders):
+    from graphflow.testing import write_controlnet
+
+    folder = tmp_folders.models / "controlnet"
+    folder.mkdir(exist_ok=True)
+    for seed, name in enumerate(("cn_sd15_canny.safetensors", "cn_sd15_scribble.safetensors",
+                                 "cn_sd15_scribble_b.safetensors", "cn_sdxl_canny.safetensors")):
+        write_controlnet(folder / name, "sd1", seed=seed)
+    return tmp_folders
+
+
+def _hint(seed=11):
+    return torch.rand(1, 64, 96, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def test_stacker_preprocesses_the_hint_as_the_aux_node(registry, nets):
+    image = _hint()
+    stack = call(registry, "AVControlNetEfficientStacker", control_net_name="cn_sd15_canny.safetensors", image=image,
+                 strength=0.6, start_percent=0.1, end_percent=0.8, preprocessor="canny", resolution=128,
+                 cnet_stack=[("earlier",)])
+    assert stack[0] == ("earlier",) and len(stack) == 2
+    net, hint, strength, start, end = stack[1]
+    expected = call(registry, "CannyEdgePreprocessor", image=image, low_threshold=100, high_threshold=200,
+                    resolution=128)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    assert torch.equal(hint, expected) and (strength, start, end) == (0.6, 0.1, 0.8)
+    assert net is not None
+    simple = call(registry, "AVControlNetEfficientStackerSimple", control_net_name="cn_sd15_canny.safetensors",
+                  image=image, strength=0.6, preprocessor="None")
+    assert torch.equal(simple[0][1], image) and simple[0][3:] == (0.0, 1.0)
+    assert call(registry, "AVControlNetEfficientStacker", control_net_name="None", image=image) == []
+    assert call(registry, "AVControlNetEfficientStacker", control_net_name="cn_sd15_canny.safetensors",
+                image=image, enabled=False) == []
+
+
+def test_auto_picks_the_file_as_the_packs_shared_pass_does(registry, nets):
+    from nodes.pack_nodes_art_venture2 import _detected
+
+    assert _detected("canny", "sd15") == "cn_sd15_canny.safetensors"
+    assert _detected("canny", "sdxl") == "cn_sdxl_canny.safetensors"
+    # scribble: the first rule takes the first scribble file, the second the next one
+    assert _detected("scribble", "sd15") == "cn_sd15_scribble_b.safetensors"
+    stack = call(registry, "AVControlNetEfficientStacker", control_net_name="Auto: sd15", image=_hint(),
+                 preprocessor="scribble", resolution=64)
+    assert len(stack) == 1
+    _refused(registry, "AVControlNetEfficientStacker", "preprocessor", "choose one", control_net_name="Auto: sd15",
+             image=_hint(), preprocessor="None")
+
+
+def test_loaders_apply_the_controlnet_and_refuse_preprocessors_not_built(registry, nets):
+    conditioning = [(torch.zeros(1, 77, 32), {})]
+    [(_, options)] = call(registry, "AVControlNetEfficientLoader", control_net_name="cn_sd15_canny.safetensors",
+                          conditioning=conditioning, image=_hint(), strength=0.7, preprocessor="scribble",
+                          resolution=64)
+    control = options["control"]
+    expected = call(registry, "ScribblePreprocessor", image=_hint(), resolution=64)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    assert torch.equal(control.image, expected) and control.strength == 0.7
+    positive, negative = call(registry, "AVControlNetEfficientLoaderAdvanced",
+                              control_net_name="cn_sd15_canny.safetensors", positive=conditioning,
+                              negative=conditioning, image=_hint(), strength=0.5, start_percent=0.2,
+                              end_percent=0.9)
+    assert positive[0][1]["control"].start_percent == 0.2 and negative[0][1]["control"].end_percent == 0.9
+    assert call(registry, "AVControlNetEfficientLoader", control_net_name="None", conditioning=conditioning,
+                image=_hint()) is conditioning
+    for name in ("depth", "tile"):
+        error = _refused(registry, "AVControlNetEfficientLoader", "preprocessor", "None, canny, scribble",
+                         control_net_name="cn_sd15_canny.safetensors", conditioning=conditioning, image=_hint(),
+                         preprocessor=name)
+        assert name in str(error)
+    net = call(registry, "AVControlNetLoader", control_net_name="cn_sd15_canny.safetensors",
+               control_net_override="cn_sdxl_canny.safetensors")
+    direct = call(registry, "LoadControlNet", control_net_name="cn_sdxl_canny.safetensors")
+    assert type(net) is type(direct)

@@ -166,7 +166,8 @@ def _save(path, state: dict[str, torch.Tensor], metadata: dict[str, str], extra_
     return Path(path)
 
 
-def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def flow_checkpoint_state(model: DiffusionModel, clip, vae: VAE,
+                          dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """An SD3 / FLUX / Chroma checkpoint as ComfyUI's CheckpointSave writes one (its model configs'
     prefixes): the model under model.diffusion_model., each text encoder under
     text_encoders.<clip_l / clip_g / t5xxl>.transformer. (CLIPSave's keys), the VAE under
