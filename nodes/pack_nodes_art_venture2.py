@@ -168,7 +168,7 @@ def _batch(name: str, tensor, batch: int, what: str) -> None:
         raise NodeInputError(name, f"{tensor.shape[0]} images, {what} has {batch}: expected the same batch size")
 
 
-class PrepareImageAndMaskForInpaint(Node):
+class AVPrepareImageAndMaskForInpaint(Node):
     """The pack's A1111-style inpaint preparation. The mask is blurred first (OpenCV Gaussian,
     sigma mask_blur, 0: none). With inpaint_masked the box around the mask's pixels, grown by
     mask_padding and then to the ratio width : height (both 0: the picture's size; then both must
@@ -259,7 +259,7 @@ def _regions(crop_region, batch: int):
     return [tuple(int(v) for v in row) for row in crop_region.tolist()]
 
 
-class OverlayInpaintedImage(Node):
+class AVOverlayInpaintedImage(Node):
     """Puts the inpainted picture back: resized (A1111's resize-to-fill: scaled to cover, the middle
     kept; Lanczos) into its crop_region of a transparent canvas of overlay_image's size (region
     (0, 0, 0, 0): taken as it is, and then it must be overlay_image's size), with overlay_image
@@ -307,7 +307,7 @@ class OverlayInpaintedImage(Node):
 FOCUS_MODES = ("only_focused", "mask_outside_focus", "mask_both")
 
 
-class CreateExpandedCanvasForOutpaint(Node):
+class AVCreateExpandedCanvasForOutpaint(Node):
     """focused_image resized (A1111's resize-to-fill; Lanczos) into the box left, top, right,
     bottom of original_image (clamped inside it: at least 1 pixel), with a mask for outpainting:
     white (1) outside the box, the box black (mask_both: grey, 128/255, and no feathering); the box
@@ -425,7 +425,7 @@ class AVCheckpointMerge(Node):
 CONV_IN = "input_blocks.0.0.weight"
 
 
-class MergeModels(Node):
+class AVMergeModels(Node):
     """model1 x ratio + model2 x (1 - ratio), weight by weight (the diffusion model only: ratio 1
     keeps model1). As the pack does, an inpainting model2's 9-channel input layer is cut to its
     first 4 channels to merge into an ordinary model1; an inpainting model1's against an ordinary

@@ -121,7 +121,7 @@ def picture_and_mask():
 
 def test_prepare_cuts_the_grown_box_and_resizes_to_fit(registry, picture_and_mask):
     image, mask = picture_and_mask
-    out = call(registry, "PrepareImageAndMaskForInpaint", image=image, mask=mask, mask_blur=0, inpaint_masked=True,
+    out = call(registry, "AVPrepareImageAndMaskForInpaint", image=image, mask=mask, mask_blur=0, inpaint_masked=True,
                mask_padding=2, width=32, height=16)
     inpaint, inpaint_mask, overlay, region, hint = out
     # get_crop_region: x 8..29 -> 6..32, y 10..15 -> 8..18 (26 x 10); expand to 2:1 -> height 13:
@@ -141,7 +141,7 @@ def test_prepare_cuts_the_grown_box_and_resizes_to_fit(registry, picture_and_mas
 
 def test_prepare_blurs_the_mask_as_a1111_and_passes_whole_without_inpaint_masked(registry, picture_and_mask):
     image, mask = picture_and_mask
-    inpaint, inpaint_mask, overlay, region, _ = call(registry, "PrepareImageAndMaskForInpaint", image=image,
+    inpaint, inpaint_mask, overlay, region, _ = call(registry, "AVPrepareImageAndMaskForInpaint", image=image,
                                                      mask=mask, mask_blur=3, inpaint_masked=False)
     size = 2 * int(2.5 * 3 + 0.5) + 1
     blurred = cv2.GaussianBlur(mask[0].numpy(), (size, size), 3)
@@ -157,27 +157,27 @@ def test_prepare_blurs_the_mask_as_a1111_and_passes_whole_without_inpaint_masked
 def test_prepare_cuts_the_controlnet_image_at_its_scale(registry, picture_and_mask):
     image, mask = picture_and_mask
     hint = torch.rand(1, 80, 96, 3, generator=torch.Generator().manual_seed(4))
-    *_, region, cut = call(registry, "PrepareImageAndMaskForInpaint", image=image, mask=mask, mask_blur=0,
+    *_, region, cut = call(registry, "AVPrepareImageAndMaskForInpaint", image=image, mask=mask, mask_blur=0,
                            inpaint_masked=True, mask_padding=2, width=32, height=16, controlnet_image=hint)
     assert torch.equal(cut[0], _back(_fit(_pil(hint[0]).crop((12, 14, 64, 40)), 64, 32)))
 
 
 def test_prepare_refuses_bad_input(registry, picture_and_mask):
     image, mask = picture_and_mask
-    _refused(registry, "PrepareImageAndMaskForInpaint", "mask", "empty", image=image, mask=torch.zeros(1, 40, 48),
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "mask", "empty", image=image, mask=torch.zeros(1, 40, 48),
              inpaint_masked=True)
-    _refused(registry, "PrepareImageAndMaskForInpaint", "height", "both", image=image, mask=mask,
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "height", "both", image=image, mask=mask,
              inpaint_masked=True, width=64, height=0)
-    _refused(registry, "PrepareImageAndMaskForInpaint", "mask", "same size", image=image, mask=mask[:, :20])
-    _refused(registry, "PrepareImageAndMaskForInpaint", "mask", "batch", image=image, mask=mask.repeat(2, 1, 1))
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "mask", "same size", image=image, mask=mask[:, :20])
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "mask", "batch", image=image, mask=mask.repeat(2, 1, 1))
 
 
 def test_overlay_puts_the_inpainted_crop_back_under_the_overlay(registry, picture_and_mask):
     image, mask = picture_and_mask
-    inpaint, _, overlay, region, _ = call(registry, "PrepareImageAndMaskForInpaint", image=image, mask=mask,
+    inpaint, _, overlay, region, _ = call(registry, "AVPrepareImageAndMaskForInpaint", image=image, mask=mask,
                                           mask_blur=0, inpaint_masked=True, mask_padding=2, width=32, height=16)
     inpainted = torch.rand(1, 16, 32, 3, generator=torch.Generator().manual_seed(5))
-    [result] = call(registry, "OverlayInpaintedImage", inpainted=inpainted, overlay_image=overlay,
+    [result] = call(registry, "AVOverlayInpaintedImage", inpainted=inpainted, overlay_image=overlay,
                     crop_region=region)
     # resize-to-fill of 32 x 16 into 26 x 13: exactly 2:1, so a plain Lanczos resize
     canvas = Image.new("RGBA", (48, 40))
@@ -186,11 +186,11 @@ def test_overlay_puts_the_inpainted_crop_back_under_the_overlay(registry, pictur
     assert torch.equal(result[0], _back(canvas.convert("RGB")))
     # outside the crop the original shows; in the masked box the inpainted picture
     assert torch.equal(result[0, :5], _back(_pil(image[0]))[:5])
-    _refused(registry, "OverlayInpaintedImage", "overlay_image", "RGBA", inpainted=inpainted,
+    _refused(registry, "AVOverlayInpaintedImage", "overlay_image", "RGBA", inpainted=inpainted,
              overlay_image=overlay[..., :3], crop_region=region)
-    _refused(registry, "OverlayInpaintedImage", "crop_region", "CROP_REGION", inpainted=inpainted,
+    _refused(registry, "AVOverlayInpaintedImage", "crop_region", "CROP_REGION", inpainted=inpainted,
              overlay_image=overlay, crop_region=[6, 7, 32, 20])
-    _refused(registry, "OverlayInpaintedImage", "inpainted", "size", inpainted=inpainted, overlay_image=overlay,
+    _refused(registry, "AVOverlayInpaintedImage", "inpainted", "size", inpainted=inpainted, overlay_image=overlay,
              crop_region=torch.zeros(1, 4, dtype=torch.int64))
 
 
@@ -198,7 +198,7 @@ def test_overlay_puts_the_inpainted_crop_back_under_the_overlay(registry, pictur
 def test_expanded_canvas_as_the_pack_draws_it(registry, mode):
     g = torch.Generator().manual_seed(6)
     original, focused = torch.rand(1, 30, 40, 3, generator=g), torch.rand(1, 20, 20, 3, generator=g)
-    image, mask, region = call(registry, "CreateExpandedCanvasForOutpaint", original_image=original,
+    image, mask, region = call(registry, "AVCreateExpandedCanvasForOutpaint", original_image=original,
                                focused_image=focused, left=5, top=4, right=25, bottom=60, focus_mode=mode,
                                feather_edges=3)
     box = (5, 4, 25, 30)  # bottom clamped to the picture
@@ -261,7 +261,7 @@ def test_checkpoint_merge_pads_an_ordinary_models_input_layer_into_an_inpainting
 
 def test_merge_models_cuts_an_inpainting_model2_to_four_channels(registry, models):
     loaded, files = models
-    merged = call(registry, "MergeModels", model1=loaded["a"], model2=loaded["inpaint"], ratio=0.3).unet.state_dict()
+    merged = call(registry, "AVMergeModels", model1=loaded["a"], model2=loaded["inpaint"], ratio=0.3).unet.state_dict()
     torch.testing.assert_close(merged[CONV_IN], 0.3 * files["a"][CONV_IN] + 0.7 * files["inpaint"][CONV_IN][:, :4],
                                rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(merged["out.2.weight"], 0.3 * files["a"]["out.2.weight"]
