@@ -502,3 +502,21 @@ def test_loaders_apply_the_controlnet_and_refuse_preprocessors_not_built(registr
                control_net_override="cn_sdxl_canny.safetensors")
     direct = call(registry, "LoadControlNet", control_net_name="cn_sdxl_canny.safetensors")
     assert type(net) is type(direct)
+
+
+def test_ui_saves_read_the_sharpness_after_the_samplers_widgets(registry):
+    from graphflow.workflow import parse_workflow
+    from tests.test_pack_nodes import ui_graph, ui_node
+
+    sockets = [("model", "MODEL", None, False), ("positive", "CONDITIONING", None, False),
+               ("negative", "CONDITIONING", None, False), ("latent_image", "LATENT", None, False)]
+    graph = ui_graph([ui_node(1, "Fooocus_KSampler", [7, "fixed", 12, 6.5, "euler", "karras", 0.8, 3.5], sockets,
+                              [("LATENT", "LATENT", [])]),
+                      ui_node(2, "PrepareImageAndMaskForInpaint", [6, True, 40, 512, 768],
+                              [("image", "IMAGE", None, False), ("mask", "MASK", None, False)])])
+    nodes = parse_workflow(graph, registry).to_json()["nodes"]
+    sampler, prepare = nodes["1"]["inputs"], nodes["2"]["inputs"]
+    assert (sampler["seed"], sampler["steps"], sampler["scheduler"], sampler["denoise"], sampler["sharpness"]) == \
+        (7, 12, "karras", 0.8, 3.5)
+    assert (prepare["mask_blur"], prepare["inpaint_masked"], prepare["mask_padding"], prepare["width"],
+            prepare["height"]) == (6, True, 40, 512, 768)
