@@ -265,8 +265,9 @@ ART_VENTURE_LEFT_OUT = {
                      "AV_AwsBedrockMistralApi", "AV_LLMApiConfig", "AV_NanoBananaApiConfig", "AV_LLMMessage",
                      "AV_LLMTextMessage", "AV_LLMImageMessage", "AV_LLMChat", "AV_LLMCompletion"),
                     "it asks (or sets up a call to) a language-model web service"),
-    # model-free, or made of graphflow's loaders, but not built this round
-    "DependenciesEdit": _AV_LATER.format("the pack's DEPENDENCIES tuple, which no node here makes"),
+    "DependenciesEdit": "it unpacks an 8-entry DEPENDENCIES tuple (Efficiency Nodes' early loaders'); the Efficient "
+                        "Loader's today, graphflow's too, has 16 entries, which it cannot unpack",
+    # made of graphflow's nodes, but not built yet
     **dict.fromkeys(("AV_IPAdapter", "AV_IPAdapterPipe", "AV_StyleApply", "AV_IPAdapterEncodeFromJson",
                      "AV_IPAdapterApplyEncoded"),
                     _AV_LATER.format("it drives ComfyUI_IPAdapter_plus' internals")),

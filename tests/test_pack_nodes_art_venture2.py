@@ -520,3 +520,9 @@ def test_ui_saves_read_the_sharpness_after_the_samplers_widgets(registry):
         (7, 12, "karras", 0.8, 3.5)
     assert (prepare["mask_blur"], prepare["inpaint_masked"], prepare["mask_padding"], prepare["width"],
             prepare["height"]) == (6, True, 40, 512, 768)
+
+
+def test_dependencies_edit_is_named_with_why():
+    from graphflow.comfy_format import unknown_type_hint
+
+    assert "16 entries" in unknown_type_hint("DependenciesEdit")
