@@ -8,7 +8,11 @@ outputs and categories. Read from the pack's files in the code index:
   no commit for it; the file at ffa9e1a101371bb19e4c99b63507b52a1c5512fc lacks it);
   modules/masking.py at 509e4d660aa3c13f79c82becf2512f16e70c9ee6 (get_crop_region,
   expand_crop_region: A1111's), modules/image_utils.py at 509e4d660aa3c13f79c82becf2512f16e70c9ee6
-  (resize_image: A1111's resize modes) and utils.py's numpy2pil / tensor2pil (the 8-bit round trip);
+  (resize_image: A1111's resize modes) and utils.py's numpy2pil / tensor2pil (the 8-bit round trip).
+  The preparation follows 1138a1f4's version, whose inputs extend the older one's (ffa9e1a: the same
+  widgets in the same order, so its saves load); the stored version with tight_focus / focus_padding /
+  target_size inputs and four INT outputs is not followed. Categories: "Art Venture/Inpainting", as
+  the other versions and round 1's OverlayInpaintedLatent (1138a1f4 writes "ArtVenture/Inpainting");
 - modules/nodes.py at 51dd8fcb7cd80f283cd5ea09e0e4eab104ef301e (AV_CheckpointMerge,
   AV_CheckpointSave) and modules/utility_nodes.py at 8e83109a4ea8507beb5cf79476fde9a94d4cd840
   (MergeModels, the pack's UtilModelMerge);
