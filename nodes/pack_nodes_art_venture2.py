@@ -470,7 +470,8 @@ class AVCheckpointSave(CheckpointSave):
 
 # -- Fooocus' sharpness -------------------------------------------------------------------------------
 
-UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")  # ComfyUI's UNetModel, whose forward the pack patches
+UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")
+SDXL_SIZE_SCALE = (1.5, 0.8)  # the pack's (positive, negative) factors on SDXL's original size  # ComfyUI's UNetModel, whose forward the pack patches
 BLUR_SIZE = 13  # the pack's bilateral_blur defaults: a 13 x 13 window, both sigmas 3, reflected borders
 BLUR_SIGMA = 3.0
 MAX_SHARPNESS = 100.0
@@ -532,12 +533,16 @@ class SharpnessPatch:
 
 
 def sharpened(model, sharpness: float, latent_image: dict):
-    """`model` with Fooocus' sharpness as the pack applies it (none at 0), checked first."""
+    """`model` with Fooocus' sharpness as the pack applies it (none at 0), checked first, and
+    SDXL base models with the pack's size scaling (at every sharpness: its patch is on for the run)."""
     from graphflow.sampling.model_sampling import DiscreteSchedule
 
+    arch = getattr(model, "arch", None)
+    if arch == "sdxl":
+        model = copy.copy(model)
+        model.adm_size_scale = SDXL_SIZE_SCALE
     if sharpness == 0:
         return model
-    arch = getattr(model, "arch", None)
     if arch not in UNET_ARCHS:
         raise NodeInputError("model", f"a {arch} model: the pack's sharpness patches ComfyUI's SD1 / SD2 / SDXL UNet; "
                                       "set sharpness 0 for other models")
@@ -556,9 +561,11 @@ def sharpened(model, sharpness: float, latent_image: dict):
 SHARPNESS_HELP = """ sharpness (0 to 100): Fooocus' anisotropic sharpening, as the pack's patch: at each step the
     UNet's output for the positive prompt is blended with its bilateral blur (13 x 13, both sigmas
     3) by 0.001 · sharpness · (1 - t / 999), t the UNet timestep; the negative's is untouched. SD1 /
-    SD2 / SDXL models only (the pack patches their UNet); 0 samples exactly as without it. The
-    pack's SDXL size scaling (x1.5 positive, x0.8 negative) acts only on conditioning marked with a
-    prompt_type, which no ComfyUI node sets, so it is not done here either."""
+    SD2 / SDXL models only (the pack patches their UNet); 0 turns the filter off. SDXL base models
+    (not the refiner) also get the pack's size conditioning at every sharpness, 0 included: the
+    original width and height in the vector conditioning x1.5 for the positive prompt and x0.8
+    for the negative, crops and target sizes as they are (the pack swaps ComfyUI's SDXL
+    encode_adm for the run), so SDXL results differ from KSampler's even at 0."""
 
 
 class FooocusKSampler(Node):

@@ -526,3 +526,40 @@ def test_dependencies_edit_is_named_with_why():
     from graphflow.comfy_format import unknown_type_hint
 
     assert "16 entries" in unknown_type_hint("DependenciesEdit")
+
+
+def _size_embedding(values) -> torch.Tensor:
+    """SDXL's 256-wide sinusoidal embedding of each size, written out: cos then sin of
+    v · 10000^(-i / 128), i = 0..127."""
+    freqs = torch.tensor([math.exp(-math.log(10000) * i / 128) for i in range(128)], dtype=torch.float64)
+    return torch.cat([torch.cat([torch.cos(v * freqs), torch.sin(v * freqs)]) for v in values]).float()
+
+
+def test_fooocus_samplers_scale_sdxl_sizes_as_the_pack(registry, tmp_folders):
+    """The pack's SDXL encode_adm patch, on at every sharpness: original width / height x1.5 in the
+    positive prompt's y and x0.8 in the negative's; crops and target sizes as they are."""
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny_xl.safetensors", "sdxl")
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny_xl.safetensors")
+    positive = call(registry, "CLIPEncode", clip=clip, text="a red fox")
+    negative = call(registry, "CLIPEncode", clip=clip, text="blurry")
+    ys = []
+    hook = model.unet.register_forward_pre_hook(lambda module, args: ys.append(args[3].detach().float().cpu()))
+    try:
+        call(registry, "FooocusKSampler", model=model, positive=positive, negative=negative, seed=0, steps=1, cfg=3.0,
+             sampler_name="euler", scheduler="simple", latent_image={"samples": torch.zeros(1, 4, 6, 10)},
+             denoise=1.0, sharpness=0.0)
+    finally:
+        hook.remove()
+    rows = torch.cat(ys)
+    pooled = {side: c[0][1]["pooled_output"].float().reshape(-1) for side, c in
+              (("positive", positive), ("negative", negative))}
+    width, height = 80, 48
+    expected = {"positive": _size_embedding([height * 1.5, width * 1.5, 0, 0, height, width]),
+                "negative": _size_embedding([height * 0.8, width * 0.8, 0, 0, height, width])}
+    seen = set()
+    for row in rows:
+        side = next(s for s, p in pooled.items() if torch.allclose(row[:p.numel()], p, atol=1e-5))
+        torch.testing.assert_close(row[pooled[side].numel():], expected[side], rtol=1e-4, atol=1e-4)
+        seen.add(side)
+    assert seen == {"positive", "negative"}

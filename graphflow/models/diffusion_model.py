@@ -190,6 +190,9 @@ class DiffusionModel:
         self.continuous_timestep = "log"  # how continuous sampling tells the UNet sigma: "log" (EDM) or "atan" (V)
         self.noise_augmentor = None  # unCLIP models: y is a noise-augmented CLIP image embedding (models.unclip)
         self.context_projection = None  # Stable Zero123's cc_projection: [image embedding, camera] -> context
+        # SDXL base: (positive, negative) factors on the original size in y, crops and target sizes
+        # left as they are (art-venture's Fooocus samplers patch ComfyUI's SDXL.encode_adm so)
+        self.adm_size_scale: tuple[float, float] | None = None
         # Sampling options set by model-patch nodes, read by graphflow.sampling.pipeline:
         # "cfg_rescale" (RescaleCFG's multiplier), "differential_diffusion" (its strength),
         # "compile_backend" (TorchCompileModel's: graphflow.models.speed).
@@ -386,7 +389,8 @@ class DiffusionModel:
         refiner (2560): pooled [B, 1280] + embeddings of (orig height, orig width, crop top, crop left,
                         aesthetic score)
         Sizes default to the image being generated (width_px x height_px), crops to 0, the aesthetic
-        score to 6.0 (2.5 for the negative prompt, as SDXL's refiner was trained)."""
+        score to 6.0 (2.5 for the negative prompt, as SDXL's refiner was trained). `adm_size_scale`
+        (positive, negative) scales the base's original size, not its crops or target size."""
         if self.is_flow or self.is_cascade:  # the pooled text vector as it is (zeros without one, as ComfyUI)
             pooled = cond_options.get("pooled_output")
             pooled = torch.zeros(1, self.adm_channels) if pooled is None else pooled.float().cpu().reshape(-1, self.adm_channels)
@@ -432,8 +436,11 @@ class DiffusionModel:
             score = cond_options.get("aesthetic_score", 2.5 if negative else 6.0)
             values = [height, width, crop_top, crop_left, score]
         else:
-            values = [height, width, crop_top, crop_left,
-                      cond_options.get("target_height", height), cond_options.get("target_width", width)]
+            target = cond_options.get("target_height", height), cond_options.get("target_width", width)
+            if self.adm_size_scale is not None:
+                factor = self.adm_size_scale[1 if negative else 0]
+                width, height = width * factor, height * factor
+            values = [height, width, crop_top, crop_left, *target]
         pooled = cond_options.get("pooled_output")
         if "unclip_conditioning" in cond_options:  # the image embeddings instead of the text's, as ComfyUI
             from .unclip import sdxl_pooled
