@@ -218,10 +218,18 @@ class AVPrepareImageAndMaskForInpaint(Node):
                 raise NodeInputError("width" if out_w == 0 else "height",
                                      "0 with the other set: inpaint_masked needs both set, or both 0 (the picture's "
                                      "size)")
-            scale = 1 if self.controlnet_image is None else max(
-                self.controlnet_image.shape[2] / source_w, self.controlnet_image.shape[1] / source_h)
-            check_run_memory("width", "the cut-out's size", images=Size(image.shape[0], int(out_h * scale) + out_h,
-                                                                         int(out_w * scale) + out_w))
+            hint_w, hint_h = out_w, out_h
+            if self.controlnet_image is not None:
+                sx, sy = self.controlnet_image.shape[2] / source_w, self.controlnet_image.shape[1] / source_h
+                hint_w, hint_h = int(out_w * sx), int(out_h * sy)
+                if hint_w < 1 or hint_h < 1:
+                    raise NodeInputError("controlnet_image", f"{self.controlnet_image.shape[2]}x"
+                                         f"{self.controlnet_image.shape[1]} for a {source_w}x{source_h} image: at "
+                                         f"its scale the {out_w}x{out_h} cut-out is {hint_w}x{hint_h} px; expected "
+                                         "one big enough to give at least 1 px each way")
+            # the cut-out and the hint's, each at its own scale, as one row of pixels per image
+            check_run_memory("width", "the cut-out's size",
+                             images=Size(image.shape[0], 1, out_w * out_h + hint_w * hint_h))
         images, masks, overlays, regions, hints = [], [], [], [], []
         for index in range(image.shape[0]):
             check_interrupted()
@@ -240,8 +248,12 @@ class AVPrepareImageAndMaskForInpaint(Node):
                 if hint is not None:
                     sx, sy = hint.width / source_w, hint.height / source_h
                     x1, y1, x2, y2 = region
-                    hint = _resized(hint.crop((int(x1 * sx), int(y1 * sy), int(x2 * sx), int(y2 * sy))),
-                                    int(out_w * sx), int(out_h * sy), fill=False)
+                    cut = int(x1 * sx), int(y1 * sy), int(x2 * sx), int(y2 * sy)
+                    if cut[2] - cut[0] < 1 or cut[3] - cut[1] < 1:
+                        raise NodeInputError("controlnet_image", f"image {index}: the box {region} is "
+                                             f"{cut[2] - cut[0]}x{cut[3] - cut[1]} px at the hint's scale; expected "
+                                             "a controlnet_image big enough to give at least 1 px each way")
+                    hint = _resized(hint.crop(cut), hint_w, hint_h, fill=False)
             else:
                 inpaint, inpaint_mask, region = picture, mask_picture, (0, 0, source_w, source_h)
             overlays.append(_see_through_masked(picture, mask_picture))

@@ -172,6 +172,38 @@ def test_prepare_refuses_bad_input(registry, picture_and_mask):
     _refused(registry, "AVPrepareImageAndMaskForInpaint", "mask", "batch", image=image, mask=mask.repeat(2, 1, 1))
 
 
+def test_prepare_refuses_a_controlnet_image_too_small_to_cut(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    # 1 x 1 for 48 x 40: the 32 x 16 cut-out is int(32 / 48) x int(16 / 40) = 0 x 0 px at its scale
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "controlnet_image", "at least 1 px", image=image, mask=mask,
+             mask_blur=0, inpaint_masked=True, width=32, height=16, controlnet_image=torch.rand(1, 1, 1, 3))
+    # 4 x 4: the 480 x 400 target is 40 x 40 there, but the 4 x 4 box (30, 10, 34, 14) cuts 0 px wide
+    small = torch.zeros(1, 40, 48)
+    small[0, 10:14, 30:34] = 1.0
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "controlnet_image", "at least 1 px", image=image, mask=small,
+             mask_blur=0, inpaint_masked=True, mask_padding=0, width=480, height=400,
+             controlnet_image=torch.rand(1, 4, 4, 3))
+
+
+def test_prepare_memory_bound_scales_each_axis(registry, monkeypatch):
+    """A 4000 x 10 hint for a 100 x 100 picture: the 2048 x 2048 cut-out is 81920 x 204 px at the
+    hint's scale, so 2048² + 81920 · 204 pixels per image (not 2048² + (40 · 2048)², 478 GB)."""
+    import nodes.pack_nodes_art_venture2 as module
+
+    asked = []
+
+    def recorded(name, what, images=None, sampled=None):
+        asked.append(images)
+        raise NodeInputError(name, "stop here")
+
+    monkeypatch.setattr(module, "check_run_memory", recorded)
+    mask = torch.zeros(1, 100, 100)
+    mask[0, 40:60, 40:60] = 1.0
+    _refused(registry, "AVPrepareImageAndMaskForInpaint", "width", "stop here", image=torch.rand(1, 100, 100, 3),
+             mask=mask, inpaint_masked=True, width=2048, height=2048, controlnet_image=torch.rand(1, 10, 4000, 3))
+    assert asked[0].volume == 2048 * 2048 + 81920 * 204
+
+
 def test_overlay_puts_the_inpainted_crop_back_under_the_overlay(registry, picture_and_mask):
     image, mask = picture_and_mask
     inpaint, _, overlay, region, _ = call(registry, "AVPrepareImageAndMaskForInpaint", image=image, mask=mask,
