@@ -705,17 +705,28 @@ def _controlnet(name: str, override: str, keyframe):
     return _keyframed(net, keyframe)
 
 
+# the pack's detect_controlnet rules, in its order: the preprocessors each takes, and what the file
+# name must hold (None: the preprocessor's own name)
+DETECTION_RULES = ((("canny", "scribble", "mlsd"), None), (("scribble", "scribble_hed"), "scribble"),
+                   (("lineart", "lineart_coarse"), "lineart."), (("lineart_anime", "lineart_manga"), "lineart_anime"),
+                   (("hed", "hed_safe", "pidi", "pidi_safe"), "softedge"),
+                   (("pose", "openpose", "dwpose"), "openpose"), (("normalmap_bae", "normalmap_midas"), "normalbae"),
+                   (("depth", "depth_midas", "depth_zoe"), "depth"),
+                   (("seg_ofcoco", "seg_ofade20k", "seg_ufade20k"), "seg"), (("tile",), "tile"))
+
+
 def _detected(preprocessor: str, version: str) -> str:
-    """The pack's detect_controlnet for the preprocessors built here: the files naming the SD
-    version (sdxl: not sdxl_t2i), then the first naming the preprocessor. Its rules share one
-    pass over the files, so for scribble, whose name two rules match, the second takes the next
-    scribble file after the first (none: "None"), as the pack's does."""
+    """The pack's detect_controlnet: among the files naming the SD version (sdxl: not sdxl_t2i),
+    the first one each matching rule finds ("None" where none). Its rules share one pass over the
+    files, so for scribble, which two rules take, the second finds the scribble file after the
+    first's, as the pack's does."""
     names = iter([n for n in folders.list_models("controlnet") if version in n
                   and not (version == "sdxl" and "sdxl_t2i" in n)])
-    if preprocessor == "canny":
-        return next((n for n in names if "canny" in n), "None")
-    next((n for n in names if "scribble" in n), "None")
-    return next((n for n in names if "scribble" in n), "None")
+    found = "None"
+    for preprocessors, key in DETECTION_RULES:
+        if preprocessor in preprocessors:
+            found = next((n for n in names if (key or preprocessor) in n), "None")
+    return found
 
 
 def _controlnet_choice(extra=("None",)):
@@ -817,10 +828,9 @@ def _stacked(node, start: float, end: float) -> list:
     if name in AUTO:
         if node.preprocessor == "None":
             raise NodeInputError("preprocessor", f"{name!r} picks the ControlNet by the preprocessor: choose one")
-        _refuse_unbuilt(node.preprocessor)  # before looking for a file
         name = _detected(node.preprocessor, name[len("Auto: "):])
     net = _controlnet(name, node.control_net_override, node.timestep_keyframe)
-    if net is None:
+    if net is None:  # before the preprocessor: none found passes the stack, whatever it is, as the pack's
         return stack
     return stack + [(net, _preprocessed(node.image, node.preprocessor, node.resolution), node.strength, start, end)]
 
@@ -829,9 +839,10 @@ class AVControlNetEfficientStacker(Node):
     __doc__ = """Efficiency's Control Net Stacker with the ControlNet loaded here (see the pack's
     ControlNet Loader) and its hint preprocessed: the stack given plus (ControlNet, image,
     strength, start_percent, end_percent); "None", or enabled off, adds nothing. "Auto: sd15 /
-    sdxl / sdxl_t2i" picks the first file of models/controlnet/ naming that version and the
-    preprocessor (canny; scribble: the second such file, as the pack's shared pass over the files
-    gives), none found adding nothing, and needs a preprocessor.""" + PREPROCESSOR_HELP
+    sdxl / sdxl_t2i" needs a preprocessor and picks the first file of models/controlnet/ naming
+    that version and the preprocessor's kind, by the pack's rules (e.g. depth_zoe: "depth", hed:
+    "softedge"; scribble: the second scribble file, as the pack's shared pass over the files
+    gives); none found adds nothing, for any preprocessor, as the pack's.""" + PREPROCESSOR_HELP
     category = LOADERS
     control_net_name: str = _controlnet_choice(("None", *AUTO))
     image: IMAGE

@@ -509,6 +509,18 @@ def test_auto_picks_the_file_as_the_packs_shared_pass_does(registry, nets):
              image=_hint(), preprocessor="None")
 
 
+def test_auto_without_a_file_passes_the_stack_for_any_preprocessor(registry, nets):
+    """The pack loads nothing and runs no preprocessor when detection finds no file; where it finds
+    one for a preprocessor not built here, that preprocessor is refused."""
+    from graphflow.testing import write_controlnet
+
+    assert call(registry, "AVControlNetEfficientStacker", control_net_name="Auto: sd15", image=_hint(),
+                preprocessor="depth", cnet_stack=[("earlier",)]) == [("earlier",)]
+    write_controlnet(nets.models / "controlnet" / "cn_sd15_depth.safetensors", "sd1", seed=5)
+    _refused(registry, "AVControlNetEfficientStacker", "preprocessor", "downloaded models",
+             control_net_name="Auto: sd15", image=_hint(), preprocessor="depth")
+
+
 def test_loaders_apply_the_controlnet_and_refuse_preprocessors_not_built(registry, nets):
     conditioning = [(torch.zeros(1, 77, 32), {})]
     [(_, options)] = call(registry, "AVControlNetEfficientLoader", control_net_name="cn_sd15_canny.safetensors",
