@@ -389,11 +389,11 @@ class AVCreateExpandedCanvasForOutpaint(Node):
 # -- merges and save ----------------------------------------------------------------------------------
 
 
-def _merged(node, factors, fit):
+def _merged(node, factors, fit, model2=None):
     from graphflow.models.merge import MergeError, merge_models
 
     try:
-        return merge_models(node.model1, node.model2, factors, fit)
+        return merge_models(node.model1, node.model2 if model2 is None else model2, factors, fit)
     except MergeError as e:
         raise NodeInputError("model2", str(e)) from None
 
@@ -404,7 +404,8 @@ class AVCheckpointMerge(Node):
     an ordinary model2 by padding model2's 4-channel input layer with zeros (the mask and image
     channels keep model1's x model1_weight), and the reverse order is refused; a weight model2
     lacks becomes 0 (with a warning); layers whose sizes differ otherwise keep model1's x
-    model1_weight."""
+    model1_weight. model2 is merged without its LoRAs (the pack takes its bare weights);
+    model1's are kept, scaled by model1_weight."""
     category = MERGING
     model1: MODEL
     model2: MODEL
@@ -434,7 +435,8 @@ class AVCheckpointMerge(Node):
             return padded
 
         merged = _merged(self, lambda name: (0.0, 0.0) if name in zeroed else (self.model1_weight,
-                                                                                 self.model2_weight), fit)
+                                                                                 self.model2_weight), fit,
+                         self.model2.with_patches(()))  # the pack merges model2's bare weights
         if zeroed:
             warn(f"{len(zeroed)} weight(s) model2 lacks set to 0, as the pack does: {sorted(zeroed)[:3]}")
         return merged
@@ -445,10 +447,11 @@ CONV_IN = "input_blocks.0.0.weight"
 
 class AVMergeModels(Node):
     """model1 x ratio + model2 x (1 - ratio), weight by weight (the diffusion model only: ratio 1
-    keeps model1). As the pack does, an inpainting model2's 9-channel input layer is cut to its
-    first 4 channels to merge into an ordinary model1; an inpainting model1's against an ordinary
-    model2's is not merged (model1's x ratio, as ComfyUI's merge patches leave a layer whose
-    sizes differ)."""
+    keeps model1), model2 with its LoRAs except on the input layer, where the pack takes model2's
+    bare weight. As the pack does, an inpainting model2's 9-channel input layer is always cut to
+    its first 4 channels, which merges it into an ordinary model1; an inpainting model1's input
+    layer is therefore not merged, against an ordinary model2's or an inpainting one's alike
+    (model1's x ratio, as ComfyUI's merge patches leave a layer whose sizes differ; warned)."""
     category = "Art Venture/Utils"
     model1: MODEL
     model2: MODEL
@@ -457,8 +460,16 @@ class AVMergeModels(Node):
     comfy = ComfyAlias(("MergeModels",))
 
     def run(self):
+        from graphflow.memory import manager
+
         def fit(name, w1, w2):
-            if name == CONV_IN and w2 is not None and w2.ndim == 4 and w2.shape[1] == 9:
+            if name != CONV_IN or w2 is None:
+                return w2
+            w2 = manager().weights(self.model2.unet, ())[name]  # the pack's kp[k][0]: without model2's LoRAs
+            if w2.ndim == 4 and w2.shape[1] == 9:
+                if w1.shape[1] == 9:
+                    warn(f"{CONV_IN}: both models are inpainting ones, but as the pack does model2's 9-channel "
+                         "input layer is cut to 4 channels, so it is not merged (model1's x ratio kept)")
                 return w2[:, :4]
             return w2
 

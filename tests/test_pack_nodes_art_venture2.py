@@ -607,3 +607,36 @@ def test_fooocus_samplers_scale_sdxl_sizes_as_the_pack(registry, tmp_folders):
         torch.testing.assert_close(row[pooled[side].numel():], expected[side], rtol=1e-4, atol=1e-4)
         seen.add(side)
     assert seen == {"positive", "negative"}
+
+
+def _with_lora(model):
+    """model with a stand-in LoRA: +1 on its input layer and on out.2.weight."""
+    from graphflow.memory import WeightPatch
+
+    return model.with_patches(tuple(WeightPatch(name, lambda w: w + 1) for name in (CONV_IN, "out.2.weight")))
+
+
+def test_merges_take_model2s_weights_without_its_loras_where_the_pack_does(registry, models):
+    """AV_CheckpointMerge merges model2's bare weights (the pack's k2[k][0]) everywhere; MergeModels
+    only on the input layer (kp[k][0]), its other layers with model2's patches (kp[k])."""
+    loaded, files = models
+    patched = _with_lora(loaded["b"])
+    merged = call(registry, "AVCheckpointMerge", model1=loaded["a"], model2=patched, model1_weight=0.4,
+                  model2_weight=-0.5).unet.state_dict()
+    for name in (CONV_IN, "out.2.weight"):
+        torch.testing.assert_close(merged[name], 0.4 * files["a"][name] - 0.5 * files["b"][name], rtol=1e-5,
+                                   atol=1e-6)
+    merged = call(registry, "AVMergeModels", model1=loaded["a"], model2=patched, ratio=0.3).unet.state_dict()
+    torch.testing.assert_close(merged[CONV_IN], 0.3 * files["a"][CONV_IN] + 0.7 * files["b"][CONV_IN],
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged["out.2.weight"], 0.3 * files["a"]["out.2.weight"]
+                               + 0.7 * (files["b"]["out.2.weight"] + 1), rtol=1e-5, atol=1e-6)
+
+
+def test_merge_models_of_two_inpainting_models_leaves_the_input_layer_and_says_why(registry, models, caplog):
+    loaded, files = models
+    with caplog.at_level("WARNING"):
+        merged = call(registry, "AVMergeModels", model1=loaded["inpaint"], model2=loaded["inpaint"],
+                      ratio=0.3).unet.state_dict()
+    torch.testing.assert_close(merged[CONV_IN], 0.3 * files["inpaint"][CONV_IN], rtol=1e-5, atol=1e-6)
+    assert "both models are inpainting ones" in caplog.text
