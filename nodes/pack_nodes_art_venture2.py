@@ -4,8 +4,13 @@ outputs and categories. Read from the pack's files in the code index:
 
 - modules/inpaint/nodes.py at commit 1138a1f4d96f6cfa64752ceaaf78dace26e163b9
   (PrepareImageAndMaskForInpaint with its controlnet_image, OverlayInpaintedImage), and
-  CreateExpandedCanvasForOutpaint from the stored version of that file that has it (the index gives
-  no commit for it; the file at ffa9e1a101371bb19e4c99b63507b52a1c5512fc lacks it);
+  CreateExpandedCanvasForOutpaint from the stored version of that file whose class takes
+  original_image, focused_image, left / top / right / bottom, focus_mode, feather_edges and gives
+  a CROP_REGION (code index file id 48085353469, 17961 characters; the index gives no commit for
+  it; the file at ffa9e1a101371bb19e4c99b63507b52a1c5512fc lacks the class). The other stored
+  version (file id 48536652131: image, left / top / right / bottom, expansion_direction,
+  custom_width, custom_height, expansion_factor; four INT outputs) is not followed, and its UI
+  saves are refused by name (canvas_widgets) rather than read mis-mapped;
   modules/masking.py at 509e4d660aa3c13f79c82becf2512f16e70c9ee6 (get_crop_region,
   expand_crop_region: A1111's), modules/image_utils.py at 509e4d660aa3c13f79c82becf2512f16e70c9ee6
   (resize_image: A1111's resize modes) and utils.py's numpy2pil / tensor2pil (the 8-bit round trip).
@@ -325,6 +330,20 @@ class AVOverlayInpaintedImage(Node):
 FOCUS_MODES = ("only_focused", "mask_outside_focus", "mask_both")
 
 
+EXPANSION_DIRECTIONS = ("left", "right", "top", "bottom", "all", "custom")
+
+
+def canvas_widgets(values: list) -> list:
+    """CreateExpandedCanvasForOutpaint's widgets_values; a save of the pack's other version (its
+    fifth widget an expansion_direction) would read as focus_mode / feather_edges, so is refused."""
+    if len(values) >= 5 and values[4] in EXPANSION_DIRECTIONS:
+        raise ValueError(f"widgets {values!r} are the pack's other version of this node (image, left, top, right, "
+                         "bottom, expansion_direction, custom_width, custom_height, expansion_factor; four INT "
+                         "outputs), which graphflow does not build; the one built takes original_image, "
+                         "focused_image, ..., focus_mode, feather_edges")
+    return values
+
+
 class AVCreateExpandedCanvasForOutpaint(Node):
     """focused_image resized (A1111's resize-to-fill; Lanczos) into the box left, top, right,
     bottom of original_image (clamped inside it: at least 1 pixel), with a mask for outpainting:
@@ -345,7 +364,7 @@ class AVCreateExpandedCanvasForOutpaint(Node):
     focus_mode: str = Choice(FOCUS_MODES, "mask_outside_focus")
     feather_edges: int = Int(10, min=0, max=100)
     outputs = {"expanded_image": IMAGE, "outpaint_mask": MASK, "new_crop_region": CROP_REGION}
-    comfy = ComfyAlias(("CreateExpandedCanvasForOutpaint",))
+    comfy = ComfyAlias(("CreateExpandedCanvasForOutpaint",), widgets=canvas_widgets)
 
     def run(self):
         import torch

@@ -640,3 +640,17 @@ def test_merge_models_of_two_inpainting_models_leaves_the_input_layer_and_says_w
                       ratio=0.3).unet.state_dict()
     torch.testing.assert_close(merged[CONV_IN], 0.3 * files["inpaint"][CONV_IN], rtol=1e-5, atol=1e-6)
     assert "both models are inpainting ones" in caplog.text
+
+
+def test_ui_saves_of_the_other_expanded_canvas_version_are_refused_by_name(registry):
+    from graphflow.workflow import WorkflowFormatError, parse_workflow
+    from tests.test_pack_nodes import ui_graph, ui_node
+
+    built = ui_graph([ui_node(1, "CreateExpandedCanvasForOutpaint", [1, 2, 30, 40, "mask_both", 5],
+                              [("original_image", "IMAGE", None, False), ("focused_image", "IMAGE", None, False)])])
+    inputs = parse_workflow(built, registry).to_json()["nodes"]["1"]["inputs"]
+    assert (inputs["right"], inputs["focus_mode"], inputs["feather_edges"]) == (30, "mask_both", 5)
+    other = ui_graph([ui_node(1, "CreateExpandedCanvasForOutpaint", [0, 0, 64, 64, "all", 0, 0, 1.5],
+                              [("image", "IMAGE", None, False)])])
+    with pytest.raises(WorkflowFormatError, match="expansion_direction"):
+        parse_workflow(other, registry)
