@@ -74,6 +74,35 @@ SCHEMAS = {
     "Fooocus_KSampler": ([("model", None), ("seed", 0), ("steps", 20), ("cfg", 8.0), ("sampler_name", "euler"),
                           ("scheduler", "simple"), ("positive", None), ("negative", None), ("latent_image", None),
                           ("denoise", 1.0), ("sharpness", 2.0)], ["LATENT"]),
+    "Fooocus_KSamplerAdvanced": ([("model", None), ("add_noise", "enable"), ("noise_seed", 0), ("steps", 20),
+                                  ("cfg", 8.0), ("sampler_name", "euler"), ("scheduler", "simple"),
+                                  ("positive", None), ("negative", None), ("latent_image", None),
+                                  ("start_at_step", 0), ("end_at_step", 10000),
+                                  ("return_with_leftover_noise", "disable"), ("sharpness", 2.0)], ["LATENT"]),
+    "AV_ControlNetEfficientLoader": ([("control_net_name", "None"), ("conditioning", None), ("image", None),
+                                      ("strength", 1.0), ("preprocessor", "None"), ("control_net_override", "None"),
+                                      ("timestep_keyframe", None), ("resolution", 512), ("enabled", True)],
+                                     ["CONDITIONING"]),
+    "AV_ControlNetEfficientLoaderAdvanced": ([("control_net_name", "None"), ("positive", None), ("negative", None),
+                                              ("image", None), ("strength", 1.0), ("start_percent", 0.0),
+                                              ("end_percent", 1.0), ("preprocessor", "None"),
+                                              ("control_net_override", "None"), ("timestep_keyframe", None),
+                                              ("resolution", 512), ("enabled", True)], ["positive", "negative"]),
+    "AV_ControlNetEfficientStacker": ([("control_net_name", "None"), ("image", None), ("strength", 1.0),
+                                       ("start_percent", 0.0), ("end_percent", 1.0), ("preprocessor", "None"),
+                                       ("cnet_stack", None), ("control_net_override", "None"),
+                                       ("timestep_keyframe", None), ("resolution", 512), ("enabled", True)],
+                                      ["CNET_STACK"]),
+}
+# the pack's CATEGORY per class (the inpaint helpers: "Art Venture/Inpainting" as its other versions write it)
+CATEGORIES = {
+    "PrepareImageAndMaskForInpaint": "Art Venture/Inpainting", "OverlayInpaintedImage": "Art Venture/Inpainting",
+    "CreateExpandedCanvasForOutpaint": "Art Venture/Inpainting", "AV_CheckpointMerge": "Art Venture/Model Merging",
+    "AV_CheckpointSave": "Art Venture/Model Merging", "MergeModels": "Art Venture/Utils",
+    "Fooocus_KSampler": "ArtVenture/Sampling", "Fooocus_KSamplerAdvanced": "ArtVenture/Sampling",
+    "Fooocus_KSamplerEfficient": "ArtVenture/Sampling", "AV_ControlNetLoader": "Art Venture/Loaders",
+    "AV_ControlNetEfficientLoader": "Art Venture/Loaders", "AV_ControlNetEfficientLoaderAdvanced": "Art Venture/Loaders",
+    "AV_ControlNetEfficientStacker": "Art Venture/Loaders", "AV_ControlNetEfficientStackerSimple": "Art Venture/Loaders",
 }
 
 
@@ -90,6 +119,13 @@ def test_inputs_and_outputs_in_the_packs_order(registry):
                 assert spec.default == default, (class_type, name)
         assert [o.name for o in found[class_type].output_specs] == outputs, class_type
         assert custom_pack(class_type) == "comfyui-art-venture"
+    # Fooocus_KSamplerEfficient: KSampler (Efficient)'s inputs with sharpness (2.0) appended, its outputs
+    efficient, plain = found["Fooocus_KSamplerEfficient"], registry.get("KSamplerEfficient")
+    assert list(efficient.input_specs) == [*plain.input_specs, "sharpness"]
+    assert efficient.input_specs["sharpness"].default == 2.0
+    assert [o.name for o in efficient.output_specs] == [o.name for o in plain.output_specs]
+    assert {name: found[name].category for name in CATEGORIES} == CATEGORIES
+    assert set(found) == set(CATEGORIES)
     assert "cannot run" in unknown_type_hint("Fooocus_KSamplerEfficientAdvanced")
 
 
@@ -405,7 +441,6 @@ def test_sharpened_step_is_the_filtered_prediction(registry, tiny):
     (in the sampler's scaled latent space);
     with sharpness (cfg 1: every row is the positive prompt's) eps becomes
     eps (1 - alpha) + blur(eps) alpha, alpha = 0.001 · sharpness · (1 - t / 999)."""
-    from graphflow.sampling.model_sampling import DiscreteSchedule
     from nodes.pack_nodes_art_venture2 import bilateral_blur
 
     model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
@@ -419,14 +454,49 @@ def test_sharpened_step_is_the_filtered_prediction(registry, tiny):
     sharp = call(registry, "FooocusKSamplerAdvanced", sharpness=40.0, **settings)["samples"]
     sigmas = call(registry, "BasicScheduler", model=model, scheduler="simple", steps=4, denoise=1.0)
     sigma = sigmas[3]
-    t = float(DiscreteSchedule.for_model(model).timestep(sigma.reshape(1)))
-    assert 0 < t < 999
+    # SD1's table by hand: scaled-linear betas, sigma_i = sqrt((1 - acp_i) / acp_i); "simple" with 4
+    # steps takes entries 999, 749, 499, 249, so the last step's UNet timestep is 249
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    acp = np.cumprod(1 - betas)
+    assert abs(float(sigma) - math.sqrt((1 - acp[249]) / acp[249])) < 1e-5
+    t = 249.0
     latent = model.latent_format  # the sampler works on the latent scaled by its factor (SD1's 0.18215)
     eps = (latent.process_in(x) - latent.process_in(plain)) / sigma
     alpha = 0.001 * 40.0 * (1 - t / 999)
     expected = latent.process_out(latent.process_in(x) - sigma * (eps * (1 - alpha) + bilateral_blur(eps) * alpha))
     torch.testing.assert_close(sharp, expected, rtol=1e-4, atol=1e-4)
     assert (sharp - plain).abs().max() > 1e-3
+
+
+def test_sharpness_at_cfg_above_one_leaves_the_negative_prediction(registry, tiny):
+    """cfg 4: eps = eps_neg + 4 (eps_pos' - eps_neg), only the positive's eps filtered; each eps
+    read from a cfg 1 step with that prompt alone."""
+    from nodes.pack_nodes_art_venture2 import bilateral_blur
+
+    model, clip, _ = call(registry, "LoadCheckpoint", checkpoint="tiny.safetensors")
+    positive = call(registry, "CLIPEncode", clip=clip, text="a red fox")
+    negative = call(registry, "CLIPEncode", clip=clip, text="blurry")
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(10))
+    settings = dict(model=model, latent_image={"samples": x}, add_noise="disable", noise_seed=0, steps=4,
+                    sampler_name="euler", scheduler="simple", start_at_step=3, end_at_step=4,
+                    return_with_leftover_noise="disable")
+    latent = model.latent_format
+    sigma = call(registry, "BasicScheduler", model=model, scheduler="simple", steps=4, denoise=1.0)[3]
+
+    def eps(prompt):
+        out = call(registry, "KSamplerAdvanced", positive=prompt, negative=prompt, cfg=1.0, **settings)["samples"]
+        return (latent.process_in(x) - latent.process_in(out)) / sigma
+
+    eps_pos, eps_neg = eps(positive), eps(negative)
+    alpha = 0.001 * 40.0 * (1 - 249 / 999)  # the last of 4 "simple" steps: timestep 249 (see above)
+    filtered = eps_pos * (1 - alpha) + bilateral_blur(eps_pos) * alpha
+    expected = latent.process_out(latent.process_in(x) - sigma * (eps_neg + 4.0 * (filtered - eps_neg)))
+    sharp = call(registry, "FooocusKSamplerAdvanced", positive=positive, negative=negative, cfg=4.0, sharpness=40.0,
+                 **settings)["samples"]
+    torch.testing.assert_close(sharp, expected, rtol=1e-4, atol=1e-4)
+    both = eps_neg * (1 - alpha) + bilateral_blur(eps_neg) * alpha  # had the negative been filtered too
+    wrong = latent.process_out(latent.process_in(x) - sigma * (both + 4.0 * (filtered - both)))
+    assert (wrong - expected).abs().max() > 1e-2
 
 
 def test_sharpness_refuses_models_and_latents_it_cannot_filter(registry, tiny):
@@ -545,7 +615,9 @@ def test_loaders_apply_the_controlnet_and_refuse_preprocessors_not_built(registr
     net = call(registry, "AVControlNetLoader", control_net_name="cn_sd15_canny.safetensors",
                control_net_override="cn_sdxl_canny.safetensors")
     direct = call(registry, "LoadControlNet", control_net_name="cn_sdxl_canny.safetensors")
-    assert type(net) is type(direct)
+    named = call(registry, "LoadControlNet", control_net_name="cn_sd15_canny.safetensors")
+    (key, weight), = list(net.state_dict().items())[:1]  # the files' weights differ by seed
+    assert torch.equal(weight, direct.state_dict()[key]) and not torch.equal(weight, named.state_dict()[key])
 
 
 def test_ui_saves_read_the_sharpness_after_the_samplers_widgets(registry):
