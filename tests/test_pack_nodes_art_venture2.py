@@ -726,3 +726,53 @@ def test_ui_saves_of_the_other_expanded_canvas_version_are_refused_by_name(regis
                               [("image", "IMAGE", None, False)])])
     with pytest.raises(WorkflowFormatError, match="expansion_direction"):
         parse_workflow(other, registry)
+
+
+def test_checkpoint_merge_zeroes_weights_model2_lacks(registry, models, caplog):
+    """The pack patches such a weight with minus itself: 0, whatever the weights."""
+    import copy
+
+    loaded, files = models
+    lacking = copy.deepcopy(loaded["b"].unet)
+    lacking.out[2].bias = None  # no out.2.bias in model2
+    with caplog.at_level("WARNING"):
+        merged = call(registry, "AVCheckpointMerge", model1=loaded["a"], model2=loaded["b"].with_unet(lacking),
+                      model1_weight=0.4, model2_weight=0.5).unet.state_dict()
+    assert torch.count_nonzero(merged["out.2.bias"]) == 0 and torch.count_nonzero(files["a"]["out.2.bias"]) > 0
+    torch.testing.assert_close(merged["out.2.weight"], 0.4 * files["a"]["out.2.weight"]
+                               + 0.5 * files["b"]["out.2.weight"], rtol=1e-5, atol=1e-6)
+    assert "model2 lacks" in caplog.text
+
+
+def test_prepare_takes_each_image_of_a_batch_with_its_own_mask(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    other = torch.zeros(1, 40, 48)
+    other[0, 20:30, 30:40] = 1.0
+    images, masks = torch.cat([image, image.flip(1)]), torch.cat([mask, other])
+    settings = dict(mask_blur=0, inpaint_masked=True, mask_padding=2, width=32, height=16)
+    batch = call(registry, "AVPrepareImageAndMaskForInpaint", image=images, mask=masks, **settings)
+    for index in range(2):
+        alone = call(registry, "AVPrepareImageAndMaskForInpaint", image=images[index:index + 1],
+                     mask=masks[index:index + 1], **settings)
+        for together, single in zip(batch, alone):
+            assert torch.equal(together[index], single[0])
+    assert batch[3][0].tolist() != batch[3][1].tolist()
+
+
+def test_prepare_passes_the_controlnet_image_whole_without_inpaint_masked(registry, picture_and_mask):
+    image, mask = picture_and_mask
+    hint = torch.rand(1, 80, 96, 3, generator=torch.Generator().manual_seed(4))
+    *_, passed = call(registry, "AVPrepareImageAndMaskForInpaint", image=image, mask=mask, controlnet_image=hint)
+    assert torch.equal(passed[0], _back(_pil(hint[0])))  # whole, through 8 bits
+
+
+def test_loaders_take_the_timestep_keyframe(registry, nets):
+    from graphflow.models.advanced_control import KeyframedNet
+
+    keyframe = call(registry, "TimestepKeyframe", start_percent=0.25, strength=0.5)
+    net = call(registry, "AVControlNetLoader", control_net_name="cn_sd15_canny.safetensors",
+               timestep_keyframe=keyframe)
+    assert isinstance(net, KeyframedNet) and net.keyframes is keyframe
+    [(net, *_)] = call(registry, "AVControlNetEfficientStacker", control_net_name="cn_sd15_canny.safetensors",
+                        image=_hint(), timestep_keyframe=keyframe)
+    assert isinstance(net, KeyframedNet) and net.keyframes is keyframe
