@@ -638,10 +638,16 @@ def test_ui_saves_read_the_sharpness_after_the_samplers_widgets(registry):
             prepare["height"]) == (6, True, 40, 512, 768)
 
 
-def test_dependencies_edit_is_named_with_why():
+def test_dependencies_edit_is_named_with_why(registry, tiny):
+    """The refusal's reason holds: the Efficient Loader's DEPENDENCIES has 16 entries, not the 8
+    DependenciesEdit unpacks."""
     from graphflow.comfy_format import unknown_type_hint
 
     assert "16 entries" in unknown_type_hint("DependenciesEdit")
+    *_, dependencies = call(registry, "EfficientLoader", ckpt_name="tiny.safetensors", vae_name="Baked VAE",
+                            clip_skip=-1, lora_name="None", positive="a fox", negative="blurry",
+                            empty_latent_width=64, empty_latent_height=64, batch_size=1)
+    assert len(dependencies) == 16
 
 
 def _size_embedding(values) -> torch.Tensor:

@@ -247,6 +247,27 @@ def test_merging_and_saving_a_scaled_model(tmp_path):
     assert torch.equal(load_diffusion_model(saved, device="cpu", dtype=torch.float32)(x, sigma, context, y), expected)
 
 
+def test_a_float16_save_keeps_fp8_weights_and_their_scales(tmp_path):
+    """model_state(dtype) (art-venture's float16 save): floating weights cast, fp8 weights and
+    their float32 scales written as they are, with ComfyUI's scaled_fp8 marker."""
+    from graphflow.models.checkpoint_save import model_state
+
+    source = write_flow_checkpoint(tmp_path / "src.safetensors", "flux_schnell", components=("model",),
+                                   prefixed=False, dtype=torch.float32)
+    scaled = load_diffusion_model(_pair(tmp_path, source, ("",))[0], device="cpu", dtype=torch.float32)
+    state = model_state(scaled, torch.float16)
+    layers = {name: m for name, m in scaled.unet.named_modules() if getattr(m, "scale_weight", None) is not None}
+    assert layers
+    for name, layer in layers.items():
+        assert torch.equal(state[f"{PREFIX}{name}.weight"].view(torch.uint8), layer.weight.view(torch.uint8))
+        assert state[f"{PREFIX}{name}.scale_weight"].dtype == torch.float32
+        assert torch.equal(state[f"{PREFIX}{name}.scale_weight"], layer.scale_weight.cpu())
+    others = [k for k, v in state.items() if k.startswith(PREFIX) and not k.endswith((".scale_weight", "scaled_fp8"))
+              and k[len(PREFIX):-len(".weight")] not in layers]
+    assert others and all(state[k].dtype == torch.float16 for k in others)
+    assert state[PREFIX + "scaled_fp8"].dtype == E4M3
+
+
 @torch.no_grad()
 def test_comfy_quant_layers_read_the_same_way(tmp_path):
     """ComfyUI's newer per-layer layout (`.comfy_quant` configs, `.weight_scale`): fp8 layers read
