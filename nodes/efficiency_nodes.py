@@ -800,7 +800,7 @@ def _held(width: int, height: int, what: str, encoded: bool = False):
                                        f"8x8 pixels the VAE encodes: raise its upscale_by")
 
 
-def _hires_models(hires: dict | None, latent: dict, vae, model):
+def _hires_models(hires: dict | None, latent: dict, vae, model, loaded_model=None):
     """What the hires passes run with, loaded and checked before the first pass: (model to
     resample with, upscale model or None, ControlNet or None), or None without hires passes. The
     passes' image sizes are held to the limits here, and what sampling and holding them takes to
@@ -815,6 +815,8 @@ def _hires_models(hires: dict | None, latent: dict, vae, model):
                                              f"the first pass: connect a VAE")
     if kind != "pixel" and hires["hires_ckpt_name"] != USE_SAME:
         model = _core(LoadCheckpoint, {"checkpoint": "script"}, checkpoint=hires["hires_ckpt_name"])[0]
+        if loaded_model is not None:  # as the sampler changes its own MODEL (KSamplerEfficient.loaded_model)
+            model = loaded_model(model)
     upscaler = None
     if kind != "latent":
         upscaler = _core(LoadUpscaleModel, {"model_name": "script"}, model_name=hires["pixel_upscaler"])
@@ -1009,12 +1011,18 @@ class KSamplerEfficient(Node):
         images = _finish(latent, self.optional_vae, self.vae_decode, self.preview_method, images)
         return self.model, self.positive, self.negative, latent, self.optional_vae, images
 
+    def loaded_model(self, model):
+        """A MODEL a script loads (XY Plot's checkpoint / LoRA axes, HighRes-Fix's hires_ckpt_name)
+        as this sampler samples it: as it is; a subclass that changes its own MODEL (Fooocus'
+        sharpness) changes these alike."""
+        return model
+
     def sample(self, seed: int):
         """One generation with this node's settings and scripts: (LATENT, IMAGE a HighRes-Fix pixel
         upscale made, else None)."""
         hires, noise = _scripts(self.script)
         scheduler = _scheduler(self.scheduler)
-        loaded = _hires_models(hires, self.latent_image, self.optional_vae, self.model)
+        loaded = _hires_models(hires, self.latent_image, self.optional_vae, self.model, self.loaded_model)
         if self.denoise > 0:
             latent = _core(KSampler, starting_noise=_starting_noise(noise, seed), model=self.model, seed=seed,
                            steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name, scheduler=scheduler,

@@ -665,11 +665,16 @@ class FooocusKSamplerAdvanced(Node):
 
 class FooocusKSamplerEfficient(KSamplerEfficient):
     __doc__ = "KSampler (Efficient) with" + SHARPNESS_HELP + """
-    The MODEL given out is the one given in, without the sharpness (as the pack's)."""
+    Models its scripts load (XY Plot's checkpoint / LoRA axes, HighRes-Fix's hires_ckpt_name) are
+    sampled with it too, as the pack's global patch does. The MODEL given out is the one given in,
+    without the sharpness (as the pack's)."""
     category = SAMPLING
     sharpness: float = Float(2.0, min=0.0, max=MAX_SHARPNESS, step=0.01)
     comfy = ComfyAlias(("Fooocus_KSamplerEfficient",), ignore=("sampler_state",), widgets=sampler_widgets,
                        optional=("optional_vae", "script", "sharpness"))
+
+    def loaded_model(self, model):
+        return sharpened(model, self.sharpness, self.latent_image)
 
     def run(self):
         given = self.model

@@ -1059,6 +1059,8 @@ def _cell_models(node, cell: dict, kinds: set, loaded: dict):
         if key not in loaded:
             loaded[key] = _load(cell["ckpt_name"], "script", BAKED_VAE, [(*row, "script") for row in cell["loras"]])
         model, clip, baked = loaded[key]
+        if hasattr(node, "loaded_model"):  # the sampler's own change to its MODEL (Fooocus' sharpness)
+            model = node.loaded_model(model)
     if kinds & set(ENCODE_TYPES):
         clip = _set_clip_skip(clip, cell["clip_skip"], "script")
         positive, negative = (advanced_encode(clip, cell[name], cell["token_normalization"],

@@ -782,3 +782,34 @@ def test_loaders_take_the_timestep_keyframe(registry, nets):
     [(net, *_)] = call(registry, "AVControlNetEfficientStacker", control_net_name="cn_sd15_canny.safetensors",
                         image=_hint(), timestep_keyframe=keyframe)
     assert isinstance(net, KeyframedNet) and net.keyframes is keyframe
+
+
+def test_efficient_sampler_sharpens_the_model_its_hires_script_loads(registry, tiny, monkeypatch):
+    """HighRes-Fix's hires_ckpt_name model is sampled with the sharpness too (the pack's patch is
+    global): the hires pass gets it with the filter, as the sampler's own model."""
+    import nodes.efficiency_nodes as efficiency
+    from graphflow.testing import write_controlnet, write_esrgan
+    from nodes.pack_nodes_art_venture2 import SharpnessPatch
+
+    for sub in ("upscale_models", "controlnet"):
+        (tiny.models / sub).mkdir(exist_ok=True)
+    write_checkpoint(tiny.models / "checkpoints" / "other.safetensors", "sd1", seed=3)
+    write_esrgan(tiny.models / "upscale_models" / "x4.safetensors", scale=4)
+    write_controlnet(tiny.models / "controlnet" / "control.safetensors", "sd1")
+    hires_models = []
+
+    def hires_fix(hires, loaded, noise, latent, *rest):
+        hires_models.append(loaded[0])
+        return latent, None
+
+    monkeypatch.setattr(efficiency, "_hires_fix", hires_fix)
+    graph = _prompt("Fooocus_KSamplerEfficient", 4.0, seed=1, steps=1, denoise=1.0, preview_method="none",
+                    vae_decode="false", sharpness=30.0, script=["6", 0])
+    graph["6"] = {"class_type": "HighRes-Fix Script", "inputs": {
+        "upscale_type": "latent", "hires_ckpt_name": "other.safetensors", "latent_upscaler": "bilinear",
+        "pixel_upscaler": "x4.safetensors", "upscale_by": 1.5, "use_same_seed": True, "seed": 1, "hires_steps": 1,
+        "denoise": 0.5, "iterations": 1, "use_controlnet": False, "control_net_name": "control.safetensors",
+        "strength": 1.0, "preprocessor": "none", "preprocessor_imgs": False}}
+    run_graph(registry, graph, outputs=["5"])
+    [model] = hires_models
+    assert [type(w) for w in model.network_wrappers] == [SharpnessPatch]
