@@ -190,7 +190,9 @@ class AVPrepareImageAndMaskForInpaint(Node):
     picture with the blurred mask's pixels made transparent (RGBA), for Overlay Inpainted Image to
     lay over the inpainted result. controlnet_image: black 64 x 64 where none is linked. As in the
     pack, pictures pass through 8 bits (x · 255 cut to a level). An empty mask with inpaint_masked
-    is refused (the pack divides by zero)."""
+    is refused (the pack's A1111 crop box is then inverted, e.g. (480, 480, 32, 32) for 512 x 512
+    and padding 32, which Pillow's crop refuses or which cuts garbage; it divides by zero only
+    when the side is twice the padding)."""
     category = INPAINTING
     image: IMAGE
     mask: MASK
@@ -287,7 +289,10 @@ class AVOverlayInpaintedImage(Node):
     kept; Lanczos) into its crop_region of a transparent canvas of overlay_image's size (region
     (0, 0, 0, 0): taken as it is, and then it must be overlay_image's size), with overlay_image
     (Prepare Image & Mask for Inpaint's: the original with the masked pixels transparent) laid
-    over it; RGB out. 8-bit, as in the pack."""
+    over it; RGB out. 8-bit, as in the pack. A region is refused unless left < right, top <
+    bottom and it is at most 4x the picture's size each way: A1111's expanded box may poke out of
+    the picture (the part outside is cut off when pasted), so corners outside it are taken.
+    """
     category = INPAINTING
     inpainted: IMAGE
     overlay_image: IMAGE
@@ -313,8 +318,9 @@ class AVOverlayInpaintedImage(Node):
             overlay = _picture(self.overlay_image[index], "overlay_image")
             if (x1, y1, x2, y2) != (0, 0, 0, 0):
                 if x2 <= x1 or y2 <= y1 or x2 - x1 > 4 * width or y2 - y1 > 4 * height:
-                    raise NodeInputError("crop_region", f"image {index}: ({x1}, {y1}, {x2}, {y2}) is not a box "
-                                                        f"within a {width}x{height} picture")
+                    raise NodeInputError("crop_region", f"image {index}: ({x1}, {y1}, {x2}, {y2}); expected "
+                                                        "left < right and top < bottom, at most 4x the "
+                                                        f"{width}x{height} picture's size each way")
                 canvas = Image.new("RGBA", overlay.size)
                 canvas.paste(_resized(picture, x2 - x1, y2 - y1, fill=True), (x1, y1))
                 picture = canvas
@@ -665,7 +671,8 @@ class FooocusKSamplerAdvanced(Node):
 
 class FooocusKSamplerEfficient(KSamplerEfficient):
     __doc__ = "KSampler (Efficient) with" + SHARPNESS_HELP + """
-    Models its scripts load (XY Plot's checkpoint / LoRA axes, HighRes-Fix's hires_ckpt_name) are
+    A UI save of the pack's older versions, with sampler_state first, reads too (sampler_state
+    dropped: every run samples). Models its scripts load (XY Plot's checkpoint / LoRA axes, HighRes-Fix's hires_ckpt_name) are
     sampled with it too, as the pack's global patch does. The MODEL given out is the one given in,
     without the sharpness (as the pack's)."""
     category = SAMPLING
@@ -899,7 +906,8 @@ class AVControlNetEfficientStacker(Node):
 
 
 class AVControlNetEfficientStackerSimple(Node):
-    __doc__ = """ControlNet Stacker Adv. without start_percent / end_percent (the whole sampling)."""
+    __doc__ = """ControlNet Stacker Adv. without start_percent / end_percent (the whole sampling).""" + \
+        PREPROCESSOR_HELP
     category = LOADERS
     control_net_name: str = _controlnet_choice(("None", *AUTO))
     image: IMAGE

@@ -260,6 +260,15 @@ def test_overlay_puts_the_inpainted_crop_back_under_the_overlay(registry, pictur
              overlay_image=overlay, crop_region=[6, 7, 32, 20])
     _refused(registry, "AVOverlayInpaintedImage", "inpainted", "size", inpainted=inpainted, overlay_image=overlay,
              crop_region=torch.zeros(1, 4, dtype=torch.int64))
+    _refused(registry, "AVOverlayInpaintedImage", "crop_region", "left < right", inpainted=inpainted,
+             overlay_image=overlay, crop_region=torch.tensor([[32, 7, 6, 20]]))
+    # A1111's expanded box may poke out of the picture: taken, the part outside cut off
+    [poking] = call(registry, "AVOverlayInpaintedImage", inpainted=inpainted, overlay_image=overlay,
+                    crop_region=torch.tensor([[-4, 7, 22, 20]]))
+    canvas = Image.new("RGBA", (48, 40))
+    canvas.paste(_pil(inpainted[0]).resize((26, 13), Image.LANCZOS), (-4, 7))
+    canvas.alpha_composite(Image.fromarray(np.clip(255.0 * overlay[0].numpy(), 0, 255).astype(np.uint8), "RGBA"))
+    assert torch.equal(poking[0], _back(canvas.convert("RGB")))
 
 
 @pytest.mark.parametrize("mode", ["only_focused", "mask_outside_focus", "mask_both"])
