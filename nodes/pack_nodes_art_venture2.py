@@ -350,6 +350,9 @@ def canvas_widgets(values: list) -> list:
     return values
 
 
+canvas_widgets.doc_note = "UI saves of the pack's other version of this class refused by name (see the node's help)"
+
+
 class AVCreateExpandedCanvasForOutpaint(Node):
     """focused_image resized (A1111's resize-to-fill; Lanczos) into the box left, top, right,
     bottom of original_image (clamped inside it: at least 1 pixel), with a mask for outpainting:
@@ -359,7 +362,9 @@ class AVCreateExpandedCanvasForOutpaint(Node):
     white (a Gaussian blur of that radius on its alpha; the mask stays sharp).
     mask_outside_focus: the original with the focused picture in the box; feather_edges blurs the
     mask. new_crop_region is the clamped box. As in the pack, pairs of images go by index up to
-    the shorter batch, and pictures pass through 8 bits."""
+    the shorter batch, and pictures pass through 8 bits. UI saves of the pack's other version of
+    this class (image, expansion_direction, custom_width / custom_height, expansion_factor; four
+    INT outputs) are refused by name, not read into these inputs."""
     category = INPAINTING
     original_image: IMAGE
     focused_image: IMAGE
