@@ -46,7 +46,7 @@ nodes, still not built.
 Where the pack swaps ComfyUI's functions for the run (its Fooocus samplers patch ComfyUI's
 sampling function, UNet forward and SDXL size conditioning; its CheckpointSave turns the live model
 to float16), ours changes nothing shared: the sharpness is a network wrapper on a copy of the MODEL
-that the sampler calls, and the float16 save casts the weights it writes.
+that the sampler calls (the SDXL size scaling that copy's adm_size_scale), and the float16 save casts the weights it writes.
 """
 
 from __future__ import annotations
