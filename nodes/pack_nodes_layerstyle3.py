@@ -1,0 +1,483 @@
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and
+outputs: LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas),
+LayerMask: MaskBoxDetect and MaskBoxExtend, LayerUtility: CropBoxResolve, BatchSelector, CheckMaskV2,
+ImageShift, GrayValue and RGB Value. Read from the pack's py/text_image.py at
+17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c,
+py/mask_box_detect.py and py/crop_box_resolve.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
+py/batch_selector.py at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f, py/check_mask_v2.py at
+18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, the
+GrayValue and RGB Value classes (ColorValuetoGrayValue, ColorValuetoRGBValue) as the code index holds them,
+and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask,
+shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask) as the code index holds it; the
+pack's class list from its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+
+Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has
+seeded that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of
+its own, so a run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
+
+Not yet built (a later round), all model-free: ImageToMask, CreateGradientMask, BlendIf Mask, MaskGrain,
+Shadow & Highlight Mask (+V2), DrawRoundedRectangle / RoundedRectangle, LayerImageTransform,
+LayerMaskTransform, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore,
+FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName, NameToColor, HSV Value, CheckMask,
+AnyRerouter, PurgeVRAM V2, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch,
+ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
+AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: GaussianBlurV2, SoftLight,
+HalfTone, DistortDisplace, LayerStyle: Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read:
+its matting runs pymatting, which needs numba, or the VITMatte model). The model classes (Segformer,
+RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+
+from __future__ import annotations
+
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, \
+    NodeInputError, Text, check_interrupted, warn
+from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
+from nodes.pack_nodes_layerstyle import BOX, batch, check_made_size, detect_area, mask_area, mask_batch, \
+    min_bounding_rect, picture_size, pil_color, to_pil, to_tensor
+
+COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
+
+# -- TextImage (V2) ------------------------------------------------------------------------------------------
+
+
+def variations(count: int, spread: int, draw) -> list[int]:
+    """imagefunc.random_numbers(count, spread, seed, 0) with `draw` newly seeded: count - 1 whole numbers
+    in -spread/2..spread/2 (floored) less their floored mean, then half (floored) of what makes the sum 0."""
+    numbers = [draw.randint(-spread // 2, spread // 2) for _ in range(count - 1)]
+    mean = sum(numbers) // count
+    shifted = [n - mean for n in numbers]
+    return [*shifted, -sum(shifted) // 2]
+
+
+class _TextImage(Node):
+    """Shared inputs and drawing of TextImage and its V2."""
+    category = "😺dzNodes/LayerUtility"
+    text: str = Text("Text", multiline=True)
+    font_file: str = Choice(font_choices, if_empty="put .ttf / .otf font files in models/fonts")
+    spacing: int = Int(0, min=-9999, max=9999)
+    leading: int = Int(0, min=-9999, max=9999)
+    horizontal_border: float = Float(5.0, min=-100.0, max=100.0, step=0.1)
+    vertical_border: float = Float(5.0, min=-100.0, max=100.0, step=0.1)
+    scale: float = Float(80.0, min=0.1, max=999.0, step=0.01)
+    variation_range: int = Int(0, min=0, max=100)
+    variation_seed: int = Int(0, min=0, max=999999999999)
+    layout: str = Choice(("horizontal", "vertical"), "horizontal")
+    width: int = Int(512, min=4, max=999999, resource="width")
+    height: int = Int(512, min=4, max=999999, resource="height")
+    text_color: str = Text("#FFA000")
+    background_color: str = Text("#FFFFFF")
+    size_as: ANY = None
+    outputs = {"image": IMAGE, "mask": MASK}
+
+    def lines(self) -> tuple[list[str], int]:
+        """The text's lines (an empty one as a space, which the longest line does not count) and the
+        longest line's length."""
+        lines = [line or " " for line in self.text.split("\n")]
+        longest = max(len(line) for line in self.text.split("\n"))
+        if longest == 0:
+            raise NodeInputError("text", "holds no characters: expected some text to lay out (the pack divides "
+                                         "by the longest line's length)")
+        return lines, longest
+
+    def placements(self, lines: list[str], longest: int, width: int, height: int):
+        """(character, (x, y), font size) for each character, in the pack's layout."""
+        raise NotImplementedError
+
+    def line_draws(self, line: str, spread: int):
+        """The pack's draws for one line: its size variations, then an x and a y coin per character
+        (the pack's global random state, seeded again for each line)."""
+        import random
+        draw = random.Random(self.variation_seed)
+        sizes = variations(len(line), spread, draw)
+        return sizes, [(draw.random() > 0.5, draw.random() > 0.5) for _ in line]
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw, ImageFont
+        text_color = pil_color(self.text_color, "text_color")
+        background = pil_color(self.background_color, "background_color")
+        width, height = self.width, self.height
+        if self.size_as is not None:
+            width, height = picture_size(self.size_as, "size_as")
+        check_made_size("size_as" if self.size_as is not None else "width", 1, width, height, "the text picture")
+        lines, longest = self.lines()
+        try:
+            path = font_file(self.font_file, 12, basic_layout=False).path
+        except NodeInputError as e:
+            raise NodeInputError("font_file", str(e)) from None
+        fonts = {}
+        mask = Image.new("RGB", (width, height), "black")
+        draw = ImageDraw.Draw(mask)
+        for character, xy, size in self.placements(lines, longest, width, height):
+            check_interrupted()
+            if size not in fonts:
+                try:
+                    fonts[size] = ImageFont.truetype(path, size)
+                except OSError as e:
+                    raise NodeInputError("scale", f"the font at size {size:,} fails to load ({e}): expected a "
+                                                  "smaller scale or a smaller picture") from None
+            with drawn_within_pillows_limit("scale", f"a character at font size {size:,} is larger than Pillow "
+                                                     "draws: expected a smaller scale"):
+                draw.text(xy, character, font=fonts[size], fill="white")
+        coverage = mask.convert("L")
+        canvas = Image.new("RGB", (width, height), background[:3])
+        canvas.paste(Image.new("RGB", (width, height), text_color[:3]), mask=coverage)
+        canvas.putalpha(coverage)
+        return to_tensor(canvas), torch.from_numpy(np.asarray(mask)[..., 0].astype(np.float32) / 255.0)[None]
+
+
+class LayerUtilityTextImage(_TextImage):
+    """Text laid out a character at a time, as LayerUtility's TextImage: the character size is the
+    picture's width over the longest line's length or its height over the line count, whichever is
+    smaller (for vertical, the width over the lines and the height over the longest line); each
+    character drawn at that size plus a variation times scale / 100 (at least 4 pixels), the lines
+    starting horizontal_border % from the left (vertical: from the right, columns right to left)
+    and vertical_border % from the top. Characters advance by size plus variation plus spacing ×
+    scale / 100; line i + 1 moves on by leading × scale / 100 × (i + 1) plus the size, as the pack
+    steps. variation_range (0..100) varies the sizes by up to ±size × range / 50 and nudges each
+    character by a third of its offset left or right, up or down: drawn from variation_seed as the
+    pack draws them (the same per line), so a run repeats (the pack's default seed is the clock,
+    ours 0). Gives the text in text_color on background_color as RGBA (the text's coverage as the
+    alpha) and the coverage as the mask; with size_as, its size. The pack has no rotation. Fonts
+    are the .ttf / .otf files of models/fonts. Text with no characters is refused (the pack
+    divides by zero); a character larger than Pillow draws is refused naming scale."""
+    comfy = ComfyAlias(("LayerUtility: TextImage",))
+
+    def placements(self, lines, longest, width, height):
+        scale = self.scale / 100
+        vertical = self.layout == "vertical"
+        across, down = (len(lines), longest) if vertical else (longest, len(lines))
+        size = max(min(width // across, height // down), 1)
+        spacing, leading = int(self.spacing * scale), int(self.leading * scale)
+        start_x = width - int(width * self.horizontal_border / 100) - size if vertical \
+            else int(width * self.horizontal_border / 100)
+        start_y = int(height * self.vertical_border / 100)
+        for i, line in enumerate(lines):
+            x, y = start_x, start_y
+            sizes, coins = self.line_draws(line, int(size * self.variation_range / 25))
+            for character, change, (right, down_) in zip(line, sizes, coins):
+                offset = int(int((size + change) * self.variation_range / 250) * scale)
+                font_size = max(int((size + change) * scale), 4)
+                yield character, (x + offset // 3 if right else x - offset // 3,
+                                  y + offset // 3 if down_ else y - offset // 3), font_size
+                if vertical:
+                    y += size + change + spacing
+                else:
+                    x += size + change + spacing
+            if vertical:
+                start_x -= leading * (i + 1) + size
+            else:
+                start_y += leading * (i + 1) + size
+
+
+class LayerUtilityTextImageV2(_TextImage):
+    """Text laid out a character at a time, as LayerUtility's TextImage V2: as TextImage, but scale
+    applies to the character size itself (so positions scale too), and the block of text (its
+    longest line by its lines, spacing and leading between) is placed horizontal_border % of the
+    free width from the left and vertical_border % of the free height from the top (50 / 50
+    centres it), less the pack's correction for non-square pictures (the size × height / width
+    less the size). Vertical lines also start there and step leftwards. Sizes vary by up to ±size
+    × variation_range / 50 (at least 4 pixels), each character nudged by a third of its offset:
+    drawn from variation_seed as the pack draws them, so a run repeats (the pack's default seed is
+    the clock, ours 0). Gives RGBA text in text_color on background_color (the coverage as the
+    alpha) and the coverage as the mask; with size_as, its size. Fonts are the .ttf / .otf files
+    of models/fonts. Text with no characters is refused (the pack divides by zero)."""
+    comfy = ComfyAlias(("LayerUtility: TextImage V2",))
+
+    def placements(self, lines, longest, width, height):
+        vertical = self.layout == "vertical"
+        across, down = (len(lines), longest) if vertical else (longest, len(lines))
+        size = int(min(width // across, height // down) * self.scale / 100)
+        size_h = int(size / width * height)
+        spacing, leading = int(self.spacing * self.scale / 100), int(self.leading * self.scale / 100)
+        text_width = size * longest + spacing * (longest - 1)
+        text_height = size * len(lines) + leading * (len(lines) - 1)
+        start_x = int((width - text_width) * self.horizontal_border / 100)
+        start_y = int((height - text_height) * self.vertical_border / 100 - (size_h - size))
+        for i, line in enumerate(lines):
+            x, y = start_x, start_y
+            sizes, coins = self.line_draws(line, int(size * self.variation_range / 25))
+            for character, change, (right, down_) in zip(line, sizes, coins):
+                offset = int((size + change) * self.variation_range / 250)
+                yield character, (x + offset // 3 if right else x - offset // 3,
+                                  y + offset // 3 if down_ else y - offset // 3), max(size + change, 4)
+                if vertical:
+                    y += size + change + spacing
+                else:
+                    x += size + change + spacing
+            if vertical:
+                start_x -= leading * (i + 1) + size
+            else:
+                start_y += leading * (i + 1) + size
+
+
+# -- boxes ---------------------------------------------------------------------------------------------------
+
+
+def box_values(box, input_name: str) -> tuple[int, int, int, int]:
+    """A BOX [x1, y1, x2, y2] as whole numbers, a clear error otherwise."""
+    try:
+        x1, y1, x2, y2 = (int(v) for v in box)
+    except (TypeError, ValueError):
+        raise NodeInputError(input_name, f"expected a BOX [x1, y1, x2, y2], got {box!r}") from None
+    return x1, y1, x2, y2
+
+
+class LayerMaskMaskBoxDetect(Node):
+    """The box of a mask's area, as LayerMask's MaskBoxDetect: the (first) mask, blurred as the pack
+    blurs it (white on black, PIL's GaussianBlur(5)), gives the box of its pixels above half
+    (mask_area) or of its largest OpenCV contour (min_bounding_rect); max_inscribed_rect is not
+    built and is refused. scale_adjust grows the box about its centre, then x_adjust / y_adjust move
+    it. Gives a preview (the mask, the found box in red, the moved one in green), the moved box's
+    centre in percent of the picture, its width, height and corner, and a crop_box [x, y, x +
+    width, y + height] of the found width and height at the moved corner (as the pack gives it)."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    detect: str = Choice(("min_bounding_rect", "max_inscribed_rect", "mask_area"), "min_bounding_rect")
+    x_adjust: int = Int(0, min=-9999, max=9999)
+    y_adjust: int = Int(0, min=-9999, max=9999)
+    scale_adjust: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    outputs = {"box_preview": IMAGE, "x_percent": FLOAT, "y_percent": FLOAT, "width": INT, "height": INT,
+               "x": INT, "y": INT, "crop_box": BOX}
+    comfy = ComfyAlias(("LayerMask: MaskBoxDetect",))
+
+    def run(self):
+        from PIL import Image, ImageDraw, ImageFilter
+        mask = to_pil(mask_batch(self.mask)[0])
+        white = Image.composite(Image.new("RGBA", mask.size, "white"), Image.new("RGBA", mask.size, "black"), mask)
+        blurred = white.convert("RGB").filter(ImageFilter.GaussianBlur(radius=5)).convert("L")
+        x, y, width, height = min_bounding_rect(blurred, blur=False) if self.detect == "min_bounding_rect" \
+            else detect_area(blurred, self.detect)
+        grown_width, grown_height = width, height
+        if self.scale_adjust != 1.0:
+            grown_width, grown_height = int(width * self.scale_adjust), int(height * self.scale_adjust)
+            x, y = x - int((grown_width - width) / 2), y - int((grown_height - height) / 2)
+        x, y = x + self.x_adjust, y + self.y_adjust
+        x_percent = (x + grown_width / 2) / mask.width * 100
+        y_percent = (y + grown_height / 2) / mask.height * 100
+        preview = mask.convert("RGB")
+        draw = ImageDraw.Draw(preview)
+        for left, top, line_color, line_width in ((x - self.x_adjust, y - self.y_adjust, "#F00000", preview.height // 60),
+                                                  (x, y, "#00F000", preview.height // 40)):
+            draw.rectangle((left, top, left + width, top + height), outline=line_color, width=line_width)
+        return (to_tensor(preview), round(x_percent, 2), round(y_percent, 2), grown_width, grown_height, x, y,
+                [x, y, x + width, y + height])
+
+
+class LayerMaskMaskBoxExtend(Node):
+    """A crop box widened by percents of its own size, as LayerMask's MaskBoxExtend: top / bottem
+    (the pack's spelling) by percent of its height, left / right of its width (negative narrows).
+    Gives a mask of the mask's size, white inside the new box (clipped to the picture), the box's
+    centre in percent of the picture, its width, height and corner, and the new box [x1, y1, x2,
+    y2]. The pack's crop_box output repeats y1 in place of x1 (a slip): here it is x1."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    crop_box: BOX
+    top_extend: float = Float(10.0, min=-9999.0, max=9999.0, step=0.1)
+    bottem_extend: float = Float(10.0, min=-9999.0, max=9999.0, step=0.1)
+    left_extend: float = Float(10.0, min=-9999.0, max=9999.0, step=0.1)
+    right_extend: float = Float(10.0, min=-9999.0, max=9999.0, step=0.1)
+    outputs = {"mask": MASK, "x_percent": FLOAT, "y_percent": FLOAT, "width": INT, "height": INT, "x": INT,
+               "y": INT, "crop_box": BOX}
+    comfy = ComfyAlias(("LayerMask: MaskBoxExtend",))
+
+    def run(self):
+        import torch
+        x1, y1, x2, y2 = box_values(self.crop_box, "crop_box")
+        height, width = mask_batch(self.mask).shape[-2:]
+        box_width, box_height = x2 - x1, y2 - y1
+        x1 -= int(self.left_extend * box_width / 100)
+        x2 += int(self.right_extend * box_width / 100)
+        y1 -= int(self.top_extend * box_height / 100)
+        y2 += int(self.bottem_extend * box_height / 100)
+        out = torch.zeros((1, height, width))
+        left, right = max(0, min(width, x1)), max(0, min(width, x2))
+        top, bottom = max(0, min(height, y1)), max(0, min(height, y2))
+        if right > left and bottom > top:
+            out[0, top:bottom, left:right] = 1.0
+        x_percent = (x1 + (x2 - x1) / 2) / width * 100
+        y_percent = (y1 + (y2 - y1) / 2) / height * 100
+        return out, round(x_percent, 2), round(y_percent, 2), x2 - x1, y2 - y1, x1, y1, [x1, y1, x2, y2]
+
+
+class LayerUtilityCropBoxResolve(Node):
+    """A crop box [x1, y1, x2, y2] as its corner and size, as LayerUtility's CropBoxResolve."""
+    category = "😺dzNodes/LayerUtility"
+    crop_box: BOX
+    outputs = {"x": INT, "y": INT, "width": INT, "height": INT}
+    comfy = ComfyAlias(("LayerUtility: CropBoxResolve",))
+
+    def run(self):
+        x1, y1, x2, y2 = box_values(self.crop_box, "crop_box")
+        return x1, y1, x2 - x1, y2 - y1
+
+
+# -- batches and checks --------------------------------------------------------------------------------------
+
+
+class LayerUtilityBatchSelector(Node):
+    """Pick items of an image and a mask batch, as LayerUtility's BatchSelector: select lists the
+    indices (every run of digits in it, so "0, 2" and "0 2" alike; signs are not read), an index past
+    the end giving the last item. Without a batch, or with no index, a 64 × 64 transparent image and
+    a black mask."""
+    category = "😺dzNodes/LayerUtility/SystemIO"
+    select: str = Text("0,")
+    images: IMAGE = None
+    masks: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: BatchSelector",))
+
+    def run(self):
+        import re
+        import torch
+        indices = [int(digits) for digits in re.findall(r"\d+", self.select)]
+        picked = []
+        for items in (self.images, None if self.masks is None else mask_batch(self.masks)):
+            if items is None or len(items) == 0 or not indices:
+                picked.append(None)
+                continue
+            picked.append(items[[min(i, len(items) - 1) for i in indices]])
+        image = picked[0] if picked[0] is not None else torch.zeros((1, 64, 64, 4))
+        mask = picked[1] if picked[1] is not None else torch.zeros((1, 64, 64))
+        return image, mask
+
+
+class LayerUtilityCheckMaskV2(Node):
+    """Whether a mask holds anything, as LayerUtility's CheckMaskV2, of the batch's first mask:
+    simple: any pixel not 0; detect_percent: whether more than area_percent % of its pixels are
+    above white_point (0..255; a mask over 512 × 512 pixels is first scaled to 512 wide, Lanczos,
+    as the pack counts)."""
+    category = "😺dzNodes/LayerUtility"
+    mask: MASK
+    method: str = Choice(("simple", "detect_percent"), "simple")
+    white_point: int = Int(1, min=1, max=254)
+    area_percent: float = Float(0.01, min=0.0, max=100.0, step=0.01)
+    outputs = {"bool": BOOLEAN}
+    comfy = ComfyAlias(("LayerUtility: CheckMaskV2",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        mask = mask_batch(self.mask)[0]
+        if self.method == "simple":
+            return bool((mask != 0).any())
+        picture = to_pil(mask)
+        if picture.width * picture.height > 262144:
+            picture = picture.resize((512, int(512 * picture.height / picture.width)), Image.LANCZOS)
+        return bool(float(np.mean(np.asarray(picture) > self.white_point)) * 100 > self.area_percent)
+
+
+# -- ImageShift ----------------------------------------------------------------------------------------------
+
+
+def shifted(picture, shift_x: int, shift_y: int, cyclic: bool, fill):
+    """imagefunc.shift_image as ImageShift calls it: each pixel moved by (shift_x, shift_y), wrapping round
+    where cyclic; else `fill` where nothing arrives, and (as in the pack) the first column / row a shift
+    >= 0 would fill is left `fill` too."""
+    import numpy as np
+    from PIL import Image
+    source = np.asarray(picture.convert("RGB"))
+    height, width = source.shape[:2]
+    ys, xs = np.arange(height), np.arange(width)
+    if cyclic:
+        return Image.fromarray(source[np.ix_((ys - shift_y) % height, (xs - shift_x) % width)])
+    out = np.empty_like(source)
+    out[...] = fill
+    keep_x = (xs > shift_x) & (xs - shift_x < width)
+    keep_y = (ys > shift_y) & (ys - shift_y < height)
+    out[np.ix_(ys[keep_y], xs[keep_x])] = source[np.ix_(ys[keep_y] - shift_y, xs[keep_x] - shift_x)]
+    return Image.fromarray(out)
+
+
+class LayerUtilityImageShift(Node):
+    """Shift images, as LayerUtility's ImageShift: each moved by shift_x, shift_y (wrapping round where
+    cyclic, for seamless textures; else background_color where nothing arrives). Gives the shifted
+    images, the shifted mask (the given mask batch's last mask, as the pack takes it; else each
+    image's alpha, else white) and a border mask: a border_mask_width white frame (drawn outside a
+    black picture and scaled back to its size, as the pack draws it) shifted the same way and
+    blurred by border_mask_blur: where the seams of a cyclic shift lie."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    shift_x: int = Int(256, min=-9999, max=9999)
+    shift_y: int = Int(256, min=-9999, max=9999)
+    cyclic: bool = Bool(True)
+    background_color: str = Text("#000000")
+    border_mask_width: int = Int(20, min=0, max=999)
+    border_mask_blur: int = Int(12, min=0, max=999)
+    mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK, "border_mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: ImageShift",))
+
+    def run(self):
+        import torch
+        from PIL import Image, ImageFilter, ImageOps
+        fill = pil_color(self.background_color, "background_color")[:3]
+        if self.mask is not None:
+            last_mask = to_pil(mask_batch(self.mask)[-1])
+        else:
+            last = to_pil(self.image[-1])
+            last_mask = last.split()[-1] if last.mode == "RGBA" else Image.new("L", last.size, "white")
+        images, masks, borders = [], [], []
+        for picture in self.image:
+            check_interrupted()
+            canvas = to_pil(picture).convert("RGB")
+            if last_mask.size != canvas.size:
+                raise NodeInputError("mask", f"is {last_mask.width}×{last_mask.height}, the image "
+                                             f"{canvas.width}×{canvas.height}: expected the image's size")
+            border = ImageOps.expand(Image.new("L", canvas.size, "black"), border=self.border_mask_width,
+                                     fill="#FFFFFF").resize(canvas.size)
+            images.append(to_tensor(shifted(canvas, self.shift_x, self.shift_y, self.cyclic, fill)))
+            masks.append(to_tensor(shifted(last_mask, self.shift_x, self.shift_y, self.cyclic, 0))[..., 0])
+            border = shifted(border, self.shift_x, self.shift_y, self.cyclic, 0)
+            border = border.filter(ImageFilter.GaussianBlur(radius=self.border_mask_blur))
+            borders.append(to_tensor(border)[..., 0])
+        return batch(images), torch.cat(masks), torch.cat(borders)
+
+
+# -- colour values -------------------------------------------------------------------------------------------
+
+
+def color_rgb(value, input_name: str) -> tuple[int, int, int]:
+    """The pack's colour value: a '#RRGGBB' / '#RGB' text (imagefunc.Hex_to_RGB) or an (R, G, B) tuple or
+    list (ColorPicker's and others' outputs)."""
+    if isinstance(value, str):
+        digits = value[1:]
+        if value.startswith("#") and len(digits) == 3:
+            digits = "".join(d * 2 for d in digits)
+        try:
+            if not value.startswith("#") or len(digits) < 6:
+                raise ValueError
+            return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:], 16)
+        except ValueError:
+            raise NodeInputError(input_name, f"not a colour: {value!r} (expected '#RRGGBB' or '#RGB')") from None
+    if isinstance(value, (tuple, list)) and len(value) >= 3 and all(isinstance(v, (int, float)) for v in value[:3]):
+        return int(value[0]), int(value[1]), int(value[2])
+    raise NodeInputError(input_name, f"expected a colour ('#RRGGBB' or an (R, G, B) tuple), got {value!r}")
+
+
+class LayerUtilityGrayValue(Node):
+    """The grey level of a colour, as LayerUtility's GrayValue: (299 R + 587 G + 114 B) / 1000, whole
+    (0..255), and that over 2.55, whole (0..100). color_value is '#RRGGBB' / '#RGB' text or (R, G, B)
+    numbers (the pack reads only hex text: a tuple fails there)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    color_value: ANY
+    outputs = {"gray(256_level)": INT, "gray(100_level)": INT}
+    comfy = ComfyAlias(("LayerUtility: GrayValue",))
+
+    def run(self):
+        r, g, b = color_rgb(self.color_value, "color_value")
+        gray = int((r * 299 + g * 587 + b * 114) / 1000)
+        return gray, int(gray / 2.55)
+
+
+class LayerUtilityRGBValue(Node):
+    """A colour's red, green and blue values (0..255), as LayerUtility's RGB Value: color_value is
+    '#RRGGBB' / '#RGB' text or an (R, G, B) tuple. Anything else is refused (the pack logs an error
+    and gives 0, 0, 0)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    color_value: ANY
+    outputs = {"R": INT, "G": INT, "B": INT}
+    comfy = ComfyAlias(("LayerUtility: RGB Value",))
+
+    def run(self):
+        return color_rgb(self.color_value, "color_value")

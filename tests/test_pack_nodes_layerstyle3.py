@@ -1,0 +1,336 @@
+"""ComfyUI_LayerStyle's round-3 nodes (nodes/pack_nodes_layerstyle3.py): TextImage and its V2 against the
+pack's text_image.py / text_image_v2.py layouts written out here step by step (with the pack's global random
+state, seeded as its random_numbers seeds it), the box, batch, check, shift and colour-value classes against
+their formulas written out here; an API prompt of the new classes run through the executor."""
+
+import random
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from graphflow.executor import Executor
+from graphflow.workflow import parse_workflow
+from tests.test_pack_nodes_layerstyle import node, pil, rand, tensor
+
+
+@pytest.fixture(scope="module")
+def registry(builtin_registry):
+    return builtin_registry
+
+
+@pytest.fixture
+def fonts(tmp_folders):
+    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf."""
+    folder = tmp_folders.models / "fonts"
+    folder.mkdir(parents=True)
+    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
+    return folder
+
+
+# -- TextImage (V2): the pack's code, step by step -----------------------------------------------------------
+
+
+def pack_random_numbers(total, random_range, seed):
+    """imagefunc.random_numbers: seeds Python's global random state."""
+    random.seed(seed)
+    numbers = [random.randint(-random_range // 2, random_range // 2) for _ in range(total - 1)]
+    avg = sum(numbers) // total
+    ret = [i - avg for i in numbers]
+    ret.append((0 - sum(ret)) // 2)
+    return ret
+
+
+def pack_text_image(v2, font_path, text, spacing, leading, horizontal_border, vertical_border, scale,
+                    variation_range, variation_seed, layout, width, height, text_color, background_color):
+    lines, max_char, table = [], 0, []
+    for line in text.split("\n"):
+        lines.append(line if line else " ")
+        max_char = max(max_char, len(line))
+    if layout == "vertical":
+        char_size = min(width // len(lines), height // max_char)
+    else:
+        char_size = min(width // max_char, height // len(lines))
+    if v2:
+        char_size = int(char_size * scale / 100)
+        char_size_h = int(char_size / width * height)
+        spacing, leading = int(spacing * scale / 100), int(leading * scale / 100)
+        text_width = char_size * max_char + spacing * (max_char - 1)
+        text_height = char_size * len(lines) + leading * (len(lines) - 1)
+        start_x = int((width - text_width) * horizontal_border / 100)
+        start_y = int((height - text_height) * vertical_border / 100 - (char_size_h - char_size))
+    else:
+        spacing, leading = int(spacing * scale / 100), int(leading * scale / 100)
+        char_size = max(char_size, 1)
+        start_x = width - int(width * horizontal_border / 100) - char_size if layout == "vertical" \
+            else int(width * horizontal_border / 100)
+        start_y = int(height * vertical_border / 100)
+    for i, line in enumerate(lines):
+        _x, _y = start_x, start_y
+        line_random = pack_random_numbers(len(line), int(char_size * variation_range / 25), variation_seed)
+        for j, char in enumerate(line):
+            offset = int((char_size + line_random[j]) * variation_range / 250)
+            if v2:
+                font_size = char_size + line_random[j]
+            else:
+                offset = int(offset * scale / 100)
+                font_size = int((char_size + line_random[j]) * scale / 100)
+            font_size = max(font_size, 4)
+            axis_x = _x + offset // 3 if random.random() > 0.5 else _x - offset // 3
+            axis_y = _y + offset // 3 if random.random() > 0.5 else _y - offset // 3
+            table.append((char, (axis_x, axis_y), font_size))
+            if layout == "vertical":
+                _y += char_size + line_random[j] + spacing
+            else:
+                _x += char_size + line_random[j] + spacing
+        if layout == "vertical":
+            start_x -= leading * (i + 1) + char_size
+        else:
+            start_y += leading * (i + 1) + char_size
+    mask = Image.new("RGB", (width, height), "black")
+    draw = ImageDraw.Draw(mask)
+    for char, axis, size in table:
+        draw.text(axis, char, font=ImageFont.truetype(str(font_path), size), fill="white")
+    canvas = Image.new("RGB", (width, height), background_color)
+    canvas.paste(Image.new("RGB", (width, height), text_color), mask=mask.convert("L"))
+    return Image.merge("RGBA", (*canvas.split(), mask.convert("L"))), mask.split()[0]
+
+
+TEXT_ARGS = dict(text="Hello\n\nWorld of text", spacing=3, leading=4, horizontal_border=8.0, vertical_border=6.0,
+                 scale=80.0, variation_range=0, variation_seed=7, layout="horizontal", width=120, height=90,
+                 text_color="#FFA000", background_color="#102030")
+
+
+@pytest.mark.parametrize("v2", [False, True])
+@pytest.mark.parametrize("changes", [{}, {"layout": "vertical", "leading": -2},
+                                     {"variation_range": 60, "variation_seed": 12345, "scale": 120.0},
+                                     {"variation_range": 100, "layout": "vertical", "horizontal_border": 50.0,
+                                      "vertical_border": 50.0}])
+def test_text_image_lays_out_and_draws_as_the_pack(registry, fonts, v2, changes):
+    args = {**TEXT_ARGS, **changes}
+    comfy_class = "LayerUtility: TextImage V2" if v2 else "LayerUtility: TextImage"
+    image, mask = node(registry, comfy_class, font_file="aileron.ttf", **args)
+    expected_image, expected_mask = pack_text_image(v2, fonts / "aileron.ttf", **args)
+    assert image.shape == (1, 90, 120, 4) and mask.shape == (1, 90, 120)
+    assert torch.equal(image, tensor(expected_image))
+    assert torch.equal(mask, tensor(expected_mask))
+    assert mask.max() > 0.5 and mask.min() == 0  # something drawn, something not
+
+
+def test_text_image_repeats_and_its_seed_matters(registry, fonts):
+    args = {**TEXT_ARGS, "variation_range": 80}
+    first = node(registry, "LayerUtility: TextImage", font_file="aileron.ttf", **args)[1]
+    again = node(registry, "LayerUtility: TextImage", font_file="aileron.ttf", **args)[1]
+    other = node(registry, "LayerUtility: TextImage", font_file="aileron.ttf", **{**args, "variation_seed": 8})[1]
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_text_image_takes_size_as_and_refuses_bad_input(registry, fonts):
+    image, mask = node(registry, "LayerUtility: TextImage V2", font_file="aileron.ttf",
+                       **{**TEXT_ARGS, "size_as": torch.zeros(2, 40, 70, 3)})
+    assert image.shape == (1, 40, 70, 4) and mask.shape == (1, 40, 70)
+    for bad, name in (({"text": "\n"}, "text"), ({"text_color": "#12"}, "text_color"),
+                      ({"background_color": "nope"}, "background_color")):
+        with pytest.raises(Exception) as e:
+            node(registry, "LayerUtility: TextImage", font_file="aileron.ttf", **{**TEXT_ARGS, **bad})
+        assert getattr(e.value, "input", None) == name
+    (fonts / "broken.ttf").write_bytes(b"not a font")
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: TextImage", font_file="broken.ttf", **TEXT_ARGS)
+    assert getattr(e.value, "input", None) == "font_file"
+
+
+# -- boxes ---------------------------------------------------------------------------------------------------
+
+
+def square_mask(height=60, width=80, box=(20, 10, 50, 40)):
+    mask = torch.zeros(1, height, width)
+    mask[0, box[1]:box[3], box[0]:box[2]] = 1.0
+    return mask
+
+
+@pytest.mark.parametrize("detect", ["mask_area", "min_bounding_rect"])
+def test_mask_box_detect_finds_the_box_and_adjusts_it(registry, detect):
+    preview, x_percent, y_percent, width, height, x, y, crop_box = node(
+        registry, "LayerMask: MaskBoxDetect", mask=square_mask(), detect=detect, x_adjust=3, y_adjust=-2,
+        scale_adjust=1.5)
+    # the pack's blur (radius 5) keeps a sharp square's edges at half: the box is the square's (mask_area
+    # counts width and height one short, OpenCV's bounding rect whole)
+    found = 29 if detect == "mask_area" else 30
+    assert (width, height) == (int(found * 1.5), int(found * 1.5))
+    assert (x, y) == (20 - int((width - found) / 2) + 3, 10 - int((height - found) / 2) - 2)
+    assert x_percent == round((x + width / 2) / 80 * 100, 2) and y_percent == round((y + height / 2) / 60 * 100, 2)
+    assert crop_box == [x, y, x + found, y + found]
+    assert preview.shape == (1, 60, 80, 3)
+    assert tuple(pil(preview[0]).getpixel((x, y + 5))) == (0, 240, 0)  # the moved box's green line
+
+
+def test_mask_box_detect_refuses_max_inscribed_rect(registry):
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerMask: MaskBoxDetect", mask=square_mask(), detect="max_inscribed_rect", x_adjust=0,
+             y_adjust=0, scale_adjust=1.0)
+    assert getattr(e.value, "input", None) == "detect"
+
+
+def test_mask_box_extend_and_crop_box_resolve(registry):
+    mask, x_percent, y_percent, width, height, x, y, box = node(
+        registry, "LayerMask: MaskBoxExtend", mask=square_mask(), crop_box=[20, 10, 50, 40], top_extend=10.0,
+        bottem_extend=50.0, left_extend=100.0, right_extend=-20.0)
+    # 30 × 30 box: top 3, bottom 15, left 30, right -6
+    assert box == [-10, 7, 44, 55] and (x, y, width, height) == (-10, 7, 54, 48)
+    expected = torch.zeros(1, 60, 80)
+    expected[0, 7:55, 0:44] = 1.0
+    assert torch.equal(mask, expected)
+    assert x_percent == round(17 / 80 * 100, 2) and y_percent == round(31 / 60 * 100, 2)
+    assert node(registry, "LayerUtility: CropBoxResolve", crop_box=[5, 6, 25, 46]) == (5, 6, 20, 40)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: CropBoxResolve", crop_box="a box")
+    assert getattr(e.value, "input", None) == "crop_box"
+
+
+# -- batches, checks, shift, colour values -------------------------------------------------------------------
+
+
+def test_batch_selector_picks_by_the_digits_in_select(registry):
+    images, masks = rand(4, 6, 5, 3), rand(3, 6, 5, seed=1)
+    image, mask = node(registry, "LayerUtility: BatchSelector", select="2, 0;9", images=images, masks=masks)
+    assert torch.equal(image, images[[2, 0, 3]]) and torch.equal(mask, masks[[2, 0, 2]])
+    image, mask = node(registry, "LayerUtility: BatchSelector", select="none")
+    assert torch.equal(image, torch.zeros(1, 64, 64, 4)) and torch.equal(mask, torch.zeros(1, 64, 64))
+
+
+def test_check_mask_v2(registry):
+    mask = torch.zeros(2, 40, 50)
+    assert node(registry, "LayerUtility: CheckMaskV2", mask=mask, method="simple", white_point=1,
+                area_percent=0.01) is False
+    mask[0, :4, :5] = 0.5  # 20 of 2,000 pixels: 1 %, at 127
+    check = dict(mask=mask, method="detect_percent")
+    assert node(registry, "LayerUtility: CheckMaskV2", white_point=100, area_percent=0.9, **check) is True
+    assert node(registry, "LayerUtility: CheckMaskV2", white_point=100, area_percent=1.0, **check) is False
+    assert node(registry, "LayerUtility: CheckMaskV2", white_point=127, area_percent=0.0, **check) is False
+    assert node(registry, "LayerUtility: CheckMaskV2", mask=mask[1:], method="simple", white_point=1,
+                area_percent=0.01) is False  # only the first mask counts
+    assert node(registry, "LayerUtility: CheckMaskV2", mask=mask, method="simple", white_point=1,
+                area_percent=0.01) is True
+
+
+def pack_shift(picture, distance_x, distance_y, background_color, cyclic):
+    """imagefunc.shift_image, pixel by pixel."""
+    width, height = picture.size
+    out = Image.new("RGB", (width, height), background_color)
+    for x in range(width):
+        for y in range(height):
+            if cyclic:
+                orig_x, orig_y = x + distance_x, y + distance_y
+                if orig_x > width - 1 or orig_x < 0:
+                    orig_x = abs(orig_x % width)
+                if orig_y > height - 1 or orig_y < 0:
+                    orig_y = abs(orig_y % height)
+                out.putpixel((x, y), picture.getpixel((orig_x, orig_y)))
+            elif x > -distance_x and y > -distance_y and x + distance_x < width and y + distance_y < height:
+                out.putpixel((x, y), picture.getpixel((x + distance_x, y + distance_y)))
+    return out
+
+
+@pytest.mark.parametrize("cyclic,shift", [(True, (7, -3)), (False, (5, 4)), (False, (-6, -2))])
+def test_image_shift_as_the_pack(registry, cyclic, shift):
+    images, mask = rand(2, 12, 16, 3), rand(2, 12, 16, seed=3)
+    image, shifted_mask, border = node(registry, "LayerUtility: ImageShift", image=images, shift_x=shift[0],
+                                       shift_y=shift[1], cyclic=cyclic, background_color="#336699",
+                                       border_mask_width=2, border_mask_blur=1, mask=mask)
+    distance = (-shift[0], -shift[1])
+    for i in range(2):
+        assert torch.equal(image[i:i + 1], tensor(pack_shift(pil(images[i]), *distance, "#336699", cyclic)))
+    expected_mask = pack_shift(pil(mask[1]).convert("RGB"), *distance, "#000000", cyclic).split()[0]
+    assert torch.equal(shifted_mask, tensor(expected_mask).expand(2, -1, -1))
+    frame = ImageOps.expand(Image.new("L", (16, 12), "black"), border=2, fill="#FFFFFF").resize((16, 12))
+    frame = pack_shift(frame, *distance, "#000000", cyclic).filter(ImageFilter.GaussianBlur(radius=1))
+    assert torch.equal(border[1], tensor(frame.split()[0])[0])
+
+
+def test_gray_and_rgb_values(registry):
+    assert node(registry, "LayerUtility: GrayValue", color_value="#FF8000") == (int((255 * 299 + 128 * 587) / 1000),
+                                                                             int(int((255 * 299 + 128 * 587) / 1000)
+                                                                                 / 2.55))
+    assert node(registry, "LayerUtility: RGB Value", color_value="#F80") == (255, 136, 0)
+    assert node(registry, "LayerUtility: RGB Value", color_value=(1, 2, 3)) == (1, 2, 3)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: RGB Value", color_value="red")
+    assert getattr(e.value, "input", None) == "color_value"
+
+
+# -- a ComfyUI prompt ----------------------------------------------------------------------------------------
+
+
+def test_an_api_prompt_with_the_new_classes_runs(registry, fonts):
+    prompt = {
+        "1": {"class_type": "LayerUtility: TextImage V2", "inputs": {"font_file": "aileron.ttf", **TEXT_ARGS}},
+        "2": {"class_type": "LayerMask: MaskInvert", "inputs": {"mask": ["1", 1]}},
+        "3": {"class_type": "LayerMask: MaskBoxDetect", "inputs": {
+            "mask": ["2", 0], "detect": "mask_area", "x_adjust": 0, "y_adjust": 0, "scale_adjust": 1.0}},
+        "4": {"class_type": "LayerMask: MaskBoxExtend", "inputs": {
+            "mask": ["1", 1], "crop_box": ["3", 7], "top_extend": 50.0, "bottem_extend": 0.0, "left_extend": 25.0,
+            "right_extend": 0.0}},
+        "5": {"class_type": "LayerUtility: CropBoxResolve", "inputs": {"crop_box": ["4", 7]}},
+        "6": {"class_type": "LayerUtility: BatchSelector", "inputs": {"select": "0", "images": ["1", 0]}},
+    }
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["4", "5", "6"])
+    assert result.status == "success", result.problems
+    # the inverted text mask is white nearly everywhere: its area is the picture (119 × 89, one short),
+    # widened by 44 (half of 89) at the top and 29 (a quarter of 119) at the left
+    assert result.values["5"] == (-29, -44, 148, 133)
+    expected_mask = torch.zeros(1, 90, 120)
+    expected_mask[:, :89, :119] = 1.0  # the box ends one short of the picture's edges
+    assert torch.equal(result.values["4"][0], expected_mask)
+    expected, _ = pack_text_image(True, fonts / "aileron.ttf", **TEXT_ARGS)
+    assert torch.equal(result.values["6"][0], tensor(expected))
+
+
+# -- the pack's interface ------------------------------------------------------------------------------------
+
+TEXT_INPUTS = (["text", "font_file", "spacing", "leading", "horizontal_border", "vertical_border", "scale",
+                "variation_range", "variation_seed", "layout", "width", "height", "text_color", "background_color",
+                "size_as"], ["Text", None, 0, 0, 5.0, 5.0, 80.0, 0, None, "horizontal", 512, 512, "#FFA000", "#FFFFFF"],
+               ["image", "mask"])
+BOX_OUTPUTS = ["x_percent", "y_percent", "width", "height", "x", "y", "crop_box"]
+# the pack's INPUT_TYPES (names in order, widget defaults; None: a file list, or the pack's clock seed) and
+# RETURN_NAMES
+PACK_INTERFACE = {
+    "LayerUtility: TextImage": TEXT_INPUTS,
+    "LayerUtility: TextImage V2": TEXT_INPUTS,
+    "LayerMask: MaskBoxDetect": (["mask", "detect", "x_adjust", "y_adjust", "scale_adjust"],
+                                 ["min_bounding_rect", 0, 0, 1.0], ["box_preview", *BOX_OUTPUTS]),
+    "LayerMask: MaskBoxExtend": (["mask", "crop_box", "top_extend", "bottem_extend", "left_extend", "right_extend"],
+                                 [10.0, 10.0, 10.0, 10.0], ["mask", *BOX_OUTPUTS]),
+    "LayerUtility: CropBoxResolve": (["crop_box"], [], ["x", "y", "width", "height"]),
+    "LayerUtility: BatchSelector": (["select", "images", "masks"], ["0,"], ["image", "mask"]),
+    "LayerUtility: CheckMaskV2": (["mask", "method", "white_point", "area_percent"], ["simple", 1, 0.01], ["bool"]),
+    "LayerUtility: ImageShift": (["image", "shift_x", "shift_y", "cyclic", "background_color", "border_mask_width",
+                                  "border_mask_blur", "mask"], [256, 256, True, "#000000", 20, 12],
+                                 ["image", "mask", "border_mask"]),
+    "LayerUtility: GrayValue": (["color_value"], [], ["gray(256_level)", "gray(100_level)"]),
+    "LayerUtility: RGB Value": (["color_value"], [], ["R", "G", "B"]),
+}
+
+
+@pytest.mark.parametrize("comfy_class", sorted(PACK_INTERFACE))
+def test_inputs_and_outputs_are_the_packs(registry, comfy_class):
+    from graphflow.comfy_format import custom_pack
+    names, defaults, outputs = PACK_INTERFACE[comfy_class]
+    cls = registry.comfy_node(comfy_class)
+    assert list(cls.input_specs) == names
+    got = [spec.widget.default for spec in cls.input_specs.values() if spec.widget]
+    assert [None if d is None else g for g, d in zip(got, defaults)] == defaults and len(got) == len(defaults)
+    assert list(cls.outputs) == outputs
+    assert custom_pack(comfy_class) == "ComfyUI_LayerStyle"
+
+
+@pytest.mark.parametrize("comfy_class,why", [("LayerMask: RmBgUltra V2", "RMBG"),
+                                             ("LayerMask: SegformerUltraV3", "Segformer"),
+                                             ("LayerUtility: VQAPrompt", "BLIP")])
+def test_a_model_class_is_named_with_why(registry, comfy_class, why):
+    from graphflow.comfy_format import unknown_type_hint
+    hint = unknown_type_hint(comfy_class)
+    assert "ComfyUI_LayerStyle" in hint and why in hint and registry.comfy_node(comfy_class) is None
