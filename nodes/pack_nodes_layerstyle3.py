@@ -1,38 +1,40 @@
-"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and
-outputs: LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas),
-LayerMask: MaskBoxDetect and MaskBoxExtend, LayerUtility: CropBoxResolve, BatchSelector, CheckMaskV2,
-ImageShift, GrayValue and RGB Value. Read from the pack's py/text_image.py at
-17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c,
-py/mask_box_detect.py and py/crop_box_resolve.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
-py/batch_selector.py at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f, py/check_mask_v2.py at
-18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, the
-GrayValue and RGB Value classes (ColorValuetoGrayValue, ColorValuetoRGBValue) as the code index holds them,
-and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask,
-shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask) as the code index holds it; the
-pack's class list from its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+"""chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
+LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), LayerMask:
+MaskBoxDetect, MaskBoxExtend and ImageToMask, LayerUtility: CropBoxResolve, BatchSelector, CheckMask (+V2),
+ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue and RGB Value. Read from the pack's
+py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
+245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
+17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f,
+py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
+py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
+a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
+266f8a25367ebb1aa6d64b404835fa7cac2651d0, the GrayValue and RGB Value classes (ColorValuetoGrayValue,
+ColorValuetoRGBValue) as the code index holds them, and py/imagefunc.py (random_numbers, extract_numbers,
+Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
+mask2image, image2mask) as the code index holds it; the pack's class list from its NODE_CLASS_MAPPINGS as a
+ComfyUI registry lists them.
 
-Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has
-seeded that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of
-its own, so a run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
+Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
+that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
+run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
-Not yet built (a later round), all model-free: ImageToMask, CreateGradientMask, BlendIf Mask, MaskGrain,
-Shadow & Highlight Mask (+V2), DrawRoundedRectangle / RoundedRectangle, LayerImageTransform,
-LayerMaskTransform, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore,
-FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName, NameToColor, HSV Value, CheckMask,
-AnyRerouter, PurgeVRAM V2, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch,
-ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: GaussianBlurV2, SoftLight,
-HalfTone, DistortDisplace, LayerStyle: Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read:
-its matting runs pymatting, which needs numba, or the VITMatte model). The model classes (Segformer,
+Not yet built (a later round), all model-free: CreateGradientMask, BlendIf Mask, MaskGrain, Shadow & Highlight
+Mask (+V2), DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack),
+HLFrequencyDetailRestore, FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName,
+NameToColor, HSV Value, PurgeVRAM V2, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList,
+ImageListToBatch, ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor:
+AutoAdjustV2, AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: GaussianBlurV2,
+SoftLight, HalfTone, DistortDisplace, LayerStyle: Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not
+read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes (Segformer,
 RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text, check_interrupted, warn
+    NodeInputError, Text, check_interrupted
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
-from nodes.pack_nodes_layerstyle import BOX, batch, check_made_size, detect_area, mask_area, mask_batch, \
-    min_bounding_rect, picture_size, pil_color, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, detect_area, mask_batch, \
+    min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -257,8 +259,8 @@ class LayerMaskMaskBoxDetect(Node):
         y_percent = (y + grown_height / 2) / mask.height * 100
         preview = mask.convert("RGB")
         draw = ImageDraw.Draw(preview)
-        for left, top, line_color, line_width in ((x - self.x_adjust, y - self.y_adjust, "#F00000", preview.height // 60),
-                                                  (x, y, "#00F000", preview.height // 40)):
+        found = (x - self.x_adjust, y - self.y_adjust, "#F00000", preview.height // 60)
+        for left, top, line_color, line_width in (found, (x, y, "#00F000", preview.height // 40)):
             draw.rectangle((left, top, left + width, top + height), outline=line_color, width=line_width)
         return (to_tensor(preview), round(x_percent, 2), round(y_percent, 2), grown_width, grown_height, x, y,
                 [x, y, x + width, y + height])
@@ -356,15 +358,10 @@ class LayerUtilityCheckMaskV2(Node):
     comfy = ComfyAlias(("LayerUtility: CheckMaskV2",))
 
     def run(self):
-        import numpy as np
-        from PIL import Image
         mask = mask_batch(self.mask)[0]
         if self.method == "simple":
             return bool((mask != 0).any())
-        picture = to_pil(mask)
-        if picture.width * picture.height > 262144:
-            picture = picture.resize((512, int(512 * picture.height / picture.width)), Image.LANCZOS)
-        return bool(float(np.mean(np.asarray(picture) > self.white_point)) * 100 > self.area_percent)
+        return white_area_above(mask, self.white_point, self.area_percent)
 
 
 # -- ImageShift ----------------------------------------------------------------------------------------------
@@ -481,3 +478,186 @@ class LayerUtilityRGBValue(Node):
 
     def run(self):
         return color_rgb(self.color_value, "color_value")
+
+
+class LayerUtilityCheckMask(Node):
+    """Whether a mask holds enough, as LayerUtility's CheckMask: whether more than area_percent % of the
+    batch's first mask's pixels are above white_point (0..255; a mask over 512 × 512 pixels is first
+    scaled to 512 wide, Lanczos, as the pack counts)."""
+    category = "😺dzNodes/LayerUtility"
+    mask: MASK
+    white_point: int = Int(1, min=1, max=254)
+    area_percent: int = Int(1, min=1, max=99)
+    outputs = {"bool": BOOLEAN}
+    comfy = ComfyAlias(("LayerUtility: CheckMask",))
+
+    def run(self):
+        return white_area_above(mask_batch(self.mask)[0], self.white_point, self.area_percent)
+
+
+def white_area_above(mask, white_point: int, percent: float) -> bool:
+    """CheckMask's test (imagefunc.mask_white_area): more than `percent` % of the mask's 8-bit pixels
+    above white_point, a mask over 512 × 512 first scaled to 512 wide (Lanczos)."""
+    import numpy as np
+    from PIL import Image
+    picture = to_pil(mask)
+    if picture.width * picture.height > 262144:
+        picture = picture.resize((512, int(512 * picture.height / picture.width)), Image.LANCZOS)
+    return bool(float(np.mean(np.asarray(picture) > white_point)) * 100 > percent)
+
+
+class LayerUtilityAnyRerouter(Node):
+    """Pass any value on unchanged, as LayerUtility's AnyRerouter (a tidy link point)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    any: ANY
+    outputs = {"any": ANY}
+    comfy = ComfyAlias(("LayerUtility: AnyRerouter",))
+
+    def run(self):
+        return self.any
+
+
+# -- ImageToMask ---------------------------------------------------------------------------------------------
+
+# the pack's channel list, its "S(HSV" (sic) kept as the name saves carry
+MASK_CHANNELS = ("L(LAB)", "A(Lab)", "B(Lab)", "R(RGB)", "G(RGB)", "B(RGB)", "alpha", "Y(YUV)", "U(YUV)", "V(YUV)",
+                 "H(HSV)", "S(HSV", "V(HSV)")
+# each channel's (PIL mode, band)
+CHANNEL_BANDS = {"L(LAB)": ("LAB", 0), "A(Lab)": ("LAB", 1), "B(Lab)": ("LAB", 2), "R(RGB)": ("RGBA", 0),
+                 "G(RGB)": ("RGBA", 1), "B(RGB)": ("RGBA", 2), "alpha": ("RGBA", 3), "Y(YUV)": ("YCbCr", 0),
+                 "U(YUV)": ("YCbCr", 1), "V(YUV)": ("YCbCr", 2), "H(HSV)": ("HSV", 0), "S(HSV": ("HSV", 1),
+                 "V(HSV)": ("HSV", 2)}
+
+
+class LayerMaskImageToMask(Node):
+    """A mask from one channel of an image, as LayerMask's ImageToMask: the channel (LAB, RGB, alpha,
+    YUV as PIL's YCbCr, HSV) stretched between its first and last well-used levels (normalize_gray),
+    then levels: black_point..white_point to 0..255 with gray_point as the midtones' gamma (above 1
+    lightens); inverted where invert_output_mask; then kept only where the image's mask is (mask,
+    its item or its last; else the image's alpha, else everywhere). The pack's "S(HSV" choice (sic)
+    matches none of its branches (it then levels an empty black picture); here it gives the HSV
+    saturation."""
+    category = "😺dzNodes/LayerMask"
+    image: IMAGE
+    channel: str = Choice(MASK_CHANNELS, "L(LAB)")
+    black_point: int = Int(0, min=0, max=255, display="slider")
+    white_point: int = Int(255, min=0, max=255, display="slider")
+    gray_point: float = Float(1.0, min=0.01, max=9.99, step=0.01)
+    invert_output_mask: bool = Bool(False)
+    mask: MASK = None
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: ImageToMask",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageChops
+        from nodes.pack_nodes_layerstyle_more import adjust_levels, normalize_gray
+        given = None if self.mask is None else [to_pil(m) for m in mask_batch(self.mask)]
+        mode, band = CHANNEL_BANDS[self.channel]
+        out = []
+        for i, item in enumerate(self.image):
+            check_interrupted()
+            picture = to_pil(item)
+            if given is not None:
+                keep = given[min(i, len(given) - 1)]
+            else:
+                keep = picture.split()[-1] if picture.mode == "RGBA" else Image.new("L", picture.size, "white")
+            if keep.size != picture.size:
+                raise NodeInputError("mask", f"is {keep.width}×{keep.height}, the image {picture.width}×"
+                                             f"{picture.height}: expected the image's size")
+            rgba = picture.convert("RGBA")
+            channel = (rgba if mode == "RGBA" else rgba.convert(mode)).split()[band]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                levels = normalize_gray(channel)
+            levels = Image.fromarray(adjust_levels(np.asarray(levels), self.black_point, self.white_point,
+                                                   self.gray_point, 0, 255))
+            if self.invert_output_mask:
+                levels = ImageChops.invert(levels)
+            result = Image.new("L", picture.size, "black")
+            result.paste(levels, mask=keep)
+            out.append(to_tensor(result))
+        return torch.cat(out)
+
+
+# -- LayerImageTransform / LayerMaskTransform ----------------------------------------------------------------
+
+
+class _LayerTransform(Node):
+    """Shared placing of LayerImageTransform and LayerMaskTransform (each declares its inputs: the
+    picture comes first)."""
+    category = "😺dzNodes/LayerUtility"
+
+    def transformed(self, picture):
+        """`picture` mirrored, scaled (PIL's default resampling, as the pack), turned (rotate_expand) and
+        pasted centred, moved by x, y, on a black canvas of its own size."""
+        from PIL import Image
+        width, height = int(picture.width * self.scale), int(picture.height * self.scale * self.aspect_ratio)
+        side = (width + height) * max(self.anti_aliasing, 1)  # the turn may grow both sides to width + height
+        check_made_size("scale", 2, max(side, 1), max(side, 1), "the scaled and turned picture")
+        if width < 1 or height < 1:
+            raise NodeInputError("scale", f"scales the {picture.width}×{picture.height} picture to {width}×{height}: "
+                                          "nothing left (the pack fails there too)")
+        if self.mirror != "None":
+            picture = picture.transpose(Image.FLIP_LEFT_RIGHT if self.mirror == "horizontal" else Image.FLIP_TOP_BOTTOM)
+        mode = picture.mode
+        turned = rotate_expand(picture.resize((width, height)), self.rotate, self.anti_aliasing,
+                               self.transform_method).convert(mode)
+        canvas = Image.new(mode, picture.size, "black")
+        canvas.paste(turned, ((picture.width - turned.width) // 2 + self.x,
+                              (picture.height - turned.height) // 2 + self.y))
+        return canvas
+
+
+class LayerUtilityLayerImageTransform(_LayerTransform):
+    """Move, mirror, scale and turn images within their frame, as LayerUtility's LayerImageTransform:
+    each mirrored, scaled to width × scale by height × scale × aspect_ratio (PIL's default bicubic),
+    turned by rotate degrees (transform_method's sampler, anti_aliasing times supersampled; growing
+    to hold it), and pasted centred, moved by x, y, on black of the image's own size. An RGBA
+    image's alpha goes the same way and stays its alpha."""
+    image: IMAGE
+    x: int = Int(0, min=-99999, max=99999)
+    y: int = Int(0, min=-99999, max=99999)
+    mirror: str = Choice(("None", "horizontal", "vertical"), "None")
+    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    aspect_ratio: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    rotate: float = Float(0.0, min=-999999.0, max=999999.0, step=0.01)
+    transform_method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    anti_aliasing: int = Int(2, min=0, max=16)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: LayerImageTransform",))
+
+    def run(self):
+        out = []
+        for item in self.image:
+            check_interrupted()
+            picture = to_pil(item)
+            placed = self.transformed(picture.convert("RGB"))
+            if picture.mode == "RGBA":
+                placed.putalpha(self.transformed(picture.split()[-1]))
+            out.append(to_tensor(placed))
+        return batch(out)
+
+
+class LayerUtilityLayerMaskTransform(_LayerTransform):
+    """Move, mirror, scale and turn masks within their frame, as LayerUtility's LayerMaskTransform:
+    as LayerImageTransform, black where nothing lands."""
+    mask: MASK
+    x: int = Int(0, min=-99999, max=99999)
+    y: int = Int(0, min=-99999, max=99999)
+    mirror: str = Choice(("None", "horizontal", "vertical"), "None")
+    scale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    aspect_ratio: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    rotate: float = Float(0.0, min=-999999.0, max=999999.0, step=0.01)
+    transform_method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    anti_aliasing: int = Int(2, min=0, max=16)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: LayerMaskTransform",))
+
+    def run(self):
+        import torch
+        out = []
+        for item in mask_batch(self.mask):
+            check_interrupted()
+            out.append(to_tensor(self.transformed(to_pil(item).convert("L"))))
+        return torch.cat(out)

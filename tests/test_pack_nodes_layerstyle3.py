@@ -261,6 +261,100 @@ def test_gray_and_rgb_values(registry):
     assert getattr(e.value, "input", None) == "color_value"
 
 
+def test_check_mask_counts_pixels_above_the_white_point(registry):
+    mask = torch.zeros(1, 40, 50)
+    mask[0, :5, :10] = 0.8  # 50 of 2,000 pixels: 2.5 %, at 204
+    check = dict(mask=mask)
+    assert node(registry, "LayerUtility: CheckMask", white_point=200, area_percent=2, **check) is True
+    assert node(registry, "LayerUtility: CheckMask", white_point=200, area_percent=3, **check) is False
+    assert node(registry, "LayerUtility: CheckMask", white_point=204, area_percent=1, **check) is False
+    big = torch.zeros(1, 600, 600)
+    big[0, :, :300] = 1.0  # scaled to 512 × 512 first: still half
+    assert node(registry, "LayerUtility: CheckMask", mask=big, white_point=128, area_percent=49) is True
+    assert node(registry, "LayerUtility: CheckMask", mask=big, white_point=128, area_percent=51) is False
+
+
+def test_any_rerouter_passes_anything_on(registry):
+    value = {"a": [1, 2]}
+    assert node(registry, "LayerUtility: AnyRerouter", any=value) is value
+
+
+def ramp_image(height=16, width=16):
+    """An RGB picture whose red runs through all 256 levels once (so normalize_gray leaves it be)."""
+    red = np.arange(256, dtype=np.uint8).reshape(height, width)
+    green = np.full((height, width), 40, np.uint8)
+    return Image.fromarray(np.dstack((red, green, 255 - red)))
+
+
+@pytest.mark.parametrize("levels,expected", [
+    ((0, 255, 1.0, False), lambda v: v),
+    ((64, 192, 1.0, False), lambda v: np.clip(255 * (v - 64) / 128, 0, 255)),
+    ((0, 255, 2.0, True), lambda v: 255 - np.floor(np.clip(255 * (v / 255) ** 0.5, 0, 255)))])
+def test_image_to_mask_levels_a_channel(registry, levels, expected):
+    picture = ramp_image()
+    black, white, gray, invert = levels
+    mask = node(registry, "LayerMask: ImageToMask", image=tensor(picture), channel="R(RGB)", black_point=black,
+                white_point=white, gray_point=gray, invert_output_mask=invert)
+    red = np.asarray(picture)[..., 0].astype(np.float64)
+    assert torch.equal(mask, tensor(Image.fromarray(expected(red).astype(np.uint8))))
+
+
+def test_image_to_mask_keeps_only_the_mask_and_reads_other_spaces(registry):
+    picture = ramp_image()
+    keep = rand(1, 16, 16, seed=4)
+    mask = node(registry, "LayerMask: ImageToMask", image=tensor(picture), channel="R(RGB)", black_point=0,
+                white_point=255, gray_point=1.0, invert_output_mask=False, mask=keep)
+    expected = Image.new("L", (16, 16), "black")
+    expected.paste(picture.split()[0], mask=pil(keep[0]))
+    assert torch.equal(mask, tensor(expected))
+    # V of HSV is the largest of R, G, B: here max(red, 255 - red), stretched by normalize_gray to 0..255
+    value = node(registry, "LayerMask: ImageToMask", image=tensor(picture), channel="V(HSV)", black_point=0,
+                 white_point=255, gray_point=1.0, invert_output_mask=False)
+    red = np.asarray(picture)[..., 0].astype(np.float64)
+    largest = np.maximum(red, 255 - red)
+    stretched = (largest - largest.min()) / (largest.max() - largest.min()) * 255
+    assert torch.equal(value, tensor(Image.fromarray(stretched).convert("L")))
+
+
+def placed(picture, size, xy):
+    canvas = Image.new(picture.mode, size, "black")
+    canvas.paste(picture, xy)
+    return canvas
+
+
+def test_layer_image_transform_mirrors_scales_and_places(registry):
+    picture = pil(rand(1, 20, 30, 3)[0])
+    out = node(registry, "LayerUtility: LayerImageTransform", image=tensor(picture), x=3, y=-2, mirror="horizontal",
+               scale=0.5, aspect_ratio=1.2, rotate=0.0, transform_method="lanczos", anti_aliasing=2)
+    small = picture.transpose(Image.FLIP_LEFT_RIGHT).resize((15, 12))
+    assert torch.equal(out, tensor(placed(small, (30, 20), ((30 - 15) // 2 + 3, (20 - 12) // 2 - 2))))
+
+
+def test_layer_transforms_turn_as_pil_and_keep_the_alpha(registry):
+    picture = pil(rand(1, 20, 30, 4, seed=2)[0])
+    out = node(registry, "LayerUtility: LayerImageTransform", image=tensor(picture), x=0, y=0, mirror="None",
+               scale=1.0, aspect_ratio=1.0, rotate=30.0, transform_method="bilinear", anti_aliasing=0)
+    assert out.shape == (1, 20, 30, 4)
+    turned = picture.convert("RGB").resize((30, 20)).rotate(30.0, Image.BILINEAR, True)
+    xy = ((30 - turned.width) // 2, (20 - turned.height) // 2)
+    alpha = picture.split()[3].convert("RGB").resize((30, 20)).rotate(30.0, Image.BILINEAR, True).convert("L")
+    expected = placed(turned, (30, 20), xy)
+    expected.putalpha(placed(alpha, (30, 20), xy))
+    assert torch.equal(out, tensor(expected))
+    mask = rand(2, 20, 30, seed=5)
+    out = node(registry, "LayerUtility: LayerMaskTransform", mask=mask, x=4, y=1, mirror="vertical", scale=1.5,
+               aspect_ratio=1.0, rotate=0.0, transform_method="lanczos", anti_aliasing=0)
+    big = pil(mask[1]).transpose(Image.FLIP_TOP_BOTTOM).convert("RGB").resize((45, 30)).convert("L")
+    assert torch.equal(out[1], tensor(placed(big, (30, 20), ((30 - 45) // 2 + 4, (20 - 30) // 2 + 1)))[0])
+
+
+def test_layer_transform_refuses_a_picture_scaled_to_nothing(registry):
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: LayerMaskTransform", mask=torch.ones(1, 20, 30), x=0, y=0, mirror="None",
+             scale=0.01, aspect_ratio=1.0, rotate=0.0, transform_method="lanczos", anti_aliasing=0)
+    assert getattr(e.value, "input", None) == "scale"
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -294,6 +388,8 @@ TEXT_INPUTS = (["text", "font_file", "spacing", "leading", "horizontal_border", 
                 "variation_range", "variation_seed", "layout", "width", "height", "text_color", "background_color",
                 "size_as"], ["Text", None, 0, 0, 5.0, 5.0, 80.0, 0, None, "horizontal", 512, 512, "#FFA000", "#FFFFFF"],
                ["image", "mask"])
+TRANSFORM_INPUTS = ["x", "y", "mirror", "scale", "aspect_ratio", "rotate", "transform_method", "anti_aliasing"]
+TRANSFORM_DEFAULTS = [0, 0, "None", 1.0, 1.0, 0.0, "lanczos", 2]
 BOX_OUTPUTS = ["x_percent", "y_percent", "width", "height", "x", "y", "crop_box"]
 # the pack's INPUT_TYPES (names in order, widget defaults; None: a file list, or the pack's clock seed) and
 # RETURN_NAMES
@@ -312,6 +408,12 @@ PACK_INTERFACE = {
                                  ["image", "mask", "border_mask"]),
     "LayerUtility: GrayValue": (["color_value"], [], ["gray(256_level)", "gray(100_level)"]),
     "LayerUtility: RGB Value": (["color_value"], [], ["R", "G", "B"]),
+    "LayerUtility: CheckMask": (["mask", "white_point", "area_percent"], [1, 1], ["bool"]),
+    "LayerUtility: AnyRerouter": (["any"], [], ["any"]),
+    "LayerMask: ImageToMask": (["image", "channel", "black_point", "white_point", "gray_point", "invert_output_mask",
+                                "mask"], ["L(LAB)", 0, 255, 1.0, False], ["mask"]),
+    "LayerUtility: LayerImageTransform": (["image", *TRANSFORM_INPUTS], TRANSFORM_DEFAULTS, ["image"]),
+    "LayerUtility: LayerMaskTransform": (["mask", *TRANSFORM_INPUTS], TRANSFORM_DEFAULTS, ["mask"]),
 }
 
 
