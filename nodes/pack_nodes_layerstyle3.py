@@ -1,18 +1,19 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), LayerMask:
 MaskBoxDetect, MaskBoxExtend and ImageToMask, LayerUtility: CropBoxResolve, BatchSelector, CheckMask (+V2),
-ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue and RGB Value. Read from the pack's
-py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
-245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
-17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f,
-py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
-py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
-a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
-266f8a25367ebb1aa6d64b404835fa7cac2651d0, the GrayValue and RGB Value classes (ColorValuetoGrayValue,
-ColorValuetoRGBValue) as the code index holds them, and py/imagefunc.py (random_numbers, extract_numbers,
-Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
-mask2image, image2mask) as the code index holds it; the pack's class list from its NODE_CLASS_MAPPINGS as a
-ComfyUI registry lists them.
+ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB Value, HSV Value and PurgeVRAM
+V2, LayerFilter: GaussianBlurV2. Read from the pack's py/text_image.py at
+17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c,
+py/mask_box_detect.py and py/crop_box_resolve.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py
+at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f, py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2,
+py/image_shift.py, py/check_mask.py and py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910,
+py/image_to_mask.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and
+py/layer_mask_transform.py at 266f8a25367ebb1aa6d64b404835fa7cac2651d0, the GrayValue, RGB Value, HSV Value,
+PurgeVRAM V2 and GaussianBlurV2 classes (ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue,
+PurgeVRAM_V2, LS_GaussianBlurV2) as the code index holds them, and py/imagefunc.py (random_numbers,
+extract_numbers, Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border,
+gaussian_blur, mask2image, image2mask) as the code index holds it; the pack's class list from its
+NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
@@ -21,12 +22,12 @@ run repeats and matches the pack's; the pack's default seed is the clock, ours 0
 Not yet built (a later round), all model-free: CreateGradientMask, BlendIf Mask, MaskGrain, Shadow & Highlight
 Mask (+V2), DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack),
 HLFrequencyDetailRestore, FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName,
-NameToColor, HSV Value, PurgeVRAM V2, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList,
-ImageListToBatch, ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor:
-AutoAdjustV2, AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: GaussianBlurV2,
-SoftLight, HalfTone, DistortDisplace, LayerStyle: Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not
-read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes (Segformer,
-RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+NameToColor, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch, ChoiceTextPreset,
+TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2, AutoBrightness, Color of Shadow
+& Highlight (+V2), LUT Apply, LayerFilter: SoftLight, HalfTone, DistortDisplace, LayerStyle: Gradient Map, and
+LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
+model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
+LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
@@ -661,3 +662,63 @@ class LayerUtilityLayerMaskTransform(_LayerTransform):
             check_interrupted()
             out.append(to_tensor(self.transformed(to_pil(item).convert("L"))))
         return torch.cat(out)
+
+
+class LayerUtilityHSVValue(Node):
+    """A colour's hue, saturation and value on 0..255 scales, as LayerUtility's HSV Value: Python's
+    colorsys HSV of the colour, each times 255, whole. color_value is '#RRGGBB' / '#RGB' text or an
+    (R, G, B) tuple of 0..255 numbers; anything else is refused (the pack logs an error and gives 0,
+    0, 0)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    color_value: ANY
+    outputs = {"H": INT, "S": INT, "V": INT}
+    comfy = ComfyAlias(("LayerUtility: HSV Value",))
+
+    def run(self):
+        import colorsys
+        rgb = color_rgb(self.color_value, "color_value")
+        if not all(0 <= v <= 255 for v in rgb):
+            raise NodeInputError("color_value", f"{rgb} is not a colour: expected R, G, B in 0..255")
+        return tuple(int(v * 255) for v in colorsys.rgb_to_hsv(*(v / 255.0 for v in rgb)))
+
+
+# -- GaussianBlurV2, PurgeVRAM V2 ----------------------------------------------------------------------------
+
+
+class LayerFilterGaussianBlurV2(Node):
+    """PIL's Gaussian blur of radius blur (to a hundredth), as LayerFilter's GaussianBlurV2 (the result is
+    RGB); blur 0 gives the images back unchanged."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    blur: float = Float(20.0, min=0.0, max=1000.0, step=0.05)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: GaussianBlurV2",))
+
+    def run(self):
+        from PIL import ImageFilter
+        if not self.blur:
+            return self.image
+        return batch([to_tensor(to_pil(i).convert("RGB").filter(ImageFilter.GaussianBlur(radius=self.blur)))
+                      for i in self.image])
+
+
+class LayerUtilityPurgeVRAMV2(Node):
+    """Free memory and pass a value on, as LayerUtility's PurgeVRAM V2: with purge_models the models
+    graphflow's memory manager holds on the GPU and not in use move to the CPU's RAM; then Python's
+    garbage is collected and the GPU's cache emptied; `anything` is given on, so later nodes can wait
+    for the purge. purge_cache (ComfyUI's output cache) has nothing to do here: graphflow's cache of
+    node outputs is left alone during a run."""
+    category = "😺dzNodes/LayerUtility/SystemIO"
+    output_node = True
+    anything: ANY
+    purge_cache: bool = Bool(True)
+    purge_models: bool = Bool(True)
+    outputs = {"any": ANY}
+    comfy = ComfyAlias(("LayerUtility: PurgeVRAM V2",))
+
+    def run(self):
+        from graphflow.api import free_memory, offload_idle_models
+        if self.purge_models:
+            offload_idle_models()
+        free_memory()
+        return self.anything

@@ -355,6 +355,36 @@ def test_layer_transform_refuses_a_picture_scaled_to_nothing(registry):
     assert getattr(e.value, "input", None) == "scale"
 
 
+def test_hsv_value_is_colorsys_on_255_levels(registry):
+    import colorsys
+    h, s, v = colorsys.rgb_to_hsv(255 / 255, 128 / 255, 0 / 255)
+    assert node(registry, "LayerUtility: HSV Value", color_value="#FF8000") == (int(h * 255), int(s * 255),
+                                                                            int(v * 255))
+    assert node(registry, "LayerUtility: HSV Value", color_value=(0, 0, 255)) == (170, 255, 255)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: HSV Value", color_value=(0, 0, 300))
+    assert getattr(e.value, "input", None) == "color_value"
+
+
+def test_gaussian_blur_v2_is_pils_blur_and_0_passes_the_images_on(registry):
+    images = rand(2, 12, 14, 4)
+    out = node(registry, "LayerFilter: GaussianBlurV2", image=images, blur=1.35)
+    assert out.shape == (2, 12, 14, 3)
+    assert torch.equal(out[1:], tensor(pil(images[1]).convert("RGB").filter(ImageFilter.GaussianBlur(radius=1.35))))
+    assert node(registry, "LayerFilter: GaussianBlurV2", image=images, blur=0.0) is images
+
+
+def test_purge_vram_v2_purges_and_passes_anything_on(registry, monkeypatch):
+    import graphflow.api
+    calls = []
+    monkeypatch.setattr(graphflow.api, "offload_idle_models", lambda: calls.append("offload"))
+    monkeypatch.setattr(graphflow.api, "free_memory", lambda: calls.append("free"))
+    value = torch.zeros(2)
+    assert node(registry, "LayerUtility: PurgeVRAM V2", anything=value, purge_cache=True, purge_models=True) is value
+    assert node(registry, "LayerUtility: PurgeVRAM V2", anything=3, purge_cache=True, purge_models=False) == 3
+    assert calls == ["offload", "free", "free"]
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -408,6 +438,9 @@ PACK_INTERFACE = {
                                  ["image", "mask", "border_mask"]),
     "LayerUtility: GrayValue": (["color_value"], [], ["gray(256_level)", "gray(100_level)"]),
     "LayerUtility: RGB Value": (["color_value"], [], ["R", "G", "B"]),
+    "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
+    "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
+    "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
     "LayerUtility: CheckMask": (["mask", "white_point", "area_percent"], [1, 1], ["bool"]),
     "LayerUtility: AnyRerouter": (["any"], [], ["any"]),
     "LayerMask: ImageToMask": (["image", "channel", "black_point", "white_point", "gray_point", "invert_output_mask",
