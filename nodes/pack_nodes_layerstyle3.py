@@ -1,26 +1,27 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), LayerMask:
-MaskBoxDetect, MaskBoxExtend and ImageToMask, LayerUtility: CropBoxResolve, BatchSelector, CheckMask (+V2),
-ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB Value, HSV Value and PurgeVRAM
-V2, LayerFilter: GaussianBlurV2. Read from the pack's py/text_image.py at
+MaskBoxDetect, MaskBoxExtend, ImageToMask and CreateGradientMask, LayerUtility: CropBoxResolve, BatchSelector,
+CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB Value, HSV Value
+and PurgeVRAM V2, LayerFilter: GaussianBlurV2. Read from the pack's py/text_image.py at
 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c,
 py/mask_box_detect.py and py/crop_box_resolve.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py
 at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f, py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2,
 py/image_shift.py, py/check_mask.py and py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910,
 py/image_to_mask.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and
-py/layer_mask_transform.py at 266f8a25367ebb1aa6d64b404835fa7cac2651d0, the GrayValue, RGB Value, HSV Value,
-PurgeVRAM V2 and GaussianBlurV2 classes (ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue,
-PurgeVRAM_V2, LS_GaussianBlurV2) as the code index holds them, and py/imagefunc.py (random_numbers,
-extract_numbers, Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border,
-gaussian_blur, mask2image, image2mask) as the code index holds it; the pack's class list from its
+py/layer_mask_transform.py at 266f8a25367ebb1aa6d64b404835fa7cac2651d0, the CreateGradientMask, GrayValue, RGB
+Value, HSV Value, PurgeVRAM V2 and GaussianBlurV2 classes (CreateGradientMask, ColorValuetoGrayValue,
+ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2) as the code index holds them, and
+py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask,
+shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient, create_box_gradient,
+image_channel_split, normalize_gray, adjust_levels) as the code index holds it; the pack's class list from its
 NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
-Not yet built (a later round), all model-free: CreateGradientMask, BlendIf Mask, MaskGrain, Shadow & Highlight
-Mask (+V2), DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack),
+Not yet built (a later round), all model-free: BlendIf Mask, MaskGrain, Shadow & Highlight Mask (+V2),
+DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack),
 HLFrequencyDetailRestore, FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName,
 NameToColor, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch, ChoiceTextPreset,
 TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2, AutoBrightness, Color of Shadow
@@ -722,3 +723,113 @@ class LayerUtilityPurgeVRAMV2(Node):
             offload_idle_models()
         free_memory()
         return self.anything
+
+
+# -- CreateGradientMask --------------------------------------------------------------------------------------
+
+
+def edge_gradient(width: int, height: int, direction: str):
+    """imagefunc.create_gradient from white to black as an L picture: "bottom" white at the top row down
+    to black, "top" the reverse, "right" white at the left column, "left" the reverse; each line
+    int(255 × its distance from the end / the side's length)."""
+    import numpy as np
+    from PIL import Image
+    length = height if direction in ("bottom", "top") else width
+    steps = np.arange(length)
+    values = (255 * (length - steps) / length + 0 * steps / length).astype(int)
+    if direction in ("top", "left"):
+        values = (0 * (length - steps) / length + 255 * steps / length).astype(int)
+    lines = values[:, None] if direction in ("bottom", "top") else values[None, :]
+    return Image.fromarray(np.broadcast_to(lines, (height, width)).astype(np.uint8), "L")
+
+
+def box_gradient(width: int, height: int, scale: int):
+    """imagefunc.create_box_gradient from black at the border to white inside, as an L picture: step =
+    min side × scale (1..100) / 200 nested rectangles, the i-th int(255 × i / step), white within."""
+    from PIL import Image, ImageDraw
+    scale = min(max(scale, 1), 100)
+    picture = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(picture)
+    step = int(min(width, height) * scale / 100 / 2)
+    for i in range(step):
+        draw.rectangle((i, i, width - i, height - i), fill=int(0 * (step - i) / step + 255 * i / step))
+    draw.rectangle((step, step, width - step, height - step), fill=255)
+    return picture
+
+
+class LayerMaskCreateGradientMask(Node):
+    """A gradient mask, as LayerMask's CreateGradientMask: white fading to black toward gradient_side
+    (bottom: white at the top, black at the bottom; top, left, right alike) across gradient_scale % of
+    the picture from the far side, moved by gradient_offset pixels (the part it uncovers white); or, for center, a soft white rectangle fading to black at the edges (the
+    pack's nested rectangles, blurred by (width + height) × gradient_scale / 1600, cropped to where its
+    0.15 gamma is above half, scaled back; a gradient_offset shrinks it by that many pixels about the
+    centre). opacity scales it toward black. With size_as (an image or mask), its first picture's size."""
+    category = "😺dzNodes/LayerMask"
+    width: int = Int(512, min=4, max=99999, resource="width")
+    height: int = Int(512, min=4, max=99999, resource="height")
+    gradient_side: str = Choice(("bottom", "top", "left", "right", "center"), "bottom")
+    gradient_scale: int = Int(100, min=1, max=9999)
+    gradient_offset: int = Int(0, min=-9999, max=9999)
+    opacity: int = Int(100, min=0, max=100)
+    size_as: ANY = None
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: CreateGradientMask",))
+
+    def run(self):
+        from PIL import Image
+        width, height = self.width, self.height
+        if self.size_as is not None:
+            width, height = picture_size(self.size_as, "size_as")
+        side, scale, offset = self.gradient_side, self.gradient_scale, self.gradient_offset
+        # the centre's working picture is twice each side; an edge gradient may be scale % long
+        long_side = max(2, scale / 100) if side != "center" else 2
+        check_made_size("size_as" if self.size_as is not None else "width", 2, int(width * long_side),
+                        int(height * long_side), "the gradient")
+        black, white = Image.new("L", (width, height), 0), Image.new("L", (width, height), 255)
+        canvas = black.copy()
+        if side in ("bottom", "top"):
+            ramp = edge_gradient(width, height, side)
+            if scale != 100:
+                ramp = ramp.resize((width, int(height * scale / 100)))
+            canvas.paste(ramp, (0, offset if side == "bottom" else height - int(height * scale / 100) + offset))
+            if (side == "bottom" and offset > height) or (side == "top" and offset < -height):
+                canvas = white
+            elif side == "bottom" and offset > 0:
+                canvas.paste(white, (0, offset - height))
+            elif side == "top" and offset < 0:
+                canvas.paste(white, (0, height + offset))
+        elif side in ("left", "right"):
+            ramp = edge_gradient(width, height, side)
+            if scale != 100:
+                ramp = ramp.resize((int(width * scale / 100), height))
+            canvas.paste(ramp, (width - int(width * scale / 100) + offset if side == "left" else offset, 0))
+            if (side == "right" and offset > width) or (side == "left" and offset < -width):
+                canvas = white
+            elif side == "right" and offset > 0:
+                canvas.paste(white, (offset - width, 0))
+            elif side == "left" and offset < 0:
+                canvas.paste(white, (width + offset, 0))
+        else:
+            soft, corner = self.soft_box(width, height), (0, 0)
+            if offset:
+                box_width, box_height = max(width - offset, 1), max(height - offset, 1)
+                soft = soft.resize((box_width, box_height), Image.BILINEAR)
+                corner = (int((width - box_width) / 2), int((height - box_height) / 2))
+            canvas.paste(soft, corner)
+        if self.opacity == 0:
+            canvas = black
+        elif self.opacity < 100:
+            canvas = Image.blend(canvas, black, 1.0 - self.opacity / 100)
+        return to_tensor(canvas)
+
+    def soft_box(self, width: int, height: int):
+        """The centre gradient before its offset: the box gradient on black twice the size, blurred,
+        cropped to where its 0.15 gamma is above half (mask_area), scaled back (bilinear)."""
+        from PIL import Image, ImageFilter
+        from nodes.pack_nodes_layerstyle import mask_area
+        from nodes.pack_nodes_layerstyle2 import gamma_table
+        large = Image.new("L", (width * 2, height * 2), 0)
+        large.paste(box_gradient(width, height, self.gradient_scale), (int(width / 2), int(height / 2)))
+        large = large.filter(ImageFilter.GaussianBlur(radius=int((width + height) * self.gradient_scale / 100 / 16)))
+        x, y, found_width, found_height = mask_area(large.point(list(gamma_table(0.15))))
+        return large.crop((x, y, x + found_width, y + found_height)).resize((width, height), Image.BILINEAR)

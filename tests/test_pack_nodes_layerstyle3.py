@@ -385,6 +385,112 @@ def test_purge_vram_v2_purges_and_passes_anything_on(registry, monkeypatch):
     assert calls == ["offload", "free", "free"]
 
 
+def pack_create_gradient(width, height, direction):
+    """imagefunc.create_gradient('#FFFFFF', '#000000', ...), line by line."""
+    picture = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    s, e = 255, 0
+    if direction in ("bottom", "top"):
+        for i in range(height):
+            v = int(s * (height - i) / height + e * i / height) if direction == "bottom" \
+                else int(e * (height - i) / height + s * i / height)
+            draw.line((0, i, width, i), fill=(v, v, v))
+    else:
+        for i in range(width):
+            v = int(s * (width - i) / width + e * i / width) if direction == "right" \
+                else int(e * (width - i) / width + s * i / width)
+            draw.line((i, 0, i, height), fill=(v, v, v))
+    return picture
+
+
+def pack_box_gradient(width, height, scale):
+    scale = min(max(scale, 1), 100)
+    picture = Image.new("RGB", (width, height), (0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    step = int(min(width, height) * scale / 100 / 2)
+    for i in range(step):
+        v = int(0 * (step - i) / step + 255 * i / step)
+        draw.rectangle((i, i, width - i, height - i), fill=(v, v, v))
+    draw.rectangle((step, step, width - step, height - step), fill=(255, 255, 255))
+    return picture
+
+
+def pack_gradient_mask(width, height, side, scale, offset, opacity):
+    """create_gradient_mask.py's branches, written out."""
+    black, white = Image.new("L", (width, height), "black"), Image.new("L", (width, height), "white")
+    canvas = black.copy()
+    if side == "bottom":
+        ramp = pack_create_gradient(width, height, "bottom")
+        if scale != 100:
+            ramp = ramp.resize((width, int(height * scale / 100)))
+        canvas.paste(ramp.convert("L"), box=(0, offset))
+        if offset > height:
+            canvas = white
+        elif offset > 0:
+            canvas.paste(white, box=(0, offset - height))
+    elif side == "top":
+        ramp = pack_create_gradient(width, height, "top")
+        if scale != 100:
+            ramp = ramp.resize((width, int(height * scale / 100)))
+        canvas.paste(ramp.convert("L"), box=(0, height - int(height * scale / 100) + offset))
+        if offset < -height:
+            canvas = white
+        elif offset < 0:
+            canvas.paste(white, box=(0, height + offset))
+    elif side == "left":
+        ramp = pack_create_gradient(width, height, "left")
+        if scale != 100:
+            ramp = ramp.resize((int(width * scale / 100), height))
+        canvas.paste(ramp.convert("L"), box=(width - int(width * scale / 100) + offset, 0))
+        if offset < -width:
+            canvas = white
+        elif offset < 0:
+            canvas.paste(white, box=(width + offset, 0))
+    elif side == "right":
+        ramp = pack_create_gradient(width, height, "right")
+        if scale != 100:
+            ramp = ramp.resize((int(width * scale / 100), height))
+        canvas.paste(ramp.convert("L"), box=(offset, 0))
+        if offset > width:
+            canvas = white
+        elif offset > 0:
+            canvas.paste(white, box=(offset - width, 0))
+    else:
+        box = pack_box_gradient(width, height, scale).convert("L")
+        large = Image.new("L", (width * 2, height * 2), "black")
+        large.paste(box, box=(int(width / 2), int(height / 2)))
+        large = large.filter(ImageFilter.GaussianBlur(radius=int((width + height) * scale / 100 / 16)))
+        table = [round(255 * (v / 255) ** 0.15) for v in range(256)]  # gamma_trans(0.15)
+        ys, xs = np.nonzero(np.asarray(large.point(table)) > 127)
+        x, y, w, h = (xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()) if len(xs) else (-1, -1, 1, 1)
+        large = large.crop((x, y, x + w, y + h)).resize((width, height), Image.BILINEAR)
+        corner = (0, 0)
+        if offset != 0:
+            rw, rh = max(int(width - offset), 1), max(int(height - offset), 1)
+            large = large.resize((rw, rh), Image.BILINEAR)
+            corner = (int((width - rw) / 2), int((height - rh) / 2))
+        canvas.paste(large, box=corner)
+    if opacity == 0:
+        canvas = black
+    elif opacity < 100:
+        canvas = Image.blend(canvas, black, 1.0 - opacity / 100)
+    return canvas
+
+
+@pytest.mark.parametrize("side", ["bottom", "top", "left", "right", "center"])
+@pytest.mark.parametrize("scale,offset,opacity", [(100, 0, 100), (50, 12, 80), (160, -9, 100), (30, 70, 40)])
+def test_create_gradient_mask_as_the_pack(registry, side, scale, offset, opacity):
+    mask = node(registry, "LayerMask: CreateGradientMask", width=64, height=48, gradient_side=side,
+                gradient_scale=scale, gradient_offset=offset, opacity=opacity)
+    assert torch.equal(mask, tensor(pack_gradient_mask(64, 48, side, scale, offset, opacity)))
+
+
+def test_create_gradient_mask_takes_size_as(registry):
+    mask = node(registry, "LayerMask: CreateGradientMask", width=512, height=512, gradient_side="center",
+                gradient_scale=100, gradient_offset=0, opacity=100, size_as=torch.zeros(2, 30, 40, 3))
+    assert torch.equal(mask, tensor(pack_gradient_mask(40, 30, "center", 100, 0, 100)))
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -438,6 +544,8 @@ PACK_INTERFACE = {
                                  ["image", "mask", "border_mask"]),
     "LayerUtility: GrayValue": (["color_value"], [], ["gray(256_level)", "gray(100_level)"]),
     "LayerUtility: RGB Value": (["color_value"], [], ["R", "G", "B"]),
+    "LayerMask: CreateGradientMask": (["width", "height", "gradient_side", "gradient_scale", "gradient_offset",
+                                       "opacity", "size_as"], [512, 512, "bottom", 100, 0, 100], ["mask"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
