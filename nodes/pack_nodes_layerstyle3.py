@@ -1,26 +1,27 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), LayerMask:
-MaskBoxDetect, MaskBoxExtend, ImageToMask and CreateGradientMask, LayerUtility: CropBoxResolve, BatchSelector,
-CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB Value, HSV Value
-and PurgeVRAM V2, LayerFilter: GaussianBlurV2. Read from the pack's py/text_image.py at
-17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c,
-py/mask_box_detect.py and py/crop_box_resolve.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py
-at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f, py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2,
-py/image_shift.py, py/check_mask.py and py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910,
-py/image_to_mask.py at a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and
-py/layer_mask_transform.py at 266f8a25367ebb1aa6d64b404835fa7cac2651d0, the CreateGradientMask, GrayValue, RGB
-Value, HSV Value, PurgeVRAM V2 and GaussianBlurV2 classes (CreateGradientMask, ColorValuetoGrayValue,
-ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2) as the code index holds them, and
-py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, rgb2gray, mask_white_area, is_valid_mask,
-shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient, create_box_gradient,
-image_channel_split, normalize_gray, adjust_levels) as the code index holds it; the pack's class list from its
-NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask and Shadow & Highlight Mask (+V2), LayerUtility:
+CropBoxResolve, BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter,
+GrayValue, RGB Value, HSV Value and PurgeVRAM V2, LayerFilter: GaussianBlurV2. Read from the pack's
+py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
+245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
+17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f,
+py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
+py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
+a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
+266f8a25367ebb1aa6d64b404835fa7cac2651d0, the CreateGradientMask, ShadowAndHighlightMask (+V2), GrayValue, RGB
+Value, HSV Value, PurgeVRAM V2 and GaussianBlurV2 classes (CreateGradientMask, ShadowAndHighlightMask,
+LS_ShadowAndHighlightMaskV2, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
+LS_GaussianBlurV2) as the code index holds them, and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
+rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
+image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels) as the code
+index holds it; the pack's class list from its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
-Not yet built (a later round), all model-free: BlendIf Mask, MaskGrain, Shadow & Highlight Mask (+V2),
+Not yet built (a later round), all model-free: BlendIf Mask, MaskGrain,
 DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack),
 HLFrequencyDetailRestore, FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName,
 NameToColor, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch, ChoiceTextPreset,
@@ -833,3 +834,83 @@ class LayerMaskCreateGradientMask(Node):
         large = large.filter(ImageFilter.GaussianBlur(radius=int((width + height) * self.gradient_scale / 100 / 16)))
         x, y, found_width, found_height = mask_area(large.point(list(gamma_table(0.15))))
         return large.crop((x, y, x + found_width, y + found_height)).resize((width, height), Image.BILINEAR)
+
+
+# -- Shadow & Highlight Mask (+V2) ---------------------------------------------------------------------------
+
+
+def luminance_key(picture, low: float, high: float):
+    """imagefunc.luminance_keyer (gamma 1): the picture's luminance (0.2126 R + 0.7152 G + 0.0722 B, torch
+    float32) mapped low..high to 0..1 (a step above high where they are equal), clamped, at 8 bits."""
+    import numpy as np
+    from PIL import Image
+    rgb = to_tensor(picture.convert("RGB"))[0]
+    luminance = 0.2126 * rgb[..., 0] + 0.7152 * rgb[..., 1] + 0.0722 * rgb[..., 2]
+    key = (luminance > high).to(rgb.dtype) if low == high else (luminance - low) / (high - low)
+    return Image.fromarray(np.clip(255.0 * key.clamp(0, 1).numpy(), 0, 255).astype(np.uint8), "L")
+
+
+class LayerMaskShadowAndHighlightMask(Node):
+    """Masks of an image's shadows and highlights, as LayerMask's Shadow & Highlight Mask: from the mean
+    HSV value g of the image where its mask is above 16 (mask, its item or its last; else the image's
+    alpha, else everywhere), the shadow level is 100 g³/255³ + 32 (1 - g³/255³) and the highlight level
+    the same with squares; the shadow mask rises from 0 at (level + offset) / 100 + range / 2 to 1 at
+    (level + offset) / 100 - range / 2 of the luminance (0.2126 R + 0.7152 G + 0.0722 B), the highlight
+    mask from - range / 2 to + range / 2 (ends kept in 0.01..0.99); both black outside the mask (a mask
+    with nothing above 16 gives black, as the pack's empty mean does)."""
+    category = "😺dzNodes/LayerMask"
+    image: IMAGE
+    shadow_level_offset: int = Int(0, min=-99, max=99)
+    shadow_range: float = Float(0.25, min=0.01, max=0.99, step=0.01)
+    highlight_level_offset: int = Int(0, min=-99, max=99)
+    highlight_range: float = Float(0.25, min=0.01, max=0.99, step=0.01)
+    mask: MASK = None
+    outputs = {"shadow_mask": MASK, "highlight_mask": MASK}
+    comfy = ComfyAlias(("LayerMask: Shadow & Highlight Mask",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageChops
+        images = [to_pil(i) for i in self.image]
+        if self.mask is not None:
+            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
+        else:
+            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
+        shadows, highlights = [], []
+        for i in range(max(len(images), len(masks))):
+            check_interrupted()
+            picture = images[min(i, len(images) - 1)].convert("RGB")
+            mask = masks[min(i, len(masks) - 1)]
+            if mask.size != picture.size:
+                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                             f"{picture.height}: expected the image's size")
+            inside = np.asarray(mask) > 16
+            black = Image.new("L", picture.size, "black")
+            if not inside.any():
+                shadows.append(to_tensor(black))
+                highlights.append(to_tensor(black))
+                continue
+            gray = np.asarray(picture.convert("HSV"))[..., 2][inside].mean()
+            shadow_ratio, highlight_ratio = gray ** 3 / 255 ** 3, gray ** 2 / 255 ** 2
+            shadow_level = shadow_ratio * 100 + (1 - shadow_ratio) * 32
+            highlight_level = highlight_ratio * 100 + (1 - highlight_ratio) * 32
+            ends = []
+            for level, offset, spread, sign in ((shadow_level, self.shadow_level_offset, self.shadow_range, 1),
+                                                (highlight_level, self.highlight_level_offset, self.highlight_range,
+                                                 -1)):
+                low = min(max((level + offset) / 100 + sign * spread / 2, 0.01), 0.99)
+                high = min(max((level + offset) / 100 - sign * spread / 2, 0.01), 0.99)
+                ends.append((low, high))
+            outside = ImageChops.invert(mask)
+            for out, (low, high) in zip((shadows, highlights), ends):
+                keyed = luminance_key(picture, low, high)
+                keyed.paste(black, mask=outside)
+                out.append(to_tensor(keyed))
+        return torch.cat(shadows), torch.cat(highlights)
+
+
+class LayerMaskShadowHighlightMaskV2(LayerMaskShadowAndHighlightMask):
+    """LayerMask's ShadowHighlightMaskV2: the same as Shadow & Highlight Mask (the pack renamed the class
+    without the "&")."""
+    comfy = ComfyAlias(("LayerMask: ShadowHighlightMaskV2",))

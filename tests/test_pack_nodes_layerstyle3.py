@@ -491,6 +491,56 @@ def test_create_gradient_mask_takes_size_as(registry):
     assert torch.equal(mask, tensor(pack_gradient_mask(40, 30, "center", 100, 0, 100)))
 
 
+def pack_shadow_highlight(picture, mask, shadow_offset, shadow_range, highlight_offset, highlight_range):
+    """shadow_and_highlight_mask.py with imagefunc's get_gray_average, calculate_shadow_highlight_level and
+    luminance_keyer, written out."""
+    def norm(v):
+        return min(max(v, 0.01), 0.99)
+
+    def keyer(low, high):
+        t = torch.from_numpy(np.asarray(picture).astype(np.float32) / 255.0)[None]
+        alpha = 0.2126 * t[:, :, :, 0] + 0.7152 * t[:, :, :, 1] + 0.0722 * t[:, :, :, 2]
+        alpha = (alpha > high).to(t.dtype) if low == high else (alpha - low) / (high - low)
+        alpha = torch.clamp(alpha, min=0, max=1).unsqueeze(3).repeat(1, 1, 1, 3)
+        return Image.fromarray(np.clip(255.0 * alpha.numpy().squeeze(), 0, 255).astype(np.uint8)).convert("L")
+
+    _, _, v = picture.convert("HSV").split()
+    gray = np.array(v)[np.array(mask) > 16].mean()
+    shadow_ratio, highlight_ratio = gray ** 3 / 255 ** 3, gray ** 2 / 255 ** 2
+    shadow_level = shadow_ratio * 100 + (1 - shadow_ratio) * 32
+    highlight_level = highlight_ratio * 100 + (1 - highlight_ratio) * 32
+    shadow = keyer(norm((shadow_level + shadow_offset) / 100 + shadow_range / 2),
+                   norm((shadow_level + shadow_offset) / 100 - shadow_range / 2))
+    highlight = keyer(norm((highlight_level + highlight_offset) / 100 - highlight_range / 2),
+                      norm((highlight_level + highlight_offset) / 100 + highlight_range / 2))
+    black, outside = Image.new("L", picture.size, "black"), ImageOps.invert(mask)
+    shadow.paste(black, mask=outside)
+    highlight.paste(black, mask=outside)
+    return shadow, highlight
+
+
+@pytest.mark.parametrize("comfy_class", ["LayerMask: Shadow & Highlight Mask", "LayerMask: ShadowHighlightMaskV2"])
+@pytest.mark.parametrize("settings", [(0, 0.25, 0, 0.25), (-20, 0.6, 15, 0.1), (99, 0.99, -99, 0.01)])
+def test_shadow_and_highlight_masks_as_the_pack(registry, comfy_class, settings):
+    images = rand(2, 16, 20, 3, seed=6) ** 1.5
+    mask = rand(1, 16, 20, seed=7)
+    shadow, highlight = node(registry, comfy_class, image=images, shadow_level_offset=settings[0],
+                             shadow_range=settings[1], highlight_level_offset=settings[2],
+                             highlight_range=settings[3], mask=mask)
+    assert shadow.shape == highlight.shape == (2, 16, 20)
+    for i in range(2):
+        expected = pack_shadow_highlight(pil(images[i]), pil(mask[0]), *settings)
+        assert torch.equal(shadow[i], tensor(expected[0])[0]) and torch.equal(highlight[i], tensor(expected[1])[0])
+    assert shadow.max() > 0 or highlight.max() > 0
+
+
+def test_shadow_and_highlight_masks_of_an_empty_mask_are_black(registry):
+    shadow, highlight = node(registry, "LayerMask: Shadow & Highlight Mask", image=rand(1, 8, 8, 3),
+                             shadow_level_offset=0, shadow_range=0.25, highlight_level_offset=0, highlight_range=0.25,
+                             mask=torch.zeros(1, 8, 8))
+    assert not shadow.any() and not highlight.any()
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -526,6 +576,8 @@ TEXT_INPUTS = (["text", "font_file", "spacing", "leading", "horizontal_border", 
                ["image", "mask"])
 TRANSFORM_INPUTS = ["x", "y", "mirror", "scale", "aspect_ratio", "rotate", "transform_method", "anti_aliasing"]
 TRANSFORM_DEFAULTS = [0, 0, "None", 1.0, 1.0, 0.0, "lanczos", 2]
+SHADOW_INPUTS = ["image", "shadow_level_offset", "shadow_range", "highlight_level_offset", "highlight_range", "mask"]
+SHADOW_DEFAULTS = [0, 0.25, 0, 0.25]
 BOX_OUTPUTS = ["x_percent", "y_percent", "width", "height", "x", "y", "crop_box"]
 # the pack's INPUT_TYPES (names in order, widget defaults; None: a file list, or the pack's clock seed) and
 # RETURN_NAMES
@@ -546,6 +598,8 @@ PACK_INTERFACE = {
     "LayerUtility: RGB Value": (["color_value"], [], ["R", "G", "B"]),
     "LayerMask: CreateGradientMask": (["width", "height", "gradient_side", "gradient_scale", "gradient_offset",
                                        "opacity", "size_as"], [512, 512, "bottom", 100, 0, 100], ["mask"]),
+    "LayerMask: Shadow & Highlight Mask": (SHADOW_INPUTS, SHADOW_DEFAULTS, ["shadow_mask", "highlight_mask"]),
+    "LayerMask: ShadowHighlightMaskV2": (SHADOW_INPUTS, SHADOW_DEFAULTS, ["shadow_mask", "highlight_mask"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
