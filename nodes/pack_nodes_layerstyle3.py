@@ -1,6 +1,6 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), LayerMask:
-MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask and Shadow & Highlight Mask (+V2), LayerUtility:
+MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask and Shadow & Highlight Mask (+V2), LayerFilter: SoftLight, LayerUtility:
 CropBoxResolve, BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter,
 GrayValue, RGB Value, HSV Value and PurgeVRAM V2, LayerFilter: GaussianBlurV2. Read from the pack's
 py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
@@ -9,9 +9,9 @@ py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.p
 py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
-266f8a25367ebb1aa6d64b404835fa7cac2651d0, the CreateGradientMask, ShadowAndHighlightMask (+V2), GrayValue, RGB
+266f8a25367ebb1aa6d64b404835fa7cac2651d0, the CreateGradientMask, ShadowAndHighlightMask (+V2), SoftLight, GrayValue, RGB
 Value, HSV Value, PurgeVRAM V2 and GaussianBlurV2 classes (CreateGradientMask, ShadowAndHighlightMask,
-LS_ShadowAndHighlightMaskV2, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
+LS_ShadowAndHighlightMaskV2, SoftLight, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
 LS_GaussianBlurV2) as the code index holds them, and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
 rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
 image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels) as the code
@@ -26,7 +26,7 @@ DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask
 HLFrequencyDetailRestore, FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName,
 NameToColor, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch, ChoiceTextPreset,
 TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2, AutoBrightness, Color of Shadow
-& Highlight (+V2), LUT Apply, LayerFilter: SoftLight, HalfTone, DistortDisplace, LayerStyle: Gradient Map, and
+& Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, LayerStyle: Gradient Map, and
 LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
 model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
 LAYERSTYLE_LEFT_OUT."""
@@ -914,3 +914,63 @@ class LayerMaskShadowHighlightMaskV2(LayerMaskShadowAndHighlightMask):
     """LayerMask's ShadowHighlightMaskV2: the same as Shadow & Highlight Mask (the pack renamed the class
     without the "&")."""
     comfy = ComfyAlias(("LayerMask: ShadowHighlightMaskV2",))
+
+
+# -- SoftLight -----------------------------------------------------------------------------------------------
+
+
+def gray_threshold(picture, thresh: int = 127, otsu: bool = False):
+    """imagefunc.gray_threshold: OpenCV's grey of the picture, Otsu's binary threshold where otsu, else
+    zeroed at and below thresh (THRESH_TOZERO)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+    gray = cv2.cvtColor(np.asarray(picture.convert("RGB")), cv2.COLOR_RGB2GRAY)
+    if otsu:
+        _, out = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    else:
+        _, out = cv2.threshold(gray, thresh, 255, cv2.THRESH_TOZERO)
+    return Image.fromarray(out, "L")
+
+
+class LayerFilterSoftLight(Node):
+    """A soft glow on the lights, as LayerFilter's SoftLight: the picture blurred by soft (PIL's Gaussian
+    blur) is screened onto it at opacity, twice, and that pasted back through the picture's lights (its
+    grey above the mean brightness of its Otsu-bright part plus threshold, zeroed below) blurred by
+    (width + height) / 100 × soft, then through its highlights (above half way from there to white, plus
+    half the threshold) blurred by half that. A picture black throughout is refused (the pack divides by
+    zero there)."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    soft: float = Float(1.0, min=0.2, max=10.0, step=0.01)
+    threshold: int = Int(-10, min=-255, max=255)
+    opacity: int = Int(100, min=0, max=100)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: SoftLight",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageFilter
+        from nodes.pack_nodes_layerstyle import chop_image
+        out = []
+        for item in self.image:
+            check_interrupted()
+            canvas = to_pil(item).convert("RGB")
+            blur = int((canvas.width + canvas.height) / 200 * self.soft)
+            bright = Image.new("RGB", canvas.size, "#000000")
+            bright.paste(canvas, mask=gray_threshold(canvas, otsu=True))
+            levels = np.asarray(bright.convert("L"))
+            lit = levels[levels > 1]
+            if lit.size == 0:
+                raise NodeInputError("image", "is black throughout: SoftLight has no lights to soften (the pack "
+                                              "divides by zero there)")
+            average = int(int(lit.sum(dtype=np.int64)) / lit.size)
+            light_mask = gray_threshold(canvas, average + self.threshold)
+            highlight_mask = gray_threshold(canvas, average + (255 - average) // 2 + self.threshold // 2)
+            blurred = canvas.filter(ImageFilter.GaussianBlur(radius=self.soft)).convert("RGB")
+            light = chop_image(canvas, blurred, "screen", self.opacity)
+            highlight = chop_image(light, blurred, "screen", self.opacity)
+            canvas.paste(highlight, mask=light_mask.filter(ImageFilter.GaussianBlur(radius=blur * 2)))
+            canvas.paste(highlight, mask=highlight_mask.filter(ImageFilter.GaussianBlur(radius=blur)))
+            out.append(to_tensor(canvas))
+        return batch(out)

@@ -541,6 +541,64 @@ def test_shadow_and_highlight_masks_of_an_empty_mask_are_black(registry):
     assert not shadow.any() and not highlight.any()
 
 
+def pack_soft_light(canvas, soft, threshold, opacity):
+    """soft_light.py with imagefunc's gray_threshold (by way of BGR, as pil2cv2), remove_background,
+    get_image_bright_average and chop_image's screen, written out."""
+    import cv2
+    from PIL import ImageChops
+
+    def threshold_of(picture, thresh=127, otsu=False):
+        gray = cv2.cvtColor(cv2.cvtColor(np.array(picture), cv2.COLOR_RGB2BGR), cv2.COLOR_BGR2GRAY)
+        if otsu:
+            _, out = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        else:
+            _, out = cv2.threshold(gray, thresh, 255, cv2.THRESH_TOZERO)
+        return Image.fromarray(out).convert("L")
+
+    def screen(back, layer):
+        out = ImageChops.screen(back, layer)
+        if opacity == 0:
+            return back
+        return Image.blend(out, back, 1.0 - opacity / 100) if opacity < 100 else out
+
+    blur = int((canvas.width + canvas.height) / 200 * soft)
+    removed = Image.new("RGB", canvas.size, "#000000")
+    removed.paste(canvas, mask=threshold_of(canvas, otsu=True))
+    removed = removed.convert("L")
+    total = pixels = 0
+    for y in range(removed.height):
+        for x in range(removed.width):
+            b = removed.getpixel((x, y))
+            if b > 1:
+                pixels += 1
+                total += b
+    auto = int(total / pixels)
+    light_mask = threshold_of(canvas, auto + threshold)
+    highlight_mask = threshold_of(canvas, auto + (255 - auto) // 2 + threshold // 2)
+    blurred = canvas.filter(ImageFilter.GaussianBlur(radius=soft)).convert("RGB")
+    light = screen(canvas, blurred)
+    highlight = screen(light, blurred)
+    canvas = canvas.copy()
+    canvas.paste(highlight, mask=light_mask.filter(ImageFilter.GaussianBlur(radius=blur * 2)).convert("L"))
+    canvas.paste(highlight, mask=highlight_mask.filter(ImageFilter.GaussianBlur(radius=blur)).convert("L"))
+    return canvas
+
+
+@pytest.mark.parametrize("soft,threshold,opacity", [(1.0, -10, 100), (3.5, 40, 60), (0.2, -255, 0)])
+def test_soft_light_as_the_pack(registry, soft, threshold, opacity):
+    images = rand(2, 24, 30, 3, seed=8)
+    out = node(registry, "LayerFilter: SoftLight", image=images, soft=soft, threshold=threshold, opacity=opacity)
+    for i in range(2):
+        assert torch.equal(out[i:i + 1], tensor(pack_soft_light(pil(images[i]), soft, threshold, opacity)))
+    assert torch.equal(out, torch.cat([tensor(pil(i)) for i in images])) == (opacity == 0)  # lit where it shows
+
+
+def test_soft_light_refuses_a_black_picture(registry):
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerFilter: SoftLight", image=torch.zeros(1, 8, 8, 3), soft=1.0, threshold=-10, opacity=100)
+    assert getattr(e.value, "input", None) == "image"
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -600,6 +658,7 @@ PACK_INTERFACE = {
                                        "opacity", "size_as"], [512, 512, "bottom", 100, 0, 100], ["mask"]),
     "LayerMask: Shadow & Highlight Mask": (SHADOW_INPUTS, SHADOW_DEFAULTS, ["shadow_mask", "highlight_mask"]),
     "LayerMask: ShadowHighlightMaskV2": (SHADOW_INPUTS, SHADOW_DEFAULTS, ["shadow_mask", "highlight_mask"]),
+    "LayerFilter: SoftLight": (["image", "soft", "threshold", "opacity"], [1.0, -10, 100], ["image"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
