@@ -1,39 +1,43 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
-LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), LayerMask:
-MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask and Shadow & Highlight Mask (+V2), LayerFilter: SoftLight, LayerUtility:
-CropBoxResolve, BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter,
-GrayValue, RGB Value, HSV Value and PurgeVRAM V2, LayerFilter: GaussianBlurV2. Read from the pack's
-py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
+LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
+BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
+Value, HSV Value, PurgeVRAM V2, ImageBatchToList and ImageListToBatch; LayerMask: MaskBoxDetect, MaskBoxExtend,
+ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2) and BlendIf Mask; LayerFilter: SoftLight and
+GaussianBlurV2.
+
+Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/batch_selector.py at 1f30a686d5c7d13750d6b9ed541c12bf16ca422f,
 py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
-266f8a25367ebb1aa6d64b404835fa7cac2651d0, the CreateGradientMask, ShadowAndHighlightMask (+V2), SoftLight, GrayValue, RGB
-Value, HSV Value, PurgeVRAM V2 and GaussianBlurV2 classes (CreateGradientMask, ShadowAndHighlightMask,
-LS_ShadowAndHighlightMaskV2, SoftLight, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
-LS_GaussianBlurV2) as the code index holds them, and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
-rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
-image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels) as the code
-index holds it; the pack's class list from its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
+LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, ColorValuetoGrayValue, ColorValuetoRGBValue,
+ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
+LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
+py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
+is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
+create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
+calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
+histogram_range) as the code index holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI
+registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
-Not yet built (a later round), all model-free: BlendIf Mask, MaskGrain,
-DrawRoundedRectangle / RoundedRectangle, CropByMask V3, ImageCompositeHandleMask, ICMask (+CropBack),
-HLFrequencyDetailRestore, FluxKontextImageScale, NanoBananaImageScale, GetMainColors (+V2), ColorName,
-NameToColor, PrintInfo, ImageHub, ImageReel (+Composit), ImageBatchToList, ImageListToBatch, ChoiceTextPreset,
-TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2, AutoBrightness, Color of Shadow
-& Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, LayerStyle: Gradient Map, and
-LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
-model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
-LAYERSTYLE_LEFT_OUT."""
+Not yet built (a later round), all model-free: MaskGrain, DrawRoundedRectangle / RoundedRectangle, CropByMask V3,
+ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore, FluxKontextImageScale,
+NanoBananaImageScale, GetMainColors (+V2), ColorName, NameToColor, PrintInfo, ImageHub, ImageReel (+Composit),
+ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
+AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, LayerStyle:
+Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs
+numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in
+graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, Node, \
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, \
     NodeInputError, Text, check_interrupted
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, detect_area, mask_batch, \
@@ -974,3 +978,116 @@ class LayerFilterSoftLight(Node):
             canvas.paste(highlight, mask=highlight_mask.filter(ImageFilter.GaussianBlur(radius=blur)))
             out.append(to_tensor(canvas))
         return batch(out)
+
+
+# -- image lists ---------------------------------------------------------------------------------------------
+
+
+class LayerUtilityImageBatchToList(Node):
+    """A batch of images cut into a list of smaller batches of batch_size (the last may be shorter), as
+    LayerUtility's ImageBatchToList: what follows runs once per part."""
+    category = "😺dzNodes/LayerUtility/Data"
+    image: IMAGE
+    batch_size: int = Int(6, min=1, max=64)
+    outputs = {"image": ListOf(IMAGE)}
+    comfy = ComfyAlias(("LayerUtility: ImageBatchToList",))
+
+    def run(self):
+        return [self.image[i:i + self.batch_size] for i in range(0, len(self.image), self.batch_size)]
+
+
+class LayerUtilityImageListToBatch(Node):
+    """A list of image batches joined into one batch, as LayerUtility's ImageListToBatch: each batch of
+    another size than the first's scaled to it (ComfyUI's bicubic common_upscale, centre-cropped to its
+    aspect, as the pack does)."""
+    category = "😺dzNodes/LayerUtility/Data"
+    input_is_list = True
+    image: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: ImageListToBatch",))
+
+    def run(self):
+        import torch
+        from nodes.image import _resize_image
+        if not self.image:
+            raise NodeInputError("image", "the list is empty: expected at least one image batch")
+        first = self.image[0]
+        height, width, channels = first.shape[1:]
+        parts = []
+        for part in self.image:
+            if part.shape[-1] != channels:
+                raise NodeInputError("image", f"a batch of {part.shape[-1]} channels follows one of {channels}: "
+                                              "expected the same channels throughout")
+            if part.shape[1:3] != first.shape[1:3]:
+                part = _resize_image(part, width, height, "bicubic", crop=True)
+            parts.append(part.to(first.dtype))
+        check_made_size("image", sum(len(p) for p in parts), width, height, "the joined batch")
+        return torch.cat(parts)
+
+
+# -- BlendIf Mask --------------------------------------------------------------------------------------------
+
+
+def blend_if_range(levels, black_point: int, black_range: int, white_point: int, white_range: int):
+    """imagefunc.histogram_range on 8-bit levels: white between the points, falling to black below
+    black_point over black_range and above white_point over white_range (each ramp int((v - low) /
+    range × 255)); the pack's limits on the points and ranges applied first."""
+    import numpy as np
+    black_point, white_point = min(black_point, 254), max(white_point, 1)
+    black_range, white_range = min(black_range, 255 - black_point), min(white_range, white_point)
+    if black_point == white_point:
+        return np.full(levels.shape, 255, np.uint8)
+    v = levels.astype(np.int64)
+    upper = np.full(levels.shape, 255, np.int64)
+    if white_point < 255 or white_range > 0:
+        low = white_point - white_range
+        ramp = ((v - low) / max(white_range, 1) * 255).astype(np.int64)
+        upper = np.where(v > white_point, 0, np.where(v > low, 255 - ramp, 255))
+    lower = np.full(levels.shape, 255, np.int64)
+    if black_point > 0 or black_range > 0:
+        ramp = ((v - black_point) / max(black_range, 1) * 255).astype(np.int64)
+        lower = np.where(v < black_point, 0, np.where(v < black_point + black_range, ramp, 255))
+    return np.minimum(upper, lower).astype(np.uint8)
+
+
+class LayerMaskBlendIfMask(Node):
+    """A mask of the image's levels between two points, as LayerMask's BlendIf Mask (Photoshop's Blend If):
+    of its grey, red, green or blue, white from black_point to white_point, fading to black over
+    black_range below and white_range above; kept only inside the mask (mask, inverted where
+    invert_mask, as the pack's default does; else the image's alpha, else everywhere)."""
+    category = "😺dzNodes/LayerMask"
+    image: IMAGE
+    invert_mask: bool = Bool(True)
+    blend_if: str = Choice(("gray", "red", "green", "blue"), "gray")
+    black_point: int = Int(0, min=0, max=254, display="slider")
+    black_range: int = Int(0, min=0, max=255)
+    white_point: int = Int(255, min=1, max=255, display="slider")
+    white_range: int = Int(0, min=0, max=255)
+    mask: MASK = None
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: BlendIf Mask",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageChops
+        images = [to_pil(i) for i in self.image]
+        if self.mask is not None:
+            masks = [to_pil(1 - m if self.invert_mask else m).convert("L") for m in mask_batch(self.mask)]
+        else:
+            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
+        out = []
+        for i in range(max(len(images), len(masks))):
+            check_interrupted()
+            picture = images[min(i, len(images) - 1)].convert("RGB")
+            mask = masks[min(i, len(masks) - 1)]
+            if mask.size != picture.size:
+                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                             f"{picture.height}: expected the image's size")
+            channel = picture.convert("L") if self.blend_if == "gray" else \
+                picture.split()[("red", "green", "blue").index(self.blend_if)]
+            kept = Image.fromarray(blend_if_range(np.asarray(channel), self.black_point, self.black_range,
+                                                  self.white_point, self.white_range), "L")
+            kept.paste(Image.new("L", picture.size, "black"), mask=ImageChops.invert(mask))
+            out.append(to_tensor(kept))
+        return torch.cat(out)

@@ -599,6 +599,76 @@ def test_soft_light_refuses_a_black_picture(registry):
     assert getattr(e.value, "input", None) == "image"
 
 
+def test_image_batch_to_list_and_back(registry):
+    images = rand(7, 6, 8, 3)
+    parts = node(registry, "LayerUtility: ImageBatchToList", image=images, batch_size=3)
+    assert [len(p) for p in parts] == [3, 3, 1] and torch.equal(torch.cat(parts), images)
+    assert torch.equal(node(registry, "LayerUtility: ImageListToBatch", image=parts), images)
+    other = rand(2, 12, 8, 3, seed=1)  # twice as tall: centre-cropped to 6 × 8's aspect, then scaled
+    joined = node(registry, "LayerUtility: ImageListToBatch", image=[images[:1], other])
+    cropped = other[:, 3:9].movedim(-1, 1)
+    assert torch.equal(joined[1:], cropped.movedim(1, -1))  # the crop is the size already: no scaling
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: ImageListToBatch", image=[images[:1], rand(1, 6, 8, 4)])
+    assert getattr(e.value, "input", None) == "image"
+
+
+def pack_histogram_range(image, black_point, black_range, white_point, white_range):
+    """imagefunc.histogram_range, pixel by pixel (its black_part starts as the very picture its white part
+    marked, as the pack's aliasing has it)."""
+    from PIL import ImageChops
+
+    def remap(p, lo, hi):
+        return int((p - lo) / (hi - lo) * 255)
+
+    if black_point == 255:
+        black_point = 254
+    if white_point == 0:
+        white_point = 1
+    if black_point + black_range > 255:
+        black_range = 255 - black_point
+    if white_range > white_point:
+        white_range = white_point
+    white_image, black_image = Image.new("L", image.size, "white"), Image.new("L", image.size, "black")
+    if black_point == white_point:
+        return white_image
+    white_part = black_image
+    if white_point < 255 or white_range > 0:
+        for y in range(image.height):
+            for x in range(image.width):
+                p = image.getpixel((x, y))
+                if p > white_point:
+                    white_part.putpixel((x, y), 255)
+                elif p > white_point - white_range:
+                    white_part.putpixel((x, y), remap(p, white_point - white_range, white_point))
+    white_part = ImageChops.invert(white_part)
+    black_part = black_image
+    if black_point > 0 or black_range > 0:
+        for y in range(image.height):
+            for x in range(image.width):
+                p = image.getpixel((x, y))
+                if p < black_point:
+                    black_part.putpixel((x, y), 255)
+                elif p < black_point + black_range:
+                    black_part.putpixel((x, y), 255 - remap(p, black_point, black_point + black_range))
+    black_part = ImageChops.invert(black_part)
+    return ImageChops.darker(white_part, black_part)  # blend_modes' darken_only of two opaque pictures
+
+
+@pytest.mark.parametrize("blend_if,points", [("gray", (0, 0, 255, 0)), ("red", (40, 30, 200, 50)),
+                                             ("green", (100, 0, 150, 0)), ("blue", (240, 200, 20, 100)),
+                                             ("gray", (90, 0, 90, 0))])
+def test_blend_if_mask_as_the_pack(registry, blend_if, points):
+    picture = ramp_image()
+    mask = rand(1, 16, 16, seed=9)
+    out = node(registry, "LayerMask: BlendIf Mask", image=tensor(picture), invert_mask=True, blend_if=blend_if,
+               black_point=points[0], black_range=points[1], white_point=points[2], white_range=points[3], mask=mask)
+    channel = picture.convert("L") if blend_if == "gray" else picture.split()[["red", "green", "blue"].index(blend_if)]
+    expected = pack_histogram_range(channel, *points)
+    expected.paste(Image.new("L", (16, 16), "black"), mask=ImageOps.invert(pil(1 - mask[0]).convert("L")))
+    assert torch.equal(out, tensor(expected))
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -659,6 +729,10 @@ PACK_INTERFACE = {
     "LayerMask: Shadow & Highlight Mask": (SHADOW_INPUTS, SHADOW_DEFAULTS, ["shadow_mask", "highlight_mask"]),
     "LayerMask: ShadowHighlightMaskV2": (SHADOW_INPUTS, SHADOW_DEFAULTS, ["shadow_mask", "highlight_mask"]),
     "LayerFilter: SoftLight": (["image", "soft", "threshold", "opacity"], [1.0, -10, 100], ["image"]),
+    "LayerUtility: ImageBatchToList": (["image", "batch_size"], [6], ["image"]),
+    "LayerUtility: ImageListToBatch": (["image"], [], ["image"]),
+    "LayerMask: BlendIf Mask": (["image", "invert_mask", "blend_if", "black_point", "black_range", "white_point",
+                                 "white_range", "mask"], [True, "gray", 0, 0, 255, 0], ["mask"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
