@@ -1,8 +1,8 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
-Value, HSV Value, PurgeVRAM V2, ImageBatchToList and ImageListToBatch; LayerMask: MaskBoxDetect, MaskBoxExtend,
-ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2) and BlendIf Mask; LayerFilter: SoftLight and
+Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch and RoundedRectangle; LayerMask: MaskBoxDetect,
+MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight and
 GaussianBlurV2.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
@@ -12,21 +12,21 @@ py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
-LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, ColorValuetoGrayValue, ColorValuetoRGBValue,
+LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, ColorValuetoGrayValue, ColorValuetoRGBValue,
 ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
 LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
 py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
 is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
 create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
 calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
-histogram_range) as the code index holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI
+histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI
 registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
-Not yet built (a later round), all model-free: MaskGrain, DrawRoundedRectangle / RoundedRectangle, CropByMask V3,
+Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
 ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore, FluxKontextImageScale,
 NanoBananaImageScale, GetMainColors (+V2), ColorName, NameToColor, PrintInfo, ImageHub, ImageReel (+Composit),
 ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
@@ -1013,6 +1013,7 @@ class LayerUtilityImageListToBatch(Node):
             raise NodeInputError("image", "the list is empty: expected at least one image batch")
         first = self.image[0]
         height, width, channels = first.shape[1:]
+        check_made_size("image", sum(len(p) for p in self.image), width, height, "the joined batch")
         parts = []
         for part in self.image:
             if part.shape[-1] != channels:
@@ -1021,7 +1022,6 @@ class LayerUtilityImageListToBatch(Node):
             if part.shape[1:3] != first.shape[1:3]:
                 part = _resize_image(part, width, height, "bicubic", crop=True)
             parts.append(part.to(first.dtype))
-        check_made_size("image", sum(len(p) for p in parts), width, height, "the joined batch")
         return torch.cat(parts)
 
 
@@ -1091,3 +1091,119 @@ class LayerMaskBlendIfMask(Node):
             kept.paste(Image.new("L", picture.size, "black"), mask=ImageChops.invert(mask))
             out.append(to_tensor(kept))
         return torch.cat(out)
+
+
+# -- MaskGrain, RoundedRectangle -----------------------------------------------------------------------------
+
+
+class LayerMaskMaskGrain(Node):
+    """A grainy edge on masks, as LayerMask's MaskGrain: the mask (inverted where invert_mask) grown by
+    grain and blurred by 2 × grain is dissolved at 50 % onto black (each pixel kept where a uniform draw
+    is below half its level), then the mask shrunk by grain and blurred by grain is pasted in white
+    over it. The pack's dissolve draws from numpy's unseeded generator; ours from a fixed seed (round
+    2's dissolve), so a run repeats. grain 0 gives the (inverted) mask at 8 bits."""
+    category = "😺dzNodes/LayerMask"
+    mask: MASK
+    grain: int = Int(6, min=0, max=127)
+    invert_mask: bool = Bool(False)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: MaskGrain",))
+
+    def run(self):
+        import torch
+        from PIL import Image
+        from nodes.pack_nodes_layerstyle import expand_mask
+        from nodes.pack_nodes_layerstyle2 import BLEND_COPIES, chop_image_v2
+        out = []
+        for item in mask_batch(self.mask):
+            check_interrupted()
+            mask = to_pil(1 - item if self.invert_mask else item).convert("L")
+            if self.grain:
+                check_made_size("mask", BLEND_COPIES, mask.width, mask.height, "the dissolve blend")
+                inner = expand_mask(mask, -self.grain, self.grain)
+                outer = expand_mask(mask, self.grain, self.grain * 2)
+                mask = chop_image_v2(Image.new("L", mask.size, "black"), outer, "dissolve", 50).convert("L")
+                mask.paste(Image.new("L", mask.size, "white"), mask=inner)
+            out.append(to_tensor(mask))
+        return torch.cat(out)
+
+
+def rounded_rectangle_mask(size: tuple[int, int], radius: int, box: tuple, supersample: int):
+    """imagefunc.draw_rounded_rectangle on black: the box drawn white with corners of radius × its shorter
+    side / 200, at supersample (at least 1) times the size, smoothed (PIL's SMOOTH_MORE) and scaled back
+    (Lanczos)."""
+    from PIL import Image, ImageDraw, ImageFilter
+    factor = max(supersample, 1)
+    picture = Image.new("L", size, "black").resize((size[0] * factor, size[1] * factor), Image.LANCZOS)
+    x1, y1, x2, y2 = box
+    corner = radius * min(x2 - x1, y2 - y1) * 0.005
+    ImageDraw.Draw(picture).rounded_rectangle([x1 * factor, y1 * factor, x2 * factor, y2 * factor],
+                                              radius=corner * factor, fill="white")
+    return picture.filter(ImageFilter.SMOOTH_MORE).resize(size, Image.LANCZOS)
+
+
+class LayerUtilityRoundedRectangle(Node):
+    """Cut images to a rounded rectangle, as LayerUtility's RoundedRectangle: the rectangle is top /
+    bottom / left / right percent in from the edges; or crop_box, widened by the obj_ext_* percents of
+    its size; or the box of object_mask (mask_area: its pixels above half; min_bounding_rect: the largest
+    contour of it blurred by 20; max_inscribed_rect is not built and is refused), widened alike. Corners
+    round by rounded_rect_radius % of half the shorter side (100: an ellipse), drawn at anti_aliasing
+    times the size. Gives the image with the rectangle as its alpha (RGBA) and the rectangle as a
+    mask."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    rounded_rect_radius: int = Int(50, min=0, max=100)
+    anti_aliasing: int = Int(2, min=0, max=16)
+    top: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    bottom: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    left: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    right: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    detect: str = Choice(("mask_area", "min_bounding_rect", "max_inscribed_rect"), "mask_area")
+    obj_ext_top: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    obj_ext_bottom: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    obj_ext_left: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    obj_ext_right: float = Float(8.0, min=-100.0, max=100.0, step=0.1)
+    object_mask: MASK = None
+    crop_box: BOX = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: RoundedRectangle",))
+
+    def widened(self, x: int, y: int, width: int, height: int) -> tuple:
+        """The box (x1, y1, x2, y2) of x, y, width, height widened by the obj_ext_* percents of its size."""
+        return (x - int(self.obj_ext_left * width * 0.01), y - int(self.obj_ext_top * height * 0.01),
+                x + width + int(self.obj_ext_right * width * 0.01),
+                y + height + int(self.obj_ext_bottom * height * 0.01))
+
+    def run(self):
+        import torch
+        from nodes.pack_nodes_layerstyle import mask_area
+        images, masks = [], []
+        object_masks = None if self.object_mask is None else mask_batch(self.object_mask)
+        for index, item in enumerate(self.image):
+            check_interrupted()
+            picture = to_pil(item).convert("RGB")
+            width, height = picture.size
+            check_made_size("anti_aliasing", 1, width * max(self.anti_aliasing, 1),
+                            height * max(self.anti_aliasing, 1), "the supersampled rectangle")
+            if self.crop_box is not None:
+                x1, y1, x2, y2 = box_values(self.crop_box, "crop_box")
+                box = self.widened(x1, y1, x2 - x1, y2 - y1)
+            elif object_masks is not None:
+                mask = to_pil(object_masks[min(index, len(object_masks) - 1)])
+                if self.detect == "mask_area":
+                    box = self.widened(*mask_area(mask))
+                else:
+                    box = self.widened(*(min_bounding_rect(mask) if self.detect == "min_bounding_rect"
+                                         else detect_area(mask, self.detect)))
+            else:
+                box = (int(self.left * width * 0.01), int(self.top * height * 0.01),
+                       width - int(self.right * width * 0.01), height - int(self.bottom * height * 0.01))
+            if box[2] < box[0] or box[3] < box[1]:
+                raise NodeInputError("crop_box" if self.crop_box is not None else
+                                     "obj_ext_top" if object_masks is not None else "top",
+                                     f"the rectangle {box} is turned inside out: expected x1 <= x2 and y1 <= y2")
+            rectangle = rounded_rectangle_mask(picture.size, self.rounded_rect_radius, box, self.anti_aliasing)
+            picture.putalpha(rectangle)
+            images.append(to_tensor(picture))
+            masks.append(to_tensor(rectangle))
+        return batch(images), torch.cat(masks)

@@ -669,6 +669,70 @@ def test_blend_if_mask_as_the_pack(registry, blend_if, points):
     assert torch.equal(out, tensor(expected))
 
 
+def grown(mask_picture, grow, blur):
+    """imagefunc.expand_mask: grey dilation (erosion below 0) by a 3 × 3 cross |grow| times, then PIL's blur."""
+    from scipy import ndimage
+    values = np.asarray(mask_picture, np.float32) / 255.0
+    step = ndimage.grey_erosion if grow < 0 else ndimage.grey_dilation
+    for _ in range(abs(grow)):
+        values = step(values, footprint=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]]))
+    return Image.fromarray(np.clip(255.0 * values, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
+
+
+@pytest.mark.parametrize("grain,invert", [(3, False), (5, True), (0, True)])
+def test_mask_grain_dissolves_the_grown_edge(registry, grain, invert):
+    mask = torch.zeros(2, 30, 36)
+    mask[:, 8:22, 10:28] = 1.0
+    mask[1, 12:15, 14:16] = 0.4
+    out = node(registry, "LayerMask: MaskGrain", mask=mask, grain=grain, invert_mask=invert)
+    for i in range(2):
+        picture = pil(1 - mask[i] if invert else mask[i]).convert("L")
+        if grain:
+            outer = np.asarray(grown(picture, grain, grain * 2))
+            # blendmodes.dissolve of an opaque layer at 50 %: the layer where the draw (our fixed seed) is
+            # below one half, else the black backdrop
+            draw = np.random.default_rng(0).random(outer.shape)
+            picture_out = Image.fromarray(np.where(draw < 0.5, outer, 0).astype(np.uint8))
+            picture_out.paste(Image.new("L", picture.size, "white"), mask=grown(picture, -grain, grain))
+            picture = picture_out
+        assert torch.equal(out[i], tensor(picture)[0])
+
+
+def pack_rounded(size, radius, box, factor):
+    """imagefunc.draw_rounded_rectangle, as the pack calls it."""
+    factor = max(factor, 1)
+    img = Image.new("L", size, "black").resize((size[0] * factor, size[1] * factor), Image.LANCZOS)
+    x1, y1, x2, y2 = box
+    r = radius * min(x2 - x1, y2 - y1) * 0.005
+    ImageDraw.Draw(img).rounded_rectangle([x1 * factor, y1 * factor, x2 * factor, y2 * factor], radius=r * factor,
+                                          fill="white")
+    return img.filter(ImageFilter.SMOOTH_MORE).resize(size, Image.LANCZOS)
+
+
+def test_rounded_rectangle_by_margins_crop_box_and_object_mask(registry):
+    images = rand(2, 40, 50, 3)
+    args = dict(rounded_rect_radius=60, anti_aliasing=3, top=10.0, bottom=5.0, left=20.0, right=-4.0,
+                detect="mask_area", obj_ext_top=10.0, obj_ext_bottom=0.0, obj_ext_left=-20.0, obj_ext_right=50.0)
+    image, mask = node(registry, "LayerUtility: RoundedRectangle", image=images, **args)
+    expected = pack_rounded((50, 40), 60, (10, 4, 50 - int(-4 * 50 * 0.01), 40 - 2), 3)
+    assert torch.equal(mask[1], tensor(expected)[0])
+    rgba = pil(images[1]).convert("RGB")
+    rgba.putalpha(expected)
+    assert torch.equal(image[1:], tensor(rgba))
+    # crop_box [10, 5, 30, 25] (20 × 20) widened: left -4, top 2, right 10, bottom 0
+    _, mask = node(registry, "LayerUtility: RoundedRectangle", image=images, crop_box=[10, 5, 30, 25], **args)
+    assert torch.equal(mask[0], tensor(pack_rounded((50, 40), 60, (14, 3, 40, 25), 3))[0])
+    # mask_area of a 20 × 10 block at (12, 6): width 19, height 9 (one short, as the pack counts)
+    objects = torch.zeros(1, 40, 50)
+    objects[0, 6:16, 12:32] = 1.0
+    _, mask = node(registry, "LayerUtility: RoundedRectangle", image=images, object_mask=objects, **args)
+    box = (12 - int(-20 * 19 * 0.01), 6 - int(10 * 9 * 0.01), 12 + 19 + int(50 * 19 * 0.01), 6 + 9)
+    assert torch.equal(mask[1], tensor(pack_rounded((50, 40), 60, box, 3))[0])
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: RoundedRectangle", image=images, crop_box=[30, 5, 10, 25], **args)
+    assert getattr(e.value, "input", None) == "crop_box"
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -733,6 +797,11 @@ PACK_INTERFACE = {
     "LayerUtility: ImageListToBatch": (["image"], [], ["image"]),
     "LayerMask: BlendIf Mask": (["image", "invert_mask", "blend_if", "black_point", "black_range", "white_point",
                                  "white_range", "mask"], [True, "gray", 0, 0, 255, 0], ["mask"]),
+    "LayerMask: MaskGrain": (["mask", "grain", "invert_mask"], [6, False], ["mask"]),
+    "LayerUtility: RoundedRectangle": (
+        ["image", "rounded_rect_radius", "anti_aliasing", "top", "bottom", "left", "right", "detect", "obj_ext_top",
+         "obj_ext_bottom", "obj_ext_left", "obj_ext_right", "object_mask", "crop_box"],
+        [50, 2, 8.0, 8.0, 8.0, 8.0, "mask_area", 8.0, 8.0, 8.0, 8.0], ["image", "mask"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
