@@ -2,8 +2,8 @@
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch and RoundedRectangle; LayerMask: MaskBoxDetect,
-MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight and
-GaussianBlurV2.
+MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain;
+LayerFilter: SoftLight and GaussianBlurV2.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -12,15 +12,15 @@ py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
-LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, ColorValuetoGrayValue, ColorValuetoRGBValue,
-ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
-LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
-py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
-is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
-create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
-calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
-histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI
-registry lists them.
+LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, ColorValuetoGrayValue,
+ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's
+LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content: the index named
+no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level,
+rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
+image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
+get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
+get_image_bright_average, histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index
+holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
@@ -37,8 +37,8 @@ graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, \
-    NodeInputError, Text, check_interrupted
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
+    Node, NodeInputError, Text, check_interrupted
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, detect_area, mask_batch, \
     min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
@@ -765,10 +765,11 @@ def box_gradient(width: int, height: int, scale: int):
 class LayerMaskCreateGradientMask(Node):
     """A gradient mask, as LayerMask's CreateGradientMask: white fading to black toward gradient_side
     (bottom: white at the top, black at the bottom; top, left, right alike) across gradient_scale % of
-    the picture from the far side, moved by gradient_offset pixels (the part it uncovers white); or, for center, a soft white rectangle fading to black at the edges (the
-    pack's nested rectangles, blurred by (width + height) × gradient_scale / 1600, cropped to where its
-    0.15 gamma is above half, scaled back; a gradient_offset shrinks it by that many pixels about the
-    centre). opacity scales it toward black. With size_as (an image or mask), its first picture's size."""
+    the picture from the far side, moved by gradient_offset pixels (the part it uncovers white); or, for
+    center, a soft white rectangle fading to black at the edges (the pack's nested rectangles, blurred
+    by (width + height) × gradient_scale / 1600, cropped to where its 0.15 gamma is above half, scaled
+    back; a gradient_offset shrinks it by that many pixels about the centre). opacity scales it toward
+    black. With size_as (an image or mask), its first picture's size."""
     category = "😺dzNodes/LayerMask"
     width: int = Int(512, min=4, max=99999, resource="width")
     height: int = Int(512, min=4, max=99999, resource="height")
