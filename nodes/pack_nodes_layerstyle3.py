@@ -1,9 +1,9 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
-Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch and RoundedRectangle; LayerMask: MaskBoxDetect,
-MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain;
-LayerFilter: SoftLight and GaussianBlurV2.
+Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale and
+PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask
+(+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight and GaussianBlurV2.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -12,12 +12,12 @@ py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
-LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, ColorValuetoGrayValue,
-ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's
-LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content: the index named
-no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level,
-rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
-image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
+LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
+PrintInfo, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and
+data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content:
+the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
+Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
+mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
 get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
 get_image_bright_average, histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index
 holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
@@ -27,17 +27,16 @@ that state with variation_seed), ours draws the same numbers from a random.Rando
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
-ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore, FluxKontextImageScale,
-NanoBananaImageScale, GetMainColors (+V2), ColorName, NameToColor, PrintInfo, ImageHub, ImageReel (+Composit),
-ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, LayerStyle:
-Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs
-numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in
-graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore, NanoBananaImageScale, GetMainColors (+V2),
+ColorName, NameToColor, ImageHub, ImageReel (+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2),
+LoadImagesFromPath, LayerColor: AutoAdjustV2, AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply,
+LayerFilter: HalfTone, DistortDisplace, LayerStyle: Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not
+read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes (Segformer,
+RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
-from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
+from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
     Node, NodeInputError, Text, check_interrupted
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, detect_area, mask_batch, \
@@ -1208,3 +1207,69 @@ class LayerUtilityRoundedRectangle(Node):
             images.append(to_tensor(picture))
             masks.append(to_tensor(rectangle))
         return batch(images), torch.cat(masks)
+
+
+# -- FluxKontextImageScale, PrintInfo ------------------------------------------------------------------------
+
+
+class LayerUtilityFluxKontextImageScale(Node):
+    """Scale images to the FLUX Kontext size nearest their aspect ratio, as LayerUtility's
+    FluxKontextImageScale: of the preferred Kontext sizes (672 × 1568 ... 1568 × 672, as ComfyUI's own
+    FluxKontextImageScale lists them) the one whose width / height is closest to the batch's; each image
+    stretched to it (RGB) by method's PIL sampler."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    method: str = Choice(RESAMPLE_METHODS, "lanczos")
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: FluxKontextImageScale",))
+
+    def run(self):
+        from nodes.flow import KONTEXT_RESOLUTIONS
+        from nodes.pack_nodes_layerstyle import resample
+        height, width = self.image.shape[1:3]
+        _, target_width, target_height = min((abs(width / height - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+        check_made_size("image", len(self.image), target_width, target_height, "the scaled batch")
+        return batch([to_tensor(to_pil(i).convert("RGB").resize((target_width, target_height), resample(self.method)))
+                      for i in self.image])
+
+
+def picture_info(item) -> str:
+    """What the pack's tensor2pil makes of one item of a batch: its size and mode, by its shape."""
+    shape = tuple(s for s in item.shape if s != 1) if item.dim() > 2 else tuple(item.shape)
+    modes = {1: "L", 3: "RGB", 4: "RGBA", 2: "LA"}
+    if len(shape) == 2:
+        return f"Image.size = ({shape[1]}, {shape[0]}), Image.mode = L"
+    if len(shape) == 3 and shape[-1] in modes:
+        return f"Image.size = ({shape[1]}, {shape[0]}), Image.mode = {modes[shape[-1]]}"
+    return "Image.size = ?, Image.mode = ? (not a picture)"
+
+
+class LayerUtilityPrintInfo(Node):
+    """A text describing any value, as LayerUtility's PrintInfo (also written to the log): its Python type;
+    for a tensor its dimensions and, per item of its first dimension, the picture size and mode it makes
+    and its shape; else the value as JSON, or as Python prints it."""
+    category = "😺dzNodes/LayerUtility/Data"
+    output_node = True
+    anything: ANY
+    outputs = {"text": STRING}
+    comfy = ComfyAlias(("LayerUtility: PrintInfo",))
+
+    def run(self):
+        import json
+        import logging
+        import torch
+        value = f"PrintInfo:\nInput type = {type(self.anything)}"
+        if isinstance(self.anything, torch.Tensor):
+            value += f"\n Input dim = {self.anything.dim()}, shape[0] = {self.anything.shape[0]} \n"
+            for i, item in enumerate(self.anything):
+                value += f"\n index {i}: {picture_info(item)}, dim = {item.dim()}, "
+                value += "".join(f"shape[{j}] = {item.shape[j]}, " for j in range(item.dim()))
+        elif self.anything is not None:
+            try:
+                value += json.dumps(self.anything) + "\n"
+            except (TypeError, ValueError):
+                value += str(self.anything) + "\n"
+        else:
+            value = "source does not exist."
+        logging.getLogger(__name__).info(value)
+        return value

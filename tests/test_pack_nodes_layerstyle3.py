@@ -733,6 +733,23 @@ def test_rounded_rectangle_by_margins_crop_box_and_object_mask(registry):
     assert getattr(e.value, "input", None) == "crop_box"
 
 
+@pytest.mark.parametrize("size,target", [((40, 40), (1024, 1024)), ((30, 60), (720, 1456)), ((50, 20), (1568, 672))])
+def test_flux_kontext_image_scale_picks_the_nearest_kontext_size(registry, size, target):
+    images = rand(1, size[1], size[0], 3)
+    out = node(registry, "LayerUtility: FluxKontextImageScale", image=images, method="bilinear")
+    assert torch.equal(out, tensor(pil(images[0]).resize(target, Image.BILINEAR)))
+
+
+def test_print_info_describes_tensors_and_values(registry):
+    text = node(registry, "LayerUtility: PrintInfo", anything=torch.zeros(2, 6, 8, 3))
+    assert text.startswith("PrintInfo:\nInput type = <class 'torch.Tensor'>\n Input dim = 4, shape[0] = 2 \n")
+    assert "index 1: Image.size = (8, 6), Image.mode = RGB, dim = 3, shape[0] = 6, shape[1] = 8, shape[2] = 3, " in text
+    assert "Image.mode = L" in node(registry, "LayerUtility: PrintInfo", anything=torch.zeros(1, 6, 8))
+    assert node(registry, "LayerUtility: PrintInfo", anything={"a": [1, 2]}) == \
+        "PrintInfo:\nInput type = <class 'dict'>" + '{"a": [1, 2]}' + "\n"
+    assert node(registry, "LayerUtility: PrintInfo", anything={1, 2}).endswith("{1, 2}\n")  # no JSON: str()
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -802,6 +819,8 @@ PACK_INTERFACE = {
         ["image", "rounded_rect_radius", "anti_aliasing", "top", "bottom", "left", "right", "detect", "obj_ext_top",
          "obj_ext_bottom", "obj_ext_left", "obj_ext_right", "object_mask", "crop_box"],
         [50, 2, 8.0, 8.0, 8.0, 8.0, "mask_area", 8.0, 8.0, 8.0, 8.0], ["image", "mask"]),
+    "LayerUtility: FluxKontextImageScale": (["image", "method"], ["lanczos"], ["image"]),
+    "LayerUtility: PrintInfo": (["anything"], [], ["text"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
