@@ -599,8 +599,11 @@ class _LayerTransform(Node):
         pasted centred, moved by x, y, on a black canvas of its own size."""
         from PIL import Image
         width, height = int(picture.width * self.scale), int(picture.height * self.scale * self.aspect_ratio)
-        side = (width + height) * max(self.anti_aliasing, 1)  # the turn may grow both sides to width + height
-        check_made_size("scale", 2, max(side, 1), max(side, 1), "the scaled and turned picture")
+        if self.rotate in (0, 360):  # no turn: the scaled picture itself (rotate_expand skips the supersampling)
+            check_made_size("scale", 2, max(width, 1), max(height, 1), "the scaled picture")
+        else:  # the turn may grow both sides to width + height, at anti_aliasing times the size
+            side = (width + height) * max(self.anti_aliasing, 1)
+            check_made_size("scale", 2, max(side, 1), max(side, 1), "the scaled and turned picture")
         if width < 1 or height < 1:
             raise NodeInputError("scale", f"scales the {picture.width}×{picture.height} picture to {width}×{height}: "
                                           "nothing left (the pack fails there too)")

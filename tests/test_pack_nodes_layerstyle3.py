@@ -353,6 +353,10 @@ def test_layer_transform_refuses_a_picture_scaled_to_nothing(registry):
         node(registry, "LayerUtility: LayerMaskTransform", mask=torch.ones(1, 20, 30), x=0, y=0, mirror="None",
              scale=0.01, aspect_ratio=1.0, rotate=0.0, transform_method="lanczos", anti_aliasing=0)
     assert getattr(e.value, "input", None) == "scale"
+    with pytest.raises(Exception) as e:  # turned at 16 × 6,400 × 640,000 pixels: refused before it is made
+        node(registry, "LayerUtility: LayerMaskTransform", mask=torch.ones(1, 64, 64), x=0, y=0, mirror="None",
+             scale=100.0, aspect_ratio=100.0, rotate=30.0, transform_method="lanczos", anti_aliasing=16)
+    assert getattr(e.value, "input", None) == "scale" and "memory" in str(e.value)
 
 
 def test_hsv_value_is_colorsys_on_255_levels(registry):
