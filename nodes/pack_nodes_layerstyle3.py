@@ -1,9 +1,10 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 3, under the pack's class names, inputs and outputs:
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
-Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale and
-PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask
-(+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight and GaussianBlurV2.
+Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
+NanoBananaImageScale, HLFrequencyDetailRestore and PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend,
+ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight
+and GaussianBlurV2.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -13,26 +14,27 @@ py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
 LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
-PrintInfo, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and
-data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content:
-the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
-Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
-mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
-get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
-get_image_bright_average, histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index
-holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, ColorValuetoGrayValue, ColorValuetoRGBValue,
+ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
+LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
+py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
+is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
+create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
+calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
+histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class
+list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
 
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
-ImageCompositeHandleMask, ICMask (+CropBack), HLFrequencyDetailRestore, NanoBananaImageScale, GetMainColors (+V2),
-ColorName, NameToColor, ImageHub, ImageReel (+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2),
-LoadImagesFromPath, LayerColor: AutoAdjustV2, AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply,
-LayerFilter: HalfTone, DistortDisplace, LayerStyle: Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not
-read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes (Segformer,
-RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageHub, ImageReel
+(+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
+AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, LayerStyle:
+Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs
+numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in
+graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
@@ -1215,6 +1217,10 @@ class LayerUtilityRoundedRectangle(Node):
 # -- FluxKontextImageScale, PrintInfo ------------------------------------------------------------------------
 
 
+# the pack's PREFERED_BANANA_RESOLUTIONS, in its order (which settles ties)
+BANANA_RESOLUTIONS = ((1024, 1024), (1184, 864), (864, 1184), (832, 1248), (1248, 832), (768, 1344), (1344, 768))
+
+
 class LayerUtilityFluxKontextImageScale(Node):
     """Scale images to the FLUX Kontext size nearest their aspect ratio, as LayerUtility's
     FluxKontextImageScale: of the preferred Kontext sizes (672 × 1568 ... 1568 × 672, as ComfyUI's own
@@ -1226,14 +1232,28 @@ class LayerUtilityFluxKontextImageScale(Node):
     outputs = {"image": IMAGE}
     comfy = ComfyAlias(("LayerUtility: FluxKontextImageScale",))
 
-    def run(self):
+    def sizes(self) -> tuple:
         from nodes.flow import KONTEXT_RESOLUTIONS
+        return KONTEXT_RESOLUTIONS
+
+    def run(self):
         from nodes.pack_nodes_layerstyle import resample
         height, width = self.image.shape[1:3]
-        _, target_width, target_height = min((abs(width / height - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+        _, target_width, target_height = min((abs(width / height - w / h), w, h) for w, h in self.sizes())
         check_made_size("image", len(self.image), target_width, target_height, "the scaled batch")
         return batch([to_tensor(to_pil(i).convert("RGB").resize((target_width, target_height), resample(self.method)))
                       for i in self.image])
+
+
+class LayerUtilityNanoBananaImageScale(LayerUtilityFluxKontextImageScale):
+    """Scale images to the Nano Banana (Gemini image) size nearest their aspect ratio, as LayerUtility's
+    NanoBananaImageScale: of 1024 × 1024, 1184 × 864, 864 × 1184, 832 × 1248, 1248 × 832, 768 × 1344 and
+    1344 × 768 the one whose width / height is closest to the batch's; each image stretched to it (RGB) by
+    method's PIL sampler."""
+    comfy = ComfyAlias(("LayerUtility: NanoBananaImageScale",))
+
+    def sizes(self) -> tuple:
+        return BANANA_RESOLUTIONS
 
 
 def picture_info(item) -> str:
@@ -1276,3 +1296,55 @@ class LayerUtilityPrintInfo(Node):
             value = "source does not exist."
         logging.getLogger(__name__).info(value)
         return value
+
+
+# -- HLFrequencyDetailRestore --------------------------------------------------------------------------------
+
+
+class LayerUtilityHLFrequencyDetailRestore(Node):
+    """Put a detail image's fine detail back on an image, as LayerUtility's HLFrequencyDetailRestore: the
+    detail's high frequencies (its inverse blended at 50 % with its blur by keep_high_freq, inverted
+    again) laid by linear light onto the image (blurred by erase_low_freq, where above 0); the image
+    itself kept outside the mask (mask, its item or last; else the detail image's alpha; else the restore
+    covers all), the mask's edge blurred by mask_blur. The blends are round 2's V2 modes (normal, linear light)."""
+    category = "😺dzNodes/LayerUtility"
+    image: IMAGE
+    detail_image: IMAGE
+    keep_high_freq: int = Int(64, min=0, max=1023)
+    erase_low_freq: int = Int(32, min=0, max=1023)
+    mask_blur: int = Int(16, min=0, max=1023)
+    mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerUtility: HLFrequencyDetailRestore",))
+
+    def run(self):
+        from PIL import Image, ImageChops, ImageFilter
+        from nodes.pack_nodes_layerstyle2 import BLEND_COPIES, chop_image_v2
+        details = [to_pil(i) for i in self.detail_image]
+        if self.mask is not None:
+            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
+        else:
+            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in details]
+        out = []
+        for i in range(max(len(self.image), len(details), len(masks))):
+            check_interrupted()
+            background = to_pil(self.image[min(i, len(self.image) - 1)]).convert("RGB")
+            detail = details[min(i, len(details) - 1)].convert("RGB")
+            mask = masks[min(i, len(masks) - 1)]
+            for name, picture in (("detail_image", detail), ("mask", mask)):
+                if picture.size != background.size:
+                    raise NodeInputError(name, f"is {picture.width}×{picture.height}, the image "
+                                               f"{background.width}×{background.height}: expected the image's size")
+            check_made_size("image", BLEND_COPIES, background.width, background.height, "the frequency blends")
+            blurred = detail.filter(ImageFilter.GaussianBlur(self.keep_high_freq))
+            high = chop_image_v2(ImageChops.invert(detail), blurred, "normal", 50)
+            high = ImageChops.invert(high)
+            low = background.filter(ImageFilter.GaussianBlur(self.erase_low_freq)) if self.erase_low_freq \
+                else background.copy()
+            restored = chop_image_v2(low, high, "linear light", 100)
+            outside = ImageChops.invert(mask)
+            if self.mask_blur > 0:
+                outside = outside.filter(ImageFilter.GaussianBlur(self.mask_blur))
+            restored.paste(background, mask=outside)
+            out.append(to_tensor(restored))
+        return batch(out)

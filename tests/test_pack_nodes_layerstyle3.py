@@ -754,6 +754,46 @@ def test_print_info_describes_tensors_and_values(registry):
     assert node(registry, "LayerUtility: PrintInfo", anything={1, 2}).endswith("{1, 2}\n")  # no JSON: str()
 
 
+@pytest.mark.parametrize("size,target", [((40, 40), (1024, 1024)), ((30, 40), (864, 1184)), ((60, 20), (1344, 768))])
+def test_nano_banana_image_scale_picks_the_nearest_size(registry, size, target):
+    images = rand(1, size[1], size[0], 3)
+    out = node(registry, "LayerUtility: NanoBananaImageScale", image=images, method="nearest")
+    assert torch.equal(out, tensor(pil(images[0]).resize(target, Image.NEAREST)))
+
+
+def pack_detail_restore(background, detail, mask, keep, erase, blur):
+    """hl_frequency_detail_restore.py: chop_image_v2's normal from the blend_modes package, its own linear
+    light (back + 2 × over - 1, clipped) written out."""
+    import blend_modes
+    from PIL import ImageChops
+
+    def rgba(picture):
+        return np.asarray(picture.convert("RGBA"), dtype=float)
+
+    inverse, blurred = ImageChops.invert(detail), detail.filter(ImageFilter.GaussianBlur(keep))
+    high = Image.fromarray(np.uint8(blend_modes.normal(rgba(inverse), rgba(blurred), 0.5))).convert("RGB")
+    high = ImageChops.invert(high)
+    low = background.filter(ImageFilter.GaussianBlur(erase)) if erase else background.copy()
+    back, over = np.asarray(low, float) / 255, np.asarray(high, float) / 255
+    restored = Image.fromarray(np.uint8(np.clip(back + 2 * over - 1, 0, 1) * 255))
+    outside = ImageChops.invert(mask)
+    if blur > 0:
+        outside = outside.filter(ImageFilter.GaussianBlur(blur))
+    restored.paste(background, outside)
+    return restored
+
+
+@pytest.mark.parametrize("keep,erase,blur", [(4, 2, 3), (10, 0, 0)])
+def test_hl_frequency_detail_restore_as_the_pack(registry, keep, erase, blur):
+    images, details, mask = rand(1, 20, 24, 3, seed=10), rand(2, 20, 24, 3, seed=11), rand(1, 20, 24, seed=12)
+    out = node(registry, "LayerUtility: HLFrequencyDetailRestore", image=images, detail_image=details,
+               keep_high_freq=keep, erase_low_freq=erase, mask_blur=blur, mask=mask)
+    assert out.shape == (2, 20, 24, 3)
+    for i in range(2):
+        expected = pack_detail_restore(pil(images[0]), pil(details[i]), pil(mask[0]).convert("L"), keep, erase, blur)
+        assert torch.equal(out[i:i + 1], tensor(expected))
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -825,6 +865,9 @@ PACK_INTERFACE = {
         [50, 2, 8.0, 8.0, 8.0, 8.0, "mask_area", 8.0, 8.0, 8.0, 8.0], ["image", "mask"]),
     "LayerUtility: FluxKontextImageScale": (["image", "method"], ["lanczos"], ["image"]),
     "LayerUtility: PrintInfo": (["anything"], [], ["text"]),
+    "LayerUtility: NanoBananaImageScale": (["image", "method"], ["lanczos"], ["image"]),
+    "LayerUtility: HLFrequencyDetailRestore": (["image", "detail_image", "keep_high_freq", "erase_low_freq",
+                                                "mask_blur", "mask"], [64, 32, 16], ["image"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
