@@ -4,7 +4,7 @@ BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransf
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
 NanoBananaImageScale, HLFrequencyDetailRestore and PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend,
 ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight
-and GaussianBlurV2.
+and GaussianBlurV2; LayerStyle: Gradient Map.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -14,15 +14,15 @@ py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
 LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
-LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, ColorValuetoGrayValue, ColorValuetoRGBValue,
-ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
-LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
-py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
-is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
-create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
-calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
-histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class
-list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, ColorValuetoGrayValue,
+ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's
+LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content: the index named
+no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level,
+rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
+image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
+get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
+get_image_bright_average, histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index
+holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
@@ -31,10 +31,10 @@ run repeats and matches the pack's; the pack's default seed is the clock, ours 0
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
 ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageHub, ImageReel
 (+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, LayerStyle:
-Gradient Map, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs
-numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in
-graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, and
+LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
+model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
+LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
@@ -1348,3 +1348,62 @@ class LayerUtilityHLFrequencyDetailRestore(Node):
             restored.paste(background, mask=outside)
             out.append(to_tensor(restored))
         return batch(out)
+
+
+# -- Gradient Map --------------------------------------------------------------------------------------------
+
+
+def gradient_ramp(start: tuple, mid: tuple, end: tuple, mid_point: float):
+    """Gradient Map's 256-entry colour table: start to mid over the first int(255 × mid_point) + 1 steps,
+    mid to end over the rest (numpy's linspace, float)."""
+    import numpy as np
+    middle = int(255 * mid_point)
+    first = np.array([np.linspace(start[c], mid[c], middle + 1) for c in range(3)]).T
+    second = np.array([np.linspace(mid[c], end[c], 256 - middle) for c in range(3)]).T
+    return np.vstack((first[:-1], second))
+
+
+class LayerStyleGradientMap(Node):
+    """Recolour images through a three-colour gradient, as LayerStyle's Gradient Map: each pixel's grey
+    level (PIL's L) picks its colour from start_color through mid_color (at mid_point) to end_color, mixed
+    with the original by the pixel's luminance l (0.299 R + 0.587 G + 0.114 B, 0..1): gradient × l +
+    original × (1 - l); then at opacity over the original, and through layer_mask (its item or last)
+    where given. Also gives the gradient as a 256 × 50 strip. An RGBA image is mapped by its colour (the
+    pack fails on four channels) and given back as RGB."""
+    category = "😺dzNodes/LayerStyle"
+    image: IMAGE
+    start_color: str = Text("#015A52")
+    mid_color: str = Text("#02AF9F")
+    end_color: str = Text("#7FFFEC")
+    mid_point: float = Float(0.6, min=0.0, max=1.0, step=0.01)
+    opacity: int = Int(100, min=0, max=100)
+    layer_mask: MASK = None
+    outputs = {"image": IMAGE, "gradient": IMAGE}
+    comfy = ComfyAlias(("LayerStyle: Gradient Map",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        ramp = gradient_ramp(color_rgb(self.start_color, "start_color"), color_rgb(self.mid_color, "mid_color"),
+                             color_rgb(self.end_color, "end_color"), self.mid_point)
+        strip = Image.fromarray(np.uint8(ramp.reshape(1, -1, 3).repeat(50, axis=0)))
+        masks = None if self.layer_mask is None else mask_batch(self.layer_mask)
+        out = []
+        for i, item in enumerate(self.image):
+            check_interrupted()
+            picture = to_pil(item).convert("RGB")
+            original = np.asarray(picture)
+            luminance = np.sum(original * [0.299, 0.587, 0.114], axis=2, keepdims=True) / 255.0
+            mapped = ramp[np.asarray(picture.convert("L"))] * luminance + original * (1 - luminance)
+            mapped = Image.fromarray(np.uint8(mapped))
+            if self.opacity < 100:
+                mapped = Image.blend(picture, mapped, self.opacity / 100)
+            if masks is not None:
+                mask = to_pil(masks[min(i, len(masks) - 1)]).convert("L")
+                if mask.size != picture.size:
+                    raise NodeInputError("layer_mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                                       f"{picture.height}: expected the image's size")
+                picture.paste(mapped, (0, 0), mask)
+                mapped = picture
+            out.append(to_tensor(mapped))
+        return batch(out), to_tensor(strip)

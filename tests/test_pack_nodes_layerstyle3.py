@@ -794,6 +794,37 @@ def test_hl_frequency_detail_restore_as_the_pack(registry, keep, erase, blur):
         assert torch.equal(out[i:i + 1], tensor(expected))
 
 
+def pack_gradient_map(picture, start, mid, end, mid_point, opacity, mask=None):
+    """gradient_map.py, written out."""
+    mid_index = int(255 * mid_point)
+    g1 = np.array([np.linspace(start[i], mid[i], mid_index + 1) for i in range(3)]).T
+    g2 = np.array([np.linspace(mid[i], end[i], 256 - mid_index) for i in range(3)]).T
+    table = np.vstack((g1[:-1], g2))
+    original = np.array(picture)
+    luminance = np.sum(original * [0.299, 0.587, 0.114], axis=2, keepdims=True) / 255.0
+    mapped = Image.fromarray(np.uint8(table[np.array(picture.convert("L"))] * luminance + original * (1 - luminance)))
+    if opacity < 100:
+        mapped = Image.blend(picture, mapped, opacity / 100)
+    if mask is not None:
+        picture = picture.copy()
+        picture.paste(mapped, (0, 0), mask)
+        mapped = picture
+    return mapped, Image.fromarray(np.uint8(table.reshape(1, -1, 3).repeat(50, axis=0)))
+
+
+@pytest.mark.parametrize("mid_point,opacity,with_mask", [(0.6, 100, False), (0.0, 70, True), (1.0, 30, False)])
+def test_gradient_map_as_the_pack(registry, mid_point, opacity, with_mask):
+    images, mask = rand(2, 12, 16, 3, seed=13), rand(1, 12, 16, seed=14)
+    extra = {"layer_mask": mask} if with_mask else {}
+    image, strip = node(registry, "LayerStyle: Gradient Map", image=images, start_color="#015A52",
+                        mid_color="#F0A", end_color="#7FFFEC", mid_point=mid_point, opacity=opacity, **extra)
+    for i in range(2):
+        expected, expected_strip = pack_gradient_map(pil(images[i]), (1, 90, 82), (255, 0, 170), (127, 255, 236),
+                                                     mid_point, opacity, pil(mask[0]) if with_mask else None)
+        assert torch.equal(image[i:i + 1], tensor(expected))
+    assert torch.equal(strip, tensor(expected_strip)) and strip.shape == (1, 50, 256, 3)
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -868,6 +899,8 @@ PACK_INTERFACE = {
     "LayerUtility: NanoBananaImageScale": (["image", "method"], ["lanczos"], ["image"]),
     "LayerUtility: HLFrequencyDetailRestore": (["image", "detail_image", "keep_high_freq", "erase_low_freq",
                                                 "mask_blur", "mask"], [64, 32, 16], ["image"]),
+    "LayerStyle: Gradient Map": (["image", "start_color", "mid_color", "end_color", "mid_point", "opacity",
+                                  "layer_mask"], ["#015A52", "#02AF9F", "#7FFFEC", 0.6, 100], ["image", "gradient"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
