@@ -3,8 +3,8 @@ LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
 NanoBananaImageScale, HLFrequencyDetailRestore and PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend,
-ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight
-and GaussianBlurV2; LayerStyle: Gradient Map.
+ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter:
+SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -14,29 +14,32 @@ py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
 LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
-LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, ColorValuetoGrayValue,
-ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's
-LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content: the index named
-no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level,
-rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
-image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
+LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and
+halftone), ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and
+data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content:
+the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
+Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
+mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
 get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
 get_image_bright_average, histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index
 holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
-run repeats and matches the pack's; the pack's default seed is the clock, ours 0.
+run repeats and matches the pack's; the pack's default seed is the clock, ours 0. Where the pack's draws are
+unseeded (HalfTone's jitter, MaskGrain's dissolve), ours come from a fixed seed, so a run repeats.
 
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
 ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageHub, ImageReel
 (+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: HalfTone, DistortDisplace, and
-LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
-model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
+AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: DistortDisplace, and LayerMask:
+MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte model). The
+model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
 LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
     Node, NodeInputError, Text, check_interrupted
@@ -1407,3 +1410,118 @@ class LayerStyleGradientMap(Node):
                 mapped = picture
             out.append(to_tensor(mapped))
         return batch(out), to_tensor(strip)
+
+
+# -- HalfTone ------------------------------------------------------------------------------------------------
+
+HALFTONE_SEED = 0  # the pack jitters each dot by Python's unseeded global random; ours, each picture from this seed
+
+
+@lru_cache(maxsize=256)
+def dot_mask(size: int, shape: str):
+    """halftone.create_dot_mask: a size × size dot (circle or diamond about the centre, within size / 2,
+    or 1.1 × that below 5 pixels; square: all), as (rows, columns) of its pixels."""
+    import numpy as np
+    centre = size / 2
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    radius = centre if size > 4 else centre * 1.1
+    if shape == "circle":
+        inside = np.sqrt((xs - centre + 0.5) ** 2 + (ys - centre + 0.5) ** 2) <= radius
+    elif shape == "diamond":
+        inside = np.abs(xs - centre + 0.5) + np.abs(ys - centre + 0.5) <= radius
+    else:
+        inside = np.ones((size, size), bool)
+    return np.nonzero(inside)
+
+
+def halftone_dots(levels, dot_size: int, shape: str, angle: float):
+    """halftone.halftone on an 8-bit grey array: a grid of dot_size steps (widened by the diagonal, turned
+    by angle, each point jittered by up to 5 % of a step) samples the grey under each point (a Gaussian
+    weighting of the dot_size square there, its plain mean where it is cut short) and draws a dot of
+    diameter int(√(1 - grey / 255) × dot_size) white on black."""
+    import math
+    import random
+    import numpy as np
+    height, width = levels.shape
+    out = np.zeros((height, width), np.uint8)
+    cos_angle, sin_angle = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    jitter = dot_size * 0.05
+    margin = int(math.sqrt(width ** 2 + height ** 2))
+    kernel = np.exp(-np.linspace(-2, 2, dot_size) ** 2 / 2)
+    kernel = kernel[:, None] * kernel[None, :]
+    kernel = kernel / kernel.sum()
+    draw = random.Random(HALFTONE_SEED)
+    y = -margin // 2
+    while y < height + margin // 2:
+        check_interrupted()
+        x = -margin // 2
+        while x < width + margin // 2:
+            offset_x, offset_y = draw.uniform(-jitter, jitter), draw.uniform(-jitter, jitter)
+            grid_x = (x + offset_x) * cos_angle + (y + offset_y) * sin_angle
+            grid_y = -(x + offset_x) * sin_angle + (y + offset_y) * cos_angle
+            x += dot_size
+            if not (0 <= grid_x < width and 0 <= grid_y < height):
+                continue
+            left, top = min(int(grid_x), width - dot_size), min(int(grid_y), height - dot_size)
+            region = levels[top:top + dot_size, left:left + dot_size]
+            if region.size == 0:
+                continue
+            mean = np.sum(region * kernel) if region.shape == kernel.shape else np.mean(region)
+            # a white region's weighted mean may round a hair above 255 (the pack's sqrt then fails): no dot
+            size = int(math.sqrt(max(1 - mean / 255, 0.0)) * dot_size / 2 * 2)
+            if size <= 0:
+                continue
+            rows, columns = dot_mask(size, shape)
+            # int() as the pack's: toward zero, so a dot's -0.5 column lands on column 0
+            px = np.trunc(grid_x - size // 2 + columns).astype(np.int64)
+            py = np.trunc(grid_y - size // 2 + rows).astype(np.int64)
+            keep = (px >= 0) & (px < width) & (py >= 0) & (py < height)
+            out[py[keep], px[keep]] = 255
+        y += dot_size
+    return out
+
+
+class LayerFilterHalfTone(Node):
+    """A halftone print of images, as LayerFilter's HalfTone: at anti_aliasing + 1 times the size (Lanczos),
+    a grid of dots dot_size apart (scaled alike) turned by angle, each a circle, diamond or square as
+    large as the grey under it is dark, drawn in dot_color on background_color, scaled back; kept inside
+    the mask (its item or last, scaled to the image where it differs), background_color outside. The pack
+    jitters each dot by Python's unseeded random state; ours draws each picture's jitter from one fixed
+    seed, so a run repeats."""
+    category = "😺dzNodes/LayerFilter"
+    image: IMAGE
+    dot_size: int = Int(10, min=4, max=100)
+    angle: float = Float(45.0, min=-90.0, max=90.0, step=0.1)
+    shape: str = Choice(("circle", "diamond", "square"), "circle")
+    dot_color: str = Text("#000000")
+    background_color: str = Text("#FFFFFF")
+    anti_aliasing: int = Int(1, min=0, max=4)
+    mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerFilter: HalfTone",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        dot_color = pil_color(self.dot_color, "dot_color")[:3]
+        background = pil_color(self.background_color, "background_color")[:3]
+        upscale = self.anti_aliasing + 1
+        height, width = self.image.shape[1:3]
+        check_made_size("anti_aliasing", 2, width * upscale, height * upscale, "the upscaled picture")
+        masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)] if self.mask is not None else \
+            [Image.new("L", (width, height), "white")]
+        out = []
+        for index, item in enumerate(self.image):
+            picture = to_pil(item).convert("RGB")
+            mask = masks[min(index, len(masks) - 1)]
+            if mask.size != picture.size:
+                mask = mask.resize(picture.size, Image.LANCZOS)
+            large = picture.resize((picture.width * upscale, picture.height * upscale), Image.LANCZOS)
+            dots = Image.fromarray(halftone_dots(np.asarray(large.convert("L")), self.dot_size * upscale, self.shape,
+                                                 self.angle)).resize(picture.size, Image.LANCZOS)
+            printed = Image.new("RGB", picture.size, background)
+            printed.paste(Image.new("RGB", picture.size, dot_color), mask=dots)
+            result = Image.new("RGB", picture.size, background)
+            result.paste(printed, mask=mask)
+            out.append(to_tensor(result))
+        return batch(out)

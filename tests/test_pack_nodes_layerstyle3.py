@@ -825,6 +825,88 @@ def test_gradient_map_as_the_pack(registry, mid_point, opacity, with_mask):
     assert torch.equal(strip, tensor(expected_strip)) and strip.shape == (1, 50, 256, 3)
 
 
+def pack_dot_mask(size, shape):
+    import math
+    mask = np.zeros((size, size))
+    center = size / 2
+    for x in range(size):
+        for y in range(size):
+            if shape == "circle":
+                distance = math.sqrt((x - center + 0.5) ** 2 + (y - center + 0.5) ** 2)
+                radius = center if size > 4 else center * 1.1
+                mask[y, x] = 1 if distance <= radius else 0
+            elif shape == "diamond":
+                distance = abs(x - center + 0.5) + abs(y - center + 0.5)
+                radius = center if size > 4 else center * 1.1
+                mask[y, x] = 1 if distance <= radius else 0
+            else:
+                mask[y, x] = 1
+    return mask
+
+
+def pack_halftone(image, dot_size, shape, angle):
+    """halftone.py's halftone(), pixel by pixel, drawing its jitter from Python's global random state."""
+    import math
+    image = image.convert("L")
+    width, height = image.size
+    output = Image.new("L", (width, height), 0)
+    cos_angle, sin_angle = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    img_array = np.array(image)
+    random_offset = dot_size * 0.05
+    margin = int(math.sqrt(width ** 2 + height ** 2))
+    y = -margin // 2
+    while y < height + margin // 2:
+        x = -margin // 2
+        while x < width + margin // 2:
+            offset_x = random.uniform(-random_offset, random_offset)
+            offset_y = random.uniform(-random_offset, random_offset)
+            grid_x = (x + offset_x) * cos_angle + (y + offset_y) * sin_angle
+            grid_y = -(x + offset_x) * sin_angle + (y + offset_y) * cos_angle
+            if 0 <= grid_x < width and 0 <= grid_y < height:
+                region_x = min(int(grid_x), width - dot_size)
+                region_y = min(int(grid_y), height - dot_size)
+                region = img_array[region_y:region_y + dot_size, region_x:region_x + dot_size]
+                if region.size > 0:
+                    kernel = np.exp(-np.linspace(-2, 2, dot_size) ** 2 / 2)
+                    kernel = kernel[:, np.newaxis] * kernel[np.newaxis, :]
+                    kernel = kernel / kernel.sum()
+                    mean_value = np.sum(region * kernel) if region.shape == kernel.shape else np.mean(region)
+                    dot_radius = math.sqrt(1 - mean_value / 255) * dot_size / 2
+                    if dot_radius > 0:
+                        mask_size = int(dot_radius * 2)
+                        if mask_size > 0:
+                            dot = pack_dot_mask(mask_size, shape)
+                            for dy in range(mask_size):
+                                for dx in range(mask_size):
+                                    if dot[dy, dx] > 0:
+                                        px = int(grid_x - mask_size // 2 + dx)
+                                        py = int(grid_y - mask_size // 2 + dy)
+                                        if 0 <= px < width and 0 <= py < height:
+                                            output.putpixel((px, py), 255)
+            x += dot_size
+        y += dot_size
+    return output
+
+
+@pytest.mark.parametrize("shape,angle,anti_aliasing", [("circle", 45.0, 1), ("diamond", -20.0, 0), ("square", 90.0, 2)])
+def test_halftone_as_the_pack(registry, shape, angle, anti_aliasing):
+    images, mask = rand(2, 20, 24, 3, seed=15) * 0.9, rand(1, 20, 24, seed=16)
+    out = node(registry, "LayerFilter: HalfTone", image=images, dot_size=4, angle=angle, shape=shape,
+               dot_color="#102030", background_color="#F0E0D0", anti_aliasing=anti_aliasing, mask=mask)
+    upscale = anti_aliasing + 1
+    for i in range(2):
+        picture = pil(images[i]).convert("RGB")
+        random.seed(0)  # our fixed seed, for the pack's unseeded draws
+        large = picture.resize((24 * upscale, 20 * upscale), Image.LANCZOS)
+        dots = pack_halftone(large, 4 * upscale, shape, angle).resize((24, 20), Image.LANCZOS)
+        printed = Image.new("RGB", (24, 20), "#F0E0D0")
+        printed.paste(Image.new("RGB", (24, 20), "#102030"), mask=dots)
+        expected = Image.new("RGB", (24, 20), "#F0E0D0")
+        expected.paste(printed, mask=pil(mask[0]).convert("L"))
+        assert torch.equal(out[i:i + 1], tensor(expected))
+    assert len(torch.unique(out)) > 2  # dots and background mixed
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -901,6 +983,8 @@ PACK_INTERFACE = {
                                                 "mask_blur", "mask"], [64, 32, 16], ["image"]),
     "LayerStyle: Gradient Map": (["image", "start_color", "mid_color", "end_color", "mid_point", "opacity",
                                   "layer_mask"], ["#015A52", "#02AF9F", "#7FFFEC", 0.6, 100], ["image", "gradient"]),
+    "LayerFilter: HalfTone": (["image", "dot_size", "angle", "shape", "dot_color", "background_color", "anti_aliasing",
+                               "mask"], [10, 45.0, "circle", "#000000", "#FFFFFF", 1], ["image"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
