@@ -4,7 +4,7 @@ BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransf
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
 NanoBananaImageScale, HLFrequencyDetailRestore and PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend,
 ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter:
-SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map.
+SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map; LayerColor: AutoBrightness.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -15,14 +15,15 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/lay
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
 LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
 LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and
-halftone), ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and
-data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content:
-the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
-Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
-mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
-get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
-get_image_bright_average, histogram_range, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index
-holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+halftone), AutoBrightness, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
+LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index
+holds them (by content: the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers,
+Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border,
+gaussian_blur, mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray,
+adjust_levels, get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold,
+remove_background, get_image_bright_average, histogram_range, histogram_equalization, image_gray_offset,
+draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its
+NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
@@ -32,10 +33,9 @@ unseeded (HalfTone's jitter, MaskGrain's dissolve), ours come from a fixed seed,
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
 ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageHub, ImageReel
 (+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-AutoBrightness, Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: DistortDisplace, and LayerMask:
-MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte model). The
-model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
-LAYERSTYLE_LEFT_OUT."""
+Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: DistortDisplace, and LayerMask: MaskEdgeUltraDetail
+(+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes
+(Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
@@ -1523,5 +1523,76 @@ class LayerFilterHalfTone(Node):
             printed.paste(Image.new("RGB", picture.size, dot_color), mask=dots)
             result = Image.new("RGB", picture.size, background)
             result.paste(printed, mask=mask)
+            out.append(to_tensor(result))
+        return batch(out)
+
+
+# -- AutoBrightness ------------------------------------------------------------------------------------------
+
+
+def equalized(lightness, mask, gamma_strength: float):
+    """imagefunc.histogram_equalization on an L picture: its levels stretched so the darkest and lightest
+    inside the mask (pixels not 0) become 0 and 255 (int((v - low) / (high - low) × 255), clipped), then a
+    gamma of (mean - 127) / 127 × gamma_strength × 0.66 + 1 (the whole mean inside the mask), so a dark
+    picture lightens. An empty mask gives the picture back."""
+    import numpy as np
+    from PIL import Image
+    from nodes.pack_nodes_layerstyle2 import gamma_table
+    levels = np.asarray(lightness).astype(np.int64)
+    inside = levels[np.asarray(mask) != 0]
+    if inside.size == 0:
+        return lightness
+    low, high = int(inside.min()), int(inside.max())
+    if low == high:
+        raise NodeInputError("image", f"is one level ({low}) throughout inside the mask: AutoBrightness has no "
+                                      "range to stretch (the pack divides by zero there)")
+    average = int(int(inside.sum()) / inside.size)
+    stretched = np.clip(((levels - low) / (high - low) * 255).astype(np.int64), 0, 255).astype(np.uint8)
+    return Image.fromarray(gamma_table((average - 127) / 127 * gamma_strength * 0.66 + 1)[stretched], "L")
+
+
+class LayerColorAutoBrightness(Node):
+    """Even out images' brightness, as LayerColor's AutoBrightness: the LAB lightness stretched to the full
+    range inside the mask and given a gamma by its mean (histogram_equalization, gamma strength strength /
+    100), mixed with the original lightness at strength %; then saturation added to the HSV saturation
+    (clipped). The mask is mask (its item or last) or the image's alpha, else everywhere; an RGBA image
+    keeps its alpha. An image of one lightness inside the mask is refused (the pack divides by zero)."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    strength: int = Int(75, min=0, max=100)
+    saturation: int = Int(8, min=-255, max=255)
+    mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: AutoBrightness",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image
+        images = [to_pil(i) for i in self.image]
+        if self.mask is not None:
+            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
+        else:
+            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
+        out = []
+        for i in range(max(len(images), len(masks))):
+            check_interrupted()
+            picture, mask = images[min(i, len(images) - 1)], masks[min(i, len(masks) - 1)]
+            if mask.size != picture.size:
+                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                             f"{picture.height}: expected the image's size")
+            lightness, a, b = picture.convert("LAB").split()
+            levelled = equalized(lightness, mask, self.strength / 100)
+            if self.strength == 0:
+                levelled = lightness
+            elif self.strength < 100:
+                levelled = Image.blend(levelled, lightness, 1.0 - self.strength / 100)
+            result = Image.merge("LAB", (levelled, a, b)).convert("RGB")
+            if self.saturation != 0:
+                hue, saturation, value = result.convert("HSV").split()
+                saturation = Image.fromarray(np.clip(np.asarray(saturation, np.int16) + self.saturation, 0, 255)
+                                             .astype(np.uint8), "L")
+                result = Image.merge("HSV", (hue, saturation, value)).convert("RGB")
+            if picture.mode == "RGBA":
+                result.putalpha(picture.split()[-1])
             out.append(to_tensor(result))
         return batch(out)

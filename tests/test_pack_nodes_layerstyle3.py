@@ -907,6 +907,51 @@ def test_halftone_as_the_pack(registry, shape, angle, anti_aliasing):
     assert len(torch.unique(out)) > 2  # dots and background mixed
 
 
+def pack_auto_brightness(picture, mask, strength, saturation):
+    """auto_brightness.py with imagefunc's histogram_equalization (pixel by pixel), gamma_trans (its rounded
+    table), chop_image's normal and image_gray_offset, written out."""
+    l_channel, a_channel, b_channel = picture.convert("LAB").split()
+    image = l_channel.copy()
+    low, high, total, count = 255, 0, 0, 0
+    for y in range(image.height):
+        for x in range(image.width):
+            if mask.getpixel((x, y)) == 0:
+                continue
+            p = image.getpixel((x, y))
+            low, high, total, count = min(low, p), max(high, p), total + p, count + 1
+    average = int(total / count)
+    for y in range(image.height):
+        for x in range(image.width):
+            image.putpixel((x, y), int((image.getpixel((x, y)) - low) / (high - low) * 255))
+    gamma = (average - 127) / 127 * (strength / 100) * 0.66 + 1
+    image = image.point([round(255 * (v / 255) ** gamma) for v in range(256)])
+    if strength == 0:
+        image = l_channel
+    elif strength < 100:
+        image = Image.blend(image, l_channel, 1.0 - strength / 100)
+    result = Image.merge("LAB", (image, a_channel, b_channel)).convert("RGB")
+    if saturation:
+        h, s_channel, v = result.convert("HSV").split()
+        s_channel = s_channel.point([min(max(v_ + saturation, 0), 255) for v_ in range(256)])
+        result = Image.merge("HSV", (h, s_channel, v)).convert("RGB")
+    return result
+
+
+@pytest.mark.parametrize("strength,saturation,with_mask", [(75, 8, False), (40, -30, True), (100, 0, True)])
+def test_auto_brightness_as_the_pack(registry, strength, saturation, with_mask):
+    images, mask = rand(2, 14, 18, 3, seed=17) * 0.6 + 0.1, (rand(1, 14, 18, seed=18) > 0.4).float()
+    extra = {"mask": mask} if with_mask else {}
+    out = node(registry, "LayerColor: AutoBrightness", image=images, strength=strength, saturation=saturation, **extra)
+    for i in range(2):
+        keep = pil(mask[0]) if with_mask else Image.new("L", (18, 14), "white")
+        expected = pack_auto_brightness(pil(images[i]), keep, strength, saturation)
+        assert torch.equal(out[i:i + 1], tensor(expected))
+    flat = torch.full((1, 8, 8, 3), 0.5)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerColor: AutoBrightness", image=flat, strength=75, saturation=8)
+    assert getattr(e.value, "input", None) == "image"
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -985,6 +1030,7 @@ PACK_INTERFACE = {
                                   "layer_mask"], ["#015A52", "#02AF9F", "#7FFFEC", 0.6, 100], ["image", "gradient"]),
     "LayerFilter: HalfTone": (["image", "dot_size", "angle", "shape", "dot_color", "background_color", "anti_aliasing",
                                "mask"], [10, 45.0, "circle", "#000000", "#FFFFFF", 1], ["image"]),
+    "LayerColor: AutoBrightness": (["image", "strength", "saturation", "mask"], [75, 8], ["image"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
