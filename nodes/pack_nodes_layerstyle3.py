@@ -4,7 +4,8 @@ BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransf
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
 NanoBananaImageScale, HLFrequencyDetailRestore and PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend,
 ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter:
-SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map; LayerColor: AutoBrightness.
+SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map; LayerColor: AutoBrightness and Color of Shadow &
+Highlight.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -15,15 +16,16 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/lay
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
 LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
 LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and
-halftone), AutoBrightness, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
-LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index
-holds them (by content: the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers,
-Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border,
-gaussian_blur, mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray,
-adjust_levels, get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold,
-remove_background, get_image_bright_average, histogram_range, histogram_equalization, image_gray_offset,
-draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its
-NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+halftone), AutoBrightness, ColorCorrectShadowAndHighlight, ColorValuetoGrayValue, ColorValuetoRGBValue,
+ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
+LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
+py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
+is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
+create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
+calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
+histogram_range, histogram_equalization, image_gray_offset, image_hue_offset, draw_rounded_rectangle, expand_mask,
+chop_image_v2) as the code index holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry
+lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
@@ -33,7 +35,7 @@ unseeded (HalfTone's jitter, MaskGrain's dissolve), ours come from a fixed seed,
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
 ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageHub, ImageReel
 (+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-Color of Shadow & Highlight (+V2), LUT Apply, LayerFilter: DistortDisplace, and LayerMask: MaskEdgeUltraDetail
+ColorofShadowHighlightV2 (not read), LUT Apply, LayerFilter: DistortDisplace, and LayerMask: MaskEdgeUltraDetail
 (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes
 (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
@@ -862,6 +864,27 @@ def luminance_key(picture, low: float, high: float):
     return Image.fromarray(np.clip(255.0 * key.clamp(0, 1).numpy(), 0, 255).astype(np.uint8), "L")
 
 
+def key_ends(picture, mask, shadow: tuple, highlight: tuple):
+    """The luminance-key ends ((low, high) for the shadows, then the highlights) of the pack's shadow /
+    highlight nodes: from the mean HSV value g where the mask is above 16 (get_gray_average), the shadow
+    level 100 g³/255³ + 32 (1 - g³/255³) and the highlight level with squares, each moved by its offset
+    (percent) and spread by its range either way, ends kept in 0.01..0.99. None where the mask holds
+    nothing above 16 (the pack's mean is NaN there, which keys nothing)."""
+    import numpy as np
+    inside = np.asarray(mask) > 16
+    if not inside.any():
+        return None
+    gray = np.asarray(picture.convert("HSV"))[..., 2][inside].mean()
+    shadow_ratio, highlight_ratio = gray ** 3 / 255 ** 3, gray ** 2 / 255 ** 2
+    levels = (shadow_ratio * 100 + (1 - shadow_ratio) * 32, highlight_ratio * 100 + (1 - highlight_ratio) * 32)
+    ends = []
+    for level, (offset, spread), sign in zip(levels, (shadow, highlight), (1, -1)):
+        low = min(max((level + offset) / 100 + sign * spread / 2, 0.01), 0.99)
+        high = min(max((level + offset) / 100 - sign * spread / 2, 0.01), 0.99)
+        ends.append((low, high))
+    return ends
+
+
 class LayerMaskShadowAndHighlightMask(Node):
     """Masks of an image's shadows and highlights, as LayerMask's Shadow & Highlight Mask: from the mean
     HSV value g of the image where its mask is above 16 (mask, its item or its last; else the image's
@@ -881,7 +904,6 @@ class LayerMaskShadowAndHighlightMask(Node):
     comfy = ComfyAlias(("LayerMask: Shadow & Highlight Mask",))
 
     def run(self):
-        import numpy as np
         import torch
         from PIL import Image, ImageChops
         images = [to_pil(i) for i in self.image]
@@ -897,23 +919,13 @@ class LayerMaskShadowAndHighlightMask(Node):
             if mask.size != picture.size:
                 raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
                                              f"{picture.height}: expected the image's size")
-            inside = np.asarray(mask) > 16
             black = Image.new("L", picture.size, "black")
-            if not inside.any():
+            ends = key_ends(picture, mask, (self.shadow_level_offset, self.shadow_range),
+                            (self.highlight_level_offset, self.highlight_range))
+            if ends is None:
                 shadows.append(to_tensor(black))
                 highlights.append(to_tensor(black))
                 continue
-            gray = np.asarray(picture.convert("HSV"))[..., 2][inside].mean()
-            shadow_ratio, highlight_ratio = gray ** 3 / 255 ** 3, gray ** 2 / 255 ** 2
-            shadow_level = shadow_ratio * 100 + (1 - shadow_ratio) * 32
-            highlight_level = highlight_ratio * 100 + (1 - highlight_ratio) * 32
-            ends = []
-            for level, offset, spread, sign in ((shadow_level, self.shadow_level_offset, self.shadow_range, 1),
-                                                (highlight_level, self.highlight_level_offset, self.highlight_range,
-                                                 -1)):
-                low = min(max((level + offset) / 100 + sign * spread / 2, 0.01), 0.99)
-                high = min(max((level + offset) / 100 - sign * spread / 2, 0.01), 0.99)
-                ends.append((low, high))
             outside = ImageChops.invert(mask)
             for out, (low, high) in zip((shadows, highlights), ends):
                 keyed = luminance_key(picture, low, high)
@@ -1595,4 +1607,78 @@ class LayerColorAutoBrightness(Node):
             if picture.mode == "RGBA":
                 result.putalpha(picture.split()[-1])
             out.append(to_tensor(result))
+        return batch(out)
+
+
+# -- Color of Shadow & Highlight -----------------------------------------------------------------------------
+
+
+def toned(picture, brightness: float, saturation: float, hue: int):
+    """Color of Shadow & Highlight's adjustment: PIL's Brightness then Color enhancers (where not 1), then
+    the HSV hue moved by hue levels, wrapping round (imagefunc.image_hue_offset)."""
+    import numpy as np
+    from PIL import Image, ImageEnhance
+    if brightness != 1:
+        picture = ImageEnhance.Brightness(picture).enhance(factor=brightness)
+    if saturation != 1:
+        picture = ImageEnhance.Color(picture).enhance(factor=saturation)
+    if hue:
+        h, s, v = picture.convert("HSV").split()
+        h = Image.fromarray(((np.asarray(h, np.int16) + hue) % 256).astype(np.uint8), "L")
+        picture = Image.merge("HSV", (h, s, v)).convert("RGB")
+    return picture
+
+
+class LayerColorColorofShadowHighlight(Node):
+    """Tone an image's shadows and highlights apart, as LayerColor's Color of Shadow & Highlight: where a
+    part's brightness, saturation (PIL's enhancers; 1 leaves it) or hue (HSV levels, wrapping) is set, the
+    image so adjusted is pasted through that part's luminance key (as Shadow & Highlight Mask keys it,
+    from the mean value inside the mask) blurred by (width + height) / 800; the image itself stays
+    outside the mask (mask, its item or last; else the image's alpha, else everywhere). Shadows first,
+    then highlights over them."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    shadow_brightness: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    shadow_saturation: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    shadow_hue: int = Int(0, min=-255, max=255)
+    shadow_level_offset: int = Int(0, min=-99, max=99)
+    shadow_range: float = Float(0.25, min=0.01, max=0.99, step=0.01)
+    highlight_brightness: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    highlight_saturation: float = Float(1.0, min=0.0, max=3.0, step=0.01)
+    highlight_hue: int = Int(0, min=-255, max=255)
+    highlight_level_offset: int = Int(0, min=-99, max=99)
+    highlight_range: float = Float(0.25, min=0.01, max=0.99, step=0.01)
+    mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: Color of Shadow & Highlight",))
+
+    def run(self):
+        from PIL import Image, ImageChops, ImageFilter
+        images = [to_pil(i) for i in self.image]
+        if self.mask is not None:
+            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
+        else:
+            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
+        parts = ((self.shadow_brightness, self.shadow_saturation, self.shadow_hue),
+                 (self.highlight_brightness, self.highlight_saturation, self.highlight_hue))
+        out = []
+        for i in range(max(len(images), len(masks))):
+            check_interrupted()
+            picture = images[min(i, len(images) - 1)].convert("RGB")
+            mask = masks[min(i, len(masks) - 1)]
+            if mask.size != picture.size:
+                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                             f"{picture.height}: expected the image's size")
+            ends = key_ends(picture, mask, (self.shadow_level_offset, self.shadow_range),
+                            (self.highlight_level_offset, self.highlight_range))
+            canvas = picture.copy()
+            for (brightness, saturation, hue), part_ends in zip(parts, ends or ((None, None), (None, None))):
+                if brightness == 1 and saturation == 1 and not hue:
+                    continue
+                if ends is not None:  # the pack's NaN key of an empty mask keys nothing
+                    key = luminance_key(picture, *part_ends)
+                    key = key.filter(ImageFilter.GaussianBlur(radius=(key.width + key.height) // 800))
+                    canvas.paste(toned(picture.copy(), brightness, saturation, hue), mask=key)
+                canvas.paste(picture, mask=ImageChops.invert(mask))
+            out.append(to_tensor(canvas))
         return batch(out)

@@ -495,9 +495,11 @@ def test_create_gradient_mask_takes_size_as(registry):
     assert torch.equal(mask, tensor(pack_gradient_mask(40, 30, "center", 100, 0, 100)))
 
 
-def pack_shadow_highlight(picture, mask, shadow_offset, shadow_range, highlight_offset, highlight_range):
+def pack_shadow_highlight(picture, mask, shadow_offset, shadow_range, highlight_offset, highlight_range,
+                          black_outside=True):
     """shadow_and_highlight_mask.py with imagefunc's get_gray_average, calculate_shadow_highlight_level and
-    luminance_keyer, written out."""
+    luminance_keyer, written out (the keys alone, as Color of Shadow & Highlight takes them, without
+    black_outside)."""
     def norm(v):
         return min(max(v, 0.01), 0.99)
 
@@ -518,8 +520,9 @@ def pack_shadow_highlight(picture, mask, shadow_offset, shadow_range, highlight_
     highlight = keyer(norm((highlight_level + highlight_offset) / 100 - highlight_range / 2),
                       norm((highlight_level + highlight_offset) / 100 + highlight_range / 2))
     black, outside = Image.new("L", picture.size, "black"), ImageOps.invert(mask)
-    shadow.paste(black, mask=outside)
-    highlight.paste(black, mask=outside)
+    if black_outside:
+        shadow.paste(black, mask=outside)
+        highlight.paste(black, mask=outside)
     return shadow, highlight
 
 
@@ -952,6 +955,45 @@ def test_auto_brightness_as_the_pack(registry, strength, saturation, with_mask):
     assert getattr(e.value, "input", None) == "image"
 
 
+def pack_color_shadow_highlight(picture, mask, shadow, highlight):
+    """color_correct_shadow_and_highlight.py, written out: each part (brightness, saturation, hue, level
+    offset, range) toned and pasted through its key (this file's pack_shadow_highlight keys)."""
+    from PIL import ImageChops, ImageEnhance
+    keys = pack_shadow_highlight(picture, mask, shadow[3], shadow[4], highlight[3], highlight[4], black_outside=False)
+    canvas = picture.copy()
+    for (brightness, saturation, hue, _, _), key in zip((shadow, highlight), keys):
+        if brightness == 1 and saturation == 1 and not hue:
+            continue
+        part = picture.copy()
+        if brightness != 1:
+            part = ImageEnhance.Brightness(part).enhance(factor=brightness)
+        if saturation != 1:
+            part = ImageEnhance.Color(part).enhance(factor=saturation)
+        if hue:
+            h, s_channel, v = part.convert("HSV").split()
+            h = h.point([(x + hue) - 256 if x + hue > 255 else (x + hue) + 256 if x + hue < 0 else x + hue
+                         for x in range(256)])
+            part = Image.merge("HSV", (h, s_channel, v)).convert("RGB")
+        canvas.paste(part, mask=key.filter(ImageFilter.GaussianBlur((key.width + key.height) // 800)))
+        canvas.paste(picture, mask=ImageChops.invert(mask))
+    return canvas
+
+
+@pytest.mark.parametrize("shadow,highlight", [((1.4, 0.6, 20, 0, 0.25), (1, 1, 0, 0, 0.25)),
+                                              ((1, 1, 0, 10, 0.5), (0.7, 1.8, -100, -15, 0.3)),
+                                              ((2.0, 1.0, 0, -20, 0.9), (1.2, 1, 200, 30, 0.05))])
+def test_color_of_shadow_and_highlight_as_the_pack(registry, shadow, highlight):
+    images, mask = rand(2, 16, 20, 3, seed=19), rand(1, 16, 20, seed=20)
+    names = ("brightness", "saturation", "hue", "level_offset", "range")
+    args = {**{f"shadow_{n}": v for n, v in zip(names, shadow)},
+            **{f"highlight_{n}": v for n, v in zip(names, highlight)}}
+    out = node(registry, "LayerColor: Color of Shadow & Highlight", image=images, mask=mask, **args)
+    for i in range(2):
+        expected = pack_color_shadow_highlight(pil(images[i]), pil(mask[0]).convert("L"), shadow, highlight)
+        assert torch.equal(out[i:i + 1], tensor(expected))
+    assert not torch.equal(out, torch.cat([tensor(pil(i)) for i in images]))  # something was toned
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -1031,6 +1073,10 @@ PACK_INTERFACE = {
     "LayerFilter: HalfTone": (["image", "dot_size", "angle", "shape", "dot_color", "background_color", "anti_aliasing",
                                "mask"], [10, 45.0, "circle", "#000000", "#FFFFFF", 1], ["image"]),
     "LayerColor: AutoBrightness": (["image", "strength", "saturation", "mask"], [75, 8], ["image"]),
+    "LayerColor: Color of Shadow & Highlight": (
+        ["image", "shadow_brightness", "shadow_saturation", "shadow_hue", "shadow_level_offset", "shadow_range",
+         "highlight_brightness", "highlight_saturation", "highlight_hue", "highlight_level_offset", "highlight_range",
+         "mask"], [1.0, 1.0, 0, 0, 0.25, 1.0, 1.0, 0, 0, 0.25], ["image"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
