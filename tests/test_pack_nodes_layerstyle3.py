@@ -1,7 +1,7 @@
 """ComfyUI_LayerStyle's round-3 nodes (nodes/pack_nodes_layerstyle3.py): TextImage and its V2 against the
 pack's text_image.py / text_image_v2.py layouts written out here step by step (with the pack's global random
 state, seeded as its random_numbers seeds it), the box, batch, check, shift and colour-value classes against
-their formulas written out here; an API prompt of the new classes run through the executor."""
+their formulas written out here; an API prompt and a UI save of the new classes run through the executor (the save round-trips)."""
 
 import random
 import re
@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from graphflow.comfy_format import export_ui
 from graphflow.executor import Executor
 from graphflow.workflow import parse_workflow
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 from tests.test_pack_nodes_layerstyle import node, pil, rand, tensor
 
 
@@ -1108,3 +1110,31 @@ def test_a_model_class_is_named_with_why(registry, comfy_class, why):
     from graphflow.comfy_format import unknown_type_hint
     hint = unknown_type_hint(comfy_class)
     assert "ComfyUI_LayerStyle" in hint and why in hint and registry.comfy_node(comfy_class) is None
+
+
+def test_a_ui_save_with_the_new_classes_runs_and_round_trips(registry, fonts):
+    import json
+    text_values = ["Hi\nyou", "aileron.ttf", 2, 0, 5.0, 5.0, 80.0, 20, 42, "vertical", 64, 48, "#FFA000", "#000000"]
+    nodes = [
+        ui_node(1, "LayerUtility: TextImage", text_values, [("size_as", "*", None, False)],
+                [("image", "IMAGE", [1]), ("mask", "MASK", [])]),
+        ui_node(2, "LayerMask: CreateGradientMask", [512, 512, "center", 100, 0, 100],
+                [("size_as", "*", 1, False)], [("mask", "MASK", [2])]),
+        ui_node(3, "LayerUtility: LayerMaskTransform", [4, 0, "horizontal", 0.5, 1.0, 0.0, "lanczos", 2],
+                [("mask", "MASK", 2, False)], [("mask", "MASK", [])]),
+    ]
+    links = [[1, 1, 0, 2, 0, "*"], [2, 2, 0, 3, 0, "MASK"]]
+    graph = ui_graph(nodes, links)
+    result = run_graph(registry, graph, outputs=["1", "3"])
+    args = dict(zip(["text", "spacing", "leading", "horizontal_border", "vertical_border", "scale", "variation_range",
+                     "variation_seed", "layout", "width", "height", "text_color", "background_color"],
+                    [text_values[0], *text_values[2:]]))
+    expected, _ = pack_text_image(False, fonts / "aileron.ttf", **args)
+    assert torch.equal(result.values["1"][0], tensor(expected))
+    gradient = pack_gradient_mask(64, 48, "center", 100, 0, 100)
+    small = gradient.transpose(Image.FLIP_LEFT_RIGHT).convert("RGB").resize((32, 24)).convert("L")
+    assert torch.equal(result.values["3"][0], tensor(placed(small, (64, 48), (16 + 4, 12))))
+    saved = {n["id"]: n for n in json.loads(json.dumps(export_ui(parse_workflow(graph, registry), registry)))["nodes"]}
+    for original in nodes:
+        assert saved[original["id"]]["type"] == original["type"]
+        assert saved[original["id"]]["widgets_values"] == original["widgets_values"], original["type"]
