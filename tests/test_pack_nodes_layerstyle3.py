@@ -1,7 +1,9 @@
 """ComfyUI_LayerStyle's round-3 nodes (nodes/pack_nodes_layerstyle3.py): TextImage and its V2 against the
 pack's text_image.py / text_image_v2.py layouts written out here step by step (with the pack's global random
-state, seeded as its random_numbers seeds it), the box, batch, check, shift and colour-value classes against
-their formulas written out here; an API prompt and a UI save of the new classes run through the executor (the save round-trips)."""
+state, seeded as its random_numbers seeds it); the other classes against the pack's code written out here
+(pixel loops where the pack loops), PIL, OpenCV, scipy, colorsys or the blend_modes package; the classes'
+inputs and outputs as the pack's INPUT_TYPES / RETURN_NAMES; an API prompt and a UI save of the new classes
+run through the executor (the save round-trips)."""
 
 import random
 import re
