@@ -6,7 +6,6 @@ inputs and outputs as the pack's INPUT_TYPES / RETURN_NAMES; an API prompt and a
 run through the executor (the save round-trips)."""
 
 import random
-import re
 
 import numpy as np
 import pytest
