@@ -2,10 +2,10 @@
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
-NanoBananaImageScale, HLFrequencyDetailRestore and PrintInfo; LayerMask: MaskBoxDetect, MaskBoxExtend,
-ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter:
-SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map; LayerColor: AutoBrightness and Color of Shadow &
-Highlight.
+NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, TextPreseter, ChoiceTextPreset and ImageHub; LayerMask:
+MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and
+MaskGrain; LayerFilter: SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map; LayerColor:
+AutoBrightness and Color of Shadow & Highlight.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -16,35 +16,36 @@ a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/lay
 266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
 LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
 LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and
-halftone), AutoBrightness, ColorCorrectShadowAndHighlight, ColorValuetoGrayValue, ColorValuetoRGBValue,
-ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and
-LS_MultiImageListToBatch, as the code index holds them (by content: the index named no path for these); and
-py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area,
-is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image, image2mask, create_gradient,
-create_box_gradient, image_channel_split, normalize_gray, adjust_levels, get_gray_average,
-calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background, get_image_bright_average,
-histogram_range, histogram_equalization, image_gray_offset, image_hue_offset, draw_rounded_rectangle, expand_mask,
-chop_image_v2) as the code index holds it. The pack's class list is its NODE_CLASS_MAPPINGS as a ComfyUI registry
-lists them.
+halftone), AutoBrightness, ColorCorrectShadowAndHighlight, LS_TextPreseter, LS_ChoiceTextPreset, ImageHub,
+ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and
+data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content:
+the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
+Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
+mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
+get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
+get_image_bright_average, histogram_range, histogram_equalization, image_gray_offset, image_hue_offset,
+draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its
+NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0. Where the pack's draws are
-unseeded (HalfTone's jitter, MaskGrain's dissolve), ours come from a fixed seed, so a run repeats.
+unseeded (HalfTone's jitter, MaskGrain's dissolve, ImageHub's random_output), ours come from a fixed seed, so a
+run repeats.
 
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
-ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageHub, ImageReel
-(+Composit), ChoiceTextPreset, TextPreseter, ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2,
-ColorofShadowHighlightV2 (not read), LUT Apply, LayerFilter: DistortDisplace, and LayerMask: MaskEdgeUltraDetail
-(+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte model). The model classes
-(Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageReel (+Composit),
+ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2, ColorofShadowHighlightV2 (not read), LUT
+Apply, LayerFilter: DistortDisplace, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs
+pymatting, which needs numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed,
+with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
-    Node, NodeInputError, Text, check_interrupted
+    Node, NodeInputError, Text, check_interrupted, socket_type
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, detect_area, mask_batch, \
     min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
@@ -1682,3 +1683,96 @@ class LayerColorColorofShadowHighlight(Node):
                 canvas.paste(picture, mask=ImageChops.invert(mask))
             out.append(to_tensor(canvas))
         return batch(out)
+
+
+# -- text presets, ImageHub ----------------------------------------------------------------------------------
+
+TEXT_PRESET = socket_type("LS_TEXT_PRESET", "#9e9e9e", "LayerStyle's text presets: a dict of title -> content")
+HUB_SEED = 0  # the pack's random_output draws from Python's unseeded global random; ours from this seed
+
+
+class LayerUtilityTextPreseter(Node):
+    """Add a titled text to a set of text presets, as LayerUtility's TextPreseter: the given presets (or
+    none) with content under title (a blank title adds nothing). The pack adds it to the very set it was
+    given (which ComfyUI may hold for other nodes); ours gives a new set."""
+    category = "😺dzNodes/LayerUtility/Data"
+    title: str = Text("")
+    content: str = Text("", multiline=True)
+    text_preset: TEXT_PRESET = None
+    outputs = {"text_preset": TEXT_PRESET}
+    comfy = ComfyAlias(("LayerUtility: TextPreseter",))
+
+    def run(self):
+        presets = dict(self.text_preset or {})
+        if self.title:
+            presets[self.title] = self.content
+        return presets
+
+
+class LayerUtilityChoiceTextPreset(Node):
+    """Pick one of a set of text presets, as LayerUtility's ChoiceTextPreset: the one titled choice_title
+    where there is one, else the default-th (from 0, in the order they were added); with random_choice,
+    one drawn from seed (as Python's random.choice draws it after random.seed(seed), so a run repeats).
+    Gives its title and content."""
+    category = "😺dzNodes/LayerUtility/Data"
+    text_preset: TEXT_PRESET
+    choice_title: str = Text("")
+    random_choice: bool = Bool(False)
+    default: int = Int(0, min=0, max=10**4)
+    seed: int = Int(0, min=0, max=10**18, control_after_generate=True)
+    outputs = {"title": STRING, "content": STRING}
+    comfy = ComfyAlias(("LayerUtility: ChoiceTextPreset",))
+
+    def run(self):
+        import random
+        if not isinstance(self.text_preset, dict) or not self.text_preset:
+            raise NodeInputError("text_preset", "holds no presets: expected TextPreseter's set with at least one text")
+        titles = list(self.text_preset)
+        if self.default >= len(titles):
+            raise NodeInputError("default", f"is {self.default}, but the set holds {len(titles)} preset"
+                                            f"{'' if len(titles) == 1 else 's'}: expected 0 to {len(titles) - 1}")
+        title = titles[self.default]
+        if self.random_choice:
+            title = random.Random(self.seed).choice(titles)
+        elif self.choice_title in self.text_preset:
+            title = self.choice_title
+        return title, self.text_preset[title]
+
+
+class LayerUtilityImageHub(Node):
+    """Pass on one of up to nine image / mask pairs, as LayerUtility's ImageHub: pair number `output`
+    (its image and its mask, either None where unlinked); with random_output, one of the linked pairs
+    drawn from a fixed seed, so a run repeats (the pack draws from Python's unseeded random state: for
+    varied picks link a seeded number into output instead). At least one input must be linked."""
+    category = "😺dzNodes/LayerUtility"
+    output: int = Int(1, min=1, max=9)
+    random_output: bool = Bool(False)
+    input1_image: IMAGE = None
+    input1_mask: MASK = None
+    input2_image: IMAGE = None
+    input2_mask: MASK = None
+    input3_image: IMAGE = None
+    input3_mask: MASK = None
+    input4_image: IMAGE = None
+    input4_mask: MASK = None
+    input5_image: IMAGE = None
+    input5_mask: MASK = None
+    input6_image: IMAGE = None
+    input6_mask: MASK = None
+    input7_image: IMAGE = None
+    input7_mask: MASK = None
+    input8_image: IMAGE = None
+    input8_mask: MASK = None
+    input9_image: IMAGE = None
+    input9_mask: MASK = None
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("LayerUtility: ImageHub",))
+
+    def run(self):
+        import random
+        pairs = {n: (getattr(self, f"input{n}_image"), getattr(self, f"input{n}_mask")) for n in range(1, 10)}
+        linked = [n for n, pair in pairs.items() if any(v is not None for v in pair)]
+        if not linked:
+            raise NodeInputError("input1_image", "nothing is linked: expected at least one image or mask")
+        chosen = linked[random.Random(HUB_SEED).randint(1, len(linked)) - 1] if self.random_output else self.output
+        return pairs[chosen]

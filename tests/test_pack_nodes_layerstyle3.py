@@ -997,6 +997,42 @@ def test_color_of_shadow_and_highlight_as_the_pack(registry, shadow, highlight):
     assert not torch.equal(out, torch.cat([tensor(pil(i)) for i in images]))  # something was toned
 
 
+def test_text_presets_are_set_and_chosen(registry):
+    first = node(registry, "LayerUtility: TextPreseter", title="a", content="apple")
+    both = node(registry, "LayerUtility: TextPreseter", title="b", content="banana", text_preset=first)
+    assert first == {"a": "apple"} and both == {"a": "apple", "b": "banana"}  # the given set left as it was
+    assert node(registry, "LayerUtility: TextPreseter", title="", content="x", text_preset=both) == both
+    choose = dict(text_preset={**both, "c": "cherry"}, random_choice=False, seed=0)
+    assert node(registry, "LayerUtility: ChoiceTextPreset", choice_title="b", default=0, **choose) == ("b", "banana")
+    assert node(registry, "LayerUtility: ChoiceTextPreset", choice_title="zz", default=2, **choose) == ("c", "cherry")
+    for seed in (0, 5, 123):
+        random.seed(seed)  # the pack's draw: random.choice after random.seed(seed)
+        expected = random.choice(["a", "b", "c"])
+        got = node(registry, "LayerUtility: ChoiceTextPreset", **{**choose, "random_choice": True, "seed": seed},
+                   choice_title="a", default=0)
+        assert got[0] == expected
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: ChoiceTextPreset", choice_title="a", default=3, **choose)
+    assert getattr(e.value, "input", None) == "default"
+
+
+def test_image_hub_passes_one_pair_on(registry):
+    image, mask = rand(1, 4, 5, 3), rand(1, 4, 5)
+    other = rand(1, 4, 5, 3, seed=1)
+    got = node(registry, "LayerUtility: ImageHub", output=3, random_output=False, input3_image=image,
+               input3_mask=mask, input5_image=other)
+    assert got[0] is image and got[1] is mask
+    assert node(registry, "LayerUtility: ImageHub", output=5, random_output=False, input3_image=image,
+                input5_image=other) == (other, None)
+    assert node(registry, "LayerUtility: ImageHub", output=2, random_output=False, input3_image=image) == (None, None)
+    pick = [3, 5][random.Random(0).randint(1, 2) - 1]  # the pack's randint over the linked pairs, our fixed seed
+    got = node(registry, "LayerUtility: ImageHub", output=1, random_output=True, input3_image=image, input5_image=other)
+    assert got[0] is (image if pick == 3 else other)
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: ImageHub", output=1, random_output=False)
+    assert getattr(e.value, "input", None) == "input1_image"
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -1080,6 +1116,12 @@ PACK_INTERFACE = {
         ["image", "shadow_brightness", "shadow_saturation", "shadow_hue", "shadow_level_offset", "shadow_range",
          "highlight_brightness", "highlight_saturation", "highlight_hue", "highlight_level_offset", "highlight_range",
          "mask"], [1.0, 1.0, 0, 0, 0.25, 1.0, 1.0, 0, 0, 0.25], ["image"]),
+    "LayerUtility: TextPreseter": (["title", "content", "text_preset"], ["", ""], ["text_preset"]),
+    "LayerUtility: ChoiceTextPreset": (["text_preset", "choice_title", "random_choice", "default", "seed"],
+                                       ["", False, 0, 0], ["title", "content"]),
+    "LayerUtility: ImageHub": (["output", "random_output", *(f"input{n}_{kind}" for n in range(1, 10)
+                                                              for kind in ("image", "mask"))], [1, False],
+                               ["image", "mask"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
