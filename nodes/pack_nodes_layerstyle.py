@@ -1017,6 +1017,7 @@ class LayerUtilityCropByMaskV2(Node):
     crop_box: BOX = None
     outputs = {"croped_image": IMAGE, "croped_mask": MASK, "crop_box": BOX, "box_preview": IMAGE}
     comfy = ComfyAlias(("LayerUtility: CropByMask V2",))
+    picture_mode = "RGB"  # the crops' and the preview's mode (V3, nodes/pack_nodes_layerstyle3.py: RGBA)
 
     def run(self):
         from PIL import ImageDraw
@@ -1025,7 +1026,7 @@ class LayerUtilityCropByMaskV2(Node):
             warn("CropByMask V2: several masks given: the first is used, as the pack does")
         mask = to_pil(1 - mask if self.invert_mask else mask).convert("L")
         height, width = int(self.image.shape[1]), int(self.image.shape[2])
-        preview = mask.convert("RGB")
+        preview = mask.convert(self.picture_mode)
         box = self.crop_box
         if box is None:
             x, y, w, h = detect_area(mask, self.detect)
@@ -1048,7 +1049,7 @@ class LayerUtilityCropByMaskV2(Node):
                         box[3] - box[1], "the crop")
         ImageDraw.Draw(preview).rectangle((box[0], box[1], box[2], box[3]), outline="#00F000",
                                           width=(box[2] - box[0] + box[3] - box[1]) // 200)
-        crops = [to_tensor(to_pil(i).convert("RGB").crop(tuple(box))) for i in self.image]
+        crops = [to_tensor(to_pil(i).convert(self.picture_mode).crop(tuple(box))) for i in self.image]
         mask_crop = to_tensor(mask.crop(tuple(box)))
         return batch(crops), mask_crop.expand(len(crops), -1, -1).clone(), box, to_tensor(preview)
 

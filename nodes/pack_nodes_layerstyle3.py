@@ -2,10 +2,10 @@
 LayerUtility: TextImage and TextImage V2 (text laid out a character at a time on a canvas), CropBoxResolve,
 BatchSelector, CheckMask (+V2), ImageShift, LayerImageTransform, LayerMaskTransform, AnyRerouter, GrayValue, RGB
 Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRectangle, FluxKontextImageScale,
-NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, TextPreseter, ChoiceTextPreset and ImageHub; LayerMask:
-MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask, Shadow & Highlight Mask (+V2), BlendIf Mask and
-MaskGrain; LayerFilter: SoftLight, GaussianBlurV2 and HalfTone; LayerStyle: Gradient Map; LayerColor:
-AutoBrightness and Color of Shadow & Highlight.
+NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, TextPreseter, ChoiceTextPreset, ImageHub and CropByMask
+V3 (round 1's V2 with RGBA crops); LayerMask: MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask,
+Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight, GaussianBlurV2 and HalfTone;
+LayerStyle: Gradient Map; LayerColor: AutoBrightness and Color of Shadow & Highlight.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -13,15 +13,16 @@ Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a765
 py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
-266f8a25367ebb1aa6d64b404835fa7cac2651d0; the classes CreateGradientMask, ShadowAndHighlightMask,
-LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale,
-LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and
-halftone), AutoBrightness, ColorCorrectShadowAndHighlight, LS_TextPreseter, LS_ChoiceTextPreset, ImageHub,
-ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and
-data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content:
-the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB,
-Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur,
-mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
+266f8a25367ebb1aa6d64b404835fa7cac2651d0, py/crop_by_mask_v3.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653; the
+classes CreateGradientMask, ShadowAndHighlightMask, LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask,
+MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale, LS_NanoBananaImageScale, HLFrequencyDetailRestore,
+PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and halftone), AutoBrightness,
+ColorCorrectShadowAndHighlight, LS_TextPreseter, LS_ChoiceTextPreset, ImageHub, ColorValuetoGrayValue,
+ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's
+LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content: the index named
+no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level,
+rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
+image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
 get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
 get_image_bright_average, histogram_range, histogram_equalization, image_gray_offset, image_hue_offset,
 draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its
@@ -33,12 +34,12 @@ run repeats and matches the pack's; the pack's default seed is the clock, ours 0
 unseeded (HalfTone's jitter, MaskGrain's dissolve, ImageHub's random_output), ours come from a fixed seed, so a
 run repeats.
 
-Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), CropByMask V3,
-ImageCompositeHandleMask, ICMask (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageReel (+Composit),
-ImageTaggerSave (+V2), LoadImagesFromPath, LayerColor: AutoAdjustV2, ColorofShadowHighlightV2 (not read), LUT
-Apply, LayerFilter: DistortDisplace, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs
-pymatting, which needs numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed,
-with why, in graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), ImageCompositeHandleMask, ICMask
+(+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageReel (+Composit), ImageTaggerSave (+V2),
+LoadImagesFromPath, LayerColor: AutoAdjustV2, ColorofShadowHighlightV2 (not read), LUT Apply, LayerFilter:
+DistortDisplace, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs
+numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in
+graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ from functools import lru_cache
 from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, \
     Node, NodeInputError, Text, check_interrupted, socket_type
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
-from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, detect_area, mask_batch, \
-    min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, LayerUtilityCropByMaskV2, batch, check_made_size, \
+    detect_area, mask_batch, min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -1776,3 +1777,12 @@ class LayerUtilityImageHub(Node):
             raise NodeInputError("input1_image", "nothing is linked: expected at least one image or mask")
         chosen = linked[random.Random(HUB_SEED).randint(1, len(linked)) - 1] if self.random_output else self.output
         return pairs[chosen]
+
+
+class LayerUtilityCropByMaskV3(LayerUtilityCropByMaskV2):
+    """Crop images to a mask's area, as LayerUtility's CropByMask V3: as CropByMask V2 (the box of the
+    first mask's area widened by the reserves and grown to round_to_multiple, or crop_box), but the crops
+    and the preview are RGBA: an RGB image's crop is opaque, and transparent where the box reaches past
+    the picture's edge."""
+    comfy = ComfyAlias(("LayerUtility: CropByMask V3",))
+    picture_mode = "RGBA"

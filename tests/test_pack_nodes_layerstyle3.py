@@ -1033,6 +1033,27 @@ def test_image_hub_passes_one_pair_on(registry):
     assert getattr(e.value, "input", None) == "input1_image"
 
 
+def test_crop_by_mask_v3_crops_rgba_as_v2_boxes(registry):
+    image, mask = rand(2, 60, 80, 4), torch.zeros(1, 60, 80)
+    mask[0, 20:31, 30:47] = 1
+    args = dict(image=image, mask=mask, invert_mask=False, detect="mask_area", top_reserve=5, bottom_reserve=5,
+                left_reserve=40, right_reserve=3, round_to_multiple="16")
+    crops, mask_crop, box, preview = node(registry, "LayerUtility: CropByMask V3", **args)
+    v2 = node(registry, "LayerUtility: CropByMask V2", **args)
+    assert box == v2[2] and torch.equal(mask_crop, v2[1])
+    assert crops.shape[-1] == 4 and torch.equal(crops[1:2], tensor(pil(image[1]).crop(tuple(box))))
+    # the pack's preview: the mask as RGBA, the found area in red, the box in green
+    x, y, w, h = 30, 20, 16, 10
+    expected = pil(mask[0]).convert("RGBA")
+    ImageDraw.Draw(expected).rectangle((x, y, x + w, y + h), outline="#F00000", width=(w + h) // 100)
+    ImageDraw.Draw(expected).rectangle(tuple(box), outline="#00F000", width=(box[2] - box[0] + box[3] - box[1]) // 200)
+    assert torch.equal(preview, tensor(expected))
+    # an RGB image's crop is opaque inside the picture (the box may reach past its edge: transparent there)
+    from_rgb = node(registry, "LayerUtility: CropByMask V3", **{**args, "image": image[..., :3]})[0]
+    assert torch.equal(from_rgb[:1], tensor(pil(image[0, ..., :3]).convert("RGBA").crop(tuple(box))))
+    assert from_rgb[..., 3].max() == 1
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -1122,6 +1143,10 @@ PACK_INTERFACE = {
     "LayerUtility: ImageHub": (["output", "random_output", *(f"input{n}_{kind}" for n in range(1, 10)
                                                               for kind in ("image", "mask"))], [1, False],
                                ["image", "mask"]),
+    "LayerUtility: CropByMask V3": (
+        ["image", "mask", "invert_mask", "detect", "top_reserve", "bottom_reserve", "left_reserve", "right_reserve",
+         "round_to_multiple", "crop_box"], [False, "mask_area", 20, 20, 20, 20, "8"],
+        ["croped_image", "croped_mask", "crop_box", "box_preview"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
