@@ -26,7 +26,8 @@ TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 
 Round 2 (nodes/pack_nodes_layerstyle2.py) holds the V2 blend modes and the V2 / V3 effects and blends
 that use them (the V2 ones subclass this module's classes through their `chop` hook), SimpleTextImage,
-Film (V2), AddGrain and a few more (its docstring lists them). Left out
+Film (V2), AddGrain and a few more (its docstring lists them); round 3 (nodes/pack_nodes_layerstyle3.py)
+TextImage (V2), CropByMask V3 (CropByMask V2 with RGBA crops, through its `picture_mode`) and more. Left out
 for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence,
 ...; most now in chflame163's ComfyUI_LayerStyle_Advance), LightLeak (the pack's own pictures) and
 LayerMask PixelSpread (pymatting, which needs numba).
