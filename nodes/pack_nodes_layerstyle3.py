@@ -5,7 +5,7 @@ Value, HSV Value, PurgeVRAM V2, ImageBatchToList, ImageListToBatch, RoundedRecta
 NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, TextPreseter, ChoiceTextPreset, ImageHub and CropByMask
 V3 (round 1's V2 with RGBA crops); LayerMask: MaskBoxDetect, MaskBoxExtend, ImageToMask, CreateGradientMask,
 Shadow & Highlight Mask (+V2), BlendIf Mask and MaskGrain; LayerFilter: SoftLight, GaussianBlurV2 and HalfTone;
-LayerStyle: Gradient Map; LayerColor: AutoBrightness and Color of Shadow & Highlight.
+LayerStyle: Gradient Map; LayerColor: AutoBrightness, AutoAdjustV2 and Color of Shadow & Highlight.
 
 Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653, py/text_image_v2.py at
 245d3f82c3f74ad0614771d17a4fa26ed91f3d6c, py/mask_box_detect.py and py/crop_box_resolve.py at
@@ -13,20 +13,20 @@ Read from the pack's py/text_image.py at 17ac6c0b4602a2ab74f4fa12fc378541843a765
 py/check_mask_v2.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_shift.py, py/check_mask.py and
 py/any_rerouter.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/image_to_mask.py at
 a267afb24b80ebd0ff9c3ac4833d3c8285b862da, py/layer_image_transform.py and py/layer_mask_transform.py at
-266f8a25367ebb1aa6d64b404835fa7cac2651d0, py/crop_by_mask_v3.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653; the
-classes CreateGradientMask, ShadowAndHighlightMask, LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask,
-MaskGrain, LS_RoundedRectangle, LS_FluxKontextImageScale, LS_NanoBananaImageScale, HLFrequencyDetailRestore,
-PrintInfo, GradientMap, LS_HalfTone (with create_dot_mask and halftone), AutoBrightness,
-ColorCorrectShadowAndHighlight, LS_TextPreseter, LS_ChoiceTextPreset, ImageHub, ColorValuetoGrayValue,
-ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2, LS_GaussianBlurV2, and data_nodes.py's
-LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index holds them (by content: the index named
-no path for these); and py/imagefunc.py (random_numbers, extract_numbers, Hex_to_RGB, Hex_to_HSV_255level,
-rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border, gaussian_blur, mask2image,
-image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray, adjust_levels,
-get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold, remove_background,
-get_image_bright_average, histogram_range, histogram_equalization, image_gray_offset, image_hue_offset,
-draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class list is its
-NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
+266f8a25367ebb1aa6d64b404835fa7cac2651d0, py/crop_by_mask_v3.py at 17ac6c0b4602a2ab74f4fa12fc378541843a7653,
+py/color_correct_auto_adjust_v2.py at 73dfb6d2d60200bc778cf85e4f77bb9ea5dd6984; the classes CreateGradientMask,
+ShadowAndHighlightMask, LS_ShadowAndHighlightMaskV2, SoftLight, BlendIfMask, MaskGrain, LS_RoundedRectangle,
+LS_FluxKontextImageScale, LS_NanoBananaImageScale, HLFrequencyDetailRestore, PrintInfo, GradientMap, LS_HalfTone
+(with create_dot_mask and halftone), AutoBrightness, ColorCorrectShadowAndHighlight, LS_TextPreseter,
+LS_ChoiceTextPreset, ImageHub, ColorValuetoGrayValue, ColorValuetoRGBValue, ColorValuetoHSVValue, PurgeVRAM_V2,
+LS_GaussianBlurV2, and data_nodes.py's LS_ImageBatchToMultiList and LS_MultiImageListToBatch, as the code index
+holds them (by content: the index named no path for these); and py/imagefunc.py (random_numbers, extract_numbers,
+Hex_to_RGB, Hex_to_HSV_255level, rgb2gray, mask_white_area, is_valid_mask, shift_image, draw_rect, draw_border,
+gaussian_blur, mask2image, image2mask, create_gradient, create_box_gradient, image_channel_split, normalize_gray,
+adjust_levels, get_gray_average, calculate_shadow_highlight_level, luminance_keyer, gray_threshold,
+remove_background, get_image_bright_average, histogram_range, histogram_equalization, image_gray_offset,
+image_hue_offset, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class
+list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
@@ -36,10 +36,10 @@ run repeats.
 
 Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), ImageCompositeHandleMask, ICMask
 (+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageReel (+Composit), ImageTaggerSave (+V2),
-LoadImagesFromPath, LayerColor: AutoAdjustV2, ColorofShadowHighlightV2 (not read), LUT Apply, LayerFilter:
-DistortDisplace, and LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs
-numba, or the VITMatte model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in
-graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT."""
+LoadImagesFromPath, LayerColor: ColorofShadowHighlightV2 (not read), LUT Apply, LayerFilter: DistortDisplace, and
+LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
+model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
+LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations
 
@@ -1786,3 +1786,86 @@ class LayerUtilityCropByMaskV3(LayerUtilityCropByMaskV2):
     the picture's edge."""
     comfy = ComfyAlias(("LayerUtility: CropByMask V3",))
     picture_mode = "RGBA"
+
+
+# -- AutoAdjustV2 --------------------------------------------------------------------------------------------
+
+
+class LayerColorAutoAdjustV2(Node):
+    """Automatic levels, as LayerColor's AutoAdjust V2: in mode RGB each of R, G, B, in luminance the LAB
+    lightness, in saturation the HSV saturation, in lum + sat the saturation then the lightness, in mono
+    the grey, stretched between its histogram ends (normalize_gray) as the mask sees it (the channel
+    inside the mask on mid grey outside); then red / green / blue (-100..100; not in mono) bend their
+    channel by a gamma of 0.00005 b² - 0.01 b + 1, and brightness, contrast and saturation apply PIL's
+    enhancers (a factor of 1 + v / 100 below 0, 1 + v / 50 above); the result is laid over the picture at
+    strength percent (the blend_modes package's normal), the picture itself kept outside the mask (mask,
+    its item or last; else the image's alpha, else everywhere). An RGBA image keeps its alpha."""
+    category = "😺dzNodes/LayerColor"
+    image: IMAGE
+    strength: int = Int(100, min=0, max=100)
+    brightness: int = Int(0, min=-100, max=100)
+    contrast: int = Int(0, min=-100, max=100)
+    saturation: int = Int(0, min=-100, max=100)
+    red: int = Int(0, min=-100, max=100)
+    green: int = Int(0, min=-100, max=100)
+    blue: int = Int(0, min=-100, max=100)
+    mode: str = Choice(("RGB", "lum + sat", "mono", "luminance", "saturation"), "RGB")
+    mask: MASK = None
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("LayerColor: AutoAdjustV2",))
+
+    def run(self):
+        import numpy as np
+        from PIL import Image, ImageChops, ImageEnhance
+        from nodes.pack_nodes_layerstyle2 import gamma_table
+        from nodes.pack_nodes_layerstyle_more import keep_alpha, normal_blend, normalize_gray
+
+        def factor(value):
+            return value / 100 + 1 if value < 0 else value / 50 + 1
+
+        def levelled(channel, mask):
+            grey = Image.new("L", channel.size, "gray")
+            grey.paste(channel.convert("L"), mask=mask)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return normalize_gray(grey)
+
+        images = [to_pil(i) for i in self.image]
+        if self.mask is not None:
+            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
+        else:
+            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
+        out = []
+        for i in range(max(len(images), len(masks))):
+            check_interrupted()
+            picture, mask = images[min(i, len(images) - 1)], masks[min(i, len(masks) - 1)]
+            if mask.size != picture.size:
+                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                             f"{picture.height}: expected the image's size")
+            rgba = picture.convert("RGBA")
+            if self.mode == "RGB":
+                result = Image.merge("RGB", [levelled(c, mask) for c in rgba.convert("RGB").split()])
+            elif self.mode == "mono":
+                result = levelled(picture.convert("L"), mask).convert("RGB")
+            else:
+                result = rgba.convert("RGB")
+                if self.mode in ("saturation", "lum + sat"):
+                    h, s, v = rgba.convert("HSV").split()
+                    result = Image.merge("HSV", (h, levelled(s, mask), v)).convert("RGB")
+                if self.mode in ("luminance", "lum + sat"):
+                    lightness, a, b = result.convert("RGBA").convert("LAB").split()
+                    result = Image.merge("LAB", (levelled(lightness, mask), a, b)).convert("RGB")
+            if (self.red or self.green or self.blue) and self.mode != "mono":
+                channels = list(result.split())
+                for index, balance in enumerate((self.red, self.green, self.blue)):
+                    if balance:
+                        table = gamma_table(0.00005 * balance * balance - 0.01 * balance + 1)
+                        channels[index] = Image.fromarray(table[np.asarray(channels[index])], "L")
+                result = Image.merge("RGB", channels)
+            for enhancer, value in ((ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
+                                    (ImageEnhance.Color, self.saturation)):
+                if value:
+                    result = enhancer(result).enhance(factor(value))
+            result = normal_blend(picture, result, self.strength)
+            result.paste(picture, mask=ImageChops.invert(mask))
+            out.append(to_tensor(keep_alpha(result, picture)))
+        return batch(out)

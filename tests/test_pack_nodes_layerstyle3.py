@@ -1054,6 +1054,75 @@ def test_crop_by_mask_v3_crops_rgba_as_v2_boxes(registry):
     assert from_rgb[..., 3].max() == 1
 
 
+def pack_normalize_gray(image):
+    """imagefunc.normalize_gray."""
+    img = np.asarray(image.convert("L"))
+    hist, _ = np.histogram(img.reshape(-1), 256, (0, 256))
+    bmin = np.min(np.where(hist > (hist.sum() * 0.0005)))
+    bmax = np.max(np.where(hist > (hist.sum() * 0.0005)))
+    return Image.fromarray((np.clip(img, bmin, bmax) - bmin) / (bmax - bmin) * 255).convert("L")
+
+
+def pack_auto_adjust_v2(orig, mask, strength, brightness, contrast, saturation, red, green, blue, mode):
+    """color_correct_auto_adjust_v2.py, written out (chop_image_v2's normal from the blend_modes package)."""
+    import blend_modes
+    from PIL import ImageChops, ImageEnhance
+
+    def auto_level_gray(image):
+        gray = Image.new("L", image.size, color="gray")
+        gray.paste(image.convert("L"), mask=mask)
+        return pack_normalize_gray(gray)
+
+    def offset(v):
+        return v / 100 + 1 if v < 0 else v / 50 + 1
+
+    rgba = orig.convert("RGBA")
+    if mode == "RGB":
+        r, g, b = rgba.convert("RGB").split()
+        ret = Image.merge("RGB", [auto_level_gray(r), auto_level_gray(g), auto_level_gray(b)])
+    elif mode == "lum + sat":
+        h, s_, v = rgba.convert("HSV").split()
+        ret = Image.merge("HSV", [h, auto_level_gray(s_), v]).convert("RGB")
+        lum, a, b = ret.convert("RGBA").convert("LAB").split()
+        ret = Image.merge("LAB", [auto_level_gray(lum), a, b]).convert("RGB")
+    elif mode == "luminance":
+        lum, a, b = rgba.convert("LAB").split()
+        ret = Image.merge("LAB", [auto_level_gray(lum), a, b]).convert("RGB")
+    elif mode == "saturation":
+        h, s_, v = rgba.convert("HSV").split()
+        ret = Image.merge("HSV", [h, auto_level_gray(s_), v]).convert("RGB")
+    else:
+        ret = auto_level_gray(orig.convert("L")).convert("RGB")
+    if (red or green or blue) and mode != "mono":
+        channels = list(ret.convert("RGBA").convert("RGB").split())
+        for index, balance in enumerate((red, green, blue)):
+            if balance:
+                gamma = 0.00005 * balance * balance - 0.01 * balance + 1
+                channels[index] = channels[index].point([round(255 * (x / 255) ** gamma) for x in range(256)])
+        ret = Image.merge("RGB", channels)
+    if brightness:
+        ret = ImageEnhance.Brightness(ret).enhance(factor=offset(brightness))
+    if contrast:
+        ret = ImageEnhance.Contrast(ret).enhance(factor=offset(contrast))
+    if saturation:
+        ret = ImageEnhance.Color(ret).enhance(factor=offset(saturation))
+    blended = blend_modes.normal(np.asarray(orig.convert("RGBA"), dtype=float), np.asarray(ret.convert("RGBA"),
+                                                                                          dtype=float), strength / 100)
+    ret = Image.fromarray(np.uint8(blended)).convert("RGB")
+    ret.paste(orig, mask=ImageChops.invert(mask))
+    return ret
+
+
+@pytest.mark.parametrize("mode", ["RGB", "lum + sat", "mono", "luminance", "saturation"])
+def test_auto_adjust_v2_as_the_pack(registry, mode):
+    images, mask = rand(2, 14, 18, 3, seed=21) * 0.5 + 0.2, rand(1, 14, 18, seed=22)
+    args = dict(strength=80, brightness=10, contrast=-15, saturation=30, red=40, green=0, blue=-60, mode=mode)
+    out = node(registry, "LayerColor: AutoAdjustV2", image=images, mask=mask, **args)
+    for i in range(2):
+        assert torch.equal(out[i:i + 1], tensor(pack_auto_adjust_v2(pil(images[i]), pil(mask[0]).convert("L"),
+                                                                    *args.values())))
+
+
 # -- a ComfyUI prompt ----------------------------------------------------------------------------------------
 
 
@@ -1147,6 +1216,8 @@ PACK_INTERFACE = {
         ["image", "mask", "invert_mask", "detect", "top_reserve", "bottom_reserve", "left_reserve", "right_reserve",
          "round_to_multiple", "crop_box"], [False, "mask_area", 20, 20, 20, 20, "8"],
         ["croped_image", "croped_mask", "crop_box", "box_preview"]),
+    "LayerColor: AutoAdjustV2": (["image", "strength", "brightness", "contrast", "saturation", "red", "green", "blue",
+                                  "mode", "mask"], [100, 0, 0, 0, 0, 0, 0, "RGB"], ["image"]),
     "LayerUtility: HSV Value": (["color_value"], [], ["H", "S", "V"]),
     "LayerFilter: GaussianBlurV2": (["image", "blur"], [20.0], ["image"]),
     "LayerUtility: PurgeVRAM V2": (["anything", "purge_cache", "purge_models"], [True, True], ["any"]),
