@@ -780,7 +780,8 @@ class LayerMaskCreateGradientMask(Node):
     center, a soft white rectangle fading to black at the edges (the pack's nested rectangles, blurred
     by (width + height) × gradient_scale / 1600, cropped to where its 0.15 gamma is above half, scaled
     back; a gradient_offset shrinks it by that many pixels about the centre). opacity scales it toward
-    black. With size_as (an image or mask), its first picture's size."""
+    black. With size_as (an image or mask), its first picture's size. An edge gradient_scale that leaves
+    the ramp no pixels is refused, naming the smallest that gives one (the pack fails there)."""
     category = "😺dzNodes/LayerMask"
     width: int = Int(512, min=4, max=99999, resource="width")
     height: int = Int(512, min=4, max=99999, resource="height")
@@ -798,17 +799,23 @@ class LayerMaskCreateGradientMask(Node):
         if self.size_as is not None:
             width, height = picture_size(self.size_as, "size_as")
         side, scale, offset = self.gradient_side, self.gradient_scale, self.gradient_offset
-        # the centre's working picture is twice each side; an edge gradient may be scale % long
-        long_side = max(2, scale / 100) if side != "center" else 2
-        check_made_size("size_as" if self.size_as is not None else "width", 2, int(width * long_side),
-                        int(height * long_side), "the gradient")
+        across = height if side in ("bottom", "top") else width
+        length = int(across * scale / 100)  # the edge ramp's length, stretched along its own side only
+        if side != "center" and length < 1:
+            raise NodeInputError("gradient_scale", f"{scale} % of the {across}-pixel {side} gradient is no pixels: "
+                                                   f"expected at least {-(-100 // across)}")
+        if side == "center":  # the centre's working picture is twice each side
+            made = (width * 2, height * 2)
+        else:
+            made = (width, max(height, length)) if side in ("bottom", "top") else (max(width, length), height)
+        check_made_size("size_as" if self.size_as is not None else "width", 2, *made, "the gradient")
         black, white = Image.new("L", (width, height), 0), Image.new("L", (width, height), 255)
         canvas = black.copy()
         if side in ("bottom", "top"):
             ramp = edge_gradient(width, height, side)
             if scale != 100:
-                ramp = ramp.resize((width, int(height * scale / 100)))
-            canvas.paste(ramp, (0, offset if side == "bottom" else height - int(height * scale / 100) + offset))
+                ramp = ramp.resize((width, length))
+            canvas.paste(ramp, (0, offset if side == "bottom" else height - length + offset))
             if (side == "bottom" and offset > height) or (side == "top" and offset < -height):
                 canvas = white
             elif side == "bottom" and offset > 0:
@@ -818,8 +825,8 @@ class LayerMaskCreateGradientMask(Node):
         elif side in ("left", "right"):
             ramp = edge_gradient(width, height, side)
             if scale != 100:
-                ramp = ramp.resize((int(width * scale / 100), height))
-            canvas.paste(ramp, (width - int(width * scale / 100) + offset if side == "left" else offset, 0))
+                ramp = ramp.resize((length, height))
+            canvas.paste(ramp, (width - length + offset if side == "left" else offset, 0))
             if (side == "right" and offset > width) or (side == "left" and offset < -width):
                 canvas = white
             elif side == "right" and offset > 0:

@@ -492,6 +492,30 @@ def test_create_gradient_mask_as_the_pack(registry, side, scale, offset, opacity
     assert torch.equal(mask, tensor(pack_gradient_mask(64, 48, side, scale, offset, opacity)))
 
 
+@pytest.mark.parametrize("side,size", [("bottom", (256, 12800)), ("left", (12800, 256))])
+def test_create_gradient_mask_checks_only_the_stretched_side(registry, side, size, monkeypatch):
+    """At scale 5000 an edge ramp is 50 times one side long, not both: the memory check asks for that."""
+    import nodes.pack_nodes_layerstyle as module
+    asked = []
+    monkeypatch.setattr(module, "check_run_memory", lambda name, what, images: asked.append(images.volume))
+    mask = node(registry, "LayerMask: CreateGradientMask", width=256, height=256, gradient_side=side,
+                gradient_scale=5000, gradient_offset=0, opacity=100)
+    assert max(asked) == 2 * size[0] * size[1]
+    assert torch.equal(mask, tensor(pack_gradient_mask(256, 256, side, 5000, 0, 100)))
+
+
+@pytest.mark.parametrize("side", ["top", "right"])
+def test_create_gradient_mask_refuses_a_scale_of_no_pixels(registry, side):
+    """The pack's resize to 16 × 1 % = 0 pixels fails; ours names the smallest scale that gives a pixel."""
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerMask: CreateGradientMask", width=16, height=16, gradient_side=side, gradient_scale=6,
+             gradient_offset=0, opacity=100)
+    assert getattr(e.value, "input", None) == "gradient_scale" and "at least 7" in str(e.value)
+    mask = node(registry, "LayerMask: CreateGradientMask", width=16, height=16, gradient_side=side, gradient_scale=7,
+                gradient_offset=0, opacity=100)
+    assert torch.equal(mask, tensor(pack_gradient_mask(16, 16, side, 7, 0, 100)))
+
+
 def test_create_gradient_mask_takes_size_as(registry):
     mask = node(registry, "LayerMask: CreateGradientMask", width=512, height=512, gradient_side="center",
                 gradient_scale=100, gradient_offset=0, opacity=100, size_as=torch.zeros(2, 30, 40, 3))
