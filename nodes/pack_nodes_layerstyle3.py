@@ -49,7 +49,7 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, C
     Node, NodeInputError, Text, check_interrupted, socket_type
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, LayerUtilityCropByMaskV2, batch, check_made_size, \
-    detect_area, mask_batch, min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
+    detect_area, hex_rgb, mask_batch, min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -450,27 +450,23 @@ class LayerUtilityImageShift(Node):
 
 
 def color_rgb(value, input_name: str) -> tuple[int, int, int]:
-    """The pack's colour value: a '#RRGGBB' / '#RGB' text (imagefunc.Hex_to_RGB) or an (R, G, B) tuple or
-    list (ColorPicker's and others' outputs)."""
+    """The pack's colour value: a '#RRGGBB' / '#RGB' text (imagefunc.Hex_to_RGB, its stray lengths refused) or
+    an (R, G, B) tuple or list of 0..255 numbers (ColorPicker's and others' outputs)."""
     if isinstance(value, str):
-        digits = value[1:]
-        if value.startswith("#") and len(digits) == 3:
-            digits = "".join(d * 2 for d in digits)
-        try:
-            if not value.startswith("#") or len(digits) < 6:
-                raise ValueError
-            return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:], 16)
-        except ValueError:
-            raise NodeInputError(input_name, f"not a colour: {value!r} (expected '#RRGGBB' or '#RGB')") from None
+        return hex_rgb(value, input_name)
     if isinstance(value, (tuple, list)) and len(value) >= 3 and all(isinstance(v, (int, float)) for v in value[:3]):
-        return int(value[0]), int(value[1]), int(value[2])
+        rgb = int(value[0]), int(value[1]), int(value[2])
+        if not all(0 <= v <= 255 for v in rgb):
+            raise NodeInputError(input_name, f"{rgb} is not a colour: expected R, G, B in 0..255")
+        return rgb
     raise NodeInputError(input_name, f"expected a colour ('#RRGGBB' or an (R, G, B) tuple), got {value!r}")
 
 
 class LayerUtilityGrayValue(Node):
     """The grey level of a colour, as LayerUtility's GrayValue: (299 R + 587 G + 114 B) / 1000, whole
     (0..255), and that over 2.55, whole (0..100). color_value is '#RRGGBB' / '#RGB' text or (R, G, B)
-    numbers (the pack reads only hex text: a tuple fails there)."""
+    numbers of 0..255 (the pack reads only hex text: a tuple fails there); hex of other lengths is
+    refused (the pack reads its extra digits into blue)."""
     category = "😺dzNodes/LayerUtility/Data"
     color_value: ANY
     outputs = {"gray(256_level)": INT, "gray(100_level)": INT}
@@ -484,8 +480,8 @@ class LayerUtilityGrayValue(Node):
 
 class LayerUtilityRGBValue(Node):
     """A colour's red, green and blue values (0..255), as LayerUtility's RGB Value: color_value is
-    '#RRGGBB' / '#RGB' text or an (R, G, B) tuple. Anything else is refused (the pack logs an error
-    and gives 0, 0, 0)."""
+    '#RRGGBB' / '#RGB' text or an (R, G, B) tuple of 0..255. Anything else is refused (the pack logs an
+    error and gives 0, 0, 0; hex of other lengths it reads with the extra digits in blue)."""
     category = "😺dzNodes/LayerUtility/Data"
     color_value: ANY
     outputs = {"R": INT, "G": INT, "B": INT}
@@ -694,8 +690,6 @@ class LayerUtilityHSVValue(Node):
     def run(self):
         import colorsys
         rgb = color_rgb(self.color_value, "color_value")
-        if not all(0 <= v <= 255 for v in rgb):
-            raise NodeInputError("color_value", f"{rgb} is not a colour: expected R, G, B in 0..255")
         return tuple(int(v * 255) for v in colorsys.rgb_to_hsv(*(v / 255.0 for v in rgb)))
 
 

@@ -253,15 +253,39 @@ def test_image_shift_as_the_pack(registry, cyclic, shift):
     assert torch.equal(border[1], tensor(frame.split()[0])[0])
 
 
-def test_gray_and_rgb_values(registry):
-    assert node(registry, "LayerUtility: GrayValue", color_value="#FF8000") == (int((255 * 299 + 128 * 587) / 1000),
-                                                                             int(int((255 * 299 + 128 * 587) / 1000)
-                                                                                 / 2.55))
-    assert node(registry, "LayerUtility: RGB Value", color_value="#F80") == (255, 136, 0)
+def pack_hex_to_rgb(inhex):
+    """imagefunc.Hex_to_RGB."""
+    if len(inhex) == 4:
+        inhex = "#" + "".join(c * 2 for c in inhex[1:])
+    return int(inhex[1:3], 16), int(inhex[3:5], 16), int(inhex[5:], 16)
+
+
+def pack_rgb2gray(color):
+    """imagefunc.rgb2gray."""
+    r, g, b = pack_hex_to_rgb(color)
+    return int((r * 299 + g * 587 + b * 114) / 1000)
+
+
+@pytest.mark.parametrize("color", ["#FF8000", "#F80", "#0a7Bc3", "#FFFFFF"])
+def test_gray_and_rgb_values_as_the_pack(registry, color):
+    gray = pack_rgb2gray(color)
+    assert node(registry, "LayerUtility: GrayValue", color_value=color) == (gray, int(gray / 2.55))
+    assert node(registry, "LayerUtility: RGB Value", color_value=color) == pack_hex_to_rgb(color)
+
+
+def test_color_values_take_tuples_and_refuse_what_is_no_colour(registry):
     assert node(registry, "LayerUtility: RGB Value", color_value=(1, 2, 3)) == (1, 2, 3)
+    assert node(registry, "LayerUtility: GrayValue", color_value=[0, 0, 255]) == (29, 11)
+    # the pack reads "#ff00ff80" as blue 0xff80 and "#1234567" as blue 0x567: ours refuses both
+    for comfy_class in ("LayerUtility: GrayValue", "LayerUtility: RGB Value", "LayerUtility: HSV Value"):
+        for value in ("red", "#ff00ff80", "#1234567", "#12345", (0, 300, 0), (-1, 0, 0)):
+            with pytest.raises(Exception) as e:
+                node(registry, comfy_class, color_value=value)
+            assert getattr(e.value, "input", None) == "color_value", (comfy_class, value)
     with pytest.raises(Exception) as e:
-        node(registry, "LayerUtility: RGB Value", color_value="red")
-    assert getattr(e.value, "input", None) == "color_value"
+        node(registry, "LayerStyle: Gradient Map", image=rand(1, 4, 4, 3), start_color="#0000001",
+             mid_color="#02AF9F", end_color="#7FFFEC", mid_point=0.5, opacity=100)
+    assert getattr(e.value, "input", None) == "start_color"
 
 
 def test_check_mask_counts_pixels_above_the_white_point(registry):
