@@ -1745,7 +1745,9 @@ class LayerUtilityImageHub(Node):
     """Pass on one of up to nine image / mask pairs, as LayerUtility's ImageHub: pair number `output`
     (its image and its mask, either None where unlinked); with random_output, one of the linked pairs
     drawn from a fixed seed, so a run repeats (the pack draws from Python's unseeded random state: for
-    varied picks link a seeded number into output instead). At least one input must be linked."""
+    varied picks link a seeded number into output instead). At least one input must be linked, and output
+    must name a pair with its image or mask linked (the other may be unlinked: None, for an optional
+    input)."""
     category = "😺dzNodes/LayerUtility"
     output: int = Int(1, min=1, max=9)
     random_output: bool = Bool(False)
@@ -1777,6 +1779,9 @@ class LayerUtilityImageHub(Node):
         if not linked:
             raise NodeInputError("input1_image", "nothing is linked: expected at least one image or mask")
         chosen = linked[random.Random(HUB_SEED).randint(1, len(linked)) - 1] if self.random_output else self.output
+        if chosen not in linked:  # the pack passes (None, None) on, which fails in the next node
+            raise NodeInputError("output", f"pair {chosen} has nothing linked: expected one of the linked pairs "
+                                           f"{', '.join(map(str, linked))}")
         return pairs[chosen]
 
 

@@ -1072,7 +1072,10 @@ def test_image_hub_passes_one_pair_on(registry):
     assert got[0] is image and got[1] is mask
     assert node(registry, "LayerUtility: ImageHub", output=5, random_output=False, input3_image=image,
                 input5_image=other) == (other, None)
-    assert node(registry, "LayerUtility: ImageHub", output=2, random_output=False, input3_image=image) == (None, None)
+    with pytest.raises(Exception) as e:  # the pack passes (None, None) on
+        node(registry, "LayerUtility: ImageHub", output=2, random_output=False, input3_image=image,
+             input5_mask=mask)
+    assert getattr(e.value, "input", None) == "output" and "pair 2" in str(e.value) and "3, 5" in str(e.value)
     pick = [3, 5][random.Random(0).randint(1, 2) - 1]  # the pack's randint over the linked pairs, our fixed seed
     got = node(registry, "LayerUtility: ImageHub", output=1, random_output=True, input3_image=image, input5_image=other)
     assert got[0] is (image if pick == 3 else other)
