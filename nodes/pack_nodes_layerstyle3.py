@@ -513,7 +513,10 @@ def white_area_above(mask, white_point: int, percent: float) -> bool:
     from PIL import Image
     picture = to_pil(mask)
     if picture.width * picture.height > 262144:
-        picture = picture.resize((512, int(512 * picture.height / picture.width)), Image.LANCZOS)
+        # a very wide mask keeps a row (the pack's resize to 0 rows fails); a very tall one grows long
+        size = (512, max(1, int(512 * picture.height / picture.width)))
+        check_made_size("mask", 1, *size, "the mask scaled to 512 wide")
+        picture = picture.resize(size, Image.LANCZOS)
     return bool(float(np.mean(np.asarray(picture) > white_point)) * 100 > percent)
 
 

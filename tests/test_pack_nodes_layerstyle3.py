@@ -301,6 +301,29 @@ def test_check_mask_counts_pixels_above_the_white_point(registry):
     assert node(registry, "LayerUtility: CheckMask", mask=big, white_point=128, area_percent=51) is False
 
 
+@pytest.mark.parametrize("comfy_class", ["LayerUtility: CheckMask", "LayerUtility: CheckMaskV2"])
+def test_check_mask_of_a_very_thin_mask(registry, comfy_class, monkeypatch):
+    """300,000 × 1 scales to 512 × 1 (the pack's 512 × 0 fails); 1 × 300,000 to 512 × 153,600,000, checked first."""
+    wide = torch.zeros(1, 1, 300000)
+    wide[0, 0, :150000] = 1.0
+    row = Image.fromarray(np.uint8(wide[0].numpy() * 255))
+    half = np.mean(np.asarray(row.resize((512, 1), Image.LANCZOS)) > 128) * 100
+    assert 45 < half < 55
+    more = {"method": "detect_percent"} if comfy_class.endswith("V2") else {}
+    assert node(registry, comfy_class, mask=wide, white_point=128, area_percent=int(half) - 1, **more) is True
+    assert node(registry, comfy_class, mask=wide, white_point=128, area_percent=int(half) + 1, **more) is False
+    import nodes.pack_nodes_layerstyle as module
+    asked = []
+
+    def refuse(name, what, images):
+        asked.append((name, images.width, images.height))
+        raise module.NodeInputError(name, "too big")
+    monkeypatch.setattr(module, "check_run_memory", refuse)
+    with pytest.raises(Exception):
+        node(registry, comfy_class, mask=torch.zeros(1, 300000, 1), white_point=128, area_percent=1, **more)
+    assert asked == [("mask", 512, 512 * 300000)]
+
+
 def test_any_rerouter_passes_anything_on(registry):
     value = {"a": [1, 2]}
     assert node(registry, "LayerUtility: AnyRerouter", any=value) is value
