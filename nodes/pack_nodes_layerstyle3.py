@@ -1291,7 +1291,7 @@ def picture_info(item) -> str:
 class LayerUtilityPrintInfo(Node):
     """A text describing any value, as LayerUtility's PrintInfo (also written to the log): its Python type;
     for a tensor its dimensions and, per item of its first dimension, the picture size and mode it makes
-    and its shape; else the value as JSON, or as Python prints it."""
+    and its shape (a 0-dimensional tensor: its value); else the value as JSON, or as Python prints it."""
     category = "😺dzNodes/LayerUtility/Data"
     output_node = True
     anything: ANY
@@ -1303,7 +1303,9 @@ class LayerUtilityPrintInfo(Node):
         import logging
         import torch
         value = f"PrintInfo:\nInput type = {type(self.anything)}"
-        if isinstance(self.anything, torch.Tensor):
+        if isinstance(self.anything, torch.Tensor) and self.anything.dim() == 0:  # no items (the pack fails)
+            value += f"\n Input dim = 0, shape = (), value = {self.anything.item()} \n"
+        elif isinstance(self.anything, torch.Tensor):
             value += f"\n Input dim = {self.anything.dim()}, shape[0] = {self.anything.shape[0]} \n"
             for i, item in enumerate(self.anything):
                 value += f"\n index {i}: {picture_info(item)}, dim = {item.dim()}, "

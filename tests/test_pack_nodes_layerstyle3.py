@@ -829,6 +829,10 @@ def test_print_info_describes_tensors_and_values(registry):
     assert node(registry, "LayerUtility: PrintInfo", anything={"a": [1, 2]}) == \
         "PrintInfo:\nInput type = <class 'dict'>" + '{"a": [1, 2]}' + "\n"
     assert node(registry, "LayerUtility: PrintInfo", anything={1, 2}).endswith("{1, 2}\n")  # no JSON: str()
+    assert node(registry, "LayerUtility: PrintInfo", anything=torch.tensor(2.5)) == \
+        "PrintInfo:\nInput type = <class 'torch.Tensor'>\n Input dim = 0, shape = (), value = 2.5 \n"
+    assert "index 2: Image.size = ?, Image.mode = ? (not a picture), dim = 0, " in \
+        node(registry, "LayerUtility: PrintInfo", anything=torch.arange(3))
 
 
 @pytest.mark.parametrize("size,target", [((40, 40), (1024, 1024)), ((30, 40), (864, 1184)), ((60, 20), (1344, 768))])
