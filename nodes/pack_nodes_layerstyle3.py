@@ -1213,6 +1213,9 @@ class LayerUtilityRoundedRectangle(Node):
                             height * max(self.anti_aliasing, 1), "the supersampled rectangle")
             if self.crop_box is not None:
                 x1, y1, x2, y2 = box_values(self.crop_box, "crop_box")
+                if x2 < x1 or y2 < y1:
+                    raise NodeInputError("crop_box", f"{[x1, y1, x2, y2]} is turned inside out: expected x1 <= x2 "
+                                                     "and y1 <= y2")
                 box = self.widened(x1, y1, x2 - x1, y2 - y1)
             elif object_masks is not None:
                 mask = to_pil(object_masks[min(index, len(object_masks) - 1)])
@@ -1225,9 +1228,11 @@ class LayerUtilityRoundedRectangle(Node):
                 box = (int(self.left * width * 0.01), int(self.top * height * 0.01),
                        width - int(self.right * width * 0.01), height - int(self.bottom * height * 0.01))
             if box[2] < box[0] or box[3] < box[1]:
-                raise NodeInputError("crop_box" if self.crop_box is not None else
-                                     "obj_ext_top" if object_masks is not None else "top",
-                                     f"the rectangle {box} is turned inside out: expected x1 <= x2 and y1 <= y2")
+                across = box[2] < box[0]
+                prefix = "" if self.crop_box is None and object_masks is None else "obj_ext_"
+                first, second = ("left", "right") if across else ("top", "bottom")
+                raise NodeInputError(prefix + first, f"with {prefix + second}, the rectangle {box} is turned inside "
+                                                     f"out: expected {'x1 <= x2' if across else 'y1 <= y2'}")
             rectangle = rounded_rectangle_mask(picture.size, self.rounded_rect_radius, box, self.anti_aliasing)
             picture.putalpha(rectangle)
             images.append(to_tensor(picture))

@@ -814,6 +814,22 @@ def test_rounded_rectangle_by_margins_crop_box_and_object_mask(registry):
     assert getattr(e.value, "input", None) == "crop_box"
 
 
+
+@pytest.mark.parametrize("changes,given,name", [
+    ({"left": 60.0, "right": 60.0}, {}, "left"), ({"top": 70.0, "bottom": 40.0}, {}, "top"),
+    ({"obj_ext_left": -80.0, "obj_ext_right": -80.0}, {"crop_box": [10, 5, 30, 25]}, "obj_ext_left"),
+    ({"obj_ext_top": -90.0, "obj_ext_bottom": -90.0}, {"object_mask": "block"}, "obj_ext_top")])
+def test_rounded_rectangle_names_the_margin_that_turns_it_inside_out(registry, changes, given, name):
+    args = dict(rounded_rect_radius=50, anti_aliasing=0, top=8.0, bottom=8.0, left=8.0, right=8.0, detect="mask_area",
+                obj_ext_top=8.0, obj_ext_bottom=8.0, obj_ext_left=8.0, obj_ext_right=8.0) | changes
+    if given.get("object_mask") == "block":
+        given = {"object_mask": torch.zeros(1, 20, 24)}
+        given["object_mask"][0, 4:16, 4:20] = 1.0
+    with pytest.raises(Exception) as e:
+        node(registry, "LayerUtility: RoundedRectangle", image=rand(1, 20, 24, 3), **args, **given)
+    assert getattr(e.value, "input", None) == name
+
+
 @pytest.mark.parametrize("size,target", [((40, 40), (1024, 1024)), ((30, 60), (720, 1456)), ((50, 20), (1568, 672))])
 def test_flux_kontext_image_scale_picks_the_nearest_kontext_size(registry, size, target):
     images = rand(1, size[1], size[0], 3)
