@@ -335,8 +335,8 @@ class LayerUtilityCropBoxResolve(Node):
 class LayerUtilityBatchSelector(Node):
     """Pick items of an image and a mask batch, as LayerUtility's BatchSelector: select lists the
     indices (every run of digits in it, so "0, 2" and "0 2" alike; signs are not read), an index past
-    the end giving the last item. Without a batch, or with no index, a 64 × 64 transparent image and
-    a black mask."""
+    the end giving the last item (each index a copy: a selection larger than memory holds is refused
+    naming select). Without a batch, or with no index, a 64 × 64 transparent image and a black mask."""
     category = "😺dzNodes/LayerUtility/SystemIO"
     select: str = Text("0,")
     images: IMAGE = None
@@ -353,6 +353,8 @@ class LayerUtilityBatchSelector(Node):
             if items is None or len(items) == 0 or not indices:
                 picked.append(None)
                 continue
+            # each index copies an item: "0 0 0 ..." may ask for far more than the batch holds
+            check_made_size("select", len(indices), items.shape[2], items.shape[1], "the picked items")
             picked.append(items[[min(i, len(items) - 1) for i in indices]])
         image = picked[0] if picked[0] is not None else torch.zeros((1, 64, 64, 4))
         mask = picked[1] if picked[1] is not None else torch.zeros((1, 64, 64))

@@ -204,6 +204,14 @@ def test_batch_selector_picks_by_the_digits_in_select(registry):
     assert torch.equal(image, torch.zeros(1, 64, 64, 4)) and torch.equal(mask, torch.zeros(1, 64, 64))
 
 
+def test_batch_selector_checks_the_picked_batch_against_memory(registry, monkeypatch):
+    import nodes.pack_nodes_layerstyle as module
+    asked = []
+    monkeypatch.setattr(module, "check_run_memory", lambda name, what, images: asked.append((name, str(images))))
+    node(registry, "LayerUtility: BatchSelector", select="0 " * 500, images=rand(2, 6, 5, 3), masks=rand(1, 6, 5))
+    assert asked == [("select", "500 × 5×6"), ("select", "500 × 5×6")]
+
+
 def test_check_mask_v2(registry):
     mask = torch.zeros(2, 40, 50)
     assert node(registry, "LayerUtility: CheckMaskV2", mask=mask, method="simple", white_point=1,
