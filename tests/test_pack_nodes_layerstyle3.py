@@ -261,6 +261,16 @@ def test_image_shift_as_the_pack(registry, cyclic, shift):
     assert torch.equal(border[1], tensor(frame.split()[0])[0])
 
 
+@pytest.mark.parametrize("channels", [4, 3])
+def test_image_shift_without_a_mask_shifts_the_last_alpha_or_white(registry, channels):
+    images = rand(2, 12, 16, channels, seed=4)
+    _, shifted_mask, _ = node(registry, "LayerUtility: ImageShift", image=images, shift_x=3, shift_y=2, cyclic=False,
+                              background_color="#000000", border_mask_width=2, border_mask_blur=1)
+    alpha = pil(images[1]).split()[-1] if channels == 4 else Image.new("L", (16, 12), "white")
+    expected = pack_shift(alpha.convert("RGB"), -3, -2, "#000000", False).split()[0]
+    assert torch.equal(shifted_mask, tensor(expected).expand(2, -1, -1))
+
+
 def pack_hex_to_rgb(inhex):
     """imagefunc.Hex_to_RGB."""
     if len(inhex) == 4:
@@ -404,6 +414,21 @@ def test_layer_transforms_turn_as_pil_and_keep_the_alpha(registry):
                aspect_ratio=1.0, rotate=0.0, transform_method="lanczos", anti_aliasing=0)
     big = pil(mask[1]).transpose(Image.FLIP_TOP_BOTTOM).convert("RGB").resize((45, 30)).convert("L")
     assert torch.equal(out[1], tensor(placed(big, (30, 20), ((30 - 45) // 2 + 4, (20 - 30) // 2 + 1)))[0])
+
+
+@pytest.mark.parametrize("method,turn_sampler", [("lanczos", Image.BICUBIC), ("hamming", Image.BILINEAR)])
+def test_layer_transforms_turn_supersampled(registry, method, turn_sampler):
+    """anti_aliasing 2 (the default): imagefunc's image_rotate_extend_with_alpha turns at twice the size
+    (scaled up and back by the method's sampler) and lanczos / hamming turn bicubic / bilinear."""
+    sampler = {"lanczos": Image.LANCZOS, "hamming": Image.HAMMING}[method]
+    mask = rand(1, 20, 30, seed=6)
+    out = node(registry, "LayerUtility: LayerMaskTransform", mask=mask, x=-2, y=3, mirror="None", scale=0.8,
+               aspect_ratio=1.0, rotate=-35.0, transform_method=method, anti_aliasing=2)
+    small = pil(mask[0]).convert("RGB").resize((24, 16))
+    large = small.resize((48, 32), sampler).rotate(-35.0, turn_sampler, True)
+    turned = large.resize((large.width // 2, large.height // 2), sampler).convert("L")
+    expected = placed(turned, (30, 20), ((30 - turned.width) // 2 - 2, (20 - turned.height) // 2 + 3))
+    assert torch.equal(out[0], tensor(expected)[0])
 
 
 def test_layer_transform_refuses_a_picture_scaled_to_nothing(registry):
@@ -1141,8 +1166,9 @@ def test_crop_by_mask_v3_crops_rgba_as_v2_boxes(registry):
     args = dict(image=image, mask=mask, invert_mask=False, detect="mask_area", top_reserve=5, bottom_reserve=5,
                 left_reserve=40, right_reserve=3, round_to_multiple="16")
     crops, mask_crop, box, preview = node(registry, "LayerUtility: CropByMask V3", **args)
-    v2 = node(registry, "LayerUtility: CropByMask V2", **args)
-    assert box == v2[2] and torch.equal(mask_crop, v2[1])
+    # mask_area (30, 20, 16, 10) reserved to [0, 15, 49, 35], grown to 64 × 32 about its centre
+    assert box == [-7, 9, 57, 41]
+    assert torch.equal(mask_crop, tensor(pil(mask[0]).crop((-7, 9, 57, 41))).expand(2, -1, -1))
     assert crops.shape[-1] == 4 and torch.equal(crops[1:2], tensor(pil(image[1]).crop(tuple(box))))
     # the pack's preview: the mask as RGBA, the found area in red, the box in green
     x, y, w, h = 30, 20, 16, 10
