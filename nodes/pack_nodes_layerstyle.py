@@ -1024,7 +1024,8 @@ class LayerUtilityCropByMaskV2(Node):
         from PIL import ImageDraw
         mask = mask_batch(self.mask)[0]
         if len(mask_batch(self.mask)) > 1:
-            warn("CropByMask V2: several masks given: the first is used, as the pack does")
+            warn(f"{self.comfy.class_types[0].split(': ')[-1]}: several masks given: the first is used, as the pack "
+                 "does")
         mask = to_pil(1 - mask if self.invert_mask else mask).convert("L")
         height, width = int(self.image.shape[1]), int(self.image.shape[2])
         preview = mask.convert(self.picture_mode)

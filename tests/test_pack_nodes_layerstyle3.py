@@ -1182,6 +1182,13 @@ def test_crop_by_mask_v3_crops_rgba_as_v2_boxes(registry):
     assert from_rgb[..., 3].max() == 1
 
 
+@pytest.mark.parametrize("comfy_class", ["LayerUtility: CropByMask V2", "LayerUtility: CropByMask V3"])
+def test_crop_by_mask_warns_of_several_masks_under_its_own_name(registry, comfy_class, caplog):
+    node(registry, comfy_class, image=rand(1, 20, 20, 3), mask=torch.ones(2, 20, 20), invert_mask=False,
+         detect="mask_area", top_reserve=0, bottom_reserve=0, left_reserve=0, right_reserve=0, round_to_multiple="None")
+    assert f"{comfy_class.split(': ')[1]}: several masks given" in caplog.text
+
+
 def pack_normalize_gray(image):
     """imagefunc.normalize_gray."""
     img = np.asarray(image.convert("L"))
