@@ -1126,9 +1126,9 @@ class LayerMaskBlendIfMask(Node):
 
 class LayerMaskMaskGrain(Node):
     """A grainy edge on masks, as LayerMask's MaskGrain: the mask (inverted where invert_mask) grown by
-    grain and blurred by 2 × grain is dissolved at 50 % onto black (each pixel kept where a uniform draw
-    is below half its level), then the mask shrunk by grain and blurred by grain is pasted in white
-    over it. The pack's dissolve draws from numpy's unseeded generator; ours from a fixed seed (round
+    grain and blurred by 2 × grain is dissolved at 50 % onto black (each pixel, the grown mask being an
+    opaque layer, keeps its level with probability one half whatever that level, else black), then the
+    mask shrunk by grain and blurred by grain is pasted in white over it. The pack's dissolve draws from numpy's unseeded generator; ours from a fixed seed (round
     2's dissolve), so a run repeats. grain 0 gives the (inverted) mask at 8 bits."""
     category = "😺dzNodes/LayerMask"
     mask: MASK
