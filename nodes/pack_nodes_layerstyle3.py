@@ -1150,7 +1150,7 @@ class LayerMaskMaskGrain(Node):
                 check_made_size("mask", BLEND_COPIES, mask.width, mask.height, "the dissolve blend")
                 inner = expand_mask(mask, -self.grain, self.grain)
                 outer = expand_mask(mask, self.grain, self.grain * 2)
-                mask = chop_image_v2(Image.new("L", mask.size, "black"), outer, "dissolve", 50).convert("L")
+                mask = chop_image_v2(Image.new("L", mask.size, "black"), outer, "dissolve", 50, "mask").convert("L")
                 mask.paste(Image.new("L", mask.size, "white"), mask=inner)
             out.append(to_tensor(mask))
         return torch.cat(out)
@@ -1367,11 +1367,11 @@ class LayerUtilityHLFrequencyDetailRestore(Node):
                                                f"{background.width}×{background.height}: expected the image's size")
             check_made_size("image", BLEND_COPIES, background.width, background.height, "the frequency blends")
             blurred = detail.filter(ImageFilter.GaussianBlur(self.keep_high_freq))
-            high = chop_image_v2(ImageChops.invert(detail), blurred, "normal", 50)
+            high = chop_image_v2(ImageChops.invert(detail), blurred, "normal", 50, "image")
             high = ImageChops.invert(high)
             low = background.filter(ImageFilter.GaussianBlur(self.erase_low_freq)) if self.erase_low_freq \
                 else background.copy()
-            restored = chop_image_v2(low, high, "linear light", 100)
+            restored = chop_image_v2(low, high, "linear light", 100, "image")
             outside = ImageChops.invert(mask)
             if self.mask_blur > 0:
                 outside = outside.filter(ImageFilter.GaussianBlur(self.mask_blur))

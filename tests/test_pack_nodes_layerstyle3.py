@@ -812,6 +812,20 @@ def test_mask_grain_dissolves_the_grown_edge(registry, grain, invert):
         assert torch.equal(out[i], tensor(picture)[0])
 
 
+@pytest.mark.parametrize("comfy_class,inputs", [
+    ("LayerMask: MaskGrain", dict(mask=torch.ones(1, 12, 12), grain=2, invert_mask=False)),
+    ("LayerUtility: HLFrequencyDetailRestore", dict(image=torch.ones(1, 12, 12, 3), detail_image=torch.ones(1, 12, 12, 3),
+                                                    keep_high_freq=2, erase_low_freq=2, mask_blur=2))])
+def test_blends_of_a_fixed_mode_check_memory_naming_an_input_the_node_has(registry, comfy_class, inputs, monkeypatch):
+    import nodes.pack_nodes_layerstyle as round1
+    import nodes.pack_nodes_layerstyle2 as round2
+    asked = []
+    for module in (round1, round2):
+        monkeypatch.setattr(module, "check_run_memory", lambda name, what, images: asked.append(name))
+    node(registry, comfy_class, **inputs)
+    assert asked and set(asked) <= set(registry.comfy_node(comfy_class).input_specs)
+
+
 def pack_rounded(size, radius, box, factor):
     """imagefunc.draw_rounded_rectangle, as the pack calls it."""
     factor = max(factor, 1)
