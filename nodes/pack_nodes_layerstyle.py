@@ -234,20 +234,24 @@ def shadow_mask(mask, distance_x: int, distance_y: int, grow: int, blur: int):
     """A shadow's mask, as DropShadow (V2, V3) and InnerShadow make it: the mask shifted by the
     distances (unshifted where both are 0, where the pack's shift fails), grown and blurred."""
     if distance_x or distance_y:
-        mask = shift_mask(mask, distance_x, distance_y)
+        mask = shift_image(mask, distance_x, distance_y)
     return expand_mask(mask, grow, blur)
 
 
-def shift_mask(mask, shift_x: int, shift_y: int):
-    """imagefunc.shift_image as DropShadow calls it (its distances negated): each pixel taken from
-    (x - shift_x, y - shift_y), black outside. As in the pack, a pixel is kept only where
-    x > shift_x and y > shift_y, so the first source row / column is dropped for a shift >= 0."""
+def shift_image(picture, shift_x: int, shift_y: int, cyclic: bool = False, fill=0):
+    """imagefunc.shift_image (DropShadow calls it with its distances negated): each pixel taken from
+    (x - shift_x, y - shift_y), wrapping round where cyclic, else `fill` outside. As in the pack, a
+    pixel is kept only where x > shift_x and y > shift_y, so the first source row / column is dropped
+    for a shift >= 0 (left `fill`). The picture keeps its mode (L or RGB)."""
     import numpy as np
     from PIL import Image
-    source = np.asarray(mask)
-    height, width = source.shape
-    out = np.zeros_like(source)
+    source = np.asarray(picture)
+    height, width = source.shape[:2]
     xs, ys = np.arange(width), np.arange(height)
+    if cyclic:
+        return Image.fromarray(source[np.ix_((ys - shift_y) % height, (xs - shift_x) % width)])
+    out = np.empty_like(source)
+    out[...] = fill
     keep_x = (xs > shift_x) & (xs - shift_x < width)
     keep_y = (ys > shift_y) & (ys - shift_y < height)
     out[np.ix_(ys[keep_y], xs[keep_x])] = source[np.ix_(ys[keep_y] - shift_y, xs[keep_x] - shift_x)]

@@ -49,7 +49,8 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, C
     Node, NodeInputError, Text, check_interrupted, socket_type
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, LayerUtilityCropByMaskV2, batch, check_made_size, \
-    detect_area, hex_rgb, mask_batch, min_bounding_rect, picture_size, pil_color, rotate_expand, to_pil, to_tensor
+    detect_area, hex_rgb, mask_batch, min_bounding_rect, picture_size, pil_color, rotate_expand, shift_image, \
+    to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -384,25 +385,6 @@ class LayerUtilityCheckMaskV2(Node):
 # -- ImageShift ----------------------------------------------------------------------------------------------
 
 
-def shifted(picture, shift_x: int, shift_y: int, cyclic: bool, fill):
-    """imagefunc.shift_image as ImageShift calls it: each pixel moved by (shift_x, shift_y), wrapping round
-    where cyclic; else `fill` where nothing arrives, and (as in the pack) the first column / row a shift
-    >= 0 would fill is left `fill` too."""
-    import numpy as np
-    from PIL import Image
-    source = np.asarray(picture.convert("RGB"))
-    height, width = source.shape[:2]
-    ys, xs = np.arange(height), np.arange(width)
-    if cyclic:
-        return Image.fromarray(source[np.ix_((ys - shift_y) % height, (xs - shift_x) % width)])
-    out = np.empty_like(source)
-    out[...] = fill
-    keep_x = (xs > shift_x) & (xs - shift_x < width)
-    keep_y = (ys > shift_y) & (ys - shift_y < height)
-    out[np.ix_(ys[keep_y], xs[keep_x])] = source[np.ix_(ys[keep_y] - shift_y, xs[keep_x] - shift_x)]
-    return Image.fromarray(out)
-
-
 class LayerUtilityImageShift(Node):
     """Shift images, as LayerUtility's ImageShift: each moved by shift_x, shift_y (wrapping round where
     cyclic, for seamless textures; else background_color where nothing arrives). Gives the shifted
@@ -440,11 +422,11 @@ class LayerUtilityImageShift(Node):
                                              f"{canvas.width}×{canvas.height}: expected the image's size")
             border = ImageOps.expand(Image.new("L", canvas.size, "black"), border=self.border_mask_width,
                                      fill="#FFFFFF").resize(canvas.size)
-            images.append(to_tensor(shifted(canvas, self.shift_x, self.shift_y, self.cyclic, fill)))
-            masks.append(to_tensor(shifted(last_mask, self.shift_x, self.shift_y, self.cyclic, 0))[..., 0])
-            border = shifted(border, self.shift_x, self.shift_y, self.cyclic, 0)
+            images.append(to_tensor(shift_image(canvas, self.shift_x, self.shift_y, self.cyclic, fill)))
+            masks.append(to_tensor(shift_image(last_mask.convert("L"), self.shift_x, self.shift_y, self.cyclic)))
+            border = shift_image(border, self.shift_x, self.shift_y, self.cyclic)
             border = border.filter(ImageFilter.GaussianBlur(radius=self.border_mask_blur))
-            borders.append(to_tensor(border)[..., 0])
+            borders.append(to_tensor(border))
         return batch(images), torch.cat(masks), torch.cat(borders)
 
 
