@@ -49,8 +49,8 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, C
     Node, NodeInputError, Text, check_interrupted, socket_type
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, LayerUtilityCropByMaskV2, batch, check_made_size, \
-    detect_area, hex_rgb, mask_batch, min_bounding_rect, picture_size, pil_color, rotate_expand, shift_image, \
-    to_pil, to_tensor
+    detect_area, hex_rgb, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, rotate_expand, \
+    shift_image, to_pil, to_tensor
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
 
@@ -843,6 +843,18 @@ class LayerMaskCreateGradientMask(Node):
 # -- Shadow & Highlight Mask (+V2) ---------------------------------------------------------------------------
 
 
+def with_masks(pictures: list, masks: list):
+    """(picture, mask) pairs as the pack walks an image batch and its masks (round 1's layer_masks): as
+    many as the longer list, the shorter giving its last; a mask of another size refused naming mask."""
+    for i in range(max(len(pictures), len(masks))):
+        check_interrupted()
+        picture, mask = nth(pictures, i), nth(masks, i)
+        if mask.size != picture.size:
+            raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
+                                         f"{picture.height}: expected the image's size")
+        yield picture, mask
+
+
 def luminance_key(picture, low: float, high: float):
     """imagefunc.luminance_keyer (gamma 1): the picture's luminance (0.2126 R + 0.7152 G + 0.0722 B, torch
     float32) mapped low..high to 0..1 (a step above high where they are equal), clamped, at 8 bits."""
@@ -896,19 +908,10 @@ class LayerMaskShadowAndHighlightMask(Node):
     def run(self):
         import torch
         from PIL import Image, ImageChops
-        images = [to_pil(i) for i in self.image]
-        if self.mask is not None:
-            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
-        else:
-            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
         shadows, highlights = [], []
-        for i in range(max(len(images), len(masks))):
-            check_interrupted()
-            picture = images[min(i, len(images) - 1)].convert("RGB")
-            mask = masks[min(i, len(masks) - 1)]
-            if mask.size != picture.size:
-                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
-                                             f"{picture.height}: expected the image's size")
+        masks = layer_masks(self.image, self.mask, False, True)
+        for picture, mask in with_masks([to_pil(i) for i in self.image], masks):
+            picture = picture.convert("RGB")
             black = Image.new("L", picture.size, "black")
             ends = key_ends(picture, mask, (self.shadow_level_offset, self.shadow_range),
                             (self.highlight_level_offset, self.highlight_range))
@@ -1081,19 +1084,10 @@ class LayerMaskBlendIfMask(Node):
         import numpy as np
         import torch
         from PIL import Image, ImageChops
-        images = [to_pil(i) for i in self.image]
-        if self.mask is not None:
-            masks = [to_pil(1 - m if self.invert_mask else m).convert("L") for m in mask_batch(self.mask)]
-        else:
-            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
         out = []
-        for i in range(max(len(images), len(masks))):
-            check_interrupted()
-            picture = images[min(i, len(images) - 1)].convert("RGB")
-            mask = masks[min(i, len(masks) - 1)]
-            if mask.size != picture.size:
-                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
-                                             f"{picture.height}: expected the image's size")
+        masks = layer_masks(self.image, self.mask, self.invert_mask, True)
+        for picture, mask in with_masks([to_pil(i) for i in self.image], masks):
+            picture = picture.convert("RGB")
             channel = picture.convert("L") if self.blend_if == "gray" else \
                 picture.split()[("red", "green", "blue").index(self.blend_if)]
             kept = Image.fromarray(blend_if_range(np.asarray(channel), self.black_point, self.black_range,
@@ -1110,8 +1104,9 @@ class LayerMaskMaskGrain(Node):
     """A grainy edge on masks, as LayerMask's MaskGrain: the mask (inverted where invert_mask) grown by
     grain and blurred by 2 × grain is dissolved at 50 % onto black (each pixel, the grown mask being an
     opaque layer, keeps its level with probability one half whatever that level, else black), then the
-    mask shrunk by grain and blurred by grain is pasted in white over it. The pack's dissolve draws from numpy's unseeded generator; ours from a fixed seed (round
-    2's dissolve), so a run repeats. grain 0 gives the (inverted) mask at 8 bits."""
+    mask shrunk by grain and blurred by grain is pasted in white over it. The pack's dissolve draws from
+    numpy's unseeded generator; ours from a fixed seed (round 2's dissolve), so a run repeats. grain 0
+    gives the (inverted) mask at 8 bits."""
     category = "😺dzNodes/LayerMask"
     mask: MASK
     grain: int = Int(6, min=0, max=127)
@@ -1330,19 +1325,15 @@ class LayerUtilityHLFrequencyDetailRestore(Node):
     comfy = ComfyAlias(("LayerUtility: HLFrequencyDetailRestore",))
 
     def run(self):
-        from PIL import Image, ImageChops, ImageFilter
+        from PIL import ImageChops, ImageFilter
         from nodes.pack_nodes_layerstyle2 import BLEND_COPIES, chop_image_v2
         details = [to_pil(i) for i in self.detail_image]
-        if self.mask is not None:
-            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
-        else:
-            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in details]
+        masks = layer_masks(self.detail_image, self.mask, False, True)
         out = []
         for i in range(max(len(self.image), len(details), len(masks))):
             check_interrupted()
-            background = to_pil(self.image[min(i, len(self.image) - 1)]).convert("RGB")
-            detail = details[min(i, len(details) - 1)].convert("RGB")
-            mask = masks[min(i, len(masks) - 1)]
+            background = to_pil(nth(self.image, i)).convert("RGB")
+            detail, mask = nth(details, i).convert("RGB"), nth(masks, i)
             for name, picture in (("detail_image", detail), ("mask", mask)):
                 if picture.size != background.size:
                     raise NodeInputError(name, f"is {picture.width}×{picture.height}, the image "
@@ -1577,18 +1568,9 @@ class LayerColorAutoBrightness(Node):
     def run(self):
         import numpy as np
         from PIL import Image
-        images = [to_pil(i) for i in self.image]
-        if self.mask is not None:
-            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
-        else:
-            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
         out = []
-        for i in range(max(len(images), len(masks))):
-            check_interrupted()
-            picture, mask = images[min(i, len(images) - 1)], masks[min(i, len(masks) - 1)]
-            if mask.size != picture.size:
-                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
-                                             f"{picture.height}: expected the image's size")
+        masks = layer_masks(self.image, self.mask, False, True)
+        for picture, mask in with_masks([to_pil(i) for i in self.image], masks):
             lightness, a, b = picture.convert("LAB").split()
             levelled = equalized(lightness, mask, self.strength / 100)
             if self.strength == 0:
@@ -1650,22 +1632,13 @@ class LayerColorColorofShadowHighlight(Node):
     comfy = ComfyAlias(("LayerColor: Color of Shadow & Highlight",))
 
     def run(self):
-        from PIL import Image, ImageChops, ImageFilter
-        images = [to_pil(i) for i in self.image]
-        if self.mask is not None:
-            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
-        else:
-            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
+        from PIL import ImageChops, ImageFilter
         parts = ((self.shadow_brightness, self.shadow_saturation, self.shadow_hue),
                  (self.highlight_brightness, self.highlight_saturation, self.highlight_hue))
         out = []
-        for i in range(max(len(images), len(masks))):
-            check_interrupted()
-            picture = images[min(i, len(images) - 1)].convert("RGB")
-            mask = masks[min(i, len(masks) - 1)]
-            if mask.size != picture.size:
-                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
-                                             f"{picture.height}: expected the image's size")
+        masks = layer_masks(self.image, self.mask, False, True)
+        for picture, mask in with_masks([to_pil(i) for i in self.image], masks):
+            picture = picture.convert("RGB")
             ends = key_ends(picture, mask, (self.shadow_level_offset, self.shadow_range),
                             (self.highlight_level_offset, self.highlight_range))
             canvas = picture.copy()
@@ -1829,18 +1802,9 @@ class LayerColorAutoAdjustV2(Node):
             with np.errstate(divide="ignore", invalid="ignore"):
                 return normalize_gray(grey)
 
-        images = [to_pil(i) for i in self.image]
-        if self.mask is not None:
-            masks = [to_pil(m).convert("L") for m in mask_batch(self.mask)]
-        else:
-            masks = [p.split()[-1] if p.mode == "RGBA" else Image.new("L", p.size, "white") for p in images]
         out = []
-        for i in range(max(len(images), len(masks))):
-            check_interrupted()
-            picture, mask = images[min(i, len(images) - 1)], masks[min(i, len(masks) - 1)]
-            if mask.size != picture.size:
-                raise NodeInputError("mask", f"is {mask.width}×{mask.height}, the image {picture.width}×"
-                                             f"{picture.height}: expected the image's size")
+        masks = layer_masks(self.image, self.mask, False, True)
+        for picture, mask in with_masks([to_pil(i) for i in self.image], masks):
             rgba = picture.convert("RGBA")
             if self.mode == "RGB":
                 result = Image.merge("RGB", [levelled(c, mask) for c in rgba.convert("RGB").split()])

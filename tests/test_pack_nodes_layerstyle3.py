@@ -321,7 +321,8 @@ def test_check_mask_counts_pixels_above_the_white_point(registry):
 
 @pytest.mark.parametrize("comfy_class", ["LayerUtility: CheckMask", "LayerUtility: CheckMaskV2"])
 def test_check_mask_of_a_very_thin_mask(registry, comfy_class, monkeypatch):
-    """300,000 × 1 scales to 512 × 1 (the pack's 512 × 0 fails); 1 × 300,000 to 512 × 153,600,000, checked first."""
+    """300,000 × 1 scales to 512 × 1 (the pack's 512 × 0 fails); 1 × 300,000 to 512 × 153,600,000, checked
+    first."""
     wide = torch.zeros(1, 1, 300000)
     wide[0, 0, :150000] = 1.0
     row = Image.fromarray(np.uint8(wide[0].numpy() * 255))
@@ -814,8 +815,8 @@ def test_mask_grain_dissolves_the_grown_edge(registry, grain, invert):
 
 @pytest.mark.parametrize("comfy_class,inputs", [
     ("LayerMask: MaskGrain", dict(mask=torch.ones(1, 12, 12), grain=2, invert_mask=False)),
-    ("LayerUtility: HLFrequencyDetailRestore", dict(image=torch.ones(1, 12, 12, 3), detail_image=torch.ones(1, 12, 12, 3),
-                                                    keep_high_freq=2, erase_low_freq=2, mask_blur=2))])
+    ("LayerUtility: HLFrequencyDetailRestore", dict(image=torch.ones(1, 12, 12, 3), keep_high_freq=2, erase_low_freq=2,
+                                                    detail_image=torch.ones(1, 12, 12, 3), mask_blur=2))])
 def test_blends_of_a_fixed_mode_check_memory_naming_an_input_the_node_has(registry, comfy_class, inputs, monkeypatch):
     import nodes.pack_nodes_layerstyle as round1
     import nodes.pack_nodes_layerstyle2 as round2
@@ -824,6 +825,16 @@ def test_blends_of_a_fixed_mode_check_memory_naming_an_input_the_node_has(regist
         monkeypatch.setattr(module, "check_run_memory", lambda name, what, images: asked.append(name))
     node(registry, comfy_class, **inputs)
     assert asked and set(asked) <= set(registry.comfy_node(comfy_class).input_specs)
+
+
+@pytest.mark.parametrize("comfy_class,inputs", [
+    ("LayerMask: Shadow & Highlight Mask", {}), ("LayerMask: BlendIf Mask", {"invert_mask": False}),
+    ("LayerColor: AutoBrightness", {}), ("LayerColor: Color of Shadow & Highlight", {"shadow_brightness": 1.5}),
+    ("LayerColor: AutoAdjustV2", {})])
+def test_a_mask_of_another_size_is_refused_naming_mask(registry, comfy_class, inputs):
+    with pytest.raises(Exception) as e:
+        node(registry, comfy_class, image=rand(2, 10, 12, 3), mask=torch.ones(1, 10, 11), **inputs)
+    assert getattr(e.value, "input", None) == "mask" and "11×10" in str(e.value)
 
 
 def pack_rounded(size, radius, box, factor):
