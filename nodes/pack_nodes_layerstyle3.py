@@ -1566,8 +1566,8 @@ class LayerColorAutoBrightness(Node):
     comfy = ComfyAlias(("LayerColor: AutoBrightness",))
 
     def run(self):
-        import numpy as np
         from PIL import Image
+        from nodes.pack_nodes_layerstyle_more import offset_channel
         out = []
         masks = layer_masks(self.image, self.mask, False, True)
         for picture, mask in with_masks([to_pil(i) for i in self.image], masks):
@@ -1580,8 +1580,7 @@ class LayerColorAutoBrightness(Node):
             result = Image.merge("LAB", (levelled, a, b)).convert("RGB")
             if self.saturation != 0:
                 hue, saturation, value = result.convert("HSV").split()
-                saturation = Image.fromarray(np.clip(np.asarray(saturation, np.int16) + self.saturation, 0, 255)
-                                             .astype(np.uint8), "L")
+                saturation = offset_channel(saturation, self.saturation)
                 result = Image.merge("HSV", (hue, saturation, value)).convert("RGB")
             if picture.mode == "RGBA":
                 result.putalpha(picture.split()[-1])
@@ -1595,16 +1594,15 @@ class LayerColorAutoBrightness(Node):
 def toned(picture, brightness: float, saturation: float, hue: int):
     """Color of Shadow & Highlight's adjustment: PIL's Brightness then Color enhancers (where not 1), then
     the HSV hue moved by hue levels, wrapping round (imagefunc.image_hue_offset)."""
-    import numpy as np
     from PIL import Image, ImageEnhance
+    from nodes.pack_nodes_layerstyle_more import offset_channel
     if brightness != 1:
         picture = ImageEnhance.Brightness(picture).enhance(factor=brightness)
     if saturation != 1:
         picture = ImageEnhance.Color(picture).enhance(factor=saturation)
     if hue:
         h, s, v = picture.convert("HSV").split()
-        h = Image.fromarray(((np.asarray(h, np.int16) + hue) % 256).astype(np.uint8), "L")
-        picture = Image.merge("HSV", (h, s, v)).convert("RGB")
+        picture = Image.merge("HSV", (offset_channel(h, hue, wrap=True), s, v)).convert("RGB")
     return picture
 
 
@@ -1642,14 +1640,14 @@ class LayerColorColorofShadowHighlight(Node):
             ends = key_ends(picture, mask, (self.shadow_level_offset, self.shadow_range),
                             (self.highlight_level_offset, self.highlight_range))
             canvas = picture.copy()
-            for (brightness, saturation, hue), part_ends in zip(parts, ends or ((None, None), (None, None))):
-                if brightness == 1 and saturation == 1 and not hue:
-                    continue
-                if ends is not None:  # the pack's NaN key of an empty mask keys nothing
+            if ends is not None:  # the pack's NaN key of an empty mask keys nothing
+                for (brightness, saturation, hue), part_ends in zip(parts, ends):
+                    if brightness == 1 and saturation == 1 and not hue:
+                        continue
                     key = luminance_key(picture, *part_ends)
                     key = key.filter(ImageFilter.GaussianBlur(radius=(key.width + key.height) // 800))
                     canvas.paste(toned(picture.copy(), brightness, saturation, hue), mask=key)
-                canvas.paste(picture, mask=ImageChops.invert(mask))
+                    canvas.paste(picture, mask=ImageChops.invert(mask))
             out.append(to_tensor(canvas))
         return batch(out)
 
