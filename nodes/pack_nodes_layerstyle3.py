@@ -28,6 +28,12 @@ remove_background, get_image_bright_average, histogram_range, histogram_equaliza
 image_hue_offset, draw_rounded_rectangle, expand_mask, chop_image_v2) as the code index holds it. The pack's class
 list is its NODE_CLASS_MAPPINGS as a ComfyUI registry lists them.
 
+The pack's slips and quirks, one policy: where an output is plainly a slip (a value in another's place, as
+MaskBoxExtend's crop_box repeating y1 for x1; a choice that reaches none of its branches, as ImageToMask's
+"S(HSV") ours gives what was meant and the node's help says how the pack differs; where a rule is odd but
+coherent (MaskBoxDetect's crop_box: the found box's size at the moved corner) ours keeps it, as for every
+value the pack computes. Where the pack fails with a bare exception, ours refuses naming the input.
+
 Where the pack draws from Python's global random state (TextImage's ±offsets, after its random_numbers has seeded
 that state with variation_seed), ours draws the same numbers from a random.Random(variation_seed) of its own, so a
 run repeats and matches the pack's; the pack's default seed is the clock, ours 0. Where the pack's draws are
@@ -1222,7 +1228,8 @@ class LayerUtilityRoundedRectangle(Node):
 # -- FluxKontextImageScale, PrintInfo ------------------------------------------------------------------------
 
 
-# the pack's PREFERED_BANANA_RESOLUTIONS, in its order (which settles ties)
+# the pack's PREFERED_BANANA_RESOLUTIONS; a tie in aspect goes to the smaller width, then height (the pack's
+# min over (distance, width, height) tuples, as ours)
 BANANA_RESOLUTIONS = ((1024, 1024), (1184, 864), (864, 1184), (832, 1248), (1248, 832), (768, 1344), (1344, 768))
 
 
