@@ -513,7 +513,7 @@ CUSTOM_PACKS = {
     "ComfyUI_Fill-Nodes": ("FL_",),
     # before ComfyUI_LayerStyle's prefixes, which its names share
     "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
-    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 and 2);
+    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 to 3);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
@@ -530,6 +530,17 @@ LAYERSTYLE_LEFT_OUT = {
     # round 2 (nodes/pack_nodes_layerstyle2.py)
     "LayerMask: PixelSpread": "it runs pymatting's foreign-colour estimation, which needs numba (not a graphflow "
                               "dependency)",
+    # round 3 (nodes/pack_nodes_layerstyle3.py): the model classes the pack still holds
+    **dict.fromkeys(("LayerMask: RemBgUltra", "LayerMask: RmBgUltra V2"),
+                    "it runs the RMBG background-removal model the pack downloads"),
+    **dict.fromkeys(("LayerMask: SegformerB2ClothesUltra", "LayerMask: SegformerUltraV2",
+                     "LayerMask: SegformerUltraV3", "LayerMask: LoadSegformerModel",
+                     "LayerMask: SegformerClothesPipelineLoader", "LayerMask: SegformerFashionPipelineLoader",
+                     "LayerMask: SegformerClothesSetting", "LayerMask: SegformerFashionSetting"),
+                    "it runs (or loads, or sets up) the Segformer clothes / fashion segmentation models the pack "
+                    "downloads"),
+    **dict.fromkeys(("LayerUtility: LoadVQAModel", "LayerUtility: VQAPrompt"),
+                    "it runs (or loads) the BLIP visual-question-answering model the pack downloads"),
 }
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "

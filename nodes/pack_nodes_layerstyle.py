@@ -26,7 +26,8 @@ TextJoin; LayerMask: MaskInvert, MaskGrow, MaskStroke, MaskGradient.
 
 Round 2 (nodes/pack_nodes_layerstyle2.py) holds the V2 blend modes and the V2 / V3 effects and blends
 that use them (the V2 ones subclass this module's classes through their `chop` hook), SimpleTextImage,
-Film (V2), AddGrain and a few more (its docstring lists them). Left out
+Film (V2), AddGrain and a few more (its docstring lists them); round 3 (nodes/pack_nodes_layerstyle3.py)
+TextImage (V2), CropByMask V3 (CropByMask V2 with RGBA crops, through its `picture_mode`) and more. Left out
 for good: everything needing models or downloads (SAM, BiRefNet, YOLO, LaMa, RMBG, VITMatte, Florence,
 ...; most now in chflame163's ComfyUI_LayerStyle_Advance), LightLeak (the pack's own pictures) and
 LayerMask PixelSpread (pymatting, which needs numba).
@@ -233,20 +234,24 @@ def shadow_mask(mask, distance_x: int, distance_y: int, grow: int, blur: int):
     """A shadow's mask, as DropShadow (V2, V3) and InnerShadow make it: the mask shifted by the
     distances (unshifted where both are 0, where the pack's shift fails), grown and blurred."""
     if distance_x or distance_y:
-        mask = shift_mask(mask, distance_x, distance_y)
+        mask = shift_image(mask, distance_x, distance_y)
     return expand_mask(mask, grow, blur)
 
 
-def shift_mask(mask, shift_x: int, shift_y: int):
-    """imagefunc.shift_image as DropShadow calls it (its distances negated): each pixel taken from
-    (x - shift_x, y - shift_y), black outside. As in the pack, a pixel is kept only where
-    x > shift_x and y > shift_y, so the first source row / column is dropped for a shift >= 0."""
+def shift_image(picture, shift_x: int, shift_y: int, cyclic: bool = False, fill=0):
+    """imagefunc.shift_image (DropShadow calls it with its distances negated): each pixel taken from
+    (x - shift_x, y - shift_y), wrapping round where cyclic, else `fill` outside. As in the pack, a
+    pixel is kept only where x > shift_x and y > shift_y, so the first source row / column is dropped
+    for a shift >= 0 (left `fill`). The picture keeps its mode (L or RGB)."""
     import numpy as np
     from PIL import Image
-    source = np.asarray(mask)
-    height, width = source.shape
-    out = np.zeros_like(source)
+    source = np.asarray(picture)
+    height, width = source.shape[:2]
     xs, ys = np.arange(width), np.arange(height)
+    if cyclic:
+        return Image.fromarray(source[np.ix_((ys - shift_y) % height, (xs - shift_x) % width)])
+    out = np.empty_like(source)
+    out[...] = fill
     keep_x = (xs > shift_x) & (xs - shift_x < width)
     keep_y = (ys > shift_y) & (ys - shift_y < height)
     out[np.ix_(ys[keep_y], xs[keep_x])] = source[np.ix_(ys[keep_y] - shift_y, xs[keep_x] - shift_x)]
@@ -1017,15 +1022,17 @@ class LayerUtilityCropByMaskV2(Node):
     crop_box: BOX = None
     outputs = {"croped_image": IMAGE, "croped_mask": MASK, "crop_box": BOX, "box_preview": IMAGE}
     comfy = ComfyAlias(("LayerUtility: CropByMask V2",))
+    picture_mode = "RGB"  # the crops' and the preview's mode (V3, nodes/pack_nodes_layerstyle3.py: RGBA)
 
     def run(self):
         from PIL import ImageDraw
         mask = mask_batch(self.mask)[0]
         if len(mask_batch(self.mask)) > 1:
-            warn("CropByMask V2: several masks given: the first is used, as the pack does")
+            warn(f"{self.comfy.class_types[0].split(': ')[-1]}: several masks given: the first is used, as the pack "
+                 "does")
         mask = to_pil(1 - mask if self.invert_mask else mask).convert("L")
         height, width = int(self.image.shape[1]), int(self.image.shape[2])
-        preview = mask.convert("RGB")
+        preview = mask.convert(self.picture_mode)
         box = self.crop_box
         if box is None:
             x, y, w, h = detect_area(mask, self.detect)
@@ -1048,7 +1055,7 @@ class LayerUtilityCropByMaskV2(Node):
                         box[3] - box[1], "the crop")
         ImageDraw.Draw(preview).rectangle((box[0], box[1], box[2], box[3]), outline="#00F000",
                                           width=(box[2] - box[0] + box[3] - box[1]) // 200)
-        crops = [to_tensor(to_pil(i).convert("RGB").crop(tuple(box))) for i in self.image]
+        crops = [to_tensor(to_pil(i).convert(self.picture_mode).crop(tuple(box))) for i in self.image]
         mask_crop = to_tensor(mask.crop(tuple(box)))
         return batch(crops), mask_crop.expand(len(crops), -1, -1).clone(), box, to_tensor(preview)
 

@@ -27,8 +27,8 @@ blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pac
 color, luminosity), transcribed here. Where the pack seeds by the clock (AddGrain, Film's grain, dissolve
 unseeded), ours is seeded so a run repeats (each node's help says how).
 
-Not yet built (a later round): TextImage (V2) and the pack's other model-free classes newer than round 1's
-list; left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
+TextImage (V2) and more are round 3's (nodes/pack_nodes_layerstyle3.py, whose docstring lists what is not yet
+built); left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
 
 from __future__ import annotations
 
@@ -195,13 +195,14 @@ def blend_v2(backdrop, source, blend_mode: str, opacity: float):
     return OWN_MODES[blend_mode](backdrop, source, opacity)
 
 
-def chop_image_v2(background, layer, blend_mode: str, opacity: int):
+def chop_image_v2(background, layer, blend_mode: str, opacity: int, input_name: str = "blend_mode"):
     """imagefunc.chop_image_v2: the layer blended onto the background (same-size PIL pictures, made
     RGBA floats 0..255) by the V2 blend_mode at opacity percent; an RGB picture, 8 bits truncated
-    (values clipped to 0..255 first, where the pack's uint8 cast would wrap)."""
+    (values clipped to 0..255 first, where the pack's uint8 cast would wrap). Its memory check names
+    input_name (a caller's own mode has no blend_mode input)."""
     import numpy as np
     from PIL import Image
-    check_run_memory("blend_mode", f"blending by {blend_mode!r}",
+    check_run_memory(input_name, f"blending by {blend_mode!r}",
                      images=Size(BLEND_COPIES, background.height, background.width))
     backdrop = np.asarray(background.convert("RGBA"), dtype=float)
     source = np.asarray(layer.convert("RGBA"), dtype=float)

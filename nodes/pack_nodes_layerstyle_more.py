@@ -27,7 +27,7 @@ from graphflow.api import ANY, BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING, Bool, C
 from nodes.pack_nodes import POWER_LIMIT
 from nodes.pack_nodes_layerstyle import BOX, RESAMPLE_METHODS, batch, check_made_size, chop_image, expand_mask, \
     fit_resize, gradient, hex_rgb, inverted, layer_masks, mask_batch, min_bounding_rect, nth, picture_size, pil_color, \
-    resample, shift_mask, step_color, step_value, to_pil, to_tensor
+    resample, shift_image, step_color, step_value, to_pil, to_tensor
 from nodes.pack_nodes_pysssss import MAX_BITS
 
 COMFY_PACK = "ComfyUI_LayerStyle"  # the custom node pack this module's ComfyUI classes come from
@@ -713,9 +713,9 @@ class LayerFilterChannelShake(Node):
         out = []
         for i in self.image:
             channels = dict(zip("RGB", to_pil(i).convert("RGB").split()))
-            # shift_image(channel, -x, -y) for the first, (x, y) for the last; shift_mask takes the move itself
-            channels[self.mode[0]] = shift_mask(channels[self.mode[0]], x, y)
-            channels[self.mode[-1]] = shift_mask(channels[self.mode[-1]], -x, -y)
+            # shift_image(channel, -x, -y) for the first, (x, y) for the last; ours takes the move itself
+            channels[self.mode[0]] = shift_image(channels[self.mode[0]], x, y)
+            channels[self.mode[-1]] = shift_image(channels[self.mode[-1]], -x, -y)
             out.append(to_tensor(Image.merge("RGB", [channels[c] for c in "RGB"])))
         return batch(out)
 
